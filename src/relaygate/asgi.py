@@ -1,0 +1,717 @@
+"""The ASGI shell: routes, lifespan, bodies, JSON and SSE responses, errors.
+
+Granian calls :data:`app` (one instance per worker process). Everything that decides lives elsewhere:
+request views in ``core.views``, routing in ``router``, translation in ``providers``, bytes on the wire to
+upstreams in ``upstream``. This module only moves bytes between them and the client, in this order:
+
+    route dict -> auth -> read body (size limit) -> decode view -> resolve model group -> router.run(attempt)
+    -> provider builds the upstream request -> transport -> JSON body, or SSE frames as they arrive
+
+Invariants:
+- Every failure becomes an OpenAI-format error body (``GatewayError.body``) with its status; an
+  unexpected exception is a 500 with a generic message and one log line with the traceback. The worker
+  never dies on a request.
+- A stream is never buffered: each upstream chunk is re-framed and sent as it arrives. Before the first
+  token, SSE comment keepalives are sent every ``stream_keepalive_interval`` seconds (a timer that costs
+  nothing unless it fires). Once bytes went to the client, a failure ends the stream with an error frame;
+  it is never retried.
+- A client that goes away mid-stream closes the upstream response, which closes (not pools) its
+  connection, cancelling the upstream request.
+- Secrets (keys, auth headers, bodies) are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import time
+import uuid
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import orjson
+
+from relaygate import __version__
+from relaygate.config.model import Config
+from relaygate.core import errors, tokens
+from relaygate.core.errors import GatewayError
+from relaygate.core.views import AnyView, decode_view
+from relaygate.metrics import Metrics
+from relaygate.providers.base import Call, StreamTranslator
+from relaygate.router import Lease, ModelGroup, RouteContext, Router, Target
+from relaygate.upstream.base import Timeouts, Transport
+
+log = logging.getLogger("relaygate")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_VERSION = __version__.encode()
+_JSON = (b"content-type", b"application/json")
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_KEEPALIVE = b": keepalive\n\n"
+_AUTH_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-litellm-api-key")
+
+LLM_ROUTES: dict[str, str] = {
+    "/v1/chat/completions": "chat",
+    "/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/completions": "completions",
+    "/v1/embeddings": "embeddings",
+    "/embeddings": "embeddings",
+}
+_PATH_ROUTES = (("/openai/deployments/", "chat/completions"), ("/engines/", "chat/completions"),
+                ("/v1/engines/", "chat/completions"))
+_SUFFIX_ENDPOINT = {"/chat/completions": "chat", "/completions": "completions", "/embeddings": "embeddings"}
+
+
+def _path_model(path: str) -> tuple[str, str] | None:
+    """``/openai/deployments/{model}/chat/completions`` (and /engines/...) -> (endpoint, model)."""
+    for prefix in ("/openai/deployments/", "/engines/", "/v1/engines/"):
+        if path.startswith(prefix):
+            rest = path[len(prefix):]
+            for suffix, endpoint in _SUFFIX_ENDPOINT.items():
+                if rest.endswith(suffix) and len(rest) > len(suffix):
+                    model = rest[: -len(suffix)]
+                    if "/" not in model or prefix == "/openai/deployments/":
+                        return endpoint, model
+    return None
+
+
+class _Timer:
+    """Accumulates time spent waiting on upstreams, for ``x-litellm-overhead-duration-ms``."""
+
+    __slots__ = ("wait",)
+
+    def __init__(self) -> None:
+        self.wait = 0.0
+
+
+class _StreamStart:
+    __slots__ = ("chunks", "translator", "first", "headers", "close")
+
+    def __init__(self, chunks: AsyncIterator[bytes], translator: StreamTranslator, first: bytes,
+                 headers: list[tuple[bytes, bytes]], close: Callable[[], Awaitable[None]]) -> None:
+        self.chunks = chunks
+        self.translator = translator
+        self.first = first
+        self.headers = headers
+        self.close = close
+
+
+class _LocalStream(StreamTranslator):
+    """The local provider's frames are already clean: pass them through, remember the last one."""
+
+    def __init__(self) -> None:
+        self.content_tokens = 0
+
+    def feed(self, data: bytes) -> bytes:
+        if data.startswith(b"data: [DONE]"):
+            self.done = True
+        elif data.startswith(b"data: "):
+            self.last_data = data[6:].rstrip(b"\n")
+            self.content_tokens += tokens.count_stream_content(data)
+        return data
+
+    def close(self) -> bytes:
+        return b"" if self.done else b"data: [DONE]\n\n"
+
+
+async def _play(steps: list[tuple[float, bytes]]) -> AsyncIterator[bytes]:
+    for delay, data in steps:
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield data
+
+
+async def _noop() -> None:
+    return None
+
+
+def _ratelimit_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in headers if k.startswith(b"x-ratelimit-")]
+
+
+def _retry_after(value: bytes | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def make_transport(config: Config) -> Transport:
+    s = config.server
+    kind = s.transport
+    if kind == "auto":
+        kind = "aiohttp" if s.http_proxy else "h1"
+    if kind == "h1":
+        try:
+            from relaygate.upstream.h1 import H1Transport
+        except ImportError:
+            kind = "aiohttp"
+        else:
+            return H1Transport(max_connections=s.max_connections_per_upstream,  # type: ignore[return-value]
+                               keepalive_expiry=s.keepalive_expiry)
+    from relaygate.upstream.aiohttp_transport import AiohttpTransport
+
+    return AiohttpTransport(max_connections=s.max_connections_per_upstream,  # type: ignore[return-value]
+                            keepalive_expiry=s.keepalive_expiry, proxy=s.http_proxy)
+
+
+class Gateway:
+    """One worker's gateway: config, router, transport, metrics; an ASGI app for HTTP scopes."""
+
+    def __init__(self, config: Config, transport: Transport | None = None) -> None:
+        self.config = config
+        self.router = Router(config)
+        self.transport = transport if transport is not None else make_transport(config)
+        self.metrics = Metrics()
+        mk = config.general.master_key
+        self.master_key = mk.encode() if mk else None
+        s = config.server
+        self.max_body = s.max_request_body_bytes
+        self.keepalive = s.stream_keepalive_interval
+        self._timeouts: dict[tuple[str, bool], Timeouts] = {}
+        self._get_routes: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
+            "/v1/models": self._models,
+            "/models": self._models,
+            "/health/liveliness": self._liveness,
+            "/health/liveness": self._liveness,
+            "/health/readiness": self._readiness,
+            "/health": self._health,
+            "/metrics": self._metrics,
+            "/": self._root,
+        }
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+    # -- plumbing -----------------------------------------------------------------------------------
+
+    def timeouts(self, target: Target, stream: bool, override: float | None) -> Timeouts:
+        key = (target.dep.id, stream)
+        t = self._timeouts.get(key) if override is None else None
+        if t is not None:
+            return t
+        dep, r, s = target.dep, self.config.router, self.config.server
+        if stream:
+            total = override or dep.stream_timeout or r.stream_timeout or dep.timeout or r.timeout or s.request_timeout
+            t = Timeouts(connect=min(s.connect_timeout, total), first_byte=s.first_byte_timeout or total,
+                         idle=s.idle_timeout or total, total=None)
+        else:
+            total = override or dep.timeout or r.timeout or s.request_timeout
+            t = Timeouts(connect=min(s.connect_timeout, total), first_byte=s.first_byte_timeout or total,
+                         idle=s.idle_timeout or total, total=total)
+        if override is None:
+            self._timeouts[key] = t
+        return t
+
+    @staticmethod
+    async def _read_body(receive: Receive, limit: int) -> bytes:
+        msg = await receive()
+        body: bytes = msg.get("body", b"")
+        if not msg.get("more_body", False):
+            if len(body) > limit:
+                raise _too_large(len(body), limit)
+            return body
+        parts = [body]
+        size = len(body)
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise _ClientGone()
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(size, limit)
+            parts.append(chunk)
+            if not msg.get("more_body", False):
+                return b"".join(parts)
+
+    @staticmethod
+    async def _send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        headers.append(_JSON)
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _send_error(self, send: Send, exc: GatewayError, call_id: bytes | None = None) -> None:
+        headers = [(b"x-litellm-version", _VERSION)]
+        if call_id:
+            headers.append((b"x-litellm-call-id", call_id))
+        headers.extend(exc.headers)
+        await self._send_json(send, exc.status, exc.body(), headers)
+
+    def _check_auth(self, scope: Scope) -> None:
+        if self.master_key is None:
+            return
+        token = None
+        for k, v in scope["headers"]:
+            if k in _AUTH_HEADERS:
+                token = v
+                if k == b"authorization":
+                    if v[:7].lower() == b"bearer ":
+                        token = v[7:].strip()
+                    elif v[:6].lower() == b"basic ":
+                        token = None
+                break
+        if not token:
+            raise errors.AuthError("Authentication Error, No api key passed in.", param="None")
+        if not hmac.compare_digest(token, self.master_key):
+            raise errors.AuthError("Authentication Error, Invalid proxy server token passed. "
+                                   "Use a valid key in `Authorization: Bearer <key>`.", param="None")
+
+    # -- ASGI ---------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        try:
+            endpoint = LLM_ROUTES.get(path)
+            if endpoint is not None:
+                if method != "POST":
+                    raise _method_not_allowed(method, path)
+                await self._llm(scope, receive, send, endpoint, None)
+                return
+            get = self._get_routes.get(path)
+            if get is not None:
+                if method not in ("GET", "HEAD"):
+                    raise _method_not_allowed(method, path)
+                await get(scope, receive, send)
+                return
+            pm = _path_model(path)
+            if pm is not None:
+                if method != "POST":
+                    raise _method_not_allowed(method, path)
+                await self._llm(scope, receive, send, pm[0], pm[1])
+                return
+            if method == "GET" and (path.startswith("/v1/models/") or path.startswith("/models/")):
+                await self._model_info(scope, receive, send, path.split("/models/", 1)[1])
+                return
+            raise errors.NotFound(f"Route not found: {method} {path}", code="404")
+        except GatewayError as exc:
+            if exc.status >= 500:
+                log.warning("%s %s -> %d %s", method, path, exc.status, exc.message)
+            await self._send_error(send, exc)
+        except _ClientGone:
+            return
+        except Exception:
+            log.exception("internal error on %s %s", method, path)
+            await self._send_error(send, GatewayError("Internal server error", status=500))
+
+    # -- LLM endpoints ------------------------------------------------------------------------------
+
+    async def _llm(self, scope: Scope, receive: Receive, send: Send, endpoint: str, path_model: str | None) -> None:
+        t0 = time.perf_counter()
+        call_id: bytes | None = None
+        num_retries: int | None = None
+        timeout: float | None = None
+        for k, v in scope["headers"]:
+            if k[:10] == b"x-litellm-":
+                if k == b"x-litellm-call-id":
+                    call_id = v[:128]
+                elif k == b"x-litellm-num-retries":
+                    num_retries = _int_header(k, v)
+                elif k == b"x-litellm-timeout":
+                    timeout = _float_header(k, v)
+            elif k == b"content-length":
+                try:
+                    clen = int(v)
+                except ValueError:
+                    raise errors.BadRequest("Invalid Content-Length header") from None
+                if clen > self.max_body:
+                    raise _too_large(clen, self.max_body)
+        if call_id is None:
+            call_id = str(uuid.uuid4()).encode()
+        try:
+            self._check_auth(scope)
+            body = await self._read_body(receive, self.max_body)
+            view = decode_view(endpoint, body)
+            model = path_model or view.model
+            if not model:
+                raise errors.BadRequest("Invalid request body: Object missing required field `model`",
+                                        param="model")
+            route = "/" + ("chat/completions" if endpoint == "chat" else endpoint)
+            group = self.router.resolve(model, route)
+            ctx = RouteContext(
+                stream=bool(view.stream),
+                num_retries=num_retries if num_retries is not None else view.num_retries,
+                fallbacks=view.fallbacks,
+                timeout=timeout if timeout is not None else view.timeout,
+            )
+            if view.stream and endpoint != "embeddings":
+                await self._stream(send, endpoint, body, view, model, group, ctx, call_id, t0)
+            else:
+                await self._unary(send, endpoint, body, view, model, group, ctx, call_id, t0)
+        except GatewayError as exc:
+            log.warning("%s failed: %d %s (call_id=%s)", scope["path"], exc.status, exc.message, call_id.decode())
+            await self._send_error(send, exc, call_id)
+
+    async def _unary(self, send: Send, endpoint: str, body: bytes, view: AnyView, model: str,
+                     group: ModelGroup, ctx: RouteContext, call_id: bytes, t0: float) -> None:
+        timer = _Timer()
+        transport = self.transport
+
+        async def attempt(target: Target) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+            provider = target.provider
+            if not provider.supports(endpoint):
+                raise errors.BadRequest(f"{provider.name} does not support /{endpoint} (model={model})",
+                                        param="model")
+            call = Call(endpoint, body, view, model, target.upstream_model)
+            if provider.local:
+                steps = provider.plan(call)  # type: ignore[attr-defined]
+                delay, data = steps[0]
+                if delay > 0:
+                    t = time.perf_counter()
+                    await asyncio.sleep(delay)
+                    timer.wait += time.perf_counter() - t
+                return data, []
+            request = provider.build_request(call)
+            t = time.perf_counter()
+            try:
+                resp = await transport.send(request, self.timeouts(target, False, ctx.timeout))
+                data = await resp.read()
+            finally:
+                timer.wait += time.perf_counter() - t
+            if resp.status >= 400:
+                raise provider.map_error(resp.status, data, _retry_after(resp.header(b"retry-after")))
+            return provider.translate_response(call, data), resp.headers
+
+        (data, up_headers), lease = await self.router.run(group, ctx, attempt)
+        usage = tokens.extract_usage(data) if endpoint != "embeddings" or b'"usage"' in data else None
+        prompt_t, completion_t = (usage[0], usage[1]) if usage else (0, 0)
+        lease.finish(True, prompt_t + completion_t)
+        total = time.perf_counter() - t0
+        headers = self._headers(lease, group, call_id, ctx, total, timer.wait)
+        if up_headers:
+            headers.extend(_ratelimit_headers(up_headers))
+        await self._send_json(send, 200, data, headers)
+        self.metrics.observe(group.name, lease.target.dep.id, 200, total, total - timer.wait, prompt_t, completion_t)
+
+    def _headers(self, lease: Lease, group: ModelGroup, call_id: bytes, ctx: RouteContext, total: float,
+                 wait: float) -> list[tuple[bytes, bytes]]:
+        dep = lease.target.dep
+        return [
+            (b"x-litellm-call-id", call_id),
+            (b"x-litellm-model-id", dep.id.encode()),
+            (b"x-litellm-model-api-base", (lease.target.provider.api_base or "").encode()),
+            (b"x-litellm-model-group", group.name.encode()),
+            (b"x-litellm-version", _VERSION),
+            (b"x-litellm-response-duration-ms", b"%.3f" % (total * 1000.0)),
+            (b"x-litellm-overhead-duration-ms", b"%.3f" % (max(0.0, total - wait) * 1000.0)),
+            (b"x-litellm-attempted-retries", str(ctx.attempted_retries).encode()),
+            (b"x-litellm-attempted-fallbacks", str(ctx.attempted_fallbacks).encode()),
+        ]
+
+    async def _stream(self, send: Send, endpoint: str, body: bytes, view: AnyView, model: str,
+                      group: ModelGroup, ctx: RouteContext, call_id: bytes, t0: float) -> None:
+        timer = _Timer()
+        transport = self.transport
+
+        async def attempt(target: Target) -> _StreamStart:
+            provider = target.provider
+            if not provider.supports(endpoint):
+                raise errors.BadRequest(f"{provider.name} does not support streaming /{endpoint}", param="model")
+            call = Call(endpoint, body, view, model, target.upstream_model)
+            t = time.perf_counter()
+            if provider.local:
+                translator: StreamTranslator = _LocalStream()
+                chunks = _play(provider.plan(call)).__aiter__()  # type: ignore[attr-defined]
+                up_headers: list[tuple[bytes, bytes]] = []
+                close: Callable[[], Awaitable[None]] = _noop
+            else:
+                resp = await transport.send(provider.build_request(call), self.timeouts(target, True, ctx.timeout))
+                if resp.status >= 400:
+                    try:
+                        data = await resp.read()
+                    finally:
+                        timer.wait += time.perf_counter() - t
+                    raise provider.map_error(resp.status, data, _retry_after(resp.header(b"retry-after")))
+                translator = provider.stream_translator(call)
+                chunks = resp.__aiter__()
+                up_headers = resp.headers
+                close = resp.aclose
+            try:
+                first = b""
+                while not first:
+                    try:
+                        chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        first = translator.close()
+                        break
+                    first = translator.feed(chunk)
+            except BaseException:
+                await close()
+                raise
+            finally:
+                timer.wait += time.perf_counter() - t
+            return _StreamStart(chunks, translator, first, up_headers, close)
+
+        ka = _Keepalive(send, self.keepalive) if self.keepalive > 0 else None
+        try:
+            start, lease = await self.router.run(group, ctx, attempt)
+        except GatewayError as exc:
+            if ka is None or not await ka.stop():
+                raise
+            # headers already went out with keepalives: the error becomes the stream's last frame
+            log.warning("stream failed before its first token: %d %s", exc.status, exc.message)
+            await _send_quiet(send, b"data: " + exc.body() + b"\n\ndata: [DONE]\n\n", False)
+            return
+        headers_sent = await ka.stop() if ka is not None else False
+        total = time.perf_counter() - t0
+        translator = start.translator
+        ok = False
+        try:
+            if not headers_sent:
+                headers = self._headers(lease, group, call_id, ctx, total, timer.wait)
+                headers.extend(_SSE_HEADERS)
+                if start.headers:
+                    headers.extend(_ratelimit_headers(start.headers))
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": start.first, "more_body": True})
+            try:
+                async for chunk in start.chunks:
+                    out = translator.feed(chunk)
+                    if out:
+                        await send({"type": "http.response.body", "body": out, "more_body": True})
+                tail = translator.close()
+                ok = True
+            except GatewayError as exc:  # the upstream failed mid-stream: tell the client in-band
+                log.warning("stream from %s broke: %s", lease.target.dep.id, exc.message)
+                tail = b"data: " + exc.body() + b"\n\ndata: [DONE]\n\n"
+            await send({"type": "http.response.body", "body": tail, "more_body": False})
+        except (OSError, RuntimeError, asyncio.CancelledError) as exc:
+            # the client went away (Granian raises on send to a closed connection): cancel upstream
+            await start.close()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        finally:
+            usage = tokens.extract_usage(translator.last_data) if translator.last_data else None
+            if usage:
+                pt, ct = usage[0], usage[1]
+            else:
+                pt, ct = 0, getattr(translator, "content_tokens", 0)
+            lease.finish(ok, pt + ct)
+            dur = time.perf_counter() - t0
+            self.metrics.observe(group.name, lease.target.dep.id, 200 if ok else 599, dur,
+                                 max(0.0, total - timer.wait), pt, ct)
+
+    # -- other routes -------------------------------------------------------------------------------
+
+    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._check_auth(scope)
+        data = [{"id": name, "object": "model", "created": 1677610602, "owned_by": "openai"}
+                for name in self.router.public_models()]
+        await self._send_json(send, 200, orjson.dumps({"data": data, "object": "list"}), [])
+
+    async def _model_info(self, scope: Scope, receive: Receive, send: Send, model: str) -> None:
+        self._check_auth(scope)
+        if model not in self.router.public_models():
+            raise errors.NotFound(f"The model `{model}` does not exist", param="model", code="model_not_found")
+        await self._send_json(send, 200, orjson.dumps(
+            {"id": model, "object": "model", "created": 1677610602, "owned_by": "openai"}), [])
+
+    async def _liveness(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._send_json(send, 200, b'"I\'m alive!"', [])
+
+    async def _readiness(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from relaygate.core import _ext
+
+        body = {"status": "healthy", "db": "Not connected", "cache": None, "litellm_version": __version__,
+                "relaygate_version": __version__, "extensions": dict(_ext.LOADED),
+                "transport": type(self.transport).__name__}
+        await self._send_json(send, 200, orjson.dumps(body), [])
+
+    async def _root(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._send_json(send, 200, orjson.dumps({"name": "relaygate", "version": __version__}), [])
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._check_auth(scope)
+        body = self.metrics.render()
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"text/plain; version=0.0.4"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check every deployment (LiteLLM's ``/health`` shape): a cheap upstream call each, concurrently."""
+        self._check_auth(scope)
+        targets = [t for g in self.router.groups.values() for t in g.targets]
+        timeout = self.config.general.health_check_timeout
+
+        async def check(target: Target) -> tuple[Target, str | None]:
+            provider = target.provider
+            req = provider.health_request()
+            if provider.local or req is None:
+                return target, None
+            try:
+                resp = await self.transport.send(req, Timeouts(connect=timeout, first_byte=timeout, idle=timeout,
+                                                               total=timeout))
+                data = await resp.read()
+            except GatewayError as exc:
+                return target, exc.message
+            if resp.status >= 400:
+                return target, provider.map_error(resp.status, data, None).message
+            return target, None
+
+        results = await asyncio.gather(*(check(t) for t in targets))
+        healthy, unhealthy = [], []
+        for target, err in results:
+            entry: dict[str, Any] = {"model": target.dep.model, "model_name": target.dep.model_name,
+                                     "model_id": target.dep.id}
+            if target.provider.api_base:
+                entry["api_base"] = target.provider.api_base
+            if err is None:
+                healthy.append(entry)
+            else:
+                entry["error"] = err
+                unhealthy.append(entry)
+        body = {"healthy_endpoints": healthy, "unhealthy_endpoints": unhealthy,
+                "healthy_count": len(healthy), "unhealthy_count": len(unhealthy)}
+        await self._send_json(send, 200, orjson.dumps(body), [])
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class _Keepalive:
+    """SSE comment keepalives while a stream waits for its first token.
+
+    Arms a timer; only if it fires does it start a task that sends the response head and then a comment
+    every ``interval`` seconds. ``stop()`` cancels both and says whether the head was already sent.
+    """
+
+    __slots__ = ("send", "interval", "handle", "task", "started")
+
+    def __init__(self, send: Send, interval: float) -> None:
+        self.send = send
+        self.interval = interval
+        self.started = False
+        self.task: asyncio.Task[None] | None = None
+        self.handle = asyncio.get_running_loop().call_later(interval, self._fire)
+
+    def _fire(self) -> None:
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        headers = [(b"x-litellm-version", _VERSION), *_SSE_HEADERS]
+        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+        self.started = True
+        while True:
+            await self.send({"type": "http.response.body", "body": _KEEPALIVE, "more_body": True})
+            await asyncio.sleep(self.interval)
+
+    async def stop(self) -> bool:
+        self.handle.cancel()
+        task = self.task
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        return self.started
+
+
+async def _send_quiet(send: Send, body: bytes, more: bool) -> None:
+    try:
+        await send({"type": "http.response.body", "body": body, "more_body": more})
+    except (OSError, RuntimeError):
+        pass
+
+
+def _too_large(size: int, limit: int) -> errors.PayloadTooLarge:
+    return errors.PayloadTooLarge(
+        f"Request size is too large. Request size is {size / 1048576:.2f} MB. "
+        f"Max size is {limit / 1048576:.2f} MB", code="413")
+
+
+def _method_not_allowed(method: str, path: str) -> GatewayError:
+    return GatewayError(f"Method {method} not allowed on {path}", status=405, type="invalid_request_error")
+
+
+def _int_header(k: bytes, v: bytes) -> int:
+    try:
+        return int(v)
+    except ValueError:
+        raise errors.BadRequest(f"Invalid header {k.decode()}: expected an integer") from None
+
+
+def _float_header(k: bytes, v: bytes) -> float:
+    try:
+        return float(v)
+    except ValueError:
+        raise errors.BadRequest(f"Invalid header {k.decode()}: expected a number") from None
+
+
+# -------------------------------------------------------------------------------------------- the app
+
+
+def _load_from_env() -> Config:
+    from relaygate.config import default_config, load_config
+
+    path = os.environ.get("RELAYGATE_CONFIG")
+    return load_config(path) if path else default_config()
+
+
+class App:
+    """The ASGI entry point Granian imports (``relaygate.asgi:app``): lifespan plus a lazily built Gateway."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        self._config = config
+        self.gateway: Gateway | None = None
+
+    def _build(self) -> Gateway:
+        if self.gateway is None:
+            from relaygate.logs import setup_worker_logging
+
+            setup_worker_logging()
+            config = self._config if self._config is not None else _load_from_env()
+            self.gateway = Gateway(config)
+            from relaygate.core import _ext
+
+            log.info("worker %d ready: %d deployments, transport=%s, extensions: %s", os.getpid(),
+                     len(config.deployments), type(self.gateway.transport).__name__, _ext.describe())
+            for comp, err in _ext.FAILED.items():
+                log.warning("compiled %s did not load, using the pure-Python twin: %s", comp, err)
+        return self.gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gateway
+        if scope["type"] == "http" and gw is not None:
+            await gw(scope, receive, send)
+            return
+        if scope["type"] == "http":
+            await self._build()(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    self._build()
+                except Exception as exc:
+                    log.error("startup failed: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                if self.gateway is not None:
+                    await self.gateway.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+app = App()

@@ -1,0 +1,334 @@
+"""Load a config file (native TOML or LiteLLM YAML) into :class:`relaygate.config.model.Config`.
+
+What it owns: reading the file, resolving ``os.environ/NAME`` references, translating LiteLLM's sections
+(``model_list``, ``router_settings``, ``litellm_settings``, ``general_settings``,
+``environment_variables``) and the native TOML sections (``[server]``, ``[auth]``, ``[router]``,
+``[[models]]``) into one typed model, and producing errors that name the file and the field.
+
+Invariants: a key relaygate does not support yet yields exactly one warning naming it (never a crash);
+a missing environment variable or a value of the wrong type is a :class:`ConfigError`; secrets (keys)
+never appear in error or warning text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tomllib
+from typing import Any
+
+import msgspec
+import orjson
+
+from relaygate.config.model import (
+    Config,
+    Deployment,
+    GeneralSettings,
+    RouterSettings,
+    ServerSettings,
+)
+
+ENV_PREFIX = "os.environ/"
+
+
+class ConfigError(Exception):
+    """An invalid config: the message names the file and the field (``model_list[0].litellm_params.rpm``)."""
+
+    def __init__(self, source: str, field: str, message: str) -> None:
+        self.source = source
+        self.field = field
+        self.detail = message
+        where = f"{source}: {field}" if field else source
+        super().__init__(f"{where}: {message}")
+
+
+def _fields(struct: type[msgspec.Struct]) -> set[str]:
+    return set(struct.__struct_fields__)
+
+
+_DEPLOYMENT_PARAMS = {
+    "model", "api_key", "api_base", "api_version", "organization", "rpm", "tpm", "max_parallel_requests",
+    "timeout", "stream_timeout", "weight", "order", "max_retries",
+}
+_ROUTER_KEYS = _fields(RouterSettings)
+_SERVER_KEYS = _fields(ServerSettings)
+# litellm_settings keys we honour, and where they land
+_LITELLM_SETTINGS_ROUTER = {
+    "num_retries", "fallbacks", "context_window_fallbacks", "content_policy_fallbacks", "default_fallbacks",
+    "allowed_fails", "cooldown_time", "max_fallbacks", "retry_policy", "stream_timeout", "disable_cooldowns",
+}
+_LITELLM_SETTINGS_ACCEPTED = {"drop_params", "set_verbose", "json_logs", "request_timeout", "modify_params"}
+_GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "max_request_size_mb", "proxy_port"}
+
+
+# ---------------------------------------------------------------------------------------------------- env
+
+
+def resolve_env(value: Any, source: str, path: str) -> Any:
+    """Replace every ``os.environ/NAME`` string inside ``value`` (recursively) by the variable's value."""
+    if isinstance(value, str):
+        if value.startswith(ENV_PREFIX):
+            name = value[len(ENV_PREFIX):]
+            if name not in os.environ:
+                raise ConfigError(source, path, f"environment variable {name} is not set")
+            return os.environ[name]
+        return value
+    if isinstance(value, dict):
+        return {k: resolve_env(v, source, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_env(v, source, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+# ------------------------------------------------------------------------------------------------ convert
+
+_MSGSPEC_PATH = re.compile(r" - at `\$(.*)`$")
+
+
+def _convert(data: Any, typ: type, source: str, path: str) -> Any:
+    try:
+        return msgspec.convert(data, typ, strict=False)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        m = _MSGSPEC_PATH.search(text)
+        sub = ""
+        if m:
+            sub = m.group(1)
+            text = text[: m.start()]
+        field = f"{path}{sub}" if sub.startswith("[") or not path else f"{path}{sub}"
+        raise ConfigError(source, field, text) from None
+
+
+def _expect_mapping(value: Any, source: str, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(source, path, f"expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _deployment_id(model_name: str, params: dict[str, Any]) -> str:
+    blob = orjson.dumps({"model_name": model_name, **params}, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def split_provider(model: str) -> tuple[str, str]:
+    """``openai/gpt-4o`` -> (``openai``, ``gpt-4o``); a bare name is an OpenAI model, as in LiteLLM."""
+    provider, sep, rest = model.partition("/")
+    if not sep:
+        return "openai", model
+    return provider, rest
+
+
+def make_deployment(
+    model_name: str,
+    params: dict[str, Any],
+    model_info: dict[str, Any],
+    source: str,
+    path: str,
+) -> Deployment:
+    if not isinstance(model_name, str) or not model_name:
+        raise ConfigError(source, f"{path}.model_name", "expected a non-empty string")
+    model = params.get("model")
+    if not isinstance(model, str) or not model:
+        raise ConfigError(source, f"{path}.litellm_params.model", "expected a string like 'openai/gpt-4o'")
+    known = {k: v for k, v in params.items() if k in _DEPLOYMENT_PARAMS}
+    extra = {k: v for k, v in params.items() if k not in _DEPLOYMENT_PARAMS}
+    provider, upstream_model = split_provider(model)
+    dep_id = model_info.get("id")
+    if dep_id is None:
+        dep_id = _deployment_id(model_name, params)
+    data = {
+        **known,
+        "model_name": model_name,
+        "provider": provider,
+        "upstream_model": upstream_model,
+        "id": str(dep_id),
+        "extra": extra,
+        "model_info": model_info,
+    }
+    dep: Deployment = _convert(data, Deployment, source, f"{path}.litellm_params")
+    return dep
+
+
+# ---------------------------------------------------------------------------------------------- LiteLLM
+
+
+def from_litellm(raw: dict[str, Any], source: str) -> Config:
+    """Translate a LiteLLM proxy ``config.yaml`` (already parsed) into a :class:`Config`."""
+    warnings: list[str] = []
+    # environment_variables are set first so that os.environ/ references can use them
+    env_vars = _expect_mapping(raw.get("environment_variables"), source, "environment_variables")
+    for k, v in env_vars.items():
+        os.environ.setdefault(str(k), str(v))
+    data = resolve_env(raw, source, "")
+    for key in data:
+        if key not in {"model_list", "router_settings", "litellm_settings", "general_settings",
+                       "environment_variables", "relaygate_settings"}:
+            warnings.append(f"unsupported top-level key `{key}` ignored")
+
+    deployments: list[Deployment] = []
+    model_list = data.get("model_list") or []
+    if not isinstance(model_list, list):
+        raise ConfigError(source, "model_list", "expected a list")
+    for i, entry in enumerate(model_list):
+        path = f"model_list[{i}]"
+        entry = _expect_mapping(entry, source, path)
+        params = _expect_mapping(entry.get("litellm_params"), source, f"{path}.litellm_params")
+        info = _expect_mapping(entry.get("model_info"), source, f"{path}.model_info")
+        for k in entry:
+            if k not in {"model_name", "litellm_params", "model_info"}:
+                warnings.append(f"unsupported key `{path}.{k}` ignored")
+        deployments.append(make_deployment(entry.get("model_name"), params, info, source, path))
+
+    router_raw: dict[str, Any] = {}
+    server_raw: dict[str, Any] = {}
+    ls = _expect_mapping(data.get("litellm_settings"), source, "litellm_settings")
+    for k, v in ls.items():
+        if k in _LITELLM_SETTINGS_ROUTER:
+            router_raw[k] = v
+        elif k == "request_timeout":
+            router_raw["timeout"] = v
+            server_raw["request_timeout"] = v
+        elif k == "set_verbose":
+            if v:
+                server_raw["log_level"] = "debug"
+        elif k in _LITELLM_SETTINGS_ACCEPTED:
+            pass
+        else:
+            warnings.append(f"unsupported key `litellm_settings.{k}` ignored")
+    rs = _expect_mapping(data.get("router_settings"), source, "router_settings")
+    for k, v in rs.items():
+        if k in _ROUTER_KEYS:
+            router_raw[k] = v
+        else:
+            warnings.append(f"unsupported key `router_settings.{k}` ignored")
+    if "timeout" in rs:
+        server_raw.setdefault("request_timeout", rs["timeout"])
+
+    gs = _expect_mapping(data.get("general_settings"), source, "general_settings")
+    general_raw: dict[str, Any] = {}
+    for k, v in gs.items():
+        if k == "max_request_size_mb":
+            server_raw["max_request_body_bytes"] = int(float(v) * 1024 * 1024)
+        elif k == "proxy_port":
+            server_raw["port"] = v
+        elif k in _GENERAL_KEYS:
+            general_raw[k] = v
+        else:
+            warnings.append(f"unsupported key `general_settings.{k}` ignored")
+    if general_raw.get("database_url"):
+        warnings.append("`general_settings.database_url` is not used yet: keys come from the config file")
+
+    rg = _expect_mapping(data.get("relaygate_settings"), source, "relaygate_settings")
+    for k, v in rg.items():
+        if k in _SERVER_KEYS:
+            server_raw[k] = v
+        else:
+            warnings.append(f"unsupported key `relaygate_settings.{k}` ignored")
+
+    return Config(
+        deployments=deployments,
+        router=_convert(router_raw, RouterSettings, source, "router_settings"),
+        server=_convert(server_raw, ServerSettings, source, "relaygate_settings"),
+        general=_convert(general_raw, GeneralSettings, source, "general_settings"),
+        warnings=warnings,
+        source=source,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ native
+
+_NATIVE_MODEL_KEYS = {"name", "model", "id", "info"}
+
+
+def from_native(raw: dict[str, Any], source: str) -> Config:
+    """Translate the native TOML layout (see config.example.toml) into a :class:`Config`."""
+    warnings: list[str] = []
+    data = resolve_env(raw, source, "")
+    for key in data:
+        if key not in {"server", "auth", "router", "models", "general"}:
+            warnings.append(f"unsupported top-level key `{key}` ignored")
+    server = _expect_mapping(data.get("server"), source, "server")
+    for k in list(server):
+        if k not in _SERVER_KEYS:
+            warnings.append(f"unsupported key `server.{k}` ignored")
+            server.pop(k)
+    router = _expect_mapping(data.get("router"), source, "router")
+    for k in list(router):
+        if k not in _ROUTER_KEYS:
+            warnings.append(f"unsupported key `router.{k}` ignored")
+            router.pop(k)
+    general = {**_expect_mapping(data.get("general"), source, "general"),
+               **_expect_mapping(data.get("auth"), source, "auth")}
+    for k in list(general):
+        if k not in _fields(GeneralSettings):
+            warnings.append(f"unsupported key `auth.{k}` ignored")
+            general.pop(k)
+    models = data.get("models") or []
+    if not isinstance(models, list):
+        raise ConfigError(source, "models", "expected an array of tables ([[models]])")
+    deployments = []
+    for i, entry in enumerate(models):
+        path = f"models[{i}]"
+        entry = _expect_mapping(entry, source, path)
+        params = {k: v for k, v in entry.items() if k not in _NATIVE_MODEL_KEYS}
+        params["model"] = entry.get("model")
+        info = dict(_expect_mapping(entry.get("info"), source, f"{path}.info"))
+        if "id" in entry:
+            info["id"] = entry["id"]
+        deployments.append(make_deployment(entry.get("name"), params, info, source, path))
+    return Config(
+        deployments=deployments,
+        router=_convert(router, RouterSettings, source, "router"),
+        server=_convert(server, ServerSettings, source, "server"),
+        general=_convert(general, GeneralSettings, source, "auth"),
+        warnings=warnings,
+        source=source,
+    )
+
+
+def load_config(path: str) -> Config:
+    """Read ``path`` (``.toml`` native; ``.yaml``/``.yml``/anything else LiteLLM YAML) into a Config."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read file: {exc.strerror}") from None
+    if path.endswith(".toml"):
+        try:
+            raw = tomllib.loads(text.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(path, "", f"invalid TOML: {exc}") from None
+        return from_native(raw, path)
+    import yaml
+
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, "", f"invalid YAML: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(path, "", "expected a mapping at the top level")
+    return from_litellm(raw, path)
+
+
+def validate(config: Config) -> list[str]:
+    """Semantic checks beyond types: returns error strings (empty when valid)."""
+    from relaygate.providers import known_provider
+
+    errors: list[str] = []
+    seen_ids: dict[str, int] = {}
+    for i, dep in enumerate(config.deployments):
+        if dep.id in seen_ids:
+            errors.append(f"model_list[{i}].model_info.id: duplicate id (also model_list[{seen_ids[dep.id]}])")
+        seen_ids[dep.id] = i
+        if not known_provider(dep.provider):
+            errors.append(f"model_list[{i}].litellm_params.model: unknown provider `{dep.provider}`")
+        if dep.weight is not None and dep.weight < 0:
+            errors.append(f"model_list[{i}].litellm_params.weight: must be >= 0")
+    if config.server.transport not in ("auto", "h1", "aiohttp"):
+        errors.append("server.transport: expected one of auto, h1, aiohttp")
+    return errors

@@ -1,0 +1,112 @@
+"""The typed configuration every part of relaygate reads, whatever file it came from.
+
+Both the native TOML file and an unchanged LiteLLM ``config.yaml`` are translated into :class:`Config`.
+The structs are frozen-by-convention msgspec Structs: decoding is done once at startup (per worker) and
+the request path only reads them. Defaults follow LiteLLM's proxy where LiteLLM has a setting of the
+same meaning, so a LiteLLM config behaves the same under relaygate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class Deployment(msgspec.Struct, kw_only=True):
+    """One upstream deployment of a model group (LiteLLM: one entry of ``model_list``)."""
+
+    model_name: str
+    """The public name clients ask for (the model group); may hold ``*`` wildcards."""
+    model: str
+    """``provider/upstream_model`` as LiteLLM spells it (``openai/gpt-4o``, ``azure/my-deploy``)."""
+    provider: str
+    upstream_model: str
+    id: str
+    api_key: str | None = None
+    api_base: str | None = None
+    api_version: str | None = None
+    organization: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    max_parallel_requests: int | None = None
+    timeout: float | None = None
+    stream_timeout: float | None = None
+    weight: float | None = None
+    order: int | None = None
+    max_retries: int | None = None
+    extra: dict[str, Any] = {}
+    """Other ``litellm_params`` (provider options such as ``aws_region_name`` and default request params)."""
+    model_info: dict[str, Any] = {}
+
+    @property
+    def is_wildcard(self) -> bool:
+        return "*" in self.model_name
+
+
+class RouterSettings(msgspec.Struct, kw_only=True):
+    """``router_settings`` (and the overlapping ``litellm_settings``) of LiteLLM."""
+
+    routing_strategy: str = "simple-shuffle"
+    num_retries: int = 0
+    timeout: float | None = None
+    stream_timeout: float | None = None
+    retry_after: float = 0.0
+    allowed_fails: int = 3
+    cooldown_time: float = 5.0
+    disable_cooldowns: bool = False
+    fallbacks: list[dict[str, list[str]]] = []
+    context_window_fallbacks: list[dict[str, list[str]]] = []
+    content_policy_fallbacks: list[dict[str, list[str]]] = []
+    default_fallbacks: list[str] = []
+    max_fallbacks: int = 5
+    retry_policy: dict[str, int] = {}
+    allowed_fails_policy: dict[str, int] = {}
+    model_group_alias: dict[str, str] = {}
+    enable_pre_call_checks: bool = False
+    redis_host: str | None = None
+    redis_port: int | None = None
+    redis_password: str | None = None
+    redis_url: str | None = None
+    latency_ewma_alpha: float = 0.2
+    latency_exploration: float = 0.05
+    on_redis_failure: str = "local"
+    """``local``: keep serving with in-process limits when Redis is down; ``reject``: answer 503."""
+
+
+class ServerSettings(msgspec.Struct, kw_only=True):
+    host: str = "0.0.0.0"
+    port: int = 4000
+    workers: int = 0
+    """0 means one worker per core."""
+    log_level: str = "info"
+    max_request_body_bytes: int = 32 * 1024 * 1024
+    stream_keepalive_interval: float = 15.0
+    """Seconds between SSE comment keepalives while a stream waits for its first token; 0 disables."""
+    transport: str = "auto"
+    """``h1`` (keep-alive asyncio.Protocol pool), ``aiohttp`` (fallback: proxies, anything exotic), ``auto``."""
+    connect_timeout: float = 10.0
+    first_byte_timeout: float | None = None
+    """Defaults to the request timeout."""
+    idle_timeout: float | None = None
+    """Max gap between two body chunks of a stream; defaults to the stream timeout."""
+    request_timeout: float = 600.0
+    max_connections_per_upstream: int = 0
+    """0: unbounded."""
+    keepalive_expiry: float = 30.0
+    http_proxy: str | None = None
+
+
+class GeneralSettings(msgspec.Struct, kw_only=True):
+    master_key: str | None = None
+    database_url: str | None = None
+    health_check_timeout: float = 10.0
+
+
+class Config(msgspec.Struct, kw_only=True):
+    deployments: list[Deployment] = []
+    router: RouterSettings = msgspec.field(default_factory=RouterSettings)
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    general: GeneralSettings = msgspec.field(default_factory=GeneralSettings)
+    warnings: list[str] = []
+    source: str = "<defaults>"

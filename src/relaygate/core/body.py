@@ -1,0 +1,50 @@
+"""Editing a client's JSON body without re-encoding what does not change.
+
+The gateway forwards the client's bytes unchanged whenever it can. When a field must change (the model
+name of a group differs from the upstream's, or a deployment adds default params), the body is decoded
+one level deep into ``dict[str, msgspec.Raw]`` so untouched values are copied as raw bytes, never
+re-encoded. Replacing the model alone takes a faster byte-level path when the key/value pair occurs
+exactly once in the body (so it must be the top-level one).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from relaygate.core.errors import BadRequest
+
+_raw_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_encoder = msgspec.json.Encoder()
+
+
+def _model_pattern(model: str) -> re.Pattern[bytes]:
+    lit = _encoder.encode(model)
+    return re.compile(rb'"model"(\s*:\s*)' + re.escape(lit))
+
+
+def set_fields(body: bytes, replace: dict[str, Any], defaults: dict[str, Any] | None = None) -> bytes:
+    """Return ``body`` with top-level keys of ``replace`` set and keys of ``defaults`` added if absent."""
+    try:
+        obj: dict[str, Any] = _raw_decoder.decode(body)
+    except msgspec.DecodeError as exc:  # already validated upstream of here; defensive
+        raise BadRequest(f"Invalid JSON in request body: {exc}") from None
+    if defaults:
+        for k, v in defaults.items():
+            if k not in obj:
+                obj[k] = v
+    obj.update(replace)
+    return _encoder.encode(obj)
+
+
+def replace_model(body: bytes, old: str, new: str) -> bytes:
+    """Set the top-level ``model`` to ``new`` (the body's current value is ``old``)."""
+    if old == new:
+        return body
+    pat = _model_pattern(old)
+    matches = pat.findall(body)
+    if len(matches) == 1:
+        return pat.sub(lambda m: b'"model"' + m.group(1) + _encoder.encode(new), body, count=1)
+    return set_fields(body, {"model": new})

@@ -1,0 +1,174 @@
+"""The provider adapter interface: sans-IO translation between OpenAI's shape and a provider's.
+
+A provider adapter is built once per deployment at startup. For each attempt the request path hands it a
+:class:`Call` (the endpoint, the client's bytes, the decoded view, the upstream model name) and gets back
+an :class:`relaygate.upstream.base.UpstreamRequest`; it then translates the upstream's response body, or
+its stream bytes through a :class:`StreamTranslator`, into OpenAI-format bytes, and maps upstream error
+bodies to :class:`relaygate.core.errors.GatewayError` subclasses with LiteLLM's classes so the router's
+fallbacks trigger on them. Adapters never await and never touch sockets.
+
+Local providers (``local = True``, the built-in ``mock``) answer without any upstream: they return a
+plan of (delay, bytes) steps that the IO shell plays out.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import msgspec
+import orjson
+
+from relaygate.config.model import Deployment
+from relaygate.core import errors
+from relaygate.core.views import AnyView
+from relaygate.upstream.base import UpstreamRequest
+
+ENDPOINT_PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+
+
+class Call:
+    """One attempt's input to an adapter."""
+
+    __slots__ = ("endpoint", "body", "view", "stream", "model", "upstream_model", "include_usage")
+
+    def __init__(self, endpoint: str, body: bytes, view: AnyView, model: str, upstream_model: str) -> None:
+        self.endpoint = endpoint
+        self.body = body
+        self.view = view
+        self.stream = bool(view.stream)
+        self.model = model
+        self.upstream_model = upstream_model
+        so = getattr(view, "stream_options", None)
+        self.include_usage = bool(so is not None and so.include_usage)
+
+
+class StreamTranslator:
+    """Turns upstream stream bytes into client SSE bytes (``data: {...}\\n\\n`` frames).
+
+    ``feed`` returns the bytes to send now (``b""`` for none); ``close`` flushes at upstream EOF and
+    must end with ``data: [DONE]\\n\\n`` exactly once. ``last_data`` holds the last JSON payload seen
+    (usage is read from it) and ``content_tokens`` an estimate of completion tokens from content deltas.
+    """
+
+    done: bool = False
+    last_data: bytes = b""
+
+    def feed(self, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def close(self) -> bytes:
+        raise NotImplementedError
+
+
+class Provider:
+    """Base adapter. Subclasses set ``name`` and override what differs from OpenAI."""
+
+    name: ClassVar[str] = "openai"
+    local: ClassVar[bool] = False
+    default_api_base: ClassVar[str | None] = "https://api.openai.com/v1"
+    endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "completions", "embeddings"})
+    error_prefix: ClassVar[str] = "OpenAIException"
+
+    def __init__(self, dep: Deployment) -> None:
+        self.dep = dep
+        base = dep.api_base or self.default_api_base
+        self.api_base = base.rstrip("/") if base else None
+
+    # -- requests -----------------------------------------------------------------------------------
+
+    def supports(self, endpoint: str) -> bool:
+        return endpoint in self.endpoints
+
+    def build_request(self, call: Call) -> UpstreamRequest:
+        raise NotImplementedError
+
+    def health_request(self) -> UpstreamRequest | None:
+        """A cheap request that proves the deployment answers (``GET /health`` uses it)."""
+        return None
+
+    # -- responses ----------------------------------------------------------------------------------
+
+    def translate_response(self, call: Call, body: bytes) -> bytes:
+        """Upstream success body -> OpenAI body (identity for OpenAI-compatible upstreams)."""
+        return body
+
+    def stream_translator(self, call: Call) -> StreamTranslator:
+        raise NotImplementedError
+
+    def map_error(self, status: int, body: bytes, retry_after: float | None) -> errors.GatewayError:
+        """Upstream error response -> a GatewayError carrying the upstream's status and message."""
+        message, etype, param, code = _error_fields(body)
+        return classify(status, message, etype, param, code, self.error_prefix, retry_after)
+
+
+def _error_fields(body: bytes) -> tuple[str, str | None, str | None, str | None]:
+    try:
+        obj: Any = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        obj = None
+    if isinstance(obj, dict):
+        err = obj.get("error", obj)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("msg") or err.get("detail") or ""
+            code = err.get("code")
+            return (
+                str(msg) if msg else body[:500].decode("utf-8", "replace"),
+                err.get("type") if isinstance(err.get("type"), str) else None,
+                err.get("param") if isinstance(err.get("param"), str) else None,
+                str(code) if code is not None else None,
+            )
+        if isinstance(err, str):
+            return err, None, None, None
+    return body[:500].decode("utf-8", "replace").strip() or "upstream error", None, None, None
+
+
+_CONTEXT_MARKERS = ("context_length_exceeded", "maximum context length", "context window", "too many tokens",
+                    "prompt is too long", "input is too long", "exceeds the context")
+_POLICY_MARKERS = ("content_policy", "content policy", "content_filter", "responsibleaipolicyviolation",
+                   "safety")
+
+
+def classify(
+    status: int,
+    message: str,
+    etype: str | None,
+    param: str | None,
+    code: str | None,
+    prefix: str,
+    retry_after: float | None = None,
+) -> errors.GatewayError:
+    """Map an upstream failure to LiteLLM's exception classes (by status and by message markers)."""
+    low = f"{message} {etype or ''} {code or ''}".lower()
+    if status == 400 or status == 413:
+        if any(m in low for m in _CONTEXT_MARKERS):
+            return errors.ContextWindowExceeded(
+                f"litellm.ContextWindowExceededError: {prefix} - {message}", status=400, param=param,
+                code="400")
+        if any(m in low for m in _POLICY_MARKERS):
+            return errors.ContentPolicyViolation(
+                f"litellm.ContentPolicyViolationError: {prefix} - {message}", status=400, param=param,
+                code="400")
+    name = {
+        400: "BadRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError", 404: "NotFoundError",
+        408: "Timeout", 422: "UnprocessableEntityError", 429: "RateLimitError", 500: "InternalServerError",
+        502: "APIConnectionError", 503: "ServiceUnavailableError", 504: "Timeout",
+    }.get(status, "APIError")
+    headers: list[tuple[bytes, bytes]] = []
+    if retry_after is not None:
+        headers.append((b"retry-after", str(int(retry_after + 0.999)).encode()))
+    return errors.UpstreamError(
+        f"litellm.{name}: {prefix} - {message}",
+        status=status,
+        retry_after=retry_after,
+        type=etype or ("rate_limit_error" if status == 429 else None),
+        param=param,
+        code=str(status),
+        headers=headers,
+    )
+
+
+_json_encoder = msgspec.json.Encoder()
+
+
+def json_bytes(obj: Any) -> bytes:
+    return _json_encoder.encode(obj)

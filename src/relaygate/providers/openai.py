@@ -1,0 +1,130 @@
+"""OpenAI and the OpenAI-compatible family: the request is the client's, the response passes through.
+
+The adapter only points the request at the right URL with the right auth, swaps the model name when the
+group's name differs from the upstream's, and adds a deployment's default params. Responses and streams
+pass through; streams are re-framed into clean ``data:`` frames by the SSE re-framer so a client never
+sees an upstream's comments, odd line endings or a missing final ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from relaygate.core import body as body_edit
+from relaygate.core.sse import DataReframer
+from relaygate.core.tokens import count_stream_content
+from relaygate.providers.base import ENDPOINT_PATHS, Call, Provider, StreamTranslator
+from relaygate.upstream.base import UpstreamRequest
+
+#: litellm_params that are request defaults (merged into the body when the client did not set them)
+REQUEST_DEFAULTS = frozenset({
+    "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "presence_penalty",
+    "frequency_penalty", "seed", "response_format", "n", "logprobs", "top_logprobs", "reasoning_effort",
+    "logit_bias", "parallel_tool_calls", "service_tier",
+})
+
+
+class PassthroughStream(StreamTranslator):
+    """OpenAI SSE in, clean OpenAI SSE out; counts content tokens for upstreams that send no usage."""
+
+    __slots__ = ("_r", "content_tokens", "_count")
+
+    def __init__(self, count_tokens: bool = True) -> None:
+        self._r = DataReframer()
+        self.content_tokens = 0
+        self._count = count_tokens
+
+    @property
+    def done(self) -> bool:  # type: ignore[override]
+        return bool(self._r.done)
+
+    @property
+    def last_data(self) -> bytes:  # type: ignore[override]
+        return bytes(self._r.last_data)
+
+    def feed(self, data: bytes) -> bytes:
+        out: bytes = self._r.feed(data)
+        if self._count and out:
+            self.content_tokens += count_stream_content(out)
+        return out
+
+    def close(self) -> bytes:
+        out: bytes = self._r.close()
+        if not self._r.done:
+            out += b"data: [DONE]\n\n"
+            self._r.done = True
+        return out
+
+
+class OpenAIProvider(Provider):
+    name: ClassVar[str] = "openai"
+    auth_header: ClassVar[str] = "Authorization"
+
+    def __init__(self, dep: Any) -> None:
+        super().__init__(dep)
+        extra = dep.extra
+        self.defaults = {k: v for k, v in extra.items() if k in REQUEST_DEFAULTS}
+        extra_body = extra.get("extra_body")
+        if isinstance(extra_body, dict):
+            self.defaults.update(extra_body)
+        self.static_headers: list[tuple[str, str]] = [("Content-Type", "application/json")]
+        if dep.api_key:
+            self.static_headers.append(self._auth(dep.api_key))
+        if dep.organization:
+            self.static_headers.append(("OpenAI-Organization", dep.organization))
+        extra_headers = extra.get("extra_headers") or extra.get("headers")
+        if isinstance(extra_headers, dict):
+            self.static_headers.extend((str(k), str(v)) for k, v in extra_headers.items())
+
+    def _auth(self, key: str) -> tuple[str, str]:
+        return ("Authorization", f"Bearer {key}")
+
+    def url(self, call: Call) -> str:
+        return f"{self.api_base}{ENDPOINT_PATHS[call.endpoint]}"
+
+    def request_body(self, call: Call) -> bytes:
+        if self.defaults:
+            return body_edit.set_fields(call.body, {"model": call.upstream_model}, self.defaults)
+        return body_edit.replace_model(call.body, call.model, call.upstream_model)
+
+    def build_request(self, call: Call) -> UpstreamRequest:
+        return UpstreamRequest("POST", self.url(call), self.static_headers, self.request_body(call))
+
+    def health_request(self) -> UpstreamRequest | None:
+        headers = [h for h in self.static_headers if h[0] != "Content-Type"]
+        return UpstreamRequest("GET", f"{self.api_base}/models", headers, b"")
+
+    def stream_translator(self, call: Call) -> StreamTranslator:
+        return PassthroughStream()
+
+
+def _compat(name: str, base: str | None, prefix: str) -> type[OpenAIProvider]:
+    return type(
+        f"{name.title().replace('_', '')}Provider",
+        (OpenAIProvider,),
+        {"name": name, "default_api_base": base, "error_prefix": prefix},
+    )
+
+
+#: OpenAI-compatible providers: LiteLLM prefix -> (default api_base, error prefix)
+COMPATIBLE: dict[str, tuple[str | None, str]] = {
+    "openai": ("https://api.openai.com/v1", "OpenAIException"),
+    "custom_openai": (None, "OpenAIException"),
+    "text-completion-openai": ("https://api.openai.com/v1", "OpenAIException"),
+    "groq": ("https://api.groq.com/openai/v1", "GroqException"),
+    "mistral": ("https://api.mistral.ai/v1", "MistralException"),
+    "deepseek": ("https://api.deepseek.com/v1", "DeepseekException"),
+    "together_ai": ("https://api.together.xyz/v1", "TogetherAIException"),
+    "fireworks_ai": ("https://api.fireworks.ai/inference/v1", "Fireworks_aiException"),
+    "openrouter": ("https://openrouter.ai/api/v1", "OpenrouterException"),
+    "perplexity": ("https://api.perplexity.ai", "PerplexityException"),
+    "xai": ("https://api.x.ai/v1", "XaiException"),
+    "hosted_vllm": (None, "Hosted_vllmException"),
+    "vllm": (None, "Hosted_vllmException"),
+    "lm_studio": ("http://localhost:1234/v1", "Lm_studioException"),
+}
+
+PROVIDERS: dict[str, type[Provider]] = {
+    name: (OpenAIProvider if name == "openai" else _compat(name, base, prefix))
+    for name, (base, prefix) in COMPATIBLE.items()
+}

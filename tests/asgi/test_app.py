@@ -1,0 +1,161 @@
+"""The ASGI app in-process with the built-in mock provider: routes, auth, errors, headers, streams."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from relaygate import __version__
+from relaygate.asgi import Gateway
+
+from .conftest import call, make_gateway
+
+AUTH = {"Authorization": "Bearer sk-test"}
+CHAT = {"model": "mock-echo", "messages": [{"role": "user", "content": "ping pong"}]}
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/chat/completions",
+                                  "/openai/deployments/mock-echo/chat/completions",
+                                  "/engines/mock-echo/chat/completions"])
+def test_chat_routes(mock_gateway: Gateway, path: str) -> None:
+    r = run(call(mock_gateway, "POST", path, CHAT, AUTH))
+    assert r.status == 200, r.body
+    data = r.json()
+    assert data["object"] == "chat.completion"
+    assert data["choices"][0]["message"]["content"] == "ping pong"
+    assert data["usage"]["total_tokens"] > 0
+
+
+def test_path_model_wins_over_body(mock_gateway: Gateway) -> None:
+    body = {**CHAT, "model": "nope"}
+    r = run(call(mock_gateway, "POST", "/openai/deployments/fixed/chat/completions", body, AUTH))
+    assert r.status == 200
+    assert r.json()["choices"][0]["message"]["content"] == "hello there"
+
+
+def test_completions_and_embeddings(mock_gateway: Gateway) -> None:
+    r = run(call(mock_gateway, "POST", "/v1/completions", {"model": "mock-echo", "prompt": "say hi"}, AUTH))
+    assert r.status == 200 and r.json()["choices"][0]["text"] == "say hi"
+    r = run(call(mock_gateway, "POST", "/engines/mock-echo/embeddings", {"input": ["a", "b"]}, AUTH))
+    assert r.status == 200
+    data = r.json()
+    assert [d["index"] for d in data["data"]] == [0, 1] and len(data["data"][0]["embedding"]) == 8
+
+
+def test_response_headers(mock_gateway: Gateway) -> None:
+    r = run(call(mock_gateway, "POST", "/v1/chat/completions", CHAT, {**AUTH, "x-litellm-call-id": "abc-123"}))
+    h = r.headers
+    assert h["x-litellm-call-id"] == "abc-123"
+    assert h["x-litellm-model-group"] == "mock-echo"
+    assert h["x-litellm-version"] == __version__
+    assert h["x-litellm-model-id"]
+    total = float(h["x-litellm-response-duration-ms"])
+    overhead = float(h["x-litellm-overhead-duration-ms"])
+    assert 0 <= overhead <= total
+    r2 = run(call(mock_gateway, "POST", "/v1/chat/completions", CHAT, AUTH))
+    assert len(r2.headers["x-litellm-call-id"]) == 36  # generated uuid
+
+
+@pytest.mark.parametrize("header", ["Authorization", "x-api-key", "api-key", "x-litellm-api-key"])
+def test_auth_headers_accepted(mock_gateway: Gateway, header: str) -> None:
+    value = "Bearer sk-test" if header == "Authorization" else "sk-test"
+    assert run(call(mock_gateway, "POST", "/v1/chat/completions", CHAT, {header: value})).status == 200
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"x-api-key": "sk-tes"}])
+def test_auth_rejected(mock_gateway: Gateway, headers: dict[str, str]) -> None:
+    r = run(call(mock_gateway, "POST", "/v1/chat/completions", CHAT, headers))
+    assert r.status == 401
+    err = r.json()["error"]
+    assert err["type"] == "auth_error" and err["code"] == "401" and "param" in err
+    assert "wrong" not in err["message"]
+
+
+def test_models_list_and_health(mock_gateway: Gateway) -> None:
+    r = run(call(mock_gateway, "GET", "/v1/models", None, AUTH))
+    assert r.status == 200
+    ids = [m["id"] for m in r.json()["data"]]
+    assert ids == ["mock-echo", "fixed"]
+    assert r.json()["data"][0]["object"] == "model"
+    assert run(call(mock_gateway, "GET", "/models", None, {})).status == 401
+    for path in ("/health/liveliness", "/health/liveness", "/health/readiness"):
+        assert run(call(mock_gateway, "GET", path, None, {})).status == 200
+    assert run(call(mock_gateway, "GET", "/health", None, {})).status == 401
+    h = run(call(mock_gateway, "GET", "/health", None, AUTH)).json()
+    assert h["healthy_count"] == 2 and h["unhealthy_count"] == 0
+
+
+def test_unknown_route_and_method(mock_gateway: Gateway) -> None:
+    r = run(call(mock_gateway, "GET", "/v1/nope", None, AUTH))
+    assert r.status == 404 and "error" in r.json()
+    r = run(call(mock_gateway, "GET", "/v1/chat/completions", None, AUTH))
+    assert r.status == 405
+
+
+@pytest.mark.parametrize("body,field", [
+    (b"{not json", None),
+    (b'{"model": "mock-echo", "messages": "hi"}', "messages"),
+    (b'{"model": "mock-echo", "messages": [], "stream": "yes"}', "stream"),
+    (b'{"model": 5, "messages": []}', "model"),
+    (b'{"messages": []}', None),
+    (b"[]", None),
+])
+def test_bad_bodies_are_400(mock_gateway: Gateway, body: bytes, field: str | None) -> None:
+    r = run(call(mock_gateway, "POST", "/v1/chat/completions", body, AUTH))
+    assert r.status == 400
+    err = r.json()["error"]
+    assert err["type"] == "invalid_request_error" and err["code"] == "400"
+    if field:
+        assert field in err["message"] and err["param"] == field
+
+
+def test_unknown_model_is_400_litellm_style(mock_gateway: Gateway) -> None:
+    r = run(call(mock_gateway, "POST", "/v1/chat/completions", {**CHAT, "model": "gpt-9"}, AUTH))
+    assert r.status == 400
+    msg = r.json()["error"]["message"]
+    assert "Invalid model name passed in model=gpt-9" in msg and "/v1/models" in msg
+
+
+def test_oversized_body_413(mock_gateway: Gateway) -> None:
+    big = {**CHAT, "messages": [{"role": "user", "content": "x" * 20000}]}
+    r = run(call(mock_gateway, "POST", "/v1/chat/completions", big, AUTH))
+    assert r.status == 413 and "too large" in r.json()["error"]["message"]
+    # also when the body arrives in parts without a content-length
+    r = run(call(mock_gateway, "POST", "/v1/chat/completions", big, AUTH, body_parts=5))
+    assert r.status == 413
+
+
+def test_stream_frames(mock_gateway: Gateway) -> None:
+    body = {**CHAT, "messages": [{"role": "user", "content": "one two three four five six seven eight"}],
+            "stream": True, "stream_options": {"include_usage": True}}
+    r = run(call(mock_gateway, "POST", "/v1/chat/completions", body, AUTH))
+    assert r.status == 200
+    assert r.headers["content-type"] == "text/event-stream"
+    frames = [f for f in r.body.split(b"\n\n") if f]
+    assert all(f.startswith(b"data: ") for f in frames)
+    assert frames[-1] == b"data: [DONE]"
+    chunks = [orjson.loads(f[6:]) for f in frames[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == "one two three four five six seven eight"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
+    assert len(r.chunks) >= 6  # sent one by one, not buffered
+
+
+def test_stream_keepalive_before_slow_first_token() -> None:
+    gw = make_gateway({
+        "model_list": [{"model_name": "slow", "litellm_params": {"model": "mock/echo", "mock_latency_ms": 250}}],
+        "relaygate_settings": {"stream_keepalive_interval": 0.05},
+    })
+    body = {"model": "slow", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    r = run(call(gw, "POST", "/v1/chat/completions", body))
+    assert r.status == 200
+    assert r.chunks[0] == b": keepalive\n\n"
+    assert sum(c == b": keepalive\n\n" for c in r.chunks) >= 2
+    assert r.body.endswith(b"data: [DONE]\n\n")
+    assert b'"content":"hi"' in r.body
