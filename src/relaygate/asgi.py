@@ -85,7 +85,7 @@ def _path_model(path: str) -> tuple[str, str] | None:
     return None
 
 
-class _Timer:
+class Timer:
     """Accumulates time spent waiting on upstreams, for ``x-litellm-overhead-duration-ms``."""
 
     __slots__ = ("wait",)
@@ -94,7 +94,7 @@ class _Timer:
         self.wait = 0.0
 
 
-class _StreamStart:
+class StreamStart:
     __slots__ = ("chunks", "translator", "first", "headers", "close")
 
     def __init__(self, chunks: AsyncIterator[bytes], translator: StreamTranslator, first: bytes,
@@ -191,6 +191,14 @@ class Gateway:
             "/metrics": self._metrics,
             "/": self._root,
         }
+        # handlers defined outside this module (inbound Anthropic API, media endpoints): path -> handler
+        self.extra_post_routes: dict[str, Callable[[Gateway, Scope, Receive, Send], Awaitable[None]]] = {}
+        try:
+            from relaygate.inbound import ROUTES  # type: ignore[attr-defined]
+        except ImportError:
+            pass
+        else:
+            self.extra_post_routes.update(ROUTES)
 
     async def aclose(self) -> None:
         await self.transport.aclose()
@@ -294,6 +302,12 @@ class Gateway:
                     raise _method_not_allowed(method, path)
                 await self._llm(scope, receive, send, pm[0], pm[1])
                 return
+            extra = self.extra_post_routes.get(path)
+            if extra is not None:
+                if method != "POST":
+                    raise _method_not_allowed(method, path)
+                await extra(self, scope, receive, send)
+                return
             if method == "GET" and (path.startswith("/v1/models/") or path.startswith("/models/")):
                 await self._model_info(scope, receive, send, path.split("/models/", 1)[1])
                 return
@@ -356,9 +370,9 @@ class Gateway:
             log.warning("%s failed: %d %s (call_id=%s)", scope["path"], exc.status, exc.message, call_id.decode())
             await self._send_error(send, exc, call_id)
 
-    async def _unary(self, send: Send, endpoint: str, body: bytes, view: AnyView, model: str,
-                     group: ModelGroup, ctx: RouteContext, call_id: bytes, t0: float) -> None:
-        timer = _Timer()
+    def unary_attempt(self, endpoint: str, body: bytes, view: AnyView, model: str, ctx: RouteContext,
+                      timer: Timer) -> Callable[[Target], Awaitable[tuple[bytes, list[tuple[bytes, bytes]]]]]:
+        """The attempt function for ``router.run`` of a non-stream call: -> (OpenAI body, upstream headers)."""
         transport = self.transport
 
         async def attempt(target: Target) -> tuple[bytes, list[tuple[bytes, bytes]]]:
@@ -386,6 +400,12 @@ class Gateway:
                 raise provider.map_error(resp.status, data, _retry_after(resp.header(b"retry-after")))
             return provider.translate_response(call, data), resp.headers
 
+        return attempt
+
+    async def _unary(self, send: Send, endpoint: str, body: bytes, view: AnyView, model: str,
+                     group: ModelGroup, ctx: RouteContext, call_id: bytes, t0: float) -> None:
+        timer = Timer()
+        attempt = self.unary_attempt(endpoint, body, view, model, ctx, timer)
         (data, up_headers), lease = await self.router.run(group, ctx, attempt)
         usage = tokens.extract_usage(data) if endpoint != "embeddings" or b'"usage"' in data else None
         prompt_t, completion_t = (usage[0], usage[1]) if usage else (0, 0)
@@ -395,7 +415,7 @@ class Gateway:
         if up_headers:
             headers.extend(_ratelimit_headers(up_headers))
         await self._send_json(send, 200, data, headers)
-        self.metrics.observe(group.name, lease.target.dep.id, 200, total, total - timer.wait, prompt_t, completion_t)
+        self.metrics.observe(lease.target.dep.model_name, lease.target.dep.id, 200, total, total - timer.wait, prompt_t, completion_t)
 
     def _headers(self, lease: Lease, group: ModelGroup, call_id: bytes, ctx: RouteContext, total: float,
                  wait: float) -> list[tuple[bytes, bytes]]:
@@ -404,20 +424,22 @@ class Gateway:
             (b"x-litellm-call-id", call_id),
             (b"x-litellm-model-id", dep.id.encode()),
             (b"x-litellm-model-api-base", (lease.target.provider.api_base or "").encode()),
-            (b"x-litellm-model-group", group.name.encode()),
+            (b"x-litellm-model-group", dep.model_name.encode()),
             (b"x-litellm-version", _VERSION),
             (b"x-litellm-response-duration-ms", b"%.3f" % (total * 1000.0)),
             (b"x-litellm-overhead-duration-ms", b"%.3f" % (max(0.0, total - wait) * 1000.0)),
             (b"x-litellm-attempted-retries", str(ctx.attempted_retries).encode()),
             (b"x-litellm-attempted-fallbacks", str(ctx.attempted_fallbacks).encode()),
+            *lease.headers,
         ]
 
-    async def _stream(self, send: Send, endpoint: str, body: bytes, view: AnyView, model: str,
-                      group: ModelGroup, ctx: RouteContext, call_id: bytes, t0: float) -> None:
-        timer = _Timer()
+    def stream_attempt(self, endpoint: str, body: bytes, view: AnyView, model: str, ctx: RouteContext,
+                       timer: Timer) -> Callable[[Target], Awaitable[StreamStart]]:
+        """The attempt function for ``router.run`` of a stream: returns once the first frame is ready, so a
+        failure before the first byte can still be retried or fall back."""
         transport = self.transport
 
-        async def attempt(target: Target) -> _StreamStart:
+        async def attempt(target: Target) -> StreamStart:
             provider = target.provider
             if not provider.supports(endpoint):
                 raise errors.BadRequest(f"{provider.name} does not support streaming /{endpoint}", param="model")
@@ -454,8 +476,14 @@ class Gateway:
                 raise
             finally:
                 timer.wait += time.perf_counter() - t
-            return _StreamStart(chunks, translator, first, up_headers, close)
+            return StreamStart(chunks, translator, first, up_headers, close)
 
+        return attempt
+
+    async def _stream(self, send: Send, endpoint: str, body: bytes, view: AnyView, model: str,
+                      group: ModelGroup, ctx: RouteContext, call_id: bytes, t0: float) -> None:
+        timer = Timer()
+        attempt = self.stream_attempt(endpoint, body, view, model, ctx, timer)
         ka = _Keepalive(send, self.keepalive) if self.keepalive > 0 else None
         try:
             start, lease = await self.router.run(group, ctx, attempt)
@@ -503,7 +531,7 @@ class Gateway:
                 pt, ct = 0, getattr(translator, "content_tokens", 0)
             lease.finish(ok, pt + ct)
             dur = time.perf_counter() - t0
-            self.metrics.observe(group.name, lease.target.dep.id, 200 if ok else 599, dur,
+            self.metrics.observe(lease.target.dep.model_name, lease.target.dep.id, 200 if ok else 599, dur,
                                  max(0.0, total - timer.wait), pt, ct)
 
     # -- other routes -------------------------------------------------------------------------------

@@ -99,7 +99,6 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
         log_access=False,
         log_level=_granian_level(level),
         respawn_failed_workers=True,
-        process_name="relaygate",
     )
     server.serve()
     return 0

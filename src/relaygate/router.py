@@ -80,12 +80,15 @@ class RouteContext:
 
 
 class Lease:
-    __slots__ = ("target", "start", "_done")
+    """An attempt that succeeded; ``headers`` are added to the client response (rate-limit state)."""
+
+    __slots__ = ("target", "start", "_done", "headers")
 
     def __init__(self, target: Target, start: float) -> None:
         self.target = target
         self.start = start
         self._done = False
+        self.headers: list[tuple[bytes, bytes]] = []
 
     def finish(self, ok: bool, tokens: int = 0) -> None:
         if self._done:

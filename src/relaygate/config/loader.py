@@ -24,6 +24,7 @@ import orjson
 from relaygate.config.model import (
     Config,
     Deployment,
+    KeyConfig,
     GeneralSettings,
     RouterSettings,
     ServerSettings,
@@ -165,7 +166,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
     data = resolve_env(raw, source, "")
     for key in data:
         if key not in {"model_list", "router_settings", "litellm_settings", "general_settings",
-                       "environment_variables", "relaygate_settings"}:
+                       "environment_variables", "relaygate_settings", "relaygate_keys"}:
             warnings.append(f"unsupported top-level key `{key}` ignored")
 
     deployments: list[Deployment] = []
@@ -230,6 +231,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
 
     return Config(
         deployments=deployments,
+        keys=_convert(data.get("relaygate_keys") or [], list[KeyConfig], source, "relaygate_keys"),
         router=_convert(router_raw, RouterSettings, source, "router_settings"),
         server=_convert(server_raw, ServerSettings, source, "relaygate_settings"),
         general=_convert(general_raw, GeneralSettings, source, "general_settings"),
@@ -248,7 +250,7 @@ def from_native(raw: dict[str, Any], source: str) -> Config:
     warnings: list[str] = []
     data = resolve_env(raw, source, "")
     for key in data:
-        if key not in {"server", "auth", "router", "models", "general"}:
+        if key not in {"server", "auth", "router", "models", "general", "keys"}:
             warnings.append(f"unsupported top-level key `{key}` ignored")
     server = _expect_mapping(data.get("server"), source, "server")
     for k in list(server):
@@ -281,6 +283,7 @@ def from_native(raw: dict[str, Any], source: str) -> Config:
         deployments.append(make_deployment(entry.get("name"), params, info, source, path))
     return Config(
         deployments=deployments,
+        keys=_convert(data.get("keys") or [], list[KeyConfig], source, "keys"),
         router=_convert(router, RouterSettings, source, "router"),
         server=_convert(server, ServerSettings, source, "server"),
         general=_convert(general, GeneralSettings, source, "auth"),

@@ -103,8 +103,24 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     health_check_timeout: float = 10.0
 
 
+class KeyConfig(msgspec.Struct, kw_only=True):
+    """A virtual key declared in the config (``[[keys]]`` in TOML, ``relaygate_keys:`` in YAML)."""
+
+    key: str
+    key_alias: str | None = None
+    team_id: str | None = None
+    user_id: str | None = None
+    models: list[str] = []
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    max_parallel_requests: int | None = None
+    team_rpm_limit: int | None = None
+    team_tpm_limit: int | None = None
+
+
 class Config(msgspec.Struct, kw_only=True):
     deployments: list[Deployment] = []
+    keys: list[KeyConfig] = []
     router: RouterSettings = msgspec.field(default_factory=RouterSettings)
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     general: GeneralSettings = msgspec.field(default_factory=GeneralSettings)
