@@ -285,7 +285,7 @@ cdef class DataReframer:
             if buf == _BOM:
                 buf = _EMPTY
         if buf.endswith(b"\n"):
-            buf = buf[:-1]
+            buf = buf[:PyBytes_GET_SIZE(buf) - 1]
         if not buf:
             return _EMPTY
         cdef list parts = []
