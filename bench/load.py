@@ -15,6 +15,7 @@ the two loops, error classification and result merging; histograms are ``bench.h
   generator or a saturated server set the pace.
 - Streams: time to first SSE event (TTFT), gaps between reads that carried events, events per response and
   distinct arrivals per response (fewer arrivals than events means something merged or buffered chunks).
+  Stream numbers, like latencies, come from successful responses only.
 - Errors by kind: ``status_<code>``, ``connect``, ``reset`` (closed before a response head), ``truncated``
   (closed mid-body), ``timeout``, ``bad_body`` (malformed HTTP, or a 200 body without its terminator).
 - ``--processes P`` forks P generators with the load split between them and merges their histograms.
@@ -242,7 +243,7 @@ class _Conn(asyncio.Protocol):
     """One keep-alive connection; the driver tells it when to send."""
 
     __slots__ = ("drv", "transport", "parser", "t_due", "t_sent", "busy", "status", "events", "arrivals",
-                 "t_last", "tail", "now", "stream", "body_tail", "dead")
+                 "t_last", "tail", "now", "stream", "body_tail", "dead", "gaps_us", "ttft_us")
 
     def __init__(self, drv: _Driver) -> None:
         self.drv = drv
@@ -256,6 +257,8 @@ class _Conn(asyncio.Protocol):
         self.tail = b""
         self.body_tail = b""
         self.stream = False
+        self.gaps_us: list[float] = []
+        self.ttft_us = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -265,6 +268,8 @@ class _Conn(asyncio.Protocol):
         self.t_due = t_due
         self.events = self.arrivals = 0
         self.tail = self.body_tail = b""
+        self.gaps_us: list[float] = []
+        self.ttft_us = 0.0
         self.status = 0
         self.t_sent = _now()
         if t_due > self.t_sent:
@@ -291,12 +296,10 @@ class _Conn(asyncio.Protocol):
             self.tail = joined[-3:]
             if n > 0:
                 now = self.now
-                drv = self.drv
                 if self.events == 0:
-                    if self.t_due >= drv.record_from:
-                        drv.result.ttft.record((now - self.t_due) * 1e6)
-                elif self.t_due >= drv.record_from:
-                    drv.result.gaps.record((now - self.t_last) * 1e6)
+                    self.ttft_us = (now - self.t_due) * 1e6
+                elif now != self.t_last:
+                    self.gaps_us.append((now - self.t_last) * 1e6)
                 if now != self.t_last or self.arrivals == 0:
                     self.arrivals += 1
                 self.t_last = now
@@ -318,6 +321,9 @@ class _Conn(asyncio.Protocol):
                 if self.stream:
                     res.chunks.record(self.events)
                     res.arrivals.record(self.arrivals)
+                    if self.events:
+                        res.ttft.record(self.ttft_us)
+                    res.gaps.record_many(self.gaps_us)
         if not keep_alive:
             self.dead = True
             if self.transport is not None:

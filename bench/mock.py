@@ -60,8 +60,9 @@ class MockState:
         self.window_count = 0
         self.apply(cfg)
 
-    def apply(self, cfg: MockConfig) -> None:
-        reseed = not hasattr(self, "cfg") or cfg.seed != self.cfg.seed
+    def apply(self, cfg: MockConfig, reseed: bool = True) -> None:
+        """Install ``cfg``; ``reseed`` restarts the random sequence (always when a seed is given anew)."""
+        reseed = reseed or not hasattr(self, "cfg")
         self.cfg = cfg
         if reseed:
             seed = cfg.seed * 1_000_003 + self.index if cfg.seed is not None else None
@@ -548,7 +549,8 @@ def handle_control(state: MockState, method: str, path: str, body: bytes) -> tup
             return 200, state.cfg.to_json()
         if method == "POST":
             try:
-                state.apply(state.cfg.updated(orjson.loads(body or b"{}")))
+                changes = orjson.loads(body or b"{}")
+                state.apply(state.cfg.updated(changes), reseed="seed" in changes)
             except (ValueError, orjson.JSONDecodeError) as exc:
                 return 400, {"error": str(exc)}
             return 200, state.cfg.to_json()
