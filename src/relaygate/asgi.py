@@ -159,7 +159,7 @@ def make_transport(config: Config) -> Transport:
         except ImportError:
             kind = "aiohttp"
         else:
-            return H1Transport(max_connections=s.max_connections_per_upstream,  # type: ignore[return-value]
+            return H1Transport(max_connections_per_origin=s.max_connections_per_upstream or None,
                                keepalive_expiry=s.keepalive_expiry)
     from relaygate.upstream.aiohttp_transport import AiohttpTransport
 
@@ -363,7 +363,7 @@ class Gateway:
                 timeout=timeout if timeout is not None else view.timeout,
             )
             if view.stream and endpoint != "embeddings":
-                await self._stream(send, endpoint, body, view, model, group, ctx, call_id, t0)
+                await self._stream(send, endpoint, body, view, model, group, ctx, call_id, t0, receive)
             else:
                 await self._unary(send, endpoint, body, view, model, group, ctx, call_id, t0)
         except GatewayError as exc:
@@ -481,9 +481,25 @@ class Gateway:
         return attempt
 
     async def _stream(self, send: Send, endpoint: str, body: bytes, view: AnyView, model: str,
-                      group: ModelGroup, ctx: RouteContext, call_id: bytes, t0: float) -> None:
+                      group: ModelGroup, ctx: RouteContext, call_id: bytes, t0: float, receive: Receive) -> None:
         timer = Timer()
         attempt = self.stream_attempt(endpoint, body, view, model, ctx, timer)
+        # Granian swallows sends to a closed connection, so a disconnect is learnt from receive()
+        watch = _DisconnectWatch(receive)
+        try:
+            await self._stream_body(send, endpoint, group, ctx, call_id, t0, attempt, timer)
+        except asyncio.CancelledError:
+            if not watch.gone:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            self.metrics.count("client_disconnected")
+        finally:
+            watch.stop()
+
+    async def _stream_body(self, send: Send, endpoint: str, group: ModelGroup, ctx: RouteContext, call_id: bytes,
+                           t0: float, attempt: Callable[[Target], Awaitable[StreamStart]], timer: Timer) -> None:
         ka = _Keepalive(send, self.keepalive) if self.keepalive > 0 else None
         try:
             start, lease = await self.router.run(group, ctx, attempt)
@@ -494,6 +510,10 @@ class Gateway:
             log.warning("stream failed before its first token: %d %s", exc.status, exc.message)
             await _send_quiet(send, b"data: " + exc.body() + b"\n\ndata: [DONE]\n\n", False)
             return
+        except BaseException:
+            if ka is not None:
+                await ka.stop()
+            raise
         headers_sent = await ka.stop() if ka is not None else False
         total = time.perf_counter() - t0
         translator = start.translator
@@ -518,7 +538,7 @@ class Gateway:
                 tail = b"data: " + exc.body() + b"\n\ndata: [DONE]\n\n"
             await send({"type": "http.response.body", "body": tail, "more_body": False})
         except (OSError, RuntimeError, asyncio.CancelledError) as exc:
-            # the client went away (Granian raises on send to a closed connection): cancel upstream
+            # the client went away (a send failed, or the disconnect watch cancelled us): close upstream
             await start.close()
             if isinstance(exc, asyncio.CancelledError):
                 raise
@@ -610,6 +630,31 @@ class Gateway:
 
 class _ClientGone(Exception):
     pass
+
+
+class _DisconnectWatch:
+    """Waits on ``receive()`` beside a stream; on ``http.disconnect`` it cancels the streaming task."""
+
+    __slots__ = ("task", "fut", "gone", "done")
+
+    def __init__(self, receive: Receive) -> None:
+        self.task = asyncio.current_task()
+        self.gone = False
+        self.done = False
+        self.fut = asyncio.ensure_future(receive())
+        self.fut.add_done_callback(self._on_message)
+
+    def _on_message(self, fut: "asyncio.Future[Message]") -> None:
+        if self.done or fut.cancelled() or fut.exception() is not None:
+            return
+        if fut.result().get("type") == "http.disconnect" and self.task is not None:
+            self.gone = True
+            self.task.cancel()
+
+    def stop(self) -> None:
+        self.done = True
+        if not self.fut.done():
+            self.fut.cancel()
 
 
 class _Keepalive:

@@ -98,9 +98,9 @@ class UpstreamConnectError(GatewayError):
 
 
 class UpstreamTimeout(GatewayError):
-    """Connect, first-byte, idle or total timeout talking to the upstream: 504 (LiteLLM uses 408)."""
+    """Connect, first-byte, idle or total timeout talking to the upstream: 408, as LiteLLM answers."""
 
-    status = 504
+    status = 408
     type = "timeout"
 
     def __init__(self, message: str, *, phase: str = "total", **kw: object) -> None:

@@ -1,0 +1,147 @@
+"""Shared fixtures for every tier: free ports, a real redis-server, a real relaygate (Granian) process.
+
+Real parts only: ``redis_server`` starts Debian's ``redis-server`` (the test command installs it; a
+missing binary FAILS the test, it never skips), ``start_gateway`` runs ``relaygate serve`` as a
+subprocess and waits for ``/health/readiness``. Mock upstreams come from ``bench.procs.start_mock``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class GatewayProc:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 20.0) -> float:
+    start = time.perf_counter()
+    deadline = start + timeout
+    while time.perf_counter() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return time.perf_counter() - start
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"not ready after {timeout}s:\n{log_path.read_text(errors='replace')}")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+@contextmanager
+def start_gateway(config_text: str, *, suffix: str = ".yaml", workers: int = 1, args: list[str] | None = None,
+                  env: dict[str, str] | None = None, cli: list[str] | None = None) -> Iterator[GatewayProc]:
+    """Run ``relaygate serve`` on a free port with the given config text; yields once it is ready.
+
+    ``cli`` replaces the command prefix (default ``python -m relaygate.cli serve``); ``--config``, ``--host``,
+    ``--port`` and ``--workers`` are appended, then ``args``.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="rg-gw-"))
+    cfg = tmp / f"config{suffix}"
+    cfg.write_text(config_text)
+    port = free_port()
+    log_path = tmp / "gateway.log"
+    prefix = cli if cli is not None else [sys.executable, "-m", "relaygate.cli", "serve"]
+    argv = [*prefix, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+            *(args or [])]
+    with open(log_path, "wb") as logf:
+        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                start_new_session=True)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/health/readiness", proc, log_path)
+        yield GatewayProc(proc, port, log_path)
+    finally:
+        stop_process(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class RedisServer:
+    proc: subprocess.Popen[bytes]
+    port: int
+    dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+    def start(self) -> None:
+        """(Re)start on the same port, e.g. after a test killed it."""
+        self.proc = _spawn_redis(self.port, self.dir)
+
+
+def _spawn_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed: run the README test command (it installs it with apt-get)")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(64).startswith(b"+PONG"):
+                    return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"redis-server did not start on port {port}")
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    port = free_port()
+    server = RedisServer(_spawn_redis(port, tmp_path), port, tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()

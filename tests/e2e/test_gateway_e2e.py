@@ -1,0 +1,246 @@
+"""End to end: a real Granian process serving a LiteLLM config.yaml, a real mock upstream, the real openai SDK.
+
+This is the foundation's "done when": the same binary started with an unchanged LiteLLM config pointing at
+an OpenAI-compatible upstream serves the openai SDK unchanged, streaming included, with LiteLLM's error
+classes and headers.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import httpx
+import openai
+import pytest
+
+from bench.procs import start_mock
+from tests.conftest import GatewayProc, free_port, start_gateway
+
+pytestmark = pytest.mark.e2e
+
+MASTER = "sk-e2e-master"
+
+
+def litellm_config(api_base: str, dead_base: str, extra: str = "") -> str:
+    return f"""
+model_list:
+  - model_name: gpt-4o-mini
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_key: sk-upstream
+      api_base: {api_base}
+    model_info:
+      id: mock-a
+  - model_name: renamed
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_key: sk-upstream
+      api_base: {api_base}
+  - model_name: text-embedding-3-small
+    litellm_params:
+      model: openai/text-embedding-3-small
+      api_key: sk-upstream
+      api_base: {api_base}
+  - model_name: dead
+    litellm_params:
+      model: openai/dead
+      api_base: {dead_base}
+  - model_name: slow
+    litellm_params:
+      model: openai/slow
+      api_key: sk-upstream
+      api_base: {api_base}
+      timeout: 0.5
+general_settings:
+  master_key: {MASTER}
+litellm_settings:
+  drop_params: true
+{extra}
+"""
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[tuple[GatewayProc, object]]:
+    with start_mock(name="up", chunks=6, seed=1) as mock:
+        dead = f"http://127.0.0.1:{free_port()}/v1"
+        with start_gateway(litellm_config(mock.openai_base, dead)) as gw:
+            yield gw, mock
+
+
+@contextmanager
+def mock_options(mock, **options):  # type: ignore[no-untyped-def]
+    """Change the shared mock's behaviour for one block (client headers are not forwarded upstream)."""
+    before = mock.config()
+    mock.set_config(**options)
+    try:
+        yield
+    finally:
+        mock.set_config(**{k: before[k] for k in options})
+
+
+@pytest.fixture
+def client(stack: tuple[GatewayProc, object]) -> openai.OpenAI:
+    gw, _ = stack
+    return openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=20)
+
+
+def test_chat(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}])
+    assert r.choices[0].message.role == "assistant"
+    assert r.choices[0].message.content
+    assert r.usage is not None and r.usage.total_tokens > 0
+
+
+def test_group_name_differs_from_upstream_model(client: openai.OpenAI, stack) -> None:  # type: ignore[no-untyped-def]
+    _, mock = stack
+    raw = client.chat.completions.with_raw_response.create(
+        model="renamed", messages=[{"role": "user", "content": "x"}])
+    assert raw.headers["x-litellm-model-group"] == "renamed"
+    assert mock.requests()[-1]["body"]["model"] == "gpt-4o-mini"  # the upstream got its own name
+
+
+def test_headers(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-litellm-call-id": "call-42"})
+    h = raw.headers
+    assert h["x-litellm-call-id"] == "call-42"
+    assert h["x-litellm-model-id"] == "mock-a"
+    assert h["x-litellm-model-group"] == "gpt-4o-mini"
+    assert h["x-litellm-model-api-base"].startswith("http://127.0.0.1:")
+    assert float(h["x-litellm-overhead-duration-ms"]) <= float(h["x-litellm-response-duration-ms"])
+    assert h["x-litellm-version"]
+    assert any(k.startswith("x-ratelimit-") for k in h)  # passed through from the upstream
+
+
+def test_stream_chunks_arrive_one_by_one(client: openai.OpenAI, stack) -> None:  # type: ignore[no-untyped-def]
+    arrivals, text, usage = [], "", None
+    with mock_options(stack[1], chunk_gap_ms=60):
+        chunks = list(_timed(client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "count"}], stream=True,
+            stream_options={"include_usage": True}), arrivals))
+    for chunk in chunks:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+        if chunk.usage:
+            usage = chunk.usage
+    assert text
+    assert usage is not None and usage.completion_tokens > 0
+    assert len(arrivals) >= 6
+    # six content chunks 60 ms apart upstream: a buffering gateway would deliver them in one burst
+    assert arrivals[-1] - arrivals[0] > 0.15
+
+
+def _timed(stream, arrivals):  # type: ignore[no-untyped-def]
+    for chunk in stream:
+        arrivals.append(time.perf_counter())
+        yield chunk
+
+
+def test_embeddings_and_models(client: openai.OpenAI) -> None:
+    e = client.embeddings.create(model="text-embedding-3-small", input=["a", "b"])
+    assert len(e.data) == 2 and len(e.data[1].embedding) > 0
+    ids = {m.id for m in client.models.list()}
+    assert {"gpt-4o-mini", "renamed", "text-embedding-3-small"} <= ids
+
+
+def test_sdk_error_classes(client: openai.OpenAI, stack) -> None:  # type: ignore[no-untyped-def]
+    gw, _ = stack
+    bad = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as e401:
+        bad.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    assert e401.value.status_code == 401
+    with pytest.raises(openai.BadRequestError) as e400:
+        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    assert "Invalid model name" in str(e400.value)
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model")
+    with pytest.raises(openai.NotFoundError):
+        client.get("/nope", cast_to=object)
+
+
+def test_upstream_errors_pass_through(client: openai.OpenAI, stack) -> None:  # type: ignore[no-untyped-def]
+    mock = stack[1]
+    msgs = [{"role": "user", "content": "x"}]
+    with mock_options(mock, fault_429=1.0), pytest.raises(openai.RateLimitError) as e:
+        client.chat.completions.create(model="gpt-4o-mini", messages=msgs)
+    assert e.value.status_code == 429
+    with mock_options(mock, fault_503=1.0), pytest.raises(openai.InternalServerError) as e5:
+        client.chat.completions.create(model="gpt-4o-mini", messages=msgs)
+    assert e5.value.status_code == 503
+    with pytest.raises(openai.APIStatusError) as ed:
+        client.chat.completions.create(model="dead", messages=msgs)
+    assert ed.value.status_code == 502
+    with mock_options(mock, fault_hang=1.0), pytest.raises(openai.APIStatusError) as et:
+        client.chat.completions.create(model="slow", messages=msgs)
+    assert et.value.status_code == 408
+    with mock_options(mock, fault_reset=1.0), pytest.raises(openai.APIStatusError) as er:
+        client.chat.completions.create(model="gpt-4o-mini", messages=msgs)
+    assert er.value.status_code == 502
+
+
+def test_malformed_and_oversized(stack) -> None:  # type: ignore[no-untyped-def]
+    gw, _ = stack
+    h = {"Authorization": f"Bearer {MASTER}", "content-type": "application/json"}
+    r = httpx.post(gw.url + "/v1/chat/completions", content=b"{oops", headers=h)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "400"
+    r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": [], "stream": 3},
+                   headers=h)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "stream"
+    big = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "' + b"x" * (33 * 1024 * 1024) + b'"}]}'
+    r = httpx.post(gw.url + "/v1/chat/completions", content=big, headers=h, timeout=30)
+    assert r.status_code == 413
+    # the worker is still fine
+    r = httpx.post(gw.url + "/v1/chat/completions",
+                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "ok"}]}, headers=h)
+    assert r.status_code == 200
+
+
+def test_client_disconnect_cancels_upstream(stack) -> None:  # type: ignore[no-untyped-def]
+    gw, mock = stack
+    body = (b'{"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "x"}]}')
+    req = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {MASTER}\r\n"
+           f"Content-Type: application/json\r\n"
+           f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    before = mock.stats()
+    with mock_options(mock, chunks=200, chunk_gap_ms=50), socket.create_connection(("127.0.0.1", gw.port)) as s:
+        s.sendall(req)
+        got = b""
+        while got.count(b"data: ") < 3:
+            got += s.recv(65536)
+    # the client is gone; the upstream stream (200 chunks x 50 ms = 10 s) must be cut well before its end
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        if mock.stats()["in_flight"] == 0:
+            break
+        time.sleep(0.05)
+    stats = mock.stats()
+    assert stats["in_flight"] == 0, stats
+    assert before is not None
+
+
+def test_litellm_style_cli(stack) -> None:  # type: ignore[no-untyped-def]
+    """Existing LiteLLM start scripts keep working: no sub-command, --num_workers, --detailed_debug."""
+    _, mock = stack
+    cfg = litellm_config(mock.openai_base, mock.openai_base)
+    cli = [sys.executable, "-m", "relaygate.cli"]
+    with start_gateway(cfg, cli=cli, args=["--num_workers", "1", "--detailed_debug", "--telemetry", "False"]) as gw:
+        r = httpx.post(gw.url + "/chat/completions", headers={"Authorization": f"Bearer {MASTER}"},
+                       json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 200
+        assert "--telemetry is not supported" in gw.log()  # unknown LiteLLM flags: one warning, no crash
+
+
+def test_health_checks_deployments(stack) -> None:  # type: ignore[no-untyped-def]
+    gw, _ = stack
+    r = httpx.get(gw.url + "/health", headers={"Authorization": f"Bearer {MASTER}"}, timeout=30)
+    assert r.status_code == 200
+    data = r.json()
+    unhealthy = {e["model_name"] for e in data["unhealthy_endpoints"]}
+    assert unhealthy == {"dead"}
+    assert data["healthy_count"] == 4
+    assert "sk-upstream" not in r.text
