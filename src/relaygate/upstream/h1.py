@@ -1,0 +1,677 @@
+"""The fast upstream transport: pooled keep-alive HTTP/1.1 over ``asyncio.Protocol``.
+
+This module owns the sockets to providers. It implements :class:`relaygate.upstream.base.Transport`
+(read that docstring for the contract) with as little Python per request as possible: a request on a
+pooled connection is one ``build_request`` call, one ``transport.write``, one future awaited for the
+head, and the compiled :class:`relaygate.core.http1.ResponseParser` turning socket bytes into events
+inside ``data_received``. No task is created per request, no ``wait_for`` wraps anything, nothing logs.
+
+Pools are per origin (scheme, host, port). Idle connections are kept LIFO (the warmest is reused, the
+coldest expire first) and expire after ``keepalive_expiry`` seconds, checked whenever the pool is touched.
+``max_connections_per_origin`` bounds open plus connecting connections; further requests queue as
+waiters and receive a released connection directly, or the slot of a closed one.
+
+Timeouts use one ``loop.call_at`` timer per exchange that checks, when it fires, which deadline passed:
+``first_byte`` (request written -> head), ``idle`` (gap between body bytes, measured from the last
+``data_received``; a connection paused for backpressure is not idle), ``total`` (whole exchange); if none
+did (the deadline moved), it re-arms. ``connect`` bounds TCP and TLS set-up with ``asyncio.timeout``:
+that path is already expensive. A timeout closes the connection and raises
+:class:`~relaygate.core.errors.UpstreamTimeout` with its ``phase``.
+
+Invariants: a connection is reused only after its response ended, neither side said
+``Connection: close``, and no stray byte followed the response; a broken connection never returns to a
+pool. A pooled connection that fails before any response byte arrives (the upstream closed it while it
+sat idle) is retried once on a fresh connection; any other failure is the caller's. Cancelling the
+awaiting task, or ``aclose()`` before the body ended, closes the connection, which is how a client
+disconnect cancels upstream generation. Body bytes wait in the response object; above ``high_water``
+unread bytes the socket stops being read (``pause_reading``) until the reader drains it below
+``low_water``, so a slow client cannot make the gateway buffer an upstream stream without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl as _ssl
+from collections import deque
+from typing import Any
+
+from relaygate.core.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from relaygate.core.http1 import END, ResponseParser, build_request
+from relaygate.upstream.base import Timeouts, UpstreamRequest
+
+__all__ = ["H1Transport", "H1Response", "HIGH_WATER", "LOW_WATER"]
+
+#: Unread body bytes above which a connection stops reading from its socket.
+HIGH_WATER = 256 * 1024
+#: Unread body bytes below which a paused connection reads again.
+LOW_WATER = 64 * 1024
+
+_IDLE = 0
+_WAIT_HEAD = 1
+_BODY = 2
+
+_INF = float("inf")
+
+
+class _Stale(Exception):
+    """A reused connection died before any response byte: safe to retry on a fresh one."""
+
+
+class H1Response:
+    """A response whose head has arrived. Read the body with :meth:`read` or ``async for``."""
+
+    __slots__ = (
+        "status", "reason", "headers", "_conn", "_chunks", "_buffered", "_done", "_exc", "_waiter",
+        "_closed", "_loop",
+    )
+
+    def __init__(self, conn: _Conn, head: Any) -> None:
+        self.status: int = head.status
+        self.reason: bytes = head.reason
+        self.headers: list[tuple[bytes, bytes]] = head.headers
+        self._conn: _Conn | None = conn
+        self._loop = conn.loop
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._done = False
+        self._exc: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+
+    def header(self, name: bytes) -> bytes | None:
+        """First value of a header (``name`` lower-case), or None."""
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+    # -- called by the connection --------------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+        conn = self._conn
+        if self._buffered > conn.high_water and not conn.paused:  # type: ignore[union-attr]
+            conn.pause()  # type: ignore[union-attr]
+
+    def _finish(self) -> None:
+        self._done = True
+        self._conn = None
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._done:
+            return
+        self._exc = exc
+        self._conn = None
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    async def _wait(self) -> None:
+        fut = self._loop.create_future()
+        self._waiter = fut
+        try:
+            await fut
+        except BaseException:
+            self._waiter = None
+            self._abort()
+            raise
+
+    def _take(self) -> bytes:
+        chunks = self._chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        conn = self._conn
+        if conn is not None and conn.paused:
+            conn.resume()
+        return data
+
+    async def read(self) -> bytes:
+        """The whole (de-chunked) body; the connection is released once the body has ended."""
+        parts: list[bytes] = []
+        while not self._done:
+            if self._chunks:
+                parts.append(self._take())  # drains, so backpressure never stalls a whole-body read
+                continue
+            if self._exc is not None:
+                self._closed = True
+                raise self._exc
+            if self._closed:
+                raise UpstreamConnectError("response was closed before its body was read")
+            await self._wait()
+        self._closed = True
+        if self._chunks:
+            parts.append(self._take())
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
+
+    def __aiter__(self) -> H1Response:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            if self._chunks:
+                return self._take()
+            if self._done:
+                self._closed = True
+                raise StopAsyncIteration
+            if self._exc is not None:
+                self._closed = True
+                raise self._exc
+            if self._closed:
+                raise StopAsyncIteration
+            await self._wait()
+
+    def _abort(self) -> None:
+        self._closed = True
+        self._chunks.clear()
+        conn = self._conn
+        if conn is not None:
+            self._conn = None
+            conn.abort()
+
+    async def aclose(self) -> None:
+        """Release (body done) or close (body not done) the connection. Idempotent."""
+        if self._closed and self._conn is None:
+            return
+        if self._done:
+            self._closed = True
+            self._chunks.clear()
+            return
+        self._abort()
+
+
+class _Conn(asyncio.Protocol):
+    """One upstream connection: parser, timer, current response."""
+
+    def __init__(self, pool: _Pool) -> None:
+        self.pool = pool
+        self.loop = pool.loop
+        self.high_water = pool.high_water
+        self.low_water = pool.low_water
+        self.transport: asyncio.Transport | None = None
+        self.parser = ResponseParser()
+        self.phase = _IDLE
+        self.closed = False
+        self.paused = False
+        self.got_bytes = False
+        self.reused = False
+        self.keep_alive = True
+        self.idle_since = 0.0
+        self.resp: H1Response | None = None
+        self.head_fut: asyncio.Future[H1Response] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.armed_at = _INF
+        self.total_deadline = _INF
+        self.first_byte_deadline = _INF
+        self.idle_timeout = _INF
+        self.last_activity = 0.0
+
+    # -- asyncio.Protocol --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        phase = self.phase
+        if phase == _IDLE:
+            self.abort()  # unsolicited bytes: this connection cannot be trusted
+            return
+        self.got_bytes = True
+        try:
+            events = self.parser.feed(data)
+        except UpstreamProtocolError as exc:
+            self._fail(exc)
+            return
+        for ev in events:
+            if type(ev) is bytes:
+                self.resp._feed(ev)  # type: ignore[union-attr]
+            elif ev is END:
+                self._end()
+            else:
+                self._head(ev)
+        if self.phase == _BODY:
+            self.last_activity = self.loop.time()
+
+    def eof_received(self) -> bool | None:
+        return None  # the transport closes itself; connection_lost does the rest
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        self.pool.discard(self)
+        phase = self.phase
+        if phase == _WAIT_HEAD:
+            self.phase = _IDLE
+            fut = self.head_fut
+            self.head_fut = None
+            if fut is None or fut.done():
+                return
+            if not self.got_bytes:
+                if self.reused:
+                    fut.set_exception(_Stale())
+                else:
+                    detail = f": {exc!r}" if exc is not None else ""
+                    fut.set_exception(UpstreamConnectError(f"upstream closed the connection before responding{detail}"))
+                return
+            try:
+                self.parser.feed_eof()
+            except UpstreamProtocolError as perr:
+                fut.set_exception(perr)
+            else:  # pragma: no cover - feed_eof never completes a head
+                fut.set_exception(UpstreamConnectError("upstream closed the connection"))
+        elif phase == _BODY:
+            try:
+                events = self.parser.feed_eof()
+            except UpstreamProtocolError as perr:
+                self.phase = _IDLE
+                resp = self.resp
+                self.resp = None
+                if resp is not None:
+                    resp._fail(perr)
+                return
+            for ev in events:
+                if ev is END:
+                    self._end()
+
+    # -- exchange ------------------------------------------------------------------------------------
+
+    def start(self, data: bytes, is_head: bool, timeouts: Timeouts, total_deadline: float) -> asyncio.Future[H1Response]:
+        loop = self.loop
+        now = loop.time()
+        self.parser.reset(is_head)
+        self.got_bytes = False
+        self.resp = None
+        fut: asyncio.Future[H1Response] = loop.create_future()
+        self.head_fut = fut
+        self.phase = _WAIT_HEAD
+        self.total_deadline = total_deadline
+        self.first_byte_deadline = now + timeouts.first_byte
+        self.idle_timeout = timeouts.idle
+        self._arm(min(self.first_byte_deadline, total_deadline))
+        self.transport.write(data)  # type: ignore[union-attr]
+        return fut
+
+    def _head(self, head: Any) -> None:
+        resp = self.resp = H1Response(self, head)
+        self.keep_alive = head.keep_alive
+        self.phase = _BODY
+        self.last_activity = now = self.loop.time()
+        due = min(self.total_deadline, now + self.idle_timeout)
+        if due < self.armed_at:
+            self._arm(due)
+        fut = self.head_fut
+        self.head_fut = None
+        if fut is not None and not fut.done():
+            fut.set_result(resp)
+
+    def _end(self) -> None:
+        self.phase = _IDLE
+        self._cancel_timer()
+        resp = self.resp
+        self.resp = None
+        if resp is not None:
+            resp._finish()
+        if self.paused:
+            self.resume()
+        if self.keep_alive and not self.closed and self.parser.buffered == 0:
+            self.reused = True
+            self.pool.release(self)
+        else:
+            self.abort()
+
+    def _fail(self, exc: Exception) -> None:
+        """Deliver ``exc`` to whoever waits on this exchange and close the connection."""
+        phase = self.phase
+        self.phase = _IDLE
+        if phase == _WAIT_HEAD:
+            fut = self.head_fut
+            self.head_fut = None
+            if fut is not None and not fut.done():
+                fut.set_exception(exc)
+        elif phase == _BODY:
+            resp = self.resp
+            self.resp = None
+            if resp is not None:
+                resp._fail(exc)
+        self.abort()
+
+    # -- timers --------------------------------------------------------------------------------------
+
+    def _arm(self, when: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if when == _INF:
+            self.timer = None
+            self.armed_at = _INF
+            return
+        self.armed_at = when
+        self.timer = self.loop.call_at(when, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.armed_at = _INF
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        self.armed_at = _INF
+        phase = self.phase
+        if phase == _IDLE:
+            return
+        now = self.loop.time()
+        if now >= self.total_deadline:
+            which = "total"
+        elif phase == _WAIT_HEAD and now >= self.first_byte_deadline:
+            which = "first_byte"
+        elif phase == _BODY and not self.paused and now >= self.last_activity + self.idle_timeout:
+            which = "idle"
+        else:
+            due = self.total_deadline
+            if phase == _WAIT_HEAD:
+                due = min(due, self.first_byte_deadline)
+            elif self.paused:
+                due = min(due, now + self.idle_timeout)
+            else:
+                due = min(due, self.last_activity + self.idle_timeout)
+            self._arm(due)
+            return
+        self._fail(UpstreamTimeout(f"upstream {which.replace('_', '-')} timeout", phase=which))
+
+    # -- flow control and closing ----------------------------------------------------------------------
+
+    def pause(self) -> None:
+        if not self.paused and self.transport is not None and not self.closed:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            self.last_activity = self.loop.time()
+            if self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+
+    def abort(self) -> None:
+        """Close now; pending bytes are dropped. ``connection_lost`` follows and updates the pool."""
+        self.keep_alive = False
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+
+class _Pool:
+    """Connections to one origin."""
+
+    def __init__(self, owner: H1Transport, scheme: str, host: str, port: int, host_header: str) -> None:
+        self.loop = owner.loop
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.host_header = host_header
+        self.ssl: _ssl.SSLContext | None = owner.ssl_context() if scheme == "https" else None
+        self.keepalive_expiry = owner.keepalive_expiry
+        self.max = owner.max_connections_per_origin
+        self.high_water = owner.high_water
+        self.low_water = owner.low_water
+        self.idle: deque[_Conn] = deque()
+        self.size = 0  # open + connecting connections
+        self.conns: set[_Conn] = set()
+        self.waiters: deque[asyncio.Future[_Conn | None]] = deque()
+
+    def take_idle(self) -> _Conn | None:
+        idle = self.idle
+        if not idle:
+            return None
+        now = self.loop.time()
+        expiry = self.keepalive_expiry
+        while idle:
+            conn = idle.pop()
+            if conn.closed or conn.transport.is_closing():  # type: ignore[union-attr]
+                continue
+            if now - conn.idle_since > expiry:
+                conn.abort()
+                continue
+            return conn
+        return None
+
+    def release(self, conn: _Conn) -> None:
+        now = self.loop.time()
+        conn.idle_since = now
+        waiters = self.waiters
+        while waiters:
+            w = waiters.popleft()
+            if not w.done():
+                w.set_result(conn)
+                return
+        idle = self.idle
+        idle.append(conn)
+        expiry = self.keepalive_expiry
+        while idle and now - idle[0].idle_since > expiry:
+            idle.popleft().abort()
+
+    def discard(self, conn: _Conn) -> None:
+        """A connection closed: forget it and pass its slot on."""
+        if conn not in self.conns:
+            return
+        self.conns.discard(conn)
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass
+        self._free_slot()
+
+    def _free_slot(self) -> None:
+        waiters = self.waiters
+        while waiters:
+            w = waiters.popleft()
+            if not w.done():
+                w.set_result(None)  # the slot passes to the waiter, size unchanged
+                return
+        self.size -= 1
+
+    async def acquire(self, timeouts: Timeouts, total_deadline: float, fresh: bool) -> _Conn:
+        if not fresh:
+            conn = self.take_idle()
+            if conn is not None:
+                return conn
+        if self.max is not None and self.size >= self.max:
+            fut: asyncio.Future[_Conn | None] = self.loop.create_future()
+            self.waiters.append(fut)
+            try:
+                got = await fut
+            except BaseException:
+                if fut.done() and not fut.cancelled():
+                    got = fut.result()
+                    if got is None:
+                        self._free_slot()
+                    else:
+                        self.release(got)
+                else:
+                    try:
+                        self.waiters.remove(fut)
+                    except ValueError:
+                        pass
+                raise
+            if got is not None:
+                return got
+        else:
+            self.size += 1
+        try:
+            return await self._connect(timeouts, total_deadline)
+        except BaseException:
+            self._free_slot()
+            raise
+
+    async def _connect(self, timeouts: Timeouts, total_deadline: float) -> _Conn:
+        loop = self.loop
+        deadline = min(loop.time() + timeouts.connect, total_deadline)
+        phase = "connect" if deadline < total_deadline else "total"
+        try:
+            async with asyncio.timeout_at(deadline):
+                _, conn = await loop.create_connection(
+                    lambda: _Conn(self),
+                    self.host,
+                    self.port,
+                    ssl=self.ssl,
+                    server_hostname=self.host if self.ssl is not None else None,
+                )
+        except TimeoutError:
+            raise UpstreamTimeout(f"upstream {phase} timeout connecting to {self.host}:{self.port}", phase=phase) from None
+        except OSError as exc:
+            raise UpstreamConnectError(f"cannot connect to upstream {self.host}:{self.port}: {exc}") from None
+        self.conns.add(conn)
+        return conn
+
+    def close_all(self) -> None:
+        for conn in list(self.conns):
+            conn.abort()
+        self.idle.clear()
+        for w in self.waiters:
+            if not w.done():
+                w.set_exception(UpstreamConnectError("transport closed"))
+        self.waiters.clear()
+
+
+class H1Transport:
+    """Pooled keep-alive HTTP/1.1 client implementing :class:`relaygate.upstream.base.Transport`.
+
+    ``max_connections_per_origin`` (None: unbounded) caps open connections per origin; ``keepalive_expiry``
+    closes connections idle longer than that; ``ssl_context`` overrides the default verifying context for
+    ``https`` origins; ``high_water`` / ``low_water`` bound unread body bytes per response.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections_per_origin: int | None = None,
+        keepalive_expiry: float = 30.0,
+        ssl_context: _ssl.SSLContext | None = None,
+        high_water: int = HIGH_WATER,
+        low_water: int = LOW_WATER,
+    ) -> None:
+        if max_connections_per_origin is not None and max_connections_per_origin < 1:
+            raise ValueError("max_connections_per_origin must be at least 1")
+        if not 0 <= low_water <= high_water:
+            raise ValueError("need 0 <= low_water <= high_water")
+        self.max_connections_per_origin = max_connections_per_origin
+        self.keepalive_expiry = keepalive_expiry
+        self.high_water = high_water
+        self.low_water = low_water
+        self._ssl = ssl_context
+        self._pools: dict[str, tuple[_Pool, int]] = {}
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._closed = False
+
+    def ssl_context(self) -> _ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = _ssl.create_default_context()
+        return self._ssl
+
+    def _pool(self, url: str) -> tuple[_Pool, str]:
+        """The pool for ``url``'s origin and the request target (path and query)."""
+        i = url.find("://")
+        start = i + 3
+        j = url.find("/", start)
+        if j < 0:
+            j = url.find("?", start)
+            if j < 0:
+                j = len(url)
+        entry = self._pools.get(url[:j])
+        if entry is None:
+            entry = self._new_pool(url, i, start, j)
+        pool, cut = entry
+        target = url[cut:] or "/"
+        if target[0] == "?":
+            target = "/" + target
+        return pool, target
+
+    def _new_pool(self, url: str, i: int, start: int, j: int) -> tuple[_Pool, int]:
+        scheme = url[:i].lower() if i > 0 else ""
+        if scheme not in ("http", "https"):
+            raise ValueError(f"unsupported upstream URL {url[:60]!r}")
+        authority = url[start:j]
+        if "@" in authority or not authority:
+            raise ValueError(f"unsupported upstream URL {url[:60]!r}")
+        if authority.startswith("["):
+            end = authority.find("]")
+            host = authority[1:end]
+            rest = authority[end + 1 :]
+        else:
+            host, _, rest = authority.partition(":")
+            rest = ":" + rest if rest else ""
+        port = int(rest[1:]) if rest.startswith(":") and rest[1:] else (443 if scheme == "https" else 80)
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+        pool = _Pool(self, scheme, host, port, authority)
+        entry = (pool, j)
+        self._pools[url[:j]] = entry
+        return entry
+
+    async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> H1Response:
+        """Send ``request``; return once the response head has arrived."""
+        if self._closed:
+            raise UpstreamConnectError("transport closed")
+        pool, target = self._pool(request.url)
+        loop = self.loop
+        total_deadline = loop.time() + timeouts.total if timeouts.total is not None else _INF
+        method = request.method
+        data = build_request(method, pool.host_header, target, request.headers, request.body)
+        is_head = method == "HEAD"
+        conn = pool.take_idle()
+        if conn is None:
+            conn = await pool.acquire(timeouts, total_deadline, False)
+        fut = conn.start(data, is_head, timeouts, total_deadline)
+        try:
+            return await fut
+        except _Stale:
+            pass
+        except BaseException:
+            conn.abort()
+            raise
+        # The pooled connection had been closed by the upstream: one retry on a fresh connection.
+        conn = await pool.acquire(timeouts, total_deadline, True)
+        fut = conn.start(data, is_head, timeouts, total_deadline)
+        try:
+            return await fut
+        except _Stale:  # pragma: no cover - a fresh connection is never stale
+            raise UpstreamConnectError("upstream closed the connection before responding") from None
+        except BaseException:
+            conn.abort()
+            raise
+
+    def open_connections(self, origin: str | None = None) -> int:
+        """Open connections (all origins, or the origin ``scheme://host[:port]``): for stats and tests."""
+        if origin is not None:
+            entry = self._pools.get(origin)
+            return len(entry[0].conns) if entry is not None else 0
+        return sum(len(pool.conns) for pool, _ in self._pools.values())
+
+    def idle_connections(self) -> int:
+        return sum(len(pool.idle) for pool, _ in self._pools.values())
+
+    async def aclose(self) -> None:
+        """Close every pooled and in-flight connection."""
+        self._closed = True
+        pools = [pool for pool, _ in self._pools.values()]
+        self._pools.clear()
+        for pool in pools:
+            pool.close_all()
+        await asyncio.sleep(0)  # let connection_lost callbacks run
