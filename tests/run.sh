@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install everything the tests need, then run the whole suite: every tier with the compiled extension,
+# then the non-e2e tiers again with the pure-Python twins (RELAYGATE_NO_EXTENSIONS=1).
+# Extra arguments go to both pytest runs (e.g. -x, -k name).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "tests/run.sh: installing redis-server (Debian package)"
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+
+python -m pip install -q --disable-pip-version-check -e ".[test]"
+
+echo "== compiled extensions: all tiers =="
+python -m pytest -q "$@"
+echo "== pure-Python twins (RELAYGATE_NO_EXTENSIONS=1): core, upstream, asgi, providers, router =="
+RELAYGATE_NO_EXTENSIONS=1 python -m pytest -q -m "not e2e" "$@"
