@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import logging
 import os
+import random
 import time
-import uuid
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import orjson
@@ -345,7 +346,7 @@ class Gateway:
                 if clen > self.max_body:
                     raise _too_large(clen, self.max_body)
         if call_id is None:
-            call_id = str(uuid.uuid4()).encode()
+            call_id = _call_id()
         try:
             self._check_auth(scope)
             body = await self._read_body(receive, self.max_body)
@@ -711,6 +712,16 @@ def _too_large(size: int, limit: int) -> errors.PayloadTooLarge:
 
 def _method_not_allowed(method: str, path: str) -> GatewayError:
     return GatewayError(f"Method {method} not allowed on {path}", status=405, type="invalid_request_error")
+
+
+_rand = random.SystemRandom().getrandbits(64)
+_ids = itertools.count()
+
+
+def _call_id() -> bytes:
+    """A uuid4-shaped id, ~5x cheaper than ``uuid.uuid4()``: per-process random prefix mixed with a counter."""
+    h = "%032x" % ((_rand << 64) ^ (next(_ids) * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF) ^ (os.getpid() << 96))
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}".encode()
 
 
 def _int_header(k: bytes, v: bytes) -> int:
