@@ -154,7 +154,7 @@ class Router:
                 prov_name, up_model = "openai", upstream
             concrete = Deployment(**{**{f: getattr(dep, f) for f in dep.__struct_fields__},
                                      "model_name": model, "provider": prov_name, "upstream_model": up_model})
-            prov = provider if prov_name == dep.provider else make_provider(concrete)
+            prov = make_provider(concrete)  # adapters may derive state from the upstream model
             targets.append(Target(concrete, prov))
         if targets:
             group = ModelGroup(model, targets)

@@ -159,3 +159,24 @@ def test_stream_keepalive_before_slow_first_token() -> None:
     assert sum(c == b": keepalive\n\n" for c in r.chunks) >= 2
     assert r.body.endswith(b"data: [DONE]\n\n")
     assert b'"content":"hi"' in r.body
+
+
+def test_wildcard_groups() -> None:
+    gw = make_gateway({"model_list": [
+        {"model_name": "mock/*", "litellm_params": {"model": "mock/*"}},
+        {"model_name": "*", "litellm_params": {"model": "mock/*", "mock_response": "catch-all"}},
+    ]})
+    r = run(call(gw, "POST", "/v1/chat/completions", {**CHAT, "model": "mock/echo"}))
+    assert r.status == 200 and r.json()["choices"][0]["message"]["content"] == "ping pong"
+    assert r.headers["x-litellm-model-group"] == "mock/echo"
+    r = run(call(gw, "POST", "/v1/chat/completions", {**CHAT, "model": "anything-else"}))
+    assert r.status == 200 and r.json()["choices"][0]["message"]["content"] == "catch-all"
+
+
+def test_model_group_alias() -> None:
+    gw = make_gateway({"model_list": [{"model_name": "real", "litellm_params": {"model": "mock/echo"}}],
+                       "router_settings": {"model_group_alias": {"nick": "real"}}})
+    r = run(call(gw, "POST", "/v1/chat/completions", {**CHAT, "model": "nick"}))
+    assert r.status == 200 and r.headers["x-litellm-model-group"] == "real"
+    ids = [m["id"] for m in run(call(gw, "GET", "/v1/models")).json()["data"]]
+    assert ids == ["real", "nick"]
