@@ -26,12 +26,12 @@ def load_twin(component: str, kind: str) -> ModuleType:
 
 @pytest.fixture(scope="module", params=["py", "c"])
 def impl(request: pytest.FixtureRequest) -> ModuleType:
-    component = getattr(request.module, "COMPONENT")
+    component = request.module.COMPONENT
     return load_twin(component, request.param)
 
 
 @pytest.fixture(scope="module")
 def twins(request: pytest.FixtureRequest) -> tuple[ModuleType, ModuleType]:
     """Both twins of the module's component, for differential tests."""
-    component = getattr(request.module, "COMPONENT")
+    component = request.module.COMPONENT
     return load_twin(component, "py"), load_twin(component, "c")

@@ -26,7 +26,15 @@ def norm(events: list[object]) -> list[object]:
             out.append("END")
         else:
             out.append(
-                (ev.status, ev.reason, ev.http_version, ev.headers, ev.keep_alive, ev.content_length, ev.chunked)  # type: ignore[attr-defined]
+                (
+                    ev.status,
+                    ev.reason,
+                    ev.http_version,
+                    ev.headers,
+                    ev.keep_alive,
+                    ev.content_length,
+                    ev.chunked,
+                )  # type: ignore[attr-defined]
             )
     return out
 
@@ -42,7 +50,11 @@ def parse(mod: ModuleType, pieces: list[bytes], *, head: bool = False, eof: bool
 
 
 def three_ways(data: bytes) -> list[list[bytes]]:
-    return [[data], [data[i : i + 1] for i in range(len(data))], [data[:5], data[5:17], data[17:40], data[40:]]]
+    return [
+        [data],
+        [data[i : i + 1] for i in range(len(data))],
+        [data[:5], data[5:17], data[17:40], data[40:]],
+    ]
 
 
 def check(mod: ModuleType, data: bytes, expected: list[object], **kw: bool) -> None:
@@ -50,13 +62,21 @@ def check(mod: ModuleType, data: bytes, expected: list[object], **kw: bool) -> N
         assert parse(mod, pieces, **kw) == expected, pieces
 
 
-def H(status: int = 200, headers: list[tuple[bytes, bytes]] | None = None, *, reason: bytes = b"OK",
-      ver: bytes = b"1.1", ka: bool = True, cl: int | None = None, chunked: bool = False) -> tuple[object, ...]:
+def H(
+    status: int = 200,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    reason: bytes = b"OK",
+    ver: bytes = b"1.1",
+    ka: bool = True,
+    cl: int | None = None,
+    chunked: bool = False,
+) -> tuple[object, ...]:
     return (status, reason, ver, headers or [], ka, cl, chunked)
 
 
 def test_content_length(impl: ModuleType) -> None:
-    data = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"ok\": true}\n"
+    data = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{"ok": true}\n'
     hdrs = [(b"content-type", b"application/json"), (b"content-length", b"13")]
     check(impl, data, [H(headers=hdrs, cl=13), b'{"ok": true}\n', "END"])
 
@@ -122,7 +142,9 @@ def test_head_request_has_no_body(impl: ModuleType) -> None:
 
 def test_read_until_close(impl: ModuleType) -> None:
     data = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nsome body"
-    check(impl, data, [H(headers=[(b"content-type", b"text/plain")], ka=False), b"some body", "END"], eof=True)
+    check(
+        impl, data, [H(headers=[(b"content-type", b"text/plain")], ka=False), b"some body", "END"], eof=True
+    )
     # a non-chunked transfer coding also reads until close
     data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nzz"
     check(impl, data, [H(headers=[(b"transfer-encoding", b"gzip")], ka=False), b"zz", "END"], eof=True)
@@ -140,7 +162,9 @@ def test_read_until_close(impl: ModuleType) -> None:
         (b"1.0", b"close", False),
     ],
 )
-def test_keep_alive_rules(impl: ModuleType, version: bytes, connection: bytes | None, keep_alive: bool) -> None:
+def test_keep_alive_rules(
+    impl: ModuleType, version: bytes, connection: bytes | None, keep_alive: bool
+) -> None:
     data = b"HTTP/" + version + b" 200 OK\r\nContent-Length: 0\r\n"
     if connection is not None:
         data += b"Connection: " + connection + b"\r\n"
@@ -152,11 +176,17 @@ def test_keep_alive_rules(impl: ModuleType, version: bytes, connection: bytes | 
 def test_reason_variants(impl: ModuleType) -> None:
     assert parse(impl, [b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n"])[0][1] == b""  # type: ignore[index]
     assert parse(impl, [b"HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n"])[0][1] == b""  # type: ignore[index]
-    assert parse(impl, [b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"])[0][1] == b"Service Unavailable"  # type: ignore[index]
+    assert (
+        parse(impl, [b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"])[0][1]
+        == b"Service Unavailable"
+    )  # type: ignore[index]
 
 
 def test_header_value_whitespace_and_case(impl: ModuleType) -> None:
-    events = parse(impl, [b"HTTP/1.1 200 OK\r\nX-Request-ID:   abc def \t\r\nEMPTY:\r\nContent-Length: 5, 5\r\n\r\n12345"])
+    events = parse(
+        impl,
+        [b"HTTP/1.1 200 OK\r\nX-Request-ID:   abc def \t\r\nEMPTY:\r\nContent-Length: 5, 5\r\n\r\n12345"],
+    )
     assert events[0][3] == [(b"x-request-id", b"abc def"), (b"empty", b""), (b"content-length", b"5, 5")]  # type: ignore[index]
     assert events[0][5] == 5  # type: ignore[index]
 
@@ -230,8 +260,12 @@ def test_limits(impl: ModuleType) -> None:
 
 
 def test_eof_incomplete_raises(impl: ModuleType) -> None:
-    for data in (b"", b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab",
-                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"):
+    for data in (
+        b"",
+        b"HTTP/1.1 200 OK\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+    ):
         p = impl.ResponseParser()
         p.feed(data)
         with pytest.raises(UpstreamProtocolError):
@@ -243,9 +277,15 @@ def test_eof_incomplete_raises(impl: ModuleType) -> None:
 
 def test_build_request(impl: ModuleType) -> None:
     req = impl.build_request(
-        "POST", "api.example.com:8443", "/v1/chat/completions?x=1",
-        [("Authorization", "Bearer sk-1"), ("content-type", "application/json"), ("Host", "evil"),
-         ("Content-Length", "999")],
+        "POST",
+        "api.example.com:8443",
+        "/v1/chat/completions?x=1",
+        [
+            ("Authorization", "Bearer sk-1"),
+            ("content-type", "application/json"),
+            ("Host", "evil"),
+            ("Content-Length", "999"),
+        ],
         b'{"a":1}',
     )
     assert req == (
@@ -276,7 +316,9 @@ def test_build_request_rejects_injection(
 
 # ---- property tests -------------------------------------------------------------------------------
 
-_hname = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_0123456789", min_size=1, max_size=12)
+_hname = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_0123456789", min_size=1, max_size=12
+)
 _hvalue = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=20)
 _eol = st.sampled_from([b"\r\n", b"\n"])
 
@@ -341,8 +383,15 @@ def test_split_invariance_and_twins_agree(
 
 
 @settings(max_examples=200, deadline=None)
-@given(data=st.binary(max_size=120), prefix=st.sampled_from([b"", b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"]))
-def test_fuzz_twins_agree_on_garbage(twins: tuple[ModuleType, ModuleType], data: bytes, prefix: bytes) -> None:
+@given(
+    data=st.binary(max_size=120),
+    prefix=st.sampled_from(
+        [b"", b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"]
+    ),
+)
+def test_fuzz_twins_agree_on_garbage(
+    twins: tuple[ModuleType, ModuleType], data: bytes, prefix: bytes
+) -> None:
     results = []
     for mod in twins:
         p = mod.ResponseParser()

@@ -103,11 +103,14 @@ def test_cr_then_lf_in_next_feed_is_one_line_end(impl: ModuleType) -> None:
 
 def openai_stream(n: int = 20, usage: bool = True) -> bytes:
     chunks = [
-        b'{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"tok%d"}}]}' % i
+        b'{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"tok%d"}}]}'
+        % i
         for i in range(n)
     ]
     if usage:
-        chunks.append(b'{"id":"c1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":20,"total_tokens":25}}')
+        chunks.append(
+            b'{"id":"c1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":20,"total_tokens":25}}'
+        )
     return b"".join(b"data: " + c + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
 
 
@@ -134,7 +137,7 @@ def test_reframer_single_feed_returns_slices(impl: ModuleType) -> None:
 def test_reframer_cleans_messy_upstream(impl: ModuleType) -> None:
     messy = (
         b": keepalive\n\n"
-        b"id: 1\nevent: message\ndata:{\"a\":1}\n\n"
+        b'id: 1\nevent: message\ndata:{"a":1}\n\n'
         b"data: line1\ndata: line2\n\n"
         b"retry: 10\n\n"
         b"\n\n"
@@ -160,7 +163,11 @@ def test_reframer_crlf_upstream(impl: ModuleType) -> None:
 
 
 def test_reframer_flushes_final_event_on_close(impl: ModuleType) -> None:
-    for stream in (b"data: {}\n\ndata: last", b"data: {}\n\ndata: last\n", b"\xef\xbb\xbfdata: {}\n\ndata: last"):
+    for stream in (
+        b"data: {}\n\ndata: last",
+        b"data: {}\n\ndata: last\n",
+        b"\xef\xbb\xbfdata: {}\n\ndata: last",
+    ):
         for pieces in three_ways(stream):
             out, rf = reframe(impl, pieces)
             assert out == b"data: {}\n\ndata: last\n\n"
@@ -183,7 +190,10 @@ def test_frame_and_comment(impl: ModuleType) -> None:
 # ---- property tests: split invariance and c == py ----------------------------------------------------
 
 _line = st.one_of(
-    st.builds(lambda v: b"data: " + v, st.binary(max_size=12).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))),
+    st.builds(
+        lambda v: b"data: " + v,
+        st.binary(max_size=12).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")),
+    ),
     st.builds(lambda v: b"data:" + v, st.sampled_from([b"x", b" y", b"", b"[DONE]", b" [DONE]"])),
     st.sampled_from([b"", b": c", b"event: e", b"id: 1", b"retry: 5", b"data", b"foo: bar", b"\xef\xbb\xbf"]),
 )

@@ -40,9 +40,11 @@ USAGE = b'{"prompt_tokens":12,"completion_tokens":34,"total_tokens":46}'
         (b'{"usage": {"prompt_tokens": 2, "x": "}{\\"}", "completion_tokens": 1}}', (2, 1, 3)),
         # nested details objects
         (
-            b'{"usage":{"prompt_tokens":100,"completion_tokens":20,"total_tokens":120,'
-            b'"prompt_tokens_details":{"cached_tokens":64,"audio_tokens":0},'
-            b'"completion_tokens_details":{"reasoning_tokens":10}}}',
+            (
+                b'{"usage":{"prompt_tokens":100,"completion_tokens":20,"total_tokens":120,'
+                b'"prompt_tokens_details":{"cached_tokens":64,"audio_tokens":0},'
+                b'"completion_tokens_details":{"reasoning_tokens":10}}}'
+            ),
             (100, 20, 120),
         ),
     ],
@@ -81,10 +83,18 @@ def test_extract_usage_full(impl: ModuleType) -> None:
     cached=st.none() | st.integers(0, 1000),
 )
 def test_extract_usage_matches_json(
-    twins: tuple[ModuleType, ModuleType], prompt: int, completion: int, content: str, indent: int | None,
+    twins: tuple[ModuleType, ModuleType],
+    prompt: int,
+    completion: int,
+    content: str,
+    indent: int | None,
     cached: int | None,
 ) -> None:
-    usage: dict[str, object] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    usage: dict[str, object] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
     if cached is not None:
         usage["prompt_tokens_details"] = {"cached_tokens": cached}
     doc = {"choices": [{"message": {"content": content}}], "usage": usage}
@@ -135,8 +145,12 @@ def test_estimate_against_tiktoken(impl: ModuleType) -> None:
         total_est += est
         total_naive += naive
         per_kind[kind] = (est - true) / true
-        lines.append(f"{kind:14s} tiktoken={true:6d} estimate={est:6d} ({(est - true) / true:+.1%}) len/4 {(naive - true) / true:+.1%}")
-    lines.append(f"{'all':14s} tiktoken={total_true:6d} estimate={total_est:6d} ({(total_est - total_true) / total_true:+.1%})")
+        lines.append(
+            f"{kind:14s} tiktoken={true:6d} estimate={est:6d} ({(est - true) / true:+.1%}) len/4 {(naive - true) / true:+.1%}"
+        )
+    lines.append(
+        f"{'all':14s} tiktoken={total_true:6d} estimate={total_est:6d} ({(total_est - total_true) / total_true:+.1%})"
+    )
     print("\n" + "\n".join(lines))
     assert abs(total_est - total_true) / total_true < 0.35
     # Per kind the bound is looser still; it only catches a broken class weight.
@@ -149,7 +163,9 @@ def test_estimate_messages_tokens(impl: ModuleType) -> None:
         {"role": "user", "content": "What is the capital of France?\nAnswer briefly."},
     ]
     raw = json.dumps(messages).encode()
-    content_tokens = sum(impl.estimate_tokens(m["content"]) + impl.estimate_tokens(m["role"]) for m in messages)
+    content_tokens = sum(
+        impl.estimate_tokens(m["content"]) + impl.estimate_tokens(m["role"]) for m in messages
+    )
     assert impl.estimate_messages_tokens(raw) == content_tokens + 3 * 2 + 3
     assert impl.estimate_messages_tokens(b"[]") == 3
 
@@ -167,16 +183,20 @@ def test_estimate_messages_media_and_parts(impl: ModuleType) -> None:
     ]
     raw = json.dumps(messages).encode()
     expected = (
-        impl.estimate_tokens("user") + impl.estimate_tokens("Describe this image") + impl.MEDIA_TOKENS
-        + impl.estimate_tokens("low") + 3 + 3
+        impl.estimate_tokens("user")
+        + impl.estimate_tokens("Describe this image")
+        + impl.MEDIA_TOKENS
+        + impl.estimate_tokens("low")
+        + 3
+        + 3
     )
     assert impl.estimate_messages_tokens(raw) == expected
 
 
 def test_estimate_messages_unescapes(impl: ModuleType) -> None:
-    raw = json.dumps([{"role": "user", "content": "中文 \"quoted\" line\nnext"}]).encode()  # ascii escapes
+    raw = json.dumps([{"role": "user", "content": '中文 "quoted" line\nnext'}]).encode()  # ascii escapes
     assert b"\\u4e2d" in raw
-    expected = impl.estimate_tokens("user") + impl.estimate_tokens("中文 \"quoted\" line\nnext") + 6
+    expected = impl.estimate_tokens("user") + impl.estimate_tokens('中文 "quoted" line\nnext') + 6
     assert impl.estimate_messages_tokens(raw) == expected
 
 
@@ -185,14 +205,20 @@ def test_estimate_messages_unescapes(impl: ModuleType) -> None:
     contents=st.lists(st.text(max_size=50), max_size=5),
     ensure_ascii=st.booleans(),
 )
-def test_messages_twins_agree(twins: tuple[ModuleType, ModuleType], contents: list[str], ensure_ascii: bool) -> None:
+def test_messages_twins_agree(
+    twins: tuple[ModuleType, ModuleType], contents: list[str], ensure_ascii: bool
+) -> None:
     messages = [{"role": "user", "content": c, "name": "n"} for c in contents]
     raw = json.dumps(messages, ensure_ascii=ensure_ascii).encode()
     py, c = twins
     assert py.estimate_messages_tokens(raw) == c.estimate_messages_tokens(raw) >= 3 + 3 * len(contents)
     for m in messages:
         chunk = json.dumps({"choices": [{"delta": m}]}, ensure_ascii=ensure_ascii).encode()
-        assert py.count_stream_content(chunk) == c.count_stream_content(chunk) == py.estimate_tokens(m["content"])
+        assert (
+            py.count_stream_content(chunk)
+            == c.count_stream_content(chunk)
+            == py.estimate_tokens(m["content"])
+        )
 
 
 def test_count_stream_content(impl: ModuleType) -> None:

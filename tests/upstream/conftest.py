@@ -6,9 +6,10 @@ import asyncio
 import datetime
 import ipaddress
 import ssl
+import subprocess
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import pytest
 import uvloop
@@ -58,7 +59,9 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
 class Upstream:
     """A tiny HTTP/1.1 server whose behaviour per request is a handler; counts connections."""
 
-    def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None = None, *, read_requests: bool = True) -> None:
+    def __init__(
+        self, handler: Handler, ssl_context: ssl.SSLContext | None = None, *, read_requests: bool = True
+    ) -> None:
         self.handler = handler
         self.ssl_context = ssl_context
         self.read_requests = read_requests
@@ -77,7 +80,7 @@ class Upstream:
         port = self._server.sockets[0].getsockname()[1]
         return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{port}"
 
-    async def __aenter__(self) -> Upstream:
+    async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._client, "127.0.0.1", 0, ssl=self.ssl_context)
         return self
 
@@ -133,6 +136,10 @@ def response(body: bytes = b"ok", status: int = 200, headers: list[tuple[str, st
 
 def make_cert(tmp: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 / localhost, made at test time."""
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        return _make_cert_openssl(tmp)
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -140,7 +147,7 @@ def make_cert(tmp: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relaygate-test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -150,7 +157,9 @@ def make_cert(tmp: Path) -> tuple[Path, Path]:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -160,6 +169,40 @@ def make_cert(tmp: Path) -> tuple[Path, Path]:
     key_path = tmp / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def _make_cert_openssl(tmp: Path) -> tuple[Path, Path]:
+    cert_path = tmp / "cert.pem"
+    key_path = tmp / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key_path),
+            "-out",
+            str(cert_path),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=relaygate-test",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert_path, key_path

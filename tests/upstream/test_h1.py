@@ -15,13 +15,15 @@ from relaygate.core.errors import UpstreamConnectError, UpstreamProtocolError, U
 from relaygate.upstream.base import Timeouts, UpstreamRequest
 from relaygate.upstream.h1 import H1Transport
 
-from .conftest import Request, Upstream, make_cert, response
+from .conftest import Request, Upstream, _make_cert_openssl, make_cert, response
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 FAST = Timeouts(connect=2.0, first_byte=2.0, idle=2.0, total=5.0)
 
 
-async def ok_handler(req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> bool:
+async def ok_handler(
+    req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+) -> bool:
     writer.write(response(b"hello " + req.body + b" #%d" % i, headers=[("X-Path", req.target)]))
     return True
 
@@ -52,7 +54,9 @@ def test_keep_alive_reuses_one_connection(run: Run) -> None:
 
 
 def test_connection_close_is_not_reused(run: Run) -> None:
-    async def handler(req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> bool:
+    async def handler(
+        req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+    ) -> bool:
         writer.write(response(b"bye", headers=[("Connection", "close")]))
         await writer.drain()
         return False
@@ -72,7 +76,9 @@ def test_connection_close_is_not_reused(run: Run) -> None:
 
 
 def test_read_until_close_body(run: Run) -> None:
-    async def handler(req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> bool:
+    async def handler(
+        req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+    ) -> bool:
         writer.write(b"HTTP/1.0 200 OK\r\n\r\npart1 ")
         await writer.drain()
         await asyncio.sleep(0.01)
@@ -95,11 +101,15 @@ def test_read_until_close_body(run: Run) -> None:
 
 
 def test_chunked_body_in_tiny_pieces_streams(run: Run) -> None:
-    frames = [b"data: {\"n\": %d}\n\n" % i for i in range(20)]
+    frames = [b'data: {"n": %d}\n\n' % i for i in range(20)]
     wire = b"".join(b"%x\r\n%s\r\n" % (len(f), f) for f in frames) + b"0\r\n\r\n"
 
-    async def handler(req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+    async def handler(
+        req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+    ) -> bool:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
         for k in range(0, len(wire), 3):
             writer.write(wire[k : k + 3])
             await writer.drain()
@@ -123,7 +133,9 @@ def test_chunked_body_in_tiny_pieces_streams(run: Run) -> None:
 
 
 def test_head_and_no_content(run: Run) -> None:
-    async def handler(req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> bool:
+    async def handler(
+        req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+    ) -> bool:
         if req.method == "HEAD":
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
         else:
@@ -144,7 +156,9 @@ def test_head_and_no_content(run: Run) -> None:
 
 
 def test_reset_mid_body(run: Run) -> None:
-    async def handler(req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> bool:
+    async def handler(
+        req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+    ) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
         await writer.drain()
         await asyncio.sleep(0.02)
@@ -175,7 +189,9 @@ def test_reset_mid_body(run: Run) -> None:
 
 
 def test_garbage_is_a_protocol_error(run: Run) -> None:
-    async def handler(req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> bool:
+    async def handler(
+        req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+    ) -> bool:
         writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
         await writer.drain()
         return True
@@ -193,7 +209,9 @@ def test_garbage_is_a_protocol_error(run: Run) -> None:
 
 
 def test_stale_pooled_connection_is_retried_once(run: Run) -> None:
-    async def handler(req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> bool:
+    async def handler(
+        req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+    ) -> bool:
         if i == 0:
             writer.write(response(b"first"))
             await writer.drain()
@@ -215,7 +233,9 @@ def test_stale_pooled_connection_is_retried_once(run: Run) -> None:
 
 
 def test_fresh_connection_closed_before_response_is_not_retried(run: Run) -> None:
-    async def handler(req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> bool:
+    async def handler(
+        req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+    ) -> bool:
         return False
 
     async def main() -> None:
@@ -278,7 +298,9 @@ def test_total_timeout_before_head(run: Run) -> None:
 
 
 def test_idle_and_total_timeouts_mid_body(run: Run) -> None:
-    async def handler(req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> bool:
+    async def handler(
+        req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+    ) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
         await writer.drain()
         if req.body == b"trickle":
@@ -298,7 +320,9 @@ def test_idle_and_total_timeouts_mid_body(run: Run) -> None:
                 await resp.__anext__()
             assert info.value.phase == "idle"
             # a steady trickle never trips idle, but total bounds the whole exchange
-            resp = await t.send(post(up.url, b"trickle"), Timeouts(connect=1, first_byte=5, idle=0.05, total=0.2))
+            resp = await t.send(
+                post(up.url, b"trickle"), Timeouts(connect=1, first_byte=5, idle=0.05, total=0.2)
+            )
             got = b""
             with pytest.raises(UpstreamTimeout) as info:
                 async for chunk in resp:
@@ -329,7 +353,9 @@ def test_cancelling_the_caller_closes_the_connection(run: Run) -> None:
 
 
 def test_aclose_unfinished_stream_closes_and_cancel_mid_body(run: Run) -> None:
-    async def handler(req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> bool:
+    async def handler(
+        req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+    ) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
         await writer.drain()
         await reader.read(1)  # returns at EOF: the client went away
@@ -366,7 +392,9 @@ def test_aclose_unfinished_stream_closes_and_cancel_mid_body(run: Run) -> None:
 
 
 def test_max_connections_per_origin_queues_waiters(run: Run) -> None:
-    async def handler(req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> bool:
+    async def handler(
+        req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+    ) -> bool:
         await asyncio.sleep(0.02)
         writer.write(response(req.body))
         return True
@@ -388,7 +416,9 @@ def test_max_connections_per_origin_queues_waiters(run: Run) -> None:
 
 
 def test_waiter_gets_the_slot_of_a_closed_connection(run: Run) -> None:
-    async def handler(req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> bool:
+    async def handler(
+        req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+    ) -> bool:
         await asyncio.sleep(0.01)
         writer.write(response(req.body, headers=[("Connection", "close")]))
         await writer.drain()
@@ -426,12 +456,16 @@ def test_backpressure_with_a_slow_reader(run: Run) -> None:
     big = bytes(range(256)) * 4096 * 4  # 4 MiB
     server_state: dict[str, int] = {}
 
-    async def handler(req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> bool:
+    async def handler(
+        req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+    ) -> bool:
         writer.transport.set_write_buffer_limits(high=64 * 1024)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(big))
         for k in range(0, len(big), 65536):
             writer.write(big[k : k + 65536])
-            server_state["max_buffer"] = max(server_state.get("max_buffer", 0), writer.transport.get_write_buffer_size())
+            server_state["max_buffer"] = max(
+                server_state.get("max_buffer", 0), writer.transport.get_write_buffer_size()
+            )
             await writer.drain()
         return True
 
@@ -465,7 +499,9 @@ def test_backpressure_with_a_slow_reader(run: Run) -> None:
 def test_slow_reading_upstream_gets_the_whole_request(run: Run) -> None:
     body = b"x" * (2 * 1024 * 1024)
 
-    async def handler(req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> bool:
+    async def handler(
+        req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+    ) -> bool:
         writer.write(response(b"%d" % len(req.body)))
         return True
 
@@ -480,8 +516,11 @@ def test_slow_reading_upstream_gets_the_whole_request(run: Run) -> None:
     run(main())
 
 
-def test_https_with_self_signed_certificate(run: Run, tmp_path: Path) -> None:
-    cert, key = make_cert(tmp_path)
+@pytest.mark.parametrize("maker", [make_cert, _make_cert_openssl], ids=["cryptography", "openssl-cli"])
+def test_https_with_self_signed_certificate(
+    run: Run, tmp_path: Path, maker: Callable[[Path], tuple[Path, Path]]
+) -> None:
+    cert, key = maker(tmp_path)
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert, key)
     client_ctx = ssl.create_default_context(cafile=str(cert))

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from relaygate.core.errors import UpstreamProtocolError
 
-__all__ = ["ResponseParser", "Head", "End", "END", "build_request", "MAX_HEAD", "MAX_CHUNK_LINE"]
+__all__ = ["END", "MAX_CHUNK_LINE", "MAX_HEAD", "End", "Head", "ResponseParser", "build_request"]
 
 #: Largest accepted response head (status line and headers), and trailer section.
 MAX_HEAD = 65536
@@ -54,7 +54,7 @@ _SKIP_REQUEST_HEADERS = frozenset(("host", "content-length", "transfer-encoding"
 class Head:
     """The response head: status line, headers and the framing decided from them."""
 
-    __slots__ = ("status", "reason", "http_version", "headers", "keep_alive", "content_length", "chunked")
+    __slots__ = ("chunked", "content_length", "headers", "http_version", "keep_alive", "reason", "status")
 
     def __init__(
         self,
@@ -111,7 +111,7 @@ def _header_tokens(value: bytes) -> list[bytes]:
 class ResponseParser:
     """Incremental parser for one HTTP/1.1 response (reusable with :meth:`reset` for the next)."""
 
-    __slots__ = ("_buf", "_state", "_remaining", "_method_is_head", "head", "trailers")
+    __slots__ = ("_buf", "_method_is_head", "_remaining", "_state", "head", "trailers")
 
     def __init__(self, method_is_head: bool = False) -> None:
         self._buf = b""
@@ -349,7 +349,13 @@ class ResponseParser:
             until_eof = False
         keep_alive = (not conn_close if http11 else conn_keep_alive and not conn_close) and not until_eof
         return Head(
-            status, status_line[13:], b"1.1" if http11 else b"1.0", headers, keep_alive, content_length, chunked
+            status,
+            status_line[13:],
+            b"1.1" if http11 else b"1.0",
+            headers,
+            keep_alive,
+            content_length,
+            chunked,
         )
 
     @staticmethod

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["SSEDecoder", "DataReframer", "frame", "comment", "DONE_FRAME"]
+__all__ = ["DONE_FRAME", "DataReframer", "SSEDecoder", "comment", "frame"]
 
 _BOM = b"\xef\xbb\xbf"
 _LINE_END = re.compile(rb"\r\n?|\n")
@@ -58,7 +58,7 @@ class SSEDecoder:
     ``last_event_id`` and ``retry`` keep the latest valid ``id:`` / ``retry:`` values.
     """
 
-    __slots__ = ("_buf", "_skip_lf", "_bom_done", "_event", "_data", "last_event_id", "retry")
+    __slots__ = ("_bom_done", "_buf", "_data", "_event", "_skip_lf", "last_event_id", "retry")
 
     def __init__(self) -> None:
         self._buf = b""
@@ -132,12 +132,10 @@ class SSEDecoder:
             self._data.append(value)
         elif name == b"event":
             self._event = value or None
-        elif name == b"id":
-            if b"\x00" not in value:
-                self.last_event_id = value
-        elif name == b"retry":
-            if value.isdigit():
-                self.retry = int(value)
+        elif name == b"id" and b"\x00" not in value:
+            self.last_event_id = value
+        elif name == b"retry" and value.isdigit():
+            self.retry = int(value)
 
 
 class DataReframer:
@@ -148,7 +146,7 @@ class DataReframer:
     ``frames`` counts the data frames emitted, not counting ``[DONE]``.
     """
 
-    __slots__ = ("_buf", "_bom_done", "_decoder", "done", "last_data", "frames")
+    __slots__ = ("_bom_done", "_buf", "_decoder", "done", "frames", "last_data")
 
     def __init__(self) -> None:
         self._buf = b""

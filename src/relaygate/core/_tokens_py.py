@@ -37,12 +37,12 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "MEDIA_TOKENS",
+    "count_stream_content",
+    "estimate_messages_tokens",
+    "estimate_tokens",
     "extract_usage",
     "extract_usage_full",
-    "estimate_tokens",
-    "estimate_messages_tokens",
-    "count_stream_content",
-    "MEDIA_TOKENS",
 ]
 
 # Weights in thousandths of a token (calibrated against cl100k_base; see the module docstring).
@@ -69,8 +69,8 @@ _NOT_LEAD3 = bytes(b for b in range(256) if not 0xE0 <= b <= 0xEF)
 _NOT_LEAD4 = bytes(b for b in range(256) if b < 0xF0)
 
 _WS = b" \t\n\r"
-_STRING_OR_BRACKET = re.compile(rb'"([^"\\]*(?:\\.[^"\\]*)*)"[ \t\n\r]*(:)?|[\[{]|[\]}]', re.S)
-_BRACE_OR_STRING = re.compile(rb'[{}]|"(?:[^"\\]|\\.)*"', re.S)
+_STRING_OR_BRACKET = re.compile(rb'"([^"\\]*(?:\\.[^"\\]*)*)"[ \t\n\r]*(:)?|[\[{]|[\]}]', re.DOTALL)
+_BRACE_OR_STRING = re.compile(rb'[{}]|"(?:[^"\\]|\\.)*"', re.DOTALL)
 _STREAM_KEYS = frozenset((b"content", b"text", b"arguments", b"reasoning_content", b"refusal"))
 _MEDIA_KEYS = frozenset((b"url", b"data", b"file_data"))
 _str_decoder = msgspec.json.Decoder(str)

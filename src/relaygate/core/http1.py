@@ -33,4 +33,13 @@ else:
 
 IMPLEMENTATION: str = _ext.LOADED["http1"]
 
-__all__ = ["ResponseParser", "Head", "End", "END", "build_request", "MAX_HEAD", "MAX_CHUNK_LINE", "IMPLEMENTATION"]
+__all__ = [
+    "END",
+    "IMPLEMENTATION",
+    "MAX_CHUNK_LINE",
+    "MAX_HEAD",
+    "End",
+    "Head",
+    "ResponseParser",
+    "build_request",
+]

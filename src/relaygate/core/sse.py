@@ -23,4 +23,4 @@ else:
 
 IMPLEMENTATION: str = _ext.LOADED["sse"]
 
-__all__ = ["SSEDecoder", "DataReframer", "frame", "comment", "DONE_FRAME", "IMPLEMENTATION"]
+__all__ = ["DONE_FRAME", "IMPLEMENTATION", "DataReframer", "SSEDecoder", "comment", "frame"]

@@ -32,11 +32,11 @@ else:
 IMPLEMENTATION: str = _ext.LOADED["tokens"]
 
 __all__ = [
+    "IMPLEMENTATION",
+    "MEDIA_TOKENS",
+    "count_stream_content",
+    "estimate_messages_tokens",
+    "estimate_tokens",
     "extract_usage",
     "extract_usage_full",
-    "estimate_tokens",
-    "estimate_messages_tokens",
-    "count_stream_content",
-    "MEDIA_TOKENS",
-    "IMPLEMENTATION",
 ]

@@ -39,7 +39,7 @@ from relaygate.core.errors import UpstreamConnectError, UpstreamProtocolError, U
 from relaygate.core.http1 import END, ResponseParser, build_request
 from relaygate.upstream.base import Timeouts, UpstreamRequest
 
-__all__ = ["H1Transport", "H1Response", "HIGH_WATER", "LOW_WATER"]
+__all__ = ["HIGH_WATER", "LOW_WATER", "H1Response", "H1Transport"]
 
 #: Unread body bytes above which a connection stops reading from its socket.
 HIGH_WATER = 256 * 1024
@@ -61,8 +61,17 @@ class H1Response:
     """A response whose head has arrived. Read the body with :meth:`read` or ``async for``."""
 
     __slots__ = (
-        "status", "reason", "headers", "_conn", "_chunks", "_buffered", "_done", "_exc", "_waiter",
-        "_closed", "_loop",
+        "_buffered",
+        "_chunks",
+        "_closed",
+        "_conn",
+        "_done",
+        "_exc",
+        "_loop",
+        "_waiter",
+        "headers",
+        "reason",
+        "status",
     )
 
     def __init__(self, conn: _Conn, head: Any) -> None:
@@ -268,7 +277,9 @@ class _Conn(asyncio.Protocol):
                     fut.set_exception(_Stale())
                 else:
                     detail = f": {exc!r}" if exc is not None else ""
-                    fut.set_exception(UpstreamConnectError(f"upstream closed the connection before responding{detail}"))
+                    fut.set_exception(
+                        UpstreamConnectError(f"upstream closed the connection before responding{detail}")
+                    )
                 return
             try:
                 self.parser.feed_eof()
@@ -292,7 +303,9 @@ class _Conn(asyncio.Protocol):
 
     # -- exchange ------------------------------------------------------------------------------------
 
-    def start(self, data: bytes, is_head: bool, timeouts: Timeouts, total_deadline: float) -> asyncio.Future[H1Response]:
+    def start(
+        self, data: bytes, is_head: bool, timeouts: Timeouts, total_deadline: float
+    ) -> asyncio.Future[H1Response]:
         loop = self.loop
         now = loop.time()
         self.parser.reset(is_head)
@@ -534,7 +547,9 @@ class _Pool:
                     server_hostname=self.host if self.ssl is not None else None,
                 )
         except TimeoutError:
-            raise UpstreamTimeout(f"upstream {phase} timeout connecting to {self.host}:{self.port}", phase=phase) from None
+            raise UpstreamTimeout(
+                f"upstream {phase} timeout connecting to {self.host}:{self.port}", phase=phase
+            ) from None
         except OSError as exc:
             raise UpstreamConnectError(f"cannot connect to upstream {self.host}:{self.port}: {exc}") from None
         self.conns.add(conn)
