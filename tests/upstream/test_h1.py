@@ -453,12 +453,13 @@ def test_keepalive_expiry(run: Run) -> None:
 
 
 def test_backpressure_with_a_slow_reader(run: Run) -> None:
-    big = bytes(range(256)) * 4096 * 4  # 4 MiB
+    big = bytes(range(256)) * 4096 * 16  # 16 MiB: more than loopback socket buffers hold
     server_state: dict[str, int] = {}
 
     async def handler(
         req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
     ) -> bool:
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
         writer.transport.set_write_buffer_limits(high=64 * 1024)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(big))
         for k in range(0, len(big), 65536):
@@ -563,5 +564,65 @@ def test_url_handling(run: Run) -> None:
             await t.aclose()
             with pytest.raises(UpstreamConnectError):
                 await t.send(UpstreamRequest("GET", up.url), FAST)
+
+    run(main())
+
+
+def test_paused_connection_is_not_idle(run: Run) -> None:
+    big = b"y" * (2 * 1024 * 1024)
+
+    async def handler(
+        req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+    ) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(big))
+        writer.write(big)
+        await writer.drain()
+        return True
+
+    async def main() -> None:
+        async with Upstream(handler) as up:
+            t = H1Transport(high_water=64 * 1024, low_water=16 * 1024)
+            resp = await t.send(post(up.url), Timeouts(connect=1, first_byte=2, idle=0.03, total=10))
+            total = 0
+            slow = 0
+            async for chunk in resp:
+                total += len(chunk)
+                if slow < 4:  # the reader stalls longer than the idle timeout while the socket is paused
+                    slow += 1
+                    await asyncio.sleep(0.08)
+            assert total == len(big)
+            await t.aclose()
+
+    run(main())
+
+
+def test_cancelled_waiter_does_not_leak_the_slot(run: Run) -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def handler(
+            req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+        ) -> bool:
+            if req.body == b"slow":
+                await gate.wait()
+            writer.write(response(req.body))
+            return True
+
+        async with Upstream(handler) as up:
+            t = H1Transport(max_connections_per_origin=1)
+            first = asyncio.ensure_future(t.send(post(up.url, b"slow"), FAST))
+            while not up.requests:
+                await asyncio.sleep(0.005)
+            waiter = asyncio.ensure_future(t.send(post(up.url, b"never"), FAST))
+            await asyncio.sleep(0.01)
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            gate.set()
+            assert await (await first).read() == b"slow"
+            assert await (await t.send(post(up.url, b"third"), FAST)).read() == b"third"
+            assert up.connections == 1
+            assert [r.body for r in up.requests] == [b"slow", b"third"]
+            await t.aclose()
 
     run(main())
