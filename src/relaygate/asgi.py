@@ -23,7 +23,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import hmac
 import itertools
 import logging
 import os
@@ -40,6 +39,7 @@ from relaygate.core.errors import GatewayError
 from relaygate.core.views import AnyView, decode_view
 from relaygate.metrics import Metrics
 from relaygate.providers.base import Call, StreamTranslator
+from relaygate.auth import Authenticator, KeyInfo
 from relaygate.router import Lease, ModelGroup, RouteContext, Router, Target
 from relaygate.upstream.base import Timeouts, Transport
 
@@ -173,9 +173,10 @@ class Gateway:
 
     def __init__(self, config: Config, transport: Transport | None = None) -> None:
         self.config = config
-        self.router = Router(config)
-        self.transport = transport if transport is not None else make_transport(config)
         self.metrics = Metrics()
+        self.router = Router(config, metrics=self.metrics)
+        self.auth = Authenticator(config)
+        self.transport = transport if transport is not None else make_transport(config)
         mk = config.general.master_key
         self.master_key = mk.encode() if mk else None
         s = config.server
@@ -202,6 +203,7 @@ class Gateway:
             self.extra_post_routes.update(ROUTES)
 
     async def aclose(self) -> None:
+        await self.router.aclose()
         await self.transport.aclose()
 
     # -- plumbing -----------------------------------------------------------------------------------
@@ -260,24 +262,9 @@ class Gateway:
         headers.extend(exc.headers)
         await self._send_json(send, exc.status, exc.body(), headers)
 
-    def _check_auth(self, scope: Scope) -> None:
-        if self.master_key is None:
-            return
-        token = None
-        for k, v in scope["headers"]:
-            if k in _AUTH_HEADERS:
-                token = v
-                if k == b"authorization":
-                    if v[:7].lower() == b"bearer ":
-                        token = v[7:].strip()
-                    elif v[:6].lower() == b"basic ":
-                        token = None
-                break
-        if not token:
-            raise errors.AuthError("Authentication Error, No api key passed in.", param="None")
-        if not hmac.compare_digest(token, self.master_key):
-            raise errors.AuthError("Authentication Error, Invalid proxy server token passed. "
-                                   "Use a valid key in `Authorization: Bearer <key>`.", param="None")
+    def _check_auth(self, scope: Scope) -> KeyInfo | None:
+        """The request's virtual key (``None`` for the master key / an open gateway); 401 otherwise."""
+        return self.auth.authenticate(scope["headers"])
 
     # -- ASGI ---------------------------------------------------------------------------------------
 
@@ -348,7 +335,7 @@ class Gateway:
         if call_id is None:
             call_id = _call_id()
         try:
-            self._check_auth(scope)
+            key = self._check_auth(scope)
             body = await self._read_body(receive, self.max_body)
             view = decode_view(endpoint, body)
             model = path_model or view.model
@@ -357,11 +344,15 @@ class Gateway:
                                         param="model")
             route = "/" + ("chat/completions" if endpoint == "chat" else endpoint)
             group = self.router.resolve(model, route)
+            if key is not None:
+                self.auth.check_model(key, model)
             ctx = RouteContext(
                 stream=bool(view.stream),
                 num_retries=num_retries if num_retries is not None else view.num_retries,
                 fallbacks=view.fallbacks,
                 timeout=timeout if timeout is not None else view.timeout,
+                key=key,
+                messages=getattr(view, "messages", None),
             )
             if view.stream and endpoint != "embeddings":
                 await self._stream(send, endpoint, body, view, model, group, ctx, call_id, t0, receive)
@@ -413,7 +404,7 @@ class Gateway:
         lease.finish(True, prompt_t + completion_t)
         total = time.perf_counter() - t0
         headers = self._headers(lease, group, call_id, ctx, total, timer.wait)
-        if up_headers:
+        if up_headers and not lease.headers:
             headers.extend(_ratelimit_headers(up_headers))
         await self._send_json(send, 200, data, headers)
         self.metrics.observe(lease.target.dep.model_name, lease.target.dep.id, 200, total, total - timer.wait, prompt_t, completion_t)
@@ -523,7 +514,7 @@ class Gateway:
             if not headers_sent:
                 headers = self._headers(lease, group, call_id, ctx, total, timer.wait)
                 headers.extend(_SSE_HEADERS)
-                if start.headers:
+                if start.headers and not lease.headers:
                     headers.extend(_ratelimit_headers(start.headers))
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": start.first, "more_body": True})
@@ -785,7 +776,7 @@ class App:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
                 try:
-                    self._build()
+                    await self._build().router.start()
                 except Exception as exc:
                     log.error("startup failed: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})

@@ -1,55 +1,95 @@
 """The router: which deployment serves an attempt, and what happens when an attempt fails.
 
-IO shell around the pure decisions in ``core.routing``: it owns per-worker state (in-flight counts,
-latency EWMAs), resolves a requested model to a model group (aliases, ``*`` wildcards), picks a
-deployment, runs the caller's attempt function, and on failure retries or falls back as configured.
+IO shell around the pure decisions in ``core.routing`` (strategy choice, cooldown counting, retry delays)
+and ``core.ratelimit`` (via ``relaygate.limits``). It owns per-worker state: one
+``core.routing.DeploymentStats`` per deployment (in-flight count, latency and TTFT EWMAs, failures this
+minute, cooldown, known budget), built once at startup together with each group's priority tiers.
 
-Contract with the request handler: :meth:`Router.resolve` raises ``BadRequest`` for an unknown model;
-:meth:`Router.run` calls ``attempt(target)`` until one succeeds and returns ``(result, lease)``; the
-handler calls ``lease.finish(ok, tokens)`` exactly once when the response (or stream) has ended, which
-releases the in-flight slot and records the outcome.
+Contract with the request handler (unchanged from the first router):
+- :meth:`Router.resolve` maps a requested model to a :class:`ModelGroup` (exact name, ``model_group_alias``,
+  ``*`` wildcards) or raises ``BadRequest``.
+- :meth:`Router.run` calls ``attempt(target)`` until one succeeds and returns ``(result, lease)``;
+  ``attempt`` raises ``GatewayError`` subclasses. The handler calls ``lease.finish(ok, tokens)`` exactly
+  once when the response (or stream) has ended, and adds ``lease.headers`` (``x-ratelimit-*``) to the
+  response. ``RouteContext.attempted_retries`` / ``attempted_fallbacks`` count what happened.
+- :meth:`Router.start` / :meth:`Router.aclose` (app lifespan) start and stop the limiter; without
+  ``start`` the limiter starts lazily on first use.
+
+Semantics follow LiteLLM's router:
+- Retries (``num_retries``, per-request ``num_retries``, ``retry_policy`` per error class) go to another
+  available deployment at once when there is one, else wait (upstream ``Retry-After``, bounded, else
+  exponential backoff; at least ``retry_after``). Client errors are not retried (unless ``retry_policy``
+  says so), nor a key's own rate limit.
+- After the retries, fallbacks: ``context_window_fallbacks`` for a context-window error,
+  ``content_policy_fallbacks`` for a content-policy refusal, else per-request ``fallbacks`` or
+  ``fallbacks`` (``"*"`` matches any group) or ``default_fallbacks``; at most ``max_fallbacks`` groups, each
+  with its own retries.
+- Cooldowns: failures that say something about a deployment (429, 401/403, 404, 408, 5xx, connect errors,
+  timeouts) are counted per minute; more than ``allowed_fails`` (or the ``allowed_fails_policy`` entry for
+  the error's class) cools the deployment down for ``cooldown_time`` (an upstream 429's ``Retry-After``
+  when given). 401/403/404 cool down at once. With Redis, cooldowns are shared with every worker.
+- Limits: each attempt pays its deployment's rpm/tpm buckets and, on the request's first admitted attempt,
+  the key/team/user buckets, in one limiter call. A deployment out of budget is skipped (it is marked
+  until its bucket refills, so later requests skip it without asking Redis); when none is left the client
+  gets LiteLLM's 429 ``No deployments available for selected model, Try again in N seconds`` with
+  ``retry-after``. A key out of budget gets LiteLLM's ``Crossed TPM / RPM / Max Parallel Request Limit``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
 import random
 import re
 import time
-from typing import Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from relaygate.config.model import Config, Deployment
+from relaygate.core import routing, tokens
 from relaygate.core.errors import (
     BadRequest,
+    ContentPolicyViolation,
+    ContextWindowExceeded,
     GatewayError,
+    RateLimited,
     UpstreamConnectError,
     UpstreamError,
     UpstreamTimeout,
 )
+from relaygate.core.ratelimit import PREFIX, Bucket, Verdict
+from relaygate.core.routing import DeploymentStats
+from relaygate.limits import Limiter, make_limiter
 from relaygate.providers import make_provider
 from relaygate.providers.base import Provider
 
 R = TypeVar("R")
+log = logging.getLogger("relaygate.router")
+
+_UNLIMITED = 9223372036854775807
 
 
 class Target:
-    """A deployment ready to be called: its adapter and the upstream model name for this request."""
+    """A deployment ready to be called: its adapter, the upstream model name, its stats and buckets."""
 
-    __slots__ = ("dep", "provider", "upstream_model", "inflight")
+    __slots__ = ("dep", "provider", "upstream_model", "stats", "buckets", "token_buckets")
 
-    def __init__(self, dep: Deployment, provider: Provider) -> None:
+    def __init__(self, dep: Deployment, provider: Provider, stats: DeploymentStats | None = None) -> None:
         self.dep = dep
         self.provider = provider
         self.upstream_model = dep.upstream_model
-        self.inflight = 0
+        self.stats = stats if stats is not None else DeploymentStats(0, dep.id)
+        buckets = []
+        if dep.rpm:
+            buckets.append(Bucket.per_minute(f"{PREFIX}d:{dep.id}:rpm", dep.rpm, "deployment", "requests", dep.id))
+        if dep.tpm:
+            buckets.append(Bucket.per_minute(f"{PREFIX}d:{dep.id}:tpm", dep.tpm, "deployment", "tokens", dep.id))
+        self.buckets: tuple[Bucket, ...] = tuple(buckets)
+        self.token_buckets = dep.tpm is not None and dep.tpm > 0
 
-
-class ModelGroup:
-    __slots__ = ("name", "targets", "weights")
-
-    def __init__(self, name: str, targets: list[Target]) -> None:
-        self.name = name
-        self.targets = targets
-        self.weights = _weights([t.dep for t in targets])
+    @property
+    def inflight(self) -> int:
+        return self.stats.inflight
 
 
 def _weights(deps: list[Deployment]) -> list[float] | None:
@@ -62,55 +102,195 @@ def _weights(deps: list[Deployment]) -> list[float] | None:
     return None
 
 
+def _cost(dep: Deployment) -> float:
+    info = dep.model_info
+    try:
+        return float(info.get("input_cost_per_token") or 0.0) + float(info.get("output_cost_per_token") or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+class ModelGroup:
+    """A model group: its targets (index = position) and the priority tiers the strategies walk."""
+
+    __slots__ = ("name", "targets", "weights", "stats", "tiers", "limited", "token_limited")
+
+    def __init__(self, name: str, targets: list[Target]) -> None:
+        self.name = name
+        self.targets = targets
+        self.weights = _weights([t.dep for t in targets])
+        stats = []
+        for i, t in enumerate(targets):
+            s = t.stats
+            s.index = i
+            s.weight = self.weights[i] if self.weights is not None else 1.0
+            stats.append(s)
+        self.stats = stats
+        self.tiers = routing.build_tiers(stats)
+        self.limited = any(t.buckets for t in targets)
+        self.token_limited = any(t.token_buckets for t in targets)
+
+
 class RouteContext:
     """Per-request routing input and output (attempt counters for the response headers)."""
 
     __slots__ = ("num_retries", "fallbacks", "timeout", "stream", "attempted_retries", "attempted_fallbacks",
-                 "prompt_tokens")
+                 "prompt_tokens", "key", "paid", "paid_costs", "messages")
 
     def __init__(self, *, stream: bool = False, num_retries: int | None = None,
-                 fallbacks: list[str] | None = None, timeout: float | None = None, prompt_tokens: int = 0) -> None:
+                 fallbacks: list[str] | None = None, timeout: float | None = None, prompt_tokens: int = 0,
+                 key: Any = None, messages: Sequence[Any] | None = None) -> None:
         self.stream = stream
         self.num_retries = num_retries
         self.fallbacks = fallbacks
         self.timeout = timeout
         self.prompt_tokens = prompt_tokens
+        self.key = key
+        """``auth.KeyInfo`` of the request's virtual key (``None``: master key or open gateway)."""
+        self.messages = messages
+        """The raw ``messages`` of a chat request, for the prompt estimate when a tpm limit applies."""
         self.attempted_retries = 0
         self.attempted_fallbacks = 0
+        self.paid: tuple[Bucket, ...] = ()
+        self.paid_costs: tuple[float, ...] = ()
 
 
 class Lease:
     """An attempt that succeeded; ``headers`` are added to the client response (rate-limit state)."""
 
-    __slots__ = ("target", "start", "_done", "headers")
+    __slots__ = ("target", "start", "_done", "headers", "_limiter", "_buckets", "_costs")
 
-    def __init__(self, target: Target, start: float) -> None:
+    def __init__(self, target: Target, start: float, limiter: Limiter | None = None,
+                 buckets: tuple[Bucket, ...] = (), costs: tuple[float, ...] = ()) -> None:
         self.target = target
         self.start = start
         self._done = False
         self.headers: list[tuple[bytes, bytes]] = []
+        self._limiter = limiter
+        self._buckets = buckets
+        self._costs = costs
 
     def finish(self, ok: bool, tokens: int = 0) -> None:
+        """Release the in-flight slot; reconcile reserved tokens with ``tokens`` (real usage, 0 = unknown)
+        and give back the parallel-request slot."""
         if self._done:
             return
         self._done = True
-        self.target.inflight -= 1
+        self.target.stats.inflight -= 1
+        if self._buckets and self._limiter is not None:
+            self._limiter.adjust(self._buckets, _settle(self._buckets, self._costs, tokens))
 
 
-def _retryable(exc: GatewayError) -> bool:
-    if isinstance(exc, (UpstreamConnectError, UpstreamTimeout)):
+def _settle(buckets: Sequence[Bucket], costs: Sequence[float], used: int) -> list[float]:
+    deltas = [0.0] * len(buckets)
+    for i, b in enumerate(buckets):
+        if b.kind == "p":
+            deltas[i] = -1.0
+        elif b.unit == "tokens" and used > 0:
+            deltas[i] = costs[i] - used
+    return deltas
+
+
+def _refund(buckets: Sequence[Bucket], costs: Sequence[float]) -> list[float]:
+    """Deltas that undo a reservation of a request that produced nothing (requests stay counted)."""
+    deltas = [0.0] * len(buckets)
+    for i, b in enumerate(buckets):
+        if b.kind == "p":
+            deltas[i] = -1.0
+        elif b.unit == "tokens":
+            deltas[i] = costs[i]
+    return deltas
+
+
+def _duration(seconds: float) -> bytes:
+    """OpenAI's reset format: ``20ms``, ``1.5s``, ``6m0s``."""
+    if seconds < 1.0:
+        return b"%dms" % max(0, int(seconds * 1000.0))
+    if seconds < 60.0:
+        return (b"%.1fs" % seconds).replace(b".0s", b"s")
+    m = int(seconds // 60.0)
+    return b"%dm%ds" % (m, int(seconds - 60.0 * m))
+
+
+def ratelimit_headers(buckets: Sequence[Bucket], verdict: Verdict) -> list[tuple[bytes, bytes]]:
+    """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` from the tightest bucket of each unit."""
+    req = tok = -1
+    for i, b in enumerate(buckets):
+        if b.kind != "t":
+            continue
+        if b.unit == "requests":
+            if req < 0 or verdict.remaining[i] < verdict.remaining[req]:
+                req = i
+        elif tok < 0 or verdict.remaining[i] < verdict.remaining[tok]:
+            tok = i
+    out = []
+    if req >= 0:
+        out += [(b"x-ratelimit-limit-requests", b"%d" % buckets[req].capacity),
+                (b"x-ratelimit-remaining-requests", b"%d" % max(0, math.floor(verdict.remaining[req]))),
+                (b"x-ratelimit-reset-requests", _duration(verdict.reset[req]))]
+    if tok >= 0:
+        out += [(b"x-ratelimit-limit-tokens", b"%d" % buckets[tok].capacity),
+                (b"x-ratelimit-remaining-tokens", b"%d" % max(0, math.floor(verdict.remaining[tok]))),
+                (b"x-ratelimit-reset-tokens", _duration(verdict.reset[tok]))]
+    return out
+
+
+def _retry_after_header(seconds: float) -> tuple[bytes, bytes]:
+    return (b"retry-after", b"%d" % max(1, math.ceil(seconds)))
+
+
+def key_limit_error(buckets: Sequence[Bucket], verdict: Verdict) -> GatewayError:
+    """LiteLLM's parallel-request-limiter 429 for a key/team/user bucket that refused."""
+    failed = buckets[verdict.fail]
+    scope = failed.scope
+    cur = {"requests": 0.0, "tokens": 0.0, "parallel": 0.0}
+    lim = {"requests": float(_UNLIMITED), "tokens": float(_UNLIMITED), "parallel": float(_UNLIMITED)}
+    for i, b in enumerate(buckets):
+        if b.scope != scope:
+            continue
+        lim[b.unit] = b.capacity
+        cur[b.unit] = b.capacity - verdict.remaining[i] if b.kind == "p" else max(
+            0.0, b.capacity - verdict.remaining[i])
+    msg = (f"LiteLLM Rate Limit Handler for rate limit type = {scope}. Crossed TPM / RPM / Max Parallel "
+           f"Request Limit. current rpm: {int(cur['requests'])}, rpm limit: {int(lim['requests'])}, "
+           f"current tpm: {int(cur['tokens'])}, tpm limit: {int(lim['tokens'])}, current max_parallel_requests: "
+           f"{int(cur['parallel'])}, max_parallel_requests: {int(lim['parallel'])}")
+    headers = [_retry_after_header(verdict.reset[verdict.fail]), *ratelimit_headers(buckets, verdict)]
+    exc = GatewayError(msg, status=429, type="None", param="None", code="429", headers=headers)
+    exc.no_fallback = True  # type: ignore[attr-defined]
+    return exc
+
+
+def _final(exc: GatewayError) -> bool:
+    """Errors no fallback can help: the client's own bad request, its key's limits."""
+    if getattr(exc, "no_fallback", False):
         return True
-    if isinstance(exc, UpstreamError):
-        return exc.status == 429 or exc.status >= 500 or exc.status == 408
-    return False
+    if isinstance(exc, (ContextWindowExceeded, ContentPolicyViolation, UpstreamConnectError, UpstreamTimeout)):
+        return False
+    st = exc.status
+    return st < 500 and st not in (401, 403, 404, 408, 429)
 
 
 class Router:
-    def __init__(self, config: Config, rng: random.Random | None = None) -> None:
+    def __init__(self, config: Config, rng: random.Random | None = None, *, metrics: Any = None,
+                 limiter: Limiter | None = None) -> None:
         self.config = config
-        self.settings = config.router
+        self.settings = s = config.router
         self._rng = rng or random.Random()
+        self._rand = self._rng.random
+        self.metrics = metrics
+        strategy = routing.STRATEGIES.get(s.routing_strategy)
+        if strategy is None:
+            log.warning("unknown routing_strategy %r: using simple-shuffle", s.routing_strategy)
+            strategy = routing.SHUFFLE
+        self.strategy = strategy
+        self.exploration = s.latency_exploration
+        self.alpha = s.latency_ewma_alpha
+        self.limiter = limiter if limiter is not None else make_limiter(s, metrics)
+        self.limiter.on_cooldowns(self._remote_cooldowns)
+        self.clock = time.monotonic
         self.groups: dict[str, ModelGroup] = {}
+        self.by_id: dict[str, list[DeploymentStats]] = {}
         self._wildcards: list[tuple[re.Pattern[str], Deployment, Provider]] = []
         self._wild_cache: dict[str, ModelGroup] = {}
         by_name: dict[str, list[Target]] = {}
@@ -120,10 +300,33 @@ class Router:
                 pat = re.compile("^" + re.escape(dep.model_name).replace(r"\*", "(.*)") + "$")
                 self._wildcards.append((pat, dep, provider))
             else:
-                by_name.setdefault(dep.model_name, []).append(Target(dep, provider))
+                by_name.setdefault(dep.model_name, []).append(Target(dep, provider, self._stats(dep)))
         for name, targets in by_name.items():
             self.groups[name] = ModelGroup(name, targets)
-        self.aliases = dict(self.settings.model_group_alias)
+        # LiteLLM's pattern router: the longest literal pattern wins (stable: config order among equals)
+        self._wildcards.sort(key=lambda w: -len(w[1].model_name.replace("*", "")))
+        self.aliases = dict(s.model_group_alias)
+
+    def _stats(self, dep: Deployment) -> DeploymentStats:
+        st = DeploymentStats(0, dep.id, order=dep.order, max_inflight=dep.max_parallel_requests or 0,
+                             cost=_cost(dep), rpm=dep.rpm, tpm=dep.tpm)
+        if len(self._wild_cache) < 10_000:  # stats of uncached wildcard groups are not kept
+            self.by_id.setdefault(dep.id, []).append(st)
+        return st
+
+    async def start(self) -> None:
+        await self.limiter.start()
+
+    async def aclose(self) -> None:
+        await self.limiter.aclose()
+
+    def _remote_cooldowns(self, entries: list[tuple[str, float]]) -> None:
+        now = self.clock()
+        for dep_id, seconds in entries:
+            for st in self.by_id.get(dep_id, ()):
+                until = now + seconds
+                if until > st.cooldown_until:
+                    st.cooldown_until = until
 
     # -- resolution ---------------------------------------------------------------------------------
 
@@ -143,10 +346,14 @@ class Router:
         if group is not None:
             return group
         targets = []
-        for pat, dep, provider in self._wildcards:
+        matched: str | None = None
+        for pat, dep, provider in self._wildcards:  # most specific pattern first; only its deployments
+            if matched is not None and dep.model_name != matched:
+                break
             m = pat.match(model)
             if m is None:
                 continue
+            matched = dep.model_name
             captured = m.group(1) if m.groups() else model
             upstream = dep.model.replace("*", captured, 1) if "*" in dep.model else dep.model
             prov_name, _, up_model = upstream.partition("/")
@@ -155,7 +362,7 @@ class Router:
             concrete = Deployment(**{**{f: getattr(dep, f) for f in dep.__struct_fields__},
                                      "model_name": model, "provider": prov_name, "upstream_model": up_model})
             prov = make_provider(concrete)  # adapters may derive state from the upstream model
-            targets.append(Target(concrete, prov))
+            targets.append(Target(concrete, prov, self._stats(concrete)))
         if targets:
             group = ModelGroup(model, targets)
             if len(self._wild_cache) < 10_000:
@@ -167,20 +374,30 @@ class Router:
             param="model",
         )
 
+    def _lookup(self, name: str) -> ModelGroup | None:
+        try:
+            return self.resolve(name)
+        except BadRequest:
+            return None
+
     # -- choice -------------------------------------------------------------------------------------
 
-    def pick(self, group: ModelGroup, exclude: set[int] | None = None) -> Target:
-        targets = group.targets
-        if exclude:
-            idx = [i for i in range(len(targets)) if i not in exclude] or list(range(len(targets)))
-        else:
-            if len(targets) == 1:
-                return targets[0]
-            idx = list(range(len(targets)))
-        if group.weights is None:
-            return targets[self._rng.choice(idx)]
-        w = [group.weights[i] for i in idx]
-        return targets[self._rng.choices(idx, weights=w)[0]] if sum(w) > 0 else targets[self._rng.choice(idx)]
+    def pick(self, group: ModelGroup, exclude: set[int] | None = None, stream: bool = False) -> Target:
+        """The target the strategy would choose now (any target when none is available)."""
+        mask = 0
+        for i in exclude or ():
+            mask |= 1 << i
+        s = routing.choose(self.strategy, group.tiers, self.clock(), mask, stream, self._rand, self.exploration)
+        return group.targets[s.index] if s is not None else group.targets[0]
+
+    def _no_deployments(self, group: ModelGroup, now: float) -> GatewayError:
+        wait = routing.next_free(group.tiers, now)
+        secs = max(1, math.ceil(wait)) if wait > 0 else max(1, math.ceil(self.settings.cooldown_time))
+        cooling = [s.id for s in group.stats if s.cooldown_until > now]
+        return RateLimited(
+            f"No deployments available for selected model, Try again in {secs} seconds. Passed model="
+            f"{group.name}. pre-call-checks={self.settings.enable_pre_call_checks}, cooldown_list={cooling}",
+            code="429", headers=[_retry_after_header(secs)])
 
     # -- execution ----------------------------------------------------------------------------------
 
@@ -190,26 +407,173 @@ class Router:
         ctx: RouteContext,
         attempt: Callable[[Target], Awaitable[R]],
     ) -> tuple[R, Lease]:
-        retries = ctx.num_retries if ctx.num_retries is not None else self.settings.num_retries
-        tried: set[int] = set()
+        try:
+            return await self._run_group(group, ctx, attempt)
+        except GatewayError as exc:
+            if _final(exc):
+                self._release_paid(ctx)
+                raise
+            fallbacks = self._fallbacks_for(group.name, exc, ctx)
+            if not fallbacks:
+                self._release_paid(ctx)
+                raise
+            last = exc
+        tried = 0
+        for name in fallbacks:
+            if tried >= self.settings.max_fallbacks:
+                break
+            fg = self._lookup(name)
+            if fg is None or fg is group:
+                continue
+            tried += 1
+            ctx.attempted_fallbacks += 1
+            try:
+                return await self._run_group(fg, ctx, attempt)
+            except GatewayError as exc:
+                last = exc
+                if _final(exc):
+                    break
+        self._release_paid(ctx)
+        if not getattr(last, "no_fallback", False):
+            last.message = (f"{last.message}. Received Model Group={group.name}\n"
+                            f"Available Model Group Fallbacks={fallbacks}")
+        raise last
+
+    def _fallbacks_for(self, name: str, exc: GatewayError, ctx: RouteContext) -> list[str] | None:
+        s = self.settings
+        if isinstance(exc, ContextWindowExceeded):
+            return routing.fallback_groups(s.context_window_fallbacks, name)
+        if isinstance(exc, ContentPolicyViolation):
+            return routing.fallback_groups(s.content_policy_fallbacks, name)
+        if ctx.fallbacks:
+            return ctx.fallbacks
+        return routing.fallback_groups(s.fallbacks, name) or (s.default_fallbacks or None)
+
+    def _release_paid(self, ctx: RouteContext) -> None:
+        if ctx.paid:
+            self.limiter.adjust(ctx.paid, _refund(ctx.paid, ctx.paid_costs))
+            ctx.paid = ()
+            ctx.paid_costs = ()
+
+    def _prompt_tokens(self, ctx: RouteContext) -> int:
+        if ctx.prompt_tokens <= 0 and ctx.messages:
+            raw = b"[" + b",".join(bytes(m) for m in ctx.messages) + b"]"
+            ctx.prompt_tokens = tokens.estimate_messages_tokens(raw)
+        return ctx.prompt_tokens
+
+    async def _admit(self, group: ModelGroup, target: Target, ctx: RouteContext,
+                     now: float) -> tuple[Verdict | None, tuple[Bucket, ...], tuple[float, ...]]:
+        """Pay the attempt's buckets in one limiter call -> (verdict, buckets, costs); verdict None when
+        nothing is limited. Raises the key-level 429 when a key/team/user bucket refuses."""
+        key = ctx.key
+        key_buckets: tuple[Bucket, ...] = key.buckets if key is not None and not ctx.paid else ()
+        buckets = target.buckets + key_buckets if key_buckets else target.buckets
+        if not buckets:
+            return None, (), ()
+        tok = self._prompt_tokens(ctx) if (target.token_buckets or (key_buckets and key.token_buckets)) else 0
+        costs = tuple(float(tok) if b.unit == "tokens" else 1.0 for b in buckets)
+        verdict = await self.limiter.acquire(buckets, costs)
+        st = target.stats
+        for i, b in enumerate(buckets):
+            if b.scope == "deployment":
+                if b.unit == "requests":
+                    st.rpm_left = verdict.remaining[i]
+                else:
+                    st.tpm_left = verdict.remaining[i]
+        if verdict.fail >= 0:
+            failed = buckets[verdict.fail]
+            if failed.scope == "deployment":
+                st.limited_until = now + verdict.reset[verdict.fail]
+                return verdict, (), ()
+            raise key_limit_error(buckets, verdict)
+        if key_buckets:
+            n = len(target.buckets)
+            ctx.paid = key_buckets
+            ctx.paid_costs = costs[n:]
+        return verdict, buckets, costs
+
+    async def _run_group(self, group: ModelGroup, ctx: RouteContext,
+                         attempt: Callable[[Target], Awaitable[R]]) -> tuple[R, Lease]:
+        settings = self.settings
+        default_retries = ctx.num_retries if ctx.num_retries is not None else settings.num_retries
+        excluded = 0
+        used = 0
         last: GatewayError | None = None
-        for n in range(retries + 1):
-            target = self.pick(group, tried)
-            tried.add(group.targets.index(target))
-            target.inflight += 1
+        strategy, tiers, rand, stream = self.strategy, group.tiers, self._rand, ctx.stream
+        while True:
+            now = self.clock()
+            s = routing.choose(strategy, tiers, now, excluded, stream, rand, self.exploration)
+            if s is None and excluded:
+                excluded = 0
+                s = routing.choose(strategy, tiers, now, 0, stream, rand, self.exploration)
+            if s is None:
+                if last is not None:
+                    raise last
+                raise self._no_deployments(group, now)
+            target = group.targets[s.index]
+            verdict, called, costs = await self._admit(group, target, ctx, now) if (
+                group.limited or ctx.key is not None) else (None, (), ())
+            if verdict is not None and verdict.fail >= 0:
+                excluded |= 1 << s.index
+                continue
+            own_n = len(target.buckets) if called else 0
+            s.inflight += 1
             start = time.perf_counter()
             try:
                 result = await attempt(target)
             except GatewayError as exc:
-                target.inflight -= 1
+                s.inflight -= 1
+                if own_n:
+                    self.limiter.adjust(called[:own_n], _refund(called[:own_n], costs[:own_n]))
                 last = exc
-                if not _retryable(exc) or n == retries:
+                now = self.clock()
+                if isinstance(exc, UpstreamTimeout):
+                    routing.record_latency(s, time.perf_counter() - start, self.alpha)
+                if routing.counts_for_cooldown(exc) and not settings.disable_cooldowns:
+                    self._count_failure(s, exc, now)
+                allowed = routing.retries_for(exc, default_retries, settings.retry_policy)
+                if used >= allowed:
                     raise
+                used += 1
                 ctx.attempted_retries += 1
+                excluded |= 1 << s.index
+                other = routing.choose(strategy, tiers, now, excluded, stream, rand, 0.0) is not None
+                ra = exc.retry_after if isinstance(exc, UpstreamError) else None
+                delay = routing.retry_delay(used - 1, ra, settings.retry_after, other, rand())
+                if delay > 0:
+                    await asyncio.sleep(delay)
                 continue
             except BaseException:
-                target.inflight -= 1
+                s.inflight -= 1
+                if own_n:
+                    self.limiter.adjust(called[:own_n], _refund(called[:own_n], costs[:own_n]))
+                self._release_paid(ctx)
                 raise
-            return result, Lease(target, start)
-        assert last is not None
-        raise last
+            elapsed = time.perf_counter() - start
+            if stream:
+                routing.record_ttft(s, elapsed, self.alpha)
+            else:
+                routing.record_latency(s, elapsed, self.alpha)
+            if s.minute >= 0:
+                routing.record_success(s, self.clock())
+            if ctx.paid:
+                lease = Lease(target, start, self.limiter, called[:own_n] + ctx.paid,
+                              costs[:own_n] + ctx.paid_costs)
+                ctx.paid = ()
+                ctx.paid_costs = ()
+            else:
+                lease = Lease(target, start, self.limiter, called[:own_n], costs[:own_n])
+            if verdict is not None:
+                lease.headers = ratelimit_headers(called, verdict)
+            return result, lease
+
+    def _count_failure(self, s: DeploymentStats, exc: GatewayError, now: float) -> None:
+        settings = self.settings
+        allowed = routing.allowed_fails_for(exc, settings.allowed_fails, settings.allowed_fails_policy)
+        cooldown = settings.cooldown_time
+        if isinstance(exc, UpstreamError) and exc.status == 429 and exc.retry_after:
+            cooldown = min(exc.retry_after, routing.MAX_RETRY_AFTER)
+        if routing.record_failure(s, now, allowed, cooldown, routing.cools_at_once(exc)):
+            self.limiter.share_cooldown(s.id, cooldown)
+            if self.metrics is not None:
+                self.metrics.count("deployment_cooldown")

@@ -72,6 +72,8 @@ class RouterSettings(msgspec.Struct, kw_only=True):
     latency_exploration: float = 0.05
     on_redis_failure: str = "local"
     """``local``: keep serving with in-process limits when Redis is down; ``reject``: answer 503."""
+    redis_timeout: float = 0.5
+    """Seconds a limiter call to Redis may take before Redis counts as down (then ``on_redis_failure``)."""
 
 
 class ServerSettings(msgspec.Struct, kw_only=True):
@@ -116,6 +118,8 @@ class KeyConfig(msgspec.Struct, kw_only=True):
     max_parallel_requests: int | None = None
     team_rpm_limit: int | None = None
     team_tpm_limit: int | None = None
+    user_rpm_limit: int | None = None
+    user_tpm_limit: int | None = None
 
 
 class Config(msgspec.Struct, kw_only=True):

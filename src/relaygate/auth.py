@@ -1,0 +1,138 @@
+"""Authentication: the master key and config-declared virtual keys, checked in-process.
+
+What it owns: reading the client's key from the request headers (``Authorization: Bearer``, ``x-api-key``,
+``api-key``, ``x-litellm-api-key``), comparing it with the master key (``hmac.compare_digest``), finding a
+virtual key by the SHA-256 of its value in a dict built once at startup (keys are never kept in clear
+text in memory after startup, never logged), the key's model allow-list, and the key's rate-limit buckets
+(key / team / user rpm, tpm and max_parallel_requests) which the router charges with the deployment's.
+
+Errors follow LiteLLM's proxy wording: 401 ``Authentication Error, ...`` for a missing or unknown key and
+401 ``key_model_access_denied`` for a model outside the key's ``models``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Iterable
+
+from relaygate.config.model import Config, KeyConfig
+from relaygate.core import errors
+from relaygate.core.ratelimit import PREFIX, Bucket
+
+_AUTH_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-litellm-api-key")
+_ALL_MODELS = ("*", "all-proxy-models")
+
+
+class KeyInfo:
+    """A virtual key as the request path sees it: identity, allowed models, rate-limit buckets."""
+
+    __slots__ = ("token", "alias", "team_id", "user_id", "models", "patterns", "buckets", "token_buckets")
+
+    def __init__(self, token: str, kc: KeyConfig) -> None:
+        self.token = token
+        """SHA-256 hex of the key (LiteLLM's "token"): safe to log and to use in storage keys."""
+        self.alias = kc.key_alias
+        self.team_id = kc.team_id
+        self.user_id = kc.user_id
+        models = [m for m in kc.models if m]
+        self.models: frozenset[str] | None = None
+        self.patterns: tuple[str, ...] = ()
+        if models and not any(m in _ALL_MODELS for m in models):
+            self.models = frozenset(models)
+            self.patterns = tuple(m[:-1] for m in models if m.endswith("*"))
+        buckets: list[Bucket] = []
+        short = token[:24]
+        if kc.rpm_limit:
+            buckets.append(Bucket.per_minute(f"{PREFIX}k:{short}:rpm", kc.rpm_limit, "key", "requests", short))
+        if kc.tpm_limit:
+            buckets.append(Bucket.per_minute(f"{PREFIX}k:{short}:tpm", kc.tpm_limit, "key", "tokens", short))
+        if kc.max_parallel_requests:
+            buckets.append(Bucket.parallel(f"{PREFIX}k:{short}:par", kc.max_parallel_requests, "key", short))
+        if kc.team_id:
+            if kc.team_rpm_limit:
+                buckets.append(Bucket.per_minute(f"{PREFIX}t:{kc.team_id}:rpm", kc.team_rpm_limit, "team",
+                                                 "requests", kc.team_id))
+            if kc.team_tpm_limit:
+                buckets.append(Bucket.per_minute(f"{PREFIX}t:{kc.team_id}:tpm", kc.team_tpm_limit, "team",
+                                                 "tokens", kc.team_id))
+        if kc.user_id:
+            if kc.user_rpm_limit:
+                buckets.append(Bucket.per_minute(f"{PREFIX}u:{kc.user_id}:rpm", kc.user_rpm_limit, "user",
+                                                 "requests", kc.user_id))
+            if kc.user_tpm_limit:
+                buckets.append(Bucket.per_minute(f"{PREFIX}u:{kc.user_id}:tpm", kc.user_tpm_limit, "user",
+                                                 "tokens", kc.user_id))
+        self.buckets: tuple[Bucket, ...] = tuple(buckets)
+        self.token_buckets = any(b.unit == "tokens" for b in buckets)
+
+    def allows(self, model: str) -> bool:
+        if self.models is None or model in self.models:
+            return True
+        for p in self.patterns:
+            if model.startswith(p):
+                return True
+        return False
+
+
+def hash_key(key: bytes | str) -> str:
+    if isinstance(key, str):
+        key = key.encode()
+    return hashlib.sha256(key).hexdigest()
+
+
+def read_token(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The client's key from the first auth header present (``Bearer`` stripped; ``Basic`` is no key)."""
+    for k, v in headers:
+        if k in _AUTH_HEADERS:
+            if k == b"authorization":
+                if v[:7].lower() == b"bearer ":
+                    return v[7:].strip() or None
+                if v[:6].lower() == b"basic ":
+                    return None
+            return v.strip() or None
+    return None
+
+
+class Authenticator:
+    """Built once per worker from the config; :meth:`authenticate` is on every request's path."""
+
+    def __init__(self, config: Config) -> None:
+        mk = config.general.master_key
+        self.master_key = mk.encode() if mk else None
+        self.keys: dict[str, KeyInfo] = {}
+        for kc in config.keys:
+            token = hash_key(kc.key)
+            self.keys[token] = KeyInfo(token, kc)
+        self.enabled = self.master_key is not None or bool(self.keys)
+
+    def authenticate(self, headers: Iterable[tuple[bytes, bytes]]) -> KeyInfo | None:
+        """The virtual key of the request, ``None`` for the master key (or an open gateway with neither a
+        master key nor virtual keys); raises ``AuthError`` otherwise."""
+        if not self.enabled:
+            return None
+        token = read_token(headers)
+        if token is None:
+            if self.master_key is None:
+                return None
+            raise errors.AuthError("Authentication Error, No api key passed in.", param="None")
+        if self.master_key is not None and hmac.compare_digest(token, self.master_key):
+            return None
+        if self.keys:
+            info = self.keys.get(hashlib.sha256(token).hexdigest())
+            if info is not None:
+                return info
+        if self.master_key is None:
+            return None  # no master key: LiteLLM's proxy is open; unknown keys pass without limits
+        raise errors.AuthError("Authentication Error, Invalid proxy server token passed. "
+                               "Use a valid key in `Authorization: Bearer <key>`.", param="None")
+
+    @staticmethod
+    def check_model(key: KeyInfo | None, model: str) -> None:
+        if key is None or key.allows(model):
+            return
+        allowed = sorted(key.models or ())
+        raise errors.GatewayError(
+            f"key not allowed to access model. This key can only access models={allowed}. "
+            f"Tried to access {model}",
+            status=401, type="key_model_access_denied", param="model", code="401")
