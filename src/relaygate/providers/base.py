@@ -68,6 +68,9 @@ class Provider:
     default_api_base: ClassVar[str | None] = "https://api.openai.com/v1"
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "completions", "embeddings"})
     error_prefix: ClassVar[str] = "OpenAIException"
+    #: an OAuth token holder (``providers.vertex.TokenSource``) that the IO shell refreshes before
+    #: ``build_request`` when ``needs_refresh(now)``; None for adapters with static credentials
+    token_source: Any = None
 
     def __init__(self, dep: Deployment) -> None:
         self.dep = dep
@@ -123,7 +126,8 @@ def _error_fields(body: bytes) -> tuple[str, str | None, str | None, str | None]
 
 
 _CONTEXT_MARKERS = ("context_length_exceeded", "maximum context length", "context window", "too many tokens",
-                    "prompt is too long", "input is too long", "exceeds the context")
+                    "prompt is too long", "input is too long", "exceeds the context",
+                    "exceeds the maximum number of tokens", "context length")
 _POLICY_MARKERS = ("content_policy", "content policy", "content_filter", "responsibleaipolicyviolation",
                    "safety")
 

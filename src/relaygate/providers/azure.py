@@ -1,0 +1,92 @@
+"""Azure OpenAI (``azure/``) and Azure AI Foundry / AI Studio (``azure_ai/``): OpenAI's shape, Azure's URLs.
+
+``azure/DEPLOYMENT`` calls ``{api_base}/openai/deployments/{DEPLOYMENT}/{chat/completions|completions|
+embeddings|...}?api-version={api_version}`` with the key in an ``api-key`` header, or
+``Authorization: Bearer {azure_ad_token}`` when an Entra ID token is configured. ``api_base``,
+``api_key`` and ``api_version`` fall back to ``AZURE_API_BASE``, ``AZURE_API_KEY`` (or
+``AZURE_OPENAI_API_KEY``) and ``AZURE_API_VERSION`` as in LiteLLM; the default API version is LiteLLM's.
+An ``api_base`` that already ends in ``/openai/v1`` uses Azure's version-less v1 API
+(``{api_base}/chat/completions``, model in the body).
+
+``azure_ai/MODEL`` is OpenAI-compatible at ``{api_base}/chat/completions`` (``/models/chat/completions``
+for ``*.services.ai.azure.com`` hosts without a path), keyed with ``api-key`` on Azure hosts and a bearer
+token elsewhere. Bodies and streams pass through like every OpenAI-compatible upstream; Azure's
+``content_filter`` errors map to content-policy violations through ``classify``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+from relaygate.providers.base import ENDPOINT_PATHS, Call
+from relaygate.providers.openai import OpenAIProvider
+
+DEFAULT_API_VERSION = "2025-02-01-preview"
+MEDIA_PATHS = {"images": "/images/generations", "transcriptions": "/audio/transcriptions",
+               "speech": "/audio/speech", "moderations": "/moderations"}
+
+
+class AzureProvider(OpenAIProvider):
+    name: ClassVar[str] = "azure"
+    default_api_base: ClassVar[str | None] = None
+    error_prefix: ClassVar[str] = "AzureException"
+
+    def __init__(self, dep: Any) -> None:
+        self._ad_token = dep.extra.get("azure_ad_token") or None
+        super().__init__(dep)
+        if self.api_base is None:
+            base = os.environ.get("AZURE_API_BASE") or os.environ.get("AZURE_OPENAI_ENDPOINT")
+            self.api_base = base.rstrip("/") if base else None
+        if not dep.api_key and not self._ad_token:
+            env_key = os.environ.get("AZURE_API_KEY") or os.environ.get("AZURE_OPENAI_API_KEY")
+            if env_key:
+                self.static_headers.append(self._auth(env_key))
+            elif os.environ.get("AZURE_AD_TOKEN"):
+                self.static_headers.append(("Authorization", f"Bearer {os.environ['AZURE_AD_TOKEN']}"))
+        if self._ad_token:
+            self.static_headers = [h for h in self.static_headers if h[0] != "api-key"]
+            self.static_headers.append(("Authorization", f"Bearer {self._ad_token}"))
+        self.api_version = dep.api_version or os.environ.get("AZURE_API_VERSION") or DEFAULT_API_VERSION
+        base = self.api_base or ""
+        self.v1 = base.endswith("/openai/v1")
+        self.deployment = dep.upstream_model
+
+    def _auth(self, key: str) -> tuple[str, str]:
+        return ("api-key", key)
+
+    def path_url(self, path: str) -> str:
+        if self.v1:
+            return f"{self.api_base}{path}"
+        return f"{self.api_base}/openai/deployments/{self.deployment}{path}?api-version={self.api_version}"
+
+    def url(self, call: Call) -> str:
+        return self.path_url(ENDPOINT_PATHS[call.endpoint])
+
+    def health_request(self) -> None:
+        return None
+
+
+class AzureAIProvider(OpenAIProvider):
+    name: ClassVar[str] = "azure_ai"
+    default_api_base: ClassVar[str | None] = None
+    error_prefix: ClassVar[str] = "Azure_aiException"
+
+    def __init__(self, dep: Any) -> None:
+        if dep.api_base is None and os.environ.get("AZURE_AI_API_BASE"):
+            import msgspec
+
+            dep = msgspec.structs.replace(dep, api_base=os.environ["AZURE_AI_API_BASE"])
+        base = (dep.api_base or "").rstrip("/")
+        self._azure_host = ".azure.com" in base or ".azure-api.net" in base
+        super().__init__(dep)
+        if not dep.api_key and os.environ.get("AZURE_AI_API_KEY"):
+            self.static_headers.append(self._auth(os.environ["AZURE_AI_API_KEY"]))
+        if base.endswith("/chat/completions"):
+            base = base[: -len("/chat/completions")]
+        elif base.endswith(".services.ai.azure.com"):
+            base += "/models"
+        self.api_base = base
+
+    def _auth(self, key: str) -> tuple[str, str]:
+        return ("api-key", key) if self._azure_host else ("Authorization", f"Bearer {key}")

@@ -1,0 +1,505 @@
+"""AWS Bedrock (``bedrock/``): the Converse and ConverseStream APIs, SigV4-signed, event-stream decoded.
+
+Credentials are LiteLLM's params ``aws_access_key_id``, ``aws_secret_access_key``, ``aws_session_token``
+and ``aws_region_name`` (else ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
+``AWS_REGION``/``AWS_DEFAULT_REGION``); a Bedrock API key (``api_key`` or ``AWS_BEARER_TOKEN_BEDROCK``) is
+sent as a bearer token instead of signing. Model ids may carry LiteLLM's ``converse/`` route prefix; they
+are URL-encoded into ``/model/{id}/converse`` (``/converse-stream``).
+
+:class:`SigV4` signs a request for a given ``now`` (sans-IO; the signing key is cached per day). The
+canonical URI is the already-encoded path encoded once more, as SigV4 requires for every service but S3.
+
+:class:`EventStreamDecoder` reads AWS's binary ``application/vnd.amazon.eventstream`` framing
+incrementally: a 12-byte prelude (total length, headers length, prelude CRC32), typed headers, the
+payload and a message CRC32; both CRCs are checked, a frame split anywhere waits for its remaining
+bytes, and a corrupt or oversized frame raises :class:`UpstreamProtocolError`.
+
+Translation: system messages -> ``system`` blocks; turns merged to alternate, starting with the user;
+text, base64 images and PDFs, ``toolUse`` / ``toolResult`` blocks, ``cache_control`` -> ``cachePoint``;
+sampling params -> ``inferenceConfig``; ``top_k``/``thinking`` -> ``additionalModelRequestFields``;
+tools -> ``toolConfig``. ConverseStream events (messageStart, contentBlockStart/Delta/Stop, messageStop,
+metadata) become OpenAI chunks; exception frames raise the mapped :class:`GatewayError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import struct
+import time
+import urllib.parse
+import zlib
+from typing import Any, ClassVar
+
+import orjson
+
+from relaygate.config.model import Deployment
+from relaygate.core import errors
+from relaygate.providers import _convert as cv
+from relaygate.providers.base import Call, Provider, StreamTranslator, classify
+from relaygate.providers.openai import REQUEST_DEFAULTS
+from relaygate.upstream.base import UpstreamRequest
+
+FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
+          "guardrail_intervened": "content_filter", "content_filtered": "content_filter",
+          "model_context_window_exceeded": "length"}
+EXCEPTION_STATUS = {"throttlingException": 429, "validationException": 400, "accessDeniedException": 403,
+                    "resourceNotFoundException": 404, "serviceUnavailableException": 503,
+                    "internalServerException": 500, "modelStreamErrorException": 500,
+                    "modelTimeoutException": 408, "modelNotReadyException": 503, "serviceQuotaExceededException": 429}
+MAX_FRAME = 32 * 1024 * 1024
+_IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
+                  "image/webp": "webp"}
+_DOC_FORMATS = {"application/pdf": "pdf", "text/csv": "csv", "text/plain": "txt", "text/html": "html",
+                "text/markdown": "md", "application/msword": "doc",
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+                "application/vnd.ms-excel": "xls",
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx"}
+
+
+# ------------------------------------------------------------------------------------------- SigV4
+
+
+def _hmac(key: bytes, msg: str) -> bytes:
+    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+
+class SigV4:
+    """AWS Signature Version 4 for one set of credentials, region and service. No IO, no clock."""
+
+    __slots__ = ("_day", "_key", "access_key", "region", "secret_key", "service", "session_token")
+
+    def __init__(self, access_key: str, secret_key: str, session_token: str | None, region: str,
+                 service: str = "bedrock") -> None:
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.session_token = session_token
+        self.region = region
+        self.service = service
+        self._day = ""
+        self._key = b""
+
+    def _signing_key(self, day: str) -> bytes:
+        if day != self._day:
+            k = _hmac(("AWS4" + self.secret_key).encode(), day)
+            k = _hmac(k, self.region)
+            k = _hmac(k, self.service)
+            self._key = _hmac(k, "aws4_request")
+            self._day = day
+        return self._key
+
+    def sign(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes,
+             now: float) -> list[tuple[str, str]]:
+        """``headers`` plus ``X-Amz-Date``, the session token and ``Authorization`` for this request."""
+        u = urllib.parse.urlsplit(url)
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        day = amz_date[:8]
+        out = [*headers, ("X-Amz-Date", amz_date)]
+        if self.session_token:
+            out.append(("X-Amz-Security-Token", self.session_token))
+        signed: dict[str, str] = {"host": u.netloc}
+        for k, v in out:
+            lk = k.lower()
+            if lk in ("content-type", "x-amz-date", "x-amz-security-token") or lk.startswith("x-amz-"):
+                signed[lk] = " ".join(v.strip().split())
+        names = sorted(signed)
+        canonical_headers = "".join(f"{n}:{signed[n]}\n" for n in names)
+        signed_headers = ";".join(names)
+        path = urllib.parse.quote(u.path or "/", safe="/-_.~")
+        query = "&".join(sorted(
+            f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}"
+            for k, v in urllib.parse.parse_qsl(u.query, keep_blank_values=True)))
+        canonical = "\n".join((method, path, query, canonical_headers, signed_headers,
+                               hashlib.sha256(body).hexdigest()))
+        scope = f"{day}/{self.region}/{self.service}/aws4_request"
+        to_sign = "\n".join(("AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()))
+        sig = hmac.new(self._signing_key(day), to_sign.encode(), hashlib.sha256).hexdigest()
+        auth = (f"AWS4-HMAC-SHA256 Credential={self.access_key}/{scope}, "
+                f"SignedHeaders={signed_headers}, Signature={sig}")
+        out.append(("Authorization", auth))
+        return out
+
+
+# ------------------------------------------------------------------------------------ event stream
+
+
+def _header_value(buf: bytes, i: int, t: int) -> tuple[Any, int]:
+    if t == 0:
+        return True, i
+    if t == 1:
+        return False, i
+    if t == 2:
+        return struct.unpack_from(">b", buf, i)[0], i + 1
+    if t == 3:
+        return struct.unpack_from(">h", buf, i)[0], i + 2
+    if t == 4:
+        return struct.unpack_from(">i", buf, i)[0], i + 4
+    if t == 5 or t == 8:
+        return struct.unpack_from(">q", buf, i)[0], i + 8
+    if t == 6 or t == 7:
+        n = struct.unpack_from(">H", buf, i)[0]
+        raw = bytes(buf[i + 2:i + 2 + n])
+        return (raw.decode("utf-8", "replace") if t == 7 else raw), i + 2 + n
+    if t == 9:
+        return bytes(buf[i:i + 16]), i + 16
+    raise errors.UpstreamProtocolError(f"bedrock event stream: unknown header type {t}")
+
+
+def parse_headers(buf: bytes) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    i = 0
+    end = len(buf)
+    while i < end:
+        n = buf[i]
+        name = bytes(buf[i + 1:i + 1 + n]).decode("utf-8", "replace")
+        i += 1 + n
+        t = buf[i]
+        out[name], i = _header_value(buf, i + 1, t)
+    return out
+
+
+class EventStreamDecoder:
+    """Incremental decoder of ``application/vnd.amazon.eventstream`` frames -> (headers, payload)."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[dict[str, Any], bytes]]:
+        buf = self._buf
+        buf += data
+        out: list[tuple[dict[str, Any], bytes]] = []
+        pos = 0
+        n = len(buf)
+        while n - pos >= 12:
+            total, hlen, pcrc = struct.unpack_from(">III", buf, pos)
+            if zlib.crc32(buf[pos:pos + 8]) != pcrc:
+                raise errors.UpstreamProtocolError("bedrock event stream: prelude CRC mismatch")
+            if total < 16 + hlen or total > MAX_FRAME:
+                raise errors.UpstreamProtocolError(f"bedrock event stream: bad frame length {total}")
+            if n - pos < total:
+                break
+            end = pos + total
+            (mcrc,) = struct.unpack_from(">I", buf, end - 4)
+            if zlib.crc32(buf[pos:end - 4]) != mcrc:
+                raise errors.UpstreamProtocolError("bedrock event stream: message CRC mismatch")
+            headers = parse_headers(bytes(buf[pos + 12:pos + 12 + hlen]))
+            out.append((headers, bytes(buf[pos + 12 + hlen:end - 4])))
+            pos = end
+        if pos:
+            del buf[:pos]
+        return out
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+
+def encode_frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """One event-stream frame with string headers (tests and the bench mock use it)."""
+    hb = b"".join(struct.pack(">B", len(k.encode())) + k.encode() + b"\x07" + struct.pack(">H", len(v.encode()))
+                  + v.encode() for k, v in headers.items())
+    total = 16 + len(hb) + len(payload)
+    prelude = struct.pack(">II", total, len(hb))
+    prelude += struct.pack(">I", zlib.crc32(prelude))
+    msg = prelude + hb + payload
+    return msg + struct.pack(">I", zlib.crc32(msg))
+
+
+# ------------------------------------------------------------------------------------- translation
+
+
+def _media_block(mime: str, data: str, model: str) -> dict[str, Any]:
+    if mime in _IMAGE_FORMATS:
+        return {"image": {"format": _IMAGE_FORMATS[mime], "source": {"bytes": data}}}
+    if mime in _DOC_FORMATS:
+        return {"document": {"format": _DOC_FORMATS[mime], "name": "document", "source": {"bytes": data}}}
+    if mime.startswith("video/"):
+        return {"video": {"format": mime.split("/", 1)[1], "source": {"bytes": data}}}
+    raise cv.unsupported(f"media of type {mime}", "bedrock", model)
+
+
+def _blocks(content: Any, model: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for p in cv.parts_of(content):
+        t = p.get("type")
+        if t == "text":
+            if p.get("text"):
+                out.append({"text": p["text"]})
+        elif t == "image_url":
+            url = cv.image_url_of(p)
+            du = cv.data_uri(url)
+            if du is None:
+                if url.startswith("s3://"):
+                    out.append({"image": {"format": cv.guess_mime(url).split("/")[-1],
+                                          "source": {"s3Location": {"uri": url}}}})
+                    continue
+                raise errors.BadRequest(f"bedrock model `{model}` takes images only as base64 data URIs or s3:// "
+                                        "URIs", param="messages")
+            out.append(_media_block(du[0], du[1], model))
+        elif t == "file":
+            fd = (p.get("file") or {}).get("file_data")
+            du = cv.data_uri(fd) if isinstance(fd, str) else None
+            if du is None:
+                raise cv.unsupported("file (without file_data)", "bedrock", model)
+            out.append(_media_block(du[0], du[1], model))
+        else:
+            raise cv.unsupported(str(t), "bedrock", model)
+        if "cache_control" in p:
+            out.append({"cachePoint": {"type": "default"}})
+    return out
+
+
+def to_converse(req: dict[str, Any], model: str) -> dict[str, Any]:
+    system: list[dict[str, Any]] = []
+    turns: list[dict[str, Any]] = []
+
+    def push(role: str, blocks: list[dict[str, Any]]) -> None:
+        if not blocks:
+            return
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+
+    for m in req.get("messages") or ():
+        role = m.get("role")
+        content = m.get("content")
+        if role in ("system", "developer"):
+            system.extend(_blocks(content, model))
+        elif role == "user":
+            push("user", _blocks(content, model))
+        elif role == "assistant":
+            blocks = _blocks(content, model)
+            for tc in m.get("tool_calls") or ():
+                fn = tc.get("function") or {}
+                blocks.append({"toolUse": {"toolUseId": tc.get("id") or cv.new_call_id(), "name": fn.get("name", ""),
+                                           "input": cv.tool_args(fn.get("arguments"))}})
+            push("assistant", blocks)
+        elif role in ("tool", "function"):
+            text = content if isinstance(content, str) else cv.text_of(content)
+            push("user", [{"toolResult": {"toolUseId": m.get("tool_call_id") or "", "content": [{"text": text or "."}]}}])
+        else:
+            raise errors.BadRequest(f"Invalid message role `{role}`", param="messages")
+    if turns and turns[0]["role"] != "user":
+        turns.insert(0, {"role": "user", "content": [{"text": "."}]})
+    out: dict[str, Any] = {"messages": turns}
+    if system:
+        out["system"] = system
+    ic: dict[str, Any] = {}
+    mt = cv.max_tokens(req)
+    if mt is not None:
+        ic["maxTokens"] = mt
+    if req.get("temperature") is not None:
+        ic["temperature"] = req["temperature"]
+    if req.get("top_p") is not None:
+        ic["topP"] = req["top_p"]
+    stop = cv.stop_list(req.get("stop"))
+    if stop:
+        ic["stopSequences"] = stop
+    if ic:
+        out["inferenceConfig"] = ic
+    amrf: dict[str, Any] = {}
+    if req.get("top_k") is not None:
+        amrf["top_k"] = req["top_k"]
+    if isinstance(req.get("thinking"), dict):
+        amrf["thinking"] = req["thinking"]
+    if amrf:
+        out["additionalModelRequestFields"] = amrf
+    fns = cv.openai_tools(req)
+    tc = req.get("tool_choice")
+    if fns and tc != "none":
+        tools = [{"toolSpec": {"name": f.get("name", ""), "description": f.get("description") or f.get("name", ""),
+                               "inputSchema": {"json": f.get("parameters") or {"type": "object", "properties": {}}}}}
+                 for f in fns]
+        cfg: dict[str, Any] = {"tools": tools}
+        if tc == "auto":
+            cfg["toolChoice"] = {"auto": {}}
+        elif tc == "required":
+            cfg["toolChoice"] = {"any": {}}
+        elif isinstance(tc, dict) and (tc.get("function") or {}).get("name"):
+            cfg["toolChoice"] = {"tool": {"name": tc["function"]["name"]}}
+        out["toolConfig"] = cfg
+    gc = req.get("guardrailConfig")
+    if isinstance(gc, dict):
+        out["guardrailConfig"] = gc
+    return out
+
+
+def convert_usage(u: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not u:
+        return None
+    inp = int(u.get("inputTokens") or 0)
+    cr = int(u.get("cacheReadInputTokens") or 0)
+    cw = int(u.get("cacheWriteInputTokens") or 0)
+    return cv.usage(inp + cr + cw, int(u.get("outputTokens") or 0), cached=cr,
+                    cache_creation_input_tokens=cw, cache_read_input_tokens=cr)
+
+
+def from_converse(body: bytes, model: str) -> bytes:
+    obj = orjson.loads(body)
+    msg = (obj.get("output") or {}).get("message") or {}
+    texts: list[str] = []
+    thoughts: list[str] = []
+    calls = []
+    for b in msg.get("content") or ():
+        if "text" in b:
+            texts.append(b["text"])
+        elif "toolUse" in b:
+            tu = b["toolUse"]
+            calls.append(cv.tool_call(tu.get("toolUseId") or cv.new_call_id(), tu.get("name", ""),
+                                      orjson.dumps(tu.get("input") or {}).decode()))
+        elif "reasoningContent" in b:
+            thoughts.append(((b["reasoningContent"] or {}).get("reasoningText") or {}).get("text", ""))
+    finish = FINISH.get(obj.get("stopReason") or "end_turn", "stop")
+    return cv.chat_response("chatcmpl-" + os.urandom(12).hex(), model, int(time.time()),
+                            "".join(texts) if texts or not calls else None, calls, finish,
+                            convert_usage(obj.get("usage")), "".join(thoughts) or None)
+
+
+def _exception(headers: dict[str, Any], payload: bytes) -> errors.GatewayError:
+    etype = str(headers.get(":exception-type") or headers.get(":error-code") or "internalServerException")
+    try:
+        msg = orjson.loads(payload).get("message") or ""
+    except (orjson.JSONDecodeError, AttributeError):
+        msg = payload[:300].decode("utf-8", "replace")
+    msg = msg or str(headers.get(":error-message") or etype)
+    return classify(EXCEPTION_STATUS.get(etype, 500), msg, etype, None, None, "BedrockException")
+
+
+class ConverseStream(cv.ChunkStream):
+    def __init__(self, call: Call) -> None:
+        super().__init__(call)
+        self._dec = EventStreamDecoder()
+        self._blocks: dict[int, int] = {}
+        self._pending_finish: str | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        if self.done:
+            return b""
+        frames = self._dec.feed(data)
+        return b"".join([self._frame(h, p) for h, p in frames]) if frames else b""
+
+    def close(self) -> bytes:
+        out = b""
+        if not self.done and self._pending_finish is not None:
+            out = self.finish(self._pending_finish)
+        return out + self.end()
+
+    def _frame(self, headers: dict[str, Any], payload: bytes) -> bytes:
+        if self.done:
+            return b""
+        mtype = headers.get(":message-type", "event")
+        if mtype != "event":
+            raise _exception(headers, payload)
+        et = headers.get(":event-type")
+        ev = orjson.loads(payload) if payload else {}
+        if et == "contentBlockDelta":
+            d = ev.get("delta") or {}
+            if "text" in d:
+                return self.text(d["text"]) if d["text"] else b""
+            w, first = self.writer()
+            if "toolUse" in d:
+                idx = self._blocks.get(ev.get("contentBlockIndex", 0))
+                frag = (d["toolUse"] or {}).get("input") or ""
+                if idx is None or not frag:
+                    return first
+                self._chars += len(frag)
+                return first + w.tool_args(idx, frag)
+            if "reasoningContent" in d:
+                text = (d["reasoningContent"] or {}).get("text")
+                return first + w.reasoning(text) if text else first
+            return first
+        if et == "messageStart":
+            return self.start(None, self.model) if self.w is None else b""
+        if et == "contentBlockStart":
+            tu = (ev.get("start") or {}).get("toolUse")
+            if not tu:
+                return b""
+            self.tool_index += 1
+            self._blocks[ev.get("contentBlockIndex", 0)] = self.tool_index
+            self.emitted = True
+            w, first = self.writer()
+            return first + w.tool_start(self.tool_index, tu.get("toolUseId") or cv.new_call_id(), tu.get("name", ""))
+        if et == "messageStop":
+            # the finish chunk waits for metadata (usage), which follows messageStop
+            self._pending_finish = FINISH.get(ev.get("stopReason") or "end_turn", "stop")
+            return b""
+        if et == "metadata":
+            u = convert_usage(ev.get("usage"))
+            if u is not None:
+                self.set_usage(u)
+            out = self.finish(self._pending_finish or "stop")
+            return out + self.end()
+        return b""
+
+
+class BedrockProvider(Provider):
+    name: ClassVar[str] = "bedrock"
+    default_api_base: ClassVar[str | None] = None
+    endpoints: ClassVar[frozenset[str]] = frozenset({"chat"})
+    error_prefix: ClassVar[str] = "BedrockException"
+
+    def __init__(self, dep: Deployment) -> None:
+        super().__init__(dep)
+        x = dep.extra
+        env = os.environ
+        self.region = (x.get("aws_region_name") or env.get("AWS_REGION_NAME") or env.get("AWS_REGION")
+                       or env.get("AWS_DEFAULT_REGION") or "us-east-1")
+        model = dep.upstream_model
+        for route in ("converse/", "converse_like/"):
+            model = model.removeprefix(route)
+        self.model_id = model
+        base = self.api_base or x.get("aws_bedrock_runtime_endpoint") or f"https://bedrock-runtime.{self.region}.amazonaws.com"
+        base = base.rstrip("/")
+        self.api_base = base
+        quoted = urllib.parse.quote(model, safe="")
+        self.url_unary = f"{base}/model/{quoted}/converse"
+        self.url_stream = f"{base}/model/{quoted}/converse-stream"
+        self.headers: list[tuple[str, str]] = [("Content-Type", "application/json")]
+        bearer = dep.api_key or env.get("AWS_BEARER_TOKEN_BEDROCK")
+        self.signer: SigV4 | None = None
+        if bearer:
+            self.headers.append(("Authorization", f"Bearer {bearer}"))
+        else:
+            ak = x.get("aws_access_key_id") or env.get("AWS_ACCESS_KEY_ID")
+            sk = x.get("aws_secret_access_key") or env.get("AWS_SECRET_ACCESS_KEY")
+            tok = x.get("aws_session_token") or env.get("AWS_SESSION_TOKEN")
+            if ak and sk:
+                self.signer = SigV4(str(ak), str(sk), str(tok) if tok else None, self.region)
+        self.defaults = {k: v for k, v in x.items() if k in REQUEST_DEFAULTS or k == "top_k"}
+        self.clock = time.time
+
+    def build_request(self, call: Call) -> UpstreamRequest:
+        req = cv.load_request(call)
+        if self.defaults:
+            cv.apply_defaults(req, self.defaults)
+        body = orjson.dumps(to_converse(req, self.model_id))
+        url = self.url_stream if call.stream else self.url_unary
+        return self.signed("POST", url, body)
+
+    def signed(self, method: str, url: str, body: bytes) -> UpstreamRequest:
+        headers = self.headers
+        if self.signer is not None:
+            headers = self.signer.sign(method, url, headers, body, self.clock())
+        elif not any(h[0] == "Authorization" for h in headers):
+            raise errors.AuthError("litellm.AuthenticationError: BedrockException - no AWS credentials configured "
+                                   "(aws_access_key_id/aws_secret_access_key or an api_key)")
+        return UpstreamRequest(method, url, headers, body)
+
+    def translate_response(self, call: Call, body: bytes) -> bytes:
+        return from_converse(body, self.model_id)
+
+    def stream_translator(self, call: Call) -> StreamTranslator:
+        return ConverseStream(call)
+
+    def map_error(self, status: int, body: bytes, retry_after: float | None) -> errors.GatewayError:
+        low = body[:2000].lower()
+        if status == 400 and (b"too many input tokens" in low or b"input is too long" in low
+                              or b"too long for requested model" in low):
+            exc = super().map_error(status, body, retry_after)
+            return errors.ContextWindowExceeded(
+                exc.message.replace("litellm.BadRequestError", "litellm.ContextWindowExceededError"), code="400")
+        return super().map_error(status, body, retry_after)

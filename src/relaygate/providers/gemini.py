@@ -1,0 +1,396 @@
+"""Google Gemini (``gemini/``, AI Studio keys): OpenAI chat requests as ``generateContent`` calls.
+
+Requests: system/developer messages become ``systemInstruction``; user and assistant turns become
+``contents`` with roles ``user``/``model`` (consecutive same-role turns merged); text, images
+(``inlineData`` for data URIs, ``fileData`` with a guessed MIME type for URLs), ``input_audio`` and PDF
+``file`` parts become parts; assistant ``tool_calls`` become ``functionCall`` parts and ``role: tool``
+messages ``functionResponse`` parts named after the call they answer. Sampling params go in
+``generationConfig`` (``max_tokens`` -> ``maxOutputTokens``, ``stop`` -> ``stopSequences``, ``n`` ->
+``candidateCount``, ``response_format`` -> ``responseMimeType``/``responseJsonSchema``,
+``reasoning_effort`` -> ``thinkingConfig``), tools become ``functionDeclarations`` (JSON-schema keys
+Gemini rejects are dropped) and ``tool_choice`` a ``functionCallingConfig`` mode.
+
+Responses: text parts join into ``content`` (``thought`` parts into ``reasoning_content``),
+``functionCall`` parts become ``tool_calls`` with generated ids; ``finishReason`` maps STOP -> stop (or
+tool_calls when the model called a function), MAX_TOKENS -> length, the safety family ->
+content_filter. A prompt blocked by ``promptFeedback.blockReason``, or a candidate stopped for safety
+before any output, is a :class:`ContentPolicyViolation` so ``content_policy_fallbacks`` apply.
+``usageMetadata`` maps to usage (thoughts count as completion tokens and as
+``reasoning_tokens``; ``cachedContentTokenCount`` as ``cached_tokens``).
+
+Streams use ``:streamGenerateContent?alt=sse``: every SSE event is a whole response object, translated
+as it arrives (:class:`GeminiStream`); a function call arrives whole, so it becomes one tool call chunk.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, ClassVar
+
+import msgspec
+import orjson
+
+from relaygate.config.model import Deployment
+from relaygate.core import errors
+from relaygate.core.sse import SSEDecoder
+from relaygate.providers import _convert as cv
+from relaygate.providers.base import Call, Provider, StreamTranslator
+from relaygate.providers.openai import REQUEST_DEFAULTS
+from relaygate.upstream.base import UpstreamRequest
+
+SAFETY = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
+                    "IMAGE_PROHIBITED_CONTENT", "LANGUAGE"})
+FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "MALFORMED_FUNCTION_CALL": "stop", "OTHER": "stop",
+          "FINISH_REASON_UNSPECIFIED": "stop", "UNEXPECTED_TOOL_CALL": "stop"}
+_SCHEMA_DROP = frozenset({"$schema", "additionalProperties", "$id", "strict"})
+_THINKING = {"minimal": 128, "low": 1024, "medium": 2048, "high": 4096, "disable": 0, "none": 0}
+_GEN_PARAMS = (("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"), ("seed", "seed"),
+               ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty"),
+               ("n", "candidateCount"), ("top_logprobs", "logprobs"), ("logprobs", "responseLogprobs"))
+
+
+def clean_schema(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: clean_schema(v) for k, v in schema.items() if k not in _SCHEMA_DROP}
+    if isinstance(schema, list):
+        return [clean_schema(v) for v in schema]
+    return schema
+
+
+def _media_part(mime: str, data: str) -> dict[str, Any]:
+    return {"inlineData": {"mimeType": mime, "data": data}}
+
+
+def _parts(content: Any, provider: str, model: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for p in cv.parts_of(content):
+        t = p.get("type")
+        if t == "text":
+            if p.get("text"):
+                out.append({"text": p["text"]})
+        elif t == "image_url":
+            url = cv.image_url_of(p)
+            du = cv.data_uri(url)
+            if du is not None:
+                out.append(_media_part(*du))
+            else:
+                iu = p.get("image_url")
+                fmt = iu.get("format") if isinstance(iu, dict) else None
+                out.append({"fileData": {"mimeType": fmt or cv.guess_mime(url), "fileUri": url}})
+        elif t == "input_audio":
+            out.append(_media_part(*cv.audio_of(p)))
+        elif t == "file":
+            f = p.get("file") or {}
+            fd = f.get("file_data")
+            du = cv.data_uri(fd) if isinstance(fd, str) else None
+            if du is not None:
+                out.append(_media_part(*du))
+            elif f.get("file_id"):
+                fid = str(f["file_id"])
+                out.append({"fileData": {"mimeType": f.get("format") or cv.guess_mime(fid, "application/pdf"),
+                                         "fileUri": fid}})
+            else:
+                raise cv.unsupported("file (without file_data or file_id)", provider, model)
+        else:
+            raise errors.BadRequest(f"Unsupported content part type `{t}` for {provider}", param="messages")
+    return out
+
+
+def _response_value(content: Any) -> Any:
+    text = content if isinstance(content, str) else cv.text_of(content)
+    try:
+        val = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {"content": text}
+    return val if isinstance(val, dict) else {"content": val}
+
+
+def to_gemini(req: dict[str, Any], provider: str, model: str) -> dict[str, Any]:
+    """OpenAI chat request dict -> Gemini ``GenerateContentRequest`` dict."""
+    messages = req.get("messages") or []
+    names = cv.tool_name_index(messages)
+    system: list[dict[str, Any]] = []
+    contents: list[dict[str, Any]] = []
+
+    def push(role: str, parts: list[dict[str, Any]]) -> None:
+        if not parts:
+            return
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+
+    for m in messages:
+        role = m.get("role")
+        content = m.get("content")
+        if role in ("system", "developer"):
+            system.extend(_parts(content, provider, model))
+        elif role == "user":
+            push("user", _parts(content, provider, model))
+        elif role == "assistant":
+            parts = _parts(content, provider, model)
+            for tc in m.get("tool_calls") or ():
+                fn = tc.get("function") or {}
+                parts.append({"functionCall": {"name": fn.get("name", ""), "args": cv.tool_args(fn.get("arguments"))}})
+            push("model", parts)
+        elif role in ("tool", "function"):
+            name = names.get(m.get("tool_call_id") or "") or m.get("name") or ""
+            push("user", [{"functionResponse": {"name": name, "response": _response_value(content)}}])
+        else:
+            raise errors.BadRequest(f"Invalid message role `{role}`", param="messages")
+    out: dict[str, Any] = {"contents": contents}
+    if system:
+        out["systemInstruction"] = {"parts": system}
+    gc: dict[str, Any] = {}
+    for src, dst in _GEN_PARAMS:
+        v = req.get(src)
+        if v is not None:
+            gc[dst] = v
+    mt = cv.max_tokens(req)
+    if mt is not None:
+        gc["maxOutputTokens"] = mt
+    stop = cv.stop_list(req.get("stop"))
+    if stop:
+        gc["stopSequences"] = stop
+    rf = req.get("response_format")
+    if isinstance(rf, dict):
+        if rf.get("type") == "json_object":
+            gc["responseMimeType"] = "application/json"
+        elif rf.get("type") == "json_schema":
+            gc["responseMimeType"] = "application/json"
+            schema = (rf.get("json_schema") or {}).get("schema")
+            if isinstance(schema, dict):
+                gc["responseJsonSchema"] = schema
+    effort = req.get("reasoning_effort")
+    if isinstance(effort, str) and effort in _THINKING:
+        budget = _THINKING[effort]
+        gc["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": budget > 0}
+    thinking = req.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        gc["thinkingConfig"] = {"thinkingBudget": int(thinking.get("budget_tokens") or 1024),
+                                "includeThoughts": True}
+    if gc:
+        out["generationConfig"] = gc
+    fns = cv.openai_tools(req)
+    tools: list[dict[str, Any]] = []
+    if fns:
+        decls = []
+        for f in fns:
+            d: dict[str, Any] = {"name": f.get("name", "")}
+            if f.get("description"):
+                d["description"] = f["description"]
+            params = f.get("parameters")
+            if isinstance(params, dict) and (params.get("properties") or params.get("type") != "object"):
+                d["parameters"] = clean_schema(params)
+            decls.append(d)
+        tools.append({"functionDeclarations": decls})
+    # Gemini-native tools given as-is ({"googleSearch": {}}, {"codeExecution": {}}, ...)
+    tools.extend(t for t in req.get("tools") or () if isinstance(t, dict) and "type" not in t and "function" not in t)
+    if tools:
+        out["tools"] = tools
+    tc = req.get("tool_choice")
+    if tc is not None and fns:
+        if tc == "auto":
+            out["toolConfig"] = {"functionCallingConfig": {"mode": "AUTO"}}
+        elif tc == "required":
+            out["toolConfig"] = {"functionCallingConfig": {"mode": "ANY"}}
+        elif tc == "none":
+            out["toolConfig"] = {"functionCallingConfig": {"mode": "NONE"}}
+        elif isinstance(tc, dict) and (tc.get("function") or {}).get("name"):
+            out["toolConfig"] = {"functionCallingConfig": {"mode": "ANY",
+                                                           "allowedFunctionNames": [tc["function"]["name"]]}}
+    ss = req.get("safety_settings") or req.get("safetySettings")
+    if ss:
+        out["safetySettings"] = ss
+    cc = req.get("cached_content") or req.get("cachedContent")
+    if cc:
+        out["cachedContent"] = cc
+    return out
+
+
+# ---------------------------------------------------------------------------------------- responses
+
+
+def convert_usage(um: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not um:
+        return None
+    prompt = int(um.get("promptTokenCount") or 0) + int(um.get("toolUsePromptTokenCount") or 0)
+    thoughts = um.get("thoughtsTokenCount")
+    completion = int(um.get("candidatesTokenCount") or 0) + int(thoughts or 0)
+    cached = um.get("cachedContentTokenCount")
+    return cv.usage(prompt, completion, cached=int(cached) if cached is not None else None,
+                    reasoning=int(thoughts) if thoughts is not None else None)
+
+
+def _blocked(obj: dict[str, Any], provider: str) -> errors.GatewayError | None:
+    pf = obj.get("promptFeedback")
+    if isinstance(pf, dict) and pf.get("blockReason"):
+        return errors.ContentPolicyViolation(
+            f"litellm.ContentPolicyViolationError: {provider} - The prompt was blocked: {pf['blockReason']}"
+            + (f" ({pf['blockReasonMessage']})" if pf.get("blockReasonMessage") else ""), code="400")
+    return None
+
+
+def _safety_error(reason: str, provider: str) -> errors.GatewayError:
+    return errors.ContentPolicyViolation(
+        f"litellm.ContentPolicyViolationError: {provider} - The response was blocked: finishReason={reason}",
+        code="400")
+
+
+def from_gemini(body: bytes, model: str, prefix: str) -> bytes:
+    obj = orjson.loads(body)
+    blocked = _blocked(obj, prefix)
+    cands = obj.get("candidates") or []
+    if blocked is not None and not cands:
+        raise blocked
+    cand = cands[0] if cands else {}
+    texts: list[str] = []
+    thoughts: list[str] = []
+    calls = []
+    for p in (cand.get("content") or {}).get("parts") or ():
+        if "functionCall" in p:
+            fc = p["functionCall"]
+            calls.append(cv.tool_call(fc.get("id") or cv.new_call_id(), fc.get("name", ""),
+                                      orjson.dumps(fc.get("args") or {}).decode()))
+        elif "text" in p:
+            (thoughts if p.get("thought") else texts).append(p["text"])
+    reason = cand.get("finishReason") or "STOP"
+    if reason in SAFETY:
+        if not texts and not calls:
+            raise _safety_error(reason, prefix)
+        finish = "content_filter"
+    else:
+        finish = "tool_calls" if calls else FINISH.get(reason, "stop")
+    return cv.chat_response(obj.get("responseId") or "chatcmpl-" + os.urandom(12).hex(),
+                            obj.get("modelVersion") or model, int(time.time()),
+                            "".join(texts) if texts or not calls else None, calls, finish,
+                            convert_usage(obj.get("usageMetadata")), "".join(thoughts) or None)
+
+
+class GeminiStream(cv.ChunkStream):
+    """``alt=sse`` events (one GenerateContentResponse each) -> OpenAI chunk frames."""
+
+    def __init__(self, call: Call, prefix: str) -> None:
+        super().__init__(call)
+        self._sse = SSEDecoder()
+        self._prefix = prefix
+        self._calls = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self.done:
+            return b""
+        events = self._sse.feed(data)
+        if not events:
+            return b""
+        return b"".join([self._event(d) for _, d in events])
+
+    def close(self) -> bytes:
+        out = b"".join([self._event(d) for _, d in self._sse.close()])
+        return out + self.end()
+
+    def _event(self, data: bytes) -> bytes:
+        if self.done:
+            return b""
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise errors.UpstreamProtocolError(f"gemini sent an invalid stream event: {data[:200]!r}") from None
+        if not isinstance(obj, dict):
+            return b""
+        if "error" in obj and isinstance(obj["error"], dict):
+            err = obj["error"]
+            from relaygate.providers.base import classify
+
+            raise classify(int(err.get("code") or 500), str(err.get("message", "")), err.get("status"), None,
+                           None, self._prefix)
+        out: list[bytes] = []
+        if self.w is None:
+            out.append(self.start(obj.get("responseId"), obj.get("modelVersion")))
+        um = obj.get("usageMetadata")
+        if um:
+            u = convert_usage(um)
+            if u is not None:
+                self.set_usage(u)
+        cands = obj.get("candidates") or []
+        if not cands:
+            blocked = _blocked(obj, self._prefix)
+            if blocked is not None:
+                if not self.emitted:
+                    raise blocked
+                out.append(self.finish("content_filter"))
+            return b"".join(out)
+        cand = cands[0]
+        w = self.w
+        assert w is not None
+        for p in (cand.get("content") or {}).get("parts") or ():
+            if "functionCall" in p:
+                fc = p["functionCall"]
+                self.tool_index += 1
+                self._calls = True
+                self.emitted = True
+                args = orjson.dumps(fc.get("args") or {}).decode()
+                self._chars += len(args)
+                out.append(w.tool_start(self.tool_index, fc.get("id") or cv.new_call_id(), fc.get("name", ""),
+                                        args))
+            elif p.get("text"):
+                if p.get("thought"):
+                    self._chars += len(p["text"])
+                    out.append(w.reasoning(p["text"]))
+                else:
+                    out.append(self.text(p["text"]))
+        reason = cand.get("finishReason")
+        if reason:
+            if reason in SAFETY:
+                if not self.emitted:
+                    raise _safety_error(reason, self._prefix)
+                out.append(self.finish("content_filter"))
+            else:
+                out.append(self.finish("tool_calls" if self._calls else FINISH.get(reason, "stop")))
+        return b"".join(out)
+
+
+class GeminiProvider(Provider):
+    name: ClassVar[str] = "gemini"
+    default_api_base: ClassVar[str | None] = "https://generativelanguage.googleapis.com"
+    endpoints: ClassVar[frozenset[str]] = frozenset({"chat"})
+    error_prefix: ClassVar[str] = "GeminiException"
+
+    def __init__(self, dep: Deployment) -> None:
+        if dep.api_base is None and os.environ.get("GEMINI_API_BASE"):
+            dep = msgspec.structs.replace(dep, api_base=os.environ["GEMINI_API_BASE"])
+        super().__init__(dep)
+        self.model = dep.upstream_model.removeprefix("models/")
+        self.headers: list[tuple[str, str]] = [("Content-Type", "application/json")]
+        key = dep.api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
+        if key:
+            self.headers.append(("x-goog-api-key", key))
+        self._extra_headers(dep)
+        self.defaults = {k: v for k, v in dep.extra.items()
+                         if k in REQUEST_DEFAULTS or k in ("top_k", "safety_settings", "cached_content")}
+        base = self.api_base or ""
+        root = base if base.endswith(("/v1beta", "/v1", "/v1alpha")) else base + "/v1beta"
+        self.url_unary = f"{root}/models/{self.model}:generateContent"
+        self.url_stream = f"{root}/models/{self.model}:streamGenerateContent?alt=sse"
+
+    def _extra_headers(self, dep: Deployment) -> None:
+        eh = dep.extra.get("extra_headers") or dep.extra.get("headers")
+        if isinstance(eh, dict):
+            self.headers.extend((str(k), str(v)) for k, v in eh.items())
+
+    def request_headers(self) -> list[tuple[str, str]]:
+        return self.headers
+
+    def build_request(self, call: Call) -> UpstreamRequest:
+        req = cv.load_request(call)
+        if self.defaults:
+            cv.apply_defaults(req, self.defaults)
+        body = orjson.dumps(to_gemini(req, self.name, self.model))
+        return UpstreamRequest("POST", self.url_stream if call.stream else self.url_unary,
+                               self.request_headers(), body)
+
+    def translate_response(self, call: Call, body: bytes) -> bytes:
+        return from_gemini(body, self.model, self.error_prefix)
+
+    def stream_translator(self, call: Call) -> StreamTranslator:
+        return GeminiStream(call, self.error_prefix)

@@ -1,0 +1,206 @@
+"""Vertex AI (``vertex_ai/``): Gemini models (and Anthropic's Claude) on Google Cloud, OAuth-authenticated.
+
+Params as LiteLLM names them: ``vertex_project``, ``vertex_location`` (default ``us-central1``;
+``global`` uses the location-less host) and ``vertex_credentials`` (a service-account or authorized-user
+JSON, given as a path, a JSON string or a mapping; else ``GOOGLE_APPLICATION_CREDENTIALS``). Gemini models
+are called at ``.../publishers/google/models/{model}:generateContent`` (``:streamGenerateContent?alt=sse``)
+with the Gemini translation; ``claude-*`` models at ``.../publishers/anthropic/models/{model}:rawPredict``
+(``:streamRawPredict``) with the Anthropic translation and ``anthropic_version: vertex-2023-10-16``.
+
+Auth stays sans-IO: :class:`TokenSource` holds the access token and answers, for a given ``now``,
+whether it needs refreshing (five minutes before expiry) and which token request to send: a
+``urn:ietf:params:oauth:grant-type:jwt-bearer`` grant whose assertion is an RS256-signed JWT (service
+accounts; signing needs the optional ``cryptography`` package, extra ``relaygate[vertex]``) or a
+``refresh_token`` grant (authorized users). The IO shell sends that request before ``build_request``
+and hands the answer to :meth:`TokenSource.accept`. Requests in flight during a refresh keep using the
+still-valid old token.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import urllib.parse
+from typing import Any, ClassVar
+
+import msgspec
+import orjson
+
+from relaygate.config.model import Deployment
+from relaygate.core import errors
+from relaygate.providers import _convert as cv
+from relaygate.providers.anthropic import AnthropicStream, from_anthropic, to_anthropic
+from relaygate.providers.base import Call, StreamTranslator
+from relaygate.providers.gemini import GeminiProvider
+from relaygate.upstream.base import UpstreamRequest
+
+SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+TOKEN_URI = "https://oauth2.googleapis.com/token"
+REFRESH_EARLY = 300.0
+VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def load_credentials(value: Any) -> dict[str, Any]:
+    """``vertex_credentials`` as a dict: a mapping, a JSON string, or a path to a JSON file."""
+    if isinstance(value, dict):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise errors.GatewayError("vertex_credentials must be a path, a JSON string or a mapping", status=500)
+    text = value.strip()
+    if not text.startswith("{"):
+        with open(os.path.expanduser(text), "rb") as f:
+            text = f.read().decode()
+    obj = orjson.loads(text)
+    if not isinstance(obj, dict):
+        raise errors.GatewayError("vertex_credentials JSON must be an object", status=500)
+    return obj
+
+
+class TokenSource:
+    """An OAuth2 access token for one credential, refreshed by the IO shell. No IO here."""
+
+    __slots__ = ("_key", "creds", "expires_at", "kind", "refreshing", "scope", "token")
+
+    def __init__(self, creds: dict[str, Any], scope: str = SCOPE) -> None:
+        self.creds = creds
+        self.kind = creds.get("type", "service_account")
+        if self.kind not in ("service_account", "authorized_user"):
+            raise errors.GatewayError(f"unsupported Google credential type `{self.kind}`", status=500)
+        self.scope = scope
+        self.token: str | None = None
+        self.expires_at = 0.0
+        self.refreshing = False
+        self._key: Any = None
+
+    def needs_refresh(self, now: float) -> bool:
+        return self.token is None or now >= self.expires_at - REFRESH_EARLY
+
+    def valid(self, now: float) -> bool:
+        return self.token is not None and now < self.expires_at - 10.0
+
+    def auth_header(self) -> tuple[str, str]:
+        if self.token is None:
+            raise errors.AuthError("litellm.AuthenticationError: VertexAIException - no access token yet")
+        return ("Authorization", f"Bearer {self.token}")
+
+    def _signer(self) -> Any:
+        if self._key is None:
+            try:
+                from cryptography.hazmat.primitives import serialization
+            except ImportError:
+                raise errors.GatewayError(
+                    "Vertex AI service-account auth needs the `cryptography` package "
+                    "(pip install 'relaygate[vertex]')", status=500) from None
+            self._key = serialization.load_pem_private_key(self.creds["private_key"].encode(), password=None)
+        return self._key
+
+    def assertion(self, now: float) -> bytes:
+        """The RS256-signed JWT for the jwt-bearer grant."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        header: dict[str, Any] = {"alg": "RS256", "typ": "JWT"}
+        if self.creds.get("private_key_id"):
+            header["kid"] = self.creds["private_key_id"]
+        iat = int(now)
+        claims = {"iss": self.creds["client_email"], "scope": self.scope,
+                  "aud": self.creds.get("token_uri") or TOKEN_URI, "iat": iat, "exp": iat + 3600}
+        signing_input = _b64url(orjson.dumps(header)) + b"." + _b64url(orjson.dumps(claims))
+        sig = self._signer().sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+        return signing_input + b"." + _b64url(sig)
+
+    def refresh_request(self, now: float) -> UpstreamRequest:
+        uri = self.creds.get("token_uri") or TOKEN_URI
+        if self.kind == "service_account":
+            form = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                    "assertion": self.assertion(now).decode()}
+        else:
+            form = {"grant_type": "refresh_token", "refresh_token": self.creds.get("refresh_token", ""),
+                    "client_id": self.creds.get("client_id", ""), "client_secret": self.creds.get("client_secret", "")}
+        body = urllib.parse.urlencode(form).encode()
+        return UpstreamRequest("POST", uri, [("Content-Type", "application/x-www-form-urlencoded")], body)
+
+    def accept(self, status: int, body: bytes, now: float) -> None:
+        """Take the token endpoint's answer; a failure raises (401 for rejected credentials)."""
+        try:
+            obj = orjson.loads(body) if body else {}
+        except orjson.JSONDecodeError:
+            obj = {}
+        if status >= 400 or not isinstance(obj, dict) or not obj.get("access_token"):
+            detail = obj.get("error_description") or obj.get("error") if isinstance(obj, dict) else None
+            raise errors.AuthError(
+                f"litellm.AuthenticationError: VertexAIException - token request failed ({status}): "
+                f"{detail or 'no access_token in response'}", status=401 if status in (400, 401, 403) else 502)
+        self.token = str(obj["access_token"])
+        self.expires_at = now + float(obj.get("expires_in") or 3600)
+
+
+class VertexProvider(GeminiProvider):
+    name: ClassVar[str] = "vertex_ai"
+    default_api_base: ClassVar[str | None] = None
+    error_prefix: ClassVar[str] = "VertexAIException"
+
+    def __init__(self, dep: Deployment) -> None:
+        x = dep.extra
+        self.project = x.get("vertex_project") or os.environ.get("VERTEXAI_PROJECT") or os.environ.get(
+            "GOOGLE_CLOUD_PROJECT")
+        self.location = x.get("vertex_location") or os.environ.get("VERTEXAI_LOCATION") or "us-central1"
+        creds_val = x.get("vertex_credentials") or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+        creds = load_credentials(creds_val) if creds_val else None
+        if creds is not None and not self.project:
+            self.project = creds.get("project_id") or creds.get("quota_project_id")
+        if not self.project:
+            raise errors.GatewayError(f"vertex_ai deployment {dep.model_name}: vertex_project is required",
+                                      status=500)
+        host = ("https://aiplatform.googleapis.com" if self.location == "global"
+                else f"https://{self.location}-aiplatform.googleapis.com")
+        if dep.api_base is None:
+            dep = msgspec.structs.replace(dep, api_base=host)
+        super().__init__(dep)
+        self.headers = [h for h in self.headers if h[0] != "x-goog-api-key"]
+        if dep.api_key:
+            self.headers.append(("x-goog-api-key", dep.api_key))
+        self.token_source = TokenSource(creds) if creds is not None else None
+        root = f"{self.api_base}/v1/projects/{self.project}/locations/{self.location}/publishers"
+        self.claude = self.model.startswith("claude")
+        if self.claude:
+            self.url_unary = f"{root}/anthropic/models/{self.model}:rawPredict"
+            self.url_stream = f"{root}/anthropic/models/{self.model}:streamRawPredict"
+        else:
+            self.url_unary = f"{root}/google/models/{self.model}:generateContent"
+            self.url_stream = f"{root}/google/models/{self.model}:streamGenerateContent?alt=sse"
+
+    def request_headers(self) -> list[tuple[str, str]]:
+        ts = self.token_source
+        if ts is None:
+            if not self.dep.api_key:
+                raise errors.AuthError("litellm.AuthenticationError: VertexAIException - no vertex_credentials "
+                                       "(or GOOGLE_APPLICATION_CREDENTIALS) configured")
+            return self.headers
+        return [*self.headers, ts.auth_header()]
+
+    def build_request(self, call: Call) -> UpstreamRequest:
+        if not self.claude:
+            return super().build_request(call)
+        req = cv.load_request(call)
+        if self.defaults:
+            cv.apply_defaults(req, self.defaults)
+        body = to_anthropic(req, self.model)
+        body.pop("model", None)
+        body["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
+        return UpstreamRequest("POST", self.url_stream if call.stream else self.url_unary, self.request_headers(),
+                               orjson.dumps(body))
+
+    def translate_response(self, call: Call, body: bytes) -> bytes:
+        if self.claude:
+            return from_anthropic(body, self.model)
+        return super().translate_response(call, body)
+
+    def stream_translator(self, call: Call) -> StreamTranslator:
+        if self.claude:
+            return AnthropicStream(call)
+        return super().stream_translator(call)
