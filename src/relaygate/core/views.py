@@ -34,7 +34,7 @@ class ChatView(_Common, kw_only=True):
     messages: list[msgspec.Raw]
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    tools: msgspec.Raw | None = None
+    tools: msgspec.Raw = msgspec.Raw(b"null")  # msgspec cannot put Raw in a union: null when absent
 
 
 class CompletionView(_Common, kw_only=True):
