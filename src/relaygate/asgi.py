@@ -136,6 +136,22 @@ async def _noop() -> None:
     return None
 
 
+async def refresh_token(source: Any, transport: Transport) -> None:
+    """Refresh a provider's OAuth token (``providers.vertex.TokenSource``) when it is due: the sans-IO
+    source builds the token request and parses the answer; one refresh at a time while the old token is
+    still valid, so requests keep flowing during a refresh."""
+    now = time.time()
+    if not source.needs_refresh(now) or (source.refreshing and source.valid(now)):
+        return
+    source.refreshing = True
+    try:
+        resp = await transport.send(source.refresh_request(now), Timeouts(connect=10.0, first_byte=30.0, idle=30.0,
+                                                                          total=30.0))
+        source.accept(resp.status, await resp.read(), time.time())
+    finally:
+        source.refreshing = False
+
+
 def _ratelimit_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [(k, v) for k, v in headers if k.startswith(b"x-ratelimit-")]
 
@@ -381,6 +397,8 @@ class Gateway:
                     await asyncio.sleep(delay)
                     timer.wait += time.perf_counter() - t
                 return data, []
+            if provider.token_source is not None:
+                await refresh_token(provider.token_source, transport)
             request = provider.build_request(call)
             t = time.perf_counter()
             try:
@@ -443,6 +461,8 @@ class Gateway:
                 up_headers: list[tuple[bytes, bytes]] = []
                 close: Callable[[], Awaitable[None]] = _noop
             else:
+                if provider.token_source is not None:
+                    await refresh_token(provider.token_source, transport)
                 resp = await transport.send(provider.build_request(call), self.timeouts(target, True, ctx.timeout))
                 if resp.status >= 400:
                     try:
