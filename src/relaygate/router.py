@@ -243,14 +243,14 @@ def key_limit_error(buckets: Sequence[Bucket], verdict: Verdict) -> GatewayError
     """LiteLLM's parallel-request-limiter 429 for a key/team/user bucket that refused."""
     failed = buckets[verdict.fail]
     scope = failed.scope
-    cur = {"requests": 0.0, "tokens": 0.0, "parallel": 0.0}
-    lim = {"requests": float(_UNLIMITED), "tokens": float(_UNLIMITED), "parallel": float(_UNLIMITED)}
+    cur = {"requests": 0, "tokens": 0, "parallel": 0}
+    lim = {"requests": _UNLIMITED, "tokens": _UNLIMITED, "parallel": _UNLIMITED}
     for i, b in enumerate(buckets):
         if b.scope != scope:
             continue
-        lim[b.unit] = b.capacity
-        cur[b.unit] = b.capacity - verdict.remaining[i] if b.kind == "p" else max(
-            0.0, b.capacity - verdict.remaining[i])
+        cap = int(b.capacity)
+        lim[b.unit] = cap
+        cur[b.unit] = max(0, cap - math.floor(verdict.remaining[i]))
     msg = (f"LiteLLM Rate Limit Handler for rate limit type = {scope}. Crossed TPM / RPM / Max Parallel "
            f"Request Limit. current rpm: {int(cur['requests'])}, rpm limit: {int(lim['requests'])}, "
            f"current tpm: {int(cur['tokens'])}, tpm limit: {int(lim['tokens'])}, current max_parallel_requests: "
