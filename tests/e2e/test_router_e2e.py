@@ -1,0 +1,149 @@
+"""Router end to end: real Granian gateway processes, real mock upstreams failing on command, real Redis.
+
+Covers the issue's "done when": a LiteLLM config with one failing and one slow deployment next to a fast
+one, plus a fallback group, serves a bounded run without a client-visible error and prefers the fast
+deployment; limits answer 429 in LiteLLM's wording with headers; an rpm limit holds across two workers
+through Redis; Redis can die and come back mid-run.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import openai
+import pytest
+
+from bench.procs import start_mock
+from tests.conftest import start_gateway
+from tests.e2e.conftest_router import MASTER, blast, config, deployment, redis_cmd, share
+
+pytestmark = pytest.mark.e2e
+
+
+def test_failing_slow_fast_and_fallback_serve_everything() -> None:
+    with start_mock(name="bad", fault_500=1.0) as bad, start_mock(name="slow", latency_ms=80) as slow, \
+            start_mock(name="fast", latency_ms=3) as fast, start_mock(name="backup", latency_ms=3) as backup:
+        cfg = config(
+            [deployment("gpt", "bad", bad.openai_base), deployment("gpt", "slow", slow.openai_base),
+             deployment("gpt", "fast", fast.openai_base), deployment("gpt-backup", "backup", backup.openai_base)],
+            router="  routing_strategy: latency-based-routing\n  num_retries: 2\n  allowed_fails: 1\n"
+                   "  cooldown_time: 2\n  fallbacks: [{\"gpt\": [\"gpt-backup\"]}]")
+        with start_gateway(cfg) as gw:
+            replies = blast(gw.url, "gpt", 500, concurrency=16)
+            errors = [r for r in replies if r.status != 200]
+            assert not errors, errors[:3]
+            got = share(replies)
+            assert got.get("fast", 0) > 0.6 * len(replies), got
+            assert got.get("fast", 0) > 3 * got.get("slow", 0), got
+            assert "bad" not in got
+            # every failure of `bad` was answered by a retry, and cooldown kept it mostly out of rotation
+            assert bad.stats()["requests"] < 60, bad.stats()
+            # the whole group failing goes to the fallback group
+            fast.set_config(fault_500=1.0)
+            slow.set_config(fault_500=1.0)
+            replies = blast(gw.url, "gpt", 40, concurrency=4)
+            assert [r.status for r in replies] == [200] * 40
+            got = share(replies)
+            assert got == {"backup": 40}, got
+            assert {r.headers["x-litellm-model-group"] for r in replies} == {"gpt-backup"}
+            assert all(int(r.headers["x-litellm-attempted-fallbacks"]) <= 1 for r in replies)
+
+
+def test_cooldown_then_recovery() -> None:
+    with start_mock(name="a") as a, start_mock(name="b") as b:
+        cfg = config([deployment("g", "a", a.openai_base), deployment("g", "b", b.openai_base)],
+                     router="  num_retries: 1\n  allowed_fails: 0\n  cooldown_time: 1")
+        with start_gateway(cfg) as gw:
+            a.set_config(fault_503=1.0, retry_after=0)
+            replies = blast(gw.url, "g", 40, concurrency=1)
+            assert [r.status for r in replies] == [200] * 40
+            assert share(replies) == {"b": 40}
+            assert a.stats()["requests"] <= 3  # cooled after its first failure, retried once a second
+            a.set_config(fault_503=0.0)
+            time.sleep(1.2)
+            replies = blast(gw.url, "g", 60, concurrency=1)
+            assert [r.status for r in replies] == [200] * 60
+            assert share(replies).get("a", 0) > 10  # back in rotation
+
+
+def test_limits_answer_429_with_headers() -> None:
+    with start_mock(name="up") as up:
+        cfg = config([deployment("g", "d1", up.openai_base, rpm=5), deployment("other", "o1", up.openai_base)],
+                     extra="relaygate_keys:\n  - key: sk-team-key\n    rpm_limit: 3\n    models: [g]\n")
+        with start_gateway(cfg) as gw:
+            client = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-team-key", max_retries=0)
+            msgs: Any = [{"role": "user", "content": "hi"}]
+            for i in range(3):
+                raw = client.chat.completions.with_raw_response.create(model="g", messages=msgs)
+                assert raw.headers["x-ratelimit-limit-requests"] == "3"
+                assert raw.headers["x-ratelimit-remaining-requests"] == str(2 - i)
+                assert "x-ratelimit-reset-requests" in raw.headers
+            with pytest.raises(openai.RateLimitError) as ei:
+                client.chat.completions.create(model="g", messages=msgs)
+            err = ei.value
+            assert "Crossed TPM / RPM / Max Parallel Request Limit" in err.message
+            assert int(err.response.headers["retry-after"]) >= 1
+            with pytest.raises(openai.AuthenticationError) as ai:
+                client.chat.completions.create(model="other", messages=msgs)
+            assert ai.value.status_code == 401
+            assert "key not allowed to access model" in ai.value.message
+            # the master key is not limited by the key's bucket, but by the deployment's rpm=5
+            master = openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0)
+            statuses = []
+            for _ in range(4):
+                try:
+                    master.chat.completions.create(model="g", messages=msgs)
+                    statuses.append(200)
+                except openai.RateLimitError as exc:
+                    statuses.append(429)
+                    assert "No deployments available for selected model" in exc.message
+                    assert int(exc.response.headers["retry-after"]) >= 1
+            assert statuses == [200, 200, 429, 429]
+
+
+@pytest.mark.redis
+def test_rpm_across_two_workers_through_redis(redis_server: Any) -> None:
+    limit = 60
+    with start_mock(name="up") as up:
+        cfg = config([deployment("g", "d1", up.openai_base, rpm=limit)],
+                     router=f"  redis_host: 127.0.0.1\n  redis_port: {redis_server.port}")
+        with start_gateway(cfg, workers=2) as gw:
+            t0 = time.monotonic()
+            replies = blast(gw.url, "g", 3 * limit, concurrency=12, fresh_connections=True)
+            elapsed = time.monotonic() - t0
+            ok = sum(r.status == 200 for r in replies)
+            limited = [r for r in replies if r.status == 429]
+            assert ok + len(limited) == len(replies)
+            # a token bucket admits its burst (limit) plus the refill during the run (limit/60 per second)
+            assert limit <= ok <= limit + limit / 60.0 * elapsed + 1, (ok, elapsed)
+            assert all(b"No deployments available" in r.body for r in limited)
+            assert up.stats()["requests"] == ok
+            log = gw.log()
+            assert "unavailable" not in log
+
+
+@pytest.mark.redis
+def test_redis_killed_and_restarted_mid_run(redis_server: Any) -> None:
+    with start_mock(name="up") as up:
+        cfg = config([deployment("g", "d1", up.openai_base, rpm=100000)],
+                     router=f"  redis_url: redis://127.0.0.1:{redis_server.port}/0\n  redis_timeout: 0.3")
+        with start_gateway(cfg, workers=1) as gw:
+            assert [r.status for r in blast(gw.url, "g", 20, concurrency=4)] == [200] * 20
+            assert redis_cmd(redis_server.port, "EXISTS", "{relaygate}:d:d1:rpm") == 1
+            redis_server.stop()
+            replies = blast(gw.url, "g", 40, concurrency=4)
+            assert [r.status for r in replies] == [200] * 40  # in-process limits meanwhile
+            redis_server.start()
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                blast(gw.url, "g", 2, concurrency=1)
+                if redis_cmd(redis_server.port, "EXISTS", "{relaygate}:d:d1:rpm") == 1:
+                    break
+                time.sleep(0.2)
+            assert redis_cmd(redis_server.port, "EXISTS", "{relaygate}:d:d1:rpm") == 1  # shared again
+            log = gw.log()
+            assert log.count("unavailable") == 1, log
+            assert "is back" in log
+            metrics = blast(gw.url, "g", 1)  # still serving
+            assert metrics[0].status == 200
