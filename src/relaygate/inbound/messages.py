@@ -1,0 +1,335 @@
+"""``POST /v1/messages`` and ``/v1/messages/count_tokens``: the Anthropic Messages API served by the gateway.
+
+The official ``anthropic`` SDK works against the gateway unchanged (``base_url`` = the gateway). Auth is
+the gateway's (``x-api-key`` or ``Authorization: Bearer``). The request's ``model`` names a model group
+as on the OpenAI routes, so routing, retries, fallbacks and limits are the same:
+
+* a deployment on ``anthropic/`` receives the client's bytes natively (model swapped, ``anthropic-beta``
+  forwarded) and its answer, body or event stream, goes back untouched;
+* every other deployment gets the request translated to OpenAI's shape
+  (:func:`relaygate.providers.messages_api.to_openai`) and goes through the gateway's own attempt
+  functions (so each provider's adapter applies), and the OpenAI answer is translated back: a body with
+  ``openai_to_message``, a stream with ``MessagesStream``, which emits Anthropic's exact event sequence.
+
+Errors use Anthropic's shape ``{"type": "error", "error": {"type", "message"}}`` with the same status;
+an upstream failure after the stream started becomes an ``event: error`` frame.
+``count_tokens`` asks an ``anthropic/`` deployment when the group has one and otherwise estimates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from relaygate.core import body as body_edit
+from relaygate.core import errors, tokens
+from relaygate.core.errors import GatewayError
+from relaygate.core.sse import SSEDecoder
+from relaygate.core.views import ChatView, decode_view
+from relaygate.providers.anthropic import AnthropicProvider
+from relaygate.providers.base import StreamTranslator
+from relaygate.providers.messages_api import MessagesStream, error_body, openai_to_message, to_openai
+from relaygate.router import RouteContext
+
+if TYPE_CHECKING:
+    from relaygate.asgi import Gateway, Receive, Scope, Send, StreamStart
+    from relaygate.router import Target
+
+log = logging.getLogger("relaygate")
+
+_JSON = (b"content-type", b"application/json")
+_SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+                (b"x-accel-buffering", b"no")]
+_FORWARD = (b"anthropic-beta",)
+
+
+async def send_anthropic_error(send: Send, exc: GatewayError, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = error_body(exc)
+    hs = [*(headers or []), *exc.headers, _JSON, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": exc.status, "headers": hs})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _load(body: bytes) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise errors.BadRequest(f"Invalid JSON in request body: {exc}") from None
+    if not isinstance(obj, dict):
+        raise errors.BadRequest("Invalid request body: expected a JSON object")
+    return obj
+
+
+def _estimate(req: dict[str, Any]) -> int:
+    n = tokens.estimate_messages_tokens(orjson.dumps(req.get("messages") or []))
+    system = req.get("system")
+    if system:
+        n += tokens.estimate_messages_tokens(orjson.dumps([{"role": "system", "content": system}])) - 3
+    if req.get("tools"):
+        n += tokens.estimate_tokens(orjson.dumps(req["tools"]))
+    return max(1, n)
+
+
+class _Native(StreamTranslator):
+    """An ``anthropic/`` upstream's events go to the client untouched; usage is read on the side."""
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+        self._in = 0
+        self._out = 0
+        self.content_tokens = 0
+
+    def feed(self, data: bytes) -> bytes:
+        for event, payload in self._sse.feed(data):
+            self._watch(event, payload)
+        return data
+
+    def close(self) -> bytes:
+        for event, payload in self._sse.close():
+            self._watch(event, payload)
+        return b""
+
+    def _watch(self, event: bytes | None, payload: bytes) -> None:
+        if event == b"message_start" or event == b"message_delta":
+            try:
+                obj = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                return
+            u = (obj.get("message") or {}).get("usage") if event == b"message_start" else obj.get("usage")
+            if isinstance(u, dict):
+                self._in = int(u.get("input_tokens") or self._in) if "input_tokens" in u else self._in
+                self._out = int(u.get("output_tokens") or 0) or self._out
+                self.last_data = b'{"usage":{"input_tokens":%d,"output_tokens":%d}}' % (self._in, self._out)
+        elif event == b"message_stop":
+            self.done = True
+
+
+class _ToMessages(StreamTranslator):
+    """An OpenAI-chunk translator followed by the OpenAI -> Anthropic event translator."""
+
+    def __init__(self, inner: StreamTranslator, out: MessagesStream) -> None:
+        self.inner = inner
+        self.out = out
+
+    @property
+    def last_data(self) -> bytes:  # type: ignore[override]
+        return self.inner.last_data
+
+    @property
+    def content_tokens(self) -> int:
+        return int(getattr(self.inner, "content_tokens", 0))
+
+    def feed(self, data: bytes) -> bytes:
+        chunk = self.inner.feed(data)
+        return self.out.feed(chunk) if chunk else b""
+
+    def close(self) -> bytes:
+        return self.out.feed(self.inner.close()) + self.out.close()
+
+
+def _native_body(body: bytes, model: str, upstream: str) -> bytes:
+    return body if model == upstream else body_edit.set_fields(body, {"model": upstream})
+
+
+async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    await _handle(gw, scope, receive, send, count=False)
+
+
+async def count_tokens(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    await _handle(gw, scope, receive, send, count=True)
+
+
+async def _handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, count: bool) -> None:
+    from relaygate import asgi
+
+    t0 = time.perf_counter()
+    call_id = _call_id(scope)
+    try:
+        key = gw._check_auth(scope)
+        body = await gw._read_body(receive, gw.max_body)
+        req = _load(body)
+        model = req.get("model")
+        if not isinstance(model, str) or not model:
+            raise errors.BadRequest("model: Field required", param="model")
+        group = gw.router.resolve(model, "/v1/messages")
+        auth = getattr(gw, "auth", None)
+        if key is not None and auth is not None:
+            auth.check_model(key, model)
+        fwd = [(k.decode(), v.decode()) for k, v in scope["headers"] if k in _FORWARD]
+        if count:
+            await _count(gw, send, req, body, model, group, fwd)
+            return
+        oa = to_openai(req, model)
+        if "max_tokens" not in req:
+            raise errors.BadRequest("max_tokens: Field required", param="max_tokens")
+        oa_body = orjson.dumps(oa)
+        view = decode_view("chat", oa_body)
+        assert isinstance(view, ChatView)
+        stream = bool(req.get("stream"))
+        ctx = RouteContext(stream=stream, key=key, messages=view.messages)
+        timer = asgi.Timer()
+        if stream:
+            watch_cls = getattr(asgi, "_DisconnectWatch", None)
+            watch = watch_cls(receive) if watch_cls is not None else None
+            try:
+                await _stream(gw, send, body, oa_body, view, model, group, ctx, call_id, t0, timer, fwd,
+                              _estimate(req))
+            except asyncio.CancelledError:
+                if watch is None or not watch.gone:
+                    raise
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+            finally:
+                if watch is not None:
+                    watch.stop()
+        else:
+            await _unary(gw, send, body, oa_body, view, model, group, ctx, call_id, t0, timer, fwd)
+    except GatewayError as exc:
+        if exc.status >= 500:
+            log.warning("%s failed: %d %s", scope["path"], exc.status, exc.message)
+        await send_anthropic_error(send, exc, [(b"x-litellm-call-id", call_id)])
+    except asgi._ClientGone:
+        return
+
+
+def _call_id(scope: Scope) -> bytes:
+    for k, v in scope["headers"]:
+        if k == b"x-litellm-call-id":
+            return bytes(v[:128])
+    import uuid
+
+    return str(uuid.uuid4()).encode()
+
+
+async def _native_send(gw: Gateway, target: Target, body: bytes, model: str, fwd: list[tuple[str, str]],
+                       stream: bool, timeout: float | None, count: bool = False) -> Any:
+    from relaygate import asgi
+
+    p = target.provider
+    assert isinstance(p, AnthropicProvider)
+    req = p.native_request(_native_body(body, model, target.upstream_model), fwd, count_tokens=count)
+    resp = await gw.transport.send(req, gw.timeouts(target, stream, timeout))
+    if resp.status >= 400:
+        data = await resp.read()
+        raise p.map_error(resp.status, data, asgi._retry_after(resp.header(b"retry-after")))
+    return resp
+
+
+async def _unary(gw: Gateway, send: Send, body: bytes, oa_body: bytes, view: Any, model: str, group: Any,
+                 ctx: RouteContext, call_id: bytes, t0: float, timer: Any, fwd: list[tuple[str, str]]) -> None:
+    inner = gw.unary_attempt("chat", oa_body, view, model, ctx, timer)
+
+    async def attempt(target: Target) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        if isinstance(target.provider, AnthropicProvider):
+            t = time.perf_counter()
+            try:
+                resp = await _native_send(gw, target, body, model, fwd, False, ctx.timeout)
+                data = await resp.read()
+            finally:
+                timer.wait += time.perf_counter() - t
+            return data, resp.headers
+        data, headers = await inner(target)
+        return openai_to_message(data, model), headers
+
+    (data, _up), lease = await gw.router.run(group, ctx, attempt)
+    usage = tokens.extract_usage(data)
+    pt, ct = (usage[0], usage[1]) if usage else (0, 0)
+    lease.finish(True, pt + ct)
+    total = time.perf_counter() - t0
+    headers = gw._headers(lease, group, call_id, ctx, total, timer.wait)
+    headers.append(_JSON)
+    headers.append((b"content-length", str(len(data)).encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+    gw.metrics.observe(lease.target.dep.model_name, lease.target.dep.id, 200, total, total - timer.wait, pt, ct)
+
+
+async def _stream(gw: Gateway, send: Send, body: bytes, oa_body: bytes, view: Any, model: str, group: Any,
+                  ctx: RouteContext, call_id: bytes, t0: float, timer: Any, fwd: list[tuple[str, str]],
+                  estimate: int) -> None:
+    from relaygate import asgi
+
+    inner = gw.stream_attempt("chat", oa_body, view, model, ctx, timer)
+
+    async def attempt(target: Target) -> StreamStart:
+        if not isinstance(target.provider, AnthropicProvider):
+            start = await inner(target)
+            tr = _ToMessages(start.translator, MessagesStream(model, estimate))
+            return asgi.StreamStart(start.chunks, tr, tr.out.feed(start.first), start.headers, start.close)
+        t = time.perf_counter()
+        try:
+            resp = await _native_send(gw, target, body, model, fwd, True, ctx.timeout)
+            translator = _Native()
+            chunks = resp.__aiter__()
+            try:
+                first = b""
+                while not first:
+                    try:
+                        chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    first = translator.feed(chunk)
+            except BaseException:
+                await resp.aclose()
+                raise
+        finally:
+            timer.wait += time.perf_counter() - t
+        return asgi.StreamStart(chunks, translator, first, resp.headers, resp.aclose)
+
+    start, lease = await gw.router.run(group, ctx, attempt)
+    total = time.perf_counter() - t0
+    translator = start.translator
+    ok = False
+    try:
+        headers = gw._headers(lease, group, call_id, ctx, total, timer.wait)
+        headers.extend(_SSE_HEADERS)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": start.first, "more_body": True})
+        try:
+            async for chunk in start.chunks:
+                out = translator.feed(chunk)
+                if out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+            tail = translator.close()
+            ok = True
+        except GatewayError as exc:
+            log.warning("stream from %s broke: %s", lease.target.dep.id, exc.message)
+            tail = b"event: error\ndata: " + error_body(exc) + b"\n\n"
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+    except (OSError, RuntimeError, asyncio.CancelledError) as exc:
+        await start.close()
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+    finally:
+        usage = tokens.extract_usage(translator.last_data) if translator.last_data else None
+        pt, ct = (usage[0], usage[1]) if usage else (0, int(getattr(translator, "content_tokens", 0)))
+        lease.finish(ok, pt + ct)
+        gw.metrics.observe(lease.target.dep.model_name, lease.target.dep.id, 200 if ok else 599,
+                           time.perf_counter() - t0, max(0.0, total - timer.wait), pt, ct)
+
+
+async def _count(gw: Gateway, send: Send, req: dict[str, Any], body: bytes, model: str, group: Any,
+                 fwd: list[tuple[str, str]]) -> None:
+    for target in group.targets:
+        if isinstance(target.provider, AnthropicProvider):
+            try:
+                resp = await _native_send(gw, target, body, model, fwd, False, None, count=True)
+                data = await resp.read()
+            except GatewayError as exc:
+                log.info("count_tokens upstream failed (%s); estimating", exc.message)
+                break
+            await _json(send, data)
+            return
+    await _json(send, orjson.dumps({"input_tokens": _estimate(req)}))
+
+
+async def _json(send: Send, data: bytes) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [_JSON, (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
