@@ -44,19 +44,19 @@ SCRIPT = r"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function level_of(key, cap, rate)
-  local h = redis.call('HMGET', key, 't', 'ts')
-  local tok = tonumber(h[1])
-  if tok == nil then return cap end
-  local ts = tonumber(h[2])
+  local v = redis.call('GET', key)
+  if not v then return cap end
+  local sep = string.find(v, ':', 1, true)
+  local tok = tonumber(string.sub(v, 1, sep - 1))
+  local ts = tonumber(string.sub(v, sep + 1))
   if now > ts then tok = tok + (now - ts) * rate end
   if tok > cap then tok = cap end
   return tok
 end
 local function store(key, tok, cap, rate)
-  redis.call('HSET', key, 't', tostring(tok), 'ts', tostring(now))
   local ttl = 1000
   if rate > 0 and tok < cap then ttl = math.ceil((cap - tok) / rate) + 1000 end
-  redis.call('PEXPIRE', key, ttl)
+  redis.call('SET', key, tostring(tok) .. ':' .. now, 'PX', ttl)
 end
 local i = 1
 local nadj = tonumber(ARGV[i]); i = i + 1
@@ -260,13 +260,13 @@ class RedisLimiter(Limiter):
     async def _pump(self) -> None:
         assert self._wake is not None
         wake = self._wake
+        loop = asyncio.get_running_loop()
         while not self._closed:
             if not self.pending:
                 wake.clear()
-                try:
-                    await asyncio.wait_for(wake.wait(), SYNC_INTERVAL)
-                except TimeoutError:
-                    pass
+                tick = loop.call_later(SYNC_INTERVAL, wake.set)
+                await wake.wait()
+                tick.cancel()
             if self.down:
                 await asyncio.sleep(SYNC_INTERVAL)
                 continue
