@@ -31,7 +31,7 @@ class Bucket:
     """One limit. ``scope`` (key/team/user/deployment) and ``unit`` (requests/tokens/parallel) are for
     error messages and headers; ``key`` is the storage key (hash-tagged for Redis Cluster)."""
 
-    __slots__ = ("key", "kind", "capacity", "rate", "scope", "unit", "owner")
+    __slots__ = ("key", "kind", "capacity", "rate", "scope", "unit", "owner", "wire")
 
     def __init__(self, key: str, kind: str, capacity: float, rate: float, scope: str, unit: str,
                  owner: str = "") -> None:
@@ -46,6 +46,8 @@ class Bucket:
         self.scope = scope
         self.unit = unit
         self.owner = owner
+        self.wire = b""
+        """Cache for the Redis limiter: this bucket's constant arguments, encoded once."""
 
     @classmethod
     def per_minute(cls, key: str, limit: int, scope: str, unit: str, owner: str = "") -> "Bucket":

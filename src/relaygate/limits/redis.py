@@ -28,7 +28,7 @@ from typing import Any, Sequence
 from relaygate.core.errors import GatewayError
 from relaygate.core.ratelimit import PREFIX, Bucket, Verdict
 from relaygate.limits import CooldownSink, Limiter
-from relaygate.limits.resp import RedisAddress, RespConnection, RespError, connect
+from relaygate.limits.resp import RedisAddress, RespConnection, RespError, connect, encode
 
 log = logging.getLogger("relaygate.limits")
 
@@ -146,6 +146,30 @@ return out
 """.replace("__PTTL__", str(PARALLEL_TTL_MS))
 
 SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
+
+
+def _bulk(b: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(b), b)
+
+
+_INTS = [_bulk(b"%d" % i) for i in range(1024)]
+
+
+def _bulk_int(i: int) -> bytes:
+    return _INTS[i] if 0 <= i < 1024 else _bulk(b"%d" % i)
+
+
+def _bulk_num(x: float) -> bytes:
+    i = int(x)
+    return _bulk_int(i) if i == x else _bulk(repr(float(x)).encode())
+
+
+def _static(b: Bucket) -> bytes:
+    """kind, capacity, rate per ms of a bucket, RESP-encoded once (cached on the bucket)."""
+    w = b.wire
+    if not w:
+        w = b.wire = _bulk(b.kind.encode()) + _bulk_num(b.capacity) + _bulk(repr(b.rate / 1000.0).encode())
+    return w
 
 
 class _Pending:
@@ -296,30 +320,42 @@ class RedisLimiter(Limiter):
 
     async def _call(self, batch: list[_Pending], adjusts: list[tuple[Bucket, float]],
                     cools: list[tuple[str, float]]) -> Any:
+        # RESP is written directly: each bucket's static part (kind, capacity, rate) is encoded once
         keys: dict[str, int] = {}
-        args: list[Any] = [len(adjusts)]
+        parts: list[bytes] = [_bulk_int(len(adjusts))]
         for b, d in adjusts:
             idx = keys.setdefault(b.key, len(keys) + 1)
-            args += (idx, b.kind, b.capacity, b.rate / 1000.0, d)
-        args.append(len(batch))
+            parts += (_bulk_int(idx), _static(b), _bulk_num(d))
+        parts.append(_bulk_int(len(batch)))
+        nargs = 2 + 3 * len(adjusts)
         for p in batch:
-            args.append(len(p.buckets))
+            parts.append(_bulk_int(len(p.buckets)))
+            nargs += 1 + 3 * len(p.buckets)
             for b, c in zip(p.buckets, p.costs):
                 idx = keys.setdefault(b.key, len(keys) + 1)
-                args += (idx, b.kind, b.capacity, b.rate / 1000.0, c)
-        args.append(len(cools))
+                parts += (_bulk_int(idx), _static(b), _bulk_num(c))
+        parts.append(_bulk_int(len(cools)))
+        nargs += 1 + 2 * len(cools)
         for dep_id, seconds in cools:
-            args += (dep_id, seconds)
+            parts += (_bulk(dep_id.encode()), _bulk_num(seconds))
         klist = list(keys)
         klist.append(COOLDOWN_KEY)
+        # each _static() is 3 arguments
+        nargs += 2 * (len(adjusts) + sum(len(p.buckets) for p in batch))
+        head = encode(("EVALSHA", SHA, len(klist), *klist))
+        body = b"".join(parts)
         conn = self.conn
         if conn is None or conn.closed:
             conn = self.conn = await connect(self.addr, self.timeout)
         self.calls += 1
         self.batched += len(batch)
-        reply = await self._with_timeout(conn.call("EVALSHA", SHA, len(klist), *klist, *args))
+        count = 3 + len(klist) + nargs
+        wire = b"*%d\r\n" % count + head[head.index(b"\r\n") + 2:] + body
+        reply = await self._with_timeout(conn.call_raw(wire))
         if isinstance(reply, RespError) and str(reply).startswith("NOSCRIPT"):
-            reply = await self._with_timeout(conn.call("EVAL", SCRIPT, len(klist), *klist, *args))
+            head = encode(("EVAL", SCRIPT, len(klist), *klist))
+            wire = b"*%d\r\n" % count + head[head.index(b"\r\n") + 2:] + body
+            reply = await self._with_timeout(conn.call_raw(wire))
         if isinstance(reply, RespError):
             raise reply
         return reply

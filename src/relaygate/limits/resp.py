@@ -116,6 +116,16 @@ class RespConnection(asyncio.Protocol):
         self.transport.write(encode(args))
         return fut
 
+    def call_raw(self, wire: bytes) -> asyncio.Future[Any]:
+        """Like :meth:`call` for a command already RESP-encoded by the caller."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.closed or self.transport is None:
+            fut.set_exception(ConnectionError("redis connection closed"))
+            return fut
+        self.waiters.append(fut)
+        self.transport.write(wire)
+        return fut
+
     def close(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.close()
