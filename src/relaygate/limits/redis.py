@@ -39,7 +39,8 @@ SYNC_INTERVAL = 0.5
 
 # ARGV: nadj, (keyidx kind cap rate_ms delta)*nadj, nreq, (nb, (keyidx kind cap rate_ms cost)*nb)*nreq,
 #       ncool, (dep_id seconds)*ncool      KEYS: bucket keys..., cooldown zset (last)
-# returns {cooldowns_flat, req1, req2, ...}; reqN = {fail(-1|0-based), floor(level_1), reset_ms_1, ...}
+# returns one string "cooldowns;req1;req2..." (cheap to parse: two splits): cooldowns = "dep=ms,dep=ms",
+# reqN = "fail(-1|0-based),floor(level_1),reset_ms_1,..."
 SCRIPT = r"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -94,7 +95,7 @@ for r = 1, nreq do
     end
     i = i + 5
   end
-  local res = {fail}
+  local res = {tostring(fail)}
   i = base
   for b = 1, nb do
     local key = KEYS[tonumber(ARGV[i])]
@@ -108,24 +109,24 @@ for r = 1, nreq do
         if tok < -cap then tok = -cap end
         store(key, tok, cap, rate)
       end
-      res[#res + 1] = math.floor(tok)
+      res[#res + 1] = string.format('%d', math.floor(tok))
       if b - 1 == fail then
-        res[#res + 1] = math.ceil((1 - tok) / rate)
+        res[#res + 1] = string.format('%d', math.ceil((1 - tok) / rate))
       elseif tok < cap then
-        res[#res + 1] = math.ceil((cap - tok) / rate)
+        res[#res + 1] = string.format('%d', math.ceil((cap - tok) / rate))
       else
-        res[#res + 1] = 0
+        res[#res + 1] = '0'
       end
     else
       if fail < 0 then
         tok = redis.call('INCR', key)
         redis.call('PEXPIRE', key, __PTTL__)
       end
-      res[#res + 1] = cap - tok
-      if b - 1 == fail then res[#res + 1] = 1000 else res[#res + 1] = 0 end
+      res[#res + 1] = string.format('%d', cap - tok)
+      if b - 1 == fail then res[#res + 1] = '1000' else res[#res + 1] = '0' end
     end
   end
-  out[r + 1] = res
+  out[r + 1] = table.concat(res, ',')
 end
 local ckey = KEYS[#KEYS]
 local ncool = tonumber(ARGV[i]); i = i + 1
@@ -137,15 +138,15 @@ redis.call('ZREMRANGEBYSCORE', ckey, '-inf', now)
 local cool = {}
 local cz = redis.call('ZRANGE', ckey, 0, -1, 'WITHSCORES')
 for c = 1, #cz, 2 do
-  cool[#cool + 1] = cz[c]
-  cool[#cool + 1] = tonumber(cz[c + 1]) - now
+  cool[#cool + 1] = cz[c] .. '=' .. string.format('%d', tonumber(cz[c + 1]) - now)
 end
 if #cz > 0 then redis.call('PEXPIRE', ckey, 3600000) end
-out[1] = cool
-return out
+out[1] = table.concat(cool, ',')
+return table.concat(out, ';')
 """.replace("__PTTL__", str(PARALLEL_TTL_MS))
 
 SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
+_SCRIPT_BYTES = SCRIPT.encode()
 
 
 def _bulk(b: bytes) -> bytes:
@@ -368,19 +369,25 @@ class RedisLimiter(Limiter):
         finally:
             handle.cancel()
 
-    def _deliver(self, batch: list[_Pending], reply: list[Any]) -> None:
-        cool = reply[0]
+    def _deliver(self, batch: list[_Pending], reply: bytes) -> None:
+        rows = reply.split(b";")
+        cool = rows[0]
         if cool and self._sink is not None:
-            self._sink([(cool[i].decode(), cool[i + 1] / 1000.0) for i in range(0, len(cool), 2)])
-        for p, res in zip(batch, reply[1:]):
+            entries = []
+            for item in cool.split(b","):
+                dep_id, _, ms = item.rpartition(b"=")
+                entries.append((dep_id.decode(), int(ms) / 1000.0))
+            self._sink(entries)
+        for p, row in zip(batch, rows[1:]):
+            vals = row.split(b",")
             n = len(p.buckets)
             remaining = [0.0] * n
             reset = [0.0] * n
             for j in range(n):
-                remaining[j] = float(res[1 + 2 * j])
-                reset[j] = res[2 + 2 * j] / 1000.0
+                remaining[j] = float(vals[1 + 2 * j])
+                reset[j] = int(vals[2 + 2 * j]) / 1000.0
             if not p.future.done():
-                p.future.set_result(Verdict(res[0], remaining, reset))
+                p.future.set_result(Verdict(int(vals[0]), remaining, reset))
 
     # -- outage ---------------------------------------------------------------------------------
 
