@@ -159,6 +159,11 @@ def parse_headers(buf: bytes) -> dict[str, Any]:
     return out
 
 
+#: header blocks repeat (every text delta carries the same three headers): parse each distinct one once;
+#: the cached dicts are shared, so callers must not mutate them
+_HEADER_CACHE: dict[bytes, dict[str, Any]] = {}
+
+
 class EventStreamDecoder:
     """Incremental decoder of ``application/vnd.amazon.eventstream`` frames -> (headers, payload)."""
 
@@ -185,7 +190,12 @@ class EventStreamDecoder:
             (mcrc,) = struct.unpack_from(">I", buf, end - 4)
             if zlib.crc32(buf[pos:end - 4]) != mcrc:
                 raise errors.UpstreamProtocolError("bedrock event stream: message CRC mismatch")
-            headers = parse_headers(bytes(buf[pos + 12:pos + 12 + hlen]))
+            hb = bytes(buf[pos + 12:pos + 12 + hlen])
+            headers = _HEADER_CACHE.get(hb)
+            if headers is None:
+                headers = parse_headers(hb)
+                if len(_HEADER_CACHE) < 256:
+                    _HEADER_CACHE[hb] = headers
             out.append((headers, bytes(buf[pos + 12 + hlen:end - 4])))
             pos = end
         if pos:
