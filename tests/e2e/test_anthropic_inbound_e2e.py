@@ -6,8 +6,9 @@ Anthropic events); ``claude`` an ``anthropic/`` one (native passthrough).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import anthropic
 import pytest

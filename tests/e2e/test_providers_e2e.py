@@ -7,8 +7,9 @@ model group; upstream errors arrive with LiteLLM's classes.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -41,9 +42,8 @@ general_settings:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[tuple[GatewayProc, Any]]:
-    with start_mock(name="prov", chunks=5, seed=3) as mock:
-        with start_gateway(config(mock.url)) as gw:
-            yield gw, mock
+    with start_mock(name="prov", chunks=5, seed=3) as mock, start_gateway(config(mock.url)) as gw:
+        yield gw, mock
 
 
 @pytest.fixture
@@ -138,7 +138,6 @@ def test_tool_calls(stack: tuple[GatewayProc, Any], client: openai.OpenAI, model
 @pytest.mark.parametrize("model", MODELS)
 def test_upstream_errors_keep_litellm_classes(stack: tuple[GatewayProc, Any], client: openai.OpenAI,
                                               model: str) -> None:
-    with mock_options(stack[1], fault_429=1.0):
-        with pytest.raises(openai.RateLimitError) as ei:
-            client.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
+    with mock_options(stack[1], fault_429=1.0), pytest.raises(openai.RateLimitError) as ei:
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
     assert "litellm.RateLimitError" in str(ei.value)
