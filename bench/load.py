@@ -163,6 +163,7 @@ class Result:
         self.late = 0
         self.max_late_us = 0
         self.unfinished = 0
+        self.connects = 0
         self.bytes_in = 0
         self.window = 0.0
         self.cpu_s = 0.0
@@ -181,6 +182,7 @@ class Result:
         self.late += other.late
         self.max_late_us = max(self.max_late_us, other.max_late_us)
         self.unfinished += other.unfinished
+        self.connects += other.connects
         self.bytes_in += other.bytes_in
         self.window = max(self.window, other.window)
         self.cpu_s += other.cpu_s
@@ -192,7 +194,8 @@ class Result:
         return {
             "hist": {n: getattr(self, n).to_dict() for n in ("latency", "ttft", "gaps", "chunks", "arrivals")},
             "errors": self.errors, "ok": self.ok, "sent": self.sent, "late": self.late,
-            "max_late_us": self.max_late_us, "unfinished": self.unfinished, "bytes_in": self.bytes_in,
+            "max_late_us": self.max_late_us, "unfinished": self.unfinished, "connects": self.connects,
+            "bytes_in": self.bytes_in,
             "window": self.window, "cpu_s": self.cpu_s, "processes": self.processes,
         }
 
@@ -201,8 +204,8 @@ class Result:
         r = cls()
         for n, h in d["hist"].items():
             setattr(r, n, Histogram.from_dict(h))
-        for k in ("errors", "ok", "sent", "late", "max_late_us", "unfinished", "bytes_in", "window", "cpu_s",
-                  "processes"):
+        for k in ("errors", "ok", "sent", "late", "max_late_us", "unfinished", "connects", "bytes_in", "window",
+                  "cpu_s", "processes"):
             setattr(r, k, d[k])
         return r
 
@@ -216,6 +219,7 @@ class Result:
             "error_count": n_err,
             "sent": self.sent,
             "unfinished": self.unfinished,
+            "connections_opened": self.connects,
             "throughput_rps": self.ok / self.window if self.window > 0 else 0.0,
             "latency_ms": self.latency.summary(1e-3),
             "late_sends": self.late,
@@ -309,7 +313,9 @@ class _Conn(asyncio.Protocol):
     def _on_end(self, keep_alive: bool) -> None:
         drv = self.drv
         self.busy = False
-        if self.t_due >= drv.record_from and self.now <= drv.deadline:
+        if self.t_due >= drv.record_from and self.now > drv.deadline:
+            drv.result.unfinished += 1  # ended after the measured window
+        elif self.t_due >= drv.record_from:
             res = drv.result
             if self.status != 200:
                 res.error(f"status_{self.status}")
@@ -393,6 +399,7 @@ class _Driver:
                     loop.create_task(self._connect())
             return
         self.connecting -= 1
+        self.result.connects += 1
         if self.stopped:
             conn.transport.close()  # type: ignore[union-attr]
             return

@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                 total = sum(expected_seconds(SCENARIOS[n], kind, settings) for n in todo)
                 try:
                     with tqdm(total=round(total, 1), desc=f"{sys_name:13s}", unit="s", file=sys.stderr,
-                              bar_format="{desc} {bar} {n:.0f}/{total:.0f}s {postfix}") as bar:
+                              bar_format="{desc} {bar} {n:.0f}/{total:.0f}s {postfix}", disable=None) as bar:
                         base = 0.0
                         for n in todo:
                             sc = SCENARIOS[n]
