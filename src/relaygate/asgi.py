@@ -37,6 +37,7 @@ from relaygate.config.model import Config
 from relaygate.core import errors, tokens
 from relaygate.core.errors import GatewayError
 from relaygate.core.views import AnyView, decode_view
+from relaygate.logs import RateLimitedLog
 from relaygate.metrics import Metrics
 from relaygate.providers.base import Call, StreamTranslator
 from relaygate.auth import Authenticator, KeyInfo
@@ -44,6 +45,7 @@ from relaygate.router import Lease, ModelGroup, RouteContext, Router, Target
 from relaygate.upstream.base import Timeouts, Transport
 
 log = logging.getLogger("relaygate")
+fail_log = RateLimitedLog(log)
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -318,7 +320,7 @@ class Gateway:
             raise errors.NotFound(f"Route not found: {method} {path}", code="404")
         except GatewayError as exc:
             if exc.status >= 500:
-                log.warning("%s %s -> %d %s", method, path, exc.status, exc.message)
+                fail_log.warning("%s %s -> %d %s", method, path, exc.status, exc.message)
             await self._send_error(send, exc)
         except _ClientGone:
             return
@@ -375,7 +377,7 @@ class Gateway:
             else:
                 await self._unary(send, endpoint, body, view, model, group, ctx, call_id, t0)
         except GatewayError as exc:
-            log.warning("%s failed: %d %s (call_id=%s)", scope["path"], exc.status, exc.message, call_id.decode())
+            fail_log.warning("%s failed: %d %s (call_id=%s)", scope["path"], exc.status, exc.message, call_id.decode())
             await self._send_error(send, exc, call_id)
 
     def unary_attempt(self, endpoint: str, body: bytes, view: AnyView, model: str, ctx: RouteContext,
@@ -519,7 +521,7 @@ class Gateway:
             if ka is None or not await ka.stop():
                 raise
             # headers already went out with keepalives: the error becomes the stream's last frame
-            log.warning("stream failed before its first token: %d %s", exc.status, exc.message)
+            fail_log.warning("stream failed before its first token: %d %s", exc.status, exc.message)
             await _send_quiet(send, b"data: " + exc.body() + b"\n\ndata: [DONE]\n\n", False)
             return
         except BaseException:
@@ -546,7 +548,7 @@ class Gateway:
                 tail = translator.close()
                 ok = True
             except GatewayError as exc:  # the upstream failed mid-stream: tell the client in-band
-                log.warning("stream from %s broke: %s", lease.target.dep.id, exc.message)
+                fail_log.warning("stream from %s broke: %s", lease.target.dep.id, exc.message)
                 tail = b"data: " + exc.body() + b"\n\ndata: [DONE]\n\n"
             await send({"type": "http.response.body", "body": tail, "more_body": False})
         except (OSError, RuntimeError, asyncio.CancelledError) as exc:

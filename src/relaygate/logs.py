@@ -39,3 +39,37 @@ def setup_logging(level: str | None = None) -> None:
 
 def setup_worker_logging() -> None:
     setup_logging()
+
+
+class RateLimitedLog:
+    """Failure lines on the request path, at most ``per_second`` a second per worker.
+
+    Every failed request deserves a log line, but a flood (an upstream answering 429 to thousands of
+    requests a second) must not turn logging into the bottleneck. Past the budget, lines are counted and
+    one summary line says how many were suppressed in the last second.
+    """
+
+    __slots__ = ("logger", "per_second", "_window", "_used", "_suppressed")
+
+    def __init__(self, logger: logging.Logger, per_second: int = 50) -> None:
+        self.logger = logger
+        self.per_second = per_second
+        self._window = 0
+        self._used = 0
+        self._suppressed = 0
+
+    def warning(self, msg: str, *args: object) -> None:
+        import time
+
+        now = int(time.monotonic())
+        if now != self._window:
+            if self._suppressed:
+                self.logger.warning("%d more failure lines suppressed in the last second", self._suppressed)
+            self._window = now
+            self._used = 0
+            self._suppressed = 0
+        if self._used < self.per_second:
+            self._used += 1
+            self.logger.warning(msg, *args)
+        else:
+            self._suppressed += 1
