@@ -433,9 +433,9 @@ class _Driver:
 
     def _send(self, conn: _Conn, t_due: float) -> None:
         res = self.result
-        if t_due >= self.record_from:
-            res.sent += 1
         conn.send(t_due)
+        if conn.t_due >= self.record_from:  # conn.t_due: the send time if it went out ahead of schedule
+            res.sent += 1
         if self.open_loop:
             late = conn.t_sent - t_due
             if late * 1000 > self.spec.late_ms and t_due >= self.record_from:
