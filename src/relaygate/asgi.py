@@ -182,7 +182,7 @@ def make_transport(config: Config) -> Transport:
                                keepalive_expiry=s.keepalive_expiry)
     from relaygate.upstream.aiohttp_transport import AiohttpTransport
 
-    return AiohttpTransport(max_connections=s.max_connections_per_upstream,  # type: ignore[return-value]
+    return AiohttpTransport(max_connections=s.max_connections_per_upstream,
                             keepalive_expiry=s.keepalive_expiry, proxy=s.http_proxy)
 
 
@@ -214,7 +214,7 @@ class Gateway:
         # handlers defined outside this module (inbound Anthropic API, media endpoints): path -> handler
         self.extra_post_routes: dict[str, Callable[[Gateway, Scope, Receive, Send], Awaitable[None]]] = {}
         try:
-            from relaygate.inbound import ROUTES  # type: ignore[attr-defined]
+            from relaygate.inbound import ROUTES
         except ImportError:
             pass
         else:

@@ -10,6 +10,7 @@ lifespan startup (shared-nothing).
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 import logging
 import os
 import sys
@@ -17,6 +18,9 @@ import sys
 from relaygate import __version__
 from relaygate.config import Config, ConfigError, default_config, load_config, validate
 from relaygate.logs import setup_logging
+
+if TYPE_CHECKING:
+    from granian.log import LogLevels
 
 log = logging.getLogger("relaygate")
 COMMANDS = ("serve", "check-config", "version")
@@ -104,7 +108,7 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
     return 0
 
 
-def _granian_level(level: str) -> "object":
+def _granian_level(level: str) -> "LogLevels":
     from granian.log import LogLevels
 
     return LogLevels.warning if level in ("info", "warning") else LogLevels(level)

@@ -17,7 +17,7 @@ class Metrics:
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str, int], int] = {}
         self.tokens: dict[tuple[str, str], int] = {}
-        self.latency: dict[str, list[float]] = {}
+        self.latency: dict[str, list[int]] = {}
         self.latency_sum: dict[str, float] = {}
         self.overhead_sum = 0.0
         self.overhead_count = 0
@@ -30,7 +30,7 @@ class Metrics:
         self.requests[key] = self.requests.get(key, 0) + 1
         hist = self.latency.get(group)
         if hist is None:
-            hist = self.latency[group] = [0] * (len(_BUCKETS) + 1)  # type: ignore[list-item]
+            hist = self.latency[group] = [0] * (len(_BUCKETS) + 1)
             self.latency_sum[group] = 0.0
         hist[bisect.bisect_left(_BUCKETS, seconds)] += 1
         self.latency_sum[group] += seconds

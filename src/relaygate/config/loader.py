@@ -123,7 +123,7 @@ def split_provider(model: str) -> tuple[str, str]:
 
 
 def make_deployment(
-    model_name: str,
+    model_name: Any,
     params: dict[str, Any],
     model_info: dict[str, Any],
     source: str,
@@ -305,7 +305,7 @@ def load_config(path: str) -> Config:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(path, "", f"invalid TOML: {exc}") from None
         return from_native(raw, path)
-    import yaml
+    import yaml  # type: ignore[import-untyped]
 
     try:
         raw = yaml.safe_load(text)

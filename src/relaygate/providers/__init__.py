@@ -13,7 +13,7 @@ def registry() -> dict[str, type[Provider]]:
     table: dict[str, type[Provider]] = dict(PROVIDERS)
     table["mock"] = MockProvider
     try:  # adapters added by later modules register here
-        from relaygate.providers import extra  # type: ignore[attr-defined]
+        from relaygate.providers import extra
 
         table.update(extra.PROVIDERS)
     except ImportError:

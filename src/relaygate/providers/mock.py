@@ -133,7 +133,7 @@ class MockProvider(Provider):
     def _embeddings(self, call: Call) -> bytes:
         view = call.view
         assert isinstance(view, EmbeddingView)
-        inputs = _part_decoder.decode(view.input)
+        inputs: Any = _part_decoder.decode(view.input)
         if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
             inputs = [inputs]
         if not isinstance(inputs, list) or not inputs:
