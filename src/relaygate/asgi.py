@@ -655,7 +655,10 @@ class _DisconnectWatch:
         self.task = asyncio.current_task()
         self.gone = False
         self.done = False
-        self.fut = asyncio.ensure_future(receive())
+        # Granian's receive() returns a future-like object: use it as is (a Task around it costs more);
+        # other servers' receive is a coroutine function
+        fut: Any = receive()
+        self.fut = fut if asyncio.isfuture(fut) else asyncio.ensure_future(fut)
         self.fut.add_done_callback(self._on_message)
 
     def _on_message(self, fut: "asyncio.Future[Message]") -> None:
@@ -666,9 +669,14 @@ class _DisconnectWatch:
             self.task.cancel()
 
     def stop(self) -> None:
+        # Granian never resolves a receive() left pending after the response: drop every reference it could
+        # hold to this request (callback -> watch -> task) and cancel it, or each stream would leak its task
         self.done = True
-        if not self.fut.done():
-            self.fut.cancel()
+        self.task = None
+        fut = self.fut
+        if not fut.done():
+            fut.remove_done_callback(self._on_message)
+            fut.cancel()
 
 
 class _Keepalive:

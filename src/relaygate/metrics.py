@@ -13,6 +13,14 @@ import os
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 class Metrics:
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str, int], int] = {}
@@ -70,6 +78,8 @@ class Metrics:
         out.append("# TYPE relaygate_overhead_seconds_sum counter")
         out.append(f'relaygate_overhead_seconds_sum{{pid="{pid}"}} {self.overhead_sum:.6f}')
         out.append(f'relaygate_overhead_seconds_count{{pid="{pid}"}} {self.overhead_count}')
+        out.append("# TYPE relaygate_worker_rss_bytes gauge")
+        out.append(f'relaygate_worker_rss_bytes{{pid="{pid}"}} {_rss_bytes()}')
         out.append("# TYPE relaygate_events_total counter")
         for event, n in sorted(self.events.items()):
             out.append(f'relaygate_events_total{{event="{event}",pid="{pid}"}} {n}')
