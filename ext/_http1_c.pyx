@@ -11,7 +11,8 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 
 from relaygate.core.errors import UpstreamProtocolError
 
-__all__ = ["ResponseParser", "Head", "End", "END", "build_request", "MAX_HEAD", "MAX_CHUNK_LINE"]
+__all__ = ["ResponseParser", "Head", "End", "END", "build_request", "build_request_head", "MAX_HEAD",
+           "MAX_CHUNK_LINE"]
 
 MAX_HEAD = 65536
 MAX_CHUNK_LINE = 4096
@@ -469,5 +470,38 @@ cpdef bytes build_request(str method, str host, str path, list headers, bytes bo
         raise ValueError("CR or LF in request line or header")
     try:
         return text.encode("latin-1") + body
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"request head is not latin-1: {exc}") from None
+
+
+def build_request_head(str method, str host, str path, list headers, content_length):
+    """The head of a request whose body the caller streams after it (see the pure twin)."""
+    cdef list parts = [method, " ", path, " HTTP/1.1\r\nHost: ", host, "\r\n"]
+    cdef Py_ssize_t lines = 4
+    cdef str name, value, text
+    cdef tuple kv
+    for kv in headers:
+        name = <str>kv[0]
+        value = <str>kv[1]
+        if name.lower() in _SKIP_REQUEST_HEADERS:
+            continue
+        parts.append(name)
+        parts.append(": ")
+        parts.append(value)
+        parts.append("\r\n")
+        lines += 1
+    if content_length is None:
+        parts.append("Transfer-Encoding: chunked\r\n\r\n")
+    elif content_length < 0:
+        raise ValueError("negative Content-Length")
+    else:
+        parts.append("Content-Length: ")
+        parts.append(str(int(content_length)))
+        parts.append("\r\n\r\n")
+    text = "".join(parts)
+    if text.count("\n") != lines or text.count("\r") != lines:
+        raise ValueError("CR or LF in request line or header")
+    try:
+        return text.encode("latin-1")
     except UnicodeEncodeError as exc:
         raise ValueError(f"request head is not latin-1: {exc}") from None

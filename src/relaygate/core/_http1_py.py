@@ -2,7 +2,8 @@
 
 This module owns the wire format between the gateway and its providers, sans-IO in the manner of h11:
 :class:`ResponseParser` takes whatever bytes the socket produced and returns events; the transport in
-``relaygate.upstream.h1`` owns sockets, pools and timeouts. :func:`build_request` makes request bytes.
+``relaygate.upstream.h1`` owns sockets, pools and timeouts. :func:`build_request` makes request bytes;
+:func:`build_request_head` the head of a request whose body is streamed after it.
 
 Events are deliberately compact, because the transport handles several per request: a :class:`Head`
 instance, then body data as plain ``bytes`` objects (no wrapper; ``type(ev) is bytes``), then the
@@ -28,7 +29,9 @@ from __future__ import annotations
 
 from relaygate.core.errors import UpstreamProtocolError
 
-__all__ = ["END", "MAX_CHUNK_LINE", "MAX_HEAD", "End", "Head", "ResponseParser", "build_request"]
+__all__ = [
+    "END", "MAX_CHUNK_LINE", "MAX_HEAD", "End", "Head", "ResponseParser", "build_request", "build_request_head",
+]
 
 #: Largest accepted response head (status line and headers), and trailer section.
 MAX_HEAD = 65536
@@ -401,5 +404,37 @@ def build_request(method: str, host: str, path: str, headers: list[tuple[str, st
         raise ValueError("CR or LF in request line or header")
     try:
         return text.encode("latin-1") + body
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"request head is not latin-1: {exc}") from None
+
+
+def build_request_head(
+    method: str, host: str, path: str, headers: list[tuple[str, str]], content_length: int | None
+) -> bytes:
+    """The head of a request whose body the caller streams after it: request line, ``Host``, the given
+    headers, then ``Content-Length: content_length``, or ``Transfer-Encoding: chunked`` when it is None
+    (the caller then frames each piece as a chunk and ends with ``0\\r\\n\\r\\n``), and the blank line.
+
+    ``Host``, ``Content-Length`` and ``Transfer-Encoding`` in ``headers`` are replaced. Raises ValueError
+    for a negative length, CR or LF in any part (header injection), or a head that is not latin-1.
+    """
+    parts = [method, " ", path, " HTTP/1.1\r\nHost: ", host, "\r\n"]
+    lines = 4
+    for name, value in headers:
+        if name.lower() in _SKIP_REQUEST_HEADERS:
+            continue
+        parts += (name, ": ", value, "\r\n")
+        lines += 1
+    if content_length is None:
+        parts.append("Transfer-Encoding: chunked\r\n\r\n")
+    elif content_length < 0:
+        raise ValueError("negative Content-Length")
+    else:
+        parts += ("Content-Length: ", str(content_length), "\r\n\r\n")
+    text = "".join(parts)
+    if text.count("\n") != lines or text.count("\r") != lines:
+        raise ValueError("CR or LF in request line or header")
+    try:
+        return text.encode("latin-1")
     except UnicodeEncodeError as exc:
         raise ValueError(f"request head is not latin-1: {exc}") from None

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         Head,
         ResponseParser,
         build_request,
+        build_request_head,
     )
 else:
     _impl = _ext.load("http1")
@@ -28,6 +29,7 @@ else:
     End = _impl.End
     END = _impl.END
     build_request = _impl.build_request
+    build_request_head = _impl.build_request_head
     MAX_HEAD = _impl.MAX_HEAD
     MAX_CHUNK_LINE = _impl.MAX_CHUNK_LINE
 
@@ -42,4 +44,5 @@ __all__ = [
     "Head",
     "ResponseParser",
     "build_request",
+    "build_request_head",
 ]

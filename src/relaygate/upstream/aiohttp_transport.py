@@ -4,12 +4,17 @@ Implements :class:`relaygate.upstream.base.Transport`. It costs ~190 µs per req
 keep-alive ``asyncio.Protocol`` pool (``upstream.h1``), so ``transport = "auto"`` picks it only when a
 proxy is configured. aiohttp has one read timeout, so ``first_byte`` bounds the wait for the head and
 ``idle`` is enforced per body chunk around the read.
+
+A streamed request body (an async iterable) goes to aiohttp as an async generator, which aiohttp writes
+with its own drain-based flow control (chunked unless ``content_length`` is set). aiohttp reports any
+failure while writing a body as a connection error, so the generator keeps what the caller's iterable
+raised (a size limit, a client gone) and ``send`` re-raises exactly that.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 
 import aiohttp
 
@@ -18,7 +23,7 @@ from relaygate.upstream.base import Timeouts, UpstreamRequest
 
 
 class AiohttpResponse:
-    __slots__ = ("_resp", "status", "headers", "_idle", "_closed")
+    __slots__ = ("_closed", "_idle", "_resp", "headers", "status")
 
     def __init__(self, resp: aiohttp.ClientResponse, idle: float) -> None:
         self._resp = resp
@@ -36,7 +41,7 @@ class AiohttpResponse:
     async def read(self) -> bytes:
         try:
             return await asyncio.wait_for(self._resp.read(), self._idle)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self.aclose()
             raise UpstreamTimeout("upstream stalled while sending the body", phase="idle") from None
         except aiohttp.ClientError as exc:
@@ -52,7 +57,7 @@ class AiohttpResponse:
             while True:
                 try:
                     chunk, _ = await asyncio.wait_for(content.readchunk(), self._idle)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise UpstreamTimeout("upstream stalled between stream chunks", phase="idle") from None
                 except aiohttp.ClientError as exc:
                     raise UpstreamConnectError(
@@ -76,6 +81,25 @@ class AiohttpResponse:
             self._resp.close()
 
 
+class _Body:
+    """A streamed request body handed to aiohttp, remembering what the source raised."""
+
+    __slots__ = ("exc", "source")
+
+    def __init__(self, source: AsyncIterable[bytes]) -> None:
+        self.source = source
+        self.exc: BaseException | None = None
+
+    async def pieces(self) -> AsyncIterator[bytes]:
+        try:
+            async for piece in self.source:
+                if piece:
+                    yield piece
+        except BaseException as exc:
+            self.exc = exc
+            raise
+
+
 class AiohttpTransport:
     def __init__(self, *, max_connections: int = 0, keepalive_expiry: float = 30.0,
                  proxy: str | None = None) -> None:
@@ -95,21 +119,39 @@ class AiohttpTransport:
     async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> AiohttpResponse:
         session = self._get_session()
         t = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.first_byte)
+        body = request.body
+        streamed: _Body | None = None
+        headers = request.headers
+        data: object = body or None
+        if not isinstance(body, bytes):
+            streamed = _Body(body)
+            data = streamed.pieces()
+            headers = [h for h in headers if h[0].lower() not in ("content-length", "transfer-encoding")]
+            if request.content_length is not None:
+                headers.append(("Content-Length", str(request.content_length)))
         try:
-            coro = session.request(request.method, request.url, headers=request.headers, data=request.body or None,
-                                   timeout=t, proxy=self._proxy, allow_redirects=False)
-            if timeouts.total is not None:
-                resp = await asyncio.wait_for(coro, timeouts.total)
-            else:
-                resp = await coro
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            resp = await self._request(session, request.method, request.url, headers, data, t, timeouts.total)
+        except BaseException:
+            if streamed is not None and streamed.exc is not None:
+                raise streamed.exc from None
+            raise
+        return AiohttpResponse(resp, timeouts.idle)
+
+    async def _request(self, session: aiohttp.ClientSession, method: str, url: str, headers: list[tuple[str, str]],
+                       data: object, t: aiohttp.ClientTimeout, total: float | None) -> aiohttp.ClientResponse:
+        try:
+            coro = session.request(method, url, headers=headers, data=data, timeout=t, proxy=self._proxy,
+                                   allow_redirects=False)
+            if total is not None:
+                return await asyncio.wait_for(coro, total)
+            return await coro
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             phase = "connect" if isinstance(exc, aiohttp.ConnectionTimeoutError) else "first_byte"
             raise UpstreamTimeout(f"upstream timed out ({phase})", phase=phase) from None
         except aiohttp.ClientError as exc:
             raise UpstreamConnectError(f"cannot reach upstream: {type(exc).__name__}") from None
         except OSError as exc:
             raise UpstreamConnectError(f"cannot reach upstream: {exc.strerror or type(exc).__name__}") from None
-        return AiohttpResponse(resp, timeouts.idle)
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -15,12 +15,20 @@ Contract for every implementation:
   ``Connection: close``; ``aclose()`` on a response whose body was not fully read closes the connection
   (this is how a client disconnect cancels the upstream request). ``aclose()`` is idempotent.
 - Header names in responses are lower-case bytes; values bytes. Bodies are de-chunked.
+- Request bodies are ``bytes`` (replayable) or an async iterable of ``bytes`` (streamed: each piece is
+  written as it comes, waiting for the socket to drain so a slow upstream never makes the gateway buffer;
+  sent with ``Content-Length`` when ``content_length`` is given, else ``Transfer-Encoding: chunked``).
+  A streamed body is iterated at most once and is never re-sent: no stale-connection retry applies to it.
+  An exception raised by the iterable (a size limit, a client that went away) aborts the upstream
+  connection and propagates from ``send`` unchanged. If the upstream answers before the body ended,
+  sending stops and the connection is not reused.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Protocol
+from typing import Protocol
 
 
 @dataclass(slots=True, frozen=True)
@@ -33,12 +41,17 @@ class Timeouts:
 
 @dataclass(slots=True)
 class UpstreamRequest:
-    """A fully built request. ``url`` is absolute (``http://`` or ``https://``)."""
+    """A request to send. ``url`` is absolute (``http://`` or ``https://``).
+
+    ``body`` is ``bytes`` or, to stream it, an async iterable of ``bytes`` pieces; ``content_length`` is
+    the streamed body's exact size if known (None: chunked). It is ignored for a ``bytes`` body.
+    """
 
     method: str
     url: str
     headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
+    body: bytes | AsyncIterable[bytes] = b""
+    content_length: int | None = None
 
 
 class UpstreamResponse(Protocol):

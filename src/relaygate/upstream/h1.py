@@ -26,6 +26,17 @@ awaiting task, or ``aclose()`` before the body ended, closes the connection, whi
 disconnect cancels upstream generation. Body bytes wait in the response object; above ``high_water``
 unread bytes the socket stops being read (``pause_reading``) until the reader drains it below
 ``low_water``, so a slow client cannot make the gateway buffer an upstream stream without bound.
+
+Streamed request bodies (an async iterable instead of ``bytes``) are written piece by piece as the
+iterable yields them, chunk-framed unless the length is known. Backpressure runs the other way too: the
+socket's write buffer is bounded by ``high_water`` (``set_write_buffer_limits``) and, while the transport
+has paused writing, the next piece is not pulled until ``resume_writing``; so the gateway holds at most
+``high_water`` plus one piece of an upload whatever the upstream's reading speed. While the body is being
+sent, ``first_byte`` does not run (it starts when the last piece is written); instead an upstream that
+stops reading for ``idle`` seconds is a timeout. A streamed body cannot be replayed, so it gets no stale
+retry; to keep that from mattering it goes only on a connection idle for at most
+:data:`STREAM_REUSE_IDLE` seconds (well under any server's keep-alive timeout) or on a fresh one. An
+upstream that answers before the body ended stops the sending, and its connection is closed afterwards.
 """
 
 from __future__ import annotations
@@ -33,18 +44,21 @@ from __future__ import annotations
 import asyncio
 import ssl as _ssl
 from collections import deque
+from collections.abc import AsyncIterable
 from typing import Any
 
 from relaygate.core.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
-from relaygate.core.http1 import END, ResponseParser, build_request
+from relaygate.core.http1 import END, ResponseParser, build_request, build_request_head
 from relaygate.upstream.base import Timeouts, UpstreamRequest
 
-__all__ = ["HIGH_WATER", "LOW_WATER", "H1Response", "H1Transport"]
+__all__ = ["HIGH_WATER", "LOW_WATER", "STREAM_REUSE_IDLE", "H1Response", "H1Transport"]
 
 #: Unread body bytes above which a connection stops reading from its socket.
 HIGH_WATER = 256 * 1024
 #: Unread body bytes below which a paused connection reads again.
 LOW_WATER = 64 * 1024
+#: A streamed request body is sent only on a connection idle at most this long (or a fresh one).
+STREAM_REUSE_IDLE = 2.0
 
 _IDLE = 0
 _WAIT_HEAD = 1
@@ -230,12 +244,37 @@ class _Conn(asyncio.Protocol):
         self.total_deadline = _INF
         self.first_byte_deadline = _INF
         self.idle_timeout = _INF
+        self.first_byte_timeout = _INF
         self.last_activity = 0.0
+        self.sending = False  # a streamed request body is being written
+        self.write_paused = False
+        self.write_paused_at = 0.0
+        self.drain_waiter: asyncio.Future[None] | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(self.high_water, self.low_water)  # type: ignore[attr-defined]
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self.write_paused_at = now = self.loop.time()
+        if self.sending:
+            due = now + self.idle_timeout
+            if due < self.armed_at:
+                self._arm(due)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_drain()
+
+    def _wake_drain(self) -> None:
+        w = self.drain_waiter
+        if w is not None:
+            self.drain_waiter = None
+            if not w.done():
+                w.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         phase = self.phase
@@ -264,6 +303,7 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_timer()
+        self._wake_drain()
         self.pool.discard(self)
         phase = self.phase
         if phase == _WAIT_HEAD:
@@ -304,7 +344,7 @@ class _Conn(asyncio.Protocol):
     # -- exchange ------------------------------------------------------------------------------------
 
     def start(
-        self, data: bytes, is_head: bool, timeouts: Timeouts, total_deadline: float
+        self, data: bytes, is_head: bool, timeouts: Timeouts, total_deadline: float, streaming: bool = False
     ) -> asyncio.Future[H1Response]:
         loop = self.loop
         now = loop.time()
@@ -315,11 +355,69 @@ class _Conn(asyncio.Protocol):
         self.head_fut = fut
         self.phase = _WAIT_HEAD
         self.total_deadline = total_deadline
-        self.first_byte_deadline = now + timeouts.first_byte
+        self.sending = streaming
+        self.first_byte_deadline = _INF if streaming else now + timeouts.first_byte
+        self.first_byte_timeout = timeouts.first_byte
         self.idle_timeout = timeouts.idle
         self._arm(min(self.first_byte_deadline, total_deadline))
         self.transport.write(data)  # type: ignore[union-attr]
         return fut
+
+    async def send_body(self, body: AsyncIterable[bytes], length: int | None, fut: asyncio.Future[H1Response]) -> None:
+        """Write a streamed body after the head ``start`` wrote; chunk-framed when ``length`` is None.
+
+        Returns when the body was written, or early when the exchange ended first (the upstream answered
+        or failed: ``fut`` is done, the connection will not be reused). Raises what the iterable raises,
+        and :class:`UpstreamProtocolError` if it yields more or fewer bytes than ``length``.
+        """
+        transport = self.transport
+        assert transport is not None
+        chunked = length is None
+        sent = 0
+        async for piece in body:
+            if fut.done() or self.closed:
+                break
+            n = len(piece)
+            if not n:
+                continue
+            sent += n
+            if chunked:
+                transport.write(b"%x\r\n" % n)
+                transport.write(piece)
+                transport.write(b"\r\n")
+            else:
+                if sent > length:  # type: ignore[operator]
+                    raise UpstreamProtocolError(f"request body longer than its Content-Length {length}")
+                transport.write(piece)
+            while self.write_paused and not self.closed and not fut.done():
+                w = self.drain_waiter = self.loop.create_future()
+                await w
+        else:
+            if not fut.done() and not self.closed:
+                if chunked:
+                    transport.write(b"0\r\n\r\n")
+                elif sent != length:
+                    raise UpstreamProtocolError(f"request body of {sent} bytes, Content-Length {length}")
+                self._body_sent()
+                return
+        self.keep_alive = False  # the request is unfinished: this connection cannot carry another
+
+    def _body_sent(self) -> None:
+        self.sending = False
+        if self.phase == _WAIT_HEAD:
+            self.first_byte_deadline = due = self.loop.time() + self.first_byte_timeout
+            if due < self.armed_at:
+                self._arm(min(due, self.total_deadline))
+
+    def drop_exchange(self) -> None:
+        """The caller gives up on this exchange (its body failed): close without reporting to anyone."""
+        self.phase = _IDLE
+        self.sending = False
+        fut = self.head_fut
+        self.head_fut = None
+        if fut is not None and not fut.done():
+            fut.cancel()
+        self.abort()
 
     def _head(self, head: Any) -> None:
         resp = self.resp = H1Response(self, head)
@@ -343,7 +441,7 @@ class _Conn(asyncio.Protocol):
             resp._finish()
         if self.paused:
             self.resume()
-        if self.keep_alive and not self.closed and self.parser.buffered == 0:
+        if self.keep_alive and not self.sending and not self.closed and self.parser.buffered == 0:
             self.reused = True
             self.pool.release(self)
         else:
@@ -377,6 +475,12 @@ class _Conn(asyncio.Protocol):
         self.armed_at = when
         self.timer = self.loop.call_at(when, self._on_timer)
 
+    def _idle_since(self) -> float:
+        """Since when the exchange has been waiting on the upstream's idleness (inf: it is not)."""
+        if self.phase == _BODY:
+            return _INF if self.paused else self.last_activity
+        return self.write_paused_at if self.sending and self.write_paused else _INF
+
     def _cancel_timer(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
@@ -394,12 +498,14 @@ class _Conn(asyncio.Protocol):
             which = "total"
         elif phase == _WAIT_HEAD and now >= self.first_byte_deadline:
             which = "first_byte"
-        elif phase == _BODY and not self.paused and now >= self.last_activity + self.idle_timeout:
+        elif now >= self._idle_since() + self.idle_timeout:
             which = "idle"
         else:
             due = self.total_deadline
             if phase == _WAIT_HEAD:
                 due = min(due, self.first_byte_deadline)
+                if self.sending and self.write_paused:
+                    due = min(due, self.write_paused_at + self.idle_timeout)
             elif self.paused:
                 due = min(due, now + self.idle_timeout)
             else:
@@ -428,6 +534,7 @@ class _Conn(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.abort()
+        self._wake_drain()
 
 
 class _Pool:
@@ -449,19 +556,29 @@ class _Pool:
         self.conns: set[_Conn] = set()
         self.waiters: deque[asyncio.Future[_Conn | None]] = deque()
 
-    def take_idle(self) -> _Conn | None:
+    def take_idle(self, max_idle: float | None = None) -> _Conn | None:
+        """The warmest usable idle connection, or None. With ``max_idle``, only one idle at most that
+        long; if the warmest is colder and the pool is full, the coldest is closed to free a slot."""
         idle = self.idle
         if not idle:
             return None
         now = self.loop.time()
         expiry = self.keepalive_expiry
         while idle:
-            conn = idle.pop()
+            conn = idle[-1]
             if conn.closed or conn.transport.is_closing():  # type: ignore[union-attr]
+                idle.pop()
                 continue
-            if now - conn.idle_since > expiry:
+            age = now - conn.idle_since
+            if age > expiry:
+                idle.pop()
                 conn.abort()
                 continue
+            if max_idle is not None and age > max_idle:
+                if self.max is not None and self.size >= self.max:
+                    idle.popleft().abort()  # connection_lost passes the slot to the waiter acquire() queues
+                return None
+            idle.pop()
             return conn
         return None
 
@@ -648,7 +765,10 @@ class H1Transport:
         loop = self.loop
         total_deadline = loop.time() + timeouts.total if timeouts.total is not None else _INF
         method = request.method
-        data = build_request(method, pool.host_header, target, request.headers, request.body)
+        body = request.body
+        if type(body) is not bytes:
+            return await self._send_streamed(request, pool, target, timeouts, total_deadline)
+        data = build_request(method, pool.host_header, target, request.headers, body)
         is_head = method == "HEAD"
         conn = pool.take_idle()
         if conn is None:
@@ -671,6 +791,38 @@ class H1Transport:
         except BaseException:
             conn.abort()
             raise
+
+    async def _send_streamed(
+        self, request: UpstreamRequest, pool: _Pool, target: str, timeouts: Timeouts, total_deadline: float
+    ) -> H1Response:
+        length = request.content_length
+        head = build_request_head(request.method, pool.host_header, target, request.headers, length)
+        conn = pool.take_idle(STREAM_REUSE_IDLE)
+        if conn is None:
+            conn = await pool.acquire(timeouts, total_deadline, True)
+        fut = conn.start(head, request.method == "HEAD", timeouts, total_deadline, True)
+        try:
+            await conn.send_body(request.body, length, fut)  # type: ignore[arg-type]
+        except BaseException:
+            conn.drop_exchange()
+            raise
+        try:
+            return await fut
+        except _Stale:
+            raise UpstreamConnectError(
+                "upstream closed the connection before responding; a streamed body is not re-sent") from None
+        except BaseException:
+            conn.abort()
+            raise
+
+    def write_buffered(self) -> int:
+        """Request bytes written to connections but not yet taken by their sockets (stats and tests)."""
+        return sum(
+            c.transport.get_write_buffer_size()
+            for pool, _ in self._pools.values()
+            for c in pool.conns
+            if c.transport is not None and not c.closed
+        )
 
     def open_connections(self, origin: str | None = None) -> int:
         """Open connections (all origins, or the origin ``scheme://host[:port]``): for stats and tests."""
