@@ -115,8 +115,11 @@ def test_rpm_across_two_workers_through_redis(redis_server: Any) -> None:
             ok = sum(r.status == 200 for r in replies)
             limited = [r for r in replies if r.status == 429]
             assert ok + len(limited) == len(replies)
-            # a token bucket admits its burst (limit) plus the refill during the run (limit/60 per second)
-            assert limit <= ok <= limit + limit / 60.0 * elapsed + 1, (ok, elapsed)
+            # a token bucket admits its burst (limit) plus the refill during the run (limit/60 per second),
+            # never more; leases (at most max(1, 5% of the limit) per worker) may leave up to
+            # workers * lease units unspent in the other worker (relaygate.core.ratelimit's tolerance)
+            lease = max(1, int(limit * 0.05))
+            assert limit - 2 * lease <= ok <= limit + limit / 60.0 * elapsed + 1, (ok, elapsed)
             assert all(b"No deployments available" in r.body for r in limited)
             assert up.stats()["requests"] == ok
             log = gw.log()

@@ -16,6 +16,36 @@ Invariants (the Lua script keeps the same ones; ``tests/limits`` runs both again
 - A concurrency counter admits while ``count + 1 <= capacity``; ``adjust`` with ``-1`` releases a slot and
   never takes the count below zero.
 - Nothing here reads a clock: ``now`` is passed in (seconds, any monotonic origin).
+
+Leases (:class:`LeaseBook`, the local half of the Redis limiter). A worker does not ask Redis per request:
+it takes a *lease* of ``L`` units from the shared bucket in one Lua call and spends it here with pure
+arithmetic. The shared state of one bucket is its level ``g`` and one record per worker ``o_w`` (units
+leased and not yet reported spent, with its own expiry). The Lua script keeps ``g + sum(o_w) <= capacity``:
+refill stops at ``capacity - sum(o_w)``, a lease moves units from ``g`` to ``o_w``, a report of spent
+units removes them from ``o_w``. Locally ``held = o_w - unreported`` (units this worker may still spend);
+after every reply ``held`` is recomputed from the record Redis returned, so a lost or expired record, a
+Redis restart or a call that timed out after Redis ran it all correct themselves on the next call.
+
+Tolerance (W workers, lease cap ``Lmax = max(1, capacity * LEASE_SHARE)`` per bucket and worker):
+- Over-admission of rpm/tpm: none. Every unit is taken from the shared bucket before it is spent and
+  ``g + sum(held) <= capacity`` at all times, so in any window of T seconds at most
+  ``capacity + rate * T`` units are admitted, the exact token bucket's own bound. Two qualifications,
+  both from the tpm *debt* rule rather than from leasing: a worker holding at least one unit may admit a
+  request costing more than it holds (as the exact bucket does when its level is >= 1), so up to W
+  requests (not one) can start a debt at the same moment; and the debt is charged globally at the
+  worker's next report (<= ``SYNC_INTERVAL`` of the Redis limiter). Give-backs from reconciliation are
+  credited to the local lease only up to what this worker spent since its last report (so held never
+  exceeds its record) and otherwise returned to the shared bucket, clamped at its cap.
+- Under-admission: a request refused by one worker could have been served by units another worker holds:
+  at most ``(W - 1) * Lmax`` per bucket at any moment, ``W * Lmax`` counting this worker's own remainder
+  below one request's cost. Idle leases go back to the shared bucket after ``LEASE_IDLE`` seconds and on
+  shutdown; a crashed worker's lease is lost (for a token bucket, as if spent), its record expires after
+  the lease TTL.
+- max_parallel_requests: slots are leased the same way: ``sum(slots_w) <= capacity`` always, so the global
+  concurrency never exceeds the limit; a worker keeps at most ``2 * M`` idle slots
+  (``M = floor(capacity * LEASE_SHARE)``), so under-admission is at most ``W * 2 * M`` slots. With
+  ``M == 0`` (capacity < ``1 / LEASE_SHARE``) no spare slot is held: every acquire and every release is
+  its own Redis exchange, i.e. exact, which is what small concurrency limits need.
 """
 
 from __future__ import annotations
@@ -188,3 +218,339 @@ class LocalBuckets:
 
     def clear(self) -> None:
         self.state.clear()
+
+
+LEASE_SHARE = 0.05
+"""A worker's lease on one bucket is at most this share of the bucket's capacity (``Lmax``)."""
+REFILL_PERIOD = 0.5
+"""A lease is sized to last about this long at the worker's observed spending rate (then capped)."""
+LEASE_IDLE = 2.0
+"""Seconds without local use after which a worker gives its lease back."""
+
+
+class Held:
+    """This worker's lease on one bucket.
+
+    Token bucket: ``held`` units may be spent now (negative: a tpm debt not yet reported), ``unreported``
+    units were spent (net of give-backs) since the last report, ``target`` is the adaptive lease size.
+    Concurrency counter: ``held`` slots are leased, ``inflight`` of them are in use.
+    ``g``/``o``/``seen``: the shared level, the sum of every worker's record and when Redis said so.
+    """
+
+    __slots__ = ("bucket", "held", "unreported", "inflight", "target", "lmax", "need", "due", "spent",
+                 "mark", "mark_t", "rate", "g", "o", "seen", "last_use", "last_op", "own")
+
+    def __init__(self, bucket: Bucket, now: float) -> None:
+        self.bucket = bucket
+        self.held = 0.0
+        self.unreported = 0.0
+        self.inflight = 0
+        if bucket.kind == "t":
+            self.lmax = max(1.0, bucket.capacity * LEASE_SHARE)
+            self.target = 1.0
+        else:
+            self.lmax = float(int(bucket.capacity * LEASE_SHARE))
+            self.target = self.lmax
+        self.need = 0.0
+        self.due = False
+        self.spent = 0.0
+        self.mark = 0.0
+        self.mark_t = now
+        self.rate = 0.0
+        self.g = bucket.capacity
+        self.o = 0.0
+        self.seen = now
+        self.last_use = now
+        self.last_op = now
+        self.own = 0.0
+
+    def level(self, now: float) -> float:
+        """The shared level extrapolated to ``now`` (refill stops at ``capacity - o``)."""
+        b = self.bucket
+        g = self.g
+        top = b.capacity - self.o
+        if g < top and now > self.seen:
+            g += (now - self.seen) * b.rate
+            if g > top:
+                g = top
+        return g
+
+    def remaining(self, now: float) -> float:
+        """What the limit still allows as this worker sees it: shared level plus its own lease (others'
+        leases are counted as spent)."""
+        if self.bucket.kind == "t":
+            return self.level(now) + self.held
+        return self.g + self.held - self.inflight
+
+
+class LeaseOp:
+    """One bucket's part of a Lua call: report ``spent``, return ``ret``, ask for ``want``.
+
+    Token bucket: ``want`` units more. Concurrency counter: ``want`` is the absolute slot count wanted."""
+
+    __slots__ = ("h", "spent", "ret", "want")
+
+    def __init__(self, h: Held, spent: float, ret: float, want: float) -> None:
+        self.h = h
+        self.spent = spent
+        self.ret = ret
+        self.want = want
+
+
+class LeaseBook:
+    """Local leases of one worker: admission by arithmetic, and the ops the next Redis call must carry."""
+
+    __slots__ = ("leases", "due", "returns")
+
+    def __init__(self) -> None:
+        self.leases: dict[str, Held] = {}
+        self.due: list[Held] = []
+        """Leases to refill, report or return in the next call (each at most once: ``Held.due``)."""
+        self.returns: list[tuple[Bucket, float]] = []
+        """Give-backs larger than this worker's unreported spending: they go to the shared bucket."""
+
+    def _get(self, b: Bucket, now: float) -> Held:
+        h = self.leases.get(b.key)
+        if h is None:
+            h = self.leases[b.key] = Held(b, now)
+        elif h.bucket is not b:
+            h.bucket = b  # the same key rebuilt (e.g. a wildcard group): the latest limits apply
+        return h
+
+    def _mark(self, h: Held) -> None:
+        if not h.due:
+            h.due = True
+            self.due.append(h)
+
+    def acquire(self, buckets: Sequence[Bucket], costs: Sequence[float], now: float,
+                final: bool = False) -> Verdict | None:
+        """Admit from local leases: a verdict, or ``None`` when a lease must be refilled first (those leases
+        are then due, with the request's need). ``final`` (after a refill): a bucket still short refuses,
+        and a token bucket holding at least one unit admits into debt, as the exact bucket does.
+
+        One pass that charges as it goes; a short bucket (rare: a lease ran out) undoes the charges."""
+        leases = self.leases
+        n = len(buckets)
+        remaining = [0.0] * n
+        reset = [0.0] * n
+        for i in range(n):
+            b = buckets[i]
+            h = leases.get(b.key)
+            if h is None or h.bucket is not b:
+                h = self._get(b, now)
+            h.last_use = now
+            if b.kind == "t":
+                c = costs[i]
+                held = h.held
+                if c > 0 and held < c and not (final and held >= 1.0):
+                    return self._short(buckets, costs, now, i, final, remaining, reset)
+                held -= c
+                if held < -b.capacity:
+                    held = -b.capacity
+                h.held = held
+                h.unreported += c
+                h.spent += c
+                if held + held < h.target and not h.due:
+                    h.due = True
+                    self.due.append(h)
+                g = h.g
+                top = b.capacity - h.o
+                if g < top:
+                    g += (now - h.seen) * b.rate
+                    if g > top:
+                        g = top
+                left = g + held
+                remaining[i] = left
+                if left < b.capacity:
+                    reset[i] = (b.capacity - left) / b.rate
+            else:
+                inflight = h.inflight + 1
+                if inflight > h.held:
+                    return self._short(buckets, costs, now, i, final, remaining, reset)
+                h.inflight = inflight
+                if h.held - inflight < h.target * 0.5 and not h.due:
+                    h.due = True
+                    self.due.append(h)
+                remaining[i] = h.g + h.held - inflight
+        return Verdict(-1, remaining, reset)
+
+    def _short(self, buckets: Sequence[Bucket], costs: Sequence[float], now: float, at: int, final: bool,
+               remaining: list[float], reset: list[float]) -> Verdict | None:
+        """Bucket ``at`` cannot pay: undo the charges of the buckets before it, then either mark every short
+        lease due (``None``) or, when ``final``, refuse naming bucket ``at``."""
+        leases = self.leases
+        for i in range(at):
+            h = leases[buckets[i].key]
+            if buckets[i].kind == "t":
+                c = costs[i]
+                h.held += c
+                h.unreported -= c
+                h.spent -= c
+            else:
+                h.inflight -= 1
+        if final:
+            for i in range(len(buckets)):
+                b = buckets[i]
+                h = self._get(b, now)
+                remaining[i] = h.remaining(now)
+                if b.kind == "p":
+                    reset[i] = PARALLEL_RETRY if i == at else 0.0
+                elif i == at:
+                    g = h.level(now)
+                    reset[i] = wait_for_one(g, b.rate) if g < 1.0 else 1.0
+                else:
+                    reset[i] = time_to_full(remaining[i], b.capacity, b.rate)
+            return Verdict(at, remaining, reset)
+        for i in range(at, len(buckets)):
+            b = buckets[i]
+            h = self._get(b, now)
+            if b.kind == "t":
+                c = costs[i]
+                if c <= 0 or h.held >= c:
+                    continue
+                h.need += c
+            elif h.inflight + 1 <= h.held:
+                continue
+            else:
+                h.need += 1.0
+            self._mark(h)
+        return None
+
+    def decide(self, buckets: Sequence[Bucket], costs: Sequence[float], now: float) -> Verdict:
+        """:meth:`acquire` with ``final``: always a verdict."""
+        v = self.acquire(buckets, costs, now, True)
+        assert v is not None
+        return v
+
+    def adjust(self, buckets: Sequence[Bucket], deltas: Sequence[float], now: float) -> None:
+        """Reconciliation (``delta > 0`` gives units back, ``< 0`` takes more) on the local lease first;
+        ``-1`` on a concurrency counter releases a slot (spare slots beyond ``2 * M`` are returned)."""
+        for b, d in zip(buckets, deltas):
+            if not d:
+                continue
+            h = self.leases.get(b.key)
+            if h is None:
+                if b.kind == "t" and d > 0:
+                    self.returns.append((b, d))
+                continue
+            if b.kind == "t":
+                if d > 0:
+                    room = h.unreported if h.unreported > 0 else 0.0
+                    if h.held + room > h.lmax:
+                        room = h.lmax - h.held if h.held < h.lmax else 0.0
+                    local = d if d < room else room
+                    h.held += local
+                    h.unreported -= local
+                    if d > local:
+                        self.returns.append((b, d - local))
+                else:
+                    h.held += d
+                    h.unreported -= d
+                    if h.held < -b.capacity:
+                        h.held = -b.capacity
+            else:
+                h.inflight += int(d)
+                if h.inflight < 0:
+                    h.inflight = 0
+                if h.held - h.inflight > 2.0 * h.lmax:
+                    self._mark(h)
+
+    def ops(self, now: float, sweep: bool) -> list[LeaseOp]:
+        """The leases the next call must carry (due ones; with ``sweep`` also reports, renewals and idle
+        returns of every lease), with the local side of each op already applied."""
+        out: list[LeaseOp] = []
+        due, self.due = self.due, []
+        for h in due:
+            h.due = False
+            out.append(self._op(h, now, False))
+        if sweep:
+            for key, h in list(self.leases.items()):
+                if h.due:
+                    continue
+                idle = now - h.last_use > LEASE_IDLE and h.inflight == 0 and h.need == 0
+                if idle:
+                    if h.own == 0 and h.held == 0 and h.unreported == 0:
+                        del self.leases[key]
+                        continue
+                    out.append(self._op(h, now, True))
+                elif h.unreported or now - h.last_op > REFILL_PERIOD:
+                    out.append(self._op(h, now, False))
+        if self.returns:
+            # a give-back the local lease could not take: ``spent=-d, ret=d`` gives the shared level ``d``
+            # and leaves this worker's record as it is
+            by_key = {op.h.bucket.key: op for op in out}
+            for b, d in self.returns:
+                op = by_key.get(b.key)
+                if op is None:
+                    known = self.leases.get(b.key)
+                    if known is not None:
+                        op = self._op(known, now, False)
+                    else:
+                        op = LeaseOp(Held(b, now), 0.0, 0.0, 0.0)
+                    by_key[b.key] = op
+                    out.append(op)
+                op.spent -= d
+                op.ret += d
+            self.returns = []
+        return out
+
+    def release_all(self) -> list[LeaseOp]:
+        """Ops that give every lease back (shutdown)."""
+        self.due = []
+        return [self._op(h, h.last_op, True) for h in self.leases.values()]
+
+    def _op(self, h: Held, now: float, release: bool) -> LeaseOp:
+        b = h.bucket
+        h.last_op = now
+        if b.kind == "p":
+            if release:
+                want = float(h.inflight)
+            else:
+                want = h.inflight + h.need + h.lmax
+                if want < h.held and h.held - h.inflight <= 2.0 * h.lmax:
+                    want = h.held
+            if want < h.held:
+                h.held = want  # shrink before Redis hears of it: never more in use than leased
+            h.need = 0.0
+            return LeaseOp(h, 0.0, 0.0, want)
+        dt = now - h.mark_t
+        if dt > 0.05:
+            r = (h.spent - h.mark) / dt
+            h.rate = r if h.rate == 0 else 0.5 * (h.rate + r)
+            h.mark = h.spent
+            h.mark_t = now
+        spent = h.unreported
+        h.unreported = 0.0
+        if release:
+            ret = h.held if h.held > 0 else 0.0
+            h.held -= ret
+            h.need = 0.0
+            return LeaseOp(h, spent, ret, 0.0)
+        target = h.rate * REFILL_PERIOD
+        if target < 1.0:
+            target = 1.0
+        if target > h.lmax:
+            target = h.lmax
+        h.target = target
+        have = h.held if h.held > 0 else 0.0
+        want = target + h.need - have
+        h.need = 0.0
+        return LeaseOp(h, spent, 0.0, want if want > 0 else 0.0)
+
+    def applied(self, op: LeaseOp, own: float, g: float, o: float, now: float) -> None:
+        """Redis answered ``op``: this worker's record is now ``own``, the shared level ``g``, the sum of
+        all records ``o``."""
+        h = op.h
+        h.own = own
+        h.g = g
+        h.o = o
+        h.seen = now
+        if h.bucket.kind == "t":
+            h.held = own - h.unreported
+        else:
+            h.held = own
+
+    def clear(self) -> None:
+        self.leases.clear()
+        self.due = []
+        self.returns = []

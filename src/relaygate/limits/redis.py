@@ -1,21 +1,30 @@
-"""The Redis limiter: token buckets shared by every worker and instance, one Lua call per batch.
+"""The Redis limiter: shared limits for every worker and instance, spent locally from leases.
 
 Design (and why):
-- One Lua script (:data:`SCRIPT`) does everything atomically: releases and reconciliations queued since
-  the last call, then, in order, each queued request's all-or-nothing check of its buckets, then cooldown
-  sharing. It reads the clock with Redis ``TIME``, so workers' clocks never matter.
-- Batching instead of leasing: each worker keeps at most one script call in flight; requests arriving
-  while it is out are queued and go together in the next call (Nagle-style). Under load a call carries
-  many requests, so Redis and Python cost per request shrinks with load, while the limit stays exact
-  (no tokens held back by a worker, no over-admission beyond the token bucket's own definition). The
-  price is one loopback round trip of added latency per request, and some queueing when Redis is slow.
-- All keys share the hash tag ``{relaygate}`` so one call's keys live in one Redis Cluster slot.
+- Leasing, not a round trip per request. Each worker takes a lease of units from a shared bucket in one
+  Lua call and spends it with pure arithmetic (:class:`relaygate.core.ratelimit.LeaseBook`, whose module
+  essay states the invariants and the tolerance). A lease is sized to last ``REFILL_PERIOD`` at the
+  worker's observed rate, capped at ``LEASE_SHARE`` of the limit; when half of it is spent the next one is
+  fetched in the background while requests keep being admitted from the remainder. A request that does
+  not fit in the local leases waits for the next call, which fetches for all of its buckets at once.
+- One Lua script (:data:`SCRIPT`) per call, at most one call in flight per worker (requests and leases
+  due meanwhile go together in the next one). Per bucket it refills the shared level, drops expired
+  worker records, applies this worker's report (units spent since its last call, units returned), grants
+  what was asked and answers ``own,level,sum_of_records``. Cooldowns shared between workers ride along.
+  The script reads the clock with Redis ``TIME``, so workers' clocks never matter.
+- Storage: one hash per bucket under the bucket's key (field ``=``: ``level:ts_ms``; field per worker id:
+  ``units:expires_ms``). A worker record lives ``lease_ttl`` seconds unless renewed (every active lease is
+  reported at least every ``SYNC_INTERVAL``), so a crashed worker's units and parallel slots come back
+  after the TTL however busy the others are. All keys share the hash tag ``{relaygate}`` (one Redis
+  Cluster slot per call).
+- Headers: ``remaining`` is an estimate: the shared level as last seen (refilled since, up to its cap)
+  plus this worker's own lease; leases held by other workers count as spent.
 - Failure: a call that errors or takes longer than ``redis_timeout`` marks Redis down. With
   ``on_redis_failure: local`` (default) requests are then answered by in-process buckets (exact per
   worker, so N workers admit up to N times a limit while Redis is away), a warning is logged once per
   outage and ``redis_limiter_down`` is counted in the worker's metrics; with ``reject`` they get 503. A
   background probe reconnects with exponential backoff (0.2 s .. 5 s), not per request; on success the
-  shared buckets take over again.
+  leases start afresh (units leased before the outage expire with their records).
 """
 
 from __future__ import annotations
@@ -23,110 +32,89 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
+import socket
 from typing import Any, Sequence
 
 from relaygate.core.errors import GatewayError
-from relaygate.core.ratelimit import PREFIX, Bucket, Verdict
+from relaygate.core.ratelimit import PREFIX, Bucket, LeaseBook, LeaseOp, Verdict
 from relaygate.limits import CooldownSink, Limiter
 from relaygate.limits.resp import RedisAddress, RespConnection, RespError, connect, encode
 
 log = logging.getLogger("relaygate.limits")
 
 COOLDOWN_KEY = PREFIX + "cooldowns"
-PARALLEL_TTL_MS = 600_000
+LEASE_TTL = 10.0
+"""Seconds a worker's record (units or slots it holds) lives in Redis without being renewed."""
 SYNC_INTERVAL = 0.5
-"""Seconds between idle calls that only fetch cooldowns (when no request needed Redis meanwhile)."""
+"""Seconds between calls that report every lease and fetch cooldowns, when nothing else needed Redis."""
 
-# ARGV: nadj, (keyidx kind cap rate_ms delta)*nadj, nreq, (nb, (keyidx kind cap rate_ms cost)*nb)*nreq,
-#       ncool, (dep_id seconds)*ncool      KEYS: bucket keys..., cooldown zset (last)
-# returns one string "cooldowns;req1;req2..." (cheap to parse: two splits): cooldowns = "dep=ms,dep=ms",
-# reqN = "fail(-1|0-based),floor(level_1),reset_ms_1,..."
+# KEYS: bucket keys..., cooldown zset (last)
+# ARGV: wid, ttl_ms, nops, (keyidx kind cap rate_ms spent ret want)*nops, ncool, (dep_id seconds)*ncool
+# returns {"own,level,records;own,level,records;...", dep_id, ms, dep_id, ms, ...}
 SCRIPT = r"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function level_of(key, cap, rate)
-  local v = redis.call('GET', key)
-  if not v then return cap end
-  local sep = string.find(v, ':', 1, true)
-  local tok = tonumber(string.sub(v, 1, sep - 1))
-  local ts = tonumber(string.sub(v, sep + 1))
-  if now > ts then tok = tok + (now - ts) * rate end
-  if tok > cap then tok = cap end
-  return tok
-end
-local function store(key, tok, cap, rate)
-  local ttl = 1000
-  if rate > 0 and tok < cap then ttl = math.ceil((cap - tok) / rate) + 1000 end
-  redis.call('SET', key, tostring(tok) .. ':' .. now, 'PX', ttl)
-end
-local i = 1
-local nadj = tonumber(ARGV[i]); i = i + 1
-for a = 1, nadj do
+local wid = ARGV[1]
+local ttl = tonumber(ARGV[2])
+local out = {}
+local i = 4
+for n = 1, tonumber(ARGV[3]) do
   local key = KEYS[tonumber(ARGV[i])]
   local kind = ARGV[i + 1]
-  local cap = tonumber(ARGV[i + 2]); local rate = tonumber(ARGV[i + 3]); local d = tonumber(ARGV[i + 4])
-  i = i + 5
+  local cap = tonumber(ARGV[i + 2]); local rate = tonumber(ARGV[i + 3])
+  local spent = tonumber(ARGV[i + 4]); local ret = tonumber(ARGV[i + 5]); local want = tonumber(ARGV[i + 6])
+  i = i + 7
+  local h = redis.call('HGETALL', key)
+  local tok = cap; local ts = now; local own = 0; local others = 0; local dead = {}
+  for j = 1, #h, 2 do
+    local f = h[j]; local v = h[j + 1]
+    local sep = string.find(v, ':', 1, true)
+    local a = tonumber(string.sub(v, 1, sep - 1)); local b = tonumber(string.sub(v, sep + 1))
+    if f == '=' then tok = a; ts = b
+    elseif b <= now then dead[#dead + 1] = f
+    elseif f == wid then own = a
+    else others = others + a end
+  end
+  if #dead > 0 then redis.call('HDEL', key, unpack(dead)) end
   if kind == 't' then
-    local tok = level_of(key, cap, rate) + d
-    if tok > cap then tok = cap elseif tok < -cap then tok = -cap end
-    store(key, tok, cap, rate)
+    local top = cap - others - own
+    if tok < top and now > ts then
+      tok = tok + (now - ts) * rate
+      if tok > top then tok = top end
+    end
+    own = own - spent - ret
+    tok = tok + ret
+    if own < 0 then tok = tok + own; own = 0 end
+    top = cap - others - own
+    if tok > top then tok = top end
+    if tok < -cap then tok = -cap end
+    if want > 0 and tok > 0 then
+      local g = want
+      if g > tok then g = tok end
+      tok = tok - g; own = own + g
+    end
+    redis.call('HSET', key, '=', string.format('%.17g', tok) .. ':' .. now)
+    local life = ttl
+    if rate > 0 and tok < cap then life = life + math.ceil((cap - tok) / rate) end
+    redis.call('PEXPIRE', key, life + 1000)
+    out[n] = string.format('%.17g,%.17g,%.17g', own, tok, others + own)
   else
-    local c = tonumber(redis.call('GET', key) or '0') + d
-    if c <= 0 then redis.call('DEL', key) else redis.call('SET', key, c, 'PX', __PTTL__) end
-  end
-end
-local out = {}
-local nreq = tonumber(ARGV[i]); i = i + 1
-for r = 1, nreq do
-  local nb = tonumber(ARGV[i]); i = i + 1
-  local base = i
-  local lv = {}
-  local fail = -1
-  for b = 1, nb do
-    local key = KEYS[tonumber(ARGV[i])]
-    local kind = ARGV[i + 1]
-    local cap = tonumber(ARGV[i + 2]); local cost = tonumber(ARGV[i + 4])
-    if kind == 't' then
-      lv[b] = level_of(key, cap, tonumber(ARGV[i + 3]))
-      if fail < 0 and cost > 0 and lv[b] < 1 then fail = b - 1 end
-    else
-      lv[b] = tonumber(redis.call('GET', key) or '0')
-      if fail < 0 and lv[b] + 1 > cap then fail = b - 1 end
+    if want < own then own = want
+    elseif want > own then
+      local free = cap - others - own
+      if free > 0 then
+        if want - own < free then own = want else own = own + free end
+      end
     end
-    i = i + 5
+    out[n] = string.format('%d,%d,%d', own, cap - others - own, others + own)
   end
-  local res = {tostring(fail)}
-  i = base
-  for b = 1, nb do
-    local key = KEYS[tonumber(ARGV[i])]
-    local kind = ARGV[i + 1]
-    local cap = tonumber(ARGV[i + 2]); local rate = tonumber(ARGV[i + 3]); local cost = tonumber(ARGV[i + 4])
-    i = i + 5
-    local tok = lv[b]
-    if kind == 't' then
-      if fail < 0 then
-        tok = tok - cost
-        if tok < -cap then tok = -cap end
-        store(key, tok, cap, rate)
-      end
-      res[#res + 1] = string.format('%d', math.floor(tok))
-      if b - 1 == fail then
-        res[#res + 1] = string.format('%d', math.ceil((1 - tok) / rate))
-      elseif tok < cap then
-        res[#res + 1] = string.format('%d', math.ceil((cap - tok) / rate))
-      else
-        res[#res + 1] = '0'
-      end
-    else
-      if fail < 0 then
-        tok = redis.call('INCR', key)
-        redis.call('PEXPIRE', key, __PTTL__)
-      end
-      res[#res + 1] = string.format('%d', cap - tok)
-      if b - 1 == fail then res[#res + 1] = '1000' else res[#res + 1] = '0' end
-    end
+  if own > 0 then
+    redis.call('HSET', key, wid, string.format('%.17g', own) .. ':' .. (now + ttl))
+    if kind ~= 't' then redis.call('PEXPIRE', key, ttl + 1000) end
+  elseif own == 0 and #h > 0 then
+    redis.call('HDEL', key, wid)
   end
-  out[r + 1] = table.concat(res, ',')
 end
 local ckey = KEYS[#KEYS]
 local ncool = tonumber(ARGV[i]); i = i + 1
@@ -135,18 +123,17 @@ for c = 1, ncool do
   i = i + 2
 end
 redis.call('ZREMRANGEBYSCORE', ckey, '-inf', now)
-local cool = {}
+local reply = {table.concat(out, ';')}
 local cz = redis.call('ZRANGE', ckey, 0, -1, 'WITHSCORES')
 for c = 1, #cz, 2 do
-  cool[#cool + 1] = cz[c] .. '=' .. string.format('%d', tonumber(cz[c + 1]) - now)
+  reply[#reply + 1] = cz[c]
+  reply[#reply + 1] = string.format('%d', tonumber(cz[c + 1]) - now)
 end
 if #cz > 0 then redis.call('PEXPIRE', ckey, 3600000) end
-out[1] = table.concat(cool, ',')
-return table.concat(out, ';')
-""".replace("__PTTL__", str(PARALLEL_TTL_MS))
+return reply
+"""
 
 SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
-_SCRIPT_BYTES = SCRIPT.encode()
 
 
 def _bulk(b: bytes) -> bytes:
@@ -174,12 +161,13 @@ def _static(b: Bucket) -> bytes:
 
 
 class _Pending:
-    __slots__ = ("buckets", "costs", "future")
+    __slots__ = ("buckets", "costs", "future", "tries")
 
     def __init__(self, buckets: Sequence[Bucket], costs: Sequence[float], future: asyncio.Future[Verdict]) -> None:
         self.buckets = buckets
         self.costs = costs
         self.future = future
+        self.tries = 0
 
 
 class RedisDown(GatewayError):
@@ -194,22 +182,28 @@ class RedisLimiter(Limiter):
     shared = True
 
     def __init__(self, addr: RedisAddress, *, timeout: float = 0.5, on_failure: str = "local",
-                 metrics: Any = None) -> None:
+                 metrics: Any = None, lease_ttl: float = LEASE_TTL) -> None:
         super().__init__()
         self.addr = addr
         self.timeout = timeout
         self.reject = on_failure == "reject"
         self.metrics = metrics
+        self.lease_ttl = lease_ttl
+        self.wid = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+        """This worker's record name in every bucket hash."""
+        self._head = _bulk(self.wid.encode()) + _bulk_int(int(lease_ttl * 1000))
+        self.book = LeaseBook()
         self.conn: RespConnection | None = None
         self.down = False
         self.pending: list[_Pending] = []
-        self.adjusts: list[tuple[Bucket, float]] = []
         self.cooldowns: list[tuple[str, float]] = []
+        self._syncs: list[asyncio.Future[None]] = []
         self._sink: CooldownSink | None = None
         self._wake: asyncio.Event | None = None
         self._pump_task: asyncio.Task[None] | None = None
         self._probe_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._last_sweep = 0.0
         self.calls = 0
         self.batched = 0
 
@@ -226,6 +220,7 @@ class RedisLimiter(Limiter):
         return wake
 
     async def aclose(self) -> None:
+        """Stop the pump, give every lease back (one call, best effort), close the connection."""
         self._closed = True
         for task in (self._pump_task, self._probe_task):
             if task is not None:
@@ -234,12 +229,22 @@ class RedisLimiter(Limiter):
                     await task
                 except (asyncio.CancelledError, Exception):
                     pass
-        if self.conn is not None:
-            self.conn.close()
         for p in self.pending:
             if not p.future.done():
                 p.future.set_result(self._local(p))
         self.pending.clear()
+        if not self.down and self.book.leases:
+            ops = self.book.release_all()
+            try:
+                await self._call(ops, [])
+            except (OSError, TimeoutError, RespError, ValueError):
+                pass
+        self.book.clear()
+        if self.conn is not None:
+            self.conn.close()
+        for f in self._syncs:
+            if not f.done():
+                f.set_result(None)
 
     # -- interface ------------------------------------------------------------------------------
 
@@ -250,6 +255,12 @@ class RedisLimiter(Limiter):
             v = self.buckets.acquire(buckets, costs, self.clock())
             v.degraded = True
             return v
+        book = self.book
+        verdict = book.acquire(buckets, costs, self.clock())
+        if verdict is not None:
+            if book.due:
+                self._ensure_pump().set()
+            return verdict
         wake = self._ensure_pump()
         fut: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         self.pending.append(_Pending(buckets, costs, fut))
@@ -260,11 +271,20 @@ class RedisLimiter(Limiter):
         if self.down:
             self.buckets.adjust(buckets, deltas, self.clock())
             return
-        for b, d in zip(buckets, deltas):
-            if d:
-                self.adjusts.append((b, d))
-        if self._wake is not None and len(self.adjusts) > 256:
+        book = self.book
+        book.adjust(buckets, deltas, self.clock())
+        if book.due and self._wake is not None:
             self._wake.set()
+
+    async def sync(self) -> None:
+        """Report every lease and fetch cooldowns now; returns after that call (tests, shutdown paths)."""
+        if self.down or self._closed:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._syncs.append(fut)
+        self._last_sweep = 0.0
+        self._ensure_pump().set()
+        await fut
 
     def share_cooldown(self, dep_id: str, seconds: float) -> None:
         if not self.down:
@@ -282,12 +302,16 @@ class RedisLimiter(Limiter):
         v.degraded = True
         return v
 
+    def _idle(self) -> bool:
+        return not (self.pending or self.book.due or self.book.returns or self.cooldowns or self._syncs)
+
     async def _pump(self) -> None:
         assert self._wake is not None
         wake = self._wake
         loop = asyncio.get_running_loop()
+        book = self.book
         while not self._closed:
-            if not self.pending:
+            if self._idle():
                 wake.clear()
                 tick = loop.call_later(SYNC_INTERVAL, wake.set)
                 await wake.wait()
@@ -295,11 +319,18 @@ class RedisLimiter(Limiter):
             if self.down:
                 await asyncio.sleep(SYNC_INTERVAL)
                 continue
+            now = self.clock()
+            sweep = now - self._last_sweep >= SYNC_INTERVAL
+            if sweep:
+                self._last_sweep = now
             batch, self.pending = self.pending, []
-            adjusts, self.adjusts = self.adjusts, []
+            syncs, self._syncs = self._syncs, []
+            ops = book.ops(now, sweep)
             cools, self.cooldowns = self.cooldowns, []
+            if not (ops or cools or batch or sweep):
+                continue
             try:
-                reply = await self._call(batch, adjusts, cools)
+                reply = await self._call(ops, cools)
             except asyncio.CancelledError:
                 for p in batch:
                     if not p.future.done():
@@ -307,49 +338,37 @@ class RedisLimiter(Limiter):
                 raise
             except (OSError, TimeoutError, RespError, ValueError, IndexError) as exc:
                 self._went_down(exc)
-                now = self.clock()
-                for b, d in adjusts:
-                    self.buckets.adjust((b,), (d,), now)
                 for p in batch:
                     if self.reject:
                         if not p.future.done():
                             p.future.set_exception(RedisDown("Rate limiter unavailable: Redis is not reachable"))
                     elif not p.future.done():
                         p.future.set_result(self._local(p))
+                _done(syncs)
                 continue
-            self._deliver(batch, reply)
+            self._deliver(ops, batch, reply)
+            _done(syncs)
 
-    async def _call(self, batch: list[_Pending], adjusts: list[tuple[Bucket, float]],
-                    cools: list[tuple[str, float]]) -> Any:
+    async def _call(self, ops: list[LeaseOp], cools: list[tuple[str, float]]) -> Any:
         # RESP is written directly: each bucket's static part (kind, capacity, rate) is encoded once
         keys: dict[str, int] = {}
-        parts: list[bytes] = [_bulk_int(len(adjusts))]
-        for b, d in adjusts:
+        parts: list[bytes] = [self._head, _bulk_int(len(ops))]
+        for op in ops:
+            b = op.h.bucket
             idx = keys.setdefault(b.key, len(keys) + 1)
-            parts += (_bulk_int(idx), _static(b), _bulk_num(d))
-        parts.append(_bulk_int(len(batch)))
-        nargs = 2 + 3 * len(adjusts)
-        for p in batch:
-            parts.append(_bulk_int(len(p.buckets)))
-            nargs += 1 + 3 * len(p.buckets)
-            for b, c in zip(p.buckets, p.costs):
-                idx = keys.setdefault(b.key, len(keys) + 1)
-                parts += (_bulk_int(idx), _static(b), _bulk_num(c))
+            parts += (_bulk_int(idx), _static(b), _bulk_num(op.spent), _bulk_num(op.ret), _bulk_num(op.want))
         parts.append(_bulk_int(len(cools)))
-        nargs += 1 + 2 * len(cools)
         for dep_id, seconds in cools:
             parts += (_bulk(dep_id.encode()), _bulk_num(seconds))
         klist = list(keys)
         klist.append(COOLDOWN_KEY)
-        # each _static() is 3 arguments
-        nargs += 2 * (len(adjusts) + sum(len(p.buckets) for p in batch))
+        nargs = 4 + 7 * len(ops) + 2 * len(cools)
         head = encode(("EVALSHA", SHA, len(klist), *klist))
         body = b"".join(parts)
         conn = self.conn
         if conn is None or conn.closed:
             conn = self.conn = await connect(self.addr, self.timeout)
         self.calls += 1
-        self.batched += len(batch)
         count = 3 + len(klist) + nargs
         wire = b"*%d\r\n" % count + head[head.index(b"\r\n") + 2:] + body
         reply = await self._with_timeout(conn.call_raw(wire))
@@ -359,6 +378,8 @@ class RedisLimiter(Limiter):
             reply = await self._with_timeout(conn.call_raw(wire))
         if isinstance(reply, RespError):
             raise reply
+        if not isinstance(reply, list) or not reply:
+            raise ValueError(f"unexpected limiter reply {reply!r:.80}")
         return reply
 
     async def _with_timeout(self, fut: asyncio.Future[Any]) -> Any:
@@ -369,25 +390,32 @@ class RedisLimiter(Limiter):
         finally:
             handle.cancel()
 
-    def _deliver(self, batch: list[_Pending], reply: bytes) -> None:
-        rows = reply.split(b";")
-        cool = rows[0]
-        if cool and self._sink is not None:
-            entries = []
-            for item in cool.split(b","):
-                dep_id, _, ms = item.rpartition(b"=")
-                entries.append((dep_id.decode(), int(ms) / 1000.0))
-            self._sink(entries)
-        for p, row in zip(batch, rows[1:]):
-            vals = row.split(b",")
-            n = len(p.buckets)
-            remaining = [0.0] * n
-            reset = [0.0] * n
-            for j in range(n):
-                remaining[j] = float(vals[1 + 2 * j])
-                reset[j] = int(vals[2 + 2 * j]) / 1000.0
+    def _deliver(self, ops: list[LeaseOp], batch: list[_Pending], reply: list[Any]) -> None:
+        now = self.clock()
+        book = self.book
+        if ops:
+            for op, row in zip(ops, reply[0].split(b";")):
+                own, g, o = row.split(b",")
+                book.applied(op, float(own), float(g), float(o), now)
+        if len(reply) > 1 and self._sink is not None:
+            self._sink([(reply[j].decode("utf-8", "replace"), int(reply[j + 1]) / 1000.0)
+                        for j in range(1, len(reply) - 1, 2)])
+        again = False
+        for p in batch:
+            self.batched += 1
+            v = book.decide(p.buckets, p.costs, now)
+            if v.fail >= 0 and p.tries == 0:
+                h = book.leases.get(p.buckets[v.fail].key)
+                # units left in the shared bucket but taken from this worker's lease during the call
+                if h is not None and h.level(now) >= 1.0 and book.acquire(p.buckets, p.costs, now) is None:
+                    p.tries = 1
+                    self.pending.append(p)
+                    again = True
+                    continue
             if not p.future.done():
-                p.future.set_result(Verdict(int(vals[0]), remaining, reset))
+                p.future.set_result(v)
+        if (again or book.due) and self._wake is not None:
+            self._wake.set()
 
     # -- outage ---------------------------------------------------------------------------------
 
@@ -395,6 +423,7 @@ class RedisLimiter(Limiter):
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+        self.book.clear()
         if self.down:
             return
         self.down = True
@@ -420,6 +449,7 @@ class RedisLimiter(Limiter):
                 delay = min(delay * 2.0, 5.0)
                 continue
             self.conn = conn
+            self.book.clear()
             self.down = False
             log.warning("redis limiter at %r is back: shared limits restored", self.addr)
             if self.metrics is not None:
@@ -429,7 +459,12 @@ class RedisLimiter(Limiter):
             return
 
 
+def _done(futs: list[asyncio.Future[None]]) -> None:
+    for f in futs:
+        if not f.done():
+            f.set_result(None)
+
+
 def _expire(fut: asyncio.Future[Any]) -> None:
     if not fut.done():
         fut.set_exception(TimeoutError("redis call timed out"))
-
