@@ -71,7 +71,7 @@ class Sink:
     """An HTTP/1.1 upstream that reads request bodies itself and answers with the size it got."""
 
     def __init__(self, *, read_size: int = 16 * 1024, delay: float = 0.0, stall: asyncio.Event | None = None,
-                 answer_early: bool = False, close_on_second: bool = False) -> None:
+                 answer_early: int = 0, close_on_second: bool = False) -> None:
         self.read_size = read_size
         self.delay = delay
         self.stall = stall
@@ -134,7 +134,7 @@ class Sink:
                 if self.close_on_second and index == 1:
                     break
                 if self.answer_early:
-                    writer.write(b"HTTP/1.1 413 X\r\nContent-Length: 4\r\n\r\nnope")
+                    writer.write(b"HTTP/1.1 %d X\r\nContent-Length: 4\r\n\r\nnope" % self.answer_early)
                     await writer.drain()
                     await asyncio.sleep(0.05)
                     break
@@ -304,7 +304,7 @@ def test_h1_source_failure_or_cancel_aborts_the_upstream(run: Run, how: str) -> 
 
 def test_h1_early_answer_stops_sending_and_closes(run: Run) -> None:
     async def main() -> None:
-        async with Sink(answer_early=True) as up:
+        async with Sink(answer_early=413) as up:
             t = H1Transport(high_water=64 * 1024, low_water=16 * 1024)
             src = Source(256 * 1024 * 1024, t)
             resp = await t.send(upload(up.url, src, None), FAST)

@@ -9,9 +9,19 @@ deployment URL with ``api-version``), Cohere serves rerank at ``/v2/rerank``; ot
 naming the model. The model field is swapped for the upstream's name; everything else passes through.
 ``/v1/audio/speech`` streams the upstream's binary audio back chunk by chunk with its content type.
 
-Limitation: request bodies are read whole (bounded by ``max_request_body_bytes``) because the upstream
-transport sends ``bytes`` bodies; a multipart upload is therefore held in memory once, never copied
-further.
+Multipart uploads (``transcriptions``, ``translations``, ``image_edits``) are streamed, not buffered: the
+handler reads the upload only until :class:`~relaygate.inbound.multipart.FieldFinder` has found the
+``model`` field (at most :data:`MODEL_PREFIX` bytes; clients send it before the file), then hands the
+transport an :class:`Upload` that yields that prefix, with the model swapped and ``Content-Length``
+adjusted, followed by each ``receive()`` piece as the client sends it. The transport's write backpressure
+(``upstream.base``) reaches the client through ``receive()``, so the gateway holds about one socket
+buffer of an upload whatever its size. ``max_request_body_bytes`` is enforced while streaming (a 413; the
+upstream request is aborted) and a client that goes away mid-upload aborts it too. An upload that fits
+in its first pieces is sent as ``bytes`` like any body.
+
+A streamed upload can be sent once: until its first byte went out, the router may retry and fall back as
+usual; after that, a failure is final and goes to the client (it is kept from the router as
+:class:`_Spent`, so it does not count towards the deployment's cooldown either).
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -26,6 +37,7 @@ import orjson
 from relaygate.core import body as body_edit
 from relaygate.core import errors
 from relaygate.core.errors import GatewayError
+from relaygate.inbound.multipart import FieldFinder, boundary_of
 from relaygate.providers.azure import AzureProvider
 from relaygate.providers.base import Provider
 from relaygate.providers.cohere import CohereProvider
@@ -44,57 +56,111 @@ PATHS = {"images": "/images/generations", "speech": "/audio/speech", "transcript
          "image_edits": "/images/edits"}
 _MULTIPART = frozenset({"transcriptions", "translations", "image_edits"})
 _JSON = (b"content-type", b"application/json")
+#: How far into a multipart upload the ``model`` field is looked for (and the most held before streaming).
+MODEL_PREFIX = 1024 * 1024
 
 
 # ------------------------------------------------------------------------------------ multipart
 
 
-def boundary_of(ctype: str) -> bytes:
-    for part in ctype.split(";"):
-        k, _, v = part.strip().partition("=")
-        if k.lower() == "boundary" and v:
-            return v.strip('"').encode()
-    raise errors.BadRequest("multipart/form-data request without a boundary")
+class Upload:
+    """A multipart upload being streamed: the prefix read so far (with the ``model`` value's span) and
+    the rest still to come from ``receive()``. :meth:`body` can be iterated once."""
+
+    __slots__ = ("length", "limit", "prefix", "receive", "span", "started")
+
+    def __init__(self, prefix: bytes, span: tuple[int, int], receive: Receive, limit: int,
+                 length: int | None) -> None:
+        self.prefix = prefix
+        self.span = span
+        self.receive = receive
+        self.limit = limit
+        self.length = length  # the client's Content-Length, if it sent one
+        self.started = False
+
+    def body(self, upstream: bytes) -> tuple[AsyncIterator[bytes], int | None]:
+        """The upstream body with the model value set to ``upstream``, and its length if known."""
+        s, e = self.span
+        head = self.prefix[:s] + upstream + self.prefix[e:] if upstream != self.prefix[s:e] else self.prefix
+        length = None if self.length is None else self.length - len(self.prefix) + len(head)
+        return self._pieces(head), length
+
+    async def _pieces(self, head: bytes) -> AsyncIterator[bytes]:
+        from relaygate import asgi
+
+        if self.started:
+            raise RuntimeError("a streamed upload can be sent once")
+        self.started = True
+        self.prefix = b""
+        size = len(head)
+        yield head
+        receive = self.receive
+        limit = self.limit
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise asgi._ClientGone()
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise asgi._too_large(size, limit)
+            if chunk:
+                yield chunk
+            if not msg.get("more_body", False):
+                return
 
 
-def multipart_field(body: bytes, boundary: bytes, name: str) -> tuple[int, int] | None:
-    """(start, end) offsets of the value of the form field ``name`` (a small text field) in ``body``."""
-    delim = b"--" + boundary
-    needle = b'name="' + name.encode() + b'"'
-    pos = 0
-    while True:
-        i = body.find(delim, pos)
-        if i < 0:
-            return None
-        head_start = i + len(delim)
-        if body[head_start:head_start + 2] == b"--":
-            return None
-        head_end = body.find(b"\r\n\r\n", head_start)
-        if head_end < 0:
-            return None
-        nxt = body.find(b"\r\n" + delim, head_end + 4)
-        if nxt < 0:
-            return None
-        head = body[head_start:head_end]
-        if needle in head and b"filename=" not in head:
-            return head_end + 4, nxt
-        pos = nxt + 2
+class _Spent(Exception):
+    """A failure after a streamed upload began: final, so it bypasses the router's retries."""
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
-def _multipart_model(body: bytes, ctype: str) -> tuple[str, tuple[int, int]]:
-    b = boundary_of(ctype)
-    span = multipart_field(body, b, "model")
-    if span is None:
+async def _read_multipart(gw: Gateway, scope: Scope, receive: Receive,
+                          ctype: str) -> tuple[str, bytes, tuple[int, int], Upload | None]:
+    """Read until the ``model`` field is known -> (model, body so far, its span, the upload if more comes)."""
+    from relaygate import asgi
+
+    limit = gw.max_body
+    length: int | None = None
+    for k, v in scope["headers"]:
+        if k == b"content-length":
+            try:
+                length = int(v)
+            except ValueError:
+                raise errors.BadRequest("Invalid Content-Length header") from None
+            if length > limit:
+                raise asgi._too_large(length, limit)
+    finder = FieldFinder(boundary_of(ctype), "model", MODEL_PREFIX)
+    found = False
+    more = True
+    while more:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise asgi._ClientGone()
+        more = msg.get("more_body", False)
+        found = finder.feed(msg.get("body", b""))
+        if len(finder.buffered) > limit:
+            raise asgi._too_large(len(finder.buffered), limit)
+        if found:
+            break
+    span = finder.end()
+    body = bytes(finder.buffered)
+    model = body[span[0]:span[1]].decode(errors="replace").strip()
+    if not model:
         raise errors.BadRequest("model: form field required", param="model")
-    return body[span[0]:span[1]].decode().strip(), span
+    return model, body, span, (Upload(body, span, receive, limit, length) if more else None)
 
 
 # --------------------------------------------------------------------------------------- adapters
 
 
 def media_request(p: Provider, kind: str, body: bytes, ctype: str, model: str, upstream: str,
-                  span: tuple[int, int] | None) -> UpstreamRequest:
-    """The upstream request for a media endpoint, or a 400 if the deployment's provider has none."""
+                  span: tuple[int, int] | None, upload: Upload | None = None) -> UpstreamRequest:
+    """The upstream request for a media endpoint, or a 400 if the deployment's provider has none.
+    With ``upload``, the body streams from it (``body`` and ``span`` are then its prefix)."""
     if kind == "rerank" and isinstance(p, CohereProvider):
         req = orjson.loads(body)
         req.pop("model", None)
@@ -104,6 +170,9 @@ def media_request(p: Provider, kind: str, body: bytes, ctype: str, model: str, u
         url = p.path_url(path) if isinstance(p, AzureProvider) else f"{p.api_base}{path}"
         headers = [h for h in p.static_headers if h[0].lower() != "content-type"]
         headers.append(("Content-Type", ctype))
+        if upload is not None:
+            stream, length = upload.body(upstream.encode())
+            return UpstreamRequest("POST", url, headers, stream, length)
         if span is not None:
             new = body[:span[0]] + upstream.encode() + body[span[1]:] if model != upstream else body
         else:
@@ -132,13 +201,14 @@ async def _media(gw: Gateway, scope: Scope, receive: Receive, send: Send, kind: 
     for k, v in scope["headers"]:
         if k == b"content-type":
             ctype = v.decode("latin-1")
-    body = await gw._read_body(receive, gw.max_body)
     span: tuple[int, int] | None = None
+    upload: Upload | None = None
     if kind in _MULTIPART:
         if not ctype.lower().startswith("multipart/form-data"):
             raise errors.BadRequest(f"/v1{PATHS[kind]} expects multipart/form-data")
-        model, span = _multipart_model(body, ctype)
+        model, body, span, upload = await _read_multipart(gw, scope, receive, ctype)
     else:
+        body = await gw._read_body(receive, gw.max_body)
         try:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -160,7 +230,7 @@ async def _media(gw: Gateway, scope: Scope, receive: Receive, send: Send, kind: 
         if p.local:
             raise errors.BadRequest(f"{p.name} model `{target.upstream_model}` does not support /v1{PATHS[kind]}",
                                     param="model")
-        req = media_request(p, kind, body, ctype, model, target.upstream_model, span)
+        req = media_request(p, kind, body, ctype, model, target.upstream_model, span, upload)
         t = time.perf_counter()
         try:
             resp = await gw.transport.send(req, gw.timeouts(target, kind == "speech", None))
@@ -170,10 +240,17 @@ async def _media(gw: Gateway, scope: Scope, receive: Receive, send: Send, kind: 
             if kind == "speech":
                 return resp
             return await resp.read(), resp.header(b"content-type") or b"application/json"
+        except GatewayError as exc:
+            if upload is not None and upload.started:
+                raise _Spent(exc) from None
+            raise
         finally:
             timer.wait += time.perf_counter() - t
 
-    result, lease = await gw.router.run(group, ctx, attempt)
+    try:
+        result, lease = await gw.router.run(group, ctx, attempt)
+    except _Spent as spent:
+        raise spent.error from None
     total = time.perf_counter() - t0
     headers = gw._headers(lease, group, call_id=_call_id(scope), ctx=ctx, total=total, wait=timer.wait)
     if kind != "speech":
