@@ -6,6 +6,8 @@ Anthropic events); ``claude`` an ``anthropic/`` one (native passthrough).
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -42,8 +44,9 @@ general_settings:
 
 
 @pytest.fixture
-def client(stack: tuple[GatewayProc, Any]) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=stack[0].url, api_key=MASTER, max_retries=0, timeout=20)
+def client(stack: tuple[GatewayProc, Any]) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=stack[0].url, api_key=MASTER, max_retries=0, timeout=20) as c:
+        yield c
 
 
 @contextmanager
@@ -102,8 +105,8 @@ def test_errors_in_anthropic_shape(stack: tuple[GatewayProc, Any], client: anthr
     with pytest.raises(anthropic.BadRequestError) as ei:
         client.messages.create(model="nope", max_tokens=8, messages=[{"role": "user", "content": "x"}])
     assert ei.value.body["type"] == "error" and ei.value.body["error"]["type"] == "invalid_request_error"
-    bad = anthropic.Anthropic(base_url=stack[0].url, api_key="wrong", max_retries=0)
-    with pytest.raises(anthropic.AuthenticationError):
+    with anthropic.Anthropic(base_url=stack[0].url, api_key="wrong", max_retries=0) as bad, \
+            pytest.raises(anthropic.AuthenticationError):
         bad.messages.create(model="gpt", max_tokens=8, messages=[{"role": "user", "content": "x"}])
     stack[1].set_config(fault_429=1.0)
     try:
@@ -117,3 +120,30 @@ def test_errors_in_anthropic_shape(stack: tuple[GatewayProc, Any], client: anthr
 def test_count_tokens(client: anthropic.Anthropic) -> None:
     r = client.messages.count_tokens(model="gpt", messages=[{"role": "user", "content": "hello there, how are you?"}])
     assert 3 < r.input_tokens < 30
+
+
+@pytest.mark.parametrize("model", ["gpt", "claude"])
+def test_client_disconnect_cancels_upstream(stack: tuple[GatewayProc, Any], model: str) -> None:
+    """A client that goes away mid-stream closes the upstream request (translated and native alike)."""
+    gw, mock = stack
+    body = (b'{"model": "%s", "max_tokens": 64, "stream": true, "messages": [{"role": "user", "content": "x"}]}'
+            % model.encode())
+    req = (f"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: {MASTER}\r\nanthropic-version: 2023-06-01\r\n"
+           f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    mock.set_config(chunks=200, chunk_gap_ms=50)
+    try:
+        with socket.create_connection(("127.0.0.1", gw.port)) as s:
+            s.sendall(req)
+            got = b""
+            while got.count(b"event: content_block_delta") < 2:
+                data = s.recv(65536)
+                assert data, got
+                got += data
+            assert mock.stats()["in_flight"] >= 1
+        # the client is gone; the upstream stream (200 chunks x 50 ms = 10 s) must be cut well before its end
+        deadline = time.time() + 5
+        while time.time() < deadline and mock.stats()["in_flight"] != 0:
+            time.sleep(0.05)
+        assert mock.stats()["in_flight"] == 0, mock.stats()
+    finally:
+        mock.set_config(chunks=4, chunk_gap_ms=0)

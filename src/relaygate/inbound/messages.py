@@ -13,6 +13,12 @@ as on the OpenAI routes, so routing, retries, fallbacks and limits are the same:
 
 Errors use Anthropic's shape ``{"type": "error", "error": {"type", "message"}}`` with the same status;
 an upstream failure after the stream started becomes an ``event: error`` frame.
+
+Streams behave as on the OpenAI routes (the shell's ``_Keepalive`` and ``_DisconnectWatch``, imported,
+not copied): SSE comment keepalives (``: keepalive``, which SSE clients ignore) every
+``stream_keepalive_interval`` seconds while waiting for the first event, a failure after keepalives went
+out ends the stream with an ``event: error`` frame, and a client disconnect cancels the stream and
+closes the upstream connection.
 ``count_tokens`` asks an ``anthropic/`` deployment when the group has one and otherwise estimates.
 """
 
@@ -173,20 +179,20 @@ async def _handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, count
         ctx = RouteContext(stream=stream, key=key, messages=view.messages)
         timer = asgi.Timer()
         if stream:
-            watch_cls = getattr(asgi, "_DisconnectWatch", None)
-            watch = watch_cls(receive) if watch_cls is not None else None
+            # Granian swallows sends to a closed connection, so a disconnect is learnt from receive()
+            watch = asgi._DisconnectWatch(receive)
             try:
                 await _stream(gw, send, body, oa_body, view, model, group, ctx, call_id, t0, timer, fwd,
                               _estimate(req))
             except asyncio.CancelledError:
-                if watch is None or not watch.gone:
+                if not watch.gone:
                     raise
                 task = asyncio.current_task()
                 if task is not None:
                     task.uncancel()
+                gw.metrics.count("client_disconnected")
             finally:
-                if watch is not None:
-                    watch.stop()
+                watch.stop()
         else:
             await _unary(gw, send, body, oa_body, view, model, group, ctx, call_id, t0, timer, fwd)
     except GatewayError as exc:
@@ -281,14 +287,29 @@ async def _stream(gw: Gateway, send: Send, body: bytes, oa_body: bytes, view: An
             timer.wait += time.perf_counter() - t
         return asgi.StreamStart(chunks, translator, first, resp.headers, resp.aclose)
 
-    start, lease = await gw.router.run(group, ctx, attempt)
+    ka = asgi._Keepalive(send, gw.keepalive) if gw.keepalive > 0 else None
+    try:
+        start, lease = await gw.router.run(group, ctx, attempt)
+    except GatewayError as exc:
+        if ka is None or not await ka.stop():
+            raise
+        # the head already went out with keepalives: the error becomes the stream's last event
+        log.warning("messages stream failed before its first event: %d %s", exc.status, exc.message)
+        await asgi._send_quiet(send, b"event: error\ndata: " + error_body(exc) + b"\n\n", False)
+        return
+    except BaseException:
+        if ka is not None:
+            await ka.stop()
+        raise
+    headers_sent = await ka.stop() if ka is not None else False
     total = time.perf_counter() - t0
     translator = start.translator
     ok = False
     try:
-        headers = gw._headers(lease, group, call_id, ctx, total, timer.wait)
-        headers.extend(_SSE_HEADERS)
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if not headers_sent:
+            headers = gw._headers(lease, group, call_id, ctx, total, timer.wait)
+            headers.extend(_SSE_HEADERS)
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": start.first, "more_body": True})
         try:
             async for chunk in start.chunks:
