@@ -1,6 +1,6 @@
 """What rate limits cost: throughput and gateway CPU per request with limits off, in-process, and Redis.
 
-    python -m bench.scenarios_limits [--duration 8] [--concurrency 32] [--workers 1]
+    python -m bench.scenarios_limits [--duration 8] [--concurrency 32] [--workers 1] [--repeat 1]
 
 Starts a zero-latency mock upstream, a ``redis-server`` on a free port, and for each mode a relaygate
 gateway (``--workers`` Granian workers) with the same LiteLLM config except the limits:
@@ -8,11 +8,14 @@ gateway (``--workers`` Granian workers) with the same LiteLLM config except the 
 - ``off``:   no rpm/tpm anywhere, master key.
 - ``local``: deployment rpm+tpm and a virtual key with rpm, tpm and max_parallel_requests (5 buckets per
   request, prompt estimate, reconciliation at the end), in-process limiter.
-- ``redis``: the same buckets in Redis (batched Lua calls).
+- ``redis``: the same buckets in Redis, leased (``relaygate.limits.redis``: units taken from the shared
+  buckets in one Lua call per refill and spent locally; Redis calls per request are printed).
 
 Limits are set far above the offered load so every request is admitted: this measures the cost of
 checking, not of refusing. The gateway is pinned to CPU 0 and everything else to CPU 1 when ``taskset``
-exists. Prints requests/s and gateway CPU microseconds per request for each mode.
+exists. Prints requests/s and gateway CPU microseconds per request for each mode; with ``--repeat N``
+the modes run N times interleaved (off, local, redis, off, ...) and the medians are compared, since a
+shared machine is noisy.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import socket
 import subprocess
 import sys
@@ -90,30 +94,57 @@ def run_mode(mode: str, mock_base: str, redis_port: int, args: argparse.Namespac
             "cpu_us_per_req": 1e6 * cpu0 / max(1, ok)}
 
 
+def _redis_calls(port: int) -> int:
+    """EVALSHA calls Redis has served so far (INFO commandstats)."""
+    from relaygate.limits.resp import encode
+
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(encode(("INFO", "commandstats")))
+        time.sleep(0.05)
+        text = s.recv(1 << 16).decode(errors="replace")
+    return sum(int(line.split("calls=")[1].split(",")[0]) for line in text.splitlines()
+               if line.startswith(("cmdstat_evalsha:", "cmdstat_eval:")))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=8.0)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--modes", default="off,local,redis")
+    p.add_argument("--repeat", type=int, default=1)
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="rg-limits-"))
     redis_port = _free_port()
     redis = spawn(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
                    "--appendonly", "no", "--dir", str(tmp)], name="redis", cpus="1", log_dir=tmp)
     mock = launch_mock(name="up", cpus="1", log_dir=tmp)
+    modes = args.modes.split(",")
     try:
         time.sleep(0.3)
-        results = {}
-        for mode in args.modes.split(","):
-            results[mode] = run_mode(mode, mock.openai_base, redis_port, args, tmp)
-            r = results[mode]
-            print(f"{mode:6s} {r['rps']:9.0f} req/s  ok={r['ok']}  errors={r['errors']}  "
-                  f"gateway CPU {r['cpu_us_per_req']:.0f} us/req", flush=True)
-        base = results.get("off", {}).get("rps")
-        if base:
-            for mode, r in results.items():
-                print(f"{mode:6s} throughput vs off: {100.0 * (r['rps'] / base - 1.0):+.1f}%")
+        results: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+        for _ in range(args.repeat):
+            for mode in modes:
+                calls0 = _redis_calls(redis_port) if mode == "redis" else 0
+                r = run_mode(mode, mock.openai_base, redis_port, args, tmp)
+                results[mode].append(r)
+                extra = ""
+                if mode == "redis":
+                    calls = _redis_calls(redis_port) - calls0  # includes warmup and shutdown calls
+                    extra = f"  redis calls/req {calls / max(1, r['ok']):.4f}"
+                print(f"{mode:6s} {r['rps']:9.0f} req/s  ok={r['ok']}  errors={r['errors']}  "
+                      f"gateway CPU {r['cpu_us_per_req']:.0f} us/req{extra}", flush=True)
+        med = {m: {k: statistics.median(r[k] for r in rs) for k in ("rps", "cpu_us_per_req")}
+               for m, rs in results.items()}
+        print(f"medians over {args.repeat} run(s):")
+        base = med.get("off")
+        for mode, r in med.items():
+            line = f"{mode:6s} {r['rps']:9.0f} req/s  gateway CPU {r['cpu_us_per_req']:.1f} us/req"
+            if base:
+                line += (f"  throughput vs off {100.0 * (r['rps'] / base['rps'] - 1.0):+.1f}%"
+                         f"  CPU/req vs off "
+                         f"{100.0 * (r['cpu_us_per_req'] / base['cpu_us_per_req'] - 1.0):+.1f}%")
+            print(line)
     finally:
         mock.stop()
         redis.stop()

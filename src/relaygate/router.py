@@ -205,7 +205,7 @@ def _refund(buckets: Sequence[Bucket], costs: Sequence[float]) -> list[float]:
 def _duration(seconds: float) -> bytes:
     """OpenAI's reset format: ``20ms``, ``1.5s``, ``6m0s``."""
     if seconds < 1.0:
-        return b"%dms" % max(0, int(seconds * 1000.0))
+        return b"%dms" % (seconds * 1000.0) if seconds > 0.0 else b"0ms"
     if seconds < 60.0:
         return (b"%.1fs" % seconds).replace(b".0s", b"s")
     m = int(seconds // 60.0)
@@ -214,24 +214,28 @@ def _duration(seconds: float) -> bytes:
 
 def ratelimit_headers(buckets: Sequence[Bucket], verdict: Verdict) -> list[tuple[bytes, bytes]]:
     """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` from the tightest bucket of each unit."""
+    rem = verdict.remaining
     req = tok = -1
-    for i, b in enumerate(buckets):
+    for i in range(len(buckets)):
+        b = buckets[i]
         if b.kind != "t":
             continue
         if b.unit == "requests":
-            if req < 0 or verdict.remaining[i] < verdict.remaining[req]:
+            if req < 0 or rem[i] < rem[req]:
                 req = i
-        elif tok < 0 or verdict.remaining[i] < verdict.remaining[tok]:
+        elif tok < 0 or rem[i] < rem[tok]:
             tok = i
     out = []
     if req >= 0:
-        out += [(b"x-ratelimit-limit-requests", b"%d" % buckets[req].capacity),
-                (b"x-ratelimit-remaining-requests", b"%d" % max(0, math.floor(verdict.remaining[req]))),
-                (b"x-ratelimit-reset-requests", _duration(verdict.reset[req]))]
+        r = rem[req]
+        out.append((b"x-ratelimit-limit-requests", buckets[req].limit))
+        out.append((b"x-ratelimit-remaining-requests", b"%d" % r if r >= 0.0 else b"0"))
+        out.append((b"x-ratelimit-reset-requests", _duration(verdict.reset[req])))
     if tok >= 0:
-        out += [(b"x-ratelimit-limit-tokens", b"%d" % buckets[tok].capacity),
-                (b"x-ratelimit-remaining-tokens", b"%d" % max(0, math.floor(verdict.remaining[tok]))),
-                (b"x-ratelimit-reset-tokens", _duration(verdict.reset[tok]))]
+        r = rem[tok]
+        out.append((b"x-ratelimit-limit-tokens", buckets[tok].limit))
+        out.append((b"x-ratelimit-remaining-tokens", b"%d" % r if r >= 0.0 else b"0"))
+        out.append((b"x-ratelimit-reset-tokens", _duration(verdict.reset[tok])))
     return out
 
 
@@ -471,15 +475,16 @@ class Router:
         if not buckets:
             return None, (), ()
         tok = self._prompt_tokens(ctx) if (target.token_buckets or (key_buckets and key.token_buckets)) else 0
-        costs = tuple(float(tok) if b.unit == "tokens" else 1.0 for b in buckets)
+        costs = tuple([float(tok) if b.unit == "tokens" else 1.0 for b in buckets])
         verdict = await self.limiter.acquire(buckets, costs)
         st = target.stats
-        for i, b in enumerate(buckets):
-            if b.scope == "deployment":
-                if b.unit == "requests":
-                    st.rpm_left = verdict.remaining[i]
-                else:
-                    st.tpm_left = verdict.remaining[i]
+        rem = verdict.remaining
+        own = target.buckets  # the deployment's buckets come first
+        for i in range(len(own)):
+            if own[i].unit == "requests":
+                st.rpm_left = rem[i]
+            else:
+                st.tpm_left = rem[i]
         if verdict.fail >= 0:
             failed = buckets[verdict.fail]
             if failed.scope == "deployment":

@@ -61,7 +61,7 @@ class Bucket:
     """One limit. ``scope`` (key/team/user/deployment) and ``unit`` (requests/tokens/parallel) are for
     error messages and headers; ``key`` is the storage key (hash-tagged for Redis Cluster)."""
 
-    __slots__ = ("key", "kind", "capacity", "rate", "scope", "unit", "owner", "wire")
+    __slots__ = ("key", "kind", "capacity", "rate", "scope", "unit", "owner", "wire", "limit")
 
     def __init__(self, key: str, kind: str, capacity: float, rate: float, scope: str, unit: str,
                  owner: str = "") -> None:
@@ -78,6 +78,8 @@ class Bucket:
         self.owner = owner
         self.wire = b""
         """Cache for the Redis limiter: this bucket's constant arguments, encoded once."""
+        self.limit = b"%d" % capacity
+        """The capacity as an ``x-ratelimit-limit-*`` header value."""
 
     @classmethod
     def per_minute(cls, key: str, limit: int, scope: str, unit: str, owner: str = "") -> "Bucket":
