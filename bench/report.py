@@ -17,8 +17,9 @@ from bench.hist import Histogram
 
 __all__ = ["markdown", "plot_latency", "plot_frontier", "render"]
 
-SYSTEM_ORDER = ("direct", "relaygate", "relaygate-2w", "litellm")
-COLORS = {"direct": "#7f7f7f", "relaygate": "#1f77b4", "relaygate-2w": "#17becf", "litellm": "#d62728"}
+SYSTEM_ORDER = ("direct", "relaygate", "relaygate-2w", "relaygate-before", "litellm")
+COLORS = {"direct": "#7f7f7f", "relaygate": "#1f77b4", "relaygate-2w": "#17becf", "relaygate-before": "#9467bd",
+          "litellm": "#d62728"}
 
 
 def _f(x: Any, digits: int = 2) -> str:
@@ -76,6 +77,12 @@ def _headline(data: dict[str, Any]) -> list[str]:
             one, two = get(sc, "relaygate", "throughput_rps"), get(sc, "relaygate-2w", "throughput_rps")
             if two is not None:
                 rows.append(f"| {sc} | req/s, 2 workers | — | {_f(two, 0)} (1 worker: {_f(one, 0)}) | — | — | — |")
+    if "relaygate-before" in data.get("systems", {}):
+        for sc in ("chat", "stream"):
+            now, before = get(sc, "relaygate", "throughput_rps"), get(sc, "relaygate-before", "throughput_rps")
+            if before is not None:
+                rows.append(f"| {sc} | req/s before the compiled hot path (pure twins + aiohttp) | — | "
+                            f"{_f(before, 0)} (now: {_f(now, 0)}, {_ratio(now, before)}) | — | — | — |")
     return rows
 
 

@@ -38,7 +38,9 @@ from bench.systems import SystemSpec, start_system, write_config
 
 __all__ = ["main", "machine_info"]
 
-ALL_SYSTEMS = ("direct", "relaygate", "relaygate-2w", "litellm")
+ALL_SYSTEMS = ("direct", "relaygate", "relaygate-2w", "relaygate-before", "litellm")
+#: relaygate before the compiled hot path: pure twins and the aiohttp transport
+BEFORE_ENV = {"RELAYGATE_NO_EXTENSIONS": "1", "RELAYGATE_TRANSPORT": "aiohttp"}
 # relaygate with 2 workers runs the throughput scenarios only (the point is scaling, not every shape)
 TWO_WORKER_SCENARIOS = ("chat", "stream")
 
@@ -165,11 +167,12 @@ def main(argv: list[str] | None = None) -> int:
                 workers = 2 if sys_name == "relaygate-2w" else 1
                 cpus = gw_cpus if workers == 1 or gw_cpus is None else f"{gw_cpus},{load_cpus}"
                 todo = [n for n in scen_names if kind in SCENARIOS[n].kinds
-                        and (sys_name != "relaygate-2w" or n in TWO_WORKER_SCENARIOS)]
+                        and (sys_name not in ("relaygate-2w", "relaygate-before") or n in TWO_WORKER_SCENARIOS)]
                 if not todo:
                     continue
                 spec = SystemSpec(sys_name, kind, workers=workers, cpus=cpus,
-                                  ready_timeout=180.0 if kind == "litellm" else 60.0)
+                                  ready_timeout=180.0 if kind == "litellm" else 60.0,
+                                  env=BEFORE_ENV if sys_name == "relaygate-before" else {})
                 tqdm.write(f"[{sys_name}] starting ...", file=sys.stderr)
                 running = start_system(spec, config, mock.url, tmp) if kind != "direct" else direct
                 data["systems"][sys_name] = {"kind": kind, "workers": workers, "cpus": cpus, "url": running.url,

@@ -1,6 +1,8 @@
 """The systems the runner compares, all configured from one LiteLLM-format ``config.yaml``.
 
 - ``direct``: no gateway, the load generator talks to the mock upstream (the baseline and calibration).
+- ``relaygate-before``: relaygate as it was before the compiled hot path — pure-Python twins
+  (``RELAYGATE_NO_EXTENSIONS=1``) and the aiohttp transport (``RELAYGATE_TRANSPORT=aiohttp``).
 - ``relaygate`` (and ``relaygate-2w``): ``python -m relaygate.cli serve --config FILE --workers N``, ready
   when ``GET /health/readiness`` answers 200.
 - ``litellm``: ``.bench-venv/litellm/bin/litellm --config FILE --port P --num_workers 1`` from its own venv
@@ -65,6 +67,7 @@ class SystemSpec:
     workers: int = 1
     cpus: str | None = None
     ready_timeout: float = 60.0
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -100,7 +103,7 @@ def start_system(spec: SystemSpec, config: Path, mock_url: str, log_dir: Path) -
         return Running(spec, mock_url, UPSTREAM_KEY)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env: dict[str, str] = {}
+    env: dict[str, str] = dict(spec.env)
     try:
         if spec.kind == "relaygate":
             argv = _relaygate_argv(config, port, spec.workers)
@@ -110,7 +113,7 @@ def start_system(spec: SystemSpec, config: Path, mock_url: str, log_dir: Path) -
             exe = ensure_litellm()
             argv = [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
                     "--num_workers", str(spec.workers)]
-            env = {"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False", "NO_DOCS": "True",
+            env |= {"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False", "NO_DOCS": "True",
                    "DISABLE_ADMIN_UI": "True", "PYTHONWARNINGS": "ignore"}
             info = {"version": litellm_version(), "relaxed_pins": relaxed_pins()}
         else:

@@ -169,7 +169,7 @@ def _retry_after(value: bytes | None) -> float | None:
 
 def make_transport(config: Config) -> Transport:
     s = config.server
-    kind = s.transport
+    kind = os.environ.get("RELAYGATE_TRANSPORT") or s.transport
     if kind == "auto":
         kind = "aiohttp" if s.http_proxy else "h1"
     if kind == "h1":
