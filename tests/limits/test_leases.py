@@ -120,7 +120,8 @@ async def _hammer(lims: list[RedisLimiter], buckets: tuple[Bucket, ...], costs: 
             peak = max(peak, inflight)
             await asyncio.sleep(rng.random() * 0.002)
             inflight -= 1
-            lim.adjust(buckets, tuple(-1.0 if b.kind == "p" else (c - used_tokens if b.unit == "tokens" else 0.0)
+            lim.adjust(buckets, tuple(-1.0 if b.kind == "p" else
+                                      (c - used_tokens if b.unit == "tokens" else 0.0)
                                       for b, c in zip(buckets, costs)))
 
     await asyncio.gather(*(one(lim) for lim in lims for _ in range(tasks)))
@@ -134,8 +135,11 @@ def test_simulated_workers_share_the_limit_within_tolerance(redis_server: Any) -
     tpm = Bucket.per_minute("{relaygate}:h:tpm", 10_000_000, "key", "tokens")
     par = Bucket.parallel("{relaygate}:h:par", 40, "key")  # M = 2
 
-    async def main() -> tuple[int, int, float, dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
-        lims = [RedisLimiter(RedisAddress("127.0.0.1", redis_server.port), timeout=2.0) for _ in range(workers)]
+    Fields = dict[str, tuple[float, float]]
+
+    async def main() -> tuple[int, int, float, Fields, Fields]:
+        addr = RedisAddress("127.0.0.1", redis_server.port)
+        lims = [RedisLimiter(addr, timeout=2.0) for _ in range(workers)]
         try:
             t0 = time.monotonic()
             admitted, _, peak = await _hammer(lims, (rpm, tpm, par), (1.0, 200.0, 1.0), 40, 16, 50.0)
@@ -151,7 +155,8 @@ def test_simulated_workers_share_the_limit_within_tolerance(redis_server: Any) -
 
     admitted, peak, elapsed, state, after = asyncio.run(main())
     lmax = rpm.capacity * 0.05
-    assert rpm.capacity - workers * lmax <= admitted <= rpm.capacity + rpm.rate * elapsed + 1, (admitted, elapsed)
+    ceiling = rpm.capacity + rpm.rate * elapsed + 1  # the exact token bucket's own bound
+    assert rpm.capacity - workers * lmax <= admitted <= ceiling, (admitted, elapsed)
     assert peak <= par.capacity
     level = state.pop("=")[0]
     assert len(state) <= workers and level + sum(v[0] for v in state.values()) <= rpm.capacity
