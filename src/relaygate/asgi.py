@@ -335,24 +335,24 @@ class Gateway:
         call_id: bytes | None = None
         num_retries: int | None = None
         timeout: float | None = None
-        for k, v in scope["headers"]:
-            if k[:10] == b"x-litellm-":
-                if k == b"x-litellm-call-id":
-                    call_id = v[:128]
-                elif k == b"x-litellm-num-retries":
-                    num_retries = _int_header(k, v)
-                elif k == b"x-litellm-timeout":
-                    timeout = _float_header(k, v)
-            elif k == b"content-length":
-                try:
-                    clen = int(v)
-                except ValueError:
-                    raise errors.BadRequest("Invalid Content-Length header") from None
-                if clen > self.max_body:
-                    raise _too_large(clen, self.max_body)
-        if call_id is None:
-            call_id = _call_id()
         try:
+            for k, v in scope["headers"]:
+                if k[:10] == b"x-litellm-":
+                    if k == b"x-litellm-call-id":
+                        call_id = v[:128]
+                    elif k == b"x-litellm-num-retries":
+                        num_retries = _int_header(k, v)
+                    elif k == b"x-litellm-timeout":
+                        timeout = _float_header(k, v)
+                elif k == b"content-length":
+                    try:
+                        clen = int(v)
+                    except ValueError:
+                        raise errors.BadRequest("Invalid Content-Length header") from None
+                    if clen > self.max_body:
+                        raise _too_large(clen, self.max_body)
+            if call_id is None:
+                call_id = _call_id()
             key = self._check_auth(scope)
             body = await self._read_body(receive, self.max_body)
             view = decode_view(endpoint, body)
@@ -377,6 +377,7 @@ class Gateway:
             else:
                 await self._unary(send, endpoint, body, view, model, group, ctx, call_id, t0)
         except GatewayError as exc:
+            call_id = call_id or _call_id()
             fail_log.warning("%s failed: %d %s (call_id=%s)", scope["path"], exc.status, exc.message, call_id.decode())
             await self._send_error(send, exc, call_id)
 
