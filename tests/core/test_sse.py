@@ -225,3 +225,11 @@ def test_split_invariance_and_twins_agree(
             break
         expected.append(b"data: " + data.replace(b"\n", b"\ndata: ") + b"\n\n")
     assert whole_frames == b"".join(expected)
+
+
+def test_crlf_at_piece_end_then_blank_line(impl: ModuleType) -> None:
+    """Regression (found by hypothesis): a piece ending in a complete CRLF must not swallow the next LF."""
+    stream = b"data: a\r\nevent: e\r\n\ndata: b\n\n"
+    cut = stream.index(b"\r\n\n") + 2
+    dec = impl.SSEDecoder()
+    assert dec.feed(stream[:cut]) + dec.feed(stream[cut:]) + dec.close() == [(b"e", b"a"), (None, b"b")]

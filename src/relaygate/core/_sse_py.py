@@ -88,8 +88,8 @@ class SSEDecoder:
         for m in _LINE_END.finditer(buf):
             start = m.start()
             stop = m.end()
-            if stop == end and buf[start] == 13:
-                # A CR at the very end: the next feed may begin with its LF.
+            if stop == end and stop - start == 1 and buf[start] == 13:
+                # A lone CR at the very end: the next feed may begin with its LF.
                 self._skip_lf = True
             self._line(buf[pos:start], out)
             pos = stop
