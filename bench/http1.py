@@ -50,7 +50,7 @@ class Request:
     ) -> None:
         self.method = method
         self.target = target
-        path, sep, query = target.partition("?")
+        path, _, query = target.partition("?")
         self.path = path
         self.query = query
         self.headers = headers

@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -100,7 +99,7 @@ def build_request(spec: LoadSpec) -> tuple[bytes, bytes | None]:
     """The complete request bytes (sent for every request) and the end marker a 200 stream must contain."""
     api = _api(spec.path)
     path = spec.path
-    headers = [("host", "%s:%d" % spec.host_port), ("user-agent", "relaygate-bench")]
+    headers = [("host", "{}:{}".format(*spec.host_port)), ("user-agent", "relaygate-bench")]
     marker: bytes | None = None
     body: Any
     if api == "anthropic":
@@ -375,6 +374,7 @@ class _Driver:
         self.idle_conns: deque[_Conn] = deque()
         self.backlog: deque[float] = deque()
         self.connecting = 0
+        self.tasks: set[asyncio.Task[None]] = set()  # strong references: the loop keeps only weak ones
         self.stopped = False
         self.record_from = 0.0
         self.deadline = math.inf
@@ -390,13 +390,13 @@ class _Driver:
         try:
             _, conn = await asyncio.wait_for(loop.create_connection(lambda: _Conn(self), host, port),
                                              self.spec.timeout)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             self.connecting -= 1
             if not self.stopped:
                 self.result.error("connect")
                 await asyncio.sleep(0.01)
                 if not self.stopped:
-                    loop.create_task(self._connect())
+                    self._spawn_connect(loop)
             return
         self.connecting -= 1
         self.result.connects += 1
@@ -405,6 +405,12 @@ class _Driver:
             return
         self.conns.add(conn)
         self.idle(conn)
+
+
+    def _spawn_connect(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = loop.create_task(self._connect())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def replace(self, conn: _Conn) -> None:
         self.conns.discard(conn)
@@ -462,7 +468,7 @@ class _Driver:
             else:
                 self.backlog.append(due)
                 if len(self.conns) + self.connecting < self.spec.concurrency:
-                    loop.create_task(self._connect())
+                    self._spawn_connect(loop)
         delay = t0 + i * period - _now() - _TICK
         loop.call_later(max(_TICK, delay), self._tick, t0, i)
 
@@ -626,7 +632,7 @@ async def run_paired(specs: dict[str, LoadSpec], rounds: int, per_round: int) ->
                 try:
                     samples[name].append(await asyncio.wait_for(_one(conns[name], drv.holder),
                                                                 specs[name].timeout))
-                except (RuntimeError, ConnectionError, asyncio.TimeoutError):
+                except (TimeoutError, RuntimeError, ConnectionError):
                     errors[name] += 1
                     if conns[name].dead or conns[name].transport is None or conns[name].transport.is_closing():
                         host, port = specs[name].host_port

@@ -634,7 +634,7 @@ def _run_multi(cfg: MockConfig, host: str, port: int, n: int) -> int:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 siblings = [p for j, p in enumerate(control_ports) if j != i]
                 serve(cfg, socks[i], controls[i], i, siblings)
-            except BaseException:  # noqa: BLE001 - report and exit the child whatever happened
+            except BaseException:
                 import traceback
 
                 traceback.print_exc()

@@ -101,7 +101,7 @@ def spawn(argv: Sequence[str], *, name: str, cpus: str | None = None, env: dict[
         argv = ["taskset", "-c", cpus, *argv]
     log_dir = log_dir or Path(tempfile.gettempdir())
     log_path = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log", dir=log_dir)[1])
-    log = open(log_path, "wb")  # noqa: SIM115 - handed to the child, closed below
+    log = open(log_path, "wb")
     try:
         popen = subprocess.Popen(
             argv,

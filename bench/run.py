@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = _settings(a)
     gw_cpus, load_cpus = (None, None) if a.no_pin else core_split()
     settings.load_cpus = load_cpus
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     out_dir = Path(a.out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile

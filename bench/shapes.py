@@ -101,7 +101,7 @@ def _split(text: str, n: int) -> list[str]:
 def _example(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return "mock"
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     typ = schema.get("type", "string")
     if isinstance(typ, list):

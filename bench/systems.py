@@ -118,7 +118,7 @@ def start_system(spec: SystemSpec, config: Path, mock_url: str, log_dir: Path) -
             info = {"version": litellm_version(), "relaxed_pins": relaxed_pins()}
         else:
             raise ValueError(f"unknown system kind {spec.kind!r}")
-    except Exception as exc:  # noqa: BLE001 - reported, the run goes on without this system
+    except Exception as exc:
         return Running(spec, url, MASTER_KEY, error=f"could not prepare {spec.name}: {exc}")
     proc = spawn(argv, name=spec.name, cpus=spec.cpus, env={**env, "PYTHONUNBUFFERED": "1"}, log_dir=log_dir)
     running = Running(spec, url, MASTER_KEY, proc=proc, info=info if spec.kind == "litellm" else {})

@@ -95,7 +95,8 @@ def parse_wrk(text: str) -> dict[str, Any]:
     return out
 
 
-def run_wrk(spec: LoadSpec, threads: int = 1, cpus: str | None = None, timeout_s: float | None = None) -> dict[str, Any]:
+def run_wrk(spec: LoadSpec, threads: int = 1, cpus: str | None = None,
+            timeout_s: float | None = None) -> dict[str, Any]:
     """Closed-loop run of ``spec`` (concurrency, duration) with wrk; returns parsed numbers."""
     if not available():
         raise RuntimeError("wrk is not installed")

@@ -33,6 +33,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import orjson
 
 from relaygate import __version__
+from relaygate.auth import Authenticator, KeyInfo
 from relaygate.config.model import Config
 from relaygate.core import errors, tokens
 from relaygate.core.errors import GatewayError
@@ -40,7 +41,6 @@ from relaygate.core.views import AnyView, decode_view
 from relaygate.logs import RateLimitedLog
 from relaygate.metrics import Metrics
 from relaygate.providers.base import Call, StreamTranslator
-from relaygate.auth import Authenticator, KeyInfo
 from relaygate.router import Lease, ModelGroup, RouteContext, Router, Target
 from relaygate.upstream.base import Timeouts, Transport
 
@@ -428,7 +428,8 @@ class Gateway:
         if up_headers and not lease.headers:
             headers.extend(_ratelimit_headers(up_headers))
         await self._send_json(send, 200, data, headers)
-        self.metrics.observe(lease.target.dep.model_name, lease.target.dep.id, 200, total, total - timer.wait, prompt_t, completion_t)
+        dep = lease.target.dep
+        self.metrics.observe(dep.model_name, dep.id, 200, total, total - timer.wait, prompt_t, completion_t)
 
     def _headers(self, lease: Lease, group: ModelGroup, call_id: bytes, ctx: RouteContext, total: float,
                  wait: float) -> list[tuple[bytes, bytes]]:
@@ -662,7 +663,7 @@ class _DisconnectWatch:
         self.fut = fut if asyncio.isfuture(fut) else asyncio.ensure_future(fut)
         self.fut.add_done_callback(self._on_message)
 
-    def _on_message(self, fut: "asyncio.Future[Message]") -> None:
+    def _on_message(self, fut: asyncio.Future[Message]) -> None:
         if self.done or fut.cancelled() or fut.exception() is not None:
             return
         if fut.result().get("type") == "http.disconnect" and self.task is not None:

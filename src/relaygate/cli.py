@@ -10,10 +10,10 @@ lifespan startup (shared-nothing).
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from relaygate import __version__
 from relaygate.config import Config, ConfigError, default_config, load_config, validate
@@ -108,7 +108,7 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
     return 0
 
 
-def _granian_level(level: str) -> "LogLevels":
+def _granian_level(level: str) -> LogLevels:
     from granian.log import LogLevels
 
     return LogLevels.warning if level in ("info", "warning") else LogLevels(level)

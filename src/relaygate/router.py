@@ -351,7 +351,7 @@ class Router:
             return group
         targets = []
         matched: str | None = None
-        for pat, dep, provider in self._wildcards:  # most specific pattern first; only its deployments
+        for pat, dep, _provider in self._wildcards:  # most specific pattern first; only its deployments
             if matched is not None and dep.model_name != matched:
                 break
             m = pat.match(model)

@@ -170,6 +170,6 @@ def load_encoding(name: str = "cl100k_base"):  # type: ignore[no-untyped-def]
     for candidate in (name, name + "_offline"):
         try:
             return tiktoken.get_encoding(candidate)
-        except Exception:  # noqa: BLE001, S112 - missing data raises network or value errors
+        except Exception:
             continue
     return None

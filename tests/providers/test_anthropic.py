@@ -145,7 +145,7 @@ def test_images_tools_and_tool_choice() -> None:
 
 def test_audio_is_a_clear_400() -> None:
     req = chat([{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "AAA", "format": "wav"}}]}])
-    with pytest.raises(errors.BadRequest, match="claude-x.*input_audio"):
+    with pytest.raises(errors.BadRequest, match=r"claude-x.*input_audio"):
         to_anthropic(req, "claude-x")
 
 

@@ -24,8 +24,8 @@ import orjson
 from relaygate.config.model import (
     Config,
     Deployment,
-    KeyConfig,
     GeneralSettings,
+    KeyConfig,
     RouterSettings,
     ServerSettings,
 )
@@ -97,8 +97,7 @@ def _convert(data: Any, typ: type, source: str, path: str) -> Any:
         if m:
             sub = m.group(1)
             text = text[: m.start()]
-        field = f"{path}{sub}" if sub.startswith("[") or not path else f"{path}{sub}"
-        raise ConfigError(source, field, text) from None
+        raise ConfigError(source, f"{path}{sub}", text) from None
 
 
 def _expect_mapping(value: Any, source: str, path: str) -> dict[str, Any]:

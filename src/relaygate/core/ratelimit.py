@@ -82,11 +82,11 @@ class Bucket:
         """The capacity as an ``x-ratelimit-limit-*`` header value."""
 
     @classmethod
-    def per_minute(cls, key: str, limit: int, scope: str, unit: str, owner: str = "") -> "Bucket":
+    def per_minute(cls, key: str, limit: int, scope: str, unit: str, owner: str = "") -> Bucket:
         return cls(key, "t", limit, limit / 60.0, scope, unit, owner)
 
     @classmethod
-    def parallel(cls, key: str, limit: int, scope: str, owner: str = "") -> "Bucket":
+    def parallel(cls, key: str, limit: int, scope: str, owner: str = "") -> Bucket:
         return cls(key, "p", limit, 0.0, scope, "parallel", owner)
 
     def __repr__(self) -> str:

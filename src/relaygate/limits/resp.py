@@ -145,7 +145,7 @@ class RedisAddress:
 
     @classmethod
     def from_settings(cls, url: str | None, host: str | None, port: int | None,
-                      password: str | None) -> "RedisAddress":
+                      password: str | None) -> RedisAddress:
         if url:
             u = urlsplit(url)
             if u.scheme not in ("redis", ""):

@@ -290,7 +290,8 @@ def to_converse(req: dict[str, Any], model: str) -> dict[str, Any]:
             push("assistant", blocks)
         elif role in ("tool", "function"):
             text = content if isinstance(content, str) else cv.text_of(content)
-            push("user", [{"toolResult": {"toolUseId": m.get("tool_call_id") or "", "content": [{"text": text or "."}]}}])
+            result = {"toolUseId": m.get("tool_call_id") or "", "content": [{"text": text or "."}]}
+            push("user", [{"toolResult": result}])
         else:
             raise errors.BadRequest(f"Invalid message role `{role}`", param="messages")
     if turns and turns[0]["role"] != "user":

@@ -222,7 +222,8 @@ class CohereProvider(Provider):
             vecs = (obj.get("embeddings") or {}).get("float") or []
             n = int(((obj.get("meta") or {}).get("billed_units") or {}).get("input_tokens") or 0)
             return orjson.dumps({"object": "list", "model": call.model,
-                                 "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vecs)],
+                                 "data": [{"object": "embedding", "index": i, "embedding": v}
+                                          for i, v in enumerate(vecs)],
                                  "usage": {"prompt_tokens": n, "total_tokens": n}})
         return from_cohere(body, call.upstream_model)
 

@@ -254,7 +254,8 @@ class OllamaChatProvider(Provider):
     def translate_response(self, call: Call, body: bytes) -> bytes:
         obj = orjson.loads(body)
         if call.endpoint == "embeddings":
-            data = [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(obj.get("embeddings") or [])]
+            vecs = obj.get("embeddings") or []
+            data = [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(vecs)]
             n = int(obj.get("prompt_eval_count") or 0)
             return orjson.dumps({"object": "list", "data": data, "model": call.model,
                                  "usage": {"prompt_tokens": n, "total_tokens": n}})
