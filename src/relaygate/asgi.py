@@ -200,6 +200,7 @@ class Gateway:
         s = config.server
         self.max_body = s.max_request_body_bytes
         self.keepalive = s.stream_keepalive_interval
+        self.watch_unary = s.cancel_on_disconnect
         self._timeouts: dict[tuple[str, bool], Timeouts] = {}
         self._get_routes: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             "/v1/models": self._models,
@@ -372,10 +373,25 @@ class Gateway:
                 key=key,
                 messages=getattr(view, "messages", None),
             )
-            if view.stream and endpoint != "embeddings":
-                await self._stream(send, endpoint, body, view, model, group, ctx, call_id, t0, receive)
-            else:
-                await self._unary(send, endpoint, body, view, model, group, ctx, call_id, t0)
+            # Granian swallows sends to a closed connection, so a disconnect is learnt from receive(): the
+            # watch cancels this task, which closes the upstream connection (cancelling that request too)
+            stream = bool(view.stream) and endpoint != "embeddings"
+            watch = _DisconnectWatch(receive) if stream or self.watch_unary else None
+            try:
+                if stream:
+                    await self._stream(send, endpoint, body, view, model, group, ctx, call_id, t0)
+                else:
+                    await self._unary(send, endpoint, body, view, model, group, ctx, call_id, t0)
+            except asyncio.CancelledError:
+                if watch is None or not watch.gone:
+                    raise
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                self.metrics.count("client_disconnected")
+            finally:
+                if watch is not None:
+                    watch.stop()
         except GatewayError as exc:
             call_id = call_id or _call_id()
             fail_log.warning("%s failed: %d %s (call_id=%s)", scope["path"], exc.status, exc.message, call_id.decode())
@@ -497,25 +513,9 @@ class Gateway:
         return attempt
 
     async def _stream(self, send: Send, endpoint: str, body: bytes, view: AnyView, model: str,
-                      group: ModelGroup, ctx: RouteContext, call_id: bytes, t0: float, receive: Receive) -> None:
+                      group: ModelGroup, ctx: RouteContext, call_id: bytes, t0: float) -> None:
         timer = Timer()
         attempt = self.stream_attempt(endpoint, body, view, model, ctx, timer)
-        # Granian swallows sends to a closed connection, so a disconnect is learnt from receive()
-        watch = _DisconnectWatch(receive)
-        try:
-            await self._stream_body(send, endpoint, group, ctx, call_id, t0, attempt, timer)
-        except asyncio.CancelledError:
-            if not watch.gone:
-                raise
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            self.metrics.count("client_disconnected")
-        finally:
-            watch.stop()
-
-    async def _stream_body(self, send: Send, endpoint: str, group: ModelGroup, ctx: RouteContext, call_id: bytes,
-                           t0: float, attempt: Callable[[Target], Awaitable[StreamStart]], timer: Timer) -> None:
         ka = _Keepalive(send, self.keepalive) if self.keepalive > 0 else None
         try:
             start, lease = await self.router.run(group, ctx, attempt)

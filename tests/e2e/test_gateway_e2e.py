@@ -272,3 +272,24 @@ def test_streams_do_not_leak(stack) -> None:  # type: ignore[no-untyped-def]
     load(6000)
     growth = _rss(gw) - before
     assert growth < 5 * 1024 * 1024, f"worker RSS grew {growth / 1e6:.1f} MB over 6000 streams"
+
+
+def test_client_disconnect_cancels_non_stream_call(stack) -> None:  # type: ignore[no-untyped-def]
+    """A client that gives up on a slow non-stream completion cancels the upstream request too."""
+    gw, mock = stack
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}'
+    req = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {MASTER}\r\n"
+           f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    with mock_options(mock, latency_ms=10_000):
+        with socket.create_connection(("127.0.0.1", gw.port)) as s:
+            s.sendall(req)
+            deadline = time.time() + 5
+            while mock.stats()["in_flight"] == 0 and time.time() < deadline:
+                time.sleep(0.02)
+            assert mock.stats()["in_flight"] == 1
+        deadline = time.time() + 5  # the upstream answer would take 10 s
+        while mock.stats()["in_flight"] and time.time() < deadline:
+            time.sleep(0.05)
+        assert mock.stats()["in_flight"] == 0
+    metrics = httpx.get(gw.url + "/metrics", headers={"Authorization": f"Bearer {MASTER}"}).text
+    assert 'relaygate_events_total{event="client_disconnected"' in metrics
