@@ -113,6 +113,7 @@ def test_rpm_across_two_workers_through_redis(redis_server: Any) -> None:
             replies = blast(gw.url, "g", 3 * limit, concurrency=12, fresh_connections=True)
             elapsed = time.monotonic() - t0
             ok = sum(r.status == 200 for r in replies)
+            print(f"rpm {limit} across 2 workers: admitted {ok} of {len(replies)} in {elapsed:.2f}s")
             limited = [r for r in replies if r.status == 429]
             assert ok + len(limited) == len(replies)
             # a token bucket admits its burst (limit) plus the refill during the run (limit/60 per second),
