@@ -572,15 +572,19 @@ class Gateway:
 
     # -- other routes -------------------------------------------------------------------------------
 
+    def _visible_models(self, scope: Scope) -> list[str]:
+        """The model groups this request's key may use (every group for the master key)."""
+        key = self._check_auth(scope)
+        names = self.router.public_models()
+        return names if key is None else [n for n in names if key.allows(n)]
+
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._check_auth(scope)
         data = [{"id": name, "object": "model", "created": 1677610602, "owned_by": "openai"}
-                for name in self.router.public_models()]
+                for name in self._visible_models(scope)]
         await self._send_json(send, 200, orjson.dumps({"data": data, "object": "list"}), [])
 
     async def _model_info(self, scope: Scope, receive: Receive, send: Send, model: str) -> None:
-        self._check_auth(scope)
-        if model not in self.router.public_models():
+        if model not in self._visible_models(scope):
             raise errors.NotFound(f"The model `{model}` does not exist", param="model", code="model_not_found")
         await self._send_json(send, 200, orjson.dumps(
             {"id": model, "object": "model", "created": 1677610602, "owned_by": "openai"}), [])

@@ -180,3 +180,19 @@ def test_model_group_alias() -> None:
     assert r.status == 200 and r.headers["x-litellm-model-group"] == "real"
     ids = [m["id"] for m in run(call(gw, "GET", "/v1/models")).json()["data"]]
     assert ids == ["real", "nick"]
+
+
+def test_models_list_follows_the_keys_allow_list() -> None:
+    gw = make_gateway({
+        "model_list": [{"model_name": n, "litellm_params": {"model": "mock/echo"}}
+                       for n in ("gpt-4o", "gpt-4o-mini", "claude")],
+        "general_settings": {"master_key": "sk-master"},
+        "relaygate_keys": [{"key": "sk-team", "models": ["gpt-4o*"]}],
+    })
+    ids = [m["id"] for m in run(call(gw, "GET", "/v1/models", None, {"Authorization": "Bearer sk-team"})).json()["data"]]
+    assert ids == ["gpt-4o", "gpt-4o-mini"]
+    ids = [m["id"] for m in run(call(gw, "GET", "/v1/models", None, {"Authorization": "Bearer sk-master"})).json()["data"]]
+    assert ids == ["gpt-4o", "gpt-4o-mini", "claude"]
+    assert run(call(gw, "GET", "/v1/models/claude", None, {"Authorization": "Bearer sk-team"})).status == 404
+    r = run(call(gw, "POST", "/v1/chat/completions", {**CHAT, "model": "claude"}, {"Authorization": "Bearer sk-team"}))
+    assert r.status == 401 and "key not allowed" in r.json()["error"]["message"]
