@@ -534,6 +534,7 @@ class Gateway:
         total = time.perf_counter() - t0
         translator = start.translator
         ok = False
+        broke: GatewayError | None = None
         try:
             if not headers_sent:
                 headers = self._headers(lease, group, call_id, ctx, total, timer.wait)
@@ -550,6 +551,7 @@ class Gateway:
                 tail = translator.close()
                 ok = True
             except GatewayError as exc:  # the upstream failed mid-stream: tell the client in-band
+                broke = exc
                 fail_log.warning("stream from %s broke: %s", lease.target.dep.id, exc.message)
                 tail = b"data: " + exc.body() + b"\n\ndata: [DONE]\n\n"
             await send({"type": "http.response.body", "body": tail, "more_body": False})
@@ -565,7 +567,7 @@ class Gateway:
                 pt, ct = usage[0], usage[1]
             else:
                 pt, ct = 0, getattr(translator, "content_tokens", 0)
-            lease.finish(ok, pt + ct)
+            lease.finish(ok, pt + ct, broke)
             dur = time.perf_counter() - t0
             self.metrics.observe(lease.target.dep.model_name, lease.target.dep.id, 200 if ok else 599, dur,
                                  max(0.0, total - timer.wait), pt, ct)

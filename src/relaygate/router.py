@@ -158,10 +158,11 @@ class RouteContext:
 class Lease:
     """An attempt that succeeded; ``headers`` are added to the client response (rate-limit state)."""
 
-    __slots__ = ("target", "start", "_done", "headers", "_limiter", "_buckets", "_costs")
+    __slots__ = ("target", "start", "_done", "headers", "_limiter", "_buckets", "_costs", "_router")
 
     def __init__(self, target: Target, start: float, limiter: Limiter | None = None,
-                 buckets: tuple[Bucket, ...] = (), costs: tuple[float, ...] = ()) -> None:
+                 buckets: tuple[Bucket, ...] = (), costs: tuple[float, ...] = (),
+                 router: Router | None = None) -> None:
         self.target = target
         self.start = start
         self._done = False
@@ -169,14 +170,19 @@ class Lease:
         self._limiter = limiter
         self._buckets = buckets
         self._costs = costs
+        self._router = router
 
-    def finish(self, ok: bool, tokens: int = 0) -> None:
+    def finish(self, ok: bool, tokens: int = 0, error: GatewayError | None = None) -> None:
         """Release the in-flight slot; reconcile reserved tokens with ``tokens`` (real usage, 0 = unknown)
-        and give back the parallel-request slot."""
+        and give back the parallel-request slot. ``error`` is the upstream's failure after the attempt had
+        succeeded (a stream that broke mid-way): it counts towards the deployment's cooldown like a failed
+        attempt. A client that went away is not the deployment's fault: pass no error."""
         if self._done:
             return
         self._done = True
         self.target.stats.inflight -= 1
+        if error is not None and self._router is not None:
+            self._router.count_failure(self.target.stats, error)
         if self._buckets and self._limiter is not None:
             self._limiter.adjust(self._buckets, _settle(self._buckets, self._costs, tokens))
 
@@ -563,14 +569,19 @@ class Router:
                 routing.record_success(s, self.clock())
             if ctx.paid:
                 lease = Lease(target, start, self.limiter, called[:own_n] + ctx.paid,
-                              costs[:own_n] + ctx.paid_costs)
+                              costs[:own_n] + ctx.paid_costs, self)
                 ctx.paid = ()
                 ctx.paid_costs = ()
             else:
-                lease = Lease(target, start, self.limiter, called[:own_n], costs[:own_n])
+                lease = Lease(target, start, self.limiter, called[:own_n], costs[:own_n], self)
             if verdict is not None:
                 lease.headers = ratelimit_headers(called, verdict)
             return result, lease
+
+    def count_failure(self, s: DeploymentStats, exc: GatewayError) -> None:
+        """A failure reported after the attempt returned (mid-stream): same rules as a failed attempt."""
+        if routing.counts_for_cooldown(exc) and not self.settings.disable_cooldowns:
+            self._count_failure(s, exc, self.clock())
 
     def _count_failure(self, s: DeploymentStats, exc: GatewayError, now: float) -> None:
         settings = self.settings

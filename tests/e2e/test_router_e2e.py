@@ -151,3 +151,17 @@ def test_redis_killed_and_restarted_mid_run(redis_server: Any) -> None:
             assert "is back" in log
             metrics = blast(gw.url, "g", 1)  # still serving
             assert metrics[0].status == 200
+
+
+def test_stream_broken_mid_way_counts_towards_cooldown() -> None:
+    """A stream that breaks after its first bytes is not retried, but it is the deployment's failure."""
+    with start_mock(name="cut", fault_cut=1.0, chunks=20) as cut, start_mock(name="ok") as ok:
+        cfg = config([deployment("g", "cut", cut.openai_base, order=1), deployment("g", "ok", ok.openai_base, order=2)],
+                     router="  routing_strategy: simple-shuffle\n  allowed_fails: 0\n  cooldown_time: 60")
+        with start_gateway(cfg) as gw:
+            first = blast(gw.url, "g", 1, concurrency=1, stream=True)[0]
+            assert first.status == 200 and first.headers["x-litellm-model-id"] == "cut"
+            assert b'"error"' in first.body and first.body.endswith(b"data: [DONE]\n\n")
+            after = blast(gw.url, "g", 10, concurrency=2, stream=True)
+            assert share(after) == {"ok": 10}  # `cut` is cooling down
+            assert all(r.body.endswith(b"data: [DONE]\n\n") and b'"error"' not in r.body for r in after)
