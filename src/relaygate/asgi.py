@@ -39,7 +39,7 @@ from relaygate.core import errors, tokens
 from relaygate.core.errors import GatewayError
 from relaygate.core.views import AnyView, decode_view
 from relaygate.logs import RateLimitedLog
-from relaygate.metrics import Metrics
+from relaygate.metrics import METRICS_DIR_ENV, Metrics
 from relaygate.providers.base import Call, StreamTranslator
 from relaygate.router import Lease, ModelGroup, RouteContext, Router, Target
 from relaygate.upstream.base import Timeouts, Transport
@@ -191,7 +191,7 @@ class Gateway:
 
     def __init__(self, config: Config, transport: Transport | None = None) -> None:
         self.config = config
-        self.metrics = Metrics()
+        self.metrics = Metrics(os.environ.get(METRICS_DIR_ENV))
         self.router = Router(config, metrics=self.metrics)
         self.auth = Authenticator(config)
         self.transport = transport if transport is not None else make_transport(config)
@@ -336,6 +336,7 @@ class Gateway:
         call_id: bytes | None = None
         num_retries: int | None = None
         timeout: float | None = None
+        model = path_model or ""
         try:
             for k, v in scope["headers"]:
                 if k[:10] == b"x-litellm-":
@@ -393,6 +394,7 @@ class Gateway:
                 if watch is not None:
                     watch.stop()
         except GatewayError as exc:
+            self.metrics.observe_error(model, exc.status)
             call_id = call_id or _call_id()
             fail_log.warning("%s failed: %d %s (call_id=%s)", scope["path"], exc.status, exc.message, call_id.decode())
             await self._send_error(send, exc, call_id)
@@ -783,6 +785,7 @@ class App:
     def __init__(self, config: Config | None = None) -> None:
         self._config = config
         self.gateway: Gateway | None = None
+        self._flusher: asyncio.Task[None] | None = None
 
     def _build(self) -> Gateway:
         if self.gateway is None:
@@ -814,14 +817,21 @@ class App:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
                 try:
-                    await self._build().router.start()
+                    gw = self._build()
+                    await gw.router.start()
+                    if gw.metrics.directory is not None:
+                        gw.metrics.flush()
+                        self._flusher = asyncio.ensure_future(gw.metrics.flush_forever())
                 except Exception as exc:
                     log.error("startup failed: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
+                if self._flusher is not None:
+                    self._flusher.cancel()
                 if self.gateway is not None:
+                    self.gateway.metrics.flush()
                     await self.gateway.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -12,12 +12,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from typing import TYPE_CHECKING
 
 from relaygate import __version__
 from relaygate.config import Config, ConfigError, default_config, load_config, validate
 from relaygate.logs import setup_logging
+from relaygate.metrics import METRICS_DIR_ENV
 
 if TYPE_CHECKING:
     from granian.log import LogLevels
@@ -84,6 +87,10 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
     port = args.port if args.port is not None else config.server.port
     workers = args.workers if args.workers is not None else (config.server.workers or _cores())
 
+    # workers share nothing but a directory where each drops its metrics snapshot for /metrics to merge
+    metrics_dir = tempfile.mkdtemp(prefix="relaygate-metrics-")
+    os.environ[METRICS_DIR_ENV] = metrics_dir
+
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.server import Server
 
@@ -104,7 +111,10 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
         log_level=_granian_level(level),
         respawn_failed_workers=True,
     )
-    server.serve()
+    try:
+        server.serve()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

@@ -1,16 +1,32 @@
-"""Per-worker metrics in Prometheus text format, cheap enough for the hot path.
+"""Metrics in Prometheus text format: cheap per-worker counters, one aggregated view at ``/metrics``.
 
-Counters are plain dict entries keyed by label tuples; the latency histogram keeps fixed buckets. Each
-worker is shared-nothing, so ``/metrics`` reports the worker that answered, labelled with its pid:
-scrape through the load balancer several times or use the per-pid series.
+On the request path a metric is a dict increment keyed by a label tuple and a fixed-bucket histogram
+update: no locks, no allocation beyond a new key. Workers are shared-nothing, so aggregation happens off
+the hot path: when ``relaygate serve`` runs several workers it gives them a directory
+(``RELAYGATE_METRICS_DIR``); each worker writes a JSON snapshot of its metrics there every
+``FLUSH_INTERVAL`` seconds (and at shutdown), and whichever worker answers ``/metrics`` adds the other
+workers' latest snapshots to its own live numbers. Other workers' figures are therefore at most one flush
+interval old. Counters and histograms are summed; gauges (resident memory) stay per worker, labelled
+with the worker's pid. Snapshots of workers that no longer run are ignored (and removed).
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
+import logging
 import os
+from pathlib import Path
+from typing import Any
 
-_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+import orjson
+
+log = logging.getLogger("relaygate")
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+FLUSH_INTERVAL = 1.0
+METRICS_DIR_ENV = "RELAYGATE_METRICS_DIR"
 
 
 def _rss_bytes() -> int:
@@ -21,8 +37,14 @@ def _rss_bytes() -> int:
         return 0
 
 
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 class Metrics:
-    def __init__(self) -> None:
+    """One worker's metrics. ``observe``/``observe_error``/``count`` are the hot-path entry points."""
+
+    def __init__(self, directory: str | None = None) -> None:
         self.requests: dict[tuple[str, str, int], int] = {}
         self.tokens: dict[tuple[str, str], int] = {}
         self.latency: dict[str, list[int]] = {}
@@ -31,6 +53,9 @@ class Metrics:
         self.overhead_count = 0
         self.events: dict[str, int] = {}
         self.pid = os.getpid()
+        self.directory = Path(directory) if directory else None
+
+    # -- hot path -----------------------------------------------------------------------------------
 
     def observe(self, group: str, dep_id: str, status: int, seconds: float, overhead: float,
                 prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
@@ -38,9 +63,9 @@ class Metrics:
         self.requests[key] = self.requests.get(key, 0) + 1
         hist = self.latency.get(group)
         if hist is None:
-            hist = self.latency[group] = [0] * (len(_BUCKETS) + 1)
+            hist = self.latency[group] = [0] * (len(BUCKETS) + 1)
             self.latency_sum[group] = 0.0
-        hist[bisect.bisect_left(_BUCKETS, seconds)] += 1
+        hist[bisect.bisect_left(BUCKETS, seconds)] += 1
         self.latency_sum[group] += seconds
         self.overhead_sum += overhead
         self.overhead_count += 1
@@ -50,37 +75,116 @@ class Metrics:
             k2 = (group, "completion")
             self.tokens[k2] = self.tokens.get(k2, 0) + completion_tokens
 
+    def observe_error(self, group: str, status: int) -> None:
+        """A request that got an error response (no deployment label: it may have had none)."""
+        key = (group, "", status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+
     def count(self, event: str, n: int = 1) -> None:
         self.events[event] = self.events.get(event, 0) + n
 
+    # -- aggregation --------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "requests": [[g, d, s, n] for (g, d, s), n in self.requests.items()],
+            "tokens": [[g, k, n] for (g, k), n in self.tokens.items()],
+            "latency": self.latency,
+            "latency_sum": self.latency_sum,
+            "overhead": [self.overhead_sum, self.overhead_count],
+            "events": self.events,
+            "rss": _rss_bytes(),
+        }
+
+    def flush(self) -> None:
+        """Write this worker's snapshot (atomically: temp file + rename)."""
+        if self.directory is None:
+            return
+        path = self.directory / f"{self.pid}.json"
+        tmp = self.directory / f".{self.pid}.tmp"
+        try:
+            tmp.write_bytes(orjson.dumps(self.snapshot()))
+            tmp.replace(path)
+        except OSError as exc:  # a metrics directory that went away must not hurt serving
+            log.debug("metrics flush failed: %s", exc)
+
+    async def flush_forever(self, interval: float = FLUSH_INTERVAL) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.flush()
+
+    def _others(self) -> list[dict[str, Any]]:
+        if self.directory is None:
+            return []
+        out = []
+        for path in self.directory.glob("*.json"):
+            try:
+                pid = int(path.stem)
+            except ValueError:
+                continue
+            if pid == self.pid:
+                continue
+            if not os.path.exists(f"/proc/{pid}"):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                continue
+            try:
+                out.append(orjson.loads(path.read_bytes()))
+            except (OSError, orjson.JSONDecodeError):
+                continue
+        return out
+
     def render(self) -> bytes:
-        pid = self.pid
-        out = ["# TYPE relaygate_requests_total counter"]
-        for (group, dep, status), n in sorted(self.requests.items()):
-            out.append(f'relaygate_requests_total{{model_group="{group}",model_id="{dep}",status="{status}",'
-                       f'pid="{pid}"}} {n}')
+        """Prometheus text: this worker's live numbers plus every other live worker's last snapshot."""
+        snaps = [self.snapshot(), *self._others()]
+        requests: dict[tuple[str, str, int], int] = {}
+        tokens: dict[tuple[str, str], int] = {}
+        latency: dict[str, list[int]] = {}
+        latency_sum: dict[str, float] = {}
+        events: dict[str, int] = {}
+        overhead_sum, overhead_count = 0.0, 0
+        for snap in snaps:
+            for g, d, s, n in snap["requests"]:
+                requests[(g, d, s)] = requests.get((g, d, s), 0) + n
+            for g, k, n in snap["tokens"]:
+                tokens[(g, k)] = tokens.get((g, k), 0) + n
+            for g, hist in snap["latency"].items():
+                merged = latency.setdefault(g, [0] * (len(BUCKETS) + 1))
+                for i, n in enumerate(hist):
+                    merged[i] += n
+                latency_sum[g] = latency_sum.get(g, 0.0) + snap["latency_sum"][g]
+            for e, n in snap["events"].items():
+                events[e] = events.get(e, 0) + n
+            overhead_sum += snap["overhead"][0]
+            overhead_count += snap["overhead"][1]
+
+        out = [f"# relaygate metrics from {len(snaps)} worker(s)",
+               "# TYPE relaygate_requests_total counter"]
+        for (group, dep, status), n in sorted(requests.items()):
+            out.append(f'relaygate_requests_total{{model_group="{_label(group)}",model_id="{_label(dep)}",'
+                       f'status="{status}"}} {n}')
         out.append("# TYPE relaygate_tokens_total counter")
-        for (group, kind), n in sorted(self.tokens.items()):
-            out.append(f'relaygate_tokens_total{{model_group="{group}",kind="{kind}",pid="{pid}"}} {n}')
+        for (group, kind), n in sorted(tokens.items()):
+            out.append(f'relaygate_tokens_total{{model_group="{_label(group)}",kind="{kind}"}} {n}')
         out.append("# TYPE relaygate_request_duration_seconds histogram")
-        for group, hist in sorted(self.latency.items()):
+        for group, hist in sorted(latency.items()):
+            g = _label(group)
             acc = 0
-            for b, n in zip(_BUCKETS, hist):
+            for b, n in zip(BUCKETS, hist):
                 acc += n
-                out.append(f'relaygate_request_duration_seconds_bucket{{model_group="{group}",le="{b}",'
-                           f'pid="{pid}"}} {acc}')
+                out.append(f'relaygate_request_duration_seconds_bucket{{model_group="{g}",le="{b}"}} {acc}')
             acc += hist[-1]
-            out.append(f'relaygate_request_duration_seconds_bucket{{model_group="{group}",le="+Inf",'
-                       f'pid="{pid}"}} {acc}')
-            out.append(f'relaygate_request_duration_seconds_sum{{model_group="{group}",pid="{pid}"}} '
-                       f'{self.latency_sum[group]:.6f}')
-            out.append(f'relaygate_request_duration_seconds_count{{model_group="{group}",pid="{pid}"}} {acc}')
-        out.append("# TYPE relaygate_overhead_seconds_sum counter")
-        out.append(f'relaygate_overhead_seconds_sum{{pid="{pid}"}} {self.overhead_sum:.6f}')
-        out.append(f'relaygate_overhead_seconds_count{{pid="{pid}"}} {self.overhead_count}')
-        out.append("# TYPE relaygate_worker_rss_bytes gauge")
-        out.append(f'relaygate_worker_rss_bytes{{pid="{pid}"}} {_rss_bytes()}')
+            out.append(f'relaygate_request_duration_seconds_bucket{{model_group="{g}",le="+Inf"}} {acc}')
+            out.append(f'relaygate_request_duration_seconds_sum{{model_group="{g}"}} {latency_sum[group]:.6f}')
+            out.append(f'relaygate_request_duration_seconds_count{{model_group="{g}"}} {acc}')
+        out.append("# TYPE relaygate_overhead_seconds summary")
+        out.append(f"relaygate_overhead_seconds_sum {overhead_sum:.6f}")
+        out.append(f"relaygate_overhead_seconds_count {overhead_count}")
         out.append("# TYPE relaygate_events_total counter")
-        for event, n in sorted(self.events.items()):
-            out.append(f'relaygate_events_total{{event="{event}",pid="{pid}"}} {n}')
+        for event, n in sorted(events.items()):
+            out.append(f'relaygate_events_total{{event="{_label(event)}"}} {n}')
+        out.append("# TYPE relaygate_worker_rss_bytes gauge")
+        for snap in sorted(snaps, key=lambda s: s["pid"]):
+            out.append(f'relaygate_worker_rss_bytes{{pid="{snap["pid"]}"}} {snap["rss"]}')
         return ("\n".join(out) + "\n").encode()

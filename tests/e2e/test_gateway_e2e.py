@@ -293,3 +293,24 @@ def test_client_disconnect_cancels_non_stream_call(stack) -> None:  # type: igno
         assert mock.stats()["in_flight"] == 0
     metrics = httpx.get(gw.url + "/metrics", headers={"Authorization": f"Bearer {MASTER}"}).text
     assert 'relaygate_events_total{event="client_disconnected"' in metrics
+
+
+def test_metrics_aggregate_every_worker(stack) -> None:  # type: ignore[no-untyped-def]
+    """With two workers, /metrics answered by either one counts the requests both served."""
+    _, mock = stack
+    cfg = litellm_config(mock.openai_base, mock.openai_base)
+    with start_gateway(cfg, workers=2) as gw:
+        h = {"Authorization": f"Bearer {MASTER}"}
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}
+        with httpx.Client(base_url=gw.url, headers=h, limits=httpx.Limits(max_keepalive_connections=0)) as c:
+            for _ in range(40):  # fresh connections: the kernel spreads them over both workers
+                assert c.post("/v1/chat/completions", json=body).status_code == 200
+            assert c.post("/v1/chat/completions", json={**body, "model": "nope"}).status_code == 400
+            time.sleep(1.5)  # one flush interval for the other worker's snapshot
+            text = c.get("/metrics").text
+    assert "from 2 worker(s)" in text
+    ok = sum(int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+             if line.startswith('relaygate_requests_total{model_group="gpt-4o-mini",model_id="mock-a",status="200"'))
+    assert ok == 40
+    assert 'relaygate_requests_total{model_group="nope",model_id="",status="400"} 1' in text
+    assert text.count("relaygate_worker_rss_bytes{pid=") == 2
