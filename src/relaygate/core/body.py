@@ -9,6 +9,7 @@ exactly once in the body (so it must be the top-level one).
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -20,6 +21,7 @@ _raw_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _encoder = msgspec.json.Encoder()
 
 
+@functools.lru_cache(maxsize=1024)
 def _model_pattern(model: str) -> re.Pattern[bytes]:
     lit = _encoder.encode(model)
     return re.compile(rb'"model"(\s*:\s*)' + re.escape(lit))
@@ -44,7 +46,7 @@ def replace_model(body: bytes, old: str, new: str) -> bytes:
     if old == new:
         return body
     pat = _model_pattern(old)
-    matches = pat.findall(body)
-    if len(matches) == 1:
-        return pat.sub(lambda m: b'"model"' + m.group(1) + _encoder.encode(new), body, count=1)
+    first = pat.search(body)
+    if first is not None and pat.search(body, first.end()) is None:
+        return body[: first.start()] + b'"model"' + first.group(1) + _encoder.encode(new) + body[first.end():]
     return set_fields(body, {"model": new})
