@@ -40,9 +40,10 @@ from relaygate.core.errors import GatewayError
 from relaygate.core.views import AnyView, decode_view
 from relaygate.logs import RateLimitedLog
 from relaygate.metrics import METRICS_DIR_ENV, Metrics
-from relaygate.providers.base import Call, StreamTranslator
+from relaygate.providers import media as _media
+from relaygate.providers.base import Call, Provider, StreamTranslator
 from relaygate.router import Lease, ModelGroup, RouteContext, Router, Target
-from relaygate.upstream.base import Timeouts, Transport
+from relaygate.upstream.base import Timeouts, Transport, UpstreamRequest, UpstreamResponse
 
 log = logging.getLogger("relaygate")
 fail_log = RateLimitedLog(log)
@@ -152,6 +153,88 @@ async def refresh_token(source: Any, transport: Transport) -> None:
         source.accept(resp.status, await resp.read(), time.time())
     finally:
         source.refreshing = False
+
+
+#: most upstream calls in flight at once for one client call that an adapter split (``build_requests``)
+FANOUT_CONCURRENCY = 8
+
+
+async def _gather(aws: list[Awaitable[Any]], limit: int = 0) -> list[Any]:
+    """Run concurrently (at most ``limit`` at once when given); the first failure cancels the rest."""
+    if limit and len(aws) > limit:
+        sem = asyncio.Semaphore(limit)
+
+        async def bounded(aw: Awaitable[Any]) -> Any:
+            async with sem:
+                return await aw
+
+        aws = [bounded(aw) for aw in aws]
+    tasks = [asyncio.ensure_future(aw) for aw in aws]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+
+
+async def _send_read(transport: Transport, request: UpstreamRequest,
+                     timeouts: Timeouts) -> tuple[UpstreamResponse, bytes]:
+    resp = await transport.send(request, timeouts)
+    try:
+        return resp, await resp.read()
+    except BaseException:
+        await resp.aclose()
+        raise
+
+
+async def fetch_media(urls: list[str], transport: Transport) -> dict[str, tuple[str, bytes]]:
+    """Download the URLs an adapter must send inline (``Provider.fetch_urls``), concurrently, under the
+    sans-IO rules of ``providers.media`` (size bound, redirects, MIME sniffing, the per-worker LRU cache).
+    Any failure is a 400 naming the URL (without its query string)."""
+    out: dict[str, tuple[str, bytes]] = {}
+    missing: list[str] = []
+    for url in urls:
+        hit = _media.CACHE.get(url)
+        if hit is None:
+            missing.append(url)
+        else:
+            out[url] = hit
+    if missing:
+        got = await _gather([_fetch_one(url, transport) for url in missing])
+        for url, item in zip(missing, got):
+            _media.CACHE.put(url, item)
+            out[url] = item
+    return out
+
+
+async def _fetch_one(url: str, transport: Transport) -> tuple[str, bytes]:
+    current = url
+    for _ in range(_media.MAX_REDIRECTS + 1):
+        try:
+            resp = await transport.send(_media.fetch_request(current), _media.timeouts())
+            try:
+                nxt = _media.check_head(url, current, resp.status, resp.header(b"content-length"),
+                                        resp.header(b"location"))
+                if nxt is None:
+                    parts: list[bytes] = []
+                    size = 0
+                    async for chunk in resp:
+                        size += len(chunk)
+                        if size > _media.MAX_BYTES:
+                            raise _media.too_large(url)
+                        parts.append(chunk)
+                    return _media.accept(url, resp.header(b"content-type"), b"".join(parts))
+            finally:
+                await resp.aclose()
+        except _media.MediaFetchError:
+            raise
+        except GatewayError as exc:
+            raise _media.fetch_error(url, exc.message) from None
+        except (OSError, ValueError) as exc:
+            raise _media.fetch_error(url, type(exc).__name__) from None
+        current = nxt
+    raise _media.fetch_error(url, "too many redirects")
 
 
 def _ratelimit_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -374,30 +457,39 @@ class Gateway:
                 key=key,
                 messages=getattr(view, "messages", None),
             )
-            # Granian swallows sends to a closed connection, so a disconnect is learnt from receive(): the
-            # watch cancels this task, which closes the upstream connection (cancelling that request too)
-            stream = bool(view.stream) and endpoint != "embeddings"
-            watch = _DisconnectWatch(receive) if stream or self.watch_unary else None
-            try:
-                if stream:
-                    await self._stream(send, endpoint, body, view, model, group, ctx, call_id, t0)
-                else:
-                    await self._unary(send, endpoint, body, view, model, group, ctx, call_id, t0)
-            except asyncio.CancelledError:
-                if watch is None or not watch.gone:
-                    raise
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
-                self.metrics.count("client_disconnected")
-            finally:
-                if watch is not None:
-                    watch.stop()
+            if view.stream and endpoint != "embeddings":
+                await self.watched(receive, True, self._stream(send, endpoint, body, view, model, group, ctx,
+                                                              call_id, t0))
+            else:
+                await self.watched(receive, self.watch_unary, self._unary(send, endpoint, body, view, model,
+                                                                         group, ctx, call_id, t0))
         except GatewayError as exc:
             self.metrics.observe_error(model, exc.status)
             call_id = call_id or _call_id()
             fail_log.warning("%s failed: %d %s (call_id=%s)", scope["path"], exc.status, exc.message, call_id.decode())
             await self._send_error(send, exc, call_id)
+
+    async def watched(self, receive: Receive, watch: bool, work: Awaitable[None]) -> None:
+        """Await ``work``; with ``watch``, a client disconnect cancels it (and so its upstream call).
+
+        Granian swallows sends to a closed connection, so a disconnect is learnt from ``receive()``: the
+        watch cancels this task, the upstream response is closed, which cancels that request too.
+        """
+        if not watch:
+            await work
+            return
+        w = _DisconnectWatch(receive)
+        try:
+            await work
+        except asyncio.CancelledError:
+            if not w.gone:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            self.metrics.count("client_disconnected")
+        finally:
+            w.stop()
 
     def unary_attempt(self, endpoint: str, body: bytes, view: AnyView, model: str, ctx: RouteContext,
                       timer: Timer) -> Callable[[Target], Awaitable[tuple[bytes, list[tuple[bytes, bytes]]]]]:
@@ -420,6 +512,8 @@ class Gateway:
                 return data, []
             if provider.token_source is not None:
                 await refresh_token(provider.token_source, transport)
+            if provider.hooks:
+                return await self._hooked_unary(provider, call, target, ctx, timer)
             request = provider.build_request(call)
             t = time.perf_counter()
             try:
@@ -432,6 +526,27 @@ class Gateway:
             return provider.translate_response(call, data), resp.headers
 
         return attempt
+
+    async def _hooked_unary(self, provider: Provider, call: Call, target: Target, ctx: RouteContext,
+                            timer: Timer) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        """A unary attempt for adapters with ``hooks``: download the media they must inline, send their
+        request(s) (several concurrently, bounded), join the answers (``Provider.merge_responses``)."""
+        t = time.perf_counter()
+        try:
+            urls = provider.fetch_urls(call)
+            requests = provider.build_requests(call, await fetch_media(urls, self.transport) if urls else {})
+            timeouts = self.timeouts(target, False, ctx.timeout)
+            if len(requests) == 1:
+                results = [await _send_read(self.transport, requests[0], timeouts)]
+            else:
+                results = await _gather([_send_read(self.transport, r, timeouts) for r in requests],
+                                        FANOUT_CONCURRENCY)
+        finally:
+            timer.wait += time.perf_counter() - t
+        for resp, data in results:
+            if resp.status >= 400:
+                raise provider.map_error(resp.status, data, _retry_after(resp.header(b"retry-after")))
+        return provider.merge_responses(call, [data for _, data in results]), results[0][0].headers
 
     async def _unary(self, send: Send, endpoint: str, body: bytes, view: AnyView, model: str,
                      group: ModelGroup, ctx: RouteContext, call_id: bytes, t0: float) -> None:
@@ -485,7 +600,12 @@ class Gateway:
             else:
                 if provider.token_source is not None:
                     await refresh_token(provider.token_source, transport)
-                resp = await transport.send(provider.build_request(call), self.timeouts(target, True, ctx.timeout))
+                if provider.hooks:
+                    urls = provider.fetch_urls(call)
+                    (request,) = provider.build_requests(call, await fetch_media(urls, transport) if urls else {})
+                else:
+                    request = provider.build_request(call)
+                resp = await transport.send(request, self.timeouts(target, True, ctx.timeout))
                 if resp.status >= 400:
                     try:
                         data = await resp.read()
@@ -497,17 +617,7 @@ class Gateway:
                 up_headers = resp.headers
                 close = resp.aclose
             try:
-                first = b""
-                while not first:
-                    try:
-                        chunk = await chunks.__anext__()
-                    except StopAsyncIteration:
-                        first = translator.close()
-                        break
-                    first = translator.feed(chunk)
-            except BaseException:
-                await close()
-                raise
+                first = await first_frame(chunks, translator, close)
             finally:
                 timer.wait += time.perf_counter() - t
             return StreamStart(chunks, translator, first, up_headers, close)
@@ -518,15 +628,26 @@ class Gateway:
                       group: ModelGroup, ctx: RouteContext, call_id: bytes, t0: float) -> None:
         timer = Timer()
         attempt = self.stream_attempt(endpoint, body, view, model, ctx, timer)
+        await self.serve_stream(send, group, ctx, call_id, t0, timer, attempt, _openai_error_frame)
+
+    async def serve_stream(self, send: Send, group: ModelGroup, ctx: RouteContext, call_id: bytes, t0: float,
+                           timer: Timer, attempt: Callable[[Target], Awaitable[StreamStart]],
+                           error_frame: Callable[[GatewayError], bytes]) -> None:
+        """Run a stream's attempts through the router, then relay its frames to the client as they come.
+
+        Keepalives go out while the first frame is awaited; once the head went out, a failure is sent
+        in-band as ``error_frame(exc)`` (the OpenAI or the Anthropic shape) and never retried. A stream that
+        broke mid-way counts towards its deployment's cooldown; a client that went away does not.
+        """
         ka = _Keepalive(send, self.keepalive) if self.keepalive > 0 else None
         try:
             start, lease = await self.router.run(group, ctx, attempt)
         except GatewayError as exc:
             if ka is None or not await ka.stop():
                 raise
-            # headers already went out with keepalives: the error becomes the stream's last frame
+            # the head already went out with keepalives: the error becomes the stream's last frame
             fail_log.warning("stream failed before its first token: %d %s", exc.status, exc.message)
-            await _send_quiet(send, b"data: " + exc.body() + b"\n\ndata: [DONE]\n\n", False)
+            await _send_quiet(send, error_frame(exc), False)
             return
         except BaseException:
             if ka is not None:
@@ -555,7 +676,7 @@ class Gateway:
             except GatewayError as exc:  # the upstream failed mid-stream: tell the client in-band
                 broke = exc
                 fail_log.warning("stream from %s broke: %s", lease.target.dep.id, exc.message)
-                tail = b"data: " + exc.body() + b"\n\ndata: [DONE]\n\n"
+                tail = error_frame(exc)
             await send({"type": "http.response.body", "body": tail, "more_body": False})
         except (OSError, RuntimeError, asyncio.CancelledError) as exc:
             # the client went away (a send failed, or the disconnect watch cancelled us): close upstream
@@ -568,10 +689,10 @@ class Gateway:
             if usage:
                 pt, ct = usage[0], usage[1]
             else:
-                pt, ct = 0, getattr(translator, "content_tokens", 0)
+                pt, ct = 0, int(getattr(translator, "content_tokens", 0))
             lease.finish(ok, pt + ct, broke)
-            dur = time.perf_counter() - t0
-            self.metrics.observe(lease.target.dep.model_name, lease.target.dep.id, 200 if ok else 599, dur,
+            dep = lease.target.dep
+            self.metrics.observe(dep.model_name, dep.id, 200 if ok else 599, time.perf_counter() - t0,
                                  max(0.0, total - timer.wait), pt, ct)
 
     # -- other routes -------------------------------------------------------------------------------
@@ -726,6 +847,31 @@ class _Keepalive:
             except (asyncio.CancelledError, Exception):
                 pass
         return self.started
+
+
+def _openai_error_frame(exc: GatewayError) -> bytes:
+    return b"data: " + exc.body() + b"\n\ndata: [DONE]\n\n"
+
+
+async def first_frame(chunks: AsyncIterator[bytes], translator: StreamTranslator,
+                      close: Callable[[], Awaitable[None]]) -> bytes:
+    """Read upstream chunks until the translator has a first client frame (or the stream ended).
+
+    A stream attempt returns only then, so a failure before the client saw a byte can still be retried.
+    On any failure the upstream response is closed before the error propagates.
+    """
+    try:
+        first = b""
+        while not first:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return translator.close()
+            first = translator.feed(chunk)
+        return first
+    except BaseException:
+        await close()
+        raise
 
 
 async def _send_quiet(send: Send, body: bytes, more: bool) -> None:

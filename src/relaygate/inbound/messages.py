@@ -24,7 +24,6 @@ closes the upstream connection.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -48,8 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("relaygate")
 
 _JSON = (b"content-type", b"application/json")
-_SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
-                (b"x-accel-buffering", b"no")]
 _FORWARD = (b"anthropic-beta",)
 
 
@@ -179,22 +176,11 @@ async def _handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, count
         ctx = RouteContext(stream=stream, key=key, messages=view.messages)
         timer = asgi.Timer()
         if stream:
-            # Granian swallows sends to a closed connection, so a disconnect is learnt from receive()
-            watch = asgi._DisconnectWatch(receive)
-            try:
-                await _stream(gw, send, body, oa_body, view, model, group, ctx, call_id, t0, timer, fwd,
-                              _estimate(req))
-            except asyncio.CancelledError:
-                if not watch.gone:
-                    raise
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
-                gw.metrics.count("client_disconnected")
-            finally:
-                watch.stop()
+            await gw.watched(receive, True, _stream(gw, send, body, oa_body, view, model, group, ctx, call_id, t0,
+                                                    timer, fwd, _estimate(req)))
         else:
-            await _unary(gw, send, body, oa_body, view, model, group, ctx, call_id, t0, timer, fwd)
+            await gw.watched(receive, gw.watch_unary, _unary(gw, send, body, oa_body, view, model, group, ctx,
+                                                             call_id, t0, timer, fwd))
     except GatewayError as exc:
         if exc.status >= 500:
             log.warning("%s failed: %d %s", scope["path"], exc.status, exc.message)
@@ -272,66 +258,16 @@ async def _stream(gw: Gateway, send: Send, body: bytes, oa_body: bytes, view: An
             resp = await _native_send(gw, target, body, model, fwd, True, ctx.timeout)
             translator = _Native()
             chunks = resp.__aiter__()
-            try:
-                first = b""
-                while not first:
-                    try:
-                        chunk = await chunks.__anext__()
-                    except StopAsyncIteration:
-                        break
-                    first = translator.feed(chunk)
-            except BaseException:
-                await resp.aclose()
-                raise
+            first = await asgi.first_frame(chunks, translator, resp.aclose)
         finally:
             timer.wait += time.perf_counter() - t
         return asgi.StreamStart(chunks, translator, first, resp.headers, resp.aclose)
 
-    ka = asgi._Keepalive(send, gw.keepalive) if gw.keepalive > 0 else None
-    try:
-        start, lease = await gw.router.run(group, ctx, attempt)
-    except GatewayError as exc:
-        if ka is None or not await ka.stop():
-            raise
-        # the head already went out with keepalives: the error becomes the stream's last event
-        log.warning("messages stream failed before its first event: %d %s", exc.status, exc.message)
-        await asgi._send_quiet(send, b"event: error\ndata: " + error_body(exc) + b"\n\n", False)
-        return
-    except BaseException:
-        if ka is not None:
-            await ka.stop()
-        raise
-    headers_sent = await ka.stop() if ka is not None else False
-    total = time.perf_counter() - t0
-    translator = start.translator
-    ok = False
-    try:
-        if not headers_sent:
-            headers = gw._headers(lease, group, call_id, ctx, total, timer.wait)
-            headers.extend(_SSE_HEADERS)
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": start.first, "more_body": True})
-        try:
-            async for chunk in start.chunks:
-                out = translator.feed(chunk)
-                if out:
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
-            tail = translator.close()
-            ok = True
-        except GatewayError as exc:
-            log.warning("stream from %s broke: %s", lease.target.dep.id, exc.message)
-            tail = b"event: error\ndata: " + error_body(exc) + b"\n\n"
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
-    except (OSError, RuntimeError, asyncio.CancelledError) as exc:
-        await start.close()
-        if isinstance(exc, asyncio.CancelledError):
-            raise
-    finally:
-        usage = tokens.extract_usage(translator.last_data) if translator.last_data else None
-        pt, ct = (usage[0], usage[1]) if usage else (0, int(getattr(translator, "content_tokens", 0)))
-        lease.finish(ok, pt + ct)
-        gw.metrics.observe(lease.target.dep.model_name, lease.target.dep.id, 200 if ok else 599,
-                           time.perf_counter() - t0, max(0.0, total - timer.wait), pt, ct)
+    await gw.serve_stream(send, group, ctx, call_id, t0, timer, attempt, _error_event)
+
+
+def _error_event(exc: GatewayError) -> bytes:
+    return b"event: error\ndata: " + error_body(exc) + b"\n\n"
 
 
 async def _count(gw: Gateway, send: Send, req: dict[str, Any], body: bytes, model: str, group: Any,
