@@ -18,13 +18,19 @@ for input a provider cannot take (an ``input_audio`` part for a model without au
 
 from __future__ import annotations
 
+import base64
 import os
+import struct
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import orjson
 
+from relaygate.core import tokens
 from relaygate.core.errors import BadRequest
 from relaygate.providers.base import Call, StreamTranslator
+from relaygate.upstream.base import UpstreamRequest
 
 #: OpenAI params that mean "max output tokens"
 MAX_TOKEN_KEYS = ("max_completion_tokens", "max_tokens")
@@ -105,6 +111,29 @@ def data_uri(url: str) -> tuple[str, str] | None:
     return mime, data
 
 
+#: no downloaded media (the default of the translation functions)
+NO_MEDIA: Mapping[str, tuple[str, bytes]] = MappingProxyType({})
+
+
+def is_http(url: str) -> bool:
+    return url.startswith(("https://", "http://"))
+
+
+def fetched(url: str, media: Mapping[str, tuple[str, bytes]]) -> tuple[str, str] | None:
+    """A URL the shell downloaded (``Provider.fetch_urls``) as (mime type, base64 data); None otherwise."""
+    got = media.get(url) if media else None
+    if got is None:
+        return None
+    return got[0], base64.b64encode(got[1]).decode("ascii")
+
+
+def single(requests: list[UpstreamRequest], provider: str) -> UpstreamRequest:
+    """The one request of ``Provider.build_requests`` (for ``build_request``, which cannot return several)."""
+    if len(requests) != 1:
+        raise BadRequest(f"{provider}: this request needs {len(requests)} upstream calls; use build_requests")
+    return requests[0]
+
+
 def guess_mime(url: str, default: str = "image/jpeg") -> str:
     path = url.split("?", 1)[0].split("#", 1)[0]
     ext = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
@@ -170,6 +199,49 @@ def openai_tools(req: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(f, dict):
             out.append(f)
     return out
+
+
+# ----------------------------------------------------------------------------------------- embeddings
+
+
+def embedding_inputs(req: dict[str, Any], provider: str) -> list[str]:
+    """An embeddings request's ``input`` as a list of strings; token-id arrays are a 400 (the translating
+    upstreams take text only)."""
+    inp = req.get("input")
+    if isinstance(inp, str):
+        return [inp]
+    if isinstance(inp, list) and inp and all(isinstance(x, str) for x in inp):
+        return inp
+    if isinstance(inp, list) and inp and all(isinstance(x, (int, list)) for x in inp):
+        raise BadRequest(f"{provider} embeddings take text input (a string or an array of strings), not token ids",
+                         param="input")
+    raise BadRequest("Invalid request body: `input` must be a non-empty string or array of strings", param="input")
+
+
+def dimensions(req: dict[str, Any]) -> int | None:
+    d = req.get("dimensions")
+    if d is None:
+        return None
+    if not isinstance(d, int) or isinstance(d, bool) or d <= 0:
+        raise BadRequest("Invalid request body: `dimensions` must be a positive integer", param="dimensions")
+    return d
+
+
+def pack_base64(vector: list[float]) -> str:
+    """OpenAI's ``encoding_format: base64``: the vector as little-endian float32, base64-encoded."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def embedding_response(vectors: list[list[float]], model: str, inputs: list[str], prompt_tokens: int | None,
+                       encoding_format: str | None) -> bytes:
+    """An OpenAI ``/embeddings`` body; usage is estimated from ``inputs`` when the upstream gave none."""
+    b64 = encoding_format == "base64"
+    data = [{"object": "embedding", "index": i, "embedding": pack_base64(v) if b64 else v}
+            for i, v in enumerate(vectors)]
+    if prompt_tokens is None:
+        prompt_tokens = sum(tokens.estimate_tokens(t) for t in inputs)
+    return orjson.dumps({"object": "list", "data": data, "model": model,
+                         "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}})
 
 
 # ------------------------------------------------------------------------------------------ responses

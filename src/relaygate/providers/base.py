@@ -13,6 +13,7 @@ plan of (delay, bytes) steps that the IO shell plays out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import msgspec
@@ -88,6 +89,32 @@ class Provider:
     def health_request(self) -> UpstreamRequest | None:
         """A cheap request that proves the deployment answers (``GET /health`` uses it)."""
         return None
+
+    # -- hooks for adapters that need more than one request/response (``hooks = True``) -----------------
+    #
+    # The shell checks the ``hooks`` flag once per attempt; for adapters that leave it False (every
+    # OpenAI-compatible one) nothing below runs and ``build_request``/``translate_response`` are used.
+    # With it set the shell (1) downloads the URLs ``fetch_urls`` names and (2) sends every request of
+    # ``build_requests`` concurrently, then joins the answers with ``merge_responses``.
+
+    #: the adapter implements ``fetch_urls`` / ``build_requests`` / ``merge_responses``
+    hooks: ClassVar[bool] = False
+
+    def fetch_urls(self, call: Call) -> list[str]:
+        """``http(s)`` URLs in the request this upstream cannot take by reference (only inline data): the
+        shell downloads them (bounded, cached) and hands them to :meth:`build_requests`. Must be cheap
+        when the request holds no URL (look for ``image_url`` in ``call.body`` before decoding)."""
+        return []
+
+    def build_requests(self, call: Call, media: Mapping[str, tuple[str, bytes]]) -> list[UpstreamRequest]:
+        """The upstream requests for one attempt, given the downloaded ``media`` (``{url: (mime type,
+        bytes)}``). Usually one; several when the upstream takes one input per call (embeddings on
+        some Bedrock/Vertex models). A stream must be exactly one request."""
+        return [self.build_request(call)]
+
+    def merge_responses(self, call: Call, bodies: list[bytes]) -> bytes:
+        """The OpenAI body from the success bodies of :meth:`build_requests`' requests, in order."""
+        return self.translate_response(call, bodies[0])
 
     # -- responses ----------------------------------------------------------------------------------
 

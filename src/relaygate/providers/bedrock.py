@@ -30,6 +30,7 @@ import struct
 import time
 import urllib.parse
 import zlib
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import orjson
@@ -37,6 +38,7 @@ import orjson
 from relaygate.config.model import Deployment
 from relaygate.core import errors
 from relaygate.providers import _convert as cv
+from relaygate.providers import media as _media
 from relaygate.providers.base import Call, Provider, StreamTranslator, classify
 from relaygate.providers.openai import REQUEST_DEFAULTS
 from relaygate.upstream.base import UpstreamRequest
@@ -231,7 +233,7 @@ def _media_block(mime: str, data: str, model: str) -> dict[str, Any]:
     raise cv.unsupported(f"media of type {mime}", "bedrock", model)
 
 
-def _blocks(content: Any, model: str) -> list[dict[str, Any]]:
+def _blocks(content: Any, model: str, media: Mapping[str, tuple[str, bytes]] = cv.NO_MEDIA) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for p in cv.parts_of(content):
         t = p.get("type")
@@ -240,14 +242,14 @@ def _blocks(content: Any, model: str) -> list[dict[str, Any]]:
                 out.append({"text": p["text"]})
         elif t == "image_url":
             url = cv.image_url_of(p)
-            du = cv.data_uri(url)
+            du = cv.data_uri(url) or cv.fetched(url, media)
             if du is None:
                 if url.startswith("s3://"):
                     out.append({"image": {"format": cv.guess_mime(url).split("/")[-1],
                                           "source": {"s3Location": {"uri": url}}}})
                     continue
-                raise errors.BadRequest(f"bedrock model `{model}` takes images only as base64 data URIs or s3:// "
-                                        "URIs", param="messages")
+                raise errors.BadRequest(f"bedrock model `{model}` takes images only as base64 data URIs, s3:// "
+                                        "URIs or http(s) URLs", param="messages")
             out.append(_media_block(du[0], du[1], model))
         elif t == "file":
             fd = (p.get("file") or {}).get("file_data")
@@ -262,7 +264,9 @@ def _blocks(content: Any, model: str) -> list[dict[str, Any]]:
     return out
 
 
-def to_converse(req: dict[str, Any], model: str) -> dict[str, Any]:
+def to_converse(req: dict[str, Any], model: str,
+                media: Mapping[str, tuple[str, bytes]] = cv.NO_MEDIA) -> dict[str, Any]:
+    """OpenAI chat request dict -> Converse body (``media``: downloaded image URLs, sent as bytes)."""
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
 
@@ -278,11 +282,11 @@ def to_converse(req: dict[str, Any], model: str) -> dict[str, Any]:
         role = m.get("role")
         content = m.get("content")
         if role in ("system", "developer"):
-            system.extend(_blocks(content, model))
+            system.extend(_blocks(content, model, media))
         elif role == "user":
-            push("user", _blocks(content, model))
+            push("user", _blocks(content, model, media))
         elif role == "assistant":
-            blocks = _blocks(content, model)
+            blocks = _blocks(content, model, media)
             for tc in m.get("tool_calls") or ():
                 fn = tc.get("function") or {}
                 blocks.append({"toolUse": {"toolUseId": tc.get("id") or cv.new_call_id(), "name": fn.get("name", ""),
@@ -447,11 +451,78 @@ class ConverseStream(cv.ChunkStream):
         return b""
 
 
+# --------------------------------------------------------------------------------------- embeddings
+
+#: texts per InvokeModel call: Cohere Embed takes up to 96, Titan Text Embeddings one
+COHERE_BATCH = 96
+_TITAN = ("amazon.titan-embed-text-", "amazon.titan-embed-g1-text-")
+
+
+def embed_family(model_id: str) -> str | None:
+    """``titan`` / ``titan_v1`` / ``cohere`` for the embedding models relaygate translates, else None."""
+    base = model_id.split("/")[-1]
+    if base.startswith(_TITAN):
+        return "titan" if base.startswith("amazon.titan-embed-text-v2") else "titan_v1"
+    if base.startswith("cohere.embed-"):
+        return "cohere"
+    return None
+
+
+def to_invoke_embed(family: str, texts: list[str], req: dict[str, Any], model: str) -> dict[str, Any]:
+    """InvokeModel body for ``texts`` (exactly one for Titan)."""
+    dims = cv.dimensions(req)
+    if family == "cohere":
+        it = req.get("input_type")
+        body: dict[str, Any] = {"texts": texts, "input_type": it if isinstance(it, str) and it else "search_document"}
+        if isinstance(req.get("truncate"), str):
+            body["truncate"] = req["truncate"]
+        if dims is not None:
+            body["output_dimension"] = dims
+        return body
+    body = {"inputText": texts[0]}
+    if family == "titan_v1":
+        if dims is not None:
+            raise errors.BadRequest(f"bedrock model `{model}` does not support `dimensions`", param="dimensions")
+        return body
+    if dims is not None:
+        body["dimensions"] = dims
+    if isinstance(req.get("normalize"), bool):
+        body["normalize"] = req["normalize"]
+    return body
+
+
+def from_invoke_embed(family: str, bodies: list[bytes], texts: list[str], req: dict[str, Any], model: str) -> bytes:
+    """InvokeModel answers, in request order -> one OpenAI embeddings body. Titan reports
+    ``inputTextTokenCount``; Cohere's body has no count, so usage is estimated."""
+    vectors: list[list[float]] = []
+    counted: int | None = 0
+    for body in bodies:
+        obj = orjson.loads(body)
+        if family == "cohere":
+            embs = obj.get("embeddings")
+            if isinstance(embs, dict):
+                embs = embs.get("float")
+            vectors.extend(embs or [])
+            counted = None
+        else:
+            vec = obj.get("embedding")
+            if vec is None:
+                vec = (obj.get("embeddingsByType") or {}).get("float")
+            vectors.append(vec or [])
+            n = obj.get("inputTextTokenCount")
+            if counted is not None and isinstance(n, int):
+                counted += n
+            else:
+                counted = None
+    return cv.embedding_response(vectors, model, texts, counted, req.get("encoding_format"))
+
+
 class BedrockProvider(Provider):
     name: ClassVar[str] = "bedrock"
     default_api_base: ClassVar[str | None] = None
-    endpoints: ClassVar[frozenset[str]] = frozenset({"chat"})
+    endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "embeddings"})
     error_prefix: ClassVar[str] = "BedrockException"
+    hooks: ClassVar[bool] = True
 
     def __init__(self, dep: Deployment) -> None:
         super().__init__(dep)
@@ -469,6 +540,8 @@ class BedrockProvider(Provider):
         quoted = urllib.parse.quote(model, safe="")
         self.url_unary = f"{base}/model/{quoted}/converse"
         self.url_stream = f"{base}/model/{quoted}/converse-stream"
+        self.url_invoke = f"{base}/model/{quoted}/invoke"
+        self.embed_family = embed_family(model)
         self.headers: list[tuple[str, str]] = [("Content-Type", "application/json")]
         bearer = dep.api_key or env.get("AWS_BEARER_TOKEN_BEDROCK")
         self.signer: SigV4 | None = None
@@ -481,15 +554,46 @@ class BedrockProvider(Provider):
             if ak and sk:
                 self.signer = SigV4(str(ak), str(sk), str(tok) if tok else None, self.region)
         self.defaults = {k: v for k, v in x.items() if k in REQUEST_DEFAULTS or k == "top_k"}
+        self.embed_defaults = {k: v for k, v in x.items() if k in ("dimensions", "input_type", "truncate", "normalize")}
         self.clock = time.time
 
+    def fetch_urls(self, call: Call) -> list[str]:
+        return _media.image_urls(call.body) if call.endpoint == "chat" else []
+
     def build_request(self, call: Call) -> UpstreamRequest:
+        return cv.single(self.build_requests(call, cv.NO_MEDIA), self.name)
+
+    def build_requests(self, call: Call, media: Mapping[str, tuple[str, bytes]]) -> list[UpstreamRequest]:
+        if call.endpoint == "embeddings":
+            req, texts = self._embedding_input(call)
+            family = self.embed_family
+            assert family is not None
+            n = COHERE_BATCH if family == "cohere" else 1
+            return [self.signed("POST", self.url_invoke, orjson.dumps(to_invoke_embed(family, texts[i:i + n], req,
+                                                                                       self.model_id)))
+                    for i in range(0, len(texts), n)]
         req = cv.load_request(call)
         if self.defaults:
             cv.apply_defaults(req, self.defaults)
-        body = orjson.dumps(to_converse(req, self.model_id))
+        body = orjson.dumps(to_converse(req, self.model_id, media))
         url = self.url_stream if call.stream else self.url_unary
-        return self.signed("POST", url, body)
+        return [self.signed("POST", url, body)]
+
+    def _embedding_input(self, call: Call) -> tuple[dict[str, Any], list[str]]:
+        if self.embed_family is None:
+            raise errors.BadRequest(f"bedrock embeddings support Titan Text (amazon.titan-embed-text-*) and Cohere "
+                                    f"Embed (cohere.embed-*) models, not `{self.model_id}`", param="model")
+        req = cv.load_request(call)
+        if self.embed_defaults:
+            cv.apply_defaults(req, self.embed_defaults)
+        return req, cv.embedding_inputs(req, self.name)
+
+    def merge_responses(self, call: Call, bodies: list[bytes]) -> bytes:
+        if call.endpoint == "embeddings":
+            req, texts = self._embedding_input(call)
+            assert self.embed_family is not None
+            return from_invoke_embed(self.embed_family, bodies, texts, req, self.model_id)
+        return from_converse(bodies[0], self.model_id)
 
     def signed(self, method: str, url: str, body: bytes) -> UpstreamRequest:
         headers = self.headers
@@ -501,6 +605,8 @@ class BedrockProvider(Provider):
         return UpstreamRequest(method, url, headers, body)
 
     def translate_response(self, call: Call, body: bytes) -> bytes:
+        if call.endpoint == "embeddings":
+            return self.merge_responses(call, [body])
         return from_converse(body, self.model_id)
 
     def stream_translator(self, call: Call) -> StreamTranslator:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import msgspec
@@ -35,6 +36,7 @@ from relaygate.config.model import Deployment
 from relaygate.core import errors
 from relaygate.core.sse import SSEDecoder
 from relaygate.providers import _convert as cv
+from relaygate.providers import media as _media
 from relaygate.providers.base import Call, Provider, StreamTranslator
 from relaygate.providers.openai import REQUEST_DEFAULTS
 from relaygate.upstream.base import UpstreamRequest
@@ -62,7 +64,8 @@ def _media_part(mime: str, data: str) -> dict[str, Any]:
     return {"inlineData": {"mimeType": mime, "data": data}}
 
 
-def _parts(content: Any, provider: str, model: str) -> list[dict[str, Any]]:
+def _parts(content: Any, provider: str, model: str,
+           media: Mapping[str, tuple[str, bytes]] = cv.NO_MEDIA) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for p in cv.parts_of(content):
         t = p.get("type")
@@ -71,7 +74,7 @@ def _parts(content: Any, provider: str, model: str) -> list[dict[str, Any]]:
                 out.append({"text": p["text"]})
         elif t == "image_url":
             url = cv.image_url_of(p)
-            du = cv.data_uri(url)
+            du = cv.data_uri(url) or cv.fetched(url, media)
             if du is not None:
                 out.append(_media_part(*du))
             else:
@@ -106,8 +109,10 @@ def _response_value(content: Any) -> Any:
     return val if isinstance(val, dict) else {"content": val}
 
 
-def to_gemini(req: dict[str, Any], provider: str, model: str) -> dict[str, Any]:
-    """OpenAI chat request dict -> Gemini ``GenerateContentRequest`` dict."""
+def to_gemini(req: dict[str, Any], provider: str, model: str,
+              media: Mapping[str, tuple[str, bytes]] = cv.NO_MEDIA) -> dict[str, Any]:
+    """OpenAI chat request dict -> Gemini ``GenerateContentRequest`` dict (``media``: downloaded image
+    URLs, sent inline)."""
     messages = req.get("messages") or []
     names = cv.tool_name_index(messages)
     system: list[dict[str, Any]] = []
@@ -125,11 +130,11 @@ def to_gemini(req: dict[str, Any], provider: str, model: str) -> dict[str, Any]:
         role = m.get("role")
         content = m.get("content")
         if role in ("system", "developer"):
-            system.extend(_parts(content, provider, model))
+            system.extend(_parts(content, provider, model, media))
         elif role == "user":
-            push("user", _parts(content, provider, model))
+            push("user", _parts(content, provider, model, media))
         elif role == "assistant":
-            parts = _parts(content, provider, model)
+            parts = _parts(content, provider, model, media)
             for tc in m.get("tool_calls") or ():
                 fn = tc.get("function") or {}
                 parts.append({"functionCall": {"name": fn.get("name", ""), "args": cv.tool_args(fn.get("arguments"))}})
@@ -350,11 +355,61 @@ class GeminiStream(cv.ChunkStream):
         return b"".join(out)
 
 
+# --------------------------------------------------------------------------------------- embeddings
+
+#: OpenAI-side embedding params a deployment may default (``litellm_params``) or a request may carry
+EMBED_PARAMS = ("dimensions", "task_type", "input_type", "title", "auto_truncate")
+
+
+def embed_options(req: dict[str, Any]) -> tuple[int | None, str | None, str | None]:
+    """(``outputDimensionality``, ``taskType``, ``title``) from an OpenAI embeddings request."""
+    task = req.get("task_type") or req.get("input_type")
+    title = req.get("title")
+    return (cv.dimensions(req), str(task).upper() if isinstance(task, str) and task else None,
+            title if isinstance(title, str) and title else None)
+
+
+def to_batch_embed(req: dict[str, Any], model: str, provider: str) -> dict[str, Any]:
+    """OpenAI embeddings request -> ``BatchEmbedContentsRequest``: one ``EmbedContentRequest`` per input."""
+    dims, task, title = embed_options(req)
+    extra: dict[str, Any] = {}
+    if dims is not None:
+        extra["outputDimensionality"] = dims
+    if task is not None:
+        extra["taskType"] = task
+    if title is not None:
+        extra["title"] = title
+    name = f"models/{model}"
+    return {"requests": [{"model": name, "content": {"parts": [{"text": t}]}, **extra}
+                         for t in cv.embedding_inputs(req, provider)]}
+
+
+def from_batch_embed(body: bytes, req: dict[str, Any], model: str, provider: str) -> bytes:
+    """``BatchEmbedContentsResponse`` (``embeddings[].values``) -> OpenAI embeddings body."""
+    obj = orjson.loads(body)
+    vectors = [e.get("values") or [] for e in obj.get("embeddings") or ()]
+    um = obj.get("usageMetadata") or {}
+    pt = um.get("promptTokenCount")
+    return cv.embedding_response(vectors, model, cv.embedding_inputs(req, provider),
+                                 int(pt) if isinstance(pt, int) else None, req.get("encoding_format"))
+
+
+def _google_hosted(url: str) -> bool:
+    """URLs Gemini fetches itself: its Files API and YouTube videos."""
+    host = url.split("://", 1)[-1].split("/", 1)[0].lower()
+    return host == "generativelanguage.googleapis.com" or host.endswith(("youtube.com", "youtu.be"))
+
+
+def _must_inline(url: str) -> bool:
+    return cv.is_http(url) and not _google_hosted(url)
+
+
 class GeminiProvider(Provider):
     name: ClassVar[str] = "gemini"
     default_api_base: ClassVar[str | None] = "https://generativelanguage.googleapis.com"
-    endpoints: ClassVar[frozenset[str]] = frozenset({"chat"})
+    endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "embeddings"})
     error_prefix: ClassVar[str] = "GeminiException"
+    hooks: ClassVar[bool] = True
 
     def __init__(self, dep: Deployment) -> None:
         if dep.api_base is None and os.environ.get("GEMINI_API_BASE"):
@@ -368,10 +423,12 @@ class GeminiProvider(Provider):
         self._extra_headers(dep)
         self.defaults = {k: v for k, v in dep.extra.items()
                          if k in REQUEST_DEFAULTS or k in ("top_k", "safety_settings", "cached_content")}
+        self.embed_defaults = {k: v for k, v in dep.extra.items() if k in EMBED_PARAMS}
         base = self.api_base or ""
         root = base if base.endswith(("/v1beta", "/v1", "/v1alpha")) else base + "/v1beta"
         self.url_unary = f"{root}/models/{self.model}:generateContent"
         self.url_stream = f"{root}/models/{self.model}:streamGenerateContent?alt=sse"
+        self.url_embed = f"{root}/models/{self.model}:batchEmbedContents"
 
     def _extra_headers(self, dep: Deployment) -> None:
         eh = dep.extra.get("extra_headers") or dep.extra.get("headers")
@@ -381,16 +438,49 @@ class GeminiProvider(Provider):
     def request_headers(self) -> list[tuple[str, str]]:
         return self.headers
 
+    def fetch_urls(self, call: Call) -> list[str]:
+        if call.endpoint != "chat":
+            return []
+        return _media.image_urls(call.body, _must_inline)
+
     def build_request(self, call: Call) -> UpstreamRequest:
+        return cv.single(self.build_requests(call, cv.NO_MEDIA), self.name)
+
+    def build_requests(self, call: Call, media: Mapping[str, tuple[str, bytes]]) -> list[UpstreamRequest]:
+        if call.endpoint == "embeddings":
+            return self.embedding_requests(self.embedding_request(call))
+        return [self.chat_request(call, media)]
+
+    def chat_request(self, call: Call, media: Mapping[str, tuple[str, bytes]]) -> UpstreamRequest:
         req = cv.load_request(call)
         if self.defaults:
             cv.apply_defaults(req, self.defaults)
-        body = orjson.dumps(to_gemini(req, self.name, self.model))
+        body = orjson.dumps(to_gemini(req, self.name, self.model, media))
         return UpstreamRequest("POST", self.url_stream if call.stream else self.url_unary,
                                self.request_headers(), body)
 
+    def embedding_request(self, call: Call) -> dict[str, Any]:
+        req = cv.load_request(call)
+        if self.embed_defaults:
+            cv.apply_defaults(req, self.embed_defaults)
+        return req
+
+    def embedding_requests(self, req: dict[str, Any]) -> list[UpstreamRequest]:
+        body = orjson.dumps(to_batch_embed(req, self.model, self.name))
+        return [UpstreamRequest("POST", self.url_embed, self.request_headers(), body)]
+
     def translate_response(self, call: Call, body: bytes) -> bytes:
+        if call.endpoint == "embeddings":
+            return self.merge_responses(call, [body])
         return from_gemini(body, self.model, self.error_prefix)
+
+    def merge_responses(self, call: Call, bodies: list[bytes]) -> bytes:
+        if call.endpoint == "embeddings":
+            return self.embedding_response(self.embedding_request(call), bodies)
+        return self.translate_response(call, bodies[0])
+
+    def embedding_response(self, req: dict[str, Any], bodies: list[bytes]) -> bytes:
+        return from_batch_embed(bodies[0], req, self.model, self.name)
 
     def stream_translator(self, call: Call) -> StreamTranslator:
         return GeminiStream(call, self.error_prefix)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import msgspec
@@ -26,6 +27,7 @@ import orjson
 from relaygate.config.model import Deployment
 from relaygate.core import errors
 from relaygate.providers import _convert as cv
+from relaygate.providers import media as _media
 from relaygate.providers.base import Call, Provider, StreamTranslator
 from relaygate.providers.openai import REQUEST_DEFAULTS
 from relaygate.upstream.base import UpstreamRequest
@@ -36,7 +38,8 @@ _OPTIONS = (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k
 FINISH = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop"}
 
 
-def _images(content: Any, provider: str, model: str) -> tuple[str, list[str]]:
+def _images(content: Any, provider: str, model: str,
+            media: Mapping[str, tuple[str, bytes]] = cv.NO_MEDIA) -> tuple[str, list[str]]:
     texts: list[str] = []
     images: list[str] = []
     for p in cv.parts_of(content):
@@ -45,10 +48,10 @@ def _images(content: Any, provider: str, model: str) -> tuple[str, list[str]]:
             texts.append(p.get("text", ""))
         elif t == "image_url":
             url = cv.image_url_of(p)
-            du = cv.data_uri(url)
+            du = cv.data_uri(url) or cv.fetched(url, media)
             if du is None:
-                raise errors.BadRequest(f"{provider} model `{model}` takes images only as base64 data URIs",
-                                        param="messages")
+                raise errors.BadRequest(f"{provider} model `{model}` takes images only as base64 data URIs or "
+                                        "http(s) URLs", param="messages")
             images.append(du[1])
         else:
             raise cv.unsupported(str(t), provider, model)
@@ -84,13 +87,14 @@ def _common(req: dict[str, Any], out: dict[str, Any], stream: bool) -> None:
     out["stream"] = stream
 
 
-def to_ollama_chat(req: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+def to_ollama_chat(req: dict[str, Any], model: str, stream: bool,
+                   media: Mapping[str, tuple[str, bytes]] = cv.NO_MEDIA) -> dict[str, Any]:
     msgs = []
     for m in req.get("messages") or ():
         role = m.get("role")
         if role == "developer":
             role = "system"
-        text, images = _images(m.get("content"), "ollama_chat", model)
+        text, images = _images(m.get("content"), "ollama_chat", model, media)
         om: dict[str, Any] = {"role": role, "content": text}
         if images:
             om["images"] = images
@@ -109,12 +113,13 @@ def to_ollama_chat(req: dict[str, Any], model: str, stream: bool) -> dict[str, A
     return out
 
 
-def to_ollama_generate(req: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+def to_ollama_generate(req: dict[str, Any], model: str, stream: bool,
+                       media: Mapping[str, tuple[str, bytes]] = cv.NO_MEDIA) -> dict[str, Any]:
     system: list[str] = []
     prompt: list[str] = []
     images: list[str] = []
     for m in req.get("messages") or ():
-        text, imgs = _images(m.get("content"), "ollama", model)
+        text, imgs = _images(m.get("content"), "ollama", model, media)
         images.extend(imgs)
         if m.get("role") in ("system", "developer"):
             system.append(text)
@@ -127,6 +132,27 @@ def to_ollama_generate(req: dict[str, Any], model: str, stream: bool) -> dict[st
         out["images"] = images
     _common(req, out, stream)
     return out
+
+
+def to_ollama_embed(req: dict[str, Any], model: str, provider: str) -> dict[str, Any]:
+    """OpenAI embeddings request -> ``/api/embed`` body (``input`` a list, ``dimensions``, ``truncate``,
+    ``keep_alive``, ``options`` passed on)."""
+    out: dict[str, Any] = {"model": model, "input": cv.embedding_inputs(req, provider)}
+    dims = cv.dimensions(req)
+    if dims is not None:
+        out["dimensions"] = dims
+    for k in ("truncate", "keep_alive", "options"):
+        if req.get(k) is not None:
+            out[k] = req[k]
+    return out
+
+
+def from_ollama_embed(body: bytes, req: dict[str, Any], model: str, provider: str) -> bytes:
+    obj = orjson.loads(body)
+    n = obj.get("prompt_eval_count")
+    return cv.embedding_response(obj.get("embeddings") or [], obj.get("model") or model,
+                                 cv.embedding_inputs(req, provider), int(n) if isinstance(n, int) else None,
+                                 req.get("encoding_format"))
 
 
 def _usage(obj: dict[str, Any]) -> dict[str, Any]:
@@ -225,6 +251,7 @@ class OllamaChatProvider(Provider):
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "embeddings"})
     error_prefix: ClassVar[str] = "Ollama_chatException"
     generate: ClassVar[bool] = False
+    hooks: ClassVar[bool] = True
 
     def __init__(self, dep: Deployment) -> None:
         if dep.api_base is None and os.environ.get("OLLAMA_API_BASE"):
@@ -236,29 +263,29 @@ class OllamaChatProvider(Provider):
         self.defaults = {k: v for k, v in dep.extra.items() if k in REQUEST_DEFAULTS or k in ("top_k", "keep_alive")}
         self.model = dep.upstream_model
 
+    def fetch_urls(self, call: Call) -> list[str]:
+        return _media.image_urls(call.body) if call.endpoint == "chat" else []
+
     def build_request(self, call: Call) -> UpstreamRequest:
+        return cv.single(self.build_requests(call, cv.NO_MEDIA), self.name)
+
+    def build_requests(self, call: Call, media: Mapping[str, tuple[str, bytes]]) -> list[UpstreamRequest]:
         if call.endpoint == "embeddings":
-            obj = orjson.loads(call.body)
-            inp = obj.get("input")
-            body = orjson.dumps({"model": self.model, "input": inp})
-            return UpstreamRequest("POST", f"{self.api_base}/api/embed", self.headers, body)
+            body = orjson.dumps(to_ollama_embed(cv.load_request(call), self.model, self.name))
+            return [UpstreamRequest("POST", f"{self.api_base}/api/embed", self.headers, body)]
         req = cv.load_request(call)
         if self.defaults:
             cv.apply_defaults(req, self.defaults)
         if self.generate:
-            return UpstreamRequest("POST", f"{self.api_base}/api/generate", self.headers,
-                                   orjson.dumps(to_ollama_generate(req, self.model, call.stream)))
-        return UpstreamRequest("POST", f"{self.api_base}/api/chat", self.headers,
-                               orjson.dumps(to_ollama_chat(req, self.model, call.stream)))
+            return [UpstreamRequest("POST", f"{self.api_base}/api/generate", self.headers,
+                                    orjson.dumps(to_ollama_generate(req, self.model, call.stream, media)))]
+        return [UpstreamRequest("POST", f"{self.api_base}/api/chat", self.headers,
+                                orjson.dumps(to_ollama_chat(req, self.model, call.stream, media)))]
 
     def translate_response(self, call: Call, body: bytes) -> bytes:
-        obj = orjson.loads(body)
         if call.endpoint == "embeddings":
-            vecs = obj.get("embeddings") or []
-            data = [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(vecs)]
-            n = int(obj.get("prompt_eval_count") or 0)
-            return orjson.dumps({"object": "list", "data": data, "model": call.model,
-                                 "usage": {"prompt_tokens": n, "total_tokens": n}})
+            return from_ollama_embed(body, cv.load_request(call), self.model, self.name)
+        obj = orjson.loads(body)
         if self.generate:
             content = obj.get("response", "")
             reasoning = obj.get("thinking")

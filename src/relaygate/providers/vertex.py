@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import os
 import urllib.parse
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import msgspec
@@ -29,15 +30,18 @@ import orjson
 from relaygate.config.model import Deployment
 from relaygate.core import errors
 from relaygate.providers import _convert as cv
+from relaygate.providers import media as _media
 from relaygate.providers.anthropic import AnthropicStream, from_anthropic, to_anthropic
 from relaygate.providers.base import Call, StreamTranslator
-from relaygate.providers.gemini import GeminiProvider
+from relaygate.providers.gemini import GeminiProvider, embed_options
 from relaygate.upstream.base import UpstreamRequest
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 TOKEN_URI = "https://oauth2.googleapis.com/token"
 REFRESH_EARLY = 300.0
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
+#: texts per ``:predict`` call: Vertex takes up to 250 instances, but ``gemini-embedding-*`` only one
+PREDICT_BATCH = 250
 
 
 def _b64url(data: bytes) -> bytes:
@@ -139,6 +143,62 @@ class TokenSource:
         self.expires_at = now + float(obj.get("expires_in") or 3600)
 
 
+# --------------------------------------------------------------------------------------- embeddings
+
+
+def to_predict(texts: list[str], req: dict[str, Any]) -> dict[str, Any]:
+    """Texts -> a text-embeddings ``:predict`` body (``instances[].content``, ``parameters``)."""
+    dims, task, title = embed_options(req)
+    extra: dict[str, Any] = {}
+    if task is not None:
+        extra["task_type"] = task
+    if title is not None:
+        extra["title"] = title
+    body: dict[str, Any] = {"instances": [{"content": t, **extra} for t in texts]}
+    params: dict[str, Any] = {}
+    if dims is not None:
+        params["outputDimensionality"] = dims
+    if isinstance(req.get("auto_truncate"), bool):
+        params["autoTruncate"] = req["auto_truncate"]
+    if params:
+        body["parameters"] = params
+    return body
+
+
+def from_predict(bodies: list[bytes], req: dict[str, Any], texts: list[str], model: str) -> bytes:
+    """``:predict`` answers (``predictions[].embeddings.values`` / ``.statistics.token_count``), in order
+    -> one OpenAI embeddings body."""
+    vectors: list[list[float]] = []
+    counted = 0
+    missing = False
+    for body in bodies:
+        for pred in orjson.loads(body).get("predictions") or ():
+            emb = pred.get("embeddings") or {}
+            vectors.append(emb.get("values") or [])
+            n = (emb.get("statistics") or {}).get("token_count")
+            if isinstance(n, (int, float)):
+                counted += int(n)
+            else:
+                missing = True
+    return cv.embedding_response(vectors, model, texts, None if missing else counted, req.get("encoding_format"))
+
+
+def _inline_anthropic_urls(obj: Any, media: Mapping[str, tuple[str, bytes]]) -> None:
+    """Replace ``{"type": "url"}`` image sources whose URL was downloaded by base64 sources, in place."""
+    if isinstance(obj, dict):
+        src = obj.get("source")
+        if obj.get("type") == "image" and isinstance(src, dict) and src.get("type") == "url":
+            got = cv.fetched(str(src.get("url")), media)
+            if got is not None:
+                obj["source"] = {"type": "base64", "media_type": got[0], "data": got[1]}
+            return
+        for v in obj.values():
+            _inline_anthropic_urls(v, media)
+    elif isinstance(obj, list):
+        for v in obj:
+            _inline_anthropic_urls(v, media)
+
+
 class VertexProvider(GeminiProvider):
     name: ClassVar[str] = "vertex_ai"
     default_api_base: ClassVar[str | None] = None
@@ -167,6 +227,8 @@ class VertexProvider(GeminiProvider):
         self.token_source = TokenSource(creds) if creds is not None else None
         root = f"{self.api_base}/v1/projects/{self.project}/locations/{self.location}/publishers"
         self.claude = self.model.startswith("claude")
+        self.url_embed = f"{root}/google/models/{self.model}:predict"
+        self.predict_batch = 1 if self.model.startswith("gemini-embedding") else PREDICT_BATCH
         if self.claude:
             self.url_unary = f"{root}/anthropic/models/{self.model}:rawPredict"
             self.url_stream = f"{root}/anthropic/models/{self.model}:streamRawPredict"
@@ -183,20 +245,39 @@ class VertexProvider(GeminiProvider):
             return self.headers
         return [*self.headers, ts.auth_header()]
 
-    def build_request(self, call: Call) -> UpstreamRequest:
+    def fetch_urls(self, call: Call) -> list[str]:
+        # Gemini on Vertex fetches public http(s) URLs itself; Claude on Vertex gets them inline
+        if self.claude and call.endpoint == "chat":
+            return _media.image_urls(call.body)
+        return []
+
+    def chat_request(self, call: Call, media: Mapping[str, tuple[str, bytes]]) -> UpstreamRequest:
         if not self.claude:
-            return super().build_request(call)
+            return super().chat_request(call, media)
         req = cv.load_request(call)
         if self.defaults:
             cv.apply_defaults(req, self.defaults)
         body = to_anthropic(req, self.model)
         body.pop("model", None)
         body["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
+        if media:
+            _inline_anthropic_urls(body.get("messages"), media)
         return UpstreamRequest("POST", self.url_stream if call.stream else self.url_unary, self.request_headers(),
                                orjson.dumps(body))
 
+    def embedding_requests(self, req: dict[str, Any]) -> list[UpstreamRequest]:
+        """One ``:predict`` call per :attr:`predict_batch` texts (``gemini-embedding-*``: one text each)."""
+        texts = cv.embedding_inputs(req, self.name)
+        n = self.predict_batch
+        headers = self.request_headers()
+        return [UpstreamRequest("POST", self.url_embed, headers, orjson.dumps(to_predict(texts[i:i + n], req)))
+                for i in range(0, len(texts), n)]
+
+    def embedding_response(self, req: dict[str, Any], bodies: list[bytes]) -> bytes:
+        return from_predict(bodies, req, cv.embedding_inputs(req, self.name), self.model)
+
     def translate_response(self, call: Call, body: bytes) -> bytes:
-        if self.claude:
+        if self.claude and call.endpoint == "chat":
             return from_anthropic(body, self.model)
         return super().translate_response(call, body)
 

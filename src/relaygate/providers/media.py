@@ -1,0 +1,203 @@
+"""Image URLs for upstreams that take only inline data: which URLs, how to fetch them, what came back.
+
+Gemini on AI Studio, Bedrock and Ollama cannot fetch an ``http(s)`` image URL themselves; LiteLLM downloads
+such images and sends them inline, and so does relaygate. The adapter names the URLs
+(``Provider.fetch_urls``, built on :func:`image_urls`), the IO shell (``asgi.fetch_media``) downloads them
+concurrently through the gateway's own transport, and the adapter receives ``{url: (mime type, bytes)}``
+in ``Provider.build_requests``. This module holds every rule of that exchange and no IO:
+
+- which request to send (:func:`fetch_request`: ``GET``, an ``Accept`` for images, :data:`TIMEOUT` for
+  each phase), what to do with the response head (:func:`check_head`: follow up to
+  :data:`MAX_REDIRECTS` redirects, refuse an error status or a ``Content-Length`` above
+  :data:`MAX_BYTES`), and the body bound the shell enforces while reading;
+- the MIME type of what came back (:func:`sniff`): the magic bytes when they name a known format, else
+  the ``Content-Type`` header, else the URL's extension;
+- a small per-worker LRU cache keyed by URL (:data:`CACHE`, bounded in entries and bytes), so a
+  conversation that re-sends the same image each turn downloads it once;
+- errors: any failure is a :class:`MediaFetchError` (400) naming the URL without its query string,
+  fragment or user info (signed URLs carry secrets there), so the client sees which image failed.
+
+Cost: :func:`image_urls` looks for ``"image_url"`` in the raw body before decoding anything, so a request
+without images costs one ``bytes.find``.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from relaygate.core.errors import BadRequest
+from relaygate.providers import _convert as cv
+from relaygate.upstream.base import Timeouts, UpstreamRequest
+
+#: largest image accepted, per URL (Content-Length and the bytes actually read)
+MAX_BYTES = 20 * 1024 * 1024
+#: seconds for each phase of one download (connect, first byte, gaps, whole)
+TIMEOUT = 15.0
+MAX_REDIRECTS = 3
+CACHE_ENTRIES = 32
+CACHE_BYTES = 64 * 1024 * 1024
+
+_HEADERS = [("Accept", "image/*,application/pdf;q=0.9,*/*;q=0.5"), ("User-Agent", "relaygate")]
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_GENERIC = frozenset({"", "application/octet-stream", "binary/octet-stream", "application/binary",
+                      "application/unknown"})
+
+
+class MediaFetchError(BadRequest):
+    """A media URL could not be downloaded: the client's request is at fault (400), no retry helps."""
+
+
+def public_url(url: str) -> str:
+    """``url`` without user info, query string and fragment: safe to show and to log."""
+    try:
+        u = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    host = u.hostname or ""
+    if u.port:
+        host = f"{host}:{u.port}"
+    return urllib.parse.urlunsplit((u.scheme, host, u.path, "", ""))
+
+
+def fetch_error(url: str, reason: str) -> MediaFetchError:
+    return MediaFetchError(f"Unable to fetch image from {public_url(url)}: {reason}", param="messages",
+                           code="400")
+
+
+def image_urls(body: bytes, want: Callable[[str], bool] = cv.is_http) -> list[str]:
+    """The distinct ``image_url`` URLs of an OpenAI chat body for which ``want(url)``, in order.
+    Returns at once when the body mentions no ``image_url``."""
+    if b'"image_url"' not in body:
+        return []
+    try:
+        obj: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return []
+    out: list[str] = []
+    messages = obj.get("messages") if isinstance(obj, dict) else None
+    for m in messages if isinstance(messages, list) else ():
+        content = m.get("content") if isinstance(m, dict) else None
+        if not isinstance(content, list):
+            continue
+        for p in content:
+            if not isinstance(p, dict) or p.get("type") != "image_url":
+                continue
+            iu = p.get("image_url")
+            url = iu.get("url") if isinstance(iu, dict) else iu
+            if isinstance(url, str) and want(url) and url not in out:
+                out.append(url)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- the fetch
+
+
+def fetch_request(url: str) -> UpstreamRequest:
+    if not cv.is_http(url):
+        raise fetch_error(url, "only http and https URLs can be fetched")
+    return UpstreamRequest("GET", url, list(_HEADERS))
+
+
+def timeouts() -> Timeouts:
+    return Timeouts(connect=TIMEOUT, first_byte=TIMEOUT, idle=TIMEOUT, total=TIMEOUT)
+
+
+def check_head(url: str, current: str, status: int, content_length: bytes | None,
+               location: bytes | None) -> str | None:
+    """Judge a response head: the next URL for a redirect, None when the body should be read; raises
+    :class:`MediaFetchError` for an error status or a declared size above :data:`MAX_BYTES`."""
+    if status in _REDIRECTS and location:
+        nxt = urllib.parse.urljoin(current, location.decode("latin-1").strip())
+        if not cv.is_http(nxt):
+            raise fetch_error(url, "redirected to a non-http URL")
+        return nxt
+    if status >= 300:
+        raise fetch_error(url, f"the server answered HTTP {status}")
+    if content_length is not None:
+        try:
+            size = int(content_length)
+        except ValueError:
+            size = 0
+        if size > MAX_BYTES:
+            raise too_large(url)
+    return None
+
+
+def too_large(url: str) -> MediaFetchError:
+    return fetch_error(url, f"larger than {MAX_BYTES // (1024 * 1024)} MB")
+
+
+def sniff(url: str, content_type: bytes | None, data: bytes) -> str:
+    """The MIME type of a downloaded file: magic bytes, else the ``Content-Type`` header, else the URL."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data.startswith(b"%PDF-"):
+        return "application/pdf"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"msf1"):
+        return "image/heic"
+    header = (content_type or b"").split(b";", 1)[0].strip().lower().decode("latin-1")
+    if header not in _GENERIC:
+        return header
+    return cv.guess_mime(url, "application/octet-stream")
+
+
+def accept(url: str, content_type: bytes | None, data: bytes) -> tuple[str, bytes]:
+    """The downloaded body as (mime type, bytes); an empty body is an error."""
+    if not data:
+        raise fetch_error(url, "the response body is empty")
+    return sniff(url, content_type, data), data
+
+
+# ------------------------------------------------------------------------------------------- cache
+
+
+class MediaCache:
+    """LRU of downloaded files keyed by URL, bounded in entries and total bytes (one per worker)."""
+
+    __slots__ = ("_items", "bytes", "max_bytes", "max_entries")
+
+    def __init__(self, max_entries: int = CACHE_ENTRIES, max_bytes: int = CACHE_BYTES) -> None:
+        self._items: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, url: str) -> tuple[str, bytes] | None:
+        hit = self._items.get(url)
+        if hit is not None:
+            self._items.move_to_end(url)
+        return hit
+
+    def put(self, url: str, item: tuple[str, bytes]) -> None:
+        size = len(item[1])
+        if size > self.max_bytes or self.max_entries <= 0:
+            return
+        old = self._items.pop(url, None)
+        if old is not None:
+            self.bytes -= len(old[1])
+        self._items[url] = item
+        self.bytes += size
+        while len(self._items) > self.max_entries or self.bytes > self.max_bytes:
+            _, dropped = self._items.popitem(last=False)
+            self.bytes -= len(dropped[1])
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.bytes = 0
+
+
+CACHE = MediaCache()
