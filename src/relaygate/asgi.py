@@ -202,9 +202,7 @@ async def fetch_media(urls: list[str], transport: Transport) -> dict[str, tuple[
             out[url] = hit
     if missing:
         got = await _gather([_fetch_one(url, transport) for url in missing])
-        for url, item in zip(missing, got):
-            _media.CACHE.put(url, item)
-            out[url] = item
+        out.update(zip(missing, got))
     return out
 
 
@@ -224,7 +222,9 @@ async def _fetch_one(url: str, transport: Transport) -> tuple[str, bytes]:
                         if size > _media.MAX_BYTES:
                             raise _media.too_large(url)
                         parts.append(chunk)
-                    return _media.accept(url, resp.header(b"content-type"), b"".join(parts))
+                    item = _media.accept(url, resp.header(b"content-type"), b"".join(parts))
+                    _media.CACHE.put(url, item)
+                    return item
             finally:
                 await resp.aclose()
         except _media.MediaFetchError:
