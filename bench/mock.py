@@ -111,6 +111,8 @@ def _route(method: str, path: str) -> tuple[str, int] | None:
             return "gemini", GEMINI
         if path.endswith(":streamGenerateContent"):
             return "gemini_stream", GEMINI
+        if path.endswith(":batchEmbedContents"):
+            return "gemini_embed", GEMINI
     elif method == "GET" and path.endswith("/models"):
         return "models", OPENAI
     return None
@@ -283,7 +285,7 @@ class MockProtocol(asyncio.Protocol):
             return self._error(family, 400, "request body is not valid JSON")
         if not isinstance(body, dict):
             return self._error(family, 400, "request body must be a JSON object")
-        if kind == "gemini" or kind == "gemini_stream":
+        if kind == "gemini" or kind == "gemini_stream" or kind == "gemini_embed":
             model = req.path.rsplit("/", 1)[-1].split(":", 1)[0]
         else:
             model = body.get("model")
@@ -292,6 +294,8 @@ class MockProtocol(asyncio.Protocol):
         if kind == "embeddings":
             return _Reply(200, b"", _JSON, shapes.openai_embeddings(body, model, cfg.embedding_dims),
                           fault=fault or "")
+        if kind == "gemini_embed":
+            return _Reply(200, b"", _JSON, shapes.gemini_batch_embed(body, cfg.embedding_dims), fault=fault or "")
         chunks = int(h["x-mock-chunks"]) if "x-mock-chunks" in h else cfg.chunks
         tokens = int(h["x-mock-response-tokens"]) if "x-mock-response-tokens" in h else cfg.response_tokens
         pieces, n_tokens = shapes.content_pieces(tokens, cfg.response_bytes, chunks)

@@ -25,7 +25,7 @@ __all__ = [
     "Gen", "content_pieces", "openai_chat", "openai_chat_stream", "openai_completion",
     "openai_completion_stream", "openai_embeddings", "openai_models", "openai_error",
     "anthropic_message", "anthropic_stream", "anthropic_error", "gemini_generate", "gemini_stream",
-    "gemini_error", "tool_arguments",
+    "gemini_error", "gemini_batch_embed", "tool_arguments",
 ]
 
 _WORDS = (
@@ -404,6 +404,16 @@ def gemini_stream(gen: Gen, sse: bool) -> list[bytes]:
     groups[0] = b"[" + groups[0][1:]
     groups[-1] += b"]"
     return groups
+
+
+def gemini_batch_embed(req: dict[str, Any], dims: int) -> bytes:
+    """``:batchEmbedContents``: one ``values`` vector per request (``outputDimensionality`` honoured)."""
+    out = []
+    for i, r in enumerate(req.get("requests") or ()):
+        text = "".join(p.get("text", "") for p in ((r.get("content") or {}).get("parts") or ()))
+        n = int(r.get("outputDimensionality") or dims)
+        out.append({"values": [round(((i * 31 + j * 17 + len(text)) % 1000) / 1000.0 - 0.5, 6) for j in range(n)]})
+    return orjson.dumps({"embeddings": out})
 
 
 _GEMINI_STATUS = {
