@@ -1,6 +1,9 @@
-"""Image URLs for upstreams that take only inline data: the sans-IO rules (``providers.media``), the adapters'
-use of downloaded media, and the whole path through an in-process gateway with a real local HTTP server
-serving the images (PNG, JPEG, 404, oversized, slow, redirect) and standing in for the upstreams."""
+"""The adapter hooks the shell runs (``Provider.hooks``): image URLs for upstreams that take only inline data
+and one client call split into several upstream calls.
+
+Covered: the sans-IO rules (``providers.media``), the adapters' use of downloaded media, and the whole path
+through an in-process gateway with a real local HTTP server serving the images (PNG, JPEG, 404, oversized,
+slow, redirect) and standing in for the upstreams (Gemini, Bedrock Converse and InvokeModel, Ollama)."""
 
 from __future__ import annotations
 
@@ -151,6 +154,8 @@ class Server:
     def __init__(self) -> None:
         self.gets: dict[str, int] = {}
         self.posts: list[tuple[str, bytes]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.port = 0
         self._server: asyncio.Server | None = None
 
@@ -226,6 +231,17 @@ class Server:
             self._reply(writer, 200, orjson.dumps({
                 "output": {"message": {"role": "assistant", "content": [{"text": "a cat"}]}},
                 "stopReason": "end_turn", "usage": {"inputTokens": 5, "outputTokens": 2}}))
+        elif path.endswith("/invoke"):
+            text = orjson.loads(body)["inputText"]
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            await asyncio.sleep(0.02)
+            self.in_flight -= 1
+            if text == "fail":
+                self._reply(writer, 429, b'{"message":"Too many requests, please wait before trying again."}')
+            else:
+                self._reply(writer, 200, orjson.dumps({"embedding": [float(len(text)), 0.5],
+                                                       "inputTextTokenCount": len(text)}))
         elif path == "/api/chat":
             self._reply(writer, 200, orjson.dumps({"model": "llava", "message": {"role": "assistant",
                                                                                  "content": "a cat"},
@@ -249,6 +265,8 @@ async def stack() -> AsyncIterator[tuple[Server, Gateway]]:
             {"model_name": "br", "litellm_params": {"model": "bedrock/anthropic.claude-x", "api_key": "k",
                                                     "api_base": srv.url}},
             {"model_name": "ol", "litellm_params": {"model": "ollama_chat/llava", "api_base": srv.url}},
+            {"model_name": "titan", "litellm_params": {"model": "bedrock/amazon.titan-embed-text-v2:0",
+                                                       "api_key": "k", "api_base": srv.url}},
         ],
         "general_settings": {"master_key": "sk-m"},
     })
@@ -342,5 +360,25 @@ def test_requests_without_image_urls_fetch_nothing() -> None:
                                {"model": "gem", "messages": [_img(data_uri),
                                                              {"role": "user", "content": "plain"}]}, H)
             assert r.status == 200 and srv.gets == {}
+
+    run(go())
+
+
+def test_one_embeddings_call_as_several_upstream_calls() -> None:
+    from relaygate.asgi import FANOUT_CONCURRENCY
+
+    async def go() -> None:
+        async with stack() as (srv, gw):
+            texts = ["x" * (i + 1) for i in range(20)]
+            r = await app_call(gw, "POST", "/v1/embeddings", {"model": "titan", "input": texts}, H)
+            assert r.status == 200, r.body
+            out = r.json()
+            assert [d["embedding"] for d in out["data"]] == [[float(i + 1), 0.5] for i in range(20)]  # in order
+            assert out["usage"] == {"prompt_tokens": 210, "total_tokens": 210}
+            assert len(srv.posts) == 20 and 2 <= srv.max_in_flight <= FANOUT_CONCURRENCY
+            srv.posts.clear()
+            r = await app_call(gw, "POST", "/v1/embeddings", {"model": "titan", "input": ["a", "fail", "b"],
+                                                              "encoding_format": "base64"}, H)
+            assert r.status == 429 and "litellm.RateLimitError: BedrockException" in r.json()["error"]["message"]
 
     run(go())

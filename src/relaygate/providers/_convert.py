@@ -12,6 +12,11 @@ concatenations. :class:`ChunkStream` is the translator base: it owns the writer,
 the gateway can account tokens), the final ``[DONE]`` and a cheap completion-token estimate for streams
 that break before the upstream reports usage.
 
+Embeddings: :func:`embedding_inputs` reads ``input`` (text only: token-id arrays are a 400 for these
+upstreams), :func:`embedding_response` builds the OpenAI body (float lists, or ``base64`` of little-endian
+float32 as OpenAI sends them; usage estimated when the upstream reports none). Downloaded image URLs reach
+the translators as a ``{url: (mime, bytes)}`` mapping (:func:`fetched`, :data:`NO_MEDIA` when none).
+
 Invariant: nothing here does IO; request translation raises :class:`BadRequest` (400) naming the field
 for input a provider cannot take (an ``input_audio`` part for a model without audio input, ...).
 """

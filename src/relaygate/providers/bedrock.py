@@ -15,10 +15,18 @@ payload and a message CRC32; both CRCs are checked, a frame split anywhere waits
 bytes, and a corrupt or oversized frame raises :class:`UpstreamProtocolError`.
 
 Translation: system messages -> ``system`` blocks; turns merged to alternate, starting with the user;
-text, base64 images and PDFs, ``toolUse`` / ``toolResult`` blocks, ``cache_control`` -> ``cachePoint``;
+text, base64 images and PDFs (``http(s)`` image URLs are downloaded by the shell and sent as bytes),
+``toolUse`` / ``toolResult`` blocks, ``cache_control`` -> ``cachePoint``;
 sampling params -> ``inferenceConfig``; ``top_k``/``thinking`` -> ``additionalModelRequestFields``;
 tools -> ``toolConfig``. ConverseStream events (messageStart, contentBlockStart/Delta/Stop, messageStop,
 metadata) become OpenAI chunks; exception frames raise the mapped :class:`GatewayError`.
+
+Embeddings go through InvokeModel (``/model/{id}/invoke``). Titan Text Embeddings take one ``inputText``
+per call, so a request with N inputs becomes N signed calls (``build_requests``), sent concurrently by the
+shell and joined in order (``merge_responses``; usage sums ``inputTextTokenCount``); ``dimensions`` and
+``normalize`` are passed on for v2 (v1 takes neither). Cohere Embed takes up to 96 ``texts`` per call
+(``input_type`` defaults to ``search_document`` as in LiteLLM; usage is estimated: the body has no count).
+Floats are always requested; ``encoding_format: base64`` is packed by the gateway as OpenAI does.
 """
 
 from __future__ import annotations

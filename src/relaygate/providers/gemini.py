@@ -2,7 +2,9 @@
 
 Requests: system/developer messages become ``systemInstruction``; user and assistant turns become
 ``contents`` with roles ``user``/``model`` (consecutive same-role turns merged); text, images
-(``inlineData`` for data URIs, ``fileData`` with a guessed MIME type for URLs), ``input_audio`` and PDF
+(``inlineData`` for data URIs and for ``http(s)`` URLs, which AI Studio will not fetch: the adapter names
+them in ``fetch_urls`` and the shell downloads them; ``fileData`` for ``gs://``, Files API and YouTube
+URLs), ``input_audio`` and PDF
 ``file`` parts become parts; assistant ``tool_calls`` become ``functionCall`` parts and ``role: tool``
 messages ``functionResponse`` parts named after the call they answer. Sampling params go in
 ``generationConfig`` (``max_tokens`` -> ``maxOutputTokens``, ``stop`` -> ``stopSequences``, ``n`` ->
@@ -17,6 +19,11 @@ content_filter. A prompt blocked by ``promptFeedback.blockReason``, or a candida
 before any output, is a :class:`ContentPolicyViolation` so ``content_policy_fallbacks`` apply.
 ``usageMetadata`` maps to usage (thoughts count as completion tokens and as
 ``reasoning_tokens``; ``cachedContentTokenCount`` as ``cached_tokens``).
+
+Embeddings use ``:batchEmbedContents``: one ``EmbedContentRequest`` per input (``content.parts[].text``),
+``dimensions`` -> ``outputDimensionality``, ``task_type`` (or ``input_type``) -> ``taskType``, ``title``;
+deployments may default these in ``litellm_params``. The answer carries no token count, so usage is
+estimated from the inputs; ``encoding_format: base64`` packs float32 little-endian like OpenAI.
 
 Streams use ``:streamGenerateContent?alt=sse``: every SSE event is a whole response object, translated
 as it arrives (:class:`GeminiStream`); a function call arrives whole, so it becomes one tool call chunk.

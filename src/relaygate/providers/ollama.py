@@ -3,8 +3,10 @@
 Default base ``http://localhost:11434`` (or ``OLLAMA_API_BASE``). Sampling params go in ``options``
 (``max_tokens`` -> ``num_predict``, ``stop``, ``temperature``, ``top_p``, ``top_k``, ``seed``, penalties);
 ``response_format`` becomes ``format`` (``"json"`` or the JSON schema); images travel as base64 in the
-message's ``images`` list (only data URIs: Ollama cannot fetch URLs, so an ``http`` image is a 400, as is
-``input_audio``). ``ollama_chat`` carries tools, assistant ``tool_calls`` (arguments as objects) and
+message's ``images`` list (data URIs as they are; Ollama cannot fetch URLs, so ``http(s)`` images are
+downloaded by the shell first; ``input_audio`` is a 400). Embeddings use ``/api/embed`` (``dimensions``,
+``truncate``, ``keep_alive`` passed on; usage from ``prompt_eval_count``, else estimated).
+``ollama_chat`` carries tools, assistant ``tool_calls`` (arguments as objects) and
 ``role: tool`` results; ``ollama`` flattens the conversation into ``system`` + ``prompt`` like LiteLLM.
 ``stream`` is always sent explicitly (Ollama streams by default).
 

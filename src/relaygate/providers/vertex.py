@@ -7,6 +7,13 @@ are called at ``.../publishers/google/models/{model}:generateContent`` (``:strea
 with the Gemini translation; ``claude-*`` models at ``.../publishers/anthropic/models/{model}:rawPredict``
 (``:streamRawPredict``) with the Anthropic translation and ``anthropic_version: vertex-2023-10-16``.
 
+Embeddings use the text-embeddings ``:predict`` call (``instances[].content`` with ``task_type``/``title``,
+``parameters.outputDimensionality``/``autoTruncate``), 250 texts per call; ``gemini-embedding-*`` takes one
+instance per request on Vertex, so each text is its own call (``build_requests``; the shell sends them
+concurrently and ``merge_responses`` joins them in order). Usage is the sum of
+``statistics.token_count``. Gemini on Vertex fetches public image URLs itself; Claude on Vertex gets them
+inline (downloaded by the shell).
+
 Auth stays sans-IO: :class:`TokenSource` holds the access token and answers, for a given ``now``,
 whether it needs refreshing (five minutes before expiry) and which token request to send: a
 ``urn:ietf:params:oauth:grant-type:jwt-bearer`` grant whose assertion is an RS256-signed JWT (service
