@@ -40,10 +40,10 @@ from relaygate.core.errors import GatewayError
 from relaygate.core.views import AnyView, decode_view
 from relaygate.logs import RateLimitedLog
 from relaygate.metrics import METRICS_DIR_ENV, Metrics
-from relaygate.providers import media as _media
 from relaygate.providers.base import Call, Provider, StreamTranslator
 from relaygate.router import Lease, ModelGroup, RouteContext, Router, Target
-from relaygate.upstream.base import Timeouts, Transport, UpstreamRequest, UpstreamResponse
+from relaygate.upstream.base import Timeouts, Transport
+from relaygate.upstream.calls import FANOUT_CONCURRENCY, fetch_media, gather, refresh_token, send_read
 
 log = logging.getLogger("relaygate")
 fail_log = RateLimitedLog(log)
@@ -139,104 +139,6 @@ async def _noop() -> None:
     return None
 
 
-async def refresh_token(source: Any, transport: Transport) -> None:
-    """Refresh a provider's OAuth token (``providers.vertex.TokenSource``) when it is due: the sans-IO
-    source builds the token request and parses the answer; one refresh at a time while the old token is
-    still valid, so requests keep flowing during a refresh."""
-    now = time.time()
-    if not source.needs_refresh(now) or (source.refreshing and source.valid(now)):
-        return
-    source.refreshing = True
-    try:
-        resp = await transport.send(source.refresh_request(now), Timeouts(connect=10.0, first_byte=30.0, idle=30.0,
-                                                                          total=30.0))
-        source.accept(resp.status, await resp.read(), time.time())
-    finally:
-        source.refreshing = False
-
-
-#: most upstream calls in flight at once for one client call that an adapter split (``build_requests``)
-FANOUT_CONCURRENCY = 8
-
-
-async def _gather(aws: list[Awaitable[Any]], limit: int = 0) -> list[Any]:
-    """Run concurrently (at most ``limit`` at once when given); the first failure cancels the rest."""
-    if limit and len(aws) > limit:
-        sem = asyncio.Semaphore(limit)
-
-        async def bounded(aw: Awaitable[Any]) -> Any:
-            async with sem:
-                return await aw
-
-        aws = [bounded(aw) for aw in aws]
-    tasks = [asyncio.ensure_future(aw) for aw in aws]
-    try:
-        return await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        raise
-
-
-async def _send_read(transport: Transport, request: UpstreamRequest,
-                     timeouts: Timeouts) -> tuple[UpstreamResponse, bytes]:
-    resp = await transport.send(request, timeouts)
-    try:
-        return resp, await resp.read()
-    except BaseException:
-        await resp.aclose()
-        raise
-
-
-async def fetch_media(urls: list[str], transport: Transport) -> dict[str, tuple[str, bytes]]:
-    """Download the URLs an adapter must send inline (``Provider.fetch_urls``), concurrently, under the
-    sans-IO rules of ``providers.media`` (size bound, redirects, MIME sniffing, the per-worker LRU cache).
-    Any failure is a 400 naming the URL (without its query string)."""
-    out: dict[str, tuple[str, bytes]] = {}
-    missing: list[str] = []
-    for url in urls:
-        hit = _media.CACHE.get(url)
-        if hit is None:
-            missing.append(url)
-        else:
-            out[url] = hit
-    if missing:
-        got = await _gather([_fetch_one(url, transport) for url in missing])
-        out.update(zip(missing, got))
-    return out
-
-
-async def _fetch_one(url: str, transport: Transport) -> tuple[str, bytes]:
-    current = url
-    for _ in range(_media.MAX_REDIRECTS + 1):
-        try:
-            resp = await transport.send(_media.fetch_request(current), _media.timeouts())
-            try:
-                nxt = _media.check_head(url, current, resp.status, resp.header(b"content-length"),
-                                        resp.header(b"location"))
-                if nxt is None:
-                    parts: list[bytes] = []
-                    size = 0
-                    async for chunk in resp:
-                        size += len(chunk)
-                        if size > _media.MAX_BYTES:
-                            raise _media.too_large(url)
-                        parts.append(chunk)
-                    item = _media.accept(url, resp.header(b"content-type"), b"".join(parts))
-                    _media.CACHE.put(url, item)
-                    return item
-            finally:
-                await resp.aclose()
-        except _media.MediaFetchError:
-            raise
-        except GatewayError as exc:
-            raise _media.fetch_error(url, exc.message) from None
-        except (OSError, ValueError) as exc:
-            raise _media.fetch_error(url, type(exc).__name__) from None
-        current = nxt
-    raise _media.fetch_error(url, "too many redirects")
-
-
 def _ratelimit_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [(k, v) for k, v in headers if k.startswith(b"x-ratelimit-")]
 
@@ -284,6 +186,7 @@ class Gateway:
         self.max_body = s.max_request_body_bytes
         self.keepalive = s.stream_keepalive_interval
         self.watch_unary = s.cancel_on_disconnect
+        self.allow_private_media = s.allow_private_media_urls
         self._timeouts: dict[tuple[str, bool], Timeouts] = {}
         self._get_routes: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             "/v1/models": self._models,
@@ -469,6 +372,11 @@ class Gateway:
             fail_log.warning("%s failed: %d %s (call_id=%s)", scope["path"], exc.status, exc.message, call_id.decode())
             await self._send_error(send, exc, call_id)
 
+    async def _media(self, provider: Provider, call: Call) -> dict[str, tuple[str, bytes]]:
+        """Download what the adapter must send inline (image URLs), or nothing."""
+        urls = provider.fetch_urls(call)
+        return await fetch_media(urls, self.transport, self.allow_private_media) if urls else {}
+
     async def watched(self, receive: Receive, watch: bool, work: Awaitable[None]) -> None:
         """Await ``work``; with ``watch``, a client disconnect cancels it (and so its upstream call).
 
@@ -533,13 +441,12 @@ class Gateway:
         request(s) (several concurrently, bounded), join the answers (``Provider.merge_responses``)."""
         t = time.perf_counter()
         try:
-            urls = provider.fetch_urls(call)
-            requests = provider.build_requests(call, await fetch_media(urls, self.transport) if urls else {})
+            requests = provider.build_requests(call, await self._media(provider, call))
             timeouts = self.timeouts(target, False, ctx.timeout)
             if len(requests) == 1:
-                results = [await _send_read(self.transport, requests[0], timeouts)]
+                results = [await send_read(self.transport, requests[0], timeouts)]
             else:
-                results = await _gather([_send_read(self.transport, r, timeouts) for r in requests],
+                results = await gather([send_read(self.transport, r, timeouts) for r in requests],
                                         FANOUT_CONCURRENCY)
         finally:
             timer.wait += time.perf_counter() - t
@@ -601,8 +508,7 @@ class Gateway:
                 if provider.token_source is not None:
                     await refresh_token(provider.token_source, transport)
                 if provider.hooks:
-                    urls = provider.fetch_urls(call)
-                    (request,) = provider.build_requests(call, await fetch_media(urls, transport) if urls else {})
+                    (request,) = provider.build_requests(call, await self._media(provider, call))
                 else:
                     request = provider.build_request(call)
                 resp = await transport.send(request, self.timeouts(target, True, ctx.timeout))

@@ -34,6 +34,8 @@ model_list:
     litellm_params: {{model: gemini/gemini-x, api_key: sk-up, api_base: {url}}}
 general_settings:
   master_key: {MASTER}
+relaygate_settings:
+  allow_private_media_urls: true
 """
 
 

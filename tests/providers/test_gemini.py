@@ -230,7 +230,7 @@ class _FakeTransport:
 
 
 def test_vertex_urls_auth_and_refresh_by_the_io_shell(sa: dict[str, Any]) -> None:
-    from relaygate.asgi import refresh_token
+    from relaygate.upstream.calls import refresh_token
 
     creds = json.dumps({k: v for k, v in sa.items() if k != "_public"})
     p = provider("vertex_ai/gemini-2.5-pro", vertex_credentials=creds, vertex_location="europe-west4")

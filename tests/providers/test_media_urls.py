@@ -269,6 +269,7 @@ async def stack() -> AsyncIterator[tuple[Server, Gateway]]:
                                                        "api_key": "k", "api_base": srv.url}},
         ],
         "general_settings": {"master_key": "sk-m"},
+        "relaygate_settings": {"allow_private_media_urls": True},  # the image server is on loopback
     })
     try:
         yield srv, gw
@@ -382,3 +383,26 @@ def test_one_embeddings_call_as_several_upstream_calls() -> None:
             assert r.status == 429 and "litellm.RateLimitError: BedrockException" in r.json()["error"]["message"]
 
     run(go())
+
+
+def test_loopback_image_urls_are_refused_by_default() -> None:
+    """SSRF guard: without allow_private_media_urls, a URL resolving to a non-public address is never fetched."""
+    asyncio.run(_loopback_refused())
+
+
+async def _loopback_refused() -> None:
+    srv = Server()
+    await srv.start()
+    try:
+        gw = make_gateway({"model_list": [{"model_name": "gem", "litellm_params": {
+            "model": "gemini/g", "api_key": "k", "api_base": srv.url}}]})
+        for url in (f"{srv.url}/img/cat.png", "http://localhost:9/x.png", "http://10.1.2.3/x.png",
+                    "http://169.254.169.254/latest/meta-data/x.png"):
+            msg = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}
+            r = await app_call(gw, "POST", "/v1/chat/completions", {"model": "gem", "messages": [msg]})
+            assert r.status == 400, (url, r.body)
+            assert b"non-public address" in r.body
+        assert srv.gets == {} and srv.posts == []
+        await gw.aclose()
+    finally:
+        await srv.stop()

@@ -97,6 +97,8 @@ class ServerSettings(msgspec.Struct, kw_only=True):
     """0: unbounded."""
     keepalive_expiry: float = 30.0
     http_proxy: str | None = None
+    allow_private_media_urls: bool = False
+    """Let image URLs that adapters must inline resolve to loopback/private addresses (off: SSRF guard)."""
     cancel_on_disconnect: bool = True
     """Also cancel non-stream upstream calls when the client disconnects (streams always are); costs ~4%."""
 

@@ -2,7 +2,7 @@
 
 Gemini on AI Studio, Bedrock and Ollama cannot fetch an ``http(s)`` image URL themselves; LiteLLM downloads
 such images and sends them inline, and so does relaygate. The adapter names the URLs
-(``Provider.fetch_urls``, built on :func:`image_urls`), the IO shell (``asgi.fetch_media``) downloads them
+(``Provider.fetch_urls``, built on :func:`image_urls`), the IO shell (``upstream.calls.fetch_media``) downloads them
 concurrently through the gateway's own transport, and the adapter receives ``{url: (mime type, bytes)}``
 in ``Provider.build_requests``. This module holds every rule of that exchange and no IO:
 
