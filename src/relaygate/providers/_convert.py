@@ -34,6 +34,7 @@ import orjson
 
 from relaygate.core import tokens
 from relaygate.core.errors import BadRequest
+from relaygate.core.sse import SSEDecoder
 from relaygate.providers.base import Call, StreamTranslator
 from relaygate.upstream.base import UpstreamRequest
 
@@ -399,3 +400,28 @@ class ChunkStream(StreamTranslator):
 
     def close(self) -> bytes:
         return self.end()
+
+
+class SSEChunkStream(ChunkStream):
+    """A :class:`ChunkStream` whose upstream speaks SSE: each event's data goes to :meth:`_event`."""
+
+    def __init__(self, call: Call) -> None:
+        super().__init__(call)
+        self._sse = SSEDecoder()
+
+    def feed(self, data: bytes) -> bytes:
+        if self.done:
+            return b""
+        events = self._sse.feed(data)
+        if not events:
+            return b""
+        if len(events) == 1:
+            return self._event(events[0][1])
+        return b"".join([self._event(d) for _, d in events])
+
+    def close(self) -> bytes:
+        return b"".join([self._event(d) for _, d in self._sse.close()]) + self.end()
+
+    def _event(self, data: bytes) -> bytes:
+        """One upstream event's data -> client frames (``b""`` for none)."""
+        raise NotImplementedError

@@ -33,7 +33,6 @@ import orjson
 
 from relaygate.config.model import Deployment
 from relaygate.core import errors
-from relaygate.core.sse import SSEDecoder
 from relaygate.providers import _convert as cv
 from relaygate.providers.base import Call, Provider, StreamTranslator, classify
 from relaygate.providers.openai import REQUEST_DEFAULTS
@@ -305,28 +304,13 @@ class _Event(msgspec.Struct):
 _event_decoder = msgspec.json.Decoder(_Event)
 
 
-class AnthropicStream(cv.ChunkStream):
+class AnthropicStream(cv.SSEChunkStream):
     """Anthropic SSE events -> OpenAI chunk frames, one event at a time."""
 
     def __init__(self, call: Call) -> None:
         super().__init__(call)
-        self._sse = SSEDecoder()
         self._blocks: dict[int, int] = {}  # Anthropic block index -> OpenAI tool index
         self._u = _Usage(0, 0, 0, 0)
-
-    def feed(self, data: bytes) -> bytes:
-        if self.done:
-            return b""
-        events = self._sse.feed(data)
-        if not events:
-            return b""
-        if len(events) == 1:
-            return self._event(events[0][1])
-        return b"".join([self._event(d) for _, d in events])
-
-    def close(self) -> bytes:
-        out = b"".join([self._event(d) for _, d in self._sse.close()])
-        return out + self.end()
 
     def _event(self, data: bytes) -> bytes:
         if self.done:

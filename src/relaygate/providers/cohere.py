@@ -23,7 +23,6 @@ import orjson
 
 from relaygate.config.model import Deployment
 from relaygate.core import errors
-from relaygate.core.sse import SSEDecoder
 from relaygate.providers import _convert as cv
 from relaygate.providers.base import Call, Provider, StreamTranslator, classify
 from relaygate.providers.openai import REQUEST_DEFAULTS
@@ -115,19 +114,9 @@ def from_cohere(body: bytes, model: str) -> bytes:
                             msg.get("tool_plan"))
 
 
-class CohereStream(cv.ChunkStream):
+class CohereStream(cv.SSEChunkStream):
     def __init__(self, call: Call) -> None:
         super().__init__(call)
-        self._sse = SSEDecoder()
-
-    def feed(self, data: bytes) -> bytes:
-        if self.done:
-            return b""
-        events = self._sse.feed(data)
-        return b"".join([self._event(d) for _, d in events]) if events else b""
-
-    def close(self) -> bytes:
-        return b"".join([self._event(d) for _, d in self._sse.close()]) + self.end()
 
     def _event(self, data: bytes) -> bytes:
         if self.done or data == b"[DONE]":

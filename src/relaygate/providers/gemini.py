@@ -41,7 +41,6 @@ import orjson
 
 from relaygate.config.model import Deployment
 from relaygate.core import errors
-from relaygate.core.sse import SSEDecoder
 from relaygate.providers import _convert as cv
 from relaygate.providers import media as _media
 from relaygate.providers.base import Call, Provider, StreamTranslator
@@ -280,26 +279,13 @@ def from_gemini(body: bytes, model: str, prefix: str) -> bytes:
                             convert_usage(obj.get("usageMetadata")), "".join(thoughts) or None)
 
 
-class GeminiStream(cv.ChunkStream):
+class GeminiStream(cv.SSEChunkStream):
     """``alt=sse`` events (one GenerateContentResponse each) -> OpenAI chunk frames."""
 
     def __init__(self, call: Call, prefix: str) -> None:
         super().__init__(call)
-        self._sse = SSEDecoder()
         self._prefix = prefix
         self._calls = False
-
-    def feed(self, data: bytes) -> bytes:
-        if self.done:
-            return b""
-        events = self._sse.feed(data)
-        if not events:
-            return b""
-        return b"".join([self._event(d) for _, d in events])
-
-    def close(self) -> bytes:
-        out = b"".join([self._event(d) for _, d in self._sse.close()])
-        return out + self.end()
 
     def _event(self, data: bytes) -> bytes:
         if self.done:
