@@ -61,7 +61,6 @@ _SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 _KEEPALIVE = b": keepalive\n\n"
-_AUTH_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-litellm-api-key")
 
 LLM_ROUTES: dict[str, str] = {
     "/v1/chat/completions": "chat",
@@ -71,8 +70,6 @@ LLM_ROUTES: dict[str, str] = {
     "/v1/embeddings": "embeddings",
     "/embeddings": "embeddings",
 }
-_PATH_ROUTES = (("/openai/deployments/", "chat/completions"), ("/engines/", "chat/completions"),
-                ("/v1/engines/", "chat/completions"))
 _SUFFIX_ENDPOINT = {"/chat/completions": "chat", "/completions": "completions", "/embeddings": "embeddings"}
 
 
@@ -180,8 +177,6 @@ class Gateway:
         self.router = Router(config, metrics=self.metrics)
         self.auth = Authenticator(config)
         self.transport = transport if transport is not None else make_transport(config)
-        mk = config.general.master_key
-        self.master_key = mk.encode() if mk else None
         s = config.server
         self.max_body = s.max_request_body_bytes
         self.keepalive = s.stream_keepalive_interval

@@ -69,3 +69,28 @@ def test_any_body_gets_a_well_formed_answer(path: str, body: bytes) -> None:
         assert r.body.endswith(b"data: [DONE]\n\n") or b"event: message_stop" in r.body
     else:
         orjson.loads(r.body)
+
+
+_block = st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "image", "document", "tool_result", "tool_use", "thinking", "x"])},
+    optional={"text": _json, "source": _json, "content": _json, "input": _json, "id": _json, "name": _json,
+              "tool_use_id": _json, "is_error": _json, "cache_control": _json},
+)
+_anthropic = st.fixed_dictionaries(
+    {"model": st.just("mock-echo"), "max_tokens": st.just(16),
+     "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant"]),
+                                                 "content": st.lists(_block, max_size=3) | st.text(max_size=5)}),
+                          max_size=3)},
+    optional={"system": _json, "tools": st.lists(st.dictionaries(st.sampled_from(
+        ["name", "type", "input_schema", "description"]), _json), max_size=2), "tool_choice": _json,
+        "stream": st.booleans(), "stop_sequences": _json, "metadata": _json},
+).map(lambda d: json.dumps(d).encode())
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_anthropic)
+def test_messages_api_nested_shapes(body: bytes) -> None:
+    r = asyncio.run(call(_gateway(), "POST", "/v1/messages", body))
+    assert r.status < 500, (r.status, r.body)
+    if r.status != 200:
+        assert orjson.loads(r.body)["type"] == "error"

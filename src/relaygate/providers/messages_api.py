@@ -90,8 +90,51 @@ def _simple(parts: list[dict[str, Any]]) -> Any:
     return parts
 
 
+class _Message(msgspec.Struct):
+    role: str
+    content: str | list[dict[str, Any]]
+
+
+class _Request(msgspec.Struct):
+    """The shape of a Messages request, checked before translation so a wrong type is a 400 naming it."""
+
+    model: str
+    messages: list[_Message]
+    system: str | list[dict[str, Any]] | None = None
+    max_tokens: int | None = None
+    stop_sequences: list[str] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    metadata: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: dict[str, Any] | None = None
+    stream: bool | None = None
+
+
+def validate(req: dict[str, Any]) -> None:
+    """Raise ``BadRequest`` naming the field when ``req`` is not a Messages request."""
+    try:
+        msgspec.convert(req, _Request)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        at = text.rfind(" - at `$.")
+        param = text[at + 9:-1].split(".")[0].split("[")[0] if at != -1 else None
+        raise errors.BadRequest(f"Invalid request body: {text}", param=param) from None
+
+
 def to_openai(req: dict[str, Any], model: str) -> dict[str, Any]:
-    """Anthropic Messages request dict -> OpenAI chat request dict."""
+    """Anthropic Messages request dict -> OpenAI chat request dict.
+
+    The top level is checked by :func:`validate`; deeper, a block of the wrong shape is a 400 too."""
+    validate(req)
+    try:
+        return _to_openai(req, model)
+    except (TypeError, AttributeError, ValueError) as exc:
+        raise errors.BadRequest(f"Invalid request body: a content block has the wrong shape ({exc})",
+                                param="messages") from None
+
+
+def _to_openai(req: dict[str, Any], model: str) -> dict[str, Any]:
     msgs: list[dict[str, Any]] = []
     system = req.get("system")
     if isinstance(system, str) and system:
