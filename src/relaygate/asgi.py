@@ -40,7 +40,7 @@ from relaygate.core.errors import GatewayError
 from relaygate.core.views import AnyView, decode_view
 from relaygate.logs import RateLimitedLog
 from relaygate.metrics import METRICS_DIR_ENV, Metrics
-from relaygate.providers.base import Call, Provider, StreamTranslator
+from relaygate.providers.base import Call, Provider, StreamTranslator, translate
 from relaygate.router import Lease, ModelGroup, RouteContext, Router, Target
 from relaygate.upstream.base import Timeouts, Transport
 from relaygate.upstream.calls import FANOUT_CONCURRENCY, fetch_media, gather, refresh_token, send_read
@@ -406,7 +406,7 @@ class Gateway:
                                         param="model")
             call = Call(endpoint, body, view, model, target.upstream_model)
             if provider.local:
-                steps = provider.plan(call)  # type: ignore[attr-defined]
+                steps = translate(provider, provider.plan, call)  # type: ignore[attr-defined]
                 delay, data = steps[0]
                 if delay > 0:
                     t = time.perf_counter()
@@ -417,7 +417,7 @@ class Gateway:
                 await refresh_token(provider.token_source, transport)
             if provider.hooks:
                 return await self._hooked_unary(provider, call, target, ctx, timer)
-            request = provider.build_request(call)
+            request = translate(provider, provider.build_request, call)
             t = time.perf_counter()
             try:
                 resp = await transport.send(request, self.timeouts(target, False, ctx.timeout))
@@ -436,7 +436,7 @@ class Gateway:
         request(s) (several concurrently, bounded), join the answers (``Provider.merge_responses``)."""
         t = time.perf_counter()
         try:
-            requests = provider.build_requests(call, await self._media(provider, call))
+            requests = translate(provider, provider.build_requests, call, await self._media(provider, call))
             timeouts = self.timeouts(target, False, ctx.timeout)
             if len(requests) == 1:
                 results = [await send_read(self.transport, requests[0], timeouts)]
@@ -496,16 +496,16 @@ class Gateway:
             t = time.perf_counter()
             if provider.local:
                 translator: StreamTranslator = _LocalStream()
-                chunks = _play(provider.plan(call)).__aiter__()  # type: ignore[attr-defined]
+                chunks = _play(translate(provider, provider.plan, call)).__aiter__()  # type: ignore[attr-defined]
                 up_headers: list[tuple[bytes, bytes]] = []
                 close: Callable[[], Awaitable[None]] = _noop
             else:
                 if provider.token_source is not None:
                     await refresh_token(provider.token_source, transport)
                 if provider.hooks:
-                    (request,) = provider.build_requests(call, await self._media(provider, call))
+                    (request,) = translate(provider, provider.build_requests, call, await self._media(provider, call))
                 else:
-                    request = provider.build_request(call)
+                    request = translate(provider, provider.build_request, call)
                 resp = await transport.send(request, self.timeouts(target, True, ctx.timeout))
                 if resp.status >= 400:
                     try:

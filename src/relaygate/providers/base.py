@@ -14,7 +14,7 @@ plan of (delay, bytes) steps that the IO shell plays out.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 import msgspec
 import orjson
@@ -23,6 +23,8 @@ from relaygate.config.model import Deployment
 from relaygate.core import errors
 from relaygate.core.views import AnyView
 from relaygate.upstream.base import UpstreamRequest
+
+T = TypeVar("T")
 
 ENDPOINT_PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
 
@@ -196,6 +198,24 @@ def classify(
         code=str(status),
         headers=headers,
     )
+
+
+#: what reading a client's content of an unexpected shape raises inside an adapter
+SHAPE_ERRORS = (TypeError, AttributeError, KeyError, IndexError, ValueError)
+
+
+def translate(provider: Provider, fn: Callable[..., T], *args: Any) -> T:
+    """Run an adapter's request translation; content of a shape it cannot read is a 400, not a crash.
+
+    Client bodies reach adapters after only the view decode, so message parts, tools and params can be any
+    JSON. Adapters validate what they can with clear messages; this is the net under the rest.
+    """
+    try:
+        return fn(*args)
+    except SHAPE_ERRORS as exc:
+        raise errors.BadRequest(
+            f"Invalid request for {provider.name}/{provider.dep.upstream_model}: a field has a shape this "
+            f"provider cannot take ({type(exc).__name__}: {exc})", param="messages") from None
 
 
 _json_encoder = msgspec.json.Encoder()
