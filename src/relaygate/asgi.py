@@ -40,7 +40,7 @@ from relaygate.core.errors import GatewayError
 from relaygate.core.views import AnyView, decode_view
 from relaygate.logs import RateLimitedLog
 from relaygate.metrics import METRICS_DIR_ENV, Metrics
-from relaygate.providers.base import Call, Provider, StreamTranslator, translate
+from relaygate.providers.base import SHAPE_ERRORS, Call, Provider, StreamTranslator, translate, translate_upstream
 from relaygate.router import Lease, ModelGroup, RouteContext, Router, Target
 from relaygate.upstream.base import Timeouts, Transport
 from relaygate.upstream.calls import FANOUT_CONCURRENCY, fetch_media, gather, refresh_token, send_read
@@ -426,7 +426,7 @@ class Gateway:
                 timer.wait += time.perf_counter() - t
             if resp.status >= 400:
                 raise provider.map_error(resp.status, data, _retry_after(resp.header(b"retry-after")))
-            return provider.translate_response(call, data), resp.headers
+            return translate_upstream(provider, provider.translate_response, call, data), resp.headers
 
         return attempt
 
@@ -448,7 +448,8 @@ class Gateway:
         for resp, data in results:
             if resp.status >= 400:
                 raise provider.map_error(resp.status, data, _retry_after(resp.header(b"retry-after")))
-        return provider.merge_responses(call, [data for _, data in results]), results[0][0].headers
+        merged = translate_upstream(provider, provider.merge_responses, call, [data for _, data in results])
+        return merged, results[0][0].headers
 
     async def _unary(self, send: Send, endpoint: str, body: bytes, view: AnyView, model: str,
                      group: ModelGroup, ctx: RouteContext, call_id: bytes, t0: float) -> None:
@@ -574,7 +575,9 @@ class Gateway:
                         await send({"type": "http.response.body", "body": out, "more_body": True})
                 tail = translator.close()
                 ok = True
-            except GatewayError as exc:  # the upstream failed mid-stream: tell the client in-band
+            except (GatewayError, *SHAPE_ERRORS) as exc:  # the upstream failed mid-stream: tell the client in-band
+                if not isinstance(exc, GatewayError):
+                    exc = _stream_shape_error(exc)
                 broke = exc
                 fail_log.warning("stream from %s broke: %s", lease.target.dep.id, exc.message)
                 tail = error_frame(exc)
@@ -750,6 +753,11 @@ class _Keepalive:
         return self.started
 
 
+def _stream_shape_error(exc: Exception) -> GatewayError:
+    return errors.UpstreamProtocolError(f"the upstream sent a stream event of an unexpected shape "
+                                        f"({type(exc).__name__}: {exc})")
+
+
 def _openai_error_frame(exc: GatewayError) -> bytes:
     return b"data: " + exc.body() + b"\n\ndata: [DONE]\n\n"
 
@@ -770,6 +778,9 @@ async def first_frame(chunks: AsyncIterator[bytes], translator: StreamTranslator
                 return translator.close()
             first = translator.feed(chunk)
         return first
+    except SHAPE_ERRORS as exc:
+        await close()
+        raise _stream_shape_error(exc) from None
     except BaseException:
         await close()
         raise

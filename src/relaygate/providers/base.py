@@ -218,6 +218,15 @@ def translate(provider: Provider, fn: Callable[..., T], *args: Any) -> T:
             f"provider cannot take ({type(exc).__name__}: {exc})", param="messages") from None
 
 
+def translate_upstream(provider: Provider, fn: Callable[..., T], *args: Any) -> T:
+    """Run an adapter's response translation; an upstream answer it cannot read is a 502, not a crash."""
+    try:
+        return fn(*args)
+    except SHAPE_ERRORS as exc:
+        raise errors.UpstreamProtocolError(
+            f"{provider.name} sent a response of an unexpected shape ({type(exc).__name__}: {exc})") from None
+
+
 _json_encoder = msgspec.json.Encoder()
 
 
