@@ -42,7 +42,7 @@ from relaygate.logs import RateLimitedLog
 from relaygate.metrics import METRICS_DIR_ENV, Metrics
 from relaygate.providers.base import SHAPE_ERRORS, Call, Provider, StreamTranslator, translate, translate_upstream
 from relaygate.router import Lease, ModelGroup, RouteContext, Router, Target
-from relaygate.upstream.base import Timeouts, Transport
+from relaygate.upstream.base import Timeouts, Transport, UpstreamRequest
 from relaygate.upstream.calls import FANOUT_CONCURRENCY, fetch_media, gather, refresh_token, send_read
 
 log = logging.getLogger("relaygate")
@@ -647,10 +647,10 @@ class Gateway:
 
         async def check(target: Target) -> tuple[Target, str | None]:
             provider = target.provider
-            req = provider.health_request()
-            if provider.local or req is None:
+            if provider.local:
                 return target, None
             try:
+                req = provider.health_request() or await self._ping_request(target)
                 resp = await self.transport.send(req, Timeouts(connect=timeout, first_byte=timeout, idle=timeout,
                                                                total=timeout))
                 data = await resp.read()
@@ -675,6 +675,24 @@ class Gateway:
         body = {"healthy_endpoints": healthy, "unhealthy_endpoints": unhealthy,
                 "healthy_count": len(healthy), "unhealthy_count": len(unhealthy)}
         await self._send_json(send, 200, orjson.dumps(body), [])
+
+
+    async def _ping_request(self, target: Target) -> UpstreamRequest:
+        """For adapters with no cheap health endpoint: a one-token completion, as LiteLLM's health check makes."""
+        provider = target.provider
+        body = orjson.dumps({"model": target.upstream_model, "max_tokens": 1,
+                             "messages": [{"role": "user", "content": "ping"}]})
+        call = Call("chat" if provider.supports("chat") else "embeddings", body, decode_view("chat", body),
+                    target.upstream_model, target.upstream_model)
+        if call.endpoint == "embeddings":
+            body = orjson.dumps({"model": target.upstream_model, "input": "ping"})
+            call = Call("embeddings", body, decode_view("embeddings", body), target.upstream_model,
+                        target.upstream_model)
+        if provider.token_source is not None:
+            await refresh_token(provider.token_source, self.transport)
+        if provider.hooks:
+            return translate(provider, provider.build_requests, call, {})[0]
+        return translate(provider, provider.build_request, call)
 
 
 class _ClientGone(Exception):

@@ -314,3 +314,26 @@ def test_metrics_aggregate_every_worker(stack) -> None:  # type: ignore[no-untyp
     assert ok == 40
     assert 'relaygate_requests_total{model_group="nope",model_id="",status="400"} 1' in text
     assert text.count("relaygate_worker_rss_bytes{pid=") == 2
+
+
+def test_health_pings_providers_without_a_health_endpoint() -> None:
+    """Adapters with no cheap health call get a one-token completion, as LiteLLM's /health makes."""
+    with start_mock(name="h") as mock:
+        dead = f"http://127.0.0.1:{free_port()}"
+        cfg = f"""
+model_list:
+  - model_name: gem
+    litellm_params: {{model: gemini/gemini-x, api_key: sk-up, api_base: {mock.url}}}
+  - model_name: claude
+    litellm_params: {{model: anthropic/claude-x, api_key: sk-up, api_base: {mock.url}}}
+  - model_name: gem-dead
+    litellm_params: {{model: gemini/gemini-x, api_key: sk-up, api_base: {dead}}}
+general_settings:
+  master_key: {MASTER}
+"""
+        with start_gateway(cfg) as gw:
+            mock.reset()
+            data = httpx.get(gw.url + "/health", headers={"Authorization": f"Bearer {MASTER}"}, timeout=30).json()
+            assert {e["model_name"] for e in data["healthy_endpoints"]} == {"gem", "claude"}
+            assert [e["model_name"] for e in data["unhealthy_endpoints"]] == ["gem-dead"]
+            assert any(":generateContent" in p for p in mock.stats()["by_path"])  # really asked
