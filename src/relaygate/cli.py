@@ -17,8 +17,11 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING
 
+import yaml  # type: ignore[import-untyped]
+
 from relaygate import __version__
 from relaygate.config import Config, ConfigError, default_config, load_config, validate
+from relaygate.config.loader import single_model
 from relaygate.logs import setup_logging
 from relaygate.metrics import METRICS_DIR_ENV
 
@@ -41,6 +44,10 @@ def _serve_parser(prog: str) -> argparse.ArgumentParser:
                    choices=["debug", "info", "warning", "error"])
     p.add_argument("--detailed_debug", "--detailed-debug", action="store_true", help="debug logging (LiteLLM flag)")
     p.add_argument("--debug", action="store_true", help="debug logging (LiteLLM flag)")
+    p.add_argument("--model", "-m", help="serve this one model without a config file (LiteLLM's `litellm --model`)")
+    p.add_argument("--alias", help="with --model: the name clients use for it")
+    p.add_argument("--api_base", "--api-base", dest="api_base", help="with --model: the upstream's base URL")
+    p.add_argument("--api_version", "--api-version", dest="api_version", help="with --model: Azure API version")
     p.add_argument("--http", choices=["1", "2", "auto"], default="1", help="HTTP versions to serve")
     p.add_argument("--backlog", type=int, default=2048)
     return p
@@ -65,11 +72,20 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
     parser = _serve_parser(prog)
     args, unknown = parser.parse_known_args(argv)
     level = args.log_level or ("debug" if (args.detailed_debug or args.debug) else None)
+    # workers share nothing but a directory: each drops its metrics snapshot there for /metrics to merge,
+    # and `--model` mode writes its generated config there
+    metrics_dir = tempfile.mkdtemp(prefix="relaygate-")
+    os.environ[METRICS_DIR_ENV] = metrics_dir
+    if args.model and not args.config:
+        args.config = os.path.join(metrics_dir, "model.yaml")
+        with open(args.config, "w") as f:
+            yaml.safe_dump(single_model(args.model, args.alias, args.api_base, args.api_version), f)
     try:
         config = _load(args.config)
     except ConfigError as exc:
         setup_logging(level)
         print(f"relaygate: config error: {exc}", file=sys.stderr)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
         return 2
     level = level or config.server.log_level
     os.environ["RELAYGATE_LOG_LEVEL"] = level
@@ -83,13 +99,12 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
         os.environ["RELAYGATE_CONFIG"] = os.path.abspath(args.config)
     else:
         os.environ.pop("RELAYGATE_CONFIG", None)
-    host = args.host or config.server.host
-    port = args.port if args.port is not None else config.server.port
-    workers = args.workers if args.workers is not None else (config.server.workers or _cores())
-
-    # workers share nothing but a directory where each drops its metrics snapshot for /metrics to merge
-    metrics_dir = tempfile.mkdtemp(prefix="relaygate-metrics-")
-    os.environ[METRICS_DIR_ENV] = metrics_dir
+    # flags win, then LiteLLM's environment variables (HOST, PORT, NUM_WORKERS), then the config
+    env = os.environ
+    host = args.host or env.get("HOST") or config.server.host
+    port = args.port if args.port is not None else int(env.get("PORT") or config.server.port)
+    workers = args.workers if args.workers is not None else int(
+        env.get("NUM_WORKERS") or config.server.workers or _cores())
 
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.server import Server

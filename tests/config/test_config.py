@@ -218,3 +218,39 @@ def test_check_config_cli(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "relaygate.cli", "check-config", bad], capture_output=True, text=True)
     assert r.returncode == 1
     assert "model_list[0].litellm_params.tpm" in r.stderr and bad in r.stderr
+
+
+def test_master_key_from_litellm_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = write(tmp_path, "c.yaml", "model_list: []\n")
+    monkeypatch.delenv("RELAYGATE_MASTER_KEY", raising=False)
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-env")
+    assert load_config(p).general.master_key == "sk-env"
+    p2 = write(tmp_path, "d.yaml", "general_settings: {master_key: sk-file}\n")
+    assert load_config(p2).general.master_key == "sk-file"  # the config wins
+    monkeypatch.delenv("LITELLM_MASTER_KEY")
+    assert load_config(p).general.master_key is None
+
+
+def test_provider_credentials_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-env")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-env")
+    monkeypatch.setenv("AZURE_API_BASE", "https://x.openai.azure.com")
+    monkeypatch.setenv("AZURE_API_VERSION", "2024-10-21")
+    monkeypatch.delenv("AZURE_API_KEY", raising=False)
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
+    p = write(tmp_path, "c.yaml", """
+        model_list:
+          - model_name: a
+            litellm_params: {model: openai/gpt-4o}
+          - model_name: b
+            litellm_params: {model: anthropic/claude, api_key: sk-explicit}
+          - model_name: c
+            litellm_params: {model: azure/dep}
+          - model_name: d
+            litellm_params: {model: anthropic/claude}
+    """)
+    a, b, c, d = load_config(p).deployments
+    assert a.api_key == "sk-openai-env"
+    assert b.api_key == "sk-explicit"  # the config wins
+    assert (c.api_key, c.api_base, c.api_version) == (None, "https://x.openai.azure.com", "2024-10-21")
+    assert d.api_key == "sk-ant-env"

@@ -337,3 +337,36 @@ general_settings:
             assert {e["model_name"] for e in data["healthy_endpoints"]} == {"gem", "claude"}
             assert [e["model_name"] for e in data["unhealthy_endpoints"]] == ["gem-dead"]
             assert any(":generateContent" in p for p in mock.stats()["by_path"])  # really asked
+
+
+def test_litellm_model_mode_and_environment(stack) -> None:  # type: ignore[no-untyped-def]
+    """`litellm --model M --api_base B` with PORT and LITELLM_MASTER_KEY from the environment, no config."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from tests.conftest import stop_process, wait_ready
+
+    _, mock = stack
+    port = free_port()
+    log = Path(tempfile.mkdtemp()) / "log"
+    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "NUM_WORKERS": "1", "LITELLM_MASTER_KEY": "sk-env",
+           "OPENAI_API_KEY": "sk-upstream-env"}
+    with open(log, "wb") as f:
+        p = subprocess.Popen([sys.executable, "-m", "relaygate.cli", "--model", "openai/gpt-4o-mini",
+                              "--api_base", mock.openai_base, "--alias", "mini"], stdout=f, stderr=subprocess.STDOUT,
+                             env=env)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/health/readiness", p, log)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-env", max_retries=0)
+        for name in ("mini", "any-name-at-all"):  # like LiteLLM's CLI mode, every name reaches the model
+            r = client.chat.completions.with_raw_response.create(model=name, messages=[{"role": "user", "content": "x"}])
+            assert r.parse().choices[0].message.content
+        last = mock.requests()[-1]
+        assert last["body"]["model"] == "gpt-4o-mini"
+        auth = [v for k, v in last["headers"] if k.lower() == "authorization"]
+        assert auth == ["Bearer sk-upstream-env"]  # OPENAI_API_KEY from the environment, as LiteLLM
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="nope", max_retries=0).models.list()
+    finally:
+        stop_process(p)

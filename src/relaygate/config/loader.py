@@ -3,7 +3,10 @@
 What it owns: reading the file, resolving ``os.environ/NAME`` references, translating LiteLLM's sections
 (``model_list``, ``router_settings``, ``litellm_settings``, ``general_settings``,
 ``environment_variables``) and the native TOML sections (``[server]``, ``[auth]``, ``[router]``,
-``[[models]]``) into one typed model, and producing errors that name the file and the field.
+``[[models]]``) into one typed model, and producing errors that name the file and the field. A
+deployment without ``api_key`` / ``api_base`` / ``api_version`` takes the provider's conventional
+environment variable, as LiteLLM does (``providers.env``); ``LITELLM_MASTER_KEY`` is the master key when
+the config names none.
 
 Invariants: a key relaygate does not support yet yields exactly one warning naming it (never a crash);
 a missing environment variable or a value of the wrong type is a :class:`ConfigError`; secrets (keys)
@@ -133,12 +136,15 @@ def make_deployment(
     model = params.get("model")
     if not isinstance(model, str) or not model:
         raise ConfigError(source, f"{path}.litellm_params.model", "expected a string like 'openai/gpt-4o'")
-    known = {k: v for k, v in params.items() if k in _DEPLOYMENT_PARAMS}
-    extra = {k: v for k, v in params.items() if k not in _DEPLOYMENT_PARAMS}
     provider, upstream_model = split_provider(model)
     dep_id = model_info.get("id")
     if dep_id is None:
-        dep_id = _deployment_id(model_name, params)
+        dep_id = _deployment_id(model_name, params)  # from the params as written, not the env defaults
+    from relaygate.providers.env import fill_from_env
+
+    params = fill_from_env(provider, params)
+    known = {k: v for k, v in params.items() if k in _DEPLOYMENT_PARAMS}
+    extra = {k: v for k, v in params.items() if k not in _DEPLOYMENT_PARAMS}
     data = {
         **known,
         "model_name": model_name,
@@ -150,6 +156,31 @@ def make_deployment(
     }
     dep: Deployment = _convert(data, Deployment, source, f"{path}.litellm_params")
     return dep
+
+
+MASTER_KEY_ENV = ("RELAYGATE_MASTER_KEY", "LITELLM_MASTER_KEY")
+
+
+def _master_key_from_env(general: dict[str, Any]) -> dict[str, Any]:
+    """LiteLLM takes the master key from ``LITELLM_MASTER_KEY`` when the config names none; so do we."""
+    if general.get("master_key"):
+        return general
+    for name in MASTER_KEY_ENV:
+        if os.environ.get(name):
+            return {**general, "master_key": os.environ[name]}
+    return general
+
+
+def single_model(model: str, alias: str | None = None, api_base: str | None = None,
+                 api_version: str | None = None, api_key: str | None = None) -> dict[str, Any]:
+    """The LiteLLM config that ``litellm --model M`` runs: that deployment under its name (or ``--alias``)
+    and under ``*``, so any model name a client sends reaches it."""
+    params: dict[str, Any] = {"model": model}
+    for k, v in (("api_base", api_base), ("api_version", api_version), ("api_key", api_key)):
+        if v:
+            params[k] = v
+    return {"model_list": [{"model_name": alias or model, "litellm_params": params},
+                           {"model_name": "*", "litellm_params": dict(params)}]}
 
 
 # ---------------------------------------------------------------------------------------------- LiteLLM
@@ -233,7 +264,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
         keys=_convert(data.get("relaygate_keys") or [], list[KeyConfig], source, "relaygate_keys"),
         router=_convert(router_raw, RouterSettings, source, "router_settings"),
         server=_convert(server_raw, ServerSettings, source, "relaygate_settings"),
-        general=_convert(general_raw, GeneralSettings, source, "general_settings"),
+        general=_convert(_master_key_from_env(general_raw), GeneralSettings, source, "general_settings"),
         warnings=warnings,
         source=source,
     )
@@ -285,7 +316,7 @@ def from_native(raw: dict[str, Any], source: str) -> Config:
         keys=_convert(data.get("keys") or [], list[KeyConfig], source, "keys"),
         router=_convert(router, RouterSettings, source, "router"),
         server=_convert(server, ServerSettings, source, "server"),
-        general=_convert(general, GeneralSettings, source, "auth"),
+        general=_convert(_master_key_from_env(general), GeneralSettings, source, "auth"),
         warnings=warnings,
         source=source,
     )
