@@ -84,9 +84,10 @@ def mock_options(mock, **options):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def client(stack: tuple[GatewayProc, object]) -> openai.OpenAI:
+def client(stack: tuple[GatewayProc, object]) -> Iterator[openai.OpenAI]:
     gw, _ = stack
-    return openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=20)
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=20) as c:
+        yield c
 
 
 def test_chat(client: openai.OpenAI) -> None:
@@ -151,8 +152,8 @@ def test_embeddings_and_models(client: openai.OpenAI) -> None:
 
 def test_sdk_error_classes(client: openai.OpenAI, stack) -> None:  # type: ignore[no-untyped-def]
     gw, _ = stack
-    bad = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-wrong", max_retries=0)
-    with pytest.raises(openai.AuthenticationError) as e401:
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-wrong", max_retries=0) as bad, \
+            pytest.raises(openai.AuthenticationError) as e401:
         bad.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
     assert e401.value.status_code == 401
     with pytest.raises(openai.BadRequestError) as e400:
@@ -350,6 +351,7 @@ def test_litellm_model_mode_and_environment(stack) -> None:  # type: ignore[no-u
     _, mock = stack
     port = free_port()
     log = Path(tempfile.mkdtemp()) / "log"
+    closing: list[openai.OpenAI] = []
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "NUM_WORKERS": "1", "LITELLM_MASTER_KEY": "sk-env",
            "OPENAI_API_KEY": "sk-upstream-env"}
     with open(log, "wb") as f:
@@ -359,6 +361,7 @@ def test_litellm_model_mode_and_environment(stack) -> None:  # type: ignore[no-u
     try:
         wait_ready(f"http://127.0.0.1:{port}/health/readiness", p, log)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-env", max_retries=0)
+        closing.append(client)
         for name in ("mini", "any-name-at-all"):  # like LiteLLM's CLI mode, every name reaches the model
             r = client.chat.completions.with_raw_response.create(model=name, messages=[{"role": "user", "content": "x"}])
             assert r.parse().choices[0].message.content
@@ -366,7 +369,11 @@ def test_litellm_model_mode_and_environment(stack) -> None:  # type: ignore[no-u
         assert last["body"]["model"] == "gpt-4o-mini"
         auth = [v for k, v in last["headers"] if k.lower() == "authorization"]
         assert auth == ["Bearer sk-upstream-env"]  # OPENAI_API_KEY from the environment, as LiteLLM
+        bad = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="nope", max_retries=0)
+        closing.append(bad)
         with pytest.raises(openai.AuthenticationError):
-            openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="nope", max_retries=0).models.list()
+            bad.models.list()
     finally:
+        for c in closing:
+            c.close()
         stop_process(p)

@@ -47,8 +47,9 @@ def stack() -> Iterator[tuple[GatewayProc, Any]]:
 
 
 @pytest.fixture
-def client(stack: tuple[GatewayProc, Any]) -> openai.OpenAI:
-    return openai.OpenAI(base_url=stack[0].url + "/v1", api_key=MASTER, max_retries=0, timeout=20)
+def client(stack: tuple[GatewayProc, Any]) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=stack[0].url + "/v1", api_key=MASTER, max_retries=0, timeout=20) as c:
+        yield c
 
 
 @contextmanager

@@ -73,6 +73,7 @@ def test_limits_answer_429_with_headers() -> None:
                      extra="relaygate_keys:\n  - key: sk-team-key\n    rpm_limit: 3\n    models: [g]\n")
         with start_gateway(cfg) as gw:
             client = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-team-key", max_retries=0)
+            master = openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0)
             msgs: Any = [{"role": "user", "content": "hi"}]
             for i in range(3):
                 raw = client.chat.completions.with_raw_response.create(model="g", messages=msgs)
@@ -89,7 +90,6 @@ def test_limits_answer_429_with_headers() -> None:
             assert ai.value.status_code == 401
             assert "key not allowed to access model" in ai.value.message
             # the master key is not limited by the key's bucket, but by the deployment's rpm=5
-            master = openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0)
             statuses = []
             for _ in range(4):
                 try:
@@ -100,6 +100,8 @@ def test_limits_answer_429_with_headers() -> None:
                     assert "No deployments available for selected model" in exc.message
                     assert int(exc.response.headers["retry-after"]) >= 1
             assert statuses == [200, 200, 429, 429]
+            client.close()
+            master.close()
 
 
 @pytest.mark.redis
