@@ -469,17 +469,15 @@ class Gateway:
 
     def _headers(self, lease: Lease, group: ModelGroup, call_id: bytes, ctx: RouteContext, total: float,
                  wait: float) -> list[tuple[bytes, bytes]]:
-        dep = lease.target.dep
+        overhead = total - wait
         return [
             (b"x-litellm-call-id", call_id),
-            (b"x-litellm-model-id", dep.id.encode()),
-            (b"x-litellm-model-api-base", (lease.target.provider.api_base or "").encode()),
-            (b"x-litellm-model-group", dep.model_name.encode()),
+            *lease.target.headers,
             (b"x-litellm-version", _VERSION),
             (b"x-litellm-response-duration-ms", b"%.3f" % (total * 1000.0)),
-            (b"x-litellm-overhead-duration-ms", b"%.3f" % (max(0.0, total - wait) * 1000.0)),
-            (b"x-litellm-attempted-retries", str(ctx.attempted_retries).encode()),
-            (b"x-litellm-attempted-fallbacks", str(ctx.attempted_fallbacks).encode()),
+            (b"x-litellm-overhead-duration-ms", b"%.3f" % ((overhead if overhead > 0.0 else 0.0) * 1000.0)),
+            (b"x-litellm-attempted-retries", b"%d" % ctx.attempted_retries),
+            (b"x-litellm-attempted-fallbacks", b"%d" % ctx.attempted_fallbacks),
             *lease.headers,
         ]
 

@@ -72,12 +72,18 @@ _UNLIMITED = 9223372036854775807
 class Target:
     """A deployment ready to be called: its adapter, the upstream model name, its stats and buckets."""
 
-    __slots__ = ("dep", "provider", "upstream_model", "stats", "buckets", "token_buckets")
+    __slots__ = ("dep", "provider", "upstream_model", "stats", "buckets", "token_buckets", "headers")
 
     def __init__(self, dep: Deployment, provider: Provider, stats: DeploymentStats | None = None) -> None:
         self.dep = dep
         self.provider = provider
         self.upstream_model = dep.upstream_model
+        #: the response headers that name this deployment, encoded once
+        self.headers: tuple[tuple[bytes, bytes], ...] = (
+            (b"x-litellm-model-id", dep.id.encode()),
+            (b"x-litellm-model-api-base", (provider.api_base or "").encode()),
+            (b"x-litellm-model-group", dep.model_name.encode()),
+        )
         self.stats = stats if stats is not None else DeploymentStats(0, dep.id)
         buckets = []
         if dep.rpm:
