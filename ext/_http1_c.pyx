@@ -436,6 +436,35 @@ cdef tuple _field(const unsigned char* p, Py_ssize_t n):
     return (name, PyBytes_FromStringAndSize(<const char*>p + vs, ve - vs))
 
 
+cdef Py_ssize_t _head_start(list parts, list headers):
+    """Append the caller's headers (less those we compute) to ``parts``; return how many lines they add."""
+    cdef Py_ssize_t lines = 0
+    cdef str name, value
+    cdef tuple kv
+    for kv in headers:
+        name = <str>kv[0]
+        value = <str>kv[1]
+        if name.lower() in _SKIP_REQUEST_HEADERS:
+            continue
+        parts.append(name)
+        parts.append(": ")
+        parts.append(value)
+        parts.append("\r\n")
+        lines += 1
+    return lines
+
+
+cdef bytes _head_bytes(list parts, Py_ssize_t lines):
+    """Join and encode a head; any CR or LF beyond the ``lines`` we wrote is header injection."""
+    cdef str text = "".join(parts)
+    if text.count("\n") != lines or text.count("\r") != lines:
+        raise ValueError("CR or LF in request line or header")
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"request head is not latin-1: {exc}") from None
+
+
 cpdef bytes build_request(str method, str host, str path, list headers, bytes body):
     """Request bytes: request line, ``Host``, the given headers, ``Content-Length``, blank line, body.
 
@@ -444,19 +473,7 @@ cpdef bytes build_request(str method, str host, str path, list headers, bytes bo
     ValueError if any part contains CR or LF (header injection) or is not latin-1.
     """
     cdef list parts = [method, " ", path, " HTTP/1.1\r\nHost: ", host, "\r\n"]
-    cdef Py_ssize_t lines = 2
-    cdef str name, value, text
-    cdef tuple kv
-    for kv in headers:
-        name = <str>kv[0]
-        value = <str>kv[1]
-        if name.lower() in _SKIP_REQUEST_HEADERS:
-            continue
-        parts.append(name)
-        parts.append(": ")
-        parts.append(value)
-        parts.append("\r\n")
-        lines += 1
+    cdef Py_ssize_t lines = 2 + _head_start(parts, headers)
     if PyBytes_GET_SIZE(body) or method not in _NO_BODY_METHODS:
         parts.append("Content-Length: ")
         parts.append(str(PyBytes_GET_SIZE(body)))
@@ -465,31 +482,13 @@ cpdef bytes build_request(str method, str host, str path, list headers, bytes bo
     else:
         parts.append("\r\n")
         lines += 1
-    text = "".join(parts)
-    if text.count("\n") != lines or text.count("\r") != lines:
-        raise ValueError("CR or LF in request line or header")
-    try:
-        return text.encode("latin-1") + body
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"request head is not latin-1: {exc}") from None
+    return _head_bytes(parts, lines) + body
 
 
 def build_request_head(str method, str host, str path, list headers, content_length):
     """The head of a request whose body the caller streams after it (see the pure twin)."""
     cdef list parts = [method, " ", path, " HTTP/1.1\r\nHost: ", host, "\r\n"]
-    cdef Py_ssize_t lines = 4
-    cdef str name, value, text
-    cdef tuple kv
-    for kv in headers:
-        name = <str>kv[0]
-        value = <str>kv[1]
-        if name.lower() in _SKIP_REQUEST_HEADERS:
-            continue
-        parts.append(name)
-        parts.append(": ")
-        parts.append(value)
-        parts.append("\r\n")
-        lines += 1
+    cdef Py_ssize_t lines = 4 + _head_start(parts, headers)
     if content_length is None:
         parts.append("Transfer-Encoding: chunked\r\n\r\n")
     elif content_length < 0:
@@ -498,10 +497,4 @@ def build_request_head(str method, str host, str path, list headers, content_len
         parts.append("Content-Length: ")
         parts.append(str(int(content_length)))
         parts.append("\r\n\r\n")
-    text = "".join(parts)
-    if text.count("\n") != lines or text.count("\r") != lines:
-        raise ValueError("CR or LF in request line or header")
-    try:
-        return text.encode("latin-1")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"request head is not latin-1: {exc}") from None
+    return _head_bytes(parts, lines)

@@ -379,13 +379,8 @@ class ResponseParser:
         return name.lower(), value
 
 
-def build_request(method: str, host: str, path: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
-    """Request bytes: request line, ``Host``, the given headers, ``Content-Length``, blank line, body.
-
-    ``Host``, ``Content-Length`` and ``Transfer-Encoding`` in ``headers`` are replaced by the computed
-    ones. ``Content-Length`` is sent unless the method is GET or HEAD with an empty body. Raises
-    ValueError if any part contains CR or LF (header injection) or is not latin-1.
-    """
+def _head_start(method: str, host: str, path: str, headers: list[tuple[str, str]]) -> tuple[list[str], int]:
+    """Request line, ``Host`` and the caller's headers (less those we compute); the line ends counted."""
     parts = [method, " ", path, " HTTP/1.1\r\nHost: ", host, "\r\n"]
     lines = 2
     for name, value in headers:
@@ -393,19 +388,35 @@ def build_request(method: str, host: str, path: str, headers: list[tuple[str, st
             continue
         parts += (name, ": ", value, "\r\n")
         lines += 1
+    return parts, lines
+
+
+def _head_bytes(parts: list[str], lines: int) -> bytes:
+    """Join and encode a head; any CR or LF beyond the ``lines`` we wrote is header injection."""
+    text = "".join(parts)
+    if text.count("\n") != lines or text.count("\r") != lines:
+        raise ValueError("CR or LF in request line or header")
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"request head is not latin-1: {exc}") from None
+
+
+def build_request(method: str, host: str, path: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
+    """Request bytes: request line, ``Host``, the given headers, ``Content-Length``, blank line, body.
+
+    ``Host``, ``Content-Length`` and ``Transfer-Encoding`` in ``headers`` are replaced by the computed
+    ones. ``Content-Length`` is sent unless the method is GET or HEAD with an empty body. Raises
+    ValueError if any part contains CR or LF (header injection) or is not latin-1.
+    """
+    parts, lines = _head_start(method, host, path, headers)
     if body or method not in _NO_BODY_METHODS:
         parts += ("Content-Length: ", str(len(body)), "\r\n\r\n")
         lines += 2
     else:
         parts.append("\r\n")
         lines += 1
-    text = "".join(parts)
-    if text.count("\n") != lines or text.count("\r") != lines:
-        raise ValueError("CR or LF in request line or header")
-    try:
-        return text.encode("latin-1") + body
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"request head is not latin-1: {exc}") from None
+    return _head_bytes(parts, lines) + body
 
 
 def build_request_head(
@@ -418,23 +429,11 @@ def build_request_head(
     ``Host``, ``Content-Length`` and ``Transfer-Encoding`` in ``headers`` are replaced. Raises ValueError
     for a negative length, CR or LF in any part (header injection), or a head that is not latin-1.
     """
-    parts = [method, " ", path, " HTTP/1.1\r\nHost: ", host, "\r\n"]
-    lines = 4
-    for name, value in headers:
-        if name.lower() in _SKIP_REQUEST_HEADERS:
-            continue
-        parts += (name, ": ", value, "\r\n")
-        lines += 1
+    parts, lines = _head_start(method, host, path, headers)
     if content_length is None:
         parts.append("Transfer-Encoding: chunked\r\n\r\n")
     elif content_length < 0:
         raise ValueError("negative Content-Length")
     else:
         parts += ("Content-Length: ", str(content_length), "\r\n\r\n")
-    text = "".join(parts)
-    if text.count("\n") != lines or text.count("\r") != lines:
-        raise ValueError("CR or LF in request line or header")
-    try:
-        return text.encode("latin-1")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"request head is not latin-1: {exc}") from None
+    return _head_bytes(parts, lines + 2)
