@@ -44,6 +44,8 @@ from relaygate.providers.base import SHAPE_ERRORS, Call, Provider, StreamTransla
 from relaygate.router import Lease, ModelGroup, RouteContext, Router, Target
 from relaygate.upstream.base import Timeouts, Transport, UpstreamRequest
 from relaygate.upstream.calls import FANOUT_CONCURRENCY, fetch_media, gather, refresh_token, send_read
+from relaygate.watch import ClientGone as _ClientGone
+from relaygate.watch import DisconnectWatch as _DisconnectWatch
 
 log = logging.getLogger("relaygate")
 fail_log = RateLimitedLog(log)
@@ -691,43 +693,6 @@ class Gateway:
         if provider.hooks:
             return translate(provider, provider.build_requests, call, {})[0]
         return translate(provider, provider.build_request, call)
-
-
-class _ClientGone(Exception):
-    pass
-
-
-class _DisconnectWatch:
-    """Waits on ``receive()`` beside a stream; on ``http.disconnect`` it cancels the streaming task."""
-
-    __slots__ = ("task", "fut", "gone", "done")
-
-    def __init__(self, receive: Receive) -> None:
-        self.task = asyncio.current_task()
-        self.gone = False
-        self.done = False
-        # Granian's receive() returns a future-like object: use it as is (a Task around it costs more);
-        # other servers' receive is a coroutine function
-        fut: Any = receive()
-        self.fut = fut if asyncio.isfuture(fut) else asyncio.ensure_future(fut)
-        self.fut.add_done_callback(self._on_message)
-
-    def _on_message(self, fut: asyncio.Future[Message]) -> None:
-        if self.done or fut.cancelled() or fut.exception() is not None:
-            return
-        if fut.result().get("type") == "http.disconnect" and self.task is not None:
-            self.gone = True
-            self.task.cancel()
-
-    def stop(self) -> None:
-        # Granian never resolves a receive() left pending after the response: drop every reference it could
-        # hold to this request (callback -> watch -> task) and cancel it, or each stream would leak its task
-        self.done = True
-        self.task = None
-        fut = self.fut
-        if not fut.done():
-            fut.remove_done_callback(self._on_message)
-            fut.cancel()
 
 
 class _Keepalive:

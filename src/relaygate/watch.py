@@ -1,0 +1,52 @@
+"""Client disconnects: learnt from ``receive()`` because Granian swallows ``send`` to a closed connection.
+
+:class:`DisconnectWatch` waits on ``receive()`` beside a request's work and cancels the work's task when
+``http.disconnect`` arrives, so the upstream call is cancelled too. Invariant: once :meth:`DisconnectWatch.stop`
+has run, nothing Granian holds (its pending receive future and that future's callbacks) references the
+watch, the task or the request: Granian never resolves a ``receive()`` left pending after the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable
+
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+
+
+class ClientGone(Exception):
+    """The client went away before its request body arrived (``http.disconnect`` from ``receive()``)."""
+
+
+class DisconnectWatch:
+    """Waits on ``receive()`` beside a stream; on ``http.disconnect`` it cancels the streaming task."""
+
+    __slots__ = ("task", "fut", "gone", "done")
+
+    def __init__(self, receive: Receive) -> None:
+        self.task = asyncio.current_task()
+        self.gone = False
+        self.done = False
+        # Granian's receive() returns a future-like object: use it as is (a Task around it costs more);
+        # other servers' receive is a coroutine function
+        fut: Any = receive()
+        self.fut = fut if asyncio.isfuture(fut) else asyncio.ensure_future(fut)
+        self.fut.add_done_callback(self._on_message)
+
+    def _on_message(self, fut: asyncio.Future[Message]) -> None:
+        if self.done or fut.cancelled() or fut.exception() is not None:
+            return
+        if fut.result().get("type") == "http.disconnect" and self.task is not None:
+            self.gone = True
+            self.task.cancel()
+
+    def stop(self) -> None:
+        # Granian never resolves a receive() left pending after the response: drop every reference it could
+        # hold to this request (callback -> watch -> task) and cancel it, or each stream would leak its task
+        self.done = True
+        self.task = None
+        fut = self.fut
+        if not fut.done():
+            fut.remove_done_callback(self._on_message)
+            fut.cancel()
