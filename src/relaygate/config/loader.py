@@ -11,6 +11,16 @@ the config names none.
 Invariants: a key relaygate does not support yet yields exactly one warning naming it (never a crash);
 a missing environment variable or a value of the wrong type is a :class:`ConfigError`; secrets (keys)
 never appear in error or warning text.
+
+Secrets: every config loaded registers its secrets (:func:`config_secrets`: master key, virtual keys,
+deployment keys and any deployment parameter named like a credential, the Redis, proxy and database
+passwords, and credential-named environment variables the adapters read) with
+``core.errors.register_secrets``, so log lines and error bodies are redacted without any caller having to
+remember. A deployment URL with credentials in it (``https://user:pass@host``) is a :class:`ConfigError`
+naming the field and never the password: such a URL would be logged and echoed wherever the URL is
+(``x-litellm-model-api-base``, tracebacks), and no provider relaygate supports needs it: keys go in
+``api_key``. URLs whose credentials are legitimate and not sent to clients (``redis_url``,
+``http_proxy``, ``database_url``) keep them; their passwords are registered as secrets.
 """
 
 from __future__ import annotations
@@ -19,7 +29,9 @@ import hashlib
 import os
 import re
 import tomllib
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import orjson
@@ -32,6 +44,7 @@ from relaygate.config.model import (
     RouterSettings,
     ServerSettings,
 )
+from relaygate.core.errors import register_secrets
 
 ENV_PREFIX = "os.environ/"
 
@@ -154,8 +167,85 @@ def make_deployment(
         "extra": extra,
         "model_info": model_info,
     }
+    _reject_url_credentials(params, source, f"{path}.litellm_params")
     dep: Deployment = _convert(data, Deployment, source, f"{path}.litellm_params")
     return dep
+
+
+# ---------------------------------------------------------------------------------------------- secrets
+
+_URL_WITH_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@")
+_SECRET_WORDS = frozenset({"key", "secret", "token", "password", "passwd", "credentials", "credential"})
+
+
+def _reject_url_credentials(value: Any, source: str, path: str) -> None:
+    """A ConfigError for any URL with ``user:password@`` inside ``value`` (recursively); never echoes it."""
+    if isinstance(value, str):
+        if _URL_WITH_USERINFO.match(value.strip()):
+            raise ConfigError(source, path, "credentials in a URL (user:password@host) are not accepted: "
+                                            "put the key in api_key (the URL is logged and sent to clients)")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _reject_url_credentials(v, source, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _reject_url_credentials(v, source, f"{path}[{i}]")
+
+
+def _credential_name(name: str) -> bool:
+    return not _SECRET_WORDS.isdisjoint(name.lower().replace("-", "_").split("_"))
+
+
+def _credential_values(value: Any, named: bool) -> Iterator[str]:
+    """Strings under a credential-named field (``api_key``, ``aws_secret_access_key``, a service account's
+    ``private_key``), including inside a JSON credentials string."""
+    if isinstance(value, str):
+        if named:
+            yield value
+            if value.lstrip().startswith("{"):
+                try:
+                    yield from _credential_values(orjson.loads(value), False)
+                except orjson.JSONDecodeError:
+                    pass
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _credential_values(v, named or _credential_name(str(k)))
+    elif isinstance(value, list):
+        for v in value:
+            yield from _credential_values(v, named)
+
+
+def _url_password(url: str | None) -> str | None:
+    if not url:
+        return None
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def config_secrets(config: Config) -> set[str]:
+    """Every secret ``config`` holds or makes the adapters read: what log lines and error bodies must not show."""
+    found: set[str] = set()
+    if config.general.master_key:
+        found.add(config.general.master_key)
+    found.update(k.key for k in config.keys)
+    for dep in config.deployments:
+        if dep.api_key:
+            found.add(dep.api_key)
+        found.update(_credential_values(dep.extra, False))
+    r = config.router
+    for pw in (r.redis_password, _url_password(r.redis_url), _url_password(config.server.http_proxy),
+               _url_password(config.general.database_url)):
+        if pw:
+            found.add(pw)
+    found.update(v for k, v in os.environ.items() if _credential_name(k))
+    return found
+
+
+def _registered(config: Config) -> Config:
+    register_secrets(config_secrets(config))
+    return config
 
 
 MASTER_KEY_ENV = ("RELAYGATE_MASTER_KEY", "LITELLM_MASTER_KEY")
@@ -259,7 +349,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
         else:
             warnings.append(f"unsupported key `relaygate_settings.{k}` ignored")
 
-    return Config(
+    return _registered(Config(
         deployments=deployments,
         keys=_convert(data.get("relaygate_keys") or [], list[KeyConfig], source, "relaygate_keys"),
         router=_convert(router_raw, RouterSettings, source, "router_settings"),
@@ -267,7 +357,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
         general=_convert(_master_key_from_env(general_raw), GeneralSettings, source, "general_settings"),
         warnings=warnings,
         source=source,
-    )
+    ))
 
 
 # ------------------------------------------------------------------------------------------------ native
@@ -311,7 +401,7 @@ def from_native(raw: dict[str, Any], source: str) -> Config:
         if "id" in entry:
             info["id"] = entry["id"]
         deployments.append(make_deployment(entry.get("name"), params, info, source, path))
-    return Config(
+    return _registered(Config(
         deployments=deployments,
         keys=_convert(data.get("keys") or [], list[KeyConfig], source, "keys"),
         router=_convert(router, RouterSettings, source, "router"),
@@ -319,7 +409,7 @@ def from_native(raw: dict[str, Any], source: str) -> Config:
         general=_convert(_master_key_from_env(general), GeneralSettings, source, "auth"),
         warnings=warnings,
         source=source,
-    )
+    ))
 
 
 def load_config(path: str) -> Config:

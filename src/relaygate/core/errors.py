@@ -1,14 +1,102 @@
-"""Gateway errors that know the HTTP status and the OpenAI-format body they become.
+"""Gateway errors that know the HTTP status and the OpenAI-format body they become; secret redaction.
 
 Like h11's ``error_status_hint``, every error raised on the request path carries the status it should be
 answered with, so the ASGI shell turns any of them into a response with one ``except`` and no table
 look-ups. Bodies follow LiteLLM's proxy: ``{"error": {"message", "type", "param", "code"}}`` where
-``code`` is the status as a string. Messages never contain secrets: callers pass redacted text only.
+``code`` is the status as a string.
+
+Messages never contain configured secrets, and no caller has to remember it: an error message often
+quotes an upstream's answer (a 401 body that echoes the key it was sent), so ``GatewayError.message`` is
+passed through :func:`redact` whenever it is set, at construction or later. :func:`redact` replaces every
+configured secret (master key, virtual keys, deployment keys, cloud credentials, Redis and proxy
+passwords: whatever the config loader registers with :func:`register_secrets`) by ``[redacted]``. The
+log formatters (``relaygate.logs``) run the same function over every log line. The registry is
+per-process and only grows: a secret dropped by a reload stays redacted, which is harmless.
+
+A :class:`Redactor` matches all secrets in one pass of one compiled regex built as a radix trie (shared
+prefixes are matched once, so thousands of virtual keys cost a few character compares per text position,
+not one compare per key). Secrets shorter than :data:`MIN_SECRET_LEN` are not registered: redacting
+``"admin"`` everywhere would garble ordinary text, and such a key is no secret anyway. Each secret is also
+matched in its JSON-escaped and percent-encoded spellings, the forms an echo usually takes. Redaction runs
+only on failure paths (errors, log lines), never on a successful request.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+from urllib.parse import quote
+
 import orjson
+
+MIN_SECRET_LEN = 8
+REDACTED = "[redacted]"
+# an Authorization value echoed back (``Bearer <token>``): redacted even when the token was never configured
+# (OAuth access tokens the gateway obtained at run time)
+_BEARER = r"(?P<b>[Bb][Ee][Aa][Rr][Ee][Rr][ \t]+)[^\s\"'\\,;]{8,}"
+
+
+def _trie_pattern(words: Iterable[str]) -> str:
+    """One regex matching any of ``words`` (longest first at each branch), as a radix trie."""
+    trie: dict[str, dict] = {}  # type: ignore[type-arg]
+    for w in words:
+        node = trie
+        for ch in w:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict) -> str:  # type: ignore[type-arg]
+        # single-child chains become literal runs, so nesting depth is the number of branch points only
+        run: list[str] = []
+        while len(node) == 1 and "" not in node:
+            ((ch, node),) = node.items()
+            run.append(ch)
+        head = re.escape("".join(run))
+        alts = [re.escape(ch) + emit(child) for ch, child in sorted(node.items()) if ch]
+        if not alts:
+            return head
+        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+        return head + (f"(?:{body})?" if "" in node else body)
+
+    return emit(trie)
+
+
+_REPLACEMENT = r"\g<b>" + REDACTED
+
+
+class Redactor:
+    """Replaces every occurrence of a fixed set of secrets (and their JSON / URL spellings) in text, and
+    the token of any ``Bearer <token>``."""
+
+    __slots__ = ("secrets", "_pattern")
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets = frozenset(s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LEN)
+        forms: set[str] = set()
+        for s in self.secrets:
+            forms.add(s)
+            forms.add(orjson.dumps(s).decode()[1:-1])
+            forms.add(quote(s, safe=""))
+        self._pattern = re.compile(f"{_BEARER}|{_trie_pattern(forms)}" if forms else _BEARER)
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub(_REPLACEMENT, text) if text else text
+
+
+_redactor = Redactor()
+
+
+def register_secrets(secrets: Iterable[str]) -> None:
+    """Add ``secrets`` to the set :func:`redact` removes (the config loader calls this for every config)."""
+    global _redactor
+    new = {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LEN}
+    if not new <= _redactor.secrets:
+        _redactor = Redactor(_redactor.secrets | new)
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret (and any ``Bearer`` token) replaced by ``[redacted]``."""
+    return _redactor(text)
 
 
 class GatewayError(Exception):
@@ -27,8 +115,9 @@ class GatewayError(Exception):
         code: str | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
+        message = _redactor(message)
         super().__init__(message)
-        self.message = message
+        self._message = message
         if status is not None:
             self.status = status
         if type is not None:
@@ -36,6 +125,15 @@ class GatewayError(Exception):
         self.param = param
         self.code = code if code is not None else str(self.status)
         self.headers: list[tuple[bytes, bytes]] = headers or []
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self._message = _redactor(value)
+        self.args = (self._message,)
 
     def body(self) -> bytes:
         return orjson.dumps(
