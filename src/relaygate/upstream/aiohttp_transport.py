@@ -9,6 +9,10 @@ A streamed request body (an async iterable) goes to aiohttp as an async generato
 with its own drain-based flow control (chunked unless ``content_length`` is set). aiohttp reports any
 failure while writing a body as a connection error, so the generator keeps what the caller's iterable
 raised (a size limit, a client gone) and ``send`` re-raises exactly that.
+
+``read()`` obeys the same cap as the lean pool (``max_response_bytes``, see
+:mod:`relaygate.upstream.h1_response`): a declared ``Content-Length`` above it fails before reading, a
+body whose counted bytes pass it fails at once; the connection is closed, never pooled.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ import aiohttp
 
 from relaygate.core.errors import UpstreamConnectError, UpstreamTimeout
 from relaygate.upstream.base import Timeouts, UpstreamRequest
+from relaygate.upstream.h1_response import DEFAULT_MAX_RESPONSE_BYTES, ResponseTooLarge
 
 
 class AiohttpResponse:
-    __slots__ = ("_closed", "_idle", "_resp", "headers", "status")
+    __slots__ = ("_cap", "_closed", "_idle", "_resp", "headers", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, idle: float) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, idle: float, cap: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         self._resp = resp
+        self._cap = cap
         self.status = resp.status
         self.headers = [(k.lower(), v) for k, v in resp.raw_headers]
         self._idle = idle
@@ -39,8 +45,21 @@ class AiohttpResponse:
         return None
 
     async def read(self) -> bytes:
+        resp, cap = self._resp, self._cap
         try:
-            return await asyncio.wait_for(self._resp.read(), self._idle)
+            if (resp.content_length or 0) > cap and not resp.content.at_eof():  # HEAD: length, no body
+                resp.close()
+                raise ResponseTooLarge(cap)
+            parts: list[bytes] = []
+            size = 0
+            async with asyncio.timeout(self._idle):
+                while chunk := await resp.content.readany():
+                    size += len(chunk)
+                    if size > cap:
+                        resp.close()
+                        raise ResponseTooLarge(cap)
+                    parts.append(chunk)
+            return parts[0] if len(parts) == 1 else b"".join(parts)
         except TimeoutError:
             await self.aclose()
             raise UpstreamTimeout("upstream stalled while sending the body", phase="idle") from None
@@ -102,7 +121,10 @@ class _Body:
 
 class AiohttpTransport:
     def __init__(self, *, max_connections: int = 0, keepalive_expiry: float = 30.0,
-                 proxy: str | None = None) -> None:
+                 proxy: str | None = None, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be at least 1")
+        self._cap = max_response_bytes
         self._connector_args = {"limit": max_connections, "keepalive_timeout": keepalive_expiry,
                                 "enable_cleanup_closed": False}
         self._session: aiohttp.ClientSession | None = None
@@ -135,7 +157,7 @@ class AiohttpTransport:
             if streamed is not None and streamed.exc is not None:
                 raise streamed.exc from None
             raise
-        return AiohttpResponse(resp, timeouts.idle)
+        return AiohttpResponse(resp, timeouts.idle, self._cap)
 
     async def _request(self, session: aiohttp.ClientSession, method: str, url: str, headers: list[tuple[str, str]],
                        data: object, t: aiohttp.ClientTimeout, total: float | None) -> aiohttp.ClientResponse:

@@ -20,12 +20,9 @@ that path is already expensive. A timeout closes the connection and raises
 
 Invariants: a connection is reused only after its response ended, neither side said
 ``Connection: close``, and no stray byte followed the response; a broken connection never returns to a
-pool. A pooled connection that fails before any response byte arrives (the upstream closed it while it
-sat idle) is retried once on a fresh connection; any other failure is the caller's. Cancelling the
-awaiting task, or ``aclose()`` before the body ended, closes the connection, which is how a client
-disconnect cancels upstream generation. Body bytes wait in the response object; above ``high_water``
-unread bytes the socket stops being read (``pause_reading``) until the reader drains it below
-``low_water``, so a slow client cannot make the gateway buffer an upstream stream without bound.
+pool. Cancelling the awaiting task, or ``aclose()`` before the body ended, closes the connection, which
+is how a client disconnect cancels upstream generation. The response object, its backpressure and the
+cap on bodies read whole (``max_response_bytes``) live in :mod:`relaygate.upstream.h1_response`.
 
 Streamed request bodies (an async iterable instead of ``bytes``) are written piece by piece as the
 iterable yields them, chunk-framed unless the length is known. Backpressure runs the other way too: the
@@ -50,8 +47,9 @@ from typing import Any
 from relaygate.core.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 from relaygate.core.http1 import END, ResponseParser, build_request, build_request_head
 from relaygate.upstream.base import Timeouts, UpstreamRequest
+from relaygate.upstream.h1_response import DEFAULT_MAX_RESPONSE_BYTES, H1Response, ResponseTooLarge
 
-__all__ = ["HIGH_WATER", "LOW_WATER", "STREAM_REUSE_IDLE", "H1Response", "H1Transport"]
+__all__ = ["HIGH_WATER", "LOW_WATER", "STREAM_REUSE_IDLE", "H1Response", "H1Transport", "ResponseTooLarge"]
 
 #: Unread body bytes above which a connection stops reading from its socket.
 HIGH_WATER = 256 * 1024
@@ -71,155 +69,6 @@ class _Stale(Exception):
     """A reused connection died before any response byte: safe to retry on a fresh one."""
 
 
-class H1Response:
-    """A response whose head has arrived. Read the body with :meth:`read` or ``async for``."""
-
-    __slots__ = (
-        "_buffered",
-        "_chunks",
-        "_closed",
-        "_conn",
-        "_done",
-        "_exc",
-        "_loop",
-        "_waiter",
-        "headers",
-        "reason",
-        "status",
-    )
-
-    def __init__(self, conn: _Conn, head: Any) -> None:
-        self.status: int = head.status
-        self.reason: bytes = head.reason
-        self.headers: list[tuple[bytes, bytes]] = head.headers
-        self._conn: _Conn | None = conn
-        self._loop = conn.loop
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
-        self._done = False
-        self._exc: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._closed = False
-
-    def header(self, name: bytes) -> bytes | None:
-        """First value of a header (``name`` lower-case), or None."""
-        for k, v in self.headers:
-            if k == name:
-                return v
-        return None
-
-    # -- called by the connection --------------------------------------------------------------------
-
-    def _feed(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._buffered += len(data)
-        w = self._waiter
-        if w is not None:
-            self._waiter = None
-            if not w.done():
-                w.set_result(None)
-        conn = self._conn
-        if self._buffered > conn.high_water and not conn.paused:  # type: ignore[union-attr]
-            conn.pause()  # type: ignore[union-attr]
-
-    def _finish(self) -> None:
-        self._done = True
-        self._conn = None
-        w = self._waiter
-        if w is not None:
-            self._waiter = None
-            if not w.done():
-                w.set_result(None)
-
-    def _fail(self, exc: BaseException) -> None:
-        if self._done:
-            return
-        self._exc = exc
-        self._conn = None
-        w = self._waiter
-        if w is not None:
-            self._waiter = None
-            if not w.done():
-                w.set_result(None)
-
-    # -- reading ---------------------------------------------------------------------------------------
-
-    async def _wait(self) -> None:
-        fut = self._loop.create_future()
-        self._waiter = fut
-        try:
-            await fut
-        except BaseException:
-            self._waiter = None
-            self._abort()
-            raise
-
-    def _take(self) -> bytes:
-        chunks = self._chunks
-        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        self._buffered = 0
-        conn = self._conn
-        if conn is not None and conn.paused:
-            conn.resume()
-        return data
-
-    async def read(self) -> bytes:
-        """The whole (de-chunked) body; the connection is released once the body has ended."""
-        parts: list[bytes] = []
-        while not self._done:
-            if self._chunks:
-                parts.append(self._take())  # drains, so backpressure never stalls a whole-body read
-                continue
-            if self._exc is not None:
-                self._closed = True
-                raise self._exc
-            if self._closed:
-                raise UpstreamConnectError("response was closed before its body was read")
-            await self._wait()
-        self._closed = True
-        if self._chunks:
-            parts.append(self._take())
-        if len(parts) == 1:
-            return parts[0]
-        return b"".join(parts)
-
-    def __aiter__(self) -> H1Response:
-        return self
-
-    async def __anext__(self) -> bytes:
-        while True:
-            if self._chunks:
-                return self._take()
-            if self._done:
-                self._closed = True
-                raise StopAsyncIteration
-            if self._exc is not None:
-                self._closed = True
-                raise self._exc
-            if self._closed:
-                raise StopAsyncIteration
-            await self._wait()
-
-    def _abort(self) -> None:
-        self._closed = True
-        self._chunks.clear()
-        conn = self._conn
-        if conn is not None:
-            self._conn = None
-            conn.abort()
-
-    async def aclose(self) -> None:
-        """Release (body done) or close (body not done) the connection. Idempotent."""
-        if self._closed and self._conn is None:
-            return
-        if self._done:
-            self._closed = True
-            self._chunks.clear()
-            return
-        self._abort()
-
-
 class _Conn(asyncio.Protocol):
     """One upstream connection: parser, timer, current response."""
 
@@ -228,6 +77,7 @@ class _Conn(asyncio.Protocol):
         self.loop = pool.loop
         self.high_water = pool.high_water
         self.low_water = pool.low_water
+        self.max_body: int = pool.max_body
         self.transport: asyncio.Transport | None = None
         self.parser = ResponseParser()
         self.phase = _IDLE
@@ -551,6 +401,7 @@ class _Pool:
         self.max = owner.max_connections_per_origin
         self.high_water = owner.high_water
         self.low_water = owner.low_water
+        self.max_body: int = owner.max_response_bytes
         self.idle: deque[_Conn] = deque()
         self.size = 0  # open + connecting connections
         self.conns: set[_Conn] = set()
@@ -687,7 +538,8 @@ class H1Transport:
 
     ``max_connections_per_origin`` (None: unbounded) caps open connections per origin; ``keepalive_expiry``
     closes connections idle longer than that; ``ssl_context`` overrides the default verifying context for
-    ``https`` origins; ``high_water`` / ``low_water`` bound unread body bytes per response.
+    ``https`` origins; ``high_water`` / ``low_water`` bound unread body bytes per response;
+    ``max_response_bytes`` caps a body read whole (``read()``; iteration is not capped).
     """
 
     def __init__(
@@ -698,11 +550,15 @@ class H1Transport:
         ssl_context: _ssl.SSLContext | None = None,
         high_water: int = HIGH_WATER,
         low_water: int = LOW_WATER,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if max_connections_per_origin is not None and max_connections_per_origin < 1:
             raise ValueError("max_connections_per_origin must be at least 1")
         if not 0 <= low_water <= high_water:
             raise ValueError("need 0 <= low_water <= high_water")
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be at least 1")
+        self.max_response_bytes = max_response_bytes
         self.max_connections_per_origin = max_connections_per_origin
         self.keepalive_expiry = keepalive_expiry
         self.high_water = high_water
