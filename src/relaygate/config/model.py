@@ -101,6 +101,10 @@ class ServerSettings(msgspec.Struct, kw_only=True):
     """Let image URLs that adapters must inline resolve to loopback/private addresses (off: SSRF guard)."""
     cancel_on_disconnect: bool = True
     """Also cancel non-stream upstream calls when the client disconnects (streams always are); costs ~4%."""
+    body_read_timeout: float = 30.0
+    """Seconds a request body may take to arrive, plus one second per ``min_body_rate`` bytes received."""
+    min_body_rate: int = 4096
+    """Bytes per second a slow client must keep up past ``body_read_timeout`` (slow-body guard); 0: none."""
 
 
 class GeneralSettings(msgspec.Struct, kw_only=True):
