@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
-from relaygate.providers.base import ENDPOINT_PATHS, Call
+from relaygate.providers.base import ENDPOINT_PATHS, Call, url_segment
 from relaygate.providers.openai import OpenAIProvider
 
 DEFAULT_API_VERSION = "2025-02-01-preview"
@@ -50,7 +50,7 @@ class AzureProvider(OpenAIProvider):
         self.api_version = dep.api_version or os.environ.get("AZURE_API_VERSION") or DEFAULT_API_VERSION
         base = self.api_base or ""
         self.v1 = base.endswith("/openai/v1")
-        self.deployment = dep.upstream_model
+        self.deployment = dep.upstream_model if self.v1 else url_segment(dep.upstream_model)
 
     def _auth(self, key: str) -> tuple[str, str]:
         return ("api-key", key)

@@ -13,6 +13,8 @@ plan of (delay, bytes) steps that the IO shell plays out.
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Callable, ClassVar, TypeVar
 
@@ -76,6 +78,8 @@ class Provider:
     token_source: Any = None
 
     def __init__(self, dep: Deployment) -> None:
+        check_name(dep.model_name)
+        check_name(dep.upstream_model)
         self.dep = dep
         base = dep.api_base or self.default_api_base
         self.api_base = base.rstrip("/") if base else None
@@ -198,6 +202,43 @@ def classify(
         code=str(status),
         headers=headers,
     )
+
+
+# -- names that reach the upstream ------------------------------------------------------------------
+#
+# On a wildcard group (``gemini/*``, ``azure/*``) the client's model name becomes the deployment's upstream
+# model, and adapters put that into the upstream URL. A model id is a short token: letters, digits and
+# ``-._~:@+*`` (``gemini-1.5-pro-002``, ``claude-3-5-sonnet@20240620``, ``llama3:8b``, ``ft:gpt-4o:org::id``,
+# ``*`` in wildcard templates), plus ``/`` where an adapter takes paths (Bedrock ARNs). Anything else
+# (``?``, ``#``, ``%``, ``..``, whitespace, control characters) is a 400 naming ``model``, raised when the
+# adapter is built: in ``Router.resolve`` for a wildcard name, at startup for a configured one.
+
+_SEGMENT = re.compile(r"[A-Za-z0-9._~:@+*-]{1,256}")
+_PATH = re.compile(r"[A-Za-z0-9._~:@+*/-]{1,512}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_name(name: str) -> None:
+    """A model or group name carries no control characters (it reaches headers, logs and bodies)."""
+    if _CONTROL.search(name) is not None:
+        raise errors.BadRequest(f"Invalid model name {name!r}: control characters are not allowed",
+                                param="model")
+
+
+def url_segment(value: str, *, slash: bool = False, safe: str | None = None) -> str:
+    """``value`` (a model id) checked against the strict character set and percent-encoded for a URL path.
+
+    Without ``slash`` it must be one path segment. With ``slash`` it may hold ``/`` but no empty, ``.`` or
+    ``..`` segment; pass ``safe=""`` to encode ``/`` and ``:`` too (Bedrock's model ids, as SigV4 signs
+    them). Characters outside the set, ``?``, ``#``, ``%`` and traversal are a :class:`BadRequest`.
+    """
+    pattern = _PATH if slash else _SEGMENT
+    if pattern.fullmatch(value) is None or any(s in ("", ".", "..") for s in value.split("/")):
+        shown = value if len(value) <= 100 else value[:100] + "..."
+        raise errors.BadRequest(
+            f"Invalid model name {shown!r}: a model id is letters, digits and -._~:@+*"
+            f"{'/' if slash else ''}, without . or .. segments", param="model")
+    return urllib.parse.quote(value, safe=(":@+*/" if slash else ":@+*") if safe is None else safe)
 
 
 #: what reading a client's content of an unexpected shape raises inside an adapter

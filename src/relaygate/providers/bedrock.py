@@ -47,7 +47,7 @@ from relaygate.config.model import Deployment
 from relaygate.core import errors
 from relaygate.providers import _convert as cv
 from relaygate.providers import media as _media
-from relaygate.providers.base import Call, Provider, StreamTranslator, classify
+from relaygate.providers.base import Call, Provider, StreamTranslator, classify, url_segment
 from relaygate.providers.openai import REQUEST_DEFAULTS
 from relaygate.upstream.base import UpstreamRequest
 
@@ -545,7 +545,7 @@ class BedrockProvider(Provider):
         base = self.api_base or x.get("aws_bedrock_runtime_endpoint") or f"https://bedrock-runtime.{self.region}.amazonaws.com"
         base = base.rstrip("/")
         self.api_base = base
-        quoted = urllib.parse.quote(model, safe="")
+        quoted = url_segment(model, slash=True, safe="")
         self.url_unary = f"{base}/model/{quoted}/converse"
         self.url_stream = f"{base}/model/{quoted}/converse-stream"
         self.url_invoke = f"{base}/model/{quoted}/invoke"

@@ -43,7 +43,7 @@ from relaygate.config.model import Deployment
 from relaygate.core import errors
 from relaygate.providers import _convert as cv
 from relaygate.providers import media as _media
-from relaygate.providers.base import Call, Provider, StreamTranslator
+from relaygate.providers.base import Call, Provider, StreamTranslator, url_segment
 from relaygate.providers.openai import REQUEST_DEFAULTS
 from relaygate.upstream.base import UpstreamRequest
 
@@ -419,9 +419,10 @@ class GeminiProvider(Provider):
         self.embed_defaults = {k: v for k, v in dep.extra.items() if k in EMBED_PARAMS}
         base = self.api_base or ""
         root = base if base.endswith(("/v1beta", "/v1", "/v1alpha")) else base + "/v1beta"
-        self.url_unary = f"{root}/models/{self.model}:generateContent"
-        self.url_stream = f"{root}/models/{self.model}:streamGenerateContent?alt=sse"
-        self.url_embed = f"{root}/models/{self.model}:batchEmbedContents"
+        seg = url_segment(self.model)
+        self.url_unary = f"{root}/models/{seg}:generateContent"
+        self.url_stream = f"{root}/models/{seg}:streamGenerateContent?alt=sse"
+        self.url_embed = f"{root}/models/{seg}:batchEmbedContents"
 
     def _extra_headers(self, dep: Deployment) -> None:
         eh = dep.extra.get("extra_headers") or dep.extra.get("headers")

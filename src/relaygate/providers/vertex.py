@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -39,7 +40,7 @@ from relaygate.core import errors
 from relaygate.providers import _convert as cv
 from relaygate.providers import media as _media
 from relaygate.providers.anthropic import AnthropicStream, from_anthropic, to_anthropic
-from relaygate.providers.base import Call, StreamTranslator
+from relaygate.providers.base import Call, StreamTranslator, url_segment
 from relaygate.providers.gemini import GeminiProvider, embed_options
 from relaygate.upstream.base import UpstreamRequest
 
@@ -49,6 +50,8 @@ REFRESH_EARLY = 300.0
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
 #: texts per ``:predict`` call: Vertex takes up to 250 instances, but ``gemini-embedding-*`` only one
 PREDICT_BATCH = 250
+#: a Vertex location goes into the host name
+_LOCATION = re.compile(r"[a-z0-9-]{1,64}")
 
 
 def _b64url(data: bytes) -> bytes:
@@ -223,6 +226,9 @@ class VertexProvider(GeminiProvider):
         if not self.project:
             raise errors.GatewayError(f"vertex_ai deployment {dep.model_name}: vertex_project is required",
                                       status=500)
+        if not isinstance(self.location, str) or _LOCATION.fullmatch(self.location) is None:
+            raise errors.GatewayError(f"vertex_ai deployment {dep.model_name}: invalid vertex_location "
+                                      f"{self.location!r}", status=500)
         host = ("https://aiplatform.googleapis.com" if self.location == "global"
                 else f"https://{self.location}-aiplatform.googleapis.com")
         if dep.api_base is None:
@@ -232,16 +238,17 @@ class VertexProvider(GeminiProvider):
         if dep.api_key:
             self.headers.append(("x-goog-api-key", dep.api_key))
         self.token_source = TokenSource(creds) if creds is not None else None
-        root = f"{self.api_base}/v1/projects/{self.project}/locations/{self.location}/publishers"
+        root = f"{self.api_base}/v1/projects/{url_segment(str(self.project))}/locations/{self.location}/publishers"
         self.claude = self.model.startswith("claude")
-        self.url_embed = f"{root}/google/models/{self.model}:predict"
+        seg = url_segment(self.model)
+        self.url_embed = f"{root}/google/models/{seg}:predict"
         self.predict_batch = 1 if self.model.startswith("gemini-embedding") else PREDICT_BATCH
         if self.claude:
-            self.url_unary = f"{root}/anthropic/models/{self.model}:rawPredict"
-            self.url_stream = f"{root}/anthropic/models/{self.model}:streamRawPredict"
+            self.url_unary = f"{root}/anthropic/models/{seg}:rawPredict"
+            self.url_stream = f"{root}/anthropic/models/{seg}:streamRawPredict"
         else:
-            self.url_unary = f"{root}/google/models/{self.model}:generateContent"
-            self.url_stream = f"{root}/google/models/{self.model}:streamGenerateContent?alt=sse"
+            self.url_unary = f"{root}/google/models/{seg}:generateContent"
+            self.url_stream = f"{root}/google/models/{seg}:streamGenerateContent?alt=sse"
 
     def request_headers(self) -> list[tuple[str, str]]:
         ts = self.token_source
