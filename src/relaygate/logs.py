@@ -1,25 +1,105 @@
-"""Logging setup: one line per event, level from ``RELAYGATE_LOG_LEVEL``, never secrets.
+"""Logging setup: one line per event, level from ``RELAYGATE_LOG_LEVEL``, never secrets, never forged lines.
 
 Request-path code logs only failures (one line each, with the call id); success is counted in metrics,
 not logged, so logging never sits on the hot path. ``RELAYGATE_JSON_LOGS=1`` switches to JSON lines.
+
+Two rules hold for every record, whatever the format, and no caller has to remember them:
+
+* **Redaction.** The whole record (message with its arguments, exception and stack text) goes through
+  ``core.errors.redact``: every secret the loaded config registered, and any ``Bearer <token>``, becomes
+  ``[redacted]``. An upstream body that echoes the key, a URL with a password in a traceback: not logged.
+* **No forged lines.** Log text quotes clients (a path, a model name, an upstream's message), and a
+  client who can write a newline can write a fake log line. In text format the message is escaped onto
+  one line: every control character (C0, DEL, C1 including NEL, U+2028/U+2029, and the bidi overrides
+  that reorder what a terminal shows) becomes ``\\n``, ``\\r``, ``\\t``, ``\\xNN`` or ``\\uNNNN``.
+  Backslashes are left alone (escaping is for safety, not a round-trip encoding). Tracebacks and stack
+  text stay readable on several lines, but every one of their lines is escaped the same way and starts
+  with :data:`CONTINUATION` (``"  | "``), which no record's first line does (it starts with the
+  timestamp). So a line that does not start with the continuation mark is always a real record, whatever
+  an exception message contained. JSON lines are one line by construction (the encoder escapes C0); the
+  characters it leaves raw (DEL, C1, U+2028/2029, bidi) are written as ``\\uNNNN`` escapes, so a JSON log
+  line contains no control character at all.
+
+Both rules run only when a line is written: failures and lifecycle events, never a successful request.
+Worker processes call :func:`setup_worker_logging`, which also puts Granian's own handlers and Python's
+last-resort output (the root logger, used by ``asyncio``) behind the same formatter rules.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 
 import orjson
 
+from relaygate.core.errors import redact
 
-class _JsonFormatter(logging.Formatter):
+CONTINUATION = "  | "
+TEXT_FORMAT = "%(asctime)s %(levelname)s relaygate[%(process)d] %(message)s"
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_one(m: re.Match[str]) -> str:
+    c = m.group()
+    named = _NAMED.get(c)
+    if named is not None:
+        return named
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as a visible escape: the result is one line."""
+    return _CONTROL.sub(_escape_one, text)
+
+
+class SafeFormatter(logging.Formatter):
+    """A text formatter that redacts secrets and cannot be made to write a forged line (module essay)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(redact(record.getMessage()))
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        blocks = []
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            blocks.append(record.exc_text)
+        if record.stack_info:
+            blocks.append(self.formatStack(record.stack_info))
+        for block in blocks:
+            for part in redact(block).split("\n"):
+                line += "\n" + CONTINUATION + escape_controls(part)
+        return line
+
+
+def _escape_json(m: re.Match[str]) -> str:
+    return f"\\u{ord(m.group()):04x}"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, redacted; no control character survives, even those JSON allows raw."""
+
     def format(self, record: logging.LogRecord) -> str:
         obj = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
-               "pid": record.process, "message": record.getMessage()}
+               "pid": record.process, "message": redact(record.getMessage())}
         if record.exc_info:
-            obj["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(obj).decode()
+            obj["exc"] = redact(self.formatException(record.exc_info))
+        if record.stack_info:
+            obj["stack"] = redact(self.formatStack(record.stack_info))
+        return _CONTROL.sub(_escape_json, orjson.dumps(obj).decode())
+
+
+def make_formatter() -> logging.Formatter:
+    """The formatter ``RELAYGATE_JSON_LOGS`` asks for."""
+    if os.environ.get("RELAYGATE_JSON_LOGS", "") not in ("", "0"):
+        return JsonFormatter()
+    return SafeFormatter(TEXT_FORMAT)
 
 
 def setup_logging(level: str | None = None) -> None:
@@ -29,16 +109,25 @@ def setup_logging(level: str | None = None) -> None:
     if root.handlers:
         return
     handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("RELAYGATE_JSON_LOGS", "") not in ("", "0"):
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s relaygate[%(process)d] %(message)s"))
+    handler.setFormatter(make_formatter())
     root.addHandler(handler)
     root.propagate = False
 
 
 def setup_worker_logging() -> None:
+    """Logging in a Granian worker: relaygate's handler, and Granian's and the last-resort output made safe."""
     setup_logging()
+    for handler in logging.getLogger("_granian").handlers:
+        fmt = handler.formatter
+        if not isinstance(fmt, (SafeFormatter, JsonFormatter)):
+            handler.setFormatter(SafeFormatter(fmt._fmt if fmt is not None else None,
+                                               fmt.datefmt if fmt is not None else None))
+    top = logging.getLogger()
+    if not top.handlers:  # otherwise asyncio's and libraries' warnings go raw to logging.lastResort
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(make_formatter())
+        top.addHandler(handler)
 
 
 class RateLimitedLog:
