@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -208,28 +209,76 @@ def test_garbage_is_a_protocol_error(run: Run) -> None:
     run(main())
 
 
-def test_stale_pooled_connection_is_retried_once(run: Run) -> None:
+def test_a_request_the_upstream_received_is_never_sent_again(run: Run) -> None:
+    """The upstream reads each chat request whole, then drops the connection without answering: every
+    client request is delivered exactly once and fails with a 502, even on a reused connection."""
+
     async def handler(
         req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
     ) -> bool:
-        if i == 0:
-            writer.write(response(b"first"))
+        if req.target == "/warm":
+            writer.write(response(b"warm"))
             await writer.drain()
             return True
-        return False  # the second request on this connection: close without answering (stale keep-alive)
+        return False  # read the whole request, then close without answering
 
     async def main() -> None:
         async with Upstream(handler) as up:
             t = H1Transport()
-            assert await (await t.send(post(up.url), FAST)).read() == b"first"
-            # the pooled connection dies on reuse before any byte: retried on a fresh one
-            resp = await t.send(post(up.url, b"again"), FAST)
-            assert await resp.read() == b"first"
-            assert up.connections == 2
-            assert [r.body for r in up.requests] == [b"", b"again", b"again"]
+            for n in range(3):
+                assert await (await t.send(post(up.url, path="/warm"), FAST)).read() == b"warm"
+                assert t.idle_connections() == 1  # the chat request goes on a reused connection
+                with pytest.raises(UpstreamConnectError) as info:
+                    await t.send(post(up.url, b"chat %d" % n), FAST)
+                assert info.value.status == 502 and "not re-sent" in info.value.message
+            chats = [r.body for r in up.requests if r.target != "/warm"]
+            assert chats == [b"chat 0", b"chat 1", b"chat 2"]
             await t.aclose()
 
     run(main())
+
+
+def test_pooled_connection_closed_before_the_write_is_passed_over(run: Run) -> None:
+    """An idle pooled connection whose FIN is already in the socket, unseen by the event loop, is never
+    written to: the request goes on a fresh connection and is delivered once."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    first_closed = threading.Event()
+    got: list[bytes] = []
+
+    def serve() -> None:
+        for n in range(2):
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                got.append(data.split(b"\r\n", 1)[0])
+                conn.sendall(response(b"conn %d" % n))  # keep-alive: the client pools this connection
+                if n == 0:
+                    conn.shutdown(socket.SHUT_RDWR)
+            if n == 0:
+                first_closed.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    async def main() -> None:
+        url = f"http://127.0.0.1:{port}"
+        t = H1Transport()
+        assert await (await t.send(UpstreamRequest("GET", url + "/a"), FAST)).read() == b"conn 0"
+        assert t.idle_connections() == 1
+        first_closed.wait(5)  # blocks the loop: the FIN reaches the socket, the loop does not see it
+        resp = await t.send(UpstreamRequest("GET", url + "/b"), FAST)
+        assert await resp.read() == b"conn 1"
+        assert got == [b"GET /a HTTP/1.1", b"GET /b HTTP/1.1"]
+        await t.aclose()
+
+    try:
+        run(main())
+    finally:
+        listener.close()
+        thread.join(5)
 
 
 def test_fresh_connection_closed_before_response_is_not_retried(run: Run) -> None:

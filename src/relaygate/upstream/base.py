@@ -18,7 +18,10 @@ Contract for every implementation:
 - Request bodies are ``bytes`` (replayable) or an async iterable of ``bytes`` (streamed: each piece is
   written as it comes, waiting for the socket to drain so a slow upstream never makes the gateway buffer;
   sent with ``Content-Length`` when ``content_length`` is given, else ``Transfer-Encoding: chunked``).
-  A streamed body is iterated at most once and is never re-sent: no stale-connection retry applies to it.
+  A streamed body is iterated at most once.
+- A request is written at most once: a transport never re-sends a request after writing any of it
+  (the upstream may have received it and be acting on it); only a pooled connection found dead before
+  anything was written is passed over for another. A connection lost before the head is a 502.
   An exception raised by the iterable (a size limit, a client that went away) aborts the upstream
   connection and propagates from ``send`` unchanged. If the upstream answers before the body ended,
   sending stops and the connection is not reused.

@@ -20,9 +20,14 @@ that path is already expensive. A timeout closes the connection and raises
 
 Invariants: a connection is reused only after its response ended, neither side said
 ``Connection: close``, and no stray byte followed the response; a broken connection never returns to a
-pool. Cancelling the awaiting task, or ``aclose()`` before the body ended, closes the connection, which
-is how a client disconnect cancels upstream generation. The response object, its backpressure and the
-cap on bodies read whole (``max_response_bytes``) live in :mod:`relaygate.upstream.h1_response`.
+pool. A request is written at most once: a connection that dies after its request was written is the
+caller's error (502), however early, since the upstream may have received and acted on it. Only a
+connection proven dead before anything was written is skipped: before an idle connection is reused, its
+socket is polled (one ``poll(0)`` syscall, ~0.6 µs), and one that is readable (the upstream's FIN, a
+reset or stray bytes the loop has not processed yet) is closed instead. Cancelling the awaiting task,
+or ``aclose()`` before the body ended, closes the connection, which is how a client disconnect cancels
+upstream generation. The response object, its backpressure and the cap on bodies read whole
+(``max_response_bytes``) live in :mod:`relaygate.upstream.h1_response`.
 
 Streamed request bodies (an async iterable instead of ``bytes``) are written piece by piece as the
 iterable yields them, chunk-framed unless the length is known. Backpressure runs the other way too: the
@@ -30,15 +35,16 @@ socket's write buffer is bounded by ``high_water`` (``set_write_buffer_limits``)
 has paused writing, the next piece is not pulled until ``resume_writing``; so the gateway holds at most
 ``high_water`` plus one piece of an upload whatever the upstream's reading speed. While the body is being
 sent, ``first_byte`` does not run (it starts when the last piece is written); instead an upstream that
-stops reading for ``idle`` seconds is a timeout. A streamed body cannot be replayed, so it gets no stale
-retry; to keep that from mattering it goes only on a connection idle for at most
-:data:`STREAM_REUSE_IDLE` seconds (well under any server's keep-alive timeout) or on a fresh one. An
+stops reading for ``idle`` seconds is a timeout. A large upload lost to a keep-alive race costs the most,
+so a streamed body goes only on a connection idle for at most :data:`STREAM_REUSE_IDLE` seconds (well
+under any server's keep-alive timeout) or on a fresh one. An
 upstream that answers before the body ended stops the sending, and its connection is closed afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl as _ssl
 from collections import deque
 from collections.abc import AsyncIterable
@@ -65,10 +71,6 @@ _BODY = 2
 _INF = float("inf")
 
 
-class _Stale(Exception):
-    """A reused connection died before any response byte: safe to retry on a fresh one."""
-
-
 class _Conn(asyncio.Protocol):
     """One upstream connection: parser, timer, current response."""
 
@@ -84,7 +86,7 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         self.paused = False
         self.got_bytes = False
-        self.reused = False
+        self.poller: select.poll | None = None
         self.keep_alive = True
         self.idle_since = 0.0
         self.resp: H1Response | None = None
@@ -105,6 +107,10 @@ class _Conn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.poller = select.poll()
+            self.poller.register(sock.fileno(), select.POLLIN)
         transport.set_write_buffer_limits(self.high_water, self.low_water)  # type: ignore[attr-defined]
 
     def pause_writing(self) -> None:
@@ -163,13 +169,9 @@ class _Conn(asyncio.Protocol):
             if fut is None or fut.done():
                 return
             if not self.got_bytes:
-                if self.reused:
-                    fut.set_exception(_Stale())
-                else:
-                    detail = f": {exc!r}" if exc is not None else ""
-                    fut.set_exception(
-                        UpstreamConnectError(f"upstream closed the connection before responding{detail}")
-                    )
+                detail = f": {exc!r}" if exc is not None else ""
+                fut.set_exception(UpstreamConnectError(
+                    f"upstream closed the connection before responding{detail}; the request is not re-sent"))
                 return
             try:
                 self.parser.feed_eof()
@@ -292,7 +294,6 @@ class _Conn(asyncio.Protocol):
         if self.paused:
             self.resume()
         if self.keep_alive and not self.sending and not self.closed and self.parser.buffered == 0:
-            self.reused = True
             self.pool.release(self)
         else:
             self.abort()
@@ -378,6 +379,11 @@ class _Conn(asyncio.Protocol):
             if self.transport is not None and not self.closed:
                 self.transport.resume_reading()
 
+    def dropped(self) -> bool:
+        """The idle connection's socket is readable (EOF, reset, stray bytes) or gone: it cannot carry a
+        request, and nothing was written on it yet."""
+        return self.poller is None or bool(self.poller.poll(0))
+
     def abort(self) -> None:
         """Close now; pending bytes are dropped. ``connection_lost`` follows and updates the pool."""
         self.keep_alive = False
@@ -419,6 +425,10 @@ class _Pool:
             conn = idle[-1]
             if conn.closed or conn.transport.is_closing():  # type: ignore[union-attr]
                 idle.pop()
+                continue
+            if conn.dropped():
+                idle.pop()
+                conn.abort()
                 continue
             age = now - conn.idle_since
             if age > expiry:
@@ -632,18 +642,6 @@ class H1Transport:
         fut = conn.start(data, is_head, timeouts, total_deadline)
         try:
             return await fut
-        except _Stale:
-            pass
-        except BaseException:
-            conn.abort()
-            raise
-        # The pooled connection had been closed by the upstream: one retry on a fresh connection.
-        conn = await pool.acquire(timeouts, total_deadline, True)
-        fut = conn.start(data, is_head, timeouts, total_deadline)
-        try:
-            return await fut
-        except _Stale:  # pragma: no cover - a fresh connection is never stale
-            raise UpstreamConnectError("upstream closed the connection before responding") from None
         except BaseException:
             conn.abort()
             raise
@@ -664,9 +662,6 @@ class H1Transport:
             raise
         try:
             return await fut
-        except _Stale:
-            raise UpstreamConnectError(
-                "upstream closed the connection before responding; a streamed body is not re-sent") from None
         except BaseException:
             conn.abort()
             raise
