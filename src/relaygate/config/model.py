@@ -105,6 +105,12 @@ class ServerSettings(msgspec.Struct, kw_only=True):
     """Seconds a request body may take to arrive, plus one second per ``min_body_rate`` bytes received."""
     min_body_rate: int = 4096
     """Bytes per second a slow client must keep up past ``body_read_timeout`` (slow-body guard); 0: none."""
+    backlog: int = 2048
+    """Listen queue length (the kernel caps it at ``net.core.somaxconn``)."""
+    max_connections: int = 0
+    """Open client connections per worker, idle ones included; 0: the process's file limit less a reserve."""
+    header_read_timeout: float = 10.0
+    """Seconds a connection may wait before its request head is in: the first request and between two."""
 
 
 class GeneralSettings(msgspec.Struct, kw_only=True):
