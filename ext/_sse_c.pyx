@@ -5,7 +5,8 @@ See the pure twin for the design essay. This file scans with ``memchr`` over the
 ``bytes`` objects only for what it returns.
 """
 
-from libc.string cimport memchr, memcmp
+from libc.stdint cimport uint64_t
+from libc.string cimport memchr, memcmp, memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 
 __all__ = ["SSEDecoder", "DataReframer", "frame", "comment", "DONE_FRAME"]
@@ -24,6 +25,55 @@ cpdef bytes frame(bytes payload):
 cpdef bytes comment(bytes text):
     """An SSE comment frame (``: <text>\\n\\n``), used as a keepalive that clients ignore."""
     return b": " + text + b"\n\n"
+
+
+cdef bint _utf8_valid(const unsigned char* s, Py_ssize_t n) noexcept:
+    """Strict UTF-8 (no overlongs, no surrogates, at most U+10FFFF), as Python's decoder checks it."""
+    cdef Py_ssize_t i = 0
+    cdef uint64_t word
+    cdef unsigned char c, c1
+    while i < n:
+        if i + 8 <= n:
+            memcpy(&word, s + i, 8)
+            if (word & <uint64_t>0x8080808080808080ULL) == 0:
+                i += 8
+                continue
+        c = s[i]
+        if c < 0x80:
+            i += 1
+        elif c < 0xC2:
+            return False
+        elif c < 0xE0:
+            if i + 1 >= n or (s[i + 1] & 0xC0) != 0x80:
+                return False
+            i += 2
+        elif c < 0xF0:
+            if i + 2 >= n:
+                return False
+            c1 = s[i + 1]
+            if (c1 & 0xC0) != 0x80 or (s[i + 2] & 0xC0) != 0x80:
+                return False
+            if (c == 0xE0 and c1 < 0xA0) or (c == 0xED and c1 > 0x9F):
+                return False
+            i += 3
+        elif c < 0xF5:
+            if i + 3 >= n:
+                return False
+            c1 = s[i + 1]
+            if (c1 & 0xC0) != 0x80 or (s[i + 2] & 0xC0) != 0x80 or (s[i + 3] & 0xC0) != 0x80:
+                return False
+            if (c == 0xF0 and c1 < 0x90) or (c == 0xF4 and c1 > 0x8F):
+                return False
+            i += 4
+        else:
+            return False
+    return True
+
+
+cdef inline bytes _utf8(bytes out):
+    if _utf8_valid(<const unsigned char*>PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out)):
+        return out
+    return out.decode("utf-8", "replace").encode("utf-8")
 
 
 cdef inline bytes _data_frame(bytes payload):
@@ -167,8 +217,8 @@ cdef class DataReframer:
     """Re-frames an upstream OpenAI-style SSE stream into clean ``data: ...\\n\\n`` frames.
 
     ``feed(data)`` returns the bytes to send to the client for the events ``data`` completed (``b""``
-    when none). ``done`` turns true at ``data: [DONE]``; ``last_data`` is the last payload before it;
-    ``frames`` counts the data frames emitted, not counting ``[DONE]``.
+    when none), always valid UTF-8. ``done`` turns true at ``data: [DONE]``; ``last_data`` is the last
+    payload before it; ``frames`` counts the data frames emitted, not counting ``[DONE]``.
     """
 
     cdef bytes _buf
@@ -187,6 +237,13 @@ cdef class DataReframer:
         self.frames = 0
 
     cpdef bytes feed(self, data):
+        return _utf8(self._feed(data))
+
+    cpdef bytes close(self):
+        """Flush a final event that lacks its blank line."""
+        return _utf8(self._close())
+
+    cdef bytes _feed(self, data):
         if self.done:
             return _EMPTY
         if self._decoder is not None:
@@ -272,8 +329,7 @@ cdef class DataReframer:
             return _EMPTY
         return b"".join(parts)
 
-    cpdef bytes close(self):
-        """Flush a final event that lacks its blank line."""
+    cdef bytes _close(self):
         if self.done:
             return _EMPTY
         if self._decoder is not None:

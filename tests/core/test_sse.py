@@ -224,7 +224,8 @@ def test_split_invariance_and_twins_agree(
             expected.append(b"data: [DONE]\n\n")
             break
         expected.append(b"data: " + data.replace(b"\n", b"\ndata: ") + b"\n\n")
-    assert whole_frames == b"".join(expected)
+    # ... with invalid UTF-8 replaced by U+FFFD
+    assert whole_frames == b"".join(expected).decode("utf-8", "replace").encode()
 
 
 def test_crlf_at_piece_end_then_blank_line(impl: ModuleType) -> None:
@@ -233,3 +234,49 @@ def test_crlf_at_piece_end_then_blank_line(impl: ModuleType) -> None:
     cut = stream.index(b"\r\n\n") + 2
     dec = impl.SSEDecoder()
     assert dec.feed(stream[:cut]) + dec.feed(stream[cut:]) + dec.close() == [(b"e", b"a"), (None, b"b")]
+
+
+# ---- the re-framer's output is valid UTF-8 ------------------------------------------------------------
+
+UTF8_CASES = [
+    b"\x80", b"\xbf\xbf", b"\xe2\x82", b"\xc0\xaf", b"\xc1\xbf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
+    b"\xf5\x80\x80\x80", b"\xff", b"\xf0\x9f\x98", b"\xe0\x80\x80", b"\xf0\x80\x80\x80", b"ok\xe9ok",
+    b"abcdefgh\xffabcdefgh", b"\xe2\x82\xac", b"\xc3\xa9", b"\xf0\x9f\x98\x80", b"\xed\x9f\xbf", b"\xf4\x8f\xbf\xbf",
+]
+
+
+@pytest.mark.parametrize("bad", UTF8_CASES)
+def test_reframer_replaces_invalid_utf8(impl: ModuleType, bad: bytes) -> None:
+    payload = b'{"choices":[{"delta":{"content":"x' + bad + b'y"}}]}'
+    for stream, crlf in ((b"data: " + payload + b"\n\ndata: [DONE]\n\n", False),
+                         (b"data: " + payload + b"\r\n\r\ndata: [DONE]\r\n\r\n", True),
+                         (b": c\n\ndata: " + payload + b"\n\n", False),
+                         (b"data: " + payload, False)):
+        for pieces in three_ways(stream):
+            out, _ = reframe(impl, pieces)
+            out.decode()  # valid UTF-8
+            want = payload.decode("utf-8", "replace").encode()
+            assert b"data: " + want + b"\n\n" in out, (pieces, crlf)
+            if bad.decode("utf-8", "ignore").encode() == bad:
+                assert want == payload  # valid input is untouched
+
+
+_utf8ish = st.lists(st.one_of(
+    st.sampled_from([b"\x80", b"\xc3", b"\xa9", b"\xe2", b"\x82", b"\xac", b"\xf0", b"\x9f", b"\xed", b"\xa0",
+                     b"\xf4", b"\x90", b"\xff", b"\xc0", b"\xe0"]),
+    st.text(max_size=4).map(lambda t: t.encode()),
+    st.sampled_from([b"a", b"bcdefghij", b" "]),
+), max_size=30).map(lambda xs: b"".join(xs).replace(b"\r", b"").replace(b"\n", b""))
+
+
+@settings(max_examples=300, deadline=None)
+@given(payloads=st.lists(_utf8ish, min_size=1, max_size=4), cuts=st.lists(st.integers(0, 300), max_size=5))
+def test_reframer_utf8_twins_agree_at_any_split(
+    twins: tuple[ModuleType, ModuleType], payloads: list[bytes], cuts: list[int]
+) -> None:
+    stream = b"".join(b"data: " + p + b"\n\n" for p in payloads)
+    want = stream.decode("utf-8", "replace").encode()
+    for mod in twins:
+        for pieces in ([stream], split_at(stream, cuts), [stream[i:i + 1] for i in range(len(stream))]):
+            out, _ = reframe(mod, pieces)
+            assert out == want

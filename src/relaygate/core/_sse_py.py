@@ -15,6 +15,12 @@ UTF-8 byte-order mark. Two consumers need the events:
   finds the separators and returns the completed prefix of its input as one slice, with no per-line work.
   The first ``\\r`` seen switches it, for the rest of the stream, to the general decoder.
 
+The re-framer's output is valid UTF-8: a payload holding invalid UTF-8 (a broken upstream, a multi-byte
+character cut by a buggy encoder) has each invalid sequence replaced by U+FFFD, as
+``bytes.decode("utf-8", "replace")`` does, so a client's JSON decoder never meets a decode error. Its
+output is whole frames, which end in ASCII, so the replacement does not depend on the split either; the
+check costs an ``isascii()`` on ASCII output.
+
 Invariants: output never depends on how the input was split; a feed returns only completed events and
 keeps the incomplete tail; ``close()`` flushes a final event that lacks its blank line (unlike the
 browser algorithm, which drops it: upstreams that forget the last blank line are common); nothing is
@@ -41,6 +47,17 @@ def frame(payload: bytes) -> bytes:
 def comment(text: bytes) -> bytes:
     """An SSE comment frame (``: <text>\\n\\n``), used as a keepalive that clients ignore."""
     return b": " + text + b"\n\n"
+
+
+def _utf8(out: bytes) -> bytes:
+    """``out`` with each invalid UTF-8 sequence replaced by U+FFFD (``out`` itself when valid)."""
+    if out.isascii():
+        return out
+    try:
+        out.decode()
+    except UnicodeDecodeError:
+        return out.decode("utf-8", "replace").encode()
+    return out
 
 
 def _data_frame(payload: bytes) -> bytes:
@@ -142,8 +159,8 @@ class DataReframer:
     """Re-frames an upstream OpenAI-style SSE stream into clean ``data: ...\\n\\n`` frames.
 
     ``feed(data)`` returns the bytes to send to the client for the events ``data`` completed (``b""``
-    when none). ``done`` turns true at ``data: [DONE]``; ``last_data`` is the last payload before it;
-    ``frames`` counts the data frames emitted, not counting ``[DONE]``.
+    when none), always valid UTF-8. ``done`` turns true at ``data: [DONE]``; ``last_data`` is the last
+    payload before it; ``frames`` counts the data frames emitted, not counting ``[DONE]``.
     """
 
     __slots__ = ("_bom_done", "_buf", "_decoder", "done", "frames", "last_data")
@@ -157,6 +174,13 @@ class DataReframer:
         self.frames = 0
 
     def feed(self, data: bytes) -> bytes:
+        return _utf8(self._feed(data))
+
+    def close(self) -> bytes:
+        """Flush a final event that lacks its blank line."""
+        return _utf8(self._close())
+
+    def _feed(self, data: bytes) -> bytes:
         if self.done:
             return b""
         if self._decoder is not None:
@@ -209,8 +233,7 @@ class DataReframer:
             return b""
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def close(self) -> bytes:
-        """Flush a final event that lacks its blank line."""
+    def _close(self) -> bytes:
         if self.done:
             return b""
         if self._decoder is not None:
