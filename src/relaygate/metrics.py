@@ -8,6 +8,15 @@ the hot path: when ``relaygate serve`` runs several workers it gives them a dire
 workers' latest snapshots to its own live numbers. Other workers' figures are therefore at most one flush
 interval old. Counters and histograms are summed; gauges (resident memory) stay per worker, labelled
 with the worker's pid. Snapshots of workers that no longer run are ignored (and removed).
+
+Bounded series: nothing a client sends becomes a label. A label value is either configured or ``other``:
+``Metrics`` is given the configured model-group names (and aliases) and deployment ids
+(:meth:`Metrics.for_config`, :meth:`Metrics.set_labels` on a reload) and maps any other group or
+deployment to :data:`OTHER` itself, so no caller can get it wrong (an unauthenticated request to
+``/openai/deployments/<random>/...`` counts under ``other``). A status is a real HTTP status (100-599)
+or ``other``. Event names are code constants; as a backstop, past :data:`MAX_EVENTS` distinct names any
+new one counts as ``other``. The series count is therefore fixed by the config, whatever the traffic, and
+so are the worker's memory, each snapshot and ``/metrics``. Cost: one set look-up per label on the hot path.
 """
 
 from __future__ import annotations
@@ -17,16 +26,24 @@ import bisect
 import contextlib
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from relaygate.config.model import Config
 
 log = logging.getLogger("relaygate")
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 FLUSH_INTERVAL = 1.0
 METRICS_DIR_ENV = "RELAYGATE_METRICS_DIR"
+OTHER = "other"
+"""The label value of every group, deployment, status or event outside the known set."""
+MAX_EVENTS = 64
+_STATUS = {code: str(code) for code in range(100, 600)}
 
 
 def _rss_bytes() -> int:
@@ -44,8 +61,9 @@ def _label(value: str) -> str:
 class Metrics:
     """One worker's metrics. ``observe``/``observe_error``/``count`` are the hot-path entry points."""
 
-    def __init__(self, directory: str | None = None) -> None:
-        self.requests: dict[tuple[str, str, int], int] = {}
+    def __init__(self, directory: str | None = None, *, groups: Iterable[str] = (),
+                 deployments: Iterable[str] = ()) -> None:
+        self.requests: dict[tuple[str, str, str], int] = {}
         self.tokens: dict[tuple[str, str], int] = {}
         self.latency: dict[str, list[int]] = {}
         self.latency_sum: dict[str, float] = {}
@@ -54,12 +72,27 @@ class Metrics:
         self.events: dict[str, int] = {}
         self.pid = os.getpid()
         self.directory = Path(directory) if directory else None
+        self._groups: frozenset[str] = frozenset()
+        self._deployments: frozenset[str] = frozenset()
+        self.set_labels(groups, deployments)
+
+    @classmethod
+    def for_config(cls, config: Config, directory: str | None = None) -> Metrics:
+        """Metrics whose labels are ``config``'s model groups, aliases and deployment ids (plus ``other``)."""
+        return cls(directory, **labels_of(config))
+
+    def set_labels(self, groups: Iterable[str], deployments: Iterable[str]) -> None:
+        """The label values allowed from now on (a config reload replaces them); anything else is ``other``."""
+        self._groups = frozenset(groups)
+        self._deployments = frozenset(deployments) | {""}  # "": an error answered before any deployment
 
     # -- hot path -----------------------------------------------------------------------------------
 
     def observe(self, group: str, dep_id: str, status: int, seconds: float, overhead: float,
                 prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
-        key = (group, dep_id, status)
+        if group not in self._groups:
+            group = OTHER
+        key = (group, dep_id if dep_id in self._deployments else OTHER, _STATUS.get(status, OTHER))
         self.requests[key] = self.requests.get(key, 0) + 1
         hist = self.latency.get(group)
         if hist is None:
@@ -77,11 +110,15 @@ class Metrics:
 
     def observe_error(self, group: str, status: int) -> None:
         """A request that got an error response (no deployment label: it may have had none)."""
-        key = (group, "", status)
+        key = (group if group in self._groups else OTHER, "", _STATUS.get(status, OTHER))
         self.requests[key] = self.requests.get(key, 0) + 1
 
     def count(self, event: str, n: int = 1) -> None:
-        self.events[event] = self.events.get(event, 0) + n
+        """Count an event; ``event`` is a code constant (past MAX_EVENTS distinct names, new ones are ``other``)."""
+        events = self.events
+        if event not in events and len(events) >= MAX_EVENTS:
+            event = OTHER
+        events[event] = events.get(event, 0) + n
 
     # -- aggregation --------------------------------------------------------------------------------
 
@@ -138,7 +175,7 @@ class Metrics:
     def render(self) -> bytes:
         """Prometheus text: this worker's live numbers plus every other live worker's last snapshot."""
         snaps = [self.snapshot(), *self._others()]
-        requests: dict[tuple[str, str, int], int] = {}
+        requests: dict[tuple[str, str, str], int] = {}
         tokens: dict[tuple[str, str], int] = {}
         latency: dict[str, list[int]] = {}
         latency_sum: dict[str, float] = {}
@@ -188,3 +225,9 @@ class Metrics:
         for snap in sorted(snaps, key=lambda s: s["pid"]):
             out.append(f'relaygate_worker_rss_bytes{{pid="{snap["pid"]}"}} {snap["rss"]}')
         return ("\n".join(out) + "\n").encode()
+
+
+def labels_of(config: Config) -> dict[str, frozenset[str]]:
+    """``groups`` and ``deployments`` keyword arguments for :class:`Metrics` from a config."""
+    groups = {d.model_name for d in config.deployments} | set(config.router.model_group_alias)
+    return {"groups": frozenset(groups), "deployments": frozenset(d.id for d in config.deployments)}
