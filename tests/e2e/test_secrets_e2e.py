@@ -35,7 +35,7 @@ FORGED = "2026-01-01 00:00:00,000 WARNING relaygate[1] FORGED admin login accept
 class _EchoingUpstream(BaseHTTPRequestHandler):
     """An OpenAI-compatible upstream that rejects every call with a 401 quoting the Authorization header."""
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length") or 0))
         sent = self.headers.get("authorization", "")
         body = json.dumps({"error": {"message": f"Incorrect API key provided: {sent[7:]} (header: {sent})",
