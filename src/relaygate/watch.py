@@ -2,8 +2,13 @@
 
 :class:`DisconnectWatch` waits on ``receive()`` beside a request's work and cancels the work's task when
 ``http.disconnect`` arrives, so the upstream call is cancelled too. Invariant: once :meth:`DisconnectWatch.stop`
-has run, nothing Granian holds (its pending receive future and that future's callbacks) references the
-watch, the task or the request: Granian never resolves a ``receive()`` left pending after the response.
+has run, nothing Granian holds (its receive future and that future's callback) references the watch, the
+task or the request, whether the future is still pending or already resolved:
+
+- Granian never resolves a ``receive()`` left pending after the response, so a pending one is cancelled;
+- Granian's future keeps its done callback after it resolved (an asyncio future drops it once scheduled),
+  and it is invisible to the cycle collector: the cycle future -> callback -> watch -> future of a request
+  whose client went away is never freed unless the callback is removed.
 """
 
 from __future__ import annotations
@@ -42,11 +47,10 @@ class DisconnectWatch:
             self.task.cancel()
 
     def stop(self) -> None:
-        # Granian never resolves a receive() left pending after the response: drop every reference it could
-        # hold to this request (callback -> watch -> task) and cancel it, or each stream would leak its task
+        """Detach from ``receive()``'s future, resolved or not (see the module's invariant)."""
         self.done = True
         self.task = None
         fut = self.fut
+        fut.remove_done_callback(self._on_message)
         if not fut.done():
-            fut.remove_done_callback(self._on_message)
             fut.cancel()
