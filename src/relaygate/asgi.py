@@ -41,6 +41,7 @@ from relaygate.core.views import AnyView, decode_view
 from relaygate.logs import RateLimitedLog
 from relaygate.metrics import METRICS_DIR_ENV, Metrics
 from relaygate.providers.base import SHAPE_ERRORS, Call, Provider, StreamTranslator, translate, translate_upstream
+from relaygate.reqio import BodyLimits, Overrides, check_declared_length, read_body
 from relaygate.router import Lease, ModelGroup, RouteContext, Router, Target
 from relaygate.upstream.base import Timeouts, Transport, UpstreamRequest
 from relaygate.upstream.calls import FANOUT_CONCURRENCY, fetch_media, gather, refresh_token, send_read
@@ -181,6 +182,7 @@ class Gateway:
         self.transport = transport if transport is not None else make_transport(config)
         s = config.server
         self.max_body = s.max_request_body_bytes
+        self.body_limits = BodyLimits(s.max_request_body_bytes, s.body_read_timeout, s.min_body_rate)
         self.keepalive = s.stream_keepalive_interval
         self.watch_unary = s.cancel_on_disconnect
         self.allow_private_media = s.allow_private_media_urls
@@ -211,44 +213,32 @@ class Gateway:
     # -- plumbing -----------------------------------------------------------------------------------
 
     def timeouts(self, target: Target, stream: bool, override: float | None) -> Timeouts:
+        """The deployment's timeouts; a client's ``override`` (validated by ``reqio``) can only shorten them."""
         key = (target.dep.id, stream)
         t = self._timeouts.get(key) if override is None else None
         if t is not None:
             return t
         dep, r, s = target.dep, self.config.router, self.config.server
         if stream:
-            total = override or dep.stream_timeout or r.stream_timeout or dep.timeout or r.timeout or s.request_timeout
-            t = Timeouts(connect=min(s.connect_timeout, total), first_byte=s.first_byte_timeout or total,
-                         idle=s.idle_timeout or total, total=None)
+            total = dep.stream_timeout or r.stream_timeout or dep.timeout or r.timeout or s.request_timeout
         else:
-            total = override or dep.timeout or r.timeout or s.request_timeout
-            t = Timeouts(connect=min(s.connect_timeout, total), first_byte=s.first_byte_timeout or total,
-                         idle=s.idle_timeout or total, total=total)
+            total = dep.timeout or r.timeout or s.request_timeout
+        if override is not None and override < total:
+            total = override
+        first_byte = min(s.first_byte_timeout, total) if s.first_byte_timeout else total
+        idle = min(s.idle_timeout, total) if s.idle_timeout else total
+        t = Timeouts(connect=min(s.connect_timeout, total), first_byte=first_byte, idle=idle,
+                     total=None if stream else total)
         if override is None:
             self._timeouts[key] = t
         return t
 
-    @staticmethod
-    async def _read_body(receive: Receive, limit: int) -> bytes:
-        msg = await receive()
-        body: bytes = msg.get("body", b"")
-        if not msg.get("more_body", False):
-            if len(body) > limit:
-                raise _too_large(len(body), limit)
-            return body
-        parts = [body]
-        size = len(body)
-        while True:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                raise _ClientGone()
-            chunk = msg.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(size, limit)
-            parts.append(chunk)
-            if not msg.get("more_body", False):
-                return b"".join(parts)
+    async def read_body(self, scope: Scope, receive: Receive, checked: bool = False) -> bytes:
+        """The request body within the server's size, time and rate bounds (``reqio.read_body``); a declared
+        ``Content-Length`` over the limit is a 413 before any byte is read (``checked``: already done)."""
+        if not checked:
+            check_declared_length(scope["headers"], self.max_body)
+        return await read_body(receive, self.body_limits)
 
     @staticmethod
     async def _send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -317,30 +307,17 @@ class Gateway:
     async def _llm(self, scope: Scope, receive: Receive, send: Send, endpoint: str, path_model: str | None) -> None:
         t0 = time.perf_counter()
         call_id: bytes | None = None
-        num_retries: int | None = None
-        timeout: float | None = None
         model = path_model or ""
         try:
-            for k, v in scope["headers"]:
-                if k[:10] == b"x-litellm-":
-                    if k == b"x-litellm-call-id":
-                        call_id = v[:128]
-                    elif k == b"x-litellm-num-retries":
-                        num_retries = _int_header(k, v)
-                    elif k == b"x-litellm-timeout":
-                        timeout = _float_header(k, v)
-                elif k == b"content-length":
-                    try:
-                        clen = int(v)
-                    except ValueError:
-                        raise errors.BadRequest("Invalid Content-Length header") from None
-                    if clen > self.max_body:
-                        raise _too_large(clen, self.max_body)
+            over = Overrides(scope["headers"], self.max_body)
+            call_id = over.call_id
             if call_id is None:
                 call_id = _call_id()
             key = self._check_auth(scope)
-            body = await self._read_body(receive, self.max_body)
+            body = await self.read_body(scope, receive, True)
             view = decode_view(endpoint, body)
+            if view.num_retries is not None or view.timeout is not None:
+                over.merge_body(view.num_retries, view.timeout)
             model = path_model or view.model
             if not model:
                 raise errors.BadRequest("Invalid request body: Object missing required field `model`",
@@ -349,11 +326,13 @@ class Gateway:
             group = self.router.resolve(model, route)
             if key is not None:
                 self.auth.check_model(key, model)
+                if view.fallbacks:
+                    self.auth.check_models(key, view.fallbacks)
             ctx = RouteContext(
                 stream=bool(view.stream),
-                num_retries=num_retries if num_retries is not None else view.num_retries,
+                num_retries=over.num_retries,
                 fallbacks=view.fallbacks,
-                timeout=timeout if timeout is not None else view.timeout,
+                timeout=over.timeout,
                 key=key,
                 messages=getattr(view, "messages", None),
             )
@@ -656,6 +635,9 @@ class Gateway:
                 data = await resp.read()
             except GatewayError as exc:
                 return target, exc.message
+            except Exception as exc:  # one deployment's misconfiguration never fails the whole report
+                log.exception("health check of deployment %s failed", target.dep.id)
+                return target, f"health check failed: {type(exc).__name__}: {exc}"
             if resp.status >= 400:
                 return target, provider.map_error(resp.status, data, None).message
             return target, None
@@ -774,12 +756,6 @@ async def _send_quiet(send: Send, body: bytes, more: bool) -> None:
         pass
 
 
-def _too_large(size: int, limit: int) -> errors.PayloadTooLarge:
-    return errors.PayloadTooLarge(
-        f"Request size is too large. Request size is {size / 1048576:.2f} MB. "
-        f"Max size is {limit / 1048576:.2f} MB", code="413")
-
-
 def _method_not_allowed(method: str, path: str) -> GatewayError:
     return GatewayError(f"Method {method} not allowed on {path}", status=405, type="invalid_request_error")
 
@@ -792,20 +768,6 @@ def _call_id() -> bytes:
     """A uuid4-shaped id, ~5x cheaper than ``uuid.uuid4()``: per-process random prefix mixed with a counter."""
     h = "%032x" % ((_rand << 64) ^ (next(_ids) * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF) ^ (os.getpid() << 96))
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}".encode()
-
-
-def _int_header(k: bytes, v: bytes) -> int:
-    try:
-        return int(v)
-    except ValueError:
-        raise errors.BadRequest(f"Invalid header {k.decode()}: expected an integer") from None
-
-
-def _float_header(k: bytes, v: bytes) -> float:
-    try:
-        return float(v)
-    except ValueError:
-        raise errors.BadRequest(f"Invalid header {k.decode()}: expected a number") from None
 
 
 # -------------------------------------------------------------------------------------------- the app

@@ -67,8 +67,11 @@ class KeyInfo:
         self.token_buckets = any(b.unit == "tokens" for b in buckets)
 
     def allows(self, model: str) -> bool:
+        """Whether the key may use ``model``; a comma list (LiteLLM's batch form) needs every part allowed."""
         if self.models is None or model in self.models:
             return True
+        if "," in model:
+            return all(self.allows(m.strip()) for m in model.split(",") if m.strip())
         for p in self.patterns:
             if model.startswith(p):
                 return True
@@ -126,6 +129,12 @@ class Authenticator:
             return None  # no master key: LiteLLM's proxy is open; unknown keys pass without limits
         raise errors.AuthError("Authentication Error, Invalid proxy server token passed. "
                                "Use a valid key in `Authorization: Bearer <key>`.", param="None")
+
+    @classmethod
+    def check_models(cls, key: KeyInfo | None, models: Iterable[str]) -> None:
+        """Every model a request names (its ``fallbacks`` too) must pass the key's allow-list."""
+        for m in models:
+            cls.check_model(key, m)
 
     @staticmethod
     def check_model(key: KeyInfo | None, model: str) -> None:

@@ -16,14 +16,16 @@ Contract with the request handler (unchanged from the first router):
   ``start`` the limiter starts lazily on first use.
 
 Semantics follow LiteLLM's router:
-- Retries (``num_retries``, per-request ``num_retries``, ``retry_policy`` per error class) go to another
+- Retries (``num_retries``, ``retry_policy`` per error class; a per-request ``num_retries`` can only lower
+  them, as a per-request timeout can only shorten the operator's) go to another
   available deployment at once when there is one, else wait (upstream ``Retry-After``, bounded, else
   exponential backoff; at least ``retry_after``). Client errors are not retried (unless ``retry_policy``
   says so), nor a key's own rate limit.
 - After the retries, fallbacks: ``context_window_fallbacks`` for a context-window error,
   ``content_policy_fallbacks`` for a content-policy refusal, else per-request ``fallbacks`` or
   ``fallbacks`` (``"*"`` matches any group) or ``default_fallbacks``; at most ``max_fallbacks`` groups, each
-  with its own retries.
+  with its own retries. A virtual key never reaches a group outside its allow-list this way: fallbacks it
+  may not use are skipped (the shell rejects a request whose own ``fallbacks`` name one, 401).
 - Cooldowns: failures that say something about a deployment (429, 401/403, 404, 408, 5xx, connect errors,
   timeouts) are counted per minute; more than ``allowed_fails`` (or the ``allowed_fails_policy`` entry for
   the error's class) cools the deployment down for ``cooldown_time`` (an upstream 429's ``Retry-After``
@@ -438,6 +440,8 @@ class Router:
         for name in fallbacks:
             if tried >= self.settings.max_fallbacks:
                 break
+            if ctx.key is not None and not ctx.key.allows(name):
+                continue  # a fallback outside the key's allow-list is never tried
             fg = self._lookup(name)
             if fg is None or fg is group:
                 continue
@@ -512,7 +516,7 @@ class Router:
     async def _run_group(self, group: ModelGroup, ctx: RouteContext,
                          attempt: Callable[[Target], Awaitable[R]]) -> tuple[R, Lease]:
         settings = self.settings
-        default_retries = ctx.num_retries if ctx.num_retries is not None else settings.num_retries
+        cap = ctx.num_retries  # a client's num_retries only lowers what the policy allows
         excluded = 0
         used = 0
         last: GatewayError | None = None
@@ -548,7 +552,9 @@ class Router:
                     routing.record_latency(s, time.perf_counter() - start, self.alpha)
                 if routing.counts_for_cooldown(exc) and not settings.disable_cooldowns:
                     self._count_failure(s, exc, now)
-                allowed = routing.retries_for(exc, default_retries, settings.retry_policy)
+                allowed = routing.retries_for(exc, settings.num_retries, settings.retry_policy)
+                if cap is not None and cap < allowed:
+                    allowed = cap
                 if used >= allowed:
                     raise
                 used += 1

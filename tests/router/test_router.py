@@ -87,8 +87,8 @@ def test_retry_counter_and_no_retry_without_num_retries() -> None:
     assert seen <= {0, 1} and 1 in seen
 
 
-def test_per_request_num_retries_overrides() -> None:
-    r = make([dep("g", "a")], num_retries=0, retry_after=0)
+def test_per_request_num_retries_only_lowers_the_policy() -> None:
+    r = make([dep("g", "a")], num_retries=3, retry_after=0)
     n = {"left": 1}
 
     def flaky() -> GatewayError | None:
@@ -116,9 +116,20 @@ def test_per_request_num_retries_overrides() -> None:
     routing.retry_delay = lambda *a, **k: 0.0  # type: ignore[assignment]
     try:
         res, c = asyncio.run(main())
+        assert res == "ok" and c.attempted_retries == 1 and calls == ["a", "a"]
+        # a client asking for more retries than the operator configured gets the operator's number
+        r0 = make([dep("g", "a")], num_retries=0, retry_after=0)
+        n["left"] = 1
+        calls.clear()
+
+        async def more() -> None:
+            await r0.run(r0.resolve("g"), RouteContext(num_retries=5), attempt)
+
+        with pytest.raises(UpstreamTimeout):
+            asyncio.run(more())
+        assert calls == ["a"]
     finally:
         routing.retry_delay = orig  # type: ignore[assignment]
-    assert res == "ok" and c.attempted_retries == 1 and calls == ["a", "a"]
 
 
 def test_fallback_group_and_headers_counters() -> None:

@@ -37,11 +37,13 @@ import orjson
 from relaygate.core import body as body_edit
 from relaygate.core import errors
 from relaygate.core.errors import GatewayError
+from relaygate.core.views import check_duplicate_keys
 from relaygate.inbound.multipart import FieldFinder, boundary_of
 from relaygate.providers.azure import AzureProvider
 from relaygate.providers.base import Provider
 from relaygate.providers.cohere import CohereProvider
 from relaygate.providers.openai import OpenAIProvider
+from relaygate.reqio import BodyLimits, declared_length, next_message, too_large
 from relaygate.router import RouteContext
 from relaygate.upstream.base import UpstreamRequest
 
@@ -67,14 +69,15 @@ class Upload:
     """A multipart upload being streamed: the prefix read so far (with the ``model`` value's span) and
     the rest still to come from ``receive()``. :meth:`body` can be iterated once."""
 
-    __slots__ = ("length", "limit", "prefix", "receive", "span", "started")
+    __slots__ = ("length", "limits", "prefix", "receive", "span", "start", "started")
 
-    def __init__(self, prefix: bytes, span: tuple[int, int], receive: Receive, limit: int,
-                 length: int | None) -> None:
+    def __init__(self, prefix: bytes, span: tuple[int, int], receive: Receive, limits: BodyLimits,
+                 length: int | None, start: float) -> None:
         self.prefix = prefix
         self.span = span
         self.receive = receive
-        self.limit = limit
+        self.limits = limits
+        self.start = start  # loop time the body's reading began (the time and rate bounds run from it)
         self.length = length  # the client's Content-Length, if it sent one
         self.started = False
 
@@ -86,24 +89,20 @@ class Upload:
         return self._pieces(head), length
 
     async def _pieces(self, head: bytes) -> AsyncIterator[bytes]:
-        from relaygate import asgi
-
         if self.started:
             raise RuntimeError("a streamed upload can be sent once")
         self.started = True
         self.prefix = b""
         size = len(head)
         yield head
-        receive = self.receive
-        limit = self.limit
+        receive, limits, start = self.receive, self.limits, self.start
+        limit = limits.max_bytes
         while True:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                raise asgi._ClientGone()
+            msg = await next_message(receive, limits, start, size)
             chunk = msg.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise asgi._too_large(size, limit)
+                raise too_large(size, limit)
             if chunk:
                 yield chunk
             if not msg.get("more_body", False):
@@ -121,29 +120,22 @@ class _Spent(Exception):
 async def _read_multipart(gw: Gateway, scope: Scope, receive: Receive,
                           ctype: str) -> tuple[str, bytes, tuple[int, int], Upload | None]:
     """Read until the ``model`` field is known -> (model, body so far, its span, the upload if more comes)."""
-    from relaygate import asgi
-
-    limit = gw.max_body
+    limits = gw.body_limits
+    limit = limits.max_bytes
     length: int | None = None
     for k, v in scope["headers"]:
         if k == b"content-length":
-            try:
-                length = int(v)
-            except ValueError:
-                raise errors.BadRequest("Invalid Content-Length header") from None
-            if length > limit:
-                raise asgi._too_large(length, limit)
+            length = declared_length(v, limit)
+    start = asyncio.get_running_loop().time()
     finder = FieldFinder(boundary_of(ctype), "model", MODEL_PREFIX)
     found = False
     more = True
     while more:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            raise asgi._ClientGone()
+        msg = await next_message(receive, limits, start, len(finder.buffered))
         more = msg.get("more_body", False)
         found = finder.feed(msg.get("body", b""))
         if len(finder.buffered) > limit:
-            raise asgi._too_large(len(finder.buffered), limit)
+            raise too_large(len(finder.buffered), limit)
         if found:
             break
     span = finder.end()
@@ -151,7 +143,7 @@ async def _read_multipart(gw: Gateway, scope: Scope, receive: Receive,
     model = body[span[0]:span[1]].decode(errors="replace").strip()
     if not model:
         raise errors.BadRequest("model: form field required", param="model")
-    return model, body, span, (Upload(body, span, receive, limit, length) if more else None)
+    return model, body, span, (Upload(body, span, receive, limits, length, start) if more else None)
 
 
 # --------------------------------------------------------------------------------------- adapters
@@ -208,11 +200,12 @@ async def _media(gw: Gateway, scope: Scope, receive: Receive, send: Send, kind: 
             raise errors.BadRequest(f"/v1{PATHS[kind]} expects multipart/form-data")
         model, body, span, upload = await _read_multipart(gw, scope, receive, ctype)
     else:
-        body = await gw._read_body(receive, gw.max_body)
+        body = await gw.read_body(scope, receive)
         try:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise errors.BadRequest(f"Invalid JSON in request body: {exc}") from None
+        check_duplicate_keys(body)
         m = obj.get("model") if isinstance(obj, dict) else None
         if not isinstance(m, str) or not m:
             raise errors.BadRequest("Invalid request body: Object missing required field `model`", param="model")

@@ -34,11 +34,12 @@ from relaygate.core import body as body_edit
 from relaygate.core import errors, tokens
 from relaygate.core.errors import GatewayError
 from relaygate.core.sse import SSEDecoder
-from relaygate.core.views import ChatView, decode_view
+from relaygate.core.views import ChatView, check_duplicate_keys, decode_view
 from relaygate.providers.anthropic import AnthropicProvider
 from relaygate.providers.base import StreamTranslator
 from relaygate.providers.messages_api import MessagesStream, error_body, openai_to_message, to_openai
 from relaygate.router import RouteContext
+from relaygate.watch import ClientGone
 
 if TYPE_CHECKING:
     from relaygate.asgi import Gateway, Receive, Scope, Send, StreamStart
@@ -64,6 +65,7 @@ def _load(body: bytes) -> dict[str, Any]:
         raise errors.BadRequest(f"Invalid JSON in request body: {exc}") from None
     if not isinstance(obj, dict):
         raise errors.BadRequest("Invalid request body: expected a JSON object")
+    check_duplicate_keys(body)
     return obj
 
 
@@ -153,7 +155,7 @@ async def _handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, count
     call_id = _call_id(scope)
     try:
         key = gw._check_auth(scope)
-        body = await gw._read_body(receive, gw.max_body)
+        body = await gw.read_body(scope, receive)
         req = _load(body)
         model = req.get("model")
         if not isinstance(model, str) or not model:
@@ -185,7 +187,7 @@ async def _handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, count
         if exc.status >= 500:
             log.warning("%s failed: %d %s", scope["path"], exc.status, exc.message)
         await send_anthropic_error(send, exc, [(b"x-litellm-call-id", call_id)])
-    except asgi._ClientGone:
+    except ClientGone:
         return
 
 

@@ -1,0 +1,194 @@
+"""Reading what a client sends, with limits: the body (size, time, rate) and per-request overrides.
+
+What it owns, for every POST route alike:
+
+- :func:`read_body` reads a whole request body within three bounds: ``max_request_body_bytes`` (a declared
+  ``Content-Length`` over it is a 413 before a byte is read; a chunked body is counted as it arrives),
+  ``body_read_timeout`` seconds plus one second per ``min_body_rate`` bytes received (a body trickled on
+  purpose holds its connection and task for no longer: 408), and a client that goes away
+  (:class:`~relaygate.watch.ClientGone`). When the body is already there (the common case) no timer is
+  armed at all.
+- :class:`Overrides` parses the per-request routing overrides a client may send (``x-litellm-timeout``,
+  ``x-litellm-num-retries``, ``x-litellm-call-id`` headers; ``timeout`` / ``num_retries`` in the body) and
+  validates them: a timeout is a finite number of seconds > 0, retries an integer in 0..100; anything else
+  is a 400 naming the header or field. They can only tighten what the operator configured: the router
+  takes ``min(override, configured)`` (see ``Gateway.timeouts`` and ``Router._run_group``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any, Awaitable, Callable, Iterable
+
+from relaygate.core import errors
+from relaygate.watch import ClientGone
+
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+
+MAX_REQUEST_RETRIES = 100
+
+
+def too_large(size: int, limit: int) -> errors.PayloadTooLarge:
+    return errors.PayloadTooLarge(
+        f"Request size is too large. Request size is {size / 1048576:.2f} MB. "
+        f"Max size is {limit / 1048576:.2f} MB", code="413")
+
+
+def declared_length(value: bytes, limit: int) -> int:
+    """A ``Content-Length`` header's value, checked against ``limit`` (413) before the body is read."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise errors.BadRequest("Invalid Content-Length header") from None
+    if n < 0:
+        raise errors.BadRequest("Invalid Content-Length header")
+    if n > limit:
+        raise too_large(n, limit)
+    return n
+
+
+def check_declared_length(headers: Iterable[tuple[bytes, bytes]], limit: int) -> None:
+    for k, v in headers:
+        if k == b"content-length":
+            declared_length(v, limit)
+            return
+
+
+class BodyLimits:
+    """The server's body bounds, built once per worker."""
+
+    __slots__ = ("max_bytes", "timeout", "min_rate")
+
+    def __init__(self, max_bytes: int, timeout: float, min_rate: int) -> None:
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+        self.min_rate = min_rate
+
+    def deadline(self, start: float, received: int) -> float:
+        return start + self.timeout + (received / self.min_rate if self.min_rate > 0 else math.inf)
+
+
+def _body_timeout(limits: BodyLimits, received: int) -> errors.GatewayError:
+    return errors.GatewayError(
+        f"Request timeout: the request body did not arrive in time ({received} bytes received; a body must "
+        f"arrive within {limits.timeout:g} s plus 1 s per {limits.min_rate} bytes)",
+        status=408, type="timeout", code="408")
+
+
+async def _receive_by(pending: Awaitable[Message], deadline: float) -> Message:
+    """``await pending`` (a ``receive()``), cancelled at ``deadline`` (loop time), else TimeoutError."""
+    loop = asyncio.get_running_loop()
+    delay = deadline - loop.time()
+    if delay <= 0:
+        if asyncio.iscoroutine(pending):
+            pending.close()
+        raise TimeoutError
+    task = asyncio.current_task()
+    assert task is not None
+    fired = [False]
+
+    def fire() -> None:
+        fired[0] = True
+        task.cancel()
+
+    handle = loop.call_later(delay, fire)
+    try:
+        return await pending
+    except asyncio.CancelledError:
+        if fired[0]:
+            task.uncancel()
+            raise TimeoutError from None
+        raise
+    finally:
+        handle.cancel()
+
+
+async def next_message(receive: Receive, limits: BodyLimits, start: float, received: int) -> Message:
+    """The next ``receive()`` message of a body whose reading began at ``start`` (loop time) and has
+    ``received`` bytes so far: 408 past the body's deadline, :class:`ClientGone` on a disconnect."""
+    pending = receive()
+    try:
+        if asyncio.isfuture(pending) and pending.done():
+            msg: Message = pending.result()
+        else:
+            msg = await _receive_by(pending, limits.deadline(start, received))
+    except TimeoutError:
+        raise _body_timeout(limits, received) from None
+    if msg["type"] == "http.disconnect":
+        raise ClientGone()
+    return msg
+
+
+async def read_body(receive: Receive, limits: BodyLimits) -> bytes:
+    """The whole request body, within the size, time and rate bounds (413 / 408), or :class:`ClientGone`."""
+    start = asyncio.get_running_loop().time()
+    limit = limits.max_bytes
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        msg = await next_message(receive, limits, start, size)
+        chunk: bytes = msg.get("body", b"")
+        if not parts and not msg.get("more_body", False):
+            if len(chunk) > limit:
+                raise too_large(len(chunk), limit)
+            return chunk
+        size += len(chunk)
+        if size > limit:
+            raise too_large(size, limit)
+        parts.append(chunk)
+        if not msg.get("more_body", False):
+            return b"".join(parts)
+
+
+def timeout_value(raw: Any, name: str) -> float:
+    """A client's timeout override in seconds: a finite number > 0, else a 400 naming ``name``."""
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise errors.BadRequest(f"Invalid {name}: expected a number of seconds", param=name) from None
+    if not math.isfinite(value) or value <= 0:
+        raise errors.BadRequest(f"Invalid {name}: {raw!s:.40} (expected a finite number of seconds > 0)",
+                                param=name)
+    return value
+
+
+def retries_value(raw: Any, name: str) -> int:
+    """A client's retry override: an integer in 0..MAX_REQUEST_RETRIES, else a 400 naming ``name``."""
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise errors.BadRequest(f"Invalid {name}: expected an integer", param=name) from None
+    if isinstance(raw, float) or not 0 <= value <= MAX_REQUEST_RETRIES:
+        raise errors.BadRequest(f"Invalid {name}: {raw!s:.40} (expected an integer 0..{MAX_REQUEST_RETRIES})",
+                                param=name)
+    return value
+
+
+class Overrides:
+    """Per-request values read from the headers in one pass (call id, retries, timeout, declared length)."""
+
+    __slots__ = ("call_id", "num_retries", "timeout")
+
+    def __init__(self, headers: Iterable[tuple[bytes, bytes]], max_body: int) -> None:
+        self.call_id: bytes | None = None
+        self.num_retries: int | None = None
+        self.timeout: float | None = None
+        for k, v in headers:
+            if k[:10] == b"x-litellm-":
+                if k == b"x-litellm-call-id":
+                    self.call_id = v[:128]
+                elif k == b"x-litellm-num-retries":
+                    self.num_retries = retries_value(v, "x-litellm-num-retries")
+                elif k == b"x-litellm-timeout":
+                    self.timeout = timeout_value(v, "x-litellm-timeout")
+            elif k == b"content-length":
+                declared_length(v, max_body)
+
+    def merge_body(self, num_retries: Any, timeout: Any) -> None:
+        """Body values (``num_retries``, ``timeout``) apply where no header gave one."""
+        if self.num_retries is None and num_retries is not None:
+            self.num_retries = retries_value(num_retries, "num_retries")
+        if self.timeout is None and timeout is not None:
+            self.timeout = timeout_value(timeout, "timeout")

@@ -1,0 +1,275 @@
+"""Hostile clients against the in-process app: authorization through every model a request can reach,
+per-request overrides that may only tighten, bodies that are slow, huge, duplicated or nested too deep.
+
+Each test states a rule of the shell; the real-process versions live in tests/e2e/test_hostile_e2e.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+import pytest
+
+from relaygate.asgi import Gateway
+
+from .conftest import Reply, call, make_gateway
+
+MASTER = {"Authorization": "Bearer sk-master"}
+CHEAP_KEY = {"Authorization": "Bearer sk-cheap-only"}
+MSGS = [{"role": "user", "content": "hi"}]
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def _gw(**router: Any) -> Gateway:
+    """``cheap`` always fails (nothing listens on its port), ``expensive`` answers; the key may use only
+    ``cheap`` (and the ``cheap*`` pattern)."""
+    return make_gateway({
+        "model_list": [
+            {"model_name": "cheap", "litellm_params": {"model": "openai/cheap", "api_base": "http://127.0.0.1:9",
+                                                       "api_key": "sk-up"}},
+            {"model_name": "cheap-limited", "litellm_params": {"model": "mock/x", "mock_response": "ok", "rpm": 1}},
+            {"model_name": "expensive", "litellm_params": {"model": "mock/x", "mock_response": "EXPENSIVE"}},
+            {"model_name": "*", "litellm_params": {"model": "openai/*", "api_base": "http://127.0.0.1:9"}},
+        ],
+        "router_settings": {"retry_after": 0, **router},
+        "general_settings": {"master_key": "sk-master"},
+        "relaygate_keys": [{"key": "sk-cheap-only", "models": ["cheap", "cheap-limited", "cheap*"]}],
+    })
+
+
+def _served_expensive(r: Reply) -> bool:
+    return b"EXPENSIVE" in r.body
+
+
+def chats(gw: Gateway, *requests: tuple[dict[str, Any], dict[str, str]]) -> list[Reply]:
+    """Several chat calls in one event loop (the upstream pool lives in it), then the gateway closed."""
+
+    async def main() -> list[Reply]:
+        try:
+            return [await call(gw, "POST", "/v1/chat/completions", body, headers) for body, headers in requests]
+        finally:
+            await gw.aclose()
+
+    return asyncio.run(main())
+
+
+def test_body_fallbacks_outside_the_allow_list_are_refused() -> None:
+    body = {"model": "cheap", "messages": MSGS, "fallbacks": ["expensive"]}
+    denied, master = chats(_gw(), (body, CHEAP_KEY), (body, MASTER))
+    assert denied.status == 401 and denied.json()["error"]["type"] == "key_model_access_denied", denied.body
+    assert "expensive" in denied.json()["error"]["message"]
+    assert master.status == 200 and _served_expensive(master)  # the master key may name any fallback
+
+
+@pytest.mark.parametrize("router", [
+    {"fallbacks": [{"cheap": ["expensive"]}, {"cheap-limited": ["expensive"]}]},
+    {"default_fallbacks": ["expensive"]},
+    {"fallbacks": [{"*": ["expensive"]}]},
+])
+def test_config_fallbacks_never_reach_a_forbidden_group(router: dict[str, Any]) -> None:
+    failing = {"model": "cheap", "messages": MSGS}
+    limited = {"model": "cheap-limited", "messages": MSGS}
+    fails, first, limited_out, master = chats(_gw(**router), (failing, CHEAP_KEY), (limited, CHEAP_KEY),
+                                              (limited, CHEAP_KEY), (failing, MASTER))
+    # the allowed group fails upstream: the forbidden fallback is skipped, the client gets the failure
+    assert fails.status >= 400 and not _served_expensive(fails), fails.body
+    # the allowed group is out of rpm: the same
+    assert first.status == 200
+    assert limited_out.status == 429 and not _served_expensive(limited_out), limited_out.body
+    # the master key does fall back
+    assert master.status == 200 and _served_expensive(master)
+
+
+def test_comma_lists_need_every_model_allowed() -> None:
+    gw = _gw()
+    r = run(call(gw, "POST", "/v1/chat/completions", {"model": "cheap,expensive", "messages": MSGS}, CHEAP_KEY))
+    assert r.status == 401 and r.json()["error"]["type"] == "key_model_access_denied"
+
+
+@pytest.mark.parametrize("header", ["x-litellm-timeout", "x-litellm-num-retries"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "0", "1e999", "abc", "", "1000000", "2.5e400"])
+def test_override_headers_are_validated(header: str, value: str) -> None:
+    gw = _gw()
+    r = run(call(gw, "POST", "/v1/chat/completions", {"model": "expensive", "messages": MSGS},
+                 {**MASTER, header: value}))
+    if header == "x-litellm-num-retries" and value == "0":
+        assert r.status == 200
+        return
+    if header == "x-litellm-timeout" and value == "1000000":
+        assert r.status == 200  # a finite, positive timeout is valid; it just cannot lift the operator's
+        return
+    assert r.status == 400, (value, r.body)
+    assert r.json()["error"]["param"] == header
+
+
+@pytest.mark.parametrize("field,value", [("timeout", b"1e999"), ("timeout", b"-3"), ("timeout", b"0"),
+                                         ("num_retries", b"-1"), ("num_retries", b"1000000000")])
+def test_override_body_fields_are_validated(field: str, value: bytes) -> None:
+    gw = _gw()
+    body = b'{"model":"expensive","messages":[{"role":"user","content":"hi"}],"%s":%s}' % (field.encode(), value)
+    r = run(call(gw, "POST", "/v1/chat/completions", body, MASTER))
+    assert r.status == 400, r.body
+    assert r.json()["error"]["param"] == field
+
+
+def test_overrides_only_tighten_the_operators_timeouts() -> None:
+    gw = make_gateway({"model_list": [{"model_name": "m", "litellm_params": {
+        "model": "openai/m", "api_base": "http://127.0.0.1:9", "timeout": 20, "stream_timeout": 10}}],
+        "relaygate_settings": {"first_byte_timeout": 15, "idle_timeout": 12}})
+    target = gw.router.resolve("m").targets[0]
+    base = gw.timeouts(target, False, None)
+    assert base.total == 20 and base.first_byte == 15 and base.idle == 12
+    for huge in (1e9, 3600.0, 20.5):
+        t = gw.timeouts(target, False, huge)
+        assert (t.total, t.first_byte, t.idle) == (20, 15, 12)
+        s = gw.timeouts(target, True, huge)
+        assert s.total is None and s.first_byte == 10 and s.idle == 10
+    t = gw.timeouts(target, False, 2.0)
+    assert t.total == 2.0 and t.first_byte == 2.0 and t.idle == 2.0 and t.connect <= 2.0
+
+
+# -- bodies ---------------------------------------------------------------------------------------------
+
+
+async def _call_receive(gw: Gateway, path: str, receive: Any, headers: list[tuple[bytes, bytes]]) -> Reply:
+    scope = {"type": "http", "method": "POST", "path": path, "query_string": b"", "http_version": "1.1",
+             "headers": [(b"authorization", b"Bearer sk-master"), *headers]}
+    sent: list[dict[str, Any]] = []
+
+    async def send(msg: dict[str, Any]) -> None:
+        sent.append(msg)
+
+    await gw(scope, receive, send)
+    start = sent[0]
+    return Reply(start["status"], {k.decode(): v.decode() for k, v in start["headers"]},
+                 b"".join(m.get("body", b"") for m in sent[1:]))
+
+
+def _slow_gateway() -> Gateway:
+    return make_gateway({
+        "model_list": [{"model_name": "m", "litellm_params": {"model": "mock/x", "mock_response": "ok"}}],
+        "general_settings": {"master_key": "sk-master"},
+        "relaygate_settings": {"body_read_timeout": 0.3, "min_body_rate": 1000},
+    })
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/images/generations",
+                                  "/v1/audio/transcriptions"])
+def test_a_body_that_never_arrives_is_cut_with_a_408(path: str) -> None:
+    gw = _slow_gateway()
+    first = [True]
+
+    async def receive() -> dict[str, Any]:
+        if first[0]:
+            first[0] = False
+            return {"type": "http.request", "body": b"--b\r\n", "more_body": True}
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    ctype = [(b"content-type", b"multipart/form-data; boundary=b")] if "audio" in path else []
+    t = time.monotonic()
+    r = run(asyncio.wait_for(_call_receive(gw, path, receive, ctype), 10))
+    assert r.status == 408, r.body
+    assert time.monotonic() - t < 10  # hang guard, not a timing assert: the bound is the test's own timeout
+    assert b"did not arrive in time" in r.body
+
+
+def test_a_trickled_body_is_cut_by_the_minimum_rate() -> None:
+    gw = _slow_gateway()
+    sent = [0]
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(0.02)
+        sent[0] += 1
+        return {"type": "http.request", "body": b" ", "more_body": True}  # 50 bytes/s < 1000 bytes/s
+
+    r = run(asyncio.wait_for(_call_receive(gw, "/v1/chat/completions", receive, []), 10))
+    assert r.status == 408 and sent[0] < 200
+
+
+def test_a_slow_but_steady_body_is_read() -> None:
+    gw = _slow_gateway()
+    body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "x" * 3000}]})
+    pieces = [body[i:i + 500] for i in range(0, len(body), 500)]
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(0.05)  # 10 kB/s, above the 1000 bytes/s minimum, longer than body_read_timeout
+        piece = pieces.pop(0)
+        return {"type": "http.request", "body": piece, "more_body": bool(pieces)}
+
+    r = run(_call_receive(gw, "/v1/chat/completions", receive, []))
+    assert r.status == 200, r.body
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/images/generations",
+                                  "/v1/audio/transcriptions", "/openai/deployments/m/chat/completions"])
+def test_declared_oversize_is_413_before_reading(path: str) -> None:
+    gw = _slow_gateway()
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("the body must not be read")
+
+    headers = [(b"content-length", str(1 << 30).encode())]
+    if "audio" in path:
+        headers.append((b"content-type", b"multipart/form-data; boundary=b"))
+    r = run(_call_receive(gw, path, receive, headers))
+    assert r.status == 413, r.body
+
+
+@pytest.mark.parametrize("body", [
+    b'{"model":"expensive","messages":[{"role":"user","content":"x"}],"model":"cheap"}',
+    b'{"model":"cheap","model":"expensive","messages":[{"role":"user","content":"x"}]}',
+    b'{"model":"expensive","stream":false,"messages":[{"role":"user","content":"x"}],"stream":true}',
+])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+def test_duplicate_routing_keys_are_400(body: bytes, path: str) -> None:
+    gw = _gw()
+    if path == "/v1/messages":
+        body = body.replace(b'"messages"', b'"max_tokens":5,"messages"')
+    r = run(call(gw, "POST", path, body, MASTER))
+    assert r.status == 400, r.body
+    assert b"more than once" in r.body
+
+
+def test_nested_model_keys_are_not_duplicates() -> None:
+    gw = _gw()
+    body = {"model": "expensive", "messages": MSGS,
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {
+                "type": "object", "properties": {"model": {"type": "string"}, "stream": {"type": "boolean"}}}}}]}
+    r = run(call(gw, "POST", "/v1/chat/completions", body, MASTER))
+    assert r.status == 200, r.body
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages",
+                                  "/v1/images/generations"])
+@pytest.mark.parametrize("depth", [2000, 100_000])
+def test_deep_nesting_is_400(path: str, depth: int) -> None:
+    gw = _gw()
+    deep = b"[" * depth + b"]" * depth
+    field = {"/v1/completions": b"prompt", "/v1/embeddings": b"input", "/v1/images/generations": b"prompt"}.get(
+        path, b"messages")
+    if field == b"messages":
+        value = b'[{"role":"user","content":' + deep + b"}]"
+    else:
+        value = deep
+    body = b'{"model":"expensive","max_tokens":5,"' + field + b'":' + value + b"}"
+    r = run(call(gw, "POST", path, body, MASTER))
+    assert r.status == 400, (r.status, r.body[:300])
+
+
+def test_health_reports_a_misconfigured_deployment_instead_of_failing() -> None:
+    gw = make_gateway({"model_list": [
+        {"model_name": "az", "litellm_params": {"model": "azure/gpt4"}},  # no api_base: cannot build a URL
+        {"model_name": "ok", "litellm_params": {"model": "mock/x"}},
+    ]})
+    r = run(call(gw, "GET", "/health"))
+    assert r.status == 200, r.body
+    data = r.json()
+    assert data["healthy_count"] == 1 and data["unhealthy_count"] == 1
+    assert data["unhealthy_endpoints"][0]["model_name"] == "az"
