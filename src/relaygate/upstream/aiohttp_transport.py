@@ -12,13 +12,16 @@ raised (a size limit, a client gone) and ``send`` re-raises exactly that.
 
 ``read()`` obeys the same cap as the lean pool (``max_response_bytes``, see
 :mod:`relaygate.upstream.h1_response`): a declared ``Content-Length`` above it fails before reading, a
-body whose counted bytes pass it fails at once; the connection is closed, never pooled.
+body whose counted bytes pass it fails at once; the connection is closed, never pooled. A request pinned
+to an address (``connect_to``) is sent to a URL naming that address, with the original ``Host`` header and
+``server_hostname`` (TLS SNI and certificate check) set to the URL's host.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -100,6 +103,18 @@ class AiohttpResponse:
             self._resp.close()
 
 
+def _pin(url: str, addr: str) -> tuple[str, str, str | None]:
+    """``url`` with its host replaced by the address ``addr``, the ``Host`` header value it had, and the
+    name TLS must present and verify (None for ``http``)."""
+    parts = urlsplit(url)
+    if parts.hostname is None:
+        raise ValueError("a pinned URL needs a host")
+    ip = f"[{addr}]" if ":" in addr else addr
+    netloc = f"{ip}:{parts.port}" if parts.port is not None else ip
+    sni = parts.hostname if parts.scheme == "https" else None
+    return urlunsplit(parts._replace(netloc=netloc)), parts.netloc.rpartition("@")[2], sni
+
+
 class _Body:
     """A streamed request body handed to aiohttp, remembering what the source raised."""
 
@@ -151,8 +166,13 @@ class AiohttpTransport:
             headers = [h for h in headers if h[0].lower() not in ("content-length", "transfer-encoding")]
             if request.content_length is not None:
                 headers.append(("Content-Length", str(request.content_length)))
+        url = request.url
+        sni: str | None = None
+        if request.connect_to is not None:
+            url, host, sni = _pin(url, request.connect_to)
+            headers = [h for h in headers if h[0].lower() != "host"] + [("Host", host)]
         try:
-            resp = await self._request(session, request.method, request.url, headers, data, t, timeouts.total)
+            resp = await self._request(session, request.method, url, headers, data, t, timeouts.total, sni)
         except BaseException:
             if streamed is not None and streamed.exc is not None:
                 raise streamed.exc from None
@@ -160,10 +180,11 @@ class AiohttpTransport:
         return AiohttpResponse(resp, timeouts.idle, self._cap)
 
     async def _request(self, session: aiohttp.ClientSession, method: str, url: str, headers: list[tuple[str, str]],
-                       data: object, t: aiohttp.ClientTimeout, total: float | None) -> aiohttp.ClientResponse:
+                       data: object, t: aiohttp.ClientTimeout, total: float | None,
+                       sni: str | None = None) -> aiohttp.ClientResponse:
         try:
             coro = session.request(method, url, headers=headers, data=data, timeout=t, proxy=self._proxy,
-                                   allow_redirects=False)
+                                   allow_redirects=False, server_hostname=sni)
             if total is not None:
                 return await asyncio.wait_for(coro, total)
             return await coro

@@ -48,6 +48,8 @@ class UpstreamRequest:
 
     ``body`` is ``bytes`` or, to stream it, an async iterable of ``bytes`` pieces; ``content_length`` is
     the streamed body's exact size if known (None: chunked). It is ignored for a ``bytes`` body.
+    ``connect_to`` (an IP address) pins the connection: the transport connects there instead of resolving
+    the URL's host, while the ``Host`` header, TLS SNI and certificate verification keep the host.
     """
 
     method: str
@@ -55,6 +57,7 @@ class UpstreamRequest:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes | AsyncIterable[bytes] = b""
     content_length: int | None = None
+    connect_to: str | None = None
 
 
 class UpstreamResponse(Protocol):

@@ -6,10 +6,9 @@ pooled connection is one ``build_request`` call, one ``transport.write``, one fu
 head, and the compiled :class:`relaygate.core.http1.ResponseParser` turning socket bytes into events
 inside ``data_received``. No task is created per request, no ``wait_for`` wraps anything, nothing logs.
 
-Pools are per origin (scheme, host, port). Idle connections are kept LIFO (the warmest is reused, the
-coldest expire first) and expire after ``keepalive_expiry`` seconds, checked whenever the pool is touched.
-``max_connections_per_origin`` bounds open plus connecting connections; further requests queue as
-waiters and receive a released connection directly, or the slot of a closed one.
+Pools are per origin (scheme, host, port), or per origin and address for a request pinned to an address
+(``UpstreamRequest.connect_to``); :mod:`relaygate.upstream.h1_pool` holds them: idle connections LIFO,
+``keepalive_expiry``, ``max_connections_per_origin`` and the waiters queued behind it.
 
 Timeouts use one ``loop.call_at`` timer per exchange that checks, when it fires, which deadline passed:
 ``first_byte`` (request written -> head), ``idle`` (gap between body bytes, measured from the last
@@ -46,13 +45,13 @@ from __future__ import annotations
 import asyncio
 import select
 import ssl as _ssl
-from collections import deque
 from collections.abc import AsyncIterable
 from typing import Any
 
 from relaygate.core.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 from relaygate.core.http1 import END, ResponseParser, build_request, build_request_head
 from relaygate.upstream.base import Timeouts, UpstreamRequest
+from relaygate.upstream.h1_pool import OriginPool
 from relaygate.upstream.h1_response import DEFAULT_MAX_RESPONSE_BYTES, H1Response, ResponseTooLarge
 
 __all__ = ["HIGH_WATER", "LOW_WATER", "STREAM_REUSE_IDLE", "H1Response", "H1Transport", "ResponseTooLarge"]
@@ -74,7 +73,7 @@ _INF = float("inf")
 class _Conn(asyncio.Protocol):
     """One upstream connection: parser, timer, current response."""
 
-    def __init__(self, pool: _Pool) -> None:
+    def __init__(self, pool: OriginPool) -> None:
         self.pool = pool
         self.loop = pool.loop
         self.high_water = pool.high_water
@@ -393,156 +392,6 @@ class _Conn(asyncio.Protocol):
         self._wake_drain()
 
 
-class _Pool:
-    """Connections to one origin."""
-
-    def __init__(self, owner: H1Transport, scheme: str, host: str, port: int, host_header: str) -> None:
-        self.loop = owner.loop
-        self.scheme = scheme
-        self.host = host
-        self.port = port
-        self.host_header = host_header
-        self.ssl: _ssl.SSLContext | None = owner.ssl_context() if scheme == "https" else None
-        self.keepalive_expiry = owner.keepalive_expiry
-        self.max = owner.max_connections_per_origin
-        self.high_water = owner.high_water
-        self.low_water = owner.low_water
-        self.max_body: int = owner.max_response_bytes
-        self.idle: deque[_Conn] = deque()
-        self.size = 0  # open + connecting connections
-        self.conns: set[_Conn] = set()
-        self.waiters: deque[asyncio.Future[_Conn | None]] = deque()
-
-    def take_idle(self, max_idle: float | None = None) -> _Conn | None:
-        """The warmest usable idle connection, or None. With ``max_idle``, only one idle at most that
-        long; if the warmest is colder and the pool is full, the coldest is closed to free a slot."""
-        idle = self.idle
-        if not idle:
-            return None
-        now = self.loop.time()
-        expiry = self.keepalive_expiry
-        while idle:
-            conn = idle[-1]
-            if conn.closed or conn.transport.is_closing():  # type: ignore[union-attr]
-                idle.pop()
-                continue
-            if conn.dropped():
-                idle.pop()
-                conn.abort()
-                continue
-            age = now - conn.idle_since
-            if age > expiry:
-                idle.pop()
-                conn.abort()
-                continue
-            if max_idle is not None and age > max_idle:
-                if self.max is not None and self.size >= self.max:
-                    idle.popleft().abort()  # connection_lost passes the slot to the waiter acquire() queues
-                return None
-            idle.pop()
-            return conn
-        return None
-
-    def release(self, conn: _Conn) -> None:
-        now = self.loop.time()
-        conn.idle_since = now
-        waiters = self.waiters
-        while waiters:
-            w = waiters.popleft()
-            if not w.done():
-                w.set_result(conn)
-                return
-        idle = self.idle
-        idle.append(conn)
-        expiry = self.keepalive_expiry
-        while idle and now - idle[0].idle_since > expiry:
-            idle.popleft().abort()
-
-    def discard(self, conn: _Conn) -> None:
-        """A connection closed: forget it and pass its slot on."""
-        if conn not in self.conns:
-            return
-        self.conns.discard(conn)
-        try:
-            self.idle.remove(conn)
-        except ValueError:
-            pass
-        self._free_slot()
-
-    def _free_slot(self) -> None:
-        waiters = self.waiters
-        while waiters:
-            w = waiters.popleft()
-            if not w.done():
-                w.set_result(None)  # the slot passes to the waiter, size unchanged
-                return
-        self.size -= 1
-
-    async def acquire(self, timeouts: Timeouts, total_deadline: float, fresh: bool) -> _Conn:
-        if not fresh:
-            conn = self.take_idle()
-            if conn is not None:
-                return conn
-        if self.max is not None and self.size >= self.max:
-            fut: asyncio.Future[_Conn | None] = self.loop.create_future()
-            self.waiters.append(fut)
-            try:
-                got = await fut
-            except BaseException:
-                if fut.done() and not fut.cancelled():
-                    got = fut.result()
-                    if got is None:
-                        self._free_slot()
-                    else:
-                        self.release(got)
-                else:
-                    try:
-                        self.waiters.remove(fut)
-                    except ValueError:
-                        pass
-                raise
-            if got is not None:
-                return got
-        else:
-            self.size += 1
-        try:
-            return await self._connect(timeouts, total_deadline)
-        except BaseException:
-            self._free_slot()
-            raise
-
-    async def _connect(self, timeouts: Timeouts, total_deadline: float) -> _Conn:
-        loop = self.loop
-        deadline = min(loop.time() + timeouts.connect, total_deadline)
-        phase = "connect" if deadline < total_deadline else "total"
-        try:
-            async with asyncio.timeout_at(deadline):
-                _, conn = await loop.create_connection(
-                    lambda: _Conn(self),
-                    self.host,
-                    self.port,
-                    ssl=self.ssl,
-                    server_hostname=self.host if self.ssl is not None else None,
-                )
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"upstream {phase} timeout connecting to {self.host}:{self.port}", phase=phase
-            ) from None
-        except OSError as exc:
-            raise UpstreamConnectError(f"cannot connect to upstream {self.host}:{self.port}: {exc}") from None
-        self.conns.add(conn)
-        return conn
-
-    def close_all(self) -> None:
-        for conn in list(self.conns):
-            conn.abort()
-        self.idle.clear()
-        for w in self.waiters:
-            if not w.done():
-                w.set_exception(UpstreamConnectError("transport closed"))
-        self.waiters.clear()
-
-
 class H1Transport:
     """Pooled keep-alive HTTP/1.1 client implementing :class:`relaygate.upstream.base.Transport`.
 
@@ -574,7 +423,8 @@ class H1Transport:
         self.high_water = high_water
         self.low_water = low_water
         self._ssl = ssl_context
-        self._pools: dict[str, tuple[_Pool, int]] = {}
+        self._pools: dict[str, tuple[OriginPool, int]] = {}
+        self.conn_class: type[_Conn] = _Conn
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._closed = False
 
@@ -583,8 +433,9 @@ class H1Transport:
             self._ssl = _ssl.create_default_context()
         return self._ssl
 
-    def _pool(self, url: str) -> tuple[_Pool, str]:
-        """The pool for ``url``'s origin and the request target (path and query)."""
+    def _pool(self, url: str, connect_to: str | None = None) -> tuple[OriginPool, str]:
+        """The pool for ``url``'s origin (pinned to the address ``connect_to`` if given) and the request
+        target (path and query)."""
         i = url.find("://")
         start = i + 3
         j = url.find("/", start)
@@ -592,16 +443,18 @@ class H1Transport:
             j = url.find("?", start)
             if j < 0:
                 j = len(url)
-        entry = self._pools.get(url[:j])
+        key = url[:j] if connect_to is None else f"{url[:j]}\n{connect_to}"
+        entry = self._pools.get(key)
         if entry is None:
-            entry = self._new_pool(url, i, start, j)
+            entry = self._new_pool(url, i, start, j, key, connect_to)
         pool, cut = entry
         target = url[cut:] or "/"
         if target[0] == "?":
             target = "/" + target
         return pool, target
 
-    def _new_pool(self, url: str, i: int, start: int, j: int) -> tuple[_Pool, int]:
+    def _new_pool(self, url: str, i: int, start: int, j: int, key: str,
+                  connect_to: str | None) -> tuple[OriginPool, int]:
         scheme = url[:i].lower() if i > 0 else ""
         if scheme not in ("http", "https"):
             raise ValueError(f"unsupported upstream URL {url[:60]!r}")
@@ -616,18 +469,23 @@ class H1Transport:
             host, _, rest = authority.partition(":")
             rest = ":" + rest if rest else ""
         port = int(rest[1:]) if rest.startswith(":") and rest[1:] else (443 if scheme == "https" else 80)
+        if not host or not 0 < port < 65536:
+            raise ValueError(f"unsupported upstream URL {url[:60]!r}")
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
-        pool = _Pool(self, scheme, host, port, authority)
+        pool = OriginPool(self, scheme, host, port, authority, connect_to)
         entry = (pool, j)
-        self._pools[url[:j]] = entry
+        self._pools[key] = entry
         return entry
 
     async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> H1Response:
         """Send ``request``; return once the response head has arrived."""
         if self._closed:
             raise UpstreamConnectError("transport closed")
-        pool, target = self._pool(request.url)
+        if request.connect_to is None:
+            pool, target = self._pool(request.url)
+        else:
+            pool, target = self._pool(request.url, request.connect_to)
         loop = self.loop
         total_deadline = loop.time() + timeouts.total if timeouts.total is not None else _INF
         method = request.method
@@ -647,7 +505,7 @@ class H1Transport:
             raise
 
     async def _send_streamed(
-        self, request: UpstreamRequest, pool: _Pool, target: str, timeouts: Timeouts, total_deadline: float
+        self, request: UpstreamRequest, pool: OriginPool, target: str, timeouts: Timeouts, total_deadline: float
     ) -> H1Response:
         length = request.content_length
         head = build_request_head(request.method, pool.host_header, target, request.headers, length)
