@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relaygate.asgi import Gateway
 from relaygate.core import errors
@@ -76,7 +79,8 @@ def test_sniff_prefers_magic_bytes() -> None:
 
 def test_check_head() -> None:
     u = "https://x.example/a/b.png?sig=1"
-    assert media.check_head(u, u, 302, None, b"/c.png") == "https://x.example/c.png"
+    nxt = media.check_head(u, u, 302, None, b"/c.png")
+    assert nxt is not None and nxt.url == "https://x.example/c.png" and nxt.port == 443
     assert media.check_head(u, u, 200, b"100", None) is None
     with pytest.raises(media.MediaFetchError, match="HTTP 404"):
         media.check_head(u, u, 404, None, None)
@@ -86,6 +90,56 @@ def test_check_head() -> None:
         media.check_head(u, u, 301, None, b"file:///etc/passwd")
     with pytest.raises(media.MediaFetchError, match="empty"):
         media.accept(u, b"image/png", b"")
+    for bad in (b"http://[::1/x", b"http://h:99999/x", b"http://u:p@h/x", b"http:///x"):
+        with pytest.raises(media.MediaFetchError, match="redirected to an invalid URL"):
+            media.check_head(u, u, 302, None, bad)
+
+
+# ----------------------------------------------------------------- hostile URLs: 400, never a 500
+
+_SCHEMES = st.sampled_from(["http", "https", "HTTP", "hTtPs", "ftp", "file", "javascript", "", "http:", "h ttp"])
+_HOSTS = st.one_of(
+    st.sampled_from(["a.example", "127.0.0.1", "[::1]", "[::ffff:127.0.0.1]", "[fe80::1%25eth0]", "[::1",
+                     "::1]", "[]", "", ".", "a..b", "xn--exmple-cua.com", "exämple.com", "a b", "a\\b", "a%00b",
+                     "-", "a" * 64 + ".com", "0x7f.1", "ｅｘａｍｐｌｅ.com", "[v1.x]", "h]"]),
+    st.text(max_size=12),
+)
+_PORTS = st.one_of(st.just(""), st.integers(-5, 200000).map(lambda n: f":{n}"),
+                   st.text(max_size=6).map(lambda t: ":" + t))
+_USERINFO = st.sampled_from(["", "", "user@", "user:pw@", ":@", "@"])
+_TAILS = st.one_of(st.sampled_from(["", "/", "/a.png", "/a b.png", "/ä.png?q=é#f", "?x=1", "#frag", "/a\r\nX: y",
+                                    "/%zz", "/\x00", "//evil.example/a.png", "\\@evil.example/"]),
+                   st.text(max_size=16))
+_URLS = st.one_of(
+    st.text(max_size=40),
+    st.builds(lambda s, u, h, p, t: f"{s}://{u}{h}{p}{t}", _SCHEMES, _USERINFO, _HOSTS, _PORTS, _TAILS),
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(_URLS)
+def test_parse_url_accepts_only_plain_fetchable_urls(url: str) -> None:
+    """Every string either is refused with :class:`media.InvalidURL` or becomes a plain, normalized URL that
+    the standard parser and the transport's origin split read the same way; nothing else ever escapes."""
+    try:
+        got = media.parse_url(url)
+    except media.InvalidURL as exc:
+        err = media.invalid_url(exc.reason)
+        assert err.status == 400 and err.type == "invalid_request_error" and media.URL_FIELD in err.message
+        return
+    assert got.scheme in ("http", "https") and got.host and 0 < got.port < 65536
+    assert got.url.isascii() and not any(c <= " " or c in "\x7f\\" for c in got.url)
+    assert media.parse_url(got.url) == got  # the normal form is a fixed point
+    split = urllib.parse.urlsplit(got.url)
+    assert split.scheme == got.scheme and split.hostname == got.host and split.username is None
+    assert (split.port or (443 if got.scheme == "https" else 80)) == got.port
+    authority = got.url[len(got.scheme) + 3:].split("/", 1)[0]  # how H1Transport finds the origin
+    assert authority == split.netloc and "?" not in authority and "#" not in got.url
+
+
+def test_public_url_never_raises() -> None:
+    for url in ("http://127.0.0.1:99999/a.png", "http://[::1/a.png", "http://h:x/", "http://a\nb/"):
+        assert media.public_url(url) == "<invalid url>"
 
 
 def test_cache_is_lru_bounded_in_entries_and_bytes() -> None:
@@ -201,6 +255,8 @@ class Server:
                 self._reply(writer, 200, PNG, "image/png")
             elif path == "/img/photo":
                 self._reply(writer, 200, JPEG, "application/octet-stream")
+            elif path == "/img/bad-redirect":
+                self._reply(writer, 302, b"", "text/plain", "location: http://[::1/x.png\r\n")
             elif path == "/img/moved":
                 self._reply(writer, 302, b"", "text/plain", "location: /img/cat.png\r\n")
             elif path == "/img/big.png":
@@ -406,3 +462,32 @@ async def _loopback_refused() -> None:
         await gw.aclose()
     finally:
         await srv.stop()
+
+
+@pytest.mark.parametrize("allow_private", [True, False])
+def test_malformed_image_urls_are_400_naming_the_field(allow_private: bool) -> None:
+    async def go() -> None:
+        async with stack() as (srv, gw):
+            gw.allow_private_media = allow_private
+            port = srv.port
+            for url in ("http://127.0.0.1:99999/a.png", "http://[::1/a.png", "http://127.0.0.1:0/a.png",
+                        f"http://user:pw@127.0.0.1:{port}/img/cat.png", "http:///a.png", "http://a b.example/x.png",
+                        f"http://127.0.0.1:{port}x/img/cat.png", "http://[fe80::1%eth0]/a.png",
+                        f"http://127.0.0.1:{port}\\@evil.example/img/cat.png", "http://exa\tmple.com/a.png"):
+                for model in ("gem", "br", "ol"):
+                    r = await app_call(gw, "POST", "/v1/chat/completions",
+                                       {"model": model, "messages": [_img(url)]}, H)
+                    assert r.status == 400, (url, model, r.body)
+                    err = r.json()["error"]
+                    assert err["type"] == "invalid_request_error" and media.URL_FIELD in err["message"], err
+                    assert "pw" not in err["message"]
+            if allow_private:  # a redirect to a malformed URL is refused the same way
+                r = await app_call(gw, "POST", "/v1/chat/completions",
+                                   {"model": "gem", "messages": [_img(srv.url + "/img/bad-redirect")]}, H)
+                assert r.status == 400 and b"redirected to an invalid URL" in r.body, r.body
+                assert srv.gets == {"/img/bad-redirect": 1}
+            else:
+                assert srv.gets == {}
+            assert srv.posts == []
+
+    run(go())

@@ -6,6 +6,11 @@ such images and sends them inline, and so does relaygate. The adapter names the 
 concurrently through the gateway's own transport, and the adapter receives ``{url: (mime type, bytes)}``
 in ``Provider.build_requests``. This module holds every rule of that exchange and no IO:
 
+- which URLs may be fetched at all (:func:`parse_url`): a client's URL is parsed strictly and normalized
+  before anything is resolved or sent, and anything unparseable, with a scheme other than ``http(s)``,
+  no host, a bad port, control characters, whitespace or a backslash, or credentials (``user:pass@``) is
+  a 400 naming the field (:data:`URL_FIELD`), never a 500; the transport only ever sees the normalized
+  URL, so no two URL parsers can disagree about where it points. Redirect targets obey the same rule;
 - which request to send (:func:`fetch_request`: ``GET``, an ``Accept`` for images, :data:`TIMEOUT` for
   each phase), what to do with the response head (:func:`check_head`: follow up to
   :data:`MAX_REDIRECTS` redirects, refuse an error status or a ``Content-Length`` above
@@ -23,10 +28,12 @@ without images costs one ``bytes.find``.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -41,6 +48,10 @@ TIMEOUT = 15.0
 MAX_REDIRECTS = 3
 CACHE_ENTRIES = 32
 CACHE_BYTES = 64 * 1024 * 1024
+#: longest URL accepted for a fetch
+MAX_URL_CHARS = 8192
+#: where a chat request carries the URLs fetched here, named in errors
+URL_FIELD = "messages[].content[].image_url.url"
 
 _HEADERS = [("Accept", "image/*,application/pdf;q=0.9,*/*;q=0.5"), ("User-Agent", "relaygate")]
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -56,17 +67,109 @@ def public_url(url: str) -> str:
     """``url`` without user info, query string and fragment: safe to show and to log."""
     try:
         u = urllib.parse.urlsplit(url)
+        host = u.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        if u.port:
+            host = f"{host}:{u.port}"
     except ValueError:
         return "<invalid url>"
-    host = u.hostname or ""
-    if u.port:
-        host = f"{host}:{u.port}"
+    if _UNSAFE.search(url) is not None:
+        return "<invalid url>"
     return urllib.parse.urlunsplit((u.scheme, host, u.path, "", ""))
 
 
 def fetch_error(url: str, reason: str) -> MediaFetchError:
     return MediaFetchError(f"Unable to fetch image from {public_url(url)}: {reason}", param="messages",
                            code="400")
+
+
+class MediaURL(NamedTuple):
+    """A URL that may be fetched, as :func:`parse_url` normalized it."""
+
+    url: str
+    """``scheme://host[:port]/path[?query]``: no user info, no fragment, non-ASCII percent-encoded."""
+    scheme: str
+    host: str
+    """Lower-case ASCII (IDNA) name, or an IP address (IPv6 without brackets)."""
+    port: int
+
+
+class InvalidURL(ValueError):
+    """A URL :func:`parse_url` refuses; ``reason`` says why without repeating the URL."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+_UNSAFE = re.compile(r"[\x00-\x20\x7f-\x9f\\]")
+_HOST_CHARS = re.compile(r"[a-z0-9_.-]+")
+_PATH_SAFE = "!$&'()*+,/:;=?@[]~%"
+
+
+def parse_url(url: str) -> MediaURL:
+    """Parse a URL to fetch, strictly; raise :class:`InvalidURL` for anything not plainly
+    ``http(s)://host[:port][/path][?query][#fragment]`` with a usable host and port."""
+    if len(url) > MAX_URL_CHARS:
+        raise InvalidURL(f"longer than {MAX_URL_CHARS} characters")
+    if _UNSAFE.search(url) is not None:
+        raise InvalidURL("contains whitespace, control characters or a backslash")
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        raise InvalidURL("not a valid URL") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise InvalidURL("only http and https URLs can be fetched")
+    netloc = parts.netloc
+    if "@" in netloc:
+        raise InvalidURL("credentials (user:password@) are not accepted in URLs")
+    if netloc.startswith("["):
+        end = netloc.find("]")
+        if end < 0 or "%" in netloc[:end]:
+            raise InvalidURL("not a valid IPv6 address")
+        try:
+            host = ipaddress.IPv6Address(netloc[1:end]).compressed
+        except ValueError:
+            raise InvalidURL("not a valid IPv6 address") from None
+        authority, rest = f"[{host}]", netloc[end + 1 :]
+    else:
+        name, colon, port_text = netloc.partition(":")
+        host = _host_name(name)
+        authority, rest = host, colon + port_text
+    port = 443 if scheme == "https" else 80
+    if rest not in ("", ":"):
+        digits = rest[1:]
+        if rest[0] != ":" or not (digits.isascii() and digits.isdigit() and len(digits) <= 5):
+            raise InvalidURL("not a valid port")
+        port = int(digits)
+        if not 0 < port < 65536:
+            raise InvalidURL("port out of range")
+        authority = f"{authority}:{port}"
+    path = urllib.parse.quote(parts.path, safe=_PATH_SAFE) or "/"
+    query = urllib.parse.quote(parts.query, safe=_PATH_SAFE)
+    return MediaURL(f"{scheme}://{authority}{path}{'?' + query if query else ''}", scheme, host, port)
+
+
+def _host_name(name: str) -> str:
+    if not name:
+        raise InvalidURL("no host")
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise InvalidURL("not a valid host name") from None
+    name = name.lower()
+    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
+    if _HOST_CHARS.fullmatch(name) is None or len(name) > 253 or any(not 0 < len(x) < 64 for x in labels):
+        raise InvalidURL("not a valid host name")
+    return name
+
+
+def invalid_url(reason: str) -> MediaFetchError:
+    """The client's image URL cannot be fetched as written: a 400 naming the field."""
+    return MediaFetchError(f"Invalid image URL in {URL_FIELD}: {reason}", param="messages", code="400")
 
 
 def image_urls(body: bytes, want: Callable[[str], bool] = cv.is_http) -> list[str]:
@@ -97,10 +200,9 @@ def image_urls(body: bytes, want: Callable[[str], bool] = cv.is_http) -> list[st
 # ---------------------------------------------------------------------------------------- the fetch
 
 
-def fetch_request(url: str) -> UpstreamRequest:
-    if not cv.is_http(url):
-        raise fetch_error(url, "only http and https URLs can be fetched")
-    return UpstreamRequest("GET", url, list(_HEADERS))
+def fetch_request(target: MediaURL, connect_to: str | None = None) -> UpstreamRequest:
+    """The download of ``target``, pinned to the address ``connect_to`` (the one the SSRF guard checked)."""
+    return UpstreamRequest("GET", target.url, list(_HEADERS), connect_to=connect_to)
 
 
 def timeouts() -> Timeouts:
@@ -108,14 +210,21 @@ def timeouts() -> Timeouts:
 
 
 def check_head(url: str, current: str, status: int, content_length: bytes | None,
-               location: bytes | None) -> str | None:
-    """Judge a response head: the next URL for a redirect, None when the body should be read; raises
-    :class:`MediaFetchError` for an error status or a declared size above :data:`MAX_BYTES`."""
+               location: bytes | None) -> MediaURL | None:
+    """Judge a response head: the next URL for a redirect (parsed by :func:`parse_url`), None when the
+    body should be read; raises :class:`MediaFetchError` for an error status, a bad redirect target or a
+    declared size above :data:`MAX_BYTES`."""
     if status in _REDIRECTS and location:
-        nxt = urllib.parse.urljoin(current, location.decode("latin-1").strip())
-        if not cv.is_http(nxt):
+        try:
+            nxt = urllib.parse.urljoin(current, location.decode("latin-1").strip())
+        except ValueError:
+            raise fetch_error(url, "redirected to an invalid URL") from None
+        if not cv.is_http(nxt.lower()):
             raise fetch_error(url, "redirected to a non-http URL")
-        return nxt
+        try:
+            return parse_url(nxt)
+        except InvalidURL as exc:
+            raise fetch_error(url, f"redirected to an invalid URL ({exc.reason})") from None
     if status >= 300:
         raise fetch_error(url, f"the server answered HTTP {status}")
     if content_length is not None:

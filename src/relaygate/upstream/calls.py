@@ -5,15 +5,19 @@ The decisions stay sans-IO elsewhere (``providers.vertex.TokenSource``, ``Provid
 ``providers.media``); this module only sends and reads. Media fetching refuses hosts that resolve to
 loopback, private, link-local or otherwise reserved addresses unless ``allow_private`` is set
 (``server.allow_private_media_urls``): a gateway must not become a client's way into the network behind it.
+Each host is resolved once per hop (:func:`resolve`), and the download connects to the very address that
+was checked (``UpstreamRequest.connect_to``; ``Host``, TLS SNI and certificate checks keep the name), so
+a name that resolves differently the second time (DNS rebinding) cannot slip past the check. URLs are
+parsed strictly first (``providers.media.parse_url``): a malformed one is a 400, never a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 import time
 from typing import Any, Awaitable
-from urllib.parse import urlsplit
 
 from relaygate.core.errors import GatewayError
 from relaygate.providers import media as _media
@@ -89,26 +93,30 @@ async def fetch_media(urls: list[str], transport: Transport,
 
 
 async def _fetch_one(url: str, transport: Transport, allow_private: bool) -> tuple[str, bytes]:
-    current = url
+    try:
+        target = _media.parse_url(url)
+    except _media.InvalidURL as exc:
+        raise _media.invalid_url(exc.reason) from None
     for _ in range(_media.MAX_REDIRECTS + 1):
-        if not allow_private:
-            await _check_public(url, current)
+        addr = await _address(url, target, allow_private)
         try:
-            resp = await transport.send(_media.fetch_request(current), _media.timeouts())
+            resp = await transport.send(_media.fetch_request(target, addr), _media.timeouts())
             try:
-                nxt = _media.check_head(url, current, resp.status, resp.header(b"content-length"),
+                nxt = _media.check_head(url, target.url, resp.status, resp.header(b"content-length"),
                                         resp.header(b"location"))
-                if nxt is None:
-                    parts: list[bytes] = []
-                    size = 0
-                    async for chunk in resp:
-                        size += len(chunk)
-                        if size > _media.MAX_BYTES:
-                            raise _media.too_large(url)
-                        parts.append(chunk)
-                    item = _media.accept(url, resp.header(b"content-type"), b"".join(parts))
-                    _media.CACHE.put(url, item)
-                    return item
+                if nxt is not None:
+                    target = nxt
+                    continue
+                parts: list[bytes] = []
+                size = 0
+                async for chunk in resp:
+                    size += len(chunk)
+                    if size > _media.MAX_BYTES:
+                        raise _media.too_large(url)
+                    parts.append(chunk)
+                item = _media.accept(url, resp.header(b"content-type"), b"".join(parts))
+                _media.CACHE.put(url, item)
+                return item
             finally:
                 await resp.aclose()
         except _media.MediaFetchError:
@@ -117,23 +125,35 @@ async def _fetch_one(url: str, transport: Transport, allow_private: bool) -> tup
             raise _media.fetch_error(url, exc.message) from None
         except (OSError, ValueError) as exc:
             raise _media.fetch_error(url, type(exc).__name__) from None
-        current = nxt
     raise _media.fetch_error(url, "too many redirects")
 
 
+async def resolve(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to (the system resolver, through the event loop), in its order."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
 
 
-async def _check_public(url: str, current: str) -> None:
-    """Refuse a URL whose host resolves to a non-public address (checked again at every redirect)."""
-    parts = urlsplit(current)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+async def _address(url: str, target: _media.MediaURL, allow_private: bool) -> str:
+    """Resolve ``target``'s host once and return the address the download must connect to (the transport
+    is pinned to it, so a second resolution can never point elsewhere: no DNS rebinding). Unless
+    ``allow_private``, every address must be public (checked again at every redirect)."""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port)
-    except OSError:
-        raise _media.fetch_error(url, "host does not resolve") from None
-    for info in infos:
-        addr = ipaddress.ip_address(info[4][0])
-        if not addr.is_global or addr.is_multicast:
-            raise _media.fetch_error(url, "host resolves to a non-public address "
-                                          "(set server.allow_private_media_urls to allow it)")
+        addrs = [str(ipaddress.ip_address(target.host))]
+    except ValueError:
+        try:
+            addrs = await resolve(target.host, target.port)
+        except (OSError, UnicodeError):
+            addrs = []
+        if not addrs:
+            raise _media.fetch_error(url, "host does not resolve") from None
+    if not allow_private:
+        for addr in addrs:
+            try:
+                ip = ipaddress.ip_address(addr)
+            except ValueError:  # a scoped (link-local) IPv6 address
+                ip = None
+            if ip is None or not ip.is_global or ip.is_multicast:
+                raise _media.fetch_error(url, "host resolves to a non-public address "
+                                              "(set server.allow_private_media_urls to allow it)")
+    return addrs[0]
