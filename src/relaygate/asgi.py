@@ -41,7 +41,7 @@ from relaygate.core.views import AnyView, decode_view
 from relaygate.logs import RateLimitedLog
 from relaygate.metrics import METRICS_DIR_ENV, Metrics
 from relaygate.providers.base import SHAPE_ERRORS, Call, Provider, StreamTranslator, translate, translate_upstream
-from relaygate.reqio import BodyLimits, Overrides, check_declared_length, read_body
+from relaygate.reqio import BodyLimits, Overrides, body_ended_early, check_declared_length, read_body
 from relaygate.router import Lease, ModelGroup, RouteContext, Router, Target
 from relaygate.upstream.base import Timeouts, Transport, UpstreamRequest
 from relaygate.upstream.calls import FANOUT_CONCURRENCY, fetch_media, gather, refresh_token, send_read
@@ -297,7 +297,7 @@ class Gateway:
                 fail_log.warning("%s %s -> %d %s", method, path, exc.status, exc.message)
             await self._send_error(send, exc)
         except _ClientGone:
-            return
+            await self._send_error(send, body_ended_early())
         except Exception:
             log.exception("internal error on %s %s", method, path)
             await self._send_error(send, GatewayError("Internal server error", status=500))

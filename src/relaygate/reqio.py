@@ -142,6 +142,13 @@ async def read_body(receive: Receive, limits: BodyLimits) -> bytes:
             return b"".join(parts)
 
 
+def body_ended_early() -> errors.BadRequest:
+    """What a client gets when ``receive()`` said ``http.disconnect`` before the body was whole: Granian says
+    so for a malformed chunked framing too, and a client that really left never sees the answer."""
+    return errors.BadRequest("Invalid request body: the body ended before it was complete "
+                             "(connection closed, or malformed chunked framing)")
+
+
 def timeout_value(raw: Any, name: str) -> float:
     """A client's timeout override in seconds: a finite number > 0, else a 400 naming ``name``."""
     try:

@@ -38,6 +38,7 @@ from relaygate.core.views import ChatView, check_duplicate_keys, decode_view
 from relaygate.providers.anthropic import AnthropicProvider
 from relaygate.providers.base import StreamTranslator
 from relaygate.providers.messages_api import MessagesStream, error_body, openai_to_message, to_openai
+from relaygate.reqio import body_ended_early
 from relaygate.router import RouteContext
 from relaygate.watch import ClientGone
 
@@ -188,7 +189,7 @@ async def _handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, count
             log.warning("%s failed: %d %s", scope["path"], exc.status, exc.message)
         await send_anthropic_error(send, exc, [(b"x-litellm-call-id", call_id)])
     except ClientGone:
-        return
+        await send_anthropic_error(send, body_ended_early(), [(b"x-litellm-call-id", call_id)])
 
 
 def _call_id(scope: Scope) -> bytes:
