@@ -35,7 +35,7 @@ import orjson
 from relaygate.core import tokens
 from relaygate.core.errors import BadRequest
 from relaygate.core.sse import SSEDecoder
-from relaygate.providers.base import Call, StreamTranslator
+from relaygate.providers.base import Call, StreamTranslator, empty_stream_error
 from relaygate.upstream.base import UpstreamRequest
 
 #: OpenAI params that mean "max output tokens"
@@ -349,6 +349,7 @@ class ChunkStream(StreamTranslator):
         self._finish_sent = False
         self.tool_index = -1
         self.emitted = False  # any content/tool delta went out
+        self.seen = False  # any upstream event arrived (subclasses set it as they parse one)
 
     @property
     def content_tokens(self) -> int:
@@ -388,9 +389,13 @@ class ChunkStream(StreamTranslator):
         self.last_data = b'{"usage":' + data + b"}"
 
     def end(self) -> bytes:
-        """The stream's tail: the finish chunk if none went out, the usage chunk if asked, ``[DONE]``."""
+        """The stream's tail: the finish chunk if none went out, the usage chunk if asked, ``[DONE]``.
+
+        A stream that ends before any upstream event arrived is an error, not an empty success."""
         if self.done:
             return b""
+        if not self.seen:
+            raise empty_stream_error(self.__class__.__name__.removesuffix("Stream").lower() or "the upstream")
         out = b"" if self._finish_sent else self.finish("stop")
         self.done = True
         if self._usage is not None and self.include_usage:
@@ -415,12 +420,18 @@ class SSEChunkStream(ChunkStream):
         events = self._sse.feed(data)
         if not events:
             return b""
+        self.seen = True
         if len(events) == 1:
             return self._event(events[0][1])
         return b"".join([self._event(d) for _, d in events])
 
     def close(self) -> bytes:
-        return b"".join([self._event(d) for _, d in self._sse.close()]) + self.end()
+        if self.done:
+            return b""
+        events = self._sse.close()
+        if events:
+            self.seen = True
+        return b"".join([self._event(d) for _, d in events]) + self.end()
 
     def _event(self, data: bytes) -> bytes:
         """One upstream event's data -> client frames (``b""`` for none)."""

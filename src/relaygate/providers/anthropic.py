@@ -34,7 +34,7 @@ import orjson
 from relaygate.config.model import Deployment
 from relaygate.core import errors
 from relaygate.providers import _convert as cv
-from relaygate.providers.base import Call, Provider, StreamTranslator, classify
+from relaygate.providers.base import Call, Provider, StreamTranslator, classify, json_object
 from relaygate.providers.openai import REQUEST_DEFAULTS
 from relaygate.upstream.base import UpstreamRequest
 
@@ -422,6 +422,11 @@ class AnthropicProvider(Provider):
         """An Anthropic-shaped body sent as is (the inbound ``/v1/messages`` passthrough)."""
         return UpstreamRequest("POST", self.count_tokens_url if count_tokens else self.messages_url,
                                self.headers + (headers or []), body)
+
+    def native_response(self, body: bytes) -> bytes:
+        """A 2xx body of the native ``/v1/messages`` passthrough: sent as is, but it must be a JSON object
+        (an HTML page from a proxy is a 502)."""
+        return json_object(body, self.name)
 
     def translate_response(self, call: Call, body: bytes) -> bytes:
         return from_anthropic(body, call.upstream_model)

@@ -73,6 +73,8 @@ class Provider:
     default_api_base: ClassVar[str | None] = "https://api.openai.com/v1"
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "completions", "embeddings"})
     error_prefix: ClassVar[str] = "OpenAIException"
+    #: media types (``content-type`` without parameters) a 200 stream answer may carry
+    stream_types: ClassVar[frozenset[bytes]] = frozenset({b"text/event-stream"})
     #: an OAuth token holder (``providers.vertex.TokenSource``) that the IO shell refreshes before
     #: ``build_request`` when ``needs_refresh(now)``; None for adapters with static credentials
     token_source: Any = None
@@ -125,8 +127,9 @@ class Provider:
     # -- responses ----------------------------------------------------------------------------------
 
     def translate_response(self, call: Call, body: bytes) -> bytes:
-        """Upstream success body -> OpenAI body (identity for OpenAI-compatible upstreams)."""
-        return body
+        """Upstream success body -> OpenAI body (identity for OpenAI-compatible upstreams, whose 2xx body
+        must be a JSON object: anything else, an HTML page from a proxy, is a 502)."""
+        return json_object(body, self.name)
 
     def stream_translator(self, call: Call) -> StreamTranslator:
         raise NotImplementedError
@@ -239,6 +242,50 @@ def url_segment(value: str, *, slash: bool = False, safe: str | None = None) -> 
             f"Invalid model name {shown!r}: a model id is letters, digits and -._~:@+*"
             f"{'/' if slash else ''}, without . or .. segments", param="model")
     return urllib.parse.quote(value, safe=(":@+*/" if slash else ":@+*") if safe is None else safe)
+
+
+# -- upstream answers that are not what the API promises -------------------------------------------------
+#
+# A 2xx answer that is not what the API promises (an HTML page from a captive proxy or a load balancer, a
+# truncated body, a stream that is not a stream) is an upstream protocol error: a 502 that the router can
+# retry or fall back from, never a 200 the client's SDK chokes on. The checks are O(1) on the hot path.
+
+
+def json_object(body: bytes, who: str) -> bytes:
+    """``body`` if it looks like one JSON object (``{`` ... ``}``, surrounding whitespace allowed), else a
+    502. Passthrough bodies are not parsed (that costs ~60 us on a 100 KiB answer); this looks at both ends,
+    which also catches a body cut short."""
+    if body[:1] == b"{" and body[-1:] == b"}":
+        return body
+    s = body.strip()
+    if s[:1] == b"{" and s[-1:] == b"}":
+        return body
+    raise errors.UpstreamProtocolError(
+        f"{who} answered with a success status but a body that is not a JSON object: {_snippet(body)}")
+
+
+def stream_head_error(provider: Provider, content_type: bytes | None) -> errors.GatewayError | None:
+    """The error for a 2xx stream answer whose ``content-type`` is not the adapter's stream type (the
+    shell closes the response and raises it before any frame, so the router can still retry); None when
+    it is, or when the header is absent (the stream translators then judge the bytes)."""
+    if content_type is None:
+        return None
+    mtype = content_type.split(b";", 1)[0].strip().lower()
+    if mtype in provider.stream_types:
+        return None
+    want = " or ".join(sorted(t.decode() for t in provider.stream_types))
+    return errors.UpstreamProtocolError(f"{provider.name} answered a stream request with content-type "
+                                        f"{content_type[:100].decode('latin-1')!r}, not {want}")
+
+
+def empty_stream_error(who: str) -> errors.GatewayError:
+    """A stream that ended without a single event (no data frame, no end marker) is not an empty answer."""
+    return errors.UpstreamProtocolError(f"{who} ended the stream without sending any event")
+
+
+def _snippet(body: bytes) -> str:
+    text = body[:120].decode("utf-8", "replace")
+    return repr(text + ("..." if len(body) > 120 else "")) if body else "an empty body"
 
 
 #: what reading a client's content of an unexpected shape raises inside an adapter

@@ -403,7 +403,10 @@ class ConverseStream(cv.ChunkStream):
         if self.done:
             return b""
         frames = self._dec.feed(data)
-        return b"".join([self._frame(h, p) for h, p in frames]) if frames else b""
+        if not frames:
+            return b""
+        self.seen = True
+        return b"".join([self._frame(h, p) for h, p in frames])
 
     def close(self) -> bytes:
         out = b""
@@ -531,6 +534,7 @@ class BedrockProvider(Provider):
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "embeddings"})
     error_prefix: ClassVar[str] = "BedrockException"
     hooks: ClassVar[bool] = True
+    stream_types: ClassVar[frozenset[bytes]] = frozenset({b"application/vnd.amazon.eventstream"})
 
     def __init__(self, dep: Deployment) -> None:
         super().__init__(dep)

@@ -28,6 +28,7 @@ import orjson
 
 from relaygate.core import errors
 from relaygate.providers import _convert as cv
+from relaygate.providers.base import SHAPE_ERRORS
 
 STOP_REASON = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
                "content_filter": "refusal"}
@@ -250,7 +251,15 @@ def anthropic_usage(u: dict[str, Any] | None) -> dict[str, int]:
 
 
 def openai_to_message(body: bytes, model: str) -> bytes:
-    """OpenAI chat.completion body -> Anthropic Messages response body."""
+    """OpenAI chat.completion body -> Anthropic Messages response body; one it cannot read is a 502."""
+    try:
+        return _openai_to_message(body, model)
+    except SHAPE_ERRORS as exc:
+        raise errors.UpstreamProtocolError(
+            f"the upstream sent a response of an unexpected shape ({type(exc).__name__}: {exc})") from None
+
+
+def _openai_to_message(body: bytes, model: str) -> bytes:
     obj = orjson.loads(body)
     choices = obj.get("choices") or [{}]
     ch = choices[0]

@@ -211,6 +211,7 @@ class OllamaStream(cv.ChunkStream):
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:
             raise errors.UpstreamProtocolError(f"ollama sent an invalid stream line: {line[:200]!r}") from None
+        self.seen = True
         if not isinstance(obj, dict):
             return b""
         if "error" in obj:
@@ -254,6 +255,7 @@ class OllamaChatProvider(Provider):
     error_prefix: ClassVar[str] = "Ollama_chatException"
     generate: ClassVar[bool] = False
     hooks: ClassVar[bool] = True
+    stream_types: ClassVar[frozenset[bytes]] = frozenset({b"application/x-ndjson", b"application/json"})
 
     def __init__(self, dep: Deployment) -> None:
         if dep.api_base is None and os.environ.get("OLLAMA_API_BASE"):

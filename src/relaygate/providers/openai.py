@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from relaygate.core import body as body_edit
 from relaygate.core.sse import DataReframer
 from relaygate.core.tokens import count_stream_content
-from relaygate.providers.base import ENDPOINT_PATHS, Call, Provider, StreamTranslator
+from relaygate.providers.base import ENDPOINT_PATHS, Call, Provider, StreamTranslator, empty_stream_error
 from relaygate.upstream.base import UpstreamRequest
 
 #: litellm_params that are request defaults (merged into the body when the client did not set them)
@@ -25,7 +25,10 @@ REQUEST_DEFAULTS = frozenset({
 
 
 class PassthroughStream(StreamTranslator):
-    """OpenAI SSE in, clean OpenAI SSE out; counts content tokens for upstreams that send no usage."""
+    """OpenAI SSE in, clean OpenAI SSE out; counts content tokens for upstreams that send no usage.
+
+    A stream that ends without ``[DONE]`` gets one; one that ends without a single data frame (an HTML
+    page, an empty body) is an error, not an empty success."""
 
     __slots__ = ("_r", "content_tokens", "_count")
 
@@ -50,6 +53,8 @@ class PassthroughStream(StreamTranslator):
 
     def close(self) -> bytes:
         out: bytes = self._r.close()
+        if not self._r.done and not self._r.frames:
+            raise empty_stream_error("the upstream")
         if not self._r.done:
             out += b"data: [DONE]\n\n"
             self._r.done = True
