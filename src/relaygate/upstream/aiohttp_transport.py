@@ -20,6 +20,7 @@ to an address (``connect_to``) is sent to a URL naming that address, with the or
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterable, AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -136,12 +137,13 @@ class _Body:
 
 class AiohttpTransport:
     def __init__(self, *, max_connections: int = 0, keepalive_expiry: float = 30.0,
-                 proxy: str | None = None, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
+                 proxy: str | None = None, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         if max_response_bytes < 1:
             raise ValueError("max_response_bytes must be at least 1")
         self._cap = max_response_bytes
         self._connector_args = {"limit": max_connections, "keepalive_timeout": keepalive_expiry,
-                                "enable_cleanup_closed": False}
+                                "enable_cleanup_closed": False, "ssl": ssl_context if ssl_context else True}
         self._session: aiohttp.ClientSession | None = None
         self._proxy = proxy
 
