@@ -111,6 +111,8 @@ class ServerSettings(msgspec.Struct, kw_only=True):
     """Open client connections per worker, idle ones included; 0: the process's file limit less a reserve."""
     header_read_timeout: float = 10.0
     """Seconds a connection may wait before its request head is in: the first request and between two."""
+    max_upstream_response_bytes: int = 128 * 1024 * 1024
+    """Largest upstream answer read whole (non-stream); larger ones are a 502. Streams are not capped."""
 
 
 class GeneralSettings(msgspec.Struct, kw_only=True):
