@@ -32,8 +32,9 @@ import orjson
 MIN_SECRET_LEN = 8
 REDACTED = "[redacted]"
 # an Authorization value echoed back (``Bearer <token>``): redacted even when the token was never configured
-# (OAuth access tokens the gateway obtained at run time)
-_BEARER = r"(?P<b>[Bb][Ee][Aa][Rr][Ee][Rr][ \t]+)[^\s\"'\\,;]{8,}"
+# (OAuth access tokens the gateway obtained at run time). Tried only when the text contains "bearer": a
+# case-insensitive pattern tried at every position costs ~30 ns a character, a substring test ~1.
+_BEARER = re.compile(r"([Bb][Ee][Aa][Rr][Ee][Rr][ \t]+)[^\s\"'\\,;]{8,}")
 
 
 def _trie_pattern(words: Iterable[str]) -> str:
@@ -61,9 +62,6 @@ def _trie_pattern(words: Iterable[str]) -> str:
     return emit(trie)
 
 
-_REPLACEMENT = r"\g<b>" + REDACTED
-
-
 class Redactor:
     """Replaces every occurrence of a fixed set of secrets (and their JSON / URL spellings) in text, and
     the token of any ``Bearer <token>``."""
@@ -77,10 +75,14 @@ class Redactor:
             forms.add(s)
             forms.add(orjson.dumps(s).decode()[1:-1])
             forms.add(quote(s, safe=""))
-        self._pattern = re.compile(f"{_BEARER}|{_trie_pattern(forms)}" if forms else _BEARER)
+        self._pattern = re.compile(_trie_pattern(forms)) if forms else None
 
     def __call__(self, text: str) -> str:
-        return self._pattern.sub(_REPLACEMENT, text) if text else text
+        if self._pattern is not None:
+            text = self._pattern.sub(REDACTED, text)
+        if "bearer" in text.lower():
+            text = _BEARER.sub(r"\1" + REDACTED, text)
+        return text
 
 
 _redactor = Redactor()
