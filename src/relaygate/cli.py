@@ -5,6 +5,15 @@ sub-command) means ``serve``, and ``--num_workers``, ``--detailed_debug`` and ``
 ``serve`` loads and checks the config once in the main process (printing each warning once), then hands
 the file to Granian's worker processes through ``RELAYGATE_CONFIG``; each worker loads it again in its own
 lifespan startup (shared-nothing).
+
+Client connection limits (``server.backlog``, ``max_connections``, ``header_read_timeout``): Granian
+holds one slot of its ``backpressure`` per open connection, idle ones included, and stops accepting when
+they are used up, so a new client waits in the listen queue behind connections that send nothing. Its
+default (backlog / workers, 2,048 here) let 2,100 idle sockets lock a 1-worker gateway out for the 30 s of
+Granian's header timeout. So ``serve`` raises its soft open-file limit to the hard limit (workers inherit
+it), sizes the slots from that limit (less a reserve for upstream sockets) unless ``max_connections`` is
+set, and closes a connection that has not sent a full request head within ``header_read_timeout``, which
+in Granian's HTTP/1 is also the idle time allowed between two requests on a keep-alive connection.
 """
 
 from __future__ import annotations
@@ -12,16 +21,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import shutil
 import sys
 import tempfile
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import yaml  # type: ignore[import-untyped]
 
 from relaygate import __version__
 from relaygate.config import Config, ConfigError, default_config, load_config, validate
 from relaygate.config.loader import single_model
+from relaygate.config.model import ServerSettings
 from relaygate.logs import setup_logging
 from relaygate.metrics import METRICS_DIR_ENV
 
@@ -49,7 +60,7 @@ def _serve_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--api_base", "--api-base", dest="api_base", help="with --model: the upstream's base URL")
     p.add_argument("--api_version", "--api-version", dest="api_version", help="with --model: Azure API version")
     p.add_argument("--http", choices=["1", "2", "auto"], default="1", help="HTTP versions to serve")
-    p.add_argument("--backlog", type=int, default=2048)
+    p.add_argument("--backlog", type=int, default=None, help="listen queue length (default from config, 2048)")
     return p
 
 
@@ -60,9 +71,61 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+FILE_LIMIT_CEILING = 1 << 20
+"""Never ask for more open files than this (an unlimited hard limit is not a usable soft limit)."""
+
+
+def raise_file_limit() -> int:
+    """Raise this process's soft open-file limit to its hard limit (children inherit it); return the result."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = FILE_LIMIT_CEILING if hard == resource.RLIM_INFINITY else min(hard, FILE_LIMIT_CEILING)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return FILE_LIMIT_CEILING if soft == resource.RLIM_INFINITY else min(soft, FILE_LIMIT_CEILING)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return soft
+    return target
+
+
+def auto_max_connections(file_limit: int) -> int:
+    """Client connections a worker may hold with ``file_limit`` open files: a quarter of them (at most 4,096)
+    stays for upstream sockets, Redis, logs and imports."""
+    return max(64, file_limit - min(4096, file_limit // 4))
+
+
+class ConnectionLimits(NamedTuple):
+    backlog: int
+    max_connections: int
+    header_read_timeout_ms: int
+    file_limit: int
+
+
+def connection_limits(server: ServerSettings, file_limit: int, backlog_flag: int | None = None) -> ConnectionLimits:
+    """What Granian is given: ``backlog``, ``backpressure`` (open connections per worker) and the HTTP/1
+    header read timeout, from the config, the ``--backlog`` flag and the open-file limit."""
+    return ConnectionLimits(
+        backlog=backlog_flag if backlog_flag is not None else server.backlog,
+        max_connections=server.max_connections or auto_max_connections(file_limit),
+        header_read_timeout_ms=max(1, round(server.header_read_timeout * 1000)),
+        file_limit=file_limit,
+    )
+
+
+def _limit_problems(server: ServerSettings) -> list[str]:
+    problems = []
+    if server.backlog < 1:
+        problems.append("server.backlog: expected a positive integer")
+    if server.max_connections < 0:
+        problems.append("server.max_connections: expected 0 (automatic) or a positive integer")
+    if not server.header_read_timeout > 0:
+        problems.append("server.header_read_timeout: expected a positive number of seconds")
+    return problems
+
+
 def _load(path: str | None) -> Config:
     config = load_config(path) if path else default_config()
-    problems = validate(config)
+    problems = validate(config) + _limit_problems(config.server)
     if problems:
         raise ConfigError(config.source, "", "; ".join(problems))
     return config
@@ -107,10 +170,18 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
         env.get("NUM_WORKERS") or config.server.workers or _cores())
 
     from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.http import HTTP1Settings
     from granian.server import Server
 
+    limits = connection_limits(config.server, raise_file_limit(), args.backlog)
     log.info("relaygate %s serving %d deployments on http://%s:%d with %d worker(s)", __version__,
              len(config.deployments), host, port, workers)
+    log.info("client connections: up to %d per worker (open-file limit %d), backlog %d, request head within "
+             "%.1f s (also the keep-alive idle limit)", limits.max_connections, limits.file_limit, limits.backlog,
+             limits.header_read_timeout_ms / 1000)
+    if limits.max_connections > limits.file_limit:
+        log.warning("server.max_connections (%d) is above the open-file limit (%d): raise `ulimit -n`",
+                    limits.max_connections, limits.file_limit)
     server = Server(
         "relaygate.asgi:app",
         address=host,
@@ -120,7 +191,9 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
         loop=Loops.uvloop,
         http=HTTPModes(args.http),
         websockets=False,
-        backlog=args.backlog,
+        backlog=limits.backlog,
+        backpressure=limits.max_connections,
+        http1_settings=HTTP1Settings(header_read_timeout=limits.header_read_timeout_ms),
         log_enabled=True,
         log_access=False,
         log_level=_granian_level(level),
@@ -148,7 +221,7 @@ def check_config(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    problems = validate(config)
+    problems = validate(config) + _limit_problems(config.server)
     for w in config.warnings:
         print(f"warning: {config.source}: {w}")
     for prob in problems:
