@@ -119,9 +119,12 @@ def setup_worker_logging() -> None:
     setup_logging()
     for handler in logging.getLogger("_granian").handlers:
         fmt = handler.formatter
-        if not isinstance(fmt, (SafeFormatter, JsonFormatter)):
-            handler.setFormatter(SafeFormatter(fmt._fmt if fmt is not None else None,
-                                               fmt.datefmt if fmt is not None else None))
+        if isinstance(fmt, (SafeFormatter, JsonFormatter)):
+            continue
+        safe = make_formatter()
+        if isinstance(safe, SafeFormatter) and fmt is not None:  # text: keep Granian's own layout
+            safe = SafeFormatter(fmt._fmt, fmt.datefmt)
+        handler.setFormatter(safe)
     top = logging.getLogger()
     if not top.handlers:  # otherwise asyncio's and libraries' warnings go raw to logging.lastResort
         handler = logging.StreamHandler(sys.stderr)

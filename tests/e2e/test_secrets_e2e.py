@@ -141,3 +141,29 @@ def test_config_with_a_password_in_a_url_is_refused(tmp_path: Path) -> None:
     assert r.returncode != 0
     assert "model_list[0].litellm_params.api_base" in r.stderr
     assert "hunter2" not in r.stderr + r.stdout
+
+
+def test_json_logs_are_redacted_and_one_line_per_record(echo_upstream: str) -> None:
+    cfg = f"""
+model_list:
+  - model_name: leaky
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_key: {UPSTREAM_KEY}
+      api_base: {echo_upstream}
+general_settings:
+  master_key: {MASTER}
+"""
+    with start_gateway(cfg, env={"RELAYGATE_JSON_LOGS": "1"}) as gw:
+        with httpx.Client(base_url=gw.url, timeout=20) as c:
+            assert c.post("/v1/chat/completions", headers={"Authorization": f"Bearer {MASTER}"},
+                          json={"model": "leaky", "messages": [{"role": "user", "content": "hi"}]}).status_code == 401
+            path = "/openai/deployments/x%0d%0a%e2%80%a8" + FORGED.replace(" ", "%20") + "/chat/completions"
+            assert c.post(path, json={"messages": []}).status_code == 401
+        _log_settled(gw, "FORGED")
+        log = _log_settled(gw, "Incorrect API key provided")
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    forged = [line for line in log.splitlines() if "FORGED" in line]
+    assert len(forged) == 1 and forged[0].startswith("{") and "\r" not in log and "\u2028" not in log
+    assert any("Incorrect API key provided" in r["message"] for r in records)
+    assert UPSTREAM_KEY not in log and MASTER not in log
