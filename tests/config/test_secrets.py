@@ -151,3 +151,11 @@ def test_gateway_error_message_is_redacted_when_set_later() -> None:
     exc.message = f"{exc.message} then sk-later-secret-1"
     assert exc.message == f"first then {REDACTED}"
     assert b"sk-later-secret-1" not in exc.body() and "sk-later-secret-1" not in str(exc)
+
+
+def test_a_credentials_file_path_is_not_a_secret(tmp_path: Path) -> None:
+    sa = tmp_path / "service-account.json"
+    sa.write_text('{"private_key": "pk"}')
+    cfg = from_litellm(_litellm({"vertex_credentials": str(sa), "api_key": "sk-deploy-path-test"}), "cfg.yaml")
+    found = config_secrets(cfg)
+    assert str(sa) not in found and "sk-deploy-path-test" in found

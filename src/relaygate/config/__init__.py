@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from relaygate.config.loader import ConfigError, from_litellm, from_native, load_config, validate
+from relaygate.config.loader import ConfigError, config_secrets, from_litellm, from_native, load_config, validate
 from relaygate.config.model import Config, Deployment, GeneralSettings, RouterSettings, ServerSettings
 
 __all__ = [
     "Config", "ConfigError", "Deployment", "GeneralSettings", "RouterSettings", "ServerSettings",
-    "default_config", "from_litellm", "from_native", "load_config", "validate",
+    "config_secrets", "default_config", "from_litellm", "from_native", "load_config", "validate",
 ]
 
 

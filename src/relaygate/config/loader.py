@@ -200,7 +200,7 @@ def _credential_values(value: Any, named: bool) -> Iterator[str]:
     """Strings under a credential-named field (``api_key``, ``aws_secret_access_key``, a service account's
     ``private_key``), including inside a JSON credentials string."""
     if isinstance(value, str):
-        if named:
+        if named and not _is_file(value):  # a credentials file's path is no secret (its content is read later)
             yield value
             if value.lstrip().startswith("{"):
                 try:
@@ -213,6 +213,10 @@ def _credential_values(value: Any, named: bool) -> Iterator[str]:
     elif isinstance(value, list):
         for v in value:
             yield from _credential_values(v, named)
+
+
+def _is_file(value: str) -> bool:
+    return "\n" not in value and len(value) < 4096 and os.path.isfile(value)
 
 
 def _url_password(url: str | None) -> str | None:
@@ -239,7 +243,7 @@ def config_secrets(config: Config) -> set[str]:
                _url_password(config.general.database_url)):
         if pw:
             found.add(pw)
-    found.update(v for k, v in os.environ.items() if _credential_name(k))
+    found.update(v for k, v in os.environ.items() if _credential_name(k) and not _is_file(v))
     return found
 
 
