@@ -176,7 +176,7 @@ class Gateway:
 
     def __init__(self, config: Config, transport: Transport | None = None) -> None:
         self.config = config
-        self.metrics = Metrics(os.environ.get(METRICS_DIR_ENV))
+        self.metrics = Metrics.for_config(config, os.environ.get(METRICS_DIR_ENV))
         self.router = Router(config, metrics=self.metrics)
         self.auth = Authenticator(config)
         self.transport = transport if transport is not None else make_transport(config)
