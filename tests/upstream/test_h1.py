@@ -675,3 +675,34 @@ def test_cancelled_waiter_does_not_leak_the_slot(run: Run) -> None:
             await t.aclose()
 
     run(main())
+
+
+def test_pool_table_does_not_grow_with_the_hosts_seen(run: Run) -> None:
+    """Pools without connections are forgotten once the table is full of them; a pool that still holds a
+    connection is kept (and reused). The hosts are names pinned to the local server's address."""
+    from relaygate.upstream.h1 import MAX_EMPTY_POOLS
+
+    async def handler(
+        req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+    ) -> bool:
+        keep = req.headers["host"].startswith("keep.test")
+        writer.write(response(b"ok", headers=[] if keep else [("Connection", "close")]))
+        await writer.drain()
+        return keep
+
+    async def main() -> None:
+        async with Upstream(handler) as up:
+            port = up.url.rsplit(":", 1)[1]
+            t = H1Transport()
+            keep = UpstreamRequest("GET", f"http://keep.test:{port}/", connect_to="127.0.0.1")
+            assert await (await t.send(keep, FAST)).read() == b"ok"
+            for n in range(MAX_EMPTY_POOLS + 50):
+                req = UpstreamRequest("GET", f"http://h{n}.test:{port}/", connect_to="127.0.0.1")
+                assert await (await t.send(req, FAST)).read() == b"ok"
+                assert t.pool_count() <= MAX_EMPTY_POOLS + 1
+            assert await (await t.send(keep, FAST)).read() == b"ok"
+            keep_requests = [r for r in up.requests if r.headers["host"].startswith("keep.test")]
+            assert len(keep_requests) == 2 and up.connections == MAX_EMPTY_POOLS + 51  # keep.test's reused
+            await t.aclose()
+
+    run(main())

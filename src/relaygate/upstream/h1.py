@@ -62,6 +62,9 @@ HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 #: A streamed request body is sent only on a connection idle at most this long (or a fresh one).
 STREAM_REUSE_IDLE = 2.0
+#: Pools kept without any connection before the table is swept of them (on a pool miss only): clients
+#: choose the hosts of the image URLs the gateway fetches, so the table must not grow with them.
+MAX_EMPTY_POOLS = 256
 
 _IDLE = 0
 _WAIT_HEAD = 1
@@ -463,6 +466,8 @@ class H1Transport:
             raise ValueError(f"unsupported upstream URL {url[:60]!r}")
         if authority.startswith("["):
             end = authority.find("]")
+            if end < 0:
+                raise ValueError(f"unsupported upstream URL {url[:60]!r}")
             host = authority[1:end]
             rest = authority[end + 1 :]
         else:
@@ -475,8 +480,21 @@ class H1Transport:
             self.loop = asyncio.get_running_loop()
         pool = OriginPool(self, scheme, host, port, authority, connect_to)
         entry = (pool, j)
+        if len(self._pools) >= MAX_EMPTY_POOLS:
+            self._sweep()
         self._pools[key] = entry
         return entry
+
+    def _sweep(self) -> None:
+        """Forget pools without any connection or waiter. Safe at any time outside an await: an exchange
+        holds a pool only while it counts in ``size`` (connecting or connected) or waits in ``waiters``."""
+        pools = self._pools
+        for key in [k for k, (pool, _) in pools.items() if pool.size == 0 and not pool.waiters]:
+            del pools[key]
+
+    def pool_count(self) -> int:
+        """Pools in the table (stats and tests)."""
+        return len(self._pools)
 
     async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> H1Response:
         """Send ``request``; return once the response head has arrived."""
