@@ -182,6 +182,10 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
     if limits.max_connections > limits.file_limit:
         log.warning("server.max_connections (%d) is above the open-file limit (%d): raise `ulimit -n`",
                     limits.max_connections, limits.file_limit)
+    elif not config.server.max_connections and limits.max_connections < 10_000:
+        log.warning("the open-file limit (%d) leaves room for only %d client connections per worker: idle "
+                    "connections past that delay new clients; raise `ulimit -Hn`", limits.file_limit,
+                    limits.max_connections)
     server = Server(
         "relaygate.asgi:app",
         address=host,
