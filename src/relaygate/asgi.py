@@ -40,7 +40,15 @@ from relaygate.core.errors import GatewayError
 from relaygate.core.views import AnyView, decode_view
 from relaygate.logs import RateLimitedLog
 from relaygate.metrics import METRICS_DIR_ENV, Metrics
-from relaygate.providers.base import SHAPE_ERRORS, Call, Provider, StreamTranslator, translate, translate_upstream
+from relaygate.providers.base import (
+    SHAPE_ERRORS,
+    Call,
+    Provider,
+    StreamTranslator,
+    stream_head_error,
+    translate,
+    translate_upstream,
+)
 from relaygate.reqio import BodyLimits, Overrides, body_ended_early, check_declared_length, read_body
 from relaygate.router import Lease, ModelGroup, RouteContext, Router, Target
 from relaygate.upstream.base import Timeouts, Transport, UpstreamRequest
@@ -164,11 +172,11 @@ def make_transport(config: Config) -> Transport:
             kind = "aiohttp"
         else:
             return H1Transport(max_connections_per_origin=s.max_connections_per_upstream or None,
-                               keepalive_expiry=s.keepalive_expiry)
+                               keepalive_expiry=s.keepalive_expiry, max_response_bytes=s.max_upstream_response_bytes)
     from relaygate.upstream.aiohttp_transport import AiohttpTransport
 
-    return AiohttpTransport(max_connections=s.max_connections_per_upstream,
-                            keepalive_expiry=s.keepalive_expiry, proxy=s.http_proxy)
+    return AiohttpTransport(max_connections=s.max_connections_per_upstream, keepalive_expiry=s.keepalive_expiry,
+                            proxy=s.http_proxy, max_response_bytes=s.max_upstream_response_bytes)
 
 
 class Gateway:
@@ -493,6 +501,11 @@ class Gateway:
                     finally:
                         timer.wait += time.perf_counter() - t
                     raise provider.map_error(resp.status, data, _retry_after(resp.header(b"retry-after")))
+                head_err = stream_head_error(provider, resp.header(b"content-type"))
+                if head_err is not None:  # an HTML page where a stream was promised: 502, still retryable
+                    timer.wait += time.perf_counter() - t
+                    await resp.aclose()
+                    raise head_err
                 translator = provider.stream_translator(call)
                 chunks = resp.__aiter__()
                 up_headers = resp.headers

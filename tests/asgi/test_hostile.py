@@ -273,3 +273,18 @@ def test_health_reports_a_misconfigured_deployment_instead_of_failing() -> None:
     data = r.json()
     assert data["healthy_count"] == 1 and data["unhealthy_count"] == 1
     assert data["unhealthy_endpoints"][0]["model_name"] == "az"
+
+
+@pytest.mark.parametrize("transport", ["h1", "aiohttp"])
+def test_a_unary_answer_over_the_cap_is_a_502(transport: str) -> None:
+    from bench.procs import start_mock
+
+    with start_mock(name="big", response_bytes=20_000) as mock:
+        gw = make_gateway({
+            "model_list": [{"model_name": "m", "litellm_params": {"model": "openai/m", "api_base": mock.openai_base,
+                                                                  "api_key": "sk-up"}}],
+            "relaygate_settings": {"max_upstream_response_bytes": 5000, "transport": transport},
+        })
+        (r,) = chats(gw, ({"model": "m", "messages": MSGS}, {}))
+    assert r.status == 502, r.body
+    assert "5000" in r.json()["error"]["message"]

@@ -36,7 +36,7 @@ from relaygate.core.errors import GatewayError
 from relaygate.core.sse import SSEDecoder
 from relaygate.core.views import ChatView, check_duplicate_keys, decode_view
 from relaygate.providers.anthropic import AnthropicProvider
-from relaygate.providers.base import StreamTranslator
+from relaygate.providers.base import StreamTranslator, empty_stream_error, stream_head_error
 from relaygate.providers.messages_api import MessagesStream, error_body, openai_to_message, to_openai
 from relaygate.reqio import body_ended_early
 from relaygate.router import RouteContext
@@ -87,6 +87,7 @@ class _Native(StreamTranslator):
         self._sse = SSEDecoder()
         self._in = 0
         self._out = 0
+        self._events = 0
         self.content_tokens = 0
 
     def feed(self, data: bytes) -> bytes:
@@ -97,9 +98,12 @@ class _Native(StreamTranslator):
     def close(self) -> bytes:
         for event, payload in self._sse.close():
             self._watch(event, payload)
+        if not self._events:  # an empty 200 (or one of no events) is no answer: 502 / an error event
+            raise empty_stream_error("anthropic")
         return b""
 
     def _watch(self, event: bytes | None, payload: bytes) -> None:
+        self._events += 1
         if event == b"message_start" or event == b"message_delta":
             try:
                 obj = orjson.loads(payload)
@@ -212,6 +216,11 @@ async def _native_send(gw: Gateway, target: Target, body: bytes, model: str, fwd
     if resp.status >= 400:
         data = await resp.read()
         raise p.map_error(resp.status, data, asgi._retry_after(resp.header(b"retry-after")))
+    if stream:
+        head_err = stream_head_error(p, resp.header(b"content-type"))
+        if head_err is not None:
+            await resp.aclose()
+            raise head_err
     return resp
 
 
@@ -227,7 +236,7 @@ async def _unary(gw: Gateway, send: Send, body: bytes, oa_body: bytes, view: Any
                 data = await resp.read()
             finally:
                 timer.wait += time.perf_counter() - t
-            return data, resp.headers
+            return target.provider.native_response(data), resp.headers
         data, headers = await inner(target)
         return openai_to_message(data, model), headers
 
@@ -279,7 +288,7 @@ async def _count(gw: Gateway, send: Send, req: dict[str, Any], body: bytes, mode
         if isinstance(target.provider, AnthropicProvider):
             try:
                 resp = await _native_send(gw, target, body, model, fwd, False, None, count=True)
-                data = await resp.read()
+                data = target.provider.native_response(await resp.read())
             except GatewayError as exc:
                 log.info("count_tokens upstream failed (%s); estimating", exc.message)
                 break
