@@ -112,6 +112,23 @@ def connection_limits(server: ServerSettings, file_limit: int, backlog_flag: int
     )
 
 
+def _deployment_problems(config: Config) -> list[str]:
+    """Each concrete deployment's adapter is built once here, so one that cannot work (no api_base, unusable
+    credentials, an id that cannot go into a URL) is reported before any worker starts, not per request."""
+    from relaygate.core.errors import GatewayError
+    from relaygate.providers import make_provider
+
+    problems = []
+    for i, dep in enumerate(config.deployments):
+        if "*" in dep.model:
+            continue  # a wildcard's adapters are built per model name, when a request names one
+        try:
+            make_provider(dep)
+        except GatewayError as exc:
+            problems.append(f"model_list[{i}] ({dep.model_name}): {exc.message}")
+    return problems
+
+
 def _limit_problems(server: ServerSettings) -> list[str]:
     problems = []
     if server.backlog < 1:
@@ -125,7 +142,7 @@ def _limit_problems(server: ServerSettings) -> list[str]:
 
 def _load(path: str | None) -> Config:
     config = load_config(path) if path else default_config()
-    problems = validate(config) + _limit_problems(config.server)
+    problems = validate(config) + _limit_problems(config.server) + _deployment_problems(config)
     if problems:
         raise ConfigError(config.source, "", "; ".join(problems))
     return config
@@ -225,7 +242,7 @@ def check_config(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    problems = validate(config) + _limit_problems(config.server)
+    problems = validate(config) + _limit_problems(config.server) + _deployment_problems(config)
     for w in config.warnings:
         print(f"warning: {config.source}: {w}")
     for prob in problems:

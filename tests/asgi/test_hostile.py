@@ -263,16 +263,41 @@ def test_deep_nesting_is_400(path: str, depth: int) -> None:
     assert r.status == 400, (r.status, r.body[:300])
 
 
-def test_health_reports_a_misconfigured_deployment_instead_of_failing() -> None:
+def test_health_reports_a_failing_check_instead_of_failing(monkeypatch: pytest.MonkeyPatch) -> None:
     gw = make_gateway({"model_list": [
-        {"model_name": "az", "litellm_params": {"model": "azure/gpt4"}},  # no api_base: cannot build a URL
+        {"model_name": "bug", "litellm_params": {"model": "openai/x", "api_base": "http://127.0.0.1:9"}},
         {"model_name": "ok", "litellm_params": {"model": "mock/x"}},
     ]})
+    provider = gw.router.resolve("bug").targets[0].provider
+
+    def broken() -> None:
+        raise RuntimeError("a bug in one adapter's health request")
+
+    monkeypatch.setattr(provider, "health_request", broken)
     r = run(call(gw, "GET", "/health"))
     assert r.status == 200, r.body
     data = r.json()
     assert data["healthy_count"] == 1 and data["unhealthy_count"] == 1
-    assert data["unhealthy_endpoints"][0]["model_name"] == "az"
+    assert data["unhealthy_endpoints"][0]["model_name"] == "bug"
+    assert "RuntimeError" in data["unhealthy_endpoints"][0]["error"]
+
+
+@pytest.mark.parametrize("params,says", [
+    ({"model": "azure/gpt4"}, "api_base is required"),
+    ({"model": "vertex_ai/gemini-1.5-pro", "vertex_project": "p",
+      "vertex_credentials": '{"type": "service_account", "client_email": "a@b.c"}'}, "lack private_key"),
+    ({"model": "vertex_ai/gemini-1.5-pro", "vertex_project": "p",
+      "vertex_credentials": '{"type": "service_account", "client_email": "a@b.c", "private_key": "nope"}'},
+     "not a usable PEM key"),
+])
+def test_a_deployment_that_cannot_work_fails_at_start_not_per_request(params: dict[str, str], says: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from relaygate.core.errors import GatewayError
+
+    for var in ("AZURE_API_BASE", "AZURE_OPENAI_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(GatewayError, match=says):
+        make_gateway({"model_list": [{"model_name": "x", "litellm_params": params}]})
 
 
 @pytest.mark.parametrize("transport", ["h1", "aiohttp"])

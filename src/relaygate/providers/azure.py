@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
+from relaygate.core import errors
 from relaygate.providers.base import ENDPOINT_PATHS, Call, url_segment
 from relaygate.providers.openai import OpenAIProvider
 
@@ -38,6 +39,9 @@ class AzureProvider(OpenAIProvider):
         if self.api_base is None:
             base = os.environ.get("AZURE_API_BASE") or os.environ.get("AZURE_OPENAI_ENDPOINT")
             self.api_base = base.rstrip("/") if base else None
+        if not self.api_base:
+            raise errors.GatewayError(f"{self.name} deployment {dep.model_name}: api_base is required (or "
+                                      "AZURE_API_BASE)", status=500)
         if not dep.api_key and not self._ad_token:
             env_key = os.environ.get("AZURE_API_KEY") or os.environ.get("AZURE_OPENAI_API_KEY")
             if env_key:

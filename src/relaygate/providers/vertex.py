@@ -26,6 +26,7 @@ still-valid old token.
 from __future__ import annotations
 
 import base64
+import importlib.util
 import os
 import re
 import urllib.parse
@@ -81,14 +82,21 @@ class TokenSource:
 
     def __init__(self, creds: dict[str, Any], scope: str = SCOPE) -> None:
         self.creds = creds
+        self._key: Any = None
         self.kind = creds.get("type", "service_account")
         if self.kind not in ("service_account", "authorized_user"):
             raise errors.GatewayError(f"unsupported Google credential type `{self.kind}`", status=500)
+        need = ("client_email", "private_key") if self.kind == "service_account" else (
+            "refresh_token", "client_id", "client_secret")
+        missing = [f for f in need if not isinstance(creds.get(f), str) or not creds.get(f)]
+        if missing:
+            raise errors.GatewayError(f"vertex_credentials ({self.kind}) lack {', '.join(missing)}", status=500)
+        if self.kind == "service_account" and importlib.util.find_spec("cryptography") is not None:
+            self._signer()  # a key that cannot sign is a start-up error, not a 500 on every request
         self.scope = scope
         self.token: str | None = None
         self.expires_at = 0.0
         self.refreshing = False
-        self._key: Any = None
 
     def needs_refresh(self, now: float) -> bool:
         return self.token is None or now >= self.expires_at - REFRESH_EARLY
@@ -109,7 +117,11 @@ class TokenSource:
                 raise errors.GatewayError(
                     "Vertex AI service-account auth needs the `cryptography` package "
                     "(pip install 'relaygate[vertex]')", status=500) from None
-            self._key = serialization.load_pem_private_key(self.creds["private_key"].encode(), password=None)
+            try:
+                self._key = serialization.load_pem_private_key(self.creds["private_key"].encode(), password=None)
+            except (ValueError, TypeError) as exc:
+                raise errors.GatewayError(f"vertex_credentials: private_key is not a usable PEM key ({exc})",
+                                          status=500) from None
         return self._key
 
     def assertion(self, now: float) -> bytes:
