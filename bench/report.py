@@ -17,9 +17,9 @@ from bench.hist import Histogram
 
 __all__ = ["markdown", "plot_latency", "plot_frontier", "render"]
 
-SYSTEM_ORDER = ("direct", "relaygate", "relaygate-2w", "relaygate-before", "litellm")
+SYSTEM_ORDER = ("direct", "relaygate-base", "relaygate", "relaygate-2w", "relaygate-before", "litellm")
 COLORS = {"direct": "#7f7f7f", "relaygate": "#1f77b4", "relaygate-2w": "#17becf", "relaygate-before": "#9467bd",
-          "litellm": "#d62728"}
+          "relaygate-base": "#ff7f0e", "litellm": "#d62728"}
 
 
 def _f(x: Any, digits: int = 2) -> str:

@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wrk", action="store_true", help="also measure the direct chat ceiling with wrk")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to cores with taskset")
+    p.add_argument("--base", metavar="DIR", default=None,
+                   help="also measure relaygate from another checkout DIR (as 'relaygate-base', its src/ first on "
+                        "PYTHONPATH; build its extension in place first: python setup.py build_ext --inplace), "
+                        "for before/after figures from one run")
     return p
 
 
@@ -133,6 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if "direct" not in systems:
         systems.insert(0, "direct")  # the baseline every comparison and the latency pairing need
+    base_env: dict[str, str] = {}
+    if a.base:
+        base_src = Path(a.base).resolve() / "src"
+        if not (base_src / "relaygate").is_dir():
+            print(f"bench.run: --base {a.base}: no src/relaygate there", file=sys.stderr)
+            return 2
+        base_env = {"PYTHONPATH": str(base_src)}
+        systems.insert(systems.index("relaygate") if "relaygate" in systems else len(systems), "relaygate-base")
     settings = _settings(a)
     gw_cpus, load_cpus = (None, None) if a.no_pin else core_split()
     settings.load_cpus = load_cpus
@@ -172,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 spec = SystemSpec(sys_name, kind, workers=workers, cpus=cpus,
                                   ready_timeout=180.0 if kind == "litellm" else 60.0,
-                                  env=BEFORE_ENV if sys_name == "relaygate-before" else {})
+                                  env=BEFORE_ENV if sys_name == "relaygate-before" else
+                                  base_env if sys_name == "relaygate-base" else {})
                 tqdm.write(f"[{sys_name}] starting ...", file=sys.stderr)
                 running = start_system(spec, config, mock.url, tmp) if kind != "direct" else direct
                 data["systems"][sys_name] = {"kind": kind, "workers": workers, "cpus": cpus, "url": running.url,
