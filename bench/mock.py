@@ -248,6 +248,9 @@ class MockProtocol(asyncio.Protocol):
             reply = self._plan(req)
         except ParseError as exc:
             reply = self._error(OPENAI, exc.status, str(exc))
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+            # a body of a shape the mock cannot answer: a real provider says 400, it does not drop the line
+            reply = self._error(OPENAI, 400, f"invalid request: {exc}")
         self._send(req, reply)
 
     def _plan(self, req: Request) -> _Reply:

@@ -231,7 +231,11 @@ def openai_embeddings(req: dict[str, Any], model: str, dims: int) -> bytes:
     if not isinstance(inputs, list):
         inputs = [inputs]
     as_b64 = req.get("encoding_format") == "base64"
-    dims = int(req.get("dimensions") or dims)
+    want = req.get("dimensions")
+    if want is not None:
+        if not isinstance(want, int) or isinstance(want, bool) or not 1 <= want <= 8192:
+            raise ValueError("dimensions must be an integer 1..8192")
+        dims = want
     data = []
     tokens = 0
     for i, item in enumerate(inputs):

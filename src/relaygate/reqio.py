@@ -18,7 +18,11 @@ What it owns, for every POST route alike:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
+import os
+import random
+import re
 from typing import Any, Awaitable, Callable, Iterable
 
 from relaygate.core import errors
@@ -173,6 +177,31 @@ def retries_value(raw: Any, name: str) -> int:
     return value
 
 
+_rand = random.SystemRandom().getrandbits(64)
+_ids = itertools.count()
+_CALL_ID = re.compile(rb"[\x21-\x7e]{1,128}")
+
+
+def new_call_id() -> bytes:
+    """A uuid4-shaped id, ~5x cheaper than ``uuid.uuid4()``: per-process random prefix mixed with a counter."""
+    h = "%032x" % ((_rand << 64) ^ (next(_ids) * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF) ^ (os.getpid() << 96))
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}".encode()
+
+
+def client_call_id(value: bytes) -> bytes | None:
+    """A client's ``x-litellm-call-id``, if it is 1-128 visible ASCII characters (it goes back in a response
+    header and into log lines); anything else is ignored and the gateway makes its own."""
+    return value if _CALL_ID.fullmatch(value) else None
+
+
+def call_id_of(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The request's call id: the client's valid ``x-litellm-call-id``, else a new one."""
+    for k, v in headers:
+        if k == b"x-litellm-call-id":
+            return client_call_id(v) or new_call_id()
+    return new_call_id()
+
+
 class Overrides:
     """Per-request values read from the headers in one pass (call id, retries, timeout, declared length)."""
 
@@ -185,7 +214,7 @@ class Overrides:
         for k, v in headers:
             if k[:10] == b"x-litellm-":
                 if k == b"x-litellm-call-id":
-                    self.call_id = v[:128]
+                    self.call_id = client_call_id(v)
                 elif k == b"x-litellm-num-retries":
                     self.num_retries = retries_value(v, "x-litellm-num-retries")
                 elif k == b"x-litellm-timeout":

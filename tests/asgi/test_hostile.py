@@ -313,3 +313,91 @@ def test_a_unary_answer_over_the_cap_is_a_502(transport: str) -> None:
         (r,) = chats(gw, ({"model": "m", "messages": MSGS}, {}))
     assert r.status == 502, r.body
     assert "5000" in r.json()["error"]["message"]
+
+
+# -- found by the hostile fuzz (tests/asgi/test_hostile_fuzz.py); each a rule ------------------------------
+
+
+def _renaming_gateway() -> Gateway:
+    """Groups whose names differ from the upstream model: bodies are re-encoded (``core.body.set_fields``)."""
+    return make_gateway({
+        "model_list": [
+            {"model_name": "m", "litellm_params": {"model": "mock/x", "mock_response": "ok"}},
+            {"model_name": "claude-cheap", "litellm_params": {"model": "anthropic/claude-3-haiku",
+                                                              "api_base": "http://127.0.0.1:9", "api_key": "sk-a"}},
+            {"model_name": "claude-expensive", "litellm_params": {"model": "anthropic/claude-3-opus",
+                                                                  "api_base": "http://127.0.0.1:9",
+                                                                  "api_key": "sk-a"}},
+            {"model_name": "mod", "litellm_params": {"model": "openai/omni-moderation", "api_base": "http://127.0.0.1:9",
+                                                     "api_key": "sk-a"}},
+        ],
+        "general_settings": {"master_key": "sk-master"},
+        "relaygate_keys": [{"key": "sk-cheap-only", "models": ["claude-cheap", "mod", "m"]}],
+    })
+
+
+@pytest.mark.parametrize("call_id", [b"abc\xff", b"caf\xc3\xa9", b"a b", b"x" * 129, b"line\r\nforged"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/moderations"])
+def test_a_call_id_that_is_not_visible_ascii_is_replaced(call_id: bytes, path: str) -> None:
+    gw = _renaming_gateway()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b'{"model": "nope"}', "more_body": False}
+
+    r = run(_call_receive(gw, path, receive, [(b"x-litellm-call-id", call_id)]))
+    assert r.status == 400, r.body
+    given = r.headers["x-litellm-call-id"]
+    assert given.encode() != call_id and len(given) == 36
+
+
+def test_a_non_utf8_forwarded_header_is_no_500() -> None:
+    gw = _renaming_gateway()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b'{"model":"nope","max_tokens":1,"messages":[]}',
+                "more_body": False}
+
+    r = run(_call_receive(gw, "/v1/messages", receive, [(b"anthropic-beta", b"caf\xc3")]))
+    assert r.status == 400 and r.json()["type"] == "error", r.body
+
+
+def _deep(n: int) -> Any:
+    value: Any = "x"
+    for _ in range(n):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/v1/messages/count_tokens", {"model": "m", "messages": [{"role": "user", "content": [_deep(300)]}]}),
+    ("/v1/messages", {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+                      "tools": [{"name": "t", "input_schema": {"type": "object", "x": _deep(300)}}]}),
+    ("/v1/moderations", {"model": "mod", "input": "hi", "x": _deep(1000)}),
+    ("/v1/messages", {"model": "claude-cheap", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+                      "metadata": {"x": _deep(1000)}}),
+])
+def test_nesting_our_own_code_cannot_write_is_400(path: str, body: dict[str, Any]) -> None:
+    gw = _renaming_gateway()
+    r = run(call(gw, "POST", path, orjson.dumps(body) if False else _dumps_deep(body), MASTER))
+    assert r.status == 400, (r.status, r.body[:300])
+
+
+def _dumps_deep(obj: Any) -> bytes:
+    """json.dumps without orjson's depth limit (the client may send anything)."""
+    import json
+    import sys
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(10_000)
+    try:
+        return json.dumps(obj).encode()
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def test_a_duplicate_model_hidden_behind_deep_nesting_is_refused() -> None:
+    gw = _renaming_gateway()
+    body = (b'{"model":"claude-expensive","max_tokens":5,"messages":[{"role":"user","content":"x"}],'
+            b'"metadata":{"x":' + b"[" * 1000 + b"]" * 1000 + b'},"model":"claude-cheap"}')
+    r = run(call(gw, "POST", "/v1/messages", body, CHEAP_KEY))
+    assert r.status == 400, r.body

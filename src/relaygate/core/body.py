@@ -33,6 +33,8 @@ def set_fields(body: bytes, replace: dict[str, Any], defaults: dict[str, Any] | 
         obj: dict[str, Any] = _raw_decoder.decode(body)
     except msgspec.DecodeError as exc:  # already validated upstream of here; defensive
         raise BadRequest(f"Invalid JSON in request body: {exc}") from None
+    except RecursionError:
+        raise BadRequest("Invalid JSON in request body: nested too deeply") from None
     if defaults:
         for k, v in defaults.items():
             if k not in obj:

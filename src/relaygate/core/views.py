@@ -86,8 +86,10 @@ def _top_level_duplicates(body: bytes, read: frozenset[str]) -> str | None:
 
     try:
         json.loads(body, object_pairs_hook=pairs)
-    except (ValueError, RecursionError):
-        return None  # msgspec already accepted it; nothing more to say
+    except RecursionError:  # fail closed: a body this check cannot read is not forwarded
+        raise BadRequest("Invalid JSON in request body: nested too deeply") from None
+    except ValueError as exc:
+        raise BadRequest(f"Invalid JSON in request body: {exc}") from None
     return dup[0]
 
 

@@ -39,11 +39,12 @@ from relaygate.core import errors
 from relaygate.core.errors import GatewayError
 from relaygate.core.views import check_duplicate_keys
 from relaygate.inbound.multipart import FieldFinder, boundary_of
+from relaygate.logs import RateLimitedLog
 from relaygate.providers.azure import AzureProvider
 from relaygate.providers.base import Provider
 from relaygate.providers.cohere import CohereProvider
 from relaygate.providers.openai import OpenAIProvider
-from relaygate.reqio import BodyLimits, declared_length, next_message, too_large
+from relaygate.reqio import BodyLimits, call_id_of, declared_length, next_message, too_large
 from relaygate.router import RouteContext
 from relaygate.upstream.base import UpstreamRequest
 
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from relaygate.router import Target
 
 log = logging.getLogger("relaygate")
+fail_log = RateLimitedLog(log)
 
 PATHS = {"images": "/images/generations", "speech": "/audio/speech", "transcriptions": "/audio/transcriptions",
          "translations": "/audio/translations", "moderations": "/moderations", "rerank": "/rerank",
@@ -178,13 +180,19 @@ def media_request(p: Provider, kind: str, body: bytes, ctype: str, model: str, u
 
 def make_handler(kind: str) -> Any:
     async def handler(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-        await _media(gw, scope, receive, send, kind)
+        call_id = _call_id(scope)
+        try:
+            await _media(gw, scope, receive, send, kind, call_id)
+        except GatewayError as exc:  # every answer carries the call id, errors too
+            gw.metrics.observe_error("", exc.status)
+            fail_log.warning("%s failed: %d %s (call_id=%s)", scope["path"], exc.status, exc.message, call_id.decode())
+            await gw._send_error(send, exc, call_id)
 
     handler.__name__ = f"media_{kind}"
     return handler
 
 
-async def _media(gw: Gateway, scope: Scope, receive: Receive, send: Send, kind: str) -> None:
+async def _media(gw: Gateway, scope: Scope, receive: Receive, send: Send, kind: str, call_id: bytes) -> None:
     from relaygate import asgi
 
     t0 = time.perf_counter()
@@ -245,7 +253,7 @@ async def _media(gw: Gateway, scope: Scope, receive: Receive, send: Send, kind: 
     except _Spent as spent:
         raise spent.error from None
     total = time.perf_counter() - t0
-    headers = gw._headers(lease, group, call_id=_call_id(scope), ctx=ctx, total=total, wait=timer.wait)
+    headers = gw._headers(lease, group, call_id=call_id, ctx=ctx, total=total, wait=timer.wait)
     if kind != "speech":
         data, rtype = result
         headers += [(b"content-type", rtype), (b"content-length", str(len(data)).encode())]
@@ -276,9 +284,4 @@ async def _media(gw: Gateway, scope: Scope, receive: Receive, send: Send, kind: 
 
 
 def _call_id(scope: Scope) -> bytes:
-    for k, v in scope["headers"]:
-        if k == b"x-litellm-call-id":
-            return bytes(v[:128])
-    import uuid
-
-    return str(uuid.uuid4()).encode()
+    return call_id_of(scope["headers"])

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import orjson
 
@@ -38,7 +38,7 @@ from relaygate.core.views import ChatView, check_duplicate_keys, decode_view
 from relaygate.providers.anthropic import AnthropicProvider
 from relaygate.providers.base import StreamTranslator, empty_stream_error, stream_head_error
 from relaygate.providers.messages_api import MessagesStream, error_body, openai_to_message, to_openai
-from relaygate.reqio import body_ended_early
+from relaygate.reqio import body_ended_early, call_id_of
 from relaygate.router import RouteContext
 from relaygate.watch import ClientGone
 
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from relaygate.router import Target
 
 log = logging.getLogger("relaygate")
+T = TypeVar("T")
 
 _JSON = (b"content-type", b"application/json")
 _FORWARD = (b"anthropic-beta",)
@@ -68,6 +69,17 @@ def _load(body: bytes) -> dict[str, Any]:
         raise errors.BadRequest("Invalid request body: expected a JSON object")
     check_duplicate_keys(body)
     return obj
+
+
+def _shallow(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, where orjson refusing to write nesting deeper than its limit (254) is the client's
+    400; ``orjson.loads`` took the body (up to 1024 levels), so this is where depth is bounded."""
+    try:
+        return fn(*args)
+    except orjson.JSONEncodeError as exc:
+        if "ecursion" not in str(exc):
+            raise
+        raise errors.BadRequest("Invalid request body: nested too deeply") from None
 
 
 def _estimate(req: dict[str, Any]) -> int:
@@ -169,14 +181,14 @@ async def _handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, count
         auth = getattr(gw, "auth", None)
         if key is not None and auth is not None:
             auth.check_model(key, model)
-        fwd = [(k.decode(), v.decode()) for k, v in scope["headers"] if k in _FORWARD]
+        fwd = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k in _FORWARD]
         if count:
             await _count(gw, send, req, body, model, group, fwd)
             return
-        oa = to_openai(req, model)
+        oa = _shallow(to_openai, req, model)
         if "max_tokens" not in req:
             raise errors.BadRequest("max_tokens: Field required", param="max_tokens")
-        oa_body = orjson.dumps(oa)
+        oa_body = _shallow(orjson.dumps, oa)
         view = decode_view("chat", oa_body)
         assert isinstance(view, ChatView)
         stream = bool(req.get("stream"))
@@ -184,7 +196,7 @@ async def _handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, count
         timer = asgi.Timer()
         if stream:
             await gw.watched(receive, True, _stream(gw, send, body, oa_body, view, model, group, ctx, call_id, t0,
-                                                    timer, fwd, _estimate(req)))
+                                                    timer, fwd, _shallow(_estimate, req)))
         else:
             await gw.watched(receive, gw.watch_unary, _unary(gw, send, body, oa_body, view, model, group, ctx,
                                                              call_id, t0, timer, fwd))
@@ -197,12 +209,7 @@ async def _handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, count
 
 
 def _call_id(scope: Scope) -> bytes:
-    for k, v in scope["headers"]:
-        if k == b"x-litellm-call-id":
-            return bytes(v[:128])
-    import uuid
-
-    return str(uuid.uuid4()).encode()
+    return call_id_of(scope["headers"])
 
 
 async def _native_send(gw: Gateway, target: Target, body: bytes, model: str, fwd: list[tuple[str, str]],
@@ -294,7 +301,7 @@ async def _count(gw: Gateway, send: Send, req: dict[str, Any], body: bytes, mode
                 break
             await _json(send, data)
             return
-    await _json(send, orjson.dumps({"input_tokens": _estimate(req)}))
+    await _json(send, orjson.dumps({"input_tokens": _shallow(_estimate, req)}))
 
 
 async def _json(send: Send, data: bytes) -> None:
