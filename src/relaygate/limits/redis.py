@@ -25,6 +25,15 @@ Design (and why):
   outage and ``redis_limiter_down`` is counted in the worker's metrics; with ``reject`` they get 503. A
   background probe reconnects with exponential backoff (0.2 s .. 5 s), not per request; on success the
   leases start afresh (units leased before the outage expire with their records).
+- The timeout bounds every request, not only every call. A call (connect, AUTH, SELECT, EVALSHA and a
+  NOSCRIPT retry together) has one deadline; a connection whose reply was given up on is discarded, never
+  reused (``resp.RespConnection.request``), so a late reply can never be read as the answer to a later
+  call. A request that waits for a call (issued it, joined a batch, or queued behind one in flight) has its
+  own deadline of ``redis_timeout`` from its arrival: past it, it is answered as during an outage
+  (in-process limits, or 503). Going down answers every waiting request at once.
+- A request that is no longer waiting (answered by its deadline, or cancelled because its client went
+  away) is never charged to a lease: its units and parallel slots stay available, so nothing abandoned
+  during an outage is taken from the limit after it.
 """
 
 from __future__ import annotations
@@ -214,7 +223,8 @@ class RedisLimiter(Limiter):
 
     def _ensure_pump(self) -> asyncio.Event:
         wake = self._wake
-        if wake is None or self._pump_task is None:
+        task = self._pump_task
+        if wake is None or task is None or task.done():
             wake = self._wake = asyncio.Event()
             self._pump_task = asyncio.get_running_loop().create_task(self._pump())
         return wake
@@ -262,10 +272,16 @@ class RedisLimiter(Limiter):
                 self._ensure_pump().set()
             return verdict
         wake = self._ensure_pump()
-        fut: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
-        self.pending.append(_Pending(buckets, costs, fut))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Verdict] = loop.create_future()
+        p = _Pending(buckets, costs, fut)
+        self.pending.append(p)
         wake.set()
-        return await fut
+        deadline = loop.call_later(self.timeout, self._give_up, p)
+        try:
+            return await fut
+        finally:
+            deadline.cancel()
 
     def adjust(self, buckets: Sequence[Bucket], deltas: Sequence[float]) -> None:
         if self.down:
@@ -302,6 +318,22 @@ class RedisLimiter(Limiter):
         v.degraded = True
         return v
 
+    def _fail(self, p: _Pending) -> None:
+        """Answer ``p`` as during an outage: in-process limits, or 503 with ``reject``."""
+        if p.future.done():
+            return
+        if self.reject:
+            p.future.set_exception(RedisDown("Rate limiter unavailable: Redis is not reachable"))
+        else:
+            p.future.set_result(self._local(p))
+
+    def _give_up(self, p: _Pending) -> None:
+        """``p`` waited ``redis_timeout`` for Redis: it is answered now; a late reply never charges it."""
+        if not p.future.done():
+            if self.metrics is not None:
+                self.metrics.count("redis_limiter_request_timeout")
+            self._fail(p)
+
     def _idle(self) -> bool:
         return not (self.pending or self.book.due or self.book.returns or self.cooldowns or self._syncs)
 
@@ -316,8 +348,9 @@ class RedisLimiter(Limiter):
                 tick = loop.call_later(SYNC_INTERVAL, wake.set)
                 await wake.wait()
                 tick.cancel()
-            if self.down:
-                await asyncio.sleep(SYNC_INTERVAL)
+            if self.down:  # the probe wakes the pump when Redis is back
+                wake.clear()
+                await wake.wait()
                 continue
             now = self.clock()
             sweep = now - self._last_sweep >= SYNC_INTERVAL
@@ -331,6 +364,7 @@ class RedisLimiter(Limiter):
                 continue
             try:
                 reply = await self._call(ops, cools)
+                self._deliver(ops, batch, reply)
             except asyncio.CancelledError:
                 for p in batch:
                     if not p.future.done():
@@ -339,14 +373,7 @@ class RedisLimiter(Limiter):
             except (OSError, TimeoutError, RespError, ValueError, IndexError) as exc:
                 self._went_down(exc)
                 for p in batch:
-                    if self.reject:
-                        if not p.future.done():
-                            p.future.set_exception(RedisDown("Rate limiter unavailable: Redis is not reachable"))
-                    elif not p.future.done():
-                        p.future.set_result(self._local(p))
-                _done(syncs)
-                continue
-            self._deliver(ops, batch, reply)
+                    self._fail(p)
             _done(syncs)
 
     async def _call(self, ops: list[LeaseOp], cools: list[tuple[str, float]]) -> Any:
@@ -365,30 +392,24 @@ class RedisLimiter(Limiter):
         nargs = 4 + 7 * len(ops) + 2 * len(cools)
         head = encode(("EVALSHA", SHA, len(klist), *klist))
         body = b"".join(parts)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         conn = self.conn
         if conn is None or conn.closed:
             conn = self.conn = await connect(self.addr, self.timeout)
         self.calls += 1
         count = 3 + len(klist) + nargs
         wire = b"*%d\r\n" % count + head[head.index(b"\r\n") + 2:] + body
-        reply = await self._with_timeout(conn.call_raw(wire))
+        reply = await conn.request(wire, deadline)
         if isinstance(reply, RespError) and str(reply).startswith("NOSCRIPT"):
             head = encode(("EVAL", SCRIPT, len(klist), *klist))
             wire = b"*%d\r\n" % count + head[head.index(b"\r\n") + 2:] + body
-            reply = await self._with_timeout(conn.call_raw(wire))
+            reply = await conn.request(wire, deadline)
         if isinstance(reply, RespError):
             raise reply
-        if not isinstance(reply, list) or not reply:
+        if not isinstance(reply, list) or not reply or not isinstance(reply[0], bytes):
             raise ValueError(f"unexpected limiter reply {reply!r:.80}")
         return reply
-
-    async def _with_timeout(self, fut: asyncio.Future[Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        handle = loop.call_later(self.timeout, _expire, fut)
-        try:
-            return await fut
-        finally:
-            handle.cancel()
 
     def _deliver(self, ops: list[LeaseOp], batch: list[_Pending], reply: list[Any]) -> None:
         now = self.clock()
@@ -402,6 +423,8 @@ class RedisLimiter(Limiter):
                         for j in range(1, len(reply) - 1, 2)])
         again = False
         for p in batch:
+            if p.future.done():  # answered by its deadline, or its client went away: never charged
+                continue
             self.batched += 1
             v = book.decide(p.buckets, p.costs, now)
             if v.fail >= 0 and p.tries == 0:
@@ -421,13 +444,18 @@ class RedisLimiter(Limiter):
 
     def _went_down(self, exc: BaseException) -> None:
         if self.conn is not None:
-            self.conn.close()
+            self.conn.abort()
             self.conn = None
         self.book.clear()
         if self.down:
             return
         self.down = True
         self.buckets.clear()
+        waiting, self.pending = self.pending, []
+        for p in waiting:  # queued behind the failed call: answered now, not when Redis is back
+            self._fail(p)
+        syncs, self._syncs = self._syncs, []
+        _done(syncs)
         mode = "rejecting requests (503)" if self.reject else "using in-process limits"
         log.warning("redis limiter at %r unavailable (%s: %s): %s until it is back", self.addr,
                     type(exc).__name__, exc, mode)
@@ -438,16 +466,25 @@ class RedisLimiter(Limiter):
 
     async def _probe(self) -> None:
         delay = 0.2
+        loop = asyncio.get_running_loop()
         while not self._closed:
             await asyncio.sleep(delay)
+            conn: RespConnection | None = None
             try:
+                deadline = loop.time() + self.timeout
                 conn = await connect(self.addr, self.timeout)
-                pong = await self._with_timeout(conn.call("PING"))
+                pong = await conn.request(encode(("PING",)), deadline)
                 if isinstance(pong, RespError):
                     raise pong
             except (OSError, TimeoutError, RespError):
+                if conn is not None:
+                    conn.abort()
                 delay = min(delay * 2.0, 5.0)
                 continue
+            except BaseException:
+                if conn is not None:
+                    conn.abort()
+                raise
             self.conn = conn
             self.book.clear()
             self.down = False
@@ -464,7 +501,3 @@ def _done(futs: list[asyncio.Future[None]]) -> None:
         if not f.done():
             f.set_result(None)
 
-
-def _expire(fut: asyncio.Future[Any]) -> None:
-    if not fut.done():
-        fut.set_exception(TimeoutError("redis call timed out"))

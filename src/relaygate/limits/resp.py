@@ -5,6 +5,13 @@ which at 8,000 requests/s per core is a large share of the budget. The limiter n
 (EVALSHA, EVAL, PING, AUTH/SELECT), pipelined in order on one connection, so this is a small
 encoder, a reply parser and a FIFO of futures. Replies are ``int``, ``bytes``, ``None``, ``list`` or a
 :class:`RespError` instance (error replies are values, not exceptions, so a pipelined batch keeps going).
+
+Deadlines: :meth:`RespConnection.request` waits for a reply until a deadline (event-loop time). A reply
+that did not come in time, or a wait that was cancelled, *discards the connection* (aborted at once, every
+other pending command fails with ``ConnectionError``): its FIFO still owes that reply, every later command
+would wait behind it, and a connection is never reused once a reply has been given up on. :func:`connect`
+bounds the TCP connect, AUTH and SELECT together by one timeout (a server hung by SIGSTOP still completes
+TCP handshakes from its listen backlog).
 """
 
 from __future__ import annotations
@@ -126,6 +133,36 @@ class RespConnection(asyncio.Protocol):
         self.transport.write(wire)
         return fut
 
+    async def request(self, wire: bytes, deadline: float) -> Any:
+        """Send ``wire`` (one RESP-encoded command) and return its reply; ``TimeoutError`` when the reply has
+        not arrived at loop time ``deadline``. A timeout or a cancellation discards the connection."""
+        fut = self.call_raw(wire)
+        handle = asyncio.get_running_loop().call_at(deadline, self._expire, fut)
+        try:
+            return await fut
+        except BaseException:  # timed out, cancelled (even with the reply in), or lost: never reused
+            self.abort()
+            raise
+        finally:
+            handle.cancel()
+
+    def _expire(self, fut: asyncio.Future[Any]) -> None:
+        if not fut.done():
+            fut.set_exception(TimeoutError("redis call timed out"))
+            self.abort()
+
+    def abort(self) -> None:
+        """Discard the connection now (no flush of unsent bytes); every pending command fails."""
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+        self.closed = True
+        if self.waiters:
+            err = ConnectionError("redis connection discarded")
+            while self.waiters:
+                fut = self.waiters.popleft()
+                if not fut.done():
+                    fut.set_exception(err)
+
     def close(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.close()
@@ -161,19 +198,21 @@ class RedisAddress:
 
 
 async def connect(addr: RedisAddress, timeout: float) -> RespConnection:
+    """A ready connection (authenticated, database selected) within ``timeout`` seconds in all."""
     loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     _, conn = await asyncio.wait_for(loop.create_connection(RespConnection, addr.host, addr.port), timeout)
     try:
         if addr.password:
             args = ("AUTH", addr.username, addr.password) if addr.username else ("AUTH", addr.password)
-            r = await asyncio.wait_for(conn.call(*args), timeout)
+            r = await conn.request(encode(args), deadline)
             if isinstance(r, RespError):
                 raise r
         if addr.db:
-            r = await asyncio.wait_for(conn.call("SELECT", addr.db), timeout)
+            r = await conn.request(encode(("SELECT", addr.db)), deadline)
             if isinstance(r, RespError):
                 raise r
     except BaseException:
-        conn.close()
+        conn.abort()
         raise
     return conn
