@@ -154,3 +154,26 @@ def test_after_resume_nothing_the_in_process_limiter_admits_is_refused(redis_ser
     assert [v.fail for v in back] == [-1] * len(back)
     answered = [v for v in during if not isinstance(v, BaseException)]
     assert len(answered) == 16 and all(isinstance(v, Verdict) and v.ok and v.degraded for v in answered)
+
+
+def test_reject_mode_serves_again_soon_after_redis_is_back(redis_server: Any) -> None:
+    """The reconnect backoff is capped (``PROBE_MAX``): after a long hang, ``reject`` stops refusing within
+    about ``PROBE_MAX + timeout`` of Redis' return (it was up to 5 s more)."""
+    async def main() -> float:
+        lim = RedisLimiter(RedisAddress("127.0.0.1", redis_server.port), timeout=TIMEOUT, on_failure="reject")
+        try:
+            assert (await lim.acquire((BIG,), (1.0,))).ok
+            with hung(redis_server):
+                results = [await timed(lim, (fresh(i),)) for i in range(3)]
+                assert [r for r, _ in results] == ["503"] * 3
+                await asyncio.sleep(5.3)  # attempts (each 0.5 s) after 0.2, 0.4, 0.8, 1.6, then 3.2 s (old cap 5 s)
+            t = time.monotonic()
+            for i in range(400):
+                if (await timed(lim, (fresh(i),)))[0] == "ok":
+                    break
+                await asyncio.sleep(0.01)
+            return time.monotonic() - t
+        finally:
+            await lim.aclose()
+
+    assert asyncio.run(main()) < 2.5  # PROBE_MAX (1 s) + the timeout, with room for a loaded machine

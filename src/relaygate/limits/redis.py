@@ -23,7 +23,7 @@ Design (and why):
   ``on_redis_failure: local`` (default) requests are then answered by in-process buckets (exact per
   worker, so N workers admit up to N times a limit while Redis is away), a warning is logged once per
   outage and ``redis_limiter_down`` is counted in the worker's metrics; with ``reject`` they get 503. A
-  background probe reconnects with exponential backoff (0.2 s .. 5 s), not per request; on success the
+  background probe reconnects with exponential backoff (0.2 s .. ``PROBE_MAX``), not per request; on success the
   leases start afresh (units leased before the outage expire with their records).
 - The timeout bounds every request, not only every call. A call (connect, AUTH, SELECT, EVALSHA and a
   NOSCRIPT retry together) has one deadline; a connection whose reply was given up on is discarded, never
@@ -57,6 +57,9 @@ LEASE_TTL = 10.0
 """Seconds a worker's record (units or slots it holds) lives in Redis without being renewed."""
 SYNC_INTERVAL = 0.5
 """Seconds between calls that report every lease and fetch cooldowns, when nothing else needed Redis."""
+PROBE_MAX = 1.0
+"""Longest wait between two reconnect attempts while Redis is down (from 0.2 s, doubling): with
+``on_redis_failure: reject`` it is how long a worker may still refuse after Redis is back."""
 
 # KEYS: bucket keys..., cooldown zset (last)
 # ARGV: wid, ttl_ms, nops, (keyidx kind cap rate_ms spent ret want)*nops, ncool, (dep_id seconds)*ncool
@@ -479,7 +482,7 @@ class RedisLimiter(Limiter):
             except (OSError, TimeoutError, RespError):
                 if conn is not None:
                     conn.abort()
-                delay = min(delay * 2.0, 5.0)
+                delay = min(delay * 2.0, PROBE_MAX)
                 continue
             except BaseException:
                 if conn is not None:
