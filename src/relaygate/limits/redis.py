@@ -23,14 +23,16 @@ Design (and why):
   ``on_redis_failure: local`` (default) requests are then answered by in-process buckets (exact per
   worker, so N workers admit up to N times a limit while Redis is away), a warning is logged once per
   outage and ``redis_limiter_down`` is counted in the worker's metrics; with ``reject`` they get 503. A
-  background probe reconnects with exponential backoff (0.2 s .. ``PROBE_MAX``), not per request; on success the
-  leases start afresh (units leased before the outage expire with their records).
+  background probe reconnects with exponential backoff (0.2 s .. ``PROBE_MAX``), not per request; on
+  success the leases start afresh (units leased before the outage expire with their records).
 - The timeout bounds every request, not only every call. A call (connect, AUTH, SELECT, EVALSHA and a
   NOSCRIPT retry together) has one deadline; a connection whose reply was given up on is discarded, never
   reused (``resp.RespConnection.request``), so a late reply can never be read as the answer to a later
   call. A request that waits for a call (issued it, joined a batch, or queued behind one in flight) has its
   own deadline of ``redis_timeout`` from its arrival: past it, it is answered as during an outage
-  (in-process limits, or 503). Going down answers every waiting request at once.
+  (in-process limits, or 503; counted as ``redis_limiter_request_timeout``). Going down answers every
+  waiting request at once. Only requests that miss the local lease wait, so only they pay for the
+  deadline (one timer, ~1 us); a request admitted from its lease never touches Redis or a timer.
 - A request that is no longer waiting (answered by its deadline, or cancelled because its client went
   away) is never charged to a lease: its units and parallel slots stay available, so nothing abandoned
   during an outage is taken from the limit after it.
