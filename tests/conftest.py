@@ -141,6 +141,8 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a test that failed while Redis was SIGSTOPped
         stop_process(self.proc)
 
     def start(self) -> None:
