@@ -54,6 +54,7 @@ from relaygate.core.errors import (
     ContentPolicyViolation,
     ContextWindowExceeded,
     GatewayError,
+    KeyLimitExceeded,
     RateLimited,
     UpstreamConnectError,
     UpstreamError,
@@ -94,10 +95,6 @@ class Target:
             buckets.append(Bucket.per_minute(f"{PREFIX}d:{dep.id}:tpm", dep.tpm, "deployment", "tokens", dep.id))
         self.buckets: tuple[Bucket, ...] = tuple(buckets)
         self.token_buckets = dep.tpm is not None and dep.tpm > 0
-
-    @property
-    def inflight(self) -> int:
-        return self.stats.inflight
 
 
 def _weights(deps: list[Deployment]) -> list[float] | None:
@@ -274,14 +271,12 @@ def key_limit_error(buckets: Sequence[Bucket], verdict: Verdict) -> GatewayError
            f"current tpm: {int(cur['tokens'])}, tpm limit: {int(lim['tokens'])}, current max_parallel_requests: "
            f"{int(cur['parallel'])}, max_parallel_requests: {int(lim['parallel'])}")
     headers = [_retry_after_header(verdict.reset[verdict.fail]), *ratelimit_headers(buckets, verdict)]
-    exc = GatewayError(msg, status=429, type="None", param="None", code="429", headers=headers)
-    exc.no_fallback = True  # type: ignore[attr-defined]
-    return exc
+    return KeyLimitExceeded(msg, type="None", param="None", code="429", headers=headers)
 
 
 def _final(exc: GatewayError) -> bool:
     """Errors no fallback can help: the client's own bad request, its key's limits."""
-    if getattr(exc, "no_fallback", False):
+    if exc.final:
         return True
     if isinstance(exc, (ContextWindowExceeded, ContentPolicyViolation, UpstreamConnectError, UpstreamTimeout)):
         return False
@@ -400,14 +395,6 @@ class Router:
 
     # -- choice -------------------------------------------------------------------------------------
 
-    def pick(self, group: ModelGroup, exclude: set[int] | None = None, stream: bool = False) -> Target:
-        """The target the strategy would choose now (any target when none is available)."""
-        mask = 0
-        for i in exclude or ():
-            mask |= 1 << i
-        s = routing.choose(self.strategy, group.tiers, self.clock(), mask, stream, self._rand, self.exploration)
-        return group.targets[s.index] if s is not None else group.targets[0]
-
     def _no_deployments(self, group: ModelGroup, now: float) -> GatewayError:
         wait = routing.next_free(group.tiers, now)
         secs = max(1, math.ceil(wait)) if wait > 0 else max(1, math.ceil(self.settings.cooldown_time))
@@ -454,7 +441,7 @@ class Router:
                 if _final(exc):
                     break
         self._release_paid(ctx)
-        if not getattr(last, "no_fallback", False):
+        if not last.final:
             last.message = (f"{last.message}. Received Model Group={group.name}\n"
                             f"Available Model Group Fallbacks={fallbacks}")
         raise last

@@ -102,10 +102,15 @@ def redact(text: str) -> str:
 
 
 class GatewayError(Exception):
-    """Base error: ``status`` is the HTTP status, ``type`` the OpenAI error type."""
+    """Base error: ``status`` is the HTTP status, ``type`` the OpenAI error type.
+
+    ``final`` marks errors that no fallback group can help (the caller's own limits, a limiter that
+    refuses everything): the router raises them as they are, without trying fallbacks.
+    """
 
     status: int = 500
     type: str = "internal_server_error"
+    final: bool = False
 
     def __init__(
         self,
@@ -166,6 +171,12 @@ class PayloadTooLarge(GatewayError):
 class RateLimited(GatewayError):
     status = 429
     type = "rate_limit_error"
+
+
+class KeyLimitExceeded(RateLimited):
+    """A key's, team's or user's own limit was crossed: a 429 no fallback group can help."""
+
+    final = True
 
 
 class ContextWindowExceeded(BadRequest):

@@ -189,7 +189,7 @@ class RedisDown(GatewayError):
 
     status = 503
     type = "service_unavailable"
-    no_fallback = True
+    final = True
 
 
 class RedisLimiter(Limiter):
