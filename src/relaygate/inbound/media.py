@@ -40,10 +40,7 @@ from relaygate.core.errors import GatewayError
 from relaygate.core.views import check_duplicate_keys
 from relaygate.inbound.multipart import FieldFinder, boundary_of
 from relaygate.logs import RateLimitedLog
-from relaygate.providers.azure import AzureProvider
-from relaygate.providers.base import Provider
-from relaygate.providers.cohere import CohereProvider
-from relaygate.providers.openai import OpenAIProvider
+from relaygate.providers.base import MEDIA_PATHS, Provider
 from relaygate.reqio import BodyLimits, call_id_of, declared_length, next_message, too_large
 from relaygate.router import RouteContext
 from relaygate.upstream.base import UpstreamRequest
@@ -55,9 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("relaygate")
 fail_log = RateLimitedLog(log)
 
-PATHS = {"images": "/images/generations", "speech": "/audio/speech", "transcriptions": "/audio/transcriptions",
-         "translations": "/audio/translations", "moderations": "/moderations", "rerank": "/rerank",
-         "image_edits": "/images/edits"}
+PATHS = MEDIA_PATHS
 _MULTIPART = frozenset({"transcriptions", "translations", "image_edits"})
 _JSON = (b"content-type", b"application/json")
 #: How far into a multipart upload the ``model`` field is looked for (and the most held before streaming).
@@ -155,14 +150,13 @@ def media_request(p: Provider, kind: str, body: bytes, ctype: str, model: str, u
                   span: tuple[int, int] | None, upload: Upload | None = None) -> UpstreamRequest:
     """The upstream request for a media endpoint, or a 400 if the deployment's provider has none.
     With ``upload``, the body streams from it (``body`` and ``span`` are then its prefix)."""
-    if kind == "rerank" and isinstance(p, CohereProvider):
+    if kind in p.media_translated:
         req = orjson.loads(body)
         req.pop("model", None)
-        return p.rerank_request(req, upstream)
-    if isinstance(p, OpenAIProvider):
-        path = PATHS[kind]
-        url = p.path_url(path) if isinstance(p, AzureProvider) else f"{p.api_base}{path}"
-        headers = [h for h in p.static_headers if h[0].lower() != "content-type"]
+        return p.media_request(kind, req, upstream)
+    if kind in p.media_forward:
+        url = p.media_url(PATHS[kind])
+        headers = p.media_headers()
         headers.append(("Content-Type", ctype))
         if upload is not None:
             stream, length = upload.body(upstream.encode())

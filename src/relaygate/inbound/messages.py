@@ -35,7 +35,6 @@ from relaygate.core import errors, tokens
 from relaygate.core.errors import GatewayError
 from relaygate.core.sse import SSEDecoder
 from relaygate.core.views import ChatView, check_duplicate_keys, decode_view
-from relaygate.providers.anthropic import AnthropicProvider
 from relaygate.providers.base import StreamTranslator, empty_stream_error, stream_head_error
 from relaygate.providers.messages_api import MessagesStream, error_body, openai_to_message, to_openai
 from relaygate.reqio import body_ended_early, call_id_of
@@ -217,7 +216,6 @@ async def _native_send(gw: Gateway, target: Target, body: bytes, model: str, fwd
     from relaygate import asgi
 
     p = target.provider
-    assert isinstance(p, AnthropicProvider)
     req = p.native_request(_native_body(body, model, target.upstream_model), fwd, count_tokens=count)
     resp = await gw.transport.send(req, gw.timeouts(target, stream, timeout))
     if resp.status >= 400:
@@ -236,7 +234,7 @@ async def _unary(gw: Gateway, send: Send, body: bytes, oa_body: bytes, view: Any
     inner = gw.unary_attempt("chat", oa_body, view, model, ctx, timer)
 
     async def attempt(target: Target) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-        if isinstance(target.provider, AnthropicProvider):
+        if target.provider.native_messages:
             t = time.perf_counter()
             try:
                 resp = await _native_send(gw, target, body, model, fwd, False, ctx.timeout)
@@ -268,7 +266,7 @@ async def _stream(gw: Gateway, send: Send, body: bytes, oa_body: bytes, view: An
     inner = gw.stream_attempt("chat", oa_body, view, model, ctx, timer)
 
     async def attempt(target: Target) -> StreamStart:
-        if not isinstance(target.provider, AnthropicProvider):
+        if not target.provider.native_messages:
             start = await inner(target)
             tr = _ToMessages(start.translator, MessagesStream(model, estimate))
             return asgi.StreamStart(start.chunks, tr, tr.out.feed(start.first), start.headers, start.close)
@@ -292,7 +290,7 @@ def _error_event(exc: GatewayError) -> bytes:
 async def _count(gw: Gateway, send: Send, req: dict[str, Any], body: bytes, model: str, group: Any,
                  fwd: list[tuple[str, str]]) -> None:
     for target in group.targets:
-        if isinstance(target.provider, AnthropicProvider):
+        if target.provider.native_messages:
             try:
                 resp = await _native_send(gw, target, body, model, fwd, False, None, count=True)
                 data = target.provider.native_response(await resp.read())

@@ -385,6 +385,7 @@ class AnthropicProvider(Provider):
     default_api_base: ClassVar[str | None] = "https://api.anthropic.com"
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat"})
     error_prefix: ClassVar[str] = "AnthropicException"
+    native_messages: ClassVar[bool] = True
 
     def __init__(self, dep: Deployment) -> None:
         if dep.api_base is None and os.environ.get("ANTHROPIC_API_BASE"):

@@ -59,13 +59,13 @@ class AzureProvider(OpenAIProvider):
     def _auth(self, key: str) -> tuple[str, str]:
         return ("api-key", key)
 
-    def path_url(self, path: str) -> str:
+    def media_url(self, path: str) -> str:
         if self.v1:
             return f"{self.api_base}{path}"
         return f"{self.api_base}/openai/deployments/{self.deployment}{path}?api-version={self.api_version}"
 
     def url(self, call: Call) -> str:
-        return self.path_url(ENDPOINT_PATHS[call.endpoint])
+        return self.media_url(ENDPOINT_PATHS[call.endpoint])
 
     def health_request(self) -> None:
         return None

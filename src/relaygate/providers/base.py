@@ -29,6 +29,11 @@ from relaygate.upstream.base import UpstreamRequest
 T = TypeVar("T")
 
 ENDPOINT_PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+#: the media routes' kinds and OpenAI's paths for them
+MEDIA_PATHS = {"images": "/images/generations", "speech": "/audio/speech",
+               "transcriptions": "/audio/transcriptions", "translations": "/audio/translations",
+               "moderations": "/moderations", "rerank": "/rerank", "image_edits": "/images/edits"}
+MEDIA_KINDS = frozenset(MEDIA_PATHS)
 
 
 class Call:
@@ -79,6 +84,18 @@ class Provider:
     #: ``build_request`` when ``needs_refresh(now)``; None for adapters with static credentials
     token_source: Any = None
 
+    # -- capabilities the shell dispatches on (never on the adapter's class) --------------------------
+
+    #: media routes (``images``, ``speech``, ``transcriptions``, ``translations``, ``image_edits``,
+    #: ``moderations``, ``rerank``) forwarded in OpenAI's shape: the client's body with only ``model``
+    #: changed, sent to :meth:`media_url` with :meth:`media_headers`
+    media_forward: ClassVar[frozenset[str]] = frozenset()
+    #: media routes whose JSON body the adapter translates itself (:meth:`media_request`); checked first
+    media_translated: ClassVar[frozenset[str]] = frozenset()
+    #: the upstream speaks Anthropic's ``/v1/messages`` natively (:meth:`native_request`,
+    #: :meth:`native_response`), so that route passes through instead of translating
+    native_messages: ClassVar[bool] = False
+
     def __init__(self, dep: Deployment) -> None:
         check_name(dep.model_name)
         check_name(dep.upstream_model)
@@ -97,6 +114,27 @@ class Provider:
     def health_request(self) -> UpstreamRequest | None:
         """A cheap request that proves the deployment answers (``GET /health`` uses it)."""
         return None
+
+    def media_url(self, path: str) -> str:
+        """The upstream URL of a forwarded media route (``path`` is OpenAI's, e.g. ``/images/generations``)."""
+        return f"{self.api_base}{path}"
+
+    def media_headers(self) -> list[tuple[str, str]]:
+        """Headers of a forwarded media request, without ``Content-Type`` (the client's is kept)."""
+        return []
+
+    def media_request(self, kind: str, req: dict[str, Any], upstream_model: str) -> UpstreamRequest:
+        """The upstream request of a media route in :attr:`media_translated` (``req`` without ``model``)."""
+        raise NotImplementedError
+
+    def native_request(self, body: bytes, headers: list[tuple[str, str]] | None = None,
+                       count_tokens: bool = False) -> UpstreamRequest:
+        """An Anthropic Messages body sent as it is (adapters with :attr:`native_messages`)."""
+        raise NotImplementedError
+
+    def native_response(self, body: bytes) -> bytes:
+        """A native Messages answer checked for the client (adapters with :attr:`native_messages`)."""
+        raise NotImplementedError
 
     # -- hooks for adapters that need more than one request/response (``hooks = True``) -----------------
     #

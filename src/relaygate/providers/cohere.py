@@ -170,6 +170,7 @@ class CohereProvider(Provider):
     default_api_base: ClassVar[str | None] = "https://api.cohere.com"
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "embeddings"})
     error_prefix: ClassVar[str] = "CohereException"
+    media_translated: ClassVar[frozenset[str]] = frozenset({"rerank"})
 
     def __init__(self, dep: Deployment) -> None:
         if dep.api_base is None and os.environ.get("COHERE_API_BASE"):
@@ -201,9 +202,9 @@ class CohereProvider(Provider):
         return UpstreamRequest("POST", f"{self.api_base}/v2/chat", self.headers,
                                orjson.dumps(to_cohere(req, call.upstream_model, call.stream)))
 
-    def rerank_request(self, body: dict[str, Any], model: str) -> UpstreamRequest:
+    def media_request(self, kind: str, req: dict[str, Any], upstream_model: str) -> UpstreamRequest:
         return UpstreamRequest("POST", f"{self.api_base}/v2/rerank", self.headers,
-                               orjson.dumps({**body, "model": model}))
+                               orjson.dumps({**req, "model": upstream_model}))
 
     def translate_response(self, call: Call, body: bytes) -> bytes:
         if call.endpoint == "embeddings":

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from relaygate.core import body as body_edit
 from relaygate.core.sse import DataReframer
 from relaygate.core.tokens import count_stream_content
-from relaygate.providers.base import ENDPOINT_PATHS, Call, Provider, StreamTranslator, empty_stream_error
+from relaygate.providers.base import ENDPOINT_PATHS, MEDIA_KINDS, Call, Provider, StreamTranslator, empty_stream_error
 from relaygate.upstream.base import UpstreamRequest
 
 #: litellm_params that are request defaults (merged into the body when the client did not set them)
@@ -64,6 +64,7 @@ class PassthroughStream(StreamTranslator):
 class OpenAIProvider(Provider):
     name: ClassVar[str] = "openai"
     auth_header: ClassVar[str] = "Authorization"
+    media_forward: ClassVar[frozenset[str]] = MEDIA_KINDS
 
     def __init__(self, dep: Any) -> None:
         super().__init__(dep)
@@ -94,6 +95,9 @@ class OpenAIProvider(Provider):
 
     def build_request(self, call: Call) -> UpstreamRequest:
         return UpstreamRequest("POST", self.url(call), self.static_headers, self.request_body(call))
+
+    def media_headers(self) -> list[tuple[str, str]]:
+        return [h for h in self.static_headers if h[0].lower() != "content-type"]
 
     def health_request(self) -> UpstreamRequest | None:
         headers = [h for h in self.static_headers if h[0] != "Content-Type"]
