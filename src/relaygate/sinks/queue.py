@@ -1,0 +1,377 @@
+"""The per-worker completion queue: records in from the request path, batches out to sinks, never blocking.
+
+What it owns: the hand-off between the request path and everything that consumes completion records.
+:meth:`CompletionQueue.put` is the only call the request path makes; it never awaits, never blocks and
+never raises. The rest happens on the event loop after the current callbacks have run:
+
+- **Bounded, drop-oldest.** Records wait in a ``deque`` of ``maxsize``. When it is full the oldest record
+  is dropped (the newest facts are worth more to metrics and logs) and :attr:`CompletionQueue.dropped`
+  counts it. Drops are reported through ``on_event`` (a counter such as ``Metrics.count``) and logged at
+  most once per ``log_interval`` seconds.
+- **Drain on the loop, woken only from empty.** ``put`` schedules the drain with ``loop.call_soon`` only
+  when no drain is pending, so a burst of records in one loop iteration costs one wake-up and is handed on
+  as one batch. The drain runs as a plain loop callback, not a Task: a callback costs one ``Handle``; a
+  Task woken through a future costs a ``Future`` callback plus a task step. Freshness: records reach the
+  sinks one loop iteration after ``put`` (``/metrics`` sees a request as soon as its response is sent).
+  A batch holds at most ``batch_size`` records; if more are waiting the drain reschedules itself, so a
+  large backlog never holds the loop for long.
+- **Two kinds of sinks** (:class:`Sink`, :class:`AsyncSink`, told apart by whether ``handle`` is a
+  coroutine function). A sync sink (metrics, counters) is called in the drain with each batch: it must be
+  cheap. An async sink (a database, Langfuse or OTLP over httpx) never runs in the drain: each gets its
+  own bounded buffer and its own task (:class:`_AsyncRunner`), so a slow or hung exporter only fills its
+  own buffer (drop-oldest, counted per sink) and never delays the other sinks nor the request path.
+- **Sinks cannot kill the drain.** An exception from a sink is counted (``sink_error:<name>``) and logged
+  with its traceback at most once per ``log_interval`` seconds per sink (the log line says how many were
+  suppressed); the drain and the runner go on with the next batch.
+- **Lifecycle.** :meth:`CompletionQueue.start` (app lifespan startup, inside the running loop) binds the
+  loop, starts the async runners and drains anything put before it. :meth:`CompletionQueue.aclose`
+  (lifespan shutdown) drains what is left to every sink, lets each async runner finish its buffer within
+  ``timeout`` (then cancels it) and closes sinks that have ``aclose()``/``close()``. Records put before
+  ``start`` wait (bounded); records put after ``aclose`` are counted as dropped.
+
+Single-threaded by design: every method is called on the worker's event loop thread (one loop per
+worker, no locks). Batches are shared between sinks as read-only ``Sequence`` objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+from relaygate.sinks.record import CompletionRecord
+
+__all__ = ["AsyncSink", "CompletionQueue", "OnEvent", "Sink"]
+
+log = logging.getLogger("relaygate.sinks")
+
+OnEvent = Callable[[str, int], None]
+"""``(event, n)``: a counter to report drops and sink errors to (``Metrics.count`` fits)."""
+
+DROPPED_EVENT = "completion_dropped"
+"""Event counted for records dropped by the main queue; per async sink it is ``sink_dropped:<name>``."""
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """A cheap in-process consumer, called in the drain callback with each batch (must not block)."""
+
+    def handle(self, batch: Sequence[CompletionRecord]) -> None: ...
+
+
+@runtime_checkable
+class AsyncSink(Protocol):
+    """An IO consumer (database, HTTP exporter): runs in its own task with its own bounded buffer."""
+
+    async def handle(self, batch: Sequence[CompletionRecord]) -> None: ...
+
+
+class _RateLimitedLog:
+    """Log a condition at most once per ``interval`` seconds, saying how many were suppressed."""
+
+    __slots__ = ("interval", "last", "suppressed")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.last = -1e18
+        self.suppressed = 0
+
+    def ready(self, now: float) -> int | None:
+        """``None``: stay quiet; else log now and mention the returned number of suppressed occurrences."""
+        if now - self.last < self.interval:
+            self.suppressed += 1
+            return None
+        self.last = now
+        n, self.suppressed = self.suppressed, 0
+        return n
+
+
+def _name_of(sink: object) -> str:
+    name = getattr(sink, "name", None)
+    return name if isinstance(name, str) and name else type(sink).__name__
+
+
+class _SyncEntry:
+    __slots__ = ("sink", "name", "handle", "errors", "errlog")
+
+    def __init__(self, sink: Sink, name: str, log_interval: float) -> None:
+        self.sink = sink
+        self.name = name
+        self.handle = sink.handle
+        self.errors = 0
+        self.errlog = _RateLimitedLog(log_interval)
+
+
+class _AsyncRunner:
+    """One async sink's bounded buffer (drop-oldest) and the task that feeds it batches."""
+
+    def __init__(self, sink: AsyncSink, name: str, maxsize: int, batch_size: int, log_interval: float,
+                 on_event: OnEvent | None) -> None:
+        self.sink = sink
+        self.name = name
+        self.maxsize = maxsize
+        self.batch_size = batch_size
+        self.buffer: deque[CompletionRecord] = deque(maxlen=maxsize)
+        self.dropped = 0
+        self.errors = 0
+        self.errlog = _RateLimitedLog(log_interval)
+        self.droplog = _RateLimitedLog(log_interval)
+        self.on_event = on_event
+        self.task: asyncio.Task[None] | None = None
+        self.closing = False
+        self._wake: asyncio.Event | None = None
+
+    def start(self) -> None:
+        self._wake = asyncio.Event()
+        if self.buffer:
+            self._wake.set()
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"relaygate-sink-{self.name}")
+
+    def offer(self, batch: Sequence[CompletionRecord]) -> None:
+        """Append a batch (dropping the oldest past the bound) and wake the task. Never blocks."""
+        buf = self.buffer
+        over = len(buf) + len(batch) - self.maxsize
+        if over > 0:
+            self.dropped += over
+            if self.on_event is not None:
+                self.on_event(f"sink_dropped:{self.name}", over)
+            suppressed = self.droplog.ready(time.monotonic())
+            if suppressed is not None:
+                log.warning("sink %s is behind: dropped %d oldest record(s) (%d total; %d warning(s) suppressed)",
+                            self.name, over, self.dropped, suppressed)
+        buf.extend(batch)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        buf, wake = self.buffer, self._wake
+        while True:
+            if not buf:
+                if self.closing:
+                    return
+                wake.clear()
+                await wake.wait()
+                continue
+            n = min(len(buf), self.batch_size)
+            batch = [buf.popleft() for _ in range(n)]
+            try:
+                await self.sink.handle(batch)
+            except Exception:
+                self.errors += 1
+                if self.on_event is not None:
+                    self.on_event(f"sink_error:{self.name}", 1)
+                suppressed = self.errlog.ready(time.monotonic())
+                if suppressed is not None:
+                    log.exception("sink %s failed on a batch of %d (%d failure(s) not logged since the last)",
+                                  self.name, n, suppressed)
+
+    async def aclose(self, timeout: float) -> None:
+        """Let the task finish the buffer (within ``timeout``), then stop it and close the sink."""
+        self.closing = True
+        task = self.task
+        if task is not None:
+            assert self._wake is not None
+            self._wake.set()
+            done, _ = await asyncio.wait([task], timeout=timeout)
+            if not done:
+                left = len(self.buffer)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                if left:
+                    self.dropped += left
+                    if self.on_event is not None:
+                        self.on_event(f"sink_dropped:{self.name}", left)
+                    log.warning("sink %s did not finish within %.1f s at shutdown: %d record(s) dropped",
+                                self.name, timeout, left)
+                self.buffer.clear()
+        await _close_sink(self.sink, self.name)
+
+
+async def _close_sink(sink: object, name: str) -> None:
+    try:
+        aclose = getattr(sink, "aclose", None)
+        if aclose is not None:
+            await aclose()
+            return
+        close = getattr(sink, "close", None)
+        if close is not None:
+            close()
+    except Exception:
+        log.exception("sink %s failed to close", name)
+
+
+class CompletionQueue:
+    """One worker's bounded completion queue; :meth:`put` is the request path's only call."""
+
+    def __init__(self, maxsize: int = 10_000, *, batch_size: int = 512, sink_buffer: int = 10_000,
+                 log_interval: float = 60.0, on_event: OnEvent | None = None) -> None:
+        if maxsize < 1 or batch_size < 1 or sink_buffer < 1:
+            raise ValueError("maxsize, batch_size and sink_buffer must be at least 1")
+        self.maxsize = maxsize
+        self.batch_size = batch_size
+        self.sink_buffer = sink_buffer
+        self.log_interval = log_interval
+        self.on_event = on_event
+        self.dropped = 0
+        """Records dropped by this queue (full, or put after :meth:`aclose`)."""
+        self._records: deque[CompletionRecord] = deque(maxlen=maxsize)
+        self._sync: list[_SyncEntry] = []
+        self._runners: list[_AsyncRunner] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # True while a drain is scheduled, and before start / after close: put() then schedules nothing
+        self._pending = True
+        self._closed = False
+        self._reported = 0
+        self._droplog = _RateLimitedLog(log_interval)
+
+    # -- configuration ------------------------------------------------------------------------------
+
+    def add_sink(self, sink: Sink | AsyncSink, *, name: str | None = None, buffer: int | None = None,
+                 batch_size: int | None = None) -> None:
+        """Register a sink (before or after :meth:`start`). ``name`` defaults to the sink's ``name``
+        attribute or class name; ``buffer`` and ``batch_size`` apply to async sinks."""
+        label = name or _name_of(sink)
+        if inspect.iscoroutinefunction(sink.handle):
+            runner = _AsyncRunner(sink, label, buffer or self.sink_buffer,  # type: ignore[arg-type]
+                                  batch_size or self.batch_size, self.log_interval, self.on_event)
+            self._runners.append(runner)
+            if self._loop is not None and not self._closed:
+                runner.start()
+        else:
+            self._sync.append(_SyncEntry(sink, label, self.log_interval))  # type: ignore[arg-type]
+
+    @property
+    def sinks(self) -> list[str]:
+        return [e.name for e in self._sync] + [r.name for r in self._runners]
+
+    def stats(self) -> dict[str, int]:
+        """Counters for logs and tests: queue drops and depth, and per sink its errors (and, for async
+        sinks, drops and buffered records)."""
+        out = {"dropped": self.dropped, "queued": len(self._records)}
+        for e in self._sync:
+            out[f"sink_error:{e.name}"] = e.errors
+        for r in self._runners:
+            out[f"sink_error:{r.name}"] = r.errors
+            out[f"sink_dropped:{r.name}"] = r.dropped
+            out[f"sink_buffered:{r.name}"] = len(r.buffer)
+        return out
+
+    # -- hot path -----------------------------------------------------------------------------------
+
+    def put(self, record: CompletionRecord) -> None:
+        """Queue ``record`` for the sinks. Never awaits, blocks or raises; a full queue drops its oldest."""
+        records = self._records
+        if len(records) == self.maxsize:
+            self.dropped += 1  # the deque's maxlen drops the oldest on append
+        records.append(record)
+        if not self._pending:
+            self._pending = True
+            self._loop.call_soon(self._drain)  # type: ignore[union-attr]
+
+    # -- drain --------------------------------------------------------------------------------------
+
+    def _take(self) -> list[CompletionRecord]:
+        records = self._records
+        if len(records) <= self.batch_size:
+            batch = list(records)
+            records.clear()
+            return batch
+        popleft = records.popleft
+        return [popleft() for _ in range(self.batch_size)]
+
+    def _deliver(self, batch: list[CompletionRecord]) -> None:
+        for entry in self._sync:
+            try:
+                entry.handle(batch)
+            except Exception:
+                entry.errors += 1
+                if self.on_event is not None:
+                    self.on_event(f"sink_error:{entry.name}", 1)
+                suppressed = entry.errlog.ready(time.monotonic())
+                if suppressed is not None:
+                    log.exception("sink %s failed on a batch of %d (%d failure(s) not logged since the last)",
+                                  entry.name, len(batch), suppressed)
+        for runner in self._runners:
+            runner.offer(batch)
+
+    def _report_drops(self) -> None:
+        new = self.dropped - self._reported
+        if new <= 0:
+            return
+        self._reported = self.dropped
+        if self.on_event is not None:
+            self.on_event(DROPPED_EVENT, new)
+        suppressed = self._droplog.ready(time.monotonic())
+        if suppressed is not None:
+            log.warning("completion queue full: dropped %d oldest record(s) (%d total; %d warning(s) suppressed)",
+                        new, self.dropped, suppressed)
+
+    def _drain(self) -> None:
+        """One batch to every sink; reschedules itself while records remain (loop callback)."""
+        if self._closed:
+            return
+        self._report_drops()
+        if self._records:
+            self._deliver(self._take())
+        if self._records:
+            self._loop.call_soon(self._drain)  # type: ignore[union-attr]
+        else:
+            self._pending = False
+
+    def drain_now(self) -> int:
+        """Deliver everything waiting, synchronously (shutdown, tests); returns the number of records."""
+        n = 0
+        self._report_drops()
+        while self._records:
+            batch = self._take()
+            n += len(batch)
+            self._deliver(batch)
+        return n
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind to the running loop and start the async sinks' tasks (lifespan startup)."""
+        if self._loop is not None:
+            raise RuntimeError("CompletionQueue already started")
+        if self._closed:
+            raise RuntimeError("CompletionQueue is closed")
+        self._loop = asyncio.get_running_loop()
+        for runner in self._runners:
+            runner.start()
+        if self._records:
+            self._loop.call_soon(self._drain)
+        else:
+            self._pending = False
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Deliver what is left, let async sinks finish (each within ``timeout``), close every sink.
+
+        After this, :meth:`put` keeps nothing: each record is counted in :attr:`dropped`."""
+        if self._closed:
+            return
+        self.drain_now()
+        self._closed = True
+        self._pending = True
+        self._records = _Discard(self)
+        await asyncio.gather(*(r.aclose(timeout) for r in self._runners))
+        for entry in self._sync:
+            await _close_sink(entry.sink, entry.name)
+
+
+class _Discard(deque[CompletionRecord]):
+    """The queue's store after :meth:`CompletionQueue.aclose`: counts each record put as dropped."""
+
+    def __init__(self, queue: CompletionQueue) -> None:
+        super().__init__(maxlen=0)
+        self._queue = queue
+
+    def append(self, record: CompletionRecord) -> None:
+        self._queue.dropped += 1
