@@ -4,9 +4,10 @@ What it owns: reading the file, resolving ``os.environ/NAME`` references, transl
 (``model_list``, ``router_settings``, ``litellm_settings``, ``general_settings``,
 ``environment_variables``) and the native TOML sections (``[server]``, ``[auth]``, ``[router]``,
 ``[[models]]``) into one typed model, and producing errors that name the file and the field. A
-deployment without ``api_key`` / ``api_base`` / ``api_version`` takes the provider's conventional
-environment variable, as LiteLLM does (``providers.env``); ``LITELLM_MASTER_KEY`` is the master key when
-the config names none.
+deployment without ``api_key`` / ``api_base`` / ``api_version`` (or a provider's project, region,
+credentials) takes the provider's conventional environment variable, as LiteLLM does, and a credentials
+file it names is read here (``config.env``: the one table of them, so adapters never read the
+environment or files); ``LITELLM_MASTER_KEY`` is the master key when the config names none.
 
 Invariants: a key relaygate does not support yet yields exactly one warning naming it (never a crash);
 a missing environment variable or a value of the wrong type is a :class:`ConfigError`; secrets (keys)
@@ -36,6 +37,7 @@ from urllib.parse import urlsplit
 import msgspec
 import orjson
 
+from relaygate.config import env
 from relaygate.config.model import (
     Config,
     Deployment,
@@ -153,9 +155,10 @@ def make_deployment(
     dep_id = model_info.get("id")
     if dep_id is None:
         dep_id = _deployment_id(model_name, params)  # from the params as written, not the env defaults
-    from relaygate.providers.env import fill_from_env
-
-    params = fill_from_env(provider, params)
+    try:
+        params = env.resolve(provider, params)
+    except env.EnvError as exc:
+        raise ConfigError(source, f"{path}.litellm_params.{exc.param}", str(exc)) from None
     known = {k: v for k, v in params.items() if k in _DEPLOYMENT_PARAMS}
     extra = {k: v for k, v in params.items() if k not in _DEPLOYMENT_PARAMS}
     data = {
@@ -444,15 +447,13 @@ def load_config(path: str) -> Config:
 
 def validate(config: Config) -> list[str]:
     """Semantic checks beyond types: returns error strings (empty when valid)."""
-    from relaygate.providers import known_provider
-
     errors: list[str] = []
     seen_ids: dict[str, int] = {}
     for i, dep in enumerate(config.deployments):
         if dep.id in seen_ids:
             errors.append(f"model_list[{i}].model_info.id: duplicate id (also model_list[{seen_ids[dep.id]}])")
         seen_ids[dep.id] = i
-        if not known_provider(dep.provider):
+        if dep.provider not in env.PROVIDERS:
             errors.append(f"model_list[{i}].litellm_params.model: unknown provider `{dep.provider}`")
         if dep.weight is not None and dep.weight < 0:
             errors.append(f"model_list[{i}].litellm_params.weight: must be >= 0")

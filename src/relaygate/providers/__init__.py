@@ -1,4 +1,8 @@
-"""Provider adapters, chosen by the ``provider/`` prefix of ``litellm_params.model`` as LiteLLM names them."""
+"""Provider adapters, chosen by the ``provider/`` prefix of ``litellm_params.model`` as LiteLLM names them.
+
+The names are listed once more in ``relaygate.config.env.PROVIDERS`` (the config validates them without
+importing adapters); a test keeps the two equal.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,13 @@ from relaygate.providers.base import Provider
 
 
 def registry() -> dict[str, type[Provider]]:
+    from relaygate.providers.extra import PROVIDERS as EXTRA
     from relaygate.providers.mock import MockProvider
     from relaygate.providers.openai import PROVIDERS
 
     table: dict[str, type[Provider]] = dict(PROVIDERS)
     table["mock"] = MockProvider
-    try:  # adapters added by later modules register here
-        from relaygate.providers import extra
-
-        table.update(extra.PROVIDERS)
-    except ImportError:
-        pass
+    table.update(EXTRA)
     return table
 
 
@@ -29,10 +29,6 @@ def _table() -> dict[str, type[Provider]]:
     if _REGISTRY is None:
         _REGISTRY = registry()
     return _REGISTRY
-
-
-def known_provider(name: str) -> bool:
-    return name in _table()
 
 
 def make_provider(dep: Deployment) -> Provider:

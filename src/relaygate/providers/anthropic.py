@@ -388,8 +388,6 @@ class AnthropicProvider(Provider):
     native_messages: ClassVar[bool] = True
 
     def __init__(self, dep: Deployment) -> None:
-        if dep.api_base is None and os.environ.get("ANTHROPIC_API_BASE"):
-            dep = msgspec.structs.replace(dep, api_base=os.environ["ANTHROPIC_API_BASE"])
         super().__init__(dep)
         base = self.api_base or ""
         if base.endswith("/v1/messages"):
@@ -399,7 +397,7 @@ class AnthropicProvider(Provider):
         self.api_base = base
         self.messages_url = base + "/v1/messages"
         self.count_tokens_url = base + "/v1/messages/count_tokens"
-        key = dep.api_key or os.environ.get("ANTHROPIC_API_KEY") or ""
+        key = dep.api_key or ""
         self.headers: list[tuple[str, str]] = [("Content-Type", "application/json"), ("x-api-key", key),
                                                ("anthropic-version", ANTHROPIC_VERSION)]
         extra = dep.extra

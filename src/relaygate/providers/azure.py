@@ -16,7 +16,6 @@ token elsewhere. Bodies and streams pass through like every OpenAI-compatible up
 
 from __future__ import annotations
 
-import os
 from typing import Any, ClassVar
 
 from relaygate.core import errors
@@ -36,22 +35,13 @@ class AzureProvider(OpenAIProvider):
     def __init__(self, dep: Any) -> None:
         self._ad_token = dep.extra.get("azure_ad_token") or None
         super().__init__(dep)
-        if self.api_base is None:
-            base = os.environ.get("AZURE_API_BASE") or os.environ.get("AZURE_OPENAI_ENDPOINT")
-            self.api_base = base.rstrip("/") if base else None
         if not self.api_base:
             raise errors.GatewayError(f"{self.name} deployment {dep.model_name}: api_base is required (or "
                                       "AZURE_API_BASE)", status=500)
-        if not dep.api_key and not self._ad_token:
-            env_key = os.environ.get("AZURE_API_KEY") or os.environ.get("AZURE_OPENAI_API_KEY")
-            if env_key:
-                self.static_headers.append(self._auth(env_key))
-            elif os.environ.get("AZURE_AD_TOKEN"):
-                self.static_headers.append(("Authorization", f"Bearer {os.environ['AZURE_AD_TOKEN']}"))
         if self._ad_token:
             self.static_headers = [h for h in self.static_headers if h[0] != "api-key"]
             self.static_headers.append(("Authorization", f"Bearer {self._ad_token}"))
-        self.api_version = dep.api_version or os.environ.get("AZURE_API_VERSION") or DEFAULT_API_VERSION
+        self.api_version = dep.api_version or DEFAULT_API_VERSION
         base = self.api_base or ""
         self.v1 = base.endswith("/openai/v1")
         self.deployment = dep.upstream_model if self.v1 else url_segment(dep.upstream_model)
@@ -77,15 +67,9 @@ class AzureAIProvider(OpenAIProvider):
     error_prefix: ClassVar[str] = "Azure_aiException"
 
     def __init__(self, dep: Any) -> None:
-        if dep.api_base is None and os.environ.get("AZURE_AI_API_BASE"):
-            import msgspec
-
-            dep = msgspec.structs.replace(dep, api_base=os.environ["AZURE_AI_API_BASE"])
         base = (dep.api_base or "").rstrip("/")
         self._azure_host = ".azure.com" in base or ".azure-api.net" in base
         super().__init__(dep)
-        if not dep.api_key and os.environ.get("AZURE_AI_API_KEY"):
-            self.static_headers.append(self._auth(os.environ["AZURE_AI_API_KEY"]))
         if base.endswith("/chat/completions"):
             base = base[: -len("/chat/completions")]
         elif base.endswith(".services.ai.azure.com"):

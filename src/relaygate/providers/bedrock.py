@@ -539,9 +539,7 @@ class BedrockProvider(Provider):
     def __init__(self, dep: Deployment) -> None:
         super().__init__(dep)
         x = dep.extra
-        env = os.environ
-        self.region = (x.get("aws_region_name") or env.get("AWS_REGION_NAME") or env.get("AWS_REGION")
-                       or env.get("AWS_DEFAULT_REGION") or "us-east-1")
+        self.region = x.get("aws_region_name") or "us-east-1"
         model = dep.upstream_model
         for route in ("converse/", "converse_like/"):
             model = model.removeprefix(route)
@@ -555,14 +553,14 @@ class BedrockProvider(Provider):
         self.url_invoke = f"{base}/model/{quoted}/invoke"
         self.embed_family = embed_family(model)
         self.headers: list[tuple[str, str]] = [("Content-Type", "application/json")]
-        bearer = dep.api_key or env.get("AWS_BEARER_TOKEN_BEDROCK")
+        bearer = dep.api_key
         self.signer: SigV4 | None = None
         if bearer:
             self.headers.append(("Authorization", f"Bearer {bearer}"))
         else:
-            ak = x.get("aws_access_key_id") or env.get("AWS_ACCESS_KEY_ID")
-            sk = x.get("aws_secret_access_key") or env.get("AWS_SECRET_ACCESS_KEY")
-            tok = x.get("aws_session_token") or env.get("AWS_SESSION_TOKEN")
+            ak = x.get("aws_access_key_id")
+            sk = x.get("aws_secret_access_key")
+            tok = x.get("aws_session_token")
             if ak and sk:
                 self.signer = SigV4(str(ak), str(sk), str(tok) if tok else None, self.region)
         self.defaults = {k: v for k, v in x.items() if k in REQUEST_DEFAULTS or k == "top_k"}

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
-import msgspec
 import orjson
 
 from relaygate.config.model import Deployment
@@ -173,8 +172,6 @@ class CohereProvider(Provider):
     media_translated: ClassVar[frozenset[str]] = frozenset({"rerank"})
 
     def __init__(self, dep: Deployment) -> None:
-        if dep.api_base is None and os.environ.get("COHERE_API_BASE"):
-            dep = msgspec.structs.replace(dep, api_base=os.environ["COHERE_API_BASE"])
         super().__init__(dep)
         base = self.api_base or ""
         for suffix in ("/v2/chat", "/v1/chat", "/v2", "/v1"):
@@ -182,7 +179,7 @@ class CohereProvider(Provider):
                 base = base[: -len(suffix)]
                 break
         self.api_base = base
-        key = dep.api_key or os.environ.get("COHERE_API_KEY") or os.environ.get("CO_API_KEY") or ""
+        key = dep.api_key or ""
         self.headers = [("Content-Type", "application/json"), ("Authorization", f"Bearer {key}"),
                         ("accept", "application/json")]
         self.defaults = {k: v for k, v in dep.extra.items() if k in REQUEST_DEFAULTS or k == "top_k"}

@@ -36,7 +36,6 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import msgspec
 import orjson
 
 from relaygate.config.model import Deployment
@@ -405,12 +404,10 @@ class GeminiProvider(Provider):
     hooks: ClassVar[bool] = True
 
     def __init__(self, dep: Deployment) -> None:
-        if dep.api_base is None and os.environ.get("GEMINI_API_BASE"):
-            dep = msgspec.structs.replace(dep, api_base=os.environ["GEMINI_API_BASE"])
         super().__init__(dep)
         self.model = dep.upstream_model.removeprefix("models/")
         self.headers: list[tuple[str, str]] = [("Content-Type", "application/json")]
-        key = dep.api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
+        key = dep.api_key
         if key:
             self.headers.append(("x-goog-api-key", key))
         self._extra_headers(dep)

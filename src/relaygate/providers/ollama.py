@@ -23,7 +23,6 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import msgspec
 import orjson
 
 from relaygate.config.model import Deployment
@@ -258,8 +257,6 @@ class OllamaChatProvider(Provider):
     stream_types: ClassVar[frozenset[bytes]] = frozenset({b"application/x-ndjson", b"application/json"})
 
     def __init__(self, dep: Deployment) -> None:
-        if dep.api_base is None and os.environ.get("OLLAMA_API_BASE"):
-            dep = msgspec.structs.replace(dep, api_base=os.environ["OLLAMA_API_BASE"])
         super().__init__(dep)
         self.headers: list[tuple[str, str]] = [("Content-Type", "application/json")]
         if dep.api_key:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import importlib.util
-import os
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -60,16 +59,16 @@ def _b64url(data: bytes) -> bytes:
 
 
 def load_credentials(value: Any) -> dict[str, Any]:
-    """``vertex_credentials`` as a dict: a mapping, a JSON string, or a path to a JSON file."""
+    """``vertex_credentials`` as a dict: a mapping or a JSON string (a path in the config was read by
+    ``config.env`` when the config was loaded)."""
     if isinstance(value, dict):
         return value
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value.strip().startswith("{"):
         raise errors.GatewayError("vertex_credentials must be a path, a JSON string or a mapping", status=500)
-    text = value.strip()
-    if not text.startswith("{"):
-        with open(os.path.expanduser(text), "rb") as f:
-            text = f.read().decode()
-    obj = orjson.loads(text)
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise errors.GatewayError("vertex_credentials is not valid JSON", status=500) from None
     if not isinstance(obj, dict):
         raise errors.GatewayError("vertex_credentials JSON must be an object", status=500)
     return obj
@@ -228,10 +227,9 @@ class VertexProvider(GeminiProvider):
 
     def __init__(self, dep: Deployment) -> None:
         x = dep.extra
-        self.project = x.get("vertex_project") or os.environ.get("VERTEXAI_PROJECT") or os.environ.get(
-            "GOOGLE_CLOUD_PROJECT")
-        self.location = x.get("vertex_location") or os.environ.get("VERTEXAI_LOCATION") or "us-central1"
-        creds_val = x.get("vertex_credentials") or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+        self.project = x.get("vertex_project")
+        self.location = x.get("vertex_location") or "us-central1"
+        creds_val = x.get("vertex_credentials")
         creds = load_credentials(creds_val) if creds_val else None
         if creds is not None and not self.project:
             self.project = creds.get("project_id") or creds.get("quota_project_id")

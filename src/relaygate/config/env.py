@@ -1,0 +1,148 @@
+"""Provider names, and provider credentials and defaults from the environment, as LiteLLM reads them.
+
+A LiteLLM deployment without ``api_key`` uses the provider's conventional variable (``OPENAI_API_KEY``,
+``ANTHROPIC_API_KEY``, ...); some providers take their base URL, API version, project, region or
+credentials file from the environment too. :func:`resolve` fills a deployment's missing parameters from
+:data:`ENV` once, when the config is loaded, and reads the one file a parameter may name
+(``vertex_credentials`` / ``GOOGLE_APPLICATION_CREDENTIALS``: a service account's JSON). This is the only
+place that reads the environment for providers: adapters (``relaygate.providers``) only ever read the
+:class:`~relaygate.config.model.Deployment`, so they stay sans-IO.
+
+:data:`PROVIDERS` names every ``provider/`` prefix the adapters serve, so the config can be validated
+without importing them (``relaygate.providers`` builds its registry from the same names; a test keeps
+the two equal).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+#: every provider prefix an adapter serves (``relaygate.providers.registry`` has exactly these keys)
+PROVIDERS = frozenset({
+    "openai", "custom_openai", "text-completion-openai", "groq", "mistral", "deepseek", "together_ai",
+    "fireworks_ai", "openrouter", "perplexity", "xai", "hosted_vllm", "vllm", "lm_studio", "mock",
+    "anthropic", "azure", "azure_ai", "gemini", "vertex_ai", "vertex_ai_beta", "bedrock", "cohere",
+    "cohere_chat", "ollama", "ollama_chat",
+})
+
+#: one rule: (parameter, environment variables, first set wins; a parameter that, when set, skips the rule)
+Rule = tuple[str, tuple[str, ...], str | None]
+
+
+def _std(key: tuple[str, ...], base: tuple[str, ...], version: tuple[str, ...] = ()) -> tuple[Rule, ...]:
+    rules: list[Rule] = []
+    for param, names in (("api_key", key), ("api_base", base), ("api_version", version)):
+        if names:
+            rules.append((param, names, None))
+    return tuple(rules)
+
+
+_OPENAI = _std(("OPENAI_API_KEY",), ("OPENAI_API_BASE", "OPENAI_BASE_URL"))
+_COHERE = _std(("COHERE_API_KEY", "CO_API_KEY"), ("COHERE_API_BASE",))
+_VLLM = _std(("HOSTED_VLLM_API_KEY",), ("HOSTED_VLLM_API_BASE",))
+_OLLAMA = _std((), ("OLLAMA_API_BASE",))
+_VERTEX: tuple[Rule, ...] = (
+    ("vertex_project", ("VERTEXAI_PROJECT", "GOOGLE_CLOUD_PROJECT"), None),
+    ("vertex_location", ("VERTEXAI_LOCATION",), None),
+    ("vertex_credentials", ("GOOGLE_APPLICATION_CREDENTIALS",), None),
+)
+
+#: provider prefix -> the parameters it may take from the environment, in order
+ENV: dict[str, tuple[Rule, ...]] = {
+    "openai": _OPENAI,
+    "text-completion-openai": _OPENAI,
+    "azure": (*_std(("AZURE_API_KEY", "AZURE_OPENAI_API_KEY"), ("AZURE_API_BASE", "AZURE_OPENAI_ENDPOINT"),
+                    ("AZURE_API_VERSION", "OPENAI_API_VERSION")),
+              ("azure_ad_token", ("AZURE_AD_TOKEN",), "api_key")),
+    "azure_ai": _std(("AZURE_AI_API_KEY",), ("AZURE_AI_API_BASE",)),
+    "anthropic": _std(("ANTHROPIC_API_KEY",), ("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL")),
+    "gemini": _std(("GEMINI_API_KEY", "GOOGLE_API_KEY"), ("GEMINI_API_BASE",)),
+    "vertex_ai": _VERTEX,
+    "vertex_ai_beta": _VERTEX,
+    "bedrock": (
+        ("api_key", ("AWS_BEARER_TOKEN_BEDROCK",), None),
+        ("aws_region_name", ("AWS_REGION_NAME", "AWS_REGION", "AWS_DEFAULT_REGION"), None),
+        ("aws_access_key_id", ("AWS_ACCESS_KEY_ID",), None),
+        ("aws_secret_access_key", ("AWS_SECRET_ACCESS_KEY",), None),
+        ("aws_session_token", ("AWS_SESSION_TOKEN",), None),
+    ),
+    "groq": _std(("GROQ_API_KEY",), ("GROQ_API_BASE",)),
+    "mistral": _std(("MISTRAL_API_KEY",), ("MISTRAL_API_BASE",)),
+    "deepseek": _std(("DEEPSEEK_API_KEY",), ("DEEPSEEK_API_BASE",)),
+    "together_ai": _std(("TOGETHERAI_API_KEY", "TOGETHER_API_KEY", "TOGETHER_AI_API_KEY"), ("TOGETHERAI_API_BASE",)),
+    "fireworks_ai": _std(("FIREWORKS_API_KEY", "FIREWORKS_AI_API_KEY", "FIREWORKSAI_API_KEY"),
+                         ("FIREWORKS_API_BASE",)),
+    "openrouter": _std(("OPENROUTER_API_KEY", "OR_API_KEY"), ("OPENROUTER_API_BASE",)),
+    "perplexity": _std(("PERPLEXITYAI_API_KEY", "PERPLEXITY_API_KEY"), ("PERPLEXITY_API_BASE",)),
+    "xai": _std(("XAI_API_KEY",), ("XAI_API_BASE",)),
+    "cohere": _COHERE,
+    "cohere_chat": _COHERE,
+    "hosted_vllm": _VLLM,
+    "vllm": _VLLM,
+    "lm_studio": _std(("LM_STUDIO_API_KEY",), ("LM_STUDIO_API_BASE",)),
+    "ollama": _OLLAMA,
+    "ollama_chat": _OLLAMA,
+}
+
+#: parameters that may name a file whose content the adapter needs (read here, never by the adapter)
+FILE_PARAMS = frozenset({"vertex_credentials"})
+
+
+class EnvError(ValueError):
+    """A parameter names a file that cannot be read (the loader turns it into a ``ConfigError``)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def _first(names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def fill_from_env(provider: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with the missing parameters of ``provider``'s rules taken from the environment."""
+    rules = ENV.get(provider)
+    if rules is None:
+        return params
+    out = params
+    for param, names, unless in rules:
+        if params.get(param) or (unless is not None and out.get(unless)):
+            continue
+        value = _first(names)
+        if value is not None:
+            if out is params:
+                out = dict(params)
+            out[param] = value
+    return out
+
+
+def read_files(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with each :data:`FILE_PARAMS` value that is a path (not inline JSON, not a mapping)
+    replaced by the file's text."""
+    out = params
+    for param in FILE_PARAMS:
+        value = params.get(param)
+        if not isinstance(value, str) or not value.strip() or value.lstrip().startswith("{"):
+            continue
+        path = os.path.expanduser(value.strip())
+        try:
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError as exc:
+            raise EnvError(param, f"cannot read the file it names: {exc.strerror or exc}") from None
+        if out is params:
+            out = dict(params)
+        out[param] = text
+    return out
+
+
+def resolve(provider: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A deployment's ``litellm_params`` as its adapter reads them: environment defaults filled in, files
+    read. Raises :class:`EnvError` for a file that cannot be read."""
+    return read_files(fill_from_env(provider, params))
