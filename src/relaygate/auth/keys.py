@@ -1,4 +1,4 @@
-"""Authentication: the master key and config-declared virtual keys, checked in-process.
+"""Keys: reading the client's key, hashing it, the virtual key's rights, and the sync config authenticator.
 
 What it owns: reading the client's key from the request headers (``Authorization: Bearer``, ``x-api-key``,
 ``api-key``, ``x-litellm-api-key``), comparing it with the master key (``hmac.compare_digest``), finding a
@@ -6,9 +6,11 @@ virtual key by the SHA-256 of its value in a dict built once at startup (keys ar
 text in memory after startup, never logged), the key's model allow-list, and the key's rate-limit buckets
 (key / team / user rpm, tpm and max_parallel_requests) which the router charges with the deployment's.
 
+:class:`Authenticator` is the synchronous, config-only check the shell used before the async
+:class:`~relaygate.auth.resolver.PrincipalResolver`; it stays for callers that have not moved yet.
+
 Errors follow LiteLLM's proxy wording: 401 ``Authentication Error, ...`` for a missing or unknown key and
-401 ``key_model_access_denied`` for a model outside the key's ``models``.
-"""
+401 ``key_model_access_denied`` for a model outside the key's ``models``."""
 
 from __future__ import annotations
 

@@ -1,0 +1,370 @@
+"""Principal resolution: who a request is, decided synchronously when cached, with one await on a miss.
+
+What it owns: turning a request's headers into a :class:`Principal` — the master key (proxy admin), a
+virtual key (:class:`~relaygate.auth.keys.KeyInfo`: allow-list, limit buckets, ids for records), or an
+anonymous caller of an open gateway — through an in-process cache in front of a pluggable async
+:class:`KeyLookup` (the config's keys today, :class:`ConfigKeys`; a database store next, chained with
+:class:`ChainedLookup`).
+
+The hot path never creates a coroutine. :meth:`PrincipalResolver.resolve_cached` is synchronous: it reads
+the token, compares it with the master key in constant time (``hmac.compare_digest``), hashes it
+(SHA-256, the key's only form in memory) and looks the hash up in the positive cache, then in the negative
+cache. It returns the :class:`Principal`, raises the 401, or returns ``None`` when only a lookup can tell;
+only then does the caller await :meth:`PrincipalResolver.resolve`. A ``Principal`` is always truthy, so
+the pipeline writes ``p = resolver.resolve_cached(headers) or await resolver.resolve(headers)``.
+
+Caches (per worker, no locks: one event loop):
+
+- **Positive**: token hash -> Principal, an LRU of at most ``maxsize`` entries, each fresh for ``ttl``
+  seconds (LiteLLM's ``user_api_key_cache_ttl``). An expired entry stays until it is evicted or
+  refreshed: if the lookup that should refresh it fails (database down) and ``serve_stale`` is on, the
+  stale principal keeps answering (LiteLLM's ``allow_requests_on_db_unavailable`` for cached keys).
+- **Negative**: hashes the lookup did not know, an LRU of at most ``negative_maxsize`` for
+  ``negative_ttl`` seconds, so a repeated bad key costs no lookup. A flood of *distinct* bad keys still
+  misses; it is bounded by ``max_lookups``: at most that many lookups are in flight per worker (the rest
+  wait), so the store sees at most ``max_lookups`` concurrent queries per worker, i.e. at most
+  ``max_lookups / query latency`` queries per second, whatever the flood.
+- **Single flight**: concurrent misses on one hash share one lookup (a Task shielded from the callers'
+  cancellation), so a burst on a new key costs one query.
+- **Invalidation**: :meth:`PrincipalResolver.invalidate` (key updated, blocked, deleted or created:
+  fed later by Redis pub/sub or a store change poll) drops the hash from both caches and detaches any
+  lookup in flight for it, whose answer then goes to its waiters but is never written back: no stale
+  key object is cached after an invalidation. :meth:`PrincipalResolver.clear` drops everything (reload).
+
+A lookup that raises anything but a ``GatewayError`` becomes a 503 naming the cause's class (logged with
+its traceback at most once a minute); it is never cached.
+
+Semantics kept from LiteLLM's proxy (and ``Authenticator``): with a master key, a missing or unknown key
+is a 401; without a master key the gateway is open and an unknown or missing key is anonymous (no
+limits); with neither a master key nor a lookup, every request is anonymous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import hmac
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from relaygate.auth.keys import Authenticator, KeyInfo, hash_key, read_token
+from relaygate.config.model import Config, KeyConfig
+from relaygate.core import errors
+
+__all__ = ["ANONYMOUS", "ChainedLookup", "ConfigKeys", "KeyLookup", "Principal", "PrincipalKind",
+           "PrincipalResolver", "TTLCache"]
+
+log = logging.getLogger("relaygate.auth")
+
+V = TypeVar("V")
+
+_NO_KEY = "Authentication Error, No api key passed in."
+_BAD_KEY = ("Authentication Error, Invalid proxy server token passed. "
+            "Use a valid key in `Authorization: Bearer <key>`.")
+
+
+class PrincipalKind(enum.Enum):
+    MASTER = "master"
+    KEY = "key"
+    ANONYMOUS = "anonymous"
+
+
+class Principal:
+    """Who a request is: the master key, a virtual key, or anonymous. Shared, never mutated: the
+    resolver caches one per key and hands the same object to every request with that key."""
+
+    __slots__ = ("kind", "key", "key_hash", "key_alias", "team_id", "user_id")
+
+    def __init__(self, kind: PrincipalKind, key: KeyInfo | None = None, key_hash: str | None = None,
+                 key_alias: str | None = None) -> None:
+        self.kind = kind
+        self.key = key
+        """The virtual key's rights (allow-list, limit buckets); ``None`` for master and anonymous."""
+        self.key_hash = key.token if key is not None else key_hash
+        """SHA-256 hex of the key (LiteLLM's ``token``): what records and spend logs carry."""
+        self.key_alias = key.alias if key is not None else key_alias
+        self.team_id = key.team_id if key is not None else None
+        self.user_id = key.user_id if key is not None else None
+
+    @classmethod
+    def for_key(cls, info: KeyInfo) -> Principal:
+        return cls(PrincipalKind.KEY, info)
+
+    @property
+    def is_master(self) -> bool:
+        return self.kind is PrincipalKind.MASTER
+
+    def allows(self, model: str) -> bool:
+        """Whether this principal may use ``model`` (master and anonymous may use every model)."""
+        return self.key is None or self.key.allows(model)
+
+    def check_model(self, model: str) -> None:
+        """Raise the 401 ``key_model_access_denied`` unless ``model`` is allowed."""
+        if self.key is not None:
+            Authenticator.check_model(self.key, model)
+
+    def check_models(self, models: Iterable[str]) -> None:
+        if self.key is not None:
+            Authenticator.check_models(self.key, models)
+
+    def __repr__(self) -> str:
+        return f"Principal({self.kind.value}, alias={self.key_alias!r}, hash={(self.key_hash or '')[:12]!r})"
+
+
+ANONYMOUS = Principal(PrincipalKind.ANONYMOUS)
+"""An open gateway's caller (no master key configured): no allow-list, no limits."""
+
+
+class TTLCache(Generic[V]):
+    """A bounded LRU whose entries are fresh for ``ttl`` seconds. ``now`` is passed in (sans-IO)."""
+
+    __slots__ = ("maxsize", "ttl", "data")
+
+    def __init__(self, maxsize: int, ttl: float) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.maxsize = maxsize
+        self.ttl = ttl
+        self.data: OrderedDict[str, tuple[float, V]] = OrderedDict()
+
+    def get(self, key: str, now: float) -> V | None:
+        """The fresh value (and mark it recently used), or ``None``."""
+        entry = self.data.get(key)
+        if entry is None or entry[0] <= now:
+            return None
+        self.data.move_to_end(key)
+        return entry[1]
+
+    def stale(self, key: str) -> V | None:
+        """The value whether fresh or expired (still held until evicted), or ``None``."""
+        entry = self.data.get(key)
+        return None if entry is None else entry[1]
+
+    def put(self, key: str, value: V, now: float) -> None:
+        data = self.data
+        data[key] = (now + self.ttl, value)
+        data.move_to_end(key)
+        while len(data) > self.maxsize:
+            data.popitem(last=False)
+
+    def pop(self, key: str) -> None:
+        self.data.pop(key, None)
+
+    def clear(self) -> None:
+        self.data.clear()
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.data
+
+
+@runtime_checkable
+class KeyLookup(Protocol):
+    """Where virtual keys live: ``find`` returns the key for a SHA-256 hex hash, or ``None`` if unknown.
+
+    It may raise when its backend is down (the resolver answers 503 and caches nothing)."""
+
+    async def find(self, token_hash: str) -> KeyInfo | None: ...
+
+
+class ConfigKeys:
+    """The config's ``[[keys]]`` (``relaygate_keys:``) in memory, by hash: a :class:`KeyLookup`."""
+
+    def __init__(self, keys: Iterable[KeyConfig]) -> None:
+        self.keys: dict[str, KeyInfo] = {}
+        for kc in keys:
+            token = hash_key(kc.key)
+            self.keys[token] = KeyInfo(token, kc)
+
+    async def find(self, token_hash: str) -> KeyInfo | None:
+        return self.keys.get(token_hash)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+class ChainedLookup:
+    """Several lookups in order (config keys, then the store): the first that knows the hash wins."""
+
+    def __init__(self, *lookups: KeyLookup) -> None:
+        self.lookups = lookups
+
+    async def find(self, token_hash: str) -> KeyInfo | None:
+        for lookup in self.lookups:
+            info = await lookup.find(token_hash)
+            if info is not None:
+                return info
+        return None
+
+
+class PrincipalResolver:
+    """One worker's principal resolver: :meth:`resolve_cached` on every request, :meth:`resolve` on a miss."""
+
+    def __init__(self, master_key: str | bytes | None = None, lookup: KeyLookup | None = None, *,
+                 ttl: float = 60.0, maxsize: int = 10_000, negative_ttl: float = 10.0,
+                 negative_maxsize: int = 10_000, max_lookups: int = 16, serve_stale: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if max_lookups < 1:
+            raise ValueError("max_lookups must be at least 1")
+        if isinstance(master_key, str):
+            master_key = master_key.encode()
+        self.master_key: bytes | None = master_key or None
+        self.master = Principal(PrincipalKind.MASTER, key_hash=hash_key(master_key) if master_key else None)
+        """The master key's principal (its ``key_hash`` is the master key's SHA-256, as LiteLLM logs it)."""
+        self.lookup = lookup
+        self.enabled = self.master_key is not None or lookup is not None
+        self.cache: TTLCache[Principal] = TTLCache(maxsize, ttl)
+        self.negative: TTLCache[bool] = TTLCache(negative_maxsize, negative_ttl)
+        self.serve_stale = serve_stale
+        self.clock = clock
+        self.max_lookups = max_lookups
+        self.lookups = 0
+        """Lookups started (cache misses that reached the :class:`KeyLookup`)."""
+        self.lookup_errors = 0
+        self._inflight: dict[str, asyncio.Task[Principal | None]] = {}
+        self._sem: asyncio.Semaphore | None = None
+        self._last_error_log = -1e18
+
+    @classmethod
+    def from_config(cls, config: Config, lookup: KeyLookup | None = None, **options: Any) -> PrincipalResolver:
+        """The master key and ``[[keys]]`` of ``config``, then ``lookup`` (a store) if given; ``options`` are
+        the constructor's keyword arguments (``ttl``, ``maxsize``, ``negative_ttl`` ...)."""
+        chain: list[KeyLookup] = []
+        if config.keys:
+            chain.append(ConfigKeys(config.keys))
+        if lookup is not None:
+            chain.append(lookup)
+        found: KeyLookup | None = None if not chain else chain[0] if len(chain) == 1 else ChainedLookup(*chain)
+        return cls(config.general.master_key, found, **options)
+
+    # -- hot path -----------------------------------------------------------------------------------
+
+    def resolve_cached(self, headers: Iterable[tuple[bytes, bytes]]) -> Principal | None:
+        """The principal when it is known without a lookup; ``None``: await :meth:`resolve`.
+
+        Raises ``AuthError`` (401) for a missing key, or a key known to be bad, when a master key is set."""
+        if not self.enabled:
+            return ANONYMOUS
+        token = read_token(headers)
+        master = self.master_key
+        if token is None:
+            if master is None:
+                return ANONYMOUS
+            raise errors.AuthError(_NO_KEY, param="None")
+        if master is not None and hmac.compare_digest(token, master):
+            return self.master
+        if self.lookup is None:
+            return self._unknown()
+        h = hashlib.sha256(token).hexdigest()
+        now = self.clock()
+        entry = self.cache.data.get(h)
+        if entry is not None and entry[0] > now:
+            self.cache.data.move_to_end(h)
+            return entry[1]
+        if self.negative.get(h, now) is not None:
+            return self._unknown()
+        return None
+
+    async def resolve(self, headers: Iterable[tuple[bytes, bytes]]) -> Principal:
+        """The request's principal, awaiting the key lookup on a cache miss."""
+        p = self.resolve_cached(headers)
+        if p is not None:
+            return p
+        token = read_token(headers)
+        assert token is not None  # resolve_cached returns None only for a present, uncached token
+        return await self.resolve_hash(hashlib.sha256(token).hexdigest())
+
+    async def resolve_hash(self, token_hash: str) -> Principal:
+        """The principal of a key given by its SHA-256 hex (a miss path; also for management routes)."""
+        now = self.clock()
+        p = self.cache.get(token_hash, now)
+        if p is not None:
+            return p
+        if self.negative.get(token_hash, now) is not None or self.lookup is None:
+            return self._unknown()
+        task = self._inflight.get(token_hash)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._find(token_hash))
+            task.add_done_callback(_retrieve)
+            self._inflight[token_hash] = task
+        found = await asyncio.shield(task)
+        return found if found is not None else self._unknown()
+
+    def _unknown(self) -> Principal:
+        if self.master_key is None:
+            return ANONYMOUS  # no master key: LiteLLM's proxy is open; unknown keys pass without limits
+        raise errors.AuthError(_BAD_KEY, param="None")
+
+    async def _find(self, token_hash: str) -> Principal | None:
+        """The one lookup for ``token_hash`` (run as a Task); writes the caches unless invalidated."""
+        assert self.lookup is not None
+        task = asyncio.current_task()
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.max_lookups)
+        try:
+            async with self._sem:
+                self.lookups += 1
+                info = await self.lookup.find(token_hash)
+        except (errors.GatewayError, asyncio.CancelledError):
+            self._detach(token_hash, task)
+            raise
+        except Exception as exc:
+            current = self._inflight.get(token_hash) is task
+            self._detach(token_hash, task)
+            self.lookup_errors += 1
+            now = self.clock()
+            if now - self._last_error_log >= 60.0:
+                self._last_error_log = now
+                log.error("key lookup failed (%d failure(s) so far)", self.lookup_errors, exc_info=exc)
+            if self.serve_stale and current:
+                stale = self.cache.stale(token_hash)
+                if stale is not None:
+                    return stale
+            raise errors.GatewayError(
+                f"Authentication Error, the key store is unavailable ({type(exc).__name__}); try again later",
+                status=503, type="auth_error", param="None", code="503") from exc
+        if self._inflight.get(token_hash) is not task:
+            # invalidated while the lookup ran: answer its waiters, but cache nothing
+            return Principal.for_key(info) if info is not None else None
+        del self._inflight[token_hash]
+        now = self.clock()
+        if info is None:
+            self.negative.put(token_hash, True, now)
+            self.cache.pop(token_hash)
+            return None
+        p = self.cache.stale(token_hash)
+        if p is None or p.key is not info:
+            p = Principal.for_key(info)
+        self.cache.put(token_hash, p, now)
+        return p
+
+    def _detach(self, token_hash: str, task: asyncio.Task[object] | None) -> None:
+        if self._inflight.get(token_hash) is task:
+            del self._inflight[token_hash]
+
+    # -- invalidation -------------------------------------------------------------------------------
+
+    def invalidate(self, token_hash: str) -> None:
+        """Forget ``token_hash`` everywhere (key changed, blocked, deleted or created): the next request
+        with it looks it up again, and a lookup already in flight is never written back."""
+        self.cache.pop(token_hash)
+        self.negative.pop(token_hash)
+        self._inflight.pop(token_hash, None)
+
+    def clear(self) -> None:
+        """Forget every cached key and detach every lookup in flight (a reload swapped the key set)."""
+        self.cache.clear()
+        self.negative.clear()
+        self._inflight.clear()
+
+
+def _retrieve(task: asyncio.Task[Principal | None]) -> None:
+    """Mark a lookup's exception as seen (its waiters may all have left): no "never retrieved" noise."""
+    if not task.cancelled():
+        task.exception()
