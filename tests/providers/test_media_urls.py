@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 
 from relaygate.asgi import Gateway
 from relaygate.core import errors
-from relaygate.providers import media
+from relaygate.providers import _convert as cv
 from relaygate.providers.bedrock import to_converse
 from relaygate.providers.gemini import to_gemini
 from relaygate.providers.ollama import to_ollama_chat
+from relaygate.upstream import media
 from tests.asgi.conftest import call as app_call
 from tests.asgi.conftest import make_gateway
 
@@ -50,13 +51,13 @@ def _fresh_cache() -> Iterator[None]:
 
 
 def test_image_urls_cheap_and_distinct() -> None:
-    assert media.image_urls(b"not even json, but no image part") == []
+    assert cv.image_urls(b"not even json, but no image part") == []
     body = orjson.dumps(chat([_img("https://a.example/x.png"), _img("https://a.example/x.png"),
                               _img("data:image/png;base64,AAAA"), _img("gs://b/c.png"),
                               {"role": "user", "content": [{"type": "image_url", "image_url": "http://b.example/y"}]},
                               {"role": "assistant", "content": "ok"}]))
-    assert media.image_urls(body) == ["https://a.example/x.png", "http://b.example/y"]
-    assert media.image_urls(body, lambda u: u.startswith("http://")) == ["http://b.example/y"]
+    assert cv.image_urls(body) == ["https://a.example/x.png", "http://b.example/y"]
+    assert cv.image_urls(body, lambda u: u.startswith("http://")) == ["http://b.example/y"]
 
 
 def test_public_url_hides_secrets() -> None:

@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from relaygate.providers import media
-from relaygate.upstream import calls
+from relaygate.upstream import calls, media
 from relaygate.upstream.aiohttp_transport import AiohttpTransport
 from relaygate.upstream.base import Transport
 from relaygate.upstream.h1 import H1Transport

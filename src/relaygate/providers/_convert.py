@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -41,12 +41,6 @@ from relaygate.upstream.base import UpstreamRequest
 #: OpenAI params that mean "max output tokens"
 MAX_TOKEN_KEYS = ("max_completion_tokens", "max_tokens")
 
-_EXT_MIME = {
-    "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif", "webp": "image/webp",
-    "heic": "image/heic", "heif": "image/heif", "pdf": "application/pdf", "mp3": "audio/mp3",
-    "wav": "audio/wav", "ogg": "audio/ogg", "flac": "audio/flac", "m4a": "audio/m4a", "mp4": "video/mp4",
-    "webm": "video/webm", "mov": "video/mov", "txt": "text/plain",
-}
 _AUDIO_MIME = {"wav": "audio/wav", "mp3": "audio/mp3", "flac": "audio/flac", "ogg": "audio/ogg",
                "m4a": "audio/m4a", "webm": "audio/webm", "aac": "audio/aac", "pcm16": "audio/pcm"}
 
@@ -125,6 +119,31 @@ def is_http(url: str) -> bool:
     return url.startswith(("https://", "http://"))
 
 
+def image_urls(body: bytes, want: Callable[[str], bool] = is_http) -> list[str]:
+    """The distinct ``image_url`` URLs of an OpenAI chat body for which ``want(url)``, in order.
+    Returns at once when the body mentions no ``image_url``."""
+    if b'"image_url"' not in body:
+        return []
+    try:
+        obj: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return []
+    out: list[str] = []
+    messages = obj.get("messages") if isinstance(obj, dict) else None
+    for m in messages if isinstance(messages, list) else ():
+        content = m.get("content") if isinstance(m, dict) else None
+        if not isinstance(content, list):
+            continue
+        for p in content:
+            if not isinstance(p, dict) or p.get("type") != "image_url":
+                continue
+            iu = p.get("image_url")
+            url = iu.get("url") if isinstance(iu, dict) else iu
+            if isinstance(url, str) and want(url) and url not in out:
+                out.append(url)
+    return out
+
+
 def fetched(url: str, media: Mapping[str, tuple[str, bytes]]) -> tuple[str, str] | None:
     """A URL the shell downloaded (``Provider.fetch_urls``) as (mime type, base64 data); None otherwise."""
     got = media.get(url) if media else None
@@ -138,12 +157,6 @@ def single(requests: list[UpstreamRequest], provider: str) -> UpstreamRequest:
     if len(requests) != 1:
         raise BadRequest(f"{provider}: this request needs {len(requests)} upstream calls; use build_requests")
     return requests[0]
-
-
-def guess_mime(url: str, default: str = "image/jpeg") -> str:
-    path = url.split("?", 1)[0].split("#", 1)[0]
-    ext = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
-    return _EXT_MIME.get(ext, default)
 
 
 def image_url_of(part: dict[str, Any]) -> str:

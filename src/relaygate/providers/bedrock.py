@@ -45,8 +45,8 @@ import orjson
 
 from relaygate.config.model import Deployment
 from relaygate.core import errors
+from relaygate.core.mime import guess_mime
 from relaygate.providers import _convert as cv
-from relaygate.providers import media as _media
 from relaygate.providers.base import Call, Provider, StreamTranslator, classify, url_segment
 from relaygate.providers.openai import REQUEST_DEFAULTS
 from relaygate.upstream.base import UpstreamRequest
@@ -253,7 +253,7 @@ def _blocks(content: Any, model: str, media: Mapping[str, tuple[str, bytes]] = c
             du = cv.data_uri(url) or cv.fetched(url, media)
             if du is None:
                 if url.startswith("s3://"):
-                    out.append({"image": {"format": cv.guess_mime(url).split("/")[-1],
+                    out.append({"image": {"format": guess_mime(url).split("/")[-1],
                                           "source": {"s3Location": {"uri": url}}}})
                     continue
                 raise errors.BadRequest(f"bedrock model `{model}` takes images only as base64 data URIs, s3:// "
@@ -568,7 +568,7 @@ class BedrockProvider(Provider):
         self.clock = time.time
 
     def fetch_urls(self, call: Call) -> list[str]:
-        return _media.image_urls(call.body) if call.endpoint == "chat" else []
+        return cv.image_urls(call.body) if call.endpoint == "chat" else []
 
     def build_request(self, call: Call) -> UpstreamRequest:
         return cv.single(self.build_requests(call, cv.NO_MEDIA), self.name)

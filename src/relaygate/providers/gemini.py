@@ -40,8 +40,8 @@ import orjson
 
 from relaygate.config.model import Deployment
 from relaygate.core import errors
+from relaygate.core.mime import guess_mime
 from relaygate.providers import _convert as cv
-from relaygate.providers import media as _media
 from relaygate.providers.base import Call, Provider, StreamTranslator, url_segment
 from relaygate.providers.openai import REQUEST_DEFAULTS
 from relaygate.upstream.base import UpstreamRequest
@@ -85,7 +85,7 @@ def _parts(content: Any, provider: str, model: str,
             else:
                 iu = p.get("image_url")
                 fmt = iu.get("format") if isinstance(iu, dict) else None
-                out.append({"fileData": {"mimeType": fmt or cv.guess_mime(url), "fileUri": url}})
+                out.append({"fileData": {"mimeType": fmt or guess_mime(url), "fileUri": url}})
         elif t == "input_audio":
             out.append(_media_part(*cv.audio_of(p)))
         elif t == "file":
@@ -96,7 +96,7 @@ def _parts(content: Any, provider: str, model: str,
                 out.append(_media_part(*du))
             elif f.get("file_id"):
                 fid = str(f["file_id"])
-                out.append({"fileData": {"mimeType": f.get("format") or cv.guess_mime(fid, "application/pdf"),
+                out.append({"fileData": {"mimeType": f.get("format") or guess_mime(fid, "application/pdf"),
                                          "fileUri": fid}})
             else:
                 raise cv.unsupported("file (without file_data or file_id)", provider, model)
@@ -432,7 +432,7 @@ class GeminiProvider(Provider):
     def fetch_urls(self, call: Call) -> list[str]:
         if call.endpoint != "chat":
             return []
-        return _media.image_urls(call.body, _must_inline)
+        return cv.image_urls(call.body, _must_inline)
 
     def build_request(self, call: Call) -> UpstreamRequest:
         return cv.single(self.build_requests(call, cv.NO_MEDIA), self.name)

@@ -28,7 +28,6 @@ import orjson
 from relaygate.config.model import Deployment
 from relaygate.core import errors
 from relaygate.providers import _convert as cv
-from relaygate.providers import media as _media
 from relaygate.providers.base import Call, Provider, StreamTranslator
 from relaygate.providers.openai import REQUEST_DEFAULTS
 from relaygate.upstream.base import UpstreamRequest
@@ -265,7 +264,7 @@ class OllamaChatProvider(Provider):
         self.model = dep.upstream_model
 
     def fetch_urls(self, call: Call) -> list[str]:
-        return _media.image_urls(call.body) if call.endpoint == "chat" else []
+        return cv.image_urls(call.body) if call.endpoint == "chat" else []
 
     def build_request(self, call: Call) -> UpstreamRequest:
         return cv.single(self.build_requests(call, cv.NO_MEDIA), self.name)

@@ -38,7 +38,6 @@ import orjson
 from relaygate.config.model import Deployment
 from relaygate.core import errors
 from relaygate.providers import _convert as cv
-from relaygate.providers import media as _media
 from relaygate.providers.anthropic import AnthropicStream, from_anthropic, to_anthropic
 from relaygate.providers.base import Call, StreamTranslator, url_segment
 from relaygate.providers.gemini import GeminiProvider, embed_options
@@ -272,7 +271,7 @@ class VertexProvider(GeminiProvider):
     def fetch_urls(self, call: Call) -> list[str]:
         # Gemini on Vertex fetches public http(s) URLs itself; Claude on Vertex gets them inline
         if self.claude and call.endpoint == "chat":
-            return _media.image_urls(call.body)
+            return cv.image_urls(call.body)
         return []
 
     def chat_request(self, call: Call, media: Mapping[str, tuple[str, bytes]]) -> UpstreamRequest:

@@ -2,13 +2,13 @@
 split call, and downloading media that an adapter must send inline.
 
 The decisions stay sans-IO elsewhere (``providers.vertex.TokenSource``, ``Provider.build_requests``,
-``providers.media``); this module only sends and reads. Media fetching refuses hosts that resolve to
+``upstream.media``); this module only sends and reads. Media fetching refuses hosts that resolve to
 loopback, private, link-local or otherwise reserved addresses unless ``allow_private`` is set
 (``server.allow_private_media_urls``): a gateway must not become a client's way into the network behind it.
 Each host is resolved once per hop (:func:`resolve`), and the download connects to the very address that
 was checked (``UpstreamRequest.connect_to``; ``Host``, TLS SNI and certificate checks keep the name), so
 a name that resolves differently the second time (DNS rebinding) cannot slip past the check. URLs are
-parsed strictly first (``providers.media.parse_url``): a malformed one is a 400, never a 500.
+parsed strictly first (``upstream.media.parse_url``): a malformed one is a 400, never a 500.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from typing import Any, Awaitable
 
 from relaygate.core.errors import GatewayError
-from relaygate.providers import media as _media
+from relaygate.upstream import media as _media
 from relaygate.upstream.base import Timeouts, Transport, UpstreamRequest, UpstreamResponse
 
 
@@ -76,7 +76,7 @@ async def send_read(transport: Transport, request: UpstreamRequest,
 async def fetch_media(urls: list[str], transport: Transport,
                       allow_private: bool = False) -> dict[str, tuple[str, bytes]]:
     """Download the URLs an adapter must send inline (``Provider.fetch_urls``), concurrently, under the
-    sans-IO rules of ``providers.media`` (size bound, redirects, MIME sniffing, the per-worker LRU cache).
+    sans-IO rules of ``upstream.media`` (size bound, redirects, MIME sniffing, the per-worker LRU cache).
     Any failure is a 400 naming the URL (without its query string)."""
     out: dict[str, tuple[str, bytes]] = {}
     missing: list[str] = []

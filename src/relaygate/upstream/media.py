@@ -2,7 +2,7 @@
 
 Gemini on AI Studio, Bedrock and Ollama cannot fetch an ``http(s)`` image URL themselves; LiteLLM downloads
 such images and sends them inline, and so does relaygate. The adapter names the URLs
-(``Provider.fetch_urls``, built on :func:`image_urls`), the IO shell (``upstream.calls.fetch_media``) downloads them
+(``Provider.fetch_urls``, built on ``providers._convert.image_urls``), the IO shell (``upstream.calls.fetch_media``) downloads them
 concurrently through the gateway's own transport, and the adapter receives ``{url: (mime type, bytes)}``
 in ``Provider.build_requests``. This module holds every rule of that exchange and no IO:
 
@@ -22,7 +22,8 @@ in ``Provider.build_requests``. This module holds every rule of that exchange an
 - errors: any failure is a :class:`MediaFetchError` (400) naming the URL without its query string,
   fragment or user info (signed URLs carry secrets there), so the client sees which image failed.
 
-Cost: :func:`image_urls` looks for ``"image_url"`` in the raw body before decoding anything, so a request
+It lives in ``upstream`` (the layer that fetches) so that ``upstream`` never imports ``providers``.
+Cost: ``image_urls`` looks for ``"image_url"`` in the raw body before decoding anything, so a request
 without images costs one ``bytes.find``.
 """
 
@@ -32,13 +33,10 @@ import ipaddress
 import re
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any, NamedTuple
-
-import orjson
+from typing import NamedTuple
 
 from relaygate.core.errors import BadRequest
-from relaygate.providers import _convert as cv
+from relaygate.core.mime import guess_mime
 from relaygate.upstream.base import Timeouts, UpstreamRequest
 
 #: largest image accepted, per URL (Content-Length and the bytes actually read)
@@ -172,31 +170,6 @@ def invalid_url(reason: str) -> MediaFetchError:
     return MediaFetchError(f"Invalid image URL in {URL_FIELD}: {reason}", param="messages", code="400")
 
 
-def image_urls(body: bytes, want: Callable[[str], bool] = cv.is_http) -> list[str]:
-    """The distinct ``image_url`` URLs of an OpenAI chat body for which ``want(url)``, in order.
-    Returns at once when the body mentions no ``image_url``."""
-    if b'"image_url"' not in body:
-        return []
-    try:
-        obj: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return []
-    out: list[str] = []
-    messages = obj.get("messages") if isinstance(obj, dict) else None
-    for m in messages if isinstance(messages, list) else ():
-        content = m.get("content") if isinstance(m, dict) else None
-        if not isinstance(content, list):
-            continue
-        for p in content:
-            if not isinstance(p, dict) or p.get("type") != "image_url":
-                continue
-            iu = p.get("image_url")
-            url = iu.get("url") if isinstance(iu, dict) else iu
-            if isinstance(url, str) and want(url) and url not in out:
-                out.append(url)
-    return out
-
-
 # ---------------------------------------------------------------------------------------- the fetch
 
 
@@ -219,7 +192,7 @@ def check_head(url: str, current: str, status: int, content_length: bytes | None
             nxt = urllib.parse.urljoin(current, location.decode("latin-1").strip())
         except ValueError:
             raise fetch_error(url, "redirected to an invalid URL") from None
-        if not cv.is_http(nxt.lower()):
+        if not nxt.lower().startswith(("https://", "http://")):
             raise fetch_error(url, "redirected to a non-http URL")
         try:
             return parse_url(nxt)
@@ -258,7 +231,7 @@ def sniff(url: str, content_type: bytes | None, data: bytes) -> str:
     header = (content_type or b"").split(b";", 1)[0].strip().lower().decode("latin-1")
     if header not in _GENERIC:
         return header
-    return cv.guess_mime(url, "application/octet-stream")
+    return guess_mime(url, "application/octet-stream")
 
 
 def accept(url: str, content_type: bytes | None, data: bytes) -> tuple[str, bytes]:
