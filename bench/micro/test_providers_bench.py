@@ -31,7 +31,7 @@ from .conftest import twin
 N = 100
 _BODY = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True,
                       "stream_options": {"include_usage": True}})
-CALL = Call("chat", _BODY, decode_view("chat", _BODY), "m", "claude-x")
+CALL = Call("chat", _BODY, decode_view("chat", _BODY), "m", "claude-x", 1_700_000_000.0)
 WORDS = [f" word{i}" for i in range(N)]
 
 

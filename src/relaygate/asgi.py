@@ -386,13 +386,14 @@ class Gateway:
                       timer: Timer) -> Callable[[Target], Awaitable[tuple[bytes, list[tuple[bytes, bytes]]]]]:
         """The attempt function for ``router.run`` of a non-stream call: -> (OpenAI body, upstream headers)."""
         transport = self.transport
+        now = time.time()  # the request's one wall-clock read: adapters stamp `created` and sign with it
 
         async def attempt(target: Target) -> tuple[bytes, list[tuple[bytes, bytes]]]:
             provider = target.provider
             if not provider.supports(endpoint):
                 raise errors.BadRequest(f"{provider.name} does not support /{endpoint} (model={model})",
                                         param="model")
-            call = Call(endpoint, body, view, model, target.upstream_model)
+            call = Call(endpoint, body, view, model, target.upstream_model, now)
             if provider.local:
                 steps = translate(provider, provider.plan, call)  # type: ignore[attr-defined]
                 delay, data = steps[0]
@@ -474,12 +475,13 @@ class Gateway:
         """The attempt function for ``router.run`` of a stream: returns once the first frame is ready, so a
         failure before the first byte can still be retried or fall back."""
         transport = self.transport
+        now = time.time()
 
         async def attempt(target: Target) -> StreamStart:
             provider = target.provider
             if not provider.supports(endpoint):
                 raise errors.BadRequest(f"{provider.name} does not support streaming /{endpoint}", param="model")
-            call = Call(endpoint, body, view, model, target.upstream_model)
+            call = Call(endpoint, body, view, model, target.upstream_model, now)
             t = time.perf_counter()
             if provider.local:
                 translator: StreamTranslator = _LocalStream()
@@ -676,12 +678,13 @@ class Gateway:
         provider = target.provider
         body = orjson.dumps({"model": target.upstream_model, "max_tokens": 1,
                              "messages": [{"role": "user", "content": "ping"}]})
+        now = time.time()
         call = Call("chat" if provider.supports("chat") else "embeddings", body, decode_view("chat", body),
-                    target.upstream_model, target.upstream_model)
+                    target.upstream_model, target.upstream_model, now)
         if call.endpoint == "embeddings":
             body = orjson.dumps({"model": target.upstream_model, "input": "ping"})
             call = Call("embeddings", body, decode_view("embeddings", body), target.upstream_model,
-                        target.upstream_model)
+                        target.upstream_model, now)
         if provider.token_source is not None:
             await refresh_token(provider.token_source, self.transport)
         if provider.hooks:

@@ -24,9 +24,13 @@ def provider(model: str, **params: Any) -> Provider:
     return make_provider(dep(model, **params))
 
 
-def call(body: dict[str, Any], upstream: str = "up-model", endpoint: str = "chat") -> Call:
+#: the wall-clock time test calls carry (``Call.now``): adapters stamp ``created`` and sign with it
+NOW = 1_700_000_000.0
+
+
+def call(body: dict[str, Any], upstream: str = "up-model", endpoint: str = "chat", now: float = NOW) -> Call:
     raw = orjson.dumps(body)
-    return Call(endpoint, raw, decode_view(endpoint, raw), body.get("model", "m"), upstream)
+    return Call(endpoint, raw, decode_view(endpoint, raw), body.get("model", "m"), upstream, now)
 
 
 def chat(messages: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:

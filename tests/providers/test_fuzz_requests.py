@@ -72,7 +72,7 @@ def test_any_request_builds_or_fails_cleanly(model: str, req: dict[str, Any]) ->
     except GatewayError:
         return
     provider = _provider(model)
-    call = Call("chat", body, view, "m", provider.dep.upstream_model)
+    call = Call("chat", body, view, "m", provider.dep.upstream_model, 1_700_000_000.0)
     fn = provider.build_requests if provider.hooks else provider.plan if provider.local else provider.build_request
     args = (call, {}) if provider.hooks else (call,)
     try:

@@ -354,6 +354,7 @@ class ChunkStream(StreamTranslator):
     def __init__(self, call: Call) -> None:
         self.include_usage = call.include_usage
         self.model = call.upstream_model
+        self.created = int(call.now)
         self.w: ChunkWriter | None = None
         self.done = False
         self.last_data = b""
@@ -369,10 +370,8 @@ class ChunkStream(StreamTranslator):
         return (self._chars + 3) // 4
 
     def start(self, rid: str | None, model: str | None, created: int | None = None) -> bytes:
-        import time
-
         self.w = ChunkWriter(rid or "chatcmpl-" + os.urandom(12).hex(), model or self.model,
-                             created or int(time.time()))
+                             created or self.created)
         return self.w.role()
 
     def writer(self) -> tuple[ChunkWriter, bytes]:

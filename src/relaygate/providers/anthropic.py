@@ -231,7 +231,7 @@ def convert_usage(u: dict[str, Any] | Any) -> dict[str, Any]:
     return cv.usage(inp + cr + cw, out, cached=cr, cache_creation_input_tokens=cw, cache_read_input_tokens=cr)
 
 
-def from_anthropic(body: bytes, fallback_model: str) -> bytes:
+def from_anthropic(body: bytes, fallback_model: str, created: int) -> bytes:
     """Anthropic Messages response body -> OpenAI chat.completion body."""
     obj = orjson.loads(body)
     if obj.get("type") == "error":
@@ -249,10 +249,8 @@ def from_anthropic(body: bytes, fallback_model: str) -> bytes:
         elif t == "thinking":
             reasoning.append(b.get("thinking", ""))
     finish = FINISH.get(obj.get("stop_reason") or "end_turn", "stop")
-    import time
-
     return cv.chat_response(obj.get("id") or "chatcmpl-" + os.urandom(12).hex(),
-                            obj.get("model") or fallback_model, int(time.time()),
+                            obj.get("model") or fallback_model, created,
                             "".join(texts) if texts or not tool_calls else None, tool_calls, finish,
                             convert_usage(obj.get("usage") or {}), "".join(reasoning) or None)
 
@@ -428,7 +426,7 @@ class AnthropicProvider(Provider):
         return json_object(body, self.name)
 
     def translate_response(self, call: Call, body: bytes) -> bytes:
-        return from_anthropic(body, call.upstream_model)
+        return from_anthropic(body, call.upstream_model, int(call.now))
 
     def stream_translator(self, call: Call) -> StreamTranslator:
         return AnthropicStream(call)

@@ -37,11 +37,14 @@ MEDIA_KINDS = frozenset(MEDIA_PATHS)
 
 
 class Call:
-    """One attempt's input to an adapter."""
+    """One attempt's input to an adapter. ``now`` is the wall-clock time (Unix seconds) the shell read
+    once for the request: adapters stamp ``created`` and sign requests with it and never read a clock."""
 
-    __slots__ = ("endpoint", "body", "view", "stream", "model", "upstream_model", "include_usage")
+    __slots__ = ("endpoint", "body", "view", "stream", "model", "upstream_model", "include_usage", "now")
 
-    def __init__(self, endpoint: str, body: bytes, view: AnyView, model: str, upstream_model: str) -> None:
+    def __init__(self, endpoint: str, body: bytes, view: AnyView, model: str, upstream_model: str,
+                 now: float) -> None:
+        self.now = now
         self.endpoint = endpoint
         self.body = body
         self.view = view

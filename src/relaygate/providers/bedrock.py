@@ -361,7 +361,7 @@ def convert_usage(u: dict[str, Any] | None) -> dict[str, Any] | None:
                     cache_creation_input_tokens=cw, cache_read_input_tokens=cr)
 
 
-def from_converse(body: bytes, model: str) -> bytes:
+def from_converse(body: bytes, model: str, created: int) -> bytes:
     obj = orjson.loads(body)
     msg = (obj.get("output") or {}).get("message") or {}
     texts: list[str] = []
@@ -377,7 +377,7 @@ def from_converse(body: bytes, model: str) -> bytes:
         elif "reasoningContent" in b:
             thoughts.append(((b["reasoningContent"] or {}).get("reasoningText") or {}).get("text", ""))
     finish = FINISH.get(obj.get("stopReason") or "end_turn", "stop")
-    return cv.chat_response("chatcmpl-" + os.urandom(12).hex(), model, int(time.time()),
+    return cv.chat_response("chatcmpl-" + os.urandom(12).hex(), model, created,
                             "".join(texts) if texts or not calls else None, calls, finish,
                             convert_usage(obj.get("usage")), "".join(thoughts) or None)
 
@@ -565,7 +565,6 @@ class BedrockProvider(Provider):
                 self.signer = SigV4(str(ak), str(sk), str(tok) if tok else None, self.region)
         self.defaults = {k: v for k, v in x.items() if k in REQUEST_DEFAULTS or k == "top_k"}
         self.embed_defaults = {k: v for k, v in x.items() if k in ("dimensions", "input_type", "truncate", "normalize")}
-        self.clock = time.time
 
     def fetch_urls(self, call: Call) -> list[str]:
         return cv.image_urls(call.body) if call.endpoint == "chat" else []
@@ -580,14 +579,14 @@ class BedrockProvider(Provider):
             assert family is not None
             n = COHERE_BATCH if family == "cohere" else 1
             return [self.signed("POST", self.url_invoke, orjson.dumps(to_invoke_embed(family, texts[i:i + n], req,
-                                                                                       self.model_id)))
+                                                                                       self.model_id)), call.now)
                     for i in range(0, len(texts), n)]
         req = cv.load_request(call)
         if self.defaults:
             cv.apply_defaults(req, self.defaults)
         body = orjson.dumps(to_converse(req, self.model_id, media))
         url = self.url_stream if call.stream else self.url_unary
-        return [self.signed("POST", url, body)]
+        return [self.signed("POST", url, body, call.now)]
 
     def _embedding_input(self, call: Call) -> tuple[dict[str, Any], list[str]]:
         if self.embed_family is None:
@@ -603,12 +602,12 @@ class BedrockProvider(Provider):
             req, texts = self._embedding_input(call)
             assert self.embed_family is not None
             return from_invoke_embed(self.embed_family, bodies, texts, req, self.model_id)
-        return from_converse(bodies[0], self.model_id)
+        return from_converse(bodies[0], self.model_id, int(call.now))
 
-    def signed(self, method: str, url: str, body: bytes) -> UpstreamRequest:
+    def signed(self, method: str, url: str, body: bytes, now: float) -> UpstreamRequest:
         headers = self.headers
         if self.signer is not None:
-            headers = self.signer.sign(method, url, headers, body, self.clock())
+            headers = self.signer.sign(method, url, headers, body, now)
         elif not any(h[0] == "Authorization" for h in headers):
             raise errors.AuthError("litellm.AuthenticationError: BedrockException - no AWS credentials configured "
                                    "(aws_access_key_id/aws_secret_access_key or an api_key)")
@@ -617,7 +616,7 @@ class BedrockProvider(Provider):
     def translate_response(self, call: Call, body: bytes) -> bytes:
         if call.endpoint == "embeddings":
             return self.merge_responses(call, [body])
-        return from_converse(body, self.model_id)
+        return from_converse(body, self.model_id, int(call.now))
 
     def stream_translator(self, call: Call) -> StreamTranslator:
         return ConverseStream(call)

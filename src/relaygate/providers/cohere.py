@@ -97,9 +97,7 @@ def convert_usage(u: dict[str, Any] | None) -> dict[str, Any] | None:
     return cv.usage(int(t.get("input_tokens") or 0), int(t.get("output_tokens") or 0))
 
 
-def from_cohere(body: bytes, model: str) -> bytes:
-    import time
-
+def from_cohere(body: bytes, model: str, created: int) -> bytes:
     obj = orjson.loads(body)
     msg = obj.get("message") or {}
     content = msg.get("content")
@@ -108,7 +106,7 @@ def from_cohere(body: bytes, model: str) -> bytes:
     calls = [cv.tool_call(tc.get("id") or cv.new_call_id(), (tc.get("function") or {}).get("name", ""),
                           (tc.get("function") or {}).get("arguments") or "{}") for tc in msg.get("tool_calls") or ()]
     finish = FINISH.get(obj.get("finish_reason") or "COMPLETE", "stop")
-    return cv.chat_response(obj.get("id") or "chatcmpl-" + os.urandom(12).hex(), model, int(time.time()),
+    return cv.chat_response(obj.get("id") or "chatcmpl-" + os.urandom(12).hex(), model, created,
                             text if text or not calls else None, calls, finish, convert_usage(obj.get("usage")),
                             msg.get("tool_plan"))
 
@@ -212,7 +210,7 @@ class CohereProvider(Provider):
                                  "data": [{"object": "embedding", "index": i, "embedding": v}
                                           for i, v in enumerate(vecs)],
                                  "usage": {"prompt_tokens": n, "total_tokens": n}})
-        return from_cohere(body, call.upstream_model)
+        return from_cohere(body, call.upstream_model, int(call.now))
 
     def stream_translator(self, call: Call) -> StreamTranslator:
         return CohereStream(call)

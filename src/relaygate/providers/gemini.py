@@ -32,7 +32,6 @@ as it arrives (:class:`GeminiStream`); a function call arrives whole, so it beco
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -248,7 +247,7 @@ def _safety_error(reason: str, provider: str) -> errors.GatewayError:
         code="400")
 
 
-def from_gemini(body: bytes, model: str, prefix: str) -> bytes:
+def from_gemini(body: bytes, model: str, prefix: str, created: int) -> bytes:
     obj = orjson.loads(body)
     blocked = _blocked(obj, prefix)
     cands = obj.get("candidates") or []
@@ -273,7 +272,7 @@ def from_gemini(body: bytes, model: str, prefix: str) -> bytes:
     else:
         finish = "tool_calls" if calls else FINISH.get(reason, "stop")
     return cv.chat_response(obj.get("responseId") or "chatcmpl-" + os.urandom(12).hex(),
-                            obj.get("modelVersion") or model, int(time.time()),
+                            obj.get("modelVersion") or model, created,
                             "".join(texts) if texts or not calls else None, calls, finish,
                             convert_usage(obj.get("usageMetadata")), "".join(thoughts) or None)
 
@@ -463,7 +462,7 @@ class GeminiProvider(Provider):
     def translate_response(self, call: Call, body: bytes) -> bytes:
         if call.endpoint == "embeddings":
             return self.merge_responses(call, [body])
-        return from_gemini(body, self.model, self.error_prefix)
+        return from_gemini(body, self.model, self.error_prefix, int(call.now))
 
     def merge_responses(self, call: Call, bodies: list[bytes]) -> bytes:
         if call.endpoint == "embeddings":

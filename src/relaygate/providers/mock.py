@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-import time
 from typing import Any, ClassVar
 
 import msgspec
@@ -88,7 +87,7 @@ class MockProvider(Provider):
 
     def plan(self, call: Call) -> list[tuple[float, bytes]]:
         """The local answer: ``(delay, bytes)`` steps. One step for JSON, several for a stream."""
-        now = int(time.time())
+        now = int(call.now)
         rid = "chatcmpl-mock-" + hashlib.blake2s(call.body, digest_size=8).hexdigest()
         if isinstance(call.view, EmbeddingView):
             return [(self.latency, self._embeddings(call))]

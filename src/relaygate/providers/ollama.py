@@ -19,7 +19,6 @@ transport: :class:`OllamaStream` buffers the incomplete last line only.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -173,10 +172,6 @@ def _rid() -> str:
     return "chatcmpl-" + os.urandom(12).hex()
 
 
-def _created(obj: dict[str, Any]) -> int:
-    return int(time.time())
-
-
 class OllamaStream(cv.ChunkStream):
     """NDJSON lines -> OpenAI chunk frames."""
 
@@ -296,7 +291,7 @@ class OllamaChatProvider(Provider):
             reasoning = msg.get("thinking")
             calls = _calls(msg)
         finish = "tool_calls" if calls else FINISH.get(obj.get("done_reason") or "stop", "stop")
-        return cv.chat_response(_rid(), obj.get("model") or self.model, _created(obj),
+        return cv.chat_response(_rid(), obj.get("model") or self.model, int(call.now),
                                 content if content or not calls else None, calls, finish, _usage(obj), reasoning)
 
     def stream_translator(self, call: Call) -> StreamTranslator:

@@ -301,7 +301,7 @@ class VertexProvider(GeminiProvider):
 
     def translate_response(self, call: Call, body: bytes) -> bytes:
         if self.claude and call.endpoint == "chat":
-            return from_anthropic(body, self.model)
+            return from_anthropic(body, self.model, int(call.now))
         return super().translate_response(call, body)
 
     def stream_translator(self, call: Call) -> StreamTranslator:

@@ -2,9 +2,10 @@
 
 Gemini on AI Studio, Bedrock and Ollama cannot fetch an ``http(s)`` image URL themselves; LiteLLM downloads
 such images and sends them inline, and so does relaygate. The adapter names the URLs
-(``Provider.fetch_urls``, built on ``providers._convert.image_urls``), the IO shell (``upstream.calls.fetch_media``) downloads them
-concurrently through the gateway's own transport, and the adapter receives ``{url: (mime type, bytes)}``
-in ``Provider.build_requests``. This module holds every rule of that exchange and no IO:
+(``Provider.fetch_urls``, built on ``providers._convert.image_urls``), the IO shell
+(``upstream.calls.fetch_media``) downloads them concurrently through the gateway's own transport, and
+the adapter receives ``{url: (mime type, bytes)}`` in ``Provider.build_requests``. This module holds
+every rule of that exchange and no IO:
 
 - which URLs may be fetched at all (:func:`parse_url`): a client's URL is parsed strictly and normalized
   before anything is resolved or sent, and anything unparseable, with a scheme other than ``http(s)``,
