@@ -64,7 +64,7 @@ def test_through_the_queue_with_drop_events() -> None:
 
     async def main() -> bytes:
         sink = MetricsSink(metrics)
-        q = CompletionQueue(2, on_event=sink.on_event)
+        q = CompletionQueue(2, delay=0, on_event=sink.on_event)
         q.add_sink(sink)
         for i in range(3):
             q.put(rec(i, model_group="g", deployment_id="d1"))

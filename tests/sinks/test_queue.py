@@ -75,7 +75,7 @@ class HungSink:
 
 def test_put_before_start_is_kept_and_delivered_on_start() -> None:
     async def main() -> ListSink:
-        q = CompletionQueue()
+        q = CompletionQueue(delay=0)
         sink = ListSink()
         q.add_sink(sink)
         for i in range(3):
@@ -95,7 +95,7 @@ def test_full_queue_drops_oldest_and_counts() -> None:
     events: list[tuple[str, int]] = []
 
     async def main() -> tuple[CompletionQueue, ListSink]:
-        q = CompletionQueue(3, on_event=lambda e, n: events.append((e, n)))
+        q = CompletionQueue(3, delay=0, on_event=lambda e, n: events.append((e, n)))
         sink = ListSink()
         q.add_sink(sink)
         for i in range(5):
@@ -115,7 +115,7 @@ def test_full_queue_drops_oldest_and_counts() -> None:
 
 def test_drop_oldest_within_one_loop_iteration() -> None:
     async def main() -> tuple[CompletionQueue, ListSink]:
-        q = CompletionQueue(4)
+        q = CompletionQueue(4, delay=0)
         sink = ListSink()
         q.add_sink(sink)
         q.start()
@@ -132,7 +132,7 @@ def test_drop_oldest_within_one_loop_iteration() -> None:
 
 def test_one_wakeup_one_batch_and_fresh_after_one_iteration() -> None:
     async def main() -> list[list[CompletionRecord]]:
-        q = CompletionQueue()
+        q = CompletionQueue(delay=0)
         sink = ListSink()
         q.add_sink(sink)
         q.start()
@@ -149,9 +149,35 @@ def test_one_wakeup_one_batch_and_fresh_after_one_iteration() -> None:
     assert [len(b) for b in batches] == [5, 1]
 
 
+def test_delay_batches_records_until_the_timer_fires() -> None:
+    async def main() -> list[list[CompletionRecord]]:
+        q = CompletionQueue(delay=0.02)
+        sink = ListSink()
+        q.add_sink(sink)
+        q.start()
+        for i in range(3):
+            q.put(rec(i))
+            await asyncio.sleep(0)
+        assert sink.batches == []  # waiting for the timer armed by the first record
+        for _ in range(200):
+            if sink.batches:
+                break
+            await asyncio.sleep(0.005)
+        q.put(rec(3))  # the queue was empty again: a new timer
+        for _ in range(200):
+            if len(sink.batches) == 2:
+                break
+            await asyncio.sleep(0.005)
+        await q.aclose()
+        return sink.batches
+
+    batches = asyncio.run(main())
+    assert [ids([b]) for b in batches] == [["c0", "c1", "c2"], ["c3"]]
+
+
 def test_batch_size_splits_a_backlog_across_iterations() -> None:
     async def main() -> list[list[CompletionRecord]]:
-        q = CompletionQueue(batch_size=2)
+        q = CompletionQueue(delay=0, batch_size=2)
         sink = ListSink()
         q.add_sink(sink)
         q.start()
@@ -171,7 +197,7 @@ def test_batch_size_splits_a_backlog_across_iterations() -> None:
 
 def test_aclose_drains_everything_to_sync_and_async_sinks() -> None:
     async def main() -> tuple[CompletionQueue, ListSink, AsyncListSink]:
-        q = CompletionQueue(batch_size=3)
+        q = CompletionQueue(delay=0, batch_size=3)
         sync, slow = ListSink(), AsyncListSink(delay=0.01)
         q.add_sink(sync)
         q.add_sink(slow)
@@ -191,7 +217,7 @@ def test_aclose_drains_everything_to_sync_and_async_sinks() -> None:
 
 def test_put_after_close_is_counted_as_dropped() -> None:
     async def main() -> tuple[CompletionQueue, ListSink]:
-        q = CompletionQueue()
+        q = CompletionQueue(delay=0)
         sink = ListSink()
         q.add_sink(sink)
         q.start()
@@ -207,7 +233,7 @@ def test_put_after_close_is_counted_as_dropped() -> None:
 
 
 def test_put_without_a_loop_never_raises() -> None:
-    q = CompletionQueue(2)
+    q = CompletionQueue(2, delay=0)
     for i in range(5):
         q.put(rec(i))
     assert q.dropped == 3
@@ -217,7 +243,7 @@ def test_hung_async_sink_delays_neither_others_nor_the_loop() -> None:
     events: list[tuple[str, int]] = []
 
     async def main() -> tuple[CompletionQueue, HungSink]:
-        q = CompletionQueue(on_event=lambda e, n: events.append((e, n)), sink_buffer=4)
+        q = CompletionQueue(delay=0, on_event=lambda e, n: events.append((e, n)), sink_buffer=4)
         hung, sync, fast = HungSink(), ListSink(), AsyncListSink("fast")
         q.add_sink(hung, batch_size=1)
         q.add_sink(sync)
@@ -247,7 +273,7 @@ def test_hung_async_sink_delays_neither_others_nor_the_loop() -> None:
 
 def test_slow_async_sink_gets_batches_in_order() -> None:
     async def main() -> AsyncListSink:
-        q = CompletionQueue(batch_size=4)
+        q = CompletionQueue(delay=0, batch_size=4)
         slow = AsyncListSink(delay=0.005)
         q.add_sink(slow)
         q.start()
@@ -282,7 +308,7 @@ def test_failing_sinks_are_counted_logged_once_and_never_stop_the_drain(caplog: 
     events: list[tuple[str, int]] = []
 
     async def main() -> tuple[CompletionQueue, ListSink, AsyncBoom]:
-        q = CompletionQueue(on_event=lambda e, n: events.append((e, n)), log_interval=3600.0)
+        q = CompletionQueue(delay=0, on_event=lambda e, n: events.append((e, n)), log_interval=3600.0)
         good, boom, aboom = ListSink(), Boom("boom"), AsyncBoom()
         q.add_sink(boom)
         q.add_sink(aboom)
@@ -309,7 +335,7 @@ def test_failing_sinks_are_counted_logged_once_and_never_stop_the_drain(caplog: 
 
 def test_add_sink_after_start_and_sink_names() -> None:
     async def main() -> tuple[list[str], AsyncListSink]:
-        q = CompletionQueue()
+        q = CompletionQueue(delay=0)
         q.add_sink(ListSink())
         q.start()
         late = AsyncListSink()
@@ -327,9 +353,11 @@ def test_add_sink_after_start_and_sink_names() -> None:
 def test_start_twice_and_bad_sizes_are_errors() -> None:
     with pytest.raises(ValueError):
         CompletionQueue(0)
+    with pytest.raises(ValueError):
+        CompletionQueue(delay=-1.0)
 
     async def main() -> None:
-        q = CompletionQueue()
+        q = CompletionQueue(delay=0)
         q.start()
         with pytest.raises(RuntimeError):
             q.start()

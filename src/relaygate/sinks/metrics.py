@@ -50,16 +50,18 @@ class MetricsSink:
         self.on_event = metrics.count
 
     def handle(self, batch: Sequence[CompletionRecord]) -> None:
-        observe = self.metrics.observe
+        metrics = self.metrics
+        observe = metrics.observe
         for r in batch:
             outcome = r.outcome
-            if outcome is _ERROR:
-                self.metrics.observe_error(r.model, r.status)
-                continue
-            if outcome is _GONE:
-                self.metrics.count(CLIENT_DISCONNECTED)
-                if r.ttft is None:
+            if outcome is not _OK:
+                if outcome is _ERROR:
+                    metrics.observe_error(r.model, r.status)
                     continue
+                if outcome is _GONE:
+                    metrics.count(CLIENT_DISCONNECTED)
+                    if r.ttft is None:
+                        continue
             overhead = r.overhead
             observe(r.model_group or r.model, r.deployment_id, r.status, r.latency,
                     overhead if overhead > 0.0 else 0.0, r.prompt_tokens, r.completion_tokens)
