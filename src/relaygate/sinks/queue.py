@@ -126,6 +126,8 @@ class _AsyncRunner:
         self.on_event = on_event
         self.task: asyncio.Task[None] | None = None
         self.closing = False
+        self.handling = 0
+        """Records in the batch the sink is handling now (lost, and counted, if it is cancelled)."""
         self._wake: asyncio.Event | None = None
 
     def start(self) -> None:
@@ -162,6 +164,7 @@ class _AsyncRunner:
                 continue
             n = min(len(buf), self.batch_size)
             batch = [buf.popleft() for _ in range(n)]
+            self.handling = n
             try:
                 await self.sink.handle(batch)
             except Exception:
@@ -172,6 +175,7 @@ class _AsyncRunner:
                 if suppressed is not None:
                     log.exception("sink %s failed on a batch of %d (%d failure(s) not logged since the last)",
                                   self.name, n, suppressed)
+            self.handling = 0
 
     async def aclose(self, timeout: float) -> None:
         """Let the task finish the buffer (within ``timeout``), then stop it and close the sink."""
@@ -182,7 +186,7 @@ class _AsyncRunner:
             self._wake.set()
             done, _ = await asyncio.wait([task], timeout=timeout)
             if not done:
-                left = len(self.buffer)
+                left = len(self.buffer) + self.handling
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
