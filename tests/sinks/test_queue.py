@@ -73,22 +73,39 @@ class HungSink:
             raise
 
 
-def test_put_before_start_is_kept_and_delivered_on_start() -> None:
+def test_put_outside_a_loop_is_kept_and_delivered_on_start() -> None:
+    q = CompletionQueue(delay=0)
+    sink = ListSink()
+    q.add_sink(sink)
+    for i in range(3):
+        q.put(rec(i))  # no running loop: nothing can drain yet
+    assert q.stats()["queued"] == 3
+
+    async def main() -> None:
+        q.start()
+        await asyncio.sleep(0)
+        assert ids(sink.batches) == ["c0", "c1", "c2"]
+        await q.aclose()
+
+    asyncio.run(main())
+    assert sink.closed
+
+
+def test_first_put_inside_a_loop_starts_a_queue_nobody_started() -> None:
     async def main() -> ListSink:
         q = CompletionQueue(delay=0)
         sink = ListSink()
         q.add_sink(sink)
-        for i in range(3):
-            q.put(rec(i))
-        assert sink.batches == []
-        q.start()
+        q.put(rec(0))  # an app driven without its lifespan
+        await asyncio.sleep(0)
+        assert ids(sink.batches) == ["c0"]
+        q.start()  # a later explicit start is a no-op
+        q.put(rec(1))
         await asyncio.sleep(0)
         await q.aclose()
         return sink
 
-    sink = asyncio.run(main())
-    assert ids(sink.batches) == ["c0", "c1", "c2"]
-    assert sink.closed
+    assert ids(asyncio.run(main()).batches) == ["c0", "c1"]
 
 
 def test_full_queue_drops_oldest_and_counts() -> None:
@@ -351,21 +368,29 @@ def test_add_sink_after_start_and_sink_names() -> None:
     assert ids(late.batches) == ["c0"]
 
 
-def test_start_twice_and_bad_sizes_are_errors() -> None:
+def test_start_is_idempotent_per_loop_and_bad_sizes_are_errors() -> None:
     with pytest.raises(ValueError):
         CompletionQueue(0)
     with pytest.raises(ValueError):
         CompletionQueue(delay=-1.0)
 
-    async def main() -> None:
-        q = CompletionQueue(delay=0)
+    q = CompletionQueue(delay=0)
+
+    async def first() -> None:
         q.start()
+        q.start()  # idempotent on the same loop
+
+    async def second() -> None:
         with pytest.raises(RuntimeError):
-            q.start()
+            q.start()  # another loop
+        q._loop = asyncio.get_running_loop()  # rebind to close it here
         await q.aclose()
         await q.aclose()  # idempotent
+        with pytest.raises(RuntimeError):
+            q.start()  # closed
 
-    asyncio.run(main())
+    asyncio.run(first())
+    asyncio.run(second())
 
 
 def test_record_encodes_with_msgspec() -> None:

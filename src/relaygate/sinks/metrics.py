@@ -20,6 +20,8 @@ requested ``model`` when no group was resolved. ``overhead`` is clamped at 0. La
 ``Metrics`` (unknown groups and deployments become ``other``), so no record can grow the series count.
 
 It is a sync sink (``handle`` is called in the queue's drain callback): a few dict increments a record.
+Freshness: records reach it within the queue's ``delay`` (1 ms); a ``/metrics`` handler that calls
+``CompletionQueue.drain_now()`` before ``Metrics.render()`` shows every request already answered.
 ``on_event`` is ``Metrics.count`` itself, meant to be passed to the queue as its ``on_event`` so queue
 drops and sink errors show up as ``relaygate_events_total`` series.
 """

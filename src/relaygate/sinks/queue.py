@@ -29,7 +29,9 @@ never raises. The rest happens on the event loop after the current callbacks hav
   loop, starts the async runners and drains anything put before it. :meth:`CompletionQueue.aclose`
   (lifespan shutdown) drains what is left to every sink, lets each async runner finish its buffer within
   ``timeout`` (then cancels it) and closes sinks that have ``aclose()``/``close()``. Records put before
-  ``start`` wait (bounded); records put after ``aclose`` are counted as dropped.
+  ``start`` outside a running loop wait (bounded); the first ``put`` inside a running loop starts a queue
+  nobody started (an app driven without its lifespan). Records put after ``aclose`` are counted as
+  dropped.
 
 Single-threaded by design: every method is called on the worker's event loop thread (one loop per
 worker, no locks). Batches are shared between sinks as read-only ``Sequence`` objects.
@@ -235,8 +237,8 @@ class CompletionQueue:
         self._sync: list[_SyncEntry] = []
         self._runners: list[_AsyncRunner] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        # True while a drain is scheduled, and before start / after close: put() then schedules nothing
-        self._pending = True
+        # True while a drain is scheduled, and after close: put() then schedules nothing
+        self._pending = False
         self._closed = False
         self._reported = 0
         self._droplog = _RateLimitedLog(log_interval)
@@ -288,10 +290,19 @@ class CompletionQueue:
     # -- drain --------------------------------------------------------------------------------------
 
     def _schedule(self) -> None:
+        loop = self._loop
+        if loop is None:  # put() before start(): start on the running loop, if there is one
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                self._pending = False  # no loop (sync code): the records wait; the next put tries again
+                return
+            self.start()
+            return
         if self.delay:
-            self._loop.call_later(self.delay, self._drain)  # type: ignore[union-attr]
+            loop.call_later(self.delay, self._drain)
         else:
-            self._loop.call_soon(self._drain)  # type: ignore[union-attr]
+            loop.call_soon(self._drain)
 
     def _take(self) -> list[CompletionRecord]:
         records = self._records
@@ -372,15 +383,22 @@ class CompletionQueue:
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Bind to the running loop and start the async sinks' tasks (lifespan startup)."""
-        if self._loop is not None:
-            raise RuntimeError("CompletionQueue already started")
+        """Bind to the running loop and start the async sinks' tasks (lifespan startup).
+
+        Idempotent on the same loop. A queue not started by then starts itself at the first ``put`` made
+        inside a running loop (an app driven without its lifespan, as in-process tests do)."""
+        loop = asyncio.get_running_loop()
         if self._closed:
             raise RuntimeError("CompletionQueue is closed")
-        self._loop = asyncio.get_running_loop()
+        if self._loop is not None:
+            if self._loop is not loop:
+                raise RuntimeError("CompletionQueue already started on another event loop")
+            return
+        self._loop = loop
         for runner in self._runners:
             runner.start()
         if self._records:
+            self._pending = True
             self._schedule()
         else:
             self._pending = False
