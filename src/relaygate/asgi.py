@@ -117,35 +117,6 @@ class StreamStart:
         self.close = close
 
 
-class _LocalStream(StreamTranslator):
-    """The local provider's frames are already clean: pass them through, remember the last one."""
-
-    def __init__(self) -> None:
-        self.content_tokens = 0
-
-    def feed(self, data: bytes) -> bytes:
-        if data.startswith(b"data: [DONE]"):
-            self.done = True
-        elif data.startswith(b"data: "):
-            self.last_data = data[6:].rstrip(b"\n")
-            self.content_tokens += tokens.count_stream_content(data)
-        return data
-
-    def close(self) -> bytes:
-        return b"" if self.done else b"data: [DONE]\n\n"
-
-
-async def _play(steps: list[tuple[float, bytes]]) -> AsyncIterator[bytes]:
-    for delay, data in steps:
-        if delay > 0:
-            await asyncio.sleep(delay)
-        yield data
-
-
-async def _noop() -> None:
-    return None
-
-
 def _ratelimit_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [(k, v) for k, v in headers if k.startswith(b"x-ratelimit-")]
 
@@ -394,14 +365,6 @@ class Gateway:
                 raise errors.BadRequest(f"{provider.name} does not support /{endpoint} (model={model})",
                                         param="model")
             call = Call(endpoint, body, view, model, target.upstream_model, now)
-            if provider.local:
-                steps = translate(provider, provider.plan, call)  # type: ignore[attr-defined]
-                delay, data = steps[0]
-                if delay > 0:
-                    t = time.perf_counter()
-                    await asyncio.sleep(delay)
-                    timer.wait += time.perf_counter() - t
-                return data, []
             if provider.token_source is not None:
                 await refresh_token(provider.token_source, transport)
             if provider.hooks:
@@ -409,7 +372,8 @@ class Gateway:
             request = translate(provider, provider.build_request, call)
             t = time.perf_counter()
             try:
-                resp = await transport.send(request, self.timeouts(target, False, ctx.timeout))
+                resp = await (provider.transport or transport).send(request,
+                                                                    self.timeouts(target, False, ctx.timeout))
                 data = await resp.read()
             finally:
                 timer.wait += time.perf_counter() - t
@@ -483,34 +447,28 @@ class Gateway:
                 raise errors.BadRequest(f"{provider.name} does not support streaming /{endpoint}", param="model")
             call = Call(endpoint, body, view, model, target.upstream_model, now)
             t = time.perf_counter()
-            if provider.local:
-                translator: StreamTranslator = _LocalStream()
-                chunks = _play(translate(provider, provider.plan, call)).__aiter__()  # type: ignore[attr-defined]
-                up_headers: list[tuple[bytes, bytes]] = []
-                close: Callable[[], Awaitable[None]] = _noop
+            if provider.token_source is not None:
+                await refresh_token(provider.token_source, transport)
+            if provider.hooks:
+                (request,) = translate(provider, provider.build_requests, call, await self._media(provider, call))
             else:
-                if provider.token_source is not None:
-                    await refresh_token(provider.token_source, transport)
-                if provider.hooks:
-                    (request,) = translate(provider, provider.build_requests, call, await self._media(provider, call))
-                else:
-                    request = translate(provider, provider.build_request, call)
-                resp = await transport.send(request, self.timeouts(target, True, ctx.timeout))
-                if resp.status >= 400:
-                    try:
-                        data = await resp.read()
-                    finally:
-                        timer.wait += time.perf_counter() - t
-                    raise provider.map_error(resp.status, data, _retry_after(resp.header(b"retry-after")))
-                head_err = stream_head_error(provider, resp.header(b"content-type"))
-                if head_err is not None:  # an HTML page where a stream was promised: 502, still retryable
+                request = translate(provider, provider.build_request, call)
+            resp = await (provider.transport or transport).send(request, self.timeouts(target, True, ctx.timeout))
+            if resp.status >= 400:
+                try:
+                    data = await resp.read()
+                finally:
                     timer.wait += time.perf_counter() - t
-                    await resp.aclose()
-                    raise head_err
-                translator = provider.stream_translator(call)
-                chunks = resp.__aiter__()
-                up_headers = resp.headers
-                close = resp.aclose
+                raise provider.map_error(resp.status, data, _retry_after(resp.header(b"retry-after")))
+            head_err = stream_head_error(provider, resp.header(b"content-type"))
+            if head_err is not None:  # an HTML page where a stream was promised: 502, still retryable
+                timer.wait += time.perf_counter() - t
+                await resp.aclose()
+                raise head_err
+            translator = provider.stream_translator(call)
+            chunks = resp.__aiter__()
+            up_headers = resp.headers
+            close = resp.aclose
             try:
                 first = await first_frame(chunks, translator, close)
             finally:
@@ -640,12 +598,10 @@ class Gateway:
 
         async def check(target: Target) -> tuple[Target, str | None]:
             provider = target.provider
-            if provider.local:
-                return target, None
             try:
                 req = provider.health_request() or await self._ping_request(target)
-                resp = await self.transport.send(req, Timeouts(connect=timeout, first_byte=timeout, idle=timeout,
-                                                               total=timeout))
+                timeouts = Timeouts(connect=timeout, first_byte=timeout, idle=timeout, total=timeout)
+                resp = await (provider.transport or self.transport).send(req, timeouts)
                 data = await resp.read()
             except GatewayError as exc:
                 return target, exc.message

@@ -222,9 +222,6 @@ async def _media(gw: Gateway, scope: Scope, receive: Receive, send: Send, kind: 
 
     async def attempt(target: Target) -> Any:
         p = target.provider
-        if p.local:
-            raise errors.BadRequest(f"{p.name} model `{target.upstream_model}` does not support /v1{PATHS[kind]}",
-                                    param="model")
         req = media_request(p, kind, body, ctype, model, target.upstream_model, span, upload)
         t = time.perf_counter()
         try:

@@ -7,8 +7,9 @@ its stream bytes through a :class:`StreamTranslator`, into OpenAI-format bytes, 
 bodies to :class:`relaygate.core.errors.GatewayError` subclasses with LiteLLM's classes so the router's
 fallbacks trigger on them. Adapters never await and never touch sockets.
 
-Local providers (``local = True``, the built-in ``mock``) answer without any upstream: they return a
-plan of (delay, bytes) steps that the IO shell plays out.
+The only IO-like things an adapter touches: ``os.urandom`` for response ids where the upstream gives none
+(entropy, not environment, file or clock state: it makes no result depend on the machine), and the
+:attr:`Provider.transport` object it may name (the mock's in-process upstream), which only the shell calls.
 """
 
 from __future__ import annotations
@@ -77,7 +78,6 @@ class Provider:
     """Base adapter. Subclasses set ``name`` and override what differs from OpenAI."""
 
     name: ClassVar[str] = "openai"
-    local: ClassVar[bool] = False
     default_api_base: ClassVar[str | None] = "https://api.openai.com/v1"
     endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "completions", "embeddings"})
     error_prefix: ClassVar[str] = "OpenAIException"
@@ -86,6 +86,9 @@ class Provider:
     #: an OAuth token holder (``providers.vertex.TokenSource``) that the IO shell refreshes before
     #: ``build_request`` when ``needs_refresh(now)``; None for adapters with static credentials
     token_source: Any = None
+    #: the transport that answers this adapter's requests instead of the gateway's network transport
+    #: (``upstream.local.LOCAL`` for the built-in mock); None for every network adapter
+    transport: Any = None
 
     # -- capabilities the shell dispatches on (never on the adapter's class) --------------------------
 
