@@ -35,6 +35,7 @@ import orjson
 from relaygate.core import tokens
 from relaygate.core.errors import BadRequest
 from relaygate.core.sse import SSEDecoder
+from relaygate.providers._check import check_chat
 from relaygate.providers.base import Call, StreamTranslator, empty_stream_error
 from relaygate.upstream.base import UpstreamRequest
 
@@ -46,10 +47,16 @@ _AUDIO_MIME = {"wav": "audio/wav", "mp3": "audio/mp3", "flac": "audio/flac", "og
 
 
 def load_request(call: Call) -> dict[str, Any]:
-    """The client's OpenAI request as a dict (already validated as JSON by the view decoder)."""
-    obj = orjson.loads(call.body)
+    """The client's OpenAI request as a dict (already validated as JSON by the view decoder); a chat
+    request's fields are checked for the shapes the readers here index into (``_check.check_chat``)."""
+    try:
+        obj = orjson.loads(call.body)
+    except orjson.JSONDecodeError as exc:  # msgspec's view decode takes what orjson refuses (lone surrogates)
+        raise BadRequest(f"Invalid request body: {exc}") from None
     if not isinstance(obj, dict):
         raise BadRequest("Invalid request body: expected a JSON object")
+    if call.endpoint == "chat":
+        check_chat(obj)
     return obj
 
 

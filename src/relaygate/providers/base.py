@@ -332,22 +332,21 @@ def _snippet(body: bytes) -> str:
     return repr(text + ("..." if len(body) > 120 else "")) if body else "an empty body"
 
 
-#: what reading a client's content of an unexpected shape raises inside an adapter
+#: what reading an upstream answer of an unexpected shape raises inside an adapter
 SHAPE_ERRORS = (TypeError, AttributeError, KeyError, IndexError, ValueError)
 
 
 def translate(provider: Provider, fn: Callable[..., T], *args: Any) -> T:
-    """Run an adapter's request translation; content of a shape it cannot read is a 400, not a crash.
+    """Run an adapter's request translation.
 
     Client bodies reach adapters after only the view decode, so message parts, tools and params can be any
-    JSON. Adapters validate what they can with clear messages; this is the net under the rest.
+    JSON: the adapters' readers (``_convert``) check each shape they read and raise
+    :class:`~relaygate.core.errors.BadRequest` (400, naming the field) for content this provider cannot
+    take. Any other exception is a bug in the adapter: it propagates unchanged, so the shell answers 500
+    and logs the traceback, and tests and fuzzers see it (h11's rule: an error not raised on purpose is a
+    bug, never the client's fault).
     """
-    try:
-        return fn(*args)
-    except SHAPE_ERRORS as exc:
-        raise errors.BadRequest(
-            f"Invalid request for {provider.name}/{provider.dep.upstream_model}: a field has a shape this "
-            f"provider cannot take ({type(exc).__name__}: {exc})", param="messages") from None
+    return fn(*args)
 
 
 def translate_upstream(provider: Provider, fn: Callable[..., T], *args: Any) -> T:

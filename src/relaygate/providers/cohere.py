@@ -184,9 +184,8 @@ class CohereProvider(Provider):
 
     def build_request(self, call: Call) -> UpstreamRequest:
         if call.endpoint == "embeddings":
-            obj = orjson.loads(call.body)
-            inp = obj.get("input")
-            texts = [inp] if isinstance(inp, str) else inp
+            obj = cv.load_request(call)
+            texts = cv.embedding_inputs(obj, self.name)
             body = orjson.dumps({"model": call.upstream_model, "texts": texts,
                                  "input_type": obj.get("input_type") or "search_document",
                                  "embedding_types": ["float"]})

@@ -108,7 +108,7 @@ def _response_value(content: Any) -> Any:
     text = content if isinstance(content, str) else cv.text_of(content)
     try:
         val = orjson.loads(text)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError:  # tool output that is not JSON is sent as text
         return {"content": text}
     return val if isinstance(val, dict) else {"content": val}
 

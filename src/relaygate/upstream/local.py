@@ -101,7 +101,7 @@ class LocalTransport:
         try:
             view = decode_view(endpoint, body)
             latency, steps = answer(endpoint, body, view, opts)
-        except (GatewayError, ValueError, msgspec.ValidationError) as exc:
+        except (GatewayError, ValueError, msgspec.MsgspecError) as exc:
             return _error(400, f"the mock upstream cannot read this request: {exc}")
         if view.stream and endpoint != "embeddings":
             steps[0] = (steps[0][0] + latency, steps[0][1])
@@ -226,7 +226,10 @@ def _usage(view: AnyView, text: str) -> dict[str, int]:
 def embedding_inputs(raw: bytes) -> list[Any] | None:
     """The inputs of an embeddings request's ``input`` (a string, a token array, or a list of either), or
     None when it is none of these."""
-    inputs: Any = _any.decode(raw)
+    try:
+        inputs: Any = _any.decode(raw)
+    except msgspec.DecodeError:
+        return None
     if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
         inputs = [inputs]
     if not isinstance(inputs, list) or not inputs:
