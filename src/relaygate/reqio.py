@@ -100,11 +100,6 @@ class _Sweeper:
         self.expired: set[asyncio.Task[Any]] = set()
         self.handle: asyncio.TimerHandle | None = None
 
-    def add(self, task: asyncio.Task[Any], deadline: float, pending: Awaitable[Message]) -> None:
-        self.waiting[task] = (deadline, pending)
-        if self.handle is None:
-            self.handle = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
-
     def _sweep(self) -> None:
         self.handle = None
         now = self.loop.time()
@@ -121,43 +116,48 @@ class _Sweeper:
 _sweeper: _Sweeper | None = None
 
 
-async def _receive_by(pending: Awaitable[Message], deadline: float) -> Message:
-    """``await pending`` (a ``receive()``), cancelled once past ``deadline`` (loop time): TimeoutError."""
+def _sweeper_for(loop: asyncio.AbstractEventLoop) -> _Sweeper:
     global _sweeper
-    loop = asyncio.get_running_loop()
-    if deadline <= loop.time():
-        if asyncio.iscoroutine(pending):
-            pending.close()
-        raise TimeoutError
-    task = asyncio.current_task()
-    assert task is not None
     sw = _sweeper
     if sw is None or sw.loop is not loop:
         sw = _sweeper = _Sweeper(loop)
-    sw.add(task, deadline, pending)
-    try:
-        return await pending
-    except asyncio.CancelledError:
-        if task in sw.expired:
-            sw.expired.discard(task)
-            task.uncancel()
-            raise TimeoutError from None
-        raise
-    finally:
-        sw.waiting.pop(task, None)
+    return sw
 
 
 async def next_message(receive: Receive, limits: BodyLimits, start: float, received: int) -> Message:
     """The next ``receive()`` message of a body whose reading began at ``start`` (loop time) and has
-    ``received`` bytes so far: 408 past the body's deadline, :class:`ClientGone` on a disconnect."""
+    ``received`` bytes so far: 408 past the body's deadline, :class:`ClientGone` on a disconnect.
+
+    The wait is registered with the worker's sweeper (no timer per request); on this hot path that is a
+    dict set and delete, and one coroutine frame."""
     pending = receive()
-    try:
-        if asyncio.isfuture(pending) and pending.done():
-            msg: Message = pending.result()
-        else:
-            msg = await _receive_by(pending, limits.deadline(start, received))
-    except TimeoutError:
-        raise _body_timeout(limits, received) from None
+    if asyncio.isfuture(pending) and pending.done():
+        msg: Message = pending.result()
+    else:
+        loop = asyncio.get_running_loop()
+        deadline = limits.deadline(start, received)
+        if deadline <= loop.time():
+            if asyncio.iscoroutine(pending):
+                pending.close()
+            raise _body_timeout(limits, received)
+        task = asyncio.current_task()
+        assert task is not None
+        sw = _sweeper
+        if sw is None or sw.loop is not loop:
+            sw = _sweeper_for(loop)
+        sw.waiting[task] = (deadline, pending)
+        if sw.handle is None:
+            sw.handle = loop.call_later(SWEEP_INTERVAL, sw._sweep)
+        try:
+            msg = await pending
+        except asyncio.CancelledError:
+            if task in sw.expired:
+                sw.expired.discard(task)
+                task.uncancel()
+                raise _body_timeout(limits, received) from None
+            raise
+        finally:
+            sw.waiting.pop(task, None)
     if msg["type"] == "http.disconnect":
         raise ClientGone()
     return msg
@@ -167,20 +167,24 @@ async def read_body(receive: Receive, limits: BodyLimits) -> bytes:
     """The whole request body, within the size, time and rate bounds (413 / 408), or :class:`ClientGone`."""
     start = asyncio.get_running_loop().time()
     limit = limits.max_bytes
-    parts: list[bytes] = []
-    size = 0
+    msg = await next_message(receive, limits, start, 0)
+    chunk: bytes = msg.get("body", b"")
+    if not msg.get("more_body", False):  # the whole body in one message: the common case
+        if len(chunk) > limit:
+            raise too_large(len(chunk), limit)
+        return chunk
+    parts = [chunk]
+    size = len(chunk)
     while True:
-        msg = await next_message(receive, limits, start, size)
-        chunk: bytes = msg.get("body", b"")
-        if not parts and not msg.get("more_body", False):
-            if len(chunk) > limit:
-                raise too_large(len(chunk), limit)
-            return chunk
-        size += len(chunk)
         if size > limit:
             raise too_large(size, limit)
+        msg = await next_message(receive, limits, start, size)
+        chunk = msg.get("body", b"")
+        size += len(chunk)
         parts.append(chunk)
         if not msg.get("more_body", False):
+            if size > limit:
+                raise too_large(size, limit)
             return b"".join(parts)
 
 
