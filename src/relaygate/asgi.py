@@ -44,7 +44,6 @@ from relaygate.providers.base import (
     Provider,
     StreamTranslator,
     stream_head_error,
-    translate,
     translate_upstream,
 )
 from relaygate.reqio import BodyLimits, Overrides, body_ended_early, check_declared_length, read_body
@@ -369,7 +368,7 @@ class Gateway:
                 await refresh_token(provider.token_source, transport)
             if provider.hooks:
                 return await self._hooked_unary(provider, call, target, ctx, timer)
-            request = translate(provider, provider.build_request, call)
+            request = provider.build_request(call)
             t = time.perf_counter()
             try:
                 resp = await (provider.transport or transport).send(request,
@@ -389,7 +388,7 @@ class Gateway:
         request(s) (several concurrently, bounded), join the answers (``Provider.merge_responses``)."""
         t = time.perf_counter()
         try:
-            requests = translate(provider, provider.build_requests, call, await self._media(provider, call))
+            requests = provider.build_requests(call, await self._media(provider, call))
             timeouts = self.timeouts(target, False, ctx.timeout)
             if len(requests) == 1:
                 results = [await send_read(self.transport, requests[0], timeouts)]
@@ -450,9 +449,9 @@ class Gateway:
             if provider.token_source is not None:
                 await refresh_token(provider.token_source, transport)
             if provider.hooks:
-                (request,) = translate(provider, provider.build_requests, call, await self._media(provider, call))
+                (request,) = provider.build_requests(call, await self._media(provider, call))
             else:
-                request = translate(provider, provider.build_request, call)
+                request = provider.build_request(call)
             resp = await (provider.transport or transport).send(request, self.timeouts(target, True, ctx.timeout))
             if resp.status >= 400:
                 try:
@@ -644,8 +643,8 @@ class Gateway:
         if provider.token_source is not None:
             await refresh_token(provider.token_source, self.transport)
         if provider.hooks:
-            return translate(provider, provider.build_requests, call, {})[0]
-        return translate(provider, provider.build_request, call)
+            return provider.build_requests(call, {})[0]
+        return provider.build_request(call)
 
 
 class _Keepalive:

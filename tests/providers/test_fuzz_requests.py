@@ -2,8 +2,9 @@
 
 Client bodies reach the adapters after only the view decode (``model``, ``messages`` as a list), so the
 message contents, tools and params can be any JSON. Hypothesis throws odd shapes at each adapter's
-``build_request`` / ``build_requests`` through the shell's ``translate`` guard (shape errors become 400s);
-anything but a ``GatewayError`` would be a 500 in production.
+``build_request`` / ``build_requests`` as the shell calls them: a shape the adapter cannot take must be a
+``BadRequest`` raised on purpose (``providers/_check.py``); anything else is an adapter bug (a 500 in
+production) and fails here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from relaygate.config import from_litellm
 from relaygate.core.errors import GatewayError
 from relaygate.core.views import decode_view
 from relaygate.providers import make_provider
-from relaygate.providers.base import Call, translate
+from relaygate.providers.base import Call
 from relaygate.upstream.base import Timeouts
 
 _json = st.recursive(
@@ -78,7 +79,7 @@ def test_any_request_builds_or_fails_cleanly(model: str, req: dict[str, Any]) ->
     fn = provider.build_requests if provider.hooks else provider.build_request
     args = (call, {}) if provider.hooks else (call,)
     try:
-        built = translate(provider, fn, *args)  # what the shell calls: anything else than a GatewayError is a 500
+        built = fn(*args)  # what the shell calls: anything else than a GatewayError is a 500
     except GatewayError:
         return
     if provider.transport is not None:  # the mock's in-process upstream answers 200 or 400, never raises

@@ -19,13 +19,12 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Callable, ClassVar, TypeVar
 
-import msgspec
 import orjson
 
 from relaygate.config.model import Deployment
 from relaygate.core import errors
 from relaygate.core.views import AnyView
-from relaygate.upstream.base import UpstreamRequest
+from relaygate.upstream.base import Transport, UpstreamRequest
 
 T = TypeVar("T")
 
@@ -88,7 +87,7 @@ class Provider:
     token_source: Any = None
     #: the transport that answers this adapter's requests instead of the gateway's network transport
     #: (``upstream.local.LOCAL`` for the built-in mock); None for every network adapter
-    transport: Any = None
+    transport: Transport | None = None
 
     # -- capabilities the shell dispatches on (never on the adapter's class) --------------------------
 
@@ -332,21 +331,18 @@ def _snippet(body: bytes) -> str:
     return repr(text + ("..." if len(body) > 120 else "")) if body else "an empty body"
 
 
+# -- errors -----------------------------------------------------------------------------------------
+#
+# Client bodies reach adapters after only the view decode, so message parts, tools and params can be any
+# JSON: the adapters' readers check each shape they read (``_check.check_chat``) and raise ``BadRequest``
+# (400, naming the field) for content this provider cannot take. Any other exception from
+# ``build_request`` / ``build_requests`` is a bug in the adapter: the shell calls them directly, so it
+# propagates unchanged, the shell answers 500 and logs the traceback, and tests and fuzzers see it (h11's
+# rule: an error not raised on purpose is a bug, never the client's fault). Upstream answers are another
+# matter: one the adapter cannot read is the upstream's fault, a 502 (``translate_upstream``).
+
 #: what reading an upstream answer of an unexpected shape raises inside an adapter
 SHAPE_ERRORS = (TypeError, AttributeError, KeyError, IndexError, ValueError)
-
-
-def translate(provider: Provider, fn: Callable[..., T], *args: Any) -> T:
-    """Run an adapter's request translation.
-
-    Client bodies reach adapters after only the view decode, so message parts, tools and params can be any
-    JSON: the adapters' readers (``_convert``) check each shape they read and raise
-    :class:`~relaygate.core.errors.BadRequest` (400, naming the field) for content this provider cannot
-    take. Any other exception is a bug in the adapter: it propagates unchanged, so the shell answers 500
-    and logs the traceback, and tests and fuzzers see it (h11's rule: an error not raised on purpose is a
-    bug, never the client's fault).
-    """
-    return fn(*args)
 
 
 def translate_upstream(provider: Provider, fn: Callable[..., T], *args: Any) -> T:
@@ -356,10 +352,3 @@ def translate_upstream(provider: Provider, fn: Callable[..., T], *args: Any) -> 
     except SHAPE_ERRORS as exc:
         raise errors.UpstreamProtocolError(
             f"{provider.name} sent a response of an unexpected shape ({type(exc).__name__}: {exc})") from None
-
-
-_json_encoder = msgspec.json.Encoder()
-
-
-def json_bytes(obj: Any) -> bytes:
-    return _json_encoder.encode(obj)
