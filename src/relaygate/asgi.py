@@ -36,6 +36,7 @@ from relaygate.config.model import Config
 from relaygate.core import errors, tokens
 from relaygate.core.errors import GatewayError
 from relaygate.core.views import AnyView, decode_view
+from relaygate.http.routes import RouteTable
 from relaygate.logs import RateLimitedLog
 from relaygate.metrics import METRICS_DIR_ENV, Metrics
 from relaygate.providers.base import (
@@ -79,20 +80,7 @@ LLM_ROUTES: dict[str, str] = {
     "/v1/embeddings": "embeddings",
     "/embeddings": "embeddings",
 }
-_SUFFIX_ENDPOINT = {"/chat/completions": "chat", "/completions": "completions", "/embeddings": "embeddings"}
-
-
-def _path_model(path: str) -> tuple[str, str] | None:
-    """``/openai/deployments/{model}/chat/completions`` (and /engines/...) -> (endpoint, model)."""
-    for prefix in ("/openai/deployments/", "/engines/", "/v1/engines/"):
-        if path.startswith(prefix):
-            rest = path[len(prefix):]
-            for suffix, endpoint in _SUFFIX_ENDPOINT.items():
-                if rest.endswith(suffix) and len(rest) > len(suffix):
-                    model = rest[: -len(suffix)]
-                    if "/" not in model or prefix == "/openai/deployments/":
-                        return endpoint, model
-    return None
+_ENDPOINT_SUFFIXES = (("/chat/completions", "chat"), ("/completions", "completions"), ("/embeddings", "embeddings"))
 
 
 class Timer:
@@ -164,24 +152,33 @@ class Gateway:
         self.watch_unary = s.cancel_on_disconnect
         self.allow_private_media = s.allow_private_media_urls
         self._timeouts: dict[tuple[str, bool], Timeouts] = {}
-        self._get_routes: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
-            "/v1/models": self._models,
-            "/models": self._models,
-            "/health/liveliness": self._liveness,
-            "/health/liveness": self._liveness,
-            "/health/readiness": self._readiness,
-            "/health": self._health,
-            "/metrics": self._metrics,
-            "/": self._root,
-        }
-        # handlers defined outside this module (inbound Anthropic API, media endpoints): path -> handler
-        self.extra_post_routes: dict[str, Callable[[Gateway, Scope, Receive, Send], Awaitable[None]]] = {}
-        try:
-            from relaygate.inbound import ROUTES
-        except ImportError:
-            pass
-        else:
-            self.extra_post_routes.update(ROUTES)
+        self.routes = self._route_table()
+
+    def _route_table(self) -> RouteTable:
+        """Every route of the gateway, in one table (``http.routes``): static LLM paths are one dict lookup;
+        the model-in-path forms (Azure's ``/openai/deployments/{model}/...``, ``/engines/{model}/...``) and
+        ``/v1/models/{id}`` are parameterised; handlers from ``inbound`` (Anthropic, media) are added as is.
+        Every handler takes ``(scope, receive, send, params)``."""
+        from relaygate.inbound import ROUTES
+
+        t = RouteTable()
+        for path, endpoint in LLM_ROUTES.items():
+            t.add("POST", path, lambda sc, rc, sd, _p, ep=endpoint: self._llm(sc, rc, sd, ep, None))
+        for suffix, endpoint in _ENDPOINT_SUFFIXES:
+            for prefix, param in (("/openai/deployments/", "{model:path}"), ("/engines/", "{model}"),
+                                  ("/v1/engines/", "{model}")):
+                t.add("POST", prefix + param + suffix,
+                      lambda sc, rc, sd, p, ep=endpoint: self._llm(sc, rc, sd, ep, p["model"]))
+        for path, handler in (("/v1/models", self._models), ("/models", self._models),
+                              ("/health/liveliness", self._liveness), ("/health/liveness", self._liveness),
+                              ("/health/readiness", self._readiness), ("/health", self._health),
+                              ("/metrics", self._metrics), ("/", self._root)):
+            t.add("GET", path, lambda sc, rc, sd, _p, h=handler: h(sc, rc, sd))
+        for path in ("/v1/models/{model_id:path}", "/models/{model_id:path}"):
+            t.add("GET", path, lambda sc, rc, sd, p: self._model_info(sc, rc, sd, p["model_id"]))
+        for path, extra in ROUTES.items():
+            t.add("POST", path, lambda sc, rc, sd, _p, h=extra: h(self, sc, rc, sd))
+        return t
 
     async def aclose(self) -> None:
         await self.router.aclose()
@@ -241,34 +238,8 @@ class Gateway:
         path: str = scope["path"]
         method: str = scope["method"]
         try:
-            endpoint = LLM_ROUTES.get(path)
-            if endpoint is not None:
-                if method != "POST":
-                    raise _method_not_allowed(method, path)
-                await self._llm(scope, receive, send, endpoint, None)
-                return
-            get = self._get_routes.get(path)
-            if get is not None:
-                if method not in ("GET", "HEAD"):
-                    raise _method_not_allowed(method, path)
-                await get(scope, receive, send)
-                return
-            pm = _path_model(path)
-            if pm is not None:
-                if method != "POST":
-                    raise _method_not_allowed(method, path)
-                await self._llm(scope, receive, send, pm[0], pm[1])
-                return
-            extra = self.extra_post_routes.get(path)
-            if extra is not None:
-                if method != "POST":
-                    raise _method_not_allowed(method, path)
-                await extra(self, scope, receive, send)
-                return
-            if method == "GET" and (path.startswith("/v1/models/") or path.startswith("/models/")):
-                await self._model_info(scope, receive, send, path.split("/models/", 1)[1])
-                return
-            raise errors.NotFound(f"Route not found: {method} {path}", code="404")
+            route = self.routes.match(method, path)
+            await route.handler(scope, receive, send, route.params)
         except GatewayError as exc:
             if exc.status >= 500:
                 fail_log.warning("%s %s -> %d %s", method, path, exc.status, exc.message)
@@ -724,10 +695,6 @@ async def _send_quiet(send: Send, body: bytes, more: bool) -> None:
         await send({"type": "http.response.body", "body": body, "more_body": more})
     except (OSError, RuntimeError):
         pass
-
-
-def _method_not_allowed(method: str, path: str) -> GatewayError:
-    return GatewayError(f"Method {method} not allowed on {path}", status=405, type="invalid_request_error")
 
 
 # -------------------------------------------------------------------------------------------- the app

@@ -95,7 +95,13 @@ def test_unknown_route_and_method(mock_gateway: Gateway) -> None:
     r = run(call(mock_gateway, "GET", "/v1/nope", None, AUTH))
     assert r.status == 404 and "error" in r.json()
     r = run(call(mock_gateway, "GET", "/v1/chat/completions", None, AUTH))
-    assert r.status == 405
+    assert r.status == 405 and r.headers["allow"] == "POST"
+    r = run(call(mock_gateway, "DELETE", "/openai/deployments/a/b/chat/completions", None, AUTH))
+    assert r.status == 405 and r.headers["allow"] == "POST"
+    r = run(call(mock_gateway, "POST", "/v1/models/mock-echo", None, AUTH))
+    assert r.status == 405 and r.headers["allow"] == "GET, HEAD"
+    r = run(call(mock_gateway, "POST", "/v1/messages/nope", None, AUTH))
+    assert r.status == 404
 
 
 @pytest.mark.parametrize("body,field", [
