@@ -31,7 +31,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import orjson
 
 from relaygate import __version__
-from relaygate.auth import Authenticator, KeyInfo
+from relaygate.auth import Principal, PrincipalResolver
 from relaygate.config.model import Config
 from relaygate.core import errors, tokens
 from relaygate.core.errors import GatewayError
@@ -143,7 +143,7 @@ class Gateway:
         self.config = config
         self.metrics = Metrics.for_config(config, os.environ.get(METRICS_DIR_ENV))
         self.router = Router(config, metrics=self.metrics)
-        self.auth = Authenticator(config)
+        self.principals = PrincipalResolver.from_config(config)
         self.transport = transport if transport is not None else make_transport(config)
         s = config.server
         self.max_body = s.max_request_body_bytes
@@ -228,9 +228,11 @@ class Gateway:
         headers.extend(exc.headers)
         await self._send_json(send, exc.status, exc.body(), headers)
 
-    def _check_auth(self, scope: Scope) -> KeyInfo | None:
-        """The request's virtual key (``None`` for the master key / an open gateway); 401 otherwise."""
-        return self.auth.authenticate(scope["headers"])
+    async def principal(self, scope: Scope) -> Principal:
+        """Who the request is (``auth.PrincipalResolver``): a cache hit costs no await; 401 for a bad key.
+        Hot paths inline ``resolve_cached(...) or await resolve(...)`` instead of calling this."""
+        headers = scope["headers"]
+        return self.principals.resolve_cached(headers) or await self.principals.resolve(headers)
 
     # -- ASGI ---------------------------------------------------------------------------------------
 
@@ -261,7 +263,9 @@ class Gateway:
             call_id = over.call_id
             if call_id is None:
                 call_id = _call_id()
-            key = self._check_auth(scope)
+            principals = self.principals
+            who = principals.resolve_cached(scope["headers"]) or await principals.resolve(scope["headers"])
+            key = who.key
             body = await self.read_body(scope, receive, True)
             view = decode_view(endpoint, body)
             if view.num_retries is not None or view.timeout is not None:
@@ -273,9 +277,9 @@ class Gateway:
             route = "/" + ("chat/completions" if endpoint == "chat" else endpoint)
             group = self.router.resolve(model, route)
             if key is not None:
-                self.auth.check_model(key, model)
+                who.check_model(model)
                 if view.fallbacks:
-                    self.auth.check_models(key, view.fallbacks)
+                    who.check_models(view.fallbacks)
             ctx = RouteContext(
                 stream=bool(view.stream),
                 num_retries=over.num_retries,
@@ -522,19 +526,19 @@ class Gateway:
 
     # -- other routes -------------------------------------------------------------------------------
 
-    def _visible_models(self, scope: Scope) -> list[str]:
+    async def _visible_models(self, scope: Scope) -> list[str]:
         """The model groups this request's key may use (every group for the master key)."""
-        key = self._check_auth(scope)
+        who = await self.principal(scope)
         names = self.router.public_models()
-        return names if key is None else [n for n in names if key.allows(n)]
+        return names if who.key is None else [n for n in names if who.allows(n)]
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         data = [{"id": name, "object": "model", "created": 1677610602, "owned_by": "openai"}
-                for name in self._visible_models(scope)]
+                for name in await self._visible_models(scope)]
         await self._send_json(send, 200, orjson.dumps({"data": data, "object": "list"}), [])
 
     async def _model_info(self, scope: Scope, receive: Receive, send: Send, model: str) -> None:
-        if model not in self._visible_models(scope):
+        if model not in await self._visible_models(scope):
             raise errors.NotFound(f"The model `{model}` does not exist", param="model", code="model_not_found")
         await self._send_json(send, 200, orjson.dumps(
             {"id": model, "object": "model", "created": 1677610602, "owned_by": "openai"}), [])
@@ -554,7 +558,7 @@ class Gateway:
         await self._send_json(send, 200, orjson.dumps({"name": "relaygate", "version": __version__}), [])
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._check_auth(scope)
+        await self.principal(scope)
         body = self.metrics.render()
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"text/plain; version=0.0.4"), (b"content-length", str(len(body)).encode())]})
@@ -562,7 +566,7 @@ class Gateway:
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check every deployment (LiteLLM's ``/health`` shape): a cheap upstream call each, concurrently."""
-        self._check_auth(scope)
+        await self.principal(scope)
         targets = [t for g in self.router.groups.values() for t in g.targets]
         timeout = self.config.general.health_check_timeout
 

@@ -190,7 +190,8 @@ async def _media(gw: Gateway, scope: Scope, receive: Receive, send: Send, kind: 
     from relaygate import asgi
 
     t0 = time.perf_counter()
-    key = gw._check_auth(scope)
+    who = await gw.principal(scope)
+    key = who.key
     ctype = "application/json"
     for k, v in scope["headers"]:
         if k == b"content-type":
@@ -214,9 +215,7 @@ async def _media(gw: Gateway, scope: Scope, receive: Receive, send: Send, kind: 
         model = m
         ctype = "application/json"
     group = gw.router.resolve(model, f"/v1{PATHS[kind]}")
-    auth = getattr(gw, "auth", None)
-    if key is not None and auth is not None:
-        auth.check_model(key, model)
+    who.check_model(model)
     ctx = RouteContext(stream=kind == "speech", key=key)
     timer = asgi.Timer()
 

@@ -170,16 +170,15 @@ async def _handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, count
     t0 = time.perf_counter()
     call_id = _call_id(scope)
     try:
-        key = gw._check_auth(scope)
+        who = await gw.principal(scope)
+        key = who.key
         body = await gw.read_body(scope, receive)
         req = _load(body)
         model = req.get("model")
         if not isinstance(model, str) or not model:
             raise errors.BadRequest("model: Field required", param="model")
         group = gw.router.resolve(model, "/v1/messages")
-        auth = getattr(gw, "auth", None)
-        if key is not None and auth is not None:
-            auth.check_model(key, model)
+        who.check_model(model)
         fwd = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k in _FORWARD]
         if count:
             await _count(gw, send, req, body, model, group, fwd)
