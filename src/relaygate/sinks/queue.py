@@ -95,6 +95,16 @@ class _RateLimitedLog:
         return n
 
 
+def _failed(name: str, errlog: _RateLimitedLog, on_event: OnEvent | None, n: int) -> None:
+    """A sink raised on a batch of ``n``: count it, and log the traceback at most once per interval."""
+    if on_event is not None:
+        on_event(f"sink_error:{name}", 1)
+    suppressed = errlog.ready(time.monotonic())
+    if suppressed is not None:
+        log.exception("sink %s failed on a batch of %d (%d failure(s) not logged since the last)",
+                      name, n, suppressed)
+
+
 def _name_of(sink: object) -> str:
     name = getattr(sink, "name", None)
     return name if isinstance(name, str) and name else type(sink).__name__
@@ -171,12 +181,7 @@ class _AsyncRunner:
                 await self.sink.handle(batch)
             except Exception:
                 self.errors += 1
-                if self.on_event is not None:
-                    self.on_event(f"sink_error:{self.name}", 1)
-                suppressed = self.errlog.ready(time.monotonic())
-                if suppressed is not None:
-                    log.exception("sink %s failed on a batch of %d (%d failure(s) not logged since the last)",
-                                  self.name, n, suppressed)
+                _failed(self.name, self.errlog, self.on_event, n)
             self.handling = 0
 
     async def aclose(self, timeout: float) -> None:
@@ -324,12 +329,7 @@ class CompletionQueue:
 
     def _sink_failed(self, entry: _SyncEntry, n: int) -> None:
         entry.errors += 1
-        if self.on_event is not None:
-            self.on_event(f"sink_error:{entry.name}", 1)
-        suppressed = entry.errlog.ready(time.monotonic())
-        if suppressed is not None:
-            log.exception("sink %s failed on a batch of %d (%d failure(s) not logged since the last)",
-                          entry.name, n, suppressed)
+        _failed(entry.name, entry.errlog, self.on_event, n)
 
     def _report_drops(self) -> None:
         new = self.dropped - self._reported
