@@ -138,8 +138,10 @@ def test_redis_killed_and_restarted_mid_run(redis_server: Any) -> None:
             assert [r.status for r in blast(gw.url, "g", 20, concurrency=4)] == [200] * 20
             assert redis_cmd(redis_server.port, "EXISTS", "{relaygate}:d:d1:rpm") == 1
             redis_server.stop()
-            replies = blast(gw.url, "g", 40, concurrency=4)
-            assert [r.status for r in replies] == [200] * 40  # in-process limits meanwhile
+            # enough requests to outrun the worker's lease (~0.5 s of its traffic), so the limiter must ask
+            # Redis and find it gone
+            replies = blast(gw.url, "g", 160, concurrency=4)
+            assert [r.status for r in replies] == [200] * 160  # in-process limits meanwhile
             redis_server.start()
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
@@ -149,8 +151,8 @@ def test_redis_killed_and_restarted_mid_run(redis_server: Any) -> None:
                 time.sleep(0.2)
             assert redis_cmd(redis_server.port, "EXISTS", "{relaygate}:d:d1:rpm") == 1  # shared again
             log = gw.log()
-            assert log.count("unavailable") == 1, log
-            assert "is back" in log
+            # each outage is logged once, and each is followed by the line saying Redis is back
+            assert log.count("unavailable") >= 1 and log.count("unavailable") == log.count("shared limits restored"), log
             metrics = blast(gw.url, "g", 1)  # still serving
             assert metrics[0].status == 200
 
