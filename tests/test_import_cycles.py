@@ -14,10 +14,8 @@ import relaygate
 
 ROOT = Path(relaygate.__file__).parent
 
-#: circles known and being removed; the lead empties this list when the HTTP shell redesign lands
-ALLOWED = {
-    frozenset({"asgi", "inbound"}),  # inbound/ reaches into the ASGI shell (issue 10, items 1-4)
-}
+#: circles tolerated: none (inbound/ is typed against ``relay.Services``, never against the shell)
+ALLOWED: set[frozenset[str]] = set()
 
 
 def _part(module: str) -> str | None:

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import orjson
 
@@ -43,10 +43,11 @@ from relaygate.providers.base import (
     SHAPE_ERRORS,
     Call,
     Provider,
-    StreamTranslator,
     stream_head_error,
     translate_upstream,
 )
+from relaygate.relay import Receive, Scope, Send, StreamStart, Timer, first_frame, stream_shape_error
+from relaygate.relay import retry_after as _retry_after
 from relaygate.reqio import BodyLimits, Overrides, body_ended_early, check_declared_length, read_body
 from relaygate.reqio import new_call_id as _call_id
 from relaygate.router import Lease, ModelGroup, RouteContext, Router, Target
@@ -58,10 +59,6 @@ from relaygate.watch import DisconnectWatch as _DisconnectWatch
 log = logging.getLogger("relaygate")
 fail_log = RateLimitedLog(log)
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 _VERSION = __version__.encode()
 _JSON = (b"content-type", b"application/json")
@@ -83,38 +80,8 @@ LLM_ROUTES: dict[str, str] = {
 _ENDPOINT_SUFFIXES = (("/chat/completions", "chat"), ("/completions", "completions"), ("/embeddings", "embeddings"))
 
 
-class Timer:
-    """Accumulates time spent waiting on upstreams, for ``x-litellm-overhead-duration-ms``."""
-
-    __slots__ = ("wait",)
-
-    def __init__(self) -> None:
-        self.wait = 0.0
-
-
-class StreamStart:
-    __slots__ = ("chunks", "translator", "first", "headers", "close")
-
-    def __init__(self, chunks: AsyncIterator[bytes], translator: StreamTranslator, first: bytes,
-                 headers: list[tuple[bytes, bytes]], close: Callable[[], Awaitable[None]]) -> None:
-        self.chunks = chunks
-        self.translator = translator
-        self.first = first
-        self.headers = headers
-        self.close = close
-
-
 def _ratelimit_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [(k, v) for k, v in headers if k.startswith(b"x-ratelimit-")]
-
-
-def _retry_after(value: bytes | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 def make_transport(config: Config) -> Transport:
@@ -502,7 +469,7 @@ class Gateway:
                 ok = True
             except (GatewayError, *SHAPE_ERRORS) as exc:  # the upstream failed mid-stream: tell the client in-band
                 if not isinstance(exc, GatewayError):
-                    exc = _stream_shape_error(exc)
+                    exc = stream_shape_error(exc)
                 broke = exc
                 fail_log.warning("stream from %s broke: %s", lease.target.dep.id, exc.message)
                 tail = error_frame(exc)
@@ -661,37 +628,8 @@ class _Keepalive:
         return self.started
 
 
-def _stream_shape_error(exc: Exception) -> GatewayError:
-    return errors.UpstreamProtocolError(f"the upstream sent a stream event of an unexpected shape "
-                                        f"({type(exc).__name__}: {exc})")
-
-
 def _openai_error_frame(exc: GatewayError) -> bytes:
     return b"data: " + exc.body() + b"\n\ndata: [DONE]\n\n"
-
-
-async def first_frame(chunks: AsyncIterator[bytes], translator: StreamTranslator,
-                      close: Callable[[], Awaitable[None]]) -> bytes:
-    """Read upstream chunks until the translator has a first client frame (or the stream ended).
-
-    A stream attempt returns only then, so a failure before the client saw a byte can still be retried.
-    On any failure the upstream response is closed before the error propagates.
-    """
-    try:
-        first = b""
-        while not first:
-            try:
-                chunk = await chunks.__anext__()
-            except StopAsyncIteration:
-                return translator.close()
-            first = translator.feed(chunk)
-        return first
-    except SHAPE_ERRORS as exc:
-        await close()
-        raise _stream_shape_error(exc) from None
-    except BaseException:
-        await close()
-        raise
 
 
 async def _send_quiet(send: Send, body: bytes, more: bool) -> None:

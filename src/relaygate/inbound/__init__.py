@@ -1,7 +1,8 @@
 """Request handlers for routes beyond the OpenAI chat/completions/embeddings trio.
 
 ``ROUTES`` maps a POST path to ``async handler(gateway, scope, receive, send)``; the ASGI shell
-(:class:`relaygate.asgi.Gateway`) adds them to its route table at startup. Handlers reuse the gateway's
+(:class:`relaygate.asgi.Gateway`) adds them to its route table at startup. Handlers are typed against
+:class:`relaygate.relay.Services` (never the shell's module) and reuse the gateway's
 auth, body limits, router, attempt functions and transport, so limits, retries and fallbacks behave as
 on the OpenAI routes.
 """

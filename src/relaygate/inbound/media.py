@@ -41,12 +41,12 @@ from relaygate.core.views import check_duplicate_keys
 from relaygate.inbound.multipart import FieldFinder, boundary_of
 from relaygate.logs import RateLimitedLog
 from relaygate.providers.base import MEDIA_PATHS, Provider
+from relaygate.relay import Receive, Scope, Send, Services, Timer, retry_after
 from relaygate.reqio import BodyLimits, call_id_of, declared_length, next_message, too_large
 from relaygate.router import RouteContext
 from relaygate.upstream.base import UpstreamRequest
 
 if TYPE_CHECKING:
-    from relaygate.asgi import Gateway, Receive, Scope, Send
     from relaygate.router import Target
 
 log = logging.getLogger("relaygate")
@@ -114,7 +114,7 @@ class _Spent(Exception):
         self.error = error
 
 
-async def _read_multipart(gw: Gateway, scope: Scope, receive: Receive,
+async def _read_multipart(gw: Services, scope: Scope, receive: Receive,
                           ctype: str) -> tuple[str, bytes, tuple[int, int], Upload | None]:
     """Read until the ``model`` field is known -> (model, body so far, its span, the upload if more comes)."""
     limits = gw.body_limits
@@ -173,7 +173,7 @@ def media_request(p: Provider, kind: str, body: bytes, ctype: str, model: str, u
 
 
 def make_handler(kind: str) -> Any:
-    async def handler(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handler(gw: Services, scope: Scope, receive: Receive, send: Send) -> None:
         call_id = _call_id(scope)
         try:
             await _media(gw, scope, receive, send, kind, call_id)
@@ -186,9 +186,7 @@ def make_handler(kind: str) -> Any:
     return handler
 
 
-async def _media(gw: Gateway, scope: Scope, receive: Receive, send: Send, kind: str, call_id: bytes) -> None:
-    from relaygate import asgi
-
+async def _media(gw: Services, scope: Scope, receive: Receive, send: Send, kind: str, call_id: bytes) -> None:
     t0 = time.perf_counter()
     who = await gw.principal(scope)
     key = who.key
@@ -217,7 +215,7 @@ async def _media(gw: Gateway, scope: Scope, receive: Receive, send: Send, kind: 
     group = gw.router.resolve(model, f"/v1{PATHS[kind]}")
     who.check_model(model)
     ctx = RouteContext(stream=kind == "speech", key=key)
-    timer = asgi.Timer()
+    timer = Timer()
 
     async def attempt(target: Target) -> Any:
         p = target.provider
@@ -227,7 +225,7 @@ async def _media(gw: Gateway, scope: Scope, receive: Receive, send: Send, kind: 
             resp = await gw.transport.send(req, gw.timeouts(target, kind == "speech", None))
             if resp.status >= 400:
                 data = await resp.read()
-                raise p.map_error(resp.status, data, asgi._retry_after(resp.header(b"retry-after")))
+                raise p.map_error(resp.status, data, retry_after(resp.header(b"retry-after")))
             if kind == "speech":
                 return resp
             return await resp.read(), resp.header(b"content-type") or b"application/json"

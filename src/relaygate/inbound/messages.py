@@ -37,12 +37,12 @@ from relaygate.core.sse import SSEDecoder
 from relaygate.core.views import ChatView, check_duplicate_keys, decode_view
 from relaygate.providers.base import StreamTranslator, empty_stream_error, stream_head_error
 from relaygate.providers.messages_api import MessagesStream, error_body, openai_to_message, to_openai
+from relaygate.relay import Receive, Scope, Send, Services, StreamStart, Timer, first_frame, retry_after
 from relaygate.reqio import body_ended_early, call_id_of
 from relaygate.router import RouteContext
 from relaygate.watch import ClientGone
 
 if TYPE_CHECKING:
-    from relaygate.asgi import Gateway, Receive, Scope, Send, StreamStart
     from relaygate.router import Target
 
 log = logging.getLogger("relaygate")
@@ -156,17 +156,15 @@ def _native_body(body: bytes, model: str, upstream: str) -> bytes:
     return body if model == upstream else body_edit.set_fields(body, {"model": upstream})
 
 
-async def messages(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def messages(gw: Services, scope: Scope, receive: Receive, send: Send) -> None:
     await _handle(gw, scope, receive, send, count=False)
 
 
-async def count_tokens(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def count_tokens(gw: Services, scope: Scope, receive: Receive, send: Send) -> None:
     await _handle(gw, scope, receive, send, count=True)
 
 
-async def _handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, count: bool) -> None:
-    from relaygate import asgi
-
+async def _handle(gw: Services, scope: Scope, receive: Receive, send: Send, count: bool) -> None:
     t0 = time.perf_counter()
     call_id = _call_id(scope)
     try:
@@ -191,7 +189,7 @@ async def _handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, count
         assert isinstance(view, ChatView)
         stream = bool(req.get("stream"))
         ctx = RouteContext(stream=stream, key=key, messages=view.messages)
-        timer = asgi.Timer()
+        timer = Timer()
         if stream:
             await gw.watched(receive, True, _stream(gw, send, body, oa_body, view, model, group, ctx, call_id, t0,
                                                     timer, fwd, _shallow(_estimate, req)))
@@ -210,16 +208,14 @@ def _call_id(scope: Scope) -> bytes:
     return call_id_of(scope["headers"])
 
 
-async def _native_send(gw: Gateway, target: Target, body: bytes, model: str, fwd: list[tuple[str, str]],
+async def _native_send(gw: Services, target: Target, body: bytes, model: str, fwd: list[tuple[str, str]],
                        stream: bool, timeout: float | None, count: bool = False) -> Any:
-    from relaygate import asgi
-
     p = target.provider
     req = p.native_request(_native_body(body, model, target.upstream_model), fwd, count_tokens=count)
     resp = await gw.transport.send(req, gw.timeouts(target, stream, timeout))
     if resp.status >= 400:
         data = await resp.read()
-        raise p.map_error(resp.status, data, asgi._retry_after(resp.header(b"retry-after")))
+        raise p.map_error(resp.status, data, retry_after(resp.header(b"retry-after")))
     if stream:
         head_err = stream_head_error(p, resp.header(b"content-type"))
         if head_err is not None:
@@ -228,7 +224,7 @@ async def _native_send(gw: Gateway, target: Target, body: bytes, model: str, fwd
     return resp
 
 
-async def _unary(gw: Gateway, send: Send, body: bytes, oa_body: bytes, view: Any, model: str, group: Any,
+async def _unary(gw: Services, send: Send, body: bytes, oa_body: bytes, view: Any, model: str, group: Any,
                  ctx: RouteContext, call_id: bytes, t0: float, timer: Any, fwd: list[tuple[str, str]]) -> None:
     inner = gw.unary_attempt("chat", oa_body, view, model, ctx, timer)
 
@@ -257,27 +253,25 @@ async def _unary(gw: Gateway, send: Send, body: bytes, oa_body: bytes, view: Any
     gw.metrics.observe(lease.target.dep.model_name, lease.target.dep.id, 200, total, total - timer.wait, pt, ct)
 
 
-async def _stream(gw: Gateway, send: Send, body: bytes, oa_body: bytes, view: Any, model: str, group: Any,
+async def _stream(gw: Services, send: Send, body: bytes, oa_body: bytes, view: Any, model: str, group: Any,
                   ctx: RouteContext, call_id: bytes, t0: float, timer: Any, fwd: list[tuple[str, str]],
                   estimate: int) -> None:
-    from relaygate import asgi
-
     inner = gw.stream_attempt("chat", oa_body, view, model, ctx, timer)
 
     async def attempt(target: Target) -> StreamStart:
         if not target.provider.native_messages:
             start = await inner(target)
             tr = _ToMessages(start.translator, MessagesStream(model, estimate))
-            return asgi.StreamStart(start.chunks, tr, tr.out.feed(start.first), start.headers, start.close)
+            return StreamStart(start.chunks, tr, tr.out.feed(start.first), start.headers, start.close)
         t = time.perf_counter()
         try:
             resp = await _native_send(gw, target, body, model, fwd, True, ctx.timeout)
             translator = _Native()
             chunks = resp.__aiter__()
-            first = await asgi.first_frame(chunks, translator, resp.aclose)
+            first = await first_frame(chunks, translator, resp.aclose)
         finally:
             timer.wait += time.perf_counter() - t
-        return asgi.StreamStart(chunks, translator, first, resp.headers, resp.aclose)
+        return StreamStart(chunks, translator, first, resp.headers, resp.aclose)
 
     await gw.serve_stream(send, group, ctx, call_id, t0, timer, attempt, _error_event)
 
@@ -286,7 +280,7 @@ def _error_event(exc: GatewayError) -> bytes:
     return b"event: error\ndata: " + error_body(exc) + b"\n\n"
 
 
-async def _count(gw: Gateway, send: Send, req: dict[str, Any], body: bytes, model: str, group: Any,
+async def _count(gw: Services, send: Send, req: dict[str, Any], body: bytes, model: str, group: Any,
                  fwd: list[tuple[str, str]]) -> None:
     for target in group.targets:
         if target.provider.native_messages:
