@@ -55,6 +55,7 @@ from relaygate.upstream.base import Timeouts, Transport, UpstreamRequest
 from relaygate.upstream.calls import FANOUT_CONCURRENCY, fetch_media, gather, refresh_token, send_read
 from relaygate.watch import ClientGone as _ClientGone
 from relaygate.watch import DisconnectWatch as _DisconnectWatch
+from relaygate.watch import Keepalive
 
 log = logging.getLogger("relaygate")
 fail_log = RateLimitedLog(log)
@@ -67,7 +68,7 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
-_KEEPALIVE = b": keepalive\n\n"
+_KEEPALIVE_HEAD = [(b"x-litellm-version", _VERSION), *_SSE_HEADERS]  # shared, never mutated
 
 LLM_ROUTES: dict[str, str] = {
     "/v1/chat/completions": "chat",
@@ -433,7 +434,7 @@ class Gateway:
         in-band as ``error_frame(exc)`` (the OpenAI or the Anthropic shape) and never retried. A stream that
         broke mid-way counts towards its deployment's cooldown; a client that went away does not.
         """
-        ka = _Keepalive(send, self.keepalive) if self.keepalive > 0 else None
+        ka = Keepalive(send, self.keepalive, _KEEPALIVE_HEAD) if self.keepalive > 0 else None
         try:
             start, lease = await self.router.run(group, ctx, attempt)
         except GatewayError as exc:
@@ -587,45 +588,6 @@ class Gateway:
         if provider.hooks:
             return provider.build_requests(call, {})[0]
         return provider.build_request(call)
-
-
-class _Keepalive:
-    """SSE comment keepalives while a stream waits for its first token.
-
-    Arms a timer; only if it fires does it start a task that sends the response head and then a comment
-    every ``interval`` seconds. ``stop()`` cancels both and says whether the head was already sent.
-    """
-
-    __slots__ = ("send", "interval", "handle", "task", "started")
-
-    def __init__(self, send: Send, interval: float) -> None:
-        self.send = send
-        self.interval = interval
-        self.started = False
-        self.task: asyncio.Task[None] | None = None
-        self.handle = asyncio.get_running_loop().call_later(interval, self._fire)
-
-    def _fire(self) -> None:
-        self.task = asyncio.ensure_future(self._run())
-
-    async def _run(self) -> None:
-        headers = [(b"x-litellm-version", _VERSION), *_SSE_HEADERS]
-        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
-        self.started = True
-        while True:
-            await self.send({"type": "http.response.body", "body": _KEEPALIVE, "more_body": True})
-            await asyncio.sleep(self.interval)
-
-    async def stop(self) -> bool:
-        self.handle.cancel()
-        task = self.task
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
-        return self.started
 
 
 def _openai_error_frame(exc: GatewayError) -> bytes:

@@ -1,4 +1,5 @@
-"""Client disconnects: learnt from ``receive()`` because Granian swallows ``send`` to a closed connection.
+"""A request's liveness: client disconnects (learnt from ``receive()``, because Granian swallows ``send`` to a
+closed connection) and the SSE keepalives a stream sends while it waits for its first token.
 
 :class:`DisconnectWatch` waits on ``receive()`` beside a request's work and cancels the work's task when
 ``http.disconnect`` arrives, so the upstream call is cancelled too. Invariant: once :meth:`DisconnectWatch.stop`
@@ -18,6 +19,9 @@ from typing import Any, Awaitable, Callable
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+KEEPALIVE = b": keepalive\n\n"
 
 
 class ClientGone(Exception):
@@ -54,3 +58,43 @@ class DisconnectWatch:
         fut.remove_done_callback(self._on_message)
         if not fut.done():
             fut.cancel()
+
+
+class Keepalive:
+    """SSE comment keepalives while a stream waits for its first token.
+
+    Arms a timer; only if it fires does it start a task that sends the response head and then a comment
+    every ``interval`` seconds. ``stop()`` cancels both and says whether the head was already sent.
+    """
+
+    __slots__ = ("send", "interval", "headers", "handle", "task", "started")
+
+    def __init__(self, send: Send, interval: float, headers: list[tuple[bytes, bytes]]) -> None:
+        self.send = send
+        self.interval = interval
+        self.headers = headers
+        """The stream's response head, sent when the first keepalive goes out."""
+        self.started = False
+        self.task: asyncio.Task[None] | None = None
+        self.handle = asyncio.get_running_loop().call_later(interval, self._fire)
+
+    def _fire(self) -> None:
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        await self.send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        self.started = True
+        while True:
+            await self.send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+            await asyncio.sleep(self.interval)
+
+    async def stop(self) -> bool:
+        self.handle.cancel()
+        task = self.task
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        return self.started

@@ -14,8 +14,8 @@ as on the OpenAI routes, so routing, retries, fallbacks and limits are the same:
 Errors use Anthropic's shape ``{"type": "error", "error": {"type", "message"}}`` with the same status;
 an upstream failure after the stream started becomes an ``event: error`` frame.
 
-Streams behave as on the OpenAI routes (the shell's ``_Keepalive`` and ``_DisconnectWatch``, imported,
-not copied): SSE comment keepalives (``: keepalive``, which SSE clients ignore) every
+Streams behave as on the OpenAI routes (``watch.Keepalive`` and ``watch.DisconnectWatch``, through the
+shell's ``serve_stream``, not copied): SSE comment keepalives (``: keepalive``, which SSE clients ignore) every
 ``stream_keepalive_interval`` seconds while waiting for the first event, a failure after keepalives went
 out ends the stream with an ``event: error`` frame, and a client disconnect cancels the stream and
 closes the upstream connection.
