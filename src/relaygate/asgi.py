@@ -46,11 +46,12 @@ from relaygate.providers.base import (
     stream_head_error,
     translate_upstream,
 )
-from relaygate.relay import Receive, Scope, Send, StreamStart, Timer, first_frame, stream_shape_error
+from relaygate.relay import Exchange, Receive, Scope, Send, StreamStart, first_frame, stream_shape_error
 from relaygate.relay import retry_after as _retry_after
 from relaygate.reqio import BodyLimits, Overrides, body_ended_early, check_declared_length, read_body
 from relaygate.reqio import new_call_id as _call_id
 from relaygate.router import Lease, ModelGroup, RouteContext, Router, Target
+from relaygate.sinks import CompletionQueue, CompletionRecord, MetricsSink, Outcome
 from relaygate.upstream.base import Timeouts, Transport, UpstreamRequest
 from relaygate.upstream.calls import FANOUT_CONCURRENCY, fetch_media, gather, refresh_token, send_read
 from relaygate.watch import ClientGone as _ClientGone
@@ -112,6 +113,9 @@ class Gateway:
         self.metrics = Metrics.for_config(config, os.environ.get(METRICS_DIR_ENV))
         self.router = Router(config, metrics=self.metrics)
         self.principals = PrincipalResolver.from_config(config)
+        # every exchange ends as one completion record; the sinks (metrics today) drain them off the request path
+        self.completions = CompletionQueue(on_event=self.metrics.count)
+        self.completions.add_sink(MetricsSink(self.metrics))
         self.transport = transport if transport is not None else make_transport(config)
         s = config.server
         self.max_body = s.max_request_body_bytes
@@ -149,6 +153,7 @@ class Gateway:
         return t
 
     async def aclose(self) -> None:
+        await self.completions.aclose()
         await self.router.aclose()
         await self.transport.aclose()
 
@@ -196,6 +201,27 @@ class Gateway:
         headers.extend(exc.headers)
         await self._send_json(send, exc.status, exc.body(), headers)
 
+    def complete(self, ex: Exchange, status: int, outcome: Outcome, latency: float | None = None,
+                 error: GatewayError | None = None) -> None:
+        """The exchange ended: one completion record into the queue (never awaits; a second call is a no-op)."""
+        if ex.done:
+            return
+        ex.done = True
+        total = time.perf_counter() - ex.t0 if latency is None else latency
+        overhead = total - ex.wait
+        lease, who, ctx = ex.lease, ex.who, ex.ctx
+        dep = lease.target.dep if lease is not None else None
+        self.completions.put(CompletionRecord(
+            ex.call_id.decode("latin-1"), ex.route, ex.stream, ex.model,
+            dep.model_name if dep is not None else "", dep.id if dep is not None else "",
+            dep.provider if dep is not None else "", dep.upstream_model if dep is not None else "",
+            who.key_hash if who is not None else None, who.key_alias if who is not None else None,
+            who.team_id if who is not None else None, who.user_id if who is not None else None,
+            status, outcome, ex.prompt_tokens, ex.completion_tokens, 0, 0, total, ex.ttft,
+            overhead if overhead > 0.0 else 0.0, 0.0, False,
+            ctx.attempted_retries if ctx is not None else 0, ctx.attempted_fallbacks if ctx is not None else 0,
+            time.time() - total, error.type if error is not None else ""))
+
     async def principal(self, scope: Scope) -> Principal:
         """Who the request is (``auth.PrincipalResolver``): a cache hit costs no await; 401 for a bad key.
         Hot paths inline ``resolve_cached(...) or await resolve(...)`` instead of calling this."""
@@ -223,22 +249,18 @@ class Gateway:
     # -- LLM endpoints ------------------------------------------------------------------------------
 
     async def _llm(self, scope: Scope, receive: Receive, send: Send, endpoint: str, path_model: str | None) -> None:
-        t0 = time.perf_counter()
-        call_id: bytes | None = None
-        model = path_model or ""
+        ex = Exchange(b"", endpoint, time.perf_counter(), path_model or "")
         try:
             over = Overrides(scope["headers"], self.max_body)
-            call_id = over.call_id
-            if call_id is None:
-                call_id = _call_id()
+            ex.call_id = over.call_id or _call_id()
             principals = self.principals
-            who = principals.resolve_cached(scope["headers"]) or await principals.resolve(scope["headers"])
+            who = ex.who = principals.resolve_cached(scope["headers"]) or await principals.resolve(scope["headers"])
             key = who.key
             body = await self.read_body(scope, receive, True)
             view = decode_view(endpoint, body)
             if view.num_retries is not None or view.timeout is not None:
                 over.merge_body(view.num_retries, view.timeout)
-            model = path_model or view.model
+            model = ex.model = path_model or view.model
             if not model:
                 raise errors.BadRequest("Invalid request body: Object missing required field `model`",
                                         param="model")
@@ -256,24 +278,28 @@ class Gateway:
                 key=key,
                 messages=getattr(view, "messages", None),
             )
+            ex.ctx = ctx
             if view.stream and endpoint != "embeddings":
-                await self.watched(receive, True, self._stream(send, endpoint, body, view, model, group, ctx,
-                                                              call_id, t0))
+                ex.stream = True
+                await self.watched(receive, True, self._stream(send, endpoint, body, view, model, group, ctx, ex),
+                                   ex)
             else:
-                await self.watched(receive, self.watch_unary, self._unary(send, endpoint, body, view, model,
-                                                                         group, ctx, call_id, t0))
+                await self.watched(receive, self.watch_unary, self._unary(send, endpoint, body, view, model, group,
+                                                                          ctx, ex), ex)
         except GatewayError as exc:
-            self.metrics.observe_error(model, exc.status)
-            call_id = call_id or _call_id()
-            fail_log.warning("%s failed: %d %s (call_id=%s)", scope["path"], exc.status, exc.message, call_id.decode())
-            await self._send_error(send, exc, call_id)
+            if not ex.call_id:
+                ex.call_id = _call_id()
+            self.complete(ex, exc.status, Outcome.ERROR, error=exc)
+            fail_log.warning("%s failed: %d %s (call_id=%s)", scope["path"], exc.status, exc.message,
+                             ex.call_id.decode("latin-1"))
+            await self._send_error(send, exc, ex.call_id)
 
     async def _media(self, provider: Provider, call: Call) -> dict[str, tuple[str, bytes]]:
         """Download what the adapter must send inline (image URLs), or nothing."""
         urls = provider.fetch_urls(call)
         return await fetch_media(urls, self.transport, self.allow_private_media) if urls else {}
 
-    async def watched(self, receive: Receive, watch: bool, work: Awaitable[None]) -> None:
+    async def watched(self, receive: Receive, watch: bool, work: Awaitable[None], ex: Exchange) -> None:
         """Await ``work``; with ``watch``, a client disconnect cancels it (and so its upstream call).
 
         Granian swallows sends to a closed connection, so a disconnect is learnt from ``receive()``: the
@@ -291,12 +317,12 @@ class Gateway:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            self.metrics.count("client_disconnected")
+            self.complete(ex, 499, Outcome.CLIENT_GONE)  # a stream that sent frames completed itself
         finally:
             w.stop()
 
     def unary_attempt(self, endpoint: str, body: bytes, view: AnyView, model: str, ctx: RouteContext,
-                      timer: Timer) -> Callable[[Target], Awaitable[tuple[bytes, list[tuple[bytes, bytes]]]]]:
+                      timer: Exchange) -> Callable[[Target], Awaitable[tuple[bytes, list[tuple[bytes, bytes]]]]]:
         """The attempt function for ``router.run`` of a non-stream call: -> (OpenAI body, upstream headers)."""
         transport = self.transport
         now = time.time()  # the request's one wall-clock read: adapters stamp `created` and sign with it
@@ -326,7 +352,7 @@ class Gateway:
         return attempt
 
     async def _hooked_unary(self, provider: Provider, call: Call, target: Target, ctx: RouteContext,
-                            timer: Timer) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+                            timer: Exchange) -> tuple[bytes, list[tuple[bytes, bytes]]]:
         """A unary attempt for adapters with ``hooks``: download the media they must inline, send their
         request(s) (several concurrently, bounded), join the answers (``Provider.merge_responses``)."""
         t = time.perf_counter()
@@ -347,20 +373,19 @@ class Gateway:
         return merged, results[0][0].headers
 
     async def _unary(self, send: Send, endpoint: str, body: bytes, view: AnyView, model: str,
-                     group: ModelGroup, ctx: RouteContext, call_id: bytes, t0: float) -> None:
-        timer = Timer()
-        attempt = self.unary_attempt(endpoint, body, view, model, ctx, timer)
+                     group: ModelGroup, ctx: RouteContext, ex: Exchange) -> None:
+        attempt = self.unary_attempt(endpoint, body, view, model, ctx, ex)
         (data, up_headers), lease = await self.router.run(group, ctx, attempt)
         usage = tokens.extract_usage(data) if endpoint != "embeddings" or b'"usage"' in data else None
         prompt_t, completion_t = (usage[0], usage[1]) if usage else (0, 0)
         lease.finish(True, prompt_t + completion_t)
-        total = time.perf_counter() - t0
-        headers = self._headers(lease, group, call_id, ctx, total, timer.wait)
+        ex.lease, ex.prompt_tokens, ex.completion_tokens = lease, prompt_t, completion_t
+        total = time.perf_counter() - ex.t0
+        headers = self._headers(lease, group, ex.call_id, ctx, total, ex.wait)
         if up_headers and not lease.headers:
             headers.extend(_ratelimit_headers(up_headers))
         await self._send_json(send, 200, data, headers)
-        dep = lease.target.dep
-        self.metrics.observe(dep.model_name, dep.id, 200, total, total - timer.wait, prompt_t, completion_t)
+        self.complete(ex, 200, Outcome.OK, total)
 
     def _headers(self, lease: Lease, group: ModelGroup, call_id: bytes, ctx: RouteContext, total: float,
                  wait: float) -> list[tuple[bytes, bytes]]:
@@ -377,7 +402,7 @@ class Gateway:
         ]
 
     def stream_attempt(self, endpoint: str, body: bytes, view: AnyView, model: str, ctx: RouteContext,
-                       timer: Timer) -> Callable[[Target], Awaitable[StreamStart]]:
+                       timer: Exchange) -> Callable[[Target], Awaitable[StreamStart]]:
         """The attempt function for ``router.run`` of a stream: returns once the first frame is ready, so a
         failure before the first byte can still be retried or fall back."""
         transport = self.transport
@@ -420,13 +445,12 @@ class Gateway:
         return attempt
 
     async def _stream(self, send: Send, endpoint: str, body: bytes, view: AnyView, model: str,
-                      group: ModelGroup, ctx: RouteContext, call_id: bytes, t0: float) -> None:
-        timer = Timer()
-        attempt = self.stream_attempt(endpoint, body, view, model, ctx, timer)
-        await self.serve_stream(send, group, ctx, call_id, t0, timer, attempt, _openai_error_frame)
+                      group: ModelGroup, ctx: RouteContext, ex: Exchange) -> None:
+        attempt = self.stream_attempt(endpoint, body, view, model, ctx, ex)
+        await self.serve_stream(send, group, ctx, ex.call_id, ex.t0, ex, attempt, _openai_error_frame)
 
     async def serve_stream(self, send: Send, group: ModelGroup, ctx: RouteContext, call_id: bytes, t0: float,
-                           timer: Timer, attempt: Callable[[Target], Awaitable[StreamStart]],
+                           timer: Exchange, attempt: Callable[[Target], Awaitable[StreamStart]],
                            error_frame: Callable[[GatewayError], bytes]) -> None:
         """Run a stream's attempts through the router, then relay its frames to the client as they come.
 
@@ -452,6 +476,7 @@ class Gateway:
         total = time.perf_counter() - t0
         translator = start.translator
         ok = False
+        gone = False
         broke: GatewayError | None = None
         try:
             if not headers_sent:
@@ -477,6 +502,7 @@ class Gateway:
             await send({"type": "http.response.body", "body": tail, "more_body": False})
         except (OSError, RuntimeError, asyncio.CancelledError) as exc:
             # the client went away (a send failed, or the disconnect watch cancelled us): close upstream
+            gone = True
             await start.close()
             if isinstance(exc, asyncio.CancelledError):
                 raise
@@ -488,9 +514,9 @@ class Gateway:
             else:
                 pt, ct = 0, int(getattr(translator, "content_tokens", 0))
             lease.finish(ok, pt + ct, broke)
-            dep = lease.target.dep
-            self.metrics.observe(dep.model_name, dep.id, 200 if ok else 599, time.perf_counter() - t0,
-                                 max(0.0, total - timer.wait), pt, ct)
+            timer.lease, timer.prompt_tokens, timer.completion_tokens, timer.ttft = lease, pt, ct, total
+            self.complete(timer, 200 if ok else 599,
+                          Outcome.OK if ok else Outcome.CLIENT_GONE if gone else Outcome.STREAM_BROKEN, error=broke)
 
     # -- other routes -------------------------------------------------------------------------------
 
@@ -527,6 +553,7 @@ class Gateway:
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.principal(scope)
+        self.completions.drain_now()  # every answer already sent is counted
         body = self.metrics.render()
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"text/plain; version=0.0.4"), (b"content-length", str(len(body)).encode())]})
@@ -651,6 +678,7 @@ class App:
                 try:
                     gw = self._build()
                     await gw.router.start()
+                    gw.completions.start()
                     if gw.metrics.directory is not None:
                         gw.metrics.flush()
                         self._flusher = asyncio.ensure_future(gw.metrics.flush_forever())
@@ -663,6 +691,7 @@ class App:
                 if self._flusher is not None:
                     self._flusher.cancel()
                 if self.gateway is not None:
+                    await self.gateway.completions.aclose()
                     self.gateway.metrics.flush()
                     await self.gateway.aclose()
                 await send({"type": "lifespan.shutdown.complete"})

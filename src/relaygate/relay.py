@@ -1,5 +1,5 @@
-"""What every frontend's request path shares below the shell: ASGI types, the wait timer, the start of a
-stream relay, and the services a frontend may use from the gateway (:class:`Services`).
+"""What every frontend's request path shares below the shell: ASGI types, the request's :class:`Exchange`,
+the start of a stream relay, and the services a frontend may use from the gateway (:class:`Services`).
 
 The shell (``asgi.Gateway``) implements :class:`Services`; the frontends in ``inbound/`` are typed against
 the protocol, never against the shell, so neither imports the other's module and a new frontend (the
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from relaygate.metrics import Metrics
     from relaygate.reqio import BodyLimits
     from relaygate.router import Lease, ModelGroup, RouteContext, Router, Target
+    from relaygate.sinks import Outcome
     from relaygate.upstream.base import Timeouts, Transport
 
 Scope = dict[str, Any]
@@ -29,13 +30,36 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-class Timer:
-    """Accumulates time spent waiting on upstreams, for ``x-litellm-overhead-duration-ms``."""
+class Exchange:
+    """One request on its way through the gateway: who asked, for what, what it cost, how it ended.
 
-    __slots__ = ("wait",)
+    Created when the request arrives (a frontend's handler), filled in as it goes (``wait``: seconds
+    spent waiting on upstreams, for ``x-litellm-overhead-duration-ms``; the lease that served it; usage;
+    time to the first stream frame), and handed to ``Services.complete`` once, when it ends: that turns
+    it into one :class:`~relaygate.sinks.CompletionRecord` for the sinks (metrics today). ``done`` makes
+    a second ``complete`` a no-op, so the paths that can see an end (the answer sent, an error, the
+    client gone) need not coordinate.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("call_id", "route", "t0", "model", "stream", "who", "ctx", "lease", "wait", "ttft",
+                 "prompt_tokens", "completion_tokens", "done")
+
+    def __init__(self, call_id: bytes, route: str, t0: float, model: str = "") -> None:
+        self.call_id = call_id
+        self.route = route
+        self.t0 = t0
+        """``time.perf_counter()`` at arrival."""
+        self.model = model
+        """The model name as the client asked for it (``""`` until known)."""
+        self.stream = False
+        self.who: Principal | None = None
+        self.ctx: RouteContext | None = None
+        self.lease: Lease | None = None
         self.wait = 0.0
+        self.ttft: float | None = None
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.done = False
 
 
 class StreamStart:
@@ -104,19 +128,22 @@ class Services(Protocol):
 
     def timeouts(self, target: Target, stream: bool, override: float | None) -> Timeouts: ...
 
-    async def watched(self, receive: Receive, watch: bool, work: Awaitable[None]) -> None: ...
+    async def watched(self, receive: Receive, watch: bool, work: Awaitable[None], ex: Exchange) -> None: ...
 
     def unary_attempt(self, endpoint: str, body: bytes, view: AnyView, model: str, ctx: RouteContext,
-                      timer: Timer) -> Callable[[Target], Awaitable[tuple[bytes, list[tuple[bytes, bytes]]]]]: ...
+                      timer: Exchange) -> Callable[[Target], Awaitable[tuple[bytes, list[tuple[bytes, bytes]]]]]: ...
 
     def stream_attempt(self, endpoint: str, body: bytes, view: AnyView, model: str, ctx: RouteContext,
-                       timer: Timer) -> Callable[[Target], Awaitable[StreamStart]]: ...
+                       timer: Exchange) -> Callable[[Target], Awaitable[StreamStart]]: ...
 
     async def serve_stream(self, send: Send, group: ModelGroup, ctx: RouteContext, call_id: bytes, t0: float,
-                           timer: Timer, attempt: Callable[[Target], Awaitable[StreamStart]],
+                           timer: Exchange, attempt: Callable[[Target], Awaitable[StreamStart]],
                            error_frame: Callable[[GatewayError], bytes]) -> None: ...
 
     def _headers(self, lease: Lease, group: ModelGroup, call_id: bytes, ctx: RouteContext, total: float,
                  wait: float) -> list[tuple[bytes, bytes]]: ...
 
     async def _send_error(self, send: Send, exc: GatewayError, call_id: bytes | None = None) -> None: ...
+
+    def complete(self, ex: Exchange, status: int, outcome: Outcome, latency: float | None = None,
+                 error: GatewayError | None = None) -> None: ...

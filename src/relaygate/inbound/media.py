@@ -41,9 +41,10 @@ from relaygate.core.views import check_duplicate_keys
 from relaygate.inbound.multipart import FieldFinder, boundary_of
 from relaygate.logs import RateLimitedLog
 from relaygate.providers.base import MEDIA_PATHS, Provider
-from relaygate.relay import Receive, Scope, Send, Services, Timer, retry_after
+from relaygate.relay import Exchange, Receive, Scope, Send, Services, retry_after
 from relaygate.reqio import BodyLimits, call_id_of, declared_length, next_message, too_large
 from relaygate.router import RouteContext
+from relaygate.sinks import Outcome
 from relaygate.upstream.base import UpstreamRequest
 
 if TYPE_CHECKING:
@@ -175,10 +176,11 @@ def media_request(p: Provider, kind: str, body: bytes, ctype: str, model: str, u
 def make_handler(kind: str) -> Any:
     async def handler(gw: Services, scope: Scope, receive: Receive, send: Send) -> None:
         call_id = _call_id(scope)
+        ex = Exchange(call_id, kind, time.perf_counter())
         try:
-            await _media(gw, scope, receive, send, kind, call_id)
+            await _media(gw, scope, receive, send, kind, ex)
         except GatewayError as exc:  # every answer carries the call id, errors too
-            gw.metrics.observe_error("", exc.status)
+            gw.complete(ex, exc.status, Outcome.ERROR, error=exc)
             fail_log.warning("%s failed: %d %s (call_id=%s)", scope["path"], exc.status, exc.message, call_id.decode())
             await gw._send_error(send, exc, call_id)
 
@@ -186,9 +188,9 @@ def make_handler(kind: str) -> Any:
     return handler
 
 
-async def _media(gw: Services, scope: Scope, receive: Receive, send: Send, kind: str, call_id: bytes) -> None:
-    t0 = time.perf_counter()
-    who = await gw.principal(scope)
+async def _media(gw: Services, scope: Scope, receive: Receive, send: Send, kind: str, ex: Exchange) -> None:
+    t0, call_id = ex.t0, ex.call_id
+    who = ex.who = await gw.principal(scope)
     key = who.key
     ctype = "application/json"
     for k, v in scope["headers"]:
@@ -212,10 +214,12 @@ async def _media(gw: Services, scope: Scope, receive: Receive, send: Send, kind:
             raise errors.BadRequest("Invalid request body: Object missing required field `model`", param="model")
         model = m
         ctype = "application/json"
+    ex.model = model
     group = gw.router.resolve(model, f"/v1{PATHS[kind]}")
     who.check_model(model)
-    ctx = RouteContext(stream=kind == "speech", key=key)
-    timer = Timer()
+    ctx = ex.ctx = RouteContext(stream=kind == "speech", key=key)
+    ex.stream = kind == "speech"
+    timer = ex
 
     async def attempt(target: Target) -> Any:
         p = target.provider
@@ -248,10 +252,13 @@ async def _media(gw: Services, scope: Scope, receive: Receive, send: Send, kind:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": data})
         lease.finish(True, 0)
-        gw.metrics.observe(lease.target.dep.model_name, lease.target.dep.id, 200, total, total - timer.wait, 0, 0)
+        ex.lease = lease
+        gw.complete(ex, 200, Outcome.OK, total)
         return
     resp = result
-    ok = False
+    ex.lease = lease
+    ok = gone = False
+    broke: GatewayError | None = None
     try:
         headers.append((b"content-type", resp.header(b"content-type") or b"application/octet-stream"))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -261,14 +268,18 @@ async def _media(gw: Services, scope: Scope, receive: Receive, send: Send, kind:
         ok = True
     except (OSError, RuntimeError, asyncio.CancelledError, GatewayError) as exc:
         await resp.aclose()
+        if isinstance(exc, GatewayError):
+            broke = exc
+            log.warning("speech stream from %s broke: %s", lease.target.dep.id, exc.message)
+        else:
+            gone = True
         if isinstance(exc, asyncio.CancelledError):
             raise
-        if isinstance(exc, GatewayError):
-            log.warning("speech stream from %s broke: %s", lease.target.dep.id, exc.message)
     finally:
         lease.finish(ok, 0)
-        gw.metrics.observe(lease.target.dep.model_name, lease.target.dep.id, 200 if ok else 599,
-                           time.perf_counter() - t0, max(0.0, total - timer.wait), 0, 0)
+        ex.ttft = total
+        outcome = Outcome.OK if ok else Outcome.CLIENT_GONE if gone else Outcome.STREAM_BROKEN
+        gw.complete(ex, 200 if ok else 599, outcome, error=broke)
 
 
 def _call_id(scope: Scope) -> bytes:

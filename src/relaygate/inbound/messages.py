@@ -37,9 +37,10 @@ from relaygate.core.sse import SSEDecoder
 from relaygate.core.views import ChatView, check_duplicate_keys, decode_view
 from relaygate.providers.base import StreamTranslator, empty_stream_error, stream_head_error
 from relaygate.providers.messages_api import MessagesStream, error_body, openai_to_message, to_openai
-from relaygate.relay import Receive, Scope, Send, Services, StreamStart, Timer, first_frame, retry_after
+from relaygate.relay import Exchange, Receive, Scope, Send, Services, StreamStart, first_frame, retry_after
 from relaygate.reqio import body_ended_early, call_id_of
 from relaygate.router import RouteContext
+from relaygate.sinks import Outcome
 from relaygate.watch import ClientGone
 
 if TYPE_CHECKING:
@@ -167,14 +168,16 @@ async def count_tokens(gw: Services, scope: Scope, receive: Receive, send: Send)
 async def _handle(gw: Services, scope: Scope, receive: Receive, send: Send, count: bool) -> None:
     t0 = time.perf_counter()
     call_id = _call_id(scope)
+    ex = Exchange(call_id, "count_tokens" if count else "messages", t0)
     try:
-        who = await gw.principal(scope)
+        who = ex.who = await gw.principal(scope)
         key = who.key
         body = await gw.read_body(scope, receive)
         req = _load(body)
         model = req.get("model")
         if not isinstance(model, str) or not model:
             raise errors.BadRequest("model: Field required", param="model")
+        ex.model = model
         group = gw.router.resolve(model, "/v1/messages")
         who.check_model(model)
         fwd = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k in _FORWARD]
@@ -188,15 +191,16 @@ async def _handle(gw: Services, scope: Scope, receive: Receive, send: Send, coun
         view = decode_view("chat", oa_body)
         assert isinstance(view, ChatView)
         stream = bool(req.get("stream"))
-        ctx = RouteContext(stream=stream, key=key, messages=view.messages)
-        timer = Timer()
+        ctx = ex.ctx = RouteContext(stream=stream, key=key, messages=view.messages)
+        ex.stream = stream
         if stream:
             await gw.watched(receive, True, _stream(gw, send, body, oa_body, view, model, group, ctx, call_id, t0,
-                                                    timer, fwd, _shallow(_estimate, req)))
+                                                    ex, fwd, _shallow(_estimate, req)), ex)
         else:
             await gw.watched(receive, gw.watch_unary, _unary(gw, send, body, oa_body, view, model, group, ctx,
-                                                             call_id, t0, timer, fwd))
+                                                             call_id, t0, ex, fwd), ex)
     except GatewayError as exc:
+        gw.complete(ex, exc.status, Outcome.ERROR, error=exc)
         if exc.status >= 500:
             log.warning("%s failed: %d %s", scope["path"], exc.status, exc.message)
         await send_anthropic_error(send, exc, [(b"x-litellm-call-id", call_id)])
@@ -225,7 +229,7 @@ async def _native_send(gw: Services, target: Target, body: bytes, model: str, fw
 
 
 async def _unary(gw: Services, send: Send, body: bytes, oa_body: bytes, view: Any, model: str, group: Any,
-                 ctx: RouteContext, call_id: bytes, t0: float, timer: Any, fwd: list[tuple[str, str]]) -> None:
+                 ctx: RouteContext, call_id: bytes, t0: float, timer: Exchange, fwd: list[tuple[str, str]]) -> None:
     inner = gw.unary_attempt("chat", oa_body, view, model, ctx, timer)
 
     async def attempt(target: Target) -> tuple[bytes, list[tuple[bytes, bytes]]]:
@@ -244,17 +248,18 @@ async def _unary(gw: Services, send: Send, body: bytes, oa_body: bytes, view: An
     usage = tokens.extract_usage(data)
     pt, ct = (usage[0], usage[1]) if usage else (0, 0)
     lease.finish(True, pt + ct)
+    timer.lease, timer.prompt_tokens, timer.completion_tokens = lease, pt, ct
     total = time.perf_counter() - t0
     headers = gw._headers(lease, group, call_id, ctx, total, timer.wait)
     headers.append(_JSON)
     headers.append((b"content-length", str(len(data)).encode()))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": data})
-    gw.metrics.observe(lease.target.dep.model_name, lease.target.dep.id, 200, total, total - timer.wait, pt, ct)
+    gw.complete(timer, 200, Outcome.OK, total)
 
 
 async def _stream(gw: Services, send: Send, body: bytes, oa_body: bytes, view: Any, model: str, group: Any,
-                  ctx: RouteContext, call_id: bytes, t0: float, timer: Any, fwd: list[tuple[str, str]],
+                  ctx: RouteContext, call_id: bytes, t0: float, timer: Exchange, fwd: list[tuple[str, str]],
                   estimate: int) -> None:
     inner = gw.stream_attempt("chat", oa_body, view, model, ctx, timer)
 
