@@ -315,7 +315,7 @@ class Router:
             else:
                 by_name.setdefault(dep.model_name, []).append(Target(dep, provider, self._stats(dep)))
         for name, targets in by_name.items():
-            self.groups[name] = ModelGroup(name, targets)
+            self.groups[name] = self._group(name, targets)
         # LiteLLM's pattern router: the longest literal pattern wins (stable: config order among equals)
         self._wildcards.sort(key=lambda w: -len(w[1].model_name.replace("*", "")))
         self.aliases = dict(s.model_group_alias)
@@ -377,7 +377,7 @@ class Router:
             prov = make_provider(concrete)  # adapters may derive state from the upstream model
             targets.append(Target(concrete, prov, self._stats(concrete)))
         if targets:
-            group = ModelGroup(model, targets)
+            group = self._group(model, targets)
             if len(self._wild_cache) < 10_000:
                 self._wild_cache[model] = group
             return group
@@ -582,7 +582,22 @@ class Router:
         if routing.counts_for_cooldown(exc) and not self.settings.disable_cooldowns:
             self._count_failure(s, exc, self.clock())
 
+    def _group(self, name: str, targets: list[Target]) -> ModelGroup:
+        """A model group; its only deployment (``solo``) is never cooled down unless the group has fallbacks
+        to go to instead, as LiteLLM: cooling it would turn one upstream hiccup into ``cooldown_time`` of
+        429s for every client, with nothing to fail over to."""
+        group = ModelGroup(name, targets)
+        s = self.settings
+        has_fallbacks = bool(routing.fallback_groups(s.fallbacks, name) or s.default_fallbacks
+                             or routing.fallback_groups(s.context_window_fallbacks, name)
+                             or routing.fallback_groups(s.content_policy_fallbacks, name))
+        for st in group.stats:
+            st.solo = len(targets) == 1 and not has_fallbacks
+        return group
+
     def _count_failure(self, s: DeploymentStats, exc: GatewayError, now: float) -> None:
+        if s.solo:
+            return
         settings = self.settings
         allowed = routing.allowed_fails_for(exc, settings.allowed_fails, settings.allowed_fails_policy)
         cooldown = settings.cooldown_time

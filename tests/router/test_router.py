@@ -334,3 +334,14 @@ def test_unknown_model_and_stream_ttft_recorded() -> None:
     run(r, "g", Script(), stream=True)
     st = r.groups["g"].targets[0].stats
     assert st.ttft_n == 1 and st.latency_n == 0
+
+
+def test_a_groups_only_deployment_is_never_cooled_down() -> None:
+    """As LiteLLM: failures of a solo deployment with no fallback group are answered, never turned into
+    `cooldown_time` of 429s for every client (there is nothing to fail over to)."""
+    r = make([dep("g", "only")], allowed_fails=0, cooldown_time=60)
+    for _ in range(5):
+        with pytest.raises(GatewayError):
+            run(r, "g", Script({"only": e500}))
+    assert run(r, "g", Script())[0] == "only"  # still served, no 429
+    assert r.groups["g"].targets[0].stats.cooldown_until == 0.0

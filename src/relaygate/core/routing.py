@@ -58,7 +58,7 @@ class DeploymentStats:
 
     __slots__ = ("index", "id", "order", "weight", "inflight", "max_inflight", "latency", "latency_n",
                  "ttft", "ttft_n", "cost", "cooldown_until", "limited_until", "minute", "fails", "successes",
-                 "rpm", "tpm", "rpm_left", "tpm_left")
+                 "rpm", "tpm", "rpm_left", "tpm_left", "solo")
 
     def __init__(self, index: int, id: str = "", *, order: int | None = None, weight: float = 1.0,
                  max_inflight: int = 0, cost: float = 0.0, rpm: int | None = None, tpm: int | None = None) -> None:
@@ -75,6 +75,8 @@ class DeploymentStats:
         self.cost = cost
         self.cooldown_until = 0.0
         self.limited_until = 0.0
+        self.solo = False
+        """The only deployment of its group: never cooled down (there is nothing to fail over to)."""
         self.minute = -1
         self.fails = 0
         self.successes = 0
