@@ -395,6 +395,17 @@ class _Conn(asyncio.Protocol):
         self._wake_drain()
 
 
+def _abandon(conn: _Conn, fut: asyncio.Future[H1Response]) -> None:
+    """The caller stopped waiting for ``fut`` (cancelled, most often by a client that left). If the response
+    was already delivered, close the *response*: its connection may have finished the exchange and gone
+    back to the pool, where another request now uses it, so aborting ``conn`` would fail that request
+    ("closed before responding"). Otherwise the exchange still owns ``conn``: abort it."""
+    if fut.done() and not fut.cancelled() and fut.exception() is None:
+        fut.result()._abort()
+    else:
+        conn.abort()
+
+
 class H1Transport:
     """Pooled keep-alive HTTP/1.1 client implementing :class:`relaygate.upstream.base.Transport`.
 
@@ -519,7 +530,7 @@ class H1Transport:
         try:
             return await fut
         except BaseException:
-            conn.abort()
+            _abandon(conn, fut)
             raise
 
     async def _send_streamed(
@@ -539,7 +550,7 @@ class H1Transport:
         try:
             return await fut
         except BaseException:
-            conn.abort()
+            _abandon(conn, fut)
             raise
 
     def write_buffered(self) -> int:
