@@ -54,6 +54,7 @@ from relaygate.router import Lease, ModelGroup, RouteContext, Router, Target
 from relaygate.sinks import CompletionQueue, CompletionRecord, MetricsSink, Outcome
 from relaygate.upstream.base import Timeouts, Transport, UpstreamRequest
 from relaygate.upstream.calls import FANOUT_CONCURRENCY, fetch_media, gather, refresh_token, send_read
+from relaygate.upstream.factory import make_transport
 from relaygate.watch import ClientGone as _ClientGone
 from relaygate.watch import DisconnectWatch as _DisconnectWatch
 from relaygate.watch import Keepalive
@@ -84,25 +85,6 @@ _ENDPOINT_SUFFIXES = (("/chat/completions", "chat"), ("/completions", "completio
 
 def _ratelimit_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [(k, v) for k, v in headers if k.startswith(b"x-ratelimit-")]
-
-
-def make_transport(config: Config) -> Transport:
-    s = config.server
-    kind = os.environ.get("RELAYGATE_TRANSPORT") or s.transport
-    if kind == "auto":
-        kind = "aiohttp" if s.http_proxy else "h1"
-    if kind == "h1":
-        try:
-            from relaygate.upstream.h1 import H1Transport
-        except ImportError:
-            kind = "aiohttp"
-        else:
-            return H1Transport(max_connections_per_origin=s.max_connections_per_upstream or None,
-                               keepalive_expiry=s.keepalive_expiry, max_response_bytes=s.max_upstream_response_bytes)
-    from relaygate.upstream.aiohttp_transport import AiohttpTransport
-
-    return AiohttpTransport(max_connections=s.max_connections_per_upstream, keepalive_expiry=s.keepalive_expiry,
-                            proxy=s.http_proxy, max_response_bytes=s.max_upstream_response_bytes)
 
 
 class Gateway:
