@@ -15,26 +15,12 @@ Contract with the request handler (unchanged from the first router):
 - :meth:`Router.start` / :meth:`Router.aclose` (app lifespan) start and stop the limiter; without
   ``start`` the limiter starts lazily on first use.
 
-Semantics follow LiteLLM's router:
-- Retries (``num_retries``, ``retry_policy`` per error class; a per-request ``num_retries`` can only lower
-  them, as a per-request timeout can only shorten the operator's) go to another
-  available deployment at once when there is one, else wait (upstream ``Retry-After``, bounded, else
-  exponential backoff; at least ``retry_after``). Client errors are not retried (unless ``retry_policy``
-  says so), nor a key's own rate limit.
-- After the retries, fallbacks: ``context_window_fallbacks`` for a context-window error,
-  ``content_policy_fallbacks`` for a content-policy refusal, else per-request ``fallbacks`` or
-  ``fallbacks`` (``"*"`` matches any group) or ``default_fallbacks``; at most ``max_fallbacks`` groups, each
-  with its own retries. A virtual key never reaches a group outside its allow-list this way: fallbacks it
-  may not use are skipped (the shell rejects a request whose own ``fallbacks`` name one, 401).
-- Cooldowns: failures that say something about a deployment (429, 401/403, 404, 408, 5xx, connect errors,
-  timeouts) are counted per minute; more than ``allowed_fails`` (or the ``allowed_fails_policy`` entry for
-  the error's class) cools the deployment down for ``cooldown_time`` (an upstream 429's ``Retry-After``
-  when given). 401/403/404 cool down at once. With Redis, cooldowns are shared with every worker.
-- Limits: each attempt pays its deployment's rpm/tpm buckets and, on the request's first admitted attempt,
-  the key/team/user buckets, in one limiter call. A deployment out of budget is skipped (it is marked
-  until its bucket refills, so later requests skip it without asking Redis); when none is left the client
-  gets LiteLLM's 429 ``No deployments available for selected model, Try again in N seconds`` with
-  ``retry-after``. A key out of budget gets LiteLLM's ``Crossed TPM / RPM / Max Parallel Request Limit``.
+Config reload (``Router(config, previous=old)``): the new router takes over the old one's
+``DeploymentStats`` by deployment id: the same objects, so EWMAs, cooldowns and the in-flight count of
+requests still running on the old router carry on; config-derived fields are updated, tiers rebuilt. The
+limiter is kept when the settings it is built from are unchanged, else the old one waits in
+``retired_limiter`` until the caller's :meth:`Router.close_retired`. Old groups find a target by identity
+when the new router renumbered its stats (:meth:`ModelGroup.target_of`).
 """
 
 from __future__ import annotations
@@ -47,7 +33,7 @@ import re
 import time
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
-from relaygate.config.model import Config, Deployment
+from relaygate.config.model import Config, Deployment, RouterSettings
 from relaygate.core import routing, tokens
 from relaygate.core.errors import (
     BadRequest,
@@ -134,6 +120,19 @@ class ModelGroup:
         self.tiers = routing.build_tiers(stats)
         self.limited = any(t.buckets for t in targets)
         self.token_limited = any(t.token_buckets for t in targets)
+
+    def target_of(self, s: DeploymentStats) -> Target:
+        """The target of ``s``: at ``s.index`` unless a newer router (reload) took ``s`` over and renumbered it."""
+        targets = self.targets
+        i = s.index
+        if i < len(targets):
+            t = targets[i]
+            if t.stats is s:
+                return t
+        for t in targets:
+            if t.stats is s:
+                return t
+        raise LookupError(f"deployment {s.id!r} is not in model group {self.name!r}")
 
 
 class RouteContext:
@@ -284,9 +283,66 @@ def _final(exc: GatewayError) -> bool:
     return st < 500 and st not in (401, 403, 404, 408, 429)
 
 
+class _Carry:
+    """The previous router's stats, each given once to the new deployment with its id (and group name, for
+    a wildcard's per-model stats); wildcard groups are built on first use, so theirs wait here."""
+
+    __slots__ = ("by_key", "by_id", "used", "keep_limited")
+
+    def __init__(self, previous: Router | None, keep_limited: bool) -> None:
+        self.by_key: dict[tuple[str, str], DeploymentStats] = {}
+        self.by_id: dict[str, DeploymentStats] = {}
+        self.used: set[int] = set()
+        self.keep_limited = keep_limited  # False: a new limiter, drop the "out of budget until" marks
+        if previous is None:
+            return
+        self.by_key.update(previous._carry.by_key)  # wildcard stats the previous router had not used yet
+        self.by_id.update(previous._carry.by_id)
+        for group in (*previous.groups.values(), *previous._wild_cache.values()):
+            for t in group.targets:
+                self.by_key[(t.dep.id, t.dep.model_name)] = t.stats
+        for dep_id, stats in previous.by_id.items():
+            if len(stats) == 1:
+                self.by_id[dep_id] = stats[0]
+
+    def take(self, dep: Deployment) -> DeploymentStats | None:
+        st = self.by_key.pop((dep.id, dep.model_name), None)
+        if st is None:
+            st = self.by_id.pop(dep.id, None)
+        if st is None or id(st) in self.used:
+            return None
+        self.used.add(id(st))
+        st.order = dep.order
+        st.max_inflight = dep.max_parallel_requests or 0
+        st.cost = _cost(dep)
+        if st.rpm != dep.rpm or st.tpm != dep.tpm or not self.keep_limited:
+            st.rpm = dep.rpm
+            st.tpm = dep.tpm
+            st.rpm_left = float(dep.rpm) if dep.rpm else 0.0
+            st.tpm_left = float(dep.tpm) if dep.tpm else 0.0
+            st.limited_until = 0.0  # the next attempt asks the limiter again
+        return st
+
+    def keep_only(self, ids: set[str]) -> None:
+        """Drop what no deployment left to build (the wildcards') can take."""
+        self.by_key = {k: v for k, v in self.by_key.items() if k[0] in ids}
+        self.by_id = {k: v for k, v in self.by_id.items() if k in ids}
+
+
+LIMITER_SETTINGS = ("redis_url", "redis_host", "redis_port", "redis_password", "redis_timeout",
+                    "on_redis_failure")
+"""The ``router_settings`` ``limits.make_limiter`` builds a limiter from: a reload that changes none of
+them (and keeps the same metrics object) keeps the limiter."""
+
+
+def same_limiter_settings(a: RouterSettings, b: RouterSettings) -> bool:
+    return all(getattr(a, f) == getattr(b, f) for f in LIMITER_SETTINGS)
+
+
 class Router:
     def __init__(self, config: Config, rng: random.Random | None = None, *, metrics: Any = None,
-                 limiter: Limiter | None = None) -> None:
+                 limiter: Limiter | None = None, previous: Router | None = None) -> None:
+        """``previous``: the router this one replaces on a config reload (see the module docstring)."""
         self.config = config
         self.settings = s = config.router
         self._rng = rng or random.Random()
@@ -299,8 +355,16 @@ class Router:
         self.strategy = strategy
         self.exploration = s.latency_exploration
         self.alpha = s.latency_ewma_alpha
-        self.limiter = limiter if limiter is not None else make_limiter(s, metrics)
-        self.limiter.on_cooldowns(self._remote_cooldowns)
+        self.retired_limiter: Limiter | None = None
+        """The previous router's limiter when this one does not keep it: close it once drained."""
+        if previous is not None and limiter is None and previous.metrics is metrics and (
+                same_limiter_settings(previous.settings, s)):
+            limiter = previous.limiter
+        self.limiter: Limiter = limiter if limiter is not None else make_limiter(s, metrics)
+        if previous is not None and previous.limiter is not self.limiter:
+            self.retired_limiter = previous.limiter
+        self.limiter.on_cooldowns(self._remote_cooldowns)  # replaces the previous router's callback
+        self._carry: _Carry = _Carry(previous, keep_limited=self.retired_limiter is None)
         self.clock = time.monotonic
         self.groups: dict[str, ModelGroup] = {}
         self.by_id: dict[str, list[DeploymentStats]] = {}
@@ -319,10 +383,13 @@ class Router:
         # LiteLLM's pattern router: the longest literal pattern wins (stable: config order among equals)
         self._wildcards.sort(key=lambda w: -len(w[1].model_name.replace("*", "")))
         self.aliases = dict(s.model_group_alias)
+        self._carry.keep_only({dep.id for _pat, dep, _prov in self._wildcards})
 
     def _stats(self, dep: Deployment) -> DeploymentStats:
-        st = DeploymentStats(0, dep.id, order=dep.order, max_inflight=dep.max_parallel_requests or 0,
-                             cost=_cost(dep), rpm=dep.rpm, tpm=dep.tpm)
+        st = self._carry.take(dep)
+        if st is None:
+            st = DeploymentStats(0, dep.id, order=dep.order, max_inflight=dep.max_parallel_requests or 0,
+                                 cost=_cost(dep), rpm=dep.rpm, tpm=dep.tpm)
         if len(self._wild_cache) < 10_000:  # stats of uncached wildcard groups are not kept
             self.by_id.setdefault(dep.id, []).append(st)
         return st
@@ -332,6 +399,13 @@ class Router:
 
     async def aclose(self) -> None:
         await self.limiter.aclose()
+
+    async def close_retired(self) -> None:
+        """Close the previous router's limiter if this router did not keep it (call once the requests
+        still running on the previous router have finished: their leases give their slots back to it)."""
+        retired, self.retired_limiter = self.retired_limiter, None
+        if retired is not None and retired is not self.limiter:
+            await retired.aclose()
 
     def _remote_cooldowns(self, entries: list[tuple[str, float]]) -> None:
         now = self.clock()
@@ -518,7 +592,7 @@ class Router:
                 if last is not None:
                     raise last
                 raise self._no_deployments(group, now)
-            target = group.targets[s.index]
+            target = group.target_of(s)
             verdict, called, costs = await self._admit(group, target, ctx, now) if (
                 group.limited or ctx.key is not None) else (None, (), ())
             if verdict is not None and verdict.fail >= 0:
