@@ -27,6 +27,7 @@ naming the field and never the password: such a URL would be logged and echoed w
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import tomllib
@@ -459,4 +460,7 @@ def validate(config: Config) -> list[str]:
             errors.append(f"model_list[{i}].litellm_params.weight: must be >= 0")
     if config.server.transport not in ("auto", "h1", "aiohttp"):
         errors.append("server.transport: expected one of auto, h1, aiohttp")
+    interval = config.server.reload_poll_interval
+    if not (interval > 0 and math.isfinite(interval)):
+        errors.append("server.reload_poll_interval: expected a positive number of seconds")
     return errors

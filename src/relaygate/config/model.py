@@ -113,6 +113,10 @@ class ServerSettings(msgspec.Struct, kw_only=True):
     """Seconds a connection may wait before its request head is in: the first request and between two."""
     max_upstream_response_bytes: int = 128 * 1024 * 1024
     """Largest upstream answer read whole (non-stream); larger ones are a 502. Streams are not capped."""
+    watch_config: bool = False
+    """Reload the config when its file changes (mtime or size), as on SIGHUP; no restart, streams go on."""
+    reload_poll_interval: float = 1.0
+    """Seconds between two checks for a reload (SIGHUP's generation file, the file with ``watch_config``)."""
 
 
 class GeneralSettings(msgspec.Struct, kw_only=True):
