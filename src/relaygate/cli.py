@@ -14,6 +14,11 @@ Granian's header timeout. So ``serve`` raises its soft open-file limit to the ha
 it), sizes the slots from that limit (less a reserve for upstream sockets) unless ``max_connections`` is
 set, and closes a connection that has not sent a full request head within ``header_read_timeout``, which
 in Granian's HTTP/1 is also the idle time allowed between two requests on a keep-alive connection.
+
+SIGHUP to the main process reloads the config without a restart: Granian's own handler (respawn every
+worker: router state lost, streams cut) is replaced by :func:`relaygate.reload.request_reload`, which
+checks the file like start-up does and, when it can be served, bumps the generation the workers poll
+(``relaygate.reload.Watcher``); a config that fails the check is refused with one log line.
 """
 
 from __future__ import annotations
@@ -23,14 +28,15 @@ import logging
 import os
 import resource
 import shutil
+import signal
 import sys
 import tempfile
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml  # type: ignore[import-untyped]
 
-from relaygate import __version__
-from relaygate.config import Config, ConfigError, default_config, load_config, validate
+from relaygate import __version__, reload
+from relaygate.config import ConfigError, load_config
 from relaygate.config.loader import single_model
 from relaygate.config.model import ServerSettings
 from relaygate.logs import setup_logging
@@ -112,42 +118,6 @@ def connection_limits(server: ServerSettings, file_limit: int, backlog_flag: int
     )
 
 
-def _deployment_problems(config: Config) -> list[str]:
-    """Each concrete deployment's adapter is built once here, so one that cannot work (no api_base, unusable
-    credentials, an id that cannot go into a URL) is reported before any worker starts, not per request."""
-    from relaygate.core.errors import GatewayError
-    from relaygate.providers import make_provider
-
-    problems = []
-    for i, dep in enumerate(config.deployments):
-        if "*" in dep.model:
-            continue  # a wildcard's adapters are built per model name, when a request names one
-        try:
-            make_provider(dep)
-        except GatewayError as exc:
-            problems.append(f"model_list[{i}] ({dep.model_name}): {exc.message}")
-    return problems
-
-
-def _limit_problems(server: ServerSettings) -> list[str]:
-    problems = []
-    if server.backlog < 1:
-        problems.append("server.backlog: expected a positive integer")
-    if server.max_connections < 0:
-        problems.append("server.max_connections: expected 0 (automatic) or a positive integer")
-    if not server.header_read_timeout > 0:
-        problems.append("server.header_read_timeout: expected a positive number of seconds")
-    return problems
-
-
-def _load(path: str | None) -> Config:
-    config = load_config(path) if path else default_config()
-    problems = validate(config) + _limit_problems(config.server) + _deployment_problems(config)
-    if problems:
-        raise ConfigError(config.source, "", "; ".join(problems))
-    return config
-
-
 def serve(argv: list[str], prog: str = "relaygate serve") -> int:
     parser = _serve_parser(prog)
     args, unknown = parser.parse_known_args(argv)
@@ -161,7 +131,7 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
         with open(args.config, "w") as f:
             yaml.safe_dump(single_model(args.model, args.alias, args.api_base, args.api_version), f)
     try:
-        config = _load(args.config)
+        config = reload.load_checked(args.config)
     except ConfigError as exc:
         setup_logging(level)
         print(f"relaygate: config error: {exc}", file=sys.stderr)
@@ -188,7 +158,6 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
 
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
-    from granian.server import Server
 
     limits = connection_limits(config.server, raise_file_limit(), args.backlog)
     log.info("relaygate %s serving %d deployments on http://%s:%d with %d worker(s)", __version__,
@@ -203,7 +172,7 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
         log.warning("the open-file limit (%d) leaves room for only %d client connections per worker: idle "
                     "connections past that delay new clients; raise `ulimit -Hn`", limits.file_limit,
                     limits.max_connections)
-    server = Server(
+    server = _server_class(os.environ.get("RELAYGATE_CONFIG"), metrics_dir)(
         "relaygate.asgi:app",
         address=host,
         port=port,
@@ -227,6 +196,37 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
     return 0
 
 
+def _server_class(config_path: str | None, runtime_dir: str) -> type[Any]:
+    """Granian's ``Server`` with SIGHUP turned into a config reload (see the module docstring)."""
+    from granian.server import Server
+
+    class RelaygateServer(Server):  # type: ignore[misc,valid-type]
+        _hup_busy = False
+        _hup_again = False
+
+        def startup(self, spawn_target: Any, target_loader: Any) -> None:
+            super().startup(spawn_target, target_loader)
+            signal.signal(signal.SIGHUP, self.signal_handler_reload)  # ours, whatever Granian installed
+
+        def signal_handler_reload(self, *args: Any, **kwargs: Any) -> None:
+            if os.getpid() != getattr(self, "pid", None):
+                return  # a forked worker that inherited the handler: the main process decides
+            if self._hup_busy:  # a SIGHUP while handling one: check once more when done
+                self._hup_again = True
+                return
+            self._hup_busy = True
+            try:
+                again = True
+                while again:
+                    self._hup_again = False
+                    reload.request_reload(config_path, runtime_dir)
+                    again = self._hup_again
+            finally:
+                self._hup_busy = False
+
+    return RelaygateServer
+
+
 def _granian_level(level: str) -> LogLevels:
     from granian.log import LogLevels
 
@@ -242,7 +242,7 @@ def check_config(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    problems = validate(config) + _limit_problems(config.server) + _deployment_problems(config)
+    problems = reload.problems(config)
     for w in config.warnings:
         print(f"warning: {config.source}: {w}")
     for prob in problems:
