@@ -12,13 +12,13 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 import pytest
 
 from relaygate import reload
 from relaygate.config import ConfigError
-from tests.conftest import start_gateway
+from tests.conftest import RedisServer, start_gateway
 
 GOOD = '[[models]]\nname = "m"\nmodel = "mock/echo"\n'
 
@@ -176,6 +176,61 @@ def test_request_reload_bumps_only_for_a_valid_config(tmp_path: Path, caplog: py
     refused = [m for m in lines if m.startswith("config reload refused: ")]
     assert len(refused) == 1 and "invalid TOML" in refused[0] and "\x1b" not in refused[0]
     assert any("embedded default" in m for m in lines)
+
+
+# -- Redis pub/sub fan-out ----------------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_redis_fan_out_reaches_other_hosts_and_survives_an_outage(redis_server: RedisServer,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    url = redis_server.url
+    got: dict[str, list[str]] = {"a": [], "b": []}
+
+    def recorder(name: str) -> Callable[[str], Awaitable[None]]:
+        async def on_change(reason: str) -> None:
+            got[name].append(reason)
+            if reason == "redis" and len(got[name]) == 1 and name == "b":
+                raise RuntimeError("first reload fails")
+        return on_change
+
+    async def subscribers() -> int:
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(url)
+        try:
+            return int((await client.pubsub_numsub(reload.RELOAD_CHANNEL))[0][1])
+        finally:
+            await client.aclose()
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(reload.subscribe_reloads(url, recorder(n), origin=f"host-{n}", retry=0.05))
+                 for n in ("a", "b")]
+        try:
+            deadline = time.monotonic() + 10
+            while await subscribers() < 2:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            assert await reload.publish_reload(url, 5, origin="host-a") == 2
+            await _until(lambda: got["b"] == ["redis"])
+            assert await reload.publish_reload(url, 6, origin="host-a") == 2
+            await _until(lambda: got["b"] == ["redis", "redis"])  # still listening after a failed reload
+            await asyncio.sleep(0.1)
+            assert got["a"] == []  # its own host reloads through the generation file
+            redis_server.stop()
+            await asyncio.sleep(0.3)
+            redis_server.start()
+            await _until(lambda: got["a"] == ["redis reconnected"] and got["b"][-1] == "redis reconnected")
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    with caplog.at_level(logging.INFO, logger="relaygate"):
+        asyncio.run(main())
+    lines = [r.getMessage() for r in caplog.records]
+    assert "config reload failed (redis): RuntimeError: first reload fails" in lines
+    assert sum("Redis pub/sub unavailable" in m for m in lines) == 2  # one warning per subscriber and outage
 
 
 # -- SIGHUP to a real gateway ------------------------------------------------------------------------------

@@ -14,6 +14,11 @@ generation rose, or the file changed and then stayed the same for one more inter
 complete), it awaits ``on_change(reason)``, the worker's own "load, check, swap" step. Nothing of this is
 on the request path. A worker that applied a generation it bumped itself calls :meth:`Watcher.seen`.
 
+Several gateway hosts sharing one Redis (optional): :func:`publish_reload` sends a reload on a pub/sub
+channel and each worker runs :func:`subscribe_reloads`, which calls ``on_change("redis")`` for a message
+from another host (a host's own workers reload through its generation file) and, after Redis was
+unreachable, ``on_change("redis reconnected")`` once, since pub/sub does not keep what was missed.
+
 Invariants: :func:`bump` is atomic across processes (``flock`` on a lock file, write to a temporary file,
 ``os.replace``), so concurrent bumps give distinct numbers and a reader never sees a half-written file;
 :func:`current` never raises (0 when the file is missing or unreadable); a failing ``on_change`` is logged
@@ -234,11 +239,68 @@ class Watcher:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            reason = None
-            try:
-                reason = self.poll()
-                if reason is not None:
-                    await self.on_change(reason)
-            except Exception as exc:  # the watcher outlives any one failed reload
-                log.error("config reload failed (%s): %s", reason, _describe(exc))
-                log.debug("config reload failure", exc_info=True)
+            reason = self.poll()
+            if reason is not None:
+                await _notify(self.on_change, reason)
+
+
+# -- several hosts: Redis pub/sub (optional) ----------------------------------------------------------------
+
+RELOAD_CHANNEL = "relaygate:config-reload"
+
+
+async def publish_reload(url: str, generation: int, *, origin: str = "", channel: str = RELOAD_CHANNEL,
+                         timeout: float = 2.0) -> int:
+    """Ask every host subscribed on the Redis at ``url`` to reload; returns how many subscribers got it.
+    Subscribers started with the same ``origin`` (the sender's own workers) ignore the message."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return int(await client.publish(channel, f"{generation} {origin}"))
+    finally:
+        await client.aclose()
+
+
+async def subscribe_reloads(url: str, on_change: OnChange, *, origin: str = "", channel: str = RELOAD_CHANNEL,
+                            retry: float = 1.0) -> None:
+    """Run until cancelled (as a task): ``on_change("redis")`` for each reload another origin published.
+    Redis unreachable: one warning, a new try every ``retry`` seconds, then ``on_change("redis
+    reconnected")``. A failing ``on_change`` is logged on one line, as the Watcher does."""
+    from redis.asyncio import Redis
+
+    down = False
+    while True:
+        client = Redis.from_url(url, socket_connect_timeout=max(retry, 1.0), health_check_interval=30)
+        try:
+            async with client.pubsub() as pubsub:
+                await pubsub.subscribe(channel)
+                if down:
+                    down = False
+                    log.info("config reload: Redis pub/sub %s subscribed again", channel)
+                    await _notify(on_change, "redis reconnected")
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    data = message.get("data")
+                    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+                    if origin and text.partition(" ")[2] == origin:
+                        continue
+                    await _notify(on_change, "redis")
+        except Exception as exc:  # Redis away (connection refused, reset, timeout): try again
+            if not down:
+                down = True
+                log.warning("config reload: Redis pub/sub unavailable, retrying every %gs: %s", retry,
+                            _describe(exc))
+        finally:
+            await client.aclose()
+        await asyncio.sleep(retry)
+
+
+async def _notify(on_change: OnChange, reason: str) -> None:
+    """Await one reload; its failure is one log line (the traceback at debug level), never the caller's."""
+    try:
+        await on_change(reason)
+    except Exception as exc:
+        log.error("config reload failed (%s): %s", reason, _describe(exc))
+        log.debug("config reload failure", exc_info=True)
