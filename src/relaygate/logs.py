@@ -165,3 +165,7 @@ class RateLimitedLog:
             self.logger.warning(msg, *args)
         else:
             self._suppressed += 1
+
+
+fail_log = RateLimitedLog(logging.getLogger("relaygate"))
+"""The worker's one budget for request-failure lines (the pipeline, the stream relay, the route table)."""

@@ -123,14 +123,14 @@ def test_overrides_only_tighten_the_operators_timeouts() -> None:
         "model": "openai/m", "api_base": "http://127.0.0.1:9", "timeout": 20, "stream_timeout": 10}}],
         "relaygate_settings": {"first_byte_timeout": 15, "idle_timeout": 12}})
     target = gw.router.resolve("m").targets[0]
-    base = gw.timeouts(target, False, None)
+    base = gw.runtime.timeouts(target, False, None)
     assert base.total == 20 and base.first_byte == 15 and base.idle == 12
     for huge in (1e9, 3600.0, 20.5):
-        t = gw.timeouts(target, False, huge)
+        t = gw.runtime.timeouts(target, False, huge)
         assert (t.total, t.first_byte, t.idle) == (20, 15, 12)
-        s = gw.timeouts(target, True, huge)
+        s = gw.runtime.timeouts(target, True, huge)
         assert s.total is None and s.first_byte == 10 and s.idle == 10
-    t = gw.timeouts(target, False, 2.0)
+    t = gw.runtime.timeouts(target, False, 2.0)
     assert t.total == 2.0 and t.first_byte == 2.0 and t.idle == 2.0 and t.connect <= 2.0
 
 

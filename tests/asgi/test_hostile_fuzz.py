@@ -60,7 +60,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from bench.procs import MockHandle, start_mock
-from relaygate import asgi as asgi_module
+from relaygate import logs as logs_module
 from relaygate.asgi import Gateway
 from relaygate.logs import CONTINUATION, TEXT_FORMAT, JsonFormatter, SafeFormatter
 
@@ -242,14 +242,14 @@ class Harness:
         self.attacker_seen = attacker.stats()["requests"]
         self.watch = LogWatch()
         self.rg = logging.getLogger("relaygate")
-        self._saved = (self.rg.level, self.rg.propagate, self.rg.handlers, asgi_module.fail_log.per_second)
+        self._saved = (self.rg.level, self.rg.propagate, self.rg.handlers, logs_module.fail_log.per_second)
         # relaygate's records go to the watch only: pytest's capture handler would keep thousands of them
         # (a failure shows the offending record in full); asyncio's, rare, reach it through the root logger
         self.rg.setLevel(logging.DEBUG)
         self.rg.propagate = False
         self.rg.handlers = [self.watch]
         logging.getLogger().addHandler(self.watch)
-        asgi_module.fail_log.per_second = 1 << 30  # every failure line is written, so every one is checked
+        logs_module.fail_log.per_second = 1 << 30  # every failure line is written, so every one is checked
 
     def run(self, req: Req) -> Answer:
         self.rg.handlers = [self.watch]  # again: pytest attaches its handler to loggers at each test phase
@@ -279,7 +279,7 @@ class Harness:
             self.rg.setLevel(self._saved[0])
             self.rg.propagate = self._saved[1]
             self.rg.handlers = self._saved[2]
-            asgi_module.fail_log.per_second = self._saved[3]
+            logs_module.fail_log.per_second = self._saved[3]
 
     def attacker_requests(self) -> int:
         return int(self.attacker.stats()["requests"]) - self.attacker_seen

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from relaygate.asgi import Gateway
-from relaygate.inbound.multipart import FieldFinder
+from relaygate.frontends.multipart import FieldFinder
 from relaygate.upstream.h1 import H1Transport
 from tests.asgi.conftest import make_gateway
 from tests.upstream.test_streamed_body import Sink

@@ -423,7 +423,7 @@ def test_requests_without_image_urls_fetch_nothing() -> None:
 
 
 def test_one_embeddings_call_as_several_upstream_calls() -> None:
-    from relaygate.asgi import FANOUT_CONCURRENCY
+    from relaygate.upstream.calls import FANOUT_CONCURRENCY
 
     async def go() -> None:
         async with stack() as (srv, gw):

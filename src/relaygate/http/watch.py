@@ -15,11 +15,9 @@ task or the request, whether the future is still pending or already resolved:
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable
+from typing import Any
 
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from relaygate.http.types import Message, Receive, Send
 
 KEEPALIVE = b": keepalive\n\n"
 

@@ -1,4 +1,4 @@
-"""Reading what a client sends, with limits: the body (size, time, rate) and per-request overrides.
+"""Reading a request body, with limits (size, time, rate).
 
 What it owns, for every POST route alike:
 
@@ -6,34 +6,22 @@ What it owns, for every POST route alike:
   ``Content-Length`` over it is a 413 before a byte is read; a chunked body is counted as it arrives),
   ``body_read_timeout`` seconds plus one second per ``min_body_rate`` bytes received (a body trickled on
   purpose holds its connection and task for no longer: 408), and a client that goes away
-  (:class:`~relaygate.watch.ClientGone`). No timer is armed per request: a read that must wait registers
+  (:class:`~relaygate.http.watch.ClientGone`). No timer is armed per request: a read that must wait registers
   its deadline with one per-worker sweeper that runs every ``SWEEP_INTERVAL`` (0.1 s) while any read waits
   (Granian's ``receive()`` is never already resolved when called, so a per-request timer would cost every
   request ~2 µs).
-- :class:`Overrides` parses the per-request routing overrides a client may send (``x-litellm-timeout``,
-  ``x-litellm-num-retries``, ``x-litellm-call-id`` headers; ``timeout`` / ``num_retries`` in the body) and
-  validates them: a timeout is a finite number of seconds > 0, retries an integer in 0..100; anything else
-  is a 400 naming the header or field. They can only tighten what the operator configured: the router
-  takes ``min(override, configured)`` (see ``Gateway.timeouts`` and ``Router._run_group``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
-import os
-import random
-import re
-from typing import Any, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
+from typing import Any
 
 from relaygate.core import errors
-from relaygate.watch import ClientGone
-
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-
-MAX_REQUEST_RETRIES = 100
+from relaygate.http.types import Message, Receive
+from relaygate.http.watch import ClientGone
 
 
 def too_large(size: int, limit: int) -> errors.PayloadTooLarge:
@@ -193,80 +181,3 @@ def body_ended_early() -> errors.BadRequest:
     so for a malformed chunked framing too, and a client that really left never sees the answer."""
     return errors.BadRequest("Invalid request body: the body ended before it was complete "
                              "(connection closed, or malformed chunked framing)")
-
-
-def timeout_value(raw: Any, name: str) -> float:
-    """A client's timeout override in seconds: a finite number > 0, else a 400 naming ``name``."""
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise errors.BadRequest(f"Invalid {name}: expected a number of seconds", param=name) from None
-    if not math.isfinite(value) or value <= 0:
-        raise errors.BadRequest(f"Invalid {name}: {raw!s:.40} (expected a finite number of seconds > 0)",
-                                param=name)
-    return value
-
-
-def retries_value(raw: Any, name: str) -> int:
-    """A client's retry override: an integer in 0..MAX_REQUEST_RETRIES, else a 400 naming ``name``."""
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise errors.BadRequest(f"Invalid {name}: expected an integer", param=name) from None
-    if isinstance(raw, float) or not 0 <= value <= MAX_REQUEST_RETRIES:
-        raise errors.BadRequest(f"Invalid {name}: {raw!s:.40} (expected an integer 0..{MAX_REQUEST_RETRIES})",
-                                param=name)
-    return value
-
-
-_rand = random.SystemRandom().getrandbits(64)
-_ids = itertools.count()
-_CALL_ID = re.compile(rb"[\x21-\x7e]{1,128}")
-
-
-def new_call_id() -> bytes:
-    """A uuid4-shaped id, ~5x cheaper than ``uuid.uuid4()``: per-process random prefix mixed with a counter."""
-    h = "%032x" % ((_rand << 64) ^ (next(_ids) * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF) ^ (os.getpid() << 96))
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}".encode()
-
-
-def client_call_id(value: bytes) -> bytes | None:
-    """A client's ``x-litellm-call-id``, if it is 1-128 visible ASCII characters (it goes back in a response
-    header and into log lines); anything else is ignored and the gateway makes its own."""
-    return value if _CALL_ID.fullmatch(value) else None
-
-
-def call_id_of(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """The request's call id: the client's valid ``x-litellm-call-id``, else a new one."""
-    for k, v in headers:
-        if k == b"x-litellm-call-id":
-            return client_call_id(v) or new_call_id()
-    return new_call_id()
-
-
-class Overrides:
-    """Per-request values read from the headers in one pass (call id, retries, timeout, declared length)."""
-
-    __slots__ = ("call_id", "num_retries", "timeout")
-
-    def __init__(self, headers: Iterable[tuple[bytes, bytes]], max_body: int) -> None:
-        self.call_id: bytes | None = None
-        self.num_retries: int | None = None
-        self.timeout: float | None = None
-        for k, v in headers:
-            if k[:10] == b"x-litellm-":
-                if k == b"x-litellm-call-id":
-                    self.call_id = client_call_id(v)
-                elif k == b"x-litellm-num-retries":
-                    self.num_retries = retries_value(v, "x-litellm-num-retries")
-                elif k == b"x-litellm-timeout":
-                    self.timeout = timeout_value(v, "x-litellm-timeout")
-            elif k == b"content-length":
-                declared_length(v, max_body)
-
-    def merge_body(self, num_retries: Any, timeout: Any) -> None:
-        """Body values (``num_retries``, ``timeout``) apply where no header gave one."""
-        if self.num_retries is None and num_retries is not None:
-            self.num_retries = retries_value(num_retries, "num_retries")
-        if self.timeout is None and timeout is not None:
-            self.timeout = timeout_value(timeout, "timeout")

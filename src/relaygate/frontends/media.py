@@ -10,7 +10,7 @@ naming the model. The model field is swapped for the upstream's name; everything
 ``/v1/audio/speech`` streams the upstream's binary audio back chunk by chunk with its content type.
 
 Multipart uploads (``transcriptions``, ``translations``, ``image_edits``) are streamed, not buffered: the
-handler reads the upload only until :class:`~relaygate.inbound.multipart.FieldFinder` has found the
+handler reads the upload only until :class:`~relaygate.frontends.multipart.FieldFinder` has found the
 ``model`` field (at most :data:`MODEL_PREFIX` bytes; clients send it before the file), then hands the
 transport an :class:`Upload` that yields that prefix, with the model swapped and ``Content-Length``
 adjusted, followed by each ``receive()`` piece as the client sends it. The transport's write backpressure
@@ -21,7 +21,8 @@ in its first pieces is sent as ``bytes`` like any body.
 
 A streamed upload can be sent once: until its first byte went out, the router may retry and fall back as
 usual; after that, a failure is final and goes to the client (it is kept from the router as
-:class:`_Spent`, so it does not count towards the deployment's cooldown either).
+:class:`~relaygate.pipeline.attempts.Spent`, so it does not count towards the deployment's cooldown
+either).
 """
 
 from __future__ import annotations
@@ -38,20 +39,20 @@ from relaygate.core import body as body_edit
 from relaygate.core import errors
 from relaygate.core.errors import GatewayError
 from relaygate.core.views import check_duplicate_keys
-from relaygate.inbound.multipart import FieldFinder, boundary_of
-from relaygate.logs import RateLimitedLog
-from relaygate.providers.base import MEDIA_PATHS, Provider
-from relaygate.relay import Exchange, Receive, Scope, Send, Services, retry_after
-from relaygate.reqio import BodyLimits, call_id_of, declared_length, next_message, too_large
-from relaygate.router import RouteContext
-from relaygate.sinks import Outcome
-from relaygate.upstream.base import UpstreamRequest
+from relaygate.frontends.multipart import FieldFinder, boundary_of
+from relaygate.http.body import BodyLimits, declared_length, next_message, read_body, too_large
+from relaygate.http.routes import Params
+from relaygate.http.types import Headers, Receive, Scope
+from relaygate.pipeline import Exchange, Frontend, StreamStart, require_model
+from relaygate.pipeline.attempts import Answer, Attempt, Spent
+from relaygate.pipeline.exchange import retry_after
+from relaygate.providers.base import MEDIA_PATHS, Provider, StreamTranslator
+from relaygate.upstream.base import Transport, UpstreamRequest
 
 if TYPE_CHECKING:
     from relaygate.router import Target
 
 log = logging.getLogger("relaygate")
-fail_log = RateLimitedLog(log)
 
 PATHS = MEDIA_PATHS
 _MULTIPART = frozenset({"transcriptions", "translations", "image_edits"})
@@ -107,18 +108,9 @@ class Upload:
                 return
 
 
-class _Spent(Exception):
-    """A failure after a streamed upload began: final, so it bypasses the router's retries."""
-
-    def __init__(self, error: GatewayError) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
-async def _read_multipart(gw: Services, scope: Scope, receive: Receive,
+async def _read_multipart(limits: BodyLimits, scope: Scope, receive: Receive,
                           ctype: str) -> tuple[str, bytes, tuple[int, int], Upload | None]:
     """Read until the ``model`` field is known -> (model, body so far, its span, the upload if more comes)."""
-    limits = gw.body_limits
     limit = limits.max_bytes
     length: int | None = None
     for k, v in scope["headers"]:
@@ -170,117 +162,127 @@ def media_request(p: Provider, kind: str, body: bytes, ctype: str, model: str, u
     raise errors.BadRequest(f"{p.name} model `{upstream}` does not support /v1{PATHS[kind]}", param="model")
 
 
-# --------------------------------------------------------------------------------------- handler
+# -------------------------------------------------------------------------------------- frontend
 
 
-def make_handler(kind: str) -> Any:
-    async def handler(gw: Services, scope: Scope, receive: Receive, send: Send) -> None:
-        call_id = _call_id(scope)
-        ex = Exchange(call_id, kind, time.perf_counter())
-        try:
-            await _media(gw, scope, receive, send, kind, ex)
-        except GatewayError as exc:  # every answer carries the call id, errors too
-            gw.complete(ex, exc.status, Outcome.ERROR, error=exc)
-            fail_log.warning("%s failed: %d %s (call_id=%s)", scope["path"], exc.status, exc.message, call_id.decode())
-            await gw._send_error(send, exc, call_id)
+class _State:
+    __slots__ = ("ctype", "span", "upload")
 
-    handler.__name__ = f"media_{kind}"
-    return handler
+    def __init__(self, ctype: str, span: tuple[int, int] | None, upload: Upload | None) -> None:
+        self.ctype = ctype
+        self.span = span
+        self.upload = upload
 
 
-async def _media(gw: Services, scope: Scope, receive: Receive, send: Send, kind: str, ex: Exchange) -> None:
-    t0, call_id = ex.t0, ex.call_id
-    who = ex.who = await gw.principal(scope)
-    key = who.key
-    ctype = "application/json"
-    for k, v in scope["headers"]:
-        if k == b"content-type":
-            ctype = v.decode("latin-1")
-    span: tuple[int, int] | None = None
-    upload: Upload | None = None
-    if kind in _MULTIPART:
-        if not ctype.lower().startswith("multipart/form-data"):
-            raise errors.BadRequest(f"/v1{PATHS[kind]} expects multipart/form-data")
-        model, body, span, upload = await _read_multipart(gw, scope, receive, ctype)
-    else:
-        body = await gw.read_body(scope, receive)
-        try:
-            obj = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise errors.BadRequest(f"Invalid JSON in request body: {exc}") from None
-        check_duplicate_keys(body)
-        m = obj.get("model") if isinstance(obj, dict) else None
-        if not isinstance(m, str) or not m:
-            raise errors.BadRequest("Invalid request body: Object missing required field `model`", param="model")
-        model = m
+class _Audio(StreamTranslator):
+    """Binary audio goes to the client as the upstream sends it."""
+
+    def feed(self, data: bytes) -> bytes:
+        return data
+
+    def close(self) -> bytes:
+        return b""
+
+
+class Media(Frontend):
+    """One instance per kind (``images``, ``speech``, ``transcriptions`` ...; see ``MEDIA_PATHS``)."""
+
+    keepalive = False  # an SSE comment in an audio stream would corrupt it
+
+    def __init__(self, kind: str) -> None:
+        self.route = kind
+        self.router_route = f"/v1{PATHS[kind]}"
+
+    async def parse(self, ex: Exchange, scope: Scope, receive: Receive, params: Params) -> None:
+        kind = self.route
         ctype = "application/json"
-    ex.model = model
-    group = gw.router.resolve(model, f"/v1{PATHS[kind]}")
-    who.check_model(model)
-    ctx = ex.ctx = RouteContext(stream=kind == "speech", key=key)
-    ex.stream = kind == "speech"
-    timer = ex
-
-    async def attempt(target: Target) -> Any:
-        p = target.provider
-        req = media_request(p, kind, body, ctype, model, target.upstream_model, span, upload)
-        t = time.perf_counter()
-        try:
-            resp = await gw.transport.send(req, gw.timeouts(target, kind == "speech", None))
-            if resp.status >= 400:
-                data = await resp.read()
-                raise p.map_error(resp.status, data, retry_after(resp.header(b"retry-after")))
-            if kind == "speech":
-                return resp
-            return await resp.read(), resp.header(b"content-type") or b"application/json"
-        except GatewayError as exc:
-            if upload is not None and upload.started:
-                raise _Spent(exc) from None
-            raise
-        finally:
-            timer.wait += time.perf_counter() - t
-
-    try:
-        result, lease = await gw.router.run(group, ctx, attempt)
-    except _Spent as spent:
-        raise spent.error from None
-    total = time.perf_counter() - t0
-    headers = gw._headers(lease, group, call_id=call_id, ctx=ctx, total=total, wait=timer.wait)
-    if kind != "speech":
-        data, rtype = result
-        headers += [(b"content-type", rtype), (b"content-length", str(len(data)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": data})
-        lease.finish(True, 0)
-        ex.lease = lease
-        gw.complete(ex, 200, Outcome.OK, total)
-        return
-    resp = result
-    ex.lease = lease
-    ok = gone = False
-    broke: GatewayError | None = None
-    try:
-        headers.append((b"content-type", resp.header(b"content-type") or b"application/octet-stream"))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        async for chunk in resp:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-        ok = True
-    except (OSError, RuntimeError, asyncio.CancelledError, GatewayError) as exc:
-        await resp.aclose()
-        if isinstance(exc, GatewayError):
-            broke = exc
-            log.warning("speech stream from %s broke: %s", lease.target.dep.id, exc.message)
+        for k, v in scope["headers"]:
+            if k == b"content-type":
+                ctype = v.decode("latin-1")
+        span: tuple[int, int] | None = None
+        upload: Upload | None = None
+        if kind in _MULTIPART:
+            if not ctype.lower().startswith("multipart/form-data"):
+                raise errors.BadRequest(f"/v1{PATHS[kind]} expects multipart/form-data")
+            model, body, span, upload = await _read_multipart(ex.rt.body_limits, scope, receive, ctype)
         else:
-            gone = True
-        if isinstance(exc, asyncio.CancelledError):
-            raise
-    finally:
-        lease.finish(ok, 0)
-        ex.ttft = total
-        outcome = Outcome.OK if ok else Outcome.CLIENT_GONE if gone else Outcome.STREAM_BROKEN
-        gw.complete(ex, 200 if ok else 599, outcome, error=broke)
+            body = await read_body(receive, ex.rt.body_limits)
+            try:
+                obj = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise errors.BadRequest(f"Invalid JSON in request body: {exc}") from None
+            check_duplicate_keys(body)
+            model = require_model(obj.get("model") if isinstance(obj, dict) else None)
+            ctype = "application/json"
+            if isinstance(obj, dict):
+                _overrides(ex, obj)
+        ex.model, ex.body, ex.stream = model, body, kind == "speech"
+        ex.state = _State(ctype, span, upload)
+
+    def _send(self, transport: Transport, ex: Exchange, stream: bool) -> Attempt[Any]:
+        kind, body, model, st = self.route, ex.body, ex.model, ex.state
+        upload = st.upload
+
+        async def attempt(target: Target) -> Any:
+            p = target.provider
+            req = media_request(p, kind, body, st.ctype, model, target.upstream_model, st.span, upload)
+            ctx = ex.ctx
+            t = time.perf_counter()
+            try:
+                resp = await (p.transport or transport).send(
+                    req, ex.rt.timeouts(target, stream, ctx.timeout if ctx is not None else None))
+                if resp.status >= 400:
+                    data = await resp.read()
+                    raise p.map_error(resp.status, data, retry_after(resp.header(b"retry-after")))
+                if stream:
+                    return StreamStart(resp.__aiter__(), _Audio(), b"", resp.headers, resp.aclose)
+                return await resp.read(), resp.headers
+            except GatewayError as exc:
+                if upload is not None and upload.started:
+                    raise Spent(exc) from None
+                raise
+            finally:
+                ex.wait += time.perf_counter() - t
+
+        return attempt
+
+    def body_pending(self, ex: Exchange) -> bool:
+        return ex.state.upload is not None
+
+    def unary(self, transport: Transport, ex: Exchange) -> Attempt[Answer]:
+        return self._send(transport, ex, False)
+
+    def streaming(self, transport: Transport, ex: Exchange) -> Attempt[StreamStart]:
+        return self._send(transport, ex, True)
+
+    def usage(self, ex: Exchange, data: bytes) -> tuple[int, ...] | None:
+        return None
+
+    def content_type(self, upstream_headers: Headers) -> bytes:
+        return _header(upstream_headers, b"content-type") or b"application/json"
+
+    def stream_head(self, start: StreamStart) -> Headers:
+        return [(b"content-type", _header(start.headers, b"content-type") or b"application/octet-stream")]
+
+    def error_frame(self, exc: GatewayError) -> bytes:
+        return b""  # audio has no in-band error: the stream ends short (and the record says it broke)
 
 
-def _call_id(scope: Scope) -> bytes:
-    return call_id_of(scope["headers"])
+def _header(headers: Headers, name: bytes) -> bytes | None:
+    for k, v in headers:
+        if k == name:
+            return v
+    return None
+
+
+def _overrides(ex: Exchange, obj: dict[str, Any]) -> None:
+    """LiteLLM's per-request ``num_retries`` / ``timeout`` / ``fallbacks`` in a JSON media body (kept in the
+    body: OpenAI-compatible upstreams ignore unknown fields, LiteLLM forwards them too)."""
+    if "num_retries" in obj or "timeout" in obj:
+        assert ex.over is not None
+        ex.over.merge_body(obj.get("num_retries"), obj.get("timeout"))
+    fb = obj.get("fallbacks")
+    if fb is not None:
+        if not isinstance(fb, list) or not all(isinstance(m, str) and m for m in fb):
+            raise errors.BadRequest("fallbacks: expected a list of model names", param="fallbacks")
+        ex.fallbacks = fb

@@ -1,0 +1,39 @@
+"""The client APIs the gateway speaks, each a :class:`~relaygate.pipeline.Frontend` (parse and render only):
+
+- ``openai``: chat, completions, embeddings (and the model-in-path forms);
+- ``anthropic``: ``/v1/messages`` and ``/v1/messages/count_tokens``;
+- ``media``: images, audio (speech, transcriptions, translations), moderations, rerank.
+
+:func:`llm_routes` lists every POST path with the frontend that serves it; the gateway adds each to its
+route table as ``pipeline.run(frontend, ...)``. A new API is one more module and one more entry here.
+"""
+
+from __future__ import annotations
+
+from relaygate.frontends.anthropic import CountTokens, Messages
+from relaygate.frontends.media import Media
+from relaygate.frontends.openai import ENDPOINTS, MODEL_IN_PATH, SUFFIXES, OpenAI
+from relaygate.pipeline import Frontend
+
+_MEDIA_PATHS = (("images", "/images/generations"), ("image_edits", "/images/edits"), ("speech", "/audio/speech"),
+                ("transcriptions", "/audio/transcriptions"), ("translations", "/audio/translations"),
+                ("moderations", "/moderations"), ("rerank", "/rerank"))
+
+
+def llm_routes() -> list[tuple[str, Frontend]]:
+    """``(path, frontend)`` for every LLM route (all POST). Frontends are shared by the paths of one API."""
+    openai = {endpoint: OpenAI(endpoint) for endpoint in SUFFIXES}
+    out: list[tuple[str, Frontend]] = [(path, openai[endpoint]) for path, endpoint in ENDPOINTS.items()]
+    for endpoint, suffix in SUFFIXES.items():
+        for prefix, param in MODEL_IN_PATH:
+            out.append((prefix + param + suffix, openai[endpoint]))
+    out += [("/v1/messages", Messages()), ("/v1/messages/count_tokens", CountTokens())]
+    for kind, path in _MEDIA_PATHS:
+        media = Media(kind)
+        out += [("/v1" + path, media), (path, media)]
+        if kind == "rerank":
+            out.append(("/v2/rerank", media))
+    return out
+
+
+__all__ = ["llm_routes"]

@@ -1,0 +1,325 @@
+"""``POST /v1/messages`` and ``/v1/messages/count_tokens``: the Anthropic Messages API served by the gateway.
+
+The official ``anthropic`` SDK works against the gateway unchanged (``base_url`` = the gateway). Auth is
+the gateway's (``x-api-key`` or ``Authorization: Bearer``). The request's ``model`` names a model group
+as on the OpenAI routes, so routing, retries, fallbacks and limits are the same:
+
+* a deployment on ``anthropic/`` receives the client's bytes natively (model swapped, ``anthropic-beta``
+  forwarded) and its answer, body or event stream, goes back untouched;
+* every other deployment gets the request translated to OpenAI's shape
+  (:func:`relaygate.providers.messages_api.to_openai`) and goes through the gateway's own attempt
+  functions (so each provider's adapter applies), and the OpenAI answer is translated back: a body with
+  ``openai_to_message``, a stream with ``MessagesStream``, which emits Anthropic's exact event sequence.
+
+Errors use Anthropic's shape ``{"type": "error", "error": {"type", "message"}}`` with the same status;
+an upstream failure after the stream started becomes an ``event: error`` frame.
+
+Everything else is the pipeline's, as on the OpenAI routes: authentication, per-request overrides
+(``x-litellm-*`` headers; ``num_retries`` / ``timeout`` / ``fallbacks`` in the body, which are removed before
+the body goes to a native upstream), allow-lists, limits, retries and fallbacks, the completion record, and
+the stream relay (keepalives while waiting for the first event, a failure after keepalives went out ends
+the stream with an ``event: error`` frame, a client disconnect closes the upstream connection).
+``count_tokens`` asks an ``anthropic/`` deployment when the group has one and otherwise estimates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+import orjson
+
+from relaygate.core import body as body_edit
+from relaygate.core import errors, tokens
+from relaygate.core.errors import GatewayError
+from relaygate.core.sse import SSEDecoder
+from relaygate.core.views import check_duplicate_keys, decode_view
+from relaygate.http.body import read_body
+from relaygate.http.respond import VERSION
+from relaygate.http.routes import Params
+from relaygate.http.types import Headers, Receive, Scope, Send
+from relaygate.pipeline import Exchange, Frontend, StreamStart, require_model
+from relaygate.pipeline.attempts import Answer, Attempt, stream, unary
+from relaygate.pipeline.exchange import first_frame, retry_after
+from relaygate.providers.base import StreamTranslator, empty_stream_error, stream_head_error
+from relaygate.providers.messages_api import MessagesStream, error_body, openai_to_message, to_openai
+from relaygate.upstream.base import Transport, UpstreamResponse
+
+if TYPE_CHECKING:
+    from relaygate.router import Target
+
+log = logging.getLogger("relaygate")
+T = TypeVar("T")
+
+_JSON = (b"content-type", b"application/json")
+_FORWARD = (b"anthropic-beta",)
+
+
+async def send_anthropic_error(send: Send, exc: GatewayError, call_id: bytes | None = None) -> None:
+    body = error_body(exc)
+    hs: Headers = [(b"x-litellm-version", VERSION)]
+    if call_id:
+        hs.append((b"x-litellm-call-id", call_id))
+    hs += [*exc.headers, _JSON, (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": exc.status, "headers": hs})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _load(body: bytes) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise errors.BadRequest(f"Invalid JSON in request body: {exc}") from None
+    if not isinstance(obj, dict):
+        raise errors.BadRequest("Invalid request body: expected a JSON object")
+    check_duplicate_keys(body)
+    return obj
+
+
+def _shallow(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, where orjson refusing to write nesting deeper than its limit (254) is the client's
+    400; ``orjson.loads`` took the body (up to 1024 levels), so this is where depth is bounded."""
+    try:
+        return fn(*args)
+    except orjson.JSONEncodeError as exc:
+        if "ecursion" not in str(exc):
+            raise
+        raise errors.BadRequest("Invalid request body: nested too deeply") from None
+
+
+def _estimate(req: dict[str, Any]) -> int:
+    n = tokens.estimate_messages_tokens(orjson.dumps(req.get("messages") or []))
+    system = req.get("system")
+    if system:
+        n += tokens.estimate_messages_tokens(orjson.dumps([{"role": "system", "content": system}])) - 3
+    if req.get("tools"):
+        n += tokens.estimate_tokens(orjson.dumps(req["tools"]))
+    return max(1, n)
+
+
+class _Native(StreamTranslator):
+    """An ``anthropic/`` upstream's events go to the client untouched; usage is read on the side."""
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+        self._in = 0
+        self._out = 0
+        self._events = 0
+        self.content_tokens = 0
+
+    def feed(self, data: bytes) -> bytes:
+        for event, payload in self._sse.feed(data):
+            self._watch(event, payload)
+        return data
+
+    def close(self) -> bytes:
+        for event, payload in self._sse.close():
+            self._watch(event, payload)
+        if not self._events:  # an empty 200 (or one of no events) is no answer: 502 / an error event
+            raise empty_stream_error("anthropic")
+        return b""
+
+    def _watch(self, event: bytes | None, payload: bytes) -> None:
+        self._events += 1
+        if event == b"message_start" or event == b"message_delta":
+            try:
+                obj = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                return
+            u = (obj.get("message") or {}).get("usage") if event == b"message_start" else obj.get("usage")
+            if isinstance(u, dict):
+                self._in = int(u.get("input_tokens") or self._in) if "input_tokens" in u else self._in
+                self._out = int(u.get("output_tokens") or 0) or self._out
+                self.last_data = b'{"usage":{"input_tokens":%d,"output_tokens":%d}}' % (self._in, self._out)
+        elif event == b"message_stop":
+            self.done = True
+
+
+class _ToMessages(StreamTranslator):
+    """An OpenAI-chunk translator followed by the OpenAI -> Anthropic event translator."""
+
+    def __init__(self, inner: StreamTranslator, out: MessagesStream) -> None:
+        self.inner = inner
+        self.out = out
+
+    @property
+    def last_data(self) -> bytes:  # type: ignore[override]
+        return self.inner.last_data
+
+    @property
+    def content_tokens(self) -> int:
+        return int(getattr(self.inner, "content_tokens", 0))
+
+    def feed(self, data: bytes) -> bytes:
+        chunk = self.inner.feed(data)
+        return self.out.feed(chunk) if chunk else b""
+
+    def close(self) -> bytes:
+        return self.out.feed(self.inner.close()) + self.out.close()
+
+
+def _native_body(body: bytes, model: str, upstream: str) -> bytes:
+    return body if model == upstream else body_edit.set_fields(body, {"model": upstream})
+
+
+_GATEWAY_FIELDS = ("fallbacks", "num_retries", "timeout")
+"""Body fields LiteLLM reads for itself on ``/v1/messages``; they never reach the upstream."""
+
+
+class _State:
+    """What only this frontend keeps for a request: the client's body for a native upstream, the headers it
+    forwards, and the input-token estimate a translated stream starts with."""
+
+    __slots__ = ("native_body", "fwd", "estimate", "req")
+
+    def __init__(self, native_body: bytes, fwd: list[tuple[str, str]], req: dict[str, Any]) -> None:
+        self.native_body = native_body
+        self.fwd = fwd
+        self.req = req
+        self.estimate = 0
+
+
+def _gateway_fields(ex: Exchange, req: dict[str, Any]) -> bool:
+    """Take the gateway's own fields out of ``req`` into the exchange; True when there were any."""
+    found = {k: req.pop(k) for k in _GATEWAY_FIELDS if k in req}
+    if not found:
+        return False
+    assert ex.over is not None
+    ex.over.merge_body(found.get("num_retries"), found.get("timeout"))
+    fb = found.get("fallbacks")
+    if fb is not None:
+        if not isinstance(fb, list) or not all(isinstance(m, str) and m for m in fb):
+            raise errors.BadRequest("fallbacks: expected a list of model names", param="fallbacks")
+        ex.fallbacks = fb
+    return True
+
+
+class Messages(Frontend):
+    """``POST /v1/messages``."""
+
+    route = "messages"
+    router_route = "/v1/messages"
+
+    async def parse(self, ex: Exchange, scope: Scope, receive: Receive, params: Params) -> None:
+        body = await read_body(receive, ex.rt.body_limits)
+        req = _load(body)
+        ex.model = model = require_model(req.get("model"), "model: Field required")
+        if _gateway_fields(ex, req):
+            body = _shallow(orjson.dumps, req)
+        fwd = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k in _FORWARD]
+        state = ex.state = _State(body, fwd, req)
+        oa = _shallow(to_openai, req, model)
+        if "max_tokens" not in req:
+            raise errors.BadRequest("max_tokens: Field required", param="max_tokens")
+        ex.endpoint = "chat"
+        ex.body = _shallow(orjson.dumps, oa)
+        ex.view = decode_view("chat", ex.body)
+        ex.stream = bool(req.get("stream"))
+        if ex.stream:
+            state.estimate = _shallow(_estimate, req)
+
+    def unary(self, transport: Transport, ex: Exchange) -> Attempt[Answer]:
+        inner = unary(transport, ex)
+        model = ex.model
+
+        async def attempt(target: Target) -> Answer:
+            if target.provider.native_messages:
+                t = time.perf_counter()
+                try:
+                    resp = await _native_send(transport, ex, target, False)
+                    data = await resp.read()
+                finally:
+                    ex.wait += time.perf_counter() - t
+                return target.provider.native_response(data), resp.headers
+            data, headers = await inner(target)
+            return openai_to_message(data, model), headers
+
+        return attempt
+
+    def streaming(self, transport: Transport, ex: Exchange) -> Attempt[StreamStart]:
+        inner = stream(transport, ex)
+        model, estimate = ex.model, ex.state.estimate
+
+        async def attempt(target: Target) -> StreamStart:
+            if not target.provider.native_messages:
+                start = await inner(target)
+                tr = _ToMessages(start.translator, MessagesStream(model, estimate))
+                return StreamStart(start.chunks, tr, tr.out.feed(start.first), start.headers, start.close)
+            t = time.perf_counter()
+            try:
+                resp = await _native_send(transport, ex, target, True)
+                translator = _Native()
+                chunks = resp.__aiter__()
+                first = await first_frame(chunks, translator, resp.aclose)
+            finally:
+                ex.wait += time.perf_counter() - t
+            return StreamStart(chunks, translator, first, resp.headers, resp.aclose)
+
+        return attempt
+
+    def usage(self, ex: Exchange, data: bytes) -> tuple[int, ...] | None:
+        return tokens.extract_usage(data)
+
+    def error_frame(self, exc: GatewayError) -> bytes:
+        return b"event: error\ndata: " + error_body(exc) + b"\n\n"
+
+    async def send_error(self, send: Send, exc: GatewayError, call_id: bytes | None) -> None:
+        await send_anthropic_error(send, exc, call_id)
+
+
+class CountTokens(Messages):
+    """``POST /v1/messages/count_tokens``: an ``anthropic/`` deployment of the group is asked when there is
+    one; otherwise (or when it fails) the gateway estimates."""
+
+    route = "count_tokens"
+    direct = True
+
+    async def parse(self, ex: Exchange, scope: Scope, receive: Receive, params: Params) -> None:
+        body = await read_body(receive, ex.rt.body_limits)
+        req = _load(body)
+        ex.model = require_model(req.get("model"), "model: Field required")
+        if _gateway_fields(ex, req):
+            body = _shallow(orjson.dumps, req)
+        fwd = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k in _FORWARD]
+        ex.state = _State(body, fwd, req)
+
+    async def answer(self, transport: Transport, ex: Exchange, send: Send) -> None:
+        assert ex.group is not None
+        for target in ex.group.targets:
+            if target.provider.native_messages:
+                try:
+                    resp = await _native_send(transport, ex, target, False, count=True)
+                    data = target.provider.native_response(await resp.read())
+                except GatewayError as exc:
+                    log.info("count_tokens upstream failed (%s); estimating", exc.message)
+                    break
+                await _json(send, data)
+                return
+        await _json(send, orjson.dumps({"input_tokens": _shallow(_estimate, ex.state.req)}))
+
+
+async def _native_send(transport: Transport, ex: Exchange, target: Target, stream: bool,
+                       count: bool = False) -> UpstreamResponse:
+    p = target.provider
+    state: _State = ex.state
+    req = p.native_request(_native_body(state.native_body, ex.model, target.upstream_model), state.fwd,
+                           count_tokens=count)
+    ctx = ex.ctx
+    resp = await (p.transport or transport).send(
+        req, ex.rt.timeouts(target, stream, ctx.timeout if ctx is not None else None))
+    if resp.status >= 400:
+        data = await resp.read()
+        raise p.map_error(resp.status, data, retry_after(resp.header(b"retry-after")))
+    if stream:
+        head_err = stream_head_error(p, resp.header(b"content-type"))
+        if head_err is not None:
+            await resp.aclose()
+            raise head_err
+    return resp
+
+
+async def _json(send: Send, data: bytes) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [_JSON, (b"content-length", b"%d" % len(data))]})
+    await send({"type": "http.response.body", "body": data})

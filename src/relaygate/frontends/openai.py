@@ -1,0 +1,50 @@
+"""The OpenAI frontend: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings`` (with and without
+``/v1``, and the model-in-path forms Azure and old clients use: ``/openai/deployments/{model}/...``,
+``/engines/{model}/...``).
+
+Parse only: the body is decoded once into a msgspec view (``core.views.decode_view``: the fields the gateway
+reads, duplicate ``model`` and over-deep nesting refused), body ``num_retries`` / ``timeout`` join the header
+overrides, body ``fallbacks`` are the request's fallbacks, and the model comes from the path when the path
+names one. Rendering is the pipeline's default, which is OpenAI's shape: answers are passed through as the
+adapters produced them, errors are ``{"error": {...}}``, and a stream that fails in-band ends with an error
+``data:`` frame and ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+from relaygate.core.views import decode_view
+from relaygate.http.body import read_body
+from relaygate.http.routes import Params
+from relaygate.http.types import Receive, Scope
+from relaygate.pipeline import Exchange, Frontend, require_model
+
+ENDPOINTS: dict[str, str] = {
+    "/v1/chat/completions": "chat",
+    "/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/completions": "completions",
+    "/v1/embeddings": "embeddings",
+    "/embeddings": "embeddings",
+}
+MODEL_IN_PATH = (("/openai/deployments/", "{model:path}"), ("/engines/", "{model}"), ("/v1/engines/", "{model}"))
+"""Prefixes (and the path parameter) of the model-in-path forms; each takes the three endpoint suffixes."""
+SUFFIXES = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+
+
+class OpenAI(Frontend):
+    """One instance per endpoint (``chat``, ``completions``, ``embeddings``)."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.route = endpoint
+        self.router_route = "/" + SUFFIXES[endpoint].lstrip("/")
+
+    async def parse(self, ex: Exchange, scope: Scope, receive: Receive, params: Params) -> None:
+        body = ex.body = await read_body(receive, ex.rt.body_limits)
+        endpoint = self.route
+        view = ex.view = decode_view(endpoint, body)
+        if view.num_retries is not None or view.timeout is not None:
+            assert ex.over is not None
+            ex.over.merge_body(view.num_retries, view.timeout)
+        ex.model = require_model(params.get("model") or view.model)
+        ex.fallbacks = view.fallbacks
+        ex.stream = bool(view.stream) and endpoint != "embeddings"

@@ -1,0 +1,215 @@
+"""The gateway of one worker process: what Granian's ASGI app (``relaygate.asgi:app``) serves.
+
+It wires the parts and owns what lives as long as the worker:
+
+- the **route table** (``http.routes``): every LLM path goes to ``Pipeline.run`` with its frontend
+  (``frontends.llm_routes``), the operational routes (models, health, metrics, ``/config/reload``) to
+  ``gateway.ops``; anything else is a 404, a known path with another method a 405 with ``Allow``;
+- the **pipeline** and the **runtime snapshot** it serves (``runtime.Runtime``): :meth:`Gateway.reload`
+  loads and validates the config file, builds a new snapshot from the current one (stats and limiter carry
+  over) and swaps it in one assignment; an invalid file changes nothing and the error is returned;
+- the parts that outlive a reload: the **transport** (its connection pools), the **metrics**, the
+  **completion queue** and its sinks, and the reload **watcher** (``reload.Watcher``) that applies a
+  reload asked of another worker or of the main process (``SIGHUP``), or a changed file (``watch_config``).
+
+Errors outside the pipeline (404, 405, a bad key on an operational route) are answered in OpenAI's shape;
+an unexpected exception is a 500 with a generic message and one log line with the traceback: the worker
+never dies on a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from relaygate.config.model import Config
+from relaygate.core.errors import GatewayError
+from relaygate.frontends import llm_routes
+from relaygate.gateway.ops import add_routes
+from relaygate.http.body import body_ended_early
+from relaygate.http.respond import send_error
+from relaygate.http.routes import RouteTable
+from relaygate.http.types import Receive, Scope, Send
+from relaygate.http.watch import ClientGone
+from relaygate.logs import fail_log
+from relaygate.metrics import METRICS_DIR_ENV, Metrics, labels_of
+from relaygate.pipeline import Pipeline
+from relaygate.reload import Watcher, bump, current, load_checked
+from relaygate.router import Router
+from relaygate.runtime import Runtime
+from relaygate.sinks import CompletionQueue, MetricsSink
+from relaygate.upstream.base import Transport
+from relaygate.upstream.factory import make_transport
+
+log = logging.getLogger("relaygate")
+
+
+class NothingToReload(Exception):
+    """A reload was asked of a gateway serving its embedded default config (no file)."""
+
+
+class Gateway:
+    """One worker's gateway; an ASGI callable for HTTP scopes with ``startup`` / ``shutdown``."""
+
+    def __init__(self, config: Config, transport: Transport | None = None, *,
+                 config_path: str | None = None, runtime_dir: str | None = None) -> None:
+        self.runtime_dir = runtime_dir if runtime_dir is not None else os.environ.get(METRICS_DIR_ENV)
+        self.config_path = config_path
+        """The file a reload reads (``RELAYGATE_CONFIG``); None for the embedded default: nothing to reload."""
+        # the watcher's starting generation is read before anything else: a reload asked while this worker
+        # builds its snapshot is applied once it runs, not missed
+        self.watcher = self._make_watcher(config)
+        self.metrics = Metrics.for_config(config, self.runtime_dir)
+        # every exchange ends as one completion record; the sinks (metrics today) drain them off the request path
+        self.completions = CompletionQueue(on_event=self.metrics.count)
+        self.completions.add_sink(MetricsSink(self.metrics))
+        generation = self.watcher.generation if self.watcher is not None else 0
+        self.pipeline = Pipeline(Runtime.build(config, self.metrics, generation=generation),
+                                 transport if transport is not None else make_transport(config), self.completions)
+        self.routes = self._route_table()
+        self._reload_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # the current snapshot's parts (a request uses ``Exchange.rt``, not these)
+    @property
+    def runtime(self) -> Runtime:
+        return self.pipeline.runtime
+
+    @property
+    def config(self) -> Config:
+        return self.pipeline.runtime.config
+
+    @property
+    def router(self) -> Router:
+        return self.pipeline.runtime.router
+
+    @property
+    def principals(self) -> Any:
+        return self.pipeline.runtime.principals
+
+    @property
+    def transport(self) -> Transport:
+        return self.pipeline.transport
+
+    @transport.setter
+    def transport(self, value: Transport) -> None:
+        self.pipeline.transport = value
+
+    def _route_table(self) -> RouteTable:
+        t = RouteTable()
+        run = self.pipeline.run
+        for path, fe in llm_routes():
+            t.add("POST", path, lambda sc, rc, sd, p, fe=fe: run(fe, sc, rc, sd, p))
+        add_routes(t, self)
+        return t
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        try:
+            route = self.routes.match(method, path)
+            await route.handler(scope, receive, send, route.params)
+        except GatewayError as exc:
+            if exc.status >= 500:
+                fail_log.warning("%s %s -> %d %s", method, path, exc.status, exc.message)
+            await send_error(send, exc)
+        except ClientGone:
+            await send_error(send, body_ended_early())
+        except Exception:
+            log.exception("internal error on %s %s", method, path)
+            await send_error(send, GatewayError("Internal server error", status=500))
+
+    # -- lifespan -----------------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        await self.router.start()
+        self.completions.start()
+        if self.metrics.directory is not None:
+            self.metrics.flush()
+            self._spawn(self.metrics.flush_forever())
+        if self.watcher is not None:
+            self.watcher.start()
+
+    async def shutdown(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.aclose()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.completions.aclose()
+        if self.metrics.directory is not None:
+            self.metrics.flush()
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.completions.aclose()
+        await self.router.aclose()
+        await self.transport.aclose()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- reload -------------------------------------------------------------------------------------
+
+    def _make_watcher(self, config: Config) -> Watcher | None:
+        """The reload watcher: needs the shared runtime directory (set by ``relaygate serve``) or a file to
+        watch; a gateway built in-process (tests, embedding) has neither and polls nothing."""
+        s = config.server
+        if self.runtime_dir is None and not (s.watch_config and self.config_path):
+            return None
+        return Watcher(self.runtime_dir, self.config_path, self._on_change, interval=s.reload_poll_interval,
+                       watch_file=s.watch_config)
+
+    async def _on_change(self, reason: str) -> None:
+        generation = current(self.runtime_dir)
+        try:
+            await self.reload(reason, generation=generation)
+        except Exception as exc:
+            log.error("config reload (%s) refused, still serving generation %d: %s", reason,
+                      self.runtime.generation, exc)
+
+    async def reload(self, reason: str, *, generation: int | None = None, announce: bool = False) -> Runtime:
+        """Load and validate the config file, then swap a new snapshot in; raises ``ConfigError`` (the old
+        snapshot keeps serving) when the file is invalid. ``announce``: tell the other workers (bump the
+        shared generation) once this worker's swap is done."""
+        if self.config_path is None:
+            raise NothingToReload("the gateway runs on its embedded default config: there is no file "
+                                         "to reload (start it with --config)")
+        async with self._reload_lock:
+            config = load_checked(self.config_path)
+            if announce and self.runtime_dir is not None:
+                generation = bump(self.runtime_dir)
+            if generation is None:
+                generation = self.runtime.generation + 1
+            if self.watcher is not None:
+                self.watcher.seen(generation)
+            return await self.swap(config, generation, reason)
+
+    async def swap(self, config: Config, generation: int, reason: str = "reload") -> Runtime:
+        """Build the snapshot of ``config`` from the current one and make it current; in-flight requests
+        finish on theirs. A limiter the new router does not keep is closed once old requests had time to end."""
+        old = self.pipeline.runtime
+        new = Runtime.build(config, self.metrics, previous=old, generation=generation)
+        await new.router.start()
+        self.metrics.set_labels(**labels_of(config))
+        self.pipeline.runtime = new
+        if new.router.retired_limiter is not None:
+            self._spawn(_close_later(new.router, old.config.server.request_timeout))
+        log.info("config reloaded (%s): generation %d, %d model groups, %d deployments, %d keys", reason,
+                 generation, len(new.router.groups), len(config.deployments), len(config.keys))
+        return new
+
+
+async def _close_later(router: Router, grace: float) -> None:
+    """Close the limiter ``router`` did not keep, once requests that started on the old one had time to end
+    (the old router itself is never closed: it shares the transport and, often, the limiter)."""
+    try:
+        await asyncio.sleep(grace)
+    finally:
+        await router.close_retired()
+

@@ -1,0 +1,195 @@
+"""The request pipeline: every LLM route, whatever its client API, runs through :meth:`Pipeline.run`.
+
+The stages, top to bottom (each costs nothing when its feature is off)::
+
+    headers    Overrides: x-litellm-call-id / -timeout / -num-retries, declared Content-Length  (pipeline.overrides)
+    authenticate   runtime.principals: a cache hit is no await; a miss awaits the lookup   (auth.resolver)
+    parse      the frontend reads the body into the exchange: endpoint, body, view, model, stream, fallbacks
+    resolve    runtime.router.resolve(model): the model group (aliases, wildcards); unknown -> 400
+    authorize  a virtual key's allow-list covers the model and every fallback it names    (auth.Principal)
+    before_route   the runtime's hooks (a cache lookup, a budget check plug in here): none today
+    admit + attempt   Router.run: per target, pay the limits (admit), then the frontend's attempt function
+               (pipeline.attempts: unary / stream / fan-out by the adapter's capabilities); retries,
+               cooldowns and fallbacks as the router decides
+    relay      a unary answer is sent whole; a stream's frames are relayed as they come  (pipeline.stream)
+    complete   one CompletionRecord into the worker's bounded queue; sinks drain it off the request path
+
+Errors in any stage reach the client in the frontend's shape (:meth:`Frontend.send_error`) with the call
+id, are completed as records and logged once (rate limited, escaped); a client that goes away cancels
+the work (``http.watch.DisconnectWatch``), closes the upstream and completes the exchange as ``499``.
+
+The pipeline reads ``self.runtime`` once per request (``Exchange.rt``); a config reload assigns a new
+snapshot here and requests in flight keep theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+
+from relaygate.core import errors
+from relaygate.core.errors import GatewayError
+from relaygate.http.body import body_ended_early
+from relaygate.http.respond import VERSION, send_body
+from relaygate.http.routes import Params
+from relaygate.http.types import Headers, Receive, Scope, Send
+from relaygate.http.watch import ClientGone, DisconnectWatch
+from relaygate.logs import fail_log
+from relaygate.pipeline.attempts import Spent
+from relaygate.pipeline.exchange import Exchange
+from relaygate.pipeline.frontend import Frontend
+from relaygate.pipeline.overrides import Overrides, new_call_id
+from relaygate.pipeline.stream import relay_stream
+from relaygate.router import Lease, RouteContext
+from relaygate.runtime import Runtime
+from relaygate.sinks import CompletionQueue, CompletionRecord, Outcome
+from relaygate.upstream.base import Transport
+
+log = logging.getLogger("relaygate")
+
+
+def ratelimit_headers(headers: Headers) -> Headers:
+    return [(k, v) for k, v in headers if k.startswith(b"x-ratelimit-")]
+
+
+class Pipeline:
+    """One worker's pipeline: the runtime snapshot it serves, the transport, the completion queue."""
+
+    def __init__(self, runtime: Runtime, transport: Transport, completions: CompletionQueue) -> None:
+        self.runtime = runtime
+        self.transport = transport
+        self.completions = completions
+
+    async def run(self, fe: Frontend, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        ex = Exchange(fe.route, time.perf_counter(), self.runtime)
+        rt = ex.rt
+        try:
+            headers = scope["headers"]
+            over = ex.over = Overrides(headers, rt.max_body)
+            ex.call_id = over.call_id or new_call_id()
+            principals = rt.principals
+            who = ex.who = principals.resolve_cached(headers) or await principals.resolve(headers)
+            await fe.parse(ex, scope, receive, params)
+            group = ex.group = rt.router.resolve(ex.model, fe.router_route)
+            key = who.key
+            if key is not None:
+                who.check_model(ex.model)
+                if ex.fallbacks:
+                    who.check_models(ex.fallbacks)
+            for hook in rt.before_route:
+                await hook(ex)
+            ex.ctx = RouteContext(stream=ex.stream, num_retries=over.num_retries, fallbacks=ex.fallbacks,
+                                  timeout=over.timeout, key=key, messages=getattr(ex.view, "messages", None))
+            if fe.direct:
+                await fe.answer(self.transport, ex, send)
+                self.complete(ex, 200, Outcome.OK)
+            elif ex.stream:
+                await self.watched(receive, True, relay_stream(self, fe, send, ex, group), ex)
+            else:
+                await self.watched(receive, rt.watch_unary and not fe.body_pending(ex), self.relay_unary(fe, send, ex),
+                                   ex)
+        except GatewayError as exc:
+            await self.fail(fe, send, ex, exc, scope)
+        except ClientGone:
+            await self.fail(fe, send, ex, body_ended_early(), scope)
+        except Spent as spent:
+            await self.fail(fe, send, ex, spent.error, scope)
+
+    async def fail(self, fe: Frontend, send: Send, ex: Exchange, exc: GatewayError, scope: Scope) -> None:
+        """An error answer: completed as a record, logged once, sent in the frontend's shape with the call id."""
+        if not ex.call_id:
+            ex.call_id = new_call_id()
+        self.complete(ex, exc.status, Outcome.ERROR, error=exc)
+        fail_log.warning("%s failed: %d %s (call_id=%s)", scope["path"], exc.status, exc.message,
+                         ex.call_id.decode("latin-1"))
+        await fe.send_error(send, exc, ex.call_id)
+
+    async def watched(self, receive: Receive, watch: bool, work: Awaitable[None], ex: Exchange) -> None:
+        """Await ``work``; with ``watch``, a client disconnect cancels it (and so its upstream call).
+
+        Granian swallows sends to a closed connection, so a disconnect is learnt from ``receive()``: the
+        watch cancels this task, the upstream response is closed, which cancels that request too.
+        """
+        if not watch:
+            await work
+            return
+        w = DisconnectWatch(receive)
+        try:
+            await work
+        except asyncio.CancelledError:
+            if not w.gone:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            self.complete(ex, 499, Outcome.CLIENT_GONE)  # a stream that sent frames completed itself
+        finally:
+            w.stop()
+
+    async def relay_unary(self, fe: Frontend, send: Send, ex: Exchange) -> None:
+        """Admit, attempt (through the router) and send a non-stream answer whole."""
+        group, ctx = ex.group, ex.ctx
+        assert group is not None and ctx is not None
+        (data, up_headers), lease = await ex.rt.router.run(group, ctx, fe.unary(self.transport, ex))
+        usage = fe.usage(ex, data)
+        pt, ct = (usage[0], usage[1]) if usage else (0, 0)
+        lease.finish(True, pt + ct)
+        ex.lease, ex.prompt_tokens, ex.completion_tokens = lease, pt, ct
+        total = time.perf_counter() - ex.t0
+        headers = self.headers(ex, lease, total)
+        if up_headers and not lease.headers:
+            headers.extend(ratelimit_headers(up_headers))
+        headers.append((b"content-type", fe.content_type(up_headers)))
+        await send_body(send, 200, data, headers)
+        self.complete(ex, 200, Outcome.OK, total)
+
+    def headers(self, ex: Exchange, lease: Lease, total: float) -> Headers:
+        """The ``x-litellm-*`` headers of an answer (LiteLLM's names and formats)."""
+        overhead = total - ex.wait
+        ctx = ex.ctx
+        assert ctx is not None
+        return [
+            (b"x-litellm-call-id", ex.call_id),
+            *lease.target.headers,
+            (b"x-litellm-version", VERSION),
+            (b"x-litellm-response-duration-ms", b"%.3f" % (total * 1000.0)),
+            (b"x-litellm-overhead-duration-ms", b"%.3f" % ((overhead if overhead > 0.0 else 0.0) * 1000.0)),
+            (b"x-litellm-attempted-retries", b"%d" % ctx.attempted_retries),
+            (b"x-litellm-attempted-fallbacks", b"%d" % ctx.attempted_fallbacks),
+            *lease.headers,
+        ]
+
+    def complete(self, ex: Exchange, status: int, outcome: Outcome, latency: float | None = None,
+                 error: GatewayError | None = None) -> None:
+        """The exchange ended: one completion record into the queue (never awaits; a second call is a no-op)."""
+        if ex.done:
+            return
+        ex.done = True
+        ex.status = status
+        total = time.perf_counter() - ex.t0 if latency is None else latency
+        overhead = total - ex.wait
+        lease, who, ctx = ex.lease, ex.who, ex.ctx
+        dep = lease.target.dep if lease is not None else None
+        self.completions.put(CompletionRecord(
+            ex.call_id.decode("latin-1"), ex.route, ex.stream, ex.model,
+            dep.model_name if dep is not None else "", dep.id if dep is not None else "",
+            dep.provider if dep is not None else "", dep.upstream_model if dep is not None else "",
+            who.key_hash if who is not None else None, who.key_alias if who is not None else None,
+            who.team_id if who is not None else None, who.user_id if who is not None else None,
+            status, outcome, ex.prompt_tokens, ex.completion_tokens, ex.cached_tokens, 0, total, ex.ttft,
+            overhead if overhead > 0.0 else 0.0, ex.cost, False,
+            ctx.attempted_retries if ctx is not None else 0, ctx.attempted_fallbacks if ctx is not None else 0,
+            time.time() - total, error.type if error is not None else ""))
+
+
+def require_model(model: object, message: str = "Invalid request body: Object missing required field `model`"
+                  ) -> str:
+    """The request's model name, or the 400 every frontend answers when it is missing."""
+    if not isinstance(model, str) or not model:
+        raise errors.BadRequest(message, param="model")
+    return model
+
+
+__all__ = ["Pipeline", "ratelimit_headers", "require_model"]

@@ -1,0 +1,121 @@
+"""One request's state on its way through the pipeline (:class:`Exchange`), and the start of a stream
+relay (:class:`StreamStart`, :func:`first_frame`). Invariant: nothing here does IO of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from relaygate.core import errors
+from relaygate.core.errors import GatewayError
+from relaygate.providers.base import SHAPE_ERRORS, StreamTranslator
+
+if TYPE_CHECKING:
+    from relaygate.auth import Principal
+    from relaygate.core.views import AnyView
+    from relaygate.pipeline.overrides import Overrides
+    from relaygate.router import Lease, ModelGroup, RouteContext
+    from relaygate.runtime import Runtime
+
+
+class Exchange:
+    """One request on its way through the pipeline: who asked, for what, how it was routed, what it used, how
+    it ended. It replaces long argument lists: every stage reads and fills it.
+
+    Created by :meth:`Pipeline.run <relaygate.pipeline.core.Pipeline.run>` when the request arrives, with the
+    runtime snapshot (``rt``) the request keeps to its end, even if the config is reloaded meanwhile. The
+    frontend's ``parse`` fills the request's terms (``endpoint``, ``body``, ``view``, ``model``, ``stream``,
+    ``fallbacks``; ``state`` for what only that frontend needs); the stages fill the principal (``who``), the
+    model ``group``, the route context (``ctx``: per-request retries, timeout, fallbacks, and what was
+    attempted), the ``lease`` that served it, ``wait`` (seconds spent waiting on upstreams, for
+    ``x-litellm-overhead-duration-ms``), ``ttft``, usage (prompt, completion and cached tokens kept apart),
+    ``status`` and ``cost``. ``Pipeline.complete`` turns it into one
+    :class:`~relaygate.sinks.CompletionRecord` for the sinks, once: ``done`` makes a second call a no-op, so
+    the paths that can see an end (the answer sent, an error, the client gone) need not coordinate.
+    """
+
+    __slots__ = ("call_id", "route", "t0", "rt", "endpoint", "body", "view", "model", "stream", "fallbacks",
+                 "over", "state", "who", "group", "ctx", "lease", "wait", "ttft", "prompt_tokens",
+                 "completion_tokens", "cached_tokens", "status", "cost", "done")
+
+    def __init__(self, route: str, t0: float, rt: Runtime) -> None:
+        self.call_id = b""
+        self.route = route
+        """The frontend's operation (``chat``, ``messages``, ``images`` ...): the record's route."""
+        self.t0 = t0
+        """``time.perf_counter()`` at arrival."""
+        self.rt = rt
+        self.endpoint = route
+        """The OpenAI endpoint the adapters are asked for (``chat`` for ``/v1/messages``)."""
+        self.body = b""
+        self.view: AnyView | None = None
+        self.model = ""
+        """The model name as the client asked for it (``""`` until known)."""
+        self.stream = False
+        self.fallbacks: list[str] | None = None
+        self.over: Overrides | None = None
+        self.state: Any = None
+        self.who: Principal | None = None
+        self.group: ModelGroup | None = None
+        self.ctx: RouteContext | None = None
+        self.lease: Lease | None = None
+        self.wait = 0.0
+        self.ttft: float | None = None
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cached_tokens = 0
+        self.status = 0
+        self.cost = 0.0
+        self.done = False
+
+
+class StreamStart:
+    __slots__ = ("chunks", "translator", "first", "headers", "close")
+
+    def __init__(self, chunks: AsyncIterator[bytes], translator: StreamTranslator, first: bytes,
+                 headers: list[tuple[bytes, bytes]], close: Callable[[], Awaitable[None]]) -> None:
+        self.chunks = chunks
+        self.translator = translator
+        self.first = first
+        self.headers = headers
+        self.close = close
+
+
+def retry_after(value: bytes | None) -> float | None:
+    """An upstream ``Retry-After`` header's seconds (``None`` when absent or not a number)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def stream_shape_error(exc: Exception) -> GatewayError:
+    return errors.UpstreamProtocolError(f"the upstream sent a stream event of an unexpected shape "
+                                        f"({type(exc).__name__}: {exc})")
+
+
+async def first_frame(chunks: AsyncIterator[bytes], translator: StreamTranslator,
+                      close: Callable[[], Awaitable[None]]) -> bytes:
+    """Read upstream chunks until the translator has a first client frame (or the stream ended).
+
+    A stream attempt returns only then, so a failure before the client saw a byte can still be retried.
+    On any failure the upstream response is closed before the error propagates.
+    """
+    try:
+        first = b""
+        while not first:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return translator.close()
+            first = translator.feed(chunk)
+        return first
+    except SHAPE_ERRORS as exc:
+        await close()
+        raise stream_shape_error(exc) from None
+    except BaseException:
+        await close()
+        raise

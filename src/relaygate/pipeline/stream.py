@@ -1,0 +1,107 @@
+"""The relay stage of a stream: run its attempts through the router, then send frames as they arrive.
+
+Invariants (every frontend's streams alike):
+- A stream is never buffered: each upstream chunk is re-framed by the attempt's translator and sent as it
+  arrives.
+- Before the first frame, SSE comment keepalives go out every ``stream_keepalive_interval`` seconds when
+  the frontend allows them (``Frontend.keepalive``; not for binary audio): a timer that costs nothing
+  unless it fires. A failure after the head went out with keepalives becomes the stream's last frame
+  (``Frontend.error_frame``) instead of an error response.
+- Once a frame went to the client, a failure is sent in-band and never retried; it counts towards the
+  deployment's cooldown (``Lease.finish(ok=False, error)``). A client that went away closes the upstream
+  response, which closes (not pools) its connection, and does not count against the deployment.
+- The exchange is completed exactly once with the stream's usage (from the last payload's ``usage``, else
+  the translator's content-token estimate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from relaygate.core import tokens
+from relaygate.core.errors import GatewayError
+from relaygate.http.respond import VERSION, send_quiet
+from relaygate.http.types import Send
+from relaygate.http.watch import Keepalive
+from relaygate.logs import fail_log
+from relaygate.pipeline.exchange import Exchange, stream_shape_error
+from relaygate.pipeline.frontend import SSE_HEADERS, Frontend
+from relaygate.providers.base import SHAPE_ERRORS
+from relaygate.router import ModelGroup
+from relaygate.sinks import Outcome
+
+if TYPE_CHECKING:
+    from relaygate.pipeline.core import Pipeline
+
+log = logging.getLogger("relaygate")
+
+_KEEPALIVE_HEAD = [(b"x-litellm-version", VERSION), *SSE_HEADERS]  # shared, never mutated
+
+
+async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, group: ModelGroup) -> None:
+    ctx = ex.ctx
+    assert ctx is not None
+    attempt = fe.streaming(pipe.transport, ex)
+    interval = ex.rt.keepalive
+    ka = Keepalive(send, interval, _KEEPALIVE_HEAD) if interval > 0 and fe.keepalive else None
+    try:
+        start, lease = await ex.rt.router.run(group, ctx, attempt)
+    except GatewayError as exc:
+        if ka is None or not await ka.stop():
+            raise
+        # the head already went out with keepalives: the error becomes the stream's last frame
+        fail_log.warning("stream failed before its first token: %d %s", exc.status, exc.message)
+        pipe.complete(ex, exc.status, Outcome.ERROR, error=exc)
+        await send_quiet(send, fe.error_frame(exc), False)
+        return
+    except BaseException:
+        if ka is not None:
+            await ka.stop()
+        raise
+    headers_sent = await ka.stop() if ka is not None else False
+    total = time.perf_counter() - ex.t0
+    translator = start.translator
+    ok = gone = False
+    broke: GatewayError | None = None
+    try:
+        if not headers_sent:
+            headers = pipe.headers(ex, lease, total)
+            headers.extend(fe.stream_head(start))
+            if start.headers and not lease.headers:
+                headers.extend(k_v for k_v in start.headers if k_v[0].startswith(b"x-ratelimit-"))
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": start.first, "more_body": True})
+        try:
+            async for chunk in start.chunks:
+                out = translator.feed(chunk)
+                if out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+            tail = translator.close()
+            ok = True
+        except (GatewayError, *SHAPE_ERRORS) as exc:  # the upstream failed mid-stream: tell the client in-band
+            if not isinstance(exc, GatewayError):
+                exc = stream_shape_error(exc)
+            broke = exc
+            fail_log.warning("stream from %s broke: %s", lease.target.dep.id, exc.message)
+            tail = fe.error_frame(exc)
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+    except (OSError, RuntimeError, asyncio.CancelledError) as exc:
+        # the client went away (a send failed, or the disconnect watch cancelled us): close upstream
+        gone = True
+        await start.close()
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        return
+    finally:
+        usage = tokens.extract_usage(translator.last_data) if translator.last_data else None
+        if usage:
+            pt, ct = usage[0], usage[1]
+        else:
+            pt, ct = 0, int(getattr(translator, "content_tokens", 0))
+        lease.finish(ok, pt + ct, broke)
+        ex.lease, ex.prompt_tokens, ex.completion_tokens, ex.ttft = lease, pt, ct, total
+        pipe.complete(ex, 200 if ok else 599,
+                      Outcome.OK if ok else Outcome.CLIENT_GONE if gone else Outcome.STREAM_BROKEN, error=broke)

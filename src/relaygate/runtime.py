@@ -1,0 +1,89 @@
+"""The runtime snapshot: everything a request needs that comes from the config, built once, never mutated.
+
+A :class:`Runtime` holds the config it was built from, its ``generation`` (0 at startup, +1 per reload),
+the router (model groups, priority tiers, aliases, wildcards, fallbacks), the principal resolver (master
+key and config keys, with its cache), the body limits and server options, and a memo of per-deployment
+timeouts. The pipeline reads ``Pipeline.runtime`` once when a request arrives (``Exchange.rt``) and the
+request keeps that snapshot to its end: a reload swaps the attribute (one assignment, atomic for the
+event loop) and requests and streams in flight finish on the snapshot they started with.
+
+What survives a reload (``Runtime.build(config, ..., previous=old)``): per-deployment stats (latency and
+TTFT EWMAs, cooldowns, in-flight counts) by deployment id — the same objects, so a lease taken on the old
+snapshot settles on the stats the new one routes by — and the limiter with its buckets when its settings
+did not change (``Router(previous=...)``). The transport (and so its connection pools, keyed by upstream
+origin) and the metrics live outside the snapshot: they are the gateway's, kept across reloads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from relaygate.auth import PrincipalResolver
+from relaygate.config.model import Config
+from relaygate.http.body import BodyLimits
+from relaygate.router import Router, Target
+from relaygate.upstream.base import Timeouts
+
+BeforeRoute = Callable[[Any], Awaitable[None]]
+"""A ``before_route`` hook: ``async hook(exchange) -> None`` (raise a ``GatewayError`` to refuse)."""
+
+
+class Runtime:
+    __slots__ = ("config", "generation", "router", "principals", "max_body", "body_limits", "keepalive",
+                 "watch_unary", "allow_private_media", "before_route", "_timeouts")
+
+    def __init__(self, config: Config, router: Router, principals: PrincipalResolver, generation: int = 0,
+                 before_route: tuple[BeforeRoute, ...] = ()) -> None:
+        self.config = config
+        self.generation = generation
+        self.router = router
+        self.principals = principals
+        s = config.server
+        self.max_body = s.max_request_body_bytes
+        self.body_limits = BodyLimits(s.max_request_body_bytes, s.body_read_timeout, s.min_body_rate)
+        self.keepalive = s.stream_keepalive_interval
+        self.watch_unary = s.cancel_on_disconnect
+        self.allow_private_media = s.allow_private_media_urls
+        self.before_route = before_route
+        """Hooks run after authorization, before routing (a cache lookup, a budget check): none by default,
+        and then the stage costs one tuple test."""
+        self._timeouts: dict[tuple[str, bool], Timeouts] = {}
+
+    @classmethod
+    def build(cls, config: Config, metrics: Any = None, previous: Runtime | None = None,
+              generation: int | None = None) -> Runtime:
+        """A snapshot of ``config``; with ``previous``, deployment stats and the limiter carry over.
+        ``generation`` defaults to the previous one's + 1 (0 without one)."""
+        router = Router(config, metrics=metrics, previous=previous.router if previous is not None else None)
+        if generation is None:
+            generation = previous.generation + 1 if previous is not None else 0
+        return cls(config, router, PrincipalResolver.from_config(config), generation)
+
+    def timeouts(self, target: Target, stream: bool, override: float | None) -> Timeouts:
+        """The deployment's timeouts; a client's ``override`` (validated by ``Overrides``) only shortens them."""
+        key = (target.dep.id, stream)
+        t = self._timeouts.get(key) if override is None else None
+        if t is not None:
+            return t
+        dep, r, s = target.dep, self.config.router, self.config.server
+        if stream:
+            total = dep.stream_timeout or r.stream_timeout or dep.timeout or r.timeout or s.request_timeout
+        else:
+            total = dep.timeout or r.timeout or s.request_timeout
+        if override is not None and override < total:
+            total = override
+        first_byte = min(s.first_byte_timeout, total) if s.first_byte_timeout else total
+        idle = min(s.idle_timeout, total) if s.idle_timeout else total
+        t = Timeouts(connect=min(s.connect_timeout, total), first_byte=first_byte, idle=idle,
+                     total=None if stream else total)
+        if override is None:
+            self._timeouts[key] = t
+        return t
+
+    def describe(self) -> dict[str, Any]:
+        """What ``/config/reload`` answers: the generation and what it serves."""
+        return {"generation": self.generation, "source": self.config.source,
+                "model_groups": len(self.router.groups), "deployments": len(self.config.deployments),
+                "keys": len(self.config.keys)}
+
