@@ -40,8 +40,8 @@ from relaygate.http.respond import VERSION
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope, Send
 from relaygate.pipeline import Exchange, Frontend, StreamStart, require_model
-from relaygate.pipeline.attempts import Answer, Attempt, stream, unary
 from relaygate.pipeline.exchange import first_frame, retry_after
+from relaygate.pipeline.frontend import Answer, Attempt, stream, unary
 from relaygate.providers.base import StreamTranslator, empty_stream_error, stream_head_error
 from relaygate.providers.messages_api import MessagesStream, error_body, openai_to_message, to_openai
 from relaygate.upstream.base import Transport, UpstreamResponse

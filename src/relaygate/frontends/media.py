@@ -21,7 +21,7 @@ in its first pieces is sent as ``bytes`` like any body.
 
 A streamed upload can be sent once: until its first byte went out, the router may retry and fall back as
 usual; after that, a failure is final and goes to the client (it is kept from the router as
-:class:`~relaygate.pipeline.attempts.Spent`, so it does not count towards the deployment's cooldown
+:class:`~relaygate.pipeline.frontend.Spent`, so it does not count towards the deployment's cooldown
 either).
 """
 
@@ -44,8 +44,8 @@ from relaygate.http.body import BodyLimits, declared_length, next_message, read_
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope
 from relaygate.pipeline import Exchange, Frontend, StreamStart, require_model
-from relaygate.pipeline.attempts import Answer, Attempt, Spent
 from relaygate.pipeline.exchange import retry_after
+from relaygate.pipeline.frontend import Answer, Attempt, Spent
 from relaygate.providers.base import MEDIA_PATHS, Provider, StreamTranslator
 from relaygate.upstream.base import Transport, UpstreamRequest
 

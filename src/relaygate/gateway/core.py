@@ -28,11 +28,10 @@ from relaygate.config.model import Config
 from relaygate.core.errors import GatewayError
 from relaygate.frontends import llm_routes
 from relaygate.gateway.ops import add_routes
-from relaygate.http.body import body_ended_early
+from relaygate.http.body import ClientGone, body_ended_early
 from relaygate.http.respond import send_error
 from relaygate.http.routes import RouteTable
 from relaygate.http.types import Receive, Scope, Send
-from relaygate.http.watch import ClientGone
 from relaygate.logs import fail_log
 from relaygate.metrics import METRICS_DIR_ENV, Metrics, labels_of
 from relaygate.pipeline import Pipeline

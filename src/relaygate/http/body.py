@@ -6,7 +6,7 @@ What it owns, for every POST route alike:
   ``Content-Length`` over it is a 413 before a byte is read; a chunked body is counted as it arrives),
   ``body_read_timeout`` seconds plus one second per ``min_body_rate`` bytes received (a body trickled on
   purpose holds its connection and task for no longer: 408), and a client that goes away
-  (:class:`~relaygate.http.watch.ClientGone`). No timer is armed per request: a read that must wait registers
+  (:class:`ClientGone`). No timer is armed per request: a read that must wait registers
   its deadline with one per-worker sweeper that runs every ``SWEEP_INTERVAL`` (0.1 s) while any read waits
   (Granian's ``receive()`` is never already resolved when called, so a per-request timer would cost every
   request ~2 µs).
@@ -21,7 +21,10 @@ from typing import Any
 
 from relaygate.core import errors
 from relaygate.http.types import Message, Receive
-from relaygate.http.watch import ClientGone
+
+
+class ClientGone(Exception):
+    """The client went away before its request body arrived (``http.disconnect`` from ``receive()``)."""
 
 
 def too_large(size: int, limit: int) -> errors.PayloadTooLarge:

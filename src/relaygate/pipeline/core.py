@@ -9,14 +9,14 @@ The stages, top to bottom (each costs nothing when its feature is off)::
     authorize  a virtual key's allow-list covers the model and every fallback it names    (auth.Principal)
     before_route   the runtime's hooks (a cache lookup, a budget check plug in here): none today
     admit + attempt   Router.run: per target, pay the limits (admit), then the frontend's attempt function
-               (pipeline.attempts: unary / stream / fan-out by the adapter's capabilities); retries,
+               (pipeline.frontend: unary / stream / fan-out by the adapter's capabilities); retries,
                cooldowns and fallbacks as the router decides
     relay      a unary answer is sent whole; a stream's frames are relayed as they come  (pipeline.stream)
     complete   one CompletionRecord into the worker's bounded queue; sinks drain it off the request path
 
 Errors in any stage reach the client in the frontend's shape (:meth:`Frontend.send_error`) with the call
 id, are completed as records and logged once (rate limited, escaped); a client that goes away cancels
-the work (``http.watch.DisconnectWatch``), closes the upstream and completes the exchange as ``499``.
+the work (``http.respond.DisconnectWatch``), closes the upstream and completes the exchange as ``499``.
 
 The pipeline reads ``self.runtime`` once per request (``Exchange.rt``); a config reload assigns a new
 snapshot here and requests in flight keep theirs.
@@ -31,15 +31,13 @@ from collections.abc import Awaitable
 
 from relaygate.core import errors
 from relaygate.core.errors import GatewayError
-from relaygate.http.body import body_ended_early
-from relaygate.http.respond import VERSION, send_body
+from relaygate.http.body import ClientGone, body_ended_early
+from relaygate.http.respond import VERSION, DisconnectWatch, send_body
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope, Send
-from relaygate.http.watch import ClientGone, DisconnectWatch
 from relaygate.logs import fail_log
-from relaygate.pipeline.attempts import Spent
 from relaygate.pipeline.exchange import Exchange
-from relaygate.pipeline.frontend import Frontend
+from relaygate.pipeline.frontend import Frontend, Spent
 from relaygate.pipeline.overrides import Overrides, new_call_id
 from relaygate.pipeline.stream import relay_stream
 from relaygate.router import Lease, RouteContext

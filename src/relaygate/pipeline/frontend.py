@@ -8,7 +8,7 @@ subclasses :class:`Frontend`. The pipeline calls, in order:
    ``view``, ``model``, ``stream``, ``fallbacks``, and body overrides through ``ex.over.merge_body``;
    frontend-only state goes in ``ex.state``. Malformed input is a ``BadRequest``.
 2. :meth:`Frontend.unary` / :meth:`Frontend.streaming` — the attempt function the router calls per target.
-   The defaults run the OpenAI attempts (``pipeline.attempts``); a frontend wraps them to translate (the
+   The defaults run the OpenAI attempts (:func:`unary`, :func:`stream`, below); a frontend wraps them to translate (the
    Anthropic one answers in Messages shape) or replaces them (a deployment speaking the API natively).
 3. Rendering: :meth:`content_type` of a unary answer, :meth:`stream_head` of a stream, :meth:`error_frame` for
    a failure inside a stream, :meth:`send_error` for an error response (OpenAI's shape by default).
@@ -16,19 +16,166 @@ subclasses :class:`Frontend`. The pipeline calls, in order:
 A frontend whose operation is not a routed call (Anthropic's ``count_tokens``) sets :attr:`direct`: after
 authentication, parsing, model resolution and authorization the pipeline hands it the exchange instead of
 running the attempt and relay stages (:meth:`answer`).
+
+The attempts: what one try against one deployment does, for ``Router.run`` to call per target. An attempt
+builds the upstream request with the deployment's adapter, sends it through the transport and
+reads the answer, raising a ``GatewayError`` the router can retry or fail over on. The strategy follows the
+adapter's declared capabilities, never its class:
+
+- ``endpoints`` (``Provider.supports``): a deployment that cannot serve the endpoint is a 400 naming it;
+- ``token_source``: an OAuth token is refreshed first (``upstream.calls.refresh_token``, IO layer);
+- ``hooks``: the adapter may need media downloaded to inline (``fetch_urls`` -> ``upstream.calls.fetch_media``)
+  and may split one call into several requests sent concurrently, bounded, and joined
+  (``build_requests`` / ``merge_responses``: the fan-out strategy); otherwise one ``build_request``;
+- ``transport``: an adapter answered in-process (the built-in mock's ``LocalTransport``) brings its own.
+
+:func:`unary` returns ``(OpenAI-shaped body, upstream headers)``; :func:`stream` returns a
+:class:`~relaygate.pipeline.exchange.StreamStart` once the first client frame is ready, so a failure before
+the client saw a byte can still be retried. Time spent waiting on upstreams is added to ``Exchange.wait``.
+Adapter code runs outside any ``except`` that would turn its bugs into a client error: a ``TypeError`` in
+an adapter is a 500 with a traceback, and only ``translate_upstream`` maps an unreadable upstream answer
+to a 502.
 """
 
 from __future__ import annotations
 
-from relaygate.core import tokens
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from relaygate.core import errors, tokens
 from relaygate.core.errors import GatewayError
 from relaygate.http.respond import send_error
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope, Send
-from relaygate.pipeline import attempts
-from relaygate.pipeline.attempts import Answer, Attempt
-from relaygate.pipeline.exchange import Exchange, StreamStart
-from relaygate.upstream.base import Transport
+from relaygate.pipeline.exchange import Exchange, StreamStart, first_frame, retry_after
+from relaygate.providers.base import Call, Provider, stream_head_error, translate_upstream
+from relaygate.router import Target
+from relaygate.upstream.base import Timeouts, Transport
+from relaygate.upstream.calls import FANOUT_CONCURRENCY, fetch_media, gather, refresh_token, send_read
+
+T = TypeVar("T")
+Attempt = Callable[[Target], Awaitable[T]]
+Answer = tuple[bytes, list[tuple[bytes, bytes]]]
+"""A unary attempt's result: the body for the client and the upstream's headers."""
+
+
+class Spent(Exception):
+    """An attempt's failure that must reach the client as it is: not retried, not failed over, not counted
+    against the deployment (a streamed upload whose first bytes already went out cannot be sent again).
+    It is not a ``GatewayError``, so ``Router.run`` lets it through (refunding the attempt's limits); the
+    pipeline answers ``error``."""
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _unsupported(provider: Provider, ex: Exchange, stream: bool) -> errors.BadRequest:
+    what = f"streaming /{ex.endpoint}" if stream else f"/{ex.endpoint} (model={ex.model})"
+    return errors.BadRequest(f"{provider.name} does not support {what}", param="model")
+
+
+async def _media(provider: Provider, call: Call, transport: Transport, ex: Exchange) -> dict[str, tuple[str, bytes]]:
+    """Download what the adapter must send inline (image URLs), or nothing."""
+    urls = provider.fetch_urls(call)
+    return await fetch_media(urls, transport, ex.rt.allow_private_media) if urls else {}
+
+
+def unary(transport: Transport, ex: Exchange) -> Attempt[Answer]:
+    """The attempt function of a non-stream call."""
+    now = time.time()  # the request's one wall-clock read: adapters stamp `created` and sign with it
+    endpoint, body, view, model, rt = ex.endpoint, ex.body, ex.view, ex.model, ex.rt
+    assert view is not None
+
+    async def attempt(target: Target) -> Answer:
+        provider = target.provider
+        if not provider.supports(endpoint):
+            raise _unsupported(provider, ex, False)
+        call = Call(endpoint, body, view, model, target.upstream_model, now)
+        tr = provider.transport or transport
+        if provider.token_source is not None:
+            await refresh_token(provider.token_source, tr)
+        ctx = ex.ctx
+        timeouts = rt.timeouts(target, False, ctx.timeout if ctx is not None else None)
+        if provider.hooks:
+            return await _fan_out(provider, call, tr, timeouts, ex)
+        request = provider.build_request(call)
+        t = time.perf_counter()
+        try:
+            resp = await tr.send(request, timeouts)
+            data = await resp.read()
+        finally:
+            ex.wait += time.perf_counter() - t
+        if resp.status >= 400:
+            raise provider.map_error(resp.status, data, retry_after(resp.header(b"retry-after")))
+        return translate_upstream(provider, provider.translate_response, call, data), resp.headers
+
+    return attempt
+
+
+async def _fan_out(provider: Provider, call: Call, transport: Transport, timeouts: Timeouts, ex: Exchange) -> Answer:
+    """A unary attempt for adapters with ``hooks``: download the media they must inline, send their
+    request(s) (several concurrently, bounded), join the answers (``Provider.merge_responses``)."""
+    t = time.perf_counter()
+    try:
+        requests = provider.build_requests(call, await _media(provider, call, transport, ex))
+        if len(requests) == 1:
+            results = [await send_read(transport, requests[0], timeouts)]
+        else:
+            results = await gather([send_read(transport, r, timeouts) for r in requests],
+                                   FANOUT_CONCURRENCY)
+    finally:
+        ex.wait += time.perf_counter() - t
+    for resp, data in results:
+        if resp.status >= 400:
+            raise provider.map_error(resp.status, data, retry_after(resp.header(b"retry-after")))
+    merged = translate_upstream(provider, provider.merge_responses, call, [data for _, data in results])
+    return merged, results[0][0].headers
+
+
+def stream(transport: Transport, ex: Exchange) -> Attempt[StreamStart]:
+    """The attempt function of a stream: returns once the first frame is ready."""
+    now = time.time()
+    endpoint, body, view, model, rt = ex.endpoint, ex.body, ex.view, ex.model, ex.rt
+    assert view is not None
+
+    async def attempt(target: Target) -> StreamStart:
+        provider = target.provider
+        if not provider.supports(endpoint):
+            raise _unsupported(provider, ex, True)
+        call = Call(endpoint, body, view, model, target.upstream_model, now)
+        tr = provider.transport or transport
+        t = time.perf_counter()
+        if provider.token_source is not None:
+            await refresh_token(provider.token_source, tr)
+        if provider.hooks:
+            (request,) = provider.build_requests(call, await _media(provider, call, tr, ex))
+        else:
+            request = provider.build_request(call)
+        ctx = ex.ctx
+        resp = await tr.send(request, rt.timeouts(target, True, ctx.timeout if ctx is not None else None))
+        if resp.status >= 400:
+            try:
+                data = await resp.read()
+            finally:
+                ex.wait += time.perf_counter() - t
+            raise provider.map_error(resp.status, data, retry_after(resp.header(b"retry-after")))
+        head_err = stream_head_error(provider, resp.header(b"content-type"))
+        if head_err is not None:  # an HTML page where a stream was promised: 502, still retryable
+            ex.wait += time.perf_counter() - t
+            await resp.aclose()
+            raise head_err
+        translator = provider.stream_translator(call)
+        chunks = resp.__aiter__()
+        try:
+            first = await first_frame(chunks, translator, resp.aclose)
+        finally:
+            ex.wait += time.perf_counter() - t
+        return StreamStart(chunks, translator, first, resp.headers, resp.aclose)
+
+    return attempt
+
 
 SSE_HEADERS: Headers = [
     (b"content-type", b"text/event-stream"),
@@ -57,10 +204,10 @@ class Frontend:
         return False
 
     def unary(self, transport: Transport, ex: Exchange) -> Attempt[Answer]:
-        return attempts.unary(transport, ex)
+        return unary(transport, ex)
 
     def streaming(self, transport: Transport, ex: Exchange) -> Attempt[StreamStart]:
-        return attempts.stream(transport, ex)
+        return stream(transport, ex)
 
     def usage(self, ex: Exchange, data: bytes) -> tuple[int, ...] | None:
         """(prompt, completion, ...) tokens of a unary answer, or None when it says none."""

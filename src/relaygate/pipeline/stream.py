@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING
 
 from relaygate.core import tokens
 from relaygate.core.errors import GatewayError
-from relaygate.http.respond import VERSION, send_quiet
+from relaygate.http.respond import VERSION, Keepalive, send_quiet
 from relaygate.http.types import Send
-from relaygate.http.watch import Keepalive
 from relaygate.logs import fail_log
 from relaygate.pipeline.exchange import Exchange, stream_shape_error
 from relaygate.pipeline.frontend import SSE_HEADERS, Frontend
