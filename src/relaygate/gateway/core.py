@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from typing import Any
+from urllib.parse import quote
 
 from relaygate.config.model import Config
 from relaygate.core.errors import GatewayError
@@ -35,7 +37,7 @@ from relaygate.http.types import Receive, Scope, Send
 from relaygate.logs import fail_log
 from relaygate.metrics import METRICS_DIR_ENV, Metrics, labels_of
 from relaygate.pipeline import Pipeline
-from relaygate.reload import Watcher, bump, current, load_checked
+from relaygate.reload import Watcher, bump, current, load_checked, publish_reload, subscribe_reloads
 from relaygate.router import Router
 from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, MetricsSink
@@ -130,6 +132,10 @@ class Gateway:
             self._spawn(self.metrics.flush_forever())
         if self.watcher is not None:
             self.watcher.start()
+        url = _redis_url(self.config)
+        if url is not None and self.config_path is not None:
+            # other gateway hosts sharing this Redis announce their reloads on a channel (redis-py pub/sub)
+            self._spawn(subscribe_reloads(url, self._on_change, origin=self._origin()))
 
     async def shutdown(self) -> None:
         if self.watcher is not None:
@@ -187,7 +193,15 @@ class Gateway:
                 generation = self.runtime.generation + 1
             if self.watcher is not None:
                 self.watcher.seen(generation)
-            return await self.swap(config, generation, reason)
+            rt = await self.swap(config, generation, reason)
+        url = _redis_url(config)
+        if announce and url is not None:
+            self._spawn(_publish(url, generation, self._origin()))
+        return rt
+
+    def _origin(self) -> str:
+        """This host's id on the reload channel: its own workers follow the generation file instead."""
+        return f"{socket.gethostname()}:{self.runtime_dir or os.getpid()}"
 
     async def swap(self, config: Config, generation: int, reason: str = "reload") -> Runtime:
         """Build the snapshot of ``config`` from the current one and make it current; in-flight requests
@@ -202,6 +216,25 @@ class Gateway:
         log.info("config reloaded (%s): generation %d, %d model groups, %d deployments, %d keys", reason,
                  generation, len(new.router.groups), len(config.deployments), len(config.keys))
         return new
+
+
+def _redis_url(config: Config) -> str | None:
+    """The Redis the limiter uses (``router_settings``), as a URL for redis-py, or None without one."""
+    s = config.router
+    if s.redis_url:
+        return s.redis_url
+    if not s.redis_host:
+        return None
+    auth = f":{quote(s.redis_password, safe='')}@" if s.redis_password else ""
+    return f"redis://{auth}{s.redis_host}:{s.redis_port or 6379}"
+
+
+async def _publish(url: str, generation: int, origin: str) -> None:
+    try:
+        n = await publish_reload(url, generation, origin=origin)
+        log.info("config reload announced to %d subscriber(s) on Redis", n)
+    except Exception as exc:  # the other hosts can still be told by SIGHUP or their own /config/reload
+        log.warning("config reload could not be announced on Redis: %s: %s", type(exc).__name__, exc)
 
 
 async def _close_later(router: Router, grace: float) -> None:
