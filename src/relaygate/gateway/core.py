@@ -43,6 +43,7 @@ from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, MetricsSink
 from relaygate.upstream.base import Transport
 from relaygate.upstream.factory import make_transport
+from relaygate.upstream.identity import aclose_identity_clients
 
 log = logging.getLogger("relaygate")
 
@@ -153,6 +154,7 @@ class Gateway:
         await self.completions.aclose()
         await self.router.aclose()
         await self.transport.aclose()
+        await aclose_identity_clients()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

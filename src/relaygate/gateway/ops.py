@@ -28,6 +28,7 @@ from relaygate.providers.base import Call
 from relaygate.router import Target
 from relaygate.upstream.base import Timeouts, UpstreamRequest
 from relaygate.upstream.calls import refresh_token
+from relaygate.upstream.identity import identity_client
 
 if TYPE_CHECKING:
     from relaygate.gateway.core import Gateway
@@ -133,7 +134,7 @@ async def health(gw: Gateway, scope: Scope, receive: Receive, send: Send, params
         provider = target.provider
         transport = provider.transport or gw.transport
         try:
-            req = provider.health_request() or await _ping_request(target, transport)
+            req = provider.health_request() or await _ping_request(target, rt.config.server.http_proxy)
             resp = await transport.send(req, timeouts)
             data = await resp.read()
         except GatewayError as exc:
@@ -162,7 +163,7 @@ async def health(gw: Gateway, scope: Scope, receive: Receive, send: Send, params
     await send_json(send, 200, orjson.dumps(body))
 
 
-async def _ping_request(target: Target, transport: Any) -> UpstreamRequest:
+async def _ping_request(target: Target, proxy: str | None) -> UpstreamRequest:
     """For adapters with no cheap health endpoint: a one-token completion, as LiteLLM's health check makes."""
     provider = target.provider
     now = time.time()
@@ -175,7 +176,7 @@ async def _ping_request(target: Target, transport: Any) -> UpstreamRequest:
         call = Call("embeddings", body, decode_view("embeddings", body), target.upstream_model,
                     target.upstream_model, now)
     if provider.token_source is not None:
-        await refresh_token(provider.token_source, transport)
+        await refresh_token(provider.token_source, identity_client(proxy))
     if provider.hooks:
         return provider.build_requests(call, {})[0]
     return provider.build_request(call)

@@ -23,7 +23,8 @@ reads the answer, raising a ``GatewayError`` the router can retry or fail over o
 adapter's declared capabilities, never its class:
 
 - ``endpoints`` (``Provider.supports``): a deployment that cannot serve the endpoint is a 400 naming it;
-- ``token_source``: an OAuth token is refreshed first (``upstream.calls.refresh_token``, IO layer);
+- ``token_source``: an OAuth token is refreshed first (``upstream.calls.refresh_token`` through httpx,
+  ``upstream.identity``);
 - ``hooks``: the adapter may need media downloaded to inline (``fetch_urls`` -> ``upstream.calls.fetch_media``)
   and may split one call into several requests sent concurrently, bounded, and joined
   (``build_requests`` / ``merge_responses``: the fan-out strategy); otherwise one ``build_request``;
@@ -53,6 +54,7 @@ from relaygate.providers.base import Call, Provider, stream_head_error, translat
 from relaygate.router import Target
 from relaygate.upstream.base import Timeouts, Transport
 from relaygate.upstream.calls import FANOUT_CONCURRENCY, fetch_media, gather, refresh_token, send_read
+from relaygate.upstream.identity import identity_client
 
 T = TypeVar("T")
 Attempt = Callable[[Target], Awaitable[T]]
@@ -95,7 +97,7 @@ def unary(transport: Transport, ex: Exchange) -> Attempt[Answer]:
         call = Call(endpoint, body, view, model, target.upstream_model, now)
         tr = provider.transport or transport
         if provider.token_source is not None:
-            await refresh_token(provider.token_source, tr)
+            await refresh_token(provider.token_source, identity_client(rt.config.server.http_proxy))
         ctx = ex.ctx
         timeouts = rt.timeouts(target, False, ctx.timeout if ctx is not None else None)
         if provider.hooks:
@@ -148,7 +150,7 @@ def stream(transport: Transport, ex: Exchange) -> Attempt[StreamStart]:
         tr = provider.transport or transport
         t = time.perf_counter()
         if provider.token_source is not None:
-            await refresh_token(provider.token_source, tr)
+            await refresh_token(provider.token_source, identity_client(rt.config.server.http_proxy))
         if provider.hooks:
             (request,) = provider.build_requests(call, await _media(provider, call, tr, ex))
         else:
