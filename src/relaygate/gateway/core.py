@@ -48,6 +48,13 @@ from relaygate.upstream.identity import aclose_identity_clients
 log = logging.getLogger("relaygate")
 
 
+RESTART_ONLY = ("host", "port", "workers", "log_level", "backlog", "max_connections", "header_read_timeout",
+                "transport", "http_proxy", "max_connections_per_upstream", "keepalive_expiry",
+                "max_upstream_response_bytes", "watch_config", "reload_poll_interval")
+"""``[server]`` settings that shape the process, its listener or the transport kept across reloads: a
+reload that changes one says so in the log and keeps the running value until a restart."""
+
+
 class NothingToReload(Exception):
     """A reload was asked of a gateway serving its embedded default config (no file)."""
 
@@ -209,6 +216,10 @@ class Gateway:
         """Build the snapshot of ``config`` from the current one and make it current; in-flight requests
         finish on theirs. A limiter the new router does not keep is closed once old requests had time to end."""
         old = self.pipeline.runtime
+        changed = [k for k in RESTART_ONLY if getattr(old.config.server, k) != getattr(config.server, k)]
+        if changed:
+            log.warning("config reload: server.%s changed; this takes effect after a restart",
+                        ", server.".join(changed))
         new = Runtime.build(config, self.metrics, previous=old, generation=generation)
         await new.router.start()
         self.metrics.set_labels(**labels_of(config))
