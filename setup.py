@@ -1,8 +1,8 @@
 """Build script: compiles the optional Cython extensions in ext/ into relaygate.core.
 
 Every ``ext/_NAME_c.pyx`` becomes ``relaygate.core._NAME_c``. Set ``RELAYGATE_NO_EXTENSIONS=1`` to skip
-the build entirely (the pure-Python twins are then used at import time). A failed compile is an error
-unless ``RELAYGATE_OPTIONAL_EXTENSIONS=1`` is set: a silent fallback in production is a bug.
+the build entirely (the pure-Python twins are then used at import time). A failed compile is an error:
+a silent fallback in production is a bug.
 """
 
 from __future__ import annotations

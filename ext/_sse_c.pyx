@@ -9,7 +9,7 @@ from libc.stdint cimport uint64_t
 from libc.string cimport memchr, memcmp, memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 
-__all__ = ["SSEDecoder", "DataReframer", "frame", "comment", "DONE_FRAME"]
+__all__ = ["SSEDecoder", "DataReframer", "frame", "DONE_FRAME"]
 
 cdef bytes _BOM = b"\xef\xbb\xbf"
 cdef bytes _EMPTY = b""
@@ -20,11 +20,6 @@ cdef bytes _DONE_FRAME = DONE_FRAME
 cpdef bytes frame(bytes payload):
     """One SSE data frame: ``data: <payload>\\n\\n``. ``payload`` must be a single line (JSON is)."""
     return b"data: " + payload + b"\n\n"
-
-
-cpdef bytes comment(bytes text):
-    """An SSE comment frame (``: <text>\\n\\n``), used as a keepalive that clients ignore."""
-    return b": " + text + b"\n\n"
 
 
 cdef bint _utf8_valid(const unsigned char* s, Py_ssize_t n) noexcept:

@@ -15,7 +15,6 @@ from relaygate.core import _tokens_py as _ref
 
 __all__ = [
     "extract_usage",
-    "extract_usage_full",
     "estimate_tokens",
     "estimate_messages_tokens",
     "count_stream_content",
@@ -37,7 +36,6 @@ cdef long long NONASCII_4 = _ref.NONASCII_4
 cdef long long C_MEDIA = _ref.MEDIA_TOKENS
 
 cdef object _usage_decoder = _ref._usage_decoder
-cdef object _any_decoder = _ref._any_decoder
 cdef object _str_decoder = _ref._str_decoder
 cdef object DecodeError = msgspec.DecodeError
 
@@ -217,18 +215,6 @@ cpdef object extract_usage(bytes body):
     completion = completion or 0
     total = u.total_tokens if u.total_tokens is not None else prompt + completion
     return (prompt, completion, total)
-
-
-cpdef object extract_usage_full(bytes body):
-    """The whole last ``usage`` object of ``body`` as a dict (with ``*_details``), or None."""
-    cdef tuple span = _usage_span(body)
-    if span is None:
-        return None
-    try:
-        obj = _any_decoder.decode(body[<Py_ssize_t>span[0]:<Py_ssize_t>span[1]])
-    except DecodeError:
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 cdef long long _string_value_tokens(bytes body, Py_ssize_t s, Py_ssize_t e) except -1:

@@ -181,9 +181,8 @@ def test_reframer_extra_blank_lines_and_empty_payload(impl: ModuleType) -> None:
     assert rf.frames == 2
 
 
-def test_frame_and_comment(impl: ModuleType) -> None:
+def test_frame(impl: ModuleType) -> None:
     assert impl.frame(b'{"x":1}') == b'data: {"x":1}\n\n'
-    assert impl.comment(b"keepalive") == b": keepalive\n\n"
     assert impl.DONE_FRAME == b"data: [DONE]\n\n"
 
 

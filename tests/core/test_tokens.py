@@ -58,22 +58,6 @@ def test_extract_usage_takes_the_last_usage(impl: ModuleType) -> None:
     assert impl.extract_usage(body) == (7, 8, 15)
 
 
-def test_extract_usage_full(impl: ModuleType) -> None:
-    body = (
-        b'{"id":"c","usage":{"prompt_tokens":100,"completion_tokens":20,"total_tokens":120,'
-        b'"prompt_tokens_details":{"cached_tokens":64}}}'
-    )
-    full = impl.extract_usage_full(body)
-    assert full == {
-        "prompt_tokens": 100,
-        "completion_tokens": 20,
-        "total_tokens": 120,
-        "prompt_tokens_details": {"cached_tokens": 64},
-    }
-    assert impl.extract_usage_full(b'{"usage": null}') is None
-    assert impl.extract_usage_full(b'{"usage": {"a": }}') is None
-
-
 @settings(max_examples=100, deadline=None)
 @given(
     prompt=st.integers(0, 10**9),
@@ -101,7 +85,6 @@ def test_extract_usage_matches_json(
     body = json.dumps(doc, indent=indent, ensure_ascii=False).encode()
     for mod in twins:
         assert mod.extract_usage(body) == (prompt, completion, prompt + completion)
-        assert mod.extract_usage_full(body) == usage
 
 
 # ---- estimates --------------------------------------------------------------------------------------

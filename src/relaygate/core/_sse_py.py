@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["DONE_FRAME", "DataReframer", "SSEDecoder", "comment", "frame"]
+__all__ = ["DONE_FRAME", "DataReframer", "SSEDecoder", "frame"]
 
 _BOM = b"\xef\xbb\xbf"
 _LINE_END = re.compile(rb"\r\n?|\n")
@@ -42,11 +42,6 @@ DONE_FRAME = b"data: [DONE]\n\n"
 def frame(payload: bytes) -> bytes:
     """One SSE data frame: ``data: <payload>\\n\\n``. ``payload`` must be a single line (JSON is)."""
     return b"data: " + payload + b"\n\n"
-
-
-def comment(text: bytes) -> bytes:
-    """An SSE comment frame (``: <text>\\n\\n``), used as a keepalive that clients ignore."""
-    return b": " + text + b"\n\n"
 
 
 def _utf8(out: bytes) -> bytes:

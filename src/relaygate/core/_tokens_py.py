@@ -8,8 +8,6 @@ real tokenizer on the request path:
   (followed by ``:``), brace-matches its object (skipping strings) and decodes only that slice with
   msgspec. ``null``, a missing key, or a malformed object give ``None``; ``input_tokens`` /
   ``output_tokens`` (Anthropic, Responses API) are accepted when the OpenAI names are absent.
-  :func:`extract_usage_full` returns the whole object (``prompt_tokens_details.cached_tokens`` ...) for
-  cost tracking.
 * **How many tokens will this prompt / did this stream probably use?** :func:`estimate_tokens` is a
   linear model over byte classes, calibrated against tiktoken ``cl100k_base`` on English prose, code,
   JSON, CJK, other scripts and numbers (see ``tests/core/test_tokens.py``, which reports the error):
@@ -32,7 +30,6 @@ best-effort count); identical results in both twins.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import msgspec
 
@@ -42,7 +39,6 @@ __all__ = [
     "estimate_messages_tokens",
     "estimate_tokens",
     "extract_usage",
-    "extract_usage_full",
 ]
 
 # Weights in thousandths of a token (calibrated against cl100k_base; see the module docstring).
@@ -74,7 +70,6 @@ _BRACE_OR_STRING = re.compile(rb'[{}]|"(?:[^"\\]|\\.)*"', re.DOTALL)
 _STREAM_KEYS = frozenset((b"content", b"text", b"arguments", b"reasoning_content", b"refusal"))
 _MEDIA_KEYS = frozenset((b"url", b"data", b"file_data"))
 _str_decoder = msgspec.json.Decoder(str)
-_any_decoder = msgspec.json.Decoder()
 
 
 class _Usage(msgspec.Struct):
@@ -135,18 +130,6 @@ def extract_usage(body: bytes) -> tuple[int, int, int] | None:
     completion = completion or 0
     total = u.total_tokens if u.total_tokens is not None else prompt + completion
     return prompt, completion, total
-
-
-def extract_usage_full(body: bytes) -> dict[str, Any] | None:
-    """The whole last ``usage`` object of ``body`` as a dict (with ``*_details``), or None."""
-    span = _usage_span(body)
-    if span is None:
-        return None
-    try:
-        obj = _any_decoder.decode(body[span[0] : span[1]])
-    except msgspec.DecodeError:
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 def _estimate_milli(b: bytes) -> int:

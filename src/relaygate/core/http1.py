@@ -2,7 +2,8 @@
 
 Re-exports the compiled ``relaygate.core._http1_c`` when it is built and allowed, else the pure twin
 ``relaygate.core._http1_py``, which is the reference and documents the framing rules, the event encoding
-and the invariants. Type checkers see the pure twin. :data:`IMPLEMENTATION` says which one runs.
+and the invariants. Type checkers see the pure twin. ``relaygate.core._ext.LOADED["http1"]`` says which one
+runs ("c" or "py").
 """
 
 from __future__ import annotations
@@ -33,11 +34,8 @@ else:
     MAX_HEAD = _impl.MAX_HEAD
     MAX_CHUNK_LINE = _impl.MAX_CHUNK_LINE
 
-IMPLEMENTATION: str = _ext.LOADED["http1"]
-
 __all__ = [
     "END",
-    "IMPLEMENTATION",
     "MAX_CHUNK_LINE",
     "MAX_HEAD",
     "End",

@@ -2,7 +2,8 @@
 
 Re-exports the compiled ``relaygate.core._tokens_c`` when it is built and allowed, else the pure twin
 ``relaygate.core._tokens_py``, which is the reference and documents the design, the calibration and the
-invariants. Type checkers see the pure twin. :data:`IMPLEMENTATION` says which one runs ("c" or "py").
+invariants. Type checkers see the pure twin. ``relaygate.core._ext.LOADED["tokens"]`` says which one
+runs ("c" or "py").
 """
 
 from __future__ import annotations
@@ -18,25 +19,19 @@ if TYPE_CHECKING:
         estimate_messages_tokens,
         estimate_tokens,
         extract_usage,
-        extract_usage_full,
     )
 else:
     _impl = _ext.load("tokens")
     extract_usage = _impl.extract_usage
-    extract_usage_full = _impl.extract_usage_full
     estimate_tokens = _impl.estimate_tokens
     estimate_messages_tokens = _impl.estimate_messages_tokens
     count_stream_content = _impl.count_stream_content
     MEDIA_TOKENS = _impl.MEDIA_TOKENS
 
-IMPLEMENTATION: str = _ext.LOADED["tokens"]
-
 __all__ = [
-    "IMPLEMENTATION",
     "MEDIA_TOKENS",
     "count_stream_content",
     "estimate_messages_tokens",
     "estimate_tokens",
     "extract_usage",
-    "extract_usage_full",
 ]
