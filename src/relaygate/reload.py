@@ -57,12 +57,13 @@ def deployment_problems(config: Config) -> list[str]:
     """Each concrete deployment's adapter is built once here, so one that cannot work (no api_base, unusable
     credentials, an id that cannot go into a URL) is reported before any worker starts, not per request."""
     from relaygate.core.errors import GatewayError
-    from relaygate.providers import make_provider
+    from relaygate.providers import make_provider, registry
 
+    known = registry()
     problems = []
     for i, dep in enumerate(config.deployments):
-        if "*" in dep.model:
-            continue  # a wildcard's adapters are built per model name, when a request names one
+        if "*" in dep.model or dep.provider not in known:
+            continue  # a wildcard's adapters are built per model name; an unknown provider is validate()'s
         try:
             make_provider(dep)
         except GatewayError as exc:

@@ -302,14 +302,6 @@ def test_watch_config_reload_increments_the_generation(tmp_path: Path) -> None:
     assert new.generation == 1
 
 
-MISSED_BUMP_BUG = (
-    "src bug: Gateway._on_change (gateway/core.py) now reloads with generation=max(current(runtime_dir), "
-    "runtime.generation + 1) and reload() passes it to watcher.seen(); after a reload only this worker saw "
-    "(Redis, watch_config) the watcher counts a shared generation the file never had, so the next bump "
-    "(SIGHUP, another worker's POST /config/reload) is not above it and Watcher.poll ignores it")
-
-
-@pytest.mark.xfail(strict=True, reason=MISSED_BUMP_BUG)
 def test_a_bump_after_a_reload_only_this_worker_saw_is_still_applied(tmp_path: Path) -> None:
     """A worker reloaded on its own (a Redis message from another host): its snapshot's generation moved
     past the shared file's. The next bump of the shared generation (SIGHUP, another worker's POST

@@ -42,6 +42,7 @@ from relaygate.http.types import Headers, Receive, Scope, Send
 from relaygate.pipeline import Exchange, Frontend, StreamStart, require_model
 from relaygate.pipeline.exchange import first_frame, retry_after
 from relaygate.pipeline.frontend import Answer, Attempt, stream, unary
+from relaygate.pipeline.overrides import fallbacks_value
 from relaygate.providers.base import StreamTranslator, empty_stream_error, stream_head_error
 from relaygate.providers.messages_api import MessagesStream, error_body, openai_to_message, to_openai
 from relaygate.upstream.base import Transport, UpstreamResponse
@@ -187,11 +188,8 @@ def _gateway_fields(ex: Exchange, req: dict[str, Any]) -> bool:
         return False
     assert ex.over is not None
     ex.over.merge_body(found.get("num_retries"), found.get("timeout"))
-    fb = found.get("fallbacks")
-    if fb is not None:
-        if not isinstance(fb, list) or not all(isinstance(m, str) and m for m in fb):
-            raise errors.BadRequest("fallbacks: expected a list of model names", param="fallbacks")
-        ex.fallbacks = fb
+    if found.get("fallbacks") is not None:
+        ex.fallbacks = fallbacks_value(found["fallbacks"])
     return True
 
 

@@ -46,6 +46,7 @@ from relaygate.http.types import Headers, Receive, Scope
 from relaygate.pipeline import Exchange, Frontend, StreamStart, require_model
 from relaygate.pipeline.exchange import retry_after
 from relaygate.pipeline.frontend import Answer, Attempt, Spent
+from relaygate.pipeline.overrides import fallbacks_value
 from relaygate.providers.base import MEDIA_PATHS, Provider, StreamTranslator
 from relaygate.upstream.base import Transport, UpstreamRequest
 
@@ -276,13 +277,10 @@ def _header(headers: Headers, name: bytes) -> bytes | None:
 
 
 def _overrides(ex: Exchange, obj: dict[str, Any]) -> None:
-    """LiteLLM's per-request ``num_retries`` / ``timeout`` / ``fallbacks`` in a JSON media body (kept in the
-    body: OpenAI-compatible upstreams ignore unknown fields, LiteLLM forwards them too)."""
+    """LiteLLM's per-request ``num_retries`` / ``timeout`` / ``fallbacks`` in a JSON media body (the body
+    is forwarded as it is, as on the OpenAI routes)."""
     if "num_retries" in obj or "timeout" in obj:
         assert ex.over is not None
         ex.over.merge_body(obj.get("num_retries"), obj.get("timeout"))
-    fb = obj.get("fallbacks")
-    if fb is not None:
-        if not isinstance(fb, list) or not all(isinstance(m, str) and m for m in fb):
-            raise errors.BadRequest("fallbacks: expected a list of model names", param="fallbacks")
-        ex.fallbacks = fb
+    if obj.get("fallbacks") is not None:
+        ex.fallbacks = fallbacks_value(obj["fallbacks"])

@@ -180,28 +180,29 @@ class Gateway:
                        watch_file=s.watch_config)
 
     async def _on_change(self, reason: str) -> None:
-        generation = current(self.runtime_dir)
         try:
-            await self.reload(reason, generation=generation)
+            await self.reload(reason)
         except Exception as exc:
             log.error("config reload (%s) refused, still serving generation %d: %s", reason,
                       self.runtime.generation, exc)
 
-    async def reload(self, reason: str, *, generation: int | None = None, announce: bool = False) -> Runtime:
+    async def reload(self, reason: str, *, announce: bool = False) -> Runtime:
         """Load and validate the config file, then swap a new snapshot in; raises ``ConfigError`` (the old
         snapshot keeps serving) when the file is invalid. ``announce``: tell the other workers (bump the
-        shared generation) once this worker's swap is done."""
+        shared generation, and other hosts through Redis).
+
+        The watcher is told the shared generation this reload covers (the file is read after it), never a
+        number of this worker's own: a reload only this worker saw (``watch_config``, Redis) moves the
+        snapshot's generation on, and a later bump of the shared one is still applied."""
         if self.config_path is None:
             raise NothingToReload("the gateway runs on its embedded default config: there is no file "
                                          "to reload (start it with --config)")
         async with self._reload_lock:
             config = load_checked(self.config_path)
-            if announce and self.runtime_dir is not None:
-                generation = bump(self.runtime_dir)
-            if generation is None:
-                generation = self.runtime.generation + 1
+            shared = bump(self.runtime_dir) if announce and self.runtime_dir is not None else current(self.runtime_dir)
             if self.watcher is not None:
-                self.watcher.seen(generation)
+                self.watcher.seen(shared)
+            generation = max(shared, self.runtime.generation + 1)
             rt = await self.swap(config, generation, reason)
         url = _redis_url(config)
         if announce and url is not None:

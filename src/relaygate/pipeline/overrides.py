@@ -36,6 +36,13 @@ def timeout_value(raw: Any, name: str) -> float:
     return value
 
 
+def fallbacks_value(raw: Any) -> list[str]:
+    """A client's per-request ``fallbacks`` from a body read without a view: a list of model names."""
+    if not isinstance(raw, list) or not all(isinstance(m, str) and m for m in raw):
+        raise errors.BadRequest("fallbacks: expected a list of model names", param="fallbacks")
+    return raw
+
+
 def retries_value(raw: Any, name: str) -> int:
     """A client's retry override: an integer in 0..MAX_REQUEST_RETRIES, else a 400 naming ``name``."""
     try:
