@@ -14,7 +14,7 @@ import relaygate
 
 ROOT = Path(relaygate.__file__).parent
 
-#: circles tolerated: none (inbound/ is typed against ``relay.Services``, never against the shell)
+#: circles tolerated: none (frontends/ implement ``pipeline.Frontend``; the pipeline never imports them)
 ALLOWED: set[frozenset[str]] = set()
 
 

@@ -1,0 +1,149 @@
+"""Every LLM route runs the same pipeline: per-request timeouts, retries and fallbacks (headers and body),
+call ids on errors, and one completion record per exchange, on the Anthropic and media routes as on chat.
+The upstream is a real local HTTP server; the gateway runs in-process with its real transport."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+
+from relaygate.sinks import CompletionRecord, Outcome
+from tests.asgi.conftest import call, make_gateway
+
+CHAT_OK = orjson.dumps({"id": "c1", "object": "chat.completion", "created": 1, "model": "up",
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                                     "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
+IMAGE_OK = b'{"created": 1, "data": [{"url": "http://x/1.png"}]}'
+
+
+class Upstream:
+    """``/slow/...`` answers after 2 s, ``/fail/...`` with a 500, anything else at once; hits are counted."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        self.url = ""
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                path = head.split(b" ", 2)[1].decode()
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                await reader.readexactly(length)
+                self.hits.append(path)
+                status, body = 200, (IMAGE_OK if path.endswith("/images/generations") else CHAT_OK)
+                if path.startswith("/slow/"):
+                    await asyncio.sleep(2.0)
+                elif path.startswith("/fail/"):
+                    status, body = 500, b'{"error": {"message": "boom", "type": "server_error"}}'
+                writer.write(b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                             % (status, len(body), body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+
+@asynccontextmanager
+async def upstream() -> AsyncIterator[Upstream]:
+    up = Upstream()
+    server = await asyncio.start_server(up.handle, "127.0.0.1", 0)
+    up.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield up
+    finally:
+        server.close()
+
+
+def gateway(up: Upstream) -> tuple[Any, list[CompletionRecord]]:
+    def dep(name: str, where: str) -> dict[str, Any]:
+        return {"model_name": name, "litellm_params": {"model": "openai/up", "api_key": "sk-up",
+                                                        "api_base": f"{up.url}/{where}/v1"}}
+
+    gw = make_gateway({"model_list": [dep("slow", "slow"), dep("fail", "fail"), dep("ok", "ok")],
+                       "router_settings": {"num_retries": 2, "retry_after": 0}})
+    records: list[CompletionRecord] = []
+
+    class Sink:
+        def handle(self, batch: list[CompletionRecord]) -> None:
+            records.extend(batch)
+
+    gw.completions.add_sink(Sink())
+    return gw, records
+
+
+MESSAGES = {"max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+IMAGE = {"prompt": "a cat"}
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_header_timeout_applies_on_messages_and_media() -> None:
+    async def main() -> None:
+        async with upstream() as up:
+            gw, records = gateway(up)
+            h = {"x-litellm-timeout": "0.2", "x-litellm-num-retries": "0"}
+            r = await call(gw, "POST", "/v1/messages", {"model": "slow", **MESSAGES}, h)
+            assert r.status == 408, r.body
+            assert r.json()["type"] == "error" and r.headers.get("x-litellm-call-id")  # Anthropic's shape
+            r = await call(gw, "POST", "/v1/images/generations", {"model": "slow", **IMAGE}, h)
+            assert r.status == 408, r.body
+            assert "error" in r.json() and r.headers.get("x-litellm-call-id")  # OpenAI's shape, with a call id
+            gw.completions.drain_now()
+            assert [(x.route, x.status, x.outcome) for x in records] == [
+                ("messages", 408, Outcome.ERROR), ("images", 408, Outcome.ERROR)]
+            await gw.aclose()
+
+    run(main())
+
+
+def test_header_retries_lower_the_policy_on_every_route() -> None:
+    async def main() -> None:
+        async with upstream() as up:
+            gw, _ = gateway(up)
+            for path, body in (("/v1/chat/completions", {"model": "fail", "messages": MESSAGES["messages"]}),
+                               ("/v1/messages", {"model": "fail", **MESSAGES}),
+                               ("/v1/images/generations", {"model": "fail", **IMAGE})):
+                up.hits.clear()
+                r = await call(gw, "POST", path, body, {"x-litellm-num-retries": "0"})
+                assert r.status == 500, (path, r.body)
+                assert len(up.hits) == 1, (path, up.hits)  # the policy's 2 retries were lowered to 0
+                up.hits.clear()
+                r = await call(gw, "POST", path, {**body, "num_retries": 1})
+                assert r.status == 500 and len(up.hits) == 2, (path, up.hits)  # the body's value, too
+            await gw.aclose()
+
+    run(main())
+
+
+def test_body_fallbacks_on_messages_and_media() -> None:
+    async def main() -> None:
+        async with upstream() as up:
+            gw, records = gateway(up)
+            r = await call(gw, "POST", "/v1/messages", {"model": "fail", "fallbacks": ["ok"], "num_retries": 0,
+                                                        **MESSAGES})
+            assert r.status == 200, r.body
+            assert r.json()["type"] == "message" and r.headers["x-litellm-attempted-fallbacks"] == "1"
+            r = await call(gw, "POST", "/v1/images/generations", {"model": "fail", "fallbacks": ["ok"],
+                                                                  "num_retries": 0, **IMAGE})
+            assert r.status == 200, r.body
+            assert r.headers["x-litellm-attempted-fallbacks"] == "1"
+            r = await call(gw, "POST", "/v1/messages", {"model": "fail", "fallbacks": "ok", **MESSAGES})
+            assert r.status == 400 and "fallbacks" in r.json()["error"]["message"]
+            gw.completions.drain_now()
+            assert [(x.route, x.status, x.model_group) for x in records] == [
+                ("messages", 200, "ok"), ("images", 200, "ok"), ("messages", 400, "")]
+            await gw.aclose()
+
+    run(main())
