@@ -230,7 +230,7 @@ def test_redis_fan_out_reaches_other_hosts_and_survives_an_outage(redis_server: 
         asyncio.run(main())
     lines = [r.getMessage() for r in caplog.records]
     assert "config reload failed (redis): RuntimeError: first reload fails" in lines
-    assert sum("Redis pub/sub unavailable" in m for m in lines) == 2  # one warning per subscriber and outage
+    assert sum("cannot listen on Redis pub/sub" in m for m in lines) == 2  # one warning per subscriber and outage
 
 
 # -- SIGHUP to a real gateway ------------------------------------------------------------------------------

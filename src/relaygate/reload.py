@@ -291,7 +291,7 @@ async def subscribe_reloads(url: str, on_change: OnChange, *, origin: str = "", 
         except Exception as exc:  # Redis away (connection refused, reset, timeout): try again
             if not down:
                 down = True
-                log.warning("config reload: Redis pub/sub unavailable, retrying every %gs: %s", retry,
+                log.warning("config reload: cannot listen on Redis pub/sub (retrying every %gs): %s", retry,
                             _describe(exc))
         finally:
             await client.aclose()
