@@ -26,6 +26,7 @@ class Upstream:
 
     def __init__(self) -> None:
         self.hits: list[str] = []
+        self.bodies: list[bytes] = []
         self.url = ""
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -37,7 +38,7 @@ class Upstream:
                 for line in head.split(b"\r\n"):
                     if line.lower().startswith(b"content-length:"):
                         length = int(line.split(b":")[1])
-                await reader.readexactly(length)
+                self.bodies.append(await reader.readexactly(length))
                 self.hits.append(path)
                 status, body = 200, (IMAGE_OK if path.endswith("/images/generations") else CHAT_OK)
                 if path.startswith("/slow/"):

@@ -43,6 +43,18 @@ def set_fields(body: bytes, replace: dict[str, Any], defaults: dict[str, Any] | 
     return _encoder.encode(obj)
 
 
+def drop_fields(body: bytes, names: object) -> bytes:
+    """Return ``body`` without the top-level keys in ``names`` (a container of str); other values are copied
+    as raw bytes."""
+    try:
+        obj: dict[str, Any] = _raw_decoder.decode(body)
+    except msgspec.DecodeError as exc:  # already validated upstream of here; defensive
+        raise BadRequest(f"Invalid JSON in request body: {exc}") from None
+    except RecursionError:
+        raise BadRequest("Invalid JSON in request body: nested too deeply") from None
+    return _encoder.encode({k: v for k, v in obj.items() if k not in names})  # type: ignore[operator]
+
+
 def replace_model(body: bytes, old: str, new: str) -> bytes:
     """Set the top-level ``model`` to ``new`` (the body's current value is ``old``)."""
     if old == new:

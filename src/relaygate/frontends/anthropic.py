@@ -34,15 +34,14 @@ from relaygate.core import body as body_edit
 from relaygate.core import errors, tokens
 from relaygate.core.errors import GatewayError
 from relaygate.core.sse import SSEDecoder
-from relaygate.core.views import check_duplicate_keys, decode_view
+from relaygate.core.views import CONTROL_KEYS, TYPED_CONTROL, check_duplicate_keys, decode_view
 from relaygate.http.body import read_body
 from relaygate.http.respond import VERSION
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope, Send
-from relaygate.pipeline import Exchange, Frontend, StreamStart, require_model
+from relaygate.pipeline import Exchange, Frontend, StreamStart, control, require_model
 from relaygate.pipeline.exchange import first_frame, retry_after
 from relaygate.pipeline.frontend import Answer, Attempt, stream, unary
-from relaygate.pipeline.overrides import fallbacks_value
 from relaygate.providers.base import StreamTranslator, empty_stream_error, stream_head_error
 from relaygate.providers.messages_api import MessagesStream, error_body, openai_to_message, to_openai
 from relaygate.upstream.base import Transport, UpstreamResponse
@@ -164,8 +163,9 @@ def _native_body(body: bytes, model: str, upstream: str) -> bytes:
     return body if model == upstream else body_edit.set_fields(body, {"model": upstream})
 
 
-_GATEWAY_FIELDS = ("fallbacks", "num_retries", "timeout")
-"""Body fields LiteLLM reads for itself on ``/v1/messages``; they never reach the upstream."""
+_GATEWAY_FIELDS = frozenset(CONTROL_KEYS) | frozenset(TYPED_CONTROL)
+"""Body fields LiteLLM reads for itself (``pipeline.control``); they never reach the upstream, except an
+Anthropic-shaped ``metadata`` (``{"user_id": ...}``, what Claude Code sends), which Anthropic accepts."""
 
 
 class _State:
@@ -183,13 +183,13 @@ class _State:
 
 def _gateway_fields(ex: Exchange, req: dict[str, Any]) -> bool:
     """Take the gateway's own fields out of ``req`` into the exchange; True when there were any."""
-    found = {k: req.pop(k) for k in _GATEWAY_FIELDS if k in req}
+    found = {k: req.pop(k) for k in _GATEWAY_FIELDS.intersection(req)}
     if not found:
         return False
-    assert ex.over is not None
-    ex.over.merge_body(found.get("num_retries"), found.get("timeout"))
-    if found.get("fallbacks") is not None:
-        ex.fallbacks = fallbacks_value(found["fallbacks"])
+    md = found.get("metadata")
+    if isinstance(md, dict) and md.keys() <= {"user_id"}:
+        req["metadata"] = md
+    control.apply(ex, found)
     return True
 
 
@@ -203,6 +203,7 @@ class Messages(Frontend):
         body = await read_body(receive, ex.rt.body_limits)
         req = _load(body)
         ex.model = model = require_model(req.get("model"), "model: Field required")
+        ex.stream = bool(req.get("stream"))
         if _gateway_fields(ex, req):
             body = _shallow(orjson.dumps, req)
         fwd = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k in _FORWARD]
@@ -213,16 +214,16 @@ class Messages(Frontend):
         ex.endpoint = "chat"
         ex.body = _shallow(orjson.dumps, oa)
         ex.view = decode_view("chat", ex.body)
-        ex.stream = bool(req.get("stream"))
         if ex.stream:
             state.estimate = _shallow(_estimate, req)
 
     def unary(self, transport: Transport, ex: Exchange) -> Attempt[Answer]:
         inner = unary(transport, ex)
         model = ex.model
+        native = not control.mocked(ex)  # a mock answers in OpenAI's shape, translated like any other
 
         async def attempt(target: Target) -> Answer:
-            if target.provider.native_messages:
+            if native and target.provider.native_messages:
                 t = time.perf_counter()
                 try:
                     resp = await _native_send(transport, ex, target, False)
@@ -238,9 +239,10 @@ class Messages(Frontend):
     def streaming(self, transport: Transport, ex: Exchange) -> Attempt[StreamStart]:
         inner = stream(transport, ex)
         model, estimate = ex.model, ex.state.estimate
+        native = not control.mocked(ex)
 
         async def attempt(target: Target) -> StreamStart:
-            if not target.provider.native_messages:
+            if not (native and target.provider.native_messages):
                 start = await inner(target)
                 tr = _ToMessages(start.translator, MessagesStream(model, estimate))
                 return StreamStart(start.chunks, tr, tr.out.feed(start.first), start.headers, start.close)

@@ -38,15 +38,14 @@ import orjson
 from relaygate.core import body as body_edit
 from relaygate.core import errors
 from relaygate.core.errors import GatewayError
-from relaygate.core.views import check_duplicate_keys
+from relaygate.core.views import CONTROL_KEYS, TYPED_CONTROL, check_duplicate_keys
 from relaygate.frontends.multipart import FieldFinder, boundary_of
 from relaygate.http.body import BodyLimits, declared_length, next_message, read_body, too_large
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope
-from relaygate.pipeline import Exchange, Frontend, StreamStart, require_model
+from relaygate.pipeline import Exchange, Frontend, StreamStart, control, require_model
 from relaygate.pipeline.exchange import retry_after
 from relaygate.pipeline.frontend import Answer, Attempt, Spent
-from relaygate.pipeline.overrides import fallbacks_value
 from relaygate.providers.base import MEDIA_PATHS, Provider, StreamTranslator
 from relaygate.upstream.base import Transport, UpstreamRequest
 
@@ -58,6 +57,7 @@ log = logging.getLogger("relaygate")
 PATHS = MEDIA_PATHS
 _MULTIPART = frozenset({"transcriptions", "translations", "image_edits"})
 _JSON = (b"content-type", b"application/json")
+_CONTROL = frozenset(CONTROL_KEYS) | frozenset(TYPED_CONTROL)
 #: How far into a multipart upload the ``model`` field is looked for (and the most held before streaming).
 MODEL_PREFIX = 1024 * 1024
 
@@ -215,8 +215,11 @@ class Media(Frontend):
             check_duplicate_keys(body)
             model = require_model(obj.get("model") if isinstance(obj, dict) else None)
             ctype = "application/json"
-            if isinstance(obj, dict):
-                _overrides(ex, obj)
+            ex.stream = kind == "speech"
+            found = {k: obj[k] for k in _CONTROL.intersection(obj)} if isinstance(obj, dict) else None
+            if found:  # LiteLLM's control fields: honoured, and never sent on
+                control.apply(ex, found)
+                body = body_edit.drop_fields(body, found)
         ex.model, ex.body, ex.stream = model, body, kind == "speech"
         ex.state = _State(ctype, span, upload)
 
@@ -276,11 +279,3 @@ def _header(headers: Headers, name: bytes) -> bytes | None:
     return None
 
 
-def _overrides(ex: Exchange, obj: dict[str, Any]) -> None:
-    """LiteLLM's per-request ``num_retries`` / ``timeout`` / ``fallbacks`` in a JSON media body (the body
-    is forwarded as it is, as on the OpenAI routes)."""
-    if "num_retries" in obj or "timeout" in obj:
-        assert ex.over is not None
-        ex.over.merge_body(obj.get("num_retries"), obj.get("timeout"))
-    if obj.get("fallbacks") is not None:
-        ex.fallbacks = fallbacks_value(obj["fallbacks"])

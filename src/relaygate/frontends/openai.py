@@ -12,11 +12,12 @@ adapters produced them, errors are ``{"error": {...}}``, and a stream that fails
 
 from __future__ import annotations
 
-from relaygate.core.views import decode_view
+from relaygate.core import body as body_edit
+from relaygate.core.views import controls, decode_view
 from relaygate.http.body import read_body
 from relaygate.http.routes import Params
 from relaygate.http.types import Receive, Scope
-from relaygate.pipeline import Exchange, Frontend, require_model
+from relaygate.pipeline import Exchange, Frontend, control, require_model
 
 ENDPOINTS: dict[str, str] = {
     "/v1/chat/completions": "chat",
@@ -42,9 +43,9 @@ class OpenAI(Frontend):
         body = ex.body = await read_body(receive, ex.rt.body_limits)
         endpoint = self.route
         view = ex.view = decode_view(endpoint, body)
-        if view.num_retries is not None or view.timeout is not None:
-            assert ex.over is not None
-            ex.over.merge_body(view.num_retries, view.timeout)
         ex.model = require_model(params.get("model") or view.model)
-        ex.fallbacks = view.fallbacks
         ex.stream = bool(view.stream) and endpoint != "embeddings"
+        found = controls(view)
+        if found is not None:  # LiteLLM's control fields: honoured, and never sent on
+            control.apply(ex, found)
+            ex.body = body_edit.drop_fields(body, found)

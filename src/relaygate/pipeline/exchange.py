@@ -36,7 +36,7 @@ class Exchange:
     """
 
     __slots__ = ("call_id", "route", "t0", "rt", "endpoint", "body", "view", "model", "stream", "fallbacks",
-                 "over", "state", "who", "group", "ctx", "lease", "wait", "ttft", "prompt_tokens",
+                 "over", "state", "control", "who", "group", "ctx", "lease", "wait", "ttft", "prompt_tokens",
                  "completion_tokens", "cached_tokens", "status", "cost", "done")
 
     def __init__(self, route: str, t0: float, rt: Runtime) -> None:
@@ -56,6 +56,8 @@ class Exchange:
         self.fallbacks: list[str] | None = None
         self.over: Overrides | None = None
         self.state: Any = None
+        self.control: dict[str, Any] | None = None
+        """The LiteLLM control fields the body had (``pipeline.control``), by JSON name; None: none."""
         self.who: Principal | None = None
         self.group: ModelGroup | None = None
         self.ctx: RouteContext | None = None

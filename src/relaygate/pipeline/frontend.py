@@ -49,6 +49,7 @@ from relaygate.core.errors import GatewayError
 from relaygate.http.respond import send_error
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope, Send
+from relaygate.pipeline import control
 from relaygate.pipeline.exchange import Exchange, StreamStart, first_frame, retry_after
 from relaygate.providers.base import Call, Provider, stream_head_error, translate_upstream
 from relaygate.router import Target
@@ -113,6 +114,12 @@ def unary(transport: Transport, ex: Exchange) -> Attempt[Answer]:
             raise provider.map_error(resp.status, data, retry_after(resp.header(b"retry-after")))
         return translate_upstream(provider, provider.translate_response, call, data), resp.headers
 
+    if control.mocked(ex):
+        async def with_mock(target: Target) -> Answer:
+            answer = await control.unary(ex, target)
+            return answer if answer is not None else await attempt(target)
+
+        return with_mock
     return attempt
 
 
@@ -176,6 +183,12 @@ def stream(transport: Transport, ex: Exchange) -> Attempt[StreamStart]:
             ex.wait += time.perf_counter() - t
         return StreamStart(chunks, translator, first, resp.headers, resp.aclose)
 
+    if control.mocked(ex):
+        async def with_mock(target: Target) -> StreamStart:
+            start = await control.stream(ex, target)
+            return start if start is not None else await attempt(target)
+
+        return with_mock
     return attempt
 
 

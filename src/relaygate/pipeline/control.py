@@ -1,0 +1,155 @@
+"""LiteLLM's control fields in a request body: honoured where relaygate has the feature, never forwarded.
+
+A client of a LiteLLM proxy may put fields in the body that are meant for the proxy, not the provider
+(``core.views.CONTROL_KEYS``: ``metadata``, ``tags``, ``fallbacks``, ``num_retries``, ``mock_response``,
+``api_key`` ...). Forwarded, they break real providers (OpenAI: ``400 Unrecognized request argument``;
+its own ``metadata`` takes at most 16 string values). So a frontend that finds any (``core.views.controls``
+after decoding, or the keys of a body it read as a dict) calls :func:`apply`, and the body the adapters get
+has them removed (one re-encode of the top level, only then). A request without any pays one integer test.
+
+What is honoured:
+- ``num_retries`` (or ``max_retries``), ``timeout`` (or ``request_timeout``; ``stream_timeout`` for a stream),
+  ``fallbacks``: the per-request overrides (headers win; they only tighten the operator's values);
+- ``metadata``, ``litellm_metadata``, ``tags``, trace and session ids: kept on the exchange
+  (``Exchange.control``) for the completion record's consumers;
+- ``mock_response`` (a text answer, or ``litellm.RateLimitError`` / ``litellm.InternalServerError`` /
+  ``litellm.ContextWindowExceededError`` / ``litellm.ContentPolicyViolationError`` to fail that way),
+  ``mock_timeout``, ``mock_testing_fallbacks`` (the first model group fails, its fallbacks answer),
+  ``mock_testing_rate_limit_error``: as LiteLLM documents them, after routing and limits, instead of the
+  upstream call, so fallback and retry setups can be tested without a provider.
+
+What is only removed: a client can never point a deployment elsewhere or change its credentials
+(``api_key``, ``api_base``, ``base_url``, ``api_version``, ``user_config``, ``model_list`` ...).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from relaygate.core import errors
+from relaygate.core.errors import GatewayError
+from relaygate.pipeline.exchange import Exchange, StreamStart, first_frame
+from relaygate.pipeline.overrides import fallbacks_value
+from relaygate.providers.base import ENDPOINT_PATHS
+from relaygate.providers.openai import PassthroughStream
+from relaygate.router import Target
+from relaygate.upstream import local
+from relaygate.upstream.base import Timeouts, UpstreamRequest
+
+MOCKS = frozenset({"mock_response", "mock_timeout", "mock_testing_fallbacks", "mock_testing_rate_limit_error"})
+
+_MOCK_ERRORS: dict[str, type[GatewayError]] = {
+    "litellm.ContextWindowExceededError": errors.ContextWindowExceeded,
+    "litellm.ContentPolicyViolationError": errors.ContentPolicyViolation,
+}
+_MOCK_STATUS = {"litellm.RateLimitError": 429, "litellm.InternalServerError": 500,
+                "litellm.ServiceUnavailableError": 503, "litellm.APIConnectionError": 500,
+                "litellm.BadRequestError": 400, "litellm.AuthenticationError": 401, "litellm.NotFoundError": 404}
+_TIMEOUTS = Timeouts(connect=1.0, first_byte=60.0, idle=60.0, total=60.0)
+
+
+def apply(ex: Exchange, found: dict[str, Any]) -> None:
+    """Honour the control fields ``found`` (by JSON name) on ``ex``: overrides, fallbacks, mocks, metadata."""
+    over = ex.over
+    assert over is not None
+    retries = found.get("num_retries")
+    if retries is None:
+        retries = found.get("max_retries")
+    timeout = found.get("timeout")
+    if timeout is None and ex.stream:
+        timeout = found.get("stream_timeout")
+    if timeout is None:
+        timeout = found.get("request_timeout")
+    if retries is not None or timeout is not None:
+        over.merge_body(retries, timeout)
+    if found.get("fallbacks") is not None:
+        ex.fallbacks = fallbacks_value(found["fallbacks"])
+    for k in _KEPT:
+        if k in found:
+            _writable(k, found[k])
+    ex.control = found
+
+
+_KEPT = ("metadata", "litellm_metadata", "tags")
+"""Fields kept for the completion record's consumers (spend logs, loggers), which will write them as JSON."""
+
+
+def _writable(name: str, value: Any) -> None:
+    """A kept value must be writable as JSON later: nesting deeper than orjson writes (254) is a 400 now."""
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        raise errors.BadRequest(f"Invalid request body: `{name}` is nested too deeply", param=name) from None
+
+
+def mocked(ex: Exchange) -> bool:
+    """Whether the request asks for a mock instead of the upstream call (checked once per request)."""
+    control = ex.control
+    return control is not None and not MOCKS.isdisjoint(control)
+
+
+def _mock_failure(ex: Exchange) -> GatewayError | None:
+    control = ex.control
+    assert control is not None
+    ctx = ex.ctx
+    if control.get("mock_testing_fallbacks") and (ctx is None or ctx.attempted_fallbacks == 0):
+        return errors.UpstreamError(
+            f"litellm.InternalServerError: This is a mock exception for model={ex.model}, to trigger a fallback. "
+            f"Fallbacks={ctx.fallbacks if ctx is not None else None}", status=500)
+    if control.get("mock_testing_rate_limit_error"):
+        return errors.UpstreamError(f"litellm.RateLimitError: This is a mock rate limit error for model={ex.model}",
+                                    status=429)
+    if control.get("mock_timeout"):
+        return errors.UpstreamTimeout(f"litellm.Timeout: This is a mock timeout error for model={ex.model}")
+    text = control.get("mock_response")
+    if isinstance(text, str):
+        cls = _MOCK_ERRORS.get(text)
+        if cls is not None:
+            return cls(f"{text}: This is a mock error for model={ex.model}")
+        status = _MOCK_STATUS.get(text)
+        if status is not None:
+            return errors.UpstreamError(f"{text}: This is a mock error for model={ex.model}", status=status)
+    return None
+
+
+def _request(ex: Exchange, target: Target) -> UpstreamRequest | None:
+    """The local mock's request for ``mock_response``, or None when the request has no mock answer."""
+    control = ex.control
+    assert control is not None
+    if "mock_response" not in control:
+        return None
+    text = control["mock_response"]
+    headers = [("content-type", "application/json"), ("x-mock-model", ex.model),
+               ("x-mock-created", str(int(time.time()))),
+               ("x-mock-response", text if isinstance(text, str) else str(text))]
+    return UpstreamRequest("POST", local.ORIGIN + ENDPOINT_PATHS[ex.endpoint], headers, ex.body)
+
+
+async def unary(ex: Exchange, target: Target) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
+    """A mocked unary attempt's answer; None: no mock answer, call the upstream."""
+    err = _mock_failure(ex)
+    if err is not None:
+        raise err
+    req = _request(ex, target)
+    if req is None:
+        return None
+    resp = await local.LOCAL.send(req, _TIMEOUTS)
+    return await resp.read(), []
+
+
+async def stream(ex: Exchange, target: Target) -> StreamStart | None:
+    """A mocked stream attempt's start; None: no mock answer, call the upstream."""
+    err = _mock_failure(ex)
+    if err is not None:
+        raise err
+    req = _request(ex, target)
+    if req is None:
+        return None
+    resp = await local.LOCAL.send(req, _TIMEOUTS)
+    translator = PassthroughStream()
+    chunks = resp.__aiter__()
+    first = await first_frame(chunks, translator, resp.aclose)
+    return StreamStart(chunks, translator, first, [], resp.aclose)

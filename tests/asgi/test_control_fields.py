@@ -1,0 +1,131 @@
+"""LiteLLM's control fields in request bodies (issue 11, rule 1): honoured where relaygate has the feature,
+never forwarded to the provider, on every route; and LiteLLM's mock fields answer without the upstream.
+The upstream is a real local HTTP server that records what it receives."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+
+from relaygate.core.views import CONTROL_KEYS
+from tests.asgi.conftest import call, make_gateway
+from tests.asgi.test_pipeline_routes import IMAGE, MESSAGES, Upstream, upstream
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+#: one value per control field that the gateway must accept and strip
+CONTROLS: dict[str, Any] = {k: "x" for k in CONTROL_KEYS if not k.startswith("mock_")}
+CONTROLS.update({"metadata": {"a": "b", "n": 1}, "tags": ["t1"], "num_retries": 1, "max_retries": 1, "timeout": 30,
+                 "request_timeout": 30, "stream_timeout": 30, "fallbacks": ["ok"], "caching": False,
+                 "no-log": True, "api_key": "sk-client-tries", "api_base": "http://evil.example/v1",
+                 "base_url": "http://evil.example/v1", "model_list": [{"model_name": "x"}],
+                 "user_config": {"model_list": []}, "drop_params": True, "additional_drop_params": ["x"],
+                 "max_fallbacks": 1, "ttl": 5, "input_cost_per_token": 0.0, "output_cost_per_token": 0.0})
+
+
+def gateway(up: Upstream, **router: Any) -> Any:
+    def dep(name: str, where: str) -> dict[str, Any]:
+        return {"model_name": name, "litellm_params": {"model": "openai/up", "api_key": "sk-up",
+                                                        "api_base": f"{up.url}/{where}/v1"}}
+
+    return make_gateway({"model_list": [dep("ok", "ok"), dep("fail", "fail")],
+                         "router_settings": {"retry_after": 0, **router}})
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@pytest.mark.parametrize("path,body", [("/v1/chat/completions", CHAT), ("/v1/messages", MESSAGES),
+                                       ("/v1/images/generations", IMAGE)])
+def test_no_control_field_reaches_the_provider(path: str, body: dict[str, Any]) -> None:
+    async def main() -> None:
+        async with upstream() as up:
+            gw = gateway(up)
+            r = await call(gw, "POST", path, {"model": "ok", **body, **CONTROLS, "temperature": 0.5})
+            assert r.status == 200, r.body
+            (sent,) = up.bodies
+            got = orjson.loads(sent)
+            leaked = sorted(set(got) & (set(CONTROLS) | {"metadata"}))
+            assert leaked == [], leaked
+            if path != "/v1/images/generations":
+                assert got["temperature"] == 0.5  # everything else goes on as the client sent it
+            assert b"sk-client-tries" not in sent and b"evil.example" not in sent
+            assert up.hits[0].startswith("/ok/")  # the deployment's api_base, never the client's
+            await gw.aclose()
+
+    run(main())
+
+
+def test_body_retries_and_fallbacks_are_honoured_then_stripped() -> None:
+    async def main() -> None:
+        async with upstream() as up:
+            gw = gateway(up, num_retries=0)
+            r = await call(gw, "POST", "/v1/chat/completions",
+                           {"model": "fail", **CHAT, "max_retries": 2, "fallbacks": ["ok"]})
+            assert r.status == 200, r.body
+            assert [h.split("/")[1] for h in up.hits] == ["fail", "ok"]  # max_retries only lowers the policy (0)
+            assert r.headers["x-litellm-attempted-fallbacks"] == "1"
+            assert all(b"fallbacks" not in b and b"max_retries" not in b for b in up.bodies)
+            await gw.aclose()
+
+    run(main())
+
+
+def test_anthropic_metadata_user_id_goes_on_natively() -> None:
+    async def main() -> None:
+        async with upstream() as up:
+            gw = make_gateway({"model_list": [{"model_name": "claude", "litellm_params": {
+                "model": "anthropic/claude-x", "api_key": "sk-ant", "api_base": f"{up.url}/ok"}}]})
+            await call(gw, "POST", "/v1/messages", {"model": "claude", **MESSAGES,
+                                                   "metadata": {"user_id": "u-1"}, "tags": ["a"]})
+            await call(gw, "POST", "/v1/messages", {"model": "claude", **MESSAGES,
+                                                   "metadata": {"user_id": "u-1", "team": "x"}})
+            first, second = (orjson.loads(b) for b in up.bodies)
+            assert first["metadata"] == {"user_id": "u-1"} and "tags" not in first
+            assert "metadata" not in second  # LiteLLM's own metadata shape: Anthropic would refuse it
+            await gw.aclose()
+
+    run(main())
+
+
+def test_mock_response_answers_without_the_upstream() -> None:
+    async def main() -> None:
+        async with upstream() as up:
+            gw = gateway(up)
+            r = await call(gw, "POST", "/v1/chat/completions", {"model": "ok", **CHAT, "mock_response": "hello!"})
+            assert r.status == 200 and r.json()["choices"][0]["message"]["content"] == "hello!"
+            r = await call(gw, "POST", "/v1/chat/completions",
+                           {"model": "ok", **CHAT, "mock_response": "streamed", "stream": True})
+            assert r.status == 200 and b"streamed" in r.body and r.body.endswith(b"data: [DONE]\n\n")
+            r = await call(gw, "POST", "/v1/messages", {"model": "ok", **MESSAGES, "mock_response": "anth"})
+            assert r.status == 200 and r.json()["content"][0]["text"] == "anth"
+            assert up.hits == []
+            r = await call(gw, "POST", "/v1/chat/completions",
+                           {"model": "ok", **CHAT, "mock_response": "litellm.RateLimitError"})
+            assert r.status == 429, r.body
+            assert up.hits == []
+            await gw.aclose()
+
+    run(main())
+
+
+def test_mock_testing_fallbacks_fails_the_first_group_only() -> None:
+    async def main() -> None:
+        async with upstream() as up:
+            gw = gateway(up)
+            r = await call(gw, "POST", "/v1/chat/completions",
+                           {"model": "fail", **CHAT, "mock_testing_fallbacks": True, "fallbacks": ["ok"]})
+            assert r.status == 200, r.body
+            assert r.headers["x-litellm-attempted-fallbacks"] == "1"
+            assert [h.split("/")[1] for h in up.hits] == ["ok"]  # the first group never called its upstream
+            r = await call(gw, "POST", "/v1/chat/completions",
+                           {"model": "ok", **CHAT, "mock_testing_rate_limit_error": True})
+            assert r.status == 429 and "mock rate limit" in r.json()["error"]["message"]
+            r = await call(gw, "POST", "/v1/chat/completions", {"model": "ok", **CHAT, "mock_timeout": True})
+            assert r.status == 408
+            await gw.aclose()
+
+    run(main())
