@@ -148,3 +148,34 @@ def test_body_fallbacks_on_messages_and_media() -> None:
             await gw.aclose()
 
     run(main())
+
+
+def test_litellm_request_and_response_headers() -> None:
+    """``x-litellm-max-retries`` (LiteLLM's other spelling), ``x-goog-api-key`` auth, and a key's
+    ``x-litellm-key-rpm-limit`` / ``-tpm-limit`` on the answer."""
+
+    async def main() -> None:
+        async with upstream() as up:
+            gw = make_gateway({"model_list": [{"model_name": "fail", "litellm_params": {
+                "model": "openai/up", "api_key": "sk-up", "api_base": f"{up.url}/fail/v1"}}, {
+                "model_name": "ok", "litellm_params": {"model": "openai/up", "api_key": "sk-up",
+                                                       "api_base": f"{up.url}/ok/v1"}}],
+                "router_settings": {"num_retries": 3, "retry_after": 0},
+                "general_settings": {"master_key": "sk-master"},
+                "relaygate_keys": [{"key": "sk-limited", "rpm_limit": 600, "tpm_limit": 90000}]})
+            body = {"model": "fail", "messages": MESSAGES["messages"]}
+            r = await call(gw, "POST", "/v1/chat/completions", body,
+                           {"authorization": "Bearer sk-master", "x-litellm-max-retries": "1"})
+            assert r.status == 500 and len(up.hits) == 2, up.hits  # 3 retries lowered to 1
+            r = await call(gw, "POST", "/v1/chat/completions", {**body, "model": "ok"},
+                           {"x-goog-api-key": "sk-limited"})
+            assert r.status == 200, r.body
+            assert r.headers["x-litellm-key-rpm-limit"] == "600" and r.headers["x-litellm-key-tpm-limit"] == "90000"
+            r = await call(gw, "POST", "/v1/chat/completions", {**body, "model": "ok"},
+                           {"authorization": "Bearer sk-master"})
+            assert "x-litellm-key-rpm-limit" not in r.headers  # the master key has no limits
+            r = await call(gw, "POST", "/v1/chat/completions", {**body, "model": "ok"}, {"x-goog-api-key": "nope"})
+            assert r.status == 401
+            await gw.aclose()
+
+    run(main())

@@ -22,14 +22,14 @@ from relaygate.config.model import Config, KeyConfig
 from relaygate.core import errors
 from relaygate.core.ratelimit import PREFIX, Bucket
 
-_AUTH_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-litellm-api-key")
+_AUTH_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-litellm-api-key", b"x-goog-api-key")
 _ALL_MODELS = ("*", "all-proxy-models")
 
 
 class KeyInfo:
     """A virtual key as the request path sees it: identity, allowed models, rate-limit buckets."""
 
-    __slots__ = ("token", "alias", "team_id", "user_id", "models", "patterns", "buckets", "token_buckets")
+    __slots__ = ("token", "alias", "team_id", "user_id", "models", "patterns", "buckets", "token_buckets", "headers")
 
     def __init__(self, token: str, kc: KeyConfig) -> None:
         self.token = token
@@ -43,6 +43,10 @@ class KeyInfo:
         if models and not any(m in _ALL_MODELS for m in models):
             self.models = frozenset(models)
             self.patterns = tuple(m[:-1] for m in models if m.endswith("*"))
+        #: LiteLLM's ``x-litellm-key-*-limit`` response headers, for the limits the key has
+        self.headers: tuple[tuple[bytes, bytes], ...] = tuple(
+            (name, b"%d" % value) for name, value in ((b"x-litellm-key-rpm-limit", kc.rpm_limit),
+                                                     (b"x-litellm-key-tpm-limit", kc.tpm_limit)) if value)
         buckets: list[Bucket] = []
         short = token[:24]
         if kc.rpm_limit:

@@ -148,7 +148,8 @@ class Pipeline:
         overhead = total - ex.wait
         ctx = ex.ctx
         assert ctx is not None
-        return [
+        key = ctx.key
+        headers = [
             (b"x-litellm-call-id", ex.call_id),
             *lease.target.headers,
             (b"x-litellm-version", VERSION),
@@ -158,6 +159,9 @@ class Pipeline:
             (b"x-litellm-attempted-fallbacks", b"%d" % ctx.attempted_fallbacks),
             *lease.headers,
         ]
+        if key is not None and key.headers:
+            headers.extend(key.headers)
+        return headers
 
     def complete(self, ex: Exchange, status: int, outcome: Outcome, latency: float | None = None,
                  error: GatewayError | None = None) -> None:

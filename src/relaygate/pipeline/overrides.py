@@ -1,7 +1,8 @@
 """Per-request routing overrides and the call id, read from what the client sent.
 
-:class:`Overrides` reads ``x-litellm-timeout``, ``x-litellm-num-retries`` and ``x-litellm-call-id`` from the
-headers in one pass (and checks a declared ``Content-Length`` against the body limit); a frontend adds
+:class:`Overrides` reads ``x-litellm-timeout``, ``x-litellm-num-retries`` (or ``x-litellm-max-retries``) and
+``x-litellm-call-id`` from the headers in one pass (and checks a declared ``Content-Length`` against the body
+limit); a frontend adds
 ``timeout`` / ``num_retries`` from the body (:meth:`Overrides.merge_body`), headers winning. Values are
 validated: a timeout is a finite number of seconds > 0, retries an integer in 0..100; anything else is a
 400 naming the header or field. They can only tighten what the operator configured: the runtime takes
@@ -95,6 +96,10 @@ class Overrides:
                     self.call_id = client_call_id(v)
                 elif k == b"x-litellm-num-retries":
                     self.num_retries = retries_value(v, "x-litellm-num-retries")
+                elif k == b"x-litellm-max-retries":  # LiteLLM's other spelling; num-retries wins
+                    retries = retries_value(v, "x-litellm-max-retries")
+                    if self.num_retries is None:
+                        self.num_retries = retries
                 elif k == b"x-litellm-timeout":
                     self.timeout = timeout_value(v, "x-litellm-timeout")
             elif k == b"content-length":
