@@ -131,7 +131,7 @@ _DECODERS: dict[str, msgspec.json.Decoder[AnyView]] = {
 # size. Routes that read bodies with orjson count the key's spelling in the bytes instead and scan the top
 # level only when it occurs twice. A duplicated ``stream`` needs no rule of its own: an upstream that
 # reads the other value answers in the other shape, which the response checks turn into a 502.
-# The other keys the gateway reads (fallbacks, num_retries, timeout, user) never reach an upstream, and
+# The control keys (fallbacks, num_retries, timeout, CONTROL_KEYS) never reach an upstream, and
 # messages/prompt/input are only estimated here, so their duplicates give no differential.
 _ROUTING_KEYS = (b'"model"',)
 _ROUTING_NAMES = frozenset({"model"})
