@@ -73,7 +73,7 @@ class Target:
             (b"x-litellm-model-api-base", (provider.api_base or "").encode()),
             (b"x-litellm-model-group", dep.model_name.encode()),
         )
-        self.stats = stats if stats is not None else DeploymentStats(0, dep.id)
+        self.stats = stats if stats is not None else DeploymentStats(0, dep.id, cooldown_time=dep.cooldown_time)
         buckets = []
         if dep.rpm:
             buckets.append(Bucket.per_minute(f"{PREFIX}d:{dep.id}:rpm", dep.rpm, "deployment", "requests", dep.id))
@@ -315,6 +315,7 @@ class _Carry:
         st.order = dep.order
         st.max_inflight = dep.max_parallel_requests or 0
         st.cost = _cost(dep)
+        st.cooldown_time = dep.cooldown_time
         if st.rpm != dep.rpm or st.tpm != dep.tpm or not self.keep_limited:
             st.rpm = dep.rpm
             st.tpm = dep.tpm
@@ -389,7 +390,7 @@ class Router:
         st = self._carry.take(dep)
         if st is None:
             st = DeploymentStats(0, dep.id, order=dep.order, max_inflight=dep.max_parallel_requests or 0,
-                                 cost=_cost(dep), rpm=dep.rpm, tpm=dep.tpm)
+                                 cost=_cost(dep), rpm=dep.rpm, tpm=dep.tpm, cooldown_time=dep.cooldown_time)
         if len(self._wild_cache) < 10_000:  # stats of uncached wildcard groups are not kept
             self.by_id.setdefault(dep.id, []).append(st)
         return st
@@ -638,8 +639,10 @@ class Router:
                 routing.record_ttft(s, elapsed, self.alpha)
             else:
                 routing.record_latency(s, elapsed, self.alpha)
-            if s.minute >= 0:
-                routing.record_success(s, self.clock())
+            if now < s.window_end:  # counted for the failure share: one increment (now: the attempt's start)
+                s.successes += 1
+            else:
+                routing.record_success(s, now)
             if ctx.paid:
                 lease = Lease(target, start, self.limiter, called[:own_n] + ctx.paid,
                               costs[:own_n] + ctx.paid_costs, self)
@@ -674,10 +677,12 @@ class Router:
             return
         settings = self.settings
         allowed = routing.allowed_fails_for(exc, settings.allowed_fails, settings.allowed_fails_policy)
-        cooldown = settings.cooldown_time
-        if isinstance(exc, UpstreamError) and exc.status == 429 and exc.retry_after:
-            cooldown = min(exc.retry_after, routing.MAX_RETRY_AFTER)
-        if routing.record_failure(s, now, allowed, cooldown, routing.cools_at_once(exc)):
-            self.limiter.share_cooldown(s.id, cooldown)
+        if not routing.record_failure(s, now, allowed, routing.cools_at_once(exc)):
+            return
+        ra = exc.retry_after if isinstance(exc, UpstreamError) else None
+        seconds = routing.cooldown_seconds(s.cooldown_time, ra, settings.cooldown_time)
+        if seconds > 0.0:
+            routing.cool(s, now, seconds)
+            self.limiter.share_cooldown(s.id, seconds)
             if self.metrics is not None:
                 self.metrics.count("deployment_cooldown")

@@ -169,3 +169,24 @@ def test_stream_broken_mid_way_counts_towards_cooldown() -> None:
             after = blast(gw.url, "g", 10, concurrency=2, stream=True)
             assert share(after) == {"ok": 10}  # `cut` is cooling down
             assert all(r.body.endswith(b"data: [DONE]\n\n") and b'"error"' not in r.body for r in after)
+
+
+def test_default_cooldown_rules() -> None:
+    """LiteLLM's default rules (no `allowed_fails`): a 503 deployment is cooled only once failures are more
+    than half of at least 5 requests this minute, and then for its own `cooldown_time`; a 429 cools at once
+    for the upstream's `Retry-After`."""
+    with start_mock(name="down", fault_503=1.0, retry_after=0) as down, \
+            start_mock(name="limited", fault_429=1.0, retry_after=2) as limited, start_mock(name="ok") as ok:
+        cfg = config([deployment("g", "down", down.openai_base, order=1, cooldown_time=60),
+                      deployment("g", "limited", limited.openai_base, order=2),
+                      deployment("g", "ok", ok.openai_base, order=3)],
+                     router="  num_retries: 2\n  cooldown_time: 1")
+        with start_gateway(cfg) as gw:
+            replies = blast(gw.url, "g", 20, concurrency=1)
+            assert [r.status for r in replies] == [200] * 20 and share(replies) == {"ok": 20}
+            assert down.stats()["requests"] == 5  # 5 of 5 failed: cooled (one worker, one minute)
+            assert limited.stats()["requests"] == 1  # its 429 cooled it at once, for 2 s
+            time.sleep(2.2)  # past the 429's Retry-After and the router's cooldown_time, not `down`'s own
+            replies = blast(gw.url, "g", 5, concurrency=1)
+            assert share(replies) == {"ok": 5}
+            assert down.stats()["requests"] == 5 and limited.stats()["requests"] == 2

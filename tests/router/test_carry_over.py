@@ -42,12 +42,12 @@ def test_ewma_cooldown_and_inflight_survive_by_id() -> None:
     a = stats(old, "a")
     a.latency, a.latency_n, a.ttft, a.ttft_n = 0.25, 7, 0.1, 3
     a.cooldown_until = old.clock() + 60
-    a.fails, a.minute = 2, 5
+    a.fails, a.window_end = 2, 300.0
     a.inflight = 4
     new = make([dep("g", "c", order=1), dep("g", "a", rpm=600, order=2, max_parallel_requests=9,
                                         model_info={"input_cost_per_token": 0.5})], previous=old)
     assert stats(new, "a") is a  # the same object, not a copy
-    assert (a.latency, a.latency_n, a.ttft, a.ttft_n, a.fails, a.minute, a.inflight) == (0.25, 7, 0.1, 3, 2, 5, 4)
+    assert (a.latency, a.latency_n, a.ttft, a.ttft_n, a.fails, a.window_end, a.inflight) == (0.25, 7, 0.1, 3, 2, 300.0, 4)
     assert a.cooldown_until > new.clock()
     # config-derived fields follow the new deployment
     assert (a.order, a.max_inflight, a.rpm, a.rpm_left, a.cost) == (2, 9, 600, 600.0, 0.5)

@@ -141,16 +141,15 @@ def test_cost_picks_cheapest_available() -> None:
     assert draws(routing.COST, tiers, 50) == {0: 50}
 
 
-def test_cooldown_after_allowed_fails_per_minute() -> None:
+def test_count_rule_cools_after_allowed_fails_per_minute() -> None:
     s = S(0, "a")
-    assert not routing.record_failure(s, 10.0, 2, 5.0)
-    assert not routing.record_failure(s, 11.0, 2, 5.0)
-    assert routing.record_failure(s, 12.0, 2, 5.0)
-    assert s.cooldown_until == 17.0
+    assert not routing.record_failure(s, 10.0, 2)
+    assert not routing.record_failure(s, 11.0, 2)
+    assert routing.record_failure(s, 12.0, 2)
     t = S(0, "b")
-    routing.record_failure(t, 59.0, 1, 5.0)
-    assert not routing.record_failure(t, 61.0, 1, 5.0)  # a new minute starts counting afresh
-    assert routing.record_failure(S(0, "c"), 0.0, 100, 5.0, immediate=True)
+    routing.record_failure(t, 59.0, 1)
+    assert not routing.record_failure(t, 61.0, 1)  # a new minute starts counting afresh
+    assert not routing.record_failure(S(0, "c"), 0.0, 100, immediate=True)  # the count rule has no at-once
 
 
 def test_error_classes_and_cooldown_counting() -> None:
@@ -169,8 +168,11 @@ def test_error_classes_and_cooldown_counting() -> None:
     for exc in (UpstreamError("x", status=400), BadRequest("b"), ContextWindowExceeded("x"),
                 UpstreamError("x", status=422)):
         assert not routing.counts_for_cooldown(exc)
-    assert routing.cools_at_once(UpstreamError("x", status=401))
-    assert not routing.cools_at_once(e429)
+    for st in (401, 403, 404, 429):
+        assert routing.cools_at_once(UpstreamError("x", status=st))
+    for exc in (UpstreamError("x", status=500), UpstreamError("x", status=408), UpstreamTimeout("t"),
+                UpstreamConnectError("c")):
+        assert not routing.cools_at_once(exc)
 
 
 def test_retries_for_policy() -> None:

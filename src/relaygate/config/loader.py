@@ -69,7 +69,7 @@ def _fields(struct: type[msgspec.Struct]) -> set[str]:
 
 _DEPLOYMENT_PARAMS = {
     "model", "api_key", "api_base", "api_version", "organization", "rpm", "tpm", "max_parallel_requests",
-    "timeout", "stream_timeout", "weight", "order", "max_retries",
+    "timeout", "stream_timeout", "weight", "order", "max_retries", "cooldown_time",
 }
 _ROUTER_KEYS = _fields(RouterSettings)
 _SERVER_KEYS = _fields(ServerSettings)
@@ -458,6 +458,8 @@ def validate(config: Config) -> list[str]:
             errors.append(f"model_list[{i}].litellm_params.model: unknown provider `{dep.provider}`")
         if dep.weight is not None and dep.weight < 0:
             errors.append(f"model_list[{i}].litellm_params.weight: must be >= 0")
+        if dep.cooldown_time is not None and not (dep.cooldown_time >= 0 and math.isfinite(dep.cooldown_time)):
+            errors.append(f"model_list[{i}].litellm_params.cooldown_time: expected a number of seconds >= 0")
     if config.server.transport not in ("auto", "h1", "aiohttp"):
         errors.append("server.transport: expected one of auto, h1, aiohttp")
     interval = config.server.reload_poll_interval

@@ -35,6 +35,8 @@ class Deployment(msgspec.Struct, kw_only=True):
     weight: float | None = None
     order: int | None = None
     max_retries: int | None = None
+    cooldown_time: float | None = None
+    """Seconds this deployment stays cooled down (LiteLLM: wins over ``Retry-After`` and the router's)."""
     extra: dict[str, Any] = {}
     """Other ``litellm_params`` (provider options such as ``aws_region_name`` and default request params)."""
     model_info: dict[str, Any] = {}

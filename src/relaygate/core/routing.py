@@ -23,6 +23,21 @@ Ties are broken at random (reservoir sampling, no allocation).
 
 Cost: a decision is one or two passes over a tier (a handful of deployments) with no allocation; the
 router prebuilds tiers once at startup, so nothing is sorted per request.
+
+Cooldowns (LiteLLM's ``router_utils/cooldown_handlers.py``): failures and successes are counted per
+deployment in fixed 60-second windows (``window_end``). A success costs the router one comparison with
+``window_end`` and one integer increment (no clock read: it passes the attempt's start time); the window
+rolls lazily on the first event past its end. Only failures that say something about the deployment count
+(:func:`counts_for_cooldown`). :func:`record_failure` decides whether a failure cools the deployment:
+- the default rule (``allowed_fails`` left at 3 and no ``allowed_fails_policy``): at once for 401, 403, 404
+  and 429 (:func:`cools_at_once`); else when failures are more than half (``SHARE_THRESHOLD``) of this
+  window's counted requests and there were at least ``SHARE_MIN_REQUESTS`` of them. So a 5xx, a timeout or
+  a refused connection cools a deployment only when the failure share over a minimum volume says so;
+- the count rule (``allowed_fails`` set to another value, or an ``allowed_fails_policy``): when this
+  window's failures exceed the allowed number for the failure's class.
+How long (:func:`cooldown_seconds`): the deployment's own ``cooldown_time``, else the failure's
+``Retry-After`` (at most ``MAX_RETRY_AFTER``), else ``router_settings.cooldown_time``; 0 means no cooldown.
+A group's only deployment is never cooled down (``solo``: the router never calls these for it).
 """
 
 from __future__ import annotations
@@ -57,11 +72,12 @@ class DeploymentStats:
     """Per-worker state of one deployment (mutated in place by the router and by these functions)."""
 
     __slots__ = ("index", "id", "order", "weight", "inflight", "max_inflight", "latency", "latency_n",
-                 "ttft", "ttft_n", "cost", "cooldown_until", "limited_until", "minute", "fails", "successes",
-                 "rpm", "tpm", "rpm_left", "tpm_left", "solo")
+                 "ttft", "ttft_n", "cost", "cooldown_until", "limited_until", "window_end", "fails", "successes",
+                 "rpm", "tpm", "rpm_left", "tpm_left", "solo", "cooldown_time")
 
     def __init__(self, index: int, id: str = "", *, order: int | None = None, weight: float = 1.0,
-                 max_inflight: int = 0, cost: float = 0.0, rpm: int | None = None, tpm: int | None = None) -> None:
+                 max_inflight: int = 0, cost: float = 0.0, rpm: int | None = None, tpm: int | None = None,
+                 cooldown_time: float | None = None) -> None:
         self.index = index
         self.id = id
         self.order = order
@@ -77,7 +93,10 @@ class DeploymentStats:
         self.limited_until = 0.0
         self.solo = False
         """The only deployment of its group: never cooled down (there is nothing to fail over to)."""
-        self.minute = -1
+        self.cooldown_time = cooldown_time
+        """The deployment's own ``cooldown_time`` (``litellm_params``); ``None``: the router's."""
+        self.window_end = 0.0
+        """End of the 60-second window ``fails`` and ``successes`` count in (0: none started yet)."""
         self.fails = 0
         self.successes = 0
         self.rpm = rpm
@@ -278,31 +297,61 @@ def record_ttft(s: DeploymentStats, seconds: float, alpha: float) -> None:
     s.ttft_n += 1
 
 
+WINDOW = 60.0
+"""Seconds of one failure/success counting window (LiteLLM: the current minute)."""
+SHARE_THRESHOLD = 0.5
+"""LiteLLM's ``DEFAULT_FAILURE_THRESHOLD_PERCENT``: cool when failures are more than this share."""
+SHARE_MIN_REQUESTS = 5
+"""LiteLLM's ``DEFAULT_FAILURE_THRESHOLD_MINIMUM_REQUESTS``: the share rule needs this many requests."""
+DEFAULT_ALLOWED_FAILS = 3
+"""LiteLLM's default ``allowed_fails``: left at this value (and no policy), the share rule applies."""
+
+
 def _roll(s: DeploymentStats, now: float) -> None:
-    minute = int(now // 60.0)
-    if s.minute != minute:
-        s.minute = minute
+    if now >= s.window_end:
+        s.window_end = (now // WINDOW + 1.0) * WINDOW
         s.fails = 0
         s.successes = 0
 
 
 def record_success(s: DeploymentStats, now: float) -> None:
+    """Count a success. The router inlines the common case (``now < s.window_end``: one increment)."""
     _roll(s, now)
     s.successes += 1
 
 
-def record_failure(s: DeploymentStats, now: float, allowed_fails: int, cooldown_time: float,
-                   immediate: bool = False) -> bool:
-    """Count a failure in this minute; put the deployment in cooldown for ``cooldown_time`` seconds when
-    the minute's failures exceed ``allowed_fails`` (or at once when ``immediate``). True if it cooled."""
+def record_failure(s: DeploymentStats, now: float, allowed_fails: int | None, immediate: bool = False) -> bool:
+    """Count a failure in this window; True when the deployment should cool down now.
+
+    ``allowed_fails`` ``None`` (LiteLLM's default rule): when ``immediate``, or when this window's failures
+    are more than ``SHARE_THRESHOLD`` of its counted requests and there were at least
+    ``SHARE_MIN_REQUESTS``. An ``int`` (the count rule): when this window's failures exceed it."""
     _roll(s, now)
     s.fails += 1
-    if immediate or s.fails > allowed_fails:
-        until = now + cooldown_time
-        if until > s.cooldown_until:
-            s.cooldown_until = until
+    if allowed_fails is not None:
+        return s.fails > allowed_fails
+    if immediate:
         return True
-    return False
+    total = s.fails + s.successes
+    return total >= SHARE_MIN_REQUESTS and s.fails > SHARE_THRESHOLD * total
+
+
+def cooldown_seconds(deployment: float | None, retry_after: float | None, default: float) -> float:
+    """How long a cooldown lasts, as LiteLLM's ``deployment_callback_on_failure`` decides it: the
+    deployment's ``cooldown_time``, else the upstream's ``Retry-After`` (capped at ``MAX_RETRY_AFTER``),
+    else ``router_settings.cooldown_time``. 0 (or less) means the deployment is not cooled down."""
+    if deployment is not None and deployment >= 0.0:
+        return deployment
+    if retry_after is not None and retry_after >= 0.0:
+        return retry_after if retry_after < MAX_RETRY_AFTER else MAX_RETRY_AFTER
+    return default
+
+
+def cool(s: DeploymentStats, now: float, seconds: float) -> None:
+    """Take ``s`` out of rotation for ``seconds`` (never shortens a cooldown already running)."""
+    until = now + seconds
+    if until > s.cooldown_until:
+        s.cooldown_until = until
 
 
 # ------------------------------------------------------------------------------------ error classes
@@ -354,8 +403,9 @@ def counts_for_cooldown(exc: GatewayError) -> bool:
 
 
 def cools_at_once(exc: GatewayError) -> bool:
-    """Errors that will not heal by retrying the same deployment (bad upstream key, unknown model)."""
-    return isinstance(exc, UpstreamError) and exc.status in (401, 403, 404)
+    """Failures that cool a deployment at once under the default rule: the upstream's own rate limit (429)
+    and errors that will not heal by retrying the same deployment (bad key, no permission, unknown model)."""
+    return isinstance(exc, UpstreamError) and exc.status in (429, 401, 403, 404)
 
 
 def retries_for(exc: GatewayError, default: int, policy: dict[str, int]) -> int:
@@ -375,11 +425,15 @@ def retries_for(exc: GatewayError, default: int, policy: dict[str, int]) -> int:
     return 0
 
 
-def allowed_fails_for(exc: GatewayError, default: int, policy: dict[str, int]) -> int:
+def allowed_fails_for(exc: GatewayError, default: int, policy: dict[str, int]) -> int | None:
+    """Failures a minute this failure's class allows before a cooldown (the count rule), or ``None`` for
+    LiteLLM's default share rule: ``allowed_fails`` left at ``DEFAULT_ALLOWED_FAILS`` and no policy."""
     if policy:
         v = policy.get(error_class(exc) + "AllowedFails")
         if v is not None:
             return v
+    elif default == DEFAULT_ALLOWED_FAILS:
+        return None
     return default
 
 
