@@ -72,6 +72,7 @@ class Target:
             (b"x-litellm-model-id", dep.id.encode()),
             (b"x-litellm-model-api-base", (provider.api_base or "").encode()),
             (b"x-litellm-model-group", dep.model_name.encode()),
+            (b"x-litellm-model-name", dep.upstream_model.encode()),  # answers carry the requested name
         )
         self.stats = stats if stats is not None else DeploymentStats(0, dep.id, cooldown_time=dep.cooldown_time)
         buckets = []

@@ -41,6 +41,14 @@ class Upstream:
                 self.bodies.append(await reader.readexactly(length))
                 self.hits.append(path)
                 status, body = 200, (IMAGE_OK if path.endswith("/images/generations") else CHAT_OK)
+                if path.startswith("/sse/"):
+                    frames = b"".join(b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"up",'
+                                      b'"choices":[{"index":0,"delta":{"content":"%d"}}]}\n\n' % i for i in range(3))
+                    body = frames + b"data: [DONE]\n\n"
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n%s"
+                                 % (len(body), body))
+                    await writer.drain()
+                    continue
                 if path.startswith("/slow/"):
                     await asyncio.sleep(2.0)
                 elif path.startswith("/fail/"):
@@ -176,6 +184,29 @@ def test_litellm_request_and_response_headers() -> None:
             assert "x-litellm-key-rpm-limit" not in r.headers  # the master key has no limits
             r = await call(gw, "POST", "/v1/chat/completions", {**body, "model": "ok"}, {"x-goog-api-key": "nope"})
             assert r.status == 401
+            await gw.aclose()
+
+    run(main())
+
+
+def test_answers_carry_the_model_name_the_client_asked_for() -> None:
+    """LiteLLM restamps ``model`` with the requested name (chat, chunks, /v1/messages); the upstream's name
+    is in ``x-litellm-model-name``."""
+
+    async def main() -> None:
+        async with upstream() as up:
+            gw = make_gateway({"model_list": [
+                {"model_name": "my-group", "litellm_params": {"model": "openai/up", "api_key": "k",
+                                                               "api_base": f"{up.url}/ok/v1"}},
+                {"model_name": "my-stream", "litellm_params": {"model": "openai/up", "api_key": "k",
+                                                                "api_base": f"{up.url}/sse/v1"}}]})
+            r = await call(gw, "POST", "/v1/chat/completions", {"model": "my-group", **MESSAGES})
+            assert r.json()["model"] == "my-group" and r.headers["x-litellm-model-name"] == "up"
+            r = await call(gw, "POST", "/v1/chat/completions", {"model": "my-stream", **MESSAGES, "stream": True})
+            frames = [f for f in r.body.split(b"\n\n") if f.startswith(b"data: {")]
+            assert len(frames) == 3 and all(orjson.loads(f[6:])["model"] == "my-stream" for f in frames), r.body
+            r = await call(gw, "POST", "/v1/messages", {"model": "my-group", **MESSAGES})
+            assert r.json()["model"] == "my-group"
             await gw.aclose()
 
     run(main())

@@ -55,6 +55,30 @@ def drop_fields(body: bytes, names: object) -> bytes:
     return _encoder.encode({k: v for k, v in obj.items() if k not in names})  # type: ignore[operator]
 
 
+_MODEL_VALUE = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
+
+
+def model_literal(body: bytes) -> bytes | None:
+    """The first ``"model": "..."`` pair of a JSON answer as written (inside strings, quotes are escaped,
+    so the first literal pair is the object's own), or None."""
+    m = _MODEL_VALUE.search(body)
+    return m.group(0) if m is not None else None
+
+
+def model_pair(model: str) -> bytes:
+    """``"model":"<model>"`` as JSON."""
+    return b'"model":' + _encoder.encode(model)
+
+
+def restamp_model(body: bytes, model: str) -> bytes:
+    """``body`` with its ``model`` set to ``model`` (LiteLLM answers with the name the client asked for)."""
+    old = model_literal(body)
+    if old is None:
+        return body
+    new = model_pair(model)
+    return body if old == new else body.replace(old, new, 1)
+
+
 def replace_model(body: bytes, old: str, new: str) -> bytes:
     """Set the top-level ``model`` to ``new`` (the body's current value is ``old``)."""
     if old == new:

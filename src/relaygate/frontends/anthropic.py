@@ -198,6 +198,7 @@ class Messages(Frontend):
 
     route = "messages"
     router_route = "/v1/messages"
+    restamp = True
 
     async def parse(self, ex: Exchange, scope: Scope, receive: Receive, params: Params) -> None:
         body = await read_body(receive, ex.rt.body_limits)

@@ -35,6 +35,8 @@ SUFFIXES = {"chat": "/chat/completions", "completions": "/completions", "embeddi
 class OpenAI(Frontend):
     """One instance per endpoint (``chat``, ``completions``, ``embeddings``)."""
 
+    restamp = True
+
     def __init__(self, endpoint: str) -> None:
         self.route = endpoint
         self.router_route = "/" + SUFFIXES[endpoint].lstrip("/")

@@ -30,6 +30,7 @@ import time
 from collections.abc import Awaitable
 
 from relaygate.core import errors
+from relaygate.core.body import restamp_model
 from relaygate.core.errors import GatewayError
 from relaygate.http.body import ClientGone, body_ended_early
 from relaygate.http.respond import VERSION, DisconnectWatch, send_body
@@ -131,6 +132,8 @@ class Pipeline:
         group, ctx = ex.group, ex.ctx
         assert group is not None and ctx is not None
         (data, up_headers), lease = await ex.rt.router.run(group, ctx, fe.unary(self.transport, ex))
+        if fe.restamp:
+            data = restamp_model(data, ex.model)
         usage = fe.usage(ex, data)
         pt, ct = (usage[0], usage[1]) if usage else (0, 0)
         lease.finish(True, pt + ct)

@@ -206,6 +206,9 @@ class Frontend:
     router_route: str = "/chat/completions"
     """The route named in ``Router.resolve``'s errors."""
     keepalive: bool = True
+    restamp: bool = False
+    """Answers carry the model name the client asked for in ``model`` (LiteLLM's behaviour since 1.81.7;
+    the upstream's name stays in ``x-litellm-model-name``)."""
     """Whether SSE comment keepalives may go out while a stream waits for its first frame."""
     direct: bool = False
     """The operation is answered by :meth:`answer`, not routed (no attempt or relay stage)."""

@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING
 
 from relaygate.core import tokens
+from relaygate.core.body import model_literal, model_pair
 from relaygate.core.errors import GatewayError
 from relaygate.http.respond import VERSION, Keepalive, send_quiet
 from relaygate.http.types import Send
@@ -72,13 +73,24 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
             if start.headers and not lease.headers:
                 headers.extend(k_v for k_v in start.headers if k_v[0].startswith(b"x-ratelimit-"))
             await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": start.first, "more_body": True})
+        first = start.first
+        old = model_literal(first) if fe.restamp else None
+        new = model_pair(ex.model) if old is not None else b""
+        if old is not None and old != new:  # the name the client asked for, in every frame
+            first = first.replace(old, new)
+        else:
+            old = None
+        await send({"type": "http.response.body", "body": first, "more_body": True})
         try:
             async for chunk in start.chunks:
                 out = translator.feed(chunk)
                 if out:
+                    if old is not None:
+                        out = out.replace(old, new)
                     await send({"type": "http.response.body", "body": out, "more_body": True})
             tail = translator.close()
+            if old is not None:
+                tail = tail.replace(old, new)
             ok = True
         except (GatewayError, *SHAPE_ERRORS) as exc:  # the upstream failed mid-stream: tell the client in-band
             if not isinstance(exc, GatewayError):
