@@ -210,3 +210,40 @@ def test_answers_carry_the_model_name_the_client_asked_for() -> None:
             await gw.aclose()
 
     run(main())
+
+
+def test_completions_on_a_chat_model_are_bridged_to_chat() -> None:
+    """LiteLLM's bridge: ``/v1/completions`` for a chat-only model goes to ``/chat/completions`` and comes back
+    as ``text_completion`` (streams too); an instruct model gets ``/completions`` as it is."""
+
+    async def main() -> None:
+        async with upstream() as up:
+            def dep(name: str, model: str, where: str) -> dict[str, Any]:
+                return {"model_name": name, "litellm_params": {"model": model, "api_key": "k",
+                                                                "api_base": f"{up.url}/{where}/v1"}}
+
+            gw = make_gateway({"model_list": [dep("chat", "openai/gpt-4o", "ok"),
+                                              dep("instruct", "openai/gpt-3.5-turbo-instruct", "ok"),
+                                              dep("chat-sse", "openai/gpt-4o", "sse")]})
+            r = await call(gw, "POST", "/v1/completions", {"model": "chat", "prompt": "say hi", "max_tokens": 5,
+                                                           "echo": False, "logprobs": 2})
+            assert r.status == 200, r.body
+            got = r.json()
+            assert got["object"] == "text_completion" and got["choices"][0]["text"] == "hi"
+            assert got["model"] == "chat" and got["usage"]["total_tokens"] == 4
+            assert up.hits[-1] == "/ok/v1/chat/completions"
+            sent = orjson.loads(up.bodies[-1])
+            assert sent["messages"] == [{"role": "user", "content": "say hi"}] and sent["max_tokens"] == 5
+            assert not {"prompt", "echo", "logprobs"} & set(sent)
+            r = await call(gw, "POST", "/v1/completions", {"model": "instruct", "prompt": "x"})
+            assert up.hits[-1] == "/ok/v1/completions"
+            r = await call(gw, "POST", "/v1/completions", {"model": "chat-sse", "prompt": ["p"], "stream": True})
+            frames = [orjson.loads(f[6:]) for f in r.body.split(b"\n\n") if f.startswith(b"data: {")]
+            assert [f["choices"][0]["text"] for f in frames] == ["0", "1", "2"], r.body
+            assert all(f["object"] == "text_completion" and f["model"] == "chat-sse" for f in frames)
+            assert r.body.endswith(b"data: [DONE]\n\n")
+            r = await call(gw, "POST", "/v1/completions", {"model": "chat", "prompt": ["a", "b"]})
+            assert r.status == 400 and "one prompt" in r.json()["error"]["message"]
+            await gw.aclose()
+
+    run(main())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from relaygate.frontends.anthropic import CountTokens, Messages
 from relaygate.frontends.media import Media
-from relaygate.frontends.openai import ENDPOINTS, MODEL_IN_PATH, SUFFIXES, OpenAI
+from relaygate.frontends.openai import ENDPOINTS, MODEL_IN_PATH, SUFFIXES, Completions, OpenAI
 from relaygate.pipeline import Frontend
 
 _MEDIA_PATHS = (("images", "/images/generations"), ("image_edits", "/images/edits"), ("speech", "/audio/speech"),
@@ -22,7 +22,7 @@ _MEDIA_PATHS = (("images", "/images/generations"), ("image_edits", "/images/edit
 
 def llm_routes() -> list[tuple[str, Frontend]]:
     """``(path, frontend)`` for every LLM route (all POST). Frontends are shared by the paths of one API."""
-    openai = {endpoint: OpenAI(endpoint) for endpoint in SUFFIXES}
+    openai = {endpoint: Completions() if endpoint == "completions" else OpenAI(endpoint) for endpoint in SUFFIXES}
     out: list[tuple[str, Frontend]] = [(path, openai[endpoint]) for path, endpoint in ENDPOINTS.items()]
     for endpoint, suffix in SUFFIXES.items():
         for prefix, param in MODEL_IN_PATH:

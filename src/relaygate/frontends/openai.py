@@ -17,7 +17,10 @@ from relaygate.core.views import controls, decode_view
 from relaygate.http.body import read_body
 from relaygate.http.routes import Params
 from relaygate.http.types import Receive, Scope
-from relaygate.pipeline import Exchange, Frontend, control, require_model
+from relaygate.pipeline import Exchange, Frontend, StreamStart, bridge, control, require_model
+from relaygate.pipeline.frontend import Answer, Attempt, stream, unary
+from relaygate.router import Target
+from relaygate.upstream.base import Transport
 
 ENDPOINTS: dict[str, str] = {
     "/v1/chat/completions": "chat",
@@ -51,3 +54,49 @@ class OpenAI(Frontend):
         if found is not None:  # LiteLLM's control fields: honoured, and never sent on
             control.apply(ex, found)
             ex.body = body_edit.drop_fields(body, found)
+
+
+class Completions(OpenAI):
+    """``/v1/completions``: sent as it is to deployments that serve it, bridged to chat for chat-only models
+    (``pipeline.bridge``; ``Provider.completions_native`` decides per deployment)."""
+
+    def __init__(self) -> None:
+        super().__init__("completions")
+
+    def unary(self, transport: Transport, ex: Exchange) -> Attempt[Answer]:
+        native = super().unary(transport, ex)
+        chat: list[tuple[Exchange, Attempt[Answer]]] = []  # built on the first bridged attempt
+
+        async def attempt(target: Target) -> Answer:
+            if target.provider.completions_native(target.upstream_model):
+                return await native(target)
+            if not chat:
+                cex = bridge.chat_exchange(ex)
+                chat.append((cex, unary(transport, cex)))
+            cex, inner = chat[0]
+            try:
+                data, headers = await inner(target)
+            finally:
+                ex.wait, cex.wait = ex.wait + cex.wait, 0.0
+            return bridge.to_completion(data), headers
+
+        return attempt
+
+    def streaming(self, transport: Transport, ex: Exchange) -> Attempt[StreamStart]:
+        native = super().streaming(transport, ex)
+        chat: list[tuple[Exchange, Attempt[StreamStart]]] = []
+
+        async def attempt(target: Target) -> StreamStart:
+            if target.provider.completions_native(target.upstream_model):
+                return await native(target)
+            if not chat:
+                cex = bridge.chat_exchange(ex)
+                chat.append((cex, stream(transport, cex)))
+            cex, inner = chat[0]
+            try:
+                start = await inner(target)
+            finally:
+                ex.wait, cex.wait = ex.wait + cex.wait, 0.0
+            return bridge.stream_start(start)
+
+        return attempt

@@ -113,6 +113,11 @@ class Provider:
     def supports(self, endpoint: str) -> bool:
         return endpoint in self.endpoints
 
+    def completions_native(self, upstream_model: str) -> bool:
+        """Whether ``/completions`` goes to this deployment as it is; when not, the gateway bridges it to
+        ``/chat/completions`` (as LiteLLM does for chat models)."""
+        return "completions" in self.endpoints
+
     def build_request(self, call: Call) -> UpstreamRequest:
         raise NotImplementedError
 

@@ -8,6 +8,7 @@ sees an upstream's comments, odd line endings or a missing final ``[DONE]``.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from relaygate.core import body as body_edit
@@ -61,6 +62,10 @@ class PassthroughStream(StreamTranslator):
         return out
 
 
+#: OpenAI's (and Azure OpenAI's) models that serve ``/completions``; every other model of theirs is chat-only
+_COMPLETION_MODELS = re.compile(r"instruct|davinci|babbage|curie|^ada|^text-", re.IGNORECASE)
+
+
 class OpenAIProvider(Provider):
     name: ClassVar[str] = "openai"
     auth_header: ClassVar[str] = "Authorization"
@@ -84,6 +89,13 @@ class OpenAIProvider(Provider):
 
     def _auth(self, key: str) -> tuple[str, str]:
         return ("Authorization", f"Bearer {key}")
+
+    def completions_native(self, upstream_model: str) -> bool:
+        """On OpenAI and Azure only the instruct / base models serve ``/completions`` (the gateway bridges the
+        rest to chat, as LiteLLM); OpenAI-compatible servers (vLLM, Together ...) get it for every model."""
+        if self.name in ("openai", "azure"):
+            return _COMPLETION_MODELS.search(upstream_model) is not None
+        return True
 
     def url(self, call: Call) -> str:
         return f"{self.api_base}{ENDPOINT_PATHS[call.endpoint]}"
