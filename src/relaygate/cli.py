@@ -233,8 +233,18 @@ def _granian_level(level: str) -> LogLevels:
     return LogLevels.warning if level in ("info", "warning") else LogLevels(level)
 
 
+#: ``check-config``'s exit status when the config is served but some deployments are skipped
+EXIT_SKIPPED = 3
+
+
 def check_config(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="relaygate check-config", description="Validate a config file.")
+    """Exit status 0: the config is served as written; 1: ``serve`` refuses it (errors on stderr);
+    3 (:data:`EXIT_SKIPPED`): ``serve`` starts with it, as LiteLLM would, but some deployments are skipped
+    (their error lines on stderr): a deployment the file declares is not served, which a CI check should
+    see, while scripts can still tell it from a config that does not start."""
+    p = argparse.ArgumentParser(prog="relaygate check-config", description="Validate a config file.",
+                                epilog="exit status: 0 valid, 1 invalid (serve refuses it), "
+                                       f"{EXIT_SKIPPED} valid but some deployments are skipped")
     p.add_argument("config")
     args = p.parse_args(argv)
     try:
@@ -243,15 +253,21 @@ def check_config(argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     problems = reload.problems(config)
+    skipped = set(config.skipped)
     for w in config.warnings:
-        print(f"warning: {config.source}: {w}")
-    for prob in problems:
-        print(f"error: {config.source}: {prob}", file=sys.stderr)
+        if w not in skipped:
+            print(f"warning: {config.source}: {w}")
+    for line in [*config.skipped, *problems]:
+        print(f"error: {config.source}: {line}", file=sys.stderr)
     if problems:
         return 1
     groups = sorted({d.model_name for d in config.deployments})
     print(f"ok: {config.source}: {len(config.deployments)} deployments in {len(groups)} model groups "
           f"({', '.join(groups)})")
+    if config.skipped:
+        print(f"note: {config.source}: `relaygate serve` starts with this config, as LiteLLM does, without the "
+              f"skipped deployments (exit status {EXIT_SKIPPED})")
+        return EXIT_SKIPPED
     return 0
 
 

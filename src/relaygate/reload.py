@@ -63,11 +63,11 @@ def deployment_problems(config: Config) -> list[str]:
     problems = []
     for i, dep in enumerate(config.deployments):
         if "*" in dep.model or dep.provider not in known:
-            continue  # a wildcard's adapters are built per model name; an unknown provider is validate()'s
+            continue  # a wildcard's adapters are built per model name; an unknown provider was skipped
         try:
             make_provider(dep)
         except GatewayError as exc:
-            problems.append(f"model_list[{i}] ({dep.model_name}): {exc.message}")
+            problems.append(f"{dep.where or f'model_list[{i}]'} ({dep.model_name}): {exc.message}")
     return problems
 
 
@@ -83,7 +83,8 @@ def limit_problems(server: ServerSettings) -> list[str]:
 
 
 def problems(config: Config) -> list[str]:
-    """Everything wrong with a loaded config, as ``field: message`` strings (empty when it can be served)."""
+    """Everything wrong with a loaded config, as ``field: message`` strings (empty when it can be served).
+    A deployment skipped for its unknown provider is not one (``config.skipped``): LiteLLM starts without it."""
     return validate(config) + limit_problems(config.server) + deployment_problems(config)
 
 

@@ -174,13 +174,13 @@ def test_native_toml_and_example_file(tmp_path: Path) -> None:
     assert cfg.server.port == 5000 and cfg.general.master_key == "k"
     d = cfg.deployments[0]
     assert (d.provider, d.upstream_model, d.rpm, d.id, d.model_info["mode"]) == ("groq", "llama3", 10, "x1", "chat")
-    assert cfg.warnings == ["unsupported key `server.bogus` ignored"]
+    assert cfg.warnings == ["server.bogus: ignored", "models[0].info.mode: ignored"]
     bad = write(tmp_path, "bad.toml", "[server]\nport = 'x'\n")
     with pytest.raises(ConfigError, match=r"server\.port"):
         load_config(bad)
 
 
-def test_validate_unknown_provider_and_duplicate_id(tmp_path: Path) -> None:
+def test_validate_duplicate_id(tmp_path: Path) -> None:
     p = write(tmp_path, "config.yaml", """
         model_list:
           - model_name: a
@@ -189,10 +189,13 @@ def test_validate_unknown_provider_and_duplicate_id(tmp_path: Path) -> None:
           - model_name: b
             litellm_params: {model: openai/x}
             model_info: {id: same}
+          - model_name: c
+            litellm_params: {model: openai/y}
+            model_info: {id: same}
     """)
-    problems = validate(load_config(p))
-    assert any("unknown provider `nosuchprovider`" in x for x in problems)
-    assert any("duplicate id" in x for x in problems)
+    cfg = load_config(p)
+    assert [d.model_name for d in cfg.deployments] == ["b", "c"]  # the unknown provider is skipped
+    assert validate(cfg) == ["model_list[2].model_info.id: duplicate id (also model_list[1])"]
 
 
 def test_default_config_is_mock() -> None:

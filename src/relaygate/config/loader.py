@@ -7,7 +7,10 @@ What it owns: reading the file, resolving ``os.environ/NAME`` references, transl
 deployment without ``api_key`` / ``api_base`` / ``api_version`` (or a provider's project, region,
 credentials) takes the provider's conventional environment variable, as LiteLLM does, and a credentials
 file it names is read here (``config.env``: the one table of them, so adapters never read the
-environment or files); ``LITELLM_MASTER_KEY`` is the master key when the config names none.
+environment or files); ``LITELLM_MASTER_KEY`` is the master key when the config names none. What a
+LiteLLM file means beyond its types (``include:``, entry keys, generated ids, prices, fallback shapes, the
+keys that are read) is :mod:`relaygate.config.litellm`'s; a deployment whose provider is not served is
+skipped, as LiteLLM's proxy skips it, and reported in ``Config.skipped``.
 
 Invariants: a key relaygate does not support yet yields exactly one warning naming it (never a crash);
 a missing environment variable or a value of the wrong type is a :class:`ConfigError`; secrets (keys)
@@ -26,7 +29,6 @@ naming the field and never the password: such a URL would be logged and echoed w
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -38,7 +40,9 @@ from urllib.parse import urlsplit
 import msgspec
 import orjson
 
-from relaygate.config import env
+from relaygate.config import env, litellm
+from relaygate.config.errors import ConfigError as ConfigError
+from relaygate.config.litellm import split_provider as split_provider
 from relaygate.config.model import (
     Config,
     Deployment,
@@ -48,19 +52,9 @@ from relaygate.config.model import (
     ServerSettings,
 )
 from relaygate.core.errors import register_secrets
+from relaygate.http import cors
 
 ENV_PREFIX = "os.environ/"
-
-
-class ConfigError(Exception):
-    """An invalid config: the message names the file and the field (``model_list[0].litellm_params.rpm``)."""
-
-    def __init__(self, source: str, field: str, message: str) -> None:
-        self.source = source
-        self.field = field
-        self.detail = message
-        where = f"{source}: {field}" if field else source
-        super().__init__(f"{where}: {message}")
 
 
 def _fields(struct: type[msgspec.Struct]) -> set[str]:
@@ -69,7 +63,7 @@ def _fields(struct: type[msgspec.Struct]) -> set[str]:
 
 _DEPLOYMENT_PARAMS = {
     "model", "api_key", "api_base", "api_version", "organization", "rpm", "tpm", "max_parallel_requests",
-    "timeout", "stream_timeout", "weight", "order", "max_retries", "cooldown_time",
+    "timeout", "stream_timeout", "weight", "order", "max_retries", "cooldown_time", "num_retries",
 }
 _ROUTER_KEYS = _fields(RouterSettings)
 _SERVER_KEYS = _fields(ServerSettings)
@@ -127,17 +121,13 @@ def _expect_mapping(value: Any, source: str, path: str) -> dict[str, Any]:
     return value
 
 
-def _deployment_id(model_name: str, params: dict[str, Any]) -> str:
-    blob = orjson.dumps({"model_name": model_name, **params}, option=orjson.OPT_SORT_KEYS, default=str)
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def split_provider(model: str) -> tuple[str, str]:
-    """``openai/gpt-4o`` -> (``openai``, ``gpt-4o``); a bare name is an OpenAI model, as in LiteLLM."""
-    provider, sep, rest = model.partition("/")
-    if not sep:
-        return "openai", model
-    return provider, rest
+def _provider(model_name: Any, params: dict[str, Any], source: str, path: str) -> tuple[str, str, str]:
+    if not isinstance(model_name, str) or not model_name:
+        raise ConfigError(source, f"{path}.model_name", "expected a non-empty string")
+    model = params.get("model")
+    if not isinstance(model, str) or not model:
+        raise ConfigError(source, f"{path}.litellm_params.model", "expected a string like 'openai/gpt-4o'")
+    return litellm.provider_of(params)
 
 
 def make_deployment(
@@ -146,34 +136,85 @@ def make_deployment(
     model_info: dict[str, Any],
     source: str,
     path: str,
+    *,
+    dep_id: str | None = None,
+    where: str = "",
+    warnings: list[str] | None = None,
 ) -> Deployment:
-    if not isinstance(model_name, str) or not model_name:
-        raise ConfigError(source, f"{path}.model_name", "expected a non-empty string")
-    model = params.get("model")
-    if not isinstance(model, str) or not model:
-        raise ConfigError(source, f"{path}.litellm_params.model", "expected a string like 'openai/gpt-4o'")
-    provider, upstream_model = split_provider(model)
-    dep_id = model_info.get("id")
+    """The deployment of one entry: ``params`` as written (``os.environ/`` resolved), ``path`` names the
+    entry in ``source`` for errors, ``where`` in messages (default ``path``); price warnings go to
+    ``warnings``. The provider is not checked here (see :class:`_Deployments`)."""
+    provider, upstream_model, model = _provider(model_name, params, source, path)
+    where = where or path
     if dep_id is None:
-        dep_id = _deployment_id(model_name, params)  # from the params as written, not the env defaults
+        given = model_info.get("id")
+        dep_id = str(given) if given is not None else litellm.litellm_id(model_name, params)
+    params, model_info, costs, price_warnings = litellm.prices(
+        params, model_info, source, (f"{path}.model_info", f"{path}.litellm_params"),
+        (f"{where}.model_info", f"{where}.litellm_params"))
+    if warnings is not None:
+        warnings.extend(price_warnings)
     try:
         params = env.resolve(provider, params)
     except env.EnvError as exc:
         raise ConfigError(source, f"{path}.litellm_params.{exc.param}", str(exc)) from None
     known = {k: v for k, v in params.items() if k in _DEPLOYMENT_PARAMS}
-    extra = {k: v for k, v in params.items() if k not in _DEPLOYMENT_PARAMS}
+    extra = {k: v for k, v in params.items() if k not in _DEPLOYMENT_PARAMS and k != "custom_llm_provider"}
     data = {
         **known,
+        "model": model,
         "model_name": model_name,
         "provider": provider,
         "upstream_model": upstream_model,
-        "id": str(dep_id),
+        "id": dep_id,
         "extra": extra,
         "model_info": model_info,
+        "costs": costs,
+        "where": where,
     }
     _reject_url_credentials(params, source, f"{path}.litellm_params")
     dep: Deployment = _convert(data, Deployment, source, f"{path}.litellm_params")
     return dep
+
+
+class _Deployments:
+    """A config's deployments, built entry by entry as LiteLLM's proxy builds its router: an entry whose
+    provider relaygate does not serve is skipped with one error line (``skipped``, also a warning, so
+    every path that prints warnings shows it) and the others are served; generated ids are kept distinct."""
+
+    def __init__(self) -> None:
+        self.deployments: list[Deployment] = []
+        self.warnings: list[str] = []
+        self.skipped: list[str] = []
+        self._generated: dict[str, int] = {}
+
+    def add(self, model_name: Any, params: dict[str, Any], info: dict[str, Any], source: str, path: str,
+            where: str, entry: dict[str, Any] | None = None, native: bool = False) -> None:
+        provider, _, model = _provider(model_name, params, source, path)
+        if provider not in env.PROVIDERS:
+            self._skip(f"{where} ({model_name}): deployment skipped: relaygate has no provider `{provider}` "
+                       f"(model `{model}`); the other deployments are served")
+            return
+        dep_id = info.get("id")
+        if dep_id is None:
+            dep_id = base = litellm.litellm_id(model_name, params)
+            n = self._generated[base] = self._generated.get(base, 0) + 1
+            if n > 1:  # LiteLLM gives identical entries one id; each gets its own here
+                dep_id = f"{base}-{n}"
+        labels = (f"{where}.info", where) if native else (f"{where}.model_info", f"{where}.litellm_params")
+        self.warnings.extend(litellm.unread_keys(params, info, provider, frozenset(_DEPLOYMENT_PARAMS), labels))
+        params = litellm.limits(entry or {}, params, info)
+        self.deployments.append(make_deployment(model_name, params, info, source, path, dep_id=str(dep_id),
+                                                where=where, warnings=self.warnings))
+
+    def _skip(self, line: str) -> None:
+        self.skipped.append(line)
+        self.warnings.append(line)
+
+    def finish(self, entries: int) -> None:
+        if entries and not self.deployments:
+            self._skip("no deployment is served: every model_list entry was skipped (relaygate starts "
+                       "anyway, as LiteLLM does)")
 
 
 # ---------------------------------------------------------------------------------------------- secrets
@@ -281,42 +322,87 @@ def single_model(model: str, alias: str | None = None, api_base: str | None = No
                            {"model_name": "*", "litellm_params": dict(params)}]}
 
 
+_CORS_LISTS = ("cors_allow_origins", "cors_allow_methods", "cors_allow_headers", "cors_expose_headers")
+_GENERAL_CORS = {"cors_allow_origins", "cors_allow_credentials", "cors_allow_methods", "cors_allow_headers"}
+"""LiteLLM's CORS keys of ``general_settings``: they land in the server settings."""
+_TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off"})
+
+
+def _cors_settings(server: dict[str, Any], source: str) -> dict[str, Any]:
+    """The CORS keys as LiteLLM also takes them: a list may be a comma-separated string, and
+    ``LITELLM_CORS_ORIGINS`` / ``LITELLM_CORS_ALLOW_CREDENTIALS`` apply when the file sets no value."""
+    out = dict(server)
+    for k in _CORS_LISTS:
+        if isinstance(out.get(k), str):
+            out[k] = [p.strip() for p in out[k].split(",") if p.strip()]
+    origins = os.environ.get("LITELLM_CORS_ORIGINS", "").strip()
+    if origins and "cors_allow_origins" not in out:
+        out["cors_allow_origins"] = [p.strip() for p in origins.split(",") if p.strip()]
+    creds = os.environ.get("LITELLM_CORS_ALLOW_CREDENTIALS", "").strip().lower()
+    if creds and "cors_allow_credentials" not in out:
+        if creds not in _TRUE | _FALSE:
+            raise ConfigError(source, "LITELLM_CORS_ALLOW_CREDENTIALS", "expected true or false")
+        out["cors_allow_credentials"] = creds in _TRUE
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- LiteLLM
 
 
+def _router_value(key: str, value: Any, source: str, section: str, warnings: list[str]) -> Any:
+    """A ``router_settings`` / ``litellm_settings`` value; fallback lists in LiteLLM's other shapes made
+    ``[{group: [group, ...]}]``."""
+    if key in litellm.FALLBACK_LISTS:
+        return litellm.fallback_table(value, source, f"{section}.{key}", warnings)
+    if key == "default_fallbacks":
+        return litellm.default_fallbacks(value, source, f"{section}.{key}", warnings)
+    return value
+
+
+def _key_warnings(keys: Any, section: str) -> list[str]:
+    fields = _fields(KeyConfig)
+    if not isinstance(keys, list):
+        return []
+    return [f"{section}[{i}].{k}: ignored" for i, key in enumerate(keys) if isinstance(key, dict)
+            for k in key if k not in fields]
+
+
 def from_litellm(raw: dict[str, Any], source: str) -> Config:
-    """Translate a LiteLLM proxy ``config.yaml`` (already parsed) into a :class:`Config`."""
-    warnings: list[str] = []
+    """Translate a LiteLLM proxy ``config.yaml`` (already parsed; its ``include:`` files are read relative
+    to ``source``'s directory) into a :class:`Config`. LiteLLM's rules are in :mod:`relaygate.config.litellm`."""
+    raw, origins, warnings = litellm.merge_includes(raw, source)
     # environment_variables are set first so that os.environ/ references can use them
     env_vars = _expect_mapping(raw.get("environment_variables"), source, "environment_variables")
     for k, v in env_vars.items():
         os.environ.setdefault(str(k), str(v))
-    data = resolve_env(raw, source, "")
-    for key in data:
-        if key not in {"model_list", "router_settings", "litellm_settings", "general_settings",
-                       "environment_variables", "relaygate_settings", "relaygate_keys"}:
-            warnings.append(f"unsupported top-level key `{key}` ignored")
+    model_list = raw.get("model_list") or []
+    data = resolve_env({k: v for k, v in raw.items() if k != "model_list"}, source, "")
+    warnings.extend(f"{key}: ignored" for key in raw if key not in litellm.TOP_LEVEL)
 
-    deployments: list[Deployment] = []
-    model_list = data.get("model_list") or []
     if not isinstance(model_list, list):
         raise ConfigError(source, "model_list", "expected a list")
+    base = os.path.dirname(os.path.abspath(source))
+    built = _Deployments()
     for i, entry in enumerate(model_list):
-        path = f"model_list[{i}]"
-        entry = _expect_mapping(entry, source, path)
-        params = _expect_mapping(entry.get("litellm_params"), source, f"{path}.litellm_params")
-        info = _expect_mapping(entry.get("model_info"), source, f"{path}.model_info")
-        for k in entry:
-            if k not in {"model_name", "litellm_params", "model_info"}:
-                warnings.append(f"unsupported key `{path}.{k}` ignored")
-        deployments.append(make_deployment(entry.get("model_name"), params, info, source, path))
+        file, j = origins[i] if i < len(origins) else (source, i)  # where the entry was written
+        path = f"model_list[{j}]"
+        where = path if file == source else f"{os.path.relpath(file, base)}: {path}"
+        entry = _expect_mapping(resolve_env(entry, file, path), file, path)
+        params = _expect_mapping(entry.get("litellm_params"), file, f"{path}.litellm_params")
+        info = _expect_mapping(entry.get("model_info"), file, f"{path}.model_info")
+        built.warnings.extend(f"{where}.{k}: ignored" for k in entry if k not in litellm.ENTRY_KEYS)
+        built.add(entry.get("model_name"), params, info, file, path, where, entry)
+    built.finish(len(model_list))
+    warnings.extend(built.warnings)
+    keys = data.get("relaygate_keys") or []
+    warnings.extend(_key_warnings(keys, "relaygate_keys"))
 
     router_raw: dict[str, Any] = {}
     server_raw: dict[str, Any] = {}
     ls = _expect_mapping(data.get("litellm_settings"), source, "litellm_settings")
     for k, v in ls.items():
         if k in _LITELLM_SETTINGS_ROUTER:
-            router_raw[k] = v
+            router_raw[k] = _router_value(k, v, source, "litellm_settings", warnings)
         elif k == "request_timeout":
             router_raw["timeout"] = v
             server_raw["request_timeout"] = v
@@ -326,13 +412,13 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
         elif k in _LITELLM_SETTINGS_ACCEPTED:
             pass
         else:
-            warnings.append(f"unsupported key `litellm_settings.{k}` ignored")
+            warnings.append(f"litellm_settings.{k}: ignored")
     rs = _expect_mapping(data.get("router_settings"), source, "router_settings")
     for k, v in rs.items():
         if k in _ROUTER_KEYS:
-            router_raw[k] = v
+            router_raw[k] = _router_value(k, v, source, "router_settings", warnings)
         else:
-            warnings.append(f"unsupported key `router_settings.{k}` ignored")
+            warnings.append(f"router_settings.{k}: ignored")
     if "timeout" in rs:
         server_raw.setdefault("request_timeout", rs["timeout"])
 
@@ -343,27 +429,30 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
             server_raw["max_request_body_bytes"] = int(float(v) * 1024 * 1024)
         elif k == "proxy_port":
             server_raw["port"] = v
+        elif k in _GENERAL_CORS:
+            server_raw[k] = v
         elif k in _GENERAL_KEYS:
             general_raw[k] = v
         else:
-            warnings.append(f"unsupported key `general_settings.{k}` ignored")
+            warnings.append(f"general_settings.{k}: ignored")
     if general_raw.get("database_url"):
-        warnings.append("`general_settings.database_url` is not used yet: keys come from the config file")
+        warnings.append("general_settings.database_url: ignored (not used yet: keys come from the config file)")
 
     rg = _expect_mapping(data.get("relaygate_settings"), source, "relaygate_settings")
     for k, v in rg.items():
         if k in _SERVER_KEYS:
             server_raw[k] = v
         else:
-            warnings.append(f"unsupported key `relaygate_settings.{k}` ignored")
+            warnings.append(f"relaygate_settings.{k}: ignored")
 
     return _registered(Config(
-        deployments=deployments,
-        keys=_convert(data.get("relaygate_keys") or [], list[KeyConfig], source, "relaygate_keys"),
+        deployments=built.deployments,
+        keys=_convert(keys, list[KeyConfig], source, "relaygate_keys"),
         router=_convert(router_raw, RouterSettings, source, "router_settings"),
-        server=_convert(server_raw, ServerSettings, source, "relaygate_settings"),
+        server=_convert(_cors_settings(server_raw, source), ServerSettings, source, "relaygate_settings"),
         general=_convert(_master_key_from_env(general_raw), GeneralSettings, source, "general_settings"),
-        warnings=warnings,
+        warnings=list(dict.fromkeys(warnings)),
+        skipped=built.skipped,
         source=source,
     ))
 
@@ -379,27 +468,29 @@ def from_native(raw: dict[str, Any], source: str) -> Config:
     data = resolve_env(raw, source, "")
     for key in data:
         if key not in {"server", "auth", "router", "models", "general", "keys"}:
-            warnings.append(f"unsupported top-level key `{key}` ignored")
+            warnings.append(f"{key}: ignored")
     server = _expect_mapping(data.get("server"), source, "server")
     for k in list(server):
         if k not in _SERVER_KEYS:
-            warnings.append(f"unsupported key `server.{k}` ignored")
+            warnings.append(f"server.{k}: ignored")
             server.pop(k)
     router = _expect_mapping(data.get("router"), source, "router")
     for k in list(router):
         if k not in _ROUTER_KEYS:
-            warnings.append(f"unsupported key `router.{k}` ignored")
+            warnings.append(f"router.{k}: ignored")
             router.pop(k)
+        else:
+            router[k] = _router_value(k, router[k], source, "router", warnings)
     general = {**_expect_mapping(data.get("general"), source, "general"),
                **_expect_mapping(data.get("auth"), source, "auth")}
     for k in list(general):
         if k not in _fields(GeneralSettings):
-            warnings.append(f"unsupported key `auth.{k}` ignored")
+            warnings.append(f"auth.{k}: ignored")
             general.pop(k)
     models = data.get("models") or []
     if not isinstance(models, list):
         raise ConfigError(source, "models", "expected an array of tables ([[models]])")
-    deployments = []
+    built = _Deployments()
     for i, entry in enumerate(models):
         path = f"models[{i}]"
         entry = _expect_mapping(entry, source, path)
@@ -408,14 +499,18 @@ def from_native(raw: dict[str, Any], source: str) -> Config:
         info = dict(_expect_mapping(entry.get("info"), source, f"{path}.info"))
         if "id" in entry:
             info["id"] = entry["id"]
-        deployments.append(make_deployment(entry.get("name"), params, info, source, path))
+        built.add(entry.get("name"), params, info, source, path, path, native=True)
+    built.finish(len(models))
+    warnings.extend(built.warnings)
+    warnings.extend(_key_warnings(data.get("keys"), "keys"))
     return _registered(Config(
-        deployments=deployments,
+        deployments=built.deployments,
         keys=_convert(data.get("keys") or [], list[KeyConfig], source, "keys"),
         router=_convert(router, RouterSettings, source, "router"),
-        server=_convert(server, ServerSettings, source, "server"),
+        server=_convert(_cors_settings(server, source), ServerSettings, source, "server"),
         general=_convert(_master_key_from_env(general), GeneralSettings, source, "auth"),
-        warnings=warnings,
+        warnings=list(dict.fromkeys(warnings)),
+        skipped=built.skipped,
         source=source,
     ))
 
@@ -433,31 +528,22 @@ def load_config(path: str) -> Config:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(path, "", f"invalid TOML: {exc}") from None
         return from_native(raw, path)
-    import yaml  # type: ignore[import-untyped]
-
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, "", f"invalid YAML: {exc}") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(path, "", "expected a mapping at the top level")
-    return from_litellm(raw, path)
+    return from_litellm(litellm.load_yaml(path), path)
 
 
 def validate(config: Config) -> list[str]:
     """Semantic checks beyond types: returns error strings (empty when valid)."""
     errors: list[str] = []
-    seen_ids: dict[str, int] = {}
+    seen_ids: dict[str, str] = {}
     for i, dep in enumerate(config.deployments):
+        where = dep.where or f"model_list[{i}]"
         if dep.id in seen_ids:
-            errors.append(f"model_list[{i}].model_info.id: duplicate id (also model_list[{seen_ids[dep.id]}])")
-        seen_ids[dep.id] = i
-        if dep.provider not in env.PROVIDERS:
-            errors.append(f"model_list[{i}].litellm_params.model: unknown provider `{dep.provider}`")
+            errors.append(f"{where}.model_info.id: duplicate id (also {seen_ids[dep.id]})")
+        seen_ids[dep.id] = where
+        if dep.provider not in env.PROVIDERS:  # a loaded config skips these; one built in code may not
+            errors.append(f"{where}.litellm_params.model: unknown provider `{dep.provider}`")
         if dep.weight is not None and dep.weight < 0:
-            errors.append(f"model_list[{i}].litellm_params.weight: must be >= 0")
+            errors.append(f"{where}.litellm_params.weight: must be >= 0")
         if dep.cooldown_time is not None and not (dep.cooldown_time >= 0 and math.isfinite(dep.cooldown_time)):
             errors.append(f"model_list[{i}].litellm_params.cooldown_time: expected a number of seconds >= 0")
     if config.server.transport not in ("auto", "h1", "aiohttp"):
@@ -465,4 +551,5 @@ def validate(config: Config) -> list[str]:
     interval = config.server.reload_poll_interval
     if not (interval > 0 and math.isfinite(interval)):
         errors.append("server.reload_poll_interval: expected a positive number of seconds")
+    errors.extend(cors.problems(config.server))
     return errors

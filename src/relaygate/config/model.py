@@ -35,11 +35,20 @@ class Deployment(msgspec.Struct, kw_only=True):
     weight: float | None = None
     order: int | None = None
     max_retries: int | None = None
+    num_retries: int | None = None
+    """Retries of a failed call to this deployment's group when the request sets none (LiteLLM:
+    ``litellm_params.num_retries``; header > body > this > ``router_settings.num_retries``)."""
     cooldown_time: float | None = None
     """Seconds this deployment stays cooled down (LiteLLM: wins over ``Retry-After`` and the router's)."""
     extra: dict[str, Any] = {}
     """Other ``litellm_params`` (provider options such as ``aws_region_name`` and default request params)."""
     model_info: dict[str, Any] = {}
+    """As written, plus the prices given in ``litellm_params`` (LiteLLM copies them over)."""
+    costs: dict[str, float] = {}
+    """Prices in USD per unit by LiteLLM's key (``input_cost_per_token``, ``output_cost_per_second``,
+    ``cache_read_input_token_cost``, ...) from ``litellm_params`` over ``model_info``; never sent upstream."""
+    where: str = ""
+    """The entry it was declared by, for messages: ``model_list[2]``, ``models.yaml: model_list[0]``."""
 
     @property
     def is_wildcard(self) -> bool:
@@ -119,6 +128,20 @@ class ServerSettings(msgspec.Struct, kw_only=True):
     """Reload the config when its file changes (mtime or size), as on SIGHUP; no restart, streams go on."""
     reload_poll_interval: float = 1.0
     """Seconds between two checks for a reload (SIGHUP's generation file, the file with ``watch_config``)."""
+    cors_allow_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    """Origins browsers may call from (LiteLLM: ``cors_allow_origins``, ``LITELLM_CORS_ORIGINS``): ``*`` any,
+    else exact ``scheme://host[:port]`` values; ``[]`` turns CORS off (no preflight answered, no headers)."""
+    cors_allow_credentials: bool | None = None
+    """``Access-Control-Allow-Credentials: true`` (LiteLLM: ``LITELLM_CORS_ALLOW_CREDENTIALS``); unset: on for
+    an explicit origin list, off with ``*`` (LiteLLM's rule). With ``*`` and on, the origin is echoed."""
+    cors_allow_methods: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    """Methods a preflight allows; ``*``: DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT."""
+    cors_allow_headers: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    """Request headers a preflight allows (the CORS-safelisted ones always); ``*``: whatever is asked."""
+    cors_expose_headers: list[str] = []
+    """Response headers browser code may read beyond the safelisted ones (``x-litellm-call-id``, ...)."""
+    cors_max_age: int = 600
+    """Seconds a browser may cache a preflight answer (``Access-Control-Max-Age``)."""
 
 
 class GeneralSettings(msgspec.Struct, kw_only=True):
@@ -151,4 +174,8 @@ class Config(msgspec.Struct, kw_only=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     general: GeneralSettings = msgspec.field(default_factory=GeneralSettings)
     warnings: list[str] = []
+    """One line per key that is not read, and the ``skipped`` lines: printed by ``serve`` and on reload."""
+    skipped: list[str] = []
+    """One error line per deployment that is not served (its provider is unknown), as LiteLLM skips them;
+    each is also in ``warnings``. ``check-config`` prints them as errors."""
     source: str = "<defaults>"

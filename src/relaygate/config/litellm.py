@@ -1,0 +1,337 @@
+"""What a LiteLLM ``config.yaml`` means beyond its types: ``include:`` files, the keys of a ``model_list``
+entry, deployment ids, prices, fallback shapes, and which keys relaygate reads.
+
+LiteLLM's proxy is the spec; each rule names where LiteLLM implements it:
+
+- ``include: [a.yaml, ...]`` (``proxy/proxy_server.py``, ``ProxyConfig._process_includes``): every file is
+  read relative to the directory of the *main* config and merged into it key by key: a list extends the
+  list already there (``model_list`` entries are appended in include order), any other value replaces
+  the main file's. An included file's own ``include`` list is appended to the list being processed, so
+  nested includes work, still relative to the main file. relaygate refuses a cycle (LiteLLM would loop
+  until it runs out of memory) and names a missing file together with the file that included it.
+- deployment ids (``router.py``, ``Router._generate_model_id``): ``model_info.id`` when given, else the
+  SHA-256 of the model name followed by every ``litellm_params`` key and value (a string as is, a mapping
+  as JSON, anything else ``str()``): the id LiteLLM reports in ``x-litellm-model-id``. LiteLLM gives two
+  identical entries the same id (both are served, sharing one cooldown and one usage counter); relaygate
+  keeps that id for the first and suffixes the next ones ``-2``, ``-3``, ... in file order, so each gets
+  its own stats and keeps its id across reloads.
+- ``rpm`` / ``tpm`` beside ``litellm_params`` (``router.py``: the entry's, else ``litellm_params``', else
+  ``model_info``').
+- prices (``types/utils.py``, ``CustomPricingLiteLLMParams``; ``Router._create_deployment`` copies those of
+  ``litellm_params`` over ``model_info``): every ``*_cost_*`` key is a price in USD per unit, read from
+  both, never sent to the provider.
+- fallbacks (``router_utils/fallback_event_handlers.py``): ``[{group: [fallback, ...]}]``, where a fallback
+  is a group name or an object ``{"model": group, "messages": [...], ...}`` whose other keys override the
+  request; and LiteLLM's "non-standard" lists of names or such objects, which apply to every group.
+- an unknown provider (``Router(ignore_invalid_deployments=True)`` in ``ProxyConfig.load_config``): that
+  deployment is skipped with an error line, the others are served.
+
+Invariant: every key relaygate does not read yields exactly one warning naming its path; this module
+decides which keys are read (:data:`PROVIDER_PARAMS` and friends; a test keeps them in step with what
+the adapters read).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from typing import Any
+
+from relaygate.config import env
+from relaygate.config.errors import ConfigError
+
+#: the sections of a LiteLLM config relaygate reads (``include`` is merged away before)
+TOP_LEVEL = frozenset({"model_list", "router_settings", "litellm_settings", "general_settings",
+                       "environment_variables", "relaygate_settings", "relaygate_keys"})
+#: keys of a ``model_list`` entry
+ENTRY_KEYS = frozenset({"model_name", "litellm_params", "model_info", "rpm", "tpm"})
+#: ``model_info`` keys relaygate reads, besides prices
+INFO_KEYS = frozenset({"id", "rpm", "tpm"})
+
+#: request defaults every adapter applies (``relaygate.providers.openai.REQUEST_DEFAULTS``; a test keeps
+#: the two equal, so the config never imports the adapters)
+REQUEST_DEFAULTS = frozenset({
+    "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "presence_penalty",
+    "frequency_penalty", "seed", "response_format", "n", "logprobs", "top_logprobs", "reasoning_effort",
+    "logit_bias", "parallel_tool_calls", "service_tier",
+})
+_HEADERS = frozenset({"extra_headers", "headers"})
+_OPENAI = REQUEST_DEFAULTS | _HEADERS | {"extra_body"}
+_GEMINI = REQUEST_DEFAULTS | _HEADERS | {"top_k", "safety_settings", "cached_content", "dimensions",
+                                         "task_type", "input_type", "title", "auto_truncate"}
+_VERTEX = _GEMINI | {"vertex_project", "vertex_location", "vertex_credentials"}
+_TOP_K = REQUEST_DEFAULTS | {"top_k"}
+_OLLAMA = _TOP_K | {"keep_alive"}
+
+#: provider -> the other ``litellm_params`` its adapter reads (request defaults, headers, options)
+PROVIDER_PARAMS: dict[str, frozenset[str]] = {
+    **{name: _OPENAI for name in env.PROVIDERS},
+    "azure": _OPENAI | {"azure_ad_token"},
+    "anthropic": REQUEST_DEFAULTS | _HEADERS | {"top_k", "thinking", "metadata", "container", "mcp_servers",
+                                                "anthropic_beta"},
+    "gemini": _GEMINI,
+    "vertex_ai": _VERTEX,
+    "vertex_ai_beta": _VERTEX,
+    "bedrock": _TOP_K | {"aws_region_name", "aws_bedrock_runtime_endpoint", "aws_access_key_id",
+                         "aws_secret_access_key", "aws_session_token", "dimensions", "input_type", "truncate",
+                         "normalize"},
+    "cohere": _TOP_K,
+    "cohere_chat": _TOP_K,
+    "ollama": _OLLAMA,
+    "ollama_chat": _OLLAMA,
+    "mock": REQUEST_DEFAULTS | {"mock_latency_ms", "mock_chunks", "mock_chunk_gap_ms", "mock_embedding_dim",
+                                "mock_response"},
+}
+
+#: ``litellm_params`` LiteLLM reads and relaygate does not: why, in the warning
+IGNORED_PARAMS = {
+    "region_name": "LiteLLM's label for region-based routing (allowed_model_region); relaygate does not "
+                   "route by region, and it is not the provider's region: that is aws_region_name / "
+                   "vertex_location",
+    "litellm_credential_name": "LiteLLM's credential_list is not supported: give api_key",
+    "tags": "tag-based routing is not supported",
+    "max_budget": "deployment budgets are not supported yet",
+    "budget_duration": "deployment budgets are not supported yet",
+    "mock_response": "only the mock provider answers with mock_response",
+}
+
+OVERRIDE_IGNORED = ("a fallback is tried with the client's own request: per-fallback request overrides "
+                    "are not supported yet")
+
+
+# ------------------------------------------------------------------------------------------------ files
+
+
+def load_yaml(path: str, included_by: tuple[str, str] | None = None) -> dict[str, Any]:
+    """The mapping in the YAML file ``path`` (empty for an empty file); ``included_by`` = (file, field)
+    that named it, for the error when it is missing."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except OSError as exc:
+        if included_by is not None:
+            what = "not found" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror})"
+            raise ConfigError(included_by[0], included_by[1], f"included file {what}: {path}") from None
+        raise ConfigError(path, "", f"cannot read file: {exc.strerror}") from None
+    import yaml  # type: ignore[import-untyped]
+
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, "", f"invalid YAML: {exc}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(path, "", "expected a mapping at the top level")
+    return raw
+
+
+#: where a ``model_list`` entry was written: (file, index in that file's ``model_list``)
+Origin = tuple[str, int]
+
+
+def merge_includes(config: dict[str, Any], source: str) -> tuple[dict[str, Any], list[Origin], list[str]]:
+    """``config`` with its ``include:`` files merged in as LiteLLM merges them (see the module docstring),
+    the origin of each ``model_list`` entry, and warnings. ``config`` itself is not modified."""
+    entries = config.get("model_list")
+    origins: list[Origin] = [(source, j) for j in range(len(entries))] if isinstance(entries, list) else []
+    if "include" not in config:
+        return config, origins, []
+    merged = dict(config)
+    first = merged.pop("include")
+    if not isinstance(first, list):
+        raise ConfigError(source, "include", "expected a list of file paths (include: [models.yaml])")
+    base = os.path.dirname(os.path.abspath(source))
+    root = os.path.realpath(source)
+    # (name, the file that listed it, its index there, the chain of files that led to it)
+    queue: list[tuple[Any, str, int, tuple[str, ...]]] = [(n, source, k, (root,)) for k, n in enumerate(first)]
+    done: set[str] = set()
+    warnings: list[str] = []
+    for name, parent, k, chain in queue:  # nested includes are appended while iterating, as in LiteLLM
+        field = f"include[{k}]"
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(parent, field, "expected a file path")
+        path = os.path.join(base, name)
+        real = os.path.realpath(path)
+        if real in chain:
+            cycle = " -> ".join(os.path.relpath(p, base) for p in (*chain, real))
+            raise ConfigError(parent, field, f"include cycle: {cycle}")
+        if real in done:
+            warnings.append(f"{field}: {name} is included more than once: its content is merged again, "
+                            "as LiteLLM does")
+        done.add(real)
+        data = load_yaml(path, (parent, field))
+        nested = data.pop("include", None)
+        for key, value in data.items():
+            if isinstance(value, list) and isinstance(merged.get(key), list):
+                merged[key] = [*merged[key], *value]
+                if key == "model_list":
+                    origins.extend((path, j) for j in range(len(value)))
+            else:
+                merged[key] = value
+                if key == "model_list":
+                    origins = [(path, j) for j in range(len(value))] if isinstance(value, list) else []
+        if nested is not None:
+            if not isinstance(nested, list):
+                raise ConfigError(path, "include", "expected a list of file paths")
+            queue.extend((n, path, j, (*chain, real)) for j, n in enumerate(nested))
+    return merged, origins, warnings
+
+
+# ---------------------------------------------------------------------------------------------- entries
+
+
+def split_provider(model: str) -> tuple[str, str]:
+    """``openai/gpt-4o`` -> (``openai``, ``gpt-4o``); a bare name is an OpenAI model, as in LiteLLM."""
+    provider, sep, rest = model.partition("/")
+    if not sep:
+        return "openai", model
+    return provider, rest
+
+
+def provider_of(params: dict[str, Any]) -> tuple[str, str, str]:
+    """(provider, upstream model, ``provider/upstream``) of ``litellm_params`` whose ``model`` is a string;
+    ``custom_llm_provider`` names the provider when given (LiteLLM's ``get_llm_provider``)."""
+    model: str = params["model"]
+    custom = params.get("custom_llm_provider")
+    if isinstance(custom, str) and custom:
+        upstream = model[len(custom) + 1:] if model.startswith(custom + "/") else model
+        return custom, upstream, f"{custom}/{upstream}"
+    provider, upstream = split_provider(model)
+    return provider, upstream, model
+
+
+def litellm_id(model_name: str, params: dict[str, Any]) -> str:
+    """The id LiteLLM's router generates for an entry without ``model_info.id``."""
+    parts = [model_name]
+    for k, v in params.items():
+        parts.append(k if isinstance(k, str) else str(k))
+        if isinstance(v, str):
+            parts.append(v)
+        elif isinstance(v, dict):
+            parts.append(json.dumps(v, default=str))
+        else:
+            parts.append(str(v))
+    return hashlib.sha256("".join(parts).encode()).hexdigest()
+
+
+def is_price(key: str) -> bool:
+    """``input_cost_per_token``, ``cache_read_input_token_cost``, ...: a LiteLLM price key."""
+    return "cost" in key.split("_")
+
+
+def _price(value: Any, source: str, field: str) -> float:
+    x = math.nan
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        x = float(value)
+    elif isinstance(value, str):  # YAML reads 1e-6 (no dot) as a string; LiteLLM's pydantic takes it
+        try:
+            x = float(value.strip())
+        except ValueError:
+            pass
+    if not (math.isfinite(x) and x >= 0):
+        raise ConfigError(source, field, f"expected a price (a number >= 0), got {value!r}")
+    return x
+
+
+def prices(params: dict[str, Any], info: dict[str, Any], source: str, paths: tuple[str, str],
+           labels: tuple[str, str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, float], list[str]]:
+    """``params`` without prices (they are never sent upstream), ``info`` with the prices of ``params``
+    over its own (as LiteLLM's router copies them), the prices by key, and warnings for price keys whose
+    value is not one number (tables such as ``search_context_cost_per_query`` are not read yet).
+    ``paths`` name (``model_info``, ``litellm_params``) in ``source`` for errors, ``labels`` in warnings."""
+    found: dict[str, float] = {}
+    warnings: list[str] = []
+    info_out = dict(info)
+    for table, path, label in ((info, paths[0], labels[0]), (params, paths[1], labels[1])):
+        for k, v in table.items():
+            if not (isinstance(k, str) and is_price(k)):
+                continue
+            if isinstance(v, (dict, list)):
+                warnings.append(f"{label}.{k}: ignored (not one price)")
+                continue
+            found[k] = info_out[k] = _price(v, source, f"{path}.{k}")
+    if not found and not warnings:
+        return params, info, {}, []
+    kept = {k: v for k, v in params.items() if not (isinstance(k, str) and is_price(k))}
+    return kept, info_out, found, warnings
+
+
+def unread_keys(params: dict[str, Any], info: dict[str, Any], provider: str, fields: frozenset[str],
+                labels: tuple[str, str]) -> list[str]:
+    """One warning per key of ``litellm_params`` / ``model_info`` (named by ``labels`` in the text) that
+    relaygate does not read; ``fields`` are the params that are Deployment fields."""
+    out = []
+    read = PROVIDER_PARAMS.get(provider, frozenset())
+    for k in params:
+        if k in fields or k in read or k == "custom_llm_provider" or is_price(str(k)):
+            continue
+        reason = IGNORED_PARAMS.get(k)
+        out.append(f"{labels[1]}.{k}: ignored" + (f" ({reason})" if reason else ""))
+    out.extend(f"{labels[0]}.{k}: ignored" for k in info if k not in INFO_KEYS and not is_price(str(k)))
+    return out
+
+
+def limits(entry: dict[str, Any], params: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with ``rpm`` / ``tpm`` as LiteLLM's router reads them: the entry's, else
+    ``litellm_params``', else ``model_info``'."""
+    out = params
+    for k in ("rpm", "tpm"):
+        value = entry.get(k)
+        if value is None and params.get(k) is None:
+            value = info.get(k)
+        if value is not None:
+            if out is params:
+                out = dict(params)
+            out[k] = value
+    return out
+
+
+# -------------------------------------------------------------------------------------------- fallbacks
+
+FALLBACK_LISTS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
+
+
+def _target(item: dict[str, Any], source: str, where: str, warnings: list[str]) -> str:
+    model = item.get("model")
+    if not isinstance(model, str) or not model:
+        raise ConfigError(source, f"{where}.model", "expected the fallback's model group name")
+    warnings.extend(f"{where}.{k}: ignored ({OVERRIDE_IGNORED})" for k in item if k != "model")
+    return model
+
+
+def _targets(value: Any, source: str, where: str, warnings: list[str]) -> Any:
+    if not isinstance(value, list):
+        return value  # the type check names it
+    return [_target(t, source, f"{where}[{j}]", warnings) if isinstance(t, dict) else t
+            for j, t in enumerate(value)]
+
+
+def fallback_table(value: Any, source: str, path: str, warnings: list[str]) -> Any:
+    """A LiteLLM fallback list in relaygate's one shape, ``[{group: [group, ...]}]``: object fallbacks
+    become their ``model`` (their request overrides are reported, not applied); names or objects given
+    without a group apply to every group (``"*"``), as LiteLLM's non-standard format does."""
+    if not isinstance(value, list):
+        return value
+    table: list[Any] = []
+    every: list[Any] = []
+    for i, item in enumerate(value):
+        where = f"{path}[{i}]"
+        if isinstance(item, str):
+            every.append(item)
+        elif isinstance(item, dict) and isinstance(item.get("model"), str):
+            every.append(_target(item, source, where, warnings))
+        elif isinstance(item, dict):
+            table.append({g: _targets(t, source, f"{where}.{g}", warnings) for g, t in item.items()})
+        else:
+            table.append(item)  # the type check names it
+    if every:
+        table.append({"*": every})
+    return table
+
+
+def default_fallbacks(value: Any, source: str, path: str, warnings: list[str]) -> Any:
+    """``default_fallbacks``: names; an object fallback becomes its ``model``."""
+    return _targets(value, source, path, warnings)
