@@ -31,6 +31,7 @@ from relaygate.core.errors import GatewayError
 from relaygate.frontends import llm_routes
 from relaygate.gateway.ops import add_routes
 from relaygate.http.body import ClientGone, body_ended_early
+from relaygate.http.cors import CorsPolicy
 from relaygate.http.respond import send_error
 from relaygate.http.routes import RouteTable
 from relaygate.http.types import Receive, Scope, Send
@@ -78,6 +79,8 @@ class Gateway:
         self.pipeline = Pipeline(Runtime.build(config, self.metrics, generation=generation),
                                  transport if transport is not None else make_transport(config), self.completions)
         self.routes = self._route_table()
+        self._cors = CorsPolicy(config.server)
+        """The CORS answers of the current config (``http.cors``), rebuilt when a reload changes it."""
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -117,6 +120,16 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        for name, origin in scope["headers"]:  # CORS: a request without Origin costs this scan, no more
+            if name == b"origin":
+                server = self.pipeline.runtime.config.server
+                if self._cors.source is not server:
+                    self._cors = CorsPolicy(server)
+                cors_send = await self._cors.apply(scope, origin, send)
+                if cors_send is None:  # a preflight, answered
+                    return
+                send = cors_send
+                break
         try:
             route = self.routes.match(method, path)
             await route.handler(scope, receive, send, route.params)
