@@ -143,8 +143,9 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
     for flag in unknown:
         if flag.startswith("-"):
             log.warning("command-line option %s is not supported by relaygate and was ignored", flag)
+    skipped = set(config.skipped)
     for w in config.warnings:
-        log.warning("config %s: %s", config.source, w)
+        (log.error if w in skipped else log.warning)("config %s: %s", config.source, w)
     if args.config:
         os.environ["RELAYGATE_CONFIG"] = os.path.abspath(args.config)
     else:

@@ -615,7 +615,9 @@ class Router:
                     routing.record_latency(s, time.perf_counter() - start, self.alpha)
                 if routing.counts_for_cooldown(exc) and not settings.disable_cooldowns:
                     self._count_failure(s, exc, now)
-                allowed = routing.retries_for(exc, settings.num_retries, settings.retry_policy)
+                dep_retries = target.dep.num_retries  # litellm_params.num_retries: this deployment's policy
+                allowed = routing.retries_for(exc, settings.num_retries if dep_retries is None else dep_retries,
+                                              settings.retry_policy)
                 if cap is not None and cap < allowed:
                     allowed = cap
                 if used >= allowed:

@@ -247,3 +247,22 @@ def test_completions_on_a_chat_model_are_bridged_to_chat() -> None:
             await gw.aclose()
 
     run(main())
+
+
+def test_a_deployments_own_num_retries_is_its_retry_policy() -> None:
+    """``litellm_params.num_retries`` (LiteLLM: request > deployment > router_settings)."""
+
+    async def main() -> None:
+        async with upstream() as up:
+            gw = make_gateway({"model_list": [{"model_name": "fail", "litellm_params": {
+                "model": "openai/up", "api_key": "k", "api_base": f"{up.url}/fail/v1", "num_retries": 2}}],
+                "router_settings": {"num_retries": 0, "retry_after": 0}})
+            body = {"model": "fail", "messages": MESSAGES["messages"]}
+            r = await call(gw, "POST", "/v1/chat/completions", body)
+            assert r.status == 500 and len(up.hits) == 3, up.hits
+            up.hits.clear()
+            r = await call(gw, "POST", "/v1/chat/completions", body, {"x-litellm-num-retries": "1"})
+            assert r.status == 500 and len(up.hits) == 2, up.hits  # the request only lowers it
+            await gw.aclose()
+
+    run(main())

@@ -222,7 +222,8 @@ def test_stream_in_flight_ends_on_its_snapshot_and_new_requests_use_the_new_one(
 
 
 @pytest.mark.parametrize("bad", [
-    pytest.param('[[models]]\nname = "x"\nmodel = "nosuchprovider/x"\n', id="unknown-provider"),
+    pytest.param('[[models]]\nname = "x"\nmodel = "openai/x"\napi_base = "http://127.0.0.1:9/v1"\nweight = -1\n',
+                 id="negative-weight"),
     pytest.param("[server]\nreload_poll_interval = 0\n", id="zero-poll-interval"),
     pytest.param("[[models]]\nname = \n", id="invalid-toml"),
 ])
@@ -327,5 +328,18 @@ def test_a_bump_after_a_reload_only_this_worker_saw_is_still_applied(tmp_path: P
         if reason is not None:
             await gw._on_change(reason)
         assert "d" in gw.runtime.router.groups, (reason, gw.runtime.generation, reload.current(str(shared)))
+
+    asyncio.run(main())
+
+
+def test_an_unknown_provider_is_skipped_on_reload_as_at_start(tmp_path: Path) -> None:
+    """LiteLLM's proxy ignores a deployment it cannot create; so does a reload (issue 11, rule 11)."""
+    gw, cfg = gateway(tmp_path)
+
+    async def main() -> None:
+        cfg.write_text(SECOND + '[[models]]\nname = "x"\nmodel = "nosuchprovider/x"\n')
+        new = await gw.reload("test")
+        assert "x" not in new.router.groups and sorted(new.router.groups) == ["a", "c", "s"]
+        assert any("nosuchprovider" in line for line in new.config.skipped)
 
     asyncio.run(main())

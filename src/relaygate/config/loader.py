@@ -545,7 +545,7 @@ def validate(config: Config) -> list[str]:
         if dep.weight is not None and dep.weight < 0:
             errors.append(f"{where}.litellm_params.weight: must be >= 0")
         if dep.cooldown_time is not None and not (dep.cooldown_time >= 0 and math.isfinite(dep.cooldown_time)):
-            errors.append(f"model_list[{i}].litellm_params.cooldown_time: expected a number of seconds >= 0")
+            errors.append(f"{where}.litellm_params.cooldown_time: expected a number of seconds >= 0")
     if config.server.transport not in ("auto", "h1", "aiohttp"):
         errors.append("server.transport: expected one of auto, h1, aiohttp")
     interval = config.server.reload_poll_interval
