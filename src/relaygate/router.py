@@ -5,15 +5,13 @@ and ``core.ratelimit`` (via ``relaygate.limits``). It owns per-worker state: one
 ``core.routing.DeploymentStats`` per deployment (in-flight count, latency and TTFT EWMAs, failures this
 minute, cooldown, known budget), built once at startup together with each group's priority tiers.
 
-Contract with the request handler (unchanged from the first router):
-- :meth:`Router.resolve` maps a requested model to a :class:`ModelGroup` (exact name, ``model_group_alias``,
-  ``*`` wildcards) or raises ``BadRequest``.
-- :meth:`Router.run` calls ``attempt(target)`` until one succeeds and returns ``(result, lease)``;
-  ``attempt`` raises ``GatewayError`` subclasses. The handler calls ``lease.finish(ok, tokens)`` exactly
-  once when the response (or stream) has ended, and adds ``lease.headers`` (``x-ratelimit-*``) to the
-  response. ``RouteContext.attempted_retries`` / ``attempted_fallbacks`` count what happened.
-- :meth:`Router.start` / :meth:`Router.aclose` (app lifespan) start and stop the limiter; without
-  ``start`` the limiter starts lazily on first use.
+Contract with the pipeline: :meth:`Router.resolve` maps a requested model to a :class:`ModelGroup` (exact
+name, ``model_group_alias``, ``*`` wildcards) or raises ``BadRequest``; :meth:`Router.run` calls
+``attempt(target)`` until one succeeds and returns ``(result, lease)`` (``attempt`` raises ``GatewayError``);
+the caller calls ``lease.finish(ok, tokens)`` once when the answer ended and adds ``lease.headers``
+(``x-ratelimit-*``); ``RouteContext`` counts retries and fallbacks. :meth:`Router.start` / :meth:`Router.aclose`
+start and stop the limiter. With ``enable_tag_filtering`` a request's tags exclude deployments up front
+(``core.routing.tag_filter``: LiteLLM's tag-based routing).
 
 Config reload (``Router(config, previous=old)``): the new router takes over the old one's
 ``DeploymentStats`` by deployment id: the same objects, so EWMAs, cooldowns and the in-flight count of
@@ -105,7 +103,7 @@ def _cost(dep: Deployment) -> float:
 class ModelGroup:
     """A model group: its targets (index = position) and the priority tiers the strategies walk."""
 
-    __slots__ = ("name", "targets", "weights", "stats", "tiers", "limited", "token_limited")
+    __slots__ = ("name", "targets", "weights", "stats", "tiers", "limited", "token_limited", "tags", "tag_masks")
 
     def __init__(self, name: str, targets: list[Target]) -> None:
         self.name = name
@@ -121,6 +119,8 @@ class ModelGroup:
         self.tiers = routing.build_tiers(stats)
         self.limited = any(t.buckets for t in targets)
         self.token_limited = any(t.token_buckets for t in targets)
+        self.tags = [frozenset(t.dep.tags) for t in targets]
+        self.tag_masks: dict[frozenset[str] | None, int | None] = {}  # per request tag set (bounded below)
 
     def target_of(self, s: DeploymentStats) -> Target:
         """The target of ``s``: at ``s.index`` unless a newer router (reload) took ``s`` over and renumbered it."""
@@ -140,7 +140,7 @@ class RouteContext:
     """Per-request routing input and output (attempt counters for the response headers)."""
 
     __slots__ = ("num_retries", "fallbacks", "timeout", "stream", "attempted_retries", "attempted_fallbacks",
-                 "prompt_tokens", "key", "paid", "paid_costs", "messages")
+                 "prompt_tokens", "key", "paid", "paid_costs", "messages", "tags")
 
     def __init__(self, *, stream: bool = False, num_retries: int | None = None,
                  fallbacks: list[str] | None = None, timeout: float | None = None, prompt_tokens: int = 0,
@@ -158,6 +158,8 @@ class RouteContext:
         self.attempted_fallbacks = 0
         self.paid: tuple[Bucket, ...] = ()
         self.paid_costs: tuple[float, ...] = ()
+        self.tags: frozenset[str] | None = None
+        """The request's tags (body ``tags`` / ``metadata.tags``, ``x-litellm-tags``) for tag filtering."""
 
 
 class Lease:
@@ -580,16 +582,16 @@ class Router:
                          attempt: Callable[[Target], Awaitable[R]]) -> tuple[R, Lease]:
         settings = self.settings
         cap = ctx.num_retries  # a client's num_retries only lowers what the policy allows
-        excluded = 0
+        excluded = forbidden = self._tag_filter(group, ctx) if settings.enable_tag_filtering else 0
         used = 0
         last: GatewayError | None = None
         strategy, tiers, rand, stream = self.strategy, group.tiers, self._rand, ctx.stream
         while True:
             now = self.clock()
             s = routing.choose(strategy, tiers, now, excluded, stream, rand, self.exploration)
-            if s is None and excluded:
-                excluded = 0
-                s = routing.choose(strategy, tiers, now, 0, stream, rand, self.exploration)
+            if s is None and excluded != forbidden:
+                excluded = forbidden
+                s = routing.choose(strategy, tiers, now, forbidden, stream, rand, self.exploration)
             if s is None:
                 if last is not None:
                     raise last
@@ -662,10 +664,17 @@ class Router:
         if routing.counts_for_cooldown(exc) and not self.settings.disable_cooldowns:
             self._count_failure(s, exc, self.clock())
 
+    @staticmethod
+    def _tag_filter(group: ModelGroup, ctx: RouteContext) -> int:
+        mask = routing.cached_tag_filter(group.tag_masks, group.tags, ctx.tags)
+        if mask is None:
+            raise BadRequest(f"No deployments available with the request's tags. Passed model={group.name} and "
+                             f"tags={sorted(ctx.tags or ())}", param="tags")
+        return mask
+
     def _group(self, name: str, targets: list[Target]) -> ModelGroup:
         """A model group; its only deployment (``solo``) is never cooled down unless the group has fallbacks
-        to go to instead, as LiteLLM: cooling it would turn one upstream hiccup into ``cooldown_time`` of
-        429s for every client, with nothing to fail over to."""
+        (as LiteLLM: cooling it would turn one upstream hiccup into ``cooldown_time`` of 429s for all)."""
         group = ModelGroup(name, targets)
         s = self.settings
         has_fallbacks = bool(routing.fallback_groups(s.fallbacks, name) or s.default_fallbacks

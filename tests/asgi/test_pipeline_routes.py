@@ -266,3 +266,39 @@ def test_a_deployments_own_num_retries_is_its_retry_policy() -> None:
             await gw.aclose()
 
     run(main())
+
+
+def test_tag_based_routing() -> None:
+    """LiteLLM's tag routing (``enable_tag_filtering``): body ``tags``, ``metadata.tags`` or ``x-litellm-tags``
+    pick the deployments sharing a tag; untagged or unmatched requests go to ``default``."""
+
+    async def main() -> None:
+        async with upstream() as up:
+            def dep(name: str, where: str, tags: list[str]) -> dict[str, Any]:
+                return {"model_name": name, "litellm_params": {"model": "openai/up", "api_key": "k", "tags": tags,
+                                                                "api_base": f"{up.url}/{where}/v1"}}
+
+            gw = make_gateway({"model_list": [dep("m", "free", ["free"]), dep("m", "paid", ["paid", "gold"]),
+                                              dep("m", "dflt", ["default"]), dep("strict", "paid", ["paid"])],
+                               "router_settings": {"enable_tag_filtering": True}})
+            chat = {"model": "m", "messages": MESSAGES["messages"]}
+
+            async def where(body: dict[str, Any], headers: dict[str, str] | None = None) -> str:
+                r = await call(gw, "POST", "/v1/chat/completions", body, headers)
+                assert r.status == 200, r.body
+                return up.hits[-1].split("/")[1]
+
+            for _ in range(5):
+                assert await where({**chat, "tags": ["free"]}) == "free"
+                assert await where({**chat, "metadata": {"tags": ["gold"]}}) == "paid"
+                assert await where(chat, {"x-litellm-tags": "paid, x"}) == "paid"
+                assert await where(chat) == "dflt"
+                assert await where({**chat, "tags": ["unknown"]}) == "dflt"
+            assert all(b"tags" not in b for b in up.bodies)  # tags never reach the provider
+            r = await call(gw, "POST", "/v1/chat/completions", {**chat, "model": "strict", "tags": ["free"]})
+            assert r.status == 400 and "tags" in r.json()["error"]["message"]
+            r = await call(gw, "POST", "/v1/chat/completions", {**chat, "tags": [1, 2]})
+            assert r.status == 400
+            await gw.aclose()
+
+    run(main())

@@ -341,7 +341,6 @@ def test_every_ignored_key_is_reported_once_with_its_path(tmp_path: Path) -> Non
         "guardrails: ignored",
         "model_list[0].description: ignored",
         "model_list[0].litellm_params.top_k: ignored",  # the openai adapter does not send top_k
-        "model_list[0].litellm_params.tags: ignored (tag-based routing is not supported)",
         "model_list[0].model_info.mode: ignored",
         "model_list[0].model_info.base_model: ignored",
         "relaygate_keys[0].budget: ignored",

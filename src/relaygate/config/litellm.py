@@ -91,7 +91,6 @@ IGNORED_PARAMS = {
                    "route by region, and it is not the provider's region: that is aws_region_name / "
                    "vertex_location",
     "litellm_credential_name": "LiteLLM's credential_list is not supported: give api_key",
-    "tags": "tag-based routing is not supported",
     "max_budget": "deployment budgets are not supported yet",
     "budget_duration": "deployment budgets are not supported yet",
     "mock_response": "only the mock provider answers with mock_response",

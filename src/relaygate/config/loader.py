@@ -63,7 +63,7 @@ def _fields(struct: type[msgspec.Struct]) -> set[str]:
 
 _DEPLOYMENT_PARAMS = {
     "model", "api_key", "api_base", "api_version", "organization", "rpm", "tpm", "max_parallel_requests",
-    "timeout", "stream_timeout", "weight", "order", "max_retries", "cooldown_time", "num_retries",
+    "timeout", "stream_timeout", "weight", "order", "max_retries", "cooldown_time", "num_retries", "tags",
 }
 _ROUTER_KEYS = _fields(RouterSettings)
 _SERVER_KEYS = _fields(ServerSettings)

@@ -47,6 +47,9 @@ class Deployment(msgspec.Struct, kw_only=True):
     costs: dict[str, float] = {}
     """Prices in USD per unit by LiteLLM's key (``input_cost_per_token``, ``output_cost_per_second``,
     ``cache_read_input_token_cost``, ...) from ``litellm_params`` over ``model_info``; never sent upstream."""
+    tags: list[str] = []
+    """``litellm_params.tags``: with ``router_settings.enable_tag_filtering``, requests with tags go only to
+    deployments sharing one (else to those tagged ``default``)."""
     where: str = ""
     """The entry it was declared by, for messages: ``model_list[2]``, ``models.yaml: model_list[0]``."""
 
@@ -75,6 +78,7 @@ class RouterSettings(msgspec.Struct, kw_only=True):
     allowed_fails_policy: dict[str, int] = {}
     model_group_alias: dict[str, str] = {}
     enable_pre_call_checks: bool = False
+    enable_tag_filtering: bool = False
     redis_host: str | None = None
     redis_port: int | None = None
     redis_password: str | None = None

@@ -126,6 +126,35 @@ def available(s: DeploymentStats, now: float, excluded: int) -> bool:
             and (s.max_inflight <= 0 or s.inflight < s.max_inflight))
 
 
+def tag_filter(tags: Sequence[frozenset[str]], request: frozenset[str] | None) -> int | None:
+    """LiteLLM's tag-based routing as a mask of the deployments a request may not use (bit i: ``tags[i]``'s):
+    a request with tags may use the deployments sharing one, else those tagged ``default``; one without
+    tags, those tagged ``default`` if any, else all. ``None``: no deployment may serve it."""
+    if request:
+        allowed = [i for i, t in enumerate(tags) if t & request] or [i for i, t in enumerate(tags) if "default" in t]
+        if not allowed:
+            return None
+    else:
+        allowed = [i for i, t in enumerate(tags) if "default" in t]
+        if not allowed:
+            return 0
+    mask = (1 << len(tags)) - 1
+    for i in allowed:
+        mask &= ~(1 << i)
+    return mask
+
+
+def cached_tag_filter(cache: dict[frozenset[str] | None, int | None], tags: Sequence[frozenset[str]],
+                      request: frozenset[str] | None) -> int | None:
+    """:func:`tag_filter`, memoised per request tag set in ``cache`` (at most 1,024 sets a group)."""
+    mask = cache.get(request, -1)
+    if mask == -1:
+        mask = tag_filter(tags, request)
+        if len(cache) < 1024:
+            cache[request] = mask
+    return mask
+
+
 def choose(strategy: int, tiers: Tiers, now: float, excluded: int, stream: bool, rand: Callable[[], float],
            exploration: float = 0.0) -> DeploymentStats | None:
     """The deployment for the next attempt, or ``None`` when no deployment of any tier is available."""

@@ -85,6 +85,29 @@ def _writable(name: str, value: Any) -> None:
         raise errors.BadRequest(f"Invalid request body: `{name}` is nested too deeply", param=name) from None
 
 
+MAX_TAGS = 64
+
+
+def request_tags(header: list[str] | None, control: dict[str, Any] | None) -> frozenset[str] | None:
+    """A request's tags (LiteLLM: ``x-litellm-tags``, body ``tags``, ``metadata.tags``): at most
+    :data:`MAX_TAGS` strings of at most 256 characters, else a 400; None without any."""
+    found: list[Any] = list(header or ())
+    if control is not None:
+        for raw in (control.get("tags"), (control.get("metadata") or {}).get("tags")
+                    if isinstance(control.get("metadata"), dict) else None):
+            if isinstance(raw, str):
+                found.extend(t.strip() for t in raw.split(",") if t.strip())
+            elif isinstance(raw, list):
+                found.extend(raw)
+            elif raw is not None:
+                raise errors.BadRequest("tags: expected a list of strings", param="tags")
+    if not found:
+        return None
+    if len(found) > MAX_TAGS or not all(isinstance(t, str) and 0 < len(t) <= 256 for t in found):
+        raise errors.BadRequest(f"tags: expected at most {MAX_TAGS} strings of 1-256 characters", param="tags")
+    return frozenset(found)
+
+
 def mocked(ex: Exchange) -> bool:
     """Whether the request asks for a mock instead of the upstream call (checked once per request)."""
     control = ex.control

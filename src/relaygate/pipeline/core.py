@@ -37,6 +37,7 @@ from relaygate.http.respond import VERSION, DisconnectWatch, send_body
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope, Send
 from relaygate.logs import fail_log
+from relaygate.pipeline import control
 from relaygate.pipeline.exchange import Exchange
 from relaygate.pipeline.frontend import Frontend, Spent
 from relaygate.pipeline.overrides import Overrides, new_call_id
@@ -79,8 +80,10 @@ class Pipeline:
                     who.check_models(ex.fallbacks)
             for hook in rt.before_route:
                 await hook(ex)
-            ex.ctx = RouteContext(stream=ex.stream, num_retries=over.num_retries, fallbacks=ex.fallbacks,
-                                  timeout=over.timeout, key=key, messages=getattr(ex.view, "messages", None))
+            ctx = ex.ctx = RouteContext(stream=ex.stream, num_retries=over.num_retries, fallbacks=ex.fallbacks,
+                                        timeout=over.timeout, key=key, messages=getattr(ex.view, "messages", None))
+            if ex.control is not None or over.tags is not None:
+                ctx.tags = control.request_tags(over.tags, ex.control)
             if fe.direct:
                 await fe.answer(self.transport, ex, send)
                 self.complete(ex, 200, Outcome.OK)

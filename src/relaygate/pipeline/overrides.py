@@ -84,12 +84,13 @@ def call_id_of(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
 class Overrides:
     """Per-request values read from the headers in one pass (call id, retries, timeout, declared length)."""
 
-    __slots__ = ("call_id", "num_retries", "timeout")
+    __slots__ = ("call_id", "num_retries", "timeout", "tags")
 
     def __init__(self, headers: Iterable[tuple[bytes, bytes]], max_body: int) -> None:
         self.call_id: bytes | None = None
         self.num_retries: int | None = None
         self.timeout: float | None = None
+        self.tags: list[str] | None = None
         for k, v in headers:
             if k[:10] == b"x-litellm-":
                 if k == b"x-litellm-call-id":
@@ -102,6 +103,8 @@ class Overrides:
                         self.num_retries = retries
                 elif k == b"x-litellm-timeout":
                     self.timeout = timeout_value(v, "x-litellm-timeout")
+                elif k == b"x-litellm-tags":  # comma-separated, for tag-based routing and spend tags
+                    self.tags = [t.strip() for t in v.decode("latin-1").split(",") if t.strip()]
             elif k == b"content-length":
                 declared_length(v, max_body)
 
