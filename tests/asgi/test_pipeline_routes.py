@@ -302,3 +302,36 @@ def test_tag_based_routing() -> None:
             await gw.aclose()
 
     run(main())
+
+
+def test_comma_separated_models_ask_every_group() -> None:
+    """LiteLLM's batch completion: ``"model": "a,b"`` answers a list, one element per group in order (an
+    error object for a group that failed); ``fastest_response`` answers the first success alone."""
+
+    async def main() -> None:
+        async with upstream() as up:
+            def dep(name: str, where: str) -> dict[str, Any]:
+                return {"model_name": name, "litellm_params": {"model": "openai/up", "api_key": "k",
+                                                                "api_base": f"{up.url}/{where}/v1"}}
+
+            gw = make_gateway({"model_list": [dep("a", "ok"), dep("b", "ok"), dep("bad", "fail"),
+                                              dep("*", "ok")],
+                               "general_settings": {"master_key": "sk-m"},
+                               "relaygate_keys": [{"key": "sk-a", "models": ["a"]}]})
+            h = {"authorization": "Bearer sk-m"}
+            chat = {"messages": MESSAGES["messages"]}
+            r = await call(gw, "POST", "/v1/chat/completions", {"model": "a, b,bad", **chat}, h)
+            assert r.status == 200, r.body
+            got = r.json()
+            assert [x.get("model") for x in got[:2]] == ["a", "b"] and "error" in got[2]
+            assert len(up.hits) == 3 and all(b'"a, b,bad"' not in b for b in up.bodies)
+            r = await call(gw, "POST", "/v1/chat/completions", {"model": "bad,a", "fastest_response": True, **chat}, h)
+            assert r.status == 200 and r.json()["model"] == "a"
+            r = await call(gw, "POST", "/v1/chat/completions", {"model": "a,b", **chat},
+                           {"authorization": "Bearer sk-a"})
+            assert r.status == 401  # every part must be allowed
+            r = await call(gw, "POST", "/v1/chat/completions", {"model": "a,b", "stream": True, **chat}, h)
+            assert r.status == 400
+            await gw.aclose()
+
+    run(main())

@@ -38,7 +38,7 @@ _seen = [0]  # ``model`` occurrences in the body being decoded (one event loop, 
 CONTROL_KEYS: tuple[str, ...] = (
     "metadata", "litellm_metadata", "tags", "litellm_trace_id", "litellm_session_id", "litellm_call_id",
     "caching", "cache", "no-log", "ttl", "guardrails",
-    "mock_response", "mock_timeout", "mock_testing_fallbacks", "mock_testing_rate_limit_error",
+    "mock_response", "mock_timeout", "mock_testing_fallbacks", "mock_testing_rate_limit_error", "fastest_response",
     "max_retries", "request_timeout", "stream_timeout", "context_window_fallback_dict", "max_fallbacks",
     "api_key", "api_base", "base_url", "api_version", "azure_ad_token", "custom_llm_provider", "region_name",
     "user_config", "model_list", "model_info", "proxy_server_request", "drop_params", "additional_drop_params",

@@ -42,6 +42,7 @@ class OpenAI(Frontend):
 
     def __init__(self, endpoint: str) -> None:
         self.route = endpoint
+        self.batches = endpoint == "chat"
         self.router_route = "/" + SUFFIXES[endpoint].lstrip("/")
 
     async def parse(self, ex: Exchange, scope: Scope, receive: Receive, params: Params) -> None:

@@ -37,7 +37,7 @@ from relaygate.http.respond import VERSION, DisconnectWatch, send_body
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope, Send
 from relaygate.logs import fail_log
-from relaygate.pipeline import control
+from relaygate.pipeline import batch, control
 from relaygate.pipeline.exchange import Exchange
 from relaygate.pipeline.frontend import Frontend, Spent
 from relaygate.pipeline.overrides import Overrides, new_call_id
@@ -72,6 +72,9 @@ class Pipeline:
             principals = rt.principals
             who = ex.who = principals.resolve_cached(headers) or await principals.resolve(headers)
             await fe.parse(ex, scope, receive, params)
+            if fe.batches and "," in ex.model and ex.model not in rt.router.groups:
+                await batch.run(self, fe, send, ex)
+                return
             group = ex.group = rt.router.resolve(ex.model, fe.router_route)
             key = who.key
             if key is not None:

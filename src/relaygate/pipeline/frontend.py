@@ -207,6 +207,8 @@ class Frontend:
     """The route named in ``Router.resolve``'s errors."""
     keepalive: bool = True
     restamp: bool = False
+    batches: bool = False
+    """A comma-separated ``model`` (``"a,b"``) asks every group once (LiteLLM's batch completion)."""
     """Answers carry the model name the client asked for in ``model`` (LiteLLM's behaviour since 1.81.7;
     the upstream's name stays in ``x-litellm-model-name``)."""
     """Whether SSE comment keepalives may go out while a stream waits for its first frame."""
