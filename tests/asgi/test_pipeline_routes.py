@@ -49,6 +49,8 @@ class Upstream:
                                  % (len(body), body))
                     await writer.drain()
                     continue
+                if path.startswith("/junk/"):
+                    body = b"not json"
                 if path.startswith("/slow/"):
                     await asyncio.sleep(2.0)
                 elif path.startswith("/fail/"):
@@ -244,6 +246,13 @@ def test_completions_on_a_chat_model_are_bridged_to_chat() -> None:
             assert r.body.endswith(b"data: [DONE]\n\n")
             r = await call(gw, "POST", "/v1/completions", {"model": "chat", "prompt": ["a", "b"]})
             assert r.status == 400 and "one prompt" in r.json()["error"]["message"]
+            raw = b'{"model": "chat", "prompt": "bad \xff utf-8"}'
+            r = await call(gw, "POST", "/v1/completions", raw)
+            assert r.status == 400, r.body  # found by the hostile fuzz test: was a 500
+            gw2 = make_gateway({"model_list": [dep("chat", "openai/gpt-4o", "junk")]})
+            r = await call(gw2, "POST", "/v1/completions", {"model": "chat", "prompt": "x"})
+            assert r.status == 502, r.body
+            await gw2.aclose()
             await gw.aclose()
 
     run(main())

@@ -39,9 +39,9 @@ def chat_exchange(ex: Exchange) -> Exchange:
     """A chat-shaped twin of a completions exchange (same runtime, context, model and control fields)."""
     try:
         obj: dict[str, Any] = _raw.decode(ex.body)
-    except msgspec.DecodeError as exc:  # validated before; defensive
+        prompt = msgspec.json.decode(obj["prompt"]) if "prompt" in obj else None
+    except msgspec.DecodeError as exc:  # the view skips inside strings; this reads them (bad UTF-8 ...)
         raise errors.BadRequest(f"Invalid JSON in request body: {exc}") from None
-    prompt = msgspec.json.decode(obj["prompt"]) if "prompt" in obj else None
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
         prompt = prompt[0]
     if not isinstance(prompt, str):
@@ -63,8 +63,15 @@ def _choice(c: dict[str, Any], text: str | None) -> dict[str, Any]:
 
 
 def to_completion(data: bytes) -> bytes:
-    """A chat completion answer as a ``text_completion`` answer."""
-    obj = orjson.loads(data)
+    """A chat completion answer as a ``text_completion`` answer; one it cannot read is a 502."""
+    try:
+        return _completion(orjson.loads(data))
+    except (orjson.JSONDecodeError, *SHAPE_ERRORS) as exc:
+        raise errors.UpstreamProtocolError(f"the upstream's chat answer cannot be read as a completion "
+                                           f"({type(exc).__name__})") from None
+
+
+def _completion(obj: Any) -> bytes:
     choices = [_choice(c, (c.get("message") or {}).get("content")) for c in obj.get("choices") or []]
     out = {"id": obj.get("id"), "object": "text_completion", "created": obj.get("created"),
            "model": obj.get("model"), "choices": choices}
