@@ -22,6 +22,7 @@ from typing import Any
 from relaygate.auth import PrincipalResolver
 from relaygate.config.model import Config
 from relaygate.http.body import BodyLimits
+from relaygate.http.respond import VERSION
 from relaygate.router import Router, Target
 from relaygate.upstream.base import Timeouts
 
@@ -31,7 +32,7 @@ BeforeRoute = Callable[[Any], Awaitable[None]]
 
 class Runtime:
     __slots__ = ("config", "generation", "router", "principals", "max_body", "body_limits", "keepalive",
-                 "watch_unary", "allow_private_media", "before_route", "_timeouts")
+                 "watch_unary", "allow_private_media", "before_route", "answer_headers", "_timeouts")
 
     def __init__(self, config: Config, router: Router, principals: PrincipalResolver, generation: int = 0,
                  before_route: tuple[BeforeRoute, ...] = ()) -> None:
@@ -49,6 +50,9 @@ class Runtime:
         """Hooks run after authorization, before routing (a cache lookup, a budget check): none by default,
         and then the stage costs one tuple test."""
         self._timeouts: dict[tuple[str, bool], Timeouts] = {}
+        self.answer_headers: tuple[tuple[bytes, bytes], ...] = (
+            (b"x-litellm-version", VERSION), (b"x-litellm-max-fallbacks", b"%d" % config.router.max_fallbacks))
+        """Headers every routed answer carries that only the config decides, encoded once."""
 
     @classmethod
     def build(cls, config: Config, metrics: Any = None, previous: Runtime | None = None,

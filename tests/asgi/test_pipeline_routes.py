@@ -204,6 +204,7 @@ def test_answers_carry_the_model_name_the_client_asked_for() -> None:
                                                                 "api_base": f"{up.url}/sse/v1"}}]})
             r = await call(gw, "POST", "/v1/chat/completions", {"model": "my-group", **MESSAGES})
             assert r.json()["model"] == "my-group" and r.headers["x-litellm-model-name"] == "up"
+            assert r.headers["x-litellm-max-fallbacks"] == "5"  # router_settings.max_fallbacks (LiteLLM's default)
             r = await call(gw, "POST", "/v1/chat/completions", {"model": "my-stream", **MESSAGES, "stream": True})
             frames = [f for f in r.body.split(b"\n\n") if f.startswith(b"data: {")]
             assert len(frames) == 3 and all(orjson.loads(f[6:])["model"] == "my-stream" for f in frames), r.body

@@ -33,7 +33,7 @@ from relaygate.core import errors
 from relaygate.core.body import restamp_model
 from relaygate.core.errors import GatewayError
 from relaygate.http.body import ClientGone, body_ended_early
-from relaygate.http.respond import VERSION, DisconnectWatch, send_body
+from relaygate.http.respond import DisconnectWatch, send_body
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope, Send
 from relaygate.logs import fail_log
@@ -161,7 +161,7 @@ class Pipeline:
         headers = [
             (b"x-litellm-call-id", ex.call_id),
             *lease.target.headers,
-            (b"x-litellm-version", VERSION),
+            *ex.rt.answer_headers,
             (b"x-litellm-response-duration-ms", b"%.3f" % (total * 1000.0)),
             (b"x-litellm-overhead-duration-ms", b"%.3f" % ((overhead if overhead > 0.0 else 0.0) * 1000.0)),
             (b"x-litellm-attempted-retries", b"%d" % ctx.attempted_retries),
