@@ -18,7 +18,7 @@ import pytest
 
 from relaygate import reload
 from relaygate.config import ConfigError
-from tests.conftest import RedisServer, start_gateway
+from tests.conftest import RedisServer, child_pids, start_gateway
 
 GOOD = '[[models]]\nname = "m"\nmodel = "mock/echo"\n'
 
@@ -236,20 +236,6 @@ def test_redis_fan_out_reaches_other_hosts_and_survives_an_outage(redis_server: 
 # -- SIGHUP to a real gateway ------------------------------------------------------------------------------
 
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(entry))
-    return found
-
-
 def _wait(cond: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -264,7 +250,7 @@ def test_sighup_checks_the_config_and_bumps_the_generation_without_respawning_wo
             (runtime,) = [os.path.join(tmp, d) for d in os.listdir(tmp) if d.startswith("relaygate-")]
             cfg = gw.log_path.parent / "config.toml"
             main = gw.proc.pid
-            workers = _children(main)
+            workers = child_pids(main)
             assert len(workers) >= 2
             assert reload.current(runtime) == 0
 
@@ -281,7 +267,7 @@ def test_sighup_checks_the_config_and_bumps_the_generation_without_respawning_wo
             assert "server.reload_poll_interval: expected a positive number of seconds" in gw.log()
 
             assert gw.proc.poll() is None
-            assert _children(main) == workers, gw.log()  # Granian did not respawn its workers
+            assert child_pids(main) == workers, gw.log()  # Granian did not respawn its workers
             assert "respawning" not in gw.log()
             with urllib.request.urlopen(gw.url + "/health/readiness", timeout=5) as r:
                 assert r.status == 200

@@ -30,7 +30,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import GatewayProc, free_port, start_gateway, stop_process, wait_ready
+from tests.conftest import GatewayProc, child_pids, free_port, start_gateway, stop_process, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -194,20 +194,6 @@ def reloads(gw: GatewayProc) -> list[tuple[int, str, int]]:
             re.findall(r"relaygate\[(\d+)\] config reloaded \((.*?)\): generation (\d+)", gw.log())]
 
 
-def children(pid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(entry))
-    return found
-
-
 def fresh(gw: GatewayProc, method: str, path: str, key: str | None = MASTER,
           body: dict[str, Any] | None = None) -> list[httpx.Response]:
     """``FRESH`` requests, each on a new connection (the listening socket spreads them over the workers)."""
@@ -310,7 +296,7 @@ def run_scenario(upstream: HeldUpstream, *, watch: bool, k1_models: list[str] | 
         main = gw.proc.pid
         wait_for(lambda: len(ready_workers(gw)) == 2, "two workers", gw)
         workers = set(ready_workers(gw))
-        assert workers <= children(main)
+        assert workers <= child_pids(main)
         check_first(gw)
 
         with held_stream(gw, upstream) as finish:
@@ -335,7 +321,7 @@ def run_scenario(upstream: HeldUpstream, *, watch: bool, k1_models: list[str] | 
 
         assert gw.proc.poll() is None
         assert len(ready_workers(gw)) == 2 and set(ready_workers(gw)) == workers  # no worker started again
-        assert workers <= children(main), gw.log()
+        assert workers <= child_pids(main), gw.log()
         assert "respawning" not in gw.log()
         assert "Traceback" not in gw.log(), gw.log()
 

@@ -27,14 +27,20 @@ def _model_pattern(model: str) -> re.Pattern[bytes]:
     return re.compile(rb'"model"(\s*:\s*)' + re.escape(lit))
 
 
-def set_fields(body: bytes, replace: dict[str, Any], defaults: dict[str, Any] | None = None) -> bytes:
-    """Return ``body`` with top-level keys of ``replace`` set and keys of ``defaults`` added if absent."""
+def _top_level(body: bytes) -> dict[str, Any]:
+    """``body``'s top level, values as raw bytes."""
     try:
         obj: dict[str, Any] = _raw_decoder.decode(body)
     except msgspec.DecodeError as exc:  # already validated upstream of here; defensive
         raise BadRequest(f"Invalid JSON in request body: {exc}") from None
     except RecursionError:
         raise BadRequest("Invalid JSON in request body: nested too deeply") from None
+    return obj
+
+
+def set_fields(body: bytes, replace: dict[str, Any], defaults: dict[str, Any] | None = None) -> bytes:
+    """Return ``body`` with top-level keys of ``replace`` set and keys of ``defaults`` added if absent."""
+    obj = _top_level(body)
     if defaults:
         for k, v in defaults.items():
             if k not in obj:
@@ -46,13 +52,7 @@ def set_fields(body: bytes, replace: dict[str, Any], defaults: dict[str, Any] | 
 def drop_fields(body: bytes, names: object) -> bytes:
     """Return ``body`` without the top-level keys in ``names`` (a container of str); other values are copied
     as raw bytes."""
-    try:
-        obj: dict[str, Any] = _raw_decoder.decode(body)
-    except msgspec.DecodeError as exc:  # already validated upstream of here; defensive
-        raise BadRequest(f"Invalid JSON in request body: {exc}") from None
-    except RecursionError:
-        raise BadRequest("Invalid JSON in request body: nested too deeply") from None
-    return _encoder.encode({k: v for k, v in obj.items() if k not in names})  # type: ignore[operator]
+    return _encoder.encode({k: v for k, v in _top_level(body).items() if k not in names})  # type: ignore[operator]
 
 
 _MODEL_VALUE = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')

@@ -42,7 +42,7 @@ from relaygate.http.types import Headers, Receive, Scope, Send
 from relaygate.pipeline import Exchange, Frontend, StreamStart, control, require_model
 from relaygate.pipeline.exchange import first_frame, retry_after
 from relaygate.pipeline.frontend import Answer, Attempt, stream, unary
-from relaygate.providers.base import StreamTranslator, empty_stream_error, stream_head_error
+from relaygate.providers.base import StreamTranslator, WrappedTranslator, empty_stream_error, stream_head_error
 from relaygate.providers.messages_api import MessagesStream, error_body, openai_to_message, to_openai
 from relaygate.upstream.base import Transport, UpstreamResponse
 
@@ -136,20 +136,12 @@ class _Native(StreamTranslator):
             self.done = True
 
 
-class _ToMessages(StreamTranslator):
+class _ToMessages(WrappedTranslator):
     """An OpenAI-chunk translator followed by the OpenAI -> Anthropic event translator."""
 
     def __init__(self, inner: StreamTranslator, out: MessagesStream) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.out = out
-
-    @property
-    def last_data(self) -> bytes:  # type: ignore[override]
-        return self.inner.last_data
-
-    @property
-    def content_tokens(self) -> int:
-        return int(getattr(self.inner, "content_tokens", 0))
 
     def feed(self, data: bytes) -> bytes:
         chunk = self.inner.feed(data)

@@ -28,7 +28,7 @@ import orjson
 from relaygate.core import errors
 from relaygate.core.views import decode_view
 from relaygate.pipeline.exchange import Exchange, StreamStart
-from relaygate.providers.base import SHAPE_ERRORS, StreamTranslator
+from relaygate.providers.base import SHAPE_ERRORS, WrappedTranslator
 
 _DROPPED = frozenset({"prompt", "echo", "best_of", "suffix", "logprobs"})
 _raw = msgspec.json.Decoder(dict[str, msgspec.Raw])
@@ -90,19 +90,8 @@ def _frame(payload: bytes) -> bytes:
     return b"data: " + orjson.dumps(out) + b"\n\n"
 
 
-class CompletionFrames(StreamTranslator):
+class CompletionFrames(WrappedTranslator):
     """A chat stream translator's frames, re-shaped as ``text_completion`` frames."""
-
-    def __init__(self, inner: StreamTranslator) -> None:
-        self.inner = inner
-
-    @property
-    def last_data(self) -> bytes:  # type: ignore[override]
-        return self.inner.last_data
-
-    @property
-    def content_tokens(self) -> int:
-        return int(getattr(self.inner, "content_tokens", 0))
 
     def convert(self, frames: bytes) -> bytes:
         if not frames:

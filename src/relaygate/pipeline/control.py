@@ -151,27 +151,26 @@ def _request(ex: Exchange, target: Target) -> UpstreamRequest | None:
     return UpstreamRequest("POST", local.ORIGIN + ENDPOINT_PATHS[ex.endpoint], headers, ex.body)
 
 
-async def unary(ex: Exchange, target: Target) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
-    """A mocked unary attempt's answer; None: no mock answer, call the upstream."""
+async def _mock(ex: Exchange, target: Target) -> local.LocalResponse | None:
+    """The mock's failure (raised) or answer; None: no mock answer, call the upstream."""
     err = _mock_failure(ex)
     if err is not None:
         raise err
     req = _request(ex, target)
-    if req is None:
-        return None
-    resp = await local.LOCAL.send(req, _TIMEOUTS)
-    return await resp.read(), []
+    return None if req is None else await local.LOCAL.send(req, _TIMEOUTS)
+
+
+async def unary(ex: Exchange, target: Target) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
+    """A mocked unary attempt's answer; None: no mock answer, call the upstream."""
+    resp = await _mock(ex, target)
+    return None if resp is None else (await resp.read(), [])
 
 
 async def stream(ex: Exchange, target: Target) -> StreamStart | None:
     """A mocked stream attempt's start; None: no mock answer, call the upstream."""
-    err = _mock_failure(ex)
-    if err is not None:
-        raise err
-    req = _request(ex, target)
-    if req is None:
+    resp = await _mock(ex, target)
+    if resp is None:
         return None
-    resp = await local.LOCAL.send(req, _TIMEOUTS)
     translator = PassthroughStream()
     chunks = resp.__aiter__()
     first = await first_frame(chunks, translator, resp.aclose)

@@ -73,6 +73,21 @@ class StreamTranslator:
         raise NotImplementedError
 
 
+class WrappedTranslator(StreamTranslator):
+    """A translator that re-shapes what ``inner`` emits; usage and the token estimate are ``inner``'s."""
+
+    def __init__(self, inner: StreamTranslator) -> None:
+        self.inner = inner
+
+    @property
+    def last_data(self) -> bytes:  # type: ignore[override]
+        return self.inner.last_data
+
+    @property
+    def content_tokens(self) -> int:
+        return int(getattr(self.inner, "content_tokens", 0))
+
+
 class Provider:
     """Base adapter. Subclasses set ``name`` and override what differs from OpenAI."""
 
