@@ -129,7 +129,10 @@ def available(s: DeploymentStats, now: float, excluded: int) -> bool:
 def tag_filter(tags: Sequence[frozenset[str]], request: frozenset[str] | None) -> int | None:
     """LiteLLM's tag-based routing as a mask of the deployments a request may not use (bit i: ``tags[i]``'s):
     a request with tags may use the deployments sharing one, else those tagged ``default``; one without
-    tags, those tagged ``default`` if any, else all. ``None``: no deployment may serve it."""
+    tags, those tagged ``default`` if any, else all. A group none of whose deployments has tags is not
+    filtered (a request's tags may be spend tags). ``None``: no deployment may serve it."""
+    if not any(tags):
+        return 0
     if request:
         allowed = [i for i, t in enumerate(tags) if t & request] or [i for i, t in enumerate(tags) if "default" in t]
         if not allowed:
