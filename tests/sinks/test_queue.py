@@ -402,3 +402,25 @@ def test_record_encodes_with_msgspec() -> None:
     assert data["ttft"] == 0.25
     assert msgspec.json.decode(msgspec.json.encode(r), type=CompletionRecord) == r
     assert r.total_tokens == 3
+
+
+def test_a_queue_whose_loop_ended_binds_to_the_next_one() -> None:
+    """``put`` never raises: an app driven by several ``asyncio.run`` calls (in-process tests) re-binds the
+    queue to the running loop instead of scheduling on a closed one (found as a flaky 500 in test_app)."""
+    got: list[CompletionRecord] = []
+
+    class Sink:
+        def handle(self, batch: Sequence[CompletionRecord]) -> None:
+            got.extend(batch)
+
+    q = CompletionQueue()
+    q.add_sink(Sink())
+
+    async def one() -> None:
+        q.put(rec(1))
+        q.put(rec(2))
+        await asyncio.sleep(0.02)  # drained on this loop, which then closes
+
+    for _ in range(3):
+        asyncio.run(one())
+    assert len(got) == 6

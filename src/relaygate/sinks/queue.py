@@ -296,6 +296,8 @@ class CompletionQueue:
 
     def _schedule(self) -> None:
         loop = self._loop
+        if loop is not None and loop.is_closed():  # its loop ended (an app driven by several asyncio.run calls):
+            loop = self._loop = None              # bind again to the running one; put() never raises
         if loop is None:  # put() before start(): start on the running loop, if there is one
             try:
                 asyncio.get_running_loop()
