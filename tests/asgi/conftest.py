@@ -30,7 +30,8 @@ async def call(app: Any, method: str, path: str, body: bytes | dict[str, Any] | 
         body = orjson.dumps(body)
     body = body or b""
     hdrs = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    scope = {"type": "http", "method": method, "path": path, "headers": hdrs, "query_string": b"",
+    path, _, query = path.partition("?")
+    scope = {"type": "http", "method": method, "path": path, "headers": hdrs, "query_string": query.encode(),
              "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 4000), "client": ("127.0.0.1", 1)}
     step = max(1, -(-len(body) // body_parts))
     parts = [body[i:i + step] for i in range(0, len(body), step)] or [b""]

@@ -29,6 +29,7 @@ from urllib.parse import quote
 from relaygate.config.model import Config
 from relaygate.core.errors import GatewayError
 from relaygate.frontends import llm_routes
+from relaygate.gateway.model_info import add_routes as add_model_info_routes
 from relaygate.gateway.ops import add_routes
 from relaygate.http.body import ClientGone, body_ended_early
 from relaygate.http.cors import CorsPolicy
@@ -115,6 +116,7 @@ class Gateway:
         for path, fe in llm_routes():
             t.add("POST", path, lambda sc, rc, sd, p, fe=fe: run(fe, sc, rc, sd, p))
         add_routes(t, self)
+        add_model_info_routes(t, self)
         return t
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
