@@ -40,7 +40,7 @@ from relaygate.http.respond import VERSION
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope, Send
 from relaygate.pipeline import Exchange, Frontend, StreamStart, control, require_model
-from relaygate.pipeline.exchange import first_frame, retry_after
+from relaygate.pipeline.exchange import first_frame, upstream_error
 from relaygate.pipeline.frontend import Answer, Attempt, stream, unary
 from relaygate.providers.base import StreamTranslator, WrappedTranslator, empty_stream_error, stream_head_error
 from relaygate.providers.messages_api import MessagesStream, error_body, openai_to_message, to_openai
@@ -303,7 +303,7 @@ async def _native_send(transport: Transport, ex: Exchange, target: Target, strea
         req, ex.rt.timeouts(target, stream, ctx.timeout if ctx is not None else None))
     if resp.status >= 400:
         data = await resp.read()
-        raise p.map_error(resp.status, data, retry_after(resp.header(b"retry-after")))
+        raise upstream_error(p, resp, data)
     if stream:
         head_err = stream_head_error(p, resp.header(b"content-type"))
         if head_err is not None:

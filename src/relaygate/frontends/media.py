@@ -44,7 +44,7 @@ from relaygate.http.body import BodyLimits, declared_length, next_message, read_
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope
 from relaygate.pipeline import Exchange, Frontend, StreamStart, control, require_model
-from relaygate.pipeline.exchange import retry_after
+from relaygate.pipeline.exchange import upstream_error
 from relaygate.pipeline.frontend import Answer, Attempt, Spent
 from relaygate.providers.base import MEDIA_PATHS, Provider, StreamTranslator
 from relaygate.upstream.base import Transport, UpstreamRequest
@@ -237,7 +237,7 @@ class Media(Frontend):
                     req, ex.rt.timeouts(target, stream, ctx.timeout if ctx is not None else None))
                 if resp.status >= 400:
                     data = await resp.read()
-                    raise p.map_error(resp.status, data, retry_after(resp.header(b"retry-after")))
+                    raise upstream_error(p, resp, data)
                 if stream:
                     return StreamStart(resp.__aiter__(), _Audio(), b"", resp.headers, resp.aclose)
                 return await resp.read(), resp.headers

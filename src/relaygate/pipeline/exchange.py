@@ -15,8 +15,10 @@ if TYPE_CHECKING:
     from relaygate.auth import Principal
     from relaygate.core.views import AnyView
     from relaygate.pipeline.overrides import Overrides
+    from relaygate.providers.base import Provider
     from relaygate.router import Lease, ModelGroup, RouteContext
     from relaygate.runtime import Runtime
+    from relaygate.upstream.base import UpstreamResponse
 
 
 class Exchange:
@@ -92,6 +94,11 @@ def retry_after(value: bytes | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+def upstream_error(provider: Provider, resp: UpstreamResponse, data: bytes) -> GatewayError:
+    """An upstream's error answer as the adapter classifies it, with its ``Retry-After``."""
+    return provider.map_error(resp.status, data, retry_after(resp.header(b"retry-after")))
 
 
 def stream_shape_error(exc: Exception) -> GatewayError:

@@ -50,7 +50,7 @@ from relaygate.http.respond import send_error
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope, Send
 from relaygate.pipeline import control
-from relaygate.pipeline.exchange import Exchange, StreamStart, first_frame, retry_after
+from relaygate.pipeline.exchange import Exchange, StreamStart, first_frame, upstream_error
 from relaygate.providers.base import Call, Provider, stream_head_error, translate_upstream
 from relaygate.router import Target
 from relaygate.upstream.base import Timeouts, Transport
@@ -111,7 +111,7 @@ def unary(transport: Transport, ex: Exchange) -> Attempt[Answer]:
         finally:
             ex.wait += time.perf_counter() - t
         if resp.status >= 400:
-            raise provider.map_error(resp.status, data, retry_after(resp.header(b"retry-after")))
+            raise upstream_error(provider, resp, data)
         return translate_upstream(provider, provider.translate_response, call, data), resp.headers
 
     if control.mocked(ex):
@@ -138,7 +138,7 @@ async def _fan_out(provider: Provider, call: Call, transport: Transport, timeout
         ex.wait += time.perf_counter() - t
     for resp, data in results:
         if resp.status >= 400:
-            raise provider.map_error(resp.status, data, retry_after(resp.header(b"retry-after")))
+            raise upstream_error(provider, resp, data)
     merged = translate_upstream(provider, provider.merge_responses, call, [data for _, data in results])
     return merged, results[0][0].headers
 
@@ -169,7 +169,7 @@ def stream(transport: Transport, ex: Exchange) -> Attempt[StreamStart]:
                 data = await resp.read()
             finally:
                 ex.wait += time.perf_counter() - t
-            raise provider.map_error(resp.status, data, retry_after(resp.header(b"retry-after")))
+            raise upstream_error(provider, resp, data)
         head_err = stream_head_error(provider, resp.header(b"content-type"))
         if head_err is not None:  # an HTML page where a stream was promised: 502, still retryable
             ex.wait += time.perf_counter() - t
