@@ -58,7 +58,7 @@ def test_chat_on_a_non_json_200_is_a_502(model: str, body: bytes, ctype: bytes) 
                 assert r.status == 502, (stream, r.status, r.body)
                 assert r.headers["content-type"] == "application/json"
                 err = orjson.loads(r.body)["error"]
-                assert err["type"] == "api_connection_error", err
+                assert err["type"] is None and err["code"] == "502", err  # LiteLLM's APIConnectionError: no type
             await gw.aclose()
 
     asyncio.run(go())

@@ -52,7 +52,7 @@ def test_each_client_request_is_delivered_once(run: Run, kind: str) -> None:
                 r = await app_call(gw, "POST", "/v1/chat/completions", body)
                 statuses.append(r.status)
                 if r.status != 200:
-                    assert r.json()["error"]["type"] == "api_connection_error", r.body
+                    assert r.json()["error"]["type"] is None, r.body  # LiteLLM's APIConnectionError: no type
             # fresh connection: answered; reused connection: dropped after the read -> 502, not re-sent
             assert statuses == [200, 502, 200, 502]
             sent = [orjson.loads(q.body)["messages"][0]["content"] for q in up.requests]

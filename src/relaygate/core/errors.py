@@ -5,6 +5,29 @@ answered with, so the ASGI shell turns any of them into a response with one ``ex
 look-ups. Bodies follow LiteLLM's proxy: ``{"error": {"message", "type", "param", "code"}}`` where
 ``code`` is the status as a string.
 
+``type`` is what LiteLLM's proxy writes for the same failure (its ``ProxyException`` takes
+``getattr(exc, "type", "None")``; LiteLLM's exception classes are the openai SDK's, whose ``type`` is the
+upstream body's or ``None``), so clients that branch on it behave the same:
+
+- a gateway bug or config error (the base class), 500: ``internal_server_error`` (``ProxyErrorTypes``);
+- ``BadRequest``, 400: ``invalid_request_error``;
+- ``AuthError``, 401: ``auth_error`` (``UserAPIKeyAuthExceptionHandler``); a key not allowed the model,
+  401: ``key_model_access_denied`` (raised in ``auth.keys``);
+- ``NotFound``, 404: ``not_found_error`` (``ProxyErrorTypes``);
+- ``RateLimited`` (no deployment free) and ``KeyLimitExceeded`` (a key's, team's or user's limit), 429:
+  the string ``"None"``, ``param`` ``"None"`` too (``RouterRateLimitError`` and the limiter's
+  ``HTTPException`` carry no type);
+- ``UpstreamError`` (``providers.base.classify`` and the mocks): a 429 is ``throttling_error``
+  (``litellm.RateLimitError`` sets it); a 400 or 422 keeps the upstream's own ``type``
+  (``BadRequestError(body=...)``); any other status is ``null`` (``AuthenticationError``,
+  ``NotFoundError``, ``InternalServerError``... are built with ``body=None``);
+- ``ContextWindowExceeded``, ``ContentPolicyViolation`` (400), ``UpstreamTimeout`` (408),
+  ``UpstreamConnectError`` / ``UpstreamProtocolError`` (502; LiteLLM's ``APIConnectionError`` answers 500,
+  the status here stays 502): ``null``.
+
+The Anthropic frontend (``/v1/messages``) renders every error in Anthropic's shape with Anthropic's
+type for the status instead (``providers.messages_api.error_type``).
+
 Messages never contain configured secrets, and no caller has to remember it: an error message often
 quotes an upstream's answer (a 401 body that echoes the key it was sent), so ``GatewayError.message`` is
 passed through :func:`redact` whenever it is set, at construction or later. :func:`redact` replaces every
@@ -109,7 +132,10 @@ class GatewayError(Exception):
     """
 
     status: int = 500
-    type: str = "internal_server_error"
+    type: str | None = "internal_server_error"
+    """LiteLLM's ``type`` for this failure (``None`` is written as JSON ``null``, as LiteLLM does)."""
+    default_param: str | None = None
+    """``param`` when the raiser gives none (LiteLLM writes the string ``"None"`` for some classes)."""
     final: bool = False
 
     def __init__(
@@ -129,7 +155,7 @@ class GatewayError(Exception):
             self.status = status
         if type is not None:
             self.type = type
-        self.param = param
+        self.param = param if param is not None else self.default_param
         self.code = code if code is not None else str(self.status)
         self.headers: list[tuple[bytes, bytes]] = headers or []
 
@@ -150,7 +176,7 @@ class GatewayError(Exception):
 
 class BadRequest(GatewayError):
     status = 400
-    type = "invalid_request_error"
+    type: str | None = "invalid_request_error"
 
 
 class AuthError(GatewayError):
@@ -169,8 +195,12 @@ class PayloadTooLarge(GatewayError):
 
 
 class RateLimited(GatewayError):
+    """No deployment of the group can take the request now: LiteLLM's ``RouterRateLimitError``, a bare
+    ``ValueError`` its proxy answers with ``type`` and ``param`` the string ``"None"``."""
+
     status = 429
-    type = "rate_limit_error"
+    type = "None"
+    default_param = "None"
 
 
 class KeyLimitExceeded(RateLimited):
@@ -182,37 +212,43 @@ class KeyLimitExceeded(RateLimited):
 class ContextWindowExceeded(BadRequest):
     """Upstream said the prompt is too long: triggers ``context_window_fallbacks``."""
 
-    type = "context_length_exceeded"
+    type = None
 
 
 class ContentPolicyViolation(BadRequest):
     """Upstream refused on content policy: triggers ``content_policy_fallbacks``."""
 
-    type = "content_policy_violation"
+    type = None
 
 
 class UpstreamError(GatewayError):
-    """The upstream answered with an HTTP error; status and message are passed through."""
+    """The upstream answered with an HTTP error; status and message are passed through, ``type`` as LiteLLM
+    sets it: ``throttling_error`` for a 429, the upstream's own (given as ``type``) for a 400 / 422, else
+    ``None``."""
 
-    type = "upstream_error"
+    type = None
 
     def __init__(self, message: str, *, status: int, retry_after: float | None = None, **kw: object) -> None:
         super().__init__(message, status=status, **kw)  # type: ignore[arg-type]
         self.retry_after = retry_after
+        if status == 429:  # litellm.RateLimitError sets its type over whatever the upstream said
+            self.type = "throttling_error"
+        elif status != 400 and status != 422:  # LiteLLM builds these classes with body=None: no type
+            self.type = None
 
 
 class UpstreamConnectError(GatewayError):
     """Could not connect to (or lost the connection to) the upstream before a response: 502."""
 
     status = 502
-    type = "api_connection_error"
+    type = None
 
 
 class UpstreamTimeout(GatewayError):
     """Connect, first-byte, idle or total timeout talking to the upstream: 408, as LiteLLM answers."""
 
     status = 408
-    type = "timeout"
+    type = None
 
     def __init__(self, message: str, *, phase: str = "total", **kw: object) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]

@@ -46,6 +46,7 @@ from relaygate.router import Lease, RouteContext
 from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, CompletionRecord, Outcome
 from relaygate.upstream.base import Transport
+from relaygate.upstream.headers import provider_headers
 
 log = logging.getLogger("relaygate")
 
@@ -146,8 +147,10 @@ class Pipeline:
         ex.lease, ex.prompt_tokens, ex.completion_tokens = lease, pt, ct
         total = time.perf_counter() - ex.t0
         headers = self.headers(ex, lease, total)
-        if up_headers and not lease.headers:
-            headers.extend(ratelimit_headers(up_headers))
+        if up_headers:
+            if not lease.headers:
+                headers.extend(ratelimit_headers(up_headers))
+            headers.extend(provider_headers(up_headers))
         headers.append((b"content-type", fe.content_type(up_headers)))
         await send_body(send, 200, data, headers)
         self.complete(ex, 200, Outcome.OK, total)
@@ -192,7 +195,7 @@ class Pipeline:
             status, outcome, ex.prompt_tokens, ex.completion_tokens, ex.cached_tokens, 0, total, ex.ttft,
             overhead if overhead > 0.0 else 0.0, ex.cost, False,
             ctx.attempted_retries if ctx is not None else 0, ctx.attempted_fallbacks if ctx is not None else 0,
-            time.time() - total, error.type if error is not None else ""))
+            time.time() - total, (error.type or "") if error is not None else ""))
 
 
 def require_model(model: object, message: str = "Invalid request body: Object missing required field `model`"

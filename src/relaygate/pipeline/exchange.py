@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from relaygate.core import errors
 from relaygate.core.errors import GatewayError
 from relaygate.providers.base import SHAPE_ERRORS, StreamTranslator
+from relaygate.upstream.headers import provider_headers
 
 if TYPE_CHECKING:
     from relaygate.auth import Principal
@@ -97,8 +98,12 @@ def retry_after(value: bytes | None) -> float | None:
 
 
 def upstream_error(provider: Provider, resp: UpstreamResponse, data: bytes) -> GatewayError:
-    """An upstream's error answer as the adapter classifies it, with its ``Retry-After``."""
-    return provider.map_error(resp.status, data, retry_after(resp.header(b"retry-after")))
+    """An upstream's error answer as the adapter classifies it, with its ``Retry-After`` and, as LiteLLM
+    answers errors, the upstream's headers as ``llm_provider-*`` (``upstream.headers``)."""
+    err = provider.map_error(resp.status, data, retry_after(resp.header(b"retry-after")))
+    if resp.headers:
+        err.headers = err.headers + provider_headers(resp.headers)
+    return err
 
 
 def stream_shape_error(exc: Exception) -> GatewayError:

@@ -32,6 +32,7 @@ from relaygate.pipeline.frontend import SSE_HEADERS, Frontend
 from relaygate.providers.base import SHAPE_ERRORS
 from relaygate.router import ModelGroup
 from relaygate.sinks import Outcome
+from relaygate.upstream.headers import provider_headers
 
 if TYPE_CHECKING:
     from relaygate.pipeline.core import Pipeline
@@ -70,8 +71,11 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
         if not headers_sent:
             headers = pipe.headers(ex, lease, total)
             headers.extend(fe.stream_head(start))
-            if start.headers and not lease.headers:
-                headers.extend(k_v for k_v in start.headers if k_v[0].startswith(b"x-ratelimit-"))
+            up = start.headers
+            if up:
+                if not lease.headers:
+                    headers.extend(k_v for k_v in up if k_v[0].startswith(b"x-ratelimit-"))
+                headers.extend(provider_headers(up))
             await send({"type": "http.response.start", "status": 200, "headers": headers})
         first = start.first
         old = model_literal(first) if fe.restamp else None
