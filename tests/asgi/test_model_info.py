@@ -65,3 +65,61 @@ def test_model_group_info_sums_a_group_up() -> None:
         assert [g["model_group"] for g in r.json()["data"]] == ["emb"]
 
     asyncio.run(main())
+
+
+def test_catalog_fills_model_info_and_the_deployment_wins() -> None:
+    async def main() -> None:
+        gw = make_gateway({"model_list": [
+            {"model_name": "c", "litellm_params": {"model": "anthropic/claude-sonnet-4-5-20250929", "api_key": "k"}},
+            {"model_name": "az", "litellm_params": {"model": "azure/my-deploy", "api_key": "k",
+                                                    "api_base": "https://x.example.com", "api_version": "2024-10-21"},
+             "model_info": {"base_model": "azure/gpt-4o-mini", "max_input_tokens": 1000}},
+            {"model_name": "local", "litellm_params": {"model": "ollama/llama3"}},
+            {"model_name": "emb", "litellm_params": {"model": "openai/text-embedding-3-small", "api_key": "k"}}],
+            "general_settings": {"master_key": "sk-m"}})
+        r = await call(gw, "GET", "/model/info", None, H)
+        by_name = {d["model_name"]: d["model_info"] for d in r.json()["data"]}
+        c = by_name["c"]
+        assert c["max_input_tokens"] == 200000 and c["max_output_tokens"] == 64000 and c["mode"] == "chat"
+        assert c["input_cost_per_token"] == 3e-06 and c["cache_creation_input_token_cost"] == 3.75e-06
+        assert c["input_cost_per_token_above_200k_tokens"] == 6e-06
+        assert c["supports_reasoning"] is True and c["supports_vision"] is True
+        assert "supported_openai_params" in c
+        az = by_name["az"]
+        assert az["input_cost_per_token"] == 1.5e-07 and az["max_input_tokens"] == 1000  # model_info wins
+        local = by_name["local"]
+        assert local["max_input_tokens"] is None and local["input_cost_per_token"] == 0.0
+        assert by_name["emb"]["mode"] == "embedding" and by_name["emb"]["output_vector_size"] == 1536
+        r = await call(gw, "GET", "/model_group/info", None, H)
+        groups = {g["model_group"]: g for g in r.json()["data"]}
+        assert groups["c"]["max_input_tokens"] == 200000 and groups["c"]["supports_reasoning"] is True
+        assert groups["c"]["output_cost_per_token"] == 1.5e-05 and groups["c"]["mode"] == "chat"
+        assert groups["local"]["supports_vision"] is False and groups["local"]["mode"] == "chat"
+        assert groups["local"]["max_input_tokens"] is None
+        assert groups["emb"]["mode"] == "embedding"
+
+    asyncio.run(main())
+
+
+def test_v1_models_items_are_openai_shaped_with_litellm_query_params() -> None:
+    async def main() -> None:
+        gw = make_gateway({"model_list": [
+            {"model_name": "a", "litellm_params": {"model": "openai/gpt-4o", "api_key": "k"}},
+            {"model_name": "b", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "k"}},
+            {"model_name": "openai/*", "litellm_params": {"model": "openai/*", "api_key": "k"}}],
+            "router_settings": {"fallbacks": [{"a": ["b"]}]},
+            "general_settings": {"master_key": "sk-m"}})
+        r = await call(gw, "GET", "/v1/models", None, H)
+        body = r.json()
+        assert body["object"] == "list"
+        assert body["data"][0] == {"id": "a", "object": "model", "created": 1677610602, "owned_by": "openai"}
+        assert [m["id"] for m in body["data"]] == ["a", "b"]
+        r = await call(gw, "GET", "/v1/models?return_wildcard_routes=true", None, H)
+        assert [m["id"] for m in r.json()["data"]] == ["a", "b", "openai/*"]
+        r = await call(gw, "GET", "/v1/models?include_metadata=true", None, H)
+        assert r.json()["data"][0]["metadata"] == {"fallbacks": ["b"]}
+        assert r.json()["data"][1]["metadata"] == {"fallbacks": []}
+        r = await call(gw, "GET", "/models/", None, H)  # a trailing slash is served like the path without it
+        assert r.status == 200 and [m["id"] for m in r.json()["data"]] == ["a", "b"]
+
+    asyncio.run(main())

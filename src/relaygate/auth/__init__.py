@@ -6,7 +6,7 @@ config-only ``Authenticator`` the shell has used so far; ``resolver`` holds the 
 The public names of the former ``relaygate.auth`` module are importable from here unchanged.
 """
 
-from relaygate.auth.keys import Authenticator, KeyInfo, hash_key, read_token
+from relaygate.auth.keys import Authenticator, KeyInfo, access_groups, hash_key, read_token
 from relaygate.auth.resolver import (
     ANONYMOUS,
     ChainedLookup,
@@ -19,4 +19,4 @@ from relaygate.auth.resolver import (
 )
 
 __all__ = ["ANONYMOUS", "Authenticator", "ChainedLookup", "ConfigKeys", "KeyInfo", "KeyLookup", "Principal",
-           "PrincipalKind", "PrincipalResolver", "TTLCache", "hash_key", "read_token"]
+           "PrincipalKind", "PrincipalResolver", "TTLCache", "access_groups", "hash_key", "read_token"]

@@ -6,6 +6,11 @@ virtual key by the SHA-256 of its value in a dict built once at startup (keys ar
 text in memory after startup, never logged), the key's model allow-list, and the key's rate-limit buckets
 (key / team / user rpm, tpm and max_parallel_requests) which the router charges with the deployment's.
 
+Model access groups (LiteLLM's ``model_info.access_groups``): a key whose ``models`` names a group may use
+every model group of it. :func:`access_groups` maps each group to its model names once per config, and
+:class:`KeyInfo` expands the names it is granted when it is built, so the allow-list check on a request
+stays one set lookup (or a prefix test for wildcards) and knows nothing of groups.
+
 :class:`Authenticator` is the synchronous, config-only check the shell used before the async
 :class:`~relaygate.auth.resolver.PrincipalResolver`; it stays for callers that have not moved yet.
 
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from relaygate.config.model import Config, KeyConfig
 from relaygate.core import errors
@@ -29,15 +34,21 @@ _ALL_MODELS = ("*", "all-proxy-models")
 class KeyInfo:
     """A virtual key as the request path sees it: identity, allowed models, rate-limit buckets."""
 
-    __slots__ = ("token", "alias", "team_id", "user_id", "models", "patterns", "buckets", "token_buckets", "headers")
+    __slots__ = ("token", "alias", "team_id", "user_id", "models", "patterns", "buckets", "token_buckets", "headers",
+                 "access_groups")
 
-    def __init__(self, token: str, kc: KeyConfig) -> None:
+    def __init__(self, token: str, kc: KeyConfig, groups: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.token = token
         """SHA-256 hex of the key (LiteLLM's "token"): safe to log and to use in storage keys."""
         self.alias = kc.key_alias
         self.team_id = kc.team_id
         self.user_id = kc.user_id
         models = [m for m in kc.models if m]
+        groups = groups or {}
+        self.access_groups: tuple[str, ...] = tuple(m for m in models if m in groups)
+        """The model access groups the key is granted (their models are in ``models``)."""
+        for g in self.access_groups:
+            models.extend(groups[g])
         self.models: frozenset[str] | None = None
         self.patterns: tuple[str, ...] = ()
         if models and not any(m in _ALL_MODELS for m in models):
@@ -84,6 +95,17 @@ class KeyInfo:
         return False
 
 
+def access_groups(config: Config) -> dict[str, tuple[str, ...]]:
+    """Each model access group of the config's deployments -> its model names (in config order)."""
+    groups: dict[str, list[str]] = {}
+    for dep in config.deployments:
+        for g in dep.access_groups:
+            names = groups.setdefault(g, [])
+            if dep.model_name not in names:
+                names.append(dep.model_name)
+    return {g: tuple(names) for g, names in groups.items()}
+
+
 def hash_key(key: bytes | str) -> str:
     if isinstance(key, str):
         key = key.encode()
@@ -110,9 +132,10 @@ class Authenticator:
         mk = config.general.master_key
         self.master_key = mk.encode() if mk else None
         self.keys: dict[str, KeyInfo] = {}
+        groups = access_groups(config)
         for kc in config.keys:
             token = hash_key(kc.key)
-            self.keys[token] = KeyInfo(token, kc)
+            self.keys[token] = KeyInfo(token, kc, groups)
         self.enabled = self.master_key is not None or bool(self.keys)
 
     def authenticate(self, headers: Iterable[tuple[bytes, bytes]]) -> KeyInfo | None:

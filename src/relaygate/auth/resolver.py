@@ -48,10 +48,10 @@ import hmac
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from relaygate.auth.keys import Authenticator, KeyInfo, hash_key, read_token
+from relaygate.auth.keys import Authenticator, KeyInfo, access_groups, hash_key, read_token
 from relaygate.config.model import Config, KeyConfig
 from relaygate.core import errors
 
@@ -176,11 +176,11 @@ class KeyLookup(Protocol):
 class ConfigKeys:
     """The config's ``[[keys]]`` (``relaygate_keys:``) in memory, by hash: a :class:`KeyLookup`."""
 
-    def __init__(self, keys: Iterable[KeyConfig]) -> None:
+    def __init__(self, keys: Iterable[KeyConfig], groups: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.keys: dict[str, KeyInfo] = {}
         for kc in keys:
             token = hash_key(kc.key)
-            self.keys[token] = KeyInfo(token, kc)
+            self.keys[token] = KeyInfo(token, kc, groups)
 
     async def find(self, token_hash: str) -> KeyInfo | None:
         return self.keys.get(token_hash)
@@ -231,18 +231,23 @@ class PrincipalResolver:
         self._inflight: dict[str, asyncio.Task[Principal | None]] = {}
         self._sem: asyncio.Semaphore | None = None
         self._last_error_log = -1e18
+        self.access_groups: Mapping[str, tuple[str, ...]] = {}
+        """The config's model access groups (group -> model names), for lookups that build ``KeyInfo``."""
 
     @classmethod
     def from_config(cls, config: Config, lookup: KeyLookup | None = None, **options: Any) -> PrincipalResolver:
         """The master key and ``[[keys]]`` of ``config``, then ``lookup`` (a store) if given; ``options`` are
         the constructor's keyword arguments (``ttl``, ``maxsize``, ``negative_ttl`` ...)."""
         chain: list[KeyLookup] = []
+        groups = access_groups(config)
         if config.keys:
-            chain.append(ConfigKeys(config.keys))
+            chain.append(ConfigKeys(config.keys, groups))
         if lookup is not None:
             chain.append(lookup)
         found: KeyLookup | None = None if not chain else chain[0] if len(chain) == 1 else ChainedLookup(*chain)
-        return cls(config.general.master_key, found, **options)
+        resolver = cls(config.general.master_key, found, **options)
+        resolver.access_groups = groups
+        return resolver
 
     # -- hot path -----------------------------------------------------------------------------------
 

@@ -162,6 +162,7 @@ def make_deployment(
     extra = {k: v for k, v in params.items() if k not in _DEPLOYMENT_PARAMS and k != "custom_llm_provider"}
     data = {
         **known,
+        "access_groups": _access_groups(model_info.get("access_groups"), source, f"{path}.model_info"),
         "model": model,
         "model_name": model_name,
         "provider": provider,
@@ -175,6 +176,15 @@ def make_deployment(
     _reject_url_credentials(params, source, f"{path}.litellm_params")
     dep: Deployment = _convert(data, Deployment, source, f"{path}.litellm_params")
     return dep
+
+
+def _access_groups(value: Any, source: str, path: str) -> list[str]:
+    """``model_info.access_groups``: a list of group names (LiteLLM's model access groups)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(g, str) and g for g in value):
+        raise ConfigError(source, f"{path}.access_groups", "expected a list of group names")
+    return list(dict.fromkeys(value))
 
 
 class _Deployments:
@@ -202,7 +212,9 @@ class _Deployments:
             if n > 1:  # LiteLLM gives identical entries one id; each gets its own here
                 dep_id = f"{base}-{n}"
         labels = (f"{where}.info", where) if native else (f"{where}.model_info", f"{where}.litellm_params")
-        self.warnings.extend(litellm.unread_keys(params, info, provider, frozenset(_DEPLOYMENT_PARAMS), labels))
+        read_info = {k: v for k, v in info.items() if k != "access_groups"}  # read by make_deployment
+        self.warnings.extend(litellm.unread_keys(params, read_info, provider, frozenset(_DEPLOYMENT_PARAMS),
+                                                 labels))
         params = litellm.limits(entry or {}, params, info)
         self.deployments.append(make_deployment(model_name, params, info, source, path, dep_id=str(dep_id),
                                                 where=where, warnings=self.warnings))
@@ -399,6 +411,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
 
     router_raw: dict[str, Any] = {}
     server_raw: dict[str, Any] = {}
+    top: dict[str, Any] = {}
     ls = _expect_mapping(data.get("litellm_settings"), source, "litellm_settings")
     for k, v in ls.items():
         if k in _LITELLM_SETTINGS_ROUTER:
@@ -409,6 +422,8 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
         elif k == "set_verbose":
             if v:
                 server_raw["log_level"] = "debug"
+        elif k == "check_provider_endpoint":
+            top["check_provider_endpoint"] = bool(v)
         elif k in _LITELLM_SETTINGS_ACCEPTED:
             pass
         else:
@@ -454,6 +469,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
         warnings=list(dict.fromkeys(warnings)),
         skipped=built.skipped,
         source=source,
+        **top,
     ))
 
 

@@ -47,6 +47,8 @@ class Deployment(msgspec.Struct, kw_only=True):
     costs: dict[str, float] = {}
     """Prices in USD per unit by LiteLLM's key (``input_cost_per_token``, ``output_cost_per_second``,
     ``cache_read_input_token_cost``, ...) from ``litellm_params`` over ``model_info``; never sent upstream."""
+    access_groups: list[str] = []
+    """``model_info.access_groups``: a key or team whose ``models`` names one of these may use this model."""
     tags: list[str] = []
     """``litellm_params.tags``: with ``router_settings.enable_tag_filtering``, requests with tags go only to
     deployments sharing one (else to those tagged ``default``)."""
@@ -177,6 +179,9 @@ class Config(msgspec.Struct, kw_only=True):
     router: RouterSettings = msgspec.field(default_factory=RouterSettings)
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     general: GeneralSettings = msgspec.field(default_factory=GeneralSettings)
+    check_provider_endpoint: bool = False
+    """``litellm_settings.check_provider_endpoint``: ``/v1/models`` lists what a wildcard deployment's
+    provider serves (its model list endpoint, fetched in the background)."""
     warnings: list[str] = []
     """One line per key that is not read, and the ``skipped`` lines: printed by ``serve`` and on reload."""
     skipped: list[str] = []

@@ -1,22 +1,28 @@
 """LiteLLM's model information routes: ``/model/info`` (and ``/v1/``, ``/v2/``), ``/model_group/info``.
 
-What they answer comes from the config only: each deployment's ``model_info`` as written (LiteLLM's keys:
-``max_tokens``, ``max_input_tokens``, ``max_output_tokens``, ``mode``, ``supports_*`` ...), its prices
-(``Deployment.costs``, from ``litellm_params`` over ``model_info``) and its limits. relaygate does not ship
-LiteLLM's model catalog yet, so a field the config does not give is ``null`` (LiteLLM fills it from its
-catalog). ``litellm_params`` are shown without credentials: only the fields below, never ``api_key`` or a
-provider secret. A virtual key sees only the groups it may use, as on ``/v1/models``.
+Each deployment's ``model_info`` is LiteLLM's: the shipped catalog's facts for its model
+(``relaygate.catalog``: ``max_input_tokens``, ``max_output_tokens``, ``mode``, costs, ``supports_*``;
+found by ``model_info.base_model`` when given, else by provider and upstream model), then the keys its
+``model_info`` gives (they win, as in LiteLLM's ``_get_proxy_model_info``), then its prices
+(``Deployment.costs``), plus ``supported_openai_params`` from ``relaygate.providers.params`` when that
+module exists. A model the catalog does not know shows ``null`` limits and zero costs. ``litellm_params``
+are shown without credentials: only the fields below, never ``api_key`` or a provider secret. A virtual
+key sees only the groups it may use (model access groups expanded), as on ``/v1/models``.
+
+``/model_group/info`` sums each group up as LiteLLM's ``ModelGroupInfo``: the largest limits and prices of
+its deployments, a flag true when any deployment has it (false, not null, when none does), ``mode`` from
+the first deployment that knows it (``chat`` otherwise).
 """
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from relaygate.catalog import default_catalog
 from relaygate.config.model import Deployment
-from relaygate.gateway.ops import principal
+from relaygate.gateway.ops import principal, query
 from relaygate.http.respond import send_json
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
@@ -27,8 +33,27 @@ if TYPE_CHECKING:
 #: ``litellm_params`` fields safe to show (no credentials)
 _SHOWN = ("model", "api_base", "api_version", "rpm", "tpm", "max_parallel_requests", "timeout", "stream_timeout",
           "max_retries", "num_retries", "order", "weight", "tags", "cooldown_time")
-_GROUP_FIELDS = ("max_input_tokens", "max_output_tokens", "mode", "supports_parallel_function_calling",
-                 "supports_vision", "supports_function_calling", "supports_reasoning", "supports_prompt_caching")
+
+
+_FLAG_FIELDS = ("supports_parallel_function_calling", "supports_vision", "supports_function_calling",
+                "supports_reasoning", "supports_prompt_caching", "supports_response_schema", "supports_web_search")
+_MAX_FIELDS = ("max_input_tokens", "max_output_tokens", "input_cost_per_token", "output_cost_per_token")
+
+
+def supported_params(provider: str, upstream_model: str) -> list[str] | None:
+    """``relaygate.providers.params.supported_openai_params`` when that module exists (None until then)."""
+    try:
+        from relaygate.providers import params  # type: ignore[attr-defined, unused-ignore]
+    except ImportError:
+        return None
+    fn = getattr(params, "supported_openai_params", None)
+    if fn is None:
+        return None
+    try:
+        found = fn(provider, upstream_model)
+    except Exception:  # a param table's bug must not take /model/info down
+        return None
+    return list(found) if found is not None else None
 
 
 def add_routes(t: RouteTable, gw: Gateway) -> None:
@@ -37,54 +62,67 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     t.add("GET", "/model_group/info", lambda sc, rc, sd, p: model_group_info(gw, sc, rc, sd, p))
 
 
-def _query(scope: Scope) -> dict[str, str]:
-    qs = scope.get("query_string") or b""
-    return {k: v[0] for k, v in urllib.parse.parse_qs(qs.decode("latin-1")).items() if v}
-
-
 async def _visible(gw: Gateway, scope: Scope) -> list[Deployment]:
     who = await principal(gw, scope)
     deps = gw.runtime.config.deployments
     return list(deps) if who.key is None else [d for d in deps if who.allows(d.model_name)]
 
 
+def _base(dep: Deployment) -> dict[str, Any]:
+    """The catalog's facts for the deployment's model (by ``model_info.base_model`` first), LiteLLM-shaped."""
+    cat = default_catalog()
+    base_model = dep.model_info.get("base_model")
+    entry = None
+    if isinstance(base_model, str) and base_model:
+        entry = cat.lookup_name(base_model) if "/" in base_model else cat.lookup(dep.provider, base_model)
+    if entry is None:
+        entry = cat.lookup(dep.provider, dep.upstream_model)
+    return entry.info() if entry is not None else {}
+
+
 def _entry(dep: Deployment) -> dict[str, Any]:
     params: dict[str, Any] = {k: getattr(dep, k) for k in _SHOWN if getattr(dep, k) not in (None, [], {})}
     info: dict[str, Any] = {"id": dep.id, "db_model": False, "key": dep.upstream_model,
                             "litellm_provider": dep.provider, "max_tokens": None, "max_input_tokens": None,
-                            "max_output_tokens": None, "mode": None, "input_cost_per_token": None,
-                            "output_cost_per_token": None}
+                            "max_output_tokens": None, "mode": None, "input_cost_per_token": 0.0,
+                            "output_cost_per_token": 0.0}
+    info.update(_base(dep))
     info.update({k: v for k, v in dep.model_info.items() if k != "id"})
     info.update(dep.costs)
+    info["supported_openai_params"] = supported_params(dep.provider, dep.upstream_model)
     return {"model_name": dep.model_name, "litellm_params": params, "model_info": info}
 
 
 async def model_info(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
     """Every visible deployment (``?litellm_model_id=`` selects one)."""
-    wanted = _query(scope).get("litellm_model_id")
+    wanted = query(scope).get("litellm_model_id")
     data = [_entry(d) for d in await _visible(gw, scope) if wanted is None or d.id == wanted]
     await send_json(send, 200, orjson.dumps({"data": data}))
 
 
 async def model_group_info(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
     """Every visible model group (``?model_group=`` selects one), its deployments summed up."""
-    wanted = _query(scope).get("model_group")
+    wanted = query(scope).get("model_group")
     groups: dict[str, list[Deployment]] = {}
     for d in await _visible(gw, scope):
         if wanted is None or d.model_name == wanted:
             groups.setdefault(d.model_name, []).append(d)
     data = []
     for name, deps in groups.items():
+        infos = [_entry(d)["model_info"] for d in deps]
         entry: dict[str, Any] = {"model_group": name, "providers": sorted({d.provider for d in deps})}
-        for field in _GROUP_FIELDS:
-            values = [d.model_info[field] for d in deps if d.model_info.get(field) is not None]
-            entry[field] = values[0] if values else None
-        for cost in ("input_cost_per_token", "output_cost_per_token"):
-            values = [d.costs[cost] for d in deps if cost in d.costs]
-            entry[cost] = max(values) if values else None
+        for field in _MAX_FIELDS:
+            values = [i[field] for i in infos if isinstance(i.get(field), (int, float))]
+            entry[field] = max(values) if values else None
+        modes = [i["mode"] for i in infos if i.get("mode")]
+        entry["mode"] = modes[0] if modes else "chat"
+        for field in _FLAG_FIELDS:
+            entry[field] = any(i.get(field) is True for i in infos)
         rpm = [d.rpm for d in deps if d.rpm]
         tpm = [d.tpm for d in deps if d.tpm]
         entry["rpm"] = sum(rpm) if rpm and len(rpm) == len(deps) else None
         entry["tpm"] = sum(tpm) if tpm and len(tpm) == len(deps) else None
+        supported = [i["supported_openai_params"] for i in infos if i.get("supported_openai_params") is not None]
+        entry["supported_openai_params"] = supported[0] if supported else None
         data.append(entry)
     await send_json(send, 200, orjson.dumps({"data": data}))

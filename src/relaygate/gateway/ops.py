@@ -1,4 +1,12 @@
-"""The operational routes: models, health, readiness, metrics, and ``POST /config/reload``.
+"""The operational routes: models, health, readiness, metrics, ``/routes``, and ``POST /config/reload``.
+
+``/v1/models`` answers as LiteLLM's: OpenAI-shaped items (``id``, ``object``, ``created``, ``owned_by``;
+details are on ``/model/info``), the groups the key may use (model access groups expanded), and LiteLLM's
+query parameters: ``return_wildcard_routes`` (wildcard names such as ``openai/*`` too),
+``include_model_access_groups`` (the access group names too), ``only_model_access_groups`` (only them),
+``include_metadata`` with ``fallback_type`` (``general``, ``context_window``, ``content_policy``: each item's
+``metadata.fallbacks``). With ``litellm_settings.check_provider_endpoint``, wildcard deployments list
+their provider's models (``gateway.discovery``).
 
 Each handler takes ``(gateway, scope, receive, send, params)``; errors are ``GatewayError`` and reach the
 client in OpenAI's shape through the gateway. Routes that show the deployment (``/health``, ``/metrics``)
@@ -11,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -43,6 +52,7 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
                           ("/health/readiness", readiness), ("/health", health), ("/metrics", metrics),
                           ("/", root)):
         t.add("GET", path, lambda sc, rc, sd, p, h=handler: h(gw, sc, rc, sd, p))
+    t.add("GET", "/routes", lambda sc, rc, sd, p: routes(gw, sc, rc, sd, p))
     for path in ("/v1/models/{model_id:path}", "/models/{model_id:path}"):
         t.add("GET", path, lambda sc, rc, sd, p: model_info(gw, sc, rc, sd, p))
     t.add("POST", "/config/reload", lambda sc, rc, sd, p: config_reload(gw, sc, rc, sd, p))
@@ -62,10 +72,70 @@ async def _visible_models(gw: Gateway, scope: Scope) -> list[str]:
     return names if who.key is None else [n for n in names if who.allows(n)]
 
 
+def query(scope: Scope) -> dict[str, str]:
+    """The query string's parameters (first value of each)."""
+    qs = scope.get("query_string") or b""
+    return {k: v[0] for k, v in urllib.parse.parse_qs(qs.decode("latin-1")).items() if v}
+
+
+def _flag(q: dict[str, str], name: str) -> bool:
+    return q.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _fallbacks(gw: Gateway, model: str, kind: str) -> list[str]:
+    r = gw.runtime.config.router
+    table = {"general": r.fallbacks, "context_window": r.context_window_fallbacks,
+             "content_policy": r.content_policy_fallbacks}.get(kind, [])
+    for entry in table:
+        if model in entry:
+            return list(entry[model])
+    return list(r.default_fallbacks) if kind == "general" else []
+
+
 async def models(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
-    data = [{"id": name, "object": "model", "created": _CREATED, "owned_by": "openai"}
-            for name in await _visible_models(gw, scope)]
+    q = query(scope)
+    who = await principal(gw, scope)
+    rt = gw.runtime
+    key = who.key
+    groups = rt.principals.access_groups
+    names = [n for n in gw.router.public_models() if key is None or key.allows(n)]
+    granted = list(groups) if key is None or key.models is None else list(key.access_groups)
+    if _flag(q, "only_model_access_groups"):
+        names = granted
+    else:
+        wild = [d for d in rt.config.deployments if d.is_wildcard and (key is None or key.allows(d.model_name))]
+        if _flag(q, "return_wildcard_routes"):
+            names.extend(d.model_name for d in wild)
+        if rt.config.check_provider_endpoint and wild:
+            from relaygate.gateway.discovery import discovery_of, listable
+
+            found = await discovery_of(gw).names(gw, [d for d in wild if listable(d)])
+            names.extend(n for n in found if key is None or key.allows(n))
+        if _flag(q, "include_model_access_groups"):
+            names.extend(granted)
+    data: list[dict[str, Any]] = [{"id": name, "object": "model", "created": _CREATED, "owned_by": "openai"}
+                                  for name in dict.fromkeys(names)]
+    if _flag(q, "include_metadata"):
+        kind = q.get("fallback_type") or "general"
+        for item in data:
+            item["metadata"] = {"fallbacks": _fallbacks(gw, item["id"], kind)}
     await send_json(send, 200, orjson.dumps({"data": data, "object": "list"}))
+
+
+async def routes(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+    """LiteLLM's ``GET /routes``: every route of the app (``path``, ``methods``, ``name``, ``endpoint``)."""
+    await principal(gw, scope)
+    by_path: dict[str, dict[str, Any]] = {}
+    for method, path, handler in gw.routes.handlers():
+        entry = by_path.get(path)
+        if entry is None:
+            name = getattr(handler, "__name__", "")
+            if not name or name == "<lambda>":
+                name = path.strip("/").replace("/", "_").replace("{", "").replace("}", "").replace(":", "_") or "root"
+            entry = by_path[path] = {"path": path, "methods": [], "name": name, "endpoint": name}
+        entry["methods"].append(method)
+    out = [dict(e, methods=sorted(set(e["methods"]))) for e in by_path.values()]
+    await send_json(send, 200, orjson.dumps({"routes": out}))
 
 
 async def model_info(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
@@ -127,11 +197,12 @@ async def health(gw: Gateway, scope: Scope, receive: Receive, send: Send, params
     await principal(gw, scope)
     rt = gw.runtime
     targets = [t for g in rt.router.groups.values() for t in g.targets]
-    timeout = rt.config.general.health_check_timeout
-    timeouts = Timeouts(connect=timeout, first_byte=timeout, idle=timeout, total=timeout)
+    default = rt.config.general.health_check_timeout
 
     async def check(target: Target) -> tuple[Target, str | None]:
         provider = target.provider
+        timeout = target.dep.timeout or default  # each deployment's own `timeout`, as its requests have
+        timeouts = Timeouts(connect=timeout, first_byte=timeout, idle=timeout, total=timeout)
         transport = provider.transport or gw.transport
         try:
             req = provider.health_request() or await _ping_request(target, rt.config.server.http_proxy)
@@ -139,6 +210,8 @@ async def health(gw: Gateway, scope: Scope, receive: Receive, send: Send, params
             data = await resp.read()
         except GatewayError as exc:
             return target, exc.message
+        except TimeoutError:
+            return target, f"health check timed out after {timeout:g}s"
         except Exception as exc:  # one deployment's misconfiguration never fails the whole report
             log.exception("health check of deployment %s failed", target.dep.id)
             return target, f"health check failed: {type(exc).__name__}: {exc}"

@@ -13,6 +13,10 @@ Invariants:
 - ``{name}`` matches one non-empty path segment, ``{name:path}`` one or more segments (a deployment name
   may contain ``/``). Parameter values are the path's text as Granian decoded it; handlers validate them.
 - ``HEAD`` is accepted wherever ``GET`` is.
+- A trailing slash is served like the path without it (``/v1/models/``), tried only once nothing else
+  matched: LiteLLM's FastAPI app redirects such paths (307, ``redirect_slashes``); answering in place gives
+  clients the same result without a second round trip, and keeps POST bodies whatever the client does
+  with redirects.
 - Matching never raises anything but :class:`~relaygate.core.errors.GatewayError` (404 / 405).
 """
 
@@ -136,6 +140,11 @@ class RouteTable:
                 break
         if allowed:
             raise _not_allowed(method, path, allowed)
+        if len(path) > 1 and path.endswith("/"):
+            try:
+                return self.match(method, path[:-1])
+            except errors.NotFound:
+                pass
         raise errors.NotFound(f"Route not found: {method} {path}", code="404")
 
     def routes(self) -> list[tuple[str, str]]:
@@ -143,6 +152,14 @@ class RouteTable:
         out = [(m, p) for p, t in self._static.items() for m in t]
         out += [(m, p.path) for p in sorted(self._patterns, key=lambda p: p.order) for m in p.methods]
         out += [(m, prefix + "/{path:path}") for prefix, hs in self._mounts for m in hs]
+        return out
+
+
+    def handlers(self) -> list[tuple[str, str, Handler]]:
+        """Every (method, path pattern, handler), in the order of :meth:`routes`."""
+        out = [(m, p, match.handler) for p, t in self._static.items() for m, match in t.items()]
+        out += [(m, p.path, h) for p in sorted(self._patterns, key=lambda p: p.order) for m, h in p.methods.items()]
+        out += [(m, prefix + "/{path:path}", h) for prefix, hs in self._mounts for m, h in hs.items()]
         return out
 
 
