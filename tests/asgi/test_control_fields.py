@@ -22,6 +22,7 @@ CONTROLS.update({"metadata": {"a": "b", "n": 1}, "tags": ["t1"], "num_retries": 
                  "no-log": True, "api_key": "sk-client-tries", "api_base": "http://evil.example/v1",
                  "base_url": "http://evil.example/v1", "model_list": [{"model_name": "x"}],
                  "user_config": {"model_list": []}, "drop_params": True, "additional_drop_params": ["x"],
+                 "allowed_openai_params": ["temperature"],
                  "max_fallbacks": 1, "ttl": 5, "input_cost_per_token": 0.0, "output_cost_per_token": 0.0})
 
 

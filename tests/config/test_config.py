@@ -66,7 +66,7 @@ def test_litellm_yaml_translates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert (a.model_name, a.provider, a.upstream_model, a.id) == ("gpt-4o", "openai", "gpt-4o", "dep-a")
     assert a.api_key == "sk-from-env"
     assert (a.rpm, a.tpm, a.timeout, a.weight, a.order) == (100, 10000, 30.0, 2.0, 1)
-    assert a.extra == {"temperature": 0.2}
+    assert a.extra == {"temperature": 0.2, "drop_params": True}  # litellm_settings.drop_params reaches each
     assert b.provider == "azure" and b.api_version == "2024-06-01" and b.id and b.id != a.id
     assert w.is_wildcard and w.upstream_model == "*"
     r = cfg.router

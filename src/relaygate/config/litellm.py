@@ -85,6 +85,10 @@ PROVIDER_PARAMS: dict[str, frozenset[str]] = {
                                 "mock_response"},
 }
 
+#: per-deployment parameter rules (``providers.params``), read for every provider
+PARAM_RULES = frozenset({"drop_params", "additional_drop_params", "allowed_openai_params"})
+PROVIDER_PARAMS = {name: read | PARAM_RULES for name, read in PROVIDER_PARAMS.items()}
+
 #: ``litellm_params`` LiteLLM reads and relaygate does not: why, in the warning
 IGNORED_PARAMS = {
     "region_name": "LiteLLM's label for region-based routing (allowed_model_region); relaygate does not "

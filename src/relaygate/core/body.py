@@ -38,6 +38,14 @@ def _top_level(body: bytes) -> dict[str, Any]:
     return obj
 
 
+top_level = _top_level
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    """A top level from :func:`top_level` (raw values copied as they are) as JSON."""
+    return _encoder.encode(obj)
+
+
 def set_fields(body: bytes, replace: dict[str, Any], defaults: dict[str, Any] | None = None) -> bytes:
     """Return ``body`` with top-level keys of ``replace`` set and keys of ``defaults`` added if absent."""
     obj = _top_level(body)

@@ -42,6 +42,7 @@ CONTROL_KEYS: tuple[str, ...] = (
     "max_retries", "request_timeout", "stream_timeout", "context_window_fallback_dict", "max_fallbacks",
     "api_key", "api_base", "base_url", "api_version", "azure_ad_token", "custom_llm_provider", "region_name",
     "user_config", "model_list", "model_info", "proxy_server_request", "drop_params", "additional_drop_params",
+    "allowed_openai_params",
     "input_cost_per_token", "output_cost_per_token", "prompt_id", "prompt_variables",
     "langfuse_public_key", "langfuse_secret", "langfuse_secret_key", "langfuse_host",
 )

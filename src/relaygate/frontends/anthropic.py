@@ -202,6 +202,11 @@ class Messages(Frontend):
         fwd = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k in _FORWARD]
         state = ex.state = _State(body, fwd, req)
         oa = _shallow(to_openai, req, model)
+        ctl = ex.control
+        if ctl is None or "drop_params" not in ctl:
+            # a translated request holds only what the client's own fields became: a parameter the target
+            # cannot take is dropped, never a 400 naming an OpenAI parameter the client did not send
+            ex.control = {**(ctl or {}), "drop_params": True}
         if "max_tokens" not in req:
             raise errors.BadRequest("max_tokens: Field required", param="max_tokens")
         ex.endpoint = "chat"

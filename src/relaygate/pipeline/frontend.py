@@ -95,7 +95,8 @@ def unary(transport: Transport, ex: Exchange) -> Attempt[Answer]:
         provider = target.provider
         if not provider.supports(endpoint):
             raise _unsupported(provider, ex, False)
-        call = Call(endpoint, body, view, model, target.upstream_model, now)
+        call = Call(endpoint, body, view, model, target.upstream_model, now,
+                    provider.param_rules(target.upstream_model, ex.control) if endpoint == "chat" else None)
         tr = provider.transport or transport
         if provider.token_source is not None:
             await refresh_token(provider.token_source, identity_client(rt.config.server.http_proxy))
@@ -153,7 +154,8 @@ def stream(transport: Transport, ex: Exchange) -> Attempt[StreamStart]:
         provider = target.provider
         if not provider.supports(endpoint):
             raise _unsupported(provider, ex, True)
-        call = Call(endpoint, body, view, model, target.upstream_model, now)
+        call = Call(endpoint, body, view, model, target.upstream_model, now,
+                    provider.param_rules(target.upstream_model, ex.control) if endpoint == "chat" else None)
         tr = provider.transport or transport
         t = time.perf_counter()
         if provider.token_source is not None:

@@ -46,17 +46,23 @@ _AUDIO_MIME = {"wav": "audio/wav", "mp3": "audio/mp3", "flac": "audio/flac", "og
                "m4a": "audio/m4a", "webm": "audio/webm", "aac": "audio/aac", "pcm16": "audio/pcm"}
 
 
-def load_request(call: Call) -> dict[str, Any]:
-    """The client's OpenAI request as a dict (already validated as JSON by the view decoder); a chat
-    request's fields are checked for the shapes the readers here index into (``_check.check_chat``)."""
+def load_request(call: Call, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The client's OpenAI request as a dict (already validated as JSON by the view decoder), with the
+    deployment's ``defaults`` added where the client set none; a chat request's fields are checked for the
+    shapes the readers here index into (``_check.check_chat``) and against the provider's parameter rules
+    (``call.rules``: unsupported ones are a 400 or dropped, reasoning parameters mapped)."""
     try:
         obj = orjson.loads(call.body)
     except orjson.JSONDecodeError as exc:  # msgspec's view decode takes what orjson refuses (lone surrogates)
         raise BadRequest(f"Invalid request body: {exc}") from None
     if not isinstance(obj, dict):
         raise BadRequest("Invalid request body: expected a JSON object")
+    if defaults:
+        apply_defaults(obj, defaults)
     if call.endpoint == "chat":
         check_chat(obj)
+        if call.rules is not None:
+            call.rules.apply(obj)
     return obj
 
 

@@ -408,9 +408,7 @@ class AnthropicProvider(Provider):
             self.headers.extend((str(k), str(v)) for k, v in extra_headers.items())
 
     def build_request(self, call: Call) -> UpstreamRequest:
-        req = cv.load_request(call)
-        if self.defaults:
-            cv.apply_defaults(req, self.defaults)
+        req = cv.load_request(call, self.defaults)
         body = orjson.dumps(to_anthropic(req, call.upstream_model))
         return UpstreamRequest("POST", self.messages_url, self.headers, body)
 

@@ -24,6 +24,7 @@ import orjson
 from relaygate.config.model import Deployment
 from relaygate.core import errors
 from relaygate.core.views import AnyView
+from relaygate.providers import params
 from relaygate.upstream.base import Transport, UpstreamRequest
 
 T = TypeVar("T")
@@ -40,11 +41,14 @@ class Call:
     """One attempt's input to an adapter. ``now`` is the wall-clock time (Unix seconds) the shell read
     once for the request: adapters stamp ``created`` and sign requests with it and never read a clock."""
 
-    __slots__ = ("endpoint", "body", "view", "stream", "model", "upstream_model", "include_usage", "now")
+    __slots__ = ("endpoint", "body", "view", "stream", "model", "upstream_model", "include_usage", "now", "rules")
 
     def __init__(self, endpoint: str, body: bytes, view: AnyView, model: str, upstream_model: str,
-                 now: float) -> None:
+                 now: float, rules: params.Rules | None = None) -> None:
         self.now = now
+        #: the parameter rules of this provider/model under the request's drop settings (chat only);
+        #: None when nothing is checked (``providers.params``)
+        self.rules = rules
         self.endpoint = endpoint
         self.body = body
         self.view = view
@@ -122,8 +126,25 @@ class Provider:
         self.dep = dep
         base = dep.api_base or self.default_api_base
         self.api_base = base.rstrip("/") if base else None
+        self._param_settings = params.deployment_settings(dep.extra, False)
+        self._rules: dict[str, params.Rules] = {}
 
     # -- requests -----------------------------------------------------------------------------------
+
+    def param_rules(self, upstream_model: str, control: dict[str, Any] | None) -> params.Rules:
+        """The chat parameter rules for ``upstream_model`` (built once per name, at most
+        :data:`_RULES_CACHED` names: a wildcard group's names are the clients'), with the request's own
+        ``drop_params`` / ``additional_drop_params`` / ``allowed_openai_params`` when ``control`` has any."""
+        try:
+            rules = self._rules[upstream_model]
+        except KeyError:
+            model = str(self.dep.model_info.get("base_model") or upstream_model)
+            rules = params.build(self.name, model, *self._param_settings)
+            if len(self._rules) < _RULES_CACHED:
+                self._rules[upstream_model] = rules
+        if control is not None and not params.REQUEST_KEYS.isdisjoint(control):
+            rules = rules.with_request(control)
+        return rules
 
     def supports(self, endpoint: str) -> bool:
         return endpoint in self.endpoints
@@ -201,6 +222,9 @@ class Provider:
         """Upstream error response -> a GatewayError carrying the upstream's status and message."""
         message, etype, param, code = _error_fields(body)
         return classify(status, message, etype, param, code, self.error_prefix, retry_after)
+
+
+_RULES_CACHED = 256
 
 
 def _error_fields(body: bytes) -> tuple[str, str | None, str | None, str | None]:

@@ -581,9 +581,7 @@ class BedrockProvider(Provider):
             return [self.signed("POST", self.url_invoke, orjson.dumps(to_invoke_embed(family, texts[i:i + n], req,
                                                                                        self.model_id)), call.now)
                     for i in range(0, len(texts), n)]
-        req = cv.load_request(call)
-        if self.defaults:
-            cv.apply_defaults(req, self.defaults)
+        req = cv.load_request(call, self.defaults)
         body = orjson.dumps(to_converse(req, self.model_id, media))
         url = self.url_stream if call.stream else self.url_unary
         return [self.signed("POST", url, body, call.now)]

@@ -190,9 +190,7 @@ class CohereProvider(Provider):
                                  "input_type": obj.get("input_type") or "search_document",
                                  "embedding_types": ["float"]})
             return UpstreamRequest("POST", f"{self.api_base}/v2/embed", self.headers, body)
-        req = cv.load_request(call)
-        if self.defaults:
-            cv.apply_defaults(req, self.defaults)
+        req = cv.load_request(call, self.defaults)
         return UpstreamRequest("POST", f"{self.api_base}/v2/chat", self.headers,
                                orjson.dumps(to_cohere(req, call.upstream_model, call.stream)))
 

@@ -442,9 +442,7 @@ class GeminiProvider(Provider):
         return [self.chat_request(call, media)]
 
     def chat_request(self, call: Call, media: Mapping[str, tuple[str, bytes]]) -> UpstreamRequest:
-        req = cv.load_request(call)
-        if self.defaults:
-            cv.apply_defaults(req, self.defaults)
+        req = cv.load_request(call, self.defaults)
         body = orjson.dumps(to_gemini(req, self.name, self.model, media))
         return UpstreamRequest("POST", self.url_stream if call.stream else self.url_unary,
                                self.request_headers(), body)

@@ -192,6 +192,9 @@ def _to_openai(req: dict[str, Any], model: str) -> dict[str, Any]:
     for k in ("temperature", "top_p"):
         if req.get(k) is not None:
             out[k] = req[k]
+    thinking = req.get("thinking")
+    if isinstance(thinking, dict):  # the target's parameter rules map it (reasoning_effort) or drop it
+        out["thinking"] = thinking
     if req.get("stop_sequences"):
         out["stop"] = req["stop_sequences"]
     md = req.get("metadata")

@@ -268,9 +268,7 @@ class OllamaChatProvider(Provider):
         if call.endpoint == "embeddings":
             body = orjson.dumps(to_ollama_embed(cv.load_request(call), self.model, self.name))
             return [UpstreamRequest("POST", f"{self.api_base}/api/embed", self.headers, body)]
-        req = cv.load_request(call)
-        if self.defaults:
-            cv.apply_defaults(req, self.defaults)
+        req = cv.load_request(call, self.defaults)
         if self.generate:
             return [UpstreamRequest("POST", f"{self.api_base}/api/generate", self.headers,
                                     orjson.dumps(to_ollama_generate(req, self.model, call.stream, media)))]

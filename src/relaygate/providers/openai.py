@@ -102,8 +102,11 @@ class OpenAIProvider(Provider):
 
     def request_body(self, call: Call) -> bytes:
         if self.defaults:
-            return body_edit.set_fields(call.body, {"model": call.upstream_model}, self.defaults)
-        return body_edit.replace_model(call.body, call.model, call.upstream_model)
+            body = body_edit.set_fields(call.body, {"model": call.upstream_model}, self.defaults)
+        else:
+            body = body_edit.replace_model(call.body, call.model, call.upstream_model)
+        rules = call.rules
+        return body if rules is None else rules.apply_bytes(body)
 
     def build_request(self, call: Call) -> UpstreamRequest:
         return UpstreamRequest("POST", self.url(call), self.static_headers, self.request_body(call))

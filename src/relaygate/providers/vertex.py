@@ -277,9 +277,7 @@ class VertexProvider(GeminiProvider):
     def chat_request(self, call: Call, media: Mapping[str, tuple[str, bytes]]) -> UpstreamRequest:
         if not self.claude:
             return super().chat_request(call, media)
-        req = cv.load_request(call)
-        if self.defaults:
-            cv.apply_defaults(req, self.defaults)
+        req = cv.load_request(call, self.defaults)
         body = to_anthropic(req, self.model)
         body.pop("model", None)
         body["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
