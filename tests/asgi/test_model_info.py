@@ -84,7 +84,7 @@ def test_catalog_fills_model_info_and_the_deployment_wins() -> None:
         assert c["input_cost_per_token"] == 3e-06 and c["cache_creation_input_token_cost"] == 3.75e-06
         assert c["input_cost_per_token_above_200k_tokens"] == 6e-06
         assert c["supports_reasoning"] is True and c["supports_vision"] is True
-        assert "supported_openai_params" in c
+        assert "thinking" in c["supported_openai_params"] and "logit_bias" not in c["supported_openai_params"]
         az = by_name["az"]
         assert az["input_cost_per_token"] == 1.5e-07 and az["max_input_tokens"] == 1000  # model_info wins
         local = by_name["local"]

@@ -3,7 +3,8 @@
 
 Issue 11's rules covered here: control fields never forwarded (1), ``/v1/completions`` bridged for chat models
 (3), comma-separated models (4), the requested model name in answers and ``x-litellm-model-name`` (5), headers
-(8), tag routing (10), an unknown provider skipped at start (11), mock fields (13).
+(8), tag routing (10), an unknown provider skipped at start (11), mock fields (13), and the parameter rules
+(2): an o-series model through the openai SDK, Claude Code's request shape through the anthropic SDK to gpt-5.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ model_list:
     litellm_params: {{model: openai/{UPSTREAM_MODEL}, api_key: sk-up, api_base: "{up}/paid/v1", tags: [paid]}}
   - model_name: tiered
     litellm_params: {{model: openai/{UPSTREAM_MODEL}, api_key: sk-up, api_base: "{up}/dflt/v1", tags: [default]}}
+  - model_name: o3
+    litellm_params: {{model: openai/o3, api_key: sk-up, api_base: "{up}/o3/v1"}}
+  - model_name: claude-code-default
+    litellm_params: {{model: openai/gpt-5, api_key: sk-up, api_base: "{up}/gpt5/v1"}}
   - model_name: not-served
     litellm_params: {{model: sagemaker/some-endpoint}}
 router_settings:
@@ -132,3 +137,30 @@ def test_tag_routing_and_skipped_deployment(env: tuple[GatewayProc, Recorder]) -
     with pytest.raises(openai.BadRequestError):  # skipped at start with one error line, as LiteLLM
         client.chat.completions.create(model="not-served", messages=[{"role": "user", "content": "hi"}])
     assert "sagemaker" in gw.log()
+
+
+def test_parameter_rules_with_the_sdks(env: tuple[GatewayProc, Recorder]) -> None:
+    gw, rec = env
+    client = _oa(gw)
+    client.chat.completions.create(model="o3", messages=[{"role": "user", "content": "hi"}], max_tokens=64,
+                                   extra_body={"thinking": {"type": "enabled", "budget_tokens": 6000}})
+    sent = rec.last()
+    assert sent.path == "/o3/v1/chat/completions"
+    assert sent.body["max_completion_tokens"] == 64 and sent.body["reasoning_effort"] == "medium"
+    assert "max_tokens" not in sent.body and "thinking" not in sent.body
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.chat.completions.create(model="o3", messages=[{"role": "user", "content": "hi"}], temperature=0.2)
+    assert exc.value.status_code == 400 and "O-series models don't support temperature=0.2" in str(exc.value)
+    client.chat.completions.create(model="o3", messages=[{"role": "user", "content": "hi"}], temperature=0.2,
+                                   top_p=0.5, extra_body={"drop_params": True})
+    assert set(rec.last().body) == {"model", "messages"}
+
+    ant = anthropic.Anthropic(api_key=MASTER, base_url=gw.url, max_retries=0)
+    msg = ant.messages.create(model="claude-code-default", max_tokens=8000,
+                              thinking={"type": "enabled", "budget_tokens": 2048},
+                              messages=[{"role": "user", "content": "hi"}], extra_body={"temperature": 1})
+    assert msg.type == "message" and msg.model == "claude-code-default"
+    sent = rec.last()
+    assert sent.path == "/gpt5/v1/chat/completions"
+    assert sent.body["model"] == "gpt-5" and sent.body["max_completion_tokens"] == 8000
+    assert sent.body["reasoning_effort"] == "low" and "thinking" not in sent.body and "max_tokens" not in sent.body

@@ -169,12 +169,13 @@ def test_native_toml_and_example_file(tmp_path: Path) -> None:
         id = "x1"
         [models.info]
         mode = "chat"
+        owner = "me"
     """)
     cfg = load_config(p)
     assert cfg.server.port == 5000 and cfg.general.master_key == "k"
     d = cfg.deployments[0]
     assert (d.provider, d.upstream_model, d.rpm, d.id, d.model_info["mode"]) == ("groq", "llama3", 10, "x1", "chat")
-    assert cfg.warnings == ["server.bogus: ignored", "models[0].info.mode: ignored"]
+    assert cfg.warnings == ["server.bogus: ignored", "models[0].info.owner: ignored"]
     bad = write(tmp_path, "bad.toml", "[server]\nport = 'x'\n")
     with pytest.raises(ConfigError, match=r"server\.port"):
         load_config(bad)

@@ -142,7 +142,7 @@ def test_include_merges_as_litellm_does(tmp_path: Path, monkeypatch: pytest.Monk
         model_list:
           - model_name: b
             litellm_params: {model: mock/echo}
-            model_info: {mode: chat}
+            model_info: {mode: chat, owner: me}
         include: [models/last.yaml]
     """)
     write(conf, "models/last.yaml", """
@@ -166,7 +166,7 @@ def test_include_merges_as_litellm_does(tmp_path: Path, monkeypatch: pytest.Monk
     assert cfg.router.allowed_fails == 2
     assert [d.where for d in cfg.deployments] == ["model_list[0]", "models/more.yaml: model_list[0]",
                                                   "models/last.yaml: model_list[0]"]
-    assert "models/more.yaml: model_list[0].model_info.mode: ignored" in cfg.warnings
+    assert "models/more.yaml: model_list[0].model_info.owner: ignored" in cfg.warnings
     assert not any(w.startswith("include") for w in cfg.warnings)
 
 
@@ -325,7 +325,7 @@ def test_every_ignored_key_is_reported_once_with_its_path(tmp_path: Path) -> Non
           - model_name: a
             litellm_params: {model: openai/gpt-4o, api_key: sk-do-not-print, top_k: 3, tags: [x],
                              temperature: 0.2, extra_headers: {X-A: b}}
-            model_info: {id: a1, mode: chat, base_model: gpt-4o}
+            model_info: {id: a1, mode: chat, base_model: gpt-4o, supports_vision: true, team_id: t1}
             description: first
           - model_name: c
             litellm_params: {model: anthropic/claude, api_key: k, top_k: 3}
@@ -341,8 +341,7 @@ def test_every_ignored_key_is_reported_once_with_its_path(tmp_path: Path) -> Non
         "guardrails: ignored",
         "model_list[0].description: ignored",
         "model_list[0].litellm_params.top_k: ignored",  # the openai adapter does not send top_k
-        "model_list[0].model_info.mode: ignored",
-        "model_list[0].model_info.base_model: ignored",
+        "model_list[0].model_info.team_id: ignored",
         "relaygate_keys[0].budget: ignored",
         "litellm_settings.callbacks: ignored",
         "router_settings.foo: ignored",

@@ -48,7 +48,10 @@ TOP_LEVEL = frozenset({"model_list", "router_settings", "litellm_settings", "gen
 #: keys of a ``model_list`` entry
 ENTRY_KEYS = frozenset({"model_name", "litellm_params", "model_info", "rpm", "tpm"})
 #: ``model_info`` keys relaygate reads, besides prices
-INFO_KEYS = frozenset({"id", "rpm", "tpm"})
+INFO_KEYS = frozenset({"id", "rpm", "tpm", "base_model", "mode", "max_tokens", "max_input_tokens",
+                       "max_output_tokens", "access_groups"})
+"""``model_info`` keys that are read (with every ``supports_*`` flag and price): the catalog's overrides
+(``relaygate.catalog``), ``base_model`` for the parameter rules and the catalog entry, access groups."""
 
 #: request defaults every adapter applies (``relaygate.providers.openai.REQUEST_DEFAULTS``; a test keeps
 #: the two equal, so the config never imports the adapters)
@@ -273,7 +276,8 @@ def unread_keys(params: dict[str, Any], info: dict[str, Any], provider: str, fie
             continue
         reason = IGNORED_PARAMS.get(k)
         out.append(f"{labels[1]}.{k}: ignored" + (f" ({reason})" if reason else ""))
-    out.extend(f"{labels[0]}.{k}: ignored" for k in info if k not in INFO_KEYS and not is_price(str(k)))
+    out.extend(f"{labels[0]}.{k}: ignored" for k in info
+               if k not in INFO_KEYS and not is_price(str(k)) and not str(k).startswith("supports_"))
     return out
 
 

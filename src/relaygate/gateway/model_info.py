@@ -4,8 +4,9 @@ Each deployment's ``model_info`` is LiteLLM's: the shipped catalog's facts for i
 (``relaygate.catalog``: ``max_input_tokens``, ``max_output_tokens``, ``mode``, costs, ``supports_*``;
 found by ``model_info.base_model`` when given, else by provider and upstream model), then the keys its
 ``model_info`` gives (they win, as in LiteLLM's ``_get_proxy_model_info``), then its prices
-(``Deployment.costs``), plus ``supported_openai_params`` from ``relaygate.providers.params`` when that
-module exists. A model the catalog does not know shows ``null`` limits and zero costs. ``litellm_params``
+(``Deployment.costs``), plus ``supported_openai_params`` from the parameter rules
+(``relaygate.providers.params``; null for a model without a table: its server judges). A model the catalog
+does not know shows ``null`` limits and zero costs. ``litellm_params``
 are shown without credentials: only the fields below, never ``api_key`` or a provider secret. A virtual
 key sees only the groups it may use (model access groups expanded), as on ``/v1/models``.
 
@@ -26,6 +27,7 @@ from relaygate.gateway.ops import principal, query
 from relaygate.http.respond import send_json
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
+from relaygate.providers.params import supported_openai_params
 
 if TYPE_CHECKING:
     from relaygate.gateway.core import Gateway
@@ -38,22 +40,6 @@ _SHOWN = ("model", "api_base", "api_version", "rpm", "tpm", "max_parallel_reques
 _FLAG_FIELDS = ("supports_parallel_function_calling", "supports_vision", "supports_function_calling",
                 "supports_reasoning", "supports_prompt_caching", "supports_response_schema", "supports_web_search")
 _MAX_FIELDS = ("max_input_tokens", "max_output_tokens", "input_cost_per_token", "output_cost_per_token")
-
-
-def supported_params(provider: str, upstream_model: str) -> list[str] | None:
-    """``relaygate.providers.params.supported_openai_params`` when that module exists (None until then)."""
-    try:
-        from relaygate.providers import params  # type: ignore[attr-defined, unused-ignore]
-    except ImportError:
-        return None
-    fn = getattr(params, "supported_openai_params", None)
-    if fn is None:
-        return None
-    try:
-        found = fn(provider, upstream_model)
-    except Exception:  # a param table's bug must not take /model/info down
-        return None
-    return list(found) if found is not None else None
 
 
 def add_routes(t: RouteTable, gw: Gateway) -> None:
@@ -89,7 +75,8 @@ def _entry(dep: Deployment) -> dict[str, Any]:
     info.update(_base(dep))
     info.update({k: v for k, v in dep.model_info.items() if k != "id"})
     info.update(dep.costs)
-    info["supported_openai_params"] = supported_params(dep.provider, dep.upstream_model)
+    info["supported_openai_params"] = supported_openai_params(
+        dep.provider, str(dep.model_info.get("base_model") or dep.upstream_model))
     return {"model_name": dep.model_name, "litellm_params": params, "model_info": info}
 
 
