@@ -12,6 +12,13 @@ fi
 
 python -m pip install -q --disable-pip-version-check -e ".[test]"
 
+# the Node clients of the compat suite (openai-node, the Vercel AI SDK), from package-lock.json
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  (cd tests/compat/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+else
+  echo "tests/run.sh: node/npm not found: the Node client tests in tests/compat will skip"
+fi
+
 echo "== compiled extensions: all tiers =="
 python -m pytest -q "$@"
 echo "== pure-Python twins (RELAYGATE_NO_EXTENSIONS=1): core, upstream, asgi, providers, router =="
