@@ -256,3 +256,67 @@ def test_error_mapping() -> None:
     assert _err(529, "overloaded_error", "Overloaded").status == 529
     bad = _err(400, "invalid_request_error", "messages: roles must alternate")
     assert type(bad) is errors.UpstreamError and bad.status == 400
+
+
+# ------------------------------------------------------------------------------------- JSON mode
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+JSON_RF = {"type": "json_schema", "json_schema": {"name": "place", "schema": SCHEMA}}
+
+
+def test_json_mode_becomes_one_forced_tool() -> None:
+    req = chat([{"role": "user", "content": "where?"}], response_format=JSON_RF)
+    out = to_anthropic(req, "claude-sonnet-4-5")
+    assert out["tools"] == [{"name": "json_tool_call", "input_schema": SCHEMA}]
+    assert out["tool_choice"] == {"type": "tool", "name": "json_tool_call"}
+    assert "response_format" not in out
+    anything = to_anthropic({**req, "response_format": {"type": "json_object"}}, "m")
+    assert anything["tools"][0]["input_schema"]["type"] == "object"
+    # with thinking on, a forced tool is refused by Anthropic: the tool is only offered
+    thinking = to_anthropic({**req, "thinking": {"type": "enabled", "budget_tokens": 1024}}, "m")
+    assert "tool_choice" not in thinking and thinking["tools"][0]["name"] == "json_tool_call"
+    assert "tools" not in to_anthropic({**req, "response_format": {"type": "text"}}, "m")
+    with pytest.raises(errors.BadRequest):
+        to_anthropic({**req, "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "m")
+
+
+def test_json_mode_answer_is_the_tool_input_as_content() -> None:
+    p = provider("anthropic/claude-sonnet-4-5")
+    c = call(chat([{"role": "user", "content": "where?"}], response_format=JSON_RF), "claude-sonnet-4-5")
+    body = orjson.dumps({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+                         "content": [{"type": "tool_use", "id": "toolu_1", "name": "json_tool_call",
+                                      "input": {"city": "Paris"}}],
+                         "stop_reason": "tool_use", "usage": {"input_tokens": 10, "output_tokens": 5}})
+    out = orjson.loads(p.translate_response(c, body))
+    msg = out["choices"][0]["message"]
+    assert orjson.loads(msg["content"]) == {"city": "Paris"} and not msg.get("tool_calls")
+    assert out["choices"][0]["finish_reason"] == "stop"
+    # without response_format, a tool named json_tool_call is an ordinary tool call
+    plain = call(chat([{"role": "user", "content": "where?"}]), "claude-sonnet-4-5")
+    assert orjson.loads(p.translate_response(plain, body))["choices"][0]["message"]["tool_calls"]
+
+
+def test_json_mode_stream_sends_the_tool_input_as_content() -> None:
+    events = b"".join([
+        _ev("message_start", {"type": "message_start", "message": {
+            "id": "msg_2", "model": "claude-sonnet-4-5", "usage": {"input_tokens": 9, "output_tokens": 1}}}),
+        _ev("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {
+            "type": "tool_use", "id": "toolu_9", "name": "json_tool_call", "input": {}}}),
+        _ev("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                    "delta": {"type": "input_json_delta", "partial_json": "{\"city\":"}}),
+        _ev("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                    "delta": {"type": "input_json_delta", "partial_json": " \"Oslo\"}"}}),
+        _ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        _ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"},
+                              "usage": {"output_tokens": 7}}),
+        _ev("message_stop", {"type": "message_stop"}),
+    ])
+
+    def make() -> AnthropicStream:
+        body = chat([{"role": "user", "content": "where?"}], stream=True, response_format=JSON_RF,
+                    stream_options={"include_usage": True})
+        return AnthropicStream(call(body, "claude-sonnet-4-5"))
+
+    got = collect(frames(three_ways(make, events)))
+    assert orjson.loads(got["content"]) == {"city": "Oslo"}
+    assert not got["tools"] and got["finish"] == "stop"

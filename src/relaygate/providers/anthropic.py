@@ -190,6 +190,14 @@ def to_anthropic(req: dict[str, Any], model: str) -> dict[str, Any]:
                      not in ("function",) and "function" not in t)
         out["tools"] = tools
     tc = _tool_choice(req.get("tool_choice") or req.get("function_call"))
+    schema = json_mode_schema(req.get("response_format"))
+    if schema is not None:
+        # LiteLLM's JSON mode for Claude: one forced tool whose input is the answer (a forced tool choice is
+        # refused while thinking is on: then the model is only offered it)
+        out.setdefault("tools", []).append({"name": JSON_TOOL, "input_schema": schema})
+        thinking = out.get("thinking")
+        if not (isinstance(thinking, dict) and thinking.get("type") == "enabled"):
+            tc = {"type": "tool", "name": JSON_TOOL}
     if req.get("parallel_tool_calls") is False and fns:
         tc = tc or {"type": "auto"}
         tc["disable_parallel_tool_use"] = True
@@ -201,6 +209,38 @@ def to_anthropic(req: dict[str, Any], model: str) -> dict[str, Any]:
     if req.get("stream"):
         out["stream"] = True
     return out
+
+
+JSON_TOOL = "json_tool_call"
+"""The tool a ``response_format`` becomes (LiteLLM's ``RESPONSE_FORMAT_TOOL_NAME``); its call is the answer."""
+
+
+def json_mode_schema(rf: Any) -> dict[str, Any] | None:
+    """The JSON schema a ``response_format`` asks for (``json_object``: any object), None for text/absent."""
+    if not isinstance(rf, dict):
+        return None
+    kind = rf.get("type")
+    if kind == "json_schema":
+        js = rf.get("json_schema")
+        schema = js.get("schema") if isinstance(js, dict) else None
+        if not isinstance(schema, dict):
+            raise errors.BadRequest("response_format.json_schema.schema: expected an object", param="response_format")
+        return schema
+    if kind == "json_object":
+        return {"type": "object", "additionalProperties": True, "properties": {}}
+    return None
+
+
+def json_mode(call: Call) -> bool:
+    """Whether the request asked for JSON (a substring test first: the body is decoded only when it names
+    ``response_format``)."""
+    if b'"response_format"' not in call.body:
+        return False
+    try:
+        rf = orjson.loads(call.body).get("response_format")
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
+    return isinstance(rf, dict) and rf.get("type") in ("json_schema", "json_object")
 
 
 def _tool_choice(tc: Any) -> dict[str, Any] | None:
@@ -231,8 +271,9 @@ def convert_usage(u: dict[str, Any] | Any) -> dict[str, Any]:
     return cv.usage(inp + cr + cw, out, cached=cr, cache_creation_input_tokens=cw, cache_read_input_tokens=cr)
 
 
-def from_anthropic(body: bytes, fallback_model: str, created: int) -> bytes:
-    """Anthropic Messages response body -> OpenAI chat.completion body."""
+def from_anthropic(body: bytes, fallback_model: str, created: int, json_answer: bool = False) -> bytes:
+    """Anthropic Messages response body -> OpenAI chat.completion body (with ``json_answer``, a call of
+    :data:`JSON_TOOL` is the message's content, as LiteLLM answers JSON mode)."""
     obj = orjson.loads(body)
     if obj.get("type") == "error":
         raise _stream_error(obj.get("error") or {})
@@ -243,12 +284,16 @@ def from_anthropic(body: bytes, fallback_model: str, created: int) -> bytes:
         t = b.get("type")
         if t == "text":
             texts.append(b.get("text", ""))
+        elif t == "tool_use" and json_answer and b.get("name") == JSON_TOOL:
+            texts.append(orjson.dumps(b.get("input", {})).decode())
         elif t == "tool_use":
             tool_calls.append(cv.tool_call(b.get("id", ""), b.get("name", ""), orjson.dumps(b.get("input", {}))
                                            .decode()))
         elif t == "thinking":
             reasoning.append(b.get("thinking", ""))
     finish = FINISH.get(obj.get("stop_reason") or "end_turn", "stop")
+    if json_answer and finish == "tool_calls" and not tool_calls:
+        finish = "stop"
     return cv.chat_response(obj.get("id") or "chatcmpl-" + os.urandom(12).hex(),
                             obj.get("model") or fallback_model, created,
                             "".join(texts) if texts or not tool_calls else None, tool_calls, finish,
@@ -307,8 +352,9 @@ class AnthropicStream(cv.SSEChunkStream):
 
     def __init__(self, call: Call) -> None:
         super().__init__(call)
-        self._blocks: dict[int, int] = {}  # Anthropic block index -> OpenAI tool index
+        self._blocks: dict[int, int] = {}  # Anthropic block index -> OpenAI tool index (-1: the JSON answer)
         self._u = _Usage(0, 0, 0, 0)
+        self._json = json_mode(call)
 
     def _event(self, data: bytes) -> bytes:
         if self.done:
@@ -329,6 +375,8 @@ class AnthropicStream(cv.SSEChunkStream):
                 idx = self._blocks.get(ev.index)
                 if idx is None or not d.partial_json:
                     return first
+                if idx < 0:  # JSON mode: the forced tool's input is the answer's text
+                    return first + self.text(d.partial_json)
                 self._chars += len(d.partial_json)
                 return first + w.tool_args(idx, d.partial_json)
             if d.type == "thinking_delta" and d.thinking:
@@ -338,6 +386,9 @@ class AnthropicStream(cv.SSEChunkStream):
         if t == "content_block_start":
             b = ev.content_block
             if b is None:
+                return b""
+            if self._json and b.type == "tool_use" and b.name == JSON_TOOL:
+                self._blocks[ev.index] = -1
                 return b""
             if b.type == "tool_use" or b.type == "server_tool_use":
                 self.tool_index += 1
@@ -362,7 +413,10 @@ class AnthropicStream(cv.SSEChunkStream):
             self.set_usage(convert_usage(u))
             reason = ev.delta.stop_reason if ev.delta is not None else None
             if reason:
-                return self.finish(FINISH.get(reason, "stop"))
+                finish = FINISH.get(reason, "stop")
+                if finish == "tool_calls" and self._json and self.tool_index < 0:  # only the JSON answer was a tool call
+                    finish = "stop"
+                return self.finish(finish)
             return b""
         if t == "message_stop":
             return self.end()
@@ -424,7 +478,7 @@ class AnthropicProvider(Provider):
         return json_object(body, self.name)
 
     def translate_response(self, call: Call, body: bytes) -> bytes:
-        return from_anthropic(body, call.upstream_model, int(call.now))
+        return from_anthropic(body, call.upstream_model, int(call.now), json_mode(call))
 
     def stream_translator(self, call: Call) -> StreamTranslator:
         return AnthropicStream(call)

@@ -68,7 +68,7 @@ _SAMPLING = frozenset({"seed", "presence_penalty", "frequency_penalty"})
 
 #: supported OpenAI params of the translating adapters (what each adapter maps)
 _SUPPORTED: dict[str, frozenset[str]] = {
-    "anthropic": _TRANSLATED | {"service_tier"},
+    "anthropic": _TRANSLATED | {"service_tier", "response_format"},
     "bedrock": _TRANSLATED,
     "gemini": _TRANSLATED | _SAMPLING | {"n", "logprobs", "top_logprobs", "response_format"},
     "cohere": _TRANSLATED | _SAMPLING | {"response_format"},
@@ -319,7 +319,7 @@ def _unsupported(provider: str, fam: str | None) -> frozenset[str] | None:
         return _GPT5_UNSUPPORTED
     if fam == "gpt":
         return _GPT_UNSUPPORTED
-    table = _SUPPORTED["anthropic" if fam.startswith("claude") else provider]
+    table = _SUPPORTED["anthropic" if fam.startswith("claude") and provider != "bedrock" else provider]
     if fam in ("claude", "gemini"):
         table = table | _REASONING
     return OPENAI_PARAMS - table

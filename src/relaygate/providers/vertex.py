@@ -38,7 +38,7 @@ import orjson
 from relaygate.config.model import Deployment
 from relaygate.core import errors
 from relaygate.providers import _convert as cv
-from relaygate.providers.anthropic import AnthropicStream, from_anthropic, to_anthropic
+from relaygate.providers.anthropic import AnthropicStream, from_anthropic, json_mode, to_anthropic
 from relaygate.providers.base import Call, StreamTranslator, url_segment
 from relaygate.providers.gemini import GeminiProvider, embed_options
 from relaygate.upstream.base import UpstreamRequest
@@ -299,7 +299,7 @@ class VertexProvider(GeminiProvider):
 
     def translate_response(self, call: Call, body: bytes) -> bytes:
         if self.claude and call.endpoint == "chat":
-            return from_anthropic(body, self.model, int(call.now))
+            return from_anthropic(body, self.model, int(call.now), json_mode(call))
         return super().translate_response(call, body)
 
     def stream_translator(self, call: Call) -> StreamTranslator:
