@@ -414,7 +414,7 @@ class AnthropicStream(cv.SSEChunkStream):
             reason = ev.delta.stop_reason if ev.delta is not None else None
             if reason:
                 finish = FINISH.get(reason, "stop")
-                if finish == "tool_calls" and self._json and self.tool_index < 0:  # only the JSON answer was a tool call
+                if finish == "tool_calls" and self._json and self.tool_index < 0:  # only the JSON answer was one
                     finish = "stop"
                 return self.finish(finish)
             return b""
