@@ -198,3 +198,7 @@ def child_pids(pid: int) -> set[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.add(int(entry))
     return found
+
+
+# a real PostgreSQL server (session scope), for tests/store and the e2e tests that share one database
+from tests.pg import postgres_server  # noqa: E402, F401

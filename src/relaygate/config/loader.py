@@ -467,8 +467,6 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
             general_raw[k] = v
         else:
             warnings.append(f"general_settings.{k}: ignored")
-    if general_raw.get("database_url"):
-        warnings.append("general_settings.database_url: ignored (not used yet: keys come from the config file)")
 
     rg = _expect_mapping(data.get("relaygate_settings"), source, "relaygate_settings")
     for k, v in rg.items():

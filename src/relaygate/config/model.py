@@ -148,6 +148,15 @@ class ServerSettings(msgspec.Struct, kw_only=True):
     """Response headers browser code may read beyond the safelisted ones (``x-litellm-call-id``, ...)."""
     cors_max_age: int = 600
     """Seconds a browser may cache a preflight answer (``Access-Control-Max-Age``)."""
+    embedded_database: bool = True
+    """Without ``general_settings.database_url`` / ``DATABASE_URL``: keep keys, teams, users ... in a SQLite
+    file beside the config (``database_file``); false: no database (keys come from the config only)."""
+    database_file: str = "relaygate.db"
+    """The embedded SQLite file, relative to the config file's directory (or absolute)."""
+    database_pool_size: int = 5
+    """PostgreSQL connections per worker (asyncpg pool)."""
+    database_connect_timeout: float = 5.0
+    """Seconds to reach the database at start-up before ``serve`` gives up with an error."""
 
 
 class GeneralSettings(msgspec.Struct, kw_only=True):

@@ -1,0 +1,79 @@
+"""The durable store: keys, users, teams, organizations, customers, budgets and models.
+
+One async interface (:class:`Store`, in ``base``) over two backends: SQLite (``sqlite``: the embedded
+default, a file beside the config, WAL mode, created on first start) and PostgreSQL (``postgres``: asyncpg
+pool; ``general_settings.database_url`` or ``DATABASE_URL``, as LiteLLM) for several instances sharing
+one database. Typed records are in ``records``, the schema's versioned steps in ``migrations``.
+
+Where the database is (:func:`database_url`): ``general_settings.database_url``, else the ``DATABASE_URL``
+environment variable, else (unless ``relaygate_settings.embedded_database`` is false) the SQLite file
+``relaygate_settings.database_file`` (default ``relaygate.db``) in the config file's directory; the
+embedded default config (no file) has no store.
+"""
+
+from __future__ import annotations
+
+import os
+
+from relaygate.config.model import Config
+from relaygate.store.base import Store
+from relaygate.store.errors import (
+    Duplicate,
+    InvalidField,
+    NotFound,
+    SchemaMismatch,
+    StoreError,
+    StoreUnavailable,
+    redact_url,
+)
+from relaygate.store.records import (
+    Budget,
+    Customer,
+    Key,
+    ModelRow,
+    Organization,
+    OrganizationMember,
+    Page,
+    Team,
+    TeamMember,
+    User,
+    hash_token,
+    key_name,
+)
+
+
+def database_url(config: Config, config_path: str | None) -> str | None:
+    """The database this config uses (see the module docstring), or None for no store."""
+    url = config.general.database_url or os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    if not config.server.embedded_database or not config_path:
+        return None
+    path = os.path.join(os.path.dirname(os.path.abspath(config_path)), config.server.database_file)
+    return f"sqlite:///{os.path.abspath(path)}"
+
+
+def make_store(url: str, *, pool_size: int = 5, connect_timeout: float = 5.0) -> Store:
+    """A (not yet connected) store for ``url``: ``sqlite:///path`` or ``postgresql://`` / ``postgres://``."""
+    if url.startswith("sqlite:///"):
+        from relaygate.store.sqlite import SQLiteStore
+
+        return SQLiteStore(url.removeprefix("sqlite:///"), busy_timeout=max(connect_timeout, 10.0))
+    if url.startswith(("postgresql://", "postgres://")):
+        from relaygate.store.postgres import PostgresStore
+
+        return PostgresStore(url, max_size=pool_size, connect_timeout=connect_timeout)
+    raise StoreError(f"unsupported database URL {redact_url(url)}: expected sqlite:///PATH or postgresql://...")
+
+
+async def open_store(url: str, *, migrate: bool = True, pool_size: int = 5, connect_timeout: float = 5.0) -> Store:
+    """Connect to ``url`` and bring its schema up to date (``migrate``) or check it is (else
+    :class:`SchemaMismatch`); :class:`StoreUnavailable` names the URL without its password."""
+    return await make_store(url, pool_size=pool_size, connect_timeout=connect_timeout).open(migrate=migrate)
+
+
+__all__ = [
+    "Budget", "Customer", "Duplicate", "InvalidField", "Key", "ModelRow", "NotFound", "Organization",
+    "OrganizationMember", "Page", "SchemaMismatch", "Store", "StoreError", "StoreUnavailable", "Team", "TeamMember",
+    "User", "database_url", "hash_token", "key_name", "make_store", "open_store", "redact_url",
+]

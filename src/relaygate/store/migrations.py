@@ -1,0 +1,139 @@
+"""Versioned schema migrations, numbered steps per dialect, applied under a lock.
+
+``rg_schema_version`` holds one row per applied step. :func:`upgrade` takes a lock first (PostgreSQL: a
+transaction-level advisory lock, so instances starting together apply each step once; SQLite: ``BEGIN
+IMMEDIATE``), reads the version, applies the missing steps and records them, all in that one transaction
+(both databases run DDL in transactions), so a failed step leaves the previous version intact. A database
+whose version is newer than :data:`LATEST` is refused (:class:`SchemaMismatch`): an older relaygate must
+not write a schema it does not know.
+
+Each step's SQL is frozen once released: a change to the schema is a new step, never an edit. Step 1 is
+written as column specs rendered per dialect (``t`` text, ``j`` JSON text / JSONB, ``f`` double, ``i``
+bigint, ``b`` boolean, ``ts`` timestamp: ISO text in SQLite, ``timestamptz`` in PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from relaygate.store.errors import SchemaMismatch
+
+ADVISORY_LOCK_ID = 0x7267_6462  # "rgdb": the PostgreSQL advisory lock of schema upgrades
+
+_TYPES = {
+    "sqlite": {"t": "TEXT", "j": "TEXT", "f": "REAL", "i": "INTEGER", "b": "INTEGER NOT NULL DEFAULT 0",
+               "ts": "TEXT"},
+    "postgres": {"t": "TEXT", "j": "JSONB", "f": "DOUBLE PRECISION", "i": "BIGINT",
+                 "b": "BOOLEAN NOT NULL DEFAULT FALSE", "ts": "TIMESTAMPTZ"},
+}
+
+_AUDIT = "created_at:ts created_by:t updated_at:ts updated_by:t"
+_V1_TABLES: dict[str, tuple[str, str]] = {
+    # table: (columns, primary key)
+    "rg_budgets": ("budget_id:t max_budget:f soft_budget:f max_parallel_requests:i tpm_limit:i rpm_limit:i "
+                   f"model_max_budget:j budget_duration:t budget_reset_at:ts {_AUDIT}", "budget_id"),
+    "rg_organizations": ("organization_id:t organization_alias:t budget_id:t metadata:j models:j spend:f "
+                         f"model_spend:j {_AUDIT}", "organization_id"),
+    "rg_organization_members": ("organization_id:t user_id:t user_role:t user_email:t spend:f budget_id:t "
+                                "created_at:ts updated_at:ts", "organization_id, user_id"),
+    "rg_teams": ("team_id:t team_alias:t organization_id:t admins:j members:j members_with_roles:j metadata:j "
+                 "models:j blocked:b spend:f max_budget:f soft_budget:f budget_duration:t budget_reset_at:ts "
+                 "model_max_budget:j model_spend:j max_parallel_requests:i tpm_limit:i rpm_limit:i "
+                 "model_tpm_limit:j model_rpm_limit:j model_aliases:j router_settings:j "
+                 f"team_member_permissions:j {_AUDIT}", "team_id"),
+    "rg_team_members": ("team_id:t user_id:t role:t user_email:t spend:f budget_id:t created_at:ts updated_at:ts",
+                        "team_id, user_id"),
+    "rg_users": ("user_id:t user_alias:t user_email:t user_role:t team_id:t organization_id:t teams:j models:j "
+                 "metadata:j blocked:b spend:f max_budget:f soft_budget:f budget_duration:t budget_reset_at:ts "
+                 "model_max_budget:j model_spend:j max_parallel_requests:i tpm_limit:i rpm_limit:i "
+                 "allowed_cache_controls:j created_at:ts updated_at:ts", "user_id"),
+    "rg_customers": ("user_id:t alias:t blocked:b spend:f budget_id:t allowed_model_region:t default_model:t "
+                     "metadata:j created_at:ts updated_at:ts", "user_id"),
+    "rg_keys": ("token:t key_name:t key_alias:t expires:ts models:j aliases:j config:j user_id:t team_id:t "
+                "organization_id:t budget_id:t metadata:j tags:j permissions:j blocked:b spend:f max_budget:f "
+                "soft_budget:f budget_duration:t budget_reset_at:ts model_max_budget:j model_spend:j "
+                "max_parallel_requests:i tpm_limit:i rpm_limit:i model_tpm_limit:j model_rpm_limit:j "
+                f"allowed_cache_controls:j allowed_routes:j router_settings:j {_AUDIT}", "token"),
+    "rg_models": (f"model_id:t model_name:t litellm_params:j model_info:j blocked:b {_AUDIT}", "model_id"),
+}
+_V1_INDEXES = (
+    "CREATE UNIQUE INDEX rg_keys__key_alias__uniq ON rg_keys (key_alias)",
+    "CREATE INDEX rg_keys__team_id ON rg_keys (team_id)",
+    "CREATE INDEX rg_keys__user_id ON rg_keys (user_id)",
+    "CREATE INDEX rg_keys__organization_id ON rg_keys (organization_id)",
+    "CREATE UNIQUE INDEX rg_teams__team_alias__uniq ON rg_teams (team_alias)",
+    "CREATE INDEX rg_teams__organization_id ON rg_teams (organization_id)",
+    "CREATE INDEX rg_team_members__user_id ON rg_team_members (user_id)",
+    "CREATE INDEX rg_organization_members__user_id ON rg_organization_members (user_id)",
+    "CREATE INDEX rg_users__team_id ON rg_users (team_id)",
+    "CREATE INDEX rg_models__model_name ON rg_models (model_name)",
+)
+
+
+def _v1(dialect: str) -> list[str]:
+    types = _TYPES[dialect]
+    out = []
+    for table, (cols, pk) in _V1_TABLES.items():
+        defs = []
+        for spec in cols.split():
+            name, kind = spec.split(":")
+            null = " NOT NULL" if name in pk.split(", ") else ""
+            defs.append(f"{name} {types[kind]}{null}")
+        out.append(f"CREATE TABLE {table} ({', '.join(defs)}, PRIMARY KEY ({pk}))")
+    out.extend(_V1_INDEXES)
+    big = "INTEGER" if dialect == "sqlite" else "BIGINT"
+    out.append(f"CREATE TABLE rg_changes (id INTEGER PRIMARY KEY CHECK (id = 1), version {big} NOT NULL)")
+    out.append("INSERT INTO rg_changes (id, version) VALUES (1, 0)")
+    return out
+
+
+MIGRATIONS: dict[str, list[list[str]]] = {
+    # dialect -> steps; step N (1-based) is MIGRATIONS[dialect][N - 1]
+    "sqlite": [_v1("sqlite")],
+    "postgres": [_v1("postgres")],
+}
+LATEST = len(MIGRATIONS["sqlite"])
+assert all(len(steps) == LATEST for steps in MIGRATIONS.values())
+
+_VERSION_TABLE = {
+    "sqlite": "CREATE TABLE IF NOT EXISTS rg_schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+    "postgres": "CREATE TABLE IF NOT EXISTS rg_schema_version (version INTEGER PRIMARY KEY, "
+                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+}
+
+Execute = Callable[[str, Sequence[Any]], Awaitable[Any]]
+Fetch = Callable[[str, Sequence[Any]], Awaitable[list[dict[str, Any]]]]
+
+
+async def upgrade(dialect: str, execute: Execute, fetch: Fetch) -> tuple[int, int]:
+    """Apply the missing steps inside the caller's transaction (already locked: see the module docstring);
+    returns (version before, version after)."""
+    if dialect == "postgres":
+        await execute("SELECT pg_advisory_xact_lock(?)", [ADVISORY_LOCK_ID])
+    await execute(_VERSION_TABLE[dialect], [])
+    before = await current_version(fetch)
+    check_version(before)
+    for n in range(before + 1, LATEST + 1):
+        for sql in MIGRATIONS[dialect][n - 1]:
+            await execute(sql, [])
+        if dialect == "sqlite":
+            await execute("INSERT INTO rg_schema_version (version, applied_at) VALUES (?, datetime('now'))", [n])
+        else:
+            await execute("INSERT INTO rg_schema_version (version) VALUES (?)", [n])
+    return before, LATEST
+
+
+async def current_version(fetch: Fetch) -> int:
+    rows = await fetch("SELECT MAX(version) AS v FROM rg_schema_version", [])
+    return int(rows[0]["v"] or 0) if rows else 0
+
+
+def check_version(version: int, *, need_latest: bool = False) -> None:
+    """Refuse a schema this relaygate does not know (newer), or with ``need_latest`` one not upgraded yet."""
+    if version > LATEST:
+        raise SchemaMismatch(f"the database schema is at version {version}, newer than this relaygate knows "
+                             f"({LATEST}): upgrade relaygate, or use a database of this version")
+    if need_latest and version < LATEST:
+        raise SchemaMismatch(f"the database schema is at version {version}, this relaygate needs {LATEST}: "
+                             "run `relaygate db upgrade`")

@@ -1,0 +1,234 @@
+"""Typed records of the store: one msgspec Struct per entity, shaped after LiteLLM's Prisma schema.
+
+The field names are LiteLLM's (``LiteLLM_VerificationToken``, ``LiteLLM_TeamTable`` ...), so the
+management API can answer in LiteLLM's shapes by encoding a record. Lists and mappings are JSON columns
+(JSON text in SQLite, JSONB in PostgreSQL); timestamps are timezone-aware UTC datetimes. ``created_at`` and
+``updated_at`` are set by the store. A key is stored only as ``token``: the SHA-256 hex of the key
+(:func:`hash_token`, LiteLLM's ``hashed_token``), with ``key_name`` its display form (:func:`key_name`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+
+def hash_token(key: str) -> str:
+    """LiteLLM's ``hashed_token``: the SHA-256 hex digest of the key as the client sends it."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_name(key: str) -> str:
+    """The display form LiteLLM stores as ``key_name``: ``sk-...`` and the key's last four characters."""
+    return f"sk-...{key[-4:]}"
+
+
+class Budget(msgspec.Struct, kw_only=True):
+    """A reusable budget and limit set (``LiteLLM_BudgetTable``), referenced by ``budget_id``."""
+
+    budget_id: str
+    max_budget: float | None = None
+    soft_budget: float | None = None
+    max_parallel_requests: int | None = None
+    tpm_limit: int | None = None
+    rpm_limit: int | None = None
+    model_max_budget: dict[str, Any] = {}
+    budget_duration: str | None = None
+    budget_reset_at: datetime | None = None
+    created_at: datetime | None = None
+    created_by: str | None = None
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+class Organization(msgspec.Struct, kw_only=True):
+    """``LiteLLM_OrganizationTable``: teams and users belong to one; its budget is a :class:`Budget`."""
+
+    organization_id: str
+    organization_alias: str | None = None
+    budget_id: str | None = None
+    metadata: dict[str, Any] = {}
+    models: list[str] = []
+    spend: float = 0.0
+    model_spend: dict[str, float] = {}
+    created_at: datetime | None = None
+    created_by: str | None = None
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+class OrganizationMember(msgspec.Struct, kw_only=True):
+    """``LiteLLM_OrganizationMembership``: a user's role (and budget) in an organization."""
+
+    organization_id: str
+    user_id: str
+    user_role: str | None = None
+    user_email: str | None = None
+    spend: float = 0.0
+    budget_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class Team(msgspec.Struct, kw_only=True):
+    """``LiteLLM_TeamTable``. ``members_with_roles`` mirrors the team's :class:`TeamMember` rows (the store
+    keeps both in one transaction) so a team reads as one row."""
+
+    team_id: str
+    team_alias: str | None = None
+    organization_id: str | None = None
+    admins: list[str] = []
+    members: list[str] = []
+    members_with_roles: list[dict[str, Any]] = []
+    metadata: dict[str, Any] = {}
+    models: list[str] = []
+    blocked: bool = False
+    spend: float = 0.0
+    max_budget: float | None = None
+    soft_budget: float | None = None
+    budget_duration: str | None = None
+    budget_reset_at: datetime | None = None
+    model_max_budget: dict[str, Any] = {}
+    model_spend: dict[str, float] = {}
+    max_parallel_requests: int | None = None
+    tpm_limit: int | None = None
+    rpm_limit: int | None = None
+    model_tpm_limit: dict[str, int] = {}
+    model_rpm_limit: dict[str, int] = {}
+    model_aliases: dict[str, str] = {}
+    router_settings: dict[str, Any] = {}
+    team_member_permissions: list[str] = []
+    created_at: datetime | None = None
+    created_by: str | None = None
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+class TeamMember(msgspec.Struct, kw_only=True):
+    """``LiteLLM_TeamMembership`` with the member's role: ``admin`` or ``user`` (LiteLLM's team roles)."""
+
+    team_id: str
+    user_id: str
+    role: str = "user"
+    user_email: str | None = None
+    spend: float = 0.0
+    budget_id: str | None = None
+    """The member's own budget (``max_budget_in_team`` lives in that :class:`Budget`)."""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class User(msgspec.Struct, kw_only=True):
+    """``LiteLLM_UserTable``; ``user_role`` is LiteLLM's: ``proxy_admin``, ``proxy_admin_viewer``,
+    ``internal_user``, ``internal_user_viewer``. ``teams`` follows the team memberships."""
+
+    user_id: str
+    user_alias: str | None = None
+    user_email: str | None = None
+    user_role: str | None = None
+    team_id: str | None = None
+    organization_id: str | None = None
+    teams: list[str] = []
+    models: list[str] = []
+    metadata: dict[str, Any] = {}
+    blocked: bool = False
+    spend: float = 0.0
+    max_budget: float | None = None
+    soft_budget: float | None = None
+    budget_duration: str | None = None
+    budget_reset_at: datetime | None = None
+    model_max_budget: dict[str, Any] = {}
+    model_spend: dict[str, float] = {}
+    max_parallel_requests: int | None = None
+    tpm_limit: int | None = None
+    rpm_limit: int | None = None
+    allowed_cache_controls: list[str] = []
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class Customer(msgspec.Struct, kw_only=True):
+    """An end user (``LiteLLM_EndUserTable``): the ``user`` field of a request or its customer header."""
+
+    user_id: str
+    alias: str | None = None
+    blocked: bool = False
+    spend: float = 0.0
+    budget_id: str | None = None
+    allowed_model_region: str | None = None
+    default_model: str | None = None
+    metadata: dict[str, Any] = {}
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class Key(msgspec.Struct, kw_only=True):
+    """A virtual key (``LiteLLM_VerificationToken``); ``token`` is the SHA-256 hex of the key, never the key."""
+
+    token: str
+    key_name: str | None = None
+    key_alias: str | None = None
+    expires: datetime | None = None
+    models: list[str] = []
+    aliases: dict[str, str] = {}
+    config: dict[str, Any] = {}
+    user_id: str | None = None
+    team_id: str | None = None
+    organization_id: str | None = None
+    budget_id: str | None = None
+    metadata: dict[str, Any] = {}
+    tags: list[str] = []
+    permissions: dict[str, Any] = {}
+    blocked: bool = False
+    spend: float = 0.0
+    max_budget: float | None = None
+    soft_budget: float | None = None
+    budget_duration: str | None = None
+    budget_reset_at: datetime | None = None
+    model_max_budget: dict[str, Any] = {}
+    model_spend: dict[str, float] = {}
+    max_parallel_requests: int | None = None
+    tpm_limit: int | None = None
+    rpm_limit: int | None = None
+    model_tpm_limit: dict[str, int] = {}
+    model_rpm_limit: dict[str, int] = {}
+    allowed_cache_controls: list[str] = []
+    allowed_routes: list[str] = []
+    router_settings: dict[str, Any] = {}
+    """Per-key router options (fallbacks, num_retries, timeout), as LiteLLM's ``router_settings``."""
+    created_at: datetime | None = None
+    created_by: str | None = None
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+class ModelRow(msgspec.Struct, kw_only=True):
+    """A deployment added by API (``LiteLLM_ProxyModelTable``): one ``model_list`` entry."""
+
+    model_id: str
+    model_name: str
+    litellm_params: dict[str, Any] = {}
+    model_info: dict[str, Any] = {}
+    blocked: bool = False
+    created_at: datetime | None = None
+    created_by: str | None = None
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+class Page(msgspec.Struct, Generic[T]):
+    """One page of a listing: ``items``, the ``total`` matching rows, the 1-based ``page`` and its size."""
+
+    items: list[T]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def total_pages(self) -> int:
+        return -(-self.total // self.page_size) if self.page_size else 0

@@ -1,0 +1,125 @@
+"""The embedded backend: one SQLite file in WAL mode, through aiosqlite (each connection has its thread).
+
+A worker holds one writer connection, whose transactions (``BEGIN IMMEDIATE``, so the write lock is taken
+up front and a conflicting writer waits ``busy_timeout`` instead of failing half-way) run one at a time, and
+a small pool of reader connections: WAL lets them read the last committed state while a write is in
+progress, in this worker or in another process on the same file. The file and its directory are created on
+first start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiosqlite
+
+from relaygate.store.base import Store
+from relaygate.store.errors import StoreUnavailable
+
+_UNIQUE = re.compile(r"UNIQUE constraint failed: (?:\w+\.(\w+)(?:, )?)+")
+
+
+class _Conn:
+    __slots__ = ("db",)
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def fetch(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        async with self.db.execute(sql, tuple(args)) as cur:
+            rows = await cur.fetchall()
+            names = [d[0] for d in cur.description or ()]
+        return [dict(zip(names, row)) for row in rows]
+
+    async def execute(self, sql: str, args: Sequence[Any]) -> int:
+        async with self.db.execute(sql, tuple(args)) as cur:
+            return cur.rowcount
+
+
+class SQLiteStore(Store):
+    dialect = "sqlite"
+
+    def __init__(self, path: str, *, readers: int = 2, busy_timeout: float = 10.0) -> None:
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        self._readers_n = max(1, readers)
+        self._busy_ms = int(busy_timeout * 1000)
+        self._writer: aiosqlite.Connection | None = None
+        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._all: list[aiosqlite.Connection] = []
+        self._lock = asyncio.Lock()
+
+    async def _open(self) -> aiosqlite.Connection:
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        self._all.append(db)
+        await db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        await db.execute("PRAGMA synchronous = NORMAL")
+        return db
+
+    async def connect(self) -> None:
+        try:
+            directory = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(directory, exist_ok=True)
+            self._writer = await self._open()
+            async with self._writer.execute("PRAGMA journal_mode = WAL") as cur:
+                mode = await cur.fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
+            for _ in range(self._readers_n):
+                self._readers.put_nowait(await self._open())
+        except (sqlite3.Error, OSError) as exc:
+            await self.close()
+            raise StoreUnavailable(f"cannot open the database {self.url}: {exc}") from None
+
+    async def close(self) -> None:
+        conns, self._all = self._all, []
+        self._writer = None
+        self._readers = asyncio.Queue()
+        for db in conns:
+            try:
+                await db.close()
+            except Exception:  # pragma: no cover - closing is best effort
+                pass
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None
+
+    def _need(self) -> aiosqlite.Connection:
+        if self._writer is None:
+            raise StoreUnavailable(f"the database {self.url} is not open")
+        return self._writer
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[_Conn]:
+        self._need()
+        db = await self._readers.get()
+        try:
+            yield _Conn(db)
+        finally:
+            self._readers.put_nowait(db)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[_Conn]:
+        async with self._lock:
+            db = self._need()
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Conn(db)
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
+
+    def _unique_column(self, exc: BaseException) -> str | None:
+        if isinstance(exc, sqlite3.IntegrityError):
+            m = _UNIQUE.search(str(exc))
+            if m:
+                return m.group(1)
+        return None

@@ -1,0 +1,115 @@
+"""How each record maps to its table: the table name, primary key, unique columns and each column's kind.
+
+The kinds come from the record's annotations (``list`` / ``dict`` -> JSON, ``bool``, ``datetime``, numbers
+and text), so reading and writing a record is one generic conversion per dialect (:meth:`Table.to_db`,
+:meth:`Table.from_db`). The DDL itself is frozen in :mod:`relaygate.store.migrations`; a test checks that
+the migrated tables have exactly these columns.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from relaygate.store import records as r
+
+R = TypeVar("R", bound=msgspec.Struct)
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+
+JSON, BOOL, TS, OTHER = "json", "bool", "ts", "other"
+
+
+def _kind(annotation: Any) -> str:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    base = typing.get_origin(annotation) or annotation
+    if base in (list, dict):
+        return JSON
+    if annotation is bool:
+        return BOOL
+    if annotation is datetime or (args and args[0] is datetime):
+        return TS
+    return OTHER
+
+
+@dataclass(frozen=True)
+class Table(Generic[R]):
+    """One entity's table; ``entity`` names it in errors (``key``, ``team`` ...)."""
+
+    entity: str
+    name: str
+    record: type[R]
+    pk: tuple[str, ...]
+    unique: tuple[str, ...] = ()
+    """Columns with a unique index besides the primary key (NULLs are not compared)."""
+    immutable: tuple[str, ...] = ("created_at", "created_by")
+    columns: tuple[str, ...] = field(init=False)
+    kinds: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(self.record)
+        names = tuple(f.name for f in msgspec.structs.fields(self.record))
+        object.__setattr__(self, "columns", names)
+        object.__setattr__(self, "kinds", {n: _kind(hints[n]) for n in names})
+
+    def to_db(self, name: str, value: Any, dialect: str) -> Any:
+        """One value as the driver takes it: JSON text, 0/1 for SQLite booleans, ISO text for SQLite times."""
+        kind = self.kinds[name]
+        if value is None:
+            return None
+        if kind == JSON:
+            return _json_encode(value).decode()
+        if dialect == "sqlite":
+            if kind == BOOL:
+                return int(bool(value))
+            if kind == TS:
+                return _aware(value).isoformat()
+        elif kind == TS:
+            return _aware(value)
+        return value
+
+    def row(self, rec: R, dialect: str) -> list[Any]:
+        """Every column's value of ``rec``, in :attr:`columns` order."""
+        return [self.to_db(n, getattr(rec, n), dialect) for n in self.columns]
+
+    def from_db(self, row: dict[str, Any]) -> R:
+        """A record from a fetched row (JSON decoded; the rest converted by msgspec)."""
+        data: dict[str, Any] = {}
+        for name, value in row.items():
+            if value is None:
+                continue  # the record's default
+            if self.kinds.get(name) == JSON and isinstance(value, str):
+                value = _json_decode(value)
+            data[name] = value
+        return msgspec.convert(data, self.record, strict=False)
+
+    def key_of(self, rec: R) -> tuple[Any, ...]:
+        return tuple(getattr(rec, c) for c in self.pk)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+BUDGETS = Table("budget", "rg_budgets", r.Budget, ("budget_id",))
+ORGANIZATIONS = Table("organization", "rg_organizations", r.Organization, ("organization_id",))
+ORG_MEMBERS = Table("organization member", "rg_organization_members", r.OrganizationMember,
+                    ("organization_id", "user_id"))
+TEAMS = Table("team", "rg_teams", r.Team, ("team_id",), unique=("team_alias",))
+TEAM_MEMBERS = Table("team member", "rg_team_members", r.TeamMember, ("team_id", "user_id"))
+USERS = Table("user", "rg_users", r.User, ("user_id",))
+CUSTOMERS = Table("customer", "rg_customers", r.Customer, ("user_id",))
+KEYS = Table("key", "rg_keys", r.Key, ("token",), unique=("key_alias",))
+MODELS = Table("model", "rg_models", r.ModelRow, ("model_id",))
+
+ALL: tuple[Table[Any], ...] = (BUDGETS, ORGANIZATIONS, ORG_MEMBERS, TEAMS, TEAM_MEMBERS, USERS, CUSTOMERS, KEYS,
+                               MODELS)
