@@ -1,4 +1,4 @@
-"""``relaygate`` command line: ``serve``, ``check-config``, ``version``.
+"""``relaygate`` command line: ``serve``, ``check-config``, ``db upgrade``, ``version``.
 
 LiteLLM start scripts keep working: ``relaygate --config config.yaml --port 4000 --num_workers 2`` (no
 sub-command) means ``serve``, and ``--num_workers``, ``--detailed_debug`` and ``--debug`` are accepted.
@@ -24,6 +24,7 @@ checks the file like start-up does and, when it can be served, bumps the generat
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import resource
@@ -41,12 +42,13 @@ from relaygate.config.loader import single_model
 from relaygate.config.model import ServerSettings
 from relaygate.logs import setup_logging
 from relaygate.metrics import METRICS_DIR_ENV
+from relaygate.store import StoreError, database_url, make_store, redact_url
 
 if TYPE_CHECKING:
     from granian.log import LogLevels
 
 log = logging.getLogger("relaygate")
-COMMANDS = ("serve", "check-config", "version")
+COMMANDS = ("serve", "check-config", "db", "version")
 
 
 def _serve_parser(prog: str) -> argparse.ArgumentParser:
@@ -140,6 +142,18 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
     level = level or config.server.log_level
     os.environ["RELAYGATE_LOG_LEVEL"] = level
     setup_logging(level)
+    db_url = database_url(config, args.config)
+    if db_url is not None:
+        # reach the database and bring its schema up to date once, before any worker starts: an
+        # unreachable database stops `serve` here with its URL (password redacted), not in each worker
+        try:
+            before, after = asyncio.run(upgrade_database(db_url, config.server.database_connect_timeout))
+        except StoreError as exc:
+            print(f"relaygate: database error: {exc}", file=sys.stderr)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            return 1
+        log.info("database %s: schema version %d%s", redact_url(db_url), after,
+                 f" (upgraded from {before})" if before != after else "")
     for flag in unknown:
         if flag.startswith("-"):
             log.warning("command-line option %s is not supported by relaygate and was ignored", flag)
@@ -272,6 +286,51 @@ def check_config(argv: list[str]) -> int:
     return 0
 
 
+async def upgrade_database(url: str, connect_timeout: float = 5.0) -> tuple[int, int]:
+    """Open ``url``, apply the missing migrations (under the upgrade lock), close; (before, after)."""
+    store = make_store(url, pool_size=1, connect_timeout=connect_timeout)
+    await store.connect()
+    try:
+        return await store.migrate()
+    finally:
+        await store.close()
+
+
+def db_command(argv: list[str]) -> int:
+    """``relaygate db upgrade [--config FILE | --database-url URL]``: apply the schema migrations and print
+    the version. Exit status 0 done, 1 the database failed (unreachable, newer schema), 2 no database."""
+    p = argparse.ArgumentParser(prog="relaygate db", description="Manage relaygate's database.")
+    sub = p.add_subparsers(dest="action", required=True)
+    up = sub.add_parser("upgrade", help="apply the schema migrations and print the schema version")
+    where = up.add_mutually_exclusive_group()
+    where.add_argument("--config", "-c", help="the config whose database to upgrade (general_settings.database_url, "
+                       "else DATABASE_URL, else the embedded SQLite file beside it)")
+    where.add_argument("--database-url", "--database_url", dest="database_url",
+                       help="the database: postgresql://... or sqlite:///PATH (default: DATABASE_URL)")
+    args = p.parse_args(argv)
+    if args.database_url:
+        url: str | None = args.database_url
+    elif args.config:
+        try:
+            url = database_url(load_config(args.config), args.config)
+        except ConfigError as exc:
+            print(f"relaygate db: config error: {exc}", file=sys.stderr)
+            return 2
+    else:
+        url = os.environ.get("DATABASE_URL") or None
+    if url is None:
+        print("relaygate db: no database: give --database-url, --config, or set DATABASE_URL", file=sys.stderr)
+        return 2
+    try:
+        before, after = asyncio.run(upgrade_database(url))
+    except StoreError as exc:
+        print(f"relaygate db: error: {exc}", file=sys.stderr)
+        return 1
+    change = f"upgraded from version {before}" if before != after else "already up to date"
+    print(f"relaygate db: {redact_url(url)}: schema version {after} ({change})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("--version", "-V", "version"):
@@ -281,8 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         return check_config(argv[1:])
     if argv and argv[0] == "serve":
         return serve(argv[1:])
+    if argv and argv[0] == "db":
+        return db_command(argv[1:])
     if argv and argv[0] in ("-h", "--help"):
-        print("usage: relaygate {serve,check-config,version} [options]\n"
+        print("usage: relaygate {serve,check-config,db,version} [options]\n"
               "       relaygate --config FILE [--port P] [--num_workers N]   (LiteLLM style: serve)\n\n"
               "Run `relaygate serve --help` for the server's options.")
         return 0

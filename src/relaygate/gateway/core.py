@@ -43,6 +43,7 @@ from relaygate.reload import Watcher, bump, current, load_checked, publish_reloa
 from relaygate.router import Router
 from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, MetricsSink
+from relaygate.store import Store, database_url, open_store
 from relaygate.upstream.base import Transport
 from relaygate.upstream.factory import make_transport
 from relaygate.upstream.identity import aclose_identity_clients
@@ -52,7 +53,8 @@ log = logging.getLogger("relaygate")
 
 RESTART_ONLY = ("host", "port", "workers", "log_level", "backlog", "max_connections", "header_read_timeout",
                 "transport", "http_proxy", "max_connections_per_upstream", "keepalive_expiry",
-                "max_upstream_response_bytes", "watch_config", "reload_poll_interval")
+                "max_upstream_response_bytes", "watch_config", "reload_poll_interval", "embedded_database",
+                "database_file", "database_pool_size", "database_connect_timeout")
 """``[server]`` settings that shape the process, its listener or the transport kept across reloads: a
 reload that changes one says so in the log and keeps the running value until a restart."""
 
@@ -84,6 +86,10 @@ class Gateway:
         """The CORS answers of the current config (``http.cors``), rebuilt when a reload changes it."""
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.database_url = database_url(config, config_path)
+        """The store's database (``relaygate.store.database_url``); opened at startup, None: no store."""
+        self.store: Store | None = None
+        self._db_seen: tuple[float, bool] = (-1.0, False)
 
     # the current snapshot's parts (a request uses ``Exchange.rt``, not these)
     @property
@@ -148,6 +154,13 @@ class Gateway:
     # -- lifespan -----------------------------------------------------------------------------------
 
     async def startup(self) -> None:
+        if self.database_url is not None:
+            # off the request path: a worker opens its pool (and applies missing migrations under the
+            # upgrade lock, a no-op after `serve` did) before it takes requests
+            s = self.config.server
+            self.store = await open_store(self.database_url, pool_size=s.database_pool_size,
+                                          connect_timeout=s.database_connect_timeout)
+            log.info("worker %d: database %s open", os.getpid(), self.store.url)
         await self.router.start()
         self.completions.start()
         if self.metrics.directory is not None:
@@ -172,7 +185,22 @@ class Gateway:
             self.metrics.flush()
         await self.aclose()
 
+    async def db_status(self) -> str:
+        """LiteLLM's readiness ``db`` field: ``connected`` when the store answers a ping (at most one ping
+        per second, whatever the probe rate), else ``Not connected``."""
+        if self.store is None:
+            return "Not connected"
+        now = asyncio.get_running_loop().time()
+        at, ok = self._db_seen
+        if now - at >= 1.0:
+            ok = await self.store.ping()
+            self._db_seen = (now, ok)
+        return "connected" if ok else "Not connected"
+
     async def aclose(self) -> None:
+        if self.store is not None:
+            store, self.store = self.store, None
+            await store.close()
         await self.completions.aclose()
         await self.router.aclose()
         await self.transport.aclose()

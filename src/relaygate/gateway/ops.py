@@ -153,7 +153,7 @@ async def liveness(gw: Gateway, scope: Scope, receive: Receive, send: Send, para
 async def readiness(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
     from relaygate.core import _ext
 
-    body = {"status": "healthy", "db": "Not connected", "cache": None, "litellm_version": __version__,
+    body = {"status": "healthy", "db": await gw.db_status(), "cache": None, "litellm_version": __version__,
             "relaygate_version": __version__, "extensions": dict(_ext.LOADED),
             "transport": type(gw.transport).__name__, "config_generation": gw.runtime.generation}
     await send_json(send, 200, orjson.dumps(body))

@@ -9,6 +9,7 @@ exception out of a backend is a bug or a driver error and is not mapped. Message
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 from relaygate.core.errors import GatewayError
@@ -71,8 +72,13 @@ class SchemaMismatch(StoreError):
     status = 500
 
 
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|sslpassword)=)[^&#]*", re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (user, host, port and database kept), for messages."""
+    """``url`` with its password replaced by ``***`` (user, host, port and database kept), for messages; a
+    ``password=`` query parameter is masked too."""
+    url = _QUERY_PASSWORD.sub(r"\1***", url)
     try:
         parts = urlsplit(url)
         if parts.password is None:
