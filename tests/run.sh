@@ -10,6 +10,13 @@ if ! command -v redis-server >/dev/null 2>&1; then
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
 
+# tests/store and the e2e store tests run a real PostgreSQL server (tests/pg.py finds initdb on PATH or in
+# Debian's /usr/lib/postgresql/*/bin)
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "tests/run.sh: installing postgresql (Debian package)"
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+
 python -m pip install -q --disable-pip-version-check -e ".[test]"
 
 # the Node clients of the compat suite (openai-node, the Vercel AI SDK), from package-lock.json
