@@ -123,6 +123,9 @@ class Gateway:
             t.add("POST", path, lambda sc, rc, sd, p, fe=fe: run(fe, sc, rc, sd, p))
         add_routes(t, self)
         add_model_info_routes(t, self)
+        from relaygate.management import register as add_management_routes  # /key/*, /user/*, /team/*
+
+        add_management_routes(t, self)
         return t
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

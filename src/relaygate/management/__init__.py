@@ -1,0 +1,25 @@
+"""LiteLLM's management API on the store: keys (``keys``), users (``users``), teams (``teams``).
+
+:func:`register` adds every route to the gateway's route table; ``common`` holds what each route shares
+(caller and role, bodies, errors, answers) for the modules that add more (organizations, customers, budgets,
+models).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from relaygate.http.routes import RouteTable
+
+if TYPE_CHECKING:
+    from relaygate.gateway.core import Gateway
+
+
+def register(t: RouteTable, gw: Gateway) -> None:
+    """Add the management routes to ``t``; each answers 503 while ``gw`` has no store."""
+    from relaygate.management import keys
+
+    keys.add_routes(t, gw)
+
+
+__all__ = ["register"]

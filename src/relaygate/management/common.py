@@ -1,0 +1,411 @@
+"""What every management route shares: who the caller is, its role, bodies, errors and answers.
+
+A management handler is ``async def handler(ctx: Ctx) -> object``: :func:`route` wraps it so that the
+caller is authenticated (the pipeline's resolver: master key, config or store keys), its LiteLLM role
+resolved once (:class:`Caller`), the store is present, and the handler's return value is answered as JSON
+(200). Errors are raised, never written: a :class:`~relaygate.core.errors.GatewayError` reaches the client in
+LiteLLM's shape ``{"error": {"message", "type", "param", "code"}}``; the store's ``NotFound`` is re-raised
+naming the request field that held the id (``param``), ``Duplicate`` / ``InvalidField`` are 400,
+``StoreUnavailable`` and a connection that dropped mid-request 503.
+
+Roles (LiteLLM's ``LitellmUserRoles``): the master key (and an open gateway's anonymous caller) is
+``proxy_admin``; a virtual key is its user's ``user_role`` (``Principal.role`` once auth provides it, else
+the user row in the store), ``internal_user`` when it has none. ``proxy_admin_viewer`` reads everything
+and writes nothing; ``internal_user`` manages its own keys, and its teams' keys and members where it is a
+team ``admin``; ``internal_user_viewer`` only reads its own. A route a role may never use answers LiteLLM's
+401 ``Only proxy admin can be used to ...``; an object the caller may not touch a 403.
+
+Bodies decode straight into msgspec Structs whose optional fields default to ``UNSET``, so an update
+knows which fields were sent (:func:`given`) and ``null`` (clear the value) apart from absent; a body that
+does not fit is a 400 naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+
+from relaygate.auth import Principal, PrincipalKind
+from relaygate.core.errors import GatewayError
+from relaygate.http.body import read_body
+from relaygate.http.respond import send_json
+from relaygate.http.routes import Params, RouteTable
+from relaygate.http.types import Receive, Scope, Send
+from relaygate.store import Duplicate, InvalidField, Key, NotFound, Store, StoreUnavailable, Team, User
+from relaygate.store import tables as tbl
+
+if TYPE_CHECKING:
+    from relaygate.gateway.core import Gateway
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+PROXY_ADMIN = "proxy_admin"
+PROXY_ADMIN_VIEWER = "proxy_admin_viewer"
+INTERNAL_USER = "internal_user"
+INTERNAL_USER_VIEWER = "internal_user_viewer"
+USER_ROLES = (PROXY_ADMIN, PROXY_ADMIN_VIEWER, INTERNAL_USER, INTERNAL_USER_VIEWER)
+TEAM_ROLES = ("admin", "user")
+
+UNSET: Any = msgspec.UNSET
+"""Default of every optional body field: absent (``msgspec.UNSET``), told apart from an explicit null."""
+
+_ID_FIELD = {"key": "key", "team": "team_id", "user": "user_id", "team member": "user_id",
+             "organization": "organization_id", "organization member": "user_id", "customer": "user_id",
+             "budget": "budget_id", "model": "model_id"}
+"""The request field that names each store entity: ``param`` of its 404."""
+
+
+# -- errors -------------------------------------------------------------------------------------------
+
+
+def bad_request(message: str, param: str | None = None) -> GatewayError:
+    """A 400 in LiteLLM's ``bad_request_error`` shape, naming the offending field."""
+    return GatewayError(message, status=400, type="bad_request_error", param=param or "None")
+
+
+def not_found(message: str, param: str) -> GatewayError:
+    return GatewayError(message, status=404, type="not_found_error", param=param)
+
+
+def forbidden(message: str) -> GatewayError:
+    """The caller may use the route but not on this object (LiteLLM's 403 ``HTTPException``)."""
+    return GatewayError(message, status=403, type="auth_error", param="None")
+
+
+def no_store() -> GatewayError:
+    return GatewayError("Database not connected. Connect a database to your proxy (database_url or DATABASE_URL) "
+                        "to use the management API", status=503, type="service_unavailable", param="None")
+
+
+def _from_store(exc: GatewayError) -> GatewayError:
+    """A store error with ``param`` naming the request's field."""
+    if isinstance(exc, NotFound):
+        param = _ID_FIELD.get(exc.entity, exc.entity)
+        return not_found(f"{exc.entity.capitalize()} not found: {exc.ident}", param)
+    if isinstance(exc, Duplicate):
+        if exc.entity == "key" and exc.field == "key_alias":
+            return bad_request(exc.message, "key_alias")
+        if exc.entity == "key" and exc.field == "token":
+            return bad_request("Key already exists: a key with this value is already in use", "key")
+        return bad_request(exc.message, exc.field)
+    if isinstance(exc, InvalidField):
+        return bad_request(exc.message, exc.field)
+    return exc
+
+
+# -- the caller ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Caller:
+    """Who calls a management route and what it holds; a key can never grant more than this."""
+
+    role: str
+    principal: Principal
+    user_id: str | None = None
+    key_hash: str | None = None
+    team_id: str | None = None
+    key: Key | None = None
+    """The caller's own key row (None for the master key or a key from the config file)."""
+    user: User | None = None
+    models: frozenset[str] | None = None
+    """Models the caller may use (None: every model): its key's and its user's allow-lists intersected."""
+    limits: dict[str, float] = field(default_factory=dict)
+    """The caller's own caps (``tpm_limit``, ``rpm_limit``, ``max_parallel_requests``, ``max_budget``):
+    the smaller of its key's and its user's."""
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == PROXY_ADMIN
+
+    @property
+    def reads_all(self) -> bool:
+        return self.role in (PROXY_ADMIN, PROXY_ADMIN_VIEWER)
+
+    @property
+    def may_write(self) -> bool:
+        return self.role in (PROXY_ADMIN, INTERNAL_USER)
+
+    def team_role(self, team: Team) -> str | None:
+        """The caller's role in ``team`` (``admin`` / ``user``), or None when it is not a member."""
+        if self.user_id is None:
+            return None
+        for m in team.members_with_roles:
+            if m.get("user_id") == self.user_id:
+                return str(m.get("role") or "user")
+        return None
+
+    def is_team_admin(self, team: Team) -> bool:
+        return self.is_admin or self.team_role(team) == "admin"
+
+
+async def resolve_caller(gw: Gateway, scope: Scope, store: Store) -> Caller:
+    """Authenticate the request (401 as on every route) and resolve its role and holdings."""
+    principals = gw.runtime.principals
+    headers = scope["headers"]
+    p: Principal = principals.resolve_cached(headers) or await principals.resolve(headers)
+    if p.kind is not PrincipalKind.KEY:
+        return Caller(PROXY_ADMIN, p, key_hash=p.key_hash)
+    caller = Caller(INTERNAL_USER, p, user_id=p.user_id, key_hash=p.key_hash, team_id=p.team_id)
+    if p.key_hash is not None:
+        try:
+            caller.key = await store.get_key(p.key_hash)
+        except NotFound:
+            caller.key = None
+    if caller.user_id is not None:
+        try:
+            caller.user = await store.get_user(caller.user_id)
+        except NotFound:
+            caller.user = None
+    role = getattr(p, "role", None) or (caller.user.user_role if caller.user is not None else None)
+    caller.role = role if role in USER_ROLES else INTERNAL_USER
+    models: frozenset[str] | None = p.key.models if p.key is not None else None
+    if caller.key is not None and caller.key.models:
+        models = _meet(models, frozenset(caller.key.models))
+    if caller.user is not None and caller.user.models:
+        models = _meet(models, frozenset(caller.user.models))
+    caller.models = models
+    for holder in (caller.key, caller.user):
+        if holder is None:
+            continue
+        for name in ("tpm_limit", "rpm_limit", "max_parallel_requests", "max_budget"):
+            value = getattr(holder, name)
+            if value is not None:
+                caller.limits[name] = min(value, caller.limits.get(name, value))
+    return caller
+
+
+def _meet(a: frozenset[str] | None, b: frozenset[str]) -> frozenset[str]:
+    return b if a is None else a & b
+
+
+def admin_only(ctx: Ctx, *, read: bool = False) -> None:
+    """LiteLLM's route check: only the proxy admin (and, for ``read`` routes, its viewer) passes."""
+    c = ctx.caller
+    if c.is_admin or (read and c.role == PROXY_ADMIN_VIEWER):
+        return
+    refuse_route(ctx)
+
+
+def refuse_route(ctx: Ctx) -> None:
+    c = ctx.caller
+    raise GatewayError(
+        "Authentication Error, Only proxy admin can be used to generate, delete, update info for new "
+        f"keys/users/teams. Route={ctx.path}. Your role={c.role}. Your user_id={c.user_id or 'unknown'}",
+        status=401, type="auth_error", param="None")
+
+
+def writer(ctx: Ctx) -> None:
+    """Viewers read only: a write route refuses them as LiteLLM's route check does."""
+    if not ctx.caller.may_write:
+        refuse_route(ctx)
+
+
+def check_grant(caller: Caller, models: Sequence[str], limits: dict[str, Any], team: Team | None) -> list[str]:
+    """Refuse a grant beyond what the caller (and, for a team key, the team) holds; the models to store.
+
+    ``models`` empty means every model: from a restricted grantor it becomes the grantor's allow-list.
+    ``limits`` maps ``tpm_limit`` / ``rpm_limit`` / ``max_parallel_requests`` / ``max_budget`` to the values
+    asked (None: not asked); a cap the caller has is filled in when the value was not asked (mutated)."""
+    caps: list[tuple[str, frozenset[str] | None, dict[str, Any]]] = []
+    if not caller.is_admin:
+        caps.append(("your", caller.models, caller.limits))
+    if team is not None:
+        team_caps = {n: getattr(team, n) for n in ("tpm_limit", "rpm_limit", "max_parallel_requests", "max_budget")
+                     if getattr(team, n) is not None}
+        caps.append((f"team={team.team_id}", frozenset(team.models) if team.models else None, team_caps))
+    wanted = list(models)
+    for who, allowed, lims in caps:
+        if allowed is not None and "all-proxy-models" not in allowed and "*" not in allowed:
+            if not wanted:
+                wanted = sorted(allowed)
+            extra = [m for m in wanted if m not in allowed]
+            if extra:
+                raise forbidden(f"Cannot grant models {extra}: not in {who} allowed models {sorted(allowed)}")
+        for name, cap in lims.items():
+            asked = limits.get(name)
+            if asked is None:
+                limits[name] = cap
+            elif asked > cap:
+                raise forbidden(f"{name}={asked} is greater than {who} {name}={cap}")
+    return wanted
+
+
+# -- bodies -------------------------------------------------------------------------------------------
+
+_AT = re.compile(r"\$\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def decode(body: bytes, kind: type[S]) -> S:
+    """``body`` (JSON; empty: ``{}``) as ``kind``; a 400 naming the first field that does not fit."""
+    try:
+        return msgspec.json.decode(body or b"{}", type=kind)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        m = _AT.search(text)
+        if m is None and "missing required field" in text:
+            m = re.search(r"`(\w+)`", text)
+        param = m.group(1) if m else None
+        raise bad_request(f"Invalid request body: {text}", param) from None
+    except msgspec.DecodeError as exc:
+        raise bad_request(f"Invalid request body: not JSON ({exc})") from None
+
+
+def given(s: msgspec.Struct) -> dict[str, Any]:
+    """The fields of a decoded body that were sent (null included), by name."""
+    return {f: v for f in s.__struct_fields__ if (v := getattr(s, f)) is not msgspec.UNSET}
+
+
+def opt(value: Any, default: Any = None) -> Any:
+    """``value`` unless it is UNSET (then ``default``)."""
+    return default if value is msgspec.UNSET else value
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w|mo)\s*$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "mo": 30 * 86400}
+
+
+def duration_seconds(value: str, param: str) -> int:
+    """LiteLLM's durations: ``30s``, ``30m``, ``1h``, ``1d``, ``1w``, ``1mo`` (30 days); else 400 on ``param``."""
+    m = _DURATION.match(value)
+    if m is None:
+        raise bad_request(f"Invalid {param}={value!r}: expected a number and a unit s, m, h, d, w or mo "
+                          "(e.g. '30d', '1h')", param)
+    return int(m.group(1)) * _UNIT[m.group(2)]
+
+
+def after(value: str | None, param: str) -> datetime | None:
+    """Now plus the duration ``value`` (None, ``-1`` or empty: never)."""
+    if value is None or value in ("", "-1"):
+        return None
+    return datetime.now(UTC) + timedelta(seconds=duration_seconds(value, param))
+
+
+def non_negative(values: dict[str, Any]) -> None:
+    for name, value in values.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise bad_request(f"{name} must be >= 0, got {value}", name)
+
+
+# -- answers ------------------------------------------------------------------------------------------
+
+_encoder = msgspec.json.Encoder()
+
+
+def record(rec: msgspec.Struct, *drop: str) -> dict[str, Any]:
+    """A record as a JSON-ready mapping (LiteLLM's field names), without ``drop``."""
+    out: dict[str, Any] = msgspec.to_builtins(rec)
+    for name in drop:
+        out.pop(name, None)
+    return out
+
+
+# -- routes -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Ctx:
+    """One management request: the gateway, its store, the caller, the path parameters and the query."""
+
+    gw: Gateway
+    store: Store
+    caller: Caller
+    path: str
+    params: Params
+    query: dict[str, str]
+    receive: Receive
+    scope: Scope
+
+    async def body(self, kind: type[S]) -> S:
+        return decode(await read_body(self.receive, self.gw.runtime.body_limits), kind)
+
+    def invalidate(self, *token_hashes: str) -> None:
+        """Drop keys from this worker's principal cache (other workers follow the store's change counter)."""
+        principals = getattr(self.gw.runtime, "principals", None)
+        inval = getattr(principals, "invalidate", None)
+        if inval is None:
+            return
+        for h in token_hashes:
+            inval(h)
+
+    def flag(self, name: str) -> bool:
+        return self.query.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+    def int_arg(self, name: str, default: int, low: int = 1, high: int = 1000) -> int:
+        raw = self.query.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise bad_request(f"{name} must be an integer, got {raw!r}", name) from None
+        if not low <= value <= high:
+            raise bad_request(f"{name} must be between {low} and {high}, got {value}", name)
+        return value
+
+
+Handler = Callable[[Ctx], Awaitable[Any]]
+
+
+def query_of(scope: Scope) -> dict[str, str]:
+    qs = scope.get("query_string") or b""
+    return {k: v[0] for k, v in urllib.parse.parse_qs(qs.decode("latin-1")).items() if v}
+
+
+def route(t: RouteTable, gw: Gateway, method: str, path: str, handler: Handler) -> None:
+    """Add ``handler`` at ``method path``, wrapped: caller, store, errors, the JSON answer."""
+
+    async def serve(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        store = gw.store
+        principals = gw.runtime.principals
+        if store is None:
+            headers = scope["headers"]
+            principals.resolve_cached(headers) or await principals.resolve(headers)  # 401 before 503
+            raise no_store()
+        try:
+            caller = await resolve_caller(gw, scope, store)
+            ctx = Ctx(gw, store, caller, path, params, query_of(scope), receive, scope)
+            result = await handler(ctx)
+        except (NotFound, Duplicate, InvalidField) as exc:
+            raise _from_store(exc) from None
+        except StoreUnavailable:
+            raise
+        except (OSError, ConnectionError) as exc:
+            raise GatewayError(f"Database unavailable ({type(exc).__name__}): try again later", status=503,
+                               type="service_unavailable", param="None") from exc
+        await send_json(send, 200, _encoder.encode(result))
+
+    t.add(method, path, serve)
+
+
+class Tx:
+    """Several store writes in one transaction (all or nothing) for routes that change more than one entity:
+    the store's single-entity methods each commit on their own. One place uses the store's internals."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __call__(self) -> Any:
+        return self.store.write()
+
+    async def insert(self, c: Any, rec: msgspec.Struct) -> Any:
+        return await self.store._insert(c, _table_of(rec), rec)
+
+    async def add_members(self, c: Any, team_id: str, members: Sequence[Any]) -> Team:
+        return await self.store._add_team_members_in(c, team_id, members)
+
+    async def delete_keys_of_user(self, c: Any, user_id: str) -> None:
+        await c.execute("DELETE FROM rg_keys WHERE user_id = ?", [user_id])
+
+
+def _table_of(rec: msgspec.Struct) -> tbl.Table[Any]:
+    for table in tbl.ALL:
+        if type(rec) is table.record:
+            return table
+    raise TypeError(f"no table for {type(rec).__name__}")

@@ -1,0 +1,384 @@
+"""LiteLLM's ``/key/*`` routes: generate, update, info, list, delete, regenerate, block, unblock, health.
+
+A key is ``sk-`` and 32 URL-safe random bytes (``secrets.token_urlsafe``, as LiteLLM), or a custom ``key``
+that must start with ``sk-``. Only its SHA-256 hex (``token``, LiteLLM's ``hashed_token``) and display
+name (``sk-...abcd``) are stored; the key itself is answered once, by ``/key/generate`` and
+``/key/regenerate``. ``/key/info`` and ``/key/list`` show the hash, never a key. Any route that takes a
+``key`` accepts the key (``sk-...``: hashed here) or its hash.
+
+Who may do what (LiteLLM's rules, :mod:`relaygate.management.common`): the proxy admin everything; its
+viewer reads every key; an internal user generates keys for itself (``user_id`` defaults to its own) or,
+as a team member, for its team, and updates, regenerates or deletes its own keys and, as a team ``admin``,
+its team's; only the proxy admin or the key's team admin blocks, unblocks or changes ``blocked``. A key
+never grants more than its creator holds (:func:`~relaygate.management.common.check_grant`): models within
+the creator's and the team's allow-lists, limits and budget not above theirs.
+
+After every write the key's hash is dropped from this worker's principal cache; other workers and
+instances see the store's change counter move.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from relaygate.http.routes import RouteTable
+from relaygate.management.common import (
+    UNSET,
+    Ctx,
+    after,
+    bad_request,
+    check_grant,
+    forbidden,
+    given,
+    non_negative,
+    opt,
+    record,
+    refuse_route,
+    route,
+    writer,
+)
+from relaygate.store import Key, NotFound, Team, hash_token, key_name
+
+if TYPE_CHECKING:
+    from relaygate.gateway.core import Gateway
+
+LIMITS = ("tpm_limit", "rpm_limit", "max_parallel_requests", "max_budget")
+
+
+class KeyFields(msgspec.Struct, kw_only=True):
+    """The key fields of LiteLLM's ``GenerateKeyRequest`` / ``UpdateKeyRequest``."""
+
+    key_alias: str | None = UNSET
+    duration: str | None = UNSET
+    expires: datetime | None = UNSET
+    models: list[str] | None = UNSET
+    aliases: dict[str, str] | None = UNSET
+    config: dict[str, Any] | None = UNSET
+    team_id: str | None = UNSET
+    user_id: str | None = UNSET
+    organization_id: str | None = UNSET
+    budget_id: str | None = UNSET
+    metadata: dict[str, Any] | None = UNSET
+    tags: list[str] | None = UNSET
+    spend: float | None = UNSET
+    max_budget: float | None = UNSET
+    budget_duration: str | None = UNSET
+    soft_budget: float | None = UNSET
+    model_max_budget: dict[str, Any] | None = UNSET
+    max_parallel_requests: int | None = UNSET
+    tpm_limit: int | None = UNSET
+    rpm_limit: int | None = UNSET
+    model_tpm_limit: dict[str, int] | None = UNSET
+    model_rpm_limit: dict[str, int] | None = UNSET
+    allowed_cache_controls: list[str] | None = UNSET
+    allowed_routes: list[str] | None = UNSET
+    permissions: dict[str, Any] | None = UNSET
+    blocked: bool | None = UNSET
+    router_settings: dict[str, Any] | None = UNSET
+
+
+class GenerateBody(KeyFields, kw_only=True):
+    key: str | None = UNSET
+
+
+class UpdateBody(KeyFields, kw_only=True):
+    key: str
+
+
+class RegenerateBody(KeyFields, kw_only=True):
+    key: str | None = UNSET
+    new_key: str | None = UNSET
+
+
+class KeyRef(msgspec.Struct, kw_only=True):
+    key: str
+
+
+class DeleteBody(msgspec.Struct, kw_only=True):
+    keys: list[str] | None = None
+    key_aliases: list[str] | None = None
+
+
+def add_routes(t: RouteTable, gw: Gateway) -> None:
+    for method, path, handler in (
+            ("POST", "/key/generate", generate), ("POST", "/key/update", update), ("GET", "/key/info", info),
+            ("GET", "/key/list", list_keys), ("POST", "/key/delete", delete), ("POST", "/key/regenerate", regenerate),
+            ("POST", "/key/{key}/regenerate", regenerate), ("POST", "/key/block", block),
+            ("POST", "/key/unblock", unblock), ("POST", "/key/health", health)):
+        route(t, gw, method, path, handler)
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def token_of(value: str, param: str = "key") -> str:
+    """The hash of a key given as the key (``sk-...``) or as its hash."""
+    value = value.strip()
+    if not value:
+        raise bad_request("key must not be empty", param)
+    return hash_token(value) if value.startswith("sk-") else value
+
+
+def new_key(custom: str | None, param: str = "key") -> str:
+    if custom is None:
+        return "sk-" + secrets.token_urlsafe(16)
+    if not custom.startswith("sk-"):
+        masked = f"{custom[:4]}****{custom[-4:]}" if len(custom) > 8 else "****"
+        raise bad_request(f"Invalid key format. LiteLLM Virtual Key must start with 'sk-'. Received: {masked}", param)
+    if len(custom) < 8:
+        raise bad_request("A custom key must be at least 8 characters long", param)
+    return custom
+
+
+async def _alias_free(ctx: Ctx, alias: str | None, token: str | None = None) -> None:
+    if not alias:
+        return
+    try:
+        other = await ctx.store.get_key_by_alias(alias)
+    except NotFound:
+        return
+    if other.token != token:
+        raise bad_request(f"Key with alias '{alias}' already exists. Unique key aliases across all keys are required.",
+                          "key_alias")
+
+
+async def _team(ctx: Ctx, team_id: str | None) -> Team | None:
+    return None if team_id is None else await ctx.store.get_team(team_id)
+
+
+def _member(team: Team, user_id: str | None) -> bool:
+    return user_id is not None and any(m.get("user_id") == user_id for m in team.members_with_roles)
+
+
+async def may_manage(ctx: Ctx, key: Key, *, block: bool = False) -> None:
+    """The caller may change ``key``: the proxy admin, the key's team admin, or (not to block) its owner."""
+    c = ctx.caller
+    if c.is_admin:
+        return
+    if not c.may_write:
+        refuse_route(ctx)
+    if not block and key.user_id is not None and key.user_id == c.user_id:
+        return
+    if key.team_id is not None:
+        team = await _team(ctx, key.team_id)
+        if team is not None and c.team_role(team) == "admin":
+            return
+    raise forbidden(f"You are not allowed to {'block or unblock' if block else 'change'} this key. "
+                    f"Your role={c.role}")
+
+
+async def may_read(ctx: Ctx, key: Key) -> None:
+    c = ctx.caller
+    if c.reads_all or key.token == c.key_hash or (key.user_id is not None and key.user_id == c.user_id):
+        return
+    if key.team_id is not None and c.user_id is not None:
+        team = await _team(ctx, key.team_id)
+        if team is not None and c.team_role(team) == "admin":
+            return
+    raise forbidden(f"You are not allowed to access this key's info. Your role={c.role}")
+
+
+async def _fields(ctx: Ctx, body: KeyFields, *, old: Key | None) -> dict[str, Any]:
+    """The record fields ``body`` sets (``old``: the key an update changes), checked: durations, limits,
+    ownership, team membership and the grant."""
+    c = ctx.caller
+    sent = given(body)
+    for name in ("key", "new_key"):
+        sent.pop(name, None)
+    non_negative({n: sent.get(n) for n in (*LIMITS, "soft_budget", "spend")})
+    fields: dict[str, Any] = {}
+    if "duration" in sent:
+        fields["expires"] = after(sent.pop("duration"), "duration")
+    if sent.get("budget_duration"):
+        fields["budget_reset_at"] = after(sent["budget_duration"], "budget_duration")
+    if "spend" in sent and not c.is_admin:
+        raise forbidden("Only the proxy admin can set a key's spend")
+    if "blocked" in sent and old is not None:
+        await may_manage(ctx, old, block=True)
+    fields.update(sent)
+    user_id = sent.get("user_id", old.user_id if old is not None else None)
+    team_id = sent.get("team_id", old.team_id if old is not None else None)
+    if old is None and user_id is None and not c.is_admin:
+        if c.user_id is None:
+            raise forbidden("Only a key that belongs to a user can create keys (this key has no user_id)")
+        user_id = fields["user_id"] = c.user_id
+    if sent.get("organization_id") is not None:
+        await ctx.store.get_organization(sent["organization_id"])
+    team = await _team(ctx, team_id)
+    changes_owner = old is None or "user_id" in sent or "team_id" in sent
+    if team is not None and changes_owner and not c.is_admin:
+        if not _member(team, c.user_id):
+            raise bad_request(f"User={c.user_id} not assigned to team={team.team_id}", "team_id")
+        if user_id is not None and not _member(team, user_id):
+            raise bad_request(f"User={user_id} not assigned to team={team.team_id}", "user_id")
+    if changes_owner and not c.is_admin and user_id != c.user_id and (team is None or c.team_role(team) != "admin"):
+        raise forbidden(f"User can only create keys for themselves. Got user_id={user_id}, Your ID={c.user_id}")
+    if old is None or "models" in sent or "team_id" in sent or any(n in sent for n in LIMITS):
+        limits = {n: fields.get(n) for n in LIMITS if old is None or n in sent}
+        models = fields.get("models") if "models" in fields else (old.models if old is not None else [])
+        wanted = check_grant(c, models or [], limits, team)
+        if old is None or "models" in sent or "team_id" in sent:
+            fields["models"] = wanted
+        for n in LIMITS:
+            if old is None or n in sent:
+                fields[n] = limits.get(n)
+    return fields
+
+
+def _generated(rec: Key, clear: str) -> dict[str, Any]:
+    """LiteLLM's ``GenerateKeyResponse``: the key in clear (this once), ``token`` / ``token_id`` its hash."""
+    out = record(rec)
+    out.update(key=clear, token=rec.token, token_id=rec.token, litellm_budget_table=None)
+    return out
+
+
+# -- routes -------------------------------------------------------------------------------------------
+
+
+async def generate(ctx: Ctx) -> Any:
+    writer(ctx)
+    body = await ctx.body(GenerateBody)
+    clear = new_key(opt(body.key))
+    fields = await _fields(ctx, body, old=None)
+    await _alias_free(ctx, fields.get("key_alias"))
+    token = hash_token(clear)
+    fields = {k: v for k, v in fields.items() if v is not None}
+    created_by = ctx.caller.user_id or "default_user_id"
+    rec = Key(token=token, key_name=key_name(clear), created_by=created_by, updated_by=created_by, **fields)
+    rec = await ctx.store.create_key(rec)
+    ctx.invalidate(token)
+    return _generated(rec, clear)
+
+
+async def update(ctx: Ctx) -> Any:
+    writer(ctx)
+    body = await ctx.body(UpdateBody)
+    token = token_of(body.key)
+    old = await ctx.store.get_key(token)
+    await may_manage(ctx, old)
+    fields = await _fields(ctx, body, old=old)
+    if "key_alias" in fields:
+        await _alias_free(ctx, fields["key_alias"], token)
+    fields["updated_by"] = ctx.caller.user_id or "default_user_id"
+    rec = await ctx.store.update_key(token, **fields)
+    ctx.invalidate(token)
+    return record(rec)
+
+
+async def info(ctx: Ctx) -> Any:
+    given_key = ctx.query.get("key")
+    token = token_of(given_key) if given_key else ctx.caller.key_hash
+    if token is None:
+        raise bad_request("key is required", "key")
+    try:
+        rec = await ctx.store.get_key(token)
+    except NotFound:
+        raise NotFound("key", "Key not found in database") from None
+    await may_read(ctx, rec)
+    return {"key": given_key if given_key is not None else token, "info": record(rec, "token")}
+
+
+async def list_keys(ctx: Ctx) -> Any:
+    c = ctx.caller
+    q = ctx.query
+    page = ctx.int_arg("page", 1, high=10**9)
+    size = ctx.int_arg("size", 10, high=100)
+    user_id, team_id = q.get("user_id"), q.get("team_id")
+    if not c.reads_all:
+        if team_id is not None:
+            team = await ctx.store.get_team(team_id)
+            if c.team_role(team) != "admin":
+                raise forbidden(f"Only team admins can list the keys of team={team_id}. Your role={c.role}")
+        elif user_id is not None and user_id != c.user_id:
+            raise forbidden(f"You can only list your own keys. Got user_id={user_id}, Your ID={c.user_id}")
+        else:
+            user_id = c.user_id
+            if user_id is None:
+                keys = [c.key] if c.key is not None else []
+                return {"keys": [record(k) if ctx.flag("return_full_object") else k.token for k in keys],
+                        "total_count": len(keys), "current_page": 1, "total_pages": 1}
+    found = await ctx.store.list_keys(user_id=user_id, team_id=team_id, organization_id=q.get("organization_id"),
+                                      key_alias=q.get("key_alias"), page=page, page_size=size)
+    full = ctx.flag("return_full_object")
+    return {"keys": [record(k) if full else k.token for k in found.items], "total_count": found.total,
+            "current_page": page, "total_pages": found.total_pages}
+
+
+async def delete(ctx: Ctx) -> Any:
+    writer(ctx)
+    body = await ctx.body(DeleteBody)
+    if not body.keys and not body.key_aliases:
+        raise bad_request("Provide keys or key_aliases to delete", "keys")
+    recs: list[Key] = []
+    for value in body.keys or []:
+        try:
+            recs.append(await ctx.store.get_key(token_of(value, "keys")))
+        except NotFound:
+            raise NotFound("key", "Key not found in database") from None
+    for alias in body.key_aliases or []:
+        try:
+            recs.append(await ctx.store.get_key_by_alias(alias))
+        except NotFound:
+            raise msgspec_not_found(alias) from None
+    for rec in recs:
+        await may_manage(ctx, rec)
+    tokens = list(dict.fromkeys(r.token for r in recs))
+    await ctx.store.delete_keys(tokens)
+    ctx.invalidate(*tokens)
+    return {"deleted_keys": (body.keys or []) + (body.key_aliases or [])}
+
+
+def msgspec_not_found(alias: str) -> Exception:
+    from relaygate.management.common import not_found
+
+    return not_found(f"Key not found. No key with key_alias='{alias}'.", "key_aliases")
+
+
+async def regenerate(ctx: Ctx) -> Any:
+    writer(ctx)
+    body = await ctx.body(RegenerateBody)
+    raw = ctx.params.get("key") or opt(body.key)
+    if not raw:
+        raise bad_request("key is required", "key")
+    token = token_of(raw)
+    old = await ctx.store.get_key(token)
+    await may_manage(ctx, old)
+    clear = new_key(opt(body.new_key), "new_key")
+    fields = await _fields(ctx, body, old=old)
+    if "key_alias" in fields:
+        await _alias_free(ctx, fields["key_alias"], token)
+    fields["updated_by"] = ctx.caller.user_id or "default_user_id"
+    new_token = hash_token(clear)
+    rec = await ctx.store.regenerate_key(token, Key(token=new_token, key_name=key_name(clear)), **fields)
+    ctx.invalidate(token, new_token)
+    return _generated(rec, clear)
+
+
+async def _set_blocked(ctx: Ctx, blocked: bool) -> Any:
+    body = await ctx.body(KeyRef)
+    token = token_of(body.key)
+    old = await ctx.store.get_key(token)
+    await may_manage(ctx, old, block=True)
+    rec = await ctx.store.update_key(token, blocked=blocked, updated_by=ctx.caller.user_id or "default_user_id")
+    ctx.invalidate(token)
+    return record(rec)
+
+
+async def block(ctx: Ctx) -> Any:
+    return await _set_blocked(ctx, True)
+
+
+async def unblock(ctx: Ctx) -> Any:
+    return await _set_blocked(ctx, False)
+
+
+async def health(ctx: Ctx) -> Any:
+    """LiteLLM's ``/key/health``: the calling key's logging callbacks are fine (relaygate has none per key)."""
+    key = ctx.caller.key
+    if key is not None and key.expires is not None and key.expires < datetime.now(UTC):
+        return {"key": "unhealthy", "logging_callbacks": None}
+    return {"key": "healthy", "logging_callbacks": None}

@@ -1,0 +1,95 @@
+"""The management API in-process over both backends: ``db_url`` (SQLite file or a fresh database on the
+session's real PostgreSQL, as tests/store), ``run(db_url, body)`` builds a gateway with a master key on a
+store there and awaits ``body(env)``.
+
+Until the store-backed key lookup lands in ``relaygate.auth``, :class:`StoreKeys` (a ``KeyLookup`` over the
+store, test-only) lets keys made by ``/key/generate`` call the routes as their users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from relaygate.asgi import Gateway
+from relaygate.auth import KeyInfo
+from relaygate.config import from_litellm
+from relaygate.config.model import KeyConfig
+from relaygate.store import NotFound, Store, User, open_store
+from tests.asgi.conftest import Reply, call
+from tests.store.conftest import db_url  # noqa: F401  (the backend parametrisation)
+
+T = TypeVar("T")
+MASTER = "sk-master-test-key"
+
+
+class StoreKeys:
+    """Test-only key lookup on the store (replaced by the auth package's own once it has one)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def find(self, token_hash: str) -> KeyInfo | None:
+        try:
+            k = await self.store.get_key(token_hash)
+        except NotFound:
+            return None
+        if k.blocked:
+            return None
+        return KeyInfo(token_hash, KeyConfig(key="-", key_alias=k.key_alias, team_id=k.team_id, user_id=k.user_id,
+                                             models=list(k.models)))
+
+
+class Env:
+    def __init__(self, gw: Gateway, store: Store) -> None:
+        self.gw = gw
+        self.store = store
+
+    async def call(self, method: str, path: str, body: dict[str, Any] | bytes | None = None,
+                   key: str = MASTER) -> Reply:
+        return await call(self.gw, method, path, body, headers={"authorization": f"Bearer {key}"})
+
+    async def ok(self, method: str, path: str, body: dict[str, Any] | None = None, key: str = MASTER) -> Any:
+        r = await self.call(method, path, body, key)
+        assert r.status == 200, (method, path, r.status, r.body)
+        return r.json()
+
+    async def user(self, user_id: str, role: str = "internal_user", *, models: list[str] | None = None,
+                   **key_fields: Any) -> str:
+        """A user row (``role``, ``models``) and a key of its own made by the master key; the key."""
+        await self.store.create_user(User(user_id=user_id, user_role=role, models=models or []))
+        out = await self.ok("POST", "/key/generate", {"user_id": user_id, **key_fields})
+        return str(out["key"])
+
+
+def make_gateway() -> Gateway:
+    return Gateway(from_litellm({
+        "model_list": [{"model_name": m, "litellm_params": {"model": "mock/echo"}} for m in ("gpt-a", "gpt-b", "gpt-c")],
+        "general_settings": {"master_key": MASTER},
+    }, "<test>"))
+
+
+def run(url: str, body: Callable[[Env], Awaitable[T]]) -> T:
+    async def main() -> Any:
+        gw = make_gateway()
+        store = await open_store(url)
+        gw.store = store
+        principals = gw.runtime.principals
+        if principals.lookup is None:
+            principals.lookup = StoreKeys(store)
+            principals.enabled = True
+        try:
+            return await body(Env(gw, store))
+        finally:
+            gw.store = None
+            await store.close()
+
+    return asyncio.run(main())  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def env_url(db_url: str) -> str:  # noqa: F811
+    return db_url
