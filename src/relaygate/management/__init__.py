@@ -7,12 +7,8 @@ models).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from relaygate.http.routes import RouteTable
-
-if TYPE_CHECKING:
-    from relaygate.gateway.core import Gateway
+from relaygate.management.common import Gateway
 
 
 def register(t: RouteTable, gw: Gateway) -> None:

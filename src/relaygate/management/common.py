@@ -27,7 +27,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -40,10 +40,16 @@ from relaygate.http.types import Receive, Scope, Send
 from relaygate.store import Duplicate, InvalidField, Key, NotFound, Store, StoreUnavailable, Team, User
 from relaygate.store import tables as tbl
 
-if TYPE_CHECKING:
-    from relaygate.gateway.core import Gateway
-
 S = TypeVar("S", bound=msgspec.Struct)
+
+
+class Gateway(Protocol):
+    """What the management routes use of ``gateway.core.Gateway`` (no import of it: no cycle)."""
+
+    @property
+    def runtime(self) -> Any: ...
+
+    store: Store | None
 
 PROXY_ADMIN = "proxy_admin"
 PROXY_ADMIN_VIEWER = "proxy_admin_viewer"

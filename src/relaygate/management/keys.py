@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
@@ -29,6 +29,7 @@ from relaygate.http.routes import RouteTable
 from relaygate.management.common import (
     UNSET,
     Ctx,
+    Gateway,
     after,
     bad_request,
     check_grant,
@@ -42,9 +43,6 @@ from relaygate.management.common import (
     writer,
 )
 from relaygate.store import Key, NotFound, Team, hash_token, key_name
-
-if TYPE_CHECKING:
-    from relaygate.gateway.core import Gateway
 
 LIMITS = ("tpm_limit", "rpm_limit", "max_parallel_requests", "max_budget")
 
