@@ -13,9 +13,11 @@ from relaygate.management.common import Gateway
 
 def register(t: RouteTable, gw: Gateway) -> None:
     """Add the management routes to ``t``; each answers 503 while ``gw`` has no store."""
-    from relaygate.management import keys
+    from relaygate.management import keys, teams, users
 
     keys.add_routes(t, gw)
+    users.add_routes(t, gw)
+    teams.add_routes(t, gw)
 
 
 __all__ = ["register"]

@@ -406,8 +406,17 @@ class Tx:
     async def add_members(self, c: Any, team_id: str, members: Sequence[Any]) -> Team:
         return await self.store._add_team_members_in(c, team_id, members)
 
-    async def delete_keys_of_user(self, c: Any, user_id: str) -> None:
+    async def delete_user(self, c: Any, user_id: str) -> None:
+        """The user, its keys, team memberships (teams' member lists follow) and organization memberships."""
+        s = self.store
+        await s._delete_in(c, tbl.USERS, (user_id,))
         await c.execute("DELETE FROM rg_keys WHERE user_id = ?", [user_id])
+        for row in await c.fetch("SELECT team_id FROM rg_team_members WHERE user_id = ?", [user_id]):
+            await s._remove_team_member_in(c, row["team_id"], user_id)
+        await c.execute("DELETE FROM rg_organization_members WHERE user_id = ?", [user_id])
+
+    async def remove_member(self, c: Any, team_id: str, user_id: str) -> Team:
+        return await self.store._remove_team_member_in(c, team_id, user_id)
 
 
 def _table_of(rec: msgspec.Struct) -> tbl.Table[Any]:

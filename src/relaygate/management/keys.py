@@ -132,7 +132,7 @@ def new_key(custom: str | None, param: str = "key") -> str:
     return custom
 
 
-async def _alias_free(ctx: Ctx, alias: str | None, token: str | None = None) -> None:
+async def alias_free(ctx: Ctx, alias: str | None, token: str | None = None) -> None:
     if not alias:
         return
     try:
@@ -242,7 +242,7 @@ async def generate(ctx: Ctx) -> Any:
     body = await ctx.body(GenerateBody)
     clear = new_key(opt(body.key))
     fields = await _fields(ctx, body, old=None)
-    await _alias_free(ctx, fields.get("key_alias"))
+    await alias_free(ctx, fields.get("key_alias"))
     token = hash_token(clear)
     fields = {k: v for k, v in fields.items() if v is not None}
     created_by = ctx.caller.user_id or "default_user_id"
@@ -260,7 +260,7 @@ async def update(ctx: Ctx) -> Any:
     await may_manage(ctx, old)
     fields = await _fields(ctx, body, old=old)
     if "key_alias" in fields:
-        await _alias_free(ctx, fields["key_alias"], token)
+        await alias_free(ctx, fields["key_alias"], token)
     fields["updated_by"] = ctx.caller.user_id or "default_user_id"
     rec = await ctx.store.update_key(token, **fields)
     ctx.invalidate(token)
@@ -348,7 +348,7 @@ async def regenerate(ctx: Ctx) -> Any:
     clear = new_key(opt(body.new_key), "new_key")
     fields = await _fields(ctx, body, old=old)
     if "key_alias" in fields:
-        await _alias_free(ctx, fields["key_alias"], token)
+        await alias_free(ctx, fields["key_alias"], token)
     fields["updated_by"] = ctx.caller.user_id or "default_user_id"
     new_token = hash_token(clear)
     rec = await ctx.store.regenerate_key(token, Key(token=new_token, key_name=key_name(clear)), **fields)

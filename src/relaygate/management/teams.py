@@ -1,0 +1,393 @@
+"""LiteLLM's ``/team/*`` routes: new, info, update, delete, list, block, unblock, member_add, member_delete,
+member_update.
+
+A team's members carry LiteLLM's team roles, ``admin`` or ``user`` (``members_with_roles``); a member's own
+budget in the team (``max_budget_in_team``) is a budget row its membership points to. Members that have
+no user row get one (``internal_user``), as LiteLLM's ``/team/member_add`` does. Multi-row writes (a team
+with its first members, members with their budgets and user rows) are one transaction.
+
+Roles: creating, deleting, blocking and unblocking teams is the proxy admin's. A team ``admin`` updates
+its team (not its models, limits, budget or blocked state: that would grant more than it holds) and
+manages its members, never with a budget above the team's. Team members read ``/team/info``; the admin
+and its viewer read every team; ``/team/list`` shows an internal user the teams it belongs to.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+
+from relaygate.http.routes import RouteTable
+from relaygate.management.common import (
+    INTERNAL_USER,
+    TEAM_ROLES,
+    UNSET,
+    Ctx,
+    Gateway,
+    Tx,
+    admin_only,
+    after,
+    bad_request,
+    forbidden,
+    given,
+    non_negative,
+    record,
+    route,
+    writer,
+)
+from relaygate.store import Budget, Duplicate, NotFound, Team, TeamMember, User
+
+GRANTS = ("models", "max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests",
+          "model_max_budget", "model_tpm_limit", "model_rpm_limit", "blocked", "budget_duration")
+"""Team fields only the proxy admin changes: a team admin setting them would grant more than it holds."""
+
+
+class Member(msgspec.Struct, kw_only=True):
+    """LiteLLM's ``Member``: a user (by id) and its team role."""
+
+    role: str = "user"
+    user_id: str | None = None
+    user_email: str | None = None
+
+
+class TeamFields(msgspec.Struct, kw_only=True):
+    team_alias: str | None = UNSET
+    organization_id: str | None = UNSET
+    metadata: dict[str, Any] | None = UNSET
+    models: list[str] | None = UNSET
+    blocked: bool | None = UNSET
+    max_budget: float | None = UNSET
+    soft_budget: float | None = UNSET
+    budget_duration: str | None = UNSET
+    model_max_budget: dict[str, Any] | None = UNSET
+    max_parallel_requests: int | None = UNSET
+    tpm_limit: int | None = UNSET
+    rpm_limit: int | None = UNSET
+    model_tpm_limit: dict[str, int] | None = UNSET
+    model_rpm_limit: dict[str, int] | None = UNSET
+    model_aliases: dict[str, str] | None = UNSET
+    router_settings: dict[str, Any] | None = UNSET
+    team_member_permissions: list[str] | None = UNSET
+
+
+class NewTeamBody(TeamFields, kw_only=True):
+    team_id: str | None = UNSET
+    members_with_roles: list[Member] | None = UNSET
+
+
+class UpdateTeamBody(TeamFields, kw_only=True):
+    team_id: str
+
+
+class TeamRef(msgspec.Struct, kw_only=True):
+    team_id: str
+
+
+class TeamIds(msgspec.Struct, kw_only=True):
+    team_ids: list[str]
+
+
+class MemberAddBody(msgspec.Struct, kw_only=True):
+    team_id: str
+    member: Member | list[Member]
+    max_budget_in_team: float | None = None
+
+
+class MemberDeleteBody(msgspec.Struct, kw_only=True):
+    team_id: str
+    user_id: str | None = None
+    user_email: str | None = None
+
+
+class MemberUpdateBody(msgspec.Struct, kw_only=True):
+    team_id: str
+    user_id: str | None = None
+    user_email: str | None = None
+    role: str | None = None
+    max_budget_in_team: float | None = UNSET
+
+
+def add_routes(t: RouteTable, gw: Gateway) -> None:
+    for method, path, handler in (
+            ("POST", "/team/new", new), ("GET", "/team/info", info), ("POST", "/team/update", update),
+            ("POST", "/team/delete", delete), ("GET", "/team/list", list_teams), ("POST", "/team/block", block),
+            ("POST", "/team/unblock", unblock), ("POST", "/team/member_add", member_add),
+            ("POST", "/team/member_delete", member_delete), ("POST", "/team/member_update", member_update)):
+        route(t, gw, method, path, handler)
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def _team_fields(body: TeamFields) -> dict[str, Any]:
+    sent = given(body)
+    non_negative({n: sent.get(n) for n in ("max_budget", "soft_budget", "tpm_limit", "rpm_limit",
+                                           "max_parallel_requests")})
+    if sent.get("budget_duration"):
+        sent["budget_reset_at"] = after(sent["budget_duration"], "budget_duration")
+    return sent
+
+
+def _members(members: list[Member], param: str) -> list[Member]:
+    seen: set[str] = set()
+    for m in members:
+        if m.role not in TEAM_ROLES:
+            raise bad_request(f"Invalid team member role={m.role!r}: expected one of {list(TEAM_ROLES)}", param)
+        if not m.user_id:
+            raise bad_request("A team member needs a user_id", param)
+        if m.user_id in seen:
+            raise bad_request(f"User={m.user_id} is listed twice", param)
+        seen.add(m.user_id)
+    return members
+
+
+async def _missing_users(ctx: Ctx, members: list[Member]) -> list[User]:
+    """User rows to create for members that have none (LiteLLM creates them as internal users)."""
+    out = []
+    for m in members:
+        assert m.user_id is not None
+        try:
+            await ctx.store.get_user(m.user_id)
+        except NotFound:
+            out.append(User(user_id=m.user_id, user_email=m.user_email, user_role=INTERNAL_USER))
+    return out
+
+
+async def _team_admin(ctx: Ctx, team_id: str) -> Team:
+    """The team, when the caller is the proxy admin or the team's admin (else 401 for viewers, 403)."""
+    writer(ctx)
+    team = await ctx.store.get_team(team_id)
+    if not ctx.caller.is_team_admin(team):
+        raise forbidden(f"Only the proxy admin or an admin of team={team_id} can do this. "
+                        f"Your role={ctx.caller.role}")
+    return team
+
+
+async def _team_keys(ctx: Ctx, team_id: str) -> list[str]:
+    return [k.token for k in (await ctx.store.list_keys(team_id=team_id, page_size=1000)).items]
+
+
+def _member_id(body: MemberDeleteBody | MemberUpdateBody, team: Team) -> str:
+    if body.user_id:
+        return body.user_id
+    if body.user_email:
+        for m in team.members_with_roles:
+            if m.get("user_email") == body.user_email and m.get("user_id"):
+                return str(m["user_id"])
+        raise NotFound("team member", body.user_email)
+    raise bad_request("Provide user_id or user_email", "user_id")
+
+
+def _budget_cap(ctx: Ctx, team: Team, amount: float | None) -> None:
+    if amount is None:
+        return
+    non_negative({"max_budget_in_team": amount})
+    if not ctx.caller.is_admin and team.max_budget is not None and amount > team.max_budget:
+        raise forbidden(f"max_budget_in_team={amount} is greater than team={team.team_id} max_budget="
+                        f"{team.max_budget}")
+
+
+# -- routes -------------------------------------------------------------------------------------------
+
+
+async def new(ctx: Ctx) -> Any:
+    admin_only(ctx)
+    body = await ctx.body(NewTeamBody)
+    fields = _team_fields(body)
+    for name in ("team_id", "members_with_roles"):
+        fields.pop(name, None)
+    team_id = body.team_id if isinstance(body.team_id, str) and body.team_id else str(uuid.uuid4())
+    members = _members(body.members_with_roles if isinstance(body.members_with_roles, list) else [],
+                       "members_with_roles")
+    if fields.get("organization_id") is not None:
+        await ctx.store.get_organization(fields["organization_id"])
+    try:
+        await ctx.store.get_team(team_id)
+        raise bad_request(f"Team id = {team_id} already exists. Please use a different team id.", "team_id")
+    except NotFound:
+        pass
+    users = await _missing_users(ctx, members)
+    created_by = ctx.caller.user_id or "default_user_id"
+    team = Team(team_id=team_id, created_by=created_by, updated_by=created_by,
+                **{k: v for k, v in fields.items() if v is not None})
+    tx = Tx(ctx.store)
+    async with tx() as c:
+        team = await tx.insert(c, team)
+        for u in users:
+            await tx.insert(c, u)
+        if members:
+            team = await tx.add_members(c, team_id, [TeamMember(team_id=team_id, user_id=str(m.user_id), role=m.role,
+                                                                user_email=m.user_email) for m in members])
+    return record(team)
+
+
+async def info(ctx: Ctx) -> Any:
+    c = ctx.caller
+    team_id = ctx.query.get("team_id") or c.team_id
+    if not team_id:
+        raise bad_request("team_id is required", "team_id")
+    team = await ctx.store.get_team(team_id)
+    if not c.reads_all and c.team_role(team) is None:
+        raise forbidden(f"You are not a member of team={team_id}. Your role={c.role}")
+    keys = await ctx.store.list_keys(team_id=team_id, page_size=1000)
+    members = await ctx.store.list_team_members(team_id)
+    return {"team_id": team_id, "team_info": record(team), "keys": [record(k) for k in keys.items],
+            "team_memberships": [record(m) for m in members]}
+
+
+async def update(ctx: Ctx) -> Any:
+    writer(ctx)
+    body = await ctx.body(UpdateTeamBody)
+    fields = _team_fields(body)
+    fields.pop("team_id", None)
+    team = await _team_admin(ctx, body.team_id)
+    if not ctx.caller.is_admin:
+        grants = [n for n in fields if n in GRANTS]
+        if grants:
+            raise forbidden(f"Only the proxy admin can change {grants} of a team. Your role={ctx.caller.role}")
+    if fields.get("organization_id") is not None:
+        await ctx.store.get_organization(fields["organization_id"])
+    fields["updated_by"] = ctx.caller.user_id or "default_user_id"
+    team = await ctx.store.update_team(team.team_id, **fields)
+    ctx.invalidate(*await _team_keys(ctx, team.team_id))
+    return {"team_id": team.team_id, "data": record(team)}
+
+
+async def delete(ctx: Ctx) -> Any:
+    admin_only(ctx)
+    body = await ctx.body(TeamIds)
+    if not body.team_ids:
+        raise bad_request("team_ids must not be empty", "team_ids")
+    ids = list(dict.fromkeys(body.team_ids))
+    tokens: list[str] = []
+    for team_id in ids:
+        await ctx.store.get_team(team_id)  # 404 before anything is deleted
+        tokens += await _team_keys(ctx, team_id)
+    for team_id in ids:
+        await ctx.store.delete_team(team_id, with_keys=True)
+    ctx.invalidate(*tokens)
+    return {"deleted_teams": ids}
+
+
+async def list_teams(ctx: Ctx) -> Any:
+    c = ctx.caller
+    user_id = ctx.query.get("user_id")
+    if not c.reads_all:
+        if user_id is not None and user_id != c.user_id:
+            raise forbidden(f"You can only list your own teams. Got user_id={user_id}, Your ID={c.user_id}")
+        user_id = c.user_id
+        if user_id is None:
+            return []
+    if user_id is not None:
+        try:
+            user = await ctx.store.get_user(user_id)
+        except NotFound:
+            return []
+        teams = [await ctx.store.get_team(t) for t in user.teams]
+        org = ctx.query.get("organization_id")
+        return [record(t) for t in teams if org is None or t.organization_id == org]
+    found = await ctx.store.list_teams(organization_id=ctx.query.get("organization_id"), page_size=1000)
+    return [record(t) for t in found.items]
+
+
+async def _set_blocked(ctx: Ctx, blocked: bool) -> Any:
+    admin_only(ctx)
+    body = await ctx.body(TeamRef)
+    team = await ctx.store.update_team(body.team_id, blocked=blocked,
+                                       updated_by=ctx.caller.user_id or "default_user_id")
+    ctx.invalidate(*await _team_keys(ctx, body.team_id))
+    return record(team)
+
+
+async def block(ctx: Ctx) -> Any:
+    return await _set_blocked(ctx, True)
+
+
+async def unblock(ctx: Ctx) -> Any:
+    return await _set_blocked(ctx, False)
+
+
+async def member_add(ctx: Ctx) -> Any:
+    writer(ctx)
+    body = await ctx.body(MemberAddBody)
+    members = _members(body.member if isinstance(body.member, list) else [body.member], "member")
+    if not members:
+        raise bad_request("member must not be empty", "member")
+    team = await _team_admin(ctx, body.team_id)
+    _budget_cap(ctx, team, body.max_budget_in_team)
+    for m in members:
+        if any(x.get("user_id") == m.user_id for x in team.members_with_roles):
+            raise bad_request(f"User={m.user_id} is already a member of team={team.team_id}", "member")
+    users = await _missing_users(ctx, members)
+    rows, budgets = [], []
+    for m in members:
+        budget_id = None
+        if body.max_budget_in_team is not None:
+            budget_id = str(uuid.uuid4())
+            budgets.append(Budget(budget_id=budget_id, max_budget=body.max_budget_in_team,
+                                  created_by=ctx.caller.user_id or "default_user_id"))
+        rows.append(TeamMember(team_id=team.team_id, user_id=str(m.user_id), role=m.role, user_email=m.user_email,
+                               budget_id=budget_id))
+    tx = Tx(ctx.store)
+    try:
+        async with tx() as c:
+            for u in users:
+                await tx.insert(c, u)
+            for b in budgets:
+                await tx.insert(c, b)
+            team = await tx.add_members(c, team.team_id, rows)
+    except Duplicate:
+        raise bad_request(f"A member is already in team={body.team_id}", "member") from None
+    updated_users = [await ctx.store.get_user(str(m.user_id)) for m in members]
+    out = record(team)
+    out["updated_users"] = [record(u) for u in updated_users]
+    out["updated_team_memberships"] = [
+        {"team_id": r.team_id, "user_id": r.user_id, "budget_id": r.budget_id,
+         "litellm_budget_table": {"max_budget": body.max_budget_in_team} if r.budget_id else None} for r in rows]
+    return out
+
+
+async def member_delete(ctx: Ctx) -> Any:
+    writer(ctx)
+    body = await ctx.body(MemberDeleteBody)
+    team = await _team_admin(ctx, body.team_id)
+    user_id = _member_id(body, team)
+    team = await ctx.store.remove_team_member(team.team_id, user_id)
+    ctx.invalidate(*await _team_keys(ctx, team.team_id))
+    return record(team)
+
+
+async def member_update(ctx: Ctx) -> Any:
+    writer(ctx)
+    body = await ctx.body(MemberUpdateBody)
+    if body.role is not None and body.role not in TEAM_ROLES:
+        raise bad_request(f"Invalid team member role={body.role!r}: expected one of {list(TEAM_ROLES)}", "role")
+    team = await _team_admin(ctx, body.team_id)
+    user_id = _member_id(body, team)
+    budget = body.max_budget_in_team
+    _budget_cap(ctx, team, None if budget is UNSET else budget)
+    members = {m.user_id: m for m in await ctx.store.list_team_members(team.team_id)}
+    member = members.get(user_id)
+    if member is None:
+        raise NotFound("team member", user_id)
+    fields: dict[str, Any] = {}
+    if body.role is not None:
+        fields["role"] = body.role
+    if budget is not UNSET:
+        if member.budget_id is not None:
+            await ctx.store.update_budget(member.budget_id, max_budget=budget)
+        elif budget is not None:
+            b = await ctx.store.create_budget(Budget(budget_id=str(uuid.uuid4()), max_budget=budget,
+                                                     created_by=ctx.caller.user_id or "default_user_id"))
+            fields["budget_id"] = b.budget_id
+    if fields:
+        member = await ctx.store.update_team_member(team.team_id, user_id, **fields)
+    max_in_team = None
+    if member.budget_id is not None:
+        max_in_team = (await ctx.store.get_budget(member.budget_id)).max_budget
+    ctx.invalidate(*await _team_keys(ctx, team.team_id))
+    return {"team_id": team.team_id, "user_id": user_id, "user_email": member.user_email,
+            "max_budget_in_team": max_in_team}
+

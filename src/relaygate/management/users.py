@@ -1,0 +1,204 @@
+"""LiteLLM's ``/user/*`` routes: new, info, update, delete, list.
+
+``/user/new`` creates the user, its team memberships (``teams``) and, unless ``auto_create_key`` is false,
+a key of its own (with the user's ``models``, ``key_alias`` and ``duration``), in one transaction, as
+LiteLLM's ``generate_key_helper_fn(request_type="user")``: the key is answered once, in ``key``.
+``/user/delete`` removes the users, their memberships and their keys, all or nothing, and answers how many
+users it deleted. ``/user/info`` shows the user, its keys (hashed) and its teams.
+
+Roles: creating, changing, deleting and listing users is the proxy admin's (listing its viewer's too); any
+caller reads its own ``/user/info``, the admin and its viewer everyone's. A user's ``user_role`` is one of
+LiteLLM's four (``proxy_admin``, ``proxy_admin_viewer``, ``internal_user``, ``internal_user_viewer``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from relaygate.http.routes import RouteTable
+from relaygate.management.common import (
+    INTERNAL_USER,
+    UNSET,
+    USER_ROLES,
+    Ctx,
+    Gateway,
+    Tx,
+    admin_only,
+    after,
+    bad_request,
+    forbidden,
+    given,
+    non_negative,
+    opt,
+    record,
+    route,
+)
+from relaygate.management.keys import alias_free, new_key
+from relaygate.store import Key, TeamMember, User, hash_token, key_name
+
+
+class UserFields(msgspec.Struct, kw_only=True):
+    user_alias: str | None = UNSET
+    user_email: str | None = UNSET
+    user_role: str | None = UNSET
+    models: list[str] | None = UNSET
+    metadata: dict[str, Any] | None = UNSET
+    blocked: bool | None = UNSET
+    spend: float | None = UNSET
+    max_budget: float | None = UNSET
+    soft_budget: float | None = UNSET
+    budget_duration: str | None = UNSET
+    model_max_budget: dict[str, Any] | None = UNSET
+    max_parallel_requests: int | None = UNSET
+    tpm_limit: int | None = UNSET
+    rpm_limit: int | None = UNSET
+    allowed_cache_controls: list[str] | None = UNSET
+    organization_id: str | None = UNSET
+
+
+class NewUserBody(UserFields, kw_only=True):
+    user_id: str | None = UNSET
+    teams: list[str] | None = UNSET
+    team_id: str | None = UNSET
+    auto_create_key: bool = True
+    key_alias: str | None = UNSET
+    duration: str | None = UNSET
+    send_invite_email: bool | None = UNSET
+
+
+class UpdateUserBody(UserFields, kw_only=True):
+    user_id: str
+
+
+class DeleteUsersBody(msgspec.Struct, kw_only=True):
+    user_ids: list[str]
+
+
+def add_routes(t: RouteTable, gw: Gateway) -> None:
+    for method, path, handler in (("POST", "/user/new", new), ("GET", "/user/info", info),
+                                  ("POST", "/user/update", update), ("POST", "/user/delete", delete),
+                                  ("GET", "/user/list", list_users)):
+        route(t, gw, method, path, handler)
+
+
+def _user_fields(body: UserFields) -> dict[str, Any]:
+    sent = given(body)
+    role = sent.get("user_role")
+    if role is not None and role not in USER_ROLES:
+        raise bad_request(f"Invalid user_role={role!r}: expected one of {list(USER_ROLES)}", "user_role")
+    non_negative({n: sent.get(n) for n in ("max_budget", "soft_budget", "spend", "tpm_limit", "rpm_limit",
+                                           "max_parallel_requests")})
+    if sent.get("budget_duration"):
+        sent["budget_reset_at"] = after(sent["budget_duration"], "budget_duration")
+    return sent
+
+
+async def new(ctx: Ctx) -> Any:
+    admin_only(ctx)
+    body = await ctx.body(NewUserBody)
+    fields = _user_fields(body)
+    for name in ("user_id", "teams", "team_id", "auto_create_key", "key_alias", "duration", "send_invite_email"):
+        fields.pop(name, None)
+    user_id = opt(body.user_id) or str(uuid.uuid4())
+    teams = list(dict.fromkeys(opt(body.teams) or []))
+    if opt(body.team_id) and body.team_id not in teams:
+        teams.append(body.team_id)
+    for team_id in teams:
+        await ctx.store.get_team(team_id)  # 404 (param team_id) before anything is written
+    org = opt(body.organization_id)
+    if org:
+        await ctx.store.get_organization(org)
+    fields.setdefault("user_role", INTERNAL_USER)
+    if fields["user_role"] is None:
+        fields["user_role"] = INTERNAL_USER
+    user = User(user_id=user_id, team_id=opt(body.team_id), **{k: v for k, v in fields.items() if v is not None})
+    clear: str | None = None
+    key: Key | None = None
+    if body.auto_create_key:
+        clear = new_key(None)
+        expires: datetime | None = after(opt(body.duration), "duration")
+        alias = opt(body.key_alias)
+        await alias_free(ctx, alias)
+        created_by = ctx.caller.user_id or "default_user_id"
+        key = Key(token=hash_token(clear), key_name=key_name(clear), key_alias=alias, user_id=user_id,
+                  models=list(user.models), expires=expires, created_by=created_by, updated_by=created_by)
+    tx = Tx(ctx.store)
+    async with tx() as c:
+        user = await tx.insert(c, user)
+        for team_id in teams:
+            await tx.add_members(c, team_id, [TeamMember(team_id=team_id, user_id=user_id, role="user",
+                                                         user_email=user.user_email)])
+        if key is not None:
+            key = await tx.insert(c, key)
+    out = record(msgspec.structs.replace(user, teams=teams))
+    out.update(key=clear, key_alias=key.key_alias if key else None, key_name=key.key_name if key else None,
+               token=key.token if key else None, token_id=key.token if key else None,
+               expires=key.expires if key else None, duration=opt(body.duration))
+    if key is not None:
+        ctx.invalidate(key.token)
+    return out
+
+
+async def info(ctx: Ctx) -> Any:
+    c = ctx.caller
+    user_id = ctx.query.get("user_id") or c.user_id
+    if user_id is None:
+        raise bad_request("user_id is required", "user_id")
+    if not c.reads_all and user_id != c.user_id:
+        raise forbidden(f"You can only see your own user info. Got user_id={user_id}, Your ID={c.user_id}")
+    user = await ctx.store.get_user(user_id)
+    keys = await ctx.store.list_keys(user_id=user_id, page_size=1000)
+    teams = [await ctx.store.get_team(t) for t in user.teams]
+    return {"user_id": user_id, "user_info": record(user), "keys": [record(k) for k in keys.items],
+            "teams": [record(t) for t in teams]}
+
+
+async def update(ctx: Ctx) -> Any:
+    admin_only(ctx)
+    body = await ctx.body(UpdateUserBody)
+    fields = _user_fields(body)
+    fields.pop("user_id", None)
+    if "organization_id" in fields and fields["organization_id"] is not None:
+        await ctx.store.get_organization(fields["organization_id"])
+    if not fields:
+        user = await ctx.store.get_user(body.user_id)
+    else:
+        user = await ctx.store.update_user(body.user_id, **fields)
+    keys = await ctx.store.list_keys(user_id=body.user_id, page_size=1000)
+    ctx.invalidate(*(k.token for k in keys.items))
+    return {"user_id": body.user_id, "data": record(user)}
+
+
+async def delete(ctx: Ctx) -> Any:
+    admin_only(ctx)
+    body = await ctx.body(DeleteUsersBody)
+    if not body.user_ids:
+        raise bad_request("user_ids must not be empty", "user_ids")
+    ids = list(dict.fromkeys(body.user_ids))
+    tokens: list[str] = []
+    for user_id in ids:
+        await ctx.store.get_user(user_id)  # 404 before anything is deleted
+        tokens += [k.token for k in (await ctx.store.list_keys(user_id=user_id, page_size=1000)).items]
+    tx = Tx(ctx.store)
+    async with tx() as c:
+        for user_id in ids:
+            await tx.delete_user(c, user_id)
+    ctx.invalidate(*tokens)
+    return len(ids)
+
+
+async def list_users(ctx: Ctx) -> Any:
+    admin_only(ctx, read=True)
+    page = ctx.int_arg("page", 1, high=10**9)
+    size = ctx.int_arg("page_size", 25, high=100)
+    role = ctx.query.get("role") or ctx.query.get("user_role")
+    if role is not None and role not in USER_ROLES:
+        raise bad_request(f"Invalid role={role!r}: expected one of {list(USER_ROLES)}", "role")
+    found = await ctx.store.list_users(user_role=role, team_id=ctx.query.get("team_id"),
+                                       organization_id=ctx.query.get("organization_id"), page=page, page_size=size)
+    return {"users": [record(u) for u in found.items], "total": found.total, "page": page, "page_size": size,
+            "total_pages": found.total_pages}
