@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from relaygate.auth import PrincipalResolver
+from relaygate.auth import PrincipalResolver, StoreKeys, access_groups
 from relaygate.config.model import Config
 from relaygate.http.body import BodyLimits
 from relaygate.http.respond import VERSION
@@ -56,13 +56,30 @@ class Runtime:
 
     @classmethod
     def build(cls, config: Config, metrics: Any = None, previous: Runtime | None = None,
-              generation: int | None = None) -> Runtime:
+              generation: int | None = None, store: Any = None) -> Runtime:
         """A snapshot of ``config``; with ``previous``, deployment stats and the limiter carry over.
-        ``generation`` defaults to the previous one's + 1 (0 without one)."""
+        ``generation`` defaults to the previous one's + 1 (0 without one). With ``store`` (an open
+        ``relaygate.store.Store``), keys are looked up in the database after the config's."""
         router = Router(config, metrics=metrics, previous=previous.router if previous is not None else None)
         if generation is None:
             generation = previous.generation + 1 if previous is not None else 0
-        return cls(config, router, PrincipalResolver.from_config(config), generation)
+        return cls(config, router, principals_for(config, store), generation)
+
+    def use_store(self, store: Any) -> None:
+        """Look keys up in ``store`` from now on (the worker opened it after building this snapshot, before
+        serving); the resolver is replaced, with empty caches."""
+        self.principals = principals_for(self.config, store)
+
+    def set_blocked_customers(self, ids: frozenset[str]) -> None:
+        """Refuse these customers (``auth.store_keys``): the resolver checks their headers, and a
+        ``before_route`` hook the body's ``user`` field; with none, neither costs anything."""
+        principals = self.principals
+        if principals.blocked_customers == ids:
+            return
+        principals.set_blocked_customers(ids)
+        hook = principals.check_customer_body
+        hooks = tuple(h for h in self.before_route if h != hook)
+        self.before_route = (*hooks, hook) if ids else hooks
 
     def timeouts(self, target: Target, stream: bool, override: float | None) -> Timeouts:
         """The deployment's timeouts; a client's ``override`` (validated by ``Overrides``) only shortens them."""
@@ -91,3 +108,8 @@ class Runtime:
                 "model_groups": len(self.router.groups), "deployments": len(self.config.deployments),
                 "keys": len(self.config.keys)}
 
+
+def principals_for(config: Config, store: Any = None) -> PrincipalResolver:
+    """The resolver of ``config``: its master key and keys, then ``store``'s keys when there is a store."""
+    lookup = StoreKeys(store, access_groups(config)) if store is not None else None
+    return PrincipalResolver.from_config(config, lookup)

@@ -17,6 +17,8 @@ from relaygate.auth.resolver import (
     PrincipalResolver,
     TTLCache,
 )
+from relaygate.auth.store_keys import KeyStoreDown, StoreKeys
 
-__all__ = ["ANONYMOUS", "Authenticator", "ChainedLookup", "ConfigKeys", "KeyInfo", "KeyLookup", "Principal",
-           "PrincipalKind", "PrincipalResolver", "TTLCache", "access_groups", "hash_key", "read_token"]
+__all__ = ["ANONYMOUS", "Authenticator", "ChainedLookup", "ConfigKeys", "KeyInfo", "KeyLookup", "KeyStoreDown",
+           "Principal", "PrincipalKind", "PrincipalResolver", "StoreKeys", "TTLCache", "access_groups", "hash_key",
+           "read_token"]

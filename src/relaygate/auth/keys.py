@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from relaygate.config.model import Config, KeyConfig
 from relaygate.core import errors
@@ -35,7 +35,7 @@ class KeyInfo:
     """A virtual key as the request path sees it: identity, allowed models, rate-limit buckets."""
 
     __slots__ = ("token", "alias", "team_id", "user_id", "models", "patterns", "buckets", "token_buckets", "headers",
-                 "access_groups")
+                 "access_groups", "also", "aliases", "role", "expires", "refusal", "records")
 
     def __init__(self, token: str, kc: KeyConfig, groups: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.token = token
@@ -43,6 +43,18 @@ class KeyInfo:
         self.alias = kc.key_alias
         self.team_id = kc.team_id
         self.user_id = kc.user_id
+        self.also: KeyInfo | None = None
+        """A second allow-list the model must pass too (a team's, when the two cannot be intersected)."""
+        self.aliases: Mapping[str, str] = {}
+        """Model aliases of the key (and its team), as LiteLLM's ``aliases`` / ``model_aliases``."""
+        self.role: str | None = None
+        """The key owner's LiteLLM ``user_role`` (``internal_user`` ...), when a store knows it."""
+        self.expires: float | None = None
+        """Wall-clock expiry (``time.time()`` seconds) of a key from a store; None: never."""
+        self.refusal: Callable[[], errors.GatewayError] | None = None
+        """Set when the key exists but may not be used (blocked, expired, team blocked): makes its error."""
+        self.records: tuple[Any, ...] = ()
+        """The store's rows the key was resolved from (key, team, user, organization), for budgets."""
         models = [m for m in kc.models if m]
         groups = groups or {}
         self.access_groups: tuple[str, ...] = tuple(m for m in models if m in groups)
@@ -85,6 +97,8 @@ class KeyInfo:
 
     def allows(self, model: str) -> bool:
         """Whether the key may use ``model``; a comma list (LiteLLM's batch form) needs every part allowed."""
+        if self.also is not None and not self.also.allows(model):
+            return False
         if self.models is None or model in self.models:
             return True
         if "," in model:

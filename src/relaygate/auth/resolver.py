@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from relaygate.auth.keys import Authenticator, KeyInfo, access_groups, hash_key, read_token
+from relaygate.auth.store_keys import customer_blocked
 from relaygate.config.model import Config, KeyConfig
 from relaygate.core import errors
 
@@ -67,6 +68,9 @@ _BAD_KEY = ("Authentication Error, Invalid proxy server token passed. "
             "Use a valid key in `Authorization: Bearer <key>`.")
 
 
+PROXY_ADMIN = "proxy_admin"
+
+
 class PrincipalKind(enum.Enum):
     MASTER = "master"
     KEY = "key"
@@ -77,7 +81,7 @@ class Principal:
     """Who a request is: the master key, a virtual key, or anonymous. Shared, never mutated: the
     resolver caches one per key and hands the same object to every request with that key."""
 
-    __slots__ = ("kind", "key", "key_hash", "key_alias", "team_id", "user_id")
+    __slots__ = ("kind", "key", "key_hash", "key_alias", "team_id", "user_id", "role")
 
     def __init__(self, kind: PrincipalKind, key: KeyInfo | None = None, key_hash: str | None = None,
                  key_alias: str | None = None) -> None:
@@ -89,6 +93,9 @@ class Principal:
         self.key_alias = key.alias if key is not None else key_alias
         self.team_id = key.team_id if key is not None else None
         self.user_id = key.user_id if key is not None else None
+        self.role: str | None = key.role if key is not None else PROXY_ADMIN
+        """LiteLLM's ``user_role``: ``proxy_admin`` for the master key (and, as LiteLLM, for an open gateway's
+        anonymous caller); a stored key's owner's role (``internal_user`` ...); None when unknown."""
 
     @classmethod
     def for_key(cls, info: KeyInfo) -> Principal:
@@ -144,9 +151,11 @@ class TTLCache(Generic[V]):
         entry = self.data.get(key)
         return None if entry is None else entry[1]
 
-    def put(self, key: str, value: V, now: float) -> None:
+    def put(self, key: str, value: V, now: float, until: float | None = None) -> None:
+        """Cache ``value`` for ``ttl`` seconds, or until ``until`` if that comes first."""
         data = self.data
-        data[key] = (now + self.ttl, value)
+        deadline = now + self.ttl
+        data[key] = (deadline if until is None or until > deadline else until, value)
         data.move_to_end(key)
         while len(data) > self.maxsize:
             data.popitem(last=False)
@@ -194,6 +203,7 @@ class ChainedLookup:
 
     def __init__(self, *lookups: KeyLookup) -> None:
         self.lookups = lookups
+        self.remote = any(getattr(lookup, "remote", False) for lookup in lookups)
 
     async def find(self, token_hash: str) -> KeyInfo | None:
         for lookup in self.lookups:
@@ -209,7 +219,8 @@ class PrincipalResolver:
     def __init__(self, master_key: str | bytes | None = None, lookup: KeyLookup | None = None, *,
                  ttl: float = 60.0, maxsize: int = 10_000, negative_ttl: float = 10.0,
                  negative_maxsize: int = 10_000, max_lookups: int = 16, serve_stale: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 lookup_rate: float = 200.0, lookup_burst: int = 200, max_lookup_wait: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
         if max_lookups < 1:
             raise ValueError("max_lookups must be at least 1")
         if isinstance(master_key, str):
@@ -221,23 +232,40 @@ class PrincipalResolver:
         self.enabled = self.master_key is not None or lookup is not None
         self.cache: TTLCache[Principal] = TTLCache(maxsize, ttl)
         self.negative: TTLCache[bool] = TTLCache(negative_maxsize, negative_ttl)
+        self.refused: TTLCache[KeyInfo] = TTLCache(negative_maxsize, ttl)
+        """Keys that exist but may not be used (blocked, expired, team blocked): their 401 costs no lookup."""
         self._entries = self.cache.data  # the same OrderedDict (never rebound): one attribute less per hit
         self.serve_stale = serve_stale
         self.clock = clock
+        self.wall = wall
         self.max_lookups = max_lookups
+        remote = bool(getattr(lookup, "remote", False))
+        self.lookup_rate = lookup_rate if remote and lookup_rate > 0 else 0.0
+        """Lookups per second this worker may start (a token bucket of ``lookup_burst``); 0: unbounded (a
+        lookup in memory, such as the config's keys, needs no bound)."""
+        self.lookup_burst = max(1, lookup_burst)
+        self.max_lookup_wait = max_lookup_wait
+        self._tokens = float(self.lookup_burst)
+        self._stamp = clock()
         self.lookups = 0
         """Lookups started (cache misses that reached the :class:`KeyLookup`)."""
         self.lookup_errors = 0
+        self.throttled = 0
+        """Lookups refused (503) because the lookup rate bound would have kept them waiting too long."""
         self._inflight: dict[str, asyncio.Task[Principal | None]] = {}
         self._sem: asyncio.Semaphore | None = None
         self._last_error_log = -1e18
         self.access_groups: Mapping[str, tuple[str, ...]] = {}
         """The config's model access groups (group -> model names), for lookups that build ``KeyInfo``."""
+        self.blocked_customers: frozenset[str] = frozenset()
+        """Customer ids refused (:meth:`set_blocked_customers`); empty: no customer check at all."""
 
     @classmethod
     def from_config(cls, config: Config, lookup: KeyLookup | None = None, **options: Any) -> PrincipalResolver:
         """The master key and ``[[keys]]`` of ``config``, then ``lookup`` (a store) if given; ``options`` are
-        the constructor's keyword arguments (``ttl``, ``maxsize``, ``negative_ttl`` ...)."""
+        the constructor's keyword arguments (``ttl``, ``maxsize``, ``negative_ttl`` ...). ``ttl`` defaults to
+        ``general_settings.user_api_key_cache_ttl`` and ``serve_stale`` to
+        ``general_settings.allow_requests_on_db_unavailable``."""
         chain: list[KeyLookup] = []
         groups = access_groups(config)
         if config.keys:
@@ -245,6 +273,9 @@ class PrincipalResolver:
         if lookup is not None:
             chain.append(lookup)
         found: KeyLookup | None = None if not chain else chain[0] if len(chain) == 1 else ChainedLookup(*chain)
+        g = config.general
+        options.setdefault("ttl", g.user_api_key_cache_ttl)
+        options.setdefault("serve_stale", g.allow_requests_on_db_unavailable)
         resolver = cls(config.general.master_key, found, **options)
         resolver.access_groups = groups
         return resolver
@@ -274,6 +305,14 @@ class PrincipalResolver:
         if entry is not None and entry[0] > now:
             entries.move_to_end(h)
             return entry[1]
+        return self._known_bad(h, now)
+
+    def _known_bad(self, h: str, now: float) -> Principal | None:
+        """Raise for a hash cached as refused or unknown (an open gateway's unknown key is anonymous);
+        None: only a lookup can tell."""
+        refused = self.refused.get(h, now)
+        if refused is not None and refused.refusal is not None:
+            raise refused.refusal()
         if self.negative.get(h, now) is not None:
             return self._unknown()
         return None
@@ -285,7 +324,10 @@ class PrincipalResolver:
             return p
         token = read_token(headers)
         assert token is not None  # resolve_cached returns None only for a present, uncached token
-        return await self.resolve_hash(hashlib.sha256(token).hexdigest())
+        p = await self.resolve_hash(hashlib.sha256(token).hexdigest())
+        if self.blocked_customers:
+            self.check_customer_headers(headers)
+        return p
 
     async def resolve_hash(self, token_hash: str) -> Principal:
         """The principal of a key given by its SHA-256 hex (a miss path; also for management routes)."""
@@ -293,8 +335,11 @@ class PrincipalResolver:
         p = self.cache.get(token_hash, now)
         if p is not None:
             return p
-        if self.negative.get(token_hash, now) is not None or self.lookup is None:
+        if self.lookup is None:
             return self._unknown()
+        p = self._known_bad(token_hash, now)
+        if p is not None:
+            return p
         task = self._inflight.get(token_hash)
         if task is None:
             task = asyncio.get_running_loop().create_task(self._find(token_hash))
@@ -308,6 +353,23 @@ class PrincipalResolver:
             return ANONYMOUS  # no master key: LiteLLM's proxy is open; unknown keys pass without limits
         raise errors.AuthError(_BAD_KEY, param="None")
 
+    async def _throttle(self) -> None:
+        """Take one lookup slot of the rate bound: wait for it (FIFO: slots are reserved ahead), or 503 when
+        the wait would exceed ``max_lookup_wait`` (nothing reaches the store for that request)."""
+        now = self.clock()
+        rate = self.lookup_rate
+        tokens = min(float(self.lookup_burst), self._tokens + (now - self._stamp) * rate)
+        self._stamp = now
+        wait = (1.0 - tokens) / rate if tokens < 1.0 else 0.0
+        if wait > self.max_lookup_wait:
+            self._tokens = tokens
+            self.throttled += 1
+            raise errors.GatewayError("Authentication Error, too many key lookups right now; try again later",
+                                      status=503, type="auth_error", param="None", code="503")
+        self._tokens = tokens - 1.0
+        if wait > 0.0:
+            await asyncio.sleep(wait)
+
     async def _find(self, token_hash: str) -> Principal | None:
         """The one lookup for ``token_hash`` (run as a Task); writes the caches unless invalidated."""
         assert self.lookup is not None
@@ -315,6 +377,8 @@ class PrincipalResolver:
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.max_lookups)
         try:
+            if self.lookup_rate:
+                await self._throttle()
             async with self._sem:
                 self.lookups += 1
                 info = await self.lookup.find(token_hash)
@@ -332,12 +396,19 @@ class PrincipalResolver:
             if self.serve_stale and current:
                 stale = self.cache.stale(token_hash)
                 if stale is not None:
+                    key = stale.key
+                    if key is not None and key.expires is not None and key.expires <= self.wall():
+                        raise errors.GatewayError(
+                            "Authentication Error - Expired Key.", status=401, type="expired_key", param="None",
+                            code="401") from None
                     return stale
             raise errors.GatewayError(
-                f"Authentication Error, the key store is unavailable ({type(exc).__name__}); try again later",
-                status=503, type="auth_error", param="None", code="503") from exc
+                f"Authentication Error, the database is unavailable ({type(exc).__name__}): the key could not be "
+                "checked; try again later", status=503, type="auth_error", param="None", code="503") from exc
         if self._inflight.get(token_hash) is not task:
             # invalidated while the lookup ran: answer its waiters, but cache nothing
+            if info is not None and info.refusal is not None:
+                raise info.refusal()
             return Principal.for_key(info) if info is not None else None
         del self._inflight[token_hash]
         now = self.clock()
@@ -345,15 +416,53 @@ class PrincipalResolver:
             self.negative.put(token_hash, True, now)
             self.cache.pop(token_hash)
             return None
+        if info.refusal is not None:
+            self.refused.put(token_hash, info, now)
+            self.cache.pop(token_hash)
+            raise info.refusal()
         p = self.cache.stale(token_hash)
         if p is None or p.key is not info:
             p = Principal.for_key(info)
-        self.cache.put(token_hash, p, now)
+        until = None if info.expires is None else now + (info.expires - self.wall())
+        self.cache.put(token_hash, p, now, until)
         return p
 
     def _detach(self, token_hash: str, task: asyncio.Task[object] | None) -> None:
         if self._inflight.get(token_hash) is task:
             del self._inflight[token_hash]
+
+    # -- customers ----------------------------------------------------------------------------------
+
+    def set_blocked_customers(self, ids: frozenset[str]) -> None:
+        """Refuse requests of these customers (end users). With none (the usual case) the request path
+        does not look for a customer at all; with some, :meth:`resolve_cached` also reads the customer
+        headers (``x-litellm-customer-id``, ``x-litellm-end-user-id``), and the pipeline's ``before_route``
+        hook (:meth:`check_customer_body`, installed by the runtime) the body's ``user`` field."""
+        self.blocked_customers = ids
+        if ids:
+            self.resolve_cached = self._resolve_cached_customers  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("resolve_cached", None)
+
+    def _resolve_cached_customers(self, headers: Iterable[tuple[bytes, bytes]]) -> Principal | None:
+        p = PrincipalResolver.resolve_cached(self, headers)
+        if p is not None:
+            self.check_customer_headers(headers)
+        return p
+
+    def check_customer_headers(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        blocked = self.blocked_customers
+        for k, v in headers:
+            if k in _CUSTOMER_HEADERS:
+                who = v.decode("latin-1").strip()
+                if who in blocked:
+                    raise customer_blocked(who)
+
+    async def check_customer_body(self, ex: Any) -> None:
+        """The ``before_route`` hook: the body's ``user`` field names a blocked customer -> 400."""
+        user = getattr(ex.view, "user", None)
+        if isinstance(user, str) and user in self.blocked_customers:
+            raise customer_blocked(user)
 
     # -- invalidation -------------------------------------------------------------------------------
 
@@ -362,13 +471,19 @@ class PrincipalResolver:
         with it looks it up again, and a lookup already in flight is never written back."""
         self.cache.pop(token_hash)
         self.negative.pop(token_hash)
+        self.refused.pop(token_hash)
         self._inflight.pop(token_hash, None)
 
     def clear(self) -> None:
-        """Forget every cached key and detach every lookup in flight (a reload swapped the key set)."""
+        """Forget every cached key and detach every lookup in flight (a reload swapped the key set, or the
+        store changed)."""
         self.cache.clear()
         self.negative.clear()
+        self.refused.clear()
         self._inflight.clear()
+
+
+_CUSTOMER_HEADERS = frozenset((b"x-litellm-customer-id", b"x-litellm-end-user-id"))
 
 
 def _retrieve(task: asyncio.Task[Principal | None]) -> None:

@@ -73,7 +73,8 @@ _LITELLM_SETTINGS_ROUTER = {
     "allowed_fails", "cooldown_time", "max_fallbacks", "retry_policy", "stream_timeout", "disable_cooldowns",
 }
 _LITELLM_SETTINGS_ACCEPTED = {"drop_params", "set_verbose", "json_logs", "request_timeout", "modify_params"}
-_GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "max_request_size_mb", "proxy_port"}
+_GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "max_request_size_mb", "proxy_port",
+                 "user_api_key_cache_ttl", "allow_requests_on_db_unavailable"}
 
 
 # ---------------------------------------------------------------------------------------------------- env

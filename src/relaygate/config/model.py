@@ -163,6 +163,11 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     master_key: str | None = None
     database_url: str | None = None
     health_check_timeout: float = 10.0
+    user_api_key_cache_ttl: float = 60.0
+    """Seconds a resolved key stays cached per worker (LiteLLM's default: 60); invalidation is separate."""
+    allow_requests_on_db_unavailable: bool = False
+    """With the database down, keys cached earlier keep working after their TTL (LiteLLM's setting; off by
+    default, as LiteLLM); unknown keys get a 503 either way."""
 
 
 class KeyConfig(msgspec.Struct, kw_only=True):

@@ -23,9 +23,11 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
+from relaygate.auth.changes import KeyChanges
 from relaygate.config.model import Config
 from relaygate.core.errors import GatewayError
 from relaygate.frontends import llm_routes
@@ -90,6 +92,9 @@ class Gateway:
         """The store's database (``relaygate.store.database_url``); opened at startup, None: no store."""
         self.store: Store | None = None
         self._db_seen: tuple[float, bool] = (-1.0, False)
+        self.key_changes: KeyChanges | None = None
+        """With a store: the change-version poll and Redis channel that keep key caches true
+        (``auth.changes``); :meth:`keys_changed` is what the management API calls after a write."""
 
     # the current snapshot's parts (a request uses ``Exchange.rt``, not these)
     @property
@@ -164,6 +169,14 @@ class Gateway:
             self.store = await open_store(self.database_url, pool_size=s.database_pool_size,
                                           connect_timeout=s.database_connect_timeout)
             log.info("worker %d: database %s open", os.getpid(), self.store.url)
+            self.runtime.use_store(self.store)
+            changes = self.key_changes = KeyChanges(
+                self.store, invalidate=lambda h: self.principals.invalidate(h), clear=lambda: self.principals.clear(),
+                customers=lambda ids: self.runtime.set_blocked_customers(ids), redis_url=_redis_url(self.config))
+            await changes.prime()
+            self._spawn(changes.run())
+            if changes.redis_url is not None:
+                self._spawn(changes.subscribe())
         await self.router.start()
         self.completions.start()
         if self.metrics.directory is not None:
@@ -208,6 +221,23 @@ class Gateway:
         await self.router.aclose()
         await self.transport.aclose()
         await aclose_identity_clients()
+
+    def keys_changed(self, hashes: Iterable[str] | None = None) -> None:
+        """A management write changed keys (their SHA-256 ``hashes``) or, with None, anything keys depend on
+        (a team, user, organization, customer): forget them in this worker now, and tell every other worker
+        and instance through Redis when configured (the store's change poll reaches them within a second
+        anyway). Never awaits; the Redis publish runs in the background."""
+        hashes = list(hashes) if hashes is not None else None
+        if self.key_changes is None:
+            if hashes:
+                for h in hashes:
+                    self.principals.invalidate(h)
+            else:
+                self.principals.clear()
+            return
+        self.key_changes.apply(hashes)
+        if self.key_changes.redis_url is not None:
+            self._spawn(_publish_keys(self.key_changes, hashes))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -267,7 +297,9 @@ class Gateway:
         if changed:
             log.warning("config reload: server.%s changed; this takes effect after a restart",
                         ", server.".join(changed))
-        new = Runtime.build(config, self.metrics, previous=old, generation=generation)
+        new = Runtime.build(config, self.metrics, previous=old, generation=generation, store=self.store)
+        if self.key_changes is not None:
+            new.set_blocked_customers(self.key_changes.blocked)
         await new.router.start()
         self.metrics.set_labels(**labels_of(config))
         self.pipeline.runtime = new
@@ -295,6 +327,13 @@ async def _publish(url: str, generation: int, origin: str) -> None:
         log.info("config reload announced to %d subscriber(s) on Redis", n)
     except Exception as exc:  # the other hosts can still be told by SIGHUP or their own /config/reload
         log.warning("config reload could not be announced on Redis: %s: %s", type(exc).__name__, exc)
+
+
+async def _publish_keys(changes: KeyChanges, hashes: list[str] | None) -> None:
+    try:
+        await changes.publish(hashes)
+    except Exception as exc:  # the change poll still reaches every worker within a second
+        log.warning("key change could not be announced on Redis: %s: %s", type(exc).__name__, exc)
 
 
 async def _close_later(router: Router, grace: float) -> None:
