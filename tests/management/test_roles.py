@@ -1,0 +1,329 @@
+"""Every management route x every role (LiteLLM's rules): the proxy admin (master key), proxy_admin_viewer,
+internal_user (its own objects), an internal user that is a team ``admin``, internal_user_viewer.
+
+Each row of :data:`CASES` builds a fresh target with the master key (so one case never changes another's),
+makes the call as the role's own key and expects the status in :data:`ROLES` order; a refused call must
+leave nothing written (checked through the store's change counter).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from relaygate.store import hash_token
+from tests.management.conftest import MASTER, Env, run
+
+ROLES = ("proxy_admin", "proxy_admin_viewer", "internal_user", "team_admin", "internal_user_viewer")
+#: the user each role calls as (the master key has none)
+USER_OF = {"proxy_admin_viewer": "viewer", "internal_user": "alice", "team_admin": "tadmin",
+           "internal_user_viewer": "ivy"}
+_n = itertools.count()
+
+Call = tuple[str, str, dict[str, Any] | None]
+
+
+class World:
+    def __init__(self, env: Env, role: str) -> None:
+        self.env = env
+        self.role = role
+        self.keys: dict[str, str] = {}
+
+    @property
+    def me(self) -> str:
+        return USER_OF.get(self.role, "other")
+
+    async def key(self, user: str, **fields: Any) -> str:
+        return str((await self.env.ok("POST", "/key/generate", {"user_id": user, **fields}))["key"])
+
+    async def own(self) -> str:
+        return await self.key(self.me)
+
+    async def others(self) -> str:
+        return await self.key("other")
+
+    async def team_key(self) -> str:
+        return await self.key("tuser", team_id="tm")
+
+
+async def world(env: Env, role: str) -> World:
+    w = World(env, role)
+    await env.ok("POST", "/team/new", {"team_id": "tm", "models": ["gpt-a", "gpt-b"], "max_budget": 100,
+                                       "members_with_roles": [{"role": "admin", "user_id": "tadmin"},
+                                                              {"role": "user", "user_id": "tuser"}]})
+    for user, user_role in (("viewer", "proxy_admin_viewer"), ("alice", "internal_user"),
+                            ("ivy", "internal_user_viewer"), ("other", "internal_user")):
+        await env.ok("POST", "/user/new", {"user_id": user, "user_role": user_role, "models": ["gpt-a", "gpt-b"],
+                                           "auto_create_key": False})
+    for user in USER_OF.values():
+        w.keys[user] = await w.key(user)
+    return w
+
+
+def fresh() -> str:
+    return f"x{next(_n)}"
+
+
+Case = Callable[[World], Awaitable[Call]]
+
+
+async def _gen_self(w: World) -> Call:
+    return "POST", "/key/generate", {}
+
+
+async def _gen_other(w: World) -> Call:
+    return "POST", "/key/generate", {"user_id": "other"}
+
+
+async def _gen_team(w: World) -> Call:
+    return "POST", "/key/generate", {"team_id": "tm", "user_id": "tuser"}
+
+
+async def _update_own(w: World) -> Call:
+    return "POST", "/key/update", {"key": await w.own(), "metadata": {"a": 1}}
+
+
+async def _update_other(w: World) -> Call:
+    return "POST", "/key/update", {"key": await w.others(), "metadata": {"a": 1}}
+
+
+async def _update_team(w: World) -> Call:
+    return "POST", "/key/update", {"key": await w.team_key(), "metadata": {"a": 1}}
+
+
+async def _info_own(w: World) -> Call:
+    return "GET", f"/key/info?key={await w.own()}", None
+
+
+async def _info_other(w: World) -> Call:
+    return "GET", f"/key/info?key={hash_token(await w.others())}", None
+
+
+async def _info_team(w: World) -> Call:
+    return "GET", f"/key/info?key={await w.team_key()}", None
+
+
+async def _list(w: World) -> Call:
+    return "GET", "/key/list", None
+
+
+async def _list_other(w: World) -> Call:
+    return "GET", "/key/list?user_id=other", None
+
+
+async def _list_team(w: World) -> Call:
+    return "GET", "/key/list?team_id=tm", None
+
+
+async def _delete_own(w: World) -> Call:
+    return "POST", "/key/delete", {"keys": [await w.own()]}
+
+
+async def _delete_other(w: World) -> Call:
+    return "POST", "/key/delete", {"keys": [await w.others()]}
+
+
+async def _delete_team(w: World) -> Call:
+    alias = fresh()
+    await w.key("tuser", team_id="tm", key_alias=alias)
+    return "POST", "/key/delete", {"key_aliases": [alias]}
+
+
+async def _regen_own(w: World) -> Call:
+    return "POST", "/key/regenerate", {"key": await w.own()}
+
+
+async def _regen_other(w: World) -> Call:
+    return "POST", f"/key/{await w.others()}/regenerate", {}
+
+
+async def _regen_team(w: World) -> Call:
+    return "POST", f"/key/{await w.team_key()}/regenerate", {}
+
+
+async def _block_own(w: World) -> Call:
+    return "POST", "/key/block", {"key": await w.own()}
+
+
+async def _block_team(w: World) -> Call:
+    return "POST", "/key/block", {"key": await w.team_key()}
+
+
+async def _unblock_team(w: World) -> Call:
+    return "POST", "/key/unblock", {"key": await w.team_key()}
+
+
+async def _health(w: World) -> Call:
+    return "POST", "/key/health", None
+
+
+async def _user_new(w: World) -> Call:
+    return "POST", "/user/new", {"user_id": fresh()}
+
+
+async def _user_info_other(w: World) -> Call:
+    return "GET", "/user/info?user_id=other", None
+
+
+async def _user_info_self(w: World) -> Call:
+    return "GET", f"/user/info?user_id={w.me}", None
+
+
+async def _user_update(w: World) -> Call:
+    return "POST", "/user/update", {"user_id": "other", "max_budget": 1}
+
+
+async def _user_delete(w: World) -> Call:
+    user = fresh()
+    await w.env.ok("POST", "/user/new", {"user_id": user})
+    return "POST", "/user/delete", {"user_ids": [user]}
+
+
+async def _user_list(w: World) -> Call:
+    return "GET", "/user/list", None
+
+
+async def _team_new(w: World) -> Call:
+    return "POST", "/team/new", {"team_id": fresh()}
+
+
+async def _team_info(w: World) -> Call:
+    return "GET", "/team/info?team_id=tm", None
+
+
+async def _team_update(w: World) -> Call:
+    return "POST", "/team/update", {"team_id": "tm", "metadata": {"n": fresh()}}
+
+
+async def _team_update_models(w: World) -> Call:
+    return "POST", "/team/update", {"team_id": "tm", "models": ["gpt-a", "gpt-b", "gpt-c"]}
+
+
+async def _team_delete(w: World) -> Call:
+    team = fresh()
+    await w.env.ok("POST", "/team/new", {"team_id": team})
+    return "POST", "/team/delete", {"team_ids": [team]}
+
+
+async def _team_list(w: World) -> Call:
+    return "GET", "/team/list", None
+
+
+async def _team_block(w: World) -> Call:
+    return "POST", "/team/block", {"team_id": "tm"}
+
+
+async def _team_unblock(w: World) -> Call:
+    return "POST", "/team/unblock", {"team_id": "tm"}
+
+
+async def _member_add(w: World) -> Call:
+    return "POST", "/team/member_add", {"team_id": "tm", "member": {"role": "user", "user_id": fresh()}}
+
+
+async def _member_add_over_budget(w: World) -> Call:
+    return "POST", "/team/member_add", {"team_id": "tm", "member": {"user_id": fresh()}, "max_budget_in_team": 500}
+
+
+async def _member_delete(w: World) -> Call:
+    user = fresh()
+    await w.env.ok("POST", "/team/member_add", {"team_id": "tm", "member": {"role": "user", "user_id": user}})
+    return "POST", "/team/member_delete", {"team_id": "tm", "user_id": user}
+
+
+async def _member_update(w: World) -> Call:
+    return "POST", "/team/member_update", {"team_id": "tm", "user_id": "tuser", "role": "user"}
+
+
+#: route case -> expected status for (proxy_admin, proxy_admin_viewer, internal_user, team_admin, internal_user_viewer)
+CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
+    "key/generate self": (_gen_self, (200, 401, 200, 200, 401)),
+    "key/generate for another user": (_gen_other, (200, 401, 403, 403, 401)),
+    "key/generate team key": (_gen_team, (200, 401, 400, 200, 401)),
+    "key/update own": (_update_own, (200, 401, 200, 200, 401)),
+    "key/update another's": (_update_other, (200, 401, 403, 403, 401)),
+    "key/update team key": (_update_team, (200, 401, 403, 200, 401)),
+    "key/info own": (_info_own, (200, 200, 200, 200, 200)),
+    "key/info another's": (_info_other, (200, 200, 403, 403, 403)),
+    "key/info team key": (_info_team, (200, 200, 403, 200, 403)),
+    "key/list": (_list, (200, 200, 200, 200, 200)),
+    "key/list another user's": (_list_other, (200, 200, 403, 403, 403)),
+    "key/list team's": (_list_team, (200, 200, 403, 200, 403)),
+    "key/delete own": (_delete_own, (200, 401, 200, 200, 401)),
+    "key/delete another's": (_delete_other, (200, 401, 403, 403, 401)),
+    "key/delete team key by alias": (_delete_team, (200, 401, 403, 200, 401)),
+    "key/regenerate own": (_regen_own, (200, 401, 200, 200, 401)),
+    "key/{key}/regenerate another's": (_regen_other, (200, 401, 403, 403, 401)),
+    "key/{key}/regenerate team key": (_regen_team, (200, 401, 403, 200, 401)),
+    "key/block own": (_block_own, (200, 401, 403, 403, 401)),
+    "key/block team key": (_block_team, (200, 401, 403, 200, 401)),
+    "key/unblock team key": (_unblock_team, (200, 401, 403, 200, 401)),
+    "key/health": (_health, (200, 200, 200, 200, 200)),
+    "user/new": (_user_new, (200, 401, 401, 401, 401)),
+    "user/info another": (_user_info_other, (200, 200, 403, 403, 403)),
+    "user/info self": (_user_info_self, (200, 200, 200, 200, 200)),
+    "user/update": (_user_update, (200, 401, 401, 401, 401)),
+    "user/delete": (_user_delete, (200, 401, 401, 401, 401)),
+    "user/list": (_user_list, (200, 200, 401, 401, 401)),
+    "team/new": (_team_new, (200, 401, 401, 401, 401)),
+    "team/info": (_team_info, (200, 200, 403, 200, 403)),
+    "team/update": (_team_update, (200, 401, 403, 200, 401)),
+    "team/update models": (_team_update_models, (200, 401, 403, 403, 401)),
+    "team/delete": (_team_delete, (200, 401, 401, 401, 401)),
+    "team/list": (_team_list, (200, 200, 200, 200, 200)),
+    "team/block": (_team_block, (200, 401, 401, 401, 401)),
+    "team/unblock": (_team_unblock, (200, 401, 401, 401, 401)),
+    "team/member_add": (_member_add, (200, 401, 403, 200, 401)),
+    "team/member_add over the team's budget": (_member_add_over_budget, (200, 401, 403, 403, 401)),
+    "team/member_delete": (_member_delete, (200, 401, 403, 200, 401)),
+    "team/member_update": (_member_update, (200, 401, 403, 200, 401)),
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_matrix(db_url: str, role: str) -> None:
+    async def body(env: Env) -> None:
+        w = await world(env, role)
+        caller = MASTER if role == "proxy_admin" else w.keys[USER_OF[role]]
+        failures = []
+        for name, (case, expected) in CASES.items():
+            method, path, payload = await case(w)
+            before = await env.store.change_version()
+            r = await env.call(method, path, payload, key=caller)
+            want = expected[ROLES.index(role)]
+            if r.status != want:
+                failures.append(f"{name}: {r.status} != {want}: {r.body[:200]!r}")
+            elif want != 200:
+                err = r.json()["error"]
+                if set(err) != {"message", "type", "param", "code"} or err["code"] != str(want):
+                    failures.append(f"{name}: error shape {err}")
+                if await env.store.change_version() != before:
+                    failures.append(f"{name}: refused but something was written")
+        assert not failures, "\n".join(failures)
+
+    run(db_url, body)
+
+
+def test_matrix_covers_every_route() -> None:
+    from tests.management.conftest import make_gateway
+
+    gw = make_gateway()
+    paths = set(_management_paths(gw))
+    assert len(paths) >= 25
+    covered = {name.split(" ")[0].replace("{key}/", "") for name in CASES}
+    assert {p.lstrip("/").replace("{key}/", "") for p in paths} <= covered
+
+
+def _management_paths(gw: Any) -> list[str]:
+    table = gw.routes
+    found = []
+    for attr in vars(table).values():
+        items = attr.items() if isinstance(attr, dict) else (
+            [(getattr(p, "path", None), p) for p in attr] if isinstance(attr, list) else [])
+        for path, _ in items:
+            if isinstance(path, str) and path.split("/")[1] in ("key", "user", "team"):
+                found.append(path)
+    return found
