@@ -2,8 +2,7 @@
 session's real PostgreSQL, as tests/store), ``run(db_url, body)`` builds a gateway with a master key on a
 store there and awaits ``body(env)``.
 
-Until the store-backed key lookup lands in ``relaygate.auth``, :class:`StoreKeys` (a ``KeyLookup`` over the
-store, test-only) lets keys made by ``/key/generate`` call the routes as their users.
+Keys made by ``/key/generate`` authenticate through the auth package's store lookup (``Runtime.use_store``).
 """
 
 from __future__ import annotations
@@ -15,32 +14,13 @@ from typing import Any, TypeVar
 import pytest
 
 from relaygate.asgi import Gateway
-from relaygate.auth import KeyInfo
 from relaygate.config import from_litellm
-from relaygate.config.model import KeyConfig
-from relaygate.store import NotFound, Store, User, open_store
+from relaygate.store import Store, User, open_store
 from tests.asgi.conftest import Reply, call
 from tests.store.conftest import db_url  # noqa: F401  (the backend parametrisation)
 
 T = TypeVar("T")
 MASTER = "sk-master-test-key"
-
-
-class StoreKeys:
-    """Test-only key lookup on the store (replaced by the auth package's own once it has one)."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    async def find(self, token_hash: str) -> KeyInfo | None:
-        try:
-            k = await self.store.get_key(token_hash)
-        except NotFound:
-            return None
-        if k.blocked:
-            return None
-        return KeyInfo(token_hash, KeyConfig(key="-", key_alias=k.key_alias, team_id=k.team_id, user_id=k.user_id,
-                                             models=list(k.models)))
 
 
 class Env:
@@ -77,10 +57,7 @@ def run(url: str, body: Callable[[Env], Awaitable[T]]) -> T:
         gw = make_gateway()
         store = await open_store(url)
         gw.store = store
-        principals = gw.runtime.principals
-        if principals.lookup is None:
-            principals.lookup = StoreKeys(store)
-            principals.enabled = True
+        gw.runtime.use_store(store)  # the auth package's store-backed key lookup, as the lifespan does
         try:
             return await body(Env(gw, store))
         finally:

@@ -332,7 +332,14 @@ class Ctx:
         return decode(await read_body(self.receive, self.gw.runtime.body_limits), kind)
 
     def invalidate(self, *token_hashes: str) -> None:
-        """Drop keys from this worker's principal cache (other workers follow the store's change counter)."""
+        """Forget changed keys: ``Gateway.keys_changed`` (this worker now, others through Redis when set,
+        else the store's change poll), or this worker's principal cache on a gateway without it."""
+        if not token_hashes:
+            return
+        changed = getattr(self.gw, "keys_changed", None)
+        if changed is not None:
+            changed(list(token_hashes))
+            return
         principals = getattr(self.gw.runtime, "principals", None)
         inval = getattr(principals, "invalidate", None)
         if inval is None:
