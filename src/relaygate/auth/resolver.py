@@ -3,8 +3,8 @@
 What it owns: turning a request's headers into a :class:`Principal` — the master key (proxy admin), a
 virtual key (:class:`~relaygate.auth.keys.KeyInfo`: allow-list, limit buckets, ids for records), or an
 anonymous caller of an open gateway — through an in-process cache in front of a pluggable async
-:class:`KeyLookup` (the config's keys today, :class:`ConfigKeys`; a database store next, chained with
-:class:`ChainedLookup`).
+:class:`KeyLookup` (the config's keys, :class:`ConfigKeys`, then the database's,
+:class:`~relaygate.auth.store_keys.StoreKeys`, chained with :class:`ChainedLookup`).
 
 The hot path never creates a coroutine. :meth:`PrincipalResolver.resolve_cached` is synchronous: it reads
 the token, compares it with the master key in constant time (``hmac.compare_digest``), hashes it
@@ -23,16 +23,30 @@ Caches (per worker, no locks: one event loop):
   ``negative_ttl`` seconds, so a repeated bad key costs no lookup. A flood of *distinct* bad keys still
   misses; it is bounded by ``max_lookups``: at most that many lookups are in flight per worker (the rest
   wait), so the store sees at most ``max_lookups`` concurrent queries per worker, i.e. at most
-  ``max_lookups / query latency`` queries per second, whatever the flood.
+  ``max_lookups / query latency`` queries per second, whatever the flood. A lookup that costs a query
+  (``lookup.remote``: the store) is also rate bounded: a token bucket of ``lookup_burst`` refilled at
+  ``lookup_rate`` per second per worker; a miss waits for its slot (FIFO), or gets a 503 at once when
+  that wait would pass ``max_lookup_wait``. So the database sees at most ``lookup_burst + lookup_rate x t``
+  key lookups in ``t`` seconds per worker (defaults 200 + 200/s), whatever the flood.
+- **Refused**: keys that exist but may not be used (blocked key or team, expired key: ``KeyInfo.refusal``)
+  are cached as such for ``ttl``, so their 401 costs no lookup either. A key that expires later is cached
+  no longer than its expiry.
 - **Single flight**: concurrent misses on one hash share one lookup (a Task shielded from the callers'
   cancellation), so a burst on a new key costs one query.
-- **Invalidation**: :meth:`PrincipalResolver.invalidate` (key updated, blocked, deleted or created:
-  fed later by Redis pub/sub or a store change poll) drops the hash from both caches and detaches any
+- **Invalidation**: :meth:`PrincipalResolver.invalidate` (key updated, blocked, deleted or created: fed by
+  ``Gateway.keys_changed``, the Redis key-change channel and the store change poll, ``auth.changes``)
+  drops the hash from every cache and detaches any
   lookup in flight for it, whose answer then goes to its waiters but is never written back: no stale
   key object is cached after an invalidation. :meth:`PrincipalResolver.clear` drops everything (reload).
 
-A lookup that raises anything but a ``GatewayError`` becomes a 503 naming the cause's class (logged with
-its traceback at most once a minute); it is never cached.
+A lookup that raises anything but a ``GatewayError`` (the database is down) becomes a 503 saying the
+database is unavailable, naming the cause's class (logged with its traceback at most once a minute); it is
+never cached. A key cached earlier keeps answering while fresh and, with ``serve_stale``
+(``allow_requests_on_db_unavailable``), after its TTL too until the database answers again.
+
+Customers (end users): :meth:`PrincipalResolver.set_blocked_customers` installs a check of the customer
+headers (and the runtime a ``before_route`` hook for the body's ``user``) only while some customer is
+blocked; otherwise nothing on the request path looks for a customer.
 
 Semantics kept from LiteLLM's proxy (and ``Authenticator``): with a master key, a missing or unknown key
 is a 401; without a master key the gateway is open and an unknown or missing key is anonymous (no
