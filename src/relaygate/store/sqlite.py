@@ -67,15 +67,36 @@ class SQLiteStore(Store):
             directory = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(directory, exist_ok=True)
             self._writer = await self._open()
-            async with self._writer.execute("PRAGMA journal_mode = WAL") as cur:
-                mode = await cur.fetchone()
-            if mode is None or str(mode[0]).lower() != "wal":
-                raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
+            await self._wal(self._writer)
             for _ in range(self._readers_n):
                 self._readers.put_nowait(await self._open())
         except (sqlite3.Error, OSError) as exc:
             await self.close()
             raise StoreUnavailable(f"cannot open the database {self.url}: {exc}") from None
+
+    async def _wal(self, db: aiosqlite.Connection) -> None:
+        """Put the file in WAL mode (persistent: later connections find it so). Switching needs the file to
+        itself and SQLite answers "database is locked" at once, without its busy handler, when another
+        process opens it at the same moment: so the mode is read first, and the switch retried until
+        ``busy_timeout``."""
+        deadline = asyncio.get_running_loop().time() + self._busy_ms / 1000
+        delay = 0.01
+        while True:
+            try:
+                async with db.execute("PRAGMA journal_mode") as cur:
+                    mode = await cur.fetchone()
+                if mode is not None and str(mode[0]).lower() == "wal":
+                    return
+                async with db.execute("PRAGMA journal_mode = WAL") as cur:
+                    mode = await cur.fetchone()
+                if mode is not None and str(mode[0]).lower() == "wal":
+                    return
+                raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or asyncio.get_running_loop().time() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     async def close(self) -> None:
         conns, self._all = self._all, []
