@@ -153,6 +153,23 @@ def test_team_allow_list_and_access_groups(db_url: str) -> None:  # noqa: F811
     run(db_url, body)
 
 
+def test_key_and_team_aliases(db_url: str) -> None:  # noqa: F811
+    """LiteLLM's key ``aliases`` (over the team's ``model_aliases``): the client's name is served by the alias's
+    model, answers carry the client's name, and the key must be allowed the model actually served."""
+    async def body(env: Env) -> None:
+        await env.store.create_team(Team(team_id="ta", model_aliases={"fast": "gpt-c", "smart": "gpt-b"}))
+        k = await env.key("sk-aliased", team_id="ta", aliases={"smart": "gpt-a"}, models=["gpt-a", "gpt-c"])
+        r = await env.chat(k, "smart")  # the key's alias wins over the team's
+        assert r.status == 200, r.body
+        assert r.json()["model"] == "smart" and r.headers["x-litellm-model-group"] == "gpt-a"
+        assert (await env.chat(k, "fast")).headers["x-litellm-model-group"] == "gpt-c"
+        narrow = await env.key("sk-alias-narrow", aliases={"x": "gpt-b"}, models=["x"])
+        r = await env.chat(narrow, "x")  # an alias is no way around the allow-list
+        assert r.status == 401 and error(r)["type"] == "key_model_access_denied"
+
+    run(db_url, body)
+
+
 def test_key_and_team_limits_use_the_limiter(db_url: str) -> None:  # noqa: F811
     async def body(env: Env) -> None:
         key = await env.key("sk-rpm-2", rpm_limit=2)

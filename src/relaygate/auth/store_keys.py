@@ -21,8 +21,9 @@ Rules, as LiteLLM's proxy applies them (``user_api_key_auth.py``, ``auth_checks.
   ``tpm_limit`` / ``max_parallel_requests`` and user ``rpm_limit`` / ``tpm_limit`` become the limiter's
   buckets, named as the config's keys' are (so a key's limits are the same buckets whichever worker or
   instance serves it).
-- **carried, not enforced here**: aliases (the key's over its team's ``model_aliases``), the owner's
-  ``user_role``, and the rows themselves (budgets, spend, per-model limits) for the budget stage.
+- **carried**: aliases (the key's over its team's ``model_aliases``; the pipeline's resolve stage applies
+  them), the owner's ``user_role``, and the rows themselves (budgets, spend, per-model limits) for the
+  budget stage.
 
 A failure of the database (anything but "no such row") is raised as :class:`KeyStoreDown`, a plain
 exception: the resolver answers 503 ("the database is unavailable") and, for keys it had cached, serves

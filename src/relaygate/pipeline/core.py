@@ -5,7 +5,8 @@ The stages, top to bottom (each costs nothing when its feature is off)::
     headers    Overrides: x-litellm-call-id / -timeout / -num-retries, declared Content-Length  (pipeline.overrides)
     authenticate   runtime.principals: a cache hit is no await; a miss awaits the lookup   (auth.resolver)
     parse      the frontend reads the body into the exchange: endpoint, body, view, model, stream, fallbacks
-    resolve    runtime.router.resolve(model): the model group (aliases, wildcards); unknown -> 400
+    resolve    runtime.router.resolve(model): the model group (the key's aliases, then the router's aliases and
+               wildcards); unknown -> 400
     authorize  a virtual key's allow-list covers the model and every fallback it names    (auth.Principal)
     before_route   the runtime's hooks (a cache lookup, a budget check plug in here): none today
     admit + attempt   Router.run: per target, pay the limits (admit), then the frontend's attempt function
@@ -76,10 +77,13 @@ class Pipeline:
             if fe.batches and "," in ex.model and ex.model not in rt.router.groups:
                 await batch.run(self, fe, send, ex)
                 return
-            group = ex.group = rt.router.resolve(ex.model, fe.router_route)
             key = who.key
+            model = ex.model
+            if key is not None and key.aliases:  # the key's (and its team's) model aliases, as LiteLLM's
+                model = key.aliases.get(model, model)
+            group = ex.group = rt.router.resolve(model, fe.router_route)
             if key is not None:
-                who.check_model(ex.model)
+                who.check_model(model)  # the model served is the one the key must be allowed
                 if ex.fallbacks:
                     who.check_models(ex.fallbacks)
             for hook in rt.before_route:
