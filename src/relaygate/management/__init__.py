@@ -1,4 +1,6 @@
-"""LiteLLM's management API on the store: keys (``keys``), users (``users``), teams (``teams``).
+"""LiteLLM's management API on the store: keys (``keys``), users (``users``), teams (``teams``),
+organizations (``organizations``), customers (``customers``), budgets (``budgets``) and models stored in
+the database (``models``).
 
 :func:`register` adds every route to the gateway's route table; ``common`` holds what each route shares
 (caller and role, bodies, errors, answers) for the modules that add more (organizations, customers, budgets,
@@ -13,11 +15,14 @@ from relaygate.management.common import Gateway
 
 def register(t: RouteTable, gw: Gateway) -> None:
     """Add the management routes to ``t``; each answers 503 while ``gw`` has no store."""
-    from relaygate.management import keys, teams, users
+    from relaygate.management import budgets, customers, keys, organizations, teams, users
 
     keys.add_routes(t, gw)
     users.add_routes(t, gw)
     teams.add_routes(t, gw)
+    organizations.add_routes(t, gw)
+    customers.add_routes(t, gw)
+    budgets.add_routes(t, gw)
 
 
 __all__ = ["register"]

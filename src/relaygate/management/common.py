@@ -347,6 +347,16 @@ class Ctx:
         for h in token_hashes:
             inval(h)
 
+    def invalidate_all(self) -> None:
+        """Forget every cached key (a team, organization or model changed under them), on every worker."""
+        changed = getattr(self.gw, "keys_changed", None)
+        if changed is not None:
+            changed(None)
+            return
+        clear = getattr(getattr(self.gw.runtime, "principals", None), "clear", None)
+        if clear is not None:
+            clear()
+
     def flag(self, name: str) -> bool:
         return self.query.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -424,6 +434,31 @@ class Tx:
 
     async def remove_member(self, c: Any, team_id: str, user_id: str) -> Team:
         return await self.store._remove_team_member_in(c, team_id, user_id)
+
+    async def get(self, c: Any, table: tbl.Table[Any], *key: Any, lock: bool = True) -> Any:
+        """The row of ``table`` at ``key`` read inside the transaction (locked); NotFound when missing."""
+        return await self.store._fetch_one(c, table, key, lock=lock)
+
+    async def update(self, c: Any, table: tbl.Table[Any], key: Sequence[Any], fields: dict[str, Any]) -> Any:
+        return await self.store._update_in(c, table, key, fields)
+
+    async def delete(self, c: Any, table: tbl.Table[Any], *key: Any) -> Any:
+        return await self.store._delete_in(c, table, key)
+
+    async def delete_team(self, c: Any, team_id: str) -> Team:
+        """The team, its memberships (users' ``teams`` follow) and its keys."""
+        s = self.store
+        team = await s._fetch_one(c, tbl.TEAMS, (team_id,), lock=True)
+        for row in await c.fetch("SELECT user_id FROM rg_team_members WHERE team_id = ?", [team_id]):
+            await s._user_teams(c, row["user_id"], team_id, add=False)
+        await c.execute("DELETE FROM rg_team_members WHERE team_id = ?", [team_id])
+        await c.execute("DELETE FROM rg_keys WHERE team_id = ?", [team_id])
+        await c.execute("DELETE FROM rg_teams WHERE team_id = ?", [team_id])
+        return team
+
+    async def find_by(self, table: tbl.Table[Any], column: str, value: Any) -> Any:
+        """The first row of ``table`` whose ``column`` is ``value`` (NotFound when none)."""
+        return await self.store._get_by(table, column, value)
 
 
 def _table_of(rec: msgspec.Struct) -> tbl.Table[Any]:
