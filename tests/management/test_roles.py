@@ -238,6 +238,128 @@ async def _member_update(w: World) -> Call:
     return "POST", "/team/member_update", {"team_id": "tm", "user_id": "tuser", "role": "user"}
 
 
+async def _org(w: World) -> str:
+    org = fresh()
+    await w.env.ok("POST", "/organization/new", {"organization_id": org, "organization_alias": org})
+    await w.env.ok("POST", "/organization/member_add", {"organization_id": org, "member": {"user_id": "other"}})
+    return org
+
+
+async def _org_new(w: World) -> Call:
+    return "POST", "/organization/new", {"organization_alias": fresh()}
+
+
+async def _org_info(w: World) -> Call:
+    return "GET", f"/organization/info?organization_id={await _org(w)}", None
+
+
+async def _org_update(w: World) -> Call:
+    return "PATCH", "/organization/update", {"organization_id": await _org(w), "max_budget": 3}
+
+
+async def _org_delete(w: World) -> Call:
+    return "DELETE", "/organization/delete", {"organization_ids": [await _org(w)]}
+
+
+async def _org_list(w: World) -> Call:
+    await _org(w)
+    return "GET", "/organization/list", None
+
+
+async def _org_member_add(w: World) -> Call:
+    return "POST", "/organization/member_add", {"organization_id": await _org(w), "member": {"user_id": fresh()}}
+
+
+async def _org_member_update(w: World) -> Call:
+    return "PATCH", "/organization/member_update", {"organization_id": await _org(w), "user_id": "other",
+                                                    "role": "internal_user_viewer"}
+
+
+async def _org_member_delete(w: World) -> Call:
+    return "DELETE", "/organization/member_delete", {"organization_id": await _org(w), "user_id": "other"}
+
+
+async def _customer(w: World) -> str:
+    c = fresh()
+    await w.env.ok("POST", "/customer/new", {"user_id": c})
+    return c
+
+
+def _customer_cases(prefix: str) -> dict[str, tuple[Case, tuple[int, int, int, int, int]]]:
+    async def new(w: World) -> Call:
+        return "POST", f"/{prefix}/new", {"user_id": fresh()}
+
+    async def info(w: World) -> Call:
+        return "GET", f"/{prefix}/info?end_user_id={await _customer(w)}", None
+
+    async def update(w: World) -> Call:
+        return "POST", f"/{prefix}/update", {"user_id": await _customer(w), "alias": "a"}
+
+    async def delete(w: World) -> Call:
+        return "POST", f"/{prefix}/delete", {"user_ids": [await _customer(w)]}
+
+    async def list_(w: World) -> Call:
+        return "GET", f"/{prefix}/list", None
+
+    async def block(w: World) -> Call:
+        return "POST", f"/{prefix}/block", {"user_ids": [await _customer(w)]}
+
+    async def unblock(w: World) -> Call:
+        return "POST", f"/{prefix}/unblock", {"user_ids": [await _customer(w)]}
+
+    admin, read = (200, 401, 401, 401, 401), (200, 200, 401, 401, 401)
+    return {f"{prefix}/new": (new, admin), f"{prefix}/info": (info, read), f"{prefix}/update": (update, admin),
+            f"{prefix}/delete": (delete, admin), f"{prefix}/list": (list_, read), f"{prefix}/block": (block, admin),
+            f"{prefix}/unblock": (unblock, admin)}
+
+
+async def _budget(w: World) -> str:
+    return str((await w.env.ok("POST", "/budget/new", {"max_budget": 1}))["budget_id"])
+
+
+async def _budget_new(w: World) -> Call:
+    return "POST", "/budget/new", {"max_budget": 2}
+
+
+async def _budget_update(w: World) -> Call:
+    return "POST", "/budget/update", {"budget_id": await _budget(w), "max_budget": 2}
+
+
+async def _budget_info(w: World) -> Call:
+    return "POST", "/budget/info", {"budgets": [await _budget(w)]}
+
+
+async def _budget_list(w: World) -> Call:
+    return "GET", "/budget/list", None
+
+
+async def _budget_delete(w: World) -> Call:
+    return "POST", "/budget/delete", {"id": await _budget(w)}
+
+
+_DB_MODEL = {"model_name": "db-m", "litellm_params": {"model": "mock/echo"}}
+
+
+async def _model(w: World) -> str:
+    return str((await w.env.ok("POST", "/model/new", _DB_MODEL))["model_id"])
+
+
+async def _model_new(w: World) -> Call:
+    return "POST", "/model/new", _DB_MODEL
+
+
+async def _model_update(w: World) -> Call:
+    return "POST", "/model/update", {"model_name": "db-n", "model_info": {"id": await _model(w)}}
+
+
+async def _model_patch(w: World) -> Call:
+    return "PATCH", f"/model/{await _model(w)}/update", {"model_name": "db-n"}
+
+
+async def _model_delete(w: World) -> Call:
+    return "POST", "/model/delete", {"id": await _model(w)}
+
+
 #: route case -> expected status for (proxy_admin, proxy_admin_viewer, internal_user, team_admin, internal_user_viewer)
 CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "key/generate self": (_gen_self, (200, 401, 200, 200, 401)),
@@ -280,11 +402,31 @@ CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "team/member_add over the team's budget": (_member_add_over_budget, (200, 401, 403, 403, 401)),
     "team/member_delete": (_member_delete, (200, 401, 403, 200, 401)),
     "team/member_update": (_member_update, (200, 401, 403, 200, 401)),
+    "organization/new": (_org_new, (200, 401, 401, 401, 401)),
+    "organization/info of another organization": (_org_info, (200, 200, 403, 403, 403)),
+    "organization/update": (_org_update, (200, 401, 401, 401, 401)),
+    "organization/delete": (_org_delete, (200, 401, 401, 401, 401)),
+    "organization/list": (_org_list, (200, 200, 200, 200, 200)),
+    "organization/member_add (not its org_admin)": (_org_member_add, (200, 401, 403, 403, 401)),
+    "organization/member_update (not its org_admin)": (_org_member_update, (200, 401, 403, 403, 401)),
+    "organization/member_delete (not its org_admin)": (_org_member_delete, (200, 401, 403, 403, 401)),
+    **_customer_cases("customer"),
+    **_customer_cases("end_user"),
+    "budget/new": (_budget_new, (200, 401, 401, 401, 401)),
+    "budget/update": (_budget_update, (200, 401, 401, 401, 401)),
+    "budget/info": (_budget_info, (200, 200, 401, 401, 401)),
+    "budget/list": (_budget_list, (200, 200, 401, 401, 401)),
+    "budget/delete": (_budget_delete, (200, 401, 401, 401, 401)),
+    "model/new": (_model_new, (200, 401, 401, 401, 401)),
+    "model/update": (_model_update, (200, 401, 401, 401, 401)),
+    "model/{model_id}/update": (_model_patch, (200, 401, 401, 401, 401)),
+    "model/delete": (_model_delete, (200, 401, 401, 401, 401)),
 }
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_role_matrix(db_url: str, role: str) -> None:
+def test_role_matrix(db_url: str, role: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORE_MODEL_IN_DB", "True")  # LiteLLM's switch for /model/new|update|delete
     async def body(env: Env) -> None:
         w = await world(env, role)
         caller = MASTER if role == "proxy_admin" else w.keys[USER_OF[role]]
@@ -312,9 +454,12 @@ def test_matrix_covers_every_route() -> None:
 
     gw = make_gateway()
     paths = set(_management_paths(gw))
-    assert len(paths) >= 25
+    assert len(paths) >= 55
     covered = {name.split(" ")[0].replace("{key}/", "") for name in CASES}
     assert {p.lstrip("/").replace("{key}/", "") for p in paths} <= covered
+
+
+_MANAGED = ("key", "user", "team", "organization", "customer", "end_user", "budget", "model")
 
 
 def _management_paths(gw: Any) -> list[str]:
@@ -324,6 +469,6 @@ def _management_paths(gw: Any) -> list[str]:
         items = attr.items() if isinstance(attr, dict) else (
             [(getattr(p, "path", None), p) for p in attr] if isinstance(attr, list) else [])
         for path, _ in items:
-            if isinstance(path, str) and path.split("/")[1] in ("key", "user", "team"):
+            if isinstance(path, str) and path.split("/")[1] in _MANAGED and path != "/model/info":
                 found.append(path)
     return found

@@ -74,7 +74,8 @@ _LITELLM_SETTINGS_ROUTER = {
 }
 _LITELLM_SETTINGS_ACCEPTED = {"drop_params", "set_verbose", "json_logs", "request_timeout", "modify_params"}
 _GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "max_request_size_mb", "proxy_port",
-                 "user_api_key_cache_ttl", "allow_requests_on_db_unavailable"}
+                 "user_api_key_cache_ttl", "allow_requests_on_db_unavailable",
+                 "store_model_in_db"}
 
 
 # ---------------------------------------------------------------------------------------------------- env

@@ -168,6 +168,8 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     allow_requests_on_db_unavailable: bool = False
     """With the database down, keys cached earlier keep working after their TTL (LiteLLM's setting; off by
     default, as LiteLLM); unknown keys get a 503 either way."""
+    store_model_in_db: bool = False
+    """LiteLLM's switch: models added by ``/model/new`` are kept in the database and served with the config's."""
 
 
 class KeyConfig(msgspec.Struct, kw_only=True):

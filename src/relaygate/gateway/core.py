@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from relaygate.auth.changes import KeyChanges
-from relaygate.config.model import Config
+from relaygate.config.model import Config, Deployment
 from relaygate.core.errors import GatewayError
 from relaygate.frontends import llm_routes
 from relaygate.gateway.model_info import add_routes as add_model_info_routes
@@ -39,6 +39,8 @@ from relaygate.http.respond import send_error
 from relaygate.http.routes import RouteTable
 from relaygate.http.types import Receive, Scope, Send
 from relaygate.logs import fail_log
+from relaygate.management.models import enabled as db_models_enabled
+from relaygate.management.models import read_db_models, with_db_models
 from relaygate.metrics import METRICS_DIR_ENV, Metrics, labels_of
 from relaygate.pipeline import Pipeline
 from relaygate.reload import Watcher, bump, current, load_checked, publish_reload, subscribe_reloads
@@ -95,6 +97,11 @@ class Gateway:
         self.key_changes: KeyChanges | None = None
         """With a store: the change-version poll and Redis channel that keep key caches true
         (``auth.changes``); :meth:`keys_changed` is what the management API calls after a write."""
+        self.file_config = config
+        """The config as its file says, without the models stored in the database (:attr:`db_models`)."""
+        self.db_models: list[Deployment] = []
+        """Deployments added by ``/model/new`` (``store_model_in_db``), served after the file's."""
+        self._db_models_seen: tuple[Any, ...] = ()
 
     # the current snapshot's parts (a request uses ``Exchange.rt``, not these)
     @property
@@ -171,9 +178,10 @@ class Gateway:
             log.info("worker %d: database %s open", os.getpid(), self.store.url)
             self.runtime.use_store(self.store)
             changes = self.key_changes = KeyChanges(
-                self.store, invalidate=lambda h: self.principals.invalidate(h), clear=lambda: self.principals.clear(),
+                self.store, invalidate=lambda h: self.principals.invalidate(h), clear=self._store_changed,
                 customers=lambda ids: self.runtime.set_blocked_customers(ids), redis_url=_redis_url(self.config))
             await changes.prime()
+            await self._sync_models_logged()
             self._spawn(changes.run())
             if changes.redis_url is not None:
                 self._spawn(changes.subscribe())
@@ -239,6 +247,39 @@ class Gateway:
         if self.key_changes.redis_url is not None:
             self._spawn(_publish_keys(self.key_changes, hashes))
 
+    def _store_changed(self) -> None:
+        """The store's change counter moved (or a Redis "everything changed" arrived): forget cached keys,
+        and read the stored models again when they are served."""
+        self.principals.clear()
+        if self.store is not None and db_models_enabled(self.file_config):
+            self._spawn(self._sync_models_logged())
+
+    async def models_changed(self) -> None:
+        """A management write changed stored models: serve them on this worker now, and tell the others
+        (Redis at once when configured, else the change poll within a second)."""
+        await self.sync_models()
+        self.keys_changed(None)
+
+    async def sync_models(self) -> bool:
+        """Read the stored models and, when they changed, swap in a snapshot serving the config file's
+        deployments and theirs (as a reload does: stats and limiter carried over). True when it swapped."""
+        rows: tuple[Any, ...] = ()
+        deps: list[Deployment] = []
+        if self.store is not None and db_models_enabled(self.file_config):
+            rows, deps = await read_db_models(self.store)
+        if rows == self._db_models_seen:
+            return False
+        async with self._reload_lock:
+            self.db_models, self._db_models_seen = deps, rows
+            await self.swap(self.file_config, self.runtime.generation, "database models")
+        return True
+
+    async def _sync_models_logged(self) -> None:
+        try:
+            await self.sync_models()
+        except Exception as exc:  # the models served stay as they were; the next change tries again
+            log.warning("database models could not be read: %s: %s", type(exc).__name__, exc)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -297,6 +338,8 @@ class Gateway:
         if changed:
             log.warning("config reload: server.%s changed; this takes effect after a restart",
                         ", server.".join(changed))
+        self.file_config = config
+        config = with_db_models(config, self.db_models)
         new = Runtime.build(config, self.metrics, previous=old, generation=generation, store=self.store)
         if self.key_changes is not None:
             new.set_blocked_customers(self.key_changes.blocked)

@@ -15,7 +15,7 @@ from relaygate.management.common import Gateway
 
 def register(t: RouteTable, gw: Gateway) -> None:
     """Add the management routes to ``t``; each answers 503 while ``gw`` has no store."""
-    from relaygate.management import budgets, customers, keys, organizations, teams, users
+    from relaygate.management import budgets, customers, keys, models, organizations, teams, users
 
     keys.add_routes(t, gw)
     users.add_routes(t, gw)
@@ -23,6 +23,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     organizations.add_routes(t, gw)
     customers.add_routes(t, gw)
     budgets.add_routes(t, gw)
+    models.add_routes(t, gw)
 
 
 __all__ = ["register"]

@@ -1,0 +1,212 @@
+"""Models stored in the database: LiteLLM's ``/model/new``, ``/model/update`` (and ``PATCH
+/model/{model_id}/update``), ``/model/delete``, and how stored models join the running config.
+
+With ``general_settings.store_model_in_db: true`` (LiteLLM's switch; else these routes answer 400 saying
+so) a model is one row of ``rg_models`` (LiteLLM's ``LiteLLM_ProxyModelTable``): ``model_name``,
+``litellm_params``, ``model_info``, its id the ``model_id`` (``model_info.id`` when given). A row is checked
+before it is written exactly as a ``model_list`` entry is at start-up (the config loader's
+``make_deployment``, a provider relaygate serves, its adapter built once), so a model that cannot work is a
+400 naming the field, never a broken deployment.
+
+Joining the runtime, without a restart: the gateway keeps the config file's deployments and the stored
+ones apart and serves both (:func:`with_db_models`: a stored model whose id a config deployment already
+has is skipped, the file wins). After a write the route calls ``Gateway.models_changed``: this worker
+reads the rows (:func:`read_db_models`) and swaps in a new runtime snapshot the same way a config reload
+does (deployment stats and limiter carried over); every other worker and instance does the same when the
+store's change counter moves (the key-change poll, one second) or at once through the Redis key-change
+channel. Stored models show on ``/v1/models`` and ``/model/info`` with ``model_info.db_model: true``.
+
+Credentials in ``litellm_params`` (``api_key`` ...) are stored as given (LiteLLM encrypts them with its
+salt key; relaygate does not yet) and never answered: responses drop every credential-like field.
+
+Roles, as LiteLLM's: only the proxy admin adds, updates or deletes models.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from typing import Any
+
+import msgspec
+
+from relaygate.config import ConfigError
+from relaygate.config.env import PROVIDERS
+from relaygate.config.loader import make_deployment
+from relaygate.config.model import Config, Deployment
+from relaygate.core.errors import GatewayError
+from relaygate.http.routes import RouteTable
+from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, not_found, record, route
+from relaygate.store import ModelRow, NotFound, Store
+
+log = logging.getLogger("relaygate")
+
+SOURCE = "<database>"
+_SECRET_WORDS = ("key", "secret", "token", "password", "passwd", "credential")
+
+
+class ModelBody(msgspec.Struct, kw_only=True):
+    model_name: str
+    litellm_params: dict[str, Any]
+    model_info: dict[str, Any] | None = None
+
+
+class UpdateModelBody(msgspec.Struct, kw_only=True):
+    model_name: str | None = None
+    litellm_params: dict[str, Any] | None = None
+    model_info: dict[str, Any] | None = None
+
+
+class ModelRef(msgspec.Struct, kw_only=True):
+    id: str
+
+
+def add_routes(t: RouteTable, gw: Gateway) -> None:
+    for method, path, handler in (
+            ("POST", "/model/new", new), ("POST", "/model/update", update),
+            ("PATCH", "/model/{model_id}/update", update), ("POST", "/model/delete", delete)):
+        route(t, gw, method, path, handler)
+
+
+# -- rows as deployments ------------------------------------------------------------------------------
+
+
+def deployment_of(row: ModelRow) -> Deployment:
+    """The deployment a stored row describes, checked as a ``model_list`` entry (ConfigError naming the field,
+    relative to the row: ``litellm_params.model`` ...)."""
+    if not row.model_name:
+        raise ConfigError(SOURCE, "model_name", "expected a non-empty string")
+    info = {**row.model_info, "id": row.model_id, "db_model": True}
+    dep = make_deployment(row.model_name, dict(row.litellm_params), info, SOURCE, "", where=f"model {row.model_id}")
+    if dep.provider not in PROVIDERS:
+        raise ConfigError(SOURCE, "litellm_params.model", f"relaygate has no provider `{dep.provider}`")
+    if "*" not in dep.model:
+        from relaygate.providers import make_provider
+
+        try:
+            make_provider(dep)
+        except GatewayError as exc:
+            raise ConfigError(SOURCE, "litellm_params", exc.message) from None
+    return dep
+
+
+async def read_db_models(store: Store) -> tuple[tuple[Any, ...], list[Deployment]]:
+    """Every stored model: a signature of the rows (ids and update times: unchanged rows, same signature) and
+    the deployments of those that are valid (an invalid row is logged and skipped, as the config loader
+    skips a deployment it cannot serve)."""
+    rows: list[ModelRow] = []
+    page = 1
+    while True:
+        got = await store.list_models(page=page, page_size=1000)
+        rows += got.items
+        if page >= got.total_pages:
+            break
+        page += 1
+    rows.sort(key=lambda r: r.model_id)
+    deps = []
+    for row in rows:
+        if row.blocked:
+            continue
+        try:
+            deps.append(deployment_of(row))
+        except ConfigError as exc:
+            log.error("database model %s (%s) skipped: %s", row.model_id, row.model_name, exc)
+    return tuple((r.model_id, r.updated_at, r.blocked) for r in rows), deps
+
+
+def with_db_models(config: Config, deps: list[Deployment]) -> Config:
+    """``config`` serving ``deps`` after its own deployments (a stored model with a config deployment's id is
+    left out: the file wins)."""
+    if not deps:
+        return config
+    ids = {d.id for d in config.deployments}
+    extra = [d for d in deps if d.id not in ids]
+    return msgspec.structs.replace(config, deployments=[*config.deployments, *extra])
+
+
+# -- routes -------------------------------------------------------------------------------------------
+
+
+def enabled(config: Config) -> bool:
+    """``general_settings.store_model_in_db``, or LiteLLM's ``STORE_MODEL_IN_DB=True`` in the environment."""
+    return config.general.store_model_in_db or os.environ.get("STORE_MODEL_IN_DB", "").strip().lower() == "true"
+
+
+def _enabled(ctx: Ctx) -> None:
+    admin_only(ctx)
+    if not enabled(ctx.gw.runtime.config):
+        raise bad_request("Set `general_settings.store_model_in_db: true` (LiteLLM's STORE_MODEL_IN_DB) in the config "
+                          "to add, update or delete models through the API", "store_model_in_db")
+
+
+def _checked(row: ModelRow) -> None:
+    try:
+        deployment_of(row)
+    except ConfigError as exc:
+        field = exc.field.lstrip(".") or "litellm_params"
+        raise bad_request(f"Invalid model: {field}: {exc.detail}", field) from None
+
+
+def shown(row: ModelRow) -> dict[str, Any]:
+    """A row as answered: ``litellm_params`` without credentials."""
+    out = record(row)
+    out["litellm_params"] = {k: v for k, v in row.litellm_params.items()
+                             if not any(w in k.lower() for w in _SECRET_WORDS)}
+    return out
+
+
+async def _changed(ctx: Ctx) -> None:
+    changed = getattr(ctx.gw, "models_changed", None)
+    if changed is not None:
+        await changed()
+
+
+async def new(ctx: Ctx) -> Any:
+    _enabled(ctx)
+    body = await ctx.body(ModelBody)
+    info = dict(body.model_info or {})
+    model_id = str(info.pop("id", None) or uuid.uuid4())
+    if any(d.id == model_id for d in ctx.gw.runtime.config.deployments):
+        raise bad_request(f"A model with id={model_id} already exists", "model_info.id")
+    who = ctx.caller.user_id or "default_user_id"
+    row = ModelRow(model_id=model_id, model_name=body.model_name, litellm_params=body.litellm_params,
+                   model_info=info, created_by=who, updated_by=who)
+    _checked(row)
+    row = await ctx.store.create_model(row)
+    await _changed(ctx)
+    return shown(row)
+
+
+async def update(ctx: Ctx) -> Any:
+    _enabled(ctx)
+    body = await ctx.body(UpdateModelBody)
+    info = dict(body.model_info or {})
+    model_id = ctx.params.get("model_id") or info.pop("id", None)
+    info.pop("id", None)
+    if not model_id:
+        raise bad_request("model_info.id is required", "model_info.id")
+    try:
+        old = await ctx.store.get_model(str(model_id))
+    except NotFound:
+        raise not_found(f"Model with id={model_id} not found in db", "model_id") from None
+    params = {**old.litellm_params, **{k: v for k, v in (body.litellm_params or {}).items() if v is not None}}
+    merged = msgspec.structs.replace(old, model_name=body.model_name or old.model_name, litellm_params=params,
+                                     model_info={**old.model_info, **info})
+    _checked(merged)
+    row = await ctx.store.update_model(old.model_id, model_name=merged.model_name, litellm_params=params,
+                                       model_info=merged.model_info,
+                                       updated_by=ctx.caller.user_id or "default_user_id")
+    await _changed(ctx)
+    return shown(row)
+
+
+async def delete(ctx: Ctx) -> Any:
+    _enabled(ctx)
+    body = await ctx.body(ModelRef)
+    try:
+        await ctx.store.delete_model(body.id)
+    except NotFound:
+        raise not_found(f"Model with id={body.id} not found in db", "id") from None
+    await _changed(ctx)
+    return {"message": f"Model: {body.id} deleted successfully"}

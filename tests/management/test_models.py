@@ -1,0 +1,114 @@
+"""/model/new|update|delete with ``store_model_in_db`` on both backends: stored models join the runtime
+without a restart (this worker at once, another worker on its next sync), show on /v1/models and
+/model/info with ``db_model: true``, survive a config reload, and never answer their credentials."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from relaygate.asgi import Gateway
+from relaygate.config import from_litellm
+from relaygate.store import open_store
+from tests.management.conftest import MASTER, Env
+from tests.management.conftest import run as run_default
+
+
+def _gateway() -> Gateway:
+    return Gateway(from_litellm({
+        "model_list": [{"model_name": "gpt-a", "litellm_params": {"model": "mock/echo"}, "model_info": {"id": "cfg"}}],
+        "general_settings": {"master_key": MASTER, "store_model_in_db": True},
+    }, "<test>"))
+
+
+def _run(url: str, body: Any) -> None:
+    async def main() -> None:
+        gws = [_gateway(), _gateway()]
+        stores = [await open_store(url) for _ in gws]
+        for gw, store in zip(gws, stores, strict=True):
+            gw.store = store
+            gw.runtime.use_store(store)
+        try:
+            await body(Env(gws[0], stores[0]), Env(gws[1], stores[1]))
+        finally:
+            for gw, store in zip(gws, stores, strict=True):
+                gw.store = None
+                await store.close()
+
+    asyncio.run(main())
+
+
+async def _chat(env: Env, model: str) -> int:
+    r = await env.call("POST", "/v1/chat/completions", {"model": model, "messages": [{"role": "user",
+                                                                                     "content": "hi"}]})
+    return r.status
+
+
+async def _names(env: Env) -> list[str]:
+    return [m["id"] for m in (await env.ok("GET", "/v1/models"))["data"]]
+
+
+def test_models_in_the_database(db_url: str) -> None:
+    async def body(env: Env, other: Env) -> None:
+        out = await env.ok("POST", "/model/new", {
+            "model_name": "db-model", "litellm_params": {"model": "mock/echo", "api_key": "sk-upstream-secret"},
+            "model_info": {"id": "m1", "mode": "chat"}})
+        assert out["model_id"] == "m1" and out["model_name"] == "db-model"
+        assert "sk-upstream-secret" not in str(out) and out["litellm_params"] == {"model": "mock/echo"}
+        assert await _names(env) == ["gpt-a", "db-model"] and await _chat(env, "db-model") == 200
+        info = (await env.ok("GET", "/model/info?litellm_model_id=m1"))["data"]
+        assert len(info) == 1 and info[0]["model_info"]["db_model"] is True
+        assert "sk-upstream-secret" not in str(await env.ok("GET", "/model/info"))
+        cfg = (await env.ok("GET", "/model/info?litellm_model_id=cfg"))["data"][0]
+        assert cfg["model_info"]["db_model"] is False
+        # another worker on the same database: serves it on its next sync (the change poll's job)
+        assert await _chat(other, "db-model") == 400
+        assert await other.gw.sync_models() is True and await _chat(other, "db-model") == 200
+        assert await other.gw.sync_models() is False  # nothing changed: no new snapshot
+
+        upd = await env.ok("POST", "/model/update", {"model_name": "db-renamed", "model_info": {"id": "m1"}})
+        assert upd["model_name"] == "db-renamed" and upd["litellm_params"] == {"model": "mock/echo"}
+        assert (await env.store.get_model("m1")).litellm_params["api_key"] == "sk-upstream-secret"  # kept
+        assert await _chat(env, "db-model") == 400 and await _chat(env, "db-renamed") == 200
+        await env.ok("PATCH", "/model/m1/update", {"model_info": {"base_model": "gpt-4o"}})
+        assert (await env.store.get_model("m1")).model_info == {"mode": "chat", "base_model": "gpt-4o"}
+        # a config reload keeps the stored models
+        await env.gw.swap(env.gw.file_config, env.gw.runtime.generation + 1, "test reload")
+        assert await _names(env) == ["gpt-a", "db-renamed"]
+
+        before = await env.store.change_version()
+        for path, payload, status, param in (
+                ("/model/new", {"litellm_params": {"model": "mock/echo"}}, 400, "model_name"),
+                ("/model/new", {"model_name": "x", "litellm_params": {}}, 400, "litellm_params.model"),
+                ("/model/new", {"model_name": "x", "litellm_params": {"model": "nope/x"}}, 400, "litellm_params.model"),
+                ("/model/new", {"model_name": "x", "litellm_params": {"model": "mock/echo", "rpm": "many"}}, 400,
+                 "litellm_params.rpm"),
+                ("/model/new", {"model_name": "x", "litellm_params": {"model": "mock/echo"}, "model_info": {"id": "cfg"}},
+                 400, "model_info.id"),
+                ("/model/new", {"model_name": "x", "litellm_params": {"model": "mock/echo"}, "model_info": {"id": "m1"}},
+                 400, "model_info.id"),
+                ("/model/update", {"model_name": "y"}, 400, "model_info.id"),
+                ("/model/update", {"model_info": {"id": "nope"}}, 404, "model_id"),
+                ("/model/update", {"model_info": {"id": "m1"}, "litellm_params": {"model": "nope/x"}}, 400,
+                 "litellm_params.model"),
+                ("/model/delete", {"id": "nope"}, 404, "id"),
+                ("/model/delete", {}, 400, "id")):
+            r = await env.call("POST", path, payload)
+            assert r.status == status and r.json()["error"]["param"] == param, (path, payload, r.status, r.body)
+        assert await env.store.change_version() == before
+        assert await _chat(env, "db-renamed") == 200
+
+        assert (await env.ok("POST", "/model/delete", {"id": "m1"}))["message"] == "Model: m1 deleted successfully"
+        assert await _names(env) == ["gpt-a"] and await _chat(env, "db-renamed") == 400
+        assert await other.gw.sync_models() is True and await _names(other) == ["gpt-a"]
+
+    _run(db_url, body)
+
+
+def test_models_need_store_model_in_db(db_url: str) -> None:
+    async def body(env: Env) -> None:
+        r = await env.call("POST", "/model/new", {"model_name": "x", "litellm_params": {"model": "mock/echo"}})
+        assert r.status == 400 and r.json()["error"]["param"] == "store_model_in_db"
+        assert (await env.store.list_models()).total == 0
+
+    run_default(db_url, body)
