@@ -1,4 +1,4 @@
-"""``relaygate`` command line: ``serve``, ``check-config``, ``db upgrade``, ``version``.
+"""``relaygate`` command line: ``serve``, ``check-config``, ``db upgrade``, ``db import-litellm``, ``version``.
 
 LiteLLM start scripts keep working: ``relaygate --config config.yaml --port 4000 --num_workers 2`` (no
 sub-command) means ``serve``, and ``--num_workers``, ``--detailed_debug`` and ``--debug`` are accepted.
@@ -42,7 +42,7 @@ from relaygate.config.loader import single_model
 from relaygate.config.model import ServerSettings
 from relaygate.logs import setup_logging
 from relaygate.metrics import METRICS_DIR_ENV
-from relaygate.store import StoreError, database_url, make_store, redact_url
+from relaygate.store import StoreError, database_url, make_store, open_store, redact_url
 
 if TYPE_CHECKING:
     from granian.log import LogLevels
@@ -307,6 +307,13 @@ def db_command(argv: list[str]) -> int:
                        "else DATABASE_URL, else the embedded SQLite file beside it)")
     where.add_argument("--database-url", "--database_url", dest="database_url",
                        help="the database: postgresql://... or sqlite:///PATH (default: DATABASE_URL)")
+    imp = sub.add_parser("import-litellm", help="copy keys (as hashes), users, teams, organizations, customers and "
+                         "budgets from a LiteLLM proxy's PostgreSQL database into relaygate's")
+    imp.add_argument("source", metavar="DATABASE_URL", help="the LiteLLM database: postgresql://...")
+    where = imp.add_mutually_exclusive_group()
+    where.add_argument("--config", "-c", help="the relaygate config whose database receives the rows")
+    where.add_argument("--database-url", "--database_url", dest="database_url",
+                       help="relaygate's database: postgresql://... or sqlite:///PATH (default: DATABASE_URL)")
     args = p.parse_args(argv)
     if args.database_url:
         url: str | None = args.database_url
@@ -321,6 +328,8 @@ def db_command(argv: list[str]) -> int:
     if url is None:
         print("relaygate db: no database: give --database-url, --config, or set DATABASE_URL", file=sys.stderr)
         return 2
+    if args.action == "import-litellm":
+        return _import_litellm(args.source, url)
     try:
         before, after = asyncio.run(upgrade_database(url))
     except StoreError as exc:
@@ -328,6 +337,36 @@ def db_command(argv: list[str]) -> int:
         return 1
     change = f"upgraded from version {before}" if before != after else "already up to date"
     print(f"relaygate db: {redact_url(url)}: schema version {after} ({change})")
+    return 0
+
+
+def _import_litellm(source: str, url: str) -> int:
+    from relaygate.store.importer import import_litellm
+
+    if source == url:
+        print("relaygate db: the LiteLLM database and relaygate's are the same: give relaygate's with --database-url "
+              "or --config", file=sys.stderr)
+        return 2
+    if not source.startswith(("postgresql://", "postgres://")):
+        print(f"relaygate db: {redact_url(source)}: a LiteLLM database is PostgreSQL (postgresql://...)",
+              file=sys.stderr)
+        return 2
+
+    async def run() -> Any:
+        store = await open_store(url)
+        try:
+            return await import_litellm(source, store)
+        finally:
+            await store.close()
+
+    try:
+        counts = asyncio.run(run())
+    except StoreError as exc:
+        print(f"relaygate db: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"relaygate db: imported from {redact_url(source)} into {redact_url(url)} (one transaction):")
+    for line in [*counts.lines(), *(f"note: {n}" for n in counts.notes)]:
+        print(f"  {line}")
     return 0
 
 
