@@ -10,6 +10,7 @@ from typing import Any
 from relaygate.asgi import Gateway
 from relaygate.config import from_litellm
 from relaygate.store import open_store
+from relaygate.store.sealing import PREFIX, open_credentials, sealer_for
 from tests.management.conftest import MASTER, Env
 from tests.management.conftest import run as run_default
 
@@ -68,7 +69,10 @@ def test_models_in_the_database(db_url: str) -> None:
 
         upd = await env.ok("POST", "/model/update", {"model_name": "db-renamed", "model_info": {"id": "m1"}})
         assert upd["model_name"] == "db-renamed" and upd["litellm_params"] == {"model": "mock/echo"}
-        assert (await env.store.get_model("m1")).litellm_params["api_key"] == "sk-upstream-secret"  # kept
+        stored = (await env.store.get_model("m1")).litellm_params["api_key"]  # kept, sealed at rest
+        assert stored.startswith(PREFIX) and "sk-upstream-secret" not in stored
+        assert open_credentials({"api_key": stored}, sealer_for(env.gw.runtime.config)) == {
+            "api_key": "sk-upstream-secret"}
         assert await _chat(env, "db-model") == 400 and await _chat(env, "db-renamed") == 200
         await env.ok("PATCH", "/model/m1/update", {"model_info": {"base_model": "gpt-4o"}})
         assert (await env.store.get_model("m1")).model_info == {"mode": "chat", "base_model": "gpt-4o"}

@@ -266,6 +266,10 @@ def _credential_name(name: str) -> bool:
     return not _SECRET_WORDS.isdisjoint(name.lower().replace("-", "_").split("_"))
 
 
+credential_name = _credential_name
+"""Whether a field's name marks a credential (``api_key``, ``aws_secret_access_key``, ``vertex_credentials``)."""
+
+
 def _credential_values(value: Any, named: bool) -> Iterator[str]:
     """Strings under a credential-named field (``api_key``, ``aws_secret_access_key``, a service account's
     ``private_key``), including inside a JSON credentials string."""

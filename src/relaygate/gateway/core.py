@@ -48,6 +48,7 @@ from relaygate.router import Router
 from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, MetricsSink
 from relaygate.store import Store, database_url, open_store
+from relaygate.store.sealing import sealer_for
 from relaygate.upstream.base import Transport
 from relaygate.upstream.factory import make_transport
 from relaygate.upstream.identity import aclose_identity_clients
@@ -266,7 +267,7 @@ class Gateway:
         rows: tuple[Any, ...] = ()
         deps: list[Deployment] = []
         if self.store is not None and db_models_enabled(self.file_config):
-            rows, deps = await read_db_models(self.store)
+            rows, deps = await read_db_models(self.store, sealer_for(self.file_config))
         if rows == self._db_models_seen:
             return False
         async with self._reload_lock:

@@ -16,8 +16,10 @@ does (deployment stats and limiter carried over); every other worker and instanc
 store's change counter moves (the key-change poll, one second) or at once through the Redis key-change
 channel. Stored models show on ``/v1/models`` and ``/model/info`` with ``model_info.db_model: true``.
 
-Credentials in ``litellm_params`` (``api_key`` ...) are stored as given (LiteLLM encrypts them with its
-salt key; relaygate does not yet) and never answered: responses drop every credential-like field.
+Credentials in ``litellm_params`` (``api_key`` ...) are sealed before they are written (``store.sealing``:
+AES-GCM under ``LITELLM_SALT_KEY``, else the master key, as LiteLLM encrypts them), opened when the rows
+join the runtime (and added to the log redactor then), and never answered: responses drop every
+credential-like field. A row whose credentials do not open (the salt changed) is skipped with one log line.
 
 Roles, as LiteLLM's: only the proxy admin adds, updates or deletes models.
 """
@@ -35,10 +37,18 @@ from relaygate.config import ConfigError
 from relaygate.config.env import PROVIDERS
 from relaygate.config.loader import make_deployment
 from relaygate.config.model import Config, Deployment
-from relaygate.core.errors import GatewayError
+from relaygate.core.errors import GatewayError, register_secrets
 from relaygate.http.routes import RouteTable
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, not_found, record, route
 from relaygate.store import ModelRow, NotFound, Store
+from relaygate.store.sealing import (
+    Sealer,
+    SealError,
+    credential_strings,
+    open_credentials,
+    seal_credentials,
+    sealer_for,
+)
 
 log = logging.getLogger("relaygate")
 
@@ -91,7 +101,7 @@ def deployment_of(row: ModelRow) -> Deployment:
     return dep
 
 
-async def read_db_models(store: Store) -> tuple[tuple[Any, ...], list[Deployment]]:
+async def read_db_models(store: Store, sealer: Sealer) -> tuple[tuple[Any, ...], list[Deployment]]:
     """Every stored model: a signature of the rows (ids and update times: unchanged rows, same signature) and
     the deployments of those that are valid (an invalid row is logged and skipped, as the config loader
     skips a deployment it cannot serve)."""
@@ -109,7 +119,13 @@ async def read_db_models(store: Store) -> tuple[tuple[Any, ...], list[Deployment
         if row.blocked:
             continue
         try:
-            deps.append(deployment_of(row))
+            params = open_credentials(row.litellm_params, sealer)
+        except SealError as exc:
+            log.error("database model %s (%s) skipped: %s", row.model_id, row.model_name, exc)
+            continue
+        register_secrets(credential_strings(params))
+        try:
+            deps.append(deployment_of(msgspec.structs.replace(row, litellm_params=params)))
         except ConfigError as exc:
             log.error("database model %s (%s) skipped: %s", row.model_id, row.model_name, exc)
     return tuple((r.model_id, r.updated_at, r.blocked) for r in rows), deps
@@ -138,6 +154,15 @@ def _enabled(ctx: Ctx) -> None:
     if not enabled(ctx.gw.runtime.config):
         raise bad_request("Set `general_settings.store_model_in_db: true` (LiteLLM's STORE_MODEL_IN_DB) in the config "
                           "to add, update or delete models through the API", "store_model_in_db")
+
+
+_warned = [False]
+
+
+def _warn_unsealed(sealer: Sealer) -> None:
+    if not sealer.enabled and not _warned[0]:
+        _warned[0] = True
+        log.warning("stored models' credentials are written unsealed: set LITELLM_SALT_KEY or a master key")
 
 
 def _checked(row: ModelRow) -> None:
@@ -173,7 +198,10 @@ async def new(ctx: Ctx) -> Any:
     row = ModelRow(model_id=model_id, model_name=body.model_name, litellm_params=body.litellm_params,
                    model_info=info, created_by=who, updated_by=who)
     _checked(row)
-    row = await ctx.store.create_model(row)
+    sealer = sealer_for(ctx.gw.runtime.config)
+    _warn_unsealed(sealer)
+    row = await ctx.store.create_model(
+        msgspec.structs.replace(row, litellm_params=seal_credentials(row.litellm_params, sealer)))
     await _changed(ctx)
     return shown(row)
 
@@ -190,10 +218,17 @@ async def update(ctx: Ctx) -> Any:
         old = await ctx.store.get_model(str(model_id))
     except NotFound:
         raise not_found(f"Model with id={model_id} not found in db", "model_id") from None
-    params = {**old.litellm_params, **{k: v for k, v in (body.litellm_params or {}).items() if v is not None}}
+    sealer = sealer_for(ctx.gw.runtime.config)
+    try:
+        before = open_credentials(old.litellm_params, sealer)
+    except SealError as exc:
+        raise bad_request(f"Model with id={model_id}: {exc}; give its credentials again", "litellm_params") from None
+    params = {**before, **{k: v for k, v in (body.litellm_params or {}).items() if v is not None}}
     merged = msgspec.structs.replace(old, model_name=body.model_name or old.model_name, litellm_params=params,
                                      model_info={**old.model_info, **info})
     _checked(merged)
+    _warn_unsealed(sealer)
+    params = seal_credentials(params, sealer)
     row = await ctx.store.update_model(old.model_id, model_name=merged.model_name, litellm_params=params,
                                        model_info=merged.model_info,
                                        updated_by=ctx.caller.user_id or "default_user_id")
