@@ -25,7 +25,6 @@ from relaygate.management.common import (
     UNSET,
     Ctx,
     Gateway,
-    Tx,
     admin_only,
     after,
     bad_request,
@@ -35,6 +34,7 @@ from relaygate.management.common import (
 )
 from relaygate.store import Budget
 from relaygate.store import tables as tbl
+from relaygate.store.transaction import Transaction as Tx
 
 BUDGET_FIELDS = ("max_budget", "soft_budget", "max_parallel_requests", "tpm_limit", "rpm_limit", "model_max_budget",
                  "budget_duration", "budget_reset_at")

@@ -38,7 +38,7 @@ from relaygate.http.respond import send_json
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
 from relaygate.store import Duplicate, InvalidField, Key, NotFound, Store, StoreUnavailable, Team, User
-from relaygate.store import tables as tbl
+from relaygate.store.transaction import Transaction as Tx  # noqa: F401  (re-exported: several writes, one transaction)
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -407,62 +407,3 @@ def route(t: RouteTable, gw: Gateway, method: str, path: str, handler: Handler) 
     t.add(method, path, serve)
 
 
-class Tx:
-    """Several store writes in one transaction (all or nothing) for routes that change more than one entity:
-    the store's single-entity methods each commit on their own. One place uses the store's internals."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def __call__(self) -> Any:
-        return self.store.write()
-
-    async def insert(self, c: Any, rec: msgspec.Struct) -> Any:
-        return await self.store._insert(c, _table_of(rec), rec)
-
-    async def add_members(self, c: Any, team_id: str, members: Sequence[Any]) -> Team:
-        return await self.store._add_team_members_in(c, team_id, members)
-
-    async def delete_user(self, c: Any, user_id: str) -> None:
-        """The user, its keys, team memberships (teams' member lists follow) and organization memberships."""
-        s = self.store
-        await s._delete_in(c, tbl.USERS, (user_id,))
-        await c.execute("DELETE FROM rg_keys WHERE user_id = ?", [user_id])
-        for row in await c.fetch("SELECT team_id FROM rg_team_members WHERE user_id = ?", [user_id]):
-            await s._remove_team_member_in(c, row["team_id"], user_id)
-        await c.execute("DELETE FROM rg_organization_members WHERE user_id = ?", [user_id])
-
-    async def remove_member(self, c: Any, team_id: str, user_id: str) -> Team:
-        return await self.store._remove_team_member_in(c, team_id, user_id)
-
-    async def get(self, c: Any, table: tbl.Table[Any], *key: Any, lock: bool = True) -> Any:
-        """The row of ``table`` at ``key`` read inside the transaction (locked); NotFound when missing."""
-        return await self.store._fetch_one(c, table, key, lock=lock)
-
-    async def update(self, c: Any, table: tbl.Table[Any], key: Sequence[Any], fields: dict[str, Any]) -> Any:
-        return await self.store._update_in(c, table, key, fields)
-
-    async def delete(self, c: Any, table: tbl.Table[Any], *key: Any) -> Any:
-        return await self.store._delete_in(c, table, key)
-
-    async def delete_team(self, c: Any, team_id: str) -> Team:
-        """The team, its memberships (users' ``teams`` follow) and its keys."""
-        s = self.store
-        team = await s._fetch_one(c, tbl.TEAMS, (team_id,), lock=True)
-        for row in await c.fetch("SELECT user_id FROM rg_team_members WHERE team_id = ?", [team_id]):
-            await s._user_teams(c, row["user_id"], team_id, add=False)
-        await c.execute("DELETE FROM rg_team_members WHERE team_id = ?", [team_id])
-        await c.execute("DELETE FROM rg_keys WHERE team_id = ?", [team_id])
-        await c.execute("DELETE FROM rg_teams WHERE team_id = ?", [team_id])
-        return team
-
-    async def find_by(self, table: tbl.Table[Any], column: str, value: Any) -> Any:
-        """The first row of ``table`` whose ``column`` is ``value`` (NotFound when none)."""
-        return await self.store._get_by(table, column, value)
-
-
-def _table_of(rec: msgspec.Struct) -> tbl.Table[Any]:
-    for table in tbl.ALL:
-        if type(rec) is table.record:
-            return table
-    raise TypeError(f"no table for {type(rec).__name__}")

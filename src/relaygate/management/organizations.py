@@ -32,7 +32,6 @@ from relaygate.management.common import (
     UNSET,
     Ctx,
     Gateway,
-    Tx,
     admin_only,
     bad_request,
     forbidden,
@@ -44,6 +43,7 @@ from relaygate.management.common import (
 )
 from relaygate.store import NotFound, Organization, OrganizationMember, User
 from relaygate.store import tables as tbl
+from relaygate.store.transaction import Transaction as Tx
 
 ORG_ROLES = ("org_admin", "internal_user", "internal_user_viewer")
 

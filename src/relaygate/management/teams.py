@@ -26,7 +26,6 @@ from relaygate.management.common import (
     UNSET,
     Ctx,
     Gateway,
-    Tx,
     admin_only,
     after,
     bad_request,
@@ -38,6 +37,7 @@ from relaygate.management.common import (
     writer,
 )
 from relaygate.store import Budget, Duplicate, NotFound, Team, TeamMember, User
+from relaygate.store.transaction import Transaction as Tx
 
 GRANTS = ("models", "max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests",
           "model_max_budget", "model_tpm_limit", "model_rpm_limit", "blocked", "budget_duration")

@@ -26,7 +26,6 @@ from relaygate.management.common import (
     USER_ROLES,
     Ctx,
     Gateway,
-    Tx,
     admin_only,
     after,
     bad_request,
@@ -39,6 +38,7 @@ from relaygate.management.common import (
 )
 from relaygate.management.keys import alias_free, new_key
 from relaygate.store import Key, TeamMember, User, hash_token, key_name
+from relaygate.store.transaction import Transaction as Tx
 
 
 class UserFields(msgspec.Struct, kw_only=True):

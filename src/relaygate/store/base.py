@@ -304,11 +304,16 @@ class Store(abc.ABC):
     async def delete_user(self, user_id: str) -> User:
         """Delete the user and its team and organization memberships (its teams' member lists follow)."""
         async with self.write() as c:
-            user = await self._delete_in(c, t.USERS, (user_id,))
-            for row in await c.fetch("SELECT team_id FROM rg_team_members WHERE user_id = ?", [user_id]):
-                await self._remove_team_member_in(c, row["team_id"], user_id)
-            await c.execute("DELETE FROM rg_organization_members WHERE user_id = ?", [user_id])
-            return user
+            return await self._delete_user_in(c, user_id, with_keys=False)
+
+    async def _delete_user_in(self, c: Conn, user_id: str, *, with_keys: bool) -> User:
+        user = await self._delete_in(c, t.USERS, (user_id,))
+        if with_keys:
+            await c.execute("DELETE FROM rg_keys WHERE user_id = ?", [user_id])
+        for row in await c.fetch("SELECT team_id FROM rg_team_members WHERE user_id = ?", [user_id]):
+            await self._remove_team_member_in(c, row["team_id"], user_id)
+        await c.execute("DELETE FROM rg_organization_members WHERE user_id = ?", [user_id])
+        return user
 
     async def list_users(self, *, user_role: str | None = None, team_id: str | None = None,
                          organization_id: str | None = None, page: int = 1, page_size: int = 50) -> Page[User]:
@@ -336,14 +341,17 @@ class Store(abc.ABC):
     async def delete_team(self, team_id: str, *, with_keys: bool = False) -> Team:
         """Delete the team, its memberships (users' ``teams`` follow) and, with ``with_keys``, its keys."""
         async with self.write() as c:
-            team = await self._fetch_one(c, t.TEAMS, (team_id,), lock=True)
-            for row in await c.fetch("SELECT user_id FROM rg_team_members WHERE team_id = ?", [team_id]):
-                await self._user_teams(c, row["user_id"], team_id, add=False)
-            await c.execute("DELETE FROM rg_team_members WHERE team_id = ?", [team_id])
-            if with_keys:
-                await c.execute("DELETE FROM rg_keys WHERE team_id = ?", [team_id])
-            await c.execute("DELETE FROM rg_teams WHERE team_id = ?", [team_id])
-            return team
+            return await self._delete_team_in(c, team_id, with_keys=with_keys)
+
+    async def _delete_team_in(self, c: Conn, team_id: str, *, with_keys: bool) -> Team:
+        team = await self._fetch_one(c, t.TEAMS, (team_id,), lock=True)
+        for row in await c.fetch("SELECT user_id FROM rg_team_members WHERE team_id = ?", [team_id]):
+            await self._user_teams(c, row["user_id"], team_id, add=False)
+        await c.execute("DELETE FROM rg_team_members WHERE team_id = ?", [team_id])
+        if with_keys:
+            await c.execute("DELETE FROM rg_keys WHERE team_id = ?", [team_id])
+        await c.execute("DELETE FROM rg_teams WHERE team_id = ?", [team_id])
+        return team
 
     async def list_teams(self, *, organization_id: str | None = None, team_alias: str | None = None,
                          page: int = 1, page_size: int = 50) -> Page[Team]:
