@@ -551,7 +551,7 @@ class Router:
         """Pay the attempt's buckets in one limiter call -> (verdict, buckets, costs); verdict None when
         nothing is limited. Raises the key-level 429 when a key/team/user bucket refuses."""
         key = ctx.key
-        key_buckets: tuple[Bucket, ...] = key.buckets if key is not None and not ctx.paid else ()
+        key_buckets: tuple[Bucket, ...] = key.buckets_for(group.name) if key is not None and not ctx.paid else ()
         buckets = target.buckets + key_buckets if key_buckets else target.buckets
         if not buckets:
             return None, (), ()

@@ -185,6 +185,23 @@ def test_key_and_team_limits_use_the_limiter(db_url: str) -> None:  # noqa: F811
     run(db_url, body)
 
 
+def test_per_model_limits_of_key_and_team(db_url: str) -> None:  # noqa: F811
+    """LiteLLM's ``model_rpm_limit`` / ``model_tpm_limit`` on a key and on its team: only that model's requests
+    pay them, on top of the key's own limits."""
+    async def body(env: Env) -> None:
+        key = await env.key("sk-per-model", model_rpm_limit={"gpt-a": 1}, rpm_limit=10)
+        assert [(await env.chat(key, "gpt-a")).status for _ in range(2)] == [200, 429]
+        assert [(await env.chat(key, "gpt-c")).status for _ in range(3)] == [200, 200, 200]
+        await env.store.create_team(Team(team_id="t-pm", model_rpm_limit={"gpt-c": 1}))
+        a = await env.key("sk-pm-a", team_id="t-pm")
+        b = await env.key("sk-pm-b", team_id="t-pm")
+        assert (await env.chat(a, "gpt-c")).status == 200
+        assert (await env.chat(b, "gpt-c")).status == 429  # the team's per-model bucket is shared
+        assert (await env.chat(b, "gpt-a")).status == 200
+
+    run(db_url, body)
+
+
 def test_change_poll_invalidates_within_a_second(db_url: str) -> None:  # noqa: F811
     async def body(env: Env) -> None:
         key = await env.key("sk-poll-1", models=["gpt-a"])

@@ -35,7 +35,7 @@ class KeyInfo:
     """A virtual key as the request path sees it: identity, allowed models, rate-limit buckets."""
 
     __slots__ = ("token", "alias", "team_id", "user_id", "models", "patterns", "buckets", "token_buckets", "headers",
-                 "access_groups", "also", "aliases", "role", "expires", "refusal", "records")
+                 "access_groups", "also", "aliases", "role", "expires", "refusal", "records", "model_buckets")
 
     def __init__(self, token: str, kc: KeyConfig, groups: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.token = token
@@ -94,6 +94,26 @@ class KeyInfo:
                                                  "tokens", kc.user_id))
         self.buckets: tuple[Bucket, ...] = tuple(buckets)
         self.token_buckets = any(b.unit == "tokens" for b in buckets)
+        self.model_buckets: Mapping[str, tuple[Bucket, ...]] = {}
+        """Per model group, every bucket a request to it pays (``buckets`` plus the key's and team's
+        ``model_rpm_limit`` / ``model_tpm_limit`` for that model); groups without any use ``buckets``."""
+
+    def buckets_for(self, model: str) -> tuple[Bucket, ...]:
+        """The buckets a request to the model group ``model`` pays (one dict look-up)."""
+        return self.model_buckets.get(model, self.buckets) if self.model_buckets else self.buckets
+
+    def add_model_limits(self, scope: str, owner: str, rpm: Mapping[str, int], tpm: Mapping[str, int]) -> None:
+        """Add LiteLLM's per-model limits (``model_rpm_limit`` / ``model_tpm_limit``) of the key or its team."""
+        per: dict[str, tuple[Bucket, ...]] = dict(self.model_buckets)
+        tag = scope[0]
+        for limits, unit, kind in ((rpm, "requests", "rpm"), (tpm, "tokens", "tpm")):
+            for model, limit in limits.items():
+                if limit:
+                    b = Bucket.per_minute(f"{PREFIX}{tag}:{owner[:24]}:m:{model}:{kind}", int(limit), scope, unit,
+                                          owner[:24])
+                    per[model] = per.get(model, self.buckets) + (b,)
+                    self.token_buckets = self.token_buckets or unit == "tokens"
+        self.model_buckets = per
 
     def allows(self, model: str) -> bool:
         """Whether the key may use ``model``; a comma list (LiteLLM's batch form) needs every part allowed."""

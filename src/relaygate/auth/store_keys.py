@@ -150,6 +150,10 @@ def build_key(key: Key, team: Team | None, user: User | None, org: Organization 
     if team is not None and team.max_parallel_requests and key.team_id:
         info.buckets = (*info.buckets, Bucket.parallel(f"{PREFIX}t:{key.team_id}:par", team.max_parallel_requests,
                                                        "team", key.team_id))
+    if key.model_rpm_limit or key.model_tpm_limit:
+        info.add_model_limits("key", key.token, key.model_rpm_limit, key.model_tpm_limit)
+    if team is not None and key.team_id and (team.model_rpm_limit or team.model_tpm_limit):
+        info.add_model_limits("team", key.team_id, team.model_rpm_limit, team.model_tpm_limit)
     aliases = dict(team.model_aliases) if team is not None else {}
     aliases.update(key.aliases)
     info.aliases = aliases
