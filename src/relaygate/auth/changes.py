@@ -14,7 +14,11 @@ Two paths, both off the request path:
   the cache into a one-second cache, so spend counters must not go through ``Store.write``'s counter.
 - **Redis pub/sub** (when Redis is configured, for immediacy): :meth:`KeyChanges.publish` sends the
   changed key hashes on ``relaygate:key-changes``; every worker subscribed (this one too, the same host's
-  others, other instances) invalidates exactly those hashes (``*``: clear all).
+  others, other instances) invalidates exactly those hashes (``*``: clear all). A customer blocked or
+  unblocked is announced on the same channel as ``!customers`` (:meth:`KeyChanges.customers_changed`, never
+  a key hash: an older worker would only forget a key that does not exist): every worker reads the blocked
+  customers again at once. Reads of the blocked set may overlap (the poll, an announcement): the one that
+  started last is kept, so a read begun before a write never overwrites one begun after it.
 
 The management API calls ``Gateway.keys_changed(hashes)`` after a write that affects keys (a key created,
 updated, blocked, deleted or regenerated: its hashes; a team, user, organization or customer changed:
@@ -34,11 +38,13 @@ from typing import Any
 
 from relaygate.auth.store_keys import blocked_customers
 
-__all__ = ["KEYS_CHANNEL", "KeyChanges"]
+__all__ = ["CUSTOMERS_MESSAGE", "KEYS_CHANNEL", "KeyChanges"]
 
 log = logging.getLogger("relaygate.auth")
 
 KEYS_CHANNEL = "relaygate:key-changes"
+CUSTOMERS_MESSAGE = "!customers"
+"""On :data:`KEYS_CHANNEL`: the blocked customers changed; read them again."""
 
 
 class KeyChanges:
@@ -61,6 +67,9 @@ class KeyChanges:
         self.polls = 0
         self.clears = 0
         self._down = False
+        self._reads = 0
+        self._read_applied = -1
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def prime(self) -> None:
         """Read the current version and blocked customers once (at startup); failures are logged."""
@@ -73,7 +82,7 @@ class KeyChanges:
             version = await self.store.change_version()
             moved = self.version is not None and version != self.version
             if moved or initial or self.version is None:
-                self.blocked = await blocked_customers(self.store)
+                await self._read_blocked()
         except Exception as exc:
             if not self._down:
                 self._down = True
@@ -89,6 +98,40 @@ class KeyChanges:
             self.clears += 1
             self._clear()
         return moved
+
+    async def _read_blocked(self) -> None:
+        """Read the blocked customers into :attr:`blocked`, unless a read that started later already did."""
+        ticket = self._reads = self._reads + 1
+        ids = await blocked_customers(self.store)
+        if ticket > self._read_applied:
+            self._read_applied = ticket
+            self.blocked = ids
+
+    async def refresh_customers(self) -> None:
+        """Read the blocked customers again and hand them to the runtime (an announcement on Redis); a
+        failure is logged, and the change poll tries again within ``interval``."""
+        try:
+            await self._read_blocked()
+        except Exception as exc:
+            log.warning("key changes: cannot read the blocked customers (the change poll retries): %s: %s",
+                        type(exc).__name__, exc)
+            return
+        self._customers(self.blocked)
+
+    def customers_changed(self) -> None:
+        """The blocked customers changed: with Redis, tell every worker of every instance to read them again
+        now (in the background; the change poll reaches them within ``interval`` anyway). Never awaits."""
+        if self.redis_url is None:
+            return
+        task = asyncio.ensure_future(self._announce_customers())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _announce_customers(self) -> None:
+        try:
+            await self._send(CUSTOMERS_MESSAGE)
+        except Exception as exc:
+            log.warning("customer change could not be announced on Redis: %s: %s", type(exc).__name__, exc)
 
     async def run(self) -> None:
         """Poll forever (a task, cancelled at shutdown)."""
@@ -109,11 +152,13 @@ class KeyChanges:
     async def publish(self, hashes: Iterable[str] | None, *, timeout: float = 2.0) -> int:
         """Tell every subscribed worker (this host's and others') to invalidate ``hashes`` (None: all);
         the number of subscribers reached (0 without Redis)."""
+        return await self._send(" ".join(hashes or ()) or "*", timeout=timeout)
+
+    async def _send(self, message: str, *, timeout: float = 2.0) -> int:
         if self.redis_url is None:
             return 0
         from redis.asyncio import Redis
 
-        message = " ".join(hashes or ()) or "*"
         client = Redis.from_url(self.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
         try:
             return int(await client.publish(KEYS_CHANNEL, message))
@@ -136,12 +181,16 @@ class KeyChanges:
                         down = False
                         log.info("key changes: Redis pub/sub subscribed again")
                         self.apply(None)  # messages may have been missed meanwhile
+                        await self.refresh_customers()
                     async for message in pubsub.listen():
                         if message.get("type") != "message":
                             continue
                         data = message.get("data")
                         text = data.decode("ascii", "replace") if isinstance(data, bytes) else str(data)
-                        self.apply(None if text.strip() == "*" else text.split())
+                        if text.strip() == CUSTOMERS_MESSAGE:
+                            await self.refresh_customers()
+                        else:
+                            self.apply(None if text.strip() == "*" else text.split())
             except Exception as exc:
                 if not down:
                     down = True

@@ -9,8 +9,9 @@ transaction, or an existing ``budget_id``; not both). Answers carry that row as 
 Blocking: ``/customer/block`` creates the customers it does not know (as LiteLLM's upsert does) and sets
 ``blocked``; ``/customer/unblock`` clears it. The request path refuses a blocked customer with LiteLLM's 400
 (``auth.store_keys.customer_blocked``) from a set each worker holds: this worker's set is re-read at once
-(``KeyChanges.poll_once``, or straight from the store on a gateway without it), the other workers' and
-instances' within the store's change poll (one second).
+(``KeyChanges.poll_once``, or straight from the store on a gateway without it); with Redis the change is
+announced on the key-change channel (``KeyChanges.customers_changed``) and every other worker and instance
+re-reads it at once, and without Redis within the store's change poll (one second).
 
 Roles, as LiteLLM's: customer writes are the proxy admin's; the admin and its viewer read
 (``/customer/info``, ``/customer/list``).
@@ -102,10 +103,12 @@ async def _answer(ctx: Ctx, customer: Customer) -> dict[str, Any]:
 
 
 async def refresh_blocked(ctx: Ctx) -> None:
-    """Re-read the blocked customers into this worker's runtime now (the others follow the change poll)."""
+    """Re-read the blocked customers into this worker's runtime now, and tell the others through Redis when
+    configured (else they follow the change poll)."""
     changes = getattr(ctx.gw, "key_changes", None)
     if changes is not None:
         await changes.poll_once()
+        changes.customers_changed()
         return
     setter = getattr(ctx.gw.runtime, "set_blocked_customers", None)
     if setter is not None:
