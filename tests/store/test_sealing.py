@@ -14,7 +14,7 @@ from relaygate.config import from_litellm
 from relaygate.core.errors import redact
 from relaygate.management.models import read_db_models
 from relaygate.store import ModelRow, open_store
-from relaygate.store.sealing import PREFIX, SealError, Sealer, open_credentials, seal_credentials, sealer_for
+from relaygate.store.sealing import PREFIX, Sealer, SealError, open_credentials, seal_credentials, sealer_for
 
 PARAMS = {"model": "mock/echo", "api_key": "sk-sealed-upstream-1", "api_base": "http://x/v1",
           "aws_secret_access_key": "aws-secret-value-22", "extra_headers": {"x-api-token": "tok-in-header-333"},

@@ -30,7 +30,6 @@ from relaygate.management.common import (
     UNSET,
     Ctx,
     Gateway,
-    Tx,
     admin_only,
     bad_request,
     given,
@@ -40,6 +39,7 @@ from relaygate.management.common import (
 )
 from relaygate.store import Customer, NotFound
 from relaygate.store import tables as tbl
+from relaygate.store.transaction import Transaction as Tx
 
 REGIONS = ("eu", "us")
 
