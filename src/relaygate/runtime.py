@@ -56,19 +56,20 @@ class Runtime:
 
     @classmethod
     def build(cls, config: Config, metrics: Any = None, previous: Runtime | None = None,
-              generation: int | None = None, store: Any = None) -> Runtime:
+              generation: int | None = None, store: Any = None, shared: Any = None) -> Runtime:
         """A snapshot of ``config``; with ``previous``, deployment stats and the limiter carry over.
         ``generation`` defaults to the previous one's + 1 (0 without one). With ``store`` (an open
         ``relaygate.store.Store``), keys are looked up in the database after the config's."""
         router = Router(config, metrics=metrics, previous=previous.router if previous is not None else None)
         if generation is None:
             generation = previous.generation + 1 if previous is not None else 0
-        return cls(config, router, principals_for(config, store), generation)
+        return cls(config, router, principals_for(config, store, shared), generation)
 
-    def use_store(self, store: Any) -> None:
+    def use_store(self, store: Any, shared: Any = None) -> None:
         """Look keys up in ``store`` from now on (the worker opened it after building this snapshot, before
-        serving); the resolver is replaced, with empty caches."""
-        self.principals = principals_for(self.config, store)
+        serving), through ``shared`` (``auth.shared.SharedKeys``: Redis) first when given; the resolver is
+        replaced, with empty caches."""
+        self.principals = principals_for(self.config, store, shared)
 
     def set_blocked_customers(self, ids: frozenset[str]) -> None:
         """Refuse these customers (``auth.store_keys``): the resolver checks their headers, and a
@@ -109,7 +110,8 @@ class Runtime:
                 "keys": len(self.config.keys)}
 
 
-def principals_for(config: Config, store: Any = None) -> PrincipalResolver:
-    """The resolver of ``config``: its master key and keys, then ``store``'s keys when there is a store."""
-    lookup = StoreKeys(store, access_groups(config)) if store is not None else None
+def principals_for(config: Config, store: Any = None, shared: Any = None) -> PrincipalResolver:
+    """The resolver of ``config``: its master key and keys, then ``store``'s keys when there is a store
+    (through the Redis layer ``shared`` first, when given)."""
+    lookup = StoreKeys(store, access_groups(config), shared) if store is not None else None
     return PrincipalResolver.from_config(config, lookup)

@@ -63,6 +63,8 @@ class KeyChanges:
         self.redis_url = redis_url
         self.interval = interval
         self.version: int | None = None
+        self.shared: Any = None
+        """The Redis key layer (``auth.shared.SharedKeys``) when there is one."""
         self.blocked: frozenset[str] = frozenset()
         self.polls = 0
         self.clears = 0
@@ -140,8 +142,11 @@ class KeyChanges:
             await self.poll_once()
 
     def apply(self, hashes: Iterable[str] | None) -> None:
-        """Invalidate ``hashes`` in this worker (None or empty: clear every cached key)."""
+        """Invalidate ``hashes`` in this worker (None or empty: clear every cached key); with the Redis key
+        layer, these keys are read from the database until the change version moves (``SharedKeys.bypass``)."""
         hashes = list(hashes or ())
+        if self.shared is not None:
+            self.shared.bypass(hashes or None)
         if not hashes:
             self.clears += 1
             self._clear()

@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from relaygate.auth.keys import KeyInfo
+from relaygate.auth.shared import SharedKeys
 from relaygate.config.model import KeyConfig
 from relaygate.core import errors
 from relaygate.core.ratelimit import PREFIX, Bucket
@@ -87,13 +88,22 @@ class StoreKeys:
     remote = True
     """Lookups cost a database query: the resolver bounds their rate."""
 
-    def __init__(self, store: Store, groups: Mapping[str, tuple[str, ...]] | None = None) -> None:
+    def __init__(self, store: Store, groups: Mapping[str, tuple[str, ...]] | None = None,
+                 shared: SharedKeys | None = None) -> None:
         self.store = store
         self.groups: Mapping[str, tuple[str, ...]] = groups or {}
+        self.shared = shared
+        """The Redis layer between the worker's cache and the database (``auth.shared``), when configured."""
         self.queries = 0
-        """Lookups this object made (each is 1 to 4 row reads)."""
+        """Database lookups this object made (each is 1 to 4 row reads; Redis hits are not counted)."""
 
     async def find(self, token_hash: str) -> KeyInfo | None:
+        shared = self.shared
+        version = 0
+        if shared is not None:
+            version, rows = await shared.get(token_hash)
+            if rows is not None:
+                return build_key(*rows, self.groups)
         self.queries += 1
         try:
             try:
@@ -109,6 +119,8 @@ class StoreKeys:
             if isinstance(exc, errors.GatewayError) and exc.status < 500:
                 raise
             raise KeyStoreDown(f"{type(exc).__name__}: {exc}") from exc
+        if shared is not None:
+            shared.put(token_hash, version, (key, team, user, org))
         return build_key(key, team, user, org, self.groups)
 
     async def _get(self, method: str, ident: str | None) -> Any:

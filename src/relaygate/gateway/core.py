@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from relaygate.auth.changes import KeyChanges
+from relaygate.auth.shared import SharedKeys
 from relaygate.config.model import Config, Deployment
 from relaygate.core.errors import GatewayError
 from relaygate.frontends import llm_routes
@@ -96,6 +97,7 @@ class Gateway:
         self.store: Store | None = None
         self._db_seen: tuple[float, bool] = (-1.0, False)
         self.key_changes: KeyChanges | None = None
+        self.shared_keys: SharedKeys | None = None
         """With a store: the change-version poll and Redis channel that keep key caches true
         (``auth.changes``); :meth:`keys_changed` is what the management API calls after a write."""
         self.file_config = config
@@ -177,10 +179,13 @@ class Gateway:
             self.store = await open_store(self.database_url, pool_size=s.database_pool_size,
                                           connect_timeout=s.database_connect_timeout)
             log.info("worker %d: database %s open", os.getpid(), self.store.url)
-            self.runtime.use_store(self.store)
             changes = self.key_changes = KeyChanges(
                 self.store, invalidate=lambda h: self.principals.invalidate(h), clear=self._store_changed,
                 customers=lambda ids: self.runtime.set_blocked_customers(ids), redis_url=_redis_url(self.config))
+            if changes.redis_url is not None:  # keys: this worker's cache, then Redis, then the database
+                changes.shared = self.shared_keys = SharedKeys(
+                    changes.redis_url, self.config.general.user_api_key_cache_ttl, lambda: changes.version)
+            self.runtime.use_store(self.store, self.shared_keys)
             await changes.prime()
             await self._sync_models_logged()
             self._spawn(changes.run())
@@ -223,6 +228,9 @@ class Gateway:
         return "connected" if ok else "Not connected"
 
     async def aclose(self) -> None:
+        if self.shared_keys is not None:
+            shared, self.shared_keys = self.shared_keys, None
+            await shared.aclose()
         if self.store is not None:
             store, self.store = self.store, None
             await store.close()
@@ -341,7 +349,8 @@ class Gateway:
                         ", server.".join(changed))
         self.file_config = config
         config = with_db_models(config, self.db_models)
-        new = Runtime.build(config, self.metrics, previous=old, generation=generation, store=self.store)
+        new = Runtime.build(config, self.metrics, previous=old, generation=generation, store=self.store,
+                            shared=self.shared_keys)
         if self.key_changes is not None:
             new.set_blocked_customers(self.key_changes.blocked)
         await new.router.start()
@@ -375,6 +384,8 @@ async def _publish(url: str, generation: int, origin: str) -> None:
 
 async def _publish_keys(changes: KeyChanges, hashes: list[str] | None) -> None:
     try:
+        if changes.shared is not None and hashes:
+            await changes.shared.forget_now(hashes)  # before the others hear of it: they must not read it back
         await changes.publish(hashes)
     except Exception as exc:  # the change poll still reaches every worker within a second
         log.warning("key change could not be announced on Redis: %s: %s", type(exc).__name__, exc)
