@@ -18,6 +18,8 @@ the two loops, error classification and result merging; histograms are ``bench.h
   Stream numbers, like latencies, come from successful responses only.
 - Errors by kind: ``status_<code>``, ``connect``, ``reset`` (closed before a response head), ``truncated``
   (closed mid-body), ``timeout``, ``bad_body`` (malformed HTTP, or a 200 body without its terminator).
+- ``--api-key-file FILE`` (one key per line): requests take the keys in turn, round robin (one pre-built
+  request per key), to spread load over many virtual keys or to send a flood of distinct bad ones.
 - ``--processes P`` forks P generators with the load split between them and merges their histograms.
 - ``--compare-url URL2`` runs the paired one-in-flight mode instead: requests alternate between the two
   targets, and the result is the median of per-round median latencies for each and their difference.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import statistics
@@ -40,7 +43,7 @@ from urllib.parse import urlsplit
 from bench.hist import Histogram
 from bench.http1 import ParseError, ResponseParser
 
-__all__ = ["LoadSpec", "Result", "build_request", "run", "run_paired", "main"]
+__all__ = ["LoadSpec", "Result", "build_request", "build_requests", "run", "run_paired", "main"]
 
 _now = time.perf_counter
 _TICK = 0.001  # open-loop scheduling granularity (libuv timers are millisecond timers)
@@ -63,6 +66,7 @@ class LoadSpec:
     timeout: float = 30.0
     late_ms: float = 2.0
     headers: list[tuple[str, str]] = field(default_factory=list)
+    api_keys: list[str] = field(default_factory=list)  # non-empty: requests take these in turn (over api_key)
     body: bytes | None = None
     check_body: bool = True
 
@@ -145,6 +149,18 @@ def build_request(spec: LoadSpec) -> tuple[bytes, bytes | None]:
     headers += spec.headers
     head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
     return head.encode("latin-1") + payload, marker
+
+
+def build_requests(spec: LoadSpec) -> list[bytes]:
+    """The request bytes to send in turn: one per key of ``spec.api_keys``, or the one request."""
+    if not spec.api_keys:
+        return [build_request(spec)[0]]
+    base = LoadSpec(**{**spec.__dict__, "api_keys": []})
+    out = []
+    for key in spec.api_keys:
+        base.api_key = key
+        out.append(build_request(base)[0])
+    return out
 
 
 class Result:
@@ -236,7 +252,9 @@ class Result:
             out["arrivals_per_response"] = self.arrivals.summary()
             out["hist"]["ttft"] = self.ttft.to_dict()
         if spec is not None:
-            out["spec"] = {k: v for k, v in spec.__dict__.items() if k not in ("body", "headers")}
+            out["spec"] = {k: v for k, v in spec.__dict__.items() if k not in ("body", "headers", "api_keys")}
+            if spec.api_keys:
+                out["spec"]["api_keys"] = len(spec.api_keys)  # how many, not the keys
             if spec.rate > 0:
                 out["target_rps"] = spec.rate
         return out
@@ -278,7 +296,7 @@ class _Conn(asyncio.Protocol):
         if t_due > self.t_sent:
             self.t_due = self.t_sent  # sent ahead of its due time (open-loop look-ahead): time the real send
         assert self.transport is not None
-        self.transport.write(self.drv.req_bytes)
+        self.transport.write(next(self.drv.requests))
 
     def data_received(self, data: bytes) -> None:
         self.now = _now()
@@ -367,6 +385,7 @@ class _Driver:
     def __init__(self, spec: LoadSpec) -> None:
         self.spec = spec
         self.req_bytes, self.marker = build_request(spec)
+        self.requests = itertools.cycle(build_requests(spec))  # one entry unless spec.api_keys
         if not spec.check_body:
             self.marker = None
         self.result = Result()
@@ -557,6 +576,9 @@ def run_sync(spec: LoadSpec, processes: int = 1) -> Result:
             sub.rate = spec.rate / processes
         if spec.requests > 0:
             sub.requests = max(1, spec.requests // processes)
+        if spec.api_keys:  # each process starts at its own offset in the key list
+            k = i * len(spec.api_keys) // processes
+            sub.api_keys = spec.api_keys[k:] + spec.api_keys[:k]
         parent, child = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_child, args=(sub, child), daemon=True)
         proc.start()
@@ -666,6 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "Gemini :generateContent) is inferred from it")
     p.add_argument("--model", default="mock-model")
     p.add_argument("--api-key", default="sk-bench")
+    p.add_argument("--api-key-file", help="one key per line: requests take them in turn (overrides --api-key)")
     p.add_argument("--stream", action="store_true", help="ask for a streamed response")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--concurrency", type=int, default=None, help="closed loop: connections (default 32)")
@@ -696,13 +719,17 @@ def spec_from_args(a: argparse.Namespace) -> LoadSpec:
         name, _, value = h.partition(":")
         headers.append((name.strip().lower(), value.strip()))
     body = open(a.body_file, "rb").read() if a.body_file else None
+    api_keys: list[str] = []
+    if a.api_key_file:
+        with open(a.api_key_file) as f:
+            api_keys = [line.strip() for line in f if line.strip()]
     rate = a.rate or 0.0
     concurrency = a.concurrency if a.concurrency is not None else (a.max_connections if rate > 0 else 32)
     return LoadSpec(url=a.url, path=a.path, model=a.model, api_key=a.api_key, stream=a.stream,
                     concurrency=concurrency, rate=rate,
                     duration=a.duration if a.requests <= 0 else 0.0, requests=a.requests, warmup=a.warmup,
                     body_bytes=a.body_bytes, max_tokens=a.max_tokens, timeout=a.timeout, late_ms=a.late_ms,
-                    headers=headers, body=body, check_body=not a.no_check_body)
+                    headers=headers, api_keys=api_keys, body=body, check_body=not a.no_check_body)
 
 
 def format_summary(out: dict[str, Any]) -> str:

@@ -92,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench.run",
         description="Benchmark direct (mock), relaygate and LiteLLM side by side from one config.yaml.",
-        epilog="Scenarios: " + "; ".join(f"{s.name}: {s.title}" for s in SCENARIOS.values()),
+        epilog="Scenarios: " + "; ".join(f"{s.name}: {s.title}" for s in SCENARIOS.values())
+        + ". Scenarios with their own gateway config run on their own: python -m bench.scenarios_limits "
+        "(rate limits off / local / Redis), python -m bench.scenarios_dbkeys (database keys vs master key, "
+        "bad-key flood).",
     )
     p.add_argument("--quick", action="store_true", help="short smoke run (~1 minute)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated (default: all)")
