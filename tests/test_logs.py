@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relaygate.core.errors import REDACTED, register_secrets
+from relaygate.core.errors import REDACTED, redact, register_secrets
 from relaygate.logs import (
     CONTINUATION,
     TEXT_FORMAT,
@@ -56,7 +56,9 @@ def _unescape(text: str) -> str:
 def test_text_message_is_one_line_without_control_characters(text: str) -> None:
     out = SafeFormatter(TEXT_FORMAT).format(_record("%s failed: %s", (text, text)))
     assert "\n" not in out and not CONTROL.search(out)
-    if "\\" not in text and "earer" not in text.lower():  # readable: the escapes decode back to the text
+    # readable: the escapes decode back to the text (unless the text holds a secret another test registered:
+    # Hypothesis draws literals from the code, and the redactor then rightly hides them)
+    if "\\" not in text and "earer" not in text.lower() and redact(text) == text:
         assert _unescape(out).endswith(f"{text} failed: {text}")
 
 

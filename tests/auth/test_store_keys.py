@@ -185,6 +185,24 @@ def test_key_and_team_limits_use_the_limiter(db_url: str) -> None:  # noqa: F811
     run(db_url, body)
 
 
+def test_key_router_settings(db_url: str) -> None:  # noqa: F811
+    """A key's ``router_settings``: its fallbacks serve its requests that name none (kept to the models the key
+    may use), and a request's own fallbacks win."""
+    async def body(env: Env) -> None:
+        k = await env.key("sk-routed", router_settings={"num_retries": 0, "timeout": 30,
+                                                        "fallbacks": [{"gpt-a": ["gpt-b", "gpt-c"]}]},
+                          models=["gpt-a", "gpt-c"])
+        r = await env.chat(k, "gpt-a", mock_testing_fallbacks=True)  # gpt-a fails, the key's fallback answers
+        assert r.status == 200, r.body
+        assert r.headers["x-litellm-model-group"] == "gpt-c" and r.headers["x-litellm-attempted-fallbacks"] == "1"
+        r = await env.chat(k, "gpt-a", mock_testing_fallbacks=True, fallbacks=["gpt-b"])
+        assert r.status == 401  # the request's own fallbacks are checked against the allow-list as ever
+        plain = await env.key("sk-unrouted", models=["gpt-a", "gpt-c"])
+        assert (await env.chat(plain, "gpt-a", mock_testing_fallbacks=True)).status == 500
+
+    run(db_url, body)
+
+
 def test_per_model_limits_of_key_and_team(db_url: str) -> None:  # noqa: F811
     """LiteLLM's ``model_rpm_limit`` / ``model_tpm_limit`` on a key and on its team: only that model's requests
     pay them, on top of the key's own limits."""

@@ -31,11 +31,44 @@ _AUTH_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-litellm-api-key
 _ALL_MODELS = ("*", "all-proxy-models")
 
 
+class KeyRouter:
+    """A key's ``router_settings`` (LiteLLM's per-key router settings): ``num_retries``, ``timeout`` and
+    ``fallbacks`` (``[{"model": ["fallback", ...]}]`` or ``{"model": [...]}``) for its requests that set
+    none. As a client's own values, they only tighten the operator's retries and timeout; fallbacks are
+    kept to the models the key may use."""
+
+    __slots__ = ("num_retries", "timeout", "fallbacks")
+
+    def __init__(self, num_retries: int | None, timeout: float | None, fallbacks: Mapping[str, list[str]]) -> None:
+        self.num_retries = num_retries
+        self.timeout = timeout
+        self.fallbacks = fallbacks
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> KeyRouter | None:
+        """The settings ``raw`` holds (values of the wrong type are left out), or None when none apply."""
+        retries = raw.get("num_retries")
+        num_retries = retries if isinstance(retries, int) and not isinstance(retries, bool) and retries >= 0 else None
+        t = raw.get("timeout")
+        timeout = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 else None
+        fallbacks: dict[str, list[str]] = {}
+        fb = raw.get("fallbacks")
+        for item in (fb if isinstance(fb, list) else [fb] if isinstance(fb, dict) else []):
+            if isinstance(item, dict):
+                for model, names in item.items():
+                    if isinstance(names, list) and all(isinstance(n, str) and n for n in names):
+                        fallbacks[str(model)] = list(names)
+        if num_retries is None and timeout is None and not fallbacks:
+            return None
+        return cls(num_retries, timeout, fallbacks)
+
+
 class KeyInfo:
     """A virtual key as the request path sees it: identity, allowed models, rate-limit buckets."""
 
     __slots__ = ("token", "alias", "team_id", "user_id", "models", "patterns", "buckets", "token_buckets", "headers",
-                 "access_groups", "also", "aliases", "role", "expires", "refusal", "records", "model_buckets")
+                 "access_groups", "also", "aliases", "role", "expires", "refusal", "records", "model_buckets",
+                 "router")
 
     def __init__(self, token: str, kc: KeyConfig, groups: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.token = token
@@ -94,6 +127,8 @@ class KeyInfo:
                                                  "tokens", kc.user_id))
         self.buckets: tuple[Bucket, ...] = tuple(buckets)
         self.token_buckets = any(b.unit == "tokens" for b in buckets)
+        self.router: KeyRouter | None = None
+        """The key's own ``router_settings`` (retries, timeout, fallbacks), when it has any."""
         self.model_buckets: Mapping[str, tuple[Bucket, ...]] = {}
         """Per model group, every bucket a request to it pays (``buckets`` plus the key's and team's
         ``model_rpm_limit`` / ``model_tpm_limit`` for that model); groups without any use ``buckets``."""

@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from relaygate.auth.keys import KeyInfo
+from relaygate.auth.keys import KeyInfo, KeyRouter
 from relaygate.auth.shared import SharedKeys
 from relaygate.config.model import KeyConfig
 from relaygate.core import errors
@@ -166,6 +166,8 @@ def build_key(key: Key, team: Team | None, user: User | None, org: Organization 
         info.add_model_limits("key", key.token, key.model_rpm_limit, key.model_tpm_limit)
     if team is not None and key.team_id and (team.model_rpm_limit or team.model_tpm_limit):
         info.add_model_limits("team", key.team_id, team.model_rpm_limit, team.model_tpm_limit)
+    if key.router_settings:
+        info.router = KeyRouter.parse(key.router_settings)
     aliases = dict(team.model_aliases) if team is not None else {}
     aliases.update(key.aliases)
     info.aliases = aliases

@@ -90,6 +90,14 @@ class Pipeline:
                 await hook(ex)
             ctx = ex.ctx = RouteContext(stream=ex.stream, num_retries=over.num_retries, fallbacks=ex.fallbacks,
                                         timeout=over.timeout, key=key, messages=getattr(ex.view, "messages", None))
+            if key is not None and key.router is not None:  # the key's router_settings, where the request has none
+                kr = key.router
+                if ctx.num_retries is None:
+                    ctx.num_retries = kr.num_retries
+                if ctx.timeout is None:
+                    ctx.timeout = kr.timeout
+                if ctx.fallbacks is None and model in kr.fallbacks:
+                    ctx.fallbacks = [m for m in kr.fallbacks[model] if key.allows(m)]
             if ex.control is not None or over.tags is not None:
                 ctx.tags = control.request_tags(over.tags, ex.control)
             if fe.direct:
