@@ -97,6 +97,9 @@ class CompletionRecord(msgspec.Struct, gc=False):
     """The customer / end user (``user`` field, ``x-litellm-end-user-id``) when known."""
     extra: object = None
     """Exporter payload (metadata, tags, bodies when asked); must not reference the record."""
+    cost_estimated: bool = False
+    """``cost`` (and the token counts) were estimated from the content: the provider sent no usage (a stream
+    without a usage chunk, or abandoned before it). Set after construction, only when true."""
 
     @property
     def total_tokens(self) -> int:
