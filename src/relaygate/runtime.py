@@ -1,9 +1,9 @@
 """The runtime snapshot: everything a request needs that comes from the config, built once, never mutated.
 
 A :class:`Runtime` holds the config it was built from, its ``generation`` (0 at startup, +1 per reload),
-the router (model groups, priority tiers, aliases, wildcards, fallbacks), the principal resolver (master
-key and config keys, with its cache), the body limits and server options, and a memo of per-deployment
-timeouts. The pipeline reads ``Pipeline.runtime`` once when a request arrives (``Exchange.rt``) and the
+each deployment's price table (``cost.Pricer``), the router (model groups, priority tiers, aliases,
+wildcards, fallbacks), the principal resolver (master key and config keys, with its cache), the body
+limits and server options, and a memo of per-deployment timeouts. The pipeline reads ``Pipeline.runtime`` once when a request arrives (``Exchange.rt``) and the
 request keeps that snapshot to its end: a reload swaps the attribute (one assignment, atomic for the
 event loop) and requests and streams in flight finish on the snapshot they started with.
 
@@ -21,6 +21,7 @@ from typing import Any
 
 from relaygate.auth import PrincipalResolver, StoreKeys, access_groups
 from relaygate.config.model import Config
+from relaygate.cost import Pricer
 from relaygate.http.body import BodyLimits
 from relaygate.http.respond import VERSION
 from relaygate.router import Router, Target
@@ -32,10 +33,10 @@ BeforeRoute = Callable[[Any], Awaitable[None]]
 
 class Runtime:
     __slots__ = ("config", "generation", "router", "principals", "max_body", "body_limits", "keepalive",
-                 "watch_unary", "allow_private_media", "before_route", "answer_headers", "_timeouts")
+                 "watch_unary", "allow_private_media", "before_route", "answer_headers", "prices", "_timeouts")
 
     def __init__(self, config: Config, router: Router, principals: PrincipalResolver, generation: int = 0,
-                 before_route: tuple[BeforeRoute, ...] = ()) -> None:
+                 before_route: tuple[BeforeRoute, ...] = (), metrics: Any = None) -> None:
         self.config = config
         self.generation = generation
         self.router = router
@@ -50,6 +51,8 @@ class Runtime:
         """Hooks run after authorization, before routing (a cache lookup, a budget check): none by default,
         and then the stage costs one tuple test."""
         self._timeouts: dict[tuple[str, bool], Timeouts] = {}
+        self.prices = Pricer(config, metrics=metrics)
+        """Each deployment's price table, built once per snapshot (``relaygate.cost``)."""
         self.answer_headers: tuple[tuple[bytes, bytes], ...] = (
             (b"x-litellm-version", VERSION), (b"x-litellm-max-fallbacks", b"%d" % config.router.max_fallbacks))
         """Headers every routed answer carries that only the config decides, encoded once."""
@@ -63,7 +66,7 @@ class Runtime:
         router = Router(config, metrics=metrics, previous=previous.router if previous is not None else None)
         if generation is None:
             generation = previous.generation + 1 if previous is not None else 0
-        return cls(config, router, principals_for(config, store, shared), generation)
+        return cls(config, router, principals_for(config, store, shared), generation, metrics=metrics)
 
     def use_store(self, store: Any, shared: Any = None) -> None:
         """Look keys up in ``store`` from now on (the worker opened it after building this snapshot, before

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from relaygate.core import body as body_edit
-from relaygate.core import errors
+from relaygate.core import errors, tokens
 from relaygate.core.errors import GatewayError
 from relaygate.core.views import CONTROL_KEYS, TYPED_CONTROL, check_duplicate_keys
 from relaygate.frontends.multipart import FieldFinder, boundary_of
@@ -50,6 +50,7 @@ from relaygate.providers.base import MEDIA_PATHS, Provider, StreamTranslator
 from relaygate.upstream.base import Transport, UpstreamRequest
 
 if TYPE_CHECKING:
+    from relaygate.config.model import Deployment
     from relaygate.router import Target
 
 log = logging.getLogger("relaygate")
@@ -262,6 +263,43 @@ class Media(Frontend):
     def usage(self, ex: Exchange, data: bytes) -> tuple[int, ...] | None:
         return None
 
+    def price(self, ex: Exchange, dep: Deployment, data: bytes) -> int:
+        """pico-USD of a media answer, by the unit its model is priced in (LiteLLM's rules): images
+        (``output_cost_per_image``, by quality and size), characters of the speech ``input``
+        (``input_cost_per_character``), seconds of transcribed audio (the answer's ``duration``), search
+        units of a rerank (``input_cost_per_query``, 1 when the answer does not say); else the answer's
+        token usage (``gpt-image-1``, ``gpt-4o-transcribe``). Moderations are free."""
+        table = ex.rt.prices.table(dep)
+        kind = self.route
+        if not table.known or kind == "moderations":
+            return 0
+        req = _json_or_none(ex.body) if kind in ("images", "speech") else None
+        if kind in ("images", "image_edits") and (table.per_image or table.image_by):
+            n = data.count(b'"url"') + data.count(b'"b64_json"')
+            size = str(req.get("size") or "") if req else ""
+            quality = str(req.get("quality") or "") if req else ""
+            return table.images(n, size, quality)
+        if kind == "speech" and table.per_character:
+            text = req.get("input") if req else None
+            return table.characters(len(text)) if isinstance(text, str) else 0
+        if kind in ("transcriptions", "translations") and table.per_second:
+            answer = _json_or_none(data)
+            duration = answer.get("duration") if answer else None
+            if isinstance(duration, (int, float)) and not isinstance(duration, bool):
+                return table.seconds(float(duration))
+        if kind == "rerank" and table.per_query:
+            answer = _json_or_none(data)
+            units = ((answer.get("meta") or {}).get("billed_units") or {}).get("search_units") if answer else None
+            return table.queries(units if isinstance(units, int) and units >= 0 else 1)
+        usage = tokens.extract_usage(data) if data else None
+        if usage:
+            ex.prompt_tokens, ex.completion_tokens = usage[0], usage[1]
+            return table.tokens(usage[0], usage[1])
+        return 0
+
+    def price_stream(self, ex: Exchange, dep: Deployment, last: bytes, had_usage: bool) -> int:
+        return self.price(ex, dep, b"")  # speech: priced by the request's characters, never estimated
+
     def content_type(self, upstream_headers: Headers) -> bytes:
         return _header(upstream_headers, b"content-type") or b"application/json"
 
@@ -270,6 +308,14 @@ class Media(Frontend):
 
     def error_frame(self, exc: GatewayError) -> bytes:
         return b""  # audio has no in-band error: the stream ends short (and the record says it broke)
+
+
+def _json_or_none(data: bytes) -> dict[str, Any] | None:
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def _header(headers: Headers, name: bytes) -> bytes | None:

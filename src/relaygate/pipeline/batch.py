@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from relaygate.core import errors
 from relaygate.core.body import restamp_model
 from relaygate.core.errors import GatewayError
+from relaygate.cost import usd
 from relaygate.http.respond import VERSION, send_body
 from relaygate.http.types import Send
 from relaygate.pipeline.exchange import Exchange
@@ -59,6 +60,7 @@ async def _one(pipe: Pipeline, fe: Frontend, part: Exchange) -> bytes:
     part.prompt_tokens, part.completion_tokens = (usage[0], usage[1]) if usage else (0, 0)
     lease.finish(True, part.prompt_tokens + part.completion_tokens)
     part.lease = lease
+    part.cost = usd(fe.price(part, lease.target.dep, data))
     pipe.complete(part, 200, Outcome.OK)
     return restamp_model(data, part.model)
 

@@ -13,7 +13,9 @@ The stages, top to bottom (each costs nothing when its feature is off)::
                (pipeline.frontend: unary / stream / fan-out by the adapter's capabilities); retries,
                cooldowns and fallbacks as the router decides
     relay      a unary answer is sent whole; a stream's frames are relayed as they come  (pipeline.stream)
-    complete   one CompletionRecord into the worker's bounded queue; sinks drain it off the request path
+    price      where the usage is read: the attempt that answered, on its deployment's precomputed price table
+             (relaygate.cost; frontend.price / price_stream); x-litellm-response-cost on unary answers
+  complete   one CompletionRecord into the worker's bounded queue; sinks drain it off the request path
 
 Errors in any stage reach the client in the frontend's shape (:meth:`Frontend.send_error`) with the call
 id, are completed as records and logged once (rate limited, escaped); a client that goes away cancels
@@ -33,6 +35,7 @@ from collections.abc import Awaitable
 from relaygate.core import errors
 from relaygate.core.body import restamp_model
 from relaygate.core.errors import GatewayError
+from relaygate.cost import usd
 from relaygate.http.body import ClientGone, body_ended_early
 from relaygate.http.respond import DisconnectWatch, send_body
 from relaygate.http.routes import Params
@@ -157,8 +160,10 @@ class Pipeline:
         pt, ct = (usage[0], usage[1]) if usage else (0, 0)
         lease.finish(True, pt + ct)
         ex.lease, ex.prompt_tokens, ex.completion_tokens = lease, pt, ct
+        cost = ex.cost = usd(fe.price(ex, lease.target.dep, data))
         total = time.perf_counter() - ex.t0
         headers = self.headers(ex, lease, total)
+        headers.append((b"x-litellm-response-cost", str(cost).encode()))  # LiteLLM's str(float) of USD
         if up_headers:
             if not lease.headers:
                 headers.extend(ratelimit_headers(up_headers))
@@ -198,16 +203,20 @@ class Pipeline:
         overhead = total - ex.wait
         lease, who, ctx = ex.lease, ex.who, ex.ctx
         dep = lease.target.dep if lease is not None else None
-        self.completions.put(CompletionRecord(
+        record = CompletionRecord(
             ex.call_id.decode("latin-1"), ex.route, ex.stream, ex.model,
             dep.model_name if dep is not None else "", dep.id if dep is not None else "",
             dep.provider if dep is not None else "", dep.upstream_model if dep is not None else "",
             who.key_hash if who is not None else None, who.key_alias if who is not None else None,
             who.team_id if who is not None else None, who.user_id if who is not None else None,
-            status, outcome, ex.prompt_tokens, ex.completion_tokens, ex.cached_tokens, 0, total, ex.ttft,
+            status, outcome, ex.prompt_tokens, ex.completion_tokens, ex.cached_tokens, ex.cache_write_tokens, total,
+            ex.ttft,
             overhead if overhead > 0.0 else 0.0, ex.cost, False,
             ctx.attempted_retries if ctx is not None else 0, ctx.attempted_fallbacks if ctx is not None else 0,
-            time.time() - total, (error.type or "") if error is not None else ""))
+            time.time() - total, (error.type or "") if error is not None else "")
+        if ex.estimated:
+            record.cost_estimated = True
+        self.completions.put(record)
 
 
 def require_model(model: object, message: str = "Invalid request body: Object missing required field `model`"

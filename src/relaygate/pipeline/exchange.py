@@ -32,15 +32,15 @@ class Exchange:
     ``fallbacks``; ``state`` for what only that frontend needs); the stages fill the principal (``who``), the
     model ``group``, the route context (``ctx``: per-request retries, timeout, fallbacks, and what was
     attempted), the ``lease`` that served it, ``wait`` (seconds spent waiting on upstreams, for
-    ``x-litellm-overhead-duration-ms``), ``ttft``, usage (prompt, completion and cached tokens kept apart),
-    ``status`` and ``cost``. ``Pipeline.complete`` turns it into one
+    ``x-litellm-overhead-duration-ms``), ``ttft``, usage (prompt, completion, cached-read and cache-write
+    tokens kept apart), ``status``, ``cost`` and ``estimated``. ``Pipeline.complete`` turns it into one
     :class:`~relaygate.sinks.CompletionRecord` for the sinks, once: ``done`` makes a second call a no-op, so
     the paths that can see an end (the answer sent, an error, the client gone) need not coordinate.
     """
 
     __slots__ = ("call_id", "route", "t0", "rt", "endpoint", "body", "view", "model", "stream", "fallbacks",
                  "over", "state", "control", "who", "group", "ctx", "lease", "wait", "ttft", "prompt_tokens",
-                 "completion_tokens", "cached_tokens", "status", "cost", "done")
+                 "completion_tokens", "cached_tokens", "cache_write_tokens", "status", "cost", "estimated", "done")
 
     def __init__(self, route: str, t0: float, rt: Runtime) -> None:
         self.call_id = b""
@@ -70,8 +70,12 @@ class Exchange:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.cached_tokens = 0
+        self.cache_write_tokens = 0
         self.status = 0
         self.cost = 0.0
+        """USD, from the usage of the attempt that answered (``relaygate.cost``; 0 for failures)."""
+        self.estimated = False
+        """The usage (and so the cost) was estimated from the content: the provider sent none."""
         self.done = False
 
 

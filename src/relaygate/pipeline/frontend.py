@@ -44,8 +44,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from relaygate.config.model import Deployment
 from relaygate.core import errors, tokens
 from relaygate.core.errors import GatewayError
+from relaygate.cost import details
 from relaygate.http.respond import send_error
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope, Send
@@ -234,6 +236,34 @@ class Frontend:
     def usage(self, ex: Exchange, data: bytes) -> tuple[int, ...] | None:
         """(prompt, completion, ...) tokens of a unary answer, or None when it says none."""
         return tokens.extract_usage(data) if ex.endpoint != "embeddings" or b'"usage"' in data else None
+
+    def price(self, ex: Exchange, dep: Deployment, data: bytes) -> int:
+        """pico-USD of an answer of ``dep`` (``data``: the unary body, or a stream's last payload) from the
+        exchange's prompt and completion tokens and the cache / reasoning counts ``data`` gives, which are
+        kept on the exchange. A frontend whose answers are priced by other units overrides it (media)."""
+        d = details(data) if data else None
+        table = ex.rt.prices.table(dep)
+        if d is None:
+            return table.tokens(ex.prompt_tokens, ex.completion_tokens) if table.known else 0
+        ex.cached_tokens, ex.cache_write_tokens = d.cache_read, d.cache_write
+        if not table.known:
+            return 0
+        return table.tokens(ex.prompt_tokens + d.prompt_extra, ex.completion_tokens, d.cache_read, d.cache_write,
+                            d.reasoning)
+
+    def price_stream(self, ex: Exchange, dep: Deployment, last: bytes, had_usage: bool) -> int:
+        """pico-USD of a stream (finished, broken or abandoned by the client): from the usage it carried,
+        else from the estimate of what it generated (``ex.completion_tokens``) and of the prompt, and the
+        exchange is marked ``estimated``."""
+        if not had_usage:
+            ex.estimated = True
+            ctx = ex.ctx
+            if ctx is not None and ex.prompt_tokens <= 0:
+                if ctx.prompt_tokens <= 0 and ctx.messages:
+                    raw = b"[" + b",".join(bytes(m) for m in ctx.messages) + b"]"
+                    ctx.prompt_tokens = tokens.estimate_messages_tokens(raw)
+                ex.prompt_tokens = ctx.prompt_tokens
+        return self.price(ex, dep, last if had_usage else b"")
 
     def content_type(self, upstream_headers: Headers) -> bytes:
         return JSON

@@ -11,7 +11,8 @@ Invariants (every frontend's streams alike):
   deployment's cooldown (``Lease.finish(ok=False, error)``). A client that went away closes the upstream
   response, which closes (not pools) its connection, and does not count against the deployment.
 - The exchange is completed exactly once with the stream's usage (from the last payload's ``usage``, else
-  the translator's content-token estimate).
+  the translator's content-token estimate) and its cost from that usage, whether the stream ended, broke
+  or was abandoned (an estimate marks the exchange ``estimated``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 from relaygate.core import tokens
 from relaygate.core.body import model_literal, model_pair
 from relaygate.core.errors import GatewayError
+from relaygate.cost import usd
 from relaygate.http.respond import VERSION, Keepalive, send_quiet
 from relaygate.http.types import Send
 from relaygate.logs import fail_log
@@ -111,12 +113,14 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
             raise
         return
     finally:
-        usage = tokens.extract_usage(translator.last_data) if translator.last_data else None
+        last = translator.last_data
+        usage = tokens.extract_usage(last) if last else None
         if usage:
             pt, ct = usage[0], usage[1]
         else:
             pt, ct = 0, int(getattr(translator, "content_tokens", 0))
         lease.finish(ok, pt + ct, broke)
         ex.lease, ex.prompt_tokens, ex.completion_tokens, ex.ttft = lease, pt, ct, total
+        ex.cost = usd(fe.price_stream(ex, lease.target.dep, last, usage is not None))
         pipe.complete(ex, 200 if ok else 599,
                       Outcome.OK if ok else Outcome.CLIENT_GONE if gone else Outcome.STREAM_BROKEN, error=broke)

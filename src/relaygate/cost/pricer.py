@@ -1,0 +1,84 @@
+"""A snapshot's prices: one :class:`~relaygate.cost.prices.PriceTable` per deployment, and the rules for
+models nobody priced.
+
+What it owns: building each deployment's table once per runtime snapshot (``Runtime.build``) from the
+catalog entry for its provider and model, or ``model_info.base_model``, with the deployment's own prices
+winning (``Catalog.for_deployment``), and finding a request's table by its target in one dict look-up.
+A wildcard deployment (``openai/*``) serves many upstream models: each one's table is built on its first
+request and kept (bounded), keyed by deployment id and upstream model.
+
+An unknown model (no catalog entry and no deployment prices) costs 0: it is logged once per process and
+model (a warning, never an error) and each request priced at 0 for that reason is counted in the
+``cost_unknown_model`` event of ``relaygate_events_total`` (``/metrics``). The built-in ``mock`` provider
+is free without a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from relaygate.catalog import Catalog, default_catalog
+from relaygate.cost.prices import FREE, PriceTable
+
+if TYPE_CHECKING:
+    from relaygate.config.model import Config, Deployment
+
+__all__ = ["UNKNOWN_EVENT", "Pricer"]
+
+log = logging.getLogger("relaygate.cost")
+
+UNKNOWN_EVENT = "cost_unknown_model"
+"""The ``relaygate_events_total`` event counting requests priced 0 because their model has no price."""
+_FREE_PROVIDERS = frozenset({"mock"})
+_MAX_TABLES = 4096
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_unknown(provider: str, model: str) -> None:
+    key = (provider, model)
+    if key not in _warned and len(_warned) < _MAX_TABLES:
+        _warned.add(key)
+        log.warning("no price known for %s/%s: its requests cost 0 (add it to model_info / litellm_params "
+                    "input_cost_per_token and output_cost_per_token, or to a cost map)", provider, model)
+
+
+class Pricer:
+    """The price tables of one runtime snapshot. ``table(dep)`` is the request-time call."""
+
+    __slots__ = ("_catalog", "_tables", "metrics")
+
+    def __init__(self, config: Config, catalog: Catalog | None = None, metrics: Any = None) -> None:
+        self._catalog = catalog
+        self.metrics = metrics
+        self._tables: dict[tuple[str, str], PriceTable] = {}
+        for dep in config.deployments:
+            if not dep.is_wildcard:
+                self._tables[(dep.id, dep.upstream_model)] = self._build(dep)
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = default_catalog()
+        return self._catalog
+
+    def _build(self, dep: Deployment) -> PriceTable:
+        if dep.provider in _FREE_PROVIDERS and not dep.costs:
+            return FREE
+        table = PriceTable(self.catalog.for_deployment(dep), dep.provider, dep.upstream_model)
+        if not table.known:
+            _warn_unknown(dep.provider, dep.upstream_model)
+        return table
+
+    def table(self, dep: Deployment) -> PriceTable:
+        """The prices of the deployment that answered (a wildcard's concrete deployment included); counts
+        a request of an unknown model."""
+        key = (dep.id, dep.upstream_model)
+        t = self._tables.get(key)
+        if t is None:
+            t = self._build(dep)
+            if len(self._tables) < _MAX_TABLES:
+                self._tables[key] = t
+        if not t.known and t is not FREE and self.metrics is not None:
+            self.metrics.count(UNKNOWN_EVENT)
+        return t

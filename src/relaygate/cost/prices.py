@@ -1,0 +1,139 @@
+"""What one deployment costs, as integers: a :class:`PriceTable` built once per deployment and snapshot.
+
+What it owns: turning the catalog's prices (``catalog.ModelEntry``: LiteLLM's key names, USD per token,
+per image, per second, per character, per query; a deployment's own prices already over them) into
+integer **pico-USD** (10^-12 USD) per unit, and the arithmetic of one request's cost on them.
+
+Invariants:
+
+- Every price is an ``int`` of pico-USD, converted once from the catalog's float through its shortest
+  decimal spelling (``repr``), so ``2.5e-06`` USD per token is exactly ``2_500_000``; a price finer than
+  a pico-USD (none in the catalog) is rounded half-even. A request's cost is a sum of ``int`` products:
+  exact, no float drift, whatever the number of requests added up. USD as a float exists only at the
+  edges (:func:`usd`: the ``x-litellm-response-cost`` header, ``CompletionRecord.cost``);
+  :func:`pico_of` gets the exact integer back from such a float for any cost below 4,500 USD.
+- Prompt tokens follow OpenAI's usage: ``prompt`` includes the cached-read and cache-write tokens, which
+  are priced apart (``cache_read_input_token_cost`` / ``cache_creation_input_token_cost``, the input
+  price when the model has none), as LiteLLM's ``generic_cost_per_token``; reasoning tokens are part of
+  ``completion`` and priced as output unless the model has ``output_cost_per_reasoning_token``.
+- Tiers (``*_above_<N>k_tokens``): the highest tier whose threshold the prompt exceeds gives all four
+  token prices (the ones it does not name stay the base ones), decided by the prompt's size as LiteLLM.
+- Nothing here does IO or reads a clock; pricing a request is a tier test and a few multiplications.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from relaygate.catalog import ModelEntry
+
+__all__ = ["FREE", "PICO", "PriceTable", "pico_of", "to_pico", "usd"]
+
+PICO = 10**12
+"""pico-USD per USD."""
+_PICO_D = Decimal(PICO)
+
+
+def to_pico(value: float | int | str | Decimal) -> int:
+    """A USD amount as integer pico-USD (through the float's shortest decimal spelling: no binary noise)."""
+    d = value if isinstance(value, Decimal) else Decimal(repr(value) if isinstance(value, float) else str(value))
+    return int((d * _PICO_D).to_integral_value(ROUND_HALF_EVEN))
+
+
+def usd(pico: int) -> float:
+    """pico-USD as a float USD (only at the edges: headers, the record)."""
+    return pico / PICO
+
+
+def pico_of(cost: float) -> int:
+    """The exact pico-USD integer behind a float :func:`usd` made (exact below 4,500 USD a request)."""
+    return round(cost * PICO)
+
+
+class _Tokens:
+    """Token prices at one tier: input, output, cached read, cache write, reasoning (pico-USD per token)."""
+
+    __slots__ = ("cache_read", "cache_write", "input", "output", "reasoning")
+
+    def __init__(self, prices: dict[str, float]) -> None:
+        g = prices.get
+        self.input = to_pico(g("input_cost_per_token", 0.0))
+        self.output = to_pico(g("output_cost_per_token", 0.0))
+        cr, cw, rs = (g("cache_read_input_token_cost"), g("cache_creation_input_token_cost"),
+                      g("output_cost_per_reasoning_token"))
+        self.cache_read = to_pico(cr) if cr is not None else self.input
+        self.cache_write = to_pico(cw) if cw is not None else self.input
+        self.reasoning = to_pico(rs) if rs is not None else self.output
+
+
+class PriceTable:
+    """One deployment's prices in pico-USD, precomputed. ``known`` is False for a model nobody priced
+    (every method then answers 0)."""
+
+    __slots__ = ("base", "image_by", "known", "model", "per_character", "per_image", "per_query",
+                 "per_second", "provider", "tiers")
+
+    def __init__(self, entry: ModelEntry | None, provider: str = "", model: str = "") -> None:
+        self.known = entry is not None and bool(entry.prices or entry.tiers or entry.image_prices)
+        self.provider = entry.provider if entry is not None else provider
+        self.model = entry.model if entry is not None else model
+        prices = entry.prices if entry is not None else {}
+        self.base = _Tokens(prices)
+        self.tiers: tuple[tuple[int, _Tokens], ...] = tuple(
+            (t.above, _Tokens(entry.prices_at(t.above + 1))) for t in entry.tiers) if entry is not None else ()
+        g = prices.get
+        self.per_image = to_pico(g("output_cost_per_image", 0.0))
+        self.per_second = to_pico(g("input_cost_per_second", 0.0))
+        self.per_character = to_pico(g("input_cost_per_character", 0.0))
+        self.per_query = to_pico(g("input_cost_per_query", 0.0))
+        self.image_by = {k: to_pico(v) for k, v in entry.image_prices.items()} if entry is not None else {}
+
+    def tokens(self, prompt: int, completion: int, cache_read: int = 0, cache_write: int = 0,
+               reasoning: int = 0) -> int:
+        """pico-USD of a token-priced answer (OpenAI's usage: ``prompt`` includes both cache counts and
+        ``completion`` the reasoning tokens)."""
+        p = self.base
+        tiers = self.tiers
+        if tiers and prompt > tiers[0][0]:
+            for above, t in tiers:
+                if prompt > above:
+                    p = t
+        text_in = prompt - cache_read - cache_write
+        if text_in < 0:
+            text_in = 0
+        cost = text_in * p.input + completion * p.output
+        if cache_read:
+            cost += cache_read * p.cache_read
+        if cache_write:
+            cost += cache_write * p.cache_write
+        if reasoning and p.reasoning != p.output:
+            cost += (min(reasoning, completion)) * (p.reasoning - p.output)
+        return cost
+
+    def images(self, n: int, size: str = "", quality: str = "") -> int:
+        """pico-USD of ``n`` generated images (by ``quality/size``, then ``size``, then the default)."""
+        by = self.image_by
+        price = self.per_image
+        if by:
+            found = by.get(f"{quality}/{size}") if quality else None
+            if found is None:
+                found = by.get(size) if size else None
+            if found is None and quality and quality != "standard":
+                found = by.get(f"{quality}/1024x1024")
+            if found is not None:
+                price = found
+        return n * price
+
+    def seconds(self, seconds: float) -> int:
+        """pico-USD of ``seconds`` of input audio (exact for durations given to the millisecond)."""
+        return (to_pico(round(seconds, 3)) * self.per_second) // PICO
+
+    def characters(self, n: int) -> int:
+        return n * self.per_character
+
+    def queries(self, n: int = 1) -> int:
+        return n * self.per_query
+
+
+FREE = PriceTable(None)
+"""The table of a model that costs nothing (the built-in mock) or is unknown."""
