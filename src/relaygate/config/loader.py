@@ -75,7 +75,8 @@ _LITELLM_SETTINGS_ROUTER = {
 _LITELLM_SETTINGS_ACCEPTED = {"drop_params", "set_verbose", "json_logs", "request_timeout", "modify_params"}
 _GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "max_request_size_mb", "proxy_port",
                  "user_api_key_cache_ttl", "allow_requests_on_db_unavailable",
-                 "store_model_in_db"}
+                 "store_model_in_db", "disable_spend_logs", "store_prompts_in_spend_logs",
+                 "maximum_spend_logs_retention_period", "maximum_spend_logs_retention_interval", "spend_logs_buffer"}
 
 
 # ---------------------------------------------------------------------------------------------------- env

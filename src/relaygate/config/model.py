@@ -170,6 +170,17 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     default, as LiteLLM); unknown keys get a 503 either way."""
     store_model_in_db: bool = False
     """LiteLLM's switch: models added by ``/model/new`` are kept in the database and served with the config's."""
+    disable_spend_logs: bool = False
+    """LiteLLM's switch: no spend-log rows are written (the spend counters of keys, teams ... still move)."""
+    store_prompts_in_spend_logs: bool = False
+    """Keep each request's messages and answer in its spend-log row (when the record carries them)."""
+    maximum_spend_logs_retention_period: str | None = None
+    """Delete spend-log rows older than this (``30d``, ``12h``, ``1mo``); None keeps them forever."""
+    maximum_spend_logs_retention_interval: str = "1d"
+    """How often each worker runs the retention delete (LiteLLM's name; ``1h``, ``1d``)."""
+    spend_logs_buffer: int = 100_000
+    """Completion records a worker keeps waiting for the spend sink (the database slow or down); past it
+    the oldest are dropped, counted (``sink_dropped:spend``) and logged."""
 
 
 class KeyConfig(msgspec.Struct, kw_only=True):

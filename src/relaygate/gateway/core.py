@@ -187,6 +187,7 @@ class Gateway:
                     changes.redis_url, self.config.general.user_api_key_cache_ttl, lambda: changes.version)
             self.runtime.use_store(self.store, self.shared_keys)
             await changes.prime()
+            self._start_spend_sink(self.store)
             await self._sync_models_logged()
             self._spawn(changes.run())
             if changes.redis_url is not None:
@@ -202,6 +203,25 @@ class Gateway:
         if url is not None and self.config_path is not None:
             # other gateway hosts sharing this Redis announce their reloads on a channel (redis-py pub/sub)
             self._spawn(subscribe_reloads(url, self._on_change, origin=self._origin()))
+
+    def _start_spend_sink(self, store: Store) -> None:
+        """Spend rows and counters (``sinks.spend``) off the request path, unless ``disable_spend_logs``;
+        the retention task when ``maximum_spend_logs_retention_period`` is set. Restart-only settings."""
+        g = self.config.general
+        if g.disable_spend_logs:
+            return
+        from relaygate.sinks.spend import SpendSink, parse_duration
+
+        sink = SpendSink(store, store_prompts=g.store_prompts_in_spend_logs, on_event=self.metrics.count)
+        self.completions.add_sink(sink, buffer=max(1, g.spend_logs_buffer))
+        if g.maximum_spend_logs_retention_period:
+            try:
+                period = parse_duration(g.maximum_spend_logs_retention_period)
+                interval = parse_duration(g.maximum_spend_logs_retention_interval)
+            except ValueError as exc:
+                log.error("general_settings: spend logs retention off: %s", exc)
+                return
+            self._spawn(sink.retention_forever(period, interval))
 
     async def shutdown(self) -> None:
         if self.watcher is not None:

@@ -15,7 +15,7 @@ from relaygate.management.common import Gateway
 
 def register(t: RouteTable, gw: Gateway) -> None:
     """Add the management routes to ``t``; each answers 503 while ``gw`` has no store."""
-    from relaygate.management import budgets, customers, keys, models, organizations, teams, users
+    from relaygate.management import budgets, customers, keys, models, organizations, spend, teams, users
 
     keys.add_routes(t, gw)
     users.add_routes(t, gw)
@@ -24,6 +24,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     customers.add_routes(t, gw)
     budgets.add_routes(t, gw)
     models.add_routes(t, gw)
+    spend.add_routes(t, gw)
 
 
 __all__ = ["register"]

@@ -88,10 +88,47 @@ def _v1(dialect: str) -> list[str]:
     return out
 
 
+_V2_TABLES: dict[str, tuple[str, str]] = {
+    # spend logs: one row per request (LiteLLM_SpendLogs; ``user`` is ``user_id``, camelCase times snake_case)
+    "rg_spend_logs": ("request_id:t call_type:t api_key:t key_alias:t spend:f spend_nanos:i total_tokens:i "
+                      "prompt_tokens:i completion_tokens:i cache_read_tokens:i cache_write_tokens:i start_time:ts "
+                      "end_time:ts completion_start_time:ts model:t model_group:t model_id:t custom_llm_provider:t "
+                      "user_id:t team_id:t organization_id:t end_user:t request_tags:j status:t status_code:i "
+                      "cache_hit:b metadata:j messages:j response:j", "request_id"),
+    # spend counters per entity (key, user, team, organization, customer, tag, deployment, global)
+    "rg_spend_totals": ("entity_type:t entity_id:t spend_nanos:i prompt_tokens:i completion_tokens:i requests:i "
+                        "updated_at:ts", "entity_type, entity_id"),
+}
+_V2_INDEXES = (
+    "CREATE INDEX rg_spend_logs__start_time ON rg_spend_logs (start_time)",
+    "CREATE INDEX rg_spend_logs__api_key ON rg_spend_logs (api_key, start_time)",
+    "CREATE INDEX rg_spend_logs__user_id ON rg_spend_logs (user_id, start_time)",
+    "CREATE INDEX rg_spend_logs__team_id ON rg_spend_logs (team_id, start_time)",
+)
+
+
+def _tables(dialect: str, tables: dict[str, tuple[str, str]]) -> list[str]:
+    types = _TYPES[dialect]
+    out = []
+    for table, (cols, pk) in tables.items():
+        defs = []
+        for spec in cols.split():
+            name, kind = spec.split(":")
+            null = " NOT NULL" if name in pk.split(", ") else ""
+            defs.append(f"{name} {types[kind]}{null}")
+        out.append(f"CREATE TABLE {table} ({', '.join(defs)}, PRIMARY KEY ({pk}))")
+    return out
+
+
+def _v2(dialect: str) -> list[str]:
+    """Step 2: spend logs and spend counters (issue 13)."""
+    return [*_tables(dialect, _V2_TABLES), *_V2_INDEXES]
+
+
 MIGRATIONS: dict[str, list[list[str]]] = {
     # dialect -> steps; step N (1-based) is MIGRATIONS[dialect][N - 1]
-    "sqlite": [_v1("sqlite")],
-    "postgres": [_v1("postgres")],
+    "sqlite": [_v1("sqlite"), _v2("sqlite")],
+    "postgres": [_v1("postgres"), _v2("postgres")],
 }
 LATEST = len(MIGRATIONS["sqlite"])
 assert all(len(steps) == LATEST for steps in MIGRATIONS.values())

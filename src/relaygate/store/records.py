@@ -232,3 +232,43 @@ class Page(msgspec.Struct, Generic[T]):
     @property
     def total_pages(self) -> int:
         return -(-self.total // self.page_size) if self.page_size else 0
+
+
+class SpendLog(msgspec.Struct, kw_only=True, gc=False):
+    """One request's spend row (``LiteLLM_SpendLogs``, successes and failures alike).
+
+    ``spend`` is LiteLLM's float (USD); ``spend_nanos`` the same cost in exact integer nano-USD
+    (``round(cost * 1e9)``), which the counters sum. ``api_key`` is the key's SHA-256 hex; ``user_id`` is
+    LiteLLM's ``user`` column and ``start_time`` / ``end_time`` its ``startTime`` / ``endTime``."""
+
+    request_id: str
+    call_type: str = ""
+    api_key: str | None = None
+    key_alias: str | None = None
+    spend: float = 0.0
+    spend_nanos: int = 0
+    total_tokens: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    completion_start_time: datetime | None = None
+    model: str = ""
+    model_group: str = ""
+    model_id: str = ""
+    custom_llm_provider: str = ""
+    user_id: str | None = None
+    team_id: str | None = None
+    organization_id: str | None = None
+    end_user: str | None = None
+    request_tags: list[str] = []
+    status: str = "success"
+    status_code: int = 200
+    cache_hit: bool = False
+    metadata: dict[str, Any] = {}
+    messages: list[Any] = []
+    """The request's messages, only with ``store_prompts_in_spend_logs``."""
+    response: dict[str, Any] = {}
+    """The answer, only with ``store_prompts_in_spend_logs``."""

@@ -1,0 +1,208 @@
+"""LiteLLM's spend reporting routes on the spend logs and counters (``store.spend``).
+
+Routes and answers (LiteLLM's shapes, ``litellm/proxy/spend_tracking/spend_management_endpoints.py``):
+
+- ``GET /spend/logs`` (``api_key``, ``user_id``, ``team_id``, ``request_id``, ``start_date``, ``end_date``,
+  ``limit``): a list of ``LiteLLM_SpendLogs`` rows (``startTime``, ``endTime``, ``user``, ``spend``,
+  ``request_tags`` ...), newest first.
+- ``GET /spend/keys``: the keys (``LiteLLM_VerificationToken`` rows, with their ``spend``).
+- ``GET /spend/users`` (``user_id``): the users with their ``spend``.
+- ``GET /spend/tags``: ``[{"individual_request_tag", "log_count", "total_spend"}]`` from the tag counters.
+- ``GET /global/spend``: ``{"spend", "max_budget"}`` from the proxy-wide counter.
+- ``GET /global/spend/keys`` (``limit``): the keys that spent most over the last 30 days
+  (``api_key``, ``key_alias``, ``key_name``, ``total_spend``).
+- ``GET /global/spend/report`` (``start_date``, ``end_date``, ``group_by`` = ``team`` | ``customer`` |
+  ``api_key``, ``api_key``): per day, the spend of each team or customer with a per-model breakdown; for
+  ``api_key``, per key its cost and tokens with ``model_details``.
+
+Who sees what (LiteLLM's rules): the proxy admin and its viewer everything; an internal user only its
+own: logs of its user id (or, for a key without a user, of its key), its keys and its user row; the
+proxy-wide routes (``/spend/tags``, ``/global/spend``, the report) are the admin's. Dates are ``YYYY-MM-DD``
+(UTC days; ``end_date`` inclusive) or ISO date-times.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from relaygate.http.routes import RouteTable
+from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, forbidden, record, route
+from relaygate.store import NotFound, hash_token
+from relaygate.store.records import SpendLog
+from relaygate.store.spend import NANOS, entity_totals, read_spend_logs, spend_report, top_keys
+
+
+def add_routes(t: RouteTable, gw: Gateway) -> None:
+    for path, handler in (("/spend/logs", spend_logs), ("/spend/keys", spend_keys), ("/spend/users", spend_users),
+                          ("/spend/tags", spend_tags), ("/global/spend", global_spend),
+                          ("/global/spend/keys", global_spend_keys), ("/global/spend/report", global_spend_report)):
+        route(t, gw, "GET", path, handler)
+
+
+def parse_date(value: str | None, param: str, *, end: bool = False) -> datetime | None:
+    """A query date: ``YYYY-MM-DD`` (as the start of that UTC day; with ``end``, of the next day, so the day
+    is included) or an ISO date-time (naive means UTC)."""
+    if value is None or value == "":
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            at = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return at + timedelta(days=1) if end else at
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request(f"Invalid {param}={value!r}: expected YYYY-MM-DD or an ISO date-time", param) from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
+def log_row(row: SpendLog) -> dict[str, Any]:
+    """A spend row in LiteLLM's ``LiteLLM_SpendLogs`` shape."""
+    return {
+        "request_id": row.request_id, "call_type": row.call_type, "api_key": row.api_key or "",
+        "key_alias": row.key_alias, "spend": row.spend, "total_tokens": row.total_tokens,
+        "prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens,
+        "startTime": _iso(row.start_time), "endTime": _iso(row.end_time),
+        "completionStartTime": _iso(row.completion_start_time), "model": row.model, "model_id": row.model_id,
+        "model_group": row.model_group, "custom_llm_provider": row.custom_llm_provider, "api_base": "",
+        "user": row.user_id or "", "metadata": row.metadata, "cache_hit": str(row.cache_hit),
+        "cache_key": "", "request_tags": row.request_tags, "team_id": row.team_id,
+        "organization_id": row.organization_id, "end_user": row.end_user or "", "requester_ip_address": "",
+        "messages": row.messages, "response": row.response, "status": row.status,
+        "prompt_tokens_details": {"cached_tokens": row.cache_read_tokens},
+        "cache_creation_input_tokens": row.cache_write_tokens,
+    }
+
+
+def _key_of(value: str) -> str:
+    value = value.strip()
+    return hash_token(value) if value.startswith("sk-") else value
+
+
+async def spend_logs(ctx: Ctx) -> Any:
+    c, q = ctx.caller, ctx.query
+    api_key = _key_of(q["api_key"]) if q.get("api_key") else None
+    user_id, team_id = q.get("user_id") or None, q.get("team_id") or None
+    if not c.reads_all:
+        if user_id is not None and user_id != c.user_id:
+            raise forbidden(f"You can only view your own spend logs. Got user_id={user_id}, Your ID={c.user_id}")
+        if c.user_id is not None:
+            user_id = c.user_id
+        elif api_key is not None and api_key != c.key_hash:
+            raise forbidden("You can only view the spend logs of your own key")
+        else:
+            api_key = c.key_hash
+    rows = await read_spend_logs(
+        ctx.store, api_key=api_key, user_id=user_id, team_id=team_id, request_id=q.get("request_id") or None,
+        start=parse_date(q.get("start_date"), "start_date"), end=parse_date(q.get("end_date"), "end_date", end=True),
+        limit=ctx.int_arg("limit", 1000, high=10_000))
+    return [log_row(r) for r in rows]
+
+
+async def spend_keys(ctx: Ctx) -> Any:
+    c = ctx.caller
+    if c.reads_all:
+        return [record(k) for k in (await ctx.store.list_keys(page_size=1000)).items]
+    if c.user_id is not None:
+        return [record(k) for k in (await ctx.store.list_keys(user_id=c.user_id, page_size=1000)).items]
+    return [record(c.key)] if c.key is not None else []
+
+
+async def spend_users(ctx: Ctx) -> Any:
+    c = ctx.caller
+    user_id = ctx.query.get("user_id") or None
+    if not c.reads_all:
+        if user_id is not None and user_id != c.user_id:
+            raise forbidden(f"You can only view your own spend. Got user_id={user_id}, Your ID={c.user_id}")
+        user_id = c.user_id
+        if user_id is None:
+            return []
+    if user_id is not None:
+        try:
+            return [record(await ctx.store.get_user(user_id))]
+        except NotFound:
+            return []
+    return [record(u) for u in (await ctx.store.list_users(page_size=1000)).items]
+
+
+async def spend_tags(ctx: Ctx) -> Any:
+    admin_only(ctx, read=True)
+    rows = await entity_totals(ctx.store, "tag")
+    return [{"individual_request_tag": r["entity_id"], "log_count": r["requests"],
+             "total_spend": r["spend_nanos"] / NANOS} for r in rows]
+
+
+async def global_spend(ctx: Ctx) -> Any:
+    admin_only(ctx, read=True)
+    rows = await entity_totals(ctx.store, "global", [""])
+    return {"spend": rows[0]["spend_nanos"] / NANOS if rows else 0.0, "max_budget": 0.0}
+
+
+async def global_spend_keys(ctx: Ctx) -> Any:
+    c = ctx.caller
+    since = datetime.now(UTC) - timedelta(days=30)
+    limit = ctx.int_arg("limit", 1000, high=10_000)
+    if c.reads_all:
+        return await top_keys(ctx.store, since, limit)
+    mine = await spend_keys(ctx)
+    return await top_keys(ctx.store, since, limit, [k["token"] for k in mine])
+
+
+async def global_spend_report(ctx: Ctx) -> Any:
+    admin_only(ctx, read=True)
+    q = ctx.query
+    group_by = q.get("group_by") or "team"
+    if group_by not in ("team", "customer", "api_key"):
+        raise bad_request(f"group_by must be one of team, customer, api_key; got {group_by!r}", "group_by")
+    start = parse_date(q.get("start_date"), "start_date")
+    end = parse_date(q.get("end_date"), "end_date", end=True)
+    if start is None or end is None:
+        raise bad_request("Please provide start_date and end_date", "start_date" if start is None else "end_date")
+    api_key = _key_of(q["api_key"]) if q.get("api_key") else None
+    rows = await spend_report(ctx.store, group_by, start, end, api_key)
+    if group_by == "api_key":
+        return _by_key(rows)
+    name, field = ("teams", "team_name") if group_by == "team" else ("customers", "customer")
+    days: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        groups = days.setdefault(r["day"], {})
+        label = r["group"] if r["group"] is not None else ("Unassigned" if group_by == "team" else "")
+        g = groups.setdefault(label, {field: label, "total_spend": 0, "metadata": []})
+        g["total_spend"] += r["spend_nanos"]
+        g["metadata"].append({"model": r["model"], "spend": r["spend_nanos"] / NANOS,
+                              "total_tokens": r["total_tokens"]})
+    out = []
+    for day, groups in days.items():
+        for g in groups.values():
+            g["total_spend"] = g["total_spend"] / NANOS
+        out.append({"group_by_day": day, name: list(groups.values())})
+    return out
+
+
+def _by_key(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys: dict[str, dict[str, Any]] = {}
+    models: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        k = r["group"] or ""
+        acc = keys.setdefault(k, {"api_key": k, "total_cost": 0, "total_input_tokens": 0,
+                                  "total_output_tokens": 0, "model_details": []})
+        acc["total_cost"] += r["spend_nanos"]
+        acc["total_input_tokens"] += r["prompt_tokens"]
+        acc["total_output_tokens"] += r["completion_tokens"]
+        m = models.get((k, r["model"]))
+        if m is None:
+            m = models[(k, r["model"])] = {"model": r["model"], "total_cost": 0, "prompt_tokens": 0,
+                                           "completion_tokens": 0}
+            acc["model_details"].append(m)
+        m["total_cost"] += r["spend_nanos"]
+        m["prompt_tokens"] += r["prompt_tokens"]
+        m["completion_tokens"] += r["completion_tokens"]
+    for acc in keys.values():
+        acc["total_cost"] /= NANOS
+        for m in acc["model_details"]:
+            m["total_cost"] /= NANOS
+    return sorted(keys.values(), key=lambda a: -a["total_cost"])

@@ -1,0 +1,224 @@
+"""SpendSink: completion records become spend-log rows and spend counters in the store, in batches.
+
+What it owns: the mapping from a :class:`~relaygate.sinks.record.CompletionRecord` to a
+:class:`~relaygate.store.records.SpendLog` row (LiteLLM's ``LiteLLM_SpendLogs`` fields), the retry of a
+batch while the database is slow or down, and the retention of old rows.
+
+- **Off the request path, bounded.** It is an async sink of the worker's
+  :class:`~relaygate.sinks.queue.CompletionQueue`: records wait in the sink's own bounded buffer (the
+  gateway passes ``general_settings.spend_logs_buffer``); past the bound the oldest are dropped, counted as
+  ``relaygate_events_total{event="sink_dropped:spend"}`` and logged at most once per interval. Memory never
+  grows past the bound, whatever the database does.
+- **One transaction per batch** (``store.spend.write_spend``): a multi-row insert of the rows and the
+  per-entity counter increments (key, user, team, organization, customer, tag, deployment, global), without
+  moving the store's change counter. Organization and key tags missing from the record are read from the
+  key and team rows (one query per batch).
+- **Database slow or down.** A batch whose write fails on a connection error (or a locked SQLite file) is
+  retried with exponential backoff (``backoff`` seconds, doubled up to ``max_backoff``) until it is written;
+  meanwhile new records pile up in the bounded buffer and are written in the following batches once the
+  database answers. Re-sending a batch whose commit succeeded but whose answer was lost writes nothing
+  twice (rows are keyed by request id; counters only add rows actually inserted). Any other error is
+  retried ``max_attempts`` times, then the batch is dropped, counted (``spend_rows_dropped``) and logged:
+  a bug must not wedge the sink forever.
+- **Retention.** :meth:`SpendSink.retention_forever` deletes rows older than
+  ``maximum_spend_logs_retention_period`` every ``interval`` (counters keep their totals).
+
+Events counted through ``on_event``: ``spend_rows_written``, ``spend_write_failed`` (per failed attempt),
+``spend_rows_dropped`` (given up on), ``spend_rows_deleted`` (retention).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import sqlite3
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from relaygate.sinks.queue import OnEvent
+from relaygate.sinks.record import CompletionRecord, Outcome
+from relaygate.store import Store, StoreUnavailable
+from relaygate.store.records import SpendLog
+from relaygate.store.spend import delete_spend_logs_before, key_owners, nanos, write_spend
+
+__all__ = ["CALL_TYPES", "SpendSink", "parse_duration", "spend_row"]
+
+log = logging.getLogger("relaygate.sinks")
+
+CALL_TYPES = {"chat": "acompletion", "completions": "atext_completion", "embeddings": "aembedding",
+              "messages": "anthropic_messages", "images": "aimage_generation", "audio_speech": "aspeech",
+              "audio_transcriptions": "atranscription", "rerank": "arerank", "responses": "aresponses",
+              "moderations": "amoderation"}
+"""The record's ``route`` as LiteLLM's ``call_type``."""
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w|mo)\s*$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "mo": 30 * 86400}
+
+
+def parse_duration(value: str) -> float:
+    """LiteLLM's durations (``30s``, ``10m``, ``1h``, ``30d``, ``1w``, ``1mo`` = 30 days) in seconds."""
+    m = _DURATION.match(value)
+    if m is None:
+        raise ValueError(f"invalid duration {value!r}: expected a number and a unit s, m, h, d, w or mo")
+    return float(int(m.group(1)) * _UNIT[m.group(2)])
+
+
+def _tags(raw: Any) -> list[str]:
+    if isinstance(raw, str):
+        return [t.strip() for t in raw.split(",") if t.strip()]
+    if isinstance(raw, list):
+        return [t for t in raw if isinstance(t, str) and t]
+    return []
+
+
+def spend_row(r: CompletionRecord, *, org_id: str | None = None, key_tags: Sequence[str] = (),
+              store_prompts: bool = False) -> SpendLog:
+    """The spend-log row of one record. ``org_id`` and ``key_tags`` come from the key (or team) when the
+    record carries none; request ``extra`` (a mapping) may hold ``tags``, ``metadata``,
+    ``spend_logs_metadata`` and, kept only with ``store_prompts``, ``messages`` and ``response``."""
+    extra = r.extra if isinstance(r.extra, dict) else {}
+    cost = r.cost if math.isfinite(r.cost) and r.cost > 0.0 else 0.0
+    start = datetime.fromtimestamp(r.start_time, UTC)
+    tags = list(dict.fromkeys([*_tags(extra.get("tags")), *key_tags]))
+    request_meta = extra.get("metadata")
+    spend_meta = extra.get("spend_logs_metadata")
+    if spend_meta is None and isinstance(request_meta, dict):
+        spend_meta = request_meta.get("spend_logs_metadata")
+    ok = r.outcome is Outcome.OK
+    org = r.org_id or org_id
+    metadata: dict[str, Any] = {
+        "user_api_key": r.key_hash, "user_api_key_alias": r.key_alias, "user_api_key_team_id": r.team_id,
+        "user_api_key_user_id": r.user_id, "user_api_key_org_id": org, "spend_logs_metadata": spend_meta,
+        "requester_metadata": request_meta if isinstance(request_meta, dict) else None,
+        "outcome": r.outcome.value, "stream": r.stream, "attempted_retries": r.retries,
+        "attempted_fallbacks": r.fallbacks, "status": "success" if ok else "failure",
+    }
+    if not ok:
+        metadata["error_information"] = {"error_class": r.error_type, "error_code": str(r.status)}
+    messages: list[Any] = []
+    response: dict[str, Any] = {}
+    if store_prompts:
+        m = extra.get("messages")
+        messages = m if isinstance(m, list) else ([m] if m is not None else [])
+        a = extra.get("response")
+        response = a if isinstance(a, dict) else ({"content": a} if a is not None else {})
+    return SpendLog(
+        request_id=r.call_id, call_type=CALL_TYPES.get(r.route, r.route), api_key=r.key_hash,
+        key_alias=r.key_alias, spend=cost, spend_nanos=nanos(cost),
+        total_tokens=r.prompt_tokens + r.completion_tokens, prompt_tokens=r.prompt_tokens,
+        completion_tokens=r.completion_tokens, cache_read_tokens=r.cache_read_tokens,
+        cache_write_tokens=r.cache_write_tokens, start_time=start, end_time=start + timedelta(seconds=r.latency),
+        completion_start_time=start + timedelta(seconds=r.ttft) if r.ttft is not None else None,
+        model=r.upstream_model or r.model, model_group=r.model_group or r.model, model_id=r.deployment_id,
+        custom_llm_provider=r.provider, user_id=r.user_id, team_id=r.team_id, organization_id=org,
+        end_user=r.end_user_id, request_tags=tags, status="success" if ok else "failure", status_code=r.status,
+        cache_hit=r.cache_hit, metadata=metadata, messages=messages, response=response)
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached or is busy: retry without limit (the bounded buffer protects memory)."""
+    if isinstance(exc, (StoreUnavailable, OSError, TimeoutError, ConnectionError)):
+        return True
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc)
+        return any(w in text for w in ("locked", "busy", "disk I/O", "unable to open", "readonly", "full"))
+    name = type(exc).__name__
+    return type(exc).__module__.startswith("asyncpg") and (
+        "Connection" in name or "CannotConnect" in name or name in ("InterfaceError", "AdminShutdownError",
+                                                                   "QueryCanceledError", "DeadlockDetectedError"))
+
+
+class SpendSink:
+    """Writes spend rows and counters for each batch of completion records (an async sink)."""
+
+    name = "spend"
+
+    def __init__(self, store: Store, *, store_prompts: bool = False, on_event: OnEvent | None = None,
+                 backoff: float = 0.1, max_backoff: float = 5.0, max_attempts: int = 5,
+                 log_interval: float = 60.0) -> None:
+        self.store = store
+        self.store_prompts = store_prompts
+        self.on_event = on_event
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_attempts = max_attempts
+        self.log_interval = log_interval
+        self.written = 0
+        self.dropped = 0
+        self.failures = 0
+        self._logged_at = -1e18
+        self._suppressed = 0
+
+    def _count(self, event: str, n: int) -> None:
+        if self.on_event is not None and n:
+            self.on_event(event, n)
+
+    def _warn(self, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._logged_at < self.log_interval:
+            self._suppressed += 1
+            return
+        self._logged_at, n, self._suppressed = now, self._suppressed, 0
+        log.warning(msg + " (%d similar message(s) not logged since the last)", *args, n)
+
+    async def rows(self, batch: Sequence[CompletionRecord]) -> list[SpendLog]:
+        """The batch's rows, with organization and key tags read from the store for the keys they name."""
+        need_keys = {r.key_hash for r in batch if r.key_hash}
+        need_teams = {r.team_id for r in batch if r.team_id and not r.org_id}
+        by_key, by_team = await key_owners(self.store, need_keys, need_teams) if need_keys or need_teams \
+            else ({}, {})
+        out = []
+        for r in batch:
+            org, tags = by_key.get(r.key_hash, (None, [])) if r.key_hash else (None, [])
+            if org is None and r.team_id:
+                org = by_team.get(r.team_id)
+            out.append(spend_row(r, org_id=org, key_tags=tags, store_prompts=self.store_prompts))
+        return out
+
+    async def handle(self, batch: Sequence[CompletionRecord]) -> None:
+        delay = self.backoff
+        attempts = 0
+        while True:
+            try:
+                n = await write_spend(self.store, await self.rows(batch))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                attempts += 1
+                self.failures += 1
+                self._count("spend_write_failed", 1)
+                if not _unavailable(exc) and attempts >= self.max_attempts:
+                    self.dropped += len(batch)
+                    self._count("spend_rows_dropped", len(batch))
+                    log.exception("spend sink: dropped a batch of %d row(s) after %d failed attempts", len(batch),
+                                  attempts)
+                    return
+                self._warn("spend sink: writing %d row(s) failed (%s: %s); retrying in %.1f s", len(batch),
+                           type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+                continue
+            self.written += n
+            self._count("spend_rows_written", n)
+            if attempts:
+                log.info("spend sink: database back, %d row(s) written after %d failed attempt(s)", n, attempts)
+            return
+
+    async def retention_forever(self, period: float, interval: float) -> None:
+        """Every ``interval`` seconds, delete rows that started more than ``period`` seconds ago."""
+        while True:
+            try:
+                cutoff = datetime.now(UTC) - timedelta(seconds=period)
+                n = await delete_spend_logs_before(self.store, cutoff)
+                self._count("spend_rows_deleted", n)
+                if n:
+                    log.info("spend logs retention: deleted %d row(s) older than %s", n, cutoff.isoformat())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._warn("spend logs retention failed (%s: %s)", type(exc).__name__, exc)
+            await asyncio.sleep(interval)

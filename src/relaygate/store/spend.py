@@ -1,0 +1,263 @@
+"""Spend logs and spend counters: the writes of the spend sink and the reads of the reporting routes.
+
+What it owns: the two spend tables of migration step 2 and every SQL statement on them.
+
+- ``rg_spend_logs``: one :class:`~relaygate.store.records.SpendLog` row per request (LiteLLM's
+  ``LiteLLM_SpendLogs``), keyed by ``request_id`` (the call id).
+- ``rg_spend_totals``: one counter row per ``(entity_type, entity_id)`` with the spend in integer nano-USD,
+  prompt and completion tokens and the request count, for every entity kind of :data:`ENTITY_KINDS`
+  (``global`` has the one id ``""``). The ``spend`` columns of keys, users, teams, team members,
+  organizations and customers move with them (LiteLLM's float; what ``/key/info`` shows and budgets read).
+
+Invariants:
+
+- **Exact.** :func:`write_spend` inserts a batch (multi-row ``INSERT ... ON CONFLICT (request_id) DO
+  NOTHING RETURNING request_id``) and adds exactly the rows it inserted to the counters, in the same
+  transaction: a batch retried after a commit whose answer was lost adds nothing twice, and for every
+  entity ``SUM(spend_nanos)`` of its rows equals its counter (as long as retention has not deleted rows).
+- **No change bump.** These writes use the store's bare transaction, not :meth:`Store.write`: the change
+  counter tells workers to drop their key caches, and spend moves every second (see ``auth.changes``).
+- **Aggregated per batch.** One upsert for all counters of a batch, one ``UPDATE ... SET spend = spend + ?``
+  per entity row, in a fixed (sorted) order so concurrent writers on PostgreSQL do not deadlock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from relaygate.store import tables as t
+from relaygate.store.records import SpendLog
+
+if TYPE_CHECKING:
+    from relaygate.store.base import Conn, Store
+
+__all__ = ["ENTITY_KINDS", "NANOS", "Totals", "delete_spend_logs_before", "entity_totals", "key_owners",
+           "nanos", "read_spend_logs", "spend_report", "top_keys", "write_spend"]
+
+NANOS = 1_000_000_000
+"""Integer units per USD in ``spend_nanos`` and the counters (nano-USD: a 10-token request to a cheap
+model costs about 1e-6 USD, which micro-units would round away)."""
+
+ENTITY_KINDS = ("key", "user", "team", "organization", "customer", "tag", "deployment", "global")
+
+_ROWS = {"key": ("rg_keys", "token"), "user": ("rg_users", "user_id"), "team": ("rg_teams", "team_id"),
+         "organization": ("rg_organizations", "organization_id"), "customer": ("rg_customers", "user_id")}
+"""Entity kinds whose own row has a ``spend`` column kept with the counter."""
+
+_CHUNK = 500  # rows per INSERT: 29 columns x 500 stays under both databases' 32766 parameters
+
+Totals = dict[tuple[str, str], list[int]]
+"""``(entity_type, entity_id)`` -> ``[spend_nanos, prompt_tokens, completion_tokens, requests]``."""
+
+
+def nanos(cost: float) -> int:
+    """``cost`` USD as integer nano-USD (rounded half to even)."""
+    return round(cost * NANOS)
+
+
+def totals_of(rows: Iterable[SpendLog]) -> tuple[Totals, dict[tuple[str, str], int]]:
+    """The counter increments of ``rows`` per entity, and the spend per ``(team_id, user_id)`` membership."""
+    out: Totals = {}
+    members: dict[tuple[str, str], int] = {}
+    for row in rows:
+        ents: list[tuple[str, str]] = [("global", "")]
+        for kind, ident in (("key", row.api_key), ("user", row.user_id), ("team", row.team_id),
+                            ("organization", row.organization_id), ("customer", row.end_user),
+                            ("deployment", row.model_id)):
+            if ident:
+                ents.append((kind, ident))
+        ents.extend(("tag", tag) for tag in dict.fromkeys(row.request_tags))
+        for ent in ents:
+            acc = out.get(ent)
+            if acc is None:
+                acc = out[ent] = [0, 0, 0, 0]
+            acc[0] += row.spend_nanos
+            acc[1] += row.prompt_tokens
+            acc[2] += row.completion_tokens
+            acc[3] += 1
+        if row.team_id and row.user_id:
+            m = (row.team_id, row.user_id)
+            members[m] = members.get(m, 0) + row.spend_nanos
+    return out, members
+
+
+async def key_owners(store: Store, key_hashes: Iterable[str], team_ids: Iterable[str]
+                     ) -> tuple[dict[str, tuple[str | None, list[str]]], dict[str, str | None]]:
+    """``{key hash: (organization_id, tags)}`` and ``{team_id: organization_id}`` of the keys and teams that
+    exist (what the spend rows of their requests carry when the completion record does not)."""
+    keys, teams = sorted(set(key_hashes)), sorted(set(team_ids))
+    by_key: dict[str, tuple[str | None, list[str]]] = {}
+    by_team: dict[str, str | None] = {}
+    async with store._read() as c:
+        for i in range(0, len(keys), _CHUNK):
+            part = keys[i:i + _CHUNK]
+            for row in await c.fetch(f"SELECT token, organization_id, tags FROM rg_keys WHERE token IN "
+                                     f"({', '.join('?' * len(part))})", part):
+                tags = t.KEYS.from_db({"token": row["token"], "tags": row["tags"]}).tags
+                by_key[row["token"]] = (row["organization_id"], tags)
+        for i in range(0, len(teams), _CHUNK):
+            part = teams[i:i + _CHUNK]
+            for row in await c.fetch(f"SELECT team_id, organization_id FROM rg_teams WHERE team_id IN "
+                                     f"({', '.join('?' * len(part))})", part):
+                by_team[row["team_id"]] = row["organization_id"]
+    return by_key, by_team
+
+
+async def write_spend(store: Store, rows: Sequence[SpendLog]) -> int:
+    """Insert ``rows`` and add the ones inserted (not already stored) to the counters, in one transaction
+    that does not move the change counter; the number inserted."""
+    if not rows:
+        return 0
+    unique = list({r.request_id: r for r in rows}.values())
+    table, dialect = t.SPEND_LOGS, store.dialect
+    cols = ", ".join(table.columns)
+    row_marks = f"({', '.join('?' * len(table.columns))})"
+    async with store._transaction() as c:
+        inserted: set[str] = set()
+        for i in range(0, len(unique), _CHUNK):
+            part = unique[i:i + _CHUNK]
+            args = [v for r in part for v in table.row(r, dialect)]
+            found = await c.fetch(f"INSERT INTO rg_spend_logs ({cols}) VALUES {', '.join([row_marks] * len(part))} "
+                                  "ON CONFLICT (request_id) DO NOTHING RETURNING request_id", args)
+            inserted.update(r["request_id"] for r in found)
+        totals, members = totals_of(r for r in unique if r.request_id in inserted)
+        await _add_totals(c, totals, dialect)
+        await _add_entity_spend(c, totals, members)
+    return len(inserted)
+
+
+async def _add_totals(c: Conn, totals: Totals, dialect: str) -> None:
+    now = t.SPEND_LOGS.to_db("start_time", t.utcnow(), dialect)
+    items = sorted(totals.items())
+    for i in range(0, len(items), _CHUNK):
+        part = items[i:i + _CHUNK]
+        args: list[Any] = []
+        for (kind, ident), (n, p, comp, reqs) in part:
+            args.extend((kind, ident, n, p, comp, reqs, now))
+        await c.execute(
+            "INSERT INTO rg_spend_totals (entity_type, entity_id, spend_nanos, prompt_tokens, completion_tokens, "
+            f"requests, updated_at) VALUES {', '.join(['(?, ?, ?, ?, ?, ?, ?)'] * len(part))} "
+            "ON CONFLICT (entity_type, entity_id) DO UPDATE SET "
+            "spend_nanos = rg_spend_totals.spend_nanos + excluded.spend_nanos, "
+            "prompt_tokens = rg_spend_totals.prompt_tokens + excluded.prompt_tokens, "
+            "completion_tokens = rg_spend_totals.completion_tokens + excluded.completion_tokens, "
+            "requests = rg_spend_totals.requests + excluded.requests, updated_at = excluded.updated_at", args)
+
+
+async def _add_entity_spend(c: Conn, totals: Totals, members: dict[tuple[str, str], int]) -> None:
+    for (kind, ident), acc in sorted(totals.items()):
+        target = _ROWS.get(kind)
+        if target is None or not acc[0]:
+            continue
+        table, col = target
+        await c.execute(f"UPDATE {table} SET spend = COALESCE(spend, 0) + ? WHERE {col} = ?", [acc[0] / NANOS, ident])
+    for (team_id, user_id), n in sorted(members.items()):
+        if n:
+            await c.execute("UPDATE rg_team_members SET spend = COALESCE(spend, 0) + ? WHERE team_id = ? AND "
+                            "user_id = ?", [n / NANOS, team_id, user_id])
+
+
+async def delete_spend_logs_before(store: Store, cutoff: datetime) -> int:
+    """Delete the spend rows that started before ``cutoff`` (retention; counters stay); how many."""
+    async with store._transaction() as c:
+        return int(await c.execute("DELETE FROM rg_spend_logs WHERE start_time < ?",
+                                   [t.SPEND_LOGS.to_db("start_time", cutoff, store.dialect)]))
+
+
+# -- reading ------------------------------------------------------------------------------------------
+
+
+def _ts(store: Store, value: datetime) -> Any:
+    return t.SPEND_LOGS.to_db("start_time", value, store.dialect)
+
+
+async def read_spend_logs(store: Store, *, api_key: str | None = None, user_id: str | None = None,
+                          team_id: str | None = None, request_id: str | None = None,
+                          start: datetime | None = None, end: datetime | None = None,
+                          limit: int = 1000) -> list[SpendLog]:
+    """Spend rows matching every filter given (``start`` inclusive, ``end`` exclusive), newest first."""
+    conds, args = [], []
+    for col, value in (("api_key", api_key), ("user_id", user_id), ("team_id", team_id),
+                       ("request_id", request_id)):
+        if value is not None:
+            conds.append(f"{col} = ?")
+            args.append(value)
+    if start is not None:
+        conds.append("start_time >= ?")
+        args.append(_ts(store, start))
+    if end is not None:
+        conds.append("start_time < ?")
+        args.append(_ts(store, end))
+    where = f" WHERE {' AND '.join(conds)}" if conds else ""
+    async with store._read() as c:
+        rows = await c.fetch(f"SELECT * FROM rg_spend_logs{where} ORDER BY start_time DESC, request_id LIMIT ?",
+                             [*args, limit])
+    return [t.SPEND_LOGS.from_db(r) for r in rows]
+
+
+async def entity_totals(store: Store, kind: str, ids: Sequence[str] | None = None,
+                        limit: int = 1000) -> list[dict[str, Any]]:
+    """Counter rows of ``kind`` (all, or those of ``ids``), highest spend first: ``entity_id``,
+    ``spend_nanos``, ``prompt_tokens``, ``completion_tokens``, ``requests``."""
+    args: list[Any] = [kind]
+    cond = ""
+    if ids is not None:
+        if not ids:
+            return []
+        cond = f" AND entity_id IN ({', '.join('?' * len(ids))})"
+        args.extend(ids)
+    async with store._read() as c:
+        rows = await c.fetch("SELECT entity_id, spend_nanos, prompt_tokens, completion_tokens, requests FROM "
+                             f"rg_spend_totals WHERE entity_type = ?{cond} ORDER BY spend_nanos DESC, entity_id "
+                             "LIMIT ?", [*args, limit])
+    return [{k: (int(v) if k != "entity_id" else v) for k, v in r.items()} for r in rows]
+
+
+async def top_keys(store: Store, since: datetime, limit: int, api_keys: Sequence[str] | None = None
+                   ) -> list[dict[str, Any]]:
+    """Keys by spend since ``since`` from the rows (LiteLLM's ``Last30dKeysBySpend``): ``api_key``,
+    ``key_alias``, ``key_name``, ``total_spend``."""
+    args: list[Any] = [_ts(store, since)]
+    cond = ""
+    if api_keys is not None:
+        if not api_keys:
+            return []
+        cond = f" AND s.api_key IN ({', '.join('?' * len(api_keys))})"
+        args.extend(api_keys)
+    async with store._read() as c:
+        rows = await c.fetch(
+            "SELECT s.api_key AS api_key, MAX(k.key_alias) AS key_alias, MAX(k.key_name) AS key_name, "
+            "SUM(s.spend_nanos) AS nanos FROM rg_spend_logs s LEFT JOIN rg_keys k ON k.token = s.api_key "
+            f"WHERE s.start_time >= ? AND s.api_key IS NOT NULL{cond} GROUP BY s.api_key "
+            "ORDER BY nanos DESC LIMIT ?", [*args, limit])
+    return [{"api_key": r["api_key"], "key_alias": r["key_alias"], "key_name": r["key_name"],
+             "total_spend": int(r["nanos"] or 0) / NANOS} for r in rows]
+
+
+_GROUP_COLUMN = {"team": "team_id", "customer": "end_user", "api_key": "api_key"}
+
+
+async def spend_report(store: Store, group_by: str, start: datetime, end: datetime,
+                       api_key: str | None = None) -> list[dict[str, Any]]:
+    """Spend per day, per ``group_by`` value (``team``, ``customer`` or ``api_key``) and per model between
+    ``start`` (inclusive) and ``end`` (exclusive): ``day``, ``group``, ``model``, ``spend_nanos``,
+    ``prompt_tokens``, ``completion_tokens``, ``total_tokens``, ``requests``; ordered by day and group."""
+    col = _GROUP_COLUMN[group_by]
+    day = ("substr(start_time, 1, 10)" if store.dialect == "sqlite"
+           else "to_char(start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
+    args: list[Any] = [_ts(store, start), _ts(store, end)]
+    cond = ""
+    if api_key is not None:
+        cond = " AND api_key = ?"
+        args.append(api_key)
+    async with store._read() as c:
+        rows = await c.fetch(
+            f"SELECT {day} AS day, {col} AS grp, model_group AS model, SUM(spend_nanos) AS nanos, "
+            "SUM(prompt_tokens) AS p, SUM(completion_tokens) AS comp, SUM(total_tokens) AS tot, COUNT(*) AS n "
+            f"FROM rg_spend_logs WHERE start_time >= ? AND start_time < ?{cond} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            args)
+    return [{"day": r["day"], "group": r["grp"], "model": r["model"], "spend_nanos": int(r["nanos"] or 0),
+             "prompt_tokens": int(r["p"] or 0), "completion_tokens": int(r["comp"] or 0),
+             "total_tokens": int(r["tot"] or 0), "requests": int(r["n"])} for r in rows]

@@ -1,0 +1,172 @@
+"""The spend sink on both backends: 10,000 mixed records give rows whose sums equal every counter exactly,
+re-sent batches count once, the change counter never moves, the buffer stays bounded while SQLite is locked,
+and retention deletes old rows but keeps the counters."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from relaygate.sinks import CompletionQueue
+from relaygate.sinks.spend import SpendSink, parse_duration, spend_row
+from relaygate.store import Customer, Key, Organization, Store, Team, TeamMember, User, open_store
+from relaygate.store.spend import delete_spend_logs_before, nanos, read_spend_logs
+from relaygate.store.sqlite import SQLiteStore
+from tests.spend.conftest import run
+from tests.spend.helpers import check_counters, close, dollars, mixed, record
+
+
+async def _entities(store: Store) -> None:
+    for o in ("o0", "o1"):
+        await store.create_organization(Organization(organization_id=o))
+    for j in range(8):
+        await store.create_user(User(user_id=f"u{j}"))
+    for j in range(5):
+        await store.create_team(Team(team_id=f"t{j}", organization_id="o1" if j == 0 else None),
+                                [TeamMember(team_id=f"t{j}", user_id="u0")])
+    for j in range(20):
+        await store.create_key(Key(token=f"k{j}", organization_id="o0" if j < 5 else None,
+                                   tags=["key-tag"] if j == 1 else []))
+    for j in range(6):
+        await store.create_customer(Customer(user_id=f"c{j}"))
+
+
+async def _push(store: Store, records: list, **kw: object) -> tuple[CompletionQueue, SpendSink]:
+    events: dict[str, int] = {}
+
+    def count(e: str, n: int = 1) -> None:
+        events[e] = events.get(e, 0) + n
+
+    q = CompletionQueue(on_event=count)
+    sink = SpendSink(store, on_event=count, **kw)  # type: ignore[arg-type]
+    q.add_sink(sink, buffer=len(records) + 1)
+    q.start()
+    for r in records:
+        q.put(r)
+        if len(q._records) >= 2000:
+            await asyncio.sleep(0)
+    await q.aclose(timeout=120)
+    sink.events = events  # type: ignore[attr-defined]
+    return q, sink
+
+
+def test_ten_thousand_records_sum_to_the_counters_exactly(db_url: str) -> None:
+    records = mixed(10_000)
+
+    async def body(store: Store) -> None:
+        await _entities(store)
+        version = await store.change_version()
+        q, sink = await _push(store, records)
+        assert sink.written == 10_000 and q.stats()["sink_dropped:spend"] == 0
+        assert await store.change_version() == version  # spend never invalidates key caches
+        sums = await check_counters(store)
+        expected = sum(nanos(r.cost) for r in records)
+        assert sums[("global", "")] == expected
+        assert sums[("organization", "o0")] > 0 and sums[("organization", "o1")] > 0  # from the key / the team
+        assert ("tag", "key-tag") in sums and ("tag", "a") in sums and ("customer", "c3") in sums
+        for j in range(20):  # the rows' float `spend` columns moved with the counters
+            assert close((await store.get_key(f"k{j}")).spend, dollars(sums.get(("key", f"k{j}"), 0)))
+        for j in range(5):
+            assert close((await store.get_team(f"t{j}")).spend, dollars(sums.get(("team", f"t{j}"), 0)))
+        assert close((await store.get_user("u3")).spend, dollars(sums[("user", "u3")]))
+        assert close((await store.get_organization("o1")).spend, dollars(sums[("organization", "o1")]))
+        assert close((await store.get_customer("c2")).spend, dollars(sums[("customer", "c2")]))
+        # a batch sent again (its commit's answer lost) writes nothing twice
+        await sink.handle(records[:700])
+        assert await check_counters(store) == sums
+
+    run(db_url, body)
+
+
+def test_failures_are_rows_and_fields_as_litellm(db_url: str) -> None:
+    async def body(store: Store) -> None:
+        await _entities(store)
+        from relaygate.sinks.record import Outcome
+
+        recs = [record(1, cost=0.25, key="k1", team="t0", user="u0", customer="c1", tags=["x"]),
+                record(2, key="k2", outcome=Outcome.ERROR)]
+        await _push(store, recs)
+        rows = {r.request_id: r for r in await read_spend_logs(store)}
+        ok, bad = rows["call-1"], rows["call-2"]
+        assert (ok.status, ok.spend, ok.spend_nanos, ok.call_type) == ("success", 0.25, 250_000_000, "acompletion")
+        assert ok.organization_id == "o0" and ok.request_tags == ["x", "key-tag"] and ok.end_user == "c1"
+        assert ok.total_tokens == 15 and ok.model == "gpt-4o" and ok.model_group == "gpt" and ok.model_id == "d0"
+        assert (bad.status, bad.status_code, bad.spend) == ("failure", 500, 0.0)
+        assert bad.metadata["error_information"]["error_code"] == "500"
+        assert [r.request_id for r in await read_spend_logs(store, api_key="k1")] == ["call-1"]
+        team = await store.get_team("t0")
+        assert close(team.spend, 0.25)
+
+    run(db_url, body)
+
+
+def test_retention_deletes_old_rows_and_keeps_counters(db_url: str) -> None:
+    old = time.time() - 40 * 86400
+
+    async def body(store: Store) -> None:
+        await _push(store, [record(i, cost=0.01, start=old if i < 30 else None) for i in range(50)])
+        before = await check_counters(store)
+        assert await delete_spend_logs_before(store, datetime.now(UTC) - timedelta(days=30)) == 30
+        assert len(await read_spend_logs(store)) == 20
+        sink = SpendSink(store)
+        task = asyncio.ensure_future(sink.retention_forever(parse_duration("30d"), 3600))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        async with store._read() as c:
+            n = (await c.fetch("SELECT spend_nanos FROM rg_spend_totals WHERE entity_type = 'global'", []))[0]
+        assert int(n["spend_nanos"]) == before[("global", "")] == nanos(0.01) * 50
+
+    run(db_url, body)
+
+
+def test_spend_row_store_prompts() -> None:
+    r = record(1, cost=1e-3)
+    r.extra = {"messages": [{"role": "user", "content": "hi"}], "response": {"id": "x"},
+               "metadata": {"spend_logs_metadata": {"app": "a"}}}
+    assert spend_row(r).messages == [] and spend_row(r).metadata["spend_logs_metadata"] == {"app": "a"}
+    kept = spend_row(r, store_prompts=True)
+    assert kept.messages == [{"role": "user", "content": "hi"}] and kept.response == {"id": "x"}
+
+
+def test_sqlite_locked_buffers_up_to_the_bound_then_writes(tmp_path: Path) -> None:
+    """Another process holds SQLite's write lock: the sink retries with backoff, keeps what fits in its
+    buffer, counts (and logs) what does not, and writes the rest once the lock is gone."""
+    path = tmp_path / "rg.db"
+
+    async def main() -> None:
+        await (await open_store(f"sqlite:///{path}")).close()  # migrated
+        store = SQLiteStore(str(path), busy_timeout=0.2)
+        await store.connect()
+        events: dict[str, int] = {}
+
+        def count(e: str, n: int = 1) -> None:
+            events[e] = events.get(e, 0) + n
+
+        q = CompletionQueue(on_event=count, batch_size=50)
+        sink = SpendSink(store, on_event=count, backoff=0.05, max_backoff=0.2)
+        q.add_sink(sink, buffer=100)
+        q.start()
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            for i in range(400):
+                q.put(record(i, cost=0.001))
+                if i % 50 == 0:
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)
+            assert sink.written == 0 and sink.failures >= 2
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await q.aclose(timeout=30)
+        dropped = q.stats()["sink_dropped:spend"]
+        assert dropped > 0 and events["sink_dropped:spend"] == dropped
+        assert sink.written + dropped == 400
+        assert sink.written >= 100  # the buffer's worth and the batch in hand
+        await check_counters(store)
+        await store.close()
+
+    asyncio.run(main())
