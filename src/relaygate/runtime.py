@@ -3,9 +3,10 @@
 A :class:`Runtime` holds the config it was built from, its ``generation`` (0 at startup, +1 per reload),
 each deployment's price table (``cost.Pricer``), the router (model groups, priority tiers, aliases,
 wildcards, fallbacks), the principal resolver (master key and config keys, with its cache), the body
-limits and server options, and a memo of per-deployment timeouts. The pipeline reads ``Pipeline.runtime`` once when a request arrives (``Exchange.rt``) and the
-request keeps that snapshot to its end: a reload swaps the attribute (one assignment, atomic for the
-event loop) and requests and streams in flight finish on the snapshot they started with.
+limits and server options, and a memo of per-deployment timeouts. The pipeline reads ``Pipeline.runtime``
+once when a request arrives (``Exchange.rt``) and the request keeps that snapshot to its end: a reload
+swaps the attribute (one assignment, atomic for the event loop) and requests and streams in flight finish on
+the snapshot they started with.
 
 What survives a reload (``Runtime.build(config, ..., previous=old)``): per-deployment stats (latency and
 TTFT EWMAs, cooldowns, in-flight counts) by deployment id — the same objects, so a lease taken on the old

@@ -105,6 +105,7 @@ class _Native(StreamTranslator):
         self._sse = SSEDecoder()
         self._in = 0
         self._out = 0
+        self._cache = (0, 0)
         self._events = 0
         self.content_tokens = 0
 
@@ -131,7 +132,11 @@ class _Native(StreamTranslator):
             if isinstance(u, dict):
                 self._in = int(u.get("input_tokens") or self._in) if "input_tokens" in u else self._in
                 self._out = int(u.get("output_tokens") or 0) or self._out
-                self.last_data = b'{"usage":{"input_tokens":%d,"output_tokens":%d}}' % (self._in, self._out)
+                if "cache_read_input_tokens" in u or "cache_creation_input_tokens" in u:  # priced apart
+                    self._cache = (int(u.get("cache_read_input_tokens") or 0),
+                                   int(u.get("cache_creation_input_tokens") or 0))
+                self.last_data = (b'{"usage":{"input_tokens":%d,"output_tokens":%d,"cache_read_input_tokens":%d,'
+                                  b'"cache_creation_input_tokens":%d}}' % (self._in, self._out, *self._cache))
         elif event == b"message_stop":
             self.done = True
 
