@@ -40,7 +40,6 @@ class _Body(msgspec.Struct):
 
 
 _body = msgspec.json.Decoder(_Body)
-_MARKS = (b"cache", b"reasoning_tokens")
 
 
 class Details(msgspec.Struct, frozen=True, gc=False):
@@ -61,8 +60,7 @@ def details(data: bytes) -> Details:
     i = data.rfind(b'"usage"')
     if i < 0:
         return NONE
-    tail = data[i:]
-    if not any(m in tail for m in _MARKS):
+    if data.find(b"cache", i) < 0 and data.find(b"reasoning_tokens", i) < 0:
         return NONE
     try:
         u = _body.decode(data).usage
