@@ -216,6 +216,16 @@ class Pipeline:
             time.time() - total, (error.type or "") if error is not None else "")
         if ex.estimated:
             record.cost_estimated = True
+        over = ex.over
+        if over is not None:  # what spend logs keep of the request (nothing to build for a plain one)
+            end_user = over.end_user or getattr(ex.view, "user", None)
+            if end_user:
+                record.end_user_id = end_user if isinstance(end_user, str) else None
+            control = ex.control
+            if control is not None or over.spend_meta is not None or (ctx is not None and ctx.tags):
+                record.extra = {"tags": sorted(ctx.tags) if ctx is not None and ctx.tags else [],
+                                "metadata": control.get("metadata") if control is not None else None,
+                                "spend_logs_metadata": over.spend_meta}
         self.completions.put(record)
 
 

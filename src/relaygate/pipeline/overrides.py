@@ -19,6 +19,8 @@ import random
 import re
 from typing import Any, Iterable
 
+import orjson
+
 from relaygate.core import errors
 from relaygate.http.body import declared_length
 
@@ -81,16 +83,32 @@ def call_id_of(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
     return new_call_id()
 
 
+def spend_metadata(value: bytes) -> Any:
+    """``x-litellm-spend-logs-metadata``: a JSON object of at most 4 KiB, else a 400 naming the header."""
+    try:
+        obj = orjson.loads(value) if len(value) <= 4096 else None
+    except orjson.JSONDecodeError:
+        obj = None
+    if not isinstance(obj, dict):
+        raise errors.BadRequest("x-litellm-spend-logs-metadata: expected a JSON object of at most 4 KiB",
+                                param="x-litellm-spend-logs-metadata")
+    return obj
+
+
 class Overrides:
     """Per-request values read from the headers in one pass (call id, retries, timeout, declared length)."""
 
-    __slots__ = ("call_id", "num_retries", "timeout", "tags")
+    __slots__ = ("call_id", "num_retries", "timeout", "tags", "end_user", "spend_meta")
 
     def __init__(self, headers: Iterable[tuple[bytes, bytes]], max_body: int) -> None:
         self.call_id: bytes | None = None
         self.num_retries: int | None = None
         self.timeout: float | None = None
         self.tags: list[str] | None = None
+        self.end_user: str | None = None
+        """``x-litellm-end-user-id`` / ``x-litellm-customer-id``: the customer, for spend logs."""
+        self.spend_meta: Any = None
+        """``x-litellm-spend-logs-metadata`` (a JSON object), for spend logs."""
         for k, v in headers:
             if k[:10] == b"x-litellm-":
                 if k == b"x-litellm-call-id":
@@ -105,6 +123,10 @@ class Overrides:
                     self.timeout = timeout_value(v, "x-litellm-timeout")
                 elif k == b"x-litellm-tags":  # comma-separated, for tag-based routing and spend tags
                     self.tags = [t.strip() for t in v.decode("latin-1").split(",") if t.strip()]
+                elif k == b"x-litellm-end-user-id" or k == b"x-litellm-customer-id":
+                    self.end_user = v.decode("utf-8", "replace")[:256] or None
+                elif k == b"x-litellm-spend-logs-metadata":
+                    self.spend_meta = spend_metadata(v)
             elif k == b"content-length":
                 declared_length(v, max_body)
 
