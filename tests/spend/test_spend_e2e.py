@@ -1,0 +1,85 @@
+"""A real ``relaygate serve`` (SQLite beside the config): requests made with a generated key appear in
+``/spend/logs`` (successes and failures), and the key's, the team's and the proxy's counters equal the
+rows' sums."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.conftest import start_gateway
+
+pytestmark = pytest.mark.e2e
+
+MASTER = "sk-e2e-spend-master"
+CONFIG = f"""model_list:
+  - model_name: chat
+    litellm_params:
+      model: mock/echo
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+general_settings:
+  master_key: {MASTER}
+"""
+
+
+def call(url: str, path: str, body: dict[str, Any] | None = None, key: str = MASTER) -> tuple[int, Any]:
+    req = urllib.request.Request(f"{url}{path}", method="POST" if body is not None else "GET",
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def test_requests_appear_in_spend_logs_and_counters() -> None:
+    with start_gateway(CONFIG, workers=1) as gw:
+        assert call(gw.url, "/team/new", {"team_id": "team-a"})[0] == 200
+        status, out = call(gw.url, "/key/generate", {"key_alias": "spender", "team_id": "team-a",
+                                                     "user_id": "alice", "tags": ["proj"]})
+        assert status == 200, out
+        key = out["key"]
+        ids = []
+        for i in range(5):
+            req = urllib.request.Request(f"{gw.url}/v1/chat/completions", method="POST", data=json.dumps(
+                {"model": "chat", "messages": [{"role": "user", "content": f"hello {i}"}]}).encode(),
+                headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                ids.append(r.headers["x-litellm-call-id"])
+        bad_status, _ = call(gw.url, "/v1/chat/completions", {"model": "chat"}, key=key)  # no messages: 400
+        assert bad_status == 400
+        deadline = time.monotonic() + 10
+        while True:
+            status, rows = call(gw.url, "/spend/logs?api_key=" + key)
+            assert status == 200, rows
+            if len(rows) >= 6 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert {r["request_id"] for r in rows} >= set(ids)
+        assert sorted(r["status"] for r in rows) == ["failure"] + ["success"] * 5
+        ok = [r for r in rows if r["status"] == "success"]
+        assert all(r["team_id"] == "team-a" and r["user"] == "alice" and r["model_group"] == "chat" and
+                   r["request_tags"] == ["proj"] for r in ok)
+        total = sum(r["spend"] for r in rows)
+        assert total > 0
+        assert call(gw.url, f"/spend/logs?request_id={ids[0]}")[1][0]["request_id"] == ids[0]
+        info = call(gw.url, "/key/info?key=" + key)[1]["info"]
+        assert abs(info["spend"] - total) < 1e-9
+        assert abs(call(gw.url, "/global/spend")[1]["spend"] - total) < 1e-9
+        tags = call(gw.url, "/spend/tags")[1]
+        assert tags[0]["individual_request_tag"] == "proj" and tags[0]["log_count"] == 6
+        team = call(gw.url, "/team/info?team_id=team-a")[1]
+        assert abs(team["team_info"]["spend"] - total) < 1e-9
+        day = ok[0]["startTime"][:10]
+        report = call(gw.url, f"/global/spend/report?start_date={day}&end_date={day}&group_by=team")[1]
+        assert report[0]["group_by_day"] == day and report[0]["teams"][0]["team_name"] == "team-a"
+        top = call(gw.url, "/global/spend/keys?limit=5")[1]
+        assert top[0]["key_alias"] == "spender"
+        assert call(gw.url, "/spend/logs", key=key)[0] == 200  # the key's own logs
