@@ -256,3 +256,17 @@ def test_image_and_rerank_units() -> None:
     _, rec = asyncio.run(run({"model": "cohere/rerank-v3.5"}, [rr], {"query": "q", "documents": ["a"]},
                              path="/v1/rerank"))
     assert pico_of(rec.cost) == 2_000_000_000  # 0.002 USD a search
+
+
+def test_cost_in_streaming_usage() -> None:
+    """``litellm_settings.include_cost_in_streaming_usage``: the usage chunk carries ``usage.cost`` (USD),
+    equal to the record's cost; off by default."""
+    answer = (200, SSE, oa_stream(OA_USAGE))
+    r, rec = asyncio.run(run({"model": "openai/gpt-4o"}, [answer], {**MSG, "stream": True},
+                             litellm_settings={"include_cost_in_streaming_usage": True}))
+    frames = [orjson.loads(line[6:]) for line in r.body.split(b"\n\n") if line.startswith(b"data: {")]
+    usage = [f["usage"] for f in frames if f.get("usage")]
+    assert len(usage) == 1 and usage[0]["cost"] == GPT4O / PICO == rec.cost
+    assert usage[0]["prompt_tokens"] == 1000  # the rest of the usage object unchanged
+    r, _ = asyncio.run(run({"model": "openai/gpt-4o"}, [answer], {**MSG, "stream": True}))
+    assert b'"cost"' not in r.body

@@ -440,6 +440,8 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
         elif k == "set_verbose":
             if v:
                 server_raw["log_level"] = "debug"
+        elif k == "include_cost_in_streaming_usage":
+            server_raw[k] = v
         elif k == "drop_params":
             if not isinstance(v, bool):
                 raise ConfigError(source, "litellm_settings.drop_params", "expected true or false")

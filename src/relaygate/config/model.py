@@ -94,6 +94,9 @@ class RouterSettings(msgspec.Struct, kw_only=True):
 
 
 class ServerSettings(msgspec.Struct, kw_only=True):
+    include_cost_in_streaming_usage: bool = False
+    """LiteLLM's ``litellm_settings.include_cost_in_streaming_usage``: a stream's usage chunk carries
+    ``usage.cost`` (USD)."""
     host: str = "0.0.0.0"
     port: int = 4000
     workers: int = 0

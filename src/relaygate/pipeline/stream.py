@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import TYPE_CHECKING
 
+from relaygate.config.model import Deployment
 from relaygate.core import tokens
 from relaygate.core.body import model_literal, model_pair
 from relaygate.core.errors import GatewayError
@@ -86,6 +88,9 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
             first = first.replace(old, new)
         else:
             old = None
+        priced = ex.rt.config.server.include_cost_in_streaming_usage  # usage.cost in the usage chunk
+        if priced:
+            first = _with_cost(ex, fe, lease.target.dep, first, translator.last_data)
         await send({"type": "http.response.body", "body": first, "more_body": True})
         try:
             async for chunk in start.chunks:
@@ -93,10 +98,14 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
                 if out:
                     if old is not None:
                         out = out.replace(old, new)
+                    if priced:
+                        out = _with_cost(ex, fe, lease.target.dep, out, translator.last_data)
                     await send({"type": "http.response.body", "body": out, "more_body": True})
             tail = translator.close()
             if old is not None:
                 tail = tail.replace(old, new)
+            if priced:
+                tail = _with_cost(ex, fe, lease.target.dep, tail, translator.last_data)
             ok = True
         except (GatewayError, *SHAPE_ERRORS) as exc:  # the upstream failed mid-stream: tell the client in-band
             if not isinstance(exc, GatewayError):
@@ -124,3 +133,21 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
         ex.cost = usd(fe.price_stream(ex, lease.target.dep, last, usage is not None))
         pipe.complete(ex, 200 if ok else 599,
                       Outcome.OK if ok else Outcome.CLIENT_GONE if gone else Outcome.STREAM_BROKEN, error=broke)
+
+
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{(\s*\})?')
+
+
+def _with_cost(ex: Exchange, fe: Frontend, dep: Deployment, out: bytes, last: bytes) -> bytes:
+    """``out`` with ``"cost": <USD>`` first in its usage object, priced from that usage (LiteLLM's
+    ``include_cost_in_streaming_usage``); ``out`` itself when it holds no usage object."""
+    m = _USAGE_OBJECT.search(out)
+    if m is None:
+        return out
+    usage = tokens.extract_usage(last) if last else None
+    if not usage:
+        return out
+    ex.prompt_tokens, ex.completion_tokens = usage[0], usage[1]
+    cost = b'"cost":' + repr(usd(fe.price(ex, dep, last))).encode()
+    at = m.start(1) if m.group(1) is not None else m.end()
+    return out[:at] + cost + (b"" if m.group(1) is not None else b",") + out[at:]
