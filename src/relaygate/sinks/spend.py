@@ -132,6 +132,10 @@ def _unavailable(exc: BaseException) -> bool:
                                                                    "QueryCanceledError", "DeadlockDetectedError"))
 
 
+SMALL_BATCH = 256
+"""A batch this large is written at once (a backlog drains at full speed); a smaller one waits for ``spacing``."""
+
+
 class SpendSink:
     """Writes spend rows and counters for each batch of completion records (an async sink)."""
 
@@ -139,8 +143,12 @@ class SpendSink:
 
     def __init__(self, store: Store, *, store_prompts: bool = False, on_event: OnEvent | None = None,
                  backoff: float = 0.1, max_backoff: float = 5.0, max_attempts: int = 5,
-                 log_interval: float = 60.0) -> None:
+                 log_interval: float = 60.0, spacing: float = 1.0) -> None:
         self.store = store
+        self.spacing = spacing
+        """Seconds between two writes: under load the records of that time go in one batch (one transaction
+        and one multi-row insert for hundreds of rows, not one per handful: the per-batch cost dominates)."""
+        self._last_write = -1e18
         self.store_prompts = store_prompts
         self.on_event = on_event
         self.backoff = backoff
@@ -182,6 +190,10 @@ class SpendSink:
     async def handle(self, batch: Sequence[CompletionRecord]) -> None:
         delay = self.backoff
         attempts = 0
+        wait = self._last_write + self.spacing - time.monotonic()
+        if wait > 0 and len(batch) < SMALL_BATCH:  # the next batch collects what arrives meanwhile
+            await asyncio.sleep(wait)
+        self._last_write = time.monotonic()
         while True:
             try:
                 n = await write_spend(self.store, await self.rows(batch))
