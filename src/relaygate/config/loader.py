@@ -430,6 +430,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
     router_raw: dict[str, Any] = {}
     server_raw: dict[str, Any] = {}
     top: dict[str, Any] = {}
+    budget_raw: dict[str, Any] = {}
     ls = _expect_mapping(data.get("litellm_settings"), source, "litellm_settings")
     for k, v in ls.items():
         if k in _LITELLM_SETTINGS_ROUTER:
@@ -450,6 +451,8 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
                     dep.extra.setdefault("drop_params", True)
         elif k == "check_provider_endpoint":
             top["check_provider_endpoint"] = bool(v)
+        elif k in ("max_budget", "budget_duration"):  # the proxy-wide budget (relaygate.budgets)
+            budget_raw[k] = v
         elif k in _LITELLM_SETTINGS_ACCEPTED:
             pass
         else:
@@ -464,7 +467,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
         server_raw.setdefault("request_timeout", rs["timeout"])
 
     gs = _expect_mapping(data.get("general_settings"), source, "general_settings")
-    general_raw: dict[str, Any] = {}
+    general_raw: dict[str, Any] = dict(budget_raw)
     for k, v in gs.items():
         if k == "max_request_size_mb":
             server_raw["max_request_body_bytes"] = int(float(v) * 1024 * 1024)

@@ -182,6 +182,10 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     maximum_spend_logs_retention_interval: str = "1d"
     """How often each worker runs the retention delete (LiteLLM's name; ``1h``, ``1d``)."""
     spend_logs_buffer: int = 100_000
+    max_budget: float | None = None
+    """``litellm_settings.max_budget``: the proxy-wide budget in USD (``relaygate.budgets``); None: none."""
+    budget_duration: str | None = None
+    """``litellm_settings.budget_duration``: the proxy-wide budget's period (``30s``, ``1h``, ``30d``, ``1mo``)."""
     """Completion records a worker keeps waiting for the spend sink (the database slow or down); past it
     the oldest are dropped, counted (``sink_dropped:spend``) and logged."""
 

@@ -105,6 +105,8 @@ class Gateway:
         self.db_models: list[Deployment] = []
         """Deployments added by ``/model/new`` (``store_model_in_db``), served after the file's."""
         self._db_models_seen: tuple[Any, ...] = ()
+        self.budgets: Any = None
+        """The worker's ``budgets.BudgetGuard`` (with a store or ``litellm_settings.max_budget``), else None."""
 
     # the current snapshot's parts (a request uses ``Exchange.rt``, not these)
     @property
@@ -188,10 +190,12 @@ class Gateway:
             self.runtime.use_store(self.store, self.shared_keys)
             await changes.prime()
             self._start_spend_sink(self.store)
+            self.start_budgets(self.store)
             await self._sync_models_logged()
             self._spawn(changes.run())
             if changes.redis_url is not None:
                 self._spawn(changes.subscribe())
+        self.start_budgets(None)  # the proxy-wide budget without a store
         await self.router.start()
         self.completions.start()
         if self.metrics.directory is not None:
@@ -203,6 +207,33 @@ class Gateway:
         if url is not None and self.config_path is not None:
             # other gateway hosts sharing this Redis announce their reloads on a channel (redis-py pub/sub)
             self._spawn(subscribe_reloads(url, self._on_change, origin=self._origin()))
+
+    def start_budgets(self, store: Store | None) -> None:
+        """Budgets (``relaygate.budgets``): with a store or a proxy-wide ``max_budget``, a guard is the
+        ``before_route`` hook and a completion sink; its counters are shared through Redis when configured.
+        Without either, nothing is installed and requests pay nothing."""
+        g = self.config.general
+        if self.budgets is not None or (store is None and g.max_budget is None):
+            return
+        from relaygate.budgets import BudgetGuard
+        from relaygate.budgets.shared import SharedSpend
+
+        url = _redis_url(self.config)
+        guard = self.budgets = BudgetGuard(store, max_budget=g.max_budget, budget_duration=g.budget_duration,
+                                           on_event=self.metrics.count, shared=SharedSpend(url) if url else None,
+                                           ttl=g.user_api_key_cache_ttl,
+                                           on_active=lambda: self._budget_hook(self.runtime))
+        self.completions.add_sink(guard)
+        self._budget_hook(self.runtime)
+        self._spawn(guard.refresh_forever())
+
+    def _budget_hook(self, rt: Runtime) -> None:
+        """The budget check is one of ``rt``'s ``before_route`` hooks exactly while some budget exists."""
+        guard = self.budgets
+        if guard is None:
+            return
+        hooks = tuple(h for h in rt.before_route if h != guard.check)
+        rt.before_route = (*hooks, guard.check) if guard.active else hooks
 
     def _start_spend_sink(self, store: Store) -> None:
         """Spend rows and counters (``sinks.spend``) off the request path, unless ``disable_spend_logs``;
@@ -280,6 +311,8 @@ class Gateway:
         """The store's change counter moved (or a Redis "everything changed" arrived): forget cached keys,
         and read the stored models again when they are served."""
         self.principals.clear()
+        if self.budgets is not None:
+            self._spawn(self.budgets.refresh_logged())
         if self.store is not None and db_models_enabled(self.file_config):
             self._spawn(self._sync_models_logged())
 
@@ -373,6 +406,7 @@ class Gateway:
                             shared=self.shared_keys)
         if self.key_changes is not None:
             new.set_blocked_customers(self.key_changes.blocked)
+        self._budget_hook(new)
         await new.router.start()
         self.metrics.set_labels(**labels_of(config))
         self.pipeline.runtime = new

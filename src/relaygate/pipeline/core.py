@@ -8,7 +8,8 @@ The stages, top to bottom (each costs nothing when its feature is off)::
     resolve    runtime.router.resolve(model): the model group (the key's aliases, then the router's aliases and
                wildcards); unknown -> 400
     authorize  a virtual key's allow-list covers the model and every fallback it names    (auth.Principal)
-    before_route   the runtime's hooks (a cache lookup, a budget check plug in here): none today
+    before_route   the runtime's hooks: budgets (relaygate.budgets, installed only with a store or a proxy-wide
+               budget), a cache lookup; none by default
     admit + attempt   Router.run: per target, pay the limits (admit), then the frontend's attempt function
                (pipeline.frontend: unary / stream / fan-out by the adapter's capabilities); retries,
                cooldowns and fallbacks as the router decides
@@ -188,8 +189,11 @@ class Pipeline:
             (b"x-litellm-attempted-fallbacks", b"%d" % ctx.attempted_fallbacks),
             *lease.headers,
         ]
-        if key is not None and key.headers:
-            headers.extend(key.headers)
+        if key is not None:
+            if key.headers:
+                headers.extend(key.headers)
+            if key.records:  # a key from the store: its spend as read with it (LiteLLM's header, same value)
+                headers.append((b"x-litellm-key-spend", str(key.records[0].spend).encode()))
         return headers
 
     def complete(self, ex: Exchange, status: int, outcome: Outcome, latency: float | None = None,

@@ -1,0 +1,416 @@
+"""BudgetGuard: budgets enforced before any upstream call, and counted as requests complete.
+
+What it owns: the ``before_route`` hook that refuses a request over a budget with LiteLLM's
+``budget_exceeded`` 400 (``limits.exceeded``), the completion sink that adds each request's cost to the
+tallies of the entities it was made for, and the write-back of resets, off the request path.
+
+Budgets, with LiteLLM's fields and rules: ``max_budget`` / ``soft_budget`` / ``budget_duration`` /
+``budget_reset_at`` on keys, teams and users (the user's only for keys without a team, as LiteLLM without
+``apply_user_budget_to_team_keys``), an organization's and a customer's through their ``budget_id`` row,
+``model_max_budget`` per model group within a key (``{"model": {"budget_limit": 1.0, "time_period": "1d"}}``
+or ``max_budget`` / ``budget_duration``), and the proxy-wide ``litellm_settings.max_budget``.
+``soft_budget`` is not a block: the first request that finds it crossed in a period logs one warning and
+counts ``budget_soft_crossed``; refusals count ``budget_exceeded``.
+
+How spend is known, per entity (``limits.Limit``): the row's ``spend`` as read with the key (the spend sink
+adds every worker's completions to it in batches), plus what this worker saw complete since. So a budget
+binds at once in the worker that crossed it and, in the others, when they read the rows again (the key
+cache TTL, ``user_api_key_cache_ttl``, after the spend sink flushed). With Redis (``shared.SharedSpend``),
+every worker adds its completions to one counter per entity and period and a request reads them with one
+MGET; the guard uses the larger of the two figures.
+
+Resets: a row whose period ended (its ``budget_reset_at`` passed) counts spend from the new period at once;
+the row is written back (``spend`` 0, the next ``budget_reset_at``) by a background task.
+
+Cost when nothing applies: the gateway installs the hook only while some budget exists (the proxy's, or
+any row's: :meth:`BudgetGuard.refresh` asks the store at startup, every TTL and when its rows change); a key
+whose rows have no budget costs one dict look-up and one identity test per request (its plan is ``None``,
+cached per ``KeyInfo``), a request naming no budgeted customer one set test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from relaygate.budgets.limits import FOREVER, Limit, Plan, Tally, key_label
+from relaygate.budgets.periods import Duration, parse
+from relaygate.cost import PICO, pico_of, to_pico
+from relaygate.sinks.record import CompletionRecord
+
+__all__ = ["EXCEEDED_EVENT", "SOFT_EVENT", "BudgetGuard"]
+
+log = logging.getLogger("relaygate.budgets")
+
+EXCEEDED_EVENT = "budget_exceeded"
+SOFT_EVENT = "budget_soft_crossed"
+_MAX = 100_000
+_NEVER = -1.0
+
+
+def _ts(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
+
+
+def _duration(text: str | None, where: str) -> Duration | None:
+    if not text:
+        return None
+    try:
+        return parse(text)
+    except ValueError as exc:
+        log.warning("%s: %s; its budget never resets", where, exc)
+        return None
+
+
+def _model_budget(raw: Any) -> tuple[float | None, str | None]:
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return float(raw), None
+    if isinstance(raw, dict):
+        b = raw.get("budget_limit", raw.get("max_budget"))
+        d = raw.get("time_period", raw.get("budget_duration"))
+        return (float(b) if isinstance(b, (int, float)) and not isinstance(b, bool) else None,
+                d if isinstance(d, str) else None)
+    return None, None
+
+
+class BudgetGuard:
+    """One worker's budgets. ``check`` is the ``before_route`` hook, ``handle`` the completion sink."""
+
+    name = "budgets"
+
+    def __init__(self, store: Any = None, *, max_budget: float | None = None, budget_duration: str | None = None,
+                 on_event: Callable[[str, int], None] | None = None, shared: Any = None, ttl: float = 60.0,
+                 on_active: Callable[[], None] | None = None) -> None:
+        self.store = store
+        self.on_active = on_active
+        """Called when :attr:`active` changes (the gateway installs or removes the hook)."""
+        self.on_event = on_event
+        self.shared = shared
+        """``shared.SharedSpend`` (Redis) when configured: one counter per entity and period for everyone."""
+        self.ttl = ttl
+        self.tallies: dict[tuple[str, str], Tally] = {}
+        self.plans: dict[str, tuple[tuple[Any, ...], Plan | None]] = {}
+        self.org_of: dict[str, str] = {}
+        self.customers: frozenset[str] = frozenset()
+        """Ids of customers with a budget row (refreshed every ``ttl``): only their requests are checked."""
+        self._customer_limits: dict[str, tuple[float, Limit | None]] = {}
+        self._budget_rows: dict[str, tuple[float, Any]] = {}
+        self._warned: set[tuple[str, str, float]] = set()
+        self._resetting: set[tuple[str, str, float]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.proxy: Limit | None = None
+        self.active = max_budget is not None
+        """Some budget exists (the proxy's, or a row's as :meth:`refresh` last found): the hook is installed."""
+        self._proxy_budget = max_budget
+        self._proxy_duration = _duration(budget_duration, "litellm_settings.budget_duration")
+        if max_budget is not None:
+            self.proxy = Limit("proxy", "", self._tally("proxy", "", self._proxy_duration, 0.0, time.time()),
+                               max_budget, None, 0, _NEVER)
+
+    # -- the request path ---------------------------------------------------------------------------
+
+    async def check(self, ex: Any) -> None:
+        """Refuse the request (LiteLLM's ``budget_exceeded`` 400) when an entity it is made for is over budget."""
+        now = time.time()
+        who = ex.who
+        key = who.key if who is not None else None
+        limits: list[Limit] = []
+        if key is not None and key.records:
+            entry = self.plans.get(key.token)
+            plan = entry[1] if entry is not None and entry[0] is key.records else await self._plan(key, now)
+            if plan is not None:
+                limits.extend(plan.limits)
+                if plan.models:
+                    m = plan.models.get(ex.model)
+                    if m is None and ex.group is not None:
+                        m = plan.models.get(ex.group.name)
+                    if m is not None:
+                        limits.append(m)
+        if self.customers:
+            over = ex.over
+            cid = (over.end_user if over is not None else None) or getattr(ex.view, "user", None)
+            if isinstance(cid, str) and cid in self.customers:
+                lim = await self._customer(cid, now)
+                if lim is not None:
+                    limits.append(lim)
+        if self.proxy is not None:
+            limits.append(self.proxy)
+        if not limits:
+            return
+        shared = self.shared
+        seen = await shared.read(limits) if shared is not None else None
+        for i, lim in enumerate(limits):
+            spent = lim.spent(now)
+            if seen is not None:
+                s = seen[i]
+                if s is not None and s > spent:
+                    spent = s
+            if lim.soft_pico is not None and spent >= lim.soft_pico:
+                self._soft(lim, spent)
+            if lim.over(spent):
+                self._count(EXCEEDED_EVENT)
+                raise lim.error(spent)
+
+    def _soft(self, lim: Limit, spent: int) -> None:
+        mark = (lim.kind, lim.ident, lim.tally.start)
+        if mark in self._warned:
+            return
+        if len(self._warned) >= _MAX:
+            self._warned.clear()
+        self._warned.add(mark)
+        self._count(SOFT_EVENT)
+        log.warning("soft budget crossed: %s=%s spend %s >= soft_budget %s (not blocked)", lim.kind,
+                    lim.ident[:24] if lim.kind == "key" else lim.ident, spent / PICO, lim.soft_budget)
+
+    def _count(self, event: str) -> None:
+        if self.on_event is not None:
+            self.on_event(event, 1)
+
+    # -- the completion sink ------------------------------------------------------------------------
+
+    def handle(self, batch: Sequence[CompletionRecord]) -> None:
+        """Add each priced record's cost to the tallies of its key, team, user, organization, customer,
+        model (within the key) and the proxy, where those have a budget (and to Redis, when shared)."""
+        tallies = self.tallies
+        shared = self.shared
+        now = time.time()
+        for r in batch:
+            cost = r.cost
+            if not cost > 0.0:
+                continue
+            c = pico_of(cost)
+            kh = r.key_hash
+            for ent in (("key", kh), ("team", r.team_id), ("user", r.user_id),
+                        ("organization", r.org_id or (self.org_of.get(kh) if kh else None)),
+                        ("customer", r.end_user_id), ("proxy", ""),
+                        ("model", f"{kh}\0{r.model}" if kh else None),
+                        ("model", f"{kh}\0{r.model_group}" if kh and r.model_group != r.model else None)):
+                ident = ent[1]
+                if ident is None:
+                    continue
+                t = tallies.get(ent)  # type: ignore[arg-type]
+                if t is not None:
+                    t.add(c, now)
+                    if shared is not None:
+                        shared.add(ent[0], ident, t.start, t.end, c)
+
+    # -- plans --------------------------------------------------------------------------------------
+
+    def _tally(self, kind: str, ident: str, duration: Duration | None, anchor: float, now: float) -> Tally:
+        key = (kind, ident)
+        t = self.tallies.get(key)
+        if t is None:
+            if len(self.tallies) >= _MAX:
+                self.tallies.clear()
+                self.plans.clear()
+            t = self.tallies[key] = Tally(duration, anchor, now)
+        elif (t.duration.text if t.duration else None) != (duration.text if duration else None) or t.anchor != anchor:
+            t.retime(duration, anchor, now)
+        return t
+
+    def _limit(self, kind: str, ident: str, budget: Any, spend: float, now: float, label: str = "",
+               created: datetime | None = None, reset: tuple[str, Any] | None = None) -> Limit | None:
+        """The limit of an entity whose budget fields are on ``budget`` (its own row, or its budget row)."""
+        max_budget, soft = budget.max_budget, budget.soft_budget
+        if max_budget is None and not soft:
+            return None
+        dur = _duration(budget.budget_duration, f"{kind} {ident[:24]}: budget_duration")
+        if dur is None:
+            t = self._tally(kind, ident, None, 0.0, now)
+            return Limit(kind, ident, t, max_budget, soft, to_pico(spend or 0.0), t.start, label)
+        end = _ts(budget.budget_reset_at)
+        if end is None:
+            start = _ts(created if created is not None else getattr(budget, "created_at", None))
+            end = dur.add(start if start is not None else now)
+        t = self._tally(kind, ident, dur, end, now)
+        current = now < end
+        if not current and reset is not None:
+            self._reset(kind, ident, t.end, reset)
+        return Limit(kind, ident, t, max_budget, soft, to_pico(spend or 0.0) if current else 0,
+                     t.start if current else _NEVER, label)
+
+    async def _plan(self, info: Any, now: float) -> Plan | None:
+        records = info.records
+        key, team, user, org = (*records, None, None, None, None)[:4]
+        limits: list[Limit] = []
+        org_id: str | None = None
+        if key is not None:
+            lim = self._limit("key", key.token, key, key.spend, now, key_label(key.key_alias, key.key_name),
+                              reset=("key", key))
+            if lim is not None:
+                limits.append(lim)
+            if team is not None:
+                lim = self._limit("team", team.team_id, team, team.spend, now, reset=("team", team))
+                if lim is not None:
+                    limits.append(lim)
+            elif user is not None:
+                lim = self._limit("user", user.user_id, user, user.spend, now, reset=("user", user))
+                if lim is not None:
+                    limits.append(lim)
+            if org is not None:
+                org_id = org.organization_id
+                row = await self._budget_row(org.budget_id, now) if org.budget_id else None
+                if row is not None:
+                    lim = self._limit("organization", org.organization_id, row, org.spend, now,
+                                      created=org.created_at, reset=("budget", row))
+                    if lim is not None:
+                        limits.append(lim)
+        models: dict[str, Limit] = {}
+        if key is not None and key.model_max_budget:
+            for model, raw in key.model_max_budget.items():
+                budget, period = _model_budget(raw)
+                if budget is None or budget < 0:
+                    continue
+                dur = _duration(period, f"key model_max_budget {model}")
+                t = self._tally("model", f"{key.token}\0{model}", dur, 0.0, now)
+                models[model] = Limit("model", f"{key.token}\0{model}", t, budget, None, 0, _NEVER,
+                                      f"{key.token}, key_alias: {key.key_alias}")
+        plan = Plan(info.token, tuple(limits), models, org_id) if limits or models else None
+        if len(self.plans) >= _MAX:
+            self.plans.clear()
+        self.plans[info.token] = (records, plan)
+        if org_id is not None and plan is not None:
+            self.org_of[info.token] = org_id
+        if plan is not None and self.shared is not None:
+            await self.shared.seed([*limits, *models.values()])
+        return plan
+
+    async def _budget_row(self, budget_id: str, now: float) -> Any:
+        got = self._budget_rows.get(budget_id)
+        if got is not None and got[0] > now:
+            return got[1]
+        try:
+            row = await self.store.get_budget(budget_id)
+        except Exception as exc:  # NotFound: no budget; a database failure: none until the next try
+            if type(exc).__name__ != "NotFound":
+                log.warning("budget row %s could not be read: %s: %s", budget_id, type(exc).__name__, exc)
+            row = None
+        self._budget_rows[budget_id] = (now + self.ttl, row)
+        return row
+
+    async def _customer(self, cid: str, now: float) -> Limit | None:
+        got = self._customer_limits.get(cid)
+        if got is not None and got[0] > now:
+            return got[1]
+        lim = None
+        try:
+            c = await self.store.get_customer(cid)
+        except Exception:
+            c = None
+        if c is not None and c.budget_id:
+            row = await self._budget_row(c.budget_id, now)
+            if row is not None:
+                lim = self._limit("customer", cid, row, c.spend, now, created=c.created_at, reset=("budget", row))
+        if len(self._customer_limits) >= _MAX:
+            self._customer_limits.clear()
+        self._customer_limits[cid] = (now + self.ttl, lim)
+        return lim
+
+    # -- background ---------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _reset(self, kind: str, ident: str, end: float, what: tuple[str, Any]) -> None:
+        """Write a reset back (spend 0, the next ``budget_reset_at``), once per row and period, off the path."""
+        if self.store is None:
+            return
+        mark = (what[0], ident if what[0] != "budget" else what[1].budget_id, end)
+        if mark in self._resetting:
+            return
+        self._resetting.add(mark)
+        self._spawn(self._write_reset(what, end))
+
+    async def _write_reset(self, what: tuple[str, Any], end: float) -> None:
+        store, (table, row) = self.store, what
+        at = datetime.fromtimestamp(end, UTC)
+        try:
+            if table == "key":
+                await store.update_key(row.token, spend=0.0, budget_reset_at=at)
+            elif table == "team":
+                await store.update_team(row.team_id, spend=0.0, budget_reset_at=at)
+            elif table == "user":
+                await store.update_user(row.user_id, spend=0.0, budget_reset_at=at)
+            else:  # a budget row: every organization and customer on it starts the new period
+                await store.update_budget(row.budget_id, budget_reset_at=at)
+                page = 1
+                while True:
+                    got = await store.list_customers(budget_id=row.budget_id, page=page, page_size=500)
+                    for c in got.items:
+                        await store.update_customer(c.user_id, spend=0.0)
+                    if page >= got.total_pages:
+                        break
+                    page += 1
+                page = 1
+                while True:
+                    orgs = await store.list_organizations(page=page, page_size=500)
+                    for o in orgs.items:
+                        if o.budget_id == row.budget_id:
+                            await store.update_organization(o.organization_id, spend=0.0)
+                    if page >= orgs.total_pages:
+                        break
+                    page += 1
+                self._budget_rows.pop(row.budget_id, None)
+            log.info("budget reset: %s %s, next reset at %s", table, getattr(row, "budget_id", "") or "", at)
+        except Exception as exc:
+            log.warning("budget reset of a %s could not be written (%s: %s); spend still counts from the new "
+                        "period", table, type(exc).__name__, exc)
+
+    async def refresh(self) -> None:
+        """Read whether any budget exists, which customers have one, and the proxy's spend in its current
+        period (with a store). The gateway calls it every ``ttl`` and when the store's rows change."""
+        store = self.store
+        if store is None:
+            return
+        from relaygate.budgets.shared import any_budget, proxy_spend
+
+        active = self.proxy is not None or await any_budget(store)
+        if active != self.active:
+            self.active = active
+            log.info("budgets: %s", "enforced" if active else "none set: the check is off")
+            if self.on_active is not None:
+                self.on_active()
+        ids: list[str] = []
+        page = 1
+        while len(ids) < _MAX:
+            got = await store.list_customers(page=page, page_size=1000)
+            ids.extend(c.user_id for c in got.items if c.budget_id)
+            if page >= got.total_pages:
+                break
+            page += 1
+        self.customers = frozenset(ids)
+        self._customer_limits.clear()
+        if self.proxy is not None:
+            now = time.time()
+            t = self.proxy.tally
+            t.roll(now)
+            start = t.start if t.end != FOREVER else None
+            nanos = await proxy_spend(store, start)
+            self.proxy = Limit("proxy", "", t, self._proxy_budget, None, nanos * (PICO // 1_000_000_000), t.start)
+
+    async def refresh_logged(self) -> None:
+        """:meth:`refresh`; a failure (the database down) is logged and changes nothing."""
+        try:
+            await self.refresh()
+        except Exception as exc:
+            log.warning("budgets: refresh failed (%s: %s)", type(exc).__name__, exc)
+
+    async def refresh_forever(self) -> None:
+        while True:
+            await self.refresh_logged()
+            await asyncio.sleep(self.ttl)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.shared is not None:
+            await self.shared.aclose()

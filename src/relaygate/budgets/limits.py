@@ -1,0 +1,143 @@
+"""What a budget is on the request path: a :class:`Tally` per entity, a :class:`Limit` per budget, a
+:class:`Plan` per key, and LiteLLM's ``budget_exceeded`` errors.
+
+What it owns: the arithmetic of "how much has this entity spent in its current period", sans IO.
+
+- **Tally** (one per entity and worker: a key, team, user, organization, customer, a key's model, the
+  proxy): the pico-USD this worker saw completed for the entity in the entity's current period. It rolls to
+  the next period by itself when a completion or a check arrives after the boundary (``periods.period_at``):
+  no cron, nothing to miss.
+- **Limit**: one budget of one entity, built when a key's rows are read. ``base`` is the row's ``spend``
+  (pico-USD) when the row's period is the current one, and ``snap`` the tally at that moment, so
+  ``spent = base + (tally - snap)``: what every worker had written when the rows were read, plus what this
+  worker spent since. Once the period moved past the row's, the row's spend no longer counts: ``spent`` is
+  the tally of the new period (and the shared Redis counter, when there is one, which every worker adds to).
+- **Errors**: LiteLLM's ``BudgetExceededError`` as its proxy answers it (``ProxyException`` of type
+  ``budget_exceeded``, status 400), with LiteLLM's message for each entity kind.
+
+Nothing here awaits or reads a clock: ``now`` is passed in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from relaygate.budgets.periods import Duration, period_at
+from relaygate.core.errors import GatewayError
+from relaygate.cost import PICO, to_pico
+
+__all__ = ["FOREVER", "Limit", "Plan", "Tally", "exceeded"]
+
+FOREVER = float("inf")
+_MASKED = re.compile(r"^sk-\.\.\.[A-Za-z0-9_-]{4}$")
+
+
+class Tally:
+    """One entity's spend seen by this worker in its current period (pico-USD)."""
+
+    __slots__ = ("anchor", "duration", "end", "pico", "start")
+
+    def __init__(self, duration: Duration | None = None, anchor: float = 0.0, now: float = 0.0) -> None:
+        self.pico = 0
+        self.duration = duration
+        self.anchor = anchor
+        self.start, self.end = (period_at(duration, anchor, now) if duration is not None else (0.0, FOREVER))
+
+    def retime(self, duration: Duration | None, anchor: float, now: float) -> None:
+        """The entity's period rules changed (its row says so): keep the spend when the period is the same."""
+        start, end = period_at(duration, anchor, now) if duration is not None else (0.0, FOREVER)
+        if start != self.start:
+            self.pico = 0
+        self.duration, self.anchor, self.start, self.end = duration, anchor, start, end
+
+    def roll(self, now: float) -> None:
+        d = self.duration
+        if d is not None and now >= self.end:
+            self.start, self.end = period_at(d, self.anchor, now)
+            self.pico = 0
+
+    def add(self, pico: int, now: float) -> None:
+        if now >= self.end:
+            self.roll(now)
+        self.pico += pico
+
+
+class Limit:
+    """One budget (``max_budget`` and / or ``soft_budget``) of one entity, as read with the key's rows."""
+
+    __slots__ = ("base", "base_start", "ident", "kind", "label", "max_budget", "max_pico", "soft_budget", "soft_pico",
+                 "snap", "strict", "tally")
+
+    def __init__(self, kind: str, ident: str, tally: Tally, max_budget: float | None, soft_budget: float | None,
+                 base: int, base_start: float, label: str = "") -> None:
+        self.kind = kind
+        self.ident = ident
+        self.tally = tally
+        self.max_budget = max_budget
+        self.soft_budget = soft_budget
+        self.max_pico = to_pico(max_budget) if max_budget is not None else None
+        self.soft_pico = to_pico(soft_budget) if soft_budget is not None and soft_budget > 0 else None
+        self.base = base
+        self.base_start = base_start
+        self.snap = tally.pico if tally.start == base_start else 0
+        self.label = label
+        """What the error names: the key's descriptor, the model of a ``model_max_budget``."""
+        self.strict = kind in ("customer", "proxy")
+        """LiteLLM refuses end users and the proxy only past the budget (``>``), the others at it (``>=``)."""
+
+    def spent(self, now: float) -> int:
+        t = self.tally
+        if now >= t.end:
+            t.roll(now)
+        if t.start == self.base_start:
+            return self.base + t.pico - self.snap
+        return t.pico
+
+    def over(self, spent: int) -> bool:
+        m = self.max_pico
+        if m is None:
+            return False
+        return spent > m if self.strict else spent >= m
+
+    def error(self, spent: int) -> GatewayError:
+        return exceeded(self, spent / PICO)
+
+
+class Plan:
+    """Every budget a key's requests answer to: its own, its team's, its user's (keys without a team, as
+    LiteLLM), its organization's, and per model group (``model_max_budget``)."""
+
+    __slots__ = ("limits", "models", "org_id", "token")
+
+    def __init__(self, token: str, limits: tuple[Limit, ...], models: Mapping[str, Limit], org_id: str | None) -> None:
+        self.token = token
+        self.limits = limits
+        self.models = models
+        self.org_id = org_id
+
+
+def exceeded(limit: Limit, spend: float) -> GatewayError:
+    """LiteLLM's ``budget_exceeded`` error for ``limit`` at ``spend`` USD (its wording per entity kind)."""
+    kind, ident, budget = limit.kind, limit.ident, limit.max_budget
+    if kind == "key":
+        msg = f"Budget has been exceeded! Key={limit.label} Current cost: {spend}, Max budget: {budget}"
+    elif kind == "team":
+        msg = f"Budget has been exceeded! Team={ident} Current cost: {spend}, Max budget: {budget}"
+    elif kind == "organization":
+        msg = f"Budget has been exceeded! Organization={ident} Current cost: {spend}, Max budget: {budget}"
+    elif kind == "user":
+        msg = f"ExceededBudget: User={ident} over budget. Spend={spend}, Budget={budget}"
+    elif kind == "customer":
+        msg = f"ExceededBudget: End User={ident} over budget. Spend={spend}, Budget={budget}"
+    elif kind == "model":
+        msg = f"LiteLLM Virtual Key: {limit.label}, exceeded budget for model={ident.rpartition(chr(0))[2]}"
+    else:
+        msg = f"Budget has been exceeded! Current cost: {spend}, Max budget: {budget}"
+    return GatewayError(msg, status=400, type="budget_exceeded", param=None, code="400")
+
+
+def key_label(alias: str | None, key_name: str | None) -> str:
+    """How LiteLLM names a key in its budget error: its alias (or ``key``) and its masked name."""
+    label = alias or "key"
+    return f"{label} ({key_name})" if key_name and _MASKED.match(key_name) else label

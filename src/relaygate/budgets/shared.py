@@ -1,0 +1,156 @@
+"""Spend shared by every worker and instance: one Redis counter per budgeted entity and period, and the
+proxy's spend read from the spend logs.
+
+What it owns: the Redis side of budgets (``router_settings.redis_*``, the limiter's Redis).
+
+- **Counters**: ``relaygate:budget:{kind}:{id}:{period start}`` holds integer pico-USD. A worker adds its
+  completions with ``INCRBY`` (aggregated per drain, one pipeline, off the request path) and sets the key to
+  expire a minute after the period ends (``EXPIREAT``): a new period is a new key, so a reset needs no job.
+  When a key's rows are read, each budget's counter is seeded with the row's spend (``SET NX``: only the
+  first reader of a period seeds it; later ones find it).
+- **Reads**: a request whose key (or customer, or the proxy) has a budget reads all its counters with one
+  ``MGET``; the guard takes the larger of the counter and its own figure (row + this worker).
+- **Redis down or slow** (``timeout`` 0.5 s): reads answer nothing (the guard uses its own figure: the row
+  and this worker's spend), increments are dropped, one warning a minute; the request never waits longer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from relaygate.budgets.limits import FOREVER, Limit
+
+if TYPE_CHECKING:
+    from relaygate.store import Store
+
+__all__ = ["PREFIX", "SharedSpend", "any_budget", "proxy_spend"]
+
+log = logging.getLogger("relaygate.budgets")
+
+PREFIX = "relaygate:budget:"
+_NO_END_TTL = 400 * 86400
+
+
+def counter(kind: str, ident: str, start: float) -> str:
+    return f"{PREFIX}{kind}:{ident}:{int(start)}"
+
+
+class SharedSpend:
+    """Budget counters in Redis (redis-py asyncio, bounded by ``timeout``)."""
+
+    def __init__(self, url: str, *, timeout: float = 0.5) -> None:
+        import redis.asyncio as aioredis
+
+        self.redis: Any = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self.timeout = timeout
+        self._pending: dict[str, list[float]] = {}
+        self._flushing = False
+        self._warned = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _warn(self, what: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._warned >= 60.0:
+            self._warned = now
+            log.warning("budgets: Redis %s failed (%s: %s); using this worker's figures", what, type(exc).__name__,
+                        exc)
+
+    async def read(self, limits: Sequence[Limit]) -> list[int | None] | None:
+        names = [counter(lim.kind, lim.ident, lim.tally.start) for lim in limits]
+        try:
+            got = await asyncio.wait_for(self.redis.mget(names), self.timeout)
+        except Exception as exc:
+            self._warn("read", exc)
+            return None
+        return [int(v) if v is not None else None for v in got]
+
+    async def seed(self, limits: Sequence[Limit]) -> None:
+        """Start each limit's counter at its row's spend, unless someone already did for this period."""
+        items = [(lim, counter(lim.kind, lim.ident, lim.tally.start)) for lim in limits
+                 if lim.base_start == lim.tally.start]
+        if not items:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as p:
+                for lim, name in items:
+                    end = lim.tally.end
+                    p.set(name, lim.base, nx=True, exat=int(end) + 60 if end != FOREVER else None,
+                          ex=_NO_END_TTL if end == FOREVER else None)
+                await asyncio.wait_for(p.execute(), self.timeout)
+        except Exception as exc:
+            self._warn("seed", exc)
+
+    def add(self, kind: str, ident: str, start: float, end: float, pico: int) -> None:
+        """Add ``pico`` to the entity's counter of the period ``[start, end)`` (sent with the next flush)."""
+        name = counter(kind, ident, start)
+        acc = self._pending.get(name)
+        if acc is None:
+            self._pending[name] = [pico, end]
+        else:
+            acc[0] += pico
+        if not self._flushing:
+            self._flushing = True
+            task = asyncio.get_running_loop().create_task(self._flush())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, {}
+                try:
+                    async with self.redis.pipeline(transaction=False) as p:
+                        for name, (pico, end) in batch.items():
+                            p.incrby(name, int(pico))
+                            if end != FOREVER:
+                                p.expireat(name, int(end) + 60)
+                            else:
+                                p.expire(name, _NO_END_TTL)
+                        await asyncio.wait_for(p.execute(), self.timeout * 4)
+                except Exception as exc:
+                    self._warn("increment", exc)
+        finally:
+            self._flushing = False
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            try:
+                await asyncio.wait_for(asyncio.shield(task), 1.0)
+            except Exception:
+                task.cancel()
+        await self.redis.aclose()
+
+
+async def proxy_spend(store: Store, start: float | None) -> int:
+    """The proxy's spend in nano-USD since ``start`` (all of it with None), from the spend logs."""
+    from datetime import UTC, datetime
+
+    from relaygate.store import tables as t
+
+    async with store._read() as c:
+        if start is None:
+            rows = await c.fetch("SELECT COALESCE(SUM(spend_nanos), 0) AS n FROM rg_spend_logs", [])
+        else:
+            at = t.SPEND_LOGS.to_db("start_time", datetime.fromtimestamp(start, UTC), store.dialect)
+            rows = await c.fetch("SELECT COALESCE(SUM(spend_nanos), 0) AS n FROM rg_spend_logs WHERE start_time >= ?",
+                                 [at])
+    return int(rows[0]["n"]) if rows else 0
+
+
+_ANY = ("SELECT 1 FROM rg_keys WHERE max_budget IS NOT NULL OR soft_budget IS NOT NULL "
+        "OR CAST(model_max_budget AS TEXT) NOT IN ('{}', 'null', '') "
+        "UNION ALL SELECT 1 FROM rg_teams WHERE max_budget IS NOT NULL OR soft_budget IS NOT NULL "
+        "UNION ALL SELECT 1 FROM rg_users WHERE max_budget IS NOT NULL OR soft_budget IS NOT NULL "
+        "UNION ALL SELECT 1 FROM rg_organizations WHERE budget_id IS NOT NULL "
+        "UNION ALL SELECT 1 FROM rg_customers WHERE budget_id IS NOT NULL LIMIT 1")
+
+
+async def any_budget(store: Store) -> bool:
+    """Whether any key, team, user, organization or customer has a budget (the guard's hook is installed
+    only then)."""
+    async with store._read() as c:
+        return bool(await c.fetch(_ANY, []))

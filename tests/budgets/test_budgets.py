@@ -1,0 +1,195 @@
+"""Budgets through the gateway and its lifespan (store, spend sink, budget guard) on SQLite and a real
+PostgreSQL, against a local upstream that answers with usage priced by ``model_info`` (3e-6 USD a request):
+each entity kind over its budget gets LiteLLM's ``budget_exceeded`` 400 and nothing more reaches the
+upstream; a soft budget logs once; a period ends at its boundary and the reset is written back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from relaygate.store import Budget, Customer, Key, Organization, Team, User
+from tests.budgets.conftest import MASTER, ask, gateway, token, upstream
+
+BUDGET = 0.000005  # two requests fit under it (3e-6 each); the third finds 6e-6 spent
+
+
+def refused(r: Any, needle: str) -> None:
+    assert r.status == 400, (r.status, r.body)
+    err = r.json()["error"]
+    assert err["type"] == "budget_exceeded" and err["code"] == "400", err
+    assert needle in err["message"], err["message"]
+
+
+def test_key_budget_refuses_before_the_upstream(db_url: str) -> None:
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            await gw.store.create_key(Key(token=token("sk-budget"), key_alias="capped", key_name="sk-...dget",
+                                          max_budget=BUDGET))
+            await gw.store.create_key(Key(token=token("sk-free")))
+            await gw.budgets.refresh()  # as the store's change poll does within a second
+            first = await ask(gw, "sk-budget")
+            assert first.status == 200 and first.headers["x-litellm-key-spend"] == "0.0"  # the row's, as LiteLLM
+            assert (await ask(gw, "sk-budget")).status == 200
+            for _ in range(3):
+                r = await ask(gw, "sk-budget")
+                refused(r, "Budget has been exceeded! Key=capped (sk-...dget) Current cost: 6e-06, Max budget: 5e-06")
+            assert up.hits == 2  # nothing reached the upstream once over
+            assert (await ask(gw, "sk-free")).status == 200  # a key without a budget is untouched
+            assert gw.metrics.events.get("budget_exceeded") == 3
+
+    asyncio.run(main())
+
+
+async def _two_then_refused(gw: Any, up: Any, key: str, needle: str, **body: Any) -> None:
+    up.hits = 0
+    assert (await ask(gw, key, **body)).status == 200
+    assert (await ask(gw, key, **body)).status == 200
+    refused(await ask(gw, key, **body), needle)
+    assert up.hits == 2
+
+
+def test_team_budget(db_url: str) -> None:
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            await gw.store.create_team(Team(team_id="t1", max_budget=BUDGET))
+            await gw.store.create_key(Key(token=token("sk-t"), team_id="t1"))
+            await gw.budgets.refresh()
+            await _two_then_refused(gw, up, "sk-t", "Budget has been exceeded! Team=t1 Current cost: 6e-06")
+
+    asyncio.run(main())
+
+
+def test_user_budget_for_keys_without_a_team(db_url: str) -> None:
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            await gw.store.create_user(User(user_id="u1", max_budget=BUDGET))
+            await gw.store.create_key(Key(token=token("sk-u"), user_id="u1"))
+            await gw.budgets.refresh()
+            await _two_then_refused(gw, up, "sk-u", "ExceededBudget: User=u1 over budget. Spend=6e-06, Budget=5e-06")
+
+    asyncio.run(main())
+
+
+def test_organization_budget_through_its_budget_row(db_url: str) -> None:
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            await gw.store.create_budget(Budget(budget_id="b1", max_budget=BUDGET))
+            await gw.store.create_organization(Organization(organization_id="o1", budget_id="b1"))
+            await gw.store.create_key(Key(token=token("sk-o"), organization_id="o1"))
+            await gw.budgets.refresh()
+            await _two_then_refused(gw, up, "sk-o", "Budget has been exceeded! Organization=o1 Current cost: 6e-06")
+
+    asyncio.run(main())
+
+
+def test_customer_budget_when_the_request_names_one(db_url: str) -> None:
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            await gw.store.create_budget(Budget(budget_id="b1", max_budget=BUDGET))
+            await gw.store.create_customer(Customer(user_id="c1", budget_id="b1"))
+            await gw.store.create_key(Key(token=token("sk-c")))
+            await gw.budgets.refresh()
+            await _two_then_refused(gw, up, "sk-c", "ExceededBudget: End User=c1 over budget. Spend=6e-06",
+                                    user="c1")
+            assert (await ask(gw, "sk-c", user="c2")).status == 200  # another customer, same key
+
+    asyncio.run(main())
+
+
+def test_model_max_budget_within_a_key(db_url: str) -> None:
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            await gw.store.create_key(Key(token=token("sk-m"), key_alias="mm",
+                                          model_max_budget={"m": {"budget_limit": BUDGET, "time_period": "1d"}}))
+            await gw.budgets.refresh()
+            await _two_then_refused(gw, up, "sk-m", f"LiteLLM Virtual Key: {token('sk-m')}, key_alias: mm, "
+                                    "exceeded budget for model=m")
+            assert (await ask(gw, "sk-m", model="m2")).status == 200  # other models of the key are not capped
+
+    asyncio.run(main())
+
+
+def test_proxy_wide_budget_without_a_store() -> None:
+    async def main() -> None:
+        async with upstream() as up, gateway(None, up, litellm_settings={"max_budget": BUDGET,
+                                                                        "budget_duration": "30d"}) as gw:
+            await _two_then_refused(gw, up, MASTER, "Budget has been exceeded! Current cost: 6e-06, Max budget: 5e-06")
+
+    asyncio.run(main())
+
+
+def test_no_budget_installs_nothing() -> None:
+    async def main() -> None:
+        async with upstream() as up, gateway(None, up) as gw:
+            assert gw.budgets is None and gw.runtime.before_route == ()
+            assert (await ask(gw, MASTER)).status == 200
+
+    asyncio.run(main())
+
+
+def test_soft_budget_logs_once_and_never_blocks(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            await gw.store.create_key(Key(token=token("sk-s"), soft_budget=0.000004))
+            await gw.budgets.refresh()
+            for _ in range(5):
+                assert (await ask(gw, "sk-s")).status == 200
+            assert up.hits == 5
+            assert gw.metrics.events.get("budget_soft_crossed") == 1
+
+    with caplog.at_level(logging.WARNING, logger="relaygate.budgets"):
+        asyncio.run(main())
+    assert len([r for r in caplog.records if "soft budget crossed" in r.getMessage()]) == 1
+
+
+def test_period_resets_at_its_boundary_and_is_written_back(db_url: str) -> None:
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up, general_settings={"user_api_key_cache_ttl": 0.5}) as gw:
+            first_end = datetime.now(UTC) + timedelta(seconds=2)
+            await gw.store.create_key(Key(token=token("sk-r"), max_budget=BUDGET, budget_duration="2s",
+                                          budget_reset_at=first_end))
+            await gw.budgets.refresh()
+            assert (await ask(gw, "sk-r")).status == 200
+            assert (await ask(gw, "sk-r")).status == 200
+            refused(await ask(gw, "sk-r"), "Budget has been exceeded!")
+            deadline = time.monotonic() + 15
+            while (r := await ask(gw, "sk-r")).status != 200:  # the next period starts at the boundary
+                assert r.status == 400 and time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+            while True:  # the reset is written back to the row (off the request path)
+                row = await gw.store.get_key(token("sk-r"))
+                assert row.budget_reset_at is not None
+                if row.budget_reset_at.replace(tzinfo=UTC) > first_end:
+                    break
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+                await ask(gw, "sk-r")
+
+    asyncio.run(main())
+
+
+def test_check_installed_only_while_a_budget_exists(db_url: str) -> None:
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            await gw.store.create_key(Key(token=token("sk-plain")))
+            await gw.budgets.refresh()
+            assert gw.runtime.before_route == ()  # a store without budgets: requests pay nothing
+            assert (await ask(gw, "sk-plain")).status == 200
+            await gw.store.create_key(Key(token=token("sk-later"), max_budget=BUDGET))
+            deadline = time.monotonic() + 10
+            while gw.runtime.before_route == ():  # the store's change poll finds the budget
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            await _two_then_refused(gw, up, "sk-later", "Budget has been exceeded! Key=key Current cost")
+            await gw.store.update_key(token("sk-later"), max_budget=None)
+            while gw.runtime.before_route != ():  # and removes the check once none is left
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+
+    asyncio.run(main())

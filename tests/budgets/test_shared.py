@@ -1,0 +1,48 @@
+"""Two gateways sharing a store and a real Redis enforce one counter per budget: what one spends, the
+other refuses on, before its key rows are read again (spend logs are off, so the rows never move: only
+the Redis counter can carry the spend across)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from relaygate.budgets.shared import PREFIX
+from relaygate.cost import to_pico
+from relaygate.store import Key
+from tests.budgets.conftest import ask, gateway, token, upstream
+from tests.budgets.test_budgets import BUDGET, refused
+from tests.conftest import RedisServer
+
+
+def test_two_gateways_share_one_counter(tmp_path: Path, redis_server: RedisServer) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    settings = {"router_settings": {"redis_url": redis_server.url},
+                "general_settings": {"disable_spend_logs": True, "user_api_key_cache_ttl": 600}}
+
+    async def main() -> None:
+        import redis.asyncio as aioredis
+
+        r = aioredis.from_url(redis_server.url)
+        async with upstream() as up, gateway(url, up, **settings) as a, gateway(url, up, **settings) as b:
+            await a.store.create_key(Key(token=token("sk-shared"), max_budget=BUDGET))
+            await a.budgets.refresh()
+            await b.budgets.refresh()
+            assert (await ask(b, "sk-shared")).status == 200  # b reads the rows (spend 0) and spends 3e-6
+            assert (await ask(a, "sk-shared")).status == 200  # a: 3e-6 of its own, 6e-6 in Redis
+            deadline = time.monotonic() + 10
+            while True:  # the increments reach Redis off the request path
+                vals = [int(v) for v in await r.mget(await r.keys(f"{PREFIX}key:*")) if v is not None]
+                if sum(vals) >= to_pico(6e-6):
+                    break
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            refused(await ask(b, "sk-shared"), "Current cost: 6e-06")  # b saw only 3e-6 itself
+            refused(await ask(a, "sk-shared"), "Current cost: 6e-06")
+            assert up.hits == 2
+            ttl = await r.ttl((await r.keys(f"{PREFIX}key:*"))[0])
+            assert ttl > 0  # every counter expires
+        await r.aclose()
+
+    asyncio.run(main())
