@@ -23,9 +23,9 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from relaygate.store import tables as t
 from relaygate.store.records import SpendLog
@@ -46,7 +46,22 @@ _ROWS = {"key": ("rg_keys", "token"), "user": ("rg_users", "user_id"), "team": (
          "organization": ("rg_organizations", "organization_id"), "customer": ("rg_customers", "user_id")}
 """Entity kinds whose own row has a ``spend`` column kept with the counter."""
 
-_CHUNK = 500  # rows per INSERT: 29 columns x 500 stays under both databases' 32766 parameters
+_CHUNK = 512  # rows per INSERT at most: 29 columns x 512 stays under both databases' 32766 parameters
+
+
+T = TypeVar("T")
+
+
+def _parts(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """``items`` in slices whose lengths are powers of two (at most ``_CHUNK``): every statement built for a
+    slice has one of ten shapes, so the drivers' prepared-statement caches (128 per SQLite connection, 100
+    per asyncpg one) hold ten statements, not one per batch size; one per size grew a worker by ~1 KB a
+    request until the caches were full (tens of MB for the large multi-row INSERTs)."""
+    i, n = 0, len(items)
+    while i < n:
+        size = min(_CHUNK, 1 << ((n - i).bit_length() - 1))
+        yield items[i:i + size]
+        i += size
 
 Totals = dict[tuple[str, str], list[int]]
 """``(entity_type, entity_id)`` -> ``[spend_nanos, prompt_tokens, completion_tokens, requests]``."""
@@ -91,14 +106,12 @@ async def key_owners(store: Store, key_hashes: Iterable[str], team_ids: Iterable
     by_key: dict[str, tuple[str | None, list[str]]] = {}
     by_team: dict[str, str | None] = {}
     async with store._read() as c:
-        for i in range(0, len(keys), _CHUNK):
-            part = keys[i:i + _CHUNK]
+        for part in _parts(keys):
             for row in await c.fetch(f"SELECT token, organization_id, tags FROM rg_keys WHERE token IN "
                                      f"({', '.join('?' * len(part))})", part):
                 tags = t.KEYS.from_db({"token": row["token"], "tags": row["tags"]}).tags
                 by_key[row["token"]] = (row["organization_id"], tags)
-        for i in range(0, len(teams), _CHUNK):
-            part = teams[i:i + _CHUNK]
+        for part in _parts(teams):
             for row in await c.fetch(f"SELECT team_id, organization_id FROM rg_teams WHERE team_id IN "
                                      f"({', '.join('?' * len(part))})", part):
                 by_team[row["team_id"]] = row["organization_id"]
@@ -116,8 +129,7 @@ async def write_spend(store: Store, rows: Sequence[SpendLog]) -> int:
     row_marks = f"({', '.join('?' * len(table.columns))})"
     async with store._transaction() as c:
         inserted: set[str] = set()
-        for i in range(0, len(unique), _CHUNK):
-            part = unique[i:i + _CHUNK]
+        for part in _parts(unique):
             args = [v for r in part for v in table.row(r, dialect)]
             found = await c.fetch(f"INSERT INTO rg_spend_logs ({cols}) VALUES {', '.join([row_marks] * len(part))} "
                                   "ON CONFLICT (request_id) DO NOTHING RETURNING request_id", args)
@@ -131,8 +143,7 @@ async def write_spend(store: Store, rows: Sequence[SpendLog]) -> int:
 async def _add_totals(c: Conn, totals: Totals, dialect: str) -> None:
     now = t.SPEND_LOGS.to_db("start_time", t.utcnow(), dialect)
     items = sorted(totals.items())
-    for i in range(0, len(items), _CHUNK):
-        part = items[i:i + _CHUNK]
+    for part in _parts(items):
         args: list[Any] = []
         for (kind, ident), (n, p, comp, reqs) in part:
             args.extend((kind, ident, n, p, comp, reqs, now))
