@@ -29,9 +29,10 @@ ANSWER = orjson.dumps({"id": "c1", "object": "chat.completion", "created": 1, "m
 class Upstream:
     """Counts the requests that reach it and answers each with :data:`ANSWER`."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.hits = 0
         self.url = ""
+        self.delay = delay
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -43,6 +44,8 @@ class Upstream:
                         length = int(line.split(b":")[1])
                 await reader.readexactly(length)
                 self.hits += 1
+                if self.delay:
+                    await asyncio.sleep(self.delay)
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
                              % (len(ANSWER), ANSWER))
                 await writer.drain()
@@ -53,8 +56,8 @@ class Upstream:
 
 
 @asynccontextmanager
-async def upstream() -> AsyncIterator[Upstream]:
-    up = Upstream()
+async def upstream(delay: float = 0.0) -> AsyncIterator[Upstream]:
+    up = Upstream(delay)
     server = await asyncio.start_server(up.handle, "127.0.0.1", 0)
     up.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
     try:

@@ -46,3 +46,32 @@ def test_two_gateways_share_one_counter(tmp_path: Path, redis_server: RedisServe
         await r.aclose()
 
     asyncio.run(main())
+
+
+def test_two_hundred_concurrent_requests_overshoot_by_at_most_those_in_flight(tmp_path: Path,
+                                                                              redis_server: RedisServer) -> None:
+    """200 requests, 20 at a time, alternating between two gateways sharing Redis, on a key whose budget
+    holds 10 of them: the upstream sees the 10 plus at most the requests in flight when the budget was
+    crossed (20; a second 20 of slack for the ~1 ms each gateway batches its completions for), and every
+    other request is refused with ``budget_exceeded`` before reaching it."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    settings = {"router_settings": {"redis_url": redis_server.url}}
+    concurrency, fits = 20, 10
+
+    async def main() -> None:
+        async with upstream(delay=0.01) as up, gateway(url, up, **settings) as a, gateway(url, up, **settings) as b:
+            await a.store.create_key(Key(token=token("sk-many"), max_budget=fits * 3e-6 - 1e-7))
+            await a.budgets.refresh()
+            await b.budgets.refresh()
+            sem = asyncio.Semaphore(concurrency)
+
+            async def one(i: int) -> int:
+                async with sem:
+                    return (await ask(a if i % 2 else b, "sk-many")).status
+
+            statuses = await asyncio.gather(*(one(i) for i in range(200)))
+            ok = statuses.count(200)
+            assert ok == up.hits and statuses.count(400) == 200 - ok
+            assert fits <= ok <= fits + 2 * concurrency, ok
+
+    asyncio.run(main())

@@ -404,9 +404,10 @@ class BudgetGuard:
             log.warning("budgets: refresh failed (%s: %s)", type(exc).__name__, exc)
 
     async def refresh_forever(self) -> None:
+        """:meth:`refresh` every ``ttl`` (the gateway awaits the first one before serving)."""
         while True:
-            await self.refresh_logged()
             await asyncio.sleep(self.ttl)
+            await self.refresh_logged()
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

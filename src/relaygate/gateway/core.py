@@ -191,6 +191,8 @@ class Gateway:
             await changes.prime()
             self._start_spend_sink(self.store)
             self.start_budgets(self.store)
+            if self.budgets is not None:
+                await self.budgets.refresh_logged()  # whether any budget exists, before serving
             await self._sync_models_logged()
             self._spawn(changes.run())
             if changes.redis_url is not None:
