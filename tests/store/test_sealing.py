@@ -69,3 +69,4 @@ def test_gateway_skips_rows_that_do_not_open(tmp_path: Path, caplog: pytest.LogC
             await store.close()
 
     asyncio.run(main())
+

@@ -124,7 +124,8 @@ class SQLiteStore(Store):
         try:
             yield _Conn(db)
         finally:
-            self._readers.put_nowait(db)
+            if any(d is db for d in self._all):  # not a reader of a pool closed meanwhile
+                self._readers.put_nowait(db)
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[_Conn]:
