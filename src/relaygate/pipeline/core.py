@@ -15,8 +15,8 @@ The stages, top to bottom (each costs nothing when its feature is off)::
                cooldowns and fallbacks as the router decides
     relay      a unary answer is sent whole; a stream's frames are relayed as they come  (pipeline.stream)
     price      where the usage is read: the attempt that answered, on its deployment's precomputed price table
-             (relaygate.cost; frontend.price / price_stream); x-litellm-response-cost on unary answers
-  complete   one CompletionRecord into the worker's bounded queue; sinks drain it off the request path
+               (relaygate.cost; frontend.price / price_stream); x-litellm-response-cost on unary answers
+    complete   one CompletionRecord into the worker's bounded queue; sinks drain it off the request path
 
 Errors in any stage reach the client in the frontend's shape (:meth:`Frontend.send_error`) with the call
 id, are completed as records and logged once (rate limited, escaped); a client that goes away cancels
