@@ -28,6 +28,23 @@ def key_name(key: str) -> str:
     return f"sk-...{key[-4:]}"
 
 
+class _Spending(msgspec.Struct, kw_only=True):
+    """The spend, budget and limit fields keys and teams share (LiteLLM's tables repeat them)."""
+
+    spend: float = 0.0
+    max_budget: float | None = None
+    soft_budget: float | None = None
+    budget_duration: str | None = None
+    budget_reset_at: datetime | None = None
+    model_max_budget: dict[str, Any] = {}
+    model_spend: dict[str, float] = {}
+    max_parallel_requests: int | None = None
+    tpm_limit: int | None = None
+    rpm_limit: int | None = None
+    model_tpm_limit: dict[str, int] = {}
+    model_rpm_limit: dict[str, int] = {}
+
+
 class Budget(msgspec.Struct, kw_only=True):
     """A reusable budget and limit set (``LiteLLM_BudgetTable``), referenced by ``budget_id``."""
 
@@ -75,7 +92,7 @@ class OrganizationMember(msgspec.Struct, kw_only=True):
     updated_at: datetime | None = None
 
 
-class Team(msgspec.Struct, kw_only=True):
+class Team(_Spending, kw_only=True):
     """``LiteLLM_TeamTable``. ``members_with_roles`` mirrors the team's :class:`TeamMember` rows (the store
     keeps both in one transaction) so a team reads as one row."""
 
@@ -88,18 +105,6 @@ class Team(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any] = {}
     models: list[str] = []
     blocked: bool = False
-    spend: float = 0.0
-    max_budget: float | None = None
-    soft_budget: float | None = None
-    budget_duration: str | None = None
-    budget_reset_at: datetime | None = None
-    model_max_budget: dict[str, Any] = {}
-    model_spend: dict[str, float] = {}
-    max_parallel_requests: int | None = None
-    tpm_limit: int | None = None
-    rpm_limit: int | None = None
-    model_tpm_limit: dict[str, int] = {}
-    model_rpm_limit: dict[str, int] = {}
     model_aliases: dict[str, str] = {}
     router_settings: dict[str, Any] = {}
     team_member_permissions: list[str] = []
@@ -167,7 +172,7 @@ class Customer(msgspec.Struct, kw_only=True):
     updated_at: datetime | None = None
 
 
-class Key(msgspec.Struct, kw_only=True):
+class Key(_Spending, kw_only=True):
     """A virtual key (``LiteLLM_VerificationToken``); ``token`` is the SHA-256 hex of the key, never the key."""
 
     token: str
@@ -185,18 +190,6 @@ class Key(msgspec.Struct, kw_only=True):
     tags: list[str] = []
     permissions: dict[str, Any] = {}
     blocked: bool = False
-    spend: float = 0.0
-    max_budget: float | None = None
-    soft_budget: float | None = None
-    budget_duration: str | None = None
-    budget_reset_at: datetime | None = None
-    model_max_budget: dict[str, Any] = {}
-    model_spend: dict[str, float] = {}
-    max_parallel_requests: int | None = None
-    tpm_limit: int | None = None
-    rpm_limit: int | None = None
-    model_tpm_limit: dict[str, int] = {}
-    model_rpm_limit: dict[str, int] = {}
     allowed_cache_controls: list[str] = []
     allowed_routes: list[str] = []
     router_settings: dict[str, Any] = {}
