@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import heapq
 import itertools
 import json
 import logging
@@ -822,13 +823,14 @@ def test_memory_stays_bounded(upstream: MockHandle, attacker: MockHandle) -> Non
         gc.collect()
         tracemalloc.start()
         try:
+            # objects are counted before each snapshot: a snapshot is itself a list of tuples, one or more
+            # for every allocation still live since tracing began (counted after it, they were ~3x the churn)
+            objects_before = live_objects(h.loop)
             before = tracemalloc.take_snapshot()
-            objects_before = len(gc.get_objects())
             for _ in range(ROUNDS):
                 replay()
-            gc.collect()
+            objects_after = live_objects(h.loop)
             after = tracemalloc.take_snapshot()
-            objects_after = len(gc.get_objects())
         finally:
             tracemalloc.stop()
     finally:
@@ -839,7 +841,25 @@ def test_memory_stays_bounded(upstream: MockHandle, attacker: MockHandle) -> Non
     top = "\n".join(str(s) for s in diff[:10])
     requests = ROUNDS * len(batch)
     assert growth < 128 * 1024, f"the heap grew by {growth} bytes over {requests} requests:\n{top}"
-    assert objects_after - objects_before < 1000, (objects_before, objects_after, top)
+    # measured: under 10 objects over the 1,500 requests; one leaked per five requests would be 300
+    assert objects_after - objects_before < 300, (objects_before, objects_after, top)
 
 
 ROUNDS = 5
+
+
+def live_objects(loop: asyncio.AbstractEventLoop) -> int:
+    """Objects the collector tracks, once garbage is collected and the loop's cancelled timers are gone.
+
+    asyncio drops a cancelled timer from its heap lazily (when it reaches the top, or when over half the
+    heap is cancelled), so how many cancelled timers linger depends on when the count is taken. Their
+    purge is done here the way asyncio itself does it; uvloop, which the gateway runs on, frees them
+    at once."""
+    scheduled = getattr(loop, "_scheduled", None)
+    if scheduled is not None:
+        live = [t for t in scheduled if not t.cancelled()]
+        heapq.heapify(live)
+        scheduled[:] = live
+        loop._timer_cancelled_count = 0  # type: ignore[attr-defined]
+    gc.collect()
+    return len(gc.get_objects())
