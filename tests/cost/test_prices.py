@@ -106,3 +106,14 @@ def test_details_both_shapes() -> None:
     d = details(an)
     assert (d.cache_read, d.cache_write, d.prompt_extra) == (4, 3, 7)
     assert details(b'{"usage":{"prompt_tokens":1,"completion_tokens":1}}').cache_read == 0
+
+
+def test_audio_tokens_at_audio_rates_else_text_rates() -> None:
+    a = table("openai", "gpt-4o-audio-preview")
+    assert a.tokens(1000, 300, audio_in=400, audio_out=250) == exact((600, "2.5"), (400, "40"), (50, "10"),
+                                                                     (250, "80"))
+    t = table("openai", "gpt-4o")  # no audio prices: audio tokens cost what text tokens cost
+    assert t.tokens(1000, 300, audio_in=400, audio_out=250) == t.tokens(1000, 300)
+    d = details(b'{"usage":{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"audio_tokens":4},'
+                b'"completion_tokens_details":{"audio_tokens":3}}}')
+    assert (d.audio_in, d.audio_out, d.cache_read) == (4, 3, 0)

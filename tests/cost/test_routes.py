@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from relaygate.cost import PICO, pico_of
+from relaygate.providers.bedrock import encode_frame
 from relaygate.sinks import CompletionRecord
 from tests.asgi.conftest import call, make_gateway
 
@@ -270,3 +271,74 @@ def test_cost_in_streaming_usage() -> None:
     assert usage[0]["prompt_tokens"] == 1000  # the rest of the usage object unchanged
     r, _ = asyncio.run(run({"model": "openai/gpt-4o"}, [answer], {**MSG, "stream": True}))
     assert b'"cost"' not in r.body
+
+
+BEDROCK_USAGE = {"inputTokens": 500, "outputTokens": 100, "cacheReadInputTokens": 300, "cacheWriteInputTokens": 200,
+                 "totalTokens": 1100}
+EVENTSTREAM = b"application/vnd.amazon.eventstream"
+
+
+def _bedrock_event(name: str, obj: dict[str, Any]) -> bytes:
+    return encode_frame({":event-type": name, ":content-type": "application/json", ":message-type": "event"},
+                        orjson.dumps(obj))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_bedrock_converse(stream: bool) -> None:
+    """Converse's usage (``inputTokens`` excludes the cache reads and writes, as Anthropic's) is priced with
+    the catalog's Bedrock entry: the same prices as Anthropic's API for this model."""
+    if stream:
+        answer = (200, EVENTSTREAM, b"".join([
+            _bedrock_event("messageStart", {"role": "assistant"}),
+            _bedrock_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "hi"}}),
+            _bedrock_event("contentBlockStop", {"contentBlockIndex": 0}),
+            _bedrock_event("messageStop", {"stopReason": "end_turn"}),
+            _bedrock_event("metadata", {"usage": BEDROCK_USAGE, "metrics": {"latencyMs": 12}})]))
+    else:
+        answer = (200, JSON, orjson.dumps({
+            "output": {"message": {"role": "assistant", "content": [{"text": "hi"}]}}, "stopReason": "end_turn",
+            "usage": BEDROCK_USAGE, "metrics": {"latencyMs": 12}}))
+    _, rec = asyncio.run(run({"model": "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0"}, [answer],
+                             {**MSG, "stream": stream}))
+    assert (rec.prompt_tokens, rec.completion_tokens, rec.cache_read_tokens, rec.cache_write_tokens) == (
+        1000, 100, 300, 200)
+    assert pico_of(rec.cost) == SONNET
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_bedrock_without_cache_tokens(stream: bool) -> None:
+    usage = {"inputTokens": 1234, "outputTokens": 56, "totalTokens": 1290}
+    if stream:
+        answer = (200, EVENTSTREAM, b"".join([
+            _bedrock_event("messageStart", {"role": "assistant"}),
+            _bedrock_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "hi"}}),
+            _bedrock_event("messageStop", {"stopReason": "end_turn"}),
+            _bedrock_event("metadata", {"usage": usage})]))
+    else:
+        answer = (200, JSON, orjson.dumps({"output": {"message": {"role": "assistant", "content": [{"text": "hi"}]}},
+                                           "stopReason": "end_turn", "usage": usage}))
+    _, rec = asyncio.run(run({"model": "bedrock/amazon.nova-pro-v1:0"}, [answer], {**MSG, "stream": stream}))
+    assert pico_of(rec.cost) == usd((1234, "0.8"), (56, "3.2"))
+
+
+def test_bedrock_titan_embedding() -> None:
+    answer = (200, JSON, orjson.dumps({"embedding": [0.1, 0.2], "inputTextTokenCount": 7}))
+    _, rec = asyncio.run(run({"model": "bedrock/amazon.titan-embed-text-v2:0"}, [answer], {"input": "hello there"},
+                             path="/v1/embeddings"))
+    assert rec.prompt_tokens == 7
+    assert pico_of(rec.cost) == usd((7, "0.02"))
+
+
+AUDIO_USAGE = {"prompt_tokens": 1000, "completion_tokens": 300, "total_tokens": 1300,
+               "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 400},
+               "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 250}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_audio_tokens_priced_at_audio_rates(stream: bool) -> None:
+    """``*_tokens_details.audio_tokens`` are part of prompt / completion tokens and priced at the audio
+    rates (gpt-4o-audio-preview: 40 and 80 USD per 1M against 2.5 and 10 for text), as LiteLLM."""
+    answer = (200, SSE, oa_stream(AUDIO_USAGE)) if stream else (200, JSON, oa_chat(AUDIO_USAGE))
+    _, rec = asyncio.run(run({"model": "openai/gpt-4o-audio-preview", "api_base": "{up}/v1"}, [answer],
+                             {**MSG, "stream": stream}))
+    assert pico_of(rec.cost) == usd((600, "2.5"), (400, "40"), (50, "10"), (250, "80"))

@@ -15,7 +15,10 @@ Invariants:
 - Prompt tokens follow OpenAI's usage: ``prompt`` includes the cached-read and cache-write tokens, which
   are priced apart (``cache_read_input_token_cost`` / ``cache_creation_input_token_cost``, the input
   price when the model has none), as LiteLLM's ``generic_cost_per_token``; reasoning tokens are part of
-  ``completion`` and priced as output unless the model has ``output_cost_per_reasoning_token``.
+  ``completion`` and priced as output unless the model has ``output_cost_per_reasoning_token``; audio
+  tokens (``*_tokens_details.audio_tokens``) are part of ``prompt`` / ``completion`` and priced at
+  ``input_cost_per_audio_token`` / ``output_cost_per_audio_token`` (the text price when the model has
+  none), as LiteLLM.
 - Tiers (``*_above_<N>k_tokens``): the highest tier whose threshold the prompt exceeds gives all four
   token prices (the ones it does not name stay the base ones), decided by the prompt's size as LiteLLM.
 - Nothing here does IO or reads a clock; pricing a request is a tier test and a few multiplications.
@@ -51,9 +54,10 @@ def pico_of(cost: float) -> int:
 
 
 class _Tokens:
-    """Token prices at one tier: input, output, cached read, cache write, reasoning (pico-USD per token)."""
+    """Token prices at one tier: input, output, cached read, cache write, reasoning, audio in and out
+    (pico-USD per token)."""
 
-    __slots__ = ("cache_read", "cache_write", "input", "output", "reasoning")
+    __slots__ = ("audio_in", "audio_out", "cache_read", "cache_write", "input", "output", "reasoning")
 
     def __init__(self, prices: dict[str, float]) -> None:
         g = prices.get
@@ -64,6 +68,9 @@ class _Tokens:
         self.cache_read = to_pico(cr) if cr is not None else self.input
         self.cache_write = to_pico(cw) if cw is not None else self.input
         self.reasoning = to_pico(rs) if rs is not None else self.output
+        ai, ao = g("input_cost_per_audio_token"), g("output_cost_per_audio_token")
+        self.audio_in = to_pico(ai) if ai is not None else self.input
+        self.audio_out = to_pico(ao) if ao is not None else self.output
 
 
 class PriceTable:
@@ -89,9 +96,9 @@ class PriceTable:
         self.image_by = {k: to_pico(v) for k, v in entry.image_prices.items()} if entry is not None else {}
 
     def tokens(self, prompt: int, completion: int, cache_read: int = 0, cache_write: int = 0,
-               reasoning: int = 0) -> int:
+               reasoning: int = 0, audio_in: int = 0, audio_out: int = 0) -> int:
         """pico-USD of a token-priced answer (OpenAI's usage: ``prompt`` includes both cache counts and
-        ``completion`` the reasoning tokens)."""
+        ``audio_in``, ``completion`` the reasoning tokens and ``audio_out``)."""
         p = self.base
         tiers = self.tiers
         if tiers and prompt > tiers[0][0]:
@@ -108,6 +115,10 @@ class PriceTable:
             cost += cache_write * p.cache_write
         if reasoning and p.reasoning != p.output:
             cost += (min(reasoning, completion)) * (p.reasoning - p.output)
+        if audio_in:
+            cost += min(audio_in, text_in) * (p.audio_in - p.input)
+        if audio_out:
+            cost += min(audio_out, completion) * (p.audio_out - p.output)
         return cost
 
     def images(self, n: int, size: str = "", quality: str = "") -> int:

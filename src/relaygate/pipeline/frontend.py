@@ -249,7 +249,7 @@ class Frontend:
         if not table.known:
             return 0
         return table.tokens(ex.prompt_tokens + d.prompt_extra, ex.completion_tokens, d.cache_read, d.cache_write,
-                            d.reasoning)
+                            d.reasoning, d.audio_in, d.audio_out)
 
     def price_stream(self, ex: Exchange, dep: Deployment, last: bytes, had_usage: bool) -> int:
         """pico-USD of a stream (finished, broken or abandoned by the client): from the usage it carried,
