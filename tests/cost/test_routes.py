@@ -342,3 +342,13 @@ def test_openai_audio_tokens_priced_at_audio_rates(stream: bool) -> None:
     _, rec = asyncio.run(run({"model": "openai/gpt-4o-audio-preview", "api_base": "{up}/v1"}, [answer],
                              {**MSG, "stream": stream}))
     assert pico_of(rec.cost) == usd((600, "2.5"), (400, "40"), (50, "10"), (250, "80"))
+
+
+def test_gemini_audio_input_tokens() -> None:
+    usage = {"promptTokenCount": 1000, "candidatesTokenCount": 100, "totalTokenCount": 1100,
+             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 700}, {"modality": "AUDIO", "tokenCount": 300}]}
+    obj = {"candidates": [{"content": {"role": "model", "parts": [{"text": "hi"}]}, "finishReason": "STOP",
+                           "index": 0}], "usageMetadata": usage}
+    r, rec = asyncio.run(run({"model": "gemini/gemini-2.5-flash"}, [(200, JSON, orjson.dumps(obj))], MSG))
+    assert orjson.loads(r.body)["usage"]["prompt_tokens_details"]["audio_tokens"] == 300
+    assert pico_of(rec.cost) == usd((700, "0.3"), (300, "1"), (100, "2.5"))

@@ -228,8 +228,25 @@ def convert_usage(um: dict[str, Any] | None) -> dict[str, Any] | None:
     thoughts = um.get("thoughtsTokenCount")
     completion = int(um.get("candidatesTokenCount") or 0) + int(thoughts or 0)
     cached = um.get("cachedContentTokenCount")
-    return cv.usage(prompt, completion, cached=int(cached) if cached is not None else None,
-                    reasoning=int(thoughts) if thoughts is not None else None)
+    u = cv.usage(prompt, completion, cached=int(cached) if cached is not None else None,
+                 reasoning=int(thoughts) if thoughts is not None else None)
+    # the audio part of each side (``*TokensDetails``: one count per modality), priced at the audio rate
+    for src, dst in (("promptTokensDetails", "prompt_tokens_details"),
+                     ("candidatesTokensDetails", "completion_tokens_details")):
+        audio = _modality_tokens(um.get(src), "AUDIO")
+        if audio:
+            u.setdefault(dst, {})["audio_tokens"] = audio
+    return u
+
+
+def _modality_tokens(details: Any, modality: str) -> int:
+    if not isinstance(details, list):
+        return 0
+    n = 0
+    for d in details:
+        if isinstance(d, dict) and d.get("modality") == modality and isinstance(d.get("tokenCount"), int):
+            n += d["tokenCount"]
+    return n
 
 
 def _blocked(obj: dict[str, Any], provider: str) -> errors.GatewayError | None:
