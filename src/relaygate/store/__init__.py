@@ -1,4 +1,4 @@
-"""The durable store: keys, users, teams, organizations, customers, budgets and models.
+"""The durable store: keys, users, teams, organizations, customers, budgets, tags and models.
 
 One async interface (:class:`Store`, in ``base``) over two backends: SQLite (``sqlite``: the embedded
 default, a file beside the config, WAL mode, created on first start) and PostgreSQL (``postgres``: asyncpg
@@ -34,6 +34,7 @@ from relaygate.store.records import (
     Organization,
     OrganizationMember,
     Page,
+    Tag,
     Team,
     TeamMember,
     User,
@@ -74,6 +75,7 @@ async def open_store(url: str, *, migrate: bool = True, pool_size: int = 5, conn
 
 __all__ = [
     "Budget", "Customer", "Duplicate", "InvalidField", "Key", "ModelRow", "NotFound", "Organization",
-    "OrganizationMember", "Page", "SchemaMismatch", "Store", "StoreError", "StoreUnavailable", "Team", "TeamMember",
+    "OrganizationMember", "Page", "SchemaMismatch", "Store", "StoreError", "StoreUnavailable", "Tag", "Team",
+    "TeamMember",
     "User", "database_url", "hash_token", "key_name", "make_store", "open_store", "redact_url",
 ]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import msgspec
@@ -40,6 +41,7 @@ from relaygate.store.records import (
     Organization,
     OrganizationMember,
     Page,
+    Tag,
     Team,
     TeamMember,
     User,
@@ -60,7 +62,7 @@ class Conn(Protocol):
 
 
 class Store(abc.ABC):
-    """Keys, users, teams, organizations, customers, budgets and models, on SQLite or PostgreSQL."""
+    """Keys, users, teams, organizations, customers, budgets, tags and models, on SQLite or PostgreSQL."""
 
     dialect: str
     url: str
@@ -376,6 +378,9 @@ class Store(abc.ABC):
             await self._set_team_roles(c, team_id, roles)
             return member
 
+    async def get_team_member(self, team_id: str, user_id: str) -> TeamMember:
+        return await self._get(t.TEAM_MEMBERS, team_id, user_id)
+
     async def list_team_members(self, team_id: str) -> list[TeamMember]:
         async with self._read() as c:
             rows = await c.fetch("SELECT * FROM rg_team_members WHERE team_id = ? ORDER BY created_at, user_id",
@@ -494,6 +499,66 @@ class Store(abc.ABC):
 
     async def list_budgets(self, *, page: int = 1, page_size: int = 50) -> Page[Budget]:
         return await self._list(t.BUDGETS, {}, page, page_size)
+
+    async def create_tag(self, tag: Tag) -> Tag:
+        return await self._create(t.TAGS, tag)
+
+    async def get_tag(self, tag_name: str) -> Tag:
+        return await self._get(t.TAGS, tag_name)
+
+    async def get_tags(self, names: Sequence[str]) -> list[Tag]:
+        """The tags of ``names`` that exist (in no particular order; missing names are left out)."""
+        names = list(dict.fromkeys(names))
+        if not names:
+            return []
+        async with self._read() as c:
+            rows = await c.fetch(f"SELECT * FROM rg_tags WHERE tag_name IN ({', '.join('?' * len(names))})", names)
+        return [t.TAGS.from_db(row) for row in rows]
+
+    async def update_tag(self, tag_name: str, /, **fields: Any) -> Tag:
+        return await self._update(t.TAGS, (tag_name,), fields)
+
+    async def delete_tag(self, tag_name: str) -> Tag:
+        return await self._delete(t.TAGS, tag_name)
+
+    async def list_tags(self, *, budget_id: str | None = None, page: int = 1, page_size: int = 50) -> Page[Tag]:
+        return await self._list(t.TAGS, {"budget_id": budget_id}, page, page_size)
+
+    # -- budget periods -----------------------------------------------------------------------------
+
+    async def reset_period(self, entity: str, ident: str, next_reset_at: datetime) -> bool:
+        """Start an entity's next budget period: ``spend`` 0 and ``budget_reset_at`` ``next_reset_at``, only
+        while the row's ``budget_reset_at`` is still before ``next_reset_at`` (or unset): a compare-and-set,
+        so when several workers reset the same row for the same boundary one writes and the others change
+        nothing (spend added between them is kept). ``entity`` is ``key``, ``team`` or ``user``; True when
+        this call reset the row."""
+        table = {"key": t.KEYS, "team": t.TEAMS, "user": t.USERS}[entity]
+        at = table.to_db("budget_reset_at", next_reset_at, self.dialect)
+        async with self.write() as c:
+            changed = await c.execute(
+                f"UPDATE {table.name} SET spend = 0, budget_reset_at = ?, updated_at = ? WHERE {table.pk[0]} = ? "
+                "AND (budget_reset_at IS NULL OR budget_reset_at < ?)",
+                [at, table.to_db("updated_at", t.utcnow(), self.dialect), ident, at])
+        return bool(changed)
+
+    async def reset_budget_period(self, budget_id: str, next_reset_at: datetime) -> bool:
+        """Start a budget row's next period (compare-and-set as :meth:`reset_period`) and, in the same
+        transaction, zero the spend of everything that budget counts for: organizations, customers, tags and
+        team members pointing at it, and the members without a budget of their own in teams whose default
+        member budget it is (``metadata.team_member_budget_id``). True when this call reset it."""
+        at = t.BUDGETS.to_db("budget_reset_at", next_reset_at, self.dialect)
+        now = t.BUDGETS.to_db("updated_at", t.utcnow(), self.dialect)
+        async with self.write() as c:
+            if not await c.execute("UPDATE rg_budgets SET budget_reset_at = ?, updated_at = ? WHERE budget_id = ? "
+                                   "AND (budget_reset_at IS NULL OR budget_reset_at < ?)", [at, now, budget_id, at]):
+                return False
+            for table in ("rg_organizations", "rg_customers", "rg_tags", "rg_team_members"):
+                await c.execute(f"UPDATE {table} SET spend = 0 WHERE budget_id = ?", [budget_id])
+            default = ("json_extract(metadata, '$.team_member_budget_id')" if self.dialect == "sqlite"
+                       else "metadata->>'team_member_budget_id'")
+            await c.execute("UPDATE rg_team_members SET spend = 0 WHERE budget_id IS NULL AND team_id IN "
+                            f"(SELECT team_id FROM rg_teams WHERE {default} = ?)", [budget_id])
+        return True
 
     async def create_model(self, model: ModelRow) -> ModelRow:
         return await self._create(t.MODELS, model)

@@ -125,10 +125,25 @@ def _v2(dialect: str) -> list[str]:
     return [*_tables(dialect, _V2_TABLES), *_V2_INDEXES]
 
 
+_V3_TABLES: dict[str, tuple[str, str]] = {
+    # tags as entities (LiteLLM_TagTable): spend, and a budget through budget_id
+    "rg_tags": (f"tag_name:t description:t models:j model_info:j spend:f budget_id:t {_AUDIT}", "tag_name"),
+}
+_V3_INDEXES = (
+    "CREATE INDEX rg_tags__budget_id ON rg_tags (budget_id)",
+    "CREATE INDEX rg_team_members__budget_id ON rg_team_members (budget_id)",
+)
+
+
+def _v3(dialect: str) -> list[str]:
+    """Step 3: tags (issue 13: tag budgets), and the index budget resets use to find a budget's members."""
+    return [*_tables(dialect, _V3_TABLES), *_V3_INDEXES]
+
+
 MIGRATIONS: dict[str, list[list[str]]] = {
     # dialect -> steps; step N (1-based) is MIGRATIONS[dialect][N - 1]
-    "sqlite": [_v1("sqlite"), _v2("sqlite")],
-    "postgres": [_v1("postgres"), _v2("postgres")],
+    "sqlite": [_v1("sqlite"), _v2("sqlite"), _v3("sqlite")],
+    "postgres": [_v1("postgres"), _v2("postgres"), _v3("postgres")],
 }
 LATEST = len(MIGRATIONS["sqlite"])
 assert all(len(steps) == LATEST for steps in MIGRATIONS.values())

@@ -200,6 +200,23 @@ class Key(_Spending, kw_only=True):
     updated_by: str | None = None
 
 
+class Tag(msgspec.Struct, kw_only=True):
+    """``LiteLLM_TagTable``: a request tag made an entity, with its spend and (through ``budget_id``) a budget.
+
+    ``models`` are the model ids or names the tag is for; ``model_info`` maps a model id to its name."""
+
+    tag_name: str
+    description: str | None = None
+    models: list[str] = []
+    model_info: dict[str, Any] = {}
+    spend: float = 0.0
+    budget_id: str | None = None
+    created_at: datetime | None = None
+    created_by: str | None = None
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
 class ModelRow(msgspec.Struct, kw_only=True):
     """A deployment added by API (``LiteLLM_ProxyModelTable``): one ``model_list`` entry."""
 

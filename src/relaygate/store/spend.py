@@ -7,7 +7,8 @@ What it owns: the two spend tables of migration step 2 and every SQL statement o
 - ``rg_spend_totals``: one counter row per ``(entity_type, entity_id)`` with the spend in integer nano-USD,
   prompt and completion tokens and the request count, for every entity kind of :data:`ENTITY_KINDS`
   (``global`` has the one id ``""``). The ``spend`` columns of keys, users, teams, team members,
-  organizations and customers move with them (LiteLLM's float; what ``/key/info`` shows and budgets read).
+  organizations, customers and tags (those with a ``rg_tags`` row) move with them (LiteLLM's float; what
+  ``/key/info`` shows and budgets read).
 
 Invariants:
 
@@ -43,7 +44,8 @@ model costs about 1e-6 USD, which micro-units would round away)."""
 ENTITY_KINDS = ("key", "user", "team", "organization", "customer", "tag", "deployment", "global")
 
 _ROWS = {"key": ("rg_keys", "token"), "user": ("rg_users", "user_id"), "team": ("rg_teams", "team_id"),
-         "organization": ("rg_organizations", "organization_id"), "customer": ("rg_customers", "user_id")}
+         "organization": ("rg_organizations", "organization_id"), "customer": ("rg_customers", "user_id"),
+         "tag": ("rg_tags", "tag_name")}
 """Entity kinds whose own row has a ``spend`` column kept with the counter."""
 
 _CHUNK = 512  # rows per INSERT at most: 29 columns x 512 stays under both databases' 32766 parameters

@@ -110,9 +110,10 @@ USERS = Table("user", "rg_users", r.User, ("user_id",))
 CUSTOMERS = Table("customer", "rg_customers", r.Customer, ("user_id",))
 KEYS = Table("key", "rg_keys", r.Key, ("token",), unique=("key_alias",))
 MODELS = Table("model", "rg_models", r.ModelRow, ("model_id",))
+TAGS = Table("tag", "rg_tags", r.Tag, ("tag_name",))
 
 SPEND_LOGS = Table("spend log", "rg_spend_logs", r.SpendLog, ("request_id",), immutable=())
 """Written by the spend sink (``store.spend``), never through the generic CRUD: not in :data:`ALL`."""
 
 ALL: tuple[Table[Any], ...] = (BUDGETS, ORGANIZATIONS, ORG_MEMBERS, TEAMS, TEAM_MEMBERS, USERS, CUSTOMERS, KEYS,
-                               MODELS)
+                               MODELS, TAGS)
