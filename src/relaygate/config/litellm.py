@@ -37,6 +37,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from typing import Any
 
 from relaygate.config import env
@@ -98,8 +99,6 @@ IGNORED_PARAMS = {
                    "route by region, and it is not the provider's region: that is aws_region_name / "
                    "vertex_location",
     "litellm_credential_name": "LiteLLM's credential_list is not supported: give api_key",
-    "max_budget": "deployment budgets are not supported yet",
-    "budget_duration": "deployment budgets are not supported yet",
     "mock_response": "only the mock provider answers with mock_response",
 }
 
@@ -293,6 +292,76 @@ def limits(entry: dict[str, Any], params: dict[str, Any], info: dict[str, Any]) 
             if out is params:
                 out = dict(params)
             out[k] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- budgets
+
+_PERIOD = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w|mo)\s*$")
+"""A budget period as ``relaygate.budgets.periods.parse`` reads it (that package imports the config, so the
+config checks the form itself; a test keeps the two in step)."""
+
+
+def _period(value: Any, source: str, path: str) -> str:
+    m = _PERIOD.match(value) if isinstance(value, str) else None
+    if m is None or int(m.group(1)) <= 0:
+        raise ConfigError(source, path, f"expected a period such as 30s, 10m, 24h, 1d, 7d or 1mo, got {value!r}")
+    return str(value).strip()
+
+
+def _budget(value: Any, source: str, path: str) -> float:
+    x = math.nan
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        x = float(value)
+    elif isinstance(value, str):
+        try:
+            x = float(value.strip())
+        except ValueError:
+            pass
+    if not (math.isfinite(x) and x >= 0):
+        raise ConfigError(source, path, f"expected a budget in USD (a number >= 0), got {value!r}")
+    return x
+
+
+def provider_budget_config(value: Any, source: str, path: str) -> dict[str, dict[str, Any]] | None:
+    """``router_settings.provider_budget_config`` (LiteLLM's ``{provider: {budget_limit, time_period}}``;
+    ``max_budget`` / ``budget_duration`` are accepted for the two, as LiteLLM's ``BudgetConfig``), checked:
+    a missing or negative budget or an unknown period is a :class:`ConfigError` naming the entry."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(source, path, f"expected a mapping of provider names, got {type(value).__name__}")
+    out: dict[str, dict[str, Any]] = {}
+    for provider, entry in value.items():
+        where = f"{path}.{provider}"
+        if not isinstance(entry, dict):
+            raise ConfigError(source, where, "expected a mapping with budget_limit and time_period")
+        limit = entry.get("budget_limit", entry.get("max_budget"))
+        period = entry.get("time_period", entry.get("budget_duration"))
+        if limit is None or period is None:
+            raise ConfigError(source, where, "expected both budget_limit (USD) and time_period (1d, 7d, 1mo ...)")
+        out[str(provider)] = {"budget_limit": _budget(limit, source, f"{where}.budget_limit"),
+                              "time_period": _period(period, source, f"{where}.time_period")}
+    return out
+
+
+def deployment_budget(params: dict[str, Any], source: str, path: str, label: str,
+                      warnings: list[str]) -> dict[str, Any]:
+    """``params`` with ``max_budget`` / ``budget_duration`` checked (LiteLLM's deployment budget, which needs
+    both: one alone is dropped with a warning naming ``label``)."""
+    limit, period = params.get("max_budget"), params.get("budget_duration")
+    if limit is None and period is None:
+        return params
+    out = dict(params)
+    if limit is None or period is None:
+        given = "max_budget" if limit is not None else "budget_duration"
+        warnings.append(f"{label}.{given}: ignored (a deployment budget needs both max_budget and "
+                        "budget_duration)")
+        out.pop("max_budget", None)
+        out.pop("budget_duration", None)
+        return out
+    out["max_budget"] = _budget(limit, source, f"{path}.max_budget")
+    out["budget_duration"] = _period(period, source, f"{path}.budget_duration")
     return out
 
 

@@ -64,6 +64,7 @@ def _fields(struct: type[msgspec.Struct]) -> set[str]:
 _DEPLOYMENT_PARAMS = {
     "model", "api_key", "api_base", "api_version", "organization", "rpm", "tpm", "max_parallel_requests",
     "timeout", "stream_timeout", "weight", "order", "max_retries", "cooldown_time", "num_retries", "tags",
+    "max_budget", "budget_duration",
 }
 _ROUTER_KEYS = _fields(RouterSettings)
 _SERVER_KEYS = _fields(ServerSettings)
@@ -230,6 +231,7 @@ class _Deployments:
         self.warnings.extend(litellm.unread_keys(params, read_info, provider, frozenset(_DEPLOYMENT_PARAMS),
                                                  labels))
         params = litellm.limits(entry or {}, params, info)
+        params = litellm.deployment_budget(params, source, f"{path}.litellm_params", labels[1], self.warnings)
         self.deployments.append(make_deployment(model_name, params, info, source, path, dep_id=str(dep_id),
                                                 where=where, warnings=self.warnings))
 
@@ -386,6 +388,8 @@ def _router_value(key: str, value: Any, source: str, section: str, warnings: lis
         return litellm.fallback_table(value, source, f"{section}.{key}", warnings)
     if key == "default_fallbacks":
         return litellm.default_fallbacks(value, source, f"{section}.{key}", warnings)
+    if key == "provider_budget_config":
+        return litellm.provider_budget_config(value, source, f"{section}.{key}")
     return value
 
 

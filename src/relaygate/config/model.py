@@ -52,12 +52,26 @@ class Deployment(msgspec.Struct, kw_only=True):
     tags: list[str] = []
     """``litellm_params.tags``: with ``router_settings.enable_tag_filtering``, requests with tags go only to
     deployments sharing one (else to those tagged ``default``)."""
+    max_budget: float | None = None
+    """``litellm_params.max_budget``: USD this deployment may spend per ``budget_duration`` before routing
+    skips it (LiteLLM's deployment budget; both fields are needed, else neither is kept)."""
+    budget_duration: str | None = None
+    """``litellm_params.budget_duration``: the deployment budget's period (``30s``, ``1h``, ``1d``, ``1mo``)."""
     where: str = ""
     """The entry it was declared by, for messages: ``model_list[2]``, ``models.yaml: model_list[0]``."""
 
     @property
     def is_wildcard(self) -> bool:
         return "*" in self.model_name
+
+
+class ProviderBudget(msgspec.Struct, kw_only=True):
+    """One entry of ``router_settings.provider_budget_config`` (LiteLLM's ``GenericBudgetInfo``)."""
+
+    budget_limit: float
+    """USD the provider's deployments may spend per ``time_period`` before routing skips them."""
+    time_period: str
+    """``30s``, ``10m``, ``24h``, ``1d``, ``7d``, ``1mo``: periods follow each other from the Unix epoch."""
 
 
 class RouterSettings(msgspec.Struct, kw_only=True):
@@ -91,6 +105,9 @@ class RouterSettings(msgspec.Struct, kw_only=True):
     """``local``: keep serving with in-process limits when Redis is down; ``reject``: answer 503."""
     redis_timeout: float = 0.5
     """Seconds a limiter call to Redis may take before Redis counts as down (then ``on_redis_failure``)."""
+    provider_budget_config: dict[str, ProviderBudget] | None = None
+    """LiteLLM's provider budgets by provider name (``openai``, ``azure``, ...): a provider over its budget
+    in the current period is skipped by routing (``relaygate.budgets.providers``)."""
 
 
 class ServerSettings(msgspec.Struct, kw_only=True):
