@@ -38,7 +38,6 @@ from relaygate.core.errors import (
     ContentPolicyViolation,
     ContextWindowExceeded,
     GatewayError,
-    KeyLimitExceeded,
     RateLimited,
     UpstreamConnectError,
     UpstreamError,
@@ -49,11 +48,10 @@ from relaygate.core.routing import DeploymentStats
 from relaygate.limits import Limiter, make_limiter
 from relaygate.providers import make_provider
 from relaygate.providers.base import Provider
+from relaygate.routing_limits import key_limit_error, ratelimit_headers, refund, retry_after_header, settle
 
 R = TypeVar("R")
 log = logging.getLogger("relaygate.router")
-
-_UNLIMITED = 9223372036854775807
 
 
 class Target:
@@ -191,89 +189,7 @@ class Lease:
         if error is not None and self._router is not None:
             self._router.count_failure(self.target.stats, error)
         if self._buckets and self._limiter is not None:
-            self._limiter.adjust(self._buckets, _settle(self._buckets, self._costs, tokens))
-
-
-def _settle(buckets: Sequence[Bucket], costs: Sequence[float], used: int) -> list[float]:
-    deltas = [0.0] * len(buckets)
-    for i, b in enumerate(buckets):
-        if b.kind == "p":
-            deltas[i] = -1.0
-        elif b.unit == "tokens" and used > 0:
-            deltas[i] = costs[i] - used
-    return deltas
-
-
-def _refund(buckets: Sequence[Bucket], costs: Sequence[float]) -> list[float]:
-    """Deltas that undo a reservation of a request that produced nothing (requests stay counted)."""
-    deltas = [0.0] * len(buckets)
-    for i, b in enumerate(buckets):
-        if b.kind == "p":
-            deltas[i] = -1.0
-        elif b.unit == "tokens":
-            deltas[i] = costs[i]
-    return deltas
-
-
-def _duration(seconds: float) -> bytes:
-    """OpenAI's reset format: ``20ms``, ``1.5s``, ``6m0s``."""
-    if seconds < 1.0:
-        return b"%dms" % (seconds * 1000.0) if seconds > 0.0 else b"0ms"
-    if seconds < 60.0:
-        return (b"%.1fs" % seconds).replace(b".0s", b"s")
-    m = int(seconds // 60.0)
-    return b"%dm%ds" % (m, int(seconds - 60.0 * m))
-
-
-def ratelimit_headers(buckets: Sequence[Bucket], verdict: Verdict) -> list[tuple[bytes, bytes]]:
-    """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` from the tightest bucket of each unit."""
-    rem = verdict.remaining
-    req = tok = -1
-    for i in range(len(buckets)):
-        b = buckets[i]
-        if b.kind != "t":
-            continue
-        if b.unit == "requests":
-            if req < 0 or rem[i] < rem[req]:
-                req = i
-        elif tok < 0 or rem[i] < rem[tok]:
-            tok = i
-    out = []
-    if req >= 0:
-        r = rem[req]
-        out.append((b"x-ratelimit-limit-requests", buckets[req].limit))
-        out.append((b"x-ratelimit-remaining-requests", b"%d" % r if r >= 0.0 else b"0"))
-        out.append((b"x-ratelimit-reset-requests", _duration(verdict.reset[req])))
-    if tok >= 0:
-        r = rem[tok]
-        out.append((b"x-ratelimit-limit-tokens", buckets[tok].limit))
-        out.append((b"x-ratelimit-remaining-tokens", b"%d" % r if r >= 0.0 else b"0"))
-        out.append((b"x-ratelimit-reset-tokens", _duration(verdict.reset[tok])))
-    return out
-
-
-def _retry_after_header(seconds: float) -> tuple[bytes, bytes]:
-    return (b"retry-after", b"%d" % max(1, math.ceil(seconds)))
-
-
-def key_limit_error(buckets: Sequence[Bucket], verdict: Verdict) -> GatewayError:
-    """LiteLLM's parallel-request-limiter 429 for a key/team/user bucket that refused."""
-    failed = buckets[verdict.fail]
-    scope = failed.scope
-    cur = {"requests": 0, "tokens": 0, "parallel": 0}
-    lim = {"requests": _UNLIMITED, "tokens": _UNLIMITED, "parallel": _UNLIMITED}
-    for i, b in enumerate(buckets):
-        if b.scope != scope:
-            continue
-        cap = int(b.capacity)
-        lim[b.unit] = cap
-        cur[b.unit] = max(0, cap - math.floor(verdict.remaining[i]))
-    msg = (f"LiteLLM Rate Limit Handler for rate limit type = {scope}. Crossed TPM / RPM / Max Parallel "
-           f"Request Limit. current rpm: {int(cur['requests'])}, rpm limit: {int(lim['requests'])}, "
-           f"current tpm: {int(cur['tokens'])}, tpm limit: {int(lim['tokens'])}, current max_parallel_requests: "
-           f"{int(cur['parallel'])}, max_parallel_requests: {int(lim['parallel'])}")
-    headers = [_retry_after_header(verdict.reset[verdict.fail]), *ratelimit_headers(buckets, verdict)]
-    return KeyLimitExceeded(msg, type="None", param="None", code="429", headers=headers)
+            self._limiter.adjust(self._buckets, settle(self._buckets, self._costs, tokens))
 
 
 def _final(exc: GatewayError) -> bool:
@@ -480,7 +396,7 @@ class Router:
         return RateLimited(
             f"No deployments available for selected model, Try again in {secs} seconds. Passed model="
             f"{group.name}. pre-call-checks={self.settings.enable_pre_call_checks}, cooldown_list={cooling}",
-            code="429", headers=[_retry_after_header(secs)])
+            code="429", headers=[retry_after_header(secs)])
 
     # -- execution ----------------------------------------------------------------------------------
 
@@ -536,7 +452,7 @@ class Router:
 
     def _release_paid(self, ctx: RouteContext) -> None:
         if ctx.paid:
-            self.limiter.adjust(ctx.paid, _refund(ctx.paid, ctx.paid_costs))
+            self.limiter.adjust(ctx.paid, refund(ctx.paid, ctx.paid_costs))
             ctx.paid = ()
             ctx.paid_costs = ()
 
@@ -610,7 +526,7 @@ class Router:
             except GatewayError as exc:
                 s.inflight -= 1
                 if own_n:
-                    self.limiter.adjust(called[:own_n], _refund(called[:own_n], costs[:own_n]))
+                    self.limiter.adjust(called[:own_n], refund(called[:own_n], costs[:own_n]))
                 last = exc
                 now = self.clock()
                 if isinstance(exc, UpstreamTimeout):
@@ -636,7 +552,7 @@ class Router:
             except BaseException:
                 s.inflight -= 1
                 if own_n:
-                    self.limiter.adjust(called[:own_n], _refund(called[:own_n], costs[:own_n]))
+                    self.limiter.adjust(called[:own_n], refund(called[:own_n], costs[:own_n]))
                 self._release_paid(ctx)
                 raise
             elapsed = time.perf_counter() - start

@@ -1,0 +1,100 @@
+"""The router's dealings with the limiter, as plain functions: what a finished or refunded attempt gives
+back to its buckets, the ``x-ratelimit-*`` headers of a verdict and LiteLLM's 429 for a key-level limit.
+
+Sans IO: they take buckets, costs and a :class:`~relaygate.core.ratelimit.Verdict` and return deltas,
+headers or an error; :mod:`relaygate.router` applies them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from relaygate.core.errors import GatewayError, KeyLimitExceeded
+from relaygate.core.ratelimit import Bucket, Verdict
+
+__all__ = ["key_limit_error", "ratelimit_headers", "refund", "retry_after_header", "settle"]
+
+_UNLIMITED = 9223372036854775807
+
+
+def settle(buckets: Sequence[Bucket], costs: Sequence[float], used: int) -> list[float]:
+    deltas = [0.0] * len(buckets)
+    for i, b in enumerate(buckets):
+        if b.kind == "p":
+            deltas[i] = -1.0
+        elif b.unit == "tokens" and used > 0:
+            deltas[i] = costs[i] - used
+    return deltas
+
+
+def refund(buckets: Sequence[Bucket], costs: Sequence[float]) -> list[float]:
+    """Deltas that undo a reservation of a request that produced nothing (requests stay counted)."""
+    deltas = [0.0] * len(buckets)
+    for i, b in enumerate(buckets):
+        if b.kind == "p":
+            deltas[i] = -1.0
+        elif b.unit == "tokens":
+            deltas[i] = costs[i]
+    return deltas
+
+
+def _duration(seconds: float) -> bytes:
+    """OpenAI's reset format: ``20ms``, ``1.5s``, ``6m0s``."""
+    if seconds < 1.0:
+        return b"%dms" % (seconds * 1000.0) if seconds > 0.0 else b"0ms"
+    if seconds < 60.0:
+        return (b"%.1fs" % seconds).replace(b".0s", b"s")
+    m = int(seconds // 60.0)
+    return b"%dm%ds" % (m, int(seconds - 60.0 * m))
+
+
+def ratelimit_headers(buckets: Sequence[Bucket], verdict: Verdict) -> list[tuple[bytes, bytes]]:
+    """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` from the tightest bucket of each unit."""
+    rem = verdict.remaining
+    req = tok = -1
+    for i in range(len(buckets)):
+        b = buckets[i]
+        if b.kind != "t":
+            continue
+        if b.unit == "requests":
+            if req < 0 or rem[i] < rem[req]:
+                req = i
+        elif tok < 0 or rem[i] < rem[tok]:
+            tok = i
+    out = []
+    if req >= 0:
+        r = rem[req]
+        out.append((b"x-ratelimit-limit-requests", buckets[req].limit))
+        out.append((b"x-ratelimit-remaining-requests", b"%d" % r if r >= 0.0 else b"0"))
+        out.append((b"x-ratelimit-reset-requests", _duration(verdict.reset[req])))
+    if tok >= 0:
+        r = rem[tok]
+        out.append((b"x-ratelimit-limit-tokens", buckets[tok].limit))
+        out.append((b"x-ratelimit-remaining-tokens", b"%d" % r if r >= 0.0 else b"0"))
+        out.append((b"x-ratelimit-reset-tokens", _duration(verdict.reset[tok])))
+    return out
+
+
+def retry_after_header(seconds: float) -> tuple[bytes, bytes]:
+    return (b"retry-after", b"%d" % max(1, math.ceil(seconds)))
+
+
+def key_limit_error(buckets: Sequence[Bucket], verdict: Verdict) -> GatewayError:
+    """LiteLLM's parallel-request-limiter 429 for a key/team/user bucket that refused."""
+    failed = buckets[verdict.fail]
+    scope = failed.scope
+    cur = {"requests": 0, "tokens": 0, "parallel": 0}
+    lim = {"requests": _UNLIMITED, "tokens": _UNLIMITED, "parallel": _UNLIMITED}
+    for i, b in enumerate(buckets):
+        if b.scope != scope:
+            continue
+        cap = int(b.capacity)
+        lim[b.unit] = cap
+        cur[b.unit] = max(0, cap - math.floor(verdict.remaining[i]))
+    msg = (f"LiteLLM Rate Limit Handler for rate limit type = {scope}. Crossed TPM / RPM / Max Parallel "
+           f"Request Limit. current rpm: {int(cur['requests'])}, rpm limit: {int(lim['requests'])}, "
+           f"current tpm: {int(cur['tokens'])}, tpm limit: {int(lim['tokens'])}, current max_parallel_requests: "
+           f"{int(cur['parallel'])}, max_parallel_requests: {int(lim['parallel'])}")
+    headers = [retry_after_header(verdict.reset[verdict.fail]), *ratelimit_headers(buckets, verdict)]
+    return KeyLimitExceeded(msg, type="None", param="None", code="429", headers=headers)
