@@ -25,6 +25,9 @@ def register(t: RouteTable, gw: Gateway) -> None:
     budgets.add_routes(t, gw)
     models.add_routes(t, gw)
     spend.add_routes(t, gw)
+    from relaygate.management import provider_budgets  # /provider/budgets (needs no store)
+
+    provider_budgets.add_routes(t, gw)
 
 
 __all__ = ["register"]
