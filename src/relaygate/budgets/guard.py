@@ -6,9 +6,13 @@ tallies of the entities it was made for, and the write-back of resets, off the r
 
 Budgets, with LiteLLM's fields and rules: ``max_budget`` / ``soft_budget`` / ``budget_duration`` /
 ``budget_reset_at`` on keys, teams and users (the user's only for keys without a team, as LiteLLM without
-``apply_user_budget_to_team_keys``), an organization's and a customer's through their ``budget_id`` row,
-``model_max_budget`` per model group within a key (``{"model": {"budget_limit": 1.0, "time_period": "1d"}}``
-or ``max_budget`` / ``budget_duration``), and the proxy-wide ``litellm_settings.max_budget``.
+``apply_user_budget_to_team_keys``), an organization's, a customer's and a tag's through their ``budget_id``
+row, a team member's (a key with a team and a user) through its membership's ``budget_id`` row
+(``max_budget_in_team``) or else the team's default member budget (``metadata.team_member_budget_id``,
+``team_member_budget``), ``model_max_budget`` per model group within a key (``{"model": {"budget_limit":
+1.0, "time_period": "1d"}}`` or ``max_budget`` / ``budget_duration``), and the proxy-wide
+``litellm_settings.max_budget``. A request's tags are its own (``x-litellm-tags``, body ``tags``,
+``metadata.tags``) and its key's.
 ``soft_budget`` is not a block: the first request that finds it crossed in a period logs one warning and
 counts ``budget_soft_crossed``; refusals count ``budget_exceeded``.
 
@@ -20,12 +24,16 @@ every worker adds its completions to one counter per entity and period and a req
 MGET; the guard uses the larger of the two figures.
 
 Resets: a row whose period ended (its ``budget_reset_at`` passed) counts spend from the new period at once;
-the row is written back (``spend`` 0, the next ``budget_reset_at``) by a background task.
+the row is written back (``spend`` 0, the next ``budget_reset_at``) by a background task, as a
+compare-and-set (:meth:`Store.reset_period`, :meth:`Store.reset_budget_period`): of several workers resetting
+the same row for the same boundary one writes, so spend recorded between their writes is not lost.
 
 Cost when nothing applies: the gateway installs the hook only while some budget exists (the proxy's, or
 any row's: :meth:`BudgetGuard.refresh` asks the store at startup, every TTL and when its rows change); a key
 whose rows have no budget costs one dict look-up and one identity test per request (its plan is ``None``,
-cached per ``KeyInfo``), a request naming no budgeted customer one set test.
+cached per ``KeyInfo``), a request naming no budgeted customer one set test, a request carrying no budgeted
+tag one set test per tag (none while no tag has a budget). A key's team membership is read once per plan
+(per key cache fill), and only while some membership or team has a member budget.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ EXCEEDED_EVENT = "budget_exceeded"
 SOFT_EVENT = "budget_soft_crossed"
 _MAX = 100_000
 _NEVER = -1.0
+_ROW_ID = {"key": "token", "team": "team_id", "user": "user_id"}
 
 
 def _ts(value: datetime | None) -> float | None:
@@ -99,7 +108,12 @@ class BudgetGuard:
         self.org_of: dict[str, str] = {}
         self.customers: frozenset[str] = frozenset()
         """Ids of customers with a budget row (refreshed every ``ttl``): only their requests are checked."""
+        self.tags: frozenset[str] = frozenset()
+        """Names of tags with a budget row (refreshed every ``ttl``): only requests carrying one are checked."""
+        self.member_budgets = False
+        """Some team membership or team has a member budget (refreshed every ``ttl``): plans read memberships."""
         self._customer_limits: dict[str, tuple[float, Limit | None]] = {}
+        self._tag_limits: dict[str, tuple[float, Limit | None]] = {}
         self._budget_rows: dict[str, tuple[float, Any]] = {}
         self._warned: set[tuple[str, str, float]] = set()
         self._resetting: set[tuple[str, str, float]] = set()
@@ -139,6 +153,11 @@ class BudgetGuard:
                 lim = await self._customer(cid, now)
                 if lim is not None:
                     limits.append(lim)
+        if self.tags:
+            for name in self._budgeted_tags(ex, key):
+                lim = await self._tag(name, now)
+                if lim is not None:
+                    limits.append(lim)
         if self.proxy is not None:
             limits.append(self.proxy)
         if not limits:
@@ -156,6 +175,26 @@ class BudgetGuard:
             if lim.over(spent):
                 self._count(EXCEEDED_EVENT)
                 raise lim.error(spent)
+
+    def _budgeted_tags(self, ex: Any, key: Any) -> list[str]:
+        """The request's tags (header, body ``tags``, ``metadata.tags``) and its key's that have a budget.
+        A malformed tag field is left to the pipeline, which answers it with a 400."""
+        tags = self.tags
+        found: list[str] = []
+        over = ex.over
+        if over is not None and over.tags:
+            found.extend(t for t in over.tags if t in tags)
+        control = ex.control
+        if control is not None:
+            meta = control.get("metadata")
+            for raw in (control.get("tags"), meta.get("tags") if isinstance(meta, dict) else None):
+                if isinstance(raw, str):
+                    raw = [t.strip() for t in raw.split(",")]
+                if isinstance(raw, list):
+                    found.extend(t for t in raw if isinstance(t, str) and t in tags)
+        if key is not None and key.records and key.records[0].tags:
+            found.extend(t for t in key.records[0].tags if t in tags)
+        return list(dict.fromkeys(found)) if len(found) > 1 else found
 
     def _soft(self, lim: Limit, spent: int) -> None:
         mark = (lim.kind, lim.ident, lim.tally.start)
@@ -175,8 +214,9 @@ class BudgetGuard:
     # -- the completion sink ------------------------------------------------------------------------
 
     def handle(self, batch: Sequence[CompletionRecord]) -> None:
-        """Add each priced record's cost to the tallies of its key, team, user, organization, customer,
-        model (within the key) and the proxy, where those have a budget (and to Redis, when shared)."""
+        """Add each priced record's cost to the tallies of its key, team, team member, user, organization,
+        customer, tags, model (within the key) and the proxy, where those have a budget (and to Redis, when
+        shared)."""
         tallies = self.tallies
         shared = self.shared
         now = time.time()
@@ -186,19 +226,34 @@ class BudgetGuard:
                 continue
             c = pico_of(cost)
             kh = r.key_hash
-            for ent in (("key", kh), ("team", r.team_id), ("user", r.user_id),
-                        ("organization", r.org_id or (self.org_of.get(kh) if kh else None)),
-                        ("customer", r.end_user_id), ("proxy", ""),
-                        ("model", f"{kh}\0{r.model}" if kh else None),
-                        ("model", f"{kh}\0{r.model_group}" if kh and r.model_group != r.model else None)):
-                ident = ent[1]
+            ents: list[tuple[str, str | None]] = [
+                ("key", kh), ("team", r.team_id), ("user", r.user_id),
+                ("organization", r.org_id or (self.org_of.get(kh) if kh else None)),
+                ("customer", r.end_user_id), ("proxy", ""),
+                ("model", f"{kh}\0{r.model}" if kh else None),
+                ("model", f"{kh}\0{r.model_group}" if kh and r.model_group != r.model else None)]
+            if self.member_budgets and r.team_id and r.user_id:
+                ents.append(("member", f"{r.team_id}\0{r.user_id}"))
+            if self.tags:
+                ents.extend(("tag", name) for name in self._record_tags(r))
+            for kind, ident in ents:
                 if ident is None:
                     continue
-                t = tallies.get(ent)  # type: ignore[arg-type]
+                t = tallies.get((kind, ident))
                 if t is not None:
                     t.add(c, now)
                     if shared is not None:
-                        shared.add(ent[0], ident, t.start, t.end, c)
+                        shared.add(kind, ident, t.start, t.end, c)
+
+    def _record_tags(self, r: CompletionRecord) -> list[str]:
+        """The budgeted tags a completed request carried: its own (``extra["tags"]``) and its key's."""
+        tags = self.tags
+        extra = r.extra
+        found = [t for t in extra.get("tags") or () if t in tags] if isinstance(extra, dict) else []
+        entry = self.plans.get(r.key_hash) if r.key_hash else None
+        if entry is not None and entry[0] and entry[0][0].tags:
+            found.extend(t for t in entry[0][0].tags if t in tags)
+        return list(dict.fromkeys(found)) if len(found) > 1 else found
 
     # -- plans --------------------------------------------------------------------------------------
 
@@ -249,6 +304,10 @@ class BudgetGuard:
                 lim = self._limit("team", team.team_id, team, team.spend, now, reset=("team", team))
                 if lim is not None:
                     limits.append(lim)
+                if key.user_id and self.member_budgets:
+                    lim = await self._member(team, key.user_id, now)
+                    if lim is not None:
+                        limits.append(lim)
             elif user is not None:
                 lim = self._limit("user", user.user_id, user, user.spend, now, reset=("user", user))
                 if lim is not None:
@@ -294,6 +353,47 @@ class BudgetGuard:
         self._budget_rows[budget_id] = (now + self.ttl, row)
         return row
 
+    async def _member(self, team: Any, user_id: str, now: float) -> Limit | None:
+        """A team member's budget (LiteLLM's ``_check_team_member_budget``): its membership's budget row
+        (``max_budget_in_team``), else the team's default member budget (``metadata.team_member_budget_id``);
+        the spend is the membership's (0 without a membership row)."""
+        try:
+            member = await self.store.get_team_member(team.team_id, user_id)
+        except Exception as exc:  # NotFound: not a member; a database failure: no member budget until re-read
+            if type(exc).__name__ != "NotFound":
+                log.warning("team membership %s/%s could not be read: %s: %s", team.team_id, user_id,
+                            type(exc).__name__, exc)
+            member = None
+        budget_id = member.budget_id if member is not None and member.budget_id else None
+        if budget_id is None:
+            default = (team.metadata or {}).get("team_member_budget_id")
+            budget_id = default if isinstance(default, str) and default else None
+        if budget_id is None:
+            return None
+        row = await self._budget_row(budget_id, now)
+        if row is None:
+            return None
+        return self._limit("member", f"{team.team_id}\0{user_id}", row, member.spend if member is not None else 0.0,
+                           now, created=member.created_at if member is not None else None, reset=("budget", row))
+
+    async def _tag(self, name: str, now: float) -> Limit | None:
+        got = self._tag_limits.get(name)
+        if got is not None and got[0] > now:
+            return got[1]
+        lim = None
+        try:
+            tag = await self.store.get_tag(name)
+        except Exception:
+            tag = None
+        if tag is not None and tag.budget_id:
+            row = await self._budget_row(tag.budget_id, now)
+            if row is not None:
+                lim = self._limit("tag", name, row, tag.spend, now, created=tag.created_at, reset=("budget", row))
+        if len(self._tag_limits) >= _MAX:
+            self._tag_limits.clear()
+        self._tag_limits[name] = (now + self.ttl, lim)
+        return lim
+
     async def _customer(self, cid: str, now: float) -> Limit | None:
         got = self._customer_limits.get(cid)
         if got is not None and got[0] > now:
@@ -330,47 +430,31 @@ class BudgetGuard:
         self._spawn(self._write_reset(what, end))
 
     async def _write_reset(self, what: tuple[str, Any], end: float) -> None:
+        """The reset as a compare-and-set: a row another worker already moved to this period is left alone."""
         store, (table, row) = self.store, what
         at = datetime.fromtimestamp(end, UTC)
         try:
-            if table == "key":
-                await store.update_key(row.token, spend=0.0, budget_reset_at=at)
-            elif table == "team":
-                await store.update_team(row.team_id, spend=0.0, budget_reset_at=at)
-            elif table == "user":
-                await store.update_user(row.user_id, spend=0.0, budget_reset_at=at)
-            else:  # a budget row: every organization and customer on it starts the new period
-                await store.update_budget(row.budget_id, budget_reset_at=at)
-                page = 1
-                while True:
-                    got = await store.list_customers(budget_id=row.budget_id, page=page, page_size=500)
-                    for c in got.items:
-                        await store.update_customer(c.user_id, spend=0.0)
-                    if page >= got.total_pages:
-                        break
-                    page += 1
-                page = 1
-                while True:
-                    orgs = await store.list_organizations(page=page, page_size=500)
-                    for o in orgs.items:
-                        if o.budget_id == row.budget_id:
-                            await store.update_organization(o.organization_id, spend=0.0)
-                    if page >= orgs.total_pages:
-                        break
-                    page += 1
+            if table == "budget":  # a budget row: every organization, customer, tag and member on it
+                done = await store.reset_budget_period(row.budget_id, at)
                 self._budget_rows.pop(row.budget_id, None)
-            log.info("budget reset: %s %s, next reset at %s", table, getattr(row, "budget_id", "") or "", at)
+                ident = row.budget_id
+            else:
+                ident = getattr(row, _ROW_ID[table])
+                done = await store.reset_period(table, ident, at)
+            if done:
+                log.info("budget reset: %s %s, next reset at %s", table, ident[:24] if table == "key" else ident, at)
         except Exception as exc:
             log.warning("budget reset of a %s could not be written (%s: %s); spend still counts from the new "
                         "period", table, type(exc).__name__, exc)
 
     async def refresh(self) -> None:
-        """Read whether any budget exists, which customers have one, and the proxy's spend in its current
-        period (with a store). The gateway calls it every ``ttl`` and when the store's rows change."""
+        """Read whether any budget exists, which customers and tags have one, whether team members may, and
+        the proxy's spend in its current period (with a store). The gateway calls it every ``ttl`` and when
+        the store's rows change."""
         store = self.store
         if store is None:
             return
-        from relaygate.budgets.shared import any_budget, proxy_spend
+        from relaygate.budgets.shared import any_budget, any_member_budget, proxy_spend
 
         active = self.proxy is not None or await any_budget(store)
         if active != self.active:
@@ -388,6 +472,20 @@ class BudgetGuard:
             page += 1
         self.customers = frozenset(ids)
         self._customer_limits.clear()
+        names: list[str] = []
+        page = 1
+        while len(names) < _MAX:
+            tags = await store.list_tags(page=page, page_size=1000)
+            names.extend(t.tag_name for t in tags.items if t.budget_id)
+            if page >= tags.total_pages:
+                break
+            page += 1
+        self.tags = frozenset(names)
+        self._tag_limits.clear()
+        members = await any_member_budget(store)
+        if members != self.member_budgets:
+            self.member_budgets = members
+            self.plans.clear()  # plans built before did not read memberships (or need not any more)
         if self.proxy is not None:
             now = time.time()
             t = self.proxy.tally

@@ -3,10 +3,10 @@
 
 What it owns: the arithmetic of "how much has this entity spent in its current period", sans IO.
 
-- **Tally** (one per entity and worker: a key, team, user, organization, customer, a key's model, the
-  proxy): the pico-USD this worker saw completed for the entity in the entity's current period. It rolls to
-  the next period by itself when a completion or a check arrives after the boundary (``periods.period_at``):
-  no cron, nothing to miss.
+- **Tally** (one per entity and worker: a key, team, team member (its team and user ids), user,
+  organization, customer, tag, a key's model, the proxy): the pico-USD this worker saw completed for the
+  entity in the entity's current period. It rolls to the next period by itself when a completion or a
+  check arrives after the boundary (``periods.period_at``): no cron, nothing to miss.
 - **Limit**: one budget of one entity, built when a key's rows are read. ``base`` is the row's ``spend``
   (pico-USD) when the row's period is the current one, and ``snap`` the tally at that moment, so
   ``spent = base + (tally - snap)``: what every worker had written when the rows were read, plus what this
@@ -83,8 +83,9 @@ class Limit:
         self.snap = tally.pico if tally.start == base_start else 0
         self.label = label
         """What the error names: the key's descriptor, the model of a ``model_max_budget``."""
-        self.strict = kind in ("customer", "proxy")
-        """LiteLLM refuses end users and the proxy only past the budget (``>``), the others at it (``>=``)."""
+        self.strict = kind in ("customer", "proxy", "tag")
+        """LiteLLM refuses end users, tags and the proxy only past the budget (``>``), the others at it
+        (``>=``)."""
 
     def spent(self, now: float) -> int:
         t = self.tally
@@ -105,8 +106,9 @@ class Limit:
 
 
 class Plan:
-    """Every budget a key's requests answer to: its own, its team's, its user's (keys without a team, as
-    LiteLLM), its organization's, and per model group (``model_max_budget``)."""
+    """Every budget a key's requests answer to: its own, its team's, its user's in that team (the member's
+    budget), its user's (keys without a team, as LiteLLM), its organization's, and per model group
+    (``model_max_budget``)."""
 
     __slots__ = ("limits", "models", "org_id", "token")
 
@@ -130,6 +132,11 @@ def exceeded(limit: Limit, spend: float) -> GatewayError:
         msg = f"ExceededBudget: User={ident} over budget. Spend={spend}, Budget={budget}"
     elif kind == "customer":
         msg = f"ExceededBudget: End User={ident} over budget. Spend={spend}, Budget={budget}"
+    elif kind == "member":
+        team, _, user = ident.partition(chr(0))
+        msg = f"Budget has been exceeded! User={user} in Team={team} Current cost: {spend}, Max budget: {budget}"
+    elif kind == "tag":
+        msg = f"Budget has been exceeded! Tag={ident} Current cost: {spend}, Max budget: {budget}"
     elif kind == "model":
         msg = f"LiteLLM Virtual Key: {limit.label}, exceeded budget for model={ident.rpartition(chr(0))[2]}"
     else:

@@ -27,7 +27,7 @@ from relaygate.budgets.limits import FOREVER, Limit
 if TYPE_CHECKING:
     from relaygate.store import Store
 
-__all__ = ["PREFIX", "SharedSpend", "any_budget", "proxy_spend"]
+__all__ = ["PREFIX", "SharedSpend", "any_budget", "any_member_budget", "proxy_spend"]
 
 log = logging.getLogger("relaygate.budgets")
 
@@ -146,11 +146,22 @@ _ANY = ("SELECT 1 FROM rg_keys WHERE max_budget IS NOT NULL OR soft_budget IS NO
         "UNION ALL SELECT 1 FROM rg_teams WHERE max_budget IS NOT NULL OR soft_budget IS NOT NULL "
         "UNION ALL SELECT 1 FROM rg_users WHERE max_budget IS NOT NULL OR soft_budget IS NOT NULL "
         "UNION ALL SELECT 1 FROM rg_organizations WHERE budget_id IS NOT NULL "
-        "UNION ALL SELECT 1 FROM rg_customers WHERE budget_id IS NOT NULL LIMIT 1")
+        "UNION ALL SELECT 1 FROM rg_customers WHERE budget_id IS NOT NULL "
+        "UNION ALL SELECT 1 FROM rg_tags WHERE budget_id IS NOT NULL "
+        "UNION ALL SELECT 1 FROM rg_team_members WHERE budget_id IS NOT NULL "
+        "UNION ALL SELECT 1 FROM rg_teams WHERE CAST(metadata AS TEXT) LIKE '%team_member_budget_id%' LIMIT 1")
+_ANY_MEMBER = ("SELECT 1 FROM rg_team_members WHERE budget_id IS NOT NULL "
+               "UNION ALL SELECT 1 FROM rg_teams WHERE CAST(metadata AS TEXT) LIKE '%team_member_budget_id%' LIMIT 1")
 
 
 async def any_budget(store: Store) -> bool:
-    """Whether any key, team, user, organization or customer has a budget (the guard's hook is installed
-    only then)."""
+    """Whether any key, team, team member, user, organization, customer or tag has a budget (the guard's hook
+    is installed only then)."""
     async with store._read() as c:
         return bool(await c.fetch(_ANY, []))
+
+
+async def any_member_budget(store: Store) -> bool:
+    """Whether any team membership has a budget row, or any team a default member budget."""
+    async with store._read() as c:
+        return bool(await c.fetch(_ANY_MEMBER, []))
