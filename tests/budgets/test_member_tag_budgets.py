@@ -1,0 +1,175 @@
+"""Team member and tag budgets through the gateway and its lifespan, on SQLite and a real PostgreSQL: a
+member over its budget in a team (its own ``max_budget_in_team`` row, or the team's default member budget)
+and a request carrying a tag over its budget get LiteLLM's ``budget_exceeded`` 400 before the upstream is
+called; other members, and requests without the tag, are untouched; a tag's budget period resets at its
+boundary; budget resets are compare-and-set writes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from relaygate.store import Budget, Customer, Key, Organization, Tag, Team, TeamMember, open_store
+from tests.budgets.conftest import ask, gateway, token, upstream
+
+BUDGET = 0.000005  # two requests fit under it (3e-6 each); the third finds 6e-6 spent
+
+
+def refused(r: Any, message: str) -> None:
+    assert r.status == 400, (r.status, r.body)
+    assert r.json() == {"error": {"message": message, "type": "budget_exceeded", "param": None, "code": "400"}}
+
+
+async def _two_then_refused(gw: Any, up: Any, key: str, message: str, **body: Any) -> None:
+    up.hits = 0
+    assert (await ask(gw, key, **body)).status == 200
+    assert (await ask(gw, key, **body)).status == 200
+    refused(await ask(gw, key, **body), message)
+    assert up.hits == 2  # the refused request never reached the upstream
+
+
+def test_member_over_its_budget_in_the_team_is_refused_and_others_are_not(db_url: str) -> None:
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            await gw.store.create_budget(Budget(budget_id="b-u1", max_budget=BUDGET))
+            await gw.store.create_team(Team(team_id="t1"), [TeamMember(team_id="t1", user_id="u1", budget_id="b-u1"),
+                                                            TeamMember(team_id="t1", user_id="u2")])
+            await gw.store.create_key(Key(token=token("sk-u1"), team_id="t1", user_id="u1"))
+            await gw.store.create_key(Key(token=token("sk-u2"), team_id="t1", user_id="u2"))
+            await gw.store.create_key(Key(token=token("sk-t1"), team_id="t1"))  # a team key with no user
+            await gw.budgets.refresh()
+            await _two_then_refused(gw, up, "sk-u1", "Budget has been exceeded! User=u1 in Team=t1 Current cost: "
+                                    "6e-06, Max budget: 5e-06")
+            for key in ("sk-u2", "sk-t1"):  # the other member and the team's own key are not capped
+                for _ in range(3):
+                    assert (await ask(gw, key)).status == 200
+            assert gw.metrics.events.get("budget_exceeded") == 1
+            deadline = time.monotonic() + 10
+            while (await gw.store.get_team_member("t1", "u1")).spend < 6e-06 - 1e-12:  # the spend sink's write
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+
+
+def test_team_default_member_budget_applies_to_members_without_their_own(db_url: str) -> None:
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            await gw.store.create_budget(Budget(budget_id="b-default", max_budget=BUDGET))
+            await gw.store.create_budget(Budget(budget_id="b-big", max_budget=1.0))
+            await gw.store.create_team(Team(team_id="t2", metadata={"team_member_budget_id": "b-default"}),
+                                       [TeamMember(team_id="t2", user_id="u3"),
+                                        TeamMember(team_id="t2", user_id="u4", budget_id="b-big")])
+            await gw.store.create_key(Key(token=token("sk-u3"), team_id="t2", user_id="u3"))
+            await gw.store.create_key(Key(token=token("sk-u4"), team_id="t2", user_id="u4"))
+            await gw.budgets.refresh()
+            await _two_then_refused(gw, up, "sk-u3", "Budget has been exceeded! User=u3 in Team=t2 Current cost: "
+                                    "6e-06, Max budget: 5e-06")
+            for _ in range(3):  # the member's own budget wins over the team's default
+                assert (await ask(gw, "sk-u4")).status == 200
+
+    asyncio.run(main())
+
+
+def test_tag_over_its_budget_is_refused_and_requests_without_it_pass(db_url: str) -> None:
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            await gw.store.create_budget(Budget(budget_id="b-tag", max_budget=BUDGET))
+            await gw.store.create_tag(Tag(tag_name="capped", budget_id="b-tag"))
+            await gw.store.create_tag(Tag(tag_name="free"))
+            await gw.store.create_key(Key(token=token("sk-a")))
+            await gw.store.create_key(Key(token=token("sk-tagged"), tags=["capped"]))
+            await gw.budgets.refresh()
+            assert gw.budgets.tags == frozenset({"capped"})
+            message = "Budget has been exceeded! Tag=capped Current cost: 6e-06, Max budget: 5e-06"
+            await _two_then_refused(gw, up, "sk-a", message, metadata={"tags": ["capped", "free"]})
+            up.hits = 0
+            assert (await ask(gw, "sk-a")).status == 200  # no tag
+            assert (await ask(gw, "sk-a", metadata={"tags": ["free"]})).status == 200  # a tag without a budget
+            refused(await ask(gw, "sk-a", tags=["capped"]), message)  # body ``tags`` as well
+            refused(await ask(gw, "sk-tagged"), message)  # the key's own tags count
+            assert up.hits == 2
+            deadline = time.monotonic() + 10
+            while (await gw.store.get_tag("capped")).spend < 6e-06 - 1e-12:  # the spend sink adds to the tag's row
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            assert (await gw.store.get_tag("free")).spend > 0
+
+    asyncio.run(main())
+
+
+def test_tag_budget_period_resets_at_its_boundary(db_url: str) -> None:
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up, general_settings={"user_api_key_cache_ttl": 0.5}) as gw:
+            first_end = datetime.now(UTC) + timedelta(seconds=2)
+            await gw.store.create_budget(Budget(budget_id="b-r", max_budget=BUDGET, budget_duration="2s",
+                                                budget_reset_at=first_end))
+            await gw.store.create_tag(Tag(tag_name="daily", budget_id="b-r"))
+            await gw.store.create_key(Key(token=token("sk-r")))
+            await gw.budgets.refresh()
+            body = {"metadata": {"tags": ["daily"]}}
+            assert (await ask(gw, "sk-r", **body)).status == 200
+            assert (await ask(gw, "sk-r", **body)).status == 200
+            refused(await ask(gw, "sk-r", **body), "Budget has been exceeded! Tag=daily Current cost: 6e-06, "
+                    "Max budget: 5e-06")
+            deadline = time.monotonic() + 15
+            while (r := await ask(gw, "sk-r", **body)).status != 200:  # the next period starts at the boundary
+                assert r.status == 400 and time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+            while True:  # the reset is written back to the budget row (off the request path)
+                row = await gw.store.get_budget("b-r")
+                assert row.budget_reset_at is not None
+                if row.budget_reset_at.replace(tzinfo=UTC) > first_end:
+                    break
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+                await ask(gw, "sk-r", **body)
+
+    asyncio.run(main())
+
+
+def test_resets_are_compare_and_set(db_url: str) -> None:
+    """Two workers resetting the same row for the same boundary: the second changes nothing, so spend
+    recorded between the two writes is kept."""
+
+    async def main() -> None:
+        store = await open_store(db_url)
+        try:
+            past = datetime.now(UTC) - timedelta(hours=1)
+            nxt = past + timedelta(days=1)
+            await store.create_key(Key(token="k1", spend=5.0, budget_reset_at=past))
+            await store.create_team(Team(team_id="t", spend=5.0, budget_reset_at=past))
+            assert await store.reset_period("key", "k1", nxt) is True
+            assert (await store.get_key("k1")).spend == 0.0
+            await store.update_key("k1", spend=0.25)  # spend recorded after the first reset
+            assert await store.reset_period("key", "k1", nxt) is False  # a second worker, same boundary
+            key = await store.get_key("k1")
+            assert key.spend == 0.25 and key.budget_reset_at == nxt
+            assert await store.reset_period("team", "t", nxt) is True
+            assert await store.reset_period("team", "t", nxt) is False
+
+            await store.create_budget(Budget(budget_id="b", max_budget=1.0, budget_duration="1d",
+                                             budget_reset_at=past))
+            await store.create_organization(Organization(organization_id="o", budget_id="b", spend=1.0))
+            await store.create_customer(Customer(user_id="c", budget_id="b", spend=1.0))
+            await store.create_tag(Tag(tag_name="g", budget_id="b", spend=1.0))
+            await store.create_team(Team(team_id="td", metadata={"team_member_budget_id": "b"}),
+                                    [TeamMember(team_id="td", user_id="m1", spend=1.0),
+                                     TeamMember(team_id="td", user_id="m2", budget_id="b", spend=1.0)])
+            await store.create_team(Team(team_id="other"), [TeamMember(team_id="other", user_id="m3", spend=1.0)])
+            assert await store.reset_budget_period("b", nxt) is True
+            assert (await store.get_organization("o")).spend == 0.0
+            assert (await store.get_customer("c")).spend == 0.0
+            assert (await store.get_tag("g")).spend == 0.0
+            assert [(m.user_id, m.spend) for m in await store.list_team_members("td")] == [("m1", 0.0), ("m2", 0.0)]
+            assert (await store.get_team_member("other", "m3")).spend == 1.0  # not on that budget
+            await store.update_tag("g", spend=0.5)
+            assert await store.reset_budget_period("b", nxt) is False
+            assert (await store.get_tag("g")).spend == 0.5
+            assert (await store.get_budget("b")).budget_reset_at == nxt
+        finally:
+            await store.close()
+
+    asyncio.run(main())
