@@ -70,6 +70,9 @@ class Metrics:
         self.overhead_sum = 0.0
         self.overhead_count = 0
         self.events: dict[str, int] = {}
+        self.provider_budgets: dict[str, list[Any]] = {}
+        """provider -> [budget USD, spend USD this worker knows, period start, spend shared (Redis)]; set by
+        ``budgets.providers`` for the providers of ``provider_budget_config`` only."""
         self.pid = os.getpid()
         self.directory = Path(directory) if directory else None
         self._groups: frozenset[str] = frozenset()
@@ -120,6 +123,13 @@ class Metrics:
             event = OTHER
         events[event] = events.get(event, 0) + n
 
+    def set_provider_budget(self, provider: str, limit: float, spend: float, start: float, shared: bool) -> None:
+        """A configured provider budget's figures (off the request path: the completion sink, Redis reads)."""
+        self.provider_budgets[provider] = [limit, spend, start, shared]
+
+    def clear_provider_budgets(self) -> None:
+        self.provider_budgets = {}
+
     # -- aggregation --------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
@@ -131,6 +141,7 @@ class Metrics:
             "latency_sum": self.latency_sum,
             "overhead": [self.overhead_sum, self.overhead_count],
             "events": self.events,
+            "provider_budgets": self.provider_budgets,
             "rss": _rss_bytes(),
         }
 
@@ -181,7 +192,14 @@ class Metrics:
         latency_sum: dict[str, float] = {}
         events: dict[str, int] = {}
         overhead_sum, overhead_count = 0.0, 0
+        budgets: dict[str, list[Any]] = {}
         for snap in snaps:
+            for provider, (limit, spend, start, shared) in snap.get("provider_budgets", {}).items():
+                seen = budgets.get(provider)
+                if seen is None or start > seen[2]:  # only the latest period counts
+                    budgets[provider] = [limit, spend, start, shared]
+                elif start == seen[2]:  # shared: every worker sees the total; else each its own part
+                    seen[1] = max(seen[1], spend) if shared else seen[1] + spend
             for g, d, s, n in snap["requests"]:
                 requests[(g, d, s)] = requests.get((g, d, s), 0) + n
             for g, k, n in snap["tokens"]:
@@ -221,6 +239,11 @@ class Metrics:
         out.append("# TYPE relaygate_events_total counter")
         for event, n in sorted(events.items()):
             out.append(f'relaygate_events_total{{event="{_label(event)}"}} {n}')
+        if budgets:  # LiteLLM's name, so its dashboards work: budget minus spend of the period, in USD
+            out.append("# TYPE litellm_provider_remaining_budget_metric gauge")
+            for provider, (limit, spend, _start, _shared) in sorted(budgets.items()):
+                out.append(f'litellm_provider_remaining_budget_metric{{api_provider="{_label(provider)}"}} '
+                           f"{limit - spend!r}")
         out.append("# TYPE relaygate_worker_rss_bytes gauge")
         for snap in sorted(snaps, key=lambda s: s["pid"]):
             out.append(f'relaygate_worker_rss_bytes{{pid="{snap["pid"]}"}} {snap["rss"]}')

@@ -29,7 +29,7 @@ import math
 import random
 import re
 import time
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence, TypeVar
 
 from relaygate.config.model import Config, Deployment, RouterSettings
 from relaygate.core import routing, tokens
@@ -49,6 +49,9 @@ from relaygate.limits import Limiter, make_limiter
 from relaygate.providers import make_provider
 from relaygate.providers.base import Provider
 from relaygate.routing_limits import key_limit_error, ratelimit_headers, refund, retry_after_header, settle
+
+if TYPE_CHECKING:
+    from relaygate.budgets.providers import ProviderBudgets
 
 R = TypeVar("R")
 log = logging.getLogger("relaygate.router")
@@ -101,7 +104,8 @@ def _cost(dep: Deployment) -> float:
 class ModelGroup:
     """A model group: its targets (index = position) and the priority tiers the strategies walk."""
 
-    __slots__ = ("name", "targets", "weights", "stats", "tiers", "limited", "token_limited", "tags", "tag_masks")
+    __slots__ = ("name", "targets", "weights", "stats", "tiers", "limited", "token_limited", "tags", "tag_masks",
+                 "budget_mask")
 
     def __init__(self, name: str, targets: list[Target]) -> None:
         self.name = name
@@ -119,6 +123,7 @@ class ModelGroup:
         self.token_limited = any(t.token_buckets for t in targets)
         self.tags = [frozenset(t.dep.tags) for t in targets]
         self.tag_masks: dict[frozenset[str] | None, int | None] = {}  # per request tag set (bounded below)
+        self.budget_mask: tuple[int, int] | None = None  # (version, mask) of ``budgets.providers``
 
     def target_of(self, s: DeploymentStats) -> Target:
         """The target of ``s``: at ``s.index`` unless a newer router (reload) took ``s`` over and renumbered it."""
@@ -286,6 +291,8 @@ class Router:
         self.limiter.on_cooldowns(self._remote_cooldowns)  # replaces the previous router's callback
         self._carry: _Carry = _Carry(previous, keep_limited=self.retired_limiter is None)
         self.clock = time.monotonic
+        self.budgets: ProviderBudgets | None = previous.budgets if previous is not None else None
+        """Provider and deployment budgets (``budgets.providers``), set by the gateway; None: none."""
         self.groups: dict[str, ModelGroup] = {}
         self.by_id: dict[str, list[DeploymentStats]] = {}
         self._wildcards: list[tuple[re.Pattern[str], Deployment, Provider]] = []
@@ -499,6 +506,13 @@ class Router:
         settings = self.settings
         cap = ctx.num_retries  # a client's num_retries only lowers what the policy allows
         excluded = forbidden = self._tag_filter(group, ctx) if settings.enable_tag_filtering else 0
+        budgets = self.budgets
+        if budgets is not None:
+            over = budgets.mask(group) & ~forbidden
+            if over:
+                if forbidden | over == (1 << len(group.targets)) - 1:
+                    raise budgets.crossed(group, over)
+                excluded = forbidden = forbidden | over
         used = 0
         last: GatewayError | None = None
         strategy, tiers, rand, stream = self.strategy, group.tiers, self._rand, ctx.stream

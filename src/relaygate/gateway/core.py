@@ -107,6 +107,9 @@ class Gateway:
         self._db_models_seen: tuple[Any, ...] = ()
         self.budgets: Any = None
         """The worker's ``budgets.BudgetGuard`` (with a store or ``litellm_settings.max_budget``), else None."""
+        self.provider_budgets: Any = None
+        """The worker's ``budgets.providers.ProviderBudgets`` once a config had provider or deployment budgets."""
+        self._use_provider_budgets(config, self.router)
 
     # the current snapshot's parts (a request uses ``Exchange.rt``, not these)
     @property
@@ -229,6 +232,28 @@ class Gateway:
         self._budget_hook(self.runtime)
         self._spawn(guard.refresh_forever())
 
+    def _use_provider_budgets(self, config: Config, router: Router) -> None:
+        """Provider and deployment budgets (``budgets.providers``): built with the first config that has one
+        (a completion sink from then on, its counters shared through Redis when configured), reconfigured
+        on reloads, and given to ``router``; without any, the router's budget check is one ``is None`` test."""
+        pb = self.provider_budgets
+        has = bool(config.router.provider_budget_config) or any(
+            d.max_budget is not None and d.budget_duration for d in config.deployments)
+        if pb is None:
+            if not has:
+                router.budgets = None
+                return
+            from relaygate.budgets.providers import ProviderBudgets
+            from relaygate.budgets.shared import SharedSpend
+
+            url = _redis_url(config)
+            pb = self.provider_budgets = ProviderBudgets(config, shared=SharedSpend(url) if url else None,
+                                                         metrics=self.metrics)
+            self.completions.add_sink(pb)
+        else:
+            pb.configure(config)
+        router.budgets = pb if has else None
+
     def _budget_hook(self, rt: Runtime) -> None:
         """The budget check is one of ``rt``'s ``before_route`` hooks exactly while some budget exists."""
         guard = self.budgets
@@ -288,6 +313,8 @@ class Gateway:
             store, self.store = self.store, None
             await store.close()
         await self.completions.aclose()
+        if self.provider_budgets is not None:
+            await self.provider_budgets.aclose()
         await self.router.aclose()
         await self.transport.aclose()
         await aclose_identity_clients()
@@ -409,6 +436,7 @@ class Gateway:
         if self.key_changes is not None:
             new.set_blocked_customers(self.key_changes.blocked)
         self._budget_hook(new)
+        self._use_provider_budgets(config, new.router)
         await new.router.start()
         self.metrics.set_labels(**labels_of(config))
         self.pipeline.runtime = new
