@@ -11,7 +11,9 @@ name, ``model_group_alias``, ``*`` wildcards) or raises ``BadRequest``; :meth:`R
 the caller calls ``lease.finish(ok, tokens)`` once when the answer ended and adds ``lease.headers``
 (``x-ratelimit-*``); ``RouteContext`` counts retries and fallbacks. :meth:`Router.start` / :meth:`Router.aclose`
 start and stop the limiter. With ``enable_tag_filtering`` a request's tags exclude deployments up front
-(``core.routing.tag_filter``: LiteLLM's tag-based routing).
+(``core.routing.tag_filter``: LiteLLM's tag-based routing); provider and deployment budgets exclude the
+deployments over budget the same way (``Router.budgets``, a ``budgets.providers.ProviderBudgets`` the gateway
+sets; LiteLLM's budget routing), and raise its 429 when none is left.
 
 Config reload (``Router(config, previous=old)``): the new router takes over the old one's
 ``DeploymentStats`` by deployment id: the same objects, so EWMAs, cooldowns and the in-flight count of

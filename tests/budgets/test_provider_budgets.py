@@ -244,3 +244,24 @@ def test_config_periods_are_the_budget_periods(text: str) -> None:
         return True
 
     assert accepts(periods.parse) == accepts(lambda t: litellm_rules._period(t, "<test>", "p"))
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_remaining_budget_metric_across_workers(tmp_path: Path, shared: bool) -> None:
+    """Workers' figures of the latest period only: summed when each counts its own spend, the largest when
+    all read the shared (Redis) total."""
+    import os
+
+    from relaygate.metrics import Metrics
+
+    me, other = Metrics(str(tmp_path)), Metrics(str(tmp_path))
+    other.pid = os.getppid()  # a live process: its snapshot counts
+    me.set_provider_budget("openai", 10.0, 2.0, 3600.0, shared)
+    other.set_provider_budget("openai", 10.0, 3.0, 3600.0, shared)
+    other.set_provider_budget("azure", 5.0, 4.0, 0.0, shared)  # only this worker saw azure's older period
+    me.set_provider_budget("azure", 5.0, 1.0, 3600.0, shared)
+    other.flush()
+    text = me.render().decode()
+    expected = 7.0 if shared else 5.0
+    assert f'litellm_provider_remaining_budget_metric{{api_provider="openai"}} {expected!r}' in text
+    assert 'litellm_provider_remaining_budget_metric{api_provider="azure"} 4.0' in text
