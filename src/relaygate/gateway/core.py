@@ -247,6 +247,9 @@ class Gateway:
             from relaygate.budgets.shared import SharedSpend
 
             url = _redis_url(config)
+            if url is None and config.server.workers != 1:
+                log.warning("provider/deployment budgets are counted by each worker alone: set router_settings "
+                            "redis_host (or redis_url) to share their spend across workers and instances")
             pb = self.provider_budgets = ProviderBudgets(config, shared=SharedSpend(url) if url else None,
                                                          metrics=self.metrics)
             self.completions.add_sink(pb)
