@@ -265,3 +265,23 @@ def test_remaining_budget_metric_across_workers(tmp_path: Path, shared: bool) ->
     expected = 7.0 if shared else 5.0
     assert f'litellm_provider_remaining_budget_metric{{api_provider="openai"}} {expected!r}' in text
     assert 'litellm_provider_remaining_budget_metric{api_provider="azure"} 4.0' in text
+
+
+def test_a_reload_adds_and_removes_provider_budgets() -> None:
+    async def main() -> None:
+        async with upstream() as a, upstream() as b:
+            cfg = config(a, b)
+            cfg["model_list"].pop(1)
+            async with gateway(cfg) as gw:
+                assert (await ask(gw)).status == 200
+                await gw.swap(from_litellm({**cfg, "router_settings": {"provider_budget_config": {
+                    "openai": {"budget_limit": COST, "time_period": "1d"}}}}, "<test>"), 1)
+                assert gw.router.budgets is gw.provider_budgets is not None
+                assert (await ask(gw)).status == 200  # counted from the reload on: now over
+                crossed(await ask(gw))
+                await gw.swap(from_litellm(cfg, "<test>"), 2)
+                assert gw.router.budgets is None
+                assert (await ask(gw)).status == 200
+                assert a.hits == 3
+
+    asyncio.run(main())
