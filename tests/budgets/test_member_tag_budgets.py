@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from relaygate.store import Budget, Customer, Key, Organization, Tag, Team, TeamMember, open_store
-from tests.budgets.conftest import ask, gateway, token, upstream
+from tests.asgi.conftest import call
+from tests.budgets.conftest import MASTER, ask, gateway, token, upstream
 
 BUDGET = 0.000005  # two requests fit under it (3e-6 each); the third finds 6e-6 spent
 
@@ -171,5 +172,44 @@ def test_resets_are_compare_and_set(db_url: str) -> None:
             assert (await store.get_budget("b")).budget_reset_at == nxt
         finally:
             await store.close()
+
+    asyncio.run(main())
+
+
+def test_team_member_budget_through_the_management_api(db_url: str) -> None:
+    """``team_member_budget`` on /team/new and /team/update (LiteLLM's default member budget), members added
+    by /team/member_add, keys by /key/generate; ``max_budget_in_team`` gives one member its own row."""
+
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            async def admin(path: str, body: dict[str, Any]) -> Any:
+                r = await call(gw, "POST", path, body, headers={"authorization": f"Bearer {MASTER}"})
+                assert r.status == 200, (path, r.status, r.body)
+                return r.json()
+
+            team = await admin("/team/new", {"team_id": "t3", "team_alias": "Red Team", "team_member_budget": BUDGET})
+            default_id = team["metadata"]["team_member_budget_id"]
+            assert default_id.startswith("team-Red-Team-budget-")
+            assert (await gw.store.get_budget(default_id)).max_budget == BUDGET
+            await admin("/team/member_add", {"team_id": "t3", "member": [{"user_id": "u5"}, {"user_id": "u6"}]})
+            k5 = (await admin("/key/generate", {"team_id": "t3", "user_id": "u5"}))["key"]
+            k6 = (await admin("/key/generate", {"team_id": "t3", "user_id": "u6"}))["key"]
+            await gw.budgets.refresh()
+            await _two_then_refused(gw, up, k5, "Budget has been exceeded! User=u5 in Team=t3 Current cost: 6e-06, "
+                                    "Max budget: 5e-06")
+            out = await admin("/team/member_update", {"team_id": "t3", "user_id": "u6", "max_budget_in_team": 1.0})
+            assert out["max_budget_in_team"] == 1.0
+            assert (await gw.store.get_budget(default_id)).max_budget == BUDGET  # the default row is not touched
+            for _ in range(3):
+                assert (await ask(gw, k6)).status == 200
+            await admin("/team/update", {"team_id": "t3", "team_member_budget": 1.0, "metadata": {"x": 1}})
+            row = await gw.store.get_team("t3")
+            assert row.metadata == {"x": 1, "team_member_budget_id": default_id}  # the link survives new metadata
+            assert (await gw.store.get_budget(default_id)).max_budget == 1.0
+            await gw.budgets.refresh()
+            assert (await ask(gw, k5)).status == 200  # its key's rows re-read: the raised default applies
+            r = await call(gw, "POST", "/team/new", {"team_member_budget": -1},
+                           headers={"authorization": f"Bearer {MASTER}"})
+            assert r.status == 400 and r.json()["error"]["param"] == "team_member_budget"
 
     asyncio.run(main())

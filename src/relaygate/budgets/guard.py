@@ -472,6 +472,7 @@ class BudgetGuard:
             page += 1
         self.customers = frozenset(ids)
         self._customer_limits.clear()
+        self._budget_rows.clear()  # budget rows changed (or their TTL passed): read them again
         names: list[str] = []
         page = 1
         while len(names) < _MAX:

@@ -1,6 +1,6 @@
 """LiteLLM's management API on the store: keys (``keys``), users (``users``), teams (``teams``),
-organizations (``organizations``), customers (``customers``), budgets (``budgets``) and models stored in
-the database (``models``).
+organizations (``organizations``), customers (``customers``), budgets (``budgets``), tags (``tags``) and
+models stored in the database (``models``).
 
 :func:`register` adds every route to the gateway's route table; ``common`` holds what each route shares
 (caller and role, bodies, errors, answers) for the modules that add more (organizations, customers, budgets,
@@ -15,7 +15,7 @@ from relaygate.management.common import Gateway
 
 def register(t: RouteTable, gw: Gateway) -> None:
     """Add the management routes to ``t``; each answers 503 while ``gw`` has no store."""
-    from relaygate.management import budgets, customers, keys, models, organizations, spend, teams, users
+    from relaygate.management import budgets, customers, keys, models, organizations, spend, tags, teams, users
 
     keys.add_routes(t, gw)
     users.add_routes(t, gw)
@@ -25,6 +25,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     budgets.add_routes(t, gw)
     models.add_routes(t, gw)
     spend.add_routes(t, gw)
+    tags.add_routes(t, gw)
     from relaygate.management import provider_budgets  # /provider/budgets (needs no store)
 
     provider_budgets.add_routes(t, gw)

@@ -2,7 +2,10 @@
 member_update.
 
 A team's members carry LiteLLM's team roles, ``admin`` or ``user`` (``members_with_roles``); a member's own
-budget in the team (``max_budget_in_team``) is a budget row its membership points to. Members that have
+budget in the team (``max_budget_in_team``) is a budget row its membership points to. ``team_member_budget``
+on ``/team/new`` / ``/team/update`` is the team's default member budget, as LiteLLM: a budget row (with the
+team's ``budget_duration``) named in the team's ``metadata.team_member_budget_id``, which binds every member
+without a budget of its own (``relaygate.budgets``). Members that have
 no user row get one (``internal_user``), as LiteLLM's ``/team/member_add`` does. Multi-row writes (a team
 with its first members, members with their budgets and user rows) are one transaction.
 
@@ -37,10 +40,11 @@ from relaygate.management.common import (
     writer,
 )
 from relaygate.store import Budget, Duplicate, NotFound, Team, TeamMember, User
+from relaygate.store import tables as tbl
 from relaygate.store.transaction import Transaction as Tx
 
 GRANTS = ("models", "max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests",
-          "model_max_budget", "model_tpm_limit", "model_rpm_limit", "blocked", "budget_duration")
+          "model_max_budget", "model_tpm_limit", "model_rpm_limit", "blocked", "budget_duration", "team_member_budget")
 """Team fields only the proxy admin changes: a team admin setting them would grant more than it holds."""
 
 
@@ -70,6 +74,8 @@ class TeamFields(msgspec.Struct, kw_only=True):
     model_aliases: dict[str, str] | None = UNSET
     router_settings: dict[str, Any] | None = UNSET
     team_member_permissions: list[str] | None = UNSET
+    team_member_budget: float | None = UNSET
+    """The default budget of each member in the team (LiteLLM's; kept in a budget row, not on the team)."""
 
 
 class NewTeamBody(TeamFields, kw_only=True):
@@ -124,10 +130,23 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
 def _team_fields(body: TeamFields) -> dict[str, Any]:
     sent = given(body)
     non_negative({n: sent.get(n) for n in ("max_budget", "soft_budget", "tpm_limit", "rpm_limit",
-                                           "max_parallel_requests")})
+                                           "max_parallel_requests", "team_member_budget")})
     if sent.get("budget_duration"):
         sent["budget_reset_at"] = after(sent["budget_duration"], "budget_duration")
     return sent
+
+
+MEMBER_BUDGET_ID = "team_member_budget_id"
+"""The team ``metadata`` key naming its default member budget row (LiteLLM's)."""
+
+
+def _member_budget(ctx: Ctx, team_alias: str | None, amount: float, duration: str | None) -> Budget:
+    """A team's default member budget row (LiteLLM names it after the team alias)."""
+    who = ctx.caller.user_id or "default_user_id"
+    name = f"team-{team_alias.replace(' ', '-')}-budget-" if team_alias else "team-budget-"
+    return Budget(budget_id=name + uuid.uuid4().hex, max_budget=amount, budget_duration=duration or None,
+                  budget_reset_at=after(duration, "budget_duration") if duration else None,
+                  created_by=who, updated_by=who)
 
 
 def _members(members: list[Member], param: str) -> list[Member]:
@@ -198,6 +217,7 @@ async def new(ctx: Ctx) -> Any:
     fields = _team_fields(body)
     for name in ("team_id", "members_with_roles"):
         fields.pop(name, None)
+    member_budget = fields.pop("team_member_budget", None)
     team_id = body.team_id if isinstance(body.team_id, str) and body.team_id else str(uuid.uuid4())
     members = _members(body.members_with_roles if isinstance(body.members_with_roles, list) else [],
                        "members_with_roles")
@@ -214,6 +234,9 @@ async def new(ctx: Ctx) -> Any:
                 **{k: v for k, v in fields.items() if v is not None})
     tx = Tx(ctx.store)
     async with tx() as c:
+        if member_budget is not None:
+            row = await tx.insert(c, _member_budget(ctx, team.team_alias, member_budget, team.budget_duration))
+            team = msgspec.structs.replace(team, metadata={**team.metadata, MEMBER_BUDGET_ID: row.budget_id})
         team = await tx.insert(c, team)
         for u in users:
             await tx.insert(c, u)
@@ -249,8 +272,24 @@ async def update(ctx: Ctx) -> Any:
             raise forbidden(f"Only the proxy admin can change {grants} of a team. Your role={ctx.caller.role}")
     if fields.get("organization_id") is not None:
         await ctx.store.get_organization(fields["organization_id"])
+    member_budget = fields.pop("team_member_budget", None)
+    current = team.metadata.get(MEMBER_BUDGET_ID)
+    if "metadata" in fields and current is not None:  # new metadata keeps the link to the default member budget
+        fields["metadata"] = {**(fields["metadata"] or {}), MEMBER_BUDGET_ID: current}
     fields["updated_by"] = ctx.caller.user_id or "default_user_id"
-    team = await ctx.store.update_team(team.team_id, **fields)
+    tx = Tx(ctx.store)
+    async with tx() as c:
+        if member_budget is not None:
+            if isinstance(current, str):
+                await tx.update(c, tbl.BUDGETS, (current,), {"max_budget": member_budget,
+                                                              "updated_by": fields["updated_by"]})
+            else:
+                duration = fields.get("budget_duration", team.budget_duration)
+                row = await tx.insert(c, _member_budget(ctx, fields.get("team_alias", team.team_alias), member_budget,
+                                                        duration))
+                meta = fields["metadata"] if "metadata" in fields else team.metadata
+                fields["metadata"] = {**(meta or {}), MEMBER_BUDGET_ID: row.budget_id}
+        team = await tx.update(c, tbl.TEAMS, (team.team_id,), fields)
     ctx.invalidate(*await _team_keys(ctx, team.team_id))
     return {"team_id": team.team_id, "data": record(team)}
 
