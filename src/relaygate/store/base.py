@@ -532,7 +532,8 @@ class Store(abc.ABC):
         so when several workers reset the same row for the same boundary one writes and the others change
         nothing (spend added between them is kept). ``entity`` is ``key``, ``team`` or ``user``; True when
         this call reset the row."""
-        table = {"key": t.KEYS, "team": t.TEAMS, "user": t.USERS}[entity]
+        tables: dict[str, t.Table[Any]] = {"key": t.KEYS, "team": t.TEAMS, "user": t.USERS}
+        table = tables[entity]
         at = table.to_db("budget_reset_at", next_reset_at, self.dialect)
         async with self.write() as c:
             changed = await c.execute(
