@@ -9,11 +9,15 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from relaygate.budgets.shared import PREFIX
+from relaygate.cost import to_pico
 from relaygate.store import Budget, Customer, Key, Organization, Tag, Team, TeamMember, open_store
 from tests.asgi.conftest import call
 from tests.budgets.conftest import MASTER, ask, gateway, token, upstream
+from tests.conftest import RedisServer
 
 BUDGET = 0.000005  # two requests fit under it (3e-6 each); the third finds 6e-6 spent
 
@@ -211,5 +215,45 @@ def test_team_member_budget_through_the_management_api(db_url: str) -> None:
             r = await call(gw, "POST", "/team/new", {"team_member_budget": -1},
                            headers={"authorization": f"Bearer {MASTER}"})
             assert r.status == 400 and r.json()["error"]["param"] == "team_member_budget"
+
+    asyncio.run(main())
+
+
+def test_two_gateways_share_member_and_tag_counters(tmp_path: Path, redis_server: RedisServer) -> None:
+    """Spend logs off (the rows never move): only the Redis counters carry one gateway's spend on a member's
+    and on a tag's budget to the other."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    settings = {"router_settings": {"redis_url": redis_server.url},
+                "general_settings": {"disable_spend_logs": True, "user_api_key_cache_ttl": 600}}
+
+    async def main() -> None:
+        import redis.asyncio as aioredis
+
+        r = aioredis.from_url(redis_server.url)
+        async with upstream() as up, gateway(url, up, **settings) as a, gateway(url, up, **settings) as b:
+            await a.store.create_budget(Budget(budget_id="bm", max_budget=BUDGET))
+            await a.store.create_budget(Budget(budget_id="bt", max_budget=BUDGET))
+            await a.store.create_team(Team(team_id="ts"), [TeamMember(team_id="ts", user_id="um", budget_id="bm")])
+            await a.store.create_key(Key(token=token("sk-m"), team_id="ts", user_id="um"))
+            await a.store.create_tag(Tag(tag_name="tt", budget_id="bt"))
+            await a.store.create_key(Key(token=token("sk-t")))
+            for gw in (a, b):
+                await gw.budgets.refresh()
+            tagged = {"metadata": {"tags": ["tt"]}}
+            for gw in (b, a):  # one request each: 6e-6 in Redis, 3e-6 seen by either gateway itself
+                assert (await ask(gw, "sk-m")).status == 200
+                assert (await ask(gw, "sk-t", **tagged)).status == 200
+            deadline = time.monotonic() + 10
+            for kind in ("member", "tag"):  # the increments reach Redis off the request path
+                while sum(int(v) for v in await r.mget(await r.keys(f"{PREFIX}{kind}:*")) if v) < to_pico(6e-6):
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.05)
+            for gw in (a, b):
+                refused(await ask(gw, "sk-m"), "Budget has been exceeded! User=um in Team=ts Current cost: 6e-06, "
+                        "Max budget: 5e-06")
+                refused(await ask(gw, "sk-t", **tagged), "Budget has been exceeded! Tag=tt Current cost: 6e-06, "
+                        "Max budget: 5e-06")
+            assert up.hits == 4
+        await r.aclose()
 
     asyncio.run(main())

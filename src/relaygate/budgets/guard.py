@@ -389,6 +389,8 @@ class BudgetGuard:
             row = await self._budget_row(tag.budget_id, now)
             if row is not None:
                 lim = self._limit("tag", name, row, tag.spend, now, created=tag.created_at, reset=("budget", row))
+                if lim is not None and self.shared is not None:
+                    await self.shared.seed([lim])
         if len(self._tag_limits) >= _MAX:
             self._tag_limits.clear()
         self._tag_limits[name] = (now + self.ttl, lim)
