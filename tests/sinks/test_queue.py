@@ -424,3 +424,45 @@ def test_a_queue_whose_loop_ended_binds_to_the_next_one() -> None:
     for _ in range(3):
         asyncio.run(one())
     assert len(got) == 6
+
+
+class GateSink:
+    """A database that is down until ``up`` is set: the first batch waits for it."""
+
+    name = "gate"
+
+    def __init__(self) -> None:
+        self.up = asyncio.Event()
+        self.batches: list[list[CompletionRecord]] = []
+
+    async def handle(self, batch: Sequence[CompletionRecord]) -> None:
+        await self.up.wait()
+        self.batches.append(list(batch))
+
+
+def test_records_dropped_while_behind_are_logged_with_their_number(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> tuple[CompletionQueue, GateSink]:
+        q = CompletionQueue(delay=0, log_interval=3600.0)
+        gate = GateSink()
+        q.add_sink(gate, buffer=5, batch_size=5)
+        q.start()
+        for i in range(30):
+            q.put(rec(i))
+            await asyncio.sleep(0)
+        gate.up.set()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        for i in range(30, 33):  # caught up: no summary again for these
+            q.put(rec(i))
+            await asyncio.sleep(0)
+        await q.aclose()
+        return q, gate
+
+    with caplog.at_level(logging.WARNING, logger="relaygate.sinks"):
+        q, gate = asyncio.run(main())
+    dropped = q.stats()["sink_dropped:gate"]
+    assert dropped == 30 - 1 - 5 and len(ids(gate.batches)) + dropped == 33
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "is behind: dropped 1 oldest" in m]) == 1  # the first drop, at once
+    assert [m for m in messages if "while it was behind" in m] == [
+        f"sink gate: {dropped} record(s) dropped while it was behind ({dropped} in total)"]

@@ -21,7 +21,9 @@ never raises. The rest happens on the event loop after the current callbacks hav
   coroutine function). A sync sink (metrics, counters) is called in the drain with each batch: it must be
   cheap. An async sink (a database, Langfuse or OTLP over httpx) never runs in the drain: each gets its
   own bounded buffer and its own task (:class:`_AsyncRunner`), so a slow or hung exporter only fills its
-  own buffer (drop-oldest, counted per sink) and never delays the other sinks nor the request path.
+  own buffer (drop-oldest, counted per sink) and never delays the other sinks nor the request path. The
+  first drop is logged at once; the number dropped is logged when the sink has caught up (a batch handled
+  without new drops) and at close, so every lost record is in a log line as well as in the counter.
 - **Sinks cannot kill the drain.** An exception from a sink is counted (``sink_error:<name>``) and logged
   with its traceback at most once per ``log_interval`` seconds per sink (the log line says how many were
   suppressed); the drain and the runner go on with the next batch.
@@ -135,6 +137,9 @@ class _AsyncRunner:
         self.errors = 0
         self.errlog = _RateLimitedLog(log_interval)
         self.droplog = _RateLimitedLog(log_interval)
+        self.sumlog = _RateLimitedLog(log_interval)
+        self.unreported = 0
+        """Records dropped since the last summary line (the first drop's warning cannot know the total)."""
         self.on_event = on_event
         self.task: asyncio.Task[None] | None = None
         self.closing = False
@@ -154,6 +159,7 @@ class _AsyncRunner:
         over = len(buf) + len(batch) - self.maxsize
         if over > 0:
             self.dropped += over
+            self.unreported += over
             if self.on_event is not None:
                 self.on_event(f"sink_dropped:{self.name}", over)
             suppressed = self.droplog.ready(time.monotonic())
@@ -177,12 +183,22 @@ class _AsyncRunner:
             n = min(len(buf), self.batch_size)
             batch = [buf.popleft() for _ in range(n)]
             self.handling = n
+            dropped = self.dropped
             try:
                 await self.sink.handle(batch)
             except Exception:
                 self.errors += 1
                 _failed(self.name, self.errlog, self.on_event, n)
             self.handling = 0
+            if self.unreported and self.dropped == dropped and self.sumlog.ready(time.monotonic()) is not None:
+                self.report()
+
+    def report(self) -> None:
+        """Log how many records were dropped since the last report: once a batch was handled without new
+        drops (the sink caught up), at most once per interval (the count carries over), and at close."""
+        log.warning("sink %s: %d record(s) dropped while it was behind (%d in total)", self.name, self.unreported,
+                    self.dropped)
+        self.unreported = 0
 
     async def aclose(self, timeout: float) -> None:
         """Let the task finish the buffer (within ``timeout``), then stop it and close the sink."""
@@ -204,6 +220,8 @@ class _AsyncRunner:
                     log.warning("sink %s did not finish within %.1f s at shutdown: %d record(s) dropped",
                                 self.name, timeout, left)
                 self.buffer.clear()
+        if self.unreported:
+            self.report()
         await _close_sink(self.sink, self.name)
 
 

@@ -7,8 +7,9 @@ batch while the database is slow or down, and the retention of old rows.
 - **Off the request path, bounded.** It is an async sink of the worker's
   :class:`~relaygate.sinks.queue.CompletionQueue`: records wait in the sink's own bounded buffer (the
   gateway passes ``general_settings.spend_logs_buffer``); past the bound the oldest are dropped, counted as
-  ``relaygate_events_total{event="sink_dropped:spend"}`` and logged at most once per interval. Memory never
-  grows past the bound, whatever the database does.
+  ``relaygate_events_total{event="sink_dropped:spend"}``, the first drop logged at once and the number
+  dropped logged when the sink has caught up. Memory never grows past the bound plus the one batch being
+  written (itself at most the bound), whatever the database does.
 - **One transaction per batch** (``store.spend.write_spend``): a multi-row insert of the rows and the
   per-entity counter increments (key, user, team, organization, customer, tag, deployment, global), without
   moving the store's change counter. Organization and key tags missing from the record are read from the
