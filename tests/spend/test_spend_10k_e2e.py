@@ -5,7 +5,7 @@ The mix: six virtual keys (with and without team and user) and the master key; c
 and without ``stream_options.include_usage`` (estimated then), ``/v1/completions`` unary and streamed,
 ``/v1/embeddings``, ``/v1/messages`` (Anthropic inbound, native and translated, unary and streamed); tags
 in ``metadata``, customers in ``user``; failures: an unknown model (400), an upstream that always answers
-500, and streams the upstream cuts mid-way (charged for what was generated, as ``pipeline.stream``
+500, streams the client abandons after the first frame, and streams the upstream cuts mid-way (charged for what was generated, as ``pipeline.stream``
 states). Every request must leave exactly one row; every counter
 (key, user, team, tag, customer, deployment, global) must equal its rows' ``spend_nanos`` sum as integers;
 ``/global/spend`` and ``/key/info`` agree with the rows. Streamed answers carry LiteLLM's stream headers:
@@ -42,7 +42,7 @@ PRICES = "input_cost_per_token: 0.000000137, output_cost_per_token: 0.000000411"
 PER_TOKEN = {"chat": (1.37e-7, 4.11e-7), "embed": (1.9e-8, 0.0), "claude": (3e-6, 1.5e-5)}
 
 
-def config(ok: str, anthropic: str, bad: str, cut: str, extra: str = "") -> str:
+def config(ok: str, anthropic: str, bad: str, cut: str, slow: str, extra: str = "") -> str:
     return f"""model_list:
   - model_name: chat
     litellm_params: {{model: openai/gpt-x, api_key: sk-up, api_base: "{ok}/v1", {PRICES}}}
@@ -56,6 +56,8 @@ def config(ok: str, anthropic: str, bad: str, cut: str, extra: str = "") -> str:
     litellm_params: {{model: openai/gpt-x, api_key: sk-up, api_base: "{bad}/v1", {PRICES}}}
   - model_name: cut
     litellm_params: {{model: openai/gpt-x, api_key: sk-up, api_base: "{cut}/v1", {PRICES}}}
+  - model_name: slow
+    litellm_params: {{model: openai/gpt-x, api_key: sk-up, api_base: "{slow}/v1", {PRICES}}}
 router_settings:
   num_retries: 0
 general_settings:
@@ -105,9 +107,12 @@ def plan(i: int, rnd: random.Random, keys: list[str]) -> tuple[str, str, dict[st
                                      **meta}, "messages_translated"
     if draw < 0.90:
         return key, "/v1/chat/completions", {"model": "no-such-model", "messages": msgs, **meta}, "unknown_model"
-    if draw < 0.95:
+    if draw < 0.94:
         return key, "/v1/chat/completions", {"model": "broken", "messages": msgs, "stream": rnd.random() < 0.5,
                                              **meta}, "upstream_500"
+    if draw < 0.97:
+        return key, "/v1/chat/completions", {"model": "slow", "messages": msgs, "stream": True,
+                                             "stream_options": {"include_usage": True}, **meta}, "stream_abandoned"
     return key, "/v1/chat/completions", {"model": "cut", "messages": msgs, "stream": True, **meta}, "stream_cut"
 
 
@@ -133,7 +138,11 @@ async def drive(url: str, keys: list[str], n: int = N, seed: int = 13) -> Result
                 headers = {"authorization": f"Bearer {key}"}
                 try:
                     async with session.post(path, json=body, headers=headers) as r:
-                        await r.read()
+                        if kind == "stream_abandoned" and r.status == 200:
+                            await r.content.readline()  # the first frame, then the client goes away
+                            r.close()
+                        else:
+                            await r.read()
                         out.statuses[(kind, r.status)] += 1
                         cid = r.headers.get("x-litellm-call-id")
                         if cid:
@@ -199,6 +208,8 @@ async def counters(url: str) -> tuple[dict[tuple[str, str], int], Counter[str]]:
                                    "AND status_code NOT IN (499, 599) AND spend_nanos <> 0", [])
             priced = await c.fetch("SELECT model_group, prompt_tokens, completion_tokens, spend_nanos FROM "
                                    "rg_spend_logs WHERE status = 'success'", [])
+            codes = await c.fetch("SELECT model_group, status_code, COUNT(*) AS n FROM rg_spend_logs "
+                                  "GROUP BY model_group, status_code", [])
     finally:
         await store.close()
     assert int(errors[0]["n"]) == 0, "a request answered with an error status was charged"
@@ -210,15 +221,18 @@ async def counters(url: str) -> tuple[dict[tuple[str, str], int], Counter[str]]:
     for r in by_status:
         statuses[r["status"]] = int(r["n"])
         statuses[f"{r['status']}_priced"] = int(r["priced"])
+    for r in codes:
+        statuses[f"{r['model_group']}:{r['status_code']}"] = int(r["n"])
     return sums, statuses
 
 
 def run_mix(db_url: str | None, postgres: str | None = None) -> dict[str, Any]:
     """Start the mocks and a two-worker gateway, send the mix, check rows and counters; the figures."""
     with start_mock(name="ok", chunks=3, seed=1) as ok, start_mock(name="bad", fault_500=1.0) as bad, \
-            start_mock(name="cut", fault_cut=1.0, chunks=6) as cut:
+            start_mock(name="cut", fault_cut=1.0, chunks=6) as cut, \
+            start_mock(name="slow", chunks=6, chunk_gap_ms=25) as slow:
         extra = f"  database_url: {postgres}\n" if postgres else ""
-        with start_gateway(config(ok.url, ok.url, bad.url, cut.url, extra), workers=2) as gw:
+        with start_gateway(config(ok.url, ok.url, bad.url, cut.url, slow.url, extra), workers=2) as gw:
             url = postgres or f"sqlite:///{Path(gw.log_path).parent / 'relaygate.db'}"
             keys = make_keys(gw)
             t0 = time.monotonic()
@@ -235,6 +249,13 @@ def run_mix(db_url: str | None, postgres: str | None = None) -> dict[str, Any]:
             ok_requests = sum(n for (_, code), n in res.statuses.items() if code == 200)
             assert by_status["success"] + by_status["failure"] == N
             assert by_status["failure"] >= N - ok_requests  # every error answer is a failure row
+            got = res.statuses
+            assert by_status["no-such-model:400"] == got[("unknown_model", 400)]
+            assert by_status["broken:500"] == got[("upstream_500", 500)]
+            assert by_status["cut:599"] == got[("stream_cut", 200)]  # a 200 head, then an in-band error
+            # abandoned after the first frame (pipeline.stream records 599 and the outcome client_gone; the
+            # rare stream already sent whole: 200)
+            assert by_status["slow:599"] + by_status["slow:200"] == got[("stream_abandoned", 200)]
             assert sums[("global", "")] > 0
 
             total = dollars(sums[("global", "")])
