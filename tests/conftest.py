@@ -25,6 +25,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# a `relaygate serve` without a config keeps its SQLite database in the data directory: never the tester's own
+os.environ.setdefault("RELAYGATE_DATA_DIR", tempfile.mkdtemp(prefix="rg-data-"))
+
 # -- skips are failures unless justified ---------------------------------------------------------------
 # A skip that hides a missing part (an undeclared package, a server that did not start, an extension that
 # did not build) would let the suite go green without testing anything. Every skip reason must match one of

@@ -42,7 +42,7 @@ from relaygate.config.loader import single_model
 from relaygate.config.model import ServerSettings
 from relaygate.logs import setup_logging
 from relaygate.metrics import METRICS_DIR_ENV
-from relaygate.store import StoreError, database_url, make_store, open_store, redact_url
+from relaygate.store import StoreError, database_url, embedded_default_url, make_store, open_store, redact_url
 
 if TYPE_CHECKING:
     from granian.log import LogLevels
@@ -143,6 +143,11 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
     os.environ["RELAYGATE_LOG_LEVEL"] = level
     setup_logging(level)
     db_url = database_url(config, args.config)
+    if db_url is None and not args.config:
+        # the embedded default: a SQLite file in the data directory, handed to the workers as DATABASE_URL
+        db_url = embedded_default_url(config)
+        if db_url is not None:
+            os.environ["DATABASE_URL"] = db_url
     if db_url is not None:
         # reach the database and bring its schema up to date once, before any worker starts: an
         # unreachable database stops `serve` here with its URL (password redacted), not in each worker

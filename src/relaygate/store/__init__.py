@@ -7,8 +7,11 @@ one database. Typed records are in ``records``, the schema's versioned steps in 
 
 Where the database is (:func:`database_url`): ``general_settings.database_url``, else the ``DATABASE_URL``
 environment variable, else (unless ``relaygate_settings.embedded_database`` is false) the SQLite file
-``relaygate_settings.database_file`` (default ``relaygate.db``) in the config file's directory; the
-embedded default config (no file) has no store.
+``relaygate_settings.database_file`` (default ``relaygate.db``) in the config file's directory. The
+embedded default config (``relaygate serve`` without a file) keeps its SQLite file in the data directory
+(:func:`embedded_default_url`: ``RELAYGATE_DATA_DIR``, else ``$XDG_DATA_HOME/relaygate``, else
+``~/.local/share/relaygate``); ``serve`` passes it to its workers as ``DATABASE_URL``. A gateway built
+in-process from a dict (tests) has no store unless its config names one.
 """
 
 from __future__ import annotations
@@ -54,6 +57,24 @@ def database_url(config: Config, config_path: str | None) -> str | None:
     return f"sqlite:///{os.path.abspath(path)}"
 
 
+def data_dir() -> str:
+    """Where the embedded default config keeps its database: ``RELAYGATE_DATA_DIR``, else
+    ``$XDG_DATA_HOME/relaygate``, else ``~/.local/share/relaygate``."""
+    d = os.environ.get("RELAYGATE_DATA_DIR")
+    if d:
+        return os.path.abspath(d)
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(os.path.abspath(base), "relaygate")
+
+
+def embedded_default_url(config: Config) -> str | None:
+    """The SQLite URL of the embedded default config (no config file), or None when
+    ``relaygate_settings.embedded_database`` is off."""
+    if not config.server.embedded_database:
+        return None
+    return f"sqlite:///{os.path.join(data_dir(), config.server.database_file)}"
+
+
 def make_store(url: str, *, pool_size: int = 5, connect_timeout: float = 5.0) -> Store:
     """A (not yet connected) store for ``url``: ``sqlite:///path`` or ``postgresql://`` / ``postgres://``."""
     if url.startswith("sqlite:///"):
@@ -77,5 +98,6 @@ __all__ = [
     "Budget", "Customer", "Duplicate", "InvalidField", "Key", "ModelRow", "NotFound", "Organization",
     "OrganizationMember", "Page", "SchemaMismatch", "Store", "StoreError", "StoreUnavailable", "Tag", "Team",
     "TeamMember",
-    "User", "database_url", "hash_token", "key_name", "make_store", "open_store", "redact_url",
+    "User", "data_dir", "database_url", "embedded_default_url", "hash_token", "key_name", "make_store",
+    "open_store", "redact_url",
 ]

@@ -1,0 +1,74 @@
+"""README's first command: `relaygate serve` with no config runs the embedded default (the built-in mock
+provider, no keys, no Redis) on a SQLite database in the data directory, created on first start, where its
+requests' spend rows land; `embedded_database = false` and an explicit DATABASE_URL are honoured."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import GatewayProc, free_port, start_gateway, stop_process, wait_ready
+
+pytestmark = pytest.mark.e2e
+
+
+def _serve(data_dir: Path, log_path: Path, env: dict[str, str]) -> GatewayProc:
+    port = free_port()
+    with open(log_path, "wb") as logf:
+        proc = subprocess.Popen([sys.executable, "-m", "relaygate.cli", "serve", "--host", "127.0.0.1", "--port",
+                                 str(port), "--workers", "1"], stdout=logf, stderr=subprocess.STDOUT,
+                                start_new_session=True, env={**env, "RELAYGATE_DATA_DIR": str(data_dir)})
+    gw = GatewayProc(proc, port, log_path)
+    wait_ready(gw.url + "/health/readiness", proc, log_path)
+    return gw
+
+
+def _rows(db: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(db) as c:
+        return c.execute("SELECT model_group, status FROM rg_spend_logs ORDER BY start_time").fetchall()
+
+
+def test_no_config_serves_the_mock_on_a_sqlite_file_in_the_data_dir() -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    with tempfile.TemporaryDirectory(prefix="rg-embedded-") as tmp:
+        data_dir = Path(tmp) / "data" / "nested"  # created on first start
+        gw = _serve(data_dir, Path(tmp) / "gateway.log", env)
+        try:
+            r = httpx.post(gw.url + "/v1/chat/completions", timeout=30,
+                           json={"model": "mock-echo", "messages": [{"role": "user", "content": "hello"}]})
+            assert r.status_code == 200, r.text
+            db = data_dir / "relaygate.db"
+            assert db.exists()
+            deadline = time.monotonic() + 20
+            while not _rows(db) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert _rows(db) == [("mock-echo", "success")]
+            logs = httpx.get(gw.url + "/spend/logs", timeout=30)  # no master key: every caller is the admin
+            assert logs.status_code == 200 and len(logs.json()) == 1, logs.text
+            assert "sqlite:///" in gw.log() and str(db) in gw.log()
+        finally:
+            stop_process(gw.proc)
+        # a second start finds the schema in place and keeps the rows
+        gw = _serve(data_dir, Path(tmp) / "gateway2.log", env)
+        try:
+            assert len(_rows(data_dir / "relaygate.db")) == 1
+            assert "upgraded" not in gw.log()
+        finally:
+            stop_process(gw.proc)
+
+
+def test_embedded_database_off_has_no_store() -> None:
+    with start_gateway('[server]\nembedded_database = false\n\n[[models]]\nname = "m"\nmodel = "mock/echo"\n',
+                       suffix=".toml") as gw:
+        r = httpx.get(gw.url + "/spend/logs", timeout=30)
+        assert r.status_code == 503, r.text
+        assert not (Path(gw.log_path).parent / "relaygate.db").exists()
