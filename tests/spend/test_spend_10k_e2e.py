@@ -19,6 +19,7 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +227,28 @@ async def counters(url: str) -> tuple[dict[tuple[str, str], int], Counter[str]]:
     return sums, statuses
 
 
+def check_reports(gw: GatewayProc, keys: dict[str, str], sums: dict[tuple[str, str], int]) -> None:
+    """The reporting routes over the rows agree with the counters: the spend report by team and by key, the
+    top keys, a key's own logs."""
+    today = datetime.now(UTC).date()
+    span = f"start_date={today - timedelta(days=1)}&end_date={today + timedelta(days=1)}"
+    by_team: Counter[str] = Counter()
+    for day in api(gw, "GET", f"/global/spend/report?{span}&group_by=team"):
+        for team in day["teams"]:
+            by_team[team["team_name"]] += round(team["total_spend"] * NANOS)
+    for team in ("team-a", "team-b"):
+        assert abs(by_team[team] - sums[("team", team)]) <= 2, (team, by_team, sums[("team", team)])
+    by_key = {r["api_key"]: r for r in api(gw, "GET", f"/global/spend/report?{span}&group_by=api_key")}
+    top = {r["api_key"]: r for r in api(gw, "GET", "/global/spend/keys?limit=100")}
+    for key, token in keys.items():
+        want = sums.get(("key", token), 0)
+        assert close(by_key[token]["total_cost"], dollars(want)), (by_key[token], want)
+        assert close(top[token]["total_spend"], dollars(want)), (top[token], want)
+        logs = api(gw, "GET", f"/spend/logs?api_key={key}&limit=10000")
+        assert close(sum(r["spend"] for r in logs), dollars(want))
+        assert {r["key_alias"] for r in logs} == {by_key[token].get("key_alias", top[token]["key_alias"])}
+
+
 def run_mix(db_url: str | None, postgres: str | None = None) -> dict[str, Any]:
     """Start the mocks and a two-worker gateway, send the mix, check rows and counters; the figures."""
     with start_mock(name="ok", chunks=3, seed=1) as ok, start_mock(name="bad", fault_500=1.0) as bad, \
@@ -269,6 +292,8 @@ def run_mix(db_url: str | None, postgres: str | None = None) -> dict[str, Any]:
             tags = {t["individual_request_tag"]: t for t in api(gw, "GET", "/spend/tags")}
             for tag in ("proj-x", "proj-y", "batch"):
                 assert close(tags[tag]["total_spend"], dollars(sums[("tag", tag)]))
+
+            check_reports(gw, keys, sums)
 
             assert res.stream_heads, "no streamed answer to a virtual key"
             for key, head in res.stream_heads:
