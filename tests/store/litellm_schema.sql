@@ -170,3 +170,14 @@ CREATE TABLE "LiteLLM_OrganizationMembership" (
     "updated_at" TIMESTAMP(3) DEFAULT CURRENT_TIMESTAMP,
     PRIMARY KEY ("user_id", "organization_id")
 );
+CREATE TABLE "LiteLLM_TagTable" (
+    "tag_name" TEXT NOT NULL PRIMARY KEY,
+    "description" TEXT,
+    "models" TEXT[],
+    "model_info" JSONB,
+    "spend" DOUBLE PRECISION NOT NULL DEFAULT 0.0,
+    "budget_id" TEXT REFERENCES "LiteLLM_BudgetTable"("budget_id"),
+    "created_at" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "created_by" TEXT,
+    "updated_at" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP
+);

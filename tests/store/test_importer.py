@@ -42,6 +42,8 @@ ROWS = [
        VALUES ('alice', 'org1', 'org_admin')""",
     """INSERT INTO "LiteLLM_EndUserTable" (user_id, alias, budget_id, blocked, allowed_model_region)
        VALUES ('cust1', 'Customer', 'b-cust', false, 'eu'), ('cust-blocked', NULL, NULL, true, NULL)""",
+    """INSERT INTO "LiteLLM_TagTable" (tag_name, description, models, model_info, spend, budget_id, created_by)
+       VALUES ('prod', 'production traffic', ARRAY['gpt-a'], '{"m1": "gpt-a"}', 2.5, 'b-cust', 'admin')""",
     f"""INSERT INTO "LiteLLM_VerificationToken" (token, key_name, key_alias, models, aliases, user_id, team_id,
        metadata, blocked, tpm_limit, rpm_limit, max_budget, spend, expires, organization_id, rotation_count)
        VALUES ('{hash_token(LITELLM_KEY)}', 'sk-...1234', 'alice-key', ARRAY['gpt-a'], '{{}}', 'alice', 'team1',
@@ -88,7 +90,7 @@ def test_import_litellm(db_url: str, postgres_server: PostgresServer) -> None:
         assert isinstance(store, Store)
         counts = await import_litellm(source, store)
         assert counts.read == {"budgets": 2, "organizations": 1, "users": 2, "organization_members": 1, "teams": 2,
-                               "team_members": 2, "customers": 2, "keys": 2}
+                               "team_members": 2, "customers": 2, "tags": 1, "keys": 2}
         assert counts.created == counts.read and counts.updated == {}
         assert any("alice-key" in n for n in counts.notes)  # LiteLLM allows a repeated alias; relaygate does not
         key = await store.get_key(hash_token(LITELLM_KEY))
@@ -113,6 +115,9 @@ def test_import_litellm(db_url: str, postgres_server: PostgresServer) -> None:
         cust = await store.get_customer("cust1")
         assert cust.budget_id == "b-cust" and cust.allowed_model_region == "eu"
         assert (await store.get_customer("cust-blocked")).blocked
+        tag = await store.get_tag("prod")
+        assert (tag.description, tag.models, tag.model_info, tag.spend, tag.budget_id) == (
+            "production traffic", ["gpt-a"], {"m1": "gpt-a"}, 2.5, "b-cust")
 
         # a second run after changes in LiteLLM: updated in place, nothing duplicated
         await _sql(source, """UPDATE "LiteLLM_VerificationToken" SET tpm_limit = 7, blocked = true

@@ -4,7 +4,8 @@
 What it reads: the tables of LiteLLM's Prisma schema that hold identity and access —
 ``LiteLLM_BudgetTable``, ``LiteLLM_OrganizationTable``, ``LiteLLM_OrganizationMembership``,
 ``LiteLLM_UserTable``, ``LiteLLM_TeamTable`` (with its model aliases from ``LiteLLM_ModelTable`` when that
-table exists), ``LiteLLM_TeamMembership``, ``LiteLLM_EndUserTable`` and ``LiteLLM_VerificationToken`` —
+table exists), ``LiteLLM_TeamMembership``, ``LiteLLM_EndUserTable``, ``LiteLLM_TagTable`` and
+``LiteLLM_VerificationToken`` —
 with ``SELECT *``, keeping the columns whose names relaygate's records share (they are LiteLLM's names)
 and leaving the others (``password``, ``object_permission_id``, rotation bookkeeping ...). A table the
 database does not have is counted as empty, so older LiteLLM versions import too.
@@ -32,7 +33,8 @@ from relaygate.store import tables as t
 from relaygate.store.base import Conn, Store
 from relaygate.store.errors import StoreUnavailable, redact_url
 
-ORDER = ("budgets", "organizations", "users", "organization_members", "teams", "team_members", "customers", "keys")
+ORDER = ("budgets", "organizations", "users", "organization_members", "teams", "team_members", "customers", "tags",
+         "keys")
 """The entities, in the order they are written (referenced rows first)."""
 
 _SOURCES: dict[str, tuple[str, t.Table[Any]]] = {
@@ -43,6 +45,7 @@ _SOURCES: dict[str, tuple[str, t.Table[Any]]] = {
     "teams": ("LiteLLM_TeamTable", t.TEAMS),
     "team_members": ("LiteLLM_TeamMembership", t.TEAM_MEMBERS),
     "customers": ("LiteLLM_EndUserTable", t.CUSTOMERS),
+    "tags": ("LiteLLM_TagTable", t.TAGS),
     "keys": ("LiteLLM_VerificationToken", t.KEYS),
 }
 
