@@ -40,6 +40,7 @@ def test_tag_lifecycle_and_shapes(db_url: str) -> None:
         assert row.budget_id is not None
         budget = await env.store.get_budget(row.budget_id)
         assert budget.max_budget == 10 and budget.budget_duration == "30d" and budget.budget_reset_at is not None
+        await _bad(env, "POST", "/budget/delete", {"id": row.budget_id}, 400, "id")  # the tag still uses it
         await env.ok("POST", "/tag/new", {"name": "plain"})
 
         info = await env.ok("POST", "/tag/info", {"names": ["prod", "plain"]})

@@ -43,7 +43,7 @@ customers, which keep them in a budget row)."""
 
 _USERS = (("rg_keys", "token", "key"), ("rg_organizations", "organization_id", "organization"),
           ("rg_customers", "user_id", "customer"), ("rg_team_members", "user_id", "team member"),
-          ("rg_organization_members", "user_id", "organization member"))
+          ("rg_organization_members", "user_id", "organization member"), ("rg_tags", "tag_name", "tag"))
 
 
 class BudgetFields(msgspec.Struct, kw_only=True):
