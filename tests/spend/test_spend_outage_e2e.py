@@ -4,6 +4,8 @@ own, under load from a client for the whole window:
 - the server is stopped (``pg_ctl stop -m fast``) for 30 s: every request is still answered 200, the
   spend rows wait in the sink's bounded buffer (retried with backoff) and are all written when the server
   is back (rows == requests; counters equal their rows' sums);
+- the server is paused (SIGSTOP: connections open, nothing answers) for 5 s: the same, the writes that
+  were waiting complete when it resumes;
 - with a tiny ``general_settings.spend_logs_buffer`` the bound is exceeded while the server is down: the
   rows past the bound are lost, and only those: rows written + lost == requests, the number lost is
   ``relaygate_events_total{event="sink_dropped:spend"}`` in ``/metrics`` and in the one line logged when
@@ -12,7 +14,9 @@ own, under load from a client for the whole window:
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import threading
 import time
 from collections import Counter
@@ -25,7 +29,7 @@ import pytest
 
 from bench.procs import start_mock
 from relaygate.store import open_store
-from tests.conftest import GatewayProc, start_gateway
+from tests.conftest import GatewayProc, child_pids, start_gateway
 from tests.pg import PostgresServer, postgres_server
 from tests.spend.helpers import check_counters
 from tests.spend.test_spend_outage import start, stop
@@ -221,3 +225,30 @@ def test_buffer_bound_exceeded_while_down_losses_counted_and_logged(own_postgres
         assert len(summary) == 1 and f"sink spend: {lost} record(s) dropped" in summary[0], summary
         asyncio.run(exact(db))
         print({"requests": sent, "rows": written, "rows_before_outage": before, "lost": lost, "bound": bound, "log": summary[0][-110:]})
+
+
+def test_postgres_paused_5s_under_load_rows_written_when_it_resumes(own_postgres: PostgresServer) -> None:
+    db = own_postgres.new_database()
+    postmaster = int((own_postgres.datadir / "postmaster.pid").read_text().split()[0])
+    with start_mock(name="up", chunks=2, seed=5) as mock, start_gateway(config(mock.url, db)) as gw:
+        with Load(gw.url, [MASTER]) as load:
+            time.sleep(1.5)
+            paused = [postmaster, *child_pids(postmaster)]
+            try:
+                for pid in paused:
+                    os.kill(pid, signal.SIGSTOP)
+                at = load.sent
+                time.sleep(5.0)
+                during = load.sent - at
+            finally:
+                for pid in paused:
+                    os.kill(pid, signal.SIGCONT)
+            time.sleep(1.0)
+        sent = sum(load.statuses.values())
+        assert load.statuses == Counter({200: sent}), (load.statuses, load.errors)
+        assert during > 0
+        written = asyncio.run(rows(db, sent, timeout=60))
+        assert written == sent, f"{written} rows for {sent} requests"
+        assert event(gw, "sink_dropped:spend") == 0
+        asyncio.run(exact(db))
+        print({"requests": sent, "during_pause": during, "rows": written})
