@@ -23,7 +23,9 @@ never raises. The rest happens on the event loop after the current callbacks hav
   own bounded buffer and its own task (:class:`_AsyncRunner`), so a slow or hung exporter only fills its
   own buffer (drop-oldest, counted per sink) and never delays the other sinks nor the request path. The
   first drop is logged at once; the number dropped is logged when the sink has caught up (a batch handled
-  without new drops) and at close, so every lost record is in a log line as well as in the counter.
+  without new drops) and at close, so every lost record is in a log line as well as in the counter. A
+  sink that waits to gather larger batches may define ``hurry()``: it is called whenever its buffer is
+  half full, and the sink must then write without waiting.
 - **Sinks cannot kill the drain.** An exception from a sink is counted (``sink_error:<name>``) and logged
   with its traceback at most once per ``log_interval`` seconds per sink (the log line says how many were
   suppressed); the drain and the runner go on with the next batch.
@@ -141,6 +143,9 @@ class _AsyncRunner:
         self.unreported = 0
         """Records dropped since the last summary line (the first drop's warning cannot know the total)."""
         self.on_event = on_event
+        self.hurry: Callable[[], None] | None = getattr(sink, "hurry", None)
+        """The sink's optional ``hurry()``: called when the buffer is half full (a sink that waits to batch
+        more writes must write now, before records are dropped)."""
         self.task: asyncio.Task[None] | None = None
         self.closing = False
         self.handling = 0
@@ -167,6 +172,8 @@ class _AsyncRunner:
                 log.warning("sink %s is behind: dropped %d oldest record(s) (%d total; %d warning(s) suppressed)",
                             self.name, over, self.dropped, suppressed)
         buf.extend(batch)
+        if self.hurry is not None and 2 * len(buf) >= self.maxsize:
+            self.hurry()
         if self._wake is not None:
             self._wake.set()
 

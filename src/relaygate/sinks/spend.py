@@ -12,8 +12,10 @@ batch while the database is slow or down, and the retention of old rows.
   written (itself at most the bound), whatever the database does.
 - **One transaction per batch** (``store.spend.write_spend``): a multi-row insert of the rows and the
   per-entity counter increments (key, user, team, organization, customer, tag, deployment, global), without
-  moving the store's change counter. Organization and key tags missing from the record are read from the
-  key and team rows (one query per batch).
+  moving the store's change counter. Writes of small batches are spaced by ``spacing`` seconds (one
+  transaction per second's requests), unless the buffer gets half full first (the queue calls
+  :meth:`SpendSink.hurry`): a small buffer is written, not overflowed, while the sink waits. Organization
+  and key tags missing from the record are read from the key and team rows (one query per batch).
 - **Database slow or down.** A batch whose write fails on a connection error (or a locked SQLite file) is
   retried with exponential backoff (``backoff`` seconds, doubled up to ``max_backoff``) until it is written;
   meanwhile new records pile up in the bounded buffer and are written in the following batches once the
@@ -31,6 +33,7 @@ Events counted through ``on_event``: ``spend_rows_written``, ``spend_write_faile
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import re
@@ -134,7 +137,8 @@ def _unavailable(exc: BaseException) -> bool:
 
 
 SMALL_BATCH = 256
-"""A batch this large is written at once (a backlog drains at full speed); a smaller one waits for ``spacing``."""
+"""A batch this large is written at once (a backlog drains at full speed); a smaller one waits for ``spacing``
+(or until the buffer is half full)."""
 
 
 class SpendSink:
@@ -150,6 +154,7 @@ class SpendSink:
         """Seconds between two writes: under load the records of that time go in one batch (one transaction
         and one multi-row insert for hundreds of rows, not one per handful: the per-batch cost dominates)."""
         self._last_write = -1e18
+        self._hurry = asyncio.Event()
         self.store_prompts = store_prompts
         self.on_event = on_event
         self.backoff = backoff
@@ -188,12 +193,19 @@ class SpendSink:
             out.append(spend_row(r, org_id=org, key_tags=tags, store_prompts=self.store_prompts))
         return out
 
+    def hurry(self) -> None:
+        """The buffer in front of the sink is half full: end the spacing wait (called by the queue)."""
+        self._hurry.set()
+
     async def handle(self, batch: Sequence[CompletionRecord]) -> None:
         delay = self.backoff
         attempts = 0
         wait = self._last_write + self.spacing - time.monotonic()
-        if wait > 0 and len(batch) < SMALL_BATCH:  # the next batch collects what arrives meanwhile
-            await asyncio.sleep(wait)
+        if wait > 0 and len(batch) < SMALL_BATCH and not self._hurry.is_set():
+            # the next batch collects what arrives meanwhile, unless the buffer fills up first
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hurry.wait(), wait)
+        self._hurry.clear()
         self._last_write = time.monotonic()
         while True:
             try:
