@@ -173,9 +173,10 @@ def test_sqlite_locked_buffers_up_to_the_bound_then_writes(tmp_path: Path) -> No
 
 
 def test_a_small_buffer_is_written_before_it_overflows_with_the_database_up(db_url: str) -> None:
-    """Writes are spaced by a second while batches are small, but a buffer half full ends the wait: a
-    ``spend_logs_buffer`` of 100 under ~2,000 records a second loses nothing with the database up (it lost
-    94% of them when the sink slept its second whatever the buffer held)."""
+    """Writes are spaced while batches are small, but a buffer half full ends the wait: with a spacing of
+    an hour, a ``spend_logs_buffer`` of 100 filled past half is written at once, again and again, and
+    nothing is dropped (it lost 94% of the records when the sink slept its spacing whatever the buffer
+    held). No clock is raced: each round waits for the sink to write before the next fills the buffer."""
 
     async def body(store: Store) -> None:
         events: dict[str, int] = {}
@@ -184,15 +185,20 @@ def test_a_small_buffer_is_written_before_it_overflows_with_the_database_up(db_u
             events[e] = events.get(e, 0) + n
 
         q = CompletionQueue(on_event=count)
-        sink = SpendSink(store, on_event=count)
+        sink = SpendSink(store, on_event=count, spacing=3600.0)
         q.add_sink(sink, buffer=100)
         q.start()
-        for i in range(2000):
-            q.put(record(i, cost=0.001))
-            if i % 20 == 19:
+        sent = 0
+        for _ in range(20):
+            for _ in range(60):  # past half of the buffer: the sink must not wait its hour
+                q.put(record(sent, cost=0.001))
+                sent += 1
+            deadline = asyncio.get_running_loop().time() + 60
+            while sink.written < sent and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.01)
+            assert sink.written == sent, (sink.written, sent, events)
         await q.aclose(timeout=60)
-        assert q.stats()["sink_dropped:spend"] == 0 and sink.written == 2000, events
+        assert q.stats()["sink_dropped:spend"] == 0 and sink.written == sent == 1200, events
         await check_counters(store)
 
     run(db_url, body)

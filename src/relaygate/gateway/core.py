@@ -271,10 +271,10 @@ class Gateway:
         g = self.config.general
         if g.disable_spend_logs:
             return
-        from relaygate.sinks.spend import SpendSink, parse_duration
+        from relaygate.sinks.spend import BATCH, SpendSink, parse_duration
 
         sink = SpendSink(store, store_prompts=g.store_prompts_in_spend_logs, on_event=self.metrics.count)
-        self.completions.add_sink(sink, buffer=max(1, g.spend_logs_buffer))
+        self.completions.add_sink(sink, buffer=max(1, g.spend_logs_buffer), batch_size=BATCH)
         if g.maximum_spend_logs_retention_period:
             try:
                 period = parse_duration(g.maximum_spend_logs_retention_period)

@@ -60,6 +60,16 @@ def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
 
 
+def _metadata(row: SpendLog) -> dict[str, Any]:
+    """LiteLLM's ``metadata`` of a spend row: the keys the sink leaves out because columns hold them
+    (``sinks.spend.spend_row``), then what the row stored."""
+    stored = row.metadata if isinstance(row.metadata, dict) else {}
+    return {"user_api_key": row.api_key, "user_api_key_alias": row.key_alias, "user_api_key_team_id": row.team_id,
+            "user_api_key_user_id": row.user_id, "user_api_key_org_id": row.organization_id,
+            "spend_logs_metadata": None, "requester_metadata": None, "attempted_retries": 0,
+            "attempted_fallbacks": 0, "status": row.status, **stored}
+
+
 def log_row(row: SpendLog) -> dict[str, Any]:
     """A spend row in LiteLLM's ``LiteLLM_SpendLogs`` shape."""
     return {
@@ -69,7 +79,7 @@ def log_row(row: SpendLog) -> dict[str, Any]:
         "startTime": _iso(row.start_time), "endTime": _iso(row.end_time),
         "completionStartTime": _iso(row.completion_start_time), "model": row.model, "model_id": row.model_id,
         "model_group": row.model_group, "custom_llm_provider": row.custom_llm_provider, "api_base": "",
-        "user": row.user_id or "", "metadata": row.metadata, "cache_hit": str(row.cache_hit),
+        "user": row.user_id or "", "metadata": _metadata(row), "cache_hit": str(row.cache_hit),
         "cache_key": "", "request_tags": row.request_tags, "team_id": row.team_id,
         "organization_id": row.organization_id, "end_user": row.end_user or "", "requester_ip_address": "",
         "messages": row.messages, "response": row.response, "status": row.status,

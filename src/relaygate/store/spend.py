@@ -130,10 +130,11 @@ async def write_spend(store: Store, rows: Sequence[SpendLog]) -> int:
     table, dialect = t.SPEND_LOGS, store.dialect
     cols = ", ".join(table.columns)
     row_marks = f"({', '.join('?' * len(table.columns))})"
+    encode = table.row_encoder(dialect)
     async with store._transaction() as c:
         inserted: set[str] = set()
         for part in _parts(unique):
-            args = [v for r in part for v in table.row(r, dialect)]
+            args = [v for r in part for v in encode(r)]
             found = await c.fetch(f"INSERT INTO rg_spend_logs ({cols}) VALUES {', '.join([row_marks] * len(part))} "
                                   "ON CONFLICT (request_id) DO NOTHING RETURNING request_id", args)
             inserted.update(r["request_id"] for r in found)
