@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from relaygate.store import Budget, Customer, Key, Organization, Team, User
-from tests.budgets.conftest import MASTER, ask, gateway, token, upstream
+from tests.budgets.conftest import COST, MASTER, ask, gateway, token, upstream
 
 BUDGET = 0.000005  # two requests fit under it (3e-6 each); the third finds 6e-6 spent
 
@@ -34,8 +34,11 @@ def test_key_budget_refuses_before_the_upstream(db_url: str) -> None:
             await gw.store.create_key(Key(token=token("sk-free")))
             await gw.budgets.refresh()  # as the store's change poll does within a second
             first = await ask(gw, "sk-budget")
-            assert first.status == 200 and first.headers["x-litellm-key-spend"] == "0.0"  # the row's, as LiteLLM
-            assert (await ask(gw, "sk-budget")).status == 200
+            # LiteLLM's headers: the key's spend including this answer's cost, and its max budget
+            assert first.status == 200 and first.headers["x-litellm-key-spend"] == str(COST), first.headers
+            assert first.headers["x-litellm-key-max-budget"] == str(BUDGET)
+            second = await ask(gw, "sk-budget")
+            assert second.status == 200 and float(second.headers["x-litellm-key-spend"]) == 2 * COST
             for _ in range(3):
                 r = await ask(gw, "sk-budget")
                 refused(r, "Budget has been exceeded! Key=capped (sk-...dget) Current cost: 6e-06, Max budget: 5e-06")

@@ -9,7 +9,7 @@ in ``metadata``, customers in ``user``; failures: an unknown model (400), an ups
 states). Every request must leave exactly one row; every counter
 (key, user, team, tag, customer, deployment, global) must equal its rows' ``spend_nanos`` sum as integers;
 ``/global/spend`` and ``/key/info`` agree with the rows. Streamed answers carry LiteLLM's stream headers:
-``x-litellm-key-spend`` (the key's spend as read) and no ``x-litellm-response-cost`` (the cost is not known
+``x-litellm-key-spend`` (the key's spend so far) and no ``x-litellm-response-cost`` (the cost is not known
 when the head is sent)."""
 
 from __future__ import annotations

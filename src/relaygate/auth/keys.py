@@ -67,6 +67,7 @@ class KeyInfo:
     """A virtual key as the request path sees it: identity, allowed models, rate-limit buckets."""
 
     __slots__ = ("token", "alias", "team_id", "user_id", "models", "patterns", "buckets", "token_buckets", "headers",
+                 "spent",
                  "access_groups", "also", "aliases", "role", "expires", "refusal", "records", "model_buckets",
                  "router")
 
@@ -87,6 +88,9 @@ class KeyInfo:
         self.refusal: Callable[[], errors.GatewayError] | None = None
         """Set when the key exists but may not be used (blocked, expired, team blocked): makes its error."""
         self.records: tuple[Any, ...] = ()
+        #: USD this worker saw the key spend since its rows were read (``x-litellm-key-spend`` adds it to
+        #: the row's ``spend``: the header moves with every answer, not once per key cache TTL)
+        self.spent = 0.0
         """The store's rows the key was resolved from (key, team, user, organization), for budgets."""
         models = [m for m in kc.models if m]
         groups = groups or {}

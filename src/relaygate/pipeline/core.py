@@ -189,11 +189,19 @@ class Pipeline:
             (b"x-litellm-attempted-fallbacks", b"%d" % ctx.attempted_fallbacks),
             *lease.headers,
         ]
+        # LiteLLM's x-litellm-key-spend: the key's spend including this answer's cost (a unary answer's; a
+        # stream's head goes out before its cost is known), "0.0" for the master key and keys not in the store;
+        # x-litellm-key-max-budget when the key has one
+        spend = ex.cost
         if key is not None:
             if key.headers:
                 headers.extend(key.headers)
-            if key.records:  # a key from the store: its spend as read with it (LiteLLM's header, same value)
-                headers.append((b"x-litellm-key-spend", str(key.records[0].spend).encode()))
+            if key.records:
+                row = key.records[0]
+                spend += (row.spend or 0.0) + key.spent
+                if row.max_budget is not None:
+                    headers.append((b"x-litellm-key-max-budget", str(float(row.max_budget)).encode()))
+        headers.append((b"x-litellm-key-spend", str(spend if spend > 0.0 else 0.0).encode()))
         return headers
 
     def complete(self, ex: Exchange, status: int, outcome: Outcome, latency: float | None = None,
@@ -220,6 +228,8 @@ class Pipeline:
             time.time() - total, (error.type or "") if error is not None else "")
         if ex.estimated:
             record.cost_estimated = True
+        if ex.cost > 0.0 and ctx is not None and ctx.key is not None:
+            ctx.key.spent += ex.cost
         over = ex.over
         if over is not None:  # what spend logs keep of the request (nothing to build for a plain one)
             end_user = over.end_user or getattr(ex.view, "user", None)
