@@ -131,7 +131,8 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
         lease.finish(ok, pt + ct, broke)
         ex.lease, ex.prompt_tokens, ex.completion_tokens, ex.ttft = lease, pt, ct, total
         ex.cost = usd(fe.price_stream(ex, lease.target.dep, last, usage is not None))
-        pipe.complete(ex, 200 if ok else 599,
+        # the client left: 499, as before the first frame (pipeline.core); the upstream broke it: 599
+        pipe.complete(ex, 200 if ok else 499 if gone else 599,
                       Outcome.OK if ok else Outcome.CLIENT_GONE if gone else Outcome.STREAM_BROKEN, error=broke)
 
 
