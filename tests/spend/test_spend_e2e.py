@@ -8,6 +8,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -80,6 +81,19 @@ def test_requests_appear_in_spend_logs_and_counters() -> None:
         day = ok[0]["startTime"][:10]
         report = call(gw.url, f"/global/spend/report?start_date={day}&end_date={day}&group_by=team")[1]
         assert report[0]["group_by_day"] == day and report[0]["teams"][0]["team_name"] == "team-a"
+        # /spend/logs with a date range: LiteLLM's per-day summary (summarize=false: the rows), every day there
+        after = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+        summary = call(gw.url, f"/spend/logs?start_date={day}&end_date={after}")[1]
+        assert [d["startTime"] for d in summary] == [day, after], summary
+        first, empty = summary
+        assert abs(first["spend"] - total) < 1e-9 and abs(first["users"]["alice"] - total) < 1e-9
+        assert abs(first["models"]["chat"] - total) < 1e-9 and abs(first[ok[0]["api_key"]] - total) < 1e-9
+        assert empty == {"startTime": after, "spend": 0, "users": {}, "models": {}}
+        assert len(call(gw.url, f"/spend/logs?start_date={day}&end_date={day}&summarize=false")[1]) == 6
+        daily = call(gw.url, "/global/spend/logs")[1]
+        assert daily[-1]["date"] == day and abs(daily[-1]["spend"] - total) < 1e-9, daily
+        mine = call(gw.url, "/global/spend/logs?api_key=" + key)[1]
+        assert mine[-1]["api_key"] == ok[0]["api_key"] and abs(mine[-1]["spend"] - total) < 1e-9, mine
         top = call(gw.url, "/global/spend/keys?limit=5")[1]
         assert top[0]["key_alias"] == "spender"
         assert call(gw.url, "/spend/logs", key=key)[0] == 200  # the key's own logs

@@ -4,7 +4,9 @@ Routes and answers (LiteLLM's shapes, ``litellm/proxy/spend_tracking/spend_manag
 
 - ``GET /spend/logs`` (``api_key``, ``user_id``, ``team_id``, ``request_id``, ``start_date``, ``end_date``,
   ``limit``): a list of ``LiteLLM_SpendLogs`` rows (``startTime``, ``endTime``, ``user``, ``spend``,
-  ``request_tags`` ...), newest first.
+  ``request_tags`` ...), newest first; with both dates and ``summarize`` not ``false`` (LiteLLM's
+  default), one entry per day with the spend per key, user and model instead.
+- ``GET /global/spend/logs`` (``api_key``): spend per day over the last 30 days.
 - ``GET /spend/keys``: the keys (``LiteLLM_VerificationToken`` rows, with their ``spend``).
 - ``GET /spend/users`` (``user_id``): the users with their ``spend``.
 - ``GET /spend/tags``: ``[{"individual_request_tag", "log_count", "total_spend"}]`` from the tag counters.
@@ -30,13 +32,14 @@ from relaygate.http.routes import RouteTable
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, forbidden, record, route
 from relaygate.store import NotFound, hash_token
 from relaygate.store.records import SpendLog
-from relaygate.store.spend import NANOS, entity_totals, read_spend_logs, spend_report, top_keys
+from relaygate.store.spend import NANOS, daily_spend, entity_totals, read_spend_logs, spend_report, top_keys
 
 
 def add_routes(t: RouteTable, gw: Gateway) -> None:
     for path, handler in (("/spend/logs", spend_logs), ("/spend/keys", spend_keys), ("/spend/users", spend_users),
                           ("/spend/tags", spend_tags), ("/global/spend", global_spend),
-                          ("/global/spend/keys", global_spend_keys), ("/global/spend/report", global_spend_report)):
+                          ("/global/spend/keys", global_spend_keys), ("/global/spend/report", global_spend_report),
+                          ("/global/spend/logs", global_spend_logs)):
         route(t, gw, "GET", path, handler)
 
 
@@ -106,11 +109,74 @@ async def spend_logs(ctx: Ctx) -> Any:
             raise forbidden("You can only view the spend logs of your own key")
         else:
             api_key = c.key_hash
+    start = parse_date(q.get("start_date"), "start_date")
+    end = parse_date(q.get("end_date"), "end_date", end=True)
+    request_id = q.get("request_id") or None
+    if start is not None and end is not None and q.get("summarize", "true").lower() != "false":
+        return _by_day(await daily_spend(ctx.store, start, end, api_key=api_key, user_id=user_id, team_id=team_id,
+                                         request_id=request_id), start, end)
     rows = await read_spend_logs(
-        ctx.store, api_key=api_key, user_id=user_id, team_id=team_id, request_id=q.get("request_id") or None,
-        start=parse_date(q.get("start_date"), "start_date"), end=parse_date(q.get("end_date"), "end_date", end=True),
+        ctx.store, api_key=api_key, user_id=user_id, team_id=team_id, request_id=request_id, start=start, end=end,
         limit=ctx.int_arg("limit", 1000, high=10_000))
     return [log_row(r) for r in rows]
+
+
+def _by_day(rows: list[dict[str, Any]], start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """LiteLLM's summary of ``/spend/logs`` with a date range (``summarize``, the default): one entry per day,
+    ``{"startTime": "YYYY-MM-DD", "spend", "users": {user: spend}, "models": {model: spend}, <api_key>: spend}``;
+    days without spend are there with zeros (LiteLLM pads only the days after the last day with spend).
+    Sums are exact nano-USD, shown as USD."""
+    days: dict[str, dict[str, Any]] = {}
+    day = start.date()
+    while datetime(day.year, day.month, day.day, tzinfo=UTC) < end and len(days) < 3660:
+        days[day.isoformat()] = {"startTime": day.isoformat(), "spend": 0, "users": {}, "models": {}}
+        day += timedelta(days=1)
+    nanos: dict[tuple[str, str, str], int] = {}
+    for r in rows:
+        for part, name in (("", "spend"), ("k", r["api_key"] or ""), ("u", r["user"] or ""), ("m", r["model"] or "")):
+            k = (r["day"], part, name)
+            nanos[k] = nanos.get(k, 0) + r["spend_nanos"]
+    for (d, part, name), n in nanos.items():
+        entry = days.setdefault(d, {"startTime": d, "spend": 0, "users": {}, "models": {}})
+        usd = n / NANOS
+        if part == "":
+            entry["spend"] = usd
+        elif part == "u":
+            entry["users"][name] = usd
+        elif part == "m":
+            entry["models"][name] = usd
+        else:
+            entry[name] = usd
+    return [days[d] for d in sorted(days)]
+
+
+async def global_spend_logs(ctx: Ctx) -> Any:
+    """LiteLLM's ``/global/spend/logs``: spend per day over the last 30 days (``MonthlyGlobalSpend``:
+    ``[{"date", "spend"}]``), or one key's (``api_key``; ``MonthlyGlobalSpendPerKey``: with ``api_key``).
+    An internal user sees its own keys' days only (``MonthlyGlobalSpendPerUserPerKey``: with ``user``)."""
+    c, q = ctx.caller, ctx.query
+    api_key = _key_of(q["api_key"]) if q.get("api_key") else None
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    start = end - timedelta(days=30)
+    user_id = None
+    if not c.reads_all:
+        if c.user_id is None:
+            raise forbidden("/global/spend/logs Error: User ID is None")
+        user_id = c.user_id
+    rows = await daily_spend(ctx.store, start, end, api_key=api_key, user_id=user_id)
+    out: dict[tuple[str, str | None], int] = {}
+    for r in rows:
+        k = (r["day"], r["api_key"] if api_key is not None or user_id is not None else None)
+        out[k] = out.get(k, 0) + r["spend_nanos"]
+    answer: list[dict[str, Any]] = []
+    for (d, key), n in sorted(out.items(), key=lambda x: (x[0][0], x[0][1] or "")):
+        item: dict[str, Any] = {"date": d, "spend": n / NANOS}
+        if key is not None:
+            item["api_key"] = key
+        if user_id is not None:
+            item["user"] = user_id
+        answer.append(item)
+    return answer
 
 
 async def spend_keys(ctx: Ctx) -> Any:

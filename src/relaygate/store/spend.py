@@ -35,7 +35,7 @@ from relaygate.store.records import SpendLog
 if TYPE_CHECKING:
     from relaygate.store.base import Conn, Store
 
-__all__ = ["ENTITY_KINDS", "NANOS", "Totals", "delete_spend_logs_before", "entity_totals", "key_owners",
+__all__ = ["ENTITY_KINDS", "NANOS", "Totals", "daily_spend", "delete_spend_logs_before", "entity_totals", "key_owners",
            "nanos", "read_spend_logs", "spend_report", "top_keys", "write_spend"]
 
 NANOS = 1_000_000_000
@@ -290,3 +290,24 @@ async def spend_report(store: Store, group_by: str, start: datetime, end: dateti
     return [{"day": r["day"], "group": r["grp"], "model": r["model"], "spend_nanos": int(r["nanos"] or 0),
              "prompt_tokens": int(r["p"] or 0), "completion_tokens": int(r["comp"] or 0),
              "total_tokens": int(r["tot"] or 0), "requests": int(r["n"])} for r in rows]
+
+
+async def daily_spend(store: Store, start: datetime, end: datetime, *, api_key: str | None = None,
+                      user_id: str | None = None, team_id: str | None = None,
+                      request_id: str | None = None) -> list[dict[str, Any]]:
+    """Spend per UTC day, key, user and model group between ``start`` (inclusive) and ``end`` (exclusive),
+    with the same filters as :func:`read_spend_logs`: ``day`` (``YYYY-MM-DD``), ``api_key``, ``user``,
+    ``model``, ``spend_nanos``; ordered by day. One grouped query: days of rows are summed by the database."""
+    day = ("substr(start_time, 1, 10)" if store.dialect == "sqlite"
+           else "to_char(start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
+    conds, args = ["start_time >= ?", "start_time < ?"], [_ts(store, start), _ts(store, end)]
+    for col, value in (("api_key", api_key), ("user_id", user_id), ("team_id", team_id), ("request_id", request_id)):
+        if value is not None:
+            conds.append(f"{col} = ?")
+            args.append(value)
+    async with store._read() as c:
+        rows = await c.fetch(
+            f"SELECT {day} AS day, api_key, user_id, model_group AS model, SUM(spend_nanos) AS nanos FROM "
+            f"rg_spend_logs WHERE {' AND '.join(conds)} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4", args)
+    return [{"day": r["day"], "api_key": r["api_key"], "user": r["user_id"], "model": r["model"],
+             "spend_nanos": int(r["nanos"] or 0)} for r in rows]
