@@ -220,7 +220,7 @@ def test_team_member_budget_through_the_management_api(db_url: str) -> None:
 
 
 def test_two_gateways_share_member_and_tag_counters(tmp_path: Path, redis_server: RedisServer) -> None:
-    """Spend logs off (the rows never move): only the Redis counters carry one gateway's spend on a member's
+    """The rows are not re-read (a 600 s key cache): only the Redis counters carry one gateway's spend on a member's
     and on a tag's budget to the other."""
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     settings = {"router_settings": {"redis_url": redis_server.url},

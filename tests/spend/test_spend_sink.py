@@ -202,3 +202,19 @@ def test_a_small_buffer_is_written_before_it_overflows_with_the_database_up(db_u
         await check_counters(store)
 
     run(db_url, body)
+
+
+def test_disable_spend_logs_writes_no_rows_but_moves_counters_and_spend(db_url: str) -> None:
+    """LiteLLM's ``disable_spend_logs`` stops the rows, not the accounting: keys', teams' and users' ``spend``
+    and the counters still move, so budgets keep binding after a restart."""
+
+    async def body(store: Store) -> None:
+        await _entities(store)
+        records = [record(i, cost=0.25, key="k3", team="t1", user="u2") for i in range(40)]
+        _, sink = await _push(store, records, log_rows=False)
+        assert sink.written == 40 and sink.events == {"spend_counted": 40}, sink.events  # type: ignore[attr-defined]
+        assert await read_spend_logs(store) == []
+        assert (await store.get_key("k3")).spend == 10.0
+        assert (await store.get_team("t1")).spend == 10.0 and (await store.get_user("u2")).spend == 10.0
+
+    run(db_url, body)

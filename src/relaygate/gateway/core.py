@@ -266,16 +266,16 @@ class Gateway:
         rt.before_route = (*hooks, guard.check) if guard.active else hooks
 
     def _start_spend_sink(self, store: Store) -> None:
-        """Spend rows and counters (``sinks.spend``) off the request path, unless ``disable_spend_logs``;
-        the retention task when ``maximum_spend_logs_retention_period`` is set. Restart-only settings."""
+        """Spend rows and counters (``sinks.spend``) off the request path (with ``disable_spend_logs``, the
+        counters and entities' ``spend`` only, as LiteLLM); the retention task when
+        ``maximum_spend_logs_retention_period`` is set. Restart-only settings."""
         g = self.config.general
-        if g.disable_spend_logs:
-            return
         from relaygate.sinks.spend import BATCH, SpendSink, parse_duration
 
-        sink = SpendSink(store, store_prompts=g.store_prompts_in_spend_logs, on_event=self.metrics.count)
+        sink = SpendSink(store, store_prompts=g.store_prompts_in_spend_logs, on_event=self.metrics.count,
+                         log_rows=not g.disable_spend_logs)
         self.completions.add_sink(sink, buffer=max(1, g.spend_logs_buffer), batch_size=BATCH)
-        if g.maximum_spend_logs_retention_period:
+        if g.maximum_spend_logs_retention_period and not g.disable_spend_logs:
             try:
                 period = parse_duration(g.maximum_spend_logs_retention_period)
                 interval = parse_duration(g.maximum_spend_logs_retention_interval)

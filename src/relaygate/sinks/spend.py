@@ -27,7 +27,8 @@ batch while the database is slow or down, and the retention of old rows.
   ``maximum_spend_logs_retention_period`` every ``interval`` (counters keep their totals).
 
 Events counted through ``on_event``: ``spend_rows_written``, ``spend_write_failed`` (per failed attempt),
-``spend_rows_dropped`` (given up on), ``spend_rows_deleted`` (retention).
+``spend_rows_dropped`` (given up on), ``spend_rows_deleted`` (retention); with ``disable_spend_logs``,
+``spend_counted`` (records added to the counters) instead of ``spend_rows_written``.
 """
 
 from __future__ import annotations
@@ -156,8 +157,11 @@ class SpendSink:
 
     def __init__(self, store: Store, *, store_prompts: bool = False, on_event: OnEvent | None = None,
                  backoff: float = 0.1, max_backoff: float = 5.0, max_attempts: int = 5,
-                 log_interval: float = 60.0, spacing: float = 1.0) -> None:
+                 log_interval: float = 60.0, spacing: float = 1.0, log_rows: bool = True) -> None:
         self.store = store
+        self.log_rows = log_rows
+        """False with ``disable_spend_logs``: no rows, but the counters and entities' ``spend`` still move
+        (as LiteLLM: budgets keep binding across restarts)."""
         self.spacing = spacing
         """Seconds between two writes: under load the records of that time go in one batch (one transaction
         and one multi-row insert for hundreds of rows, not one per handful: the per-batch cost dominates)."""
@@ -217,7 +221,7 @@ class SpendSink:
         self._last_write = time.monotonic()
         while True:
             try:
-                n = await write_spend(self.store, await self.rows(batch))
+                n = await write_spend(self.store, await self.rows(batch), log_rows=self.log_rows)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -236,7 +240,7 @@ class SpendSink:
                 delay = min(delay * 2, self.max_backoff)
                 continue
             self.written += n
-            self._count("spend_rows_written", n)
+            self._count("spend_rows_written" if self.log_rows else "spend_counted", n)
             if attempts:
                 log.info("spend sink: database back, %d row(s) written after %d failed attempt(s)", n, attempts)
             return

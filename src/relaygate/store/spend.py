@@ -121,13 +121,21 @@ async def key_owners(store: Store, key_hashes: Iterable[str], team_ids: Iterable
     return by_key, by_team
 
 
-async def write_spend(store: Store, rows: Sequence[SpendLog]) -> int:
+async def write_spend(store: Store, rows: Sequence[SpendLog], *, log_rows: bool = True) -> int:
     """Insert ``rows`` and add the ones inserted (not already stored) to the counters, in one transaction
-    that does not move the change counter; the number inserted."""
+    that does not move the change counter; the number inserted. Without ``log_rows`` (LiteLLM's
+    ``disable_spend_logs``) only the counters and the entities' ``spend`` move: every row of the batch is
+    added (nothing keyed by request id to tell a retried batch apart)."""
     if not rows:
         return 0
     unique = list({r.request_id: r for r in rows}.values())
     table, dialect = t.SPEND_LOGS, store.dialect
+    if not log_rows:
+        totals, members = totals_of(unique)
+        async with store._transaction() as c:
+            await _add_totals(c, totals, dialect)
+            await _add_entity_spend(c, totals, members, dialect)
+        return len(unique)
     cols = ", ".join(table.columns)
     row_marks = f"({', '.join('?' * len(table.columns))})"
     encode = table.row_encoder(dialect)
