@@ -196,3 +196,24 @@ def test_check_installed_only_while_a_budget_exists(db_url: str) -> None:
                 await asyncio.sleep(0.05)
 
     asyncio.run(main())
+
+
+def test_spend_tracking_off_has_no_spend_sink_and_disable_spend_logs_keeps_counting(db_url: str) -> None:
+    """``relaygate_settings.spend_tracking: false``: no spend sink (nothing written); LiteLLM's
+    ``disable_spend_logs``: the sink without rows, the key's spend still moves."""
+
+    async def main() -> None:
+        async with upstream() as up:
+            async with gateway(db_url, up, relaygate_settings={"spend_tracking": False}) as gw:
+                assert "spend" not in gw.completions.sinks
+                await gw.store.create_key(Key(token=token("sk-off")))
+                assert (await ask(gw, "sk-off")).status == 200
+                await gw.completions.aclose(timeout=10)
+                assert (await gw.store.get_key(token("sk-off"))).spend == 0.0
+            async with gateway(db_url, up, general_settings={"disable_spend_logs": True}) as gw:
+                assert "spend" in gw.completions.sinks
+                assert (await ask(gw, "sk-off")).status == 200
+                await gw.completions.aclose(timeout=10)
+                assert (await gw.store.get_key(token("sk-off"))).spend == COST
+
+    asyncio.run(main())

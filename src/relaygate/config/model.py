@@ -173,6 +173,10 @@ class ServerSettings(msgspec.Struct, kw_only=True):
     file beside the config (``database_file``); false: no database (keys come from the config only)."""
     database_file: str = "relaygate.db"
     """The embedded SQLite file, relative to the config file's directory (or absolute)."""
+    spend_tracking: bool = True
+    """False: no spend sink at all (no rows, no counters, keys' ``spend`` never moves; budgets bind only on
+    each worker's own tallies). For a gateway whose spend is tracked elsewhere; LiteLLM has no such switch
+    (its ``disable_spend_logs`` keeps the counters, as relaygate's does)."""
     database_pool_size: int = 5
     """PostgreSQL connections per worker (asyncpg pool)."""
     database_connect_timeout: float = 5.0

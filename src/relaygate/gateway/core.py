@@ -270,6 +270,8 @@ class Gateway:
         counters and entities' ``spend`` only, as LiteLLM); the retention task when
         ``maximum_spend_logs_retention_period`` is set. Restart-only settings."""
         g = self.config.general
+        if not self.config.server.spend_tracking:
+            return
         from relaygate.sinks.spend import BATCH, SpendSink, parse_duration
 
         sink = SpendSink(store, store_prompts=g.store_prompts_in_spend_logs, on_event=self.metrics.count,
