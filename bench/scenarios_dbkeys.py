@@ -208,11 +208,30 @@ def _flood(url: str, bad_file: Path, n_bad: int, gw: Proc, qlog: QueryLog, tmp: 
             "p50_ms": res["latency_ms"].get("p50"), "p99_ms": res["latency_ms"].get("p99")}
 
 
-def _summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def compare(runs: dict[str, list[dict[str, Any]]], new: str, base: str) -> tuple[dict[str, Any], float, float]:
+    """Medians of throughput and CPU per request per mode, and ``new`` against ``base``: (medians,
+    throughput ratio, CPU-per-request ratio). Shared by the scenario scripts that interleave runs."""
     med = {m: {k: statistics.median(r[k] for r in rs) for k in ("rps", "cpu_us_per_req")} for m, rs in runs.items()}
-    ratio = med["keys"]["rps"] / med["master"]["rps"]
-    return {"median": med, "keys_vs_master_throughput": round(ratio, 4),
-            "keys_vs_master_cpu_per_req": round(med["keys"]["cpu_us_per_req"] / med["master"]["cpu_us_per_req"], 4),
+    return (med, med[new]["rps"] / med[base]["rps"],
+            round(med[new]["cpu_us_per_req"] / med[base]["cpu_us_per_req"], 4))
+
+
+def meta(prog: str, argv: list[str] | None, gw_cpus: str | None, load_cpus: str | None, started: datetime,
+         gateways: str = "gateway") -> dict[str, Any]:
+    """The ``meta`` block of a scenario's results: start, machine, packages, pinning, the command line."""
+    from bench.run import machine_info, package_versions
+
+    return {"started": started.isoformat(timespec="seconds"), "machine": machine_info(),
+            "packages": package_versions(),
+            "pinning": f"{gateways} on cpu {gw_cpus}, mock + load generator on cpu {load_cpus}"
+            if gw_cpus is not None else "none",
+            "command": f"python -m {prog} " + " ".join(
+                shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))}
+
+
+def _summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    med, ratio, cpu = compare(runs, "keys", "master")
+    return {"median": med, "keys_vs_master_throughput": round(ratio, 4), "keys_vs_master_cpu_per_req": cpu,
             "within_5_percent": ratio >= 0.95}
 
 
@@ -271,18 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if not 0 < a.active <= a.keys:
         p.error("--active must be between 1 and --keys")
-    from bench.run import machine_info, package_versions
 
     gw_cpus, load_cpus = core_split()
     started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     data: dict[str, Any] = {
-        "meta": {"started": started.isoformat(timespec="seconds"), "machine": machine_info(),
-                 "packages": package_versions(),
-                 "pinning": f"gateway on cpu {gw_cpus}, mock + load generator on cpu {load_cpus}"
-                 if gw_cpus is not None else "none",
-                 "command": "python -m bench.scenarios_dbkeys " + " ".join(
-                     shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))},
+        "meta": meta("bench.scenarios_dbkeys", argv, gw_cpus, load_cpus, started),
         "settings": {k: v for k, v in vars(a).items() if k != "out"},
     }
     tmp = Path(tempfile.mkdtemp(prefix="rg-dbkeys-"))

@@ -37,9 +37,7 @@ import asyncio
 import json
 import re
 import secrets
-import shlex
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -49,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import REPO_ROOT, Proc, cpu_seconds, launch_mock, spawn, wait_http
-from bench.scenarios_dbkeys import _load
+from bench.scenarios_dbkeys import _load, compare, meta
 from bench.selftest import core_split
 from bench.systems import MASTER_KEY, MODEL, UPSTREAM_KEY, free_port
 
@@ -160,10 +158,8 @@ def _closed(mode: str, url: str, key_args: list[str], gw: Proc, tmp: Path, a: ar
 
 
 def _summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    med = {m: {k: statistics.median(r[k] for r in rs) for k in ("rps", "cpu_us_per_req")} for m, rs in runs.items()}
-    ratio = med["on"]["rps"] / med["off"]["rps"]
-    return {"median": med, "on_vs_off_throughput": round(ratio, 4),
-            "on_vs_off_cpu_per_req": round(med["on"]["cpu_us_per_req"] / med["off"]["cpu_us_per_req"], 4),
+    med, ratio, cpu = compare(runs, "on", "off")
+    return {"median": med, "on_vs_off_throughput": round(ratio, 4), "on_vs_off_cpu_per_req": cpu,
             "within_10_percent": ratio >= 0.90}
 
 
@@ -210,18 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--active must be between 1 and --keys")
     if not {"off", "on"} <= set(a.modes.split(",")) or not set(a.modes.split(",")) <= set(MODES):
         p.error(f"--modes: off and on, and any of {', '.join(MODES)}")
-    from bench.run import machine_info, package_versions
 
     gw_cpus, load_cpus = core_split()
     started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     data: dict[str, Any] = {
-        "meta": {"started": started.isoformat(timespec="seconds"), "machine": machine_info(),
-                 "packages": package_versions(),
-                 "pinning": f"gateways on cpu {gw_cpus}, mock + load generator on cpu {load_cpus}"
-                 if gw_cpus is not None else "none",
-                 "command": "python -m bench.scenarios_spend " + " ".join(
-                     shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))},
+        "meta": meta("bench.scenarios_spend", argv, gw_cpus, load_cpus, started, gateways="gateways"),
         "settings": {k: v for k, v in vars(a).items() if k not in ("out", "postgres_url")},
     }
     tmp = Path(tempfile.mkdtemp(prefix="rg-spend-"))

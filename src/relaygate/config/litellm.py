@@ -227,18 +227,24 @@ def is_price(key: str) -> bool:
     return "cost" in key.split("_")
 
 
-def _price(value: Any, source: str, field: str) -> float:
+def _amount(value: Any, source: str, field: str, what: str) -> float:
+    """A USD amount >= 0 (``what`` names it in the error); YAML reads 1e-6 (no dot) as a string, which
+    LiteLLM's pydantic takes, so a numeric string is one too."""
     x = math.nan
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         x = float(value)
-    elif isinstance(value, str):  # YAML reads 1e-6 (no dot) as a string; LiteLLM's pydantic takes it
+    elif isinstance(value, str):
         try:
             x = float(value.strip())
         except ValueError:
             pass
     if not (math.isfinite(x) and x >= 0):
-        raise ConfigError(source, field, f"expected a price (a number >= 0), got {value!r}")
+        raise ConfigError(source, field, f"expected {what} (a number >= 0), got {value!r}")
     return x
+
+
+def _price(value: Any, source: str, field: str) -> float:
+    return _amount(value, source, field, "a price")
 
 
 def prices(params: dict[str, Any], info: dict[str, Any], source: str, paths: tuple[str, str],
@@ -310,17 +316,7 @@ def _period(value: Any, source: str, path: str) -> str:
 
 
 def _budget(value: Any, source: str, path: str) -> float:
-    x = math.nan
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        x = float(value)
-    elif isinstance(value, str):
-        try:
-            x = float(value.strip())
-        except ValueError:
-            pass
-    if not (math.isfinite(x) and x >= 0):
-        raise ConfigError(source, path, f"expected a budget in USD (a number >= 0), got {value!r}")
-    return x
+    return _amount(value, source, path, "a budget in USD")
 
 
 def provider_budget_config(value: Any, source: str, path: str) -> dict[str, dict[str, Any]] | None:
