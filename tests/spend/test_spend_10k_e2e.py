@@ -41,6 +41,9 @@ N = 10_000
 CONCURRENCY = 32
 PRICES = "input_cost_per_token: 0.000000137, output_cost_per_token: 0.000000411"
 PER_TOKEN = {"chat": (1.37e-7, 4.11e-7), "embed": (1.9e-8, 0.0), "claude": (3e-6, 1.5e-5)}
+# the deployments the same PRICES price: a stream abandoned after its first frame can still have been sent
+# whole (its success row priced like any other), and a cut stream's row is priced for what it generated
+PER_TOKEN.update({"slow": PER_TOKEN["chat"], "cut": PER_TOKEN["chat"]})
 
 
 def config(ok: str, anthropic: str, bad: str, cut: str, slow: str, extra: str = "") -> str:
