@@ -33,10 +33,11 @@ model_list:
     litellm_params:
       model: mock/echo
       mock_latency_ms: 5000
-general_settings:
-  # the request path's memory is watched here; spend logging's (bounded: a buffer, SQLite's page cache)
-  # has its own plateau test in tests/spend/test_spend_memory_e2e.py
-  disable_spend_logs: true
+# the request path's memory is watched here; spend tracking's (bounded: a buffer, SQLite's page cache) has
+# its own plateau test in tests/spend/test_spend_memory_e2e.py (disable_spend_logs keeps the counters, as
+# LiteLLM: spend_tracking false is what turns the sink off)
+relaygate_settings:
+  spend_tracking: false
 """
 
 CONCURRENCY = 64

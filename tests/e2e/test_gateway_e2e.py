@@ -58,9 +58,11 @@ model_list:
       timeout: 0.5
 general_settings:
   master_key: {MASTER}
-  # the request path's memory is watched by test_streams_do_not_leak; spend logging's has its own plateau
-  # test (tests/spend/test_spend_memory_e2e.py)
+  # the request path's memory is watched by test_streams_do_not_leak; spend tracking's has its own plateau
+  # test (tests/spend/test_spend_memory_e2e.py); disable_spend_logs keeps the counters (as LiteLLM)
   disable_spend_logs: true
+relaygate_settings:
+  spend_tracking: false
 litellm_settings:
   drop_params: true
 {extra}
