@@ -88,10 +88,10 @@ class KeyInfo:
         self.refusal: Callable[[], errors.GatewayError] | None = None
         """Set when the key exists but may not be used (blocked, expired, team blocked): makes its error."""
         self.records: tuple[Any, ...] = ()
-        #: USD this worker saw the key spend since its rows were read (``x-litellm-key-spend`` adds it to
-        #: the row's ``spend``: the header moves with every answer, not once per key cache TTL)
-        self.spent = 0.0
         """The store's rows the key was resolved from (key, team, user, organization), for budgets."""
+        self.spent = 0.0
+        """USD this worker saw the key spend since its rows were read (``x-litellm-key-spend`` adds it to the
+        row's ``spend``: the header moves with every answer, not once per key cache TTL)."""
         models = [m for m in kc.models if m]
         groups = groups or {}
         self.access_groups: tuple[str, ...] = tuple(m for m in models if m in groups)

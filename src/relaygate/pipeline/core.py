@@ -190,8 +190,8 @@ class Pipeline:
             *lease.headers,
         ]
         # LiteLLM's x-litellm-key-spend: the key's spend including this answer's cost (a unary answer's; a
-        # stream's head goes out before its cost is known), "0.0" for the master key and keys not in the store;
-        # x-litellm-key-max-budget when the key has one
+        # stream's head goes out before its cost is known); the master key and keys not in the store count
+        # from 0, as LiteLLM's; x-litellm-key-max-budget when the key has one
         spend = ex.cost
         if key is not None:
             if key.headers:
