@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -377,41 +377,32 @@ class BudgetGuard:
                            now, created=member.created_at if member is not None else None, reset=("budget", row))
 
     async def _tag(self, name: str, now: float) -> Limit | None:
-        got = self._tag_limits.get(name)
-        if got is not None and got[0] > now:
-            return got[1]
-        lim = None
-        try:
-            tag = await self.store.get_tag(name)
-        except Exception:
-            tag = None
-        if tag is not None and tag.budget_id:
-            row = await self._budget_row(tag.budget_id, now)
-            if row is not None:
-                lim = self._limit("tag", name, row, tag.spend, now, created=tag.created_at, reset=("budget", row))
-                if lim is not None and self.shared is not None:
-                    await self.shared.seed([lim])
-        if len(self._tag_limits) >= _MAX:
-            self._tag_limits.clear()
-        self._tag_limits[name] = (now + self.ttl, lim)
-        return lim
+        return await self._row_limit("tag", name, self._tag_limits, self.store.get_tag, now)
 
     async def _customer(self, cid: str, now: float) -> Limit | None:
-        got = self._customer_limits.get(cid)
+        return await self._row_limit("customer", cid, self._customer_limits, self.store.get_customer, now)
+
+    async def _row_limit(self, kind: str, ident: str, cache: dict[str, tuple[float, Limit | None]],
+                         get: Callable[[str], Awaitable[Any]], now: float) -> Limit | None:
+        """The limit of an entity whose budget is the budget row its own row points to (a tag, a customer),
+        cached for ``ttl``; seeded into Redis when shared. None without a row, a budget or a readable store."""
+        got = cache.get(ident)
         if got is not None and got[0] > now:
             return got[1]
         lim = None
         try:
-            c = await self.store.get_customer(cid)
-        except Exception:
-            c = None
-        if c is not None and c.budget_id:
-            row = await self._budget_row(c.budget_id, now)
+            rec = await get(ident)
+        except Exception:  # NotFound, or the database down: no limit until the next read
+            rec = None
+        if rec is not None and rec.budget_id:
+            row = await self._budget_row(rec.budget_id, now)
             if row is not None:
-                lim = self._limit("customer", cid, row, c.spend, now, created=c.created_at, reset=("budget", row))
-        if len(self._customer_limits) >= _MAX:
-            self._customer_limits.clear()
-        self._customer_limits[cid] = (now + self.ttl, lim)
+                lim = self._limit(kind, ident, row, rec.spend, now, created=rec.created_at, reset=("budget", row))
+                if lim is not None and self.shared is not None:
+                    await self.shared.seed([lim])
+        if len(cache) >= _MAX:
+            cache.clear()
+        cache[ident] = (now + self.ttl, lim)
         return lim
 
     # -- background ---------------------------------------------------------------------------------
