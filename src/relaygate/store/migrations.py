@@ -72,15 +72,7 @@ _V1_INDEXES = (
 
 
 def _v1(dialect: str) -> list[str]:
-    types = _TYPES[dialect]
-    out = []
-    for table, (cols, pk) in _V1_TABLES.items():
-        defs = []
-        for spec in cols.split():
-            name, kind = spec.split(":")
-            null = " NOT NULL" if name in pk.split(", ") else ""
-            defs.append(f"{name} {types[kind]}{null}")
-        out.append(f"CREATE TABLE {table} ({', '.join(defs)}, PRIMARY KEY ({pk}))")
+    out = _tables(dialect, _V1_TABLES)
     out.extend(_V1_INDEXES)
     big = "INTEGER" if dialect == "sqlite" else "BIGINT"
     out.append(f"CREATE TABLE rg_changes (id INTEGER PRIMARY KEY CHECK (id = 1), version {big} NOT NULL)")
