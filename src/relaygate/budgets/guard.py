@@ -88,6 +88,19 @@ def _model_budget(raw: Any) -> tuple[float | None, str | None]:
     return None, None
 
 
+async def _budgeted(list_page: Callable[..., Awaitable[Any]], id_field: str) -> frozenset[str]:
+    """Ids of the rows a store listing pages through that have a budget row (at most ``_MAX``)."""
+    ids: list[str] = []
+    page = 1
+    while len(ids) < _MAX:
+        got = await list_page(page=page, page_size=1000)
+        ids.extend(getattr(r, id_field) for r in got.items if r.budget_id)
+        if page >= got.total_pages:
+            break
+        page += 1
+    return frozenset(ids)
+
+
 class BudgetGuard:
     """One worker's budgets. ``check`` is the ``before_route`` hook, ``handle`` the completion sink."""
 
@@ -455,26 +468,10 @@ class BudgetGuard:
             log.info("budgets: %s", "enforced" if active else "none set: the check is off")
             if self.on_active is not None:
                 self.on_active()
-        ids: list[str] = []
-        page = 1
-        while len(ids) < _MAX:
-            got = await store.list_customers(page=page, page_size=1000)
-            ids.extend(c.user_id for c in got.items if c.budget_id)
-            if page >= got.total_pages:
-                break
-            page += 1
-        self.customers = frozenset(ids)
+        self.customers = await _budgeted(store.list_customers, "user_id")
         self._customer_limits.clear()
         self._budget_rows.clear()  # budget rows changed (or their TTL passed): read them again
-        names: list[str] = []
-        page = 1
-        while len(names) < _MAX:
-            tags = await store.list_tags(page=page, page_size=1000)
-            names.extend(t.tag_name for t in tags.items if t.budget_id)
-            if page >= tags.total_pages:
-                break
-            page += 1
-        self.tags = frozenset(names)
+        self.tags = await _budgeted(store.list_tags, "tag_name")
         self._tag_limits.clear()
         members = await any_member_budget(store)
         if members != self.member_budgets:
