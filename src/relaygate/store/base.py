@@ -23,7 +23,7 @@ to 400; :class:`~relaygate.store.errors.StoreUnavailable` is a 503.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -58,6 +58,10 @@ class Conn(Protocol):
 
     async def execute(self, sql: str, args: Sequence[Any]) -> int:
         """Run ``sql``; the number of rows it changed."""
+        ...
+
+    async def execute_each(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
+        """Run ``statements`` in order (SQLite: in one trip to the connection's thread)."""
         ...
 
 

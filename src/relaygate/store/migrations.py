@@ -132,10 +132,24 @@ def _v3(dialect: str) -> list[str]:
     return [*_tables(dialect, _V3_TABLES), *_V3_INDEXES]
 
 
+_V4 = [
+    "DROP INDEX rg_spend_logs__api_key",
+    "DROP INDEX rg_spend_logs__user_id",
+    "DROP INDEX rg_spend_logs__team_id",
+    "DROP INDEX rg_spend_logs__start_time",
+    "CREATE INDEX rg_spend_logs__time ON rg_spend_logs (start_time, api_key, user_id, team_id)",
+]
+"""Step 4: step 2's four spend-log indexes become one. ``(api_key, start_time)`` put each row at its key's
+place in the index, a random page per row once there are many keys: 18 µs of a SQLite insert's 31 (500
+keys, 40k rows). Led by the time, the one index grows at its end; a query for a key, user or team over a
+date range scans that range's entries and compares the id inside the index, reading only matching rows.
+On a large table the upgrade takes as long as building one index over it."""
+
+
 MIGRATIONS: dict[str, list[list[str]]] = {
     # dialect -> steps; step N (1-based) is MIGRATIONS[dialect][N - 1]
-    "sqlite": [_v1("sqlite"), _v2("sqlite"), _v3("sqlite")],
-    "postgres": [_v1("postgres"), _v2("postgres"), _v3("postgres")],
+    "sqlite": [_v1("sqlite"), _v2("sqlite"), _v3("sqlite"), _V4],
+    "postgres": [_v1("postgres"), _v2("postgres"), _v3("postgres"), _V4],
 }
 LATEST = len(MIGRATIONS["sqlite"])
 assert all(len(steps) == LATEST for steps in MIGRATIONS.values())

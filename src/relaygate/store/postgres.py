@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -45,6 +45,11 @@ class _Conn:
         status = await self.conn.execute(numbered(sql), *args) if args else await self.conn.execute(sql)
         tail = str(status).rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
+
+    async def execute_each(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
+        """Run ``statements`` in order."""
+        for sql, args in statements:
+            await self.execute(sql, args)
 
 
 class PostgresStore(Store):

@@ -13,33 +13,67 @@ import asyncio
 import os
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from relaygate.store.base import Store
 from relaygate.store.errors import StoreUnavailable
 
+T = TypeVar("T")
+
 _UNIQUE = re.compile(r"UNIQUE constraint failed: (?:\w+\.(\w+)(?:, )?)+")
 
 
+def _fetch(db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+    cur = db.execute(sql, args)
+    try:
+        rows = cur.fetchall()
+        names = [d[0] for d in cur.description or ()]
+    finally:
+        cur.close()
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def _execute(db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> int:
+    cur = db.execute(sql, args)
+    try:
+        return cur.rowcount
+    finally:
+        cur.close()
+
+
+def _execute_each(db: sqlite3.Connection, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
+    for sql, args in statements:
+        db.execute(sql, args).close()
+
+
 class _Conn:
+    """A connection as the store's SQL sees it. Each call is one trip to the connection's thread: the
+    function runs there whole (``aiosqlite.Connection._execute``, the primitive its own ``execute`` is built
+    on), where aiosqlite's cursor API takes two trips a statement (execute, then close) and wakes the event
+    loop for each."""
+
     __slots__ = ("db",)
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
 
+    def _run(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+        run: Callable[..., Awaitable[T]] = self.db._execute
+        return run(fn, self.db._conn, *args)
+
     async def fetch(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
-        async with self.db.execute(sql, tuple(args)) as cur:
-            rows = await cur.fetchall()
-            names = [d[0] for d in cur.description or ()]
-        return [dict(zip(names, row)) for row in rows]
+        return await self._run(_fetch, sql, args)
 
     async def execute(self, sql: str, args: Sequence[Any]) -> int:
-        async with self.db.execute(sql, tuple(args)) as cur:
-            return cur.rowcount
+        return await self._run(_execute, sql, args)
+
+    async def execute_each(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
+        """Run ``statements`` in order, in one trip (the iterable is consumed on the connection's thread)."""
+        await self._run(_execute_each, statements)
 
 
 class SQLiteStore(Store):

@@ -69,7 +69,7 @@ class Table(Generic[R]):
             if kind == BOOL:
                 return int(bool(value))
             if kind == TS:
-                return _aware(value).isoformat()
+                return _iso(value)
         elif kind == TS:
             return _aware(value)
         return value
@@ -127,7 +127,9 @@ def _aware(value: datetime) -> datetime:
 
 
 def _iso(value: datetime) -> str:
-    return _aware(value).isoformat()
+    """SQLite's time text: ISO 8601 in UTC, always with microseconds. Range queries compare this text, so one
+    instant must have one spelling: ``isoformat()`` alone drops a zero fraction and keeps a non-UTC offset."""
+    return _aware(value).astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _json_text(value: Any) -> str:
