@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from relaygate.sinks import CompletionQueue
-from relaygate.sinks.spend import SpendSink, parse_duration, spend_row
-from relaygate.store import Customer, Key, Organization, Store, Team, TeamMember, User, open_store
+from relaygate.sinks.spend import SpendSink, parse_duration, spend_row, spend_values
+from relaygate.store import Customer, Key, Organization, Store, Team, TeamMember, User, open_store, tables
 from relaygate.store.spend import delete_spend_logs_before, nanos, read_spend_logs
 from relaygate.store.sqlite import SQLiteStore
 from tests.spend.conftest import run
@@ -77,6 +77,12 @@ def test_ten_thousand_records_sum_to_the_counters_exactly(db_url: str) -> None:
         # a batch sent again (its commit's answer lost) writes nothing twice
         await sink.handle(records[:700])
         assert await check_counters(store) == sums
+        # ... and a batch mixing rows already stored with new ones adds exactly the new ones
+        new = mixed(10_005)[10_000:]
+        await sink.handle([*records[700:900], *new])
+        after = await check_counters(store)
+        assert after[("global", "")] == expected + sum(nanos(r.cost) for r in new)
+        assert len(await read_spend_logs(store, limit=20_000)) == 10_005
 
     run(db_url, body)
 
@@ -120,6 +126,19 @@ def test_retention_deletes_old_rows_and_keeps_counters(db_url: str) -> None:
         assert int(n["spend_nanos"]) == before[("global", "")] == nanos(0.01) * 50
 
     run(db_url, body)
+
+
+def test_spend_values_are_what_the_table_encoder_writes() -> None:
+    """The sink's direct row builder gives, for both dialects, exactly the values the generic encoder makes
+    of the same row as a record (times, JSON text, booleans, metadata of failures, retries and tags)."""
+    records = mixed(2_000)
+    records[3].extra = {"tags": ["a", "b"], "metadata": {"spend_logs_metadata": {"app": "a"}}, "messages": "hi",
+                        "response": "yo"}
+    for dialect in ("sqlite", "postgres"):
+        encode = tables.SPEND_LOGS.row_encoder(dialect)
+        for r in records:
+            for kw in ({}, {"org_id": "o9", "key_tags": ["kt", "kt"], "store_prompts": True}):
+                assert tuple(encode(spend_row(r, **kw))) == spend_values(r, dialect, **kw), (dialect, r, kw)
 
 
 def test_spend_row_store_prompts() -> None:
