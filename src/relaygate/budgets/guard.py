@@ -117,6 +117,8 @@ class BudgetGuard:
         """``shared.SharedSpend`` (Redis) when configured: one counter per entity and period for everyone."""
         self.ttl = ttl
         self.tallies: dict[tuple[str, str], Tally] = {}
+        self._model_tallies = False
+        """Some key has a ``model_max_budget`` tally: completions look up their model's."""
         self.plans: dict[str, tuple[tuple[Any, ...], Plan | None]] = {}
         self.org_of: dict[str, str] = {}
         self.customers: frozenset[str] = frozenset()
@@ -232,6 +234,8 @@ class BudgetGuard:
         shared)."""
         tallies = self.tallies
         shared = self.shared
+        org_of = self.org_of
+        models = self._model_tallies
         now = time.time()
         for r in batch:
             cost = r.cost
@@ -239,24 +243,25 @@ class BudgetGuard:
                 continue
             c = pico_of(cost)
             kh = r.key_hash
+            # an entity without a budget has no tally: its look-up misses (a None id included)
             ents: list[tuple[str, str | None]] = [
                 ("key", kh), ("team", r.team_id), ("user", r.user_id),
-                ("organization", r.org_id or (self.org_of.get(kh) if kh else None)),
-                ("customer", r.end_user_id), ("proxy", ""),
-                ("model", f"{kh}\0{r.model}" if kh else None),
-                ("model", f"{kh}\0{r.model_group}" if kh and r.model_group != r.model else None)]
+                ("organization", r.org_id or (org_of.get(kh) if kh else None)), ("customer", r.end_user_id),
+                ("proxy", "")]
+            if models and kh:
+                ents.append(("model", f"{kh}\0{r.model}"))
+                if r.model_group != r.model:
+                    ents.append(("model", f"{kh}\0{r.model_group}"))
             if self.member_budgets and r.team_id and r.user_id:
                 ents.append(("member", f"{r.team_id}\0{r.user_id}"))
             if self.tags:
                 ents.extend(("tag", name) for name in self._record_tags(r))
-            for kind, ident in ents:
-                if ident is None:
-                    continue
-                t = tallies.get((kind, ident))
+            for ent in ents:
+                t = tallies.get(ent)  # type: ignore[arg-type]
                 if t is not None:
                     t.add(c, now)
                     if shared is not None:
-                        shared.add(kind, ident, t.start, t.end, c)
+                        shared.add(ent[0], ent[1], t.start, t.end, c)
 
     def _record_tags(self, r: CompletionRecord) -> list[str]:
         """The budgeted tags a completed request carried: its own (``extra["tags"]``) and its key's."""
@@ -278,6 +283,8 @@ class BudgetGuard:
                 self.tallies.clear()
                 self.plans.clear()
             t = self.tallies[key] = Tally(duration, anchor, now)
+            if kind == "model":
+                self._model_tallies = True
         elif (t.duration.text if t.duration else None) != (duration.text if duration else None) or t.anchor != anchor:
             t.retime(duration, anchor, now)
         return t

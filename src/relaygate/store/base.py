@@ -60,8 +60,13 @@ class Conn(Protocol):
         """Run ``sql``; the number of rows it changed."""
         ...
 
-    async def execute_each(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
-        """Run ``statements`` in order (SQLite: in one trip to the connection's thread)."""
+    async def execute_each(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> int:
+        """Run ``statements`` in order (SQLite: in one trip to the connection's thread); the number of rows
+        they changed."""
+        ...
+
+    async def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """``COPY`` ``rows`` into ``table`` (PostgreSQL only)."""
         ...
 
 

@@ -46,10 +46,16 @@ class _Conn:
         tail = str(status).rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
-    async def execute_each(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
-        """Run ``statements`` in order."""
+    async def execute_each(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> int:
+        """Run ``statements`` in order; the number of rows they changed."""
+        n = 0
         for sql, args in statements:
-            await self.execute(sql, args)
+            n += await self.execute(sql, args)
+        return n
+
+    async def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """``COPY`` ``rows`` into ``table`` (binary, encoded by asyncpg's codecs)."""
+        await self.conn.copy_records_to_table(table, records=rows, columns=list(columns))
 
 
 class PostgresStore(Store):

@@ -45,9 +45,11 @@ def _execute(db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> int:
         cur.close()
 
 
-def _execute_each(db: sqlite3.Connection, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
+def _execute_each(db: sqlite3.Connection, statements: Iterable[tuple[str, Sequence[Any]]]) -> int:
+    n = 0
     for sql, args in statements:
-        db.execute(sql, args).close()
+        n += _execute(db, sql, args)
+    return n
 
 
 class _Conn:
@@ -71,9 +73,13 @@ class _Conn:
     async def execute(self, sql: str, args: Sequence[Any]) -> int:
         return await self._run(_execute, sql, args)
 
-    async def execute_each(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
-        """Run ``statements`` in order, in one trip (the iterable is consumed on the connection's thread)."""
-        await self._run(_execute_each, statements)
+    async def execute_each(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> int:
+        """Run ``statements`` in order, in one trip (the iterable is consumed on the connection's thread); the
+        number of rows they changed."""
+        return await self._run(_execute_each, statements)
+
+    async def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        raise NotImplementedError("COPY is PostgreSQL's")
 
 
 class SQLiteStore(Store):
