@@ -2,6 +2,7 @@
 
 - ``openai``: chat, completions, embeddings (and the model-in-path forms);
 - ``anthropic``: ``/v1/messages`` and ``/v1/messages/count_tokens``;
+- ``responses``: ``/v1/responses`` and ``/responses`` (the OpenAI Responses API);
 - ``media``: images, audio (speech, transcriptions, translations), moderations, rerank.
 
 :func:`llm_routes` lists every POST path with the frontend that serves it; the gateway adds each to its
@@ -13,6 +14,7 @@ from __future__ import annotations
 from relaygate.frontends.anthropic import CountTokens, Messages
 from relaygate.frontends.media import Media
 from relaygate.frontends.openai import ENDPOINTS, MODEL_IN_PATH, SUFFIXES, Completions, OpenAI
+from relaygate.frontends.responses import Responses
 from relaygate.pipeline import Frontend
 
 _MEDIA_PATHS = (("images", "/images/generations"), ("image_edits", "/images/edits"), ("speech", "/audio/speech"),
@@ -28,6 +30,8 @@ def llm_routes() -> list[tuple[str, Frontend]]:
         for prefix, param in MODEL_IN_PATH:
             out.append((prefix + param + suffix, openai[endpoint]))
     out += [("/v1/messages", Messages()), ("/v1/messages/count_tokens", CountTokens())]
+    responses = Responses()
+    out += [("/v1/responses", responses), ("/responses", responses)]
     for kind, path in _MEDIA_PATHS:
         media = Media(kind)
         out += [("/v1" + path, media), (path, media)]

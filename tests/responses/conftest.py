@@ -1,0 +1,214 @@
+"""The /v1/responses tests' upstream: a real local HTTP server (a thread, so both the in-process gateway and a
+Granian process can reach it) that speaks chat completions (unary and SSE, with reasoning, interleaved tool
+calls, usage, and a stream cut mid-way) and, for the native path, ``/v1/responses`` itself. It records every
+request body it gets, by path."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+import pytest
+
+from relaygate.asgi import Gateway
+from relaygate.config import from_litellm
+
+MASTER = "sk-master-responses"
+AUTH = {"authorization": f"Bearer {MASTER}"}
+
+
+@dataclass
+class Script:
+    """What the chat upstream answers next."""
+
+    content: str = "Hello from the upstream"
+    reasoning: str = ""
+    tool_calls: list[tuple[str, str, str]] = field(default_factory=list)  # (id, name, arguments)
+    finish: str = "stop"
+    usage: dict[str, Any] = field(default_factory=lambda: {
+        "prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
+        "prompt_tokens_details": {"cached_tokens": 3}, "completion_tokens_details": {"reasoning_tokens": 2}})
+    cut: bool = False  # a stream that breaks off after the first content chunk
+
+
+NATIVE_RESPONSE = {
+    "id": "resp_native1", "object": "response", "created_at": 1700000000, "status": "completed",
+    "model": "gpt-native-upstream", "output": [{"id": "msg_n1", "type": "message", "role": "assistant",
+                                                "status": "completed", "content": [
+                                                    {"type": "output_text", "text": "native says hi",
+                                                     "annotations": []}]}],
+    "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+    "usage": {"input_tokens": 21, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 4,
+              "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 25}}
+
+
+def native_events() -> bytes:
+    r = {**NATIVE_RESPONSE, "status": "in_progress", "output": [], "usage": None}
+    item = NATIVE_RESPONSE["output"][0]  # type: ignore[index]
+    evs = [("response.created", {"response": r}),
+           ("response.output_item.added", {"output_index": 0, "item": {**item, "content": [],
+                                                                        "status": "in_progress"}}),
+           ("response.content_part.added", {"output_index": 0, "item_id": "msg_n1", "content_index": 0,
+                                            "part": {"type": "output_text", "text": "", "annotations": []}}),
+           ("response.output_text.delta", {"output_index": 0, "item_id": "msg_n1", "content_index": 0,
+                                           "delta": "native says hi", "logprobs": []}),
+           ("response.output_item.done", {"output_index": 0, "item": item}),
+           ("response.completed", {"response": NATIVE_RESPONSE})]
+    return b"".join(b"event: %s\ndata: %s\n\n" % (k.encode(), orjson.dumps({"type": k, "sequence_number": i, **v}))
+                    for i, (k, v) in enumerate(evs))
+
+
+def chat_frames(s: Script) -> list[bytes]:
+    base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "up-model"}
+
+    def frame(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return b"data: " + orjson.dumps({**base, "choices": [{"index": 0, "delta": delta,
+                                                               "finish_reason": finish}]}) + b"\n\n"
+
+    out = [frame({"role": "assistant"})]
+    for piece in _pieces(s.reasoning):
+        out.append(frame({"reasoning_content": piece}))
+    for piece in _pieces(s.content):
+        out.append(frame({"content": piece}))
+    for i, (cid, name, _) in enumerate(s.tool_calls):  # every call opens, then their arguments interleave
+        out.append(frame({"tool_calls": [{"index": i, "id": cid, "type": "function",
+                                          "function": {"name": name, "arguments": ""}}]}))
+    halves = [(_half(a)) for _, _, a in s.tool_calls]
+    for part in (0, 1):
+        for i, h in enumerate(halves):
+            out.append(frame({"tool_calls": [{"index": i, "function": {"arguments": h[part]}}]}))
+    out.append(frame({}, s.finish))
+    out.append(b"data: " + orjson.dumps({**base, "choices": [], "usage": s.usage}) + b"\n\n")
+    out.append(b"data: [DONE]\n\n")
+    return out
+
+
+def _pieces(text: str) -> list[str]:
+    words = text.split(" ")
+    return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)] if text else []
+
+
+def _half(s: str) -> tuple[str, str]:
+    return s[: len(s) // 2], s[len(s) // 2:]
+
+
+def chat_body(s: Script) -> bytes:
+    msg: dict[str, Any] = {"role": "assistant", "content": s.content or None}
+    if s.reasoning:
+        msg["reasoning_content"] = s.reasoning
+    if s.tool_calls:
+        msg["tool_calls"] = [{"id": c, "type": "function", "function": {"name": n, "arguments": a}}
+                             for c, n, a in s.tool_calls]
+    return orjson.dumps({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "up-model",
+                         "choices": [{"index": 0, "message": msg, "finish_reason": s.finish}], "usage": s.usage})
+
+
+class Upstream:
+    def __init__(self) -> None:
+        self.script = Script()
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+        self.url = ""
+
+    def bodies(self, path: str) -> list[dict[str, Any]]:
+        return [b for p, b in self.seen if p.endswith(path)]
+
+
+def _handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            n = int(self.headers.get("content-length") or 0)
+            body = orjson.loads(self.rfile.read(n)) if n else {}
+            path = self.path.split("?")[0]
+            up.seen.append((path, body))
+            s = up.script
+            if path.endswith("/responses"):
+                if body.get("stream"):
+                    self._sse([native_events()], cut=False)
+                else:
+                    self._json(orjson.dumps(NATIVE_RESPONSE))
+            elif path.endswith("/chat/completions"):
+                if body.get("stream"):
+                    frames = chat_frames(s)
+                    self._sse(frames[:3] if s.cut else frames, cut=s.cut)
+                else:
+                    self._json(chat_body(s))
+            else:
+                self._json(b'{"error": {"message": "no such path"}}', 404)
+
+        def _json(self, data: bytes, status: int = 200) -> None:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _sse(self, frames: list[bytes], cut: bool) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            for f in frames:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(f), f))
+                self.wfile.flush()
+            if cut:  # a broken chunked body: the gateway's transport sees the connection end mid-stream
+                self.wfile.write(b"ff\r\npartial")
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(b"0\r\n\r\n")
+
+    return H
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    with serve() as up:
+        yield up
+
+
+@contextmanager
+def serve() -> Iterator[Upstream]:
+    """The upstream on a free port, served by a thread until the block ends."""
+    up = Upstream()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(up))
+    server.daemon_threads = True
+    up.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield up
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def config(up: Upstream) -> dict[str, Any]:
+    """``chat``: a chat-only OpenAI-compatible deployment (translated); ``native``: an ``openai/`` one (its
+    own /responses); ``claude``: an ``anthropic/`` one, translated through the Anthropic adapter. Priced."""
+    price = {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
+    return {"model_list": [
+        {"model_name": "chat", "litellm_params": {"model": "hosted_vllm/up-model", "api_base": up.url,
+                                                  "api_key": "k"}, "model_info": price},
+        {"model_name": "native", "litellm_params": {"model": "openai/gpt-native-upstream", "api_base": up.url,
+                                                    "api_key": "k"}, "model_info": price},
+    ], "general_settings": {"master_key": MASTER}}
+
+
+@asynccontextmanager
+async def gateway(up: Upstream) -> AsyncIterator[Gateway]:
+    gw = Gateway(from_litellm(config(up), "<test>"))
+    await gw.startup()
+    try:
+        yield gw
+    finally:
+        await gw.shutdown()
