@@ -133,7 +133,8 @@ def _handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
             s = up.script
             if path.endswith("/responses"):
                 if body.get("stream"):
-                    self._sse([native_events()], cut=False)
+                    frames = [f + b"\n\n" for f in native_events().split(b"\n\n") if f]
+                    self._sse(frames[:3] if s.cut else frames, cut=s.cut)
                 else:
                     self._json(orjson.dumps(NATIVE_RESPONSE))
             elif path.endswith("/chat/completions"):

@@ -111,6 +111,25 @@ def test_native_openai(upstream: Upstream) -> None:
     assert evs[-1][1]["response"]["model"] == "native"
 
 
+def test_native_stream_cut_midway(upstream: Upstream) -> None:
+    upstream.script = Script(cut=True)
+    recs: list[CompletionRecord] = []
+    r = ask(upstream, {"model": "native", "input": "hi", "stream": True}, records=recs)
+    evs = events(r.body)
+    assert [k for k, _ in evs] == ["response.created", "response.output_item.added", "response.content_part.added",
+                                   "error"]
+    assert [e["sequence_number"] for _, e in evs] == [0, 1, 2, 3]
+    assert evs[-1][1]["code"] == "server_error" and evs[-1][1]["message"]
+    assert recs[0].status == 599
+
+
+def test_mock_response_is_translated(upstream: Upstream) -> None:
+    r = ask(upstream, {"model": "native", "input": "hi", "mock_response": "mocked answer"})
+    assert r.status == 200, r.body
+    assert r.json()["output"][0]["content"][0]["text"] == "mocked answer"
+    assert not upstream.seen
+
+
 @pytest.mark.parametrize(("body", "status", "param", "words"), [
     (b"[1, 2]", 400, None, "JSON object"),
     (b"{nope", 400, None, "Invalid JSON"),

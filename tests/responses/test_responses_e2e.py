@@ -11,6 +11,7 @@ from typing import Any
 import openai
 import pytest
 
+from bench.procs import start_mock
 from tests.conftest import GatewayProc, start_gateway
 from tests.responses.conftest import MASTER, Script, Upstream, serve
 
@@ -120,3 +121,35 @@ def test_native_and_errors(stack: tuple[GatewayProc, Upstream], client: openai.O
         client.responses.create(model="chat", input="hi", previous_response_id="resp_old")
     assert ei.value.param == "previous_response_id"
     assert "conversation state" in str(ei.value)
+
+
+@pytest.fixture(scope="module")
+def providers() -> Iterator[GatewayProc]:
+    """The bench mock speaking each provider's own API: the request reaches it through that adapter."""
+    with start_mock(name="responses", chunks=4, seed=7) as mock:
+        cfg = f"""
+model_list:
+  - model_name: claude
+    litellm_params: {{model: anthropic/claude-x, api_key: sk-up, api_base: "{mock.url}"}}
+  - model_name: gem
+    litellm_params: {{model: gemini/gemini-x, api_key: sk-up, api_base: "{mock.url}"}}
+general_settings:
+  master_key: {MASTER}
+"""
+        with start_gateway(cfg) as gw:
+            yield gw
+
+
+@pytest.mark.parametrize("model", ["claude", "gem"])
+def test_through_provider_adapters(providers: GatewayProc, model: str) -> None:
+    with openai.OpenAI(base_url=providers.url + "/v1", api_key=MASTER, max_retries=0, timeout=20) as c:
+        r = c.responses.create(model=model, input="hello", instructions="be brief", max_output_tokens=64)
+        assert r.status == "completed" and r.model == model and len(r.output_text.split()) >= 4
+        assert r.usage is not None and r.usage.input_tokens > 0 and r.usage.output_tokens > 0
+        seqs: list[int] = []
+        with c.responses.stream(model=model, input="hello", max_output_tokens=64) as s:
+            for ev in s:
+                seqs.append(ev.sequence_number)
+            final = s.get_final_response()
+        assert seqs == list(range(len(seqs))) and len(final.output_text.split()) >= 4
+        assert final.usage is not None and final.usage.output_tokens > 0

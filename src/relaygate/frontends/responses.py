@@ -137,24 +137,32 @@ class _ToResponses(WrappedTranslator):
 
 
 class _Native(StreamTranslator):
-    """A native upstream's events go to the client untouched; usage is read from the final event."""
+    """A native upstream's events go to the client untouched, whole events only (a stream that breaks
+    off mid-event must not leave half an event before the error event); usage is read from the final
+    event."""
 
     def __init__(self) -> None:
         self._sse = SSEDecoder()
+        self._held = b""
         self.events = 0
         self.content_tokens = 0
 
     def feed(self, data: bytes) -> bytes:
         for event, payload in self._sse.feed(data):
             self._watch(event, payload)
-        return data
+        buf = self._held + data if self._held else data
+        i, j = buf.rfind(b"\n\n"), buf.rfind(b"\r\n\r\n")
+        end = max(i + 2 if i >= 0 else 0, j + 4 if j >= 0 else 0)
+        self._held = buf[end:]
+        return buf[:end]
 
     def close(self) -> bytes:
         for event, payload in self._sse.close():
             self._watch(event, payload)
         if not self.events:
             raise empty_stream_error("the upstream")
-        return b""
+        held, self._held = self._held, b""
+        return held
 
     def fail(self, exc: GatewayError) -> GatewayError:
         return _attach(exc, error_event(exc, self.events))
