@@ -112,6 +112,7 @@ class Upstream:
     def __init__(self) -> None:
         self.script = Script()
         self.seen: list[tuple[str, dict[str, Any]]] = []
+        self.requests: list[tuple[str, dict[str, str]]] = []  # (path with query, headers)
         self.url = ""
 
     def bodies(self, path: str) -> list[dict[str, Any]]:
@@ -130,6 +131,7 @@ def _handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
             body = orjson.loads(self.rfile.read(n)) if n else {}
             path = self.path.split("?")[0]
             up.seen.append((path, body))
+            up.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
             s = up.script
             if path.endswith("/responses"):
                 if body.get("stream"):
@@ -202,6 +204,8 @@ def config(up: Upstream) -> dict[str, Any]:
                                                   "api_key": "k"}, "model_info": price},
         {"model_name": "native", "litellm_params": {"model": "openai/gpt-native-upstream", "api_base": up.url,
                                                     "api_key": "k"}, "model_info": price},
+        {"model_name": "az", "litellm_params": {"model": "azure/my-deploy", "api_base": up.url.removesuffix("/v1"),
+                                                "api_key": "az-key", "api_version": "2025-04-01-preview"}},
     ], "general_settings": {"master_key": MASTER}}
 
 

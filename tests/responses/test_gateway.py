@@ -111,6 +111,15 @@ def test_native_openai(upstream: Upstream) -> None:
     assert evs[-1][1]["response"]["model"] == "native"
 
 
+def test_native_azure(upstream: Upstream) -> None:
+    r = ask(upstream, {"model": "az", "input": "hi"})
+    assert r.status == 200, r.body
+    assert r.json()["output"][0]["content"][0]["text"] == "native says hi" and r.json()["model"] == "az"
+    path, headers = upstream.requests[-1]
+    assert path == "/openai/responses?api-version=2025-04-01-preview" and headers["api-key"] == "az-key"
+    assert upstream.bodies("/responses")[-1]["model"] == "my-deploy"
+
+
 def test_native_stream_cut_midway(upstream: Upstream) -> None:
     upstream.script = Script(cut=True)
     recs: list[CompletionRecord] = []
