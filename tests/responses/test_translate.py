@@ -188,3 +188,12 @@ def test_stream_failures() -> None:
     empty = ra.ResponsesStream("m", 1, ECHO)
     evs = events(empty.close())
     assert [k for k, _ in evs] == ["response.created", "response.in_progress", "response.completed"]
+
+
+def test_stream_cut_by_max_output_tokens() -> None:
+    st = ra.ResponsesStream("m", 1, ECHO)
+    evs = events(b"".join(st.feed(f) for f in chat_frames(Script(content="a b c", finish="length"))) + st.close())
+    assert evs[-1][0] == "response.incomplete"
+    final = evs[-1][1]["response"]
+    assert final["status"] == "incomplete" and final["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert final["output"][0]["content"][0]["text"] == "a b c"
