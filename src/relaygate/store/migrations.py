@@ -146,10 +146,40 @@ date range scans that range's entries and compares the id inside the index, read
 On a large table the upgrade takes as long as building one index over it."""
 
 
+_OWNER = "api_key:t team_id:t user_id:t"
+"""Who created a stored object: the caller's ``Principal.key_hash`` (SHA-256 of the key, the master key's
+too; NULL for an open gateway's anonymous caller), its team and user. Only that key, or another key of that
+team, reads or deletes it (issue 14)."""
+_V5_TABLES: dict[str, tuple[str, str]] = {
+    # Responses API conversation state (issue 14): one row per stored response; ``input`` holds the items
+    # this turn added (the instructions are not carried to the next turn, as OpenAI), ``response`` the
+    # response object returned; ``upstream_id`` the id an upstream that stored it gave it
+    "rg_responses": (f"response_id:t {_OWNER} model:t deployment_id:t upstream_id:t previous_response_id:t "
+                     "status:t background:b input:j response:j created_at:ts updated_at:ts expires_at:ts",
+                     "response_id"),
+    # files and batches held by an upstream (issue 14): the id given to the client, the upstream's own id and
+    # the deployment that holds it, so later calls reach the same deployment; ``kind`` is file or batch
+    "rg_files": (f"object_id:t kind:t {_OWNER} upstream_id:t deployment_id:t model:t custom_llm_provider:t "
+                 "purpose:t filename:t bytes:i status:t metadata:j created_at:ts updated_at:ts expires_at:ts",
+                 "object_id"),
+}
+_V5_INDEXES = (
+    "CREATE INDEX rg_responses__expires_at ON rg_responses (expires_at)",
+    "CREATE INDEX rg_files__api_key ON rg_files (api_key, kind, created_at)",
+    "CREATE INDEX rg_files__team_id ON rg_files (team_id, kind, created_at)",
+    "CREATE INDEX rg_files__expires_at ON rg_files (expires_at)",
+)
+
+
+def _v5(dialect: str) -> list[str]:
+    """Step 5: Responses API conversation state, and the files and batches the gateway relayed (issue 14)."""
+    return [*_tables(dialect, _V5_TABLES), *_V5_INDEXES]
+
+
 MIGRATIONS: dict[str, list[list[str]]] = {
     # dialect -> steps; step N (1-based) is MIGRATIONS[dialect][N - 1]
-    "sqlite": [_v1("sqlite"), _v2("sqlite"), _v3("sqlite"), _V4],
-    "postgres": [_v1("postgres"), _v2("postgres"), _v3("postgres"), _V4],
+    "sqlite": [_v1("sqlite"), _v2("sqlite"), _v3("sqlite"), _V4, _v5("sqlite")],
+    "postgres": [_v1("postgres"), _v2("postgres"), _v3("postgres"), _V4, _v5("postgres")],
 }
 LATEST = len(MIGRATIONS["sqlite"])
 assert all(len(steps) == LATEST for steps in MIGRATIONS.values())
