@@ -177,6 +177,10 @@ class ServerSettings(msgspec.Struct, kw_only=True):
     """False: no spend sink at all (no rows, no counters, keys' ``spend`` never moves; budgets bind only on
     each worker's own tallies). For a gateway whose spend is tracked elsewhere; LiteLLM has no such switch
     (its ``disable_spend_logs`` keeps the counters, as relaygate's does)."""
+    responses_retention: str | None = "30d"
+    """How long the Responses API's stored responses (``store``, true by default as OpenAI's) are kept for
+    ``previous_response_id`` and ``GET /v1/responses/{id}`` (``30d``, ``12h``; OpenAI keeps them 30 days);
+    None keeps them until deleted."""
     database_pool_size: int = 5
     """PostgreSQL connections per worker (asyncpg pool)."""
     database_connect_timeout: float = 5.0
