@@ -1,0 +1,78 @@
+"""The response cache's key: a stable hash over the model group and the request fields that change the answer.
+
+Two requests get the same key exactly when an upstream would give them the same answer, as far as the
+request can tell:
+
+- **Fields hashed**: every top-level field of the body except those in :data:`IGNORED` — so a field OpenAI
+  adds tomorrow that changes the answer (a new sampling parameter, a new tool kind) splits the key instead of
+  serving one request's answer to another. LiteLLM hashes an allow-list of known parameters instead
+  (``Cache._get_relevant_args_to_use_for_cache_key``), so an unknown answer-changing field does not split
+  its key; that is the wrong way round for a cache and relaygate does not copy it.
+- **Fields not hashed** (:data:`IGNORED`): who asks and how the answer is framed, never what it says —
+  ``user``, ``metadata``, ``stream`` and ``stream_options`` (a stream hit is rendered from the stored answer),
+  ``store``, ``service_tier``, OpenAI's prompt-cache hints, LiteLLM's control fields (retries, timeouts,
+  fallbacks, tags, the per-request ``cache`` object itself ...) and the model name in the body (the model
+  *group* the router resolved is hashed instead, so an alias and its target share entries).
+- **Canonical form**: the kept fields are re-encoded with sorted keys at every depth (``orjson``
+  ``OPT_SORT_KEYS``) and numbers normalised (``1`` and ``1.0`` are the same temperature), so key order and
+  whitespace in the client's JSON never split a key.
+- **Scope**: the route (a chat answer is never served to ``/v1/completions``) and, when the cache is scoped
+  per team, the caller's team are hashed in front; the namespace (config or per request) prefixes the key:
+  ``<namespace>:<sha256 hex>``, LiteLLM's Redis key shape (the bare hex without one).
+Sans IO; costs one ``orjson.loads`` of the body plus one sorted ``orjson.dumps`` of what is kept (~5 µs for a
+1 KB chat body).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from relaygate.core.views import CONTROL_KEYS, TYPED_CONTROL
+
+IGNORED: frozenset[str] = frozenset({
+    "model", "user", "metadata", "stream", "stream_options", "store", "service_tier", "prompt_cache_key",
+    "prompt_cache_retention", "safety_identifier", "extra_headers",
+    *CONTROL_KEYS, *TYPED_CONTROL,
+    "cache_control_headers", "no-cache", "no-store", "s-maxage", "use-cache", "namespace",
+})
+"""Top-level request fields that never change the answer (see the module docstring)."""
+
+_SORTED = orjson.OPT_SORT_KEYS
+
+
+def _norm(value: Any) -> Any:
+    """Integral floats become ints at every depth (``1.0`` -> ``1``), so JSON spelling never splits a key."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_norm(v) for v in value]
+    return value
+
+
+def canonical(body: dict[str, Any]) -> bytes:
+    """The kept fields of a decoded request body, as canonical JSON bytes."""
+    kept = {k: v for k, v in body.items() if k not in IGNORED}
+    return orjson.dumps(_norm(kept), option=_SORTED)
+
+
+def cache_key(route: str, model_group: str, body: dict[str, Any], *, namespace: str | None = None,
+              team: str | None = None) -> str:
+    """The cache key of a request to ``route`` for ``model_group`` (see the module docstring)."""
+    h = hashlib.sha256()
+    h.update(route.encode())
+    h.update(b"\0")
+    h.update(model_group.encode())
+    h.update(b"\0")
+    if team is not None:
+        h.update(b"team\0" + team.encode() + b"\0")
+    h.update(canonical(body))
+    digest = h.hexdigest()
+    return f"{namespace}:{digest}" if namespace else digest
+
+
+__all__ = ["IGNORED", "cache_key", "canonical"]

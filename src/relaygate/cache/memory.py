@@ -1,0 +1,106 @@
+"""The per-worker response cache: an LRU bounded in bytes, each entry with its own expiry.
+
+What it owns: keeping answers (bytes) under keys for a TTL, within a byte budget, per worker. Invariants:
+
+- The sum of stored values' sizes (plus a fixed per-entry overhead) never exceeds ``max_bytes``; storing
+  evicts least-recently-used entries first, and a value larger than ``max_item_bytes`` is not stored at all
+  (one huge answer must not flush the whole cache).
+- An entry is never served after its expiry: :meth:`get` checks it and drops an expired entry; expired
+  entries not asked for are dropped as the LRU end reaches them, and by :meth:`sweep`.
+- Every operation is O(1) amortised (``OrderedDict``), with no await and no lock: one worker, one event loop.
+
+The clock is injected (``time.monotonic`` by default) so expiry is testable without sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+ENTRY_OVERHEAD = 160
+"""Bytes counted per entry beyond its value: the key string, the tuple and the dict slot, roughly."""
+
+
+class MemoryCache:
+    """Answers by key, LRU within ``max_bytes``, each with an expiry (see the module docstring)."""
+
+    __slots__ = ("max_bytes", "max_item_bytes", "default_ttl", "_clock", "_data", "used", "hits", "misses",
+                 "evictions")
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024, *, default_ttl: float = 600.0,
+                 max_item_bytes: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        if max_bytes <= 0:
+            raise ValueError("max_bytes must be positive")
+        self.max_bytes = max_bytes
+        self.max_item_bytes = max_item_bytes if max_item_bytes is not None else max(max_bytes // 16, 1)
+        self.default_ttl = default_ttl
+        self._clock = clock
+        self._data: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self.used = 0
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: str) -> bytes | None:
+        entry = self._data.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        value, expires = entry
+        if expires <= self._clock():
+            self._drop(key, value)
+            self.misses += 1
+            return None
+        self._data.move_to_end(key)
+        self.hits += 1
+        return value
+
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        """Store ``value`` for ``ttl`` seconds (the default TTL when None); False when it is not stored (too
+        large, or a TTL of zero or less)."""
+        ttl = self.default_ttl if ttl is None else ttl
+        size = len(value) + ENTRY_OVERHEAD
+        if ttl <= 0 or len(value) > self.max_item_bytes or size > self.max_bytes:
+            self.delete(key)
+            return False
+        old = self._data.pop(key, None)
+        if old is not None:
+            self.used -= len(old[0]) + ENTRY_OVERHEAD
+        data = self._data
+        while data and self.used + size > self.max_bytes:
+            _, (evicted, _) = data.popitem(last=False)
+            self.used -= len(evicted) + ENTRY_OVERHEAD
+            self.evictions += 1
+        data[key] = (value, self._clock() + ttl)
+        self.used += size
+        return True
+
+    def delete(self, key: str) -> bool:
+        entry = self._data.pop(key, None)
+        if entry is None:
+            return False
+        self.used -= len(entry[0]) + ENTRY_OVERHEAD
+        return True
+
+    def clear(self) -> None:
+        self._data.clear()
+        self.used = 0
+
+    def sweep(self) -> int:
+        """Drop every expired entry; returns how many. For a periodic task, never per request."""
+        now = self._clock()
+        dead = [k for k, (_, exp) in self._data.items() if exp <= now]
+        for k in dead:
+            self.delete(k)
+        return len(dead)
+
+    def _drop(self, key: str, value: bytes) -> None:
+        del self._data[key]
+        self.used -= len(value) + ENTRY_OVERHEAD
+
+
+__all__ = ["ENTRY_OVERHEAD", "MemoryCache"]

@@ -1,0 +1,184 @@
+"""Cached answers in and out: a finished chat stream assembled into one answer to store, and a stored
+answer rendered again as a unary body or as an SSE stream.
+
+What it owns: the shapes. Invariants:
+
+- What is stored is always a complete ``chat.completion`` / ``text_completion`` / embeddings body, whatever
+  the request that produced it streamed or not; a stream is stored only once :class:`StreamAssembler` saw its
+  finish reason for every choice (never a partial or failed stream: ``complete`` stays False).
+- A hit gets a fresh ``id`` and ``created`` (the client sees a new completion, as OpenAI would give it), the
+  stored ``model``, ``choices`` and ``usage`` unchanged (the usage is what the original call consumed; the
+  gateway prices a hit at 0 elsewhere).
+- A stream hit is a proper chat-completions SSE stream: a role chunk, the content in pieces of at most
+  :data:`PIECE` characters, reasoning and refusals likewise, each tool call as a start chunk with its whole
+  arguments, the finish chunk, the usage chunk when the request asked ``stream_options.include_usage``, then
+  ``data: [DONE]`` — what the openai SDK parses into the same text as the original stream.
+
+Sans IO: bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+PIECE = 256
+"""Characters of content per chunk when a stored answer is streamed."""
+_DONE = b"data: [DONE]\n\n"
+
+
+def _frame(obj: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def _pieces(text: str) -> Iterator[str]:
+    for i in range(0, len(text), PIECE):
+        yield text[i:i + PIECE]
+
+
+def fresh(answer: bytes, rid: str, created: int) -> bytes:
+    """A stored unary answer with a new ``id`` and ``created`` (embeddings, which have neither, unchanged)."""
+    obj = orjson.loads(answer)
+    if isinstance(obj, dict) and "id" in obj:
+        obj["id"] = rid
+        obj["created"] = created
+        return orjson.dumps(obj)
+    return answer
+
+
+def chat_stream(answer: bytes, rid: str, created: int, include_usage: bool) -> Iterator[bytes]:
+    """A stored ``chat.completion`` as ``chat.completion.chunk`` SSE frames, ``[DONE]`` last."""
+    obj = orjson.loads(answer)
+    model = obj.get("model")
+    head = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
+    fp = obj.get("system_fingerprint")
+    if fp is not None:
+        head["system_fingerprint"] = fp
+
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _frame({**head, "choices": [{"index": index, "delta": delta, "logprobs": None,
+                                             "finish_reason": finish}]})
+
+    for choice in obj.get("choices") or ():
+        i = choice.get("index", 0)
+        msg = choice.get("message") or {}
+        yield chunk(i, {"role": msg.get("role") or "assistant", "content": ""})
+        for field in ("reasoning_content", "content", "refusal"):
+            text = msg.get(field)
+            if isinstance(text, str):
+                for piece in _pieces(text):
+                    yield chunk(i, {field: piece})
+        for n, call in enumerate(msg.get("tool_calls") or ()):
+            yield chunk(i, {"tool_calls": [{"index": n, "id": call.get("id"), "type": "function",
+                                            "function": call.get("function") or {}}]})
+        yield chunk(i, {}, choice.get("finish_reason") or "stop")
+    if include_usage and obj.get("usage") is not None:
+        yield _frame({**head, "choices": [], "usage": obj["usage"]})
+    yield _DONE
+
+
+def completion_stream(answer: bytes, rid: str, created: int, include_usage: bool) -> Iterator[bytes]:
+    """A stored ``text_completion`` as legacy-completions SSE frames, ``[DONE]`` last."""
+    obj = orjson.loads(answer)
+    head = {"id": rid, "object": "text_completion", "created": created, "model": obj.get("model")}
+    for choice in obj.get("choices") or ():
+        i = choice.get("index", 0)
+        for piece in _pieces(choice.get("text") or ""):
+            yield _frame({**head, "choices": [{"index": i, "text": piece, "logprobs": None,
+                                               "finish_reason": None}]})
+        yield _frame({**head, "choices": [{"index": i, "text": "", "logprobs": None,
+                                           "finish_reason": choice.get("finish_reason") or "stop"}]})
+    if include_usage and obj.get("usage") is not None:
+        yield _frame({**head, "choices": [], "usage": obj["usage"]})
+    yield _DONE
+
+
+class _Choice:
+    __slots__ = ("role", "parts", "tools", "finish")
+
+    def __init__(self) -> None:
+        self.role = "assistant"
+        self.parts: dict[str, list[str]] = {}
+        self.tools: dict[int, dict[str, Any]] = {}
+        self.finish: str | None = None
+
+
+class StreamAssembler:
+    """Chat-completions chunk payloads in (each ``data:`` JSON of a stream, ``[DONE]`` excluded), one
+    ``chat.completion`` body out once :attr:`complete`."""
+
+    __slots__ = ("_choices", "_head", "_usage", "broken")
+
+    def __init__(self) -> None:
+        self._choices: dict[int, _Choice] = {}
+        self._head: dict[str, Any] = {}
+        self._usage: Any = None
+        self.broken = False
+
+    def feed(self, payload: bytes) -> None:
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            self.broken = True
+            return
+        if not isinstance(obj, dict):
+            self.broken = True
+            return
+        if not self._head:
+            self._head = {k: obj[k] for k in ("id", "model", "system_fingerprint") if obj.get(k) is not None}
+        if obj.get("usage") is not None:
+            self._usage = obj["usage"]
+        for c in obj.get("choices") or ():
+            ch = self._choices.get(c.get("index", 0))
+            if ch is None:
+                ch = self._choices[c.get("index", 0)] = _Choice()
+            delta = c.get("delta") or {}
+            if delta.get("role"):
+                ch.role = delta["role"]
+            for field in ("content", "reasoning_content", "refusal"):
+                text = delta.get(field)
+                if isinstance(text, str) and text:
+                    ch.parts.setdefault(field, []).append(text)
+            for call in delta.get("tool_calls") or ():
+                slot = ch.tools.setdefault(call.get("index", 0), {"id": None, "type": "function",
+                                                                  "function": {"name": "", "arguments": ""}})
+                if call.get("id"):
+                    slot["id"] = call["id"]
+                fn = call.get("function") or {}
+                if fn.get("name"):
+                    slot["function"]["name"] += fn["name"]
+                if fn.get("arguments"):
+                    slot["function"]["arguments"] += fn["arguments"]
+            if c.get("finish_reason"):
+                ch.finish = c["finish_reason"]
+
+    @property
+    def complete(self) -> bool:
+        """Every choice seen has finished, and nothing undecodable arrived."""
+        return bool(self._choices) and not self.broken and all(c.finish for c in self._choices.values())
+
+    def answer(self, created: int) -> bytes:
+        """The assembled ``chat.completion`` body (call only when :attr:`complete`)."""
+        choices = []
+        for i in sorted(self._choices):
+            ch = self._choices[i]
+            msg: dict[str, Any] = {"role": ch.role, "content": "".join(ch.parts["content"])
+                                   if "content" in ch.parts else None}
+            for field in ("reasoning_content", "refusal"):
+                if field in ch.parts:
+                    msg[field] = "".join(ch.parts[field])
+            if ch.tools:
+                msg["tool_calls"] = [ch.tools[n] for n in sorted(ch.tools)]
+            choices.append({"index": i, "message": msg, "logprobs": None, "finish_reason": ch.finish})
+        body: dict[str, Any] = {"id": self._head.get("id", ""), "object": "chat.completion", "created": created,
+                                "model": self._head.get("model"), "choices": choices}
+        if "system_fingerprint" in self._head:
+            body["system_fingerprint"] = self._head["system_fingerprint"]
+        if self._usage is not None:
+            body["usage"] = self._usage
+        return orjson.dumps(body)
+
+
+__all__ = ["PIECE", "StreamAssembler", "chat_stream", "completion_stream", "fresh"]
