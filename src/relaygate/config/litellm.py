@@ -25,6 +25,11 @@ LiteLLM's proxy is the spec; each rule names where LiteLLM implements it:
   request; and LiteLLM's "non-standard" lists of names or such objects, which apply to every group.
 - an unknown provider (``Router(ignore_invalid_deployments=True)`` in ``ProxyConfig.load_config``): that
   deployment is skipped with an error line, the others are served.
+- ``general_settings.pass_through_endpoints`` (``proxy_server.py``, ``initialize_pass_through_endpoints``;
+  ``PassThroughGenericEndpoint``): ``path``, ``target``, ``headers`` (``os.environ/NAME`` also inside a value,
+  as ``set_env_variables_in_header`` reads it), ``forward_headers``, ``include_subpath``, ``auth``,
+  ``cost_per_request``; relaygate checks each entry at load (:func:`pass_through_endpoints`) where LiteLLM
+  would fail on the first request.
 
 Invariant: every key relaygate does not read yields exactly one warning naming its path; this module
 decides which keys are read (:data:`PROVIDER_PARAMS` and friends; a test keeps them in step with what
@@ -39,6 +44,7 @@ import math
 import os
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from relaygate.config import env
 from relaygate.config.errors import ConfigError
@@ -407,3 +413,102 @@ def fallback_table(value: Any, source: str, path: str, warnings: list[str]) -> A
 def default_fallbacks(value: Any, source: str, path: str, warnings: list[str]) -> Any:
     """``default_fallbacks``: names; an object fallback becomes its ``model``."""
     return _targets(value, source, path, warnings)
+
+
+# ------------------------------------------------------------------------------------ pass-through routes
+
+#: keys of a ``general_settings.pass_through_endpoints`` entry relaygate reads (LiteLLM's
+#: ``PassThroughGenericEndpoint``; ``auth`` and ``forward_headers`` as its proxy reads them)
+PASS_THROUGH_KEYS = frozenset({"path", "target", "headers", "forward_headers", "include_subpath", "auth",
+                               "cost_per_request", "id"})
+_ROUTE_PATH = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+$")
+_ENV_IN_VALUE = "os.environ/"
+
+
+def _header_value(raw: Any, source: str, path: str) -> str:
+    """A header value of an entry: a string, number or boolean; ``os.environ/NAME`` inside it (LiteLLM's
+    ``Bearer os.environ/KEY``: the rest of the value names the variable) replaced by the variable's value."""
+    if isinstance(raw, bool):
+        raw = "true" if raw else "false"
+    elif isinstance(raw, (int, float)):
+        raw = str(raw)
+    if not isinstance(raw, str):
+        raise ConfigError(source, path, f"expected a string, got {type(raw).__name__}")
+    value: str = raw
+    i = value.find(_ENV_IN_VALUE)
+    if i >= 0:
+        name = value[i + len(_ENV_IN_VALUE):]
+        if name not in os.environ:
+            raise ConfigError(source, path, f"environment variable {name} is not set")
+        value = value[:i] + os.environ[name]
+    if any(c in value for c in "\r\n\0"):
+        raise ConfigError(source, path, "a header value cannot hold CR, LF or NUL")
+    return value
+
+
+def _flag(value: Any, source: str, path: str) -> bool:
+    """A boolean as LiteLLM's proxy reads these flags (``str(value).lower() == "true"``), but strict."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ConfigError(source, path, f"expected true or false, got {value!r}")
+
+
+def pass_through_endpoints(value: Any, source: str, path: str, warnings: list[str]) -> list[dict[str, Any]]:
+    """``general_settings.pass_through_endpoints`` checked entry by entry: a literal ``path`` (no parameters,
+    no ``.`` or ``..`` segments), an absolute ``http(s)`` ``target`` without credentials in it, string
+    headers, boolean flags, a finite ``cost_per_request`` >= 0, no path twice. Unknown keys are warned about."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(source, path, "expected a list of endpoints (path, target, headers ...)")
+    out: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(value):
+        where = f"{path}[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(source, where, "expected a mapping with path and target")
+        route = entry.get("path")
+        if not isinstance(route, str) or not route:
+            raise ConfigError(source, f"{where}.path", "expected the route, such as /bria")
+        route = route.rstrip("/") if route != "/" else route
+        segments = route.split("/")[1:]
+        if _ROUTE_PATH.match(route) is None or any(s in (".", "..") for s in segments) or "%" in route:
+            raise ConfigError(source, f"{where}.path", f"expected a literal path such as /bria (segments of "
+                                                       f"letters, digits and -._~), got {route!r}")
+        if route in seen:
+            raise ConfigError(source, f"{where}.path", f"{route} is already {path}[{seen[route]}]")
+        seen[route] = i
+        target = entry.get("target")
+        parsed = urlsplit(target) if isinstance(target, str) else None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ConfigError(source, f"{where}.target", "expected an absolute http:// or https:// URL")
+        if parsed.username is not None or parsed.password is not None:
+            raise ConfigError(source, f"{where}.target", "credentials in a URL (user:password@host) are not "
+                                                         "accepted: put them in headers")
+        if parsed.fragment or any(c in target for c in " \r\n\t\0"):  # type: ignore[operator]
+            raise ConfigError(source, f"{where}.target", "expected a URL without spaces or a #fragment")
+        headers = entry.get("headers") or {}
+        if not isinstance(headers, dict):
+            raise ConfigError(source, f"{where}.headers", "expected a mapping of header names to values")
+        hs: dict[str, str] = {}
+        for k, v in headers.items():
+            if not isinstance(k, str) or not _TOKEN.match(k):
+                raise ConfigError(source, f"{where}.headers", f"invalid header name {k!r}")
+            hs[k] = _header_value(v, source, f"{where}.headers.{k}")
+        item: dict[str, Any] = {"path": route, "target": target, "headers": hs}
+        for k in ("forward_headers", "include_subpath", "auth"):
+            if entry.get(k) is not None:
+                item[k] = _flag(entry[k], source, f"{where}.{k}")
+        if entry.get("cost_per_request") is not None:
+            item["cost_per_request"] = _amount(entry["cost_per_request"], source, f"{where}.cost_per_request",
+                                               "a price per request in USD")
+        if entry.get("id") is not None:
+            item["id"] = str(entry["id"])
+        warnings.extend(f"{where}.{k}: ignored" for k in entry if k not in PASS_THROUGH_KEYS)
+        out.append(item)
+    return out
+
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")

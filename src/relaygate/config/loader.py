@@ -9,8 +9,8 @@ credentials) takes the provider's conventional environment variable, as LiteLLM 
 file it names is read here (``config.env``: the one table of them, so adapters never read the
 environment or files); ``LITELLM_MASTER_KEY`` is the master key when the config names none. What a
 LiteLLM file means beyond its types (``include:``, entry keys, generated ids, prices, fallback shapes, the
-keys that are read) is :mod:`relaygate.config.litellm`'s; a deployment whose provider is not served is
-skipped, as LiteLLM's proxy skips it, and reported in ``Config.skipped``.
+keys that are read, ``pass_through_endpoints``) is :mod:`relaygate.config.litellm`'s; a deployment whose
+provider is not served is skipped, as LiteLLM's proxy skips it, and reported in ``Config.skipped``.
 
 Invariants: a key relaygate does not support yet yields exactly one warning naming it (never a crash);
 a missing environment variable or a value of the wrong type is a :class:`ConfigError`; secrets (keys)
@@ -64,7 +64,7 @@ def _fields(struct: type[msgspec.Struct]) -> set[str]:
 _DEPLOYMENT_PARAMS = {
     "model", "api_key", "api_base", "api_version", "organization", "rpm", "tpm", "max_parallel_requests",
     "timeout", "stream_timeout", "weight", "order", "max_retries", "cooldown_time", "num_retries", "tags",
-    "max_budget", "budget_duration",
+    "max_budget", "budget_duration", "use_in_pass_through",
 }
 _ROUTER_KEYS = _fields(RouterSettings)
 _SERVER_KEYS = _fields(ServerSettings)
@@ -315,6 +315,12 @@ def config_secrets(config: Config) -> set[str]:
         if dep.api_key:
             found.add(dep.api_key)
         found.update(_credential_values(dep.extra, False))
+    for ep in config.general.pass_through_endpoints:  # the credentials a custom pass-through route sends
+        for name, value in ep.headers.items():
+            lower = name.lower()
+            if lower in ("authorization", "proxy-authorization", "cookie") or _credential_name(lower):
+                found.add(value)
+                found.add(value.partition(" ")[2].strip())  # the token of "Bearer <token>"
     r = config.router
     for pw in (r.redis_password, _url_password(r.redis_url), _url_password(config.server.http_proxy),
                _url_password(config.general.database_url)):
@@ -479,6 +485,8 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
             server_raw["port"] = v
         elif k in _GENERAL_CORS:
             server_raw[k] = v
+        elif k == "pass_through_endpoints":
+            general_raw[k] = litellm.pass_through_endpoints(v, source, f"general_settings.{k}", warnings)
         elif k in _GENERAL_KEYS:
             general_raw[k] = v
         else:
@@ -534,6 +542,8 @@ def from_native(raw: dict[str, Any], source: str) -> Config:
         if k not in _fields(GeneralSettings):
             warnings.append(f"auth.{k}: ignored")
             general.pop(k)
+        elif k == "pass_through_endpoints":
+            general[k] = litellm.pass_through_endpoints(general[k], source, f"general.{k}", warnings)
     models = data.get("models") or []
     if not isinstance(models, list):
         raise ConfigError(source, "models", "expected an array of tables ([[models]])")

@@ -57,6 +57,9 @@ class Deployment(msgspec.Struct, kw_only=True):
     skips it (LiteLLM's deployment budget; both fields are needed, else neither is kept)."""
     budget_duration: str | None = None
     """``litellm_params.budget_duration``: the deployment budget's period (``30s``, ``1h``, ``1d``, ``1mo``)."""
+    use_in_pass_through: bool = False
+    """``litellm_params.use_in_pass_through``: this deployment's credentials (and base URL) serve its
+    provider's pass-through route (``/anthropic/*``, ``/openai/*``, ...; ``relaygate.passthrough``)."""
     where: str = ""
     """The entry it was declared by, for messages: ``model_list[2]``, ``models.yaml: model_list[0]``."""
 
@@ -187,6 +190,30 @@ class ServerSettings(msgspec.Struct, kw_only=True):
     """Seconds to reach the database at start-up before ``serve`` gives up with an error."""
 
 
+class PassThroughEndpoint(msgspec.Struct, kw_only=True):
+    """One entry of ``general_settings.pass_through_endpoints`` (LiteLLM's ``PassThroughGenericEndpoint``):
+    requests to ``path`` are forwarded to ``target`` as they are (``relaygate.passthrough``)."""
+
+    path: str
+    """The gateway route (``/bria``, ``/v1/rerank``): a literal path starting with ``/``."""
+    target: str
+    """The absolute ``http(s)://`` URL requests are forwarded to (its query is kept, the client's added)."""
+    headers: dict[str, str] = {}
+    """Headers sent to the target with every request (``os.environ/NAME`` resolved, also inside a value:
+    ``Bearer os.environ/KEY``); they win over the client's."""
+    forward_headers: bool = False
+    """Also forward the client's headers (never its credentials, hop-by-hop headers or cookies)."""
+    include_subpath: bool = False
+    """``path/<anything>`` is forwarded to ``target/<anything>`` too (else only ``path`` itself)."""
+    auth: bool = False
+    """Require a gateway key (master or virtual key; budgets and ``allowed_routes`` apply). Off by default,
+    as LiteLLM: anyone reaching the gateway may call the target with its ``headers``."""
+    cost_per_request: float = 0.0
+    """USD charged per request (to the key, its team and user, and the spend logs)."""
+    id: str | None = None
+    """LiteLLM's optional identifier (kept, not used)."""
+
+
 class GeneralSettings(msgspec.Struct, kw_only=True):
     master_key: str | None = None
     database_url: str | None = None
@@ -207,6 +234,8 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     maximum_spend_logs_retention_interval: str = "1d"
     """How often each worker runs the retention delete (LiteLLM's name; ``1h``, ``1d``)."""
     spend_logs_buffer: int = 100_000
+    pass_through_endpoints: list[PassThroughEndpoint] = []
+    """LiteLLM's custom pass-through routes (``relaygate.passthrough``); their paths are fixed at start-up."""
     max_budget: float | None = None
     """``litellm_settings.max_budget``: the proxy-wide budget in USD (``relaygate.budgets``); None: none."""
     budget_duration: str | None = None
