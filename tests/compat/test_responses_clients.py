@@ -1,0 +1,325 @@
+"""End to end: the official ``openai`` Python SDK's Responses API (``responses.create``, ``responses.stream``,
+``previous_response_id`` over three turns with GET / DELETE, a function-calling round trip, structured output
+with ``text.format`` and ``responses.parse``) against a real Granian gateway, once per deployment: ``openai/``
+(native passthrough), ``anthropic/`` and ``gemini/`` (translated), all served by the loopback provider mocks
+of :mod:`tests.compat.responses_mocks`.
+
+Each test asserts what the client got (text, tool calls, ids, usage numbers as the mock sent them, mapped by
+the provider's rules) and what the upstream received (the provider's path and auth from the config, the
+upstream model name, the translated fields); the mock refuses what the real provider refuses, and every test
+ends with its list of refusals empty.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pydantic
+import pytest
+
+from tests.compat.responses_mocks import (
+    KEYS,
+    MODELS,
+    PROVIDERS,
+    UPSTREAM_MODELS,
+    Mock,
+    Received,
+    expected_usage,
+    gateway_config,
+    reply_text,
+    sample,
+    serve_mock,
+    tool_reply,
+)
+from tests.conftest import GatewayProc, start_gateway
+
+pytestmark = pytest.mark.e2e
+
+MASTER = "sk-responses-clients-master"
+WEATHER: dict[str, Any] = {"type": "function", "name": "get_weather", "description": "The weather in a city",
+                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                          "required": ["city"], "additionalProperties": False},
+                           "strict": True}
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[tuple[GatewayProc, Mock]]:
+    with serve_mock() as mock, start_gateway(gateway_config(mock.url, MASTER)) as gw:
+        yield gw, mock
+
+
+@pytest.fixture
+def mock(stack: tuple[GatewayProc, Mock]) -> Iterator[Mock]:
+    m = stack[1]
+    before = len(m.problems)
+    yield m
+    assert m.problems[before:] == [], "the mock refused what the real provider would refuse"
+
+
+@pytest.fixture
+def client(stack: tuple[GatewayProc, Mock]) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=stack[0].url + "/v1", api_key=MASTER, max_retries=0, timeout=20) as c:
+        yield c
+
+
+def tag(name: str, provider: str) -> str:
+    """A prompt of its own for one case, so the upstream requests it caused can be found."""
+    return f"{name} [{provider} {uuid.uuid4().hex[:8]}]"
+
+
+def only(mock: Mock, prompt: str, provider: str) -> Received:
+    sent = mock.for_prompt(prompt)
+    assert [r.provider for r in sent] == [provider], [(r.provider, r.path) for r in sent]
+    return sent[0]
+
+
+def check_route(rec: Received, provider: str, stream: bool) -> None:
+    """The request went to the provider's own endpoint, with the config's credentials and upstream model."""
+    h = rec.headers
+    assert MASTER not in json.dumps(h), "the client's key reached the upstream"
+    if provider == "openai":
+        assert rec.path == "/v1/responses" and h["authorization"] == f"Bearer {KEYS['openai']}"
+        assert rec.body["model"] == UPSTREAM_MODELS["openai"] and bool(rec.body.get("stream")) == stream
+    elif provider == "anthropic":
+        assert rec.path == "/v1/messages" and h["x-api-key"] == KEYS["anthropic"]
+        assert h["anthropic-version"] == "2023-06-01" and "authorization" not in h
+        assert rec.body["model"] == UPSTREAM_MODELS["anthropic"] and bool(rec.body.get("stream")) == stream
+    else:
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        assert rec.path == f"/v1beta/models/{UPSTREAM_MODELS['gemini']}:{method}"
+        assert h["x-goog-api-key"] == KEYS["gemini"] and "authorization" not in h and "model" not in rec.body
+
+
+def check_usage(usage: Any, provider: str) -> None:
+    want = expected_usage(provider)
+    assert usage is not None
+    got = {"input_tokens": usage.input_tokens, "cached_tokens": usage.input_tokens_details.cached_tokens,
+           "output_tokens": usage.output_tokens, "reasoning_tokens": usage.output_tokens_details.reasoning_tokens,
+           "total_tokens": usage.total_tokens}
+    assert got == want
+
+
+def check_text_request(rec: Received, provider: str, prompt: str, instructions: str, max_tokens: int,
+                       temperature: float) -> None:
+    """The translated (or passed through) instructions, prompt, token limit and temperature."""
+    b = rec.body
+    if provider == "openai":
+        assert b["input"] == prompt and b["instructions"] == instructions
+        assert b["max_output_tokens"] == max_tokens and b["temperature"] == temperature
+    elif provider == "anthropic":
+        assert b["system"] == [{"type": "text", "text": instructions}]
+        assert b["messages"] == [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
+        assert b["max_tokens"] == max_tokens and b["temperature"] == temperature
+    else:
+        assert b["systemInstruction"]["parts"] == [{"text": instructions}]
+        assert b["contents"] == [{"role": "user", "parts": [{"text": prompt}]}]
+        gc = b["generationConfig"]
+        assert gc["maxOutputTokens"] == max_tokens and gc["temperature"] == temperature
+
+
+# ------------------------------------------------------------------------------------------ create, stream
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_create(client: openai.OpenAI, mock: Mock, provider: str) -> None:
+    prompt = tag("say hello", provider)
+    r = client.responses.create(model=MODELS[provider], input=prompt, instructions="be brief",
+                                max_output_tokens=200, temperature=0.25)
+    assert r.output_text == reply_text(prompt) and r.status == "completed"
+    assert r.model == MODELS[provider] and r.object == "response"
+    [msg] = r.output
+    assert msg.type == "message" and msg.role == "assistant" and msg.id.startswith("msg_")
+    check_usage(r.usage, provider)
+    rec = only(mock, prompt, provider)
+    check_route(rec, provider, stream=False)
+    check_text_request(rec, provider, prompt, "be brief", 200, 0.25)
+    if provider == "openai":  # passthrough: the upstream's own ids
+        assert r.id == rec.answer["id"] and msg.id == rec.answer["item_id"]
+    else:
+        assert r.id.startswith("resp_") and r.instructions == "be brief" and r.max_output_tokens == 200
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_stream_events_and_final_response(client: openai.OpenAI, mock: Mock, provider: str) -> None:
+    prompt = tag("stream a few words", provider)
+    kinds: list[str] = []
+    seqs: list[int] = []
+    deltas: list[str] = []
+    with client.responses.stream(model=MODELS[provider], input=prompt, instructions="be brief",
+                                 max_output_tokens=120, temperature=0.5) as s:
+        for ev in s:
+            kinds.append(ev.type)
+            seqs.append(ev.sequence_number)
+            if ev.type == "response.output_text.delta":
+                deltas.append(ev.delta)
+            if ev.type == "response.created":
+                created_id = ev.response.id
+        final = s.get_final_response()
+    want = reply_text(prompt)
+    assert seqs == list(range(len(seqs)))
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    assert kinds[2:6] == ["response.output_item.added", "response.content_part.added",
+                          "response.output_text.delta", "response.output_text.delta"]
+    assert kinds[-4:-1] == ["response.output_text.done", "response.content_part.done", "response.output_item.done"]
+    assert len(deltas) > 1 and "".join(deltas) == want
+    assert final.output_text == want and final.status == "completed" and final.id == created_id
+    assert final.model == MODELS[provider]
+    check_usage(final.usage, provider)
+    rec = only(mock, prompt, provider)
+    check_route(rec, provider, stream=True)
+    check_text_request(rec, provider, prompt, "be brief", 120, 0.5)
+    if provider == "openai":
+        assert final.id == rec.answer["id"]
+
+
+# ------------------------------------------------------------------------------------------ conversation state
+
+
+def _conversation(rec: Received) -> list[tuple[str, str]]:
+    assert rec.ask is not None
+    return [(t.role, t.text) for t in rec.ask.turns]
+
+
+STATE_MISSING = ("conversation state is not in the gateway yet: POST /v1/responses answers previous_response_id "
+                 "with a 400 (providers/responses_api.py validate), GET / DELETE /v1/responses/{id} are 404")
+
+
+@pytest.mark.skip(reason=STATE_MISSING)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_previous_response_id_three_turns(client: openai.OpenAI, mock: Mock, provider: str) -> None:
+    model = MODELS[provider]
+    p1, p2, p3 = (tag(f"turn {n} of a chat", provider) for n in (1, 2, 3))
+    r1 = client.responses.create(model=model, input=p1, instructions="answer in one line")
+    assert r1.output_text == reply_text(p1, 1)
+    with client.responses.stream(model=model, input=p2, previous_response_id=r1.id) as s:  # a streamed turn too
+        r2 = s.get_final_response()
+    assert r2.output_text == reply_text(p2, 2) and r2.previous_response_id == r1.id
+    r3 = client.responses.create(model=model, input=[{"role": "user", "content": p3}], previous_response_id=r2.id)
+    assert r3.output_text == reply_text(p3, 3) and r3.previous_response_id == r2.id
+    assert len({r1.id, r2.id, r3.id}) == 3
+    check_usage(r3.usage, provider)
+    # what the model saw on the third turn: the whole conversation, without the first turn's instructions
+    # (OpenAI: instructions are not carried over with previous_response_id)
+    rec = only(mock, p3, provider)
+    check_route(rec, provider, stream=False)
+    assert _conversation(rec) == [("user", p1), ("assistant", reply_text(p1, 1)), ("user", p2),
+                                  ("assistant", reply_text(p2, 2)), ("user", p3)]
+    assert _conversation(only(mock, p2, provider))[0] == ("user", p1)
+
+    got = client.responses.retrieve(r3.id)
+    assert got.id == r3.id and got.output_text == reply_text(p3, 3) and got.model == model
+    deleted = client.responses.delete(r2.id)
+    assert deleted is None or getattr(deleted, "deleted", True)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(r2.id)
+    assert client.responses.retrieve(r1.id).output_text == reply_text(p1, 1)
+
+
+# ------------------------------------------------------------------------------------------ function calling
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_function_call_round_trip(client: openai.OpenAI, mock: Mock, provider: str) -> None:
+    model = MODELS[provider]
+    prompt = tag("What is the weather in Paris?", provider)
+    first = client.responses.create(model=model, input=[{"role": "user", "content": prompt}], tools=[WEATHER])
+    [call] = [o for o in first.output if o.type == "function_call"]
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
+    assert call.call_id and call.id and call.status == "completed"
+    check_usage(first.usage, provider)
+    second = client.responses.create(model=model, tools=[WEATHER], input=[
+        {"role": "user", "content": prompt},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "20C and sunny"}])
+    assert second.output_text == tool_reply("20C and sunny")
+    check_usage(second.usage, provider)
+
+    asked, answered = mock.for_prompt(prompt)
+    for rec in (asked, answered):
+        check_route(rec, provider, stream=False)
+    params = WEATHER["parameters"]
+    if provider == "openai":
+        assert call.call_id == asked.answer["call_id"] and first.id == asked.answer["id"]
+        assert asked.body["tools"] == [WEATHER]
+        assert answered.body["input"][2] == {"type": "function_call_output", "call_id": call.call_id,
+                                             "output": "20C and sunny"}
+    elif provider == "anthropic":
+        assert call.call_id == asked.answer["call_id"]  # Claude's toolu_ id is the call id
+        assert asked.body["tools"] == [{"name": "get_weather", "description": "The weather in a city",
+                                        "input_schema": params}]
+        assert answered.body["messages"][1:] == [
+            {"role": "assistant", "content": [{"type": "tool_use", "id": call.call_id, "name": "get_weather",
+                                               "input": {"city": "Paris"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.call_id,
+                                          "content": "20C and sunny"}]}]
+    else:
+        [decl] = asked.body["tools"][0]["functionDeclarations"]
+        assert decl["name"] == "get_weather" and decl["description"] == "The weather in a city"
+        assert decl.get("parameters", decl.get("parametersJsonSchema"))["properties"] == params["properties"]
+        assert answered.body["contents"][1:] == [
+            {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "get_weather",
+                                                             "response": {"content": "20C and sunny"}}}]}]
+
+
+# ------------------------------------------------------------------------------------------ structured output
+
+
+class Weather(pydantic.BaseModel):
+    city: str
+    temperature_c: int
+    sunny: bool
+
+
+SCHEMA: dict[str, Any] = {"type": "object", "properties": {"city": {"type": "string"},
+                                                           "temperature_c": {"type": "integer"}},
+                          "required": ["city", "temperature_c"], "additionalProperties": False}
+
+
+def check_json_request(rec: Received, provider: str, schema: dict[str, Any], name: str) -> None:
+    b = rec.body
+    if provider == "openai":
+        fmt = b["text"]["format"]
+        assert fmt["type"] == "json_schema" and fmt["name"] == name and fmt["schema"] == schema
+    elif provider == "anthropic":  # LiteLLM's JSON mode for Claude: one forced tool whose input is the answer
+        [tool] = b["tools"]
+        assert tool["name"] == "json_tool_call" and tool["input_schema"] == schema
+        assert b["tool_choice"] == {"type": "tool", "name": "json_tool_call"}
+    else:
+        gc = b["generationConfig"]
+        assert gc["responseMimeType"] == "application/json"
+        got = gc.get("responseJsonSchema", gc.get("responseSchema"))
+        assert got["properties"] == schema["properties"] and got["required"] == schema["required"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_text_format_json_schema(client: openai.OpenAI, mock: Mock, provider: str) -> None:
+    prompt = tag("json for a city", provider)
+    r = client.responses.create(model=MODELS[provider], input=prompt, text={"format": {
+        "type": "json_schema", "name": "city_weather", "schema": SCHEMA, "strict": True}})
+    assert json.loads(r.output_text) == sample(SCHEMA) == {"city": "Paris", "temperature_c": 21}
+    assert r.text is not None and r.text.format is not None and r.text.format.type == "json_schema"
+    check_usage(r.usage, provider)
+    rec = only(mock, prompt, provider)
+    check_route(rec, provider, stream=False)
+    check_json_request(rec, provider, SCHEMA, "city_weather")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_parse_pydantic_model(client: openai.OpenAI, mock: Mock, provider: str) -> None:
+    prompt = tag("the weather as an object", provider)
+    r = client.responses.parse(model=MODELS[provider], input=prompt, text_format=Weather)
+    assert r.output_parsed == Weather(city="Paris", temperature_c=21, sunny=True)
+    check_usage(r.usage, provider)
+    rec = only(mock, prompt, provider)
+    check_route(rec, provider, stream=False)
+    schema = {"type": "object", "title": "Weather", "additionalProperties": False,
+              "required": ["city", "temperature_c", "sunny"],
+              "properties": {"city": {"title": "City", "type": "string"},
+                             "temperature_c": {"title": "Temperature C", "type": "integer"},
+                             "sunny": {"title": "Sunny", "type": "boolean"}}}
+    check_json_request(rec, provider, schema, "Weather")
