@@ -34,7 +34,7 @@ BeforeRoute = Callable[[Any], Awaitable[None]]
 
 class Runtime:
     __slots__ = ("config", "generation", "router", "principals", "max_body", "body_limits", "keepalive",
-                 "watch_unary", "allow_private_media", "before_route", "answer_headers", "prices", "_timeouts")
+                 "watch_unary", "allow_private_media", "before_route", "answer_headers", "prices", "cache", "_timeouts")
 
     def __init__(self, config: Config, router: Router, principals: PrincipalResolver, generation: int = 0,
                  before_route: tuple[BeforeRoute, ...] = (), metrics: Any = None) -> None:
@@ -51,6 +51,9 @@ class Runtime:
         self.before_route = before_route
         """Hooks run after authorization, before routing (a cache lookup, a budget check): none by default,
         and then the stage costs one tuple test."""
+        self.cache: Any = None
+        """The worker's response cache (``cache.stage.ResponseCache``) when the config turns caching on; it
+        is the gateway's (its entries outlive a reload) and set on each snapshot it serves."""
         self._timeouts: dict[tuple[str, bool], Timeouts] = {}
         self.prices = Pricer(config, metrics=metrics)
         """Each deployment's price table, built once per snapshot (``relaygate.cost``)."""

@@ -38,20 +38,25 @@ def _pieces(text: str) -> Iterator[str]:
         yield text[i:i + PIECE]
 
 
-def fresh(answer: bytes, rid: str, created: int) -> bytes:
-    """A stored unary answer with a new ``id`` and ``created`` (embeddings, which have neither, unchanged)."""
+def fresh(answer: bytes, rid: str, created: int, model: str | None = None) -> bytes:
+    """A stored unary answer with a new ``id`` and ``created`` (embeddings, which have neither, keep theirs)
+    and, given ``model``, that model name (the one the client asked for)."""
     obj = orjson.loads(answer)
-    if isinstance(obj, dict) and "id" in obj:
+    if not isinstance(obj, dict):
+        return answer
+    if "id" in obj:
         obj["id"] = rid
         obj["created"] = created
-        return orjson.dumps(obj)
-    return answer
+    if model is not None and "model" in obj:
+        obj["model"] = model
+    return orjson.dumps(obj)
 
 
-def chat_stream(answer: bytes, rid: str, created: int, include_usage: bool) -> Iterator[bytes]:
+def chat_stream(answer: bytes, rid: str, created: int, include_usage: bool,
+                model: str | None = None) -> Iterator[bytes]:
     """A stored ``chat.completion`` as ``chat.completion.chunk`` SSE frames, ``[DONE]`` last."""
     obj = orjson.loads(answer)
-    model = obj.get("model")
+    model = model if model is not None else obj.get("model")
     head = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
     fp = obj.get("system_fingerprint")
     if fp is not None:
@@ -79,10 +84,12 @@ def chat_stream(answer: bytes, rid: str, created: int, include_usage: bool) -> I
     yield _DONE
 
 
-def completion_stream(answer: bytes, rid: str, created: int, include_usage: bool) -> Iterator[bytes]:
+def completion_stream(answer: bytes, rid: str, created: int, include_usage: bool,
+                      model: str | None = None) -> Iterator[bytes]:
     """A stored ``text_completion`` as legacy-completions SSE frames, ``[DONE]`` last."""
     obj = orjson.loads(answer)
-    head = {"id": rid, "object": "text_completion", "created": created, "model": obj.get("model")}
+    head = {"id": rid, "object": "text_completion", "created": created,
+            "model": model if model is not None else obj.get("model")}
     for choice in obj.get("choices") or ():
         i = choice.get("index", 0)
         for piece in _pieces(choice.get("text") or ""):

@@ -92,6 +92,13 @@ class Pipeline:
                     who.check_models(ex.fallbacks)
             for hook in rt.before_route:
                 await hook(ex)
+            cache = rt.cache
+            if cache is not None and fe.route in cache.routes and not control.mocked(ex):
+                stored = await cache.lookup(ex)
+                if stored is not None:  # a hit: no router, limiter or upstream
+                    await cache.serve(ex, send, stored)
+                    self.complete(ex, 200, Outcome.OK)
+                    return
             ctx = ex.ctx = RouteContext(stream=ex.stream, num_retries=over.num_retries, fallbacks=ex.fallbacks,
                                         timeout=over.timeout, key=key, messages=getattr(ex.view, "messages", None))
             if key is not None and key.router is not None:  # the key's router_settings, where the request has none
@@ -171,6 +178,8 @@ class Pipeline:
             headers.extend(provider_headers(up_headers))
         headers.append((b"content-type", fe.content_type(up_headers)))
         await send_body(send, 200, data, headers)
+        if ex.cache is not None:
+            ex.rt.cache.store(ex, data)
         self.complete(ex, 200, Outcome.OK, total)
 
     def headers(self, ex: Exchange, lease: Lease, total: float) -> Headers:
@@ -223,7 +232,7 @@ class Pipeline:
             who.team_id if who is not None else None, who.user_id if who is not None else None,
             status, outcome, ex.prompt_tokens, ex.completion_tokens, ex.cached_tokens, ex.cache_write_tokens, total,
             ex.ttft,
-            overhead if overhead > 0.0 else 0.0, ex.cost, False,
+            overhead if overhead > 0.0 else 0.0, ex.cost, ex.cache is not None and ex.cache.hit,
             ctx.attempted_retries if ctx is not None else 0, ctx.attempted_fallbacks if ctx is not None else 0,
             time.time() - total, (error.type or "") if error is not None else "")
         if ex.estimated:

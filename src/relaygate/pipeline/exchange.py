@@ -40,7 +40,8 @@ class Exchange:
 
     __slots__ = ("call_id", "route", "t0", "rt", "endpoint", "body", "view", "model", "stream", "fallbacks",
                  "over", "state", "control", "who", "group", "ctx", "lease", "wait", "ttft", "prompt_tokens",
-                 "completion_tokens", "cached_tokens", "cache_write_tokens", "status", "cost", "estimated", "done")
+                 "completion_tokens", "cached_tokens", "cache_write_tokens", "status", "cost", "estimated", "done",
+                 "cache")
 
     def __init__(self, route: str, t0: float, rt: Runtime) -> None:
         self.call_id = b""
@@ -77,6 +78,9 @@ class Exchange:
         self.estimated = False
         """The usage (and so the cost) was estimated from the content: the provider sent none."""
         self.done = False
+        self.cache: Any = None
+        """The response cache's decisions for this request (``cache.stage.CacheState``); None when the
+        route is not cached."""
 
 
 class StreamStart:

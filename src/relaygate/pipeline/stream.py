@@ -91,6 +91,9 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
         priced = ex.rt.config.server.include_cost_in_streaming_usage  # usage.cost in the usage chunk
         if priced:
             first = _with_cost(ex, fe, lease.target.dep, first, translator.last_data)
+        cache = ex.rt.cache if ex.cache is not None and ex.cache.assembler is not None else None
+        if cache is not None:  # a cache miss: what the client gets is assembled into the answer to store
+            cache.store_stream(ex, first)
         await send({"type": "http.response.body", "body": first, "more_body": True})
         try:
             async for chunk in start.chunks:
@@ -100,12 +103,17 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
                         out = out.replace(old, new)
                     if priced:
                         out = _with_cost(ex, fe, lease.target.dep, out, translator.last_data)
+                    if cache is not None:
+                        cache.store_stream(ex, out)
                     await send({"type": "http.response.body", "body": out, "more_body": True})
             tail = translator.close()
             if old is not None:
                 tail = tail.replace(old, new)
             if priced:
                 tail = _with_cost(ex, fe, lease.target.dep, tail, translator.last_data)
+            if cache is not None:
+                cache.store_stream(ex, tail)
+                cache.end_stream(ex, True)
             ok = True
         except (GatewayError, *SHAPE_ERRORS) as exc:  # the upstream failed mid-stream: tell the client in-band
             if not isinstance(exc, GatewayError):

@@ -1,0 +1,203 @@
+"""The response cache as a pipeline stage: look up before routing, serve a hit whole, store what a miss got.
+
+What it owns, per request (``Pipeline.run`` calls :meth:`ResponseCache.lookup` after the ``before_route``
+hooks, only for the routes the config caches):
+
+- **Controls**: the body's ``cache`` object (LiteLLM's per-request controls, a control field the upstream
+  never sees): ``no-cache`` (do not serve from the cache; the fresh answer is still stored), ``no-store``
+  (do not store this answer), ``ttl`` (seconds to keep this answer), ``s-maxage`` (serve only an answer
+  stored at most this many seconds ago), ``namespace`` (a separate key space), ``use-cache`` (with ``mode:
+  default_off``, true opts in; false always opts out). A wrong type is a 400 naming the control; a key whose
+  ``allowed_cache_controls`` is set may send only those (403 otherwise, LiteLLM's wording).
+- **Lookup**: the key (``cache.key``), this worker's memory first, then Redis when configured (a Redis hit
+  is copied into memory); an entry older than ``s-maxage`` is a miss. A lookup never fails a request.
+- **Hit**: the stored answer with a fresh ``id`` and ``created`` and the model name the client asked for,
+  as a body or, for a stream request, as a proper SSE stream (``cache.replay``); headers
+  ``x-litellm-cache-key`` (LiteLLM sends it only on hits: clients use its presence as the hit flag),
+  ``x-litellm-response-cost: 0.0``; the completion record is marked ``cache_hit`` with the original usage and
+  cost 0, so spend logs show the hit and budgets are not charged. No router, limiter or upstream is touched.
+- **Store**: after a miss's answer went out whole (unary) or its stream ended normally and assembled into a
+  complete answer (``StreamAssembler``), :meth:`store` puts it in memory (O(1), no await) and queues it for
+  Redis (``cache.redis``: a background writer), never delaying the request.
+
+Stored values are ``<8-byte big-endian float: stored at (epoch s)><answer bytes>``.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from relaygate.cache.key import cache_key
+from relaygate.cache.memory import MemoryCache
+from relaygate.cache.replay import StreamAssembler, chat_stream, completion_stream, fresh
+from relaygate.cache.settings import CacheSettings
+from relaygate.core import errors, tokens
+from relaygate.http.respond import VERSION, send_body
+
+if TYPE_CHECKING:
+    from relaygate.cache.redis import RedisCache
+    from relaygate.pipeline.exchange import Exchange
+
+_STAMP = struct.Struct(">d")
+_JSON = (b"content-type", b"application/json")
+_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+_ID_PREFIX = {"chat": "chatcmpl-", "completions": "cmpl-"}
+_CONTROLS = frozenset({"no-cache", "no-store", "ttl", "s-maxage", "namespace", "use-cache"})
+
+
+class CacheState:
+    """One request's cache decisions (``Exchange.cache``)."""
+
+    __slots__ = ("key", "hit", "ttl", "no_store", "assembler")
+
+    def __init__(self, key: str, ttl: float | None, no_store: bool) -> None:
+        self.key = key
+        self.hit = False
+        self.ttl = ttl
+        self.no_store = no_store
+        self.assembler: StreamAssembler | None = None
+
+
+def _controls(value: Any, allowed: list[str] | None) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise errors.BadRequest("cache: expected an object of cache controls", param="cache")
+    for name, v in value.items():
+        if name not in _CONTROLS:
+            raise errors.BadRequest(f"cache: unknown cache control {name!r}", param="cache")
+        if allowed and name not in allowed:
+            raise errors.GatewayError(f"Not allowed to set {name} as a cache control. Contact admin to change "
+                                      "permissions.", status=403, type="auth_error", param="cache")
+        if name in ("no-cache", "no-store", "use-cache") and not isinstance(v, bool):
+            raise errors.BadRequest(f"cache.{name}: expected true or false", param="cache")
+        if name in ("ttl", "s-maxage") and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+            raise errors.BadRequest(f"cache.{name}: expected a number of seconds", param="cache")
+        if name == "namespace" and (not isinstance(v, str) or not v or len(v) > 200):
+            raise errors.BadRequest("cache.namespace: expected a non-empty string", param="cache")
+    return value
+
+
+class ResponseCache:
+    """One worker's response cache (see the module docstring)."""
+
+    def __init__(self, settings: CacheSettings, redis: RedisCache | None = None,
+                 wall: Any = time.time) -> None:
+        self.settings = settings
+        self.routes = settings.routes
+        self.memory = MemoryCache(settings.max_bytes, default_ttl=settings.memory_ttl)
+        self.redis = redis
+        self._wall = wall
+        self.hits = 0
+        self.misses = 0
+
+    async def lookup(self, ex: Exchange) -> bytes | None:
+        """The stored answer for this request (with its stamp), or None; decides ``ex.cache``."""
+        s = self.settings
+        ctl = ex.control
+        who = ex.who
+        key_info = who.key if who is not None else None
+        allowed = None
+        if key_info is not None and key_info.records:
+            allowed = getattr(key_info.records[0], "allowed_cache_controls", None) or None
+        c = _controls(ctl.get("cache") if ctl is not None else None, allowed)
+        use = c.get("use-cache")
+        if use is False or (s.default_off and use is not True):
+            return None
+        group = ex.group
+        try:
+            body = orjson.loads(ex.body)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(body, dict):
+            return None
+        team = (who.team_id or "") if s.scope == "team" and who is not None else None
+        key = cache_key(ex.route, group.name if group is not None else ex.model, body,
+                        namespace=c.get("namespace") or s.namespace, team=team)
+        ex.cache = st = CacheState(key, c.get("ttl"), bool(c.get("no-store")))
+        if ex.stream and ex.route == "chat":
+            st.assembler = StreamAssembler()
+        if c.get("no-cache"):
+            self.misses += 1
+            return None
+        stored = self.memory.get(key)
+        if stored is None and self.redis is not None:
+            stored = await self.redis.get(key)
+            if stored is not None and len(stored) > _STAMP.size:
+                self.memory.set(key, stored, s.memory_ttl)
+        if stored is None or len(stored) <= _STAMP.size:
+            self.misses += 1
+            return None
+        max_age = c.get("s-maxage")
+        if max_age is not None and self._wall() - _STAMP.unpack_from(stored)[0] > max_age:
+            self.misses += 1
+            return None
+        self.hits += 1
+        st.hit = True
+        return stored
+
+    def store(self, ex: Exchange, answer: bytes) -> None:
+        """Keep a miss's complete answer (never awaits)."""
+        st = ex.cache
+        if st is None or st.hit or st.no_store:
+            return
+        value = _STAMP.pack(self._wall()) + answer
+        ttl = st.ttl
+        if ttl == 0:
+            return
+        self.memory.set(st.key, value, ttl if ttl is not None else self.settings.memory_ttl)
+        if self.redis is not None:
+            self.redis.set(st.key, value, ttl if ttl is not None else self.settings.redis_ttl)
+
+    def store_stream(self, ex: Exchange, frames: bytes) -> None:
+        """Feed a stream's outgoing frames to its assembler (chat streams of a miss only)."""
+        st = ex.cache
+        asm = st.assembler if st is not None else None
+        if asm is None:
+            return
+        for event in frames.split(b"\n\n"):
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    payload = line[5:].strip()
+                    if payload and payload != b"[DONE]":
+                        asm.feed(payload)
+
+    def end_stream(self, ex: Exchange, ok: bool) -> None:
+        """A miss's stream ended: store its answer when it ended normally and assembled completely."""
+        st = ex.cache
+        asm = st.assembler if st is not None else None
+        if asm is not None and ok and asm.complete:
+            self.store(ex, asm.answer(int(self._wall())))
+
+    async def serve(self, ex: Exchange, send: Any, stored: bytes) -> None:
+        """Send a hit (unary or stream) and fill the exchange's usage; the caller completes it."""
+        st = ex.cache
+        assert st is not None
+        answer = stored[_STAMP.size:]
+        created = int(self._wall())
+        rid = _ID_PREFIX.get(ex.route, "") + ex.call_id.decode("latin-1")
+        usage = tokens.extract_usage(answer)
+        if usage:
+            ex.prompt_tokens, ex.completion_tokens = usage[0], usage[1]
+        ex.cost = 0.0
+        headers = [(b"x-litellm-call-id", ex.call_id), (b"x-litellm-version", VERSION),
+                   (b"x-litellm-cache-key", st.key.encode()), (b"x-litellm-response-cost", b"0.0"),
+                   (b"x-litellm-model-group", (ex.group.name if ex.group is not None else ex.model).encode())]
+        if not ex.stream:
+            headers.append(_JSON)
+            await send_body(send, 200, fresh(answer, rid, created, ex.model), headers)
+            return
+        so = getattr(ex.view, "stream_options", None)
+        include_usage = so is not None and so.include_usage
+        frames = (chat_stream if ex.route == "chat" else completion_stream)(answer, rid, created, include_usage,
+                                                                          ex.model)
+        headers.extend(_SSE)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"".join(frames), "more_body": False})
+
+
+__all__ = ["CacheState", "ResponseCache"]

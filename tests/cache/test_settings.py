@@ -1,0 +1,51 @@
+"""LiteLLM's ``cache`` / ``cache_params`` read into CacheSettings, with a clear error naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from relaygate.cache.settings import CacheConfigError, from_litellm
+
+
+def test_off_and_defaults() -> None:
+    assert from_litellm(None, None, []) is None and from_litellm(False, {"type": "redis"}, []) is None
+    s = from_litellm(True, None, [])
+    assert s is not None and s.type == "local" and s.routes == {"chat", "completions", "embeddings"}
+    assert s.scope == "team" and not s.default_off and s.memory_ttl == 600 and s.redis_ttl == 3600
+
+
+def test_litellm_params() -> None:
+    warnings: list[str] = []
+    s = from_litellm(True, {"type": "redis", "host": "10.0.0.5", "port": "6380", "password": "pw",
+                            "namespace": "litellm.caching", "ttl": 120, "default_in_memory_ttl": 30,
+                            "supported_call_types": ["acompletion", "aembedding", "atranscription"],
+                            "mode": "default_off", "max_connections": 10}, warnings)
+    assert s is not None and (s.redis_host, s.redis_port, s.redis_password) == ("10.0.0.5", 6380, "pw")
+    assert s.routes == {"chat", "embeddings"} and s.default_off and s.namespace == "litellm.caching"
+    assert s.memory_ttl == 30 and s.redis_ttl == 120
+    assert any("atranscription" in w for w in warnings) and any("max_connections" in w for w in warnings)
+
+
+def test_redis_from_the_environment() -> None:
+    s = from_litellm(True, {"type": "redis"}, [], environ={"REDIS_URL": "redis://h:1/2"})
+    assert s is not None and s.redis_url == "redis://h:1/2"
+    with pytest.raises(CacheConfigError, match="REDIS_HOST"):
+        from_litellm(True, {"type": "redis"}, [], environ={})
+
+
+@pytest.mark.parametrize(("cache", "params", "field"), [
+    ("yes", None, "litellm_settings.cache"),
+    (True, [], "litellm_settings.cache_params"),
+    (True, {"type": "memcached"}, "litellm_settings.cache_params.type"),
+    (True, {"type": "qdrant-semantic"}, "litellm_settings.cache_params.type"),
+    (True, {"ttl": -5}, "litellm_settings.cache_params.ttl"),
+    (True, {"mode": "sometimes"}, "litellm_settings.cache_params.mode"),
+    (True, {"scope": "user"}, "litellm_settings.cache_params.scope"),
+    (True, {"supported_call_types": ["acompletion", "nope"]}, "litellm_settings.cache_params.supported_call_types"),
+    (True, {"max_bytes": 0}, "litellm_settings.cache_params.max_bytes"),
+    (True, {"type": "redis", "host": "h", "port": "x"}, "litellm_settings.cache_params.port"),
+])
+def test_invalid(cache: object, params: object, field: str) -> None:
+    with pytest.raises(CacheConfigError) as info:
+        from_litellm(cache, params, [], environ={})
+    assert info.value.field == field

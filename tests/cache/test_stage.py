@@ -1,0 +1,149 @@
+"""The cache stage in the pipeline (in-process tier): a miss goes upstream and is stored, a hit is served
+without the router with the original usage at cost 0, streams are stored once complete and replayed, and
+the per-request controls do what LiteLLM documents."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from relaygate.cache.settings import CacheSettings
+from relaygate.cache.stage import ResponseCache
+from relaygate.sinks.record import CompletionRecord
+from tests.asgi.conftest import call, make_gateway
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "classify this"}]}
+
+
+def gateway(**settings: Any) -> tuple[Any, list[CompletionRecord], ResponseCache]:
+    gw = make_gateway({"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}},
+                                      {"model_name": "e", "litellm_params": {"model": "mock/echo"}}]})
+    cache = ResponseCache(CacheSettings(**settings))
+    gw.pipeline.runtime.cache = cache
+    records: list[CompletionRecord] = []
+
+    class Sink:
+        def handle(self, batch: list[CompletionRecord]) -> None:
+            records.extend(batch)
+
+    gw.completions.add_sink(Sink())
+    return gw, records, cache
+
+
+def sse_payloads(body: bytes) -> list[dict[str, Any]]:
+    out = []
+    for event in body.split(b"\n\n"):
+        if event.startswith(b"data: ") and event != b"data: [DONE]":
+            out.append(orjson.loads(event[6:]))
+    return out
+
+
+def test_miss_then_hit_unary() -> None:
+    async def main() -> None:
+        gw, records, cache = gateway()
+        first = await call(gw, "POST", "/v1/chat/completions", CHAT)
+        assert first.status == 200 and "x-litellm-cache-key" not in first.headers
+        # same request, other key order, whitespace and ignored fields: a hit
+        again = await call(gw, "POST", "/v1/chat/completions",
+                           b'{"messages": [{"content": "classify this", "role": "user"}],  "user": "u9", "model": "m"}')
+        assert again.status == 200 and again.headers["x-litellm-cache-key"]
+        assert again.headers["x-litellm-response-cost"] == "0.0"
+        a, b = first.json(), again.json()
+        assert b["choices"] == a["choices"] and b["usage"] == a["usage"] and b["model"] == "m"
+        assert b["id"] != a["id"] and b["id"].startswith("chatcmpl-")
+        other = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "temperature": 0.5})
+        assert "x-litellm-cache-key" not in other.headers
+        await gw.completions.aclose()
+        assert [r.cache_hit for r in records] == [False, True, False]
+        hit = records[1]
+        assert hit.cost == 0.0 and hit.prompt_tokens == a["usage"]["prompt_tokens"] and hit.deployment_id == ""
+        assert (cache.hits, cache.misses) == (1, 2)
+
+    asyncio.run(main())
+
+
+def test_stream_is_stored_when_complete_and_replayed() -> None:
+    async def main() -> None:
+        gw, records, _ = gateway()
+        req = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+        first = await call(gw, "POST", "/v1/chat/completions", req)
+        assert first.status == 200
+        text = "".join(p["choices"][0]["delta"].get("content") or "" for p in sse_payloads(first.body) if p["choices"])
+        # the stream's answer serves a unary request ...
+        unary = await call(gw, "POST", "/v1/chat/completions", CHAT)
+        assert unary.headers.get("x-litellm-cache-key") and unary.json()["choices"][0]["message"]["content"] == text
+        # ... and a stream request, as a proper SSE stream ending with usage and [DONE]
+        again = await call(gw, "POST", "/v1/chat/completions", req)
+        assert again.headers.get("x-litellm-cache-key") and again.headers["content-type"] == "text/event-stream"
+        assert again.body.endswith(b"data: [DONE]\n\n")
+        payloads = sse_payloads(again.body)
+        assert "".join(p["choices"][0]["delta"].get("content") or "" for p in payloads if p["choices"]) == text
+        assert payloads[-1]["usage"] and payloads[-1]["model"] == "m"
+        await gw.completions.aclose()
+        assert [r.cache_hit for r in records] == [False, True, True]
+
+    asyncio.run(main())
+
+
+def test_controls() -> None:
+    async def main() -> None:
+        gw, _, cache = gateway()
+        await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"no-store": True}})
+        r = await call(gw, "POST", "/v1/chat/completions", CHAT)
+        assert "x-litellm-cache-key" not in r.headers  # nothing was stored by the no-store request
+        r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"no-cache": True}})
+        assert "x-litellm-cache-key" not in r.headers  # not served from the cache
+        r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"namespace": "other"}})
+        assert "x-litellm-cache-key" not in r.headers  # another key space
+        r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"namespace": "other"}})
+        assert r.headers["x-litellm-cache-key"].startswith("other:")
+        cache._wall = lambda: 10**10  # far in the future: the entry is older than any s-maxage
+        r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"s-maxage": 60}})
+        assert "x-litellm-cache-key" not in r.headers
+        r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"use-cache": False}})
+        assert "x-litellm-cache-key" not in r.headers
+        for bad in ({"no-cache": "yes"}, {"ttl": -1}, {"bogus": 1}, "all", {"namespace": ""}):
+            r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": bad})
+            assert r.status == 400 and r.json()["error"]["param"] == "cache", bad
+        await gw.completions.aclose()
+
+    asyncio.run(main())
+
+
+def test_default_off_and_uncached_routes() -> None:
+    async def main() -> None:
+        gw, _, _ = gateway(default_off=True, routes=frozenset({"chat"}))
+        await call(gw, "POST", "/v1/chat/completions", CHAT)
+        r = await call(gw, "POST", "/v1/chat/completions", CHAT)
+        assert "x-litellm-cache-key" not in r.headers  # default_off: not used unless asked
+        await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"use-cache": True}})
+        r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"use-cache": True}})
+        assert r.headers.get("x-litellm-cache-key")
+        emb = {"model": "e", "input": "x"}
+        await call(gw, "POST", "/v1/embeddings", {**emb, "cache": {"use-cache": True}})
+        r = await call(gw, "POST", "/v1/embeddings", {**emb, "cache": {"use-cache": True}})
+        assert r.status == 200 and "x-litellm-cache-key" not in r.headers  # embeddings not in routes
+        await gw.completions.aclose()
+
+    asyncio.run(main())
+
+
+def test_team_scope_separates_teams() -> None:
+    async def main() -> None:
+        cfg = {"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}}],
+               "general_settings": {"master_key": "sk-master"},
+               "relaygate_keys": [{"key": "sk-a", "team_id": "ta"}, {"key": "sk-a2", "team_id": "ta"},
+                                  {"key": "sk-b", "team_id": "tb"}]}
+        for scope, b_hits in (("team", False), ("global", True)):
+            gw = make_gateway(cfg)
+            gw.pipeline.runtime.cache = ResponseCache(CacheSettings(scope=scope))
+            await call(gw, "POST", "/v1/chat/completions", CHAT, headers={"authorization": "Bearer sk-a"})
+            r = await call(gw, "POST", "/v1/chat/completions", CHAT, headers={"authorization": "Bearer sk-a2"})
+            assert r.headers.get("x-litellm-cache-key")  # same team
+            r = await call(gw, "POST", "/v1/chat/completions", CHAT, headers={"authorization": "Bearer sk-b"})
+            assert bool(r.headers.get("x-litellm-cache-key")) is b_hits, scope
+            await gw.completions.aclose()
+
+    asyncio.run(main())
