@@ -1,0 +1,76 @@
+"""The Redis level of the cache against a real redis-server: round trip, TTL, namespaced flush that spares
+other data, and an outage that turns every call into a quick miss (one warning), then recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from relaygate.cache.redis import RedisCache
+from relaygate.limits.resp import RedisAddress
+from tests.conftest import RedisServer
+
+
+def addr(server: RedisServer) -> RedisAddress:
+    return RedisAddress.from_settings(server.url, None, None, None)
+
+
+async def settled(cache: RedisCache, key: str) -> bytes | None:
+    for _ in range(100):  # stores are queued: wait for the writer
+        got = await cache.get(key)
+        if got is not None:
+            return got
+        await asyncio.sleep(0.01)
+    return None
+
+
+def test_round_trip_ttl_delete_and_flush(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        c = RedisCache(addr(redis_server))
+        assert await c.ping()
+        assert await c.get("ns:" + "a" * 64) is None
+        c.set("ns:k1", b"\x00answer one", 60)
+        c.set("ns:k2", b"answer two", 0.2)
+        c.set("b" * 64, b"no namespace", 60)
+        assert await settled(c, "ns:k1") == b"\x00answer one"
+        assert await settled(c, "b" * 64) == b"no namespace"
+        await asyncio.sleep(0.4)
+        assert await c.get("ns:k2") is None  # expired in Redis (PX)
+        other = await c._call("SET", "SET", "someone-elses-key", "keep")
+        assert other in (b"OK", "OK")
+        assert await c.delete(["ns:k1"]) == 1 and await c.get("ns:k1") is None
+        c.set("ns:k3", b"x", 60)
+        await settled(c, "ns:k3")
+        assert await c.flush("ns") == 1
+        assert await c.flush(None) == 1  # the 64-hex key only
+        assert await c._call("GET", "GET", "someone-elses-key") == b"keep"
+        info = await c.info()
+        assert "redis_version" in info
+        await c.aclose()
+
+    asyncio.run(main())
+
+
+def test_outage_is_a_miss_logged_once(redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        c = RedisCache(addr(redis_server), retry_after=0.3, connect_timeout=0.3)
+        c.set("k", b"v", 60)
+        assert await settled(c, "k") == b"v"
+        redis_server.stop()
+        with caplog.at_level(logging.WARNING, logger="relaygate.cache"):
+            for _ in range(20):
+                assert await c.get("k") is None
+            c.set("k2", b"v2", 60)  # dropped, not queued forever
+            await asyncio.sleep(0.05)
+        warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
+        assert len(warnings) == 1 and c.failures >= 20
+        assert not await c.ping()
+        redis_server.start()
+        await asyncio.sleep(0.35)  # the pause ends; the next call reconnects
+        c.set("k3", b"back", 60)
+        assert await settled(c, "k3") == b"back"
+        await c.aclose()
+
+    asyncio.run(main())
