@@ -5,7 +5,12 @@ the gateway's (``x-api-key`` or ``Authorization: Bearer``). The request's ``mode
 as on the OpenAI routes, so routing, retries, fallbacks and limits are the same:
 
 * a deployment on ``anthropic/`` receives the client's bytes natively (model swapped, ``anthropic-beta``
-  forwarded) and its answer, body or event stream, goes back untouched;
+  forwarded) and its answer, body or event stream, goes back untouched, in whole events only (an upstream
+  that breaks off mid-event leaves no half event before the ``event: error`` frame);
+* an ``openai/`` or ``azure/`` deployment of a model only the Responses API serves (the catalog's or the
+  deployment's ``mode: responses``: o1-pro, o3-pro, gpt-5-pro, gpt-5-codex ...) gets the request translated
+  to a Responses request at its ``/responses`` endpoint and the answer translated back
+  (:mod:`relaygate.providers.messages_responses`);
 * every other deployment gets the request translated to OpenAI's shape
   (:func:`relaygate.providers.messages_api.to_openai`) and goes through the gateway's own attempt
   functions (so each provider's adapter applies), and the OpenAI answer is translated back: a body with
@@ -42,6 +47,7 @@ from relaygate.http.types import Headers, Receive, Scope, Send
 from relaygate.pipeline import Exchange, Frontend, StreamStart, control, require_model
 from relaygate.pipeline.exchange import first_frame, upstream_error
 from relaygate.pipeline.frontend import Answer, Attempt, stream, unary
+from relaygate.providers import messages_responses as mr
 from relaygate.providers.base import StreamTranslator, WrappedTranslator, empty_stream_error, stream_head_error
 from relaygate.providers.messages_api import MessagesStream, error_body, openai_to_message, to_openai
 from relaygate.upstream.base import Transport, UpstreamResponse
@@ -99,10 +105,13 @@ def _estimate(req: dict[str, Any]) -> int:
 
 
 class _Native(StreamTranslator):
-    """An ``anthropic/`` upstream's events go to the client untouched; usage is read on the side."""
+    """An ``anthropic/`` upstream's events go to the client untouched, whole events only: the bytes after
+    the last blank line wait for the rest of their event (or the end of the stream), so a stream that breaks
+    off mid-event leaves no half event before the error event. Usage is read on the side."""
 
     def __init__(self) -> None:
         self._sse = SSEDecoder()
+        self._held = b""
         self._in = 0
         self._out = 0
         self._cache = (0, 0)
@@ -112,14 +121,22 @@ class _Native(StreamTranslator):
     def feed(self, data: bytes) -> bytes:
         for event, payload in self._sse.feed(data):
             self._watch(event, payload)
-        return data
+        buf = self._held + data if self._held else data
+        i, j = buf.rfind(b"\n\n"), buf.rfind(b"\r\n\r\n")
+        end = max(i + 2 if i >= 0 else 0, j + 4 if j >= 0 else 0)
+        if end == len(buf):
+            self._held = b""
+            return buf
+        self._held = buf[end:]
+        return buf[:end]
 
     def close(self) -> bytes:
         for event, payload in self._sse.close():
             self._watch(event, payload)
         if not self._events:  # an empty 200 (or one of no events) is no answer: 502 / an error event
             raise empty_stream_error("anthropic")
-        return b""
+        held, self._held = self._held, b""
+        return held
 
     def _watch(self, event: bytes | None, payload: bytes) -> None:
         self._events += 1
@@ -167,15 +184,23 @@ Anthropic-shaped ``metadata`` (``{"user_id": ...}``, what Claude Code sends), wh
 
 class _State:
     """What only this frontend keeps for a request: the client's body for a native upstream, the headers it
-    forwards, and the input-token estimate a translated stream starts with."""
+    forwards, the input-token estimate a translated stream starts with, and the Responses bodies."""
 
-    __slots__ = ("native_body", "fwd", "estimate", "req")
+    __slots__ = ("native_body", "fwd", "estimate", "req", "responses")
 
     def __init__(self, native_body: bytes, fwd: list[tuple[str, str]], req: dict[str, Any]) -> None:
         self.native_body = native_body
         self.fwd = fwd
         self.req = req
         self.estimate = 0
+        #: the Responses body per upstream model, built on a Responses-only deployment's first attempt
+        self.responses: dict[str, bytes] = {}
+
+    def responses_body(self, upstream_model: str) -> bytes:
+        body = self.responses.get(upstream_model)
+        if body is None:
+            body = self.responses[upstream_model] = _shallow(orjson.dumps, mr.to_responses(self.req, upstream_model))
+        return body
 
 
 def _gateway_fields(ex: Exchange, req: dict[str, Any]) -> bool:
@@ -234,6 +259,14 @@ class Messages(Frontend):
                 finally:
                     ex.wait += time.perf_counter() - t
                 return target.provider.native_response(data), resp.headers
+            if native and _responses_only(ex, target):
+                t = time.perf_counter()
+                try:
+                    resp = await _responses_send(transport, ex, target, False)
+                    data = await resp.read()
+                finally:
+                    ex.wait += time.perf_counter() - t
+                return mr.response_to_message(data, model), resp.headers
             data, headers = await inner(target)
             return openai_to_message(data, model), headers
 
@@ -245,14 +278,18 @@ class Messages(Frontend):
         native = not control.mocked(ex)
 
         async def attempt(target: Target) -> StreamStart:
-            if not (native and target.provider.native_messages):
+            if native and target.provider.native_messages:
+                translator: StreamTranslator = _Native()
+            elif native and _responses_only(ex, target):
+                translator = mr.ResponsesToMessages(model, estimate)
+            else:
                 start = await inner(target)
                 tr = _ToMessages(start.translator, MessagesStream(model, estimate))
                 return StreamStart(start.chunks, tr, tr.out.feed(start.first), start.headers, start.close)
             t = time.perf_counter()
             try:
-                resp = await _native_send(transport, ex, target, True)
-                translator = _Native()
+                send = _native_send if isinstance(translator, _Native) else _responses_send
+                resp = await send(transport, ex, target, True)
                 chunks = resp.__aiter__()
                 first = await first_frame(chunks, translator, resp.aclose)
             finally:
@@ -311,6 +348,29 @@ async def _native_send(transport: Transport, ex: Exchange, target: Target, strea
     ctx = ex.ctx
     resp = await (p.transport or transport).send(
         req, ex.rt.timeouts(target, stream, ctx.timeout if ctx is not None else None))
+    if resp.status >= 400:
+        data = await resp.read()
+        raise upstream_error(p, resp, data)
+    if stream:
+        head_err = stream_head_error(p, resp.header(b"content-type"))
+        if head_err is not None:
+            await resp.aclose()
+            raise head_err
+    return resp
+
+
+def _responses_only(ex: Exchange, target: Target) -> bool:
+    return mr.needs_responses(target.dep, target.provider.name, ex.rt.prices.catalog)
+
+
+async def _responses_send(transport: Transport, ex: Exchange, target: Target, stream: bool) -> UpstreamResponse:
+    """The request translated to the Responses API, sent to the deployment's ``/responses``."""
+    p = target.provider
+    state: _State = ex.state
+    ctx = ex.ctx
+    resp = await (p.transport or transport).send(
+        mr.responses_request(p, state.responses_body(target.upstream_model)),
+        ex.rt.timeouts(target, stream, ctx.timeout if ctx is not None else None))
     if resp.status >= 400:
         data = await resp.read()
         raise upstream_error(p, resp, data)
