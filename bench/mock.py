@@ -6,7 +6,8 @@ worker processes on one port (SO_REUSEPORT); control requests (``/__mock/*``) ar
 worker so config changes apply everywhere and stats are summed.
 
 This module owns timing, faults, routing, counters and the socket; response bodies come from
-``bench.shapes``, options from ``bench.mockconf``, HTTP parsing from ``bench.http1``.
+``bench.shapes`` (and ``bench.shapes_responses`` for the Responses API), options and the control routes
+from ``bench.mockconf``, HTTP parsing from ``bench.http1``.
 
 Invariants:
 - Responses on a connection leave in request order (pipelining-safe): while one request waits on a delay,
@@ -33,9 +34,19 @@ from typing import Any, Callable
 
 import orjson
 
-from bench import shapes
+from bench import shapes, shapes_responses
 from bench.http1 import ParseError, Request, RequestParser
-from bench.mockconf import FAULTS, LatencySampler, MockConfig, Stats, add_config_args, config_from_args, merge_stats
+from bench.mockconf import (
+    FAULTS,
+    LatencySampler,
+    MockConfig,
+    Stats,
+    add_config_args,
+    config_from_args,
+    control_call,
+    handle_control,
+    merge_stats,
+)
 
 __all__ = ["MockState", "MockProtocol", "main", "serve"]
 
@@ -103,6 +114,8 @@ def _route(method: str, path: str) -> tuple[str, int] | None:
             return "chat", OPENAI
         if path.endswith("/completions"):
             return "completion", OPENAI
+        if path.endswith("/responses"):
+            return "responses", OPENAI
         if path.endswith("/embeddings"):
             return "embeddings", OPENAI
         if path.endswith("/messages"):
@@ -291,8 +304,8 @@ class MockProtocol(asyncio.Protocol):
         if kind == "gemini" or kind == "gemini_stream" or kind == "gemini_embed":
             model = req.path.rsplit("/", 1)[-1].split(":", 1)[0]
         else:
-            model = body.get("model")
-            if not isinstance(model, str) or not model:
+            model = body["model"] if isinstance(body.get("model"), str) else ""
+            if not model:
                 return self._error(family, 400, "you must provide a model parameter")
         if kind == "embeddings":
             return _Reply(200, b"", _JSON, shapes.openai_embeddings(body, model, cfg.embedding_dims),
@@ -328,6 +341,8 @@ class MockProtocol(asyncio.Protocol):
                 return _Reply(200, b"", _SSE, groups=shapes.openai_completion_stream(gen, include_usage),
                               fault=fault_s)
             return _Reply(200, b"", _JSON, shapes.openai_completion(gen), fault=fault_s)
+        if kind == "responses":
+            return self._responses(gen, stream, fault_s)
         if kind == "messages":
             if stream:
                 return _Reply(200, b"", _SSE, groups=shapes.anthropic_stream(gen), fault=fault_s)
@@ -336,6 +351,13 @@ class MockProtocol(asyncio.Protocol):
             sse = req.query_params().get("alt") == "sse"
             return _Reply(200, b"", _SSE if sse else _JSON, groups=shapes.gemini_stream(gen, sse), fault=fault_s)
         return _Reply(200, b"", _JSON, shapes.gemini_generate(gen), fault=fault_s)
+
+    @staticmethod
+    def _responses(gen: shapes.Gen, stream: bool, fault: str) -> _Reply:
+        answer = shapes_responses.from_gen(gen)
+        if stream:
+            return _Reply(200, b"", _SSE, groups=shapes_responses.response_stream(answer), fault=fault)
+        return _Reply(200, b"", _JSON, shapes_responses.response_body(answer), fault=fault)
 
     def _count_fault(self, fault: str) -> None:
         bf = self.state.stats.by_fault
@@ -350,7 +372,7 @@ class MockProtocol(asyncio.Protocol):
         if not isinstance(first, dict):
             return None
         if family == OPENAI:
-            fn = first.get("function") or {}
+            fn: Any = first.get("function") or first  # chat nests the function; Responses: flat
             name, schema = fn.get("name"), fn.get("parameters")
         elif family == ANTHROPIC:
             name, schema = first.get("name"), first.get("input_schema")
@@ -531,7 +553,7 @@ class MockProtocol(asyncio.Protocol):
         if status == 200:
             for port in self.state.siblings:
                 try:
-                    results.append(await _control_call(port, req.method, req.path, req.body))
+                    results.append(await control_call(port, req.method, req.path, req.body))
                 except (OSError, ValueError) as exc:
                     status, payload = 502, {"error": f"worker on control port {port}: {exc}"}
                     break
@@ -541,55 +563,7 @@ class MockProtocol(asyncio.Protocol):
         self._control_reply(status, payload, req.keep_alive)
 
 
-def handle_control(state: MockState, method: str, path: str, body: bytes) -> tuple[int, Any]:
-    """Serve one ``/__mock/*`` request against this process's state."""
-    if path == "/__mock/health":
-        return 200, {"ok": True, "name": state.cfg.name}
-    if path == "/__mock/stats" and method == "GET":
-        return 200, {**state.stats.to_json(), "process": state.index}
-    if path == "/__mock/reset" and method == "POST":
-        state.stats.reset()
-        state.recent.clear()
-        return 200, {"ok": True}
-    if path == "/__mock/config":
-        if method == "GET":
-            return 200, state.cfg.to_json()
-        if method == "POST":
-            try:
-                changes = orjson.loads(body or b"{}")
-                state.apply(state.cfg.updated(changes), reseed="seed" in changes)
-            except (ValueError, orjson.JSONDecodeError) as exc:
-                return 400, {"error": str(exc)}
-            return 200, state.cfg.to_json()
-    if path == "/__mock/requests" and method == "GET":
-        out = []
-        for m, target, headers, raw in state.recent:
-            try:
-                parsed: Any = orjson.loads(raw) if raw else None
-            except orjson.JSONDecodeError:
-                parsed = raw[:65536].decode("utf-8", "replace")
-            out.append({"method": m, "target": target, "headers": headers, "body": parsed})
-        return 200, out
-    return 404, {"error": f"no control route {method} {path}"}
-
-
-async def _control_call(port: int, method: str, path: str, body: bytes) -> Any:
-    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
-    try:
-        writer.write(b"%b %b HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%b" % (
-            method.encode(), path.encode(), len(body), body))
-        raw = await asyncio.wait_for(reader.read(), 5)
-    finally:
-        writer.close()
-    head, _, payload = raw.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 200"):
-        raise ValueError(head.split(b"\r\n", 1)[0].decode("latin-1"))
-    return orjson.loads(payload)
-
-
 # ------------------------------------------------------------------------------------------- processes
-
-
 def _listen(host: str, port: int, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

@@ -3,19 +3,24 @@
 ``MockConfig`` is the single list of knobs. Every field is a CLI flag (``latency_ms`` -> ``--latency-ms``)
 and a key of the JSON object accepted by ``POST /__mock/config``; unknown keys and out-of-range values are
 rejected with a message rather than ignored. ``Stats`` are the per-process counters served by
-``GET /__mock/stats``; ``merge_stats`` adds up the counters of several worker processes.
+``GET /__mock/stats``; ``merge_stats`` adds up the counters of several worker processes. The control routes
+(``/__mock/*``) are served by ``handle_control`` against a worker's state; ``control_call`` asks a sibling
+worker the same question.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
 import random
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import orjson
+
 __all__ = ["MockConfig", "Stats", "FAULTS", "LATENCY_DISTS", "add_config_args", "config_from_args",
-           "merge_stats", "LatencySampler"]
+           "merge_stats", "LatencySampler", "handle_control", "control_call"]
 
 FAULTS = ("429", "500", "503", "reset", "cut", "hang")
 LATENCY_DISTS = ("fixed", "uniform", "exp", "lognormal")
@@ -227,7 +232,7 @@ class Stats:
     def reset(self) -> None:
         live_in_flight, live_conns = self.in_flight, self.connections
         for f in fields(self):
-            setattr(self, f.name, f.default_factory() if callable(f.default_factory) else f.default)  # type: ignore[misc]
+            setattr(self, f.name, f.default_factory() if callable(f.default_factory) else f.default)
         self.in_flight = live_in_flight
         self.max_in_flight = live_in_flight
         self.connections = live_conns
@@ -249,3 +254,49 @@ def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
                 out[key] = out.get(key, 0) + value
     out["processes"] = len(parts)
     return out
+
+
+def handle_control(state: Any, method: str, path: str, body: bytes) -> tuple[int, Any]:
+    """Serve one ``/__mock/*`` request against this process's state."""
+    if path == "/__mock/health":
+        return 200, {"ok": True, "name": state.cfg.name}
+    if path == "/__mock/stats" and method == "GET":
+        return 200, {**state.stats.to_json(), "process": state.index}
+    if path == "/__mock/reset" and method == "POST":
+        state.stats.reset()
+        state.recent.clear()
+        return 200, {"ok": True}
+    if path == "/__mock/config":
+        if method == "GET":
+            return 200, state.cfg.to_json()
+        if method == "POST":
+            try:
+                changes = orjson.loads(body or b"{}")
+                state.apply(state.cfg.updated(changes), reseed="seed" in changes)
+            except (ValueError, orjson.JSONDecodeError) as exc:
+                return 400, {"error": str(exc)}
+            return 200, state.cfg.to_json()
+    if path == "/__mock/requests" and method == "GET":
+        out = []
+        for m, target, headers, raw in state.recent:
+            try:
+                parsed: Any = orjson.loads(raw) if raw else None
+            except orjson.JSONDecodeError:
+                parsed = raw[:65536].decode("utf-8", "replace")
+            out.append({"method": m, "target": target, "headers": headers, "body": parsed})
+        return 200, out
+    return 404, {"error": f"no control route {method} {path}"}
+
+
+async def control_call(port: int, method: str, path: str, body: bytes) -> Any:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+    try:
+        writer.write(b"%b %b HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%b" % (
+            method.encode(), path.encode(), len(body), body))
+        raw = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise ValueError(head.split(b"\r\n", 1)[0].decode("latin-1"))
+    return orjson.loads(payload)
