@@ -1,11 +1,13 @@
 """The /v1/responses tests' upstream: a real local HTTP server (a thread, so both the in-process gateway and a
 Granian process can reach it) that speaks chat completions (unary and SSE, with reasoning, interleaved tool
-calls, usage, and a stream cut mid-way) and, for the native path, ``/v1/responses`` itself. It records every
-request body it gets, by path."""
+calls, usage, and a stream cut mid-way) and, for the native path, ``/v1/responses`` itself (and ``GET`` /
+``cancel`` of a response it runs in the background). It records every request body it gets, by path.
+``stored_gateway`` builds the gateway over a real database with keys of two teams (conversation state)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ class Script:
         "prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
         "prompt_tokens_details": {"cached_tokens": 3}, "completion_tokens_details": {"reasoning_tokens": 2}})
     cut: bool = False  # a stream that breaks off after the first content chunk
+    delay: float = 0.0  # seconds before answering (a background response still running)
 
 
 NATIVE_RESPONSE = {
@@ -133,7 +136,15 @@ def _handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
             up.seen.append((path, body))
             up.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
             s = up.script
-            if path.endswith("/responses"):
+            if s.delay:
+                time.sleep(s.delay)
+            if path.endswith("/cancel"):
+                self._json(orjson.dumps({**NATIVE_RESPONSE, "status": "cancelled", "background": True}))
+            elif path.endswith("/responses"):
+                if body.get("background"):
+                    self._json(orjson.dumps({**NATIVE_RESPONSE, "status": "queued", "output": [], "usage": None,
+                                             "background": True}))
+                    return
                 if body.get("stream"):
                     frames = [f + b"\n\n" for f in native_events().split(b"\n\n") if f]
                     self._sse(frames[:3] if s.cut else frames, cut=s.cut)
@@ -145,6 +156,13 @@ def _handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
                     self._sse(frames[:3] if s.cut else frames, cut=s.cut)
                 else:
                     self._json(chat_body(s))
+            else:
+                self._json(b'{"error": {"message": "no such path"}}', 404)
+
+        def do_GET(self) -> None:
+            up.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+            if "/responses/" in self.path:
+                self._json(orjson.dumps({**NATIVE_RESPONSE, "background": True}))
             else:
                 self._json(b'{"error": {"message": "no such path"}}', 404)
 
@@ -212,6 +230,35 @@ def config(up: Upstream) -> dict[str, Any]:
 @asynccontextmanager
 async def gateway(up: Upstream) -> AsyncIterator[Gateway]:
     gw = Gateway(from_litellm(config(up), "<test>"))
+    await gw.startup()
+    try:
+        yield gw
+    finally:
+        await gw.shutdown()
+
+
+KEYS = {"a1": "sk-team1-a", "a2": "sk-team1-b", "b1": "sk-team2-a"}
+"""Virtual keys: ``a1`` and ``a2`` of team ``t1``, ``b1`` of team ``t2``."""
+
+
+def auth(name: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {KEYS[name]}"}
+
+
+def stored_config(up: Upstream, db_url: str, retention: str | None = "30d") -> dict[str, Any]:
+    """:func:`config` over the database ``db_url`` with the keys of :data:`KEYS`."""
+    cfg = config(up)
+    cfg["general_settings"]["database_url"] = db_url
+    cfg["relaygate_settings"] = {"responses_retention": retention}
+    cfg["relaygate_keys"] = [{"key": KEYS["a1"], "team_id": "t1", "user_id": "u1"},
+                             {"key": KEYS["a2"], "team_id": "t1", "user_id": "u2"},
+                             {"key": KEYS["b1"], "team_id": "t2", "user_id": "u3"}]
+    return cfg
+
+
+@asynccontextmanager
+async def stored_gateway(up: Upstream, db_url: str, retention: str | None = "30d") -> AsyncIterator[Gateway]:
+    gw = Gateway(from_litellm(stored_config(up, db_url, retention), "<test>"))
     await gw.startup()
     try:
         yield gw

@@ -32,6 +32,9 @@ from relaygate.auth.shared import SharedKeys
 from relaygate.config.model import Config, Deployment
 from relaygate.core.errors import GatewayError
 from relaygate.frontends import llm_routes
+from relaygate.frontends.responses import Responses
+from relaygate.frontends.responses_routes import add_routes as add_responses_routes
+from relaygate.frontends.responses_state import start as start_responses
 from relaygate.gateway.model_info import add_routes as add_model_info_routes
 from relaygate.gateway.ops import add_routes
 from relaygate.http.body import ClientGone, body_ended_early
@@ -141,8 +144,11 @@ class Gateway:
         run = self.pipeline.run
         for path, fe in llm_routes():
             t.add("POST", path, lambda sc, rc, sd, p, fe=fe: run(fe, sc, rc, sd, p))
+            if isinstance(fe, Responses):  # the Responses API's conversation state is this gateway's
+                fe.bind(self)
         add_routes(t, self)
         add_model_info_routes(t, self)
+        add_responses_routes(t, self)  # GET / DELETE /v1/responses/{id}, input_items, cancel
         from relaygate.management import register as add_management_routes  # /key/*, /user/*, /team/*
 
         add_management_routes(t, self)
@@ -193,6 +199,7 @@ class Gateway:
             self.runtime.use_store(self.store, self.shared_keys)
             await changes.prime()
             self._start_spend_sink(self.store)
+            start_responses(self)  # stored responses: their writer and retention purge
             self.start_budgets(self.store)
             if self.budgets is not None:
                 await self.budgets.refresh_logged()  # whether any budget exists, before serving

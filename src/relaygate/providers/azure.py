@@ -57,6 +57,11 @@ class AzureProvider(OpenAIProvider):
     def url(self, call: Call) -> str:
         return self.media_url(ENDPOINT_PATHS[call.endpoint])
 
+    def responses_url(self, path: str = "") -> str:
+        if self.v1:
+            return f"{self.api_base}/responses{path}"
+        return f"{self.api_base}/openai/responses{path}?api-version={self.api_version}"
+
     def health_request(self) -> None:
         return None
 
@@ -65,6 +70,7 @@ class AzureAIProvider(OpenAIProvider):
     name: ClassVar[str] = "azure_ai"
     default_api_base: ClassVar[str | None] = None
     error_prefix: ClassVar[str] = "Azure_aiException"
+    native_responses: ClassVar[bool] = False  # AI Foundry's OpenAI-compatible models: chat completions only
 
     def __init__(self, dep: Any) -> None:
         base = (dep.api_base or "").rstrip("/")

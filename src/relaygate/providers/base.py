@@ -119,6 +119,11 @@ class Provider:
     #: the upstream speaks Anthropic's ``/v1/messages`` natively (:meth:`native_request`,
     #: :meth:`native_response`), so that route passes through instead of translating
     native_messages: ClassVar[bool] = False
+    #: the upstream serves OpenAI's Responses API itself (``/responses``, with its stored state, background
+    #: responses and built-in tools) at :meth:`responses_url`: the gateway's ``/v1/responses`` passes through
+    #: instead of translating to chat completions. Only the real OpenAI and Azure OpenAI adapters set it
+    #: (OpenAI-compatible servers rarely have the endpoint)
+    native_responses: ClassVar[bool] = False
 
     def __init__(self, dep: Deployment) -> None:
         check_name(dep.model_name)
@@ -168,6 +173,11 @@ class Provider:
     def media_headers(self) -> list[tuple[str, str]]:
         """Headers of a forwarded media request, without ``Content-Type`` (the client's is kept)."""
         return []
+
+    def responses_url(self, path: str = "") -> str:
+        """The upstream URL of the Responses API (adapters with :attr:`native_responses`): ``/responses``
+        followed by ``path`` (``/{id}``, ``/{id}/cancel``: an id already made safe for a URL)."""
+        raise NotImplementedError(f"{self.name} does not serve the Responses API")
 
     def media_request(self, kind: str, req: dict[str, Any], upstream_model: str) -> UpstreamRequest:
         """The upstream request of a media route in :attr:`media_translated` (``req`` without ``model``)."""

@@ -70,6 +70,7 @@ class OpenAIProvider(Provider):
     name: ClassVar[str] = "openai"
     auth_header: ClassVar[str] = "Authorization"
     media_forward: ClassVar[frozenset[str]] = MEDIA_KINDS
+    native_responses: ClassVar[bool] = True
 
     def __init__(self, dep: Any) -> None:
         super().__init__(dep)
@@ -114,6 +115,9 @@ class OpenAIProvider(Provider):
     def media_headers(self) -> list[tuple[str, str]]:
         return [h for h in self.static_headers if h[0].lower() != "content-type"]
 
+    def responses_url(self, path: str = "") -> str:
+        return f"{self.api_base}/responses{path}"
+
     def health_request(self) -> UpstreamRequest | None:
         headers = [h for h in self.static_headers if h[0] != "Content-Type"]
         return UpstreamRequest("GET", f"{self.api_base}/models", headers, b"")
@@ -126,7 +130,7 @@ def _compat(name: str, base: str | None, prefix: str) -> type[OpenAIProvider]:
     return type(
         f"{name.title().replace('_', '')}Provider",
         (OpenAIProvider,),
-        {"name": name, "default_api_base": base, "error_prefix": prefix},
+        {"name": name, "default_api_base": base, "error_prefix": prefix, "native_responses": False},
     )
 
 
