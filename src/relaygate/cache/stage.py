@@ -46,6 +46,8 @@ _STAMP = struct.Struct(">d")
 _JSON = (b"content-type", b"application/json")
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 _ID_PREFIX = {"chat": "chatcmpl-", "completions": "cmpl-"}
+CACHE_HIT = "cache_hit"
+CACHE_MISS = "cache_miss"
 _CONTROLS = frozenset({"no-cache", "no-store", "ttl", "s-maxage", "namespace", "use-cache"})
 
 
@@ -86,14 +88,22 @@ class ResponseCache:
     """One worker's response cache (see the module docstring)."""
 
     def __init__(self, settings: CacheSettings, redis: RedisCache | None = None,
-                 wall: Any = time.time) -> None:
+                 wall: Any = time.time, metrics: Any = None) -> None:
         self.settings = settings
         self.routes = settings.routes
         self.memory = MemoryCache(settings.max_bytes, default_ttl=settings.memory_ttl)
         self.redis = redis
         self._wall = wall
+        self._count = metrics.count if metrics is not None else None
+        """``Metrics.count``: ``cache_hit`` / ``cache_miss`` events (LiteLLM's ``litellm_cache_hits_metric``
+        and ``litellm_cache_misses_metric`` on ``/metrics``)."""
         self.hits = 0
         self.misses = 0
+
+    def _missed(self) -> None:
+        self.misses += 1
+        if self._count is not None:
+            self._count(CACHE_MISS)
 
     async def lookup(self, ex: Exchange) -> bytes | None:
         """The stored answer for this request (with its stamp), or None; decides ``ex.cache``."""
@@ -122,7 +132,7 @@ class ResponseCache:
         if ex.stream and ex.route == "chat":
             st.assembler = StreamAssembler()
         if c.get("no-cache"):
-            self.misses += 1
+            self._missed()
             return None
         stored = self.memory.get(key)
         if stored is None and self.redis is not None:
@@ -130,13 +140,15 @@ class ResponseCache:
             if stored is not None and len(stored) > _STAMP.size:
                 self.memory.set(key, stored, s.memory_ttl)
         if stored is None or len(stored) <= _STAMP.size:
-            self.misses += 1
+            self._missed()
             return None
         max_age = c.get("s-maxage")
         if max_age is not None and self._wall() - _STAMP.unpack_from(stored)[0] > max_age:
-            self.misses += 1
+            self._missed()
             return None
         self.hits += 1
+        if self._count is not None:
+            self._count(CACHE_HIT)
         st.hit = True
         return stored
 
@@ -200,4 +212,4 @@ class ResponseCache:
         await send({"type": "http.response.body", "body": b"".join(frames), "more_body": False})
 
 
-__all__ = ["CacheState", "ResponseCache"]
+__all__ = ["CACHE_HIT", "CACHE_MISS", "CacheState", "ResponseCache"]

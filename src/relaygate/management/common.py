@@ -199,6 +199,26 @@ def admin_only(ctx: Ctx, *, read: bool = False) -> None:
     refuse_route(ctx)
 
 
+async def check_admin(gw: Gateway, scope: Scope, receive: Receive, params: Params, path: str, *,
+                      read: bool = False) -> None:
+    """For admin routes that need no database (``/provider/budgets``, ``/cache/*``): 401 as on every route
+    for a bad key; LiteLLM's admin-route refusal for a key that is not the admin's (or, for ``read`` routes,
+    its viewer's)."""
+    principals = gw.runtime.principals
+    headers = scope["headers"]
+    p = principals.resolve_cached(headers) or await principals.resolve(headers)
+    if p.kind is not PrincipalKind.KEY:
+        return  # the master key, or an open gateway
+    store = gw.store
+    if store is None:  # a key from the config file: an internal user
+        raise GatewayError(
+            "Authentication Error, Only proxy admin can be used to generate, delete, update info for new "
+            f"keys/users/teams. Route={path}. Your role={INTERNAL_USER}. Your user_id={p.user_id or 'unknown'}",
+            status=401, type="auth_error", param="None")
+    caller = await resolve_caller(gw, scope, store)
+    admin_only(Ctx(gw, store, caller, path, params, {}, receive, scope), read=read)
+
+
 def refuse_route(ctx: Ctx) -> None:
     c = ctx.caller
     raise GatewayError(

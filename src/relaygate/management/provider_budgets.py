@@ -15,12 +15,11 @@ from typing import Any
 
 import msgspec
 
-from relaygate.auth import PrincipalKind
 from relaygate.core.errors import GatewayError
 from relaygate.http.respond import send_json
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
-from relaygate.management.common import INTERNAL_USER, Ctx, Gateway, admin_only, resolve_caller
+from relaygate.management.common import Gateway, check_admin
 
 PATH = "/provider/budgets"
 NO_CONFIG = ("No provider budget config found. Please set a provider budget config in the router settings. "
@@ -31,7 +30,7 @@ _encoder = msgspec.json.Encoder()
 
 def add_routes(t: RouteTable, gw: Gateway) -> None:
     async def serve(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
-        await _check_admin(gw, scope, receive, params)
+        await check_admin(gw, scope, receive, params, PATH, read=True)
         budgets: Any = getattr(gw, "provider_budgets", None)
         if budgets is None or not budgets.providers:
             raise GatewayError(NO_CONFIG, status=500, type="internal_server_error", param="None")
@@ -39,20 +38,3 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
         await send_json(send, 200, _encoder.encode({"providers": budgets.report()}))
 
     t.add("GET", PATH, serve)
-
-
-async def _check_admin(gw: Gateway, scope: Scope, receive: Receive, params: Params) -> None:
-    """401 as on every route for a bad key; LiteLLM's admin-route refusal for a key that is not the admin's."""
-    principals = gw.runtime.principals
-    headers = scope["headers"]
-    p = principals.resolve_cached(headers) or await principals.resolve(headers)
-    if p.kind is not PrincipalKind.KEY:
-        return  # the master key, or an open gateway
-    store = gw.store
-    if store is None:  # a key from the config file: an internal user
-        raise GatewayError(
-            "Authentication Error, Only proxy admin can be used to generate, delete, update info for new "
-            f"keys/users/teams. Route={PATH}. Your role={INTERNAL_USER}. Your user_id={p.user_id or 'unknown'}",
-            status=401, type="auth_error", param="None")
-    caller = await resolve_caller(gw, scope, store)
-    admin_only(Ctx(gw, store, caller, PATH, params, {}, receive, scope), read=True)

@@ -1,0 +1,123 @@
+"""LiteLLM's cache management routes: ``GET /cache/ping``, ``POST /cache/delete``, ``POST /cache/flushall``,
+``GET /cache/redis/info``. Proxy admin only (the viewer may ping and read info), as LiteLLM's.
+
+- ``/cache/ping``: ``{"status": "healthy", "cache_type": ..., "ping_response": true, "set_cache_response":
+  "success", "litellm_cache_params": {...}}`` after a real write and read of a probe key (Redis: through
+  the shared level; local: this worker's memory); 503 ``Service Unhealthy (...)`` when Redis does not
+  answer; 503 ``Cache not initialized. litellm.cache is None`` without a cache (LiteLLM's wording).
+- ``/cache/delete`` ``{"keys": [...]}`` (the values of ``x-litellm-cache-key``): removed from this worker's
+  memory and from Redis; other workers' memory copies expire by their TTL (``default_in_memory_ttl`` bounds
+  how long; keep it short when deletes must bite at once).
+- ``/cache/flushall``: this worker's memory, and in Redis only this cache's keys (its namespace, or
+  64-hex keys without one) — never Redis ``FLUSHALL``, which LiteLLM sends and which also wipes the rate
+  limiter's counters and anything else sharing that Redis.
+- ``/cache/redis/info``: ``{"num_clients": ..., "info": {...}}`` from Redis ``INFO`` (400 without Redis).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from relaygate.core.errors import GatewayError
+from relaygate.http.body import read_body
+from relaygate.http.respond import send_json
+from relaygate.http.routes import Params, RouteTable
+from relaygate.http.types import Receive, Scope, Send
+from relaygate.management.common import Gateway, check_admin
+
+NOT_INITIALIZED = "Cache not initialized. litellm.cache is None"
+_PROBE = "relaygate:cache:ping"
+
+
+def _cache(gw: Gateway) -> Any:
+    cache = getattr(gw.runtime, "cache", None)
+    if cache is None:
+        raise GatewayError(NOT_INITIALIZED, status=503, type="service_unavailable", param="None")
+    return cache
+
+
+def _params(cache: Any) -> dict[str, Any]:
+    s = cache.settings
+    out = {"type": s.type, "namespace": s.namespace, "ttl": s.ttl, "default_in_memory_ttl": s.memory_ttl,
+           "supported_call_types": sorted(s.routes), "mode": "default_off" if s.default_off else "default_on",
+           "scope": s.scope, "max_bytes": s.max_bytes}
+    if cache.redis is not None:
+        out["default_in_redis_ttl"] = s.redis_ttl
+        out["redis"] = repr(cache.redis.addr)  # host, port and db; never the password
+    return out
+
+
+def add_routes(t: RouteTable, gw: Gateway) -> None:
+    async def ping(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        await check_admin(gw, scope, receive, params, "/cache/ping", read=True)
+        cache = _cache(gw)
+        redis = cache.redis
+        if redis is not None:
+            if not await redis.ping():
+                raise GatewayError(f"Service Unhealthy (redis {redis.addr!r} did not answer PING)", status=503,
+                                   type="service_unavailable", param="None")
+            ok = (await redis.delete([_PROBE])) >= 0
+        else:
+            cache.memory.set(_PROBE, b"ok", 5)
+            ok = cache.memory.get(_PROBE) == b"ok"
+            cache.memory.delete(_PROBE)
+        body = {"status": "healthy", "cache_type": cache.settings.type, "ping_response": True,
+                "set_cache_response": "success" if ok else "failed", "litellm_cache_params": _params(cache),
+                "memory": {"entries": len(cache.memory), "bytes": cache.memory.used, "hits": cache.hits,
+                           "misses": cache.misses}}
+        await send_json(send, 200, orjson.dumps(body))
+
+    async def delete(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        await check_admin(gw, scope, receive, params, "/cache/delete")
+        cache = _cache(gw)
+        try:
+            req = orjson.loads(await read_body(receive, gw.runtime.body_limits) or b"{}")
+        except orjson.JSONDecodeError:
+            raise GatewayError("Invalid JSON in request body", status=400, param="keys") from None
+        keys = req.get("keys") if isinstance(req, dict) else None
+        if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys) or len(keys) > 10_000:
+            raise GatewayError("keys: expected a list of cache keys", status=400, param="keys")
+        for k in keys:
+            cache.memory.delete(k)
+        if cache.redis is not None:
+            try:
+                await cache.redis.delete(keys)
+            except LookupError:
+                raise GatewayError("Service Unhealthy (redis did not answer DEL)", status=503,
+                                   type="service_unavailable", param="None") from None
+        await send_json(send, 200, b'{"status":"success"}')
+
+    async def flushall(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        await check_admin(gw, scope, receive, params, "/cache/flushall")
+        cache = _cache(gw)
+        cache.memory.clear()
+        if cache.redis is not None:
+            try:
+                await cache.redis.flush(cache.settings.namespace)
+            except LookupError:
+                raise GatewayError("Service Unhealthy (redis did not answer SCAN/UNLINK)", status=503,
+                                   type="service_unavailable", param="None") from None
+        await send_json(send, 200, b'{"status":"success"}')
+
+    async def redis_info(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        await check_admin(gw, scope, receive, params, "/cache/redis/info", read=True)
+        cache = _cache(gw)
+        if cache.redis is None:
+            raise GatewayError("the cache is not a redis cache", status=400, param="None")
+        try:
+            info = await cache.redis.info()
+        except LookupError:
+            raise GatewayError("Service Unhealthy (redis did not answer INFO)", status=503,
+                               type="service_unavailable", param="None") from None
+        await send_json(send, 200, orjson.dumps({"num_clients": int(info.get("connected_clients", "0") or 0),
+                                                 "info": info}))
+
+    t.add("GET", "/cache/ping", ping)
+    t.add("POST", "/cache/delete", delete)
+    t.add("POST", "/cache/flushall", flushall)
+    t.add("GET", "/cache/redis/info", redis_info)
+
+
+__all__ = ["NOT_INITIALIZED", "add_routes"]
