@@ -152,6 +152,9 @@ class Gateway:
         from relaygate.management import register as add_management_routes  # /key/*, /user/*, /team/*
 
         add_management_routes(t, self)
+        from relaygate.files import add_routes as add_files_routes  # /v1/files, /v1/batches
+
+        self.files = add_files_routes(t, self)
         return t
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

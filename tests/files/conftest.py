@@ -1,0 +1,256 @@
+"""The files and batches tests' upstream: a real loopback HTTP server (a thread) that speaks OpenAI's
+``/v1/files`` and ``/v1/batches`` with stored state, and Azure OpenAI's ``/openai/files`` and
+``/openai/batches`` (``api-version`` query, ``api-key`` header). It records every request (method, path with
+query, headers, the multipart field names it got), reads uploads in small pieces with a pause when ``slow``
+(so a gateway that buffered would show it), and keeps only the size and digest of large uploads."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+KEEP = 1024 * 1024  # uploads up to this size keep their content
+
+
+@dataclass
+class Stored:
+    id: str
+    filename: str
+    purpose: str
+    size: int
+    digest: str
+    content: bytes | None
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    fields: list[str] = field(default_factory=list)
+    body: Any = None
+
+
+class Upstream:
+    def __init__(self) -> None:
+        self.url = ""
+        self.files: dict[str, Stored] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.seen: list[Seen] = []
+        self.slow = False
+        self.reject_filename = "reject-me.jsonl"
+        self._n = itertools.count(1)
+        self.lock = threading.Lock()
+
+    def next_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._n):06d}up"
+
+    def last(self, method: str, path_part: str) -> Seen:
+        return [s for s in self.seen if s.method == method and path_part in s.path][-1]
+
+
+def _error(status: int, message: str, etype: str = "invalid_request_error", param: str | None = None) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": etype, "param": param, "code": None}})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Any
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    @property
+    def up(self) -> Upstream:
+        return self.server.up  # type: ignore[no-any-return]
+
+    def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("content-type", ctype)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _read(self) -> bytes:
+        """The body, de-chunked, in 64 KiB reads (with a pause each when the upstream is slow)."""
+        out = bytearray()
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return bytes(out)
+                left = size
+                while left:
+                    piece = self.rfile.read(min(left, 65536))
+                    left -= len(piece)
+                    out += piece
+                    if self.up.slow:
+                        time.sleep(0.002)
+                self.rfile.readline()
+        left = int(self.headers.get("content-length") or 0)
+        while left:
+            piece = self.rfile.read(min(left, 65536))
+            if not piece:
+                break
+            left -= len(piece)
+            out += piece
+            if self.up.slow:
+                time.sleep(0.002)
+        return bytes(out)
+
+    def _route(self, method: str) -> None:
+        parts = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        path = parts.path
+        seen = Seen(method, self.path, query, {k.lower(): v for k, v in self.headers.items()})
+        with self.up.lock:
+            self.up.seen.append(seen)
+        body = self._read() if method in ("POST", "DELETE") else b""
+        if path.startswith("/openai/"):  # Azure OpenAI: the resource's files and batches
+            if "api-version" not in query or seen.headers.get("api-key") != "az-key":
+                self._send(401, _error(401, "Azure: api-version and api-key required", "invalid_api_key"))
+                return
+            path = "/v1/" + path[len("/openai/"):]
+        elif not seen.headers.get("authorization", "").startswith("Bearer "):
+            self._send(401, _error(401, "missing key", "invalid_api_key"))
+            return
+        m = re.fullmatch(r"/v1/(files|batches)(?:/([^/]+))?(?:/(content|cancel))?", path)
+        if m is None:
+            self._send(404, _error(404, f"no route {path}"))
+            return
+        what, ident, tail = m.groups()
+        if what == "files":
+            self._files(method, ident, tail, query, body, seen)
+        else:
+            self._batches(method, ident, tail, query, body, seen)
+
+    def _files(self, method: str, ident: str | None, tail: str | None, query: dict[str, str], body: bytes,
+               seen: Seen) -> None:
+        up = self.up
+        if method == "POST" and ident is None:
+            fields, filename, content = _multipart(self.headers.get("content-type", ""), body)
+            seen.fields = fields
+            if filename == up.reject_filename:
+                self._send(400, _error(400, "Invalid file format for Batch API. Must be .jsonl", param="file"))
+                return
+            fid = up.next_id("file-")
+            stored = Stored(fid, filename, _field(body, "purpose"), len(content),
+                            hashlib.sha256(content).hexdigest(), content if len(content) <= KEEP else None)
+            up.files[fid] = stored
+            self._send(200, orjson.dumps(_file_obj(stored)))
+            return
+        if ident is None:
+            data = [_file_obj(f) for f in up.files.values() if not query.get("purpose")
+                    or f.purpose == query["purpose"]]
+            self._send(200, orjson.dumps({"object": "list", "data": data, "has_more": False}))
+            return
+        f = up.files.get(ident)
+        if f is None:
+            self._send(404, _error(404, f"No such File object: {ident}", param="id"))
+        elif tail == "content":
+            self._send(200, f.content or b"", "application/octet-stream")
+        elif method == "DELETE":
+            del up.files[ident]
+            self._send(200, orjson.dumps({"id": ident, "object": "file", "deleted": True}))
+        else:
+            self._send(200, orjson.dumps(_file_obj(f)))
+
+    def _batches(self, method: str, ident: str | None, tail: str | None, query: dict[str, str], body: bytes,
+                 seen: Seen) -> None:
+        up = self.up
+        if method == "POST" and ident is None:
+            req = orjson.loads(body)
+            seen.body = req
+            if req.get("input_file_id") not in up.files:
+                self._send(400, _error(400, f"Input file {req.get('input_file_id')} not found",
+                                       param="input_file_id"))
+                return
+            out = up.next_id("file-")
+            up.files[out] = Stored(out, "batch_output.jsonl", "batch_output", 17, "", b'{"custom_id":"r1"}\n')
+            bid = up.next_id("batch_")
+            batch = {"id": bid, "object": "batch", "endpoint": req.get("endpoint"), "errors": None,
+                     "input_file_id": req["input_file_id"], "completion_window": req.get("completion_window"),
+                     "status": "completed", "output_file_id": out, "error_file_id": None, "created_at": 1700000000,
+                     "request_counts": {"total": 1, "completed": 1, "failed": 0},
+                     "metadata": req.get("metadata")}
+            up.batches[bid] = batch
+            self._send(200, orjson.dumps(batch))
+            return
+        if ident is None:
+            self._send(200, orjson.dumps({"object": "list", "data": list(up.batches.values()), "has_more": False}))
+            return
+        b = up.batches.get(ident)
+        if b is None:
+            self._send(404, _error(404, f"No such Batch object: {ident}", param="id"))
+            return
+        if tail == "cancel":
+            b["status"] = "cancelling"
+        self._send(200, orjson.dumps(b))
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def do_DELETE(self) -> None:
+        self._route("DELETE")
+
+
+def _file_obj(f: Stored) -> dict[str, Any]:
+    return {"id": f.id, "object": "file", "bytes": f.size, "created_at": 1700000000, "filename": f.filename,
+            "purpose": f.purpose, "status": "processed"}
+
+
+def _multipart(ctype: str, body: bytes) -> tuple[list[str], str, bytes]:
+    """(field names in order, the file's name, its content) of a multipart body."""
+    m = re.search(r'boundary="?([^";]+)"?', ctype)
+    assert m is not None, ctype
+    delim = b"--" + m.group(1).encode()
+    names: list[str] = []
+    filename, content = "", b""
+    for part in body.split(delim)[1:]:
+        if part.startswith(b"--"):
+            break
+        head, _, value = part[2:].partition(b"\r\n\r\n")
+        value = value[:-2]
+        nm = re.search(rb'name="([^"]*)"', head)
+        names.append(nm.group(1).decode() if nm else "")
+        fn = re.search(rb'filename="([^"]*)"', head)
+        if fn is not None:
+            filename, content = fn.group(1).decode(), value
+    return names, filename, content
+
+
+def _field(body: bytes, name: str) -> str:
+    m = re.search(rb'name="' + name.encode() + rb'"\r\n\r\n([^\r]*)\r\n', body[:65536])
+    return m.group(1).decode() if m else ""
+
+
+@contextmanager
+def serve() -> Iterator[Upstream]:
+    up = Upstream()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    server.up = up  # type: ignore[attr-defined]
+    up.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield up
+    finally:
+        server.shutdown()
+        server.server_close()
