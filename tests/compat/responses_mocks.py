@@ -755,6 +755,60 @@ def serve_mock() -> Iterator[Mock]:
         server.server_close()
 
 
+def check_route(rec: Received, provider: str, stream: bool, client_key: str) -> None:
+    """``rec`` went to the provider's own endpoint with the config's credentials (never the client's key) and the
+    upstream model name."""
+    h = rec.headers
+    assert client_key not in json.dumps(h), "the client's key reached the upstream"
+    if provider == "openai":
+        assert rec.path == "/v1/responses" and h["authorization"] == f"Bearer {KEYS['openai']}"
+        assert rec.body["model"] == UPSTREAM_MODELS["openai"] and bool(rec.body.get("stream")) == stream
+    elif provider == "anthropic":
+        assert rec.path == "/v1/messages" and h["x-api-key"] == KEYS["anthropic"]
+        assert h["anthropic-version"] == ANTHROPIC_VERSION and "authorization" not in h
+        assert rec.body["model"] == UPSTREAM_MODELS["anthropic"] and bool(rec.body.get("stream")) == stream
+    else:
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        assert rec.path == f"/v1beta/models/{UPSTREAM_MODELS['gemini']}:{method}"
+        assert h["x-goog-api-key"] == KEYS["gemini"] and "authorization" not in h and "model" not in rec.body
+
+
+def check_translated_text(rec: Received, provider: str, prompt: str, system: str, max_tokens: int,
+                          temperature: float) -> None:
+    """A one-prompt request with a system text, a token limit and a temperature, as the Anthropic or Gemini
+    adapter must have written it."""
+    b = rec.body
+    if provider == "anthropic":
+        assert b["system"] == [{"type": "text", "text": system}]
+        assert b["messages"] == [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
+        assert b["max_tokens"] == max_tokens and b["temperature"] == temperature
+    else:
+        assert provider == "gemini"
+        assert b["systemInstruction"]["parts"] == [{"text": system}]
+        assert b["contents"] == [{"role": "user", "parts": [{"text": prompt}]}]
+        gc = b["generationConfig"]
+        assert gc["maxOutputTokens"] == max_tokens and gc["temperature"] == temperature
+
+
+def check_tool_result(rec: Received, provider: str, call_id: str, output: str) -> None:
+    """The second request of a tool round trip carries the call and its output in the provider's own shape."""
+    b = rec.body
+    if provider == "openai":
+        items = [it for it in b["input"] if isinstance(it, dict) and it.get("type")]
+        assert [it["type"] for it in items][-2:] == ["function_call", "function_call_output"]
+        assert items[-2]["call_id"] == items[-1]["call_id"] == call_id and items[-1]["output"] == output
+    elif provider == "anthropic":
+        assert b["messages"][-2:] == [
+            {"role": "assistant", "content": [{"type": "tool_use", "id": call_id, "name": "get_weather",
+                                               "input": {"city": "Paris"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call_id, "content": output}]}]
+    else:
+        assert b["contents"][-2:] == [
+            {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "get_weather",
+                                                             "response": {"content": output}}}]}]
+
+
 MODELS = {"openai": "rg-openai", "anthropic": "rg-claude", "gemini": "rg-gemini"}
 """Each deployment's model group (its name differs from the upstream's model, which the gateway must swap)."""
 PROVIDERS = tuple(MODELS)
