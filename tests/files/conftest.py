@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-KEEP = 1024 * 1024  # uploads up to this size keep their content
+KEEP = 8 * 1024 * 1024  # uploads up to this size keep their content
 
 
 @dataclass

@@ -35,17 +35,24 @@ model_list:
     litellm_params: {{model: openai/x, api_key: sk-down, api_base: "http://127.0.0.1:{free_port()}/v1"}}
   - model_name: other
     litellm_params: {{model: openai/other, api_key: sk-up-other, api_base: "{up.url}/v1"}}
+  - model_name: "wild/*"
+    litellm_params: {{model: "openai/*", api_key: sk-up-wild, api_base: "{up.url}/v1"}}
 general_settings:
   master_key: {MASTER}
   max_request_size_mb: {size_mb}
 {extra}"""
 
 
-def generate_key(url: str, models: list[str]) -> str:
-    req = urllib.request.Request(f"{url}/key/generate", method="POST", data=json.dumps({"models": models}).encode(),
+def admin_post(url: str, path: str, body: dict[str, object]) -> dict[str, object]:
+    req = urllib.request.Request(f"{url}{path}", method="POST", data=json.dumps(body).encode(),
                                  headers={"authorization": f"Bearer {MASTER}", "content-type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:
-        return str(json.loads(r.read())["key"])
+        out: dict[str, object] = json.loads(r.read())
+        return out
+
+
+def generate_key(url: str, models: list[str], **fields: object) -> str:
+    return str(admin_post(url, "/key/generate", {"models": models, **fields})["key"])
 
 
 @dataclass
@@ -262,3 +269,28 @@ def test_calls_reach_spend_logs(stack: Stack) -> None:
     assert created["call_type"] == "acreate_file" and created["spend"] == 0
     assert created["model_group"] == "gpt-files" and created["status"] == "success"
     assert refused["call_type"] == "afile_retrieve" and refused["status"] == "failure"
+
+
+def test_team_members_share_objects(stack: Stack) -> None:
+    url = stack.gw.url
+    admin_post(url, "/team/new", {"team_id": "team-files"})
+    t1, t2 = (_client(url, generate_key(url, ["gpt-files"], team_id="team-files")) for _ in range(2))
+    with t1, t2:
+        f = t1.files.create(file=("team.jsonl", BATCH_LINE), purpose="batch", extra_body={"model": "gpt-files"})
+        assert t2.files.retrieve(f.id).id == f.id and f.id in [x.id for x in t2.files.list()]
+        with pytest.raises(openai.NotFoundError):
+            stack.a.files.retrieve(f.id)
+
+
+def test_large_content_streams_back(stack: Stack) -> None:
+    data = os.urandom(6 * 1024 * 1024)
+    f = stack.a.files.create(file=("blob.bin", data), purpose="user_data", extra_body={"model": "gpt-files"})
+    with stack.a.files.with_streaming_response.content(f.id) as resp:
+        got = b"".join(resp.iter_bytes())
+    assert got == data
+
+
+def test_wildcard_groups_hold_no_files(stack: Stack) -> None:
+    with pytest.raises(openai.BadRequestError) as ei:
+        stack.master.files.create(file=("w.jsonl", BATCH_LINE), purpose="batch", extra_body={"model": "wild/gpt-x"})
+    assert ei.value.param == "model"  # type: ignore[attr-defined]

@@ -40,7 +40,7 @@ from relaygate.files.choose import Where, by_id, choose, headers_for, segment, u
 from relaygate.files.upload import Preamble, Upload
 from relaygate.frontends.multipart import boundary_of
 from relaygate.http.body import ClientGone, declared_length, next_message, read_body, too_large
-from relaygate.http.respond import send_error, send_json
+from relaygate.http.respond import DisconnectWatch, send_error, send_json
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
 from relaygate.logs import fail_log
@@ -224,6 +224,8 @@ class FilesApi:
                 return
             except ClientGone:
                 self._finish(call, 499, Outcome.CLIENT_GONE)
+                if call.started:  # a download whose client left: nothing more to say
+                    return
                 raise
             except (OSError, ConnectionError) as exc:
                 if self.gw.store is None:
@@ -287,7 +289,8 @@ class FilesApi:
         purpose = pre.fields.get("purpose", "")
         if purpose not in PURPOSES:
             raise errors.BadRequest(f"Invalid purpose: {purpose[:64]!r}. Must be one of: {sorted(PURPOSES)}"
-                                    if purpose else "purpose: form field required", param="purpose")
+                                    if purpose else "purpose: form field required (before the file part)",
+                                    param="purpose")
         target = choose(rt.router, who, Where.read(params.get("provider"), scope["headers"], _query(scope),
                                                    pre.fields))
         self._use(call, target)
@@ -339,27 +342,30 @@ class FilesApi:
     async def content(self, call: Call, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         await self._who(call, scope)
         ref, _row, target = await self._locate(call, "file", params["file_id"], "file_id")
+        await read_body(receive, self.gw.runtime.body_limits)  # a GET's (empty) body: then receive() waits
         resp = await self._send(call, UpstreamRequest(
             "GET", url_for(target, f"/files/{segment(ref.upstream_id)}/content"), headers_for(target)), stream=True)
+        watch = DisconnectWatch(receive)  # a client that leaves stops the download from the upstream
         try:
             headers = [*call.headers, (b"content-type", resp.header(b"content-type") or b"application/octet-stream")]
             for name in (b"content-length", b"content-disposition"):
                 value = resp.header(name)
                 if value is not None and b"\r" not in value and b"\n" not in value:
                     headers.append((name, value))
-            first = True
+            call.started = True
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
             async for chunk in resp:
-                if first:
-                    call.started = True
-                    await send({"type": "http.response.start", "status": 200, "headers": headers})
-                    first = False
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if first:
-                call.started = True
-                await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not watch.gone or task is None:
+                raise
+            task.uncancel()
+            raise ClientGone() from None
         finally:
+            watch.stop()
             await resp.aclose()
 
     # -- batches --------------------------------------------------------------------------------------

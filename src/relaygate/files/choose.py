@@ -83,11 +83,11 @@ def choose(router: Router, who: Principal, where: Where, rng: random.Random | No
             model = key.aliases.get(model, model)
         group = router.resolve(model, "/files")
         who.check_model(model)
-        targets = _eligible(group)
+        targets = [t for t in _eligible(group) if by_id(router, t.dep.id) is t]  # wildcards: no stable id
         if not targets:
             raise errors.BadRequest(
-                f"model={where.model} has no openai or azure deployment: files and batches are relayed to OpenAI "
-                "and Azure OpenAI deployments only", param="model")
+                f"model={where.model} has no openai or azure deployment listed by name in model_list: files and "
+                "batches are relayed to OpenAI and Azure OpenAI deployments only", param="model")
         return (rng or _RNG).choice(targets) if len(targets) > 1 else targets[0]
     provider = where.provider or "openai"
     if provider not in FILE_PROVIDERS:
