@@ -50,8 +50,9 @@ NATIVE_RESPONSE = {
               "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 25}}
 
 
-def native_events() -> bytes:
-    r = {**NATIVE_RESPONSE, "status": "in_progress", "output": [], "usage": None}
+def native_events(rid: str = "resp_native1", prev: str | None = None) -> bytes:
+    final = {**NATIVE_RESPONSE, "id": rid, "previous_response_id": prev}
+    r = {**final, "status": "in_progress", "output": [], "usage": None}
     item = NATIVE_RESPONSE["output"][0]  # type: ignore[index]
     evs = [("response.created", {"response": r}),
            ("response.output_item.added", {"output_index": 0, "item": {**item, "content": [],
@@ -61,7 +62,7 @@ def native_events() -> bytes:
            ("response.output_text.delta", {"output_index": 0, "item_id": "msg_n1", "content_index": 0,
                                            "delta": "native says hi", "logprobs": []}),
            ("response.output_item.done", {"output_index": 0, "item": item}),
-           ("response.completed", {"response": NATIVE_RESPONSE})]
+           ("response.completed", {"response": final})]
     return b"".join(b"event: %s\ndata: %s\n\n" % (k.encode(), orjson.dumps({"type": k, "sequence_number": i, **v}))
                     for i, (k, v) in enumerate(evs))
 
@@ -117,6 +118,12 @@ class Upstream:
         self.seen: list[tuple[str, dict[str, Any]]] = []
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path with query, headers)
         self.url = ""
+        self.native_ids = 0
+
+    def native_id(self) -> str:
+        """A new id for a response of the native path (``resp_native1``, ``resp_native2`` ...)."""
+        self.native_ids += 1
+        return f"resp_native{self.native_ids}"
 
     def bodies(self, path: str) -> list[dict[str, Any]]:
         return [b for p, b in self.seen if p.endswith(path)]
@@ -141,15 +148,18 @@ def _handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
             if path.endswith("/cancel"):
                 self._json(orjson.dumps({**NATIVE_RESPONSE, "status": "cancelled", "background": True}))
             elif path.endswith("/responses"):
+                rid = up.native_id()
                 if body.get("background"):
-                    self._json(orjson.dumps({**NATIVE_RESPONSE, "status": "queued", "output": [], "usage": None,
-                                             "background": True}))
+                    self._json(orjson.dumps({**NATIVE_RESPONSE, "id": rid, "status": "queued", "output": [],
+                                             "usage": None, "background": True}))
                     return
                 if body.get("stream"):
-                    frames = [f + b"\n\n" for f in native_events().split(b"\n\n") if f]
+                    events = native_events(rid, body.get("previous_response_id"))
+                    frames = [f + b"\n\n" for f in events.split(b"\n\n") if f]
                     self._sse(frames[:3] if s.cut else frames, cut=s.cut)
                 else:
-                    self._json(orjson.dumps(NATIVE_RESPONSE))
+                    self._json(orjson.dumps({**NATIVE_RESPONSE, "id": rid,
+                                             "previous_response_id": body.get("previous_response_id")}))
             elif path.endswith("/chat/completions"):
                 if body.get("stream"):
                     frames = chat_frames(s)
@@ -162,7 +172,8 @@ def _handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             up.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
             if "/responses/" in self.path:
-                self._json(orjson.dumps({**NATIVE_RESPONSE, "background": True}))
+                rid = self.path.split("?")[0].rsplit("/", 1)[-1]
+                self._json(orjson.dumps({**NATIVE_RESPONSE, "id": rid, "background": True}))
             else:
                 self._json(b'{"error": {"message": "no such path"}}', 404)
 

@@ -239,6 +239,10 @@ class _ToResponses(WrappedTranslator):
                 on_final(final)
         return out
 
+    def first(self, chunk: bytes) -> bytes:
+        """The first frame (the inner translator's, already translated by it): a short answer may be whole."""
+        return self._ended(self.out.feed(chunk))
+
     def feed(self, data: bytes) -> bytes:
         try:
             chunk = self.inner.feed(data)
@@ -476,7 +480,7 @@ class Responses(Frontend):
                 start = await inner(target)
                 on_final = (lambda obj: state.keep(ex, target, obj)) if state.store else None
                 tr = _ToResponses(start.translator, ra.ResponsesStream(model, state.created, state.echo), on_final)
-                return StreamStart(_guarded(start.chunks, tr), tr, tr.out.feed(start.first), start.headers,
+                return StreamStart(_guarded(start.chunks, tr), tr, tr.first(start.first), start.headers,
                                    start.close)
             t = time.perf_counter()
             try:
