@@ -9,7 +9,9 @@ its chat answer translated back: a body with :func:`chat_to_response`, a stream 
     per output item (reasoning, message, function_call ...):
         response.output_item.added
         reasoning: response.content_part.added, response.reasoning_text.delta*, .reasoning_text.done,
-                   response.content_part.done
+                   response.content_part.done; when the request asked for a ``reasoning.summary``:
+                   response.reasoning_summary_part.added, response.reasoning_summary_text.delta*,
+                   .reasoning_summary_text.done, response.reasoning_summary_part.done
         message:   response.content_part.added, response.output_text.delta*, response.output_text.done,
                    response.content_part.done
         function_call: response.function_call_arguments.delta*, response.function_call_arguments.done
@@ -22,6 +24,11 @@ delta arrives (one reasoning item, one message item, one function_call item per 
 stream ends; ``response.completed`` is held back until the upstream's usage chunk (the IO shell asks for
 it with ``stream_options.include_usage``) or the end of the stream, so it carries the real token counts.
 
+The model's reasoning (a chat answer's ``reasoning_content``: Claude's thinking, Gemini's thoughts) becomes
+one reasoning item: its ``summary`` text when the request asked for a summary (``reasoning.summary``:
+``auto``, ``concise``, ``detailed``), as OpenAI's reasoning models answer, else its ``reasoning_text``
+content, as open-weight reasoning models do. ``reasoning.effort`` becomes chat's ``reasoning_effort``, which
+the target's parameter rules map (Anthropic: ``thinking`` with LiteLLM's budgets, 1024 / 2048 / 4096 tokens).
 The echo of the request (``instructions``, ``tools``, ``tool_choice``, ``text`` ...) that every Response
 object carries is built once per request (:func:`echo`). Conversation state (``previous_response_id``) is
 not served yet: such a request is a 400. Nothing here does IO.
@@ -350,7 +357,15 @@ def response_object(rid: str, created: int, model: str, ech: dict[str, Any], sta
             "model": model, "output": output, **ech, "usage": usage}
 
 
-def _reasoning_item(iid: str, text: str, status: str) -> dict[str, Any]:
+def summarized(ech: dict[str, Any]) -> bool:
+    """Whether the request asked for a reasoning summary (the echo's ``reasoning.summary``)."""
+    return bool(_obj(ech.get("reasoning")).get("summary"))
+
+
+def _reasoning_item(iid: str, text: str, status: str, summary: bool = False) -> dict[str, Any]:
+    if summary:
+        return {"id": iid, "type": "reasoning", "summary": [{"type": "summary_text", "text": text}],
+                "status": status}
     return {"id": iid, "type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": text}],
             "status": status}
 
@@ -380,7 +395,7 @@ def _chat_to_response(body: bytes, model: str, created: int, ech: dict[str, Any]
     msg = ch.get("message") or {}
     output: list[dict[str, Any]] = []
     if msg.get("reasoning_content"):
-        output.append(_reasoning_item(new_id("rs_"), str(msg["reasoning_content"]), "completed"))
+        output.append(_reasoning_item(new_id("rs_"), str(msg["reasoning_content"]), "completed", summarized(ech)))
     text = msg.get("content")
     if isinstance(text, list):
         text = cv.text_of(text)
@@ -439,10 +454,10 @@ class _Item:
         self.call_id = call_id
         self.name = name
 
-    def done(self) -> dict[str, Any]:
+    def done(self, summary: bool) -> dict[str, Any]:
         text = "".join(self.parts)
         if self.kind == "reasoning":
-            return _reasoning_item(self.id, text, "completed")
+            return _reasoning_item(self.id, text, "completed", summary)
         if self.kind == "message":
             return _message_item(self.id, text, "completed")
         return _call_item(self.id, self.call_id, self.name, text, "completed")
@@ -461,13 +476,14 @@ class ResponsesStream:
     """
 
     __slots__ = ("_buf", "_created", "_echo", "_items", "_message", "_reasoning", "_seq", "_started", "_status",
-                 "_tools", "_usage", "done", "id", "model")
+                 "_summary", "_tools", "_usage", "done", "id", "model")
 
     def __init__(self, model: str, created: int, ech: dict[str, Any]) -> None:
         self.model = model
         self.id = new_id("resp_")
         self._created = created
         self._echo = ech
+        self._summary = summarized(ech)
         self._buf = b""
         self._seq = 0
         self._started = False
@@ -544,7 +560,11 @@ class ResponsesStream:
         else:
             added = _call_item(item.id, call_id, name, "", "in_progress")
         self._ev(out, "response.output_item.added", {"output_index": item.index, "item": added})
-        if kind == "reasoning":
+        if kind == "reasoning" and self._summary:
+            self._ev(out, "response.reasoning_summary_part.added", {
+                "item_id": item.id, "output_index": item.index, "summary_index": 0,
+                "part": {"type": "summary_text", "text": ""}})
+        elif kind == "reasoning":
             self._ev(out, "response.content_part.added", {"item_id": item.id, "output_index": item.index,
                                                           "content_index": 0,
                                                           "part": {"type": "reasoning_text", "text": ""}})
@@ -576,9 +596,14 @@ class ResponsesStream:
                     item = self._reasoning or self._open(out, "reasoning", "rs_")
                     self._reasoning = item
                     item.parts.append(d.reasoning_content)
-                    self._ev(out, "response.reasoning_text.delta", {"item_id": item.id, "output_index": item.index,
-                                                                    "content_index": 0,
-                                                                    "delta": d.reasoning_content})
+                    if self._summary:
+                        self._ev(out, "response.reasoning_summary_text.delta", {
+                            "item_id": item.id, "output_index": item.index, "summary_index": 0,
+                            "delta": d.reasoning_content})
+                    else:
+                        self._ev(out, "response.reasoning_text.delta", {
+                            "item_id": item.id, "output_index": item.index, "content_index": 0,
+                            "delta": d.reasoning_content})
                 if d.content:
                     item = self._message or self._open(out, "message", "msg_")
                     self._message = item
@@ -607,8 +632,12 @@ class ResponsesStream:
         for item in self._items:
             where = {"item_id": item.id, "output_index": item.index}
             text = "".join(item.parts)
-            done = item.done()
-            if item.kind == "reasoning":
+            done = item.done(self._summary)
+            if item.kind == "reasoning" and self._summary:
+                self._ev(out, "response.reasoning_summary_text.done", {**where, "summary_index": 0, "text": text})
+                self._ev(out, "response.reasoning_summary_part.done", {**where, "summary_index": 0,
+                                                                       "part": done["summary"][0]})
+            elif item.kind == "reasoning":
                 self._ev(out, "response.reasoning_text.done", {**where, "content_index": 0, "text": text})
                 self._ev(out, "response.content_part.done", {**where, "content_index": 0,
                                                              "part": done["content"][0]})
