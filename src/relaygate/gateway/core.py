@@ -155,6 +155,9 @@ class Gateway:
         from relaygate.files import add_routes as add_files_routes  # /v1/files, /v1/batches
 
         self.files = add_files_routes(t, self)
+        from relaygate.passthrough import add_routes as add_pass_through_routes  # /anthropic/*, /openai/* ...
+
+        add_pass_through_routes(t, self)
         return t
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
