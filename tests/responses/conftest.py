@@ -182,7 +182,10 @@ def _handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):  # the gateway gave up on it (a cancelled response)
+                self.close_connection = True
 
         def _sse(self, frames: list[bytes], cut: bool) -> None:
             self.send_response(200)
