@@ -95,7 +95,11 @@ class Ask:
 @dataclass
 class Answer:
     text: str | None = None
-    call: tuple[str, dict[str, Any]] | None = None  # (name, arguments)
+    call: tuple[str, dict[str, Any]] | None = None  # (name, arguments), after the text when both are set
+
+
+PREAMBLE = "Let me look that up."
+"""The text the mocks send before a tool call when the prompt asks them to explain."""
 
 
 def reply_text(prompt: str, turn: int = 1) -> str:
@@ -138,7 +142,7 @@ def decide(ask: Ask) -> Answer:
         return Answer(call=(ask.forced, sample(ask.tools.get(ask.forced) or {})))
     if ask.tools and "weather" in ask.prompt.lower():
         name, schema = next(iter(ask.tools.items()))
-        return Answer(call=(name, sample(schema)))
+        return Answer(text=PREAMBLE if "explain" in ask.prompt.lower() else None, call=(name, sample(schema)))
     if ask.schema is not None:
         return Answer(text=json.dumps(sample(ask.schema)))
     return Answer(text=reply_text(ask.prompt, ask.user_turns))
@@ -329,40 +333,44 @@ def _oa_usage() -> dict[str, Any]:
             "total_tokens": u["input_tokens"] + u["output_tokens"]}
 
 
-def _oa_item(ans: Answer) -> dict[str, Any]:
+def _oa_output(ans: Answer) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if ans.text is not None:
+        out.append({"id": "msg_" + _hex(), "type": "message", "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": ans.text}]})
     if ans.call is not None:
-        return {"id": "fc_" + _hex(), "type": "function_call", "status": "completed",
-                "arguments": json.dumps(ans.call[1]), "call_id": "call_" + _hex(12), "name": ans.call[0]}
-    return {"id": "msg_" + _hex(), "type": "message", "status": "completed", "role": "assistant",
-            "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": ans.text}]}
+        out.append({"id": "fc_" + _hex(), "type": "function_call", "status": "completed",
+                    "arguments": json.dumps(ans.call[1]), "call_id": "call_" + _hex(12), "name": ans.call[0]})
+    return out
 
 
-def _oa_events(resp: dict[str, Any], item: dict[str, Any]) -> list[bytes]:
+def _oa_events(resp: dict[str, Any], output: list[dict[str, Any]]) -> list[bytes]:
     started = {**resp, "status": "in_progress", "output": [], "usage": None}
     evs: list[tuple[str, dict[str, Any]]] = [("response.created", {"response": started}),
                                              ("response.in_progress", {"response": started})]
-    where = {"item_id": item["id"], "output_index": 0}
-    if item["type"] == "message":
-        text = item["content"][0]["text"]
-        part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
-        evs += [("response.output_item.added", {"output_index": 0, "item": {**item, "status": "in_progress",
-                                                                            "content": []}}),
-                ("response.content_part.added", {**where, "content_index": 0, "part": part})]
-        evs += [("response.output_text.delta", {**where, "content_index": 0, "delta": p, "logprobs": [],
-                                                "obfuscation": _hex(3)}) for p in pieces(text)]
-        evs += [("response.output_text.done", {**where, "content_index": 0, "text": text, "logprobs": []}),
-                ("response.content_part.done", {**where, "content_index": 0, "part": {**part, "text": text}})]
-    else:
-        args = item["arguments"]
-        evs += [("response.output_item.added", {"output_index": 0, "item": {**item, "status": "in_progress",
-                                                                            "arguments": ""}}),
-                ("response.function_call_arguments.delta", {**where, "delta": args[: len(args) // 2],
-                                                            "obfuscation": _hex(3)}),
-                ("response.function_call_arguments.delta", {**where, "delta": args[len(args) // 2:],
-                                                            "obfuscation": _hex(3)}),
-                ("response.function_call_arguments.done", {**where, "arguments": args})]
-    evs += [("response.output_item.done", {"output_index": 0, "item": item}),
-            ("response.completed", {"response": resp})]
+    for n, item in enumerate(output):
+        where = {"item_id": item["id"], "output_index": n}
+        if item["type"] == "message":
+            text = item["content"][0]["text"]
+            part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+            evs += [("response.output_item.added", {"output_index": n, "item": {**item, "status": "in_progress",
+                                                                                "content": []}}),
+                    ("response.content_part.added", {**where, "content_index": 0, "part": part})]
+            evs += [("response.output_text.delta", {**where, "content_index": 0, "delta": p, "logprobs": [],
+                                                    "obfuscation": _hex(3)}) for p in pieces(text)]
+            evs += [("response.output_text.done", {**where, "content_index": 0, "text": text, "logprobs": []}),
+                    ("response.content_part.done", {**where, "content_index": 0, "part": {**part, "text": text}})]
+        else:
+            args = item["arguments"]
+            evs += [("response.output_item.added", {"output_index": n, "item": {**item, "status": "in_progress",
+                                                                                "arguments": ""}}),
+                    ("response.function_call_arguments.delta", {**where, "delta": args[: len(args) // 2],
+                                                                "obfuscation": _hex(3)}),
+                    ("response.function_call_arguments.delta", {**where, "delta": args[len(args) // 2:],
+                                                                "obfuscation": _hex(3)}),
+                    ("response.function_call_arguments.done", {**where, "arguments": args})]
+        evs.append(("response.output_item.done", {"output_index": n, "item": item}))
+    evs.append(("response.completed", {"response": resp}))
     return [f"event: {k}\ndata: {json.dumps({'type': k, 'sequence_number': i, **v})}\n\n".encode()
             for i, (k, v) in enumerate(evs)]
 
@@ -373,14 +381,15 @@ def openai_answer(mock: Mock, rec: Received) -> tuple[dict[str, Any] | list[byte
     ask, items = _oa_ask(mock, body)
     rec.ask = ask
     ans = decide(ask)
-    item = _oa_item(ans)
-    resp = _oa_response(body, "resp_" + _hex(), "completed", [item], _oa_usage())
-    rec.answer = {"id": resp["id"], "item_id": item["id"], "call_id": item.get("call_id"), "text": ans.text,
-                  "call": ans.call}
+    output = _oa_output(ans)
+    resp = _oa_response(body, "resp_" + _hex(), "completed", output, _oa_usage())
+    calls = [o for o in output if o["type"] == "function_call"]
+    rec.answer = {"id": resp["id"], "item_ids": [o["id"] for o in output],
+                  "call_id": calls[0]["call_id"] if calls else None, "text": ans.text, "call": ans.call}
     if body.get("store", True):
         with mock.lock:
-            mock.stored[resp["id"]] = {"input": items, "output": [item], "response": resp}
-    return (_oa_events(resp, item) if ask.stream else resp), resp["id"]
+            mock.stored[resp["id"]] = {"input": items, "output": output, "response": resp}
+    return (_oa_events(resp, output) if ask.stream else resp), resp["id"]
 
 
 # ----------------------------------------------------------------------------------------- Anthropic
@@ -473,35 +482,36 @@ def anthropic_answer(rec: Received) -> dict[str, Any] | list[bytes]:
     ans = decide(ask)
     u = USAGE["anthropic"]
     mid = "msg_01" + _hex(11)
+    blocks: list[dict[str, Any]] = []
+    if ans.text is not None:
+        blocks.append({"type": "text", "text": ans.text})
     if ans.call is not None:
-        block: dict[str, Any] = {"type": "tool_use", "id": "toolu_01" + _hex(11), "name": ans.call[0],
-                                 "input": ans.call[1]}
-        stop = "tool_use"
-    else:
-        block = {"type": "text", "text": ans.text}
-        stop = "end_turn"
-    rec.answer = {"id": mid, "call_id": block.get("id"), "text": ans.text, "call": ans.call}
+        blocks.append({"type": "tool_use", "id": "toolu_01" + _hex(11), "name": ans.call[0], "input": ans.call[1]})
+    stop = "tool_use" if ans.call is not None else "end_turn"
+    rec.answer = {"id": mid, "call_id": blocks[-1].get("id"), "text": ans.text, "call": ans.call}
     usage = {"input_tokens": u["input_tokens"], "cache_creation_input_tokens": 0,
              "cache_read_input_tokens": u["cache_read_input_tokens"], "output_tokens": u["output_tokens"],
              "service_tier": "standard"}
     msg = {"id": mid, "type": "message", "role": "assistant", "model": UPSTREAM_MODELS["anthropic"],
-           "content": [block], "stop_reason": stop, "stop_sequence": None, "usage": usage}
+           "content": blocks, "stop_reason": stop, "stop_sequence": None, "usage": usage}
     if not ask.stream:
         return msg
     evs: list[tuple[str, dict[str, Any]]] = [
-        ("message_start", {"message": {**msg, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}}),
-        ("content_block_start", {"index": 0, "content_block": {**block, "input": {}} if ans.call else
-                                 {"type": "text", "text": ""}}),
+        ("message_start", {"message": {**msg, "content": [], "stop_reason": None,
+                                       "usage": {**usage, "output_tokens": 1}}}),
         ("ping", {})]
-    if ans.call is not None:
-        args = json.dumps(ans.call[1])
-        evs += [("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta", "partial_json": p}})
-                for p in ("", args[: len(args) // 2], args[len(args) // 2:])]
-    else:
-        evs += [("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": p}})
-                for p in pieces(ans.text or "")]
-    evs += [("content_block_stop", {"index": 0}),
-            ("message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None},
+    for n, block in enumerate(blocks):
+        if block["type"] == "tool_use":
+            args = json.dumps(block["input"])
+            evs.append(("content_block_start", {"index": n, "content_block": {**block, "input": {}}}))
+            evs += [("content_block_delta", {"index": n, "delta": {"type": "input_json_delta", "partial_json": p}})
+                    for p in ("", args[: len(args) // 2], args[len(args) // 2:])]
+        else:
+            evs.append(("content_block_start", {"index": n, "content_block": {"type": "text", "text": ""}}))
+            evs += [("content_block_delta", {"index": n, "delta": {"type": "text_delta", "text": p}})
+                    for p in pieces(block["text"])]
+        evs.append(("content_block_stop", {"index": n}))
+    evs += [("message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None},
                                "usage": {"output_tokens": u["output_tokens"]}}),
             ("message_stop", {})]
     return [f"event: {k}\ndata: {json.dumps({'type': k, **v})}\n\n".encode() for k, v in evs]
@@ -620,19 +630,16 @@ def gemini_answer(rec: Received) -> dict[str, Any] | list[bytes]:
             cand["finishReason"] = "STOP"
         return {"candidates": [cand], "usageMetadata": usage_now, "modelVersion": model, "responseId": rid}
 
-    if ans.call is not None:
-        parts = [{"functionCall": {"name": ans.call[0], "args": ans.call[1]}, "thoughtSignature": "c2ln" + _hex(6)}]
-        if not ask.stream:
-            return chunk(parts, True, usage)
-        return [b"data: " + json.dumps(chunk(parts, True, usage)).encode() + b"\r\n\r\n"]
+    call: list[dict[str, Any]] = [] if ans.call is None else [
+        {"functionCall": {"name": ans.call[0], "args": ans.call[1]}, "thoughtSignature": "c2ln" + _hex(6)}]
     if not ask.stream:
-        return chunk([{"text": ans.text}], True, usage)
-    texts = pieces(ans.text or "")
+        return chunk(([] if ans.text is None else [{"text": ans.text}]) + call, True, usage)
+    parts = ([] if ans.text is None else [{"text": p} for p in pieces(ans.text)]) + call
     running = {"promptTokenCount": u["promptTokenCount"], "totalTokenCount": u["promptTokenCount"],
                "promptTokensDetails": usage["promptTokensDetails"]}
-    return [b"data: " + json.dumps(chunk([{"text": t}], i == len(texts) - 1,
-                                         usage if i == len(texts) - 1 else running)).encode() + b"\r\n\r\n"
-            for i, t in enumerate(texts)]
+    last = len(parts) - 1
+    return [b"data: " + json.dumps(chunk([p], i == last, usage if i == last else running)).encode() + b"\r\n\r\n"
+            for i, p in enumerate(parts)]
 
 
 # ----------------------------------------------------------------------------------------- the server
@@ -808,6 +815,10 @@ def check_tool_result(rec: Received, provider: str, call_id: str, output: str) -
             {"role": "user", "parts": [{"functionResponse": {"name": "get_weather",
                                                              "response": {"content": output}}}]}]
 
+
+STATE_MISSING = ("conversation state is not in the gateway yet: POST /v1/responses answers previous_response_id "
+                 "with a 400 (providers/responses_api.py validate), GET / DELETE /v1/responses/{id} are 404")
+"""Why the conversation-state tests are skipped (until the gateway stores responses)."""
 
 MODELS = {"openai": "rg-openai", "anthropic": "rg-claude", "gemini": "rg-gemini"}
 """Each deployment's model group (its name differs from the upstream's model, which the gateway must swap)."""

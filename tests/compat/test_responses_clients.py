@@ -24,6 +24,7 @@ import pytest
 from tests.compat.responses_mocks import (
     MODELS,
     PROVIDERS,
+    STATE_MISSING,
     Mock,
     Received,
     check_route,
@@ -154,10 +155,6 @@ def test_stream_events_and_final_response(client: openai.OpenAI, mock: Mock, pro
 def _conversation(rec: Received) -> list[tuple[str, str]]:
     assert rec.ask is not None
     return [(t.role, t.text) for t in rec.ask.turns]
-
-
-STATE_MISSING = ("conversation state is not in the gateway yet: POST /v1/responses answers previous_response_id "
-                 "with a 400 (providers/responses_api.py validate), GET / DELETE /v1/responses/{id} are 404")
 
 
 @pytest.mark.skip(reason=STATE_MISSING)

@@ -72,6 +72,27 @@ const cases = {
     return { text: await r.text, finishReason: await r.finishReason, executed: [...executed], parts,
              steps: (await r.steps).map(stepOf), totalUsage: await r.totalUsage };
   },
+  async tools_preamble(model, prompt) {
+    // the model writes a line before its tool call: with `store` left on (the SDK's default), the next step
+    // refers to that text by its item id (`item_reference`) instead of repeating it
+    executed.length = 0;
+    const r = await generateText({ model: openai(model), prompt, tools: { get_weather: weather },
+                                   stopWhen: stepCountIs(3), maxRetries: 0 });
+    return { text: r.text, finishReason: r.finishReason, executed: [...executed], steps: r.steps.map(stepOf),
+             totalUsage: r.totalUsage };
+  },
+  async conversation(model, prompt) {
+    // three turns chained by providerOptions.openai.previousResponseId (the conversation held by the gateway)
+    const turns = [];
+    let previousResponseId;
+    for (const n of [1, 2, 3]) {
+      const r = await generateText({ model: openai(model), prompt: `${prompt} #${n}`, maxRetries: 0,
+                                     providerOptions: { openai: { previousResponseId } } });
+      previousResponseId = r.providerMetadata.openai.responseId;
+      turns.push({ text: r.text, responseId: previousResponseId, usage: r.usage });
+    }
+    return { turns };
+  },
 };
 
 const PROMPTS = {
@@ -79,6 +100,8 @@ const PROMPTS = {
   stream: "stream words to the ai sdk",
   tools: "What is the weather in Paris? (ai sdk tools)",
   tools_stream: "What is the weather in Paris? (ai sdk streamed tools)",
+  tools_preamble: "Explain the weather in Paris? (ai sdk tools with a preamble)",
+  conversation: "a chat of three turns with the ai sdk",
 };
 
 const out = {};
