@@ -22,6 +22,8 @@ pytestmark = pytest.mark.e2e
 
 MASTER = "sk-files-master"
 BATCH_LINE = b'{"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "gpt-files"}}\n'
+SENT_LINE = b'{"custom_id":"r1","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini"}}\n'
+"""``BATCH_LINE`` as the openai deployment gets it: the group's name replaced by the deployment's model."""
 
 
 def config(up: Upstream, *, extra: str = "", size_mb: int = 64) -> str:
@@ -85,14 +87,14 @@ def stack() -> Iterator[Stack]:
 def test_files_crud_and_ownership(stack: Stack) -> None:
     a, b = stack.a, stack.b
     f = a.files.create(file=("data.jsonl", BATCH_LINE), purpose="batch", extra_body={"model": "gpt-files"})
-    assert f.id.startswith("file-") and f.filename == "data.jsonl" and f.bytes == len(BATCH_LINE)
+    assert f.id.startswith("file-") and f.filename == "data.jsonl" and f.bytes == len(SENT_LINE)
     sent = stack.up.last("POST", "/v1/files")
     assert sent.fields == ["purpose", "file"]  # the routing field never reaches the upstream
     assert sent.headers["authorization"] == "Bearer sk-up-openai"
     upstream_id = next(iter(stack.up.files))
     assert upstream_id not in f.id
     assert a.files.retrieve(f.id).id == f.id
-    assert a.files.content(f.id).read() == BATCH_LINE
+    assert a.files.content(f.id).read() == SENT_LINE
     assert f.id in [x.id for x in a.files.list()]
     assert f.id in [x.id for x in stack.master.files.list()]
     assert f.id not in [x.id for x in b.files.list()]
@@ -131,14 +133,16 @@ def test_batch_input_mapping_and_outputs(stack: Stack) -> None:
 
 def test_azure_deployment(stack: Stack) -> None:
     a = stack.a
-    f = a.files.create(file=("az.jsonl", BATCH_LINE), purpose="batch", extra_headers={"x-litellm-model": "azure-files"})
+    az_line = BATCH_LINE.replace(b"gpt-files", b"azure-files")
+    f = a.files.create(file=("az.jsonl", az_line), purpose="batch", extra_headers={"x-litellm-model": "azure-files"})
     sent = stack.up.last("POST", "/openai/files")
     assert sent.path == "/openai/files?api-version=2024-10-21"
     assert sent.headers["api-key"] == "az-key" and "authorization" not in sent.headers
     batch = a.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
     assert stack.up.last("POST", "/openai/batches").path == "/openai/batches?api-version=2024-10-21"
     assert a.batches.retrieve(batch.id).input_file_id == f.id
-    assert a.files.content(f.id).read() == BATCH_LINE
+    assert a.files.content(f.id).read() == SENT_LINE.replace(b"gpt-4o-mini", b"my-deploy")  # the Azure deployment
+    assert "content-length" not in sent.headers and sent.headers["transfer-encoding"] == "chunked"
 
 
 def test_provider_forms(stack: Stack) -> None:
@@ -233,8 +237,9 @@ def test_request_over_the_body_limit_is_413() -> None:
 def test_without_a_store_files_pass_through() -> None:
     extra = "relaygate_settings:\n  embedded_database: false\n"
     with serve() as up, start_gateway(config(up, extra=extra)) as gw, _client(gw.url, MASTER) as c:
-        f = c.files.create(file=("n.jsonl", BATCH_LINE), purpose="batch", extra_body={"model": "gpt-files"})
+        f = c.files.create(file=("n.jsonl", BATCH_LINE), purpose="batch")  # the default provider's first deployment
         assert c.files.retrieve(f.id).id == f.id
+        assert c.files.content(f.id).read() == BATCH_LINE  # routed by provider: the lines are not the gateway's
         assert [x.id for x in c.files.list(extra_query={"model": "gpt-files"})] == [f.id]
         batch = c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
         assert [x.id for x in c.batches.list()] == [batch.id]

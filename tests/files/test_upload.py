@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relaygate.core import errors
-from relaygate.files.upload import Preamble, Upload
+from relaygate.files.upload import BatchLines, Preamble, Upload
 from relaygate.http.body import BodyLimits
 
 B = b"----b0undary"
@@ -109,3 +109,42 @@ def test_upstream_body_over_the_limit_is_413() -> None:
                     True)
     with pytest.raises(errors.PayloadTooLarge):
         asyncio.run(_collect(upload))
+
+
+LINES = (b'{"custom_id": "1", "body": {"model": "grp", "messages": []}}\n'
+         b'{"custom_id": "2", "body": {"model": "other"}}\r\n'
+         b'not json but "model" named\n'
+         b'{"custom_id": "3", "body": {"model": "alias"}}')
+TAIL = b"\r\n--" + B + b"--\r\n"
+EXPECTED = (b'{"custom_id":"1","body":{"model":"up-model","messages":[]}}\n'
+            b'{"custom_id": "2", "body": {"model": "other"}}\r\n'
+            b'not json but "model" named\n'
+            b'{"custom_id":"3","body":{"model":"up-model"}}' + TAIL)
+
+
+def rewrite(pieces: list[bytes], max_line: int = 1 << 20) -> tuple[bytes, int]:
+    lines = BatchLines(B, frozenset({"grp", "alias"}), "up-model", max_line)
+    out = b"".join(lines.feed(p) for p in pieces) + lines.close()
+    return out, lines.rewritten
+
+
+def test_batch_lines_whole_and_byte_by_byte() -> None:
+    data = LINES + TAIL
+    assert rewrite([data]) == (EXPECTED, 2)
+    assert rewrite([data[i:i + 1] for i in range(len(data))]) == (EXPECTED, 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=len(LINES) + len(TAIL)), max_size=10))
+def test_batch_lines_random_splits(cuts: list[int]) -> None:
+    data = LINES + TAIL
+    points = sorted(set(cuts))
+    assert rewrite([data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]) == (EXPECTED, 2)
+
+
+def test_batch_lines_long_line_and_after_the_delimiter_pass_unchanged() -> None:
+    long = b'{"body": {"model": "grp"}, "pad": "' + b"x" * 200 + b'"}\n'
+    after = b'--' + B + b'\r\nContent-Disposition: form-data; name="x"\r\n\r\n{"body": {"model": "grp"}}\n'
+    data = long + b"\r\n" + after
+    assert rewrite([data[:50], data[50:]], max_line=100) == (data, 0)
+    assert rewrite([data], max_line=1000)[1] == 1

@@ -37,7 +37,7 @@ from relaygate.core import errors
 from relaygate.core.errors import GatewayError
 from relaygate.files import ids
 from relaygate.files.choose import Where, by_id, choose, headers_for, segment, url_for
-from relaygate.files.upload import Preamble, Upload
+from relaygate.files.upload import BatchLines, Preamble, Upload
 from relaygate.frontends.multipart import boundary_of
 from relaygate.http.body import ClientGone, declared_length, next_message, read_body, too_large
 from relaygate.http.respond import DisconnectWatch, send_error, send_json
@@ -291,10 +291,15 @@ class FilesApi:
             raise errors.BadRequest(f"Invalid purpose: {purpose[:64]!r}. Must be one of: {sorted(PURPOSES)}"
                                     if purpose else "purpose: form field required (before the file part)",
                                     param="purpose")
-        target = choose(rt.router, who, Where.read(params.get("provider"), scope["headers"], _query(scope),
-                                                   pre.fields))
+        where = Where.read(params.get("provider"), scope["headers"], _query(scope), pre.fields)
+        target = choose(rt.router, who, where)
         self._use(call, target)
-        upload = Upload(pre, boundary, receive, limits, start, declared, more)
+        lines = None
+        if purpose == "batch" and where.model:  # the lines name the group: the deployment gets its own model
+            names = frozenset({where.model, target.dep.model_name})
+            if target.dep.upstream_model not in names:
+                lines = BatchLines(boundary, names, target.dep.upstream_model)
+        upload = Upload(pre, boundary, receive, limits, start, declared, more, lines)
         req = UpstreamRequest("POST", url_for(target, "/files"),
                               headers_for(target, f"multipart/form-data; boundary={boundary.decode('latin-1')}"),
                               upload.body(), upload.length)

@@ -12,6 +12,10 @@ piece as ``receive()`` hands them over (the transport writes each with flow cont
 the client, the gateway never holds the file). Routing fields never reach the upstream. The whole body is
 bounded by ``max_request_body_bytes`` while it streams (413), and by the body time and rate bounds (408).
 
+A batch input file routed by model group goes through :class:`BatchLines` on its way: each JSONL line whose
+``body.model`` names the group gets the deployment's own model (LiteLLM's managed batches do the same), one
+line held at a time; the body is then sent chunked, its length being unknown ahead.
+
 Invariants: what :class:`Preamble` finds does not depend on how the input was split (each search resumes
 where the previous one stopped, so each byte is looked at about once); it holds at most the bytes fed.
 """
@@ -21,11 +25,13 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 
+import orjson
+
 from relaygate.core import errors
 from relaygate.http.body import BodyLimits, next_message, too_large
 from relaygate.http.types import Receive
 
-__all__ = ["FORWARDED", "PREAMBLE_LIMIT", "Preamble", "Upload"]
+__all__ = ["FORWARDED", "PREAMBLE_LIMIT", "BatchLines", "Preamble", "Upload"]
 
 PREAMBLE_LIMIT = 1024 * 1024
 """How far into an upload the file part is looked for (and the most held before streaming)."""
@@ -41,8 +47,8 @@ _FILENAME = re.compile(rb'(?i)(?:^|;)\s*filename\*?=("([^"]*)"|[^;\s]+)')
 class Preamble:
     """The plain fields before the first file part of a multipart body fed in pieces."""
 
-    __slots__ = ("_buf", "_delim", "_from", "_limit", "_name", "_start", "_state", "fields", "file_start",
-                 "filename")
+    __slots__ = ("_buf", "_delim", "_from", "_limit", "_name", "_start", "_state", "content_start", "fields",
+                 "file_start", "filename")
 
     def __init__(self, boundary: bytes, limit: int = PREAMBLE_LIMIT) -> None:
         self._delim = b"--" + boundary
@@ -56,6 +62,8 @@ class Preamble:
         """Plain fields found before the file part (the last value of a repeated name)."""
         self.file_start: int | None = None
         """Offset of the file part's delimiter line in the fed bytes, once found."""
+        self.content_start = 0
+        """Offset of the file's first byte (after the part's headers), once found."""
         self.filename: str | None = None
 
     @property
@@ -113,7 +121,7 @@ class Preamble:
                         disposition = line.split(b":", 1)[1]
                 fname = _FILENAME.search(disposition)
                 if fname is not None:
-                    self.file_start = self._start
+                    self.file_start, self.content_start = self._start, i + 4
                     raw = fname.group(2) if fname.group(2) is not None else fname.group(1)
                     self.filename = raw.decode("utf-8", "replace")[:255]
                     self._state = _FILE
@@ -136,20 +144,99 @@ def field_part(boundary: bytes, name: str, value: str) -> bytes:
             + value.encode() + b"\r\n")
 
 
-class Upload:
-    """The upstream body of an upload: forwarded fields, then the client's bytes from the file part on."""
+class BatchLines:
+    """Rewrites the ``body.model`` of each JSONL line of a batch input file, as the file streams (sans-IO).
 
-    __slots__ = ("_head", "_limits", "_more", "_receive", "_start", "_used", "length", "received")
+    LiteLLM's managed batches let the lines name the model group (``"model": "gpt-4o-batch"``) and write the
+    deployment's own model into them; this does the same: a line whose ``body.model`` is one of ``names``
+    gets ``upstream``. Lines are held only until their newline, at most ``max_line`` bytes (a longer one
+    passes unchanged); every other line, and everything from the multipart delimiter that closes the file on,
+    passes byte for byte. Line endings (``\n``, ``\r\n``) are kept."""
+
+    __slots__ = ("_delim", "_done", "_line", "_names", "_passing", "_upstream", "max_line", "rewritten")
+
+    def __init__(self, boundary: bytes, names: frozenset[str], upstream: str, max_line: int = 16 << 20) -> None:
+        self._delim = b"--" + boundary
+        self._names = names
+        self._upstream = upstream
+        self._line = bytearray()
+        self._done = False
+        self._passing = False
+        self.max_line = max_line
+        self.rewritten = 0
+        """Lines whose model was rewritten."""
+
+    def feed(self, data: bytes) -> bytes:
+        if self._done:
+            return data
+        out = bytearray()
+        line = self._line
+        start = 0
+        while start < len(data):
+            nl = data.find(b"\n", start)
+            end = len(data) if nl < 0 else nl + 1
+            if self._passing:
+                out += data[start:end]
+                self._passing = nl < 0
+            else:
+                line += data[start:end]
+                if nl >= 0:
+                    if line.startswith(self._delim):
+                        out += line
+                        out += data[end:]
+                        line.clear()
+                        self._done = True
+                        return bytes(out)
+                    out += line if len(line) > self.max_line else self._rewrite(bytes(line))
+                    line.clear()
+                elif len(line) > self.max_line:
+                    out += line
+                    line.clear()
+                    self._passing = True
+            start = end
+        return bytes(out)
+
+    def close(self) -> bytes:
+        rest, self._line = bytes(self._line), bytearray()
+        return rest if self._done or rest.startswith(self._delim) else self._rewrite(rest)
+
+    def _rewrite(self, line: bytes) -> bytes:
+        if b'"model"' not in line:
+            return line
+        text = line.rstrip(b"\r\n")
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return line
+        body = obj.get("body") if isinstance(obj, dict) else None
+        if not isinstance(body, dict) or body.get("model") not in self._names:
+            return line
+        body["model"] = self._upstream
+        self.rewritten += 1
+        return orjson.dumps(obj) + line[len(text):]
+
+
+class Upload:
+    """The upstream body of an upload: forwarded fields, then the client's bytes from the file part on
+    (through ``lines`` when a batch file's models are rewritten)."""
+
+    __slots__ = ("_head", "_limits", "_lines", "_more", "_receive", "_start", "_used", "length", "received")
 
     def __init__(self, pre: Preamble, boundary: bytes, receive: Receive, limits: BodyLimits, start: float,
-                 declared: int | None, more: bool) -> None:
+                 declared: int | None, more: bool, lines: BatchLines | None = None) -> None:
         assert pre.file_start is not None
         lead = b"".join(field_part(boundary, n, pre.fields[n]) for n in FORWARDED if n in pre.fields)
-        self._head = lead + bytes(pre.buffered[pre.file_start:])
-        self.received = len(pre.buffered)
+        buffered = pre.buffered
+        if lines is None:
+            self._head = lead + bytes(buffered[pre.file_start:])
+        else:
+            self._head = (lead + bytes(buffered[pre.file_start:pre.content_start])
+                          + lines.feed(bytes(buffered[pre.content_start:])))
+        self._lines = lines
+        self.received = len(buffered)
         """Bytes of the client's body read so far (what the size bound counts)."""
-        self.length = None if declared is None else declared - self.received + len(self._head)
-        """The upstream body's exact size when the client declared its own (else it goes chunked)."""
+        self.length = None if declared is None or lines is not None else declared - self.received + len(self._head)
+        """The upstream body's exact size when known ahead (else it goes chunked)."""
         self._receive = receive
         self._limits = limits
         self._start = start
@@ -163,7 +250,7 @@ class Upload:
         self._used = True
         head, self._head = self._head, b""
         yield head
-        limits, limit = self._limits, self._limits.max_bytes
+        limits, limit, lines = self._limits, self._limits.max_bytes, self._lines
         more = self._more
         while more:
             msg = await next_message(self._receive, limits, self._start, self.received)
@@ -172,5 +259,11 @@ class Upload:
             self.received += len(chunk)
             if self.received > limit:
                 raise too_large(self.received, limit)
+            if lines is not None:
+                chunk = lines.feed(chunk)
             if chunk:
                 yield chunk
+        if lines is not None:
+            tail = lines.close()
+            if tail:
+                yield tail
