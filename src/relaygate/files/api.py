@@ -9,7 +9,9 @@ who owns what, the ids clients see, and one completion record per call.
   (``store.files``), with its team and user. Another key's id is a 404 exactly like a missing one; a list
   shows only the caller's objects (its team's too); the admin (master key, or a key of a ``proxy_admin``
   user) sees all. A batch's output and error files are recorded for the batch's owner when the batch first
-  shows them. The row is written before the answer (a client may use the id at once).
+  shows them. The row is written before the answer (a client may use the id at once). A list is read from
+  the rows (no upstream call; ``model`` / provider parameters do not narrow it): each object as the caller
+  last saw it, a batch's state as of its last retrieve.
 - **Without a store**, files and batches still pass through with the same ids (LiteLLM's "no database"
   mode): nothing is owned, so every key allowed on the deployment's model group can use any id, and a list
   is the upstream's list of the deployment the request names.
