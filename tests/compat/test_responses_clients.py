@@ -235,6 +235,12 @@ class Weather(pydantic.BaseModel):
     sunny: bool
 
 
+WEATHER_SCHEMA: dict[str, Any] = {
+    "type": "object", "title": "Weather", "additionalProperties": False, "required": ["city", "temperature_c", "sunny"],
+    "properties": {"city": {"title": "City", "type": "string"},
+                   "temperature_c": {"title": "Temperature C", "type": "integer"},
+                   "sunny": {"title": "Sunny", "type": "boolean"}}}
+"""What the SDK sends for :class:`Weather` (``text_format``)."""
 SCHEMA: dict[str, Any] = {"type": "object", "properties": {"city": {"type": "string"},
                                                            "temperature_c": {"type": "integer"}},
                           "required": ["city", "temperature_c"], "additionalProperties": False}
@@ -277,9 +283,43 @@ def test_parse_pydantic_model(client: openai.OpenAI, mock: Mock, provider: str) 
     check_usage(r.usage, provider)
     rec = only(mock, prompt, provider)
     check_route(rec, provider, False, MASTER)
-    schema = {"type": "object", "title": "Weather", "additionalProperties": False,
-              "required": ["city", "temperature_c", "sunny"],
-              "properties": {"city": {"title": "City", "type": "string"},
-                             "temperature_c": {"title": "Temperature C", "type": "integer"},
-                             "sunny": {"title": "Sunny", "type": "boolean"}}}
-    check_json_request(rec, provider, schema, "Weather")
+    check_json_request(rec, provider, WEATHER_SCHEMA, "Weather")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_stream_parse_pydantic_model(client: openai.OpenAI, mock: Mock, provider: str) -> None:
+    prompt = tag("the weather as a streamed object", provider)
+    with client.responses.stream(model=MODELS[provider], input=prompt, text_format=Weather) as s:
+        deltas = [ev.delta for ev in s if ev.type == "response.output_text.delta"]
+        final = s.get_final_response()
+    assert final.output_parsed == Weather(city="Paris", temperature_c=21, sunny=True)
+    assert json.loads("".join(deltas)) == {"city": "Paris", "temperature_c": 21, "sunny": True}
+    check_usage(final.usage, provider)
+    rec = only(mock, prompt, provider)
+    check_route(rec, provider, True, MASTER)
+    check_json_request(rec, provider, WEATHER_SCHEMA, "Weather")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_stream_function_call(client: openai.OpenAI, mock: Mock, provider: str) -> None:
+    prompt = tag("Stream the weather in Paris", provider)
+    kinds: list[str] = []
+    args: list[str] = []
+    with client.responses.stream(model=MODELS[provider], input=prompt, tools=[WEATHER]) as s:
+        for ev in s:
+            kinds.append(ev.type)
+            if ev.type == "response.function_call_arguments.delta":
+                args.append(ev.delta)
+            if ev.type == "response.function_call_arguments.done":
+                done_args = ev.arguments
+        final = s.get_final_response()
+    [call] = [o for o in final.output if o.type == "function_call"]
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
+    assert "".join(args) == done_args == call.arguments
+    assert kinds[2] == "response.output_item.added" and kinds[-2:] == ["response.output_item.done",
+                                                                       "response.completed"]
+    check_usage(final.usage, provider)
+    rec = only(mock, prompt, provider)
+    check_route(rec, provider, True, MASTER)
+    if provider != "gemini":
+        assert call.call_id == rec.answer["call_id"]

@@ -18,6 +18,7 @@ from langchain_openai import ChatOpenAI
 from tests.compat.responses_mocks import (
     MODELS,
     PROVIDERS,
+    STATE_MISSING,
     Mock,
     Received,
     check_route,
@@ -153,3 +154,27 @@ def test_bind_tools_round_trip(stack: tuple[GatewayProc, Mock], mock: Mock, prov
         assert decl["name"] == "get_weather" and decl["parameters"]["required"] == ["city"]
     else:
         assert asked.body["tools"][0]["name"] == "get_weather"
+
+
+@pytest.mark.skip(reason=STATE_MISSING)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_use_previous_response_id_three_turns(stack: tuple[GatewayProc, Mock], mock: Mock, provider: str) -> None:
+    llm = ChatOpenAI(model=MODELS[provider], use_responses_api=True, use_previous_response_id=True,
+                     base_url=stack[0].url + "/v1", api_key=MASTER, max_retries=0, timeout=20)  # type: ignore[arg-type]
+    prompts = [tag(f"langchain turn {n}", provider) for n in (1, 2, 3)]
+    history: list[BaseMessage] = []
+    ids: list[str] = []
+    for n, prompt in enumerate(prompts, 1):
+        history.append(HumanMessage(prompt))
+        ai = llm.invoke(history)
+        assert isinstance(ai, AIMessage) and ai.text == reply_text(prompt, n) and ai.id is not None
+        check_usage(ai, provider)
+        history.append(ai)
+        ids.append(ai.id)
+    assert len(set(ids)) == 3
+    [third] = mock.for_prompt(prompts[2])
+    check_route(third, provider, False, MASTER)
+    assert third.ask is not None
+    assert [(t.role, t.text) for t in third.ask.turns] == [
+        ("user", prompts[0]), ("assistant", reply_text(prompts[0], 1)), ("user", prompts[1]),
+        ("assistant", reply_text(prompts[1], 2)), ("user", prompts[2])]
