@@ -825,8 +825,10 @@ MODELS = {"openai": "rg-openai", "anthropic": "rg-claude", "gemini": "rg-gemini"
 PROVIDERS = tuple(MODELS)
 
 
-def gateway_config(mock_url: str, master: str) -> str:
-    """The gateway's LiteLLM config: one deployment per provider, all on the mock, keys from the config."""
+def gateway_config(mock_url: str, master: str, keys: tuple[str, ...] = ()) -> str:
+    """The gateway's LiteLLM config: one deployment per provider, all on the mock, the provider keys from the
+    config; ``keys`` are virtual keys of no team (each sees only its own stored responses)."""
+    vkeys = "".join(f"\n  - {{key: {k}, key_alias: client-{i}}}" for i, k in enumerate(keys))
     return f"""
 model_list:
   - model_name: {MODELS["openai"]}
@@ -837,4 +839,4 @@ model_list:
     litellm_params: {{model: gemini/{UPSTREAM_MODELS["gemini"]}, api_key: {KEYS["gemini"]}, api_base: "{mock_url}"}}
 general_settings:
   master_key: {master}
-"""
+""" + (f"relaygate_keys:{vkeys}\n" if keys else "")
