@@ -194,6 +194,29 @@ def test_previous_response_id_three_turns(client: openai.OpenAI, mock: Mock, pro
 
 @pytest.mark.skip(reason=STATE_MISSING)
 @pytest.mark.parametrize("provider", PROVIDERS)
+def test_function_call_output_after_previous_response_id(client: openai.OpenAI, mock: Mock, provider: str) -> None:
+    """OpenAI's own function-calling loop: the next turn sends only the outputs, the call is in the stored turn."""
+    model = MODELS[provider]
+    prompt = tag("What is the weather in Paris? (stored)", provider)
+    first = client.responses.create(model=model, input=prompt, tools=[WEATHER])
+    [call] = [o for o in first.output if o.type == "function_call"]
+    second = client.responses.create(model=model, tools=[WEATHER], previous_response_id=first.id, input=[
+        {"type": "function_call_output", "call_id": call.call_id, "output": "20C and sunny"}])
+    assert second.output_text == tool_reply("20C and sunny") and second.previous_response_id == first.id
+    check_usage(second.usage, provider)
+    asked, answered = mock.for_prompt(prompt)
+    for rec in (asked, answered):
+        check_route(rec, provider, False, MASTER)
+    assert answered.ask is not None
+    [user, assistant, results] = answered.ask.turns
+    assert user.text == prompt and [c[1:] for c in assistant.calls] == [("get_weather", {"city": "Paris"})]
+    assert [r[1] for r in results.results] == ["20C and sunny"]
+    if provider != "openai":
+        check_tool_result(answered, provider, call.call_id, "20C and sunny")
+
+
+@pytest.mark.skip(reason=STATE_MISSING)
+@pytest.mark.parametrize("provider", PROVIDERS)
 def test_stored_responses_belong_to_their_key(stack: tuple[GatewayProc, Mock], mock: Mock, provider: str) -> None:
     url = stack[0].url + "/v1"
     prompt = tag("a secret of alice", provider)
