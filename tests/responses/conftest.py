@@ -177,6 +177,11 @@ def _handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
             else:
                 self._json(b'{"error": {"message": "no such path"}}', 404)
 
+        def do_DELETE(self) -> None:
+            up.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+            rid = self.path.split("?")[0].rsplit("/", 1)[-1]
+            self._json(orjson.dumps({"id": rid, "object": "response", "deleted": True}))
+
         def _json(self, data: bytes, status: int = 200) -> None:
             self.send_response(status)
             self.send_header("content-type", "application/json")

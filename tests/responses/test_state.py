@@ -24,6 +24,7 @@ from relaygate.store.responses import (
 )
 from tests.asgi.conftest import Reply, call
 from tests.pg import PostgresServer
+from tests.providers.conftest import provider
 from tests.responses.conftest import AUTH, Script, Upstream, auth, gateway, stored_gateway
 from tests.responses.test_translate import events
 
@@ -181,6 +182,8 @@ def test_native_holds_its_state(upstream: Upstream, db_url: str) -> None:
             {"role": "user", "content": "n3"}]
         got = await call(gw, "GET", f"/v1/responses/{two['id']}", None, auth("a1"))
         assert got.status == 200 and got.json()["id"] == two["id"]
+        assert (await call(gw, "DELETE", f"/v1/responses/{one['id']}", None, auth("a1"))).status == 200
+        assert upstream.requests[-1][0] == "/v1/responses/resp_native1"  # the upstream's copy goes too
 
     run(upstream, db_url, body)
 
@@ -305,6 +308,10 @@ def test_background_native_passes_through(upstream: Upstream, sqlite_url: str) -
         got = (await call(gw, "GET", f"/v1/responses/{queued['id']}", None, auth("a1"))).json()
         assert got["status"] == "completed" and got["id"] == queued["id"]  # asked of the upstream
         assert upstream.requests[-1][0] == "/v1/responses/resp_native1"
+        queued = (await post(gw, {"model": "native", "input": "slow", "background": True})).json()
+        r = await call(gw, "POST", f"/v1/responses/{queued['id']}/cancel", None, auth("a1"))
+        assert r.status == 200 and r.json()["status"] == "cancelled" and r.json()["id"] == queued["id"]
+        assert upstream.requests[-1][0] == "/v1/responses/resp_native2/cancel"
 
     run(upstream, sqlite_url, body)
 
@@ -326,3 +333,21 @@ def test_without_a_database(upstream: Upstream) -> None:
                 assert "database" in r.json()["error"]["message"]
 
     asyncio.run(main())
+
+
+# -- which adapters serve /responses themselves ---------------------------------------------------------
+
+
+def test_native_responses_capability() -> None:
+    native = {"openai/gpt-4o": "https://api.openai.com/v1/responses",
+              "azure/dep": "https://x.openai.azure.com/openai/responses?api-version=2025-04-01-preview"}
+    for model, url in native.items():
+        p = provider(model, api_key="k", api_base="https://x.openai.azure.com", api_version="2025-04-01-preview") \
+            if model.startswith("azure/") else provider(model, api_key="k")
+        assert p.native_responses and p.responses_url() == url
+    v1 = provider("azure/dep", api_key="k", api_base="https://x.openai.azure.com/openai/v1")
+    assert v1.responses_url("/resp_1/cancel") == "https://x.openai.azure.com/openai/v1/responses/resp_1/cancel"
+    for model in ("hosted_vllm/m", "groq/m", "azure_ai/m", "anthropic/claude-x", "gemini/gemini-2.0-flash",
+                  "text-completion-openai/m"):
+        p = provider(model, api_key="k", api_base="https://h.example/v1")
+        assert not p.native_responses, model

@@ -382,7 +382,7 @@ class Responses(Frontend):
         if found:
             control.apply(ex, found)
         keep = st is not None and req.get("store") is not False
-        chain = await st.chain(prev, ex.who) if st is not None and prev is not None else []
+        chain = await st.chain(prev, ex.who, ex.rt.max_body) if st is not None and prev is not None else []
         past = history(chain)
         native = dict(req)
         if isinstance(md, dict) and all(isinstance(v, str) for v in md.values()):

@@ -77,7 +77,13 @@ async def _retrieve(gw: Gateway, st: ResponseState, who: Any, rid: str, query: d
 
 
 async def _delete(gw: Gateway, st: ResponseState, who: Any, rid: str, query: dict[str, str]) -> Any:
+    row = await st.get(rid, who)
     await st.delete(rid, who)
+    if row.upstream_id:  # the upstream's copy goes too (best effort: its own retention ends it otherwise)
+        try:
+            await _upstream(gw, row, "DELETE", "")
+        except errors.GatewayError as exc:
+            log.warning("responses: the upstream copy of %s was not deleted: %s", rid, exc.message)
     return {"id": rid, "object": "response", "deleted": True}
 
 
@@ -128,27 +134,37 @@ def _target(gw: Gateway, deployment_id: str) -> Any:
     return None
 
 
-async def _ask_upstream(gw: Gateway, st: ResponseState, row: StoredResponse, action: str) -> StoredResponse:
-    """A native background response's state (``action`` ``""``) or its cancellation (``"/cancel"``) from the
-    upstream that runs it; stored when it moved. The stored row answers when the deployment is gone."""
+async def _upstream(gw: Gateway, row: StoredResponse, method: str, action: str) -> tuple[int, bytes] | None:
+    """``method`` on the upstream's copy of ``row`` (``action``: ``""`` or ``"/cancel"``) at the deployment
+    that holds it; None when that deployment is no longer served."""
     from relaygate.upstream.base import UpstreamRequest  # the IO shell's request type
 
     target = _target(gw, row.deployment_id or "")
     up_id = row.upstream_id or ""
     if target is None or not target.provider.native_responses or not valid_id(up_id):
-        return row
+        return None
     p = target.provider
-    method = "POST" if action else "GET"
-    headers = [*p.media_headers(), ("Content-Type", "application/json")] if action else p.media_headers()
-    timeouts = gw.runtime.timeouts(target, False, None)
+    post = method == "POST"
+    headers = [*p.media_headers(), ("Content-Type", "application/json")] if post else p.media_headers()
     resp = await (p.transport or gw.pipeline.transport).send(
-        UpstreamRequest(method, p.responses_url("/" + quote(up_id, safe="")), headers, b"{}" if action else b""),
-        timeouts)
-    data = await resp.read()
-    if resp.status >= 400:
-        log.warning("responses: %s of upstream response %s answered %d", method, row.response_id, resp.status)
+        UpstreamRequest(method, p.responses_url("/" + quote(up_id, safe="") + action), headers,
+                        b"{}" if post else b""),
+        gw.runtime.timeouts(target, False, None))
+    return resp.status, await resp.read()
+
+
+async def _ask_upstream(gw: Gateway, st: ResponseState, row: StoredResponse, action: str) -> StoredResponse:
+    """A native background response's state (``action`` ``""``) or its cancellation (``"/cancel"``) from the
+    upstream that runs it; stored when it moved. The stored row answers when the deployment is gone."""
+    method = "POST" if action else "GET"
+    got = await _upstream(gw, row, method, action)
+    if got is None:
+        return row
+    status, data = got
+    if status >= 400:
+        log.warning("responses: %s of upstream response %s answered %d", method, row.response_id, status)
         if action:
-            raise errors.BadRequest(f"The upstream could not cancel response {row.response_id} ({resp.status})",
+            raise errors.BadRequest(f"The upstream could not cancel response {row.response_id} ({status})",
                                     param="response_id")
         return row
     try:

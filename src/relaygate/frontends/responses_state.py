@@ -102,8 +102,9 @@ def state_of(gw: Gateway) -> ResponseState:
 def not_found(rid: str, param: str | None = None, code: str | None = None) -> errors.GatewayError:
     """OpenAI's 404 for a response that does not exist, or that the caller may not see."""
     what = "Previous response" if param == "previous_response_id" else "Response"
-    return errors.GatewayError(f"{what} with id '{rid}' not found.", status=404, type="invalid_request_error",
-                               param=param, code=code or "not_found")
+    message = f"{what} with id '{rid}' not found." if valid_id(rid) else f"{what} not found: no such id."
+    return errors.GatewayError(message, status=404, type="invalid_request_error", param=param,
+                               code=code or "not_found")
 
 
 def no_store(param: str | None) -> errors.GatewayError:
@@ -212,7 +213,9 @@ class ResponseState:
                         await asyncio.sleep(delay)
                         delay = min(delay * 2, 5.0)
         except asyncio.CancelledError:
-            if self.pending and self.store is not None:  # the worker stops: what is pending, once
+            for _ in range(3):  # the worker stops: its background runs, cancelled too, store their end first
+                await asyncio.sleep(0)
+            if self.pending and self.store is not None:  # then what is pending is written, once
                 try:
                     await asyncio.wait_for(self._write_batch(len(self.pending)), 5)
                 except Exception as exc:
@@ -291,9 +294,10 @@ class ResponseState:
             return None
         return row
 
-    async def chain(self, rid: str, who: Principal | None) -> list[StoredResponse]:
+    async def chain(self, rid: str, who: Principal | None, max_bytes: int) -> list[StoredResponse]:
         """The turns ``rid`` continues, oldest first, ``rid``'s own last; each must be visible to ``who`` (a
-        404 naming ``previous_response_id`` otherwise, as for a missing one)."""
+        404 naming ``previous_response_id`` otherwise, as for a missing one), and all of them together at most
+        ``max_bytes`` of JSON (a 400 otherwise: the request the gateway would build is too large)."""
         param = "previous_response_id"
         newest = await self.get(rid, who, param)
         out = [newest]
@@ -314,9 +318,15 @@ class ResponseState:
                 raise errors.BadRequest(f"previous_response_id: an earlier turn of this conversation ({prev}) "
                                         "has expired or was deleted", param=param)
             out.extend(rows)
+        size = 0
         for row in out:
             if not visible(row, who):
                 raise not_found(rid, param, "previous_response_not_found")
+            size += len(orjson.dumps(row.input)) + len(orjson.dumps(row.response.get("output")))
+        if size > max_bytes:
+            raise errors.BadRequest(f"previous_response_id: the conversation is larger ({size} bytes) than a request "
+                                    f"may be ({max_bytes}); start a new one with its context in `input`",
+                                    param=param)
         out.reverse()
         return out
 
@@ -344,7 +354,8 @@ class ResponseState:
         run = _Run(row)
         inner = {**scope, BACKGROUND_KEY: row.response_id}
         self.runs[row.response_id] = run
-        run.task = asyncio.ensure_future(self._run(run, inner, body))
+        task = run.task = asyncio.ensure_future(self._run(run, inner, body))
+        self.gw._spawn(task)  # the gateway's task: cancelled when the worker stops
 
     async def _run(self, run: _Run, scope: Scope, body: bytes) -> None:
         sent: dict[str, Any] = {}
