@@ -88,6 +88,8 @@ class Upstream:
     """Body bytes of the current slow upload read so far."""
     hold: threading.Event = field(default_factory=threading.Event)
     """Set by a test to release an answer held mid-way (``/hold``)."""
+    broken: threading.Event = field(default_factory=threading.Event)
+    """Set when writing the rest of a held answer failed: the gateway had closed the connection."""
 
     def last(self, path: str) -> Seen:
         return [s for s in self.seen if s.path.split("?")[0].endswith(path)][-1]
@@ -166,6 +168,13 @@ def _handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
                     self._chunks([b"data: " + orjson.dumps(GEMINI_ANSWER) + b"\r\n\r\n"], "text/event-stream")
                 else:
                     self._json(orjson.dumps(GEMINI_ANSWER))
+            elif path.endswith("/slow-head"):
+                up.hold.wait(5)
+                self._json(b"{}")
+            elif "/converse" in path:
+                self._json(orjson.dumps({"output": {"message": {"role": "assistant", "content": [{"text": "ok"}]}},
+                                         "stopReason": "end_turn",
+                                         "usage": {"inputTokens": 30, "outputTokens": 3, "totalTokens": 33}}))
             elif path.endswith("/hold"):
                 self._chunks([b"first part;"], "text/plain", then=[b"second part"])
             elif path.endswith("/cut"):
@@ -195,8 +204,17 @@ def _handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
             if then is not None:
                 up.hold.wait(10)
-                for f in then:
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(f), f))
+                try:
+                    for f in then:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(f), f))
+                        self.wfile.flush()
+                    time.sleep(0.05)  # lets the peer's reset arrive before the end is written
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                except OSError:
+                    up.broken.set()
+                    self.close_connection = True
+                return
             if cut:  # the connection ends inside a chunk: the gateway's transport sees the break
                 self.wfile.write(b"ff\r\npartial")
                 self.wfile.flush()

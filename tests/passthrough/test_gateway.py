@@ -239,3 +239,174 @@ def test_anthropic_stream_cut_ends_with_error_event(upstream: Upstream) -> None:
     assert r.status == 200 and r.body.rstrip().split(b"\n")[-2] == b"event: error"
     assert orjson.loads(r.body.rstrip().split(b"\n")[-1][6:])["type"] == "error"
     assert [x.status for x in records] == [599]
+
+
+PROVIDERS = """
+  - model_name: az
+    litellm_params: {{model: azure/my-deploy, api_key: az-key-0123456789, api_base: "{url}",
+                      api_version: "2024-10-21", use_in_pass_through: true}}
+  - model_name: br
+    litellm_params: {{model: bedrock/anthropic.claude-3-haiku-20240307-v1:0, api_key: br-bearer-0123456789,
+                      api_base: "{url}", use_in_pass_through: true}}
+"""
+
+
+def run_models(up: Upstream, models: str, extra: str, body: Any) -> tuple[Any, list[CompletionRecord]]:
+    import yaml
+
+    async def go() -> tuple[Any, list[CompletionRecord]]:
+        cfg = yaml.safe_load(config_text(up.url, extra))
+        cfg["model_list"].extend(yaml.safe_load(models.format(url=up.url)))
+        cfg.setdefault("relaygate_settings", {})["embedded_database"] = False
+        gw = Gateway(from_litellm(cfg, "<test>"))
+        records = Records()
+        gw.completions.add_sink(records)
+        await gw.startup()
+        try:
+            out = await body(gw)
+            gw.completions.drain_now()
+            return out, records.got
+        finally:
+            await gw.shutdown()
+
+    return asyncio.run(go())
+
+
+def test_azure_and_bedrock_routes(upstream: Upstream) -> None:
+    async def body(gw: Gateway) -> list[Reply]:
+        return [await call(gw, "POST", "/azure/openai/deployments/my-deploy/chat/completions",
+                           {"messages": []}, {"api-key": MASTER}),
+                await call(gw, "POST", "/azure/openai/deployments/my-deploy/chat/completions?api-version=2025-01-01",
+                           {"messages": []}, AUTH),
+                await call(gw, "POST", "/bedrock/model/anthropic.claude-3-haiku-20240307-v1:0/converse",
+                           {"messages": []}, AUTH)]
+
+    (az, az2, br), records = run_models(upstream, PROVIDERS, "", body)
+    # the upstream wants OpenAI's bearer key on /chat/completions: its own 401 comes back as it is
+    assert az.status == 401 and az.json()["error"]["message"] == "bad key" and az2.status == 401
+    seen_az = [s for s in upstream.seen if "/deployments/" in s.path]
+    assert seen_az[0].path.endswith("?api-version=2024-10-21") and seen_az[0].headers["api-key"] == "az-key-0123456789"
+    assert seen_az[1].path.endswith("?api-version=2025-01-01") and MASTER not in str(seen_az[1].headers)
+    assert br.status == 200 and br.json()["output"]["message"]["content"][0]["text"] == "ok"
+    seen_br = upstream.last("/converse")
+    assert seen_br.headers["authorization"] == "Bearer br-bearer-0123456789"
+    rec = records[-1]
+    assert (rec.provider, rec.model, rec.prompt_tokens, rec.completion_tokens) == (
+        "bedrock", "anthropic.claude-3-haiku-20240307-v1:0", 30, 3)
+
+
+def test_bedrock_sigv4_signs_the_body(upstream: Upstream) -> None:
+    models = """
+  - model_name: br
+    litellm_params: {{model: bedrock/anthropic.claude-3-haiku-20240307-v1:0, aws_access_key_id: AKIDEXAMPLE0123,
+                      aws_secret_access_key: wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY, aws_region_name: us-west-2,
+                      api_base: "{url}", use_in_pass_through: true}}
+"""
+
+    async def body(gw: Gateway) -> Reply:
+        return await call(gw, "POST", "/bedrock/model/anthropic.claude-3-haiku-20240307-v1:0/converse",
+                          {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}, AUTH)
+
+    r, _ = run_models(upstream, models, "", body)
+    assert r.status == 200
+    h = upstream.last("/converse").headers
+    assert h["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE0123/")
+    assert "/us-west-2/bedrock/aws4_request" in h["authorization"] and h["x-amz-date"]
+
+
+def test_key_model_allow_list_and_allowed_routes(upstream: Upstream, tmp_path: Any) -> None:
+    extra = """
+relaygate_keys:
+  - {key: sk-only-gpt-0123456789, models: [gpt-4o-mini]}
+"""
+
+    async def body(gw: Gateway) -> list[Reply]:
+        limited = {"authorization": "Bearer sk-only-gpt-0123456789"}
+        out = [await call(gw, "POST", "/anthropic/v1/messages", {"model": "claude-3-5-haiku-20241022"}, limited),
+               await call(gw, "POST", "/openai/v1/chat/completions", {"model": "gpt-4o-mini", "messages": []},
+                          limited)]
+        made = await call(gw, "POST", "/key/generate", {"allowed_routes": ["/openai/*"]}, AUTH)
+        key = {"authorization": f"Bearer {made.json()['key']}"}
+        out += [await call(gw, "POST", "/openai/v1/chat/completions", {"model": "gpt-4o-mini", "messages": []}, key),
+                await call(gw, "POST", "/anthropic/v1/messages", {"model": "claude-3-5-haiku-20241022"}, key)]
+        return out
+
+    import yaml
+
+    async def go() -> tuple[list[Reply], list[CompletionRecord]]:
+        cfg = yaml.safe_load(config_text(upstream.url, extra))
+        cfg["general_settings"]["database_url"] = f"sqlite:///{tmp_path}/rg.db"
+        gw = Gateway(from_litellm(cfg, "<test>"))
+        records = Records()
+        gw.completions.add_sink(records)
+        await gw.startup()
+        try:
+            return await body(gw), records.got
+        finally:
+            await gw.shutdown()
+
+    (denied, allowed, routed_ok, routed_no), _ = asyncio.run(go())
+    assert denied.status == 401 and denied.json()["error"]["type"] == "authentication_error"
+    assert allowed.status == 200
+    assert routed_ok.status == 200
+    assert routed_no.status == 403 and "not allowed to call this route" in routed_no.json()["error"]["message"]
+
+
+def test_slow_upstream_is_504(upstream: Upstream) -> None:
+    upstream.hold.clear()
+    extra = f"""
+  pass_through_endpoints:
+    - path: /slow
+      target: {upstream.url}/slow-head
+relaygate_settings:
+  first_byte_timeout: 0.3
+"""
+
+    async def body(gw: Gateway) -> Reply:
+        try:
+            return await call(gw, "GET", "/slow")
+        finally:
+            upstream.hold.set()
+
+    r, records = run(upstream, extra, body)
+    assert r.status == 504 and [x.status for x in records] == [504]
+
+
+def test_client_gone_closes_upstream(upstream: Upstream) -> None:
+    upstream.hold.clear()
+    extra = f"""
+  pass_through_endpoints:
+    - path: /held
+      target: {upstream.url}/hold
+"""
+
+    async def body(gw: Gateway) -> tuple[list[dict[str, Any]], int]:
+        got_first = asyncio.Event()
+        messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop(0)
+            await got_first.wait()
+            return {"type": "http.disconnect"}
+
+        sent: list[dict[str, Any]] = []
+
+        async def send(msg: dict[str, Any]) -> None:
+            sent.append(msg)
+            if msg.get("body"):
+                got_first.set()
+
+        scope = {"type": "http", "method": "GET", "path": "/held", "raw_path": b"/held", "headers": [],
+                 "query_string": b"", "http_version": "1.1", "scheme": "http"}
+        try:
+            await gw(scope, receive, send)
+        finally:
+            upstream.hold.set()
+        await asyncio.get_running_loop().run_in_executor(None, upstream.broken.wait, 10)
+        return sent, gw.transport.open_connections()
+
+    (sent, open_after), records = run(upstream, extra, body)
+    assert sent[-1].get("more_body") is True  # the answer was cut where the client left
+    assert [x.status for x in records] == [499]
+    assert upstream.broken.is_set() and open_after == 0  # the upstream connection was closed, not pooled
