@@ -410,3 +410,22 @@ def test_client_gone_closes_upstream(upstream: Upstream) -> None:
     assert sent[-1].get("more_body") is True  # the answer was cut where the client left
     assert [x.status for x in records] == [499]
     assert upstream.broken.is_set() and open_after == 0  # the upstream connection was closed, not pooled
+
+
+def test_vertex_route_host_from_the_deployment_and_sse(upstream: Upstream) -> None:
+    models = f"""
+  - model_name: vx
+    litellm_params: {{{{model: vertex_ai/gemini-1.5-flash, vertex_project: my-proj, vertex_location: us-central1,
+                      api_key: {GEMINI_KEY}, api_base: "{{url}}", use_in_pass_through: true}}}}
+"""
+    path = "/v1/projects/my-proj/locations/us-central1/publishers/google/models/gemini-1.5-flash"
+
+    async def body(gw: Gateway) -> list[Reply]:
+        return [await call(gw, "POST", f"/vertex_ai{path}:generateContent", {"contents": []}, AUTH),
+                await call(gw, "POST", f"/vertex-ai{path}:streamGenerateContent", {"contents": []}, AUTH)]
+
+    (unary, stream), records = run_models(upstream, models, "", body)
+    assert unary.status == 200 and stream.status == 200 and stream.body.startswith(b"data: ")
+    assert [s.path for s in upstream.seen] == [f"{path}:generateContent", f"{path}:streamGenerateContent?alt=sse"]
+    assert all(s.headers["x-goog-api-key"] == GEMINI_KEY and MASTER not in str(s.headers) for s in upstream.seen)
+    assert [(r.provider, r.prompt_tokens, r.completion_tokens) for r in records] == [("vertex_ai", 40, 10)] * 2
