@@ -95,9 +95,11 @@ class Ask:
 @dataclass
 class Answer:
     text: str | None = None
-    call: tuple[str, dict[str, Any]] | None = None  # (name, arguments), after the text when both are set
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (name, arguments), after the text
 
 
+CITIES = ("Paris", "Rome", "Oslo")
+"""The cities a weather prompt may name: one tool call each, in this order (parallel calls)."""
 PREAMBLE = "Let me look that up."
 """The text the mocks send before a tool call when the prompt asks them to explain."""
 
@@ -139,10 +141,13 @@ def decide(ask: Ask) -> Answer:
     if last.results:
         return Answer(text=tool_reply("; ".join(out for _, out in last.results)))
     if ask.forced:
-        return Answer(call=(ask.forced, sample(ask.tools.get(ask.forced) or {})))
+        return Answer(calls=[(ask.forced, sample(ask.tools.get(ask.forced) or {}))])
     if ask.tools and "weather" in ask.prompt.lower():
         name, schema = next(iter(ask.tools.items()))
-        return Answer(text=PREAMBLE if "explain" in ask.prompt.lower() else None, call=(name, sample(schema)))
+        cities = [c for c in CITIES if c in ask.prompt] or ["Paris"]
+        args = [{**sample(schema), "city": c} if "city" in (schema.get("properties") or {}) else sample(schema)
+                for c in cities]
+        return Answer(text=PREAMBLE if "explain" in ask.prompt.lower() else None, calls=[(name, a) for a in args])
     if ask.schema is not None:
         return Answer(text=json.dumps(sample(ask.schema)))
     return Answer(text=reply_text(ask.prompt, ask.user_turns))
@@ -338,9 +343,9 @@ def _oa_output(ans: Answer) -> list[dict[str, Any]]:
     if ans.text is not None:
         out.append({"id": "msg_" + _hex(), "type": "message", "status": "completed", "role": "assistant",
                     "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": ans.text}]})
-    if ans.call is not None:
+    for name, args in ans.calls:
         out.append({"id": "fc_" + _hex(), "type": "function_call", "status": "completed",
-                    "arguments": json.dumps(ans.call[1]), "call_id": "call_" + _hex(12), "name": ans.call[0]})
+                    "arguments": json.dumps(args), "call_id": "call_" + _hex(12), "name": name})
     return out
 
 
@@ -385,7 +390,8 @@ def openai_answer(mock: Mock, rec: Received) -> tuple[dict[str, Any] | list[byte
     resp = _oa_response(body, "resp_" + _hex(), "completed", output, _oa_usage())
     calls = [o for o in output if o["type"] == "function_call"]
     rec.answer = {"id": resp["id"], "item_ids": [o["id"] for o in output],
-                  "call_id": calls[0]["call_id"] if calls else None, "text": ans.text, "call": ans.call}
+                  "call_id": calls[0]["call_id"] if calls else None, "call_ids": [c["call_id"] for c in calls],
+                  "text": ans.text, "calls": ans.calls}
     if body.get("store", True):
         with mock.lock:
             mock.stored[resp["id"]] = {"input": items, "output": output, "response": resp}
@@ -485,10 +491,12 @@ def anthropic_answer(rec: Received) -> dict[str, Any] | list[bytes]:
     blocks: list[dict[str, Any]] = []
     if ans.text is not None:
         blocks.append({"type": "text", "text": ans.text})
-    if ans.call is not None:
-        blocks.append({"type": "tool_use", "id": "toolu_01" + _hex(11), "name": ans.call[0], "input": ans.call[1]})
-    stop = "tool_use" if ans.call is not None else "end_turn"
-    rec.answer = {"id": mid, "call_id": blocks[-1].get("id"), "text": ans.text, "call": ans.call}
+    for name, args in ans.calls:
+        blocks.append({"type": "tool_use", "id": "toolu_01" + _hex(11), "name": name, "input": args})
+    stop = "tool_use" if ans.calls else "end_turn"
+    ids = [b["id"] for b in blocks if b["type"] == "tool_use"]
+    rec.answer = {"id": mid, "call_id": ids[0] if ids else None, "call_ids": ids, "text": ans.text,
+                  "calls": ans.calls}
     usage = {"input_tokens": u["input_tokens"], "cache_creation_input_tokens": 0,
              "cache_read_input_tokens": u["cache_read_input_tokens"], "output_tokens": u["output_tokens"],
              "service_tier": "standard"}
@@ -618,7 +626,7 @@ def gemini_answer(rec: Received) -> dict[str, Any] | list[bytes]:
     ans = decide(ask)
     u = USAGE["gemini"]
     rid = _hex(11)
-    rec.answer = {"id": rid, "text": ans.text, "call": ans.call}
+    rec.answer = {"id": rid, "text": ans.text, "calls": ans.calls}
     total = u["promptTokenCount"] + u["candidatesTokenCount"] + u["thoughtsTokenCount"]
     usage = {"promptTokenCount": u["promptTokenCount"], "candidatesTokenCount": u["candidatesTokenCount"],
              "totalTokenCount": total, "thoughtsTokenCount": u["thoughtsTokenCount"],
@@ -630,8 +638,8 @@ def gemini_answer(rec: Received) -> dict[str, Any] | list[bytes]:
             cand["finishReason"] = "STOP"
         return {"candidates": [cand], "usageMetadata": usage_now, "modelVersion": model, "responseId": rid}
 
-    call: list[dict[str, Any]] = [] if ans.call is None else [
-        {"functionCall": {"name": ans.call[0], "args": ans.call[1]}, "thoughtSignature": "c2ln" + _hex(6)}]
+    call = [{"functionCall": {"name": name, "args": args}, **({"thoughtSignature": "c2ln" + _hex(6)} if not i else {})}
+            for i, (name, args) in enumerate(ans.calls)]
     if not ask.stream:
         return chunk(([] if ans.text is None else [{"text": ans.text}]) + call, True, usage)
     parts = ([] if ans.text is None else [{"text": p} for p in pieces(ans.text)]) + call

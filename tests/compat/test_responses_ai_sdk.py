@@ -158,6 +158,24 @@ def test_tool_execute_multi_step(ran: tuple[Results, Mock], provider: str, name:
         assert asked.body["tools"][0]["name"] == "get_weather" and asked.body["tool_choice"] == "auto"
 
 
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_parallel_tool_calls_streamed(ran: tuple[Results, Mock], provider: str) -> None:
+    got, sent = case(ran, "parallel_stream", provider)
+    assert got["executed"] == ["Paris", "Rome"]
+    first, second = got["steps"]
+    assert [c["input"] for c in first["toolCalls"]] == [{"city": "Paris"}, {"city": "Rome"}]
+    ids = [c["toolCallId"] for c in first["toolCalls"]]
+    assert len(set(ids)) == 2 and [r["toolCallId"] for r in first["toolResults"]] == ids
+    assert second["text"] == tool_reply("20C and sunny in Paris; 20C and sunny in Rome")
+    asked, answered = sent
+    for rec in (asked, answered):
+        check_route(rec, provider, True, MASTER)
+    if provider != "gemini":
+        assert ids == asked.answer["call_ids"]
+    assert answered.ask is not None
+    assert [r[1] for r in answered.ask.turns[-1].results] == ["20C and sunny in Paris", "20C and sunny in Rome"]
+
+
 ITEM_REFERENCE = ("the gateway cannot resolve `item_reference` input items: providers/responses_api.py `_messages` "
                   "raises a 400 for them on translated deployments, and the AI SDK (store on by default) sends the "
                   "previous step's text as one")

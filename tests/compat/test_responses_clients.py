@@ -274,6 +274,32 @@ def test_function_call_round_trip(client: openai.OpenAI, mock: Mock, provider: s
         assert call.call_id.startswith("call_")  # Gemini sends no call ids: the gateway makes one
 
 
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_parallel_function_calls_round_trip(client: openai.OpenAI, mock: Mock, provider: str) -> None:
+    model = MODELS[provider]
+    prompt = tag("What is the weather in Paris and in Rome?", provider)
+    first = client.responses.create(model=model, input=prompt, tools=[WEATHER])
+    calls = [o for o in first.output if o.type == "function_call"]
+    assert [json.loads(c.arguments) for c in calls] == [{"city": "Paris"}, {"city": "Rome"}]
+    assert len({c.call_id for c in calls}) == 2
+    outputs = {"Paris": "20C and sunny", "Rome": "25C and cloudy"}
+    second = client.responses.create(model=model, tools=[WEATHER], input=[
+        {"role": "user", "content": prompt},
+        *({"type": "function_call", "call_id": c.call_id, "name": c.name, "arguments": c.arguments} for c in calls),
+        *({"type": "function_call_output", "call_id": c.call_id, "output": outputs[json.loads(c.arguments)["city"]]}
+          for c in calls)])
+    assert second.output_text == tool_reply("20C and sunny; 25C and cloudy")
+    asked, answered = mock.for_prompt(prompt)
+    if provider != "gemini":
+        assert [c.call_id for c in calls] == asked.answer["call_ids"]
+    if provider == "anthropic":  # both results in the one user turn after the assistant's two tool_use blocks
+        assert [b["tool_use_id"] for b in answered.body["messages"][-1]["content"]] == [c.call_id for c in calls]
+    elif provider == "gemini":  # as many function responses as calls, in the turn after them
+        assert [p["functionResponse"]["response"] for p in answered.body["contents"][-1]["parts"]] == [
+            {"content": "20C and sunny"}, {"content": "25C and cloudy"}]
+        assert len(answered.body["contents"][-2]["parts"]) == 2
+
+
 # ------------------------------------------------------------------------------------------ structured output
 
 

@@ -72,6 +72,10 @@ const cases = {
     return { text: await r.text, finishReason: await r.finishReason, executed: [...executed], parts,
              steps: (await r.steps).map(stepOf), totalUsage: await r.totalUsage };
   },
+  async parallel_stream(model, prompt) {
+    // two calls in one step, both executed, both outputs sent back in the next
+    return cases.tools_stream(model, prompt);
+  },
   async tools_preamble(model, prompt) {
     // the model writes a line before its tool call: with `store` left on (the SDK's default), the next step
     // refers to that text by its item id (`item_reference`) instead of repeating it
@@ -100,6 +104,7 @@ const PROMPTS = {
   stream: "stream words to the ai sdk",
   tools: "What is the weather in Paris? (ai sdk tools)",
   tools_stream: "What is the weather in Paris? (ai sdk streamed tools)",
+  parallel_stream: "What is the weather in Paris and in Rome? (ai sdk parallel calls)",
   tools_preamble: "Explain the weather in Paris? (ai sdk tools with a preamble)",
   conversation: "a chat of three turns with the ai sdk",
 };
