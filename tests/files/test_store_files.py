@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+
 from relaygate.store import Store
 from relaygate.store import files as rows
 from tests.store.conftest import db_url, run  # noqa: F401  (the backend parametrisation)
@@ -77,5 +79,19 @@ def test_ownership_and_paging(db_url: str) -> None:  # noqa: F811
         assert await rows.delete_object(store, "file-001")
         assert not await rows.delete_object(store, "file-001")
         assert await rows.get_owned(store, "file-001", "file", ADMIN) is None
+
+    run(db_url, body)
+
+
+def test_expired_rows_are_deleted(db_url: str) -> None:  # noqa: F811
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+
+    async def body(store: Store) -> None:
+        await rows.put_object(store, msgspec.structs.replace(obj(1, A), expires_at=now - timedelta(seconds=1)))
+        await rows.put_object(store, msgspec.structs.replace(obj(2, A), expires_at=now + timedelta(days=1)))
+        await rows.put_object(store, obj(3, A))
+        assert await rows.delete_expired(store, now) == 1
+        page, _ = await rows.list_objects(store, "file", A, limit=10)
+        assert [r.object_id for r in page] == ["file-003", "file-002"]
 
     run(db_url, body)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -59,6 +60,8 @@ PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data",
 """OpenAI's upload purposes (LiteLLM refuses any other with a 400)."""
 _ROUTING = ("model", "target_model_names", "custom_llm_provider", "litellm_metadata")
 _MAX_BACKGROUND = 256
+PURGE_EVERY = 3600.0
+"""Seconds between two sweeps of expired rows (started by a call, in the background)."""
 
 
 def _not_found(kind: str, object_id: str, param: str) -> GatewayError:
@@ -102,6 +105,7 @@ class FilesApi:
         self.gw = gw
         self._secret: tuple[bytes | None, bytes] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._purged = -PURGE_EVERY
 
     # -- the request's parts --------------------------------------------------------------------------
 
@@ -203,6 +207,10 @@ class FilesApi:
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
+    @staticmethod
+    async def _purge(store: Any) -> None:
+        await rows.delete_expired(store, datetime.now(UTC))
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
@@ -215,6 +223,9 @@ class FilesApi:
 
         async def serve(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
             call = Call(name)
+            if self.gw.store is not None and call.t0 - self._purged >= PURGE_EVERY:
+                self._purged = call.t0
+                self._later(self._purge(self.gw.store))
             try:
                 await fn(call, scope, receive, send, params)
             except GatewayError as exc:
@@ -322,7 +333,7 @@ class FilesApi:
                 upstream_id=str(obj["id"]), deployment_id=target.dep.id, model=target.dep.model_name,
                 custom_llm_provider=target.dep.provider, purpose=purpose,
                 filename=_text(obj.get("filename")) or pre.filename, bytes=size if isinstance(size, int) else None,
-                status=_text(obj.get("status")), metadata=out))
+                status=_text(obj.get("status")), metadata=out, expires_at=_when(obj.get("expires_at"))))
         await self._answer(call, send, out)
 
     async def list_files(self, call: Call, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
@@ -474,6 +485,13 @@ class FilesApi:
         mapper = self._file_out if kind == "file" else self._batch_out
         data = [mapper(target, item) for item in items if isinstance(item, dict)]
         await self._answer(call, send, _page(data, bool(obj.get("has_more"))))
+
+
+def _when(value: object) -> datetime | None:
+    """An OpenAI timestamp (epoch seconds) as a time, or None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 40:
+        return datetime.fromtimestamp(value, UTC)
+    return None
 
 
 def _text(value: object) -> str | None:

@@ -18,6 +18,8 @@ Invariants:
 - **No change bump.** These writes use the store's bare transaction, not ``Store.write``: the change counter
   tells workers to drop their key caches, which files never affect (as ``store.spend``).
 - Values only ever travel as parameters; times are the table's kinds (ISO text in SQLite, ``timestamptz``).
+- **Bounded.** A row whose upstream object has an ``expires_at`` (a file uploaded with ``expires_after``, a
+  batch's output files) carries it, and :func:`delete_expired` removes it once past.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from relaygate.store import tables as t
 if TYPE_CHECKING:
     from relaygate.store.base import Store
 
-__all__ = ["FILES", "FileObject", "Owner", "delete_object", "get_owned", "list_objects", "put_object",
-           "update_object"]
+__all__ = ["FILES", "FileObject", "Owner", "delete_expired", "delete_object", "get_owned", "list_objects",
+           "put_object", "update_object"]
 
 
 class FileObject(msgspec.Struct, kw_only=True):
@@ -152,3 +154,10 @@ async def update_object(store: Store, object_id: str, *, status: str | None = No
 async def delete_object(store: Store, object_id: str) -> bool:
     async with store._transaction() as c:
         return bool(await c.execute("DELETE FROM rg_files WHERE object_id = ?", [object_id]))
+
+
+async def delete_expired(store: Store, now: datetime) -> int:
+    """Forget the objects whose upstream said they expire before ``now`` (``expires_at``); how many."""
+    async with store._transaction() as c:
+        return int(await c.execute("DELETE FROM rg_files WHERE expires_at IS NOT NULL AND expires_at < ?",
+                                   [FILES.to_db("expires_at", now, store.dialect)]))
