@@ -264,11 +264,12 @@ def auth(name: str) -> dict[str, str]:
     return {"authorization": f"Bearer {KEYS[name]}"}
 
 
-def stored_config(up: Upstream, db_url: str, retention: str | None = "30d") -> dict[str, Any]:
-    """:func:`config` over the database ``db_url`` with the keys of :data:`KEYS`."""
+def stored_config(up: Upstream, db_url: str, retention: str | None = "30d", **server: Any) -> dict[str, Any]:
+    """:func:`config` over the database ``db_url`` with the keys of :data:`KEYS` (``server``: more
+    ``relaygate_settings``)."""
     cfg = config(up)
     cfg["general_settings"]["database_url"] = db_url
-    cfg["relaygate_settings"] = {"responses_retention": retention}
+    cfg["relaygate_settings"] = {"responses_retention": retention, **server}
     cfg["relaygate_keys"] = [{"key": KEYS["a1"], "team_id": "t1", "user_id": "u1"},
                              {"key": KEYS["a2"], "team_id": "t1", "user_id": "u2"},
                              {"key": KEYS["b1"], "team_id": "t2", "user_id": "u3"}]
@@ -276,8 +277,9 @@ def stored_config(up: Upstream, db_url: str, retention: str | None = "30d") -> d
 
 
 @asynccontextmanager
-async def stored_gateway(up: Upstream, db_url: str, retention: str | None = "30d") -> AsyncIterator[Gateway]:
-    gw = Gateway(from_litellm(stored_config(up, db_url, retention), "<test>"))
+async def stored_gateway(up: Upstream, db_url: str, retention: str | None = "30d",
+                         **server: Any) -> AsyncIterator[Gateway]:
+    gw = Gateway(from_litellm(stored_config(up, db_url, retention, **server), "<test>"))
     await gw.startup()
     try:
         yield gw

@@ -48,9 +48,9 @@ def sqlite_url(tmp_path: Path) -> str:
 Body = Callable[[Any], Awaitable[None]]
 
 
-def run(up: Upstream, url: str, body: Body, retention: str | None = "30d") -> None:
+def run(up: Upstream, url: str, body: Body, retention: str | None = "30d", **server: Any) -> None:
     async def main() -> None:
-        async with stored_gateway(up, url, retention) as gw:
+        async with stored_gateway(up, url, retention, **server) as gw:
             await body(gw)
 
     asyncio.run(main())
@@ -262,6 +262,26 @@ def test_store_false_stores_nothing(upstream: Upstream, sqlite_url: str) -> None
             assert (await c.fetch("SELECT COUNT(*) AS n FROM rg_responses", []))[0]["n"] == 0
 
     run(upstream, sqlite_url, body)
+
+
+def test_bad_input(upstream: Upstream, sqlite_url: str) -> None:
+    async def body(gw: Any) -> None:
+        for extra, param in (({"previous_response_id": 7}, "previous_response_id"), ({"background": "yes"}, "background"),
+                             ({"background": True, "stream": True}, "background")):
+            r = await call(gw, "POST", "/v1/responses", {"model": "chat", "input": "x", **extra}, auth("a1"))
+            assert r.status == 400 and r.json()["error"]["param"] == param, r.body
+        huge = "resp_" + "x/\n" * 500
+        r = await call(gw, "POST", "/v1/responses", {"model": "chat", "input": "x", "previous_response_id": huge},
+                       auth("a1"))
+        assert r.status == 404 and len(r.body) < 300  # an id the gateway never hands out is not echoed
+        big = "word " * 600
+        one = (await post(gw, {"model": "chat", "input": big})).json()["id"]
+        two = (await post(gw, {"model": "chat", "input": big, "previous_response_id": one})).json()["id"]
+        r = await call(gw, "POST", "/v1/responses", {"model": "chat", "input": big, "previous_response_id": two},
+                       auth("a1"))
+        assert r.status == 400 and "larger" in r.json()["error"]["message"]  # the turns outgrow a request
+
+    run(upstream, sqlite_url, body, max_request_body_bytes=4000)
 
 
 # -- background ----------------------------------------------------------------------------------------

@@ -45,7 +45,14 @@ import orjson
 from relaygate.auth import Principal, PrincipalKind
 from relaygate.core import errors
 from relaygate.store import Store, StoreUnavailable
-from relaygate.store.responses import StoredResponse, purge_expired, read_chain, read_response, write_responses
+from relaygate.store.responses import (
+    StoredResponse,
+    delete_response,
+    purge_expired,
+    read_chain,
+    read_response,
+    write_responses,
+)
 
 if TYPE_CHECKING:
     from relaygate.http.types import Message, Scope
@@ -153,6 +160,8 @@ class ResponseState:
         self.frontend: Any = None
         """The gateway's ``Responses`` frontend (``frontends.responses``), which background runs go through."""
         self._wake: asyncio.Event | None = None
+        self._lock = asyncio.Lock()
+        """Held by a batch write and by a deletion: a row being written cannot come back after its deletion."""
         self._writer: asyncio.Task[None] | None = None
         self.retention: float | None = None
 
@@ -228,19 +237,20 @@ class ResponseState:
         store = self.store
         if store is None:
             return True
-        rows = list(self.pending.values())[:size]
-        try:
-            await write_responses(store, rows)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if _unavailable(exc):
-                self._count("responses_store_failed")
-                log.warning("responses: the database is unavailable (%s); %d response(s) wait", type(exc).__name__,
-                            len(self.pending))
-                return False
-            await self._write_each(store, rows)
-        self._written(rows)
+        async with self._lock:
+            rows = list(self.pending.values())[:size]
+            try:
+                await write_responses(store, rows)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if _unavailable(exc):
+                    self._count("responses_store_failed")
+                    log.warning("responses: the database is unavailable (%s); %d response(s) wait",
+                                type(exc).__name__, len(self.pending))
+                    return False
+                await self._write_each(store, rows)
+            self._written(rows)
         return True
 
     async def _write_each(self, store: Store, rows: list[StoredResponse]) -> None:
@@ -331,16 +341,16 @@ class ResponseState:
         return out
 
     async def delete(self, rid: str, who: Principal | None) -> None:
-        from relaygate.store.responses import delete_response
-
+        """Delete ``rid`` (a 404 unless ``who`` may see it), cancelling it first if it runs here."""
         row = await self.get(rid, who)
-        self.pending.pop(rid, None)
         run = self.runs.get(rid)
         if run is not None:
             await self.cancel_run(run)
         store = self.store
         assert store is not None
-        await delete_response(store, row.response_id)
+        async with self._lock:
+            self.pending.pop(rid, None)
+            await delete_response(store, row.response_id)
 
     # -- background runs ----------------------------------------------------------------------------
 
