@@ -394,19 +394,24 @@ def _chat_to_response(body: bytes, model: str, created: int, ech: dict[str, Any]
     ch = (obj.get("choices") or [{}])[0]
     msg = ch.get("message") or {}
     output: list[dict[str, Any]] = []
+    rid = new_id("resp_")  # item ids: the response's random part and the item's place (one urandom call)
+
+    def iid(prefix: str) -> str:
+        return f"{prefix}{rid[5:]}{len(output):02x}"
+
     if msg.get("reasoning_content"):
-        output.append(_reasoning_item(new_id("rs_"), str(msg["reasoning_content"]), "completed", summarized(ech)))
+        output.append(_reasoning_item(iid("rs_"), str(msg["reasoning_content"]), "completed", summarized(ech)))
     text = msg.get("content")
     if isinstance(text, list):
         text = cv.text_of(text)
     if text:
-        output.append(_message_item(new_id("msg_"), str(text), "completed"))
+        output.append(_message_item(iid("msg_"), str(text), "completed"))
     for tc in msg.get("tool_calls") or ():
         fn = tc.get("function") or {}
-        output.append(_call_item(new_id("fc_"), str(tc.get("id") or cv.new_call_id()), str(fn.get("name") or ""),
+        output.append(_call_item(iid("fc_"), str(tc.get("id") or cv.new_call_id()), str(fn.get("name") or ""),
                                  str(fn.get("arguments") or ""), "completed"))
     status = "incomplete" if ch.get("finish_reason") == "length" else "completed"
-    return orjson.dumps(response_object(new_id("resp_"), created, model, ech, status, output,
+    return orjson.dumps(response_object(rid, created, model, ech, status, output,
                                         response_usage(obj.get("usage"))))
 
 
@@ -441,18 +446,32 @@ class _Chunk(msgspec.Struct):
 _chunk_decoder = msgspec.json.Decoder(_Chunk)
 
 
+_DELTA_EVENT = {"reasoning": "response.reasoning_text.delta", "summary": "response.reasoning_summary_text.delta",
+                "message": "response.output_text.delta", "function_call": "response.function_call_arguments.delta"}
+_DELTA_AT = {"reasoning": b',"content_index":0,"delta":', "summary": b',"summary_index":0,"delta":',
+             "message": b',"content_index":0,"delta":', "function_call": b',"delta":'}
+_DELTA_END = {"message": b',"logprobs":[]}\n\n'}
+
+
 class _Item:
-    """One output item being streamed: its kind, id, position and what it has accumulated."""
+    """One output item being streamed: its kind, id, position, what it has accumulated, and its delta event
+    encoded once (``head`` + sequence number + ``mid`` + the delta as a JSON string + ``tail``): the hot loop
+    builds no dict and encodes only the delta text."""
 
-    __slots__ = ("kind", "id", "index", "parts", "call_id", "name")
+    __slots__ = ("kind", "id", "index", "parts", "call_id", "name", "head", "mid", "tail")
 
-    def __init__(self, kind: str, iid: str, index: int, call_id: str = "", name: str = "") -> None:
+    def __init__(self, kind: str, iid: str, index: int, call_id: str = "", name: str = "",
+                 delta: str = "") -> None:
         self.kind = kind
         self.id = iid
         self.index = index
         self.parts: list[str] = []
         self.call_id = call_id
         self.name = name
+        event = _DELTA_EVENT[delta or kind]
+        self.head = b"event: %b\ndata: {\"type\":\"%b\",\"sequence_number\":" % (event.encode(), event.encode())
+        self.mid = b',"item_id":%b,"output_index":%d%b' % (orjson.dumps(iid), index, _DELTA_AT[delta or kind])
+        self.tail = _DELTA_END.get(delta or kind, b"}\n\n")
 
     def done(self, summary: bool) -> dict[str, Any]:
         text = "".join(self.parts)
@@ -494,6 +513,11 @@ class ResponsesStream:
         self._status = "completed"
         self._usage: dict[str, Any] | None = None
         self.done = False
+
+    def _delta(self, out: list[bytes], item: _Item, text: str) -> None:
+        item.parts.append(text)
+        out.append(item.head + b"%d" % self._seq + item.mid + orjson.dumps(text) + item.tail)
+        self._seq += 1
 
     def _ev(self, out: list[bytes], kind: str, fields: dict[str, Any]) -> None:
         payload = orjson.dumps({"type": kind, "sequence_number": self._seq, **fields})
@@ -551,7 +575,9 @@ class ResponsesStream:
         return b"".join(out)
 
     def _open(self, out: list[bytes], kind: str, prefix: str, call_id: str = "", name: str = "") -> _Item:
-        item = _Item(kind, new_id(prefix), len(self._items), call_id, name)
+        index = len(self._items)  # item ids: the response's random part and the item's place (one urandom call)
+        item = _Item(kind, f"{prefix}{self.id[5:]}{index:02x}", index, call_id, name,
+                     "summary" if kind == "reasoning" and self._summary else "")
         self._items.append(item)
         if kind == "reasoning":
             added = {"id": item.id, "type": "reasoning", "summary": [], "content": [], "status": "in_progress"}
@@ -595,22 +621,11 @@ class ResponsesStream:
                 if d.reasoning_content:
                     item = self._reasoning or self._open(out, "reasoning", "rs_")
                     self._reasoning = item
-                    item.parts.append(d.reasoning_content)
-                    if self._summary:
-                        self._ev(out, "response.reasoning_summary_text.delta", {
-                            "item_id": item.id, "output_index": item.index, "summary_index": 0,
-                            "delta": d.reasoning_content})
-                    else:
-                        self._ev(out, "response.reasoning_text.delta", {
-                            "item_id": item.id, "output_index": item.index, "content_index": 0,
-                            "delta": d.reasoning_content})
+                    self._delta(out, item, d.reasoning_content)
                 if d.content:
                     item = self._message or self._open(out, "message", "msg_")
                     self._message = item
-                    item.parts.append(d.content)
-                    self._ev(out, "response.output_text.delta", {"item_id": item.id, "output_index": item.index,
-                                                                 "content_index": 0, "delta": d.content,
-                                                                 "logprobs": []})
+                    self._delta(out, item, d.content)
                 for tc in d.tool_calls or ():
                     fn = tc.function
                     call = self._tools.get(tc.index)
@@ -619,9 +634,7 @@ class ResponsesStream:
                                           (fn.name if fn else None) or "")
                         self._tools[tc.index] = call
                     if fn is not None and fn.arguments:
-                        call.parts.append(fn.arguments)
-                        self._ev(out, "response.function_call_arguments.delta", {
-                            "item_id": call.id, "output_index": call.index, "delta": fn.arguments})
+                        self._delta(out, call, fn.arguments)
             if c.finish_reason == "length":
                 self._status = "incomplete"
 
