@@ -143,6 +143,15 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST" and ident is None:
             fields, filename, content = _multipart(self.headers.get("content-type", ""), body)
             seen.fields = fields
+            if filename.startswith("rate-limit"):  # rate-limit-<retry-after value>.jsonl
+                self.send_response(429)
+                body429 = _error(429, "Rate limit reached for requests", "requests")
+                self.send_header("retry-after", filename[len("rate-limit-"):-len(".jsonl")])
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body429)))
+                self.end_headers()
+                self.wfile.write(body429)
+                return
             if filename == up.reject_filename:
                 self._send(400, _error(400, "Invalid file format for Batch API. Must be .jsonl", param="file"))
                 return

@@ -156,3 +156,16 @@ def test_upload_and_batch_in_process(up: Upstream, tmp_path: Path) -> None:
         assert orjson.loads(content.body)["body"]["model"] == "gpt-4o-mini"
 
     run(up, tmp_path, body)
+
+
+@pytest.mark.parametrize("retry_after,header", [("7", "7"), ("inf", None), ("nan", None), ("-3", None),
+                                                ("soon", None)])
+def test_upstream_429_relayed(up: Upstream, tmp_path: Path, retry_after: str, header: str | None) -> None:
+    async def body(gw: Gateway) -> None:
+        data, headers = multipart([("purpose", None, b"batch"), ("file", f"rate-limit-{retry_after}.jsonl", b"{}")])
+        r = await call(gw, "POST", "/v1/files", data, headers=headers)
+        check_error(r, (429,))
+        assert r.json()["error"]["type"] == "throttling_error" and "Rate limit reached" in r.json()["error"]["message"]
+        assert r.headers.get("retry-after") == header
+
+    run(up, tmp_path, body)

@@ -166,6 +166,8 @@ class FilesApi:
                 after = float(retry) if retry else None
             except ValueError:
                 after = None
+            if after is not None and not 0.0 <= after <= 86400.0:  # inf, nan, negative: not a usable delay
+                after = None
             raise call.target.provider.map_error(resp.status, body, after)
         return resp
 
