@@ -280,7 +280,9 @@ def _ant_ask(headers: dict[str, str], body: dict[str, Any]) -> Ask:
         for b in _ant_blocks(m.get("content")):
             t = b.get("type")
             if t == "text":
-                turn.text += b.get("text") or ""
+                if not b.get("text"):
+                    raise _ant_error(400, f"messages.{i}.content: text content blocks must be non-empty")
+                turn.text += b["text"]
             elif t == "tool_use" and role == "assistant":
                 turn.calls.append((b["id"], b["name"], b.get("input") or {}))
             elif t == "tool_result" and role == "user":
@@ -401,6 +403,8 @@ def _gm_ask(path: str, headers: dict[str, str], body: dict[str, Any]) -> Ask:
             raise _gm_error(400, f"Please use a valid role: user, model. (contents[{i}].role = {role})")
         turn = Turn("assistant" if role == "model" else "user")
         responses: list[str] = []
+        if not c.get("parts"):
+            raise _gm_error(400, f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.")
         for p in c.get("parts") or ():
             if "text" in p:
                 if not p.get("thought"):
