@@ -96,13 +96,15 @@ class StreamStart:
 
 
 def retry_after(value: bytes | None) -> float | None:
-    """An upstream ``Retry-After`` header's seconds (``None`` when absent or not a number)."""
+    """An upstream ``Retry-After`` header's seconds (``None`` when absent, not a number, not finite or over a
+    day: ``inf`` once made a 429 into a 500)."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        v = float(value)
     except ValueError:
         return None
+    return v if 0.0 <= v <= 86400.0 else (0.0 if v < 0.0 else None)  # nan, inf, a day+: not a delay
 
 
 def upstream_error(provider: Provider, resp: UpstreamResponse, data: bytes) -> GatewayError:
