@@ -215,6 +215,22 @@ def test_function_call_output_after_previous_response_id(client: openai.OpenAI, 
         check_tool_result(answered, provider, call.call_id, "20C and sunny")
 
 
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_store_false_is_not_kept(client: openai.OpenAI, mock: Mock, provider: str) -> None:
+    """The stateless mode of the Agents SDK and Codex: ``store: false`` and encrypted reasoning asked for."""
+    prompt = tag("do not keep this", provider)
+    r = client.responses.create(model=MODELS[provider], input=prompt, store=False,
+                                include=["reasoning.encrypted_content"])
+    assert r.output_text == reply_text(prompt) and r.store is False
+    check_usage(r.usage, provider)
+    rec = only(mock, prompt, provider)
+    check_route(rec, provider, False, MASTER)
+    if provider == "openai":
+        assert rec.body["store"] is False and rec.body["include"] == ["reasoning.encrypted_content"]
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(r.id)
+
+
 @pytest.mark.skip(reason=STATE_MISSING)
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_stored_responses_belong_to_their_key(stack: tuple[GatewayProc, Mock], mock: Mock, provider: str) -> None:
