@@ -214,7 +214,7 @@ def test_credentials_from_marked_deployment_or_environment(monkeypatch: pytest.M
     unmarked = from_litellm({"model_list": [{"model_name": "c", "litellm_params": {
         "model": "anthropic/claude-x", "api_key": "sk-not-for-pass-through"}}]}, "<test>")
     up = upstream_for(anthropic, unmarked)
-    assert up.error is not None and up.error.status == 500 and "ANTHROPIC_API_KEY" in up.error.message
+    assert up.error is not None and up.error.status == 404 and "ANTHROPIC_API_KEY" in up.error.message
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-from-env-123")
     up = upstream_for(anthropic, unmarked)
     assert up.error is None and up.headers == [("x-api-key", "sk-from-env-123")]

@@ -209,9 +209,9 @@ class Relay:
         over = ex.over = Overrides(headers, rt.max_body)
         ex.call_id = over.call_id or new_call_id()
         up = self.up = snapshot(rt.config).upstream(route)
-        if up.error is not None:
-            raise up.error
         ep = up.endpoint
+        if up.error is not None and not route.provider:
+            raise _fresh(up.error)  # a custom endpoint a reload removed
         q, dropped = urls.query(scope.get("query_string", b""), _KEY if route.query_key else frozenset())
         if ep is None or ep.auth:
             token = dropped.get("key")
@@ -221,6 +221,8 @@ class Relay:
             _route_allowed(who, route, scope["path"])
         raw = scope.get("raw_path") or scope["path"].encode()
         sub = urls.subpath(raw, route.prefix)
+        if up.error is not None:
+            raise _fresh(up.error)  # a provider route without credentials
         if ep is not None and not ep.include_subpath and sub not in ("", "/"):
             raise errors.NotFound(f"Route not found: {scope['method']} {scope['path'][:200]}", code="404")
         if up.strip_v1 and (sub == "/v1" or sub.startswith("/v1/")):
@@ -426,6 +428,12 @@ class Relay:
         if table.known:
             ex.cost = usd(table.tokens(usage.prompt, usage.completion, usage.cache_read, usage.cache_write,
                                        usage.reasoning))
+
+
+def _fresh(exc: GatewayError) -> GatewayError:
+    """A new error like the snapshot's cached ``exc``: raising one instance again and again would chain
+    every request's frames onto its traceback."""
+    return type(exc)(exc.message, status=exc.status, type=exc.type, param=exc.param, code=exc.code)
 
 
 def _whole_events(data: bytes) -> tuple[bytes, bytes]:

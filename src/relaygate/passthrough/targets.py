@@ -14,8 +14,8 @@ environment variables (``ANTHROPIC_API_KEY``, ``ANTHROPIC_API_BASE``, ``OPENAI_A
 ``GEMINI_API_KEY``, ``VERTEXAI_PROJECT`` / ``GOOGLE_APPLICATION_CREDENTIALS``, ``AWS_*``), read through
 ``config.env``'s one table when the snapshot's routes are first built. Vertex's OAuth token and Bedrock's
 SigV4 signature come from the provider adapter built for those credentials (``providers.make_provider``),
-so token refresh and signing are the adapters' own code. A route without credentials answers a 500 that
-says what to configure (and never which secret is missing a value).
+so token refresh and signing are the adapters' own code. A route without credentials is not served: it
+answers a 404 that says what to configure (after the caller's key and path were checked).
 
 The client never supplies a credential: its key is the gateway's, and :mod:`relaygate.passthrough.urls`
 never forwards it.
@@ -116,9 +116,10 @@ class Upstream:
 
 
 def _missing(route: Route, what: str) -> Upstream:
-    return Upstream(error=GatewayError(
-        f"The /{route.prefix.strip('/')} pass-through route has no {route.provider} credentials: {what}",
-        status=500, type="internal_server_error"))
+    """A provider route without credentials is not served: a 404 saying what would serve it."""
+    return Upstream(error=errors.NotFound(
+        f"The /{route.prefix.strip('/')} pass-through route is not configured: no {route.provider} credentials "
+        f"({what})", code="404"))
 
 
 def _credentials(provider: str, config: Config) -> tuple[Deployment | None, dict[str, Any]]:
