@@ -48,7 +48,6 @@ __all__ = [
     "PREAMBLE",
     "PROVIDERS",
     "Received",
-    "STATE_MISSING",
     "UPSTREAM_MODELS",
     "check_route",
     "check_tool_result",
@@ -234,10 +233,6 @@ def check_tool_result(rec: Received, provider: str, call_id: str, output: str) -
             {"role": "user", "parts": [{"functionResponse": {"name": "get_weather",
                                                              "response": {"content": output}}}]}]
 
-
-STATE_MISSING = ("conversation state is not in the gateway yet: POST /v1/responses answers previous_response_id "
-                 "with a 400 (providers/responses_api.py validate), GET / DELETE /v1/responses/{id} are 404")
-"""Why the conversation-state tests are skipped (until the gateway stores responses)."""
 
 MODELS = {"openai": "rg-openai", "anthropic": "rg-claude", "gemini": "rg-gemini"}
 """Each deployment's model group (its name differs from the upstream's model, which the gateway must swap)."""

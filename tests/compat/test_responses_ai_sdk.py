@@ -24,7 +24,6 @@ from tests.compat.responses_mocks import (
     MODELS,
     PREAMBLE,
     PROVIDERS,
-    STATE_MISSING,
     Mock,
     Received,
     check_route,
@@ -199,7 +198,6 @@ def test_tool_step_after_text_refers_to_the_stored_item(ran: tuple[Results, Mock
     assert [c[1] for c in assistant.calls] == ["get_weather"] and [r[1] for r in results.results] == [TOOL_OUTPUT]
 
 
-@pytest.mark.skip(reason=STATE_MISSING)
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_previous_response_id_three_turns(ran: tuple[Results, Mock], provider: str) -> None:
     results, mock = ran

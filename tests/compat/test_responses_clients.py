@@ -24,7 +24,6 @@ import pytest
 from tests.compat.responses_mocks import (
     MODELS,
     PROVIDERS,
-    STATE_MISSING,
     Mock,
     Received,
     check_route,
@@ -158,7 +157,6 @@ def _conversation(rec: Received) -> list[tuple[str, str]]:
     return [(t.role, t.text) for t in rec.ask.turns]
 
 
-@pytest.mark.skip(reason=STATE_MISSING)
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_previous_response_id_three_turns(client: openai.OpenAI, mock: Mock, provider: str) -> None:
     model = MODELS[provider]
@@ -192,7 +190,6 @@ def test_previous_response_id_three_turns(client: openai.OpenAI, mock: Mock, pro
     assert client.responses.retrieve(r1.id).output_text == reply_text(p1, 1)
 
 
-@pytest.mark.skip(reason=STATE_MISSING)
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_function_call_output_after_previous_response_id(client: openai.OpenAI, mock: Mock, provider: str) -> None:
     """OpenAI's own function-calling loop: the next turn sends only the outputs, the call is in the stored turn."""
@@ -231,7 +228,6 @@ def test_store_false_is_not_kept(client: openai.OpenAI, mock: Mock, provider: st
         client.responses.retrieve(r.id)
 
 
-@pytest.mark.skip(reason=STATE_MISSING)
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_stored_responses_belong_to_their_key(stack: tuple[GatewayProc, Mock], mock: Mock, provider: str) -> None:
     url = stack[0].url + "/v1"

@@ -18,7 +18,6 @@ from langchain_openai import ChatOpenAI
 from tests.compat.responses_mocks import (
     MODELS,
     PROVIDERS,
-    STATE_MISSING,
     Mock,
     Received,
     check_route,
@@ -156,7 +155,6 @@ def test_bind_tools_round_trip(stack: tuple[GatewayProc, Mock], mock: Mock, prov
         assert asked.body["tools"][0]["name"] == "get_weather"
 
 
-@pytest.mark.skip(reason=STATE_MISSING)
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_use_previous_response_id_three_turns(stack: tuple[GatewayProc, Mock], mock: Mock, provider: str) -> None:
     llm = ChatOpenAI(model=MODELS[provider], use_responses_api=True, use_previous_response_id=True,
