@@ -325,6 +325,10 @@ relaygate_keys:
         out = [await call(gw, "POST", "/anthropic/v1/messages", {"model": "claude-3-5-haiku-20241022"}, limited),
                await call(gw, "POST", "/openai/v1/chat/completions", {"model": "gpt-4o-mini", "messages": []},
                           limited)]
+        # no content type, or model given twice: the body is still read as the upstream would read it
+        out += [await call(gw, "POST", "/anthropic/v1/messages", b'{"model": "claude-3-5-haiku-20241022"}', limited),
+                await call(gw, "POST", "/openai/v1/chat/completions",
+                           b'{"model": "gpt-4o-mini", "model": "gpt-4o", "messages": []}', limited)]
         made = await call(gw, "POST", "/key/generate", {"allowed_routes": ["/openai/*"]}, AUTH)
         key = {"authorization": f"Bearer {made.json()['key']}"}
         out += [await call(gw, "POST", "/openai/v1/chat/completions", {"model": "gpt-4o-mini", "messages": []}, key),
@@ -345,7 +349,8 @@ relaygate_keys:
         finally:
             await gw.shutdown()
 
-    (denied, allowed, routed_ok, routed_no), _ = asyncio.run(go())
+    (denied, allowed, untyped, twice, routed_ok, routed_no), _ = asyncio.run(go())
+    assert untyped.status == 401 and twice.status == 400
     assert denied.status == 401 and denied.json()["error"]["type"] == "authentication_error"
     assert allowed.status == 200
     assert routed_ok.status == 200

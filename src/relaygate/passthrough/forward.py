@@ -41,12 +41,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import orjson
+import msgspec
 
 from relaygate.auth import Principal
 from relaygate.config.model import Config, Deployment
 from relaygate.core import errors
 from relaygate.core.errors import GatewayError
+from relaygate.core.views import check_duplicate_keys
 from relaygate.cost import usd
 from relaygate.http.body import ClientGone, next_message, too_large
 from relaygate.http.respond import VERSION, DisconnectWatch
@@ -75,6 +76,16 @@ ROUTE_NAME = "pass_through_endpoint"
 HOLD = 256 * 1024
 """Body bytes read before forwarding starts; a body that ends within them is sent in one piece."""
 _KEY = frozenset({"key"})
+
+
+class _Head(msgspec.Struct):
+    """What the relay reads of a JSON body: the model it names and whether it asks for a stream."""
+
+    model: Any = None
+    stream: Any = None
+
+
+_HEAD = msgspec.json.Decoder(_Head)
 _DEPS_MAX = 1024
 
 
@@ -251,12 +262,9 @@ class Relay:
         ex, route = self.ex, self.route
         limits = ex.rt.body_limits
         length: int | None = None
-        ctype = b""
         for k, v in self.scope["headers"]:
             if k == b"content-length":
                 length = int(v)  # checked by Overrides
-            elif k == b"content-type":
-                ctype = v
         start = asyncio.get_running_loop().time()
         parts, size, more = await self._take(limits, start, 0, HOLD)
         key = ex.who.key if ex.who is not None else None
@@ -268,23 +276,18 @@ class Relay:
         if more:
             return self._stream(b"".join(parts), limits, start, size), length
         body = b"".join(parts)
-        if body[:1] == b"{" and b"json" in ctype.lower():
-            self._read_json(body)
+        if body.lstrip()[:1] == b"{":  # whatever its content type says: the upstream may read it as JSON
+            if key is not None and key.models is not None and route.provider:
+                check_duplicate_keys(body)  # the model checked is the one the upstream reads
+            try:
+                head = _HEAD.decode(body)
+            except msgspec.DecodeError:
+                return body, None
+            if isinstance(head.model, str) and head.model and not ex.model:
+                ex.model = head.model[:256]
+            if head.stream is True:
+                ex.stream = True
         return body, None
-
-    def _read_json(self, body: bytes) -> None:
-        try:
-            obj = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return
-        if not isinstance(obj, dict):
-            return
-        ex = self.ex
-        model = obj.get("model")
-        if isinstance(model, str) and model and not ex.model:
-            ex.model = model[:256]
-        if obj.get("stream") is True:
-            ex.stream = True
 
     async def _take(self, limits: Any, start: float, size: int, hold: int) -> tuple[list[bytes], int, bool]:
         parts: list[bytes] = []
