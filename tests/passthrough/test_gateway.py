@@ -434,3 +434,21 @@ def test_vertex_route_host_from_the_deployment_and_sse(upstream: Upstream) -> No
     assert [s.path for s in upstream.seen] == [f"{path}:generateContent", f"{path}:streamGenerateContent?alt=sse"]
     assert all(s.headers["x-goog-api-key"] == GEMINI_KEY and MASTER not in str(s.headers) for s in upstream.seen)
     assert [(r.provider, r.prompt_tokens, r.completion_tokens) for r in records] == [("vertex_ai", 40, 10)] * 2
+
+
+def test_key_rate_limits_apply(upstream: Upstream) -> None:
+    extra = """
+relaygate_keys:
+  - {key: sk-one-per-minute-0123, rpm_limit: 1}
+"""
+
+    async def body(gw: Gateway) -> list[Reply]:
+        h = {"x-api-key": "sk-one-per-minute-0123"}
+        req = {"model": "claude-3-5-haiku-20241022", "max_tokens": 5, "messages": []}
+        return [await call(gw, "POST", "/anthropic/v1/messages", req, h),
+                await call(gw, "POST", "/anthropic/v1/messages", req, h)]
+
+    (first, second), _ = run(upstream, extra, body)
+    assert first.status == 200 and second.status == 429
+    assert second.json()["type"] == "error" and second.json()["error"]["type"] == "rate_limit_error"
+    assert len(upstream.seen) == 1

@@ -17,7 +17,8 @@ error shape, completed as one record and logged once):
    Bedrock's SigV4 signs the body, and a key restricted to some models must be checked against the
    body's ``model`` on a provider route (LiteLLM checks it there too; never on a custom endpoint);
 5. **before_route** — the runtime's hooks: a key, team, user ... over its budget is refused before a byte
-   goes upstream, as on the LLM routes;
+   goes upstream, as on the LLM routes; then the key's (team's, user's) rpm / tpm / parallel limits are
+   paid in the router's limiter (a 429 as on the LLM routes; tokens counted once the answer says them);
 6. **relay** — the upstream's status, headers (``urls.response_headers``) and body are sent to the client
    as they arrive (bounded by the transport's flow control); a copy of each piece feeds a
    :class:`~relaygate.passthrough.usage.UsageTap` on provider routes;
@@ -47,6 +48,7 @@ from relaygate.auth import Principal
 from relaygate.config.model import Config, Deployment
 from relaygate.core import errors
 from relaygate.core.errors import GatewayError
+from relaygate.core.ratelimit import Bucket
 from relaygate.core.views import check_duplicate_keys
 from relaygate.cost import usd
 from relaygate.http.body import ClientGone, next_message, too_large
@@ -59,6 +61,7 @@ from relaygate.passthrough.usage import Usage, UsageTap
 from relaygate.pipeline.exchange import Exchange
 from relaygate.pipeline.overrides import Overrides, new_call_id
 from relaygate.router import Lease, RouteContext, Target
+from relaygate.routing_limits import key_limit_error, settle
 from relaygate.sinks import Outcome
 from relaygate.upstream.base import Timeouts, UpstreamRequest
 from relaygate.upstream.calls import refresh_token
@@ -164,7 +167,7 @@ def _route_allowed(who: Principal, route: Route, path: str) -> None:
 class Relay:
     """One pass-through request on its way (see the module docstring for the stages)."""
 
-    __slots__ = ("pipeline", "route", "scope", "receive", "send", "ex", "up", "started", "watch")
+    __slots__ = ("pipeline", "route", "scope", "receive", "send", "ex", "up", "started", "watch", "paid")
 
     def __init__(self, pipeline: Pipeline, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
         self.pipeline = pipeline
@@ -176,6 +179,8 @@ class Relay:
         self.up: Upstream | None = None
         self.started = False
         self.watch: DisconnectWatch | None = None
+        self.paid: tuple[tuple[Bucket, ...], tuple[float, ...]] | None = None
+        """The key's rate-limit buckets this request took (and their costs), settled when it ends."""
 
     async def run(self) -> None:
         ex = self.ex
@@ -196,6 +201,10 @@ class Relay:
         finally:
             if self.watch is not None:
                 self.watch.stop()
+            if self.paid is not None:  # the parallel slot back; tokens used counted
+                buckets, costs = self.paid
+                used = ex.prompt_tokens + ex.completion_tokens
+                ex.rt.router.limiter.adjust(buckets, settle(buckets, costs, used))
 
     async def fail(self, exc: GatewayError) -> None:
         ex = self.ex
@@ -254,7 +263,18 @@ class Relay:
         ex.ctx = RouteContext(stream=ex.stream, key=key, timeout=over.timeout)
         for hook in rt.before_route:
             await hook(ex)
+        if key is not None and key.buckets:
+            await self._admit(key.buckets)
         await self._forward(url, body, length)
+
+    async def _admit(self, buckets: tuple[Bucket, ...]) -> None:
+        """The key's (team's, user's) rpm, tpm and parallel limits, as on the LLM routes (LiteLLM's
+        pre-call limiter runs on pass-through requests too): a request is counted, tokens once known."""
+        costs = tuple(0.0 if b.unit == "tokens" else 1.0 for b in buckets)
+        verdict = await self.ex.rt.router.limiter.acquire(buckets, costs)
+        if verdict.fail >= 0:
+            raise key_limit_error(buckets, verdict)
+        self.paid = (buckets, costs)
 
     async def _body(self, up: Upstream) -> tuple[bytes | AsyncIterator[bytes], int | None]:
         """The body to send: ``bytes`` when it ended within :data:`HOLD` bytes (or must be read whole), else
