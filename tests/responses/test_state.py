@@ -320,6 +320,29 @@ def test_background_poll_and_cancel(upstream: Upstream, sqlite_url: str) -> None
     run(upstream, sqlite_url, body)
 
 
+def test_cancel_reaches_the_worker_running_it(upstream: Upstream, sqlite_url: str) -> None:
+    """Two gateways on one database (two workers): a cancel that reaches the one not running the response
+    marks it, and the one running it stops."""
+    async def main() -> None:
+        async with stored_gateway(upstream, sqlite_url) as a, stored_gateway(upstream, sqlite_url) as b:
+            upstream.script = Script(content="never", delay=5)
+            rid = (await post(a, {"model": "chat", "input": "slow", "background": True})).json()["id"]
+            seen = await call(b, "GET", f"/v1/responses/{rid}", None, auth("a2"))  # the row, from the database
+            assert seen.status == 200 and seen.json()["status"] == "queued"
+            r = await call(b, "POST", f"/v1/responses/{rid}/cancel", None, auth("a1"))
+            assert r.status == 200 and r.json()["status"] == "cancelled"
+            runs = state_of(a).runs
+            for _ in range(100):
+                if rid not in runs:
+                    break
+                await asyncio.sleep(0.1)
+            assert rid not in runs
+            got = await call(a, "GET", f"/v1/responses/{rid}", None, auth("a1"))
+            assert got.json()["status"] == "cancelled"
+
+    asyncio.run(main())
+
+
 def test_background_native_passes_through(upstream: Upstream, sqlite_url: str) -> None:
     async def body(gw: Any) -> None:
         queued = (await post(gw, {"model": "native", "input": "slow", "background": True})).json()

@@ -14,8 +14,8 @@ Without a database every route answers a 404 saying responses are not stored on 
 A background response a native upstream runs (``openai/``, ``azure/``) is the upstream's to advance: a
 ``GET`` of one still ``queued`` / ``in_progress`` asks the upstream (its own id, on the deployment that has
 it) and stores what it says; ``cancel`` is passed to it the same way. One a translated deployment runs is a
-task of the worker that accepted it (``ResponseState.runs``); cancelling it from another worker is a 400
-saying so.
+task of the worker that accepted it (``ResponseState.runs``); a cancel that reaches another worker marks it
+cancelled in the database, and the worker running it stops it within a second.
 """
 
 from __future__ import annotations

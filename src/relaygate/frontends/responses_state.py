@@ -27,7 +27,10 @@ Invariants:
   exist (404, never 403). Expired rows are invisible at once and purged every :data:`PURGE_INTERVAL`.
 - **Background runs are bounded per worker** (:data:`MAX_BACKGROUND`): each is a task that runs the turn
   through the gateway's own pipeline (so limits, retries, fallbacks, spend and cost apply) with a request
-  that reads as a client that never leaves; cancelling it is that client leaving.
+  that reads as a client that never leaves; cancelling it is that client leaving. A cancel that reaches
+  another worker marks the row cancelled; the worker running it looks for such rows every
+  :data:`CANCEL_POLL` while it runs any, and stops them (a run that finishes first keeps its result). A run
+  still going when its worker stops is stored cancelled.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from relaygate.store.responses import (
     purge_expired,
     read_chain,
     read_response,
+    read_statuses,
     write_responses,
 )
 
@@ -71,6 +75,8 @@ MAX_BACKGROUND = 64
 """Background responses running at once per worker (more is a 429)."""
 PURGE_INTERVAL = 600.0
 """Seconds between two deletions of expired rows."""
+CANCEL_POLL = 1.0
+"""Seconds between two looks, while this worker runs background responses, for one cancelled elsewhere."""
 BACKGROUND_KEY = "relaygate.responses.background"
 """The scope key that carries a background run's response id into the run's own request (a server-side
 key: no client can set it)."""
@@ -181,6 +187,7 @@ class ResponseState:
         self._wake = asyncio.Event()
         self.gw._spawn(self._write_forever())
         self.gw._spawn(self._purge_forever())
+        self.gw._spawn(self._watch_runs())
 
     def _count(self, event: str, n: int = 1) -> None:
         metrics = getattr(self.gw, "metrics", None)
@@ -432,10 +439,34 @@ class ResponseState:
         if run is not None:
             await self.cancel_run(run)
             return self.pending.get(rid) or row
-        if row.status in ("queued", "in_progress"):
-            raise errors.BadRequest(f"Response {rid} is running on another gateway worker or instance; cancel it "
-                                    "again in a moment, or wait for it to finish", param="response_id")
+        if row.status in ("queued", "in_progress"):  # another worker runs it: it sees this within CANCEL_POLL
+            row = StoredResponse(**{**_fields(row), "status": "cancelled", "updated_at": datetime.now(UTC),
+                                    "response": {**row.response, "status": "cancelled"}})
+            store = self.store
+            assert store is not None
+            async with self._lock:  # written before the answer: any worker reads it cancelled from now on
+                self.pending.pop(rid, None)
+                await write_responses(store, [row])
         return row
+
+    async def _watch_runs(self) -> None:
+        """While this worker runs background responses, stop those another worker marked cancelled."""
+        while True:
+            await asyncio.sleep(CANCEL_POLL)
+            store = self.store
+            if not self.runs or store is None:
+                continue
+            try:
+                statuses = await read_statuses(store, list(self.runs))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("responses: background runs not checked (%s: %s)", type(exc).__name__, exc)
+                continue
+            for rid, status in statuses.items():
+                run = self.runs.get(rid)
+                if run is not None and status == "cancelled" and not run.stored:
+                    await self.cancel_run(run)
 
     # -- retention ----------------------------------------------------------------------------------
 

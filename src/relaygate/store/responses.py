@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from relaygate.store.base import Store
 
 __all__ = ["RESPONSES", "StoredResponse", "delete_response", "purge_expired", "read_chain", "read_response",
-           "write_responses"]
+           "read_statuses", "write_responses"]
 
 
 class StoredResponse(msgspec.Struct, kw_only=True):
@@ -126,6 +126,17 @@ async def read_chain(store: Store, response_id: str, now: datetime, max_depth: i
             break  # an expired row in the middle: what lies beyond it is not reachable
         out.append(RESPONSES.from_db(row))
     return out
+
+
+async def read_statuses(store: Store, response_ids: Sequence[str]) -> dict[str, str]:
+    """The ``status`` of each of ``response_ids`` that has a row (a worker's background runs: a few dozen)."""
+    if not response_ids:
+        return {}
+    marks = ", ".join("?" * len(response_ids))
+    async with store._read() as c:
+        rows = await c.fetch(f"SELECT response_id, status FROM rg_responses WHERE response_id IN ({marks})",
+                             list(response_ids))
+    return {str(r["response_id"]): str(r["status"]) for r in rows}
 
 
 async def delete_response(store: Store, response_id: str) -> bool:
