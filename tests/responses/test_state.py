@@ -20,6 +20,7 @@ from relaygate.store.responses import (
     purge_expired,
     read_chain,
     read_response,
+    read_statuses,
     write_responses,
 )
 from tests.asgi.conftest import Reply, call
@@ -92,6 +93,8 @@ def test_store_round_trip(db_url: str) -> None:
             again = await read_response(store, "resp_0", now)
             assert again is not None and again.status == "cancelled" and again.background
             assert again.input == rows[0].input
+            assert await read_statuses(store, ["resp_0", "resp_2", "resp_none"]) == {"resp_0": "cancelled",
+                                                                                      "resp_2": "completed"}
             # an expired row is invisible at once, and gone once purged; the chain stops before it
             await write_responses(store, [StoredResponse(response_id="resp_1", status="completed",
                                                          expires_at=now - timedelta(seconds=1))])
