@@ -143,7 +143,9 @@ def _oa_ask(mock: Mock, body: dict[str, Any]) -> tuple[Ask, list[dict[str, Any]]
             raise openai_error(400, f"Invalid schema for response_format '{fmt.get('name')}': In context=(), "
                                  "'additionalProperties' is required to be supplied and to be false.",
                             "text.format.schema", "invalid_json_schema")
-    return Ask(turns, tools, forced, schema, bool(body.get("stream"))), items
+    reasoning = body.get("reasoning") or {}
+    think = bool(reasoning.get("summary")) or "reasoning.encrypted_content" in (body.get("include") or ())
+    return Ask(turns, tools, forced, schema, bool(body.get("stream")), think), items
 
 
 def _oa_response(body: dict[str, Any], rid: str, status: str, output: list[dict[str, Any]],
@@ -170,8 +172,15 @@ def _oa_usage() -> dict[str, Any]:
             "total_tokens": u["input_tokens"] + u["output_tokens"]}
 
 
-def _oa_output(ans: Answer) -> list[dict[str, Any]]:
+def _oa_output(ans: Answer, body: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+    if ans.thought is not None:
+        summary = [{"type": "summary_text", "text": ans.thought}] if (body.get("reasoning") or {}).get("summary") \
+            else []
+        item: dict[str, Any] = {"id": "rs_" + hex_id(), "type": "reasoning", "summary": summary}
+        if "reasoning.encrypted_content" in (body.get("include") or ()):
+            item["encrypted_content"] = "gAAAAB" + hex_id(32)
+        out.append(item)
     if ans.text is not None:
         out.append({"id": "msg_" + hex_id(), "type": "message", "status": "completed", "role": "assistant",
                     "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": ans.text}]})
@@ -187,7 +196,16 @@ def _oa_events(resp: dict[str, Any], output: list[dict[str, Any]]) -> list[bytes
                                              ("response.in_progress", {"response": started})]
     for n, item in enumerate(output):
         where = {"item_id": item["id"], "output_index": n}
-        if item["type"] == "message":
+        if item["type"] == "reasoning":
+            evs.append(("response.output_item.added", {"output_index": n, "item": {**item, "summary": []}}))
+            for k, part in enumerate(item["summary"]):
+                at = {**where, "summary_index": k}
+                evs.append(("response.reasoning_summary_part.added", {**at, "part": {**part, "text": ""}}))
+                evs += [("response.reasoning_summary_text.delta", {**at, "delta": p, "obfuscation": hex_id(3)})
+                        for p in pieces(part["text"])]
+                evs += [("response.reasoning_summary_text.done", {**at, "text": part["text"]}),
+                        ("response.reasoning_summary_part.done", {**at, "part": part})]
+        elif item["type"] == "message":
             text = item["content"][0]["text"]
             part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
             evs += [("response.output_item.added", {"output_index": n, "item": {**item, "status": "in_progress",
@@ -218,7 +236,7 @@ def openai_answer(mock: Mock, rec: Received) -> tuple[dict[str, Any] | list[byte
     ask, items = _oa_ask(mock, body)
     rec.ask = ask
     ans = decide(ask)
-    output = _oa_output(ans)
+    output = _oa_output(ans, body)
     resp = _oa_response(body, "resp_" + hex_id(), "completed", output, _oa_usage())
     calls = [o for o in output if o["type"] == "function_call"]
     rec.answer = {"id": resp["id"], "item_ids": [o["id"] for o in output],
@@ -313,7 +331,39 @@ def _ant_ask(headers: dict[str, str], body: dict[str, Any]) -> Ask:
     forced = tc.get("name") if tc.get("type") == "tool" else None
     if forced is not None and forced not in tools:
         raise _ant_error(400, f"tool_choice: tool `{forced}` not found in tools")
-    return Ask(turns, tools, forced, None, bool(body.get("stream")))
+    think = _ant_thinking(body, msgs)
+    return Ask(turns, tools, forced, None, bool(body.get("stream")), think)
+
+
+def _ant_thinking(body: dict[str, Any], msgs: list[dict[str, Any]]) -> bool:
+    """Whether extended thinking is on, refusing what Anthropic refuses with it."""
+    th = body.get("thinking")
+    if not isinstance(th, dict) or th.get("type") != "enabled":
+        return False
+    budget = th.get("budget_tokens")
+    if not isinstance(budget, int) or budget < 1024:
+        raise _ant_error(400, "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+    if body["max_tokens"] <= budget:
+        raise _ant_error(400, "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our "
+                              "documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking")
+    if body.get("temperature") not in (None, 1) or "top_k" in body:
+        raise _ant_error(400, "`temperature` may only be set to 1 when thinking is enabled or in build mode. "
+                              "`top_k` must be unset when thinking is enabled.")
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        raise _ant_error(400, "Thinking may not be enabled when tool_choice forces tool use.")
+    last = msgs[-2] if len(msgs) >= 2 and msgs[-2].get("role") == "assistant" else None
+    blocks = _ant_blocks(last.get("content")) if last is not None else []
+    if any(b.get("type") == "tool_use" for b in blocks) and blocks[0].get("type") not in (
+            "thinking", "redacted_thinking"):
+        raise _ant_error(400, f"messages.{len(msgs) - 2}.content.0.type: Expected `thinking` or `redacted_thinking`, "
+                              f"but found `{blocks[0].get('type')}`. When `thinking` is enabled, a final `assistant` "
+                              "message must start with a thinking block (preceeding the lastmost set of `tool_use` "
+                              "and `tool_result` blocks). We recommend you include thinking blocks from previous "
+                              "turns.")
+    for b in blocks:
+        if b.get("type") == "thinking" and not b.get("signature"):
+            raise _ant_error(400, f"messages.{len(msgs) - 2}.content: thinking blocks need their `signature`")
+    return True
 
 
 def anthropic_answer(rec: Received) -> dict[str, Any] | list[bytes]:
@@ -323,6 +373,8 @@ def anthropic_answer(rec: Received) -> dict[str, Any] | list[bytes]:
     u = USAGE["anthropic"]
     mid = "msg_01" + hex_id(11)
     blocks: list[dict[str, Any]] = []
+    if ans.thought is not None:
+        blocks.append({"type": "thinking", "thinking": ans.thought, "signature": "EqMB" + hex_id(24)})
     if ans.text is not None:
         blocks.append({"type": "text", "text": ans.text})
     for name, args in ans.calls:
@@ -348,6 +400,13 @@ def anthropic_answer(rec: Received) -> dict[str, Any] | list[bytes]:
             evs.append(("content_block_start", {"index": n, "content_block": {**block, "input": {}}}))
             evs += [("content_block_delta", {"index": n, "delta": {"type": "input_json_delta", "partial_json": p}})
                     for p in ("", args[: len(args) // 2], args[len(args) // 2:])]
+        elif block["type"] == "thinking":
+            evs.append(("content_block_start", {"index": n, "content_block": {"type": "thinking", "thinking": "",
+                                                                             "signature": ""}}))
+            evs += [("content_block_delta", {"index": n, "delta": {"type": "thinking_delta", "thinking": p}})
+                    for p in pieces(block["thinking"])]
+            evs.append(("content_block_delta", {"index": n, "delta": {"type": "signature_delta",
+                                                                      "signature": block["signature"]}}))
         else:
             evs.append(("content_block_start", {"index": n, "content_block": {"type": "text", "text": ""}}))
             evs += [("content_block_delta", {"index": n, "delta": {"type": "text_delta", "text": p}})
@@ -445,7 +504,8 @@ def _gm_ask(path: str, headers: dict[str, str], body: dict[str, Any]) -> Ask:
         if "responseSchema" in gc:
             _gm_check_schema(gc["responseSchema"], "generation_config.response_schema")
         schema = gc.get("responseJsonSchema") or gc.get("responseSchema") or {"type": "object"}
-    return Ask(turns, tools, forced, schema, ":streamGenerateContent" in path)
+    think = bool((gc.get("thinkingConfig") or {}).get("includeThoughts"))
+    return Ask(turns, tools, forced, schema, ":streamGenerateContent" in path, think)
 
 
 def gemini_answer(rec: Received) -> dict[str, Any] | list[bytes]:
@@ -476,9 +536,10 @@ def gemini_answer(rec: Received) -> dict[str, Any] | list[bytes]:
 
     call = [{"functionCall": {"name": name, "args": args}, **({"thoughtSignature": "c2ln" + hex_id(6)} if not i else {})}
             for i, (name, args) in enumerate(ans.calls)]
+    thought = [] if ans.thought is None else [{"text": ans.thought, "thought": True}]
     if not ask.stream:
-        return chunk(([] if ans.text is None else [{"text": ans.text}]) + call, True, usage)
-    parts = ([] if ans.text is None else [{"text": p} for p in pieces(ans.text)]) + call
+        return chunk(thought + ([] if ans.text is None else [{"text": ans.text}]) + call, True, usage)
+    parts = thought + ([] if ans.text is None else [{"text": p} for p in pieces(ans.text)]) + call
     running = {"promptTokenCount": u["promptTokenCount"], "totalTokenCount": u["promptTokenCount"],
                "promptTokensDetails": usage["promptTokensDetails"]}
     last = len(parts) - 1

@@ -29,6 +29,7 @@ from tests.compat.responses_rule import (
     ANTHROPIC_VERSION,
     KEYS,
     PREAMBLE,
+    THOUGHT,
     UPSTREAM_MODELS,
     Mock,
     Received,
@@ -48,7 +49,9 @@ __all__ = [
     "PREAMBLE",
     "PROVIDERS",
     "Received",
+    "THOUGHT",
     "UPSTREAM_MODELS",
+    "check_reasoning_request",
     "check_route",
     "check_tool_result",
     "check_translated_text",
@@ -213,6 +216,18 @@ def check_translated_text(rec: Received, provider: str, prompt: str, system: str
         assert b["contents"] == [{"role": "user", "parts": [{"text": prompt}]}]
         gc = b["generationConfig"]
         assert gc["maxOutputTokens"] == max_tokens and gc["temperature"] == temperature
+
+
+def check_reasoning_request(rec: Received, provider: str) -> None:
+    """``reasoning: {effort: low, summary: auto}`` as the provider takes it (LiteLLM's budgets: low = 1024)."""
+    b = rec.body
+    if provider == "openai":
+        assert b["reasoning"] == {"effort": "low", "summary": "auto"}
+    elif provider == "anthropic":
+        assert b["thinking"] == {"type": "enabled", "budget_tokens": 1024} and b["max_tokens"] > 1024
+        assert "temperature" not in b
+    else:
+        assert b["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 1024, "includeThoughts": True}
 
 
 def check_tool_result(rec: Received, provider: str, call_id: str, output: str) -> None:

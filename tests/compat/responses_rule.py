@@ -65,6 +65,7 @@ class Ask:
     forced: str | None = None  # a tool the request forces
     schema: dict[str, Any] | None = None  # the JSON schema the answer must follow
     stream: bool = False
+    think: bool = False  # the request asks for the model's reasoning (and it is shown)
 
     @property
     def prompt(self) -> str:
@@ -78,12 +79,15 @@ class Ask:
 
 @dataclass
 class Answer:
+    thought: str | None = None  # the reasoning, first
     text: str | None = None
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (name, arguments), after the text
 
 
 CITIES = ("Paris", "Rome", "Oslo")
 """The cities a weather prompt may name: one tool call each, in this order (parallel calls)."""
+THOUGHT = "The user wants a short answer, so I keep it brief."
+"""The reasoning the mocks send first when it is asked for (thinking, thoughts, a reasoning summary)."""
 PREAMBLE = "Let me look that up."
 """The text the mocks send before a tool call when the prompt asks them to explain."""
 
@@ -121,6 +125,12 @@ def sample(schema: dict[str, Any], key: str = "") -> Any:
 
 
 def decide(ask: Ask) -> Answer:
+    ans = _decide(ask)
+    ans.thought = THOUGHT if ask.think else None
+    return ans
+
+
+def _decide(ask: Ask) -> Answer:
     last = ask.turns[-1] if ask.turns else Turn("user")
     if last.results:
         return Answer(text=tool_reply("; ".join(out for _, out in last.results)))

@@ -24,8 +24,10 @@ from tests.compat.responses_mocks import (
     MODELS,
     PREAMBLE,
     PROVIDERS,
+    THOUGHT,
     Mock,
     Received,
+    check_reasoning_request,
     check_route,
     check_tool_result,
     check_translated_text,
@@ -173,6 +175,23 @@ def test_parallel_tool_calls_streamed(ran: tuple[Results, Mock], provider: str) 
         assert ids == asked.answer["call_ids"]
     assert answered.ask is not None
     assert [r[1] for r in answered.ask.turns[-1].results] == ["20C and sunny in Paris", "20C and sunny in Rome"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_reasoning_summary(ran: tuple[Results, Mock], provider: str) -> None:
+    got, sent = case(ran, "reasoning", provider)
+    assert got["text"] == reply_text(got["prompt"]) and got["reasoningText"] == THOUGHT
+    streamed = got["streamed"]
+    assert streamed["reasoning"] == streamed["reasoningText"] == THOUGHT
+    assert streamed["text"] == reply_text(got["prompt"] + " (streamed)")
+    assert streamed["parts"].index("reasoning-start") < streamed["parts"].index("text-start")
+    check_usage(got["usage"], provider)
+    [rec] = sent
+    check_route(rec, provider, False, MASTER)
+    check_reasoning_request(rec, provider)
+    [rec] = ran[1].for_prompt(got["prompt"] + " (streamed)")
+    check_route(rec, provider, True, MASTER)
+    check_reasoning_request(rec, provider)
 
 
 ITEM_REFERENCE = ("the gateway cannot resolve `item_reference` input items: providers/responses_api.py `_messages` "

@@ -76,6 +76,20 @@ const cases = {
     // two calls in one step, both executed, both outputs sent back in the next
     return cases.tools_stream(model, prompt);
   },
+  async reasoning(model, prompt) {
+    // a gateway's model id is not one the SDK knows reasons: forceReasoning makes it send `reasoning`
+    const providerOptions = { openai: { forceReasoning: true, reasoningEffort: "low", reasoningSummary: "auto" } };
+    const r = await generateText({ model: openai(model), prompt, maxRetries: 0, providerOptions });
+    const s = streamText({ model: openai(model), prompt: `${prompt} (streamed)`, maxRetries: 0, providerOptions });
+    const parts = [];
+    let reasoning = "";
+    for await (const part of s.fullStream) {
+      parts.push(part.type);
+      if (part.type === "reasoning-delta") reasoning += part.text;
+    }
+    return { text: r.text, reasoningText: r.reasoningText ?? null, usage: r.usage,
+             streamed: { text: await s.text, reasoning, parts, reasoningText: (await s.reasoningText) ?? null } };
+  },
   async tools_preamble(model, prompt) {
     // the model writes a line before its tool call: with `store` left on (the SDK's default), the next step
     // refers to that text by its item id (`item_reference`) instead of repeating it
@@ -105,6 +119,7 @@ const PROMPTS = {
   tools: "What is the weather in Paris? (ai sdk tools)",
   tools_stream: "What is the weather in Paris? (ai sdk streamed tools)",
   parallel_stream: "What is the weather in Paris and in Rome? (ai sdk parallel calls)",
+  reasoning: "think before you answer the ai sdk",
   tools_preamble: "Explain the weather in Paris? (ai sdk tools with a preamble)",
   conversation: "a chat of three turns with the ai sdk",
 };
