@@ -225,3 +225,33 @@ def test_credentials_from_marked_deployment_or_environment(monkeypatch: pytest.M
     up = upstream_for(anthropic, marked)
     assert up.headers == [("x-api-key", "sk-marked-1234")] and up.base == "https://a.example"
     assert "use_in_pass_through" not in marked.deployments[0].extra and not marked.warnings
+
+
+@pytest.mark.parametrize("step", [None, 1, 10])
+def test_usage_bedrock_event_stream(step: int | None) -> None:
+    from relaygate.providers.bedrock import encode_frame
+
+    frames = b"".join(encode_frame({":event-type": k, ":content-type": "application/json", ":message-type": "event"},
+                                   orjson.dumps(v)) for k, v in [
+        ("messageStart", {"role": "assistant"}),
+        ("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "hi"}}),
+        ("metadata", {"usage": {"inputTokens": 12, "outputTokens": 4, "totalTokens": 16}, "metrics": {}})])
+    tap = UsageTap.for_type(b"application/vnd.amazon.eventstream")
+    assert tap is not None
+    if step is None:
+        tap.feed(frames)
+    else:
+        for i in range(0, len(frames), step):
+            tap.feed(frames[i:i + step])
+    u = tap.close()
+    assert u is not None and (u.prompt, u.completion) == (12, 4)
+
+
+def test_usage_tap_by_content_type() -> None:
+    assert UsageTap.for_type(b"application/octet-stream") is None  # a download is relayed, never kept
+    assert UsageTap.for_type(b"text/plain") is None
+    assert UsageTap.for_type(b"application/json; charset=utf-8") is not None
+    bad = UsageTap.for_type(b"application/vnd.amazon.eventstream")
+    assert bad is not None
+    bad.feed(b"\x00" * 64)  # not an event stream after all: it stops reading, never raises
+    assert bad.close() is None

@@ -390,7 +390,7 @@ class Relay:
         out.append((b"x-litellm-version", VERSION))
         ctype = resp.header(b"content-type") or b""
         sse = ctype.lower().startswith(b"text/event-stream")
-        tap = UsageTap(sse) if status < 400 and route.provider else None
+        tap = UsageTap.for_type(ctype) if status < 400 and route.provider else None
         if self.watch is None:  # the streamed body was sent: receive() now only says disconnect
             self.watch = DisconnectWatch(self.receive)
         send = self.send

@@ -16,9 +16,10 @@ Shapes understood, unary or streamed:
 - Gemini (AI Studio and Vertex ``generateContent``): ``usageMetadata`` (``promptTokenCount``,
   ``candidatesTokenCount``, ``cachedContentTokenCount``, ``thoughtsTokenCount``), in the answer, in each
   SSE chunk (cumulative) or in a streamed JSON array; the model is ``modelVersion``;
-- Bedrock Converse: ``usage.inputTokens`` / ``outputTokens`` / ``cacheReadInputTokens`` / ``cacheWriteInputTokens``.
+- Bedrock Converse: ``usage.inputTokens`` / ``outputTokens`` / ``cacheReadInputTokens`` / ``cacheWriteInputTokens``,
+  in the answer or in the ``metadata`` event of a ``converse-stream`` (AWS's binary event stream).
 
-Bounded: an SSE stream is decoded event by event and only events that can carry usage or the model are
+Bounded: an event stream is decoded event by event and only events that can carry usage or the model are
 parsed (a substring test each); a JSON answer is kept for the end only up to :data:`MAX_JSON` bytes (a
 larger one, a file download say, is relayed without being read). Anything unreadable leaves the usage
 unknown (``None``), never an error: the client's answer is what matters.
@@ -30,7 +31,9 @@ from typing import Any
 
 import orjson
 
+from relaygate.core import errors
 from relaygate.core.sse import SSEDecoder
+from relaygate.providers.bedrock import EventStreamDecoder
 
 __all__ = ["MAX_JSON", "Usage", "UsageTap"]
 
@@ -118,20 +121,45 @@ def read_object(obj: Any, out: Usage) -> None:
 
 class UsageTap:
     """Fed a copy of an answer's pieces (:meth:`feed`); :meth:`close` gives its :class:`Usage` or None.
-    ``sse``: the answer is ``text/event-stream``; else it is read as JSON at the end, when small enough."""
 
-    __slots__ = ("_sse", "_buf", "_size", "usage")
+    :meth:`for_type` picks the reading from the answer's ``Content-Type``: an event stream is decoded as it
+    goes (SSE, or Bedrock's binary ``application/vnd.amazon.eventstream``), a JSON answer is kept for the
+    end (up to :data:`MAX_JSON`), anything else is not read at all."""
 
-    def __init__(self, sse: bool) -> None:
+    __slots__ = ("_sse", "_aws", "_buf", "_size", "usage")
+
+    def __init__(self, sse: bool, aws: bool = False) -> None:
         self._sse = SSEDecoder() if sse else None
-        self._buf: list[bytes] | None = [] if not sse else None
+        self._aws = EventStreamDecoder() if aws else None
+        self._buf: list[bytes] | None = [] if not sse and not aws else None
         self._size = 0
         self.usage = Usage()
+
+    @classmethod
+    def for_type(cls, content_type: bytes) -> UsageTap | None:
+        ct = content_type.lower()
+        if ct.startswith(b"text/event-stream"):
+            return cls(True)
+        if ct.startswith(b"application/vnd.amazon.eventstream"):
+            return cls(False, aws=True)
+        if b"json" in ct:
+            return cls(False)
+        return None
 
     def feed(self, data: bytes) -> None:
         dec = self._sse
         if dec is not None:
             for _, payload in dec.feed(data):
+                self._event(payload)
+            return
+        aws = self._aws
+        if aws is not None:
+            try:
+                frames = aws.feed(data)
+            except errors.GatewayError:  # not an event stream after all: stop reading it
+                self._aws = None
+                return
+            for _, payload in frames:
                 self._event(payload)
             return
         buf = self._buf
