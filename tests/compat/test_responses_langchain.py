@@ -18,8 +18,10 @@ from langchain_openai import ChatOpenAI
 from tests.compat.responses_mocks import (
     MODELS,
     PROVIDERS,
+    THOUGHT,
     Mock,
     Received,
+    check_reasoning_request,
     check_route,
     check_tool_result,
     check_translated_text,
@@ -153,6 +155,28 @@ def test_bind_tools_round_trip(stack: tuple[GatewayProc, Mock], mock: Mock, prov
         assert decl["name"] == "get_weather" and decl["parameters"]["required"] == ["city"]
     else:
         assert asked.body["tools"][0]["name"] == "get_weather"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_reasoning_summary(stack: tuple[GatewayProc, Mock], mock: Mock, provider: str) -> None:
+    llm = ChatOpenAI(model=MODELS[provider], use_responses_api=True, base_url=stack[0].url + "/v1", api_key=MASTER,
+                     max_retries=0, timeout=20, reasoning={"effort": "low", "summary": "auto"})  # type: ignore[arg-type]
+    prompt = tag("think, langchain", provider)
+    r = llm.invoke(prompt)
+    streamed = tag("think, langchain, streamed", provider)
+    chunks = list(llm.stream(streamed))
+    total = chunks[0]
+    for c in chunks[1:]:
+        total = total + c
+    for msg, p in ((r, prompt), (total, streamed)):
+        blocks: Any = msg.content
+        assert [b["type"] for b in blocks] == ["reasoning", "text"], blocks
+        assert [s["text"] for s in blocks[0]["summary"]] == [THOUGHT] and msg.text == reply_text(p)
+        check_usage(msg, provider)
+    for p, stream in ((prompt, False), (streamed, True)):
+        [rec] = mock.for_prompt(p)
+        check_route(rec, provider, stream, MASTER)
+        check_reasoning_request(rec, provider)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
