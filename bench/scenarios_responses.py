@@ -1,7 +1,8 @@
 """What the Responses API costs through relaygate: ``/v1/responses`` native vs translated vs plain chat, and
 ``/v1/messages`` to a Responses-only model vs to chat.
 
-    python -m bench.scenarios_responses [--duration 4] [--concurrency 16] [--pure] [--only stream,unary]
+    python -m bench.scenarios_responses [--duration 4] [--concurrency 16] [--pure] [--only stream,unary] \
+        [--repeat 1]
 
 One zero-latency mock upstream (``bench.mock``, which speaks ``/v1/chat/completions``, ``/v1/responses``
 and more) on CPU 1 and one relaygate gateway (one Granian worker) on CPU 0, with five model groups on that
@@ -18,9 +19,12 @@ mock:
 Each variant runs ``bench.load`` (closed loop, pinned to CPU 1) for ``--duration`` seconds after one second
 of warm-up, streamed and unary; it prints requests/s and the gateway's CPU microseconds per request (from
 ``/proc``), and that CPU minus the baseline's divided by the answer's events (``--chunks``, 20 by default)
-gives the translation cost per event. ``--pure`` runs the gateway with ``RELAYGATE_NO_EXTENSIONS=1``.
+gives the translation cost per event. ``--pure`` runs the gateway with ``RELAYGATE_NO_EXTENSIONS=1``;
+``--repeat N`` runs N rounds over the variants and prints medians. On a machine shared with other work the
+whole-gateway figures move by tens of percent between runs: the per-event costs are measured better by
+``bench/micro/test_responses_bench.py``.
 Everything listens on 127.0.0.1 only and stops by itself; a full run takes about
-``2 x 5 x (duration + 1)`` seconds plus start-up.
+``repeat x 2 x 5 x (duration + 1)`` seconds plus start-up.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -104,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pure", action="store_true", help="the gateway without its compiled extension")
     p.add_argument("--only", default="stream,unary", help="stream, unary or both")
     p.add_argument("--variants", default=",".join(n for n, _ in VARIANTS))
+    p.add_argument("--repeat", type=int, default=1, help="rounds over the variants; medians are printed")
     args = p.parse_args(argv)
-    if args.duration <= 0 or args.duration > 60 or not 1 <= args.concurrency <= 256:
-        p.error("--duration must be in (0, 60] and --concurrency in 1..256 (a shared machine)")
+    if args.duration <= 0 or args.duration > 60 or not 1 <= args.concurrency <= 256 or not 1 <= args.repeat <= 10:
+        p.error("--duration must be in (0, 60], --concurrency in 1..256 and --repeat in 1..10 (a shared machine)")
     tmp = Path(tempfile.mkdtemp(prefix="rg-responses-bench-"))
     mock = launch_mock(name="up", cpus="1", log_dir=tmp, chunks=args.chunks)
     cfg = tmp / "config.yaml"
@@ -122,19 +128,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gateway {'pure' if args.pure else 'compiled'}, {args.concurrency} concurrent, "
               f"{args.duration:g}s per variant, {args.chunks} chunks per stream", flush=True)
         for stream in [m == "stream" for m in args.only.split(",")]:
-            base_cpu = None
-            for name, path in VARIANTS:
-                if name not in wanted:
-                    continue
-                r = measure(port, gw.pid, name, path, stream, args, tmp)
-                base_cpu = r["cpu_us"] if name == "chat" else base_cpu
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in VARIANTS if name in wanted}
+            for _ in range(args.repeat):  # rounds interleave the variants: a noisy neighbour hits them alike
+                for name, path in VARIANTS:
+                    if name in wanted:
+                        runs[name].append(measure(port, gw.pid, name, path, stream, args, tmp))
+            base = statistics.median(r["cpu_us"] for r in runs["chat"]) if "chat" in runs else None
+            for name, rs in runs.items():
+                cpu, rps = statistics.median(r["cpu_us"] for r in rs), statistics.median(r["rps"] for r in rs)
                 extra = ""
-                if base_cpu is not None and name != "chat":
-                    d = r["cpu_us"] - base_cpu
+                if base is not None and name != "chat":
+                    d = cpu - base
                     extra = f"  {d:+7.1f} us vs chat" + (f" ({d / args.chunks:+.2f} us/event)" if stream else "")
-                print(f"{'stream' if stream else 'unary ':6s} {name:16s} {path:21s} {r['rps']:8.0f} req/s  "
-                      f"ok={r['ok']:<6d} errors={r['errors']:<3d} gateway CPU {r['cpu_us']:6.1f} us/req{extra}",
-                      flush=True)
+                print(f"{'stream' if stream else 'unary ':6s} {name:16s} {dict(VARIANTS)[name]:21s} {rps:8.0f} "
+                      f"req/s  ok={sum(int(r['ok']) for r in rs):<6d} errors={sum(int(r['errors']) for r in rs):<3d}"
+                      f" gateway CPU {cpu:6.1f} us/req{extra}", flush=True)
     finally:
         gw.stop()
         mock.stop()
