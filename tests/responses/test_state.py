@@ -191,6 +191,28 @@ def test_native_holds_its_state(upstream: Upstream, db_url: str) -> None:
     run(upstream, db_url, body)
 
 
+def test_database_down_keeps_pending_rows(upstream: Upstream, sqlite_url: str) -> None:
+    async def body(gw: Any) -> None:
+        store, st = gw.store, state_of(gw)
+        await store.close()  # the database goes away: the answers still go out, the rows wait in this worker
+        rid = (await post(gw, {"model": "chat", "input": "while down"})).json()["id"]
+        await asyncio.sleep(0.05)
+        assert rid in st.pending
+        got = await call(gw, "GET", f"/v1/responses/{rid}", None, auth("a1"))
+        assert got.status == 200 and got.json()["id"] == rid
+        nxt = await post(gw, {"model": "chat", "input": "next", "previous_response_id": rid})
+        assert nxt.json()["previous_response_id"] == rid
+        await store.connect()  # back: the writer's next retry writes them
+        for _ in range(200):
+            if not st.pending:
+                break
+            await asyncio.sleep(0.05)
+        assert not st.pending
+        assert await read_response(store, rid, datetime.now(UTC)) is not None
+
+    run(upstream, sqlite_url, body)
+
+
 # -- the routes, and who may read -----------------------------------------------------------------------
 
 

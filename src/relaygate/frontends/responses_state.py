@@ -41,6 +41,7 @@ import sqlite3
 import weakref
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -168,7 +169,8 @@ class ResponseState:
         self._wake: asyncio.Event | None = None
         self._lock = asyncio.Lock()
         """Held by a batch write and by a deletion: a row being written cannot come back after its deletion."""
-        self._writer: asyncio.Task[None] | None = None
+        self._down = False
+        """The last write found the database unavailable (logged once until it answers again)."""
         self.retention: float | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -245,18 +247,26 @@ class ResponseState:
         if store is None:
             return True
         async with self._lock:
-            rows = list(self.pending.values())[:size]
+            rows = list(islice(self.pending.values(), size))
             try:
-                await write_responses(store, rows)
+                try:
+                    await write_responses(store, rows)
+                except Exception as exc:
+                    if _unavailable(exc):
+                        raise
+                    await self._write_each(store, rows)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
-                if _unavailable(exc):
-                    self._count("responses_store_failed")
-                    log.warning("responses: the database is unavailable (%s); %d response(s) wait",
-                                type(exc).__name__, len(self.pending))
-                    return False
-                await self._write_each(store, rows)
+            except Exception as exc:  # unavailable: the rows wait, retried with backoff
+                self._count("responses_store_failed")
+                if not self._down:
+                    self._down = True
+                    log.warning("responses: the database is unavailable (%s: %s); %d response(s) wait",
+                                type(exc).__name__, exc, len(self.pending))
+                return False
+            if self._down:
+                self._down = False
+                log.info("responses: the database answers again; %d pending response(s) written", len(rows))
             self._written(rows)
         return True
 
