@@ -121,3 +121,15 @@ def test_responses_to_anthropic_with_reasoning(upstream: Upstream) -> None:
     item = r.json()["output"][0]
     assert item["summary"] == [] and item["content"][0]["text"] == "two plus two"
     assert upstream.bodies("/v1/messages")[-1]["thinking"]["budget_tokens"] == 1024
+
+
+def test_responses_stream_cut_mid_event(upstream: Upstream) -> None:
+    upstream.answer = Answer(rid="c1", model="o3-pro", created=1, text=[f"w{i} " for i in range(10)])
+    upstream.cut = True
+    r = ask(upstream, {**MSG, "stream": True})
+    assert r.status == 200
+    evs = events(r.body)  # every event whole, parsed; the last one the error
+    kinds = [k for k, _ in evs]
+    assert kinds[0] == "message_start" and "content_block_delta" in kinds
+    assert kinds[-1] == "error" and "message_stop" not in kinds
+    assert evs[-1][1]["error"]["type"] in ("api_error", "overloaded_error")
