@@ -24,6 +24,7 @@ from typing import Any
 
 from tests.compat.responses_rule import (
     KEYS,
+    MAX_OUTPUT,
     UPSTREAM_MODELS,
     USAGE,
     Answer,
@@ -235,6 +236,11 @@ def openai_answer(mock: Mock, rec: Received) -> tuple[dict[str, Any] | list[byte
     body = rec.body
     ask, items = _oa_ask(mock, body)
     rec.ask = ask
+    mot = body.get("max_output_tokens")
+    if isinstance(mot, int) and mot > MAX_OUTPUT["openai"]:
+        raise openai_error(400, f"max_output_tokens: integer above maximum value. Expected a value <= "
+                                f"{MAX_OUTPUT['openai']}, but got {mot} instead.", "max_output_tokens",
+                           "integer_above_max_value")
     ans = decide(ask)
     output = _oa_output(ans, body)
     resp = _oa_response(body, "resp_" + hex_id(), "completed", output, _oa_usage())
@@ -369,6 +375,10 @@ def _ant_thinking(body: dict[str, Any], msgs: list[dict[str, Any]]) -> bool:
 def anthropic_answer(rec: Received) -> dict[str, Any] | list[bytes]:
     ask = _ant_ask(rec.headers, rec.body)
     rec.ask = ask
+    body = rec.body
+    if body["max_tokens"] > MAX_OUTPUT["anthropic"]:
+        raise _ant_error(400, f"max_tokens: {body['max_tokens']} > {MAX_OUTPUT['anthropic']}, which is the maximum "
+                              f"allowed number of output tokens for {UPSTREAM_MODELS['anthropic']}")
     ans = decide(ask)
     u = USAGE["anthropic"]
     mid = "msg_01" + hex_id(11)
@@ -517,6 +527,11 @@ def gemini_answer(rec: Received) -> dict[str, Any] | list[bytes]:
         raise _gm_error(404, f"Method {method} not found", "NOT_FOUND")
     ask = _gm_ask(rec.path, rec.headers, rec.body)
     rec.ask = ask
+    gc = rec.body.get("generationConfig") or {}
+    if gc.get("maxOutputTokens", 0) > MAX_OUTPUT["gemini"]:
+        raise _gm_error(400, f"Unable to submit request because it has a maxOutputTokens value of "
+                             f"{gc['maxOutputTokens']} but the supported range is from 1 (inclusive) to "
+                             f"{MAX_OUTPUT['gemini'] + 1} (exclusive). Update the value and try again.")
     if ask.stream and "alt=sse" not in rec.path:
         raise _gm_error(400, "the mock streams only with alt=sse (without it Gemini sends a JSON array)")
     ans = decide(ask)

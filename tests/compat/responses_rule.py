@@ -28,6 +28,8 @@ USAGE: dict[str, dict[str, int]] = {
 }
 """What each mock reports as usage on every answer, in its own API's terms."""
 ANTHROPIC_VERSION = "2023-06-01"
+MAX_OUTPUT = {"openai": 32768, "anthropic": 64000, "gemini": 65536}
+"""The most output tokens each upstream model takes: more is the provider's own 400."""
 
 
 def expected_usage(provider: str) -> dict[str, int]:

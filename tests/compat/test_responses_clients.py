@@ -151,6 +151,35 @@ def test_stream_events_and_final_response(client: openai.OpenAI, mock: Mock, pro
     check_text_request(rec, provider, prompt, "be brief", 120, 0.5)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_upstream_refusal_is_the_clients_bad_request(client: openai.OpenAI, mock: Mock, provider: str,
+                                                     stream: bool) -> None:
+    """A request the provider refuses (too many output tokens for its model) reaches the client as a
+    ``BadRequestError`` in OpenAI's shape with the provider's words (LiteLLM's), before any event; not retried."""
+    prompt = tag("write a whole book", provider)
+    with pytest.raises(openai.BadRequestError) as ei:
+        if stream:
+            with client.responses.stream(model=MODELS[provider], input=prompt, max_output_tokens=999_999) as s:
+                for _ in s:
+                    pass
+        else:
+            client.responses.create(model=MODELS[provider], input=prompt, max_output_tokens=999_999)
+    err = ei.value
+    assert err.status_code == 400 and isinstance(err.body, dict)
+    words = {"openai": "Expected a value <= 32768, but got 999999 instead",
+             "anthropic": "max_tokens: 999999 > 64000",
+             "gemini": "maxOutputTokens value of 999999"}[provider]
+    assert words in err.body["message"] and err.body["code"] == "400"
+    assert MASTER not in json.dumps(err.body)
+    [rec] = mock.for_prompt(prompt)  # one attempt: a 400 is not retried
+    assert rec.status == 400
+    check_route(rec, provider, stream, MASTER)
+    refused = [p for p in mock.problems if words in p]
+    assert len(refused) == 1
+    mock.problems.remove(refused[0])  # the refusal this test asked for
+
+
 # ------------------------------------------------------------------------------------------ conversation state
 
 
