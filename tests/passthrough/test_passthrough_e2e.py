@@ -212,3 +212,27 @@ def test_answer_streams_as_it_arrives(stack: tuple[GatewayProc, Upstream]) -> No
         assert first == b"first part;"
         up.hold.set()
         assert b"".join(it) == b"second part"
+
+
+def test_client_gone_closes_the_upstream(stack: tuple[GatewayProc, Upstream]) -> None:
+    gw, up = stack
+    up.hold.clear()
+    up.broken.clear()
+    before = _gone(gw)
+    with httpx.Client(timeout=30) as c, c.stream("GET", gw.url + "/slow-answer") as r:
+        assert next(r.iter_raw()) == b"first part;"
+    deadline = time.monotonic() + 15
+    while _gone(gw) == before and time.monotonic() < deadline:  # the gateway noticed the client left
+        time.sleep(0.05)
+    assert _gone(gw) == before + 1
+    # it closed its upstream connection then, so the rest of the answer cannot be written
+    up.hold.set()
+    assert up.broken.wait(15)
+
+
+def _gone(gw: GatewayProc) -> int:
+    text = httpx.get(gw.url + "/metrics", headers=ADMIN, timeout=30).text
+    for line in text.splitlines():
+        if line.startswith('relaygate_events_total{event="client_disconnected"}'):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
