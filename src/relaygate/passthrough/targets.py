@@ -129,9 +129,6 @@ def _credentials(provider: str, config: Config) -> tuple[Deployment | None, dict
             params: dict[str, Any] = dict(dep.extra)
             params.update(api_key=dep.api_key, api_base=dep.api_base, api_version=dep.api_version)
             return dep, params
-    if provider == "gemini":
-        # GEMINI_API_BASE is LiteLLM's pass-through variable; the deployments' table reads it too
-        return None, env.fill_from_env("gemini", {})
     return None, env.resolve(provider, {})
 
 
