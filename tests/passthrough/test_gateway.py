@@ -40,7 +40,7 @@ class Reply:
 
 
 async def call(gw: Gateway, method: str, target: str, body: bytes | dict[str, Any] = b"",
-               headers: dict[str, str] | None = None, raw_path: bytes | None = None) -> Reply:
+               headers: dict[str, str] | None = None, raw_path: bytes | None = None, pieces: int = 1) -> Reply:
     data = orjson.dumps(body) if isinstance(body, dict) else body
     path, _, query = target.partition("?")
     hs = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
@@ -48,7 +48,9 @@ async def call(gw: Gateway, method: str, target: str, body: bytes | dict[str, An
         hs.append((b"content-type", b"application/json"))
     scope = {"type": "http", "method": method, "path": path, "raw_path": raw_path or path.encode(), "headers": hs,
              "query_string": query.encode(), "http_version": "1.1", "scheme": "http"}
-    messages = [{"type": "http.request", "body": data, "more_body": False}]
+    step = max(1, -(-len(data) // pieces))
+    parts = [data[i:i + step] for i in range(0, len(data), step)] or [b""]
+    messages = [{"type": "http.request", "body": p, "more_body": i < len(parts) - 1} for i, p in enumerate(parts)]
 
     async def receive() -> dict[str, Any]:
         if messages:
@@ -329,6 +331,9 @@ relaygate_keys:
         out += [await call(gw, "POST", "/anthropic/v1/messages", b'{"model": "claude-3-5-haiku-20241022"}', limited),
                 await call(gw, "POST", "/openai/v1/chat/completions",
                            b'{"model": "gpt-4o-mini", "model": "gpt-4o", "messages": []}', limited)]
+        # a body longer than the part read before forwarding, its model at the end: still checked
+        big = b'{"messages": [{"role": "user", "content": "' + b"x" * (400 * 1024) + b'"}], "model": "gpt-4o"}'
+        out.append(await call(gw, "POST", "/openai/v1/chat/completions", big, limited, pieces=8))
         made = await call(gw, "POST", "/key/generate", {"allowed_routes": ["/openai/*"]}, AUTH)
         key = {"authorization": f"Bearer {made.json()['key']}"}
         out += [await call(gw, "POST", "/openai/v1/chat/completions", {"model": "gpt-4o-mini", "messages": []}, key),
@@ -349,8 +354,9 @@ relaygate_keys:
         finally:
             await gw.shutdown()
 
-    (denied, allowed, untyped, twice, routed_ok, routed_no), _ = asyncio.run(go())
-    assert untyped.status == 401 and twice.status == 400
+    (denied, allowed, untyped, twice, long_body, routed_ok, routed_no), _ = asyncio.run(go())
+    assert untyped.status == 401 and twice.status == 400 and long_body.status == 401
+    assert not any(len(s.body) > 400 * 1024 for s in upstream.seen)
     assert denied.status == 401 and denied.json()["error"]["type"] == "authentication_error"
     assert allowed.status == 200
     assert routed_ok.status == 200
