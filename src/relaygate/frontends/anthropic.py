@@ -360,7 +360,7 @@ async def _native_send(transport: Transport, ex: Exchange, target: Target, strea
 
 
 def _responses_only(ex: Exchange, target: Target) -> bool:
-    return mr.needs_responses(target.dep, target.provider.name, ex.rt.prices.catalog)
+    return mr.needs_responses(target.dep, target.provider, ex.rt.prices.catalog)
 
 
 async def _responses_send(transport: Transport, ex: Exchange, target: Target, stream: bool) -> UpstreamResponse:

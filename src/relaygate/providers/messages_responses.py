@@ -48,17 +48,16 @@ from relaygate.providers.base import SHAPE_ERRORS, Provider, StreamTranslator, c
 from relaygate.providers.messages_api import anthropic_usage, message_id
 from relaygate.upstream.base import UpstreamRequest
 
-PROVIDERS = frozenset({"openai", "azure"})
-"""Providers whose deployments can be reached at ``/responses``."""
 _REASONING_FAMILIES = frozenset({"o", "gpt5", "gpt5none"})
 _MODES: dict[tuple[str, str, Any, Any], bool] = {}
 _MAX_MODES = 4096
 
 
-def needs_responses(dep: Deployment, provider: str, catalog: Catalog) -> bool:
-    """Whether ``/v1/messages`` must reach this deployment through ``/responses`` (its model's mode, from
-    the catalog with the deployment's ``model_info`` over it, is ``responses``)."""
-    if provider not in PROVIDERS:
+def needs_responses(dep: Deployment, provider: Provider, catalog: Catalog) -> bool:
+    """Whether ``/v1/messages`` must reach this deployment through ``/responses``: its adapter serves the
+    Responses API (``Provider.native_responses``: OpenAI and Azure OpenAI) and its model's mode, from the
+    catalog with the deployment's ``model_info`` over it, is ``responses``."""
+    if not provider.native_responses:
         return False
     info = dep.model_info
     key = (dep.id, dep.upstream_model, info.get("mode"), info.get("base_model"))
@@ -72,12 +71,9 @@ def needs_responses(dep: Deployment, provider: str, catalog: Catalog) -> bool:
 
 
 def responses_request(p: Provider, body: bytes) -> UpstreamRequest:
-    """The upstream request of a Responses body to ``p`` (an ``openai/`` or ``azure/`` adapter)."""
-    if p.name == "azure" and not getattr(p, "v1", False):
-        url = f"{p.api_base}/openai/responses?api-version={getattr(p, 'api_version', '')}"
-    else:
-        url = f"{p.api_base}/responses"
-    return UpstreamRequest("POST", url, [*p.media_headers(), ("Content-Type", "application/json")], body)
+    """The upstream request of a Responses body to ``p`` (an adapter with ``native_responses``)."""
+    return UpstreamRequest("POST", p.responses_url(), [*p.media_headers(), ("Content-Type", "application/json")],
+                           body)
 
 
 # ------------------------------------------------------------------------------ reasoning in signatures
