@@ -37,7 +37,6 @@ upload it abandons aborts the upstream request); the record says ``499``.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -69,8 +68,6 @@ from relaygate.upstream.identity import identity_client
 
 if TYPE_CHECKING:
     from relaygate.pipeline import Pipeline
-
-log = logging.getLogger("relaygate")
 
 __all__ = ["HOLD", "ROUTE_NAME", "serve"]
 
