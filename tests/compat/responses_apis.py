@@ -25,6 +25,7 @@ from typing import Any
 from tests.compat.responses_rule import (
     KEYS,
     MAX_OUTPUT,
+    OVERLOADED,
     UPSTREAM_MODELS,
     USAGE,
     Answer,
@@ -251,7 +252,16 @@ def openai_answer(mock: Mock, rec: Received) -> tuple[dict[str, Any] | list[byte
     if body.get("store", True):
         with mock.lock:
             mock.stored[resp["id"]] = {"input": items, "output": output, "response": resp}
-    return (_oa_events(resp, output) if ask.stream else resp), resp["id"]
+    if not ask.stream:
+        return resp, resp["id"]
+    events = _oa_events(resp, output)
+    if OVERLOADED in ask.prompt:  # OpenAI's failure mid-stream: an error event after the first deltas
+        first = next(i for i, e in enumerate(events) if e.startswith(b"event: response.output_text.delta"))
+        events = [*events[: first + 2], b"event: error\ndata: " + json.dumps({
+            "type": "error", "code": "server_error", "param": None, "sequence_number": first + 2,
+            "message": "The server had an error while processing your request. Sorry about that!"}).encode()
+            + b"\n\n"]
+    return events, resp["id"]
 
 
 # ----------------------------------------------------------------------------------------- Anthropic
@@ -425,6 +435,9 @@ def anthropic_answer(rec: Received) -> dict[str, Any] | list[bytes]:
     evs += [("message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None},
                                "usage": {"output_tokens": u["output_tokens"]}}),
             ("message_stop", {})]
+    if OVERLOADED in ask.prompt:  # Anthropic's overload mid-stream: an error event, and the stream ends
+        first = next(i for i, (k, v) in enumerate(evs) if k == "content_block_delta" and "text" in v["delta"])
+        evs = [*evs[: first + 2], ("error", {"error": {"type": "overloaded_error", "message": "Overloaded"}})]
     return [f"event: {k}\ndata: {json.dumps({'type': k, **v})}\n\n".encode() for k, v in evs]
 
 
@@ -558,5 +571,10 @@ def gemini_answer(rec: Received) -> dict[str, Any] | list[bytes]:
     running = {"promptTokenCount": u["promptTokenCount"], "totalTokenCount": u["promptTokenCount"],
                "promptTokensDetails": usage["promptTokensDetails"]}
     last = len(parts) - 1
-    return [b"data: " + json.dumps(chunk([p], i == last, usage if i == last else running)).encode() + b"\r\n\r\n"
-            for i, p in enumerate(parts)]
+    events = [b"data: " + json.dumps(chunk([p], i == last, usage if i == last else running)).encode() + b"\r\n\r\n"
+              for i, p in enumerate(parts)]
+    if OVERLOADED in ask.prompt:  # Gemini's failure mid-stream: an error object as the next event
+        events = [*events[:2], b"data: " + json.dumps({"error": {
+            "code": 503, "message": "The model is overloaded. Please try again later.",
+            "status": "UNAVAILABLE"}}).encode() + b"\r\n\r\n"]
+    return events

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +29,7 @@ from tests.compat.responses_apis import anthropic_answer, gemini_answer, openai_
 from tests.compat.responses_rule import (
     ANTHROPIC_VERSION,
     KEYS,
+    OVERLOADED,
     PREAMBLE,
     THOUGHT,
     UPSTREAM_MODELS,
@@ -46,6 +48,7 @@ __all__ = [
     "KEYS",
     "MODELS",
     "Mock",
+    "OVERLOADED",
     "PREAMBLE",
     "PROVIDERS",
     "Received",
@@ -160,6 +163,8 @@ def _handler(mock: Mock) -> type[BaseHTTPRequestHandler]:
             self.send_header("cache-control", "no-cache")
             self.end_headers()
             for f in frames:
+                if f.startswith((b"event: error\n", b'data: {"error"')):  # an error arrives mid-generation
+                    time.sleep(0.3)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(f), f))
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")

@@ -90,6 +90,8 @@ CITIES = ("Paris", "Rome", "Oslo")
 """The cities a weather prompt may name: one tool call each, in this order (parallel calls)."""
 THOUGHT = "The user wants a short answer, so I keep it brief."
 """The reasoning the mocks send first when it is asked for (thinking, thoughts, a reasoning summary)."""
+OVERLOADED = "[overloaded]"
+"""A prompt with this in it is broken off mid-stream by Anthropic's mock with an ``overloaded_error`` event."""
 PREAMBLE = "Let me look that up."
 """The text the mocks send before a tool call when the prompt asks them to explain."""
 

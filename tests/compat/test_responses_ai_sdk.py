@@ -194,6 +194,18 @@ def test_reasoning_summary(ran: tuple[Results, Mock], provider: str) -> None:
     check_reasoning_request(rec, provider)
 
 
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_stream_broken_off_mid_way(ran: tuple[Results, Mock], provider: str) -> None:
+    """The provider fails after the first words: streamText keeps them and reports one error part."""
+    got, [rec] = case(ran, "overloaded", provider)
+    assert got["text"] == "turn 1: " and got["finishReason"] == "error"
+    [err] = got["streamErrors"]
+    words = {"openai": "The server had an error", "anthropic": "Overloaded",
+             "gemini": "The model is overloaded"}[provider]
+    assert words in err["message"], err
+    check_route(rec, provider, True, MASTER)
+
+
 ITEM_REFERENCE = ("the gateway cannot resolve `item_reference` input items: providers/responses_api.py `_messages` "
                   "raises a 400 for them on translated deployments, and the AI SDK (store on by default) sends the "
                   "previous step's text as one")

@@ -23,6 +23,7 @@ import pytest
 
 from tests.compat.responses_mocks import (
     MODELS,
+    OVERLOADED,
     PROVIDERS,
     THOUGHT,
     Mock,
@@ -178,6 +179,40 @@ def test_upstream_refusal_is_the_clients_bad_request(client: openai.OpenAI, mock
     refused = [p for p in mock.problems if words in p]
     assert len(refused) == 1
     mock.problems.remove(refused[0])  # the refusal this test asked for
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_stream_broken_off_mid_way(client: openai.OpenAI, mock: Mock, provider: str) -> None:
+    """The provider fails after the first words (Anthropic's overloaded_error event, Gemini's error object, OpenAI's
+    error event): the client has those words, then one last event naming the failure, numbered in sequence; the
+    deployment answers the next request (a failure after the first frame is not the router's)."""
+    prompt = tag(f"a long story {OVERLOADED}", provider)
+    kinds: list[str] = []
+    seqs: list[int] = []
+    deltas: list[str] = []
+    last: Any = None
+    with client.responses.stream(model=MODELS[provider], input=prompt) as s:
+        for ev in s:
+            kinds.append(ev.type)
+            seqs.append(ev.sequence_number)
+            if ev.type == "response.output_text.delta":
+                deltas.append(ev.delta)
+            last = ev
+        with pytest.raises(RuntimeError, match=r"response\.completed"):
+            s.get_final_response()
+    assert seqs == list(range(len(seqs))) and "".join(deltas) == "turn 1: "
+    assert kinds[:6] == ["response.created", "response.in_progress", "response.output_item.added",
+                         "response.content_part.added", "response.output_text.delta", "response.output_text.delta"]
+    if provider == "openai":  # the upstream's own event, passed through
+        assert kinds[6:] == ["error"] and "The server had an error" in last.message
+    else:
+        assert kinds[6:] == ["response.failed"] and last.response.status == "failed"
+        assert last.response.error is not None and last.response.error.code == "server_error"
+        words = {"anthropic": "Overloaded", "gemini": "The model is overloaded"}[provider]
+        assert words in last.response.error.message
+    check_route(only(mock, prompt, provider), provider, True, MASTER)
+    after = tag("and then a short one", provider)
+    assert client.responses.create(model=MODELS[provider], input=after).output_text == reply_text(after)
 
 
 # ------------------------------------------------------------------------------------------ conversation state

@@ -90,6 +90,17 @@ const cases = {
     return { text: r.text, reasoningText: r.reasoningText ?? null, usage: r.usage,
              streamed: { text: await s.text, reasoning, parts, reasoningText: (await s.reasoningText) ?? null } };
   },
+  async overloaded(model, prompt) {
+    // the provider fails after the first words: streamText reports it as an `error` part
+    const r = streamText({ model: openai(model), prompt, maxRetries: 0, onError: () => {} });
+    let text = "";
+    const streamErrors = [];
+    for await (const part of r.fullStream) {
+      if (part.type === "text-delta") text += part.text;
+      else if (part.type === "error") streamErrors.push(failure(part.error));
+    }
+    return { text, streamErrors, finishReason: await r.finishReason };
+  },
   async tools_preamble(model, prompt) {
     // the model writes a line before its tool call: with `store` left on (the SDK's default), the next step
     // refers to that text by its item id (`item_reference`) instead of repeating it
@@ -120,6 +131,7 @@ const PROMPTS = {
   tools_stream: "What is the weather in Paris? (ai sdk streamed tools)",
   parallel_stream: "What is the weather in Paris and in Rome? (ai sdk parallel calls)",
   reasoning: "think before you answer the ai sdk",
+  overloaded: "a long story for the ai sdk [overloaded]",
   tools_preamble: "Explain the weather in Paris? (ai sdk tools with a preamble)",
   conversation: "a chat of three turns with the ai sdk",
 };
