@@ -255,3 +255,17 @@ def test_usage_tap_by_content_type() -> None:
     assert bad is not None
     bad.feed(b"\x00" * 64)  # not an event stream after all: it stops reading, never raises
     assert bad.close() is None
+
+
+def test_bearer_routes_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    routes = {r.prefix: r for r in PROVIDER_ROUTES}
+    monkeypatch.setenv("COHERE_API_KEY", "co-key-0123456789")
+    monkeypatch.setenv("COHERE_API_BASE", "https://co.example/v2")
+    monkeypatch.setenv("MISTRAL_API_KEY", "mi-key-0123456789")
+    monkeypatch.delenv("MISTRAL_API_BASE", raising=False)
+    cfg = from_litellm({}, "<test>")
+    co = upstream_for(routes["/cohere"], cfg)
+    assert (co.base, co.headers) == ("https://co.example", [("Authorization", "Bearer co-key-0123456789")])
+    mi = upstream_for(routes["/mistral"], cfg)
+    assert mi.base == "https://api.mistral.ai" and mi.headers == [("Authorization", "Bearer mi-key-0123456789")]
+    assert routes["/openai_passthrough"].provider == "openai"

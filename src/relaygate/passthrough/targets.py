@@ -1,7 +1,8 @@
 """The pass-through routes and where each sends its requests, with which credentials (no IO on requests).
 
-A :class:`Route` is one mounted prefix: a provider's (``/anthropic``, ``/openai``, ``/azure``, ``/gemini``,
-``/vertex_ai`` and ``/vertex-ai``, ``/bedrock``: :data:`PROVIDER_ROUTES`, as LiteLLM names them) or a
+A :class:`Route` is one mounted prefix: a provider's (``/anthropic``, ``/openai`` and
+``/openai_passthrough``, ``/azure``, ``/gemini``, ``/vertex_ai`` and ``/vertex-ai``, ``/bedrock``, ``/cohere``,
+``/mistral``: :data:`PROVIDER_ROUTES`, as LiteLLM names them) or a
 custom endpoint of ``general_settings.pass_through_endpoints``. It knows its error shape (what a client
 of that API parses: Anthropic's, Google's, Bedrock's, else OpenAI's), whether the client's other headers
 are forwarded, and where the client's gateway key is read (Gemini's ``?key=`` besides the headers).
@@ -76,19 +77,23 @@ class Route:
 PROVIDER_ROUTES: tuple[Route, ...] = (
     Route("anthropic", "/anthropic", "anthropic", "anthropic"),
     Route("openai", "/openai", "openai", "openai"),
+    Route("openai", "/openai_passthrough", "openai", "openai"),
     Route("azure", "/azure", "azure", "openai"),
     Route("gemini", "/gemini", "gemini", "google", query_key=True),
     Route("vertex_ai", "/vertex_ai", "vertex_ai", "google"),
     Route("vertex_ai", "/vertex-ai", "vertex_ai", "google"),
     Route("bedrock", "/bedrock", "bedrock", "bedrock"),
+    Route("cohere", "/cohere", "cohere", "openai"),
+    Route("mistral", "/mistral", "mistral", "openai"),
 )
 
 #: the deployments' providers each provider route takes credentials from
 _DEPLOYMENT_PROVIDERS = {"vertex_ai": ("vertex_ai", "vertex_ai_beta"), "azure": ("azure",)}
 _DEFAULT_BASE = {"anthropic": "https://api.anthropic.com", "openai": "https://api.openai.com/v1",
-                 "gemini": "https://generativelanguage.googleapis.com"}
+                 "gemini": "https://generativelanguage.googleapis.com", "cohere": "https://api.cohere.com",
+                 "mistral": "https://api.mistral.ai"}
 _KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY", "azure": "AZURE_API_KEY",
-            "gemini": "GEMINI_API_KEY"}
+            "gemini": "GEMINI_API_KEY", "cohere": "COHERE_API_KEY", "mistral": "MISTRAL_API_KEY"}
 
 
 class Upstream:
@@ -156,13 +161,16 @@ def upstream_for(route: Route, config: Config) -> Upstream:
     key = params.get("api_key")
     base = str(params.get("api_base") or _DEFAULT_BASE.get(provider, "")).rstrip("/")
     where = "mark a deployment use_in_pass_through: true, or set "
-    if provider in ("anthropic", "openai", "azure", "gemini") and not key:
+    if provider in _KEY_ENV and not key:
         return _missing(route, where + _KEY_ENV[provider])
     if provider == "anthropic":
         base = base.removesuffix("/v1/messages").removesuffix("/v1")
         return Upstream(base, [("x-api-key", str(key))], dep=dep)
-    if provider == "openai":
-        return Upstream(base, [("Authorization", f"Bearer {key}")], dep=dep, strip_v1=base.endswith("/v1"))
+    if provider in ("openai", "cohere", "mistral"):  # the client's path names its version (/v1/..., /v2/...)
+        strip = provider == "openai" and base.endswith("/v1")
+        if provider != "openai":
+            base = re.sub(r"/v[12]$", "", base)
+        return Upstream(base, [("Authorization", f"Bearer {key}")], dep=dep, strip_v1=strip)
     if provider == "azure":
         if not base:
             return _missing(route, where + "AZURE_API_BASE")
