@@ -1,7 +1,8 @@
 """LiteLLM's pass-through routes: a provider's native API through the gateway, with the gateway's keys.
 
-``/anthropic/*``, ``/openai/*``, ``/azure/*``, ``/gemini/*``, ``/vertex_ai/*`` (and ``/vertex-ai/*``) and
-``/bedrock/*`` forward a request to the provider's own API as it is, with the provider credentials of the
+``/anthropic/*``, ``/openai/*`` (and ``/openai_passthrough/*``), ``/azure/*``, ``/gemini/*``, ``/vertex_ai/*``
+(and ``/vertex-ai/*``), ``/bedrock/*``, ``/cohere/*`` and ``/mistral/*`` forward a request to the provider's
+own API as it is, with the provider credentials of the
 config (a deployment marked ``use_in_pass_through``, else the provider's environment variables); the
 entries of ``general_settings.pass_through_endpoints`` forward their ``path`` to any ``target``. Clients
 authenticate with gateway keys, as on the LLM routes (a custom endpoint only with ``auth: true``, as
