@@ -272,6 +272,10 @@ _ANT_PARAMS = frozenset({"model", "messages", "system", "max_tokens", "metadata"
                          "container", "mcp_servers", "context_management"})
 
 
+_ANT_MEDIA = {"image": ("image/jpeg", "image/png", "image/gif", "image/webp"),
+              "document": ("application/pdf", "text/plain")}
+
+
 def _ant_error(status: int, message: str, kind: str = "invalid_request_error") -> Refused:
     return Refused(status, {"type": "error", "error": {"type": kind, "message": message},
                             "request_id": "req_" + hex_id(12)}, message)
@@ -329,7 +333,15 @@ def _ant_ask(headers: dict[str, str], body: dict[str, Any]) -> Ask:
                 c = b.get("content")
                 turn.results.append((str(tid), c if isinstance(c, str) else
                                      "".join(x.get("text") or "" for x in c or ())))
-            elif t in ("thinking", "image", "document"):
+            elif t in ("image", "document") and role == "user":
+                src = b.get("source") or {}
+                kinds = _ANT_MEDIA[t]
+                if src.get("type") == "base64" and (src.get("media_type") not in kinds or not src.get("data")):
+                    raise _ant_error(400, f"messages.{i}.content: {t} source media_type must be one of "
+                                          f"{', '.join(kinds)} and data must be base64")
+                if src.get("type") not in ("base64", "url"):
+                    raise _ant_error(400, f"messages.{i}.content: unknown {t} source type `{src.get('type')}`")
+            elif t == "thinking" and role == "assistant":
                 continue
             else:
                 raise _ant_error(400, f"messages.{i}.content: unexpected block type `{t}` for role {role}")
@@ -500,7 +512,10 @@ def _gm_ask(path: str, headers: dict[str, str], body: dict[str, Any]) -> Ask:
                 resp = fr.get("response")
                 out = resp["content"] if isinstance(resp, dict) and set(resp) == {"content"} else json.dumps(resp)
                 turn.results.append((fr["name"], out if isinstance(out, str) else json.dumps(out)))
-            elif "inlineData" in p or "fileData" in p:
+            elif "inlineData" in p:
+                if not p["inlineData"].get("mimeType") or not p["inlineData"].get("data"):
+                    raise _gm_error(400, f"* contents[{i}].parts: inline_data needs mime_type and data")
+            elif "fileData" in p:
                 continue
             else:
                 raise _gm_error(400, f"Invalid JSON payload received. Unknown part at contents[{i}].parts")

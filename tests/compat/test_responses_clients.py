@@ -121,6 +121,35 @@ def test_create(client: openai.OpenAI, mock: Mock, provider: str) -> None:
     assert r.id.startswith("resp_") and r.instructions == "be brief" and r.max_output_tokens == 200
 
 
+PNG, PDF = "iVBORw0KGgoAAAANSUhEUg==", "JVBERi0xLjQKJcTl8uXr"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_image_and_pdf_input(client: openai.OpenAI, mock: Mock, provider: str) -> None:
+    """``input_image`` and ``input_file`` as data URLs become the provider's own image and document parts."""
+    prompt = tag("what is in these files?", provider)
+    r = client.responses.create(model=MODELS[provider], input=[{"role": "user", "content": [
+        {"type": "input_text", "text": prompt},
+        {"type": "input_image", "image_url": f"data:image/png;base64,{PNG}", "detail": "auto"},
+        {"type": "input_file", "filename": "report.pdf", "file_data": f"data:application/pdf;base64,{PDF}"}]}])
+    assert r.output_text == reply_text(prompt)
+    rec = only(mock, prompt, provider)
+    check_route(rec, provider, False, MASTER)
+    if provider == "openai":
+        assert rec.body["input"][0]["content"][1:] == [
+            {"type": "input_image", "image_url": f"data:image/png;base64,{PNG}", "detail": "auto"},
+            {"type": "input_file", "filename": "report.pdf", "file_data": f"data:application/pdf;base64,{PDF}"}]
+    elif provider == "anthropic":
+        assert rec.body["messages"] == [{"role": "user", "content": [
+            {"type": "text", "text": prompt},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": PDF}}]}]
+    else:
+        assert rec.body["contents"] == [{"role": "user", "parts": [
+            {"text": prompt}, {"inlineData": {"mimeType": "image/png", "data": PNG}},
+            {"inlineData": {"mimeType": "application/pdf", "data": PDF}}]}]
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_stream_events_and_final_response(client: openai.OpenAI, mock: Mock, provider: str) -> None:
     prompt = tag("stream a few words", provider)
@@ -350,6 +379,27 @@ def test_function_call_round_trip(client: openai.OpenAI, mock: Mock, provider: s
         assert decl["name"] == "get_weather" and decl["description"] == "The weather in a city"
         assert decl.get("parameters", decl.get("parametersJsonSchema"))["properties"] == params["properties"]
         assert call.call_id.startswith("call_")  # Gemini sends no call ids: the gateway makes one
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_forced_tool_choice(client: openai.OpenAI, mock: Mock, provider: str) -> None:
+    """``tool_choice`` naming a function: the model must call it even for a prompt it would answer in words."""
+    prompt = tag("say anything", provider)
+    r = client.responses.create(model=MODELS[provider], input=prompt, tools=[WEATHER],
+                                tool_choice={"type": "function", "name": "get_weather"})
+    [call] = r.output
+    assert call.type == "function_call" and call.name == "get_weather" and json.loads(call.arguments) == {
+        "city": "Paris"}
+    assert r.tool_choice is not None
+    rec = only(mock, prompt, provider)
+    check_route(rec, provider, False, MASTER)
+    if provider == "openai":
+        assert rec.body["tool_choice"] == {"type": "function", "name": "get_weather"}
+    elif provider == "anthropic":
+        assert rec.body["tool_choice"] == {"type": "tool", "name": "get_weather"}
+    else:
+        assert rec.body["toolConfig"] == {"functionCallingConfig": {"mode": "ANY",
+                                                                    "allowedFunctionNames": ["get_weather"]}}
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
