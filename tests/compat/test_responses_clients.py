@@ -382,6 +382,31 @@ def test_function_call_round_trip(client: openai.OpenAI, mock: Mock, provider: s
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
+def test_stream_function_call(client: openai.OpenAI, mock: Mock, provider: str) -> None:
+    prompt = tag("Stream the weather in Paris", provider)
+    kinds: list[str] = []
+    args: list[str] = []
+    with client.responses.stream(model=MODELS[provider], input=prompt, tools=[WEATHER]) as s:
+        for ev in s:
+            kinds.append(ev.type)
+            if ev.type == "response.function_call_arguments.delta":
+                args.append(ev.delta)
+            if ev.type == "response.function_call_arguments.done":
+                done_args = ev.arguments
+        final = s.get_final_response()
+    [call] = [o for o in final.output if o.type == "function_call"]
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
+    assert "".join(args) == done_args == call.arguments
+    assert kinds[2] == "response.output_item.added" and kinds[-2:] == ["response.output_item.done",
+                                                                       "response.completed"]
+    check_usage(final.usage, provider)
+    rec = only(mock, prompt, provider)
+    check_route(rec, provider, True, MASTER)
+    if provider != "gemini":
+        assert call.call_id == rec.answer["call_id"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
 def test_forced_tool_choice(client: openai.OpenAI, mock: Mock, provider: str) -> None:
     """``tool_choice`` naming a function: the model must call it even for a prompt it would answer in words."""
     prompt = tag("say anything", provider)
@@ -565,28 +590,3 @@ def test_stream_parse_pydantic_model(client: openai.OpenAI, mock: Mock, provider
     rec = only(mock, prompt, provider)
     check_route(rec, provider, True, MASTER)
     check_json_request(rec, provider, WEATHER_SCHEMA, "Weather")
-
-
-@pytest.mark.parametrize("provider", PROVIDERS)
-def test_stream_function_call(client: openai.OpenAI, mock: Mock, provider: str) -> None:
-    prompt = tag("Stream the weather in Paris", provider)
-    kinds: list[str] = []
-    args: list[str] = []
-    with client.responses.stream(model=MODELS[provider], input=prompt, tools=[WEATHER]) as s:
-        for ev in s:
-            kinds.append(ev.type)
-            if ev.type == "response.function_call_arguments.delta":
-                args.append(ev.delta)
-            if ev.type == "response.function_call_arguments.done":
-                done_args = ev.arguments
-        final = s.get_final_response()
-    [call] = [o for o in final.output if o.type == "function_call"]
-    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
-    assert "".join(args) == done_args == call.arguments
-    assert kinds[2] == "response.output_item.added" and kinds[-2:] == ["response.output_item.done",
-                                                                       "response.completed"]
-    check_usage(final.usage, provider)
-    rec = only(mock, prompt, provider)
-    check_route(rec, provider, True, MASTER)
-    if provider != "gemini":
-        assert call.call_id == rec.answer["call_id"]
