@@ -133,3 +133,19 @@ def test_responses_stream_cut_mid_event(upstream: Upstream) -> None:
     assert kinds[0] == "message_start" and "content_block_delta" in kinds
     assert kinds[-1] == "error" and "message_stop" not in kinds
     assert evs[-1][1]["error"]["type"] in ("api_error", "overloaded_error")
+
+
+def test_responses_replays_thinking_blocks_to_anthropic(upstream: Upstream) -> None:
+    enc = orjson.dumps([{"type": "thinking", "thinking": "weigh it", "signature": "sig-1"}]).decode()
+    r = ask(upstream, {"model": "claude", "reasoning": {"effort": "low"}, "max_output_tokens": 4000, "input": [
+        {"role": "user", "content": "weather?"},
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": enc},
+        {"type": "function_call", "call_id": "toolu_1", "name": "get_weather", "arguments": '{"city":"Paris"}'},
+        {"type": "function_call_output", "call_id": "toolu_1", "output": "20C"}],
+        "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}]},
+        "/v1/responses")
+    assert r.status == 200, r.body
+    sent = upstream.bodies("/v1/messages")[-1]["messages"]
+    assert sent[1]["role"] == "assistant" and sent[1]["content"][0] == {
+        "type": "thinking", "thinking": "weigh it", "signature": "sig-1"}
+    assert sent[1]["content"][1]["type"] == "tool_use" and sent[2]["content"][0]["type"] == "tool_result"

@@ -234,3 +234,34 @@ def test_stream_failures() -> None:
     # an upstream that ends without its final event: the message is closed, the stop reason end_turn
     evs = events(run(b"".join(frames[:-1])))
     assert evs[-2][1]["delta"]["stop_reason"] == "end_turn" and evs[-1][0] == "message_stop"
+
+
+BLOCKS = [{"type": "thinking", "thinking": "weigh it", "signature": "sig-1"}, {"type": "redacted_thinking", "data": "D"}]
+
+
+def test_thinking_blocks_in_encrypted_content_both_ways() -> None:
+    from relaygate.providers import responses_api as ra
+
+    enc = mr.encrypted_content([*BLOCKS, {"type": "thinking", "thinking": "unsigned"}])
+    assert enc is not None and mr.thinking_blocks(enc) == BLOCKS
+    assert mr.thinking_blocks("gAAAAB-openai-blob") is None and mr.thinking_blocks("[1, 2]") is None
+    chat = ra.to_chat({"input": [
+        {"role": "user", "content": "weather?"},
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": enc},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "20C"}]}, "claude")
+    assistant = chat["messages"][1]
+    assert assistant["thinking_blocks"] == BLOCKS and assistant["tool_calls"][0]["id"] == "c1"
+    ech = ra.echo({"model": "m", "input": "x"}, None)
+    body = orjson.dumps({"choices": [{"message": {"role": "assistant", "content": "ok", "reasoning_content": "weigh it",
+                                                  "thinking_blocks": BLOCKS}, "finish_reason": "stop"}]})
+    item = orjson.loads(ra.chat_to_response(body, "m", 1, ech))["output"][0]
+    assert item["type"] == "reasoning" and mr.thinking_blocks(item["encrypted_content"]) == BLOCKS
+    frames = [b"data: " + orjson.dumps({"choices": [{"delta": d}]}) + b"\n\n" for d in (
+        {"reasoning_content": "weigh ", "thinking_blocks": [{"type": "thinking", "thinking": "weigh "}]},
+        {"reasoning_content": "it", "thinking_blocks": [{"type": "thinking", "thinking": "it", "signature": "sig-1"}]},
+        {"thinking_blocks": [{"type": "redacted_thinking", "data": "D"}]}, {"content": "ok"})]
+    s = ra.ResponsesStream("m", 1, ech)
+    out = b"".join(s.feed(f) for f in frames) + s.close()
+    final = events(out)[-1][1]["response"]
+    assert mr.thinking_blocks(final["output"][0]["encrypted_content"]) == BLOCKS

@@ -105,6 +105,26 @@ def unpack_signature(sig: Any) -> tuple[str, str] | None:
     return None
 
 
+def thinking_blocks(encrypted: Any) -> list[dict[str, Any]] | None:
+    """The Anthropic thinking blocks a reasoning item's ``encrypted_content`` carries (LiteLLM's encoding, ours
+    too: a JSON list of blocks with their signatures), or None for anything else (an OpenAI blob)."""
+    if not isinstance(encrypted, str) or not encrypted.startswith("["):
+        return None
+    try:
+        blocks = orjson.loads(encrypted)
+    except orjson.JSONDecodeError:
+        return None
+    kept = [b for b in blocks if isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking")]
+    return kept or None
+
+
+def encrypted_content(blocks: Any) -> str | None:
+    """A chat answer's ``thinking_blocks`` (LiteLLM's field) with a signature or data, as ``encrypted_content``."""
+    kept = [b for b in blocks if isinstance(b, dict) and (b.get("signature") or b.get("data"))] \
+        if isinstance(blocks, list) else []
+    return orjson.dumps(kept).decode() if kept else None
+
+
 # ------------------------------------------------------------------------------ Messages -> Responses
 
 

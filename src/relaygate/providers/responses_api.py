@@ -25,13 +25,13 @@ stream ends; ``response.completed`` is held back until the upstream's usage chun
 it with ``stream_options.include_usage``) or the end of the stream, so it carries the real token counts.
 
 The model's reasoning (a chat answer's ``reasoning_content``: Claude's thinking, Gemini's thoughts) becomes
-one reasoning item: its ``summary`` text when the request asked for a summary (``reasoning.summary``:
-``auto``, ``concise``, ``detailed``), as OpenAI's reasoning models answer, else its ``reasoning_text``
-content, as open-weight reasoning models do. ``reasoning.effort`` becomes chat's ``reasoning_effort``, which
-the target's parameter rules map (Anthropic: ``thinking`` with LiteLLM's budgets, 1024 / 2048 / 4096 tokens).
-The echo of the request (``instructions``, ``tools``, ``tool_choice``, ``text`` ...) that every Response
-object carries is built once per request (:func:`echo`). Conversation state (``previous_response_id``) is
-not served yet: such a request is a 400. Nothing here does IO.
+one reasoning item: its ``summary`` text when the request asked for ``reasoning.summary``, as OpenAI's
+reasoning models answer, else its ``reasoning_text`` content, as open-weight models do; signed thinking
+blocks (chat's ``thinking_blocks``) travel in its ``encrypted_content`` as LiteLLM encodes them, and come
+back as the next assistant message's ``thinking_blocks``. ``reasoning.effort`` becomes ``reasoning_effort``,
+which the target's parameter rules map (Anthropic: ``thinking``, LiteLLM's budgets 1024 / 2048 / 4096).
+The echo of the request (``instructions``, ``tools`` ...) that every Response repeats is built once per
+request (:func:`echo`); conversation state is the frontend's (``frontends.responses_state``). No IO here.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import orjson
 from relaygate.core import errors
 from relaygate.providers import _convert as cv
 from relaygate.providers.base import SHAPE_ERRORS
+from relaygate.providers.messages_responses import encrypted_content, thinking_blocks
 
 BUILTIN_TOOLS = frozenset({"web_search", "web_search_preview", "web_search_2025_08_26",
                            "web_search_preview_2025_03_11", "file_search", "code_interpreter",
@@ -66,6 +67,7 @@ def new_id(prefix: str) -> str:
     database thread is busy, taking it back cost a stream ~40 us (py-spy), more than translating it. An id
     names a response; it is no credential (stored responses are read by their owner only)."""
     return f"{prefix}{_bits(128):032x}"
+
 
 
 # ------------------------------------------------------------------------------ Responses -> chat
@@ -138,6 +140,7 @@ def _output_text(output: Any) -> Any:
 
 def _messages(items: list[Any]) -> list[dict[str, Any]]:
     msgs: list[dict[str, Any]] = []
+    marks: list[tuple[int, list[dict[str, Any]]]] = []  # thinking blocks for the assistant message at an index
     for it in items:
         if not isinstance(it, dict):
             raise _bad("input: each input item must be an object")
@@ -164,13 +167,18 @@ def _messages(items: list[Any]) -> list[dict[str, Any]]:
         elif t == "function_call_output":
             msgs.append({"role": "tool", "tool_call_id": str(it.get("call_id") or ""),
                          "content": _output_text(it.get("output"))})
-        elif t == "reasoning":
-            continue  # the model's earlier reasoning: chat has no place for it
+        elif t == "reasoning":  # the model's earlier reasoning: only the thinking blocks it carries go back
+            blocks = thinking_blocks(it.get("encrypted_content"))
+            if blocks:
+                marks.append((len(msgs), blocks))
         elif t == "item_reference":
             raise _bad("input: `item_reference` needs stored conversation state, which this gateway does not "
                        "serve yet")
         else:
             raise _bad(f"input: unsupported input item type `{t}`")
+    for at, blocks in marks:
+        if at < len(msgs) and msgs[at]["role"] == "assistant":
+            msgs[at].setdefault("thinking_blocks", blocks)
     return msgs
 
 
@@ -369,12 +377,16 @@ def summarized(ech: dict[str, Any]) -> bool:
     return bool(_obj(ech.get("reasoning")).get("summary"))
 
 
-def _reasoning_item(iid: str, text: str, status: str, summary: bool = False) -> dict[str, Any]:
+def _reasoning_item(iid: str, text: str, status: str, summary: bool = False,
+                    encrypted: str | None = None) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": iid, "type": "reasoning", "summary": [], "status": status}
     if summary:
-        return {"id": iid, "type": "reasoning", "summary": [{"type": "summary_text", "text": text}],
-                "status": status}
-    return {"id": iid, "type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": text}],
-            "status": status}
+        item["summary"] = [{"type": "summary_text", "text": text}]
+    else:
+        item["content"] = [{"type": "reasoning_text", "text": text}]
+    if encrypted:
+        item["encrypted_content"] = encrypted
+    return item
 
 
 def _message_item(iid: str, text: str | None, status: str) -> dict[str, Any]:
@@ -401,13 +413,15 @@ def _chat_to_response(body: bytes, model: str, created: int, ech: dict[str, Any]
     ch = (obj.get("choices") or [{}])[0]
     msg = ch.get("message") or {}
     output: list[dict[str, Any]] = []
-    rid = new_id("resp_")  # item ids: the response's random part and the item's place (one urandom call)
+    rid = new_id("resp_")  # item ids: the response's random part and the item's place
 
     def iid(prefix: str) -> str:
         return f"{prefix}{rid[5:]}{len(output):02x}"
 
-    if msg.get("reasoning_content"):
-        output.append(_reasoning_item(iid("rs_"), str(msg["reasoning_content"]), "completed", summarized(ech)))
+    enc = encrypted_content(msg.get("thinking_blocks"))
+    if msg.get("reasoning_content") or enc:
+        output.append(_reasoning_item(iid("rs_"), str(msg.get("reasoning_content") or ""), "completed",
+                                      summarized(ech), enc))
     text = msg.get("content")
     if isinstance(text, list):
         text = cv.text_of(text)
@@ -437,6 +451,7 @@ class _Delta(msgspec.Struct):
     content: str | None = None
     reasoning_content: str | None = None
     tool_calls: list[_ToolDelta] | None = None
+    thinking_blocks: list[Any] | None = None
 
 
 class _Choice(msgspec.Struct):
@@ -465,7 +480,7 @@ class _Item:
     encoded once (``head`` + sequence number + ``mid`` + the delta as a JSON string + ``tail``): the hot loop
     builds no dict and encodes only the delta text."""
 
-    __slots__ = ("kind", "id", "index", "parts", "call_id", "name", "head", "mid", "tail")
+    __slots__ = ("kind", "id", "index", "parts", "call_id", "name", "head", "mid", "tail", "blocks")
 
     def __init__(self, kind: str, iid: str, index: int, call_id: str = "", name: str = "",
                  delta: str = "") -> None:
@@ -475,6 +490,7 @@ class _Item:
         self.parts: list[str] = []
         self.call_id = call_id
         self.name = name
+        self.blocks: list[dict[str, Any]] = []  # reasoning: the thinking blocks' signatures and redacted data
         event = _DELTA_EVENT[delta or kind]
         self.head = b"event: %b\ndata: {\"type\":\"%b\",\"sequence_number\":" % (event.encode(), event.encode())
         self.mid = b',"item_id":%b,"output_index":%d%b' % (orjson.dumps(iid), index, _DELTA_AT[delta or kind])
@@ -483,7 +499,10 @@ class _Item:
     def done(self, summary: bool) -> dict[str, Any]:
         text = "".join(self.parts)
         if self.kind == "reasoning":
-            return _reasoning_item(self.id, text, "completed", summary)
+            sig = next((b["signature"] for b in reversed(self.blocks) if b.get("signature")), None)
+            blocks = [{"type": "thinking", "thinking": text, "signature": sig}] if sig else []
+            blocks += [b for b in self.blocks if b.get("type") == "redacted_thinking"]  # signed text, then redacted
+            return _reasoning_item(self.id, text, "completed", summary, encrypted_content(blocks))
         if self.kind == "message":
             return _message_item(self.id, text, "completed")
         return _call_item(self.id, self.call_id, self.name, text, "completed")
@@ -629,6 +648,10 @@ class ResponsesStream:
                     item = self._reasoning or self._open(out, "reasoning", "rs_")
                     self._reasoning = item
                     self._delta(out, item, d.reasoning_content)
+                if d.thinking_blocks:
+                    item = self._reasoning or self._open(out, "reasoning", "rs_")
+                    self._reasoning = item
+                    item.blocks += [b for b in d.thinking_blocks if isinstance(b, dict)]
                 if d.content:
                     item = self._message or self._open(out, "message", "msg_")
                     self._message = item
