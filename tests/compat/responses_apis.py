@@ -6,14 +6,20 @@ shape, unary or streamed.
 * OpenAI's Responses API (:func:`openai_answer`): responses stored unless ``store`` is false,
   ``previous_response_id`` and ``item_reference`` resolved against them, unknown parameters, item types and
   tool outputs without their call refused, a strict ``json_schema`` without ``additionalProperties: false``
-  refused; events with ``sequence_number``\\ s as OpenAI sends them;
+  refused; events with ``sequence_number``\\ s as OpenAI sends them, a reasoning item with its summary when
+  reasoning is asked for;
 * Anthropic's Messages API (:func:`anthropic_answer`): ``x-api-key`` and ``anthropic-version`` required,
   ``max_tokens`` required, turns alternating from the user, every ``tool_use`` answered by a ``tool_result``
-  in the next turn and no other; ``message_start`` ... ``message_stop`` events;
+  in the next turn and no other, extended thinking only with the budget, temperature and tool choice it allows
+  and with the thinking block of a tool loop sent back; ``message_start`` ... ``message_stop`` events;
 * Gemini's ``generateContent`` / ``streamGenerateContent?alt=sse`` (:func:`gemini_answer`):
   ``x-goog-api-key`` required, roles ``user`` / ``model``, as many ``functionResponse`` parts as the
   ``functionCall`` turn before had, OpenAPI ``parameters`` without the JSON-schema keys Gemini refuses; every
-  event framed with CRLF as Google frames them.
+  event framed with CRLF as Google frames them; thoughts when ``includeThoughts`` is asked.
+
+Every model has its output-token limit (:data:`~tests.compat.responses_rule.MAX_OUTPUT`): more is the
+provider's own 400. A streamed prompt holding :data:`~tests.compat.responses_rule.OVERLOADED` is broken off
+after its first words the provider's way (an ``error`` event, an ``overloaded_error`` event, an error object).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """End to end: the Vercel AI SDK's default OpenAI provider (``createOpenAI({baseURL, apiKey})(model)``, the
-Responses API in ai 6) against a real Granian gateway: ``generateText``, ``streamText`` and a tool with
-``execute`` over several steps (unary and streamed), each against the ``openai/`` (passthrough),
-``anthropic/`` and ``gemini/`` (translated) deployments of :mod:`tests.compat.responses_mocks`.
+Responses API in ai 6) against a real Granian gateway: ``generateText``, ``streamText``, a tool with
+``execute`` over several steps (unary, streamed, two calls in one step, a step after a text preamble),
+reasoning summaries, a stream the provider breaks off, and three turns over ``previousResponseId``, each
+against the ``openai/`` (passthrough), ``anthropic/`` and ``gemini/`` (translated) deployments of
+:mod:`tests.compat.responses_mocks`.
 
 ``tests/compat/node/responses_ai_sdk.mjs`` runs every case once per deployment and prints what the SDK saw;
 the tests here check it and what the mock received for the case's prompt. Without ``node`` on PATH they skip

@@ -1,13 +1,18 @@
-"""End to end: the official ``openai`` Python SDK's Responses API (``responses.create``, ``responses.stream``,
-``previous_response_id`` over three turns with GET / DELETE, a function-calling round trip, structured output
-with ``text.format`` and ``responses.parse``) against a real Granian gateway, once per deployment: ``openai/``
-(native passthrough), ``anthropic/`` and ``gemini/`` (translated), all served by the loopback provider mocks
-of :mod:`tests.compat.responses_mocks`.
+"""End to end: the official ``openai`` Python SDK's Responses API against a real Granian gateway, once per
+deployment: ``openai/`` (native passthrough), ``anthropic/`` and ``gemini/`` (translated), all served by the
+loopback provider mocks of :mod:`tests.compat.responses_mocks`.
+
+Covered: ``responses.create`` (with image and PDF input), ``responses.stream`` (events and
+``get_final_response()``), a provider's refusal before the stream and its failure mid-stream;
+``previous_response_id`` over three turns with GET / DELETE / ``input_items``, OpenAI's function-calling loop
+over it, ``store: false``, stored responses that belong to their key; function calling (a round trip,
+streamed, forced, parallel); reasoning summaries and OpenAI's stateless reasoning-with-tools loop; structured
+output (``text.format`` json_schema, ``responses.parse`` and its stream with a pydantic model).
 
 Each test asserts what the client got (text, tool calls, ids, usage numbers as the mock sent them, mapped by
 the provider's rules) and what the upstream received (the provider's path and auth from the config, the
 upstream model name, the translated fields); the mock refuses what the real provider refuses, and every test
-ends with its list of refusals empty.
+ends with its list of refusals empty (or holding exactly the one it asked for).
 """
 
 from __future__ import annotations

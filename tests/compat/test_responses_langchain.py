@@ -1,8 +1,9 @@
 """End to end: LangChain's ``ChatOpenAI(use_responses_api=True, base_url=..., api_key=...)`` against a real
-Granian gateway: ``invoke``, ``stream`` and a ``bind_tools`` round trip (the tool call, a ``ToolMessage`` with
-its output, the final answer), each against the ``openai/`` (passthrough), ``anthropic/`` and ``gemini/``
-(translated) deployments of :mod:`tests.compat.responses_mocks`; what LangChain got (text, tool calls, ids,
-``usage_metadata``) and what the mock received."""
+Granian gateway: ``invoke``, ``stream``, a ``bind_tools`` round trip (the tool call, a ``ToolMessage`` with
+its output, the final answer), reasoning summaries and ``use_previous_response_id`` over three turns, each
+against the ``openai/`` (passthrough), ``anthropic/`` and ``gemini/`` (translated) deployments of
+:mod:`tests.compat.responses_mocks`; what LangChain got (text, tool calls, ids, ``usage_metadata``) and what
+the mock received."""
 
 from __future__ import annotations
 
