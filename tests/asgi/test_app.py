@@ -96,8 +96,8 @@ def test_unknown_route_and_method(mock_gateway: Gateway) -> None:
     assert r.status == 404 and "error" in r.json()
     r = run(call(mock_gateway, "GET", "/v1/chat/completions", None, AUTH))
     assert r.status == 405 and r.headers["allow"] == "POST"
-    r = run(call(mock_gateway, "DELETE", "/openai/deployments/a/b/chat/completions", None, AUTH))
-    assert r.status == 405 and r.headers["allow"] == "POST"
+    r = run(call(mock_gateway, "DELETE", "/engines/a/chat/completions", None, AUTH))
+    assert r.status == 405 and r.headers["allow"] == "POST"  # (/openai/* is the pass-through, every method)
     r = run(call(mock_gateway, "POST", "/v1/models/mock-echo", None, AUTH))
     assert r.status == 405 and r.headers["allow"] == "GET, HEAD"
     r = run(call(mock_gateway, "POST", "/v1/messages/nope", None, AUTH))

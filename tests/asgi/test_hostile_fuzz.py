@@ -323,9 +323,14 @@ def check_answer(req: Req, ans: Answer, problems: list[str]) -> None:
     if ans.status >= 400:
         assert ctype == b"application/json", (ans.status, ctype)
         err = orjson.loads(ans.body)
-        if req.path in _ANTHROPIC_PATHS and req.method == "POST":
+        top = req.path.split("/")[1] if req.path.count("/") >= 1 else ""  # a pass-through route's own shape
+        if (req.path in _ANTHROPIC_PATHS and req.method == "POST") or (top == "anthropic" and "type" in err):
             assert err["type"] == "error" and isinstance(err["error"]["message"], str), err
             assert isinstance(err["error"]["type"], str), err
+        elif top in ("gemini", "vertex_ai", "vertex-ai") and "status" in (err.get("error") or {}):
+            assert set(err) == {"error"} and set(err["error"]) == {"code", "message", "status"}, err
+        elif top == "bedrock" and "error" not in err:
+            assert set(err) == {"message"} and isinstance(err["message"], str), err
         else:
             assert set(err) == {"error"} and set(err["error"]) == {"message", "type", "param", "code"}, err
             assert isinstance(err["error"]["message"], str), err
@@ -595,6 +600,8 @@ ROUTES = [  # (kind, path template); {m} is a model name, {x} any text
     ("unknown", "/v1/{x}"), ("unknown", "/{x}"), ("unknown", "/v1/chat/completions/"),
     ("unknown", "/V1/CHAT/COMPLETIONS"), ("unknown", "/v1/chat/completions/../../health"),
     ("unknown", "/openai/deployments/{m}"), ("unknown", "/engines/a/b/chat/completions"),
+    ("get", "/v1/files/{x}"), ("get", "/v1/batches/{x}"), ("get", "/v1/responses/{x}"), ("multipart", "/v1/files"),
+    ("get", "/cache/ping"), ("get", "/anthropic/v1/{x}"),
 ]
 AUTH = [
     [(b"authorization", b"Bearer " + MASTER.encode())], [(b"authorization", b"Bearer " + MASTER.encode())],
