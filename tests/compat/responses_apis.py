@@ -15,7 +15,9 @@ shape, unary or streamed.
 * Gemini's ``generateContent`` / ``streamGenerateContent?alt=sse`` (:func:`gemini_answer`):
   ``x-goog-api-key`` required, roles ``user`` / ``model``, as many ``functionResponse`` parts as the
   ``functionCall`` turn before had, OpenAPI ``parameters`` without the JSON-schema keys Gemini refuses; every
-  event framed with CRLF as Google frames them; thoughts when ``includeThoughts`` is asked.
+  event framed with CRLF as Google frames them; thoughts when ``includeThoughts`` is asked; for a Gemini 3
+  model (:data:`~tests.compat.responses_rule.GEMINI_3`) the thought signatures of the current turn's function
+  calls sent back, as Gemini 3 requires.
 
 Every model has its output-token limit (:data:`~tests.compat.responses_rule.MAX_OUTPUT`): more is the
 provider's own 400. A streamed prompt holding :data:`~tests.compat.responses_rule.OVERLOADED` is broken off
@@ -29,6 +31,7 @@ import time
 from typing import Any
 
 from tests.compat.responses_rule import (
+    GEMINI_3,
     KEYS,
     MAX_OUTPUT,
     OVERLOADED,
@@ -552,14 +555,33 @@ def _gm_ask(path: str, headers: dict[str, str], body: dict[str, Any]) -> Ask:
     return Ask(turns, tools, forced, schema, ":streamGenerateContent" in path, think)
 
 
+def _gm_signatures(body: dict[str, Any]) -> None:
+    """Gemini 3 validates the current turn (from the last user text on): the first function call of each model
+    step in it must carry the ``thoughtSignature`` the model sent with it."""
+    contents = body.get("contents") or []
+    start = max((i for i, c in enumerate(contents) if c.get("role", "user") == "user"
+                 and any("text" in p for p in c.get("parts") or ())), default=0)
+    for c in contents[start:]:
+        calls = [p for p in c.get("parts") or () if "functionCall" in p]
+        if c.get("role") == "model" and calls and not calls[0].get("thoughtSignature"):
+            name = calls[0]["functionCall"].get("name")
+            raise _gm_error(400, "Function call is missing a thought_signature in functionCall parts. This is "
+                                 "required for tools to work correctly, and missing thought_signature may lead to "
+                                 f"degraded model performance. Additional data, function call `default_api:{name}`."
+                                 " Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for "
+                                 "more details.")
+
+
 def gemini_answer(rec: Received) -> dict[str, Any] | list[bytes]:
     path = rec.path.split("?")[0]
     model, _, method = path.removeprefix("/v1beta/models/").partition(":")
-    if model != UPSTREAM_MODELS["gemini"]:
+    if model not in (UPSTREAM_MODELS["gemini"], GEMINI_3):
         raise _gm_error(404, f"models/{model} is not found for API version v1beta", "NOT_FOUND")
     if method not in ("generateContent", "streamGenerateContent"):
         raise _gm_error(404, f"Method {method} not found", "NOT_FOUND")
     ask = _gm_ask(rec.path, rec.headers, rec.body)
+    if model == GEMINI_3:
+        _gm_signatures(rec.body)
     rec.ask = ask
     gc = rec.body.get("generationConfig") or {}
     if gc.get("maxOutputTokens", 0) > MAX_OUTPUT["gemini"]:

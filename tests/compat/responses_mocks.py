@@ -28,6 +28,7 @@ from typing import Any
 from tests.compat.responses_apis import anthropic_answer, gemini_answer, openai_answer, openai_error
 from tests.compat.responses_rule import (
     ANTHROPIC_VERSION,
+    GEMINI_3,
     KEYS,
     OVERLOADED,
     PREAMBLE,
@@ -44,6 +45,7 @@ from tests.compat.responses_rule import (
 )
 
 __all__ = [
+    "GEMINI_3_GROUP",
     "ANTHROPIC_VERSION",
     "KEYS",
     "MODELS",
@@ -257,6 +259,8 @@ def check_tool_result(rec: Received, provider: str, call_id: str, output: str) -
 MODELS = {"openai": "rg-openai", "anthropic": "rg-claude", "gemini": "rg-gemini"}
 """Each deployment's model group (its name differs from the upstream's model, which the gateway must swap)."""
 PROVIDERS = tuple(MODELS)
+GEMINI_3_GROUP = "rg-gemini-3"
+"""A model group on the mock's Gemini 3 model (not one of :data:`PROVIDERS`: only its own tests use it)."""
 
 
 def gateway_config(mock_url: str, master: str, keys: tuple[str, ...] = ()) -> str:
@@ -271,6 +275,8 @@ model_list:
     litellm_params: {{model: anthropic/{UPSTREAM_MODELS["anthropic"]}, api_key: {KEYS["anthropic"]}, api_base: "{mock_url}"}}
   - model_name: {MODELS["gemini"]}
     litellm_params: {{model: gemini/{UPSTREAM_MODELS["gemini"]}, api_key: {KEYS["gemini"]}, api_base: "{mock_url}"}}
+  - model_name: {GEMINI_3_GROUP}
+    litellm_params: {{model: gemini/{GEMINI_3}, api_key: {KEYS["gemini"]}, api_base: "{mock_url}"}}
 general_settings:
   master_key: {master}
 """ + (f"relaygate_keys:{vkeys}\n" if keys else "")

@@ -21,6 +21,8 @@ from typing import Any
 KEYS = {"openai": "sk-oa-upstream", "anthropic": "sk-ant-upstream", "gemini": "gm-upstream-key"}
 """The provider credentials the gateway's config holds (never the client's key)."""
 UPSTREAM_MODELS = {"openai": "gpt-4.1-mini-up", "anthropic": "claude-sonnet-4-up", "gemini": "gemini-2.5-flash-up"}
+GEMINI_3 = "gemini-3-pro-up"
+"""A second Gemini model, of the generation that requires its function calls' thought signatures back."""
 USAGE: dict[str, dict[str, int]] = {
     "openai": {"input_tokens": 31, "cached_tokens": 5, "output_tokens": 9, "reasoning_tokens": 0},
     "anthropic": {"input_tokens": 17, "cache_read_input_tokens": 4, "output_tokens": 6},

@@ -27,6 +27,7 @@ import pydantic
 import pytest
 
 from tests.compat.responses_mocks import (
+    GEMINI_3_GROUP,
     MODELS,
     OVERLOADED,
     PROVIDERS,
@@ -456,6 +457,27 @@ def test_parallel_function_calls_round_trip(client: openai.OpenAI, mock: Mock, p
         assert [p["functionResponse"]["response"] for p in answered.body["contents"][-1]["parts"]] == [
             {"content": "20C and sunny"}, {"content": "25C and cloudy"}]
         assert len(answered.body["contents"][-2]["parts"]) == 2
+
+
+THOUGHT_SIGNATURE_DROPPED = (
+    "Gemini's thoughtSignature on a functionCall part is dropped: providers/gemini.py from_gemini / GeminiStream "
+    "keep no signature in the tool call (LiteLLM carries it in the call id) and to_gemini sends none back, so a "
+    "Gemini 3 model refuses the tool loop's next step (400: Function call is missing a thought_signature)")
+
+
+@pytest.mark.xfail(reason=THOUGHT_SIGNATURE_DROPPED, strict=True)
+def test_function_call_round_trip_gemini_3(client: openai.OpenAI, mock: Mock) -> None:
+    prompt = tag("What is the weather in Paris?", "gemini-3")
+    first = client.responses.create(model=GEMINI_3_GROUP, input=prompt, tools=[WEATHER])
+    [call] = [o for o in first.output if o.type == "function_call"]
+    second = client.responses.create(model=GEMINI_3_GROUP, tools=[WEATHER], input=[
+        {"role": "user", "content": prompt},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "20C and sunny"}])
+    assert second.output_text == tool_reply("20C and sunny")
+    _asked, answered = mock.for_prompt(prompt)
+    [fc] = answered.body["contents"][1]["parts"]
+    assert fc["thoughtSignature"] and fc["functionCall"] == {"name": "get_weather", "args": {"city": "Paris"}}
 
 
 # ------------------------------------------------------------------------------------------ reasoning
