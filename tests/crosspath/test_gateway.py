@@ -11,14 +11,25 @@ import orjson
 
 from bench.shapes_responses import Answer
 from relaygate.frontends.anthropic import _Native
+from relaygate.sinks import CompletionRecord
 from tests.asgi.conftest import Reply, call
 from tests.crosspath.conftest import AUTH, Upstream, gateway
 from tests.crosspath.test_translate import events
 
 
-def ask(up: Upstream, body: dict[str, Any], path: str = "/v1/messages") -> Reply:
+def ask(up: Upstream, body: dict[str, Any], path: str = "/v1/messages",
+        records: list[CompletionRecord] | None = None) -> Reply:
     async def go() -> Reply:
         async with gateway(up) as gw:
+            q = gw.pipeline.completions
+            put = q.put
+
+            def keep(r: CompletionRecord) -> None:
+                if records is not None:
+                    records.append(r)
+                put(r)
+
+            q.put = keep  # type: ignore[method-assign]
             return await call(gw, "POST", path, body, AUTH)
 
     return asyncio.run(go())
@@ -149,3 +160,15 @@ def test_responses_replays_thinking_blocks_to_anthropic(upstream: Upstream) -> N
     assert sent[1]["role"] == "assistant" and sent[1]["content"][0] == {
         "type": "thinking", "thinking": "weigh it", "signature": "sig-1"}
     assert sent[1]["content"][1]["type"] == "tool_use" and sent[2]["content"][0]["type"] == "tool_result"
+
+
+def test_unary_and_stream_counted_alike(upstream: Upstream) -> None:
+    upstream.answer = Answer(rid="p1", model="o3-pro", created=1, text=["a"], input_tokens=1000, cached_tokens=400,
+                             output_tokens=100)
+    recs: list[CompletionRecord] = []
+    ask(upstream, MSG, records=recs)
+    ask(upstream, {**MSG, "stream": True}, records=recs)
+    unary, stream = recs
+    assert (unary.prompt_tokens, unary.completion_tokens, unary.cache_read_tokens) == (600, 100, 400)
+    assert (stream.prompt_tokens, stream.completion_tokens, stream.cache_read_tokens) == (600, 100, 400)
+    assert unary.cost == stream.cost > 0

@@ -205,7 +205,8 @@ def test_stream_usage_and_estimate() -> None:
     tr.feed(STREAM[: len(STREAM) // 2])
     assert tr.content_tokens > 0 and tr.last_data == b""
     tr.feed(STREAM[len(STREAM) // 2:])
-    assert orjson.loads(tr.last_data)["usage"]["prompt_tokens_details"]["cached_tokens"] == 10
+    assert orjson.loads(tr.last_data)["usage"] == {"input_tokens": 20, "output_tokens": 8,
+                                                   "cache_read_input_tokens": 10}
 
 
 def test_stream_incomplete_and_reasoning_without_summary() -> None:

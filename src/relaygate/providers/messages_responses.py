@@ -447,8 +447,8 @@ class ResponsesToMessages(StreamTranslator):
     """Responses SSE bytes (as the upstream sends them) in, Anthropic SSE events out.
 
     ``feed`` returns the events completed by its input; ``close`` ends the message when the upstream did
-    not (an upstream that sent no event at all is a 502). ``last_data`` is the usage in chat's words once
-    the final event arrived; ``content_tokens`` estimates what was generated before that.
+    not (an upstream that sent no event at all is a 502). ``last_data`` is the usage in Anthropic's words
+    once the final event arrived; ``content_tokens`` estimates what was generated before that.
     """
 
     __slots__ = ("_sse", "model", "input_tokens", "_started", "_block", "_kind", "_item", "_part", "_head",
@@ -486,7 +486,7 @@ class ResponsesToMessages(StreamTranslator):
         if not self._events:
             raise empty_stream_error("the upstream")
         if not self.done:
-            self._finish(out, "end_turn", {})
+            self._finish(out, "end_turn", {"input_tokens": self.input_tokens, "output_tokens": 0})
         return b"".join(out)
 
     # -- events ---------------------------------------------------------------------------------------
@@ -517,8 +517,9 @@ class ResponsesToMessages(StreamTranslator):
             self._item_done(ev.output_index, ev.item, out)
         elif name in (b"response.completed", b"response.incomplete"):
             resp = _final_dec.decode(payload).response
-            usage = _chat_usage(resp.get("usage"))
-            if usage:
+            chat = _chat_usage(resp.get("usage"))
+            usage = anthropic_usage(chat) if chat else {"input_tokens": self.input_tokens, "output_tokens": 0}
+            if chat:  # counted as the unary answer and a native Anthropic stream are: in Anthropic's words
                 self.last_data = orjson.dumps({"usage": usage})
             stop = _stop(resp.get("status") or ("incomplete" if name == b"response.incomplete" else "completed"),
                          resp.get("incomplete_details"), self._tool_use)
@@ -622,7 +623,6 @@ class ResponsesToMessages(StreamTranslator):
 
     def _finish(self, out: list[bytes], stop: str, usage: dict[str, Any]) -> None:
         self._close_block(out)
-        u = anthropic_usage(usage) if usage else {"input_tokens": self.input_tokens, "output_tokens": 0}
-        delta = {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": u}
+        delta = {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": usage}
         out.append(b"event: message_delta\ndata: " + orjson.dumps(delta) + b"\n\n" + _STOP)
         self.done = True
