@@ -166,7 +166,7 @@ def _handler(mock: Mock) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             for f in frames:
                 if f.startswith((b"event: error\n", b'data: {"error"')):  # an error arrives mid-generation
-                    time.sleep(0.3)
+                    time.sleep(0.5)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(f), f))
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
