@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relaygate.cache.settings import CacheConfigError, from_litellm
+from relaygate.config.cache import CacheConfigError, from_litellm
 
 
 def test_off_and_defaults() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
-from relaygate.cache.settings import CacheSettings
 from relaygate.cache.stage import ResponseCache
+from relaygate.config.cache import CacheSettings
 from relaygate.sinks.record import CompletionRecord
 from tests.asgi.conftest import call, make_gateway
 

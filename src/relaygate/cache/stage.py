@@ -34,7 +34,7 @@ import orjson
 from relaygate.cache.key import cache_key
 from relaygate.cache.memory import MemoryCache
 from relaygate.cache.replay import StreamAssembler, chat_stream, completion_stream, fresh
-from relaygate.cache.settings import CacheSettings
+from relaygate.config.cache import CacheSettings
 from relaygate.core import errors, tokens
 from relaygate.http.respond import VERSION, send_body
 
@@ -212,4 +212,16 @@ class ResponseCache:
         await send({"type": "http.response.body", "body": b"".join(frames), "more_body": False})
 
 
-__all__ = ["CACHE_HIT", "CACHE_MISS", "CacheState", "ResponseCache"]
+def make_cache(settings: CacheSettings, metrics: Any = None) -> ResponseCache:
+    """A worker's cache for ``settings``: memory, and the Redis level when ``type`` is ``redis``."""
+    redis = None
+    if settings.type == "redis":
+        from relaygate.cache.redis import RedisCache
+        from relaygate.limits.resp import RedisAddress
+
+        redis = RedisCache(RedisAddress.from_settings(settings.redis_url, settings.redis_host, settings.redis_port,
+                                                      settings.redis_password))
+    return ResponseCache(settings, redis, metrics=metrics)
+
+
+__all__ = ["CACHE_HIT", "CACHE_MISS", "CacheState", "ResponseCache", "make_cache"]

@@ -41,6 +41,8 @@ import msgspec
 import orjson
 
 from relaygate.config import env, litellm
+from relaygate.config.cache import CacheConfigError
+from relaygate.config.cache import from_litellm as cache_from_litellm
 from relaygate.config.errors import ConfigError as ConfigError
 from relaygate.config.litellm import split_provider as split_provider
 from relaygate.config.model import (
@@ -463,10 +465,16 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
             top["check_provider_endpoint"] = bool(v)
         elif k in ("max_budget", "budget_duration"):  # the proxy-wide budget (relaygate.budgets)
             budget_raw[k] = v
+        elif k in ("cache", "cache_params"):  # the response cache, read below
+            pass
         elif k in _LITELLM_SETTINGS_ACCEPTED:
             pass
         else:
             warnings.append(f"litellm_settings.{k}: ignored")
+    try:
+        top["cache"] = cache_from_litellm(ls.get("cache"), ls.get("cache_params"), warnings)
+    except CacheConfigError as exc:
+        raise ConfigError(source, exc.field, exc.detail) from None
     rs = _expect_mapping(data.get("router_settings"), source, "router_settings")
     for k, v in rs.items():
         if k in _ROUTER_KEYS:

@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 
+from relaygate.config.cache import CacheSettings
+
 
 class Deployment(msgspec.Struct, kw_only=True):
     """One upstream deployment of a model group (LiteLLM: one entry of ``model_list``)."""
@@ -267,6 +269,8 @@ class Config(msgspec.Struct, kw_only=True):
     router: RouterSettings = msgspec.field(default_factory=RouterSettings)
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     general: GeneralSettings = msgspec.field(default_factory=GeneralSettings)
+    cache: CacheSettings | None = None
+    """``litellm_settings.cache`` / ``cache_params``: the response cache (``relaygate.cache``); None: off."""
     check_provider_endpoint: bool = False
     """``litellm_settings.check_provider_endpoint``: ``/v1/models`` lists what a wildcard deployment's
     provider serves (its model list endpoint, fetched in the background)."""

@@ -29,6 +29,8 @@ from urllib.parse import quote
 
 from relaygate.auth.changes import KeyChanges
 from relaygate.auth.shared import SharedKeys
+from relaygate.cache.routes import add_routes as add_cache_routes
+from relaygate.cache.stage import make_cache
 from relaygate.config.model import Config, Deployment
 from relaygate.core.errors import GatewayError
 from relaygate.frontends import llm_routes
@@ -90,6 +92,9 @@ class Gateway:
         generation = self.watcher.generation if self.watcher is not None else 0
         self.pipeline = Pipeline(Runtime.build(config, self.metrics, generation=generation),
                                  transport if transport is not None else make_transport(config), self.completions)
+        self.response_cache: Any = make_cache(config.cache, self.metrics) if config.cache is not None else None
+        """The worker's response cache (``relaygate.cache``), kept across reloads that keep its settings."""
+        self.pipeline.runtime.cache = self.response_cache
         self.routes = self._route_table()
         self._cors = CorsPolicy(config.server)
         """The CORS answers of the current config (``http.cors``), rebuilt when a reload changes it."""
@@ -152,6 +157,7 @@ class Gateway:
         from relaygate.management import register as add_management_routes  # /key/*, /user/*, /team/*
 
         add_management_routes(t, self)
+        add_cache_routes(t, self)  # /cache/ping, /cache/delete, /cache/flushall, /cache/redis/info
         from relaygate.files import add_routes as add_files_routes  # /v1/files, /v1/batches
 
         self.files = add_files_routes(t, self)
@@ -333,6 +339,8 @@ class Gateway:
         await self.completions.aclose()
         if self.provider_budgets is not None:
             await self.provider_budgets.aclose()
+        if self.response_cache is not None and self.response_cache.redis is not None:
+            await self.response_cache.redis.aclose()
         await self.router.aclose()
         await self.transport.aclose()
         await aclose_identity_clients()
@@ -439,6 +447,17 @@ class Gateway:
         """This host's id on the reload channel: its own workers follow the generation file instead."""
         return f"{socket.gethostname()}:{self.runtime_dir or os.getpid()}"
 
+    def _use_cache(self, config: Config, new: Runtime) -> None:
+        """The reloaded snapshot's cache: the same one (entries kept) when its settings did not change."""
+        cache = self.response_cache
+        if config.cache is None:
+            self.response_cache = None
+        elif cache is None or cache.settings != config.cache:
+            self.response_cache = make_cache(config.cache, self.metrics)
+        if cache is not None and cache is not self.response_cache and cache.redis is not None:
+            self._spawn(cache.redis.aclose())
+        new.cache = self.response_cache
+
     async def swap(self, config: Config, generation: int, reason: str = "reload") -> Runtime:
         """Build the snapshot of ``config`` from the current one and make it current; in-flight requests
         finish on theirs. A limiter the new router does not keep is closed once old requests had time to end."""
@@ -454,6 +473,7 @@ class Gateway:
         if self.key_changes is not None:
             new.set_blocked_customers(self.key_changes.blocked)
         self._budget_hook(new)
+        self._use_cache(config, new)
         self._use_provider_budgets(config, new.router)
         await new.router.start()
         self.metrics.set_labels(**labels_of(config))
