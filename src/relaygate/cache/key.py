@@ -14,8 +14,9 @@ request can tell:
   fallbacks, tags, the per-request ``cache`` object itself ...) and the model name in the body (the model
   *group* the router resolved is hashed instead, so an alias and its target share entries).
 - **Canonical form**: the kept fields are re-encoded with sorted keys at every depth (``orjson``
-  ``OPT_SORT_KEYS``) and numbers normalised (``1`` and ``1.0`` are the same temperature), so key order and
-  whitespace in the client's JSON never split a key.
+  ``OPT_SORT_KEYS``) and top-level numbers normalised (``1`` and ``1.0`` are the same temperature), so key
+  order and whitespace in the client's JSON never split a key (``1.0`` inside a tool's schema still does:
+  rare, and only a miss).
 - **Scope**: the route (a chat answer is never served to ``/v1/completions``) and, when the cache is scoped
   per team, the caller's team are hashed in front; the namespace (config or per request) prefixes the key:
   ``<namespace>:<sha256 hex>``, LiteLLM's Redis key shape (the bare hex without one).
@@ -44,20 +45,15 @@ _SORTED = orjson.OPT_SORT_KEYS
 
 
 def _norm(value: Any) -> Any:
-    """Integral floats become ints at every depth (``1.0`` -> ``1``), so JSON spelling never splits a key."""
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and abs(value) < 2**53 else value
-    if isinstance(value, dict):
-        return {k: _norm(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_norm(v) for v in value]
-    return value
+    """An integral float becomes an int (``1.0`` -> ``1``)."""
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
 def canonical(body: dict[str, Any]) -> bytes:
-    """The kept fields of a decoded request body, as canonical JSON bytes."""
-    kept = {k: v for k, v in body.items() if k not in IGNORED}
-    return orjson.dumps(_norm(kept), option=_SORTED)
+    """The kept fields of a decoded request body, as canonical JSON bytes. Numbers are normalised at the top
+    level, where the sampling parameters are (a recursive walk cost ~8 µs of a 1 KB body's ~12)."""
+    kept = {k: (_norm(v) if type(v) is float else v) for k, v in body.items() if k not in IGNORED}
+    return orjson.dumps(kept, option=_SORTED)
 
 
 def cache_key(route: str, model_group: str, body: dict[str, Any], *, namespace: str | None = None,
