@@ -69,6 +69,8 @@ class LoadSpec:
     api_keys: list[str] = field(default_factory=list)  # non-empty: requests take these in turn (over api_key)
     body: bytes | None = None
     check_body: bool = True
+    vary: int = 0  # > 0: requests take this many distinct prompts in turn (a response cache's misses)
+    vary_seed: str = ""  # makes one run's distinct prompts differ from another's
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -152,7 +154,20 @@ def build_request(spec: LoadSpec) -> tuple[bytes, bytes | None]:
 
 
 def build_requests(spec: LoadSpec) -> list[bytes]:
-    """The request bytes to send in turn: one per key of ``spec.api_keys``, or the one request."""
+    """The request bytes to send in turn: one per key of ``spec.api_keys``, one per distinct prompt with
+    ``spec.vary`` (the generated prompt gets a numbered suffix), or the one request."""
+    if spec.vary > 0 and spec.body is None:
+        base = LoadSpec(**{**spec.__dict__, "vary": 0})
+        reqs = []
+        for i in range(spec.vary):
+            base.headers = [*spec.headers]
+            r = build_request(base)[0]
+            head, _, payload = r.partition(b"\r\n\r\n")
+            tag = f" #{spec.vary_seed}{i}".encode()
+            payload = payload.replace(b'"}', tag + b'"}', 1) if b'"}' in payload else payload
+            head = head.replace(b"content-length: %d" % (len(payload) - len(tag)), b"content-length: %d" % len(payload))
+            reqs.append(head + b"\r\n\r\n" + payload)
+        return reqs
     if not spec.api_keys:
         return [build_request(spec)[0]]
     base = LoadSpec(**{**spec.__dict__, "api_keys": []})
@@ -700,6 +715,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body-bytes", type=int, default=0, help="pad the request body to about this size")
     p.add_argument("--body-file", help="send this file as the request body")
     p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--vary", type=int, default=0, help="rotate over this many distinct prompts (cache misses)")
+    p.add_argument("--vary-seed", default="", help="a tag that makes this run's distinct prompts its own")
     p.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'", help="extra header")
     p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, seconds")
     p.add_argument("--late-ms", type=float, default=2.0, help="open loop: a send this late counts as late")
@@ -729,7 +746,8 @@ def spec_from_args(a: argparse.Namespace) -> LoadSpec:
                     concurrency=concurrency, rate=rate,
                     duration=a.duration if a.requests <= 0 else 0.0, requests=a.requests, warmup=a.warmup,
                     body_bytes=a.body_bytes, max_tokens=a.max_tokens, timeout=a.timeout, late_ms=a.late_ms,
-                    headers=headers, api_keys=api_keys, body=body, check_body=not a.no_check_body)
+                    headers=headers, api_keys=api_keys, body=body, check_body=not a.no_check_body,
+                    vary=max(0, a.vary), vary_seed=a.vary_seed)
 
 
 def format_summary(out: dict[str, Any]) -> str:

@@ -59,15 +59,8 @@ def canonical(body: dict[str, Any]) -> bytes:
 def cache_key(route: str, model_group: str, body: dict[str, Any], *, namespace: str | None = None,
               team: str | None = None) -> str:
     """The cache key of a request to ``route`` for ``model_group`` (see the module docstring)."""
-    h = hashlib.sha256()
-    h.update(route.encode())
-    h.update(b"\0")
-    h.update(model_group.encode())
-    h.update(b"\0")
-    if team is not None:
-        h.update(b"team\0" + team.encode() + b"\0")
-    h.update(canonical(body))
-    digest = h.hexdigest()
+    head = f"{route}\0{model_group}\0" if team is None else f"{route}\0{model_group}\0team\0{team}\0"
+    digest = hashlib.sha256(head.encode() + canonical(body)).hexdigest()
     return f"{namespace}:{digest}" if namespace else digest
 
 

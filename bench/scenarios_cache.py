@@ -1,0 +1,128 @@
+"""What the response cache costs and saves: a hit vs a miss vs no cache, on one core.
+
+    python -m bench.scenarios_cache [--duration 4] [--concurrency 16] [--repeat 3] [--words 150]
+
+A zero-latency mock upstream (``bench.mock``) on CPU 1 answers chat completions of ``--words`` words (150:
+about a 1 KB answer); two one-worker gateways on CPU 0 serve the same model, one without a cache (**off**)
+and one with ``litellm_settings.cache: true`` (the per-worker memory cache). Each round measures, with
+``bench.load`` closed loop on CPU 1:
+
+- **off**: the uncached gateway, requests rotating over distinct prompts;
+- **miss**: the cached gateway with distinct prompts never asked before (a 0% hit rate: every request is
+  looked up, goes upstream and is stored);
+- **hit**: the cached gateway asked one prompt it already holds (a 100% hit rate: no upstream call).
+
+It prints requests/s and the gateway's CPU microseconds per request (from ``/proc``), per round and the
+medians, and the ratios the issue names: hit vs miss throughput, miss vs off throughput (the price of a
+cache that never hits). Rounds alternate the order of the three so a noisy neighbour hits them alike.
+Everything listens on 127.0.0.1 and stops by itself; a run takes about ``repeat x 3 x (duration + 1)``
+seconds plus start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.procs import Proc, cpu_seconds, launch_mock, spawn, wait_http
+
+MASTER = "sk-bench-master"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def config(api_base: str, cache: bool) -> str:
+    text = (f"model_list:\n  - model_name: m\n    litellm_params: {{model: openai/mock-model, api_key: sk-up, "
+            f"api_base: \"{api_base}\"}}\ngeneral_settings:\n  master_key: {MASTER}\n"
+            "relaygate_settings:\n  embedded_database: false\n")
+    if cache:
+        text += "litellm_settings:\n  cache: true\n  cache_params: {type: local, ttl: 600}\n"
+    return text
+
+
+def measure(port: int, gw: Proc, args: argparse.Namespace, vary: int, seed: str, tmp: Path) -> dict[str, float]:
+    out = tmp / f"out-{port}-{seed}.json"
+    base = [sys.executable, "-m", "bench.load", "--url", f"http://127.0.0.1:{port}", "--model", "m",
+            "--api-key", MASTER, "--concurrency", str(args.concurrency), "--quiet", "--timeout", "10"]
+    if shutil.which("taskset"):
+        base = ["taskset", "-c", "1", *base]
+    warm = [*base, "--vary", str(vary), "--vary-seed", seed + "w"] if vary else base
+    subprocess.run([*warm, "--duration", "1"], check=True, timeout=60, stdout=subprocess.DEVNULL)  # warm-up
+    if vary:  # measured on prompts the warm-up did not ask
+        base += ["--vary", str(vary), "--vary-seed", seed]
+    before = cpu_seconds(gw.pid)
+    subprocess.run([*base, "--duration", str(args.duration), "--json-out", str(out)], check=True,
+                   timeout=args.duration + 60)
+    cpu = cpu_seconds(gw.pid) - before
+    res = json.loads(out.read_text())
+    ok = int(res["ok"])
+    return {"rps": float(res["throughput_rps"]), "ok": ok, "errors": int(res["error_count"]),
+            "cpu_us": 1e6 * cpu / max(1, ok)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=float, default=4.0)
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--words", type=int, default=150, help="answer length in words (150: ~1 KB)")
+    p.add_argument("--pure", action="store_true", help="the gateways without their compiled extension")
+    args = p.parse_args(argv)
+    if args.duration <= 0 or args.duration > 60 or not 1 <= args.concurrency <= 256 or not 1 <= args.repeat <= 10:
+        p.error("--duration must be in (0, 60], --concurrency in 1..256 and --repeat in 1..10 (a shared machine)")
+    tmp = Path(tempfile.mkdtemp(prefix="rg-cache-bench-"))
+    mock = launch_mock(name="up", cpus="1", log_dir=tmp, response_tokens=args.words)
+    env = {**os.environ, **({"RELAYGATE_NO_EXTENSIONS": "1"} if args.pure else {})}
+    gws: dict[str, tuple[int, Proc]] = {}
+    # distinct prompts enough for the whole run of one mode: throughput x duration, generously
+    vary = 60_000
+    try:
+        for name, cache in (("off", False), ("cached", True)):
+            cfg = tmp / f"{name}.yaml"
+            cfg.write_text(config(mock.openai_base, cache))
+            port = _free_port()
+            gw = spawn([sys.executable, "-m", "relaygate.cli", "serve", "--config", str(cfg), "--host", "127.0.0.1",
+                        "--port", str(port), "--workers", "1", "--log-level", "warning"], name=f"gw-{name}",
+                       cpus="0", env=env, log_dir=tmp)
+            gws[name] = (port, gw)
+            wait_http(f"http://127.0.0.1:{port}/health/readiness", 30, gw)
+        print(f"gateways {'pure' if args.pure else 'compiled'}, {args.concurrency} concurrent, {args.duration:g}s "
+              f"per mode, answers of {args.words} words", flush=True)
+        runs: dict[str, list[dict[str, float]]] = {"off": [], "miss": [], "hit": []}
+        for r in range(args.repeat):
+            order = ["off", "miss", "hit"] if r % 2 == 0 else ["hit", "miss", "off"]
+            for mode in order:
+                port, gw = gws["off" if mode == "off" else "cached"]
+                res = measure(port, gw, args, 0 if mode == "hit" else vary, f"r{r}{mode}", tmp)
+                runs[mode].append(res)
+                print(f"round {r + 1} {mode:4s} {res['rps']:8.0f} req/s  errors={int(res['errors'])}  "
+                      f"gateway CPU {res['cpu_us']:6.1f} us/req", flush=True)
+        med = {m: (statistics.median(x["rps"] for x in rs), statistics.median(x["cpu_us"] for x in rs))
+               for m, rs in runs.items()}
+        for m, (rps, cpu) in med.items():
+            print(f"median {m:4s} {rps:8.0f} req/s  gateway CPU {cpu:6.1f} us/req", flush=True)
+        print(f"hit vs miss throughput {med['hit'][0] / med['miss'][0]:.2f}x; miss (0% hits) vs off "
+              f"{100 * med['miss'][0] / med['off'][0]:.1f}% throughput, "
+              f"{100 * med['miss'][1] / med['off'][1]:.1f}% CPU per request", flush=True)
+    finally:
+        for _, gw in gws.values():
+            gw.stop()
+        mock.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
