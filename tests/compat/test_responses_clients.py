@@ -509,16 +509,7 @@ def test_reasoning_summary(client: openai.OpenAI, mock: Mock, provider: str) -> 
         check_reasoning_request(rec, provider)
 
 
-THINKING_DROPPED = (
-    "Claude's thinking is not carried through a tool loop: the gateway's reasoning items have no "
-    "encrypted_content (providers/anthropic.py from_anthropic / AnthropicStream keep no thinking signature, "
-    "providers/responses_api.py chat_to_response / ResponsesStream put none in the item) and a reasoning input item "
-    "is dropped (responses_api._messages `continue`), so the next turn's assistant message starts with tool_use and "
-    "Anthropic refuses it (400: a final assistant message must start with a thinking block)")
-
-
-@pytest.mark.parametrize("provider", [
-    "openai", pytest.param("anthropic", marks=pytest.mark.xfail(reason=THINKING_DROPPED, strict=True)), "gemini"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
 def test_reasoning_items_passed_back_in_a_tool_loop(client: openai.OpenAI, mock: Mock, provider: str) -> None:
     """OpenAI's stateless pattern for reasoning with tools: ``store: false``, encrypted reasoning included, and
     every output item (reasoning, function call) sent back with the function's output."""

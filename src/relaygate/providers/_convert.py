@@ -292,12 +292,17 @@ def usage(prompt: int, completion: int, cached: int | None = None, reasoning: in
 
 
 def chat_response(rid: str, model: str, created: int, content: str | None, tool_calls: list[dict[str, Any]],
-                  finish: str, usage_obj: dict[str, Any] | None, reasoning: str | None = None) -> bytes:
+                  finish: str, usage_obj: dict[str, Any] | None, reasoning: str | None = None,
+                  thinking_blocks: list[dict[str, Any]] | None = None) -> bytes:
+    """An OpenAI ``chat.completion`` body; ``thinking_blocks`` (LiteLLM's field: Claude's signed ``thinking``
+    and ``redacted_thinking`` blocks, as the client must send them back) is set only when there are some."""
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if tool_calls:
         message["tool_calls"] = tool_calls
     if reasoning:
         message["reasoning_content"] = reasoning
+    if thinking_blocks:
+        message["thinking_blocks"] = thinking_blocks
     body: dict[str, Any] = {
         "id": rid, "object": "chat.completion", "created": created, "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": finish}],
@@ -339,6 +344,10 @@ class ChunkWriter:
 
     def reasoning(self, text: str) -> bytes:
         return self.head + b'{"reasoning_content":' + orjson.dumps(text) + b"}" + _NULL_FINISH
+
+    def thinking_block(self, block: dict[str, Any]) -> bytes:
+        """A delta carrying one of Claude's ``thinking_blocks`` (a signature, or a redacted block's data)."""
+        return self.head + b'{"thinking_blocks":[' + orjson.dumps(block) + b"]}" + _NULL_FINISH
 
     def tool_start(self, index: int, cid: str, name: str, arguments: str = "") -> bytes:
         return self.head + b'{"tool_calls":[{"index":%d,"id":%b,"type":"function","function":{"name":%b,' \

@@ -10,7 +10,10 @@ becomes ``stop_sequences``, ``tools``/``tool_choice``/``parallel_tool_calls`` ma
 ``user`` to ``metadata.user_id``.
 
 Responses: text blocks join into ``content``, ``tool_use`` blocks become ``tool_calls`` (arguments as
-JSON text), ``thinking`` blocks ``reasoning_content``; stop reasons map end_turn/stop_sequence -> stop,
+JSON text), ``thinking`` blocks ``reasoning_content``; every ``thinking`` block (with its ``signature``) and
+``redacted_thinking`` block is also kept whole in the message's ``thinking_blocks`` (LiteLLM's field), which
+a client sends back on its assistant message (sent first, as Anthropic requires of a tool loop's last
+assistant turn while thinking is on); stop reasons map end_turn/stop_sequence -> stop,
 max_tokens -> length, tool_use -> tool_calls; usage counts cache reads and writes into
 ``prompt_tokens`` (as LiteLLM does) and reports ``cache_read_input_tokens`` as
 ``prompt_tokens_details.cached_tokens``.
@@ -18,7 +21,10 @@ max_tokens -> length, tool_use -> tool_calls; usage counts cache reads and write
 Streams are translated event by event (:class:`AnthropicStream`): ``message_start`` -> role chunk,
 ``content_block_start`` of a ``tool_use`` -> a tool call chunk with its id, name and OpenAI ``index``
 (counted over tool blocks only), ``input_json_delta`` -> argument fragments at that index,
-``text_delta``/``thinking_delta`` -> content/reasoning, ``message_delta`` -> finish chunk and output
+``text_delta``/``thinking_delta`` -> content/reasoning, ``signature_delta`` -> a ``thinking_blocks`` delta
+holding the signature (``{"type": "thinking", "thinking": "", "signature": ...}``: the text went out as
+reasoning), ``content_block_start`` of a ``redacted_thinking`` block -> a ``thinking_blocks`` delta with its
+``data`` (streams without thinking pay nothing for either), ``message_delta`` -> finish chunk and output
 tokens, ``message_stop`` -> usage chunk (if asked) and ``[DONE]``; ``ping`` is dropped and an ``error``
 event raises the mapped :class:`GatewayError` (retried or sent in-band by the shell).
 """
@@ -279,6 +285,7 @@ def from_anthropic(body: bytes, fallback_model: str, created: int, json_answer: 
         raise _stream_error(obj.get("error") or {})
     texts: list[str] = []
     reasoning: list[str] = []
+    thinking: list[dict[str, Any]] = []
     tool_calls = []
     for b in obj.get("content") or ():
         t = b.get("type")
@@ -291,13 +298,16 @@ def from_anthropic(body: bytes, fallback_model: str, created: int, json_answer: 
                                            .decode()))
         elif t == "thinking":
             reasoning.append(b.get("thinking", ""))
+            thinking.append(b)
+        elif t == "redacted_thinking":
+            thinking.append(b)
     finish = FINISH.get(obj.get("stop_reason") or "end_turn", "stop")
     if json_answer and finish == "tool_calls" and not tool_calls:
         finish = "stop"
     return cv.chat_response(obj.get("id") or "chatcmpl-" + os.urandom(12).hex(),
                             obj.get("model") or fallback_model, created,
                             "".join(texts) if texts or not tool_calls else None, tool_calls, finish,
-                            convert_usage(obj.get("usage") or {}), "".join(reasoning) or None)
+                            convert_usage(obj.get("usage") or {}), "".join(reasoning) or None, thinking)
 
 
 def _stream_error(err: dict[str, Any]) -> errors.GatewayError:
@@ -311,6 +321,7 @@ class _Delta(msgspec.Struct):
     text: str | None = None
     partial_json: str | None = None
     thinking: str | None = None
+    signature: str | None = None
     stop_reason: str | None = None
 
 
@@ -326,6 +337,7 @@ class _Block(msgspec.Struct):
     id: str | None = None
     name: str | None = None
     text: str | None = None
+    data: str | None = None  # redacted_thinking
 
 
 class _Message(msgspec.Struct):
@@ -382,6 +394,8 @@ class AnthropicStream(cv.SSEChunkStream):
             if d.type == "thinking_delta" and d.thinking:
                 self._chars += len(d.thinking)
                 return first + w.reasoning(d.thinking)
+            if d.type == "signature_delta" and d.signature:
+                return first + w.thinking_block({"type": "thinking", "thinking": "", "signature": d.signature})
             return first
         if t == "content_block_start":
             b = ev.content_block
@@ -398,6 +412,9 @@ class AnthropicStream(cv.SSEChunkStream):
                 return first + w.tool_start(self.tool_index, b.id or "", b.name or "")
             if b.type == "text" and b.text:
                 return self.text(b.text)
+            if b.type == "redacted_thinking" and b.data:
+                w, first = self.writer()
+                return first + w.thinking_block({"type": "redacted_thinking", "data": b.data})
             return b""
         if t == "message_start":
             m = ev.message

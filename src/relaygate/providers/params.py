@@ -26,7 +26,9 @@ Families and their mappings (as LiteLLM's ``OpenAIOSeriesConfig`` / ``OpenAIGPT5
   o-series, which has no minimal), as LiteLLM's Messages adapter maps it.
 - Claude models that reason (3.7, 4.x, on Anthropic, Bedrock and Vertex): ``reasoning_effort`` becomes
   ``thinking`` with LiteLLM's budgets (low 1024, medium 2048, high 4096 tokens) and ``max_tokens`` is raised
-  above the budget when the client set none (Anthropic requires it).
+  above the budget when the client set none (Anthropic requires it); it is left off when the last assistant
+  message calls tools without its ``thinking_blocks`` (Anthropic would refuse that turn; LiteLLM's
+  ``modify_params`` drops thinking there too).
 - Translating providers (Anthropic, Gemini, Vertex, Bedrock, Cohere, Ollama) accept what their adapter
   maps: the tables below are the adapters' own lists, so a parameter is never silently ignored.
   ``response_format: {"type": "text"}`` is a no-op everywhere. OpenAI-compatible servers other than OpenAI
@@ -256,9 +258,22 @@ def _claude_thinking(req: dict[str, Any]) -> None:
     if budget is None:
         raise BadRequest(f"reasoning_effort: expected one of {', '.join(THINKING_BUDGET)} or none, got "
                          f"{str(effort)[:40]!r}", param="reasoning_effort")
+    if _unsigned_tool_turn(req.get("messages")):
+        return  # Anthropic would refuse thinking here: the tool loop's assistant turn has no thinking to lead it
     req["thinking"] = {"type": "enabled", "budget_tokens": budget}
     if req.get("max_tokens") is None and req.get("max_completion_tokens") is None:
         req["max_tokens"] = budget + _DEFAULT_MAX_TOKENS
+
+
+def _unsigned_tool_turn(messages: Any) -> bool:
+    """Whether the last assistant message calls tools but carries no ``thinking_blocks`` (LiteLLM's
+    ``modify_params`` test: with thinking on, Anthropic wants that turn to start with its signed thinking)."""
+    if not isinstance(messages, list):
+        return False
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") == "assistant":
+            return bool(m.get("tool_calls")) and not m.get("thinking_blocks")
+    return False
 
 
 def _names(value: Any, field: str) -> tuple[str, ...]:
