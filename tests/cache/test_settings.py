@@ -37,7 +37,7 @@ def test_redis_from_the_environment() -> None:
     ("yes", None, "litellm_settings.cache"),
     (True, [], "litellm_settings.cache_params"),
     (True, {"type": "memcached"}, "litellm_settings.cache_params.type"),
-    (True, {"type": "qdrant-semantic"}, "litellm_settings.cache_params.type"),
+    (True, {"type": "s3"}, "litellm_settings.cache_params.type"),
     (True, {"ttl": -5}, "litellm_settings.cache_params.ttl"),
     (True, {"mode": "sometimes"}, "litellm_settings.cache_params.mode"),
     (True, {"scope": "user"}, "litellm_settings.cache_params.scope"),

@@ -11,6 +11,13 @@ hooks, only for the routes the config caches):
   ``allowed_cache_controls`` is set may send only those (403 otherwise, LiteLLM's wording).
 - **Lookup**: the key (``cache.key``), this worker's memory first, then Redis when configured (a Redis hit
   is copied into memory); an entry older than ``s-maxage`` is a miss. A lookup never fails a request.
+- **Semantic lookup** (only when a semantic type is configured, for chat and completions; ``cache.semantic``):
+  after the exact key missed — the cheap test first — the prompt is embedded and the nearest stored prompt
+  of the same scope is searched; at ``similarity_threshold`` or above its answer is the hit (read from the
+  exact levels under its key, or from Qdrant's payload), sent with ``x-litellm-semantic-similarity``
+  (LiteLLM's header) and the matched entry's ``x-litellm-cache-key``. The embedding is kept on the request
+  so a miss's store indexes it without a second call. ``no-cache`` skips both lookups (and so the
+  answer it gets is stored without a vector). Exact-only caches never reach this code.
 - **Hit**: the stored answer with a fresh ``id`` and ``created`` and the model name the client asked for,
   as a body or, for a stream request, as a proper SSE stream (``cache.replay``); headers
   ``x-litellm-cache-key`` (LiteLLM sends it only on hits: clients use its presence as the hit flag),
@@ -25,6 +32,7 @@ Stored values are ``<8-byte big-endian float: stored at (epoch s)><answer bytes>
 
 from __future__ import annotations
 
+import logging
 import struct
 import time
 from typing import TYPE_CHECKING, Any
@@ -34,6 +42,15 @@ import orjson
 from relaygate.cache.key import cache_key
 from relaygate.cache.memory import MemoryCache
 from relaygate.cache.replay import StreamAssembler, chat_stream, completion_stream, fresh
+from relaygate.cache.semantic import (
+    SEMANTIC_ROUTES,
+    Embedder,
+    LocalIndex,
+    Semantic,
+    VectorIndex,
+    prompt_text,
+    semantic_scope,
+)
 from relaygate.config.cache import CacheSettings
 from relaygate.core import errors, tokens
 from relaygate.http.respond import VERSION, send_body
@@ -42,6 +59,7 @@ if TYPE_CHECKING:
     from relaygate.cache.redis import RedisCache
     from relaygate.pipeline.exchange import Exchange
 
+log = logging.getLogger("relaygate.cache")
 _STAMP = struct.Struct(">d")
 _JSON = (b"content-type", b"application/json")
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
@@ -54,7 +72,7 @@ _CONTROLS = frozenset({"no-cache", "no-store", "ttl", "s-maxage", "namespace", "
 class CacheState:
     """One request's cache decisions (``Exchange.cache``)."""
 
-    __slots__ = ("key", "hit", "ttl", "no_store", "assembler")
+    __slots__ = ("key", "hit", "ttl", "no_store", "assembler", "vector", "scope", "similarity")
 
     def __init__(self, key: str, ttl: float | None, no_store: bool) -> None:
         self.key = key
@@ -62,6 +80,11 @@ class CacheState:
         self.ttl = ttl
         self.no_store = no_store
         self.assembler: StreamAssembler | None = None
+        self.vector: Any = None
+        """The prompt's embedding (``array('f')``) when the semantic lookup made one: indexed on store."""
+        self.scope = ""
+        self.similarity: float | None = None
+        """A semantic hit's similarity (None: an exact hit)."""
 
 
 def _controls(value: Any, allowed: list[str] | None) -> dict[str, Any]:
@@ -88,11 +111,13 @@ class ResponseCache:
     """One worker's response cache (see the module docstring)."""
 
     def __init__(self, settings: CacheSettings, redis: RedisCache | None = None,
-                 wall: Any = time.time, metrics: Any = None) -> None:
+                 wall: Any = time.time, metrics: Any = None, semantic: Semantic | None = None) -> None:
         self.settings = settings
         self.routes = settings.routes
         self.memory = MemoryCache(settings.max_bytes, default_ttl=settings.memory_ttl)
         self.redis = redis
+        self.semantic = semantic
+        """The semantic level (``cache.semantic.Semantic``); None: exact caching only."""
         self._wall = wall
         self._count = metrics.count if metrics is not None else None
         """``Metrics.count``: ``cache_hit`` / ``cache_miss`` events (LiteLLM's ``litellm_cache_hits_metric``
@@ -139,18 +164,65 @@ class ResponseCache:
             stored = await self.redis.get(key)
             if stored is not None and len(stored) > _STAMP.size:
                 self.memory.set(key, stored, s.memory_ttl)
-        if stored is None or len(stored) <= _STAMP.size:
-            self._missed()
-            return None
         max_age = c.get("s-maxage")
-        if max_age is not None and self._wall() - _STAMP.unpack_from(stored)[0] > max_age:
-            self._missed()
-            return None
+        if stored is None or len(stored) <= _STAMP.size or (
+                max_age is not None and self._wall() - _STAMP.unpack_from(stored)[0] > max_age):
+            stored = None
+            if self.semantic is not None and ex.route in SEMANTIC_ROUTES:
+                stored = await self._semantic_lookup(ex, st, body, team, c.get("namespace") or s.namespace, max_age)
+            if stored is None:
+                self._missed()
+                return None
         self.hits += 1
         if self._count is not None:
             self._count(CACHE_HIT)
         st.hit = True
         return stored
+
+    async def _semantic_lookup(self, ex: Exchange, st: CacheState, body: dict[str, Any], team: str | None,
+                               namespace: str | None, max_age: float | None) -> bytes | None:
+        """The answer of the nearest stored prompt of this request's scope, or None (see the module docstring)."""
+        sem = self.semantic
+        assert sem is not None
+        text = prompt_text(ex.route, body)
+        if text is None:
+            return None
+        group = ex.group
+        st.scope = semantic_scope(ex.route, group.name if group is not None else ex.model, body,
+                                  namespace=namespace, team=team)
+        vector = st.vector = await sem.embedder.embed(ex.rt, text)
+        if vector is None:
+            return None
+        match = await sem.index.search(st.scope, vector, sem.threshold)
+        if match is None:
+            return None
+        stored = match.value
+        if stored is None:
+            stored = self.memory.get(match.key)
+            if stored is None and self.redis is not None:
+                stored = await self.redis.get(match.key)
+                if stored is not None and len(stored) > _STAMP.size:
+                    self.memory.set(match.key, stored, self.settings.memory_ttl)
+        if stored is None or len(stored) <= _STAMP.size:
+            if isinstance(sem.index, LocalIndex):
+                sem.index.delete(st.scope, match.key)  # its exact entry is gone (evicted, deleted, flushed)
+            return None
+        if max_age is not None and self._wall() - _STAMP.unpack_from(stored)[0] > max_age:
+            return None
+        st.key, st.similarity = match.key, match.similarity
+        return stored
+
+    def flush_semantic(self) -> None:
+        """Forget the semantic level's entries held by this worker (``/cache/flushall``)."""
+        if self.semantic is not None:
+            self.semantic.index.clear()
+
+    async def aclose(self) -> None:
+        """Close the Redis level and the semantic level (their connections, tasks and own transport)."""
+        if self.semantic is not None:
+            await self.semantic.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
 
     def store(self, ex: Exchange, answer: bytes) -> None:
         """Keep a miss's complete answer (never awaits)."""
@@ -164,6 +236,10 @@ class ResponseCache:
         self.memory.set(st.key, value, ttl if ttl is not None else self.settings.memory_ttl)
         if self.redis is not None:
             self.redis.set(st.key, value, ttl if ttl is not None else self.settings.redis_ttl)
+        if st.vector is not None and self.semantic is not None:
+            s = self.settings
+            self.semantic.index.add(st.scope, st.key, st.vector, ttl if ttl is not None else (
+                s.redis_ttl if self.redis is not None else s.memory_ttl), value)
 
     def store_stream(self, ex: Exchange, frames: bytes) -> None:
         """Feed a stream's outgoing frames to its assembler (chat streams of a miss only)."""
@@ -199,6 +275,8 @@ class ResponseCache:
         headers = [(b"x-litellm-call-id", ex.call_id), (b"x-litellm-version", VERSION),
                    (b"x-litellm-cache-key", st.key.encode()), (b"x-litellm-response-cost", b"0.0"),
                    (b"x-litellm-model-group", (ex.group.name if ex.group is not None else ex.model).encode())]
+        if st.similarity is not None:
+            headers.append((b"x-litellm-semantic-similarity", repr(round(st.similarity, 6)).encode()))
         if not ex.stream:
             headers.append(_JSON)
             await send_body(send, 200, fresh(answer, rid, created, ex.model), headers)
@@ -212,16 +290,43 @@ class ResponseCache:
         await send({"type": "http.response.body", "body": b"".join(frames), "more_body": False})
 
 
-def make_cache(settings: CacheSettings, metrics: Any = None) -> ResponseCache:
-    """A worker's cache for ``settings``: memory, and the Redis level when ``type`` is ``redis``."""
+def make_cache(settings: CacheSettings, metrics: Any = None, transport: Any = None) -> ResponseCache:
+    """A worker's cache for ``settings``: memory, the Redis level when ``type`` is ``redis`` or
+    ``redis-semantic``, and the semantic level when one is configured (its embedding calls go through
+    ``transport``, the pipeline's; without one the embedder makes its own on first use)."""
     redis = None
-    if settings.type == "redis":
+    if settings.type in ("redis", "redis-semantic"):
         from relaygate.cache.redis import RedisCache
         from relaygate.limits.resp import RedisAddress
 
         redis = RedisCache(RedisAddress.from_settings(settings.redis_url, settings.redis_host, settings.redis_port,
                                                       settings.redis_password))
-    return ResponseCache(settings, redis, metrics=metrics)
+    return ResponseCache(settings, redis, metrics=metrics, semantic=_make_semantic(settings, redis, metrics,
+                                                                                   transport))
+
+
+def _make_semantic(settings: CacheSettings, redis: RedisCache | None, metrics: Any,
+                   transport: Any) -> Semantic | None:
+    if settings.semantic is None or settings.embedding_model is None:
+        return None
+    index: VectorIndex
+    if settings.semantic == "redis" and redis is not None:
+        from relaygate.cache.vectors_redis import RedisVectors
+
+        index = RedisVectors(redis, settings.namespace, max_entries=settings.semantic_max_entries or 1000)
+    elif settings.semantic == "qdrant":
+        from relaygate.cache.vectors_qdrant import QdrantVectors
+
+        index = QdrantVectors(settings.qdrant_collection_name or "relaygate", url=settings.qdrant_api_base,
+                              api_key=settings.qdrant_api_key, path=settings.qdrant_path,
+                              quantization=settings.qdrant_quantization_config, timeout=settings.embedding_timeout,
+                              metrics=metrics)
+    else:
+        index = LocalIndex(settings.semantic_max_entries or 10_000, max(settings.max_bytes // 4, 1))
+    log.info("response cache: semantic level %s (embedding model %r, similarity_threshold %g)",
+             type(index).__name__, settings.embedding_model, settings.similarity_threshold)
+    embedder = Embedder(settings.embedding_model, settings.embedding_timeout, transport=transport, metrics=metrics)
+    return Semantic(embedder, index, settings.similarity_threshold)
 
 
 __all__ = ["CACHE_HIT", "CACHE_MISS", "CacheState", "ResponseCache", "make_cache"]

@@ -3,14 +3,34 @@
 What it owns: turning the YAML into a :class:`CacheSettings` the runtime builds its cache from, with a
 :class:`CacheConfigError` naming the field for anything invalid (the loader turns it into a ``ConfigError``
 with the file), and one warning per
-option relaygate reads but does not act on. LiteLLM's spellings are kept: ``type`` (``local``, ``redis``;
-the semantic and object-store types are refused with a clear error until they exist, rather than silently
-serving without a cache), ``host`` / ``port`` / ``password`` / ``url`` (or ``REDIS_URL`` / ``REDIS_HOST``
-... from the environment, as LiteLLM), ``namespace``, ``ttl``, ``default_in_memory_ttl``,
+option relaygate reads but does not act on. LiteLLM's spellings are kept: ``type`` (``local``, ``redis``,
+``redis-semantic``, ``qdrant-semantic``; the object-store types are refused with a clear error until they
+exist, rather than silently serving without a cache), ``host`` / ``port`` / ``password`` / ``url`` (or
+``REDIS_URL`` / ``REDIS_HOST`` ... from the environment, as LiteLLM), ``namespace``, ``ttl``, ``default_in_memory_ttl``,
 ``default_in_redis_ttl``, ``supported_call_types`` (LiteLLM's call-type names, sync or async spelling),
 ``mode`` (``default_on`` / ``default_off``). relaygate adds ``max_bytes`` (the per-worker memory budget:
 LiteLLM's ``max_size_in_memory`` counts entries, whatever their size) and ``scope`` (``team``, the default:
 keys of different teams never share entries; ``global``: every caller shares them, as LiteLLM does).
+
+**Semantic caching** (``cache.semantic``): a stored answer also serves a prompt whose embedding is at least
+``similarity_threshold`` (0..1, cosine) close to the stored prompt's, embedded by a model group of the
+``model_list``. Where the vectors live:
+
+- ``type: redis-semantic`` (LiteLLM's): in Redis next to the exact entries (``cache.vectors_redis``), the
+  model in ``redis_semantic_cache_embedding_model`` (LiteLLM's default: ``text-embedding-ada-002``); Redis
+  settings as ``redis``; ``similarity_threshold`` required, as in LiteLLM;
+- ``type: qdrant-semantic`` (LiteLLM's): in Qdrant (``cache.vectors_qdrant``): ``qdrant_collection_name``
+  (required), ``qdrant_api_base`` / ``qdrant_api_key`` (or ``QDRANT_API_BASE`` / ``QDRANT_API_KEY``;
+  without a base: the client's local mode, in memory or in ``qdrant_path``), ``qdrant_quantization_config``
+  (``binary``, ``scalar``, ``product``), ``qdrant_semantic_cache_embedding_model``;
+  ``qdrant_semantic_cache_vector_size`` is accepted and unneeded (the first embedding's size is used);
+- relaygate's default, **the embedded index** (no server): ``type: local`` with a ``similarity_threshold``
+  (or ``type: semantic``, the same thing spelled out, threshold required), the model in
+  ``embedding_model``; per worker, bounded by ``semantic_max_entries`` and a quarter of ``max_bytes``.
+
+Every semantic type also takes ``embedding_model`` (the type-specific LiteLLM spellings win),
+``embedding_timeout`` (seconds the embedding call may take on a lookup; default 2) and
+``semantic_max_entries`` (the embedded index's entries; a Redis scope's without a search module).
 
 Why ``team`` by default: a shared cache answers one tenant's prompt with what another tenant's identical
 prompt produced, which leaks nothing only when the prompt carries no tenant data; a gateway cannot know
@@ -35,12 +55,16 @@ CALL_TYPES: dict[str, str] = {
 _KNOWN_LATER = frozenset({"transcription", "atranscription", "rerank", "arerank", "responses", "aresponses",
                           "anthropic_messages", "aanthropic_messages", "speech", "aspeech", "image_generation",
                           "aimage_generation", "moderation", "amoderation"})
-_TYPES = frozenset({"local", "redis"})
-_LATER_TYPES = frozenset({"redis-semantic", "qdrant-semantic", "valkey-semantic", "s3", "gcs", "disk",
-                          "azure-blob"})
+_TYPES = frozenset({"local", "redis", "semantic", "redis-semantic", "qdrant-semantic"})
+_LATER_TYPES = frozenset({"valkey-semantic", "s3", "gcs", "disk", "azure-blob"})
 _IGNORED = frozenset({"max_connections", "socket_timeout", "ssl", "redis_startup_nodes", "service_name",
-                      "sentinel_nodes", "max_size_in_memory", "similarity_threshold",
-                      "redis_semantic_cache_embedding_model", "qdrant_semantic_cache_embedding_model"})
+                      "sentinel_nodes", "max_size_in_memory", "qdrant_semantic_cache_vector_size"})
+_SEMANTIC_KNOWN = frozenset({"similarity_threshold", "embedding_model", "redis_semantic_cache_embedding_model",
+                             "qdrant_semantic_cache_embedding_model", "embedding_timeout", "semantic_max_entries",
+                             "qdrant_api_base", "qdrant_api_key", "qdrant_collection_name",
+                             "qdrant_quantization_config", "qdrant_path"})
+DEFAULT_EMBEDDING_MODEL = "text-embedding-ada-002"
+"""LiteLLM's default embedding model for its semantic caches."""
 
 
 class CacheConfigError(ValueError):
@@ -69,6 +93,18 @@ class CacheSettings(msgspec.Struct, kw_only=True, frozen=True):
     redis_host: str | None = None
     redis_port: int | None = None
     redis_password: str | None = None
+    semantic: str | None = None
+    """Where the semantic level's vectors live: ``local`` (the embedded index), ``redis``, ``qdrant``; None:
+    exact caching only."""
+    similarity_threshold: float = 0.0
+    embedding_model: str | None = None
+    embedding_timeout: float = 2.0
+    semantic_max_entries: int | None = None
+    qdrant_api_base: str | None = None
+    qdrant_api_key: str | None = None
+    qdrant_collection_name: str | None = None
+    qdrant_quantization_config: str | None = None
+    qdrant_path: str | None = None
 
     @property
     def memory_ttl(self) -> float:
@@ -135,8 +171,14 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
         raise CacheConfigError("litellm_settings.cache_params.namespace", "expected a non-empty string")
     known = {"type", "namespace", "ttl", "default_in_memory_ttl", "default_in_redis_ttl", "supported_call_types",
              "mode", "scope", "max_bytes", "host", "port", "password", "url", "redis_url"}
+    semantic = _semantic(kind, params, env)
+    if semantic:
+        known |= _SEMANTIC_KNOWN
     for k in params:
-        if k in _IGNORED:
+        if k in _SEMANTIC_KNOWN and not semantic:
+            warnings.append(f"litellm_settings.cache_params.{k}: ignored (type {kind!r} without a "
+                            "similarity_threshold is not a semantic cache)")
+        elif k in _IGNORED:
             warnings.append(f"litellm_settings.cache_params.{k}: ignored")
         elif k not in known:
             warnings.append(f"litellm_settings.cache_params.{k}: ignored (unknown)")
@@ -144,7 +186,7 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
     host = params.get("host")
     port = params.get("port")
     password = params.get("password")
-    if kind == "redis":
+    if kind in ("redis", "redis-semantic"):
         if url is None and host is None:  # LiteLLM's environment fallbacks
             url = env.get("REDIS_URL") or None
             host = env.get("REDIS_HOST") or None
@@ -152,7 +194,7 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
             password = password or env.get("REDIS_PASSWORD") or None
         if url is None and host is None:
             raise CacheConfigError("litellm_settings.cache_params",
-                              "type 'redis' needs host (and port) or url, or REDIS_HOST / REDIS_URL")
+                              f"type {kind!r} needs host (and port) or url, or REDIS_HOST / REDIS_URL")
         try:
             port = int(port) if port is not None else None
         except (TypeError, ValueError):
@@ -164,7 +206,52 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
         default_off=mode == "default_off", max_bytes=max_bytes, scope=scope,
         redis_url=url if isinstance(url, str) else None, redis_host=host if isinstance(host, str) else None,
         redis_port=port if isinstance(port, int) else None,
-        redis_password=str(password) if password is not None else None)
+        redis_password=str(password) if password is not None else None, **semantic)
+
+
+def _semantic(kind: str, params: dict[str, Any], env: Any) -> dict[str, Any]:
+    """The semantic settings of ``cache_params`` (see the module docstring); empty for an exact cache."""
+    where = {"semantic": "local", "redis-semantic": "redis", "qdrant-semantic": "qdrant"}.get(kind)
+    threshold = params.get("similarity_threshold")
+    if where is None:
+        if kind != "local" or threshold is None:
+            return {}
+        where = "local"
+    field = "litellm_settings.cache_params."
+    if threshold is None:
+        raise CacheConfigError(field + "similarity_threshold", f"type {kind!r} needs a similarity_threshold "
+                               "(0 to 1: how close a prompt must be to a stored one, by cosine similarity)")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold <= 1.0:
+        raise CacheConfigError(field + "similarity_threshold", "expected a number above 0 and at most 1")
+    own = {"redis": "redis_semantic_cache_embedding_model", "qdrant": "qdrant_semantic_cache_embedding_model"}
+    model = (params.get(own[where]) if where in own else None) or params.get("embedding_model") \
+        or DEFAULT_EMBEDDING_MODEL
+    if not isinstance(model, str):
+        raise CacheConfigError(field + "embedding_model", "expected a model group name of the model_list")
+    timeout = params.get("embedding_timeout", 2.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise CacheConfigError(field + "embedding_timeout", "expected a positive number of seconds")
+    entries = params.get("semantic_max_entries")
+    if entries is not None and (isinstance(entries, bool) or not isinstance(entries, int) or entries <= 0):
+        raise CacheConfigError(field + "semantic_max_entries", "expected a positive integer")
+    out: dict[str, Any] = {"semantic": where, "similarity_threshold": float(threshold), "embedding_model": model,
+                           "embedding_timeout": float(timeout), "semantic_max_entries": entries}
+    if where == "qdrant":
+        collection = params.get("qdrant_collection_name")
+        if not isinstance(collection, str) or not collection:
+            raise CacheConfigError(field + "qdrant_collection_name", "type 'qdrant-semantic' needs a collection name")
+        quant = params.get("qdrant_quantization_config")
+        if quant is not None and quant not in ("binary", "scalar", "product"):
+            raise CacheConfigError(field + "qdrant_quantization_config", "expected 'binary', 'scalar' or 'product'")
+        for name in ("qdrant_api_base", "qdrant_api_key", "qdrant_path"):
+            v = params.get(name)
+            if v is not None and (not isinstance(v, str) or not v):
+                raise CacheConfigError(field + name, "expected a non-empty string")
+        out.update(qdrant_collection_name=collection, qdrant_quantization_config=quant,
+                   qdrant_api_base=params.get("qdrant_api_base") or env.get("QDRANT_API_BASE") or None,
+                   qdrant_api_key=params.get("qdrant_api_key") or env.get("QDRANT_API_KEY") or None,
+                   qdrant_path=params.get("qdrant_path"))
+    return out
 
 
 __all__ = ["CALL_TYPES", "CacheConfigError", "CacheSettings", "from_litellm"]
