@@ -1,0 +1,258 @@
+"""The semantic cache (core and in-process tiers): what is embedded, the scope a match may come from, the
+embedded index's search, bounds and expiry (numpy and pure Python), the settings in LiteLLM's spellings, and
+the stage with a real embedding model (all-MiniLM-L6-v2 served as an ``openai/`` deployment): paraphrases
+hit with ``x-litellm-semantic-similarity``, unrelated prompts and other model groups miss, the exact key is
+tried first, and an embedding model that is down is a miss, counted and logged once, never an error."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from array import array
+from typing import Any
+
+import pytest
+
+from relaygate.cache.semantic import LocalIndex, Match, dot, normalised, prompt_text, semantic_scope
+from relaygate.config.cache import CacheConfigError, from_litellm
+from tests.asgi.conftest import call, make_gateway
+from tests.cache.test_semantic_model import EmbeddingServer, MiniLM, minilm  # noqa: F401
+
+PASSWORD = "How do I reset my password?"
+PARAPHRASE = "What's the way to reset my password?"
+UNRELATED = "What is the capital of France?"
+
+
+def unit(*values: float) -> array[float]:
+    v = normalised(list(values))
+    assert v is not None
+    return v
+
+
+# -- core ------------------------------------------------------------------------------------------------
+
+def test_prompt_text() -> None:
+    chat = {"messages": [{"role": "system", "content": "Be brief."},
+                         {"role": "user", "content": [{"type": "text", "text": "Hi"},
+                                                      {"type": "image_url", "image_url": {"url": "x"}},
+                                                      {"type": "text", "text": "there"}]},
+                         {"role": "assistant", "content": None, "tool_calls": []}]}
+    assert prompt_text("chat", chat) == "Be brief.\nHi there"
+    assert prompt_text("completions", {"prompt": ["a", "b"]}) == "a\nb"
+    assert prompt_text("completions", {"prompt": "  x  "}) == "x"
+    assert prompt_text("completions", {"prompt": [1, 2]}) is None
+    assert prompt_text("chat", {"messages": "nope"}) is None and prompt_text("chat", {"messages": []}) is None
+    assert prompt_text("embeddings", {"input": "x"}) is None
+    assert len(prompt_text("chat", {"messages": [{"role": "user", "content": "x" * 100_000}]}) or "") == 32_768
+
+
+def test_scope_is_the_exact_keys_scope_less_the_prompt() -> None:
+    a = {"messages": [{"role": "user", "content": "one"}], "temperature": 0.2, "user": "u1"}
+    b = {"messages": [{"role": "user", "content": "two"}], "temperature": 0.2, "metadata": {"x": 1}}
+    s = semantic_scope("chat", "m", a)
+    assert s == semantic_scope("chat", "m", b) and len(s) == 32
+    assert s != semantic_scope("chat", "other", a)
+    assert s != semantic_scope("completions", "m", a)
+    assert s != semantic_scope("chat", "m", a, team="t1") != semantic_scope("chat", "m", a, team="t2")
+    assert s != semantic_scope("chat", "m", a, namespace="ns")
+    assert s != semantic_scope("chat", "m", {**a, "temperature": 0.9})
+    assert s != semantic_scope("chat", "m", {**a, "tools": [{"type": "function", "function": {"name": "f"}}]})
+
+
+def test_normalised_vectors() -> None:
+    v = unit(3.0, 4.0)
+    assert list(v) == pytest.approx([0.6, 0.8])
+    assert normalised([0.0, 0.0]) is None and normalised("x") is None and normalised([]) is None
+    assert normalised(["a"]) is None and normalised([float("inf"), 1.0]) is None
+    assert dot(v, v) == pytest.approx(1.0) and dot(v, unit(1.0, 0.0, 0.0)) == 0.0
+
+
+@pytest.mark.parametrize("use_numpy", [True, False], ids=["numpy", "pure"])
+def test_local_index_search_scope_expiry_and_bounds(use_numpy: bool) -> None:
+    now = [0.0]
+    idx = LocalIndex(max_entries=3, max_bytes=10_000, clock=lambda: now[0], use_numpy=use_numpy)
+    idx.add("s", "k1", unit(1.0, 0.0), ttl=10)
+    idx.add("s", "k2", unit(0.0, 1.0), ttl=20)
+    idx.add("t", "k3", unit(1.0, 0.0), ttl=10)
+    m = idx.nearest("s", unit(1.0, 0.1), 0.9)
+    assert m is not None and m.key == "k1" and m.similarity == pytest.approx(0.995, abs=1e-3)
+    assert idx.nearest("s", unit(1.0, 1.0), 0.9) is None  # 0.707 to both
+    assert idx.nearest("u", unit(1.0, 0.0), 0.1) is None  # another scope: never
+    assert asyncio.run(idx.search("s", unit(0.0, 1.0), 0.99)) == Match("k2", pytest.approx(1.0))
+    now[0] = 15.0  # k1 and k3 expired
+    assert idx.nearest("s", unit(1.0, 0.0), 0.5) is None
+    assert idx.nearest("s", unit(0.0, 1.0), 0.5) is not None and len(idx) == 2
+    # bounded in entries: the least recently stored goes first
+    idx.add("s", "k4", unit(1.0, 1.0), ttl=100)
+    idx.add("s", "k5", unit(-1.0, 1.0), ttl=100)
+    idx.add("s", "k6", unit(1.0, -1.0), ttl=100)
+    assert len(idx) == 3
+    assert {m.key for v in ([0, 1], [1, 1], [-1, 1], [1, -1]) if (m := idx.nearest("s", unit(*v), 0.99))} == \
+        {"k4", "k5", "k6"}
+    # a replaced key keeps one entry; bytes stay within the bound
+    idx.add("s", "k6", unit(0.0, -1.0), ttl=100)
+    assert len(idx) == 3 and idx.used <= idx.max_bytes
+    small = LocalIndex(max_bytes=500, use_numpy=use_numpy)
+    for i in range(10):
+        small.add("s", f"k{i}", unit(float(i + 1), 1.0), ttl=100)
+    assert small.used <= 500 and len(small) == 2
+    small.add("s", "huge", normalised([1.0] * 200) or array("f"), ttl=100)  # larger than the bound: not kept
+    assert len(small) == 2 and small.nearest("s", normalised([1.0] * 200) or array("f"), 0.5) is None
+    idx.clear()
+    assert len(idx) == 0 and idx.used == 0
+
+
+# -- settings ----------------------------------------------------------------------------------------------
+
+def test_settings_in_litellms_spellings() -> None:
+    warnings: list[str] = []
+    s = from_litellm(True, {"type": "local", "similarity_threshold": 0.8, "embedding_model": "emb"}, warnings)
+    assert s is not None and s.semantic == "local" and s.similarity_threshold == 0.8 and s.embedding_model == "emb"
+    assert warnings == []
+    s = from_litellm(True, {"type": "semantic", "similarity_threshold": 1}, [])
+    assert s is not None and s.semantic == "local" and s.embedding_model == "text-embedding-ada-002"
+    s = from_litellm(True, {"type": "redis-semantic", "host": "h", "port": 6379, "similarity_threshold": 0.9,
+                            "redis_semantic_cache_embedding_model": "emb", "embedding_timeout": 0.5}, [])
+    assert s is not None and (s.type, s.semantic, s.redis_host, s.embedding_model, s.embedding_timeout) == (
+        "redis-semantic", "redis", "h", "emb", 0.5)
+    s = from_litellm(True, {"type": "qdrant-semantic", "similarity_threshold": 0.8, "qdrant_collection_name": "c",
+                            "qdrant_semantic_cache_embedding_model": "emb", "qdrant_quantization_config": "binary",
+                            "qdrant_semantic_cache_vector_size": 384}, warnings,
+                     environ={"QDRANT_API_BASE": "http://q:6333", "QDRANT_API_KEY": "k"})
+    assert s is not None and (s.semantic, s.qdrant_collection_name, s.qdrant_api_base, s.qdrant_api_key,
+                              s.qdrant_quantization_config, s.embedding_model) == (
+        "qdrant", "c", "http://q:6333", "k", "binary", "emb")
+    assert warnings == ["litellm_settings.cache_params.qdrant_semantic_cache_vector_size: ignored"]
+    s = from_litellm(True, {"type": "local"}, [])
+    assert s is not None and s.semantic is None  # exact only
+    warnings = []
+    s = from_litellm(True, {"type": "redis", "host": "h", "embedding_model": "emb"}, warnings)
+    assert s is not None and s.semantic is None and "not a semantic cache" in warnings[0]
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"type": "semantic"}, "similarity_threshold"),
+    ({"type": "redis-semantic", "host": "h"}, "similarity_threshold"),
+    ({"type": "local", "similarity_threshold": 1.5}, "similarity_threshold"),
+    ({"type": "local", "similarity_threshold": True}, "similarity_threshold"),
+    ({"type": "semantic", "similarity_threshold": 0.8, "embedding_model": 3}, "embedding_model"),
+    ({"type": "semantic", "similarity_threshold": 0.8, "embedding_timeout": 0}, "embedding_timeout"),
+    ({"type": "semantic", "similarity_threshold": 0.8, "semantic_max_entries": -1}, "semantic_max_entries"),
+    ({"type": "qdrant-semantic", "similarity_threshold": 0.8}, "qdrant_collection_name"),
+    ({"type": "qdrant-semantic", "similarity_threshold": 0.8, "qdrant_collection_name": "c",
+      "qdrant_quantization_config": "float"}, "qdrant_quantization_config"),
+    ({"type": "qdrant-semantic", "similarity_threshold": 0.8, "qdrant_collection_name": "c",
+      "qdrant_api_base": 5}, "qdrant_api_base"),
+    ({"type": "redis-semantic", "similarity_threshold": 0.8}, "cache_params"),
+    ({"type": "valkey-semantic"}, "type"),
+])
+def test_invalid_semantic_settings(params: dict[str, Any], field: str) -> None:
+    with pytest.raises(CacheConfigError) as info:
+        from_litellm(True, params, [], environ={})
+    assert info.value.field == "litellm_settings.cache_params" + ("" if field == "cache_params" else "." + field)
+
+
+# -- the stage, in process, with a real embedding model ---------------------------------------------------
+
+def gateway(server: EmbeddingServer, **params: Any) -> Any:
+    cache_params = {"type": "local", "similarity_threshold": 0.8, "embedding_model": "emb", **params}
+    return make_gateway({
+        "model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}},
+                       {"model_name": "m2", "litellm_params": {"model": "mock/echo"}},
+                       {"model_name": "emb", "litellm_params": {"model": "openai/minilm", "api_base": server.base,
+                                                                 "api_key": "sk-emb"}}],
+        "router_settings": {"num_retries": 0},
+        "litellm_settings": {"cache": True, "cache_params": cache_params},
+    })
+
+
+async def ask(gw: Any, text: str, model: str = "m", **extra: Any) -> tuple[str, dict[str, str]]:
+    r = await call(gw, "POST", "/v1/chat/completions",
+                   {"model": model, "messages": [{"role": "user", "content": text}], **extra})
+    assert r.status == 200, r.body
+    return r.json()["choices"][0]["message"]["content"], r.headers
+
+
+async def close(gw: Any) -> None:
+    await gw.response_cache.aclose()
+    await gw.aclose()
+
+
+def test_paraphrase_hits_unrelated_misses_in_process(minilm: MiniLM) -> None:  # noqa: F811
+    async def main() -> None:
+        with EmbeddingServer(minilm) as server:
+            gw = gateway(server)
+            first, h = await ask(gw, PASSWORD)
+            assert "x-litellm-cache-key" not in h and server.calls == 1
+            again, h = await ask(gw, PASSWORD)  # the exact key first: no embedding call
+            assert again == first and h["x-litellm-cache-key"] and "x-litellm-semantic-similarity" not in h
+            assert server.calls == 1
+            para, h = await ask(gw, PARAPHRASE)
+            assert para == first  # the echo of the first prompt: served from the cache
+            assert float(h["x-litellm-semantic-similarity"]) > 0.9 and h["x-litellm-cache-key"]
+            assert h["x-litellm-response-cost"] == "0.0" and server.calls == 2
+            other, h = await ask(gw, UNRELATED)
+            assert "x-litellm-cache-key" not in h and UNRELATED in other
+            _, h = await ask(gw, PARAPHRASE, model="m2")  # another model group: never
+            assert "x-litellm-cache-key" not in h
+            _, h = await ask(gw, PARAPHRASE, temperature=0.3)  # another request shape: never
+            assert "x-litellm-cache-key" not in h
+            _, h = await ask(gw, PARAPHRASE, cache={"namespace": "n2"})
+            assert "x-litellm-cache-key" not in h
+            s = await call(gw, "POST", "/v1/chat/completions", {"model": "m", "stream": True, "messages": [
+                {"role": "user", "content": "Please tell me how to reset my password"}]})
+            assert s.status == 200 and b"x-litellm-semantic-similarity" not in s.body
+            assert s.headers.get("x-litellm-semantic-similarity") and b"data: [DONE]" in s.body
+            assert PASSWORD.encode() in s.body  # the stored answer, replayed as a stream
+            cache = gw.response_cache
+            assert cache.hits == 3 and cache.semantic.embedder.failures == 0
+            await close(gw)
+
+    asyncio.run(main())
+
+
+def test_embedding_model_down_is_a_miss_logged_once(minilm: MiniLM, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    async def main() -> None:
+        with EmbeddingServer(minilm) as server:
+            gw = gateway(server, embedding_timeout=1)
+            await ask(gw, PASSWORD)
+            server.down = True
+            for variant in (PARAPHRASE, "How can I reset my password?", "how do i reset my password"):
+                text, h = await ask(gw, variant)
+                assert "x-litellm-cache-key" not in h and variant in text
+            emb = gw.response_cache.semantic.embedder
+            assert emb.failures == 3
+            server.down = False
+            _, h = await ask(gw, "What's the way to reset my password, please?")
+            assert h.get("x-litellm-semantic-similarity")
+            await close(gw)
+            unknown = gateway(server, embedding_model="nope")  # not in the model_list: a miss too
+            _, h = await ask(unknown, PASSWORD)
+            assert "x-litellm-cache-key" not in h and unknown.response_cache.semantic.embedder.failures == 1
+            await close(unknown)
+
+    with caplog.at_level(logging.WARNING, logger="relaygate.cache"):
+        asyncio.run(main())
+    warnings = [r for r in caplog.records if "embedding model" in r.getMessage()]
+    assert len(warnings) == 2 and "'emb'" in warnings[0].getMessage() and "'nope'" in warnings[1].getMessage()
+
+
+def test_qdrant_local_mode_in_process(minilm: MiniLM) -> None:  # noqa: F811
+    pytest.importorskip("qdrant_client")
+
+    async def main() -> None:
+        with EmbeddingServer(minilm) as server:
+            gw = gateway(server, type="qdrant-semantic", qdrant_collection_name="rg",
+                         qdrant_semantic_cache_embedding_model="emb", embedding_model=None)
+            first, _ = await ask(gw, PASSWORD)
+            await asyncio.sleep(0.2)  # the point is written off the request path
+            gw.response_cache.memory.clear()  # the answer comes from Qdrant's payload, not this worker's memory
+            para, h = await ask(gw, PARAPHRASE)
+            assert para == first and float(h["x-litellm-semantic-similarity"]) > 0.9
+            _, h = await ask(gw, UNRELATED)
+            assert "x-litellm-cache-key" not in h
+            _, h = await ask(gw, PARAPHRASE, model="m2")
+            assert "x-litellm-cache-key" not in h
+            await close(gw)
+
+    asyncio.run(main())
