@@ -249,9 +249,12 @@ def check_tool_result(rec: Received, provider: str, call_id: str, output: str) -
             {"role": "assistant", "content": [{"type": "tool_use", "id": call_id, "name": "get_weather",
                                                "input": {"city": "Paris"}}]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call_id, "content": output}]}]
-    else:
+    else:  # the mock signs the call: its signature rides in the call id (LiteLLM's ``<id>__thought__<sig>``)
+        signature = call_id.partition("__thought__")[2]
+        assert signature.startswith("c2ln")
         assert b["contents"][-2:] == [
-            {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]},
+            {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                                         "thoughtSignature": signature}]},
             {"role": "user", "parts": [{"functionResponse": {"name": "get_weather",
                                                              "response": {"content": output}}}]}]
 

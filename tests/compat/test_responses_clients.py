@@ -459,13 +459,6 @@ def test_parallel_function_calls_round_trip(client: openai.OpenAI, mock: Mock, p
         assert len(answered.body["contents"][-2]["parts"]) == 2
 
 
-THOUGHT_SIGNATURE_DROPPED = (
-    "Gemini's thoughtSignature on a functionCall part is dropped: providers/gemini.py from_gemini / GeminiStream "
-    "keep no signature in the tool call (LiteLLM carries it in the call id) and to_gemini sends none back, so a "
-    "Gemini 3 model refuses the tool loop's next step (400: Function call is missing a thought_signature)")
-
-
-@pytest.mark.xfail(reason=THOUGHT_SIGNATURE_DROPPED, strict=True)
 def test_function_call_round_trip_gemini_3(client: openai.OpenAI, mock: Mock) -> None:
     prompt = tag("What is the weather in Paris?", "gemini-3")
     first = client.responses.create(model=GEMINI_3_GROUP, input=prompt, tools=[WEATHER])

@@ -27,6 +27,15 @@ estimated from the inputs; ``encoding_format: base64`` packs float32 little-endi
 
 Streams use ``:streamGenerateContent?alt=sse``: every SSE event is a whole response object, translated
 as it arrives (:class:`GeminiStream`); a function call arrives whole, so it becomes one tool call chunk.
+
+Thought signatures: a thinking model signs the ``functionCall`` part of each step (``thoughtSignature``; of
+parallel calls only the first), and Gemini 3 refuses a request whose current turn sends a call back without
+its signature. Chat has no field for it, so the signature rides in the tool call id as LiteLLM carries it:
+``<id>__thought__<signature>``, the signature as Gemini sent it (already base64). Clients echo the id, and
+:func:`to_gemini` splits it back into the part's ``thoughtSignature`` (LiteLLM's
+``provider_specific_fields.thought_signature`` on a tool call is read first). The signature is passed on
+unchecked: Gemini judges it. Unsigned calls keep plain ids, so an unsigned call of a parallel step stays
+unsigned. Signatures on text parts are dropped: Gemini validates only those of function calls.
 """
 
 from __future__ import annotations
@@ -49,6 +58,8 @@ SAFETY = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "
                     "IMAGE_PROHIBITED_CONTENT", "LANGUAGE"})
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "MALFORMED_FUNCTION_CALL": "stop", "OTHER": "stop",
           "FINISH_REASON_UNSPECIFIED": "stop", "UNEXPECTED_TOOL_CALL": "stop"}
+#: between a tool call id and the thought signature it carries (LiteLLM's ``THOUGHT_SIGNATURE_SEPARATOR``)
+THOUGHT_SEP = "__thought__"
 _SCHEMA_DROP = frozenset({"$schema", "additionalProperties", "$id", "strict"})
 _THINKING = {"minimal": 128, "low": 1024, "medium": 2048, "high": 4096, "disable": 0, "none": 0}
 _GEN_PARAMS = (("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"), ("seed", "seed"),
@@ -113,12 +124,54 @@ def _response_value(content: Any) -> Any:
     return val if isinstance(val, dict) else {"content": val}
 
 
+def call_id(p: dict[str, Any], fc: dict[str, Any]) -> str:
+    """The chat tool call id for a ``functionCall`` part: Gemini's id (or a new one), with the part's thought
+    signature appended after :data:`THOUGHT_SEP` when it has one."""
+    cid = fc.get("id") or cv.new_call_id()
+    sig = p.get("thoughtSignature")
+    return cid + THOUGHT_SEP + sig if sig and isinstance(sig, str) else cid
+
+
+def _signature(tc: dict[str, Any]) -> str | None:
+    """The thought signature a chat tool call carries back: LiteLLM's ``provider_specific_fields`` (of the call,
+    then of its function), else the part of its id after :data:`THOUGHT_SEP`."""
+    for holder in (tc, tc.get("function")):
+        psf = holder.get("provider_specific_fields") if isinstance(holder, dict) else None
+        if isinstance(psf, dict):
+            sig = psf.get("thought_signature")
+            if sig and isinstance(sig, str):
+                return sig
+    cid = tc.get("id")
+    if cid and THOUGHT_SEP in cid:
+        return cid.partition(THOUGHT_SEP)[2] or None
+    return None
+
+
+def _call_part(tc: dict[str, Any]) -> dict[str, Any]:
+    fn = tc.get("function") or {}
+    part: dict[str, Any] = {"functionCall": {"name": fn.get("name", ""), "args": cv.tool_args(fn.get("arguments"))}}
+    sig = _signature(tc)
+    if sig is not None:
+        part["thoughtSignature"] = sig
+    return part
+
+
+def _tool_names(messages: list[dict[str, Any]]) -> dict[str, str]:
+    """tool_call_id -> function name; a signed id is also found by its id without the signature (and the other
+    way round, in :func:`to_gemini`), so a result answers its call whichever side kept the signature."""
+    names = cv.tool_name_index(messages)
+    for cid, name in list(names.items()):
+        if THOUGHT_SEP in cid:
+            names.setdefault(cid.partition(THOUGHT_SEP)[0], name)
+    return names
+
+
 def to_gemini(req: dict[str, Any], provider: str, model: str,
               media: Mapping[str, tuple[str, bytes]] = cv.NO_MEDIA) -> dict[str, Any]:
     """OpenAI chat request dict -> Gemini ``GenerateContentRequest`` dict (``media``: downloaded image
     URLs, sent inline)."""
     messages = req.get("messages") or []
-    names = cv.tool_name_index(messages)
+    names = _tool_names(messages)
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
 
@@ -139,12 +192,11 @@ def to_gemini(req: dict[str, Any], provider: str, model: str,
             push("user", _parts(content, provider, model, media))
         elif role == "assistant":
             parts = _parts(content, provider, model, media)
-            for tc in m.get("tool_calls") or ():
-                fn = tc.get("function") or {}
-                parts.append({"functionCall": {"name": fn.get("name", ""), "args": cv.tool_args(fn.get("arguments"))}})
+            parts.extend(_call_part(tc) for tc in m.get("tool_calls") or ())
             push("model", parts)
         elif role in ("tool", "function"):
-            name = names.get(m.get("tool_call_id") or "") or m.get("name") or ""
+            tcid = m.get("tool_call_id") or ""
+            name = names.get(tcid) or names.get(tcid.partition(THOUGHT_SEP)[0]) or m.get("name") or ""
             push("user", [{"functionResponse": {"name": name, "response": _response_value(content)}}])
         else:
             raise errors.BadRequest(f"Invalid message role `{role}`", param="messages")
@@ -277,8 +329,7 @@ def from_gemini(body: bytes, model: str, prefix: str, created: int) -> bytes:
     for p in (cand.get("content") or {}).get("parts") or ():
         if "functionCall" in p:
             fc = p["functionCall"]
-            calls.append(cv.tool_call(fc.get("id") or cv.new_call_id(), fc.get("name", ""),
-                                      orjson.dumps(fc.get("args") or {}).decode()))
+            calls.append(cv.tool_call(call_id(p, fc), fc.get("name", ""), orjson.dumps(fc.get("args") or {}).decode()))
         elif "text" in p:
             (thoughts if p.get("thought") else texts).append(p["text"])
     reason = cand.get("finishReason") or "STOP"
@@ -344,8 +395,7 @@ class GeminiStream(cv.SSEChunkStream):
                 self.emitted = True
                 args = orjson.dumps(fc.get("args") or {}).decode()
                 self._chars += len(args)
-                out.append(w.tool_start(self.tool_index, fc.get("id") or cv.new_call_id(), fc.get("name", ""),
-                                        args))
+                out.append(w.tool_start(self.tool_index, call_id(p, fc), fc.get("name", ""), args))
             elif p.get("text"):
                 if p.get("thought"):
                     self._chars += len(p["text"])
