@@ -256,3 +256,47 @@ def test_qdrant_local_mode_in_process(minilm: MiniLM) -> None:  # noqa: F811
             await close(gw)
 
     asyncio.run(main())
+
+
+# -- redis-semantic's vectors on a real redis-server ------------------------------------------------------
+
+def test_search_module_detection() -> None:
+    from relaygate.cache.vectors_redis import _has_search
+
+    stack = [[b"name", b"search", b"ver", 20809, b"path", b"/opt/redis-stack/lib/redisearch.so", b"args", []]]
+    debian = [[b"name", b"ft", b"ver", 10202, b"path", b"/usr/lib/redis/modules/redisearch.so", b"args", []]]
+    assert _has_search(stack) and not _has_search(debian)  # RediSearch 1.2 has FT.* but no vector fields
+    assert not _has_search([]) and not _has_search(b"ERR") and not _has_search([[b"name", b"ReJSON", b"ver", 20606]])
+
+
+@pytest.mark.redis
+def test_redis_vectors_scan_bounds_and_expiry(redis_server: Any) -> None:
+    from relaygate.cache.redis import RedisCache
+    from relaygate.cache.vectors_redis import RedisVectors
+    from relaygate.limits.resp import RedisAddress
+
+    async def main() -> None:
+        redis = RedisCache(RedisAddress.from_settings(redis_server.url, None, None, None))
+        now = [1000.0]
+        vec = RedisVectors(redis, "ns", max_entries=3, wall=lambda: now[0])
+        for i in range(5):
+            vec.add("s1", f"ns:k{i}", unit(float(i + 1), 1.0), ttl=10, value=b"")
+        vec.add("s2", "ns:other", unit(1.0, 0.0), ttl=100, value=b"")
+        await asyncio.gather(*vec._tasks)
+        assert vec.search_module is False  # Debian's redis-server: the scan
+        assert await redis._call("HLEN", "HLEN", "ns:semantic:s1") == 3
+        m = await vec.search("s2", unit(1.0, 0.05), 0.9)
+        assert m is not None and m.key == "ns:other" and m.similarity > 0.99
+        assert await vec.search("s2", unit(0.0, 1.0), 0.5) is None
+        assert await vec.search("s3", unit(1.0, 0.0), 0.1) is None
+        now[0] += 50  # the s1 entries expired (the hash itself lives as long as the latest store's TTL)
+        assert await vec.search("s1", unit(1.0, 1.0), 0.1) is None
+        await asyncio.gather(*vec._tasks)
+        assert await redis._call("HLEN", "HLEN", "ns:semantic:s1") == 0  # removed off the request path
+        redis_server.stop()
+        assert await vec.search("s2", unit(1.0, 0.0), 0.1) is None  # down: a miss
+        assert redis.failures >= 1
+        await vec.aclose()
+        await redis.aclose()
+
+    asyncio.run(main())

@@ -28,7 +28,8 @@ default, no server), Redis (``vectors_redis``) and Qdrant (``vectors_qdrant``). 
 :class:`LocalIndex` is per worker, bounded in entries and bytes (least recently stored first out), and
 expires its entries with the exact entries' TTL. A search scans the scope's vectors: with numpy importable
 (it is when ``qdrant-client`` or the test extra is installed) as one matrix-vector product over a matrix
-rebuilt after changes, else in pure Python (~10 µs per 384-dimension vector). Either way a search costs
+rebuilt after changes (~0.2 µs per 384-dimension row), else in pure Python (~30 µs per row on Python 3.11,
+less with 3.12's ``math.sumprod``). Either way a search costs
 O(entries in the scope x dimensions), which the bound keeps small; the embedding call dominates a lookup.
 """
 
@@ -38,6 +39,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import operator
 import time
 from array import array
 from collections import OrderedDict
@@ -126,11 +128,16 @@ def normalised(values: Any) -> array[float] | None:
     return array("f", [v / norm for v in vec])
 
 
+_sumprod: Callable[[array[float], array[float]], float] = getattr(
+    math, "sumprod", lambda a, b: sum(map(operator.mul, a, b)))
+"""``math.sumprod`` (Python 3.12+), else the same sum in a ``map`` (~30 µs for 384 dimensions on 3.11)."""
+
+
 def dot(a: array[float], b: array[float]) -> float:
     """The cosine similarity of two unit vectors (0 when their sizes differ)."""
     if len(a) != len(b):
         return 0.0
-    return math.fsum(map(float.__mul__, a, b))
+    return float(_sumprod(a, b))
 
 
 # -- the embedding call ------------------------------------------------------------------------------------
