@@ -20,8 +20,13 @@ the stored turns before this one's ``input``. A native deployment that stored th
 state; any other deployment gets the turns expanded into ``input``. The ids clients get are always the
 gateway's own (a native upstream's are swapped in the body and the events), so ``GET /v1/responses/{id}``,
 ``previous_response_id`` and routing to another deployment all work on one id. ``background`` runs the
-turn in a task of this worker (translated deployments) or passes through (native ones). Without a
-database, ``store`` is answered false, ``previous_response_id`` and ``background`` are a 400.
+turn in a task of this worker (translated deployments) or passes through (native ones). An ``item_reference``
+in ``input`` (the Vercel AI SDK sends one for the text before a tool call) becomes the stored item it names
+(:func:`resolve`): a translated deployment gets the item, a native one the reference when its upstream
+stored the item (or the gateway knows none: it may be the upstream's own), and an id that names nothing the
+caller may see is OpenAI's 404 on a translated deployment. Without a database, ``store`` is answered false,
+``previous_response_id`` and ``background`` are a 400, and so is an ``item_reference`` on a translated
+deployment.
 
 A request the translation cannot serve (a built-in tool, an unknown item type) fails with a 400 on a
 translated deployment only. Errors are OpenAI's shape ``{"error": {...}}``; an upstream failure after the
@@ -63,6 +68,7 @@ from relaygate.store.responses import StoredResponse
 from relaygate.upstream.base import Transport, UpstreamRequest, UpstreamResponse
 
 if TYPE_CHECKING:
+    from relaygate.auth import Principal
     from relaygate.router import Target
 
 _GATEWAY_FIELDS = frozenset(CONTROL_KEYS) | frozenset(TYPED_CONTROL)
@@ -143,9 +149,73 @@ def _for_native(items: list[Any]) -> list[Any]:
         if isinstance(it, dict):
             if it.get("type") == "reasoning":
                 continue
-            it = {k: v for k, v in it.items() if k not in ("id", "status")}
+            if it.get("type") != "item_reference":  # a reference is its id
+                it = {k: v for k, v in it.items() if k not in ("id", "status")}
         out.append(it)
     return out
+
+
+def _as_items(inp: Any) -> list[Any]:
+    """A turn's ``input`` as a list of items (a string is one user message)."""
+    return [{"role": "user", "content": inp}] if isinstance(inp, str) else list(inp or ())
+
+
+def _refers(items: Any) -> bool:
+    return isinstance(items, list) and any(isinstance(it, dict) and it.get("type") == "item_reference"
+                                           for it in items)
+
+
+Resolved = list[tuple[Any, Any | None]]
+"""Per input item: what a translated deployment gets, and what a native one gets (None: nothing)."""
+
+
+async def resolve(st: rs.ResponseState, items: list[Any], chain: list[StoredResponse],
+                  who: Principal | None) -> tuple[Resolved, str | None]:
+    """``items`` with each ``item_reference`` replaced by the stored item it names, and the first id that names
+    no item ``who`` may see (None when every one resolved).
+
+    An id is looked for in the conversation ``chain`` continues, then in the response it names when the
+    gateway made it (``responses_state.response_of``: its output, then its input), read with the caller's
+    ownership check. A native deployment keeps the reference when the item's upstream stored it (the row has
+    an ``upstream_id``) or when the gateway knows no such item (it may be the upstream's own); it gets the
+    item itself, without its id, when only the gateway holds it (a reasoning item of a translated turn is
+    left out: only its own kind of model can read it)."""
+    known: dict[str, tuple[dict[str, Any], StoredResponse]] | None = None
+    rows: dict[str, StoredResponse | None] = {}
+    out: Resolved = []
+    missing: str | None = None
+    for it in items:
+        if not isinstance(it, dict) or it.get("type") != "item_reference":
+            out.append((it, it))
+            continue
+        iid = it.get("id")
+        if not isinstance(iid, str):
+            raise errors.BadRequest("input: an `item_reference` must have the `id` of a stored item (a string)",
+                                    param="input")
+        if known is None:
+            known = {}
+            for row in reversed(chain):  # the newest turn's copy first
+                for item in history([row]):
+                    if isinstance(item, dict) and isinstance(item.get("id"), str) \
+                            and item.get("type") != "item_reference":
+                        known.setdefault(item["id"], (item, row))
+        found = known.get(iid)
+        if found is None and (rid := rs.response_of(iid)) is not None:
+            if rid not in rows:
+                rows[rid] = await st.find(rid, who)
+            held = rows[rid]
+            item = rs.item_of(held, iid) if held is not None else None
+            found = (item, held) if item is not None and held is not None else None
+        if found is None:
+            missing = missing or iid
+            out.append((it, it))
+            continue
+        item, row = found
+        if row.upstream_id:
+            out.append((item, it))
+        else:
+            out.append((item, _for_native([item])[0] if item.get("type") != "reasoning" else None))
+    return out, missing
 
 
 class _State:
@@ -384,7 +454,18 @@ class Responses(Frontend):
         keep = st is not None and req.get("store") is not False
         chain = await st.chain(prev, ex.who, ex.rt.max_body) if st is not None and prev is not None else []
         past = history(chain)
+        missing: str | None = None
+        inp = native_inp = req.get("input")
+        past_native = past
+        if st is not None and (_refers(inp) or _refers(past)):  # item_reference: the stored items it names
+            pairs, missing = await resolve(st, past + _as_items(inp), chain, ex.who)
+            n = len(past)
+            past, past_native = [a for a, _ in pairs[:n]], [b for _, b in pairs[:n] if b is not None]
+            native_inp = [b for _, b in pairs[n:] if b is not None]
+            req = {**req, "input": [a for a, _ in pairs[n:]]}
         native = dict(req)
+        if native_inp is not inp:
+            native["input"] = native_inp
         if isinstance(md, dict) and all(isinstance(v, str) for v in md.values()):
             native["metadata"] = md  # a Responses metadata (string values) is the upstream's too
         native["store"] = keep
@@ -396,15 +477,14 @@ class Responses(Frontend):
             held = (last.deployment_id, _dumps({**native, "previous_response_id": last.upstream_id}),
                     last.upstream_id)
         if past:
-            inp = req.get("input")
-            turn = [{"role": "user", "content": inp}] if isinstance(inp, str) else list(inp or ())
-            native["input"] = _for_native(past) + turn
-            req = {**req, "input": past + turn}
-        error: GatewayError | None = None
-        try:
-            chat = ra.to_chat(req, model)
-        except ra.Untranslatable as exc:  # only a native deployment can serve it
-            error = exc
+            native["input"] = _for_native(past_native) + _as_items(native_inp)
+            req = {**req, "input": past + _as_items(req.get("input"))}
+        error: GatewayError | None = rs.item_not_found(missing) if missing is not None else None
+        try:  # what only a native deployment can serve is an error for the others
+            chat = ra.to_chat(req, model) if error is None else None
+        except ra.Untranslatable as exc:
+            error, chat = exc, None
+        if chat is None:
             chat = {"model": model, "messages": [{"role": "user", "content": ""}], "stream": ex.stream}
         ech = ra.echo(req, md)
         ech["store"], ech["previous_response_id"] = keep, prev
@@ -461,7 +541,7 @@ class Responses(Frontend):
             if state.store:
                 obj = orjson.loads(out)
                 if state.rid is not None:
-                    obj["id"] = state.rid
+                    _rename(obj, state.rid)
                 state.keep(ex, target, obj)
                 out = orjson.dumps(obj)
             return out, headers
@@ -505,6 +585,15 @@ class Responses(Frontend):
     def error_frame(self, exc: GatewayError) -> bytes:
         frame = getattr(exc, _FRAME, None)
         return frame if isinstance(frame, bytes) else error_event(exc, 0)
+
+
+def _rename(obj: dict[str, Any], rid: str) -> None:
+    """Give a translated Response ``obj`` the id ``rid`` (a background run's, handed out when it was queued),
+    its output items' ids too: they name their response (``responses_state.response_of``)."""
+    old, obj["id"] = str(obj.get("id"))[5:], rid
+    for item in obj.get("output") or ():
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            item["id"] = item["id"].replace(old, rid[5:], 1)
 
 
 def _upstream_prev(state: _State, target: Target) -> tuple[str, str] | None:

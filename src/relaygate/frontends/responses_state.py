@@ -121,6 +121,41 @@ def not_found(rid: str, param: str | None = None, code: str | None = None) -> er
                                code=code or "not_found")
 
 
+def item_not_found(iid: str) -> errors.GatewayError:
+    """OpenAI's 404 for an ``item_reference`` that names no item the caller may see (no fallback helps)."""
+    message = f"Item with id '{iid}' not found." if valid_id(iid) else "Item not found: no such id."
+    exc = errors.GatewayError(message, status=404, type="invalid_request_error", param="input")
+    exc.final = True
+    return exc
+
+
+def response_of(iid: str) -> str | None:
+    """The id of the response whose output item ``iid`` is, when the gateway made it: the translation names an
+    output item by its kind's prefix, the response's 32 random hex digits and its place in two or more hex
+    digits (``providers.responses_api``: ``chat_to_response``, ``ResponsesStream``); else None (an upstream's
+    or a client's id)."""
+    prefix, sep, rest = iid.partition("_")
+    if not sep or prefix not in _ITEM_PREFIXES or len(rest) < 34 or len(rest) > 40:
+        return None
+    if not all(c in _HEX for c in rest):
+        return None
+    return "resp_" + rest[:32]
+
+
+_ITEM_PREFIXES = frozenset({"msg", "fc", "rs"})
+_HEX = frozenset("0123456789abcdef")
+
+
+def item_of(row: StoredResponse, iid: str) -> dict[str, Any] | None:
+    """The item ``iid`` of the stored response ``row``: one of its output, else one of its input."""
+    output = row.response.get("output")
+    for items in (output if isinstance(output, list) else (), row.input):
+        for it in items:
+            if isinstance(it, dict) and it.get("id") == iid and it.get("type") != "item_reference":
+                return it
+    return None
+
+
 def no_store(param: str | None) -> errors.GatewayError:
     return errors.BadRequest(
         "Stored responses (conversation state) need the gateway's database: this gateway has none "
@@ -298,6 +333,13 @@ class ResponseState:
         if row is None or not visible(row, who):
             raise not_found(rid, param, "previous_response_not_found" if param else None)
         return row
+
+    async def find(self, rid: str, who: Principal | None) -> StoredResponse | None:
+        """``rid``'s row if it exists and ``who`` may see it, else None."""
+        if not valid_id(rid):
+            return None
+        row = await self._find(rid)
+        return row if row is not None and visible(row, who) else None
 
     async def _find(self, rid: str) -> StoredResponse | None:
         store = self.store

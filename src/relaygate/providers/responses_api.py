@@ -31,7 +31,8 @@ blocks (chat's ``thinking_blocks``) travel in its ``encrypted_content`` as LiteL
 back as the next assistant message's ``thinking_blocks``. ``reasoning.effort`` becomes ``reasoning_effort``,
 which the target's parameter rules map (Anthropic: ``thinking``, LiteLLM's budgets 1024 / 2048 / 4096).
 The echo of the request (``instructions``, ``tools`` ...) that every Response repeats is built once per
-request (:func:`echo`); conversation state is the frontend's (``frontends.responses_state``). No IO here.
+request (:func:`echo`); conversation state is the frontend's (``frontends.responses_state``), which also
+replaces ``item_reference`` input items by the stored items they name before :func:`to_chat`. No IO here.
 """
 
 from __future__ import annotations
@@ -172,8 +173,8 @@ def _messages(items: list[Any]) -> list[dict[str, Any]]:
             if blocks:
                 marks.append((len(msgs), blocks))
         elif t == "item_reference":
-            raise _bad("input: `item_reference` needs stored conversation state, which this gateway does not "
-                       "serve yet")
+            raise _bad("input: `item_reference` names a stored item, and this gateway stores no responses (it "
+                       "has no database): send the item itself")
         else:
             raise _bad(f"input: unsupported input item type `{t}`")
     for at, blocks in marks:
@@ -246,12 +247,11 @@ class _Request(msgspec.Struct):
     metadata: dict[str, Any] | None = None
     stream: bool | None = None
     store: bool | None = None
-    previous_response_id: str | None = None
-    background: bool | None = None
 
 
 def validate(req: dict[str, Any]) -> None:
-    """Raise ``BadRequest`` naming the field when ``req`` is not a Responses request this gateway serves."""
+    """Raise ``BadRequest`` naming the field when a top-level field of ``req`` has the wrong type
+    (``previous_response_id`` and ``background`` are the frontend's, taken out before)."""
     try:
         msgspec.convert(req, _Request)
     except msgspec.ValidationError as exc:
@@ -259,12 +259,6 @@ def validate(req: dict[str, Any]) -> None:
         at = text.rfind(" - at `$.")
         param = text[at + 9:-1].split(".")[0].split("[")[0] if at != -1 else None
         raise errors.BadRequest(f"Invalid request body: {text}", param=param) from None
-    if req.get("previous_response_id") is not None:
-        raise errors.BadRequest("previous_response_id: conversation state is not served by this gateway yet; "
-                                "send the whole conversation in `input`", param="previous_response_id")
-    if req.get("background"):
-        raise errors.BadRequest("background: background responses are not served by this gateway yet",
-                                param="background")
 
 
 def to_chat(req: dict[str, Any], model: str) -> dict[str, Any]:
