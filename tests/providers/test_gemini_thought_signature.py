@@ -55,6 +55,8 @@ def test_unary_signed_call() -> None:
     # Gemini's own call id (Vertex sends one) is kept in front of the signature
     [own] = _message([{**PARIS, "functionCall": {**PARIS["functionCall"], "id": "fc-7"}}])["tool_calls"]
     assert own["id"] == "fc-7__thought__" + SIG
+    [num] = _message([{**PARIS, "functionCall": {**PARIS["functionCall"], "id": 7}}])["tool_calls"]
+    assert num["id"] == "7__thought__" + SIG  # an odd id from upstream is no crash
 
 
 def test_unary_parallel_calls_keep_exactly_what_gemini_signed() -> None:

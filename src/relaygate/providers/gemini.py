@@ -129,7 +129,7 @@ def call_id(p: dict[str, Any], fc: dict[str, Any]) -> str:
     signature appended after :data:`THOUGHT_SEP` when it has one."""
     cid = fc.get("id") or cv.new_call_id()
     sig = p.get("thoughtSignature")
-    return cid + THOUGHT_SEP + sig if sig and isinstance(sig, str) else cid
+    return f"{cid}{THOUGHT_SEP}{sig}" if sig and isinstance(sig, str) else cid
 
 
 def _signature(tc: dict[str, Any]) -> str | None:
