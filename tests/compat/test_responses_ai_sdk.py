@@ -208,14 +208,7 @@ def test_stream_broken_off_mid_way(ran: tuple[Results, Mock], provider: str) -> 
     check_route(rec, provider, True, MASTER)
 
 
-ITEM_REFERENCE = ("the gateway cannot resolve `item_reference` input items: providers/responses_api.py `_messages` "
-                  "raises a 400 for them on translated deployments, and the AI SDK (store on by default) sends the "
-                  "previous step's text as one")
-
-
-@pytest.mark.parametrize("provider", [
-    "openai", *(pytest.param(p, marks=pytest.mark.xfail(reason=ITEM_REFERENCE, strict=True))
-                for p in ("anthropic", "gemini"))])
+@pytest.mark.parametrize("provider", PROVIDERS)
 def test_tool_step_after_text_refers_to_the_stored_item(ran: tuple[Results, Mock], provider: str) -> None:
     got, sent = case(ran, "tools_preamble", provider)
     first, second = got["steps"]

@@ -2,9 +2,9 @@
 // and prints one JSON object {case: result} for tests/compat/test_node_clients.py; each case's prompt is its own
 // name. Env: RG_URL (the gateway), RG_KEY (a key).
 //
-// `createOpenAI(...)(model)` defaults to OpenAI's Responses API (`/v1/responses`), which relaygate does not serve
-// yet (issue 14): the cases here use `.chat(model)` / `.completion(model)` of `@ai-sdk/openai`, and
-// `@ai-sdk/openai-compatible` (what the AI SDK's docs point LiteLLM users to), which speak Chat Completions.
+// The cases here use `.chat(model)` / `.completion(model)` of `@ai-sdk/openai`, and `@ai-sdk/openai-compatible` (what
+// the AI SDK's docs point LiteLLM users to), which speak Chat Completions; `createOpenAI(...)(model)`, OpenAI's
+// Responses API (`/v1/responses`), has its own script: responses_ai_sdk.mjs (tests/compat/test_responses_ai_sdk.py).
 import { APICallError, generateText, jsonSchema, streamText, tool } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
