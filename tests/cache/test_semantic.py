@@ -300,3 +300,41 @@ def test_redis_vectors_scan_bounds_and_expiry(redis_server: Any) -> None:
         await redis.aclose()
 
     asyncio.run(main())
+
+
+def test_qdrant_down_is_a_miss_logged_once(minilm: MiniLM, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    pytest.importorskip("qdrant_client")
+    from tests.conftest import free_port
+
+    async def main() -> None:
+        with EmbeddingServer(minilm) as server:
+            gw = gateway(server, type="qdrant-semantic", qdrant_collection_name="rg", embedding_timeout=1,
+                         qdrant_api_base=f"http://127.0.0.1:{free_port()}")  # nothing listens there
+            for text in (PASSWORD, PARAPHRASE, UNRELATED):
+                answer, h = await ask(gw, text)
+                assert "x-litellm-cache-key" not in h and text in answer
+            await asyncio.sleep(0.2)  # the stores fail off the request path
+            index = gw.response_cache.semantic.index
+            assert index.failures >= 3 and gw.response_cache.misses == 3
+            await close(gw)
+
+    with caplog.at_level(logging.WARNING, logger="relaygate.cache"):
+        asyncio.run(main())
+    assert len([r for r in caplog.records if "semantic cache: qdrant" in r.getMessage()]) == 1
+
+
+def test_completions_route_paraphrase(minilm: MiniLM) -> None:  # noqa: F811
+    async def main() -> None:
+        with EmbeddingServer(minilm) as server:
+            gw = gateway(server)
+            first = await call(gw, "POST", "/v1/completions", {"model": "m", "prompt": PASSWORD})
+            assert first.status == 200 and "x-litellm-cache-key" not in first.headers
+            again = await call(gw, "POST", "/v1/completions", {"model": "m", "prompt": PARAPHRASE})
+            assert again.headers.get("x-litellm-semantic-similarity")
+            assert again.json()["choices"][0]["text"] == first.json()["choices"][0]["text"]
+            chat = await call(gw, "POST", "/v1/chat/completions",
+                              {"model": "m", "messages": [{"role": "user", "content": PARAPHRASE}]})
+            assert "x-litellm-cache-key" not in chat.headers  # a completion never answers a chat request
+            await close(gw)
+
+    asyncio.run(main())

@@ -17,7 +17,9 @@ answer is kept once, there, and a hit needs no second read). A lookup is one ``q
 scope filter, ``limit=1`` and ``score_threshold``.
 
 Every call is bounded by ``timeout``; any failure (server down, a timeout, a refused request) is a miss,
-counted (``failures``) and logged once until a call succeeds again. Stores are tasks off the request path.
+counted (``failures``) and logged once until a call succeeds again; after a failure Qdrant is skipped for
+``retry_after`` seconds (5), so an unreachable server costs no connection attempt per request. Stores
+are tasks off the request path.
 """
 
 from __future__ import annotations
@@ -54,14 +56,18 @@ class QdrantVectors:
 
     def __init__(self, collection: str, *, url: str | None = None, api_key: str | None = None,
                  path: str | None = None, quantization: str | None = None, timeout: float = 1.0,
-                 max_pending: int = 1000, metrics: Any = None, wall: Any = time.time) -> None:
+                 max_pending: int = 1000, retry_after: float = 5.0, metrics: Any = None,
+                 wall: Any = time.time) -> None:
         from qdrant_client import AsyncQdrantClient, models
 
         self.models = models
         self.collection = collection
         self.server = url is not None
         if url is not None:
-            self.client = AsyncQdrantClient(url=url, api_key=api_key, timeout=max(1, int(timeout + 0.999)))
+            # no version check at start: it is a blocking request in a thread, and a server down then is a
+            # miss like any other, not a failure at startup
+            self.client = AsyncQdrantClient(url=url, api_key=api_key, timeout=max(1, int(timeout + 0.999)),
+                                            check_compatibility=False)
         elif path is not None:
             self.client = AsyncQdrantClient(path=path)
         else:
@@ -73,12 +79,22 @@ class QdrantVectors:
         self._count = metrics.count if metrics is not None else None
         self._ready = False
         self._failing = False
+        self._down_until = 0.0
+        self.retry_after = retry_after
         self._stores = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.failures = 0
         self.dropped = 0
 
+    def _down(self) -> bool:
+        """Within the pause after a failure: calls are skipped (a miss at once, counted)."""
+        if self._down_until and time.monotonic() < self._down_until:
+            self.failures += 1
+            return True
+        return False
+
     def _failed(self, what: str, exc: BaseException) -> None:
+        self._down_until = time.monotonic() + self.retry_after
         self.failures += 1
         if self._count is not None:
             self._count("cache_semantic_error")
@@ -93,6 +109,8 @@ class QdrantVectors:
         return self._ready
 
     async def search(self, scope: str, vector: array[float], threshold: float) -> Match | None:
+        if self._down():
+            return None
         m = self.models
         try:
             if not await asyncio.wait_for(self._exists(), self.timeout):
@@ -106,6 +124,7 @@ class QdrantVectors:
             self._failed("search", exc)
             return None
         self._failing = False
+        self._down_until = 0.0
         if not res.points:
             return None
         p = res.points[0]
@@ -116,6 +135,8 @@ class QdrantVectors:
         return Match(key, float(p.score), _STAMP.pack(float(stored_at)) + answer.encode())
 
     def add(self, scope: str, key: str, vector: array[float], ttl: float, value: bytes) -> None:
+        if self._down():
+            return
         if len(self._tasks) >= self.max_pending:
             self.dropped += 1
             return
