@@ -338,3 +338,34 @@ def test_completions_route_paraphrase(minilm: MiniLM) -> None:  # noqa: F811
             await close(gw)
 
     asyncio.run(main())
+
+
+def test_semantic_hits_never_cross_teams(minilm: MiniLM) -> None:  # noqa: F811
+    async def main() -> None:
+        with EmbeddingServer(minilm) as server:
+            for scope, b_hits in (("team", False), ("global", True)):
+                gw = make_gateway({
+                    "model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}},
+                                   {"model_name": "emb", "litellm_params": {
+                                       "model": "openai/minilm", "api_base": server.base, "api_key": "sk-emb"}}],
+                    "general_settings": {"master_key": "sk-master"},
+                    "relaygate_keys": [{"key": "sk-a", "team_id": "ta", "models": ["m"]},
+                                       {"key": "sk-a2", "team_id": "ta", "models": ["m"]},
+                                       {"key": "sk-b", "team_id": "tb", "models": ["m"]}],
+                    "litellm_settings": {"cache": True, "cache_params": {
+                        "type": "semantic", "similarity_threshold": 0.8, "embedding_model": "emb", "scope": scope}}})
+
+                async def ask_as(key: str, text: str) -> Any:
+                    r = await call(gw, "POST", "/v1/chat/completions",  # noqa: B023
+                                   {"model": "m", "messages": [{"role": "user", "content": text}]},
+                                   headers={"authorization": f"Bearer {key}"})
+                    assert r.status == 200, r.body
+                    return r.headers
+
+                await ask_as("sk-a", PASSWORD)
+                assert (await ask_as("sk-a2", PARAPHRASE)).get("x-litellm-semantic-similarity")  # same team
+                hit = (await ask_as("sk-b", "What is the way to reset my password?")).get("x-litellm-cache-key")
+                assert bool(hit) is b_hits, scope
+                await close(gw)
+
+    asyncio.run(main())
