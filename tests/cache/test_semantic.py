@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
 from array import array
 from typing import Any
 
@@ -264,7 +266,7 @@ def test_search_module_detection() -> None:
     from relaygate.cache.vectors_redis import _has_search
 
     stack = [[b"name", b"search", b"ver", 20809, b"path", b"/opt/redis-stack/lib/redisearch.so", b"args", []]]
-    debian = [[b"name", b"ft", b"ver", 10202, b"path", b"/usr/lib/redis/modules/redisearch.so", b"args", []]]
+    debian = [[b"name", b"ft", b"ver", 10200, b"path", b"/usr/lib/redis/modules/redisearch.so", b"args", []]]
     assert _has_search(stack) and not _has_search(debian)  # RediSearch 1.2 has FT.* but no vector fields
     assert not _has_search([]) and not _has_search(b"ERR") and not _has_search([[b"name", b"ReJSON", b"ver", 20606]])
 
@@ -369,3 +371,48 @@ def test_semantic_hits_never_cross_teams(minilm: MiniLM) -> None:  # noqa: F811
                 await close(gw)
 
     asyncio.run(main())
+
+
+REDISEARCH_1 = "/usr/lib/redis/modules/redisearch.so"
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not os.path.exists(REDISEARCH_1), reason="Debian's redis-redisearch (RediSearch 1.2) not installed")
+def test_an_old_search_module_is_scanned_like_plain_redis(tmp_path: Any) -> None:
+    """Debian's RediSearch 1.2 answers ``FT.*`` but has no vector fields: the scan serves, and no ``FT``
+    command is sent (an error reply would pause the whole Redis level)."""
+    from relaygate.cache.redis import RedisCache
+    from relaygate.cache.vectors_redis import RedisVectors
+    from relaygate.limits.resp import RedisAddress
+    from tests.conftest import free_port, stop_process
+
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                             "no", "--dir", str(tmp_path), "--loadmodule", REDISEARCH_1],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    async def main() -> None:
+        redis = RedisCache(RedisAddress.from_settings(f"redis://127.0.0.1:{port}/0", None, None, None))
+        for _ in range(100):
+            if await redis.ping():
+                break
+            redis._down_until = 0.0
+            await asyncio.sleep(0.05)
+        vec = RedisVectors(redis, None)
+        try:
+            modules = await redis._call("MODULE", "MODULE", "LIST")
+            assert modules[0][1] == b"ft"  # the module is loaded
+            failures = redis.failures  # those of the wait for the server above
+            vec.add("s", "k1", unit(1.0, 0.0), ttl=60, value=b"")
+            await asyncio.gather(*vec._tasks)
+            assert vec.search_module is False
+            m = await vec.search("s", unit(1.0, 0.1), 0.9)
+            assert m is not None and m.key == "k1" and redis.failures == failures
+        finally:
+            await vec.aclose()
+            await redis.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        stop_process(proc)
