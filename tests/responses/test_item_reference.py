@@ -168,6 +168,11 @@ def test_native_passthrough(upstream: Upstream, sqlite_url: str) -> None:
         sent = upstream.bodies("/responses")[-1]
         assert sent["previous_response_id"] == "resp_native2"
         assert sent["input"] == [ref(item), {"role": "user", "content": "n2"}]
+        # the turn's input item has the gateway's id, not the upstream's: it goes as the item itself
+        [said] = (await call(gw, "GET", f"/v1/responses/{one['id']}/input_items", None, auth("a1"))).json()["data"]
+        await post(gw, {"model": "native", "previous_response_id": one["id"], "input": [ref(said["id"])]})
+        assert upstream.bodies("/responses")[-1]["input"] == [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "n1"}]}]
         # a translated deployment gets the item from the conversation the gateway stored
         await post(gw, {"model": "chat", "previous_response_id": one["id"],
                         "input": [ref(item), {"role": "user", "content": "n3"}]})

@@ -176,10 +176,10 @@ async def resolve(st: rs.ResponseState, items: list[Any], chain: list[StoredResp
 
     An id is looked for in the conversation ``chain`` continues, then in the response it names when the
     gateway made it (``responses_state.response_of``: its output, then its input), read with the caller's
-    ownership check. A native deployment keeps the reference when the item's upstream stored it (the row has
-    an ``upstream_id``) or when the gateway knows no such item (it may be the upstream's own); it gets the
-    item itself, without its id, when only the gateway holds it (a reasoning item of a translated turn is
-    left out: only its own kind of model can read it)."""
+    ownership check. A native deployment keeps the reference when the item is an output item its upstream
+    stored under that id (the row has an ``upstream_id``) or when the gateway knows no such item (it may be
+    the upstream's own); it gets the item itself, without its id, when only the gateway holds it (a reasoning
+    item of a translated turn is left out: only its own kind of model can read it)."""
     known: dict[str, tuple[dict[str, Any], StoredResponse]] | None = None
     rows: dict[str, StoredResponse | None] = {}
     out: Resolved = []
@@ -211,7 +211,8 @@ async def resolve(st: rs.ResponseState, items: list[Any], chain: list[StoredResp
             out.append((it, it))
             continue
         item, row = found
-        if row.upstream_id:
+        output = row.response.get("output") if row.upstream_id else None
+        if isinstance(output, list) and any(o is item for o in output):  # the upstream's own item
             out.append((item, it))
         else:
             out.append((item, _for_native([item])[0] if item.get("type") != "reasoning" else None))
