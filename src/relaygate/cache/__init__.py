@@ -1,16 +1,15 @@
 """Response caching (issue 15): LiteLLM's ``cache`` / ``cache_params`` served by the gateway.
 
-The parts built so far, each sans IO and tested on its own:
-
 - ``key``: the cache key — a stable hash over the route, the model group and exactly the request fields
   that change the answer, equal for the same request whatever its JSON key order or spelling;
 - ``memory``: the per-worker cache, an LRU bounded in bytes with a per-entry expiry;
+- ``redis``: the shared level (``type: redis``), misses when Redis is away, stores queued off the path;
 - ``replay``: a finished stream assembled into one answer to store, and a stored answer rendered again as a
-  unary body (fresh ``id`` / ``created``) or as a proper SSE stream.
-
-Not yet built (issue 15 stays open): the pipeline stage that serves hits before routing and the completion
-sink that stores misses, the Redis and semantic backends, the per-request controls and the ``/cache/*``
-routes.
+  unary body (fresh ``id`` / ``created``) or as a proper SSE stream;
+- ``semantic`` (with ``vectors_redis``, ``vectors_qdrant``): answers for prompts that mean the same, found
+  by embedding similarity in an in-process index, Redis or Qdrant, after the exact key missed;
+- ``stage``: ``ResponseCache``, the pipeline stage (controls, lookup, serve, store) and ``make_cache``;
+- ``routes``: ``/cache/ping``, ``/cache/delete``, ``/cache/flushall``, ``/cache/redis/info``.
 """
 
 from __future__ import annotations

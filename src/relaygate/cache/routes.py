@@ -93,6 +93,7 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
         await check_admin(gw, scope, receive, params, "/cache/flushall")
         cache = _cache(gw)
         cache.memory.clear()
+        cache.flush_semantic()
         if cache.redis is not None:
             try:
                 await cache.redis.flush(cache.settings.namespace)

@@ -92,7 +92,8 @@ class Gateway:
         generation = self.watcher.generation if self.watcher is not None else 0
         self.pipeline = Pipeline(Runtime.build(config, self.metrics, generation=generation),
                                  transport if transport is not None else make_transport(config), self.completions)
-        self.response_cache: Any = make_cache(config.cache, self.metrics) if config.cache is not None else None
+        self.response_cache: Any = (make_cache(config.cache, self.metrics, self.pipeline.transport)
+                                    if config.cache is not None else None)
         """The worker's response cache (``relaygate.cache``), kept across reloads that keep its settings."""
         self.pipeline.runtime.cache = self.response_cache
         self.routes = self._route_table()
@@ -339,8 +340,8 @@ class Gateway:
         await self.completions.aclose()
         if self.provider_budgets is not None:
             await self.provider_budgets.aclose()
-        if self.response_cache is not None and self.response_cache.redis is not None:
-            await self.response_cache.redis.aclose()
+        if self.response_cache is not None:
+            await self.response_cache.aclose()
         await self.router.aclose()
         await self.transport.aclose()
         await aclose_identity_clients()
@@ -453,9 +454,9 @@ class Gateway:
         if config.cache is None:
             self.response_cache = None
         elif cache is None or cache.settings != config.cache:
-            self.response_cache = make_cache(config.cache, self.metrics)
-        if cache is not None and cache is not self.response_cache and cache.redis is not None:
-            self._spawn(cache.redis.aclose())
+            self.response_cache = make_cache(config.cache, self.metrics, self.pipeline.transport)
+        if cache is not None and cache is not self.response_cache:
+            self._spawn(cache.aclose())
         new.cache = self.response_cache
 
     async def swap(self, config: Config, generation: int, reason: str = "reload") -> Runtime:
