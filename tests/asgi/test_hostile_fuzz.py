@@ -122,6 +122,8 @@ def gateway_config(up: MockHandle, **server: Any) -> dict[str, Any]:
         ],
         "router_settings": {"retry_after": 0, "fallbacks": [{"oai": ["claude"]}], "disable_cooldowns": True},
         "general_settings": {"master_key": MASTER, "health_check_timeout": 5},
+        # the response cache on (hostile bodies go through its key and controls), kept small
+        "litellm_settings": {"cache": True, "cache_params": {"type": "local", "max_bytes": 1024 * 1024}},
         # a small body limit, so that some hostile bodies cross it (413)
         "relaygate_settings": {"stream_keepalive_interval": 0, "connect_timeout": 5, "request_timeout": 20,
                                "max_request_body_bytes": 48 * 1024, **server},

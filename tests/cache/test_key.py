@@ -72,3 +72,15 @@ def test_canonical_is_independent_of_insertion_order(body: dict) -> None:  # typ
         return v
 
     assert canonical(body) == canonical(shuffled(body))
+
+
+def test_a_body_nested_too_deep_to_encode_is_refused_as_an_encode_error() -> None:
+    import pytest
+
+    deep: dict = {}  # type: ignore[type-arg]
+    node = deep
+    for _ in range(300):
+        node["a"] = {}
+        node = node["a"]
+    with pytest.raises(orjson.JSONEncodeError):
+        cache_key("chat", "m", {"messages": deep})

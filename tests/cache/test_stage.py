@@ -147,3 +147,17 @@ def test_team_scope_separates_teams() -> None:
             await gw.completions.aclose()
 
     asyncio.run(main())
+
+
+def test_a_body_too_deep_for_the_key_is_served_uncached() -> None:
+    async def main() -> None:
+        gw, records, _ = gateway()
+        deep = "{" + '"a":{' * 400 + "}" * 400 + "}"
+        body = b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "tools_extra": ' + deep.encode() + b"}"
+        for _ in range(2):  # answered both times, never cached
+            r = await call(gw, "POST", "/v1/chat/completions", body)
+            assert r.status == 200 and "x-litellm-cache-key" not in r.headers
+        await gw.completions.aclose()
+        assert all(not rec.cache_hit for rec in records)
+
+    asyncio.run(main())

@@ -151,8 +151,11 @@ class ResponseCache:
         if not isinstance(body, dict):
             return None
         team = (who.team_id or "") if s.scope == "team" and who is not None else None
-        key = cache_key(ex.route, group.name if group is not None else ex.model, body,
-                        namespace=c.get("namespace") or s.namespace, team=team)
+        try:
+            key = cache_key(ex.route, group.name if group is not None else ex.model, body,
+                            namespace=c.get("namespace") or s.namespace, team=team)
+        except orjson.JSONEncodeError:  # nested deeper than orjson encodes (255): not cached, never an error
+            return None
         ex.cache = st = CacheState(key, c.get("ttl"), bool(c.get("no-store")))
         if ex.stream and ex.route == "chat":
             st.assembler = StreamAssembler()
