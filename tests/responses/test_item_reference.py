@@ -39,7 +39,8 @@ async def first_step(gw: Any, up: Upstream, stream: bool) -> dict[str, Any]:
     """A turn whose model writes a line, then calls a tool (the Response object the client got)."""
     up.script = Script(content=PREAMBLE, tool_calls=[CALL], finish="tool_calls")
     r = await post(gw, {"model": "chat", "input": "weather in Paris?", "tools": TOOLS, "stream": stream})
-    return events(r.body)[-1][1]["response"] if stream else r.json()
+    got: dict[str, Any] = events(r.body)[-1][1]["response"] if stream else r.json()
+    return got
 
 
 def check_not_found(r: Reply, iid: str) -> None:
