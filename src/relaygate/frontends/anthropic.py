@@ -45,10 +45,10 @@ from relaygate.http.respond import VERSION
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope, Send
 from relaygate.pipeline import Exchange, Frontend, StreamStart, control, require_model
-from relaygate.pipeline.exchange import first_frame, upstream_error
-from relaygate.pipeline.frontend import Answer, Attempt, stream, unary
+from relaygate.pipeline.exchange import first_frame
+from relaygate.pipeline.frontend import Answer, Attempt, send_native, stream, unary
 from relaygate.providers import messages_responses as mr
-from relaygate.providers.base import StreamTranslator, WrappedTranslator, empty_stream_error, stream_head_error
+from relaygate.providers.base import StreamTranslator, WrappedTranslator, empty_stream_error
 from relaygate.providers.messages_api import MessagesStream, error_body, openai_to_message, to_openai
 from relaygate.upstream.base import Transport, UpstreamResponse
 
@@ -345,18 +345,7 @@ async def _native_send(transport: Transport, ex: Exchange, target: Target, strea
     state: _State = ex.state
     req = p.native_request(_native_body(state.native_body, ex.model, target.upstream_model), state.fwd,
                            count_tokens=count)
-    ctx = ex.ctx
-    resp = await (p.transport or transport).send(
-        req, ex.rt.timeouts(target, stream, ctx.timeout if ctx is not None else None))
-    if resp.status >= 400:
-        data = await resp.read()
-        raise upstream_error(p, resp, data)
-    if stream:
-        head_err = stream_head_error(p, resp.header(b"content-type"))
-        if head_err is not None:
-            await resp.aclose()
-            raise head_err
-    return resp
+    return await send_native(transport, ex, target, req, stream)
 
 
 def _responses_only(ex: Exchange, target: Target) -> bool:
@@ -365,21 +354,9 @@ def _responses_only(ex: Exchange, target: Target) -> bool:
 
 async def _responses_send(transport: Transport, ex: Exchange, target: Target, stream: bool) -> UpstreamResponse:
     """The request translated to the Responses API, sent to the deployment's ``/responses``."""
-    p = target.provider
     state: _State = ex.state
-    ctx = ex.ctx
-    resp = await (p.transport or transport).send(
-        mr.responses_request(p, state.responses_body(target.upstream_model)),
-        ex.rt.timeouts(target, stream, ctx.timeout if ctx is not None else None))
-    if resp.status >= 400:
-        data = await resp.read()
-        raise upstream_error(p, resp, data)
-    if stream:
-        head_err = stream_head_error(p, resp.header(b"content-type"))
-        if head_err is not None:
-            await resp.aclose()
-            raise head_err
-    return resp
+    req = mr.responses_request(target.provider, state.responses_body(target.upstream_model))
+    return await send_native(transport, ex, target, req, stream)
 
 
 async def _json(send: Send, data: bytes) -> None:

@@ -53,8 +53,8 @@ from relaygate.http.body import read_body
 from relaygate.http.routes import Params
 from relaygate.http.types import Receive, Scope
 from relaygate.pipeline import Exchange, Frontend, StreamStart, control, require_model
-from relaygate.pipeline.exchange import first_frame, stream_shape_error, upstream_error
-from relaygate.pipeline.frontend import Answer, Attempt, stream, unary
+from relaygate.pipeline.exchange import first_frame, stream_shape_error
+from relaygate.pipeline.frontend import Answer, Attempt, send_native, stream, unary
 from relaygate.providers import responses_api as ra
 from relaygate.providers.base import (
     SHAPE_ERRORS,
@@ -62,7 +62,6 @@ from relaygate.providers.base import (
     WrappedTranslator,
     empty_stream_error,
     json_object,
-    stream_head_error,
 )
 from relaygate.store.responses import StoredResponse
 from relaygate.upstream.base import Transport, UpstreamRequest, UpstreamResponse
@@ -653,16 +652,5 @@ async def _native_send(transport: Transport, ex: Exchange, target: Target, strea
     if ex.model != target.upstream_model:
         body = body_edit.set_fields(body, {"model": target.upstream_model})
     headers = [*p.media_headers(), ("Content-Type", "application/json")]
-    ctx = ex.ctx
-    resp = await (p.transport or transport).send(
-        UpstreamRequest("POST", p.responses_url(), headers, body),
-        ex.rt.timeouts(target, streaming, ctx.timeout if ctx is not None else None))
-    if resp.status >= 400:
-        data = await resp.read()
-        raise upstream_error(p, resp, data)
-    if streaming:
-        head_err = stream_head_error(p, resp.header(b"content-type"))
-        if head_err is not None:
-            await resp.aclose()
-            raise head_err
-    return resp
+    return await send_native(transport, ex, target, UpstreamRequest("POST", p.responses_url(), headers, body),
+                             streaming)

@@ -55,7 +55,7 @@ from relaygate.pipeline import control
 from relaygate.pipeline.exchange import Exchange, StreamStart, first_frame, upstream_error
 from relaygate.providers.base import Call, Provider, stream_head_error, translate_upstream
 from relaygate.router import Target
-from relaygate.upstream.base import Timeouts, Transport
+from relaygate.upstream.base import Timeouts, Transport, UpstreamRequest, UpstreamResponse
 from relaygate.upstream.calls import FANOUT_CONCURRENCY, fetch_media, gather, refresh_token, send_read
 from relaygate.upstream.identity import identity_client
 
@@ -194,6 +194,26 @@ def stream(transport: Transport, ex: Exchange) -> Attempt[StreamStart]:
 
         return with_mock
     return attempt
+
+
+async def send_native(transport: Transport, ex: Exchange, target: Target, request: UpstreamRequest,
+                      stream: bool) -> UpstreamResponse:
+    """Send a request a frontend built itself (a native body, a Responses request) with the deployment's
+    timeouts; an error answer becomes the adapter's error, and a stream whose head is not an event stream a
+    502 (still retryable)."""
+    p = target.provider
+    ctx = ex.ctx
+    resp = await (p.transport or transport).send(
+        request, ex.rt.timeouts(target, stream, ctx.timeout if ctx is not None else None))
+    if resp.status >= 400:
+        data = await resp.read()
+        raise upstream_error(p, resp, data)
+    if stream:
+        head_err = stream_head_error(p, resp.header(b"content-type"))
+        if head_err is not None:
+            await resp.aclose()
+            raise head_err
+    return resp
 
 
 SSE_HEADERS: Headers = [
