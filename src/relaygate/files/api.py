@@ -171,8 +171,8 @@ class FilesApi:
             raise call.target.provider.map_error(resp.status, body, after)
         return resp
 
-    async def _json(self, call: Call, req: UpstreamRequest) -> dict[str, Any]:
-        resp = await self._send(call, req)
+    async def _json(self, call: Call, req: UpstreamRequest, stream: bool = False) -> dict[str, Any]:
+        resp = await self._send(call, req, stream=stream)
         body = await resp.read()
         try:
             obj = orjson.loads(body)
@@ -318,14 +318,7 @@ class FilesApi:
         req = UpstreamRequest("POST", url_for(target, "/files"),
                               headers_for(target, f"multipart/form-data; boundary={boundary.decode('latin-1')}"),
                               upload.body(), upload.length)
-        resp = await self._send(call, req, stream=True)
-        body = await resp.read()
-        try:
-            obj = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            obj = None
-        if not isinstance(obj, dict):
-            raise _bad_gateway("The upstream answered with a body that is not a JSON object")
+        obj = await self._json(call, req, stream=True)
         out = self._file_out(target, obj)
         store = self.gw.store
         if store is not None:
