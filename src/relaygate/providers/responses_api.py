@@ -334,13 +334,11 @@ def response_usage(u: dict[str, Any] | None) -> dict[str, Any]:
     u = u or {}
     prompt = int(u.get("prompt_tokens") or 0)
     completion = int(u.get("completion_tokens") or 0)
-    pd = _obj(u.get("prompt_tokens_details"))
-    cd = _obj(u.get("completion_tokens_details"))
-    return {"input_tokens": prompt,
-            "input_tokens_details": {"cached_tokens": int(pd.get("cached_tokens") or 0),
-                                     "cache_write_tokens": int(u.get("cache_creation_input_tokens") or 0)},
-            "output_tokens": completion,
-            "output_tokens_details": {"reasoning_tokens": int(cd.get("reasoning_tokens") or 0)},
+    cached = int(_obj(u.get("prompt_tokens_details")).get("cached_tokens") or 0)
+    reasoning = int(_obj(u.get("completion_tokens_details")).get("reasoning_tokens") or 0)
+    written = int(u.get("cache_creation_input_tokens") or 0)
+    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
+            "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": int(u.get("total_tokens") or prompt + completion)}
 
 
@@ -361,8 +359,7 @@ def response_object(rid: str, created: int, model: str, ech: dict[str, Any], sta
                     output: list[dict[str, Any]], usage: dict[str, Any] | None,
                     error: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"id": rid, "object": "response", "created_at": created, "status": status, "background": False,
-            "error": error,
-            "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+            "error": error, "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
             "model": model, "output": output, **ech, "usage": usage}
 
 
@@ -474,7 +471,7 @@ class _Item:
     encoded once (``head`` + sequence number + ``mid`` + the delta as a JSON string + ``tail``): the hot loop
     builds no dict and encodes only the delta text."""
 
-    __slots__ = ("kind", "id", "index", "parts", "call_id", "name", "head", "mid", "tail", "blocks")
+    __slots__ = ("kind", "id", "index", "parts", "call_id", "name", "head", "mid", "tail", "blocks", "final")
 
     def __init__(self, kind: str, iid: str, index: int, call_id: str = "", name: str = "",
                  delta: str = "") -> None:
@@ -485,6 +482,7 @@ class _Item:
         self.call_id = call_id
         self.name = name
         self.blocks: list[dict[str, Any]] = []  # reasoning: the thinking blocks' signatures and redacted data
+        self.final: dict[str, Any] | None = None  # the item as its output_item.done sent it, once closed
         event = _DELTA_EVENT[delta or kind]
         self.head = b"event: %b\ndata: {\"type\":\"%b\",\"sequence_number\":" % (event.encode(), event.encode())
         self.mid = b',"item_id":%b,"output_index":%d%b' % (orjson.dumps(iid), index, _DELTA_AT[delta or kind])
@@ -637,23 +635,27 @@ class ResponsesStream:
             self._usage = ch.usage
         for c in ch.choices:
             d = c.delta
-            if d is not None:
-                if d.reasoning_content:
-                    item = self._reasoning or self._open(out, "reasoning", "rs_")
-                    self._reasoning = item
-                    self._delta(out, item, d.reasoning_content)
-                if d.thinking_blocks:
-                    item = self._reasoning or self._open(out, "reasoning", "rs_")
-                    self._reasoning = item
-                    item.blocks += [b for b in d.thinking_blocks if isinstance(b, dict)]
+            if d is not None:  # as OpenAI streams, an item is done before the next kind of item starts
+                if d.reasoning_content or d.thinking_blocks:
+                    item = self._reasoning
+                    if item is None:
+                        self._settle(out)
+                        item = self._reasoning = self._open(out, "reasoning", "rs_")
+                    if d.reasoning_content:
+                        self._delta(out, item, d.reasoning_content)
+                    if d.thinking_blocks:
+                        item.blocks += [b for b in d.thinking_blocks if isinstance(b, dict)]
                 if d.content:
-                    item = self._message or self._open(out, "message", "msg_")
-                    self._message = item
+                    item = self._message
+                    if item is None:
+                        self._settle(out)
+                        item = self._message = self._open(out, "message", "msg_")
                     self._delta(out, item, d.content)
                 for tc in d.tool_calls or ():
                     fn = tc.function
                     call = self._tools.get(tc.index)
                     if call is None:
+                        self._settle(out)
                         call = self._open(out, "function_call", "fc_", tc.id or cv.new_call_id(),
                                           (fn.name if fn else None) or "")
                         self._tools[tc.index] = call
@@ -662,32 +664,36 @@ class ResponsesStream:
             if c.finish_reason == "length":
                 self._status = "incomplete"
 
+    def _settle(self, out: list[bytes]) -> None:  # another kind of item starts: close the open ones
+        for item in (self._reasoning, self._message):
+            if item is not None:
+                self._close(out, item)
+        self._reasoning = self._message = None
+
     def _finish(self, out: list[bytes]) -> None:
         if not self._started:
             self._start(out)
-        final: list[dict[str, Any]] = []
         for item in self._items:
-            where = {"item_id": item.id, "output_index": item.index}
-            text = "".join(item.parts)
-            done = item.done(self._summary)
-            if item.kind == "reasoning" and self._summary:
-                self._ev(out, "response.reasoning_summary_text.done", {**where, "summary_index": 0, "text": text})
-                self._ev(out, "response.reasoning_summary_part.done", {**where, "summary_index": 0,
-                                                                       "part": done["summary"][0]})
-            elif item.kind == "reasoning":
-                self._ev(out, "response.reasoning_text.done", {**where, "content_index": 0, "text": text})
-                self._ev(out, "response.content_part.done", {**where, "content_index": 0,
-                                                             "part": done["content"][0]})
-            elif item.kind == "message":
-                self._ev(out, "response.output_text.done", {**where, "content_index": 0, "text": text,
-                                                            "logprobs": []})
-                self._ev(out, "response.content_part.done", {**where, "content_index": 0,
-                                                             "part": done["content"][0]})
-            else:
-                self._ev(out, "response.function_call_arguments.done", {**where, "name": item.name,
-                                                                        "arguments": text})
-            self._ev(out, "response.output_item.done", {"output_index": item.index, "item": done})
-            final.append(done)
+            if item.final is None:
+                self._close(out, item)
         kind = "response.incomplete" if self._status == "incomplete" else "response.completed"
+        final = [item.final for item in self._items if item.final is not None]
         self._ev(out, kind, {"response": self._response(self._status, final, response_usage(self._usage))})
         self.done = True
+
+    def _close(self, out: list[bytes], item: _Item) -> None:
+        where = {"item_id": item.id, "output_index": item.index}
+        text = "".join(item.parts)
+        done = item.final = item.done(self._summary)
+        if item.kind == "reasoning" and self._summary:
+            self._ev(out, "response.reasoning_summary_text.done", {**where, "summary_index": 0, "text": text})
+            self._ev(out, "response.reasoning_summary_part.done", {**where, "summary_index": 0,
+                                                                   "part": done["summary"][0]})
+        elif item.kind == "function_call":
+            self._ev(out, "response.function_call_arguments.done", {**where, "name": item.name, "arguments": text})
+        else:
+            msg = item.kind == "message"
+            self._ev(out, "response.output_text.done" if msg else "response.reasoning_text.done",
+                     {**where, "content_index": 0, "text": text, **({"logprobs": []} if msg else {})})
+            self._ev(out, "response.content_part.done", {**where, "content_index": 0, "part": done["content"][0]})
+        self._ev(out, "response.output_item.done", {"output_index": item.index, "item": done})
