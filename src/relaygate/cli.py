@@ -120,6 +120,12 @@ def connection_limits(server: ServerSettings, file_limit: int, backlog_flag: int
     )
 
 
+def _litellm_log_level() -> str | None:
+    """LiteLLM's ``LITELLM_LOG`` (``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``, ``CRITICAL``), if set and valid."""
+    value = os.environ.get("LITELLM_LOG", "").strip().lower()
+    return value if value in ("debug", "info", "warning", "error", "critical") else None
+
+
 def serve(argv: list[str], prog: str = "relaygate serve") -> int:
     parser = _serve_parser(prog)
     args, unknown = parser.parse_known_args(argv)
@@ -139,8 +145,10 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
         print(f"relaygate: config error: {exc}", file=sys.stderr)
         shutil.rmtree(metrics_dir, ignore_errors=True)
         return 2
-    level = level or config.server.log_level
+    level = level or _litellm_log_level() or config.server.log_level
     os.environ["RELAYGATE_LOG_LEVEL"] = level
+    if config.observe is not None and config.observe.json_logs:  # LiteLLM's json_logs: every line is JSON
+        os.environ.setdefault("RELAYGATE_JSON_LOGS", "1")
     setup_logging(level)
     db_url = database_url(config, args.config)
     if db_url is None and not args.config:

@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import sys
+from typing import TextIO
 
 import orjson
 
@@ -82,6 +83,20 @@ def _escape_json(m: re.Match[str]) -> str:
     return f"\\u{ord(m.group()):04x}"
 
 
+def json_line(obj: object) -> str:
+    """``obj`` as one JSON line with no control character at all (the rule every JSON log line follows)."""
+    return _CONTROL.sub(_escape_json, orjson.dumps(obj).decode())
+
+
+def log_stream() -> TextIO:
+    """Where relaygate's log lines go (its handler's stream; stderr before logging is set up)."""
+    for handler in logging.getLogger("relaygate").handlers:
+        stream: TextIO | None = getattr(handler, "stream", None)
+        if stream is not None:
+            return stream
+    return sys.stderr
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, redacted; no control character survives, even those JSON allows raw."""
 
@@ -92,7 +107,7 @@ class JsonFormatter(logging.Formatter):
             obj["exc"] = redact(self.formatException(record.exc_info))
         if record.stack_info:
             obj["stack"] = redact(self.formatStack(record.stack_info))
-        return _CONTROL.sub(_escape_json, orjson.dumps(obj).decode())
+        return json_line(obj)
 
 
 def make_formatter() -> logging.Formatter:

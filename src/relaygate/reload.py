@@ -85,7 +85,18 @@ def limit_problems(server: ServerSettings) -> list[str]:
 def problems(config: Config) -> list[str]:
     """Everything wrong with a loaded config, as ``field: message`` strings (empty when it can be served).
     A deployment skipped for its unknown provider is not one (``config.skipped``): LiteLLM starts without it."""
-    return validate(config) + limit_problems(config.server) + deployment_problems(config)
+    return validate(config) + limit_problems(config.server) + deployment_problems(config) + exporter_problems(config)
+
+
+def exporter_problems(config: Config) -> list[str]:
+    """An exporter that cannot start (``LANGFUSE_PUBLIC_KEY`` missing ...), found before any worker starts."""
+    from relaygate.observe import check
+
+    try:
+        check(config.observe)
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
 
 
 def load_checked(path: str | None) -> Config:

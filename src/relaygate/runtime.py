@@ -25,6 +25,7 @@ from relaygate.config.model import Config
 from relaygate.cost import Pricer
 from relaygate.http.body import BodyLimits
 from relaygate.http.respond import VERSION
+from relaygate.observe.capture import Observer
 from relaygate.router import Router, Target
 from relaygate.upstream.base import Timeouts
 
@@ -34,7 +35,8 @@ BeforeRoute = Callable[[Any], Awaitable[None]]
 
 class Runtime:
     __slots__ = ("config", "generation", "router", "principals", "max_body", "body_limits", "keepalive",
-                 "watch_unary", "allow_private_media", "before_route", "answer_headers", "prices", "cache", "_timeouts")
+                 "watch_unary", "allow_private_media", "before_route", "answer_headers", "prices", "cache", "observer",
+                 "_timeouts")
 
     def __init__(self, config: Config, router: Router, principals: PrincipalResolver, generation: int = 0,
                  before_route: tuple[BeforeRoute, ...] = (), metrics: Any = None) -> None:
@@ -54,6 +56,9 @@ class Runtime:
         self.cache: Any = None
         """The worker's response cache (``cache.stage.ResponseCache``) when the config turns caching on; it
         is the gateway's (its entries outlive a reload) and set on each snapshot it serves."""
+        self.observer = Observer.of(config.observe)
+        """Whether (and how) every exchange records a Detail for exporters (``observe.capture``); ``None``
+        (no exporter needs one): the pipeline captures only for keys with their own logging targets."""
         self._timeouts: dict[tuple[str, bool], Timeouts] = {}
         self.prices = Pricer(config, metrics=metrics)
         """Each deployment's price table, built once per snapshot (``relaygate.cost``)."""

@@ -45,11 +45,11 @@ router_settings:
 litellm_settings:
   drop_params: true
   request_timeout: 45
-  success_callback: ["langfuse"]
+  success_callback: ["langfuse", "my_callbacks.proxy_handler_instance"]
 general_settings:
   master_key: sk-master
   max_request_size_mb: 2
-  alerting: ["slack"]
+  alerting: ["slack", "pagerduty"]
 """
 
 
@@ -77,9 +77,13 @@ def test_litellm_yaml_translates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert cfg.server.max_request_body_bytes == 2 * 1024 * 1024
     # one warning per unsupported key, naming it; never the secret
     joined = "\n".join(cfg.warnings)
-    for key in ("router_settings.some_future_setting", "litellm_settings.success_callback",
-                "general_settings.alerting"):
+    for key in ("router_settings.some_future_setting", "litellm_settings.success_callback[1]",
+                "general_settings.alerting[1]"):
         assert sum(key in w for w in cfg.warnings) == 1, key
+    # the callbacks relaygate runs are read (relaygate.observe), the others named as not supported
+    assert cfg.observe is not None
+    assert cfg.observe.success_callbacks == ("langfuse",) and cfg.observe.failure_callbacks == ()
+    assert cfg.observe.alerting == ("slack",)
     assert "sk-master" not in joined and "sk-from-env" not in joined
 
 

@@ -331,7 +331,7 @@ def test_every_ignored_key_is_reported_once_with_its_path(tmp_path: Path) -> Non
             litellm_params: {model: anthropic/claude, api_key: k, top_k: 3}
         router_settings: {allowed_fails: 1, foo: 1}
         litellm_settings: {drop_params: true, callbacks: [x]}
-        general_settings: {master_key: sk-1, alerting: [slack]}
+        general_settings: {master_key: sk-1, alerting: [email]}
         relaygate_keys: [{key: sk-vk, models: [a], budget: 3}]
         relaygate_settings: {port: 4001, turbo: true}
         guardrails: []
@@ -343,9 +343,9 @@ def test_every_ignored_key_is_reported_once_with_its_path(tmp_path: Path) -> Non
         "model_list[0].litellm_params.top_k: ignored",  # the openai adapter does not send top_k
         "model_list[0].model_info.team_id: ignored",
         "relaygate_keys[0].budget: ignored",
-        "litellm_settings.callbacks: ignored",
+        "litellm_settings.callbacks[0]: callback 'x' is not supported: ignored",
         "router_settings.foo: ignored",
-        "general_settings.alerting: ignored",
+        "general_settings.alerting[0]: 'email' is not supported (slack, webhook): ignored",
         "relaygate_settings.turbo: ignored",
     ]
     assert sorted(cfg.warnings) == sorted(expected)  # anthropic's top_k is read: no warning for model_list[1]

@@ -69,7 +69,7 @@ class KeyInfo:
     __slots__ = ("token", "alias", "team_id", "user_id", "models", "patterns", "buckets", "token_buckets", "headers",
                  "spent",
                  "access_groups", "also", "aliases", "role", "expires", "refusal", "records", "model_buckets",
-                 "router")
+                 "router", "logging", "no_message_logging")
 
     def __init__(self, token: str, kc: KeyConfig, groups: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.token = token
@@ -89,6 +89,11 @@ class KeyInfo:
         """Set when the key exists but may not be used (blocked, expired, team blocked): makes its error."""
         self.records: tuple[Any, ...] = ()
         """The store's rows the key was resolved from (key, team, user, organization), for budgets."""
+        self.logging: list[Any] | None = None
+        """The key's and its team's ``metadata.logging`` targets (``observe.detail.LoggingTarget``): its
+        requests go to those exporters too. ``None`` (almost every key): none."""
+        self.no_message_logging = False
+        """The key's or team's ``metadata.turn_off_message_logging``: its messages are never exported."""
         self.spent = 0.0
         """USD this worker saw the key spend since its rows were read (``x-litellm-key-spend`` adds it to the
         row's ``spend``: the header moves with every answer, not once per key cache TTL)."""

@@ -44,6 +44,7 @@ from relaygate.auth.shared import SharedKeys
 from relaygate.config.model import KeyConfig
 from relaygate.core import errors
 from relaygate.core.ratelimit import PREFIX, Bucket
+from relaygate.observe.detail import key_logging
 from relaygate.store.errors import NotFound
 
 if TYPE_CHECKING:
@@ -173,6 +174,13 @@ def build_key(key: Key, team: Team | None, user: User | None, org: Organization 
     info.aliases = aliases
     info.role = user.user_role if user is not None else None
     info.records = (key, team, user, org)
+    targets, redacts = key_logging(key.metadata)
+    if team is not None:
+        team_targets, team_redacts = key_logging(team.metadata)
+        redacts = redacts or team_redacts
+        if team_targets:
+            targets = [*(targets or ()), *team_targets]
+    info.logging, info.no_message_logging = targets, redacts
     if key.expires is not None:
         expires = key.expires if key.expires.tzinfo is not None else key.expires.replace(tzinfo=UTC)
         info.expires = expires.timestamp()

@@ -53,6 +53,10 @@ from relaygate.config.model import (
     RouterSettings,
     ServerSettings,
 )
+from relaygate.config.observe import GENERAL_SETTINGS_KEYS as _OBSERVE_GENERAL
+from relaygate.config.observe import LITELLM_SETTINGS_KEYS as _OBSERVE_LITELLM
+from relaygate.config.observe import ObserveConfigError
+from relaygate.config.observe import from_litellm as observe_from_litellm
 from relaygate.core.errors import register_secrets
 from relaygate.http import cors
 
@@ -75,7 +79,7 @@ _LITELLM_SETTINGS_ROUTER = {
     "num_retries", "fallbacks", "context_window_fallbacks", "content_policy_fallbacks", "default_fallbacks",
     "allowed_fails", "cooldown_time", "max_fallbacks", "retry_policy", "stream_timeout", "disable_cooldowns",
 }
-_LITELLM_SETTINGS_ACCEPTED = {"drop_params", "set_verbose", "json_logs", "request_timeout", "modify_params"}
+_LITELLM_SETTINGS_ACCEPTED = {"drop_params", "set_verbose", "request_timeout", "modify_params"}
 _GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "max_request_size_mb", "proxy_port",
                  "user_api_key_cache_ttl", "allow_requests_on_db_unavailable",
                  "store_model_in_db", "disable_spend_logs", "store_prompts_in_spend_logs",
@@ -465,7 +469,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
             top["check_provider_endpoint"] = bool(v)
         elif k in ("max_budget", "budget_duration"):  # the proxy-wide budget (relaygate.budgets)
             budget_raw[k] = v
-        elif k in ("cache", "cache_params"):  # the response cache, read below
+        elif k in ("cache", "cache_params") or k in _OBSERVE_LITELLM:  # the cache and the exporters: below
             pass
         elif k in _LITELLM_SETTINGS_ACCEPTED:
             pass
@@ -474,6 +478,12 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
     try:
         top["cache"] = cache_from_litellm(ls.get("cache"), ls.get("cache_params"), warnings)
     except CacheConfigError as exc:
+        raise ConfigError(source, exc.field, exc.detail) from None
+    try:
+        top["observe"] = observe_from_litellm(
+            ls, _expect_mapping(data.get("general_settings"), source, "general_settings"),
+            _expect_mapping(data.get("relaygate_settings"), source, "relaygate_settings"), warnings)
+    except ObserveConfigError as exc:
         raise ConfigError(source, exc.field, exc.detail) from None
     rs = _expect_mapping(data.get("router_settings"), source, "router_settings")
     for k, v in rs.items():
@@ -497,14 +507,14 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
             general_raw[k] = litellm.pass_through_endpoints(v, source, f"general_settings.{k}", warnings)
         elif k in _GENERAL_KEYS:
             general_raw[k] = v
-        else:
+        elif k not in _OBSERVE_GENERAL:
             warnings.append(f"general_settings.{k}: ignored")
 
     rg = _expect_mapping(data.get("relaygate_settings"), source, "relaygate_settings")
     for k, v in rg.items():
         if k in _SERVER_KEYS:
             server_raw[k] = v
-        else:
+        elif k != "log_bodies":
             warnings.append(f"relaygate_settings.{k}: ignored")
 
     return _registered(Config(

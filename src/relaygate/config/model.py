@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from relaygate.config.cache import CacheSettings
+from relaygate.config.observe import ObserveSettings
 
 
 class Deployment(msgspec.Struct, kw_only=True):
@@ -271,6 +272,9 @@ class Config(msgspec.Struct, kw_only=True):
     general: GeneralSettings = msgspec.field(default_factory=GeneralSettings)
     cache: CacheSettings | None = None
     """``litellm_settings.cache`` / ``cache_params``: the response cache (``relaygate.cache``); None: off."""
+    observe: ObserveSettings | None = None
+    """Exporters, JSON request logs and alerting (``litellm_settings.callbacks`` ..., ``relaygate.observe``);
+    None: all off."""
     check_provider_endpoint: bool = False
     """``litellm_settings.check_provider_endpoint``: ``/v1/models`` lists what a wildcard deployment's
     provider serves (its model list endpoint, fetched in the background)."""

@@ -21,7 +21,8 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["KNOWN_CALLBACKS", "ObserveSettings"]
+__all__ = ["GENERAL_SETTINGS_KEYS", "KNOWN_CALLBACKS", "LITELLM_SETTINGS_KEYS", "ObserveConfigError", "ObserveSettings",
+           "from_litellm"]
 
 KNOWN_CALLBACKS = frozenset({"langfuse", "otel", "opentelemetry", "prometheus", "datadog", "generic_api",
                              "generic", "webhook", "json_logs"})
@@ -66,3 +67,112 @@ class ObserveSettings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def enabled(self) -> bool:
         return bool(self.success_callbacks or self.failure_callbacks or self.json_logs or self.alerting)
+
+
+class ObserveConfigError(ValueError):
+    """A wrong value in an observability setting; the loader turns it into a ``ConfigError``."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.field = field
+        self.detail = detail
+
+
+LITELLM_SETTINGS_KEYS = frozenset({
+    "callbacks", "success_callback", "failure_callback", "service_callback", "turn_off_message_logging",
+    "redact_user_api_key_info", "json_logs", "callback_settings", "langfuse_default_tags",
+    "require_auth_for_metrics_endpoint"})
+"""``litellm_settings`` keys :func:`from_litellm` reads."""
+GENERAL_SETTINGS_KEYS = frozenset({"alerting", "alerting_threshold", "alert_types", "alert_to_webhook_url",
+                                   "alerting_args"})
+"""``general_settings`` keys :func:`from_litellm` reads."""
+_ALIASES = {"opentelemetry": "otel", "generic": "generic_api", "webhook": "generic_api"}
+
+
+def _names(value: Any, field: str, warnings: list[str]) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ObserveConfigError(field, "expected a list of callback names")
+    out: list[str] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise ObserveConfigError(f"{field}[{i}]", "expected a callback name")
+        name = item.strip().lower()
+        name = _ALIASES.get(name, name)
+        if name not in KNOWN_CALLBACKS:
+            warnings.append(f"{field}[{i}]: callback {item!r} is not supported: ignored")
+            continue
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def _flag(value: Any, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ObserveConfigError(field, "expected true or false")
+
+
+def from_litellm(ls: dict[str, Any], gs: dict[str, Any], rg: dict[str, Any],
+                 warnings: list[str]) -> ObserveSettings | None:
+    """The settings from LiteLLM's ``litellm_settings`` / ``general_settings`` (and relaygate's
+    ``relaygate_settings.log_bodies``); ``None`` when nothing is on, so the request path skips it all."""
+    both = _names(ls.get("callbacks"), "litellm_settings.callbacks", warnings)
+    success = both + [n for n in _names(ls.get("success_callback"), "litellm_settings.success_callback", warnings)
+                      if n not in both]
+    failure = both + [n for n in _names(ls.get("failure_callback"), "litellm_settings.failure_callback", warnings)
+                      if n not in both]
+    service = _names(ls.get("service_callback"), "litellm_settings.service_callback", warnings)
+    json_logs = _flag(ls.get("json_logs", False), "litellm_settings.json_logs") or "json_logs" in success
+    cb_settings = ls.get("callback_settings") or {}
+    if not isinstance(cb_settings, dict) or not all(isinstance(v, dict) for v in cb_settings.values()):
+        raise ObserveConfigError("litellm_settings.callback_settings", "expected a mapping of mappings")
+    tags = ls.get("langfuse_default_tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ObserveConfigError("litellm_settings.langfuse_default_tags", "expected a list of strings")
+    alerting = gs.get("alerting") or []
+    if isinstance(alerting, str):
+        alerting = [alerting]
+    if not isinstance(alerting, list) or not all(isinstance(a, str) for a in alerting):
+        raise ObserveConfigError("general_settings.alerting", "expected a list such as [\"slack\"]")
+    for i, a in enumerate(alerting):
+        if a not in ("slack", "webhook"):
+            warnings.append(f"general_settings.alerting[{i}]: {a!r} is not supported (slack, webhook): ignored")
+    alerting = [a for a in alerting if a in ("slack", "webhook")]
+    threshold = gs.get("alerting_threshold", 300)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold <= 0:
+        raise ObserveConfigError("general_settings.alerting_threshold", "expected a positive number of seconds")
+    types = gs.get("alert_types")
+    if types is not None and (not isinstance(types, list) or not all(isinstance(t, str) for t in types)):
+        raise ObserveConfigError("general_settings.alert_types", "expected a list of alert type names")
+    for field in ("alert_to_webhook_url", "alerting_args"):
+        if not isinstance(gs.get(field) or {}, dict):
+            raise ObserveConfigError(f"general_settings.{field}", "expected a mapping")
+    settings = ObserveSettings(
+        success_callbacks=tuple(n for n in success if n != "json_logs"),
+        failure_callbacks=tuple(n for n in failure if n != "json_logs"),
+        service_callbacks=tuple(service),
+        turn_off_message_logging=_flag(ls.get("turn_off_message_logging", False),
+                                       "litellm_settings.turn_off_message_logging"),
+        redact_user_api_key_info=_flag(ls.get("redact_user_api_key_info", False),
+                                       "litellm_settings.redact_user_api_key_info"),
+        json_logs=json_logs,
+        log_bodies=_flag(rg.get("log_bodies", False), "relaygate_settings.log_bodies"),
+        callback_settings=dict(cb_settings),
+        langfuse_default_tags=tuple(tags),
+        alerting=tuple(dict.fromkeys(alerting)),
+        alerting_threshold=float(threshold),
+        alert_types=tuple(types) if types is not None else None,
+        alert_to_webhook_url=dict(gs.get("alert_to_webhook_url") or {}),
+        alerting_args=dict(gs.get("alerting_args") or {}),
+        require_auth_for_metrics_endpoint=_flag(ls.get("require_auth_for_metrics_endpoint", False),
+                                                "litellm_settings.require_auth_for_metrics_endpoint"),
+    )
+    if not settings.enabled and not settings.require_auth_for_metrics_endpoint and not service:
+        return None
+    return settings

@@ -48,6 +48,7 @@ from relaygate.logs import fail_log
 from relaygate.management.models import enabled as db_models_enabled
 from relaygate.management.models import read_db_models, with_db_models
 from relaygate.metrics import METRICS_DIR_ENV, Metrics, labels_of
+from relaygate.observe import install as install_exporters
 from relaygate.pipeline import Pipeline
 from relaygate.reload import Watcher, bump, current, load_checked, publish_reload, subscribe_reloads
 from relaygate.router import Router
@@ -89,6 +90,8 @@ class Gateway:
         # every exchange ends as one completion record; the sinks (metrics today) drain them off the request path
         self.completions = CompletionQueue(on_event=self.metrics.count)
         self.completions.add_sink(MetricsSink(self.metrics))
+        self.exporters = install_exporters(config.observe, self.completions, self.metrics, config)
+        """LiteLLM's callbacks, JSON request logs and alerting (``relaygate.observe``), built once per worker."""
         generation = self.watcher.generation if self.watcher is not None else 0
         self.pipeline = Pipeline(Runtime.build(config, self.metrics, generation=generation),
                                  transport if transport is not None else make_transport(config), self.completions)
@@ -474,6 +477,8 @@ class Gateway:
         if self.key_changes is not None:
             new.set_blocked_customers(self.key_changes.blocked)
         self._budget_hook(new)
+        if config.observe != self.exporters.settings:
+            log.warning("config reload: callbacks / alerting changed; this takes effect after a restart")
         self._use_cache(config, new)
         self._use_provider_budgets(config, new.router)
         await new.router.start()

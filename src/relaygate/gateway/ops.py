@@ -9,9 +9,9 @@ query parameters: ``return_wildcard_routes`` (wildcard names such as ``openai/*`
 their provider's models (``gateway.discovery``).
 
 Each handler takes ``(gateway, scope, receive, send, params)``; errors are ``GatewayError`` and reach the
-client in OpenAI's shape through the gateway. Routes that show the deployment (``/health``, ``/metrics``)
-or change it (``/config/reload``) need a valid key; ``/config/reload`` needs the master key (or an open
-gateway), as LiteLLM's admin routes do.
+client in OpenAI's shape through the gateway. Routes that show the deployment (``/health``; ``/metrics``
+with ``require_auth_for_metrics_endpoint``, open otherwise as LiteLLM's) or change it (``/config/reload``)
+need a valid key; ``/config/reload`` needs the master key (or an open gateway), as LiteLLM's admin routes do.
 """
 
 from __future__ import annotations
@@ -164,7 +164,11 @@ async def root(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: 
 
 
 async def metrics(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
-    await principal(gw, scope)
+    """Prometheus text. Open, as LiteLLM's, unless ``litellm_settings.require_auth_for_metrics_endpoint``:
+    then any valid key (LiteLLM runs its key check); label values are bounded whoever scrapes."""
+    observe = gw.config.observe
+    if observe is not None and observe.require_auth_for_metrics_endpoint:
+        await principal(gw, scope)
     gw.completions.drain_now()  # every answer already sent is counted
     body = gw.metrics.render()
     await send({"type": "http.response.start", "status": 200, "headers": [

@@ -1,0 +1,127 @@
+"""Observability: LiteLLM's callbacks as completion sinks, JSON request logs, alerting.
+
+What it owns: turning a config's :class:`~relaygate.config.observe.ObserveSettings` into running exporters
+on one worker (:func:`install`), and what the request path records for them (``capture``, ``detail``).
+Every exporter is a sink of the worker's :class:`~relaygate.sinks.CompletionQueue`: an async sink
+(Langfuse, OpenTelemetry, generic webhooks, Datadog) runs in its own task behind its own bounded buffer,
+a sync sink (Prometheus families, JSON request lines, alert triggers) runs in the queue's drain. Nothing
+on the request path awaits any of them; an exporter that is down or slow fills and drops its own buffer
+(counted as ``sink_dropped:<name>`` and by the exporter's own ``<name>_dropped`` events) and delays
+nobody.
+
+Module map: ``detail`` (the per-request payload), ``capture`` (the request-path half), ``tracecontext``
+(W3C ids), ``langfuse``, ``otel``, ``prometheus``, ``standard`` (LiteLLM's StandardLoggingPayload),
+``generic_api``, ``datadog``, ``jsonlog``, ``alerting``. Each exporter module is imported only when its
+callback is configured, so an unused exporter costs neither import time nor memory.
+
+Exporters are built once per worker from the config it started with: a reload that changes the callback
+settings logs that a restart applies them (LiteLLM needs a restart for any change).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from relaygate.config.observe import ObserveSettings
+
+__all__ = ["Exporters", "check", "install"]
+
+log = logging.getLogger("relaygate")
+
+ASYNC_EXPORTERS = ("langfuse", "otel", "generic_api", "datadog")
+"""Callback names that are async sinks, in the order they are installed."""
+
+
+class Exporters:
+    """One worker's running exporters (what the gateway needs to reach after start-up)."""
+
+    def __init__(self, settings: ObserveSettings | None) -> None:
+        self.settings = settings
+        self.prometheus: Any = None
+        """The ``litellm_*`` Prometheus families (``observe.prometheus``) when ``prometheus`` is a callback."""
+        self.alerter: Any = None
+        """The alerter (``observe.alerting.Alerter``) when ``general_settings.alerting`` is set."""
+        self.sinks: list[Any] = []
+        """Every installed sink, in order."""
+
+    @property
+    def names(self) -> list[str]:
+        return [getattr(s, "name", type(s).__name__) for s in self.sinks]
+
+
+def _names(settings: ObserveSettings) -> list[str]:
+    return list(dict.fromkeys([*settings.success_callbacks, *settings.failure_callbacks]))
+
+
+def _factory(name: str) -> Any:
+    if name == "langfuse":
+        from relaygate.observe.langfuse import make_langfuse
+        return make_langfuse
+    if name == "otel":
+        from relaygate.observe.otel import make_otel
+        return make_otel
+    if name == "generic_api":
+        from relaygate.observe.generic_api import make_generic_api
+        return make_generic_api
+    if name == "datadog":
+        from relaygate.observe.datadog import make_datadog
+        return make_datadog
+    raise KeyError(name)
+
+
+def check(settings: ObserveSettings | None, env: Mapping[str, str] | None = None) -> None:
+    """Raise the ``ConfigError`` an exporter would raise at start-up (missing credentials or endpoint),
+    without starting anything; ``serve`` and ``check-config`` call it once, before any worker starts."""
+    if settings is None:
+        return
+    env = os.environ if env is None else env
+    names = _names(settings)
+    for name in ASYNC_EXPORTERS:
+        if name in names:
+            sink = _factory(name)(settings, env, lambda event, n: None)
+            closer = getattr(sink, "discard", None)
+            if closer is not None:
+                closer()
+    if settings.alerting:
+        from relaygate.observe.alerting import make_alerter
+        make_alerter(settings, env, lambda event, n: None)
+
+
+def install(settings: ObserveSettings | None, completions: Any, metrics: Any, config: Any,
+            env: Mapping[str, str] | None = None) -> Exporters:
+    """Build the exporters ``settings`` asks for and add them to ``completions`` (before it starts)."""
+    out = Exporters(settings)
+    if settings is None:
+        return out
+    env = os.environ if env is None else env
+    on_event = metrics.count
+    names = _names(settings)
+    buffer = max(1, settings.exporter_queue)
+    if "prometheus" in names:
+        from relaygate.observe.prometheus import LiteLLMMetrics
+        out.prometheus = LiteLLMMetrics.for_config(config)
+        metrics.litellm = out.prometheus
+        completions.add_sink(out.prometheus)
+        out.sinks.append(out.prometheus)
+    for name in ASYNC_EXPORTERS:
+        if name in names:
+            sink = _factory(name)(settings, env, on_event)
+            completions.add_sink(sink, buffer=buffer)
+            out.sinks.append(sink)
+    if settings.json_logs:
+        from relaygate.observe.jsonlog import JsonRequestLog
+        jl = JsonRequestLog(bodies=settings.log_bodies, on_event=on_event)
+        completions.add_sink(jl)
+        out.sinks.append(jl)
+    if settings.alerting:
+        from relaygate.observe.alerting import make_alerter
+        out.alerter = make_alerter(settings, env, on_event)
+        if out.alerter is not None:
+            completions.add_sink(out.alerter)
+            out.sinks.append(out.alerter)
+    if out.sinks:
+        log.info("observability: %s", ", ".join(out.names))
+    return out

@@ -42,6 +42,7 @@ from relaygate.http.respond import DisconnectWatch, send_body
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope, Send
 from relaygate.logs import fail_log
+from relaygate.observe.capture import Capture, traced
 from relaygate.pipeline import batch, control
 from relaygate.pipeline.exchange import Exchange
 from relaygate.pipeline.frontend import Frontend, Spent
@@ -78,6 +79,9 @@ class Pipeline:
             principals = rt.principals
             who = ex.who = principals.resolve_cached(headers) or await principals.resolve(headers)
             await fe.parse(ex, scope, receive, params)
+            if rt.observer is not None or (who.key is not None and who.key.logging is not None):
+                ex.obs = Capture(rt.observer, ex, headers, who.key.logging if who.key is not None else None,
+                                 who.key is not None and who.key.no_message_logging)
             if fe.batches and "," in ex.model and ex.model not in rt.router.groups:
                 await batch.run(self, fe, send, ex)
                 return
@@ -161,7 +165,10 @@ class Pipeline:
         """Admit, attempt (through the router) and send a non-stream answer whole."""
         group, ctx = ex.group, ex.ctx
         assert group is not None and ctx is not None
-        (data, up_headers), lease = await ex.rt.router.run(group, ctx, fe.unary(self.transport, ex))
+        attempt = fe.unary(self.transport, ex)
+        if ex.obs is not None:
+            attempt = traced(ex.obs, attempt)
+        (data, up_headers), lease = await ex.rt.router.run(group, ctx, attempt)
         if fe.restamp:
             data = restamp_model(data, ex.model)
         usage = fe.usage(ex, data)
@@ -180,6 +187,8 @@ class Pipeline:
         await send_body(send, 200, data, headers)
         if ex.cache is not None:
             ex.rt.cache.store(ex, data)
+        if ex.obs is not None:
+            ex.obs.output = data
         self.complete(ex, 200, Outcome.OK, total)
 
     def headers(self, ex: Exchange, lease: Lease, total: float) -> Headers:
@@ -249,6 +258,11 @@ class Pipeline:
                 record.extra = {"tags": sorted(ctx.tags) if ctx is not None and ctx.tags else [],
                                 "metadata": control.get("metadata") if control is not None else None,
                                 "spend_logs_metadata": over.spend_meta}
+        cap = ex.obs
+        if cap is not None:  # what exporters get beyond the record (observe.capture)
+            extra = record.extra if isinstance(record.extra, dict) else {}
+            extra["observe"] = cap.finish(ex, error)
+            record.extra = extra
         self.completions.put(record)
 
 

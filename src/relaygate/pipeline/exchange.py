@@ -15,6 +15,7 @@ from relaygate.upstream.headers import provider_headers
 if TYPE_CHECKING:
     from relaygate.auth import Principal
     from relaygate.core.views import AnyView
+    from relaygate.observe.capture import Capture
     from relaygate.pipeline.overrides import Overrides
     from relaygate.providers.base import Provider
     from relaygate.router import Lease, ModelGroup, RouteContext
@@ -41,7 +42,7 @@ class Exchange:
     __slots__ = ("call_id", "route", "t0", "rt", "endpoint", "body", "view", "model", "stream", "fallbacks",
                  "over", "state", "control", "who", "group", "ctx", "lease", "wait", "ttft", "prompt_tokens",
                  "completion_tokens", "cached_tokens", "cache_write_tokens", "status", "cost", "estimated", "done",
-                 "cache")
+                 "cache", "obs")
 
     def __init__(self, route: str, t0: float, rt: Runtime) -> None:
         self.call_id = b""
@@ -81,6 +82,8 @@ class Exchange:
         self.cache: Any = None
         """The response cache's decisions for this request (``cache.stage.CacheState``); None when the
         route is not cached."""
+        self.obs: Capture | None = None
+        """What exporters get of this exchange (``observe.capture.Capture``); None when none asks."""
 
 
 class StreamStart:

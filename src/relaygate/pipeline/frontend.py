@@ -107,6 +107,9 @@ def unary(transport: Transport, ex: Exchange) -> Attempt[Answer]:
         if provider.hooks:
             return await _fan_out(provider, call, tr, timeouts, ex)
         request = provider.build_request(call)
+        obs = ex.obs
+        if obs is not None and obs.traceparent is not None:  # OpenTelemetry: the provider joins the trace
+            request.headers = [*request.headers, ("traceparent", obs.traceparent)]  # may be shared
         t = time.perf_counter()
         try:
             resp = await tr.send(request, timeouts)
@@ -132,6 +135,10 @@ async def _fan_out(provider: Provider, call: Call, transport: Transport, timeout
     t = time.perf_counter()
     try:
         requests = provider.build_requests(call, await _media(provider, call, transport, ex))
+        obs = ex.obs
+        if obs is not None and obs.traceparent is not None:
+            for r in requests:
+                r.headers = [*r.headers, ("traceparent", obs.traceparent)]
         if len(requests) == 1:
             results = [await send_read(transport, requests[0], timeouts)]
         else:
@@ -166,6 +173,9 @@ def stream(transport: Transport, ex: Exchange) -> Attempt[StreamStart]:
             (request,) = provider.build_requests(call, await _media(provider, call, tr, ex))
         else:
             request = provider.build_request(call)
+        obs = ex.obs
+        if obs is not None and obs.traceparent is not None:
+            request.headers = [*request.headers, ("traceparent", obs.traceparent)]  # may be shared
         ctx = ex.ctx
         resp = await tr.send(request, rt.timeouts(target, True, ctx.timeout if ctx is not None else None))
         if resp.status >= 400:

@@ -31,6 +31,7 @@ from relaygate.cost import usd
 from relaygate.http.respond import VERSION, Keepalive, send_quiet
 from relaygate.http.types import Send
 from relaygate.logs import fail_log
+from relaygate.observe.capture import traced
 from relaygate.pipeline.exchange import Exchange, stream_shape_error
 from relaygate.pipeline.frontend import SSE_HEADERS, Frontend
 from relaygate.providers.base import SHAPE_ERRORS
@@ -50,6 +51,8 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
     ctx = ex.ctx
     assert ctx is not None
     attempt = fe.streaming(pipe.transport, ex)
+    if ex.obs is not None:
+        attempt = traced(ex.obs, attempt)
     interval = ex.rt.keepalive
     ka = Keepalive(send, interval, _KEEPALIVE_HEAD) if interval > 0 and fe.keepalive else None
     try:
@@ -94,6 +97,9 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
         cache = ex.rt.cache if ex.cache is not None and ex.cache.assembler is not None else None
         if cache is not None:  # a cache miss: what the client gets is assembled into the answer to store
             cache.store_stream(ex, first)
+        obs = ex.obs if ex.obs is not None and ex.obs.assembler is not None else None
+        if obs is not None:  # and for exporters (observe.capture), when they may see it
+            obs.stream_frames(first)
         await send({"type": "http.response.body", "body": first, "more_body": True})
         try:
             async for chunk in start.chunks:
@@ -105,6 +111,8 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
                         out = _with_cost(ex, fe, lease.target.dep, out, translator.last_data)
                     if cache is not None:
                         cache.store_stream(ex, out)
+                    if obs is not None:
+                        obs.stream_frames(out)
                     await send({"type": "http.response.body", "body": out, "more_body": True})
             tail = translator.close()
             if old is not None:
@@ -114,6 +122,8 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
             if cache is not None:
                 cache.store_stream(ex, tail)
                 cache.end_stream(ex, True)
+            if obs is not None:
+                obs.stream_frames(tail)
             ok = True
         except (GatewayError, *SHAPE_ERRORS) as exc:  # the upstream failed mid-stream: tell the client in-band
             if not isinstance(exc, GatewayError):

@@ -1,0 +1,199 @@
+"""What the request path records for exporters: one :class:`Capture` per exchange, only when one is on.
+
+What it owns: the request-path half of observability. The pipeline asks the runtime's :class:`Observer`
+(``Runtime.observer``; ``None`` when no exporter needs more than the completion record) whether an
+exchange gets a :class:`Capture`; a key or team with its own ``metadata.logging`` targets gets one too.
+A capture holds the exchange's :class:`~relaygate.observe.detail.Detail` while it is filled:
+
+- **begin** (after the body is parsed): trace ids, from a valid incoming W3C ``traceparent`` or new;
+  whether the request's messages may be exported (``turn_off_message_logging``, the
+  ``x-litellm-enable-message-redaction`` header, the key's / team's ``metadata.turn_off_message_logging``);
+  the decoded request body unless redacted; the client's ``metadata`` object.
+- **attempts** (:func:`traced` wraps the frontend's attempt function): one
+  :class:`~relaygate.observe.detail.Attempt` per upstream try, with its own span id; with OpenTelemetry
+  on, :attr:`Capture.traceparent` is what the attempt sends upstream so the provider's spans join the
+  trace.
+- **finish** (``Pipeline.complete``): tags, team alias, the error message, and the answer decoded (a
+  chat stream's frames assembled into its ``chat.completion`` as they were sent).
+
+Cost: nothing at all unless an exporter that needs a Detail is configured or the key has logging
+targets (the pipeline tests one attribute). When on, the bench measures it (``bench.scenarios_observe``).
+Attempts are bounded (:data:`MAX_ATTEMPTS`), and so is every string copied from a client.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+
+from relaygate.cache.replay import StreamAssembler
+from relaygate.config.observe import ObserveSettings
+from relaygate.core.errors import GatewayError
+from relaygate.observe.detail import Attempt, Detail, LoggingTarget
+from relaygate.observe.tracecontext import new_span_id, new_trace_id, parse_traceparent, traceparent
+
+if TYPE_CHECKING:
+    from relaygate.pipeline.exchange import Exchange
+
+__all__ = ["MAX_ATTEMPTS", "Capture", "Observer", "traced"]
+
+T = TypeVar("T")
+
+MAX_ATTEMPTS = 32
+"""Attempts kept per exchange (retries x fallbacks are bounded by config, this is a backstop)."""
+MAX_ERROR = 2000
+"""Characters of an error message kept for exporters."""
+DETAILED = frozenset({"langfuse", "otel", "generic_api", "datadog"})
+"""Exporters that read a Detail (Prometheus and plain JSON logs read the record alone)."""
+
+_REDACTION = b"x-litellm-enable-message-redaction"
+_TRACEPARENT = b"traceparent"
+_decode = msgspec.json.Decoder().decode
+
+
+class Observer:
+    """Per runtime snapshot: which exchanges get a capture, and what it may hold."""
+
+    __slots__ = ("settings", "detailed", "propagate", "redact", "stream_output")
+
+    def __init__(self, settings: ObserveSettings) -> None:
+        self.settings = settings
+        names = set(settings.success_callbacks) | set(settings.failure_callbacks)
+        self.detailed = bool(names & DETAILED) or (settings.json_logs and settings.log_bodies)
+        """Every exchange gets a capture."""
+        self.propagate = "otel" in names
+        """Attempts send a ``traceparent`` upstream (OpenTelemetry is on)."""
+        self.redact = settings.turn_off_message_logging
+        self.stream_output = True
+
+    @classmethod
+    def of(cls, settings: ObserveSettings | None) -> Observer | None:
+        """The observer of a config, or ``None`` when no exchange needs a capture from the config alone."""
+        if settings is None:
+            return None
+        observer = cls(settings)
+        return observer if observer.detailed else None
+
+
+_PLAIN = Observer(ObserveSettings())
+"""The observer of exchanges captured only because their key has logging targets."""
+
+
+class Capture:
+    """One exchange's Detail while it is being filled (``Exchange.obs``)."""
+
+    __slots__ = ("detail", "traceparent", "assembler", "output", "propagate")
+
+    def __init__(self, observer: Observer | None, ex: Exchange, headers: Iterable[tuple[bytes, bytes]],
+                 targets: list[LoggingTarget] | None, key_redacts: bool) -> None:
+        obs = observer if observer is not None else _PLAIN
+        parent: tuple[str, str, int] | None = None
+        redacted = obs.redact or key_redacts
+        for k, v in headers:
+            if k == _TRACEPARENT:
+                parent = parse_traceparent(v)
+            elif k == _REDACTION and v.strip().lower() == b"true":
+                redacted = True
+        if parent is not None:
+            detail = Detail(parent[0], new_span_id(), parent[1], parent[2])
+        else:
+            detail = Detail(new_trace_id(), new_span_id())
+        detail.redacted = redacted
+        detail.logging = targets
+        if not redacted:
+            body = ex.body
+            if isinstance(body, bytes | bytearray | memoryview) and body[:1] == b"{":
+                try:
+                    detail.input = _decode(body)
+                except msgspec.DecodeError:
+                    detail.input = None
+        control = ex.control
+        meta = control.get("metadata") if control is not None else None
+        if isinstance(meta, dict):
+            detail.metadata = meta
+        self.detail = detail
+        self.propagate = obs.propagate
+        self.traceparent: str | None = None
+        """The header value the current attempt sends upstream (``None``: none is sent)."""
+        self.assembler: StreamAssembler | None = None
+        self.output: bytes | None = None
+        """A unary answer's body as sent (decoded in :meth:`finish`)."""
+        if not redacted and ex.stream and ex.route == "chat":
+            self.assembler = StreamAssembler()
+
+    def stream_frames(self, frames: bytes) -> None:
+        """A chat stream's outgoing frames, fed to the assembler of its answer."""
+        asm = self.assembler
+        if asm is None:
+            return
+        for event in frames.split(b"\n\n"):
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    payload = line[5:].strip()
+                    if payload and payload != b"[DONE]":
+                        asm.feed(payload)
+
+    def finish(self, ex: Exchange, error: GatewayError | None) -> Detail:
+        """The Detail, completed from the exchange's end (called once, by ``Pipeline.complete``)."""
+        detail = self.detail
+        ctx = ex.ctx
+        if ctx is not None and ctx.tags:
+            detail.tags = sorted(ctx.tags)
+        who = ex.who
+        key = who.key if who is not None else None
+        if key is not None and key.records and len(key.records) > 1 and key.records[1] is not None:
+            detail.team_alias = getattr(key.records[1], "team_alias", None)
+        if error is not None:
+            detail.error_message = error.message[:MAX_ERROR]
+            if detail.attempts and not detail.attempts[-1].end:
+                _ended(detail.attempts[-1], error)
+        elif detail.attempts:
+            last = detail.attempts[-1]
+            last.end = time.time()  # a stream's attempt lasts until its last frame
+        if not detail.redacted:
+            if self.output is not None:
+                try:
+                    detail.output = _decode(self.output)
+                except msgspec.DecodeError:
+                    detail.output = None
+            elif self.assembler is not None and self.assembler.complete:
+                detail.output = _decode(self.assembler.answer(int(time.time())))
+        return detail
+
+
+def _ended(attempt: Attempt, exc: BaseException) -> None:
+    attempt.end = time.time()
+    if isinstance(exc, GatewayError):
+        attempt.status = exc.status
+        attempt.error_type = exc.type or type(exc).__name__
+        attempt.error_message = exc.message[:MAX_ERROR]
+    else:
+        attempt.error_type = type(exc).__name__
+
+
+def traced(cap: Capture, attempt: Callable[[Any], Awaitable[T]]) -> Callable[[Any], Awaitable[T]]:
+    """``attempt`` recording each upstream try in ``cap`` (and, with OpenTelemetry, its ``traceparent``)."""
+
+    async def run(target: Any) -> T:
+        detail = cap.detail
+        dep = target.dep
+        span = new_span_id()
+        if cap.propagate:
+            cap.traceparent = traceparent(detail.trace_id, span, detail.trace_flags).decode("ascii")
+        a = Attempt(dep.id, dep.model_name, dep.provider, target.upstream_model, dep.api_base or "", time.time(),
+                    0.0, 0, span_id=span)
+        if len(detail.attempts) < MAX_ATTEMPTS:
+            detail.attempts.append(a)
+        try:
+            result = await attempt(target)
+        except BaseException as exc:
+            _ended(a, exc)
+            raise
+        a.end = time.time()
+        a.status = 200
+        return result
+
+    return run
