@@ -1,0 +1,339 @@
+"""LiteLLM's ``StandardLoggingPayload``, built from a completion record: the dict most exporters send.
+
+What it owns: the mapping from a :class:`~relaygate.sinks.record.CompletionRecord` (and its optional
+:class:`~relaygate.observe.detail.Detail`) to the payload LiteLLM hands every logger as
+``kwargs["standard_logging_object"]`` (``litellm/types/utils.py``): the generic webhook posts a list of
+them, Datadog sends each one as a log line's ``message``, JSON request logs print them. A consumer written
+against LiteLLM's payload must read ours without change, so the field names, nesting and value conventions
+are LiteLLM's:
+
+- Every key of ``StandardLoggingPayload`` (:data:`PAYLOAD_FIELDS`), of its ``metadata``
+  (:data:`METADATA_FIELDS`), ``hidden_params`` (:data:`HIDDEN_PARAMS_FIELDS`) and ``error_information``
+  (:data:`ERROR_INFORMATION_FIELDS`) is present, ``None`` when relaygate has no value for it (LiteLLM
+  initialises its TypedDicts the same way). ``startTime``, ``endTime`` and ``completionStartTime`` are
+  epoch seconds (floats); ``completionStartTime`` is ``endTime`` unless a stream sent a first frame;
+  ``response_time`` is the time to that first frame for a streamed request, else the total.
+- ``status`` is ``"success"`` or ``"failure"``; ``stream`` is ``True`` for an answered streamed request and
+  ``None`` otherwise (LiteLLM sets it only when it assembled a stream). ``error_information`` holds empty
+  strings on success, as LiteLLM's ``get_error_information(None)`` does; on failure ``error_code`` is the
+  HTTP status as text and ``error_class`` LiteLLM's exception class for that status.
+- ``id`` is the provider's response id when the answer carries one, else the call id; a cache hit's id
+  is suffixed ``_cache_hit<end time>`` (LiteLLM does so, so that a cached answer never repeats an id).
+  ``trace_id`` follows LiteLLM's order: the request's ``litellm_session_id`` / ``litellm_trace_id``, then
+  ``metadata.session_id`` / ``metadata.trace_id``, then the request's own trace id.
+- Message logging off (``Detail.redacted``, or ``redact_messages`` for an exporter whose
+  ``callback_settings.<name>.message_logging`` is false): ``messages`` is LiteLLM's
+  ``[{"role": "user", "content": "redacted-by-litellm"}]`` and an answer's ``response`` is
+  ``{"text": "redacted-by-litellm"}`` (a chat answer keeps the choices shape with that content), as
+  LiteLLM's ``perform_redaction`` writes them. Without bodies (no Detail) both are ``None``.
+- ``redact_key_info`` (``litellm_settings.redact_user_api_key_info``) blanks every ``user_api_key_*`` field
+  of the metadata (set to ``None``, keys kept, so the shape never changes).
+
+Sans-IO and cheap: one dict build per record, no copies of the bodies (``messages`` and ``response`` are
+the Detail's own decoded objects; exporters encode them and must not mutate them). Values relaygate does
+not compute (``cost_breakdown``, ``model_map_value``, ``cache_key``, guardrail fields, ``requester_ip_address``,
+``user_agent``) are ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from relaygate.observe.detail import Detail
+from relaygate.sinks.record import CompletionRecord, Outcome
+from relaygate.sinks.spend import CALL_TYPES
+
+__all__ = ["ERROR_INFORMATION_FIELDS", "HIDDEN_PARAMS_FIELDS", "METADATA_FIELDS", "PAYLOAD_FIELDS", "REDACTED",
+           "detail_of", "error_class", "standard_payload"]
+
+REDACTED = "redacted-by-litellm"
+"""LiteLLM's stand-in for message content when message logging is off."""
+
+PAYLOAD_FIELDS = (
+    "id", "trace_id", "call_id", "call_type", "stream", "response_cost", "cost_breakdown",
+    "response_cost_failure_debug_info", "status", "status_fields", "custom_llm_provider", "total_tokens",
+    "prompt_tokens", "completion_tokens", "startTime", "endTime", "completionStartTime", "response_time",
+    "model_map_information", "model", "model_id", "model_group", "api_base", "metadata", "cache_hit",
+    "cache_key", "saved_cache_cost", "request_tags", "end_user", "requester_ip_address", "user_agent",
+    "messages", "response", "error_str", "error_information", "model_parameters", "hidden_params",
+    "guardrail_information", "standard_built_in_tools_params",
+)
+"""The keys of LiteLLM's ``StandardLoggingPayload``, in its declaration order."""
+
+METADATA_FIELDS = (
+    "user_api_key_hash", "user_api_key_alias", "user_api_key_spend", "user_api_key_max_budget",
+    "user_api_key_budget_reset_at", "user_api_key_org_id", "user_api_key_org_alias", "user_api_key_team_id",
+    "user_api_key_project_id", "user_api_key_project_alias", "user_api_key_user_id", "user_api_key_user_email",
+    "user_api_key_team_alias", "user_api_key_end_user_id", "user_api_key_request_route",
+    "user_api_key_auth_metadata", "spend_logs_metadata", "requester_ip_address", "user_agent",
+    "requester_metadata", "requester_custom_headers", "prompt_management_metadata", "mcp_tool_call_metadata",
+    "vector_store_request_metadata", "applied_guardrails", "usage_object", "cold_storage_object_key",
+    "team_alias", "team_id",
+)
+"""The keys of LiteLLM's ``StandardLoggingMetadata`` (``StandardLoggingUserAPIKeyMetadata`` first)."""
+
+HIDDEN_PARAMS_FIELDS = ("model_id", "cache_key", "api_base", "response_cost", "litellm_overhead_time_ms",
+                        "additional_headers", "batch_models", "litellm_model_name", "usage_object")
+"""The keys of LiteLLM's ``StandardLoggingHiddenParams``."""
+
+ERROR_INFORMATION_FIELDS = ("error_code", "error_class", "llm_provider", "traceback", "error_message")
+"""The keys of LiteLLM's ``StandardLoggingPayloadErrorInformation``."""
+
+_NO_ERROR = {"error_code": "", "error_class": "", "llm_provider": "", "traceback": "", "error_message": ""}
+
+_ERROR_CLASSES = {400: "BadRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError",
+                  404: "NotFoundError", 408: "Timeout", 409: "BadRequestError", 413: "BadRequestError",
+                  422: "UnprocessableEntityError", 429: "RateLimitError", 500: "InternalServerError",
+                  502: "APIConnectionError", 503: "ServiceUnavailableError", 504: "Timeout",
+                  599: "APIConnectionError"}
+"""HTTP status -> the LiteLLM exception class a LiteLLM proxy reports for it (``litellm.exceptions``)."""
+
+_ERROR_TYPE_CLASSES = {"context_length_exceeded": "ContextWindowExceededError",
+                       "content_policy_violation": "ContentPolicyViolationError",
+                       "budget_exceeded": "BudgetExceededError", "timeout": "Timeout"}
+"""Error types whose LiteLLM class is more specific than the status says."""
+
+_NOT_PARAMS = frozenset({"model", "messages", "input", "prompt", "metadata", "litellm_metadata", "user",
+                         "litellm_session_id", "litellm_trace_id", "tags", "system", "instructions",
+                         "contents", "file", "image", "mask", "documents", "query", "text"})
+"""Request-body keys that are not model parameters (content, routing, logging)."""
+
+_REDACTED_MESSAGES_TEMPLATE = ({"role": "user", "content": REDACTED},)
+
+
+def detail_of(record: CompletionRecord) -> Detail | None:
+    """The record's :class:`Detail` (``record.extra["observe"]``), or ``None``."""
+    extra = record.extra
+    if isinstance(extra, dict):
+        d = extra.get("observe")
+        if isinstance(d, Detail):
+            return d
+    return None
+
+
+def error_class(status: int, error_type: str) -> str:
+    """LiteLLM's exception class name for a failure with this HTTP ``status`` and OpenAI ``error_type``."""
+    specific = _ERROR_TYPE_CLASSES.get(error_type)
+    if specific is not None:
+        return specific
+    cls = _ERROR_CLASSES.get(status)
+    if cls is not None:
+        return cls
+    if 400 <= status < 500:
+        return "BadRequestError"
+    if status >= 500:
+        return "InternalServerError"
+    return error_type or "APIError"
+
+
+def _tags(raw: Any) -> list[str]:
+    if isinstance(raw, str):
+        return [t.strip() for t in raw.split(",") if t.strip()]
+    if isinstance(raw, list):
+        return [t for t in raw if isinstance(t, str) and t]
+    return []
+
+
+def _messages(body: Any) -> Any:
+    """What LiteLLM logs as ``messages`` for a request body: the chat messages, else the input/prompt."""
+    if not isinstance(body, dict):
+        return body
+    for key in ("messages", "input", "prompt", "contents"):
+        if key in body:
+            return body[key]
+    return body
+
+
+def _model_parameters(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        return {}
+    return {k: v for k, v in body.items() if k not in _NOT_PARAMS}
+
+
+def _redacted_response(route: str) -> dict[str, Any]:
+    if route in ("chat", "completions"):
+        return {"choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": REDACTED}}]}
+    return {"text": REDACTED}
+
+
+def _trace_id(detail: Detail | None, metadata: dict[str, Any], call_id: str) -> str:
+    body = detail.input if detail is not None else None
+    if isinstance(body, dict):
+        for key in ("litellm_session_id", "litellm_trace_id"):
+            v = body.get(key)
+            if v:
+                return str(v)
+    for key in ("session_id", "trace_id"):
+        v = metadata.get(key)
+        if v:
+            return str(v)
+    return detail.trace_id if detail is not None and detail.trace_id else call_id
+
+
+def standard_payload(record: CompletionRecord, detail: Detail | None = None, *, redact_key_info: bool = False,
+                     redact_messages: bool = False) -> dict[str, Any]:
+    """LiteLLM's ``StandardLoggingPayload`` for one finished exchange (see the module essay).
+
+    ``detail`` is the record's :class:`Detail` when the pipeline built one (:func:`detail_of`); without it the
+    payload is built from the record's fields and ``record.extra``'s ``tags``, ``metadata`` and
+    ``spend_logs_metadata`` keys."""
+    r = record
+    extra = r.extra if isinstance(r.extra, dict) else None
+    ok = r.outcome is Outcome.OK
+    status = "success" if ok else "failure"
+
+    metadata: dict[str, Any]
+    if detail is not None and detail.metadata:
+        metadata = detail.metadata
+    else:
+        raw_meta = extra.get("metadata") if extra is not None else None
+        metadata = raw_meta if isinstance(raw_meta, dict) else {}
+    if detail is not None and detail.tags:
+        tags = list(detail.tags)
+    else:
+        tags = _tags(extra.get("tags")) if extra is not None else []
+        if not tags:
+            tags = _tags(metadata.get("tags"))
+    spend_meta = extra.get("spend_logs_metadata") if extra is not None else None
+    if spend_meta is None:
+        spend_meta = metadata.get("spend_logs_metadata")
+
+    start = r.start_time
+    end = start + r.latency
+    first = start + r.ttft if r.ttft is not None else end
+    response_time = (first - start) if r.stream else r.latency
+    cost = r.cost if math.isfinite(r.cost) and r.cost > 0.0 else 0.0
+    model = r.upstream_model or r.model
+    total = r.prompt_tokens + r.completion_tokens
+
+    api_base = ""
+    team_alias = None
+    headers: dict[str, str] | None = None
+    messages: Any = None
+    response: Any = None
+    params: dict[str, Any] = {}
+    error_message = ""
+    if detail is not None:
+        if detail.attempts:
+            api_base = detail.attempts[-1].api_base.rstrip("/")
+        team_alias = detail.team_alias
+        headers = detail.request_headers or None
+        error_message = detail.error_message
+        params = _model_parameters(detail.input)
+        if detail.redacted or redact_messages:
+            messages = [dict(m) for m in _REDACTED_MESSAGES_TEMPLATE]
+            response = _redacted_response(r.route) if ok else None
+        else:
+            messages = _messages(detail.input)
+            response = detail.output if ok else None
+
+    rid = r.call_id
+    if ok and detail is not None and isinstance(detail.output, dict):
+        out_id = detail.output.get("id")
+        if isinstance(out_id, str) and out_id:
+            rid = out_id
+    if r.cache_hit:
+        rid = f"{rid}_cache_hit{end}"
+
+    usage: dict[str, Any] = {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+                             "total_tokens": total}
+    if r.cache_read_tokens:
+        usage["cache_read_input_tokens"] = r.cache_read_tokens
+        usage["prompt_tokens_details"] = {"cached_tokens": r.cache_read_tokens}
+    if r.cache_write_tokens:
+        usage["cache_creation_input_tokens"] = r.cache_write_tokens
+
+    keys = not redact_key_info
+    meta = {
+        "user_api_key_hash": r.key_hash if keys else None,
+        "user_api_key_alias": r.key_alias if keys else None,
+        "user_api_key_spend": None,
+        "user_api_key_max_budget": None,
+        "user_api_key_budget_reset_at": None,
+        "user_api_key_org_id": r.org_id if keys else None,
+        "user_api_key_org_alias": None,
+        "user_api_key_team_id": r.team_id if keys else None,
+        "user_api_key_project_id": None,
+        "user_api_key_project_alias": None,
+        "user_api_key_user_id": r.user_id if keys else None,
+        "user_api_key_user_email": None,
+        "user_api_key_team_alias": team_alias if keys else None,
+        "user_api_key_end_user_id": r.end_user_id if keys else None,
+        "user_api_key_request_route": None,
+        "user_api_key_auth_metadata": None,
+        "spend_logs_metadata": spend_meta if isinstance(spend_meta, dict) else None,
+        "requester_ip_address": None,
+        "user_agent": None,
+        "requester_metadata": metadata or None,
+        "requester_custom_headers": headers,
+        "prompt_management_metadata": None,
+        "mcp_tool_call_metadata": None,
+        "vector_store_request_metadata": None,
+        "applied_guardrails": None,
+        "usage_object": usage,
+        "cold_storage_object_key": None,
+        "team_alias": team_alias,
+        "team_id": r.team_id,
+    }
+
+    if ok:
+        error_str = None
+        error_information = dict(_NO_ERROR)
+    else:
+        error_str = error_message or r.error_type or f"HTTP {r.status}"
+        error_information = {"error_code": str(r.status), "error_class": error_class(r.status, r.error_type),
+                             "llm_provider": r.provider, "traceback": "", "error_message": error_str}
+
+    return {
+        "id": rid,
+        "trace_id": _trace_id(detail, metadata, r.call_id),
+        "call_id": r.call_id,
+        "call_type": CALL_TYPES.get(r.route, r.route),
+        "stream": True if (r.stream and ok) else None,
+        "response_cost": cost,
+        "cost_breakdown": None,
+        "response_cost_failure_debug_info": None,
+        "status": status,
+        "status_fields": {"llm_api_status": status, "guardrail_status": "not_run"},
+        "custom_llm_provider": r.provider or None,
+        "total_tokens": total,
+        "prompt_tokens": r.prompt_tokens,
+        "completion_tokens": r.completion_tokens,
+        "startTime": start,
+        "endTime": end,
+        "completionStartTime": first,
+        "response_time": response_time,
+        "model_map_information": {"model_map_key": model, "model_map_value": None},
+        "model": model,
+        "model_id": r.deployment_id,
+        "model_group": r.model_group,
+        "api_base": api_base,
+        "metadata": meta,
+        "cache_hit": r.cache_hit,
+        "cache_key": None,
+        "saved_cache_cost": 0.0,
+        "request_tags": tags,
+        "end_user": r.end_user_id or "",
+        "requester_ip_address": None,
+        "user_agent": None,
+        "messages": messages,
+        "response": response,
+        "error_str": error_str,
+        "error_information": error_information,
+        "model_parameters": params,
+        "hidden_params": {
+            "model_id": r.deployment_id or None,
+            "cache_key": None,
+            "api_base": api_base or None,
+            "response_cost": cost,
+            "litellm_overhead_time_ms": r.overhead * 1000.0,
+            "additional_headers": None,
+            "batch_models": None,
+            "litellm_model_name": r.upstream_model or None,
+            "usage_object": usage,
+        },
+        "guardrail_information": None,
+        "standard_built_in_tools_params": None,
+    }
