@@ -1,0 +1,241 @@
+"""The request-path half of observability (``observe.capture``), in-process against a real upstream server.
+
+What must hold: with no exporter that needs one, no Detail is built; with one, every exchange's record
+carries a Detail with the decoded request and answer (a chat stream assembled), trace ids continued from
+a valid incoming ``traceparent`` (a bad one starts a new trace), one attempt per upstream try (retries and
+fallbacks visible, each with the span id it sent upstream), the ``traceparent`` sent upstream only with
+OpenTelemetry on; redaction (global, per request header, per key) leaves bodies out; per-key logging
+targets capture even when no exporter is configured globally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import orjson
+import pytest
+
+from relaygate.config.loader import from_litellm
+from relaygate.gateway import Gateway
+from relaygate.observe.detail import Detail, LoggingTarget, key_logging
+from relaygate.sinks.record import CompletionRecord, Outcome
+from tests.asgi.conftest import call
+from tests.compat.recorder import recording_upstream
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "metadata": {"session_id": "s-1"}}
+PARENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
+PARENT_SPAN = "b7ad6b7169203331"
+TRACEPARENT = f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"
+
+
+@pytest.fixture(autouse=True)
+def no_exporters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read the records' Details themselves: the configured exporters are not started (each has
+    its own tests against a real receiver)."""
+    from relaygate.gateway import core
+    from relaygate.observe import Exporters
+
+    monkeypatch.setattr(core, "install_exporters", lambda settings, *args: Exporters(settings))
+
+
+def gateway(url: str, settings: dict[str, Any], *, extra_models: list[dict[str, Any]] | None = None,
+            router: dict[str, Any] | None = None) -> tuple[Gateway, list[CompletionRecord]]:
+    models = [{"model_name": "m", "litellm_params": {"model": "openai/gpt-4o", "api_base": url + "/v1",
+                                                     "api_key": "sk-up"}}]
+    cfg = from_litellm({"model_list": models + (extra_models or []), "litellm_settings": settings,
+                        "relaygate_settings": {"log_bodies": True}, "router_settings": router or {}}, "<test>")
+    gw = Gateway(cfg)
+    records: list[CompletionRecord] = []
+
+    class Sink:
+        def handle(self, batch: list[CompletionRecord]) -> None:
+            records.extend(batch)
+
+    gw.completions.add_sink(Sink())
+    return gw, records
+
+
+def detail_of(record: CompletionRecord) -> Detail:
+    assert isinstance(record.extra, dict)
+    detail = record.extra["observe"]
+    assert isinstance(detail, Detail)
+    return detail
+
+
+def test_no_exporter_needing_a_detail_builds_none() -> None:
+    with recording_upstream() as up:
+        async def main() -> None:
+            # json_logs without bodies reads the record alone: no capture, no traceparent upstream
+            cfg = from_litellm({"model_list": [{"model_name": "m", "litellm_params": {
+                "model": "openai/gpt-4o", "api_base": up.url + "/v1", "api_key": "k"}}],
+                "litellm_settings": {"json_logs": True}}, "<test>")
+            gw = Gateway(cfg)
+            assert gw.runtime.observer is None
+            records: list[CompletionRecord] = []
+            gw.completions.add_sink(type("S", (), {"handle": lambda self, b: records.extend(b)})())
+            r = await call(gw, "POST", "/v1/chat/completions", {"model": "m", "messages": [
+                {"role": "user", "content": "hi"}]}, headers={"traceparent": TRACEPARENT})
+            assert r.status == 200
+            await gw.completions.aclose()
+            assert records[0].extra is None
+            assert "traceparent" not in up.last().headers
+
+        asyncio.run(main())
+
+
+def test_unary_detail_with_continued_trace_and_traceparent_upstream() -> None:
+    with recording_upstream() as up:
+        async def main() -> None:
+            gw, records = gateway(up.url, {"callbacks": ["json_logs"], "success_callback": ["otel"]})
+            r = await call(gw, "POST", "/v1/chat/completions", CHAT, headers={"traceparent": TRACEPARENT})
+            assert r.status == 200
+            await gw.completions.aclose()
+            (rec,) = records
+            d = detail_of(rec)
+            assert (d.trace_id, d.parent_span_id, d.trace_flags) == (PARENT_TRACE, PARENT_SPAN, 1)
+            assert re.fullmatch("[0-9a-f]{16}", d.span_id) and d.span_id != PARENT_SPAN
+            # the request as sent on (LiteLLM's control fields such as metadata are not the model's input)
+            assert d.input == {"model": "m", "messages": CHAT["messages"]} and d.metadata == {"session_id": "s-1"} and not d.redacted
+            assert d.output is not None and d.output["choices"][0]["message"]["content"] == "hello"
+            (a,) = d.attempts
+            assert (a.deployment_id, a.model_group, a.provider, a.upstream_model, a.status) == (
+                rec.deployment_id, "m", "openai", "gpt-4o", 200)
+            assert a.api_base == up.url + "/v1" and a.start <= a.end
+            # the upstream got the attempt's span as its parent, in the request's trace
+            assert up.last().headers["traceparent"] == f"00-{PARENT_TRACE}-{a.span_id}-01"
+            assert a.span_id != d.span_id
+
+        asyncio.run(main())
+
+
+@pytest.mark.parametrize("bad", ["00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+                                 "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                                 "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01", "garbage\r\nx: y"])
+def test_an_invalid_traceparent_starts_a_new_trace(bad: str) -> None:
+    with recording_upstream() as up:
+        async def main() -> None:
+            gw, records = gateway(up.url, {"callbacks": ["otel"]})
+            r = await call(gw, "POST", "/v1/chat/completions", CHAT, headers={"traceparent": bad})
+            assert r.status == 200
+            await gw.completions.aclose()
+            d = detail_of(records[0])
+            assert d.parent_span_id is None and d.trace_id != PARENT_TRACE.upper()
+            assert re.fullmatch("[0-9a-f]{32}", d.trace_id)
+            sent = up.last().headers["traceparent"]
+            assert sent == f"00-{d.trace_id}-{d.attempts[0].span_id}-01"
+
+        asyncio.run(main())
+
+
+def test_retries_and_fallbacks_are_attempts() -> None:
+    with recording_upstream(openai_like=True) as up:
+        async def main() -> None:
+            broken = {"model_name": "m", "litellm_params": {"model": "openai/gpt-4o", "api_key": "k",
+                                                             "api_base": up.url + "/status-500/v1"}}
+            backup = {"model_name": "b", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "k",
+                                                             "api_base": up.url + "/v1"}}
+            cfg = from_litellm({"model_list": [broken, backup],
+                                "litellm_settings": {"callbacks": ["otel"]},
+                                "router_settings": {"num_retries": 1, "fallbacks": [{"m": ["b"]}],
+                                                    "retry_after": 0}}, "<test>")
+            gw = Gateway(cfg)
+            records: list[CompletionRecord] = []
+            gw.completions.add_sink(type("S", (), {"handle": lambda self, b: records.extend(b)})())
+            r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "model": "m"})
+            assert r.status == 200, r.body
+            await gw.completions.aclose()
+            d = detail_of(records[0])
+            groups = [(a.model_group, a.status) for a in d.attempts]
+            assert groups[-1] == ("b", 200)
+            assert groups[:-1] and all(g == ("m", 500) for g in groups[:-1])
+            assert all(a.error_type for a in d.attempts[:-1]) and not d.attempts[-1].error_type
+            assert len({a.span_id for a in d.attempts}) == len(d.attempts)
+            # every try sent its own span id upstream, all in one trace
+            sent = [s.headers["traceparent"] for s in up.seen]
+            assert sent == [f"00-{d.trace_id}-{a.span_id}-01" for a in d.attempts]
+
+        asyncio.run(main())
+
+
+def test_stream_answer_is_assembled() -> None:
+    with recording_upstream() as up:
+        async def main() -> None:
+            gw, records = gateway(up.url, {"callbacks": ["otel"]})
+            r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "stream": True})
+            assert r.status == 200 and b"[DONE]" in r.body
+            await gw.completions.aclose()
+            (rec,) = records
+            assert rec.stream and rec.ttft is not None
+            d = detail_of(rec)
+            assert d.output["object"] == "chat.completion"
+            assert d.output["choices"][0]["message"]["content"] == "hello"
+            assert d.attempts[0].end >= d.attempts[0].start
+
+        asyncio.run(main())
+
+
+@pytest.mark.parametrize("how", ["global", "header"])
+def test_redaction_keeps_bodies_out(how: str) -> None:
+    with recording_upstream() as up:
+        async def main() -> None:
+            settings: dict[str, Any] = {"callbacks": ["otel"]}
+            headers = {}
+            if how == "global":
+                settings["turn_off_message_logging"] = True
+            else:
+                headers["x-litellm-enable-message-redaction"] = "true"
+            gw, records = gateway(up.url, settings)
+            for stream in (False, True):
+                r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "stream": stream}, headers=headers)
+                assert r.status == 200
+            await gw.completions.aclose()
+            for rec in records:
+                d = detail_of(rec)
+                assert d.redacted and d.input is None and d.output is None
+                assert d.attempts and d.metadata == {"session_id": "s-1"}
+
+        asyncio.run(main())
+
+
+def test_failure_detail_has_the_error() -> None:
+    with recording_upstream(openai_like=True) as up:
+        async def main() -> None:
+            cfg = from_litellm({"model_list": [{"model_name": "m", "litellm_params": {
+                "model": "openai/gpt-4o", "api_key": "k", "api_base": up.url + "/status-400/v1"}}],
+                "litellm_settings": {"callbacks": ["otel"]}}, "<test>")
+            gw = Gateway(cfg)
+            records: list[CompletionRecord] = []
+            gw.completions.add_sink(type("S", (), {"handle": lambda self, b: records.extend(b)})())
+            r = await call(gw, "POST", "/v1/chat/completions", CHAT)
+            assert r.status == 400
+            await gw.completions.aclose()
+            (rec,) = records
+            assert rec.outcome is Outcome.ERROR
+            d = detail_of(rec)
+            assert d.error_message and d.error_message == orjson.loads(r.body)["error"]["message"]
+            assert d.output is None and d.attempts[0].status == 400
+
+        asyncio.run(main())
+
+
+def test_key_logging_targets() -> None:
+    meta = {"logging": [
+        {"callback_name": "Langfuse", "callback_type": "success",
+         "callback_vars": {"langfuse_public_key": "pk", "langfuse_secret_key": "os.environ/RG_TEST_LF_SECRET",
+                           "langfuse_host": "http://127.0.0.1:1"}},
+        {"callback_name": "otel", "callback_type": "sometimes"},  # not a type: skipped
+        "not a mapping",
+    ], "turn_off_message_logging": True}
+    import os
+    os.environ["RG_TEST_LF_SECRET"] = "sk-lf"
+    try:
+        targets, redacts = key_logging(meta)
+    finally:
+        del os.environ["RG_TEST_LF_SECRET"]
+    assert redacts
+    assert targets == [LoggingTarget("langfuse", "success", {
+        "langfuse_public_key": "pk", "langfuse_secret_key": "sk-lf", "langfuse_host": "http://127.0.0.1:1"})]
+    assert key_logging({"logging": "x"}) == (None, False)
+    assert key_logging(None) == (None, False)
