@@ -1,0 +1,287 @@
+"""Alerting's decisions, without IO: which alert kinds exist, when one may be sent again, what it says.
+
+What it owns: the sans-IO half of ``general_settings.alerting`` (the IO half, queues and HTTP posts, is
+:mod:`relaygate.observe.alerting`). Everything here takes plain values and ``now`` and returns decisions
+or bytes; nothing awaits.
+
+- **Kinds** are LiteLLM's ``alert_types`` names. :data:`DEFAULT_ALERT_TYPES` is LiteLLM's default list
+  (what runs when ``alert_types`` is not set). relaygate sends five of them (:data:`SENT_KINDS`):
+  ``llm_exceptions``, ``llm_too_slow``, ``budget_alerts``, ``db_exceptions`` (database and Redis), and
+  ``cooldown_deployment``; the others are accepted in the config and never fire.
+- **Rate limits** (:class:`Gate`): each alert has a dedupe key and a window. The first occurrence of a key
+  is sent at once; the next ones inside the window are counted, not sent. For kinds that *summarize*
+  (everything but budgets) the window's end then sends one summary, ``[Num Alerts: n]`` followed by the
+  latest occurrence, and opens a new window, so a storm costs one post per key per window and no
+  occurrence goes unreported. Budget alerts do not summarize: a budget stays crossed, so LiteLLM's rule
+  (one alert per entity and event per ``budget_alert_ttl``, 24 h by default) is the right one. The gate
+  holds at most ``max_keys`` windows (expired ones are purged first, then the oldest): memory is bounded
+  whatever the keys are.
+- **Text is safe to show.** Every string that a client or an upstream could have chosen (model names as
+  requested, error messages, metadata) goes through :func:`clean`: secrets redacted
+  (:func:`relaygate.core.errors.redact`), control characters escaped onto one line, Slack's ``&``, ``<``,
+  ``>`` escaped (so no ``<!channel>`` or forged link), backticks neutralised (they would close the code
+  span) and the result truncated. Keys are never in an alert: key aliases are shown; a key's hash only in
+  the generic webhook's ``token`` field, as LiteLLM sends it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+
+from relaygate.core.errors import redact
+from relaygate.logs import escape_controls
+
+__all__ = ["ALL_ALERT_TYPES", "DEFAULT_ALERT_TYPES", "SENT_KINDS", "AlertArgs", "Gate", "budget_event", "clean",
+           "slack_text", "webhook_event"]
+
+DEFAULT_ALERT_TYPES = ("llm_exceptions", "llm_too_slow", "llm_requests_hanging", "budget_alerts", "spend_reports",
+                       "failed_tracking_spend", "db_exceptions", "daily_reports", "cooldown_deployment",
+                       "new_model_added", "outage_alerts", "region_outage_alerts", "fallback_reports")
+"""LiteLLM's ``DEFAULT_ALERT_TYPES``: the kinds on when ``alert_types`` is not set."""
+
+ALL_ALERT_TYPES = frozenset(DEFAULT_ALERT_TYPES) | {
+    "model_deprecation_warnings", "new_virtual_key_created", "virtual_key_updated", "virtual_key_deleted",
+    "new_team_created", "team_updated", "team_deleted", "new_internal_user_created", "internal_user_updated",
+    "internal_user_deleted", "mcp_tool_description_blocked", "mcp_pinned_tools_changed"}
+"""Every ``alert_types`` name LiteLLM documents (others are warned about by :func:`make_alerter`)."""
+
+SENT_KINDS = frozenset({"llm_exceptions", "llm_too_slow", "budget_alerts", "db_exceptions", "cooldown_deployment"})
+"""The kinds relaygate actually sends."""
+
+MAX_TEXT = 300
+"""Characters kept of one client- or upstream-chosen string in an alert."""
+
+
+class AlertArgs(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``alerting_args`` relaygate reads (LiteLLM's names and defaults)."""
+
+    budget_alert_ttl: float = 86_400.0
+    """Seconds before the same budget event of the same entity is alerted again."""
+    outage_alert_ttl: float = 60.0
+    """Window of the database / Redis outage alerts (one per component per window, then a summary)."""
+    log_to_console: bool = False
+    """Also log every alert payload (LiteLLM's ``log_to_console``)."""
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> AlertArgs:
+        """Read the known keys of ``alerting_args``; the others (LiteLLM's report schedules) are ignored.
+
+        Raises ``ValueError`` naming the key when a value has the wrong type or is negative."""
+        out: dict[str, Any] = {}
+        for name in ("budget_alert_ttl", "outage_alert_ttl"):
+            if name in raw:
+                v = raw[name]
+                if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+                    raise ValueError(f"{name}: expected a number of seconds >= 0, got {v!r}")
+                out[name] = float(v)
+        if "log_to_console" in raw:
+            v = raw["log_to_console"]
+            if not isinstance(v, bool):
+                raise ValueError(f"log_to_console: expected true or false, got {v!r}")
+            out["log_to_console"] = v
+        return cls(**out)
+
+
+# ------------------------------------------------------------------------------------------------ text
+
+_SLACK_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "`": "'"})
+
+
+def clean(value: object, limit: int = MAX_TEXT) -> str:
+    """``value`` as text that is safe inside a Slack code span: redacted, one line, escaped, truncated."""
+    text = escape_controls(redact(str(value)))
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return text.translate(_SLACK_ESCAPES)
+
+
+def slack_text(level: str, message: str, wall: float, proxy_base_url: str | None, count: int = 1) -> str:
+    """The Slack ``text`` of an alert, laid out as LiteLLM lays it out (level, UTC time, message, proxy URL);
+    ``count`` > 1 prefixes LiteLLM's ``[Num Alerts: n]`` (a summary of a rate-limited window)."""
+    stamp = time.strftime("%H:%M:%S", time.gmtime(wall))
+    text = f"Level: `{level}`\nTimestamp: `{stamp} UTC`\n\nMessage: {message}"
+    if proxy_base_url:
+        text += f"\n\nProxy URL: `{clean(proxy_base_url)}`"
+    if count > 1:
+        text = f"[Num Alerts: {count}]\n\n{text}"
+    return text
+
+
+# ------------------------------------------------------------------------------------------------ budgets
+
+_GROUPS = {"key": "key", "user": "user", "internal_user": "user", "team": "team", "organization": "organization",
+           "org": "organization", "end_user": "end_user", "customer": "end_user", "proxy": "proxy",
+           "global": "proxy", "team_member": "team_member"}
+"""Entity types as callers name them -> LiteLLM's ``Litellm_EntityType`` value (the webhook's ``event_group``)."""
+
+_TITLES = {"key": "Key", "user": "User", "team": "Team", "organization": "Organization", "end_user": "Customer",
+           "proxy": "Proxy", "team_member": "Team Member"}
+
+THRESHOLDS = ((0.05, "5% Threshold Crossed"), (0.15, "15% Threshold Crossed"))
+"""LiteLLM warns when 5% or 15% of a max budget is left (``threshold_crossed``)."""
+
+
+def budget_event(spend: float, budget: float, soft: bool) -> tuple[str, str] | None:
+    """``(event, wording)`` for an entity at ``spend`` of ``budget``, or ``None`` (nothing to say).
+
+    A soft budget reached is ``soft_budget_crossed``; a max budget reached is ``budget_crossed``; a max
+    budget with at most 15% (then 5%) left is ``threshold_crossed``, as LiteLLM decides."""
+    if soft:
+        return ("soft_budget_crossed", "Soft Budget Crossed") if spend >= budget else None
+    if spend >= budget:
+        return "budget_crossed", "Budget Crossed"
+    if budget > 0:
+        left = (budget - spend) / budget
+        for limit, wording in THRESHOLDS:
+            if left <= limit:
+                return "threshold_crossed", wording
+    return None
+
+
+def event_group(entity_type: str) -> str:
+    return _GROUPS.get(entity_type.lower(), entity_type.lower())
+
+
+def webhook_event(group: str, entity_id: str, spend: float, budget: float, soft: bool, alias: str | None,
+                  event: str, message: str) -> dict[str, Any]:
+    """LiteLLM's ``WebhookEvent`` (every field, ``null`` when unknown) for a budget event."""
+    body: dict[str, Any] = {
+        "spend": spend, "max_budget": None if soft else budget, "soft_budget": budget if soft else None,
+        "token": None, "customer_id": None, "user_id": None, "team_id": None, "team_alias": None,
+        "organization_id": None, "user_email": None, "key_alias": None, "projected_exceeded_date": None,
+        "projected_spend": None, "event_group": group, "event": event, "event_message": redact(message)}
+    field = {"key": "token", "user": "user_id", "team": "team_id", "organization": "organization_id",
+             "end_user": "customer_id", "team_member": "user_id"}.get(group)
+    if field is not None:
+        body[field] = redact(entity_id)
+    if alias is not None:
+        body["team_alias" if group == "team" else "key_alias"] = redact(alias)
+    return body
+
+
+def budget_message(group: str, entity_id: str, spend: float, budget: float, soft: bool, alias: str | None,
+                   wording: str) -> tuple[str, str]:
+    """``(event_message, slack message)`` of a budget alert, in LiteLLM's words.
+
+    The Slack text lists the entity's fields as LiteLLM does (``*field:* `value```), without the key's
+    hash: a key is named by its alias."""
+    title = _TITLES.get(group) or clean(group.replace("_", " ").title(), 40)
+    if soft:
+        event_message = f"Soft Budget Crossed: Total Soft Budget:`{budget}`"
+    elif wording == "Budget Crossed":
+        event_message = f"{title} Budget: Budget Crossed\n Total Budget:`{budget}`"
+    else:
+        event_message = f"{title} Budget: {wording}"
+    fields: list[tuple[str, object]] = [("spend", round(spend, 6))]
+    fields.append(("soft_budget" if soft else "max_budget", budget))
+    if group != "key" and group != "proxy":
+        fields.append(({"user": "user_id", "team": "team_id", "organization": "organization_id",
+                        "end_user": "customer_id"}.get(group, "id"), entity_id))
+    if alias is not None:
+        fields.append(("team_alias" if group == "team" else "key_alias", alias))
+    fields.append(("event_group", group))
+    info = "".join(f"*{k}:* `{clean(v)}`\n" for k, v in fields)
+    return event_message, f"{event_message}\n\n{info}"
+
+
+# ------------------------------------------------------------------------------------------------ gate
+
+Builder = Callable[[], tuple[str, str]]
+"""Builds ``(level, message)`` of an occurrence, only when it is sent (suppressed ones are never formatted)."""
+
+
+class _Window:
+    __slots__ = ("until", "length", "suppressed", "last", "kind", "summarize")
+
+    def __init__(self, until: float, length: float, kind: str, summarize: bool) -> None:
+        self.until = until
+        self.length = length
+        self.kind = kind
+        self.summarize = summarize
+        self.suppressed = 0
+        self.last: Builder | None = None
+
+
+class Summary(msgspec.Struct, frozen=True):
+    """The end of a window that suppressed occurrences: ``count`` of them, the latest to show."""
+
+    kind: str
+    count: int
+    build: Builder
+
+
+class Gate:
+    """Per-key rate limits: one occurrence per window is let through, the rest counted (module essay).
+
+    Sans-IO: every method takes ``now`` (monotonic seconds)."""
+
+    def __init__(self, max_keys: int = 10_000) -> None:
+        self.max_keys = max_keys
+        self._windows: dict[tuple[str, ...], _Window] = {}
+        self._pending: dict[tuple[str, ...], _Window] = {}
+        """Windows that suppressed something and summarize: they owe a summary when they end."""
+        self.suppressed = 0
+        """Occurrences kept back, in total (those summarized included)."""
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def admit(self, key: tuple[str, ...], window: float, now: float, summarize: bool,
+              build: Builder | None = None) -> bool:
+        """True: send this occurrence now (a new window opens). False: it is inside a window, counted (and,
+        for a summarizing kind, ``build`` kept as the latest occurrence for the window's summary)."""
+        w = self._windows.get(key)
+        if w is not None and now < w.until:
+            w.suppressed += 1
+            self.suppressed += 1
+            if w.summarize:
+                w.last = build
+                self._pending[key] = w
+            return False
+        if w is not None:
+            del self._windows[key]  # re-inserted at the end: the dict stays in window-start order
+            self._pending.pop(key, None)
+        elif len(self._windows) >= self.max_keys:
+            self._make_room(now)
+        self._windows[key] = _Window(now + window, window, key[0], summarize)
+        return True
+
+    def due(self, now: float) -> list[Summary]:
+        """Summaries of the windows that ended with suppressed occurrences; each opens a new window."""
+        if not self._pending:
+            return []
+        out = []
+        for key, w in list(self._pending.items()):
+            if now < w.until:
+                continue
+            del self._pending[key]
+            if w.last is not None and w.suppressed:
+                out.append(Summary(w.kind, w.suppressed, w.last))
+            w.until = now + w.length
+            w.suppressed = 0
+            w.last = None
+        return out
+
+    def flush(self) -> list[Summary]:
+        """Every summary owed, at once (shutdown)."""
+        out = [Summary(w.kind, w.suppressed, w.last) for w in self._pending.values()
+               if w.last is not None and w.suppressed]
+        self._pending.clear()
+        return out
+
+    def next_due(self) -> float | None:
+        """The earliest end of a window owing a summary (``None``: none owes one)."""
+        return min((w.until for w in self._pending.values()), default=None)
+
+    def _make_room(self, now: float) -> None:
+        windows = self._windows
+        for key in [k for k, w in windows.items() if now >= w.until and k not in self._pending]:
+            del windows[key]
+        while len(windows) >= self.max_keys:
+            key = next(iter(windows))
+            del windows[key]
+            self._pending.pop(key, None)
