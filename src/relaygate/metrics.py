@@ -17,6 +17,10 @@ deployment to :data:`OTHER` itself, so no caller can get it wrong (an unauthenti
 or ``other``. Event names are code constants; as a backstop, past :data:`MAX_EVENTS` distinct names any
 new one counts as ``other``. The series count is therefore fixed by the config, whatever the traffic, and
 so are the worker's memory, each snapshot and ``/metrics``. Cost: one set look-up per label on the hot path.
+
+LiteLLM's families (``callbacks: ["prometheus"]``) live in ``observe.prometheus``; when the gateway sets
+:attr:`Metrics.litellm`, their part rides in each worker's snapshot and is merged and written after
+relaygate's own families. Unset (the default), they cost one ``is None`` test per snapshot.
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ import bisect
 import contextlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -44,6 +48,16 @@ OTHER = "other"
 """The label value of every group, deployment, status or event outside the known set."""
 MAX_EVENTS = 64
 _STATUS = {code: str(code) for code in range(100, 600)}
+
+
+class Extension(Protocol):
+    """Extra families carried in the snapshots (``observe.prometheus.LiteLLMMetrics``)."""
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def render(self, parts: Sequence[dict[str, Any]], now: float | None = None) -> list[str]: ...
+
+    def cooled_down(self, dep_id: str, status: int) -> None: ...
 
 
 def _rss_bytes() -> int:
@@ -73,6 +87,8 @@ class Metrics:
         self.provider_budgets: dict[str, list[Any]] = {}
         """provider -> [budget USD, spend USD this worker knows, period start, spend shared (Redis)]; set by
         ``budgets.providers`` for the providers of ``provider_budget_config`` only."""
+        self.litellm: Extension | None = None
+        """LiteLLM's ``litellm_*`` families (set by the gateway when the config asks for them)."""
         self.pid = os.getpid()
         self.directory = Path(directory) if directory else None
         self._groups: frozenset[str] = frozenset()
@@ -123,6 +139,12 @@ class Metrics:
             event = OTHER
         events[event] = events.get(event, 0) + n
 
+    def cooldown(self, dep_id: str, status: int) -> None:
+        """The router cooled ``dep_id`` down after an error with HTTP ``status``."""
+        self.count("deployment_cooldown")
+        if self.litellm is not None:
+            self.litellm.cooled_down(dep_id, status)
+
     def set_provider_budget(self, provider: str, limit: float, spend: float, start: float, shared: bool) -> None:
         """A configured provider budget's figures (off the request path: the completion sink, Redis reads)."""
         self.provider_budgets[provider] = [limit, spend, start, shared]
@@ -133,7 +155,7 @@ class Metrics:
     # -- aggregation --------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return {
+        snap = {
             "pid": self.pid,
             "requests": [[g, d, s, n] for (g, d, s), n in self.requests.items()],
             "tokens": [[g, k, n] for (g, k), n in self.tokens.items()],
@@ -144,6 +166,9 @@ class Metrics:
             "provider_budgets": self.provider_budgets,
             "rss": _rss_bytes(),
         }
+        if self.litellm is not None:
+            snap["litellm"] = self.litellm.snapshot()
+        return snap
 
     def flush(self) -> None:
         """Write this worker's snapshot (atomically: temp file + rename)."""
@@ -252,6 +277,8 @@ class Metrics:
         out.append("# TYPE relaygate_worker_rss_bytes gauge")
         for snap in sorted(snaps, key=lambda s: s["pid"]):
             out.append(f'relaygate_worker_rss_bytes{{pid="{snap["pid"]}"}} {snap["rss"]}')
+        if self.litellm is not None:
+            out.extend(self.litellm.render([s["litellm"] for s in snaps if "litellm" in s]))
         return ("\n".join(out) + "\n").encode()
 
 

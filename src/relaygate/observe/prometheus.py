@@ -1,0 +1,478 @@
+"""LiteLLM's Prometheus families (``callbacks: ["prometheus"]``), next to relaygate's own on ``/metrics``.
+
+What it owns: :class:`LiteLLMMetrics`, the ``litellm_*`` families LiteLLM's Prometheus logger documents,
+with its names, types, label names and latency buckets (:data:`FAMILIES`, :data:`LATENCY_BUCKETS`), fed
+from completion records off the request path (``handle``: a sync sink, a few dict increments a record),
+from the router's deployment state read at scrape / snapshot time (state, in-flight, remaining limits:
+nothing on the request path), and from pushes by the parts that know budgets and cooldowns
+(``set_budget``, ``cooled_down``). Dashboards built on LiteLLM (its published Grafana JSON among them)
+therefore work unchanged against relaygate.
+
+Invariants:
+
+- Bounded series: nothing a client sends becomes a label. Model groups, deployment ids, ``api_base``,
+  providers and upstream model names come from the config; ``hashed_api_key`` / ``api_key_alias``,
+  ``team`` and ``user`` only from keys the gateway resolved, and at most :data:`MAX_IDENTITIES` distinct
+  values each (then ``other``); ``requested_model`` is a configured group or alias, else ``other``; an end
+  user, client IP, user agent or tag never is a value (``end_user`` is ``other`` when the request named
+  one). As a backstop each family holds at most :data:`MAX_SERIES` label sets; past that a new one counts
+  under all-``other`` labels. The series count is fixed by the config and the caps, whatever the traffic.
+- A value LiteLLM would leave unset is ``"None"`` (:data:`NONE`), the string its client library writes,
+  so queries written against LiteLLM (``team_alias!="None"``) keep their meaning.
+- Multi-worker: :meth:`LiteLLMMetrics.snapshot` is plain JSON, carried inside ``Metrics.snapshot()``;
+  :meth:`LiteLLMMetrics.render` merges every worker's part (counters and histograms summed, deployment state
+  the worst, in-flight summed, remaining limits the lowest, budgets the latest report).
+- Off means absent: without ``prometheus`` in the config's callbacks no object of this module exists and
+  ``Metrics`` / ``MetricsSink`` pay one ``is None`` test per snapshot and per batch.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from relaygate.observe.detail import Detail
+from relaygate.sinks.record import CompletionRecord, Outcome
+
+if TYPE_CHECKING:
+    from relaygate.config.model import Config
+
+__all__ = ["DEFAULT_BUCKETS", "FAMILIES", "LATENCY_BUCKETS", "MAX_IDENTITIES", "MAX_SERIES", "NONE", "OTHER",
+           "LiteLLMMetrics", "enabled"]
+
+NONE = "None"
+"""The value of a label LiteLLM leaves unset (its client library writes ``str(None)``)."""
+OTHER = "other"
+"""The value of every label outside the bounded set."""
+MAX_IDENTITIES = 10_000
+"""Distinct keys, teams and users that get their own label value; later ones are ``other``."""
+MAX_SERIES = 100_000
+"""Label sets per family; a new one past this counts under all-``other`` labels."""
+
+LATENCY_BUCKETS = (0.005, 0.00625, 0.0125, 0.025, 0.05, 0.1, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0,
+                   5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 8.5, 9.0, 9.5, 10.0, 15.0, 20.0, 25.0, 30.0, 60.0, 120.0, 180.0,
+                   240.0, 300.0)
+"""LiteLLM's ``LATENCY_BUCKETS`` (its last bucket, ``+Inf``, is implied)."""
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+"""prometheus_client's default buckets, which LiteLLM's per-output-token histogram uses."""
+
+COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
+
+_USER_KEY = ("end_user", "hashed_api_key", "api_key_alias")
+_DEP = ("litellm_model_name", "model_id", "api_base", "api_provider")
+_API = ("model", "hashed_api_key", "api_key_alias", "team", "team_alias", "requested_model", "end_user", "user",
+        "model_id")
+_TOKENS = (*_USER_KEY, "model", "team", "team_alias", "user", "user_email", "requested_model", "model_id")
+_DEP_CALLS = ("requested_model", *_DEP, "hashed_api_key", "api_key_alias", "team", "team_alias", "client_ip",
+              "user_agent")
+_REMAINING = ("model_group", "api_provider", "api_base", "litellm_model_name", "hashed_api_key", "api_key_alias",
+              "model_id")
+_FALLBACKS = ("requested_model", "fallback_model", "hashed_api_key", "api_key_alias", "team", "team_alias",
+              "exception_status", "exception_class", "model_id")
+
+FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "litellm_proxy_total_requests_metric": (COUNTER, (
+        *_USER_KEY, "requested_model", "team", "team_alias", "user", "status_code", "user_email", "route",
+        "client_ip", "user_agent", "model_id"), "Total number of requests made to the proxy server"),
+    "litellm_proxy_failed_requests_metric": (COUNTER, (
+        *_USER_KEY, "requested_model", "team", "team_alias", "user", "user_email", "exception_status",
+        "exception_class", "route", "client_ip", "user_agent", "model_id"),
+        "Total number of failed responses from proxy - the client did not get a success response"),
+    "litellm_request_total_latency_metric": (HISTOGRAM, (
+        *_USER_KEY, "requested_model", "team", "team_alias", "user", "model", "model_id"),
+        "Total latency (seconds) for a request to LiteLLM"),
+    "litellm_llm_api_latency_metric": (HISTOGRAM, _API, "Total latency (seconds) for a models LLM API call"),
+    "litellm_llm_api_time_to_first_token_metric": (HISTOGRAM, _API, "Time to first token for a models LLM API call"),
+    "litellm_overhead_latency_metric": (HISTOGRAM, _REMAINING, "Latency overhead (seconds) added by the proxy"),
+    "litellm_deployment_latency_per_output_token": (HISTOGRAM, (
+        *_DEP, "hashed_api_key", "api_key_alias", "team", "team_alias"),
+        "LLM Deployment Analytics - Latency per output token"),
+    "litellm_spend_metric": (COUNTER, (
+        *_USER_KEY, "model", "team", "team_alias", "user", "user_email", "client_ip", "user_agent", "model_id"),
+        "Total spend on LLM requests"),
+    "litellm_total_tokens_metric": (COUNTER, _TOKENS, "Total number of input + output tokens from LLM requests"),
+    "litellm_input_tokens_metric": (COUNTER, _TOKENS, "Total number of input tokens from LLM requests"),
+    "litellm_output_tokens_metric": (COUNTER, _TOKENS, "Total number of output tokens from LLM requests"),
+    "litellm_deployment_success_responses": (COUNTER, _DEP_CALLS,
+                                             "LLM Deployment Analytics - Total number of successful LLM API calls"),
+    "litellm_deployment_failure_responses": (COUNTER, (
+        "requested_model", *_DEP, "exception_status", "exception_class", "hashed_api_key", "api_key_alias", "team",
+        "team_alias", "client_ip", "user_agent"), "LLM Deployment Analytics - Total number of failed LLM API calls"),
+    "litellm_deployment_total_requests": (COUNTER, _DEP_CALLS,
+                                          "LLM Deployment Analytics - Total number of LLM API calls"),
+    "litellm_deployment_successful_fallbacks": (COUNTER, _FALLBACKS, "Number of successful fallback requests"),
+    "litellm_deployment_failed_fallbacks": (COUNTER, _FALLBACKS, "Number of failed fallback requests"),
+    "litellm_deployment_cooled_down": (COUNTER, (*_DEP, "exception_status"),
+                                       "Number of times a deployment has been cooled down"),
+    "litellm_deployment_state": (GAUGE, _DEP, "The state of the deployment: 0 = healthy, 1 = partial outage, "
+                                              "2 = complete outage"),
+    "litellm_deployment_rpm_limit": (GAUGE, _DEP, "Deployment RPM limit found in config"),
+    "litellm_deployment_tpm_limit": (GAUGE, _DEP, "Deployment TPM limit found in config"),
+    "litellm_remaining_requests_metric": (GAUGE, _REMAINING, "Remaining requests for model"),
+    "litellm_remaining_tokens_metric": (GAUGE, _REMAINING, "Remaining tokens for model"),
+    "litellm_remaining_requests": (GAUGE, _REMAINING, "Remaining requests for model (LiteLLM's earlier name)"),
+    "litellm_remaining_tokens": (GAUGE, _REMAINING, "Remaining tokens for model (LiteLLM's earlier name)"),
+    "litellm_in_flight_requests": (GAUGE, (), "Requests in flight to LLM APIs"),
+    "litellm_remaining_team_budget_metric": (GAUGE, ("team", "team_alias"), "Remaining budget for team"),
+    "litellm_team_max_budget_metric": (GAUGE, ("team", "team_alias"), "Maximum budget set for team"),
+    "litellm_team_budget_remaining_hours_metric": (GAUGE, ("team", "team_alias"),
+                                                   "Remaining hours for team budget to be reset"),
+    "litellm_remaining_api_key_budget_metric": (GAUGE, ("hashed_api_key", "api_key_alias"),
+                                                "Remaining budget for api key"),
+    "litellm_api_key_max_budget_metric": (GAUGE, ("hashed_api_key", "api_key_alias"),
+                                          "Maximum budget set for api key"),
+    "litellm_api_key_budget_remaining_hours_metric": (GAUGE, ("hashed_api_key", "api_key_alias"),
+                                                      "Remaining hours for api key budget to be reset"),
+    "litellm_remaining_user_budget_metric": (GAUGE, ("user",), "Remaining budget for user"),
+    "litellm_user_max_budget_metric": (GAUGE, ("user",), "Maximum budget set for user"),
+    "litellm_user_budget_remaining_hours_metric": (GAUGE, ("user",), "Remaining hours for user budget to be reset"),
+}
+"""name -> (type, label names in LiteLLM's order, help). ``litellm_remaining_requests`` / ``_tokens`` are the
+names LiteLLM's published v2 Grafana dashboard still queries; they carry the same samples as the ``_metric``
+families."""
+
+_BUDGET_FAMILIES = {
+    "team": ("litellm_remaining_team_budget_metric", "litellm_team_max_budget_metric",
+             "litellm_team_budget_remaining_hours_metric"),
+    "key": ("litellm_remaining_api_key_budget_metric", "litellm_api_key_max_budget_metric",
+            "litellm_api_key_budget_remaining_hours_metric"),
+    "user": ("litellm_remaining_user_budget_metric", "litellm_user_max_budget_metric",
+             "litellm_user_budget_remaining_hours_metric"),
+}
+
+# an error's LiteLLM exception class by HTTP status (LiteLLM: ``Provider.ClassName``)
+_CLASSES = {400: "BadRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError", 404: "NotFoundError",
+            408: "Timeout", 413: "BadRequestError", 422: "UnprocessableEntityError", 429: "RateLimitError",
+            499: "ClientDisconnectedError", 500: "InternalServerError", 502: "APIConnectionError",
+            503: "ServiceUnavailableError", 504: "Timeout", 599: "MidStreamError"}
+_TYPE_CLASSES = {"budget_exceeded": "BudgetExceededError", "context_length_exceeded": "ContextWindowExceededError",
+                 "content_policy_violation": "ContentPolicyViolationError"}
+_ROUTES = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings",
+           "messages": "/v1/messages", "responses": "/v1/responses", "images": "/images/generations",
+           "audio_speech": "/audio/speech", "audio_transcriptions": "/audio/transcriptions",
+           "moderations": "/moderations", "rerank": "/rerank"}
+_MAX_ROUTES = 64
+_STATUS = {code: str(code) for code in range(100, 600)}
+_OK = Outcome.OK
+_GONE = Outcome.CLIENT_GONE
+_CLIENT_CLOSED = 499
+_UNKNOWN_DEP = (NONE, NONE, NONE, NONE, NONE)
+
+
+def enabled(config: Config) -> bool:
+    """Whether the config asks for LiteLLM's Prometheus metrics (``prometheus`` among its callbacks)."""
+    obs = config.observe
+    return obs is not None and ("prometheus" in obs.success_callbacks or "prometheus" in obs.failure_callbacks)
+
+
+def _class_of(status: int, error_type: str, provider: str) -> str:
+    name = _TYPE_CLASSES.get(error_type) or _CLASSES.get(status) or "APIError"
+    return f"{provider[0].upper()}{provider[1:]}.{name}" if provider and provider != NONE else name
+
+
+class LiteLLMMetrics:
+    """One worker's ``litellm_*`` figures. ``handle`` is the sink entry point; ``render`` the scrape's."""
+
+    name = "prometheus"
+
+    def __init__(self, groups: Iterable[str] = (), deployments: Iterable[Any] = (), *,
+                 router: Callable[[], Any] | None = None) -> None:
+        """``deployments``: config :class:`~relaygate.config.model.Deployment` objects (their ids, names,
+        ``api_base``, provider and limits become the only deployment label values). ``router``: returns the
+        live router (or ``None``), read at snapshot time for deployment state, in-flight and remaining limits."""
+        self.router_source = router
+        self.counters: dict[str, dict[tuple[str, ...], float]] = {n: {} for n, f in FAMILIES.items() if f[0] == COUNTER}
+        self.histograms: dict[str, dict[tuple[str, ...], list[float]]] = {
+            n: {} for n, f in FAMILIES.items() if f[0] == HISTOGRAM}
+        self.dep_state: dict[str, int] = {}
+        """deployment id -> 0 healthy / 1 partial outage, from its last call (cooldowns read from the router)."""
+        self.budgets: dict[tuple[str, str, str], list[float]] = {}
+        """(kind, ident, alias) -> [max budget, spend, reset at (epoch, -1 none), reported at]."""
+        self._keys: dict[str, tuple[str, str]] = {}
+        self._teams: dict[str, tuple[str, str]] = {}
+        self._users: dict[str, str] = {}
+        self._routes: dict[str, str] = dict(_ROUTES)
+        self._groups: frozenset[str] = frozenset()
+        self._deps: dict[str, tuple[str, str, str, str, str]] = {}
+        self._limits: list[tuple[tuple[str, ...], int | None, int | None]] = []
+        self.set_labels(groups, deployments)
+
+    @classmethod
+    def for_config(cls, config: Config, *, router: Callable[[], Any] | None = None) -> LiteLLMMetrics | None:
+        """The metrics for ``config``, or ``None`` when its callbacks do not name ``prometheus``."""
+        if not enabled(config):
+            return None
+        groups = {d.model_name for d in config.deployments} | set(config.router.model_group_alias)
+        return cls(groups, config.deployments, router=router)
+
+    def set_config(self, config: Config) -> None:
+        """A reload: the label values allowed from now on follow the new config (series already counted stay)."""
+        self.set_labels({d.model_name for d in config.deployments} | set(config.router.model_group_alias),
+                        config.deployments)
+
+    def set_labels(self, groups: Iterable[str], deployments: Iterable[Any]) -> None:
+        self._groups = frozenset(groups)
+        deps: dict[str, tuple[str, str, str, str, str]] = {}
+        limits: list[tuple[tuple[str, ...], int | None, int | None]] = []
+        for d in deployments:
+            # model_id, litellm_model_name / model, api_base, api_provider, model_group
+            labels: tuple[str, str, str, str, str] = (
+                str(d.id), str(d.upstream_model or NONE), str(d.api_base or NONE), str(d.provider or NONE),
+                str(d.model_name))
+            deps[d.id] = labels
+            if d.rpm or d.tpm:
+                limits.append(((labels[1], labels[0], labels[2], labels[3]), d.rpm, d.tpm))
+        self._deps = deps
+        self._limits = limits
+
+    # -- bounded label values -------------------------------------------------------------------------
+
+    def _key(self, key_hash: str | None, alias: str | None) -> tuple[str, str]:
+        if not key_hash:
+            return NONE, NONE
+        got = self._keys.get(key_hash)
+        if got is None or got[1] != (alias or NONE):
+            if got is None and len(self._keys) >= MAX_IDENTITIES:
+                return OTHER, OTHER
+            got = self._keys[key_hash] = (key_hash, alias or NONE)
+        return got
+
+    def _team(self, team_id: str | None, alias: str | None) -> tuple[str, str]:
+        if not team_id:
+            return NONE, NONE
+        got = self._teams.get(team_id)
+        if got is None or (alias is not None and got[1] != alias):
+            if got is None and len(self._teams) >= MAX_IDENTITIES:
+                return OTHER, OTHER
+            got = self._teams[team_id] = (team_id, alias or NONE)
+        return got
+
+    def _user(self, user_id: str | None) -> str:
+        if not user_id:
+            return NONE
+        got = self._users.get(user_id)
+        if got is None:
+            if len(self._users) >= MAX_IDENTITIES:
+                return OTHER
+            got = self._users[user_id] = user_id
+        return got
+
+    def _route(self, kind: str) -> str:
+        got = self._routes.get(kind)
+        if got is None:
+            if len(self._routes) >= _MAX_ROUTES:
+                return OTHER
+            got = self._routes[kind] = kind  # a code constant of the pipeline, never client text
+        return got
+
+    def _dep(self, dep_id: str) -> tuple[str, str, str, str, str]:
+        if not dep_id:
+            return _UNKNOWN_DEP
+        return self._deps.get(dep_id) or (OTHER, OTHER, OTHER, OTHER, OTHER)
+
+    # -- the sink ---------------------------------------------------------------------------------------
+
+    def handle(self, batch: Sequence[CompletionRecord]) -> None:
+        """Count a batch of completion records (sync sink; the queue's drain callback)."""
+        for r in batch:
+            self._record(r)
+
+    def _record(self, r: CompletionRecord) -> None:
+        c = self.counters
+        h = self.histograms
+        detail = r.extra.get("observe") if isinstance(r.extra, dict) else None
+        if not isinstance(detail, Detail):
+            detail = None
+        hk, alias = self._key(r.key_hash, r.key_alias)
+        team, team_alias = self._team(r.team_id, detail.team_alias if detail is not None else None)
+        user = self._user(r.user_id)
+        end_user = NONE if r.end_user_id is None else OTHER
+        requested = r.model if r.model in self._groups else OTHER
+        model_id, model, api_base, provider, _group = dep = self._dep(r.deployment_id)
+        ok = r.outcome is _OK
+        code = _CLIENT_CLOSED if r.outcome is _GONE else r.status  # the client left: nginx's 499, as proxies log it
+        status = _STATUS.get(code, OTHER)
+        route = self._route(r.route)
+        _inc(c["litellm_proxy_total_requests_metric"], (
+            end_user, hk, alias, requested, team, team_alias, user, status, NONE, route, NONE, NONE, model_id))
+        if not ok:
+            cls = _class_of(code, r.error_type, NONE if r.outcome is _GONE else provider)
+            _inc(c["litellm_proxy_failed_requests_metric"], (
+                end_user, hk, alias, requested, team, team_alias, user, NONE, status, cls, route, NONE, NONE,
+                model_id))
+        self._calls(r, detail, requested, hk, alias, team, team_alias)
+        if r.fallbacks:
+            self._fallback(r, detail, requested, hk, alias, team, team_alias, model_id)
+        if not ok:
+            return
+        latency = r.latency
+        _observe(h["litellm_request_total_latency_metric"], (
+            end_user, hk, alias, requested, team, team_alias, user, model, model_id), latency, LATENCY_BUCKETS)
+        tokens = (end_user, hk, alias, model, team, team_alias, user, NONE, requested, model_id)
+        _inc(c["litellm_input_tokens_metric"], tokens, r.prompt_tokens)
+        _inc(c["litellm_output_tokens_metric"], tokens, r.completion_tokens)
+        _inc(c["litellm_total_tokens_metric"], tokens, r.prompt_tokens + r.completion_tokens)
+        _inc(c["litellm_spend_metric"], (
+            end_user, hk, alias, model, team, team_alias, user, NONE, NONE, NONE, model_id), r.cost)
+        if dep is _UNKNOWN_DEP or r.cache_hit:
+            return  # no LLM API call was made
+        overhead = r.overhead if r.overhead > 0.0 else 0.0
+        api = latency - overhead
+        api_labels = (model, hk, alias, team, team_alias, requested, end_user, user, model_id)
+        _observe(h["litellm_llm_api_latency_metric"], api_labels, api, LATENCY_BUCKETS)
+        if r.ttft is not None:
+            _observe(h["litellm_llm_api_time_to_first_token_metric"], api_labels, r.ttft, LATENCY_BUCKETS)
+        _observe(h["litellm_overhead_latency_metric"], (
+            dep[4] if dep[4] in self._groups else OTHER, provider, api_base, model, hk, alias, model_id),
+            overhead, LATENCY_BUCKETS)
+        if r.completion_tokens > 0:
+            _observe(h["litellm_deployment_latency_per_output_token"], (
+                model, model_id, api_base, provider, hk, alias, team, team_alias),
+                api / r.completion_tokens, DEFAULT_BUCKETS)
+
+    def _calls(self, r: CompletionRecord, detail: Detail | None, requested: str, hk: str, alias: str, team: str,
+               team_alias: str) -> None:
+        """Per-deployment call counters: every upstream attempt when the detail lists them, else the last."""
+        if detail is not None and detail.attempts:
+            calls = [(a.deployment_id, a.status if a.status else 599, a.error_type) for a in detail.attempts]
+        elif r.deployment_id and not r.cache_hit and r.outcome is not _GONE:  # a client leaving is no upstream failure
+            calls = [(r.deployment_id, r.status if r.outcome is not _OK else 200, r.error_type)]
+        else:
+            return
+        c = self.counters
+        for dep_id, status, error_type in calls:
+            model_id, model, api_base, provider, _group = self._dep(dep_id)
+            labels = (requested, model, model_id, api_base, provider, hk, alias, team, team_alias, NONE, NONE)
+            _inc(c["litellm_deployment_total_requests"], labels)
+            if 200 <= status < 300:
+                _inc(c["litellm_deployment_success_responses"], labels)
+                if model_id in self._deps:
+                    self.dep_state[model_id] = 0
+            else:
+                _inc(c["litellm_deployment_failure_responses"], (
+                    requested, model, model_id, api_base, provider, _STATUS.get(status, OTHER),
+                    _class_of(status, error_type, provider), hk, alias, team, team_alias, NONE, NONE))
+                if model_id in self._deps:
+                    self.dep_state[model_id] = 1
+
+    def _fallback(self, r: CompletionRecord, detail: Detail | None, requested: str, hk: str, alias: str, team: str,
+                  team_alias: str, model_id: str) -> None:
+        """A request that fell back: success or failure by its outcome, the first failed attempt's status."""
+        group = r.model_group
+        fallback = group if group in self._groups else (NONE if not group else OTHER)
+        status, cls = NONE, NONE
+        if detail is not None:
+            for a in detail.attempts:
+                if not 200 <= a.status < 300:
+                    provider = self._dep(a.deployment_id)[3]
+                    status, cls = _STATUS.get(a.status or 599, OTHER), _class_of(a.status, a.error_type, provider)
+                    break
+        name = "litellm_deployment_successful_fallbacks" if r.outcome is _OK else "litellm_deployment_failed_fallbacks"
+        _inc(self.counters[name], (requested, fallback, hk, alias, team, team_alias, status, cls, model_id))
+
+    # -- pushed by other parts ----------------------------------------------------------------------------
+
+    def cooled_down(self, dep_id: str, status: int) -> None:
+        """The router cooled ``dep_id`` down after a failure with ``status`` (off the request path's fast lane:
+        cooldowns are rare)."""
+        model_id, model, api_base, provider, _group = self._dep(dep_id)
+        _inc(self.counters["litellm_deployment_cooled_down"],
+             (model, model_id, api_base, provider, _STATUS.get(status, OTHER)))
+
+    def set_budget(self, kind: str, ident: str, alias: str | None, max_budget: float, spend: float,
+                   reset_at: float | None = None, now: float | None = None) -> None:
+        """A budget's figures (``kind``: ``team``, ``key`` (ident = key hash) or ``user``), as its owner knows
+        them; ``reset_at`` is the period's end (epoch seconds), ``None`` for a budget without a period."""
+        if kind == "team":
+            ident, label_alias = self._team(ident, alias)
+        elif kind == "key":
+            ident, label_alias = self._key(ident, alias)
+        elif kind == "user":
+            ident, label_alias = self._user(ident), NONE
+        else:
+            raise ValueError(f"unknown budget kind {kind!r}")
+        self.budgets[(kind, ident, label_alias)] = [
+            float(max_budget), float(spend), -1.0 if reset_at is None else float(reset_at),
+            time.time() if now is None else now]
+
+    # -- snapshot and render ------------------------------------------------------------------------------
+
+    def gauges(self) -> dict[str, list[list[Any]]]:
+        """The gauges read from the router now (and each deployment's last-call state)."""
+        out: dict[str, list[list[Any]]] = {}
+        state: dict[str, int] = dict(self.dep_state)
+        router = self.router_source() if self.router_source is not None else None
+        if router is not None:
+            inflight = 0
+            remaining_r: list[list[Any]] = []
+            remaining_t: list[list[Any]] = []
+            now = router.clock()
+            for group in router.groups.values():
+                for t in group.targets:
+                    s = t.stats
+                    inflight += s.inflight
+                    model_id, model, api_base, provider, group_name = self._dep(s.id)
+                    if model_id not in self._deps:
+                        continue
+                    if s.cooldown_until > now:
+                        state[model_id] = 2
+                    else:
+                        state.setdefault(model_id, 0)
+                    labels = [group_name if group_name in self._groups else OTHER, provider, api_base, model, NONE,
+                              NONE, model_id]
+                    if s.rpm:
+                        remaining_r.append([*labels, s.rpm_left])
+                    if s.tpm:
+                        remaining_t.append([*labels, s.tpm_left])
+            out["litellm_in_flight_requests"] = [[inflight]]
+            out["litellm_remaining_requests_metric"] = remaining_r
+            out["litellm_remaining_tokens_metric"] = remaining_t
+        out["litellm_deployment_state"] = [[*self._dep_labels(d), v] for d, v in state.items()]
+        out["litellm_deployment_rpm_limit"] = [[*labels, rpm] for labels, rpm, _tpm in self._limits if rpm]
+        out["litellm_deployment_tpm_limit"] = [[*labels, tpm] for labels, _rpm, tpm in self._limits if tpm]
+        return out
+
+    def _dep_labels(self, dep_id: str) -> tuple[str, str, str, str]:
+        model_id, model, api_base, provider, _group = self._dep(dep_id)
+        return model, model_id, api_base, provider
+
+    def snapshot(self) -> dict[str, Any]:
+        """This worker's part of ``Metrics.snapshot()`` (plain JSON)."""
+        return {
+            "c": {n: [[*k, v] for k, v in d.items()] for n, d in self.counters.items() if d},
+            "h": {n: [[*k, v] for k, v in d.items()] for n, d in self.histograms.items() if d},
+            "g": self.gauges(),
+            "b": [[*k, *v] for k, v in self.budgets.items()],
+        }
+
+    def render(self, parts: Sequence[dict[str, Any]], now: float | None = None) -> list[str]:
+        """Prometheus text lines for the merged ``parts`` (this worker's snapshot and the other workers')."""
+        from relaygate.observe.prometheus_text import render
+
+        return render(parts, time.time() if now is None else now)
+
+
+def _inc(d: dict[tuple[str, ...], float], key: tuple[str, ...], n: float = 1) -> None:
+    v = d.get(key)
+    if v is None:
+        if len(d) >= MAX_SERIES:
+            key = (OTHER,) * len(key)
+            v = d.get(key, 0)
+        else:
+            v = 0
+    d[key] = v + n
+
+
+def _observe(d: dict[tuple[str, ...], list[float]], key: tuple[str, ...], value: float,
+             buckets: tuple[float, ...]) -> None:
+    hist = d.get(key)
+    if hist is None:
+        if len(d) >= MAX_SERIES:
+            key = (OTHER,) * len(key)
+            hist = d.get(key)
+        if hist is None:
+            hist = d[key] = [0.0] * (len(buckets) + 2)  # one count per bucket, +Inf, then the sum
+    hist[bisect.bisect_left(buckets, value)] += 1
+    hist[-1] += value

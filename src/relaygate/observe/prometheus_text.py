@@ -1,0 +1,138 @@
+"""The ``litellm_*`` families as Prometheus text: every worker's part merged, then written.
+
+What it owns: the merge rules of :class:`~relaygate.observe.prometheus.LiteLLMMetrics` snapshots (one per
+live worker) and the exposition text (version 0.0.4, as prometheus_client writes it: ``# HELP`` and
+``# TYPE`` per family, counters' samples with the ``_total`` suffix, histograms as cumulative ``_bucket``
+samples with ``le`` then ``_sum`` and ``_count``). It runs only at scrape time.
+
+Merge rules: counters and histograms are summed; ``litellm_deployment_state`` takes the worst worker's
+state; ``litellm_in_flight_requests`` is the sum; remaining requests / tokens the lowest (each worker only
+knows its own view of a shared limit, so the lowest is the safe figure); configured limits are the same
+everywhere; a budget is the latest report about it, its remaining hours computed at ``now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from relaygate.observe.prometheus import (
+    _BUDGET_FAMILIES,
+    COUNTER,
+    DEFAULT_BUCKETS,
+    FAMILIES,
+    GAUGE,
+    HISTOGRAM,
+    LATENCY_BUCKETS,
+)
+
+__all__ = ["render"]
+
+_LEGACY = {"litellm_remaining_requests": "litellm_remaining_requests_metric",
+           "litellm_remaining_tokens": "litellm_remaining_tokens_metric"}
+_WORST = {"litellm_deployment_state"}
+_SUM = {"litellm_in_flight_requests"}
+_INF = 'le="+Inf"'
+
+
+def _esc(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(names: Sequence[str], values: Sequence[Any], extra: str = "") -> str:
+    parts = [f'{n}="{_esc(v)}"' for n, v in zip(names, values)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+def _num(v: float) -> str:
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return f"{v:.1f}"
+    return repr(v)
+
+
+def _merge(parts: Sequence[dict[str, Any]]) -> tuple[dict[str, dict[tuple[str, ...], float]],
+                                                     dict[str, dict[tuple[str, ...], list[float]]],
+                                                     dict[str, dict[tuple[str, ...], float]],
+                                                     dict[tuple[str, str, str], list[float]]]:
+    counters: dict[str, dict[tuple[str, ...], float]] = {}
+    hists: dict[str, dict[tuple[str, ...], list[float]]] = {}
+    gauges: dict[str, dict[tuple[str, ...], float]] = {}
+    budgets: dict[tuple[str, str, str], list[float]] = {}
+    for part in parts:
+        for name, rows in part.get("c", {}).items():
+            into = counters.setdefault(name, {})
+            for row in rows:
+                key = tuple(row[:-1])
+                into[key] = into.get(key, 0) + row[-1]
+        for name, rows in part.get("h", {}).items():
+            hinto = hists.setdefault(name, {})
+            for row in rows:
+                key = tuple(row[:-1])
+                seen = hinto.get(key)
+                if seen is None:
+                    hinto[key] = list(row[-1])
+                else:
+                    for i, n in enumerate(row[-1]):
+                        seen[i] += n
+        for name, rows in part.get("g", {}).items():
+            ginto = gauges.setdefault(name, {})
+            for row in rows:
+                key = tuple(row[:-1])
+                value = row[-1]
+                old = ginto.get(key)
+                if old is None:
+                    ginto[key] = value
+                elif name in _SUM:
+                    ginto[key] = old + value
+                elif name in _WORST:
+                    ginto[key] = max(old, value)
+                else:
+                    ginto[key] = min(old, value)
+        for row in part.get("b", []):
+            bkey = (row[0], row[1], row[2])
+            seen_b = budgets.get(bkey)
+            if seen_b is None or row[6] >= seen_b[3]:
+                budgets[bkey] = list(row[3:7])
+    return counters, hists, gauges, budgets
+
+
+def render(parts: Sequence[dict[str, Any]], now: float) -> list[str]:
+    """The text lines of every ``litellm_*`` family (families without samples get their HELP / TYPE only)."""
+    counters, hists, gauges, budgets = _merge(parts)
+    for legacy, current in _LEGACY.items():
+        if current in gauges:
+            gauges[legacy] = gauges[current]
+    for kind, (remaining, maximum, hours) in _BUDGET_FAMILIES.items():
+        for (k, ident, alias), (max_budget, spend, reset_at, _at) in budgets.items():
+            if k != kind:
+                continue
+            key: tuple[str, ...] = (ident, alias) if kind != "user" else (ident,)
+            gauges.setdefault(remaining, {})[key] = max_budget - spend
+            gauges.setdefault(maximum, {})[key] = max_budget
+            if reset_at >= 0:
+                gauges.setdefault(hours, {})[key] = max(0.0, (reset_at - now) / 3600.0)
+    out: list[str] = []
+    for name, (kind, names, help_text) in FAMILIES.items():
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} {kind}")
+        if kind == COUNTER:
+            for key, value in sorted(counters.get(name, {}).items()):
+                out.append(f"{name}_total{_labels(names, key)} {_num(float(value))}")
+        elif kind == GAUGE:
+            for key, value in sorted(gauges.get(name, {}).items()):
+                out.append(f"{name}{_labels(names, key)} {_num(float(value))}")
+        elif kind == HISTOGRAM:
+            buckets = DEFAULT_BUCKETS if name == "litellm_deployment_latency_per_output_token" else LATENCY_BUCKETS
+            for key, hist in sorted(hists.get(name, {}).items()):
+                acc = 0.0
+                for bound, n in zip(buckets, hist):
+                    acc += n
+                    le = 'le="' + str(bound) + '"'
+                    out.append(f"{name}_bucket{_labels(names, key, le)} {_num(acc)}")
+                acc += hist[len(buckets)]
+                out.append(f"{name}_bucket{_labels(names, key, _INF)} {_num(acc)}")
+                out.append(f"{name}_sum{_labels(names, key)} {_num(float(hist[-1]))}")
+                out.append(f"{name}_count{_labels(names, key)} {_num(acc)}")
+    return out

@@ -1,0 +1,302 @@
+"""LiteLLM's ``litellm_*`` families: LiteLLM's names, types and labels; bounded series; workers merged.
+
+The table below is written from LiteLLM's ``litellm/types/integrations/prometheus.py``
+(``PrometheusMetricLabels``, ``LATENCY_BUCKETS``) and ``litellm/integrations/prometheus.py`` (metric types;
+``litellm_in_flight_requests`` from its in-flight middleware), independently of relaygate's own
+``FAMILIES``, so a drift on either side fails here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import string
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from relaygate.config.observe import ObserveSettings
+from relaygate.metrics import Metrics
+from relaygate.observe import prometheus
+from relaygate.observe.prometheus import LiteLLMMetrics, enabled
+from relaygate.router import Router
+from relaygate.sinks import CompletionQueue, Outcome
+
+from .test_prometheus_dashboard import KEY_A, parse_exposition, record, scrape_after_traffic, traffic_config
+
+_DEP = ["litellm_model_name", "model_id", "api_base", "api_provider"]
+_API = ["model", "hashed_api_key", "api_key_alias", "team", "team_alias", "requested_model", "end_user", "user",
+        "model_id"]
+_TOKENS = ["end_user", "hashed_api_key", "api_key_alias", "model", "team", "team_alias", "user", "user_email",
+           "requested_model", "model_id"]
+_CALLS = ["requested_model", "litellm_model_name", "model_id", "api_base", "api_provider", "hashed_api_key",
+          "api_key_alias", "team", "team_alias", "client_ip", "user_agent"]
+_REMAINING = ["model_group", "api_provider", "api_base", "litellm_model_name", "hashed_api_key", "api_key_alias",
+              "model_id"]
+_FALLBACKS = ["requested_model", "fallback_model", "hashed_api_key", "api_key_alias", "team", "team_alias",
+              "exception_status", "exception_class", "model_id"]
+
+LITELLM: dict[str, tuple[str, list[str]]] = {
+    "litellm_proxy_total_requests_metric": ("counter", [
+        "end_user", "hashed_api_key", "api_key_alias", "requested_model", "team", "team_alias", "user",
+        "status_code", "user_email", "route", "client_ip", "user_agent", "model_id"]),
+    "litellm_proxy_failed_requests_metric": ("counter", [
+        "end_user", "hashed_api_key", "api_key_alias", "requested_model", "team", "team_alias", "user",
+        "user_email", "exception_status", "exception_class", "route", "client_ip", "user_agent", "model_id"]),
+    "litellm_request_total_latency_metric": ("histogram", [
+        "end_user", "hashed_api_key", "api_key_alias", "requested_model", "team", "team_alias", "user", "model",
+        "model_id"]),
+    "litellm_llm_api_latency_metric": ("histogram", _API),
+    "litellm_llm_api_time_to_first_token_metric": ("histogram", _API),
+    "litellm_overhead_latency_metric": ("histogram", _REMAINING),
+    "litellm_deployment_latency_per_output_token": ("histogram", [
+        *_DEP, "hashed_api_key", "api_key_alias", "team", "team_alias"]),
+    "litellm_spend_metric": ("counter", [
+        "end_user", "hashed_api_key", "api_key_alias", "model", "team", "team_alias", "user", "user_email",
+        "client_ip", "user_agent", "model_id"]),
+    "litellm_total_tokens_metric": ("counter", _TOKENS),
+    "litellm_input_tokens_metric": ("counter", _TOKENS),
+    "litellm_output_tokens_metric": ("counter", _TOKENS),
+    "litellm_deployment_success_responses": ("counter", _CALLS),
+    "litellm_deployment_total_requests": ("counter", _CALLS),
+    "litellm_deployment_failure_responses": ("counter", [
+        "requested_model", *_DEP, "exception_status", "exception_class", "hashed_api_key", "api_key_alias", "team",
+        "team_alias", "client_ip", "user_agent"]),
+    "litellm_deployment_successful_fallbacks": ("counter", _FALLBACKS),
+    "litellm_deployment_failed_fallbacks": ("counter", _FALLBACKS),
+    "litellm_deployment_cooled_down": ("counter", [*_DEP, "exception_status"]),
+    "litellm_deployment_state": ("gauge", _DEP),
+    "litellm_deployment_rpm_limit": ("gauge", _DEP),
+    "litellm_deployment_tpm_limit": ("gauge", _DEP),
+    "litellm_remaining_requests_metric": ("gauge", _REMAINING),
+    "litellm_remaining_tokens_metric": ("gauge", _REMAINING),
+    "litellm_in_flight_requests": ("gauge", []),
+    "litellm_remaining_team_budget_metric": ("gauge", ["team", "team_alias"]),
+    "litellm_team_max_budget_metric": ("gauge", ["team", "team_alias"]),
+    "litellm_team_budget_remaining_hours_metric": ("gauge", ["team", "team_alias"]),
+    "litellm_remaining_api_key_budget_metric": ("gauge", ["hashed_api_key", "api_key_alias"]),
+    "litellm_api_key_max_budget_metric": ("gauge", ["hashed_api_key", "api_key_alias"]),
+    "litellm_api_key_budget_remaining_hours_metric": ("gauge", ["hashed_api_key", "api_key_alias"]),
+    "litellm_remaining_user_budget_metric": ("gauge", ["user"]),
+    "litellm_user_max_budget_metric": ("gauge", ["user"]),
+    "litellm_user_budget_remaining_hours_metric": ("gauge", ["user"]),
+    # the names LiteLLM's published v2 Grafana dashboard queries (the gauges' earlier names)
+    "litellm_remaining_requests": ("gauge", _REMAINING),
+    "litellm_remaining_tokens": ("gauge", _REMAINING),
+}
+LITELLM_LATENCY_BUCKETS = [0.005, 0.00625, 0.0125, 0.025, 0.05, 0.1, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5,
+                           5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 8.5, 9.0, 9.5, 10.0, 15.0, 20.0, 25.0, 30.0, 60.0, 120.0,
+                           180.0, 240.0, 300.0]
+PROMETHEUS_CLIENT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
+_SUFFIX = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_sum", "_count"]}
+
+
+def _litellm_lines(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if "litellm_" in line and "cache_" not in line
+                     and "provider_remaining_budget" not in line)
+
+
+def test_every_family_has_litellm_name_type_and_labels() -> None:
+    scrape, _text = scrape_after_traffic()
+    declared = {n: t for n, t in scrape.types.items() if n.startswith("litellm_")}
+    for name, (kind, labels) in LITELLM.items():
+        assert declared.get(name) == kind, name
+        for suffix in _SUFFIX[kind]:
+            samples = scrape.samples.get(name + suffix)
+            assert samples, f"{name}{suffix}: no sample after traffic"
+            for s in samples:
+                want = set(labels) | ({"le"} if suffix == "_bucket" else set())
+                assert set(s) == want, f"{name}{suffix}: labels {sorted(s)} != {sorted(want)}"
+    ours = set(declared) - {"litellm_cache_hits_metric", "litellm_cache_misses_metric",
+                            "litellm_provider_remaining_budget_metric"}
+    assert ours == set(LITELLM)
+
+
+def test_latency_buckets_are_litellms() -> None:
+    scrape, _text = scrape_after_traffic()
+    for name, buckets in (("litellm_request_total_latency_metric", LITELLM_LATENCY_BUCKETS),
+                          ("litellm_llm_api_latency_metric", LITELLM_LATENCY_BUCKETS),
+                          ("litellm_llm_api_time_to_first_token_metric", LITELLM_LATENCY_BUCKETS),
+                          ("litellm_overhead_latency_metric", LITELLM_LATENCY_BUCKETS),
+                          ("litellm_deployment_latency_per_output_token", PROMETHEUS_CLIENT_BUCKETS)):
+        first = scrape.samples[name + "_bucket"][0]
+        rest = {k: v for k, v in first.items() if k != "le"}
+        les = [s["le"] for s in scrape.samples[name + "_bucket"] if {k: v for k, v in s.items() if k != "le"} == rest]
+        assert les == [str(b) for b in buckets] + ["+Inf"], name
+
+
+def test_values_after_traffic() -> None:
+    scrape, text = scrape_after_traffic()
+    assert sum(scrape.values["litellm_proxy_total_requests_metric_total"]) == 12
+    assert sum(scrape.values["litellm_proxy_failed_requests_metric_total"]) == 6
+    assert 'exception_status="499",exception_class="ClientDisconnectedError"' in text
+    assert 'exception_status="401",exception_class="AuthenticationError"' in text
+    assert 'exception_status="429",exception_class="Mock.RateLimitError"' in text
+    ttft = scrape.samples["litellm_llm_api_time_to_first_token_metric_count"]
+    assert len(ttft) == 2  # the two streams that finished; a broken one is a failure
+    # the fallback: dep-a failed with a 503, dep-b answered
+    assert ('litellm_deployment_successful_fallbacks_total{requested_model="gpt-4o",fallback_model="gpt-4o",'
+            f'hashed_api_key="{KEY_A}",api_key_alias="alice",team="team-1",team_alias="team-one",'
+            'exception_status="503",exception_class="Mock.ServiceUnavailableError",model_id="dep-b"} 1.0') in text
+    state = dict(zip((s["model_id"] for s in scrape.samples["litellm_deployment_state"]),
+                     scrape.values["litellm_deployment_state"]))
+    assert state == {"dep-a": 2.0, "dep-b": 1.0, "dep-c": 1.0}  # cooling; last calls failed
+    assert scrape.values["litellm_in_flight_requests"] == [2.0]
+    assert scrape.values["litellm_remaining_requests_metric"] == [590.0]
+    assert scrape.values["litellm_remaining_api_key_budget_metric"] == [8.75]
+    # five answers came from an LLM API; the cache hit made no call
+    assert sum(scrape.values["litellm_llm_api_latency_metric_count"]) == 5
+    assert sum(scrape.values["litellm_request_total_latency_metric_count"]) == 6
+
+
+def test_off_costs_nothing() -> None:
+    cfg = traffic_config()
+    assert not enabled(cfg) and LiteLLMMetrics.for_config(cfg) is None
+    m = Metrics.for_config(cfg)
+    assert "litellm" not in m.snapshot()
+    assert "litellm_proxy" not in m.render().decode()
+    m.cooldown("dep-a", 429)  # the router's call works without the extension
+    assert m.events["deployment_cooldown"] == 1
+    cfg.observe = ObserveSettings(failure_callbacks=("prometheus",))
+    lite = LiteLLMMetrics.for_config(cfg)
+    assert enabled(cfg) and isinstance(lite, LiteLLMMetrics)
+
+
+def _random(rng: random.Random) -> str:
+    return "".join(rng.choice(string.ascii_letters + string.digits + '-_."\\\n{}') for _ in range(rng.randint(1, 30)))
+
+
+def _series(lite: LiteLLMMetrics) -> int:
+    return sum(len(d) for d in lite.counters.values()) + sum(len(d) for d in lite.histograms.values())
+
+
+def test_a_flood_of_client_strings_does_not_grow_the_series() -> None:
+    cfg = traffic_config()
+    lite = LiteLLMMetrics(["gpt-4o", "claude"], cfg.deployments)
+    rng = random.Random(7)
+
+    def flood(n: int) -> None:
+        lite.handle([record(i, model=_random(rng), end_user_id=_random(rng), deployment_id=rng.choice(
+            ["dep-a", "dep-b", _random(rng), ""]), route=rng.choice(["chat", "embeddings"]),
+            status=rng.choice([200, 400, 429, 1234]), outcome=rng.choice(list(Outcome)),
+            error_type=rng.choice(["", "rate_limit_error", _random(rng)]), fallbacks=rng.choice([0, 1]),
+            model_group=rng.choice(["gpt-4o", _random(rng), ""])) for i in range(n)])
+
+    flood(3_000)
+    before, size = _series(lite), len(lite.render([lite.snapshot()]))
+    flood(20_000)
+    assert _series(lite) == before
+    assert len(lite.render([lite.snapshot()])) == size
+    text = "\n".join(lite.render([lite.snapshot()]))
+    assert "\\n" not in text and 'model_id="dep-a"' in text and 'requested_model="other"' in text
+    parse_exposition(text)
+
+
+def test_keys_teams_users_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prometheus, "MAX_IDENTITIES", 5)
+    lite = LiteLLMMetrics(["gpt-4o"], traffic_config().deployments)
+    lite.handle([record(i, key_hash=f"{i:064x}", key_alias=f'alias "{i}"\n', team_id=f"t{i}", user_id=f"u{i}")
+                 for i in range(50)])
+    scrape = parse_exposition("\n".join(lite.render([lite.snapshot()])))
+    rows = scrape.samples["litellm_proxy_total_requests_metric_total"]
+    for label in ("hashed_api_key", "api_key_alias", "team", "user"):
+        values = {r[label] for r in rows}
+        assert len(values) == 6 and "other" in values, label
+    assert 'alias "0"\n' in {r["api_key_alias"] for r in rows}  # escaped on the way out, read back whole
+
+
+def test_series_backstop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prometheus, "MAX_SERIES", 3)
+    lite = LiteLLMMetrics(["gpt-4o"], traffic_config().deployments)
+    lite.handle([record(i, key_hash=f"{i:064x}") for i in range(10)])
+    d = lite.counters["litellm_proxy_total_requests_metric"]
+    assert len(d) == 4 and d[("other",) * 13] == 7
+
+
+def _source(router: Router) -> Callable[[], Router]:
+    return lambda: router
+
+
+def test_two_workers_are_merged(tmp_path: Path) -> None:
+    cfg = traffic_config()
+    routers = [Router(cfg), Router(cfg)]
+    workers = []
+    for router in routers:
+        m = Metrics.for_config(cfg, str(tmp_path))
+        m.litellm = LiteLLMMetrics(["gpt-4o", "claude"], cfg.deployments, router=_source(router))
+        workers.append(m)
+    workers[1].pid = os.getppid()  # another live process: the snapshot of "another worker"
+    a, b = workers
+    assert a.litellm is not None and b.litellm is not None
+    a.litellm.handle([record(0), record(1, latency=3.0)])  # type: ignore[attr-defined]
+    b.litellm.handle([record(2), record(3, status=429, outcome=Outcome.ERROR)])  # type: ignore[attr-defined]
+    routers[0].by_id["dep-a"][0].inflight = 1
+    routers[1].by_id["dep-a"][0].inflight = 3
+    routers[1].by_id["dep-b"][0].cooldown_until = routers[1].clock() + 60
+    routers[0].by_id["dep-a"][0].rpm_left = 500.0
+    routers[1].by_id["dep-a"][0].rpm_left = 450.0
+    b.cooldown("dep-b", 503)
+    b.flush()
+    scrape = parse_exposition(a.render().decode())
+    assert sum(scrape.values["litellm_proxy_total_requests_metric_total"]) == 4
+    assert sum(scrape.values["litellm_proxy_failed_requests_metric_total"]) == 1
+    [count] = scrape.values["litellm_request_total_latency_metric_count"]
+    [total] = scrape.values["litellm_request_total_latency_metric_sum"]
+    assert count == 3 and total == pytest.approx(4.6)
+    inf = [v for s, v in zip(scrape.samples["litellm_request_total_latency_metric_bucket"],
+                             scrape.values["litellm_request_total_latency_metric_bucket"]) if s["le"] == "+Inf"]
+    assert inf == [3.0]
+    assert scrape.values["litellm_in_flight_requests"] == [4.0]
+    state = dict(zip((s["model_id"] for s in scrape.samples["litellm_deployment_state"]),
+                     scrape.values["litellm_deployment_state"]))
+    assert state["dep-b"] == 2.0 and state["dep-a"] == 1.0  # worst of the workers
+    assert scrape.values["litellm_remaining_requests_metric"] == [450.0]
+    assert scrape.values["litellm_deployment_cooled_down_total"] == [1.0]
+    assert scrape.values["litellm_deployment_rpm_limit"] == [600.0]  # the same everywhere, not summed
+
+
+def test_budgets_latest_report_wins() -> None:
+    lite = LiteLLMMetrics()
+    lite.set_budget("team", "t1", "one", 100.0, 10.0, reset_at=7200.0, now=100.0)
+    older = lite.snapshot()
+    lite.set_budget("team", "t1", "one", 100.0, 40.0, reset_at=7200.0, now=200.0)
+    scrape = parse_exposition("\n".join(lite.render([older, lite.snapshot()], now=3600.0)))
+    assert scrape.values["litellm_remaining_team_budget_metric"] == [60.0]
+    assert scrape.values["litellm_team_budget_remaining_hours_metric"] == [1.0]
+    lite.set_budget("key", KEY_A, None, 5.0, 1.0)  # no period: no remaining hours
+    scrape = parse_exposition("\n".join(lite.render([lite.snapshot()])))
+    assert scrape.values["litellm_remaining_api_key_budget_metric"] == [4.0]
+    assert "litellm_api_key_budget_remaining_hours_metric" not in scrape.samples
+    with pytest.raises(ValueError):
+        lite.set_budget("org", "o1", None, 1.0, 0.0)
+
+
+def test_through_the_completion_queue() -> None:
+    cfg = traffic_config()
+    lite = LiteLLMMetrics(["gpt-4o"], cfg.deployments)
+
+    async def main() -> None:
+        q = CompletionQueue(100, delay=0)
+        q.add_sink(lite)
+        q.put(record(0))
+        q.start()
+        await asyncio.sleep(0)
+        q.drain_now()
+        await q.aclose()
+
+    asyncio.run(main())
+    assert sum(lite.counters["litellm_proxy_total_requests_metric"].values()) == 1
+    assert "prometheus" in [lite.name]
+
+
+def test_reload_follows_the_new_config() -> None:
+    cfg = traffic_config()
+    lite = LiteLLMMetrics(["gpt-4o"], cfg.deployments)
+    lite.handle([record(0, model="claude", model_group="claude", deployment_id="dep-c")])
+    cfg.deployments = [d for d in cfg.deployments if d.id != "dep-c"]
+    lite.set_config(cfg)
+    lite.handle([record(1, model="claude", model_group="claude", deployment_id="dep-c")])
+    ids = {k[-1] for k in lite.counters["litellm_proxy_total_requests_metric"]}
+    assert ids == {"dep-c", "other"}
