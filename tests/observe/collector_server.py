@@ -150,7 +150,8 @@ class Collector:
                 self.wfile.write(answer)
 
         self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="collector", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), name="collector",
+                                        daemon=True)
         self._thread.start()
         return self
 

@@ -1,0 +1,487 @@
+"""LiteLLM's ``generic_api`` callback: batches of StandardLoggingPayloads POSTed to any HTTP endpoint.
+
+What it owns: :class:`HttpExporter`, the batching, retrying and bounded HTTP shell the webhook and Datadog
+exporters share, and :class:`GenericApiSink` with its LiteLLM configuration (:func:`make_generic_api`).
+
+Configuration, as LiteLLM reads it:
+
+- ``GENERIC_LOGGER_ENDPOINT`` (required; ``callback_settings.generic_api.endpoint`` overrides it) and
+  ``GENERIC_LOGGER_HEADERS`` (``"k1=v1,k2=v2"``: split on commas, each item on its first ``=``, both sides
+  stripped; items without ``=`` ignored), over ``Content-Type: application/json``, under
+  ``callback_settings.generic_api.headers``. Header values are registered as secrets: never logged.
+- ``callback_settings.generic_api.event_types`` (``llm_api_success`` / ``llm_api_failure``) and
+  ``log_format``: ``json_array`` (default, one JSON list per batch), ``ndjson`` (one payload per line) or
+  ``single`` (one request per payload).
+- ``DEFAULT_BATCH_SIZE`` (512, bounded to 1..10000) and ``DEFAULT_FLUSH_INTERVAL_SECONDS`` (5, bounded to
+  0.01..300): LiteLLM's batch logger knobs.
+
+How :class:`HttpExporter` behaves (an async sink of the worker's completion queue):
+
+- ``handle`` never does IO: it keeps the records the sink's callbacks ask for (``success_callbacks`` for
+  answered requests, ``failure_callbacks`` for the rest), turns each into its entry and appends it to the
+  sink's own pending list, bounded by ``max_pending`` (``exporter_queue``): past the bound the oldest
+  entries are dropped and counted. One flusher task (started by the first ``handle``) sends: a full batch
+  at once, a partial one at most ``flush_interval`` after the previous send.
+- A send that fails on a connection error, a timeout, ``408``, ``429`` or a ``5xx`` is retried with
+  exponential backoff (``backoff`` doubled up to ``max_backoff``; a ``Retry-After`` is honoured up to
+  that bound) up to ``max_attempts`` times; entries that arrive meanwhile wait in the bounded pending list
+  and go out once the endpoint answers, so a short outage loses nothing. A ``413`` splits the batch in
+  halves; other ``4xx`` answers, and batches out of attempts, are dropped. Every request is bounded by
+  ``timeout``: a hung endpoint costs at most ``timeout`` per attempt.
+- Drops are counted through ``on_event`` (``<name>_dropped``, and ``<name>_sent`` /
+  ``<name>_send_failed`` per request) and logged at most once per ``log_interval`` (the line says how
+  many were dropped since the last one); a summary is logged at close.
+- ``aclose`` sends what is pending within ``close_timeout``, then cancels the flusher, counts what was
+  left as dropped and closes the HTTP client. ``discard`` releases a sink that never ran (config checks).
+  Secrets never reach a log line: only the endpoint's scheme, host and path are logged, an endpoint's
+  answer is passed through :func:`relaygate.core.errors.redact`, and header values and the URL's query
+  values and password are registered as secrets, so the gateway's log formatters redact them from every
+  line (httpx logs each request's full URL at INFO).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import msgspec
+
+from relaygate.config.errors import ConfigError
+from relaygate.config.observe import ObserveSettings
+from relaygate.core.errors import redact, register_secrets
+from relaygate.observe.standard import detail_of, standard_payload
+from relaygate.sinks.queue import OnEvent
+from relaygate.sinks.record import CompletionRecord, Outcome
+
+__all__ = ["GenericApiSink", "HttpExporter", "env_float", "env_int", "make_generic_api", "parse_headers",
+           "url_secrets"]
+
+log = logging.getLogger("relaygate.observe")
+
+_encode = msgspec.json.Encoder(enc_hook=str).encode
+"""JSON for payloads; anything msgspec cannot encode is written as its ``str`` (LiteLLM's ``safe_dumps``)."""
+
+ENV_SOURCE = "environment"
+LOG_FORMATS = ("json_array", "ndjson", "single")
+EVENT_TYPES = ("llm_api_success", "llm_api_failure")
+
+
+def parse_headers(raw: str | None) -> dict[str, str]:
+    """``GENERIC_LOGGER_HEADERS`` as LiteLLM parses it: ``"k1=v1,k2=v2"``; items without ``=`` are ignored."""
+    out: dict[str, str] = {}
+    if not raw:
+        return out
+    for item in raw.split(","):
+        if "=" in item:
+            key, value = item.split("=", 1)
+            if key.strip():
+                out[key.strip()] = value.strip()
+    return out
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """An integer environment variable, bounded to ``low..high``; a non-integer is a ``ConfigError``."""
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(ENV_SOURCE, name, f"expected an integer, got {raw!r}") from None
+    return max(low, min(value, high))
+
+
+def env_float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    """A number of seconds from the environment, bounded to ``low..high``; a non-number is a ``ConfigError``."""
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(ENV_SOURCE, name, f"expected a number, got {raw!r}") from None
+    if value != value:  # NaN
+        raise ConfigError(ENV_SOURCE, name, f"expected a number, got {raw!r}")
+    return max(low, min(value, high))
+
+
+def _target(url: str) -> str:
+    """What logs may say of an endpoint: scheme, host, port and path (no credentials, no query)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of an endpoint URL that may be credentials (password, query values): registered as secrets,
+    so that the log formatters redact them from any line (httpx's own request lines included)."""
+    parts = urlsplit(url)
+    out = [v for _, v in parse_qsl(parts.query, keep_blank_values=False)]
+    if parts.password:
+        out.append(parts.password)
+    return out
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    raw = resp.headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+class HttpExporter:
+    """Batches of entries (one per record) POSTed to an HTTP endpoint, off the request path (an async
+    sink). Subclasses define :meth:`entry` and :meth:`encode`; see the module essay for the guarantees."""
+
+    name = "http"
+    single = False
+    """True: one request per entry (``encode`` gets one-entry lists)."""
+    max_body = 0
+    """Bodies larger than this many bytes (before compression) are split in halves (0: no limit)."""
+
+    def __init__(self, url: str, headers: Mapping[str, str], *, success: bool = True, failure: bool = True,
+                 on_event: OnEvent | None = None, batch_size: int = 512, flush_interval: float = 5.0,
+                 max_pending: int = 10_000, timeout: float = 10.0, max_attempts: int = 5, backoff: float = 0.5,
+                 max_backoff: float = 10.0, close_timeout: float = 5.0, log_interval: float = 60.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.url = url
+        self.target = _target(url)
+        self.headers = dict(headers)
+        self.success = success
+        self.failure = failure
+        self.on_event = on_event
+        self.batch_size = max(1, batch_size)
+        self.flush_interval = max(0.0, flush_interval)
+        self.max_pending = max(1, max_pending)
+        self.timeout = timeout
+        self.max_attempts = max(1, max_attempts)
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.close_timeout = close_timeout
+        self.log_interval = log_interval
+        self.transport = transport
+        self.pending: deque[Any] = deque()
+        self.sent = 0
+        """Entries the endpoint accepted."""
+        self.dropped = 0
+        """Entries given up on (buffer full, out of attempts, refused, left at close)."""
+        self.failures = 0
+        """Failed requests (each retry counts)."""
+        self.requests = 0
+        self._inflight = 0
+        self._closing = False
+        self._closed = False
+        self._last_flush = -1e18
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._drop_logged_at = -1e18
+        self._drops_unlogged = 0
+        self._warn_logged_at = -1e18
+        self._warns_suppressed = 0
+
+    # -- what a subclass defines -----------------------------------------------------------------------
+
+    def entry(self, record: CompletionRecord) -> Any:
+        """The entry one record becomes (built in ``handle``; must be cheap)."""
+        raise NotImplementedError
+
+    def encode(self, entries: Sequence[Any]) -> bytes:
+        """The request body carrying ``entries``."""
+        raise NotImplementedError
+
+    def wrap(self, body: bytes) -> tuple[bytes, dict[str, str]]:
+        """The body as sent and any extra headers (Datadog gzips it)."""
+        return body, {}
+
+    # -- the sink --------------------------------------------------------------------------------------
+
+    def wants(self, record: CompletionRecord) -> bool:
+        return self.success if record.outcome is Outcome.OK else self.failure
+
+    async def handle(self, batch: Sequence[CompletionRecord]) -> None:
+        """Queue the batch's wanted records for sending (no IO here; never waits on the endpoint)."""
+        if not (self.success or self.failure):
+            return
+        pending = self.pending
+        if self._closed:
+            self._drop(sum(1 for r in batch if self.wants(r)), "the exporter is closed")
+            return
+        added = 0
+        for r in batch:
+            if self.success if r.outcome is Outcome.OK else self.failure:
+                pending.append(self.entry(r))
+                added += 1
+        if not added:
+            return
+        over = len(pending) - self.max_pending
+        if over > 0:
+            for _ in range(over):
+                pending.popleft()
+            self._drop(over, f"more than {self.max_pending} waiting")
+        self._ensure_task()
+        if len(pending) >= self.batch_size and self._wake is not None:
+            self._wake.set()
+
+    def _ensure_task(self) -> None:
+        if self._task is None or self._task.done():
+            self._wake = asyncio.Event()
+            self._wake.set()
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"relaygate-{self.name}")
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        wake, pending = self._wake, self.pending
+        while True:
+            if not pending:
+                if self._closing:
+                    return
+                wake.clear()
+                await wake.wait()
+                continue
+            if len(pending) < self.batch_size and not self._closing:
+                delay = self._last_flush + self.flush_interval - time.monotonic()
+                if delay > 0:
+                    wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), delay)
+                    continue
+            n = min(len(pending), self.batch_size)
+            chunk = [pending.popleft() for _ in range(n)]
+            self._inflight = n
+            try:
+                await self._deliver(chunk)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._drop(n, "an unexpected error")
+                log.exception("%s exporter: sending a batch of %d failed", self.name, n)
+            self._inflight = 0
+            self._last_flush = time.monotonic()
+
+    async def _deliver(self, chunk: list[Any]) -> None:
+        if self.single:
+            for e in chunk:
+                await self._post([e])
+        else:
+            await self._post(chunk)
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), transport=self.transport,
+                                             follow_redirects=False,
+                                             limits=httpx.Limits(max_connections=4, max_keepalive_connections=2))
+        return self._client
+
+    async def _post(self, entries: list[Any]) -> None:
+        """Send ``entries`` in one request, retrying as the module essay says; never raises for the endpoint."""
+        n = len(entries)
+        body = self.encode(entries)
+        if self.max_body and len(body) > self.max_body and n > 1:
+            await self._post(entries[: n // 2])
+            await self._post(entries[n // 2:])
+            return
+        data, extra = self.wrap(body)
+        headers = {**self.headers, **extra} if extra else self.headers
+        delay = self.backoff
+        attempt = 0
+        while True:
+            attempt += 1
+            wait = delay
+            try:
+                self.requests += 1
+                resp = await self._http().post(self.url, content=data, headers=headers)
+            except httpx.HTTPError as exc:
+                reason = f"{type(exc).__name__}: {redact(str(exc))[:200]}"
+            else:
+                status = resp.status_code
+                if 200 <= status < 300:
+                    self.sent += n
+                    self._count(f"{self.name}_sent", n)
+                    if attempt > 1:
+                        log.info("%s exporter: %s answers again; %d entr(ies) sent after %d failed attempt(s)",
+                                 self.name, self.target, n, attempt - 1)
+                    return
+                if status == 413 and n > 1:
+                    await self._post(entries[: n // 2])
+                    await self._post(entries[n // 2:])
+                    return
+                text = redact(resp.text[:300]) if resp.content else ""
+                reason = f"HTTP {status}" + (f": {text}" if text else "")
+                if not (status in (408, 429) or status >= 500):
+                    self.failures += 1
+                    self._count(f"{self.name}_send_failed", 1)
+                    self._drop(n, f"{self.target} refused them ({reason})")
+                    return
+                hint = _retry_after(resp)
+                if hint is not None:
+                    wait = min(max(hint, delay), self.max_backoff)
+            self.failures += 1
+            self._count(f"{self.name}_send_failed", 1)
+            if attempt >= self.max_attempts:
+                self._drop(n, f"{self.target} failed {attempt} time(s), last: {reason}")
+                return
+            self._warn("%s exporter: sending %d entr(ies) to %s failed (%s); retry %d of %d in %.1f s",
+                       self.name, n, self.target, reason, attempt, self.max_attempts - 1, wait)
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, self.max_backoff)
+
+    # -- accounting ------------------------------------------------------------------------------------
+
+    def _count(self, event: str, n: int) -> None:
+        if self.on_event is not None and n:
+            self.on_event(event, n)
+
+    def _drop(self, n: int, why: str) -> None:
+        if n <= 0:
+            return
+        self.dropped += n
+        self._count(f"{self.name}_dropped", n)
+        self._drops_unlogged += n
+        now = time.monotonic()
+        if now - self._drop_logged_at >= self.log_interval:
+            self._drop_logged_at = now
+            log.warning("%s exporter: dropped %d entr(ies) since the last report, last because %s (%d in total)",
+                        self.name, self._drops_unlogged, why, self.dropped)
+            self._drops_unlogged = 0
+
+    def _warn(self, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._warn_logged_at < self.log_interval:
+            self._warns_suppressed += 1
+            return
+        self._warn_logged_at, n, self._warns_suppressed = now, self._warns_suppressed, 0
+        log.warning(msg + " (%d similar message(s) not logged since the last)", *args, n)
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Send what is pending within ``close_timeout``; what is left then is dropped and counted."""
+        if self._closed:
+            return
+        self._closing = True
+        if self.pending and (self._task is None or self._task.done()):
+            self._ensure_task()
+        task = self._task
+        if task is not None and not task.done():
+            assert self._wake is not None
+            self._wake.set()
+            done, _ = await asyncio.wait([task], timeout=self.close_timeout)
+            if not done:
+                left = len(self.pending) + self._inflight
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                self.pending.clear()
+                self._inflight = 0
+                self._drop(left, f"they were not sent within {self.close_timeout:.1f} s at shutdown")
+        self._closed = True
+        if self._drops_unlogged:
+            log.warning("%s exporter: dropped %d entr(ies) since the last report (%d in total)", self.name,
+                        self._drops_unlogged, self.dropped)
+            self._drops_unlogged = 0
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    def discard(self) -> None:
+        """Release a sink that never ran (``observe.check`` builds one only to validate the config)."""
+        self._closed = True
+        self.pending.clear()
+
+
+class GenericApiSink(HttpExporter):
+    """LiteLLM's ``generic_api`` callback: StandardLoggingPayloads POSTed as a JSON list per batch."""
+
+    name = "generic_api"
+
+    def __init__(self, url: str, headers: Mapping[str, str], *, log_format: str = "json_array",
+                 redact_key_info: bool = False, redact_messages: bool = False, **options: Any) -> None:
+        super().__init__(url, headers, **options)
+        if log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
+        self.log_format = log_format
+        self.single = log_format == "single"
+        self.redact_key_info = redact_key_info
+        self.redact_messages = redact_messages
+
+    def entry(self, record: CompletionRecord) -> Any:
+        return standard_payload(record, detail_of(record), redact_key_info=self.redact_key_info,
+                                redact_messages=self.redact_messages)
+
+    def encode(self, entries: Sequence[Any]) -> bytes:
+        if self.log_format == "ndjson":
+            return b"\n".join(_encode(e) for e in entries)
+        if self.single:
+            return _encode(entries[0])
+        return _encode(entries)
+
+
+def callback_options(settings: ObserveSettings, name: str) -> dict[str, Any]:
+    """``callback_settings.<name>`` (``{}`` when absent or not a mapping)."""
+    opts = settings.callback_settings.get(name)
+    return opts if isinstance(opts, dict) else {}
+
+
+def event_flags(settings: ObserveSettings, name: str, event_types: Any, field: str) -> tuple[bool, bool]:
+    """Whether the sink ``name`` sends successes and failures: the callback lists, narrowed by LiteLLM's
+    ``event_types`` when given."""
+    success = name in settings.success_callbacks
+    failure = name in settings.failure_callbacks
+    if event_types is not None:
+        if isinstance(event_types, str):
+            event_types = [event_types]
+        if not isinstance(event_types, list) or any(t not in EVENT_TYPES for t in event_types):
+            raise ConfigError("config", field, f"expected a list of {' / '.join(EVENT_TYPES)}")
+        success = success and "llm_api_success" in event_types
+        failure = failure and "llm_api_failure" in event_types
+    return success, failure
+
+
+def make_generic_api(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent | None,
+                     **options: Any) -> GenericApiSink:
+    """The ``generic_api`` sink for ``settings``, configured from ``env`` as LiteLLM reads it (module
+    essay). ``options`` override :class:`HttpExporter`'s defaults (``timeout``, ``max_attempts``,
+    ``backoff``, ``close_timeout``, ``transport`` ...). Raises ``ConfigError`` without an endpoint."""
+    opts = callback_options(settings, "generic_api")
+    base = "litellm_settings.callback_settings.generic_api"
+    endpoint = opts.get("endpoint") or env.get("GENERIC_LOGGER_ENDPOINT")
+    if not isinstance(endpoint, str) or not endpoint.strip():
+        raise ConfigError(ENV_SOURCE, "GENERIC_LOGGER_ENDPOINT",
+                          "the generic_api callback needs an endpoint: set GENERIC_LOGGER_ENDPOINT "
+                          "(or callback_settings.generic_api.endpoint)")
+    endpoint = endpoint.strip()
+    if urlsplit(endpoint).scheme not in ("http", "https") or not urlsplit(endpoint).hostname:
+        raise ConfigError(ENV_SOURCE, "GENERIC_LOGGER_ENDPOINT", "expected an http(s) URL")
+    headers = {"Content-Type": "application/json", **parse_headers(env.get("GENERIC_LOGGER_HEADERS"))}
+    extra_headers = opts.get("headers")
+    if extra_headers is not None:
+        if not isinstance(extra_headers, dict):
+            raise ConfigError("config", f"{base}.headers", "expected a mapping of header names to values")
+        headers.update({str(k): str(v) for k, v in extra_headers.items()})
+    register_secrets([*(v for k, v in headers.items() if k.lower() != "content-type"), *url_secrets(endpoint)])
+    log_format = opts.get("log_format", "json_array")
+    if log_format not in LOG_FORMATS:
+        raise ConfigError("config", f"{base}.log_format", f"expected one of {', '.join(LOG_FORMATS)}")
+    success, failure = event_flags(settings, "generic_api", opts.get("event_types"), f"{base}.event_types")
+    defaults: dict[str, Any] = {
+        "batch_size": env_int(env, "DEFAULT_BATCH_SIZE", 512, 1, 10_000),
+        "flush_interval": env_float(env, "DEFAULT_FLUSH_INTERVAL_SECONDS", 5.0, 0.01, 300.0),
+        "max_pending": max(1, settings.exporter_queue),
+    }
+    defaults.update(options)
+    return GenericApiSink(endpoint, headers, log_format=log_format, success=success, failure=failure,
+                          on_event=on_event, redact_key_info=settings.redact_user_api_key_info,
+                          redact_messages=opts.get("message_logging") is False, **defaults)
