@@ -275,6 +275,9 @@ class Router:
         self._rng = rng or random.Random()
         self._rand = self._rng.random
         self.metrics = metrics
+        self.cooldown_hooks: tuple[Callable[[DeploymentStats, GatewayError, float], None], ...] = ()
+        """Called (stats, error, seconds) when a deployment is cooled down; set by the gateway for its exporters
+        (none by default). A hook must not raise nor block: it runs on the request path."""
         strategy = routing.STRATEGIES.get(s.routing_strategy)
         if strategy is None:
             log.warning("unknown routing_strategy %r: using simple-shuffle", s.routing_strategy)
@@ -630,3 +633,5 @@ class Router:
             self.limiter.share_cooldown(s.id, seconds)
             if self.metrics is not None:
                 self.metrics.count("deployment_cooldown")
+            for hook in self.cooldown_hooks:  # alerting, Prometheus' litellm_deployment_cooled_down
+                hook(s, exc, seconds)

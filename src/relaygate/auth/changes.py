@@ -36,6 +36,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from relaygate import events
 from relaygate.auth.store_keys import blocked_customers
 
 __all__ = ["CUSTOMERS_MESSAGE", "KEYS_CHANNEL", "KeyChanges"]
@@ -90,6 +91,7 @@ class KeyChanges:
                 self._down = True
                 log.warning("key changes: cannot read the database's change version (cached keys keep "
                             "working; retrying every %gs): %s: %s", self.interval, type(exc).__name__, exc)
+                events.outage("database", f"{type(exc).__name__}: {exc}")
             return False
         if self._down:
             self._down = False

@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING, Any
 
 from relaygate.auth.keys import KeyInfo, KeyRouter
 from relaygate.auth.shared import SharedKeys
+from relaygate.auth.targets import key_logging
 from relaygate.config.model import KeyConfig
 from relaygate.core import errors
 from relaygate.core.ratelimit import PREFIX, Bucket
-from relaygate.observe.detail import key_logging
 from relaygate.store.errors import NotFound
 
 if TYPE_CHECKING:

@@ -131,6 +131,9 @@ class BudgetGuard:
         self._tag_limits: dict[str, tuple[float, Limit | None]] = {}
         self._budget_rows: dict[str, tuple[float, Any]] = {}
         self._warned: set[tuple[str, str, float]] = set()
+        self.on_budget: Callable[[str, str, float, float, bool], None] | None = None
+        """``(entity_type, entity_id, spend, budget, soft)`` when a request finds a budget crossed (the alerter,
+        which rate-limits); must not raise nor block. None: nobody listens."""
         self._resetting: set[tuple[str, str, float]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.proxy: Limit | None = None
@@ -189,6 +192,8 @@ class BudgetGuard:
                 self._soft(lim, spent)
             if lim.over(spent):
                 self._count(EXCEEDED_EVENT)
+                if self.on_budget is not None and lim.max_budget is not None:
+                    self.on_budget(lim.kind, lim.ident, spent / PICO, lim.max_budget, False)
                 raise lim.error(spent)
 
     def _budgeted_tags(self, ex: Any, key: Any) -> list[str]:
@@ -221,6 +226,8 @@ class BudgetGuard:
         self._count(SOFT_EVENT)
         log.warning("soft budget crossed: %s=%s spend %s >= soft_budget %s (not blocked)", lim.kind,
                     lim.ident[:24] if lim.kind == "key" else lim.ident, spent / PICO, lim.soft_budget)
+        if self.on_budget is not None and lim.soft_budget is not None:
+            self.on_budget(lim.kind, lim.ident, spent / PICO, lim.soft_budget, True)
 
     def _count(self, event: str) -> None:
         if self.on_event is not None:

@@ -22,6 +22,7 @@ import logging
 from collections import deque
 from typing import Any
 
+from relaygate import events
 from relaygate.limits.resp import RedisAddress, RespConnection, RespError, connect, encode
 
 log = logging.getLogger("relaygate.cache")
@@ -63,6 +64,7 @@ class RedisCache:
             self.outages += 1
             log.warning("response cache: redis %r unavailable (%s: %s); serving without it for %.0f s",
                         self.addr, what, exc if isinstance(exc, str) else type(exc).__name__, self.retry_after)
+            events.outage("redis", f"response cache at {self.addr!r}: {what}")
         self._down_until = loop.time() + self.retry_after
 
     async def _connection(self) -> RespConnection | None:

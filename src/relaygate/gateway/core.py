@@ -95,6 +95,7 @@ class Gateway:
         generation = self.watcher.generation if self.watcher is not None else 0
         self.pipeline = Pipeline(Runtime.build(config, self.metrics, generation=generation),
                                  transport if transport is not None else make_transport(config), self.completions)
+        self.pipeline.runtime.router.cooldown_hooks = self.exporters.cooldown_hooks(config)
         self.response_cache: Any = (make_cache(config.cache, self.metrics, self.pipeline.transport)
                                     if config.cache is not None else None)
         """The worker's response cache (``relaygate.cache``), kept across reloads that keep its settings."""
@@ -252,6 +253,10 @@ class Gateway:
                                            ttl=g.user_api_key_cache_ttl,
                                            on_active=lambda: self._budget_hook(self.runtime))
         self.completions.add_sink(guard)
+        alerter = self.exporters.alerter
+        if alerter is not None:  # LiteLLM's budget_alerts (rate-limited by the alerter)
+            guard.on_budget = lambda kind, ident, spend, budget, soft: alerter.budget_crossed(
+                kind, ident, spend, budget, soft=soft)
         self._budget_hook(self.runtime)
         self._spawn(guard.refresh_forever())
 
@@ -317,6 +322,7 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.completions.aclose()
+        self.exporters.close()
         if self.metrics.directory is not None:
             self.metrics.flush()
         await self.aclose()
@@ -477,6 +483,7 @@ class Gateway:
         if self.key_changes is not None:
             new.set_blocked_customers(self.key_changes.blocked)
         self._budget_hook(new)
+        new.router.cooldown_hooks = self.exporters.cooldown_hooks(config)
         if config.observe != self.exporters.settings:
             log.warning("config reload: callbacks / alerting changed; this takes effect after a restart")
         self._use_cache(config, new)

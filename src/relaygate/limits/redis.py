@@ -47,6 +47,7 @@ import os
 import socket
 from typing import Any, Sequence
 
+from relaygate import events
 from relaygate.core.errors import GatewayError
 from relaygate.core.ratelimit import PREFIX, Bucket, LeaseBook, LeaseOp, Verdict
 from relaygate.limits import CooldownSink, Limiter
@@ -466,6 +467,7 @@ class RedisLimiter(Limiter):
                     type(exc).__name__, exc, mode)
         if self.metrics is not None:
             self.metrics.count("redis_limiter_down")
+        events.outage("redis", f"limiter at {self.addr!r}: {type(exc).__name__}: {exc}; {mode}")
         if self._probe_task is None or self._probe_task.done():
             self._probe_task = asyncio.get_running_loop().create_task(self._probe())
 

@@ -46,6 +46,31 @@ class Exporters:
         """The alerter (``observe.alerting.Alerter``) when ``general_settings.alerting`` is set."""
         self.sinks: list[Any] = []
         """Every installed sink, in order."""
+        self.stop_listening: Any = None
+        """Stops the alerter hearing outages (``observe.events``); called when the worker shuts down."""
+
+    def close(self) -> None:
+        if self.stop_listening is not None:
+            self.stop_listening()
+            self.stop_listening = None
+
+    def cooldown_hooks(self, config: Any) -> tuple[Any, ...]:
+        """The router's ``cooldown_hooks`` for ``config``'s deployments: the alert, the Prometheus counter."""
+        deps = {d.id: d for d in config.deployments}
+        hooks: list[Any] = []
+        alerter, prometheus = self.alerter, self.prometheus
+        if alerter is not None:
+            def alert(stats: Any, exc: Any, seconds: float) -> None:
+                d = deps.get(stats.id)
+                if d is not None:
+                    alerter.deployment_cooled_down(d.model_name, d.id, d.provider, d.api_base or "",
+                                                   f"{exc.status} {exc.message}"[:300], seconds)
+            hooks.append(alert)
+        if prometheus is not None and hasattr(prometheus, "cooled_down"):
+            def count(stats: Any, exc: Any, seconds: float) -> None:
+                prometheus.cooled_down(stats.id, exc.status)
+            hooks.append(count)
+        return tuple(hooks)
 
     @property
     def names(self) -> list[str]:
@@ -122,6 +147,8 @@ def install(settings: ObserveSettings | None, completions: Any, metrics: Any, co
         if out.alerter is not None:
             completions.add_sink(out.alerter)
             out.sinks.append(out.alerter)
+            from relaygate import events
+            out.stop_listening = events.listen(out.alerter.outage)
     if out.sinks:
         log.info("observability: %s", ", ".join(out.names))
     return out

@@ -25,18 +25,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
-from relaygate.cache.replay import StreamAssembler
 from relaygate.config.observe import ObserveSettings
+from relaygate.core.assemble import StreamAssembler
 from relaygate.core.errors import GatewayError
 from relaygate.observe.detail import Attempt, Detail, LoggingTarget
 from relaygate.observe.tracecontext import new_span_id, new_trace_id, parse_traceparent, traceparent
 
-if TYPE_CHECKING:
-    from relaygate.pipeline.exchange import Exchange
+Exchange = Any
+"""``pipeline.exchange.Exchange`` (not imported: the pipeline imports this module)."""
 
 __all__ = ["MAX_ATTEMPTS", "Capture", "Observer", "traced"]
 
