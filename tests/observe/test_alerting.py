@@ -216,6 +216,28 @@ def test_slow_and_exception_alerts_from_records() -> None:
     run(main())
 
 
+def test_outage_alerts_per_deployment() -> None:
+    async def main() -> None:
+        async with WebhookServer() as hooks:
+            a = slack(hooks, alert_types=("outage_alerts",), alerting_args={"minor_outage_alert_threshold": 2,
+                                                                            "major_outage_alert_threshold": 4})
+            a.start()
+            detail = Detail("0" * 32, "0" * 16, attempts=[Attempt("dep-1", "gpt-4o", "openai", "gpt-4o",
+                                                                  "https://eu.example/v1", 0.0, 1.0, 503)])
+            a.handle([rec(i, status=503 if i % 2 else 408, outcome=Outcome.ERROR, extra={"observe": detail})
+                      for i in range(10)])
+            a.handle([rec(99, status=503, outcome=Outcome.ERROR, deployment_id="dep-2")])  # one failure: nothing
+            minor, major = await hooks.wait_for("/slack", 2)
+            assert minor["text"].startswith("Level: `Medium`") and "*⚠️ Minor Service Outage*" in minor["text"]
+            assert "*Deployment:* `dep-1`" in minor["text"] and "*API Base:* `https://eu.example/v1`" in minor["text"]
+            assert "Timeout Errors: 1\nAPI Errors: 1" in minor["text"]
+            assert major["text"].startswith("Level: `High`") and "*⚠️ Major Service Outage*" in major["text"]
+            await quiet(hooks)
+            assert len(hooks.posts) == 2
+            await a.aclose()
+    run(main())
+
+
 def test_client_chosen_model_name_is_escaped() -> None:
     async def main() -> None:
         async with WebhookServer() as hooks:
@@ -395,6 +417,28 @@ def test_alerts_before_start_wait_and_after_close_are_dropped() -> None:
             assert b.stats()["dropped"] == 1
             await b.aclose()  # idempotent
     run(main())
+
+
+def test_queued_before_start_sent_by_aclose_and_rebinds_to_a_new_loop() -> None:
+    async def main() -> None:
+        async with WebhookServer() as hooks:
+            a = Alerter(slack_routes={"db_exceptions": [hooks.url("/s")]}, **FAST)
+            await asyncio.to_thread(a.outage, "database", "down")  # no loop in that thread: queued
+            assert a.stats()["queued"] == 1
+            await a.aclose()  # never started: starts, then drains
+            assert len(hooks.on("/s")) == 1 and a.stats()["sent"] == 1
+
+            b = Alerter(slack_routes={"db_exceptions": [hooks.url("/s")]}, **FAST)
+            await asyncio.to_thread(run, _trigger(b, "redis"))  # started on a loop that then ends
+            b.outage("database", "down again")  # this loop: bound afresh
+            await hooks.wait_for("/s", 3)
+            await b.aclose()
+    run(main())
+
+
+async def _trigger(a: Alerter, component: str) -> None:
+    a.outage(component, "down")
+    await until(lambda: a.stats()["sent"] == 1)
 
 
 def test_triggers_never_raise() -> None:

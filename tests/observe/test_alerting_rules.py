@@ -11,6 +11,7 @@ from relaygate.config.observe import ObserveSettings
 from relaygate.observe.alert_rules import (
     AlertArgs,
     Gate,
+    OutageCounter,
     budget_event,
     budget_message,
     clean,
@@ -194,3 +195,20 @@ def test_unknown_alert_types_are_warned(caplog: pytest.LogCaptureFixture) -> Non
         make_alerter(ObserveSettings(alerting=("slack",), alert_types=("llm_too_slo",)),
                      {"SLACK_WEBHOOK_URL": "https://h.example/x"}, None)
     assert "llm_too_slo" in caplog.text
+
+
+def test_outage_counter_minor_then_major_once_per_window() -> None:
+    c = OutageCounter(ttl=60, minor=5, major=10)
+    got = [c.failed("dep", 408 if i % 3 == 0 else 503, float(i)) for i in range(12)]
+    assert got[4] == ("Minor", 2, 3) and got[9] == ("Major", 4, 6)
+    assert [g for g in got if g is not None] == [got[4], got[9]]
+    assert c.failed("other", 500, 1.0) is None  # per deployment
+    assert all(c.failed("dep", 500, 61.0 + i) is None for i in range(4))  # a new window counts afresh
+    assert c.failed("dep", 500, 70.0) == ("Minor", 0, 5)
+
+
+def test_outage_counter_is_bounded() -> None:
+    c = OutageCounter(ttl=60, minor=5, major=10, max_keys=50)
+    for i in range(1000):
+        c.failed(f"d{i}", 500, 0.0)
+    assert len(c._windows) <= 50

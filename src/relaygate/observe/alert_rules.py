@@ -6,8 +6,9 @@ or bytes; nothing awaits.
 
 - **Kinds** are LiteLLM's ``alert_types`` names. :data:`DEFAULT_ALERT_TYPES` is LiteLLM's default list
   (what runs when ``alert_types`` is not set). relaygate sends five of them (:data:`SENT_KINDS`):
-  ``llm_exceptions``, ``llm_too_slow``, ``budget_alerts``, ``db_exceptions`` (database and Redis), and
-  ``cooldown_deployment``; the others are accepted in the config and never fire.
+  ``llm_exceptions``, ``llm_too_slow``, ``budget_alerts``, ``db_exceptions`` (database and Redis),
+  ``cooldown_deployment`` and ``outage_alerts`` (:class:`OutageCounter`); the others are accepted in the
+  config and never fire.
 - **Rate limits** (:class:`Gate`): each alert has a dedupe key and a window. The first occurrence of a key
   is sent at once; the next ones inside the window are counted, not sent. For kinds that *summarize*
   (everything but budgets) the window's end then sends one summary, ``[Num Alerts: n]`` followed by the
@@ -35,8 +36,8 @@ import msgspec
 from relaygate.core.errors import redact
 from relaygate.logs import escape_controls
 
-__all__ = ["ALL_ALERT_TYPES", "DEFAULT_ALERT_TYPES", "SENT_KINDS", "AlertArgs", "Gate", "budget_event", "clean",
-           "slack_text", "webhook_event"]
+__all__ = ["ALL_ALERT_TYPES", "DEFAULT_ALERT_TYPES", "SENT_KINDS", "AlertArgs", "Gate", "OutageCounter",
+           "budget_event", "clean", "slack_text", "webhook_event"]
 
 DEFAULT_ALERT_TYPES = ("llm_exceptions", "llm_too_slow", "llm_requests_hanging", "budget_alerts", "spend_reports",
                        "failed_tracking_spend", "db_exceptions", "daily_reports", "cooldown_deployment",
@@ -49,7 +50,8 @@ ALL_ALERT_TYPES = frozenset(DEFAULT_ALERT_TYPES) | {
     "internal_user_deleted", "mcp_tool_description_blocked", "mcp_pinned_tools_changed"}
 """Every ``alert_types`` name LiteLLM documents (others are warned about by :func:`make_alerter`)."""
 
-SENT_KINDS = frozenset({"llm_exceptions", "llm_too_slow", "budget_alerts", "db_exceptions", "cooldown_deployment"})
+SENT_KINDS = frozenset({"llm_exceptions", "llm_too_slow", "budget_alerts", "db_exceptions", "cooldown_deployment",
+                        "outage_alerts"})
 """The kinds relaygate actually sends."""
 
 MAX_TEXT = 300
@@ -63,6 +65,10 @@ class AlertArgs(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds before the same budget event of the same entity is alerted again."""
     outage_alert_ttl: float = 60.0
     """Window of the database / Redis outage alerts (one per component per window, then a summary)."""
+    minor_outage_alert_threshold: int = 5
+    """Upstream failures (408, 5xx) of one deployment within ``outage_alert_ttl`` for a minor outage alert."""
+    major_outage_alert_threshold: int = 10
+    """... and for a major outage alert."""
     log_to_console: bool = False
     """Also log every alert payload (LiteLLM's ``log_to_console``)."""
 
@@ -78,6 +84,12 @@ class AlertArgs(msgspec.Struct, frozen=True, kw_only=True):
                 if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
                     raise ValueError(f"{name}: expected a number of seconds >= 0, got {v!r}")
                 out[name] = float(v)
+        for name in ("minor_outage_alert_threshold", "major_outage_alert_threshold"):
+            if name in raw:
+                v = raw[name]
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    raise ValueError(f"{name}: expected a whole number >= 1, got {v!r}")
+                out[name] = v
         if "log_to_console" in raw:
             v = raw["log_to_console"]
             if not isinstance(v, bool):
@@ -285,3 +297,57 @@ class Gate:
             key = next(iter(windows))
             del windows[key]
             self._pending.pop(key, None)
+
+
+# ------------------------------------------------------------------------------------------------ outages
+
+
+class _Outage:
+    __slots__ = ("until", "timeouts", "errors", "minor_sent", "major_sent")
+
+    def __init__(self, until: float) -> None:
+        self.until = until
+        self.timeouts = 0
+        self.errors = 0
+        self.minor_sent = False
+        self.major_sent = False
+
+
+class OutageCounter:
+    """LiteLLM's ``outage_alerts``: upstream failures (408 and 5xx) counted per deployment in a window of
+    ``ttl`` seconds from the first; the count reaching ``minor`` calls a minor outage, ``major`` a major one,
+    each at most once per window. Bounded: at most ``max_keys`` deployments are tracked (ended windows are
+    purged first, then the oldest)."""
+
+    def __init__(self, ttl: float, minor: int, major: int, max_keys: int = 10_000) -> None:
+        self.ttl = ttl
+        self.minor = minor
+        self.major = major
+        self.max_keys = max_keys
+        self._windows: dict[str, _Outage] = {}
+
+    def failed(self, deployment_id: str, status: int, now: float) -> tuple[str, int, int] | None:
+        """Count one failure; ``(severity, timeouts, errors)`` when it makes an outage to report
+        (severity ``Minor`` or ``Major``), else ``None``."""
+        w = self._windows.get(deployment_id)
+        if w is None or now >= w.until:
+            if w is not None:
+                del self._windows[deployment_id]
+            elif len(self._windows) >= self.max_keys:
+                for key in [k for k, v in self._windows.items() if now >= v.until]:
+                    del self._windows[key]
+                while len(self._windows) >= self.max_keys:
+                    del self._windows[next(iter(self._windows))]
+            w = self._windows[deployment_id] = _Outage(now + self.ttl)
+        if status == 408:
+            w.timeouts += 1
+        else:
+            w.errors += 1
+        n = w.timeouts + w.errors
+        if not w.major_sent and n >= self.major:
+            w.major_sent = w.minor_sent = True
+            return "Major", w.timeouts, w.errors
+        if not w.minor_sent and n >= self.minor:
+            w.minor_sent = True
+            return "Minor", w.timeouts, w.errors
+        return None

@@ -25,7 +25,8 @@ Invariants:
   ``llm_exceptions`` at most one per model group per ``window`` (60 s), ``cooldown_deployment`` one per
   deployment per window, ``db_exceptions`` one per component per ``alerting_args.outage_alert_ttl``
   (60 s), each followed by one ``[Num Alerts: n]`` summary when its window kept occurrences back;
-  ``budget_alerts`` one per entity and event per ``alerting_args.budget_alert_ttl`` (24 h). Per model
+  ``budget_alerts`` one per entity and event per ``alerting_args.budget_alert_ttl`` (24 h);
+  ``outage_alerts`` at most a minor and a major one per deployment per ``outage_alert_ttl``. Per model
   group rather than per request or per deployment: a slow or failing provider makes every request of the
   group alert, and one line a minute with the count says it; the deployment and API base of the latest
   occurrence are in the text.
@@ -63,6 +64,7 @@ from relaygate.observe.alert_rules import (
     SENT_KINDS,
     AlertArgs,
     Gate,
+    OutageCounter,
     Summary,
     budget_event,
     budget_message,
@@ -145,6 +147,9 @@ class Alerter:
         self._exc_on = "llm_exceptions" in self._routes
         self._cool_on = "cooldown_deployment" in self._routes
         self._db_on = "db_exceptions" in self._routes
+        self._outage_on = "outage_alerts" in self._routes
+        self._outages = OutageCounter(self.args.outage_alert_ttl, self.args.minor_outage_alert_threshold,
+                                      self.args.major_outage_alert_threshold, max_keys)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -228,9 +233,10 @@ class Alerter:
 
     def handle(self, batch: Sequence[CompletionRecord]) -> None:
         """A sync sink of the completion queue: ``llm_too_slow`` for answers slower than the threshold,
-        ``llm_exceptions`` for requests that failed upstream (status >= 500 or 408, or a broken stream)."""
-        slow, exc = self._slow_on, self._exc_on
-        if not (slow or exc):
+        ``llm_exceptions`` for requests that failed upstream (status >= 500 or 408, or a broken stream),
+        ``outage_alerts`` when one deployment's such failures reach the minor / major thresholds."""
+        slow, exc, outage = self._slow_on, self._exc_on, self._outage_on
+        if not (slow or exc or outage):
             return
         threshold = self.threshold
         try:
@@ -239,9 +245,15 @@ class Alerter:
                     if slow and r.latency > threshold:
                         self._admit("llm_too_slow", ("llm_too_slow", r.model_group), self.window,
                                     functools.partial(_slow_message, r, threshold))
-                elif exc and r.outcome in _FAILED and (r.status >= 500 or r.status == 408):
-                    self._admit("llm_exceptions", ("llm_exceptions", r.model_group), self.window,
-                                functools.partial(_exception_message, r))
+                elif r.outcome in _FAILED and (r.status >= 500 or r.status == 408):
+                    if exc:
+                        self._admit("llm_exceptions", ("llm_exceptions", r.model_group), self.window,
+                                    functools.partial(_exception_message, r))
+                    if outage and r.deployment_id:
+                        found = self._outages.failed(r.deployment_id, r.status, self._clock())
+                        if found is not None:
+                            level, message = _outage_alert_message(r, *found)
+                            self._put(self._slack_payload(level, message), self._routes["outage_alerts"])
         except Exception:
             self._bug("handle")
 
@@ -269,10 +281,8 @@ class Alerter:
         if self._closed:
             self._drop(sum(1 for _ in lanes), "alert raised after shutdown")
             return
-        if self._loop is None:
-            with contextlib.suppress(RuntimeError):
-                asyncio.get_running_loop()
-                self.start()
+        if self._loop is None or self._loop.is_closed():
+            self._bind()
         for lane in lanes:
             queue = lane.queue
             if len(queue) >= self.queue_size:
@@ -324,15 +334,36 @@ class Alerter:
             lane.task = loop.create_task(self._run(lane), name=f"relaygate-alerts-{lane.label}")
         self._ticker = loop.create_task(self._tick_forever(), name="relaygate-alerts-ticker")
 
+    def _bind(self) -> None:
+        """Start on the running loop, if there is one (an alerter nobody started, or whose loop ended: an app
+        driven by several ``asyncio.run`` calls); outside a loop, alerts wait in the bounded queues."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._loop is not None:  # its loop is closed: its tasks, events and client are gone with it
+            self._loop = self._client = self._ticker = None
+            for lane in self._lanes.values():
+                lane.task = lane.wake = None
+                lane.sending = 0
+        self.start()
+
     async def _tick_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.tick)
-            try:
-                for summary in self._gate.due(self._clock()):
-                    self._summarize(summary)
-                self._log_drops(time.monotonic())
-            except Exception:
-                self._bug("summaries")
+        try:
+            while True:
+                await asyncio.sleep(self.tick)
+                try:
+                    for summary in self._gate.due(self._clock()):
+                        self._summarize(summary)
+                    self._log_drops(time.monotonic())
+                except Exception:
+                    self._bug("summaries")
+        finally:
+            # cancelled without aclose (its loop is ending): close the client while the loop still runs
+            client = self._client
+            if not self._closed and client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
 
     async def _run(self, lane: _Lane) -> None:
         assert lane.wake is not None
@@ -377,6 +408,8 @@ class Alerter:
         """Send the summaries owed, let the queues drain within ``timeout``, then stop and count what is left."""
         if self._closed or self._closing:
             return
+        if self._loop is None or self._loop.is_closed():
+            self._bind()  # alerts raised before anything started are still sent
         self._closing = True
         try:
             for summary in self._gate.flush():
@@ -452,6 +485,17 @@ def _exception_message(r: CompletionRecord) -> tuple[str, str]:
     return "High", head + _request_info(r, detail)
 
 
+def _outage_alert_message(r: CompletionRecord, severity: str, timeouts: int, errors: int) -> tuple[str, str]:
+    attempts = getattr(_detail(r), "attempts", None) or ()
+    api_base = attempts[-1].api_base if attempts else ""
+    counts = "".join(f"\n{name}: {n}" for name, n in (("Timeout Errors", timeouts), ("API Errors", errors)) if n)
+    return ("High" if severity == "Major" else "Medium",
+            f"\n*⚠️ {severity} Service Outage*\n\n*Model Name:* `{clean(r.upstream_model)}`\n"
+            f"*Model Group:* `{clean(r.model_group)}`\n*Deployment:* `{clean(r.deployment_id)}`\n"
+            f"*Provider:* `{clean(r.provider, 60)}`\n*API Base:* `{clean(api_base) or 'default'}`\n\n"
+            f"*Errors:*{counts}")
+
+
 def _cooldown_message(model_group: str, deployment_id: str, provider: str, api_base: str, reason: str,
                       seconds: float) -> tuple[str, str]:
     return "Low", (f"Router: Cooling down Deployment:\nModel Group: `{clean(model_group)}`\n"
@@ -514,7 +558,7 @@ def make_alerter(settings: ObserveSettings, env: Mapping[str, str], on_event: On
     if not threshold >= 0:
         raise ConfigError(source, "general_settings.alerting_threshold", "expected a number of seconds >= 0")
     types = DEFAULT_ALERT_TYPES if settings.alert_types is None else settings.alert_types
-    unknown = sorted(set(types) - ALL_ALERT_TYPES)
+    unknown = sorted((set(types) | set(settings.alert_to_webhook_url)) - ALL_ALERT_TYPES)
     if unknown:
         log.warning("general_settings.alert_types: unknown alert type(s) %s (ignored)", ", ".join(unknown))
     routes: dict[str, tuple[str, ...]] = {}
