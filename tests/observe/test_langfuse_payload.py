@@ -184,7 +184,8 @@ def test_litellm_metadata_mapping() -> None:
     meta = {"trace_id": "my-trace", "generation_name": "summarise", "generation_id": "gen-7",
             "session_id": "sess-1", "trace_user_id": "alice", "tags": ["prod"], "trace_name": "pipeline",
             "trace_metadata": {"team": "search"}, "trace_release": "v9", "trace_version": "3", "version": "2",
-            "trace_public": True, "parent_observation_id": "span-0", "debug_langfuse": True, "extra_field": "x"}
+            "trace_public": True, "parent_observation_id": "span-0", "debug_langfuse": True, "extra_field": "x",
+            "prompt": {"name": "summary-prompt", "version": 4, "type": "text", "prompt": "Summarise {{x}}"}}
     ev = events(with_detail(detail(metadata=meta, tags=["prod", "key-tag"]), end_user_id="end-user"))
     trace, gen = ev["trace-create"]["body"], ev["generation-create"]["body"]
     assert trace["id"] == gen["traceId"] == "my-trace"
@@ -195,6 +196,7 @@ def test_litellm_metadata_mapping() -> None:
     assert trace["metadata"]["metadata_passed_to_litellm"]["extra_field"] == "x"
     assert gen["id"] == "gen-7" and gen["name"] == "summarise" and gen["version"] == "2"
     assert gen["parentObservationId"] == "span-0"
+    assert gen["promptName"] == "summary-prompt" and gen["promptVersion"] == 4
     assert gen["metadata"]["requester_metadata"] == meta
 
 

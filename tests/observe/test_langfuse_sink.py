@@ -334,3 +334,14 @@ def test_make_langfuse_only_when_configured() -> None:
 def test_make_langfuse_names_the_missing_variable() -> None:
     with pytest.raises(ConfigError, match="LANGFUSE_SECRET_KEY"):
         make_langfuse(ObserveSettings(failure_callbacks=("langfuse",)), {"LANGFUSE_PUBLIC_KEY": "pk"}, Events())
+
+
+def test_batches_after_aclose_are_counted_not_sent() -> None:
+    ev = Events()
+    with LangfuseServer() as srv:
+        async def main() -> None:
+            s = sink(creds(srv), ev)
+            await s.aclose()
+            await s.handle([rec(0)])
+        asyncio.run(main())
+    assert srv.requests == [] and ev.counts == {"langfuse_dropped": 2}

@@ -153,6 +153,7 @@ class LangfuseSink:
         self._projects: OrderedDict[Credentials, _Project] = OrderedDict()
         self._hurry = asyncio.Event()
         self._closing = asyncio.Event()
+        self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
         self._last_send = -1e18
@@ -168,6 +169,9 @@ class LangfuseSink:
 
     async def handle(self, batch: Sequence[CompletionRecord]) -> None:
         """Send one batch of records (waiting first, within ``flush_interval``, to gather larger batches)."""
+        if self._closed:  # nothing may open clients after aclose(): count, never send
+            self._drop(2 * len(batch))
+            return
         self._idle.clear()
         try:
             wait = self._last_send + self.flush_interval - time.monotonic()
@@ -192,6 +196,7 @@ class LangfuseSink:
         self._hurry.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout)
+        self._closed = True
         projects = list(self._projects.values())
         if self.default is not None:
             projects.append(self.default)

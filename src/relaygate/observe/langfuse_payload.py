@@ -21,7 +21,8 @@ Per record, as LiteLLM's ``langfuse`` callback logs a call:
 - The client's ``metadata`` steers it as in LiteLLM: ``trace_id`` / ``existing_trace_id``, ``trace_name``,
   ``generation_name``, ``generation_id``, ``parent_observation_id``, ``session_id``, ``trace_user_id``
   (else the end user), ``tags`` (with the key's and team's), ``trace_metadata``, ``trace_release``,
-  ``trace_version`` / ``version``, ``trace_public``, ``mask_input`` / ``mask_output``, ``debug_langfuse``;
+  ``trace_version`` / ``version``, ``trace_public``, ``mask_input`` / ``mask_output``, ``debug_langfuse``,
+  ``prompt`` (a Langfuse prompt's ``name`` and ``version``: the generation is linked to it);
   ``langfuse_*`` request headers override them. ``langfuse_default_tags`` adds ``<field>:<value>`` tags for
   the named metadata fields (``cache_hit`` and ``proxy_base_url`` included).
 - Bodies: ``input`` is the request body less its model parameters and routing fields (the chat
@@ -97,8 +98,8 @@ def env_credentials(env: Mapping[str, str]) -> Credentials:
     missing = [name for name in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY") if not env.get(name, "").strip()]
     if missing:
         raise ConfigError("environment", " and ".join(missing),
-                          "not set: the langfuse callback needs LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY "
-                          "(and LANGFUSE_HOST unless it is Langfuse Cloud)")
+                          f"not set: the langfuse callback sends with the project's keys (LANGFUSE_HOST defaults "
+                          f"to {DEFAULT_HOST})")
     return Credentials(env["LANGFUSE_PUBLIC_KEY"].strip(), env["LANGFUSE_SECRET_KEY"].strip(),
                        _host(env.get("LANGFUSE_HOST") or env.get("LANGFUSE_BASE_URL")))
 
@@ -242,7 +243,7 @@ def answer_output(route: str, answer: Any) -> Any:
 
 _STEERING = ("trace_id", "existing_trace_id", "trace_name", "generation_name", "generation_id", "session_id",
              "trace_user_id", "trace_metadata", "trace_release", "trace_version", "trace_public", "version",
-             "parent_observation_id", "mask_input", "mask_output", "debug_langfuse", "tags")
+             "parent_observation_id", "mask_input", "mask_output", "debug_langfuse", "tags", "prompt")
 
 
 def _steering(metadata: Mapping[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
@@ -411,6 +412,9 @@ def build_events(r: CompletionRecord, detail: Detail | None, opts: BuildOptions,
         "parentObservationId": _text(ctl.get("parent_observation_id")),
         "environment": opts.environment,
     }
+    prompt = ctl.get("prompt")  # a Langfuse prompt the client used: link the generation to it
+    if isinstance(prompt, dict) and isinstance(prompt.get("name"), str) and type(prompt.get("version")) is int:
+        generation["promptName"], generation["promptVersion"] = prompt["name"], prompt["version"]
     if r.ttft is not None:
         generation["completionStartTime"] = iso(start + r.ttft)
     events.append({"id": new_id(), "timestamp": stamp, "type": "generation-create",
