@@ -194,6 +194,24 @@ def test_partial_batch_waits_for_the_interval_and_aclose_flushes_it(collector: C
     assert took < 1.0
 
 
+def test_records_after_an_idle_spell_are_sent(collector: Collector) -> None:
+    async def main() -> None:
+        sink = sink_for(collector, batch_size=100, flush_interval=0.2)
+        await sink.handle(records(1))
+        await asyncio.sleep(0.3)  # idle longer than the interval: the next record goes at once
+        await sink.handle([record(call_id="after-idle")])
+        await asyncio.sleep(0.05)
+        await sink.handle([record(call_id="soon-after")])  # within the interval: waits for it
+        for _ in range(100):
+            if len(collector.entries()) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert [len(p.entries()) for p in collector.posts] == [1, 1, 1]
+        await sink.aclose()
+
+    asyncio.run(main())
+
+
 def test_ndjson_and_single_formats(collector: Collector) -> None:
     async def run(fmt: str) -> None:
         settings = ObserveSettings(success_callbacks=("generic_api",),

@@ -232,7 +232,7 @@ class HttpExporter:
                 pending.popleft()
             self._drop(over, f"more than {self.max_pending} waiting")
         self._ensure_task()
-        if len(pending) >= self.batch_size and self._wake is not None:
+        if self._wake is not None:  # the flusher decides: send now, or wait out the interval
             self._wake.set()
 
     def _ensure_task(self) -> None:
