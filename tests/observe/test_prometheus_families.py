@@ -24,7 +24,15 @@ from relaygate.observe.prometheus import LiteLLMMetrics, enabled
 from relaygate.router import Router
 from relaygate.sinks import CompletionQueue, Outcome
 
-from .test_prometheus_dashboard import KEY_A, parse_exposition, record, scrape_after_traffic, traffic_config
+from .test_prometheus_dashboard import (
+    KEY_A,
+    attempt,
+    detail,
+    parse_exposition,
+    record,
+    scrape_after_traffic,
+    traffic_config,
+)
 
 _DEP = ["litellm_model_name", "model_id", "api_base", "api_provider"]
 _API = ["model", "hashed_api_key", "api_key_alias", "team", "team_alias", "requested_model", "end_user", "user",
@@ -194,6 +202,30 @@ def test_a_flood_of_client_strings_does_not_grow_the_series() -> None:
     parse_exposition(text)
 
 
+def test_the_memo_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remembered cells give exactly the figures computed afresh for every record."""
+    cfg = traffic_config()
+    rng = random.Random(3)
+    records = []
+    for i in range(4_000):
+        team = rng.choice(["t1", "t2", None])
+        records.append(record(
+            i, model=rng.choice(["gpt-4o", "claude", "x"]), key_hash=rng.choice([KEY_A, None, "c" * 64]),
+            key_alias=rng.choice(["alice", None]), team_id=team, end_user_id=rng.choice([None, "e"]),
+            deployment_id=rng.choice(["dep-a", "dep-b", ""]), status=rng.choice([200, 429]),
+            outcome=rng.choice(list(Outcome)), stream=True, ttft=rng.choice([None, 0.2]), latency=rng.random() * 9,
+            fallbacks=rng.choice([0, 0, 1]), cache_hit=rng.random() < 0.1,
+            extra=detail(attempt("dep-a", 500), attempt("dep-b", 200), team_alias=f"alias-{team}-{i // 1000}")
+            if rng.random() < 0.2 else None))
+    remembered = LiteLLMMetrics(["gpt-4o", "claude"], cfg.deployments)
+    remembered.handle(records)
+    monkeypatch.setattr(prometheus, "MAX_MEMO", 0)
+    afresh = LiteLLMMetrics(["gpt-4o", "claude"], cfg.deployments)
+    for r in records:
+        afresh.handle([r])
+    assert afresh.snapshot() == remembered.snapshot()
+
+
 def test_keys_teams_users_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(prometheus, "MAX_IDENTITIES", 5)
     lite = LiteLLMMetrics(["gpt-4o"], traffic_config().deployments)
@@ -212,7 +244,7 @@ def test_series_backstop(monkeypatch: pytest.MonkeyPatch) -> None:
     lite = LiteLLMMetrics(["gpt-4o"], traffic_config().deployments)
     lite.handle([record(i, key_hash=f"{i:064x}") for i in range(10)])
     d = lite.counters["litellm_proxy_total_requests_metric"]
-    assert len(d) == 4 and d[("other",) * 13] == 7
+    assert len(d) == 4 and d[("other",) * 13] == [7.0]
 
 
 def _source(router: Router) -> Callable[[], Router]:
@@ -287,7 +319,7 @@ def test_through_the_completion_queue() -> None:
         await q.aclose()
 
     asyncio.run(main())
-    assert sum(lite.counters["litellm_proxy_total_requests_metric"].values()) == 1
+    assert [v[0] for v in lite.counters["litellm_proxy_total_requests_metric"].values()] == [1.0]
     assert "prometheus" in [lite.name]
 
 
