@@ -94,6 +94,22 @@ def test_headers_and_settings() -> None:
     assert other.url == "http://override.example/x" and (other.success, other.failure) == (False, True)
 
 
+def test_named_webhook(collector: Collector) -> None:
+    events = Events()
+    settings = ObserveSettings(success_callbacks=("my_hook",), callback_settings={
+        "my_hook": {"callback_type": "generic_api", "endpoint": collector.url + "/hook"}})
+
+    async def main() -> None:
+        sink = make_generic_api(settings, {}, events, name="my_hook", **FAST)
+        assert sink.name == "my_hook" and (sink.success, sink.failure) == (True, False)
+        await sink.handle(records(2))
+        await sink.aclose()
+
+    asyncio.run(main())
+    assert [p.path for p in collector.posts] == ["/hook"]
+    assert events.counts == {"my_hook_sent": 2}
+
+
 def test_batch_knobs_are_bounded() -> None:
     env = {"GENERIC_LOGGER_ENDPOINT": "http://x.example/", "DEFAULT_BATCH_SIZE": "999999",
            "DEFAULT_FLUSH_INTERVAL_SECONDS": "0"}

@@ -450,13 +450,17 @@ def event_flags(settings: ObserveSettings, name: str, event_types: Any, field: s
     return success, failure
 
 
-def make_generic_api(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent | None,
-                     **options: Any) -> GenericApiSink:
+def make_generic_api(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent | None, *,
+                     name: str = "generic_api", **options: Any) -> GenericApiSink:
     """The ``generic_api`` sink for ``settings``, configured from ``env`` as LiteLLM reads it (module
     essay). ``options`` override :class:`HttpExporter`'s defaults (``timeout``, ``max_attempts``,
-    ``backoff``, ``close_timeout``, ``transport`` ...). Raises ``ConfigError`` without an endpoint."""
-    opts = callback_options(settings, "generic_api")
-    base = "litellm_settings.callback_settings.generic_api"
+    ``backoff``, ``close_timeout``, ``transport`` ...). Raises ``ConfigError`` without an endpoint.
+
+    ``name`` is the callback's name: ``generic_api``, or one of LiteLLM's named webhooks
+    (``callback_settings.<name>.callback_type: generic_api``), whose settings, callback-list membership
+    and event names (``<name>_dropped`` ...) are then its own."""
+    opts = callback_options(settings, name)
+    base = f"litellm_settings.callback_settings.{name}"
     endpoint = opts.get("endpoint") or env.get("GENERIC_LOGGER_ENDPOINT")
     if not isinstance(endpoint, str) or not endpoint.strip():
         raise ConfigError(ENV_SOURCE, "GENERIC_LOGGER_ENDPOINT",
@@ -475,13 +479,16 @@ def make_generic_api(settings: ObserveSettings, env: Mapping[str, str], on_event
     log_format = opts.get("log_format", "json_array")
     if log_format not in LOG_FORMATS:
         raise ConfigError("config", f"{base}.log_format", f"expected one of {', '.join(LOG_FORMATS)}")
-    success, failure = event_flags(settings, "generic_api", opts.get("event_types"), f"{base}.event_types")
+    success, failure = event_flags(settings, name, opts.get("event_types"), f"{base}.event_types")
     defaults: dict[str, Any] = {
         "batch_size": env_int(env, "DEFAULT_BATCH_SIZE", 512, 1, 10_000),
         "flush_interval": env_float(env, "DEFAULT_FLUSH_INTERVAL_SECONDS", 5.0, 0.01, 300.0),
         "max_pending": max(1, settings.exporter_queue),
     }
     defaults.update(options)
-    return GenericApiSink(endpoint, headers, log_format=log_format, success=success, failure=failure,
+    sink = GenericApiSink(endpoint, headers, log_format=log_format, success=success, failure=failure,
                           on_event=on_event, redact_key_info=settings.redact_user_api_key_info,
                           redact_messages=opts.get("message_logging") is False, **defaults)
+    if name != GenericApiSink.name:
+        sink.name = name
+    return sink
