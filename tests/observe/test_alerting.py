@@ -455,3 +455,13 @@ def test_suppressed_triggers_format_nothing() -> None:
     for _ in range(10_000):
         a.budget_crossed("key", "k", 2.0, 1.0)
     assert a.stats()["queued"] == 1 and a.stats()["suppressed"] == 9_999
+
+
+def test_budget_flood_is_bounded_and_counted() -> None:
+    events = Events()
+    a = Alerter(slack_routes={"budget_alerts": ["http://127.0.0.1:9/x"]}, on_event=events, budget_keys=10)
+    for _ in range(3):
+        for i in range(100):
+            a.budget_crossed("user", f"u{i}", 2.0, 1.0)
+    assert a.stats()["queued"] == 10 and a.stats()["keys"] == 10
+    assert events.counts[DROPPED_EVENT] == 270  # every refused occurrence is visible

@@ -212,3 +212,11 @@ def test_outage_counter_is_bounded() -> None:
     for i in range(1000):
         c.failed(f"d{i}", 500, 0.0)
     assert len(c._windows) <= 50
+
+
+def test_non_evicting_gate_refuses_new_keys_when_full() -> None:
+    g = Gate(max_keys=3, evict=False)
+    assert all(g.admit(("b", str(i)), 100, 0.0, False) for i in range(3))
+    assert not g.admit(("b", "new"), 100, 1.0, False) and g.refused == 1
+    assert not g.admit(("b", "0"), 100, 1.0, False) and g.refused == 1  # a known key: held, not refused
+    assert g.admit(("b", "new"), 100, 100.0, False)  # the windows ended: purged, room again

@@ -229,15 +229,22 @@ class Summary(msgspec.Struct, frozen=True):
 class Gate:
     """Per-key rate limits: one occurrence per window is let through, the rest counted (module essay).
 
-    Sans-IO: every method takes ``now`` (monotonic seconds)."""
+    Full (``max_keys`` windows open): ended windows are purged (a scan at most once a second), then an
+    evicting gate forgets its oldest window, which may let that key alert again early; a non-evicting
+    gate (budgets, whose windows last a day) refuses the new key instead (:attr:`refused`), so it can
+    never turn into one alert per request. Sans-IO: every method takes ``now`` (monotonic seconds)."""
 
-    def __init__(self, max_keys: int = 10_000) -> None:
+    def __init__(self, max_keys: int = 10_000, *, evict: bool = True) -> None:
         self.max_keys = max_keys
+        self.evict = evict
         self._windows: dict[tuple[str, ...], _Window] = {}
         self._pending: dict[tuple[str, ...], _Window] = {}
         """Windows that suppressed something and summarize: they owe a summary when they end."""
+        self._purge_at = -1e18
         self.suppressed = 0
         """Occurrences kept back, in total (those summarized included)."""
+        self.refused = 0
+        """New keys turned away by a full non-evicting gate."""
 
     def __len__(self) -> int:
         return len(self._windows)
@@ -257,8 +264,9 @@ class Gate:
         if w is not None:
             del self._windows[key]  # re-inserted at the end: the dict stays in window-start order
             self._pending.pop(key, None)
-        elif len(self._windows) >= self.max_keys:
-            self._make_room(now)
+        elif len(self._windows) >= self.max_keys and not self._make_room(now):
+            self.refused += 1
+            return False
         self._windows[key] = _Window(now + window, window, key[0], summarize)
         return True
 
@@ -289,14 +297,21 @@ class Gate:
         """The earliest end of a window owing a summary (``None``: none owes one)."""
         return min((w.until for w in self._pending.values()), default=None)
 
-    def _make_room(self, now: float) -> None:
+    def _make_room(self, now: float) -> bool:
         windows = self._windows
-        for key in [k for k, w in windows.items() if now >= w.until and k not in self._pending]:
-            del windows[key]
+        if now >= self._purge_at:
+            self._purge_at = now + 1.0
+            for key in [k for k, w in windows.items() if now >= w.until and k not in self._pending]:
+                del windows[key]
+        if len(windows) < self.max_keys:
+            return True
+        if not self.evict:
+            return False
         while len(windows) >= self.max_keys:
             key = next(iter(windows))
             del windows[key]
             self._pending.pop(key, None)
+        return True
 
 
 # ------------------------------------------------------------------------------------------------ outages

@@ -25,7 +25,9 @@ Invariants:
   ``llm_exceptions`` at most one per model group per ``window`` (60 s), ``cooldown_deployment`` one per
   deployment per window, ``db_exceptions`` one per component per ``alerting_args.outage_alert_ttl``
   (60 s), each followed by one ``[Num Alerts: n]`` summary when its window kept occurrences back;
-  ``budget_alerts`` one per entity and event per ``alerting_args.budget_alert_ttl`` (24 h);
+  ``budget_alerts`` one per entity and event per ``alerting_args.budget_alert_ttl`` (24 h; at most
+  ``budget_keys`` entities remembered, past that a new entity's alert is counted as dropped, so a flood
+  of entities over budget can never become one alert per request);
   ``outage_alerts`` at most a minor and a major one per deployment per ``outage_alert_ttl``. Per model
   group rather than per request or per deployment: a slow or failing provider makes every request of the
   group alert, and one line a minute with the count says it; the deployment and API base of the latest
@@ -116,7 +118,7 @@ class Alerter:
                  alert_types: Iterable[str] = DEFAULT_ALERT_TYPES, threshold: float = 300.0,
                  args: AlertArgs | None = None, on_event: OnEvent | None = None, proxy_base_url: str | None = None,
                  queue_size: int = 1000, timeout: float = 5.0, retries: int = 2, backoff: float = 0.5,
-                 window: float = 60.0, tick: float = 1.0, max_keys: int = 10_000,
+                 window: float = 60.0, tick: float = 1.0, max_keys: int = 10_000, budget_keys: int = 50_000,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         if queue_size < 1:
@@ -135,6 +137,7 @@ class Alerter:
         self._wall = wall
         self._transport = transport
         self._gate = Gate(max_keys)
+        self._budgets = Gate(budget_keys, evict=False)
         types = frozenset(alert_types)
         self._lanes: dict[str, _Lane] = {}
         self._routes: dict[str, tuple[_Lane, ...]] = {}
@@ -175,8 +178,10 @@ class Alerter:
 
     def stats(self) -> dict[str, int]:
         """Counters for logs and tests."""
-        return {"sent": self.sent, "dropped": self.dropped, "suppressed": self._gate.suppressed,
-                "queued": sum(len(lane.queue) for lane in self._lanes.values()), "keys": len(self._gate)}
+        return {"sent": self.sent, "dropped": self.dropped,
+                "suppressed": self._gate.suppressed + self._budgets.suppressed,
+                "queued": sum(len(lane.queue) for lane in self._lanes.values()),
+                "keys": len(self._gate) + len(self._budgets)}
 
     # -- triggers (sync, never raise) ---------------------------------------------------------------
 
@@ -195,8 +200,11 @@ class Alerter:
                 return
             event, wording = decided
             group = event_group(entity_type)
-            if not self._gate.admit(("budget_alerts", event, group, entity_id), self.args.budget_alert_ttl,
-                                    self._clock(), False):
+            gate = self._budgets
+            refused = gate.refused
+            if not gate.admit((event, group, entity_id), self.args.budget_alert_ttl, self._clock(), False):
+                if gate.refused != refused:
+                    self._drop(1, f"more than {gate.max_keys} budget alerts within budget_alert_ttl")
                 return
             event_message, text = budget_message(group, entity_id, spend, max_budget, soft, alias, wording)
             lanes = self._routes.get("budget_alerts")
