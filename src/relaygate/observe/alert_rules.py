@@ -5,18 +5,20 @@ What it owns: the sans-IO half of ``general_settings.alerting`` (the IO half, qu
 or bytes; nothing awaits.
 
 - **Kinds** are LiteLLM's ``alert_types`` names. :data:`DEFAULT_ALERT_TYPES` is LiteLLM's default list
-  (what runs when ``alert_types`` is not set). relaygate sends five of them (:data:`SENT_KINDS`):
+  (what runs when ``alert_types`` is not set). relaygate sends six of them (:data:`SENT_KINDS`):
   ``llm_exceptions``, ``llm_too_slow``, ``budget_alerts``, ``db_exceptions`` (database and Redis),
   ``cooldown_deployment`` and ``outage_alerts`` (:class:`OutageCounter`); the others are accepted in the
   config and never fire.
 - **Rate limits** (:class:`Gate`): each alert has a dedupe key and a window. The first occurrence of a key
   is sent at once; the next ones inside the window are counted, not sent. For kinds that *summarize*
-  (everything but budgets) the window's end then sends one summary, ``[Num Alerts: n]`` followed by the
-  latest occurrence, and opens a new window, so a storm costs one post per key per window and no
-  occurrence goes unreported. Budget alerts do not summarize: a budget stays crossed, so LiteLLM's rule
-  (one alert per entity and event per ``budget_alert_ttl``, 24 h by default) is the right one. The gate
-  holds at most ``max_keys`` windows (expired ones are purged first, then the oldest): memory is bounded
-  whatever the keys are.
+  (all that are gated but budgets) the window's end then sends one summary, ``[Num Alerts: n]`` followed
+  by the latest occurrence, and opens a new window, so a storm costs one post per key per window and no
+  occurrence goes unreported (``outage_alerts`` are not gated: :class:`OutageCounter` sends at most a
+  minor and a major alert per deployment per window). Budget alerts do not summarize: a budget stays
+  crossed, so LiteLLM's rule (one alert per entity and event per ``budget_alert_ttl``, 24 h by default)
+  is the right one. A gate
+  holds at most ``max_keys`` windows (ended ones are purged first; then the oldest is forgotten, or, for
+  budgets, the new key refused): memory is bounded whatever the keys are.
 - **Text is safe to show.** Every string that a client or an upstream could have chosen (model names as
   requested, error messages, metadata) goes through :func:`clean`: secrets redacted
   (:func:`relaygate.core.errors.redact`), control characters escaped onto one line, Slack's ``&``, ``<``,
