@@ -28,6 +28,7 @@ from relaygate.router import Router
 from relaygate.sinks.record import CompletionRecord, Outcome
 
 DASHBOARD = Path(__file__).parent / "data" / "litellm_grafana_dashboard.json"
+ALL_METRICS = Path(__file__).parent / "data" / "litellm_all_metrics_dashboard_excerpt.json"
 
 # -- the text format ----------------------------------------------------------------------------------------
 
@@ -324,7 +325,7 @@ def attempt(dep: str, status: int, error_type: str = "") -> Attempt:
 
 def traffic() -> list[CompletionRecord]:
     return [
-        record(0),
+        record(0, cache_read_tokens=8, cache_write_tokens=4),
         record(1, stream=True, ttft=0.15, latency=2.5, extra=detail(attempt("dep-a", 200))),
         record(2, model="gpt4", deployment_id="dep-b", key_hash=KEY_B, key_alias=None, team_id="team-2",
                user_id=None, stream=True, ttft=0.3, latency=4.0, end_user_id="customer-7"),
@@ -367,8 +368,8 @@ def scrape_after_traffic() -> tuple[Scrape, str]:
     return parse_exposition(text), text
 
 
-def dashboard_targets() -> list[tuple[str, str]]:
-    board = json.loads(DASHBOARD.read_text())
+def dashboard_targets(path: Path = DASHBOARD) -> list[tuple[str, str]]:
+    board = json.loads(path.read_text())
     out = []
 
     def walk(panels: list[dict[str, object]]) -> None:
@@ -409,3 +410,65 @@ def test_without_traffic_the_request_panels_are_empty() -> None:
     missing = [r for _t, e in dashboard_targets() for r in references(e) if satisfied(r, scrape) is not None]
     assert {r.metric for r in missing} >= {"litellm_proxy_total_requests_metric_total",
                                             "litellm_request_total_latency_metric_bucket"}
+
+
+# -- LiteLLM's "All Prometheus Metrics" dashboard (excerpt) ---------------------------------------------------
+
+NOT_EMITTED = {
+    "litellm_request_queue_time_seconds": "no queue before processing: Granian hands each request to the app",
+    "litellm_admission_admitted_requests": "LiteLLM's admission-control middleware (not in relaygate)",
+    "litellm_admission_queued_requests": "LiteLLM's admission-control middleware",
+    "litellm_admission_rejected_requests": "LiteLLM's admission-control middleware",
+    "litellm_overhead_with_guardrails_latency_metric": "no guardrails in relaygate",
+    "litellm_input_cached_tokens_metric": "label set not in the LiteLLM source read; the same tokens are "
+                                          "litellm_provider_cache_read_input_tokens_metric",
+    "litellm_input_cache_creation_tokens_metric": "as above: litellm_provider_cache_creation_input_tokens_metric",
+    "litellm_input_audio_tokens_metric": "completion records carry no audio token counts",
+    "litellm_output_audio_tokens_metric": "completion records carry no audio token counts",
+    "litellm_output_reasoning_tokens_metric": "completion records carry no reasoning token counts",
+    "litellm_images_generated_metric": "completion records carry no image counts",
+    "litellm_video_duration_seconds_metric": "no video generation route",
+    "litellm_cache_hits_metric": "emitted by relaygate.metrics from the response cache stage, without per-model "
+                                 "labels (and only once the cache has counted something)",
+    "litellm_cache_misses_metric": "as litellm_cache_hits_metric",
+    "litellm_cached_tokens_metric": "not emitted: the cache stage counts hits, not tokens",
+    "litellm_remaining_api_key_requests_for_model": "needs the limiter's per-key buckets read at scrape time",
+    "litellm_remaining_api_key_tokens_for_model": "needs the limiter's per-key buckets read at scrape time",
+    "litellm_api_key_rate_limit_allowed_metric": "needs the limiter's per-key buckets read at scrape time",
+    "litellm_api_key_rate_limit_used_metric": "needs the limiter's per-key buckets read at scrape time",
+    "litellm_team_rate_limit_allowed_metric": "needs the limiter's per-team buckets read at scrape time",
+    "litellm_team_rate_limit_used_metric": "needs the limiter's per-team buckets read at scrape time",
+    "litellm_remaining_org_budget_metric": "organization budget gauges: label set not in the LiteLLM source read",
+    "litellm_org_max_budget_metric": "organization budget gauges",
+    "litellm_org_budget_remaining_hours_metric": "organization budget gauges",
+    "litellm_remaining_customer_budget_metric": "customer budget gauges: label set not in the LiteLLM source read",
+    "litellm_customer_max_budget_metric": "customer budget gauges",
+}
+"""Families the excerpt queries that relaygate does not emit with LiteLLM's labels, and why."""
+
+
+def _family(sample: str) -> str:
+    for suffix in ("_total", "_bucket", "_sum", "_count"):
+        if sample.endswith(suffix):
+            return sample[: -len(suffix)]
+    return sample
+
+
+ALL_TARGETS = dashboard_targets(ALL_METRICS)
+
+
+def test_the_excerpt_is_read_whole_and_the_exclusions_are_current() -> None:
+    assert len(ALL_TARGETS) == 76
+    families = {_family(r.metric) for _t, e in ALL_TARGETS for r in references(e)}
+    assert set(NOT_EMITTED) <= families
+    scrape, _text = scrape_after_traffic()
+    declared = set(scrape.types) - {"litellm_cache_hits_metric", "litellm_cache_misses_metric"}
+    assert not declared & set(NOT_EMITTED), "emitted now: take it off NOT_EMITTED"
+
+
+@pytest.mark.parametrize(("title", "expr"), [
+    (t, e) for t, e in ALL_TARGETS if not all(_family(r.metric) in NOT_EMITTED for r in references(e))])
+def test_every_query_of_an_emitted_family_returns_data(title: str, expr: str) -> None:
+    scrape, _text = scrape_after_traffic()
+    problems = [p for r in references(expr) if (p := satisfied(r, scrape)) is not None]
+    assert not problems, f"{title} ({expr!r}): {problems}"

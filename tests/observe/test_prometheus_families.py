@@ -43,6 +43,9 @@ _CALLS = ["requested_model", "litellm_model_name", "model_id", "api_base", "api_
           "api_key_alias", "team", "team_alias", "client_ip", "user_agent"]
 _REMAINING = ["model_group", "api_provider", "api_base", "litellm_model_name", "hashed_api_key", "api_key_alias",
               "model_id"]
+# LiteLLM's cache metric labels, plus api_provider and model_group for the provider prompt-cache pair
+_PROVIDER_CACHE = ["model", "hashed_api_key", "api_key_alias", "team", "team_alias", "end_user", "user", "model_id",
+                   "api_provider", "model_group"]
 _FALLBACKS = ["requested_model", "fallback_model", "hashed_api_key", "api_key_alias", "team", "team_alias",
               "exception_status", "exception_class", "model_id"]
 
@@ -67,6 +70,13 @@ LITELLM: dict[str, tuple[str, list[str]]] = {
     "litellm_total_tokens_metric": ("counter", _TOKENS),
     "litellm_input_tokens_metric": ("counter", _TOKENS),
     "litellm_output_tokens_metric": ("counter", _TOKENS),
+    "litellm_provider_cache_read_input_tokens_metric": ("counter", _PROVIDER_CACHE),
+    "litellm_provider_cache_creation_input_tokens_metric": ("counter", _PROVIDER_CACHE),
+    "litellm_requests_metric": ("counter", [
+        "end_user", "hashed_api_key", "api_key_alias", "model", "team", "team_alias", "user", "user_email",
+        "client_ip", "user_agent", "model_id"]),
+    "litellm_llm_api_failed_requests_metric": ("counter", [
+        "end_user", "hashed_api_key", "api_key_alias", "model", "team", "team_alias", "user", "model_id"]),
     "litellm_deployment_success_responses": ("counter", _CALLS),
     "litellm_deployment_total_requests": ("counter", _CALLS),
     "litellm_deployment_failure_responses": ("counter", [
@@ -154,6 +164,10 @@ def test_values_after_traffic() -> None:
     assert scrape.values["litellm_in_flight_requests"] == [2.0]
     assert scrape.values["litellm_remaining_requests_metric"] == [590.0]
     assert scrape.values["litellm_remaining_api_key_budget_metric"] == [8.75]
+    assert sum(scrape.values["litellm_requests_metric_total"]) == 6  # LiteLLM's deprecated pair
+    assert sum(scrape.values["litellm_llm_api_failed_requests_metric_total"]) == 6
+    assert scrape.values["litellm_provider_cache_read_input_tokens_metric_total"] == [8.0]
+    assert scrape.values["litellm_provider_cache_creation_input_tokens_metric_total"] == [4.0]
     # five answers came from an LLM API; the cache hit made no call
     assert sum(scrape.values["litellm_llm_api_latency_metric_count"]) == 5
     assert sum(scrape.values["litellm_request_total_latency_metric_count"]) == 6

@@ -71,6 +71,8 @@ _DEP = ("litellm_model_name", "model_id", "api_base", "api_provider")
 _API = ("model", "hashed_api_key", "api_key_alias", "team", "team_alias", "requested_model", "end_user", "user",
         "model_id")
 _TOKENS = (*_USER_KEY, "model", "team", "team_alias", "user", "user_email", "requested_model", "model_id")
+_PROVIDER_CACHE = ("model", "hashed_api_key", "api_key_alias", "team", "team_alias", "end_user", "user", "model_id",
+                   "api_provider", "model_group")
 _DEP_CALLS = ("requested_model", *_DEP, "hashed_api_key", "api_key_alias", "team", "team_alias", "client_ip",
               "user_agent")
 _REMAINING = ("model_group", "api_provider", "api_base", "litellm_model_name", "hashed_api_key", "api_key_alias",
@@ -101,6 +103,16 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "litellm_total_tokens_metric": (COUNTER, _TOKENS, "Total number of input + output tokens from LLM requests"),
     "litellm_input_tokens_metric": (COUNTER, _TOKENS, "Total number of input tokens from LLM requests"),
     "litellm_output_tokens_metric": (COUNTER, _TOKENS, "Total number of output tokens from LLM requests"),
+    "litellm_provider_cache_read_input_tokens_metric": (COUNTER, _PROVIDER_CACHE,
+                                                        "Total prompt/input tokens read from provider prompt cache"),
+    "litellm_provider_cache_creation_input_tokens_metric": (
+        COUNTER, _PROVIDER_CACHE, "Total prompt/input tokens written to provider prompt cache"),
+    "litellm_requests_metric": (COUNTER, (
+        *_USER_KEY, "model", "team", "team_alias", "user", "user_email", "client_ip", "user_agent", "model_id"),
+        "deprecated - use litellm_proxy_total_requests_metric. Total number of LLM calls to litellm"),
+    "litellm_llm_api_failed_requests_metric": (COUNTER, (
+        *_USER_KEY, "model", "team", "team_alias", "user", "model_id"),
+        "deprecated - use litellm_proxy_failed_requests_metric"),
     "litellm_deployment_success_responses": (COUNTER, _DEP_CALLS,
                                              "LLM Deployment Analytics - Total number of successful LLM API calls"),
     "litellm_deployment_failure_responses": (COUNTER, (
@@ -182,7 +194,7 @@ class _Cells:
     """The value cells one record identity counts in (shared with the families' dicts)."""
 
     __slots__ = ("total", "failed", "calls", "state", "labels", "latency", "input", "output", "tokens", "spend",
-                 "api", "ttft", "overhead", "per_token")
+                 "api", "ttft", "overhead", "per_token", "legacy", "cache_labels", "cache_read", "cache_write")
 
     def __init__(self, total: list[float]) -> None:
         self.total = total
@@ -196,6 +208,12 @@ class _Cells:
         self.output: list[float] = []
         self.tokens: list[float] = []
         self.spend: list[float] = []
+        self.legacy: list[float] = []
+        """``litellm_requests_metric`` on success, ``litellm_llm_api_failed_requests_metric`` on failure."""
+        self.cache_labels: tuple[str, ...] = ()
+        self.cache_read: list[float] | None = None
+        """Provider prompt-cache counters, created at the first record that has such tokens."""
+        self.cache_write: list[float] | None = None
         self.api: list[float] | None = None
         self.ttft: list[float] | None = None
         self.overhead: list[float] | None = None
@@ -333,6 +351,7 @@ class LiteLLMMetrics:
                     memo.clear()
                 cells = memo[ident] = self._cells(r, team_alias, attempts)
             cells.total[0] += 1
+            cells.legacy[0] += 1
             for cell in cells.calls:
                 cell[0] += 1
             if cells.state is not None:
@@ -354,6 +373,8 @@ class LiteLLMMetrics:
             cells.output[0] += completion
             cells.tokens[0] += prompt + completion
             cells.spend[0] += r.cost
+            if r.cache_read_tokens or r.cache_write_tokens:
+                self._provider_cache(r, cells)
             api_h, over_h, ttft_h, per_h = cells.api, cells.overhead, cells.ttft, cells.per_token
             if api_h is None or over_h is None or per_h is None:
                 continue  # no LLM API call was made (a cache hit, an answer without a deployment)
@@ -394,6 +415,8 @@ class LiteLLMMetrics:
             cells.calls, cells.state = self._call_cells(r.deployment_id, 200 if ok else r.status, r.error_type,
                                                         cells.labels)
         if not ok:
+            cells.legacy = c("litellm_llm_api_failed_requests_metric", (
+                end_user, hk, alias, model, team, t_alias, user, model_id))
             cells.failed = c("litellm_proxy_failed_requests_metric", (
                 end_user, hk, alias, requested, team, t_alias, user, NONE, status,
                 _class_of(code, r.error_type, NONE if gone else provider), route, NONE, NONE, model_id))
@@ -406,6 +429,10 @@ class LiteLLMMetrics:
         cells.tokens = c("litellm_total_tokens_metric", tokens)
         cells.spend = c("litellm_spend_metric", (
             end_user, hk, alias, model, team, t_alias, user, NONE, NONE, NONE, model_id))
+        cells.legacy = c("litellm_requests_metric", (
+            end_user, hk, alias, model, team, t_alias, user, NONE, NONE, NONE, model_id))
+        cells.cache_labels = (model, hk, alias, team, t_alias, end_user, user, model_id, provider,
+                              group if group in self._groups else (NONE if group == NONE else OTHER))
         if dep is _UNKNOWN_DEP or r.cache_hit:
             return cells
         api_labels = (model, hk, alias, team, t_alias, requested, end_user, user, model_id)
@@ -417,6 +444,18 @@ class LiteLLMMetrics:
         cells.per_token = hist("litellm_deployment_latency_per_output_token", (
             model, model_id, api_base, provider, hk, alias, team, t_alias), DEFAULT_BUCKETS)
         return cells
+
+    def _provider_cache(self, r: CompletionRecord, cells: _Cells) -> None:
+        """Provider prompt-cache tokens (read / written); their series exist once such tokens were seen."""
+        if r.cache_read_tokens:
+            if cells.cache_read is None:
+                cells.cache_read = self._counter("litellm_provider_cache_read_input_tokens_metric", cells.cache_labels)
+            cells.cache_read[0] += r.cache_read_tokens
+        if r.cache_write_tokens:
+            if cells.cache_write is None:
+                cells.cache_write = self._counter("litellm_provider_cache_creation_input_tokens_metric",
+                                                  cells.cache_labels)
+            cells.cache_write[0] += r.cache_write_tokens
 
     def _call_cells(self, dep_id: str, status: int, error_type: str, labels: tuple[str, ...]
                     ) -> tuple[list[list[float]], tuple[str, int] | None]:
