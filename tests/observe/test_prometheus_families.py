@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from relaygate.config import from_litellm
 from relaygate.config.observe import ObserveSettings
 from relaygate.metrics import Metrics
 from relaygate.observe import prometheus
@@ -346,3 +347,17 @@ def test_reload_follows_the_new_config() -> None:
     lite.handle([record(1, model="claude", model_group="claude", deployment_id="dep-c")])
     ids = {k[-1] for k in lite.counters["litellm_proxy_total_requests_metric"]}
     assert ids == {"dep-c", "other"}
+
+
+def test_api_base_is_the_adapters_when_the_config_names_none() -> None:
+    cfg = from_litellm({"model_list": [
+        {"model_name": "gpt-4o", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-x"},
+         "model_info": {"id": "o1"}}]}, "cfg.yaml")
+    router = Router(cfg)
+    lite = LiteLLMMetrics(["gpt-4o"], cfg.deployments)
+    lite.handle([record(0, deployment_id="o1")])
+    lite.attach(_source(router))
+    lite.handle([record(1, deployment_id="o1")])
+    bases = {k[2] for k in lite.histograms["litellm_overhead_latency_metric"]}
+    assert bases == {"None", "https://api.openai.com/v1"}  # before and after the router was attached
+    assert lite.gauges()["litellm_in_flight_requests"] == [[0]]

@@ -248,6 +248,7 @@ class LiteLLMMetrics:
         self._deps: dict[str, tuple[str, str, str, str, str]] = {}
         self._limits: list[tuple[tuple[str, ...], int | None, int | None]] = []
         self._memo: dict[tuple[Any, ...], _Cells] = {}
+        self._configured: list[Any] = []
         self.set_labels(groups, deployments)
 
     @classmethod
@@ -263,15 +264,32 @@ class LiteLLMMetrics:
         self.set_labels({d.model_name for d in config.deployments} | set(config.router.model_group_alias),
                         config.deployments)
 
+    def attach(self, router: Callable[[], Any]) -> None:
+        """Read the live router from now on (``router()`` returns it, or ``None``): deployment state,
+        in-flight and remaining limits at snapshot time, and each deployment's ``api_base`` as its adapter
+        resolved it (a provider's default when the config names none), as LiteLLM labels it."""
+        self.router_source = router
+        self.set_labels(self._groups, self._configured)
+
+    def _api_bases(self) -> dict[str, str]:
+        router = self.router_source() if self.router_source is not None else None
+        if router is None:
+            return {}
+        return {t.dep.id: t.provider.api_base for g in router.groups.values() for t in g.targets
+                if getattr(t.provider, "api_base", None)}
+
     def set_labels(self, groups: Iterable[str], deployments: Iterable[Any]) -> None:
+        """The label values allowed from now on; anything else is ``other``."""
         self._groups = frozenset(groups)
+        self._configured = list(deployments)
+        resolved = self._api_bases()
         deps: dict[str, tuple[str, str, str, str, str]] = {}
         limits: list[tuple[tuple[str, ...], int | None, int | None]] = []
-        for d in deployments:
+        for d in self._configured:
             # model_id, litellm_model_name / model, api_base, api_provider, model_group
             labels: tuple[str, str, str, str, str] = (
-                str(d.id), str(d.upstream_model or NONE), str(d.api_base or NONE), str(d.provider or NONE),
-                str(d.model_name))
+                str(d.id), str(d.upstream_model or NONE), str(d.api_base or resolved.get(d.id) or NONE),
+                str(d.provider or NONE), str(d.model_name))
             deps[d.id] = labels
             if d.rpm or d.tpm:
                 limits.append(((labels[1], labels[0], labels[2], labels[3]), d.rpm, d.tpm))
