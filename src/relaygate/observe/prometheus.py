@@ -611,7 +611,7 @@ class LiteLLMMetrics:
         """This worker's part of ``Metrics.snapshot()`` (plain JSON)."""
         return {
             "c": {n: [[*k, v[0]] for k, v in d.items()] for n, d in self.counters.items() if d},
-            "h": {n: [[*k, v] for k, v in d.items()] for n, d in self.histograms.items() if d},
+            "h": {n: [[*k, *_sparse(v)] for k, v in d.items()] for n, d in self.histograms.items() if d},
             "g": self.gauges(),
             "b": [[*k, *v] for k, v in self.budgets.items()],
         }
@@ -622,3 +622,14 @@ class LiteLLMMetrics:
 
         return render(parts, time.time() if now is None else now)
 
+
+def _sparse(hist: list[float]) -> list[float]:
+    """A histogram's cells as [sum, index, count, index, count ...]: most series fill few buckets, and the
+    snapshot is written every second."""
+    out = [hist[-1]]
+    for i in range(len(hist) - 1):
+        n = hist[i]
+        if n:
+            out.append(i)
+            out.append(n)
+    return out

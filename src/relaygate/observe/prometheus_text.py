@@ -52,6 +52,10 @@ def _num(v: float) -> str:
     return repr(v)
 
 
+def _buckets(name: str) -> tuple[float, ...]:
+    return DEFAULT_BUCKETS if name == "litellm_deployment_latency_per_output_token" else LATENCY_BUCKETS
+
+
 def _merge(parts: Sequence[dict[str, Any]]) -> tuple[dict[str, dict[tuple[str, ...], float]],
                                                      dict[str, dict[tuple[str, ...], list[float]]],
                                                      dict[str, dict[tuple[str, ...], float]],
@@ -68,14 +72,16 @@ def _merge(parts: Sequence[dict[str, Any]]) -> tuple[dict[str, dict[tuple[str, .
                 into[key] = into.get(key, 0) + row[-1]
         for name, rows in part.get("h", {}).items():
             hinto = hists.setdefault(name, {})
-            for row in rows:
-                key = tuple(row[:-1])
+            width = len(FAMILIES[name][1])
+            size = len(_buckets(name)) + 2
+            for row in rows:  # labels, then the sum, then (bucket index, count) pairs
+                key = tuple(row[:width])
                 seen = hinto.get(key)
                 if seen is None:
-                    hinto[key] = list(row[-1])
-                else:
-                    for i, n in enumerate(row[-1]):
-                        seen[i] += n
+                    seen = hinto[key] = [0.0] * size
+                seen[-1] += row[width]
+                for j in range(width + 1, len(row), 2):
+                    seen[int(row[j])] += row[j + 1]
         for name, rows in part.get("g", {}).items():
             ginto = gauges.setdefault(name, {})
             for row in rows:
@@ -124,7 +130,7 @@ def render(parts: Sequence[dict[str, Any]], now: float) -> list[str]:
             for key, value in sorted(gauges.get(name, {}).items()):
                 out.append(f"{name}{_labels(names, key)} {_num(float(value))}")
         elif kind == HISTOGRAM:
-            buckets = DEFAULT_BUCKETS if name == "litellm_deployment_latency_per_output_token" else LATENCY_BUCKETS
+            buckets = _buckets(name)
             for key, hist in sorted(hists.get(name, {}).items()):
                 acc = 0.0
                 for bound, n in zip(buckets, hist):
