@@ -19,6 +19,7 @@ import pytest
 from relaygate.config.observe import ObserveSettings
 from relaygate.observe.detail import Attempt, Detail, LoggingTarget
 from relaygate.observe.otel import DROPPED_EVENT, OtelSink, make_otel
+from relaygate.sinks.queue import CompletionQueue
 from relaygate.sinks.record import CompletionRecord, Outcome
 from tests.observe.otlp_receiver import Receiver, Span
 
@@ -454,6 +455,29 @@ def test_attribute_length_limit(rx: Receiver) -> None:
     assert req.attributes["relaygate.call_id"] == "call-1"
 
 
+def test_through_the_completion_queue(rx: Receiver) -> None:
+    """As the gateway runs it: the queue's runner feeds the sink and closes it at shutdown."""
+    events: list[tuple[str, int]] = []
+    sink = make_otel(BOTH, env_for(rx), lambda e, n: events.append((e, n)))
+    q = CompletionQueue(on_event=lambda e, n: events.append((e, n)))
+    q.add_sink(sink)
+
+    async def main() -> None:
+        q.start()
+        for i in range(20):
+            q.put(with_detail(detail(span_id=f"{i + 1:016x}", attempts=[attempt(f"{i + 501:016x}")]),
+                              call_id=f"c{i}"))
+        await asyncio.sleep(0.05)
+        await q.aclose()
+
+    asyncio.run(main())
+    spans = rx.spans()
+    assert len(spans) == 40
+    assert {s.attributes["relaygate.call_id"] for s in spans if s.kind == "SERVER"} == {f"c{i}" for i in range(20)}
+    assert events == []
+    assert q.stats()["sink_error:otel"] == 0
+
+
 # -- exporter down, slow, failing ---------------------------------------------------------------------------
 
 
@@ -510,6 +534,8 @@ def test_receiver_gone_requests_unaffected_drops_counted(caplog: pytest.LogCaptu
     lines = [r for r in caplog.records if r.name == "relaygate.otel"]
     assert len(lines) >= 1
     assert "receiver did not take them" in lines[0].getMessage()
+    sdk = [r for r in caplog.records if r.name.startswith("opentelemetry.")]
+    assert len(sdk) == len({(r.name, r.msg) for r in sdk})  # each SDK message at most once a minute
 
 
 def test_receiver_refusing_counts_drops(rx: Receiver) -> None:
@@ -571,3 +597,16 @@ def test_drops_are_logged_at_most_once_per_interval(caplog: pytest.LogCaptureFix
     assert sum(n for _, n in events) == sink.dropped
     assert sink.dropped in (8, 9) and sink.ended + sink.dropped == 10
     assert len([r for r in caplog.records if r.name == "relaygate.otel"]) == 1
+
+
+def test_sdk_export_logs_are_throttled(caplog: pytest.LogCaptureFixture) -> None:
+    from relaygate.observe.otel import _Throttle
+
+    logger = logging.getLogger("test.relaygate.otel.throttle")
+    logger.addFilter(_Throttle(60.0))
+    with caplog.at_level(logging.WARNING, "test.relaygate.otel.throttle"):
+        for i in range(5):
+            logger.warning("Transient error %s encountered, retrying in %.2fs.", i, 1.0)
+            logger.error("Failed to export batch")
+    assert [r.getMessage() for r in caplog.records] == ["Transient error 0 encountered, retrying in 1.00s.",
+                                                        "Failed to export batch"]
