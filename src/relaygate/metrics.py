@@ -265,9 +265,9 @@ class Metrics:
         for event, n in sorted(events.items()):
             out.append(f'relaygate_events_total{{event="{_label(event)}"}} {n}')
         if "cache_hit" in events or "cache_miss" in events:  # LiteLLM's names for the response cache
-            out.append("# TYPE litellm_cache_hits_metric_total counter")
+            out.append("# TYPE litellm_cache_hits_metric counter")
             out.append(f"litellm_cache_hits_metric_total {events.get('cache_hit', 0)}")
-            out.append("# TYPE litellm_cache_misses_metric_total counter")
+            out.append("# TYPE litellm_cache_misses_metric counter")
             out.append(f"litellm_cache_misses_metric_total {events.get('cache_miss', 0)}")
         if budgets:  # LiteLLM's name, so its dashboards work: budget minus spend of the period, in USD
             out.append("# TYPE litellm_provider_remaining_budget_metric gauge")

@@ -29,6 +29,7 @@ from .test_prometheus_dashboard import (
     KEY_A,
     attempt,
     detail,
+    family_of,
     parse_exposition,
     record,
     scrape_after_traffic,
@@ -361,3 +362,14 @@ def test_api_base_is_the_adapters_when_the_config_names_none() -> None:
     bases = {k[2] for k in lite.histograms["litellm_overhead_latency_metric"]}
     assert bases == {"None", "https://api.openai.com/v1"}  # before and after the router was attached
     assert lite.gauges()["litellm_in_flight_requests"] == [[0]]
+
+
+def test_relaygates_litellm_named_families_are_typed_as_prometheus_client_types_them() -> None:
+    """``# TYPE`` names the family, its counter samples carry ``_total`` (as LiteLLM's client library writes)."""
+    m = Metrics.for_config(traffic_config())
+    m.count("cache_hit")
+    m.set_provider_budget("openai", 10.0, 2.5, 0.0, False)
+    scrape = parse_exposition(m.render().decode())
+    assert family_of("litellm_cache_hits_metric_total", scrape.types) == ("litellm_cache_hits_metric", "counter")
+    assert family_of("litellm_cache_misses_metric_total", scrape.types) == ("litellm_cache_misses_metric", "counter")
+    assert scrape.values["litellm_provider_remaining_budget_metric"] == [7.5]
