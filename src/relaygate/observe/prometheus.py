@@ -11,7 +11,8 @@ therefore work unchanged against relaygate.
 Invariants:
 
 - Bounded series: nothing a client sends becomes a label. Model groups, deployment ids, ``api_base``,
-  providers and upstream model names come from the config; ``hashed_api_key`` / ``api_key_alias``,
+  providers and upstream model names come from the config (``api_base`` from the adapters once a router is
+  attached, a provider's default when the config names none); ``hashed_api_key`` / ``api_key_alias``,
   ``team`` and ``user`` only from keys the gateway resolved, and at most :data:`MAX_IDENTITIES` distinct
   values each (then ``other``); ``requested_model`` is a configured group or alias, else ``other``; an end
   user, client IP, user agent or tag never is a value (``end_user`` is ``other`` when the request named
@@ -26,8 +27,10 @@ Invariants:
   series an identity counts in are found once and remembered (bounded by :data:`MAX_MEMO`); a repeated
   identity is one dict look-up, then list increments and a ``bisect`` per histogram (about 4 µs a record
   here, against 13 µs building every label tuple each time).
-- Off means absent: without ``prometheus`` in the config's callbacks no object of this module exists and
-  ``Metrics`` / ``MetricsSink`` pay one ``is None`` test per snapshot and per batch.
+- Off means absent: without ``prometheus`` in the config's callbacks no object of this module exists, no
+  sink is registered, and ``Metrics`` pays one ``is None`` test per snapshot and per render.
+- ``litellm_in_flight_requests`` counts the LLM API calls in flight (the router's per-deployment counts,
+  summed over workers); LiteLLM's counts every HTTP request its worker is serving.
 """
 
 from __future__ import annotations
