@@ -632,6 +632,6 @@ class Router:
             routing.cool(s, now, seconds)
             self.limiter.share_cooldown(s.id, seconds)
             if self.metrics is not None:
-                self.metrics.count("deployment_cooldown")
+                self.metrics.cooldown(s.id, exc.status)  # the event, and litellm_deployment_cooled_down
             for hook in self.cooldown_hooks:  # alerting, Prometheus' litellm_deployment_cooled_down
                 hook(s, exc, seconds)

@@ -131,6 +131,9 @@ class BudgetGuard:
         self._tag_limits: dict[str, tuple[float, Limit | None]] = {}
         self._budget_rows: dict[str, tuple[float, Any]] = {}
         self._warned: set[tuple[str, str, float]] = set()
+        self.on_spend: Callable[[str, str, float, float], None] | None = None
+        """``(entity_type, entity_id, budget, spend)`` for each budget a request is checked against (LiteLLM's
+        Prometheus budget gauges); None: nobody listens, and the check costs nothing more."""
         self.on_budget: Callable[[str, str, float, float, bool], None] | None = None
         """``(entity_type, entity_id, spend, budget, soft)`` when a request finds a budget crossed (the alerter,
         which rate-limits); must not raise nor block. None: nobody listens."""
@@ -188,6 +191,8 @@ class BudgetGuard:
                 s = seen[i]
                 if s is not None and s > spent:
                     spent = s
+            if self.on_spend is not None and lim.max_budget is not None:
+                self.on_spend(lim.kind, lim.ident, lim.max_budget, spent / PICO)
             if lim.soft_pico is not None and spent >= lim.soft_pico:
                 self._soft(lim, spent)
             if lim.over(spent):

@@ -96,6 +96,8 @@ class Gateway:
         self.pipeline = Pipeline(Runtime.build(config, self.metrics, generation=generation),
                                  transport if transport is not None else make_transport(config), self.completions)
         self.pipeline.runtime.router.cooldown_hooks = self.exporters.cooldown_hooks(config)
+        if self.exporters.prometheus is not None:  # deployment state, in-flight, limits read at scrape time
+            self.exporters.prometheus.attach(lambda: self.router)
         self.response_cache: Any = (make_cache(config.cache, self.metrics, self.pipeline.transport)
                                     if config.cache is not None else None)
         """The worker's response cache (``relaygate.cache``), kept across reloads that keep its settings."""
@@ -257,6 +259,10 @@ class Gateway:
         if alerter is not None:  # LiteLLM's budget_alerts (rate-limited by the alerter)
             guard.on_budget = lambda kind, ident, spend, budget, soft: alerter.budget_crossed(
                 kind, ident, spend, budget, soft=soft)
+        prom = self.exporters.prometheus
+        if prom is not None:  # LiteLLM's team / key / user budget gauges
+            guard.on_spend = lambda kind, ident, budget, spend: prom.set_budget(
+                kind, ident, None, budget, spend) if kind in ("team", "key", "user") else None
         self._budget_hook(self.runtime)
         self._spawn(guard.refresh_forever())
 
@@ -484,6 +490,8 @@ class Gateway:
             new.set_blocked_customers(self.key_changes.blocked)
         self._budget_hook(new)
         new.router.cooldown_hooks = self.exporters.cooldown_hooks(config)
+        if self.exporters.prometheus is not None:
+            self.exporters.prometheus.set_config(config)
         if config.observe != self.exporters.settings:
             log.warning("config reload: callbacks / alerting changed; this takes effect after a restart")
         self._use_cache(config, new)

@@ -55,10 +55,11 @@ class Exporters:
             self.stop_listening = None
 
     def cooldown_hooks(self, config: Any) -> tuple[Any, ...]:
-        """The router's ``cooldown_hooks`` for ``config``'s deployments: the alert, the Prometheus counter."""
+        """The router's ``cooldown_hooks`` for ``config``'s deployments: the alert (the Prometheus counter is fed
+        by ``Metrics.cooldown``)."""
         deps = {d.id: d for d in config.deployments}
         hooks: list[Any] = []
-        alerter, prometheus = self.alerter, self.prometheus
+        alerter = self.alerter
         if alerter is not None:
             def alert(stats: Any, exc: Any, seconds: float) -> None:
                 d = deps.get(stats.id)
@@ -66,10 +67,6 @@ class Exporters:
                     alerter.deployment_cooled_down(d.model_name, d.id, d.provider, d.api_base or "",
                                                    f"{exc.status} {exc.message}"[:300], seconds)
             hooks.append(alert)
-        if prometheus is not None and hasattr(prometheus, "cooled_down"):
-            def count(stats: Any, exc: Any, seconds: float) -> None:
-                prometheus.cooled_down(stats.id, exc.status)
-            hooks.append(count)
         return tuple(hooks)
 
     @property
@@ -128,9 +125,10 @@ def install(settings: ObserveSettings | None, completions: Any, metrics: Any, co
     if "prometheus" in names:
         from relaygate.observe.prometheus import LiteLLMMetrics
         out.prometheus = LiteLLMMetrics.for_config(config)
-        metrics.litellm = out.prometheus
-        completions.add_sink(out.prometheus)
-        out.sinks.append(out.prometheus)
+        if out.prometheus is not None:
+            metrics.litellm = out.prometheus
+            completions.add_sink(out.prometheus)
+            out.sinks.append(out.prometheus)
     for name in ASYNC_EXPORTERS:
         if name in names:
             sink = _factory(name)(settings, env, on_event)

@@ -1,0 +1,194 @@
+"""What observability costs: each exporter alone, and all of them on, against all off, on one core.
+
+    python -m bench.scenarios_observe [--duration 4] [--concurrency 16] [--repeat 3] [--modes ...]
+
+A zero-latency mock upstream (``bench.mock``) and a receiver standing in for Langfuse and an OTLP/HTTP
+collector (this module run with ``--receiver``: it accepts every batch at once, as a healthy collector
+does) run on CPU 1 with the load generator. One one-worker gateway per mode runs on CPU 0, the same model
+behind each:
+
+- **off**: no callbacks;
+- **langfuse**, **otel**, **prometheus**, **json_logs**: that exporter alone (``callbacks: [name]``; JSON
+  request lines go to the gateway's log file);
+- **all**: Langfuse + OpenTelemetry + Prometheus + JSON request logs together (the issue's bar: at least 85%
+  of **off**'s throughput).
+
+Each round measures every mode with ``bench.load`` (closed loop, CPU 1), alternating the order between
+rounds so a noisy neighbour hits all alike, and prints requests/s and the gateway's CPU microseconds per
+request (from ``/proc``), then the medians and each mode's share of **off**. It checks at the end that
+the receiver got Langfuse events and OTLP spans, so a run whose exporters silently sent nothing is not
+reported as cheap. Everything listens on 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from bench.procs import Proc, cpu_seconds, http_json, launch_mock, spawn, wait_http
+
+MASTER = "sk-bench-master"
+MODES = ("off", "langfuse", "otel", "prometheus", "json_logs", "all")
+ALL = ("langfuse", "otel", "prometheus", "json_logs")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def receiver(port: int) -> None:
+    """Accept Langfuse ingestion batches (207, every event a success) and OTLP/HTTP exports (200)."""
+    counts = {"langfuse_batches": 0, "langfuse_events": 0, "otlp_requests": 0, "otlp_bytes": 0}
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _send(self, status: int, body: bytes, ctype: str) -> None:
+            self.send_response(status)
+            self.send_header("content-type", ctype)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            with lock:
+                body = json.dumps(counts).encode()
+            self._send(200, body, "application/json")
+
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+            if self.path.startswith("/api/public/ingestion"):
+                events = json.loads(raw).get("batch") or []
+                with lock:
+                    counts["langfuse_batches"] += 1
+                    counts["langfuse_events"] += len(events)
+                ok = [{"id": e.get("id"), "status": 201} for e in events]
+                self._send(207, json.dumps({"successes": ok, "errors": []}).encode(), "application/json")
+            elif self.path.startswith("/v1/traces"):
+                with lock:
+                    counts["otlp_requests"] += 1
+                    counts["otlp_bytes"] += len(raw)
+                self._send(200, b"", "application/x-protobuf")
+            else:
+                self._send(404, b"{}", "application/json")
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    print(f"READY {port}", flush=True)
+    server.serve_forever()
+
+
+def config(api_base: str, names: tuple[str, ...]) -> str:
+    text = (f"model_list:\n  - model_name: m\n    litellm_params: {{model: openai/mock-model, api_key: sk-up, "
+            f"api_base: \"{api_base}\"}}\ngeneral_settings:\n  master_key: {MASTER}\n"
+            "relaygate_settings:\n  embedded_database: false\n")
+    if names:
+        text += f"litellm_settings:\n  callbacks: {json.dumps(list(names))}\n"
+    return text
+
+
+def measure(port: int, gw: Proc, args: argparse.Namespace, tmp: Path, tag: str) -> dict[str, float]:
+    out = tmp / f"out-{tag}.json"
+    base = [sys.executable, "-m", "bench.load", "--url", f"http://127.0.0.1:{port}", "--model", "m",
+            "--api-key", MASTER, "--concurrency", str(args.concurrency), "--quiet", "--timeout", "10"]
+    if shutil.which("taskset"):
+        base = ["taskset", "-c", "1", *base]
+    subprocess.run([*base, "--duration", "1"], check=True, timeout=60, stdout=subprocess.DEVNULL)  # warm-up
+    before = cpu_seconds(gw.pid)
+    subprocess.run([*base, "--duration", str(args.duration), "--json-out", str(out)], check=True,
+                   timeout=args.duration + 60)
+    cpu = cpu_seconds(gw.pid) - before
+    res = json.loads(out.read_text())
+    ok = int(res["ok"])
+    return {"rps": float(res["throughput_rps"]), "ok": ok, "errors": int(res["error_count"]),
+            "cpu_us": 1e6 * cpu / max(1, ok)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=float, default=4.0)
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    p.add_argument("--receiver", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.receiver is not None:
+        receiver(args.receiver)
+        return 0
+    modes = [m for m in args.modes.split(",") if m]
+    if not modes or any(m not in MODES for m in modes) or "off" not in modes:
+        p.error(f"--modes: a comma-separated subset of {', '.join(MODES)} that includes off")
+    if args.duration <= 0 or args.duration > 60 or not 1 <= args.concurrency <= 256 or not 1 <= args.repeat <= 10:
+        p.error("--duration must be in (0, 60], --concurrency in 1..256 and --repeat in 1..10 (a shared machine)")
+    tmp = Path(tempfile.mkdtemp(prefix="rg-observe-bench-"))
+    mock = launch_mock(name="up", cpus="1", log_dir=tmp)
+    rport = _free_port()
+    recv = spawn([sys.executable, "-m", "bench.scenarios_observe", "--receiver", str(rport)], name="receiver",
+                 cpus="1", log_dir=tmp)
+    gws: dict[str, tuple[int, Proc]] = {}
+    env = {**os.environ, "LANGFUSE_PUBLIC_KEY": "pk-lf-bench", "LANGFUSE_SECRET_KEY": "sk-lf-bench",
+           "LANGFUSE_HOST": f"http://127.0.0.1:{rport}",
+           "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{rport}", "OTEL_SERVICE_NAME": "relaygate-bench"}
+    try:
+        wait_http(f"http://127.0.0.1:{rport}/", 20, recv)
+        for mode in modes:
+            names = () if mode == "off" else ALL if mode == "all" else (mode,)
+            cfg = tmp / f"{mode}.yaml"
+            cfg.write_text(config(mock.openai_base, names))
+            port = _free_port()
+            gw = spawn([sys.executable, "-m", "relaygate.cli", "serve", "--config", str(cfg), "--host", "127.0.0.1",
+                        "--port", str(port), "--workers", "1", "--log-level", "warning"], name=f"gw-{mode}",
+                       cpus="0", env=env, log_dir=tmp)
+            gws[mode] = (port, gw)
+            wait_http(f"http://127.0.0.1:{port}/health/readiness", 30, gw)
+        print(f"{args.concurrency} concurrent, {args.duration:g}s per mode, modes {', '.join(modes)}", flush=True)
+        runs: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+        for r in range(args.repeat):
+            order = modes if r % 2 == 0 else modes[::-1]
+            for mode in order:
+                port, gw = gws[mode]
+                res = measure(port, gw, args, tmp, f"{mode}-{r}")
+                runs[mode].append(res)
+                print(f"round {r + 1} {mode:10s} {res['rps']:8.0f} req/s  errors={int(res['errors'])}  "
+                      f"gateway CPU {res['cpu_us']:6.1f} us/req", flush=True)
+        med = {m: (statistics.median(x["rps"] for x in rs), statistics.median(x["cpu_us"] for x in rs))
+               for m, rs in runs.items()}
+        off_rps, off_cpu = med["off"]
+        for m, (rps, cpu) in med.items():
+            print(f"median {m:10s} {rps:8.0f} req/s ({100 * rps / off_rps:5.1f}% of off)  gateway CPU {cpu:6.1f} "
+                  f"us/req (+{cpu - off_cpu:5.1f} us)", flush=True)
+        got = http_json(f"http://127.0.0.1:{rport}/")
+        print(f"receiver: {got['langfuse_events']} Langfuse events in {got['langfuse_batches']} batches, "
+              f"{got['otlp_requests']} OTLP requests ({got['otlp_bytes']} bytes)", flush=True)
+        if ("langfuse" in modes or "all" in modes) and not got["langfuse_events"]:
+            print("FAILED: no Langfuse event arrived", flush=True)
+            return 1
+        if ("otel" in modes or "all" in modes) and not got["otlp_requests"]:
+            print("FAILED: no OTLP export arrived", flush=True)
+            return 1
+    finally:
+        for _, gw in gws.values():
+            gw.stop()
+        recv.stop()
+        mock.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
