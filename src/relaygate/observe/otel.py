@@ -47,9 +47,10 @@ protocol says so and ``opentelemetry-exporter-otlp-proto-grpc`` is installed). T
 blocks, so it runs in the processor's own thread, never on the loop. Bounded: the processor's queue holds
 ``OTEL_BSP_MAX_QUEUE_SIZE`` spans (default ``exporter_queue``). The sink counts the spans handed to the
 exporter (a counting wrapper), so it knows how full that queue can be and drops a whole record *before*
-it would overflow (the processor then never drops on its own, which it would do silently but for a log
-line per span). Every span lost — dropped here, refused by the receiver, or unexported at close — is
-counted as ``otel_dropped`` through ``on_event`` and logged at most once a minute; the SDK's own export
+it would overflow: a trace is exported whole or not at all, and the processor never drops on its own
+(it would drop its oldest span with a warning per span and no count). Every span lost — dropped here,
+refused by the receiver, or unexported at close — is counted as ``otel_dropped`` through ``on_event``
+and logged at most once a minute; the SDK's own export
 loggers (a warning per retry, an error per failed batch) are throttled to one line per message a minute
 (:func:`throttle_sdk_logs`). A receiver that is gone or hangs costs the exporter thread its timeout per
 batch (``OTEL_EXPORTER_OTLP_TIMEOUT``) and fills the queue; ``handle`` never waits for it.
