@@ -160,8 +160,19 @@ class BuildOptions:
 
 
 def iso(ts: float) -> str:
-    """Epoch seconds as ISO 8601 in UTC with microseconds (Langfuse's "optimal" resolution)."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """Epoch seconds as ISO 8601 in UTC with microseconds (Langfuse's "optimal" resolution). The formatted
+    second is memoised (one entry): events of one batch share it, and the rest is one f-string."""
+    secs = int(ts)
+    micros = round((ts - secs) * 1e6)
+    if micros >= 1_000_000:
+        secs, micros = secs + 1, micros - 1_000_000
+    if secs != _ISO_SECOND[0]:
+        _ISO_SECOND[0] = secs
+        _ISO_SECOND[1] = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_ISO_SECOND[1]}.{micros:06d}Z"
+
+
+_ISO_SECOND: list[Any] = [None, ""]
 
 
 def _text(value: Any) -> str | None:
