@@ -177,3 +177,38 @@ def test_console_exporter_is_built() -> None:
         assert type(sink.exporter.inner).__name__ == "ConsoleSpanExporter"
     finally:
         asyncio.run(sink.aclose())
+
+
+def test_grpc_exporter_gets_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gRPC exporter package is not installed here: a stand-in module records how it is built."""
+    import sys
+    import types
+
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    built: list[dict[str, object]] = []
+
+    class FakeGrpcExporter(SpanExporter):
+        def __init__(self, **kw: object) -> None:
+            built.append(kw)
+
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+        def shutdown(self) -> None:
+            pass
+
+    mod = types.ModuleType("opentelemetry.exporter.otlp.proto.grpc.trace_exporter")
+    mod.OTLPSpanExporter = FakeGrpcExporter  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.grpc.trace_exporter", mod)
+    import grpc  # type: ignore[import-untyped]
+
+    sink = make_otel(ON, {"OTEL_EXPORTER": "otlp_grpc", "OTEL_ENDPOINT": "http://collector:4317",
+                          "OTEL_HEADERS": "x-k=v", "OTEL_EXPORTER_OTLP_TIMEOUT": "2",
+                          "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"}, None)
+    try:
+        assert isinstance(sink.exporter.inner, FakeGrpcExporter)
+        assert built == [{"endpoint": "http://collector:4317", "headers": {"x-k": "v"}, "timeout": 2.0,
+                          "compression": grpc.Compression.Gzip}]
+    finally:
+        sink.discard()
