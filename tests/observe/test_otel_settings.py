@@ -212,3 +212,26 @@ def test_grpc_exporter_gets_the_settings(monkeypatch: pytest.MonkeyPatch) -> Non
                           "compression": grpc.Compression.Gzip}]
     finally:
         sink.discard()
+
+
+def test_standard_samplers() -> None:
+    from relaygate.config.observe import ObserveSettings as _S
+    from relaygate.observe.otel import otlp_settings as _settings
+    from relaygate.observe.otel import sampled
+
+    st = _S(success_callbacks=("otel",))
+    low, high = int("0" * 16 + "00000000000000ff", 16), int("0" * 16 + "ffffffffffffff00", 16)
+    on = _settings(st, {})
+    assert on.sampler == "parentbased_always_on"
+    assert sampled(on, low, None) and sampled(on, high, 1) and not sampled(on, high, 0)  # the parent decides
+    off = _settings(st, {"OTEL_TRACES_SAMPLER": "always_off"})
+    assert not sampled(off, low, 1)
+    half = _settings(st, {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"})
+    assert half.ratio == 0.5 and sampled(half, low, 0) and not sampled(half, high, 1)  # no parent rule
+    pb = _settings(st, {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"})
+    assert not sampled(pb, low, None) and sampled(pb, high, 1)
+    for bad in ({"OTEL_TRACES_SAMPLER": "sometimes"},
+                {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"},
+                {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "half"}):
+        with pytest.raises(ConfigError):
+            _settings(st, bad)

@@ -32,15 +32,16 @@ environment. Spans are built after the fact, off the request path, from each
   incoming ``traceparent`` was not sampled (flag bit 0 clear) is not exported, as the SDK's default
   parent-based sampler decides.
 
-Exact ids: spans are made with the SDK's public ``Tracer`` of a private ``TracerProvider`` (never the
-global one) whose ``IdGenerator`` hands out the ids set just before each ``start_span``; start and end
-times are the record's. Building is synchronous inside :meth:`OtelSink.handle` on the loop thread, so no
-other span can take those ids. Cost, measured on this (shared, loaded) machine: ~430 µs of loop time per
-chat record of two spans with content, ~150 µs for a record without Detail; two thirds of it is the SDK's
-``start_span`` (its attribute validation), the rest our attribute building; the exporter thread then spends
-~470 µs encoding the two spans to protobuf. (Building ``ReadableSpan`` objects directly would cost ~12 µs
-instead of ~170 µs for three spans, but the SDK documents that users must not create them.) ``handle``
-yields to the loop every :data:`YIELD_EVERY` records so a large batch never holds it for long.
+Exact ids: each span is built as the SDK's ``ReadableSpan`` (the finished-span type its processors and
+exporters take) with the Detail's ids, parent and times, and handed to the SDK's ``BatchSpanProcessor``
+(``on_end``); no ``Tracer`` is involved, because a tracer's ``start_span`` validates every attribute again
+(the values are built here, already of OTLP's types) and made span creation ~10x dearer. Cost, measured
+on this shared machine while it ran ~2.3x slower than its quiet figures: ~80 µs of loop time per chat
+record of two spans with content (attribute building), and ~280 µs in the exporter's thread for the
+official encoder's protobuf (~1.8 µs per attribute, ~50 attributes). Sampling (``OTEL_TRACES_SAMPLER``,
+``OTEL_TRACES_SAMPLER_ARG``: the standard samplers, :func:`sampled`) is what makes tracing every request
+affordable at high rates. ``handle`` yields to the loop every :data:`YIELD_EVERY` records so a large batch
+never holds it for long.
 
 Export: the SDK's ``BatchSpanProcessor`` with the official OTLP exporter (HTTP/protobuf; gRPC when the
 protocol says so and ``opentelemetry-exporter-otlp-proto-grpc`` is installed). The exporter's HTTP call
@@ -78,14 +79,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.id_generator import IdGenerator
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.sdk.version import __version__ as sdk_version
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util.re import parse_env_headers
 
 from relaygate.config.errors import ConfigError
@@ -136,6 +135,10 @@ class OtlpSettings:
     max_queue: int = 10_000
     attribute_length: int | None = None
     """Longest string attribute value kept (``None``: no limit)."""
+    sampler: str = "parentbased_always_on"
+    """``OTEL_TRACES_SAMPLER``: ``always_on``, ``always_off``, ``traceidratio`` or their ``parentbased_`` forms."""
+    ratio: float = 1.0
+    """``OTEL_TRACES_SAMPLER_ARG`` for the ratio samplers (0..1)."""
 
 
 def _first(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
@@ -181,6 +184,27 @@ def _resource_attributes(raw: str) -> dict[str, str]:
             continue
         out[key] = unquote(value).strip()
     return out
+
+
+_SAMPLERS = frozenset({"always_on", "always_off", "traceidratio", "parentbased_always_on",
+                       "parentbased_always_off", "parentbased_traceidratio"})
+
+
+def sampled(cfg: OtlpSettings, trace_id: int, parent_flags: int | None) -> bool:
+    """The standard samplers' decision for a request span: a ``parentbased_`` sampler follows a remote
+    parent's sampled flag; ``traceidratio`` keeps a trace when the low 64 bits of its id fall under
+    ``ratio`` of their range (the SDK's ``TraceIdRatioBased`` rule, so every service sampling the same
+    trace at the same ratio keeps it alike)."""
+    name = cfg.sampler
+    if name.startswith("parentbased_"):
+        if parent_flags is not None:
+            return bool(parent_flags & 1)
+        name = name[len("parentbased_"):]
+    if name == "always_on":
+        return True
+    if name == "always_off":
+        return False
+    return (trace_id & 0xFFFFFFFFFFFFFFFF) < round(cfg.ratio * (1 << 64))
 
 
 def otlp_settings(settings: ObserveSettings, env: Mapping[str, str]) -> OtlpSettings:
@@ -251,7 +275,22 @@ def otlp_settings(settings: ObserveSettings, env: Mapping[str, str]) -> OtlpSett
     length = _int(env, "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", None)
     if length is None:
         length = _int(env, "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", None)
+    sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or "parentbased_always_on"
+    if sampler not in _SAMPLERS:
+        raise ConfigError(_ENV_SOURCE, "OTEL_TRACES_SAMPLER", f"unknown sampler {sampler!r} (expected one of "
+                                                               f"{', '.join(sorted(_SAMPLERS))})")
+    ratio = 1.0
+    arg = env.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+    if arg and sampler.endswith("traceidratio"):
+        try:
+            ratio = float(arg)
+        except ValueError:
+            raise ConfigError(_ENV_SOURCE, "OTEL_TRACES_SAMPLER_ARG", f"expected a number in 0..1, got {arg!r}") \
+                from None
+        if not 0.0 <= ratio <= 1.0:
+            raise ConfigError(_ENV_SOURCE, "OTEL_TRACES_SAMPLER_ARG", f"expected a number in 0..1, got {arg!r}")
     return OtlpSettings(
+        sampler=sampler, ratio=ratio,
         protocol=protocol, endpoint=endpoint, headers=headers, timeout=timeout, compression=compression,
         certificate=path("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"),
         client_key=path("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
@@ -288,20 +327,6 @@ def _exporter(cfg: OtlpSettings) -> SpanExporter:
     return OTLPSpanExporter(endpoint=cfg.endpoint, headers=cfg.headers, timeout=cfg.timeout,
                             compression=compression, certificate_file=cfg.certificate,
                             client_key_file=cfg.client_key, client_certificate_file=cfg.client_certificate)
-
-
-class _PresetIds(IdGenerator):
-    """Hands out the ids set just before each ``start_span`` (the sink builds spans one at a time)."""
-
-    def __init__(self) -> None:
-        self.trace_id = 0
-        self.span_id = 0
-
-    def generate_trace_id(self) -> int:
-        return self.trace_id
-
-    def generate_span_id(self) -> int:
-        return self.span_id
 
 
 class _Counting(SpanExporter):
@@ -391,6 +416,10 @@ def throttle_sdk_logs(interval: float = 60.0) -> None:
             logger.addFilter(_Throttle(interval))
 
 
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_OK = Status(StatusCode.OK)
+
+
 def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
@@ -439,16 +468,11 @@ class OtelSink:
         self.redact_key_info = settings.redact_user_api_key_info
         self.on_event = on_event
         self.exporter = _Counting(exporter if exporter is not None else _exporter(cfg))
-        self._ids = _PresetIds()
-        self.provider = TracerProvider(
-            resource=Resource(cfg.resource), sampler=ALWAYS_ON, id_generator=self._ids, shutdown_on_exit=False,
-            span_limits=SpanLimits(max_span_attribute_length=cfg.attribute_length,
-                                   max_attribute_length=cfg.attribute_length))
+        self.resource = Resource(cfg.resource)
+        self.scope = InstrumentationScope(cfg.tracer_name)
         self.processor = BatchSpanProcessor(self.exporter, max_queue_size=cfg.max_queue,
                                             schedule_delay_millis=cfg.schedule_delay_ms,
                                             max_export_batch_size=cfg.max_export_batch)
-        self.provider.add_span_processor(self.processor)
-        self.tracer = self.provider.get_tracer(cfg.tracer_name)
         self.ended = 0
         """Spans handed to the processor."""
         self.dropped = 0
@@ -470,7 +494,8 @@ class OtelSink:
             if self._closed or not self.wanted(record):
                 continue
             detail = detail_of(record)
-            if detail is not None and not detail.trace_flags & 1:
+            if detail is not None and not sampled(self.cfg, int(detail.trace_id, 16),
+                                                  detail.trace_flags if detail.parent_span_id else None):
                 continue
             spans = 1 + (len(detail.attempts) if detail is not None else 0)
             if self.ended - self.exporter.handed + spans > self.cfg.max_queue:
@@ -492,7 +517,7 @@ class OtelSink:
         if self._closed:
             return
         self._closed = True
-        if not await _in_thread(self.provider.shutdown, timeout, "shutdown"):
+        if not await _in_thread(self.processor.shutdown, timeout, "shutdown"):
             self.exporter.shutdown()  # a hung or retrying export gives up; the processor's thread then ends
         self._collect()
         left = self.ended - self.exporter.done  # still queued, or in an export that did not return
@@ -504,7 +529,7 @@ class OtelSink:
     def discard(self) -> None:
         """Stop the exporter thread without sending anything (``observe.check`` builds a sink to validate)."""
         self._closed = True
-        self.provider.shutdown()
+        self.processor.shutdown()  # type: ignore[no-untyped-call]
 
     # -- filtering, building, counting --------------------------------------------------------------
 
@@ -520,14 +545,16 @@ class OtelSink:
         kind = "success" if ok else "failure"
         return any(t.callback_name.lower() in NAMES and kind in t.callback_type for t in detail.logging)
 
-    def _start(self, name: str, trace_id: int, span_id: int, parent: Any, kind: SpanKind,
-               attributes: dict[str, Any], start: float) -> trace.Span:
-        ids = self._ids
-        ids.trace_id = trace_id
-        ids.span_id = span_id
-        return self.tracer.start_span(name, context=parent, kind=kind, attributes=attributes,
-                                      start_time=_ns(start), record_exception=False,
-                                      set_status_on_exception=False)
+    def _span(self, name: str, ctx: SpanContext, parent: SpanContext | None, kind: SpanKind,
+              attributes: dict[str, Any], events: Sequence[Event], status: Status, start: float,
+              end: float) -> None:
+        """One finished span, handed to the batch processor (which exports it from its own thread)."""
+        limit = self.cfg.attribute_length
+        if limit is not None:
+            attributes = {k: v[:limit] if isinstance(v, str) else v for k, v in attributes.items()}
+        self.processor.on_end(ReadableSpan(
+            name, context=ctx, parent=parent, resource=self.resource, attributes=attributes, events=events,
+            kind=kind, status=status, start_time=_ns(start), end_time=_ns(end), instrumentation_scope=self.scope))
 
     def _build(self, r: CompletionRecord, detail: Detail | None) -> None:
         logging_ok = self.message_logging and not (detail is not None and detail.redacted)
@@ -535,41 +562,34 @@ class OtelSink:
                                                    redact_key_info=self.redact_key_info)
         start = r.start_time or time.time() - r.latency
         end = start + max(0.0, r.latency)
+        parent: SpanContext | None = None
         if detail is not None:
             trace_id, span_id = int(detail.trace_id, 16), int(detail.span_id, 16)
-            parent = None
+            flags = TraceFlags(detail.trace_flags & 0xFF)
             if detail.parent_span_id:
-                remote = SpanContext(trace_id, int(detail.parent_span_id, 16), is_remote=True,
-                                     trace_flags=TraceFlags(detail.trace_flags & 0xFF))
-                parent = trace.set_span_in_context(NonRecordingSpan(remote))
+                parent = SpanContext(trace_id, int(detail.parent_span_id, 16), is_remote=True, trace_flags=flags)
         else:
-            trace_id, span_id, parent = int(new_trace_id(), 16), int(new_span_id(), 16), None
-        span = self._start(request_span_name(r, detail), trace_id, span_id, parent, SpanKind.SERVER, attrs, start)
-        for ev_name, ev_attrs in events:
-            span.add_event(ev_name, ev_attrs, timestamp=_ns(end))
+            trace_id, span_id, flags = int(new_trace_id(), 16), int(new_span_id(), 16), _SAMPLED
+        ctx = SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags)
         if detail is not None and detail.attempts:
-            ctx = trace.set_span_in_context(span)
             op = operation(r.route)
             last = len(detail.attempts) - 1
             prev: Attempt | None = None
             for n, a in enumerate(detail.attempts):
-                self._attempt(r, detail, a, n, prev, n == last, op, trace_id, ctx)
+                self._attempt(r, detail, a, n, prev, n == last, op, ctx)
                 prev = a
-        span.set_status(status)
-        span.end(end_time=_ns(end))
+        self._span(request_span_name(r, detail), ctx, parent, SpanKind.SERVER, attrs,
+                   [Event(ev_name, ev_attrs, _ns(end)) for ev_name, ev_attrs in events], status, start, end)
 
     def _attempt(self, r: CompletionRecord, detail: Detail, a: Attempt, n: int, prev: Attempt | None,
-                 last: bool, op: str, trace_id: int, ctx: Any) -> None:
+                 last: bool, op: str, parent: SpanContext) -> None:
         attrs, failed = attempt_attributes(r, detail, a, n, prev, last, op)
         span_id = int(a.span_id, 16) if a.span_id else int(new_span_id(), 16)
         name = f"{op} {a.upstream_model}" if a.upstream_model else op
         start = a.start or r.start_time
-        span = self._start(name, trace_id, span_id, ctx, SpanKind.CLIENT, attrs, start)
-        if failed:
-            span.set_status(Status(StatusCode.ERROR, a.error_message or None))
-        else:
-            span.set_status(Status(StatusCode.OK))
-        span.end(end_time=_ns(max(a.end, start)))
+        status = Status(StatusCode.ERROR, a.error_message or None) if failed else _OK
+        ctx = SpanContext(parent.trace_id, span_id, is_remote=False, trace_flags=parent.trace_flags)
+        self._span(name, ctx, parent, SpanKind.CLIENT, attrs, (), status, start, max(a.end, start))
 
     def _collect(self) -> None:
         """Count the spans the exporter failed to deliver since the last look (read on the loop)."""
