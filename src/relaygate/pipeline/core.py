@@ -235,7 +235,8 @@ class Pipeline:
         dep = lease.target.dep if lease is not None else None
         record = CompletionRecord(
             ex.call_id.decode("latin-1"), ex.route, ex.stream, ex.model,
-            dep.model_name if dep is not None else "", dep.id if dep is not None else "",
+            dep.model_name if dep is not None else ex.group.name if ex.group is not None else "",
+            dep.id if dep is not None else "",
             dep.provider if dep is not None else "", dep.upstream_model if dep is not None else "",
             who.key_hash if who is not None else None, who.key_alias if who is not None else None,
             who.team_id if who is not None else None, who.user_id if who is not None else None,
