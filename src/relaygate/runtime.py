@@ -36,7 +36,7 @@ BeforeRoute = Callable[[Any], Awaitable[None]]
 class Runtime:
     __slots__ = ("config", "generation", "router", "principals", "max_body", "body_limits", "keepalive",
                  "watch_unary", "allow_private_media", "before_route", "answer_headers", "prices", "cache", "observer",
-                 "_timeouts")
+                 "ensure_targets", "_timeouts")
 
     def __init__(self, config: Config, router: Router, principals: PrincipalResolver, generation: int = 0,
                  before_route: tuple[BeforeRoute, ...] = (), metrics: Any = None) -> None:
@@ -59,6 +59,9 @@ class Runtime:
         self.observer = Observer.of(config.observe)
         """Whether (and how) every exchange records a Detail for exporters (``observe.capture``); ``None``
         (no exporter needs one): the pipeline captures only for keys with their own logging targets."""
+        self.ensure_targets: Callable[[Any], None] | None = None
+        """Makes sure a key's own logging targets have a sink (``observe.Exporters.ensure_targets``; set by the
+        gateway on every snapshot)."""
         self._timeouts: dict[tuple[str, bool], Timeouts] = {}
         self.prices = Pricer(config, metrics=metrics)
         """Each deployment's price table, built once per snapshot (``relaygate.cost``)."""

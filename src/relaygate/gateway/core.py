@@ -96,6 +96,7 @@ class Gateway:
         self.pipeline = Pipeline(Runtime.build(config, self.metrics, generation=generation),
                                  transport if transport is not None else make_transport(config), self.completions)
         self.pipeline.runtime.router.cooldown_hooks = self.exporters.cooldown_hooks(config)
+        self.pipeline.runtime.ensure_targets = self.exporters.ensure_targets
         if self.exporters.prometheus is not None:  # deployment state, in-flight, limits read at scrape time
             self.exporters.prometheus.attach(lambda: self.router)
         self.response_cache: Any = (make_cache(config.cache, self.metrics, self.pipeline.transport)
@@ -490,6 +491,7 @@ class Gateway:
             new.set_blocked_customers(self.key_changes.blocked)
         self._budget_hook(new)
         new.router.cooldown_hooks = self.exporters.cooldown_hooks(config)
+        new.ensure_targets = self.exporters.ensure_targets
         if self.exporters.prometheus is not None:
             self.exporters.prometheus.set_config(config)
         if config.observe != self.exporters.settings:

@@ -46,6 +46,11 @@ class Exporters:
         """The alerter (``observe.alerting.Alerter``) when ``general_settings.alerting`` is set."""
         self.sinks: list[Any] = []
         """Every installed sink, in order."""
+        self.completions: Any = None
+        self.env: Mapping[str, str] = os.environ
+        self.on_event: Any = None
+        self._targets: set[str] = set()
+        """Callback names the per-key targets already have a sink for (:meth:`ensure_targets`)."""
         self.stop_listening: Any = None
         """Stops the alerter hearing outages (``observe.events``); called when the worker shuts down."""
 
@@ -68,6 +73,34 @@ class Exporters:
                                                    f"{exc.status} {exc.message}"[:300], seconds)
             hooks.append(alert)
         return tuple(hooks)
+
+    def ensure_targets(self, targets: Any) -> None:
+        """A key's or team's ``metadata.logging`` targets (``auth.targets.LoggingTarget``) have a sink from now
+        on: the configured one, or one built for keys only on the first request that names it (``langfuse``,
+        ``otel``). Called by the pipeline before such a request is routed, so its record is not missed;
+        after the first call per name it is one set lookup."""
+        for t in targets:
+            name = t.callback_name
+            if name in self._targets:
+                continue
+            self._targets.add(name)
+            configured = self.settings is not None and name in _names(self.settings)
+            if configured or name not in ("langfuse", "otel", "opentelemetry") or self.completions is None:
+                continue
+            settings = self.settings if self.settings is not None else ObserveSettings()
+            try:
+                if name == "langfuse":
+                    from relaygate.observe.langfuse import make_langfuse
+                    sink: Any = make_langfuse(settings, self.env, self.on_event, keys_only=True)
+                else:
+                    sink = _factory("otel")(settings, self.env, self.on_event)
+            except Exception as exc:  # a key's target must never break its requests
+                log.warning("logging target %s for keys cannot start: %s: %s", name, type(exc).__name__, exc)
+                continue
+            if sink is not None:
+                self.completions.add_sink(sink, buffer=max(1, settings.exporter_queue))
+                self.sinks.append(sink)
+                log.info("observability: %s started for keys' logging targets", name)
 
     @property
     def names(self) -> list[str]:
@@ -116,10 +149,11 @@ def install(settings: ObserveSettings | None, completions: Any, metrics: Any, co
             env: Mapping[str, str] | None = None) -> Exporters:
     """Build the exporters ``settings`` asks for and add them to ``completions`` (before it starts)."""
     out = Exporters(settings)
-    if settings is None:
-        return out
     env = os.environ if env is None else env
     on_event = metrics.count
+    out.completions, out.env, out.on_event = completions, env, on_event
+    if settings is None:
+        return out
     names = _names(settings)
     buffer = max(1, settings.exporter_queue)
     if "prometheus" in names:

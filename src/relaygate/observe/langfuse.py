@@ -371,18 +371,23 @@ class LangfuseSink:
             delay = min(delay * 2, self.max_backoff)
 
 
-def make_langfuse(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent) -> LangfuseSink | None:
+def make_langfuse(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent, *,
+                  keys_only: bool = False) -> LangfuseSink | None:
     """The Langfuse sink the config asks for, or ``None`` when ``langfuse`` is not a success or failure
     callback. Raises a ``ConfigError`` naming ``LANGFUSE_PUBLIC_KEY`` / ``LANGFUSE_SECRET_KEY`` when missing.
 
     Options read from the environment, as LiteLLM's: ``LANGFUSE_HOST`` (else ``LANGFUSE_BASE_URL``),
     ``LANGFUSE_TRACING_ENVIRONMENT``, ``LANGFUSE_RELEASE``, ``LANGFUSE_FLUSH_INTERVAL`` (seconds),
-    ``PROXY_BASE_URL`` (for the ``proxy_base_url`` default tag)."""
+    ``PROXY_BASE_URL`` (for the ``proxy_base_url`` default tag).
+
+    ``keys_only``: the sink for keys' and teams' own ``metadata.logging`` targets when the config names no
+    ``langfuse`` callback (built on the first such request): nothing goes to a default project, and a
+    target without credentials falls back to the ``LANGFUSE_*`` variables when they are set."""
     success = "langfuse" in settings.success_callbacks
     failure = "langfuse" in settings.failure_callbacks
-    if not success and not failure:
+    if not success and not failure and not keys_only:
         return None
-    creds = env_credentials(env)
+    creds = env_credentials(env) if success or failure else None
     interval = 1.0
     raw = env.get("LANGFUSE_FLUSH_INTERVAL", "").strip()
     if raw:

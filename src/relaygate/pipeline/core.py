@@ -80,8 +80,10 @@ class Pipeline:
             who = ex.who = principals.resolve_cached(headers) or await principals.resolve(headers)
             await fe.parse(ex, scope, receive, params)
             if rt.observer is not None or (who.key is not None and who.key.logging is not None):
-                ex.obs = Capture(rt.observer, ex, headers, who.key.logging if who.key is not None else None,
-                                 who.key is not None and who.key.no_message_logging)
+                targets = who.key.logging if who.key is not None else None
+                if targets is not None and rt.ensure_targets is not None:
+                    rt.ensure_targets(targets)
+                ex.obs = Capture(rt.observer, ex, headers, targets, who.key is not None and who.key.no_message_logging)
             if fe.batches and "," in ex.model and ex.model not in rt.router.groups:
                 await batch.run(self, fe, send, ex)
                 return
