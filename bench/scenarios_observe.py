@@ -28,14 +28,14 @@ import os
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from bench.procs import Proc, cpu_seconds, http_json, launch_mock, spawn, wait_http
+from bench.procs import Proc, http_json, launch_mock, spawn, wait_http
+from bench.scenarios_cache import measure
 
 MASTER = "sk-bench-master"
 MODES = ("off", "langfuse", "otel", "prometheus", "json_logs", "all")
@@ -102,23 +102,6 @@ def config(api_base: str, names: tuple[str, ...]) -> str:
     return text
 
 
-def measure(port: int, gw: Proc, args: argparse.Namespace, tmp: Path, tag: str) -> dict[str, float]:
-    out = tmp / f"out-{tag}.json"
-    base = [sys.executable, "-m", "bench.load", "--url", f"http://127.0.0.1:{port}", "--model", "m",
-            "--api-key", MASTER, "--concurrency", str(args.concurrency), "--quiet", "--timeout", "10"]
-    if shutil.which("taskset"):
-        base = ["taskset", "-c", "1", *base]
-    subprocess.run([*base, "--duration", "1"], check=True, timeout=60, stdout=subprocess.DEVNULL)  # warm-up
-    before = cpu_seconds(gw.pid)
-    subprocess.run([*base, "--duration", str(args.duration), "--json-out", str(out)], check=True,
-                   timeout=args.duration + 60)
-    cpu = cpu_seconds(gw.pid) - before
-    res = json.loads(out.read_text())
-    ok = int(res["ok"])
-    return {"rps": float(res["throughput_rps"]), "ok": ok, "errors": int(res["error_count"]),
-            "cpu_us": 1e6 * cpu / max(1, ok)}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=4.0)
@@ -162,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             order = modes if r % 2 == 0 else modes[::-1]
             for mode in order:
                 port, gw = gws[mode]
-                res = measure(port, gw, args, tmp, f"{mode}-{r}")
+                res = measure(port, gw, args, 0, f"{mode}-{r}", tmp)
                 runs[mode].append(res)
                 print(f"round {r + 1} {mode:10s} {res['rps']:8.0f} req/s  errors={int(res['errors'])}  "
                       f"gateway CPU {res['cpu_us']:6.1f} us/req", flush=True)

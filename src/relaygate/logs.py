@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import sys
+import time
 from typing import TextIO
 
 import orjson
@@ -146,6 +147,28 @@ def setup_worker_logging() -> None:
         handler.setLevel(logging.WARNING)
         handler.setFormatter(make_formatter())
         top.addHandler(handler)
+
+
+class Every:
+    """A condition said at most once per ``interval`` seconds, and how often it was not said meanwhile."""
+
+    __slots__ = ("interval", "last", "suppressed")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.last = -1e18
+        self.suppressed = 0
+
+    def ready(self, now: float | None = None) -> int | None:
+        """``None``: stay quiet; else say it now, mentioning the returned number of suppressed occurrences."""
+        if now is None:
+            now = time.monotonic()
+        if now - self.last < self.interval:
+            self.suppressed += 1
+            return None
+        self.last = now
+        n, self.suppressed = self.suppressed, 0
+        return n
 
 
 class RateLimitedLog:

@@ -248,14 +248,8 @@ class ResponseCache:
         """Feed a stream's outgoing frames to its assembler (chat streams of a miss only)."""
         st = ex.cache
         asm = st.assembler if st is not None else None
-        if asm is None:
-            return
-        for event in frames.split(b"\n\n"):
-            for line in event.split(b"\n"):
-                if line.startswith(b"data:"):
-                    payload = line[5:].strip()
-                    if payload and payload != b"[DONE]":
-                        asm.feed(payload)
+        if asm is not None:
+            asm.feed_frames(frames)
 
     def end_stream(self, ex: Exchange, ok: bool) -> None:
         """A miss's stream ended: store its answer when it ended normally and assembled completely."""

@@ -39,6 +39,15 @@ class StreamAssembler:
         self._usage: Any = None
         self.broken = False
 
+    def feed_frames(self, frames: bytes) -> None:
+        """Outgoing SSE frames as the client got them: each ``data:`` payload fed, ``[DONE]`` skipped."""
+        for event in frames.split(b"\n\n"):
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    payload = line[5:].strip()
+                    if payload and payload != b"[DONE]":
+                        self.feed(payload)
+
     def feed(self, payload: bytes) -> None:
         try:
             obj = orjson.loads(payload)

@@ -126,15 +126,8 @@ class Capture:
 
     def stream_frames(self, frames: bytes) -> None:
         """A chat stream's outgoing frames, fed to the assembler of its answer."""
-        asm = self.assembler
-        if asm is None:
-            return
-        for event in frames.split(b"\n\n"):
-            for line in event.split(b"\n"):
-                if line.startswith(b"data:"):
-                    payload = line[5:].strip()
-                    if payload and payload != b"[DONE]":
-                        asm.feed(payload)
+        if self.assembler is not None:
+            self.assembler.feed_frames(frames)
 
     def finish(self, ex: Exchange, error: GatewayError | None) -> Detail:
         """The Detail, completed from the exchange's end (called once, by ``Pipeline.complete``)."""

@@ -33,7 +33,7 @@ import msgspec
 
 from relaygate.auth.targets import LoggingTarget, key_logging
 
-__all__ = ["Attempt", "Detail", "LoggingTarget", "key_logging"]
+__all__ = ["Attempt", "Detail", "LoggingTarget", "detail_of", "key_logging"]
 
 
 class Attempt(msgspec.Struct, gc=False):
@@ -78,3 +78,13 @@ class Detail(msgspec.Struct, gc=False):
     """The key's / team's ``metadata.logging`` targets (``None``: none, the config's callbacks apply)."""
     request_headers: dict[str, str] = {}
     """Only the ``x-*`` headers exporters map (never ``authorization`` or ``*-api-key``)."""
+
+
+def detail_of(record: Any) -> Detail | None:
+    """A completion record's :class:`Detail` (``record.extra["observe"]``), or ``None``."""
+    extra = record.extra
+    if isinstance(extra, dict):
+        d = extra.get("observe")
+        if isinstance(d, Detail):
+            return d
+    return None

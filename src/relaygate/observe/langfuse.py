@@ -50,6 +50,7 @@ import msgspec
 
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import redact
+from relaygate.logs import Every
 from relaygate.observe.langfuse_payload import (
     BuildOptions,
     Credentials,
@@ -77,26 +78,6 @@ _encode = msgspec.json.Encoder().encode
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 _MAX_TEXT = 300
 _ENV_KEYS = frozenset({"LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY", "LANGFUSE_HOST", "LANGFUSE_BASE_URL"})
-
-
-class _Every:
-    """Say something at most once per ``interval`` seconds, and how often it was not said meanwhile."""
-
-    __slots__ = ("interval", "last", "suppressed")
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.last = -1e18
-        self.suppressed = 0
-
-    def ready(self) -> int | None:
-        now = time.monotonic()
-        if now - self.last < self.interval:
-            self.suppressed += 1
-            return None
-        self.last = now
-        n, self.suppressed = self.suppressed, 0
-        return n
 
 
 def _snippet(text: str) -> str:
@@ -158,7 +139,7 @@ class LangfuseSink:
         self._idle = asyncio.Event()
         self._idle.set()
         self._last_send = -1e18
-        self._logs: dict[str, _Every] = {}
+        self._logs: dict[str, Every] = {}
         self._retired: list[httpx.AsyncClient] = []
         """Clients of per-key projects evicted past ``max_clients``, closed at the end of the batch."""
         self._ids = itertools.count()
@@ -232,7 +213,7 @@ class LangfuseSink:
     def _warn(self, kind: str, msg: str, *args: Any) -> None:
         every = self._logs.get(kind)
         if every is None:
-            every = self._logs[kind] = _Every(self.log_interval)
+            every = self._logs[kind] = Every(self.log_interval)
         suppressed = every.ready()
         if suppressed is not None:
             log.warning(msg + " (%d similar message(s) not logged since the last)", *args, suppressed)

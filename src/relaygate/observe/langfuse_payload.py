@@ -48,9 +48,9 @@ from typing import Any
 import msgspec
 
 from relaygate.config.errors import ConfigError
-from relaygate.observe.detail import Detail, LoggingTarget
+from relaygate.observe.detail import Detail, LoggingTarget, detail_of
 from relaygate.sinks.record import CompletionRecord, Outcome
-from relaygate.sinks.spend import CALL_TYPES
+from relaygate.sinks.spend import CALL_TYPES, tag_list
 
 __all__ = ["DEFAULT_HOST", "INGESTION_PATH", "REDACTED", "BuildOptions", "Credentials", "build_events",
            "chunk", "destinations", "detail_of", "env_credentials", "ingestion_body", "iso", "parse_answer",
@@ -117,15 +117,6 @@ def target_credentials(target: LoggingTarget, env: Mapping[str, str]) -> Credent
                        _host(v.get("langfuse_host") or env.get("LANGFUSE_HOST") or env.get("LANGFUSE_BASE_URL")))
 
 
-def detail_of(record: CompletionRecord) -> Detail | None:
-    extra = record.extra
-    if isinstance(extra, dict):
-        d = extra.get("observe")
-        if isinstance(d, Detail):
-            return d
-    return None
-
-
 def destinations(record: CompletionRecord, detail: Detail | None, *, success: bool,
                  failure: bool) -> tuple[bool, list[LoggingTarget]]:
     """Where a record goes: (the default project?, the key's / team's Langfuse targets).
@@ -185,14 +176,6 @@ def _flag(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1", "yes")
     return bool(value)
-
-
-def _tags(raw: Any) -> list[str]:
-    if isinstance(raw, str):
-        return [t.strip() for t in raw.split(",") if t.strip()]
-    if isinstance(raw, list):
-        return [t for t in raw if isinstance(t, str) and t]
-    return []
 
 
 _NOT_PARAMS = frozenset({
@@ -340,7 +323,7 @@ def build_events(r: CompletionRecord, detail: Detail | None, opts: BuildOptions,
         out = status_message  # LiteLLM logs the error as the output of a failed call
 
     # tags: the request's (with the key's / team's), then langfuse_default_tags
-    tags = list(detail.tags) if detail is not None and detail.tags else _tags(ctl.get("tags", extra.get("tags")))
+    tags = list(detail.tags) if detail is not None and detail.tags else tag_list(ctl.get("tags", extra.get("tags")))
     if opts.default_tags:
         tags.extend(_default_tags(opts.default_tags, {**key_meta, **metadata}, r, opts))
     tags = list(dict.fromkeys(tags))

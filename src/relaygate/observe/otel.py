@@ -89,6 +89,7 @@ from opentelemetry.util.re import parse_env_headers
 
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
+from relaygate.logs import Every
 from relaygate.observe.detail import Attempt, Detail
 from relaygate.observe.otel_attrs import attempt_attributes, operation, request_attributes, request_span_name
 from relaygate.observe.standard import detail_of
@@ -366,23 +367,6 @@ class _Counting(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
-class _Every:
-    """Log at most once per ``interval`` seconds."""
-
-    __slots__ = ("interval", "last")
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.last = -1e18
-
-    def ready(self) -> bool:
-        now = time.monotonic()
-        if now - self.last < self.interval:
-            return False
-        self.last = now
-        return True
-
-
 class _Throttle(logging.Filter):
     """Lets each message template of the SDK's export loggers through at most once per interval: a receiver
     that is down makes the exporter log every retry of every batch, which would flood the gateway's log."""
@@ -480,7 +464,7 @@ class OtelSink:
         self._failed_seen = 0
         self._unlogged = 0
         self._why: set[str] = set()
-        self._droplog = _Every(log_interval)
+        self._droplog = Every(log_interval)
         self._closed = False
 
     # -- queue interface ----------------------------------------------------------------------------
@@ -604,7 +588,7 @@ class OtelSink:
         self._why.add(why)
         if self.on_event is not None:
             self.on_event(DROPPED_EVENT, n)
-        if self._droplog.ready():
+        if self._droplog.ready() is not None:
             self._log_drops()
 
     def _log_drops(self) -> None:

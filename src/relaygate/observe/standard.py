@@ -40,9 +40,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from relaygate.observe.detail import Detail
+from relaygate.observe.detail import Detail, detail_of
 from relaygate.sinks.record import CompletionRecord, Outcome
-from relaygate.sinks.spend import CALL_TYPES
+from relaygate.sinks.spend import CALL_TYPES, tag_list
 
 __all__ = ["ERROR_INFORMATION_FIELDS", "HIDDEN_PARAMS_FIELDS", "METADATA_FIELDS", "PAYLOAD_FIELDS", "REDACTED",
            "detail_of", "error_class", "standard_payload"]
@@ -102,16 +102,6 @@ _NOT_PARAMS = frozenset({"model", "messages", "input", "prompt", "metadata", "li
 _REDACTED_MESSAGES_TEMPLATE = ({"role": "user", "content": REDACTED},)
 
 
-def detail_of(record: CompletionRecord) -> Detail | None:
-    """The record's :class:`Detail` (``record.extra["observe"]``), or ``None``."""
-    extra = record.extra
-    if isinstance(extra, dict):
-        d = extra.get("observe")
-        if isinstance(d, Detail):
-            return d
-    return None
-
-
 def error_class(status: int, error_type: str) -> str:
     """LiteLLM's exception class name for a failure with this HTTP ``status`` and OpenAI ``error_type``."""
     specific = _ERROR_TYPE_CLASSES.get(error_type)
@@ -125,14 +115,6 @@ def error_class(status: int, error_type: str) -> str:
     if status >= 500:
         return "InternalServerError"
     return error_type or "APIError"
-
-
-def _tags(raw: Any) -> list[str]:
-    if isinstance(raw, str):
-        return [t.strip() for t in raw.split(",") if t.strip()]
-    if isinstance(raw, list):
-        return [t for t in raw if isinstance(t, str) and t]
-    return []
 
 
 def _messages(body: Any) -> Any:
@@ -193,9 +175,9 @@ def standard_payload(record: CompletionRecord, detail: Detail | None = None, *, 
     if detail is not None and detail.tags:
         tags = list(detail.tags)
     else:
-        tags = _tags(extra.get("tags")) if extra is not None else []
+        tags = tag_list(extra.get("tags")) if extra is not None else []
         if not tags:
-            tags = _tags(metadata.get("tags"))
+            tags = tag_list(metadata.get("tags"))
     spend_meta = extra.get("spend_logs_metadata") if extra is not None else None
     if spend_meta is None:
         spend_meta = metadata.get("spend_logs_metadata")

@@ -52,6 +52,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
+from relaygate.logs import Every
 from relaygate.sinks.record import CompletionRecord
 
 __all__ = ["AsyncSink", "CompletionQueue", "OnEvent", "Sink"]
@@ -79,27 +80,7 @@ class AsyncSink(Protocol):
     async def handle(self, batch: Sequence[CompletionRecord]) -> None: ...
 
 
-class _RateLimitedLog:
-    """Log a condition at most once per ``interval`` seconds, saying how many were suppressed."""
-
-    __slots__ = ("interval", "last", "suppressed")
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.last = -1e18
-        self.suppressed = 0
-
-    def ready(self, now: float) -> int | None:
-        """``None``: stay quiet; else log now and mention the returned number of suppressed occurrences."""
-        if now - self.last < self.interval:
-            self.suppressed += 1
-            return None
-        self.last = now
-        n, self.suppressed = self.suppressed, 0
-        return n
-
-
-def _failed(name: str, errlog: _RateLimitedLog, on_event: OnEvent | None, n: int) -> None:
+def _failed(name: str, errlog: Every, on_event: OnEvent | None, n: int) -> None:
     """A sink raised on a batch of ``n``: count it, and log the traceback at most once per interval."""
     if on_event is not None:
         on_event(f"sink_error:{name}", 1)
@@ -122,7 +103,7 @@ class _SyncEntry:
         self.name = name
         self.handle = sink.handle
         self.errors = 0
-        self.errlog = _RateLimitedLog(log_interval)
+        self.errlog = Every(log_interval)
 
 
 class _AsyncRunner:
@@ -137,9 +118,9 @@ class _AsyncRunner:
         self.buffer: deque[CompletionRecord] = deque(maxlen=maxsize)
         self.dropped = 0
         self.errors = 0
-        self.errlog = _RateLimitedLog(log_interval)
-        self.droplog = _RateLimitedLog(log_interval)
-        self.sumlog = _RateLimitedLog(log_interval)
+        self.errlog = Every(log_interval)
+        self.droplog = Every(log_interval)
+        self.sumlog = Every(log_interval)
         self.unreported = 0
         """Records dropped since the last summary line (the first drop's warning cannot know the total)."""
         self.on_event = on_event
@@ -271,7 +252,7 @@ class CompletionQueue:
         self._pending = False
         self._closed = False
         self._reported = 0
-        self._droplog = _RateLimitedLog(log_interval)
+        self._droplog = Every(log_interval)
 
     # -- configuration ------------------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ from relaygate.store.records import SpendLog
 from relaygate.store.spend import NANOS, delete_spend_logs_before, key_owners, write_spend_values
 from relaygate.store.tables import SPEND_LOGS
 
-__all__ = ["CALL_TYPES", "SpendSink", "parse_duration", "spend_row", "spend_values"]
+__all__ = ["CALL_TYPES", "SpendSink", "parse_duration", "spend_row", "spend_values", "tag_list"]
 
 log = logging.getLogger("relaygate.sinks")
 
@@ -75,7 +75,8 @@ def parse_duration(value: str) -> float:
     return float(int(m.group(1)) * _UNIT[m.group(2)])
 
 
-def _tags(raw: Any) -> list[str]:
+def tag_list(raw: Any) -> list[str]:
+    """Request tags as a list: a comma-separated string split, a list's non-empty strings kept."""
     if isinstance(raw, str):
         return [t.strip() for t in raw.split(",") if t.strip()]
     if isinstance(raw, list):
@@ -124,7 +125,7 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
     messages_text = "[]"
     response_text = "{}"
     if extra is not None:
-        tags = list(dict.fromkeys([*_tags(extra.get("tags")), *key_tags]))
+        tags = list(dict.fromkeys([*tag_list(extra.get("tags")), *key_tags]))
         request_meta = extra.get("metadata")
         spend_meta = extra.get("spend_logs_metadata")
         if spend_meta is None and isinstance(request_meta, dict):
