@@ -239,3 +239,22 @@ def test_key_logging_targets() -> None:
         "langfuse_public_key": "pk", "langfuse_secret_key": "sk-lf", "langfuse_host": "http://127.0.0.1:1"})]
     assert key_logging({"logging": "x"}) == (None, False)
     assert key_logging(None) == (None, False)
+
+
+def test_a_cache_hit_exports_the_answer_it_served() -> None:
+    with recording_upstream() as up:
+        async def main() -> None:
+            gw, records = gateway(up.url, {"callbacks": ["otel"], "cache": True})
+            for stream in (False, False, True):
+                r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "stream": stream})
+                assert r.status == 200
+            await gw.completions.aclose()
+            miss, hit, stream_hit = records
+            assert not miss.cache_hit and hit.cache_hit and stream_hit.cache_hit
+            assert len(up.seen) == 1
+            for rec in (hit, stream_hit):
+                d = detail_of(rec)
+                assert d.output is not None and d.output["choices"][0]["message"]["content"] == "hello"
+                assert d.attempts == []  # no upstream was tried
+
+        asyncio.run(main())

@@ -269,6 +269,10 @@ class ResponseCache:
         if usage:
             ex.prompt_tokens, ex.completion_tokens = usage[0], usage[1]
         ex.cost = 0.0
+        obs = ex.obs
+        if obs is not None:  # exporters show the answer served (a stream hit's, in its unary shape)
+            obs.output = answer
+            obs.assembler = None
         headers = [(b"x-litellm-call-id", ex.call_id), (b"x-litellm-version", VERSION),
                    (b"x-litellm-cache-key", st.key.encode()), (b"x-litellm-response-cost", b"0.0"),
                    (b"x-litellm-model-group", (ex.group.name if ex.group is not None else ex.model).encode())]

@@ -128,6 +128,10 @@ def from_litellm(ls: dict[str, Any], gs: dict[str, Any], rg: dict[str, Any],
     failure = both + [n for n in _names(ls.get("failure_callback"), "litellm_settings.failure_callback", warnings)
                       if n not in both]
     service = _names(ls.get("service_callback"), "litellm_settings.service_callback", warnings)
+    if service:  # LiteLLM's service loggers time every Redis / database call; relaygate reports outages
+        warnings.append("litellm_settings.service_callback: per-call service timings are not exported; Redis and "
+                        "database outages are logged, counted (relaygate_events_total{event=\"outage:...\"}) "
+                        "and alerted (general_settings.alerting)")
     json_logs = _flag(ls.get("json_logs", False), "litellm_settings.json_logs") or "json_logs" in success
     cb_settings = ls.get("callback_settings") or {}
     if not isinstance(cb_settings, dict) or not all(isinstance(v, dict) for v in cb_settings.values()):

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
+from relaygate import events
 from relaygate.auth.changes import KeyChanges
 from relaygate.auth.shared import SharedKeys
 from relaygate.cache.routes import add_routes as add_cache_routes
@@ -91,6 +92,8 @@ class Gateway:
         self.completions = CompletionQueue(on_event=self.metrics.count)
         self.completions.add_sink(MetricsSink(self.metrics))
         self.exporters = install_exporters(config.observe, self.completions, self.metrics, config)
+        self._stop_outages: Any = None
+        """Stops counting outages (``relaygate.events``); listening starts with the worker (:meth:`startup`)."""
         """LiteLLM's callbacks, JSON request logs and alerting (``relaygate.observe``), built once per worker."""
         generation = self.watcher.generation if self.watcher is not None else 0
         self.pipeline = Pipeline(Runtime.build(config, self.metrics, generation=generation),
@@ -227,6 +230,9 @@ class Gateway:
             self._spawn(changes.run())
             if changes.redis_url is not None:
                 self._spawn(changes.subscribe())
+        if self._stop_outages is None:  # Redis / database outages as relaygate_events_total{event="outage:..."}
+            self._stop_outages = events.listen(lambda component, detail: self.metrics.count(f"outage:{component}"))
+        self.exporters.start()
         self.start_budgets(None)  # the proxy-wide budget without a store
         await self.router.start()
         self.completions.start()
@@ -330,6 +336,9 @@ class Gateway:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.completions.aclose()
         self.exporters.close()
+        if self._stop_outages is not None:
+            self._stop_outages()
+            self._stop_outages = None
         if self.metrics.directory is not None:
             self.metrics.flush()
         await self.aclose()

@@ -54,6 +54,12 @@ class Exporters:
         self.stop_listening: Any = None
         """Stops the alerter hearing outages (``observe.events``); called when the worker shuts down."""
 
+    def start(self) -> None:
+        """The worker started: the alerter hears outages (``relaygate.events``) until :meth:`close`."""
+        if self.alerter is not None and self.stop_listening is None:
+            from relaygate import events
+            self.stop_listening = events.listen(self.alerter.outage)
+
     def close(self) -> None:
         if self.stop_listening is not None:
             self.stop_listening()
@@ -179,8 +185,6 @@ def install(settings: ObserveSettings | None, completions: Any, metrics: Any, co
         if out.alerter is not None:
             completions.add_sink(out.alerter)
             out.sinks.append(out.alerter)
-            from relaygate import events
-            out.stop_listening = events.listen(out.alerter.outage)
     if out.sinks:
         log.info("observability: %s", ", ".join(out.names))
     return out
