@@ -31,7 +31,7 @@ import msgspec
 
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.assemble import StreamAssembler
-from relaygate.core.errors import GatewayError
+from relaygate.core.errors import GatewayError, redact
 from relaygate.observe.detail import Attempt, Detail, LoggingTarget
 from relaygate.observe.tracecontext import new_span_id, new_trace_id, parse_traceparent, traceparent
 
@@ -57,7 +57,7 @@ _decode = msgspec.json.Decoder().decode
 class Observer:
     """Per runtime snapshot: which exchanges get a capture, and what it may hold."""
 
-    __slots__ = ("settings", "detailed", "propagate", "redact", "stream_output")
+    __slots__ = ("settings", "detailed", "propagate", "redact")
 
     def __init__(self, settings: ObserveSettings) -> None:
         self.settings = settings
@@ -67,7 +67,6 @@ class Observer:
         self.propagate = "otel" in names
         """Attempts send a ``traceparent`` upstream (OpenTelemetry is on)."""
         self.redact = settings.turn_off_message_logging
-        self.stream_output = True
 
     @classmethod
     def of(cls, settings: ObserveSettings | None) -> Observer | None:
@@ -140,12 +139,11 @@ class Capture:
         if key is not None and key.records and len(key.records) > 1 and key.records[1] is not None:
             detail.team_alias = getattr(key.records[1], "team_alias", None)
         if error is not None:
-            detail.error_message = error.message[:MAX_ERROR]
+            detail.error_message = redact(error.message)[:MAX_ERROR]
             if detail.attempts and not detail.attempts[-1].end:
                 _ended(detail.attempts[-1], error)
-        elif detail.attempts:
-            last = detail.attempts[-1]
-            last.end = time.time()  # a stream's attempt lasts until its last frame
+        elif detail.attempts and ex.stream:
+            detail.attempts[-1].end = time.time()  # a stream's attempt lasts until its last frame
         if not detail.redacted:
             if self.output is not None:
                 try:
@@ -162,7 +160,7 @@ def _ended(attempt: Attempt, exc: BaseException) -> None:
     if isinstance(exc, GatewayError):
         attempt.status = exc.status
         attempt.error_type = exc.type or type(exc).__name__
-        attempt.error_message = exc.message[:MAX_ERROR]
+        attempt.error_message = redact(exc.message)[:MAX_ERROR]
     else:
         attempt.error_type = type(exc).__name__
 
