@@ -66,3 +66,48 @@ general_settings:
     assert ids["plain"] not in key_gens | team_gens
     # the key project's server checked Basic auth with the secret resolved from os.environ/
     assert all(status < 400 for status, _ in lf_key.requests)
+
+
+def test_team_callback_routes(tmp_path: Path) -> None:
+    """LiteLLM's ``/team/{team_id}/callback`` (add, read with secrets masked) and ``/disable_logging``."""
+    db = f"sqlite:///{tmp_path / 'rg.db'}"
+    config = f"""model_list:
+  - model_name: m
+    litellm_params: {{model: mock/echo}}
+general_settings:
+  master_key: {MASTER}
+  database_url: {db}
+"""
+    with LangfuseServer("pk-t", "sk-t-secret") as lf, start_gateway(config, env={"LANGFUSE_FLUSH_INTERVAL": "0.05"}) \
+            as gw, httpx.Client(base_url=gw.url, timeout=20) as c:
+        team_id = c.post("/team/new", headers=ADMIN, json={"team_alias": "cb"}).json()["team_id"]
+        key = c.post("/key/generate", headers=ADMIN, json={"team_id": team_id}).json()["key"]
+        bad = c.post(f"/team/{team_id}/callback", headers=ADMIN, json={"callback_name": "gcs_bucket"})
+        assert bad.status_code == 400 and "callback_name" in bad.text
+        r = c.post(f"/team/{team_id}/callback", headers=ADMIN, json={
+            "callback_name": "langfuse", "callback_type": "success",
+            "callback_vars": {"langfuse_public_key": "pk-t", "langfuse_secret_key": "sk-t-secret",
+                              "langfuse_host": lf.url}})
+        assert r.status_code == 200, r.text
+        got = c.get(f"/team/{team_id}/callback", headers=ADMIN).json()["data"]
+        assert got["success_callbacks"] == ["langfuse"] and got["failure_callbacks"] == []
+        assert got["callback_vars"]["langfuse_secret_key"] == "***"
+        assert got["callback_vars"]["langfuse_host"] == lf.url
+        assert c.get(f"/team/{team_id}/callback", headers={"Authorization": f"Bearer {key}"}).status_code in (401, 403)
+
+        def ask(text: str) -> str:
+            r = c.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                       json={"model": "m", "messages": [{"role": "user", "content": text}]})
+            assert r.status_code == 200
+            return str(r.headers["x-litellm-call-id"])
+
+        first = ask("logged")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not lf.accepted:
+            time.sleep(0.05)
+        assert first in {e["body"]["id"] for e in lf.accepted if e["type"] == "generation-create"}
+        r = c.post(f"/team/{team_id}/disable_logging", headers=ADMIN)
+        assert r.status_code == 200, r.text
+        second = ask("not logged")
+        time.sleep(1.0)
+        assert second not in {e["body"]["id"] for e in lf.accepted if e["type"] == "generation-create"}

@@ -15,11 +15,23 @@ from relaygate.management.common import Gateway
 
 def register(t: RouteTable, gw: Gateway) -> None:
     """Add the management routes to ``t``; each answers 503 while ``gw`` has no store."""
-    from relaygate.management import budgets, customers, keys, models, organizations, spend, tags, teams, users
+    from relaygate.management import (
+        budgets,
+        customers,
+        keys,
+        models,
+        organizations,
+        spend,
+        tags,
+        team_callbacks,
+        teams,
+        users,
+    )
 
     keys.add_routes(t, gw)
     users.add_routes(t, gw)
     teams.add_routes(t, gw)
+    team_callbacks.add_routes(t, gw)
     organizations.add_routes(t, gw)
     customers.add_routes(t, gw)
     budgets.add_routes(t, gw)

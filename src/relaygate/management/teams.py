@@ -174,7 +174,7 @@ async def _missing_users(ctx: Ctx, members: list[Member]) -> list[User]:
     return out
 
 
-async def _team_admin(ctx: Ctx, team_id: str) -> Team:
+async def team_admin(ctx: Ctx, team_id: str) -> Team:
     """The team, when the caller is the proxy admin or the team's admin (else 401 for viewers, 403)."""
     writer(ctx)
     team = await ctx.store.get_team(team_id)
@@ -184,7 +184,7 @@ async def _team_admin(ctx: Ctx, team_id: str) -> Team:
     return team
 
 
-async def _team_keys(ctx: Ctx, team_id: str) -> list[str]:
+async def team_keys(ctx: Ctx, team_id: str) -> list[str]:
     return [k.token for k in (await ctx.store.list_keys(team_id=team_id, page_size=1000)).items]
 
 
@@ -265,7 +265,7 @@ async def update(ctx: Ctx) -> Any:
     body = await ctx.body(UpdateTeamBody)
     fields = _team_fields(body)
     fields.pop("team_id", None)
-    team = await _team_admin(ctx, body.team_id)
+    team = await team_admin(ctx, body.team_id)
     if not ctx.caller.is_admin:
         grants = [n for n in fields if n in GRANTS]
         if grants:
@@ -290,7 +290,7 @@ async def update(ctx: Ctx) -> Any:
                 meta = fields["metadata"] if "metadata" in fields else team.metadata
                 fields["metadata"] = {**(meta or {}), MEMBER_BUDGET_ID: row.budget_id}
         team = await tx.update(c, tbl.TEAMS, (team.team_id,), fields)
-    ctx.invalidate(*await _team_keys(ctx, team.team_id))
+    ctx.invalidate(*await team_keys(ctx, team.team_id))
     return {"team_id": team.team_id, "data": record(team)}
 
 
@@ -303,7 +303,7 @@ async def delete(ctx: Ctx) -> Any:
     tokens: list[str] = []
     for team_id in ids:
         await ctx.store.get_team(team_id)  # 404 before anything is deleted
-        tokens += await _team_keys(ctx, team_id)
+        tokens += await team_keys(ctx, team_id)
     for team_id in ids:
         await ctx.store.delete_team(team_id, with_keys=True)
     ctx.invalidate(*tokens)
@@ -336,7 +336,7 @@ async def _set_blocked(ctx: Ctx, blocked: bool) -> Any:
     body = await ctx.body(TeamRef)
     team = await ctx.store.update_team(body.team_id, blocked=blocked,
                                        updated_by=ctx.caller.user_id or "default_user_id")
-    ctx.invalidate(*await _team_keys(ctx, body.team_id))
+    ctx.invalidate(*await team_keys(ctx, body.team_id))
     return record(team)
 
 
@@ -354,7 +354,7 @@ async def member_add(ctx: Ctx) -> Any:
     members = _members(body.member if isinstance(body.member, list) else [body.member], "member")
     if not members:
         raise bad_request("member must not be empty", "member")
-    team = await _team_admin(ctx, body.team_id)
+    team = await team_admin(ctx, body.team_id)
     _budget_cap(ctx, team, body.max_budget_in_team)
     for m in members:
         if any(x.get("user_id") == m.user_id for x in team.members_with_roles):
@@ -391,10 +391,10 @@ async def member_add(ctx: Ctx) -> Any:
 async def member_delete(ctx: Ctx) -> Any:
     writer(ctx)
     body = await ctx.body(MemberDeleteBody)
-    team = await _team_admin(ctx, body.team_id)
+    team = await team_admin(ctx, body.team_id)
     user_id = _member_id(body, team)
     team = await ctx.store.remove_team_member(team.team_id, user_id)
-    ctx.invalidate(*await _team_keys(ctx, team.team_id))
+    ctx.invalidate(*await team_keys(ctx, team.team_id))
     return record(team)
 
 
@@ -403,7 +403,7 @@ async def member_update(ctx: Ctx) -> Any:
     body = await ctx.body(MemberUpdateBody)
     if body.role is not None and body.role not in TEAM_ROLES:
         raise bad_request(f"Invalid team member role={body.role!r}: expected one of {list(TEAM_ROLES)}", "role")
-    team = await _team_admin(ctx, body.team_id)
+    team = await team_admin(ctx, body.team_id)
     user_id = _member_id(body, team)
     budget = body.max_budget_in_team
     _budget_cap(ctx, team, None if budget is UNSET else budget)
@@ -426,7 +426,7 @@ async def member_update(ctx: Ctx) -> Any:
     max_in_team = None
     if member.budget_id is not None:
         max_in_team = (await ctx.store.get_budget(member.budget_id)).max_budget
-    ctx.invalidate(*await _team_keys(ctx, team.team_id))
+    ctx.invalidate(*await team_keys(ctx, team.team_id))
     return {"team_id": team.team_id, "user_id": user_id, "user_email": member.user_email,
             "max_budget_in_team": max_in_team}
 
