@@ -258,3 +258,30 @@ def test_a_cache_hit_exports_the_answer_it_served() -> None:
                 assert d.attempts == []  # no upstream was tried
 
         asyncio.run(main())
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/v1/messages", {"model": "m", "max_tokens": 50, "stream": True, "messages": [{"role": "user", "content": "hi"}]}),
+    ("/v1/responses", {"model": "m", "stream": True, "input": "hi", "store": False}),
+])
+def test_messages_and_responses_streams_are_assembled(path: str, body: dict[str, Any]) -> None:
+    with recording_upstream() as up:
+        async def main() -> None:
+            # an OpenAI-compatible provider without a native /responses: the request is translated to chat
+            gw, records = gateway(up.url, {"callbacks": ["otel"]}, extra_models=[{"model_name": "t", "litellm_params": {
+                "model": "hosted_vllm/x", "api_base": up.url + "/v1", "api_key": "k"}}])
+            r = await call(gw, "POST", path, {**body, "model": "t"})
+            assert r.status == 200, r.body
+            await gw.completions.aclose()
+            (rec,) = records
+            out = detail_of(rec).output
+            assert out is not None, r.body[:500]
+            if path == "/v1/messages":
+                assert out["type"] == "message" and out["content"][0] == {"type": "text", "text": "hello"}
+                assert out["stop_reason"] == "end_turn"
+            else:
+                assert out["object"] == "response" and out["status"] == "completed"
+                texts = [c["text"] for item in out["output"] if item["type"] == "message" for c in item["content"]]
+                assert texts == ["hello"]
+
+        asyncio.run(main())

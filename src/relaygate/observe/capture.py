@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from relaygate.config.observe import ObserveSettings
-from relaygate.core.assemble import StreamAssembler
+from relaygate.core.assemble import MessagesAssembler, ResponsesAssembler, StreamAssembler, assembler_for
 from relaygate.core.errors import GatewayError, redact
 from relaygate.observe.detail import Attempt, Detail, LoggingTarget
 from relaygate.observe.tracecontext import new_span_id, new_trace_id, parse_traceparent, traceparent
@@ -117,14 +117,14 @@ class Capture:
         self.propagate = obs.propagate
         self.traceparent: str | None = None
         """The header value the current attempt sends upstream (``None``: none is sent)."""
-        self.assembler: StreamAssembler | None = None
+        self.assembler: MessagesAssembler | ResponsesAssembler | StreamAssembler | None = None
         self.output: bytes | None = None
         """A unary answer's body as sent (decoded in :meth:`finish`)."""
-        if not redacted and ex.stream and ex.route == "chat":
-            self.assembler = StreamAssembler()
+        if not redacted and ex.stream:
+            self.assembler = assembler_for(ex.route)
 
     def stream_frames(self, frames: bytes) -> None:
-        """A chat stream's outgoing frames, fed to the assembler of its answer."""
+        """A stream's outgoing frames (chat, messages, responses), fed to the assembler of its answer."""
         if self.assembler is not None:
             self.assembler.feed_frames(frames)
 

@@ -213,6 +213,9 @@ async def send_native(transport: Transport, ex: Exchange, target: Target, reques
     502 (still retryable)."""
     p = target.provider
     ctx = ex.ctx
+    obs = ex.obs
+    if obs is not None and obs.traceparent is not None:
+        request.headers = [*request.headers, ("traceparent", obs.traceparent)]
     resp = await (p.transport or transport).send(
         request, ex.rt.timeouts(target, stream, ctx.timeout if ctx is not None else None))
     if resp.status >= 400:
