@@ -4,6 +4,8 @@ unfinished stream is never complete."""
 
 from __future__ import annotations
 
+import itertools
+
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
@@ -50,7 +52,7 @@ def test_messages_fed_in_groups_of_frames(cuts: list[int]) -> None:
     frames = [f + b"\n\n" for f in MESSAGES.split(b"\n\n") if f]
     asm = MessagesAssembler()
     edges = sorted({0, len(frames), *cuts})
-    for a, b in zip(edges, edges[1:]):
+    for a, b in itertools.pairwise(edges):
         asm.feed_frames(b"".join(frames[a:b]))
     assert asm.complete and orjson.loads(asm.answer(0)) == EXPECTED
 
