@@ -151,19 +151,21 @@ class BuildOptions:
 
 
 def iso(ts: float) -> str:
-    """Epoch seconds as ISO 8601 in UTC with microseconds (Langfuse's "optimal" resolution). The formatted
-    second is memoised (one entry): events of one batch share it, and the rest is one f-string."""
+    """Epoch seconds as ISO 8601 in UTC with microseconds (Langfuse's "optimal" resolution). Formatted
+    seconds are memoised (a batch's events share a few), so the rest is one f-string."""
     secs = int(ts)
     micros = round((ts - secs) * 1e6)
     if micros >= 1_000_000:
         secs, micros = secs + 1, micros - 1_000_000
-    if secs != _ISO_SECOND[0]:
-        _ISO_SECOND[0] = secs
-        _ISO_SECOND[1] = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{_ISO_SECOND[1]}.{micros:06d}Z"
+    text = _ISO_SECONDS.get(secs)
+    if text is None:
+        if len(_ISO_SECONDS) >= 256:
+            _ISO_SECONDS.clear()
+        text = _ISO_SECONDS[secs] = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{micros:06d}Z"
 
 
-_ISO_SECOND: list[Any] = [None, ""]
+_ISO_SECONDS: dict[int, str] = {}
 
 
 def _text(value: Any) -> str | None:
@@ -238,12 +240,13 @@ def answer_output(route: str, answer: Any) -> Any:
 _STEERING = ("trace_id", "existing_trace_id", "trace_name", "generation_name", "generation_id", "session_id",
              "trace_user_id", "trace_metadata", "trace_release", "trace_version", "trace_public", "version",
              "parent_observation_id", "mask_input", "mask_output", "debug_langfuse", "tags", "prompt")
+_STEERING_SET = frozenset(_STEERING)
 
 
 def _steering(metadata: Mapping[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
     """The client's Langfuse controls: ``metadata`` keys, overridden by ``langfuse_<key>`` request headers
     (LiteLLM's ``add_metadata_from_header``)."""
-    out = {k: metadata[k] for k in _STEERING if metadata.get(k) is not None}
+    out = {k: v for k, v in metadata.items() if v is not None and k in _STEERING_SET} if metadata else {}
     for name, value in headers.items():
         if name.startswith("langfuse_") and value:
             out[name[len("langfuse_"):]] = value
