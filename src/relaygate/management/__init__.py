@@ -23,7 +23,6 @@ def register(t: RouteTable, gw: Gateway) -> None:
         organizations,
         spend,
         tags,
-        team_callbacks,
         teams,
         users,
     )
@@ -31,7 +30,6 @@ def register(t: RouteTable, gw: Gateway) -> None:
     keys.add_routes(t, gw)
     users.add_routes(t, gw)
     teams.add_routes(t, gw)
-    team_callbacks.add_routes(t, gw)
     organizations.add_routes(t, gw)
     customers.add_routes(t, gw)
     budgets.add_routes(t, gw)
