@@ -47,13 +47,8 @@ class StreamAssembler:
         _frames(self, frames)
 
     def feed(self, payload: bytes) -> None:
-        try:
-            obj = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            self.broken = True
-            return
-        if not isinstance(obj, dict):
-            self.broken = True
+        obj = _object(self, payload)
+        if obj is None:
             return
         if not self._head:
             self._head = {k: obj[k] for k in ("id", "model", "system_fingerprint") if obj.get(k) is not None}
@@ -126,13 +121,8 @@ class MessagesAssembler:
         _frames(self, frames)
 
     def feed(self, payload: bytes) -> None:
-        try:
-            obj = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            self.broken = True
-            return
-        if not isinstance(obj, dict):
-            self.broken = True
+        obj = _object(self, payload)
+        if obj is None:
             return
         kind = obj.get("type")
         if kind == "message_start" and isinstance(obj.get("message"), dict):
@@ -232,3 +222,15 @@ def assembler_for(route: str) -> MessagesAssembler | ResponsesAssembler | Stream
     if route == "responses":
         return ResponsesAssembler()
     return None
+
+
+def _object(asm: MessagesAssembler | ResponsesAssembler | StreamAssembler, payload: bytes) -> dict[str, Any] | None:
+    """A payload's JSON object, or ``None`` with ``asm`` marked broken."""
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        obj = None
+    if not isinstance(obj, dict):
+        asm.broken = True
+        return None
+    return obj
