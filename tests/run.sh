@@ -17,11 +17,21 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
 
+# the admin UI's browser tests drive Debian's Chromium through Playwright (never a downloaded browser)
+if [ ! -x /usr/bin/chromium ]; then
+  echo "tests/run.sh: installing chromium (Debian package)"
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 python -m pip install -q --disable-pip-version-check -e ".[test]"
 
 # the Node clients of the compat suite (openai-node, the Vercel AI SDK), from package-lock.json
 if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
   (cd tests/compat/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  # the single sign-on tests' OpenID provider (node-oidc-provider)
+  if [ -f tests/ui/oidc/package-lock.json ]; then
+    (cd tests/ui/oidc && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
 else
   echo "tests/run.sh: node/npm not found: the Node client tests in tests/compat will skip"
 fi

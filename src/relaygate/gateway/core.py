@@ -175,6 +175,9 @@ class Gateway:
         from relaygate.passthrough import add_routes as add_pass_through_routes  # /anthropic/*, /openai/* ...
 
         add_pass_through_routes(t, self)
+        from relaygate.ui import register as add_ui_routes  # /ui (admin UI, its sign-in), /sso/* (OpenID Connect)
+
+        add_ui_routes(t, self)
         return t
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
