@@ -83,7 +83,8 @@ _LITELLM_SETTINGS_ACCEPTED = {"drop_params", "set_verbose", "request_timeout", "
 _GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "max_request_size_mb", "proxy_port",
                  "user_api_key_cache_ttl", "allow_requests_on_db_unavailable",
                  "store_model_in_db", "disable_spend_logs", "store_prompts_in_spend_logs",
-                 "maximum_spend_logs_retention_period", "maximum_spend_logs_retention_interval", "spend_logs_buffer"}
+                 "maximum_spend_logs_retention_period", "maximum_spend_logs_retention_interval", "spend_logs_buffer",
+                 "enable_jwt_auth", "litellm_jwtauth"}
 
 
 # ---------------------------------------------------------------------------------------------------- env
@@ -467,7 +468,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
                     dep.extra.setdefault("drop_params", True)
         elif k == "check_provider_endpoint":
             top["check_provider_endpoint"] = bool(v)
-        elif k in ("max_budget", "budget_duration"):  # the proxy-wide budget (relaygate.budgets)
+        elif k in ("max_budget", "budget_duration", "default_internal_user_params"):  # -> GeneralSettings
             budget_raw[k] = v
         elif k in ("cache", "cache_params") or k in _OBSERVE_LITELLM:  # the cache and the exporters: below
             pass

@@ -243,6 +243,15 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     """``litellm_settings.max_budget``: the proxy-wide budget in USD (``relaygate.budgets``); None: none."""
     budget_duration: str | None = None
     """``litellm_settings.budget_duration``: the proxy-wide budget's period (``30s``, ``1h``, ``30d``, ``1mo``)."""
+    enable_jwt_auth: bool = False
+    """LiteLLM's switch: a bearer token that is a JWT is verified against the provider's JWKS
+    (``JWT_PUBLIC_KEY_URL``) and mapped to a principal by ``litellm_jwtauth`` (``relaygate.auth.jwt_auth``)."""
+    litellm_jwtauth: dict[str, Any] = {}
+    """LiteLLM's ``litellm_jwtauth`` settings (claim fields, admin scope, ``public_key_ttl`` ...), read by
+    ``auth.jwt_auth.JWTSettings``; single sign-on reads its ``team_ids_jwt_field`` too."""
+    default_internal_user_params: dict[str, Any] = {}
+    """``litellm_settings.default_internal_user_params``: the fields (``user_role``, ``max_budget``, ``models``
+    ...) of a user created at its first single sign-on."""
     """Completion records a worker keeps waiting for the spend sink (the database slow or down); past it
     the oldest are dropped, counted (``sink_dropped:spend``) and logged."""
 
