@@ -1,6 +1,6 @@
 """LiteLLM's management API on the store: keys (``keys``), users (``users``), teams (``teams``),
-organizations (``organizations``), customers (``customers``), budgets (``budgets``), tags (``tags``) and
-models stored in the database (``models``).
+organizations (``organizations``), customers (``customers``), budgets (``budgets``), tags (``tags``),
+models stored in the database (``models``), spend reports (``spend``) and activity aggregates (``activity``).
 
 :func:`register` adds every route to the gateway's route table; ``common`` holds what each route shares
 (caller and role, bodies, errors, answers) for the modules that add more (organizations, customers, budgets,
@@ -16,6 +16,7 @@ from relaygate.management.common import Gateway
 def register(t: RouteTable, gw: Gateway) -> None:
     """Add the management routes to ``t``; each answers 503 while ``gw`` has no store."""
     from relaygate.management import (
+        activity,
         budgets,
         customers,
         keys,
@@ -35,6 +36,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     budgets.add_routes(t, gw)
     models.add_routes(t, gw)
     spend.add_routes(t, gw)
+    activity.add_routes(t, gw)  # /global/activity/* (the admin UI's overview)
     tags.add_routes(t, gw)
     from relaygate.management import provider_budgets  # /provider/budgets (needs no store)
 

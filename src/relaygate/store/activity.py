@@ -1,0 +1,188 @@
+"""Activity aggregates over the spend logs: what the admin UI's overview draws (``/global/activity/*``).
+
+What it owns: the read-only SQL that sums ``rg_spend_logs`` per time bucket (an hour or a UTC day), per model
+group, per key and per team, and the latency percentiles of each bucket. Every sum is computed by the
+database; the worker receives one row per bucket or per group, never the spend rows themselves.
+
+Invariants:
+
+- **One filter for every query.** :class:`Scope` is the date range (``start`` inclusive, ``end`` exclusive)
+  and, for a caller that may only see its own traffic, its ``user_id`` or its key's hash: the series, the
+  top lists, the percentiles and the spend of today / this month all read the same rows.
+- **Errors** are the rows whose ``status`` is ``failure`` (the spend sink writes ``success`` or ``failure``).
+- **Latency** is ``end_time - start_time`` in milliseconds, to the microsecond (SQLite: read from the fixed
+  ISO spelling, seconds then microseconds); rows without ``end_time`` have none.
+- **Exact percentiles, bounded memory.** PostgreSQL's ``percentile_cont`` and SQLite (which has no percentile
+  function) give the same answer: a window query numbers each bucket's latencies in order
+  (``ROW_NUMBER() OVER (PARTITION BY bucket ORDER BY ms)``) and returns only the two rows around each rank
+  ``1 + p * (n - 1)`` (at most six rows per bucket, whatever the bucket holds); :func:`interpolate` then
+  interpolates linearly between them, as ``percentile_cont`` does. The sort happens in the database (SQLite
+  spills a large one to its temporary files), so a year of logs costs the worker a few rows per bucket.
+- **Both dialects.** Buckets are text keys: ``YYYY-MM-DD`` for a day and ``YYYY-MM-DDTHH`` for an hour, taken
+  from SQLite's ISO text (``tables._iso`` writes UTC with a fixed spelling) or PostgreSQL's ``to_char`` of
+  the UTC time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from relaygate.store import tables as t
+
+if TYPE_CHECKING:
+    from relaygate.store.base import Store
+
+__all__ = ["PERCENTILES", "Scope", "activity_by_model", "interpolate", "latency_percentiles", "series",
+           "spend_since", "top_groups"]
+
+PERCENTILES = (50, 95, 99)
+"""The latency percentiles the overview shows (``p50_ms``, ``p95_ms``, ``p99_ms``)."""
+
+_FAILED = "SUM(CASE WHEN s.status = 'failure' THEN 1 ELSE 0 END)"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which spend rows a query reads: ``start`` <= start_time < ``end``, and only the caller's own rows when
+    ``user_id`` or ``api_key`` (a key's SHA-256 hex) is set."""
+
+    start: datetime
+    end: datetime
+    user_id: str | None = None
+    api_key: str | None = None
+
+    def where(self, store: Store, start: datetime | None = None) -> tuple[str, list[Any]]:
+        conds = ["s.start_time >= ?", "s.start_time < ?"]
+        args: list[Any] = [_ts(store, start if start is not None else self.start), _ts(store, self.end)]
+        if self.user_id is not None:
+            conds.append("s.user_id = ?")
+            args.append(self.user_id)
+        if self.api_key is not None:
+            conds.append("s.api_key = ?")
+            args.append(self.api_key)
+        return " AND ".join(conds), args
+
+
+def _ts(store: Store, value: datetime) -> Any:
+    return t.SPEND_LOGS.to_db("start_time", value, store.dialect)
+
+
+def bucket_sql(dialect: str, bucket: str) -> str:
+    """The SQL text key of a row's bucket: ``YYYY-MM-DD`` (``day``) or ``YYYY-MM-DDTHH`` (``hour``), UTC."""
+    if dialect == "sqlite":
+        return "substr(s.start_time, 1, 10)" if bucket == "day" else "substr(s.start_time, 1, 13)"
+    fmt = "YYYY-MM-DD" if bucket == "day" else 'YYYY-MM-DD"T"HH24'
+    return f"to_char(s.start_time AT TIME ZONE 'UTC', '{fmt}')"
+
+
+def _latency_sql(dialect: str) -> str:
+    if dialect == "sqlite":
+        # whole seconds, then microseconds, from the fixed ISO spelling (julianday() keeps milliseconds only)
+        return ("((CAST(strftime('%s', substr(s.end_time, 1, 19)) AS INTEGER) - "
+                "CAST(strftime('%s', substr(s.start_time, 1, 19)) AS INTEGER)) * 1000.0 + "
+                "(CAST(substr(s.end_time, 21, 6) AS INTEGER) - CAST(substr(s.start_time, 21, 6) AS INTEGER)) "
+                "/ 1000.0)")
+    return "EXTRACT(EPOCH FROM (s.end_time - s.start_time)) * 1000.0"
+
+
+async def series(store: Store, scope: Scope, bucket: str) -> list[dict[str, Any]]:
+    """Per bucket (in order): ``bucket`` (its text key), ``requests``, ``errors``, ``spend_nanos``,
+    ``prompt_tokens``, ``completion_tokens``; buckets without rows are absent."""
+    key = bucket_sql(store.dialect, bucket)
+    where, args = scope.where(store)
+    async with store._read() as c:
+        rows = await c.fetch(
+            f"SELECT {key} AS b, COUNT(*) AS n, {_FAILED} AS e, SUM(s.spend_nanos) AS nanos, "
+            "SUM(s.prompt_tokens) AS p, SUM(s.completion_tokens) AS comp, SUM(s.total_tokens) AS tot "
+            f"FROM rg_spend_logs s WHERE {where} GROUP BY 1 ORDER BY 1", args)
+    return [{"bucket": r["b"], "requests": int(r["n"]), "errors": int(r["e"] or 0),
+             "spend_nanos": int(r["nanos"] or 0), "prompt_tokens": int(r["p"] or 0),
+             "completion_tokens": int(r["comp"] or 0), "total_tokens": int(r["tot"] or 0)} for r in rows]
+
+
+async def latency_percentiles(store: Store, scope: Scope, bucket: str | None
+                              ) -> dict[str, dict[int, float | None]]:
+    """``{bucket key: {50: ms, 95: ms, 99: ms}}`` (``bucket`` None: one entry ``""`` over the whole range);
+    exact ``percentile_cont`` values, at most six rows fetched per bucket (see the module docstring)."""
+    key = bucket_sql(store.dialect, bucket) if bucket is not None else "''"
+    where, args = scope.where(store)
+    ranks = " OR ".join(f"rn = {lo} + ({p} * (n - 1)) / 100" for p in PERCENTILES for lo in (1, 2))
+    async with store._read() as c:
+        rows = await c.fetch(
+            f"WITH l AS (SELECT {key} AS b, {_latency_sql(store.dialect)} AS ms FROM rg_spend_logs s "
+            f"WHERE {where} AND s.end_time IS NOT NULL), "
+            "r AS (SELECT b, ms, ROW_NUMBER() OVER (PARTITION BY b ORDER BY ms) AS rn, "
+            "COUNT(*) OVER (PARTITION BY b) AS n FROM l) "
+            f"SELECT b, rn, n, ms FROM r WHERE {ranks} ORDER BY b, rn", args)
+    ranked: dict[str, tuple[int, dict[int, float]]] = {}
+    for r in rows:
+        _, values = ranked.setdefault(str(r["b"]), (int(r["n"]), {}))
+        values[int(r["rn"])] = float(r["ms"])
+    return {b: {p: interpolate(values, n, p) for p in PERCENTILES} for b, (n, values) in ranked.items()}
+
+
+def interpolate(values: dict[int, float], n: int, p: int) -> float | None:
+    """``percentile_cont(p / 100)`` of ``n`` sorted values of which ``values`` holds those at the 1-based
+    ranks around ``1 + p * (n - 1) / 100``; None without values."""
+    if n <= 0:
+        return None
+    whole, part = divmod(p * (n - 1), 100)
+    lo = values.get(1 + whole)
+    if lo is None:
+        return None
+    hi = values.get(2 + whole, lo)
+    return lo + (hi - lo) * part / 100
+
+
+async def top_groups(store: Store, scope: Scope, by: str, limit: int) -> list[dict[str, Any]]:
+    """The ``by`` groups (``model``, ``key``, ``team``) with the most spend, then requests, in the range:
+    ``id``, ``name`` (the key's or team's alias; the model itself), ``requests``, ``errors``, ``spend_nanos``,
+    ``total_tokens``."""
+    where, args = scope.where(store)
+    if by == "model":
+        col, name, join = "s.model_group", "MAX(s.model_group)", ""
+    elif by == "key":
+        col, name, join = "s.api_key", "MAX(k.key_alias)", " LEFT JOIN rg_keys k ON k.token = s.api_key"
+        where += " AND s.api_key IS NOT NULL AND s.api_key <> ''"
+    elif by == "team":
+        col, name, join = "s.team_id", "MAX(g.team_alias)", " LEFT JOIN rg_teams g ON g.team_id = s.team_id"
+        where += " AND s.team_id IS NOT NULL AND s.team_id <> ''"
+    else:
+        raise ValueError(f"unknown grouping {by!r}")
+    async with store._read() as c:
+        rows = await c.fetch(
+            f"SELECT {col} AS id, {name} AS name, COUNT(*) AS n, {_FAILED} AS e, SUM(s.spend_nanos) AS nanos, "
+            f"SUM(s.total_tokens) AS tot FROM rg_spend_logs s{join} WHERE {where} GROUP BY {col} "
+            f"ORDER BY nanos DESC, n DESC, {col} LIMIT ?", [*args, limit])
+    return [{"id": r["id"], "name": r["name"], "requests": int(r["n"]), "errors": int(r["e"] or 0),
+             "spend_nanos": int(r["nanos"] or 0), "total_tokens": int(r["tot"] or 0)} for r in rows]
+
+
+async def spend_since(store: Store, scope: Scope, marks: Sequence[datetime]) -> list[int]:
+    """The spend (nano-USD) of the scope's rows from each of ``marks`` (the earliest is the range's start) to
+    the scope's end, in one pass."""
+    first = min(marks)
+    where, args = scope.where(store, first)
+    sums = ", ".join(f"SUM(CASE WHEN s.start_time >= ? THEN s.spend_nanos ELSE 0 END) AS m{i}"
+                     for i in range(len(marks)))
+    async with store._read() as c:
+        rows = await c.fetch(f"SELECT {sums} FROM rg_spend_logs s WHERE {where}",
+                             [*(_ts(store, m) for m in marks), *args])
+    row = rows[0] if rows else {}
+    return [int(row.get(f"m{i}") or 0) for i in range(len(marks))]
+
+
+async def activity_by_model(store: Store, scope: Scope) -> list[dict[str, Any]]:
+    """Per model group and UTC day: ``model``, ``day``, ``requests``, ``total_tokens`` (LiteLLM's
+    ``/global/activity/model`` rows), ordered by model and day."""
+    key = bucket_sql(store.dialect, "day")
+    where, args = scope.where(store)
+    async with store._read() as c:
+        rows = await c.fetch(
+            f"SELECT s.model_group AS model, {key} AS day, COUNT(*) AS n, SUM(s.total_tokens) AS tot "
+            f"FROM rg_spend_logs s WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2", args)
+    return [{"model": r["model"], "day": r["day"], "requests": int(r["n"]), "total_tokens": int(r["tot"] or 0)}
+            for r in rows]
