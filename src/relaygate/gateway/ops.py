@@ -59,7 +59,14 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
 
 
 async def principal(gw: Gateway, scope: Scope) -> Principal:
-    """Who the request is (a cache hit costs no await; 401 for a bad key)."""
+    """Who the request is (a cache hit costs no await; 401 for a bad key); without a key header, the admin
+    UI's session cookie (``ui.sessions.authenticate``: 401 for a dead session, 403 for a state change
+    without its CSRF token)."""
+    from relaygate.ui.sessions import authenticate
+
+    by_cookie = await authenticate(gw, scope)
+    if by_cookie is not None:
+        return by_cookie
     principals = gw.runtime.principals
     headers = scope["headers"]
     return principals.resolve_cached(headers) or await principals.resolve(headers)
@@ -182,7 +189,7 @@ async def config_reload(gw: Gateway, scope: Scope, receive: Receive, send: Send,
     from relaygate.gateway.core import NothingToReload
 
     who = await principal(gw, scope)
-    if who.key is not None:
+    if who.key is not None or who.role != "proxy_admin":  # a key, or a UI session that is not the admin's
         raise errors.AuthError(
             "Authentication Error, Only proxy admin can be used to reload the config. Route=/config/reload",
             code="401")

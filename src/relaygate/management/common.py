@@ -8,6 +8,10 @@ LiteLLM's shape ``{"error": {"message", "type", "param", "code"}}``; the store's
 naming the request field that held the id (``param``), ``Duplicate`` / ``InvalidField`` are 400,
 ``StoreUnavailable`` and a connection that dropped mid-request 503.
 
+Callers: a key (``Authorization``, ``x-litellm-api-key`` ...) as the pipeline resolves it; a request with no
+key header but the admin UI's session cookie is its session's user (:func:`caller_principal`), with that
+user's current role, and a state change needs the session's ``x-csrf-token`` (``relaygate.ui.sessions``).
+
 Roles (LiteLLM's ``LitellmUserRoles``): the master key (and an open gateway's anonymous caller) is
 ``proxy_admin``; a virtual key is its user's ``user_role`` (``Principal.role`` once auth provides it, else
 the user row in the store), ``internal_user`` when it has none. ``proxy_admin_viewer`` reads everything
@@ -39,6 +43,7 @@ from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
 from relaygate.store import Duplicate, InvalidField, Key, NotFound, Store, StoreUnavailable, Team, User
 from relaygate.store.transaction import Transaction as Tx  # noqa: F401  (re-exported: several writes, one transaction)
+from relaygate.ui import sessions as ui_sessions
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -151,11 +156,22 @@ class Caller:
         return self.is_admin or self.team_role(team) == "admin"
 
 
-async def resolve_caller(gw: Gateway, scope: Scope, store: Store) -> Caller:
-    """Authenticate the request (401 as on every route) and resolve its role and holdings."""
+async def caller_principal(gw: Gateway, scope: Scope) -> Principal:
+    """Who calls: the request's key as the pipeline resolves it (401 for a bad one), or, when it carries no
+    key header, its admin-UI session cookie (``ui.sessions.authenticate``: the session's user with its
+    current role; 401 for a dead session, 403 for a state change without the session's CSRF token)."""
+    p = await ui_sessions.authenticate(gw, scope)
+    if p is not None:
+        return p
     principals = gw.runtime.principals
     headers = scope["headers"]
-    p: Principal = principals.resolve_cached(headers) or await principals.resolve(headers)
+    resolved: Principal = principals.resolve_cached(headers) or await principals.resolve(headers)
+    return resolved
+
+
+async def resolve_caller(gw: Gateway, scope: Scope, store: Store) -> Caller:
+    """Authenticate the request (401 as on every route) and resolve its role and holdings."""
+    p = await caller_principal(gw, scope)
     if p.kind is not PrincipalKind.KEY:
         return Caller(PROXY_ADMIN, p, key_hash=p.key_hash)
     caller = Caller(INTERNAL_USER, p, user_id=p.user_id, key_hash=p.key_hash, team_id=p.team_id)
@@ -204,9 +220,7 @@ async def check_admin(gw: Gateway, scope: Scope, receive: Receive, params: Param
     """For admin routes that need no database (``/provider/budgets``, ``/cache/*``): 401 as on every route
     for a bad key; LiteLLM's admin-route refusal for a key that is not the admin's (or, for ``read`` routes,
     its viewer's)."""
-    principals = gw.runtime.principals
-    headers = scope["headers"]
-    p = principals.resolve_cached(headers) or await principals.resolve(headers)
+    p = await caller_principal(gw, scope)
     if p.kind is not PrincipalKind.KEY:
         return  # the master key, or an open gateway
     store = gw.store
@@ -406,10 +420,8 @@ def route(t: RouteTable, gw: Gateway, method: str, path: str, handler: Handler) 
 
     async def serve(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         store = gw.store
-        principals = gw.runtime.principals
         if store is None:
-            headers = scope["headers"]
-            principals.resolve_cached(headers) or await principals.resolve(headers)  # 401 before 503
+            await caller_principal(gw, scope)  # 401 before 503
             raise no_store()
         try:
             caller = await resolve_caller(gw, scope, store)

@@ -3,8 +3,14 @@
 ``/user/new`` creates the user, its team memberships (``teams``) and, unless ``auto_create_key`` is false,
 a key of its own (with the user's ``models``, ``key_alias`` and ``duration``), in one transaction, as
 LiteLLM's ``generate_key_helper_fn(request_type="user")``: the key is answered once, in ``key``.
-``/user/delete`` removes the users, their memberships and their keys, all or nothing, and answers how many
-users it deleted. ``/user/info`` shows the user, its keys (hashed) and its teams.
+``/user/delete`` removes the users, their memberships, their keys, UI passwords and UI sessions, all or
+nothing, and answers how many users it deleted. ``/user/info`` shows the user, its keys (hashed) and its teams.
+
+Passwords: ``/user/new`` and ``/user/update`` take LiteLLM's ``password`` (the user then signs in to the
+admin UI with its ``user_id`` or ``user_email``); it is stored only as a salted scrypt hash, apart from the
+user row (``rg_user_passwords``), and never answered. ``"password": null`` on update removes it. A change of
+a user (role, ``blocked``) reaches its UI sessions on this worker at once and on the others within the
+session cache's few seconds (``ui.sessions``).
 
 Roles: creating, changing, deleting and listing users is the proxy admin's (listing its viewer's too); any
 caller reads its own ``/user/info``, the admin and its viewer everyone's. A user's ``user_role`` is one of
@@ -39,6 +45,7 @@ from relaygate.management.common import (
 from relaygate.management.keys import alias_free, new_key
 from relaygate.store import Key, TeamMember, User, hash_token, key_name
 from relaygate.store.transaction import Transaction as Tx
+from relaygate.ui import passwords, rows, sessions
 
 
 class UserFields(msgspec.Struct, kw_only=True):
@@ -58,6 +65,7 @@ class UserFields(msgspec.Struct, kw_only=True):
     rpm_limit: int | None = UNSET
     allowed_cache_controls: list[str] | None = UNSET
     organization_id: str | None = UNSET
+    password: str | None = UNSET
 
 
 class NewUserBody(UserFields, kw_only=True):
@@ -85,6 +93,18 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
         route(t, gw, method, path, handler)
 
 
+async def _password_hash(fields: dict[str, Any]) -> Any:
+    """``password`` popped from ``fields`` and hashed (None: remove it; UNSET: not sent)."""
+    if "password" not in fields:
+        return UNSET
+    password = fields.pop("password")
+    if password is None:
+        return None
+    if not password or len(password.encode()) > passwords.MAX_PASSWORD_BYTES:
+        raise bad_request(f"password must be 1 to {passwords.MAX_PASSWORD_BYTES} bytes long", "password")
+    return await passwords.hash_password_async(password)
+
+
 def _user_fields(body: UserFields) -> dict[str, Any]:
     sent = given(body)
     role = sent.get("user_role")
@@ -103,6 +123,7 @@ async def new(ctx: Ctx) -> Any:
     fields = _user_fields(body)
     for name in ("user_id", "teams", "team_id", "auto_create_key", "key_alias", "duration", "send_invite_email"):
         fields.pop(name, None)
+    password = await _password_hash(fields)
     user_id = opt(body.user_id) or str(uuid.uuid4())
     teams = list(dict.fromkeys(opt(body.teams) or []))
     if opt(body.team_id) and body.team_id not in teams:
@@ -134,6 +155,8 @@ async def new(ctx: Ctx) -> Any:
                                                          user_email=user.user_email)])
         if key is not None:
             key = await tx.insert(c, key)
+        if isinstance(password, str):
+            await rows.set_password_in(ctx.store, c, user_id, password)
     out = record(msgspec.structs.replace(user, teams=teams))
     out.update(key=clear, key_alias=key.key_alias if key else None, key_name=key.key_name if key else None,
                token=key.token if key else None, token_id=key.token if key else None,
@@ -162,12 +185,18 @@ async def update(ctx: Ctx) -> Any:
     body = await ctx.body(UpdateUserBody)
     fields = _user_fields(body)
     fields.pop("user_id", None)
+    password = await _password_hash(fields)
     if "organization_id" in fields and fields["organization_id"] is not None:
         await ctx.store.get_organization(fields["organization_id"])
     if not fields:
         user = await ctx.store.get_user(body.user_id)
     else:
         user = await ctx.store.update_user(body.user_id, **fields)
+    if isinstance(password, str):
+        await rows.set_password(ctx.store, body.user_id, password)
+    elif password is None:
+        await rows.delete_password(ctx.store, body.user_id)
+    sessions.forget_user(ctx.gw, body.user_id)
     keys = await ctx.store.list_keys(user_id=body.user_id, page_size=1000)
     ctx.invalidate(*(k.token for k in keys.items))
     return {"user_id": body.user_id, "data": record(user)}
@@ -187,6 +216,10 @@ async def delete(ctx: Ctx) -> Any:
     async with tx() as c:
         for user_id in ids:
             await tx.delete_user(c, user_id)
+            await rows.delete_password(ctx.store, user_id, c)
+            await rows.delete_user_sessions(ctx.store, user_id, c)
+    for user_id in ids:
+        sessions.forget_user(ctx.gw, user_id)
     ctx.invalidate(*tokens)
     return len(ids)
 

@@ -176,10 +176,29 @@ def _v5(dialect: str) -> list[str]:
     return [*_tables(dialect, _V5_TABLES), *_V5_INDEXES]
 
 
+_V6_TABLES: dict[str, tuple[str, str]] = {
+    # the admin UI's sessions (issue 17): the SHA-256 of the cookie's session id, never the id itself
+    "rg_ui_sessions": ("session_hash:t user_id:t role:t csrf_token:t via:t created_at:ts expires_at:ts "
+                       "last_seen:ts", "session_hash"),
+    # users' UI passwords (LiteLLM's ``password`` of /user/new): a salted scrypt hash with its parameters
+    "rg_user_passwords": ("user_id:t password_hash:t updated_at:ts", "user_id"),
+}
+_V6_INDEXES = (
+    "CREATE INDEX rg_ui_sessions__expires_at ON rg_ui_sessions (expires_at)",
+    "CREATE INDEX rg_ui_sessions__user_id ON rg_ui_sessions (user_id)",
+    "CREATE INDEX rg_users__user_email ON rg_users (user_email)",
+)
+
+
+def _v6(dialect: str) -> list[str]:
+    """Step 6: the admin UI's sessions and users' passwords (issue 17), and users found by e-mail at sign-in."""
+    return [*_tables(dialect, _V6_TABLES), *_V6_INDEXES]
+
+
 MIGRATIONS: dict[str, list[list[str]]] = {
     # dialect -> steps; step N (1-based) is MIGRATIONS[dialect][N - 1]
-    "sqlite": [_v1("sqlite"), _v2("sqlite"), _v3("sqlite"), _V4, _v5("sqlite")],
-    "postgres": [_v1("postgres"), _v2("postgres"), _v3("postgres"), _V4, _v5("postgres")],
+    "sqlite": [_v1("sqlite"), _v2("sqlite"), _v3("sqlite"), _V4, _v5("sqlite"), _v6("sqlite")],
+    "postgres": [_v1("postgres"), _v2("postgres"), _v3("postgres"), _V4, _v5("postgres"), _v6("postgres")],
 }
 LATEST = len(MIGRATIONS["sqlite"])
 assert all(len(steps) == LATEST for steps in MIGRATIONS.values())

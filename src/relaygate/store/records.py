@@ -157,6 +157,30 @@ class User(msgspec.Struct, kw_only=True):
     updated_at: datetime | None = None
 
 
+class UISession(msgspec.Struct, kw_only=True):
+    """One admin-UI session (``rg_ui_sessions``, migration step 6): only the SHA-256 of the cookie's session id
+    is stored; ``role`` is the role at sign-in (a user's current role is read again from its user row)."""
+
+    session_hash: str
+    user_id: str | None = None
+    role: str
+    csrf_token: str
+    via: str
+    """``master`` (UI_USERNAME / master key), ``password`` (a user's own password) or ``sso``."""
+    created_at: datetime | None = None
+    expires_at: datetime
+    last_seen: datetime | None = None
+
+
+class UserPassword(msgspec.Struct, kw_only=True):
+    """A user's UI password (``rg_user_passwords``, step 6): a salted scrypt hash with its parameters, kept
+    apart from ``rg_users`` so that no answer built from a user row can ever carry it."""
+
+    user_id: str
+    password_hash: str
+    updated_at: datetime | None = None
+
+
 class Customer(msgspec.Struct, kw_only=True):
     """An end user (``LiteLLM_EndUserTable``): the ``user`` field of a request or its customer header."""
 

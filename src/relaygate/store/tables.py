@@ -155,6 +155,11 @@ KEYS = Table("key", "rg_keys", r.Key, ("token",), unique=("key_alias",))
 MODELS = Table("model", "rg_models", r.ModelRow, ("model_id",))
 TAGS = Table("tag", "rg_tags", r.Tag, ("tag_name",))
 
+UI_SESSIONS = Table("ui session", "rg_ui_sessions", r.UISession, ("session_hash",), immutable=())
+USER_PASSWORDS = Table("user password", "rg_user_passwords", r.UserPassword, ("user_id",), immutable=())
+"""The admin UI's sessions and users' passwords (``relaygate.ui.rows``): not in :data:`ALL` (no generic CRUD;
+their writes do not bump the change counter)."""
+
 SPEND_LOGS = Table("spend log", "rg_spend_logs", r.SpendLog, ("request_id",), immutable=())
 """Written by the spend sink (``store.spend``), never through the generic CRUD: not in :data:`ALL`."""
 
