@@ -1,0 +1,116 @@
+// Models: the deployments of /model/info (config-file and database ones, marked), their health from
+// /health/deployments (state, last check, cooldown), and add / edit / delete of database models
+// (/model/new, /model/update, /model/delete). An api_key is a password field and is never shown back:
+// /model/info does not return it, and an empty field on edit keeps the stored one.
+
+import { canWrite, get, isAdmin, post } from "../api.js";
+import { actions, button, clear, confirm, errorBox, h, notify, table, when } from "../dom.js";
+import { badge, formDialog, pageHeader } from "../crud.js";
+
+function fields(mode) {
+  return [
+    { name: "model_name", label: "Public model name", type: "text", required: mode === "create", help: "What clients send as `model`." },
+    { name: "litellm_params.model", label: "Upstream model", type: "text", required: mode === "create", placeholder: "openai/gpt-4o-mini" },
+    { name: "litellm_params.api_base", label: "API base", type: "text", placeholder: "https://api.openai.com/v1" },
+    { name: "litellm_params.api_key", label: mode === "create" ? "API key" : "API key (empty = unchanged)", type: "password" },
+    { name: "litellm_params.api_version", label: "API version", type: "text" },
+    { name: "litellm_params.rpm", label: "RPM", type: "int" },
+    { name: "litellm_params.tpm", label: "TPM", type: "int" },
+    { name: "litellm_params.timeout", label: "Timeout (s)", type: "number" },
+    { name: "litellm_params.input_cost_per_token", label: "Input cost per token (USD)", type: "number" },
+    { name: "litellm_params.output_cost_per_token", label: "Output cost per token (USD)", type: "number" },
+    { name: "model_info.base_model", label: "Base model (for prices and limits)", type: "text" },
+    { name: "model_info.extra", label: "More model_info (JSON, merged)", type: "json" },
+  ];
+}
+
+function healthBadge(hd) {
+  if (!hd) return badge("unknown", "");
+  const kind = { healthy: "ok", cooldown: "warn", unhealthy: "bad" }[hd.state] || "";
+  return badge(hd.state, kind);
+}
+
+function body(b) {
+  const out = { ...b };
+  if (out.model_info && out.model_info.extra !== undefined) {
+    const extra = out.model_info.extra;
+    delete out.model_info.extra;
+    if (extra && typeof extra === "object") Object.assign(out.model_info, extra);
+  }
+  return out;
+}
+
+export async function render(container) {
+  const listBox = h("div", { class: "page-body" });
+  const reload = async () => {
+    let info;
+    let health = null;
+    try {
+      info = await get("/model/info");
+    } catch (err) {
+      clear(listBox).append(errorBox(err));
+      return;
+    }
+    let healthNote = null;
+    try {
+      health = await get("/health/deployments");
+    } catch (err) {
+      healthNote = h("p", { class: "muted", text: `Health not available: ${err.message}` });
+    }
+    const byId = new Map(((health && health.deployments) || []).map((d) => [d.model_id, d]));
+    const rows = (info.data || []).map((m) => ({ ...m, health: byId.get(m.model_info && m.model_info.id) }));
+    const cols = [
+      { label: "Model", get: (m) => m.model_name },
+      { label: "Upstream", class: "mono", get: (m) => m.litellm_params && m.litellm_params.model },
+      { label: "Provider", get: (m) => m.model_info && m.model_info.litellm_provider },
+      { label: "Source", get: (m) => (m.model_info && m.model_info.db_model ? badge("database", "info") : badge("config", "")) },
+      { label: "Health", get: (m) => healthBadge(m.health) },
+      { label: "Last check", get: (m) => (m.health && m.health.last_check ? `${when(m.health.last_check.at)}${m.health.last_check.ok ? "" : ` — ${m.health.last_check.error || "failed"}`}` : "—") },
+      { label: "Cooldown until", get: (m) => (m.health && m.health.cooldown_until ? when(m.health.cooldown_until) : "—") },
+      { label: "In flight", get: (m) => (m.health ? m.health.in_flight : "—") },
+      { label: "Latency (EWMA)", get: (m) => (m.health && m.health.ewma_ms !== null && m.health.ewma_ms !== undefined ? `${Math.round(m.health.ewma_ms)} ms` : "—") },
+      { label: "Price in / out (per 1M)", get: (m) => `$${((m.model_info.input_cost_per_token || 0) * 1e6).toFixed(2)} / $${((m.model_info.output_cost_per_token || 0) * 1e6).toFixed(2)}` },
+    ];
+    if (isAdmin()) {
+      cols.push({
+        label: "Actions",
+        get: (m) => (m.model_info && m.model_info.db_model ? actions(
+          button("Edit", () => formDialog(`Edit model ${m.model_name}`, fields("edit"), {
+            initial: m,
+            submitText: "Save changes",
+            onSubmit: async (b) => {
+              if (!Object.keys(b).length) return;
+              const req = body(b);
+              req.model_info = { ...(req.model_info || {}), id: m.model_info.id };
+              await post("/model/update", req);
+              notify(`Model ${m.model_name} updated.`, "ok");
+              await reload();
+            },
+          }), { "aria-label": `Edit ${m.model_name}` }),
+          button("Delete", async () => {
+            if (!(await confirm(`Delete model ${m.model_name} (${m.model_info.id})?`, "Delete"))) return;
+            try {
+              await post("/model/delete", { id: m.model_info.id });
+            } catch (err) {
+              notify(err.message, "error");
+            }
+            await reload();
+          }, { class: "danger", "aria-label": `Delete ${m.model_name}` })) : h("span", { class: "muted", text: "in config file" })),
+      });
+    }
+    clear(listBox).append(healthNote, table(cols, rows, { testid: "models-table", empty: "No models configured." }));
+  };
+  const tools = [button("Refresh", reload, { class: "secondary" })];
+  if (isAdmin() && canWrite()) {
+    tools.push(button("Add model", () => formDialog("Add a database model", fields("create"), {
+      submitText: "Add model",
+      onSubmit: async (b) => {
+        await post("/model/new", body(b));
+        notify("Model added.", "ok");
+        await reload();
+      },
+    }), { "data-testid": "model-create" }));
+  }
+  container.append(pageHeader("Models", tools), listBox);
+  await reload();
+}
