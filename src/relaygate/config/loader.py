@@ -80,7 +80,8 @@ _LITELLM_SETTINGS_ROUTER = {
     "allowed_fails", "cooldown_time", "max_fallbacks", "retry_policy", "stream_timeout", "disable_cooldowns",
 }
 _LITELLM_SETTINGS_ACCEPTED = {"drop_params", "set_verbose", "request_timeout", "modify_params"}
-_GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "max_request_size_mb", "proxy_port",
+_GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "background_health_checks",
+                 "health_check_interval", "max_request_size_mb", "proxy_port",
                  "user_api_key_cache_ttl", "allow_requests_on_db_unavailable",
                  "store_model_in_db", "disable_spend_logs", "store_prompts_in_spend_logs",
                  "maximum_spend_logs_retention_period", "maximum_spend_logs_retention_interval", "spend_logs_buffer",

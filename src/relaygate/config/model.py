@@ -221,6 +221,11 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     master_key: str | None = None
     database_url: str | None = None
     health_check_timeout: float = 10.0
+    background_health_checks: bool = False
+    """LiteLLM's switch: each worker checks every deployment at start-up and every ``health_check_interval``
+    seconds (``gateway.health_view``); off: nothing runs."""
+    health_check_interval: float = 300.0
+    """Seconds between background health checks (LiteLLM's default: 300)."""
     user_api_key_cache_ttl: float = 60.0
     """Seconds a resolved key stays cached per worker (LiteLLM's default: 60); invalidation is separate."""
     allow_requests_on_db_unavailable: bool = False

@@ -239,6 +239,11 @@ class Gateway:
         self.start_budgets(None)  # the proxy-wide budget without a store
         await self.router.start()
         self.completions.start()
+        from relaygate.gateway.health_view import background_settings, run_background
+
+        interval = background_settings(self.config)  # general_settings.background_health_checks (off: None)
+        if interval is not None:
+            self._spawn(run_background(self, interval))
         if self.metrics.directory is not None:
             self.metrics.flush()
             self._spawn(self.metrics.flush_forever())

@@ -16,9 +16,7 @@ need a valid key; ``/config/reload`` needs the master key (or an open gateway), 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
@@ -28,16 +26,12 @@ from relaygate import __version__
 from relaygate.auth import Principal
 from relaygate.config.loader import ConfigError
 from relaygate.core import errors
-from relaygate.core.errors import GatewayError
-from relaygate.core.views import decode_view
+from relaygate.gateway.config_view import add_routes as add_config_view_routes
+from relaygate.gateway.health_view import add_routes as add_health_view_routes
+from relaygate.gateway.health_view import check_deployments
 from relaygate.http.respond import send_json
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
-from relaygate.providers.base import Call
-from relaygate.router import Target
-from relaygate.upstream.base import Timeouts, UpstreamRequest
-from relaygate.upstream.calls import refresh_token
-from relaygate.upstream.identity import identity_client
 
 if TYPE_CHECKING:
     from relaygate.gateway.core import Gateway
@@ -56,6 +50,8 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     for path in ("/v1/models/{model_id:path}", "/models/{model_id:path}"):
         t.add("GET", path, lambda sc, rc, sd, p: model_info(gw, sc, rc, sd, p))
     t.add("POST", "/config/reload", lambda sc, rc, sd, p: config_reload(gw, sc, rc, sd, p))
+    add_health_view_routes(t, gw)  # GET /health/deployments
+    add_config_view_routes(t, gw)  # GET /config/view
 
 
 async def principal(gw: Gateway, scope: Scope) -> Principal:
@@ -204,35 +200,11 @@ async def config_reload(gw: Gateway, scope: Scope, receive: Receive, send: Send,
 
 
 async def health(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
-    """Check every deployment (LiteLLM's ``/health`` shape): a cheap upstream call each, concurrently."""
+    """Check every deployment (LiteLLM's ``/health`` shape): a cheap upstream call each, concurrently
+    (``gateway.health_view``, which also keeps each deployment's last result for ``/health/deployments``)."""
     await principal(gw, scope)
-    rt = gw.runtime
-    targets = [t for g in rt.router.groups.values() for t in g.targets]
-    default = rt.config.general.health_check_timeout
-
-    async def check(target: Target) -> tuple[Target, str | None]:
-        provider = target.provider
-        timeout = target.dep.timeout or default  # each deployment's own `timeout`, as its requests have
-        timeouts = Timeouts(connect=timeout, first_byte=timeout, idle=timeout, total=timeout)
-        transport = provider.transport or gw.transport
-        try:
-            req = provider.health_request() or await _ping_request(target, rt.config.server.http_proxy)
-            resp = await transport.send(req, timeouts)
-            data = await resp.read()
-        except GatewayError as exc:
-            return target, exc.message
-        except TimeoutError:
-            return target, f"health check timed out after {timeout:g}s"
-        except Exception as exc:  # one deployment's misconfiguration never fails the whole report
-            log.exception("health check of deployment %s failed", target.dep.id)
-            return target, f"health check failed: {type(exc).__name__}: {exc}"
-        if resp.status >= 400:
-            return target, provider.map_error(resp.status, data, None).message
-        return target, None
-
-    results = await asyncio.gather(*(check(t) for t in targets))
     healthy, unhealthy = [], []
-    for target, err in results:
+    for target, err in await check_deployments(gw):
         entry: dict[str, Any] = {"model": target.dep.model, "model_name": target.dep.model_name,
                                  "model_id": target.dep.id}
         if target.provider.api_base:
@@ -245,22 +217,3 @@ async def health(gw: Gateway, scope: Scope, receive: Receive, send: Send, params
     body = {"healthy_endpoints": healthy, "unhealthy_endpoints": unhealthy,
             "healthy_count": len(healthy), "unhealthy_count": len(unhealthy)}
     await send_json(send, 200, orjson.dumps(body))
-
-
-async def _ping_request(target: Target, proxy: str | None) -> UpstreamRequest:
-    """For adapters with no cheap health endpoint: a one-token completion, as LiteLLM's health check makes."""
-    provider = target.provider
-    now = time.time()
-    if provider.supports("chat"):
-        body = orjson.dumps({"model": target.upstream_model, "max_tokens": 1,
-                             "messages": [{"role": "user", "content": "ping"}]})
-        call = Call("chat", body, decode_view("chat", body), target.upstream_model, target.upstream_model, now)
-    else:
-        body = orjson.dumps({"model": target.upstream_model, "input": "ping"})
-        call = Call("embeddings", body, decode_view("embeddings", body), target.upstream_model,
-                    target.upstream_model, now)
-    if provider.token_source is not None:
-        await refresh_token(provider.token_source, identity_client(proxy))
-    if provider.hooks:
-        return provider.build_requests(call, {})[0]
-    return provider.build_request(call)
