@@ -12,6 +12,11 @@
   64-hex keys without one) — never Redis ``FLUSHALL``, which LiteLLM sends and which also wipes the rate
   limiter's counters and anything else sharing that Redis.
 - ``/cache/redis/info``: ``{"num_clients": ..., "info": {...}}`` from Redis ``INFO`` (400 without Redis).
+- ``/cache/stats`` (admin and viewer; the admin UI's cache page): ``{"enabled", "type", "hits", "misses",
+  "hit_rate", "entries", "bytes", "max_bytes"}``. The counters are this worker's (workers share nothing):
+  lookups it answered from the cache (memory, Redis or semantic) and those that missed since it started;
+  ``entries`` / ``bytes`` are its memory level. Without a cache: ``enabled`` false and zeros (not a 503,
+  so the page can say the cache is off).
 """
 
 from __future__ import annotations
@@ -118,7 +123,24 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     t.add("GET", "/cache/ping", ping)
     t.add("POST", "/cache/delete", delete)
     t.add("POST", "/cache/flushall", flushall)
+    async def stats(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        await check_admin(gw, scope, receive, params, "/cache/stats", read=True)
+        await send_json(send, 200, orjson.dumps(cache_stats(getattr(gw.runtime, "cache", None))))
+
     t.add("GET", "/cache/redis/info", redis_info)
+    t.add("GET", "/cache/stats", stats)
 
 
-__all__ = ["NOT_INITIALIZED", "add_routes"]
+def cache_stats(cache: Any) -> dict[str, Any]:
+    """The ``/cache/stats`` answer for ``cache`` (a ``ResponseCache``, or None when none is configured)."""
+    if cache is None:
+        return {"enabled": False, "type": None, "hits": 0, "misses": 0, "hit_rate": None, "entries": 0,
+                "bytes": 0, "max_bytes": 0}
+    hits, misses = int(cache.hits), int(cache.misses)
+    memory = cache.memory
+    return {"enabled": True, "type": cache.settings.type, "hits": hits, "misses": misses,
+            "hit_rate": hits / (hits + misses) if hits + misses else None, "entries": len(memory),
+            "bytes": memory.used, "max_bytes": memory.max_bytes}
+
+
+__all__ = ["NOT_INITIALIZED", "add_routes", "cache_stats"]
