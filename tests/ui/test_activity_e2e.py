@@ -165,6 +165,11 @@ general_settings:
                                  params={"start_date": day0, "end_date": today}).json()
             assert [(m["model"], m["sum_api_requests"]) for m in by_model] == [("gpt", 9), ("broken", 4)]
 
+            spend_models = httpx.get(gw.url + "/global/spend/models", headers=ADMIN).json()
+            assert spend_models[0]["model"] == "gpt-4o-mini"  # the model sent upstream; all the spend is its
+            assert spend_models[0]["total_spend"] == pytest.approx(spend, abs=1e-9)
+            assert sum(m["total_spend"] for m in spend_models) == pytest.approx(spend, abs=1e-9)
+
             # bad input: 400 naming the parameter; no key: 401
             for params, param in (({"bucket": "week"}, "bucket"), ({"start_date": "01/02/2026"}, "start_date"),
                                   ({"start_date": "2020-01-01", "end_date": today}, "start_date")):

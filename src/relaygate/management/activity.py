@@ -13,6 +13,8 @@
   "total_tokens"}], "sum_api_requests", "sum_total_tokens"}``; both dates required, as LiteLLM's.
 - ``GET /global/activity/model`` (LiteLLM's): per model group (the 10 with most requests)
   ``{"model", "daily_data", "sum_api_requests", "sum_total_tokens"}``.
+- ``GET /global/spend/models`` (LiteLLM's, ``limit``, default 10): the models (as sent upstream) that spent
+  most over the last 30 days, ``[{"model", "total_spend", "total_tokens"}]``.
 
 Who sees what: the proxy admin and its viewer all traffic; any other caller only its own — the rows of its
 user id (every key it owns), or of its key when the key has no user (as ``/spend/logs``).
@@ -38,6 +40,7 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     route(t, gw, "GET", "/global/activity/overview", overview)
     route(t, gw, "GET", "/global/activity", global_activity)
     route(t, gw, "GET", "/global/activity/model", global_activity_model)
+    route(t, gw, "GET", "/global/spend/models", global_spend_models)
 
 
 def parse_day(value: str | None, param: str, default: date | None = None) -> date:
@@ -178,3 +181,11 @@ async def global_activity_model(ctx: Ctx) -> Any:
         m["sum_api_requests"] += r["requests"]
         m["sum_total_tokens"] += r["total_tokens"]
     return sorted(models.values(), key=lambda m: (-m["sum_api_requests"], m["model"]))[:TOP]
+
+
+async def global_spend_models(ctx: Ctx) -> Any:
+    now = datetime.now(UTC)
+    scope = own_scope(ctx, now - timedelta(days=30), now + timedelta(seconds=1))
+    rows = await top_groups(ctx.store, scope, "upstream_model", ctx.int_arg("limit", TOP, high=1000))
+    return [{"model": r["id"], "total_spend": r["spend_nanos"] / NANOS, "total_tokens": r["total_tokens"]}
+            for r in rows]

@@ -138,12 +138,14 @@ def interpolate(values: dict[int, float], n: int, p: int) -> float | None:
 
 
 async def top_groups(store: Store, scope: Scope, by: str, limit: int) -> list[dict[str, Any]]:
-    """The ``by`` groups (``model``, ``key``, ``team``) with the most spend, then requests, in the range:
-    ``id``, ``name`` (the key's or team's alias; the model itself), ``requests``, ``errors``, ``spend_nanos``,
-    ``total_tokens``."""
+    """The ``by`` groups (``model``: the model group, ``upstream_model``, ``key``, ``team``) with the most
+    spend, then requests, in the range: ``id``, ``name`` (the key's or team's alias; the model itself),
+    ``requests``, ``errors``, ``spend_nanos``, ``total_tokens``."""
     where, args = scope.where(store)
     if by == "model":
         col, name, join = "s.model_group", "MAX(s.model_group)", ""
+    elif by == "upstream_model":
+        col, name, join = "s.model", "MAX(s.model)", ""
     elif by == "key":
         col, name, join = "s.api_key", "MAX(k.key_alias)", " LEFT JOIN rg_keys k ON k.token = s.api_key"
         where += " AND s.api_key IS NOT NULL AND s.api_key <> ''"
