@@ -45,6 +45,10 @@ def config(mock: MockHandle) -> str:
       output_cost_per_token: 0.000002
 general_settings:
   master_key: {MASTER}
+  store_model_in_db: true
+litellm_settings:
+  cache: true
+  cache_params: {{type: local}}
 """
 
 
@@ -88,7 +92,7 @@ def test_operator_flow_in_the_browser(gateway: GatewayProc, tmp_path: Path) -> N
 
     shots = screenshot_dir(tmp_path / "screenshots")
     base = gateway.url
-    watch = PageWatch(allowed={(401, "/ui/session")})
+    watch = PageWatch(allowed={(401, "/ui/session"), (401, "/ui/login")})  # before sign-in; the wrong password
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
         try:
@@ -209,3 +213,223 @@ def run_flow(page: Any, base: str, shots: Path) -> None:
     assert page.request.get(f"{base}/ui/session").status == 401
     assert httpx.get(f"{base}/ui/session", timeout=10).status_code == 401
     page.screenshot(path=str(shots / "signed-out-1280.png"), full_page=True)
+
+
+def sign_in(page: Any, username: str, password: str) -> None:
+    """Sign in with the keyboard only: the username field, Tab, the password, Enter."""
+    page.goto("/ui/#/overview")
+    page.locator("[data-testid=page-signin]").wait_for()
+    page.fill("#signin-username", "")
+    page.focus("#signin-username")
+    page.keyboard.type(username)
+    page.keyboard.press("Tab")
+    page.keyboard.type(password)
+    page.keyboard.press("Enter")
+    page.locator("[data-testid=page-overview][data-ready=true]").wait_for(timeout=15_000)
+
+
+def sign_out(page: Any) -> None:
+    page.click("#signout")
+    page.locator("[data-testid=page-signin]").wait_for()
+
+
+def create(page: Any, entity: str, values: dict[str, str], selects: dict[str, str] | None = None) -> None:
+    """Open the create dialog of ``entity``, fill ``values`` (and ``selects`` by option value), submit."""
+    page.click(f"[data-testid={entity}-create]")
+    dialog = page.locator(f"dialog[data-testid={entity}-create-dialog]")
+    for name, value in values.items():
+        field(dialog, name).fill(value)
+    for name, value in (selects or {}).items():
+        field(dialog, name).select_option(value)
+    dialog.locator("[data-testid=form-submit]").click()
+    dialog.wait_for(state="detached")
+
+
+def confirm(page: Any) -> None:
+    box = page.locator("[data-testid=confirm-dialog]")
+    box.locator("[data-testid=confirm-yes]").click()
+    box.wait_for(state="detached")
+
+
+@pytest.mark.timeout(400)
+def test_every_page_writes_through_the_api(gateway: GatewayProc, tmp_path: Path) -> None:
+    """Users with passwords and roles, team and organization members, customers, budgets, keys (edit,
+    regenerate, delete), database models, cache and config reload, each through its page; then the viewer
+    and the internal user see what their role allows."""
+    from playwright.sync_api import sync_playwright
+
+    shots = screenshot_dir(tmp_path / "screenshots")
+    watch = PageWatch(allowed={(401, "/ui/session")})
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        try:
+            context = browser.new_context(base_url=gateway.url, viewport={"width": 1280, "height": 900})
+            context.add_init_script(CSP_PROBE)
+            page = context.new_page()
+            watch.attach(page)
+            urls: list[str] = []
+            page.on("request", lambda r: urls.append(r.url))
+            admin_actions(page, gateway.url, urls)
+            roles(page, shots)
+            watch.check()
+            context.close()
+        finally:
+            browser.close()
+
+
+def admin_actions(page: Any, base: str, urls: list[str]) -> None:
+    sign_in(page, "admin", MASTER)
+
+    goto(page, "users")
+    create(page, "user", {"user_id": "ui-viewer", "user_email": "viewer@example.com", "password": "viewer-pass-1"},
+           {"user_role": "proxy_admin_viewer"})
+    create(page, "user", {"user_id": "ui-dev", "user_email": "dev@example.com", "password": "dev-pass-1"},
+           {"user_role": "internal_user"})
+    table = page.locator("[data-testid=user-table]")
+    table.locator("tr[data-row='dev@example.com']").wait_for()
+    assert "dev-pass-1" not in page.content()
+
+    goto(page, "teams")
+    create(page, "team", {"team_id": "team-members", "team_alias": "members-team"})
+    row = page.locator("[data-testid=team-table] tr[data-row='members-team']")
+    row.locator("[data-testid=team-members-open]").click()
+    members = page.locator("dialog[data-testid=team-members-dialog]")
+    field(members, "user_id").fill("ui-dev")
+    members.locator("[data-testid=form-submit]").click()
+    members.locator("[data-testid=team-members] td", has_text="ui-dev").wait_for()
+    page.keyboard.press("Escape")
+    members.wait_for(state="detached")
+    row.locator("td[data-label=Members]", has_text="1").wait_for()
+
+    goto(page, "organizations")
+    create(page, "organization", {"organization_alias": "browser-org", "max_budget": "100"})
+    org_row = page.locator("[data-testid=organization-table] tr[data-row='browser-org']")
+    org_row.wait_for()
+    org_row.get_by_role("button", name="Members of browser-org").click()
+    org_members = page.locator("dialog[data-testid=org-members-dialog]")
+    field(org_members, "user_id").fill("ui-dev")
+    org_members.locator("[data-testid=form-submit]").click()
+    org_members.locator("[data-testid=org-members] td", has_text="ui-dev").wait_for()
+    page.keyboard.press("Escape")
+
+    goto(page, "customers")
+    create(page, "customer", {"user_id": "cust-1", "alias": "first customer", "max_budget": "3"})
+    cust = page.locator("[data-testid=customer-table] tr[data-row='first customer']")
+    cust.get_by_role("button", name="Block").click()
+    cust.locator(".badge", has_text="blocked").wait_for()
+
+    goto(page, "budgets")
+    create(page, "budget", {"budget_id": "budget-ui", "max_budget": "10", "budget_duration": "30d"})
+    budget = page.locator("[data-testid=budget-table] tr[data-row='budget-ui']")
+    budget.locator("[data-testid=budget-edit]").click()
+    edit = page.locator("dialog[data-testid=budget-edit-dialog]")
+    field(edit, "max_budget").fill("20")
+    edit.locator("[data-testid=form-submit]").click()
+    edit.wait_for(state="detached")
+    budget.locator("td", has_text="$20").wait_for()
+    budget.locator("[data-testid=budget-delete]").click()
+    confirm(page)
+    budget.wait_for(state="detached")
+
+    # keys: edit, regenerate (shown once), delete
+    goto(page, "keys")
+    create(page, "key", {"key_alias": "edit-me"})
+    secret = page.locator("[data-testid=secret-dialog]")
+    first = secret.locator("[data-testid=new-key]").input_value()
+    secret.locator("[data-testid=secret-done]").click()
+    key_row = page.locator("[data-testid=keys-table] tr[data-row='edit-me']")
+    key_row.locator("[data-testid=key-edit]").click()
+    edit = page.locator("dialog[data-testid=key-edit-dialog]")
+    field(edit, "tpm_limit").fill("1000")
+    edit.locator("[data-testid=form-submit]").click()
+    edit.wait_for(state="detached")
+    key_row.locator("td", has_text="1000 / —").wait_for()
+    # the cache page counts a hit: the same question twice with this key
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key=first, max_retries=0)
+    for _ in range(2):
+        client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "cache me"}])
+    key_row.locator("[data-testid=key-regenerate]").click()
+    confirm(page)
+    secret.wait_for()
+    second = secret.locator("[data-testid=new-key]").input_value()
+    assert second.startswith("sk-") and second != first
+    secret.locator("[data-testid=secret-done]").click()
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "old key"}])
+    # search by the key in clear: the page hashes it before it goes into a URL; then by alias
+    page.fill("#key-search", second)
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#key-search').value.length === 64")
+    key_row.wait_for()
+    assert page.locator("[data-testid=keys-table] tbody tr").count() == 1
+    assert all(second not in url and first not in url for url in urls)
+    key_row.locator("[data-testid=key-delete]").click()
+    confirm(page)
+    key_row.wait_for(state="detached")
+    page.fill("#key-search", "browser-key")
+    page.keyboard.press("Enter")
+    page.locator("[data-testid=keys-table] tr[data-row='browser-key']").wait_for()
+
+    # a database model: the api key is a password field and never shown back
+    goto(page, "models")
+    page.click("[data-testid=model-create]")
+    dialog = page.locator("dialog").last
+    field(dialog, "model_name").fill("db-chat")
+    field(dialog, "litellm_params.model").fill("openai/gpt-db")
+    field(dialog, "litellm_params.api_base").fill("http://127.0.0.1:9/v1")
+    field(dialog, "litellm_params.api_key").fill("sk-upstream-secret-db")
+    dialog.locator("[data-testid=form-submit]").click()
+    dialog.wait_for(state="detached")
+    model_row = page.locator("[data-testid=models-table] tr", has_text="db-chat")
+    model_row.locator(".badge", has_text="database").wait_for()
+    assert "sk-upstream-secret-db" not in page.content()
+    model_row.get_by_role("button", name="Delete db-chat").click()
+    confirm(page)
+    model_row.wait_for(state="detached")
+
+    goto(page, "cache")
+    assert page.locator("[data-testid=cache-enabled]").inner_text().endswith("on (local)")
+    assert page.locator("[data-testid=cache-hits]").inner_text().endswith("1")
+    page.click("[data-testid=cache-ping]")
+    page.locator("pre.json", has_text="healthy").wait_for()
+    page.click("[data-testid=cache-flush]")
+    confirm(page)
+    page.locator("[data-testid=msg-ok]", has_text="Cache flushed").wait_for()
+
+    goto(page, "settings")
+    assert MASTER not in page.locator("[data-testid=config-tree]").inner_text()
+    page.click("[data-testid=config-reload]")
+    confirm(page)
+    page.locator("[data-testid=msg-ok]", has_text="Config reloaded").wait_for()
+    sign_out(page)
+
+
+def roles(page: Any, shots: Path) -> None:
+    # the viewer reads everything and is offered no write
+    sign_in(page, "viewer@example.com", "viewer-pass-1")
+    nav = page.locator("#nav").inner_text()
+    assert "Users" in nav and "Settings" in nav
+    goto(page, "keys")
+    page.locator("[data-testid=keys-table] tr[data-row='browser-key']").wait_for()
+    assert page.locator("[data-testid=key-create]").count() == 0
+    assert page.locator("[data-testid=key-block]").count() == 0
+    goto(page, "teams")
+    assert page.locator("[data-testid=team-create]").count() == 0
+    page.screenshot(path=str(shots / "viewer-teams-1280.png"), full_page=True)
+    sign_out(page)
+
+    # the internal user sees its own pages, creates its own key
+    sign_in(page, "ui-dev", "dev-pass-1")
+    nav = page.locator("#nav").inner_text()
+    assert "Users" not in nav and "Settings" not in nav and "Budgets" not in nav
+    goto(page, "keys")
+    assert page.locator("[data-testid=keys-table] tr[data-row='browser-key']").count() == 0
+    create(page, "key", {"key_alias": "dev-own-key"})
+    secret = page.locator("[data-testid=secret-dialog]")
+    assert secret.locator("[data-testid=new-key]").input_value().startswith("sk-")
+    secret.locator("[data-testid=secret-done]").click()
+    page.locator("[data-testid=keys-table] tr[data-row='dev-own-key'] td", has_text="ui-dev").wait_for()
+    goto(page, "teams")
+    page.locator("[data-testid=team-table] tr[data-row='members-team']").wait_for()
+    page.screenshot(path=str(shots / "internal-user-keys-1280.png"), full_page=True)
+    sign_out(page)

@@ -21,7 +21,8 @@ function s(tag, attrs, ...children) {
   return el;
 }
 
-function niceMax(v) {
+function niceMax(v, integer) {
+  if (integer) return Math.max(4, Math.ceil(v / 4) * 4);
   if (!(v > 0)) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
   for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
@@ -32,7 +33,8 @@ function shortTime(t, bucket) {
   const d = new Date(t);
   if (Number.isNaN(d.getTime())) return String(t);
   const iso = d.toISOString();
-  return bucket === "hour" ? iso.slice(11, 16) : iso.slice(5, 10);
+  if (bucket !== "hour") return iso.slice(5, 10);
+  return iso.slice(11, 13) === "00" ? iso.slice(5, 10) : iso.slice(11, 16);
 }
 
 function frame(svg, max, fmt, labels, bucket, n) {
@@ -67,9 +69,9 @@ export function lineChart(title, labels, series, opts) {
   const fmt = o.format || ((v) => String(Math.round(v * 100) / 100));
   const n = labels.length;
   if (!n) return empty(title, o.testid, o.attrs);
-  const max = niceMax(Math.max(0, ...series.flatMap((x) => x.values.map((v) => Number(v) || 0))));
+  const max = niceMax(Math.max(0, ...series.flatMap((x) => x.values.map((v) => Number(v) || 0))), o.integer);
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title, class: "chart-svg", preserveAspectRatio: "none" });
-  const { innerW, innerH } = frame(svg, max, fmt, labels, o.bucket, n);
+  const { innerW, innerH } = frame(svg, max, o.tickFormat || fmt, labels, o.bucket, n);
   const xAt = (i) => PAD.l + (n === 1 ? innerW / 2 : (innerW * i) / (n - 1));
   const yAt = (v) => PAD.t + innerH - (innerH * (Number(v) || 0)) / max;
   for (const ser of series) {
@@ -84,6 +86,13 @@ export function lineChart(title, labels, series, opts) {
     h("figcaption", { text: title }), svg, legend(series));
 }
 
+// A short money label for an axis: $0, $0.25, $1.5e-4.
+export function axisUsd(v) {
+  if (!v) return "$0";
+  if (v >= 0.01) return `$${Number(v.toPrecision(3))}`;
+  return `$${v.toExponential(1)}`;
+}
+
 export function barChart(title, labels, values, opts) {
   const o = opts || {};
   const fmt = o.format || ((v) => String(v));
@@ -96,7 +105,7 @@ export function barChart(title, labels, values, opts) {
   for (let i = 0; i <= 4; i += 1) {
     const y = PAD.t + innerH - (innerH * i) / 4;
     svg.append(s("line", { x1: PAD.l, x2: W - PAD.r, y1: y, y2: y, class: "grid" }));
-    svg.append(s("text", { x: PAD.l - 6, y: y + 4, class: "tick", "text-anchor": "end", text: fmt((max * i) / 4) }));
+    svg.append(s("text", { x: PAD.l - 6, y: y + 4, class: "tick", "text-anchor": "end", text: (o.tickFormat || fmt)((max * i) / 4) }));
   }
   const slot = innerW / n;
   const bw = Math.max(1, slot * 0.7);

@@ -3,8 +3,12 @@
 // API calls; the page reloads its rows after each change. Write buttons appear only for roles that write.
 
 import { canWrite } from "./api.js";
-import { actions, button, clear, confirm, dialog, errorBox, h, notify, table } from "./dom.js";
+import { actions, append, button, clear, confirm, dialog, errorBox, h, notify, table } from "./dom.js";
 import { buildForm } from "./forms.js";
+
+function cap(s) {
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
 
 export function pageHeader(title, ...extra) {
   return h("div", { class: "page-head" }, h("h1", { text: title }), h("div", { class: "page-tools" }, extra));
@@ -17,6 +21,7 @@ export function formDialog(title, fields, opts) {
   let result;
   const form = buildForm(fields, {
     ...opts,
+    testid: opts.testid ? `${opts.testid}-form` : undefined,
     onCancel: () => dlg.close(),
     onSubmit: async (body) => {
       result = await opts.onSubmit(body);
@@ -57,7 +62,7 @@ export async function crudPage(container, spec) {
               onSubmit: async (b) => {
                 if (!Object.keys(b).length) return;
                 await spec.update(row, b);
-                notify(`${spec.entity} ${spec.describe(row)} updated.`, "ok");
+                notify(`${cap(spec.entity)} ${spec.describe(row)} updated.`, "ok");
                 await reload();
               },
             });
@@ -68,7 +73,7 @@ export async function crudPage(container, spec) {
             if (!(await confirm(`Delete ${spec.entity} ${spec.describe(row)}? This cannot be undone.`, "Delete"))) return;
             try {
               await spec.remove(row);
-              notify(`${spec.entity} ${spec.describe(row)} deleted.`, "ok");
+              notify(`${cap(spec.entity)} ${spec.describe(row)} deleted.`, "ok");
             } catch (err) {
               notify(err.message, "error");
             }
@@ -93,14 +98,14 @@ export async function crudPage(container, spec) {
         testid: `${spec.entity}-create-dialog`,
         onSubmit: async (b) => {
           const out = await spec.create(b);
-          notify(`${spec.entity} created.`, "ok");
+          notify(`${cap(spec.entity)} created.`, "ok");
           await reload();
           if (spec.created) spec.created(out);
         },
       });
     }, { "data-testid": `${spec.entity}-create` }));
   }
-  container.append(pageHeader(spec.title, tools), spec.intro ? h("p", { class: "muted", text: spec.intro }) : null, body);
+  append(container, [pageHeader(spec.title, tools), spec.intro ? h("p", { class: "muted", text: spec.intro }) : null, body]);
   await reload();
   return reload;
 }
@@ -142,10 +147,15 @@ export async function teamOptions() {
   const { get } = await import("./api.js");
   try {
     const teams = await get("/team/list");
-    return (Array.isArray(teams) ? teams : []).map((t) => ({ value: t.team_id, label: t.team_alias ? `${t.team_alias} (${t.team_id})` : t.team_id }));
+    return (Array.isArray(teams) ? teams : []).map((t) => ({ value: t.team_id, alias: t.team_alias || t.team_id, label: t.team_alias ? `${t.team_alias} (${t.team_id})` : t.team_id }));
   } catch {
     return [];
   }
+}
+
+// team_id -> its alias, for tables that show a team
+export function teamNames(options) {
+  return new Map((options || []).map((o) => [o.value, o.alias]));
 }
 
 export function budgetText(spend, max) {

@@ -4,7 +4,7 @@
 
 import { canWrite, get, isAdmin, keyRef, post, session } from "../api.js";
 import { actions, button, clear, confirm, errorBox, h, notify, showSecretOnce, table, when } from "../dom.js";
-import { badge, budgetText, formDialog, limitFields, modelNames, pageHeader, teamOptions } from "../crud.js";
+import { badge, budgetText, formDialog, limitFields, modelNames, pageHeader, teamNames, teamOptions } from "../crud.js";
 
 async function keyFields(mode) {
   const [models, teams] = await Promise.all([modelNames(), teamOptions()]);
@@ -54,7 +54,7 @@ export async function render(container) {
     if (/^[0-9a-f]{64}$/.test(search)) {
       try {
         const info = await get("/key/info", { key: search });
-        return { keys: [{ ...info.info, token: info.info.token || info.info.token_id }], total_count: 1, total_pages: 1 };
+        return { keys: [{ ...info.info, token: info.key }], total_count: 1, total_pages: 1 };
       } catch (err) {
         if (err.status === 404) return { keys: [], total_count: 0, total_pages: 1 };
         throw err;
@@ -65,8 +65,9 @@ export async function render(container) {
 
   const reload = async () => {
     let out;
+    let names = new Map();
     try {
-      out = await load();
+      [out, names] = await Promise.all([load(), teamOptions().then(teamNames)]);
     } catch (err) {
       clear(body).append(errorBox(err));
       return;
@@ -75,7 +76,7 @@ export async function render(container) {
     const columns = [
       { label: "Alias", get: (k) => k.key_alias || "—" },
       { label: "Key", class: "mono", get: (k) => k.key_name || "—" },
-      { label: "Team", get: (k) => k.team_id },
+      { label: "Team", get: (k) => (k.team_id ? names.get(k.team_id) || k.team_id : null) },
       { label: "User", get: (k) => k.user_id },
       { label: "Models", get: (k) => (k.models && k.models.length ? k.models : "all") },
       { label: "Spend / budget", get: (k) => budgetText(k.spend, k.max_budget) },
@@ -134,6 +135,10 @@ export async function render(container) {
         try {
           await post("/key/delete", { keys: [ref] });
           notify(`Key ${name} deleted.`, "ok");
+          if (search === ref) {
+            search = ""; // it was found by its hash: nothing left to find
+            searchInput.value = "";
+          }
         } catch (err) {
           notify(err.message, "error");
         }

@@ -4,7 +4,7 @@
 
 import { get, keyRef, readsAll } from "../api.js";
 import { button, clear, dialog, errorBox, h, jsonView, num, table, usd, when } from "../dom.js";
-import { badge, pageHeader, teamOptions } from "../crud.js";
+import { badge, pageHeader, teamNames, teamOptions } from "../crud.js";
 import { buildForm } from "../forms.js";
 
 function durationMs(r) {
@@ -28,6 +28,7 @@ export async function render(container) {
   const results = h("div", { class: "page-body" });
   const today = new Date().toISOString().slice(0, 10);
   const teams = readsAll() ? await teamOptions() : [];
+  const names = teamNames(teams);
   let filters = {};
   const load = async () => {
     clear(results).append(h("p", { class: "muted", text: "Loading…" }));
@@ -49,7 +50,7 @@ export async function render(container) {
       { label: "Status", get: (r) => badge(r.status || "—", r.status === "success" ? "ok" : "bad") },
       { label: "Model", get: (r) => r.model_group || r.model },
       { label: "Key", get: (r) => r.key_alias || (r.api_key ? `${r.api_key.slice(0, 10)}…` : "—") },
-      { label: "Team", get: (r) => r.team_id },
+      { label: "Team", get: (r) => (r.team_id ? names.get(r.team_id) || r.team_id : null) },
       { label: "Tokens", get: (r) => `${num(r.prompt_tokens)} / ${num(r.completion_tokens)}` },
       { label: "Spend", get: (r) => usd(r.spend) },
       { label: "Duration", get: (r) => durationMs(r) },

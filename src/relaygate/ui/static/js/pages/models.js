@@ -4,7 +4,7 @@
 // /model/info does not return it, and an empty field on edit keeps the stored one.
 
 import { canWrite, get, isAdmin, post } from "../api.js";
-import { actions, button, clear, confirm, errorBox, h, notify, table, when } from "../dom.js";
+import { actions, append, button, clear, confirm, errorBox, h, notify, table, when } from "../dom.js";
 import { badge, formDialog, pageHeader } from "../crud.js";
 
 function fields(mode) {
@@ -98,7 +98,7 @@ export async function render(container) {
           }, { class: "danger", "aria-label": `Delete ${m.model_name}` })) : h("span", { class: "muted", text: "in config file" })),
       });
     }
-    clear(listBox).append(healthNote, table(cols, rows, { testid: "models-table", empty: "No models configured." }));
+    append(clear(listBox), [healthNote, table(cols, rows, { testid: "models-table", empty: "No models configured." })]);
   };
   const tools = [button("Refresh", reload, { class: "secondary" })];
   if (isAdmin() && canWrite()) {

@@ -3,7 +3,7 @@
 // requests, error rate) and the top models, keys and teams. The charts carry data-total-* attributes.
 
 import { get } from "../api.js";
-import { barChart, lineChart } from "../charts.js";
+import { axisUsd, barChart, lineChart } from "../charts.js";
 import { clear, errorBox, h, num, table, usd } from "../dom.js";
 import { pageHeader } from "../crud.js";
 
@@ -67,6 +67,7 @@ export async function render(container) {
     const ms = (v) => `${Math.round(v)} ms`;
     const topTable = (title, rows, cols, testid) => h("section", { class: "card" }, h("h2", { text: title }), table(cols, rows || [], { testid, empty: "No traffic." }));
     clear(body).append(
+      h("p", { class: "muted range-note", "data-testid": "range-note", text: `${d.start_date} to ${d.end_date} (UTC days, both included), per ${d.bucket}` }),
       h("div", { class: "stats" },
         stat("Spend today", usd(d.spend_today), "stat-spend-today"),
         stat("Spend this month", usd(d.spend_month), "stat-spend-month"),
@@ -78,13 +79,13 @@ export async function render(container) {
         lineChart("Requests and errors", labels, [
           { name: "Requests", cls: "c-req", values: series.map((p) => p.requests) },
           { name: "Errors", cls: "c-err", values: series.map((p) => p.errors) },
-        ], { bucket: d.bucket, testid: "chart-requests", format: (v) => num(Math.round(v)), attrs: { "data-total-requests": String(requests), "data-total-errors": String(errors) } }),
+        ], { bucket: d.bucket, testid: "chart-requests", integer: true, format: (v) => num(Math.round(v)), attrs: { "data-total-requests": String(requests), "data-total-errors": String(errors) } }),
         lineChart("Latency", labels, [
           { name: "p50", cls: "c-p50", values: series.map((p) => p.p50_ms || 0) },
           { name: "p95", cls: "c-p95", values: series.map((p) => p.p95_ms || 0) },
           { name: "p99", cls: "c-p99", values: series.map((p) => p.p99_ms || 0) },
         ], { bucket: d.bucket, testid: "chart-latency", format: ms }),
-        barChart("Spend", labels, series.map((p) => p.spend), { bucket: d.bucket, testid: "chart-spend", format: usd, seriesName: "Spend (USD)", attrs: { "data-total-spend": String(t.spend || 0) } })),
+        barChart("Spend", labels, series.map((p) => p.spend), { bucket: d.bucket, testid: "chart-spend", format: usd, tickFormat: axisUsd, seriesName: "Spend (USD)", attrs: { "data-total-spend": String(t.spend || 0) } })),
       h("div", { class: "tops" },
         topTable("Top models", d.top_models, [
           { label: "Model", get: (r) => r.model }, { label: "Requests", get: (r) => num(r.requests) },
