@@ -21,7 +21,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 @pytest.fixture(autouse=True)
 def _ui_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("UI_USERNAME", "UI_PASSWORD", "LITELLM_UI_SESSION_DURATION", "FORWARDED_ALLOW_IPS"):
+    for name in ("UI_USERNAME", "UI_PASSWORD", "LITELLM_UI_SESSION_DURATION", "FORWARDED_ALLOW_IPS", "PROXY_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -173,6 +173,26 @@ def test_bad_login_bodies(db_url: str) -> None:  # noqa: F811
         same = await call(env.gw, "POST", "/ui/login", {"username": "admin", "password": MASTER},
                           headers={"origin": "http://127.0.0.1:4000", "host": "127.0.0.1:4000"})
         assert same.status == 200
+        cookie = same.headers["set-cookie"].split(";")[0]
+        peek = await call(env.gw, "GET", "/ui/session", headers={"cookie": cookie, "origin": "http://127.0.0.1:3000",
+                                                                 "host": "127.0.0.1:4000"})
+        assert peek.status == 403 and "csrf_token" not in peek.body.decode()
+
+    run(db_url, body)
+
+
+def test_origin_behind_a_proxy(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    async def body(env: Env) -> None:
+        creds = {"username": "admin", "password": MASTER}
+        proxied = {"origin": "https://gw.example.com", "host": "10.0.0.5:4000", "x-forwarded-host": "gw.example.com"}
+        assert (await call(env.gw, "POST", "/ui/login", creds, headers=proxied)).status == 403  # untrusted peer
+        monkeypatch.setenv("FORWARDED_ALLOW_IPS", "127.0.0.1")
+        assert (await call(env.gw, "POST", "/ui/login", creds, headers=proxied)).status == 200
+        monkeypatch.delenv("FORWARDED_ALLOW_IPS")
+        monkeypatch.setenv("PROXY_BASE_URL", "https://gw.example.com/")
+        r = await call(env.gw, "POST", "/ui/login", creds, headers={"origin": "https://gw.example.com",
+                                                                    "host": "10.0.0.5:4000"})
+        assert r.status == 200
 
     run(db_url, body)
 

@@ -12,8 +12,10 @@ Endpoints (the front end's only private ones; everything else it does through th
   cannot sign in. Every failure is the same 401 (``Invalid credentials used to access UI.``), never saying
   which part was wrong; an unknown user costs the same hashing time as a wrong password. Rate-limited per
   client address and per username (``ui.limits``): 429 with ``Retry-After``. One log line per failure (the
-  username escaped and cut, never the password). A cross-origin ``Origin`` is refused (login CSRF).
-- ``GET /ui/session``: the session's JSON (same as the sign-in's, with the CSRF token), or 401.
+  username escaped and cut, never the password). A cross-origin ``Origin`` is refused (login CSRF): the
+  request's ``Host``, a trusted proxy's ``x-forwarded-host`` or ``PROXY_BASE_URL``'s host are this origin.
+- ``GET /ui/session``: the session's JSON (same as the sign-in's, with the CSRF token), or 401; 403 for a
+  cross-origin ``Origin``, so that no other origin's script reads the CSRF token even where CORS allows it.
 - ``POST /ui/logout``: revokes the session (its row deleted) and clears the cookie; with a live session it
   needs its ``x-csrf-token`` (403 otherwise), like every cookie-authenticated state change.
 
@@ -116,16 +118,26 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 def _same_origin(scope: Scope) -> bool:
-    """No ``Origin`` (not a browser's cross-site request), or one naming this host."""
+    """No ``Origin`` (not a browser's cross-origin request), or one naming this host: the ``Host`` header,
+    ``x-forwarded-host`` from a trusted proxy (``FORWARDED_ALLOW_IPS``), or ``PROXY_BASE_URL``'s host."""
     origin = _header(scope, b"origin")
     if origin is None:
         return True
-    host = _header(scope, b"host") or b""
-    return origin.partition(b"://")[2].rstrip(b"/").lower() == host.lower()
+    hosts = {(_header(scope, b"host") or b"").lower()}
+    if sessions.trusted_peer(scope):
+        fwd = _header(scope, b"x-forwarded-host")
+        if fwd:
+            hosts.add(fwd.split(b",")[0].strip().lower())
+    base = os.environ.get("PROXY_BASE_URL", "").strip()
+    if base:
+        hosts.add(base.encode().partition(b"://")[2].split(b"/")[0].lower())
+    hosts.discard(b"")
+    return origin.partition(b"://")[2].rstrip(b"/").lower() in hosts
 
 
 def _cross_origin() -> GatewayError:
-    return GatewayError("Cross-origin sign-in refused", status=403, type="auth_error", param="None")
+    return GatewayError("Cross-origin request refused: the UI's sign-in endpoints answer only its own pages",
+                        status=403, type="auth_error", param="None")
 
 
 def _ui_username() -> str:
@@ -220,6 +232,8 @@ class UIServer:
         return found[0] if len(found) == 1 else None
 
     async def session(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        if not _same_origin(scope):  # the CSRF token is for this origin's pages only
+            raise _cross_origin()
         s = await sessions.lookup(self.gw, scope)
         if s is None:
             raise GatewayError("Not signed in", status=401, type="auth_error", param="None")

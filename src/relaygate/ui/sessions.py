@@ -58,8 +58,8 @@ from relaygate.store import NotFound, Store
 from relaygate.store.records import UISession
 from relaygate.ui import rows
 
-__all__ = ["CACHE_TTL", "COOKIE", "CSRF_HEADER", "Session", "authenticate", "client_ip", "is_https", "issue",
-           "lookup", "revoke", "session_ttl"]
+__all__ = ["CACHE_TTL", "COOKIE", "CSRF_HEADER", "Session", "authenticate", "client_ip", "forget_user", "is_https",
+           "issue", "lookup", "revoke", "session_ttl", "trusted_peer"]
 
 log = logging.getLogger("relaygate.ui")
 
@@ -140,7 +140,8 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-def _trusted_peer(scope: Scope) -> bool:
+def trusted_peer(scope: Scope) -> bool:
+    """The peer is a proxy listed in ``FORWARDED_ALLOW_IPS`` (``*``: any): its forwarded headers are believed."""
     allowed = os.environ.get("FORWARDED_ALLOW_IPS", "")
     if not allowed:
         return False
@@ -153,7 +154,7 @@ def is_https(scope: Scope) -> bool:
     """The browser reached us over TLS (directly, or through a trusted proxy saying so)."""
     if scope.get("scheme") == "https":
         return True
-    if _trusted_peer(scope):
+    if trusted_peer(scope):
         proto = _header(scope, b"x-forwarded-proto")
         return proto is not None and proto.split(b",")[0].strip().lower() == b"https"
     return False
@@ -162,7 +163,7 @@ def is_https(scope: Scope) -> bool:
 def client_ip(scope: Scope) -> str:
     """The client's address: the peer, or the first ``x-forwarded-for`` hop from a trusted proxy."""
     peer = str((scope.get("client") or ("unknown", 0))[0])
-    if _trusted_peer(scope):
+    if trusted_peer(scope):
         fwd = _header(scope, b"x-forwarded-for")
         if fwd:
             return fwd.split(b",")[0].strip().decode("latin-1")[:64] or peer
