@@ -49,9 +49,10 @@ def test_mask_nested_config() -> None:
         "sso": [{"client_secret": SECRETS["client_secret"], "client_id": "relaygate-ui"}],
         "cache": {"redis_url": "rediss://:" + SECRETS["password"] + "@cache:6380/0?ssl_cert_reqs=none",
                   "ttl": 60},
-        "webhook": "https://hooks.example.com/x?token=" + SECRETS["token"] + "&channel=ops",
+        "callback_url": "https://hooks.example.com/x?token=" + SECRETS["token"] + "&channel=ops",
         "keys": [{"key": "sk-virtual-abcdefghijkl", "models": ["gpt"]}],
         "numbers": {"secret_number": 42, "enabled": True},
+        "alert_to_webhook_url": {"llm_exceptions": "https://hooks.slack.com/services/T000/B000/XXXXSLACKSECRET"},
     }
     out = mask(cfg, env={})
     text = json.dumps(out)
@@ -69,9 +70,11 @@ def test_mask_nested_config() -> None:
     assert out["general"]["health_check_timeout"] == 10.0
     assert out["sso"] == [{"client_secret": MASK, "client_id": "relaygate-ui"}]
     assert out["cache"]["redis_url"].startswith(f"rediss://:{MASK}@cache:6380/0?")
-    assert "channel=ops" in out["webhook"]
+    assert "channel=ops" in out["callback_url"]
     assert out["keys"][0] == {"key": MASK, "models": ["gpt"]}
     assert out["numbers"] == {"secret_number": MASK, "enabled": True}
+    assert out["alert_to_webhook_url"] == {"llm_exceptions": MASK}
+    assert "SLACKSECRET" not in text
 
 
 def test_mask_names_environment_references() -> None:

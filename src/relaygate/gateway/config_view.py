@@ -16,7 +16,8 @@ shows at once. Masking rules, applied at every depth:
   an unresolved ``os.environ/NAME`` stays as written; a path to a credentials file stays (it is no secret);
 - any string that looks like a key (``sk-...``) is masked wherever it is;
 - a URL's userinfo (``user:password@``) becomes ``user:********@``, and its query parameters with
-  credential names are masked (``database_url``, Redis URLs, ``api_base``).
+  credential names are masked (``database_url``, Redis URLs, ``api_base``); a webhook URL (Slack's, whose
+  path is the secret) is masked whole, by its field's name.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 MASK = "********"
 ENV_PREFIX = "os.environ/"
 _MORE_WORDS = frozenset({"authorization", "auth", "cookie", "dsn", "pwd", "apikey", "passphrase", "salt",
-                         "bearer", "signature", "private"})
+                         "bearer", "signature", "private", "webhook", "webhooks"})
 _NOT_SECRET_LAST = frozenset({"alias", "name", "id", "ids", "ttl", "limit", "type", "mode", "prefix", "header",
                               "headers", "field", "fields", "format", "file", "path", "env", "len", "length",
                               "count", "tokens", "enabled", "rotation", "hash"})
@@ -154,7 +155,12 @@ def _looks_secret_user(user: str) -> bool:
 
 def config_json(config: Any) -> Any:
     """A config object (msgspec Structs) as plain JSON values, before masking."""
-    return msgspec.to_builtins(config, builtin_types=None, str_keys=True, enc_hook=repr)
+    return msgspec.to_builtins(config, builtin_types=None, str_keys=True, enc_hook=_opaque)
+
+
+def _opaque(value: Any) -> str:
+    """A value msgspec cannot turn into JSON: its type's name only (its ``repr`` could hold a secret)."""
+    return f"<{type(value).__name__}>"
 
 
 def view(gw: Gateway) -> dict[str, Any]:
