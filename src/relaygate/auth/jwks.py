@@ -46,7 +46,7 @@ class JWKSUnavailable(Exception):
 class JWKS:
     """The keys published at one or more JWKS URLs (LiteLLM's ``JWT_PUBLIC_KEY_URL`` may list several)."""
 
-    def __init__(self, urls: Sequence[str], *, ttl: float = 600.0, min_refresh: float = 10.0,
+    def __init__(self, urls: Sequence[str], *, ttl: float = 600.0, min_refresh: float = 2.0,
                  timeout: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.urls = tuple(u for u in urls if u)
         self.ttl = ttl

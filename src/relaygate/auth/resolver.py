@@ -273,6 +273,9 @@ class PrincipalResolver:
         """The config's model access groups (group -> model names), for lookups that build ``KeyInfo``."""
         self.blocked_customers: frozenset[str] = frozenset()
         """Customer ids refused (:meth:`set_blocked_customers`); empty: no customer check at all."""
+        self.jwt: Any = None
+        """``auth.jwt_auth.JWTAuth`` when ``enable_jwt_auth`` is on: :meth:`resolve` (the miss path only) hands it
+        tokens that look like JWTs; None (the default): nothing JWT-related runs anywhere."""
 
     @classmethod
     def from_config(cls, config: Config, lookup: KeyLookup | None = None, **options: Any) -> PrincipalResolver:
@@ -292,6 +295,11 @@ class PrincipalResolver:
         options.setdefault("serve_stale", g.allow_requests_on_db_unavailable)
         resolver = cls(config.general.master_key, found, **options)
         resolver.access_groups = groups
+        if g.enable_jwt_auth:
+            from relaygate.auth.jwt_auth import JWTAuth
+
+            store = getattr(lookup, "store", None)
+            resolver.jwt = JWTAuth.from_config(config, store, groups)
         return resolver
 
     # -- hot path -----------------------------------------------------------------------------------
@@ -338,7 +346,10 @@ class PrincipalResolver:
             return p
         token = read_token(headers)
         assert token is not None  # resolve_cached returns None only for a present, uncached token
-        p = await self.resolve_hash(hashlib.sha256(token).hexdigest())
+        if self.jwt is not None and token[:3] == b"eyJ":
+            p = await self._resolve_jwt(token)
+        else:
+            p = await self.resolve_hash(hashlib.sha256(token).hexdigest())
         if self.blocked_customers:
             self.check_customer_headers(headers)
         return p
@@ -361,6 +372,24 @@ class PrincipalResolver:
             self._inflight[token_hash] = task
         found = await asyncio.shield(task)
         return found if found is not None else self._unknown()
+
+    async def _resolve_jwt(self, token: bytes) -> Principal:
+        """A bearer JWT (``enable_jwt_auth``): verified, mapped to a principal, cached by its hash until its
+        ``exp``; a token that is no JWT after all is looked up as a key."""
+        jwt_auth = self.jwt
+        h = hashlib.sha256(token).hexdigest()
+        if not jwt_auth.looks_like(token):
+            return await self.resolve_hash(h)
+        claims = await jwt_auth.verify(token)
+        p: Principal = await jwt_auth.principal(token, claims)
+        now = self.clock()
+        exp = jwt_auth.expiry(claims)
+        until = None if exp is None else now + (exp - self.wall())
+        if p.key is not None and p.key.refusal is not None:
+            self.refused.put(h, p.key, now, until)
+            raise p.key.refusal()
+        self.cache.put(h, p, now, until)
+        return p
 
     def _unknown(self) -> Principal:
         if self.master_key is None:

@@ -287,7 +287,7 @@ async def _verify_id_token(token: str, meta: Mapping[str, Any], client_id: str, 
                                             leeway=60, options={"require": ["exp", "iat", "sub"]})
     except JWKSUnavailable as exc:
         raise SSOError(502, f"The identity provider's signing keys could not be fetched: {exc}") from None
-    except jwt.InvalidTokenError as exc:
+    except jwt.PyJWTError as exc:
         raise SSOError(401, f"The identity provider's ID token does not verify: {exc}") from None
     aud = claims.get("aud")
     if isinstance(aud, list) and len(aud) > 1 and claims.get("azp") != client_id:
