@@ -264,3 +264,25 @@ def test_authenticate_csrf_and_key_headers(db_url: str) -> None:  # noqa: F811
         assert err.value.status == 401
 
     run(db_url, body)
+
+
+def test_admin_sessions_end_when_the_admin_password_changes(db_url: str,  # noqa: F811
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sessions, "CACHE_TTL", 0.0)
+    monkeypatch.setenv("UI_PASSWORD", "first-password")
+
+    async def body(env: Env) -> None:
+        bare = make_gateway()  # no store: a signed cookie
+        stored = cookie_value((await sessions.issue(env.gw, scope(), user_id=None, role="proxy_admin",
+                                                    via="master"))[0])
+        signed = cookie_value((await sessions.issue(bare, scope(), user_id=None, role="proxy_admin",
+                                                    via="master"))[0])
+        assert await sessions.lookup(env.gw, scope(stored)) is not None
+        assert await sessions.lookup(bare, scope(signed)) is not None
+        monkeypatch.setenv("UI_PASSWORD", "rotated-password")
+        assert await sessions.lookup(env.gw, scope(stored)) is None
+        assert await sessions.lookup(bare, scope(signed)) is None
+        monkeypatch.setenv("UI_PASSWORD", "first-password")
+        assert await sessions.lookup(env.gw, scope(stored)) is not None  # bound to the password, nothing else
+
+    run(db_url, body)

@@ -97,6 +97,10 @@ def test_master_key_signs_in_as_admin(db_url: str) -> None:  # noqa: F811
         me = await as_session(env, r, "GET", "/ui/session", csrf=False)
         assert me.status == 200 and me.json() == data
         assert (await call(env.gw, "GET", "/ui/session")).status == 401
+        again = await call(env.gw, "POST", "/ui/login", {"username": "admin", "password": MASTER},
+                           headers={"cookie": cookie_of(r)})
+        assert again.status == 200 and cookie_of(again) != cookie_of(r)
+        assert (await as_session(env, r, "GET", "/ui/session", csrf=False)).status == 401  # the old one ended
 
     run(db_url, body)
 

@@ -178,8 +178,8 @@ def _v5(dialect: str) -> list[str]:
 
 _V6_TABLES: dict[str, tuple[str, str]] = {
     # the admin UI's sessions (issue 17): the SHA-256 of the cookie's session id, never the id itself
-    "rg_ui_sessions": ("session_hash:t user_id:t role:t csrf_token:t via:t created_at:ts expires_at:ts "
-                       "last_seen:ts", "session_hash"),
+    "rg_ui_sessions": ("session_hash:t user_id:t role:t csrf_token:t via:t bound_to:t created_at:ts "
+                       "expires_at:ts last_seen:ts", "session_hash"),
     # users' UI passwords (LiteLLM's ``password`` of /user/new): a salted scrypt hash with its parameters
     "rg_user_passwords": ("user_id:t password_hash:t updated_at:ts", "user_id"),
 }

@@ -167,6 +167,9 @@ class UISession(msgspec.Struct, kw_only=True):
     csrf_token: str
     via: str
     """``master`` (UI_USERNAME / master key), ``password`` (a user's own password) or ``sso``."""
+    bound_to: str | None = None
+    """For ``master`` sessions, a fingerprint of the admin password they were signed in with (``UI_PASSWORD``
+    or the master key): changing it ends them."""
     created_at: datetime | None = None
     expires_at: datetime
     last_seen: datetime | None = None

@@ -198,6 +198,7 @@ class UIServer:
             raise GatewayError(BAD_CREDENTIALS, status=401, type="auth_error", param="None")
         self.limiter.succeeded(names[1])
         user_id, role, via, email = found
+        await sessions.revoke(self.gw, scope)  # a session the browser still had ends: one live session each
         cookie, session = await sessions.issue(self.gw, scope, user_id=user_id, role=role, via=via, user_email=email)
         log.info("UI sign-in: %s as %s (%s)", user_id or _escape(username), role, via)
         await _json(send, 200, session.answer(), (b"set-cookie", cookie))

@@ -21,6 +21,10 @@ Two kinds, chosen by whether the gateway has a store:
   share state through: sign-out clears the browser's cookie, but a copy of the cookie stays valid until
   its expiry (or until the master key / salt changes). A store-backed gateway never accepts a signed cookie.
 
+Admin sessions (``via: master``) are bound to a fingerprint of the admin password they were signed in with
+(``UI_PASSWORD``, else the master key): rotating it after a leak ends them on every worker within the cache
+TTL, whichever kind they are.
+
 Lifetime: ``LITELLM_UI_SESSION_DURATION`` (LiteLLM's variable: ``30m``, ``12h``, ``7d`` or seconds), 12 hours
 by default. The cookie is HttpOnly, SameSite=Strict, Path=/, and Secure when the request came over TLS
 (``scope["scheme"] == "https"``, or ``x-forwarded-proto: https`` from a peer listed in
@@ -58,8 +62,8 @@ from relaygate.store import NotFound, Store
 from relaygate.store.records import UISession
 from relaygate.ui import rows
 
-__all__ = ["CACHE_TTL", "COOKIE", "CSRF_HEADER", "Session", "authenticate", "client_ip", "forget_user", "is_https",
-           "issue", "lookup", "revoke", "session_ttl", "trusted_peer"]
+__all__ = ["CACHE_TTL", "COOKIE", "CSRF_HEADER", "Session", "admin_fingerprint", "authenticate", "client_ip",
+           "forget_user", "is_https", "issue", "lookup", "revoke", "session_ttl", "trusted_peer"]
 
 log = logging.getLogger("relaygate.ui")
 
@@ -195,6 +199,22 @@ def _hash(sid: str) -> str:
     return hashlib.sha256(sid.encode("latin-1")).hexdigest()
 
 
+def admin_fingerprint(gw: Any) -> str | None:
+    """A fingerprint of the admin password (``UI_PASSWORD``, else the master key) that ``master`` sessions
+    are bound to: rotating it ends them (None: no admin password, no admin session)."""
+    secret = os.environ.get("UI_PASSWORD") or gw.runtime.config.general.master_key
+    if not secret:
+        return None
+    return hmac.new(b"relaygate ui admin binding v1", secret.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _bound(gw: Any, via: str, bound_to: str | None) -> bool:
+    if via != "master":
+        return True
+    fp = admin_fingerprint(gw)
+    return fp is not None and bound_to is not None and hmac.compare_digest(fp, bound_to)
+
+
 # -- signed cookies (no store) ------------------------------------------------------------------------
 
 def _signing_key(gw: Any) -> bytes | None:
@@ -212,14 +232,14 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _sign(key: bytes, s: Session) -> str:
+def _sign(key: bytes, s: Session, bound_to: str | None) -> str:
     payload = _b64(orjson.dumps({"u": s.user_id, "r": s.role, "c": s.csrf_token, "v": s.via,
-                                 "m": s.user_email, "e": int(s.expires_at.timestamp())}))
+                                 "m": s.user_email, "e": int(s.expires_at.timestamp()), "b": bound_to}))
     mac = _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
     return f"s1.{payload}.{mac}"
 
 
-def _unsign(key: bytes, value: str) -> Session | None:
+def _unsign(gw: Any, key: bytes, value: str) -> Session | None:
     parts = value.split(".")
     if len(parts) != 3 or parts[0] != "s1":
         return None
@@ -231,9 +251,12 @@ def _unsign(key: bytes, value: str) -> Session | None:
         expires = datetime.fromtimestamp(int(data["e"]), UTC)
         s = Session(user_id=data["u"], role=str(data["r"]), csrf_token=str(data["c"]), expires_at=expires,
                     via=str(data["v"]), user_email=data.get("m"))
+        bound_to = data.get("b")
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         return None
-    return s if s.role in ROLES and expires > datetime.now(UTC) else None
+    if s.role not in ROLES or expires <= datetime.now(UTC) or not _bound(gw, s.via, bound_to):
+        return None
+    return s
 
 
 # -- the contract ---------------------------------------------------------------------------------------
@@ -250,6 +273,7 @@ async def issue(gw: Any, scope: Scope, *, user_id: str | None, role: str, via: s
     now = datetime.now(UTC)
     csrf = secrets.token_urlsafe(32)
     expires = now + timedelta(seconds=ttl)
+    bound_to = admin_fingerprint(gw) if via == "master" else None
     store: Store | None = gw.store
     if store is None:
         key = _signing_key(gw)
@@ -257,11 +281,12 @@ async def issue(gw: Any, scope: Scope, *, user_id: str | None, role: str, via: s
             raise GatewayError("The admin UI needs a master key: set general_settings.master_key or "
                                "LITELLM_MASTER_KEY", status=400, type="bad_request_error", param="None")
         s = Session(user_id, role, csrf, expires, via, user_email)
-        return _set_cookie(scope, _sign(key, s), ttl), s
+        return _set_cookie(scope, _sign(key, s, bound_to), ttl), s
     sid = secrets.token_urlsafe(32)
     h = _hash(sid)
     await rows.insert_session(store, UISession(session_hash=h, user_id=user_id, role=role, csrf_token=csrf, via=via,
-                                               created_at=now, expires_at=expires, last_seen=now))
+                                               bound_to=bound_to, created_at=now, expires_at=expires,
+                                               last_seen=now))
     s = Session(user_id, role, csrf, expires, via, user_email, h)
     st = _state(gw)
     _remember(st, h, s)
@@ -294,7 +319,7 @@ async def lookup(gw: Any, scope: Scope) -> Session | None:
     store: Store | None = gw.store
     if store is None:
         key = _signing_key(gw)
-        return _unsign(key, value) if key is not None else None
+        return _unsign(gw, key, value) if key is not None else None
     if value.startswith("s1.") or len(value) > 128:
         return None
     h = _hash(value)
@@ -306,15 +331,15 @@ async def lookup(gw: Any, scope: Scope) -> Session | None:
         if s is not None and s.expires_at <= datetime.now(UTC):
             return None
         return s
-    s = await _read(store, h)
+    s = await _read(gw, store, h)
     _remember(st, h, s)
     return s
 
 
-async def _read(store: Store, h: str) -> Session | None:
+async def _read(gw: Any, store: Store, h: str) -> Session | None:
     rec = await rows.get_session(store, h)
     wall = datetime.now(UTC)
-    if rec is None or rec.expires_at <= wall:
+    if rec is None or rec.expires_at <= wall or not _bound(gw, rec.via, rec.bound_to):
         return None
     role, email = rec.role, None
     if rec.user_id is not None:
