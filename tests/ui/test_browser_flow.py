@@ -147,10 +147,12 @@ def run_flow(page: Any, base: str, shots: Path) -> None:
     field(dialog, "budget_duration").fill("30d")
     field(dialog, "tags").fill("ui, browser")
     field(dialog, "metadata").fill('{"owner": "browser-test"}')
+    page.screenshot(path=str(shots / "key-create-1280.png"))
     dialog.locator("[data-testid=form-submit]").click()
     secret = page.locator("[data-testid=secret-dialog]")
     secret.wait_for()
     key = secret.locator("[data-testid=new-key]").input_value()
+    page.screenshot(path=str(shots / "key-created-1280.png"))
     assert key.startswith("sk-"), key
     secret.locator("[data-testid=secret-done]").click()
     secret.wait_for(state="detached")

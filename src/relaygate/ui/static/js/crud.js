@@ -34,9 +34,10 @@ export function formDialog(title, fields, opts) {
 }
 
 // spec: {entity, title, load, columns, fields(mode,row), create(body), update(row, body), remove(row),
-//        rowActions(row, reload), tools(reload), writable, describe(row)}
+//        rowActions(row, reload), tools(reload), writable (edit, delete), creatable, describe(row)}
 export async function crudPage(container, spec) {
   const writable = spec.writable !== undefined ? spec.writable : canWrite();
+  const creatable = spec.creatable !== undefined ? spec.creatable : writable;
   const body = h("div", { class: "page-body" });
   const reload = async () => {
     let rows;
@@ -91,7 +92,7 @@ export async function crudPage(container, spec) {
   };
   const tools = [];
   if (spec.tools) tools.push(...spec.tools(reload));
-  if (writable && spec.create) {
+  if (creatable && spec.create) {
     tools.push(button(`Create ${spec.entity}`, async () => {
       formDialog(`Create ${spec.entity}`, await spec.fields("create", null), {
         submitText: "Create",
@@ -120,11 +121,11 @@ export function limitFields(opts) {
     { name: "tpm_limit", label: "TPM limit", type: "int" },
     { name: "rpm_limit", label: "RPM limit", type: "int" },
     { name: "max_parallel_requests", label: "Max parallel requests", type: "int" },
-    { name: "model_max_budget", label: "Per-model budgets (JSON)", type: "json", placeholder: "{\"gpt-4o\": {\"budget_limit\": 10, \"time_period\": \"30d\"}}" },
+    { name: "model_max_budget", label: "Per-model budgets (JSON)", type: "json", advanced: true, placeholder: "{\"gpt-4o\": {\"budget_limit\": 10, \"time_period\": \"30d\"}}" },
   ];
   if (o.modelLimits) {
-    out.push({ name: "model_tpm_limit", label: "Per-model TPM limits (JSON)", type: "json", placeholder: "{\"gpt-4o\": 10000}" });
-    out.push({ name: "model_rpm_limit", label: "Per-model RPM limits (JSON)", type: "json", placeholder: "{\"gpt-4o\": 100}" });
+    out.push({ name: "model_tpm_limit", label: "Per-model TPM limits (JSON)", type: "json", advanced: true, placeholder: "{\"gpt-4o\": 10000}" });
+    out.push({ name: "model_rpm_limit", label: "Per-model RPM limits (JSON)", type: "json", advanced: true, placeholder: "{\"gpt-4o\": 100}" });
   }
   return out;
 }

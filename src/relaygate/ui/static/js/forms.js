@@ -3,7 +3,8 @@
 // changed are sent, and a cleared field is sent as null.
 //
 // A spec: {name ("a" or "a.b" for nested), label, type, help, options, required, placeholder, step}
-// types: text, password, number, int, select, multi, check, json, list, datetime, textarea
+// types: text, password, number, int, select, multi, check, json, list, datetime, textarea;
+// advanced: true puts the field under a "More options" disclosure
 
 import { h, nextId } from "./dom.js";
 
@@ -96,7 +97,7 @@ function control(f, id, value) {
       return h("input", { ...common, type: "checkbox", checked: Boolean(value) });
     case "json":
     case "textarea":
-      return h("textarea", { ...common, rows: f.type === "json" ? 3 : 2, class: f.type === "json" ? "mono" : null, spellcheck: "false", value: initialText(f, value) });
+      return h("textarea", { ...common, rows: 2, class: f.type === "json" ? "mono" : null, spellcheck: "false", value: initialText(f, value) });
     case "select": {
       const sel = h("select", common, h("option", { value: "", text: f.emptyLabel || "—" }));
       for (const o of f.options || []) {
@@ -133,6 +134,7 @@ export function buildForm(fields, opts) {
   const error = h("p", { class: "error", role: "alert", hidden: true, "data-testid": "form-error" });
   const form = h("form", { class: "form", novalidate: true, "data-testid": o.testid });
   const grid = h("div", { class: "form-grid" });
+  const advanced = h("div", { class: "form-grid" });
   for (const f of fields) {
     const id = nextId(f.name.replace(/\W/g, "-"));
     const value = initial ? getPath(initial, f.name) : f.default;
@@ -145,11 +147,16 @@ export function buildForm(fields, opts) {
       wrap.append(h("label", { for: id, text: f.label + (f.required ? " *" : "") }), input);
     }
     if (f.help) wrap.append(h("small", { id: `${id}-help`, class: "help", text: f.help }));
-    grid.append(wrap);
+    (f.advanced ? advanced : grid).append(wrap);
   }
   const submit = h("button", { type: "submit", "data-testid": "form-submit", text: o.submitText || "Save" });
   const cancel = o.onCancel ? h("button", { type: "button", class: "secondary", text: "Cancel", onclick: o.onCancel }) : null;
-  form.append(grid, error, h("div", { class: "form-actions" }, cancel, submit));
+  form.append(grid);
+  if (advanced.childElementCount) {
+    form.append(h("details", { class: "advanced", open: initial ? Boolean(fields.some((f) => f.advanced && normalized(f, getPath(initial, f.name)) !== null)) : false },
+      h("summary", { text: "More options" }), advanced));
+  }
+  form.append(error, h("div", { class: "form-actions" }, cancel, submit));
 
   const read = () => {
     const body = {};

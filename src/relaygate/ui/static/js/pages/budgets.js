@@ -1,7 +1,7 @@
 // Budgets: /budget/list, create (/budget/new), edit (/budget/update), delete (/budget/delete). Keys,
 // teams, organizations and customers point at a budget by its ID.
 
-import { get, post } from "../api.js";
+import { get, isAdmin, post } from "../api.js";
 import { crudPage, limitFields } from "../crud.js";
 import { when } from "../dom.js";
 
@@ -16,6 +16,7 @@ export async function render(container) {
   await crudPage(container, {
     entity: "budget",
     title: "Budgets",
+    writable: isAdmin(),
     describe: (b) => b.budget_id,
     load: async () => {
       const out = await get("/budget/list");

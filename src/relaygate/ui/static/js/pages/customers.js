@@ -1,7 +1,7 @@
 // Customers (end users): /customer/list, create (/customer/new), edit (/customer/update), block /
 // unblock, delete (/customer/delete).
 
-import { post, get } from "../api.js";
+import { get, isAdmin, post } from "../api.js";
 import { button, notify } from "../dom.js";
 import { badge, budgetText, crudPage, limitFields } from "../crud.js";
 
@@ -44,13 +44,14 @@ export async function render(container) {
     create: (b) => post("/customer/new", b),
     update: (c, b) => post("/customer/update", { user_id: c.user_id, ...b }),
     remove: (c) => post("/customer/delete", { user_ids: [c.user_id] }),
-    rowActions: (c, reload) => [button(c.blocked ? "Unblock" : "Block", async () => {
+    writable: isAdmin(),
+    rowActions: (c, reload) => (!isAdmin() ? [] : [button(c.blocked ? "Unblock" : "Block", async () => {
       try {
         await post(c.blocked ? "/customer/unblock" : "/customer/block", { user_ids: [c.user_id] });
       } catch (err) {
         notify(err.message, "error");
       }
       await reload();
-    })],
+    })]),
   });
 }

@@ -17,22 +17,22 @@ async function keyFields(mode) {
   fields.push(
     { name: "team_id", label: "Team", type: "select", options: teams, emptyLabel: "No team" },
     { name: "user_id", label: "User ID", type: "text", placeholder: mode === "create" ? (session() && session().user_id) || "" : "" },
-    { name: "organization_id", label: "Organization ID", type: "text" },
+    { name: "organization_id", label: "Organization ID", type: "text", advanced: true },
     { name: "models", label: "Models (none = all the owner may use)", type: "multi", options: models },
     { name: "duration", label: "Duration", type: "text", placeholder: "30d, 12h... empty = never expires", help: "Expires this long after now." },
-    { name: "expires", label: "Or expires at (UTC)", type: "datetime" },
-    { name: "budget_id", label: "Budget ID", type: "text" },
+    { name: "expires", label: "Or expires at (UTC)", type: "datetime", advanced: true },
+    { name: "budget_id", label: "Budget ID", type: "text", advanced: true },
     ...limitFields({ modelLimits: true }),
     { name: "tags", label: "Tags", type: "list", placeholder: "comma, separated" },
-    { name: "allowed_routes", label: "Allowed routes", type: "list", placeholder: "/chat/completions, llm_api_routes" },
-    { name: "allowed_cache_controls", label: "Allowed cache controls", type: "list", placeholder: "no-cache, no-store" },
+    { name: "allowed_routes", label: "Allowed routes", type: "list", placeholder: "/chat/completions, llm_api_routes", advanced: true },
+    { name: "allowed_cache_controls", label: "Allowed cache controls", type: "list", placeholder: "no-cache, no-store", advanced: true },
     { name: "metadata", label: "Metadata (JSON)", type: "json", placeholder: "{\"env\": \"prod\"}" },
-    { name: "aliases", label: "Model aliases (JSON)", type: "json", placeholder: "{\"gpt-4\": \"gpt-4o\"}" },
-    { name: "permissions", label: "Permissions (JSON)", type: "json", placeholder: "{\"pii_masking\": true}" },
-    { name: "config", label: "Config (JSON)", type: "json" },
-    { name: "router_settings", label: "Router settings (JSON)", type: "json" },
+    { name: "aliases", label: "Model aliases (JSON)", type: "json", placeholder: "{\"gpt-4\": \"gpt-4o\"}", advanced: true },
+    { name: "permissions", label: "Permissions (JSON)", type: "json", placeholder: "{\"pii_masking\": true}", advanced: true },
+    { name: "config", label: "Config (JSON)", type: "json", advanced: true },
+    { name: "router_settings", label: "Router settings (JSON)", type: "json", advanced: true },
   );
-  if (isAdmin()) fields.push({ name: "spend", label: "Spend so far (USD)", type: "number" });
+  if (isAdmin()) fields.push({ name: "spend", label: "Spend so far (USD)", type: "number", advanced: true });
   fields.push({ name: "blocked", label: "Blocked", type: "check" });
   return fields;
 }

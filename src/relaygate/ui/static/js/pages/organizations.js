@@ -1,7 +1,7 @@
 // Organizations: /organization/list, create (/organization/new), edit (/organization/update), delete
 // (/organization/delete) and members (/organization/member_add, member_update, member_delete).
 
-import { canWrite, get, post } from "../api.js";
+import { canWrite, get, isAdmin, post } from "../api.js";
 import { actions, button, clear, dialog, h, notify, table } from "../dom.js";
 import { budgetText, crudPage, limitFields, modelNames } from "../crud.js";
 import { buildForm } from "../forms.js";
@@ -92,6 +92,7 @@ export async function render(container) {
   await crudPage(container, {
     entity: "organization",
     title: "Organizations",
+    creatable: isAdmin(),
     describe: (o) => o.organization_alias || o.organization_id,
     load: async () => {
       const out = await get("/organization/list");

@@ -16,10 +16,10 @@ async function fields(mode) {
     { name: "models", label: "Models (none = all)", type: "multi", options: models },
     ...limitFields({ modelLimits: true }),
     { name: "team_member_budget", label: "Default budget per member (USD)", type: "number" },
-    { name: "team_member_permissions", label: "Member permissions", type: "list", placeholder: "/key/generate, /key/update" },
-    { name: "model_aliases", label: "Model aliases (JSON)", type: "json" },
+    { name: "team_member_permissions", label: "Member permissions", type: "list", placeholder: "/key/generate, /key/update", advanced: true },
+    { name: "model_aliases", label: "Model aliases (JSON)", type: "json", advanced: true },
     { name: "metadata", label: "Metadata (JSON)", type: "json" },
-    { name: "router_settings", label: "Router settings (JSON)", type: "json" },
+    { name: "router_settings", label: "Router settings (JSON)", type: "json", advanced: true },
     { name: "blocked", label: "Blocked", type: "check" },
   );
   return out;
@@ -93,6 +93,7 @@ export async function render(container) {
   await crudPage(container, {
     entity: "team",
     title: "Teams",
+    creatable: isAdmin(), // a team admin edits its team; only the proxy admin creates teams
     describe: (t) => t.team_alias || t.team_id,
     load: async () => {
       const out = await get("/team/list");

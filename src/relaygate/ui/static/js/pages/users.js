@@ -1,7 +1,7 @@
 // Users: /user/list (paged by the server; the first 100 shown), create (/user/new, with a password for
 // the UI's sign-in and a role), edit (/user/update), delete (/user/delete).
 
-import { get, post } from "../api.js";
+import { get, isAdmin, post } from "../api.js";
 import { badge, budgetText, crudPage, limitFields, modelNames } from "../crud.js";
 import { showSecretOnce } from "../dom.js";
 
@@ -38,6 +38,7 @@ export async function render(container) {
   await crudPage(container, {
     entity: "user",
     title: "Users",
+    writable: isAdmin(),
     describe: (u) => u.user_email || u.user_id,
     load: async () => {
       const out = await get("/user/list", { page: 1, page_size: 100 });
