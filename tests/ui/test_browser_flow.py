@@ -195,6 +195,7 @@ def run_flow(page: Any, base: str, shots: Path) -> None:
             if width < 700:
                 page.click("#nav-toggle")
             goto(page, name)
+            page.evaluate("document.getElementById('messages').replaceChildren()")  # no stale toasts in the shots
             page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
             assert page.locator("[data-testid=page-error]").count() == 0, (name, page.locator(
                 "[data-testid=page-error]").first.inner_text())

@@ -39,10 +39,15 @@ export async function crudPage(container, spec) {
   const writable = spec.writable !== undefined ? spec.writable : canWrite();
   const creatable = spec.creatable !== undefined ? spec.creatable : writable;
   const body = h("div", { class: "page-body" });
+  let page = 1;
   const reload = async () => {
     let rows;
+    let pages = 1;
     try {
-      rows = await spec.load();
+      const got = await spec.load(page);
+      // a paged spec answers {rows, pages}; others the rows
+      rows = Array.isArray(got) ? got : got.rows;
+      pages = Array.isArray(got) ? 1 : Math.max(1, got.pages || 1);
     } catch (err) {
       clear(body).append(errorBox(err));
       return;
@@ -89,6 +94,12 @@ export async function crudPage(container, spec) {
       empty: spec.empty,
       rowAttrs: (r) => ({ "data-row": spec.describe(r) }),
     }));
+    if (pages > 1 || page > 1) {
+      body.append(h("div", { class: "pager" },
+        button("Previous", () => { page -= 1; reload(); }, { disabled: page <= 1 }),
+        h("span", { class: "muted", text: `Page ${page} of ${pages}` }),
+        button("Next", () => { page += 1; reload(); }, { disabled: page >= pages })));
+    }
   };
   const tools = [];
   if (spec.tools) tools.push(...spec.tools(reload));

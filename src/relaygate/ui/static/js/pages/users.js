@@ -1,4 +1,4 @@
-// Users: /user/list (paged by the server; the first 100 shown), create (/user/new, with a password for
+// Users: /user/list (paged, 25 a page), create (/user/new, with a password for
 // the UI's sign-in and a role), edit (/user/update), delete (/user/delete).
 
 import { get, isAdmin, post } from "../api.js";
@@ -40,9 +40,9 @@ export async function render(container) {
     title: "Users",
     writable: isAdmin(),
     describe: (u) => u.user_email || u.user_id,
-    load: async () => {
-      const out = await get("/user/list", { page: 1, page_size: 100 });
-      return out.users || [];
+    load: async (page) => {
+      const out = await get("/user/list", { page, page_size: 25 });
+      return { rows: out.users || [], pages: out.total_pages };
     },
     columns: [
       { label: "User ID", class: "mono", get: (u) => u.user_id },
