@@ -25,7 +25,12 @@ Users, as LiteLLM creates them: the id is the ``GENERIC_USER_ID_ATTRIBUTE`` clai
 (``GENERIC_USER_ROLE_ATTRIBUTE``, default ``role``) when it is one of LiteLLM's four roles, else
 ``default_internal_user_params.user_role``, else ``internal_user_viewer``; the other
 ``default_internal_user_params`` fields (budgets, models) are applied once, at creation. A role claim with
-another value is ignored (one log line). ``PROXY_ADMIN_ID`` names the user that is always ``proxy_admin``.
+another value is ignored (one log line). LiteLLM's group mapping takes the role claim's place when set:
+``GENERIC_ROLE_MAPPINGS_ROLES`` (role -> groups, JSON or a Python dict literal) against the
+``GENERIC_ROLE_MAPPINGS_GROUP_CLAIM`` claim, the most privileged match winning, else
+``GENERIC_ROLE_MAPPINGS_DEFAULT_ROLE``. ``PROXY_ADMIN_ID`` names the user that is always ``proxy_admin``;
+``ALLOWED_EMAIL_DOMAINS`` (comma-separated) refuses other email domains (403). A claimed role is applied at
+every sign-in, so the provider stays the source of truth.
 Teams: the ids in the claim ``litellm_jwtauth.team_ids_jwt_field`` names (LiteLLM reads its SSO teams
 there); the user joins every such team that exists (unknown ids are logged and skipped) and is never removed
 from one. There is no cap on the number of users.
@@ -320,6 +325,56 @@ def _team_ids(value: Any) -> list[str]:
     return []
 
 
+def _role_mappings() -> dict[str, list[str]] | None:
+    """``GENERIC_ROLE_MAPPINGS_ROLES`` (or ``GENERIC_USER_ROLE_MAPPINGS``): LiteLLM role -> group names, written
+    as JSON or as a Python dict literal; None when unset or unreadable (logged)."""
+    import ast
+
+    raw = _env("GENERIC_ROLE_MAPPINGS_ROLES") or _env("GENERIC_USER_ROLE_MAPPINGS")
+    if not raw:
+        return None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        try:
+            doc = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            doc = None
+    if not isinstance(doc, dict):
+        log.warning("single sign-on: GENERIC_ROLE_MAPPINGS_ROLES is not a mapping of roles to groups; ignored")
+        return None
+    return {str(k): _team_ids(v) for k, v in doc.items() if k in ROLES}
+
+
+def role_from_claims(claims: Mapping[str, Any], user_id: str) -> str | None:
+    """The LiteLLM role the claims give, or None (keep the stored role, or the default for a new user).
+
+    With ``GENERIC_ROLE_MAPPINGS_ROLES``: the most privileged role one of whose groups is in the
+    ``GENERIC_ROLE_MAPPINGS_GROUP_CLAIM`` claim (default ``groups``), else ``GENERIC_ROLE_MAPPINGS_DEFAULT_ROLE``.
+    Otherwise the ``GENERIC_USER_ROLE_ATTRIBUTE`` claim (default ``role``) when it is a LiteLLM role; any other
+    value is ignored with a log line. ``PROXY_ADMIN_ID`` is always ``proxy_admin``."""
+    if _env("PROXY_ADMIN_ID") and user_id == _env("PROXY_ADMIN_ID"):
+        return "proxy_admin"
+    mappings = _role_mappings()
+    if mappings is not None:
+        groups = set(_team_ids(_claim(claims, _env("GENERIC_ROLE_MAPPINGS_GROUP_CLAIM", "groups"))))
+        for r in ROLES:  # most privileged first
+            if groups.intersection(mappings.get(r, ())):
+                return r
+        default = _env("GENERIC_ROLE_MAPPINGS_DEFAULT_ROLE")
+        return default if default in ROLES else None
+    role_attr = _env("GENERIC_USER_ROLE_ATTRIBUTE", "role")
+    claimed = _claim(claims, role_attr)
+    if isinstance(claimed, list):
+        claimed = next((r for r in claimed if r in ROLES), claimed[0] if claimed else None)
+    if claimed is None:
+        return None
+    if claimed in ROLES:
+        return str(claimed)
+    log.warning("single sign-on: the %r claim of user %s is not a LiteLLM role; ignored", role_attr, user_id)
+    return None
+
+
 async def upsert_user(gw: Any, claims: Mapping[str, Any]) -> tuple[str, str, str | None]:
     """Create or update the user ``claims`` describe; its id, role and email."""
     from relaygate.store import Duplicate, NotFound, StoreUnavailable, TeamMember, User
@@ -334,18 +389,10 @@ async def upsert_user(gw: Any, claims: Mapping[str, Any]) -> tuple[str, str, str
         raise SSOError(502, "The identity provider's claims name no user (no id, sub or email).")
     user_id = str(uid).strip()[:256]
     email = str(email)[:320] if isinstance(email, str) and email else None
-    role_attr = _env("GENERIC_USER_ROLE_ATTRIBUTE", "role")
-    claimed = _claim(claims, role_attr)
-    if isinstance(claimed, list):
-        claimed = next((r for r in claimed if r in ROLES), claimed[0] if claimed else None)
-    role: str | None = None
-    if claimed is not None:
-        if claimed in ROLES:
-            role = str(claimed)
-        else:
-            log.warning("single sign-on: the %r claim of user %s is not a LiteLLM role; ignored", role_attr, user_id)
-    if _env("PROXY_ADMIN_ID") and user_id == _env("PROXY_ADMIN_ID"):
-        role = "proxy_admin"
+    domains = [d.strip().lower() for d in _env("ALLOWED_EMAIL_DOMAINS").split(",") if d.strip()]
+    if domains and (email is None or email.rsplit("@", 1)[-1].lower() not in domains):
+        raise SSOError(403, "Your email domain is not allowed to sign in here. Contact your admin.")
+    role = role_from_claims(claims, user_id)
     general = gw.config.general
     defaults = dict(general.default_internal_user_params or {})
     field = (general.litellm_jwtauth or {}).get("team_ids_jwt_field")
@@ -370,12 +417,14 @@ async def upsert_user(gw: Any, claims: Mapping[str, Any]) -> tuple[str, str, str
             changes["user_email"] = email
         if changes:
             user = await store.update_user(user_id, **changes)
+        joined = False
         for team_id in teams[:100]:
             if team_id in user.teams:
                 continue
             try:
                 await store.add_team_members(team_id, [TeamMember(team_id=team_id, user_id=user_id, role="user",
                                                                   user_email=email)])
+                joined = True
             except NotFound:
                 log.warning("single sign-on: team %s named in the claims of user %s does not exist; skipped",
                             team_id[:100], user_id)
@@ -383,6 +432,10 @@ async def upsert_user(gw: Any, claims: Mapping[str, Any]) -> tuple[str, str, str
                 pass
     except StoreUnavailable:
         raise SSOError(503, "The database is unavailable; try again later.") from None
+    if changes or joined:
+        changed = getattr(gw, "keys_changed", None)
+        if changed is not None:
+            changed()  # the user's keys carry its role and teams: every worker reads them again
     return user_id, str(user.user_role or DEFAULT_ROLE), user.user_email
 
 
