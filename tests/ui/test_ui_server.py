@@ -78,6 +78,8 @@ def test_open_gateway_says_what_to_set() -> None:
         r = await call(gw, "POST", "/ui/login", {"username": "admin", "password": "x"})
         assert r.status == 400 and "master key" in r.json()["error"]["message"]
         secured(r)
+        stale = await call(gw, "GET", "/v1/models", headers={"cookie": "relaygate_session=left-from-before"})
+        assert stale.status == 200  # an open gateway's anonymous caller, whatever cookie it still sends
 
     asyncio.run(main())
 

@@ -395,10 +395,13 @@ def _principal(s: Session) -> Principal:
 
 async def authenticate(gw: Any, scope: Scope) -> Principal | None:
     """The caller of a management / admin route from its session cookie, or None when the request carries a
-    key header or no cookie (the caller then authenticates the key as before). 401 for a cookie that names
+    key header or no cookie, or the gateway is open (no master key) (the caller then authenticates the key,
+    or the anonymous caller, as before). 401 for a cookie that names
     no live session; 403 for a state-changing request without the session's ``x-csrf-token``."""
     if _has_key_header(scope) or _cookie(scope) is None:
         return None
+    if not gw.runtime.config.general.master_key:
+        return None  # an open gateway: every caller is its anonymous admin, a stale cookie changes nothing
     s = await lookup(gw, scope)
     if s is None:
         raise _no_session()
