@@ -94,7 +94,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayPro
            "GENERIC_AUTHORIZATION_ENDPOINT": f"{issuer}/auth", "GENERIC_TOKEN_ENDPOINT": f"{issuer}/token",
            "GENERIC_USERINFO_ENDPOINT": f"{issuer}/me", "GENERIC_SCOPE": "openid email profile",
            "GENERIC_USER_ID_ATTRIBUTE": "sub"}
-    with start_gateway(CONFIG.format(master=MASTER, db=tmp / "rg.db"), env=env) as gw:
+    # two workers: the callback may reach another worker than the start (the flow lives in a signed cookie)
+    with start_gateway(CONFIG.format(master=MASTER, db=tmp / "rg.db"), env=env, workers=2) as gw:
         idp = _start_provider(idp_port, f"{gw.url}/sso/callback", tmp)
         try:
             r = httpx.post(f"{gw.url}/team/new", headers={"authorization": f"Bearer {MASTER}"},
@@ -203,6 +204,10 @@ def test_sign_in_creates_the_user_with_role_and_team(stack: tuple[GatewayProc, P
     r = httpx.get(f"{gw.url}/user/list", headers={"authorization": f"Bearer {MASTER}"})
     assert r.status_code == 200, r.text
     assert [u["user_id"] for u in r.json()["users"]].count("alice") == 1
+
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign in with SSO").wait_for(timeout=15000)
+    assert _session(page)["status"] == 401
     ctx.close()
 
 
