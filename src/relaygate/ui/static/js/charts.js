@@ -23,10 +23,12 @@ function s(tag, attrs, ...children) {
 
 function niceMax(v, integer) {
   if (integer) return Math.max(4, Math.ceil(v / 4) * 4);
-  if (!(v > 0)) return 1;
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
-  return 10 * p;
+  if (!(v > 0)) return 4;
+  // four grid steps of 1, 2 or 5 times a power of ten
+  const raw = v / 4;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  for (const m of [1, 2, 5, 10]) if (m * p >= raw) return 4 * m * p;
+  return 40 * p;
 }
 
 function shortTime(t, bucket) {
@@ -35,6 +37,11 @@ function shortTime(t, bucket) {
   const iso = d.toISOString();
   if (bucket !== "hour") return iso.slice(5, 10);
   return iso.slice(11, 13) === "00" ? iso.slice(5, 10) : iso.slice(11, 16);
+}
+
+// x labels near the right edge end there instead of being cut
+function anchor(x) {
+  return x > W - PAD.r - 24 ? "end" : "middle";
 }
 
 function frame(svg, max, fmt, labels, bucket, n) {
@@ -49,7 +56,7 @@ function frame(svg, max, fmt, labels, bucket, n) {
   const step = Math.max(1, Math.ceil(n / 8));
   for (let i = 0; i < n; i += step) {
     const x = PAD.l + (n === 1 ? innerW / 2 : (innerW * i) / (n - 1));
-    svg.append(s("text", { x, y: H - 8, class: "tick", "text-anchor": "middle", text: shortTime(labels[i], bucket) }));
+    svg.append(s("text", { x, y: H - 8, class: "tick", "text-anchor": anchor(x), text: shortTime(labels[i], bucket) }));
   }
   return { innerW, innerH };
 }
@@ -116,7 +123,8 @@ export function barChart(title, labels, values, opts) {
     svg.append(s("rect", { x: x.toFixed(1), y: (PAD.t + innerH - bh).toFixed(1), width: bw.toFixed(1), height: bh.toFixed(1), class: `bar ${o.cls || "c-spend"}` },
       s("title", { text: `${shortTime(labels[i], o.bucket)}: ${fmt(Number(v) || 0)}` })));
     if (i % step === 0) {
-      svg.append(s("text", { x: (PAD.l + slot * i + slot / 2).toFixed(1), y: H - 8, class: "tick", "text-anchor": "middle", text: shortTime(labels[i], o.bucket) }));
+      const x = PAD.l + slot * i + slot / 2;
+      svg.append(s("text", { x: x.toFixed(1), y: H - 8, class: "tick", "text-anchor": anchor(x), text: shortTime(labels[i], o.bucket) }));
     }
   });
   return h("figure", { class: "chart", "data-testid": o.testid, ...(o.attrs || {}) },

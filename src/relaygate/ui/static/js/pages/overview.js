@@ -58,13 +58,14 @@ export async function render(container) {
   };
 
   const draw = (d) => {
-    const series = d.series || [];
+    const now = Date.now();
+    const series = (d.series || []).filter((p) => !(Date.parse(p.t) > now)); // buckets not begun yet: no zeros drawn
     const t = d.totals || {};
     const labels = series.map((p) => p.t);
     const requests = Number(t.requests || 0);
     const errors = Number(t.errors || 0);
     const rate = requests ? `${((errors / requests) * 100).toFixed(1)} %` : "—";
-    const ms = (v) => `${Math.round(v)} ms`;
+    const ms = (v) => (v > 0 && v < 10 ? `${Number(v.toFixed(1))} ms` : `${Math.round(v)} ms`);
     const topTable = (title, rows, cols, testid) => h("section", { class: "card" }, h("h2", { text: title }), table(cols, rows || [], { testid, empty: "No traffic." }));
     clear(body).append(
       h("p", { class: "muted range-note", "data-testid": "range-note", text: `${d.start_date} to ${d.end_date} (UTC days, both included), per ${d.bucket}` }),
@@ -88,8 +89,8 @@ export async function render(container) {
         barChart("Spend", labels, series.map((p) => p.spend), { bucket: d.bucket, testid: "chart-spend", format: usd, tickFormat: axisUsd, seriesName: "Spend (USD)", attrs: { "data-total-spend": String(t.spend || 0) } })),
       h("div", { class: "tops" },
         topTable("Top models", d.top_models, [
-          { label: "Model", get: (r) => r.model }, { label: "Requests", get: (r) => num(r.requests) },
-          { label: "Errors", get: (r) => num(r.errors) }, { label: "Spend", get: (r) => usd(r.spend) }], "top-models"),
+          { label: "Model", get: (r) => r.model }, { label: "Requests (errors)", get: (r) => `${num(r.requests)} (${num(r.errors)})` },
+          { label: "Spend", get: (r) => usd(r.spend) }], "top-models"),
         topTable("Top keys", d.top_keys, [
           { label: "Key", get: (r) => r.key_alias || (r.token ? `${r.token.slice(0, 10)}…` : "—") },
           { label: "Requests", get: (r) => num(r.requests) }, { label: "Spend", get: (r) => usd(r.spend) }], "top-keys"),
