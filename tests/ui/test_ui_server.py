@@ -323,6 +323,12 @@ def test_index_and_assets_with_headers() -> None:
         missing = await call(gw, "GET", "/ui/js/no-such-file.js")
         assert missing.status == 404
         secured(missing)
+        for method, path, status in (("GET", "/ui//etc/passwd", 404), ("POST", "/ui/keys", 405),
+                                     ("DELETE", "/ui/", 405), ("PUT", "/ui/js/app.js", 405),
+                                     ("PUT", "/ui/config", 405), ("DELETE", "/ui/login", 405), ("POST", "/ui", 405)):
+            odd = await call(gw, method, path)
+            assert odd.status == status, (method, path, odd.status)
+            secured(odd)
 
     asyncio.run(main())
 

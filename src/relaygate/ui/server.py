@@ -260,6 +260,17 @@ class UIServer:
     async def static(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         await self._asset(scope, send, params.get("path", ""))
 
+    async def rest(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        """Whatever else is under ``/ui`` (odd paths such as ``/ui//x``, other methods): answered here so that
+        it carries the security headers too."""
+        method, path = scope.get("method"), scope["path"]
+        if method in ("GET", "HEAD"):  # only a path no pattern matched gets here: the mount's
+            await self._asset(scope, send, params.get("path", ""))
+            return
+        allowed = b"GET, HEAD, POST" if path in ("/ui/login", "/ui/logout") else b"GET, HEAD"
+        raise GatewayError(f"Method Not Allowed: {method} {path[:200]}", status=405, type="invalid_request_error",
+                           param="None", headers=[(b"allow", allowed)])
+
     async def _asset(self, scope: Scope, send: Send, rel: str) -> None:
         asset = self.assets.find(rel)
         if asset is None:
@@ -280,11 +291,22 @@ class UIServer:
 def add_routes(t: RouteTable, gw: Any) -> UIServer:
     """Add the UI's routes to ``t``; the server object (tests reach its limiter and assets through it)."""
     ui = UIServer(gw)
-    t.add("GET", "/ui/config", _guarded(ui.config))
-    t.add("POST", "/ui/login", _guarded(ui.login))
-    t.add("GET", "/ui/session", _guarded(ui.session))
-    t.add("POST", "/ui/logout", _guarded(ui.logout))
+    taken: dict[str, set[str]] = {}
+
+    def add(method: str, path: str, handler: _Handler) -> None:
+        t.add(method, path, _guarded(handler))
+        taken.setdefault(path, set()).update((method, "HEAD") if method == "GET" else (method,))
+
+    add("GET", "/ui/config", ui.config)
+    add("POST", "/ui/login", ui.login)
+    add("GET", "/ui/session", ui.session)
+    add("POST", "/ui/logout", ui.logout)
     for path in ("/ui", "/ui/", "/ui/login", "/ui/logout"):  # a browser landing on a sign-in URL gets the page
-        t.add("GET", path, _guarded(ui.index))
-    t.add("GET", "/ui/{path:path}", _guarded(ui.static))
+        add("GET", path, ui.index)
+    add("GET", "/ui/{path:path}", ui.static)
+    for path, methods in taken.items():  # other methods: a 405 that carries the headers too
+        others = [m for m in ("GET", "POST", "PUT", "PATCH", "DELETE") if m not in methods]
+        if others:
+            t.add(others, path, _guarded(ui.rest))
+    t.mount("/ui", _guarded(ui.rest))  # tried last: anything else under /ui (``/ui//x``), with the headers
     return ui
