@@ -108,7 +108,10 @@ def test_operator_flow_in_the_browser(gateway: GatewayProc, tmp_path: Path) -> N
 
 
 def run_flow(page: Any, base: str, shots: Path) -> None:
-    page.goto("/ui/")
+    answer = page.goto("/ui/")
+    assert answer is not None and answer.status == 200
+    csp = answer.headers.get("content-security-policy", "")
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp, csp
     page.locator("[data-testid=page-signin]").wait_for()
     page.screenshot(path=str(shots / "signin-1280.png"), full_page=True)
 
