@@ -30,6 +30,9 @@ pytestmark = pytest.mark.e2e
 MASTER = "sk-ui-browser-master-0123456789"
 PAGES = ("overview", "keys", "teams", "users", "organizations", "customers", "budgets", "models", "logs", "cache",
          "settings")
+#: the form controls on the page that no <label> names (each must have one)
+UNLABELLED = ("[...document.querySelectorAll('input, select, textarea')]"
+              ".filter((e) => e.type !== 'hidden' && e.labels.length === 0).map((e) => e.outerHTML)")
 CSP_PROBE = ("document.addEventListener('securitypolicyviolation', (e) => console.error("
              "'CSP violation: ' + e.violatedDirective + ' blocked ' + e.blockedURI));")
 
@@ -151,6 +154,7 @@ def run_flow(page: Any, base: str, shots: Path) -> None:
     field(dialog, "tags").fill("ui, browser")
     field(dialog, "metadata").fill('{"owner": "browser-test"}')
     page.screenshot(path=str(shots / "key-create-1280.png"))
+    assert page.evaluate(UNLABELLED) == []
     dialog.locator("[data-testid=form-submit]").click()
     secret = page.locator("[data-testid=secret-dialog]")
     secret.wait_for()
@@ -202,6 +206,7 @@ def run_flow(page: Any, base: str, shots: Path) -> None:
             page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
             assert page.locator("[data-testid=page-error]").count() == 0, (name, page.locator(
                 "[data-testid=page-error]").first.inner_text())
+            assert page.evaluate(UNLABELLED) == [], name
     page.set_viewport_size({"width": 1280, "height": 900})
 
     # block the key in the UI: the SDK gets a 401
