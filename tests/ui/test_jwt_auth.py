@@ -6,7 +6,7 @@ What is checked: the admin scope is the proxy admin (``/key/list``); a team toke
 an unknown team is LiteLLM's 401; expired, tampered, wrong-audience, HMAC-signed and unknown-kid tokens are
 401s; a verified token is cached until its ``exp`` (one signature check for many requests); a new ``kid``
 is fetched when the provider rotates its keys, and made-up kids cost at most one fetch per interval; a
-blocked team is refused; with ``enable_jwt_auth`` off a JWT is just an unknown key.
+blocked team and a team over its budget are refused; with ``enable_jwt_auth`` off a JWT is just an unknown key.
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ def test_cached_until_exp_and_key_rotation(tmp_path: Path, jwks: JWKSServer) -> 
     run(tmp_path, body)
 
 
-def test_blocked_team_is_refused(tmp_path: Path, jwks: JWKSServer) -> None:
+def test_blocked_team_and_team_budget(tmp_path: Path, jwks: JWKSServer) -> None:
     k = Signer("k1")
     jwks.keys = [k.jwk()]
 
@@ -249,6 +249,10 @@ def test_blocked_team_is_refused(tmp_path: Path, jwks: JWKSServer) -> None:
         await env.store.create_team(Team(team_id="eng", blocked=True))
         r = await env.chat(k.token(team="eng"))
         assert r.status == 401 and "Team=eng is blocked" in _error(r)["message"]
+        await env.store.create_team(Team(team_id="broke", max_budget=0.5, spend=1.0))
+        await env.gw.budgets.refresh()  # the guard learns that budgets exist (its periodic poll, done now)
+        r = await env.chat(k.token(team="broke"))
+        assert r.status == 400 and "Budget has been exceeded" in _error(r)["message"], r.body
 
     run(tmp_path, body)
 

@@ -61,7 +61,8 @@ def _client(gw: GatewayProc, token: str) -> openai.OpenAI:
 
 
 def _chat(gw: GatewayProc, token: str, model: str = "gpt-a") -> str:
-    r = _client(gw, token).chat.completions.create(model=model, messages=[{"role": "user", "content": "hello"}])
+    with _client(gw, token) as client:
+        r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hello"}])
     return r.choices[0].message.content or ""
 
 

@@ -9,10 +9,11 @@ documents:
 - ``admin_jwt_scope`` (default ``litellm_proxy_admin``) in the token's ``scope`` (a space-separated string, or
   a list; ``scp`` too): the proxy admin, as the master key.
 - ``team_id_jwt_field`` (one id), else the first id of ``team_ids_jwt_field`` that names an existing team,
-  else ``team_id_default``: the team's allow-list (``models``), its rpm / tpm / parallel limits and its
-  blocked flag apply, as they do to the team's keys. A team that does not exist is LiteLLM's 401
+  else ``team_id_default``: the team's allow-list (``models``), its rpm / tpm / parallel limits, its budget
+  and its blocked flag apply, as they do to the team's keys. A team that does not exist is LiteLLM's 401
   ``Team doesn't exist in db`` unless ``team_id_upsert`` creates it.
-- ``user_id_jwt_field``: spend is attributed to that user and its limits apply; ``user_id_upsert`` creates a
+- ``user_id_jwt_field``: spend is attributed to that user and its limits (and, without a team, its budget)
+  apply; ``user_id_upsert`` creates a
   user that does not exist (``litellm_settings.default_internal_user_params`` as for single sign-on).
   ``user_email_jwt_field`` and ``user_allowed_email_domain`` refuse other domains; ``user_roles_jwt_field``
   with ``user_allowed_roles`` refuses a token none of whose roles is allowed.
@@ -286,6 +287,12 @@ class JWTAuth:
         if user is not None and user.blocked:
             info.refusal = lambda: _auth_error("User is blocked. Update via `/user/unblock` if you're an admin.")
         info.role = JWT_ROLE
+        from relaygate.store import Key
+
+        # the rows the budget stage reads: a key row of the token's own (not stored, no budget of its own),
+        # so the team's and the user's budgets apply as they do to their keys
+        info.records = (Key(token=token_hash, key_alias="jwt", team_id=kc.team_id, user_id=user_id), team, user,
+                        None)
         return info
 
     @staticmethod
