@@ -365,3 +365,27 @@ def test_asset_store_stays_inside_its_directory(tmp_path: Path) -> None:
 
 def test_csp_constant_matches_the_contract() -> None:
     assert server.CSP.decode() == CSP
+
+
+def test_session_sees_only_its_users_models(db_url: str) -> None:  # noqa: F811
+    """A user restricted to some models sees no more of the others through the UI's cookie than its keys
+    would: /v1/models, /model/info and /health/deployments filter by the user's allow-list."""
+    async def body(env: Env) -> None:
+        await env.ok("POST", "/user/new", {"user_id": "narrow", "password": "narrow-pass-1", "models": ["gpt-a"],
+                                           "user_role": "internal_user", "auto_create_key": False})
+        s = await login(env, "narrow", "narrow-pass-1")
+        listed = await as_session(env, s, "GET", "/v1/models", csrf=False)
+        assert listed.status == 200 and [m["id"] for m in listed.json()["data"]] == ["gpt-a"]
+        info = await as_session(env, s, "GET", "/model/info", csrf=False)
+        assert info.status == 200 and {m["model_name"] for m in info.json()["data"]} == {"gpt-a"}
+        health = await as_session(env, s, "GET", "/health/deployments", csrf=False)
+        assert health.status == 200 and {d["model_name"] for d in health.json()["deployments"]} == {"gpt-a"}
+        # widened: the next request after the change sees the new allow-list
+        await env.ok("POST", "/user/update", {"user_id": "narrow", "models": ["gpt-a", "gpt-b"]})
+        listed = await as_session(env, s, "GET", "/v1/models", csrf=False)
+        assert sorted(m["id"] for m in listed.json()["data"]) == ["gpt-a", "gpt-b"]
+        admin = await login(env, "admin", MASTER)
+        everything = await as_session(env, admin, "GET", "/v1/models", csrf=False)
+        assert sorted(m["id"] for m in everything.json()["data"]) == ["gpt-a", "gpt-b", "gpt-c"]
+
+    run(db_url, body)

@@ -76,6 +76,7 @@ CACHE_SIZE = 4096
 PURGE_EVERY = 600.0
 VIA = ("master", "password", "sso")
 PROXY_ADMIN = "proxy_admin"
+PROXY_ADMIN_VIEWER = "proxy_admin_viewer"
 INTERNAL_USER = "internal_user"
 ROLES = ("proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer")
 _KEY_HEADERS = frozenset((b"authorization", b"x-api-key", b"api-key", b"x-litellm-api-key", b"x-goog-api-key"))
@@ -96,6 +97,8 @@ class Session:
     user_email: str | None = None
     session_hash: str | None = None
     """SHA-256 hex of the session id (store-backed sessions); None for a signed cookie."""
+    models: tuple[str, ...] = ()
+    """The user's model allow-list as its row says now (empty: every model), read with the role."""
 
     def answer(self) -> dict[str, Any]:
         """The JSON of ``/ui/login`` and ``/ui/session``."""
@@ -109,7 +112,8 @@ class _Worker:
 
     cache: OrderedDict[str, tuple[float, Session | None]] = field(default_factory=OrderedDict)
     last_purge: float = 0.0
-    principals: dict[str, Principal] = field(default_factory=dict)
+    principals: dict[str, tuple[Session, Principal]] = field(default_factory=dict)
+    """Session hash -> the principal built for that session state (rebuilt when the role or models move)."""
 
 
 _workers: weakref.WeakKeyDictionary[Any, _Worker] = weakref.WeakKeyDictionary()
@@ -289,7 +293,8 @@ async def issue(gw: Any, scope: Scope, *, user_id: str | None, role: str, via: s
                                                last_seen=now))
     s = Session(user_id, role, csrf, expires, via, user_email, h)
     st = _state(gw)
-    _remember(st, h, s)
+    if user_id is None:  # a user's session is cached on its first lookup, with its row's role and models
+        _remember(st, h, s)
     if time.monotonic() - st.last_purge > PURGE_EVERY:
         st.last_purge = time.monotonic()
         try:
@@ -342,6 +347,7 @@ async def _read(gw: Any, store: Store, h: str) -> Session | None:
     if rec is None or rec.expires_at <= wall or not _bound(gw, rec.via, rec.bound_to):
         return None
     role, email = rec.role, None
+    models: tuple[str, ...] = ()
     if rec.user_id is not None:
         try:
             user = await store.get_user(rec.user_id)
@@ -351,9 +357,10 @@ async def _read(gw: Any, store: Store, h: str) -> Session | None:
             return None
         role = user.user_role if user.user_role in ROLES else INTERNAL_USER
         email = user.user_email
+        models = tuple(m for m in user.models if m)
     if rec.last_seen is None or wall - rec.last_seen > timedelta(minutes=5):
         await rows.touch_session(store, h, wall)
-    return Session(rec.user_id, role, rec.csrf_token, rec.expires_at, rec.via, email, h)
+    return Session(rec.user_id, role, rec.csrf_token, rec.expires_at, rec.via, email, h, models)
 
 
 async def revoke(gw: Any, scope: Scope) -> bytes:
@@ -384,10 +391,22 @@ def _no_session() -> GatewayError:
                         "at /ui", status=401, type="auth_error", param="None")
 
 
-def _principal(s: Session) -> Principal:
+def _principal(s: Session, groups: Any = None) -> Principal:
+    """The principal of a session: the master for the admin; else its user, whose model allow-list (when it
+    has one and is no admin) rides as a key-less ``KeyInfo``, so that routes filtering by ``Principal.key``
+    (``/v1/models``, ``/model/info``, ``/health/deployments``) show a session no more than its user's key
+    would see."""
     if s.user_id is None and s.role == PROXY_ADMIN:
         return Principal(PrincipalKind.MASTER)
-    p = Principal(PrincipalKind.KEY)
+    if s.models and s.role not in (PROXY_ADMIN, PROXY_ADMIN_VIEWER):
+        from relaygate.auth.keys import KeyInfo
+        from relaygate.config.model import KeyConfig
+
+        p = Principal(PrincipalKind.KEY, KeyInfo("", KeyConfig(key="", user_id=s.user_id, models=list(s.models)),
+                                                 groups))
+        p.key_hash = None  # no key row: the session is its user's, not a key's
+    else:
+        p = Principal(PrincipalKind.KEY)
     p.user_id = s.user_id
     p.role = s.role
     return p
@@ -411,10 +430,13 @@ async def authenticate(gw: Any, scope: Scope) -> Principal | None:
             raise GatewayError("CSRF check failed: a request signed in by the UI session cookie must send the "
                                "session's token in the x-csrf-token header", status=403, type="auth_error",
                                param="None")
+    groups = gw.runtime.principals.access_groups
     if s.session_hash is None:
-        return _principal(s)
+        return _principal(s, groups)
     st = _state(gw)
-    p = st.principals.get(s.session_hash)
-    if p is None or p.role != s.role:
-        p = st.principals[s.session_hash] = _principal(s)
+    built = st.principals.get(s.session_hash)
+    if built is not None and built[0].role == s.role and built[0].models == s.models:
+        return built[1]
+    p = _principal(s, groups)
+    st.principals[s.session_hash] = (s, p)
     return p
