@@ -282,3 +282,27 @@ def test_off_a_jwt_is_an_unknown_key(tmp_path: Path, jwks: JWKSServer) -> None:
         assert jwks.fetches == 0
 
     run(tmp_path, body, enable=False)
+
+
+def test_admin_token_without_a_database(jwks: JWKSServer) -> None:
+    k = Signer("k1")
+    jwks.keys = [k.jwk()]
+
+    async def main() -> None:
+        gw = Gateway(from_litellm({
+            "model_list": [{"model_name": "gpt-a", "litellm_params": {"model": "mock/echo"}}],
+            "general_settings": {"master_key": MASTER, "enable_jwt_auth": True},
+        }, "<test>"))
+        await gw.startup()
+        try:
+            env = Env.__new__(Env)
+            env.gw = gw
+            assert (await env.chat(k.token(scope="litellm_proxy_admin"))).status == 200
+            r = await env.chat(k.token(team="eng"))
+            assert r.status == 503 and "needs the database" in _error(r)["message"]
+            r = await env.chat("sk-not-a-key")
+            assert r.status == 401 and "Invalid proxy server token" in _error(r)["message"]
+        finally:
+            await gw.shutdown()
+
+    asyncio.run(main())

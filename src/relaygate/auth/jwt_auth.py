@@ -26,7 +26,8 @@ nothing), the closest this gateway's role rules come to LiteLLM's ``team_allowed
 Where it runs: :meth:`PrincipalResolver.resolve` (the cache miss path) hands a token that looks like a JWT
 here when ``enable_jwt_auth`` is on; the principal is cached by the token's hash until the token's ``exp``
 (and no longer than the key cache TTL), so a verified token costs one dict hit per request afterwards, like
-a virtual key. With ``enable_jwt_auth`` off nothing here is imported or run. Failures are 401s in LiteLLM's
+a virtual key. With ``enable_jwt_auth`` off nothing here is imported or run. Without a database an admin-scope token
+still works (teams and users need the store: their tokens get a 503). Failures are 401s in LiteLLM's
 shape (``Authentication Error, ...``); a provider whose key set cannot be fetched is a 503.
 """
 
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from relaygate.auth.resolver import Principal
     from relaygate.store import Store, Team, User
 
-__all__ = ["JWTAuth", "JWTSettings", "looks_like_jwt"]
+__all__ = ["JWTAuth", "JWTSettings", "NoKeys", "looks_like_jwt"]
 
 log = logging.getLogger("relaygate.auth.jwt")
 
@@ -88,6 +89,17 @@ def _strings(value: Any) -> list[str]:
 
 def _auth_error(message: str) -> errors.GatewayError:
     return errors.AuthError(f"Authentication Error, {message}", param="None")
+
+
+class NoKeys:
+    """The key lookup of a gateway with JWT auth and neither a database nor config keys: it knows no key, but
+    its presence sends uncached tokens down the resolver's miss path, where JWTs are verified."""
+
+    remote = False
+
+    async def find(self, token_hash: str) -> KeyInfo | None:
+        del token_hash
+        return None
 
 
 class JWTSettings:

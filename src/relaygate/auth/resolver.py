@@ -289,8 +289,12 @@ class PrincipalResolver:
             chain.append(ConfigKeys(config.keys, groups))
         if lookup is not None:
             chain.append(lookup)
-        found: KeyLookup | None = None if not chain else chain[0] if len(chain) == 1 else ChainedLookup(*chain)
         g = config.general
+        if g.enable_jwt_auth and not chain:
+            from relaygate.auth.jwt_auth import NoKeys
+
+            chain.append(NoKeys())  # an uncached token then reaches resolve(), where JWTs are checked
+        found: KeyLookup | None = None if not chain else chain[0] if len(chain) == 1 else ChainedLookup(*chain)
         options.setdefault("ttl", g.user_api_key_cache_ttl)
         options.setdefault("serve_stale", g.allow_requests_on_db_unavailable)
         resolver = cls(config.general.master_key, found, **options)
