@@ -219,6 +219,8 @@ def test_cached_until_exp_and_key_rotation(tmp_path: Path, jwks: JWKSServer) -> 
         await env.store.create_team(Team(team_id="eng"))
         t = old.token(team="eng")
         jwt_auth = env.gw.runtime.principals.jwt
+        first = await asyncio.gather(*(env.chat(t) for _ in range(5)))  # concurrent: one shared check
+        assert [r.status for r in first] == [200] * 5
         for _ in range(5):
             assert (await env.chat(t)).status == 200
         assert jwt_auth.verified == 1  # one signature check, then the principal cache

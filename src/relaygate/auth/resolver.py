@@ -44,6 +44,12 @@ database is unavailable, naming the cause's class (logged with its traceback at 
 never cached. A key cached earlier keeps answering while fresh and, with ``serve_stale``
 (``allow_requests_on_db_unavailable``), after its TTL too until the database answers again.
 
+JWTs (``enable_jwt_auth``, ``auth.jwt_auth``): with the switch on, :meth:`resolve` sends a bearer token that
+looks like a JWT (``eyJ...``) to the JWT check instead of the key lookup: one signature check per token and
+worker (single flight), then the principal sits in the positive cache (or the refused one) until the token's
+``exp``, so later requests are ordinary cache hits. With the switch off :attr:`PrincipalResolver.jwt` is None
+and the only trace of it is that attribute, read on the miss path.
+
 Customers (end users): :meth:`PrincipalResolver.set_blocked_customers` installs a check of the customer
 headers (and the runtime a ``before_route`` hook for the body's ``user``) only while some customer is
 blocked; otherwise nothing on the request path looks for a customer.
@@ -378,21 +384,51 @@ class PrincipalResolver:
         return found if found is not None else self._unknown()
 
     async def _resolve_jwt(self, token: bytes) -> Principal:
-        """A bearer JWT (``enable_jwt_auth``): verified, mapped to a principal, cached by its hash until its
-        ``exp``; a token that is no JWT after all is looked up as a key."""
-        jwt_auth = self.jwt
+        """A bearer JWT (``enable_jwt_auth``): verified and mapped to a principal once (concurrent requests
+        with the same new token share one check), cached by its hash until its ``exp``; a token that is no
+        JWT after all is looked up as a key."""
         h = hashlib.sha256(token).hexdigest()
-        if not jwt_auth.looks_like(token):
+        if not self.jwt.looks_like(token):
             return await self.resolve_hash(h)
-        claims = await jwt_auth.verify(token)
-        p: Principal = await jwt_auth.principal(token, claims)
-        now = self.clock()
-        exp = jwt_auth.expiry(claims)
-        until = None if exp is None else now + (exp - self.wall())
-        if p.key is not None and p.key.refusal is not None:
-            self.refused.put(h, p.key, now, until)
-            raise p.key.refusal()
-        self.cache.put(h, p, now, until)
+        task = self._inflight.get(h)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._check_jwt(token, h))
+            task.add_done_callback(_retrieve)
+            self._inflight[h] = task
+        p = await asyncio.shield(task)
+        assert p is not None
+        return p
+
+    async def _check_jwt(self, token: bytes, h: str) -> Principal | None:
+        """The one check of a JWT (run as a Task): writes the caches unless invalidated meanwhile."""
+        jwt_auth = self.jwt
+        task = asyncio.current_task()
+        try:
+            claims = await jwt_auth.verify(token)
+            p: Principal = await jwt_auth.principal(token, claims)
+        except (errors.GatewayError, asyncio.CancelledError):
+            self._detach(h, task)
+            raise
+        except Exception as exc:  # the store failed while the token's team or user was read
+            self._detach(h, task)
+            log.error("JWT principal lookup failed", exc_info=exc)
+            raise errors.GatewayError(
+                f"Authentication Error, the database is unavailable ({type(exc).__name__}): the JWT's team or "
+                "user could not be read; try again later", status=503, type="auth_error", param="None",
+                code="503") from exc
+        current = self._inflight.get(h) is task
+        self._detach(h, task)
+        refusal = p.key.refusal if p.key is not None else None
+        if current:
+            now = self.clock()
+            exp = jwt_auth.expiry(claims)
+            until = None if exp is None else now + (exp - self.wall())
+            if p.key is not None and refusal is not None:
+                self.refused.put(h, p.key, now, until)
+            else:
+                self.cache.put(h, p, now, until)
+        if refusal is not None:
+            raise refusal()
         return p
 
     def _unknown(self) -> Principal:
