@@ -197,6 +197,7 @@ def test_sign_in_creates_the_user_with_role_and_team(stack: tuple[GatewayProc, P
     assert info["user_info"]["max_budget"] == 5  # default_internal_user_params, at creation
     assert [t["team_id"] for t in info["teams"]] == ["eng"]  # "no-such-team" does not exist: skipped
     assert "does not exist" in gw.log()
+    assert "no OpenID discovery document" not in gw.log()  # the ID token was checked against the provider's JWKS
 
     # a second sign-in (the provider remembers the browser) reuses the user
     _sign_in(page, gw, "alice", button=False)
