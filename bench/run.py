@@ -97,10 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(rate limits off / local / Redis), python -m bench.scenarios_dbkeys (database keys vs master key, "
         "bad-key flood).",
     )
-    p.add_argument("--quick", action="store_true", help="short smoke run (~1 minute)")
+    p.add_argument("--quick", action="store_true", help="short smoke run (~1 minute; with --lanes a few minutes)")
+    p.add_argument("--lanes", default=None, metavar="LANES",
+                   help="run the lanes instead of the scenarios: comma-separated of passthrough, anthropic-in, "
+                        "anthropic-out, responses-in, governed, cached, body100k, streams, or 'all' "
+                        "(systems: direct, relaygate, relaygate-2w, litellm, portkey; see bench/README.md)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated (default: all)")
-    p.add_argument("--systems", default=",".join(ALL_SYSTEMS), help="comma-separated subset of " +
-                   ",".join(ALL_SYSTEMS))
+    p.add_argument("--systems", default=None, help="comma-separated subset of " + ",".join(ALL_SYSTEMS) +
+                   " (with --lanes: of direct,relaygate,relaygate-2w,litellm,portkey)")
     p.add_argument("--duration", type=float, default=None, help="seconds per closed-loop measurement")
     p.add_argument("--out", default=str(REPO_ROOT / "bench" / "results"), help="results directory")
     p.add_argument("--no-litellm", action="store_true", help="same as leaving litellm out of --systems")
@@ -129,11 +133,16 @@ def _settings(a: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
+    if a.lanes is not None:
+        from bench.lanes_cli import main_lanes
+
+        return main_lanes(a, list(sys.argv[1:] if argv is None else argv))
     from tqdm import tqdm
 
     scen_names = [x for x in a.scenarios.split(",") if x]
     bad = [x for x in scen_names if x not in SCENARIOS]
-    systems = [x for x in a.systems.split(",") if x and not (a.no_litellm and x == "litellm")]
+    systems = [x for x in (a.systems or ",".join(ALL_SYSTEMS)).split(",")
+               if x and not (a.no_litellm and x == "litellm")]
     bad += [x for x in systems if x not in ALL_SYSTEMS]
     if bad:
         print(f"bench.run: unknown scenario or system: {', '.join(bad)}", file=sys.stderr)
