@@ -7,21 +7,30 @@ What it owns: deciding whether a bearer token is a JWT, verifying it (signature 
 documents:
 
 - ``admin_jwt_scope`` (default ``litellm_proxy_admin``) in the token's ``scope`` (a space-separated string, or
-  a list; ``scp`` too): the proxy admin, as the master key.
+  a list; ``scp`` too): the proxy admin, as the master key, on the routes of ``admin_allowed_routes`` only.
 - ``team_id_jwt_field`` (one id), else the first id of ``team_ids_jwt_field`` that names an existing team,
   else ``team_id_default``: the team's allow-list (``models``), its rpm / tpm / parallel limits, its budget
-  and its blocked flag apply, as they do to the team's keys. A team that does not exist is LiteLLM's 401
-  ``Team doesn't exist in db`` unless ``team_id_upsert`` creates it.
+  and its blocked flag apply, as they do to the team's keys; the token may call the routes of
+  ``team_allowed_routes`` only. A team that does not exist is LiteLLM's 401 ``Team doesn't exist in db``
+  unless ``team_id_upsert`` creates it.
 - ``user_id_jwt_field``: spend is attributed to that user and its limits (and, without a team, its budget)
   apply; ``user_id_upsert`` creates a
   user that does not exist (``litellm_settings.default_internal_user_params`` as for single sign-on).
   ``user_email_jwt_field`` and ``user_allowed_email_domain`` refuse other domains; ``user_roles_jwt_field``
   with ``user_allowed_roles`` refuses a token none of whose roles is allowed.
+- ``org_id_jwt_field``: the organization spend is attributed to and whose budget applies; one that does not
+  exist is LiteLLM's 401 ``Organization doesn't exist in db``. Without it, a team's organization.
+- ``end_user_id_jwt_field``: the end user (customer) of every request made with the token: spend logs and
+  customer budgets use it instead of the body's ``user``.
 - A token with neither the admin scope, nor a team, nor a user is refused (401).
 
-Non-admin tokens act on the management API as ``internal_user_viewer`` (they read what is theirs and write
-nothing), the closest this gateway's role rules come to LiteLLM's ``team_allowed_routes`` default
-(``openai_routes``, ``info_routes``).
+Route permissions (``auth.jwt_routes``): the principal carries a ``JWTAccess`` (``Principal.jwt``) with the
+routes it may call: ``admin_allowed_routes`` (LiteLLM's default: ``management_routes``,
+``spend_tracking_routes``, ``global_spend_tracking_routes``, ``info_routes``: no LLM route) for the admin
+scope, ``team_allowed_routes`` (default ``openai_routes``, ``info_routes``, ``mcp_routes`` and the Anthropic
+and RAG routes: no management write) for a team token; a token that maps to a user only has no JWT route list,
+as in LiteLLM. The pipeline, the management routes and the operational routes check it per request. On the
+management API a non-admin token acts with its user's ``user_role`` (``internal_user`` when the store has none).
 
 Where it runs: :meth:`PrincipalResolver.resolve` (the cache miss path) hands a token that looks like a JWT
 here when ``enable_jwt_auth`` is on; the principal is cached by the token's hash until the token's ``exp``
@@ -42,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 
 from relaygate.auth.jwks import ALGORITHMS, JWKSUnavailable, jwks_for
+from relaygate.auth.jwt_routes import ADMIN_DEFAULT, TEAM_DEFAULT, TEAM_WHEN_NULL, JWTAccess, RouteSet
 from relaygate.auth.keys import KeyInfo
 from relaygate.config.model import Config, KeyConfig
 from relaygate.core import errors
@@ -49,7 +59,7 @@ from relaygate.core.ratelimit import PREFIX, Bucket
 
 if TYPE_CHECKING:
     from relaygate.auth.resolver import Principal
-    from relaygate.store import Store, Team, User
+    from relaygate.store import Organization, Store, Team, User
 
 __all__ = ["JWTAuth", "JWTSettings", "NoKeys", "looks_like_jwt"]
 
@@ -57,7 +67,9 @@ log = logging.getLogger("relaygate.auth.jwt")
 
 ROLES = ("proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer")
 JWT_ROLE = "internal_user_viewer"
-"""The management role of a non-admin token (see the module docstring)."""
+"""The role of a user created by ``user_id_upsert`` (unless ``default_internal_user_params`` names one)."""
+TOKEN_ROLE = "internal_user"
+"""The management role of a non-admin token whose user the store does not know (LiteLLM's ``INTERNAL_USER``)."""
 
 
 def looks_like_jwt(token: bytes) -> bool:
@@ -85,6 +97,11 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, list):
         return [str(v) for v in value if isinstance(v, (str, int)) and str(v)]
     return []
+
+
+def _ident(value: Any) -> str | None:
+    """A claim used as an id (a non-empty string or an integer), at most 256 characters."""
+    return str(value)[:256] if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value) else None
 
 
 def _auth_error(message: str) -> errors.GatewayError:
@@ -130,6 +147,19 @@ class JWTSettings:
         leeway = raw.get("leeway", 0)
         self.leeway = float(leeway) if isinstance(leeway, (int, float)) and not isinstance(leeway, bool) else 0.0
         """Seconds of clock skew tolerated on ``exp`` / ``nbf`` / ``iat`` (none by default)."""
+        self.org_id_jwt_field = text("org_id_jwt_field")
+        self.end_user_id_jwt_field = text("end_user_id_jwt_field")
+        self.admin_allowed_routes = _route_list(raw, "admin_allowed_routes", ADMIN_DEFAULT, ADMIN_DEFAULT)
+        self.team_allowed_routes = _route_list(raw, "team_allowed_routes", TEAM_DEFAULT, TEAM_WHEN_NULL)
+
+
+def _route_list(raw: Mapping[str, Any], name: str, default: tuple[str, ...], when_null: tuple[str, ...]
+                ) -> tuple[str, ...]:
+    """An allowed-route list of the settings (the loader checked it is a list of strings)."""
+    if name not in raw:
+        return default
+    value = raw[name]
+    return when_null if value is None else tuple(str(v) for v in value if isinstance(v, str) and v)
 
 
 class JWTAuth:
@@ -144,6 +174,8 @@ class JWTAuth:
         self.jwks = jwks_for(settings.jwks_urls, settings.public_key_ttl) if settings.jwks_urls else None
         self.verified = 0
         """Tokens verified by this worker (cache misses that reached the signature check)."""
+        self.admin_routes = RouteSet(settings.admin_allowed_routes)
+        self.team_routes = RouteSet(settings.team_allowed_routes)
 
     @classmethod
     def from_config(cls, config: Config, store: Store | None, groups: Mapping[str, tuple[str, ...]]) -> JWTAuth:
@@ -194,8 +226,11 @@ class JWTAuth:
 
         token_hash = hashlib.sha256(token).hexdigest()
         s = self.settings
+        org_id = _ident(_claim(claims, s.org_id_jwt_field))
+        end_user_id = _ident(_claim(claims, s.end_user_id_jwt_field))
         if self.is_admin(claims):
             p = Principal(PrincipalKind.MASTER, key_hash=token_hash, key_alias="jwt:admin")
+            p.jwt = JWTAccess(self.admin_routes, "Admin", org_id)  # LiteLLM checks neither claim for the admin
             return p
         if s.user_roles_jwt_field and s.user_allowed_roles is not None:
             roles = _strings(_claim(claims, s.user_roles_jwt_field))
@@ -217,8 +252,32 @@ class JWTAuth:
             fields = [f for f in (s.team_id_jwt_field, s.team_ids_jwt_field, s.user_id_jwt_field) if f]
             raise _auth_error(f"the JWT maps to no team or user (fields checked: {fields}) and has not the "
                               f"{s.admin_jwt_scope!r} scope")
-        info = self._key_info(token_hash, team, user, user_id)
-        return Principal.for_key(info)
+        org = await self._organization(store, org_id, team)
+        info = self._key_info(token_hash, team, user, user_id, org)
+        p = Principal.for_key(info)
+        if team is not None or org is not None or end_user_id is not None:
+            p.jwt = JWTAccess(self.team_routes if team is not None else None, "Team",
+                              org.organization_id if org is not None else None, end_user_id)
+        return p
+
+    @staticmethod
+    async def _organization(store: Store, org_id: str | None, team: Team | None) -> Organization | None:
+        """The token's organization (``org_id_jwt_field``: it must exist, as LiteLLM's ``get_org_object``),
+        else its team's, if any."""
+        from relaygate.store import NotFound
+
+        if org_id is not None:
+            try:
+                return await store.get_organization(org_id)
+            except NotFound:
+                raise _auth_error(f"Organization doesn't exist in db. Organization={org_id[:100]}. Create "
+                                  "organization via `/organization/new` call.") from None
+        if team is not None and team.organization_id:
+            try:
+                return await store.get_organization(team.organization_id)
+            except NotFound:
+                return None
+        return None
 
     async def _team(self, store: Store, claims: Mapping[str, Any]) -> Team | None:
         from relaygate.store import Duplicate, NotFound, Team
@@ -273,7 +332,8 @@ class JWTAuth:
         except Duplicate:
             return await store.get_user(user_id)
 
-    def _key_info(self, token_hash: str, team: Team | None, user: User | None, user_id: str | None) -> KeyInfo:
+    def _key_info(self, token_hash: str, team: Team | None, user: User | None, user_id: str | None,
+                  org: Organization | None = None) -> KeyInfo:
         team_models = [m for m in team.models if m] if team is not None else []
         user_models = [m for m in user.models if m] if user is not None else []
         kc = KeyConfig(
@@ -298,13 +358,14 @@ class JWTAuth:
                 info.refusal = lambda: team_blocked(team_id)
         if user is not None and user.blocked:
             info.refusal = lambda: _auth_error("User is blocked. Update via `/user/unblock` if you're an admin.")
-        info.role = JWT_ROLE
+        info.role = user.user_role if user is not None and user.user_role in ROLES else TOKEN_ROLE
         from relaygate.store import Key
 
         # the rows the budget stage reads: a key row of the token's own (not stored, no budget of its own),
-        # so the team's and the user's budgets apply as they do to their keys
-        info.records = (Key(token=token_hash, key_alias="jwt", team_id=kc.team_id, user_id=user_id), team, user,
-                        None)
+        # so the team's, the user's and the organization's budgets apply as they do to their keys
+        org_id = org.organization_id if org is not None else None
+        info.records = (Key(token=token_hash, key_alias="jwt", team_id=kc.team_id, user_id=user_id,
+                            organization_id=org_id), team, user, org)
         return info
 
     @staticmethod

@@ -48,7 +48,9 @@ JWTs (``enable_jwt_auth``, ``auth.jwt_auth``): with the switch on, :meth:`resolv
 looks like a JWT (``eyJ...``) to the JWT check instead of the key lookup: one signature check per token and
 worker (single flight), then the principal sits in the positive cache (or the refused one) until the token's
 ``exp``, so later requests are ordinary cache hits. With the switch off :attr:`PrincipalResolver.jwt` is None
-and the only trace of it is that attribute, read on the miss path.
+and the only trace of it is that attribute, read on the miss path. A JWT principal carries its route
+permissions and claims in :attr:`Principal.jwt` (None for every other principal): the resolver does not know
+the route, so its callers (the pipeline, the management and operational routes) check it.
 
 Customers (end users): :meth:`PrincipalResolver.set_blocked_customers` installs a check of the customer
 headers (and the runtime a ``before_route`` hook for the body's ``user``) only while some customer is
@@ -69,12 +71,15 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from relaygate.auth.keys import Authenticator, KeyInfo, access_groups, hash_key, read_token
 from relaygate.auth.store_keys import customer_blocked
 from relaygate.config.model import Config, KeyConfig
 from relaygate.core import errors
+
+if TYPE_CHECKING:
+    from relaygate.auth.jwt_routes import JWTAccess
 
 __all__ = ["ANONYMOUS", "ChainedLookup", "ConfigKeys", "KeyLookup", "Principal", "PrincipalKind",
            "PrincipalResolver", "TTLCache"]
@@ -101,7 +106,7 @@ class Principal:
     """Who a request is: the master key, a virtual key, or anonymous. Shared, never mutated: the
     resolver caches one per key and hands the same object to every request with that key."""
 
-    __slots__ = ("kind", "key", "key_hash", "key_alias", "team_id", "user_id", "role")
+    __slots__ = ("kind", "key", "key_hash", "key_alias", "team_id", "user_id", "role", "jwt")
 
     def __init__(self, kind: PrincipalKind, key: KeyInfo | None = None, key_hash: str | None = None,
                  key_alias: str | None = None) -> None:
@@ -116,6 +121,9 @@ class Principal:
         self.role: str | None = key.role if key is not None else PROXY_ADMIN
         """LiteLLM's ``user_role``: ``proxy_admin`` for the master key (and, as LiteLLM, for an open gateway's
         anonymous caller); a stored key's owner's role (``internal_user`` ...); None when unknown."""
+        self.jwt: JWTAccess | None = None
+        """A JWT's route permissions and claims (``auth.jwt_routes.JWTAccess``), set by the JWT mapping before the
+        principal is shared; None for every other principal, so every route checks it with one test."""
 
     @classmethod
     def for_key(cls, info: KeyInfo) -> Principal:

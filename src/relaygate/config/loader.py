@@ -507,6 +507,8 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
             server_raw[k] = v
         elif k == "pass_through_endpoints":
             general_raw[k] = litellm.pass_through_endpoints(v, source, f"general_settings.{k}", warnings)
+        elif k == "litellm_jwtauth":
+            general_raw[k] = _jwtauth(v, source, warnings)
         elif k in _GENERAL_KEYS:
             general_raw[k] = v
         elif k not in _OBSERVE_GENERAL:
@@ -530,6 +532,35 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
         source=source,
         **top,
     ))
+
+
+_JWT_ROUTE_LISTS = ("admin_allowed_routes", "team_allowed_routes", "public_allowed_routes")
+_JWT_TEXT = ("org_id_jwt_field", "end_user_id_jwt_field")
+
+
+def _jwtauth(value: Any, source: str, warnings: list[str]) -> Any:
+    """``general_settings.litellm_jwtauth``: its allowed-route lists must be lists of strings (or null), its
+    claim fields strings, as LiteLLM's settings model requires; an entry that is neither a route group name nor
+    a path is kept (LiteLLM treats it as a literal route) and warned about."""
+    if not isinstance(value, dict):
+        return value  # GeneralSettings' own check names it
+    for name in _JWT_ROUTE_LISTS:
+        entries = value.get(name)
+        if entries is None:
+            continue
+        path = f"general_settings.litellm_jwtauth.{name}"
+        if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
+            raise ConfigError(source, path, "expected a list of route group names (openai_routes, info_routes, "
+                              "management_routes ...) and paths")
+        for e in entries:
+            if not e.startswith("/") and not e.endswith("_routes"):
+                warnings.append(f"{path}: {e!r} is neither a LiteLLM route group (..._routes) nor a path: it "
+                                "matches no route")
+    for name in _JWT_TEXT:
+        field = value.get(name)
+        if field is not None and not isinstance(field, str):
+            raise ConfigError(source, f"general_settings.litellm_jwtauth.{name}", "expected a claim name (string)")
+    return value
 
 
 # ------------------------------------------------------------------------------------------------ native

@@ -65,7 +65,10 @@ async def principal(gw: Gateway, scope: Scope) -> Principal:
         return by_cookie
     principals = gw.runtime.principals
     headers = scope["headers"]
-    return principals.resolve_cached(headers) or await principals.resolve(headers)
+    who: Principal = principals.resolve_cached(headers) or await principals.resolve(headers)
+    if who.jwt is not None:  # a JWT's allowed routes (auth.jwt_routes): /v1/models and /health are info routes
+        who.jwt.check(scope["path"])
+    return who
 
 
 async def _visible_models(gw: Gateway, scope: Scope) -> list[str]:

@@ -11,6 +11,8 @@ naming the request field that held the id (``param``), ``Duplicate`` / ``Invalid
 Callers: a key (``Authorization``, ``x-litellm-api-key`` ...) as the pipeline resolves it; a request with no
 key header but the admin UI's session cookie is its session's user (:func:`caller_principal`), with that
 user's current role, and a state change needs the session's ``x-csrf-token`` (``relaygate.ui.sessions``).
+A JWT (``enable_jwt_auth``) is refused on a route outside its ``admin_allowed_routes`` /
+``team_allowed_routes`` (LiteLLM's 401, ``auth.jwt_routes``) before any role rule runs.
 
 Roles (LiteLLM's ``LitellmUserRoles``): the master key (and an open gateway's anonymous caller) is
 ``proxy_admin``; a virtual key is its user's ``user_role`` (``Principal.role`` once auth provides it, else
@@ -166,6 +168,8 @@ async def caller_principal(gw: Gateway, scope: Scope) -> Principal:
     principals = gw.runtime.principals
     headers = scope["headers"]
     resolved: Principal = principals.resolve_cached(headers) or await principals.resolve(headers)
+    if resolved.jwt is not None:  # a JWT may call the routes of its admin_allowed_routes / team_allowed_routes
+        resolved.jwt.check(scope["path"])
     return resolved
 
 

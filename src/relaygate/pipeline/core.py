@@ -3,7 +3,8 @@
 The stages, top to bottom (each costs nothing when its feature is off)::
 
     headers    Overrides: x-litellm-call-id / -timeout / -num-retries, declared Content-Length  (pipeline.overrides)
-    authenticate   runtime.principals: a cache hit is no await; a miss awaits the lookup   (auth.resolver)
+    authenticate   runtime.principals: a cache hit is no await; a miss awaits the lookup   (auth.resolver);
+               a JWT principal's allowed routes and end user (``Principal.jwt``, None for all others)
     parse      the frontend reads the body into the exchange: endpoint, body, view, model, stream, fallbacks
     resolve    runtime.router.resolve(model): the model group (the key's aliases, then the router's aliases and
                wildcards); unknown -> 400
@@ -78,6 +79,8 @@ class Pipeline:
             ex.call_id = over.call_id or new_call_id()
             principals = rt.principals
             who = ex.who = principals.resolve_cached(headers) or await principals.resolve(headers)
+            if who.jwt is not None:  # a JWT's allowed routes and end user (auth.jwt_routes); None for all others
+                who.jwt.admit(ex, scope["path"])
             await fe.parse(ex, scope, receive, params)
             if rt.observer is not None or (who.key is not None and who.key.logging is not None):
                 targets = who.key.logging if who.key is not None else None
@@ -249,6 +252,8 @@ class Pipeline:
             time.time() - total, (error.type or "") if error is not None else "")
         if ex.estimated:
             record.cost_estimated = True
+        if who is not None and who.jwt is not None:  # a JWT's organization claim (auth.jwt_routes)
+            record.org_id = who.jwt.org_id
         if ex.cost > 0.0 and ctx is not None and ctx.key is not None:
             ctx.key.spent += ex.cost
         over = ex.over
