@@ -1,10 +1,13 @@
 """JWT auth for API calls end to end: a real ``relaygate serve`` (two workers, SQLite store) with
 ``enable_jwt_auth``, a real JWKS server, the bench mock upstream, and the openai SDK as the client.
 
-What is checked: an admin-scope token lists keys and creates a team; a team token chats through the mock with
-the team's allow-list enforced (a model outside it is the SDK's 401 ``PermissionDenied``/``Authentication``
-error), its spend is attributed to the user its ``sub`` names (``/spend/logs``); expired, tampered and
-wrong-audience tokens are the SDK's 401; the provider's new ``kid`` after a key rotation is accepted.
+What is checked: an admin-scope token lists keys and creates a team, and is refused on chat (LiteLLM's default
+``admin_allowed_routes``: the SDK's 401); a team token chats through the mock with the team's allow-list
+enforced (a model outside it is the SDK's 401 ``PermissionDenied``/``Authentication`` error), lists models, is
+refused on ``/key/generate`` (default ``team_allowed_routes``), its spend is attributed to the user its ``sub``
+names and to the organization and end user its ``org`` / ``customer`` claims name (``/spend/logs``); a virtual
+key and the master key work as without JWT auth; expired, tampered and wrong-audience tokens are the SDK's
+401; the provider's new ``kid`` after a key rotation is accepted.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ general_settings:
   litellm_jwtauth:
     team_id_jwt_field: team
     user_id_jwt_field: sub
+    org_id_jwt_field: org
+    end_user_id_jwt_field: customer
 """
         env = {"JWT_PUBLIC_KEY_URL": jwks.url, "JWT_AUDIENCE": AUD}
         try:
@@ -87,17 +92,68 @@ def test_admin_and_team_tokens(stack: tuple[GatewayProc, JWKSServer, Signer, Moc
         _chat(gw, k.token(team="ghost"))
     assert "Team doesn't exist in db. Team=ghost" in str(exc.value)
 
+    rows = _spend_rows(gw, {"user_id": "alice"}, 4)
+    assert len(rows) >= 4 and all(row["team_id"] == "eng" and row["user"] == "alice" for row in rows), rows
+
+
+def _spend_rows(gw: GatewayProc, params: dict[str, str], want: int) -> list[dict[str, object]]:
     deadline = time.monotonic() + 15
     rows: list[dict[str, object]] = []
     while time.monotonic() < deadline:
-        r = httpx.get(f"{gw.url}/spend/logs", params={"user_id": "alice"}, headers={"authorization": f"Bearer {MASTER}"})
+        r = httpx.get(f"{gw.url}/spend/logs", params=params, headers={"authorization": f"Bearer {MASTER}"})
         assert r.status_code == 200, r.text
         body = r.json()
         rows = body if isinstance(body, list) else body.get("data", [])
-        if len(rows) >= 4:
+        if len(rows) >= want:
             break
         time.sleep(0.2)
-    assert len(rows) >= 4 and all(row["team_id"] == "eng" and row["user"] == "alice" for row in rows), rows
+    return rows
+
+
+def test_route_permissions_and_claims(stack: tuple[GatewayProc, JWKSServer, Signer, MockHandle]) -> None:
+    gw, _, k, _ = stack
+    master = {"authorization": f"Bearer {MASTER}"}
+    r = httpx.post(f"{gw.url}/team/new", headers=master, json={"team_id": "ops", "models": ["gpt-a"]})
+    assert r.status_code == 200, r.text
+    r = httpx.post(f"{gw.url}/organization/new", headers=master,
+                   json={"organization_id": "acme", "organization_alias": "Acme"})
+    assert r.status_code == 200, r.text
+
+    # an admin token: management yes, LLM routes no (LiteLLM's default admin_allowed_routes)
+    admin = k.token(scope="litellm_proxy_admin")
+    assert httpx.get(f"{gw.url}/key/list", headers={"authorization": f"Bearer {admin}"}).status_code == 200
+    with pytest.raises(openai.AuthenticationError) as exc:
+        _chat(gw, admin)
+    assert exc.value.status_code == 401 and "Admin not allowed to access this route" in str(exc.value)
+
+    # a team token: LLM and info routes yes, key management no (LiteLLM's default team_allowed_routes)
+    team = k.token(team="ops", sub="dave", org="acme", customer="cust-42")
+    with _client(gw, team) as client:
+        assert [m.id for m in client.models.list()] == ["gpt-a"]
+    for _ in range(3):
+        assert _chat(gw, team)
+    r = httpx.post(f"{gw.url}/key/generate", headers={"authorization": f"Bearer {team}"}, json={"team_id": "ops"})
+    assert r.status_code == 401, r.text
+    assert r.json()["error"]["message"].startswith("Authentication Error, Team not allowed to access this route. "
+                                                   "Route=/key/generate")
+    with pytest.raises(openai.AuthenticationError) as exc:
+        _chat(gw, k.token(team="ops", org="no-such-org"))
+    assert "Organization doesn't exist in db. Organization=no-such-org" in str(exc.value)
+
+    rows = _spend_rows(gw, {"user_id": "dave"}, 3)
+    assert len(rows) >= 3, rows
+    assert all(row["organization_id"] == "acme" and row["end_user"] == "cust-42" and row["team_id"] == "ops"
+               for row in rows), rows
+
+    # a virtual key and the master key: as without JWT auth
+    r = httpx.post(f"{gw.url}/key/generate", headers=master, json={"models": ["gpt-a"]})
+    assert r.status_code == 200, r.text
+    key = r.json()["key"]
+    assert _chat(gw, key) and _chat(gw, MASTER, "gpt-b")
+    with pytest.raises(openai.AuthenticationError):
+        _chat(gw, key, "gpt-b")
+    r = httpx.get(f"{gw.url}/key/info", headers={"authorization": f"Bearer {key}"})
+    assert r.status_code == 200, r.text
 
 
 def test_bad_tokens_are_the_sdks_401(stack: tuple[GatewayProc, JWKSServer, Signer, MockHandle]) -> None:
@@ -121,5 +177,6 @@ def test_key_rotation(stack: tuple[GatewayProc, JWKSServer, Signer, MockHandle])
     new = Signer("e2e-2")
     jwks.keys = [k.jwk(), new.jwk()]
     time.sleep(2.1)  # past the workers' minimum interval between refetches
-    assert _chat(gw, new.token(scope="litellm_proxy_admin"))
+    r = httpx.get(f"{gw.url}/key/list", headers={"authorization": f"Bearer {new.token(scope='litellm_proxy_admin')}"})
+    assert r.status_code == 200, r.text
     jwks.keys = [new.jwk()]
