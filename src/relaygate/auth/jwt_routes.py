@@ -210,6 +210,9 @@ TEAM_DEFAULT = ("openai_routes", "info_routes", "mcp_routes", "/v1/messages", "/
 TEAM_WHEN_NULL = ("openai_routes", "info_routes")
 """``team_allowed_routes: null``: LiteLLM's fallback for a team (``allowed_routes_check``)."""
 
+_PUBLIC = frozenset(PUBLIC)
+"""LiteLLM's public routes (``/routes`` ...): it authenticates nobody there, so no JWT route list applies."""
+
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z]+))?\}")
 _MEMO_MAX = 4096
 
@@ -305,9 +308,9 @@ class JWTAccess:
         """``end_user_id_jwt_field``'s end user: the customer of every request made with the token."""
 
     def check(self, path: str) -> None:
-        """LiteLLM's 401 when ``path`` is outside the token's allowed routes."""
+        """LiteLLM's 401 when ``path`` is outside the token's allowed routes (its public routes excepted)."""
         routes = self.routes
-        if routes is not None and not routes.allows(path):
+        if routes is not None and not routes.allows(path) and path not in _PUBLIC:
             raise errors.AuthError(
                 f"Authentication Error, {self.holder} not allowed to access this route. Route={path}, "
                 f"Allowed Routes={expand(routes.entries)}", param="None")
