@@ -287,3 +287,33 @@ def test_virtual_key_and_master_key_as_before(tmp_path: Path, signer: Signer) ->
     assert on == off
     assert [s for name, s, _ in on if name.endswith("chat gpt-a")] == [200, 200, 200]
     assert dict((n, s) for n, s, _ in on)["key chat gpt-c"] == 401
+
+
+# -- settings -------------------------------------------------------------------------------------------
+
+
+def test_settings_are_checked_at_load() -> None:
+    from relaygate.auth.jwt_auth import JWTSettings
+    from relaygate.config import ConfigError, from_litellm, from_native
+
+    def yaml(**jwtauth: Any) -> Any:
+        return from_litellm({"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}}],
+                             "general_settings": {"enable_jwt_auth": True, "litellm_jwtauth": jwtauth}}, "<t>")
+
+    with pytest.raises(ConfigError) as exc:
+        yaml(admin_allowed_routes="openai_routes")
+    assert "general_settings.litellm_jwtauth.admin_allowed_routes" in str(exc.value)
+    with pytest.raises(ConfigError):
+        yaml(team_allowed_routes=["openai_routes", 3])
+    with pytest.raises(ConfigError) as exc:
+        from_native({"models": [{"name": "m", "model": "mock/echo"}],
+                     "auth": {"litellm_jwtauth": {"org_id_jwt_field": ["org"]}}}, "<t>")
+    assert "auth.litellm_jwtauth.org_id_jwt_field" in str(exc.value)
+    config = yaml(team_allowed_routes=["openai_routes", "info-routes", "/v1/x"], admin_allowed_routes=None)
+    assert any("'info-routes' is neither" in w for w in config.warnings), config.warnings
+    s = JWTSettings(config.general.litellm_jwtauth, {})
+    assert s.team_allowed_routes == ("openai_routes", "info-routes", "/v1/x")
+    assert s.admin_allowed_routes == ADMIN_DEFAULT  # null: the default, as LiteLLM's settings model has it
+    s = JWTSettings({"team_allowed_routes": None}, {})
+    assert s.team_allowed_routes == ("openai_routes", "info_routes")  # LiteLLM's allowed_routes_check for None
+    assert JWTSettings({}, {}).team_allowed_routes == TEAM_DEFAULT

@@ -155,11 +155,16 @@ class JWTSettings:
 
 def _route_list(raw: Mapping[str, Any], name: str, default: tuple[str, ...], when_null: tuple[str, ...]
                 ) -> tuple[str, ...]:
-    """An allowed-route list of the settings (the loader checked it is a list of strings)."""
+    """An allowed-route list of the settings (the YAML loader refuses one that is not a list of strings)."""
     if name not in raw:
         return default
     value = raw[name]
-    return when_null if value is None else tuple(str(v) for v in value if isinstance(v, str) and v)
+    if value is None:
+        return when_null
+    if not isinstance(value, (list, tuple)):
+        log.warning("litellm_jwtauth.%s is not a list: LiteLLM's default %s applies", name, list(default))
+        return default
+    return tuple(v for v in value if isinstance(v, str) and v)
 
 
 class JWTAuth:

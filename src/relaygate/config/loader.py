@@ -538,7 +538,7 @@ _JWT_ROUTE_LISTS = ("admin_allowed_routes", "team_allowed_routes", "public_allow
 _JWT_TEXT = ("org_id_jwt_field", "end_user_id_jwt_field")
 
 
-def _jwtauth(value: Any, source: str, warnings: list[str]) -> Any:
+def _jwtauth(value: Any, source: str, warnings: list[str], section: str = "general_settings") -> Any:
     """``general_settings.litellm_jwtauth``: its allowed-route lists must be lists of strings (or null), its
     claim fields strings, as LiteLLM's settings model requires; an entry that is neither a route group name nor
     a path is kept (LiteLLM treats it as a literal route) and warned about."""
@@ -548,7 +548,7 @@ def _jwtauth(value: Any, source: str, warnings: list[str]) -> Any:
         entries = value.get(name)
         if entries is None:
             continue
-        path = f"general_settings.litellm_jwtauth.{name}"
+        path = f"{section}.litellm_jwtauth.{name}"
         if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
             raise ConfigError(source, path, "expected a list of route group names (openai_routes, info_routes, "
                               "management_routes ...) and paths")
@@ -559,7 +559,7 @@ def _jwtauth(value: Any, source: str, warnings: list[str]) -> Any:
     for name in _JWT_TEXT:
         field = value.get(name)
         if field is not None and not isinstance(field, str):
-            raise ConfigError(source, f"general_settings.litellm_jwtauth.{name}", "expected a claim name (string)")
+            raise ConfigError(source, f"{section}.litellm_jwtauth.{name}", "expected a claim name (string)")
     return value
 
 
@@ -595,6 +595,8 @@ def from_native(raw: dict[str, Any], source: str) -> Config:
             general.pop(k)
         elif k == "pass_through_endpoints":
             general[k] = litellm.pass_through_endpoints(general[k], source, f"general.{k}", warnings)
+        elif k == "litellm_jwtauth":
+            general[k] = _jwtauth(general[k], source, warnings, "auth")
     models = data.get("models") or []
     if not isinstance(models, list):
         raise ConfigError(source, "models", "expected an array of tables ([[models]])")
