@@ -78,7 +78,9 @@ def _streams(data: dict[str, Any]) -> list[str]:
                 rows.append(f"| {lane_name} | {sys_name} | n/a: {r['na']} | | | | | |")
                 continue
             add, mem = r.get("added", {}), r.get("memory", {})
-            sus = _f(r["streams_sustained"], 0) + ("+ (sweep ended)" if r.get("streams_sustained_lower_bound") else "")
+            first = (r.get("sweep") or [{}])[0].get("concurrency")
+            sus = (_f(r["streams_sustained"], 0) + ("+ (sweep ended)" if r.get("streams_sustained_lower_bound") else "")
+                   if r["streams_sustained"] is not None else f"< {first} (the lowest level failed)")
             rss = (f"{_mib(r.get('idle_rss_mib'))} / {_mib(mem.get('steady_rss_mib'))} / "
                    f"{_mib(mem.get('after_rss_mib'))}" if "idle_rss_mib" in r else "—")
             rows.append(f"| {lane_name} | {sys_name} | {_us(add.get('ttft_p50_us'))} / {_us(add.get('ttft_p99_us'))} | "

@@ -58,7 +58,7 @@ class LaneSettings:
     step_s: float = 4.0
     c1_s: float = 8.0
     warmup_s: float = 1.0
-    stream_levels: tuple[int, ...] = (16, 64, 128, 256, 512, 1024)
+    stream_levels: tuple[int, ...] = (4, 16, 64, 128, 256, 512, 1024)
     # a stream lasts ~1.3 s and the generator counts only requests sent after the warm-up that end inside
     # the window: a window under 2 stream lengths sees one wave or none
     stream_step_s: float = 8.0
@@ -72,7 +72,7 @@ class LaneSettings:
 
     @classmethod
     def quick(cls) -> LaneSettings:
-        return cls(sweep=(1, 16, 64), step_s=1.0, c1_s=1.5, warmup_s=0.4, stream_levels=(16, 64, 256),
+        return cls(sweep=(1, 16, 64), step_s=1.0, c1_s=1.5, warmup_s=0.4, stream_levels=(4, 16, 64, 256),
                    stream_step_s=4.0, stream_warmup_s=0.5, mem_s=3.0, settle_s=1.5, sample_s=0.5,
                    growth_window_s=3.0, timeout=15.0)
 
