@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from bench.figures import P99_BOUNDS_MS
 from bench.report import COLORS, _f
@@ -89,6 +89,21 @@ def _streams(data: dict[str, Any]) -> list[str]:
     return rows if found else []
 
 
+def _scaling(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for lane_name, lane in data["lanes"].items():
+        one, two = lane["systems"].get("relaygate", {}), lane["systems"].get("relaygate-2w", {})
+        key = "streams_sustained" if "streams_sustained" in one else "frontier"
+        if key not in one or key not in two:
+            continue
+        a = one[key] if key == "streams_sustained" else one[key].get("unbounded")
+        b = two[key] if key == "streams_sustained" else two[key].get("unbounded")
+        what = "streams sustained" if key == "streams_sustained" else "req/s max"
+        ratio = f"{b / a:.2f}×" if a and b else "—"
+        rows.append(f"- {lane_name}: {what} 1 worker {_f(a, 0)}, 2 workers {_f(b, 0)} ({ratio})")
+    return [*rows, ""] if rows else []
+
+
 def _sweeps(data: dict[str, Any]) -> list[str]:
     out = []
     for lane_name, lane in data["lanes"].items():
@@ -140,7 +155,8 @@ def lanes_markdown(data: dict[str, Any], plots: dict[str, str] | None = None) ->
         out += ["## Streams", "", "64 deltas paced 20 ms. Added TTFT / inter-frame at the lowest level of the sweep; "
                 "sustained = highest concurrency where every frame arrived, no gap exceeded 200 ms (10× the "
                 "pacing) and errors stayed under 0.1%.", "", *streams, ""]
-    out += ["## Scaling (1 vs 2 workers)", "", m.get("scaling_note", ""), "", "## Sweeps", "", *_sweeps(data)]
+    out += ["## Scaling (1 vs 2 workers)", "", m.get("scaling_note", ""), "", *_scaling(data), "## Sweeps", "",
+            *_sweeps(data)]
     if plots:
         out += ["## Plots", ""] + [f"![{k}]({v})" for k, v in plots.items()] + [""]
     return "\n".join(out)
@@ -155,36 +171,61 @@ def _plt() -> Any:
     return plt
 
 
-def plot_frontiers(data: dict[str, Any], path: Path) -> bool:
-    lanes = [(n, ln) for n, ln in data["lanes"].items()
-             if any(r.get("frontier") for r in ln["systems"].values())]
+def _save(plt: Any, fig: Any, path: Path) -> bool:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _panels(data: dict[str, Any], path: Path, has: str, title: str, xlabel: str, ylabel: str, log: bool,
+            draw: Callable[[Any, str, dict[str, Any]], None]) -> bool:
+    """One panel per lane where some system has ``has``; ``draw(ax, system, result)`` plots one system."""
+    lanes = [(n, ln) for n, ln in data["lanes"].items() if any(r.get(has) for r in ln["systems"].values())]
     if not lanes:
         return False
     plt = _plt()
     cols = min(3, len(lanes))
     rows = (len(lanes) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
     for ax, (name, lane) in zip(axes.flat, lanes):
         for sys_name, r in lane["systems"].items():
-            pts = [(st["rps"], st["p99_ms"]) for st in r.get("sweep", []) if st.get("p99_ms") and st.get("rps")]
-            if pts:
-                ax.plot(*zip(*pts), marker="o", ms=3, color=LANE_COLORS.get(sys_name), label=sys_name)
-        for b in P99_BOUNDS_MS:
-            ax.axhline(b, ls="--", lw=0.6, color="black", alpha=0.3)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+            draw(ax, sys_name, r)
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("req/s (log)", fontsize=8)
-        ax.set_ylabel("p99 ms (log)", fontsize=8)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(lanes):]:
         ax.set_visible(False)
-    fig.suptitle("throughput frontier: p99 against req/s over the concurrency sweep")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    fig.suptitle(title)
+    return _save(plt, fig, path)
+
+
+def _draw_frontier(ax: Any, sys_name: str, r: dict[str, Any]) -> None:
+    pts = [(st["rps"], st["p99_ms"]) for st in r.get("sweep", []) if st.get("p99_ms") and st.get("rps")]
+    if r.get("frontier") and pts:
+        ax.plot(*zip(*pts), marker="o", ms=3, color=LANE_COLORS.get(sys_name), label=sys_name)
+    for b in P99_BOUNDS_MS:
+        ax.axhline(b, ls="--", lw=0.6, color="black", alpha=0.3)
+
+
+def _draw_rss(ax: Any, sys_name: str, r: dict[str, Any]) -> None:
+    if r.get("rss_curve"):
+        ax.plot(*zip(*r["rss_curve"]), lw=1.2, color=LANE_COLORS.get(sys_name), label=sys_name)
+
+
+def plot_frontiers(data: dict[str, Any], path: Path) -> bool:
+    return _panels(data, path, "frontier", "throughput frontier: p99 against req/s over the concurrency sweep",
+                   "req/s (log)", "p99 ms (log)", True, _draw_frontier)
+
+
+def plot_rss(data: dict[str, Any], path: Path) -> bool:
+    return _panels(data, path, "rss_curve", "RSS over time: sweep, fixed load, then idle", "s since ready",
+                   "RSS MiB (process tree)", False, _draw_rss)
 
 
 def plot_streams(data: dict[str, Any], path: Path) -> bool:
@@ -199,36 +240,7 @@ def plot_streams(data: dict[str, Any], path: Path) -> bool:
         ax.text(i, b[1], f"{b[1]:,}", ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("concurrent streams sustained")
     ax.set_title("streams sustained (every frame, no stall > 200 ms, errors < 0.1%)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
-
-
-def plot_rss(data: dict[str, Any], path: Path) -> bool:
-    lanes = [(n, ln) for n, ln in data["lanes"].items() if any(r.get("rss_curve") for r in ln["systems"].values())]
-    if not lanes:
-        return False
-    plt = _plt()
-    cols = min(3, len(lanes))
-    rows = (len(lanes) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
-    for ax, (name, lane) in zip(axes.flat, lanes):
-        for sys_name, r in lane["systems"].items():
-            if r.get("rss_curve"):
-                ax.plot(*zip(*r["rss_curve"]), lw=1.2, color=LANE_COLORS.get(sys_name), label=sys_name)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("s since ready", fontsize=8)
-        ax.set_ylabel("RSS MiB (process tree)", fontsize=8)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(lanes):]:
-        ax.set_visible(False)
-    fig.suptitle("RSS over time: sweep, fixed load, then idle")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def render_lanes(data: dict[str, Any], out_dir: Path, stem: str, plots: bool = True) -> dict[str, Path]:

@@ -74,7 +74,7 @@ class LaneSettings:
     def quick(cls) -> LaneSettings:
         return cls(sweep=(1, 16, 64), step_s=1.0, c1_s=1.5, warmup_s=0.4, stream_levels=(4, 16, 64, 256),
                    stream_step_s=4.0, stream_warmup_s=0.5, mem_s=3.0, settle_s=1.5, sample_s=0.5,
-                   growth_window_s=3.0, timeout=15.0)
+                   growth_window_s=1.5, timeout=15.0)
 
 
 # ------------------------------------------------------------------------------------------- memory

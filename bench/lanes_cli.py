@@ -63,6 +63,9 @@ def main_lanes(a: argparse.Namespace, argv: list[str]) -> int:
     s = LaneSettings.quick() if a.quick else LaneSettings()
     if a.duration is not None:
         s.step_s = s.stream_step_s = a.duration
+    if a.mem_seconds is not None:
+        s.mem_s = a.mem_seconds
+        s.growth_window_s = a.mem_seconds / 2  # the growth figure: the fixed load's second half
     gw, load = (None, None) if a.no_pin else core_split()
     cpus = {"gw": gw, "load": load, "both": f"{gw},{load}" if gw is not None else None}
     load_s = Settings(load_cpus=load, timeout=s.timeout + 5)

@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="seconds per closed-loop measurement")
     p.add_argument("--out", default=str(REPO_ROOT / "bench" / "results"), help="results directory")
     p.add_argument("--no-litellm", action="store_true", help="same as leaving litellm out of --systems")
+    p.add_argument("--mem-seconds", type=float, default=None,
+                   help="with --lanes: seconds of the fixed load the memory figures are taken under "
+                        "(default 120, --quick 3)")
     p.add_argument("--wrk", action="store_true", help="also measure the direct chat ceiling with wrk")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to cores with taskset")
