@@ -52,7 +52,7 @@ def _headline(data: dict[str, Any]) -> list[str]:
             if "streams_sustained" in r or ("na" in r and "streams" in lane_name):
                 continue
             if "na" in r:
-                rows.append(f"| {lane_name} | {sys_name} | n/a: {r['na']} |" + " |" * (len(bounds) + 8))
+                rows.append(f"| {lane_name} | {sys_name} | n/a: {r['na']} |" + " |" * (len(bounds) + 7))
                 continue
             fr, add, mem = r.get("frontier", {}), r.get("added", {}), r.get("memory", {})
             rss = (f"{_mib(r.get('idle_rss_mib'))} / {_mib(mem.get('steady_rss_mib'))} / "
