@@ -10,6 +10,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
 
+# the semantic cache's test of an old search module loads Debian's RediSearch 1.2 into redis-server
+if [ ! -f /usr/lib/redis/modules/redisearch.so ]; then
+  echo "tests/run.sh: installing redis-redisearch (Debian package)"
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-redisearch >/dev/null
+fi
+
 # tests/store and the e2e store tests run a real PostgreSQL server (tests/pg.py finds initdb on PATH or in
 # Debian's /usr/lib/postgresql/*/bin)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
