@@ -43,6 +43,6 @@ else
 fi
 
 echo "== compiled extensions: all tiers =="
-python -m pytest -q "$@"
+python -m pytest -q --durations=25 "$@"
 echo "== pure-Python twins (RELAYGATE_NO_EXTENSIONS=1): core, upstream, asgi, providers, router =="
 RELAYGATE_NO_EXTENSIONS=1 python -m pytest -q -rfE -m "not e2e" "$@"
