@@ -111,6 +111,10 @@ def test_admin_token_default_routes(tmp_path: Path, signer: Signer) -> None:
         assert r.status == 401 and "Admin not allowed" in _error(r)["message"]
         r = await call(env.gw, "POST", "/v1/embeddings", {"model": "gpt-a", "input": "x"}, headers=_h(admin))
         assert r.status == 401 and "Route=/v1/embeddings" in _error(r)["message"]
+        # routes that resolve their caller themselves check it too: files, stored responses, pass-through
+        for path in ("/v1/files", "/v1/responses/resp_abc", "/openai/v1/models"):
+            r = await env.get(admin, path)
+            assert r.status == 401 and f"Route={path}," in _error(r)["message"], (path, r.body)
 
     run(tmp_path, body)
 

@@ -121,6 +121,8 @@ class FilesApi:
         principals = self.gw.runtime.principals
         headers = scope["headers"]
         who: Principal = principals.resolve_cached(headers) or await principals.resolve(headers)
+        if who.jwt is not None:  # a JWT's allowed routes (auth.jwt_routes); None for every other caller
+            who.jwt.check(scope["path"])
         call.who = who
         return who
 

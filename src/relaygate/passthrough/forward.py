@@ -144,7 +144,10 @@ class _Served(Target):
 
 
 def _route_allowed(who: Principal, route: Route, path: str) -> None:
-    """A virtual key's ``allowed_routes`` (LiteLLM's ``RouteChecks.is_virtual_key_allowed_to_call_route``)."""
+    """A virtual key's ``allowed_routes`` (LiteLLM's ``RouteChecks.is_virtual_key_allowed_to_call_route``), and
+    a JWT's allowed routes (``auth.jwt_routes``)."""
+    if who.jwt is not None:
+        who.jwt.check(path)
     key = who.key
     rows = key.records if key is not None else ()
     allowed = getattr(rows[0], "allowed_routes", None) if rows else None
