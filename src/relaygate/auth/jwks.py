@@ -24,12 +24,12 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jwt
 
-__all__ = ["ALGORITHMS", "JWKS", "JWKSUnavailable", "MAX_JWKS_BYTES", "MAX_KEYS", "jwks_for"]
+__all__ = ["ALGORITHMS", "JWKS", "JWKSUnavailable", "MAX_JWKS_BYTES", "MAX_KEYS", "claim", "jwks_for"]
 
 log = logging.getLogger("relaygate.auth.jwks")
 
@@ -152,3 +152,19 @@ def jwks_for(urls: Sequence[str], ttl: float = 600.0) -> JWKS:
             _SETS.pop(next(iter(_SETS)))
         found = _SETS[k] = JWKS(urls, ttl=ttl)
     return found
+
+
+def claim(claims: Mapping[str, Any], path: str | None) -> Any:
+    """A claim of a provider's token by name, or by a dotted path into nested objects
+    (``resource_access.app.roles``); None when absent (or no path is given). JWT auth and single sign-on read
+    their configured claims through it."""
+    if not path:
+        return None
+    if path in claims:
+        return claims[path]
+    value: Any = claims
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 
 from relaygate.auth.jwks import ALGORITHMS, JWKSUnavailable, jwks_for
+from relaygate.auth.jwks import claim as _claim
 from relaygate.auth.jwt_routes import ADMIN_DEFAULT, TEAM_DEFAULT, TEAM_WHEN_NULL, JWTAccess, RouteSet
 from relaygate.auth.keys import KeyInfo
 from relaygate.config.model import Config, KeyConfig
@@ -75,20 +76,6 @@ TOKEN_ROLE = "internal_user"
 def looks_like_jwt(token: bytes) -> bool:
     """Three base64url segments, the first a JSON object (``eyJ``): a virtual key never looks like this."""
     return token[:3] == b"eyJ" and token.count(b".") == 2
-
-
-def _claim(claims: Mapping[str, Any], path: str | None) -> Any:
-    """A claim by name, or by a dotted path into nested objects (``resource_access.app.roles``)."""
-    if not path:
-        return None
-    if path in claims:
-        return claims[path]
-    value: Any = claims
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
 
 
 def _strings(value: Any) -> list[str]:

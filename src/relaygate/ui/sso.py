@@ -306,15 +306,9 @@ async def _verify_id_token(token: str, meta: Mapping[str, Any], client_id: str, 
 
 
 def _claim(claims: Mapping[str, Any], path: str) -> Any:
-    """A claim by name, or by a dotted path into nested objects (``resource_access.app.roles``)."""
-    if path in claims:
-        return claims[path]
-    value: Any = claims
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
+    from relaygate.auth.jwks import claim  # PyJWT is imported only once single sign-on runs
+
+    return claim(claims, path)
 
 
 def _team_ids(value: Any) -> list[str]:
