@@ -27,17 +27,7 @@ from bench.procs import launch_mock
 from bench.scenarios import Settings
 from bench.selftest import core_split
 
-__all__ = ["main_lanes", "scaling_note"]
-
-
-def scaling_note(cores: int | None) -> str:
-    """What the relaygate vs relaygate-2w comparison can show on this machine."""
-    if (cores or 0) <= 2:
-        return (f"This machine has {cores} core(s): relaygate-2w's second worker shares the load core with the "
-                "mock and the load generator, so 2 workers cannot double anything here; the comparison shows "
-                "that a second worker adds no contention of its own (same latency at low load, more throughput "
-                "only as far as the shared core allows). Linear scaling needs 2 free gateway cores + load cores.")
-    return f"{cores} cores: the 2 workers share cores {{gateway, load}} as pinned; see pinning."
+__all__ = ["main_lanes"]
 
 
 def main_lanes(a: argparse.Namespace, argv: list[str]) -> int:
@@ -80,7 +70,7 @@ def main_lanes(a: argparse.Namespace, argv: list[str]) -> int:
         versions["litellm_proxy"] = LITELLM_VERSION
     data: dict[str, Any] = {
         "meta": {"kind": "lanes", "started": started.isoformat(timespec="seconds"), "machine": machine,
-                 "packages": versions, "pinning": pinning(cpus), "scaling_note": scaling_note(machine["cores"]),
+                 "packages": versions, "pinning": pinning(cpus),
                  "command": "python -m bench.run " + " ".join(shlex.quote(x) for x in argv),
                  "settings": settings_dict(s), "systems": systems},
         "lanes": {},
