@@ -113,6 +113,16 @@ general_settings:
             totals = body["totals"]
             assert totals["requests"] == 13
             assert totals["errors"] == 4 == sum(r["status"] == "failure" for r in rows)
+            # the spend logs page's filters, on the server: status and model (group or upstream name)
+            failed = httpx.get(gw.url + "/spend/logs", headers=ADMIN, params={"status": "failure"}).json()
+            assert sorted(r["request_id"] for r in failed) == sorted(r["request_id"] for r in rows
+                                                                     if r["status"] == "failure")
+            gpt = httpx.get(gw.url + "/spend/logs", headers=ADMIN, params={"model": "gpt"}).json()
+            assert len(gpt) == 9 and {r["model_group"] for r in gpt} == {"gpt"}
+            both = httpx.get(gw.url + "/spend/logs", headers=ADMIN, params={"model": "broken", "status": "success"})
+            assert both.status_code == 200 and both.json() == []
+            bad = httpx.get(gw.url + "/spend/logs", headers=ADMIN, params={"status": "weird"})
+            assert bad.status_code == 400 and bad.json()["error"]["param"] == "status"
             spend = sum(r["spend"] for r in rows)
             assert spend > 0
             assert totals["spend"] == pytest.approx(spend, abs=1e-9)

@@ -115,9 +115,12 @@ async def spend_logs(ctx: Ctx) -> Any:
     if start is not None and end is not None and q.get("summarize", "true").lower() != "false":
         return _by_day(await daily_spend(ctx.store, start, end, api_key=api_key, user_id=user_id, team_id=team_id,
                                          request_id=request_id), start, end)
+    status = q.get("status") or None
+    if status is not None and status not in ("success", "failure"):
+        raise bad_request(f"status must be 'success' or 'failure', got {status[:40]!r}", "status")
     rows = await read_spend_logs(
         ctx.store, api_key=api_key, user_id=user_id, team_id=team_id, request_id=request_id, start=start, end=end,
-        limit=ctx.int_arg("limit", 1000, high=10_000))
+        limit=ctx.int_arg("limit", 1000, high=10_000), model=q.get("model") or None, status=status)
     return [log_row(r) for r in rows]
 
 

@@ -291,14 +291,18 @@ def _ts(store: Store, value: datetime) -> Any:
 async def read_spend_logs(store: Store, *, api_key: str | None = None, user_id: str | None = None,
                           team_id: str | None = None, request_id: str | None = None,
                           start: datetime | None = None, end: datetime | None = None,
-                          limit: int = 1000) -> list[SpendLog]:
-    """Spend rows matching every filter given (``start`` inclusive, ``end`` exclusive), newest first."""
+                          limit: int = 1000, model: str | None = None, status: str | None = None) -> list[SpendLog]:
+    """Spend rows matching every filter given (``start`` inclusive, ``end`` exclusive), newest first. ``model``
+    matches the requested model group or the upstream model; ``status`` is ``success`` or ``failure``."""
     conds, args = [], []
     for col, value in (("api_key", api_key), ("user_id", user_id), ("team_id", team_id),
-                       ("request_id", request_id)):
+                       ("request_id", request_id), ("status", status)):
         if value is not None:
             conds.append(f"{col} = ?")
             args.append(value)
+    if model is not None:
+        conds.append("(model_group = ? OR model = ?)")
+        args.extend((model, model))
     if start is not None:
         conds.append("start_time >= ?")
         args.append(_ts(store, start))

@@ -1,6 +1,5 @@
-// Spend logs: /spend/logs rows (summarize=false), filtered by key, team, user and date range on the
-// server, and by model and status here (the API has no parameter for them); a row's detail shows every
-// field as pretty JSON.
+// Spend logs: /spend/logs rows (summarize=false), filtered on the server by key, team, user, model, status,
+// request id and date range; a row's detail shows every field as pretty JSON.
 
 import { get, keyRef, readsAll } from "../api.js";
 import { button, clear, dialog, errorBox, h, jsonView, num, table, usd, when } from "../dom.js";
@@ -36,15 +35,14 @@ export async function render(container) {
     try {
       rows = await get("/spend/logs", {
         api_key: await keyRef(filters.api_key), team_id: filters.team_id, user_id: filters.user_id, request_id: filters.request_id,
+        model: filters.model, status: filters.status,
         start_date: filters.start_date, end_date: filters.end_date, summarize: "false", limit: filters.limit || 200,
       });
     } catch (err) {
       clear(results).append(errorBox(err));
       return;
     }
-    rows = (Array.isArray(rows) ? rows : []).filter((r) =>
-      (!filters.model || r.model === filters.model || r.model_group === filters.model) &&
-      (!filters.status || r.status === filters.status));
+    rows = Array.isArray(rows) ? rows : [];
     const cols = [
       { label: "Time", get: (r) => when(r.startTime) },
       { label: "Status", get: (r) => badge(r.status || "—", r.status === "success" ? "ok" : "bad") },
