@@ -63,6 +63,61 @@ def test_sweep_drops_only_expired() -> None:
     assert c.sweep() == 1 and c.get("new") == b"2" and len(c) == 1
 
 
+def test_sweep_step_drops_due_entries_soonest_first_within_its_budget() -> None:
+    clock = Clock()
+    c = MemoryCache(10_000_000, clock=clock)
+    for i in range(100):  # mixed TTLs, interleaved: a long one ahead never hides shorter ones behind it
+        c.set(f"k{i}", b"v", ttl=5 if i % 2 else 500)
+    c.set("k1", b"again", ttl=500)  # stored again: its first expiry is stale
+    clock.t += 10
+    assert c.sweep_step(10) == 9 and len(c) == 91  # ten popped: nine due entries, and k1's stale item first
+    assert c.sweep_step(1000) == 40 and len(c) == 51
+    assert c.get("k1") == b"again" and c.get("k0") == b"v"
+    assert c.sweep_step(1000) == 0
+    clock.t += 1000
+    assert c.sweep_step(1000) == 51 and len(c) == 0 and c.used == 0 and not c._expiry
+
+
+def test_expiry_heap_stays_bounded_under_churn() -> None:
+    clock = Clock()
+    c = MemoryCache(2_000, clock=clock, default_ttl=3600)
+    for i in range(50_000):  # the same few keys stored again and again, and LRU evictions
+        c.set(f"k{i % 40}", bytes(i % 50))
+        if i % 1000 == 0:
+            c.sweep_step(1)
+    c.sweep_step(1)
+    assert len(c._expiry) <= 2 * len(c) + 1024 + 1000
+
+
+def test_sweep_forever_follows_the_current_cache() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from relaygate.cache.stage import sweep_forever
+
+    clock = Clock()
+    caches = [SimpleNamespace(memory=MemoryCache(10_000, clock=clock)) for _ in range(2)]
+    for cache in caches:
+        cache.memory.set("gone", b"1", ttl=1)
+        cache.memory.set("kept", b"2", ttl=100)
+    clock.t += 5
+    current: list[object] = [caches[0]]
+
+    async def main() -> None:
+        task = asyncio.ensure_future(sweep_forever(lambda: current[0], every=0.001))  # type: ignore[arg-type]
+        while len(caches[0].memory) != 1:
+            await asyncio.sleep(0.001)
+        current[0] = None  # no cache after a reload: nothing to do
+        await asyncio.sleep(0.01)
+        current[0] = caches[1]
+        while len(caches[1].memory) != 1:
+            await asyncio.sleep(0.001)
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert [c.memory.get("kept") for c in caches] == [b"2", b"2"]
+
+
 ops = st.lists(st.tuples(st.sampled_from(["set", "get", "del", "tick"]), st.integers(0, 7),
                          st.integers(0, 400)), max_size=80)
 
@@ -85,5 +140,7 @@ def test_accounting_holds_under_any_sequence(seq: list[tuple[str, int, int]]) ->
             c.delete(key)
         else:
             clock.t += n / 10
+        if op == "tick":
+            c.sweep_step(3)
         assert c.used <= c.max_bytes
         assert c.used == sum(len(v) + ENTRY_OVERHEAD for v, _ in c._data.values())

@@ -6,7 +6,9 @@ What it owns: keeping answers (bytes) under keys for a TTL, within a byte budget
   evicts least-recently-used entries first, and a value larger than ``max_item_bytes`` is not stored at all
   (one huge answer must not flush the whole cache).
 - An entry is never served after its expiry: :meth:`get` checks it and drops an expired entry; expired
-  entries not asked for are dropped as the LRU end reaches them, and by :meth:`sweep`.
+  entries not asked for are dropped as the LRU end reaches them, by :meth:`sweep` (all at once) and by
+  :meth:`sweep_step` (at most a slice of due entries per call, from an expiry heap: the worker's timer,
+  ``cache.stage.sweep_forever``, calls it every second, so no call holds the event loop for long).
 - Every operation is O(1) amortised (``OrderedDict``), with no await and no lock: one worker, one event loop.
 
 The clock is injected (``time.monotonic`` by default) so expiry is testable without sleeping.
@@ -14,6 +16,7 @@ The clock is injected (``time.monotonic`` by default) so expiry is testable with
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -26,7 +29,7 @@ class MemoryCache:
     """Answers by key, LRU within ``max_bytes``, each with an expiry (see the module docstring)."""
 
     __slots__ = ("max_bytes", "max_item_bytes", "default_ttl", "_clock", "_data", "used", "hits", "misses",
-                 "evictions")
+                 "evictions", "_expiry")
 
     def __init__(self, max_bytes: int = 64 * 1024 * 1024, *, default_ttl: float = 600.0,
                  max_item_bytes: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
@@ -41,6 +44,8 @@ class MemoryCache:
         self.hits = 0
         self.misses = 0
         self.evictions = 0
+        self._expiry: list[tuple[float, str]] = []
+        """A heap of ``(expiry, key)``, one per store: :meth:`sweep_step`'s queue."""
 
     def __len__(self) -> int:
         return len(self._data)
@@ -75,7 +80,9 @@ class MemoryCache:
             _, (evicted, _) = data.popitem(last=False)
             self.used -= len(evicted) + ENTRY_OVERHEAD
             self.evictions += 1
-        data[key] = (value, self._clock() + ttl)
+        expires = self._clock() + ttl
+        data[key] = (value, expires)
+        heapq.heappush(self._expiry, (expires, key))
         self.used += size
         return True
 
@@ -88,6 +95,7 @@ class MemoryCache:
 
     def clear(self) -> None:
         self._data.clear()
+        self._expiry.clear()
         self.used = 0
 
     def sweep(self) -> int:
@@ -97,6 +105,27 @@ class MemoryCache:
         for k in dead:
             self.delete(k)
         return len(dead)
+
+    def sweep_step(self, budget: int = 2000) -> int:
+        """Drop up to ``budget`` entries whose expiry has passed, soonest first; how many were dropped. Each
+        store pushes ``(expiry, key)`` onto a heap, so the due entries are found without walking the rest (an
+        entry stored again, evicted or deleted leaves a stale item, skipped when popped). The heap is rebuilt
+        from the live entries when stale items outnumber them, which bounds it to twice the entries."""
+        heap, data = self._expiry, self._data
+        if len(heap) > 2 * len(data) + 1024:
+            heap[:] = [(exp, k) for k, (_, exp) in data.items()]
+            heapq.heapify(heap)
+        now = self._clock()
+        dropped = 0
+        for _ in range(budget):
+            if not heap or heap[0][0] > now:
+                break
+            exp, key = heapq.heappop(heap)
+            entry = data.get(key)
+            if entry is not None and entry[1] == exp:
+                self._drop(key, entry[0])
+                dropped += 1
+        return dropped
 
     def _drop(self, key: str, value: bytes) -> None:
         del self._data[key]

@@ -244,6 +244,9 @@ class Gateway:
         interval = background_settings(self.config)  # general_settings.background_health_checks (off: None)
         if interval is not None:
             self._spawn(run_background(self, interval))
+        from relaygate.cache.stage import sweep_forever
+
+        self._spawn(sweep_forever(lambda: self.response_cache))  # expired cache entries, in slices
         if self.metrics.directory is not None:
             self.metrics.flush()
             self._spawn(self.metrics.flush_forever())
