@@ -18,19 +18,12 @@ import pytest
 from bench.procs import start_mock
 from tests.conftest import start_gateway
 from tests.pg import PostgresServer
+from tests.ui.test_activity import percentile_cont
 
 pytestmark = pytest.mark.e2e
 
 MASTER = "sk-activity-master"
 ADMIN = {"Authorization": f"Bearer {MASTER}"}
-
-
-def percentile_cont(values: list[float], p: int) -> float:
-    s = sorted(values)
-    k = (len(s) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def _latency_ms(row: dict[str, Any]) -> float:
