@@ -55,20 +55,12 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
 
 
 async def principal(gw: Gateway, scope: Scope) -> Principal:
-    """Who the request is (a cache hit costs no await; 401 for a bad key); without a key header, the admin
-    UI's session cookie (``ui.sessions.authenticate``: 401 for a dead session, 403 for a state change
-    without its CSRF token)."""
-    from relaygate.ui.sessions import authenticate
+    """Who the request is, as every admin route sees it (``management.common.caller_principal``): the key (a
+    cache hit costs no await; 401 for a bad key; a JWT's allowed routes), or without a key header the admin
+    UI's session cookie (401 for a dead session, 403 for a state change without its CSRF token)."""
+    from relaygate.management.common import caller_principal
 
-    by_cookie = await authenticate(gw, scope)
-    if by_cookie is not None:
-        return by_cookie
-    principals = gw.runtime.principals
-    headers = scope["headers"]
-    who: Principal = principals.resolve_cached(headers) or await principals.resolve(headers)
-    if who.jwt is not None:  # a JWT's allowed routes (auth.jwt_routes): /v1/models and /health are info routes
-        who.jwt.check(scope["path"])
-    return who
+    return await caller_principal(gw, scope)
 
 
 async def _visible_models(gw: Gateway, scope: Scope) -> list[str]:
