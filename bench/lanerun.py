@@ -42,6 +42,7 @@ from bench.lanes import (
     governed_keys,
     load_args,
     start_portkey,
+    start_rawproxy,
     unsupported,
     write_lane_config,
 )
@@ -49,7 +50,7 @@ from bench.procs import MockHandle, cpu_seconds, tree_pids, wait_http
 from bench.scenarios import Settings, run_load
 from bench.systems import MASTER_KEY, UPSTREAM_KEY, Running, SystemSpec, start_system
 
-__all__ = ["LaneSettings", "measure_system", "run_lane", "rss_kib", "RssSampler", "loopback_rtt_us"]
+__all__ = ["CpuWindow", "LaneSettings", "measure_system", "run_lane", "rss_kib", "RssSampler", "loopback_rtt_us"]
 
 
 @dataclass
@@ -159,7 +160,7 @@ def loopback_rtt_us(rounds: int = 2000) -> float:
 # ------------------------------------------------------------------------------------------- measuring
 
 
-class _CpuWindow:
+class CpuWindow:
     """A ``tick`` for ``run_load``: gateway CPU from the end of the warm-up to the generator's exit."""
 
     def __init__(self, pid: int | None, warmup: float, outer: Callable[[float], None] | None) -> None:
@@ -183,7 +184,7 @@ class _CpuWindow:
 
 def _step(system: Running, lane: Lane, args: list[str], conc: int, seconds: float, warmup: float,
           s: LaneSettings, load_s: Settings, tmp: Path, tick: Callable[[float], None] | None) -> dict[str, Any]:
-    win = _CpuWindow(system.pid, warmup, tick)
+    win = CpuWindow(system.pid, warmup, tick)
     res = run_load(system, [*args, "--concurrency", str(conc), "--duration", str(seconds), "--warmup", str(warmup),
                             "--timeout", str(s.timeout)], seconds + warmup, tmp, lane.name, load_s, win)
     if res.get("failed"):
@@ -305,6 +306,17 @@ def _start(name: str, lane: Lane, config: Path, mock: MockHandle, cpus: dict[str
     t0 = time.monotonic()
     if name == "direct":
         return Running(SystemSpec("direct", "direct"), mock.url, UPSTREAM_KEY), None
+    if name in ("rawproxy", "hello"):
+        spec = SystemSpec(name, name, cpus=cpus["gw"])
+        proc, url = start_rawproxy(name, mock.url, cpus["gw"], tmp)
+        running = Running(spec, url, UPSTREAM_KEY, proc=proc, info={"command": shlex.join(proc.popen.args)})
+        try:
+            wait_http(url + "/health/readiness", 60, proc=proc, interval=0.02)
+        except (TimeoutError, RuntimeError) as exc:
+            proc.stop()
+            running.error = f"{name} did not become ready: {exc}"
+            return running, None
+        return running, time.monotonic() - t0
     if name == "portkey":
         spec = SystemSpec("portkey", "portkey", cpus=cpus["gw"])
         try:

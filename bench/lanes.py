@@ -21,11 +21,15 @@ The systems: ``direct`` (the load generator at the mock, same request: the basel
 (1 worker), ``relaygate-2w`` (2 workers, the passthrough and streams lanes: scaling), ``litellm`` (the
 pinned proxy from ``bench.litellm_env``, the same ``config.yaml``) and ``portkey`` (the open-source
 Portkey gateway from ``bench/peers/portkey``: configured per request by its ``x-portkey-*`` headers, as it
-takes no config file). A system that cannot serve a lane gets a reason (:func:`unsupported`), which the
-report prints as the lane's figure: "n/a: reason".
+takes no config file). Two calibration systems measure what the stack itself costs (issue 18's ceiling):
+``rawproxy`` (``bench.peers.rawproxy``: a bare Granian ASGI app relaying each request through a raw
+``asyncio.Protocol``, no auth, routing, limits or metrics; passthrough, body100k, streams and governed) and
+``hello`` (the same app answering a fixed ``chat.completion``; passthrough only), both served exactly as
+relaygate is and pinned to its core. A system that cannot serve a lane gets a reason (:func:`unsupported`),
+which the report prints as the lane's figure: "n/a: reason".
 
-This module owns the lane table, the per-lane config files, the governed lane's database and Portkey's
-process; measuring is ``bench.lanerun``.
+This module owns the lane table, the per-lane config files, the governed lane's database, and Portkey's
+and the calibration systems' processes; measuring is ``bench.lanerun``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import json
 import secrets
 import shutil
 import sqlite3
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,14 +47,19 @@ from bench.procs import REPO_ROOT, Proc, spawn
 from bench.systems import MASTER_KEY, MODEL, UPSTREAM_KEY, free_port
 
 __all__ = ["Lane", "LANES", "LANE_SYSTEMS", "STREAM_FRAMES", "STREAM_PACING_MS", "unsupported", "write_lane_config",
-           "load_args", "portkey_entry", "start_portkey", "governed_keys", "PORTKEY_VERSION"]
+           "load_args", "portkey_entry", "start_portkey", "start_rawproxy", "governed_keys", "PORTKEY_VERSION",
+           "CALIBRATION_LANES", "CPU_RATIO_GOALS"]
 
 STREAM_FRAMES = 64
 STREAM_PACING_MS = 20.0
 GOVERNED_KEYS, GOVERNED_ACTIVE = 1_000, 200
 PORTKEY_DIR = REPO_ROOT / "bench" / "peers" / "portkey"
 PORTKEY_VERSION = "1.15.2"
-LANE_SYSTEMS = ("direct", "relaygate", "relaygate-2w", "litellm", "portkey")
+LANE_SYSTEMS = ("direct", "rawproxy", "hello", "relaygate", "relaygate-2w", "litellm", "portkey")
+#: issue 18's goals: relaygate's CPU per request at most this many times the raw proxy's, per lane
+CPU_RATIO_GOALS = {"governed": 1.3, "streams": 1.5}
+#: the lanes the raw proxy runs (it relays bytes unchanged: no translation, no cache)
+CALIBRATION_LANES = frozenset({"passthrough", "body100k", "streams", "governed"})
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,12 @@ LANES: dict[str, Lane] = {x.name: x for x in (
 
 def unsupported(lane: Lane, system: str) -> str | None:
     """Why ``system`` cannot run ``lane`` (the report's "n/a: ..."), or ``None`` when it can."""
+    if system == "rawproxy" and lane.name not in CALIBRATION_LANES:
+        if lane.cached:
+            return "the raw-proxy calibration has no cache: it relays every request"
+        return "the raw-proxy calibration relays bytes unchanged: it translates no API"
+    if system == "hello" and lane.name != "passthrough":
+        return "the hello-world calibration answers one fixed chat.completion: passthrough lane only"
     if system == "relaygate-2w" and not lane.two_workers:
         return "2 workers measured on the passthrough and streams lanes only"
     if system == "litellm" and lane.governed:
@@ -161,7 +177,7 @@ def load_args(lane: Lane, system: str, mock_url: str, tmp: Path, keys_file: Path
         body.write_text(json.dumps({"model": MODEL, "input": "Say hello in one short sentence.",
                                     "max_output_tokens": 64}))
         args += ["--body-file", str(body), "--no-check-body"]
-    if lane.governed and keys_file is not None and system.startswith("relaygate"):
+    if lane.governed and keys_file is not None and (system.startswith("relaygate") or system == "rawproxy"):
         args += ["--api-key-file", str(keys_file)]
     if system == "portkey":
         provider = "anthropic" if lane.upstream == "anthropic" else "openai"
@@ -184,4 +200,19 @@ def start_portkey(cpus: str | None, log_dir: Path) -> tuple[Proc, str]:
     port = free_port()
     proc = spawn([node, str(portkey_entry()), f"--port={port}", "--headless"], name="portkey", cpus=cpus,
                  env={"NODE_ENV": "production"}, log_dir=log_dir, cwd=PORTKEY_DIR)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def start_rawproxy(mode: str, upstream: str | None, cpus: str | None, log_dir: Path) -> tuple[Proc, str]:
+    """Start a calibration system (``mode`` ``rawproxy`` relaying to ``upstream``, or ``hello``), served by
+    Granian as relaygate is; returns (process, base URL). Not waited for: poll ``/health/readiness``."""
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.peers.rawproxy", "--host", "127.0.0.1", "--port", str(port)]
+    if mode == "hello":
+        argv.append("--hello")
+    elif mode == "rawproxy" and upstream:
+        argv += ["--upstream", upstream, "--upstream-key", UPSTREAM_KEY]
+    else:
+        raise ValueError(f"unknown calibration system {mode!r} (or no upstream)")
+    proc = spawn(argv, name=mode, cpus=cpus, env={"PYTHONUNBUFFERED": "1"}, log_dir=log_dir)
     return proc, f"http://127.0.0.1:{port}"
