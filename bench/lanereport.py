@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.figures import P99_BOUNDS_MS
+from bench.lanes import CPU_RATIO_GOALS
 from bench.report import COLORS, _f
 
 __all__ = ["lanes_markdown", "render_lanes"]
 
-LANE_COLORS = {**COLORS, "portkey": "#2ca02c"}
+LANE_COLORS = {**COLORS, "portkey": "#2ca02c", "rawproxy": "#8c564b", "hello": "#bcbd22"}
 
 
 def _mib(x: Any) -> str:
@@ -116,6 +117,32 @@ def _scaling(data: dict[str, Any]) -> list[str]:
     return [*rows, ""] if rows else []
 
 
+def calibration(data: dict[str, Any]) -> list[str]:
+    """relaygate's CPU per request against the raw-proxy calibration, lane by lane, with issue 18's goals."""
+    rows = ["| lane | relaygate CPU µs/req | rawproxy CPU µs/req | ratio | goal | hello CPU µs/req |",
+            "| --- | ---: | ---: | ---: | --- | ---: |"]
+    for lane_name, lane in data["lanes"].items():
+        rg, raw = lane["systems"].get("relaygate", {}), lane["systems"].get("rawproxy", {})
+        hello = lane["systems"].get("hello", {})
+        a, b = rg.get("cpu_us_per_req"), raw.get("cpu_us_per_req")
+        if a is None or b is None:
+            continue
+        ratio = a / b if b else None
+        goal = CPU_RATIO_GOALS.get(lane_name)
+        verdict = "—" if goal is None or ratio is None else (
+            f"≤ {goal:g}×: {'met' if ratio <= goal else 'missed'}")
+        rows.append(f"| {lane_name} | {_f(a, 1)} | {_f(b, 1)} | {'—' if ratio is None else f'{ratio:.2f}×'} | "
+                    f"{verdict} | {_f(hello.get('cpu_us_per_req'), 1)} |")
+    if len(rows) == 2:
+        return []
+    return ["## Calibration (issue 18's ceiling)", "",
+            "CPU per request of the gateway's process tree under the fixed memory load, relaygate against the "
+            "raw proxy (`bench.peers.rawproxy`: the same Granian setup relaying through a raw asyncio protocol, "
+            "no auth, routing, limits or metrics) and the Granian hello world. The streams lane here is 64 "
+            "deltas paced 20 ms; the issue's stream goal is for 20-chunk unpaced streams, which "
+            "`python -m bench.ceiling` measures in one interleaved run.", "", *rows, ""]
+
+
 def _sweeps(data: dict[str, Any]) -> list[str]:
     out = []
     for lane_name, lane in data["lanes"].items():
@@ -167,6 +194,7 @@ def lanes_markdown(data: dict[str, Any], plots: dict[str, str] | None = None) ->
         out += ["## Streams", "", "64 deltas paced 20 ms. Added TTFT / inter-frame at the lowest level of the sweep; "
                 "sustained = highest concurrency where every frame arrived, no gap exceeded 200 ms (10× the "
                 "pacing) and errors stayed under 0.1%.", "", *streams, ""]
+    out += calibration(data)
     out += ["## Scaling (1 vs 2 workers)", "", scaling_note(mach.get("cores")), "", *_scaling(data), "## Sweeps", "",
             *_sweeps(data)]
     if plots:

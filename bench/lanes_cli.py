@@ -1,6 +1,6 @@
 """``python -m bench.run --lanes ...``: run the lanes side by side and write the results.
 
-``python -m bench.run --lanes all [--systems direct,relaygate,relaygate-2w,litellm,portkey] [--quick]``
+``python -m bench.run --lanes all [--systems direct,rawproxy,hello,relaygate,relaygate-2w,litellm,portkey] [--quick]``
 
 The orchestration around ``bench.lanerun``: the machine's description (CPU model, cores, loopback round
 trip), the core split (gateway on its own core, mock and load generator on the other), one mock per lane
