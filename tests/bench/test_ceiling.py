@@ -25,8 +25,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.ceiling import RATIOS, WORKLOADS
-from bench.lanes import start_rawproxy
+from bench.ceiling import RATIOS, WORKLOADS, summarize
+from bench.lanereport import calibration
+from bench.lanes import LANES, start_rawproxy, unsupported
 from bench.peers.rawproxy import HELLO_BODY, ParseError, RawProxy, ResponseParser
 from bench.procs import REPO_ROOT, start_mock, wait_http
 from bench.systems import MODEL, UPSTREAM_KEY, free_port
@@ -108,6 +109,52 @@ def test_what_ends_reuse() -> None:
             ResponseParser().feed(bad)
     with pytest.raises(ParseError):
         ResponseParser().feed(CHUNKED.replace(b"6\r\n", b"zz\r\n"))
+
+
+# ------------------------------------------------------------------------------- lanes and summaries
+
+
+def test_calibration_systems_in_the_lanes() -> None:
+    runs = {name for name in LANES if unsupported(LANES[name], "rawproxy") is None}
+    assert runs == {"passthrough", "body100k", "streams", "governed"}
+    assert [name for name in LANES if unsupported(LANES[name], "hello") is None] == ["passthrough"]
+    assert "cache" in (unsupported(LANES["cached"], "rawproxy") or "")
+    assert "translates" in (unsupported(LANES["anthropic-in"], "rawproxy") or "")
+    data = {"lanes": {"governed": {"systems": {"relaygate": {"cpu_us_per_req": 390.0},
+                                               "rawproxy": {"cpu_us_per_req": 300.0}}},
+                      "streams": {"systems": {"relaygate": {"cpu_us_per_req": 400.0},
+                                              "rawproxy": {"cpu_us_per_req": 300.0}}},
+                      "passthrough": {"systems": {"relaygate": {"cpu_us_per_req": 250.0},
+                                                  "rawproxy": {"cpu_us_per_req": 100.0},
+                                                  "hello": {"cpu_us_per_req": 50.0}}},
+                      "cached": {"systems": {"relaygate": {"cpu_us_per_req": 150.0}, "rawproxy": {"na": "x"}}}}}
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in calibration(data) if line.startswith("| ")}
+    assert "1.30×" in rows["governed"] and "met" in rows["governed"]
+    assert "1.33×" in rows["streams"] and "met" in rows["streams"]
+    assert "2.50×" in rows["passthrough"] and rows["passthrough"].rstrip(" |").endswith("50.0")
+    assert "cached" not in rows
+
+
+def test_summary_ratios_and_added_latency() -> None:
+    def step(cpu: float, p50: float, p99: float) -> dict[str, Any]:
+        return {"ok": 10, "error_count": 0, "rps": 100.0, "p50_ms": p50, "p99_ms": p99, "cpu_us_per_req": cpu}
+
+    rounds = []
+    for k in (1.0, 1.2):
+        rounds.append({f"{s}/{w}": step(k * {"hello": 50, "rawproxy": 100, "relaygate": 200,
+                                             "relaygate-governed": 120, "direct": 0}[s] or 1.0,
+                                         {"direct": 0.1}.get(s, 0.2), {"direct": 0.2}.get(s, 0.4 * k))
+                       for s, w in WORKLOADS})
+    sm = summarize(rounds)
+    ratios = {r["name"]: r for r in sm["ratios"]}
+    assert ratios["relaygate-governed / rawproxy (unary)"]["value"] == 1.2
+    assert ratios["relaygate-governed / rawproxy (unary)"]["met"] is True
+    assert ratios["relaygate / rawproxy (20-chunk stream)"]["met"] is False
+    assert ratios["relaygate / hello (unary)"]["value"] == 4.0 and ratios["relaygate / hello (unary)"]["met"] is None
+    assert sm["results"]["relaygate/unary"]["cpu_us_per_req"] == {"median": 220.0, "min": 200.0, "max": 240.0}
+    added = sm["added"]["relaygate"]
+    assert added["p50_us"]["median"] == pytest.approx(100.0) and added["p99_us"]["max"] == pytest.approx(280.0)
+    assert added["met"] is True and sm["added"]["rawproxy"]["met"] is None
 
 
 # ------------------------------------------------------------------------------- the pool, in process
