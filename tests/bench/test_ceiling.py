@@ -263,10 +263,11 @@ def test_rawproxy_relays_the_mock_unchanged_and_hello_answers(tmp_path: Path) ->
             raw, hello = procs[0][1], procs[1][1]
             for body in (chat, {**chat, "stream": True}):
                 direct = _post(mock.url + "/v1/chat/completions", body, UPSTREAM_KEY)
-                relayed = _post(raw + "/v1/chat/completions", body)
+                relayed = _post(raw + "/v1/chat/completions?trace=a%20b", body)
                 assert direct[0] == relayed[0] == 200 and direct[1] == relayed[1]
                 assert _same(relayed[2]) == _same(direct[2]) and len(relayed[2]) > 200
                 seen = mock.requests()[-1]
+                assert seen["method"] == "POST" and seen["target"] == "/v1/chat/completions?trace=a%20b"
                 assert seen["body"] == body and dict(seen["headers"])["authorization"] == f"Bearer {UPSTREAM_KEY}"
             assert relayed[1].startswith("text/event-stream") and relayed[2].rstrip().endswith(b"data: [DONE]")
             assert _post(hello + "/v1/chat/completions", chat) == (200, "application/json", HELLO_BODY)
