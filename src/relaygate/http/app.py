@@ -5,10 +5,18 @@ The shell knows nothing of LLMs: what it serves is whatever ``factory()`` return
 ASGI callable for HTTP scopes and has ``startup()`` / ``shutdown()`` coroutines (the gateway,
 ``relaygate.gateway.Gateway``). A startup failure is reported to the server as ``lifespan.startup.failed``
 (Granian then stops the worker) with one log line; the handler is never half built.
+
+Once the handler has started, the worker's heap is settled for the cycle collector (:func:`settle_heap`):
+what startup built (modules, config, routing tables, key caches: ~50,000 objects) lives as long as the
+worker, so it is collected once and frozen out of every later collection, and the young generation's
+threshold is raised. Requests make almost no cyclic garbage (refcounting frees it), so the collector
+was pure cost: measured on the governed lane, ~10 µs of CPU per request and a 35 ms full collection
+every few thousand requests, which was most of the p99.9 at concurrency 1.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -16,6 +24,18 @@ from typing import Any, Protocol
 from relaygate.http.types import Receive, Scope, Send
 
 log = logging.getLogger("relaygate")
+
+# gen0 runs when this many container objects more were allocated than freed: each run scans at most
+# about that many live young objects (well under a millisecond); gen1/gen2 as CPython's defaults
+GC_THRESHOLD = (10_000, 10, 10)
+
+
+def settle_heap() -> None:
+    """Collect what startup left, move every surviving object out of the collector's reach and raise
+    the young generation's threshold (see the module's docstring)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 class Served(Protocol):
@@ -56,6 +76,7 @@ class App:
                     log.error("startup failed: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                settle_heap()
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 if self.handler is not None:
