@@ -29,6 +29,10 @@ correction: the window opens after the warm-up *plus* the generator's own start-
 per run on the load core), not counted from its spawn; otherwise the start-up's share of warm-up load
 (about 0.25 s here) lands in the window and inflates every figure by that much over the duration.
 
+The machine may be shared, so each load also records the CPU spent outside this run's process tree over
+its window (``/proc/stat``'s busy time of all cores minus the run's own CPU, in cores); a run where that
+passed 0.1 core at any load is marked disturbed in the result.
+
 The result: median CPU µs/req (min-max over rounds) per system and workload, req/s, p50/p99, the ratios
 (relaygate-governed/rawproxy, relaygate/rawproxy unary and stream, relaygate/hello) with the per-round
 spread, and each goal met or missed. Written as ``<out>/<UTC stamp>-ceiling.json`` and ``.md`` plus
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import statistics
@@ -53,7 +58,7 @@ from typing import Any
 
 from bench.lanerun import CpuWindow, loopback_rtt_us
 from bench.lanes import LANES, governed_keys, load_args, start_rawproxy, write_lane_config
-from bench.procs import REPO_ROOT, MockHandle, launch_mock, wait_http
+from bench.procs import REPO_ROOT, MockHandle, cpu_seconds, launch_mock, wait_http
 from bench.scenarios import Settings, run_load
 from bench.selftest import core_split
 from bench.systems import MASTER_KEY, UPSTREAM_KEY, Running, SystemSpec, start_system
@@ -77,6 +82,8 @@ RATIOS: tuple[tuple[str, str, str, float | None], ...] = (
     ("rawproxy / hello (unary)", "rawproxy/unary", "hello/unary", None),
 )
 GOAL_ADDED_P99_US = 250.0
+#: a load during which the machine spent this much CPU (in cores) outside the run marks the run disturbed
+DISTURBED_SHARE = 0.10
 ADDED_SYSTEMS = ("rawproxy", "relaygate", "relaygate-governed")
 
 
@@ -137,9 +144,42 @@ def generator_start_s(load_cpus: str | None, tries: int = 3) -> float:
     return round(statistics.median(times), 3)
 
 
+def machine_busy_s() -> float:
+    """Busy (non-idle, non-iowait) CPU seconds of all cores since boot, from ``/proc/stat``."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class _Window(CpuWindow):
+    """The lanes' CPU window, plus how much CPU the machine spent on anything but this run over it."""
+
+    def __init__(self, pid: int | None, warmup: float) -> None:
+        super().__init__(pid, warmup, None)
+        self.busy: list[tuple[float, float, float]] = []  # (monotonic, machine busy s, this run's CPU s)
+
+    def __call__(self, elapsed: float) -> None:
+        super().__call__(elapsed)
+        if self.start is not None:
+            sample = (time.monotonic(), machine_busy_s(), cpu_seconds(os.getpid()))
+            if self.busy:
+                self.busy[1:] = [sample]  # the window's end so far
+            else:
+                self.busy.append(sample)  # its start
+
+    def other_share(self) -> float | None:
+        """CPU spent outside this run's process tree (other processes, interrupts) over the window, in cores."""
+        if len(self.busy) < 2:
+            return None
+        (t0, b0, c0), (t1, b1, c1) = self.busy
+        if t1 - t0 <= 0:
+            return None
+        return round(max(0.0, (b1 - b0) - (c1 - c0)) / (t1 - t0), 3)
+
+
 def _measure(system: Running, args: list[str], conc: int, s: CeilingSettings, load_s: Settings, tmp: Path,
              tag: str, gen_start: float) -> dict[str, Any]:
-    win = CpuWindow(system.pid, s.warmup + gen_start, None)
+    win = _Window(system.pid, s.warmup + gen_start)
     res = run_load(system, [*args, "--concurrency", str(conc), "--duration", str(s.duration), "--warmup",
                             str(s.warmup), "--timeout", str(s.timeout)], s.duration + s.warmup, tmp, tag, load_s, win)
     if res.get("failed"):
@@ -149,7 +189,7 @@ def _measure(system: Running, args: list[str], conc: int, s: CeilingSettings, lo
         "ok": res["ok"], "error_count": res["error_count"], "errors": res["errors"],
         "rps": round(res["throughput_rps"], 1), "p50_ms": lat.get("p50"), "p99_ms": lat.get("p99"),
         "cpu_us_per_req": win.per_request_us(res["ok"]),
-        "generator_cpu_share": round(res.get("generator_cpu_share", 0.0), 3)}
+        "generator_cpu_share": round(res.get("generator_cpu_share", 0.0), 3), "other_cpu": win.other_share()}
     if "chunks_per_response" in res:
         out["chunks_min"] = res["chunks_per_response"].get("min")
     return out
@@ -175,7 +215,8 @@ def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
             "cpu_us_per_req": _spread([st["cpu_us_per_req"] for st in good if st.get("cpu_us_per_req")]),
             "rps": _spread([st["rps"] for st in good]),
             "p50_ms": _spread([st["p50_ms"] for st in good if st.get("p50_ms") is not None]),
-            "p99_ms": _spread([st["p99_ms"] for st in good if st.get("p99_ms") is not None])}
+            "p99_ms": _spread([st["p99_ms"] for st in good if st.get("p99_ms") is not None]),
+            "other_cpu": _spread([st["other_cpu"] for st in good if st.get("other_cpu") is not None])}
     ratios = []
     for name, num, den, goal in RATIOS:
         a, b = results[num]["cpu_us_per_req"], results[den]["cpu_us_per_req"]
@@ -196,7 +237,9 @@ def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
         p99 = _spread(p99s)
         added[system] = {"p50_us": _spread(p50s), "p99_us": p99,
                          "met": None if p99 is None or system == "rawproxy" else p99["median"] <= GOAL_ADDED_P99_US}
-    return {"results": results, "ratios": ratios, "added": added}
+    others = [st["other_cpu"] for r in rounds for st in r.values() if st.get("other_cpu") is not None]
+    return {"results": results, "ratios": ratios, "added": added, "other_cpu_max": max(others) if others else None,
+            "disturbed": bool(others) and max(others) > DISTURBED_SHARE}
 
 
 def run_ceiling(s: CeilingSettings, tmp: Path, pin: bool = True) -> dict[str, Any]:
@@ -244,6 +287,10 @@ def _cell(sp: dict[str, float] | None, digits: int = 1) -> str:
     return f"{sp['median']:,.{digits}f} ({sp['min']:,.{digits}f}–{sp['max']:,.{digits}f})"
 
 
+def _share(sp: dict[str, float] | None) -> str:
+    return "—" if not sp else f"{sp['median']:.2f} (max {sp['max']:.2f})"
+
+
 def _verdict(met: bool | None) -> str:
     return "—" if met is None else ("met" if met else "**missed**")
 
@@ -260,12 +307,12 @@ def ceiling_markdown(data: dict[str, Any]) -> str:
            f"{m['packages'].get('relaygate_commit', m['packages'].get('relaygate'))}, granian "
            f"{m['packages'].get('granian')}.", "",
            "## CPU per request (median over rounds, min–max)", "",
-           "| system | workload | CPU µs/req | req/s | p50 ms | p99 ms | ok | errors |",
-           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+           "| system | workload | CPU µs/req | req/s | p50 ms | p99 ms | ok | errors | other CPU, cores |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in sm["results"].values():
         cpu = "— (no process)" if r["system"] == "direct" else _cell(r["cpu_us_per_req"])
         out.append(f"| {r['system']} | {r['workload']} | {cpu} | {_cell(r['rps'], 0)} | {_cell(r['p50_ms'], 3)} | "
-                   f"{_cell(r['p99_ms'], 3)} | {r['ok']:,} | {r['error_count']} |")
+                   f"{_cell(r['p99_ms'], 3)} | {r['ok']:,} | {r['error_count']} | {_share(r.get('other_cpu'))} |")
     out += ["", "## Ratios and goals (issue 18)", "",
             "| ratio of CPU µs/req | value | per round (median, min–max) | goal | |",
             "| --- | ---: | ---: | ---: | --- |"]
@@ -283,7 +330,11 @@ def ceiling_markdown(data: dict[str, Any]) -> str:
             "`/proc` over the load generator's measured window (opened after the warm-up plus the generator's "
             f"start-up, {m.get('generator_start_s', '?')} s, so the warm-up stays out), divided by the answers "
             "counted in that window. Each system runs at its own throughput under the same closed-loop "
-            "concurrency.", ""]
+            "concurrency. \"Other CPU\": CPU the machine spent outside this run's processes during the window "
+            "(other people's processes, interrupts), in cores: near 0 on a quiet machine.", ""]
+    if sm.get("disturbed"):
+        out[2:2] = [f"**Disturbed**: during some load the machine spent up to {sm['other_cpu_max']:.2f} cores on "
+                    "work outside this run (another process): its figures are less trustworthy.", ""]
     return "\n".join(out)
 
 

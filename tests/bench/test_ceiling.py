@@ -155,6 +155,7 @@ def test_summary_ratios_and_added_latency() -> None:
     added = sm["added"]["relaygate"]
     assert added["p50_us"]["median"] == pytest.approx(100.0) and added["p99_us"]["max"] == pytest.approx(280.0)
     assert added["met"] is True and sm["added"]["rawproxy"]["met"] is None
+    assert sm["disturbed"] is False and sm["other_cpu_max"] is None
 
 
 # ------------------------------------------------------------------------------- the pool, in process
@@ -295,6 +296,7 @@ def test_ceiling_quick_end_to_end(tmp_path: Path) -> None:
     assert [r["name"] for r in data["summary"]["ratios"]] == [r[0] for r in RATIOS]
     assert all(r["value"] > 0 for r in data["summary"]["ratios"])
     assert all(a["p99_us"] is not None for a in data["summary"]["added"].values())
+    assert 0 <= results["relaygate/unary"]["other_cpu"]["median"] <= 2
     md = (tmp_path / "ceiling-latest.md").read_text()
     assert "relaygate-governed / rawproxy (unary)" in md and "≤ 1.3×" in md
     assert len(list(tmp_path.glob("2*-ceiling.json"))) == 1
