@@ -10,7 +10,10 @@ Issue 13's speed bar, measured side by side:
   without a team). In the **on** database every key, team and user has a ``max_budget`` (large: nothing is
   refused, every budget is checked and counted) and a ``budget_duration``; in the **off** database none
   has. SQLite files by default; ``--postgres-url`` puts the **on** database on that PostgreSQL server
-  instead (its ``rg_*`` tables are dropped first: give a scratch database).
+  instead (its ``rg_*`` tables are dropped first: give a scratch database). A server on this machine is
+  pinned to the load core for the run (postmaster and backends; restored after), as the mock is: the
+  database is a server apart from the gateway, and a backend on the gateway's core would be counted as
+  the gateway's slowness.
 - **gateways**: two ``relaygate serve`` processes, one worker each, both pinned to core 0 (only one is
   under load at a time); mock upstream and load generator on core 1. **off**: no spend tracking at all
   (``relaygate_settings.spend_tracking: false``: no rows, no counters) and no prices (the model is unknown
@@ -36,7 +39,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import re
 import secrets
 import shutil
@@ -49,7 +54,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.procs import REPO_ROOT, Proc, cpu_seconds, launch_mock, spawn, wait_http
+from bench.procs import REPO_ROOT, Proc, cpu_seconds, launch_mock, spawn, tree_pids, wait_http
 from bench.scenarios_dbkeys import _load, compare, meta
 from bench.selftest import core_split
 from bench.systems import MASTER_KEY, MODEL, UPSTREAM_KEY, free_port
@@ -87,6 +92,57 @@ model_list:
   database_url: {db_url}
 {spend}""")
     return path
+
+
+async def _postmaster(url: str) -> int | None:
+    """The PostgreSQL server's postmaster pid when it runs on this machine (loopback ``url``), else None."""
+    from urllib.parse import urlsplit
+
+    import asyncpg
+
+    if urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1", None, ""):
+        return None
+    conn = await asyncpg.connect(url)
+    try:
+        backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
+    finally:
+        await conn.close()
+    try:
+        with open(f"/proc/{backend}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None  # not visible from here (another namespace or machine)
+    return int(stat[stat.rfind(b")") + 2 :].split()[1])
+
+
+def pin_postgres(url: str, cpus: str | None) -> tuple[str, dict[int, set[int]]]:
+    """Move a local PostgreSQL server (its postmaster and every backend) to ``cpus``, the load core: the
+    database is a server apart from the gateway, as the mock upstream is, and a backend left on the
+    gateway's core would take its CPU and count as the gateway's slowness. New backends inherit the
+    postmaster's affinity. Returns what was done (for the results) and the previous affinities (to restore)."""
+    if cpus is None:
+        return "not pinned (no core split)", {}
+    try:
+        master = asyncio.run(_postmaster(url))
+    except Exception as exc:  # the runs will report the database's errors themselves
+        return f"not pinned ({type(exc).__name__})", {}
+    if master is None:
+        return "not pinned (not on this machine)", {}
+    target = {int(c) for c in cpus.split(",")}
+    before: dict[int, set[int]] = {}
+    for pid in tree_pids(master):
+        try:
+            before[pid] = os.sched_getaffinity(pid)
+            os.sched_setaffinity(pid, target)
+        except OSError as exc:
+            return f"not pinned ({exc.strerror} for pid {pid}: run as root or as the server's user)", before
+    return f"server pinned to cpu {cpus} with the load generator ({len(before)} processes)", before
+
+
+def restore_affinity(before: dict[int, set[int]]) -> None:
+    for pid, cpus in before.items():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, cpus)
 
 
 async def _fill(url: str, keys: list[str], budgets: bool) -> float:
@@ -178,7 +234,9 @@ def markdown(data: dict[str, Any]) -> str:
     out = [f"# Spend logging, cost and budgets on vs off ({m['started']})", "",
            f"`{m['command']}` — {m['machine']['cpu_model']}, {m['machine']['cores']} cores, pinning: {m['pinning']}; "
            f"relaygate {m['packages'].get('relaygate_commit', '?')}", "",
-           f"Stores: off {data['setup']['off_db']}, on {data['setup']['on_db']}; {data['settings']['keys']:,} keys "
+           f"Stores: off {data['setup']['off_db']}, on {data['setup']['on_db']}"
+           + (f" ({data['setup']['postgres']})" if data["setup"].get("postgres") else "")
+           + f"; {data['settings']['keys']:,} keys "
            f"(half in {TEAMS} teams, half owned by {USERS} users), {data['settings']['active']:,} active, "
            f"{'streamed' if data['settings']['stream'] else 'non-streamed'} small chat.", "",
            "| run | req/s | gateway CPU µs/req | p50 ms | p99 ms | errors |",
@@ -234,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
         urls["on"] = a.postgres_url
     data["setup"] = {"off_db": "SQLite", "on_db": "PostgreSQL" if a.postgres_url else "SQLite",
                      "insert_s": {m: round(asyncio.run(_fill(u, keys, MODES[m][0])), 2) for m, u in urls.items()}}
+    pinned: dict[int, set[int]] = {}
+    if a.postgres_url:
+        data["setup"]["postgres"], pinned = pin_postgres(a.postgres_url, load_cpus)
+        print(f"postgres: {data['setup']['postgres']}", flush=True)
     mock = launch_mock(cpus=load_cpus, name="upstream", log_dir=tmp)
     gws: dict[str, Proc] = {}
     gw_urls: dict[str, str] = {}
@@ -287,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         for gw in gws.values():
             gw.stop()
         mock.stop()
+        restore_affinity(pinned)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     js, md = out / f"{stamp}-spend.json", out / f"{stamp}-spend.md"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.procs import REPO_ROOT
+from tests.pg import PostgresServer
 
 pytestmark = pytest.mark.e2e
 
@@ -33,3 +34,46 @@ def test_tiny_run_writes_results_and_every_row(tmp_path: Path) -> None:
     assert sink["spend_usd"] > 0
     md = (tmp_path / "spend-latest.md").read_text()
     assert "on vs off" in md.lower() or "Medians: on" in md
+
+
+def test_a_local_postgres_is_pinned_to_the_load_core_and_restored(postgres_server: PostgresServer) -> None:
+    """The 'on' database's server is moved off the gateway's core for the run (postmaster and backends,
+    and the backends it starts later), then given back its affinity."""
+    import asyncio
+    import os
+
+    import asyncpg
+
+    from bench.procs import tree_pids
+    from bench.scenarios_spend import _postmaster, pin_postgres, restore_affinity
+
+    url = postgres_server.url()
+    master = asyncio.run(_postmaster(url))
+    assert master is not None
+    before = os.sched_getaffinity(master)
+    target = str(min(os.sched_getaffinity(0)))
+    what, saved = pin_postgres(url, target)
+    try:
+        assert what.startswith(f"server pinned to cpu {target}"), what
+        assert master in saved and saved[master] == before
+        assert all(os.sched_getaffinity(p) == {int(target)} for p in tree_pids(master))
+
+        # a backend started after the pinning inherits it (asked while it is still connected)
+        async def affinity_of_new_backend() -> set[int]:
+            conn = await asyncpg.connect(url)
+            try:
+                return os.sched_getaffinity(int(await conn.fetchval("SELECT pg_backend_pid()")))
+            finally:
+                await conn.close()
+
+        assert asyncio.run(affinity_of_new_backend()) == {int(target)}
+    finally:
+        restore_affinity(saved)
+    assert os.sched_getaffinity(master) == before
+
+
+def test_a_remote_postgres_is_left_alone() -> None:
+    from bench.scenarios_spend import pin_postgres
+
+    assert pin_postgres("postgresql://u:p@db.example.invalid:5432/x", "1") == ("not pinned (not on this machine)", {})
+    assert pin_postgres("postgresql://u:p@127.0.0.1:1/x", None) == ("not pinned (no core split)", {})
