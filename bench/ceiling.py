@@ -145,10 +145,11 @@ def generator_start_s(load_cpus: str | None, tries: int = 3) -> float:
 
 
 def machine_busy_s() -> float:
-    """Busy (non-idle, non-iowait) CPU seconds of all cores since boot, from ``/proc/stat``."""
+    """CPU seconds all cores spent working since boot (user, nice, system, irq, softirq; not idle, iowait or
+    the hypervisor's steal), from ``/proc/stat``."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+    return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf("SC_CLK_TCK")
 
 
 class _Window(CpuWindow):
