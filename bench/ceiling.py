@@ -248,6 +248,8 @@ def run_ceiling(s: CeilingSettings, tmp: Path, pin: bool = True) -> dict[str, An
     from tqdm import tqdm
 
     gw, load = core_split() if pin else (None, None)
+    if load is not None:
+        os.sched_setaffinity(0, {int(load)})  # this process polls /proc: keep it off the gateway core
     load_s = Settings(load_cpus=load, timeout=s.timeout + 5)
     mock = launch_mock(cpus=load, name="upstream", chunks=20, chunk_gap_ms=0, log_dir=tmp)
     rounds: list[dict[str, dict[str, Any]]] = []
