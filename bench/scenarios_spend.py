@@ -105,13 +105,14 @@ async def _postmaster(url: str) -> int | None:
     conn = await asyncpg.connect(url)
     try:
         backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
+        # read while connected: the backend exits when the connection closes
+        try:
+            with open(f"/proc/{backend}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            return None  # not visible from here (another namespace or machine)
     finally:
         await conn.close()
-    try:
-        with open(f"/proc/{backend}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None  # not visible from here (another namespace or machine)
     return int(stat[stat.rfind(b")") + 2 :].split()[1])
 
 
@@ -132,8 +133,11 @@ def pin_postgres(url: str, cpus: str | None) -> tuple[str, dict[int, set[int]]]:
     before: dict[int, set[int]] = {}
     for pid in tree_pids(master):
         try:
-            before[pid] = os.sched_getaffinity(pid)
+            saved = os.sched_getaffinity(pid)
             os.sched_setaffinity(pid, target)
+            before[pid] = saved
+        except ProcessLookupError:
+            continue  # a backend that ended meanwhile
         except OSError as exc:
             return f"not pinned ({exc.strerror} for pid {pid}: run as root or as the server's user)", before
     return f"server pinned to cpu {cpus} with the load generator ({len(before)} processes)", before
