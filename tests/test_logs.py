@@ -134,3 +134,13 @@ def test_a_forged_record_inside_an_exception_message_stays_a_continuation() -> N
     lines = fmt.format(rec).split("\n")
     assert lines[-1].startswith(CONTINUATION) and "forged" in lines[-1] and SECRET not in lines[-1]
     assert sum(1 for line in lines if not line.startswith(CONTINUATION)) == 1
+
+
+@given(st.text(), st.text(alphabet=st.characters(max_codepoint=0x7f)))
+def test_json_line_fast_path_equals_the_regex_path(text: str, ascii_text: str) -> None:
+    """The ASCII fast path of ``json_line`` writes exactly what escaping every line by the regex did."""
+    from relaygate.logs import _CONTROL, _escape_json, json_line
+
+    for obj in ({"m": text}, {"m": ascii_text, "n": [ascii_text, 1.5, None]}, {"del": "a\x7fb"}):
+        assert json_line(obj) == _CONTROL.sub(_escape_json, orjson.dumps(obj).decode())
+        assert not CONTROL.search(json_line(obj))
