@@ -11,7 +11,9 @@ command produces it the same way every time:
    worker is not paused; idle threads are not sampled);
 3. every sample is charged to one component by its innermost frame (:func:`component`): a sample with
    no Python frame at all, or only the worker's entry into Granian's serve loop, is Granian's Rust
-   runtime, uvloop's C loop or the kernel under them; a Python
+   runtime, uvloop's C loop or the kernel under them — mostly: py-spy also finds no frame for part of
+   the interpreter's own time (a coroutine stepped from C), so ``perf`` puts this bucket about a quarter
+   lower on the governed lane (kernel, Granian, libc and uvloop ~35% of the worker's CPU); a Python
    line that calls the ASGI ``send`` / ``receive`` is charged to Granian too, since the time on that
    line is spent in Granian's Rust implementation; the rest by the module the frame is in;
 4. each component's share of the samples times the measured CPU per request gives its **µs per
@@ -46,7 +48,7 @@ from bench.systems import MASTER_KEY, SystemSpec, start_system
 
 __all__ = ["component", "COMPONENTS", "charge", "main"]
 
-NATIVE = "Granian + uvloop + kernel (no Python frame)"
+NATIVE = "no Python frame: Granian, uvloop, kernel (and interpreter time py-spy could not place)"
 ASGI_IO = "ASGI send / receive (Granian, called from Python)"
 
 COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
