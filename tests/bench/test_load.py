@@ -40,11 +40,13 @@ def test_stream_cuts_are_truncated_and_chunks_counted() -> None:
 
 
 def test_spaced_chunks_arrive_separately() -> None:
-    with start_mock(name="spaced", chunks=4, chunk_gap_ms=2) as mock:
+    # 20 ms apart: a reader held up that long on a busy machine (the suite runs two workers) may still
+    # find two chunks in one read now and then, so the typical response is what must show 4 arrivals
+    with start_mock(name="spaced", chunks=4, chunk_gap_ms=20) as mock:
         res = run_sync(LoadSpec(url=mock.url, stream=True, concurrency=2, requests=20, duration=0))
     assert res.ok == 20 and not res.errors
-    assert res.arrivals.min == 4  # one arrival per content chunk: nothing merged them
-    assert res.gaps.count == 20 * 3
+    assert res.arrivals.max == 4 and res.arrivals.value_at(50) == 4  # one arrival per chunk: nothing merged
+    assert res.gaps.count == res.arrivals.total - 20  # a gap between each two reads of a response
 
 
 def test_hang_becomes_timeout() -> None:
