@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.lanes import LANES, governed_keys, load_args, write_lane_config
-from bench.procs import cpu_seconds, launch_mock, tree_pids
+from bench.procs import REPO_ROOT, cpu_seconds, launch_mock, tree_pids
 from bench.scenarios import Settings, run_load
 from bench.selftest import core_split
 from bench.systems import MASTER_KEY, SystemSpec, start_system
@@ -134,9 +134,9 @@ def _markdown(data: dict[str, Any]) -> str:
              "| component | share of samples | µs per request |", "| --- | ---: | ---: |"]
     for row in data["components"]:
         lines.append(f"| {row['component']} | {row['share'] * 100:.1f}% | {row['us_per_req']:.1f} |")
-    lines += ["", "A sample with no Python frame is charged to Granian, uvloop and the kernel; a line calling the "
-              "ASGI `send`/`receive` to Granian; the rest by the module of the innermost frame "
-              "(`bench/profile.py`)."]
+    lines += ["", "A sample with no Python frame is charged to Granian, uvloop and the kernel (with the part of the "
+              "interpreter's own time py-spy cannot place); a line calling the ASGI `send`/`receive` to Granian; "
+              "the rest by the module of the innermost frame (`bench/profile.py`)."]
     return "\n".join(lines) + "\n"
 
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
-    p.add_argument("--out", default="bench/results")
+    p.add_argument("--out", default=str(REPO_ROOT / "bench" / "results"))
     a = p.parse_args(argv)
     spy = shutil.which("py-spy")
     if spy is None:
