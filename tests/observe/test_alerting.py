@@ -19,7 +19,7 @@ from tests.observe.webhook_server import WebhookServer
 
 T = TypeVar("T")
 
-FAST = {"timeout": 0.3, "retries": 0, "backoff": 0.01, "tick": 0.02}
+FAST = {"timeout": 3.0, "retries": 0, "backoff": 0.01, "tick": 0.02}
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
