@@ -11,7 +11,12 @@
 - ``/cache/flushall``: this worker's memory, and in Redis only this cache's keys (its namespace, or
   64-hex keys without one) — never Redis ``FLUSHALL``, which LiteLLM sends and which also wipes the rate
   limiter's counters and anything else sharing that Redis.
-- ``/cache/redis/info``: ``{"num_clients": ..., "info": {...}}`` from Redis ``INFO`` (400 without Redis).
+- ``/cache/redis/info``: ``{"num_clients": ..., "info": {...}}`` from Redis ``INFO`` (400 without Redis); with
+  sentinels also ``"master": "host:port"``; on a Redis Cluster ``info`` is ``{"host:port": {...}}`` per primary
+  (redis-py's cluster shape) and ``num_clients`` their sum.
+- On a cluster or with sentinels ``/cache/ping`` adds ``"redis_nodes": {"host:port": true, ...}`` (every
+  primary, or the master) and is a 503 naming the nodes that did not answer; ``/cache/delete`` and
+  ``/cache/flushall`` reach every primary.
 - ``/cache/stats`` (admin and viewer; the admin UI's cache page): ``{"enabled", "type", "hits", "misses",
   "hit_rate", "entries", "bytes", "max_bytes"}``. The counters are this worker's (workers share nothing):
   lookups it answered from the cache (memory, Redis or semantic) and those that missed since it started;
@@ -50,7 +55,7 @@ def _params(cache: Any) -> dict[str, Any]:
            "scope": s.scope, "max_bytes": s.max_bytes}
     if cache.redis is not None:
         out["default_in_redis_ttl"] = s.redis_ttl
-        out["redis"] = repr(cache.redis.addr)  # host, port and db; never the password
+        out["redis"] = cache.redis.describe()  # addresses and db; never a password
     return out
 
 
@@ -59,9 +64,12 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
         await check_admin(gw, scope, receive, params, "/cache/ping", read=True)
         cache = _cache(gw)
         redis = cache.redis
+        nodes = None
         if redis is not None:
-            if not await redis.ping():
-                raise GatewayError(f"Service Unhealthy (redis {redis.addr!r} did not answer PING)", status=503,
+            nodes = await redis.ping_nodes()
+            silent = [name for name, ok in nodes.items() if not ok]
+            if silent:
+                raise GatewayError(f"Service Unhealthy (redis {', '.join(silent)} did not answer PING)", status=503,
                                    type="service_unavailable", param="None")
             ok = (await redis.delete([_PROBE])) >= 0
         else:
@@ -72,6 +80,8 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
                 "set_cache_response": "success" if ok else "failed", "litellm_cache_params": _params(cache),
                 "memory": {"entries": len(cache.memory), "bytes": cache.memory.used, "hits": cache.hits,
                            "misses": cache.misses}}
+        if redis is not None and redis.topology.kind != "single":
+            body["redis_nodes"] = nodes  # a cluster's primaries, or the sentinels' master: each answered
         await send_json(send, 200, orjson.dumps(body))
 
     async def delete(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
@@ -113,12 +123,19 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
         if cache.redis is None:
             raise GatewayError("the cache is not a redis cache", status=400, param="None")
         try:
-            info = await cache.redis.info()
+            nodes = await cache.redis.info_nodes()
         except LookupError:
             raise GatewayError("Service Unhealthy (redis did not answer INFO)", status=503,
                                type="service_unavailable", param="None") from None
-        await send_json(send, 200, orjson.dumps({"num_clients": int(info.get("connected_clients", "0") or 0),
-                                                 "info": info}))
+        clients = sum(int(i.get("connected_clients", "0") or 0) for i in nodes.values())
+        if not cache.redis.cluster:  # one server (or the sentinels' current master): LiteLLM's shape
+            name, info = next(iter(nodes.items()))
+            out: dict[str, Any] = {"num_clients": clients, "info": info}
+            if cache.redis.topology.kind == "sentinel":
+                out["master"] = name
+        else:  # redis-py's cluster INFO shape: per node, by "host:port"
+            out = {"num_clients": clients, "info": nodes}
+        await send_json(send, 200, orjson.dumps(out))
 
     t.add("GET", "/cache/ping", ping)
     t.add("POST", "/cache/delete", delete)

@@ -300,10 +300,8 @@ def make_cache(settings: CacheSettings, metrics: Any = None, transport: Any = No
     redis = None
     if settings.type in ("redis", "redis-semantic"):
         from relaygate.cache.redis import RedisCache
-        from relaygate.limits.resp import RedisAddress
 
-        redis = RedisCache(RedisAddress.from_settings(settings.redis_url, settings.redis_host, settings.redis_port,
-                                                      settings.redis_password))
+        redis = RedisCache.from_settings(settings)  # one server, a sentinel-managed master or a cluster
     return ResponseCache(settings, redis, metrics=metrics, semantic=_make_semantic(settings, redis, metrics,
                                                                                    transport))
 

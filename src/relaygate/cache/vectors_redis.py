@@ -27,6 +27,10 @@ dropped and counted), one at a time per worker (two trims racing would remove to
 they may, which only makes the cache forget a few entries). ``<prefix>`` is ``<namespace>:semantic:``
 (``relaygate:semantic:`` without one): ``/cache/flushall`` removes a namespace's vectors with its answers;
 without a namespace it removes the answers only, and the orphaned vectors are misses until they expire.
+
+**On a Redis Cluster** the search module is never asked for (RediSearch's index is not supported on an OSS
+cluster: ``FT.*`` would see one shard): the plain-Redis way is used, whose keys are one hash per scope (each
+command names one key, routed to its slot's node). The config loader warns about it once at startup.
 """
 
 from __future__ import annotations
@@ -72,8 +76,8 @@ class RedisVectors:
         self.max_entries = max_entries
         self.max_pending = max_pending
         self._wall = wall
-        self.search_module: bool | None = None
-        """Whether the server has ``FT.SEARCH`` (None: not asked yet)."""
+        self.search_module: bool | None = False if redis.cluster else None
+        """Whether the server has ``FT.SEARCH`` (None: not asked yet; a cluster: never used)."""
         self._index_dim = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()

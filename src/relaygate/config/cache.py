@@ -12,6 +12,15 @@ exist, rather than silently serving without a cache), ``host`` / ``port`` / ``pa
 LiteLLM's ``max_size_in_memory`` counts entries, whatever their size) and ``scope`` (``team``, the default:
 keys of different teams never share entries; ``global``: every caller shares them, as LiteLLM does).
 
+**Redis Cluster and Sentinel** (LiteLLM's keys; ``limits.topology`` does the addressing):
+``redis_startup_nodes: [{host, port}, ...]`` (or ``REDIS_CLUSTER_NODES`` as JSON) is a cluster;
+``service_name`` + ``sentinel_nodes: [[host, port], ...]`` (or ``REDIS_SERVICE_NAME`` /
+``REDIS_SENTINEL_NODES``), with ``sentinel_password`` (``REDIS_SENTINEL_PASSWORD``) for the sentinels, is a
+sentinel-managed master; ``password`` / ``username`` (``REDIS_PASSWORD`` / ``REDIS_USERNAME``) authenticate
+the cluster's nodes or the master, ``db`` selects a database (0 only on a cluster). A ``url`` wins over both,
+a cluster over sentinels (LiteLLM's order). A malformed node list, or ``service_name`` without
+``sentinel_nodes`` (or the reverse), is a config error.
+
 **Semantic caching** (``cache.semantic``): a stored answer also serves a prompt whose embedding is at least
 ``similarity_threshold`` (0..1, cosine) close to the stored prompt's, embedded by a model group of the
 ``model_list``. Where the vectors live:
@@ -57,8 +66,10 @@ _KNOWN_LATER = frozenset({"transcription", "atranscription", "rerank", "arerank"
                           "aimage_generation", "moderation", "amoderation"})
 _TYPES = frozenset({"local", "redis", "semantic", "redis-semantic", "qdrant-semantic"})
 _LATER_TYPES = frozenset({"valkey-semantic", "s3", "gcs", "disk", "azure-blob"})
-_IGNORED = frozenset({"max_connections", "socket_timeout", "ssl", "redis_startup_nodes", "service_name",
-                      "sentinel_nodes", "max_size_in_memory", "qdrant_semantic_cache_vector_size"})
+_IGNORED = frozenset({"max_connections", "socket_timeout", "ssl", "max_size_in_memory",
+                      "qdrant_semantic_cache_vector_size"})
+_TOPOLOGY_KNOWN = frozenset({"redis_startup_nodes", "service_name", "sentinel_nodes", "sentinel_password",
+                             "username", "db"})
 _SEMANTIC_KNOWN = frozenset({"similarity_threshold", "embedding_model", "redis_semantic_cache_embedding_model",
                              "qdrant_semantic_cache_embedding_model", "embedding_timeout", "semantic_max_entries",
                              "qdrant_api_base", "qdrant_api_key", "qdrant_collection_name",
@@ -93,6 +104,14 @@ class CacheSettings(msgspec.Struct, kw_only=True, frozen=True):
     redis_host: str | None = None
     redis_port: int | None = None
     redis_password: str | None = None
+    redis_username: str | None = None
+    redis_db: int = 0
+    redis_startup_nodes: tuple[tuple[str, int], ...] = ()
+    """A Redis Cluster's startup nodes (``redis_startup_nodes`` / ``REDIS_CLUSTER_NODES``); empty: no cluster."""
+    redis_sentinel_nodes: tuple[tuple[str, int], ...] = ()
+    """Sentinels to ask for ``redis_service_name``'s master (``sentinel_nodes`` / ``REDIS_SENTINEL_NODES``)."""
+    redis_service_name: str | None = None
+    redis_sentinel_password: str | None = None
     semantic: str | None = None
     """Where the semantic level's vectors live: ``local`` (the embedded index), ``redis``, ``qdrant``; None:
     exact caching only."""
@@ -170,7 +189,7 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
     if namespace is not None and (not isinstance(namespace, str) or not namespace):
         raise CacheConfigError("litellm_settings.cache_params.namespace", "expected a non-empty string")
     known = {"type", "namespace", "ttl", "default_in_memory_ttl", "default_in_redis_ttl", "supported_call_types",
-             "mode", "scope", "max_bytes", "host", "port", "password", "url", "redis_url"}
+             "mode", "scope", "max_bytes", "host", "port", "password", "url", "redis_url"} | _TOPOLOGY_KNOWN
     semantic = _semantic(kind, params, env)
     if semantic:
         known |= _SEMANTIC_KNOWN
@@ -180,13 +199,20 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
                             "similarity_threshold is not a semantic cache)")
         elif k in _IGNORED:
             warnings.append(f"litellm_settings.cache_params.{k}: ignored")
+        elif k in _TOPOLOGY_KNOWN and kind not in ("redis", "redis-semantic"):
+            warnings.append(f"litellm_settings.cache_params.{k}: ignored (type {kind!r} uses no Redis)")
         elif k not in known:
             warnings.append(f"litellm_settings.cache_params.{k}: ignored (unknown)")
     url = params.get("url") or params.get("redis_url") or None
     host = params.get("host")
     port = params.get("port")
     password = params.get("password")
-    if kind in ("redis", "redis-semantic"):
+    topology = _topology(kind, params, env, warnings) if kind in ("redis", "redis-semantic") else {}
+    if topology.get("redis_startup_nodes") or topology.get("redis_sentinel_nodes"):
+        host = port = None
+        password = topology.pop("password")
+    elif kind in ("redis", "redis-semantic"):
+        topology.pop("password", None)
         if url is None and host is None:  # LiteLLM's environment fallbacks
             url = env.get("REDIS_URL") or None
             host = env.get("REDIS_HOST") or None
@@ -206,7 +232,101 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
         default_off=mode == "default_off", max_bytes=max_bytes, scope=scope,
         redis_url=url if isinstance(url, str) else None, redis_host=host if isinstance(host, str) else None,
         redis_port=port if isinstance(port, int) else None,
-        redis_password=str(password) if password is not None else None, **semantic)
+        redis_password=str(password) if password is not None else None, **topology, **semantic)
+
+
+def _nodes(value: Any, field: str, env_name: str, shape: str) -> tuple[tuple[str, int], ...]:
+    """``[{"host": h, "port": p}, ...]`` (cluster) or ``[[h, p], ...]`` (sentinels), or that list as JSON
+    text (as LiteLLM reads ``REDIS_CLUSTER_NODES`` / ``REDIS_SENTINEL_NODES``), as ``((host, port), ...)``."""
+    where = env_name if field == env_name else f"litellm_settings.cache_params.{field}"
+    example = '[{"host": "10.0.0.1", "port": 7001}, ...]' if shape == "dict" else '[["10.0.0.1", 26379], ...]'
+    if isinstance(value, str):
+        try:
+            value = msgspec.json.decode(value)
+        except msgspec.DecodeError:
+            raise CacheConfigError(where, f"expected a JSON list like {example}") from None
+    if not isinstance(value, list) or not value:
+        raise CacheConfigError(where, f"expected a non-empty list like {example}")
+    out = []
+    for item in value:
+        if shape == "dict" and isinstance(item, dict) and set(item) <= {"host", "port"}:
+            host, port = item.get("host"), item.get("port")
+        elif shape == "pair" and isinstance(item, (list, tuple)) and len(item) == 2:
+            host, port = item
+        else:
+            raise CacheConfigError(where, f"unexpected entry {item!r}: expected a list like {example}")
+        try:
+            number = int(port) if isinstance(port, (int, str)) else 0  # LiteLLM writes ports as strings
+        except (TypeError, ValueError):
+            number = 0
+        if isinstance(port, bool) or not isinstance(host, str) or not host or not 0 < number < 65536:
+            raise CacheConfigError(where, f"unexpected entry {item!r}: a host name and a port number")
+        out.append((host, number))
+    return tuple(out)
+
+
+def _topology(kind: str, params: dict[str, Any], env: Any, warnings: list[str]) -> dict[str, Any]:
+    """LiteLLM's Redis Cluster and Sentinel settings (``redis_startup_nodes``; ``service_name`` +
+    ``sentinel_nodes`` + ``sentinel_password``; their ``REDIS_*`` variables), ``username`` and ``db``, as
+    ``CacheSettings`` fields plus ``password`` (the cluster's or master's: ``password`` or ``REDIS_PASSWORD``;
+    a sentinel master without one uses ``sentinel_password``, as LiteLLM). Precedence as LiteLLM's: a ``url``
+    wins, then a cluster, then sentinels, then ``host``; the variables only fill what the file does not set."""
+    field = "litellm_settings.cache_params."
+    out: dict[str, Any] = {}
+    username = params.get("username") or env.get("REDIS_USERNAME") or None
+    if username is not None and not isinstance(username, str):
+        raise CacheConfigError(field + "username", "expected a string")
+    db = params.get("db", 0)
+    try:
+        db = int(db)
+    except (TypeError, ValueError):
+        db = -1
+    if isinstance(params.get("db"), bool) or db < 0:
+        raise CacheConfigError(field + "db", "expected a database number")
+    out.update(redis_username=username, redis_db=db)
+    password = params.get("password") or env.get("REDIS_PASSWORD") or None
+    out["password"] = str(password) if password is not None else None
+    url = params.get("url") or params.get("redis_url")
+    startup = params.get("redis_startup_nodes")
+    if startup is None and env.get("REDIS_CLUSTER_NODES"):
+        startup = _nodes(env["REDIS_CLUSTER_NODES"], "REDIS_CLUSTER_NODES", "REDIS_CLUSTER_NODES", "dict")
+    sentinels = params.get("sentinel_nodes")
+    if sentinels is None and env.get("REDIS_SENTINEL_NODES"):
+        sentinels = _nodes(env["REDIS_SENTINEL_NODES"], "REDIS_SENTINEL_NODES", "REDIS_SENTINEL_NODES", "pair")
+    service = params.get("service_name") or env.get("REDIS_SERVICE_NAME") or None
+    sentinel_password = params.get("sentinel_password") or env.get("REDIS_SENTINEL_PASSWORD") or None
+    if url and (params.get("redis_startup_nodes") is not None or params.get("sentinel_nodes") is not None):
+        warnings.append(field + "url: set, so redis_startup_nodes / sentinel_nodes are not used (as LiteLLM)")
+        return out
+    if url:
+        return out
+    if startup is not None:
+        nodes = startup if isinstance(startup, tuple) else _nodes(startup, "redis_startup_nodes",
+                                                                  "REDIS_CLUSTER_NODES", "dict")
+        if db:
+            raise CacheConfigError(field + "db", "a Redis Cluster has only database 0")
+        if params.get("sentinel_nodes") is not None:
+            warnings.append(field + "sentinel_nodes: not used (redis_startup_nodes names a cluster, as LiteLLM)")
+        if kind == "redis-semantic":
+            warnings.append(field + "type: 'redis-semantic' on a Redis Cluster keeps its vectors without a search "
+                            "index (RediSearch is not supported on an OSS cluster): one hash per scope, compared "
+                            "in the worker, at most semantic_max_entries (default 1000) per scope")
+        out["redis_startup_nodes"] = nodes
+        return out
+    if params.get("service_name") is not None and sentinels is None:
+        raise CacheConfigError(field + "sentinel_nodes", "service_name needs sentinel_nodes (or REDIS_SENTINEL_NODES)")
+    if params.get("sentinel_nodes") is not None and service is None:
+        raise CacheConfigError(field + "service_name", "sentinel_nodes needs service_name (or REDIS_SERVICE_NAME)")
+    if sentinels is not None and service is not None:
+        if not isinstance(service, str):
+            raise CacheConfigError(field + "service_name", "expected the name of the master the sentinels monitor")
+        out["redis_sentinel_nodes"] = sentinels if isinstance(sentinels, tuple) else _nodes(
+            sentinels, "sentinel_nodes", "REDIS_SENTINEL_NODES", "pair")
+        out["redis_service_name"] = service
+        out["redis_sentinel_password"] = str(sentinel_password) if sentinel_password is not None else None
+    elif params.get("sentinel_password") is not None:
+        warnings.append(field + "sentinel_password: ignored (no sentinel_nodes / service_name)")
+    return out
 
 
 def _semantic(kind: str, params: dict[str, Any], env: Any) -> dict[str, Any]:
