@@ -16,13 +16,21 @@ from tests.pg import PostgresServer
 pytestmark = pytest.mark.e2e
 
 
-def test_tiny_run_writes_results_and_every_row(tmp_path: Path) -> None:
+@pytest.mark.parametrize("together", [False, True], ids=["one-after-the-other", "together"])
+def test_tiny_run_writes_results_and_every_row(tmp_path: Path, together: bool) -> None:
     proc = subprocess.run([sys.executable, "-m", "bench.scenarios_spend", "--duration", "0.5", "--repeat", "1",
-                           "--keys", "40", "--active", "10", "--concurrency", "4", "--out", str(tmp_path)],
+                           "--keys", "40", "--active", "10", "--concurrency", "4", "--out", str(tmp_path),
+                           *(["--together"] if together else [])],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((tmp_path / "spend-latest.json").read_text())
     assert data["order"] == ["off", "on"]
+    s = data["summary"]
+    assert s["together"] is together
+    # together, the judged figure is one core's throughput at the measured cost: off/on CPU per request
+    expected = 1 / s["paired_cpu_per_req"] if together else s["paired_throughput"]
+    assert s["judged_throughput"] == pytest.approx(expected, abs=1e-3)
+    assert s["within_10_percent"] is (s["judged_throughput"] >= 0.90)
     for mode in ("off", "on"):
         (run,) = data["runs"][mode]
         assert run["ok"] > 0 and not run["errors"], run
