@@ -18,12 +18,12 @@ def test_litellm_params() -> None:
     warnings: list[str] = []
     s = from_litellm(True, {"type": "redis", "host": "10.0.0.5", "port": "6380", "password": "pw",
                             "namespace": "litellm.caching", "ttl": 120, "default_in_memory_ttl": 30,
-                            "supported_call_types": ["acompletion", "aembedding", "atranscription"],
+                            "supported_call_types": ["acompletion", "aembedding", "arerank"],
                             "mode": "default_off", "max_connections": 10}, warnings)
     assert s is not None and (s.redis_host, s.redis_port, s.redis_password) == ("10.0.0.5", 6380, "pw")
     assert s.routes == {"chat", "embeddings"} and s.default_off and s.namespace == "litellm.caching"
     assert s.memory_ttl == 30 and s.redis_ttl == 120
-    assert any("atranscription" in w for w in warnings) and any("max_connections" in w for w in warnings)
+    assert any("arerank" in w for w in warnings) and any("max_connections" in w for w in warnings)
 
 
 def test_redis_from_the_environment() -> None:

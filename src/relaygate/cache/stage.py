@@ -9,6 +9,9 @@ hooks, only for the routes the config caches):
   stored at most this many seconds ago), ``namespace`` (a separate key space), ``use-cache`` (with ``mode:
   default_off``, true opts in; false always opts out). A wrong type is a 400 naming the control; a key whose
   ``allowed_cache_controls`` is set may send only those (403 otherwise, LiteLLM's wording).
+- **Call types**: chat, completions and embeddings, and when ``supported_call_types`` lists them
+  ``/v1/messages``, ``/v1/responses`` and transcriptions; what differs between them (the key's material, the
+  stream assembly, the hit's shape and fresh id) is ``cache.calls``.
 - **Lookup**: the key (``cache.key``), this worker's memory first, then Redis when configured (a Redis hit
   is copied into memory); an entry older than ``s-maxage`` is a miss. A lookup never fails a request.
 - **Semantic lookup** (only when a semantic type is configured, for chat and completions; ``cache.semantic``):
@@ -19,15 +22,16 @@ hooks, only for the routes the config caches):
   so a miss's store indexes it without a second call. ``no-cache`` skips both lookups (and so the
   answer it gets is stored without a vector). Exact-only caches never reach this code.
 - **Hit**: the stored answer with a fresh ``id`` and ``created`` and the model name the client asked for,
-  as a body or, for a stream request, as a proper SSE stream (``cache.replay``); headers
+  as a body or, for a stream request, as a proper SSE stream of its API (``cache.calls``); headers
   ``x-litellm-cache-key`` (LiteLLM sends it only on hits: clients use its presence as the hit flag),
   ``x-litellm-response-cost: 0.0``; the completion record is marked ``cache_hit`` with the original usage and
   cost 0, so spend logs show the hit and budgets are not charged. No router, limiter or upstream is touched.
 - **Store**: after a miss's answer went out whole (unary) or its stream ended normally and assembled into a
-  complete answer (``StreamAssembler``), :meth:`store` puts it in memory (O(1), no await) and queues it for
+  complete answer (``core.assemble``), :meth:`store` puts it in memory (O(1), no await) and queues it for
   Redis (``cache.redis``: a background writer), never delaying the request.
 
-Stored values are ``<8-byte big-endian float: stored at (epoch s)><answer bytes>``.
+Stored values are ``<8-byte big-endian float: stored at (epoch s)><answer bytes>`` (a transcription's answer
+bytes: ``<content type>\n<body>``).
 """
 
 from __future__ import annotations
@@ -41,9 +45,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from relaygate.cache import calls
 from relaygate.cache.key import cache_key
 from relaygate.cache.memory import MemoryCache
-from relaygate.cache.replay import StreamAssembler, chat_stream, completion_stream, fresh
 from relaygate.cache.semantic import (
     SEMANTIC_ROUTES,
     Embedder,
@@ -63,9 +67,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("relaygate.cache")
 _STAMP = struct.Struct(">d")
-_JSON = (b"content-type", b"application/json")
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-_ID_PREFIX = {"chat": "chatcmpl-", "completions": "cmpl-"}
 CACHE_HIT = "cache_hit"
 CACHE_MISS = "cache_miss"
 _CONTROLS = frozenset({"no-cache", "no-store", "ttl", "s-maxage", "namespace", "use-cache"})
@@ -81,7 +83,8 @@ class CacheState:
         self.hit = False
         self.ttl = ttl
         self.no_store = no_store
-        self.assembler: StreamAssembler | None = None
+        self.assembler: Any = None
+        """A miss's stream assembler (``core.assemble``: chat, Messages, Responses); None: not stored."""
         self.vector: Any = None
         """The prompt's embedding (``array('f')``) when the semantic lookup made one: indexed on store."""
         self.scope = ""
@@ -146,11 +149,8 @@ class ResponseCache:
         if use is False or (s.default_off and use is not True):
             return None
         group = ex.group
-        try:
-            body = orjson.loads(ex.body)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(body, dict):
+        body = calls.material(ex)
+        if body is None:
             return None
         team = (who.team_id or "") if s.scope == "team" and who is not None else None
         try:
@@ -159,8 +159,8 @@ class ResponseCache:
         except orjson.JSONEncodeError:  # nested deeper than orjson encodes (255): not cached, never an error
             return None
         ex.cache = st = CacheState(key, c.get("ttl"), bool(c.get("no-store")))
-        if ex.stream and ex.route == "chat":
-            st.assembler = StreamAssembler()
+        if ex.stream:
+            st.assembler = calls.assembler(ex.route)
         if c.get("no-cache"):
             self._missed()
             return None
@@ -229,12 +229,13 @@ class ResponseCache:
         if self.redis is not None:
             await self.redis.aclose()
 
-    def store(self, ex: Exchange, answer: bytes) -> None:
-        """Keep a miss's complete answer (never awaits)."""
+    def store(self, ex: Exchange, answer: bytes, ctype: bytes | None = None) -> None:
+        """Keep a miss's complete answer (never awaits); ``ctype``: a unary answer's content type (kept
+        with a transcription's)."""
         st = ex.cache
         if st is None or st.hit or st.no_store:
             return
-        value = _STAMP.pack(self._wall()) + answer
+        value = _STAMP.pack(self._wall()) + calls.stored_value(ex, answer, ctype)
         ttl = st.ttl
         if ttl == 0:
             return
@@ -247,7 +248,7 @@ class ResponseCache:
                 s.redis_ttl if self.redis is not None else s.memory_ttl), value)
 
     def store_stream(self, ex: Exchange, frames: bytes) -> None:
-        """Feed a stream's outgoing frames to its assembler (chat streams of a miss only)."""
+        """Feed a stream's outgoing frames to its assembler (a miss's chat, Messages or Responses stream)."""
         st = ex.cache
         asm = st.assembler if st is not None else None
         if asm is not None:
@@ -264,9 +265,9 @@ class ResponseCache:
         """Send a hit (unary or stream) and fill the exchange's usage; the caller completes it."""
         st = ex.cache
         assert st is not None
-        answer = stored[_STAMP.size:]
+        answer, ctype = calls.answer_of(ex, stored[_STAMP.size:])
         created = int(self._wall())
-        rid = _ID_PREFIX.get(ex.route, "") + ex.call_id.decode("latin-1")
+        rid = calls.hit_id(ex)
         usage = tokens.extract_usage(answer)
         if usage:
             ex.prompt_tokens, ex.completion_tokens = usage[0], usage[1]
@@ -281,13 +282,12 @@ class ResponseCache:
         if st.similarity is not None:
             headers.append((b"x-litellm-semantic-similarity", repr(round(st.similarity, 6)).encode()))
         if not ex.stream:
-            headers.append(_JSON)
-            await send_body(send, 200, fresh(answer, rid, created, ex.model), headers)
+            headers.append((b"content-type", ctype))
+            await send_body(send, 200, calls.unary(ex, answer, rid, created), headers)
             return
         so = getattr(ex.view, "stream_options", None)
         include_usage = so is not None and so.include_usage
-        frames = (chat_stream if ex.route == "chat" else completion_stream)(answer, rid, created, include_usage,
-                                                                          ex.model)
+        frames = calls.stream(ex, answer, rid, created, include_usage)
         headers.extend(_SSE)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"".join(frames), "more_body": False})

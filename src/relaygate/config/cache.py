@@ -58,12 +58,15 @@ CALL_TYPES: dict[str, str] = {
     "completion": "chat", "acompletion": "chat",
     "text_completion": "completions", "atext_completion": "completions",
     "embedding": "embeddings", "aembedding": "embeddings",
+    "anthropic_messages": "messages", "aanthropic_messages": "messages",
+    "responses": "responses", "aresponses": "responses",
+    "transcription": "transcriptions", "atranscription": "transcriptions",
 }
-"""LiteLLM's call types -> the routes relaygate caches. LiteLLM's others (``transcription``, ``rerank``,
-``aresponses``, ``anthropic_messages``) are accepted in the list and not cached yet (one warning)."""
-_KNOWN_LATER = frozenset({"transcription", "atranscription", "rerank", "arerank", "responses", "aresponses",
-                          "anthropic_messages", "aanthropic_messages", "speech", "aspeech", "image_generation",
-                          "aimage_generation", "moderation", "amoderation"})
+"""LiteLLM's call types -> the routes relaygate caches (``/v1/messages``, ``/v1/responses`` and
+``/v1/audio/transcriptions`` only when listed). LiteLLM's others (``rerank``, which LiteLLM caches, and
+``speech``, ``image_generation``, ``moderation``) are accepted in the list and not cached (one warning)."""
+_KNOWN_LATER = frozenset({"rerank", "arerank", "speech", "aspeech", "image_generation", "aimage_generation",
+                          "moderation", "amoderation"})
 _TYPES = frozenset({"local", "redis", "semantic", "redis-semantic", "qdrant-semantic"})
 _LATER_TYPES = frozenset({"valkey-semantic", "s3", "gcs", "disk", "azure-blob"})
 _IGNORED = frozenset({"max_connections", "socket_timeout", "ssl", "max_size_in_memory",

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import orjson
 
+from relaygate.cache.calls import FinishWatch, finish_watch
 from relaygate.core import body as body_edit
 from relaygate.core import errors, tokens
 from relaygate.core.errors import GatewayError
@@ -161,16 +162,31 @@ class _Native(StreamTranslator):
 class _ToMessages(WrappedTranslator):
     """An OpenAI-chunk translator followed by the OpenAI -> Anthropic event translator."""
 
-    def __init__(self, inner: StreamTranslator, out: MessagesStream) -> None:
+    def __init__(self, inner: StreamTranslator, out: MessagesStream, watch: FinishWatch | None = None) -> None:
         super().__init__(inner)
         self.out = out
+        self.watch = watch
+        """The response cache's watch of a miss's chat chunks (``cache.calls``); None: not stored."""
+
+    def first(self, chunk: bytes) -> bytes:
+        if self.watch is not None:
+            self.watch.see(chunk)
+        return self.out.feed(chunk)
 
     def feed(self, data: bytes) -> bytes:
         chunk = self.inner.feed(data)
-        return self.out.feed(chunk) if chunk else b""
+        if not chunk:
+            return b""
+        if self.watch is not None:
+            self.watch.see(chunk)
+        return self.out.feed(chunk)
 
     def close(self) -> bytes:
-        return self.out.feed(self.inner.close()) + self.out.close()
+        tail = self.inner.close()
+        if self.watch is not None:
+            self.watch.see(tail)
+            self.watch.end()
+        return self.out.feed(tail) + self.out.close()
 
 
 def _native_body(body: bytes, model: str, upstream: str) -> bytes:
@@ -284,8 +300,8 @@ class Messages(Frontend):
                 translator = mr.ResponsesToMessages(model, estimate)
             else:
                 start = await inner(target)
-                tr = _ToMessages(start.translator, MessagesStream(model, estimate))
-                return StreamStart(start.chunks, tr, tr.out.feed(start.first), start.headers, start.close)
+                tr = _ToMessages(start.translator, MessagesStream(model, estimate), finish_watch(ex))
+                return StreamStart(start.chunks, tr, tr.first(start.first), start.headers, start.close)
             t = time.perf_counter()
             try:
                 send = _native_send if isinstance(translator, _Native) else _responses_send

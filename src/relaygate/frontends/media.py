@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from relaygate.cache.form import read_form
 from relaygate.core import body as body_edit
 from relaygate.core import errors, tokens
 from relaygate.core.errors import GatewayError
@@ -168,12 +169,38 @@ def media_request(p: Provider, kind: str, body: bytes, ctype: str, model: str, u
 
 
 class _State:
-    __slots__ = ("ctype", "span", "upload")
+    __slots__ = ("ctype", "span", "upload", "form")
 
     def __init__(self, ctype: str, span: tuple[int, int] | None, upload: Upload | None) -> None:
         self.ctype = ctype
         self.span = span
         self.upload = upload
+        self.form: dict[str, Any] | None = None
+        """A cached route's upload fields, its file as a hash (``cache.form``): the cache key's material."""
+
+
+async def _cached_upload(ex: Exchange, ctype: str, body: bytes, span: tuple[int, int],
+                         upload: Upload | None) -> tuple[bytes, tuple[int, int], dict[str, Any] | None]:
+    """A multipart upload of a route the response cache serves: read whole (within the body limit) and taken
+    apart (``cache.form``): the body without the ``cache`` control fields (honoured as the request's cache
+    controls), the model's span in it, the key material (None: not cached, a ``stream`` one or a body that
+    is not well-formed multipart)."""
+    if upload is not None:
+        stream, _ = upload.body(upload.prefix[span[0]:span[1]])
+        body = b"".join([piece async for piece in stream])
+    boundary = boundary_of(ctype)
+    form = read_form(body, boundary)
+    if form is None:
+        return body, span, None
+    if form.controls is not None:
+        ex.control = {**(ex.control or {}), "cache": form.controls}
+        if form.body is not body:
+            body = form.body
+            finder = FieldFinder(boundary, "model", len(body) + 1)
+            finder.feed(body)
+            span = finder.end()
+    streamed = str(form.fields.get("stream", "")).lower() in ("true", "1")
+    return body, span, None if streamed else form.fields
 
 
 class _Audio(StreamTranslator):
@@ -203,10 +230,15 @@ class Media(Frontend):
                 ctype = v.decode("latin-1")
         span: tuple[int, int] | None = None
         upload: Upload | None = None
+        form: dict[str, Any] | None = None
         if kind in _MULTIPART:
             if not ctype.lower().startswith("multipart/form-data"):
                 raise errors.BadRequest(f"/v1{PATHS[kind]} expects multipart/form-data")
             model, body, span, upload = await _read_multipart(ex.rt.body_limits, scope, receive, ctype)
+            cache = ex.rt.cache
+            if cache is not None and kind in cache.routes:  # its key needs the whole upload
+                body, span, form = await _cached_upload(ex, ctype, body, span, upload)
+                upload = None
         else:
             body = await read_body(receive, ex.rt.body_limits)
             try:
@@ -223,6 +255,8 @@ class Media(Frontend):
                 body = body_edit.drop_fields(body, found)
         ex.model, ex.body, ex.stream = model, body, kind == "speech"
         ex.state = _State(ctype, span, upload)
+        if form is not None:
+            ex.state.form = form
 
     def _send(self, transport: Transport, ex: Exchange, stream: bool) -> Attempt[Any]:
         kind, body, model, st = self.route, ex.body, ex.model, ex.state

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from relaygate.cache.calls import FinishWatch, finish_watch
 from relaygate.core import body as body_edit
 from relaygate.core import errors
 from relaygate.core.errors import GatewayError
@@ -225,7 +226,7 @@ class _State:
     the unary answer that was sent, and what a stored turn needs (items, ids, the state)."""
 
     __slots__ = ("native_body", "held", "echo", "error", "usage", "created", "state", "store", "prev", "items",
-                 "rid", "background", "scope", "inner")
+                 "rid", "background", "scope", "inner", "req")
 
     def __init__(self, native_body: bytes, ech: dict[str, Any], error: GatewayError | None) -> None:
         self.native_body = native_body
@@ -246,6 +247,8 @@ class _State:
         self.scope: Scope | None = None
         self.inner = b""
         """A background request's body for its run (without ``background``)."""
+        self.req: dict[str, Any] | None = None
+        """The request with its conversation resolved (the response cache's key material, ``cache.calls``)."""
 
     def row(self, ex: Exchange, rid: str, dep_id: str | None, upstream_id: str | None,
             obj: dict[str, Any]) -> StoredResponse:
@@ -268,6 +271,14 @@ class _State:
             obj["background"] = True
         obj["model"] = ex.model
         st.put(self.row(ex, str(obj.get("id")), target.dep.id, upstream_id, obj))
+
+    def keep_hit(self, ex: Exchange, obj: dict[str, Any]) -> None:
+        """Store a response cache hit's Response ``obj`` (its fresh id) as this request's turn, when it stores."""
+        st = self.state
+        if st is None or not self.store:
+            return
+        obj["model"] = ex.model
+        st.put(self.row(ex, str(obj.get("id")), None, None, obj))
 
 
 def _attach(exc: GatewayError, frame: bytes) -> GatewayError:
@@ -292,10 +303,13 @@ def _final_response(out: bytes) -> dict[str, Any] | None:
 class _ToResponses(WrappedTranslator):
     """A chat-chunk translator followed by the chat -> Responses event translator."""
 
-    def __init__(self, inner: StreamTranslator, out: ra.ResponsesStream, on_final: OnFinal | None) -> None:
+    def __init__(self, inner: StreamTranslator, out: ra.ResponsesStream, on_final: OnFinal | None,
+                 watch: FinishWatch | None = None) -> None:
         super().__init__(inner)
         self.out = out
         self.on_final = on_final
+        self.watch = watch
+        """The response cache's watch of a miss's chat chunks (``cache.calls``); None: not stored."""
 
     @property
     def done(self) -> bool:  # type: ignore[override]
@@ -311,6 +325,8 @@ class _ToResponses(WrappedTranslator):
 
     def first(self, chunk: bytes) -> bytes:
         """The first frame (the inner translator's, already translated by it): a short answer may be whole."""
+        if self.watch is not None:
+            self.watch.see(chunk)
         return self._ended(self.out.feed(chunk))
 
     def feed(self, data: bytes) -> bytes:
@@ -320,13 +336,20 @@ class _ToResponses(WrappedTranslator):
             raise self.fail(stream_shape_error(exc)) from None
         except GatewayError as exc:
             raise self.fail(exc) from None
-        return self._ended(self.out.feed(chunk)) if chunk else b""
+        if not chunk:
+            return b""
+        if self.watch is not None:
+            self.watch.see(chunk)
+        return self._ended(self.out.feed(chunk))
 
     def close(self) -> bytes:
         try:
             tail = self.inner.close()
         except GatewayError as exc:
             raise self.fail(exc) from None
+        if self.watch is not None:
+            self.watch.see(tail)
+            self.watch.end()
         return self._ended(self.out.feed(tail) + self.out.close())
 
     def fail(self, exc: GatewayError) -> GatewayError:
@@ -489,7 +512,7 @@ class Responses(Frontend):
         ech = ra.echo(req, md)
         ech["store"], ech["previous_response_id"] = keep, prev
         state = ex.state = _State(_dumps(native), ech, error)
-        state.held = held
+        state.held, state.req = held, req
         if st is not None and keep:
             state.state, state.store, state.prev = st, True, prev
             state.items = turn_items(req.get("input") if not past else req["input"][len(past):])
@@ -559,7 +582,8 @@ class Responses(Frontend):
                     raise state.error
                 start = await inner(target)
                 on_final = (lambda obj: state.keep(ex, target, obj)) if state.store else None
-                tr = _ToResponses(start.translator, ra.ResponsesStream(model, state.created, state.echo), on_final)
+                tr = _ToResponses(start.translator, ra.ResponsesStream(model, state.created, state.echo), on_final,
+                                  finish_watch(ex))
                 return StreamStart(_guarded(start.chunks, tr), tr, tr.first(start.first), start.headers,
                                    start.close)
             t = time.perf_counter()

@@ -188,10 +188,11 @@ class Pipeline:
             if not lease.headers:
                 headers.extend(ratelimit_headers(up_headers))
             headers.extend(provider_headers(up_headers))
-        headers.append((b"content-type", fe.content_type(up_headers)))
+        ctype = fe.content_type(up_headers)
+        headers.append((b"content-type", ctype))
         await send_body(send, 200, data, headers)
         if ex.cache is not None:
-            ex.rt.cache.store(ex, data)
+            ex.rt.cache.store(ex, data, ctype)
         if ex.obs is not None:
             ex.obs.output = data
         self.complete(ex, 200, Outcome.OK, total)
