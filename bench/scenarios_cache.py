@@ -1,6 +1,7 @@
 """What the response cache costs and saves: a hit vs a miss vs no cache, on one core.
 
-    python -m bench.scenarios_cache [--duration 4] [--concurrency 16] [--repeat 3] [--words 150]
+    python -m bench.scenarios_cache [--duration 4] [--concurrency 16] [--repeat 3] [--words 150] [--together]
+                                    [--out DIR]
 
 A zero-latency mock upstream (``bench.mock``) on CPU 1 answers chat completions of ``--words`` words (150:
 about a 1 KB answer); two one-worker gateways on CPU 0 serve the same model, one without a cache (**off**)
@@ -15,6 +16,12 @@ and one with ``litellm_settings.cache: true`` (the per-worker memory cache). Eac
 It prints requests/s and the gateway's CPU microseconds per request (from ``/proc``), per round and the
 medians, and the ratios the issue names: hit vs miss throughput, miss vs off throughput (the price of a
 cache that never hits). Rounds alternate the order of the three so a noisy neighbour hits them alike.
+
+``--together`` runs the three at the same time instead, each on its own gateway (a second cached gateway
+serves the hits), all three on CPU 0: they share the same seconds, so the machine's drift (req/s swings 2x
+within an hour here) cancels out of their ratios. One core's throughput for a mode is then 1 / its CPU per
+request, so the ratios are taken from CPU per request (hit vs miss = miss CPU / hit CPU); the raw req/s
+of a round only shows how the scheduler shared the core.
 Everything listens on 127.0.0.1 and stops by itself; a run takes about ``repeat x 3 x (duration + 1)``
 seconds plus start-up.
 """
@@ -30,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.procs import Proc, cpu_seconds, launch_mock, spawn, wait_http
@@ -72,6 +80,15 @@ def measure(port: int, gw: Proc, args: argparse.Namespace, vary: int, seed: str,
             "cpu_us": 1e6 * cpu / max(1, ok)}
 
 
+def _ratios(med: dict[str, tuple[float, float]], together: bool) -> tuple[float, float, float]:
+    """(hit vs miss throughput, miss vs off throughput, miss vs off CPU per request): from req/s when the
+    modes ran one after the other, from CPU per request when they shared the core's seconds."""
+    cpu = med["miss"][1] / med["off"][1]
+    if together:
+        return med["miss"][1] / med["hit"][1], 1 / cpu, cpu
+    return med["hit"][0] / med["miss"][0], med["miss"][0] / med["off"][0], cpu
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=4.0)
@@ -79,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--words", type=int, default=150, help="answer length in words (150: ~1 KB)")
     p.add_argument("--pure", action="store_true", help="the gateways without their compiled extension")
+    p.add_argument("--together", action="store_true",
+                   help="load off, miss and hit at the same time, each on its own gateway (shared seconds)")
+    p.add_argument("--out", help="also write the runs and medians to DIR/cache-latest.json")
     args = p.parse_args(argv)
     if args.duration <= 0 or args.duration > 60 or not 1 <= args.concurrency <= 256 or not 1 <= args.repeat <= 10:
         p.error("--duration must be in (0, 60], --concurrency in 1..256 and --repeat in 1..10 (a shared machine)")
@@ -89,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     # distinct prompts enough for the whole run of one mode: throughput x duration, generously
     vary = 60_000
     try:
-        for name, cache in (("off", False), ("cached", True)):
+        names = [("off", False), ("cached", True)] + ([("cached-hit", True)] if args.together else [])
+        for name, cache in names:
             cfg = tmp / f"{name}.yaml"
             cfg.write_text(config(mock.openai_base, cache))
             port = _free_port()
@@ -103,9 +124,19 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, list[dict[str, float]]] = {"off": [], "miss": [], "hit": []}
         for r in range(args.repeat):
             order = ["off", "miss", "hit"] if r % 2 == 0 else ["hit", "miss", "off"]
+            where = {"off": "off", "miss": "cached", "hit": "cached-hit" if args.together else "cached"}
+
+            def one(mode: str, r: int = r, where: dict[str, str] = where) -> dict[str, float]:
+                port, gw = gws[where[mode]]
+                return measure(port, gw, args, 0 if mode == "hit" else vary, f"r{r}{mode}", tmp)
+
+            if args.together:  # the hit gateway was warmed by its own warm-up second: its prompt is stored
+                with ThreadPoolExecutor(3) as ex:
+                    results = dict(zip(order, ex.map(one, order), strict=True))
+            else:
+                results = {mode: one(mode) for mode in order}
             for mode in order:
-                port, gw = gws["off" if mode == "off" else "cached"]
-                res = measure(port, gw, args, 0 if mode == "hit" else vary, f"r{r}{mode}", tmp)
+                res = results[mode]
                 runs[mode].append(res)
                 print(f"round {r + 1} {mode:4s} {res['rps']:8.0f} req/s  errors={int(res['errors'])}  "
                       f"gateway CPU {res['cpu_us']:6.1f} us/req", flush=True)
@@ -113,9 +144,19 @@ def main(argv: list[str] | None = None) -> int:
                for m, rs in runs.items()}
         for m, (rps, cpu) in med.items():
             print(f"median {m:4s} {rps:8.0f} req/s  gateway CPU {cpu:6.1f} us/req", flush=True)
-        print(f"hit vs miss throughput {med['hit'][0] / med['miss'][0]:.2f}x; miss (0% hits) vs off "
-              f"{100 * med['miss'][0] / med['off'][0]:.1f}% throughput, "
-              f"{100 * med['miss'][1] / med['off'][1]:.1f}% CPU per request", flush=True)
+        hit_miss, miss_off, miss_cpu = _ratios(med, args.together)
+        basis = "from CPU per request, the modes loaded together" if args.together else "from req/s"
+        print(f"hit vs miss throughput {hit_miss:.2f}x; miss (0% hits) vs off {100 * miss_off:.1f}% throughput, "
+              f"{100 * miss_cpu:.1f}% CPU per request ({basis})", flush=True)
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "cache-latest.json").write_text(json.dumps({
+                "command": "python -m bench.scenarios_cache " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "together": args.together, "runs": runs, "median": {m: {"rps": v[0], "cpu_us": v[1]}
+                                                                    for m, v in med.items()},
+                "hit_vs_miss": round(hit_miss, 3), "miss_vs_off": round(miss_off, 4),
+                "miss_vs_off_cpu": round(miss_cpu, 4)}, indent=1))
     finally:
         for _, gw in gws.values():
             gw.stop()
