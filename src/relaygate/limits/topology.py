@@ -172,7 +172,8 @@ class Single(Topology):
 
 
 class _MasterNode(Node):
-    __slots__ = ("sentinels", "service", "sentinel_password", "watch_every", "_watch", "_timeout", "switches")
+    __slots__ = ("sentinels", "service", "sentinel_password", "watch_every", "_watch", "_timeout", "switches",
+                 "_retired")
 
     def __init__(self, sentinels: list[tuple[str, int]], service: str, password: str | None,
                  username: str | None, db: int, sentinel_password: str | None, watch_every: float) -> None:
@@ -184,6 +185,7 @@ class _MasterNode(Node):
         self._watch: asyncio.Task[None] | None = None
         self._timeout = 1.0
         self.switches = 0
+        self._retired: list[RespConnection] = []
 
     async def _open(self, timeout: float) -> RespConnection:
         loop = asyncio.get_running_loop()
@@ -221,12 +223,21 @@ class _MasterNode(Node):
             if (host, port) != (self.addr.host, self.addr.port) and self.conn is conn:
                 self.conn = None
                 self.switches += 1
-                loop.call_later(max(self._timeout, 1.0), conn.close)
+                self._retired.append(conn)
+                loop.call_later(max(self._timeout, 1.0), self._retire, conn)
+
+    def _retire(self, conn: RespConnection) -> None:
+        conn.close()
+        if conn in self._retired:
+            self._retired.remove(conn)
 
     def close(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
+        for conn in self._retired:
+            conn.close()
+        self._retired.clear()
         super().close()
 
     async def master(self, timeout: float) -> tuple[str, int]:
