@@ -344,3 +344,32 @@ def test_no_node_answers_is_a_miss(tmp_path: Path) -> None:
         await c.aclose()
 
     asyncio.run(main())
+
+
+def test_redis_semantic_vectors_on_a_cluster_are_scanned(redis_cluster: RedisCluster) -> None:
+    """RediSearch is not supported on an OSS cluster: the per-scope hashes serve (each command one key, routed
+    to its slot), and the search module is never asked for."""
+    from relaygate.cache.vectors_redis import RedisVectors
+    from tests.cache.test_semantic import unit
+
+    async def main() -> None:
+        c = cache_on(redis_cluster)
+        vec = RedisVectors(c, "rgtest", max_entries=3)
+        try:
+            assert vec.search_module is False
+            scopes = [f"chat|m|team{i}" for i in range(6)]
+            for i, scope in enumerate(scopes):
+                vec.add(scope, f"rgtest:k{i}", unit(1.0, float(i)), ttl=60, value=b"")
+            await asyncio.gather(*vec._tasks)
+            owners = {redis_cluster.owner(key_slot(f"rgtest:semantic:{s}".encode())) for s in scopes}
+            assert len(owners) >= 2  # the scopes' hashes live on several primaries
+            for i, scope in enumerate(scopes):
+                m = await vec.search(scope, unit(1.0, float(i)), 0.99)
+                assert m is not None and m.key == f"rgtest:k{i}"
+            assert await vec.search(scopes[0], unit(0.0, 1.0), 0.9) is None
+            assert c.failures == 0 and c.redirects == 0
+        finally:
+            await vec.aclose()
+            await c.aclose()
+
+    asyncio.run(main())
