@@ -57,6 +57,15 @@ def test_messages_fed_in_groups_of_frames(cuts: list[int]) -> None:
     assert asm.complete and orjson.loads(asm.answer(0)) == EXPECTED
 
 
+def test_message_delta_without_usage() -> None:
+    # an Anthropic-compatible upstream that leaves usage out of message_delta: the answer keeps the usage
+    # message_start gave (this used to raise UnboundLocalError mid-stream)
+    asm = MessagesAssembler()
+    asm.feed_frames(MESSAGES.replace(b', "usage": {"output_tokens": 9}', b"").replace(b',"usage":{"output_tokens":9}', b""))
+    answer = orjson.loads(asm.answer(0))
+    assert asm.complete and answer["stop_reason"] == "tool_use" and answer["usage"] == {"input_tokens": 7}
+
+
 def test_unfinished_or_broken_is_never_complete() -> None:
     asm = MessagesAssembler()
     asm.feed_frames(MESSAGES.rsplit(b"event: message_stop", 1)[0])

@@ -148,7 +148,7 @@ class MessagesAssembler:
                 self._message.update({k: v for k, v in delta.items() if v is not None})
             if isinstance(obj.get("usage"), dict):
                 usage = self._message.get("usage")
-            self._message["usage"] = {**(usage if isinstance(usage, dict) else {}), **obj["usage"]}
+                self._message["usage"] = {**(usage if isinstance(usage, dict) else {}), **obj["usage"]}
         elif kind == "message_stop":
             self._done = True
 
