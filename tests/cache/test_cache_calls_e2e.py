@@ -1,4 +1,4 @@
-"""The response cache on ``/v1/messages``, ``/v1/responses`` and ``/v1/audio/transcriptions`` end to end: real
+"""The response cache on ``/v1/messages``, ``/v1/responses``, ``/v1/audio/transcriptions`` and ``/v1/rerank`` end to end: real
 Granian processes (two workers) on a real redis-server, a real upstream that counts its calls and answers
 every call differently, and the real clients: the anthropic SDK for Messages, the openai SDK for Responses and
 transcriptions (a WAV made here).
@@ -73,6 +73,14 @@ class Upstream:
                 with up._lock:
                     up.calls += 1
                     n = next(up._n)
+                if self.path.endswith("/rerank"):
+                    req = orjson.loads(raw)
+                    docs = req.get("documents") or []
+                    self._send("application/json", orjson.dumps({
+                        "id": f"rr-up{n}", "results": [{"index": i, "relevance_score": round(1 / (i + n), 6)}
+                                                       for i in range(len(docs))],
+                        "meta": {"billed_units": {"search_units": 1}}}))
+                    return
                 if self.path.endswith("/audio/transcriptions"):
                     up.uploads.append(raw)
                     m = re.search(rb'name="response_format"\r\n\r\n(\w+)', raw)
@@ -115,13 +123,16 @@ class Upstream:
 
 def config(up: Upstream, redis: RedisServer | None, **params: Any) -> str:
     cache_params: dict[str, Any] = {"type": "redis", "url": redis.url} if redis is not None else {"type": "local"}
-    cache_params["supported_call_types"] = ["acompletion", "anthropic_messages", "aresponses", "atranscription"]
+    cache_params["supported_call_types"] = ["acompletion", "anthropic_messages", "aresponses", "atranscription",
+                                            "arerank"]
     cache_params.update(params)
     return orjson.dumps({
         "model_list": [
             {"model_name": "m", "litellm_params": {"model": "hosted_vllm/up-model", "api_base": up.url,
                                                    "api_key": "sk-up"}},
             {"model_name": "w", "litellm_params": {"model": "hosted_vllm/whisper-up", "api_base": up.url,
+                                                   "api_key": "sk-up"}},
+            {"model_name": "r", "litellm_params": {"model": "cohere/rerank-up", "api_base": up.url.removesuffix("/v1"),
                                                    "api_key": "sk-up"}}],
         "general_settings": {"master_key": MASTER},
         "litellm_settings": {"cache": True, "cache_params": cache_params},
@@ -294,6 +305,33 @@ def test_transcriptions(stack: tuple[GatewayProc, Upstream]) -> None:
         settle()
         again, h = ask(audio)
         assert again == fresh and "x-litellm-cache-key" in h  # no-cache stored the fresh answer
+
+
+def test_rerank(stack: tuple[GatewayProc, Upstream]) -> None:
+    gw, up = stack
+    with httpx.Client(base_url=gw.url, headers={"authorization": f"Bearer {MASTER}"}) as client:
+        def ask(**kw: Any) -> httpx.Response:
+            body = {"model": "r", "query": "which is fruit?", "documents": ["apple", "brick", "pear"], **kw}
+            r = client.post("/v1/rerank", json=body)
+            assert r.status_code == 200, r.text
+            return r
+
+        calls = up.calls
+        first = ask()
+        assert "x-litellm-cache-key" not in first.headers
+        settle()
+        again = ask(metadata={"trace": "x"})  # metadata never changes the answer
+        assert again.headers["x-litellm-cache-key"].startswith("calls:")
+        assert again.headers["x-litellm-response-cost"] == "0.0"
+        a, b = first.json(), again.json()
+        assert b["results"] == a["results"] and b["meta"] == a["meta"]
+        # only the id is new; nothing is added to Cohere's shape
+        assert b["id"] != a["id"] and set(b) == set(a) == {"id", "results", "meta"}
+        assert up.calls == calls + 1
+        other = ask(top_n=1)  # a parameter that changes the answer splits the key
+        assert "x-litellm-cache-key" not in other.headers and up.calls == calls + 2
+        fresh = ask(cache={"no-cache": True})
+        assert "x-litellm-cache-key" not in fresh.headers and up.calls == calls + 3
 
 
 def test_default_off_local() -> None:

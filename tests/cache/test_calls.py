@@ -106,9 +106,9 @@ def test_form_cache_controls_are_read_and_removed() -> None:
 def test_call_types_map_to_routes() -> None:
     warnings: list[str] = []
     s = from_litellm(True, {"supported_call_types": ["anthropic_messages", "aresponses", "transcription",
-                                                     "arerank"]}, warnings)
-    assert s is not None and s.routes == {"messages", "responses", "transcriptions"}
-    assert warnings == ["litellm_settings.cache_params.supported_call_types: 'arerank' is not cached yet"]
+                                                     "arerank", "amoderation"]}, warnings)
+    assert s is not None and s.routes == {"messages", "responses", "transcriptions", "rerank"}
+    assert warnings == ["litellm_settings.cache_params.supported_call_types: 'amoderation' is not cached yet"]
 
 
 MESSAGE = {"id": "msg_orig", "type": "message", "role": "assistant", "model": "up", "stop_reason": "tool_use",

@@ -10,7 +10,8 @@ from relaygate.config.cache import CacheConfigError, from_litellm
 def test_off_and_defaults() -> None:
     assert from_litellm(None, None, []) is None and from_litellm(False, {"type": "redis"}, []) is None
     s = from_litellm(True, None, [])
-    assert s is not None and s.type == "local" and s.routes == {"chat", "completions", "embeddings"}
+    assert s is not None and s.type == "local"
+    assert s.routes == {"chat", "completions", "embeddings", "transcriptions", "rerank"}
     assert s.scope == "team" and not s.default_off and s.memory_ttl == 600 and s.redis_ttl == 3600
 
 
@@ -18,12 +19,20 @@ def test_litellm_params() -> None:
     warnings: list[str] = []
     s = from_litellm(True, {"type": "redis", "host": "10.0.0.5", "port": "6380", "password": "pw",
                             "namespace": "litellm.caching", "ttl": 120, "default_in_memory_ttl": 30,
-                            "supported_call_types": ["acompletion", "aembedding", "arerank"],
+                            "supported_call_types": ["acompletion", "aembedding", "arerank", "aspeech"],
                             "mode": "default_off", "max_connections": 10}, warnings)
     assert s is not None and (s.redis_host, s.redis_port, s.redis_password) == ("10.0.0.5", 6380, "pw")
-    assert s.routes == {"chat", "embeddings"} and s.default_off and s.namespace == "litellm.caching"
+    assert s.routes == {"chat", "embeddings", "rerank"} and s.default_off and s.namespace == "litellm.caching"
     assert s.memory_ttl == 30 and s.redis_ttl == 120
-    assert any("arerank" in w for w in warnings) and any("max_connections" in w for w in warnings)
+    assert any("aspeech" in w for w in warnings) and any("max_connections" in w for w in warnings)
+    assert not any("arerank" in w for w in warnings)
+
+
+def test_default_call_types_are_litellms() -> None:
+    # LiteLLM's Cache() default supported_call_types: completion, text_completion, embedding, transcription,
+    # rerank (sync and async); /v1/messages and /v1/responses only when listed
+    s = from_litellm(True, {"type": "local"}, [])
+    assert s is not None and s.routes == {"chat", "completions", "embeddings", "transcriptions", "rerank"}
 
 
 def test_redis_from_the_environment() -> None:

@@ -21,7 +21,8 @@ The stage (``cache.stage``) is the same for every route; this module answers its
 - **Rendering a hit** (:func:`unary`, :func:`stream`): the stored answer with the route's fresh id
   (``chatcmpl-`` / ``cmpl-`` / ``msg_`` + the call id, a new ``resp_`` id), in the route's body or SSE shape
   (``cache.replay``, ``replay_anthropic``, ``replay_responses``); a transcription is its stored bytes with
-  its stored content type (JSON, text, SRT or VTT as the upstream answered). A Responses hit is also stored
+  its stored content type (JSON, text, SRT or VTT as the upstream answered); a rerank is its stored body
+  with a new ``id`` (the call id) and nothing added. A Responses hit is also stored
   as this request's turn when the request stores (``store`` with a database), so ``GET
   /v1/responses/{id}`` and ``previous_response_id`` work on a hit's id as on any other.
 
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from relaygate.cache.replay import chat_stream, completion_stream, fresh
+from relaygate.cache.replay import chat_stream, completion_stream, fresh, fresh_id
 from relaygate.cache.replay_anthropic import fresh_message, message_stream
 from relaygate.cache.replay_responses import fresh_response, response_stream
 from relaygate.core.assemble import assembler_for
@@ -160,6 +161,8 @@ def unary(ex: Exchange, answer: bytes, rid: str, created: int) -> bytes:
         return orjson.dumps(obj) if obj is not None else answer
     if route == "transcriptions":
         return answer
+    if route == "rerank":
+        return fresh_id(answer, rid)
     return fresh(answer, rid, created, ex.model)
 
 

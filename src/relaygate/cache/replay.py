@@ -54,6 +54,16 @@ def fresh(answer: bytes, rid: str, created: int, model: str | None = None) -> by
     return orjson.dumps(obj)
 
 
+def fresh_id(answer: bytes, rid: str) -> bytes:
+    """A stored answer with only its ``id`` made new (a rerank's: Cohere's shape has no ``created`` or
+    ``model`` to stamp, and adding them would change the shape)."""
+    obj = orjson.loads(answer)
+    if not isinstance(obj, dict) or "id" not in obj:
+        return answer
+    obj["id"] = rid
+    return orjson.dumps(obj)
+
+
 def chat_stream(answer: bytes, rid: str, created: int, include_usage: bool,
                 model: str | None = None) -> Iterator[bytes]:
     """A stored ``chat.completion`` as ``chat.completion.chunk`` SSE frames, ``[DONE]`` last."""
@@ -104,4 +114,4 @@ def completion_stream(answer: bytes, rid: str, created: int, include_usage: bool
     yield _DONE
 
 
-__all__ = ["PIECE", "StreamAssembler", "chat_stream", "completion_stream", "fresh"]
+__all__ = ["PIECE", "StreamAssembler", "chat_stream", "completion_stream", "fresh", "fresh_id"]

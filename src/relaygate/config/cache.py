@@ -61,11 +61,14 @@ CALL_TYPES: dict[str, str] = {
     "anthropic_messages": "messages", "aanthropic_messages": "messages",
     "responses": "responses", "aresponses": "responses",
     "transcription": "transcriptions", "atranscription": "transcriptions",
+    "rerank": "rerank", "arerank": "rerank",
 }
-"""LiteLLM's call types -> the routes relaygate caches (``/v1/messages``, ``/v1/responses`` and
-``/v1/audio/transcriptions`` only when listed). LiteLLM's others (``rerank``, which LiteLLM caches, and
-``speech``, ``image_generation``, ``moderation``) are accepted in the list and not cached (one warning)."""
-_KNOWN_LATER = frozenset({"rerank", "arerank", "speech", "aspeech", "image_generation", "aimage_generation",
+"""LiteLLM's call types -> the routes relaygate caches. Without ``supported_call_types``, LiteLLM's default
+list: chat, completions, embeddings, transcriptions and rerank (:data:`DEFAULT_ROUTES`); ``/v1/messages``
+and ``/v1/responses`` only when listed. LiteLLM's others (``speech``, ``image_generation``, ``moderation``)
+are accepted in the list and not cached (one warning)."""
+DEFAULT_ROUTES = frozenset({"chat", "completions", "embeddings", "transcriptions", "rerank"})
+_KNOWN_LATER = frozenset({"speech", "aspeech", "image_generation", "aimage_generation",
                           "moderation", "amoderation"})
 _TYPES = frozenset({"local", "redis", "semantic", "redis-semantic", "qdrant-semantic"})
 _LATER_TYPES = frozenset({"valkey-semantic", "s3", "gcs", "disk", "azure-blob"})
@@ -98,7 +101,7 @@ class CacheSettings(msgspec.Struct, kw_only=True, frozen=True):
     and 3600 s in Redis when neither this nor the per-level TTL is set)."""
     default_in_memory_ttl: float | None = None
     default_in_redis_ttl: float | None = None
-    routes: frozenset[str] = frozenset({"chat", "completions", "embeddings"})
+    routes: frozenset[str] = DEFAULT_ROUTES
     default_off: bool = False
     """``mode: default_off``: only requests that send ``cache: {"use-cache": true}`` use the cache."""
     max_bytes: int = 64 * 1024 * 1024
@@ -167,7 +170,7 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
     routes: set[str] = set()
     call_types = params.get("supported_call_types")
     if call_types is None:
-        routes = {"chat", "completions", "embeddings"}
+        routes = set(DEFAULT_ROUTES)
     elif not isinstance(call_types, list) or not all(isinstance(c, str) for c in call_types):
         raise CacheConfigError("litellm_settings.cache_params.supported_call_types", "expected a list of names")
     else:
@@ -377,4 +380,4 @@ def _semantic(kind: str, params: dict[str, Any], env: Any) -> dict[str, Any]:
     return out
 
 
-__all__ = ["CALL_TYPES", "CacheConfigError", "CacheSettings", "from_litellm"]
+__all__ = ["CALL_TYPES", "DEFAULT_ROUTES", "CacheConfigError", "CacheSettings", "from_litellm"]
