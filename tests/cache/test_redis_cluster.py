@@ -373,3 +373,47 @@ def test_redis_semantic_vectors_on_a_cluster_are_scanned(redis_cluster: RedisClu
             await c.aclose()
 
     asyncio.run(main())
+
+
+# -- the rate limiter's Redis on the same topology code ------------------------------------------------------
+
+
+def test_the_limiter_on_a_cluster_follows_its_slot(redis_cluster: RedisCluster) -> None:
+    """Every limiter key is tagged ``{relaygate}``: one slot, one node. Its buckets are exact through the
+    cluster, and when that slot is resharded (keys migrated) the limiter follows ``MOVED`` without going down,
+    the bucket's state moving with it."""
+    from relaygate.core.ratelimit import Bucket
+    from relaygate.limits.redis import RedisLimiter
+
+    bucket = Bucket.per_minute("{relaygate}:t:cluster", 100, "key", "requests")
+    slot = key_slot(b"{relaygate}")
+    src = redis_cluster.owner(slot)
+    dst = next(p for p in redis_cluster.ports if p != src)
+
+    async def main() -> None:
+        lim = RedisLimiter(Cluster([("127.0.0.1", redis_cluster.ports[0])]), timeout=2.0)
+        try:
+            verdicts = await asyncio.gather(*(lim.acquire((bucket,), (1.0,)) for _ in range(150)))
+            assert sum(v.ok for v in verdicts) == 100 and not any(v.degraded for v in verdicts)
+            await lim.sync()
+            assert redis_cluster.cli(src, "EXISTS", bucket.key) == "1" and lim.node is not None
+            assert lim.node.addr.port == src
+
+            redis_cluster.cli(dst, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", redis_cluster.node_id(src))
+            redis_cluster.cli(src, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", redis_cluster.node_id(dst))
+            keys = redis_cluster.cli(src, "CLUSTER", "GETKEYSINSLOT", str(slot), "100").split()
+            assert bucket.key in keys
+            assert redis_cluster.cli(src, "MIGRATE", "127.0.0.1", str(dst), "", "0", "5000", "KEYS", *keys) == "OK"
+            for p in redis_cluster.ports:
+                redis_cluster.cli(p, "CLUSTER", "SETSLOT", str(slot), "NODE", redis_cluster.node_id(dst))
+
+            await lim.sync()
+            late = [await lim.acquire((bucket,), (1.0,)) for _ in range(5)]
+            await lim.sync()
+            assert not lim.down and lim.node.addr.port == dst
+            assert not any(v.ok for v in late) and not any(v.degraded for v in late)  # the state moved along
+            assert redis_cluster.cli(dst, "EXISTS", bucket.key) == "1"
+        finally:
+            await lim.aclose()
+
+    asyncio.run(main())

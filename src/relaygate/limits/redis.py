@@ -17,6 +17,10 @@ Design (and why):
   reported at least every ``SYNC_INTERVAL``), so a crashed worker's units and parallel slots come back
   after the TTL however busy the others are. All keys share the hash tag ``{relaygate}`` (one Redis
   Cluster slot per call).
+- Where Redis is (``limits.topology``): one server, the master the sentinels name (reconnects ask them
+  again; the sentinel watch retires a connection to a demoted master), or the Redis Cluster node owning the
+  ``{relaygate}`` slot (a ``MOVED`` repoints it and the call is retried there once; an ``ASK`` is followed
+  once with ``ASKING``). The connection is the topology node's, so the single-server path is what it was.
 - Headers: ``remaining`` is an estimate: the shared level as last seen (refilled since, up to its cap)
   plus this worker's own lease; leases held by other workers count as spent.
 - Failure: a call that errors or takes longer than ``redis_timeout`` marks Redis down. With
@@ -51,11 +55,15 @@ from relaygate import events
 from relaygate.core.errors import GatewayError
 from relaygate.core.ratelimit import PREFIX, Bucket, LeaseBook, LeaseOp, Verdict
 from relaygate.limits import CooldownSink, Limiter
-from relaygate.limits.resp import RedisAddress, RespConnection, RespError, connect, encode
+from relaygate.limits.resp import RedisAddress, RespConnection, RespError, encode
+from relaygate.limits.topology import Cluster, Node, Single, Topology, redirection
 
 log = logging.getLogger("relaygate.limits")
 
 COOLDOWN_KEY = PREFIX + "cooldowns"
+_TAG = b"{relaygate}"
+"""The hash tag of every limiter key: the one cluster slot the limiter's calls go to."""
+_ASKING = encode(("ASKING",))
 LEASE_TTL = 10.0
 """Seconds a worker's record (units or slots it holds) lives in Redis without being renewed."""
 SYNC_INTERVAL = 0.5
@@ -196,9 +204,10 @@ class RedisDown(GatewayError):
 class RedisLimiter(Limiter):
     shared = True
 
-    def __init__(self, addr: RedisAddress, *, timeout: float = 0.5, on_failure: str = "local",
+    def __init__(self, addr: RedisAddress | Topology, *, timeout: float = 0.5, on_failure: str = "local",
                  metrics: Any = None, lease_ttl: float = LEASE_TTL) -> None:
         super().__init__()
+        self.topology = addr if isinstance(addr, Topology) else Single(addr)
         self.addr = addr
         self.timeout = timeout
         self.reject = on_failure == "reject"
@@ -209,6 +218,8 @@ class RedisLimiter(Limiter):
         self._head = _bulk(self.wid.encode()) + _bulk_int(int(lease_ttl * 1000))
         self.book = LeaseBook()
         self.conn: RespConnection | None = None
+        self.node: Node | None = None
+        """The topology node ``conn`` belongs to."""
         self.down = False
         self.pending: list[_Pending] = []
         self.cooldowns: list[tuple[str, float]] = []
@@ -258,6 +269,7 @@ class RedisLimiter(Limiter):
         self.book.clear()
         if self.conn is not None:
             self.conn.close()
+        self.topology.close()
         for f in self._syncs:
             if not f.done():
                 f.set_result(None)
@@ -402,11 +414,13 @@ class RedisLimiter(Limiter):
         deadline = loop.time() + self.timeout
         conn = self.conn
         if conn is None or conn.closed:
-            conn = self.conn = await connect(self.addr, self.timeout)
+            conn = self.conn = await self._connect(deadline)
         self.calls += 1
         count = 3 + len(klist) + nargs
         wire = b"*%d\r\n" % count + head[head.index(b"\r\n") + 2:] + body
         reply = await conn.request(wire, deadline)
+        if type(reply) is RespError and self.topology.cluster:
+            conn, reply = await self._redirected(reply, conn, wire, deadline)
         if isinstance(reply, RespError) and str(reply).startswith("NOSCRIPT"):
             head = encode(("EVAL", SCRIPT, len(klist), *klist))
             wire = b"*%d\r\n" % count + head[head.index(b"\r\n") + 2:] + body
@@ -416,6 +430,40 @@ class RedisLimiter(Limiter):
         if not isinstance(reply, list) or not reply or not isinstance(reply[0], bytes):
             raise ValueError(f"unexpected limiter reply {reply!r:.80}")
         return reply
+
+    async def _node(self, deadline: float) -> Node:
+        """The node the limiter's slot lives on (a cluster reads its slot map first)."""
+        topo = self.topology
+        node = topo.node_for(_TAG)
+        if node is None:
+            await topo.ready(max(deadline - asyncio.get_running_loop().time(), 0.001))
+            node = topo.node_for(_TAG)
+            if node is None:
+                raise ConnectionError("redis cluster: no node serves the limiter's slot")
+        return node
+
+    async def _connect(self, deadline: float) -> RespConnection:
+        node = self.node = await self._node(deadline)
+        return await node.connection(max(deadline - asyncio.get_running_loop().time(), 0.001))
+
+    async def _redirected(self, err: RespError, conn: RespConnection, wire: bytes,
+                          deadline: float) -> tuple[RespConnection, Any]:
+        """A cluster's ``MOVED`` (the slot repointed, the call sent there and kept there) or ``ASK`` (sent
+        once to the named node after ``ASKING``); any other error reply is given back as it is."""
+        moved = redirection(err)
+        if moved is None:
+            return conn, err
+        kind, slot, name = moved
+        topo = self.topology
+        assert isinstance(topo, Cluster)
+        remaining = max(deadline - asyncio.get_running_loop().time(), 0.001)
+        if kind == "MOVED":
+            node = self.node = topo.moved(slot, name)
+            conn = self.conn = await node.connection(remaining)
+            return conn, await conn.request(wire, deadline)
+        other = await topo.node_at(name).connection(remaining)
+        other.call_raw(_ASKING).add_done_callback(_consume)
+        return conn, await other.request(wire, deadline)
 
     def _deliver(self, ops: list[LeaseOp], batch: list[_Pending], reply: list[Any]) -> None:
         now = self.clock()
@@ -448,10 +496,17 @@ class RedisLimiter(Limiter):
 
     # -- outage ---------------------------------------------------------------------------------
 
+    def _where(self) -> str:
+        return repr(self.addr) if isinstance(self.addr, RedisAddress) else self.topology.describe()
+
     def _went_down(self, exc: BaseException) -> None:
         if self.conn is not None:
             self.conn.abort()
             self.conn = None
+        node = self.node
+        if node is not None:
+            node.drop()
+            self.topology.failed(node)
         self.book.clear()
         if self.down:
             return
@@ -463,11 +518,11 @@ class RedisLimiter(Limiter):
         syncs, self._syncs = self._syncs, []
         _done(syncs)
         mode = "rejecting requests (503)" if self.reject else "using in-process limits"
-        log.warning("redis limiter at %r unavailable (%s: %s): %s until it is back", self.addr,
+        log.warning("redis limiter at %s unavailable (%s: %s): %s until it is back", self._where(),
                     type(exc).__name__, exc, mode)
         if self.metrics is not None:
             self.metrics.count("redis_limiter_down")
-        events.outage("redis", f"limiter at {self.addr!r}: {type(exc).__name__}: {exc}; {mode}")
+        events.outage("redis", f"limiter at {self._where()}: {type(exc).__name__}: {exc}; {mode}")
         if self._probe_task is None or self._probe_task.done():
             self._probe_task = asyncio.get_running_loop().create_task(self._probe())
 
@@ -479,7 +534,9 @@ class RedisLimiter(Limiter):
             conn: RespConnection | None = None
             try:
                 deadline = loop.time() + self.timeout
-                conn = await connect(self.addr, self.timeout)
+                node = self.node = await self._node(deadline)
+                node.drop()
+                conn = await node.connection(self.timeout)
                 pong = await conn.request(encode(("PING",)), deadline)
                 if isinstance(pong, RespError):
                     raise pong
@@ -495,12 +552,17 @@ class RedisLimiter(Limiter):
             self.conn = conn
             self.book.clear()
             self.down = False
-            log.warning("redis limiter at %r is back: shared limits restored", self.addr)
+            log.warning("redis limiter at %s is back: shared limits restored", self._where())
             if self.metrics is not None:
                 self.metrics.count("redis_limiter_recovered")
             if self._wake is not None:
                 self._wake.set()
             return
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _done(futs: list[asyncio.Future[None]]) -> None:
