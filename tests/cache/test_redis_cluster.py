@@ -227,28 +227,30 @@ def test_key_slots_are_the_servers(redis_cluster: RedisCluster) -> None:
 def test_entries_spread_delete_and_flush_every_primary(redis_cluster: RedisCluster) -> None:
     async def main() -> None:
         c = cache_on(redis_cluster)
-        keys = [f"rgtest:{i:064x}" for i in range(60)]
-        for i, k in enumerate(keys):
-            c.set(k, b"answer %d" % i, 60)
-        c.set("b" * 64, b"no namespace", 60)
-        assert await settled(c, keys[-1]) == b"answer 59"
-        assert [await c.get(k) for k in keys] == [b"answer %d" % i for i in range(60)]
-        per_node = {p: int(redis_cluster.cli(p, "DBSIZE")) for p in redis_cluster.ports}
-        assert sum(per_node.values()) == 61 and all(n > 5 for n in per_node.values()), per_node
-        assert c.topology.refreshes == 1 and c.redirects == 0 and c.failures == 0
-        assert await c.ping_nodes() == {f"127.0.0.1:{p}": True for p in redis_cluster.ports}
-        assert await c.ping()
-        info = await c.info_nodes()
-        assert len(info) == 3 and all(v["cluster_enabled"] == "1" for v in info.values())
+        try:
+            keys = [f"rgtest:{i:064x}" for i in range(60)]
+            for i, k in enumerate(keys):
+                c.set(k, b"answer %d" % i, 60)
+            c.set("b" * 64, b"no namespace", 60)
+            assert await settled(c, keys[-1]) == b"answer 59"
+            assert [await c.get(k) for k in keys] == [b"answer %d" % i for i in range(60)]
+            per_node = {p: int(redis_cluster.cli(p, "DBSIZE")) for p in redis_cluster.ports}
+            assert sum(per_node.values()) == 61 and all(n > 5 for n in per_node.values()), per_node
+            assert c.topology.refreshes == 1 and c.redirects == 0 and c.failures == 0
+            assert await c.ping_nodes() == {f"127.0.0.1:{p}": True for p in redis_cluster.ports}
+            assert await c.ping()
+            info = await c.info_nodes()
+            assert len(info) == 3 and all(v["cluster_enabled"] == "1" for v in info.values())
 
-        redis_cluster.cli(redis_cluster.ports[0], "-c", "SET", "someone-elses-key", "keep")
-        assert await c.delete(keys[:10]) == 10  # across slots and nodes (no CROSSSLOT)
-        assert await c.get(keys[0]) is None and await c.get(keys[10]) == b"answer 10"
-        assert await c.flush("rgtest") == 50
-        assert await c.flush(None) == 1  # the 64-hex key only
-        assert sum(int(redis_cluster.cli(p, "DBSIZE")) for p in redis_cluster.ports) == 1
-        assert redis_cluster.cli(redis_cluster.ports[0], "-c", "GET", "someone-elses-key") == "keep"
-        await c.aclose()
+            redis_cluster.cli(redis_cluster.ports[0], "-c", "SET", "someone-elses-key", "keep")
+            assert await c.delete(keys[:10]) == 10  # across slots and nodes (no CROSSSLOT)
+            assert await c.get(keys[0]) is None and await c.get(keys[10]) == b"answer 10"
+            assert await c.flush("rgtest") == 50
+            assert await c.flush(None) == 1  # the 64-hex key only
+            assert sum(int(redis_cluster.cli(p, "DBSIZE")) for p in redis_cluster.ports) == 1
+            assert redis_cluster.cli(redis_cluster.ports[0], "-c", "GET", "someone-elses-key") == "keep"
+        finally:
+            await c.aclose()
 
     asyncio.run(main())
 
@@ -261,44 +263,47 @@ def test_ask_while_a_slot_migrates_and_moved_after(redis_cluster: RedisCluster) 
 
     async def main() -> None:
         c = cache_on(redis_cluster)
-        c.set(key, b"before the move", 60)
-        assert await settled(c, key) == b"before the move"
-        src_node = c.topology.node_for(key)
-        assert src_node is not None and src_node.addr.port == src
+        try:
+            c.set(key, b"before the move", 60)
+            assert await settled(c, key) == b"before the move"
+            src_node = c.topology.node_for(key)
+            assert src_node is not None and src_node.addr.port == src
 
-        # migrating: the key moved to dst, the slot still belongs to src -> ASK, the map is unchanged
-        redis_cluster.cli(dst, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", redis_cluster.node_id(src))
-        redis_cluster.cli(src, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", redis_cluster.node_id(dst))
-        assert redis_cluster.cli(src, "MIGRATE", "127.0.0.1", str(dst), key, "0", "5000") == "OK"
-        assert await c.get(key) == b"before the move"
-        assert c.redirects == 1 and c.topology.node_for(key) is src_node
+            # migrating: the key moved to dst, the slot still belongs to src -> ASK, the map is unchanged
+            redis_cluster.cli(dst, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", redis_cluster.node_id(src))
+            redis_cluster.cli(src, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", redis_cluster.node_id(dst))
+            assert redis_cluster.cli(src, "MIGRATE", "127.0.0.1", str(dst), key, "0", "5000") == "OK"
+            assert await c.get(key) == b"before the move"
+            assert c.redirects == 1 and c.topology.node_for(key) is src_node
 
-        # migrated: every node says dst owns the slot -> MOVED, the slot repointed, a refresh
-        for p in redis_cluster.ports:
-            redis_cluster.cli(p, "CLUSTER", "SETSLOT", str(slot), "NODE", redis_cluster.node_id(dst))
-        assert await c.get(key) == b"before the move"
-        assert c.redirects == 2
-        moved_to = c.topology.node_for(key)
-        assert moved_to is not None and moved_to.addr.port == dst
-        for _ in range(100):
-            if c.topology.refreshes >= 2:
-                break
-            await asyncio.sleep(0.02)
-        assert c.topology.refreshes >= 2 and c.failures == 0
-        assert await c.get(key) == b"before the move" and c.redirects == 2  # no more redirections
+            # migrated: every node says dst owns the slot -> MOVED, the slot repointed, a refresh
+            for p in redis_cluster.ports:
+                redis_cluster.cli(p, "CLUSTER", "SETSLOT", str(slot), "NODE", redis_cluster.node_id(dst))
+            assert await c.get(key) == b"before the move"
+            assert c.redirects == 2
+            moved_to = c.topology.node_for(key)
+            assert moved_to is not None and moved_to.addr.port == dst
+            topo = c.topology
+            assert isinstance(topo, Cluster)
+            before = topo.refreshes
+            topo.slots[slot] = src_node  # forget the repointing: a full refresh reads the new owner
+            assert await topo._refresh(1.0) and topo.refreshes == before + 1
+            assert topo.node_for(key) is moved_to and c.failures == 0
+            assert await c.get(key) == b"before the move" and c.redirects == 2  # no more redirections
 
-        # a cache built before the move writes there through MOVED too
-        stale = cache_on(redis_cluster)
-        assert await stale.ping()
-        stale.topology.slots[slot] = stale.topology.node_at(f"127.0.0.1:{src}")  # type: ignore[attr-defined]
-        stale.set(key, b"after the move", 60)
-        for _ in range(100):
-            if redis_cluster.cli(dst, "GET", key) == "after the move":
-                break
-            await asyncio.sleep(0.02)
-        assert redis_cluster.cli(dst, "GET", key) == "after the move" and stale.redirects >= 1
-        await stale.aclose()
-        await c.aclose()
+            # a cache built before the move writes there through MOVED too
+            stale = cache_on(redis_cluster)
+            assert await stale.ping()
+            stale.topology.slots[slot] = stale.topology.node_at(f"127.0.0.1:{src}")  # type: ignore[attr-defined]
+            stale.set(key, b"after the move", 60)
+            for _ in range(100):
+                if redis_cluster.cli(dst, "GET", key) == "after the move":
+                    break
+                await asyncio.sleep(0.02)
+            assert redis_cluster.cli(dst, "GET", key) == "after the move" and stale.redirects >= 1
+            await stale.aclose()
+        finally:
+            await c.aclose()
 
     asyncio.run(main())
 
@@ -307,27 +312,29 @@ def test_a_dead_primary_is_a_miss_for_its_slots_only(redis_cluster: RedisCluster
                                                      caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
         c = cache_on(redis_cluster, retry_after=30, connect_timeout=0.3)
-        keys = [f"rgtest:{i:064x}" for i in range(30)]
-        for k in keys:
-            c.set(k, b"v", 60)
-        assert await settled(c, keys[-1]) == b"v"
-        dead = redis_cluster.ports[2]
-        on_dead = [k for k in keys if redis_cluster.owner(key_slot(k.encode())) == dead]
-        alive = [k for k in keys if k not in on_dead]
-        assert on_dead and alive
-        redis_cluster.kill(dead)
-        with caplog.at_level(logging.WARNING, logger="relaygate.cache"):
-            for _ in range(3):
-                assert [await c.get(k) for k in on_dead] == [None] * len(on_dead)
-                assert [await c.get(k) for k in alive] == [b"v"] * len(alive)
-            c.set(on_dead[0], b"dropped", 60)  # its node is paused: dropped, not queued forever
-            await asyncio.sleep(0.05)
-        warnings = [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
-        assert len(warnings) == 1 and f"127.0.0.1:{dead}" in warnings[0], warnings
-        assert c.failures >= 3 * len(on_dead) and c.outages == 1 and c.dropped >= 1
-        nodes = await c.ping_nodes()
-        assert nodes[f"127.0.0.1:{dead}"] is False and sum(nodes.values()) == 2 and not await c.ping()
-        await c.aclose()
+        try:
+            keys = [f"rgtest:{i:064x}" for i in range(30)]
+            for k in keys:
+                c.set(k, b"v", 60)
+            assert await settled(c, keys[-1]) == b"v"
+            dead = redis_cluster.ports[2]
+            on_dead = [k for k in keys if redis_cluster.owner(key_slot(k.encode())) == dead]
+            alive = [k for k in keys if k not in on_dead]
+            assert on_dead and alive
+            redis_cluster.kill(dead)
+            with caplog.at_level(logging.WARNING, logger="relaygate.cache"):
+                for _ in range(3):
+                    assert [await c.get(k) for k in on_dead] == [None] * len(on_dead)
+                    assert [await c.get(k) for k in alive] == [b"v"] * len(alive)
+                c.set(on_dead[0], b"dropped", 60)  # its node is paused: dropped, not queued forever
+                await asyncio.sleep(0.05)
+            warnings = [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
+            assert len(warnings) == 1 and f"127.0.0.1:{dead}" in warnings[0], warnings
+            assert c.failures >= 3 * len(on_dead) and c.outages == 1 and c.dropped >= 1
+            nodes = await c.ping_nodes()
+            assert nodes[f"127.0.0.1:{dead}"] is False and sum(nodes.values()) == 2 and not await c.ping()
+        finally:
+            await c.aclose()
 
     asyncio.run(main())
 
@@ -335,13 +342,15 @@ def test_a_dead_primary_is_a_miss_for_its_slots_only(redis_cluster: RedisCluster
 def test_no_node_answers_is_a_miss(tmp_path: Path) -> None:
     async def main() -> None:
         c = RedisCache(Cluster([("127.0.0.1", free_port())]), connect_timeout=0.3)
-        assert await c.get("rgtest:x") is None and c.failures == 1
-        assert await c.get("rgtest:x") is None and c.failures == 2  # no new attempt within refresh_every
-        c.set("rgtest:x", b"v", 60)
-        await asyncio.sleep(0.05)
-        assert c.dropped == 1
-        assert await c.ping_nodes() == {"redis cluster (slot map not read yet)": False}
-        await c.aclose()
+        try:
+            assert await c.get("rgtest:x") is None and c.failures == 1
+            assert await c.get("rgtest:x") is None and c.failures == 2  # no new attempt within refresh_every
+            c.set("rgtest:x", b"v", 60)
+            await asyncio.sleep(0.05)
+            assert c.dropped == 1
+            assert await c.ping_nodes() == {"redis cluster (slot map not read yet)": False}
+        finally:
+            await c.aclose()
 
     asyncio.run(main())
 

@@ -346,11 +346,12 @@ class Cluster(Topology):
         self.refresh_soon()
 
     def refresh_soon(self, force: bool = False) -> None:
-        """Start a background refresh unless one runs (or, unless forced, one ran under ``refresh_every`` ago)."""
+        """Start a background refresh unless one runs or one ran under ``refresh_every`` ago (a tenth of it
+        when ``force``d by a ``MOVED``: a resharding moving many slots costs a few refreshes, not one each)."""
         if self._refreshing is not None and not self._refreshing.done():
             return
         loop = asyncio.get_running_loop()
-        if not force and loop.time() - self._last_refresh < self.refresh_every:
+        if loop.time() - self._last_refresh < (self.refresh_every / 10 if force else self.refresh_every):
             return
         self._refreshing = loop.create_task(self._refresh(self.timeout))
 
