@@ -367,18 +367,22 @@ class Cluster(Topology):
         return await asyncio.shield(self._refreshing)
 
     async def _refresh(self, timeout: float) -> bool:
-        """Read the slot map from the first node that answers; False when none did."""
-        self._last_refresh = asyncio.get_running_loop().time()
+        """Read the slot map from the first node that answers, all within ``timeout``; False when none did."""
+        loop = asyncio.get_running_loop()
+        self._last_refresh = loop.time()
+        deadline = loop.time() + timeout
         candidates = [n.name for n in self._primaries] + [f"{h}:{p}" for h, p in self.startup]
         seen = set()
         for name in candidates:
             if name in seen:
                 continue
+            if loop.time() >= deadline:
+                return False
             seen.add(name)
             node = self.node_at(name)
             try:
-                conn = await node.connection(timeout)
-                reply = await conn.request(encode(("CLUSTER", "SLOTS")), asyncio.get_running_loop().time() + timeout)
+                conn = await node.connection(deadline - loop.time())
+                reply = await conn.request(encode(("CLUSTER", "SLOTS")), deadline)
                 if isinstance(reply, RespError):
                     raise reply
                 ranges = parse_slots(reply, node.addr.host)
