@@ -271,6 +271,23 @@ def _nodes(value: Any, field: str, env_name: str, shape: str) -> tuple[tuple[str
     return tuple(out)
 
 
+def env_topology(env: Any) -> tuple[str, tuple[tuple[str, int], ...], str | None] | None:
+    """The Redis topology LiteLLM's variables name for a Redis client configured by host (the limiter's):
+    ``("cluster", nodes, None)`` from ``REDIS_CLUSTER_NODES``, ``("sentinel", nodes, service)`` from
+    ``REDIS_SENTINEL_NODES`` + ``REDIS_SERVICE_NAME``; None: neither. A malformed one is a
+    :class:`CacheConfigError` naming the variable."""
+    if env.get("REDIS_CLUSTER_NODES"):
+        return "cluster", _nodes(env["REDIS_CLUSTER_NODES"], "REDIS_CLUSTER_NODES", "REDIS_CLUSTER_NODES", "dict"), None
+    if env.get("REDIS_SENTINEL_NODES"):
+        service = env.get("REDIS_SERVICE_NAME")
+        if not service:
+            raise CacheConfigError("REDIS_SERVICE_NAME", "REDIS_SENTINEL_NODES needs the name of the master the "
+                                   "sentinels monitor")
+        return "sentinel", _nodes(env["REDIS_SENTINEL_NODES"], "REDIS_SENTINEL_NODES", "REDIS_SENTINEL_NODES",
+                                  "pair"), str(service)
+    return None
+
+
 def _topology(kind: str, params: dict[str, Any], env: Any, warnings: list[str]) -> dict[str, Any]:
     """LiteLLM's Redis Cluster and Sentinel settings (``redis_startup_nodes``; ``service_name`` +
     ``sentinel_nodes`` + ``sentinel_password``; their ``REDIS_*`` variables), ``username`` and ``db``, as
@@ -380,4 +397,4 @@ def _semantic(kind: str, params: dict[str, Any], env: Any) -> dict[str, Any]:
     return out
 
 
-__all__ = ["CALL_TYPES", "DEFAULT_ROUTES", "CacheConfigError", "CacheSettings", "from_litellm"]
+__all__ = ["CALL_TYPES", "DEFAULT_ROUTES", "CacheConfigError", "env_topology", "CacheSettings", "from_litellm"]

@@ -662,4 +662,12 @@ def validate(config: Config) -> list[str]:
     if not (interval > 0 and math.isfinite(interval)):
         errors.append("server.reload_poll_interval: expected a positive number of seconds")
     errors.extend(cors.problems(config.server))
+    router = config.router
+    if router.redis_host and not router.redis_url:  # the limiter's Redis topology comes from the environment
+        from relaygate.config.cache import CacheConfigError, env_topology
+
+        try:
+            env_topology(os.environ)
+        except CacheConfigError as exc:
+            errors.append(f"router_settings.redis_host: {exc}")
     return errors

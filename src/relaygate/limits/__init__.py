@@ -6,13 +6,19 @@ and :meth:`Limiter.adjust` when the response ended (tpm reconciliation with real
 parallel slot). ``acquire`` answers a :class:`relaygate.core.ratelimit.Verdict`; ``adjust`` never waits.
 
 :func:`make_limiter` picks Redis when ``router_settings`` names one (``redis_url`` or ``redis_host``),
-else the in-process limiter.
+else the in-process limiter. Without a ``redis_url``, the environment chooses the Redis topology as it does
+for every Redis client LiteLLM builds: ``REDIS_CLUSTER_NODES`` (a JSON list of ``{"host", "port"}``) makes
+it a Redis Cluster (the ``{relaygate}``-tagged keys live on one slot's primary, followed through MOVED and
+ASK), else ``REDIS_SENTINEL_NODES`` (``[[host, port], ...]``) with ``REDIS_SERVICE_NAME`` (and
+``REDIS_SENTINEL_PASSWORD`` for the sentinels) the master those sentinels name; ``limits.topology`` is
+the routing, shared with the response cache's Redis level.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from relaygate.config.model import RouterSettings
 from relaygate.core.ratelimit import Bucket, LocalBuckets, Verdict
@@ -49,13 +55,39 @@ class Limiter:
         return None
 
 
-def make_limiter(settings: RouterSettings, metrics: Any = None) -> Limiter:
+def make_limiter(settings: RouterSettings, metrics: Any = None,
+                 environ: Mapping[str, str] | None = None) -> Limiter:
     if settings.redis_url or settings.redis_host:
         from relaygate.limits.redis import RedisLimiter
         from relaygate.limits.resp import RedisAddress
+        from relaygate.limits.topology import Topology
 
-        addr = RedisAddress.from_settings(settings.redis_url, settings.redis_host, settings.redis_port,
-                                          settings.redis_password)
-        return RedisLimiter(addr, timeout=settings.redis_timeout, on_failure=settings.on_redis_failure,
+        target: RedisAddress | Topology = RedisAddress.from_settings(
+            settings.redis_url, settings.redis_host, settings.redis_port, settings.redis_password)
+        if not settings.redis_url:
+            target = topology_from_env(os.environ if environ is None else environ, settings.redis_password) \
+                or target
+        return RedisLimiter(target, timeout=settings.redis_timeout, on_failure=settings.on_redis_failure,
                             metrics=metrics)
     return Limiter()
+
+
+def topology_from_env(env: Mapping[str, str], password: str | None) -> Any:
+    """A Redis Cluster (``REDIS_CLUSTER_NODES``) or a sentinel-managed master (``REDIS_SENTINEL_NODES`` and
+    ``REDIS_SERVICE_NAME``) from the environment, LiteLLM's variables (``config.cache.env_topology``); None:
+    neither is set. A malformed list is a ``CacheConfigError`` naming the variable (the config's validation
+    reports it before any worker starts)."""
+    from relaygate.config.cache import env_topology
+    from relaygate.limits.topology import Cluster, Sentinel
+
+    found = env_topology(env)
+    if found is None:
+        return None
+    kind, nodes, service = found
+    password = password or env.get("REDIS_PASSWORD") or None
+    username = env.get("REDIS_USERNAME") or None
+    if kind == "cluster":
+        return Cluster(list(nodes), password=password, username=username)
+    assert service is not None
+    return Sentinel(list(nodes), service, password=password, username=username,
+                    sentinel_password=env.get("REDIS_SENTINEL_PASSWORD") or None)
