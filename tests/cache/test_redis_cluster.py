@@ -25,6 +25,7 @@ from relaygate.cache.redis import RedisCache
 from relaygate.config.cache import CacheConfigError, from_litellm
 from relaygate.limits.resp import RedisAddress, RespError, connect
 from relaygate.limits.topology import SLOTS, Cluster, key_slot, parse_slots, redirection
+from tests.cache.test_redis import settled
 from tests.conftest import free_port, stop_process
 
 pytestmark = pytest.mark.redis
@@ -121,16 +122,10 @@ def redis_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
 
 
 def cache_on(c: RedisCluster, retry_after: float = 5.0, connect_timeout: float = 1.0) -> RedisCache:
-    return RedisCache(Cluster([("127.0.0.1", c.ports[1])]), retry_after=retry_after, connect_timeout=connect_timeout)
-
-
-async def settled(cache: RedisCache, key: str) -> bytes | None:
-    for _ in range(100):  # stores are queued: wait for the writer
-        got = await cache.get(key)
-        if got is not None:
-            return got
-        await asyncio.sleep(0.01)
-    return None
+    # a 2 s deadline per call, not the 50 ms default: these tests are about redirections and dead nodes (a
+    # refused connection), and a loaded CI machine can hold a GET past 50 ms, which the cache counts a failure
+    return RedisCache(Cluster([("127.0.0.1", c.ports[1])]), timeout=2.0, retry_after=retry_after,
+                      connect_timeout=connect_timeout)
 
 
 # -- sans IO ----------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import pytest
 from relaygate.limits.topology import key_slot
 from tests.cache.test_cache_e2e import MASTER, Upstream, ask, client
 from tests.cache.test_redis_cluster import RedisCluster, redis_cluster  # noqa: F401  (the fixture)
+from tests.cache.test_redis_sentinel import _wait
 from tests.conftest import start_gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
@@ -32,15 +33,6 @@ def upstream() -> Iterator[Upstream]:
     up = Upstream()
     yield up
     up.close()
-
-
-def _wait(check: object, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    pytest.fail(f"{what} within {timeout} s")
 
 
 def _key(url: str, prompt: str) -> str | None:

@@ -106,26 +106,24 @@ def _reasoning(ev: _Events, i: int, item: dict[str, Any]) -> None:
     iid = item.get("id")
     ev("response.output_item.added", output_index=i,
        item={**item, "status": "in_progress", "summary": [], **({"content": []} if "content" in item else {})})
-    for k, part in enumerate(item.get("summary") or ()):
+    _text_parts(ev, iid, i, item.get("summary"), "summary_index", "response.reasoning_summary_part",
+                "response.reasoning_summary_text")
+    _text_parts(ev, iid, i, item.get("content"), "content_index", "response.content_part",
+                "response.reasoning_text")
+
+
+def _text_parts(ev: _Events, iid: Any, i: int, parts: Any, index: str, part_event: str, text_event: str) -> None:
+    """A reasoning item's summary or content parts: each part added, its text in deltas, done."""
+    for k, part in enumerate(parts or ()):
         if not isinstance(part, dict):
             continue
-        where = {"item_id": iid, "output_index": i, "summary_index": k}
-        ev("response.reasoning_summary_part.added", **where, part={**part, "text": ""})
+        where = {"item_id": iid, "output_index": i, index: k}
+        ev(part_event + ".added", **where, part={**part, "text": ""})
         text = str(part.get("text") or "")
         for piece in _pieces(text):
-            ev("response.reasoning_summary_text.delta", **where, delta=piece)
-        ev("response.reasoning_summary_text.done", **where, text=text)
-        ev("response.reasoning_summary_part.done", **where, part=part)
-    for j, part in enumerate(item.get("content") or ()):
-        if not isinstance(part, dict):
-            continue
-        where = {"item_id": iid, "output_index": i, "content_index": j}
-        ev("response.content_part.added", **where, part={**part, "text": ""})
-        text = str(part.get("text") or "")
-        for piece in _pieces(text):
-            ev("response.reasoning_text.delta", **where, delta=piece)
-        ev("response.reasoning_text.done", **where, text=text)
-        ev("response.content_part.done", **where, part=part)
+            ev(text_event + ".delta", **where, delta=piece)
+        ev(text_event + ".done", **where, text=text)
+        ev(part_event + ".done", **where, part=part)
 
 
 def response_stream(obj: dict[str, Any]) -> Iterator[bytes]:
