@@ -7,6 +7,7 @@ subprocess and waits for ``/health/readiness``. Mock upstreams come from ``bench
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -102,6 +103,8 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout:
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; a process started in its own session (``start_gateway``'s)
+    takes its whole process group with it when killed, so no worker of a gateway outlives a test."""
     if proc.poll() is not None:
         return
     proc.send_signal(signal.SIGTERM)
@@ -110,6 +113,8 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+        with contextlib.suppress(OSError):  # no such group: the process did not lead one
+            os.killpg(proc.pid, signal.SIGKILL)  # its workers: a process group outlives its leader
 
 
 @contextmanager
