@@ -9,9 +9,9 @@ hooks, only for the routes the config caches):
   stored at most this many seconds ago), ``namespace`` (a separate key space), ``use-cache`` (with ``mode:
   default_off``, true opts in; false always opts out). A wrong type is a 400 naming the control; a key whose
   ``allowed_cache_controls`` is set may send only those (403 otherwise, LiteLLM's wording).
-- **Call types**: chat, completions and embeddings, and when ``supported_call_types`` lists them
-  ``/v1/messages``, ``/v1/responses`` and transcriptions; what differs between them (the key's material, the
-  stream assembly, the hit's shape and fresh id) is ``cache.calls``.
+- **Call types**: chat, completions, embeddings, transcriptions and rerank (LiteLLM's default list), and
+  ``/v1/messages`` and ``/v1/responses`` when ``supported_call_types`` lists them; what differs between them
+  (the key's material, the stream assembly, the hit's shape and fresh id) is ``cache.calls``.
 - **Lookup**: the key (``cache.key``), this worker's memory first, then Redis when configured (a Redis hit
   is copied into memory); an entry older than ``s-maxage`` is a miss. A lookup never fails a request.
 - **Semantic lookup** (only when a semantic type is configured, for chat and completions; ``cache.semantic``):
