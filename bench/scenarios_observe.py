@@ -1,6 +1,6 @@
 """What observability costs: each exporter alone, and all of them on, against all off, on one core.
 
-    python -m bench.scenarios_observe [--duration 4] [--concurrency 16] [--repeat 3] [--modes ...]
+    python -m bench.scenarios_observe [--duration 4] [--concurrency 16] [--repeat 3] [--modes ...] [--together]
 
 A zero-latency mock upstream (``bench.mock``) and a receiver standing in for Langfuse and an OTLP/HTTP
 collector (this module run with ``--receiver``: it accepts every batch at once, as a healthy collector
@@ -18,6 +18,12 @@ rounds so a noisy neighbour hits all alike, and prints requests/s and the gatewa
 request (from ``/proc``), then the medians and each mode's share of **off**. It checks at the end that
 the receiver got Langfuse events and OTLP spans, so a run whose exporters silently sent nothing is not
 reported as cheap. Everything listens on 127.0.0.1 and stops by itself.
+
+``--together`` measures each mode *in a pair with off*, both loaded at the same time on CPU 0 (a pair per
+mode per round): the pair shares its seconds, so the machine's drift cancels out of its ratio, and the share
+of off is taken from CPU per request (off's CPU / the mode's, one core's throughput at that cost; see
+``bench/README.md``). Pairs, not all six at once: an exporter's batching (spans per export, events per
+POST) depends on its request rate, and six gateways sharing a core would each run at a sixth of it.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import statistics
 import sys
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -108,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    p.add_argument("--together", action="store_true", help="each mode in a pair with off, loaded at the same time")
     p.add_argument("--receiver", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.receiver is not None:
@@ -141,18 +149,39 @@ def main(argv: list[str] | None = None) -> int:
             wait_http(f"http://127.0.0.1:{port}/health/readiness", 30, gw)
         print(f"{args.concurrency} concurrent, {args.duration:g}s per mode, modes {', '.join(modes)}", flush=True)
         runs: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+        shares: dict[str, list[float]] = {m: [] for m in modes if m != "off"}
+
+        def one(mode: str, tag: str) -> dict[str, float]:
+            port, gw = gws[mode]
+            return measure(port, gw, args, 0, f"{mode}-{tag}", tmp)
+
         for r in range(args.repeat):
             order = modes if r % 2 == 0 else modes[::-1]
+            if args.together:
+                for mode in (m for m in order if m != "off"):
+                    with ThreadPoolExecutor(2) as ex:
+                        off_f, mode_f = ex.submit(one, "off", f"{mode}{r}"), ex.submit(one, mode, str(r))
+                        off_res, res = off_f.result(), mode_f.result()
+                    runs["off"].append(off_res)
+                    runs[mode].append(res)
+                    shares[mode].append(off_res["cpu_us"] / res["cpu_us"])
+                    print(f"round {r + 1} {mode:10s} {res['rps']:8.0f} req/s  gateway CPU {res['cpu_us']:6.1f} us/req "
+                          f"vs off {off_res['cpu_us']:6.1f} in the same seconds: {100 * shares[mode][-1]:5.1f}%  "
+                          f"errors={int(res['errors'] + off_res['errors'])}", flush=True)
+                continue
             for mode in order:
-                port, gw = gws[mode]
-                res = measure(port, gw, args, 0, f"{mode}-{r}", tmp)
+                res = one(mode, str(r))
                 runs[mode].append(res)
                 print(f"round {r + 1} {mode:10s} {res['rps']:8.0f} req/s  errors={int(res['errors'])}  "
                       f"gateway CPU {res['cpu_us']:6.1f} us/req", flush=True)
         med = {m: (statistics.median(x["rps"] for x in rs), statistics.median(x["cpu_us"] for x in rs))
-               for m, rs in runs.items()}
+               for m, rs in runs.items() if rs}
         off_rps, off_cpu = med["off"]
         for m, (rps, cpu) in med.items():
+            if args.together and m != "off":
+                print(f"median {m:10s} {100 * statistics.median(shares[m]):5.1f}% of off (off/mode CPU per "
+                      f"request, paired)  gateway CPU {cpu:6.1f} us/req", flush=True)
+                continue
             print(f"median {m:10s} {rps:8.0f} req/s ({100 * rps / off_rps:5.1f}% of off)  gateway CPU {cpu:6.1f} "
                   f"us/req (+{cpu - off_cpu:5.1f} us)", flush=True)
         got = http_json(f"http://127.0.0.1:{rport}/")

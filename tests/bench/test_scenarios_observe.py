@@ -1,0 +1,34 @@
+"""bench.scenarios_observe end to end, tiny: real gateways, the mock, the receiver standing in for Langfuse and
+an OTLP collector, one after the other and in pairs with off (``--together``); a run whose exporter sent
+nothing fails."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from bench.procs import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one-after-the-other", "together"])
+def test_tiny_run(together: bool) -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench.scenarios_observe", "--duration", "0.5", "--repeat", "1",
+                           "--concurrency", "4", "--modes", "off,langfuse,otel",
+                           *(["--together"] if together else [])],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = proc.stdout
+    for mode in ("langfuse", "otel"):
+        line = next(ln for ln in out.splitlines() if ln.startswith(f"median {mode}"))
+        share = float(re.search(r"([\d.]+)% of off", line).group(1))  # type: ignore[union-attr]
+        assert 0 < share < 1000, line
+        if together:
+            assert "paired" in line
+            assert re.search(rf"round 1 {mode} .* vs off .* in the same seconds", out)
+    found = re.search(r"receiver: (\d+) Langfuse events in \d+ batches, (\d+) OTLP requests", out)
+    assert found is not None and int(found.group(1)) > 0 and int(found.group(2)) > 0, out
