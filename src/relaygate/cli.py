@@ -40,6 +40,7 @@ from relaygate import __version__, reload
 from relaygate.config import ConfigError, load_config
 from relaygate.config.loader import single_model
 from relaygate.config.model import ServerSettings
+from relaygate.http.app import SUPERVISOR_ENV
 from relaygate.logs import setup_logging
 from relaygate.metrics import METRICS_DIR_ENV
 from relaygate.store import StoreError, database_url, embedded_default_url, make_store, open_store, redact_url
@@ -217,6 +218,7 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
         log_level=_granian_level(level),
         respawn_failed_workers=True,
     )
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())  # workers stop when it is gone (http.app.watch_parent)
     try:
         server.serve()
     finally:

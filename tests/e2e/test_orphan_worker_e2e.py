@@ -1,5 +1,6 @@
 """A worker whose supervisor was killed (``SIGKILL``, the OOM killer: no chance to stop its workers) stops
-itself, gracefully, instead of living on as an orphan: a real 2-worker ``relaygate serve``."""
+itself, gracefully, instead of living on as an orphan: a real 2-worker ``relaygate serve``, its supervisor
+killed once it serves, and killed while its workers are still starting."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from bench.procs import tree_pids
-from tests.conftest import start_gateway
+from tests.conftest import free_port, start_gateway, stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -49,3 +50,37 @@ def test_workers_stop_when_the_supervisor_is_killed() -> None:
             for p in workers:
                 if _alive(p):
                     os.kill(p, signal.SIGKILL)
+
+
+def test_workers_stop_when_the_supervisor_dies_during_their_startup(tmp_path: object) -> None:
+    # the supervisor is killed as soon as both workers exist: a worker that finishes its startup after that
+    # already has PID 1 (or a subreaper) as its parent, and still knows it lost its supervisor
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cfg = Path(str(tmp_path)) / "config.yaml"
+    cfg.write_text(CONFIG)
+    log = Path(str(tmp_path)) / "gateway.log"
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen([sys.executable, "-m", "relaygate.cli", "serve", "--config", str(cfg), "--host",
+                                 "127.0.0.1", "--port", str(free_port()), "--workers", "2"], stdout=logf,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(workers) < 2:
+            workers = [p for p in tree_pids(proc.pid) if p != proc.pid]
+            time.sleep(0.01)
+        assert len(workers) == 2, log.read_text()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in workers), log.read_text()[-3000:]
+    finally:
+        stop_process(proc)
+        for p in workers:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)

@@ -42,6 +42,30 @@ GC_THRESHOLD = (10_000, 10, 10)
 
 PARENT_CHECK_S = 1.0
 """How often a worker checks that its supervisor is still its parent."""
+SUPERVISOR_ENV = "RELAYGATE_SUPERVISOR_PID"
+"""Set by ``relaygate serve`` to its own pid before Granian forks the workers: a worker knows its supervisor
+even when the supervisor died before the worker's startup finished (``getppid`` then already names the
+process that adopted it)."""
+
+
+def supervisor() -> int:
+    """The pid this worker's parent must be: ``relaygate serve``'s when that is the parent or is gone (it died
+    before this worker's startup finished), else whoever the parent is now (the variable is stale or another
+    process's: an ``App`` run in some other process that inherited it)."""
+    parent = os.getppid()
+    try:
+        named = int(os.environ.get(SUPERVISOR_ENV, ""))
+    except ValueError:
+        return parent
+    if named == parent:
+        return named
+    try:
+        os.kill(named, 0)
+    except ProcessLookupError:
+        return named  # gone: this worker is an orphan already
+    except OSError:
+        pass
+    return parent
 
 
 async def watch_parent(parent: int, every: float = PARENT_CHECK_S) -> None:
@@ -103,7 +127,7 @@ class App:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 settle_heap()
-                self._watch = asyncio.get_running_loop().create_task(watch_parent(os.getppid()))
+                self._watch = asyncio.get_running_loop().create_task(watch_parent(supervisor()))
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 if self._watch is not None:
