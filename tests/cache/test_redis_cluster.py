@@ -280,6 +280,8 @@ def test_ask_while_a_slot_migrates_and_moved_after(redis_cluster: RedisCluster) 
             assert moved_to is not None and moved_to.addr.port == dst
             topo = c.topology
             assert isinstance(topo, Cluster)
+            if topo._refreshing is not None:  # the MOVED started a background refresh: let it end first
+                await asyncio.shield(topo._refreshing)
             before = topo.refreshes
             topo.slots[slot] = src_node  # forget the repointing: a full refresh reads the new owner
             assert await topo._refresh(1.0) and topo.refreshes == before + 1
