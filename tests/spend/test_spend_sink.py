@@ -191,6 +191,38 @@ def test_sqlite_locked_buffers_up_to_the_bound_then_writes(tmp_path: Path) -> No
     asyncio.run(main())
 
 
+def test_a_commit_whose_answer_was_lost_counts_its_rows_as_written(db_url: str, monkeypatch) -> None:
+    """The connection breaks after the database committed a batch: the retry inserts none of its rows
+    (already stored, counters already moved), and the sink still counts every row as written, so
+    ``spend_rows_written`` equals the rows in the table."""
+    import relaygate.sinks.spend as spend_mod
+
+    real = spend_mod.write_spend_values
+    calls = []
+
+    async def commit_then_break(store: Store, rows: list, **kw: object) -> int:
+        n = await real(store, rows, **kw)  # type: ignore[arg-type]
+        calls.append(n)
+        if len(calls) == 1:
+            raise ConnectionResetError("connection reset after the commit")
+        return n
+
+    monkeypatch.setattr(spend_mod, "write_spend_values", commit_then_break)
+
+    async def body(store: Store) -> None:
+        await _entities(store)
+        records = mixed(300)
+        _, sink = await _push(store, records, backoff=0.01)
+        assert calls[0] == 300 and calls[1] == 0  # committed once; the retry found every row stored
+        assert sink.written == 300 and sink.events["spend_rows_written"] == 300  # type: ignore[attr-defined]
+        assert sink.events["spend_write_failed"] == 1  # type: ignore[attr-defined]
+        assert len(await read_spend_logs(store, limit=1000)) == 300
+        sums = await check_counters(store)
+        assert sums[("global", "")] == sum(nanos(r.cost) for r in records)  # counted once
+
+    run(db_url, body)
+
+
 def test_a_small_buffer_is_written_before_it_overflows_with_the_database_up(db_url: str) -> None:
     """Writes are spaced while batches are small, but a buffer half full ends the wait: with a spacing of
     an hour, a ``spend_logs_buffer`` of 100 filled past half is written at once, again and again, and
