@@ -35,16 +35,18 @@ environment. Spans are built after the fact, off the request path, from each
 Exact ids: each span is built as the SDK's ``ReadableSpan`` (the finished-span type its processors and
 exporters take) with the Detail's ids, parent and times, and handed to the SDK's ``BatchSpanProcessor``
 (``on_end``); no ``Tracer`` is involved, because a tracer's ``start_span`` validates every attribute again
-(the values are built here, already of OTLP's types) and made span creation ~10x dearer. Cost, measured
-on this shared machine while it ran ~2.3x slower than its quiet figures: ~80 µs of loop time per chat
-record of two spans with content (attribute building), and ~280 µs in the exporter's thread for the
-official encoder's protobuf (~1.8 µs per attribute, ~50 attributes). Sampling (``OTEL_TRACES_SAMPLER``,
-``OTEL_TRACES_SAMPLER_ARG``: the standard samplers, :func:`sampled`) is what makes tracing every request
-affordable at high rates. ``handle`` yields to the loop every :data:`YIELD_EVERY` records so a large batch
+(the values are built here, already of OTLP's types) and made span creation ~10x dearer. Cost per chat
+record of two spans with content and ~60 attributes (``python /tmp``-free figures from the test-sized
+microbenchmark in ``tests/observe/test_otlp_wire.py``'s docstring): ~70 µs of loop time building the
+attributes, and in the exporter's thread ~27 µs to encode them with :mod:`relaygate.observe.otlp_wire`
+(the official encoder took ~320 µs: one protobuf object per attribute value built from Python). Sampling
+(``OTEL_TRACES_SAMPLER``, ``OTEL_TRACES_SAMPLER_ARG``: the standard samplers, :func:`sampled`) cuts both
+in proportion. ``handle`` yields to the loop every :data:`YIELD_EVERY` records so a large batch
 never holds it for long.
 
-Export: the SDK's ``BatchSpanProcessor`` with the official OTLP exporter (HTTP/protobuf; gRPC when the
-protocol says so and ``opentelemetry-exporter-otlp-proto-grpc`` is installed). The exporter's HTTP call
+Export: the SDK's ``BatchSpanProcessor`` with the official OTLP exporter (HTTP/protobuf, its transport
+with :mod:`relaygate.observe.otlp_wire`'s encoder unless ``RELAYGATE_OTEL_ENCODER=official``; gRPC when
+the protocol says so and ``opentelemetry-exporter-otlp-proto-grpc`` is installed). The exporter's HTTP call
 blocks, so it runs in the processor's own thread, never on the loop. Bounded: the processor's queue holds
 ``OTEL_BSP_MAX_QUEUE_SIZE`` spans (default ``exporter_queue``). The sink counts the spans handed to the
 exporter (a counting wrapper), so it knows how full that queue can be and drops a whole record *before*
@@ -140,6 +142,9 @@ class OtlpSettings:
     """``OTEL_TRACES_SAMPLER``: ``always_on``, ``always_off``, ``traceidratio`` or their ``parentbased_`` forms."""
     ratio: float = 1.0
     """``OTEL_TRACES_SAMPLER_ARG`` for the ratio samplers (0..1)."""
+    encoder: str = "wire"
+    """``RELAYGATE_OTEL_ENCODER``: ``wire`` (:mod:`relaygate.observe.otlp_wire`, the default) or ``official``
+    (the exporter's stock protobuf encoder, ~12x the CPU per span); HTTP only (gRPC sends the stock way)."""
 
 
 def _first(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
@@ -290,8 +295,11 @@ def otlp_settings(settings: ObserveSettings, env: Mapping[str, str]) -> OtlpSett
                 from None
         if not 0.0 <= ratio <= 1.0:
             raise ConfigError(_ENV_SOURCE, "OTEL_TRACES_SAMPLER_ARG", f"expected a number in 0..1, got {arg!r}")
+    encoder = env.get("RELAYGATE_OTEL_ENCODER", "").strip().lower() or "wire"
+    if encoder not in ("wire", "official"):
+        raise ConfigError(_ENV_SOURCE, "RELAYGATE_OTEL_ENCODER", f"expected wire or official, got {encoder!r}")
     return OtlpSettings(
-        sampler=sampler, ratio=ratio,
+        sampler=sampler, ratio=ratio, encoder=encoder,
         protocol=protocol, endpoint=endpoint, headers=headers, timeout=timeout, compression=compression,
         certificate=path("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"),
         client_key=path("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
@@ -323,9 +331,12 @@ def _exporter(cfg: OtlpSettings) -> SpanExporter:
     from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+    from relaygate.observe.otlp_wire import WireSpanExporter
+
     compression = {"gzip": Compression.Gzip, "deflate": Compression.Deflate}.get(cfg.compression,
                                                                                 Compression.NoCompression)
-    return OTLPSpanExporter(endpoint=cfg.endpoint, headers=cfg.headers, timeout=cfg.timeout,
+    cls = WireSpanExporter if cfg.encoder == "wire" else OTLPSpanExporter
+    return cls(endpoint=cfg.endpoint, headers=cfg.headers, timeout=cfg.timeout,
                             compression=compression, certificate_file=cfg.certificate,
                             client_key_file=cfg.client_key, client_certificate_file=cfg.client_certificate)
 
