@@ -50,6 +50,7 @@ general_settings:
   master_key: sk-master
   max_request_size_mb: 2
   alerting: ["slack", "pagerduty"]
+  proxy_batch_write_at: 60
 """
 
 
@@ -75,6 +76,8 @@ def test_litellm_yaml_translates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert r.timeout == 45.0
     assert cfg.general.master_key == "sk-master"
     assert cfg.server.max_request_body_bytes == 2 * 1024 * 1024
+    assert cfg.general.proxy_batch_write_at == 60.0  # LiteLLM's spend write interval, honoured
+    assert not any("proxy_batch_write_at" in w for w in cfg.warnings)
     # one warning per unsupported key, naming it; never the secret
     joined = "\n".join(cfg.warnings)
     for key in ("router_settings.some_future_setting", "litellm_settings.success_callback[1]",

@@ -85,6 +85,7 @@ _GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "backgrou
                  "user_api_key_cache_ttl", "allow_requests_on_db_unavailable",
                  "store_model_in_db", "disable_spend_logs", "store_prompts_in_spend_logs",
                  "maximum_spend_logs_retention_period", "maximum_spend_logs_retention_interval", "spend_logs_buffer",
+                 "proxy_batch_write_at",
                  "enable_jwt_auth", "litellm_jwtauth"}
 
 

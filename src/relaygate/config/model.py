@@ -242,6 +242,12 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     maximum_spend_logs_retention_interval: str = "1d"
     """How often each worker runs the retention delete (LiteLLM's name; ``1h``, ``1d``)."""
     spend_logs_buffer: int = 100_000
+    proxy_batch_write_at: float = 1.0
+    """LiteLLM's name: seconds a worker's spend sink waits between writes while fewer than 4,096 records
+    wait (a full batch, or a buffer half full, is written at once). LiteLLM's default is 10; relaygate's
+    is 1, so spend rows and counters trail requests by about a second. A longer interval puts more rows in
+    each transaction, so the per-batch work (one counter upsert and one ``spend`` update per entity) is
+    shared by more requests: worth it with many active keys at a modest rate per worker."""
     pass_through_endpoints: list[PassThroughEndpoint] = []
     """LiteLLM's custom pass-through routes (``relaygate.passthrough``); their paths are fixed at start-up."""
     max_budget: float | None = None

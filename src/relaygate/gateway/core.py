@@ -327,7 +327,7 @@ class Gateway:
         from relaygate.sinks.spend import BATCH, SpendSink, parse_duration
 
         sink = SpendSink(store, store_prompts=g.store_prompts_in_spend_logs, on_event=self.metrics.count,
-                         log_rows=not g.disable_spend_logs)
+                         log_rows=not g.disable_spend_logs, spacing=max(0.0, float(g.proxy_batch_write_at)))
         self.completions.add_sink(sink, buffer=max(1, g.spend_logs_buffer), batch_size=BATCH)
         if g.maximum_spend_logs_retention_period and not g.disable_spend_logs:
             try:

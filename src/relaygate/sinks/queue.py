@@ -25,7 +25,7 @@ never raises. The rest happens on the event loop after the current callbacks hav
   first drop is logged at once; the number dropped is logged when the sink has caught up (a batch handled
   without new drops) and at close, so every lost record is in a log line as well as in the counter. A
   sink that waits to gather larger batches may define ``hurry()``: it is called whenever its buffer is
-  half full, and the sink must then write without waiting.
+  half full, and at close (before each batch from then on), and the sink must then write without waiting.
 - **Sinks cannot kill the drain.** An exception from a sink is counted (``sink_error:<name>``) and logged
   with its traceback at most once per ``log_interval`` seconds per sink (the log line says how many were
   suppressed); the drain and the runner go on with the next batch.
@@ -172,6 +172,8 @@ class _AsyncRunner:
             batch = [buf.popleft() for _ in range(n)]
             self.handling = n
             dropped = self.dropped
+            if self.closing and self.hurry is not None:
+                self.hurry()  # closing: nothing waits for a larger batch
             try:
                 await self.sink.handle(batch)
             except Exception:
@@ -191,6 +193,8 @@ class _AsyncRunner:
     async def aclose(self, timeout: float) -> None:
         """Let the task finish the buffer (within ``timeout``), then stop it and close the sink."""
         self.closing = True
+        if self.hurry is not None:
+            self.hurry()  # a sink waiting to gather a larger batch writes what it holds now
         task = self.task
         if task is not None:
             assert self._wake is not None

@@ -1,0 +1,49 @@
+"""``general_settings.proxy_batch_write_at`` (LiteLLM's name) spaces the spend sink's writes: a short one
+writes a request's row within it; a long one holds small batches until it ends, and shutdown writes them
+at once (it used to wait out the interval, and drop what waited after 5 s)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from relaygate.store import open_store
+from relaygate.store.spend import read_spend_logs
+from tests.budgets.conftest import MASTER, ask, gateway, upstream
+
+
+async def _rows(url: str) -> int:
+    store = await open_store(url)
+    try:
+        return len(await read_spend_logs(store))
+    finally:
+        await store.close()
+
+
+def test_short_interval_writes_soon_long_interval_waits_and_shutdown_writes(tmp_path: Path) -> None:
+    async def main() -> None:
+        short = f"sqlite:///{tmp_path / 'short.db'}"
+        async with upstream() as up, gateway(short, up, general_settings={"proxy_batch_write_at": 0.2}) as gw:
+            assert (await ask(gw, MASTER)).status == 200
+            deadline = time.monotonic() + 5
+            while await _rows(short) == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert await _rows(short) == 1
+
+        long = f"sqlite:///{tmp_path / 'long.db'}"
+        async with upstream() as up, gateway(long, up, general_settings={"proxy_batch_write_at": 3600}) as gw:
+            assert gw.config.general.proxy_batch_write_at == 3600.0
+            assert (await ask(gw, MASTER)).status == 200  # the sink's first batch is written at once
+            deadline = time.monotonic() + 5
+            while await _rows(long) == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            for _ in range(3):
+                assert (await ask(gw, MASTER)).status == 200
+            await asyncio.sleep(1.5)  # well past the default interval (1 s): held for the next hour
+            assert await _rows(long) == 1
+            started = time.monotonic()
+        assert await _rows(long) == 4  # shutdown wrote what waited, without waiting out the interval
+        assert time.monotonic() - started < 4
+
+    asyncio.run(main())
