@@ -83,7 +83,11 @@ MODES: dict[str, tuple[bool, bool, bool]] = {
     "on": (True, True, True),
     "budgets": (True, True, False),
     "logs": (False, True, True),
+    "on-batch10": (True, True, True),
 }
+_GENERAL_EXTRA = {"on-batch10": "  proxy_batch_write_at: 10\n"}
+"""Modes that differ from another only in ``general_settings``: ``on-batch10`` is ``on`` with LiteLLM's
+default spend write interval (10 s) instead of relaygate's (1 s)."""
 
 
 def _config(tmp: Path, mode: str, mock_port: int, db_url: str) -> Path:
@@ -102,7 +106,7 @@ model_list:
 {prices}general_settings:
   master_key: {MASTER_KEY}
   database_url: {db_url}
-{spend}""")
+{_GENERAL_EXTRA.get(mode, "")}{spend}""")
     return path
 
 
@@ -307,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stream", action="store_true", help="streamed answers")
     p.add_argument("--postgres-url", help="put the 'on' database on this (scratch) PostgreSQL database")
     p.add_argument("--modes", default="off,on", help="gateways to compare, of off, on, budgets (budgets and "
-                   "prices, no spend logs), logs (spend logs and prices, no budgets); off and on are required")
+                   "prices, no spend logs), logs (spend logs and prices, no budgets), on-batch10 (on, with "
+                   "proxy_batch_write_at: 10, LiteLLM's default); off and on are required")
     p.add_argument("--out", default=str(REPO_ROOT / "bench" / "results"))
     a = p.parse_args(argv)
     if not 0 < a.active <= a.keys:
