@@ -247,9 +247,19 @@ def _summary(runs: dict[str, list[dict[str, Any]]], together: bool = False) -> d
     paired = statistics.median(on["rps"] / off["rps"] for on, off in pairs)
     paired_cpu = statistics.median(on["cpu_us_per_req"] / off["cpu_us_per_req"] for on, off in pairs)
     judged = 1 / paired_cpu if together else paired
+    others = {}
+    for mode in runs:
+        if mode in ("on", "off"):
+            continue
+        mp = list(zip(runs[mode], runs["off"], strict=True))
+        m_cpu = statistics.median(x["cpu_us_per_req"] / o["cpu_us_per_req"] for x, o in mp)
+        m_rps = statistics.median(x["rps"] / o["rps"] for x, o in mp)
+        others[mode] = {"paired_throughput": round(m_rps, 4), "paired_cpu_per_req": round(m_cpu, 4),
+                        "judged_throughput": round(1 / m_cpu if together else m_rps, 4)}
     return {"median": med, "on_vs_off_throughput": round(ratio, 4), "on_vs_off_cpu_per_req": cpu,
             "paired_throughput": round(paired, 4), "paired_cpu_per_req": round(paired_cpu, 4),
-            "together": together, "judged_throughput": round(judged, 4), "within_10_percent": judged >= 0.90}
+            "together": together, "judged_throughput": round(judged, 4), "within_10_percent": judged >= 0.90,
+            "other_modes_vs_off": others}
 
 
 def _round(modes: list[str], together: bool, run: Callable[[str], dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -288,6 +298,9 @@ def markdown(data: dict[str, Any]) -> str:
     else:
         out += ["", f"Each round's on/off ratio, median over the rounds: throughput **{s['paired_throughput']:.1%}** "
                 f"({verdict} 10%), CPU per request {s['paired_cpu_per_req']:.1%}."]
+    for mode, o in s.get("other_modes_vs_off", {}).items():
+        out += ["", f"`{mode}` against off, the same way: **{o['judged_throughput']:.1%}** (CPU per request "
+                f"{o['paired_cpu_per_req']:.1%}, req/s {o['paired_throughput']:.1%}, medians of the rounds)."]
     out += ["",
             f"Medians per mode: on {s['median']['on']['rps']:,.0f} req/s vs off {s['median']['off']['rps']:,.0f} req/s "
             f"= {s['on_vs_off_throughput']:.1%}; CPU per request on/off {s['on_vs_off_cpu_per_req']:.1%}.", "",
@@ -372,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"on vs off, per round: throughput {s['paired_throughput']:.1%}, CPU/req {s['paired_cpu_per_req']:.1%} "
               f"(medians per mode: {s['on_vs_off_throughput']:.1%}, {s['on_vs_off_cpu_per_req']:.1%}); judged "
               f"{s['judged_throughput']:.1%}", flush=True)
+        for mode, o in s["other_modes_vs_off"].items():
+            print(f"{mode} vs off, per round: throughput {o['paired_throughput']:.1%}, CPU/req "
+                  f"{o['paired_cpu_per_req']:.1%}; judged {o['judged_throughput']:.1%}", flush=True)
         # every answered request of the on gateway (warm-up and the 1 s warm loads included) has its row once
         # the sink has flushed: wait for the count to stop moving
         # (workers publish their metrics every second or so: wait until both figures stop moving)
