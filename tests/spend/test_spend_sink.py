@@ -223,6 +223,58 @@ def test_a_commit_whose_answer_was_lost_counts_its_rows_as_written(db_url: str, 
     run(db_url, body)
 
 
+def test_key_owners_are_read_once_per_ttl_and_again_after_a_change(db_url: str, monkeypatch) -> None:
+    """The organization and tags of a batch's keys (and its teams' organizations) are read once, kept for
+    the TTL, and read again at once when the gateway says keys changed (``forget_owners``)."""
+    import relaygate.sinks.spend as spend_mod
+
+    real = spend_mod.key_owners
+    asked: list[tuple[set, set]] = []
+
+    async def counting(store: Store, keys: object, teams: object) -> object:
+        asked.append((set(keys), set(teams)))  # type: ignore[call-overload]
+        return await real(store, keys, teams)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(spend_mod, "key_owners", counting)
+
+    async def body(store: Store) -> None:
+        await _entities(store)
+        sink = SpendSink(store, spacing=0.0, owners_ttl=3600.0)
+        n = iter(range(10_000))
+
+        async def rows_of(*recs: object) -> list:
+            return await sink.rows(list(recs))  # type: ignore[arg-type]
+
+        first = await rows_of(record(next(n), key="k0"), record(next(n), key="k1", team="t0"),
+                              record(next(n), key=None, team="t0"))
+        assert asked == [({"k0", "k1"}, {"t0"})]
+        org = tables.SPEND_LOGS.columns.index("organization_id")
+        tags = tables.SPEND_LOGS.columns.index("request_tags")
+        assert [r[org] for r in first] == ["o0", "o0", "o1"] and first[1][tags] == '["key-tag"]'
+        again = await rows_of(record(next(n), key="k0"), record(next(n), key="k1"), record(next(n), key="k2"))
+        assert asked[1:] == [({"k2"}, set())]  # only the key not seen yet
+        assert [r[org] for r in again] == ["o0", "o0", "o0"]
+
+        await store.update_key("k1", organization_id="o1", tags=["new-tag"])
+        still = await rows_of(record(next(n), key="k1"))
+        assert still[0][org] == "o0" and len(asked) == 2  # within the TTL, nobody said anything changed
+        sink.forget_owners("k1")
+        changed = await rows_of(record(next(n), key="k1"), record(next(n), key="k0"))
+        assert asked[2:] == [({"k1"}, set())]
+        assert [r[org] for r in changed] == ["o1", "o0"] and changed[0][tags] == '["new-tag"]'
+        sink.forget_owners()  # everything (a team or organization changed)
+        await rows_of(record(next(n), key="k0", team="t0"))
+        assert asked[3:] == [({"k0"}, {"t0"})]
+
+        short = SpendSink(store, spacing=0.0, owners_ttl=0.05)
+        await short.rows([record(next(n), key="k3")])
+        await asyncio.sleep(0.1)
+        await short.rows([record(next(n), key="k3")])
+        assert asked[4:] == [({"k3"}, set()), ({"k3"}, set())]  # expired: read again
+
+    run(db_url, body)
+
+
 def test_a_small_buffer_is_written_before_it_overflows_with_the_database_up(db_url: str) -> None:
     """Writes are spaced while batches are small, but a buffer half full ends the wait: with a spacing of
     an hour, a ``spend_logs_buffer`` of 100 filled past half is written at once, again and again, and

@@ -114,6 +114,8 @@ class Gateway:
         self.database_url = database_url(config, config_path)
         """The store's database (``relaygate.store.database_url``); opened at startup, None: no store."""
         self.store: Store | None = None
+        self.spend_sink: Any = None
+        """The worker's ``sinks.spend.SpendSink`` once started (None: no store, or spend tracking off)."""
         self._db_seen: tuple[float, bool] = (-1.0, False)
         self.key_changes: KeyChanges | None = None
         self.shared_keys: SharedKeys | None = None
@@ -217,7 +219,7 @@ class Gateway:
                                           connect_timeout=s.database_connect_timeout)
             log.info("worker %d: database %s open", os.getpid(), self.store.url)
             changes = self.key_changes = KeyChanges(
-                self.store, invalidate=lambda h: self.principals.invalidate(h), clear=self._store_changed,
+                self.store, invalidate=self._key_changed, clear=self._store_changed,
                 customers=lambda ids: self.runtime.set_blocked_customers(ids), redis_url=_redis_url(self.config))
             if changes.redis_url is not None:  # keys: this worker's cache, then Redis, then the database
                 changes.shared = self.shared_keys = SharedKeys(
@@ -326,8 +328,10 @@ class Gateway:
             return
         from relaygate.sinks.spend import BATCH, SpendSink, parse_duration
 
-        sink = SpendSink(store, store_prompts=g.store_prompts_in_spend_logs, on_event=self.metrics.count,
-                         log_rows=not g.disable_spend_logs, spacing=max(0.0, float(g.proxy_batch_write_at)))
+        sink = self.spend_sink = SpendSink(
+            store, store_prompts=g.store_prompts_in_spend_logs, on_event=self.metrics.count,
+            log_rows=not g.disable_spend_logs, spacing=max(0.0, float(g.proxy_batch_write_at)),
+            owners_ttl=g.user_api_key_cache_ttl)
         self.completions.add_sink(sink, buffer=max(1, g.spend_logs_buffer), batch_size=BATCH)
         if g.maximum_spend_logs_retention_period and not g.disable_spend_logs:
             try:
@@ -399,10 +403,18 @@ class Gateway:
         if self.key_changes.redis_url is not None:
             self._spawn(_publish_keys(self.key_changes, hashes))
 
+    def _key_changed(self, token_hash: str) -> None:
+        """One key changed (Redis said so): forget it in the key cache and in the spend sink's owners."""
+        self.principals.invalidate(token_hash)
+        if self.spend_sink is not None:
+            self.spend_sink.forget_owners(token_hash)
+
     def _store_changed(self) -> None:
-        """The store's change counter moved (or a Redis "everything changed" arrived): forget cached keys,
-        and read the stored models again when they are served."""
+        """The store's change counter moved (or a Redis "everything changed" arrived): forget cached keys
+        (and the spend sink's key owners), and read the stored models again when they are served."""
         self.principals.clear()
+        if self.spend_sink is not None:
+            self.spend_sink.forget_owners()
         if self.budgets is not None:
             self._spawn(self.budgets.refresh_logged())
         if self.store is not None and db_models_enabled(self.file_config):

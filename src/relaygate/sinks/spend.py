@@ -15,7 +15,9 @@ batch while the database is slow or down, and the retention of old rows.
   moving the store's change counter. Writes of small batches are spaced by ``spacing`` seconds (one
   transaction per second's requests), unless the buffer gets half full first (the queue calls
   :meth:`SpendSink.hurry`): a small buffer is written, not overflowed, while the sink waits. Organization
-  and key tags missing from the record are read from the key and team rows (one query per batch).
+  and key tags missing from the record are read from the key and team rows (one query per batch, for the
+  keys not read within ``owners_ttl``, the key cache's TTL; the gateway has them read again as soon as
+  keys, teams or organizations change, as it does its key cache).
 - **Database slow or down.** A batch whose write fails on a connection error (or a locked SQLite file) is
   retried with exponential backoff (``backoff`` seconds, doubled up to ``max_backoff``) until it is written;
   meanwhile new records pile up in the bounded buffer and are written in the following batches once the
@@ -196,6 +198,9 @@ buffer is half full), so under load one transaction carries about a second of re
 not once per few hundred rows."""
 
 
+_OWNERS_MAX = 100_000
+"""Keys (and teams) whose owners the sink keeps at most; past it the cache starts over."""
+
 _SLICE = 256
 """Records turned into rows between two yields to the event loop."""
 
@@ -207,7 +212,8 @@ class SpendSink:
 
     def __init__(self, store: Store, *, store_prompts: bool = False, on_event: OnEvent | None = None,
                  backoff: float = 0.1, max_backoff: float = 5.0, max_attempts: int = 5,
-                 log_interval: float = 60.0, spacing: float = 1.0, log_rows: bool = True) -> None:
+                 log_interval: float = 60.0, spacing: float = 1.0, log_rows: bool = True,
+                 owners_ttl: float = 60.0) -> None:
         self.store = store
         self.log_rows = log_rows
         """False with ``disable_spend_logs``: no rows, but the counters and entities' ``spend`` still move
@@ -228,6 +234,20 @@ class SpendSink:
         self.failures = 0
         self._logged_at = -1e18
         self._suppressed = 0
+        self.owners_ttl = owners_ttl
+        """Seconds a key's organization and tags (and a team's organization) read for the rows are kept (the
+        key cache's TTL); :meth:`forget_owners` drops them sooner when the store says keys changed."""
+        self._key_owners: dict[str, tuple[float, str | None, list[str]]] = {}
+        self._team_orgs: dict[str, tuple[float, str | None]] = {}
+
+    def forget_owners(self, key_hash: str | None = None) -> None:
+        """Read the owners of ``key_hash`` (None: of every key and team) from the store again (the gateway
+        calls it when keys, teams or organizations change)."""
+        if key_hash is None:
+            self._key_owners.clear()
+            self._team_orgs.clear()
+        else:
+            self._key_owners.pop(key_hash, None)
 
     def _count(self, event: str, n: int) -> None:
         if self.on_event is not None and n:
@@ -243,11 +263,34 @@ class SpendSink:
 
     async def rows(self, batch: Sequence[CompletionRecord]) -> list[tuple[Any, ...]]:
         """The batch's rows (:func:`spend_values`), with organization and key tags read from the store for the
-        keys they name."""
-        need_keys = {r.key_hash for r in batch if r.key_hash}
-        need_teams = {r.team_id for r in batch if r.team_id and not r.org_id}
-        by_key, by_team = await key_owners(self.store, need_keys, need_teams) if need_keys or need_teams \
-            else ({}, {})
+        keys they name (kept ``owners_ttl`` seconds, or until :meth:`forget_owners`)."""
+        now = time.monotonic()
+        known_keys, known_teams = self._key_owners, self._team_orgs
+        if len(known_keys) > _OWNERS_MAX or len(known_teams) > _OWNERS_MAX:
+            known_keys.clear()
+            known_teams.clear()
+        need_keys = {r.key_hash for r in batch if r.key_hash and (
+            (k := known_keys.get(r.key_hash)) is None or k[0] < now)}
+        need_teams = {r.team_id for r in batch if r.team_id and not r.org_id and (
+            (t := known_teams.get(r.team_id)) is None or t[0] < now)}
+        if need_keys or need_teams:
+            # one query a batch, for the keys and teams not read within the TTL (reading the ~500 keys of a
+            # second's batch again every time cost ~3 ms of the sink's time a batch)
+            found_keys, found_teams = await key_owners(self.store, need_keys, need_teams)
+            expires = now + self.owners_ttl
+            for kh in need_keys:
+                org_tags = found_keys.get(kh)
+                known_keys[kh] = (expires, org_tags[0], org_tags[1]) if org_tags else (expires, None, [])
+            for team in need_teams:
+                known_teams[team] = (expires, found_teams.get(team))
+        # this batch's view, taken before any yield (forget_owners may clear the cache meanwhile)
+        by_key: dict[str, tuple[str | None, list[str]]] = {}
+        by_team: dict[str, str | None] = {}
+        for r in batch:
+            if r.key_hash and (owner := known_keys.get(r.key_hash)) is not None:
+                by_key[r.key_hash] = (owner[1], owner[2])
+            if r.team_id and (team_org := known_teams.get(r.team_id)) is not None:
+                by_team[r.team_id] = team_org[1]
         out = []
         dialect = self.store.dialect
         for i, r in enumerate(batch):
