@@ -36,10 +36,10 @@ Exact ids: each span is built as the SDK's ``ReadableSpan`` (the finished-span t
 exporters take) with the Detail's ids, parent and times, and handed to the SDK's ``BatchSpanProcessor``
 (``on_end``); no ``Tracer`` is involved, because a tracer's ``start_span`` validates every attribute again
 (the values are built here, already of OTLP's types) and made span creation ~10x dearer. Cost per chat
-record of two spans with content and ~60 attributes (``python /tmp``-free figures from the test-sized
-microbenchmark in ``tests/observe/test_otlp_wire.py``'s docstring): ~70 µs of loop time building the
-attributes, and in the exporter's thread ~27 µs to encode them with :mod:`relaygate.observe.otlp_wire`
-(the official encoder took ~320 µs: one protobuf object per attribute value built from Python). Sampling
+record of two spans with content and ~60 attributes (``python -m bench.micro.otel_encode``): ~50–80 µs of
+loop time building the attributes, and in the exporter's thread ~40 µs to encode them with
+:mod:`relaygate.observe.otlp_wire` (the official encoder: ~240 µs, one protobuf object per attribute value
+built from Python). Sampling
 (``OTEL_TRACES_SAMPLER``, ``OTEL_TRACES_SAMPLER_ARG``: the standard samplers, :func:`sampled`) cuts both
 in proportion. ``handle`` yields to the loop every :data:`YIELD_EVERY` records so a large batch
 never holds it for long.
@@ -144,7 +144,7 @@ class OtlpSettings:
     """``OTEL_TRACES_SAMPLER_ARG`` for the ratio samplers (0..1)."""
     encoder: str = "wire"
     """``RELAYGATE_OTEL_ENCODER``: ``wire`` (:mod:`relaygate.observe.otlp_wire`, the default) or ``official``
-    (the exporter's stock protobuf encoder, ~12x the CPU per span); HTTP only (gRPC sends the stock way)."""
+    (the exporter's stock protobuf encoder, ~5x the CPU per span); HTTP only (gRPC sends the stock way)."""
 
 
 def _first(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
@@ -336,9 +336,9 @@ def _exporter(cfg: OtlpSettings) -> SpanExporter:
     compression = {"gzip": Compression.Gzip, "deflate": Compression.Deflate}.get(cfg.compression,
                                                                                 Compression.NoCompression)
     cls = WireSpanExporter if cfg.encoder == "wire" else OTLPSpanExporter
-    return cls(endpoint=cfg.endpoint, headers=cfg.headers, timeout=cfg.timeout,
-                            compression=compression, certificate_file=cfg.certificate,
-                            client_key_file=cfg.client_key, client_certificate_file=cfg.client_certificate)
+    return cls(endpoint=cfg.endpoint, headers=cfg.headers, timeout=cfg.timeout, compression=compression,
+               certificate_file=cfg.certificate, client_key_file=cfg.client_key,
+               client_certificate_file=cfg.client_certificate)
 
 
 class _Counting(SpanExporter):

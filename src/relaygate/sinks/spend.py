@@ -198,8 +198,8 @@ buffer is half full), so under load one transaction carries about a second of re
 not once per few hundred rows."""
 
 
-_OWNERS_MAX = 100_000
-"""Keys (and teams) whose owners the sink keeps at most; past it the cache starts over."""
+_OWNERS_MAX = 20_000
+"""Keys (and teams) whose owners the sink keeps at most (~250 bytes each); past it the cache starts over."""
 
 _SLICE = 256
 """Records turned into rows between two yields to the event loop."""
