@@ -242,3 +242,11 @@ def test_wire_exporter_falls_back_to_the_stock_export_on_an_unknown_release(
     del exporter._client  # as a release without the transport attribute would be
     assert exporter.export(built([record(call_id="again")])) is SpanExportResult.SUCCESS
     assert calls == [1]  # the stock method ran instead
+
+
+def test_wire_exporter_keeps_the_official_request_size_limit(rx: Receiver, caplog: pytest.LogCaptureFixture) -> None:
+    exporter = WireSpanExporter(endpoint=rx.url + "/v1/traces", max_request_size=200)
+    with caplog.at_level(logging.WARNING, logger="relaygate.observe"):
+        assert exporter.export(built([with_detail(detail())])) is SpanExportResult.FAILURE
+    assert rx.requests == 0 and any("max_request_size 200" in r.getMessage() for r in caplog.records)
+    exporter.shutdown()
