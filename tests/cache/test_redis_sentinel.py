@@ -270,11 +270,18 @@ def test_gateways_share_hits_through_the_sentinels_master_across_a_failover(sent
         assert not hit
         _wait(lambda: ask(c1, "s2", cache={"no-store": True}) == (after, True),
               "gw1 did not hit gw2's answer on the new master")
+
+        def hit_key() -> str | None:  # a new connection each time: any of gw1's two workers answers
+            return httpx.post(gw1.url + "/v1/chat/completions", headers=h, json={
+                "model": "m", "messages": [{"role": "user", "content": "s2"}], "cache": {"no-store": True}},
+            ).headers.get("x-litellm-cache-key")
+
+        # each worker asks the sentinels every second: until gw1's other worker has, it may still read the
+        # demoted master, which has not replicated s2 yet (a miss, never a wrong answer)
+        _wait(lambda: all(hit_key() for _ in range(8)), "gw1's workers did not all hit on the new master")
         calls = upstream.calls
-        key = httpx.post(gw1.url + "/v1/chat/completions", headers=h,
-                         json={"model": "m", "messages": [{"role": "user", "content": "s2"}]}).headers[
-                             "x-litellm-cache-key"]
-        assert sentinels.cli(new, "EXISTS", key) == "1" and upstream.calls == calls  # on the new master
+        key = hit_key()
+        assert key and sentinels.cli(new, "EXISTS", key) == "1" and upstream.calls == calls  # on the new master
         assert "Traceback" not in gw1.log() + gw2.log()
 
 
