@@ -85,7 +85,7 @@ def _ld(tag: bytes, payload: bytes) -> bytes:
 
 
 # tags: (field number << 3) | wire type (0 varint, 1 fixed64, 2 length-delimited, 5 fixed32)
-_T1, _T2, _T3, _T4, _T5, _T6 = b"\x0a", b"\x12", b"\x1a", b"\x22", b"\x2a", b"\x32"
+_T1, _T2, _T3, _T4, _T5 = b"\x0a", b"\x12", b"\x1a", b"\x22", b"\x2a"
 _ANY_STR, _ANY_BOOL, _ANY_INT, _ANY_DOUBLE, _ANY_ARRAY, _ANY_KVLIST, _ANY_BYTES = (
     b"\x0a", b"\x10", b"\x18", b"\x21", b"\x2a", b"\x32", b"\x3a")
 
