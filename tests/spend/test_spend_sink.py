@@ -321,3 +321,66 @@ def test_disable_spend_logs_writes_no_rows_but_moves_counters_and_spend(db_url: 
         assert (await store.get_team("t1")).spend == 10.0 and (await store.get_user("u2")).spend == 10.0
 
     run(db_url, body)
+
+
+HOSTILE = ['quote " and \\ backslash', "tab\tnewline\n", "ünïcödé 😀 \u2028", "a literal \\u0000 escape", "é\x7f"]
+
+
+def test_hostile_text_round_trips_and_a_nul_does_not_lose_the_batch(db_url: str) -> None:
+    """Client text (end user, tags, spend_logs_metadata) is stored as sent. PostgreSQL cannot hold U+0000
+    in text or jsonb: there a NUL becomes U+FFFD in that row, and the rest of the batch is written (before,
+    one such request failed its whole batch on every retry, until the batch was dropped)."""
+    pg = db_url.startswith("postgres")
+
+    async def body(store: Store) -> None:
+        await _entities(store)
+        recs = [record(i, cost=0.001 * (i + 1), key="k4", customer=text, tags=[text, "plain"])
+                for i, text in enumerate(HOSTILE)]
+        nul = record(90, cost=0.5, key="k2", customer="nul\x00user", tags=["t\x00ag"])
+        nul.extra = {"tags": ["t\x00ag"], "spend_logs_metadata": {"note": "m\x00eta", "ok": "\\u0000 literal"}}
+        recs += [nul, *(record(100 + i, cost=0.002, key="k3") for i in range(50))]
+        _, sink = await _push(store, recs)
+        assert sink.written == len(recs) and sink.events.get("spend_write_failed", 0) == 0
+        rows = {r.request_id: r for r in await read_spend_logs(store, limit=1000)}
+        assert len(rows) == len(recs)
+        for i, text in enumerate(HOSTILE):
+            assert rows[f"call-{i}"].end_user == text and rows[f"call-{i}"].request_tags == [text, "plain"]
+        stored = rows["call-90"]
+        sub = "\ufffd" if pg else "\x00"
+        assert stored.end_user == f"nul{sub}user" and stored.request_tags == [f"t{sub}ag"]
+        assert stored.metadata["spend_logs_metadata"] == {"note": f"m{sub}eta", "ok": "\\u0000 literal"}
+        sums = await check_counters(store)
+        assert sums[("customer", f"nul{sub}user")] == nanos(0.5) and sums[("tag", f"t{sub}ag")] == nanos(0.5)
+        assert sums[("global", "")] == sum(nanos(r.cost) for r in recs)
+
+    run(db_url, body)
+
+
+def test_concurrent_writers_on_overlapping_entities_do_not_deadlock(db_url: str) -> None:
+    """Two stores (two gateways) write batches on the same keys, users and teams at once, in opposite
+    orders: every batch commits (rows locked in key order) and the counters are exact."""
+    from relaygate.store.spend import write_spend
+
+    async def body(store: Store) -> None:
+        await _entities(store)
+        other = await open_store(db_url)
+        try:
+            def batch(lo: int, reverse: bool) -> list:
+                recs = [record(i, cost=0.01, key=f"k{i % 20}", team=f"t{i % 5}", user=f"u{i % 8}")
+                        for i in range(lo, lo + 200)]
+                return [spend_row(r) for r in (recs[::-1] if reverse else recs)]
+
+            for round_ in range(8):
+                base = 1000 * round_
+                done = await asyncio.gather(write_spend(store, batch(base, False)),
+                                            write_spend(other, batch(base + 500, True)))
+                assert done == [200, 200]
+        finally:
+            await other.close()
+        sums = await check_counters(store)
+        assert sums[("global", "")] == 16 * 200 * nanos(0.01)
+        for j in range(20):
+            assert close((await store.get_key(f"k{j}")).spend, dollars(sums[("key", f"k{j}")]))
+        assert close((await store.get_team("t3")).spend, dollars(sums[("team", "t3")]))
+
+    run(db_url, body)

@@ -65,10 +65,6 @@ class Conn(Protocol):
         they changed."""
         ...
 
-    async def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        """``COPY`` ``rows`` into ``table`` (PostgreSQL only)."""
-        ...
-
 
 class Store(abc.ABC):
     """Keys, users, teams, organizations, customers, budgets, tags and models, on SQLite or PostgreSQL."""

@@ -112,6 +112,16 @@ def _tables(dialect: str, tables: dict[str, tuple[str, str]]) -> list[str]:
     return out
 
 
+def postgres_casts(table: str) -> dict[str, str]:
+    """``{column: PostgreSQL type}`` of a table created by these steps (what a text value is cast to)."""
+    for tables in (_V1_TABLES, _V2_TABLES, _V3_TABLES, _V5_TABLES, _V6_TABLES):
+        if table in tables:
+            types = _TYPES["postgres"]
+            return {name: types[kind].split(" NOT NULL")[0] for name, kind in
+                    (spec.split(":") for spec in tables[table][0].split())}
+    raise KeyError(table)
+
+
 def _v2(dialect: str) -> list[str]:
     """Step 2: spend logs and spend counters (issue 13)."""
     return [*_tables(dialect, _V2_TABLES), *_V2_INDEXES]

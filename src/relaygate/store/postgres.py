@@ -53,10 +53,6 @@ class _Conn:
             n += await self.execute(sql, args)
         return n
 
-    async def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        """``COPY`` ``rows`` into ``table`` (binary, encoded by asyncpg's codecs)."""
-        await self.conn.copy_records_to_table(table, records=rows, columns=list(columns))
-
 
 class PostgresStore(Store):
     dialect = "postgres"

@@ -78,9 +78,6 @@ class _Conn:
         number of rows they changed."""
         return await self._run(_execute_each, statements)
 
-    async def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        raise NotImplementedError("COPY is PostgreSQL's")
-
 
 class SQLiteStore(Store):
     dialect = "sqlite"
