@@ -165,21 +165,26 @@ def restore_affinity(before: dict[int, set[int]]) -> None:
             os.sched_setaffinity(pid, cpus)
 
 
+async def drop_rg_tables(url: str) -> None:
+    """Drop every relaygate table of a scratch PostgreSQL database (a run starts from no relaygate tables)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        names = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND "
+                                 "tablename LIKE 'rg\\_%'")
+        for row in names:
+            await conn.execute(f'DROP TABLE IF EXISTS "{row["tablename"]}" CASCADE')
+    finally:
+        await conn.close()
+
+
 async def _fill(url: str, keys: list[str], budgets: bool) -> float:
     """Schema, teams, users and ``keys`` in one transaction; returns the seconds it took."""
     from relaygate.store import Key, Team, User, hash_token, key_name, open_store, tables
 
     if url.startswith("postgres"):
-        import asyncpg  # a scratch database: start from no relaygate tables
-
-        conn = await asyncpg.connect(url)
-        try:
-            names = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND "
-                                     "tablename LIKE 'rg\\_%'")
-            for row in names:
-                await conn.execute(f'DROP TABLE IF EXISTS "{row["tablename"]}" CASCADE')
-        finally:
-            await conn.close()
+        await drop_rg_tables(url)
     b: dict[str, Any] = {"max_budget": BUDGET, "budget_duration": "30d"} if budgets else {}
     store = await open_store(url)
     try:
