@@ -114,15 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     urls = {"sqlite": f"sqlite:///{tempfile.mkdtemp(prefix='spend-write-')}/spend.db"}
     restore: dict[int, set[int]] = {}
+    mine = os.sched_getaffinity(0)
     if a.postgres_url:
-        from bench.scenarios_spend import pin_postgres, restore_affinity
+        from bench.scenarios_spend import pin_postgres
         from bench.selftest import core_split
 
         gw_cpus, load_cpus = core_split()
         how, restore = pin_postgres(a.postgres_url, load_cpus)
         if gw_cpus is not None:
             os.sched_setaffinity(0, {int(c) for c in gw_cpus.split(",")})
-        print(f"postgres: {how}")
+        print(f"the PostgreSQL server: {how}")
         urls["postgres"] = a.postgres_url
     try:
         for name, url in urls.items():
@@ -131,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {r['total']:.2f} µs of this process's CPU per row over {int(r['rows']):,} rows "
                   f"({a.rows:,} a batch, {a.active} keys); of which {parts}")
     finally:
+        os.sched_setaffinity(0, mine)
         if restore:
+            from bench.scenarios_spend import restore_affinity
+
             restore_affinity(restore)
     return 0
 
