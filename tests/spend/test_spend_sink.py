@@ -384,3 +384,39 @@ def test_concurrent_writers_on_overlapping_entities_do_not_deadlock(db_url: str)
         assert close((await store.get_team("t3")).spend, dollars(sums[("team", "t3")]))
 
     run(db_url, body)
+
+
+def test_a_large_batch_goes_in_parts_and_a_resent_one_counts_once(db_url: str, monkeypatch) -> None:
+    """Rows kept with their prompts can be large: past ``PARAM_BYTES`` a PostgreSQL batch is sent as several
+    JSON parameters (one row alone if need be), every row stored once, the counters exact, also when the
+    batch comes again after a lost answer."""
+    import relaygate.store.spend as store_spend
+
+    monkeypatch.setattr(store_spend, "PARAM_BYTES", 4_000)
+    parts: list[int] = []
+    split = store_spend._log_params
+
+    def counted(rows: list) -> list[str]:
+        out = split(rows)
+        parts.append(len(out))
+        return out
+
+    monkeypatch.setattr(store_spend, "_log_params", counted)
+
+    async def body(store: Store) -> None:
+        await _entities(store)
+        recs = [record(i, cost=0.01, key=f"k{i % 20}") for i in range(60)]
+        for i, r in enumerate(recs):
+            r.extra = {"messages": [{"role": "user", "content": "x" * (i * 97)}], "response": "y" * 300}
+        sink = SpendSink(store, store_prompts=True, spacing=0.0)
+        await sink.handle(recs)
+        await sink.handle(recs[10:40])  # the same rows again: nothing twice
+        rows = {r.request_id: r for r in await read_spend_logs(store, limit=1000)}
+        assert len(rows) == 60 and sink.written == 60
+        assert rows["call-59"].messages == [{"role": "user", "content": "x" * (59 * 97)}]
+        assert rows["call-3"].response == {"content": "y" * 300}
+        assert (await check_counters(store))[("global", "")] == 60 * nanos(0.01)
+        if db_url.startswith("postgres"):  # the batch went in many parts
+            assert max(parts) > 5
+
+    run(db_url, body)

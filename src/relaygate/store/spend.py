@@ -191,9 +191,10 @@ async def write_spend_values(store: Store, rows: Sequence[Values], *, log_rows: 
         else:
             inserted: set[str] = set()
             if dialect == "postgres":
-                found = await c.fetch(f"{_PG_INSERT} ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
-                                      [json_rows(unique, _JSON_COLUMNS)])
-                inserted.update(r["request_id"] for r in found)
+                for param in _log_params(unique):
+                    found = await c.fetch(f"{_PG_INSERT} ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
+                                          [param])
+                    inserted.update(r["request_id"] for r in found)
             for part in _parts(unique) if dialect != "postgres" else ():
                 found = await c.fetch(f"{_insert_sql(len(part))} ON CONFLICT (request_id) DO NOTHING RETURNING "
                                       "request_id", list(chain.from_iterable(part)))
@@ -255,6 +256,21 @@ def _pg_rows(table: str, columns: Sequence[str]) -> str:
 
 
 _PG_INSERT = f"INSERT INTO rg_spend_logs ({_COLUMNS}) {_pg_rows('rg_spend_logs', t.SPEND_LOGS.columns)}"
+PARAM_BYTES = 16 << 20
+"""A JSON parameter's size past which a batch of spend rows is split (rows kept with ``store_prompts`` can be
+large, and one ``jsonb`` value holds at most 256 MiB)."""
+
+
+def _log_params(rows: Sequence[Values]) -> list[str]:
+    """The spend rows as :func:`json_rows` parameters of at most :data:`PARAM_BYTES` each (nearly always one;
+    a single row larger than that goes alone)."""
+    text = json_rows(rows, _JSON_COLUMNS)
+    if len(text) <= PARAM_BYTES or len(rows) == 1:
+        return [text]
+    half = len(rows) // 2
+    return [*_log_params(rows[:half]), *_log_params(rows[half:])]
+
+
 _LOG_CASTS = postgres_casts("rg_spend_logs")
 _JSON_COLUMNS = frozenset(i for i, c in enumerate(t.SPEND_LOGS.columns) if _LOG_CASTS[c] == "JSONB")
 _TOTALS_COLUMNS = ("entity_type", "entity_id", "spend_nanos", "prompt_tokens", "completion_tokens", "requests",
@@ -279,8 +295,9 @@ async def _insert_new(c: Conn, dialect: str, rows: Sequence[Values]) -> bool:
     parameter (:func:`json_rows`)."""
     await c.execute("SAVEPOINT spend_rows", [])
     if dialect == "postgres":
-        n = await c.execute(f"{_PG_INSERT} ON CONFLICT (request_id) DO NOTHING",
-                            [json_rows(rows, _JSON_COLUMNS)])
+        n = 0
+        for param in _log_params(rows):
+            n += await c.execute(f"{_PG_INSERT} ON CONFLICT (request_id) DO NOTHING", [param])
     else:
         n = await c.execute_each((f"{_insert_sql(len(part))} ON CONFLICT (request_id) DO NOTHING",
                                   list(chain.from_iterable(part))) for part in _parts(rows))
