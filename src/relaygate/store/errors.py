@@ -59,6 +59,16 @@ class InvalidField(StoreError):
         self.field = field
 
 
+class InvalidText(StoreError):
+    """A value holds text the database cannot take (PostgreSQL: U+0000, NUL): the caller's 400, not a 500."""
+
+    status = 400
+    type = "bad_request_error"
+
+    def __init__(self) -> None:
+        super().__init__("a value contains U+0000 (NUL), which the database cannot store")
+
+
 class StoreUnavailable(StoreError):
     """The database cannot be reached (or answered with a connection error)."""
 

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 import asyncpg  # type: ignore[import-untyped]
 
 from relaygate.store.base import Store
-from relaygate.store.errors import StoreUnavailable, redact_url
+from relaygate.store.errors import InvalidText, StoreUnavailable, redact_url
 
 
 @functools.lru_cache(maxsize=1024)
@@ -32,6 +32,10 @@ def numbered(sql: str) -> str:
     return "".join(out)
 
 
+_BAD_TEXT = (asyncpg.exceptions.CharacterNotInRepertoireError, asyncpg.exceptions.UntranslatableCharacterError)
+"""A U+0000 in a parameter (text, or a ``jsonb`` escape): what the server cannot store."""
+
+
 class _Conn:
     __slots__ = ("conn",)
 
@@ -39,10 +43,16 @@ class _Conn:
         self.conn = conn
 
     async def fetch(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
-        return [dict(r) for r in await self.conn.fetch(numbered(sql), *args)]
+        try:
+            return [dict(r) for r in await self.conn.fetch(numbered(sql), *args)]
+        except _BAD_TEXT:
+            raise InvalidText() from None
 
     async def execute(self, sql: str, args: Sequence[Any]) -> int:
-        status = await self.conn.execute(numbered(sql), *args) if args else await self.conn.execute(sql)
+        try:
+            status = await self.conn.execute(numbered(sql), *args) if args else await self.conn.execute(sql)
+        except _BAD_TEXT:
+            raise InvalidText() from None
         tail = str(status).rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 

@@ -31,7 +31,6 @@ Invariants:
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import chain
@@ -218,15 +217,11 @@ def _insert_sql(n: int) -> str:
 _encode_json = msgspec.json.Encoder().encode
 
 
-_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
-"""A JSON text's escape of U+0000 (one not itself escaped: ``\\\\u0000`` is a backslash and ``u0000``)."""
-
-
 def _without_nul(value: Any, json_text: bool) -> Any:
     if isinstance(value, str):
         value = value.replace("\x00", "\ufffd")
         if json_text and "\\u0000" in value:
-            value = _NUL_ESCAPE.sub(r"\1\\ufffd", value)
+            value = t.NUL_ESCAPE.sub(r"\1\\ufffd", value)
     return value
 
 

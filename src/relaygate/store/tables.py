@@ -8,6 +8,7 @@ the migrated tables have exactly these columns.
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,10 +18,15 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from relaygate.store import records as r
+from relaygate.store.errors import InvalidField
 
 R = TypeVar("R", bound=msgspec.Struct)
 
 _json_encode = msgspec.json.Encoder().encode
+
+NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+"""JSON text's escape of U+0000 (not an escaped backslash followed by the text ``u0000``)."""
+NUL_WHY = "contains U+0000 (NUL), which the database cannot store"
 _json_decode = msgspec.json.Decoder().decode
 
 JSON, BOOL, TS, OTHER = "json", "bool", "ts", "other"
@@ -64,7 +70,13 @@ class Table(Generic[R]):
         if value is None:
             return None
         if kind == JSON:
-            return _json_encode(value).decode()
+            text = _json_encode(value).decode()
+            if "\\u0000" in text and NUL_ESCAPE.search(text):
+                raise InvalidField(self.entity, name, NUL_WHY)
+            return text
+        if type(value) is str and "\x00" in value:
+            # PostgreSQL refuses it (a 500 before); SQLite answers the same, so rows move between the two
+            raise InvalidField(self.entity, name, NUL_WHY)
         if dialect == "sqlite":
             if kind == BOOL:
                 return int(bool(value))
