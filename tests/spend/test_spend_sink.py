@@ -420,3 +420,19 @@ def test_a_large_batch_goes_in_parts_and_a_resent_one_counts_once(db_url: str, m
             assert max(parts) > 5
 
     run(db_url, body)
+
+
+def test_every_field_reads_back_as_written(db_url: str) -> None:
+    """A row written by the sink's path (PostgreSQL: the batch's JSON taken apart and cast by the server)
+    reads back equal to ``spend_row`` in every field: floats, nano-USD, times to the microsecond, booleans,
+    JSON columns, NULLs."""
+    from relaygate.store.spend import write_spend_values
+
+    async def body(store: Store) -> None:
+        recs = mixed(300)
+        assert await write_spend_values(store, [spend_values(r, store.dialect) for r in recs]) == 300
+        got = {r.request_id: r for r in await read_spend_logs(store, limit=1000)}
+        for r in recs:
+            assert got[r.call_id] == spend_row(r), r.call_id
+
+    run(db_url, body)
