@@ -109,6 +109,30 @@ def test_store_round_trip(db_url: str) -> None:
     asyncio.run(main())
 
 
+def test_a_nul_in_a_clients_input_does_not_lose_the_response(db_url: str) -> None:
+    """PostgreSQL cannot store U+0000: a stored response whose input holds one is kept with U+FFFD there
+    (SQLite keeps it as is), never refused and lost (a later turn or GET would find nothing)."""
+    async def main() -> None:
+        store: Store = await open_store(db_url)
+        try:
+            now = datetime.now(UTC)
+            row = StoredResponse(response_id="resp_nul", api_key="h1", model="chat\x00x", status="completed",
+                                 input=[{"type": "message", "role": "user", "content": [
+                                     {"type": "input_text", "text": "bin\x00ary \\u0000 literal"}]}],
+                                 response={"id": "resp_nul", "output": [], "status": "completed"},
+                                 expires_at=now + timedelta(days=1))
+            assert await write_responses(store, [row]) == 1
+            got = await read_response(store, "resp_nul", now)
+            assert got is not None
+            sub = "\ufffd" if db_url.startswith("postgres") else "\x00"
+            assert got.input[0]["content"][0]["text"] == f"bin{sub}ary \\u0000 literal"
+            assert got.model == f"chat{sub}x" and got.response == row.response
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
 # -- turns ------------------------------------------------------------------------------------------------
 
 

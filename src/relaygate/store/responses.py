@@ -65,6 +65,7 @@ class StoredResponse(msgspec.Struct, kw_only=True):
 RESPONSES = t.Table("response", "rg_responses", StoredResponse, ("response_id",), immutable=())
 
 _COLS = ", ".join(RESPONSES.columns)
+_JSON = frozenset(i for i, c in enumerate(RESPONSES.columns) if RESPONSES.kinds[c] == t.JSON)
 _MARKS = ", ".join("?" * len(RESPONSES.columns))
 _UPDATED = ("api_key", "team_id", "user_id", "model", "deployment_id", "upstream_id", "status", "background",
             "response", "updated_at", "expires_at")
@@ -89,7 +90,11 @@ async def write_responses(store: Store, rows: Sequence[StoredResponse]) -> int:
     for rec in rows:
         if rec.created_at is None or rec.updated_at is None:
             rec = msgspec.structs.replace(rec, created_at=rec.created_at or now, updated_at=now)
-        values.append(encode(rec))
+        row = encode(rec)
+        if store.dialect == "postgres" and any(type(v) is str and ("\x00" in v or "u0000" in v) for v in row):
+            # a U+0000 in a client's input: PostgreSQL would refuse the row, and the response be lost
+            row = [t.without_nul(v, i in _JSON) for i, v in enumerate(row)]
+        values.append(row)
     async with store._transaction() as c:
         await c.execute_each((_UPSERT, v) for v in values)
     return len(values)

@@ -217,14 +217,6 @@ def _insert_sql(n: int) -> str:
 _encode_json = msgspec.json.Encoder().encode
 
 
-def _without_nul(value: Any, json_text: bool) -> Any:
-    if isinstance(value, str):
-        value = value.replace("\x00", "\ufffd")
-        if json_text and "\\u0000" in value:
-            value = t.NUL_ESCAPE.sub(r"\1\\ufffd", value)
-    return value
-
-
 def json_rows(rows: Sequence[Sequence[Any]], json_columns: frozenset[int] = frozenset()) -> str:
     """``rows`` as one JSON array of arrays: PostgreSQL's one parameter for a whole batch (:func:`_pg_rows`).
 
@@ -238,7 +230,7 @@ def json_rows(rows: Sequence[Sequence[Any]], json_columns: frozenset[int] = froz
     decoder does with what it cannot represent, and the rest of the batch is written unchanged."""
     data = _encode_json(rows)
     if b"u0000" in data:  # rare: the batch again, cleaned
-        data = _encode_json([[_without_nul(v, i in json_columns) for i, v in enumerate(row)] for row in rows])
+        data = _encode_json([[t.without_nul(v, i in json_columns) for i, v in enumerate(row)] for row in rows])
     return data.decode()
 
 

@@ -27,6 +27,17 @@ _json_encode = msgspec.json.Encoder().encode
 NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 """JSON text's escape of U+0000 (not an escaped backslash followed by the text ``u0000``)."""
 NUL_WHY = "contains U+0000 (NUL), which the database cannot store"
+
+
+def without_nul(value: Any, json_text: bool = False) -> Any:
+    """``value`` with every U+0000 (and, in ``json_text``, every JSON escape of one) as U+FFFD, for what is
+    written on a client's behalf in the background (spend rows, stored responses), where a PostgreSQL refusal
+    would lose the row rather than answer the client; other values unchanged."""
+    if isinstance(value, str):
+        value = value.replace("\x00", "\ufffd")
+        if json_text and "\\u0000" in value:
+            value = NUL_ESCAPE.sub(r"\1\\ufffd", value)
+    return value
 _json_decode = msgspec.json.Decoder().decode
 
 JSON, BOOL, TS, OTHER = "json", "bool", "ts", "other"
