@@ -23,6 +23,7 @@ from relaygate.store.errors import InvalidField
 R = TypeVar("R", bound=msgspec.Struct)
 
 _json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
 
 NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 """JSON text's escape of U+0000 (not an escaped backslash followed by the text ``u0000``)."""
@@ -38,7 +39,7 @@ def without_nul(value: Any, json_text: bool = False) -> Any:
         if json_text and "\\u0000" in value:
             value = NUL_ESCAPE.sub(r"\1\\ufffd", value)
     return value
-_json_decode = msgspec.json.Decoder().decode
+
 
 JSON, BOOL, TS, OTHER = "json", "bool", "ts", "other"
 
