@@ -3,8 +3,8 @@
     python -m bench.micro.spend_write [--rows 3000] [--seconds 6] [--keys 2000] [--active 500]
                                       [--postgres-url URL]
 
-Fills each store with ``--keys`` virtual keys (half in 10 teams, half owned by 100 users: the spend
-bench's setup), then writes batches of ``--rows`` spend rows round robin over ``--active`` of them with
+Fills each store with ``--keys`` virtual keys by the spend bench's own setup (half in 10 teams, half
+owned by 100 users), then writes batches of ``--rows`` spend rows round robin over ``--active`` of them with
 ``store.spend.write_spend_values`` (rows built by ``sinks.spend.spend_values`` outside the timing) for
 ``--seconds``, and prints this process's CPU microseconds per row: the whole write, and its three parts
 (the rows' insert, the counters' upsert, the entities' ``spend``). That is what a gateway worker pays; a
@@ -25,9 +25,10 @@ from collections.abc import Callable
 from typing import Any
 
 import relaygate.store.spend as spend
+from bench.scenarios_spend import TEAMS, USERS, _fill
 from relaygate.sinks.record import CompletionRecord, Outcome
 from relaygate.sinks.spend import spend_values
-from relaygate.store import Key, Store, Team, User, open_store
+from relaygate.store import hash_token, open_store
 
 PARTS = ("_insert_new", "_add_totals", "_add_entity_spend")
 
@@ -56,31 +57,21 @@ def _timed(acc: Counter[str]) -> Callable[[], None]:
 
     for name, f in saved.items():
         setattr(spend, name, wrap(name, f))
-    return lambda: [setattr(spend, name, f) for name, f in saved.items()] and None
 
+    def undo() -> None:
+        for name, f in saved.items():
+            setattr(spend, name, f)
 
-async def _fill(store: Store, keys: int) -> list[tuple[str, str | None, str | None]]:
-    for t in range(10):
-        await store.create_team(Team(team_id=f"team-{t}"))
-    for u in range(100):
-        await store.create_user(User(user_id=f"user-{u}"))
-    out = []
-    for k in range(keys):
-        team = f"team-{k % 10}" if k % 2 == 0 else None
-        user = None if team else f"user-{k % 100}"
-        out.append((f"key-{k:05d}", team, user))
-        await store.create_key(Key(token=out[-1][0], team_id=team, user_id=user))
-    return out
+    return undo
 
 
 async def measure(url: str, a: argparse.Namespace) -> dict[str, float]:
-    if url.startswith("postgres"):
-        from bench.scenarios_spend import drop_rg_tables
-
-        await drop_rg_tables(url)
+    keys = [f"sk-bench-{i:05d}" for i in range(a.keys)]
+    await _fill(url, keys, False)  # the spend bench's own setup (its layout of teams and users)
+    active = [(hash_token(k), f"team-{i % TEAMS}", None) if i % 2 == 0 else (hash_token(k), None, f"user-{i % USERS}")
+              for i, k in enumerate(keys[:a.active])]
     store = await open_store(url)
     try:
-        active = (await _fill(store, a.keys))[:a.active]
         acc: Counter[str] = Counter()
         undo = _timed(acc)
         rows = n = 0

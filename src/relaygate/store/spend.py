@@ -189,14 +189,10 @@ async def write_spend_values(store: Store, rows: Sequence[Values], *, log_rows: 
             added: Sequence[Values] = unique
         else:
             inserted: set[str] = set()
-            if dialect == "postgres":
-                for param in _log_params(unique):
-                    found = await c.fetch(f"{_PG_INSERT} ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
-                                          [param])
-                    inserted.update(r["request_id"] for r in found)
-            for part in _parts(unique) if dialect != "postgres" else ():
-                found = await c.fetch(f"{_insert_sql(len(part))} ON CONFLICT (request_id) DO NOTHING RETURNING "
-                                      "request_id", list(chain.from_iterable(part)))
+            statements = ([(_PG_INSERT, [param]) for param in _log_params(unique)] if dialect == "postgres" else
+                          [(_insert_sql(len(part)), list(chain.from_iterable(part))) for part in _parts(unique)])
+            for sql, args in statements:
+                found = await c.fetch(f"{sql} ON CONFLICT (request_id) DO NOTHING RETURNING request_id", args)
                 inserted.update(r["request_id"] for r in found)
             added = [r for r in unique if r[_ID] in inserted]
         totals, members = totals_of(added)
