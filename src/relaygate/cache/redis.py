@@ -68,18 +68,20 @@ class RedisCache:
         """The Redis level ``settings`` describe: a cluster (``redis_startup_nodes``), a sentinel-managed master
         (``service_name`` + ``sentinel_nodes``) or one server (``url`` / ``host`` / ``port``)."""
         topology: Topology
+        tls = settings.redis_tls
         if settings.redis_startup_nodes:
             topology = Cluster(list(settings.redis_startup_nodes), password=settings.redis_password,
-                               username=settings.redis_username)
+                               username=settings.redis_username, tls=tls)
         elif settings.redis_sentinel_nodes and settings.redis_service_name:
             topology = Sentinel(list(settings.redis_sentinel_nodes), settings.redis_service_name,
                                 password=settings.redis_password, username=settings.redis_username,
-                                db=settings.redis_db, sentinel_password=settings.redis_sentinel_password)
+                                db=settings.redis_db, sentinel_password=settings.redis_sentinel_password, tls=tls)
         else:
             addr = RedisAddress.from_settings(settings.redis_url, settings.redis_host, settings.redis_port,
-                                              settings.redis_password)
+                                              settings.redis_password, tls)
             if not settings.redis_url and (settings.redis_username or settings.redis_db):
-                addr = RedisAddress(addr.host, addr.port, addr.password, settings.redis_username, settings.redis_db)
+                addr = RedisAddress(addr.host, addr.port, addr.password, settings.redis_username, settings.redis_db,
+                                    addr.tls)
             topology = Single(addr)
         return cls(topology)
 

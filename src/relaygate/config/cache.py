@@ -21,6 +21,11 @@ the cluster's nodes or the master, ``db`` selects a database (0 only on a cluste
 a cluster over sentinels (LiteLLM's order). A malformed node list, or ``service_name`` without
 ``sentinel_nodes`` (or the reverse), is a config error.
 
+**TLS** (``config.redis_tls``): a ``rediss://`` ``url``, or ``ssl: true`` with ``ssl_cert_reqs``,
+``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``, ``ssl_check_hostname`` (redis-py's arguments, which
+LiteLLM passes on), else LiteLLM's ``REDIS_SSL`` / ``REDIS_SSL_*`` variables; for the cluster's nodes and
+the sentinels' master too.
+
 **Semantic caching** (``cache.semantic``): a stored answer also serves a prompt whose embedding is at least
 ``similarity_threshold`` (0..1, cosine) close to the stored prompt's, embedded by a model group of the
 ``model_list``. Where the vectors live:
@@ -54,6 +59,9 @@ from typing import Any
 
 import msgspec
 
+from relaygate.config.redis_tls import OPTIONS as TLS_OPTIONS
+from relaygate.config.redis_tls import RedisTls, RedisTlsError, tls_for_url, tls_from_params
+
 CALL_TYPES: dict[str, str] = {
     "completion": "chat", "acompletion": "chat",
     "text_completion": "completions", "atext_completion": "completions",
@@ -72,7 +80,7 @@ _KNOWN_LATER = frozenset({"speech", "aspeech", "image_generation", "aimage_gener
                           "moderation", "amoderation"})
 _TYPES = frozenset({"local", "redis", "semantic", "redis-semantic", "qdrant-semantic"})
 _LATER_TYPES = frozenset({"valkey-semantic", "s3", "gcs", "disk", "azure-blob"})
-_IGNORED = frozenset({"max_connections", "socket_timeout", "ssl", "max_size_in_memory",
+_IGNORED = frozenset({"max_connections", "socket_timeout", "max_size_in_memory",
                       "qdrant_semantic_cache_vector_size"})
 _TOPOLOGY_KNOWN = frozenset({"redis_startup_nodes", "service_name", "sentinel_nodes", "sentinel_password",
                              "username", "db"})
@@ -118,6 +126,9 @@ class CacheSettings(msgspec.Struct, kw_only=True, frozen=True):
     """Sentinels to ask for ``redis_service_name``'s master (``sentinel_nodes`` / ``REDIS_SENTINEL_NODES``)."""
     redis_service_name: str | None = None
     redis_sentinel_password: str | None = None
+    redis_tls: RedisTls | None = None
+    """TLS to the Redis level (``ssl`` and ``ssl_*`` of ``cache_params``, a ``rediss://`` URL, or LiteLLM's
+    ``REDIS_SSL*`` variables: ``config.redis_tls``); None: plaintext."""
     semantic: str | None = None
     """Where the semantic level's vectors live: ``local`` (the embedded index), ``redis``, ``qdrant``; None:
     exact caching only."""
@@ -199,13 +210,15 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
     semantic = _semantic(kind, params, env)
     if semantic:
         known |= _SEMANTIC_KNOWN
+    if kind in ("redis", "redis-semantic"):
+        known |= set(TLS_OPTIONS)
     for k in params:
         if k in _SEMANTIC_KNOWN and not semantic:
             warnings.append(f"litellm_settings.cache_params.{k}: ignored (type {kind!r} without a "
                             "similarity_threshold is not a semantic cache)")
         elif k in _IGNORED:
             warnings.append(f"litellm_settings.cache_params.{k}: ignored")
-        elif k in _TOPOLOGY_KNOWN and kind not in ("redis", "redis-semantic"):
+        elif (k in _TOPOLOGY_KNOWN or k in TLS_OPTIONS) and kind not in ("redis", "redis-semantic"):
             warnings.append(f"litellm_settings.cache_params.{k}: ignored (type {kind!r} uses no Redis)")
         elif k not in known:
             warnings.append(f"litellm_settings.cache_params.{k}: ignored (unknown)")
@@ -231,6 +244,7 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
             port = int(port) if port is not None else None
         except (TypeError, ValueError):
             raise CacheConfigError("litellm_settings.cache_params.port", "expected a port number") from None
+    tls = _tls(kind, params, env, url, warnings)
     return CacheSettings(
         type=kind, namespace=namespace, ttl=_number(params, "ttl"),
         default_in_memory_ttl=_number(params, "default_in_memory_ttl"),
@@ -238,7 +252,25 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
         default_off=mode == "default_off", max_bytes=max_bytes, scope=scope,
         redis_url=url if isinstance(url, str) else None, redis_host=host if isinstance(host, str) else None,
         redis_port=port if isinstance(port, int) else None,
-        redis_password=str(password) if password is not None else None, **topology, **semantic)
+        redis_password=str(password) if password is not None else None, redis_tls=tls, **topology, **semantic)
+
+
+def _tls(kind: str, params: dict[str, Any], env: Any, url: Any, warnings: list[str]) -> RedisTls | None:
+    """The Redis level's TLS (``config.redis_tls``): ``ssl*`` options, else ``REDIS_SSL*``, refined by a
+    ``rediss://`` URL's query options; None for a cache without Redis or without TLS."""
+    if kind not in ("redis", "redis-semantic"):
+        return None
+    field = "litellm_settings.cache_params."
+    try:
+        tls = tls_from_params(params, env, field)
+        if isinstance(url, str) and url:
+            tls = tls_for_url(url, tls, field + "url")
+    except RedisTlsError as exc:
+        raise CacheConfigError(exc.field, exc.detail) from None
+    if tls is not None and tls.cert_reqs == "none":
+        warnings.append(field + "ssl_cert_reqs: none: the Redis server's certificate is not verified (anyone "
+                        "on the path can read and change the cache)")
+    return tls
 
 
 def _nodes(value: Any, field: str, env_name: str, shape: str) -> tuple[tuple[str, int], ...]:

@@ -671,4 +671,13 @@ def validate(config: Config) -> list[str]:
             env_topology(os.environ)
         except CacheConfigError as exc:
             errors.append(f"router_settings.redis_host: {exc}")
+    if router.redis_host or router.redis_url:  # TLS: a rediss:// URL's options, LiteLLM's REDIS_SSL* variables
+        from relaygate.config.redis_tls import RedisTlsError, tls_for_url, tls_from_env
+
+        if router.redis_url and urlsplit(router.redis_url).scheme not in ("redis", "rediss"):
+            errors.append("router_settings.redis_url: expected a redis:// or rediss:// URL")
+        try:
+            tls_for_url(router.redis_url or "", tls_from_env(os.environ), "router_settings.redis_url")
+        except RedisTlsError as exc:
+            errors.append(str(exc))
     return errors

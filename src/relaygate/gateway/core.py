@@ -33,6 +33,7 @@ from relaygate.auth.shared import SharedKeys
 from relaygate.cache.routes import add_routes as add_cache_routes
 from relaygate.cache.stage import make_cache
 from relaygate.config.model import Config, Deployment
+from relaygate.config.redis_tls import tls_for_url, tls_from_env, url_with_tls
 from relaygate.core.errors import GatewayError
 from relaygate.frontends import llm_routes
 from relaygate.frontends.responses import Responses
@@ -541,14 +542,17 @@ class Gateway:
 
 
 def _redis_url(config: Config) -> str | None:
-    """The Redis the limiter uses (``router_settings``), as a URL for redis-py, or None without one."""
+    """The Redis the limiter uses (``router_settings``), as a URL for redis-py, or None without one; with
+    the TLS LiteLLM's ``REDIS_SSL*`` variables ask for spelled in it (``config.redis_tls.url_with_tls``)."""
     s = config.router
     if s.redis_url:
-        return s.redis_url
-    if not s.redis_host:
+        url = s.redis_url
+    elif s.redis_host:
+        auth = f":{quote(s.redis_password, safe='')}@" if s.redis_password else ""
+        url = f"redis://{auth}{s.redis_host}:{s.redis_port or 6379}"
+    else:
         return None
-    auth = f":{quote(s.redis_password, safe='')}@" if s.redis_password else ""
-    return f"redis://{auth}{s.redis_host}:{s.redis_port or 6379}"
+    return url_with_tls(url, tls_for_url(url, tls_from_env(os.environ), "router_settings.redis_url"))
 
 
 async def _publish(url: str, generation: int, origin: str) -> None:

@@ -58,15 +58,17 @@ class Limiter:
 def make_limiter(settings: RouterSettings, metrics: Any = None,
                  environ: Mapping[str, str] | None = None) -> Limiter:
     if settings.redis_url or settings.redis_host:
+        from relaygate.config.redis_tls import tls_from_env
         from relaygate.limits.redis import RedisLimiter
         from relaygate.limits.resp import RedisAddress
         from relaygate.limits.topology import Topology
 
+        env = os.environ if environ is None else environ
         target: RedisAddress | Topology = RedisAddress.from_settings(
-            settings.redis_url, settings.redis_host, settings.redis_port, settings.redis_password)
+            settings.redis_url, settings.redis_host, settings.redis_port, settings.redis_password,
+            tls_from_env(env))
         if not settings.redis_url:
-            target = topology_from_env(os.environ if environ is None else environ, settings.redis_password) \
-                or target
+            target = topology_from_env(env, settings.redis_password) or target
         return RedisLimiter(target, timeout=settings.redis_timeout, on_failure=settings.on_redis_failure,
                             metrics=metrics)
     return Limiter()
@@ -78,6 +80,7 @@ def topology_from_env(env: Mapping[str, str], password: str | None) -> Any:
     neither is set. A malformed list is a ``CacheConfigError`` naming the variable (the config's validation
     reports it before any worker starts)."""
     from relaygate.config.cache import env_topology
+    from relaygate.config.redis_tls import tls_from_env
     from relaygate.limits.topology import Cluster, Sentinel
 
     found = env_topology(env)
@@ -86,8 +89,9 @@ def topology_from_env(env: Mapping[str, str], password: str | None) -> Any:
     kind, nodes, service = found
     password = password or env.get("REDIS_PASSWORD") or None
     username = env.get("REDIS_USERNAME") or None
+    tls = tls_from_env(env)
     if kind == "cluster":
-        return Cluster(list(nodes), password=password, username=username)
+        return Cluster(list(nodes), password=password, username=username, tls=tls)
     assert service is not None
     return Sentinel(list(nodes), service, password=password, username=username,
-                    sentinel_password=env.get("REDIS_SENTINEL_PASSWORD") or None)
+                    sentinel_password=env.get("REDIS_SENTINEL_PASSWORD") or None, tls=tls)

@@ -10,16 +10,21 @@ Deadlines: :meth:`RespConnection.request` waits for a reply until a deadline (ev
 that did not come in time, or a wait that was cancelled, *discards the connection* (aborted at once, every
 other pending command fails with ``ConnectionError``): its FIFO still owes that reply, every later command
 would wait behind it, and a connection is never reused once a reply has been given up on. :func:`connect`
-bounds the TCP connect, AUTH and SELECT together by one timeout (a server hung by SIGSTOP still completes
-TCP handshakes from its listen backlog).
+bounds the TCP connect, the TLS handshake (``rediss://``, ``ssl: true``: ``config.redis_tls``), AUTH and
+SELECT together by one timeout (a server hung by SIGSTOP still completes TCP handshakes from its listen
+backlog).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 from collections import deque
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from relaygate.config.redis_tls import RedisTls, tls_for_url
 
 
 class RespError(Exception):
@@ -170,38 +175,65 @@ class RespConnection(asyncio.Protocol):
 
 
 class RedisAddress:
-    __slots__ = ("host", "port", "password", "username", "db")
+    __slots__ = ("host", "port", "password", "username", "db", "tls")
 
     def __init__(self, host: str = "127.0.0.1", port: int = 6379, password: str | None = None,
-                 username: str | None = None, db: int = 0) -> None:
+                 username: str | None = None, db: int = 0, tls: RedisTls | None = None) -> None:
         self.host = host
         self.port = port
         self.password = password
         self.username = username
         self.db = db
+        self.tls = tls
+        """TLS settings (``config.redis_tls``); None: plaintext."""
 
     @classmethod
     def from_settings(cls, url: str | None, host: str | None, port: int | None,
-                      password: str | None) -> RedisAddress:
+                      password: str | None, tls: RedisTls | None = None) -> RedisAddress:
+        """The server a URL (``redis://`` or ``rediss://``, with redis-py's TLS query options) or a host
+        names; ``tls``: TLS asked for elsewhere (``ssl: true``, ``REDIS_SSL``), which a URL's own options
+        refine (``config.redis_tls.tls_for_url``)."""
         if url:
             u = urlsplit(url)
-            if u.scheme not in ("redis", ""):
-                raise ValueError(f"unsupported redis url scheme {u.scheme!r} (only redis://)")
+            if u.scheme not in ("redis", "rediss", ""):
+                raise ValueError(f"unsupported redis url scheme {u.scheme!r} (redis:// or rediss://)")
             db = int(u.path.lstrip("/") or 0) if u.path not in ("", "/") else 0
             return cls(u.hostname or "127.0.0.1", u.port or 6379,
                        unquote(u.password) if u.password else password,
-                       unquote(u.username) if u.username else None, db)
-        return cls(host or "127.0.0.1", int(port or 6379), password)
+                       unquote(u.username) if u.username else None, db, tls_for_url(url, tls, "redis url"))
+        return cls(host or "127.0.0.1", int(port or 6379), password, tls=tls)
+
+    def at(self, host: str, port: int) -> RedisAddress:
+        """The same credentials, database and TLS at another server (a cluster node, a sentinels' master)."""
+        return RedisAddress(host, port, self.password, self.username, self.db, self.tls)
 
     def __repr__(self) -> str:  # never the password
-        return f"redis://{self.host}:{self.port}/{self.db}"
+        return f"{'rediss' if self.tls is not None else 'redis'}://{self.host}:{self.port}/{self.db}"
+
+
+@functools.lru_cache(maxsize=16)
+def ssl_context(tls: RedisTls) -> ssl.SSLContext:
+    """The client context for ``tls`` (made once per settings: loading CAs costs milliseconds)."""
+    ctx = ssl.create_default_context(cafile=tls.ca_certs)
+    if tls.certfile:
+        ctx.load_cert_chain(tls.certfile, tls.keyfile)
+    ctx.check_hostname = tls.check_hostname and tls.cert_reqs != "none"
+    ctx.verify_mode = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL,
+                       "none": ssl.CERT_NONE}[tls.cert_reqs]
+    return ctx
 
 
 async def connect(addr: RedisAddress, timeout: float) -> RespConnection:
     """A ready connection (authenticated, database selected) within ``timeout`` seconds in all."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    _, conn = await asyncio.wait_for(loop.create_connection(RespConnection, addr.host, addr.port), timeout)
+    tls = addr.tls
+    if tls is None:
+        opening = loop.create_connection(RespConnection, addr.host, addr.port)
+    else:  # the handshake is inside the same timeout
+        opening = loop.create_connection(RespConnection, addr.host, addr.port, ssl=ssl_context(tls),
+                                         server_hostname=addr.host, ssl_handshake_timeout=max(timeout, 0.001))
+    _, conn = await asyncio.wait_for(opening, timeout)
     try:
         if addr.password:
             args = ("AUTH", addr.username, addr.password) if addr.username else ("AUTH", addr.password)

@@ -15,7 +15,8 @@ and sends the command; what a failure means (a miss, a pause, a warning) stays w
   next looks at it (~10 s later) and would take writes meanwhile. A connection is used only once ``ROLE``
   says ``master``, so a stale answer from a sentinel that has not seen the failover yet is a failed connect,
   never writes to a replica. Sentinels are authenticated with ``sentinel_password``; the master with
-  ``password`` (LiteLLM: ``sentinel_password`` when no ``password`` is given).
+  ``password`` (LiteLLM: ``sentinel_password`` when no ``password`` is given). TLS settings apply to the
+  master, not to the sentinels (redis-py's ``master_for`` connection arguments, which LiteLLM passes).
 - :class:`Cluster` (LiteLLM's ``redis_startup_nodes``): the slot map is read with ``CLUSTER SLOTS`` from any
   node that answers (the known primaries first, then the startup nodes); a key's slot is CRC16 (XMODEM,
   ``binascii.crc_hqx``, C speed) of the key or of its ``{hash tag}``, mod 16384; one node (one pipelined
@@ -24,7 +25,8 @@ and sends the command; what a failure means (a miss, a pause, a warning) stays w
   ``ASK`` is a one-off redirection (``ASKING`` + the command on the named node, map unchanged). A node that
   fails also asks for a refresh (a replica may have been promoted), at most one per ``refresh_every`` seconds.
 
-Invariants: nodes are created once per address and reused (their connection survives refreshes); every
+TLS (``config.redis_tls``): a topology's settings go to every node it makes (a cluster node met in a
+``MOVED`` too). Invariants: nodes are created once per address and reused (their connection survives refreshes); every
 connect is bounded by one timeout including AUTH, the sentinel question and the ``ROLE`` check; nothing here
 logs per request.
 """
@@ -35,6 +37,7 @@ import asyncio
 from binascii import crc_hqx
 from typing import Any
 
+from relaygate.config.redis_tls import RedisTls
 from relaygate.limits.resp import RedisAddress, RespConnection, RespError, connect, encode
 
 SLOTS = 16384
@@ -125,7 +128,7 @@ class Node:
             self.conn = None
 
     def __repr__(self) -> str:
-        return f"redis://{self.name}/{self.addr.db}"
+        return f"{'rediss' if self.addr.tls is not None else 'redis'}://{self.name}/{self.addr.db}"
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:
@@ -176,8 +179,9 @@ class _MasterNode(Node):
                  "_retired")
 
     def __init__(self, sentinels: list[tuple[str, int]], service: str, password: str | None,
-                 username: str | None, db: int, sentinel_password: str | None, watch_every: float) -> None:
-        super().__init__(RedisAddress("0.0.0.0", 0, password, username, db), f"sentinel:{service}")
+                 username: str | None, db: int, sentinel_password: str | None, watch_every: float,
+                 tls: RedisTls | None = None) -> None:
+        super().__init__(RedisAddress("0.0.0.0", 0, password, username, db, tls), f"sentinel:{service}")
         self.sentinels = sentinels
         self.service = service
         self.sentinel_password = sentinel_password
@@ -192,7 +196,7 @@ class _MasterNode(Node):
         deadline = loop.time() + timeout
         self._timeout = timeout
         host, port = await self.master(timeout)
-        self.addr = RedisAddress(host, port, self.addr.password, self.addr.username, self.addr.db)
+        self.addr = self.addr.at(host, port)
         conn = await connect(self.addr, max(deadline - loop.time(), 0.001))
         try:
             role = await conn.request(encode(("ROLE",)), deadline)
@@ -270,9 +274,9 @@ class Sentinel(Topology):
 
     def __init__(self, sentinels: list[tuple[str, int]], service: str, *, password: str | None = None,
                  username: str | None = None, db: int = 0, sentinel_password: str | None = None,
-                 watch_every: float = 1.0) -> None:
+                 watch_every: float = 1.0, tls: RedisTls | None = None) -> None:
         super().__init__(_MasterNode(sentinels, service, password if password is not None else sentinel_password,
-                                     username, db, sentinel_password, watch_every))
+                                     username, db, sentinel_password, watch_every, tls))
 
     def describe(self) -> str:
         node = self.node
@@ -294,10 +298,11 @@ class Cluster(Topology):
     cluster = True
 
     def __init__(self, startup: list[tuple[str, int]], *, password: str | None = None, username: str | None = None,
-                 refresh_every: float = 1.0) -> None:
+                 refresh_every: float = 1.0, tls: RedisTls | None = None) -> None:
         self.startup = startup
         self.password = password
         self.username = username
+        self.tls = tls
         self.refresh_every = refresh_every
         self.nodes: dict[str, Node] = {}
         self.slots: list[Node | None] = [None] * SLOTS
@@ -312,7 +317,7 @@ class Cluster(Topology):
         node = self.nodes.get(name)
         if node is None:
             host, _, port = name.rpartition(":")
-            node = self.nodes[name] = Node(RedisAddress(host, int(port), self.password, self.username))
+            node = self.nodes[name] = Node(RedisAddress(host, int(port), self.password, self.username, tls=self.tls))
         return node
 
     def node_for(self, key: str | bytes | None) -> Node | None:
