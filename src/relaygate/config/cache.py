@@ -59,6 +59,7 @@ from typing import Any
 
 import msgspec
 
+from relaygate.config.errors import FieldError
 from relaygate.config.redis_tls import OPTIONS as TLS_OPTIONS
 from relaygate.config.redis_tls import RedisTls, RedisTlsError, tls_for_url, tls_from_params
 
@@ -92,13 +93,8 @@ DEFAULT_EMBEDDING_MODEL = "text-embedding-ada-002"
 """LiteLLM's default embedding model for its semantic caches."""
 
 
-class CacheConfigError(ValueError):
+class CacheConfigError(FieldError):
     """An invalid cache option: ``field`` is its path from the config's top (the loader adds the file)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.detail = message
 
 
 class CacheSettings(msgspec.Struct, kw_only=True, frozen=True):

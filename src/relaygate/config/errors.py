@@ -12,3 +12,13 @@ class ConfigError(Exception):
         self.detail = message
         where = f"{source}: {field}" if field else source
         super().__init__(f"{where}: {message}")
+
+
+class FieldError(ValueError):
+    """An invalid setting found before the file is known: ``field`` is its path (or an environment variable's
+    name); the loader adds the file and raises a :class:`ConfigError`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.detail = message

@@ -37,6 +37,8 @@ from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 import msgspec
 
+from relaygate.config.errors import FieldError
+
 CERT_REQS = ("required", "optional", "none")
 OPTIONS = ("ssl", "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
 """The TLS options of ``cache_params`` (and, upper-cased after ``REDIS_``, of the environment)."""
@@ -44,13 +46,8 @@ _TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
 _FALSE = frozenset({"0", "false", "f", "no", "n", "off", ""})
 
 
-class RedisTlsError(ValueError):
+class RedisTlsError(FieldError):
     """An invalid TLS option: ``field`` is the setting's path (or the variable's name)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.detail = message
 
 
 class RedisTls(msgspec.Struct, frozen=True, kw_only=True):
