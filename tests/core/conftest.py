@@ -1,6 +1,6 @@
 """One test set for both twins: the ``impl`` fixture yields the pure and the compiled module.
 
-A test module names its component in a module-level ``COMPONENT`` ("sse", "http1" or "tokens"). The
+A test module names its component in a module-level ``COMPONENT`` ("sse", "http1", "tokens" or "otlp"). The
 compiled parameter is skipped only when ``RELAYGATE_NO_EXTENSIONS`` is set; otherwise a missing
 extension fails the test (a silent fallback in production is a bug).
 """

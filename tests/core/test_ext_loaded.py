@@ -8,7 +8,7 @@ import pytest
 
 from relaygate.core import _ext
 
-COMPONENTS = ["sse", "http1", "tokens"]
+COMPONENTS = ["sse", "http1", "tokens", "otlp"]
 
 
 @pytest.mark.parametrize("component", COMPONENTS)

@@ -1,7 +1,7 @@
 """Selection between compiled extensions and their pure-Python twins.
 
 One switch, ``RELAYGATE_NO_EXTENSIONS=1``, disables the compiled modules at build and at import.
-Each selector module (``sse.py``, ``http1.py``, ``tokens.py``) calls :func:`load` and records which
+Each selector module (``sse.py``, ``http1.py``, ``tokens.py``, ``otlp.py``) calls :func:`load` and records which
 implementation it got in :data:`LOADED`, which the server logs at startup. When the switch is unset and a
 compiled module fails to import, the failure is recorded in :data:`FAILED` and logged as a warning; the
 test suite fails on it.

@@ -11,9 +11,9 @@ Why: the official encoder builds one protobuf message object per attribute value
 and per event from Python (~5 µs an attribute on this machine), then serialises them: for relaygate's ~60
 attributes a request (a request span and an attempt span) that was ~360 µs of CPU a request, in the
 exporter's thread but on the worker's core, more than the whole request costs. Writing the wire format
-directly costs a fraction of that, and an attribute whose key and value were seen before (the model, the
-provider, the key's alias, the team ...) is one dict look-up: its encoded bytes are kept (a bounded cache of
-short values).
+directly costs a fraction of that. The attributes, nearly all of the bytes, are written by ``core.otlp``:
+the compiled twin (``ext/_otlp_c.pyx``) into one C buffer, the pure one with a bounded cache of the pairs of
+short values seen before (the model, the provider, the key's alias ...).
 
 Equivalence is checked in the tests: for spans of every shape relaygate exports and the edge cases the
 official encoder handles (remote parents, trace state, events, links, dropped counts, nested lists and
@@ -38,6 +38,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanKind
 
+from relaygate.core.otlp import encode_attributes, length_delimited, varint
+
 __all__ = ["WireSpanExporter", "encode_request"]
 
 log = logging.getLogger("relaygate.observe")
@@ -46,17 +48,10 @@ _KIND = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3, SpanKind.
          SpanKind.CONSUMER: 5}
 _SMALL = [bytes((i,)) for i in range(128)]
 _Q = struct.Struct("<Q").pack
-_D = struct.Struct("<d").pack
 _I = struct.Struct("<I").pack
-_INT64 = 1 << 63
-_CACHE_MAX = 8192
-_CACHE_LEN = 96
-"""Encoded key-value pairs kept: at most this many, of values up to this many characters."""
-
-_kv_cache: dict[tuple[bytes, str, type, Any], bytes] = {}
-_key_fields: dict[str, bytes] = {}
-"""A ``KeyValue``'s key field per attribute name (bounded like the pairs)."""
 _last_error = [0.0]
+_ld = length_delimited
+_varint = varint
 
 
 def _refused(key: str, exc: Exception) -> None:
@@ -67,101 +62,13 @@ def _refused(key: str, exc: Exception) -> None:
         log.error("otel: attribute %r not encoded (left out; logged once a minute): %s", key, exc)
 
 
-def _varint(n: int) -> bytes:
-    if n < 128:
-        return _SMALL[n]
-    out = bytearray()
-    while n >= 128:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _ld(tag: bytes, payload: bytes) -> bytes:
-    """A length-delimited field: its tag byte(s), the length, the payload."""
-    n = len(payload)
-    return tag + (_SMALL[n] if n < 128 else _varint(n)) + payload
-
-
 # tags: (field number << 3) | wire type (0 varint, 1 fixed64, 2 length-delimited, 5 fixed32)
 _T1, _T2, _T3, _T4, _T5 = b"\x0a", b"\x12", b"\x1a", b"\x22", b"\x2a"
-_ANY_STR, _ANY_BOOL, _ANY_INT, _ANY_DOUBLE, _ANY_ARRAY, _ANY_KVLIST, _ANY_BYTES = (
-    b"\x0a", b"\x10", b"\x18", b"\x21", b"\x2a", b"\x32", b"\x3a")
-
-
-def _any(value: Any) -> bytes:
-    """An ``AnyValue``'s payload; raises what the official encoder's message constructors raise."""
-    if value is None:
-        return b""
-    if isinstance(value, bool):
-        return _ANY_BOOL + (b"\x01" if value else b"\x00")
-    if isinstance(value, str):
-        return _ld(_ANY_STR, value.encode())
-    if isinstance(value, int):
-        if not -_INT64 <= value < _INT64:
-            raise ValueError(f"Value out of range: {value}")
-        return _ANY_INT + _varint(value & 0xFFFFFFFFFFFFFFFF)
-    if isinstance(value, float):
-        return _ANY_DOUBLE + _D(value)
-    if isinstance(value, bytes):
-        return _ld(_ANY_BYTES, value)
-    if isinstance(value, Sequence):
-        return _ld(_ANY_ARRAY, b"".join([_ld(_T1, _any(v)) for v in value]))
-    if isinstance(value, Mapping):
-        return _ld(_ANY_KVLIST, b"".join([_ld(_T1, _key_value(str(k), v)) for k, v in value.items()]))
-    raise TypeError(f"Invalid type {type(value)} of value {value}")
-
-
-def _key_value(key: str, value: Any) -> bytes:
-    """A ``KeyValue``'s payload (the key omitted when empty, as proto3 omits an empty string)."""
-    return (_ld(_T1, key.encode()) if key else b"") + _ld(_T2, _any(value))
 
 
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
-    """The repeated ``KeyValue`` field ``tag`` of ``attributes``, each pair from the cache when it was seen
-    (text, the common case, is written inline)."""
-    if not attributes:
-        return b""
-    cache = _kv_cache
-    keys = _key_fields
-    small = _SMALL
-    out: list[bytes] = []
-    append = out.append
-    for key, value in attributes.items():
-        t = type(value)
-        ck = None
-        if (t is str and len(value) <= _CACHE_LEN) or t is int or t is bool:
-            ck = (tag, key, t, value)
-            hit = cache.get(ck)
-            if hit is not None:
-                append(hit)
-                continue
-        try:
-            kf = keys.get(key)
-            if kf is None:
-                if len(keys) >= _CACHE_MAX:
-                    keys.clear()
-                kf = keys[key] = _ld(_T1, key.encode()) if key else b""
-            if t is str:
-                vb = value.encode()
-                n = len(vb)
-                anyv = _ANY_STR + (small[n] if n < 128 else _varint(n)) + vb
-            else:
-                anyv = _any(value)
-            n = len(anyv)
-            kv = kf + _T2 + (small[n] if n < 128 else _varint(n)) + anyv
-            n = len(kv)
-            field = tag + (small[n] if n < 128 else _varint(n)) + kv
-        except Exception as exc:  # as the official encoder: the attribute is left out, the rest is sent
-            _refused(key, exc)
-            continue
-        if ck is not None:
-            if len(cache) >= _CACHE_MAX:
-                cache.clear()
-            cache[ck] = field
-        append(field)
-    return b"".join(out)
+    """The repeated ``KeyValue`` field ``tag`` of ``attributes`` (``core.otlp``: compiled when built)."""
+    return encode_attributes(tag, attributes, _refused)
 
 
 def _flags(parent: Any) -> bytes:

@@ -1,0 +1,265 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""OTLP attribute encoding: compiled twin of ``relaygate.core._otlp_py`` (same API, same bytes).
+
+See the pure twin for the design and the invariants. Here an attribute mapping is written into one growing
+C buffer: text, booleans, integers and floats (nearly every attribute) are sized and copied without an
+intermediate bytes object; other values (``None``, bytes, sequences, mappings, subclasses) go through
+:func:`any_value`, which follows the pure twin's order of checks. A pair that raises is rolled back out of
+the buffer and reported to ``refused``, as the pure twin does.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.long cimport PyLong_AsLongLong
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memcpy
+
+from collections.abc import Mapping, Sequence
+
+__all__ = ["any_value", "encode_attributes", "length_delimited", "varint"]
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size) except NULL
+
+
+cdef struct Buf:
+    char* data
+    Py_ssize_t size
+    Py_ssize_t cap
+
+
+cdef int _reserve(Buf* b, Py_ssize_t extra) except -1:
+    cdef Py_ssize_t need = b.size + extra
+    cdef Py_ssize_t cap
+    cdef char* p
+    if need <= b.cap:
+        return 0
+    cap = b.cap * 2 if b.cap else 1024
+    while cap < need:
+        cap *= 2
+    p = <char*>PyMem_Realloc(b.data, cap)
+    if p == NULL:
+        raise MemoryError()
+    b.data = p
+    b.cap = cap
+    return 0
+
+
+cdef inline Py_ssize_t _vlen(uint64_t n) noexcept nogil:
+    cdef Py_ssize_t k = 1
+    while n >= 128:
+        n >>= 7
+        k += 1
+    return k
+
+
+cdef inline void _vput(Buf* b, uint64_t n) noexcept nogil:
+    while n >= 128:
+        b.data[b.size] = <char>((n & 0x7F) | 0x80)
+        b.size += 1
+        n >>= 7
+    b.data[b.size] = <char>n
+    b.size += 1
+
+
+cdef inline void _put(Buf* b, const char* s, Py_ssize_t n) noexcept nogil:
+    memcpy(b.data + b.size, s, n)
+    b.size += n
+
+
+cdef inline void _byte(Buf* b, char c) noexcept nogil:
+    b.data[b.size] = c
+    b.size += 1
+
+
+cdef inline void _double(Buf* b, double d) noexcept nogil:
+    cdef uint64_t bits
+    cdef int i
+    memcpy(&bits, &d, 8)
+    for i in range(8):  # little-endian whatever the machine's order
+        b.data[b.size + i] = <char>((bits >> (8 * i)) & 0xFF)
+    b.size += 8
+
+
+cdef uint64_t _int64(object value) except? 0:
+    cdef int64_t v
+    try:
+        v = PyLong_AsLongLong(value)
+    except OverflowError:
+        raise ValueError(f"Value out of range: {value}") from None
+    return <uint64_t>v
+
+
+def varint(n):
+    """A non-negative integer as a protobuf varint."""
+    cdef uint64_t u = n
+    cdef Buf b
+    b.data = NULL
+    b.size = 0
+    b.cap = 0
+    try:
+        _reserve(&b, 10)
+        _vput(&b, u)
+        return PyBytes_FromStringAndSize(b.data, b.size)
+    finally:
+        PyMem_Free(b.data)
+
+
+def length_delimited(bytes tag, bytes payload):
+    """A length-delimited field: its tag byte(s), the length, the payload."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
+    cdef Py_ssize_t t = PyBytes_GET_SIZE(tag)
+    cdef Buf b
+    b.data = NULL
+    b.size = 0
+    b.cap = 0
+    try:
+        _reserve(&b, t + 10 + n)
+        _put(&b, PyBytes_AS_STRING(tag), t)
+        _vput(&b, <uint64_t>n)
+        _put(&b, PyBytes_AS_STRING(payload), n)
+        return PyBytes_FromStringAndSize(b.data, b.size)
+    finally:
+        PyMem_Free(b.data)
+
+
+cdef bytes _ld(bytes tag, bytes payload):
+    return length_delimited(tag, payload)
+
+
+def any_value(value):
+    """An ``AnyValue``'s payload; raises what the official encoder's message constructors raise."""
+    cdef uint64_t u
+    if value is None:
+        return b""
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, str):
+        return _ld(b"\x0a", value.encode())
+    if isinstance(value, int):
+        u = _int64(value)
+        return b"\x18" + varint(u)
+    if isinstance(value, float):
+        return _scalar_double(value)
+    if isinstance(value, bytes):
+        return _ld(b"\x3a", value)
+    if isinstance(value, Sequence):
+        return _ld(b"\x2a", b"".join([_ld(b"\x0a", any_value(v)) for v in value]))
+    if isinstance(value, Mapping):
+        return _ld(b"\x32", b"".join([_ld(b"\x0a", _key_value(str(k), v)) for k, v in value.items()]))
+    raise TypeError(f"Invalid type {type(value)} of value {value}")
+
+
+cdef bytes _scalar_double(double d):
+    cdef Buf b
+    b.data = NULL
+    b.size = 0
+    b.cap = 0
+    try:
+        _reserve(&b, 9)
+        _byte(&b, 0x21)
+        _double(&b, d)
+        return PyBytes_FromStringAndSize(b.data, b.size)
+    finally:
+        PyMem_Free(b.data)
+
+
+cdef bytes _key_value(str key, value):
+    return (_ld(b"\x0a", key.encode()) if key else b"") + _ld(b"\x12", any_value(value))
+
+
+cdef int _field(Buf* b, const char* tp, Py_ssize_t tn, object key, object value) except -1:
+    """One ``KeyValue`` field ``tag`` into ``b`` (rolled back by the caller if this raises)."""
+    cdef Py_ssize_t kn = 0, vn = 0, anylen, kvlen, keyf
+    cdef const char* kp = NULL
+    cdef const char* vp = NULL
+    cdef uint64_t u = 0
+    cdef double d = 0.0
+    cdef int kind
+    cdef bytes other = None
+    if type(key) is str:
+        kp = PyUnicode_AsUTF8AndSize(key, &kn)
+    else:
+        kb = key.encode()  # what the pure twin calls (a non-str key raises there too)
+        return _field_bytes(b, tp, tn, kb, value)
+    keyf = (1 + _vlen(kn) + kn) if kn else 0
+    t = type(value)
+    if t is str:
+        vp = PyUnicode_AsUTF8AndSize(value, &vn)
+        kind = 0
+        anylen = 1 + _vlen(vn) + vn
+    elif t is bool:
+        kind = 1
+        anylen = 2
+    elif t is int:
+        u = _int64(value)
+        kind = 2
+        anylen = 1 + _vlen(u)
+    elif t is float:
+        d = value
+        kind = 3
+        anylen = 9
+    else:
+        other = any_value(value)
+        kind = 4
+        anylen = PyBytes_GET_SIZE(other)
+    kvlen = keyf + 1 + _vlen(anylen) + anylen
+    _reserve(b, tn + 10 + kvlen)
+    _put(b, tp, tn)
+    _vput(b, <uint64_t>kvlen)
+    if kn:
+        _byte(b, 0x0a)
+        _vput(b, <uint64_t>kn)
+        _put(b, kp, kn)
+    _byte(b, 0x12)
+    _vput(b, <uint64_t>anylen)
+    if kind == 0:
+        _byte(b, 0x0a)
+        _vput(b, <uint64_t>vn)
+        _put(b, vp, vn)
+    elif kind == 1:
+        _byte(b, 0x10)
+        _byte(b, 1 if value else 0)
+    elif kind == 2:
+        _byte(b, 0x18)
+        _vput(b, u)
+    elif kind == 3:
+        _byte(b, 0x21)
+        _double(b, d)
+    else:
+        _put(b, PyBytes_AS_STRING(other), anylen)
+    return 0
+
+
+cdef int _field_bytes(Buf* b, const char* tp, Py_ssize_t tn, bytes kb, object value) except -1:
+    cdef bytes kv = (_ld(b"\x0a", kb) if kb else b"") + _ld(b"\x12", any_value(value))
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(kv)
+    _reserve(b, tn + 10 + n)
+    _put(b, tp, tn)
+    _vput(b, <uint64_t>n)
+    _put(b, PyBytes_AS_STRING(kv), n)
+    return 0
+
+
+def encode_attributes(bytes tag, attributes, refused):
+    """The repeated ``KeyValue`` field ``tag`` of ``attributes`` (see the pure twin)."""
+    cdef Buf b
+    cdef Py_ssize_t saved
+    cdef const char* tp = PyBytes_AS_STRING(tag)
+    cdef Py_ssize_t tn = PyBytes_GET_SIZE(tag)
+    if not attributes:
+        return b""
+    b.data = NULL
+    b.size = 0
+    b.cap = 0
+    try:
+        for key, value in attributes.items():
+            saved = b.size
+            try:
+                _field(&b, tp, tn, key, value)
+            except Exception as exc:  # as the official encoder: the attribute is left out
+                b.size = saved
+                refused(key, exc)
+        return PyBytes_FromStringAndSize(b.data, b.size)
+    finally:
+        PyMem_Free(b.data)
