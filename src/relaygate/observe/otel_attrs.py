@@ -37,7 +37,7 @@ import msgspec
 from opentelemetry.trace import Status, StatusCode
 
 from relaygate.observe.detail import Attempt, Detail
-from relaygate.observe.standard import error_class, standard_payload
+from relaygate.observe.standard import error_class, standard_metadata
 from relaygate.sinks.record import CompletionRecord, Outcome
 from relaygate.sinks.spend import CALL_TYPES
 
@@ -252,11 +252,11 @@ def request_attributes(r: CompletionRecord, detail: Detail | None, *, message_lo
     a["llm.request.type"] = CALL_TYPES.get(r.route, r.route)
     a["llm.is_streaming"] = str(r.stream)
     a["llm.usage.total_tokens"] = r.prompt_tokens + r.completion_tokens
-    payload = standard_payload(r, detail, redact_key_info=redact_key_info, redact_messages=True)
-    for key, value in payload["metadata"].items():
+    meta, hidden = standard_metadata(r, detail, redact_key_info=redact_key_info)
+    for key, value in meta.items():
         if value is not None and value != {} and value != []:
             a[f"metadata.{key}"] = _flat(value)
-    a["hidden_params"] = encode_json(payload["hidden_params"])
+    a["hidden_params"] = encode_json(hidden)
 
     # relaygate's
     a["relaygate.call_id"] = r.call_id

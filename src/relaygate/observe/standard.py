@@ -45,7 +45,7 @@ from relaygate.sinks.record import CompletionRecord, Outcome
 from relaygate.sinks.spend import CALL_TYPES, tag_list
 
 __all__ = ["ERROR_INFORMATION_FIELDS", "HIDDEN_PARAMS_FIELDS", "METADATA_FIELDS", "PAYLOAD_FIELDS", "REDACTED",
-           "detail_of", "error_class", "standard_payload"]
+           "detail_of", "error_class", "standard_metadata", "standard_payload"]
 
 REDACTED = "redacted-by-litellm"
 """LiteLLM's stand-in for message content when message logging is off."""
@@ -154,73 +154,35 @@ def _trace_id(detail: Detail | None, metadata: dict[str, Any], call_id: str) -> 
     return detail.trace_id if detail is not None and detail.trace_id else call_id
 
 
-def standard_payload(record: CompletionRecord, detail: Detail | None = None, *, redact_key_info: bool = False,
-                     redact_messages: bool = False) -> dict[str, Any]:
-    """LiteLLM's ``StandardLoggingPayload`` for one finished exchange (see the module essay).
+def _metadata_of(r: CompletionRecord, detail: Detail | None) -> dict[str, Any]:
+    if detail is not None and detail.metadata:
+        return detail.metadata
+    raw_meta = r.extra.get("metadata") if isinstance(r.extra, dict) else None
+    return raw_meta if isinstance(raw_meta, dict) else {}
 
-    ``detail`` is the record's :class:`Detail` when the pipeline built one (:func:`detail_of`); without it the
-    payload is built from the record's fields and ``record.extra``'s ``tags``, ``metadata`` and
-    ``spend_logs_metadata`` keys."""
+
+def standard_metadata(record: CompletionRecord, detail: Detail | None = None, *,
+                      redact_key_info: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``metadata`` and ``hidden_params`` objects of :func:`standard_payload`, alone: what OpenTelemetry's
+    ``metadata.*`` and ``hidden_params`` attributes carry, without the rest of the payload (its messages,
+    parameters, error and ids) built for nothing on every exported request."""
     r = record
     extra = r.extra if isinstance(r.extra, dict) else None
-    ok = r.outcome is Outcome.OK
-    status = "success" if ok else "failure"
-
-    metadata: dict[str, Any]
-    if detail is not None and detail.metadata:
-        metadata = detail.metadata
-    else:
-        raw_meta = extra.get("metadata") if extra is not None else None
-        metadata = raw_meta if isinstance(raw_meta, dict) else {}
-    if detail is not None and detail.tags:
-        tags = list(detail.tags)
-    else:
-        tags = tag_list(extra.get("tags")) if extra is not None else []
-        if not tags:
-            tags = tag_list(metadata.get("tags"))
+    metadata = _metadata_of(r, detail)
     spend_meta = extra.get("spend_logs_metadata") if extra is not None else None
     if spend_meta is None:
         spend_meta = metadata.get("spend_logs_metadata")
-
-    start = r.start_time
-    end = start + r.latency
-    first = start + r.ttft if r.ttft is not None else end
-    response_time = (first - start) if r.stream else r.latency
     cost = r.cost if math.isfinite(r.cost) and r.cost > 0.0 else 0.0
-    model = r.upstream_model or r.model
-    total = r.prompt_tokens + r.completion_tokens
-
     api_base = ""
     team_alias = None
     headers: dict[str, str] | None = None
-    messages: Any = None
-    response: Any = None
-    params: dict[str, Any] = {}
-    error_message = ""
     if detail is not None:
         if detail.attempts:
             api_base = detail.attempts[-1].api_base.rstrip("/")
         team_alias = detail.team_alias
         headers = detail.request_headers or None
-        error_message = detail.error_message
-        params = _model_parameters(detail.input)
-        if detail.redacted or redact_messages:
-            messages = [dict(m) for m in _REDACTED_MESSAGES_TEMPLATE]
-            response = _redacted_response(r.route) if ok else None
-        else:
-            messages = _messages(detail.input)
-            response = detail.output if ok else None
-
-    rid = r.call_id
-    if ok and detail is not None and isinstance(detail.output, dict):
-        out_id = detail.output.get("id")
-        if isinstance(out_id, str) and out_id:
-            rid = out_id
-    if r.cache_hit:
-        rid = f"{rid}_cache_hit{end}"
-
     usage: dict[str, Any] = {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-                             "total_tokens": total}
+                             "total_tokens": r.prompt_tokens + r.completion_tokens}
     if r.cache_read_tokens:
         usage["cache_read_input_tokens"] = r.cache_read_tokens
         usage["prompt_tokens_details"] = {"cached_tokens": r.cache_read_tokens}
@@ -259,6 +221,70 @@ def standard_payload(record: CompletionRecord, detail: Detail | None = None, *, 
         "team_alias": team_alias,
         "team_id": r.team_id,
     }
+    hidden = {
+        "model_id": r.deployment_id or None,
+        "cache_key": None,
+        "api_base": api_base or None,
+        "response_cost": cost,
+        "litellm_overhead_time_ms": r.overhead * 1000.0,
+        "additional_headers": None,
+        "batch_models": None,
+        "litellm_model_name": r.upstream_model or None,
+        "usage_object": usage,
+    }
+    return meta, hidden
+
+
+def standard_payload(record: CompletionRecord, detail: Detail | None = None, *, redact_key_info: bool = False,
+                     redact_messages: bool = False) -> dict[str, Any]:
+    """LiteLLM's ``StandardLoggingPayload`` for one finished exchange (see the module essay).
+
+    ``detail`` is the record's :class:`Detail` when the pipeline built one (:func:`detail_of`); without it the
+    payload is built from the record's fields and ``record.extra``'s ``tags``, ``metadata`` and
+    ``spend_logs_metadata`` keys."""
+    r = record
+    extra = r.extra if isinstance(r.extra, dict) else None
+    ok = r.outcome is Outcome.OK
+    status = "success" if ok else "failure"
+    metadata = _metadata_of(r, detail)
+    if detail is not None and detail.tags:
+        tags = list(detail.tags)
+    else:
+        tags = tag_list(extra.get("tags")) if extra is not None else []
+        if not tags:
+            tags = tag_list(metadata.get("tags"))
+    meta, hidden = standard_metadata(r, detail, redact_key_info=redact_key_info)
+
+    start = r.start_time
+    end = start + r.latency
+    first = start + r.ttft if r.ttft is not None else end
+    response_time = (first - start) if r.stream else r.latency
+    cost = hidden["response_cost"]
+    model = r.upstream_model or r.model
+    total = r.prompt_tokens + r.completion_tokens
+    api_base = hidden["api_base"] or ""
+
+    messages: Any = None
+    response: Any = None
+    params: dict[str, Any] = {}
+    error_message = ""
+    if detail is not None:
+        error_message = detail.error_message
+        params = _model_parameters(detail.input)
+        if detail.redacted or redact_messages:
+            messages = [dict(m) for m in _REDACTED_MESSAGES_TEMPLATE]
+            response = _redacted_response(r.route) if ok else None
+        else:
+            messages = _messages(detail.input)
+            response = detail.output if ok else None
+
+    rid = r.call_id
+    if ok and detail is not None and isinstance(detail.output, dict):
+        out_id = detail.output.get("id")
+        if isinstance(out_id, str) and out_id:
+            rid = out_id
+    if r.cache_hit:
+        rid = f"{rid}_cache_hit{end}"
 
     if ok:
         error_str = None
@@ -305,17 +331,7 @@ def standard_payload(record: CompletionRecord, detail: Detail | None = None, *, 
         "error_str": error_str,
         "error_information": error_information,
         "model_parameters": params,
-        "hidden_params": {
-            "model_id": r.deployment_id or None,
-            "cache_key": None,
-            "api_base": api_base or None,
-            "response_cost": cost,
-            "litellm_overhead_time_ms": r.overhead * 1000.0,
-            "additional_headers": None,
-            "batch_models": None,
-            "litellm_model_name": r.upstream_model or None,
-            "usage_object": usage,
-        },
+        "hidden_params": hidden,
         "guardrail_information": None,
         "standard_built_in_tools_params": None,
     }
