@@ -44,6 +44,7 @@ from relaygate.http.app import SUPERVISOR_ENV
 from relaygate.logs import setup_logging
 from relaygate.metrics import METRICS_DIR_ENV
 from relaygate.store import StoreError, database_url, embedded_default_url, make_store, open_store, redact_url
+from relaygate.store.pgurl import url_from_env
 
 if TYPE_CHECKING:
     from granian.log import LogLevels
@@ -55,7 +56,7 @@ COMMANDS = ("serve", "check-config", "db", "version")
 def _serve_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Run the relaygate gateway.")
     p.add_argument("--config", "-c", help="config file: native .toml or LiteLLM config.yaml "
-                   "(default: the embedded mock-provider config)")
+                   "(default: CONFIG_FILE_PATH as LiteLLM, else the embedded mock-provider config)")
     p.add_argument("--host", default=None, help="address to listen on (default from config, else 0.0.0.0)")
     p.add_argument("--port", type=int, default=None, help="port (default from config, else 4000)")
     p.add_argument("--workers", "--num_workers", dest="workers", type=int, default=None,
@@ -135,6 +136,14 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
     # and `--model` mode writes its generated config there
     metrics_dir = tempfile.mkdtemp(prefix="relaygate-")
     os.environ[METRICS_DIR_ENV] = metrics_dir
+    if not args.config and not args.model:
+        if os.environ.get("LITELLM_CONFIG_BUCKET_NAME"):
+            print("relaygate: LITELLM_CONFIG_BUCKET_NAME is set, but relaygate does not fetch its config from a "
+                  "bucket: copy the file into the container and pass --config (or CONFIG_FILE_PATH)",
+                  file=sys.stderr)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            return 2
+        args.config = os.environ.get("CONFIG_FILE_PATH") or None  # LiteLLM's variable for the config file
     if args.model and not args.config:
         args.config = os.path.join(metrics_dir, "model.yaml")
         with open(args.config, "w") as f:
@@ -339,9 +348,10 @@ def db_command(argv: list[str]) -> int:
             print(f"relaygate db: config error: {exc}", file=sys.stderr)
             return 2
     else:
-        url = os.environ.get("DATABASE_URL") or None
+        url = os.environ.get("DATABASE_URL") or url_from_env(os.environ)
     if url is None:
-        print("relaygate db: no database: give --database-url, --config, or set DATABASE_URL", file=sys.stderr)
+        print("relaygate db: no database: give --database-url, --config, or set DATABASE_URL (or LiteLLM's "
+              "DATABASE_HOST, DATABASE_USER, DATABASE_NAME ...)", file=sys.stderr)
         return 2
     if args.action == "import-litellm":
         return _import_litellm(args.source, url)

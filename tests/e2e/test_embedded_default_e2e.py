@@ -72,3 +72,26 @@ def test_embedded_database_off_has_no_store() -> None:
         r = httpx.get(gw.url + "/spend/logs", timeout=30)
         assert r.status_code == 503, r.text
         assert not (Path(gw.log_path).parent / "relaygate.db").exists()
+
+
+def test_litellms_config_file_path_is_the_config_without_an_argument(tmp_path: Path) -> None:
+    """LiteLLM's containers name their file in ``CONFIG_FILE_PATH`` and start the proxy without ``--config``;
+    relaygate serving its embedded mock config instead would answer every model with a mock and no keys."""
+    import os
+
+    cfg = tmp_path / "litellm.yaml"
+    cfg.write_text("model_list:\n  - model_name: from-the-env-file\n    litellm_params: {model: mock/echo}\n"
+                   "general_settings:\n  master_key: sk-env-file\n")
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    gw = _serve(tmp_path / "data", tmp_path / "gateway.log", {**env, "CONFIG_FILE_PATH": str(cfg)})
+    try:
+        assert httpx.get(gw.url + "/v1/models", timeout=30).status_code == 401  # the file's master key
+        models = httpx.get(gw.url + "/v1/models", headers={"authorization": "Bearer sk-env-file"}, timeout=30)
+        assert [m["id"] for m in models.json()["data"]] == ["from-the-env-file"]
+    finally:
+        stop_process(gw.proc)
+    # a config LiteLLM would fetch from a bucket: refused at once, saying what to do
+    out = subprocess.run([sys.executable, "-m", "relaygate.cli", "serve", "--port", str(free_port())],
+                         env={**env, "LITELLM_CONFIG_BUCKET_NAME": "my-bucket"}, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and "LITELLM_CONFIG_BUCKET_NAME" in out.stderr and "--config" in out.stderr

@@ -53,7 +53,8 @@ ROWS = [
 ]
 
 
-def litellm_database(server: PostgresServer) -> str:
+def litellm_database(server: PostgresServer, schema: str | None = None) -> str:
+    """A new database holding LiteLLM's tables and :data:`ROWS` (in ``schema`` when given); its URL."""
     import asyncpg  # type: ignore[import-untyped]
 
     url = server.new_database()
@@ -61,6 +62,8 @@ def litellm_database(server: PostgresServer) -> str:
     async def fill() -> None:
         conn = await asyncpg.connect(url)
         try:
+            if schema is not None:
+                await conn.execute(f"CREATE SCHEMA {schema}; SET search_path TO {schema}")
             await conn.execute(SCHEMA.read_text())
             for sql in ROWS:
                 await conn.execute(sql)

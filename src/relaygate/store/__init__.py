@@ -6,7 +6,9 @@ pool; ``general_settings.database_url`` or ``DATABASE_URL``, as LiteLLM) for sev
 one database. Typed records are in ``records``, the schema's versioned steps in ``migrations``.
 
 Where the database is (:func:`database_url`): ``general_settings.database_url``, else the ``DATABASE_URL``
-environment variable, else (unless ``relaygate_settings.embedded_database`` is false) the SQLite file
+environment variable, else the URL LiteLLM assembles from ``DATABASE_HOST`` / ``DATABASE_USER`` /
+``DATABASE_PASSWORD`` / ``DATABASE_NAME`` ... (``store.pgurl.url_from_env``: what the official Helm chart
+sets), else (unless ``relaygate_settings.embedded_database`` is false) the SQLite file
 ``relaygate_settings.database_file`` (default ``relaygate.db``) in the config file's directory. The
 embedded default config (``relaygate serve`` without a file) keeps its SQLite file in the data directory
 (:func:`embedded_default_url`: ``RELAYGATE_DATA_DIR``, else ``$XDG_DATA_HOME/relaygate``, else
@@ -29,6 +31,7 @@ from relaygate.store.errors import (
     StoreUnavailable,
     redact_url,
 )
+from relaygate.store.pgurl import url_from_env
 from relaygate.store.records import (
     Budget,
     Customer,
@@ -48,7 +51,7 @@ from relaygate.store.records import (
 
 def database_url(config: Config, config_path: str | None) -> str | None:
     """The database this config uses (see the module docstring), or None for no store."""
-    url = config.general.database_url or os.environ.get("DATABASE_URL")
+    url = config.general.database_url or os.environ.get("DATABASE_URL") or url_from_env(os.environ)
     if url:
         return url
     if not config.server.embedded_database or not config_path:

@@ -32,6 +32,7 @@ import msgspec
 from relaygate.store import tables as t
 from relaygate.store.base import Conn, Store
 from relaygate.store.errors import StoreUnavailable, redact_url
+from relaygate.store.pgurl import pg_options
 
 ORDER = ("budgets", "organizations", "users", "organization_members", "teams", "team_members", "customers", "tags",
          "keys")
@@ -70,7 +71,14 @@ async def read_litellm(url: str, *, connect_timeout: float = 10.0
     import asyncpg  # type: ignore[import-untyped]
 
     try:
-        conn = await asyncpg.connect(url, timeout=connect_timeout)
+        opts = pg_options(url)  # LiteLLM's URL may carry Prisma's options (?schema=...): store.pgurl
+    except ValueError as exc:
+        raise StoreUnavailable(f"{exc} ({redact_url(url)})") from None
+    settings = {"search_path": opts.search_path} if opts.search_path else None
+    try:
+        conn = await asyncpg.connect(opts.dsn, timeout=opts.connect_timeout or connect_timeout,
+                                     server_settings=settings,
+                                     **({"statement_cache_size": 0} if opts.statement_cache_size == 0 else {}))
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         raise StoreUnavailable(f"cannot connect to the LiteLLM database {redact_url(url)}: "
                                f"{type(exc).__name__}") from None

@@ -4,7 +4,9 @@ The shared SQL's ``?`` placeholders become ``$1 ... $n`` (memoised per statement
 statement cache sees the same text); JSON columns are JSONB, sent and read as JSON text. Read-modify-write
 takes row locks (``FOR UPDATE``), and schema upgrades take a transaction-level advisory lock (see
 ``migrations``). Connection failures while opening are :class:`StoreUnavailable` naming the URL with its
-password redacted; the driver's own message is scrubbed of the password too.
+password redacted; the driver's own message is scrubbed of the password too. A LiteLLM ``DATABASE_URL``'s
+Prisma options (``schema``, ``connection_limit``, ``pool_timeout``, ``pgbouncer`` ...) are read by
+``store.pgurl`` and given to asyncpg as their meaning, never sent to the server as settings.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from urllib.parse import unquote, urlsplit
 import asyncpg  # type: ignore[import-untyped]
 
 from relaygate.store.base import Store
-from relaygate.store.errors import InvalidText, StoreUnavailable, redact_url
+from relaygate.store.errors import InvalidText, StoreError, StoreUnavailable, redact_url
+from relaygate.store.pgurl import pg_options, quote_ident
 
 
 @functools.lru_cache(maxsize=1024)
@@ -70,25 +73,47 @@ class PostgresStore(Store):
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 5, connect_timeout: float = 5.0,
                  command_timeout: float = 30.0) -> None:
-        self._dsn = dsn
         self.url = redact_url(dsn)
+        try:
+            opts = pg_options(dsn)  # LiteLLM's (Prisma's) options in the URL: store.pgurl
+        except ValueError as exc:
+            raise StoreError(f"{exc} ({self.url})") from None
+        self._dsn = opts.dsn
+        self._options = opts
         self._password = unquote(urlsplit(dsn).password or "")
-        self._sizes = (min_size, max(min_size, max_size))
-        self._connect_timeout = connect_timeout
-        self._command_timeout = command_timeout
+        max_size = opts.max_size or max_size
+        self._sizes = (min(min_size, max_size), max_size)
+        self._connect_timeout = opts.connect_timeout or connect_timeout
+        self._command_timeout = opts.command_timeout or command_timeout
         self._pool: asyncpg.Pool | None = None
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._password, "***") if self._password else text
 
     async def connect(self) -> None:
+        opts = self._options
+        extra: dict[str, Any] = {}
+        if opts.statement_cache_size is not None:
+            extra["statement_cache_size"] = opts.statement_cache_size
         try:
+            if opts.schema is not None:
+                await asyncio.wait_for(self._create_schema(opts.schema), self._connect_timeout + 1)
+                extra["server_settings"] = {"search_path": opts.search_path}
             self._pool = await asyncio.wait_for(asyncpg.create_pool(
                 self._dsn, min_size=self._sizes[0], max_size=self._sizes[1], timeout=self._connect_timeout,
-                command_timeout=self._command_timeout), self._connect_timeout + 1)
+                command_timeout=self._command_timeout, **extra), self._connect_timeout + 1)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             why = self._scrub(str(exc)) or "timed out"
             raise StoreUnavailable(f"cannot connect to the database {self.url}: {type(exc).__name__}: {why}") from None
+
+    async def _create_schema(self, schema: str) -> None:
+        """The URL's ``schema`` (Prisma's option), created when missing, as ``prisma migrate`` does."""
+        conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+        finally:
+            await conn.close()
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -110,7 +135,7 @@ class PostgresStore(Store):
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[_Conn]:
         try:
-            async with self._need().acquire() as conn:
+            async with self._need().acquire(timeout=self._options.pool_timeout) as conn:
                 yield _Conn(conn)
         except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError,
                 asyncpg.exceptions.CannotConnectNowError) as exc:
@@ -119,7 +144,7 @@ class PostgresStore(Store):
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[_Conn]:
         try:
-            async with self._need().acquire() as conn, conn.transaction():
+            async with self._need().acquire(timeout=self._options.pool_timeout) as conn, conn.transaction():
                 yield _Conn(conn)
         except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError,
                 asyncpg.exceptions.CannotConnectNowError) as exc:
