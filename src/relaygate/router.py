@@ -315,6 +315,7 @@ class Router:
         # LiteLLM's pattern router: the longest literal pattern wins (stable: config order among equals)
         self._wildcards.sort(key=lambda w: -len(w[1].model_name.replace("*", "")))
         self.aliases = dict(s.model_group_alias)
+        self._hidden = frozenset(s.hidden_aliases)
         self._carry.keep_only({dep.id for _pat, dep, _prov in self._wildcards})
 
     def _stats(self, dep: Deployment) -> DeploymentStats:
@@ -350,8 +351,9 @@ class Router:
     # -- resolution ---------------------------------------------------------------------------------
 
     def public_models(self) -> list[str]:
+        """The model names listed to clients: the groups, and the aliases not ``hidden``."""
         names = list(self.groups)
-        names.extend(a for a in self.aliases if a not in self.groups)
+        names.extend(a for a in self.aliases if a not in self.groups and a not in self._hidden)
         return names
 
     def resolve(self, model: str, route: str = "/chat/completions") -> ModelGroup:

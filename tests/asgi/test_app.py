@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 import pytest
 
 from relaygate import __version__
 from relaygate.asgi import Gateway
+from relaygate.config import from_litellm
+from relaygate.config.errors import ConfigError
 
 from .conftest import call, make_gateway
 
@@ -186,6 +189,33 @@ def test_model_group_alias() -> None:
     assert r.status == 200 and r.headers["x-litellm-model-group"] == "real"
     ids = [m["id"] for m in run(call(gw, "GET", "/v1/models")).json()["data"]]
     assert ids == ["real", "nick"]
+
+
+def test_model_group_alias_in_litellms_object_shape_with_hidden() -> None:
+    """``{alias: {model: group, hidden: true}}`` (LiteLLM's ``RouterModelGroupAliasItem``) was refused at
+    startup; a hidden alias is served and not listed."""
+    gw = make_gateway({"model_list": [{"model_name": "real", "litellm_params": {"model": "mock/echo"}}],
+                       "router_settings": {"model_group_alias": {"nick": {"model": "real"},
+                                                                 "secret": {"model": "real", "hidden": True},
+                                                                 "plain": "real"}}})
+    for alias in ("nick", "secret", "plain"):
+        r = run(call(gw, "POST", "/v1/chat/completions", {**CHAT, "model": alias}))
+        assert r.status == 200 and r.headers["x-litellm-model-group"] == "real"
+    ids = [m["id"] for m in run(call(gw, "GET", "/v1/models")).json()["data"]]
+    assert ids == ["real", "nick", "plain"]
+
+
+@pytest.mark.parametrize(("alias", "field"), [
+    ({"nick": {"model": "real", "hidden": "yes"}}, "router_settings.model_group_alias.nick.hidden"),
+    ({"nick": {"model": "real", "visible": True}}, "router_settings.model_group_alias.nick"),
+    ({"nick": {"hidden": True}}, "router_settings.model_group_alias.nick"),
+    (["nick"], "router_settings.model_group_alias"),
+])
+def test_model_group_alias_errors_name_the_field(alias: Any, field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        from_litellm({"model_list": [{"model_name": "real", "litellm_params": {"model": "mock/echo"}}],
+                      "router_settings": {"model_group_alias": alias}}, "<test>")
+    assert info.value.field == field
 
 
 def test_models_list_follows_the_keys_allow_list() -> None:

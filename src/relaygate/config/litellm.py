@@ -369,6 +369,32 @@ def deployment_budget(params: dict[str, Any], source: str, path: str, label: str
 
 # -------------------------------------------------------------------------------------------- fallbacks
 
+def model_group_alias(value: Any, source: str, path: str) -> tuple[dict[str, str], list[str]]:
+    """``router_settings.model_group_alias`` in LiteLLM's two shapes, ``{alias: group}`` and ``{alias: {model:
+    group, hidden: true}}``: the alias table, and the aliases left out of the model lists (``hidden``)."""
+    if not isinstance(value, dict):
+        raise ConfigError(source, path, "expected a mapping of alias -> model group")
+    aliases: dict[str, str] = {}
+    hidden: list[str] = []
+    for alias, target in value.items():
+        where = f"{path}.{alias}"
+        if isinstance(target, dict):
+            unknown = set(target) - {"model", "hidden"}
+            if unknown:
+                raise ConfigError(source, where, f"unknown field(s) {sorted(unknown)}: expected model and hidden")
+            model, hide = target.get("model"), target.get("hidden", False)
+            if not isinstance(hide, bool):
+                raise ConfigError(source, f"{where}.hidden", "expected true or false")
+            if hide:
+                hidden.append(str(alias))
+        else:
+            model = target
+        if not isinstance(model, str) or not model:
+            raise ConfigError(source, where, "expected the name of a model group")
+        aliases[str(alias)] = model
+    return aliases, hidden
+
+
 FALLBACK_LISTS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
 
 

@@ -405,6 +405,8 @@ def _router_value(key: str, value: Any, source: str, section: str, warnings: lis
         return litellm.default_fallbacks(value, source, f"{section}.{key}", warnings)
     if key == "provider_budget_config":
         return litellm.provider_budget_config(value, source, f"{section}.{key}")
+    if key == "model_group_alias":
+        return litellm.model_group_alias(value, source, f"{section}.{key}")
     return value
 
 
@@ -496,6 +498,8 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
             warnings.append(f"router_settings.{k}: ignored")
     if "timeout" in rs:
         server_raw.setdefault("request_timeout", rs["timeout"])
+    if isinstance(router_raw.get("model_group_alias"), tuple):
+        router_raw["model_group_alias"], router_raw["hidden_aliases"] = router_raw["model_group_alias"]
 
     gs = _expect_mapping(data.get("general_settings"), source, "general_settings")
     general_raw: dict[str, Any] = dict(budget_raw)

@@ -99,6 +99,8 @@ class RouterSettings(msgspec.Struct, kw_only=True):
     retry_policy: dict[str, int] = {}
     allowed_fails_policy: dict[str, int] = {}
     model_group_alias: dict[str, str] = {}
+    hidden_aliases: list[str] = []
+    """Aliases of ``model_group_alias`` written ``{model: ..., hidden: true}``: served, not listed."""
     enable_pre_call_checks: bool = False
     enable_tag_filtering: bool = False
     redis_host: str | None = None
