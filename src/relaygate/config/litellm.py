@@ -51,7 +51,7 @@ from relaygate.config.errors import ConfigError
 
 #: the sections of a LiteLLM config relaygate reads (``include`` is merged away before)
 TOP_LEVEL = frozenset({"model_list", "router_settings", "litellm_settings", "general_settings",
-                       "environment_variables", "relaygate_settings", "relaygate_keys"})
+                       "environment_variables", "relaygate_settings", "relaygate_keys", "credential_list"})
 #: keys of a ``model_list`` entry
 ENTRY_KEYS = frozenset({"model_name", "litellm_params", "model_info", "rpm", "tpm"})
 #: ``model_info`` keys relaygate reads, besides prices
@@ -104,7 +104,6 @@ IGNORED_PARAMS = {
     "region_name": "LiteLLM's label for region-based routing (allowed_model_region); relaygate does not "
                    "route by region, and it is not the provider's region: that is aws_region_name / "
                    "vertex_location",
-    "litellm_credential_name": "LiteLLM's credential_list is not supported: give api_key",
     "mock_response": "only the mock provider answers with mock_response",
 }
 
@@ -393,6 +392,48 @@ def model_group_alias(value: Any, source: str, path: str) -> tuple[dict[str, str
             raise ConfigError(source, where, "expected the name of a model group")
         aliases[str(alias)] = model
     return aliases, hidden
+
+
+def credential_list(value: Any, source: str) -> dict[str, dict[str, Any]]:
+    """LiteLLM's top-level ``credential_list`` (``[{credential_name, credential_values: {api_key, api_base,
+    ...}, credential_info}]``) by name; ``os.environ/`` references are already resolved."""
+    if value is None:
+        return {}
+    if not isinstance(value, list):
+        raise ConfigError(source, "credential_list", "expected a list of {credential_name, credential_values}")
+    out: dict[str, dict[str, Any]] = {}
+    for i, item in enumerate(value):
+        where = f"credential_list[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(source, where, "expected {credential_name, credential_values, credential_info}")
+        name, values = item.get("credential_name"), item.get("credential_values")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(source, f"{where}.credential_name", "expected a name")
+        if name in out:
+            raise ConfigError(source, f"{where}.credential_name", f"{name!r} is named twice")
+        if not isinstance(values, dict) or not values:
+            raise ConfigError(source, f"{where}.credential_values", "expected a mapping of litellm_params "
+                              "(api_key, api_base, ...)")
+        out[name] = values
+    return out
+
+
+def with_credential(params: dict[str, Any], credentials: dict[str, dict[str, Any]], source: str,
+                    path: str) -> dict[str, Any]:
+    """``params`` over the values of the credential its ``litellm_credential_name`` names (the deployment's
+    own values win, as LiteLLM merges them). Unlike LiteLLM, which then finds no values and calls the
+    provider with whatever the environment holds, a name ``credential_list`` does not define is an error:
+    another account's key from the environment is the wrong answer."""
+    name = params.get("litellm_credential_name")
+    if name is None:
+        return params
+    if not isinstance(name, str) or name not in credentials:
+        known = ", ".join(sorted(credentials)) or "none"
+        raise ConfigError(source, f"{path}.litellm_params.litellm_credential_name",
+                          f"no credential {name!r} in credential_list (defined: {known})")
+    merged = {**credentials[name], **params}
+    del merged["litellm_credential_name"]
+    return merged
 
 
 FALLBACK_LISTS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")

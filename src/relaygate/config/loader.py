@@ -433,13 +433,15 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
     if not isinstance(model_list, list):
         raise ConfigError(source, "model_list", "expected a list")
     base = os.path.dirname(os.path.abspath(source))
+    credentials = litellm.credential_list(data.get("credential_list"), source)
     built = _Deployments()
     for i, entry in enumerate(model_list):
         file, j = origins[i] if i < len(origins) else (source, i)  # where the entry was written
         path = f"model_list[{j}]"
         where = path if file == source else f"{os.path.relpath(file, base)}: {path}"
         entry = _expect_mapping(resolve_env(entry, file, path), file, path)
-        params = _expect_mapping(entry.get("litellm_params"), file, f"{path}.litellm_params")
+        params = litellm.with_credential(_expect_mapping(entry.get("litellm_params"), file, f"{path}.litellm_params"),
+                                         credentials, file, path)
         info = _expect_mapping(entry.get("model_info"), file, f"{path}.model_info")
         built.warnings.extend(f"{where}.{k}: ignored" for k in entry if k not in litellm.ENTRY_KEYS)
         built.add(entry.get("model_name"), params, info, file, path, where, entry)

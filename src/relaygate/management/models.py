@@ -87,6 +87,9 @@ def deployment_of(row: ModelRow) -> Deployment:
     relative to the row: ``litellm_params.model`` ...)."""
     if not row.model_name:
         raise ConfigError(SOURCE, "model_name", "expected a non-empty string")
+    if "litellm_credential_name" in row.litellm_params:  # resolved only against a config file's credential_list
+        raise ConfigError(SOURCE, "litellm_params.litellm_credential_name", "a stored model cannot name a "
+                          "credential of the config's credential_list: give its api_key / api_base")
     info = {**row.model_info, "id": row.model_id, "db_model": True}
     dep = make_deployment(row.model_name, dict(row.litellm_params), info, SOURCE, "", where=f"model {row.model_id}")
     if dep.provider not in PROVIDERS:
