@@ -71,6 +71,30 @@ def test_auth_headers_accepted(mock_gateway: Gateway, header: str) -> None:
     assert run(call(mock_gateway, "POST", "/v1/chat/completions", CHAT, {header: value})).status == 200
 
 
+def test_litellm_key_header_name() -> None:
+    """LiteLLM's ``general_settings.litellm_key_header_name``: the key may arrive in the operator's header (with
+    or without ``Bearer``), read before ``Authorization`` (which a client may then use for something else)."""
+    gw = make_gateway({"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}}],
+                       "general_settings": {"master_key": "sk-master", "litellm_key_header_name": "X-Litellm-Key"},
+                       "relaygate_keys": [{"key": "sk-team", "models": ["m"]}]})
+    body = {**CHAT, "model": "m"}
+    for headers in ({"X-Litellm-Key": "Bearer sk-team"}, {"x-litellm-key": "sk-team"},
+                    {"X-Litellm-Key": "Bearer sk-team", "Authorization": "Bearer not-a-gateway-key"},
+                    {"Authorization": "Bearer sk-team"}):
+        assert run(call(gw, "POST", "/v1/chat/completions", body, headers)).status == 200, headers
+    r = run(call(gw, "POST", "/v1/chat/completions", body,
+                 {"X-Litellm-Key": "Bearer wrong", "Authorization": "Bearer sk-team"}))
+    assert r.status == 401  # the configured header, when sent, is the key
+
+
+def test_litellm_key_header_name_must_be_a_header_name() -> None:
+    from relaygate.config.loader import validate
+
+    cfg = from_litellm({"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}}],
+                        "general_settings": {"litellm_key_header_name": "X Key:"}}, "<test>")
+    assert [p for p in validate(cfg) if "litellm_key_header_name" in p]
+
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"x-api-key": "sk-tes"}])
 def test_auth_rejected(mock_gateway: Gateway, headers: dict[str, str]) -> None:
     r = run(call(mock_gateway, "POST", "/v1/chat/completions", CHAT, headers))

@@ -93,6 +93,14 @@ def test_request_headers_never_forward_credentials() -> None:
                                                        ("anthropic-beta", "tools-2024")]
 
 
+def test_the_configs_own_key_header_is_never_forwarded() -> None:
+    """``litellm_key_header_name``: the gateway key in a header of the operator's naming stays a credential."""
+    client = [(b"x-my-gateway-key", b"Bearer sk-virtual"), (b"x-pass-x-my-gateway-key", b"sk-virtual"),
+              (b"x-trace", b"t1")]
+    assert urls.request_headers(client, True, [], b"x-my-gateway-key") == [("x-trace", "t1")]
+    assert ("x-my-gateway-key", "Bearer sk-virtual") in urls.request_headers(client, True, [])
+
+
 def test_response_headers() -> None:
     up = [(b"content-type", b"text/event-stream"), (b"content-length", b"5"), (b"transfer-encoding", b"chunked"),
           (b"connection", b"close"), (b"set-cookie", b"a=1"), (b"server", b"x"), (b"request-id", b"req_1"),

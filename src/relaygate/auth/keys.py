@@ -190,8 +190,18 @@ def hash_key(key: bytes | str) -> str:
     return hashlib.sha256(key).hexdigest()
 
 
-def read_token(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
-    """The client's key from the first auth header present (``Bearer`` stripped; ``Basic`` is no key)."""
+def key_header(name: str | None) -> bytes | None:
+    """``general_settings.litellm_key_header_name`` as :func:`read_token` compares it (None: not set)."""
+    return name.strip().lower().encode("latin-1") if name and name.strip() else None
+
+
+def read_token(headers: Iterable[tuple[bytes, bytes]], custom: bytes | None = None) -> bytes | None:
+    """The client's key from the first auth header present (``Bearer`` stripped; ``Basic`` is no key); the
+    ``custom`` header (LiteLLM's ``litellm_key_header_name``, lower-case) first when it is sent."""
+    if custom is not None:
+        for k, v in headers:
+            if k == custom:
+                return (v[7:] if v[:7].lower() == b"bearer " else v).strip() or None
     for k, v in headers:
         if k in _AUTH_HEADERS:
             if k == b"authorization":
@@ -209,6 +219,7 @@ class Authenticator:
     def __init__(self, config: Config) -> None:
         mk = config.general.master_key
         self.master_key = mk.encode() if mk else None
+        self.key_header = key_header(config.general.litellm_key_header_name)
         self.keys: dict[str, KeyInfo] = {}
         groups = access_groups(config)
         for kc in config.keys:
@@ -221,7 +232,7 @@ class Authenticator:
         master key nor virtual keys); raises ``AuthError`` otherwise."""
         if not self.enabled:
             return None
-        token = read_token(headers)
+        token = read_token(headers, self.key_header)
         if token is None:
             if self.master_key is None:
                 return None

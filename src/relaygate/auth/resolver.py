@@ -73,7 +73,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from relaygate.auth.keys import Authenticator, KeyInfo, access_groups, hash_key, read_token
+from relaygate.auth.keys import Authenticator, KeyInfo, access_groups, hash_key, key_header, read_token
 from relaygate.auth.store_keys import customer_blocked
 from relaygate.config.model import Config, KeyConfig
 from relaygate.core import errors
@@ -287,6 +287,8 @@ class PrincipalResolver:
         """The config's model access groups (group -> model names), for lookups that build ``KeyInfo``."""
         self.blocked_customers: frozenset[str] = frozenset()
         """Customer ids refused (:meth:`set_blocked_customers`); empty: no customer check at all."""
+        self.key_header: bytes | None = None
+        """LiteLLM's ``litellm_key_header_name`` (lower-case): read before the usual key headers."""
         self.jwt: Any = None
         """``auth.jwt_auth.JWTAuth`` when ``enable_jwt_auth`` is on: :meth:`resolve` (the miss path only) hands it
         tokens that look like JWTs; None (the default): nothing JWT-related runs anywhere."""
@@ -313,6 +315,7 @@ class PrincipalResolver:
         options.setdefault("serve_stale", g.allow_requests_on_db_unavailable)
         resolver = cls(config.general.master_key, found, **options)
         resolver.access_groups = groups
+        resolver.key_header = key_header(g.litellm_key_header_name)
         if g.enable_jwt_auth:
             from relaygate.auth.jwt_auth import JWTAuth
 
@@ -328,7 +331,7 @@ class PrincipalResolver:
         Raises ``AuthError`` (401) for a missing key, or a key known to be bad, when a master key is set."""
         if not self.enabled:
             return ANONYMOUS
-        token = read_token(headers)
+        token = read_token(headers, self.key_header)
         master = self.master_key
         if token is None:
             if master is None:
@@ -362,7 +365,7 @@ class PrincipalResolver:
         p = self.resolve_cached(headers)
         if p is not None:
             return p
-        token = read_token(headers)
+        token = read_token(headers, self.key_header)
         assert token is not None  # resolve_cached returns None only for a present, uncached token
         if self.jwt is not None and token[:3] == b"eyJ":
             p = await self._resolve_jwt(token)

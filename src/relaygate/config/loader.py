@@ -79,6 +79,8 @@ _LITELLM_SETTINGS_ROUTER = {
     "num_retries", "fallbacks", "context_window_fallbacks", "content_policy_fallbacks", "default_fallbacks",
     "allowed_fails", "cooldown_time", "max_fallbacks", "retry_policy", "stream_timeout", "disable_cooldowns",
 }
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""An HTTP header name (RFC 9110 token)."""
 _LITELLM_SETTINGS_ACCEPTED = {"drop_params", "set_verbose", "request_timeout", "modify_params"}
 _GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "background_health_checks",
                  "health_check_interval", "max_request_size_mb", "proxy_port",
@@ -86,7 +88,7 @@ _GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "backgrou
                  "store_model_in_db", "disable_spend_logs", "store_prompts_in_spend_logs",
                  "maximum_spend_logs_retention_period", "maximum_spend_logs_retention_interval", "spend_logs_buffer",
                  "proxy_batch_write_at",
-                 "enable_jwt_auth", "litellm_jwtauth"}
+                 "enable_jwt_auth", "litellm_jwtauth", "litellm_key_header_name"}
 
 
 # ---------------------------------------------------------------------------------------------------- env
@@ -669,6 +671,10 @@ def validate(config: Config) -> list[str]:
     if not (interval > 0 and math.isfinite(interval)):
         errors.append("server.reload_poll_interval: expected a positive number of seconds")
     errors.extend(cors.problems(config.server))
+    header = config.general.litellm_key_header_name
+    if header is not None and not _TOKEN.fullmatch(header.strip()):
+        errors.append("general_settings.litellm_key_header_name: expected an HTTP header name (letters, digits, "
+                      "'-'), such as X-Litellm-Key")
     router = config.router
     if router.redis_host and not router.redis_url:  # the limiter's Redis topology comes from the environment
         from relaygate.config.cache import CacheConfigError, env_topology

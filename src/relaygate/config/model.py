@@ -221,6 +221,9 @@ class PassThroughEndpoint(msgspec.Struct, kw_only=True):
 
 class GeneralSettings(msgspec.Struct, kw_only=True):
     master_key: str | None = None
+    litellm_key_header_name: str | None = None
+    """LiteLLM's: a header the gateway key may arrive in (``X-Litellm-Key: Bearer sk-...``), read before the
+    usual ones; never forwarded upstream."""
     database_url: str | None = None
     health_check_timeout: float = 10.0
     background_health_checks: bool = False

@@ -362,7 +362,7 @@ class Relay:
         ep = up.endpoint
         forward_all = ep.forward_headers if ep is not None else route.forward_all
         own = await self._own_headers(method, url, body)
-        headers = urls.request_headers(self.scope["headers"], forward_all, own)
+        headers = urls.request_headers(self.scope["headers"], forward_all, own, rt.principals.key_header)
         s = rt.config.server
         wait = s.request_timeout
         timeouts = Timeouts(connect=s.connect_timeout, first_byte=s.first_byte_timeout or wait,

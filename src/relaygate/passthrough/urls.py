@@ -130,10 +130,13 @@ def _clean(v: bytes) -> bool:
 
 
 def request_headers(client: list[tuple[bytes, bytes]], forward_all: bool,
-                    own: list[tuple[str, str]]) -> list[tuple[str, str]]:
+                    own: list[tuple[str, str]], key_header: bytes | None = None) -> list[tuple[str, str]]:
     """The upstream request's headers: ``own`` (the route's: credentials, fixed headers) and what may be
-    forwarded of ``client``'s (see the module docstring)."""
+    forwarded of ``client``'s (see the module docstring); ``key_header``: the config's own gateway-key
+    header (``litellm_key_header_name``), a credential too."""
     mine = {k.lower().encode("latin-1") for k, _ in own}
+    if key_header is not None:
+        mine.add(key_header)
     connection = _named_by_connection(client)
     out: list[tuple[str, str]] = list(own)
     for k, v in client:

@@ -190,8 +190,8 @@ def _cookie(scope: Scope) -> str | None:
     return None
 
 
-def _has_key_header(scope: Scope) -> bool:
-    return any(k in _KEY_HEADERS for k, _ in scope["headers"])
+def _has_key_header(scope: Scope, custom: bytes | None = None) -> bool:
+    return any(k in _KEY_HEADERS or k == custom for k, _ in scope["headers"])
 
 
 def _set_cookie(scope: Scope, value: str, max_age: int) -> bytes:
@@ -417,7 +417,7 @@ async def authenticate(gw: Any, scope: Scope) -> Principal | None:
     key header or no cookie, or the gateway is open (no master key) (the caller then authenticates the key,
     or the anonymous caller, as before). 401 for a cookie that names
     no live session; 403 for a state-changing request without the session's ``x-csrf-token``."""
-    if _has_key_header(scope) or _cookie(scope) is None:
+    if _has_key_header(scope, gw.runtime.principals.key_header) or _cookie(scope) is None:
         return None
     if not gw.runtime.config.general.master_key:
         return None  # an open gateway: every caller is its anonymous admin, a stale cookie changes nothing
