@@ -44,6 +44,7 @@ from relaygate.config import env, litellm
 from relaygate.config.cache import CacheConfigError
 from relaygate.config.cache import from_litellm as cache_from_litellm
 from relaygate.config.errors import ConfigError as ConfigError
+from relaygate.config.key_policy import KeyPolicyError, key_policy
 from relaygate.config.litellm import split_provider as split_provider
 from relaygate.config.model import (
     Config,
@@ -79,6 +80,8 @@ _LITELLM_SETTINGS_ROUTER = {
     "num_retries", "fallbacks", "context_window_fallbacks", "content_policy_fallbacks", "default_fallbacks",
     "allowed_fails", "cooldown_time", "max_fallbacks", "retry_policy", "stream_timeout", "disable_cooldowns",
 }
+_KEY_POLICY = ("default_key_generate_params", "upperbound_key_generate_params", "key_generation_settings")
+"""``litellm_settings`` read by ``config.key_policy`` (in this order)."""
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 """An HTTP header name (RFC 9110 token)."""
 _LITELLM_SETTINGS_ACCEPTED = {"drop_params", "set_verbose", "request_timeout", "modify_params"}
@@ -478,12 +481,16 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
             top["check_provider_endpoint"] = bool(v)
         elif k in ("max_budget", "budget_duration", "default_internal_user_params"):  # -> GeneralSettings
             budget_raw[k] = v
-        elif k in ("cache", "cache_params") or k in _OBSERVE_LITELLM:  # the cache and the exporters: below
+        elif k in ("cache", "cache_params") or k in _OBSERVE_LITELLM or k in _KEY_POLICY:  # below
             pass
         elif k in _LITELLM_SETTINGS_ACCEPTED:
             pass
         else:
             warnings.append(f"litellm_settings.{k}: ignored")
+    try:
+        top["key_policy"] = key_policy(*(ls.get(k) for k in _KEY_POLICY))
+    except KeyPolicyError as exc:
+        raise ConfigError(source, exc.field, exc.detail) from None
     try:
         top["cache"] = cache_from_litellm(ls.get("cache"), ls.get("cache_params"), warnings)
     except CacheConfigError as exc:

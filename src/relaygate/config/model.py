@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from relaygate.config.cache import CacheSettings
+from relaygate.config.key_policy import KeyPolicy
 from relaygate.config.observe import ObserveSettings
 
 
@@ -297,6 +298,9 @@ class Config(msgspec.Struct, kw_only=True):
     general: GeneralSettings = msgspec.field(default_factory=GeneralSettings)
     cache: CacheSettings | None = None
     """``litellm_settings.cache`` / ``cache_params``: the response cache (``relaygate.cache``); None: off."""
+    key_policy: KeyPolicy = KeyPolicy()
+    """``litellm_settings.default_key_generate_params`` / ``upperbound_key_generate_params`` /
+    ``key_generation_settings``: what ``/key/generate`` fills in, bounds and allows (``config.key_policy``)."""
     observe: ObserveSettings | None = None
     """Exporters, JSON request logs and alerting (``litellm_settings.callbacks`` ..., ``relaygate.observe``);
     None: all off."""

@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from relaygate.config.key_policy import BOUNDED_DURATIONS, DEFAULTABLE, KeyPolicy, seconds
 from relaygate.http.routes import RouteTable
 from relaygate.management.common import (
     UNSET,
@@ -187,6 +188,9 @@ async def _fields(ctx: Ctx, body: KeyFields, *, old: Key | None) -> dict[str, An
     sent = given(body)
     for name in ("key", "new_key"):
         sent.pop(name, None)
+    policy = ctx.gw.runtime.config.key_policy
+    if not policy.empty:
+        sent = await _policy(ctx, policy, sent, new=old is None)
     non_negative({n: sent.get(n) for n in (*LIMITS, "soft_budget", "spend")})
     fields: dict[str, Any] = {}
     if "duration" in sent:
@@ -225,6 +229,55 @@ async def _fields(ctx: Ctx, body: KeyFields, *, old: Key | None) -> dict[str, An
             if old is None or n in sent:
                 fields[n] = limits.get(n)
     return fields
+
+
+async def _policy(ctx: Ctx, policy: KeyPolicy, sent: dict[str, Any], *, new: bool) -> dict[str, Any]:
+    """``sent`` under LiteLLM's key-generation settings (``config.key_policy``): a new key's defaults and who may
+    mint it, then every key's bounds (a new key that names no bounded value gets the bound)."""
+    c = ctx.caller
+    if new:
+        sent = dict(sent)
+        d = policy.defaults
+        for name in DEFAULTABLE:
+            if sent.get(name) is None and d.get(name) is not None:
+                sent[name] = d[name]
+        if not sent.get("models") and d.get("models"):
+            sent["models"] = list(d["models"])
+        if not sent.get("metadata") and d.get("metadata"):
+            sent["metadata"] = dict(d["metadata"])
+        team_id = sent.get("team_id")
+        if team_id is not None:
+            if not c.is_admin:
+                team = await ctx.store.get_team(team_id)
+                role = c.team_role(team)
+                if role is not None and role not in policy.team_roles:
+                    raise bad_request(f"Team member role {role} not in allowed_team_member_roles="
+                                      f"{list(policy.team_roles)}", "team_id")
+            required = policy.team_required
+        else:
+            if policy.personal_roles is not None and c.role not in policy.personal_roles:
+                raise bad_request("Personal key creation has been restricted by admin. Allowed roles="
+                                  f"{list(policy.personal_roles)}. Your role={c.role}", "user_id")
+            required = policy.personal_required
+        for name in required:
+            if name not in sent:
+                raise bad_request(f"Required param {name} not in data", name)
+    for name, bound in policy.upper.items():
+        value = sent.get(name)
+        if value is None:
+            if new and name not in sent:
+                sent[name] = bound
+            continue
+        if name in BOUNDED_DURATIONS:
+            try:
+                over = seconds(str(value)) > seconds(str(bound))
+            except ValueError:
+                raise bad_request(f"Invalid {name}={value!r}: expected a duration such as 30d", name) from None
+        else:
+            over = isinstance(value, (int, float)) and value > bound
+        if over:
+            raise bad_request(f"{name} is over max limit set in config - user_value={value}; max_value={bound}", name)
+    return sent
 
 
 def _generated(rec: Key, clear: str) -> dict[str, Any]:
