@@ -402,3 +402,19 @@ def test_post_config_reload_serves_the_others_when_a_provider_is_unknown(tmp_pat
         assert sorted(m["id"] for m in models.json()["data"]) == ["a", "b"]
 
     asyncio.run(main())
+
+
+def test_guardrails_are_refused_unless_acknowledged(tmp_path: Path) -> None:
+    """LiteLLM's guardrails (PII masking, prompt-injection checks ...) are not run: a config that has some
+    would send every request unchecked, so it does not start unless the operator says so."""
+    text = ("model_list:\n  - model_name: m\n    litellm_params: {model: mock/echo}\n"
+            "guardrails:\n  - guardrail_name: pii-mask\n    litellm_params: {guardrail: presidio, mode: pre_call, "
+            "default_on: true}\n")
+    p = tmp_path / "config.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(p))
+    assert info.value.field == "guardrails" and "pii-mask" in str(info.value)
+    p.write_text(text + "relaygate_settings: {ignore_guardrails: true}\n")
+    cfg = load_config(str(p))
+    assert cfg.server.ignore_guardrails and "guardrails: ignored" in cfg.warnings

@@ -561,7 +561,7 @@ def pass_through_endpoints(value: Any, source: str, path: str, warnings: list[st
             raise ConfigError(source, f"{where}.headers", "expected a mapping of header names to values")
         hs: dict[str, str] = {}
         for k, v in headers.items():
-            if not isinstance(k, str) or not _TOKEN.match(k):
+            if not isinstance(k, str) or not HEADER_NAME.match(k):
                 raise ConfigError(source, f"{where}.headers", f"invalid header name {k!r}")
             hs[k] = _header_value(v, source, f"{where}.headers.{k}")
         item: dict[str, Any] = {"path": route, "target": target, "headers": hs}
@@ -578,4 +578,34 @@ def pass_through_endpoints(value: Any, source: str, path: str, warnings: list[st
     return out
 
 
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+"""An HTTP header name (RFC 9110 token)."""
+
+
+def router_value(key: str, value: Any, source: str, section: str, warnings: list[str]) -> Any:
+    """A ``router_settings`` / ``litellm_settings`` value; fallback lists in LiteLLM's other shapes made
+    ``[{group: [group, ...]}]``."""
+    if key in FALLBACK_LISTS:
+        return fallback_table(value, source, f"{section}.{key}", warnings)
+    if key == "default_fallbacks":
+        return default_fallbacks(value, source, f"{section}.{key}", warnings)
+    if key == "provider_budget_config":
+        return provider_budget_config(value, source, f"{section}.{key}")
+    if key == "model_group_alias":
+        return model_group_alias(value, source, f"{section}.{key}")
+    return value
+
+
+def refuse_guardrails(guardrails: Any, acknowledged: bool, source: str) -> None:
+    """LiteLLM's top-level ``guardrails`` (PII masking, prompt-injection and moderation checks around every
+    call) are not run by relaygate. Ignoring them with a warning would send every request to the providers
+    unchecked, which an operator who configured them relies on not happening: a non-empty list stops
+    startup, unless ``relaygate_settings.ignore_guardrails: true`` says to serve without them knowingly."""
+    if not guardrails or acknowledged:
+        return
+    names = [str(g.get("guardrail_name")) for g in guardrails if isinstance(g, dict) and g.get("guardrail_name")] \
+        if isinstance(guardrails, list) else []
+    listed = f" ({', '.join(names)})" if names else ""
+    raise ConfigError(source, "guardrails", f"relaygate does not run LiteLLM's guardrails{listed}: requests would "
+                      "reach the providers unchecked. Remove them, or set relaygate_settings.ignore_guardrails: "
+                      "true to serve without them knowingly")

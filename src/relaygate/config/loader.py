@@ -82,8 +82,6 @@ _LITELLM_SETTINGS_ROUTER = {
 }
 _KEY_POLICY = ("default_key_generate_params", "upperbound_key_generate_params", "key_generation_settings")
 """``litellm_settings`` read by ``config.key_policy`` (in this order)."""
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-"""An HTTP header name (RFC 9110 token)."""
 _LITELLM_SETTINGS_ACCEPTED = {"drop_params", "set_verbose", "request_timeout", "modify_params"}
 _GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "background_health_checks",
                  "health_check_interval", "max_request_size_mb", "proxy_port",
@@ -401,20 +399,6 @@ def _cors_settings(server: dict[str, Any], source: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- LiteLLM
 
 
-def _router_value(key: str, value: Any, source: str, section: str, warnings: list[str]) -> Any:
-    """A ``router_settings`` / ``litellm_settings`` value; fallback lists in LiteLLM's other shapes made
-    ``[{group: [group, ...]}]``."""
-    if key in litellm.FALLBACK_LISTS:
-        return litellm.fallback_table(value, source, f"{section}.{key}", warnings)
-    if key == "default_fallbacks":
-        return litellm.default_fallbacks(value, source, f"{section}.{key}", warnings)
-    if key == "provider_budget_config":
-        return litellm.provider_budget_config(value, source, f"{section}.{key}")
-    if key == "model_group_alias":
-        return litellm.model_group_alias(value, source, f"{section}.{key}")
-    return value
-
-
 def _key_warnings(keys: Any, section: str) -> list[str]:
     fields = _fields(KeyConfig)
     if not isinstance(keys, list):
@@ -462,7 +446,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
     ls = _expect_mapping(data.get("litellm_settings"), source, "litellm_settings")
     for k, v in ls.items():
         if k in _LITELLM_SETTINGS_ROUTER:
-            router_raw[k] = _router_value(k, v, source, "litellm_settings", warnings)
+            router_raw[k] = litellm.router_value(k, v, source, "litellm_settings", warnings)
         elif k == "request_timeout":
             router_raw["timeout"] = v
             server_raw["request_timeout"] = v
@@ -504,7 +488,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
     rs = _expect_mapping(data.get("router_settings"), source, "router_settings")
     for k, v in rs.items():
         if k in _ROUTER_KEYS:
-            router_raw[k] = _router_value(k, v, source, "router_settings", warnings)
+            router_raw[k] = litellm.router_value(k, v, source, "router_settings", warnings)
         else:
             warnings.append(f"router_settings.{k}: ignored")
     if "timeout" in rs:
@@ -536,6 +520,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
             server_raw[k] = v
         elif k != "log_bodies":
             warnings.append(f"relaygate_settings.{k}: ignored")
+    litellm.refuse_guardrails(data.get("guardrails"), rg.get("ignore_guardrails") is True, source)
 
     return _registered(Config(
         deployments=built.deployments,
@@ -602,7 +587,7 @@ def from_native(raw: dict[str, Any], source: str) -> Config:
             warnings.append(f"router.{k}: ignored")
             router.pop(k)
         else:
-            router[k] = _router_value(k, router[k], source, "router", warnings)
+            router[k] = litellm.router_value(k, router[k], source, "router", warnings)
     general = {**_expect_mapping(data.get("general"), source, "general"),
                **_expect_mapping(data.get("auth"), source, "auth")}
     for k in list(general):
@@ -679,7 +664,7 @@ def validate(config: Config) -> list[str]:
         errors.append("server.reload_poll_interval: expected a positive number of seconds")
     errors.extend(cors.problems(config.server))
     header = config.general.litellm_key_header_name
-    if header is not None and not _TOKEN.fullmatch(header.strip()):
+    if header is not None and not litellm.HEADER_NAME.match(header.strip()):
         errors.append("general_settings.litellm_key_header_name: expected an HTTP header name (letters, digits, "
                       "'-'), such as X-Litellm-Key")
     router = config.router

@@ -177,6 +177,9 @@ class ServerSettings(msgspec.Struct, kw_only=True):
     """Response headers browser code may read beyond the safelisted ones (``x-litellm-call-id``, ...)."""
     cors_max_age: int = 600
     """Seconds a browser may cache a preflight answer (``Access-Control-Max-Age``)."""
+    ignore_guardrails: bool = False
+    """Serve a LiteLLM config whose ``guardrails`` relaygate does not run (else a config error): the operator
+    says requests may reach the providers without them."""
     embedded_database: bool = True
     """Without ``general_settings.database_url`` / ``DATABASE_URL``: keep keys, teams, users ... in a SQLite
     file beside the config (``database_file``); false: no database (keys come from the config only)."""
