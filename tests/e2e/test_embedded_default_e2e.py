@@ -95,3 +95,23 @@ def test_litellms_config_file_path_is_the_config_without_an_argument(tmp_path: P
                          env={**env, "LITELLM_CONFIG_BUCKET_NAME": "my-bucket"}, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 2 and "LITELLM_CONFIG_BUCKET_NAME" in out.stderr and "--config" in out.stderr
+
+
+def test_litellms_server_root_path(tmp_path: Path) -> None:
+    """``SERVER_ROOT_PATH``: behind an ingress that keeps a path prefix, every route answers under it (and at
+    the root, as LiteLLM's); a path that only starts with the same letters is not under it."""
+    import openai
+
+    cfg = "model_list:\n  - model_name: m\n    litellm_params: {model: mock/echo}\n"
+    with start_gateway(cfg, env={"SERVER_ROOT_PATH": "/api/v1/"}) as gw:
+        client = openai.OpenAI(base_url=gw.url + "/api/v1", api_key="sk-any", max_retries=0)
+        try:
+            r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "under a prefix"}])
+            assert r.choices[0].message.content
+            assert [m.id for m in client.models.list()] == ["m"]
+        finally:
+            client.close()
+        assert httpx.get(gw.url + "/api/v1/v1/models", timeout=30).status_code == 200
+        assert httpx.get(gw.url + "/v1/models", timeout=30).status_code == 200
+        assert httpx.get(gw.url + "/api/v1x/models", timeout=30).status_code == 404
+        assert httpx.get(gw.url + "/api/v1/health/liveliness", timeout=30).status_code == 200

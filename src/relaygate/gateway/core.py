@@ -109,6 +109,8 @@ class Gateway:
         self.pipeline.runtime.cache = self.response_cache
         self.routes = self._route_table()
         self._cors = CorsPolicy(config.server)
+        self.root_path = root_path(os.environ.get("SERVER_ROOT_PATH"))
+        """LiteLLM's ``SERVER_ROOT_PATH`` (``/api/v1``): every route is served under it too ("" when unset)."""
         """The CORS answers of the current config (``http.cors``), rebuilt when a reload changes it."""
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -186,6 +188,8 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        if self.root_path and path.startswith(self.root_path):
+            scope, path = under_root(scope, self.root_path)
         for name, origin in scope["headers"]:  # CORS: a request without Origin costs this scan, no more
             if name == b"origin":
                 server = self.pipeline.runtime.config.server
@@ -539,6 +543,29 @@ class Gateway:
         log.info("config reloaded (%s): generation %d, %d model groups, %d deployments, %d keys", reason,
                  generation, len(new.router.groups), len(config.deployments), len(config.keys))
         return new
+
+
+def root_path(value: str | None) -> str:
+    """``SERVER_ROOT_PATH`` as a prefix to strip: ``/api/v1`` (a leading slash, none at the end); "" for none."""
+    text = (value or "").strip().strip("/")
+    return "/" + text if text else ""
+
+
+def under_root(scope: Scope, root: str) -> tuple[Scope, str]:
+    """``scope`` with ``root`` taken off its path (when the path is ``root`` or below it: ``/api/v1x`` is not),
+    and the path routed; LiteLLM serves its routes under ``SERVER_ROOT_PATH`` (a path prefix an ingress does
+    not strip) and at the root alike."""
+    path: str = scope["path"]
+    if len(path) > len(root) and path[len(root)] != "/":
+        return scope, path
+    inner = path[len(root):] or "/"
+    scope = dict(scope)
+    scope["path"] = inner
+    scope["root_path"] = scope.get("root_path", "") + root
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes) and raw.startswith(root.encode()):
+        scope["raw_path"] = raw[len(root):] or b"/"
+    return scope, inner
 
 
 def _redis_url(config: Config) -> str | None:
