@@ -69,3 +69,36 @@ def test_the_config_check_reports_it_before_any_worker_starts(monkeypatch: pytes
     [problem] = validate(config)
     assert problem.startswith("router_settings.redis_host: REDIS_CLUSTER_NODES:")
     assert validate(Config(router=RouterSettings(redis_url="redis://127.0.0.1:6379/0"))) == []  # a url wins
+
+
+@pytest.mark.redis
+def test_router_redis_db_is_the_limiters_and_the_layers_database(redis_server: object) -> None:
+    """``router_settings.redis_db`` (LiteLLM's): the limiter's buckets and the redis-py layers' URL use it."""
+    import asyncio
+
+    import redis
+
+    from relaygate.config.model import Config
+    from relaygate.core.ratelimit import Bucket
+    from relaygate.gateway.core import _redis_url
+
+    port = redis_server.port  # type: ignore[attr-defined]
+    lim = limiter({}, redis_host="127.0.0.1", redis_port=port, redis_db=5)
+    bucket = Bucket.per_minute("{relaygate}:db5:k", 10, "key", "requests")
+
+    async def main() -> bool:
+        await lim.start()
+        try:
+            return (await lim.acquire((bucket,), (1.0,))).ok
+        finally:
+            await lim.aclose()
+
+    assert asyncio.run(main())
+    for db, found in ((5, True), (0, False)):
+        r = redis.Redis(host="127.0.0.1", port=port, db=db)
+        try:
+            assert bool(r.keys("{relaygate}:db5:*")) is found
+        finally:
+            r.close()
+    url = _redis_url(Config(router=RouterSettings(redis_host="127.0.0.1", redis_port=port, redis_db=5)))
+    assert url == f"redis://127.0.0.1:{port}/5"

@@ -13,7 +13,7 @@ import pytest
 
 from relaygate.config.model import Config
 from relaygate.store import Key, database_url, hash_token, make_store, open_store
-from relaygate.store.errors import StoreError
+from relaygate.store.errors import StoreError, StoreUnavailable
 from relaygate.store.importer import import_litellm
 from relaygate.store.pgurl import PgOptions, pg_options, quote_ident, url_from_env
 from tests.pg import PostgresServer
@@ -125,3 +125,33 @@ def test_import_from_a_litellm_database_in_a_schema(postgres_server: PostgresSer
 
     got = asyncio.run(main())
     assert got is not None and got.key_alias == "alice-key"
+
+
+def test_litellms_pool_settings(tmp_path: Path, postgres_server: PostgresServer) -> None:
+    """``general_settings.database_connection_pool_limit`` / ``database_connection_timeout`` (LiteLLM's Prisma
+    pool) size the pool and bound the wait for a free connection; relaygate_settings' own names win."""
+    from relaygate.config import load_config
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("general_settings: {database_connection_pool_limit: 1, database_connection_timeout: 0.3}\n")
+    c = load_config(str(cfg))
+    assert c.server.database_pool_size == 1 and c.server.database_pool_timeout == 0.3
+    cfg.write_text("general_settings: {database_connection_pool_limit: 1}\nrelaygate_settings: {database_pool_size: 4}\n")
+    assert load_config(str(cfg)).server.database_pool_size == 4
+
+    url = postgres_server.new_database()
+
+    async def main() -> BaseException | None:
+        store = await open_store(url, pool_size=1, pool_timeout=0.3)
+        try:
+            async with store._transaction():  # the only connection, held
+                try:
+                    await asyncio.wait_for(store.get_key(hash_token("sk-x")), 10)
+                except BaseException as exc:
+                    return exc
+            return None
+        finally:
+            await store.close()
+
+    got = asyncio.run(main())  # a 503 of the store's, not a wait without end (the hang guard is 10 s)
+    assert isinstance(got, StoreUnavailable) and "TimeoutError" in str(got)

@@ -80,6 +80,9 @@ _LITELLM_SETTINGS_ROUTER = {
     "num_retries", "fallbacks", "context_window_fallbacks", "content_policy_fallbacks", "default_fallbacks",
     "allowed_fails", "cooldown_time", "max_fallbacks", "retry_policy", "stream_timeout", "disable_cooldowns",
 }
+_POOL_KEYS = {"database_connection_pool_limit": "database_pool_size",
+              "database_connection_timeout": "database_pool_timeout"}
+"""``general_settings`` of LiteLLM's database pool -> the ``relaygate_settings`` they set."""
 _KEY_POLICY = ("default_key_generate_params", "upperbound_key_generate_params", "key_generation_settings")
 """``litellm_settings`` read by ``config.key_policy`` (in this order)."""
 _LITELLM_SETTINGS_ACCEPTED = {"drop_params", "set_verbose", "request_timeout", "modify_params"}
@@ -511,6 +514,8 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
             general_raw[k] = _jwtauth(v, source, warnings)
         elif k in _GENERAL_KEYS:
             general_raw[k] = v
+        elif k in _POOL_KEYS:  # LiteLLM's (Prisma's) pool settings; relaygate_settings' own names win
+            server_raw[_POOL_KEYS[k]] = v
         elif k not in _OBSERVE_GENERAL:
             warnings.append(f"general_settings.{k}: ignored")
 
@@ -675,6 +680,8 @@ def validate(config: Config) -> list[str]:
             env_topology(os.environ)
         except CacheConfigError as exc:
             errors.append(f"router_settings.redis_host: {exc}")
+    if router.redis_db is not None and router.redis_db < 0:
+        errors.append("router_settings.redis_db: expected a database number >= 0")
     if router.redis_host or router.redis_url:  # TLS: a rediss:// URL's options, LiteLLM's REDIS_SSL* variables
         from relaygate.config.redis_tls import RedisTlsError, tls_for_url, tls_from_env
 

@@ -108,6 +108,8 @@ class RouterSettings(msgspec.Struct, kw_only=True):
     redis_port: int | None = None
     redis_password: str | None = None
     redis_url: str | None = None
+    redis_db: int | None = None
+    """The database of ``redis_host`` (LiteLLM's ``redis_db``; a URL names its own)."""
     latency_ewma_alpha: float = 0.2
     latency_exploration: float = 0.05
     on_redis_failure: str = "local"
@@ -194,7 +196,10 @@ class ServerSettings(msgspec.Struct, kw_only=True):
     ``previous_response_id`` and ``GET /v1/responses/{id}`` (``30d``, ``12h``; OpenAI keeps them 30 days);
     None keeps them until deleted."""
     database_pool_size: int = 5
-    """PostgreSQL connections per worker (asyncpg pool)."""
+    """PostgreSQL connections per worker (asyncpg pool); LiteLLM's ``database_connection_pool_limit``."""
+    database_pool_timeout: float | None = None
+    """Seconds a query waits for a free pooled connection (None: as long as it takes); LiteLLM's
+    ``database_connection_timeout``."""
     database_connect_timeout: float = 5.0
     """Seconds to reach the database at start-up before ``serve`` gives up with an error."""
 

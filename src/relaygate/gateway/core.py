@@ -68,7 +68,7 @@ log = logging.getLogger("relaygate")
 RESTART_ONLY = ("host", "port", "workers", "log_level", "backlog", "max_connections", "header_read_timeout",
                 "transport", "http_proxy", "max_connections_per_upstream", "keepalive_expiry",
                 "max_upstream_response_bytes", "watch_config", "reload_poll_interval", "embedded_database",
-                "database_file", "database_pool_size", "database_connect_timeout")
+                "database_file", "database_pool_size", "database_connect_timeout", "database_pool_timeout")
 """``[server]`` settings that shape the process, its listener or the transport kept across reloads: a
 reload that changes one says so in the log and keeps the running value until a restart."""
 
@@ -221,7 +221,8 @@ class Gateway:
             # upgrade lock, a no-op after `serve` did) before it takes requests
             s = self.config.server
             self.store = await open_store(self.database_url, pool_size=s.database_pool_size,
-                                          connect_timeout=s.database_connect_timeout)
+                                          connect_timeout=s.database_connect_timeout,
+                                          pool_timeout=s.database_pool_timeout)
             log.info("worker %d: database %s open", os.getpid(), self.store.url)
             changes = self.key_changes = KeyChanges(
                 self.store, invalidate=self._key_changed, clear=self._store_changed,
@@ -576,7 +577,7 @@ def _redis_url(config: Config) -> str | None:
         url = s.redis_url
     elif s.redis_host:
         auth = f":{quote(s.redis_password, safe='')}@" if s.redis_password else ""
-        url = f"redis://{auth}{s.redis_host}:{s.redis_port or 6379}"
+        url = f"redis://{auth}{s.redis_host}:{s.redis_port or 6379}" + (f"/{s.redis_db}" if s.redis_db else "")
     else:
         return None
     return url_with_tls(url, tls_for_url(url, tls_from_env(os.environ), "router_settings.redis_url"))

@@ -64,9 +64,11 @@ def make_limiter(settings: RouterSettings, metrics: Any = None,
         from relaygate.limits.topology import Topology
 
         env = os.environ if environ is None else environ
-        target: RedisAddress | Topology = RedisAddress.from_settings(
-            settings.redis_url, settings.redis_host, settings.redis_port, settings.redis_password,
-            tls_from_env(env))
+        addr = RedisAddress.from_settings(settings.redis_url, settings.redis_host, settings.redis_port,
+                                          settings.redis_password, tls_from_env(env))
+        if not settings.redis_url and settings.redis_db:
+            addr.db = settings.redis_db
+        target: RedisAddress | Topology = addr
         if not settings.redis_url:
             target = topology_from_env(env, settings.redis_password) or target
         return RedisLimiter(target, timeout=settings.redis_timeout, on_failure=settings.on_redis_failure,

@@ -78,7 +78,8 @@ def embedded_default_url(config: Config) -> str | None:
     return f"sqlite:///{os.path.join(data_dir(), config.server.database_file)}"
 
 
-def make_store(url: str, *, pool_size: int = 5, connect_timeout: float = 5.0) -> Store:
+def make_store(url: str, *, pool_size: int = 5, connect_timeout: float = 5.0,
+               pool_timeout: float | None = None) -> Store:
     """A (not yet connected) store for ``url``: ``sqlite:///path`` or ``postgresql://`` / ``postgres://``."""
     if url.startswith("sqlite:///"):
         from relaygate.store.sqlite import SQLiteStore
@@ -87,14 +88,16 @@ def make_store(url: str, *, pool_size: int = 5, connect_timeout: float = 5.0) ->
     if url.startswith(("postgresql://", "postgres://")):
         from relaygate.store.postgres import PostgresStore
 
-        return PostgresStore(url, max_size=pool_size, connect_timeout=connect_timeout)
+        return PostgresStore(url, max_size=pool_size, connect_timeout=connect_timeout, pool_timeout=pool_timeout)
     raise StoreError(f"unsupported database URL {redact_url(url)}: expected sqlite:///PATH or postgresql://...")
 
 
-async def open_store(url: str, *, migrate: bool = True, pool_size: int = 5, connect_timeout: float = 5.0) -> Store:
+async def open_store(url: str, *, migrate: bool = True, pool_size: int = 5, connect_timeout: float = 5.0,
+                     pool_timeout: float | None = None) -> Store:
     """Connect to ``url`` and bring its schema up to date (``migrate``) or check it is (else
     :class:`SchemaMismatch`); :class:`StoreUnavailable` names the URL without its password."""
-    return await make_store(url, pool_size=pool_size, connect_timeout=connect_timeout).open(migrate=migrate)
+    return await make_store(url, pool_size=pool_size, connect_timeout=connect_timeout,
+                            pool_timeout=pool_timeout).open(migrate=migrate)
 
 
 __all__ = [

@@ -72,7 +72,7 @@ class PostgresStore(Store):
     for_update = " FOR UPDATE"
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 5, connect_timeout: float = 5.0,
-                 command_timeout: float = 30.0) -> None:
+                 command_timeout: float = 30.0, pool_timeout: float | None = None) -> None:
         self.url = redact_url(dsn)
         try:
             opts = pg_options(dsn)  # LiteLLM's (Prisma's) options in the URL: store.pgurl
@@ -85,6 +85,7 @@ class PostgresStore(Store):
         self._sizes = (min(min_size, max_size), max_size)
         self._connect_timeout = opts.connect_timeout or connect_timeout
         self._command_timeout = opts.command_timeout or command_timeout
+        self._pool_timeout = opts.pool_timeout if opts.pool_timeout is not None else pool_timeout
         self._pool: asyncpg.Pool | None = None
 
     def _scrub(self, text: str) -> str:
@@ -135,20 +136,25 @@ class PostgresStore(Store):
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[_Conn]:
         try:
-            async with self._need().acquire(timeout=self._options.pool_timeout) as conn:
+            async with self._need().acquire(timeout=self._pool_timeout) as conn:
                 yield _Conn(conn)
         except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError,
                 asyncpg.exceptions.CannotConnectNowError) as exc:
-            raise StoreUnavailable(f"the database {self.url} is unavailable: {self._scrub(str(exc))}") from None
+            raise self._unavailable(exc) from None
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[_Conn]:
         try:
-            async with self._need().acquire(timeout=self._options.pool_timeout) as conn, conn.transaction():
+            async with self._need().acquire(timeout=self._pool_timeout) as conn, conn.transaction():
                 yield _Conn(conn)
         except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError,
                 asyncpg.exceptions.CannotConnectNowError) as exc:
-            raise StoreUnavailable(f"the database {self.url} is unavailable: {self._scrub(str(exc))}") from None
+            raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        """A connection lost, refused, or not freed within ``pool_timeout``, as the store's error."""
+        why = self._scrub(str(exc)) or type(exc).__name__
+        return StoreUnavailable(f"the database {self.url} is unavailable: {why}")
 
     def _unique_column(self, exc: BaseException) -> str | None:
         if isinstance(exc, asyncpg.UniqueViolationError):
