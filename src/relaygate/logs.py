@@ -119,8 +119,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def make_formatter() -> logging.Formatter:
-    """The formatter ``RELAYGATE_JSON_LOGS`` asks for."""
-    if os.environ.get("RELAYGATE_JSON_LOGS", "") not in ("", "0"):
+    """The formatter ``RELAYGATE_JSON_LOGS`` (or LiteLLM's ``JSON_LOGS=true``) asks for."""
+    if os.environ.get("RELAYGATE_JSON_LOGS", "") not in ("", "0") or os.environ.get("JSON_LOGS", "").lower() == "true":
         return JsonFormatter()
     return SafeFormatter(TEXT_FORMAT)
 

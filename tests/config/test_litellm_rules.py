@@ -418,3 +418,25 @@ def test_guardrails_are_refused_unless_acknowledged(tmp_path: Path) -> None:
     p.write_text(text + "relaygate_settings: {ignore_guardrails: true}\n")
     cfg = load_config(str(p))
     assert cfg.server.ignore_guardrails and "guardrails: ignored" in cfg.warnings
+
+
+def test_litellms_request_timeout_and_json_logs_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from relaygate.logs import JsonFormatter, make_formatter
+
+    p = tmp_path / "config.yaml"
+    p.write_text("model_list:\n  - model_name: m\n    litellm_params: {model: mock/echo}\n")
+    monkeypatch.setenv("REQUEST_TIMEOUT", "42")
+    assert load_config(str(p)).server.request_timeout == 42.0
+    p.write_text(p.read_text() + "litellm_settings: {request_timeout: 5}\n")
+    assert load_config(str(p)).server.request_timeout == 5.0  # the file wins
+    monkeypatch.setenv("REQUEST_TIMEOUT", "soon")
+    assert load_config(str(p)).server.request_timeout == 5.0  # the file sets it: the variable is not read
+    p.write_text("model_list:\n  - model_name: m\n    litellm_params: {model: mock/echo}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(p))
+    assert info.value.field == "REQUEST_TIMEOUT"
+    monkeypatch.delenv("RELAYGATE_JSON_LOGS", raising=False)
+    monkeypatch.setenv("JSON_LOGS", "True")
+    assert isinstance(make_formatter(), JsonFormatter)
+    monkeypatch.setenv("JSON_LOGS", "false")
+    assert not isinstance(make_formatter(), JsonFormatter)

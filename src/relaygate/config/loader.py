@@ -496,6 +496,11 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
             warnings.append(f"router_settings.{k}: ignored")
     if "timeout" in rs:
         server_raw.setdefault("request_timeout", rs["timeout"])
+    if "request_timeout" not in server_raw and os.environ.get("REQUEST_TIMEOUT"):  # LiteLLM's default's variable
+        try:
+            server_raw["request_timeout"] = float(os.environ["REQUEST_TIMEOUT"])
+        except ValueError:
+            raise ConfigError(source, "REQUEST_TIMEOUT", "expected a number of seconds") from None
     if isinstance(router_raw.get("model_group_alias"), tuple):
         router_raw["model_group_alias"], router_raw["hidden_aliases"] = router_raw["model_group_alias"]
 
