@@ -177,6 +177,8 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
             return 1
         log.info("database %s: schema version %d%s", redact_url(db_url), after,
                  f" (upgraded from {before})" if before != after else "")
+        if config.server.import_litellm:
+            _first_start_import(db_url, config.server.database_connect_timeout)
     for flag in unknown:
         if flag.startswith("-"):
             log.warning("command-line option %s is not supported by relaygate and was ignored", flag)
@@ -365,13 +367,33 @@ def db_command(argv: list[str]) -> int:
     return 0
 
 
+def _first_start_import(url: str, connect_timeout: float) -> None:
+    """LiteLLM's keys, teams, users ... imported from the same database on relaygate's first start there
+    (``store.importer.import_on_first_start``); a failure is logged with the command that retries it, and
+    serving goes on (keys already in the store, and the master key, work)."""
+    from relaygate.store.importer import import_on_first_start
+
+    async def run() -> Any:
+        store = await open_store(url, connect_timeout=connect_timeout)
+        try:
+            return await import_on_first_start(url, store)
+        finally:
+            await store.close()
+
+    try:
+        counts = asyncio.run(run())
+    except Exception as exc:  # the import is a convenience: serving does not depend on it
+        log.error("LiteLLM's tables in %s were not imported (%s: %s); run `relaygate db import-litellm "
+                  "DATABASE_URL --database-url DATABASE_URL`", redact_url(url), type(exc).__name__, exc)
+        return
+    if counts is not None:
+        log.info("first start on LiteLLM's database %s: its keys, teams and users imported (%s)", redact_url(url),
+                 "; ".join(counts.lines()))
+
+
 def _import_litellm(source: str, url: str) -> int:
     from relaygate.store.importer import import_litellm
 
-    if source == url:
-        print("relaygate db: the LiteLLM database and relaygate's are the same: give relaygate's with --database-url "
-              "or --config", file=sys.stderr)
-        return 2
     if not source.startswith(("postgresql://", "postgres://")):
         print(f"relaygate db: {redact_url(source)}: a LiteLLM database is PostgreSQL (postgresql://...)",
               file=sys.stderr)

@@ -181,9 +181,30 @@ def test_cli_import(tmp_path: Path, postgres_server: PostgresServer, capsys: pyt
     out = capsys.readouterr().out
     assert "keys: 2 read, 2 new, 0 updated" in out and "keys: 2 read, 0 new, 2 updated" in out
     assert PASSWORD not in out and hash_token(LITELLM_KEY) not in out and LITELLM_KEY not in out
-    assert main(["db", "import-litellm", source, "--database-url", source]) == 2
+    assert main(["db", "import-litellm", source, "--database-url", source]) == 0  # the same database: its rg_ tables
     assert main(["db", "import-litellm", "sqlite:///x.db", "--database-url", target]) == 2
     bad = postgres_server.url("nope", password="wrong")
     assert main(["db", "import-litellm", bad, "--database-url", target]) == 1
     err = capsys.readouterr().err
     assert "wrong" not in err and "cannot connect to the LiteLLM database" in err
+
+
+@pytest.mark.e2e
+def test_first_start_on_litellms_own_database(postgres_server: PostgresServer) -> None:
+    """A swap-in with ``DATABASE_URL`` unchanged: relaygate's first start on LiteLLM's database imports its
+    rows, so a LiteLLM key answers from the first request; a second start imports nothing again."""
+    import httpx
+
+    from tests.conftest import start_gateway
+
+    source = litellm_database(postgres_server)
+    cfg = ("model_list:\n  - model_name: gpt-a\n    litellm_params: {model: mock/echo}\n"
+           "general_settings:\n  master_key: sk-master-import\n")
+    chat = {"model": "gpt-a", "messages": [{"role": "user", "content": "hi"}]}
+    for start in (1, 2):
+        with start_gateway(cfg, env={"DATABASE_URL": source}) as gw:
+            r = httpx.post(gw.url + "/v1/chat/completions", json=chat, timeout=30,
+                           headers={"authorization": f"Bearer {LITELLM_KEY}"})
+            assert r.status_code == 200, r.text
+            assert ("its keys, teams and users imported" in gw.log()) is (start == 1)
+            assert PASSWORD not in gw.log()

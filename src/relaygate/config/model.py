@@ -179,6 +179,9 @@ class ServerSettings(msgspec.Struct, kw_only=True):
     """Response headers browser code may read beyond the safelisted ones (``x-litellm-call-id``, ...)."""
     cors_max_age: int = 600
     """Seconds a browser may cache a preflight answer (``Access-Control-Max-Age``)."""
+    import_litellm: bool = True
+    """On the first start on a PostgreSQL database that holds LiteLLM's tables (``DATABASE_URL`` unchanged in a
+    swap-in), import its keys, teams, users ... when the store has no key yet (``store.importer``)."""
     ignore_guardrails: bool = False
     """Serve a LiteLLM config whose ``guardrails`` relaygate does not run (else a config error): the operator
     says requests may reach the providers without them."""

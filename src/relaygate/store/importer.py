@@ -204,3 +204,22 @@ async def import_litellm(source_url: str, store: Store) -> Counts:
     counts = await import_records(store, to_records(rows))
     counts.notes[:0] = notes
     return counts
+
+
+async def import_on_first_start(url: str, store: Store) -> Counts | None:
+    """A swap-in's first start on LiteLLM's own database (``DATABASE_URL`` unchanged): when the database holds
+    LiteLLM's key table and relaygate's store has no key yet, LiteLLM's rows are imported, so every client
+    key keeps working from the first request; None when there is nothing to do (no LiteLLM tables, or the
+    store already has keys: a later import is ``relaygate db import-litellm``'s, at cut-over)."""
+    import asyncpg
+
+    if store.dialect != "postgres" or (await store.list_keys(page_size=1)).total:
+        return None
+    opts = pg_options(url)
+    conn = await asyncpg.connect(opts.dsn, timeout=opts.connect_timeout or 10.0,
+                                 server_settings={"search_path": opts.search_path} if opts.search_path else None)
+    try:
+        present = await conn.fetchval("SELECT to_regclass($1)", '"LiteLLM_VerificationToken"') is not None
+    finally:
+        await conn.close()
+    return await import_litellm(url, store) if present else None
