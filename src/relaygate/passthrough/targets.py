@@ -186,7 +186,8 @@ def upstream_for(route: Route, config: Config) -> Upstream:
         return _missing(route, f"{exc.message} ({where}the provider's environment variables)")
     if provider == "vertex_ai" and adapter.token_source is None and not adapter.dep.api_key:
         return _missing(route, where + "GOOGLE_APPLICATION_CREDENTIALS (a service account)")
-    if provider == "bedrock" and getattr(adapter, "signer", None) is None and not adapter.dep.api_key:
+    if provider == "bedrock" and getattr(adapter, "signer", None) is None and adapter.token_source is None \
+            and not adapter.dep.api_key:
         return _missing(route, where + "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_BEARER_TOKEN_BEDROCK")
     return Upstream((adapter.api_base or "").rstrip("/"), dep=dep, adapter=adapter)
 

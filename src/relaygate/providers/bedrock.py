@@ -47,6 +47,7 @@ from relaygate.config.model import Deployment
 from relaygate.core import errors
 from relaygate.core.mime import guess_mime
 from relaygate.providers import _convert as cv
+from relaygate.providers.aws_auth import credentials_for
 from relaygate.providers.base import Call, Provider, StreamTranslator, classify, url_segment
 from relaygate.providers.openai import REQUEST_DEFAULTS
 from relaygate.upstream.base import UpstreamRequest
@@ -555,13 +556,16 @@ class BedrockProvider(Provider):
         self.headers: list[tuple[str, str]] = [("Content-Type", "application/json")]
         bearer = dep.api_key
         self.signer: SigV4 | None = None
+        self._temporary: SigV4 | None = None
         if bearer:
             self.headers.append(("Authorization", f"Bearer {bearer}"))
         else:
+            # a role, web identity or container credentials: temporary keys the shell renews (aws_auth)
+            self.token_source = credentials_for(x, self.region, signer_of=SigV4)
             ak = x.get("aws_access_key_id")
             sk = x.get("aws_secret_access_key")
             tok = x.get("aws_session_token")
-            if ak and sk:
+            if ak and sk and self.token_source is None:
                 self.signer = SigV4(str(ak), str(sk), str(tok) if tok else None, self.region)
         self.defaults = {k: v for k, v in x.items() if k in REQUEST_DEFAULTS or k == "top_k"}
         self.embed_defaults = {k: v for k, v in x.items() if k in ("dimensions", "input_type", "truncate", "normalize")}
@@ -604,7 +608,14 @@ class BedrockProvider(Provider):
 
     def signed(self, method: str, url: str, body: bytes, now: float) -> UpstreamRequest:
         headers = self.headers
-        if self.signer is not None:
+        src = self.token_source
+        if src is not None and src.access_key:
+            signer = self._temporary
+            if signer is None or signer.access_key != src.access_key:  # renewed: sign with the new keys
+                signer = self._temporary = SigV4(src.access_key, src.secret_key, src.session_token or None,
+                                                 self.region)
+            headers = signer.sign(method, url, headers, body, now)
+        elif self.signer is not None:
             headers = self.signer.sign(method, url, headers, body, now)
         elif not any(h[0] == "Authorization" for h in headers):
             raise errors.AuthError("litellm.AuthenticationError: BedrockException - no AWS credentials configured "

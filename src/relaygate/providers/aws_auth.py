@@ -1,0 +1,192 @@
+"""Temporary AWS credentials for Bedrock, as a workload gets them: web identity, container, an assumed role.
+
+On EKS (IAM roles for service accounts, IRSA), ECS and EKS Pod Identity a pod has no static keys: the AWS
+SDKs (and LiteLLM, through boto3) exchange what the platform mounts for temporary credentials and renew
+them before they expire. :class:`AwsCredentials` does the same, sans IO, in the shape of the token sources
+the pipeline already refreshes (``upstream.calls.refresh_token``: ``needs_refresh`` / ``refresh_request`` /
+``accept``), so the refresh runs off the request path except the first, one at a time, while the old
+credentials still sign. Three sources, in the AWS SDKs' order:
+
+- **web identity**: ``aws_role_name`` + ``aws_web_identity_token`` in ``litellm_params`` (LiteLLM's), else
+  ``AWS_ROLE_ARN`` + ``AWS_WEB_IDENTITY_TOKEN_FILE`` (what IRSA injects; the file is read at every renewal,
+  as the platform rotates it); ``aws_session_name`` / ``AWS_ROLE_SESSION_NAME`` names the session. STS
+  ``AssumeRoleWithWebIdentity`` (an unsigned call).
+- **assumed role**: ``aws_role_name`` with static keys (``aws_access_key_id`` / ``aws_secret_access_key``):
+  STS ``AssumeRole``, signed with those keys.
+- **container**: ``AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`` (ECS: ``http://169.254.170.2`` + it) or
+  ``AWS_CONTAINER_CREDENTIALS_FULL_URI`` with ``AWS_CONTAINER_AUTHORIZATION_TOKEN`` /
+  ``AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`` (EKS Pod Identity).
+
+STS is ``aws_sts_endpoint`` (LiteLLM's), else ``AWS_ENDPOINT_URL_STS`` (the SDKs' override), else the
+region's ``https://sts.<region>.amazonaws.com``. Credentials are renewed five minutes before they expire.
+A refused exchange is a 401 naming STS's message; a token file that cannot be read, a 500 naming the file.
+EC2 instance profiles (IMDS) are not read: on EC2, use static keys, an assumed role or a bearer token.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from relaygate.core import errors
+from relaygate.upstream.base import UpstreamRequest
+
+REFRESH_EARLY = 300.0
+"""Seconds before expiry that new credentials are fetched."""
+ECS_HOST = "http://169.254.170.2"
+_FORM = [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/xml")]
+
+
+def _fail(message: str, status: int) -> errors.GatewayError:
+    text = f"litellm.AuthenticationError: BedrockException - {message}"
+    return errors.AuthError(text) if status == 401 else errors.GatewayError(text, status=status)
+
+
+class AwsCredentials:
+    """One workload's temporary credentials (see the module docstring). No IO: the shell sends
+    :meth:`refresh_request` and hands the answer to :meth:`accept`."""
+
+    __slots__ = ("access_key", "expires_at", "kind", "refreshing", "secret_key", "session_token", "_signer",
+                 "_role", "_session", "_token", "_token_file", "_sts", "_url", "_auth", "_auth_file", "region")
+
+    def __init__(self, kind: str, region: str, *, role: str = "", session: str = "relaygate", token: str = "",
+                 token_file: str = "", sts: str = "", url: str = "", auth: str = "", auth_file: str = "",
+                 signer: Any = None) -> None:
+        self.kind = kind
+        self.region = region
+        self._role, self._session, self._token, self._token_file = role, session, token, token_file
+        self._sts, self._url, self._auth, self._auth_file = sts, url, auth, auth_file
+        self._signer = signer
+        """A ``bedrock.SigV4`` of the static keys (service ``sts``) for ``assume_role``."""
+        self.access_key = self.secret_key = self.session_token = ""
+        self.expires_at = 0.0
+        self.refreshing = False
+
+    # -- the token-source protocol ---------------------------------------------------------------------
+
+    def needs_refresh(self, now: float) -> bool:
+        return not self.access_key or now >= self.expires_at - REFRESH_EARLY
+
+    def valid(self, now: float) -> bool:
+        return bool(self.access_key) and now < self.expires_at - 10.0
+
+    def refresh_request(self, now: float) -> UpstreamRequest:
+        if self.kind == "container":
+            headers = []
+            auth = self._auth or (_read(self._auth_file, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+                                  if self._auth_file else "")
+            if auth:
+                headers.append(("Authorization", auth))
+            return UpstreamRequest("GET", self._url, headers, b"")
+        action = "AssumeRoleWithWebIdentity" if self.kind == "web_identity" else "AssumeRole"
+        form = {"Action": action, "Version": "2011-06-15", "RoleArn": self._role, "RoleSessionName": self._session,
+                "DurationSeconds": "3600"}
+        if self.kind == "web_identity":
+            form["WebIdentityToken"] = self._token or _read(self._token_file, "AWS_WEB_IDENTITY_TOKEN_FILE")
+            return UpstreamRequest("POST", self._sts, list(_FORM), urllib.parse.urlencode(form).encode())
+        body = urllib.parse.urlencode(form).encode()
+        return UpstreamRequest("POST", self._sts, self._signer.sign("POST", self._sts, list(_FORM), body, now), body)
+
+    def accept(self, status: int, body: bytes, now: float) -> None:
+        """Take STS's (or the container endpoint's) answer; a failure raises (401 when refused)."""
+        if self.kind == "container":
+            found = _container_answer(status, body)
+        else:
+            found = _sts_answer(status, body, self.kind)
+        self.access_key, self.secret_key, self.session_token, expiration = found
+        self.expires_at = _epoch(expiration, now)
+
+
+def _read(path: str, name: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError as exc:
+        raise _fail(f"cannot read {name} {path}: {exc.strerror}", 500) from None
+
+
+def _epoch(expiration: str, now: float) -> float:
+    try:
+        return datetime.fromisoformat(expiration.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return now + 900.0  # no usable expiry: renew in a quarter of an hour
+
+
+def _sts_answer(status: int, body: bytes, kind: str) -> tuple[str, str, str, str]:
+    action = "AssumeRoleWithWebIdentity" if kind == "web_identity" else "AssumeRole"
+    try:
+        root = ET.fromstring(body) if body else None
+    except ET.ParseError:
+        root = None
+    values: dict[str, str] = {}
+    if root is not None:
+        for el in root.iter():
+            tag = el.tag.rpartition("}")[2]
+            if tag in ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration", "Message", "Code"):
+                values.setdefault(tag, (el.text or "").strip())
+    if status >= 400 or not all(values.get(k) for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")):
+        why = values.get("Message") or values.get("Code") or "no credentials in the answer"
+        raise _fail(f"STS {action} failed ({status}): {why[:300]}", 401 if status in (400, 401, 403) else 502)
+    return values["AccessKeyId"], values["SecretAccessKey"], values["SessionToken"], values.get("Expiration", "")
+
+
+def _container_answer(status: int, body: bytes) -> tuple[str, str, str, str]:
+    try:
+        obj = orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError:
+        obj = {}
+    if not isinstance(obj, dict):
+        obj = {}
+    if status >= 400 or not all(isinstance(obj.get(k), str) and obj[k] for k in ("AccessKeyId", "SecretAccessKey")):
+        why = obj.get("message") or obj.get("Message") or "no credentials in the answer"
+        raise _fail(f"container credentials endpoint failed ({status}): {str(why)[:300]}",
+                    401 if status in (400, 401, 403) else 502)
+    return obj["AccessKeyId"], obj["SecretAccessKey"], str(obj.get("Token") or ""), str(obj.get("Expiration") or "")
+
+
+def credentials_for(params: Mapping[str, Any], region: str, env: Mapping[str, str] | None = None,
+                    signer_of: Any = None) -> AwsCredentials | None:
+    """The temporary-credential source a Bedrock deployment uses (``params``: its ``litellm_params``), or
+    None when it has static keys or a bearer token and no role, or the environment offers none.
+    ``signer_of(access_key, secret_key, session_token, region, service)`` makes the static keys' signer."""
+    env = os.environ if env is None else env
+    sts = str(params.get("aws_sts_endpoint") or env.get("AWS_ENDPOINT_URL_STS") or f"https://sts.{region}.amazonaws.com")
+    if not sts.endswith("/"):
+        sts += "/"
+    role = params.get("aws_role_name")
+    session = str(params.get("aws_session_name") or env.get("AWS_ROLE_SESSION_NAME") or "relaygate")
+    if role:
+        token = params.get("aws_web_identity_token")
+        if token:
+            return AwsCredentials("web_identity", region, role=str(role), session=session, token=str(token), sts=sts)
+        ak, sk = params.get("aws_access_key_id"), params.get("aws_secret_access_key")
+        if ak and sk:
+            tok = params.get("aws_session_token")
+            signer = signer_of(str(ak), str(sk), str(tok) if tok else None, region, "sts")
+            return AwsCredentials("assume_role", region, role=str(role), session=session, sts=sts, signer=signer)
+        if env.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
+            return AwsCredentials("web_identity", region, role=str(role), session=session,
+                                  token_file=env["AWS_WEB_IDENTITY_TOKEN_FILE"], sts=sts)
+        raise errors.GatewayError("bedrock: aws_role_name needs aws_web_identity_token, static keys to assume it "
+                                  "with, or AWS_WEB_IDENTITY_TOKEN_FILE", status=500)
+    if params.get("aws_access_key_id") and params.get("aws_secret_access_key"):
+        return None
+    if env.get("AWS_ROLE_ARN") and env.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
+        return AwsCredentials("web_identity", region, role=env["AWS_ROLE_ARN"], session=session,
+                              token_file=env["AWS_WEB_IDENTITY_TOKEN_FILE"], sts=sts)
+    relative = env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+    full = env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+    if relative or full:
+        url = ECS_HOST + relative if relative else str(full)
+        return AwsCredentials("container", region, url=url, auth=env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN", ""),
+                              auth_file=env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", ""))
+    return None
+
+
+__all__ = ["REFRESH_EARLY", "AwsCredentials", "credentials_for"]

@@ -1,0 +1,211 @@
+"""Bedrock with temporary AWS credentials (``providers.aws_auth``): which source a deployment uses, the STS and
+container-endpoint exchanges and their failures (sans IO), and a real gateway on EKS-style web identity
+(``AWS_ROLE_ARN`` + ``AWS_WEB_IDENTITY_TOKEN_FILE``) against a local STS and a local Bedrock endpoint that
+checks each request's SigV4 signature with botocore, the keys renewed when they near expiry and the
+rotated token file read again."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from relaygate.core import errors
+from relaygate.providers.aws_auth import AwsCredentials, credentials_for
+from relaygate.providers.bedrock import SigV4
+from tests.conftest import start_gateway
+
+ROLE = "arn:aws:iam::123456789012:role/gateway"
+
+
+def _stamp(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sts_xml(n: int, expires_in: float) -> bytes:
+    return (f'<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+            f"<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>ASIATEMP{n}</AccessKeyId>"
+            f"<SecretAccessKey>secret-{n}</SecretAccessKey><SessionToken>session-{n}</SessionToken>"
+            f"<Expiration>{_stamp(expires_in)}</Expiration></Credentials></AssumeRoleWithWebIdentityResult>"
+            f"</AssumeRoleWithWebIdentityResponse>").encode()
+
+
+def test_which_source() -> None:
+    assert credentials_for({"aws_access_key_id": "AK", "aws_secret_access_key": "SK"}, "us-east-1", env={}) is None
+    assert credentials_for({}, "us-east-1", env={}) is None
+    irsa = credentials_for({}, "eu-west-1", env={"AWS_ROLE_ARN": ROLE, "AWS_WEB_IDENTITY_TOKEN_FILE": "/t"})
+    assert irsa is not None and irsa.kind == "web_identity"
+    ecs = credentials_for({}, "us-east-1", env={"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/x"})
+    assert ecs is not None and ecs.kind == "container"
+    assert ecs.refresh_request(0).url == "http://169.254.170.2/v2/credentials/x"
+    pod = credentials_for({}, "us-east-1", env={"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.23/v1/c",
+                                                "AWS_CONTAINER_AUTHORIZATION_TOKEN": "Bearer pod"})
+    assert pod is not None and dict(pod.refresh_request(0).headers)["Authorization"] == "Bearer pod"
+    assumed = credentials_for({"aws_role_name": ROLE, "aws_access_key_id": "AKID", "aws_secret_access_key": "SK"},
+                              "us-west-2", env={}, signer_of=SigV4)
+    assert assumed is not None and assumed.kind == "assume_role"
+    req = assumed.refresh_request(1_700_000_000.0)
+    assert req.url == "https://sts.us-west-2.amazonaws.com/" and req.body.startswith(b"Action=AssumeRole&")  # type: ignore[union-attr]
+    assert "/us-west-2/sts/aws4_request" in dict(req.headers)["Authorization"]
+    token = credentials_for({"aws_role_name": ROLE, "aws_web_identity_token": "eyJ.t", "aws_session_name": "s1",
+                             "aws_sts_endpoint": "https://sts.internal"}, "us-east-1", env={})
+    assert token is not None
+    form = urllib.parse.parse_qs(bytes(token.refresh_request(0).body).decode())  # type: ignore[arg-type]
+    assert token.refresh_request(0).url == "https://sts.internal/"
+    assert form["WebIdentityToken"] == ["eyJ.t"] and form["RoleSessionName"] == ["s1"] and form["RoleArn"] == [ROLE]
+    with pytest.raises(errors.GatewayError, match="aws_role_name needs"):
+        credentials_for({"aws_role_name": ROLE}, "us-east-1", env={})
+
+
+def test_answers_and_renewal(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("eyJ.one\n")
+    c = AwsCredentials("web_identity", "us-east-1", role=ROLE, token_file=str(token_file), sts="https://sts/")
+    now = time.time()
+    assert c.needs_refresh(now) and not c.valid(now)
+    form = urllib.parse.parse_qs(bytes(c.refresh_request(now).body).decode())  # type: ignore[arg-type]
+    assert form["WebIdentityToken"] == ["eyJ.one"] and form["Action"] == ["AssumeRoleWithWebIdentity"]
+    c.accept(200, sts_xml(1, 3600), now)
+    assert (c.access_key, c.secret_key, c.session_token) == ("ASIATEMP1", "secret-1", "session-1")
+    assert c.valid(now) and not c.needs_refresh(now) and c.needs_refresh(now + 3400)
+    refused = (b'<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>Not authorized to '
+               b'perform sts:AssumeRoleWithWebIdentity</Message></Error></ErrorResponse>')
+    with pytest.raises(errors.AuthError, match="Not authorized to perform"):
+        c.accept(403, refused, now)
+    with pytest.raises(errors.GatewayError) as info:
+        c.accept(500, b"<html>oops", now)
+    assert info.value.status == 502
+    token_file.unlink()
+    with pytest.raises(errors.GatewayError, match="cannot read AWS_WEB_IDENTITY_TOKEN_FILE"):
+        c.refresh_request(now)
+    ecs = AwsCredentials("container", "us-east-1", url="http://169.254.170.2/x")
+    ecs.accept(200, orjson.dumps({"AccessKeyId": "ASIAECS", "SecretAccessKey": "s", "Token": "t",
+                                  "Expiration": _stamp(3600)}), now)
+    assert ecs.access_key == "ASIAECS" and ecs.session_token == "t" and ecs.valid(now)
+    with pytest.raises(errors.AuthError):
+        ecs.accept(401, b'{"message": "no"}', now)
+
+
+class _Servers:
+    """A local STS (AssumeRoleWithWebIdentity) and a local Bedrock Converse endpoint that checks signatures."""
+
+    def __init__(self, token_file: Path) -> None:
+        self.sts_calls: list[dict[str, list[str]]] = []
+        self.signed_with: list[str] = []
+        self.bad_signatures: list[str] = []
+        self.lifetimes = [302.0, 3600.0]  # the first keys expire soon: the second request renews them
+        servers = self
+
+        class Sts(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["content-length"])).decode())
+                servers.sts_calls.append(form)
+                n = len(servers.sts_calls)
+                ok = form.get("Action") == ["AssumeRoleWithWebIdentity"] and form.get("RoleArn") == [ROLE] and \
+                    form.get("WebIdentityToken") == [token_file.read_text().strip()]
+                body = sts_xml(n, servers.lifetimes[min(n - 1, 1)]) if ok else b"<ErrorResponse/>"
+                self.send_response(200 if ok else 403)
+                self.send_header("content-type", "text/xml")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        class Bedrock(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                from botocore.auth import SigV4Auth
+                from botocore.awsrequest import AWSRequest
+                from botocore.credentials import Credentials
+
+                body = self.rfile.read(int(self.headers["content-length"]))
+                auth = self.headers["authorization"] or ""
+                key = auth.partition("Credential=")[2].partition("/")[0]
+                n = key.removeprefix("ASIATEMP")
+                url = f"http://{self.headers['host']}{self.path}"
+                req = AWSRequest(method="POST", url=url, data=body,
+                                 headers={"Content-Type": self.headers["content-type"]})
+                signer = SigV4Auth(Credentials(key, f"secret-{n}", f"session-{n}"), "bedrock", "us-west-2")
+                req.context["timestamp"] = self.headers["x-amz-date"]
+                req.headers["X-Amz-Date"] = self.headers["x-amz-date"]
+                req.headers["X-Amz-Security-Token"] = self.headers["x-amz-security-token"] or ""
+                sig = signer.signature(signer.string_to_sign(req, signer.canonical_request(req)), req)
+                servers.signed_with.append(key)
+                if not auth.endswith(f"Signature={sig}") or self.headers["x-amz-security-token"] != f"session-{n}":
+                    servers.bad_signatures.append(auth)
+                out = orjson.dumps({"output": {"message": {"role": "assistant", "content": [{"text": "signed"}]}},
+                                    "stopReason": "end_turn",
+                                    "usage": {"inputTokens": 3, "outputTokens": 1, "totalTokens": 4}})
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.sts = ThreadingHTTPServer(("127.0.0.1", 0), Sts)
+        self.bedrock = ThreadingHTTPServer(("127.0.0.1", 0), Bedrock)
+        for s in (self.sts, self.bedrock):
+            threading.Thread(target=s.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        for s in (self.sts, self.bedrock):
+            s.shutdown()
+            s.server_close()
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[tuple[_Servers, Path]]:
+    token_file = tmp_path / "token"
+    token_file.write_text("eyJ.first-token")
+    s = _Servers(token_file)
+    yield s, token_file
+    s.close()
+
+
+@pytest.mark.e2e
+def test_bedrock_on_web_identity_through_a_gateway(servers: tuple[_Servers, Path]) -> None:
+    s, token_file = servers
+    cfg = f"""
+model_list:
+  - model_name: claude
+    litellm_params:
+      model: bedrock/anthropic.claude-3-haiku-20240307-v1:0
+      aws_region_name: us-west-2
+      aws_bedrock_runtime_endpoint: http://127.0.0.1:{s.bedrock.server_address[1]}
+general_settings:
+  master_key: sk-master-aws
+"""
+    env = {"AWS_ROLE_ARN": ROLE, "AWS_WEB_IDENTITY_TOKEN_FILE": str(token_file),
+           "AWS_ENDPOINT_URL_STS": f"http://127.0.0.1:{s.sts.server_address[1]}", "AWS_ACCESS_KEY_ID": "",
+           "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_BEARER_TOKEN_BEDROCK": ""}
+    with start_gateway(cfg, env=env) as gw:
+        def ask() -> str:
+            r = httpx.post(gw.url + "/v1/chat/completions", timeout=30, headers={"authorization": "Bearer sk-master-aws"},
+                           json={"model": "claude", "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 200, r.text
+            return str(r.json()["choices"][0]["message"]["content"])
+
+        assert ask() == "signed" and ask() == "signed"
+        assert len(s.sts_calls) == 1 and s.signed_with == ["ASIATEMP1", "ASIATEMP1"]
+        time.sleep(2.5)  # the first keys are now within five minutes of their expiry
+        token_file.write_text("eyJ.rotated-token")  # as the platform rotates it
+        assert ask() == "signed"
+        assert len(s.sts_calls) == 2 and s.sts_calls[1]["WebIdentityToken"] == ["eyJ.rotated-token"]
+        assert s.signed_with[-1] == "ASIATEMP2" and s.bad_signatures == []
+        log = gw.log()
+        assert "secret-1" not in log and "session-2" not in log and "eyJ.rotated-token" not in log
