@@ -78,7 +78,7 @@ _OLLAMA = _TOP_K | {"keep_alive"}
 #: provider -> the other ``litellm_params`` its adapter reads (request defaults, headers, options)
 PROVIDER_PARAMS: dict[str, frozenset[str]] = {
     **{name: _OPENAI for name in env.PROVIDERS},
-    "azure": _OPENAI | {"azure_ad_token"},
+    "azure": _OPENAI | {"azure_ad_token", "tenant_id", "client_id", "client_secret", "azure_scope"},
     "anthropic": REQUEST_DEFAULTS | _HEADERS | {"top_k", "thinking", "metadata", "container", "mcp_servers",
                                                 "anthropic_beta"},
     "gemini": _GEMINI,

@@ -2,7 +2,8 @@
 
 ``azure/DEPLOYMENT`` calls ``{api_base}/openai/deployments/{DEPLOYMENT}/{chat/completions|completions|
 embeddings|...}?api-version={api_version}`` with the key in an ``api-key`` header, or
-``Authorization: Bearer {azure_ad_token}`` when an Entra ID token is configured. ``api_base``,
+``Authorization: Bearer {azure_ad_token}`` when an Entra ID token is configured, or a token renewed for an
+identity (``tenant_id`` / ``client_id`` / ``client_secret``, AKS workload identity: ``azure_auth``). ``api_base``,
 ``api_key`` and ``api_version`` fall back to ``AZURE_API_BASE``, ``AZURE_API_KEY`` (or
 ``AZURE_OPENAI_API_KEY``) and ``AZURE_API_VERSION`` as in LiteLLM; the default API version is LiteLLM's.
 An ``api_base`` that already ends in ``/openai/v1`` uses Azure's version-less v1 API
@@ -19,6 +20,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from relaygate.core import errors
+from relaygate.providers.azure_auth import entra_for
 from relaygate.providers.base import ENDPOINT_PATHS, Call, url_segment
 from relaygate.providers.openai import OpenAIProvider
 
@@ -41,6 +43,11 @@ class AzureProvider(OpenAIProvider):
         if self._ad_token:
             self.static_headers = [h for h in self.static_headers if h[0] != "api-key"]
             self.static_headers.append(("Authorization", f"Bearer {self._ad_token}"))
+        entra = entra_for(dep.extra, bool(dep.api_key or self._ad_token))
+        if entra is not None:  # an identity, not a key: tokens renewed by the shell (azure_auth)
+            self.static_headers = [h for h in self.static_headers if h[0] not in ("api-key", "Authorization")]
+            entra.on_token = self._use_token
+            self.token_source = entra
         self.api_version = dep.api_version or DEFAULT_API_VERSION
         base = self.api_base or ""
         self.v1 = base.endswith("/openai/v1")
@@ -48,6 +55,12 @@ class AzureProvider(OpenAIProvider):
 
     def _auth(self, key: str) -> tuple[str, str]:
         return ("api-key", key)
+
+    def _use_token(self, token: str) -> None:
+        """A renewed Entra ID token: the ``Authorization`` header every later request is built with."""
+        headers = [h for h in self.static_headers if h[0] != "Authorization"]
+        headers.append(("Authorization", f"Bearer {token}"))
+        self.static_headers = headers
 
     def media_url(self, path: str) -> str:
         if self.v1:

@@ -1,0 +1,160 @@
+"""Azure OpenAI with an Entra ID identity (``providers.azure_auth``): which source a deployment uses, the token
+requests (client secret, federated token file) and answers, and a real gateway on AKS-style workload
+identity (``AZURE_TENANT_ID`` / ``AZURE_CLIENT_ID`` / ``AZURE_FEDERATED_TOKEN_FILE`` / ``AZURE_AUTHORITY_HOST``)
+against a local token endpoint and a local Azure OpenAI endpoint that records the bearer it gets, the token
+renewed near its expiry with the rotated file read again."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from relaygate.core import errors
+from relaygate.providers.azure_auth import ASSERTION_TYPE, SCOPE, EntraToken, entra_for
+from tests.conftest import start_gateway
+
+
+def test_which_source(tmp_path: Path) -> None:
+    assert entra_for({}, False, env={}) is None
+    t = entra_for({"tenant_id": "t1", "client_id": "c1", "client_secret": "s1"}, True, env={})
+    assert t is not None and t.refresh_request(0).url == "https://login.microsoftonline.com/t1/oauth2/v2.0/token"
+    form = urllib.parse.parse_qs(bytes(t.refresh_request(0).body).decode())  # type: ignore[arg-type]
+    assert form == {"grant_type": ["client_credentials"], "client_id": ["c1"], "scope": [SCOPE],
+                    "client_secret": ["s1"]}
+    aks = {"AZURE_TENANT_ID": "t2", "AZURE_CLIENT_ID": "c2", "AZURE_FEDERATED_TOKEN_FILE": str(tmp_path / "f"),
+           "AZURE_AUTHORITY_HOST": "https://login.example/"}
+    assert entra_for({}, True, env=aks) is None  # a key or a static token wins over the environment
+    fed = entra_for({"azure_scope": "api://x/.default"}, False, env=aks)
+    assert fed is not None
+    (tmp_path / "f").write_text("eyJ.federated\n")
+    req = fed.refresh_request(0)
+    form = urllib.parse.parse_qs(bytes(req.body).decode())  # type: ignore[arg-type]
+    assert req.url == "https://login.example/t2/oauth2/v2.0/token"
+    assert form["client_assertion"] == ["eyJ.federated"] and form["client_assertion_type"] == [ASSERTION_TYPE]
+    assert form["scope"] == ["api://x/.default"] and "client_secret" not in form
+    secret = entra_for({}, False, env={"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": "s"})
+    assert secret is not None and b"client_secret=s" in bytes(secret.refresh_request(0).body)  # type: ignore[arg-type]
+
+
+def test_answers() -> None:
+    got: list[str] = []
+    t = EntraToken("t", "c", secret="s", on_token=got.append)
+    now = time.time()
+    assert t.needs_refresh(now) and not t.valid(now)
+    t.accept(200, orjson.dumps({"access_token": "tok-1", "expires_in": 3599, "token_type": "Bearer"}), now)
+    assert got == ["tok-1"] and t.valid(now) and not t.needs_refresh(now) and t.needs_refresh(now + 3400)
+    with pytest.raises(errors.AuthError, match="AADSTS7000215: Invalid client secret"):
+        t.accept(401, orjson.dumps({"error": "invalid_client",
+                                    "error_description": "AADSTS7000215: Invalid client secret provided."}), now)
+    with pytest.raises(errors.GatewayError) as info:
+        t.accept(503, b"<html>", now)
+    assert info.value.status == 502 and got == ["tok-1"]
+    missing = EntraToken("t", "c", token_file="/no/such/file")
+    with pytest.raises(errors.GatewayError, match="cannot read AZURE_FEDERATED_TOKEN_FILE"):
+        missing.refresh_request(now)
+
+
+class _Servers:
+    def __init__(self, token_file: Path) -> None:
+        self.grants: list[dict[str, list[str]]] = []
+        self.bearers: list[str] = []
+        self.lifetimes = [302, 3600]  # the first token expires soon: the third request renews it
+        servers = self
+
+        class Login(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["content-length"])).decode())
+                servers.grants.append(form)
+                n = len(servers.grants)
+                ok = self.path == "/tenant-1/oauth2/v2.0/token" and form.get("client_id") == ["client-1"] and \
+                    form.get("client_assertion") == [token_file.read_text().strip()]
+                body = orjson.dumps({"access_token": f"entra-{n}", "expires_in": servers.lifetimes[min(n - 1, 1)],
+                                     "token_type": "Bearer"} if ok else {"error": "invalid_client"})
+                self.send_response(200 if ok else 401)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        class Azure(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["content-length"]))
+                servers.bearers.append(self.headers.get("authorization", "") + "|" + self.headers.get("api-key", ""))
+                out = orjson.dumps({"id": "chatcmpl-az", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+                                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "entra"},
+                                                 "finish_reason": "stop"}],
+                                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.login = ThreadingHTTPServer(("127.0.0.1", 0), Login)
+        self.azure = ThreadingHTTPServer(("127.0.0.1", 0), Azure)
+        for s in (self.login, self.azure):
+            threading.Thread(target=s.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        for s in (self.login, self.azure):
+            s.shutdown()
+            s.server_close()
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[tuple[_Servers, Path]]:
+    token_file = tmp_path / "azure-identity-token"
+    token_file.write_text("eyJ.first")
+    s = _Servers(token_file)
+    yield s, token_file
+    s.close()
+
+
+@pytest.mark.e2e
+def test_azure_on_workload_identity_through_a_gateway(servers: tuple[_Servers, Path]) -> None:
+    s, token_file = servers
+    cfg = f"""
+model_list:
+  - model_name: gpt
+    litellm_params:
+      model: azure/my-gpt4o
+      api_base: http://127.0.0.1:{s.azure.server_address[1]}
+      api_version: "2024-10-21"
+general_settings:
+  master_key: sk-master-entra
+"""
+    env = {"AZURE_TENANT_ID": "tenant-1", "AZURE_CLIENT_ID": "client-1", "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
+           "AZURE_AUTHORITY_HOST": f"http://127.0.0.1:{s.login.server_address[1]}/", "AZURE_API_KEY": "",
+           "AZURE_OPENAI_API_KEY": "", "AZURE_AD_TOKEN": ""}
+    with start_gateway(cfg, env=env) as gw:
+        def ask() -> None:
+            r = httpx.post(gw.url + "/v1/chat/completions", timeout=30, headers={"authorization": "Bearer sk-master-entra"},
+                           json={"model": "gpt", "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "entra", r.text
+
+        ask()
+        ask()
+        assert len(s.grants) == 1 and s.bearers == ["Bearer entra-1|", "Bearer entra-1|"]
+        time.sleep(2.5)  # within five minutes of the first token's expiry now
+        token_file.write_text("eyJ.rotated")
+        ask()
+        assert len(s.grants) == 2 and s.grants[1]["client_assertion"] == ["eyJ.rotated"]
+        assert s.bearers[-1] == "Bearer entra-2|"
+        assert "eyJ.rotated" not in gw.log() and "entra-2" not in gw.log()
