@@ -118,6 +118,19 @@ def test_models_list_and_health(mock_gateway: Gateway) -> None:
     assert h["healthy_count"] == 2 and h["unhealthy_count"] == 0
 
 
+def test_health_check_details_off_and_max_response_size() -> None:
+    """LiteLLM's ``health_check_details: false`` keeps ``api_base`` and error text out of ``/health``;
+    ``max_response_size_mb`` caps what an upstream may answer."""
+    cfg = {"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo", "api_base": "http://in.ternal"}}],
+           "general_settings": {"health_check_details": False, "max_response_size_mb": 2}}
+    gw = make_gateway(cfg)
+    h = run(call(gw, "GET", "/health", None, {})).json()
+    assert h["healthy_endpoints"] == [{"model": "mock/echo"}] and h["healthy_count"] == 1
+    assert gw.runtime.config.server.max_upstream_response_bytes == 2 * 1024 * 1024
+    full = run(call(make_gateway({"model_list": cfg["model_list"]}), "GET", "/health", None, {})).json()
+    assert set(full["healthy_endpoints"][0]) >= {"model", "model_name", "model_id"}
+
+
 def test_unknown_route_and_method(mock_gateway: Gateway) -> None:
     r = run(call(mock_gateway, "GET", "/v1/nope", None, AUTH))
     assert r.status == 404 and "error" in r.json()

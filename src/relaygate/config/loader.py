@@ -80,6 +80,7 @@ _LITELLM_SETTINGS_ROUTER = {
     "num_retries", "fallbacks", "context_window_fallbacks", "content_policy_fallbacks", "default_fallbacks",
     "allowed_fails", "cooldown_time", "max_fallbacks", "retry_policy", "stream_timeout", "disable_cooldowns",
 }
+_SIZE_KEYS = {"max_request_size_mb": "max_request_body_bytes", "max_response_size_mb": "max_upstream_response_bytes"}
 _POOL_KEYS = {"database_connection_pool_limit": "database_pool_size",
               "database_connection_timeout": "database_pool_timeout"}
 """``general_settings`` of LiteLLM's database pool -> the ``relaygate_settings`` they set."""
@@ -92,7 +93,7 @@ _GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "backgrou
                  "store_model_in_db", "disable_spend_logs", "store_prompts_in_spend_logs",
                  "maximum_spend_logs_retention_period", "maximum_spend_logs_retention_interval", "spend_logs_buffer",
                  "proxy_batch_write_at",
-                 "enable_jwt_auth", "litellm_jwtauth", "litellm_key_header_name"}
+                 "enable_jwt_auth", "litellm_jwtauth", "litellm_key_header_name", "health_check_details"}
 
 
 # ---------------------------------------------------------------------------------------------------- env
@@ -507,8 +508,8 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
     gs = _expect_mapping(data.get("general_settings"), source, "general_settings")
     general_raw: dict[str, Any] = dict(budget_raw)
     for k, v in gs.items():
-        if k == "max_request_size_mb":
-            server_raw["max_request_body_bytes"] = int(float(v) * 1024 * 1024)
+        if k in ("max_request_size_mb", "max_response_size_mb"):
+            server_raw[_SIZE_KEYS[k]] = int(float(v) * 1024 * 1024)
         elif k == "proxy_port":
             server_raw["port"] = v
         elif k in _GENERAL_CORS:

@@ -233,6 +233,8 @@ class PassThroughEndpoint(msgspec.Struct, kw_only=True):
 
 class GeneralSettings(msgspec.Struct, kw_only=True):
     master_key: str | None = None
+    health_check_details: bool = True
+    """LiteLLM's: ``false`` makes ``/health`` name each deployment's model only (no ``api_base``, no error text)."""
     litellm_key_header_name: str | None = None
     """LiteLLM's: a header the gateway key may arrive in (``X-Litellm-Key: Bearer sk-...``), read before the
     usual ones; never forwarded upstream."""

@@ -199,15 +199,18 @@ async def health(gw: Gateway, scope: Scope, receive: Receive, send: Send, params
     (``gateway.health_view``, which also keeps each deployment's last result for ``/health/deployments``)."""
     await principal(gw, scope)
     healthy, unhealthy = [], []
+    details = gw.runtime.config.general.health_check_details
     for target, err in await check_deployments(gw):
-        entry: dict[str, Any] = {"model": target.dep.model, "model_name": target.dep.model_name,
-                                 "model_id": target.dep.id}
-        if target.provider.api_base:
-            entry["api_base"] = target.provider.api_base
+        entry: dict[str, Any] = {"model": target.dep.model}
+        if details:
+            entry.update(model_name=target.dep.model_name, model_id=target.dep.id)
+            if target.provider.api_base:
+                entry["api_base"] = target.provider.api_base
         if err is None:
             healthy.append(entry)
         else:
-            entry["error"] = err
+            if details:
+                entry["error"] = err
             unhealthy.append(entry)
     body = {"healthy_endpoints": healthy, "unhealthy_endpoints": unhealthy,
             "healthy_count": len(healthy), "unhealthy_count": len(unhealthy)}
