@@ -25,7 +25,7 @@ import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["STATIC", "Asset", "AssetStore"]
+__all__ = ["STATIC", "Asset", "AssetStore", "etag"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_CACHED_BYTES = 32 * 1024 * 1024
@@ -64,7 +64,7 @@ class AssetStore:
         found = self._load("index.html")
         if found is not None:
             return found
-        return Asset(_FALLBACK_INDEX, _TYPES[".html"].encode(), _etag(_FALLBACK_INDEX), b"no-cache")
+        return Asset(_FALLBACK_INDEX, _TYPES[".html"].encode(), etag(_FALLBACK_INDEX), b"no-cache")
 
     def find(self, rel: str) -> Asset | None:
         """The asset for the request path below ``/ui/`` (``""``: the index); None: answer 404."""
@@ -87,7 +87,7 @@ class AssetStore:
             body = path.read_bytes()
             ctype = _TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             cache = b"no-cache" if rel == "index.html" else b"public, max-age=3600"
-            asset = Asset(body, ctype.encode(), _etag(body), cache)
+            asset = Asset(body, ctype.encode(), etag(body), cache)
         size = len(asset.body) if asset is not None else 0
         if self._bytes + size <= MAX_CACHED_BYTES and len(self._cache) < 4096:
             self._cache[rel] = asset
@@ -101,5 +101,5 @@ def _safe(segment: str) -> bool:
     return all(ord(ch) >= 0x20 and ch != "\x7f" for ch in segment) and ":" not in segment
 
 
-def _etag(body: bytes) -> bytes:
+def etag(body: bytes) -> bytes:
     return b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'

@@ -32,6 +32,7 @@ answers are ``Cache-Control: no-store``.
 from __future__ import annotations
 
 import hmac
+import html
 import logging
 import os
 import time
@@ -49,7 +50,7 @@ from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Outgoing, Receive, Scope, Send
 from relaygate.store import NotFound, Store, User
 from relaygate.ui import passwords, rows, sessions
-from relaygate.ui.assets import AssetStore
+from relaygate.ui.assets import Asset, AssetStore, etag
 from relaygate.ui.limits import SignInLimiter
 
 __all__ = ["CSP", "SECURITY_HEADERS", "add_routes"]
@@ -154,6 +155,7 @@ class UIServer:
     def __init__(self, gw: Any) -> None:
         self.gw = gw
         self.assets = AssetStore()
+        self._rooted_pages: dict[tuple[bytes, str], Asset] = {}
         self.limiter = SignInLimiter()
 
     # -- JSON endpoints ---------------------------------------------------------------------------------
@@ -276,6 +278,9 @@ class UIServer:
         if asset is None:
             raise GatewayError(f"Not found: {scope['path'][:200]}", status=404, type="not_found_error",
                                param="None")
+        root = scope.get("root_path") or ""
+        if root and asset.content_type.startswith(b"text/html"):
+            asset = self._rooted(asset, root)
         headers = [(b"etag", asset.etag), (b"cache-control", asset.cache_control)]
         inm = _header(scope, b"if-none-match")
         if inm is not None and asset.etag in {t.strip() for t in inm.split(b",")}:
@@ -286,6 +291,21 @@ class UIServer:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         head = scope.get("method") == "HEAD"
         await send({"type": "http.response.body", "body": b"" if head else asset.body})
+
+
+    def _rooted(self, asset: Asset, root: str) -> Asset:
+        """The page as served under ``SERVER_ROOT_PATH``: its ``/ui/`` links under the prefix, and the prefix
+        in ``<meta name="relaygate-root">`` for the scripts' API calls (made once per page and prefix)."""
+        key = (asset.etag, root)
+        done = self._rooted_pages.get(key)
+        if done is None:
+            prefix = html.escape(root, quote=True).encode()
+            body = asset.body.replace(b'"/ui/', b'"' + prefix + b"/ui/").replace(
+                b"<head>", b'<head>\n<meta name="relaygate-root" content="' + prefix + b'">', 1)
+            if len(self._rooted_pages) > 16:
+                self._rooted_pages.clear()
+            done = self._rooted_pages[key] = Asset(body, asset.content_type, etag(body), asset.cache_control)
+        return done
 
 
 def add_routes(t: RouteTable, gw: Any) -> UIServer:

@@ -138,7 +138,8 @@ def _start(gw: Any, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes
     endpoint = _env("GENERIC_AUTHORIZATION_ENDPOINT")
     url = endpoint + ("&" if "?" in endpoint else "?") + urllib.parse.urlencode(query)
     flow = {"s": state, "n": nonce, "v": verifier, "e": int(time.time()) + FLOW_TTL}
-    cookie = (f"{FLOW_COOKIE}={seal(gw, flow)}; Path=/sso; Max-Age={FLOW_TTL}; HttpOnly; SameSite=Lax"
+    cookie = (f"{FLOW_COOKIE}={seal(gw, flow)}; Path={scope.get('root_path', '')}/sso; Max-Age={FLOW_TTL}; "
+              f"HttpOnly; SameSite=Lax"
               + ("; Secure" if _https(scope) else ""))
     return 303, [(b"location", url.encode()), (b"set-cookie", cookie.encode()),
                  (b"cache-control", b"no-store")], b""
@@ -172,7 +173,8 @@ async def _callback(gw: Any, scope: Scope) -> tuple[int, list[tuple[bytes, bytes
 
     cookie, _ = await sessions.issue(gw, scope, user_id=user_id, role=role, via="sso", user_email=email)
     log.info("single sign-on: user %s signed in as %s", user_id, role)
-    return 303, [(b"location", b"/ui/"), (b"set-cookie", cookie), _clear_flow(scope),
+    return 303, [(b"location", (scope.get("root_path", "") + "/ui/").encode()), (b"set-cookie", cookie),
+                 _clear_flow(scope),
                  (b"cache-control", b"no-store")], b""
 
 
@@ -478,7 +480,8 @@ def _cookie(scope: Scope, name: str) -> str | None:
 
 
 def _clear_flow(scope: Scope) -> tuple[bytes, bytes]:
-    return (b"set-cookie", (f"{FLOW_COOKIE}=; Path=/sso; Max-Age=0; HttpOnly; SameSite=Lax"
+    path = scope.get("root_path", "") + "/sso"
+    return (b"set-cookie", (f"{FLOW_COOKIE}=; Path={path}; Max-Age=0; HttpOnly; SameSite=Lax"
                             + ("; Secure" if _https(scope) else "")).encode())
 
 
@@ -492,7 +495,7 @@ def _https(scope: Scope) -> bool:
 
 
 def redirect_uri(scope: Scope) -> str:
-    """``<PROXY_BASE_URL or the request's origin>/sso/callback``."""
+    """``<PROXY_BASE_URL, or the request's origin and SERVER_ROOT_PATH>/sso/callback``."""
     base = _env("PROXY_BASE_URL").rstrip("/")
     if not base:
         host = ""
@@ -503,7 +506,7 @@ def redirect_uri(scope: Scope) -> str:
         if not host:
             server = scope.get("server") or ("127.0.0.1", 4000)
             host = f"{server[0]}:{server[1]}"
-        base = f"{scope.get('scheme', 'http')}://{host}"
+        base = f"{scope.get('scheme', 'http')}://{host}" + scope.get("root_path", "")
     return base + "/sso/callback"
 
 

@@ -6,6 +6,11 @@
 let current = null;
 const listeners = [];
 
+// The gateway's path prefix (SERVER_ROOT_PATH), which the server writes into the page it serves
+// under one; "" at the root. Every API path and link the UI makes starts with it.
+const rootMeta = document.querySelector('meta[name="relaygate-root"]');
+export const ROOT = rootMeta ? rootMeta.getAttribute("content") || "" : "";
+
 export class ApiError extends Error {
   constructor(message, status, body) {
     super(message);
@@ -78,7 +83,7 @@ export async function api(method, path, opts) {
   }
   let res;
   try {
-    res = await fetch(path + qs(o.query), init);
+    res = await fetch(ROOT + path + qs(o.query), init);
   } catch (err) {
     throw new ApiError(`Network error: ${err && err.message ? err.message : err}`, 0, null);
   }

@@ -2,7 +2,7 @@
 // and "Sign in with SSO" when /ui/config says it is set up. The password is sent once in a POST body and
 // dropped; only the HttpOnly cookie the server sets keeps the session.
 
-import { api, setSession } from "../api.js";
+import { ROOT, api, setSession } from "../api.js";
 import { h } from "../dom.js";
 
 export async function render(main) {
@@ -49,7 +49,8 @@ export async function render(main) {
   if (config.sso_enabled) {
     const sso = h("button", { type: "button", class: "secondary sso", "data-testid": "signin-sso", text: "Sign in with SSO" });
     sso.addEventListener("click", () => {
-      window.location.assign(config.sso_url || "/sso/key/generate");
+      const url = config.sso_url || "/sso/key/generate";
+      window.location.assign(url.startsWith("/") ? ROOT + url : url);
     });
     card.append(h("div", { class: "or", text: "or" }), sso);
   }
