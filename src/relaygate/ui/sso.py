@@ -18,7 +18,8 @@ variables (``GENERIC_CLIENT_ID``, ``GENERIC_CLIENT_SECRET``, ``GENERIC_AUTHORIZA
 The flow's secrets (state, nonce, verifier) live in a cookie, not in a worker's memory, so any worker may
 answer the callback: HMAC-SHA256 signed with a key derived from ``LITELLM_SALT_KEY`` or the master key,
 HttpOnly, ``SameSite=Lax`` (the provider's redirect back is a top-level cross-site GET, which Strict would
-strip), ``Path=/sso``, Secure over TLS, valid 10 minutes, cleared by the callback.
+strip), ``Path=/sso`` (under ``SERVER_ROOT_PATH`` when the request came through it), Secure over TLS, valid
+10 minutes, cleared by the callback.
 
 Users, as LiteLLM creates them: the id is the ``GENERIC_USER_ID_ATTRIBUTE`` claim (default
 ``preferred_username``), else ``sub``, else the email. A new user gets the role the role claim names
