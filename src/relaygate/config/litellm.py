@@ -43,6 +43,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -610,3 +611,41 @@ def refuse_guardrails(guardrails: Any, acknowledged: bool, source: str) -> None:
     raise ConfigError(source, "guardrails", f"relaygate does not run LiteLLM's guardrails{listed}: requests would "
                       "reach the providers unchecked. Remove them, or set relaygate_settings.ignore_guardrails: "
                       "true to serve without them knowingly")
+
+
+def upstream_tls(settings: Mapping[str, Any], env: Mapping[str, str], source: str,
+                 warnings: list[str]) -> dict[str, Any]:
+    """LiteLLM's upstream TLS options as ``relaygate_settings``: ``ssl_verify`` (true, false, or a CA bundle's
+    path; else ``SSL_VERIFY``) and ``ssl_certificate`` (a client certificate; else ``SSL_CERTIFICATE``). A
+    file that is not there is a config error naming the setting."""
+    out: dict[str, Any] = {}
+    verify = settings.get("ssl_verify")
+    where = "litellm_settings.ssl_verify"
+    if verify is None and env.get("SSL_VERIFY"):
+        verify, where = env["SSL_VERIFY"], "SSL_VERIFY"
+    if isinstance(verify, str) and verify.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        verify = verify.strip().lower() in ("true", "1", "yes")
+    if verify is not None:
+        if not isinstance(verify, bool) and not (isinstance(verify, str) and os.path.isfile(verify)):
+            raise ConfigError(source, where, f"expected true, false or the path of a CA bundle file (got {verify!r})")
+        out["ssl_verify"] = verify
+        if verify is False:
+            warnings.append(f"{where}: false: upstream TLS certificates are not verified (anyone on the path can "
+                            "read and change requests, keys included)")
+    cert = settings.get("ssl_certificate")
+    where = "litellm_settings.ssl_certificate"
+    if cert is None and env.get("SSL_CERTIFICATE"):
+        cert, where = env["SSL_CERTIFICATE"], "SSL_CERTIFICATE"
+    if cert is not None:
+        if not isinstance(cert, str) or not os.path.isfile(cert):
+            raise ConfigError(source, where, f"expected the path of a PEM certificate file (got {cert!r})")
+        out["ssl_certificate"] = cert
+    return out
+
+
+def seconds_variable(env: Mapping[str, str], name: str, source: str) -> float:
+    """A number of seconds from the environment variable ``name`` (a config error naming it otherwise)."""
+    try:
+        return float(env[name])
+    except ValueError:
+        raise ConfigError(source, name, "expected a number of seconds") from None

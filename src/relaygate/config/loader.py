@@ -86,7 +86,8 @@ _POOL_KEYS = {"database_connection_pool_limit": "database_pool_size",
 """``general_settings`` of LiteLLM's database pool -> the ``relaygate_settings`` they set."""
 _KEY_POLICY = ("default_key_generate_params", "upperbound_key_generate_params", "key_generation_settings")
 """``litellm_settings`` read by ``config.key_policy`` (in this order)."""
-_LITELLM_SETTINGS_ACCEPTED = {"drop_params", "set_verbose", "request_timeout", "modify_params"}
+_LITELLM_SETTINGS_ACCEPTED = {"drop_params", "set_verbose", "request_timeout", "modify_params", "ssl_verify",
+                              "ssl_certificate"}
 _GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "background_health_checks",
                  "health_check_interval", "max_request_size_mb", "proxy_port",
                  "user_api_key_cache_ttl", "allow_requests_on_db_unavailable",
@@ -475,6 +476,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
             pass
         else:
             warnings.append(f"litellm_settings.{k}: ignored")
+    server_raw.update(litellm.upstream_tls(ls, os.environ, source, warnings))
     try:
         top["key_policy"] = key_policy(*(ls.get(k) for k in _KEY_POLICY))
     except KeyPolicyError as exc:
@@ -498,10 +500,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
     if "timeout" in rs:
         server_raw.setdefault("request_timeout", rs["timeout"])
     if "request_timeout" not in server_raw and os.environ.get("REQUEST_TIMEOUT"):  # LiteLLM's default's variable
-        try:
-            server_raw["request_timeout"] = float(os.environ["REQUEST_TIMEOUT"])
-        except ValueError:
-            raise ConfigError(source, "REQUEST_TIMEOUT", "expected a number of seconds") from None
+        server_raw["request_timeout"] = litellm.seconds_variable(os.environ, "REQUEST_TIMEOUT", source)
     if isinstance(router_raw.get("model_group_alias"), tuple):
         router_raw["model_group_alias"], router_raw["hidden_aliases"] = router_raw["model_group_alias"]
 

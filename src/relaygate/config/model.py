@@ -159,6 +159,11 @@ class ServerSettings(msgspec.Struct, kw_only=True):
     """Open client connections per worker, idle ones included; 0: the process's file limit less a reserve."""
     header_read_timeout: float = 10.0
     """Seconds a connection may wait before its request head is in: the first request and between two."""
+    ssl_verify: bool | str = True
+    """Upstream TLS (LiteLLM's ``litellm_settings.ssl_verify`` / ``SSL_VERIFY``): verify against the system's CAs
+    (true), a CA bundle file (a path), or not at all (false: warned about at startup)."""
+    ssl_certificate: str | None = None
+    """A client certificate (PEM, with its key) presented to upstreams (LiteLLM's ``SSL_CERTIFICATE``)."""
     max_upstream_response_bytes: int = 128 * 1024 * 1024
     """Largest upstream answer read whole (non-stream); larger ones are a 502. Streams are not capped."""
     watch_config: bool = False
