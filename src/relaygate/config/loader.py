@@ -94,7 +94,8 @@ _GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "backgrou
                  "store_model_in_db", "disable_spend_logs", "store_prompts_in_spend_logs",
                  "maximum_spend_logs_retention_period", "maximum_spend_logs_retention_interval", "spend_logs_buffer",
                  "proxy_batch_write_at",
-                 "enable_jwt_auth", "litellm_jwtauth", "litellm_key_header_name", "health_check_details"}
+                 "enable_jwt_auth", "litellm_jwtauth", "litellm_key_header_name", "health_check_details",
+                 "global_max_parallel_requests"}
 
 
 # ---------------------------------------------------------------------------------------------------- env

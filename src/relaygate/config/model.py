@@ -238,6 +238,9 @@ class PassThroughEndpoint(msgspec.Struct, kw_only=True):
 
 class GeneralSettings(msgspec.Struct, kw_only=True):
     master_key: str | None = None
+    global_max_parallel_requests: int | None = None
+    """LiteLLM's overload guard: requests one worker serves at once (LiteLLM counts per process too); past it a
+    429 in LiteLLM's words. None: no bound."""
     health_check_details: bool = True
     """LiteLLM's: ``false`` makes ``/health`` name each deployment's model only (no ``api_base``, no error text)."""
     litellm_key_header_name: str | None = None

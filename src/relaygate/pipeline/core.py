@@ -36,7 +36,7 @@ from collections.abc import Awaitable
 
 from relaygate.core import errors
 from relaygate.core.body import restamp_model
-from relaygate.core.errors import GatewayError
+from relaygate.core.errors import GatewayError, KeyLimitExceeded
 from relaygate.cost import usd
 from relaygate.http.body import ClientGone, body_ended_early
 from relaygate.http.respond import DisconnectWatch, send_body
@@ -69,10 +69,23 @@ class Pipeline:
         self.runtime = runtime
         self.transport = transport
         self.completions = completions
+        self.inflight = 0
+        """Requests past authentication this worker serves now, counted only under
+        ``global_max_parallel_requests`` (kept across reloads: the pipeline outlives its runtimes)."""
+
+    def _admit(self, ex: Exchange, cap: int) -> None:
+        """LiteLLM's global parallel-request bound, after authentication (its pre-call hook's place)."""
+        if self.inflight >= cap:
+            raise KeyLimitExceeded(f"Max parallel request limit reached Hit Global Limit: Limit={cap}, current: "
+                                   f"{self.inflight}", type="None", param="None", code="429",
+                                   headers=[(b"retry-after", b"%d" % (60 - int(time.time()) % 60))])
+        self.inflight += 1
+        ex.admitted = True
 
     async def run(self, fe: Frontend, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         ex = Exchange(fe.route, time.perf_counter(), self.runtime)
         rt = ex.rt
+        cap = rt.config.general.global_max_parallel_requests
         try:
             headers = scope["headers"]
             over = ex.over = Overrides(headers, rt.max_body)
@@ -82,6 +95,8 @@ class Pipeline:
             if who.jwt is not None:  # a JWT's allowed routes and end user (auth.jwt_routes); None for all others
                 who.jwt.admit(ex, scope["path"])
             await fe.parse(ex, scope, receive, params)
+            if cap is not None:
+                self._admit(ex, cap)
             if rt.observer is not None or (who.key is not None and who.key.logging is not None):
                 targets = who.key.logging if who.key is not None else None
                 if targets is not None and rt.ensure_targets is not None:
@@ -134,6 +149,9 @@ class Pipeline:
             await self.fail(fe, send, ex, body_ended_early(), scope)
         except Spent as spent:
             await self.fail(fe, send, ex, spent.error, scope)
+        finally:
+            if ex.admitted:
+                self.inflight -= 1
 
     async def fail(self, fe: Frontend, send: Send, ex: Exchange, exc: GatewayError, scope: Scope) -> None:
         """An error answer: completed as a record, logged once, sent in the frontend's shape with the call id."""

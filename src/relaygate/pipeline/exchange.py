@@ -42,7 +42,7 @@ class Exchange:
     __slots__ = ("call_id", "route", "t0", "rt", "endpoint", "body", "view", "model", "stream", "fallbacks",
                  "over", "state", "control", "who", "group", "ctx", "lease", "wait", "ttft", "prompt_tokens",
                  "completion_tokens", "cached_tokens", "cache_write_tokens", "status", "cost", "estimated", "done",
-                 "cache", "obs")
+                 "cache", "obs", "admitted")
 
     def __init__(self, route: str, t0: float, rt: Runtime) -> None:
         self.call_id = b""
@@ -84,6 +84,8 @@ class Exchange:
         route is not cached."""
         self.obs: Capture | None = None
         """What exporters get of this exchange (``observe.capture.Capture``); None when none asks."""
+        self.admitted = False
+        """Counted in ``Pipeline.inflight`` (``global_max_parallel_requests``)."""
 
 
 class StreamStart:
