@@ -1,4 +1,4 @@
-"""Bedrock with temporary AWS credentials (``providers.aws_auth``): which source a deployment uses, the STS and
+"""Bedrock with temporary AWS credentials (``upstream.aws_identity``): which source a deployment uses, the STS and
 container-endpoint exchanges and their failures (sans IO), and a real gateway on EKS-style web identity
 (``AWS_ROLE_ARN`` + ``AWS_WEB_IDENTITY_TOKEN_FILE``) against a local STS and a local Bedrock endpoint that
 checks each request's SigV4 signature with botocore, the keys renewed when they near expiry and the
@@ -19,9 +19,10 @@ import httpx
 import orjson
 import pytest
 
+from relaygate.config.env import fill_from_env
 from relaygate.core import errors
-from relaygate.providers.aws_auth import AwsCredentials, credentials_for
 from relaygate.providers.bedrock import SigV4
+from relaygate.upstream.aws_identity import AwsCredentials, credentials_for
 from tests.conftest import start_gateway
 
 ROLE = "arn:aws:iam::123456789012:role/gateway"
@@ -39,31 +40,40 @@ def sts_xml(n: int, expires_in: float) -> bytes:
             f"</AssumeRoleWithWebIdentityResponse>").encode()
 
 
-def test_which_source() -> None:
-    assert credentials_for({"aws_access_key_id": "AK", "aws_secret_access_key": "SK"}, "us-east-1", env={}) is None
-    assert credentials_for({}, "us-east-1", env={}) is None
-    irsa = credentials_for({}, "eu-west-1", env={"AWS_ROLE_ARN": ROLE, "AWS_WEB_IDENTITY_TOKEN_FILE": "/t"})
+def test_which_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert credentials_for({"aws_access_key_id": "AK", "aws_secret_access_key": "SK"}, "us-east-1") is None
+    assert credentials_for({}, "us-east-1") is None
+    # the environment reaches the adapter as parameters, read once by config.env (the SDKs' variables)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_BEARER_TOKEN_BEDROCK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ROLE_ARN", ROLE)
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/token")
+    params = fill_from_env("bedrock", {})
+    assert params["aws_role_name"] == ROLE and params["aws_web_identity_token_file"] == "/var/run/secrets/token"
+    irsa = credentials_for(params, "eu-west-1")
     assert irsa is not None and irsa.kind == "web_identity"
-    ecs = credentials_for({}, "us-east-1", env={"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/x"})
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKSTATIC")  # static keys in the environment: no role from it
+    assert "aws_role_name" not in fill_from_env("bedrock", {})
+    ecs = credentials_for({"aws_container_credentials_relative_uri": "/v2/credentials/x"}, "us-east-1")
     assert ecs is not None and ecs.kind == "container"
     assert ecs.refresh_request(0).url == "http://169.254.170.2/v2/credentials/x"
-    pod = credentials_for({}, "us-east-1", env={"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.23/v1/c",
-                                                "AWS_CONTAINER_AUTHORIZATION_TOKEN": "Bearer pod"})
+    pod = credentials_for({"aws_container_credentials_uri": "http://169.254.170.23/v1/c",
+                           "aws_container_authorization_token": "Bearer pod"}, "us-east-1")
     assert pod is not None and dict(pod.refresh_request(0).headers)["Authorization"] == "Bearer pod"
     assumed = credentials_for({"aws_role_name": ROLE, "aws_access_key_id": "AKID", "aws_secret_access_key": "SK"},
-                              "us-west-2", env={}, signer_of=SigV4)
+                              "us-west-2", signer_of=SigV4)
     assert assumed is not None and assumed.kind == "assume_role"
     req = assumed.refresh_request(1_700_000_000.0)
     assert req.url == "https://sts.us-west-2.amazonaws.com/" and req.body.startswith(b"Action=AssumeRole&")  # type: ignore[union-attr]
     assert "/us-west-2/sts/aws4_request" in dict(req.headers)["Authorization"]
     token = credentials_for({"aws_role_name": ROLE, "aws_web_identity_token": "eyJ.t", "aws_session_name": "s1",
-                             "aws_sts_endpoint": "https://sts.internal"}, "us-east-1", env={})
+                             "aws_sts_endpoint": "https://sts.internal"}, "us-east-1")
     assert token is not None
     form = urllib.parse.parse_qs(bytes(token.refresh_request(0).body).decode())  # type: ignore[arg-type]
     assert token.refresh_request(0).url == "https://sts.internal/"
     assert form["WebIdentityToken"] == ["eyJ.t"] and form["RoleSessionName"] == ["s1"] and form["RoleArn"] == [ROLE]
     with pytest.raises(errors.GatewayError, match="aws_role_name needs"):
-        credentials_for({"aws_role_name": ROLE}, "us-east-1", env={})
+        credentials_for({"aws_role_name": ROLE}, "us-east-1")
 
 
 def test_answers_and_renewal(tmp_path: Path) -> None:

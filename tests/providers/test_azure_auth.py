@@ -1,4 +1,4 @@
-"""Azure OpenAI with an Entra ID identity (``providers.azure_auth``): which source a deployment uses, the token
+"""Azure OpenAI with an Entra ID identity (``upstream.azure_identity``): which source a deployment uses, the token
 requests (client secret, federated token file) and answers, and a real gateway on AKS-style workload
 identity (``AZURE_TENANT_ID`` / ``AZURE_CLIENT_ID`` / ``AZURE_FEDERATED_TOKEN_FILE`` / ``AZURE_AUTHORITY_HOST``)
 against a local token endpoint and a local Azure OpenAI endpoint that records the bearer it gets, the token
@@ -18,22 +18,29 @@ import httpx
 import orjson
 import pytest
 
+from relaygate.config.env import fill_from_env
 from relaygate.core import errors
-from relaygate.providers.azure_auth import ASSERTION_TYPE, SCOPE, EntraToken, entra_for
+from relaygate.upstream.azure_identity import ASSERTION_TYPE, SCOPE, EntraToken, entra_for
 from tests.conftest import start_gateway
 
 
-def test_which_source(tmp_path: Path) -> None:
-    assert entra_for({}, False, env={}) is None
-    t = entra_for({"tenant_id": "t1", "client_id": "c1", "client_secret": "s1"}, True, env={})
+def test_which_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert entra_for({}, False) is None
+    t = entra_for({"tenant_id": "t1", "client_id": "c1", "client_secret": "s1"}, False)
     assert t is not None and t.refresh_request(0).url == "https://login.microsoftonline.com/t1/oauth2/v2.0/token"
     form = urllib.parse.parse_qs(bytes(t.refresh_request(0).body).decode())  # type: ignore[arg-type]
     assert form == {"grant_type": ["client_credentials"], "client_id": ["c1"], "scope": [SCOPE],
                     "client_secret": ["s1"]}
-    aks = {"AZURE_TENANT_ID": "t2", "AZURE_CLIENT_ID": "c2", "AZURE_FEDERATED_TOKEN_FILE": str(tmp_path / "f"),
-           "AZURE_AUTHORITY_HOST": "https://login.example/"}
-    assert entra_for({}, True, env=aks) is None  # a key or a static token wins over the environment
-    fed = entra_for({"azure_scope": "api://x/.default"}, False, env=aks)
+    assert entra_for({"tenant_id": "t1", "client_id": "c1", "client_secret": "s1"}, True) is None  # a key wins
+    # AKS workload identity's variables reach the adapter as parameters (config.env)
+    for name in ("AZURE_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_AD_TOKEN", "AZURE_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in (("AZURE_TENANT_ID", "t2"), ("AZURE_CLIENT_ID", "c2"),
+                        ("AZURE_FEDERATED_TOKEN_FILE", str(tmp_path / "f")),
+                        ("AZURE_AUTHORITY_HOST", "https://login.example/")):
+        monkeypatch.setenv(name, value)
+    params = fill_from_env("azure", {"azure_scope": "api://x/.default"})
+    fed = entra_for(params, False)
     assert fed is not None
     (tmp_path / "f").write_text("eyJ.federated\n")
     req = fed.refresh_request(0)
@@ -41,8 +48,6 @@ def test_which_source(tmp_path: Path) -> None:
     assert req.url == "https://login.example/t2/oauth2/v2.0/token"
     assert form["client_assertion"] == ["eyJ.federated"] and form["client_assertion_type"] == [ASSERTION_TYPE]
     assert form["scope"] == ["api://x/.default"] and "client_secret" not in form
-    secret = entra_for({}, False, env={"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": "s"})
-    assert secret is not None and b"client_secret=s" in bytes(secret.refresh_request(0).body)  # type: ignore[arg-type]
 
 
 def test_answers() -> None:

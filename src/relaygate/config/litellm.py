@@ -79,7 +79,8 @@ _OLLAMA = _TOP_K | {"keep_alive"}
 #: provider -> the other ``litellm_params`` its adapter reads (request defaults, headers, options)
 PROVIDER_PARAMS: dict[str, frozenset[str]] = {
     **{name: _OPENAI for name in env.PROVIDERS},
-    "azure": _OPENAI | {"azure_ad_token", "tenant_id", "client_id", "client_secret", "azure_scope"},
+    "azure": _OPENAI | {"azure_ad_token", "tenant_id", "client_id", "client_secret", "azure_scope",
+                        "azure_federated_token_file", "azure_authority_host"},
     "anthropic": REQUEST_DEFAULTS | _HEADERS | {"top_k", "thinking", "metadata", "container", "mcp_servers",
                                                 "anthropic_beta"},
     "gemini": _GEMINI,
@@ -87,8 +88,10 @@ PROVIDER_PARAMS: dict[str, frozenset[str]] = {
     "vertex_ai_beta": _VERTEX,
     "bedrock": _TOP_K | {"aws_region_name", "aws_bedrock_runtime_endpoint", "aws_access_key_id",
                          "aws_secret_access_key", "aws_session_token", "aws_role_name", "aws_session_name",
-                         "aws_web_identity_token", "aws_sts_endpoint", "dimensions", "input_type", "truncate",
-                         "normalize"},
+                         "aws_web_identity_token", "aws_web_identity_token_file", "aws_sts_endpoint",
+                         "aws_container_credentials_uri", "aws_container_credentials_relative_uri",
+                         "aws_container_authorization_token", "aws_container_authorization_token_file",
+                         "dimensions", "input_type", "truncate", "normalize"},
     "cohere": _TOP_K,
     "cohere_chat": _TOP_K,
     "ollama": _OLLAMA,

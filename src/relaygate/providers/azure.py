@@ -3,7 +3,8 @@
 ``azure/DEPLOYMENT`` calls ``{api_base}/openai/deployments/{DEPLOYMENT}/{chat/completions|completions|
 embeddings|...}?api-version={api_version}`` with the key in an ``api-key`` header, or
 ``Authorization: Bearer {azure_ad_token}`` when an Entra ID token is configured, or a token renewed for an
-identity (``tenant_id`` / ``client_id`` / ``client_secret``, AKS workload identity: ``azure_auth``). ``api_base``,
+identity (``tenant_id`` / ``client_id`` / ``client_secret``, AKS workload identity:
+``upstream.azure_identity``). ``api_base``,
 ``api_key`` and ``api_version`` fall back to ``AZURE_API_BASE``, ``AZURE_API_KEY`` (or
 ``AZURE_OPENAI_API_KEY``) and ``AZURE_API_VERSION`` as in LiteLLM; the default API version is LiteLLM's.
 An ``api_base`` that already ends in ``/openai/v1`` uses Azure's version-less v1 API
@@ -20,9 +21,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from relaygate.core import errors
-from relaygate.providers.azure_auth import entra_for
 from relaygate.providers.base import ENDPOINT_PATHS, Call, url_segment
 from relaygate.providers.openai import OpenAIProvider
+from relaygate.upstream.azure_identity import entra_for
 
 DEFAULT_API_VERSION = "2025-02-01-preview"
 MEDIA_PATHS = {"images": "/images/generations", "transcriptions": "/audio/transcriptions",
@@ -44,7 +45,7 @@ class AzureProvider(OpenAIProvider):
             self.static_headers = [h for h in self.static_headers if h[0] != "api-key"]
             self.static_headers.append(("Authorization", f"Bearer {self._ad_token}"))
         entra = entra_for(dep.extra, bool(dep.api_key or self._ad_token))
-        if entra is not None:  # an identity, not a key: tokens renewed by the shell (azure_auth)
+        if entra is not None:  # an identity, not a key: tokens renewed by the shell (upstream.azure_identity)
             self.static_headers = [h for h in self.static_headers if h[0] not in ("api-key", "Authorization")]
             entra.on_token = self._use_token
             self.token_source = entra

@@ -47,9 +47,9 @@ from relaygate.config.model import Deployment
 from relaygate.core import errors
 from relaygate.core.mime import guess_mime
 from relaygate.providers import _convert as cv
-from relaygate.providers.aws_auth import credentials_for
 from relaygate.providers.base import Call, Provider, StreamTranslator, classify, url_segment
 from relaygate.providers.openai import REQUEST_DEFAULTS
+from relaygate.upstream.aws_identity import credentials_for
 from relaygate.upstream.base import UpstreamRequest
 
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
@@ -560,7 +560,7 @@ class BedrockProvider(Provider):
         if bearer:
             self.headers.append(("Authorization", f"Bearer {bearer}"))
         else:
-            # a role, web identity or container credentials: temporary keys the shell renews (aws_auth)
+            # a role, web identity or container credentials: temporary keys the shell renews (aws_identity)
             self.token_source = credentials_for(x, self.region, signer_of=SigV4)
             ak = x.get("aws_access_key_id")
             sk = x.get("aws_secret_access_key")

@@ -9,8 +9,9 @@ credentials still sign. Three sources, in the AWS SDKs' order:
 
 - **web identity**: ``aws_role_name`` + ``aws_web_identity_token`` in ``litellm_params`` (LiteLLM's), else
   ``AWS_ROLE_ARN`` + ``AWS_WEB_IDENTITY_TOKEN_FILE`` (what IRSA injects; the file is read at every renewal,
-  as the platform rotates it); ``aws_session_name`` / ``AWS_ROLE_SESSION_NAME`` names the session. STS
-  ``AssumeRoleWithWebIdentity`` (an unsigned call).
+  as the platform rotates it: the reason this lives in the IO shell, not in the sans-IO adapter);
+  ``aws_session_name`` / ``AWS_ROLE_SESSION_NAME`` names the session. STS ``AssumeRoleWithWebIdentity``
+  (an unsigned call).
 - **assumed role**: ``aws_role_name`` with static keys (``aws_access_key_id`` / ``aws_secret_access_key``):
   STS ``AssumeRole``, signed with those keys.
 - **container**: ``AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`` (ECS: ``http://169.254.170.2`` + it) or
@@ -19,13 +20,16 @@ credentials still sign. Three sources, in the AWS SDKs' order:
 
 STS is ``aws_sts_endpoint`` (LiteLLM's), else ``AWS_ENDPOINT_URL_STS`` (the SDKs' override), else the
 region's ``https://sts.<region>.amazonaws.com``. Credentials are renewed five minutes before they expire.
+The variables reach :func:`credentials_for` as the deployment's parameters: ``config.env`` reads the
+environment once, when the config loads (``aws_role_name``, ``aws_web_identity_token_file``,
+``aws_session_name``, ``aws_sts_endpoint``, ``aws_container_credentials_uri`` /
+``aws_container_credentials_relative_uri``, ``aws_container_authorization_token`` / ``..._file``).
 A refused exchange is a 401 naming STS's message; a token file that cannot be read, a 500 naming the file.
 EC2 instance profiles (IMDS) are not read: on EC2, use static keys, an assumed role or a bearer token.
 """
 
 from __future__ import annotations
 
-import os
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -150,42 +154,39 @@ def _container_answer(status: int, body: bytes) -> tuple[str, str, str, str]:
     return obj["AccessKeyId"], obj["SecretAccessKey"], str(obj.get("Token") or ""), str(obj.get("Expiration") or "")
 
 
-def credentials_for(params: Mapping[str, Any], region: str, env: Mapping[str, str] | None = None,
-                    signer_of: Any = None) -> AwsCredentials | None:
-    """The temporary-credential source a Bedrock deployment uses (``params``: its ``litellm_params``), or
-    None when it has static keys or a bearer token and no role, or the environment offers none.
-    ``signer_of(access_key, secret_key, session_token, region, service)`` makes the static keys' signer."""
-    env = os.environ if env is None else env
-    sts = str(params.get("aws_sts_endpoint") or env.get("AWS_ENDPOINT_URL_STS") or f"https://sts.{region}.amazonaws.com")
+def credentials_for(params: Mapping[str, Any], region: str, signer_of: Any = None) -> AwsCredentials | None:
+    """The temporary-credential source a Bedrock deployment uses (``params``: its ``litellm_params``, with the
+    environment's already filled in by ``config.env``), or None when it has static keys and no role, or
+    nothing names a source. ``signer_of(access_key, secret_key, session_token, region, service)`` makes the
+    static keys' signer."""
+    sts = str(params.get("aws_sts_endpoint") or f"https://sts.{region}.amazonaws.com")
     if not sts.endswith("/"):
         sts += "/"
     role = params.get("aws_role_name")
-    session = str(params.get("aws_session_name") or env.get("AWS_ROLE_SESSION_NAME") or "relaygate")
+    session = str(params.get("aws_session_name") or "relaygate")
+    ak, sk = params.get("aws_access_key_id"), params.get("aws_secret_access_key")
     if role:
         token = params.get("aws_web_identity_token")
         if token:
             return AwsCredentials("web_identity", region, role=str(role), session=session, token=str(token), sts=sts)
-        ak, sk = params.get("aws_access_key_id"), params.get("aws_secret_access_key")
         if ak and sk:
             tok = params.get("aws_session_token")
             signer = signer_of(str(ak), str(sk), str(tok) if tok else None, region, "sts")
             return AwsCredentials("assume_role", region, role=str(role), session=session, sts=sts, signer=signer)
-        if env.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
+        if params.get("aws_web_identity_token_file"):
             return AwsCredentials("web_identity", region, role=str(role), session=session,
-                                  token_file=env["AWS_WEB_IDENTITY_TOKEN_FILE"], sts=sts)
+                                  token_file=str(params["aws_web_identity_token_file"]), sts=sts)
         raise errors.GatewayError("bedrock: aws_role_name needs aws_web_identity_token, static keys to assume it "
                                   "with, or AWS_WEB_IDENTITY_TOKEN_FILE", status=500)
-    if params.get("aws_access_key_id") and params.get("aws_secret_access_key"):
+    if ak and sk:
         return None
-    if env.get("AWS_ROLE_ARN") and env.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
-        return AwsCredentials("web_identity", region, role=env["AWS_ROLE_ARN"], session=session,
-                              token_file=env["AWS_WEB_IDENTITY_TOKEN_FILE"], sts=sts)
-    relative = env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
-    full = env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+    relative = params.get("aws_container_credentials_relative_uri")
+    full = params.get("aws_container_credentials_uri")
     if relative or full:
-        url = ECS_HOST + relative if relative else str(full)
-        return AwsCredentials("container", region, url=url, auth=env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN", ""),
-                              auth_file=env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", ""))
+        url = ECS_HOST + str(relative) if relative else str(full)
+        return AwsCredentials("container", region, url=url,
+                              auth=str(params.get("aws_container_authorization_token") or ""),
+                              auth_file=str(params.get("aws_container_authorization_token_file") or ""))
     return None
 
 

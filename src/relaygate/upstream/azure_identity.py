@@ -5,12 +5,15 @@ instead, and LiteLLM (through ``azure-identity``) exchanges it for tokens as the
 LiteLLM and ``DefaultAzureCredential`` read them:
 
 - ``tenant_id`` + ``client_id`` + ``client_secret`` in ``litellm_params`` (LiteLLM's), else
-  ``AZURE_TENANT_ID`` + ``AZURE_CLIENT_ID`` + ``AZURE_CLIENT_SECRET`` when the deployment has no key: the
-  client-credentials grant;
+  ``AZURE_TENANT_ID`` + ``AZURE_CLIENT_ID`` + ``AZURE_CLIENT_SECRET``: the client-credentials grant, for a
+  deployment without an API key or a static ``azure_ad_token`` (those win);
 - ``AZURE_FEDERATED_TOKEN_FILE`` with the tenant and client ids (AKS workload identity injects all three,
   and ``AZURE_AUTHORITY_HOST``): the same grant with the file's token as the client assertion, the file
   read again at every renewal (the platform rotates it).
 
+The variables reach :func:`entra_for` as parameters (``config.env`` reads the environment once, when the
+config loads: ``tenant_id``, ``client_id``, ``client_secret``, ``azure_federated_token_file``,
+``azure_authority_host``); the token file is read here, at every renewal (the IO shell's part).
 The token endpoint is ``{AZURE_AUTHORITY_HOST or https://login.microsoftonline.com/}{tenant}/oauth2/v2.0/token``;
 the scope ``azure_scope`` (default ``https://cognitiveservices.azure.com/.default``). The source has the
 shape the pipeline refreshes (``upstream.calls.refresh_token``), like Vertex's: renewed five minutes before
@@ -20,7 +23,6 @@ expiry, one refresh at a time while the old token still serves; each new token i
 
 from __future__ import annotations
 
-import os
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -100,26 +102,22 @@ class EntraToken:
             self.on_token(self.token)
 
 
-def entra_for(params: Mapping[str, Any], has_key: bool, env: Mapping[str, str] | None = None) -> EntraToken | None:
-    """The Entra ID source an Azure deployment uses (``params``: its ``litellm_params``; ``has_key``: it has an
-    API key or a static ``azure_ad_token``, which win over the environment), or None."""
-    env = os.environ if env is None else env
-    scope = str(params.get("azure_scope") or SCOPE)
-    authority = env.get("AZURE_AUTHORITY_HOST") or AUTHORITY
-    tenant, client, secret = params.get("tenant_id"), params.get("client_id"), params.get("client_secret")
-    if tenant and client and secret:
-        return EntraToken(str(tenant), str(client), secret=str(secret), scope=scope, authority=authority)
+def entra_for(params: Mapping[str, Any], has_key: bool) -> EntraToken | None:
+    """The Entra ID source an Azure deployment uses (``params``: its ``litellm_params``, the ``AZURE_*``
+    variables already filled in by ``config.env``; ``has_key``: it has an API key or a static
+    ``azure_ad_token``, which win), or None."""
     if has_key:
         return None
-    tenant = tenant or env.get("AZURE_TENANT_ID")
-    client = client or env.get("AZURE_CLIENT_ID")
+    tenant, client = params.get("tenant_id"), params.get("client_id")
     if not (tenant and client):
         return None
-    if env.get("AZURE_FEDERATED_TOKEN_FILE"):
-        return EntraToken(str(tenant), str(client), token_file=env["AZURE_FEDERATED_TOKEN_FILE"], scope=scope,
+    scope = str(params.get("azure_scope") or SCOPE)
+    authority = str(params.get("azure_authority_host") or AUTHORITY)
+    if params.get("client_secret"):
+        return EntraToken(str(tenant), str(client), secret=str(params["client_secret"]), scope=scope,
                           authority=authority)
-    if env.get("AZURE_CLIENT_SECRET"):
-        return EntraToken(str(tenant), str(client), secret=env["AZURE_CLIENT_SECRET"], scope=scope,
+    if params.get("azure_federated_token_file"):
+        return EntraToken(str(tenant), str(client), token_file=str(params["azure_federated_token_file"]), scope=scope,
                           authority=authority)
     return None
 
