@@ -169,8 +169,15 @@ class RespConnection(asyncio.Protocol):
                     fut.set_exception(err)
 
     def close(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.close()
+        """Close the connection. Over TLS it is dropped at once (``abort``): a TLS close waits for the peer's
+        close_notify on the event loop, and a loop that stops first (a worker's shutdown) leaves the socket
+        open behind it; Redis needs no close_notify."""
+        t = self.transport
+        if t is not None and not self.closed:
+            if t.get_extra_info("sslcontext") is not None:
+                t.abort()
+            else:
+                t.close()
         self.closed = True
 
 
@@ -230,9 +237,10 @@ async def connect(addr: RedisAddress, timeout: float) -> RespConnection:
     tls = addr.tls
     if tls is None:
         opening = loop.create_connection(RespConnection, addr.host, addr.port)
-    else:  # the handshake is inside the same timeout
+    else:  # the handshake is inside the same timeout, and gives up first: asyncio then drops the socket,
+        # where a cancellation mid-handshake would start a TLS close the loop may never finish
         opening = loop.create_connection(RespConnection, addr.host, addr.port, ssl=ssl_context(tls),
-                                         server_hostname=addr.host, ssl_handshake_timeout=max(timeout, 0.001))
+                                         server_hostname=addr.host, ssl_handshake_timeout=max(timeout * 0.8, 0.001))
     _, conn = await asyncio.wait_for(opening, timeout)
     try:
         if addr.password:
