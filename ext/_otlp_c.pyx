@@ -28,6 +28,12 @@ cdef struct Buf:
     Py_ssize_t cap
 
 
+cdef inline void _init(Buf* b) noexcept nogil:
+    b.data = NULL
+    b.size = 0
+    b.cap = 0
+
+
 cdef int _reserve(Buf* b, Py_ssize_t extra) except -1:
     cdef Py_ssize_t need = b.size + extra
     cdef Py_ssize_t cap
@@ -94,9 +100,7 @@ def varint(n):
     """A non-negative integer as a protobuf varint."""
     cdef uint64_t u = n
     cdef Buf b
-    b.data = NULL
-    b.size = 0
-    b.cap = 0
+    _init(&b)
     try:
         _reserve(&b, 10)
         _vput(&b, u)
@@ -110,9 +114,7 @@ def length_delimited(bytes tag, bytes payload):
     cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
     cdef Py_ssize_t t = PyBytes_GET_SIZE(tag)
     cdef Buf b
-    b.data = NULL
-    b.size = 0
-    b.cap = 0
+    _init(&b)
     try:
         _reserve(&b, t + 10 + n)
         _put(&b, PyBytes_AS_STRING(tag), t)
@@ -152,9 +154,7 @@ def any_value(value):
 
 cdef bytes _scalar_double(double d):
     cdef Buf b
-    b.data = NULL
-    b.size = 0
-    b.cap = 0
+    _init(&b)
     try:
         _reserve(&b, 9)
         _byte(&b, 0x21)
@@ -249,9 +249,7 @@ def encode_attributes(bytes tag, attributes, refused):
     cdef Py_ssize_t tn = PyBytes_GET_SIZE(tag)
     if not attributes:
         return b""
-    b.data = NULL
-    b.size = 0
-    b.cap = 0
+    _init(&b)
     try:
         for key, value in attributes.items():
             saved = b.size

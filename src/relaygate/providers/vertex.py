@@ -42,10 +42,10 @@ from relaygate.providers.anthropic import AnthropicStream, from_anthropic, json_
 from relaygate.providers.base import Call, StreamTranslator, url_segment
 from relaygate.providers.gemini import GeminiProvider, embed_options
 from relaygate.upstream.base import UpstreamRequest
+from relaygate.upstream.renewal import Renewable
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 TOKEN_URI = "https://oauth2.googleapis.com/token"
-REFRESH_EARLY = 300.0
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
 #: texts per ``:predict`` call: Vertex takes up to 250 instances, but ``gemini-embedding-*`` only one
 PREDICT_BATCH = 250
@@ -73,10 +73,10 @@ def load_credentials(value: Any) -> dict[str, Any]:
     return obj
 
 
-class TokenSource:
+class TokenSource(Renewable):
     """An OAuth2 access token for one credential, refreshed by the IO shell. No IO here."""
 
-    __slots__ = ("_key", "creds", "expires_at", "kind", "refreshing", "scope", "token")
+    __slots__ = ("_key", "creds", "kind", "scope", "token")
 
     def __init__(self, creds: dict[str, Any], scope: str = SCOPE) -> None:
         self.creds = creds
@@ -93,14 +93,10 @@ class TokenSource:
             self._signer()  # a key that cannot sign is a start-up error, not a 500 on every request
         self.scope = scope
         self.token: str | None = None
-        self.expires_at = 0.0
-        self.refreshing = False
+        super().__init__()
 
-    def needs_refresh(self, now: float) -> bool:
-        return self.token is None or now >= self.expires_at - REFRESH_EARLY
-
-    def valid(self, now: float) -> bool:
-        return self.token is not None and now < self.expires_at - 10.0
+    def held(self) -> bool:
+        return self.token is not None
 
     def auth_header(self) -> tuple[str, str]:
         if self.token is None:

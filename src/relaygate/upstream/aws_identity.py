@@ -36,13 +36,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from relaygate.core import errors
 from relaygate.upstream.base import UpstreamRequest
+from relaygate.upstream.renewal import Renewable, json_object, read_token_file
 
-REFRESH_EARLY = 300.0
-"""Seconds before expiry that new credentials are fetched."""
 ECS_HOST = "http://169.254.170.2"
 _FORM = [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/xml")]
 
@@ -52,11 +49,11 @@ def _fail(message: str, status: int) -> errors.GatewayError:
     return errors.AuthError(text) if status == 401 else errors.GatewayError(text, status=status)
 
 
-class AwsCredentials:
+class AwsCredentials(Renewable):
     """One workload's temporary credentials (see the module docstring). No IO: the shell sends
     :meth:`refresh_request` and hands the answer to :meth:`accept`."""
 
-    __slots__ = ("access_key", "expires_at", "kind", "refreshing", "secret_key", "session_token", "_signer",
+    __slots__ = ("access_key", "kind", "secret_key", "session_token", "_signer",
                  "_role", "_session", "_token", "_token_file", "_sts", "_url", "_auth", "_auth_file", "region")
 
     def __init__(self, kind: str, region: str, *, role: str = "", session: str = "relaygate", token: str = "",
@@ -69,16 +66,12 @@ class AwsCredentials:
         self._signer = signer
         """A ``bedrock.SigV4`` of the static keys (service ``sts``) for ``assume_role``."""
         self.access_key = self.secret_key = self.session_token = ""
-        self.expires_at = 0.0
-        self.refreshing = False
+        super().__init__()
 
     # -- the token-source protocol ---------------------------------------------------------------------
 
-    def needs_refresh(self, now: float) -> bool:
-        return not self.access_key or now >= self.expires_at - REFRESH_EARLY
-
-    def valid(self, now: float) -> bool:
-        return bool(self.access_key) and now < self.expires_at - 10.0
+    def held(self) -> bool:
+        return bool(self.access_key)
 
     def refresh_request(self, now: float) -> UpstreamRequest:
         if self.kind == "container":
@@ -108,11 +101,7 @@ class AwsCredentials:
 
 
 def _read(path: str, name: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().strip()
-    except OSError as exc:
-        raise _fail(f"cannot read {name} {path}: {exc.strerror}", 500) from None
+    return read_token_file(path, name, "litellm.AuthenticationError: BedrockException -")
 
 
 def _epoch(expiration: str, now: float) -> float:
@@ -141,12 +130,7 @@ def _sts_answer(status: int, body: bytes, kind: str) -> tuple[str, str, str, str
 
 
 def _container_answer(status: int, body: bytes) -> tuple[str, str, str, str]:
-    try:
-        obj = orjson.loads(body) if body else {}
-    except orjson.JSONDecodeError:
-        obj = {}
-    if not isinstance(obj, dict):
-        obj = {}
+    obj = json_object(body)
     if status >= 400 or not all(isinstance(obj.get(k), str) and obj[k] for k in ("AccessKeyId", "SecretAccessKey")):
         why = obj.get("message") or obj.get("Message") or "no credentials in the answer"
         raise _fail(f"container credentials endpoint failed ({status}): {str(why)[:300]}",
@@ -190,4 +174,4 @@ def credentials_for(params: Mapping[str, Any], region: str, signer_of: Any = Non
     return None
 
 
-__all__ = ["REFRESH_EARLY", "AwsCredentials", "credentials_for"]
+__all__ = ["AwsCredentials", "credentials_for"]

@@ -27,23 +27,20 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
-
 from relaygate.core import errors
 from relaygate.upstream.base import UpstreamRequest
+from relaygate.upstream.renewal import Renewable, json_object, read_token_file
 
 SCOPE = "https://cognitiveservices.azure.com/.default"
 AUTHORITY = "https://login.microsoftonline.com/"
-REFRESH_EARLY = 300.0
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _PREFIX = "litellm.AuthenticationError: AzureException -"
 
 
-class EntraToken:
+class EntraToken(Renewable):
     """One identity's access token (see the module docstring)."""
 
-    __slots__ = ("client_id", "expires_at", "on_token", "refreshing", "scope", "token", "_secret", "_file",
-                 "_url")
+    __slots__ = ("client_id", "on_token", "scope", "token", "_secret", "_file", "_url")
 
     def __init__(self, tenant: str, client_id: str, *, secret: str = "", token_file: str = "",
                  scope: str = SCOPE, authority: str = AUTHORITY,
@@ -55,26 +52,17 @@ class EntraToken:
         self._url = f"{base}{urllib.parse.quote(tenant, safe='')}/oauth2/v2.0/token"
         self.on_token = on_token
         self.token: str | None = None
-        self.expires_at = 0.0
-        self.refreshing = False
+        super().__init__()
 
-    def needs_refresh(self, now: float) -> bool:
-        return self.token is None or now >= self.expires_at - REFRESH_EARLY
-
-    def valid(self, now: float) -> bool:
-        return self.token is not None and now < self.expires_at - 10.0
+    def held(self) -> bool:
+        return self.token is not None
 
     def refresh_request(self, now: float) -> UpstreamRequest:
         form = {"grant_type": "client_credentials", "client_id": self.client_id, "scope": self.scope}
         if self._secret:
             form["client_secret"] = self._secret
         else:
-            try:
-                with open(self._file, encoding="utf-8") as f:
-                    assertion = f.read().strip()
-            except OSError as exc:
-                raise errors.GatewayError(f"{_PREFIX} cannot read AZURE_FEDERATED_TOKEN_FILE {self._file}: "
-                                          f"{exc.strerror}", status=500) from None
+            assertion = read_token_file(self._file, "AZURE_FEDERATED_TOKEN_FILE", _PREFIX)
             form["client_assertion_type"] = ASSERTION_TYPE
             form["client_assertion"] = assertion
         return UpstreamRequest("POST", self._url, [("Content-Type", "application/x-www-form-urlencoded")],
@@ -82,12 +70,7 @@ class EntraToken:
 
     def accept(self, status: int, body: bytes, now: float) -> None:
         """Take the token endpoint's answer; a failure raises (401 for a refused grant)."""
-        try:
-            obj = orjson.loads(body) if body else {}
-        except orjson.JSONDecodeError:
-            obj = {}
-        if not isinstance(obj, dict):
-            obj = {}
+        obj = json_object(body)
         if status >= 400 or not isinstance(obj.get("access_token"), str) or not obj["access_token"]:
             why = obj.get("error_description") or obj.get("error") or "no access_token in the answer"
             text = f"{_PREFIX} Entra ID token request failed ({status}): {str(why)[:300]}"
