@@ -50,8 +50,9 @@ def _fail(message: str, status: int) -> errors.GatewayError:
 
 
 class AwsCredentials(Renewable):
-    """One workload's temporary credentials (see the module docstring). No IO: the shell sends
-    :meth:`refresh_request` and hands the answer to :meth:`accept`."""
+    """One workload's temporary credentials (see the module docstring). The shell sends
+    :meth:`refresh_request` and hands the answer to :meth:`accept`; the only IO here is reading a token file
+    when the renewal request is built."""
 
     __slots__ = ("access_key", "kind", "secret_key", "session_token", "_signer",
                  "_role", "_session", "_token", "_token_file", "_sts", "_url", "_auth", "_auth_file", "region")
