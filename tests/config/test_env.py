@@ -65,3 +65,47 @@ def test_adapters_read_no_environment_files_or_clocks() -> None:
         for needle in (r"os\.environ", r"getenv", r"(?<![\w.])open\(", r"time\.(time|monotonic|perf_counter)\(",
                        r"datetime\.now", r"= time\.time\b"):
             assert re.search(needle, text) is None, f"{path.name} uses {needle}"
+
+
+def test_bedrock_aws_profile_from_the_shared_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiteLLM's ``aws_profile_name`` (and ``AWS_PROFILE``): static keys and region, an assumed role with its
+    source profile's keys, a web-identity profile; an unknown profile names the setting."""
+    from relaygate.providers.bedrock import SigV4
+    from relaygate.upstream.aws_identity import credentials_for
+
+    creds = tmp_path / "credentials"
+    creds.write_text("[default]\naws_access_key_id = AKDEFAULT\naws_secret_access_key = sk-default\n"
+                     "[team]\naws_access_key_id = AKTEAM\naws_secret_access_key = sk-team\naws_session_token = st\n")
+    config = tmp_path / "config"
+    config.write_text("[profile team]\nregion = eu-central-1\n[profile admin]\nrole_arn = arn:aws:iam::1:role/admin\n"
+                      "source_profile = team\nrole_session_name = gw\n[profile irsa]\n"
+                      "role_arn = arn:aws:iam::1:role/pod\nweb_identity_token_file = /var/token\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ROLE_ARN",
+                 "AWS_REGION", "AWS_REGION_NAME", "AWS_DEFAULT_REGION", "AWS_BEARER_TOKEN_BEDROCK"):
+        monkeypatch.delenv(name, raising=False)
+
+    def params(**p: object) -> dict[str, object]:
+        cfg = from_litellm({"model_list": [{"model_name": "b", "litellm_params": {"model": "bedrock/anthropic.x",
+                                                                                  **p}}]}, "<test>")
+        return cfg.deployments[0].extra
+
+    team = params(aws_profile_name="team")
+    assert (team["aws_access_key_id"], team["aws_session_token"], team["aws_region_name"]) == \
+        ("AKTEAM", "st", "eu-central-1")
+    assert params(aws_profile_name="team", aws_access_key_id="AKOWN", aws_secret_access_key="own")[
+        "aws_access_key_id"] == "AKOWN"  # the deployment's own keys win
+    admin = params(aws_profile_name="admin")
+    assert admin["aws_role_name"] == "arn:aws:iam::1:role/admin" and admin["aws_access_key_id"] == "AKTEAM"
+    assumed = credentials_for(admin, "us-east-1", signer_of=SigV4)
+    assert assumed is not None and assumed.kind == "assume_role"
+    irsa = credentials_for(params(aws_profile_name="irsa"), "us-east-1")
+    assert irsa is not None and irsa.kind == "web_identity"
+    monkeypatch.setenv("AWS_PROFILE", "team")  # the SDKs' default profile, when nothing earlier gives keys
+    assert params()["aws_access_key_id"] == "AKTEAM"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKENV")
+    assert params()["aws_access_key_id"] == "AKENV"
+    with pytest.raises(ConfigError) as info:
+        params(aws_profile_name="nobody")
+    assert info.value.field == "model_list[0].litellm_params.aws_profile_name"

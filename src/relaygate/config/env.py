@@ -15,6 +15,7 @@ the two equal).
 
 from __future__ import annotations
 
+import configparser
 import os
 from typing import Any
 
@@ -157,7 +158,59 @@ def read_files(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _profile_sections(path: str, config: bool) -> dict[str, dict[str, str]]:
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(os.path.expanduser(path), encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise EnvError("aws_profile_name", f"cannot read {path}: {exc}") from None
+    out = {}
+    for section in parser.sections():
+        name = section.removeprefix("profile ").strip() if config else section.strip()
+        out[name] = dict(parser.items(section))
+    return out
+
+
+def aws_profile(params: dict[str, Any]) -> dict[str, Any]:
+    """A Bedrock deployment's ``aws_profile_name`` (LiteLLM's; else ``AWS_PROFILE`` when no keys are given,
+    the AWS SDKs' order) read from the shared files (``AWS_SHARED_CREDENTIALS_FILE`` / ``~/.aws/credentials``,
+    ``AWS_CONFIG_FILE`` / ``~/.aws/config``): its static keys, its region, and a ``role_arn`` with its
+    ``source_profile``'s keys or its ``web_identity_token_file``, as parameters the deployment does not set
+    itself. SSO and credential-process profiles are not read. An unknown profile is an :class:`EnvError`."""
+    name = params.get("aws_profile_name")
+    earlier = (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_ROLE_ARN") or params.get("aws_access_key_id")
+               or params.get("api_key"))  # what the SDKs' chain uses before a shared-file profile
+    if not name and (earlier or not os.environ.get("AWS_PROFILE")):
+        return params
+    name = str(name or os.environ["AWS_PROFILE"])
+    creds = _profile_sections(os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials", False)
+    config = _profile_sections(os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config", True)
+    if name not in creds and name not in config:
+        raise EnvError("aws_profile_name", f"no AWS profile {name!r} in the shared credentials or config file")
+    profile = {**config.get(name, {}), **creds.get(name, {})}
+    found: dict[str, Any] = {}
+    for key in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"):
+        if profile.get(key):
+            found[key] = profile[key]
+    if profile.get("region"):
+        found["aws_region_name"] = profile["region"]
+    if profile.get("role_arn"):
+        found["aws_role_name"] = profile["role_arn"]
+        if profile.get("role_session_name"):
+            found["aws_session_name"] = profile["role_session_name"]
+        if profile.get("web_identity_token_file"):
+            found["aws_web_identity_token_file"] = profile["web_identity_token_file"]
+        source = profile.get("source_profile")
+        if source:
+            base = {**config.get(source, {}), **creds.get(source, {})}
+            found.update({k: base[k] for k in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+                          if base.get(k)})
+    return {**found, **{k: v for k, v in params.items() if k != "aws_profile_name"}}
+
+
 def resolve(provider: str, params: dict[str, Any]) -> dict[str, Any]:
-    """A deployment's ``litellm_params`` as its adapter reads them: environment defaults filled in, files
-    read. Raises :class:`EnvError` for a file that cannot be read."""
+    """A deployment's ``litellm_params`` as its adapter reads them: a Bedrock profile read, environment
+    defaults filled in, files read. Raises :class:`EnvError` for a file that cannot be read."""
+    if provider == "bedrock":
+        params = aws_profile(params)
     return read_files(fill_from_env(provider, params))
