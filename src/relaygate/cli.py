@@ -32,6 +32,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml  # type: ignore[import-untyped]
@@ -367,21 +368,26 @@ def db_command(argv: list[str]) -> int:
     return 0
 
 
+def _on_store(url: str, work: Callable[[Any], Awaitable[Any]], connect_timeout: float = 5.0) -> Any:
+    """``work(store)`` on the store at ``url``, opened for it and closed after, in an event loop of its own."""
+    async def run() -> Any:
+        store = await open_store(url, connect_timeout=connect_timeout)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
 def _first_start_import(url: str, connect_timeout: float) -> None:
     """LiteLLM's keys, teams, users ... imported from the same database on relaygate's first start there
     (``store.importer.import_on_first_start``); a failure is logged with the command that retries it, and
     serving goes on (keys already in the store, and the master key, work)."""
     from relaygate.store.importer import import_on_first_start
 
-    async def run() -> Any:
-        store = await open_store(url, connect_timeout=connect_timeout)
-        try:
-            return await import_on_first_start(url, store)
-        finally:
-            await store.close()
-
     try:
-        counts = asyncio.run(run())
+        counts = _on_store(url, lambda store: import_on_first_start(url, store), connect_timeout)
     except Exception as exc:  # the import is a convenience: serving does not depend on it
         log.error("LiteLLM's tables in %s were not imported (%s: %s); run `relaygate db import-litellm "
                   "DATABASE_URL --database-url DATABASE_URL`", redact_url(url), type(exc).__name__, exc)
@@ -399,15 +405,8 @@ def _import_litellm(source: str, url: str) -> int:
               file=sys.stderr)
         return 2
 
-    async def run() -> Any:
-        store = await open_store(url)
-        try:
-            return await import_litellm(source, store)
-        finally:
-            await store.close()
-
     try:
-        counts = asyncio.run(run())
+        counts = _on_store(url, lambda store: import_litellm(source, store))
     except StoreError as exc:
         print(f"relaygate db: error: {exc}", file=sys.stderr)
         return 1

@@ -36,7 +36,7 @@ BeforeRoute = Callable[[Any], Awaitable[None]]
 class Runtime:
     __slots__ = ("config", "generation", "router", "principals", "max_body", "body_limits", "keepalive",
                  "watch_unary", "allow_private_media", "before_route", "answer_headers", "prices", "cache", "observer",
-                 "ensure_targets", "_timeouts")
+                 "ensure_targets", "max_parallel", "_timeouts")
 
     def __init__(self, config: Config, router: Router, principals: PrincipalResolver, generation: int = 0,
                  before_route: tuple[BeforeRoute, ...] = (), metrics: Any = None) -> None:
@@ -50,6 +50,8 @@ class Runtime:
         self.keepalive = s.stream_keepalive_interval
         self.watch_unary = s.cancel_on_disconnect
         self.allow_private_media = s.allow_private_media_urls
+        self.max_parallel = config.general.global_max_parallel_requests
+        """``general_settings.global_max_parallel_requests`` (``Pipeline.inflight``); None: no bound."""
         self.before_route = before_route
         """Hooks run after authorization, before routing (a cache lookup, a budget check): none by default,
         and then the stage costs one tuple test."""

@@ -85,7 +85,7 @@ class Pipeline:
     async def run(self, fe: Frontend, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         ex = Exchange(fe.route, time.perf_counter(), self.runtime)
         rt = ex.rt
-        cap = rt.config.general.global_max_parallel_requests
+        cap = rt.max_parallel
         try:
             headers = scope["headers"]
             over = ex.over = Overrides(headers, rt.max_body)
