@@ -174,6 +174,8 @@ def build_key(key: Key, team: Team | None, user: User | None, org: Organization 
     info.aliases = aliases
     info.role = user.user_role if user is not None else None
     info.records = (key, team, user, org)
+    if key.max_budget is not None:  # LiteLLM's x-litellm-key-max-budget, next to the key's limit headers
+        info.headers = (*info.headers, (b"x-litellm-key-max-budget", str(float(key.max_budget)).encode()))
     targets, redacts = key_logging(key.metadata)
     if team is not None:
         team_targets, team_redacts = key_logging(team.metadata)

@@ -155,18 +155,44 @@ class BudgetGuard:
         now = time.time()
         who = ex.who
         key = who.key if who is not None else None
-        limits: list[Limit] = []
+        limits: Sequence[Limit] = ()
         if key is not None and key.records:
             entry = self.plans.get(key.token)
             plan = entry[1] if entry is not None and entry[0] is key.records else await self._plan(key, now)
             if plan is not None:
-                limits.extend(plan.limits)
+                limits = plan.limits  # the common case: the key's own tuple, nothing built
                 if plan.models:
                     m = plan.models.get(ex.model)
                     if m is None and ex.group is not None:
                         m = plan.models.get(ex.group.name)
                     if m is not None:
-                        limits.append(m)
+                        limits = (*limits, m)
+        if self.customers or self.tags or self.proxy is not None:
+            limits = [*limits, *await self._other_limits(ex, key, now)]
+        if not limits:
+            return
+        shared = self.shared
+        seen = await shared.read(limits) if shared is not None else None
+        on_spend = self.on_spend
+        for i, lim in enumerate(limits):
+            spent = lim.spent(now)
+            if seen is not None:
+                s = seen[i]
+                if s is not None and s > spent:
+                    spent = s
+            if on_spend is not None and lim.max_budget is not None:
+                on_spend(lim.kind, lim.ident, lim.max_budget, spent / PICO)
+            if lim.soft_pico is not None and spent >= lim.soft_pico:
+                self._soft(lim, spent)
+            if spent >= lim.stop:
+                self._count(EXCEEDED_EVENT)
+                if self.on_budget is not None and lim.max_budget is not None:
+                    self.on_budget(lim.kind, lim.ident, spent / PICO, lim.max_budget, False)
+                raise lim.error(spent)
+
+    async def _other_limits(self, ex: Any, key: Any, now: float) -> list[Limit]:
+        """The limits of a request beyond its key's plan: its customer's, its budgeted tags', the proxy's."""
+        limits: list[Limit] = []
         if self.customers:
             over = ex.over
             cid = (over.end_user if over is not None else None) or getattr(ex.view, "user", None)
@@ -181,25 +207,7 @@ class BudgetGuard:
                     limits.append(lim)
         if self.proxy is not None:
             limits.append(self.proxy)
-        if not limits:
-            return
-        shared = self.shared
-        seen = await shared.read(limits) if shared is not None else None
-        for i, lim in enumerate(limits):
-            spent = lim.spent(now)
-            if seen is not None:
-                s = seen[i]
-                if s is not None and s > spent:
-                    spent = s
-            if self.on_spend is not None and lim.max_budget is not None:
-                self.on_spend(lim.kind, lim.ident, lim.max_budget, spent / PICO)
-            if lim.soft_pico is not None and spent >= lim.soft_pico:
-                self._soft(lim, spent)
-            if lim.over(spent):
-                self._count(EXCEEDED_EVENT)
-                if self.on_budget is not None and lim.max_budget is not None:
-                    self.on_budget(lim.kind, lim.ident, spent / PICO, lim.max_budget, False)
-                raise lim.error(spent)
+        return limits
 
     def _budgeted_tags(self, ex: Any, key: Any) -> list[str]:
         """The request's tags (header, body ``tags``, ``metadata.tags``) and its key's that have a budget.

@@ -30,6 +30,8 @@ from relaygate.cost import PICO, to_pico
 __all__ = ["FOREVER", "Limit", "Plan", "Tally", "exceeded"]
 
 FOREVER = float("inf")
+_NO_STOP = float("inf")
+"""The :attr:`Limit.stop` of a limit without ``max_budget`` (a soft budget alone): never reached."""
 _MASKED = re.compile(r"^sk-\.\.\.[A-Za-z0-9_-]{4}$")
 
 
@@ -67,7 +69,7 @@ class Limit:
     """One budget (``max_budget`` and / or ``soft_budget``) of one entity, as read with the key's rows."""
 
     __slots__ = ("base", "base_start", "ident", "kind", "label", "max_budget", "max_pico", "soft_budget", "soft_pico",
-                 "snap", "strict", "tally")
+                 "snap", "stop", "strict", "tally")
 
     def __init__(self, kind: str, ident: str, tally: Tally, max_budget: float | None, soft_budget: float | None,
                  base: int, base_start: float, label: str = "") -> None:
@@ -86,6 +88,9 @@ class Limit:
         self.strict = kind in ("customer", "proxy", "tag")
         """LiteLLM refuses end users, tags and the proxy only past the budget (``>``), the others at it
         (``>=``)."""
+        self.stop = (self.max_pico + self.strict) if self.max_pico is not None else _NO_STOP
+        """The spend (pico-USD, an integer) from which requests are refused: ``spent >= stop`` is :meth:`over`
+        in one comparison (``> m`` is ``>= m + 1`` for integers)."""
 
     def spent(self, now: float) -> int:
         t = self.tally
@@ -96,10 +101,7 @@ class Limit:
         return t.pico
 
     def over(self, spent: int) -> bool:
-        m = self.max_pico
-        if m is None:
-            return False
-        return spent > m if self.strict else spent >= m
+        return spent >= self.stop
 
     def error(self, spent: int) -> GatewayError:
         return exceeded(self, spent / PICO)

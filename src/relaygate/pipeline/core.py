@@ -233,16 +233,14 @@ class Pipeline:
         ]
         # LiteLLM's x-litellm-key-spend: the key's spend including this answer's cost (a unary answer's; a
         # stream's head goes out before its cost is known); the master key and keys not in the store count
-        # from 0, as LiteLLM's; x-litellm-key-max-budget when the key has one
+        # from 0, as LiteLLM's. The key's headers carry its limits and x-litellm-key-max-budget
+        # (auth.store_keys)
         spend = ex.cost
         if key is not None:
             if key.headers:
                 headers.extend(key.headers)
             if key.records:
-                row = key.records[0]
-                spend += (row.spend or 0.0) + key.spent
-                if row.max_budget is not None:
-                    headers.append((b"x-litellm-key-max-budget", str(float(row.max_budget)).encode()))
+                spend += (key.records[0].spend or 0.0) + key.spent
         headers.append((b"x-litellm-key-spend", str(spend if spend > 0.0 else 0.0).encode()))
         return headers
 

@@ -87,25 +87,21 @@ def tag_list(raw: Any) -> list[str]:
     return []
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _encode = msgspec.json.Encoder().encode
 _seconds: dict[int, str] = {}
 
 
-def _sqlite_time(us: int) -> str:
-    """``us`` microseconds since the epoch as the SQLite store's time text (``tables._iso``'s spelling), the
-    date and time of each second formatted once (a second's requests share it)."""
-    sec, micro = divmod(us, 1_000_000)
-    head = _seconds.get(sec)
-    if head is None:
+def _iso_time(us: int) -> str:
+    """``us`` microseconds since the epoch as ISO text in UTC (``tables._iso``'s spelling: the SQLite store's
+    time text, and what PostgreSQL casts to ``TIMESTAMPTZ`` from a JSON batch), the date and time of each
+    second formatted once into a ``%``-template of the microseconds (a second's requests share it)."""
+    sec = us // 1_000_000
+    template = _seconds.get(sec)
+    if template is None:
         if len(_seconds) > 64:
             _seconds.clear()
-        head = _seconds[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-    return f"{head}.{micro:06d}+00:00"
-
-
-def _pg_time(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
+        template = _seconds[sec] = time.strftime("%Y-%m-%dT%H:%M:%S.%%06d+00:00", time.gmtime(sec))
+    return template % (us - sec * 1_000_000)
 
 
 _PLAIN_META = {(o, s): _encode({"outcome": o.value, "stream": s}).decode() for o in Outcome for s in (False, True)}
@@ -116,10 +112,12 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
                  store_prompts: bool = False) -> tuple[Any, ...]:
     """The spend-log row of one record, as the ``dialect``'s driver takes it (``rg_spend_logs``'s columns in
     table order; what ``Table.row_encoder`` makes of :func:`spend_row`, built without the record in between:
-    the sink turns every request into one, ~2 µs instead of ~12). ``org_id`` and ``key_tags`` come from the
-    key (or team) when the record carries none; request ``extra`` (a mapping) may hold ``tags``,
-    ``metadata``, ``spend_logs_metadata`` and, kept only with ``store_prompts``, ``messages`` and
-    ``response``."""
+    the sink turns every request into one, ~2 µs instead of ~12). Times are ISO text in both dialects (the
+    encoder gives PostgreSQL ``datetime`` objects, which the JSON batch spells as text anyway).
+
+    ``org_id`` and ``key_tags`` come from the key (or team) when the record carries none; request ``extra``
+    (a mapping) may hold ``tags``, ``metadata``, ``spend_logs_metadata`` and, kept only with
+    ``store_prompts``, ``messages`` and ``response``."""
     extra = r.extra if isinstance(r.extra, dict) else None
     cost = r.cost if math.isfinite(r.cost) and r.cost > 0.0 else 0.0
     ok = r.outcome is Outcome.OK
@@ -159,7 +157,7 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
             metadata["error_information"] = {"error_class": r.error_type, "error_code": str(r.status)}
         meta_text = _encode(metadata).decode()
     start = round(r.start_time * 1_000_000)
-    stamp = _sqlite_time if dialect == "sqlite" else _pg_time
+    stamp = _iso_time  # both dialects: PostgreSQL's rows go as one JSON text (store.spend.json_rows)
     first = stamp(start + round(r.ttft * 1_000_000)) if r.ttft is not None else None
     return (r.call_id, CALL_TYPES.get(r.route, r.route), r.key_hash, r.key_alias, cost, round(cost * NANOS),
             r.prompt_tokens + r.completion_tokens, r.prompt_tokens, r.completion_tokens, r.cache_read_tokens,

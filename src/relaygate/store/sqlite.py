@@ -26,6 +26,14 @@ T = TypeVar("T")
 
 _UNIQUE = re.compile(r"UNIQUE constraint failed: (?:\w+\.(\w+)(?:, )?)+")
 
+_NOTHING: dict[None, None] = {}
+sqlite3.register_adapter(type(None), _NOTHING.get)
+"""``None`` binds as ``NULL`` through an adapter that gives ``None`` back (a C call). Without one, the
+sqlite3 module (Python 3.11) looks for an adapter of each ``None`` parameter, fails twice and formats an
+``AttributeError`` it then discards: ~0.8 µs a ``None`` against ~0.2 µs an integer, ~2.8 of the 10.6 µs of a
+29-column spend row with five of them (``/tmp`` micro-benchmark, multi-row ``INSERT`` of 64 rows). The
+adapter table is the module's, for the whole process; this one changes no value anyone binds."""
+
 
 def _fetch(db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
     cur = db.execute(sql, args)
