@@ -68,6 +68,59 @@ def test_team_budget(db_url: str) -> None:
     asyncio.run(main())
 
 
+def test_team_budget_spent_by_another_key_stops_a_key_checked_before(db_url: str) -> None:
+    """Two keys of one team, each worker-local view exact:
+
+    - a key whose last check found room under its team's budget is not checked in full again until that much
+      has been spent by anyone (``Plan.room``): the other key's spend uses the room up, and the first key's
+      next request is refused before the upstream;
+    - the second key's limits are built while the first key's cost is still on its way to the team's row
+      (``Tally.pending``): they count it (before, the team row read without it and the tally taken as
+      already in it, the second key saw 6e-06 and was let through)."""
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            await gw.store.create_team(Team(team_id="t2", max_budget=2 * BUDGET))  # three requests fit, not four
+            await gw.store.create_key(Key(token=token("sk-a"), team_id="t2"))
+            await gw.store.create_key(Key(token=token("sk-b"), team_id="t2"))
+            await gw.budgets.refresh()
+            assert (await ask(gw, "sk-a")).status == 200  # room measured: 1e-5 before the team's budget
+            assert (await ask(gw, "sk-a")).status == 200  # within the room: no full check
+            for _ in range(2):
+                assert (await ask(gw, "sk-b")).status == 200
+            up.hits = 0
+            refused(await ask(gw, "sk-a"), "Budget has been exceeded! Team=t2 Current cost: 1.2e-05")
+            refused(await ask(gw, "sk-b"), "Budget has been exceeded! Team=t2 Current cost: 1.2e-05")
+            assert up.hits == 0
+
+    asyncio.run(main())
+
+
+def test_team_spend_written_to_its_row_is_counted_once(db_url: str) -> None:
+    """Once the spend sink has written a team's spend to its row, a key whose limits are built from that row
+    counts it from the row alone (the tally's part is no longer pending): no double count refuses it early,
+    and the next request over the budget is still refused."""
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up, general_settings={"proxy_batch_write_at": 0}) as gw:
+            assert gw.store is not None and gw.spend_sink is not None and gw.budgets is not None
+            await gw.store.create_team(Team(team_id="t3", max_budget=2 * BUDGET))  # three requests fit
+            await gw.store.create_key(Key(token=token("sk-c"), team_id="t3"))
+            await gw.store.create_key(Key(token=token("sk-d"), team_id="t3"))
+            await gw.budgets.refresh()
+            for _ in range(2):
+                assert (await ask(gw, "sk-c")).status == 200
+            deadline = time.monotonic() + 5
+            while gw.budgets.tallies[("team", "t3")].pending and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert gw.budgets.tallies[("team", "t3")].pending == 0  # written to the team's row
+            team = await gw.store.get_team("t3")
+            assert team is not None and team.spend == pytest.approx(2 * COST)
+            assert (await ask(gw, "sk-d")).status == 200  # 6e-06 from the row, not 1.2e-05 (row + tally)
+            assert (await ask(gw, "sk-d")).status == 200  # 9e-06
+            refused(await ask(gw, "sk-d"), "Budget has been exceeded! Team=t3 Current cost: 1.2e-05")
+
+    asyncio.run(main())
+
+
 def test_user_budget_for_keys_without_a_team(db_url: str) -> None:
     async def main() -> None:
         async with upstream() as up, gateway(db_url, up) as gw:

@@ -117,6 +117,9 @@ class BudgetGuard:
         """``shared.SharedSpend`` (Redis) when configured: one counter per entity and period for everyone."""
         self.ttl = ttl
         self.tallies: dict[tuple[str, str], Tally] = {}
+        self.added = 0
+        """pico-USD added to tallies so far (any entity's; each request's cost once): what a plan's
+        ``room`` is measured against (:meth:`check`)."""
         self._model_tallies = False
         """Some key has a ``model_max_budget`` tally: completions look up their model's."""
         self.plans: dict[str, tuple[tuple[Any, ...], Plan | None]] = {}
@@ -156,10 +159,15 @@ class BudgetGuard:
         who = ex.who
         key = who.key if who is not None else None
         limits: Sequence[Limit] = ()
+        plan: Plan | None = None
         if key is not None and key.records:
             entry = self.plans.get(key.token)
             plan = entry[1] if entry is not None and entry[0] is key.records else await self._plan(key, now)
             if plan is not None:
+                if self.added - plan.mark < plan.room and self.fast:
+                    # less has been spent by anyone since the last full check than the room the key's limits
+                    # had then (and nothing else applies): none of them can have reached a budget
+                    return
                 limits = plan.limits  # the common case: the key's own tuple, nothing built
                 if plan.models:
                     m = plan.models.get(ex.model)
@@ -174,6 +182,8 @@ class BudgetGuard:
         shared = self.shared
         seen = await shared.read(limits) if shared is not None else None
         on_spend = self.on_spend
+        mark = self.added
+        room: int | float = FOREVER
         for i, lim in enumerate(limits):
             spent = lim.spent(now)
             if seen is not None:
@@ -189,6 +199,19 @@ class BudgetGuard:
                 if self.on_budget is not None and lim.max_budget is not None:
                     self.on_budget(lim.kind, lim.ident, spent / PICO, lim.max_budget, False)
                 raise lim.error(spent)
+            left = lim.stop - spent
+            if lim.soft_pico is not None:
+                left = min(left, lim.soft_pico - spent)
+            room = min(room, left)
+        if plan is not None and limits is plan.limits and not plan.models:
+            plan.room, plan.mark = room, mark
+
+    @property
+    def fast(self) -> bool:
+        """Whether a key's plan alone decides its requests (no Redis counters, no budget gauges, no customer,
+        tag or proxy budgets): then a plan with room left is not checked again (:meth:`check`)."""
+        return (self.shared is None and self.on_spend is None and not self.customers and not self.tags
+                and self.proxy is None)
 
     async def _other_limits(self, ex: Any, key: Any, now: float) -> list[Limit]:
         """The limits of a request beyond its key's plan: its customer's, its budgeted tags', the proxy's."""
@@ -252,36 +275,63 @@ class BudgetGuard:
         """Add each priced record's cost to the tallies of its key, team, team member, user, organization,
         customer, tags, model (within the key) and the proxy, where those have a budget (and to Redis, when
         shared)."""
-        tallies = self.tallies
+        sums = self._sums(batch)
+        if not sums:
+            return
+        self.added += sum(sums.values())
         shared = self.shared
-        org_of = self.org_of
-        models = self._model_tallies
         now = time.time()
+        for combo, c in sums.items():
+            for t, kind, ident in self._tallies_of(combo):
+                t.add(c, now)
+                if shared is not None:
+                    shared.add(kind, ident, t.start, t.end, c)
+
+    def written(self, batch: Sequence[CompletionRecord]) -> None:
+        """The spend sink wrote ``batch`` to the store (rows' ``spend`` included): their cost is no longer
+        pending in the tallies (what a limit built from a row read from now on finds in the row)."""
+        for combo, c in self._sums(batch).items():
+            for t, _, _ in self._tallies_of(combo):
+                t.written(c)
+
+    def _sums(self, batch: Sequence[CompletionRecord]) -> dict[tuple[Any, ...], int]:
+        """pico-USD of the priced records per combination of the entities they count for (a batch's
+        thousands of records name a few hundred): the same integers, fewer look-ups."""
+        models = self._model_tallies
+        budgeted_tags = bool(self.tags)
+        sums: dict[tuple[Any, ...], int] = {}
         for r in batch:
             cost = r.cost
             if not cost > 0.0:
                 continue
-            c = pico_of(cost)
-            kh = r.key_hash
-            # an entity without a budget has no tally: its look-up misses (a None id included)
-            ents: list[tuple[str, str | None]] = [
-                ("key", kh), ("team", r.team_id), ("user", r.user_id),
-                ("organization", r.org_id or (org_of.get(kh) if kh else None)), ("customer", r.end_user_id),
-                ("proxy", "")]
-            if models and kh:
-                ents.append(("model", f"{kh}\0{r.model}"))
-                if r.model_group != r.model:
-                    ents.append(("model", f"{kh}\0{r.model_group}"))
-            if self.member_budgets and r.team_id and r.user_id:
-                ents.append(("member", f"{r.team_id}\0{r.user_id}"))
-            if self.tags:
-                ents.extend(("tag", name) for name in self._record_tags(r))
-            for ent in ents:
-                t = tallies.get(ent)  # type: ignore[arg-type]
-                if t is not None:
-                    t.add(c, now)
-                    if shared is not None:
-                        shared.add(ent[0], ent[1], t.start, t.end, c)
+            combo = (r.key_hash, r.team_id, r.user_id, r.org_id, r.end_user_id,
+                     (r.model, r.model_group) if models else None,
+                     tuple(self._record_tags(r)) if budgeted_tags else None)
+            sums[combo] = sums.get(combo, 0) + pico_of(cost)
+        return sums
+
+    def _tallies_of(self, combo: tuple[Any, ...]) -> list[tuple[Tally, str, str]]:
+        """The tallies (with their entity kind and id) a :meth:`_sums` combination counts for: an entity
+        without a budget has none, and its look-up misses (a None id included)."""
+        kh, team, user, org, end_user, model, tags = combo
+        ents: list[tuple[str, str | None]] = [
+            ("key", kh), ("team", team), ("user", user),
+            ("organization", org or (self.org_of.get(kh) if kh else None)), ("customer", end_user), ("proxy", "")]
+        if model is not None and kh:
+            ents.append(("model", f"{kh}\0{model[0]}"))
+            if model[1] != model[0]:
+                ents.append(("model", f"{kh}\0{model[1]}"))
+        if self.member_budgets and team and user:
+            ents.append(("member", f"{team}\0{user}"))
+        if tags:
+            ents.extend(("tag", name) for name in tags)
+        tallies = self.tallies
+        out = []
+        for kind, ident in ents:
+            t = tallies.get((kind, ident))  # type: ignore[arg-type]
+            if t is not None:
+                out.append((t, kind, ident or ""))
+        return out
 
     def _record_tags(self, r: CompletionRecord) -> list[str]:
         """The budgeted tags a completed request carried: its own (``extra["tags"]``) and its key's."""
@@ -307,6 +357,9 @@ class BudgetGuard:
                 self._model_tallies = True
         elif (t.duration.text if t.duration else None) != (duration.text if duration else None) or t.anchor != anchor:
             t.retime(duration, anchor, now)
+            for _, other in self.plans.values():  # a new period can make another plan's row spend count again
+                if other is not None:
+                    other.room = 0
         return t
 
     def _limit(self, kind: str, ident: str, budget: Any, spend: float, now: float, label: str = "",

@@ -8,10 +8,14 @@ What it owns: the arithmetic of "how much has this entity spent in its current p
   entity in the entity's current period. It rolls to the next period by itself when a completion or a
   check arrives after the boundary (``periods.period_at``): no cron, nothing to miss.
 - **Limit**: one budget of one entity, built when a key's rows are read. ``base`` is the row's ``spend``
-  (pico-USD) when the row's period is the current one, and ``snap`` the tally at that moment, so
-  ``spent = base + (tally - snap)``: what every worker had written when the rows were read, plus what this
-  worker spent since. Once the period moved past the row's, the row's spend no longer counts: ``spent`` is
-  the tally of the new period (and the shared Redis counter, when there is one, which every worker adds to).
+  (pico-USD) when the row's period is the current one, and ``snap`` the tally at that moment less the
+  tally's ``pending`` part (what this worker counted that the spend sink had not yet written to the row),
+  so ``spent = base + (tally - snap)``: what every worker had written when the rows were read, plus what
+  this worker spent and the row did not show. Without ``pending``, a key that first asked (or whose rows
+  were read again) within the sink's write spacing of its team's other keys' requests would not see those
+  requests' cost until its rows were next read. Once the period moved past the row's, the row's spend no
+  longer counts: ``spent`` is the tally of the new period (and the shared Redis counter, when there is one,
+  which every worker adds to).
 - **Errors**: LiteLLM's ``BudgetExceededError`` as its proxy answers it (``ProxyException`` of type
   ``budget_exceeded``, status 400), with LiteLLM's message for each entity kind.
 
@@ -38,10 +42,13 @@ _MASKED = re.compile(r"^sk-\.\.\.[A-Za-z0-9_-]{4}$")
 class Tally:
     """One entity's spend seen by this worker in its current period (pico-USD)."""
 
-    __slots__ = ("anchor", "duration", "end", "pico", "start")
+    __slots__ = ("anchor", "duration", "end", "pending", "pico", "start")
 
     def __init__(self, duration: Duration | None = None, anchor: float = 0.0, now: float = 0.0) -> None:
         self.pico = 0
+        self.pending = 0
+        """The part of :attr:`pico` the spend sink has not yet written to the entity's row (``spend``): a
+        limit built from the row now counts it on top of the row's spend (:class:`Limit`)."""
         self.duration = duration
         self.anchor = anchor
         self.start, self.end = (period_at(duration, anchor, now) if duration is not None else (0.0, FOREVER))
@@ -50,19 +57,24 @@ class Tally:
         """The entity's period rules changed (its row says so): keep the spend when the period is the same."""
         start, end = period_at(duration, anchor, now) if duration is not None else (0.0, FOREVER)
         if start != self.start:
-            self.pico = 0
+            self.pico = self.pending = 0
         self.duration, self.anchor, self.start, self.end = duration, anchor, start, end
 
     def roll(self, now: float) -> None:
         d = self.duration
         if d is not None and now >= self.end:
             self.start, self.end = period_at(d, self.anchor, now)
-            self.pico = 0
+            self.pico = self.pending = 0
 
     def add(self, pico: int, now: float) -> None:
         if now >= self.end:
             self.roll(now)
         self.pico += pico
+        self.pending += pico
+
+    def written(self, pico: int) -> None:
+        """The spend sink wrote ``pico`` of this entity's spend to its row."""
+        self.pending = max(0, self.pending - pico)
 
 
 class Limit:
@@ -82,7 +94,9 @@ class Limit:
         self.soft_pico = to_pico(soft_budget) if soft_budget is not None and soft_budget > 0 else None
         self.base = base
         self.base_start = base_start
-        self.snap = tally.pico if tally.start == base_start else 0
+        self.snap = tally.pico - tally.pending if tally.start == base_start else 0
+        """The tally when the row was read, less what the row did not hold yet (spend still on its way to
+        the store, which the row's ``spend`` will only show once re-read)."""
         self.label = label
         """What the error names: the key's descriptor, the model of a ``model_max_budget``."""
         self.strict = kind in ("customer", "proxy", "tag")
@@ -112,13 +126,19 @@ class Plan:
     budget), its user's (keys without a team, as LiteLLM), its organization's, and per model group
     (``model_max_budget``)."""
 
-    __slots__ = ("limits", "models", "org_id", "token")
+    __slots__ = ("limits", "mark", "models", "org_id", "room", "token")
 
     def __init__(self, token: str, limits: tuple[Limit, ...], models: Mapping[str, Limit], org_id: str | None) -> None:
         self.token = token
         self.limits = limits
         self.models = models
         self.org_id = org_id
+        self.room: int | float = 0
+        """pico-USD the key's limits could still take at the last full check before any of them reaches its
+        ``max_budget`` or ``soft_budget`` (0: check in full)."""
+        self.mark = 0
+        """The guard's running total of pico-USD added to any tally when :attr:`room` was measured: while
+        less than ``room`` has been added since, no limit of the plan can have reached a budget."""
 
 
 def exceeded(limit: Limit, spend: float) -> GatewayError:

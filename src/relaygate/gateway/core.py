@@ -281,6 +281,8 @@ class Gateway:
                                            ttl=g.user_api_key_cache_ttl,
                                            on_active=lambda: self._budget_hook(self.runtime))
         self.completions.add_sink(guard)
+        if self.spend_sink is not None:  # what the sink wrote is no longer pending in the guard's tallies
+            self.spend_sink.on_written = guard.written
         alerter = self.exporters.alerter
         if alerter is not None:  # LiteLLM's budget_alerts (rate-limited by the alerter)
             guard.on_budget = lambda kind, ident, spend, budget, soft: alerter.budget_crossed(

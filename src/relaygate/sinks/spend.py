@@ -43,7 +43,7 @@ import math
 import re
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -228,6 +228,8 @@ class SpendSink:
         self.max_attempts = max_attempts
         self.log_interval = log_interval
         self.written = 0
+        self.on_written: Callable[[Sequence[CompletionRecord]], None] | None = None
+        """Called with each batch once it is in the store (the budget guard: its cost is no longer pending)."""
         self.dropped = 0
         self.failures = 0
         self._logged_at = -1e18
@@ -345,6 +347,8 @@ class SpendSink:
                 continue
             self.written += n
             self._count("spend_rows_written" if self.log_rows else "spend_counted", n)
+            if self.on_written is not None:
+                self.on_written(batch)
             if attempts:
                 log.info("spend sink: database back, %d row(s) written after %d failed attempt(s)", n, attempts)
             return
