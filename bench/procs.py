@@ -246,6 +246,7 @@ def wait_http(url: str, timeout: float, proc: Proc | None = None, headers: dict[
                 last = f"status {resp.status}"
         except urllib.error.HTTPError as exc:
             last = f"status {exc.code}"
+            exc.close()  # the error holds the response's socket until closed
         except (OSError, ValueError) as exc:
             last = str(exc)
         time.sleep(interval)

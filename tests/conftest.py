@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -96,6 +97,8 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout:
             with urllib.request.urlopen(url, timeout=1) as r:
                 if r.status == 200:
                     return time.perf_counter() - start
+        except urllib.error.HTTPError as exc:
+            exc.close()  # a 503 while starting: the error holds the response's socket until closed
         except OSError:
             pass
         time.sleep(0.02)
