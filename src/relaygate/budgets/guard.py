@@ -278,10 +278,10 @@ class BudgetGuard:
         sums = self._sums(batch)
         if not sums:
             return
-        self.added += sum(sums.values())
         shared = self.shared
         now = time.time()
-        for combo, c in sums.items():
+        for combo, (c, _) in sums.items():
+            self.added += c
             for t, kind, ident in self._tallies_of(combo):
                 t.add(c, now)
                 if shared is not None:
@@ -289,25 +289,44 @@ class BudgetGuard:
 
     def written(self, batch: Sequence[CompletionRecord]) -> None:
         """The spend sink wrote ``batch`` to the store (rows' ``spend`` included): their cost is no longer
-        pending in the tallies (what a limit built from a row read from now on finds in the row)."""
-        for combo, c in self._sums(batch).items():
+        pending in the tallies (what a limit built from a row read from now on finds in the row). A tally
+        that started (or restarted from 0) after some of them ended takes off only the ones it counted."""
+        for combo, (c, first_end) in self._sums(batch).items():
             for t, _, _ in self._tallies_of(combo):
-                t.written(c)
+                if first_end >= t.since:
+                    t.written(c)
+                else:  # rare: right after the tally began
+                    t.written(sum(pico_of(r.cost) for r in batch if r.cost > 0.0 and r.start_time + r.latency
+                                  >= t.since and self._combo(r) == combo))
 
-    def _sums(self, batch: Sequence[CompletionRecord]) -> dict[tuple[Any, ...], int]:
-        """pico-USD of the priced records per combination of the entities they count for (a batch's
-        thousands of records name a few hundred): the same integers, fewer look-ups."""
+    def _combo(self, r: CompletionRecord) -> tuple[Any, ...]:
+        """The entities a record's cost counts for, as a hashable key (see :meth:`_tallies_of`)."""
+        return (r.key_hash, r.team_id, r.user_id, r.org_id, r.end_user_id,
+                (r.model, r.model_group) if self._model_tallies else None,
+                tuple(self._record_tags(r)) if self.tags else None)
+
+    def _sums(self, batch: Sequence[CompletionRecord]) -> dict[tuple[Any, ...], list[Any]]:
+        """``[pico-USD, earliest end (wall clock)]`` of the priced records per combination of the entities
+        they count for (a batch's thousands of records name a few hundred): the same integers, fewer
+        look-ups."""
         models = self._model_tallies
         budgeted_tags = bool(self.tags)
-        sums: dict[tuple[Any, ...], int] = {}
+        sums: dict[tuple[Any, ...], list[Any]] = {}
         for r in batch:
             cost = r.cost
             if not cost > 0.0:
                 continue
-            combo = (r.key_hash, r.team_id, r.user_id, r.org_id, r.end_user_id,
+            combo = (r.key_hash, r.team_id, r.user_id, r.org_id, r.end_user_id,  # as _combo, inline
                      (r.model, r.model_group) if models else None,
                      tuple(self._record_tags(r)) if budgeted_tags else None)
-            sums[combo] = sums.get(combo, 0) + pico_of(cost)
+            end = r.start_time + r.latency
+            acc = sums.get(combo)
+            if acc is None:
+                sums[combo] = [pico_of(cost), end]
+            else:
+                acc[0] += pico_of(cost)
+                if end < acc[1]:
+                    acc[1] = end
         return sums
 
     def _tallies_of(self, combo: tuple[Any, ...]) -> list[tuple[Tally, str, str]]:

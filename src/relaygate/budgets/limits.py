@@ -42,13 +42,16 @@ _MASKED = re.compile(r"^sk-\.\.\.[A-Za-z0-9_-]{4}$")
 class Tally:
     """One entity's spend seen by this worker in its current period (pico-USD)."""
 
-    __slots__ = ("anchor", "duration", "end", "pending", "pico", "start")
+    __slots__ = ("anchor", "duration", "end", "pending", "pico", "since", "start")
 
     def __init__(self, duration: Duration | None = None, anchor: float = 0.0, now: float = 0.0) -> None:
         self.pico = 0
         self.pending = 0
         """The part of :attr:`pico` the spend sink has not yet written to the entity's row (``spend``): a
         limit built from the row now counts it on top of the row's spend (:class:`Limit`)."""
+        self.since = now
+        """When :attr:`pico` last started from 0 (wall clock): requests that ended before were not added to
+        it, and their write takes nothing off :attr:`pending` (``BudgetGuard.written``)."""
         self.duration = duration
         self.anchor = anchor
         self.start, self.end = (period_at(duration, anchor, now) if duration is not None else (0.0, FOREVER))
@@ -58,6 +61,7 @@ class Tally:
         start, end = period_at(duration, anchor, now) if duration is not None else (0.0, FOREVER)
         if start != self.start:
             self.pico = self.pending = 0
+            self.since = now
         self.duration, self.anchor, self.start, self.end = duration, anchor, start, end
 
     def roll(self, now: float) -> None:
@@ -65,6 +69,7 @@ class Tally:
         if d is not None and now >= self.end:
             self.start, self.end = period_at(d, self.anchor, now)
             self.pico = self.pending = 0
+            self.since = now
 
     def add(self, pico: int, now: float) -> None:
         if now >= self.end:
