@@ -239,10 +239,13 @@ class SpendSink:
         key cache's TTL); :meth:`forget_owners` drops them sooner when the store says keys changed."""
         self._key_owners: dict[str, tuple[float, str | None, list[str]]] = {}
         self._team_orgs: dict[str, tuple[float, str | None]] = {}
+        self._forgets = 0
+        """How many times :meth:`forget_owners` was called: a read that one overtook is not kept."""
 
     def forget_owners(self, key_hash: str | None = None) -> None:
         """Read the owners of ``key_hash`` (None: of every key and team) from the store again (the gateway
         calls it when keys, teams or organizations change)."""
+        self._forgets += 1
         if key_hash is None:
             self._key_owners.clear()
             self._team_orgs.clear()
@@ -276,8 +279,11 @@ class SpendSink:
         if need_keys or need_teams:
             # one query a batch, for the keys and teams not read within the TTL (reading the ~500 keys of a
             # second's batch again every time cost ~3 ms of the sink's time a batch)
+            forgets = self._forgets
             found_keys, found_teams = await key_owners(self.store, need_keys, need_teams)
-            expires = now + self.owners_ttl
+            # a change announced while the read was on its way may not be in what it found: this batch uses
+            # it, the next one reads again
+            expires = now + self.owners_ttl if self._forgets == forgets else now - 1.0
             for kh in need_keys:
                 org_tags = found_keys.get(kh)
                 known_keys[kh] = (expires, org_tags[0], org_tags[1]) if org_tags else (expires, None, [])
