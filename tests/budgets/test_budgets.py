@@ -180,6 +180,30 @@ def test_proxy_wide_budget_without_a_store() -> None:
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("logs", [True, False], ids=["spend-logs", "disable_spend_logs"])
+def test_proxy_wide_budget_with_a_store_outlives_a_refresh(db_url: str, logs: bool) -> None:
+    """The proxy's spend is read again from the store every TTL (``BudgetGuard.refresh``): from the spend logs,
+    or with ``disable_spend_logs`` (no rows) from the global spend counter. Before, the refresh found no rows
+    and the spend already written counted as 0: a proxy-wide budget never bound for longer than a TTL."""
+    async def main() -> None:
+        general = {"proxy_batch_write_at": 0, **({} if logs else {"disable_spend_logs": True})}
+        async with upstream() as up, gateway(db_url, up, litellm_settings={"max_budget": BUDGET},
+                                             general_settings=general) as gw:
+            assert gw.budgets is not None and gw.budgets.proxy is not None
+            for _ in range(2):
+                assert (await ask(gw, MASTER)).status == 200
+            deadline = time.monotonic() + 5
+            while gw.budgets.proxy.tally.pending and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert gw.budgets.proxy.tally.pending == 0  # written to the store
+            await gw.budgets.refresh()  # what every worker does every user_api_key_cache_ttl
+            up.hits = 0
+            refused(await ask(gw, MASTER), "Budget has been exceeded! Current cost: 6e-06, Max budget: 5e-06")
+            assert up.hits == 0
+
+    asyncio.run(main())
+
+
 def test_no_budget_installs_nothing() -> None:
     async def main() -> None:
         async with upstream() as up, gateway(None, up) as gw:

@@ -108,8 +108,12 @@ class BudgetGuard:
 
     def __init__(self, store: Any = None, *, max_budget: float | None = None, budget_duration: str | None = None,
                  on_event: Callable[[str, int], None] | None = None, shared: Any = None, ttl: float = 60.0,
-                 on_active: Callable[[], None] | None = None) -> None:
+                 on_active: Callable[[], None] | None = None, spend_logs: bool = True) -> None:
         self.store = store
+        self.spend_logs = spend_logs
+        """The spend sink writes spend-log rows (not ``disable_spend_logs``): the proxy's spend is read from
+        them; without, from the global spend counter (a proxy budget with a period then counts each worker's
+        own spend since it started)."""
         self.on_active = on_active
         """Called when :attr:`active` changes (the gateway installs or removes the hook)."""
         self.on_event = on_event
@@ -581,8 +585,15 @@ class BudgetGuard:
             t = self.proxy.tally
             t.roll(now)
             start = t.start if t.end != FOREVER else None
-            nanos = await proxy_spend(store, start)
-            self.proxy = Limit("proxy", "", t, self._proxy_budget, None, nanos * (PICO // 1_000_000_000), t.start)
+            written = t.pico - t.pending  # what this worker's sink had written before the read began
+            nanos = await proxy_spend(store, start, logs=self.spend_logs)
+            if nanos is None:  # a period's spend without spend logs: this worker's own, since it started
+                self.proxy = Limit("proxy", "", t, self._proxy_budget, None, 0, _NEVER)
+            else:
+                lim = Limit("proxy", "", t, self._proxy_budget, None, nanos * (PICO // 1_000_000_000), t.start)
+                # a batch written while the read was on its way may be missing from it: count it (never less)
+                lim.snap = min(lim.snap, written)
+                self.proxy = lim
 
     async def refresh_logged(self) -> None:
         """:meth:`refresh`; a failure (the database down) is logged and changes nothing."""

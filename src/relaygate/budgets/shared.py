@@ -125,14 +125,21 @@ class SharedSpend:
         await self.redis.aclose()
 
 
-async def proxy_spend(store: Store, start: float | None) -> int:
-    """The proxy's spend in nano-USD since ``start`` (all of it with None), from the spend logs."""
+async def proxy_spend(store: Store, start: float | None, *, logs: bool = True) -> int | None:
+    """The proxy's spend in nano-USD since ``start`` (all of it with None), from the spend logs; without them
+    (``disable_spend_logs``) all of it from the global spend counter, and None (not known to the store)
+    since a ``start``."""
     from datetime import UTC, datetime
 
     from relaygate.store import tables as t
 
     async with store._read() as c:
-        if start is None:
+        if not logs:
+            if start is not None:
+                return None
+            rows = await c.fetch("SELECT spend_nanos AS n FROM rg_spend_totals WHERE entity_type = 'global' "
+                                 "AND entity_id = ''", [])
+        elif start is None:
             rows = await c.fetch("SELECT COALESCE(SUM(spend_nanos), 0) AS n FROM rg_spend_logs", [])
         else:
             at = t.SPEND_LOGS.to_db("start_time", datetime.fromtimestamp(start, UTC), store.dialect)

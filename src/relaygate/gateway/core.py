@@ -279,7 +279,11 @@ class Gateway:
         guard = self.budgets = BudgetGuard(store, max_budget=g.max_budget, budget_duration=g.budget_duration,
                                            on_event=self.metrics.count, shared=SharedSpend(url) if url else None,
                                            ttl=g.user_api_key_cache_ttl,
-                                           on_active=lambda: self._budget_hook(self.runtime))
+                                           on_active=lambda: self._budget_hook(self.runtime),
+                                           spend_logs=not g.disable_spend_logs)
+        if g.max_budget is not None and g.budget_duration and g.disable_spend_logs and store is not None:
+            log.warning("litellm_settings.max_budget with budget_duration and disable_spend_logs: the store keeps "
+                        "no spend per period, so each worker counts its own spend since it started")
         self.completions.add_sink(guard)
         if self.spend_sink is not None:  # what the sink wrote is no longer pending in the guard's tallies
             self.spend_sink.on_written = guard.written
