@@ -121,6 +121,34 @@ def test_team_spend_written_to_its_row_is_counted_once(db_url: str) -> None:
     asyncio.run(main())
 
 
+def test_a_plan_rebuilt_from_rows_read_earlier_counts_what_was_written_since(db_url: str) -> None:
+    """A key's plan rebuilt later from its cached rows (the guard drops its plans when member budgets come
+    or go, or when it holds too many) counts the spend written to the team's row after those rows were
+    read (``KeyInfo.read_at``, ``Tally.written_at``); before, it took the row as holding all of it."""
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up, general_settings={"proxy_batch_write_at": 0}) as gw:
+            assert gw.budgets is not None
+            await gw.store.create_team(Team(team_id="t4", max_budget=2 * BUDGET))  # three requests fit
+            await gw.store.create_key(Key(token=token("sk-e"), team_id="t4"))
+            await gw.store.create_key(Key(token=token("sk-f"), team_id="t4"))
+            await gw.budgets.refresh()
+
+            async def written() -> None:
+                deadline = time.monotonic() + 5
+                while gw.budgets.tallies[("team", "t4")].pending and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                assert gw.budgets.tallies[("team", "t4")].pending == 0
+
+            for key in ("sk-e", "sk-f", "sk-e"):  # sk-e's rows were read before any of it was written
+                assert (await ask(gw, key)).status == 200
+                await written()
+            gw.budgets.plans.clear()
+            assert (await ask(gw, "sk-e")).status == 200  # 9e-06 spent
+            refused(await ask(gw, "sk-e"), "Budget has been exceeded! Team=t4 Current cost: 1.2e-05")
+
+    asyncio.run(main())
+
+
 def test_user_budget_for_keys_without_a_team(db_url: str) -> None:
     async def main() -> None:
         async with upstream() as up, gateway(db_url, up) as gw:

@@ -48,3 +48,26 @@ def test_a_new_period_starts_pending_again() -> None:
     guard.handle([record(3, cost=3.0, start=boundary + 2.0)])
     guard.written([old])
     assert t.pending == pico_of(3.0)
+
+
+def test_written_at_says_what_a_row_read_at_a_moment_holds() -> None:
+    from relaygate.budgets.limits import Limit, Tally
+
+    t = Tally()
+    t.add(3, 0.0)
+    t.add(4, 0.0)
+    t.add(5, 0.0)
+    t.written(3, 10.0)
+    t.written(4, 20.0)
+    assert [t.written_at(w) for w in (5.0, 10.0, 15.0, 20.0, 25.0, None)] == [0, 3, 3, 7, 7, 7]
+    # writes closer than MARK_SPACING are one mark, stamped with the last: a read between them holds neither
+    t.add(1, 0.0)
+    t.add(1, 0.0)
+    t.written(1, 30.0)
+    t.written(1, 31.0)
+    assert len(t.marks) == 3 and [t.written_at(w) for w in (29.0, 30.5, 31.0)] == [7, 7, 9]
+    # a limit built now from a row read at 15 (holding the first write only) counts the rest on top of it
+    lim = Limit("team", "t", t, 1.0, None, 3, t.start, read_at=15.0)
+    assert lim.spent(40.0) == 3 + 14 - 3
+    t.roll(40.0)  # no period: nothing rolls
+    assert t.written_at(15.0) == 3

@@ -69,7 +69,7 @@ class KeyInfo:
     __slots__ = ("token", "alias", "team_id", "user_id", "models", "patterns", "buckets", "token_buckets", "headers",
                  "spent",
                  "access_groups", "also", "aliases", "role", "expires", "refusal", "records", "model_buckets",
-                 "router", "logging", "no_message_logging")
+                 "router", "logging", "no_message_logging", "read_at")
 
     def __init__(self, token: str, kc: KeyConfig, groups: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.token = token
@@ -89,6 +89,9 @@ class KeyInfo:
         """Set when the key exists but may not be used (blocked, expired, team blocked): makes its error."""
         self.records: tuple[Any, ...] = ()
         """The store's rows the key was resolved from (key, team, user, organization), for budgets."""
+        self.read_at: float | None = None
+        """When the read of :attr:`records` from the store began (wall clock; None: not known): how much of
+        this worker's spend the rows' ``spend`` holds (``budgets.limits.Tally.written_at``)."""
         self.logging: list[Any] | None = None
         """The key's and its team's ``metadata.logging`` targets (``observe.detail.LoggingTarget``): its
         requests go to those exporters too. ``None`` (almost every key): none."""

@@ -106,6 +106,7 @@ class StoreKeys:
             if rows is not None:
                 return build_key(*rows, self.groups)
         self.queries += 1
+        read_at = time.time()
         try:
             try:
                 key = await self.store.get_key(token_hash)
@@ -122,7 +123,9 @@ class StoreKeys:
             raise KeyStoreDown(f"{type(exc).__name__}: {exc}") from exc
         if shared is not None:
             shared.put(token_hash, version, (key, team, user, org))
-        return build_key(key, team, user, org, self.groups)
+        info = build_key(key, team, user, org, self.groups)
+        info.read_at = read_at
+        return info
 
     async def _get(self, method: str, ident: str | None) -> Any:
         if not ident:

@@ -295,13 +295,14 @@ class BudgetGuard:
         """The spend sink wrote ``batch`` to the store (rows' ``spend`` included): their cost is no longer
         pending in the tallies (what a limit built from a row read from now on finds in the row). A tally
         that started (or restarted from 0) after some of them ended takes off only the ones it counted."""
+        now = time.time()
         for combo, (c, first_end) in self._sums(batch).items():
             for t, _, _ in self._tallies_of(combo):
                 if first_end >= t.since:
-                    t.written(c)
+                    t.written(c, now)
                 else:  # rare: right after the tally began
                     t.written(sum(pico_of(r.cost) for r in batch if r.cost > 0.0 and r.start_time + r.latency
-                                  >= t.since and self._combo(r) == combo))
+                                  >= t.since and self._combo(r) == combo), now)
 
     def _combo(self, r: CompletionRecord) -> tuple[Any, ...]:
         """The entities a record's cost counts for, as a hashable key (see :meth:`_tallies_of`)."""
@@ -386,7 +387,8 @@ class BudgetGuard:
         return t
 
     def _limit(self, kind: str, ident: str, budget: Any, spend: float, now: float, label: str = "",
-               created: datetime | None = None, reset: tuple[str, Any] | None = None) -> Limit | None:
+               created: datetime | None = None, reset: tuple[str, Any] | None = None,
+               read_at: float | None = None) -> Limit | None:
         """The limit of an entity whose budget fields are on ``budget`` (its own row, or its budget row)."""
         max_budget, soft = budget.max_budget, budget.soft_budget
         if max_budget is None and not soft:
@@ -394,7 +396,7 @@ class BudgetGuard:
         dur = _duration(budget.budget_duration, f"{kind} {ident[:24]}: budget_duration")
         if dur is None:
             t = self._tally(kind, ident, None, 0.0, now)
-            return Limit(kind, ident, t, max_budget, soft, to_pico(spend or 0.0), t.start, label)
+            return Limit(kind, ident, t, max_budget, soft, to_pico(spend or 0.0), t.start, label, read_at)
         end = _ts(budget.budget_reset_at)
         if end is None:
             start = _ts(created if created is not None else getattr(budget, "created_at", None))
@@ -404,20 +406,22 @@ class BudgetGuard:
         if not current and reset is not None:
             self._reset(kind, ident, t.end, reset)
         return Limit(kind, ident, t, max_budget, soft, to_pico(spend or 0.0) if current else 0,
-                     t.start if current else _NEVER, label)
+                     t.start if current else _NEVER, label, read_at)
 
     async def _plan(self, info: Any, now: float) -> Plan | None:
         records = info.records
         key, team, user, org = (*records, None, None, None, None)[:4]
+        read_at = info.read_at  # when the rows' read began (None: not known, e.g. rows from Redis)
         limits: list[Limit] = []
         org_id: str | None = None
         if key is not None:
             lim = self._limit("key", key.token, key, key.spend, now, key_label(key.key_alias, key.key_name),
-                              reset=("key", key))
+                              reset=("key", key), read_at=read_at)
             if lim is not None:
                 limits.append(lim)
             if team is not None:
-                lim = self._limit("team", team.team_id, team, team.spend, now, reset=("team", team))
+                lim = self._limit("team", team.team_id, team, team.spend, now, reset=("team", team),
+                                  read_at=read_at)
                 if lim is not None:
                     limits.append(lim)
                 if key.user_id and self.member_budgets:
@@ -425,7 +429,8 @@ class BudgetGuard:
                     if lim is not None:
                         limits.append(lim)
             elif user is not None:
-                lim = self._limit("user", user.user_id, user, user.spend, now, reset=("user", user))
+                lim = self._limit("user", user.user_id, user, user.spend, now, reset=("user", user),
+                                  read_at=read_at)
                 if lim is not None:
                     limits.append(lim)
             if org is not None:
@@ -433,7 +438,7 @@ class BudgetGuard:
                 row = await self._budget_row(org.budget_id, now) if org.budget_id else None
                 if row is not None:
                     lim = self._limit("organization", org.organization_id, row, org.spend, now,
-                                      created=org.created_at, reset=("budget", row))
+                                      created=org.created_at, reset=("budget", row), read_at=read_at)
                     if lim is not None:
                         limits.append(lim)
         models: dict[str, Limit] = {}

@@ -25,6 +25,7 @@ Nothing here awaits or reads a clock: ``now`` is passed in.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Mapping
 
 from relaygate.budgets.periods import Duration, period_at
@@ -34,6 +35,12 @@ from relaygate.cost import PICO, to_pico
 __all__ = ["FOREVER", "Limit", "Plan", "Tally", "exceeded"]
 
 FOREVER = float("inf")
+MARKS = 32
+MARK_SPACING = 2.0
+"""A tally remembers its writes :data:`MARK_SPACING` seconds apart at least (the writes within that time are
+one mark, stamped with the last of them: a read between them is taken as holding none of them, the safe
+side), :data:`MARKS` of them: at least 64 s, the key cache's default TTL (rows older are read again), in at
+most ~3 KB a tally."""
 _NO_STOP = float("inf")
 """The :attr:`Limit.stop` of a limit without ``max_budget`` (a soft budget alone): never reached."""
 _MASKED = re.compile(r"^sk-\.\.\.[A-Za-z0-9_-]{4}$")
@@ -42,7 +49,7 @@ _MASKED = re.compile(r"^sk-\.\.\.[A-Za-z0-9_-]{4}$")
 class Tally:
     """One entity's spend seen by this worker in its current period (pico-USD)."""
 
-    __slots__ = ("anchor", "duration", "end", "pending", "pico", "since", "start")
+    __slots__ = ("anchor", "duration", "end", "marks", "pending", "pico", "since", "start")
 
     def __init__(self, duration: Duration | None = None, anchor: float = 0.0, now: float = 0.0) -> None:
         self.pico = 0
@@ -52,9 +59,28 @@ class Tally:
         self.since = now
         """When :attr:`pico` last started from 0 (wall clock): requests that ended before were not added to
         it, and their write takes nothing off :attr:`pending` (``BudgetGuard.written``)."""
+        self.marks: deque[tuple[float, int, int]] = deque(maxlen=MARKS)
+        """``(when, written before, written after)`` of the sink's last writes in this period (see
+        :data:`MARK_SPACING`): how much of :attr:`pico` a row read at a given moment holds
+        (:meth:`written_at`)."""
         self.duration = duration
         self.anchor = anchor
         self.start, self.end = (period_at(duration, anchor, now) if duration is not None else (0.0, FOREVER))
+
+    def written_at(self, when: float | None) -> int:
+        """The part of :attr:`pico` the spend sink had written to the entity's row by ``when`` (wall clock;
+        None: by now). A write is taken as done at the moment the sink reported it, after its commit, so a
+        read that began later holds it; a write reported after ``when`` may or may not be in that read and
+        is taken as not (its cost is counted on top of the row: never less than was spent). Older than the
+        kept writes: what the oldest kept one started from."""
+        if when is not None:
+            marks = self.marks
+            for at, _, after in reversed(marks):
+                if at <= when:
+                    return after
+            if marks:
+                return marks[0][1]
+        return self.pico - self.pending
 
     def retime(self, duration: Duration | None, anchor: float, now: float) -> None:
         """The entity's period rules changed (its row says so): keep the spend when the period is the same."""
@@ -62,6 +88,7 @@ class Tally:
         if start != self.start:
             self.pico = self.pending = 0
             self.since = now
+            self.marks.clear()
         self.duration, self.anchor, self.start, self.end = duration, anchor, start, end
 
     def roll(self, now: float) -> None:
@@ -70,6 +97,7 @@ class Tally:
             self.start, self.end = period_at(d, self.anchor, now)
             self.pico = self.pending = 0
             self.since = now
+            self.marks.clear()
 
     def add(self, pico: int, now: float) -> None:
         if now >= self.end:
@@ -77,9 +105,14 @@ class Tally:
         self.pico += pico
         self.pending += pico
 
-    def written(self, pico: int) -> None:
-        """The spend sink wrote ``pico`` of this entity's spend to its row."""
+    def written(self, pico: int, now: float) -> None:
+        """The spend sink wrote ``pico`` of this entity's spend to its row (reported at ``now``)."""
+        before = self.pico - self.pending
         self.pending = max(0, self.pending - pico)
+        marks = self.marks
+        if marks and now - marks[-1][0] < MARK_SPACING:
+            before = marks.pop()[1]
+        marks.append((now, before, self.pico - self.pending))
 
 
 class Limit:
@@ -89,7 +122,7 @@ class Limit:
                  "snap", "stop", "strict", "tally")
 
     def __init__(self, kind: str, ident: str, tally: Tally, max_budget: float | None, soft_budget: float | None,
-                 base: int, base_start: float, label: str = "") -> None:
+                 base: int, base_start: float, label: str = "", read_at: float | None = None) -> None:
         self.kind = kind
         self.ident = ident
         self.tally = tally
@@ -99,9 +132,10 @@ class Limit:
         self.soft_pico = to_pico(soft_budget) if soft_budget is not None and soft_budget > 0 else None
         self.base = base
         self.base_start = base_start
-        self.snap = tally.pico - tally.pending if tally.start == base_start else 0
-        """The tally when the row was read, less what the row did not hold yet (spend still on its way to
-        the store, which the row's ``spend`` will only show once re-read)."""
+        self.snap = tally.written_at(read_at) if tally.start == base_start else 0
+        """The part of the tally the row holds: what the spend sink had written when the row was read
+        (``read_at``; None: now). The rest (spend still on its way to the store, or written since the read)
+        counts on top of the row's ``spend``."""
         self.label = label
         """What the error names: the key's descriptor, the model of a ``model_max_budget``."""
         self.strict = kind in ("customer", "proxy", "tag")
