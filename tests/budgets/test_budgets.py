@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
+from relaygate.cost import pico_of
 from relaygate.store import Budget, Customer, Key, Organization, Team, User
 from tests.budgets.conftest import COST, MASTER, ask, gateway, token, upstream
 
 BUDGET = 0.000005  # two requests fit under it (3e-6 each); the third finds 6e-6 spent
+COST_PICO = pico_of(COST)
 
 
 def refused(r: Any, needle: str) -> None:
@@ -78,13 +80,21 @@ def test_team_budget_spent_by_another_key_stops_a_key_checked_before(db_url: str
       (``Tally.pending``): they count it (before, the team row read without it and the tally taken as
       already in it, the second key saw 6e-06 and was let through)."""
     async def main() -> None:
-        async with upstream() as up, gateway(db_url, up) as gw:
+        # the sink writes its first batch at once, then holds small batches for an hour: sk-a's second cost
+        # is still on its way when sk-b's rows are read, whatever the machine's speed
+        async with upstream() as up, gateway(db_url, up, general_settings={"proxy_batch_write_at": 3600}) as gw:
+            assert gw.budgets is not None
             await gw.store.create_team(Team(team_id="t2", max_budget=2 * BUDGET))  # three requests fit, not four
             await gw.store.create_key(Key(token=token("sk-a"), team_id="t2"))
             await gw.store.create_key(Key(token=token("sk-b"), team_id="t2"))
             await gw.budgets.refresh()
             assert (await ask(gw, "sk-a")).status == 200  # room measured: 1e-5 before the team's budget
-            assert (await ask(gw, "sk-a")).status == 200  # within the room: no full check
+            deadline = time.monotonic() + 5
+            while gw.budgets.tallies[("team", "t2")].pending and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert gw.budgets.tallies[("team", "t2")].pending == 0  # the first batch: in the team's row
+            assert (await ask(gw, "sk-a")).status == 200  # within the room: no full check; held by the sink
+            assert gw.budgets.tallies[("team", "t2")].pending == COST_PICO
             for _ in range(2):
                 assert (await ask(gw, "sk-b")).status == 200
             up.hits = 0
