@@ -198,7 +198,7 @@ class BudgetGuard:
                 on_spend(lim.kind, lim.ident, lim.max_budget, spent / PICO)
             if lim.soft_pico is not None and spent >= lim.soft_pico:
                 self._soft(lim, spent)
-            if spent >= lim.stop:
+            if lim.over(spent):
                 self._count(EXCEEDED_EVENT)
                 if self.on_budget is not None and lim.max_budget is not None:
                     self.on_budget(lim.kind, lim.ident, spent / PICO, lim.max_budget, False)
@@ -314,16 +314,12 @@ class BudgetGuard:
         """``[pico-USD, earliest end (wall clock)]`` of the priced records per combination of the entities
         they count for (a batch's thousands of records name a few hundred): the same integers, fewer
         look-ups."""
-        models = self._model_tallies
-        budgeted_tags = bool(self.tags)
         sums: dict[tuple[Any, ...], list[Any]] = {}
         for r in batch:
             cost = r.cost
             if not cost > 0.0:
                 continue
-            combo = (r.key_hash, r.team_id, r.user_id, r.org_id, r.end_user_id,  # as _combo, inline
-                     (r.model, r.model_group) if models else None,
-                     tuple(self._record_tags(r)) if budgeted_tags else None)
+            combo = self._combo(r)
             end = r.start_time + r.latency
             acc = sums.get(combo)
             if acc is None:
