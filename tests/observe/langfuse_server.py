@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from datetime import datetime
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -132,6 +133,15 @@ class LangfuseServer:
         self.release = threading.Event()
         self.release.set()
         """Cleared: requests hang until it is set (or the server stops)."""
+        self.delay = 0.0
+        """Seconds each ingestion request takes before it is answered."""
+        self.in_flight = 0
+        self.max_in_flight = 0
+        """The most ingestion requests open at the same time."""
+        self.proxied = 0
+        """Requests that came as a proxy's (an absolute URL in the request line): ``url`` is usable as
+        ``HTTP_PROXY``, the request then handled as if sent to it directly."""
+        self.user_agents: set[str] = set()
         self.lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
@@ -194,12 +204,27 @@ class LangfuseServer:
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length", "0")))
-                if self.path != "/api/public/ingestion":
+                path = self.path
+                if path.startswith("http://"):  # the absolute form: sent to us as a proxy
+                    path = "/" + path.split("/", 3)[3]
+                    with server.lock:
+                        server.proxied += 1
+                if path != "/api/public/ingestion":
                     status, answer = 404, {"message": "not found"}
                 else:
-                    while not server.release.wait(0.05):
-                        pass
-                    status, answer = server._answer(self.headers.get("authorization", ""), raw)
+                    with server.lock:
+                        server.in_flight += 1
+                        server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                        server.user_agents.add(self.headers.get("user-agent", ""))
+                    try:
+                        if server.delay:
+                            time.sleep(server.delay)
+                        while not server.release.wait(0.05):
+                            pass
+                        status, answer = server._answer(self.headers.get("authorization", ""), raw)
+                    finally:
+                        with server.lock:
+                            server.in_flight -= 1
                     try:
                         n = len(json.loads(raw).get("batch", []))
                     except (ValueError, AttributeError):

@@ -17,7 +17,7 @@ import pytest
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.observe.detail import Detail, LoggingTarget
-from relaygate.observe.langfuse import LangfuseSink, make_langfuse
+from relaygate.observe.langfuse import IN_FLIGHT, LangfuseSink, make_langfuse
 from relaygate.observe.langfuse_payload import Credentials
 from relaygate.sinks.queue import CompletionQueue
 from relaygate.sinks.record import CompletionRecord, Outcome
@@ -162,7 +162,7 @@ def test_requests_are_split_by_max_events() -> None:
             await s.handle([rec(i) for i in range(5)])
             await s.aclose()
         asyncio.run(main())
-    assert srv.requests == [(207, 4), (207, 4), (207, 2)]
+    assert sorted(srv.requests) == [(207, 2), (207, 4), (207, 4)]  # sent side by side: any order
     assert ev.counts == {"langfuse_sent": 10}
 
 
@@ -345,3 +345,52 @@ def test_batches_after_aclose_are_counted_not_sent() -> None:
             await s.handle([rec(0)])
         asyncio.run(main())
     assert srv.requests == [] and ev.counts == {"langfuse_dropped": 2}
+
+
+def test_a_projects_requests_go_side_by_side_at_most_in_flight_at_once() -> None:
+    """One request at a time, a Langfuse 100 ms away took ~2,000 events a second from a worker."""
+    ev = Events()
+    with LangfuseServer() as srv:
+        srv.delay = 0.2
+
+        async def main() -> None:
+            s = sink(creds(srv), ev, max_events=2)
+            await s.handle([rec(i) for i in range(12)])  # 24 events: 12 requests
+            await s.aclose()
+        asyncio.run(main())
+    assert len(srv.requests) == 12 and calls(srv) == sorted(f"call-{i}" for i in range(12))
+    assert 2 <= srv.max_in_flight <= IN_FLIGHT
+    assert ev.counts == {"langfuse_sent": 24}
+
+
+def test_batches_use_the_gateways_pool_and_a_proxy_from_the_environment_only_where_it_applies(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy: the H1 pool, not httpx. ``HTTP_PROXY``: through the proxy (httpx); ``NO_PROXY`` naming
+    the host: direct again."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
+                 "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    async def send(default: Credentials) -> tuple[bool, bool]:
+        s = sink(default, Events())
+        await s.handle([rec(0)])
+        poster = s._poster
+        assert poster is not None
+        used = (poster._h1 is not None, poster._httpx is not None)
+        await s.aclose()
+        return used
+
+    with LangfuseServer() as srv:
+        assert asyncio.run(send(creds(srv))) == (True, False)
+        assert srv.proxied == 0 and calls(srv) == ["call-0"] and srv.user_agents == {"relaygate-langfuse"}
+
+    with LangfuseServer() as proxy:  # the stand-in answers a proxy's absolute-form requests too
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        assert asyncio.run(send(Credentials(proxy.public_key, proxy.secret_key, "http://langfuse.invalid"))) == (
+            False, True)
+        assert proxy.proxied == 1 and calls(proxy) == ["call-0"]
+
+        with LangfuseServer() as srv:
+            monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+            assert asyncio.run(send(creds(srv))) == (True, False)
+            assert srv.proxied == 0 and calls(srv) == ["call-0"] and proxy.proxied == 1
