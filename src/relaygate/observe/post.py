@@ -4,11 +4,10 @@ What it owns: :class:`Poster`, which sends an exporter's batch (Langfuse ingesti
 whole as an :class:`Answer`, or raises :class:`PostError` when no answer came (refused, reset, timed out,
 TLS failed).
 
-Why not httpx, which the exporters used before: an httpx ``AsyncClient.post`` costs ~2.7 ms of CPU on this
-machine whatever the batch's size (its request model, anyio streams, h11), so a Langfuse batch of 200
-events cost the worker ~14 µs an event, ~27 µs a request, on its one core. The upstream transport
-(:class:`relaygate.upstream.h1.H1Transport`) sends the same batch for ~0.5 ms
-(``python -m bench.micro.exporter_post``).
+Why not httpx, which the exporters used before: an httpx ``AsyncClient.post`` of a 200-event Langfuse batch
+costs ~1.3 ms of CPU on this machine (its request model, anyio streams, h11; ~6 µs an event, two events a
+request), on the worker's one core. The upstream transport (:class:`relaygate.upstream.h1.H1Transport`)
+sends the same batch for ~0.14 ms (``python -m bench.micro.exporter_post``, pinned to one core).
 
 Which client a URL gets:
 
