@@ -15,6 +15,7 @@ Which client a URL gets:
 - a proxy from the environment applies to the URL (``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY``, not
   excluded by ``NO_PROXY``): the H1 pool does not speak to proxies, so those POSTs go through httpx, which
   reads the same variables (as the exporters always did, and as LiteLLM's Langfuse SDK does); or
+- the URL carries credentials (``https://user:password@host``), which the H1 pool does not send; or
 - a test gave an httpx transport: every POST goes through httpx with it.
 
 Timeouts: ``timeout`` seconds for connecting, for the answer's head, between body reads, and in total.
@@ -92,7 +93,8 @@ class Poster:
         if got is None:
             if len(self._route) >= 256:
                 self._route.clear()
-            got = self._route[url] = self._transport is not None or _proxied(url, self._env)
+            got = self._route[url] = (self._transport is not None or _proxied(url, self._env)
+                                      or "@" in url.partition("://")[2].split("/", 1)[0])  # user:password@
         return got
 
     async def post(self, url: str, body: bytes, headers: Sequence[tuple[str, str]]) -> Answer:
