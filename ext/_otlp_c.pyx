@@ -1,8 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""OTLP attribute encoding: compiled twin of ``relaygate.core._otlp_py`` (same API, same bytes).
+"""OTLP span and attribute encoding: compiled twin of ``relaygate.core._otlp_py`` (same API, same bytes).
 
-See the pure twin for the design and the invariants. Here an attribute mapping is written into one growing
-C buffer: text, booleans, integers and floats (nearly every attribute) are sized and copied without an
+See the pure twin for the design and the invariants. Here a span (``encode_span``: its fields, attributes,
+events and status) or an attribute mapping is written into one growing C buffer: text, booleans, integers and floats (nearly every attribute) are sized and copied without an
 intermediate bytes object; other values (``None``, bytes, sequences, mappings, subclasses) go through
 :func:`any_value`, which follows the pure twin's order of checks. A pair that raises is rolled back out of
 the buffer and reported to ``refused``, as the pure twin does.
@@ -16,7 +16,7 @@ from libc.string cimport memcpy
 
 from collections.abc import Mapping, Sequence
 
-__all__ = ["any_value", "encode_attributes", "length_delimited", "varint"]
+__all__ = ["any_value", "encode_attributes", "encode_span", "length_delimited", "varint"]
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size) except NULL
@@ -258,6 +258,134 @@ def encode_attributes(bytes tag, attributes, refused):
             except Exception as exc:  # as the official encoder: the attribute is left out
                 b.size = saved
                 refused(key, exc)
+        return PyBytes_FromStringAndSize(b.data, b.size)
+    finally:
+        PyMem_Free(b.data)
+
+
+cdef inline void _fixed(Buf* b, uint64_t v, int n) noexcept nogil:
+    cdef int i
+    for i in range(n):  # little-endian whatever the machine's order
+        b.data[b.size + i] = <char>((v >> (8 * i)) & 0xFF)
+    b.size += n
+
+
+cdef int _ld_into(Buf* b, char tag, const char* p, Py_ssize_t n) except -1:
+    _reserve(b, 11 + n)
+    _byte(b, tag)
+    _vput(b, <uint64_t>n)
+    _put(b, p, n)
+    return 0
+
+
+cdef int _text_into(Buf* b, char tag, str text) except -1:
+    cdef Py_ssize_t n = 0
+    cdef const char* p = PyUnicode_AsUTF8AndSize(text, &n)
+    return _ld_into(b, tag, p, n)
+
+
+cdef int _bytes_into(Buf* b, bytes data) except -1:
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    _reserve(b, n)
+    _put(b, PyBytes_AS_STRING(data), n)
+    return 0
+
+
+cdef int _varint_field(Buf* b, char tag, uint64_t n) except -1:
+    _reserve(b, 11)
+    _byte(b, tag)
+    _vput(b, n)
+    return 0
+
+
+cdef int _attributes_into(Buf* b, char tag, attributes, refused) except -1:
+    cdef Py_ssize_t saved
+    cdef char tp = tag
+    if not attributes:
+        return 0
+    for key, value in attributes.items():
+        saved = b.size
+        try:
+            _field(b, &tp, 1, key, value)
+        except Exception as exc:  # as the official encoder: the attribute is left out
+            b.size = saved
+            refused(key, exc)
+    return 0
+
+
+def encode_span(bytes trace_id, bytes span_id, bytes trace_state, parent_span_id, unsigned int flags, str name,
+                int kind, start, end, attributes, dropped_attributes, events, dropped_events, bytes links,
+                dropped_links, status, refused):
+    """A ``Span`` message's bytes (see the pure twin)."""
+    cdef Buf b
+    cdef Buf e
+    cdef uint64_t t0 = start
+    cdef uint64_t t1 = end
+    cdef uint64_t at
+    cdef uint64_t code
+    cdef Py_ssize_t n = 0
+    cdef const char* p = NULL
+    _init(&b)
+    try:
+        _ld_into(&b, 0x0a, PyBytes_AS_STRING(trace_id), PyBytes_GET_SIZE(trace_id))
+        _ld_into(&b, 0x12, PyBytes_AS_STRING(span_id), PyBytes_GET_SIZE(span_id))
+        _bytes_into(&b, trace_state)
+        if parent_span_id is not None:
+            _ld_into(&b, 0x22, PyBytes_AS_STRING(parent_span_id), PyBytes_GET_SIZE(parent_span_id))
+        if name:
+            _text_into(&b, 0x2a, name)
+        _varint_field(&b, 0x30, <uint64_t>kind)
+        _reserve(&b, 18)
+        if t0:
+            _byte(&b, 0x39)
+            _fixed(&b, t0, 8)
+        if t1:
+            _byte(&b, 0x41)
+            _fixed(&b, t1, 8)
+        _attributes_into(&b, 0x4a, attributes, refused)
+        if dropped_attributes:
+            _varint_field(&b, 0x50, <uint64_t>dropped_attributes)
+        for ev_at, ev_name, ev_attributes, ev_dropped in events:
+            _init(&e)
+            try:
+                at = ev_at
+                _reserve(&e, 9)
+                if at:
+                    _byte(&e, 0x09)
+                    _fixed(&e, at, 8)
+                if ev_name:
+                    _text_into(&e, 0x12, ev_name)
+                _attributes_into(&e, 0x1a, ev_attributes, refused)
+                if ev_dropped:
+                    _varint_field(&e, 0x20, <uint64_t>ev_dropped)
+                _ld_into(&b, 0x5a, e.data, e.size)
+            finally:
+                PyMem_Free(e.data)
+        if dropped_events:
+            _varint_field(&b, 0x60, <uint64_t>dropped_events)
+        _bytes_into(&b, links)
+        if dropped_links:
+            _varint_field(&b, 0x70, <uint64_t>dropped_links)
+        if status is not None:
+            st_code, description = status
+            code = st_code
+            n = 0
+            if description:
+                p = PyUnicode_AsUTF8AndSize(description, &n)
+            _reserve(&b, 24 + n)
+            _byte(&b, 0x7a)
+            _vput(&b, <uint64_t>((1 + _vlen(<uint64_t>n) + n if n else 0) + (1 + _vlen(code) if code else 0)))
+            if n:
+                _byte(&b, 0x12)
+                _vput(&b, <uint64_t>n)
+                _put(&b, p, n)
+            if code:
+                _byte(&b, 0x18)
+                _vput(&b, code)
+        _reserve(&b, 6)
+        _byte(&b, <char>0x85)
+        _byte(&b, 0x01)
+        _fixed(&b, flags, 4)
         return PyBytes_FromStringAndSize(b.data, b.size)
     finally:
         PyMem_Free(b.data)

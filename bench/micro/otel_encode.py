@@ -24,8 +24,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from relaygate.config.observe import ObserveSettings
 from relaygate.observe.otel import OtelSink, otlp_settings
-from relaygate.observe.otlp_wire import encode_request
-from tests.observe.test_otel_export import detail, with_detail
+from relaygate.observe.otlp_wire import WireSpanExporter, encode_request
+from tests.observe.test_otel_export import attempt, detail, with_detail
 
 BOTH = ObserveSettings(success_callbacks=("otel",), failure_callbacks=("otel",))
 
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     collect = _Collect()
     sink.processor = collect  # type: ignore[assignment]
     n = a.records
-    records = [with_detail(detail(trace_id=f"{i + 1:032x}", span_id=f"{i + 1:016x}")) for i in range(n)]
+    records = [with_detail(detail(trace_id=f"{i + 1:032x}", span_id=f"{i + 1:016x}", attempts=[
+        attempt(span_id=f"{i + 1:015x}a")])) for i in range(n)]
 
     t0 = time.process_time()
     for r in records:
@@ -78,6 +79,22 @@ def main(argv: list[str] | None = None) -> int:
         t_wire = min(t_wire, time.process_time() - t0)
 
     same = all(ExportTraceServiceRequest.FromString(w) == encode_spans(b) for w, b in zip(wire, batches, strict=True))
+
+    # the sink's default path: each span encoded as it is built (no ReadableSpan), the export a join
+    direct = OtelSink(BOTH, otlp_settings(BOTH, env), exporter=WireSpanExporter(endpoint="http://127.0.0.1:9/v1/traces"))
+    direct.processor.shutdown()  # type: ignore[no-untyped-call]
+    encoded = _Collect()
+    direct.processor = encoded  # type: ignore[assignment]
+    t0 = time.process_time()
+    for r in records:
+        direct._build(r, r.extra["observe"])  # type: ignore[index]
+    t_direct = time.process_time() - t0
+    parts = [encoded.spans[i:i + 512] for i in range(0, len(encoded.spans), 512)]
+    t0 = time.process_time()
+    joined = [encode_request(b) for b in parts]
+    t_join = time.process_time() - t0
+    same = same and all(ExportTraceServiceRequest.FromString(j) == encode_spans(b)
+                        for j, b in zip(joined, batches, strict=True))
     attrs = sum(len(s.attributes) for s in spans) / n
     print(f"{n} records, {len(spans) / n:.1f} spans and {attrs:.0f} attributes each, "
           f"{sum(map(len, wire)) / n:.0f} bytes each on the wire")
@@ -86,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"otlp_wire.encode_request:  {t_wire / n * 1e6:7.1f} us/record "
           f"({t_official / t_wire:.1f}x less), same message: {same}")
     print(f"bytes equal: {sum(map(len, official)) == sum(map(len, wire))} in length")
+    print(f"default path, build + encode on the loop: {t_direct / n * 1e6:7.1f} us/record, export's join "
+          f"{t_join / n * 1e6:5.1f} us/record: {(t_direct + t_join) / n * 1e6:7.1f} against "
+          f"{(build + t_wire) / n * 1e6:7.1f} built then encoded; same message: {same}")
     return 0 if same else 1
 
 

@@ -92,3 +92,76 @@ def test_twins_write_the_same_bytes(twins: tuple[ModuleType, ModuleType], attrs:
 @pytest.mark.parametrize("tag", [b"\x4a", b"\x1a", b"\x0a"])
 def test_the_tag_is_written_as_given(impl: ModuleType, tag: bytes) -> None:
     assert impl.encode_attributes(tag, {"a": 1}, print)[:1] == tag
+
+
+def _span_args(trace_id: bytes = b"\x01" * 16, span_id: bytes = b"\x02" * 8, trace_state: bytes = b"",
+               parent: bytes | None = None, flags: int = 0x100, name: str = "", kind: int = 1, start: int = 0,
+               end: int = 0, attributes: dict[str, Any] | None = None, dropped_attributes: int = 0,
+               events: list[tuple[int, str, dict[str, Any] | None, int]] | None = None, dropped_events: int = 0,
+               links: bytes = b"", dropped_links: int = 0, status: tuple[int, str] | None = None) -> tuple[Any, ...]:
+    return (trace_id, span_id, trace_state, parent, flags, name, kind, start, end, attributes, dropped_attributes,
+            events or [], dropped_events, links, dropped_links, status)
+
+
+def test_a_span_equals_the_official_encoders(impl: ModuleType) -> None:
+    """Every field the official encoder writes for an SDK span, in its order (remote parent, trace state,
+    events with and without attributes, a link, dropped counts, an error status with a description)."""
+    from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import _encode_span
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+
+    state = TraceState([("vendor", "v1"), ("other", "x")])
+    ctx = SpanContext(2**127 + 5, 2**63 + 7, is_remote=False, trace_flags=TraceFlags(1), trace_state=state)
+    parent = SpanContext(ctx.trace_id, 99, is_remote=True, trace_flags=TraceFlags(1))
+    link = Link(SpanContext(3, 4, is_remote=True, trace_flags=TraceFlags(1)), {"l": "v"})
+    attrs = {"gen_ai.system": "openai", "n": 3, "ok": True, "t": 0.5, "seq": ("a", "b")}
+    span = ReadableSpan("chat gpt-4o", context=ctx, parent=parent, attributes=attrs, kind=SpanKind.CLIENT,
+                        events=[Event("exception", {"exception.type": "X"}, 1_700_000_000_123_456_789),
+                                Event("plain", None, 5)],
+                        links=[link], status=Status(StatusCode.ERROR, "upstream said no"),
+                        start_time=1_700_000_000_000_000_001, end_time=1_700_000_000_999_999_999,
+                        instrumentation_scope=InstrumentationScope("litellm"))
+    from relaygate.observe import otlp_wire
+
+    got = impl.encode_span(*_span_args(
+        ctx.trace_id.to_bytes(16, "big"), ctx.span_id.to_bytes(8, "big"), otlp_wire._trace_state(ctx),
+        (99).to_bytes(8, "big"), 0x300, span.name, 3, span.start_time, span.end_time, attrs, 0,
+        [(e.timestamp, e.name, e.attributes, 0) for e in span.events], 0, otlp_wire._link(link), 0,
+        (2, "upstream said no")), print)
+    assert got == _encode_span(span).SerializeToString()
+    root = ReadableSpan("", context=ctx, kind=SpanKind.INTERNAL, status=Status(StatusCode.UNSET))
+    assert impl.encode_span(*_span_args(
+        ctx.trace_id.to_bytes(16, "big"), ctx.span_id.to_bytes(8, "big"), otlp_wire._trace_state(ctx),
+        status=(0, "")), print) == _encode_span(root).SerializeToString()
+
+
+_event = st.tuples(st.integers(min_value=0, max_value=2**64 - 1), st.text(max_size=8),
+                   st.none() | st.dictionaries(st.text(max_size=6), _value, max_size=3),
+                   st.integers(min_value=0, max_value=2**32))
+
+
+def _outcome(mod: ModuleType, args: tuple[Any, ...]) -> tuple[Any, list[str]]:
+    refused: list[str] = []
+    try:
+        return mod.encode_span(*args, lambda key, exc: refused.append(key)), refused
+    except Exception as exc:  # both twins must refuse alike (a name that is not valid Unicode)
+        return type(exc), refused
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=16, max_size=16), st.binary(min_size=8, max_size=8),
+       st.none() | st.binary(min_size=8, max_size=8), st.sampled_from([0x100, 0x300]), st.text(max_size=20),
+       st.integers(min_value=0, max_value=5), st.integers(min_value=0, max_value=2**64 - 1),
+       st.integers(min_value=0, max_value=2**64 - 1), st.dictionaries(st.text(max_size=12), _value, max_size=8),
+       st.integers(min_value=0, max_value=300), st.lists(_event, max_size=3),
+       st.none() | st.tuples(st.integers(min_value=0, max_value=2), st.text(max_size=30)))
+def test_twins_write_the_same_span(twins: tuple[ModuleType, ModuleType], trace_id: bytes, span_id: bytes,
+                                   parent: bytes | None, flags: int, name: str, kind: int, start: int, end: int,
+                                   attrs: dict[str, Any], dropped: int,
+                                   events: list[tuple[int, str, dict[str, Any] | None, int]],
+                                   status: tuple[int, str] | None) -> None:
+    py, c = twins
+    args = _span_args(trace_id, span_id, b"\x1a\x03a=b", parent, flags, name, kind, start, end, attrs, dropped,
+                      events, dropped, b"", dropped, status)
+    assert _outcome(py, args) == _outcome(c, args)

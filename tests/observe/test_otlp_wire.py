@@ -29,7 +29,7 @@ from opentelemetry.trace.status import Status, StatusCode
 from relaygate.config.errors import ConfigError
 from relaygate.observe import otlp_wire
 from relaygate.observe.otel import OtelSink, _exporter, otlp_settings
-from relaygate.observe.otlp_wire import WireSpanExporter, encode_request
+from relaygate.observe.otlp_wire import EncodedSpan, WireSpanExporter, encode_request
 from relaygate.sinks.record import Outcome
 from tests.observe.otlp_receiver import Receiver
 from tests.observe.test_otel_export import BOTH, PARENT, SERVER, attempt, detail, record, with_detail
@@ -250,3 +250,55 @@ def test_wire_exporter_keeps_the_official_request_size_limit(rx: Receiver, caplo
         assert exporter.export(built([with_detail(detail())])) is SpanExportResult.FAILURE
     assert rx.requests == 0 and any("max_request_size 200" in r.getMessage() for r in caplog.records)
     exporter.shutdown()
+
+
+def built_encoded(records: list[Any], **env: str) -> list[Any]:
+    """What OtelSink hands its processor with the wire exporter: spans encoded as they are built."""
+    cfg = otlp_settings(BOTH, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", **env})
+    sink = OtelSink(BOTH, cfg, exporter=WireSpanExporter(endpoint="http://127.0.0.1:9/v1/traces"))
+    assert sink.direct
+    sink.processor.shutdown()  # type: ignore[no-untyped-call]
+    collect = _Collect()
+    sink.processor = collect  # type: ignore[assignment]
+    for r in records:
+        sink._build(r, r.extra.get("observe") if isinstance(r.extra, dict) else None)
+    return collect.spans
+
+
+def test_spans_encoded_as_built_are_the_official_encoders_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sink's direct path (no ``ReadableSpan``) sends, byte for byte, what the official encoder makes of
+    the same records built as SDK spans: every shape of record, and the attribute length limit."""
+    from relaygate.observe import otel
+
+    monkeypatch.setattr(otel, "new_trace_id", lambda: "ab" * 16)  # a record without detail: fresh ids, the
+    monkeypatch.setattr(otel, "new_span_id", lambda: "cd" * 8)  # same in both builds
+    records = [
+        with_detail(detail()),
+        with_detail(detail(parent_span_id=PARENT)),
+        with_detail(detail(attempts=[attempt(status=500, error_message="upstream 500"),
+                                     attempt(span_id="2" * 16, start=1_700_000_000.5),
+                                     attempt(span_id="3" * 16, model_group="other", upstream_model="claude")])),
+        with_detail(detail(error_message="bad key"), status=401, outcome=Outcome.ERROR, error_type="AuthenticationError"),
+        with_detail(detail(input={"messages": [{"role": "user", "content": "héllo wörld ✓ 日本"}]})),
+        record(call_id="client-gone", outcome=Outcome.CLIENT_GONE, status=499),
+        record(route="embeddings", call_id="emb", prompt_tokens=7, completion_tokens=0),
+    ]
+    for env in ({}, {"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "5"}):
+        encoded = built_encoded(records, **env)
+        assert all(isinstance(s, EncodedSpan) for s in encoded) and len(encoded) == 14
+        assert encode_request(encoded) == same_as_official(built(records, **env))
+
+
+def test_encoded_spans_are_sent_and_refused_only_when_the_exporter_cannot(rx: Receiver) -> None:
+    exporter = WireSpanExporter(endpoint=rx.url + "/v1/traces")
+    assert exporter.takes_encoded()
+    assert exporter.export(built_encoded([with_detail(detail())])) is SpanExportResult.SUCCESS
+    assert rx.wait_spans(2)
+    client = exporter._client
+    del exporter._client  # a release without the transport: a sink builds SDK spans for it instead
+    assert not exporter.takes_encoded()
+    assert exporter.export(built_encoded([record()])) is SpanExportResult.FAILURE  # never half-understood
+    sink = OtelSink(BOTH, otlp_settings(BOTH, {"OTEL_EXPORTER_OTLP_ENDPOINT": rx.url}), exporter=exporter)
+    assert not sink.direct
+    exporter._client = client
+    sink.discard()

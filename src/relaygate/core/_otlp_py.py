@@ -1,6 +1,7 @@
 """OTLP's protobuf pieces that every exported span repeats: attributes as ``KeyValue`` wire bytes (pure twin).
 
-What it owns: the per-attribute half of ``observe.otlp_wire`` (which writes whole spans and requests):
+What it owns: the bytes of one ``Span`` message, :func:`encode_span` (``observe.otlp_wire`` groups spans
+into requests; ``observe.otel`` encodes its spans with it as it builds them), and its attributes:
 :func:`encode_attributes` turns a span's (an event's, a resource's ...) attribute mapping into the bytes of
 a repeated ``KeyValue`` field, :func:`any_value` one ``AnyValue`` payload, with the helpers
 :func:`varint` and :func:`length_delimited`. The compiled twin (``ext/_otlp_c.pyx``) writes the same bytes
@@ -25,10 +26,12 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["any_value", "encode_attributes", "length_delimited", "varint"]
+__all__ = ["any_value", "encode_attributes", "encode_span", "length_delimited", "varint"]
 
 _SMALL = [bytes((i,)) for i in range(128)]
 _D = struct.Struct("<d").pack
+_Q = struct.Struct("<Q").pack
+_I = struct.Struct("<I").pack
 _INT64 = 1 << 63
 _CACHE_MAX = 8192
 _CACHE_LEN = 96
@@ -136,3 +139,47 @@ def encode_attributes(tag: bytes, attributes: Mapping[str, Any] | None,
             cache[ck] = field
         append(field)
     return b"".join(out)
+
+
+def encode_span(trace_id: bytes, span_id: bytes, trace_state: bytes, parent_span_id: bytes | None, flags: int,
+                name: str, kind: int, start: int, end: int, attributes: Mapping[str, Any] | None,
+                dropped_attributes: int, events: Sequence[tuple[int, str, Mapping[str, Any] | None, int]],
+                dropped_events: int, links: bytes, dropped_links: int, status: tuple[int, str] | None,
+                refused: Callable[[str, Exception], None]) -> bytes:
+    """A ``Span`` message's bytes, its fields in the official encoder's order: ids (16 and 8 bytes, big-endian),
+    ``trace_state`` and ``links`` already encoded as their fields (``b""``: none), ``flags`` the
+    ``Span.flags`` value, ``kind`` OTLP's number, times in epoch nanoseconds (0: not written), events as
+    ``(time, name, attributes, dropped attributes)``, ``status`` as ``(code, description)`` (None: no status
+    field). Attributes are written as :func:`encode_attributes` writes them."""
+    parts = [_ld(_T1, trace_id), _ld(_T2, span_id), trace_state]
+    if parent_span_id is not None:
+        parts.append(_ld(b"\x22", parent_span_id))
+    if name:
+        parts.append(_ld(b"\x2a", name.encode()))
+    parts.append(b"\x30" + varint(kind))
+    if start:
+        parts.append(b"\x39" + _Q(start))
+    if end:
+        parts.append(b"\x41" + _Q(end))
+    parts.append(encode_attributes(b"\x4a", attributes, refused))
+    if dropped_attributes:
+        parts.append(b"\x50" + varint(dropped_attributes))
+    for at, ev_name, ev_attributes, ev_dropped in events:
+        body = (b"\x09" + _Q(at) if at else b"") + (_ld(_T2, ev_name.encode()) if ev_name else b"")
+        body += encode_attributes(b"\x1a", ev_attributes, refused)
+        if ev_dropped:
+            body += b"\x20" + varint(ev_dropped)
+        parts.append(_ld(b"\x5a", body))
+    if dropped_events:
+        parts.append(b"\x60" + varint(dropped_events))
+    parts.append(links)
+    if dropped_links:
+        parts.append(b"\x70" + varint(dropped_links))
+    if status is not None:
+        code, description = status
+        body = _ld(_T2, description.encode()) if description else b""
+        if code:
+            body += b"\x18" + varint(code)
+        parts.append(_ld(b"\x7a", body))
+    parts.append(b"\x85\x01" + _I(flags))
+    return b"".join(parts)

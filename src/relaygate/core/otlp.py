@@ -1,4 +1,4 @@
-"""OTLP attribute encoding (selector).
+"""OTLP span and attribute encoding (selector).
 
 Re-exports the compiled ``relaygate.core._otlp_c`` when it is built and allowed, else the pure twin
 ``relaygate.core._otlp_py``, which is the reference and documents the design and invariants. Type checkers
@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 from relaygate.core import _ext
 
 if TYPE_CHECKING:
-    from relaygate.core._otlp_py import any_value, encode_attributes, length_delimited, varint
+    from relaygate.core._otlp_py import any_value, encode_attributes, encode_span, length_delimited, varint
 else:
     _impl = _ext.load("otlp")
     any_value = _impl.any_value
     encode_attributes = _impl.encode_attributes
+    encode_span = _impl.encode_span
     length_delimited = _impl.length_delimited
     varint = _impl.varint
 
-__all__ = ["any_value", "encode_attributes", "length_delimited", "varint"]
+__all__ = ["any_value", "encode_attributes", "encode_span", "length_delimited", "varint"]

@@ -94,6 +94,7 @@ from relaygate.config.observe import ObserveSettings
 from relaygate.logs import Every
 from relaygate.observe.detail import Attempt, Detail
 from relaygate.observe.otel_attrs import attempt_attributes, operation, request_attributes, request_span_name
+from relaygate.observe.otlp_wire import EncodedSpan, WireSpanExporter, encode_span, refused
 from relaygate.observe.standard import detail_of
 from relaygate.observe.tracecontext import new_span_id, new_trace_id
 from relaygate.sinks.queue import OnEvent
@@ -331,8 +332,6 @@ def _exporter(cfg: OtlpSettings) -> SpanExporter:
     from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    from relaygate.observe.otlp_wire import WireSpanExporter
-
     compression = {"gzip": Compression.Gzip, "deflate": Compression.Deflate}.get(cfg.compression,
                                                                                 Compression.NoCompression)
     cls = WireSpanExporter if cfg.encoder == "wire" else OTLPSpanExporter
@@ -411,8 +410,9 @@ def throttle_sdk_logs(interval: float = 60.0) -> None:
             logger.addFilter(_Throttle(interval))
 
 
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _OK = Status(StatusCode.OK)
+_KINDS = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3, SpanKind.PRODUCER: 4, SpanKind.CONSUMER: 5}
+"""OTLP's ``Span.SpanKind`` numbers."""
 
 
 def _ns(seconds: float) -> int:
@@ -463,6 +463,9 @@ class OtelSink:
         self.redact_key_info = settings.redact_user_api_key_info
         self.on_event = on_event
         self.exporter = _Counting(exporter if exporter is not None else _exporter(cfg))
+        inner = self.exporter.inner
+        self.direct = isinstance(inner, WireSpanExporter) and inner.takes_encoded()
+        """Spans are encoded as they are built (:class:`EncodedSpan`), not handed over as ``ReadableSpan``."""
         self.resource = Resource(cfg.resource)
         self.scope = InstrumentationScope(cfg.tracer_name)
         self.processor = BatchSpanProcessor(self.exporter, max_queue_size=cfg.max_queue,
@@ -540,16 +543,36 @@ class OtelSink:
         kind = "success" if ok else "failure"
         return any(t.callback_name.lower() in NAMES and kind in t.callback_type for t in detail.logging)
 
-    def _span(self, name: str, ctx: SpanContext, parent: SpanContext | None, kind: SpanKind,
-              attributes: dict[str, Any], events: Sequence[Event], status: Status, start: float,
-              end: float) -> None:
-        """One finished span, handed to the batch processor (which exports it from its own thread)."""
+    def _span(self, name: str, ids: tuple[int, int, int | None, bool, int], kind: SpanKind,
+              attributes: dict[str, Any], events: Sequence[tuple[str, dict[str, Any]]], status: Status,
+              start: float, end: float) -> None:
+        """One finished span, handed to the batch processor (which exports it from its own thread). ``ids``:
+        trace id, span id, parent span id (None: a root), whether the parent is remote, trace flags.
+
+        With the wire exporter (the default) the span is encoded here, as an :class:`EncodedSpan`, straight
+        from these values: no ``ReadableSpan`` is built, and the exporter's thread only joins bytes."""
         limit = self.cfg.attribute_length
         if limit is not None:
             attributes = {k: v[:limit] if isinstance(v, str) else v for k, v in attributes.items()}
+        trace_id, span_id, parent_id, remote, flags = ids
+        t0, t1 = _ns(start), _ns(end)
+        if self.direct:
+            code = status.status_code.value
+            self.processor.on_end(EncodedSpan(encode_span(  # type: ignore[arg-type]
+                trace_id.to_bytes(16, "big"), span_id.to_bytes(8, "big"), b"",
+                parent_id.to_bytes(8, "big") if parent_id is not None else None,
+                0x300 if parent_id is not None and remote else 0x100, name, _KINDS[kind], t0, t1, attributes, 0,
+                [(t1, ev_name, ev_attrs, 0) for ev_name, ev_attrs in events], 0, b"", 0,
+                (code, status.description or ""), refused), self.resource, self.scope))
+            return
+        trace_flags = TraceFlags(flags)
+        parent = None if parent_id is None else SpanContext(trace_id, parent_id, is_remote=remote,
+                                                            trace_flags=trace_flags)
         self.processor.on_end(ReadableSpan(
-            name, context=ctx, parent=parent, resource=self.resource, attributes=attributes, events=events,
-            kind=kind, status=status, start_time=_ns(start), end_time=_ns(end), instrumentation_scope=self.scope))
+            name, context=SpanContext(trace_id, span_id, is_remote=False, trace_flags=trace_flags), parent=parent,
+            resource=self.resource, attributes=attributes,
+            events=[Event(ev_name, ev_attrs, t1) for ev_name, ev_attrs in events], kind=kind, status=status,
+            start_time=t0, end_time=t1, instrumentation_scope=self.scope))
 
     def _build(self, r: CompletionRecord, detail: Detail | None) -> None:
         logging_ok = self.message_logging and not (detail is not None and detail.redacted)
@@ -557,34 +580,35 @@ class OtelSink:
                                                    redact_key_info=self.redact_key_info)
         start = r.start_time or time.time() - r.latency
         end = start + max(0.0, r.latency)
-        parent: SpanContext | None = None
+        parent_id: int | None = None
+        remote = False
         if detail is not None:
             trace_id, span_id = int(detail.trace_id, 16), int(detail.span_id, 16)
-            flags = TraceFlags(detail.trace_flags & 0xFF)
+            flags = detail.trace_flags & 0xFF
             if detail.parent_span_id:
-                parent = SpanContext(trace_id, int(detail.parent_span_id, 16), is_remote=True, trace_flags=flags)
+                parent_id, remote = int(detail.parent_span_id, 16), True
         else:
-            trace_id, span_id, flags = int(new_trace_id(), 16), int(new_span_id(), 16), _SAMPLED
-        ctx = SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags)
+            trace_id, span_id, flags = int(new_trace_id(), 16), int(new_span_id(), 16), TraceFlags.SAMPLED
         if detail is not None and detail.attempts:
             op = operation(r.route)
             last = len(detail.attempts) - 1
             prev: Attempt | None = None
             for n, a in enumerate(detail.attempts):
-                self._attempt(r, detail, a, n, prev, n == last, op, ctx)
+                self._attempt(r, detail, a, n, prev, n == last, op, (trace_id, span_id, flags))
                 prev = a
-        self._span(request_span_name(r, detail), ctx, parent, SpanKind.SERVER, attrs,
-                   [Event(ev_name, ev_attrs, _ns(end)) for ev_name, ev_attrs in events], status, start, end)
+        self._span(request_span_name(r, detail), (trace_id, span_id, parent_id, remote, flags), SpanKind.SERVER,
+                   attrs, events, status, start, end)
 
     def _attempt(self, r: CompletionRecord, detail: Detail, a: Attempt, n: int, prev: Attempt | None,
-                 last: bool, op: str, parent: SpanContext) -> None:
+                 last: bool, op: str, parent: tuple[int, int, int]) -> None:
         attrs, failed = attempt_attributes(r, detail, a, n, prev, last, op)
         span_id = int(a.span_id, 16) if a.span_id else int(new_span_id(), 16)
         name = f"{op} {a.upstream_model}" if a.upstream_model else op
         start = a.start or r.start_time
         status = Status(StatusCode.ERROR, a.error_message or None) if failed else _OK
-        ctx = SpanContext(parent.trace_id, span_id, is_remote=False, trace_flags=parent.trace_flags)
-        self._span(name, ctx, parent, SpanKind.CLIENT, attrs, (), status, start, max(a.end, start))
+        trace_id, parent_id, flags = parent
+        self._span(name, (trace_id, span_id, parent_id, False, flags), SpanKind.CLIENT, attrs, (), status, start,
+                   max(a.end, start))
 
     def _collect(self) -> None:
         """Count the spans the exporter failed to deliver since the last look (read on the loop)."""
