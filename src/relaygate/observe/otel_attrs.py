@@ -254,8 +254,12 @@ def request_attributes(r: CompletionRecord, detail: Detail | None, *, message_lo
     a["llm.usage.total_tokens"] = r.prompt_tokens + r.completion_tokens
     meta, hidden = standard_metadata(r, detail, redact_key_info=redact_key_info)
     for key, value in meta.items():
-        if value is not None and value != {} and value != []:
-            a[f"metadata.{key}"] = _flat(value)
+        if value is None or (not value and isinstance(value, dict | list)):
+            continue  # (comparing with ``{}`` and ``[]`` built two objects per key, ~30 keys a request)
+        name = _META_NAMES.get(key)
+        if name is None:  # the payload's fixed keys: a bounded table
+            name = _META_NAMES[key] = "metadata." + key
+        a[name] = _flat(value)
     a["hidden_params"] = encode_json(hidden)
 
     # relaygate's
@@ -300,6 +304,8 @@ def request_attributes(r: CompletionRecord, detail: Detail | None, *, message_lo
     return a, events, status
 
 
+_META_NAMES: dict[str, str] = {}
+"""``metadata.<key>`` per key of the standard payload's ``metadata`` (its keys are fixed)."""
 _servers: dict[str, tuple[str, int, str] | None] = {}
 
 
