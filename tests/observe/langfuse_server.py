@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import threading
 import time
 from datetime import datetime
@@ -118,7 +119,9 @@ def unknown_fields(event: dict[str, Any]) -> set[str]:
 class LangfuseServer:
     """``with LangfuseServer("pk", "sk") as srv: ... srv.url ... srv.accepted``."""
 
-    def __init__(self, public_key: str = "pk-lf-test", secret_key: str = "sk-lf-test") -> None:
+    def __init__(self, public_key: str = "pk-lf-test", secret_key: str = "sk-lf-test",
+                 tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: a certificate and its key, to answer HTTPS only."""
         self.public_key = public_key
         self.secret_key = secret_key
         self.accepted: list[dict[str, Any]] = []
@@ -145,12 +148,18 @@ class LangfuseServer:
         self.lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+            self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), name="langfuse-server", daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self.scheme}://{host!s}:{port}"
 
     def hang(self) -> None:
         self.release.clear()

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -394,3 +395,30 @@ def test_batches_use_the_gateways_pool_and_a_proxy_from_the_environment_only_whe
             monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
             assert asyncio.run(send(creds(srv))) == (True, False)
             assert srv.proxied == 0 and calls(srv) == ["call-0"] and proxy.proxied == 1
+
+
+def test_an_https_langfuse_is_verified_and_a_private_ca_is_trusted_through_ssl_cert_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """TLS through the gateway's pool: an untrusted certificate is a failed send (counted, logged, never an
+    exception out of the sink); ``SSL_CERT_FILE`` naming the CA, as with httpx, makes it trusted."""
+    from tests.upstream.conftest import make_cert
+
+    cert, key = make_cert(tmp_path)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with LangfuseServer(tls=(cert, key)) as srv:
+        assert srv.url.startswith("https://")
+        ev = Events()
+
+        async def send(i: int) -> None:
+            s = sink(creds(srv), ev, max_attempts=1)
+            await s.handle([rec(i)])
+            await s.aclose()
+
+        with caplog.at_level(logging.WARNING, logger="relaygate.observe"):
+            asyncio.run(send(0))
+        assert ev.counts == {"langfuse_dropped": 2} and srv.accepted == []
+        assert "certificate verify failed" in caplog.text
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        asyncio.run(send(1))
+        assert calls(srv) == ["call-1"] and ev.counts == {"langfuse_dropped": 2, "langfuse_sent": 2}
