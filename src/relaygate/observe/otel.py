@@ -32,14 +32,17 @@ environment. Spans are built after the fact, off the request path, from each
   incoming ``traceparent`` was not sampled (flag bit 0 clear) is not exported, as the SDK's default
   parent-based sampler decides.
 
-Exact ids: each span is built as the SDK's ``ReadableSpan`` (the finished-span type its processors and
-exporters take) with the Detail's ids, parent and times, and handed to the SDK's ``BatchSpanProcessor``
-(``on_end``); no ``Tracer`` is involved, because a tracer's ``start_span`` validates every attribute again
-(the values are built here, already of OTLP's types) and made span creation ~10x dearer. Cost per chat
-record of two spans with content and ~60 attributes (``python -m bench.micro.otel_encode``): ~50–80 µs of
-loop time building the attributes, and in the exporter's thread ~40 µs to encode them with
-:mod:`relaygate.observe.otlp_wire` (the official encoder: ~240 µs, one protobuf object per attribute value
-built from Python). Sampling
+Exact ids: each span carries the Detail's ids, parent and times. With the default exporter
+(:class:`~relaygate.observe.otlp_wire.WireSpanExporter`) it is encoded as it is built, straight from those
+values and its attributes, by ``core.otlp.encode_span`` (compiled when built), and handed to the SDK's
+``BatchSpanProcessor`` (``on_end``) as an :class:`~relaygate.observe.otlp_wire.EncodedSpan`: the exporter's
+thread then only joins bytes into the request. With any other exporter (console, gRPC, the official
+encoder) it is built as the SDK's ``ReadableSpan`` (the finished-span type its processors and exporters
+take). No ``Tracer`` is involved, because a tracer's ``start_span`` validates every attribute again (the
+values are built here, already of OTLP's types) and made span creation ~10x dearer. Cost per chat record
+of two spans with content and ~60 attributes (``python -m bench.micro.otel_encode``): ~40–45 µs of loop
+time building and encoding them (~24 µs of it the request span's attributes), ~4 µs of the exporter's
+thread joining them. Sampling
 (``OTEL_TRACES_SAMPLER``, ``OTEL_TRACES_SAMPLER_ARG``: the standard samplers, :func:`sampled`) cuts both
 in proportion. ``handle`` yields to the loop every :data:`YIELD_EVERY` records so a large batch
 never holds it for long.
