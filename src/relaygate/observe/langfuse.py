@@ -66,7 +66,7 @@ from relaygate.observe.langfuse_payload import (
     parse_answer,
     target_credentials,
 )
-from relaygate.observe.post import CONNECTIONS, Poster, PostError
+from relaygate.observe.post import Poster, PostError
 from relaygate.sinks.record import CompletionRecord
 
 __all__ = ["BATCH", "IN_FLIGHT", "LangfuseSink", "make_langfuse"]
@@ -77,8 +77,9 @@ OnEvent = Callable[[str, int], None]
 
 BATCH = 512
 """Records one ``handle`` call may take (what the gateway passes the queue as this sink's ``batch_size``)."""
-IN_FLIGHT = CONNECTIONS
-"""Ingestion requests of one project sent at the same time (as many as the exporters' pool keeps connections)."""
+IN_FLIGHT = 4
+"""Ingestion requests of one project sent at the same time (the exporters' pool opens up to
+``observe.post.CONNECTIONS`` per host, which several projects on one host share)."""
 
 _encode = msgspec.json.Encoder().encode
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})

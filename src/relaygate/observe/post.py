@@ -37,8 +37,9 @@ from relaygate.upstream.h1 import H1Transport
 
 __all__ = ["CONNECTIONS", "Answer", "PostError", "Poster"]
 
-CONNECTIONS = 4
-"""Connections kept per host by a :class:`Poster` (requests beyond wait for one)."""
+CONNECTIONS = 16
+"""Connections open at most per host by a :class:`Poster` (requests beyond wait for one, within the
+timeout): several per-key Langfuse projects on one host share them."""
 
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 """The largest answer read (an ingestion answer is a few KB; a hostile server cannot grow the worker)."""
