@@ -161,3 +161,41 @@ def test_a_body_too_deep_for_the_key_is_served_uncached() -> None:
         assert all(not rec.cache_hit for rec in records)
 
     asyncio.run(main())
+
+
+def test_a_hit_remembers_its_key_for_the_same_bytes_and_nothing_else(monkeypatch: Any) -> None:
+    """After an exact hit, the same body bytes (route, group, team and namespace alike) skip the key's decode
+    and hash; a miss remembers nothing; a per-request namespace, stripped from the forwarded body, still keys
+    apart; the memo starts again empty past its byte bound."""
+    from relaygate.cache import stage
+
+    computed: list[str] = []
+    real = stage.cache_key
+
+    def counting(*args: Any, **kw: Any) -> str:
+        computed.append(args[0])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(stage, "cache_key", counting)
+
+    async def main() -> None:
+        gw, _, cache = gateway()
+        body = orjson.dumps(CHAT)
+        first = await call(gw, "POST", "/v1/chat/completions", body)
+        assert "x-litellm-cache-key" not in first.headers and cache._memo == {} and len(computed) == 1
+        hit = await call(gw, "POST", "/v1/chat/completions", body)
+        key = hit.headers["x-litellm-cache-key"]
+        assert len(computed) == 2 and list(cache._memo.values()) == [key]
+        again = await call(gw, "POST", "/v1/chat/completions", body)
+        assert again.headers["x-litellm-cache-key"] == key and len(computed) == 2  # from the memo
+        assert again.json()["choices"] == hit.json()["choices"]
+        elsewhere = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"namespace": "other"}})
+        assert "x-litellm-cache-key" not in elsewhere.headers and len(computed) == 3
+        other = {**CHAT, "messages": [{"role": "user", "content": "another"}]}
+        await call(gw, "POST", "/v1/chat/completions", other)
+        monkeypatch.setattr(stage, "MEMO_BYTES", len(body) + 10)
+        assert (await call(gw, "POST", "/v1/chat/completions", other)).headers["x-litellm-cache-key"]
+        assert len(cache._memo) == 1 and cache._memo_bytes == len(orjson.dumps(other))  # started again
+        await gw.completions.aclose()
+
+    asyncio.run(main())

@@ -46,6 +46,8 @@ from relaygate.providers.responses_api import new_id
 if TYPE_CHECKING:
     from relaygate.pipeline.exchange import Exchange
 
+BODY_ROUTES = frozenset({"chat", "completions", "embeddings", "rerank"})
+"""Routes whose key material is the JSON body alone (nothing from headers, stored turns or an upload)."""
 BETA = "\0anthropic-beta"
 """The key material's name for the ``anthropic-beta`` header values (no body field can have it)."""
 JSON = b"application/json"
@@ -179,5 +181,5 @@ def stream(ex: Exchange, answer: bytes, rid: str, created: int, include_usage: b
     return chat_stream(answer, rid, created, include_usage, ex.model)
 
 
-__all__ = ["BETA", "FinishWatch", "answer_of", "assembler", "finish_watch", "hit_id", "material", "stored_value",
-           "stream", "unary"]
+__all__ = ["BETA", "BODY_ROUTES", "FinishWatch", "answer_of", "assembler", "finish_watch", "hit_id", "material",
+           "stored_value", "stream", "unary"]

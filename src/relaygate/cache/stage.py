@@ -13,7 +13,10 @@ hooks, only for the routes the config caches):
   ``/v1/messages`` and ``/v1/responses`` when ``supported_call_types`` lists them; what differs between them
   (the key's material, the stream assembly, the hit's shape and fresh id) is ``cache.calls``.
 - **Lookup**: the key (``cache.key``), this worker's memory first, then Redis when configured (a Redis hit
-  is copied into memory); an entry older than ``s-maxage`` is a miss. A lookup never fails a request.
+  is copied into memory); an entry older than ``s-maxage`` is a miss. A lookup never fails a request. After
+  an exact hit, the key of the same body bytes on the same route, model group, team and namespace is remembered
+  (within :data:`MEMO_BYTES`): repeating a request skips decoding and hashing its body, and a request that
+  never hit pays one dictionary probe.
 - **Semantic lookup** (only when a semantic type is configured, for chat and completions; ``cache.semantic``):
   after the exact key missed — the cheap test first — the prompt is embedded and the nearest stored prompt
   of the same scope is searched; at ``similarity_threshold`` or above its answer is the hit (read from the
@@ -71,6 +74,10 @@ _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")
 CACHE_HIT = "cache_hit"
 CACHE_MISS = "cache_miss"
 _CONTROLS = frozenset({"no-cache", "no-store", "ttl", "s-maxage", "namespace", "use-cache"})
+MEMO_BODY = 16 * 1024
+"""Largest body whose key is remembered after a hit (bytes)."""
+MEMO_BYTES = 4 * 1024 * 1024
+"""Bodies' bytes the key memo holds at most per worker; past it, it starts again empty."""
 
 
 class CacheState:
@@ -129,6 +136,11 @@ class ResponseCache:
         and ``litellm_cache_misses_metric`` on ``/metrics``)."""
         self.hits = 0
         self.misses = 0
+        self._memo: dict[tuple[str, str, str | None, str | None, bytes], str] = {}
+        """(route, model group, team, namespace, the body's bytes as forwarded, without control fields) -> its
+        key (``cache_key``'s inputs, all of them), for bodies that hit: an identical request
+        (the same bytes) skips decoding the body and hashing it again (~8 µs of a ~45 µs hit)."""
+        self._memo_bytes = 0
 
     def _missed(self) -> None:
         self.misses += 1
@@ -149,15 +161,26 @@ class ResponseCache:
         if use is False or (s.default_off and use is not True):
             return None
         group = ex.group
-        body = calls.material(ex)
-        if body is None:
-            return None
+        group_name = group.name if group is not None else ex.model
         team = (who.team_id or "") if s.scope == "team" and who is not None else None
-        try:
-            key = cache_key(ex.route, group.name if group is not None else ex.model, body,
-                            namespace=c.get("namespace") or s.namespace, team=team)
-        except orjson.JSONEncodeError:  # nested deeper than orjson encodes (255): not cached, never an error
-            return None
+        namespace = c.get("namespace") or s.namespace
+        raw = ex.body  # without the control fields: the key's inputs are these five
+        memo = None
+        key = None
+        if ex.route in calls.BODY_ROUTES and type(raw) is bytes and len(raw) <= MEMO_BODY:
+            memo = (ex.route, group_name, team, namespace, raw)
+            key = self._memo.get(memo)
+        body: dict[str, Any] | None = None
+        if key is None:
+            body = calls.material(ex)
+            if body is None:
+                return None
+            try:
+                key = cache_key(ex.route, group_name, body, namespace=namespace, team=team)
+            except orjson.JSONEncodeError:  # nested deeper than orjson encodes (255): not cached, never an error
+                return None
+        else:
+            memo = None  # known already
         ex.cache = st = CacheState(key, c.get("ttl"), bool(c.get("no-store")))
         if ex.stream:
             st.assembler = calls.assembler(ex.route)
@@ -174,10 +197,19 @@ class ResponseCache:
                 max_age is not None and self._wall() - _STAMP.unpack_from(stored)[0] > max_age):
             stored = None
             if self.semantic is not None and ex.route in SEMANTIC_ROUTES:
-                stored = await self._semantic_lookup(ex, st, body, team, c.get("namespace") or s.namespace, max_age)
+                if body is None:
+                    body = calls.material(ex)
+                if body is not None:
+                    stored = await self._semantic_lookup(ex, st, body, team, namespace, max_age)
             if stored is None:
                 self._missed()
                 return None
+        if memo is not None and st.similarity is None:  # an exact hit: the next identical request skips the key
+            if self._memo_bytes + len(raw) > MEMO_BYTES:
+                self._memo.clear()
+                self._memo_bytes = 0
+            self._memo[memo] = key
+            self._memo_bytes += len(raw)
         self.hits += 1
         if self._count is not None:
             self._count(CACHE_HIT)
