@@ -193,9 +193,9 @@ def test_a_hit_remembers_its_key_for_the_same_bytes_and_nothing_else(monkeypatch
         assert "x-litellm-cache-key" not in elsewhere.headers and len(computed) == 3
         other = {**CHAT, "messages": [{"role": "user", "content": "another"}]}
         await call(gw, "POST", "/v1/chat/completions", other)
-        monkeypatch.setattr(stage, "MEMO_BYTES", len(body) + 10)
+        monkeypatch.setattr(stage, "MEMO_BYTES", len(body) + stage.MEMO_ENTRY + 10)
         assert (await call(gw, "POST", "/v1/chat/completions", other)).headers["x-litellm-cache-key"]
-        assert len(cache._memo) == 1 and cache._memo_bytes == len(orjson.dumps(other))  # started again
+        assert len(cache._memo) == 1 and cache._memo_bytes == len(orjson.dumps(other)) + stage.MEMO_ENTRY
         await gw.completions.aclose()
 
     asyncio.run(main())

@@ -77,7 +77,10 @@ _CONTROLS = frozenset({"no-cache", "no-store", "ttl", "s-maxage", "namespace", "
 MEMO_BODY = 16 * 1024
 """Largest body whose key is remembered after a hit (bytes)."""
 MEMO_BYTES = 4 * 1024 * 1024
-"""Bodies' bytes the key memo holds at most per worker; past it, it starts again empty."""
+"""Bytes the key memo holds at most per worker (bodies, and :data:`MEMO_ENTRY` each); past it, it starts
+again empty."""
+MEMO_ENTRY = 320
+"""Bytes counted per memo entry beyond its body: the tuple, the dict slot, the key's text."""
 
 
 class CacheState:
@@ -205,11 +208,12 @@ class ResponseCache:
                 self._missed()
                 return None
         if memo is not None and st.similarity is None:  # an exact hit: the next identical request skips the key
-            if self._memo_bytes + len(raw) > MEMO_BYTES:
+            size = len(raw) + MEMO_ENTRY
+            if self._memo_bytes + size > MEMO_BYTES:
                 self._memo.clear()
                 self._memo_bytes = 0
             self._memo[memo] = key
-            self._memo_bytes += len(raw)
+            self._memo_bytes += size
         self.hits += 1
         if self._count is not None:
             self._count(CACHE_HIT)

@@ -86,7 +86,7 @@ class Poster:
         self._h1: H1Transport | None = None
         self._httpx: httpx.AsyncClient | None = None
         self._route: dict[str, bool] = {}
-        """URL -> through httpx (a proxy applies, or a test transport)."""
+        """URL -> through httpx (a proxy applies, the URL carries credentials, or a test transport)."""
         self.closed = False
 
     def _via_httpx(self, url: str) -> bool:
