@@ -318,9 +318,9 @@ cdef int _attributes_into(Buf* b, char tag, attributes, refused) except -1:
     return 0
 
 
-def encode_span(bytes trace_id, bytes span_id, bytes trace_state, parent_span_id, unsigned int flags, str name,
-                int kind, start, end, attributes, dropped_attributes, events, dropped_events, bytes links,
-                dropped_links, status, refused):
+def encode_span(bytes trace_id not None, bytes span_id not None, bytes trace_state not None, bytes parent_span_id,
+                unsigned int flags, str name, int kind, start, end, attributes, dropped_attributes, events,
+                dropped_events, bytes links not None, dropped_links, status, refused):
     """A ``Span`` message's bytes (see the pure twin)."""
     cdef Buf b
     cdef Buf e
@@ -377,7 +377,7 @@ def encode_span(bytes trace_id, bytes span_id, bytes trace_state, parent_span_id
             n = 0
             if description:
                 p = PyUnicode_AsUTF8AndSize(description, &n)
-            _reserve(&b, 24 + n)
+            _reserve(&b, 40 + n)  # tag, body length, description field, code field: at most 33 + n
             _byte(&b, 0x7a)
             _vput(&b, <uint64_t>((1 + _vlen(<uint64_t>n) + n if n else 0) + (1 + _vlen(code) if code else 0)))
             if n:

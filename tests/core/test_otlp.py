@@ -165,3 +165,13 @@ def test_twins_write_the_same_span(twins: tuple[ModuleType, ModuleType], trace_i
     args = _span_args(trace_id, span_id, b"\x1a\x03a=b", parent, flags, name, kind, start, end, attrs, dropped,
                       events, dropped, b"", dropped, status)
     assert _outcome(py, args) == _outcome(c, args)
+
+
+@pytest.mark.parametrize("field, value", [(0, None), (2, None), (3, "not bytes"), (13, None)])
+def test_a_span_field_of_the_wrong_type_raises(impl: ModuleType, field: int, value: Any) -> None:
+    """Ids, trace state and links must be bytes (the parent may be None): a wrong type is a TypeError in both
+    twins, never a read of the wrong memory in the compiled one."""
+    args = list(_span_args(name="n"))
+    args[field] = value
+    with pytest.raises(TypeError):
+        impl.encode_span(*args, print)
