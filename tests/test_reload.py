@@ -10,6 +10,7 @@ import os
 import signal
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -273,3 +274,45 @@ def test_sighup_checks_the_config_and_bumps_the_generation_without_respawning_wo
             assert "respawning" not in gw.log()
             with urllib.request.urlopen(gw.url + "/health/readiness", timeout=5) as r:
                 assert r.status == 200
+
+
+@pytest.mark.e2e
+def test_a_worker_respawned_while_a_refused_edit_sits_on_disk_starts_from_the_accepted_config() -> None:
+    """A worker killed (as the OOM killer would) while the config file holds an edit the server refuses: Granian
+    respawns it, and it starts from the last accepted config instead of failing its start, which Granian's
+    crash-loop rule turned into the whole server's exit. The file fixed, a SIGHUP reloads every worker."""
+    with tempfile.TemporaryDirectory(prefix="rg-respawn-") as tmp:
+        with start_gateway(GOOD, suffix=".toml", workers=2, env={"TMPDIR": tmp}) as gw:
+            cfg = gw.log_path.parent / "config.toml"
+            main = gw.proc.pid
+            workers = child_pids(main)
+            assert len(workers) == 2
+            victim = min(workers)
+            cfg.write_text(GOOD + "[server]\nreload_poll_interval = 0\n")  # refused by serve's checks
+            os.kill(victim, signal.SIGKILL)
+            _wait(lambda: "starting from the last config the server accepted" in gw.log(), "the fallback line")
+            _wait(lambda: len(child_pids(main)) == 2 and victim not in child_pids(main), "the respawn")
+            time.sleep(1.0)
+            assert gw.proc.poll() is None, gw.log()
+            assert "crash loop" not in gw.log()
+            for _ in range(6):  # both workers answer (connections spread over them)
+                body = b'{"model": "m", "messages": [{"role": "user", "content": "still here"}]}'
+                req = urllib.request.Request(gw.url + "/v1/chat/completions", body,
+                                             {"content-type": "application/json"})
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    assert r.status == 200
+            cfg.write_text(GOOD + '[[models]]\nname = "n"\nmodel = "mock/echo"\n')
+            os.kill(main, signal.SIGHUP)
+            _wait(lambda: "config reload: generation 1" in gw.log(), "the reload")
+            body = b'{"model": "n", "messages": [{"role": "user", "content": "new model"}]}'
+
+            def answered() -> bool:
+                req = urllib.request.Request(gw.url + "/v1/chat/completions", body, {"content-type": "application/json"})
+                try:
+                    with urllib.request.urlopen(req, timeout=5) as r:
+                        return r.status == 200
+                except urllib.error.HTTPError as exc:
+                    exc.close()
+                    return False
+
+            _wait(lambda: all(answered() for _ in range(6)), "the new model on both workers")

@@ -18,14 +18,14 @@ log = logging.getLogger("relaygate")
 
 
 def build_gateway(config: Config | None = None) -> Gateway:
-    from relaygate.config import default_config, load_config
+    from relaygate import reload
     from relaygate.core import _ext
     from relaygate.logs import setup_worker_logging
 
     setup_worker_logging()
     path = os.environ.get("RELAYGATE_CONFIG") or None
-    if config is None:
-        config = load_config(path) if path else default_config()
+    if config is None:  # checked as `serve` checked it; the last accepted one when the file now fails
+        config = reload.load_for_worker(path, reload.runtime_dir())
     gw = Gateway(config, config_path=path)
     log.info("worker %d ready: %d deployments, transport=%s, extensions: %s", os.getpid(),
              len(config.deployments), type(gw.transport).__name__, _ext.describe())

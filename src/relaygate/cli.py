@@ -150,7 +150,7 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
         with open(args.config, "w") as f:
             yaml.safe_dump(single_model(args.model, args.alias, args.api_base, args.api_version), f)
     try:
-        config = reload.load_checked(args.config)
+        config = reload.accept(args.config, metrics_dir)  # kept there: what a respawned worker falls back to
     except ConfigError as exc:
         setup_logging(level)
         print(f"relaygate: config error: {exc}", file=sys.stderr)

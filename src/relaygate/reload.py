@@ -19,6 +19,11 @@ channel and each worker runs :func:`subscribe_reloads`, which calls ``on_change(
 from another host (a host's own workers reload through its generation file) and, after Redis was
 unreachable, ``on_change("redis reconnected")`` once, since pub/sub does not keep what was missed.
 
+The last accepted config: whoever accepts a config file (``serve`` at start, the SIGHUP path, a worker's
+reload) keeps its bytes as :data:`ACCEPTED_FILE` (:func:`accept`), and a worker starting while the file on
+disk fails its checks starts from those (:func:`load_for_worker`), so one worker respawned while an edit
+sits on disk does not take the server down (Granian exits on a crash loop).
+
 Invariants: :func:`bump` is atomic across processes (``flock`` on a lock file, write to a temporary file,
 ``os.replace``), so concurrent bumps give distinct numbers and a reader never sees a half-written file;
 :func:`current` never raises (0 when the file is missing or unreadable); a failing ``on_change`` is logged
@@ -36,6 +41,7 @@ import os
 from typing import Awaitable, Callable
 
 from relaygate.config import Config, ConfigError, default_config, load_config, validate
+from relaygate.config.litellm import read_file
 from relaygate.config.model import ServerSettings
 from relaygate.logs import escape_controls
 from relaygate.metrics import METRICS_DIR_ENV
@@ -44,6 +50,9 @@ log = logging.getLogger("relaygate")
 
 GENERATION_FILE = "config.generation"
 """In the runtime directory: the config generation, a decimal number (0 when the file is missing)."""
+ACCEPTED_FILE = "config.accepted"
+"""In the runtime directory: the bytes of the last config file ``serve`` or a worker accepted
+(:func:`accept`), what a worker starts from when the file on disk fails its checks (:func:`load_for_worker`)."""
 LOCK_FILE = "config.generation.lock"
 
 OnChange = Callable[[str], Awaitable[None]]
@@ -99,13 +108,61 @@ def exporter_problems(config: Config) -> list[str]:
     return []
 
 
-def load_checked(path: str | None) -> Config:
-    """Load ``path`` (``None``: the embedded default) and check it fully; a ConfigError lists every problem."""
-    config = load_config(path) if path else default_config()
+def load_checked(path: str | None, text: bytes | None = None) -> Config:
+    """Load ``path`` (``None``: the embedded default; ``text``: its bytes, already read) and check it fully;
+    a ConfigError lists every problem."""
+    config = load_config(path, text) if path else default_config()
     found = problems(config)
     if found:
         raise ConfigError(config.source, "", "; ".join(found))
     return config
+
+
+# -- the last accepted config -------------------------------------------------------------------------------
+
+
+def _accepted_path(directory: str) -> str:
+    return os.path.join(directory, ACCEPTED_FILE)
+
+
+def accept(path: str | None, directory: str | None) -> Config:
+    """Read ``path`` once, check it (:func:`load_checked`) and keep its bytes in ``directory`` as the last
+    accepted config (atomically; a failure to keep them is one log line, never an error)."""
+    if not path:
+        return load_checked(None)
+    text = read_file(path)
+    config = load_checked(path, text)
+    if directory:
+        try:
+            target = _accepted_path(directory)
+            tmp = f"{target}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(text)
+            os.replace(tmp, target)
+        except OSError as exc:
+            log.warning("config: could not keep a copy of the accepted config in %s (%s)", directory, exc)
+    return config
+
+
+def load_for_worker(path: str | None, directory: str | None) -> Config:
+    """A worker's config at start: ``path`` as it is on disk, checked as ``serve`` checks it. When that fails
+    and the server accepted a config before (:func:`accept`), the worker starts from that one (parsed as the
+    file ``path``: includes and relative paths resolve as before), with one error line: a worker Granian
+    respawns (killed, OOM) while a refused edit sits on disk must not fail its start, which Granian's
+    crash-loop rule turned into the whole server's exit."""
+    try:
+        return load_checked(path)
+    except ConfigError as exc:
+        if not path or not directory:
+            raise
+        try:
+            with open(_accepted_path(directory), "rb") as f:
+                text = f.read()
+        except OSError:
+            raise exc from None
+        log.error("worker %d: the config file fails its checks (%s): starting from the last config the server "
+                  "accepted; fix the file, then reload", os.getpid(), _describe(exc))
+        return load_checked(path, text)
 
 
 # -- the generation file ----------------------------------------------------------------------------------
@@ -175,7 +232,7 @@ def request_reload(config_path: str | None, directory: str | None) -> int | None
             log.warning("config reload: no runtime directory (%s): no worker to tell", METRICS_DIR_ENV)
             return None
         try:
-            config = load_checked(config_path)
+            config = accept(config_path, directory)
         except ConfigError as exc:
             log.error("config reload refused: %s", _describe(exc))
             return None

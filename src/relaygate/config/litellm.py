@@ -120,17 +120,25 @@ OVERRIDE_IGNORED = ("a fallback is tried with the client's own request: per-fall
 # ------------------------------------------------------------------------------------------------ files
 
 
-def load_yaml(path: str, included_by: tuple[str, str] | None = None) -> dict[str, Any]:
-    """The mapping in the YAML file ``path`` (empty for an empty file); ``included_by`` = (file, field)
-    that named it, for the error when it is missing."""
+def read_file(path: str, included_by: tuple[str, str] | None = None) -> bytes:
+    """A config file's bytes; ``included_by`` = (file, field) that named it, for the error when it is missing."""
     try:
         with open(path, "rb") as f:
-            text = f.read()
+            return f.read()
     except OSError as exc:
         if included_by is not None:
             what = "not found" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror})"
             raise ConfigError(included_by[0], included_by[1], f"included file {what}: {path}") from None
         raise ConfigError(path, "", f"cannot read file: {exc.strerror}") from None
+
+
+def load_yaml(path: str, included_by: tuple[str, str] | None = None) -> dict[str, Any]:
+    """The mapping in the YAML file ``path`` (empty for an empty file); ``included_by`` as :func:`read_file`."""
+    return parse_yaml(read_file(path, included_by), path)
+
+
+def parse_yaml(text: bytes, path: str) -> dict[str, Any]:
+    """The mapping in ``text``, the YAML file ``path`` (empty for an empty file)."""
     import yaml  # type: ignore[import-untyped]
 
     try:

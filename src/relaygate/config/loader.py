@@ -637,20 +637,17 @@ def from_native(raw: dict[str, Any], source: str) -> Config:
     ))
 
 
-def load_config(path: str) -> Config:
-    """Read ``path`` (``.toml`` native; ``.yaml``/``.yml``/anything else LiteLLM YAML) into a Config."""
-    try:
-        with open(path, "rb") as f:
-            text = f.read()
-    except OSError as exc:
-        raise ConfigError(path, "", f"cannot read file: {exc.strerror}") from None
+def load_config(path: str, text: bytes | None = None) -> Config:
+    """Read ``path`` (``.toml`` native; ``.yaml``/``.yml``/anything else LiteLLM YAML) into a Config; ``text``:
+    the file's bytes already read (or kept: they are parsed as that file, its includes relative to it)."""
+    text = litellm.read_file(path) if text is None else text
     if path.endswith(".toml"):
         try:
             raw = tomllib.loads(text.decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(path, "", f"invalid TOML: {exc}") from None
         return from_native(raw, path)
-    return from_litellm(litellm.load_yaml(path), path)
+    return from_litellm(litellm.parse_yaml(text, path), path)
 
 
 def validate(config: Config) -> list[str]:

@@ -52,7 +52,7 @@ from relaygate.management.models import read_db_models, with_db_models
 from relaygate.metrics import METRICS_DIR_ENV, Metrics, labels_of
 from relaygate.observe import install as install_exporters
 from relaygate.pipeline import Pipeline
-from relaygate.reload import Watcher, bump, current, load_checked, publish_reload, subscribe_reloads
+from relaygate.reload import Watcher, accept, bump, current, publish_reload, subscribe_reloads
 from relaygate.router import Router
 from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, MetricsSink
@@ -493,7 +493,7 @@ class Gateway:
             raise NothingToReload("the gateway runs on its embedded default config: there is no file "
                                          "to reload (start it with --config)")
         async with self._reload_lock:
-            config = load_checked(self.config_path)
+            config = accept(self.config_path, self.runtime_dir)
             shared = bump(self.runtime_dir) if announce and self.runtime_dir is not None else current(self.runtime_dir)
             if self.watcher is not None:
                 self.watcher.seen(shared)
