@@ -33,6 +33,7 @@ import httpx
 
 from relaygate.core.errors import GatewayError
 from relaygate.upstream.base import Timeouts, UpstreamRequest
+from relaygate.upstream.calls import send_read
 from relaygate.upstream.h1 import H1Transport
 
 __all__ = ["CONNECTIONS", "Answer", "PostError", "Poster"]
@@ -110,8 +111,7 @@ class Poster:
                                         max_response_bytes=MAX_ANSWER_BYTES)
         hdrs = [("content-type", "application/json"), ("user-agent", self._user_agent), *headers]
         try:
-            resp = await h1.send(UpstreamRequest("POST", url, hdrs, body), self._timeouts)
-            content = await resp.read()
+            resp, content = await send_read(h1, UpstreamRequest("POST", url, hdrs, body), self._timeouts)
         except GatewayError as exc:
             raise PostError(f"{type(exc).__name__}: {exc.message}") from None
         except ValueError as exc:  # a URL the pool cannot reach (checked again on every attempt: cheap)
