@@ -36,6 +36,11 @@ Issue 13's speed bar, measured side by side:
   judged on the CPU-per-request ratio (off / on as the throughput figure); the raw req/s of a pair is shown
   but not judged, because the scheduler shares the core per thread and the on gateway's SQLite writer
   thread is one more runnable thread.
+- **settled windows**: a gateway that writes spend logs is measured from a moment when every request it
+  answered has its row written to the moment when the window's own rows are (``settle``: ``/metrics`` polled
+  until ``spend_rows_written`` reaches ``relaygate_requests_total``). Its CPU then holds the writes of
+  exactly the window's requests, whatever the write interval: a bare window holds the batch writes that
+  happen to fall in it (with ``proxy_batch_write_at: 10`` and 4 s windows, one or none of them).
 - **sink check**: after the runs, the on gateway's spend rows in the database against the requests it
   answered (``relaygate_requests_total``; requests whose client left before the answer started have a row
   too, and are counted apart as ``client_disconnected``), and ``/metrics``'s ``spend_rows_written`` and
@@ -58,6 +63,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -226,19 +232,61 @@ def _events(url: str) -> dict[str, float]:
     return out
 
 
+def _interval(mode: str) -> float:
+    """The mode's spend write interval (``proxy_batch_write_at``; relaygate's default 1 s)."""
+    m = re.search(r"proxy_batch_write_at: (\S+)", _GENERAL_EXTRA.get(mode, ""))
+    return float(m.group(1)) if m else 1.0
+
+
+def settle(db_url: str, expected: int, interval: float, *, limit: float = 60.0, poll: float = 0.2) -> float:
+    """Wait until the spend table at ``db_url`` holds ``expected`` rows (one for every request the gateway
+    was sent: answered, failed or abandoned), or its count has not moved for ``interval`` + 2 s, or ``limit``
+    seconds passed; the seconds waited. The count is read from the database by this process, so the
+    gateway does no work for it.
+
+    A measurement window of a gateway that writes spend in batches (every ``proxy_batch_write_at`` seconds)
+    starts and ends settled, so its CPU holds the write of exactly its own requests' rows: otherwise a
+    window holds as many batch writes as happen to fall in it, and with 10 s batches in a 4 s window that is
+    one or none (CPU per request 107% or 125% of off, by the phase alone)."""
+    t0 = time.monotonic()
+    last, since = -1, t0
+    while time.monotonic() - t0 < limit:
+        n = asyncio.run(_spend_rows(db_url))["rows"]
+        if n >= expected:
+            break
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= interval + 2.0:
+            break
+        time.sleep(poll)
+    return time.monotonic() - t0
+
+
 def _closed(mode: str, url: str, key_args: list[str], gw: Proc, tmp: Path, a: argparse.Namespace,
-            load_cpus: str | None) -> dict[str, Any]:
+            load_cpus: str | None, db_url: str, sent: dict[str, int],
+            start: threading.Barrier | None = None) -> dict[str, Any]:
+    """One measured window of ``mode``'s gateway; ``sent`` counts the requests each gateway was sent so far
+    (one spend row each, for :func:`settle`); with ``start`` (``--together``) every mode's window begins
+    at the same moment, after each gateway warmed up and settled."""
     common = ["--concurrency", str(a.concurrency), "--timeout", "10", *key_args, *(["--stream"] if a.stream else [])]
-    _load(url, [*common, "--duration", "1"], tmp, load_cpus, 60)  # warm connections and code paths
+    warm = _load(url, [*common, "--duration", "1"], tmp, load_cpus, 60)  # warm connections and code paths
+    sent[mode] += int(warm["sent"])
+    logs = MODES[mode][2]
+    if logs:
+        settle(db_url, sent[mode], _interval(mode))
+    if start is not None:
+        start.wait(timeout=300)
     cpu0 = cpu_seconds(gw.pid)
     res = _load(url, [*common, "--duration", str(a.duration)], tmp, load_cpus, a.duration + 60)
+    sent[mode] += int(res["sent"])
+    flush = settle(db_url, sent[mode], _interval(mode)) if logs else 0.0
     cpu = cpu_seconds(gw.pid) - cpu0
     ok = int(res["ok"])
     lat = res["latency_ms"]
     return {"mode": mode, "rps": round(res["throughput_rps"], 1), "ok": ok, "errors": res["errors"],
             "cpu_us_per_req": round(1e6 * cpu / max(1, ok), 1), "gateway_cpu_s": round(cpu, 3),
             "p50_ms": lat.get("p50"), "p99_ms": lat.get("p99"), "sent": res["sent"],
-            "generator_cpu_share": round(res["generator_cpu_share"], 3)}
+            "generator_cpu_share": round(res["generator_cpu_share"], 3), "flush_s": round(flush, 2)}
 
 
 def _summary(runs: dict[str, list[dict[str, Any]]], together: bool = False) -> dict[str, Any]:
@@ -267,12 +315,15 @@ def _summary(runs: dict[str, list[dict[str, Any]]], together: bool = False) -> d
             "other_modes_vs_off": others}
 
 
-def _round(modes: list[str], together: bool, run: Callable[[str], dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """One round: every mode once, one after the other, or all at once (``--together``)."""
+def _round(modes: list[str], together: bool,
+           run: Callable[[str, threading.Barrier | None], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One round: every mode once, one after the other, or all at once (``--together``: their measured
+    windows start on one barrier)."""
     if not together:
-        return {m: run(m) for m in modes}
+        return {m: run(m, None) for m in modes}
+    start = threading.Barrier(len(modes))
     with ThreadPoolExecutor(len(modes)) as ex:
-        futures = {m: ex.submit(run, m) for m in modes}
+        futures = {m: ex.submit(run, m, start) for m in modes}
         return {m: f.result() for m, f in futures.items()}
 
 
@@ -370,17 +421,20 @@ def main(argv: list[str] | None = None) -> int:
                                str(port), "--workers", "1", "--log-level", "warning"], name=f"gw-spend-{mode}",
                               cpus=gw_cpus, log_dir=tmp)
         key_args = ["--api-key-file", str(tmp / "active.txt")]
+        sent = dict.fromkeys(modes, 0)
         for mode, url in gw_urls.items():
             wait_http(url + "/health/readiness", 60, gws[mode])
             warm = _load(url, ["--concurrency", str(a.concurrency), "--requests", str(a.active), "--timeout", "10",
                                *key_args], tmp, load_cpus, 120)
+            sent[mode] += int(warm["sent"])
             print(f"warm {mode}: {warm['ok']} ok, errors {warm['errors']}", flush=True)
         data["order"] = modes
         data["runs"] = {m: [] for m in modes}
         for i in range(a.repeat):
             order = modes if i % 2 == 0 else modes[::-1]  # no mode always first after an idle spell
             results = _round(order, a.together,
-                             lambda m: _closed(m, gw_urls[m], key_args, gws[m], tmp, a, load_cpus))
+                             lambda m, start: _closed(m, gw_urls[m], key_args, gws[m], tmp, a, load_cpus, urls[m], sent,
+                                                            start))
             for mode in order:
                 r = results[mode]
                 data["runs"][mode].append(r)
