@@ -34,6 +34,9 @@ def test_tiny_run_writes_results_and_every_row(tmp_path: Path, together: bool) -
     for mode in ("off", "on"):
         (run,) = data["runs"][mode]
         assert run["ok"] > 0 and not run["errors"], run
+    # the on gateway's window ends when its rows are written (settled); off writes none and does not wait
+    assert data["runs"]["off"][0]["flush_s"] == 0.0
+    assert 0.0 <= data["runs"]["on"][0]["flush_s"] < 30.0
     sink = data["sink"]
     assert sink["dropped"] == 0
     assert sink["rows"] == sink["rows_written"] > data["runs"]["on"][0]["ok"]
