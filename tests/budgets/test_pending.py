@@ -71,3 +71,18 @@ def test_written_at_says_what_a_row_read_at_a_moment_holds() -> None:
     assert lim.spent(40.0) == 3 + 14 - 3
     t.roll(40.0)  # no period: nothing rolls
     assert t.written_at(15.0) == 3
+
+
+def test_a_tally_added_after_its_entities_were_seen_counts_their_next_completions() -> None:
+    """The tallies a combination of entities counts for are kept per combination: a budget that appears
+    later (its tally added) counts from the next completion on, and written spend comes off it."""
+    guard = BudgetGuard(None)
+    now = time.time()
+    key_t = guard._tally("key", "k1", None, 0.0, now)
+    guard.handle([record(1, cost=1.0, key="k1", team="t9", start=now)])  # the combination is kept: key only
+    assert key_t.pico == pico_of(1.0)
+    team_t = guard._tally("team", "t9", None, 0.0, now)  # the team gets a budget
+    guard.handle([record(2, cost=2.0, key="k1", team="t9", start=now)])
+    assert team_t.pico == pico_of(2.0) and key_t.pico == pico_of(3.0)
+    guard.written([record(2, cost=2.0, key="k1", team="t9", start=now)])
+    assert team_t.pending == 0 and key_t.pending == pico_of(1.0)

@@ -57,6 +57,9 @@ log = logging.getLogger("relaygate.budgets")
 EXCEEDED_EVENT = "budget_exceeded"
 SOFT_EVENT = "budget_soft_crossed"
 _MAX = 100_000
+_COMBOS = 10_000
+"""Entity combinations whose tallies :meth:`BudgetGuard._tallies_of` keeps at most (customers and tags make
+them many); past it the table starts over."""
 _NEVER = -1.0
 _ROW_ID = {"key": "token", "team": "team_id", "user": "user_id"}
 
@@ -128,6 +131,9 @@ class BudgetGuard:
         """Some key has a ``model_max_budget`` tally: completions look up their model's."""
         self.plans: dict[str, tuple[tuple[Any, ...], Plan | None]] = {}
         self.org_of: dict[str, str] = {}
+        self._combo_tallies: dict[tuple[Any, ...], list[tuple[Tally, str, str]]] = {}
+        """:meth:`_tallies_of` of each combination seen, cleared whenever its answer can change (a tally added
+        or dropped, a key's organization learnt, member budgets switched); a tally retimed is the same object."""
         self.customers: frozenset[str] = frozenset()
         """Ids of customers with a budget row (refreshed every ``ttl``): only their requests are checked."""
         self.tags: frozenset[str] = frozenset()
@@ -332,7 +338,11 @@ class BudgetGuard:
 
     def _tallies_of(self, combo: tuple[Any, ...]) -> list[tuple[Tally, str, str]]:
         """The tallies (with their entity kind and id) a :meth:`_sums` combination counts for: an entity
-        without a budget has none, and its look-up misses (a None id included)."""
+        without a budget has none, and its look-up misses (a None id included). Kept per combination
+        (:attr:`_combo_tallies`, at most :data:`_COMBOS`): a worker's completions name the same few hundred."""
+        known = self._combo_tallies.get(combo)
+        if known is not None:
+            return known
         kh, team, user, org, end_user, model, tags = combo
         ents: list[tuple[str, str | None]] = [
             ("key", kh), ("team", team), ("user", user),
@@ -351,6 +361,9 @@ class BudgetGuard:
             t = tallies.get((kind, ident))  # type: ignore[arg-type]
             if t is not None:
                 out.append((t, kind, ident or ""))
+        if len(self._combo_tallies) >= _COMBOS:
+            self._combo_tallies.clear()
+        self._combo_tallies[combo] = out
         return out
 
     def _record_tags(self, r: CompletionRecord) -> list[str]:
@@ -373,6 +386,7 @@ class BudgetGuard:
                 self.tallies.clear()
                 self.plans.clear()
             t = self.tallies[key] = Tally(duration, anchor, now)
+            self._combo_tallies.clear()
             if kind == "model":
                 self._model_tallies = True
         elif (t.duration.text if t.duration else None) != (duration.text if duration else None) or t.anchor != anchor:
@@ -451,8 +465,9 @@ class BudgetGuard:
         if len(self.plans) >= _MAX:
             self.plans.clear()
         self.plans[info.token] = (records, plan)
-        if org_id is not None and plan is not None:
+        if org_id is not None and plan is not None and self.org_of.get(info.token) != org_id:
             self.org_of[info.token] = org_id
+            self._combo_tallies.clear()
         if plan is not None and self.shared is not None:
             await self.shared.seed([*limits, *models.values()])
         return plan
@@ -580,6 +595,7 @@ class BudgetGuard:
         members = await any_member_budget(store)
         if members != self.member_budgets:
             self.member_budgets = members
+            self._combo_tallies.clear()
             self.plans.clear()  # plans built before did not read memberships (or need not any more)
         if self.proxy is not None:
             now = time.time()
