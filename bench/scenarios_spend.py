@@ -37,8 +37,9 @@ Issue 13's speed bar, measured side by side:
   but not judged, because the scheduler shares the core per thread and the on gateway's SQLite writer
   thread is one more runnable thread.
 - **settled windows**: a gateway that writes spend logs is measured from a moment when every request it
-  answered has its row written to the moment when the window's own rows are (``settle``: ``/metrics`` polled
-  until ``spend_rows_written`` reaches ``relaygate_requests_total``). Its CPU then holds the writes of
+  was sent has its row written to the moment when the window's own rows are (``settle``: the bench counts
+  the rows in the database until they reach the requests sent, so the gateway does no work for it; with
+  ``--together`` the windows then start on one barrier). Its CPU then holds the writes of
   exactly the window's requests, whatever the write interval: a bare window holds the batch writes that
   happen to fall in it (with ``proxy_batch_write_at: 10`` and 4 s windows, one or none of them).
 - **sink check**: after the runs, the on gateway's spend rows in the database against the requests it
