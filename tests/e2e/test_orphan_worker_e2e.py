@@ -44,7 +44,8 @@ def test_workers_stop_when_the_supervisor_is_killed() -> None:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and any(_alive(p) for p in workers):
                 time.sleep(0.1)
-            assert not any(_alive(p) for p in workers), gw.log()[-3000:]
+            left = [p for p in workers if _alive(p)]
+            assert not left, f"still running: {left} of {workers}\n" + gw.log()[-3000:]
             assert "is gone: worker" in gw.log()
         finally:  # never leave an orphan behind, whatever failed
             for p in workers:

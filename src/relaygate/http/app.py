@@ -17,7 +17,9 @@ A worker also watches its parent, Granian's supervisor (:func:`watch_parent`, on
 ``getppid``): if the supervisor is gone — killed by the OOM killer or ``SIGKILL``, so it could not stop its
 workers — the worker stops itself the graceful way (``SIGTERM``: in-flight requests finish, sinks flush their
 spend rows) instead of living on as an orphan that holds its database connections and, with the port
-shared, keeps answering requests no supervisor manages.
+shared, keeps answering requests no supervisor manages. The watch starts with the handler's startup: a
+worker still starting when the supervisor dies cancels its startup and reports it failed (Granian acts on a
+``SIGTERM`` only after the startup, which a busy database can make long).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ GC_THRESHOLD = (10_000, 10, 10)
 
 PARENT_CHECK_S = 1.0
 """How often a worker checks that its supervisor is still its parent."""
+ABANDON_S = 5.0
+"""How long a worker whose supervisor died during its startup spends closing what the startup opened."""
 SUPERVISOR_ENV = "RELAYGATE_SUPERVISOR_PID"
 """Set by ``relaygate serve`` to its own pid before Granian forks the workers: a worker knows its supervisor
 even when the supervisor died before the worker's startup finished (``getppid`` then already names the
@@ -68,12 +72,20 @@ def supervisor() -> int:
     return parent
 
 
-async def watch_parent(parent: int, every: float = PARENT_CHECK_S) -> None:
-    """Stop this worker (``SIGTERM`` to itself: Granian's graceful shutdown) once ``parent`` is no longer
-    its parent process (see the module docstring)."""
+async def watch_parent(parent: int, every: float = PARENT_CHECK_S,
+                       starting: asyncio.Future[Any] | None = None) -> None:
+    """Stop this worker once ``parent`` is no longer its parent process (see the module docstring): while
+    ``starting`` (the handler's startup) runs, by cancelling it (nothing is served yet, and Granian would
+    act on a ``SIGTERM`` only once the startup ended, however long a busy database makes it); after, by
+    ``SIGTERM`` to itself (Granian's graceful shutdown)."""
     while True:
         await asyncio.sleep(every)
         if os.getppid() != parent:
+            if starting is not None and not starting.done():
+                log.warning("the server process (pid %d) is gone: worker %d stops (during its startup)", parent,
+                            os.getpid())
+                starting.cancel()
+                return
             log.warning("the server process (pid %d) is gone: worker %d stops", parent, os.getpid())
             os.kill(os.getpid(), signal.SIGTERM)
             return
@@ -116,18 +128,43 @@ class App:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
+    async def _abandon(self, send: Any, why: str) -> None:
+        """A startup cancelled because the supervisor is gone: close what it opened (at most
+        :data:`ABANDON_S` seconds), then tell Granian the startup failed (the worker exits)."""
+        if self.handler is not None:
+            try:
+                await asyncio.wait_for(self.handler.shutdown(), ABANDON_S)
+            except Exception as exc:  # best effort: the worker exits next either way
+                log.warning("closing an abandoned startup failed: %s: %s", type(exc).__name__, exc)
+        await send({"type": "lifespan.startup.failed", "message": why})
+
     async def _lifespan(self, receive: Receive, send: Any) -> None:
         while True:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
+                loop = asyncio.get_running_loop()
                 try:
-                    await self.build().startup()
+                    starting = loop.create_task(self.build().startup())
                 except Exception as exc:
                     log.error("startup failed: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                # watched from the start: a worker whose startup outlives its supervisor stops too
+                self._watch = loop.create_task(watch_parent(supervisor(), PARENT_CHECK_S, starting))
+                try:
+                    await starting
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise  # this lifespan itself is cancelled
+                    await self._abandon(send, "the server process is gone")
+                    return
+                except Exception as exc:
+                    self._watch.cancel()
+                    log.error("startup failed: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 settle_heap()
-                self._watch = asyncio.get_running_loop().create_task(watch_parent(supervisor()))
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 if self._watch is not None:
