@@ -128,6 +128,9 @@ class App:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
+    async def _start(self) -> None:
+        await self.build().startup()
+
     async def _abandon(self, send: Any, why: str) -> None:
         """A startup cancelled because the supervisor is gone: close what it opened (at most
         :data:`ABANDON_S` seconds), then tell Granian the startup failed (the worker exits)."""
@@ -143,12 +146,7 @@ class App:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
                 loop = asyncio.get_running_loop()
-                try:
-                    starting = loop.create_task(self.build().startup())
-                except Exception as exc:
-                    log.error("startup failed: %s", exc)
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
+                starting = loop.create_task(self._start())
                 # watched from the start: a worker whose startup outlives its supervisor stops too
                 self._watch = loop.create_task(watch_parent(supervisor(), PARENT_CHECK_S, starting))
                 try:
