@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 __all__ = ["MockHandle", "start_mock", "Proc", "spawn", "wait_http", "http_json", "tree_pids", "cpu_seconds",
-           "peak_rss_kib", "REPO_ROOT"]
+           "thread_cpu_seconds", "peak_rss_kib", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -292,6 +292,27 @@ def cpu_seconds(pid: int) -> float:
         if p == pid:
             total += int(fields_[13]) + int(fields_[14])
     return total / _CLK_TCK
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """user+sys CPU seconds of every live thread of ``pid`` and its descendants, keyed ``"pid/tid comm"``
+    (the kernel's thread name: Granian's and Rust's threads are named, Python's own are ``python``)."""
+    out: dict[str, float] = {}
+    for p in tree_pids(pid):
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{p}/task/{tid}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            comm = stat[stat.find(b"(") + 1 : stat.rfind(b")")].decode(errors="replace")
+            fields_ = stat.rsplit(b")", 1)[1].split()
+            out[f"{p}/{tid} {comm}"] = (int(fields_[11]) + int(fields_[12])) / _CLK_TCK
+    return out
 
 
 def peak_rss_kib(pid: int) -> int:

@@ -42,6 +42,12 @@ Issue 13's speed bar, measured side by side:
   ``--together`` the windows then start on one barrier). Its CPU then holds the writes of
   exactly the window's requests, whatever the write interval: a bare window holds the batch writes that
   happen to fall in it (with ``proxy_batch_write_at: 10`` and 4 s windows, one or none of them).
+- **on-nowrite** (``--modes off,on,on-nowrite``): ``on`` with the spend write itself (the database
+  transaction) replaced by a no-op through a ``sitecustomize`` of the bench (``bench/stubs/nowrite``); the
+  sink still builds, counts and hands on every row. ``on`` against it is what the write costs inside the
+  gateway; the results' ``stubs`` show its database without rows while its sink counted them.
+- **where the CPU goes**: each run lists the gateway's threads that spent at least 1 µs a request
+  (``threads_us_per_req``: the event loop's, Granian's, the SQLite connections').
 - **sink check**: after the runs, the on gateway's spend rows in the database against the requests it
   answered (``relaygate_requests_total``; requests whose client left before the answer started have a row
   too, and are counted apart as ``client_disconnected``), and ``/metrics``'s ``spend_rows_written`` and
@@ -73,7 +79,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.procs import REPO_ROOT, Proc, cpu_seconds, launch_mock, spawn, tree_pids, wait_http
+from bench.procs import REPO_ROOT, Proc, cpu_seconds, launch_mock, spawn, thread_cpu_seconds, tree_pids, wait_http
 from bench.scenarios_dbkeys import _load, compare, meta
 from bench.selftest import core_split
 from bench.systems import MASTER_KEY, MODEL, UPSTREAM_KEY, free_port
@@ -91,10 +97,15 @@ MODES: dict[str, tuple[bool, bool, bool]] = {
     "budgets": (True, True, False),
     "logs": (False, True, True),
     "on-batch10": (True, True, True),
+    "on-nowrite": (True, True, True),
 }
 _GENERAL_EXTRA = {"on-batch10": "  proxy_batch_write_at: 10\n"}
 """Modes that differ from another only in ``general_settings``: ``on-batch10`` is ``on`` with LiteLLM's
 default spend write interval (10 s) instead of relaygate's (1 s)."""
+_STUBS = {"on-nowrite": REPO_ROOT / "bench" / "stubs" / "nowrite"}
+"""Modes whose gateway starts with a ``sitecustomize`` of the bench first on its path: ``on-nowrite`` is ``on``
+with the spend write itself replaced by a no-op (``bench/stubs/nowrite``), so ``on`` against it is what the
+database write costs inside the gateway. Such a gateway writes no rows: its windows are not settled."""
 
 
 def _config(tmp: Path, mode: str, mock_port: int, db_url: str) -> Path:
@@ -233,6 +244,14 @@ def _events(url: str) -> dict[str, float]:
     return out
 
 
+def _stub_env(mode: str) -> dict[str, str] | None:
+    """The environment a mode's gateway adds: its stub directory first on ``PYTHONPATH`` (:data:`_STUBS`)."""
+    stub = _STUBS.get(mode)
+    if stub is None:
+        return None
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(stub), os.environ.get("PYTHONPATH", "")) if p)}
+
+
 def _interval(mode: str) -> float:
     """The mode's spend write interval (``proxy_batch_write_at``; relaygate's default 1 s)."""
     m = re.search(r"proxy_batch_write_at: (\S+)", _GENERAL_EXTRA.get(mode, ""))
@@ -272,22 +291,25 @@ def _closed(mode: str, url: str, key_args: list[str], gw: Proc, tmp: Path, a: ar
     common = ["--concurrency", str(a.concurrency), "--timeout", "10", *key_args, *(["--stream"] if a.stream else [])]
     warm = _load(url, [*common, "--duration", "1"], tmp, load_cpus, 60)  # warm connections and code paths
     sent[mode] += int(warm["sent"])
-    logs = MODES[mode][2]
+    logs = MODES[mode][2] and mode not in _STUBS
     if logs:
         settle(db_url, sent[mode], _interval(mode))
     if start is not None:
         start.wait(timeout=300)
-    cpu0 = cpu_seconds(gw.pid)
+    cpu0, threads0 = cpu_seconds(gw.pid), thread_cpu_seconds(gw.pid)
     res = _load(url, [*common, "--duration", str(a.duration)], tmp, load_cpus, a.duration + 60)
     sent[mode] += int(res["sent"])
     flush = settle(db_url, sent[mode], _interval(mode)) if logs else 0.0
     cpu = cpu_seconds(gw.pid) - cpu0
     ok = int(res["ok"])
+    threads = {t: 1e6 * (s - threads0.get(t, 0.0)) / max(1, ok) for t, s in thread_cpu_seconds(gw.pid).items()}
     lat = res["latency_ms"]
     return {"mode": mode, "rps": round(res["throughput_rps"], 1), "ok": ok, "errors": res["errors"],
             "cpu_us_per_req": round(1e6 * cpu / max(1, ok), 1), "gateway_cpu_s": round(cpu, 3),
             "p50_ms": lat.get("p50"), "p99_ms": lat.get("p99"), "sent": res["sent"],
-            "generator_cpu_share": round(res["generator_cpu_share"], 3), "flush_s": round(flush, 2)}
+            "generator_cpu_share": round(res["generator_cpu_share"], 3), "flush_s": round(flush, 2),
+            # where the CPU went: each thread that spent at least 1 us a request (the window's, settle included)
+            "threads_us_per_req": {t: round(v, 1) for t, v in sorted(threads.items(), key=lambda kv: -kv[1]) if v >= 1}}
 
 
 def _summary(runs: dict[str, list[dict[str, Any]]], together: bool = False) -> dict[str, Any]:
@@ -382,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--postgres-url", help="put the 'on' database on this (scratch) PostgreSQL database")
     p.add_argument("--modes", default="off,on", help="gateways to compare, of off, on, budgets (budgets and "
                    "prices, no spend logs), logs (spend logs and prices, no budgets), on-batch10 (on, with "
-                   "proxy_batch_write_at: 10, LiteLLM's default); off and on are required")
+                   "proxy_batch_write_at: 10, LiteLLM's default), on-nowrite (on with the database write replaced by "
+                   "a no-op: on against it is what the write costs); off and on are required")
     p.add_argument("--out", default=str(REPO_ROOT / "bench" / "results"))
     a = p.parse_args(argv)
     if not 0 < a.active <= a.keys:
@@ -420,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             gws[mode] = spawn([sys.executable, "-m", "relaygate.cli", "serve", "--config",
                                str(_config(tmp, mode, mock.port, urls[mode])), "--host", "127.0.0.1", "--port",
                                str(port), "--workers", "1", "--log-level", "warning"], name=f"gw-spend-{mode}",
-                              cpus=gw_cpus, log_dir=tmp)
+                              cpus=gw_cpus, log_dir=tmp, env=_stub_env(mode))
         key_args = ["--api-key-file", str(tmp / "active.txt")]
         sent = dict.fromkeys(modes, 0)
         for mode, url in gw_urls.items():
@@ -440,7 +463,9 @@ def main(argv: list[str] | None = None) -> int:
                 r = results[mode]
                 data["runs"][mode].append(r)
                 print(f"{mode:7s} {r['rps']:9,.0f} req/s  gateway CPU {r['cpu_us_per_req']:.1f} us/req  "
-                      f"errors {sum(r['errors'].values())}", flush=True)
+                      f"errors {sum(r['errors'].values())}  threads "
+                      + ", ".join(f"{t.split(' ', 1)[1]} {v:.0f}" for t, v in r["threads_us_per_req"].items()),
+                      flush=True)
         data["summary"] = s = _summary(data["runs"], a.together)
         print(f"on vs off, per round: throughput {s['paired_throughput']:.1%}, CPU/req {s['paired_cpu_per_req']:.1%} "
               f"(medians per mode: {s['on_vs_off_throughput']:.1%}, {s['on_vs_off_cpu_per_req']:.1%}); judged "
@@ -469,6 +494,10 @@ def main(argv: list[str] | None = None) -> int:
                         "flush_s": round(time.monotonic() - t_end, 1)}
         print(f"sink: {rows['rows']:,} rows, written {data['sink']['rows_written']:,.0f}, dropped "
               f"{data['sink']['dropped']:,.0f}", flush=True)
+        # a stubbed gateway's sink counts rows as written while its database holds none: the stub was in use
+        data["stubs"] = {m: {"rows": asyncio.run(_spend_rows(urls[m]))["rows"],
+                             "rows_written": _events(gw_urls[m]).get("spend_rows_written", 0.0)}
+                         for m in modes if m in _STUBS}
     finally:
         for gw in gws.values():
             gw.stop()

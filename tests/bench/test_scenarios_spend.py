@@ -20,11 +20,11 @@ pytestmark = pytest.mark.e2e
 def test_tiny_run_writes_results_and_every_row(tmp_path: Path, together: bool) -> None:
     proc = subprocess.run([sys.executable, "-m", "bench.scenarios_spend", "--duration", "0.5", "--repeat", "1",
                            "--keys", "40", "--active", "10", "--concurrency", "4", "--out", str(tmp_path),
-                           *(["--together"] if together else [])],
+                           *(["--together", "--modes", "off,on,on-nowrite"] if together else [])],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((tmp_path / "spend-latest.json").read_text())
-    assert data["order"] == ["off", "on"]
+    assert data["order"] == (["off", "on", "on-nowrite"] if together else ["off", "on"])
     s = data["summary"]
     assert s["together"] is together
     # together, the judged figure is one core's throughput at the measured cost: off/on CPU per request
@@ -34,6 +34,8 @@ def test_tiny_run_writes_results_and_every_row(tmp_path: Path, together: bool) -
     for mode in ("off", "on"):
         (run,) = data["runs"][mode]
         assert run["ok"] > 0 and not run["errors"], run
+    # where the CPU went: the event loop's thread at least
+    assert any(v >= 1 for v in data["runs"]["on"][0]["threads_us_per_req"].values())
     # the on gateway's window ends when its rows are written (settled); off writes none and does not wait
     assert data["runs"]["off"][0]["flush_s"] == 0.0
     assert 0.0 <= data["runs"]["on"][0]["flush_s"] < 30.0
@@ -43,6 +45,12 @@ def test_tiny_run_writes_results_and_every_row(tmp_path: Path, together: bool) -
     # clients that left when a load run stopped have rows but no requests_total line
     assert sink["answered"] <= sink["rows"] <= sink["answered"] + sink["client_disconnected"], sink
     assert sink["spend_usd"] > 0
+    if together:
+        # the stubbed gateway answered, counted its rows as written and wrote none: the stub was in use
+        (run,) = data["runs"]["on-nowrite"]
+        assert run["ok"] > 0 and not run["errors"] and run["flush_s"] == 0.0
+        stub = data["stubs"]["on-nowrite"]
+        assert stub["rows"] == 0 and stub["rows_written"] >= run["ok"], stub
     md = (tmp_path / "spend-latest.md").read_text()
     assert "on vs off" in md.lower() or "Medians: on" in md
 
