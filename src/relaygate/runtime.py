@@ -29,8 +29,10 @@ from relaygate.observe.capture import Observer
 from relaygate.router import Router, Target
 from relaygate.upstream.base import Timeouts
 
-BeforeRoute = Callable[[Any], Awaitable[None]]
-"""A ``before_route`` hook: ``async hook(exchange) -> None`` (raise a ``GatewayError`` to refuse)."""
+BeforeRoute = Callable[[Any], Awaitable[None] | None]
+"""A ``before_route`` hook: ``hook(exchange)`` raises a ``GatewayError`` to refuse, and returns None when it
+decided at once or an awaitable to await for the rest (an ``async def`` hook always returns one): the budget
+check's common case then costs no coroutine."""
 
 
 class Runtime:

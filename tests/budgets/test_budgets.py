@@ -93,10 +93,20 @@ def test_team_budget_spent_by_another_key_stops_a_key_checked_before(db_url: str
             while gw.budgets.tallies[("team", "t2")].pending and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
             assert gw.budgets.tallies[("team", "t2")].pending == 0  # the first batch: in the team's row
+            full = gw.budgets._check
+            full_checks: list[str] = []
+
+            async def counted(ex: Any) -> None:
+                full_checks.append(ex.who.key.token)
+                await full(ex)
+
+            gw.budgets._check = counted  # type: ignore[method-assign]
             assert (await ask(gw, "sk-a")).status == 200  # within the room: no full check; held by the sink
+            assert full_checks == []  # decided at once by the hook: no coroutine made
             assert gw.budgets.tallies[("team", "t2")].pending == COST_PICO
             for _ in range(2):
                 assert (await ask(gw, "sk-b")).status == 200
+            assert full_checks[0] == token("sk-b")  # a key without a plan yet is checked in full
             up.hits = 0
             refused(await ask(gw, "sk-a"), "Budget has been exceeded! Team=t2 Current cost: 1.2e-05")
             refused(await ask(gw, "sk-b"), "Budget has been exceeded! Team=t2 Current cost: 1.2e-05")

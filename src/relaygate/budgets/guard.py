@@ -163,7 +163,22 @@ class BudgetGuard:
 
     # -- the request path ---------------------------------------------------------------------------
 
-    async def check(self, ex: Any) -> None:
+    def check(self, ex: Any) -> Awaitable[None] | None:
+        """The ``before_route`` hook: None when the key's plan (already made for the key's current rows) decides
+        at once that nothing is over budget (the common case, no coroutine made), else :meth:`_check` to await."""
+        who = ex.who
+        key = who.key if who is not None else None
+        if key is not None and key.records:
+            entry = self.plans.get(key.token)
+            if entry is not None and entry[0] is key.records:
+                plan = entry[1]
+                # no limit for the key, or less spent by anyone since its last full check than the room its
+                # limits had then; and nothing else applies (see :meth:`_check`)
+                if (plan is None or self.added - plan.mark < plan.room) and self.fast:
+                    return None
+        return self._check(ex)
+
+    async def _check(self, ex: Any) -> None:
         """Refuse the request (LiteLLM's ``budget_exceeded`` 400) when an entity it is made for is over budget."""
         now = time.time()
         who = ex.who

@@ -262,7 +262,9 @@ class Relay:
             caller.check_model(ex.model)
         ex.ctx = RouteContext(stream=ex.stream, key=key, timeout=over.timeout)
         for hook in rt.before_route:
-            await hook(ex)
+            pending = hook(ex)
+            if pending is not None:
+                await pending
         if key is not None and key.buckets:
             await self._admit(key.buckets)
         await self._forward(url, body, length)

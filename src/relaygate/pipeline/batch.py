@@ -49,7 +49,9 @@ async def _one(pipe: Pipeline, fe: Frontend, part: Exchange) -> bytes:
     try:
         group = part.group = rt.router.resolve(part.model, fe.router_route)
         for hook in rt.before_route:
-            await hook(part)
+            pending = hook(part)
+            if pending is not None:
+                await pending
         ctx = part.ctx = RouteContext(num_retries=over.num_retries, fallbacks=part.fallbacks, timeout=over.timeout,
                                       key=who.key, messages=getattr(part.view, "messages", None))
         (data, _up), lease = await rt.router.run(group, ctx, fe.unary(pipe.transport, part))

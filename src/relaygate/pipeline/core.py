@@ -115,7 +115,9 @@ class Pipeline:
                 if ex.fallbacks:
                     who.check_models(ex.fallbacks)
             for hook in rt.before_route:
-                await hook(ex)
+                pending = hook(ex)
+                if pending is not None:
+                    await pending
             cache = rt.cache
             if cache is not None and fe.route in cache.routes and not control.mocked(ex):
                 stored = await cache.lookup(ex)
