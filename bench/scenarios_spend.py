@@ -360,12 +360,13 @@ def markdown(data: dict[str, Any]) -> str:
            + f"; {data['settings']['keys']:,} keys "
            f"(half in {TEAMS} teams, half owned by {USERS} users), {data['settings']['active']:,} active, "
            f"{'streamed' if data['settings']['stream'] else 'non-streamed'} small chat.", "",
-           "| run | req/s | gateway CPU µs/req | p50 ms | p99 ms | errors |",
-           "| --- | ---: | ---: | ---: | ---: | ---: |"]
+           "| run | req/s | gateway CPU µs/req | its threads, µs/req | p50 ms | p99 ms | errors |",
+           "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
     for mode in data["order"]:
         for i, r in enumerate(data["runs"][mode]):
-            out.append(f"| {mode} #{i + 1} | {r['rps']:,.0f} | {r['cpu_us_per_req']:.1f} | {r['p50_ms']:.2f} | "
-                       f"{r['p99_ms']:.2f} | {sum(r['errors'].values())} |")
+            threads = ", ".join(f"{t.split(' ', 1)[-1]} {v:.0f}" for t, v in r.get("threads_us_per_req", {}).items())
+            out.append(f"| {mode} #{i + 1} | {r['rps']:,.0f} | {r['cpu_us_per_req']:.1f} | {threads} | "
+                       f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {sum(r['errors'].values())} |")
     verdict = "within" if s["within_10_percent"] else "NOT within"
     if s.get("together"):
         out += ["", "Every round loaded both gateways at once on the same core (`--together`): each pair shares its "
