@@ -109,7 +109,9 @@ class Poster:
         if h1 is None:
             h1 = self._h1 = H1Transport(max_connections_per_origin=CONNECTIONS, keepalive_expiry=30.0,
                                         max_response_bytes=MAX_ANSWER_BYTES)
-        hdrs = [("content-type", "application/json"), ("user-agent", self._user_agent), *headers]
+        given = {k.lower() for k, _ in headers}
+        hdrs = [*((k, v) for k, v in (("content-type", "application/json"), ("user-agent", self._user_agent))
+                  if k not in given), *headers]  # the caller's own content-type or user-agent wins
         try:
             resp, content = await send_read(h1, UpstreamRequest("POST", url, hdrs, body), self._timeouts)
         except GatewayError as exc:
