@@ -176,6 +176,8 @@ class BudgetGuard:
                 # limits had then; and nothing else applies (see :meth:`_check`)
                 if (plan is None or self.added - plan.mark < plan.room) and self.fast:
                     return None
+        elif not (self.customers or self.tags or self.proxy is not None):
+            return None  # no key rows (the master key, a JWT, no auth) and no budget beyond a key's
         return self._check(ex)
 
     async def _check(self, ex: Any) -> None:
