@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 __all__ = ["MockHandle", "start_mock", "Proc", "spawn", "wait_http", "http_json", "tree_pids", "cpu_seconds",
-           "thread_cpu_seconds", "peak_rss_kib", "REPO_ROOT"]
+           "thread_cpu_seconds", "threads_per_request", "threads_text", "peak_rss_kib", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -313,6 +313,18 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
             fields_ = stat.rsplit(b")", 1)[1].split()
             out[f"{p}/{tid} {comm}"] = (int(fields_[11]) + int(fields_[12])) / _CLK_TCK
     return out
+
+
+def threads_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    """CPU µs per request of each thread between two :func:`thread_cpu_seconds` readings, the threads that
+    spent at least 1 µs a request, largest first."""
+    per = {t: 1e6 * (s - before.get(t, 0.0)) / max(1, requests) for t, s in after.items()}
+    return {t: round(v, 1) for t, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 1}
+
+
+def threads_text(threads: dict[str, float]) -> str:
+    """``python 179, tokio-rt-worker 42, ...``: :func:`threads_per_request` by thread name."""
+    return ", ".join(f"{t.split(' ', 1)[-1]} {v:.0f}" for t, v in threads.items())
 
 
 def peak_rss_kib(pid: int) -> int:

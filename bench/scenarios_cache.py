@@ -39,8 +39,18 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-from bench.procs import Proc, cpu_seconds, launch_mock, spawn, wait_http
+from bench.procs import (
+    Proc,
+    cpu_seconds,
+    launch_mock,
+    spawn,
+    thread_cpu_seconds,
+    threads_per_request,
+    threads_text,
+    wait_http,
+)
 
 MASTER = "sk-bench-master"
 
@@ -60,7 +70,7 @@ def config(api_base: str, cache: bool) -> str:
     return text
 
 
-def measure(port: int, gw: Proc, args: argparse.Namespace, vary: int, seed: str, tmp: Path) -> dict[str, float]:
+def measure(port: int, gw: Proc, args: argparse.Namespace, vary: int, seed: str, tmp: Path) -> dict[str, Any]:
     out = tmp / f"out-{port}-{seed}.json"
     base = [sys.executable, "-m", "bench.load", "--url", f"http://127.0.0.1:{port}", "--model", "m",
             "--api-key", MASTER, "--concurrency", str(args.concurrency), "--quiet", "--timeout", "10"]
@@ -70,14 +80,17 @@ def measure(port: int, gw: Proc, args: argparse.Namespace, vary: int, seed: str,
     subprocess.run([*warm, "--duration", "1"], check=True, timeout=60, stdout=subprocess.DEVNULL)  # warm-up
     if vary:  # measured on prompts the warm-up did not ask
         base += ["--vary", str(vary), "--vary-seed", seed]
-    before = cpu_seconds(gw.pid)
+    before, threads = cpu_seconds(gw.pid), thread_cpu_seconds(gw.pid)
     subprocess.run([*base, "--duration", str(args.duration), "--json-out", str(out)], check=True,
                    timeout=args.duration + 60)
     cpu = cpu_seconds(gw.pid) - before
+    after = thread_cpu_seconds(gw.pid)
     res = json.loads(out.read_text())
     ok = int(res["ok"])
     return {"rps": float(res["throughput_rps"]), "ok": ok, "errors": int(res["error_count"]),
-            "cpu_us": 1e6 * cpu / max(1, ok)}
+            "cpu_us": 1e6 * cpu / max(1, ok),
+            # where the CPU went: the gateway's threads that spent at least 1 us a request
+            "threads_us_per_req": threads_per_request(threads, after, ok)}
 
 
 def _ratios(med: dict[str, tuple[float, float]], together: bool) -> tuple[float, float, float]:
@@ -121,12 +134,12 @@ def main(argv: list[str] | None = None) -> int:
             wait_http(f"http://127.0.0.1:{port}/health/readiness", 30, gw)
         print(f"gateways {'pure' if args.pure else 'compiled'}, {args.concurrency} concurrent, {args.duration:g}s "
               f"per mode, answers of {args.words} words", flush=True)
-        runs: dict[str, list[dict[str, float]]] = {"off": [], "miss": [], "hit": []}
+        runs: dict[str, list[dict[str, Any]]] = {"off": [], "miss": [], "hit": []}
         for r in range(args.repeat):
             order = ["off", "miss", "hit"] if r % 2 == 0 else ["hit", "miss", "off"]
             where = {"off": "off", "miss": "cached", "hit": "cached-hit" if args.together else "cached"}
 
-            def one(mode: str, r: int = r, where: dict[str, str] = where) -> dict[str, float]:
+            def one(mode: str, r: int = r, where: dict[str, str] = where) -> dict[str, Any]:
                 port, gw = gws[where[mode]]
                 return measure(port, gw, args, 0 if mode == "hit" else vary, f"r{r}{mode}", tmp)
 
@@ -139,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                 res = results[mode]
                 runs[mode].append(res)
                 print(f"round {r + 1} {mode:4s} {res['rps']:8.0f} req/s  errors={int(res['errors'])}  "
-                      f"gateway CPU {res['cpu_us']:6.1f} us/req", flush=True)
+                      f"gateway CPU {res['cpu_us']:6.1f} us/req  threads {threads_text(res['threads_us_per_req'])}",
+                      flush=True)
         med = {m: (statistics.median(x["rps"] for x in rs), statistics.median(x["cpu_us"] for x in rs))
                for m, rs in runs.items()}
         for m, (rps, cpu) in med.items():

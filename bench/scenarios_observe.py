@@ -40,8 +40,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
-from bench.procs import Proc, http_json, launch_mock, spawn, wait_http
+from bench.procs import Proc, http_json, launch_mock, spawn, threads_text, wait_http
 from bench.scenarios_cache import measure
 
 MASTER = "sk-bench-master"
@@ -150,10 +151,10 @@ def main(argv: list[str] | None = None) -> int:
             gws[mode] = (port, gw)
             wait_http(f"http://127.0.0.1:{port}/health/readiness", 30, gw)
         print(f"{args.concurrency} concurrent, {args.duration:g}s per mode, modes {', '.join(modes)}", flush=True)
-        runs: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+        runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
         shares: dict[str, list[float]] = {m: [] for m in modes if m != "off"}
 
-        def one(mode: str, tag: str) -> dict[str, float]:
+        def one(mode: str, tag: str) -> dict[str, Any]:
             port, gw = gws[mode]
             return measure(port, gw, args, 0, f"{mode}-{tag}", tmp)
 
@@ -169,13 +170,15 @@ def main(argv: list[str] | None = None) -> int:
                     shares[mode].append(off_res["cpu_us"] / res["cpu_us"])
                     print(f"round {r + 1} {mode:10s} {res['rps']:8.0f} req/s  gateway CPU {res['cpu_us']:6.1f} us/req "
                           f"vs off {off_res['cpu_us']:6.1f} in the same seconds: {100 * shares[mode][-1]:5.1f}%  "
-                          f"errors={int(res['errors'] + off_res['errors'])}", flush=True)
+                          f"errors={int(res['errors'] + off_res['errors'])}  threads "
+                          f"{threads_text(res['threads_us_per_req'])}", flush=True)
                 continue
             for mode in order:
                 res = one(mode, str(r))
                 runs[mode].append(res)
                 print(f"round {r + 1} {mode:10s} {res['rps']:8.0f} req/s  errors={int(res['errors'])}  "
-                      f"gateway CPU {res['cpu_us']:6.1f} us/req", flush=True)
+                      f"gateway CPU {res['cpu_us']:6.1f} us/req  threads {threads_text(res['threads_us_per_req'])}",
+                      flush=True)
         med = {m: (statistics.median(x["rps"] for x in rs), statistics.median(x["cpu_us"] for x in rs))
                for m, rs in runs.items() if rs}
         off_rps, off_cpu = med["off"]

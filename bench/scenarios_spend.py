@@ -79,7 +79,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.procs import REPO_ROOT, Proc, cpu_seconds, launch_mock, spawn, thread_cpu_seconds, tree_pids, wait_http
+from bench.procs import (
+    REPO_ROOT,
+    Proc,
+    cpu_seconds,
+    launch_mock,
+    spawn,
+    thread_cpu_seconds,
+    threads_per_request,
+    threads_text,
+    tree_pids,
+    wait_http,
+)
 from bench.scenarios_dbkeys import _load, compare, meta
 from bench.selftest import core_split
 from bench.systems import MASTER_KEY, MODEL, UPSTREAM_KEY, free_port
@@ -302,14 +313,14 @@ def _closed(mode: str, url: str, key_args: list[str], gw: Proc, tmp: Path, a: ar
     flush = settle(db_url, sent[mode], _interval(mode)) if logs else 0.0
     cpu = cpu_seconds(gw.pid) - cpu0
     ok = int(res["ok"])
-    threads = {t: 1e6 * (s - threads0.get(t, 0.0)) / max(1, ok) for t, s in thread_cpu_seconds(gw.pid).items()}
+    threads = threads_per_request(threads0, thread_cpu_seconds(gw.pid), ok)
     lat = res["latency_ms"]
     return {"mode": mode, "rps": round(res["throughput_rps"], 1), "ok": ok, "errors": res["errors"],
             "cpu_us_per_req": round(1e6 * cpu / max(1, ok), 1), "gateway_cpu_s": round(cpu, 3),
             "p50_ms": lat.get("p50"), "p99_ms": lat.get("p99"), "sent": res["sent"],
             "generator_cpu_share": round(res["generator_cpu_share"], 3), "flush_s": round(flush, 2),
             # where the CPU went: each thread that spent at least 1 us a request (the window's, settle included)
-            "threads_us_per_req": {t: round(v, 1) for t, v in sorted(threads.items(), key=lambda kv: -kv[1]) if v >= 1}}
+            "threads_us_per_req": threads}
 
 
 def _summary(runs: dict[str, list[dict[str, Any]]], together: bool = False) -> dict[str, Any]:
@@ -364,7 +375,7 @@ def markdown(data: dict[str, Any]) -> str:
            "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
     for mode in data["order"]:
         for i, r in enumerate(data["runs"][mode]):
-            threads = ", ".join(f"{t.split(' ', 1)[-1]} {v:.0f}" for t, v in r.get("threads_us_per_req", {}).items())
+            threads = threads_text(r.get("threads_us_per_req", {}))
             out.append(f"| {mode} #{i + 1} | {r['rps']:,.0f} | {r['cpu_us_per_req']:.1f} | {threads} | "
                        f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {sum(r['errors'].values())} |")
     verdict = "within" if s["within_10_percent"] else "NOT within"
@@ -464,8 +475,7 @@ def main(argv: list[str] | None = None) -> int:
                 r = results[mode]
                 data["runs"][mode].append(r)
                 print(f"{mode:7s} {r['rps']:9,.0f} req/s  gateway CPU {r['cpu_us_per_req']:.1f} us/req  "
-                      f"errors {sum(r['errors'].values())}  threads "
-                      + ", ".join(f"{t.split(' ', 1)[1]} {v:.0f}" for t, v in r["threads_us_per_req"].items()),
+                      f"errors {sum(r['errors'].values())}  threads {threads_text(r['threads_us_per_req'])}",
                       flush=True)
         data["summary"] = s = _summary(data["runs"], a.together)
         print(f"on vs off, per round: throughput {s['paired_throughput']:.1%}, CPU/req {s['paired_cpu_per_req']:.1%} "

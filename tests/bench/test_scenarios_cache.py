@@ -40,6 +40,8 @@ def test_tiny_run(tmp_path: Path, together: bool) -> None:
     for mode in ("off", "miss", "hit"):
         (run,) = data["runs"][mode]
         assert run["ok"] > 0 and run["errors"] == 0 and run["cpu_us"] > 0, (mode, run)
+        # where the gateway's CPU went: its threads by CPU per request, the event loop's at least
+        assert any(v >= 1 for v in run["threads_us_per_req"].values()), (mode, run)
     med = {m: (v["rps"], v["cpu_us"]) for m, v in data["median"].items()}
     assert data["hit_vs_miss"] == pytest.approx(_ratios(med, together)[0], abs=1e-3)
     assert "hit vs miss throughput" in proc.stdout
