@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from relaygate.auth import PrincipalResolver, StoreKeys, access_groups
+from relaygate.auth.access import RequiredFields
 from relaygate.config.model import Config
 from relaygate.cost import Pricer
 from relaygate.http.body import BodyLimits
@@ -54,6 +55,9 @@ class Runtime:
         self.allow_private_media = s.allow_private_media_urls
         self.max_parallel = config.general.global_max_parallel_requests
         """``general_settings.global_max_parallel_requests`` (``Pipeline.inflight``); None: no bound."""
+        g = config.general
+        if g.enforce_user_param or g.enforced_params:  # the fields every LLM call must carry (auth.access)
+            before_route = (RequiredFields(g.enforce_user_param, g.enforced_params), *before_route)
         self.before_route = before_route
         """Hooks run after authorization, before routing (a cache lookup, a budget check): none by default,
         and then the stage costs one tuple test."""

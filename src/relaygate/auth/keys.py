@@ -69,7 +69,7 @@ class KeyInfo:
     __slots__ = ("token", "alias", "team_id", "user_id", "models", "patterns", "buckets", "token_buckets", "headers",
                  "spent",
                  "access_groups", "also", "aliases", "role", "expires", "refusal", "records", "model_buckets",
-                 "router", "logging", "no_message_logging", "read_at")
+                 "router", "logging", "no_message_logging", "read_at", "enforced")
 
     def __init__(self, token: str, kc: KeyConfig, groups: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.token = token
@@ -96,6 +96,9 @@ class KeyInfo:
         """The key's and its team's ``metadata.logging`` targets (``observe.detail.LoggingTarget``): its
         requests go to those exporters too. ``None`` (almost every key): none."""
         self.no_message_logging = False
+        self.enforced: tuple[str, ...] | None = None
+        """The key's and its team's ``metadata.enforced_params``: fields its LLM calls must carry (``auth.access``);
+        None (almost every key): none."""
         """The key's or team's ``metadata.turn_off_message_logging``: its messages are never exported."""
         self.spent = 0.0
         """USD this worker saw the key spend since its rows were read (``x-litellm-key-spend`` adds it to the

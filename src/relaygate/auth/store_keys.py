@@ -44,6 +44,7 @@ from relaygate.auth.shared import SharedKeys
 from relaygate.auth.targets import key_logging
 from relaygate.config.model import KeyConfig
 from relaygate.core import errors
+from relaygate.core.access import field_path
 from relaygate.core.ratelimit import PREFIX, Bucket
 from relaygate.store.errors import NotFound
 
@@ -136,6 +137,14 @@ class StoreKeys:
             return None
 
 
+
+def _enforced(metadata: Any) -> list[str]:
+    """``metadata.enforced_params`` of a key or team row: the well-formed entries (``name``, ``object.name``)."""
+    raw = metadata.get("enforced_params") if isinstance(metadata, dict) else None
+    if not isinstance(raw, list):
+        return []
+    return [p for p in raw if field_path(p)]
+
 def build_key(key: Key, team: Team | None, user: User | None, org: Organization | None,
               groups: Mapping[str, tuple[str, ...]]) -> KeyInfo:
     """One key's rows as the request path's :class:`KeyInfo` (see the module docstring for the rules)."""
@@ -186,6 +195,9 @@ def build_key(key: Key, team: Team | None, user: User | None, org: Organization 
         if team_targets:
             targets = [*(targets or ()), *team_targets]
     info.logging, info.no_message_logging = targets, redacts
+    enforced = [*_enforced(key.metadata), *(_enforced(team.metadata) if team is not None else ())]
+    if enforced:
+        info.enforced = tuple(dict.fromkeys(enforced))
     if key.expires is not None:
         expires = key.expires if key.expires.tzinfo is not None else key.expires.replace(tzinfo=UTC)
         info.expires = expires.timestamp()

@@ -610,6 +610,24 @@ def router_value(key: str, value: Any, source: str, section: str, warnings: list
     return value
 
 
+def refuse_unenforced(data: Mapping[str, Any], rg: Mapping[str, Any], source: str) -> None:
+    """Stop startup on LiteLLM settings that restrict access and that relaygate does not enforce, unless
+    ``relaygate_settings`` acknowledges serving without them: ``guardrails`` (:func:`refuse_guardrails`), and
+    ``general_settings.custom_auth`` (a Python function of LiteLLM's proxy that decides who may call) or
+    ``admin_only_routes`` (routes only a proxy admin may call). Ignoring either with a warning would let in
+    callers the operator meant to keep out."""
+    refuse_guardrails(data.get("guardrails"), rg.get("ignore_guardrails") is True, source)
+    general = data.get("general_settings")
+    if not isinstance(general, Mapping) or rg.get("ignore_custom_auth") is True:
+        return
+    for name, what in (("custom_auth", "LiteLLM's custom_auth functions"),
+                       ("admin_only_routes", "LiteLLM's admin_only_routes")):
+        if general.get(name):
+            raise ConfigError(source, f"general_settings.{name}", f"relaygate does not run {what}: callers it "
+                              "refuses would be let in. Remove it, or set relaygate_settings.ignore_custom_auth: "
+                              "true to serve with the gateway's own key checks knowingly")
+
+
 def refuse_guardrails(guardrails: Any, acknowledged: bool, source: str) -> None:
     """LiteLLM's top-level ``guardrails`` (PII masking, prompt-injection and moderation checks around every
     call) are not run by relaygate. Ignoring them with a warning would send every request to the providers

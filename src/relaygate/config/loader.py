@@ -95,7 +95,8 @@ _GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "backgrou
                  "maximum_spend_logs_retention_period", "maximum_spend_logs_retention_interval", "spend_logs_buffer",
                  "proxy_batch_write_at",
                  "enable_jwt_auth", "litellm_jwtauth", "litellm_key_header_name", "health_check_details",
-                 "global_max_parallel_requests"}
+                 "global_max_parallel_requests", "allowed_ips", "use_x_forwarded_for", "allowed_routes",
+                 "enforce_user_param", "enforced_params"}
 
 
 # ---------------------------------------------------------------------------------------------------- env
@@ -531,7 +532,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
             server_raw[k] = v
         elif k != "log_bodies":
             warnings.append(f"relaygate_settings.{k}: ignored")
-    litellm.refuse_guardrails(data.get("guardrails"), rg.get("ignore_guardrails") is True, source)
+    litellm.refuse_unenforced(data, rg, source)
 
     return _registered(Config(
         deployments=built.deployments,

@@ -15,6 +15,7 @@ import msgspec
 from relaygate.config.cache import CacheSettings
 from relaygate.config.key_policy import KeyPolicy
 from relaygate.config.observe import ObserveSettings
+from relaygate.core.access import parse_allowed_ips, parse_required_fields
 
 
 class Deployment(msgspec.Struct, kw_only=True):
@@ -190,6 +191,9 @@ class ServerSettings(msgspec.Struct, kw_only=True):
     ignore_guardrails: bool = False
     """Serve a LiteLLM config whose ``guardrails`` relaygate does not run (else a config error): the operator
     says requests may reach the providers without them."""
+    ignore_custom_auth: bool = False
+    """Serve a LiteLLM config whose ``custom_auth`` or ``admin_only_routes`` relaygate does not run (else a
+    config error): the operator says the gateway's own key checks are enough."""
     embedded_database: bool = True
     """Without ``general_settings.database_url`` / ``DATABASE_URL``: keep keys, teams, users ... in a SQLite
     file beside the config (``database_file``); false: no database (keys come from the config only)."""
@@ -287,11 +291,26 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     litellm_jwtauth: dict[str, Any] = {}
     """LiteLLM's ``litellm_jwtauth`` settings (claim fields, admin scope, ``public_key_ttl`` ...), read by
     ``auth.jwt_auth.JWTSettings``; single sign-on reads its ``team_ids_jwt_field`` too."""
+    allowed_ips: list[str] | None = None
+    """LiteLLM's client address allow-list (addresses or networks; ``auth.access``); None: any address."""
+    use_x_forwarded_for: bool = False
+    """LiteLLM's: the caller's address for ``allowed_ips`` is the last ``X-Forwarded-For`` hop."""
+    allowed_routes: list[str] | None = None
+    """LiteLLM's: the only paths the proxy serves (the probes excepted); None: every route."""
+    enforce_user_param: bool = False
+    """LiteLLM's: every LLM call must carry ``user`` (400 otherwise)."""
+    enforced_params: list[str] = []
+    """LiteLLM's: fields (``name`` or ``object.name``) every LLM call must carry (400 otherwise)."""
     default_internal_user_params: dict[str, Any] = {}
     """``litellm_settings.default_internal_user_params``: the fields (``user_role``, ``max_budget``, ``models``
     ...) of a user created at its first single sign-on."""
     """Completion records a worker keeps waiting for the spend sink (the database slow or down); past it
     the oldest are dropped, counted (``sink_dropped:spend``) and logged."""
+
+    def __post_init__(self) -> None:
+        if self.allowed_ips is not None:
+            parse_allowed_ips(self.allowed_ips)  # ValueError naming the entry
+        parse_required_fields(self.enforced_params, "enforced_params")
 
 
 class KeyConfig(msgspec.Struct, kw_only=True):

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from relaygate import events
+from relaygate.auth.access import AccessPolicy
 from relaygate.auth.changes import KeyChanges
 from relaygate.auth.shared import SharedKeys
 from relaygate.cache.routes import add_routes as add_cache_routes
@@ -109,6 +110,8 @@ class Gateway:
         self.pipeline.runtime.cache = self.response_cache
         self.routes = self._route_table()
         self._cors = CorsPolicy(config.server)
+        self._access = AccessPolicy(config.general)
+        """``allowed_ips`` / ``allowed_routes`` of the current config (``auth.access``), rebuilt on a reload."""
         self.root_path = root_path(os.environ.get("SERVER_ROOT_PATH"))
         """LiteLLM's ``SERVER_ROOT_PATH`` (``/api/v1``): every route is served under it too ("" when unset)."""
         """The CORS answers of the current config (``http.cors``), rebuilt when a reload changes it."""
@@ -163,7 +166,8 @@ class Gateway:
     def _route_table(self) -> RouteTable:
         t = RouteTable()
         run = self.pipeline.run
-        for path, fe in llm_routes():
+        self._frontends = dict(llm_routes())
+        for path, fe in self._frontends.items():
             t.add("POST", path, lambda sc, rc, sd, p, fe=fe: run(fe, sc, rc, sd, p))
             if isinstance(fe, Responses):  # the Responses API's conversation state is this gateway's
                 fe.bind(self)
@@ -200,7 +204,13 @@ class Gateway:
                     return
                 send = cors_send
                 break
+        general = self.pipeline.runtime.config.general
+        if self._access.source is not general:
+            self._access = AccessPolicy(general)
         try:
+            if self._access.active and (refused := self._access.refusal(scope, path)) is not None:
+                await self._refuse(method, path, send, refused)
+                return
             route = self.routes.match(method, path)
             await route.handler(scope, receive, send, route.params)
         except GatewayError as exc:
@@ -212,6 +222,15 @@ class Gateway:
         except Exception:
             log.exception("internal error on %s %s", method, path)
             await send_error(send, GatewayError("Internal server error", status=500))
+
+    async def _refuse(self, method: str, path: str, send: Send, exc: GatewayError) -> None:
+        """An ``allowed_ips`` / ``allowed_routes`` refusal, in the route's API shape (one log line)."""
+        fail_log.warning("%s %s -> %d %s", method, path[:200], exc.status, exc.message)
+        fe = self._frontends.get(path)
+        if fe is not None:
+            await fe.send_error(send, exc, None)
+        else:
+            await send_error(send, exc)
 
     # -- lifespan -----------------------------------------------------------------------------------
 

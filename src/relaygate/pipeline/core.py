@@ -34,6 +34,7 @@ import logging
 import time
 from collections.abc import Awaitable
 
+from relaygate.auth.access import check_fields, request_fields
 from relaygate.core import errors
 from relaygate.core.body import restamp_model
 from relaygate.core.errors import GatewayError, KeyLimitExceeded
@@ -95,6 +96,8 @@ class Pipeline:
             if who.jwt is not None:  # a JWT's allowed routes and end user (auth.jwt_routes); None for all others
                 who.jwt.admit(ex, scope["path"])
             await fe.parse(ex, scope, receive, params)
+            if who.key is not None and who.key.enforced is not None:  # the key's metadata.enforced_params
+                check_fields(request_fields(ex), who.key.enforced, "the key's metadata.enforced_params")
             if cap is not None:
                 self._admit(ex, cap)
             if rt.observer is not None or (who.key is not None and who.key.logging is not None):

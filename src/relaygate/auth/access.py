@@ -1,0 +1,150 @@
+"""LiteLLM's proxy-wide access restrictions of ``general_settings``, which no key lifts.
+
+- **Client addresses** (``allowed_ips``, ``use_x_forwarded_for``): a request from an address the list does not
+  cover gets a 403 in LiteLLM's words (``Access forbidden: IP address <ip> not allowed.``) on every route but
+  the orchestrator's probes (``/health/liveliness``, ``/health/liveness``, ``/health/readiness``, which LiteLLM
+  does not authenticate either), before anything else runs. Entries are addresses or networks
+  (``10.0.0.0/8``, ``2001:db8::/32``; LiteLLM compares exact strings only). With ``use_x_forwarded_for`` the
+  address is the *last* hop of ``X-Forwarded-For`` (the one the proxy in front of the gateway appended), not
+  the first a client may write itself; LiteLLM compares the whole header, so a client behind two proxies never
+  matches there. An address that does not parse is refused without being echoed.
+- **Routes** (``allowed_routes``): the paths (under ``SERVER_ROOT_PATH``) the proxy serves at all; any other
+  path gets LiteLLM's 403 ``Access forbidden: Route <path> not allowed`` (the probes excepted, as above).
+- **Required request fields** (``enforce_user_param``, ``enforced_params``, and a key's or its team's
+  ``metadata.enforced_params``): every LLM call must carry them (``user``; ``metadata.generation_name``:
+  a field of an object, one level down, as LiteLLM's). A call without one is a 400 naming the field, in the
+  route's own API shape. LiteLLM answers a missing ``user`` with a 401 and a missing enforced field with a
+  500; neither is the caller's credentials nor the server's fault, so relaygate says 400.
+
+Each check costs nothing unless configured: the gateway tests one attribute per request, the pipeline one
+hook (:class:`RequiredFields`, installed only with the settings) and one attribute of a key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from relaygate.core import errors
+from relaygate.core.access import Network, address, allowed, parse_allowed_ips
+
+__all__ = ["PROBES", "AccessPolicy", "RequiredFields", "check_fields", "request_fields"]
+
+PROBES = frozenset({"/health/liveliness", "/health/liveness", "/health/readiness"})
+"""Paths the orchestrator probes: never refused for the caller's address or route."""
+PASS_THROUGH = "pass_through_endpoint"
+"""``passthrough.forward.ROUTE_NAME``: the exchanges the required fields do not apply to."""
+
+
+class AccessPolicy:
+    """``allowed_ips`` and ``allowed_routes`` of one config (``general``: its ``GeneralSettings``)."""
+
+    __slots__ = ("source", "single", "networks", "forwarded", "routes")
+
+    def __init__(self, general: Any) -> None:
+        self.source = general
+        ips = general.allowed_ips
+        self.single: frozenset[str] | None = None
+        self.networks: tuple[Network, ...] = ()
+        if ips is not None:
+            self.single, self.networks = parse_allowed_ips(ips)
+        self.forwarded = bool(general.use_x_forwarded_for)
+        routes = general.allowed_routes
+        self.routes = frozenset(routes) if routes is not None else None
+
+    @property
+    def active(self) -> bool:
+        return self.single is not None or self.routes is not None
+
+    def client(self, scope: Any) -> str | None:
+        """The caller's address: the peer's, or with ``use_x_forwarded_for`` the last hop of the last
+        ``X-Forwarded-For`` header (the peer's when there is none); None when it does not parse."""
+        if self.forwarded:
+            last = None
+            for k, v in scope["headers"]:
+                if k == b"x-forwarded-for":
+                    last = v
+            if last is not None:
+                return address(bytes(last).rsplit(b",", 1)[-1].decode("latin-1"))
+        peer = scope.get("client")
+        return address(str(peer[0])) if peer else None
+
+    def refusal(self, scope: Any, path: str) -> errors.GatewayError | None:
+        """Why this request may not be served (an error to send), or None."""
+        if path in PROBES:
+            return None
+        if self.single is not None:
+            ip = self.client(scope)
+            if ip is None:
+                return errors.GatewayError("Access forbidden: IP address not allowed.", status=403, type="auth_error",
+                                           param="None")
+            if not allowed(ip, self.single, self.networks):
+                return errors.GatewayError(f"Access forbidden: IP address {ip} not allowed.", status=403,
+                                           type="auth_error", param="None")
+        if self.routes is not None and path not in self.routes:
+            shown = path if len(path) <= 200 else path[:200] + "..."
+            return errors.GatewayError(f"Access forbidden: Route {shown} not allowed", status=403, type="auth_error",
+                                       param="None")
+        return None
+
+
+def request_fields(ex: Any) -> dict[str, Any]:
+    """The request's top-level fields as the client sent them (control fields such as ``metadata`` included),
+    for presence tests; decoded only here, so only when a required field is configured."""
+    state = ex.state
+    req = getattr(state, "req", None) if state is not None else None
+    if isinstance(req, dict):
+        out = dict(req)
+    else:
+        form = getattr(state, "form", None) if state is not None else None
+        if isinstance(form, dict):
+            out = dict(form)
+        else:
+            out = {}
+            body = ex.body
+            if isinstance(body, (bytes, bytearray, memoryview)):
+                try:
+                    decoded = orjson.loads(body)
+                except orjson.JSONDecodeError:
+                    decoded = None
+                if isinstance(decoded, dict):
+                    out = decoded
+    if ex.control:
+        out.update(ex.control)
+    return out
+
+
+def check_fields(fields: dict[str, Any], required: Sequence[str], setting: str) -> None:
+    """A 400 naming the first of ``required`` (``name`` or ``object.name``) that ``fields`` lacks."""
+    for path in required:
+        head, dot, rest = path.partition(".")
+        if head not in fields:
+            raise errors.BadRequest(f"BadRequest please pass param={head} in request body. This is a required "
+                                    f"param ({setting})", param=head)
+        if dot:
+            inner = fields[head]
+            if not isinstance(inner, dict) or rest not in inner:
+                raise errors.BadRequest(f"BadRequest please pass param=[{head}][{rest}] in request body. This is a "
+                                        f"required param ({setting})", param=path)
+
+
+class RequiredFields:
+    """The ``before_route`` hook of ``enforce_user_param`` and ``enforced_params`` (see the module docstring)."""
+
+    __slots__ = ("user", "params")
+
+    def __init__(self, enforce_user: bool, params: Sequence[str]) -> None:
+        self.user = enforce_user
+        self.params = tuple(params)
+
+    def __call__(self, ex: Any) -> None:
+        if ex.route == PASS_THROUGH:  # a provider's own API, forwarded as it is (LiteLLM's checks skip it too)
+            return None
+        fields = request_fields(ex)
+        if self.user and "user" not in fields:
+            raise errors.BadRequest("'user' param not passed in. 'enforce_user_param'=True", param="user")
+        if self.params:
+            check_fields(fields, self.params, "general_settings.enforced_params")
+        return None

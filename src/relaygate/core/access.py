@@ -1,0 +1,67 @@
+"""The access settings' sans-IO pieces: client addresses against LiteLLM's ``allowed_ips`` (addresses and
+networks), and the request fields ``enforced_params`` names."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["Network", "address", "allowed", "field_path", "parse_allowed_ips", "parse_required_fields"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_allowed_ips(entries: Iterable[Any]) -> tuple[frozenset[str], tuple[Network, ...]]:
+    """``allowed_ips`` as (single addresses, networks); ``ValueError`` naming the first entry that is
+    neither."""
+    single: set[str] = set()
+    nets: list[Network] = []
+    for i, entry in enumerate(entries):
+        try:
+            if not isinstance(entry, str):
+                raise ValueError(entry)
+            net = ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"allowed_ips[{i}]: {entry!r} is not an IP address or network") from None
+        if net.num_addresses == 1:
+            single.add(str(net.network_address))
+        else:
+            nets.append(net)
+    return frozenset(single), tuple(nets)
+
+
+def parse_required_fields(entries: Iterable[Any], setting: str) -> list[str]:
+    """``enforced_params``: each ``name`` or ``object.name``; ``ValueError`` naming the first that is not."""
+    out = []
+    for i, entry in enumerate(entries):
+        if not field_path(entry):
+            raise ValueError(f"{setting}[{i}]: {entry!r}: expected a field name or object.field")
+        out.append(entry)
+    return out
+
+
+def field_path(entry: Any) -> bool:
+    """Whether ``entry`` names a request field as ``enforced_params`` does: ``name`` or ``object.name``."""
+    return isinstance(entry, str) and all(entry.split(".")) and entry.count(".") <= 1
+
+
+def address(text: str) -> str | None:
+    """``text`` as a normalised address (an IPv4-mapped IPv6 address as its IPv4 one), or None."""
+    try:
+        addr = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+def allowed(ip: str, single: frozenset[str], networks: tuple[Network, ...]) -> bool:
+    """Whether the normalised address ``ip`` (:func:`address`) is one of ``single`` or in one of ``networks``."""
+    if ip in single:
+        return True
+    if not networks:
+        return False
+    addr = ipaddress.ip_address(ip)
+    return any(addr in net for net in networks if net.version == addr.version)

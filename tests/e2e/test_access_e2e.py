@@ -1,0 +1,92 @@
+"""End to end: LiteLLM's proxy-wide access settings through a real Granian process, as the openai and anthropic
+SDKs see them — ``allowed_ips`` with ``use_x_forwarded_for`` (the proxy in front is played by the client's
+``X-Forwarded-For``), ``enforce_user_param``, and a key's ``metadata.enforced_params`` set through
+``/key/generate`` on the embedded database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.conftest import GatewayProc, start_gateway
+
+pytestmark = pytest.mark.e2e
+
+MASTER = "sk-e2e-access"
+ALLOWED = "10.20.30.40"
+FROM_ALLOWED = {"X-Forwarded-For": f"198.51.100.1, {ALLOWED}"}
+CONFIG = f"""
+model_list:
+  - model_name: chat
+    litellm_params: {{model: mock/echo}}
+general_settings:
+  master_key: {MASTER}
+  allowed_ips: ["{ALLOWED}", "10.99.0.0/16"]
+  use_x_forwarded_for: true
+  enforce_user_param: true
+"""
+MSGS = [{"role": "user", "content": "one two"}]
+
+
+@pytest.fixture(scope="module")
+def gw() -> Iterator[GatewayProc]:
+    with start_gateway(CONFIG) as proc:
+        yield proc
+
+
+def test_an_address_outside_the_list_is_refused_on_every_api(gw: GatewayProc) -> None:
+    oa = openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        oa.chat.completions.create(model="chat", messages=MSGS, user="u")
+    assert info.value.status_code == 403
+    assert "Access forbidden: IP address 127.0.0.1 not allowed." in str(info.value)
+    spoof = openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0,
+                          default_headers={"X-Forwarded-For": f"{ALLOWED}, 203.0.113.5"})
+    with pytest.raises(openai.PermissionDeniedError):  # the first hop is the client's to write
+        spoof.models.list()
+    an = anthropic.Anthropic(base_url=gw.url, api_key=MASTER, max_retries=0)
+    with pytest.raises(anthropic.PermissionDeniedError):
+        an.messages.create(model="chat", max_tokens=8, messages=MSGS)
+    with httpx.Client(base_url=gw.url, timeout=10) as c:
+        assert c.get("/health/liveliness").status_code == 200  # probes stay open
+        assert c.get("/key/list", headers={"Authorization": f"Bearer {MASTER}"}).status_code == 403
+        ok = c.get("/health/liveliness", headers={"X-Forwarded-For": "10.99.3.4"})
+        assert ok.status_code == 200
+        assert c.get("/v1/models", headers={"Authorization": f"Bearer {MASTER}",
+                                            "X-Forwarded-For": "10.99.3.4"}).status_code == 200
+    assert "-> 403 Access forbidden: IP address 127.0.0.1 not allowed." in gw.log()
+
+
+def test_every_llm_call_must_name_its_user(gw: GatewayProc) -> None:
+    oa = openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, default_headers=FROM_ALLOWED)
+    with pytest.raises(openai.BadRequestError) as info:
+        oa.chat.completions.create(model="chat", messages=MSGS)
+    assert "'user' param not passed in" in str(info.value)
+    r = oa.chat.completions.create(model="chat", messages=MSGS, user="u-1")
+    assert r.choices[0].message.content
+
+
+def test_a_keys_enforced_params(gw: GatewayProc) -> None:
+    with httpx.Client(base_url=gw.url, timeout=10, headers=FROM_ALLOWED) as c:
+        made = c.post("/key/generate", headers={"Authorization": f"Bearer {MASTER}"},
+                      json={"metadata": {"enforced_params": ["metadata.generation_name"]}})
+        assert made.status_code == 200, made.text
+        key = made.json()["key"]
+    oa = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0, default_headers=FROM_ALLOWED)
+    with pytest.raises(openai.BadRequestError) as info:
+        oa.chat.completions.create(model="chat", messages=MSGS, user="u")
+    assert "param=metadata in request body" in str(info.value)
+    with pytest.raises(openai.BadRequestError) as info:
+        oa.chat.completions.create(model="chat", messages=MSGS, user="u",
+                                   metadata={"trace": "t"})
+    assert "param=[metadata][generation_name]" in str(info.value)
+    r = oa.chat.completions.create(model="chat", messages=MSGS, user="u",
+                                   metadata={"generation_name": "nightly"})
+    assert r.choices[0].message.content
+    # the master key (no key row) is not bound by that key's fields
+    master = openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, default_headers=FROM_ALLOWED)
+    assert master.chat.completions.create(model="chat", messages=MSGS, user="u").id
