@@ -147,6 +147,20 @@ def test_allowed_routes_limit_the_paths_served() -> None:
     asyncio.run(main())
 
 
+def test_allowed_routes_take_litellms_route_groups_and_prefixes() -> None:
+    gw = gateway(allowed_routes=["LiteLLMRoutes.openai_routes", "info_routes", "/key/*"])
+
+    async def main() -> None:
+        assert (await call(gw, "POST", "/v1/chat/completions", CHAT, AUTH)).status == 200
+        assert (await call(gw, "POST", "/chat/completions", CHAT, AUTH)).status == 200
+        assert (await call(gw, "GET", "/v1/models", headers=AUTH)).status == 200
+        assert (await call(gw, "GET", "/key/list", headers=AUTH)).status == 503  # served: no database here
+        assert (await call(gw, "POST", "/v1/messages", MESSAGES, AUTH)).status == 403
+        assert (await call(gw, "POST", "/team/new", {}, AUTH)).status == 403
+
+    asyncio.run(main())
+
+
 def test_enforce_user_param_asks_every_llm_call_for_user() -> None:
     gw = gateway(enforce_user_param=True)
 

@@ -8,8 +8,10 @@
   address is the *last* hop of ``X-Forwarded-For`` (the one the proxy in front of the gateway appended), not
   the first a client may write itself; LiteLLM compares the whole header, so a client behind two proxies never
   matches there. An address that does not parse is refused without being echoed.
-- **Routes** (``allowed_routes``): the paths (under ``SERVER_ROOT_PATH``) the proxy serves at all; any other
-  path gets LiteLLM's 403 ``Access forbidden: Route <path> not allowed`` (the probes excepted, as above).
+- **Routes** (``allowed_routes``): the paths (under ``SERVER_ROOT_PATH``) the proxy serves at all — literal
+  paths, ``prefix*`` entries and LiteLLM's route groups (``openai_routes``, ``LiteLLMRoutes.public_routes``
+  ...; ``auth.jwt_routes.RouteSet``); any other path gets LiteLLM's 403 ``Access forbidden: Route <path> not
+  allowed`` (the probes excepted, as above).
 - **Required request fields** (``enforce_user_param``, ``enforced_params``, and a key's or its team's
   ``metadata.enforced_params``): every LLM call must carry them (``user``; ``metadata.generation_name``:
   a field of an object, one level down, as LiteLLM's). A call without one is a 400 naming the field, in the
@@ -27,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from relaygate.auth.jwt_routes import RouteSet
 from relaygate.core import errors
 from relaygate.core.access import Network, address, allowed, parse_allowed_ips
 
@@ -52,7 +55,7 @@ class AccessPolicy:
             self.single, self.networks = parse_allowed_ips(ips)
         self.forwarded = bool(general.use_x_forwarded_for)
         routes = general.allowed_routes
-        self.routes = frozenset(routes) if routes is not None else None
+        self.routes = RouteSet([r.removeprefix("LiteLLMRoutes.") for r in routes]) if routes is not None else None
 
     @property
     def active(self) -> bool:
@@ -83,7 +86,7 @@ class AccessPolicy:
             if not allowed(ip, self.single, self.networks):
                 return errors.GatewayError(f"Access forbidden: IP address {ip} not allowed.", status=403,
                                            type="auth_error", param="None")
-        if self.routes is not None and path not in self.routes:
+        if self.routes is not None and not self.routes.allows(path):
             shown = path if len(path) <= 200 else path[:200] + "..."
             return errors.GatewayError(f"Access forbidden: Route {shown} not allowed", status=403, type="auth_error",
                                        param="None")
