@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from relaygate.auth import PrincipalResolver, StoreKeys, access_groups
-from relaygate.auth.access import RequiredFields
+from relaygate.auth.access import RequiredFields, customer_header
 from relaygate.config.model import Config
 from relaygate.cost import Pricer
 from relaygate.http.body import BodyLimits
@@ -39,7 +39,7 @@ check's common case then costs no coroutine."""
 class Runtime:
     __slots__ = ("config", "generation", "router", "principals", "max_body", "body_limits", "keepalive",
                  "watch_unary", "allow_private_media", "before_route", "answer_headers", "prices", "cache", "observer",
-                 "ensure_targets", "max_parallel", "_timeouts")
+                 "ensure_targets", "max_parallel", "user_header", "_timeouts")
 
     def __init__(self, config: Config, router: Router, principals: PrincipalResolver, generation: int = 0,
                  before_route: tuple[BeforeRoute, ...] = (), metrics: Any = None) -> None:
@@ -56,6 +56,9 @@ class Runtime:
         self.max_parallel = config.general.global_max_parallel_requests
         """``general_settings.global_max_parallel_requests`` (``Pipeline.inflight``); None: no bound."""
         g = config.general
+        self.user_header = customer_header(g)
+        """The header naming the customer (``general_settings.user_header_name`` / ``user_header_mappings``),
+        lower-case; None: only ``x-litellm-end-user-id`` / ``x-litellm-customer-id`` and the body's ``user``."""
         if g.enforce_user_param or g.enforced_params:  # the fields every LLM call must carry (auth.access)
             before_route = (RequiredFields(g.enforce_user_param, g.enforced_params), *before_route)
         self.before_route = before_route

@@ -209,3 +209,21 @@ def test_a_reload_applies_the_new_address_list(tmp_path: Path) -> None:
         assert (await call(gw, "POST", "/v1/chat/completions", CHAT, AUTH)).status == 403
 
     asyncio.run(main())
+
+
+def test_the_customer_header_setting() -> None:
+    from relaygate.auth.access import customer_header
+
+    def header(**general: Any) -> bytes | None:
+        return customer_header(msgspec.convert(general, GeneralSettings))
+
+    assert header() is None
+    assert header(user_header_name="X-OpenWebUI-User-Email") == b"x-openwebui-user-email"
+    assert header(user_header_name="X-A", user_header_mappings=[
+        {"header_name": "X-B", "litellm_user_role": "internal_user"},
+        {"header_name": "X-C", "litellm_user_role": "CUSTOMER"}]) == b"x-c"
+    assert header(user_header_mappings={"header_name": "X-D", "litellm_user_role": "customer"}) == b"x-d"
+    assert header(user_header_name="X-A", user_header_mappings=[{"header_name": "X-B"}]) == b"x-a"
+    for bad in ({"user_header_name": "X Bad"}, {"user_header_mappings": [{"litellm_user_role": "customer"}]}):
+        with pytest.raises(msgspec.ValidationError, match="is not a header name"):
+            msgspec.convert(bad, GeneralSettings)

@@ -5,7 +5,8 @@ SDKs see them — ``allowed_ips`` with ``use_x_forwarded_for`` (the proxy in fro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import anthropic
 import httpx
@@ -90,3 +91,55 @@ def test_a_keys_enforced_params(gw: GatewayProc) -> None:
     # the master key (no key row) is not bound by that key's fields
     master = openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, default_headers=FROM_ALLOWED)
     assert master.chat.completions.create(model="chat", messages=MSGS, user="u").id
+
+
+CUSTOMER_CONFIG = f"""
+model_list:
+  - model_name: chat
+    litellm_params: {{model: mock/echo, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}
+general_settings:
+  master_key: {MASTER}
+  user_header_mappings:
+    - {{header_name: X-OpenWebUI-User-Id, litellm_user_role: internal_user}}
+    - {{header_name: X-OpenWebUI-User-Email, litellm_user_role: customer}}
+"""
+
+
+def _poll(check: Callable[[], bool], limit: float = 20.0) -> bool:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_the_customer_header_names_the_end_user_for_spend_and_blocking() -> None:
+    """``user_header_mappings`` (a customer entry; the internal_user one is warned about and ignored): the
+    header's value is the request's end user in its spend-log row, and a blocked customer named by it is
+    refused as one named by the body's ``user``."""
+    admin = {"Authorization": f"Bearer {MASTER}"}
+    with start_gateway(CUSTOMER_CONFIG) as gw, httpx.Client(base_url=gw.url, timeout=10) as c:
+        assert "user_header_mappings: role 'internal_user' ignored" in gw.log()
+        key = c.post("/key/generate", headers=admin, json={}).json()["key"]
+        oa = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0,
+                           default_headers={"X-OpenWebUI-User-Email": "alice@example.com",
+                                            "X-OpenWebUI-User-Id": "someone-else"})
+        assert oa.chat.completions.create(model="chat", messages=MSGS).id
+
+        def logged() -> bool:
+            rows = c.get("/spend/logs", headers=admin).json()
+            return any(r["end_user"] == "alice@example.com" and r["user"] == "" for r in rows)
+
+        assert _poll(logged), c.get("/spend/logs", headers=admin).text
+        assert c.post("/customer/block", headers=admin, json={"user_ids": ["bob@example.com"]}).status_code == 200
+        bob = {"Authorization": f"Bearer {key}", "X-OpenWebUI-User-Email": "bob@example.com"}
+        body = {"model": "chat", "messages": MSGS}
+        assert _poll(lambda: c.post("/v1/chat/completions", headers=bob, json=body).status_code == 400)
+        refused = c.post("/v1/chat/completions", headers=bob, json=body)
+        assert "User blocked from making LLM API Calls. User=bob@example.com" in refused.text
+        # the x-litellm header, when sent, names the customer instead; others are served
+        assert c.post("/v1/chat/completions", json=body, headers={**bob, "x-litellm-end-user-id": "carol"}
+                      ).status_code == 200
+        assert c.post("/v1/chat/completions", json=body, headers={**bob, "X-OpenWebUI-User-Email": "dave"}
+                      ).status_code == 200

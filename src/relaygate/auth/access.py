@@ -31,9 +31,9 @@ import orjson
 
 from relaygate.auth.jwt_routes import RouteSet
 from relaygate.core import errors
-from relaygate.core.access import Network, address, allowed, parse_allowed_ips
+from relaygate.core.access import Network, address, allowed, header_name, parse_allowed_ips
 
-__all__ = ["PROBES", "AccessPolicy", "RequiredFields", "check_fields", "request_fields"]
+__all__ = ["PROBES", "AccessPolicy", "RequiredFields", "check_fields", "customer_header", "request_fields"]
 
 PROBES = frozenset({"/health/liveliness", "/health/liveness", "/health/readiness"})
 """Paths the orchestrator probes: never refused for the caller's address or route."""
@@ -151,3 +151,14 @@ class RequiredFields:
         if self.params:
             check_fields(fields, self.params, "general_settings.enforced_params")
         return None
+
+
+def customer_header(general: Any) -> bytes | None:
+    """The header a customer's id arrives in (``Runtime.user_header``): the ``customer`` entry of
+    ``user_header_mappings``, else ``user_header_name``; None: neither is set."""
+    mappings = general.user_header_mappings
+    for m in [mappings] if isinstance(mappings, dict) else mappings or []:
+        if str(m.get("litellm_user_role", "")).lower() == "customer":
+            return header_name(m.get("header_name"), "user_header_mappings")
+    name = general.user_header_name
+    return header_name(name, "user_header_name") if name else None

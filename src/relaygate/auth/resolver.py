@@ -553,10 +553,14 @@ class PrincipalResolver:
                     raise customer_blocked(who)
 
     async def check_customer_body(self, ex: Any) -> None:
-        """The ``before_route`` hook: the body's ``user`` field names a blocked customer -> 400."""
+        """The ``before_route`` hook: the body's ``user`` field, or the header ``user_header_name`` names, is a
+        blocked customer -> 400."""
         user = getattr(ex.view, "user", None)
         if isinstance(user, str) and user in self.blocked_customers:
             raise customer_blocked(user)
+        over = ex.over
+        if over is not None and over.end_user is not None and over.end_user in self.blocked_customers:
+            raise customer_blocked(over.end_user)
 
     # -- invalidation -------------------------------------------------------------------------------
 

@@ -610,7 +610,7 @@ def router_value(key: str, value: Any, source: str, section: str, warnings: list
     return value
 
 
-def refuse_unenforced(data: Mapping[str, Any], rg: Mapping[str, Any], source: str) -> None:
+def refuse_unenforced(data: Mapping[str, Any], rg: Mapping[str, Any], source: str, warnings: list[str]) -> None:
     """Stop startup on LiteLLM settings that restrict access and that relaygate does not enforce, unless
     ``relaygate_settings`` acknowledges serving without them: ``guardrails`` (:func:`refuse_guardrails`), and
     ``general_settings.custom_auth`` (a Python function of LiteLLM's proxy that decides who may call) or
@@ -618,7 +618,15 @@ def refuse_unenforced(data: Mapping[str, Any], rg: Mapping[str, Any], source: st
     callers the operator meant to keep out."""
     refuse_guardrails(data.get("guardrails"), rg.get("ignore_guardrails") is True, source)
     general = data.get("general_settings")
-    if not isinstance(general, Mapping) or rg.get("ignore_custom_auth") is True:
+    if not isinstance(general, Mapping):
+        return
+    mappings = general.get("user_header_mappings")
+    for m in [mappings] if isinstance(mappings, dict) else mappings if isinstance(mappings, list) else []:
+        role = m.get("litellm_user_role") if isinstance(m, dict) else None
+        if str(role).lower() != "customer":
+            warnings.append(f"general_settings.user_header_mappings: role {role!r} ignored (only customer: a "
+                            "header naming the internal user would let a caller charge another user's budget)")
+    if rg.get("ignore_custom_auth") is True:
         return
     for name, what in (("custom_auth", "LiteLLM's custom_auth functions"),
                        ("admin_only_routes", "LiteLLM's admin_only_routes")):

@@ -89,14 +89,13 @@ _KEY_POLICY = ("default_key_generate_params", "upperbound_key_generate_params", 
 _LITELLM_SETTINGS_ACCEPTED = {"drop_params", "set_verbose", "request_timeout", "modify_params", "ssl_verify",
                               "ssl_certificate"}
 _GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "background_health_checks",
-                 "health_check_interval", "max_request_size_mb", "proxy_port",
-                 "user_api_key_cache_ttl", "allow_requests_on_db_unavailable",
-                 "store_model_in_db", "disable_spend_logs", "store_prompts_in_spend_logs",
-                 "maximum_spend_logs_retention_period", "maximum_spend_logs_retention_interval", "spend_logs_buffer",
-                 "proxy_batch_write_at",
+                 "health_check_interval", "max_request_size_mb", "proxy_port", "user_api_key_cache_ttl",
+                 "allow_requests_on_db_unavailable", "store_model_in_db", "disable_spend_logs",
+                 "store_prompts_in_spend_logs", "maximum_spend_logs_retention_period",
+                 "maximum_spend_logs_retention_interval", "spend_logs_buffer", "proxy_batch_write_at",
                  "enable_jwt_auth", "litellm_jwtauth", "litellm_key_header_name", "health_check_details",
                  "global_max_parallel_requests", "allowed_ips", "use_x_forwarded_for", "allowed_routes",
-                 "enforce_user_param", "enforced_params"}
+                 "enforce_user_param", "enforced_params", "user_header_name", "user_header_mappings"}
 
 
 # ---------------------------------------------------------------------------------------------------- env
@@ -532,7 +531,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
             server_raw[k] = v
         elif k != "log_bodies":
             warnings.append(f"relaygate_settings.{k}: ignored")
-    litellm.refuse_unenforced(data, rg, source)
+    litellm.refuse_unenforced(data, rg, source, warnings)
 
     return _registered(Config(
         deployments=built.deployments,

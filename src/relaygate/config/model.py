@@ -15,7 +15,7 @@ import msgspec
 from relaygate.config.cache import CacheSettings
 from relaygate.config.key_policy import KeyPolicy
 from relaygate.config.observe import ObserveSettings
-from relaygate.core.access import parse_allowed_ips, parse_required_fields
+from relaygate.core.access import header_name, parse_allowed_ips, parse_required_fields
 
 
 class Deployment(msgspec.Struct, kw_only=True):
@@ -301,6 +301,12 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     """LiteLLM's: every LLM call must carry ``user`` (400 otherwise)."""
     enforced_params: list[str] = []
     """LiteLLM's: fields (``name`` or ``object.name``) every LLM call must carry (400 otherwise)."""
+    user_header_name: str | None = None
+    """LiteLLM's: a header naming the customer (end user) when no ``x-litellm-end-user-id`` does, before the
+    body's ``user``: spend logs and customer budgets."""
+    user_header_mappings: list[dict[str, Any]] | dict[str, Any] | None = None
+    """LiteLLM's newer spelling: ``[{header_name, litellm_user_role: customer}]`` (wins over ``user_header_name``);
+    entries of other roles are ignored with a warning."""
     default_internal_user_params: dict[str, Any] = {}
     """``litellm_settings.default_internal_user_params``: the fields (``user_role``, ``max_budget``, ``models``
     ...) of a user created at its first single sign-on."""
@@ -311,6 +317,11 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
         if self.allowed_ips is not None:
             parse_allowed_ips(self.allowed_ips)  # ValueError naming the entry
         parse_required_fields(self.enforced_params, "enforced_params")
+        if self.user_header_name is not None:
+            header_name(self.user_header_name, "user_header_name")
+        mappings = self.user_header_mappings
+        for i, m in enumerate([mappings] if isinstance(mappings, dict) else mappings or []):
+            header_name(m.get("header_name"), f"user_header_mappings[{i}].header_name")
 
 
 class KeyConfig(msgspec.Struct, kw_only=True):

@@ -4,10 +4,11 @@ networks), and the request fields ``enforced_params`` names."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Network", "address", "allowed", "field_path", "parse_allowed_ips", "parse_required_fields"]
+__all__ = ["Network", "address", "allowed", "field_path", "header_name", "parse_allowed_ips", "parse_required_fields"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -65,3 +66,14 @@ def allowed(ip: str, single: frozenset[str], networks: tuple[Network, ...]) -> b
         return False
     addr = ipaddress.ip_address(ip)
     return any(addr in net for net in networks if net.version == addr.version)
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def header_name(value: Any, setting: str) -> bytes:
+    """A configured header name, lower-case, as the ASGI scope spells it; ``ValueError`` naming ``setting``
+    when it is not an HTTP token."""
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value.strip()):
+        raise ValueError(f"{setting}: {value!r} is not a header name")
+    return value.strip().lower().encode("ascii")

@@ -89,7 +89,7 @@ class Pipeline:
         cap = rt.max_parallel
         try:
             headers = scope["headers"]
-            over = ex.over = Overrides(headers, rt.max_body)
+            over = ex.over = Overrides(headers, rt.max_body, rt.user_header)
             ex.call_id = over.call_id or new_call_id()
             principals = rt.principals
             who = ex.who = principals.resolve_cached(headers) or await principals.resolve(headers)

@@ -122,13 +122,14 @@ class Overrides:
 
     __slots__ = ("call_id", "num_retries", "timeout", "tags", "end_user", "spend_meta")
 
-    def __init__(self, headers: Iterable[tuple[bytes, bytes]], max_body: int) -> None:
+    def __init__(self, headers: Iterable[tuple[bytes, bytes]], max_body: int, user_header: bytes | None = None) -> None:
         self.call_id: bytes | None = None
         self.num_retries: int | None = None
         self.timeout: float | None = None
         self.tags: list[str] | None = None
         self.end_user: str | None = None
-        """``x-litellm-end-user-id`` / ``x-litellm-customer-id``: the customer, for spend logs."""
+        """``x-litellm-end-user-id`` / ``x-litellm-customer-id`` (else the header ``user_header_name`` names): the
+        customer, for spend logs and customer budgets."""
         self.spend_meta: Any = None
         """``x-litellm-spend-logs-metadata`` (a JSON object), for spend logs."""
         for k, v in headers:
@@ -151,6 +152,10 @@ class Overrides:
                     self.spend_meta = spend_metadata(v)
             elif k == b"content-length":
                 declared_length(v, max_body)
+        if user_header is not None and self.end_user is None:  # general_settings.user_header_name (LiteLLM's)
+            for k, v in headers:
+                if k == user_header:
+                    self.end_user = v.decode("utf-8", "replace").strip()[:256] or None
 
     def merge_body(self, num_retries: Any, timeout: Any) -> None:
         """Body values (``num_retries``, ``timeout``) apply where no header gave one."""
