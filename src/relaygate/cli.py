@@ -39,10 +39,11 @@ import yaml  # type: ignore[import-untyped]
 
 from relaygate import __version__, reload
 from relaygate.config import ConfigError, load_config
+from relaygate.config.env import load_dotenv_file
 from relaygate.config.loader import single_model
 from relaygate.config.model import ServerSettings
 from relaygate.http.app import SUPERVISOR_ENV
-from relaygate.logs import setup_logging
+from relaygate.logs import escape_controls, setup_logging
 from relaygate.metrics import METRICS_DIR_ENV
 from relaygate.store import StoreError, database_url, embedded_default_url, make_store, open_store, redact_url
 from relaygate.store.pgurl import url_from_env
@@ -421,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("--version", "-V", "version"):
         print(f"relaygate {__version__}")
         return 0
+    loaded = load_dotenv_file()  # LiteLLM's .env, before any os.environ/ reference is resolved
+    if loaded is not None and loaded[1]:
+        print(escape_controls(f"relaygate: set {len(loaded[1])} variable(s) from {loaded[0]}: {', '.join(loaded[1])}"),
+              file=sys.stderr)
     if argv and argv[0] == "check-config":
         return check_config(argv[1:])
     if argv and argv[0] == "serve":

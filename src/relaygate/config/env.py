@@ -214,3 +214,29 @@ def resolve(provider: str, params: dict[str, Any]) -> dict[str, Any]:
     if provider == "bedrock":
         params = aws_profile(params)
     return read_files(fill_from_env(provider, params))
+
+
+_TRUTHY = frozenset({"1", "true", "t", "yes", "y"})
+
+
+def load_dotenv_file(directory: str | None = None) -> tuple[str, list[str]] | None:
+    """LiteLLM's start-up ``.env``: while ``LITELLM_MODE`` is ``DEV`` (its default) and
+    ``LITELLM_DISABLE_DOTENV`` is not true, the variables of the ``.env`` file in ``directory`` (the working
+    directory) are set where the environment does not already have them (python-dotenv's parser, LiteLLM's).
+    LiteLLM lets ``find_dotenv`` walk up from its own package for the file; relaygate reads the working
+    directory's only, so which file is read does not depend on where the package is installed. Returns the
+    file and the names it set (never their values), or None when no file was read."""
+    if os.environ.get("LITELLM_MODE", "DEV") != "DEV" or \
+            os.environ.get("LITELLM_DISABLE_DOTENV", "").strip().casefold() in _TRUTHY:
+        return None
+    path = os.path.join(directory or os.getcwd(), ".env")
+    if not os.path.isfile(path):
+        return None
+    from dotenv import dotenv_values
+
+    names = []
+    for name, value in dotenv_values(path).items():
+        if value is not None and name not in os.environ:
+            os.environ[name] = value
+            names.append(name)
+    return path, names
