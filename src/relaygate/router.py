@@ -33,6 +33,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence, TypeVar
 
+from relaygate.catalog import default_catalog
 from relaygate.config.model import Config, Deployment, RouterSettings
 from relaygate.core import routing, tokens
 from relaygate.core.errors import (
@@ -107,7 +108,7 @@ class ModelGroup:
     """A model group: its targets (index = position) and the priority tiers the strategies walk."""
 
     __slots__ = ("name", "targets", "weights", "stats", "tiers", "limited", "token_limited", "tags", "tag_masks",
-                 "budget_mask")
+                 "budget_mask", "windows")
 
     def __init__(self, name: str, targets: list[Target]) -> None:
         self.name = name
@@ -126,6 +127,8 @@ class ModelGroup:
         self.tags = [frozenset(t.dep.tags) for t in targets]
         self.tag_masks: dict[frozenset[str] | None, int | None] = {}  # per request tag set (bounded below)
         self.budget_mask: tuple[int, int] | None = None  # (version, mask) of ``budgets.providers``
+        self.windows: tuple[int | None, ...] | None = None
+        """Each target's ``max_input_tokens`` for ``enable_pre_call_checks`` (None: off, or none known)."""
 
     def target_of(self, s: DeploymentStats) -> Target:
         """The target of ``s``: at ``s.index`` unless a newer router (reload) took ``s`` over and renumbered it."""
@@ -520,6 +523,10 @@ class Router:
                 if forbidden | over == (1 << len(group.targets)) - 1:
                     raise budgets.crossed(group, over)
                 excluded = forbidden = forbidden | over
+        if group.windows is not None and ctx.messages:  # enable_pre_call_checks: deployments the prompt fits
+            small = self._too_small(group, group.windows, self._prompt_tokens(ctx), forbidden)
+            if small:
+                excluded = forbidden = forbidden | small
         used = 0
         last: GatewayError | None = None
         strategy, tiers, rand, stream = self.strategy, group.tiers, self._rand, ctx.stream
@@ -609,6 +616,24 @@ class Router:
                              f"tags={sorted(ctx.tags or ())}", param="tags")
         return mask
 
+    @staticmethod
+    def _too_small(group: ModelGroup, windows: tuple[int | None, ...], need: int, forbidden: int) -> int:
+        """The mask of ``group``'s targets whose context window the prompt (``need`` tokens, estimated) exceeds;
+        LiteLLM's ``_pre_call_checks`` error (a ``ContextWindowExceeded``: ``context_window_fallbacks`` apply)
+        when that is every target not ``forbidden`` already (tags, provider budgets)."""
+        small = 0
+        for i, w in enumerate(windows):
+            if w is not None and need > w:
+                small |= 1 << i
+        if small & ~forbidden and small | forbidden == (1 << len(windows)) - 1:
+            i = max((j for j in range(len(windows)) if small >> j & 1 and not forbidden >> j & 1),
+                    key=lambda j: windows[j] or 0)
+            raise ContextWindowExceeded(
+                "litellm._pre_call_checks: Context Window exceeded for given call. No models have context window "
+                f"large enough for this call.\nModel={group.targets[i].dep.upstream_model}, Max Input Tokens="
+                f"{windows[i]}, Got={need}", type="invalid_request_error")
+        return small
+
     def _group(self, name: str, targets: list[Target]) -> ModelGroup:
         """A model group; its only deployment (``solo``) is never cooled down unless the group has fallbacks
         (as LiteLLM: cooling it would turn one upstream hiccup into ``cooldown_time`` of 429s for all)."""
@@ -619,6 +644,11 @@ class Router:
                              or routing.fallback_groups(s.content_policy_fallbacks, name))
         for st in group.stats:
             st.solo = len(targets) == 1 and not has_fallbacks
+        if s.enable_pre_call_checks:
+            catalog = default_catalog()
+            windows = tuple((e.max_input_tokens if (e := catalog.for_deployment(t.dep)) is not None else None)
+                            for t in targets)
+            group.windows = windows if any(w is not None for w in windows) else None
         return group
 
     def _count_failure(self, s: DeploymentStats, exc: GatewayError, now: float) -> None:
