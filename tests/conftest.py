@@ -29,6 +29,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 # a `relaygate serve` without a config keeps its SQLite database in the data directory: never the tester's own
 os.environ.setdefault("RELAYGATE_DATA_DIR", tempfile.mkdtemp(prefix="rg-data-"))
+# a Bedrock deployment without credentials asks EC2's instance metadata last, as the AWS SDKs do: never a real
+# one from the tests (the IMDS tests name their own local endpoint)
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 # -- skips are failures unless justified ---------------------------------------------------------------
 # A skip that hides a missing part (an undeclared package, a server that did not start, an extension that

@@ -1,5 +1,6 @@
-"""Bedrock with temporary AWS credentials (``upstream.aws_identity``): which source a deployment uses, the STS and
-container-endpoint exchanges and their failures (sans IO), and a real gateway on EKS-style web identity
+"""Bedrock with temporary AWS credentials (``upstream.aws_identity``): which source a deployment uses, the STS,
+container-endpoint and instance-metadata (IMDS) exchanges and their failures (sans IO), a real gateway on an EC2
+instance profile (a local IMDSv2), and a real gateway on EKS-style web identity
 (``AWS_ROLE_ARN`` + ``AWS_WEB_IDENTITY_TOKEN_FILE``) against a local STS and a local Bedrock endpoint that
 checks each request's SigV4 signature with botocore, the keys renewed when they near expiry and the
 rotated token file read again."""
@@ -42,7 +43,9 @@ def sts_xml(n: int, expires_in: float) -> bytes:
 
 def test_which_source(monkeypatch: pytest.MonkeyPatch) -> None:
     assert credentials_for({"aws_access_key_id": "AK", "aws_secret_access_key": "SK"}, "us-east-1") is None
-    assert credentials_for({}, "us-east-1") is None
+    imds = credentials_for({}, "us-east-1")  # nothing configured: EC2's instance profile, last, as the SDKs
+    assert imds is not None and imds.kind == "imds" and imds.direct
+    assert credentials_for({"aws_ec2_metadata_disabled": "true"}, "us-east-1") is None
     # the environment reaches the adapter as parameters, read once by config.env (the SDKs' variables)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_BEARER_TOKEN_BEDROCK"):
         monkeypatch.delenv(name, raising=False)
@@ -219,3 +222,150 @@ general_settings:
         assert s.signed_with[-1] == "ASIATEMP2" and s.bad_signatures == []
         log = gw.log()
         assert "secret-1" not in log and "session-2" not in log and "eyJ.rotated-token" not in log
+
+
+def _imds_answer(n: int, expires_in: float) -> bytes:
+    return orjson.dumps({"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": f"ASIATEMP{n}",
+                         "SecretAccessKey": f"secret-{n}", "Token": f"session-{n}", "Expiration": _stamp(expires_in)})
+
+
+def test_imds_exchange_sans_io() -> None:
+    """IMDSv2's three steps, the IMDSv1 fallback when the session token is refused, and the failures."""
+    now = time.time()
+    c = AwsCredentials("imds", "us-east-1", url="http://imds")
+    put = c.refresh_request(now)
+    assert (put.method, put.url) == ("PUT", "http://imds/latest/api/token")
+    assert dict(put.headers)["X-aws-ec2-metadata-token-ttl-seconds"] == "21600"
+    assert c.accept(200, b"tok-1", now) is True
+    role = c.refresh_request(now)
+    assert role.url == "http://imds/latest/meta-data/iam/security-credentials/"
+    assert dict(role.headers)["X-aws-ec2-metadata-token"] == "tok-1"
+    assert c.accept(200, b"gateway-role\n", now) is True
+    keys = c.refresh_request(now)
+    assert keys.url == "http://imds/latest/meta-data/iam/security-credentials/gateway-role"
+    assert c.accept(200, _imds_answer(1, 3600), now) is False
+    assert (c.access_key, c.secret_key, c.session_token) == ("ASIATEMP1", "secret-1", "session-1") and c.valid(now)
+    v1 = AwsCredentials("imds", "us-east-1", url="http://imds")
+    v1.refresh_request(now)
+    assert v1.accept(403, b"", now) is True  # no session token: IMDSv1
+    assert "X-aws-ec2-metadata-token" not in dict(v1.refresh_request(now).headers)
+    strict = AwsCredentials("imds", "us-east-1", url="http://imds", v1=False)
+    strict.refresh_request(now)
+    with pytest.raises(errors.GatewayError, match="refused a session token"):
+        strict.accept(403, b"", now)
+    no_role = AwsCredentials("imds", "us-east-1", url="http://imds")
+    no_role.refresh_request(now)
+    no_role.accept(200, b"t", now)
+    with pytest.raises(errors.AuthError, match="names no instance profile role"):
+        no_role.accept(404, b"", now)
+
+
+def test_imds_unreachable_is_a_401_remembered() -> None:
+    """No instance metadata (a closed port): a 401 naming the endpoint, and for IMDS_RETRY seconds the same
+    answer at once, with no second attempt."""
+    import asyncio
+    import socket
+
+    from relaygate.upstream.calls import refresh_token
+    from relaygate.upstream.identity import aclose_identity_clients, identity_client
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    c = credentials_for({"aws_ec2_metadata_endpoint": f"http://127.0.0.1:{port}"}, "us-east-1")
+    assert c is not None and c.kind == "imds"
+
+    async def main() -> None:
+        with pytest.raises(errors.AuthError, match=f"EC2 instance metadata at http://127.0.0.1:{port} gave none"):
+            await refresh_token(c, identity_client())
+        t0 = time.monotonic()
+        with pytest.raises(errors.AuthError, match="gave none"):
+            await refresh_token(c, identity_client())
+        assert time.monotonic() - t0 < 0.5 and not c.refreshing
+        await aclose_identity_clients()
+
+    asyncio.run(main())
+
+
+class _Imds:
+    """A local instance metadata service (IMDSv2) handing out ASIATEMP<n> keys, the first soon to expire."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+        self.issued = 0
+        served = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_PUT(self) -> None:
+                served.calls.append(("PUT", self.path, self.headers.get("X-aws-ec2-metadata-token-ttl-seconds", "")))
+                self._send(200, b"imds-session")
+
+            def do_GET(self) -> None:
+                served.calls.append(("GET", self.path, self.headers.get("X-aws-ec2-metadata-token", "")))
+                if self.headers.get("X-aws-ec2-metadata-token") != "imds-session":
+                    self._send(401, b"")
+                elif self.path == "/latest/meta-data/iam/security-credentials/":
+                    self._send(200, b"gateway-role")
+                elif self.path == "/latest/meta-data/iam/security-credentials/gateway-role":
+                    served.issued += 1
+                    self._send(200, _imds_answer(served.issued, 302.0 if served.issued == 1 else 3600.0))
+                else:
+                    self._send(404, b"")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.e2e
+def test_bedrock_on_an_ec2_instance_profile_through_a_gateway(servers: tuple[_Servers, Path]) -> None:
+    s, _ = servers
+    imds = _Imds()
+    cfg = f"""
+model_list:
+  - model_name: claude
+    litellm_params:
+      model: bedrock/anthropic.claude-3-haiku-20240307-v1:0
+      aws_region_name: us-west-2
+      aws_bedrock_runtime_endpoint: http://127.0.0.1:{s.bedrock.server_address[1]}
+general_settings:
+  master_key: sk-master-aws
+"""
+    env = {"AWS_EC2_METADATA_DISABLED": "", "AWS_EC2_METADATA_SERVICE_ENDPOINT": f"http://127.0.0.1:{imds.server.server_address[1]}",
+           "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_BEARER_TOKEN_BEDROCK": "",
+           "AWS_ROLE_ARN": "", "AWS_WEB_IDENTITY_TOKEN_FILE": "", "AWS_PROFILE": "",
+           # the metadata service is called directly: a proxy in the environment must not see it
+           "HTTP_PROXY": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": ""}
+    try:
+        with start_gateway(cfg, env=env) as gw:
+            def ask() -> str:
+                r = httpx.post(gw.url + "/v1/chat/completions", timeout=30,
+                               headers={"authorization": "Bearer sk-master-aws"},
+                               json={"model": "claude", "messages": [{"role": "user", "content": "hi"}]})
+                assert r.status_code == 200, r.text
+                return str(r.json()["choices"][0]["message"]["content"])
+
+            assert ask() == "signed" and ask() == "signed"
+            assert imds.issued == 1 and s.signed_with == ["ASIATEMP1", "ASIATEMP1"]
+            assert [c[:2] for c in imds.calls] == [("PUT", "/latest/api/token"),
+                                                   ("GET", "/latest/meta-data/iam/security-credentials/"),
+                                                   ("GET", "/latest/meta-data/iam/security-credentials/gateway-role")]
+            time.sleep(2.5)  # the first keys are now within five minutes of their expiry
+            assert ask() == "signed"
+            assert imds.issued == 2 and s.signed_with[-1] == "ASIATEMP2" and s.bad_signatures == []
+            log = gw.log()
+            assert "secret-1" not in log and "session-2" not in log and "imds-session" not in log
+    finally:
+        imds.close()

@@ -22,6 +22,7 @@ from typing import Any, Awaitable
 from relaygate.core.errors import GatewayError
 from relaygate.upstream import media as _media
 from relaygate.upstream.base import Timeouts, Transport, UpstreamRequest, UpstreamResponse
+from relaygate.upstream.identity import IdentityClient, identity_client
 
 
 async def refresh_token(source: Any, transport: Transport) -> None:
@@ -32,12 +33,25 @@ async def refresh_token(source: Any, transport: Transport) -> None:
     if not source.needs_refresh(now) or (source.refreshing and source.valid(now)):
         return
     source.refreshing = True
+    timeouts = getattr(source, "refresh_timeouts", None) or _REFRESH_TIMEOUTS
+    if getattr(source, "direct", False) and isinstance(transport, IdentityClient):
+        transport = identity_client(direct=True)  # a link-local metadata endpoint: never through a proxy
     try:
-        resp = await transport.send(source.refresh_request(now), Timeouts(connect=10.0, first_byte=30.0, idle=30.0,
-                                                                          total=30.0))
-        source.accept(resp.status, await resp.read(), time.time())
+        for _ in range(_REFRESH_STEPS):  # an exchange of several requests (IMDSv2) answers true until its last
+            resp = await transport.send(source.refresh_request(now), timeouts)
+            if not source.accept(resp.status, await resp.read(), time.time()):
+                break
+    except Exception as exc:
+        failed = getattr(source, "failed", None)  # a source that words (and remembers) its own failures
+        if failed is None:
+            raise
+        raise failed(time.time(), exc) from None
     finally:
         source.refreshing = False
+
+
+_REFRESH_TIMEOUTS = Timeouts(connect=10.0, first_byte=30.0, idle=30.0, total=30.0)
+_REFRESH_STEPS = 4
 
 
 #: most upstream calls in flight at once for one client call that an adapter split (``build_requests``)

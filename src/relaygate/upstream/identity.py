@@ -52,8 +52,8 @@ class IdentityResponse:
 
 
 class IdentityClient:
-    def __init__(self, proxy: str | None = None) -> None:
-        self._client = httpx.AsyncClient(proxy=proxy, trust_env=proxy is None, follow_redirects=False)
+    def __init__(self, proxy: str | None = None, *, direct: bool = False) -> None:
+        self._client = httpx.AsyncClient(proxy=proxy, trust_env=proxy is None and not direct, follow_redirects=False)
 
     async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> IdentityResponse:
         if not isinstance(request.body, bytes):
@@ -83,13 +83,19 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str | None, 
     weakref.WeakKeyDictionary())
 
 
-def identity_client(proxy: str | None = None) -> IdentityClient:
-    """This event loop's client for ``proxy`` (None: direct, or the environment's proxy)."""
+def identity_client(proxy: str | None = None, *, direct: bool = False) -> IdentityClient:
+    """This event loop's client for ``proxy`` (None: direct, or the environment's proxy); ``direct``: never a
+    proxy, whatever the environment says (the link-local metadata endpoints of EC2 and ECS)."""
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
-    client = per_loop.get(proxy)
+    name = _DIRECT if direct else proxy
+    client = per_loop.get(name)
     if client is None:
-        client = per_loop[proxy] = IdentityClient(proxy)
+        client = per_loop[name] = IdentityClient(None if direct else proxy, direct=direct)
     return client
+
+
+_DIRECT = "\0direct"
+"""The per-loop key of the client that ignores the environment's proxies."""
 
 
 async def aclose_identity_clients() -> None:
