@@ -32,6 +32,8 @@ os.environ.setdefault("RELAYGATE_DATA_DIR", tempfile.mkdtemp(prefix="rg-data-"))
 # a Bedrock deployment without credentials asks EC2's instance metadata last, as the AWS SDKs do: never a real
 # one from the tests (the IMDS tests name their own local endpoint)
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+# likewise Azure's managed identity (an Azure deployment without a key): a closed local port, refused at once
+os.environ.setdefault("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:9")
 
 # -- skips are failures unless justified ---------------------------------------------------------------
 # A skip that hides a missing part (an undeclared package, a server that did not start, an extension that

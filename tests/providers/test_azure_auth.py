@@ -1,5 +1,6 @@
 """Azure OpenAI with an Entra ID identity (``upstream.azure_identity``): which source a deployment uses, the token
-requests (client secret, federated token file) and answers, and a real gateway on AKS-style workload
+requests (client secret, federated token file, managed identity) and answers, a real gateway on an App Service
+managed identity, and a real gateway on AKS-style workload
 identity (``AZURE_TENANT_ID`` / ``AZURE_CLIENT_ID`` / ``AZURE_FEDERATED_TOKEN_FILE`` / ``AZURE_AUTHORITY_HOST``)
 against a local token endpoint and a local Azure OpenAI endpoint that records the bearer it gets, the token
 renewed near its expiry with the rotated file read again."""
@@ -20,12 +21,26 @@ import pytest
 
 from relaygate.config.env import fill_from_env
 from relaygate.core import errors
-from relaygate.upstream.azure_identity import ASSERTION_TYPE, SCOPE, EntraToken, entra_for
+from relaygate.upstream.azure_identity import ASSERTION_TYPE, SCOPE, EntraToken, ManagedIdentityToken, entra_for
 from tests.conftest import start_gateway
 
 
 def test_which_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert entra_for({}, False) is None
+    vm = entra_for({}, False)  # no key, no client credentials: the VM's managed identity (instance metadata)
+    assert isinstance(vm, ManagedIdentityToken) and vm.direct
+    req = vm.refresh_request(0)
+    assert req.method == "GET" and dict(req.headers) == {"Metadata": "true"}
+    assert req.url == ("http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&"
+                       "resource=https%3A%2F%2Fcognitiveservices.azure.com")
+    user = entra_for({"client_id": "c9", "azure_imds_endpoint": "http://pod-identity:2579/"}, False)
+    assert user is not None and user.refresh_request(0).url.startswith(
+        "http://pod-identity:2579/metadata/identity/oauth2/token?") and "client_id=c9" in user.refresh_request(0).url
+    app = entra_for({"azure_identity_endpoint": "http://localhost:42356/msi/token", "azure_identity_header": "h-1",
+                     "azure_scope": "api://x/.default"}, False)
+    assert app is not None and dict(app.refresh_request(0).headers) == {"X-IDENTITY-HEADER": "h-1"}
+    assert app.refresh_request(0).url == ("http://localhost:42356/msi/token?api-version=2019-08-01&"
+                                          "resource=api%3A%2F%2Fx")
+    assert entra_for({}, True) is None  # a key wins
     t = entra_for({"tenant_id": "t1", "client_id": "c1", "client_secret": "s1"}, False)
     assert t is not None and t.refresh_request(0).url == "https://login.microsoftonline.com/t1/oauth2/v2.0/token"
     form = urllib.parse.parse_qs(bytes(t.refresh_request(0).body).decode())  # type: ignore[arg-type]
@@ -163,3 +178,82 @@ general_settings:
         assert len(s.grants) == 2 and s.grants[1]["client_assertion"] == ["eyJ.rotated"]
         assert s.bearers[-1] == "Bearer entra-2|"
         assert "eyJ.rotated" not in gw.log() and "entra-2" not in gw.log()
+
+
+def test_managed_identity_unreachable_is_a_401_remembered() -> None:
+    import asyncio
+    import socket
+
+    from relaygate.upstream.calls import refresh_token
+    from relaygate.upstream.identity import aclose_identity_clients, identity_client
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    t = entra_for({"azure_imds_endpoint": f"http://127.0.0.1:{port}"}, False)
+    assert t is not None
+
+    async def main() -> None:
+        with pytest.raises(errors.AuthError, match=f"managed identity endpoint http://127.0.0.1:{port}/metadata"):
+            await refresh_token(t, identity_client())
+        t0 = time.monotonic()
+        with pytest.raises(errors.AuthError, match="gave no token"):
+            await refresh_token(t, identity_client())
+        assert time.monotonic() - t0 < 0.5
+        await aclose_identity_clients()
+
+    asyncio.run(main())
+
+
+@pytest.mark.e2e
+def test_azure_on_a_managed_identity_through_a_gateway(servers: tuple[_Servers, Path]) -> None:
+    """App Service / Container Apps style: IDENTITY_ENDPOINT + IDENTITY_HEADER, a user-assigned identity."""
+    s, _ = servers
+    calls: list[tuple[str, str]] = []
+
+    class Identity(BaseHTTPRequestHandler):
+        def log_message(self, *a: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            calls.append((self.path, self.headers.get("X-IDENTITY-HEADER", "")))
+            q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            ok = self.headers.get("X-IDENTITY-HEADER") == "secret-header" and q.get("client_id") == ["uami-1"] and \
+                q.get("resource") == ["https://cognitiveservices.azure.com"]
+            body = orjson.dumps({"access_token": f"mi-{len(calls)}", "expires_in": "3599", "token_type": "Bearer",
+                                 "resource": "https://cognitiveservices.azure.com"} if ok else
+                                {"error": "invalid_request", "error_description": "Identity not found"})
+            self.send_response(200 if ok else 400)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    identity = ThreadingHTTPServer(("127.0.0.1", 0), Identity)
+    threading.Thread(target=identity.serve_forever, daemon=True).start()
+    cfg = f"""
+model_list:
+  - model_name: gpt
+    litellm_params:
+      model: azure/my-gpt4o
+      api_base: http://127.0.0.1:{s.azure.server_address[1]}
+      api_version: "2024-10-21"
+general_settings:
+  master_key: sk-master-entra
+"""
+    env = {"IDENTITY_ENDPOINT": f"http://127.0.0.1:{identity.server_address[1]}/msi/token",
+           "IDENTITY_HEADER": "secret-header", "AZURE_CLIENT_ID": "uami-1", "AZURE_TENANT_ID": "",
+           "AZURE_CLIENT_SECRET": "", "AZURE_FEDERATED_TOKEN_FILE": "", "AZURE_API_KEY": "",
+           "AZURE_OPENAI_API_KEY": "", "AZURE_AD_TOKEN": "", "HTTP_PROXY": "http://127.0.0.1:9",
+           "http_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": ""}
+    try:
+        with start_gateway(cfg, env=env) as gw:
+            for _ in range(2):
+                r = httpx.post(gw.url + "/v1/chat/completions", timeout=30,
+                               headers={"authorization": "Bearer sk-master-entra"},
+                               json={"model": "gpt", "messages": [{"role": "user", "content": "hi"}]})
+                assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "entra", r.text
+            assert len(calls) == 1 and s.bearers == ["Bearer mi-1|", "Bearer mi-1|"]
+            assert "secret-header" not in gw.log() and "mi-1" not in gw.log()
+    finally:
+        identity.shutdown()
+        identity.server_close()

@@ -60,6 +60,9 @@ ENV: dict[str, tuple[Rule, ...]] = {
               # used by a deployment without a key or a static token (upstream.azure_identity)
               ("tenant_id", ("AZURE_TENANT_ID",), None), ("client_id", ("AZURE_CLIENT_ID",), None),
               ("client_secret", ("AZURE_CLIENT_SECRET",), None),
+              ("azure_identity_endpoint", ("IDENTITY_ENDPOINT",), None),
+              ("azure_identity_header", ("IDENTITY_HEADER",), None),
+              ("azure_imds_endpoint", ("AZURE_POD_IDENTITY_AUTHORITY_HOST",), None),
               ("azure_federated_token_file", ("AZURE_FEDERATED_TOKEN_FILE",), None),
               ("azure_authority_host", ("AZURE_AUTHORITY_HOST",), None)),
     "azure_ai": _std(("AZURE_AI_API_KEY",), ("AZURE_AI_API_BASE",)),
