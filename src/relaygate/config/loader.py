@@ -95,7 +95,8 @@ _GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "backgrou
                  "maximum_spend_logs_retention_interval", "spend_logs_buffer", "proxy_batch_write_at",
                  "enable_jwt_auth", "litellm_jwtauth", "litellm_key_header_name", "health_check_details",
                  "global_max_parallel_requests", "allowed_ips", "use_x_forwarded_for", "allowed_routes",
-                 "enforce_user_param", "enforced_params", "user_header_name", "user_header_mappings"}
+                 "enforce_user_param", "enforced_params", "user_header_name", "user_header_mappings",
+                 "ui_access_mode"}
 
 
 # ---------------------------------------------------------------------------------------------------- env

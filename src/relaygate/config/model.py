@@ -15,7 +15,7 @@ import msgspec
 from relaygate.config.cache import CacheSettings
 from relaygate.config.key_policy import KeyPolicy
 from relaygate.config.observe import ObserveSettings
-from relaygate.core.access import header_name, parse_allowed_ips, parse_required_fields
+from relaygate.core.access import check_ui_access_mode, header_name, parse_allowed_ips, parse_required_fields
 
 
 class Deployment(msgspec.Struct, kw_only=True):
@@ -304,6 +304,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     user_header_name: str | None = None
     """LiteLLM's: a header naming the customer (end user) when no ``x-litellm-end-user-id`` does, before the
     body's ``user``: spend logs and customer budgets."""
+    ui_access_mode: str | dict[str, Any] = "all"
+    """LiteLLM's: ``admin_only`` (only proxy admins sign in to the UI) or a ``restricted_sso_group`` object
+    (``ui.access``); ``all``: every user."""
     user_header_mappings: list[dict[str, Any]] | dict[str, Any] | None = None
     """LiteLLM's newer spelling: ``[{header_name, litellm_user_role: customer}]`` (wins over ``user_header_name``);
     entries of other roles are ignored with a warning."""
@@ -317,6 +320,7 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
         if self.allowed_ips is not None:
             parse_allowed_ips(self.allowed_ips)  # ValueError naming the entry
         parse_required_fields(self.enforced_params, "enforced_params")
+        check_ui_access_mode(self.ui_access_mode)
         if self.user_header_name is not None:
             header_name(self.user_header_name, "user_header_name")
         mappings = self.user_header_mappings

@@ -1,5 +1,5 @@
 """The access settings' sans-IO pieces: client addresses against LiteLLM's ``allowed_ips`` (addresses and
-networks), and the request fields ``enforced_params`` names."""
+networks), the request fields ``enforced_params`` names, header names, and ``ui_access_mode``'s shape."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Network", "address", "allowed", "field_path", "header_name", "parse_allowed_ips", "parse_required_fields"]
+__all__ = ["Network", "address", "allowed", "check_ui_access_mode", "field_path", "header_name", "parse_allowed_ips",
+           "parse_required_fields"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -77,3 +78,17 @@ def header_name(value: Any, setting: str) -> bytes:
     if not isinstance(value, str) or not _TOKEN.fullmatch(value.strip()):
         raise ValueError(f"{setting}: {value!r} is not a header name")
     return value.strip().lower().encode("ascii")
+
+
+def check_ui_access_mode(mode: Any) -> None:
+    """``ValueError`` naming what is wrong with a ``ui_access_mode`` value."""
+    if isinstance(mode, str):
+        if mode not in ("all", "admin_only"):
+            raise ValueError(f"ui_access_mode: expected all, admin_only or a restricted_sso_group object, got {mode!r}")
+        return
+    if mode.get("type") != "restricted_sso_group" or not isinstance(mode.get("restricted_sso_group"), str) \
+            or not mode["restricted_sso_group"]:
+        raise ValueError("ui_access_mode: an object needs type: restricted_sso_group and restricted_sso_group: <group>")
+    field = mode.get("sso_group_jwt_field", "groups")
+    if not isinstance(field, str) or not field:
+        raise ValueError("ui_access_mode.sso_group_jwt_field: expected a claim name")

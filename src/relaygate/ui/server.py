@@ -49,7 +49,7 @@ from relaygate.http.respond import send_error, send_json
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Outgoing, Receive, Scope, Send
 from relaygate.store import NotFound, Store, User
-from relaygate.ui import passwords, rows, sessions
+from relaygate.ui import access, passwords, rows, sessions
 from relaygate.ui.assets import Asset, AssetStore, etag
 from relaygate.ui.limits import SignInLimiter
 
@@ -95,6 +95,8 @@ def _guarded(handler: _Handler) -> _Handler:
     async def run(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         out = secured(send)
         try:
+            if access.disabled():
+                raise GatewayError(access.DISABLED, status=403, type="auth_error", param="None")
             await handler(scope, receive, out, params)
         except GatewayError as exc:
             await send_error(out, exc)
@@ -200,6 +202,11 @@ class UIServer:
             raise GatewayError(BAD_CREDENTIALS, status=401, type="auth_error", param="None")
         self.limiter.succeeded(names[1])
         user_id, role, via, email = found
+        refused = access.role_refusal(self.gw.config.general, role)
+        if refused is not None:
+            log.warning("UI sign-in refused for %s from %s: role %s (ui_access_mode)", user_id or _escape(username),
+                        ip, role)
+            raise GatewayError(refused, status=403, type="auth_error", param="None")
         await sessions.revoke(self.gw, scope)  # a session the browser still had ends: one live session each
         cookie, session = await sessions.issue(self.gw, scope, user_id=user_id, role=role, via=via, user_email=email)
         log.info("UI sign-in: %s as %s (%s)", user_id or _escape(username), role, via)

@@ -60,7 +60,7 @@ from relaygate.core.errors import GatewayError
 from relaygate.http.types import Scope
 from relaygate.store import NotFound, Store
 from relaygate.store.records import UISession
-from relaygate.ui import rows
+from relaygate.ui import access, rows
 
 __all__ = ["CACHE_TTL", "COOKIE", "CSRF_HEADER", "Session", "admin_fingerprint", "authenticate", "client_ip",
            "forget_user", "is_https", "issue", "lookup", "revoke", "session_ttl", "trusted_peer"]
@@ -317,10 +317,18 @@ def _remember(st: _Worker, h: str, s: Session | None) -> None:
 
 async def lookup(gw: Any, scope: Scope) -> Session | None:
     """The live session the request's cookie names, with its user's current role; None when there is no
-    cookie or it is unknown, expired, revoked, or its user is gone or blocked."""
+    cookie or it is unknown, expired, revoked, or its user is gone or blocked, or no longer allowed the UI
+    (``ui.access``: ``ui_access_mode``, ``DISABLE_ADMIN_UI``)."""
     value = _cookie(scope)
-    if value is None:
+    if value is None or access.disabled():
         return None
+    s = await _lookup(gw, value)
+    if s is not None and access.role_refusal(gw.config.general, s.role) is not None:  # ui_access_mode
+        return None
+    return s
+
+
+async def _lookup(gw: Any, value: str) -> Session | None:
     store: Store | None = gw.store
     if store is None:
         key = _signing_key(gw)

@@ -58,6 +58,7 @@ from typing import Any
 
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
+from relaygate.ui import access
 
 __all__ = ["SSOError", "add_routes", "sso_enabled"]
 
@@ -120,6 +121,8 @@ def add_routes(t: RouteTable, gw: Any) -> None:
 
 
 def _start(gw: Any, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    if access.disabled():
+        raise SSOError(403, access.DISABLED)
     if not sso_enabled(gw):
         return 404, [], _page("Single sign-on is not configured",
                               "Set GENERIC_CLIENT_ID, GENERIC_CLIENT_SECRET, GENERIC_AUTHORIZATION_ENDPOINT and "
@@ -150,6 +153,8 @@ def _start(gw: Any, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes
 
 
 async def _callback(gw: Any, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    if access.disabled():
+        raise SSOError(403, access.DISABLED)
     if not sso_enabled(gw):
         raise SSOError(404, "Single sign-on is not configured.")
     q = dict(urllib.parse.parse_qsl(scope.get("query_string", b"").decode("latin-1")))
@@ -169,7 +174,14 @@ async def _callback(gw: Any, scope: Scope) -> tuple[int, list[tuple[bytes, bytes
     if not code:
         raise SSOError(400, "The identity provider sent no authorization code.")
     claims = await _claims(scope, code, str(flow.get("v", "")), str(flow.get("n", "")))
+    general = gw.config.general
+    refused = access.group_refusal(general, claims)
+    if refused is not None:
+        raise SSOError(403, refused)
     user_id, role, email = await upsert_user(gw, claims)
+    refused = access.role_refusal(general, role)
+    if refused is not None:
+        raise SSOError(403, refused)
     from relaygate.ui import sessions
 
     cookie, _ = await sessions.issue(gw, scope, user_id=user_id, role=role, via="sso", user_email=email)
