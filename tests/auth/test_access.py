@@ -89,7 +89,9 @@ def test_bad_settings_stop_startup_naming_them(tmp_path: Path, general: dict[str
 
 
 @pytest.mark.parametrize("name,value", [("custom_auth", "custom_auth.user_api_key_auth"),
-                                        ("admin_only_routes", ["/key/generate"])])
+                                        ("admin_only_routes", ["/key/generate"]),
+                                        ("custom_key_generate", "custom_auth.custom_generate_key_fn"),
+                                        ("custom_sso", "custom_sso.custom_sso_handler")])
 def test_access_settings_relaygate_does_not_run_stop_startup_unless_acknowledged(tmp_path: Path, name: str,
                                                                                  value: Any) -> None:
     p = tmp_path / "c.yaml"

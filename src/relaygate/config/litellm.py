@@ -613,9 +613,10 @@ def router_value(key: str, value: Any, source: str, section: str, warnings: list
 def refuse_unenforced(data: Mapping[str, Any], rg: Mapping[str, Any], source: str, warnings: list[str]) -> None:
     """Stop startup on LiteLLM settings that restrict access and that relaygate does not enforce, unless
     ``relaygate_settings`` acknowledges serving without them: ``guardrails`` (:func:`refuse_guardrails`), and
-    ``general_settings.custom_auth`` (a Python function of LiteLLM's proxy that decides who may call) or
-    ``admin_only_routes`` (routes only a proxy admin may call). Ignoring either with a warning would let in
-    callers the operator meant to keep out."""
+    ``general_settings.custom_auth`` (a Python function of LiteLLM's proxy that decides who may call),
+    ``admin_only_routes`` (routes only a proxy admin may call), ``custom_key_generate`` (a function that
+    vets key generation) or ``custom_sso`` (a function that decides what a signed-in user becomes).
+    Ignoring any with a warning would let in callers, keys or roles the operator meant to keep out."""
     refuse_guardrails(data.get("guardrails"), rg.get("ignore_guardrails") is True, source)
     general = data.get("general_settings")
     if not isinstance(general, Mapping):
@@ -629,7 +630,9 @@ def refuse_unenforced(data: Mapping[str, Any], rg: Mapping[str, Any], source: st
     if rg.get("ignore_custom_auth") is True:
         return
     for name, what in (("custom_auth", "LiteLLM's custom_auth functions"),
-                       ("admin_only_routes", "LiteLLM's admin_only_routes")):
+                       ("admin_only_routes", "LiteLLM's admin_only_routes"),
+                       ("custom_key_generate", "LiteLLM's custom_key_generate functions"),
+                       ("custom_sso", "LiteLLM's custom_sso handlers")):
         if general.get(name):
             raise ConfigError(source, f"general_settings.{name}", f"relaygate does not run {what}: callers it "
                               "refuses would be let in. Remove it, or set relaygate_settings.ignore_custom_auth: "
