@@ -22,6 +22,7 @@ from typing import Any
 
 from relaygate.auth import PrincipalResolver, StoreKeys, access_groups
 from relaygate.auth.access import RequiredFields, customer_header
+from relaygate.auth.keys import key_header
 from relaygate.config.model import Config
 from relaygate.cost import Pricer
 from relaygate.http.body import BodyLimits
@@ -39,7 +40,7 @@ check's common case then costs no coroutine."""
 class Runtime:
     __slots__ = ("config", "generation", "router", "principals", "max_body", "body_limits", "keepalive",
                  "watch_unary", "allow_private_media", "before_route", "answer_headers", "prices", "cache", "observer",
-                 "ensure_targets", "max_parallel", "user_header", "_timeouts")
+                 "ensure_targets", "max_parallel", "user_header", "forward_headers", "forward_org", "_timeouts")
 
     def __init__(self, config: Config, router: Router, principals: PrincipalResolver, generation: int = 0,
                  before_route: tuple[BeforeRoute, ...] = (), metrics: Any = None) -> None:
@@ -56,6 +57,10 @@ class Runtime:
         self.max_parallel = config.general.global_max_parallel_requests
         """``general_settings.global_max_parallel_requests`` (``Pipeline.inflight``); None: no bound."""
         g = config.general
+        self.forward_headers: tuple[bytes | None] | None = (
+            (key_header(g.litellm_key_header_name),) if g.forward_client_headers_to_llm_api else None)
+        """``forward_client_headers_to_llm_api``: (the custom key header, never forwarded); None: off."""
+        self.forward_org = g.forward_openai_org_id
         self.user_header = customer_header(g)
         """The header naming the customer (``general_settings.user_header_name`` / ``user_header_mappings``),
         lower-case; None: only ``x-litellm-end-user-id`` / ``x-litellm-customer-id`` and the body's ``user``."""

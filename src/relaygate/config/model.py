@@ -304,6 +304,11 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     user_header_name: str | None = None
     """LiteLLM's: a header naming the customer (end user) when no ``x-litellm-end-user-id`` does, before the
     body's ``user``: spend logs and customer budgets."""
+    forward_client_headers_to_llm_api: bool = False
+    """LiteLLM's: the client's ``x-`` headers and ``anthropic-beta`` go on to the provider (never one that
+    carries the gateway's key; ``pipeline.overrides.forwardable``)."""
+    forward_openai_org_id: bool = False
+    """LiteLLM's: the client's ``OpenAI-Organization`` header goes on to OpenAI and Azure deployments."""
     ui_access_mode: str | dict[str, Any] = "all"
     """LiteLLM's: ``admin_only`` (only proxy admins sign in to the UI) or a ``restricted_sso_group`` object
     (``ui.access``); ``all``: every user."""

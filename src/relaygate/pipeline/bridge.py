@@ -54,6 +54,7 @@ def chat_exchange(ex: Exchange) -> Exchange:
     chat.body = _encoder.encode(out)  # the other values are copied as the client wrote them
     chat.view = decode_view("chat", chat.body)
     chat.model, chat.stream, chat.ctx, chat.control, chat.call_id = ex.model, ex.stream, ex.ctx, ex.control, ex.call_id
+    chat.over, chat.obs = ex.over, ex.obs  # what the upstream request carries beyond the body (frontend.add_headers)
     return chat
 
 

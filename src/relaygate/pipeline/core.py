@@ -48,7 +48,7 @@ from relaygate.observe.capture import Capture, traced
 from relaygate.pipeline import batch, control
 from relaygate.pipeline.exchange import Exchange
 from relaygate.pipeline.frontend import Frontend, Spent
-from relaygate.pipeline.overrides import Overrides, new_call_id
+from relaygate.pipeline.overrides import Overrides, forwardable, new_call_id, organization
 from relaygate.pipeline.stream import relay_stream
 from relaygate.router import Lease, RouteContext
 from relaygate.runtime import Runtime
@@ -90,6 +90,10 @@ class Pipeline:
         try:
             headers = scope["headers"]
             over = ex.over = Overrides(headers, rt.max_body, rt.user_header)
+            if rt.forward_headers is not None:  # forward_client_headers_to_llm_api
+                over.forward = forwardable(headers, rt.forward_headers[0])
+            if rt.forward_org:  # forward_openai_org_id
+                over.org = organization(headers)
             ex.call_id = over.call_id or new_call_id()
             principals = rt.principals
             who = ex.who = principals.resolve_cached(headers) or await principals.resolve(headers)

@@ -87,6 +87,30 @@ async def _media(provider: Provider, call: Call, transport: Transport, ex: Excha
     return await fetch_media(urls, transport, ex.rt.allow_private_media) if urls else {}
 
 
+_ORG_PROVIDERS = frozenset(("openai", "azure"))
+
+
+def add_headers(ex: Exchange, provider: Provider, request: UpstreamRequest) -> None:
+    """What the exchange adds to an upstream request: the OpenTelemetry ``traceparent`` (the provider joins
+    the trace), the client's headers ``forward_client_headers_to_llm_api`` sends on, and its
+    ``OpenAI-Organization`` (``forward_openai_org_id``, OpenAI and Azure only). A forwarded header never
+    replaces one the adapter set (its auth, content type, ``anthropic-version`` ...). The adapter's header list
+    may be shared: it is replaced, never changed in place."""
+    extra: list[tuple[str, str]] = []
+    over = ex.over
+    if over is not None:
+        if over.forward is not None:
+            own = {k.lower() for k, _ in request.headers}
+            extra.extend((k, v) for k, v in over.forward if k not in own)
+        if over.org is not None and provider.name in _ORG_PROVIDERS:
+            extra.append(("OpenAI-Organization", over.org))
+    obs = ex.obs
+    if obs is not None and obs.traceparent is not None:
+        extra.append(("traceparent", obs.traceparent))
+    if extra:
+        request.headers = [*request.headers, *extra]
+
+
 def unary(transport: Transport, ex: Exchange) -> Attempt[Answer]:
     """The attempt function of a non-stream call."""
     now = time.time()  # the request's one wall-clock read: adapters stamp `created` and sign with it
@@ -107,9 +131,9 @@ def unary(transport: Transport, ex: Exchange) -> Attempt[Answer]:
         if provider.hooks:
             return await _fan_out(provider, call, tr, timeouts, ex)
         request = provider.build_request(call)
-        obs = ex.obs
-        if obs is not None and obs.traceparent is not None:  # OpenTelemetry: the provider joins the trace
-            request.headers = [*request.headers, ("traceparent", obs.traceparent)]  # may be shared
+        over = ex.over
+        if ex.obs is not None or (over is not None and (over.forward is not None or over.org is not None)):
+            add_headers(ex, provider, request)
         t = time.perf_counter()
         try:
             resp = await tr.send(request, timeouts)
@@ -135,10 +159,8 @@ async def _fan_out(provider: Provider, call: Call, transport: Transport, timeout
     t = time.perf_counter()
     try:
         requests = provider.build_requests(call, await _media(provider, call, transport, ex))
-        obs = ex.obs
-        if obs is not None and obs.traceparent is not None:
-            for r in requests:
-                r.headers = [*r.headers, ("traceparent", obs.traceparent)]
+        for r in requests:
+            add_headers(ex, provider, r)
         if len(requests) == 1:
             results = [await send_read(transport, requests[0], timeouts)]
         else:
@@ -173,9 +195,9 @@ def stream(transport: Transport, ex: Exchange) -> Attempt[StreamStart]:
             (request,) = provider.build_requests(call, await _media(provider, call, tr, ex))
         else:
             request = provider.build_request(call)
-        obs = ex.obs
-        if obs is not None and obs.traceparent is not None:
-            request.headers = [*request.headers, ("traceparent", obs.traceparent)]  # may be shared
+        over = ex.over
+        if ex.obs is not None or (over is not None and (over.forward is not None or over.org is not None)):
+            add_headers(ex, provider, request)
         ctx = ex.ctx
         resp = await tr.send(request, rt.timeouts(target, True, ctx.timeout if ctx is not None else None))
         if resp.status >= 400:
@@ -213,9 +235,7 @@ async def send_native(transport: Transport, ex: Exchange, target: Target, reques
     502 (still retryable)."""
     p = target.provider
     ctx = ex.ctx
-    obs = ex.obs
-    if obs is not None and obs.traceparent is not None:
-        request.headers = [*request.headers, ("traceparent", obs.traceparent)]
+    add_headers(ex, p, request)
     resp = await (p.transport or transport).send(
         request, ex.rt.timeouts(target, stream, ctx.timeout if ctx is not None else None))
     if resp.status >= 400:

@@ -120,7 +120,7 @@ def spend_metadata(value: bytes) -> Any:
 class Overrides:
     """Per-request values read from the headers in one pass (call id, retries, timeout, declared length)."""
 
-    __slots__ = ("call_id", "num_retries", "timeout", "tags", "end_user", "spend_meta")
+    __slots__ = ("call_id", "num_retries", "timeout", "tags", "end_user", "spend_meta", "forward", "org")
 
     def __init__(self, headers: Iterable[tuple[bytes, bytes]], max_body: int, user_header: bytes | None = None) -> None:
         self.call_id: bytes | None = None
@@ -132,6 +132,11 @@ class Overrides:
         customer, for spend logs and customer budgets."""
         self.spend_meta: Any = None
         """``x-litellm-spend-logs-metadata`` (a JSON object), for spend logs."""
+        self.forward: list[tuple[str, str]] | None = None
+        """The client's headers every upstream call carries (``forward_client_headers_to_llm_api``;
+        :func:`forwardable`); None: none."""
+        self.org: str | None = None
+        """The client's ``OpenAI-Organization``, sent on to OpenAI and Azure (``forward_openai_org_id``)."""
         for k, v in headers:
             if k[:10] == b"x-litellm-":
                 if k == b"x-litellm-call-id":
@@ -163,3 +168,35 @@ class Overrides:
             self.num_retries = retries_value(num_retries, "num_retries")
         if self.timeout is None and timeout is not None:
             self.timeout = timeout_value(timeout, "timeout")
+
+
+NEVER_FORWARDED = frozenset((b"x-api-key", b"x-litellm-api-key", b"x-goog-api-key", b"x-forwarded-for",
+                             b"x-real-ip"))
+"""Headers ``forward_client_headers_to_llm_api`` never sends on: the gateway key's headers (a provider must
+never see it) and the client's address; skipped by prefix: ``x-litellm-*`` (the gateway's own controls),
+``x-stainless-*`` (the OpenAI SDK's, which break some providers, as LiteLLM notes), and ``x-amz-*`` /
+``x-goog-*`` (a client's say in how AWS signs or whom Google bills; LiteLLM forwards them)."""
+
+
+def forwardable(headers: Iterable[tuple[bytes, bytes]], key_header: bytes | None) -> list[tuple[str, str]] | None:
+    """The client's headers LiteLLM's ``forward_client_headers_to_llm_api`` sends to the provider: every
+    ``x-`` header and ``anthropic-beta``, but never one that carries the gateway's key (``key_header``:
+    ``litellm_key_header_name``) nor those of :data:`NEVER_FORWARDED`; None when there is none."""
+    out = []
+    for k, v in headers:
+        if k[:2] == b"x-":
+            if k[:10] == b"x-litellm-" or k[:11] == b"x-stainless" or k[:6] == b"x-amz-" or k[:7] == b"x-goog-" \
+                    or k in NEVER_FORWARDED or k == key_header:
+                continue
+        elif k != b"anthropic-beta":
+            continue
+        out.append((k.decode("latin-1"), bytes(v).decode("latin-1")))
+    return out or None
+
+
+def organization(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The client's ``OpenAI-Organization`` header (``forward_openai_org_id``)."""
+    for k, v in headers:
+        if k == b"openai-organization":
+            return bytes(v).decode("latin-1").strip() or None
+    return None
