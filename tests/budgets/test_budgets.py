@@ -15,6 +15,7 @@ import pytest
 
 from relaygate.cost import pico_of
 from relaygate.store import Budget, Customer, Key, Organization, Team, User
+from tests.asgi.conftest import call
 from tests.budgets.conftest import COST, MASTER, ask, gateway, token, upstream
 
 BUDGET = 0.000005  # two requests fit under it (3e-6 each); the third finds 6e-6 spent
@@ -202,6 +203,54 @@ def test_customer_budget_when_the_request_names_one(db_url: str) -> None:
             await _two_then_refused(gw, up, "sk-c", "ExceededBudget: End User=c1 over budget. Spend=6e-06",
                                     user="c1")
             assert (await ask(gw, "sk-c", user="c2")).status == 200  # another customer, same key
+
+    asyncio.run(main())
+
+
+def test_max_end_user_budget_for_every_customer_without_a_budget(db_url: str) -> None:
+    """``litellm_settings.max_end_user_budget`` (LiteLLM's "budget for every `user` passed to /chat/completions"):
+    each customer the request names — by ``user``, ``x-litellm-end-user-id`` — is held to it over its whole
+    spend, a customer with a budget row of its own to that one; requests naming no customer are not checked."""
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up, litellm_settings={"max_end_user_budget": BUDGET}) as gw:
+            assert gw.budgets is not None and gw.budgets.active
+            await gw.store.create_key(Key(token=token("sk-e")))
+            await gw.store.create_budget(Budget(budget_id="big", max_budget=1.0))
+            await gw.store.create_customer(Customer(user_id="vip", budget_id="big"))
+            await gw.budgets.refresh()
+            await _two_then_refused(gw, up, "sk-e", "ExceededBudget: End User=ishaan3 over budget. Spend=6e-06, "
+                                    "Budget=5e-06", user="ishaan3")
+            up.hits = 0
+            for _ in range(3):  # its own budget row wins over the default
+                assert (await ask(gw, "sk-e", user="vip")).status == 200
+            assert (await ask(gw, "sk-e")).status == 200  # no customer named: nothing to hold
+            r = await call(gw, "POST", "/v1/chat/completions",
+                           {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+                           headers={"authorization": "Bearer sk-e", "x-litellm-end-user-id": "ishaan3"})
+            refused(r, "End User=ishaan3 over budget")
+
+    asyncio.run(main())
+
+
+def test_max_end_user_budget_reads_the_customers_spend_so_far(db_url: str) -> None:
+    """A customer's spend before this worker saw it — its row's ``spend``, else its spend counter (what every
+    worker's sink wrote) — counts against the default budget."""
+    async def main() -> None:
+        general = {"proxy_batch_write_at": 0}
+        async with upstream() as up, gateway(db_url, up, litellm_settings={"max_end_user_budget": BUDGET},
+                                             general_settings=general) as gw:
+            await gw.store.create_key(Key(token=token("sk-s")))
+            await gw.store.create_customer(Customer(user_id="old", spend=1.0))  # a row, spent, no budget row
+            await gw.budgets.refresh()
+            refused(await ask(gw, "sk-s", user="old"), "End User=old over budget. Spend=1.0")
+            assert (await ask(gw, "sk-s", user="new")).status == 200
+            assert (await ask(gw, "sk-s", user="new")).status == 200
+            deadline = time.monotonic() + 5
+            while gw.budgets.tallies[("customer", "new")].pending and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            gw.budgets._customer_limits.clear()  # as after user_api_key_cache_ttl: read from the store again
+            gw.budgets.tallies.clear()
+            refused(await ask(gw, "sk-s", user="new"), "End User=new over budget. Spend=6e-06")
 
     asyncio.run(main())
 

@@ -104,6 +104,18 @@ async def _budgeted(list_page: Callable[..., Awaitable[Any]], id_field: str) -> 
     return frozenset(ids)
 
 
+class _DefaultBudget:
+    """A budget no row holds (``max_end_user_budget``): :meth:`BudgetGuard._limit` reads these fields."""
+
+    __slots__ = ("max_budget", "soft_budget", "budget_duration", "budget_reset_at")
+
+    def __init__(self, max_budget: float) -> None:
+        self.max_budget = max_budget
+        self.soft_budget = None
+        self.budget_duration = None
+        self.budget_reset_at = None
+
+
 class BudgetGuard:
     """One worker's budgets. ``check`` is the ``before_route`` hook, ``handle`` the completion sink."""
 
@@ -111,8 +123,13 @@ class BudgetGuard:
 
     def __init__(self, store: Any = None, *, max_budget: float | None = None, budget_duration: str | None = None,
                  on_event: Callable[[str, int], None] | None = None, shared: Any = None, ttl: float = 60.0,
-                 on_active: Callable[[], None] | None = None, spend_logs: bool = True) -> None:
+                 on_active: Callable[[], None] | None = None, spend_logs: bool = True,
+                 end_user_budget: float | None = None) -> None:
         self.store = store
+        self.end_user_budget = _DefaultBudget(end_user_budget) if end_user_budget is not None else None
+        """``litellm_settings.max_end_user_budget``: the budget of every customer without a budget row of its
+        own, over its whole spend (its row's ``spend``, else its spend counter); every request naming a
+        customer is then checked."""
         self.spend_logs = spend_logs
         """The spend sink writes spend-log rows (not ``disable_spend_logs``): the proxy's spend is read from
         them; without, from the global spend counter (a proxy budget with a period then counts each worker's
@@ -153,7 +170,7 @@ class BudgetGuard:
         self._resetting: set[tuple[str, str, float]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.proxy: Limit | None = None
-        self.active = max_budget is not None
+        self.active = max_budget is not None or end_user_budget is not None
         """Some budget exists (the proxy's, or a row's as :meth:`refresh` last found): the hook is installed."""
         self._proxy_budget = max_budget
         self._proxy_duration = _duration(budget_duration, "litellm_settings.budget_duration")
@@ -176,7 +193,7 @@ class BudgetGuard:
                 # limits had then; and nothing else applies (see :meth:`_check`)
                 if (plan is None or self.added - plan.mark < plan.room) and self.fast:
                     return None
-        elif not (self.customers or self.tags or self.proxy is not None):
+        elif not (self.customers or self.tags or self.proxy is not None or self.end_user_budget is not None):
             return None  # no key rows (the master key, a JWT, no auth) and no budget beyond a key's
         return self._check(ex)
 
@@ -202,7 +219,7 @@ class BudgetGuard:
                         m = plan.models.get(ex.group.name)
                     if m is not None:
                         limits = (*limits, m)
-        if self.customers or self.tags or self.proxy is not None:
+        if self.customers or self.tags or self.proxy is not None or self.end_user_budget is not None:
             limits = [*limits, *await self._other_limits(ex, key, now)]
         if not limits:
             return
@@ -238,15 +255,15 @@ class BudgetGuard:
         """Whether a key's plan alone decides its requests (no Redis counters, no budget gauges, no customer,
         tag or proxy budgets): then a plan with room left is not checked again (:meth:`check`)."""
         return (self.shared is None and self.on_spend is None and not self.customers and not self.tags
-                and self.proxy is None)
+                and self.proxy is None and self.end_user_budget is None)
 
     async def _other_limits(self, ex: Any, key: Any, now: float) -> list[Limit]:
         """The limits of a request beyond its key's plan: its customer's, its budgeted tags', the proxy's."""
         limits: list[Limit] = []
-        if self.customers:
+        if self.customers or self.end_user_budget is not None:
             over = ex.over
             cid = (over.end_user if over is not None else None) or getattr(ex.view, "user", None)
-            if isinstance(cid, str) and cid in self.customers:
+            if isinstance(cid, str) and cid and (cid in self.customers or self.end_user_budget is not None):
                 lim = await self._customer(cid, now)
                 if lim is not None:
                     limits.append(lim)
@@ -547,12 +564,27 @@ class BudgetGuard:
             row = await self._budget_row(rec.budget_id, now)
             if row is not None:
                 lim = self._limit(kind, ident, row, rec.spend, now, created=rec.created_at, reset=("budget", row))
-                if lim is not None and self.shared is not None:
-                    await self.shared.seed([lim])
+        elif kind == "customer" and self.end_user_budget is not None:  # max_end_user_budget, over all its spend
+            spend = rec.spend if rec is not None else await self._counted(kind, ident)
+            lim = self._limit(kind, ident, self.end_user_budget, spend, now)
+        if lim is not None and self.shared is not None:
+            await self.shared.seed([lim])
         if len(cache) >= _MAX:
             cache.clear()
         cache[ident] = (now + self.ttl, lim)
         return lim
+
+    async def _counted(self, kind: str, ident: str) -> float:
+        """An entity's whole spend as its counter says (USD; 0 without a store, a counter or a readable store)."""
+        if self.store is None:
+            return 0.0
+        from relaygate.store.spend import NANOS, entity_totals
+
+        try:
+            rows = await entity_totals(self.store, kind, [ident])
+        except Exception:  # the database down: no spend known until the next read
+            return 0.0
+        return rows[0]["spend_nanos"] / NANOS if rows else 0.0
 
     # -- background ---------------------------------------------------------------------------------
 
@@ -598,7 +630,7 @@ class BudgetGuard:
             return
         from relaygate.budgets.shared import any_budget, any_member_budget, proxy_spend
 
-        active = self.proxy is not None or await any_budget(store)
+        active = self.proxy is not None or self.end_user_budget is not None or await any_budget(store)
         if active != self.active:
             self.active = active
             log.info("budgets: %s", "enforced" if active else "none set: the check is off")

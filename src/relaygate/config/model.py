@@ -285,6 +285,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     """``litellm_settings.max_budget``: the proxy-wide budget in USD (``relaygate.budgets``); None: none."""
     budget_duration: str | None = None
     """``litellm_settings.budget_duration``: the proxy-wide budget's period (``30s``, ``1h``, ``30d``, ``1mo``)."""
+    max_end_user_budget: float | None = None
+    """``litellm_settings.max_end_user_budget``: the budget (USD, over the customer's whole spend) of every
+    customer (end user) without a budget row of its own (``budgets.guard``); None: none."""
     enable_jwt_auth: bool = False
     """LiteLLM's switch: a bearer token that is a JWT is verified against the provider's JWKS
     (``JWT_PUBLIC_KEY_URL``) and mapped to a principal by ``litellm_jwtauth`` (``relaygate.auth.jwt_auth``)."""
