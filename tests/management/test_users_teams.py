@@ -122,3 +122,26 @@ def test_team_validation(db_url: str) -> None:
             assert r.json()["error"]["type"] == "not_found_error"
 
     run(db_url, body)
+
+
+def test_new_internal_users_get_litellms_defaults(db_url: str) -> None:
+    """``max_internal_user_budget`` / ``internal_user_budget_duration`` and ``default_internal_user_params``
+    complete a new ``internal_user`` given none (LiteLLM's ``/user/new``); other roles and given values stay."""
+    settings = {"max_internal_user_budget": 10.0, "internal_user_budget_duration": "30d",
+                "default_internal_user_params": {"models": ["gpt-a"], "tpm_limit": 1000, "user_role": "proxy_admin"}}
+
+    async def body(env: Env) -> None:
+        plain = await env.ok("POST", "/user/new", {"user_id": "iu", "auto_create_key": False})
+        assert plain["user_role"] == "internal_user" and plain["max_budget"] == 10.0
+        assert plain["budget_duration"] == "30d" and plain["budget_reset_at"] is not None
+        assert plain["models"] == ["gpt-a"] and plain["tpm_limit"] == 1000
+        own = await env.ok("POST", "/user/new", {"user_id": "iu2", "max_budget": 2.0, "models": ["gpt-b"],
+                                                 "auto_create_key": False})
+        assert own["max_budget"] == 2.0 and own["models"] == ["gpt-b"] and own["budget_duration"] == "30d"
+        admin = await env.ok("POST", "/user/new", {"user_id": "ad", "user_role": "proxy_admin",
+                                                   "auto_create_key": False})
+        assert admin["max_budget"] is None and admin["budget_duration"] is None and admin["models"] == []
+        stored = await env.store.get_user("iu")
+        assert stored.max_budget == 10.0 and stored.budget_duration == "30d"
+
+    run(db_url, body, settings)

@@ -158,8 +158,11 @@ class JWTAuth:
     """One worker's JWT verifier and claim mapper (built with the resolver, from the config)."""
 
     def __init__(self, settings: JWTSettings, store: Store | None, groups: Mapping[str, tuple[str, ...]],
-                 defaults: Mapping[str, Any] | None = None) -> None:
+                 defaults: Mapping[str, Any] | None = None, general: Any = None) -> None:
         self.settings = settings
+        self.general = general
+        """The config's ``GeneralSettings`` (``max_internal_user_budget`` ... for a user ``user_id_upsert``
+        creates); None: none."""
         self.store = store
         self.groups = groups
         self.defaults = dict(defaults or {})
@@ -172,7 +175,8 @@ class JWTAuth:
     @classmethod
     def from_config(cls, config: Config, store: Store | None, groups: Mapping[str, tuple[str, ...]]) -> JWTAuth:
         g = config.general
-        return cls(JWTSettings(g.litellm_jwtauth or {}, os.environ), store, groups, g.default_internal_user_params)
+        return cls(JWTSettings(g.litellm_jwtauth or {}, os.environ), store, groups, g.default_internal_user_params,
+                   general=g)
 
     # -- verification -----------------------------------------------------------------------------------
 
@@ -317,6 +321,8 @@ class JWTAuth:
         role = d.get("user_role") if d.get("user_role") in ROLES else JWT_ROLE
         fields = {k: d[k] for k in ("max_budget", "budget_duration", "models", "tpm_limit", "rpm_limit")
                   if d.get(k) is not None}
+        if self.general is not None:
+            fields = self.general.new_user_defaults(role, fields, params=False)
         try:
             user = await store.create_user(User(user_id=user_id, user_email=email, user_role=role, **fields))
             log.info("JWT auth: user %s created (user_id_upsert)", user_id)

@@ -470,7 +470,8 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
                     dep.extra.setdefault("drop_params", True)
         elif k == "check_provider_endpoint":
             top["check_provider_endpoint"] = bool(v)
-        elif k in ("max_budget", "budget_duration", "default_internal_user_params", "max_end_user_budget"):
+        elif k in ("max_budget", "budget_duration", "default_internal_user_params", "max_end_user_budget",
+                   "max_internal_user_budget", "internal_user_budget_duration"):  # -> GeneralSettings
             budget_raw[k] = v
         elif k in ("cache", "cache_params") or k in _OBSERVE_LITELLM or k in _KEY_POLICY:  # below
             pass

@@ -240,6 +240,11 @@ class PassThroughEndpoint(msgspec.Struct, kw_only=True):
     """LiteLLM's optional identifier (kept, not used)."""
 
 
+_NEW_USER_FIELDS = frozenset(("max_budget", "budget_duration", "models", "tpm_limit", "rpm_limit", "soft_budget",
+                              "max_parallel_requests", "metadata", "user_alias"))
+"""User fields ``default_internal_user_params`` may give a new internal user."""
+
+
 class GeneralSettings(msgspec.Struct, kw_only=True):
     master_key: str | None = None
     global_max_parallel_requests: int | None = None
@@ -285,6 +290,11 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     """``litellm_settings.max_budget``: the proxy-wide budget in USD (``relaygate.budgets``); None: none."""
     budget_duration: str | None = None
     """``litellm_settings.budget_duration``: the proxy-wide budget's period (``30s``, ``1h``, ``30d``, ``1mo``)."""
+    max_internal_user_budget: float | None = None
+    """``litellm_settings.max_internal_user_budget``: the ``max_budget`` of a new ``internal_user`` (``/user/new``,
+    single sign-on, JWT upsert) that is given none."""
+    internal_user_budget_duration: str | None = None
+    """``litellm_settings.internal_user_budget_duration``: its ``budget_duration``, likewise."""
     max_end_user_budget: float | None = None
     """``litellm_settings.max_end_user_budget``: the budget (USD, over the customer's whole spend) of every
     customer (end user) without a budget row of its own (``budgets.guard``); None: none."""
@@ -323,6 +333,23 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     ...) of a user created at its first single sign-on."""
     """Completion records a worker keeps waiting for the spend sink (the database slow or down); past it
     the oldest are dropped, counted (``sink_dropped:spend``) and logged."""
+
+    def new_user_defaults(self, role: str | None, fields: dict[str, Any], *, params: bool = True) -> dict[str, Any]:
+        """``fields`` of a new user of ``role`` completed as LiteLLM completes them for an ``internal_user``:
+        ``default_internal_user_params`` (with ``params``) where a field is not given, then
+        ``max_internal_user_budget`` / ``internal_user_budget_duration`` where the budget still is not."""
+        if role != "internal_user":
+            return fields
+        out = dict(fields)
+        if params:
+            for k, v in (self.default_internal_user_params or {}).items():
+                if k in _NEW_USER_FIELDS and out.get(k) is None and v is not None:
+                    out[k] = v
+        if out.get("max_budget") is None and self.max_internal_user_budget is not None:
+            out["max_budget"] = self.max_internal_user_budget
+        if out.get("budget_duration") is None and self.internal_user_budget_duration:
+            out["budget_duration"] = self.internal_user_budget_duration
+        return out
 
     def __post_init__(self) -> None:
         if self.allowed_ips is not None:

@@ -136,6 +136,10 @@ async def new(ctx: Ctx) -> Any:
     fields.setdefault("user_role", INTERNAL_USER)
     if fields["user_role"] is None:
         fields["user_role"] = INTERNAL_USER
+    given_duration = fields.get("budget_duration")
+    fields = ctx.gw.runtime.config.general.new_user_defaults(fields["user_role"], fields)  # LiteLLM's defaults
+    if fields.get("budget_duration") and not given_duration:
+        fields["budget_reset_at"] = after(fields["budget_duration"], "budget_duration")
     user = User(user_id=user_id, team_id=opt(body.team_id), **{k: v for k, v in fields.items() if v is not None})
     clear: str | None = None
     key: Key | None = None

@@ -412,6 +412,7 @@ async def upsert_user(gw: Any, claims: Mapping[str, Any]) -> tuple[str, str, str
         except NotFound:
             fields = {k: defaults[k] for k in _USER_FIELDS if defaults.get(k) is not None}
             initial = role or (defaults.get("user_role") if defaults.get("user_role") in ROLES else DEFAULT_ROLE)
+            fields = general.new_user_defaults(initial, fields, params=False)  # max_internal_user_budget ...
             try:
                 user = await store.create_user(User(user_id=user_id, user_email=email, user_role=initial, **fields))
                 log.info("single sign-on: user %s created with role %s", user_id, initial)
