@@ -40,7 +40,8 @@ check's common case then costs no coroutine."""
 class Runtime:
     __slots__ = ("config", "generation", "router", "principals", "max_body", "body_limits", "keepalive",
                  "watch_unary", "allow_private_media", "before_route", "answer_headers", "prices", "cache", "observer",
-                 "ensure_targets", "max_parallel", "user_header", "forward_headers", "forward_org", "_timeouts")
+                 "ensure_targets", "max_parallel", "user_header", "forward_headers", "forward_org", "track_end_users",
+                 "_timeouts")
 
     def __init__(self, config: Config, router: Router, principals: PrincipalResolver, generation: int = 0,
                  before_route: tuple[BeforeRoute, ...] = (), metrics: Any = None) -> None:
@@ -61,6 +62,9 @@ class Runtime:
             (key_header(g.litellm_key_header_name),) if g.forward_client_headers_to_llm_api else None)
         """``forward_client_headers_to_llm_api``: (the custom key header, never forwarded); None: off."""
         self.forward_org = g.forward_openai_org_id
+        self.track_end_users = not g.disable_end_user_cost_tracking
+        """Completion records name the customer (spend logs, counters); off with
+        ``disable_end_user_cost_tracking``."""
         self.user_header = customer_header(g)
         """The header naming the customer (``general_settings.user_header_name`` / ``user_header_mappings``),
         lower-case; None: only ``x-litellm-end-user-id`` / ``x-litellm-customer-id`` and the body's ``user``."""

@@ -391,3 +391,26 @@ def test_spend_tracking_off_has_no_spend_sink_and_disable_spend_logs_keeps_count
                 assert (await gw.store.get_key(token("sk-off"))).spend == COST
 
     asyncio.run(main())
+
+
+def test_litellms_spend_switches(db_url: str) -> None:
+    """``general_settings.disable_spend_updates``: no spend sink, as ``spend_tracking: false``;
+    ``litellm_settings.disable_end_user_cost_tracking``: rows and counters never name the customer."""
+    from relaygate.store.spend import entity_totals, read_spend_logs
+
+    async def main() -> None:
+        async with upstream() as up:
+            async with gateway(db_url, up, general_settings={"disable_spend_updates": True}) as gw:
+                assert "spend" not in gw.completions.sinks
+            for tracked in (True, False):
+                settings = {} if tracked else {"disable_end_user_cost_tracking": True}
+                async with gateway(db_url, up, litellm_settings=settings) as gw:
+                    await gw.store.create_key(Key(token=token(f"sk-t{tracked}")))
+                    assert (await ask(gw, f"sk-t{tracked}", user=f"cust-{tracked}")).status == 200
+                    await gw.completions.aclose(timeout=10)
+                    rows = [r for r in await read_spend_logs(gw.store) if r.api_key == token(f"sk-t{tracked}")]
+                    assert len(rows) == 1 and rows[0].end_user == (f"cust-{tracked}" if tracked else None)
+                    counted = await entity_totals(gw.store, "customer", [f"cust-{tracked}"])
+                    assert bool(counted) is tracked
+
+    asyncio.run(main())

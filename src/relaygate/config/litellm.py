@@ -610,6 +610,13 @@ def router_value(key: str, value: Any, source: str, section: str, warnings: list
     return value
 
 
+GENERAL_FROM_LITELLM_SETTINGS = frozenset((
+    "max_budget", "budget_duration", "default_internal_user_params", "max_end_user_budget",
+    "max_internal_user_budget", "internal_user_budget_duration", "disable_end_user_cost_tracking",
+    "disable_end_user_cost_tracking_prometheus_only"))
+"""``litellm_settings`` keys kept in ``GeneralSettings`` (budgets, new users' defaults, end-user tracking)."""
+
+
 def refuse_unenforced(data: Mapping[str, Any], rg: Mapping[str, Any], source: str, warnings: list[str]) -> None:
     """Stop startup on LiteLLM settings that restrict access and that relaygate does not enforce, unless
     ``relaygate_settings`` acknowledges serving without them: ``guardrails`` (:func:`refuse_guardrails`), and

@@ -96,7 +96,8 @@ _GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "backgrou
                  "enable_jwt_auth", "litellm_jwtauth", "litellm_key_header_name", "health_check_details",
                  "global_max_parallel_requests", "allowed_ips", "use_x_forwarded_for", "allowed_routes",
                  "enforce_user_param", "enforced_params", "user_header_name", "user_header_mappings",
-                 "ui_access_mode", "forward_client_headers_to_llm_api", "forward_openai_org_id"}
+                 "ui_access_mode", "forward_client_headers_to_llm_api", "forward_openai_org_id",
+                 "disable_spend_updates"}
 
 
 # ---------------------------------------------------------------------------------------------------- env
@@ -470,8 +471,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
                     dep.extra.setdefault("drop_params", True)
         elif k == "check_provider_endpoint":
             top["check_provider_endpoint"] = bool(v)
-        elif k in ("max_budget", "budget_duration", "default_internal_user_params", "max_end_user_budget",
-                   "max_internal_user_budget", "internal_user_budget_duration"):  # -> GeneralSettings
+        elif k in litellm.GENERAL_FROM_LITELLM_SETTINGS:  # -> GeneralSettings
             budget_raw[k] = v
         elif k in ("cache", "cache_params") or k in _OBSERVE_LITELLM or k in _KEY_POLICY:  # below
             pass

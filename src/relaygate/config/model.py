@@ -295,6 +295,13 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     single sign-on, JWT upsert) that is given none."""
     internal_user_budget_duration: str | None = None
     """``litellm_settings.internal_user_budget_duration``: its ``budget_duration``, likewise."""
+    disable_spend_updates: bool = False
+    """LiteLLM's: no spend is written at all (no spend logs, counters or entities' ``spend``: no spend sink, as
+    ``relaygate_settings.spend_tracking: false``)."""
+    disable_end_user_cost_tracking: bool = False
+    """``litellm_settings.disable_end_user_cost_tracking``: spend logs and counters never name the customer."""
+    disable_end_user_cost_tracking_prometheus_only: bool = False
+    """Accepted: relaygate's Prometheus labels never carry a customer's id anyway (``end_user`` is ``other``)."""
     max_end_user_budget: float | None = None
     """``litellm_settings.max_end_user_budget``: the budget (USD, over the customer's whole spend) of every
     customer (end user) without a budget row of its own (``budgets.guard``); None: none."""

@@ -355,7 +355,7 @@ class Gateway:
         counters and entities' ``spend`` only, as LiteLLM); the retention task when
         ``maximum_spend_logs_retention_period`` is set. Restart-only settings."""
         g = self.config.general
-        if not self.config.server.spend_tracking:
+        if not self.config.server.spend_tracking or g.disable_spend_updates:
             return
         from relaygate.sinks.spend import BATCH, SpendSink, parse_duration
 

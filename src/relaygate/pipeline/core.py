@@ -285,7 +285,7 @@ class Pipeline:
         over = ex.over
         if over is not None:  # what spend logs keep of the request (nothing to build for a plain one)
             end_user = over.end_user or getattr(ex.view, "user", None)
-            if end_user:
+            if end_user and ex.rt.track_end_users:  # disable_end_user_cost_tracking: never
                 record.end_user_id = end_user if isinstance(end_user, str) else None
             control = ex.control
             if control is not None or over.spend_meta is not None or (ctx is not None and ctx.tags):
