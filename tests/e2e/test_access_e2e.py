@@ -143,3 +143,36 @@ def test_the_customer_header_names_the_end_user_for_spend_and_blocking() -> None
                       ).status_code == 200
         assert c.post("/v1/chat/completions", json=body, headers={**bob, "X-OpenWebUI-User-Email": "dave"}
                       ).status_code == 200
+
+
+UI_CONFIG = f"""
+model_list:
+  - model_name: chat
+    litellm_params: {{model: mock/echo}}
+general_settings:
+  master_key: {MASTER}
+  ui_access_mode: admin_only
+"""
+
+
+def test_admin_ui_restrictions_through_a_real_server() -> None:
+    """``ui_access_mode: admin_only`` and ``DISABLE_ADMIN_UI`` through Granian, as a browser's fetch() meets
+    them (same-origin sign-in, the session cookie)."""
+    admin = {"Authorization": f"Bearer {MASTER}"}
+    with start_gateway(UI_CONFIG) as gw, httpx.Client(base_url=gw.url, timeout=10) as c:
+        made = c.post("/user/new", headers=admin, json={"user_id": "bo", "password": "bo-pass-1",
+                                                        "user_role": "internal_user", "auto_create_key": False})
+        assert made.status_code == 200, made.text
+        origin = {"Origin": gw.url}
+        refused = c.post("/ui/login", headers=origin, json={"username": "bo", "password": "bo-pass-1"})
+        assert refused.status_code == 403 and "proxy admins only" in refused.text
+        assert "set-cookie" not in refused.headers
+        ok = c.post("/ui/login", headers=origin, json={"username": "admin", "password": MASTER})
+        assert ok.status_code == 200 and c.get("/ui/session").status_code == 200
+    with start_gateway(UI_CONFIG, env={"DISABLE_ADMIN_UI": "True"}) as gw, httpx.Client(base_url=gw.url,
+                                                                                        timeout=10) as c:
+        for path in ("/ui/", "/ui/config"):
+            r = c.get(path)
+            assert r.status_code == 403 and "DISABLE_ADMIN_UI" in r.text, path
+        assert c.get("/sso/key/generate").status_code == 403
+        assert c.get("/key/list", headers=admin).status_code == 200  # the API stays
