@@ -23,6 +23,7 @@ from typing import Any
 from relaygate.auth import PrincipalResolver, StoreKeys, access_groups
 from relaygate.auth.access import RequiredFields, customer_header
 from relaygate.auth.keys import key_header
+from relaygate.config.litellm import DEFAULT_MODELS
 from relaygate.config.model import Config
 from relaygate.cost import Pricer
 from relaygate.http.body import BodyLimits
@@ -41,7 +42,7 @@ class Runtime:
     __slots__ = ("config", "generation", "router", "principals", "max_body", "body_limits", "keepalive",
                  "watch_unary", "allow_private_media", "before_route", "answer_headers", "prices", "cache", "observer",
                  "ensure_targets", "max_parallel", "user_header", "forward_headers", "forward_org", "track_end_users",
-                 "_timeouts")
+                 "model_override", "_timeouts")
 
     def __init__(self, config: Config, router: Router, principals: PrincipalResolver, generation: int = 0,
                  before_route: tuple[BeforeRoute, ...] = (), metrics: Any = None) -> None:
@@ -62,6 +63,10 @@ class Runtime:
             (key_header(g.litellm_key_header_name),) if g.forward_client_headers_to_llm_api else None)
         """``forward_client_headers_to_llm_api``: (the custom key header, never forwarded); None: off."""
         self.forward_org = g.forward_openai_org_id
+        overrides = {route: model for setting, routes in DEFAULT_MODELS.items() if (model := getattr(g, setting))
+                     for route in routes}
+        self.model_override: dict[str, str] | None = overrides or None
+        """Route -> the model its calls are served by (``completion_model``, ``embedding_model`` ...); None."""
         self.track_end_users = not g.disable_end_user_cost_tracking
         """Completion records name the customer (spend logs, counters); off with
         ``disable_end_user_cost_tracking``."""

@@ -610,6 +610,10 @@ def router_value(key: str, value: Any, source: str, section: str, warnings: list
     return value
 
 
+DEFAULT_MODELS = {"completion_model": ("chat", "completions"), "embedding_model": ("embeddings",),
+                  "image_generation_model": ("images",), "moderation_model": ("moderations",)}
+"""LiteLLM's ``general_settings`` that name the model a kind of call is served by, whatever the request names,
+and the pipeline routes (``Exchange.route``) each applies to."""
 GENERAL_FROM_LITELLM_SETTINGS = frozenset((
     "max_budget", "budget_duration", "default_internal_user_params", "max_end_user_budget",
     "max_internal_user_budget", "internal_user_budget_duration", "disable_end_user_cost_tracking",

@@ -295,6 +295,12 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     single sign-on, JWT upsert) that is given none."""
     internal_user_budget_duration: str | None = None
     """``litellm_settings.internal_user_budget_duration``: its ``budget_duration``, likewise."""
+    completion_model: str | None = None
+    """LiteLLM's: the model every chat and completions call is served by, whatever it names (as its proxy
+    does); likewise ``embedding_model``, ``image_generation_model`` and ``moderation_model``."""
+    embedding_model: str | None = None
+    image_generation_model: str | None = None
+    moderation_model: str | None = None
     disable_spend_updates: bool = False
     """LiteLLM's: no spend is written at all (no spend logs, counters or entities' ``spend``: no spend sink, as
     ``relaygate_settings.spend_tracking: false``)."""

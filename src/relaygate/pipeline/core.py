@@ -100,6 +100,8 @@ class Pipeline:
             if who.jwt is not None:  # a JWT's allowed routes and end user (auth.jwt_routes); None for all others
                 who.jwt.admit(ex, scope["path"])
             await fe.parse(ex, scope, receive, params)
+            if rt.model_override is not None:  # completion_model, embedding_model ... (LiteLLM's)
+                ex.model = rt.model_override.get(ex.route, ex.model)
             if who.key is not None and who.key.enforced is not None:  # the key's metadata.enforced_params
                 check_fields(request_fields(ex), who.key.enforced, "the key's metadata.enforced_params")
             if cap is not None:
