@@ -232,6 +232,25 @@ def test_max_end_user_budget_for_every_customer_without_a_budget(db_url: str) ->
     asyncio.run(main())
 
 
+def test_max_end_user_budget_id_puts_customers_on_that_budget_row(db_url: str) -> None:
+    """``litellm_settings.max_end_user_budget_id``: a customer without a budget row of its own is put on that
+    row at its first request (its customer row created, as LiteLLM persists it), and held to it."""
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up, litellm_settings={"max_end_user_budget_id": "dflt"}) as gw:
+            assert gw.budgets is not None and gw.budgets.active
+            await gw.store.create_budget(Budget(budget_id="dflt", max_budget=BUDGET, budget_duration="30d"))
+            await gw.store.create_key(Key(token=token("sk-d")))
+            await gw.store.create_customer(Customer(user_id="known"))  # a row without a budget
+            await gw.budgets.refresh()
+            await _two_then_refused(gw, up, "sk-d", "ExceededBudget: End User=fresh over budget. Spend=6e-06",
+                                    user="fresh")
+            assert (await gw.store.get_customer("fresh")).budget_id == "dflt"
+            assert (await ask(gw, "sk-d", user="known")).status == 200
+            assert (await gw.store.get_customer("known")).budget_id == "dflt"
+
+    asyncio.run(main())
+
+
 def test_max_end_user_budget_reads_the_customers_spend_so_far(db_url: str) -> None:
     """A customer's spend before this worker saw it — its row's ``spend``, else its spend counter (what every
     worker's sink wrote) — counts against the default budget."""

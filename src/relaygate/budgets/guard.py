@@ -124,8 +124,13 @@ class BudgetGuard:
     def __init__(self, store: Any = None, *, max_budget: float | None = None, budget_duration: str | None = None,
                  on_event: Callable[[str, int], None] | None = None, shared: Any = None, ttl: float = 60.0,
                  on_active: Callable[[], None] | None = None, spend_logs: bool = True,
-                 end_user_budget: float | None = None) -> None:
+                 end_user_budget: float | None = None, end_user_budget_id: str | None = None) -> None:
         self.store = store
+        self.end_user_budget_id = end_user_budget_id
+        """``litellm_settings.max_end_user_budget_id``: the budget row a customer without one of its own is put
+        on at its first check (its row created when it has none, as LiteLLM persists it)."""
+        self.default_customers = end_user_budget is not None or end_user_budget_id is not None
+        """Some default applies to customers without a budget row: every request naming a customer is checked."""
         self.end_user_budget = _DefaultBudget(end_user_budget) if end_user_budget is not None else None
         """``litellm_settings.max_end_user_budget``: the budget of every customer without a budget row of its
         own, over its whole spend (its row's ``spend``, else its spend counter); every request naming a
@@ -168,9 +173,10 @@ class BudgetGuard:
         """``(entity_type, entity_id, spend, budget, soft)`` when a request finds a budget crossed (the alerter,
         which rate-limits); must not raise nor block. None: nobody listens."""
         self._resetting: set[tuple[str, str, float]] = set()
+        self._default_warned = -1e18
         self._tasks: set[asyncio.Task[Any]] = set()
         self.proxy: Limit | None = None
-        self.active = max_budget is not None or end_user_budget is not None
+        self.active = max_budget is not None or self.default_customers
         """Some budget exists (the proxy's, or a row's as :meth:`refresh` last found): the hook is installed."""
         self._proxy_budget = max_budget
         self._proxy_duration = _duration(budget_duration, "litellm_settings.budget_duration")
@@ -193,7 +199,7 @@ class BudgetGuard:
                 # limits had then; and nothing else applies (see :meth:`_check`)
                 if (plan is None or self.added - plan.mark < plan.room) and self.fast:
                     return None
-        elif not (self.customers or self.tags or self.proxy is not None or self.end_user_budget is not None):
+        elif not (self.customers or self.tags or self.proxy is not None or self.default_customers):
             return None  # no key rows (the master key, a JWT, no auth) and no budget beyond a key's
         return self._check(ex)
 
@@ -219,7 +225,7 @@ class BudgetGuard:
                         m = plan.models.get(ex.group.name)
                     if m is not None:
                         limits = (*limits, m)
-        if self.customers or self.tags or self.proxy is not None or self.end_user_budget is not None:
+        if self.customers or self.tags or self.proxy is not None or self.default_customers:
             limits = [*limits, *await self._other_limits(ex, key, now)]
         if not limits:
             return
@@ -255,15 +261,15 @@ class BudgetGuard:
         """Whether a key's plan alone decides its requests (no Redis counters, no budget gauges, no customer,
         tag or proxy budgets): then a plan with room left is not checked again (:meth:`check`)."""
         return (self.shared is None and self.on_spend is None and not self.customers and not self.tags
-                and self.proxy is None and self.end_user_budget is None)
+                and self.proxy is None and not self.default_customers)
 
     async def _other_limits(self, ex: Any, key: Any, now: float) -> list[Limit]:
         """The limits of a request beyond its key's plan: its customer's, its budgeted tags', the proxy's."""
         limits: list[Limit] = []
-        if self.customers or self.end_user_budget is not None:
+        if self.customers or self.default_customers:
             over = ex.over
             cid = (over.end_user if over is not None else None) or getattr(ex.view, "user", None)
-            if isinstance(cid, str) and cid and (cid in self.customers or self.end_user_budget is not None):
+            if isinstance(cid, str) and cid and (cid in self.customers or self.default_customers):
                 lim = await self._customer(cid, now)
                 if lim is not None:
                     limits.append(lim)
@@ -560,6 +566,8 @@ class BudgetGuard:
             rec = await get(ident)
         except Exception:  # NotFound, or the database down: no limit until the next read
             rec = None
+        if kind == "customer" and self.end_user_budget_id is not None and (rec is None or not rec.budget_id):
+            rec = await self._put_on_default(ident, rec)
         if rec is not None and rec.budget_id:
             row = await self._budget_row(rec.budget_id, now)
             if row is not None:
@@ -573,6 +581,30 @@ class BudgetGuard:
             cache.clear()
         cache[ident] = (now + self.ttl, lim)
         return lim
+
+    async def _put_on_default(self, cid: str, rec: Any) -> Any:
+        """The customer's row on ``max_end_user_budget_id`` (created when it has none; LiteLLM persists the
+        default the same way); the row as it was when the store refuses (the budget row missing, the database
+        down: logged at most once a minute)."""
+        from relaygate.store import Customer, Duplicate
+
+        store, budget_id = self.store, self.end_user_budget_id
+        if store is None or budget_id is None:
+            return rec
+        try:
+            if rec is None:
+                try:
+                    return await store.create_customer(Customer(user_id=cid, budget_id=budget_id))
+                except Duplicate:
+                    rec = await store.get_customer(cid)
+            return rec if rec.budget_id else await store.update_customer(cid, budget_id=budget_id)
+        except Exception as exc:
+            now = time.monotonic()
+            if now - self._default_warned >= 60.0:
+                self._default_warned = now
+                log.warning("budgets: customer %s could not be put on max_end_user_budget_id %s (%s: %s)",
+                            cid[:64], budget_id, type(exc).__name__, exc)
+            return rec
 
     async def _counted(self, kind: str, ident: str) -> float:
         """An entity's whole spend as its counter says (USD; 0 without a store, a counter or a readable store)."""
@@ -630,7 +662,7 @@ class BudgetGuard:
             return
         from relaygate.budgets.shared import any_budget, any_member_budget, proxy_spend
 
-        active = self.proxy is not None or self.end_user_budget is not None or await any_budget(store)
+        active = self.proxy is not None or self.default_customers or await any_budget(store)
         if active != self.active:
             self.active = active
             log.info("budgets: %s", "enforced" if active else "none set: the check is off")

@@ -615,7 +615,7 @@ DEFAULT_MODELS = {"completion_model": ("chat", "completions"), "embedding_model"
 """LiteLLM's ``general_settings`` that name the model a kind of call is served by, whatever the request names,
 and the pipeline routes (``Exchange.route``) each applies to."""
 GENERAL_FROM_LITELLM_SETTINGS = frozenset((
-    "max_budget", "budget_duration", "default_internal_user_params", "max_end_user_budget",
+    "max_budget", "budget_duration", "default_internal_user_params", "max_end_user_budget", "max_end_user_budget_id",
     "max_internal_user_budget", "internal_user_budget_duration", "disable_end_user_cost_tracking",
     "disable_end_user_cost_tracking_prometheus_only"))
 """``litellm_settings`` keys kept in ``GeneralSettings`` (budgets, new users' defaults, end-user tracking)."""

@@ -311,6 +311,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     max_end_user_budget: float | None = None
     """``litellm_settings.max_end_user_budget``: the budget (USD, over the customer's whole spend) of every
     customer (end user) without a budget row of its own (``budgets.guard``); None: none."""
+    max_end_user_budget_id: str | None = None
+    """``litellm_settings.max_end_user_budget_id``: the budget row (``/budget/new``) every customer without one of
+    its own is put on at its first request (its period and limits are that row's)."""
     enable_jwt_auth: bool = False
     """LiteLLM's switch: a bearer token that is a JWT is verified against the provider's JWKS
     (``JWT_PUBLIC_KEY_URL``) and mapped to a principal by ``litellm_jwtauth`` (``relaygate.auth.jwt_auth``)."""

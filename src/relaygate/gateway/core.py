@@ -290,7 +290,7 @@ class Gateway:
         Without either, nothing is installed and requests pay nothing."""
         g = self.config.general
         if self.budgets is not None or (store is None and g.max_budget is None and g.max_end_user_budget is None):
-            return
+            return  # (max_end_user_budget_id needs the store: its budget row is there)
         from relaygate.budgets import BudgetGuard
         from relaygate.budgets.shared import SharedSpend
 
@@ -299,7 +299,8 @@ class Gateway:
                                            on_event=self.metrics.count, shared=SharedSpend(url) if url else None,
                                            ttl=g.user_api_key_cache_ttl,
                                            on_active=lambda: self._budget_hook(self.runtime),
-                                           spend_logs=not g.disable_spend_logs, end_user_budget=g.max_end_user_budget)
+                                           spend_logs=not g.disable_spend_logs, end_user_budget=g.max_end_user_budget,
+                                           end_user_budget_id=g.max_end_user_budget_id)
         if g.max_budget is not None and g.budget_duration and g.disable_spend_logs and store is not None:
             log.warning("litellm_settings.max_budget with budget_duration and disable_spend_logs: the store keeps "
                         "no spend per period, so each worker counts its own spend since it started")
