@@ -138,6 +138,8 @@ def test_new_internal_users_get_litellms_defaults(db_url: str) -> None:
         own = await env.ok("POST", "/user/new", {"user_id": "iu2", "max_budget": 2.0, "models": ["gpt-b"],
                                                  "auto_create_key": False})
         assert own["max_budget"] == 2.0 and own["models"] == ["gpt-b"] and own["budget_duration"] == "30d"
+        empty = await env.ok("POST", "/user/new", {"user_id": "iu3", "models": [], "auto_create_key": False})
+        assert empty["models"] == ["gpt-a"]  # an empty list takes the default, as LiteLLM's
         admin = await env.ok("POST", "/user/new", {"user_id": "ad", "user_role": "proxy_admin",
                                                    "auto_create_key": False})
         assert admin["max_budget"] is None and admin["budget_duration"] is None and admin["models"] == []

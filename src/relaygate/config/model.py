@@ -359,8 +359,8 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
         out = dict(fields)
         if params:
             for k, v in (self.default_internal_user_params or {}).items():
-                if k in _NEW_USER_FIELDS and out.get(k) is None and v is not None:
-                    out[k] = v
+                if k in _NEW_USER_FIELDS and v is not None and (out.get(k) is None or (k == "models" and not out[k])):
+                    out[k] = v  # an empty models list takes the default too, as LiteLLM's
         if out.get("max_budget") is None and self.max_internal_user_budget is not None:
             out["max_budget"] = self.max_internal_user_budget
         if out.get("budget_duration") is None and self.internal_user_budget_duration:
