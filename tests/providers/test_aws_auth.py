@@ -190,10 +190,9 @@ def servers(tmp_path: Path) -> Iterator[tuple[_Servers, Path]]:
     s.close()
 
 
-@pytest.mark.e2e
-def test_bedrock_on_web_identity_through_a_gateway(servers: tuple[_Servers, Path]) -> None:
-    s, token_file = servers
-    cfg = f"""
+def _bedrock_config(s: _Servers) -> str:
+    """A gateway serving one Bedrock deployment at the local signature-checking endpoint, without keys."""
+    return f"""
 model_list:
   - model_name: claude
     litellm_params:
@@ -203,6 +202,12 @@ model_list:
 general_settings:
   master_key: sk-master-aws
 """
+
+
+@pytest.mark.e2e
+def test_bedrock_on_web_identity_through_a_gateway(servers: tuple[_Servers, Path]) -> None:
+    s, token_file = servers
+    cfg = _bedrock_config(s)
     env = {"AWS_ROLE_ARN": ROLE, "AWS_WEB_IDENTITY_TOKEN_FILE": str(token_file),
            "AWS_ENDPOINT_URL_STS": f"http://127.0.0.1:{s.sts.server_address[1]}", "AWS_ACCESS_KEY_ID": "",
            "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_BEARER_TOKEN_BEDROCK": ""}
@@ -333,16 +338,7 @@ class _Imds:
 def test_bedrock_on_an_ec2_instance_profile_through_a_gateway(servers: tuple[_Servers, Path]) -> None:
     s, _ = servers
     imds = _Imds()
-    cfg = f"""
-model_list:
-  - model_name: claude
-    litellm_params:
-      model: bedrock/anthropic.claude-3-haiku-20240307-v1:0
-      aws_region_name: us-west-2
-      aws_bedrock_runtime_endpoint: http://127.0.0.1:{s.bedrock.server_address[1]}
-general_settings:
-  master_key: sk-master-aws
-"""
+    cfg = _bedrock_config(s)
     env = {"AWS_EC2_METADATA_DISABLED": "", "AWS_EC2_METADATA_SERVICE_ENDPOINT": f"http://127.0.0.1:{imds.server.server_address[1]}",
            "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_BEARER_TOKEN_BEDROCK": "",
            "AWS_ROLE_ARN": "", "AWS_WEB_IDENTITY_TOKEN_FILE": "", "AWS_PROFILE": "",

@@ -147,10 +147,9 @@ def servers(tmp_path: Path) -> Iterator[tuple[_Servers, Path]]:
     s.close()
 
 
-@pytest.mark.e2e
-def test_azure_on_workload_identity_through_a_gateway(servers: tuple[_Servers, Path]) -> None:
-    s, token_file = servers
-    cfg = f"""
+def _azure_config(s: _Servers) -> str:
+    """A gateway serving one Azure OpenAI deployment at the local endpoint, without a key."""
+    return f"""
 model_list:
   - model_name: gpt
     litellm_params:
@@ -160,6 +159,12 @@ model_list:
 general_settings:
   master_key: sk-master-entra
 """
+
+
+@pytest.mark.e2e
+def test_azure_on_workload_identity_through_a_gateway(servers: tuple[_Servers, Path]) -> None:
+    s, token_file = servers
+    cfg = _azure_config(s)
     env = {"AZURE_TENANT_ID": "tenant-1", "AZURE_CLIENT_ID": "client-1", "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
            "AZURE_AUTHORITY_HOST": f"http://127.0.0.1:{s.login.server_address[1]}/", "AZURE_API_KEY": "",
            "AZURE_OPENAI_API_KEY": "", "AZURE_AD_TOKEN": ""}
@@ -230,16 +235,7 @@ def test_azure_on_a_managed_identity_through_a_gateway(servers: tuple[_Servers, 
 
     identity = ThreadingHTTPServer(("127.0.0.1", 0), Identity)
     threading.Thread(target=identity.serve_forever, daemon=True).start()
-    cfg = f"""
-model_list:
-  - model_name: gpt
-    litellm_params:
-      model: azure/my-gpt4o
-      api_base: http://127.0.0.1:{s.azure.server_address[1]}
-      api_version: "2024-10-21"
-general_settings:
-  master_key: sk-master-entra
-"""
+    cfg = _azure_config(s)
     env = {"IDENTITY_ENDPOINT": f"http://127.0.0.1:{identity.server_address[1]}/msi/token",
            "IDENTITY_HEADER": "secret-header", "AZURE_CLIENT_ID": "uami-1", "AZURE_TENANT_ID": "",
            "AZURE_CLIENT_SECRET": "", "AZURE_FEDERATED_TOKEN_FILE": "", "AZURE_API_KEY": "",
