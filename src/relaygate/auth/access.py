@@ -44,7 +44,7 @@ PASS_THROUGH = "pass_through_endpoint"
 class AccessPolicy:
     """``allowed_ips`` and ``allowed_routes`` of one config (``general``: its ``GeneralSettings``)."""
 
-    __slots__ = ("source", "single", "networks", "forwarded", "routes")
+    __slots__ = ("source", "single", "networks", "forwarded", "routes", "active")
 
     def __init__(self, general: Any) -> None:
         self.source = general
@@ -56,10 +56,8 @@ class AccessPolicy:
         self.forwarded = bool(general.use_x_forwarded_for)
         routes = general.allowed_routes
         self.routes = RouteSet([r.removeprefix("LiteLLMRoutes.") for r in routes]) if routes is not None else None
-
-    @property
-    def active(self) -> bool:
-        return self.single is not None or self.routes is not None
+        self.active = self.single is not None or self.routes is not None
+        """Some restriction is set (else the gateway tests only this)."""
 
     def client(self, scope: Any) -> str | None:
         """The caller's address: the peer's, or with ``use_x_forwarded_for`` the last hop of the last

@@ -204,11 +204,11 @@ class Gateway:
                     return
                 send = cors_send
                 break
-        general = self.pipeline.runtime.config.general
-        if self._access.source is not general:
-            self._access = AccessPolicy(general)
+        access = self._access
+        if access.source is not self.pipeline.runtime.config.general:  # a reload: its allowed_ips / routes
+            access = self._access = AccessPolicy(self.pipeline.runtime.config.general)
         try:
-            if self._access.active and (refused := self._access.refusal(scope, path)) is not None:
+            if access.active and (refused := access.refusal(scope, path)) is not None:
                 await self._refuse(method, path, send, refused)
                 return
             route = self.routes.match(method, path)
