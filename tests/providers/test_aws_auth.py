@@ -283,10 +283,18 @@ def test_imds_unreachable_is_a_401_remembered() -> None:
     async def main() -> None:
         with pytest.raises(errors.AuthError, match=f"EC2 instance metadata at http://127.0.0.1:{port} gave none"):
             await refresh_token(c, identity_client())
+        until = c._blocked_until
         t0 = time.monotonic()
         with pytest.raises(errors.AuthError, match="gave none"):
             await refresh_token(c, identity_client())
         assert time.monotonic() - t0 < 0.5 and not c.refreshing
+        assert c._blocked_until == until  # an answer from memory does not push the next try back
+        # answering from memory does not extend it: once it has passed, the endpoint is asked again
+        c._blocked_until = time.time() - 1
+        c.expires_at = 0.0
+        with pytest.raises(errors.AuthError, match="gave none \\(") as again:
+            await refresh_token(c, identity_client())
+        assert "connect" in str(again.value).lower() or "unreachable" in str(again.value).lower()
         await aclose_identity_clients()
 
     asyncio.run(main())

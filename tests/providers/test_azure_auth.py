@@ -201,10 +201,12 @@ def test_managed_identity_unreachable_is_a_401_remembered() -> None:
     async def main() -> None:
         with pytest.raises(errors.AuthError, match=f"managed identity endpoint http://127.0.0.1:{port}/metadata"):
             await refresh_token(t, identity_client())
+        until = t._blocked_until
         t0 = time.monotonic()
         with pytest.raises(errors.AuthError, match="gave no token"):
             await refresh_token(t, identity_client())
         assert time.monotonic() - t0 < 0.5
+        assert t._blocked_until == until  # an answer from memory does not push the next try back
         await aclose_identity_clients()
 
     asyncio.run(main())

@@ -138,6 +138,8 @@ class AwsCredentials(Renewable):
         credential and remembered for :data:`IMDS_RETRY` seconds (:meth:`refresh_request` raises it again)."""
         if self.kind != "imds":
             return exc
+        if exc is self._blocked:  # answered from memory (refresh_request): the next try stays when it was
+            return exc
         self._step = 0
         if not isinstance(self._blocked, errors.GatewayError) or self._blocked_until <= now:
             why = exc.message if isinstance(exc, errors.GatewayError) else f"{type(exc).__name__}: {exc}"

@@ -116,6 +116,8 @@ class ManagedIdentityToken(EntraToken):
 
     def failed(self, now: float, exc: Exception) -> Exception:
         """A failed renewal as a 401 naming the endpoint, remembered :data:`MANAGED_RETRY` seconds."""
+        if exc is self._blocked:  # answered from memory (refresh_request): the next try stays when it was
+            return exc
         if not isinstance(self._blocked, errors.GatewayError) or self._blocked_until <= now:
             why = exc.message if isinstance(exc, errors.GatewayError) else f"{type(exc).__name__}: {exc}"
             where = self._url.partition("?")[0]
