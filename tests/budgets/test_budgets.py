@@ -232,6 +232,17 @@ def test_max_end_user_budget_for_every_customer_without_a_budget(db_url: str) ->
     asyncio.run(main())
 
 
+def test_a_missing_default_end_user_budget_row_is_said(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up, litellm_settings={"max_end_user_budget_id": "gone"}) as gw:
+            assert gw.budgets is not None
+            with caplog.at_level(logging.WARNING, logger="relaygate"):
+                await gw.budgets.refresh()
+            assert "max_end_user_budget_id names budget 'gone', which does not exist" in caplog.text
+
+    asyncio.run(main())
+
+
 def test_max_end_user_budget_id_puts_customers_on_that_budget_row(db_url: str) -> None:
     """``litellm_settings.max_end_user_budget_id``: a customer without a budget row of its own is put on that
     row at its first request (its customer row created, as LiteLLM persists it), and held to it."""

@@ -671,6 +671,13 @@ class BudgetGuard:
         self.customers = await _budgeted(store.list_customers, "user_id")
         self._customer_limits.clear()
         self._budget_rows.clear()  # budget rows changed (or their TTL passed): read them again
+        if self.end_user_budget_id is not None and await self._budget_row(self.end_user_budget_id, time.time()) is None:
+            now = time.monotonic()
+            if now - self._default_warned >= 60.0:
+                self._default_warned = now
+                log.warning("budgets: litellm_settings.max_end_user_budget_id names budget %r, which does not exist "
+                            "(create it with /budget/new): customers without a budget are not held to any",
+                            self.end_user_budget_id)
         self.tags = await _budgeted(store.list_tags, "tag_name")
         self._tag_limits.clear()
         members = await any_member_budget(store)
