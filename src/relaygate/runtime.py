@@ -23,7 +23,7 @@ from typing import Any
 from relaygate.auth import PrincipalResolver, StoreKeys, access_groups
 from relaygate.auth.access import RequiredFields, customer_header
 from relaygate.auth.keys import key_header
-from relaygate.config.litellm import DEFAULT_MODELS
+from relaygate.config.litellm_general import DEFAULT_MODELS
 from relaygate.config.model import Config
 from relaygate.cost import Pricer
 from relaygate.http.body import BodyLimits

@@ -45,6 +45,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from relaygate.budgets.defaults import DefaultBudget, counted_spend, put_on_budget
 from relaygate.budgets.limits import FOREVER, Limit, Plan, Tally, key_label
 from relaygate.budgets.periods import Duration, parse
 from relaygate.cost import PICO, pico_of, to_pico
@@ -104,18 +105,6 @@ async def _budgeted(list_page: Callable[..., Awaitable[Any]], id_field: str) -> 
     return frozenset(ids)
 
 
-class _DefaultBudget:
-    """A budget no row holds (``max_end_user_budget``): :meth:`BudgetGuard._limit` reads these fields."""
-
-    __slots__ = ("max_budget", "soft_budget", "budget_duration", "budget_reset_at")
-
-    def __init__(self, max_budget: float) -> None:
-        self.max_budget = max_budget
-        self.soft_budget = None
-        self.budget_duration = None
-        self.budget_reset_at = None
-
-
 class BudgetGuard:
     """One worker's budgets. ``check`` is the ``before_route`` hook, ``handle`` the completion sink."""
 
@@ -131,7 +120,7 @@ class BudgetGuard:
         on at its first check (its row created when it has none, as LiteLLM persists it)."""
         self.default_customers = end_user_budget is not None or end_user_budget_id is not None
         """Some default applies to customers without a budget row: every request naming a customer is checked."""
-        self.end_user_budget = _DefaultBudget(end_user_budget) if end_user_budget is not None else None
+        self.end_user_budget = DefaultBudget(end_user_budget) if end_user_budget is not None else None
         """``litellm_settings.max_end_user_budget``: the budget of every customer without a budget row of its
         own, over its whole spend (its row's ``spend``, else its spend counter); every request naming a
         customer is then checked."""
@@ -567,13 +556,17 @@ class BudgetGuard:
         except Exception:  # NotFound, or the database down: no limit until the next read
             rec = None
         if kind == "customer" and self.end_user_budget_id is not None and (rec is None or not rec.budget_id):
-            rec = await self._put_on_default(ident, rec)
+            try:
+                rec = await put_on_budget(self.store, ident, rec, self.end_user_budget_id)
+            except Exception as exc:  # the budget row missing, the database down: no default this time
+                self._warn_default(f"customer {ident[:64]} could not be put on max_end_user_budget_id "
+                                   f"{self.end_user_budget_id} ({type(exc).__name__}: {exc})")
         if rec is not None and rec.budget_id:
             row = await self._budget_row(rec.budget_id, now)
             if row is not None:
                 lim = self._limit(kind, ident, row, rec.spend, now, created=rec.created_at, reset=("budget", row))
         elif kind == "customer" and self.end_user_budget is not None:  # max_end_user_budget, over all its spend
-            spend = rec.spend if rec is not None else await self._counted(kind, ident)
+            spend = rec.spend if rec is not None else await counted_spend(self.store, kind, ident)
             lim = self._limit(kind, ident, self.end_user_budget, spend, now)
         if lim is not None and self.shared is not None:
             await self.shared.seed([lim])
@@ -582,41 +575,12 @@ class BudgetGuard:
         cache[ident] = (now + self.ttl, lim)
         return lim
 
-    async def _put_on_default(self, cid: str, rec: Any) -> Any:
-        """The customer's row on ``max_end_user_budget_id`` (created when it has none; LiteLLM persists the
-        default the same way); the row as it was when the store refuses (the budget row missing, the database
-        down: logged at most once a minute)."""
-        from relaygate.store import Customer, Duplicate
-
-        store, budget_id = self.store, self.end_user_budget_id
-        if store is None or budget_id is None:
-            return rec
-        try:
-            if rec is None:
-                try:
-                    return await store.create_customer(Customer(user_id=cid, budget_id=budget_id))
-                except Duplicate:
-                    rec = await store.get_customer(cid)
-            return rec if rec.budget_id else await store.update_customer(cid, budget_id=budget_id)
-        except Exception as exc:
-            now = time.monotonic()
-            if now - self._default_warned >= 60.0:
-                self._default_warned = now
-                log.warning("budgets: customer %s could not be put on max_end_user_budget_id %s (%s: %s)",
-                            cid[:64], budget_id, type(exc).__name__, exc)
-            return rec
-
-    async def _counted(self, kind: str, ident: str) -> float:
-        """An entity's whole spend as its counter says (USD; 0 without a store, a counter or a readable store)."""
-        if self.store is None:
-            return 0.0
-        from relaygate.store.spend import NANOS, entity_totals
-
-        try:
-            rows = await entity_totals(self.store, kind, [ident])
-        except Exception:  # the database down: no spend known until the next read
-            return 0.0
-        return rows[0]["spend_nanos"] / NANOS if rows else 0.0
+    def _warn_default(self, text: str) -> None:
+        """A problem with the customers' default budget, logged at most once a minute."""
+        now = time.monotonic()
+        if now - self._default_warned >= 60.0:
+            self._default_warned = now
+            log.warning("budgets: %s", text)
 
     # -- background ---------------------------------------------------------------------------------
 
@@ -672,12 +636,9 @@ class BudgetGuard:
         self._customer_limits.clear()
         self._budget_rows.clear()  # budget rows changed (or their TTL passed): read them again
         if self.end_user_budget_id is not None and await self._budget_row(self.end_user_budget_id, time.time()) is None:
-            now = time.monotonic()
-            if now - self._default_warned >= 60.0:
-                self._default_warned = now
-                log.warning("budgets: litellm_settings.max_end_user_budget_id names budget %r, which does not exist "
-                            "(create it with /budget/new): customers without a budget are not held to any",
-                            self.end_user_budget_id)
+            self._warn_default(f"litellm_settings.max_end_user_budget_id names budget {self.end_user_budget_id!r}, "
+                               "which does not exist (create it with /budget/new): customers without a budget are "
+                               "not held to any")
         self.tags = await _budgeted(store.list_tags, "tag_name")
         self._tag_limits.clear()
         members = await any_member_budget(store)

@@ -1,0 +1,66 @@
+"""LiteLLM's ``general_settings`` / ``litellm_settings`` that are more than a value to copy: the ones kept in
+``GeneralSettings`` from ``litellm_settings``, the default models of a kind of call, and the settings relaygate
+does not run that must stop startup rather than be ignored (re-exported by ``config.litellm``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from relaygate.config.errors import ConfigError
+
+__all__ = ["DEFAULT_MODELS", "GENERAL_FROM_LITELLM_SETTINGS", "refuse_guardrails", "refuse_unenforced"]
+
+DEFAULT_MODELS = {"completion_model": ("chat", "completions"), "embedding_model": ("embeddings",),
+                  "image_generation_model": ("images",), "moderation_model": ("moderations",)}
+"""LiteLLM's ``general_settings`` that name the model a kind of call is served by, whatever the request names,
+and the pipeline routes (``Exchange.route``) each applies to."""
+GENERAL_FROM_LITELLM_SETTINGS = frozenset((
+    "max_budget", "budget_duration", "default_internal_user_params", "max_end_user_budget", "max_end_user_budget_id",
+    "max_internal_user_budget", "internal_user_budget_duration", "disable_end_user_cost_tracking",
+    "disable_end_user_cost_tracking_prometheus_only"))
+"""``litellm_settings`` keys kept in ``GeneralSettings`` (budgets, new users' defaults, end-user tracking)."""
+
+
+def refuse_unenforced(data: Mapping[str, Any], rg: Mapping[str, Any], source: str, warnings: list[str]) -> None:
+    """Stop startup on LiteLLM settings that restrict access and that relaygate does not enforce, unless
+    ``relaygate_settings`` acknowledges serving without them: ``guardrails`` (:func:`refuse_guardrails`), and
+    ``general_settings.custom_auth`` (a Python function of LiteLLM's proxy that decides who may call),
+    ``admin_only_routes`` (routes only a proxy admin may call), ``custom_key_generate`` (a function that
+    vets key generation) or ``custom_sso`` (a function that decides what a signed-in user becomes).
+    Ignoring any with a warning would let in callers, keys or roles the operator meant to keep out."""
+    refuse_guardrails(data.get("guardrails"), rg.get("ignore_guardrails") is True, source)
+    general = data.get("general_settings")
+    if not isinstance(general, Mapping):
+        return
+    mappings = general.get("user_header_mappings")
+    for m in [mappings] if isinstance(mappings, dict) else mappings if isinstance(mappings, list) else []:
+        role = m.get("litellm_user_role") if isinstance(m, dict) else None
+        if str(role).lower() != "customer":
+            warnings.append(f"general_settings.user_header_mappings: role {role!r} ignored (only customer: a "
+                            "header naming the internal user would let a caller charge another user's budget)")
+    if rg.get("ignore_custom_auth") is True:
+        return
+    for name, what in (("custom_auth", "LiteLLM's custom_auth functions"),
+                       ("admin_only_routes", "LiteLLM's admin_only_routes"),
+                       ("custom_key_generate", "LiteLLM's custom_key_generate functions"),
+                       ("custom_sso", "LiteLLM's custom_sso handlers")):
+        if general.get(name):
+            raise ConfigError(source, f"general_settings.{name}", f"relaygate does not run {what}: callers it "
+                              "refuses would be let in. Remove it, or set relaygate_settings.ignore_custom_auth: "
+                              "true to serve with the gateway's own key checks knowingly")
+
+
+def refuse_guardrails(guardrails: Any, acknowledged: bool, source: str) -> None:
+    """LiteLLM's top-level ``guardrails`` (PII masking, prompt-injection and moderation checks around every
+    call) are not run by relaygate. Ignoring them with a warning would send every request to the providers
+    unchecked, which an operator who configured them relies on not happening: a non-empty list stops
+    startup, unless ``relaygate_settings.ignore_guardrails: true`` says to serve without them knowingly."""
+    if not guardrails or acknowledged:
+        return
+    names = [str(g.get("guardrail_name")) for g in guardrails if isinstance(g, dict) and g.get("guardrail_name")] \
+        if isinstance(guardrails, list) else []
+    listed = f" ({', '.join(names)})" if names else ""
+    raise ConfigError(source, "guardrails", f"relaygate does not run LiteLLM's guardrails{listed}: requests would "
+                      "reach the providers unchecked. Remove them, or set relaygate_settings.ignore_guardrails: "
+                      "true to serve without them knowingly")
