@@ -298,6 +298,10 @@ class Router:
             self.retired_limiter = previous.limiter
         self.limiter.on_cooldowns(self._remote_cooldowns)  # replaces the previous router's callback
         self._carry: _Carry = _Carry(previous, keep_limited=self.retired_limiter is None)
+        if s.default_max_parallel_requests:  # LiteLLM's: the bound of a deployment that sets none
+            for dep in config.deployments:
+                if dep.max_parallel_requests is None:
+                    dep.max_parallel_requests = s.default_max_parallel_requests
         self.clock = time.monotonic
         self.budgets: ProviderBudgets | None = previous.budgets if previous is not None else None
         """Provider and deployment budgets (``budgets.providers``), set by the gateway; None: none."""

@@ -196,3 +196,12 @@ def test_no_deployment_left_is_a_429_not_a_crash() -> None:
         lease.finish(True)
 
     asyncio.run(main())
+
+
+def test_default_max_parallel_requests_bounds_deployments_that_set_none() -> None:
+    """LiteLLM's ``router_settings.default_max_parallel_requests``; a deployment's own value wins."""
+    r = make([dep("g", "a"), dep("g", "b", max_parallel_requests=7)], default_max_parallel_requests=3)
+    assert stats(r, "a").max_inflight == 3 and stats(r, "b").max_inflight == 7
+    assert stats(make([dep("g", "a")]), "a").max_inflight == 0  # unset: no bound
+    again = make([dep("g", "a")], previous=r, default_max_parallel_requests=3)
+    assert stats(again, "a").max_inflight == 3  # a reload keeps it

@@ -86,6 +86,8 @@ class RouterSettings(msgspec.Struct, kw_only=True):
     """``router_settings`` (and the overlapping ``litellm_settings``) of LiteLLM."""
 
     routing_strategy: str = "simple-shuffle"
+    default_max_parallel_requests: int | None = None
+    """LiteLLM's: requests in flight at once per deployment that sets no ``max_parallel_requests``."""
     num_retries: int = 0
     timeout: float | None = None
     stream_timeout: float | None = None
