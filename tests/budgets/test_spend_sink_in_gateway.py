@@ -60,6 +60,9 @@ def test_a_changed_key_tags_its_next_rows_at_once(tmp_path: Path) -> None:
             h = token("sk-tagged")
             await gw.store.create_key(Key(token=h, tags=["before"]))
             assert (await ask(gw, "sk-tagged")).status == 200
+            deadline = time.monotonic() + 5
+            while await _rows(url) < 1 and time.monotonic() < deadline:  # the first row written (the sink reads
+                await asyncio.sleep(0.05)                                 # a key's tags when it writes its rows)
             await gw.store.update_key(h, tags=["after"])
             gw.keys_changed([h])  # what the management API does after /key/update
             assert (await ask(gw, "sk-tagged")).status == 200
