@@ -22,7 +22,6 @@ from typing import Any
 
 from relaygate.auth import PrincipalResolver, StoreKeys, access_groups
 from relaygate.auth.access import RequiredFields, customer_header
-from relaygate.auth.keys import key_header
 from relaygate.config.litellm_general import DEFAULT_MODELS
 from relaygate.config.model import Config
 from relaygate.cost import Pricer
@@ -59,9 +58,8 @@ class Runtime:
         self.max_parallel = config.general.global_max_parallel_requests
         """``general_settings.global_max_parallel_requests`` (``Pipeline.inflight``); None: no bound."""
         g = config.general
-        self.forward_headers: tuple[bytes | None] | None = (
-            (key_header(g.litellm_key_header_name),) if g.forward_client_headers_to_llm_api else None)
-        """``forward_client_headers_to_llm_api``: (the custom key header, never forwarded); None: off."""
+        self.forward_headers = g.forward_client_headers_to_llm_api
+        """``forward_client_headers_to_llm_api``: the client's headers go on to the provider (never the key's)."""
         self.forward_org = g.forward_openai_org_id
         overrides = {route: model for setting, routes in DEFAULT_MODELS.items() if (model := getattr(g, setting))
                      for route in routes}

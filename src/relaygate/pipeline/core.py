@@ -90,8 +90,8 @@ class Pipeline:
         try:
             headers = scope["headers"]
             over = ex.over = Overrides(headers, rt.max_body, rt.user_header)
-            if rt.forward_headers is not None:  # forward_client_headers_to_llm_api
-                over.forward = forwardable(headers, rt.forward_headers[0])
+            if rt.forward_headers:  # forward_client_headers_to_llm_api (never the custom key header)
+                over.forward = forwardable(headers, rt.principals.key_header)
             if rt.forward_org:  # forward_openai_org_id
                 over.org = organization(headers)
             ex.call_id = over.call_id or new_call_id()
