@@ -28,7 +28,7 @@ from typing import Any
 from relaygate.core.errors import redact
 from relaygate.logs import json_line, log_stream
 from relaygate.observe.detail import Detail
-from relaygate.sinks.record import CompletionRecord
+from relaygate.sinks.record import OUTCOME_TEXT, CompletionRecord
 
 __all__ = ["JsonRequestLog"]
 
@@ -51,7 +51,7 @@ class JsonRequestLog:
             "logger": "relaygate.requests", "pid": self.pid, "message": "request",
             "call_id": r.call_id, "route": r.route, "stream": r.stream, "model": r.model,
             "model_group": r.model_group, "deployment_id": r.deployment_id, "provider": r.provider,
-            "upstream_model": r.upstream_model, "status": r.status, "outcome": r.outcome.value,
+            "upstream_model": r.upstream_model, "status": r.status, "outcome": OUTCOME_TEXT[r.outcome],
             "start_time": round(r.start_time, 6), "latency_ms": round(r.latency * 1000.0, 3),
             "ttft_ms": round(r.ttft * 1000.0, 3) if r.ttft is not None else None,
             "overhead_ms": round(r.overhead * 1000.0, 3),

@@ -49,7 +49,7 @@ import msgspec
 
 from relaygate.config.errors import ConfigError
 from relaygate.observe.detail import Detail, LoggingTarget, detail_of
-from relaygate.sinks.record import CompletionRecord, Outcome
+from relaygate.sinks.record import OUTCOME_TEXT, CompletionRecord, Outcome
 from relaygate.sinks.spend import CALL_TYPES, tag_list
 
 __all__ = ["DEFAULT_HOST", "INGESTION_PATH", "REDACTED", "BuildOptions", "Credentials", "build_events",
@@ -368,7 +368,7 @@ def build_events(r: CompletionRecord, detail: Detail | None, opts: BuildOptions,
     gen_meta.update({"litellm_call_id": r.call_id, "litellm_response_cost": cost, "cache_hit": r.cache_hit,
                      "model_group": r.model_group or None, "model_id": r.deployment_id or None,
                      "custom_llm_provider": r.provider or None, "status_code": r.status,
-                     "outcome": r.outcome.value, "litellm_overhead_time_ms": round(r.overhead * 1000.0, 3)})
+                     "outcome": OUTCOME_TEXT[r.outcome], "litellm_overhead_time_ms": round(r.overhead * 1000.0, 3)})
     if detail is not None:
         gen_meta["span_id"] = detail.span_id
         if detail.attempts:

@@ -38,7 +38,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from relaygate.observe.detail import Attempt, Detail
 from relaygate.observe.standard import error_class, standard_metadata
-from relaygate.sinks.record import CompletionRecord, Outcome
+from relaygate.sinks.record import OUTCOME_TEXT, CompletionRecord, Outcome
 from relaygate.sinks.spend import CALL_TYPES
 
 __all__ = ["PROVIDER_NAMES", "REQUEST_SPAN", "attempt_attributes", "encode_json", "operation",
@@ -60,6 +60,9 @@ _FLOAT_PARAMS = (("temperature", "gen_ai.request.temperature"), ("top_p", "gen_a
                  ("presence_penalty", "gen_ai.request.presence_penalty"), ("top_k", "gen_ai.request.top_k"))
 _MAX_TOKENS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 _encode = msgspec.json.Encoder().encode
+_STATUS_OK = Status(StatusCode.OK)
+_STATUS_UNSET = Status(StatusCode.UNSET)
+"""The statuses without a description (``Status`` is immutable: one of each serves every span)."""
 
 
 def encode_json(value: Any) -> str:
@@ -85,25 +88,37 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+_REQUEST_KEYS = frozenset({*(k for k, _ in _FLOAT_PARAMS), *_MAX_TOKENS, "seed", "n", "stop", "stop_sequences"})
+"""Every body field :func:`_request_params` reads: a body with none of them is passed over in one C call."""
+_isfinite = math.isfinite
+
+
 def _request_params(body: Any, out: dict[str, Any]) -> None:
-    if not isinstance(body, dict):
+    if not isinstance(body, dict) or _REQUEST_KEYS.isdisjoint(body):
         return
+    get = body.get
     for key, attr in _FLOAT_PARAMS:
-        v: Any = body.get(key)
-        if _number(v):
+        v: Any = get(key)
+        if v is None:
+            continue
+        t = type(v)
+        if t is float:  # what a JSON decoder gives; other types take the general test
+            if _isfinite(v):
+                out[attr] = v
+        elif t is int or _number(v):
             out[attr] = float(v)
     for key in _MAX_TOKENS:
-        v = body.get(key)
+        v = get(key)
         if isinstance(v, int) and not isinstance(v, bool):
             out["gen_ai.request.max_tokens"] = v
             break
-    seed = body.get("seed")
+    seed = get("seed")
     if isinstance(seed, int) and not isinstance(seed, bool):
         out["gen_ai.request.seed"] = seed
-    n = body.get("n")
+    n = get("n")
     if isinstance(n, int) and not isinstance(n, bool) and n != 1:
         out["gen_ai.request.choice.count"] = n
-    stop = body.get("stop", body.get("stop_sequences"))
+    stop = get("stop", get("stop_sequences"))
     if isinstance(stop, str):
         out["gen_ai.request.stop_sequences"] = (stop,)
     elif isinstance(stop, list) and stop and all(isinstance(s, str) for s in stop):
@@ -220,7 +235,8 @@ def request_attributes(r: CompletionRecord, detail: Detail | None, *, message_lo
     ok = r.outcome is Outcome.OK
     body = detail.input if detail is not None else None
     answer = detail.output if detail is not None and ok else None
-    a: dict[str, Any] = {"gen_ai.operation.name": operation(r.route)}
+    route = r.route
+    a: dict[str, Any] = {"gen_ai.operation.name": _OPERATIONS.get(route, route or "chat")}
     if r.provider:
         a["gen_ai.system"] = r.provider
         a["gen_ai.provider.name"] = PROVIDER_NAMES.get(r.provider, r.provider)
@@ -253,19 +269,23 @@ def request_attributes(r: CompletionRecord, detail: Detail | None, *, message_lo
     a["llm.is_streaming"] = str(r.stream)
     a["llm.usage.total_tokens"] = r.prompt_tokens + r.completion_tokens
     meta, hidden = standard_metadata(r, detail, redact_key_info=redact_key_info)
+    names = _META_NAMES
     for key, value in meta.items():
-        if value is None or (not value and isinstance(value, dict | list)):
-            continue  # (comparing with ``{}`` and ``[]`` built two objects per key, ~30 keys a request)
-        name = _META_NAMES.get(key)
+        if value is None:
+            continue  # most of the payload's ~30 keys
+        t = type(value)
+        if t is not str and not value and isinstance(value, dict | list):
+            continue  # (comparing with ``{}`` and ``[]`` built two objects per key)
+        name = names.get(key)
         if name is None:  # the payload's fixed keys: a bounded table
-            name = _META_NAMES[key] = "metadata." + key
-        a[name] = _flat(value)
-    a["hidden_params"] = encode_json(hidden)
+            name = names[key] = "metadata." + key
+        a[name] = value if t is str or t is int or t is float or t is bool else _flat(value)
+    a["hidden_params"] = _encode(hidden).decode()
 
     # relaygate's
     a["relaygate.call_id"] = r.call_id
     a["relaygate.route"] = r.route
-    a["relaygate.outcome"] = r.outcome.value
+    a["relaygate.outcome"] = OUTCOME_TEXT[r.outcome]
     if r.model_group:
         a["relaygate.model_group"] = r.model_group
     if r.deployment_id:
@@ -289,9 +309,9 @@ def request_attributes(r: CompletionRecord, detail: Detail | None, *, message_lo
 
     events: list[tuple[str, dict[str, Any]]] = []
     if ok:
-        status = Status(StatusCode.OK)
+        status = _STATUS_OK
     elif r.outcome is Outcome.CLIENT_GONE:
-        status = Status(StatusCode.UNSET)
+        status = _STATUS_UNSET
     else:
         cls = error_class(r.status, r.error_type)
         message = (detail.error_message if detail is not None else "") or r.error_type or f"HTTP {r.status}"

@@ -50,7 +50,7 @@ from typing import Any
 import msgspec
 
 from relaygate.sinks.queue import OnEvent
-from relaygate.sinks.record import CompletionRecord, Outcome
+from relaygate.sinks.record import OUTCOME_TEXT, CompletionRecord, Outcome
 from relaygate.store import Store, StoreUnavailable
 from relaygate.store.records import SpendLog
 from relaygate.store.spend import NANOS, delete_spend_logs_before, key_owners, write_spend_values
@@ -144,7 +144,7 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
         # only what the row's columns do not already hold: the reporting routes add LiteLLM's
         # user_api_key* and status keys back from the columns (``management.spend.log_row``), so a row
         # carries no copy of them (smaller rows, less to encode on the sink's every write)
-        metadata: dict[str, Any] = {"outcome": r.outcome.value, "stream": r.stream}
+        metadata: dict[str, Any] = {"outcome": OUTCOME_TEXT[r.outcome], "stream": r.stream}
         if spend_meta is not None:
             metadata["spend_logs_metadata"] = spend_meta
         if isinstance(request_meta, dict):
