@@ -77,3 +77,100 @@ def test_a_closed_stream_is_counted_not_raised() -> None:
     out.close()
     JsonRequestLog(stream=out, on_event=lambda e, n: events.append((e, n))).handle([record(), record()])
     assert events == [("json_log_failed", 2)]
+
+
+class _Counting(io.StringIO):
+    """A stream that counts its writes and flushes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, s: str) -> int:
+        self.writes += 1
+        return super().write(s)
+
+
+def test_lines_are_gathered_on_the_loop_and_written_together() -> None:
+    import asyncio
+
+    out = _Counting()
+    sink = JsonRequestLog(stream=out, flush_every=0.05)
+
+    async def main() -> None:
+        sink.handle([record(call_id="a")])
+        sink.handle([record(call_id="b"), record(call_id="c")])
+        assert out.getvalue() == ""  # waiting for the timer
+        await asyncio.sleep(0.2)
+
+    asyncio.run(main())
+    assert out.writes == 1
+    assert [orjson.loads(x)["call_id"] for x in out.getvalue().splitlines()] == ["a", "b", "c"]
+
+
+def test_close_writes_what_is_gathered_and_a_full_buffer_goes_at_once() -> None:
+    import asyncio
+
+    from relaygate.observe.jsonlog import FLUSH_BYTES
+
+    out = _Counting()
+    sink = JsonRequestLog(stream=out, flush_every=30.0)
+    big = "x" * 2000
+
+    async def main() -> None:
+        sink.handle([record(call_id="first")])
+        assert out.getvalue() == ""
+        sink.close()  # the queue closes its sinks at shutdown
+        assert orjson.loads(out.getvalue())["call_id"] == "first"
+        n = FLUSH_BYTES // 2000 + 1
+        sink.handle([record(call_id=f"{big}{i}") for i in range(n)])  # past FLUSH_BYTES: written now
+        assert out.getvalue().count("\n") == 1 + n
+
+    asyncio.run(main())
+
+
+def test_a_timer_whose_loop_ended_does_not_hold_lines_back() -> None:
+    import asyncio
+
+    out = io.StringIO()
+    sink = JsonRequestLog(stream=out, flush_every=30.0)
+
+    async def first() -> None:
+        sink.handle([record(call_id="one")])
+
+    asyncio.run(first())  # the loop ends with the timer armed
+    assert out.getvalue() == ""
+    sink.handle([record(call_id="two")])  # no loop now: both written at once
+    assert [orjson.loads(x)["call_id"] for x in out.getvalue().splitlines()] == ["one", "two"]
+
+
+def test_into_a_pipe_each_write_is_whole_lines_within_pipe_buf() -> None:
+    import os
+    import threading
+
+    from relaygate.observe.jsonlog import PIPE_BUF, atomic_chunks
+
+    lines = [f'{{"n":{i},"pad":"{"é" * (i % 700)}"}}\n' for i in range(60)] + ['{"long":"' + "y" * 9000 + '"}\n']
+    chunks = atomic_chunks(lines)
+    assert "".join(chunks) == "".join(lines)
+    for c in chunks:
+        assert c.endswith("\n")
+        assert len(c.encode()) <= PIPE_BUF or c.count("\n") == 1  # only a single long line exceeds it
+
+    r, w = os.pipe()
+    got: list[bytes] = []
+
+    def read() -> None:
+        with os.fdopen(r, "rb") as f:
+            got.append(f.read())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    stream = os.fdopen(w, "w", encoding="utf-8")
+    sink = JsonRequestLog(stream=stream, flush_every=0)
+    sink.handle([record(call_id=f"c{i}", model="m" * 300) for i in range(40)])
+    assert list(sink._shared.values()) == [True]  # seen as a pipe: written in whole-line chunks
+    stream.close()
+    reader.join(5)
+    text = got[0].decode()
+    assert [orjson.loads(x)["call_id"] for x in text.splitlines()] == [f"c{i}" for i in range(40)]
