@@ -24,6 +24,13 @@ mode per round): the pair shares its seconds, so the machine's drift cancels out
 of off is taken from CPU per request (off's CPU / the mode's, one core's throughput at that cost; see
 ``bench/README.md``). Pairs, not all six at once: an exporter's batching (spans per export, events per
 POST) depends on its request rate, and six gateways sharing a core would each run at a sixth of it.
+
+``--baseline DIR`` measures a change: every mode but off also runs from the relaygate tree in ``DIR`` (a
+worktree of the commit before it, extensions built: ``git worktree add DIR REV && cd DIR && python setup.py
+build_ext --inplace``), as ``<mode>@base``, in the same rounds and paired with off like the others; the end
+prints each mode's share against its baseline's, per round and the median difference in points. The same
+seconds hold both, so the machine's drift stays out of the comparison (two runs an hour apart differ by more
+than most changes).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import statistics
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -48,6 +56,43 @@ from bench.scenarios_cache import measure
 MASTER = "sk-bench-master"
 MODES = ("off", "langfuse", "otel", "prometheus", "json_logs", "all")
 ALL = ("langfuse", "otel", "prometheus", "json_logs")
+BASE = "@base"
+"""The suffix of a mode run from the ``--baseline`` tree."""
+
+
+def mode_names(mode: str) -> tuple[str, ...]:
+    """The callbacks a mode's gateway runs (a baseline mode, its own mode's)."""
+    base = mode.removesuffix(BASE)
+    return () if base == "off" else ALL if base == "all" else (base,)
+
+
+def baseline_problem(tree: Path) -> str | None:
+    """Why ``tree`` cannot be measured as a baseline, or None: it must be a relaygate source tree with its
+    compiled extensions built (else its gateways would run the pure twins and the comparison would be of
+    those)."""
+    if not (tree / "src" / "relaygate" / "__init__.py").is_file():
+        return f"--baseline {tree}: no src/relaygate there (give a checkout or worktree of relaygate)"
+    built = {p.name.split(".", 1)[0] for p in (tree / "src" / "relaygate" / "core").glob("_*_c.*.so")}
+    missing = [src.stem for src in sorted((tree / "ext").glob("_*_c.pyx")) if src.stem not in built]
+    if missing:
+        return (f"--baseline {tree}: compiled extensions not built ({', '.join(missing)}): "
+                f"cd {tree} && python setup.py build_ext --inplace")
+    return None
+
+
+def baseline_lines(modes: Sequence[str], shares: Mapping[str, Sequence[float]], tree: Path) -> list[str]:
+    """For each mode run with a baseline too: its median share of off against the baseline's, in points,
+    and the difference in each round (both paired with off in that round's seconds)."""
+    out = []
+    for m in modes:
+        b = m + BASE
+        if m.endswith(BASE) or b not in shares or not shares[m] or not shares[b]:
+            continue
+        diffs = [100 * (x - y) for x, y in zip(shares[m], shares[b], strict=False)]
+        out.append(f"baseline {m:10s} {100 * statistics.median(shares[m]):5.1f}% of off against "
+                   f"{100 * statistics.median(shares[b]):5.1f}% from {tree}: {statistics.median(diffs):+.1f} points "
+                   f"(per round {' '.join(f'{d:+.1f}' for d in diffs)})")
+    return out
 
 
 def _free_port() -> int:
@@ -119,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     p.add_argument("--together", action="store_true", help="each mode in a pair with off, loaded at the same time")
+    p.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                   help="also run every mode but off from the relaygate tree in DIR (a built worktree of an older "
+                        "commit) and compare; needs --together")
     p.add_argument("--receiver", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.receiver is not None:
@@ -129,6 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--modes: a comma-separated subset of {', '.join(MODES)} that includes off")
     if args.duration <= 0 or args.duration > 60 or not 1 <= args.concurrency <= 256 or not 1 <= args.repeat <= 10:
         p.error("--duration must be in (0, 60], --concurrency in 1..256 and --repeat in 1..10 (a shared machine)")
+    if args.baseline is not None:
+        if not args.together:
+            p.error("--baseline compares shares of off paired in the same seconds: add --together")
+        args.baseline = args.baseline.resolve()
+        problem = baseline_problem(args.baseline)
+        if problem is not None:
+            p.error(problem)
+        modes += [m + BASE for m in modes if m != "off"]
     tmp = Path(tempfile.mkdtemp(prefix="rg-observe-bench-"))
     mock = launch_mock(name="up", cpus="1", log_dir=tmp)
     rport = _free_port()
@@ -141,13 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         wait_http(f"http://127.0.0.1:{rport}/", 20, recv)
         for mode in modes:
-            names = () if mode == "off" else ALL if mode == "all" else (mode,)
             cfg = tmp / f"{mode}.yaml"
-            cfg.write_text(config(mock.openai_base, names))
+            cfg.write_text(config(mock.openai_base, mode_names(mode)))
             port = _free_port()
+            tree = args.baseline if mode.endswith(BASE) else None
+            # the baseline's package first on the path (ahead of an installed or editable relaygate)
+            genv = env if tree is None else {**env, "PYTHONPATH": os.pathsep.join(
+                [str(tree / "src"), *filter(None, [env.get("PYTHONPATH")])])}
             gw = spawn([sys.executable, "-m", "relaygate.cli", "serve", "--config", str(cfg), "--host", "127.0.0.1",
                         "--port", str(port), "--workers", "1", "--log-level", "warning"], name=f"gw-{mode}",
-                       cpus="0", env=env, log_dir=tmp)
+                       cpus="0", env=genv, log_dir=tmp, cwd=tree)
             gws[mode] = (port, gw)
             wait_http(f"http://127.0.0.1:{port}/health/readiness", 30, gw)
         print(f"{args.concurrency} concurrent, {args.duration:g}s per mode, modes {', '.join(modes)}", flush=True)
@@ -168,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                     runs["off"].append(off_res)
                     runs[mode].append(res)
                     shares[mode].append(off_res["cpu_us"] / res["cpu_us"])
-                    print(f"round {r + 1} {mode:10s} {res['rps']:8.0f} req/s  gateway CPU {res['cpu_us']:6.1f} us/req "
+                    print(f"round {r + 1} {mode:14s} {res['rps']:8.0f} req/s  gateway CPU {res['cpu_us']:6.1f} us/req "
                           f"vs off {off_res['cpu_us']:6.1f} in the same seconds: {100 * shares[mode][-1]:5.1f}%  "
                           f"errors={int(res['errors'] + off_res['errors'])}  threads "
                           f"{threads_text(res['threads_us_per_req'])}", flush=True)
@@ -189,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"median {m:10s} {rps:8.0f} req/s ({100 * rps / off_rps:5.1f}% of off)  gateway CPU {cpu:6.1f} "
                   f"us/req (+{cpu - off_cpu:5.1f} us)", flush=True)
+        if args.baseline is not None:
+            for line in baseline_lines(modes, shares, args.baseline):
+                print(line, flush=True)
         got = http_json(f"http://127.0.0.1:{rport}/")
         print(f"receiver: {got['langfuse_events']} Langfuse events in {got['langfuse_batches']} batches, "
               f"{got['otlp_requests']} OTLP requests ({got['otlp_bytes']} bytes)", flush=True)

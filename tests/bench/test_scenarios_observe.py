@@ -32,3 +32,15 @@ def test_tiny_run(together: bool) -> None:
             assert re.search(rf"round 1 {mode} .* vs off .* in the same seconds", out)
     found = re.search(r"receiver: (\d+) Langfuse events in \d+ batches, (\d+) OTLP requests", out)
     assert found is not None and int(found.group(1)) > 0 and int(found.group(2)) > 0, out
+
+
+def test_tiny_run_against_a_baseline_tree() -> None:
+    # the repository itself as the baseline: the plumbing, not a difference (both run the same code)
+    proc = subprocess.run([sys.executable, "-m", "bench.scenarios_observe", "--duration", "0.5", "--repeat", "1",
+                           "--concurrency", "4", "--modes", "off,json_logs", "--together", "--baseline",
+                           str(REPO_ROOT)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = proc.stdout
+    assert re.search(r"round 1 json_logs@base .* vs off .* in the same seconds", out), out
+    line = next(ln for ln in out.splitlines() if ln.startswith("baseline json_logs"))
+    assert re.search(r"% of off against +[\d.]+% from .*: [+-][\d.]+ points \(per round [+-][\d.]+\)", line), line
