@@ -18,9 +18,9 @@ raised.
 Writes: lines are gathered for at most ``flush_every`` seconds (:data:`FLUSH_EVERY`, 50 ms) or
 :data:`FLUSH_BYTES`, then written on the event loop (a timer armed by the first line waiting), and at
 close. Before, every drain of the completion queue (~1 ms under load, a couple of records) was its own
-write and flush: a syscall per one or two requests, ~2.4% of a small request's CPU on one core
-(``bench.scenarios_observe --modes off,json_logs``, 91.2% against 93.6% of off with 50 ms gathering, five
-rounds). Outside a running loop (tests, tools) each batch is written at once. Lines never interleave with
+write and flush: a syscall per one or two requests, 1–2.5% of a small request's CPU on one core
+(``bench.scenarios_observe --together --baseline``: +2.6, +0.9 and +1.2 points of off's throughput in three
+runs). Outside a running loop (tests, tools) each batch is written at once. Lines never interleave with
 other writers mid-way: into a regular file a flush is one ``write`` (appends are whole); into a pipe or a
 socket (a container's stderr, shared by every worker process) the lines go in writes of at most
 ``PIPE_BUF`` bytes of whole lines, which the kernel keeps whole against the other workers' writes (a single
