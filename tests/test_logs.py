@@ -144,3 +144,19 @@ def test_json_line_fast_path_equals_the_regex_path(text: str, ascii_text: str) -
     for obj in ({"m": text}, {"m": ascii_text, "n": [ascii_text, 1.5, None]}, {"del": "a\x7fb"}):
         assert json_line(obj) == _CONTROL.sub(_escape_json, orjson.dumps(obj).decode())
         assert not CONTROL.search(json_line(obj))
+
+
+def test_json_line_writes_what_orjson_refuses() -> None:
+    import json
+
+    from relaygate.logs import json_line
+
+    huge = int("9" * 30)
+
+    class Odd:
+        def __str__(self) -> str:
+            return "odd\nvalue"
+
+    text = json_line({"n": huge, "o": Odd(), "s": "a\u2028b"})
+    assert "\n" not in text and "\u2028" not in text
+    assert json.loads(text) == {"n": huge, "o": "odd\nvalue", "s": "a\u2028b"}

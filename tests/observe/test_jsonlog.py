@@ -174,3 +174,30 @@ def test_into_a_pipe_each_write_is_whole_lines_within_pipe_buf() -> None:
     reader.join(5)
     text = got[0].decode()
     assert [orjson.loads(x)["call_id"] for x in text.splitlines()] == [f"c{i}" for i in range(40)]
+
+
+def test_a_body_orjson_refuses_is_still_logged_and_a_failing_record_costs_only_its_line() -> None:
+    huge = int("9" * 400)  # past 64 bits: orjson refuses it, the line goes through msgspec
+    d = Detail("a" * 32, "b" * 16, input={"model": "m", "temperature": huge}, output={"id": "x"})
+    out = io.StringIO()
+    JsonRequestLog(bodies=True, stream=out).handle([record(extra={"observe": d})])
+    import json
+
+    obj = json.loads(out.getvalue())  # (the stdlib reads integers whole; orjson would make it a double)
+    assert obj["request"]["temperature"] == huge and obj["call_id"] == "c-1"
+
+    events: list[tuple[str, int]] = []
+    sink = JsonRequestLog(on_event=lambda e, n: events.append((e, n)))
+    real = sink.line
+
+    def line(r: CompletionRecord) -> str:
+        if r.call_id == "bad":
+            raise RuntimeError("cannot")
+        return real(r)
+
+    sink.line = line  # type: ignore[method-assign]
+    out = io.StringIO()
+    sink.stream = out
+    sink.handle([record(call_id="a"), record(call_id="bad"), record(call_id="b")])
+    assert [orjson.loads(x)["call_id"] for x in out.getvalue().splitlines()] == ["a", "b"]
+    assert events == [("json_log_failed", 1)]

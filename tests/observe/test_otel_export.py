@@ -617,3 +617,32 @@ def test_sdk_export_logs_are_throttled(caplog: pytest.LogCaptureFixture) -> None
             logger.error("Failed to export batch")
     assert [r.getMessage() for r in caplog.records] == ["Transient error 0 encountered, retrying in 1.00s.",
                                                         "Failed to export batch"]
+
+
+def test_a_hostile_number_costs_its_attribute_and_one_bad_record_only_its_own_spans(
+        rx: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an integer no double can hold, where the span reads a sampling parameter: that attribute is left out
+    huge = int("9" * 400)
+    odd = with_detail(detail(trace_id="1" * 32, span_id="2" * 16, attempts=[attempt(span_id="3" * 16)],
+                             input={**CHAT_IN, "temperature": huge, "top_p": -huge}), call_id="odd")
+    # a record whose spans cannot be built at all (here: made to fail) loses only its own spans
+    import relaygate.observe.otel as otel_mod
+
+    real = otel_mod.request_attributes
+
+    def failing(r: CompletionRecord, *a: Any, **kw: Any) -> Any:
+        if r.call_id == "bad":
+            raise ValueError("cannot")
+        return real(r, *a, **kw)
+
+    monkeypatch.setattr(otel_mod, "request_attributes", failing)
+    bad = with_detail(detail(trace_id="4" * 32, span_id="5" * 16, attempts=[attempt(span_id="6" * 16)]),
+                      call_id="bad")
+    events: list[tuple[str, int]] = []
+    sink = export([odd, bad, with_detail(detail())], env_for(rx), events=events)
+    ids = by_id(rx.spans())
+    assert set(ids) == {"2" * 16, "3" * 16, SERVER, A1}  # the good records' spans, both of each
+    odd_req = ids["2" * 16].attributes
+    assert "gen_ai.request.temperature" not in odd_req and "gen_ai.request.top_p" not in odd_req
+    assert odd_req["gen_ai.request.max_tokens"] == 100
+    assert (DROPPED_EVENT, 2) in events and sink.dropped == 2

@@ -136,7 +136,12 @@ class JsonRequestLog:
     def handle(self, batch: Sequence[CompletionRecord]) -> None:
         lines = self._lines
         for r in batch:
-            line = self.line(r) + "\n"
+            try:
+                line = self.line(r) + "\n"
+            except Exception:  # that record only; the others are written
+                if self.on_event is not None:
+                    self.on_event("json_log_failed", 1)
+                continue
             lines.append(line)
             self._chars += len(line)
         if self._chars >= FLUSH_BYTES or self.flush_every <= 0:

@@ -476,6 +476,8 @@ class OtelSink:
                                             max_export_batch_size=cfg.max_export_batch)
         self.ended = 0
         """Spans handed to the processor."""
+        self.built = 0
+        """Spans built and handed on by :meth:`_span` (what a record whose building failed midway handed)."""
         self.dropped = 0
         """Spans counted as ``otel_dropped``."""
         self._failed_seen = 0
@@ -503,7 +505,13 @@ class OtelSink:
                 self._drop(spans, "the export queue is full")
                 continue
             self.ended += spans
-            self._build(record, detail)
+            before = self.built
+            try:
+                self._build(record, detail)
+            except Exception as exc:  # that record only (a value no span can hold): the batch goes on
+                lost = spans - (self.built - before)
+                self.ended -= lost
+                self._drop(lost, f"a record's spans could not be built ({type(exc).__name__})")
         self._collect()
 
     async def flush(self, timeout: float = 10.0) -> bool:
@@ -559,6 +567,7 @@ class OtelSink:
             attributes = {k: v[:limit] if isinstance(v, str) else v for k, v in attributes.items()}
         trace_id, span_id, parent_id, remote, flags = ids
         t0, t1 = _ns(start), _ns(end)
+        self.built += 1
         if self.direct:
             code = status.status_code.value
             self.processor.on_end(EncodedSpan(encode_span(  # type: ignore[arg-type]

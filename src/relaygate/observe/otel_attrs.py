@@ -85,7 +85,13 @@ def request_span_name(r: CompletionRecord, detail: Detail | None) -> str:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float a span can carry as a double (an integer too large for one is not)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer past a double's range, as a client may send one
+        return False
 
 
 _REQUEST_KEYS = frozenset({*(k for k, _ in _FLOAT_PARAMS), *_MAX_TOKENS, "seed", "n", "stop", "stop_sequences"})
@@ -105,7 +111,7 @@ def _request_params(body: Any, out: dict[str, Any]) -> None:
         if t is float:  # what a JSON decoder gives; other types take the general test
             if _isfinite(v):
                 out[attr] = v
-        elif t is int or _number(v):
+        elif _number(v):
             out[attr] = float(v)
     for key in _MAX_TOKENS:
         v = get(key)
