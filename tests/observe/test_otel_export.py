@@ -646,3 +646,24 @@ def test_a_hostile_number_costs_its_attribute_and_one_bad_record_only_its_own_sp
     assert "gen_ai.request.temperature" not in odd_req and "gen_ai.request.top_p" not in odd_req
     assert odd_req["gen_ai.request.max_tokens"] == 100
     assert (DROPPED_EVENT, 2) in events and sink.dropped == 2
+
+
+def test_a_record_that_fails_midway_counts_only_the_spans_it_did_not_hand_on(
+        rx: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    import relaygate.observe.otel as otel_mod
+
+    real = otel_mod.attempt_attributes
+
+    def failing(r: CompletionRecord, d: Detail, a: Attempt, n: int, *rest: Any) -> Any:
+        if n == 1:
+            raise ValueError("cannot")
+        return real(r, d, a, n, *rest)
+
+    monkeypatch.setattr(otel_mod, "attempt_attributes", failing)
+    two = with_detail(detail(attempts=[attempt(span_id=A1, status=503, error_type="ServiceUnavailable"),
+                                       attempt(span_id=A2)]), retries=1)
+    events: list[tuple[str, int]] = []
+    sink = export([two], env_for(rx), events=events)
+    assert set(by_id(rx.spans())) == {A1}  # the first attempt's span was handed on before the failure
+    assert sink.dropped == 2 and (DROPPED_EVENT, 2) in events  # the second attempt's and the request's
+    assert sink.ended == sink.built == 1

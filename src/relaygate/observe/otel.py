@@ -567,7 +567,6 @@ class OtelSink:
             attributes = {k: v[:limit] if isinstance(v, str) else v for k, v in attributes.items()}
         trace_id, span_id, parent_id, remote, flags = ids
         t0, t1 = _ns(start), _ns(end)
-        self.built += 1
         if self.direct:
             code = status.status_code.value
             self.processor.on_end(EncodedSpan(encode_span(  # type: ignore[arg-type]
@@ -576,6 +575,7 @@ class OtelSink:
                 0x300 if parent_id is not None and remote else 0x100, name, _KINDS[kind], t0, t1, attributes, 0,
                 [(t1, ev_name, ev_attrs, 0) for ev_name, ev_attrs in events], 0, b"", 0,
                 (code, status.description or ""), refused), self.resource, self.scope))
+            self.built += 1
             return
         trace_flags = TraceFlags(flags)
         parent = None if parent_id is None else SpanContext(trace_id, parent_id, is_remote=remote,
@@ -585,6 +585,7 @@ class OtelSink:
             resource=self.resource, attributes=attributes,
             events=[Event(ev_name, ev_attrs, t1) for ev_name, ev_attrs in events], kind=kind, status=status,
             start_time=t0, end_time=t1, instrumentation_scope=self.scope))
+        self.built += 1
 
     def _build(self, r: CompletionRecord, detail: Detail | None) -> None:
         logging_ok = self.message_logging and not (detail is not None and detail.redacted)
