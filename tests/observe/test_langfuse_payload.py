@@ -243,6 +243,31 @@ def test_environment_and_release_options() -> None:
     assert ev["trace-create"]["body"]["release"] == "r1"
 
 
+def test_fields_without_a_value_are_left_out_never_null() -> None:
+    """Bodies hold only the fields that have a value, whether the request steers its events or not (the
+    builder sets each optional field only when it has one, instead of filtering nulls afterwards)."""
+    bare = with_detail(detail(attempts=[]), model_group="", deployment_id="", provider="", upstream_model="", model="",
+                       key_alias=None, team_id=None, user_id=None, end_user_id=None)
+    steered = with_detail(detail(metadata={"trace_name": "t", "generation_name": "", "session_id": None,
+                                           "trace_release": "", "existing_trace_id": None, "version": "v2"}),
+                          outcome=Outcome.ERROR, status=500, error_type="")
+    for r in (bare, steered):
+        for e in events(r).values():
+            body = e["body"]
+            assert None not in body.values(), body
+            if "metadata" in body:
+                assert None not in body["metadata"].values(), body["metadata"]
+    ev = events(bare)
+    gen, trace = ev["generation-create"]["body"], ev["trace-create"]["body"]
+    assert gen["name"] == "litellm-acompletion" and "model" not in gen and "userId" not in trace
+    assert not {"model_group", "model_id", "custom_llm_provider", "error_type"} & set(gen["metadata"])
+    ev = events(steered)
+    gen, trace = ev["generation-create"]["body"], ev["trace-create"]["body"]
+    assert trace["name"] == "t" and trace["version"] == "v2" and gen["version"] == "v2"
+    assert gen["name"] == "litellm:team-key"  # an empty generation_name names nothing
+    assert "release" not in trace and "sessionId" not in trace and "error_type" not in gen["metadata"]
+
+
 @pytest.mark.parametrize(("route", "body", "answer", "expected_in", "expected_out"), [
     ("completions", {"model": "m", "prompt": "say", "max_tokens": 5},
      {"choices": [{"index": 0, "text": " hi"}]}, {"prompt": "say"}, " hi"),

@@ -292,7 +292,11 @@ def build_events(r: CompletionRecord, detail: Detail | None, opts: BuildOptions,
                  new_id: Callable[[], str]) -> list[dict[str, Any]]:
     """The ingestion events of one record: ``trace-create`` (unless ``existing_trace_id``) and
     ``generation-create``. ``now`` (epoch seconds) stamps the envelopes; ``new_id()`` names them (Langfuse
-    deduplicates by envelope id, so a batch sent again is not counted twice)."""
+    deduplicates by envelope id, so a batch sent again is not counted twice).
+
+    Each event body is built holding only the fields that have a value (Langfuse's optional fields are left
+    out, never sent as null), and a request that steers nothing (no Langfuse keys in its ``metadata``, no
+    ``langfuse_*`` headers: nearly every one) skips the steering lookups altogether."""
     extra = r.extra if isinstance(r.extra, dict) else {}
     raw_meta = detail.metadata if detail is not None else extra.get("metadata")
     metadata: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
@@ -302,62 +306,87 @@ def build_events(r: CompletionRecord, detail: Detail | None, opts: BuildOptions,
     body = detail.input if detail is not None else None
     key_meta = {} if opts.redact_key_info else _key_metadata(r, detail)
 
+    # the client's steering (LiteLLM's metadata keys and langfuse_* headers)
+    if ctl:
+        get = ctl.get
+        existing = _text(get("existing_trace_id"))
+        trace_id = existing or _text(get("trace_id"))
+        trace_name, user, session = _text(get("trace_name")), _text(get("trace_user_id")), _text(get("session_id"))
+        trace_version, trace_release = _text(get("trace_version", get("version"))), _text(get("trace_release"))
+        gen_id, gen_name, version = _text(get("generation_id")), _text(get("generation_name")), _text(get("version"))
+        parent = _text(get("parent_observation_id"))
+        mask_in, mask_out = _flag(get("mask_input")), _flag(get("mask_output"))
+        tag_value = get("tags", extra.get("tags"))
+    else:
+        existing = trace_id = trace_name = user = session = trace_version = trace_release = None
+        gen_id = gen_name = version = parent = None
+        mask_in = mask_out = False
+        tag_value = extra.get("tags")
+
     # ids: LiteLLM's order (existing trace, metadata trace id, the request's own trace, the call)
-    existing = _text(ctl.get("existing_trace_id"))
-    trace_id = existing or _text(ctl.get("trace_id"))
     if not trace_id and isinstance(body, dict) and isinstance(body.get("litellm_trace_id"), str):
         trace_id = body["litellm_trace_id"]
     if not trace_id:
         trace_id = detail.trace_id if detail is not None and detail.trace_id else r.call_id
 
     # bodies
-    if detail is not None and detail.redacted:
-        inp: Any = REDACTED
-        out: Any = REDACTED
+    if detail is None:
+        inp: Any = None
+        out: Any = None
+    elif detail.redacted:
+        inp = out = REDACTED
     else:
-        inp = request_input(body) if detail is not None else None
-        out = answer_output(r.route, detail.output) if detail is not None and detail.output is not None else None
-    if _flag(ctl.get("mask_input")):
+        inp = request_input(body)
+        out = answer_output(r.route, detail.output) if detail.output is not None else None
+    if mask_in:
         inp = REDACTED
-    if _flag(ctl.get("mask_output")):
+    if mask_out:
         out = REDACTED
     status_message = None if ok else _status_message(r, detail)
     if out is None and status_message is not None:
         out = status_message  # LiteLLM logs the error as the output of a failed call
 
     # tags: the request's (with the key's / team's), then langfuse_default_tags
-    tags = list(detail.tags) if detail is not None and detail.tags else tag_list(ctl.get("tags", extra.get("tags")))
+    tags = list(detail.tags) if detail is not None and detail.tags else tag_list(tag_value)
     if opts.default_tags:
         tags.extend(_default_tags(opts.default_tags, {**key_meta, **metadata}, r, opts))
-    tags = list(dict.fromkeys(tags))
+    if len(tags) > 1:
+        tags = list(dict.fromkeys(tags))
 
     start = r.start_time
-    end = start + max(r.latency, 0.0)
+    started = iso(start)
     events: list[dict[str, Any]] = []
     stamp = iso(now)
     if existing is None:
-        trace: dict[str, Any] = {
-            "id": trace_id, "timestamp": iso(start),
-            "name": _text(ctl.get("trace_name")) or f"litellm-{route_type}",
-            "userId": _text(ctl.get("trace_user_id")) or r.end_user_id,
-            "sessionId": _text(ctl.get("session_id")),
-            "input": inp, "output": out, "tags": tags,
-            "version": _text(ctl.get("trace_version", ctl.get("version"))),
-            "release": _text(ctl.get("trace_release")) or opts.release,
-        }
-        trace_meta = ctl.get("trace_metadata")
-        meta_out: dict[str, Any] = dict(trace_meta) if isinstance(trace_meta, dict) else {}
-        if _flag(ctl.get("debug_langfuse")):
-            meta_out["metadata_passed_to_litellm"] = {k: v for k, v in metadata.items()
-                                                      if isinstance(v, (str, int, float, bool))}
-        if meta_out:
-            trace["metadata"] = meta_out
-        if "trace_public" in ctl:
-            trace["public"] = _flag(ctl["trace_public"])
+        trace: dict[str, Any] = {"id": trace_id, "timestamp": started, "name": trace_name or f"litellm-{route_type}"}
+        user = user or r.end_user_id
+        if user is not None:
+            trace["userId"] = user
+        if session is not None:
+            trace["sessionId"] = session
+        if inp is not None:
+            trace["input"] = inp
+        if out is not None:
+            trace["output"] = out
+        trace["tags"] = tags
+        if trace_version is not None:
+            trace["version"] = trace_version
+        release = trace_release or opts.release
+        if release is not None:
+            trace["release"] = release
+        if ctl:
+            trace_meta = ctl.get("trace_metadata")
+            meta_out: dict[str, Any] = dict(trace_meta) if isinstance(trace_meta, dict) else {}
+            if _flag(ctl.get("debug_langfuse")):
+                meta_out["metadata_passed_to_litellm"] = {k: v for k, v in metadata.items()
+                                                          if isinstance(v, (str, int, float, bool))}
+            if meta_out:
+                trace["metadata"] = meta_out
+            if "trace_public" in ctl:
+                trace["public"] = _flag(ctl["trace_public"])
         if opts.environment:
             trace["environment"] = opts.environment
-        events.append({"id": new_id(), "timestamp": stamp, "type": "trace-create",
-                       "body": {k: v for k, v in trace.items() if v is not None}})
+        events.append({"id": new_id(), "timestamp": stamp, "type": "trace-create", "body": trace})
 
     gen_meta: dict[str, Any] = dict(key_meta)
     gen_meta["requester_metadata"] = metadata
@@ -365,57 +394,76 @@ def build_events(r: CompletionRecord, detail: Detail | None, opts: BuildOptions,
     if spend_meta is not None:
         gen_meta["spend_logs_metadata"] = spend_meta
     cost = r.cost if math.isfinite(r.cost) and r.cost > 0.0 else 0.0
-    gen_meta.update({"litellm_call_id": r.call_id, "litellm_response_cost": cost, "cache_hit": r.cache_hit,
-                     "model_group": r.model_group or None, "model_id": r.deployment_id or None,
-                     "custom_llm_provider": r.provider or None, "status_code": r.status,
-                     "outcome": OUTCOME_TEXT[r.outcome], "litellm_overhead_time_ms": round(r.overhead * 1000.0, 3)})
+    gen_meta["litellm_call_id"] = r.call_id
+    gen_meta["litellm_response_cost"] = cost
+    gen_meta["cache_hit"] = r.cache_hit
+    if r.model_group:
+        gen_meta["model_group"] = r.model_group
+    if r.deployment_id:
+        gen_meta["model_id"] = r.deployment_id
+    if r.provider:
+        gen_meta["custom_llm_provider"] = r.provider
+    gen_meta["status_code"] = r.status
+    gen_meta["outcome"] = OUTCOME_TEXT[r.outcome]
+    gen_meta["litellm_overhead_time_ms"] = round(r.overhead * 1000.0, 3)
     if detail is not None:
         gen_meta["span_id"] = detail.span_id
-        if detail.attempts:
-            if detail.attempts[-1].api_base:
-                gen_meta["api_base"] = detail.attempts[-1].api_base
-            if len(detail.attempts) > 1 or not ok:
+        attempts = detail.attempts
+        if attempts:
+            if attempts[-1].api_base:
+                gen_meta["api_base"] = attempts[-1].api_base
+            if len(attempts) > 1 or not ok:
                 gen_meta["attempts"] = [{"model_id": a.deployment_id, "model_group": a.model_group,
                                          "provider": a.provider, "status": a.status,
                                          "duration_ms": round((a.end - a.start) * 1000.0, 3),
                                          **({"error_type": a.error_type} if a.error_type else {})}
-                                        for a in detail.attempts]
+                                        for a in attempts]
     if r.retries:
         gen_meta["attempted_retries"] = r.retries
     if r.fallbacks:
         gen_meta["attempted_fallbacks"] = r.fallbacks
     if r.cost_estimated:
         gen_meta["cost_estimated"] = True
-    if not ok:
-        gen_meta["error_type"] = r.error_type or None
-    alias = key_meta.get("user_api_key_alias")
+    if not ok and r.error_type:
+        gen_meta["error_type"] = r.error_type
+    if not gen_name:
+        alias = key_meta.get("user_api_key_alias")
+        gen_name = f"litellm:{alias}" if alias else f"litellm-{route_type}"
     generation: dict[str, Any] = {
-        "id": _text(ctl.get("generation_id")) or r.call_id,
-        "traceId": trace_id,
-        "name": _text(ctl.get("generation_name")) or (f"litellm:{alias}" if alias else f"litellm-{route_type}"),
-        "startTime": iso(start), "endTime": iso(end),
-        "model": r.upstream_model or r.model or None,
-        "modelParameters": model_parameters(body) or None,
-        "input": inp, "output": out,
-        "usageDetails": {"input": max(r.prompt_tokens - r.cache_read_tokens, 0), "output": r.completion_tokens,
-                         "total": r.prompt_tokens + r.completion_tokens,
-                         "cache_read_input_tokens": r.cache_read_tokens,
-                         "cache_creation_input_tokens": r.cache_write_tokens},
-        "costDetails": {"total": cost},
-        "metadata": {k: v for k, v in gen_meta.items() if v is not None},
-        "level": "DEFAULT" if ok else ("WARNING" if r.outcome is Outcome.CLIENT_GONE else "ERROR"),
-        "statusMessage": status_message,
-        "version": _text(ctl.get("version")),
-        "parentObservationId": _text(ctl.get("parent_observation_id")),
-        "environment": opts.environment,
-    }
-    prompt = ctl.get("prompt")  # a Langfuse prompt the client used: link the generation to it
-    if isinstance(prompt, dict) and isinstance(prompt.get("name"), str) and type(prompt.get("version")) is int:
-        generation["promptName"], generation["promptVersion"] = prompt["name"], prompt["version"]
+        "id": gen_id or r.call_id, "traceId": trace_id, "name": gen_name,
+        "startTime": started, "endTime": iso(start + max(r.latency, 0.0))}
+    model = r.upstream_model or r.model
+    if model:
+        generation["model"] = model
+    params = model_parameters(body)
+    if params:
+        generation["modelParameters"] = params
+    if inp is not None:
+        generation["input"] = inp
+    if out is not None:
+        generation["output"] = out
+    generation["usageDetails"] = {"input": max(r.prompt_tokens - r.cache_read_tokens, 0),
+                                  "output": r.completion_tokens, "total": r.prompt_tokens + r.completion_tokens,
+                                  "cache_read_input_tokens": r.cache_read_tokens,
+                                  "cache_creation_input_tokens": r.cache_write_tokens}
+    generation["costDetails"] = {"total": cost}
+    generation["metadata"] = gen_meta
+    generation["level"] = "DEFAULT" if ok else ("WARNING" if r.outcome is Outcome.CLIENT_GONE else "ERROR")
+    if status_message is not None:
+        generation["statusMessage"] = status_message
+    if version is not None:
+        generation["version"] = version
+    if parent is not None:
+        generation["parentObservationId"] = parent
+    if opts.environment is not None:
+        generation["environment"] = opts.environment
+    if ctl:
+        prompt = ctl.get("prompt")  # a Langfuse prompt the client used: link the generation to it
+        if isinstance(prompt, dict) and isinstance(prompt.get("name"), str) and type(prompt.get("version")) is int:
+            generation["promptName"], generation["promptVersion"] = prompt["name"], prompt["version"]
     if r.ttft is not None:
         generation["completionStartTime"] = iso(start + r.ttft)
-    events.append({"id": new_id(), "timestamp": stamp, "type": "generation-create",
-                   "body": {k: v for k, v in generation.items() if v is not None}})
+    events.append({"id": new_id(), "timestamp": stamp, "type": "generation-create", "body": generation})
     return events
 
 
