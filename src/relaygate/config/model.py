@@ -152,6 +152,10 @@ class ServerSettings(msgspec.Struct, kw_only=True):
     """Let image URLs that adapters must inline resolve to loopback/private addresses (off: SSRF guard)."""
     cancel_on_disconnect: bool = True
     """Also cancel non-stream upstream calls when the client disconnects (streams always are); costs ~4%."""
+    batch_scheduling: bool = True
+    """Run each worker's threads under Linux's ``SCHED_BATCH`` policy (no wakeup preemption between Granian's
+    thread and the event loop's: ~5 fewer context switches per request at load); read at worker start
+    (``relaygate.http.sched``)."""
     body_read_timeout: float = 30.0
     """Seconds a request body may take to arrive, plus one second per ``min_body_rate`` bytes received."""
     min_body_rate: int = 4096
