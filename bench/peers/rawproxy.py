@@ -16,7 +16,9 @@ environment variables (the Granian worker imports ``bench.peers.rawproxy:app``):
   JSON error; one that breaks mid-body ends the client's response there.
 - hello (``RAWPROXY_HELLO=1``): every request is answered with one fixed small ``chat.completion``.
 
-``GET /health/*`` answers 200 locally in both modes (the bench's readiness poll).
+``GET /health/*`` answers 200 locally in both modes (the bench's readiness poll). Like ``relaygate serve``,
+the worker's threads run under ``SCHED_BATCH`` (``relaygate.http.sched``) unless ``--scheduling normal``:
+the calibration gets the same operating-system treatment as the gateway it calibrates.
 
 Invariants: a connection goes back to the pool only after its response ended, neither side asked to
 close, and no byte followed the response; a broken or closed connection is dropped, never reused. At most
@@ -337,6 +339,7 @@ class RawProxy:
         self.hello = hello or not upstream
         self.pool: Pool | None = None
         self.key = upstream_key.encode() if upstream_key else None
+        self.sched: asyncio.Task[None] | None = None
         if upstream and not hello:
             u = urlsplit(upstream)
             if u.scheme != "http" or not u.hostname:
@@ -359,6 +362,10 @@ class RawProxy:
             while True:
                 msg = await receive()
                 if msg["type"] == "lifespan.startup":
+                    if os.environ.get("RAWPROXY_BATCH") == "1":  # as ``relaygate serve`` does by default
+                        from relaygate.http import sched
+
+                        self.sched = asyncio.get_running_loop().create_task(sched.keep_batch(sched.batch_threads()))
                     await send({"type": "lifespan.startup.complete"})
                 else:
                     if self.pool is not None:
@@ -462,7 +469,10 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--upstream", help="relay to this origin, http://host:port")
     mode.add_argument("--hello", action="store_true", help="answer a fixed chat.completion")
     p.add_argument("--upstream-key", help="replace the client's credentials with this key")
+    p.add_argument("--scheduling", choices=("batch", "normal"), default="batch",
+                   help="the worker's threads on SCHED_BATCH, as relaygate serve's default (relaygate.http.sched)")
     a = p.parse_args(argv)
+    os.environ["RAWPROXY_BATCH"] = "1" if a.scheduling == "batch" else ""
     os.environ["RAWPROXY_HELLO"] = "1" if a.hello else ""
     os.environ["RAWPROXY_UPSTREAM"] = a.upstream or ""
     os.environ["RAWPROXY_UPSTREAM_KEY"] = a.upstream_key or ""
