@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 __all__ = ["MockHandle", "start_mock", "Proc", "spawn", "wait_http", "http_json", "tree_pids", "cpu_seconds",
-           "thread_cpu_seconds", "threads_per_request", "threads_text", "peak_rss_kib", "REPO_ROOT"]
+           "thread_cpu_seconds", "context_switches", "threads_per_request", "threads_text", "peak_rss_kib", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -294,10 +294,9 @@ def cpu_seconds(pid: int) -> float:
     return total / _CLK_TCK
 
 
-def thread_cpu_seconds(pid: int) -> dict[str, float]:
-    """user+sys CPU seconds of every live thread of ``pid`` and its descendants, keyed ``"pid/tid comm"``
-    (the kernel's thread name: Granian's and Rust's threads are named, Python's own are ``python``)."""
-    out: dict[str, float] = {}
+def _thread_files(pid: int, name: str) -> Iterator[tuple[int, str, bytes]]:
+    """(process id, thread id, the thread's ``/proc/<p>/task/<tid>/<name>``) of every live thread of ``pid``
+    and its descendants (a thread that ended meanwhile is skipped)."""
     for p in tree_pids(pid):
         try:
             tids = os.listdir(f"/proc/{p}/task")
@@ -305,13 +304,26 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
             continue
         for tid in tids:
             try:
-                with open(f"/proc/{p}/task/{tid}/stat", "rb") as f:
-                    stat = f.read()
+                with open(f"/proc/{p}/task/{tid}/{name}", "rb") as f:
+                    yield p, tid, f.read()
             except OSError:
                 continue
-            comm = stat[stat.find(b"(") + 1 : stat.rfind(b")")].decode(errors="replace")
-            fields_ = stat.rsplit(b")", 1)[1].split()
-            out[f"{p}/{tid} {comm}"] = (int(fields_[11]) + int(fields_[12])) / _CLK_TCK
+
+
+def context_switches(pid: int) -> int:
+    """Context switches so far (voluntary and not) of every live thread of ``pid`` and its descendants."""
+    return sum(int(line.split()[1]) for _, _, status in _thread_files(pid, "status")
+               for line in status.splitlines() if b"ctxt_switches" in line)
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """user+sys CPU seconds of every live thread of ``pid`` and its descendants, keyed ``"pid/tid comm"``
+    (the kernel's thread name: Granian's and Rust's threads are named, Python's own are ``python``)."""
+    out: dict[str, float] = {}
+    for p, tid, stat in _thread_files(pid, "stat"):
+        comm = stat[stat.find(b"(") + 1 : stat.rfind(b")")].decode(errors="replace")
+        fields_ = stat.rsplit(b")", 1)[1].split()
+        out[f"{p}/{tid} {comm}"] = (int(fields_[11]) + int(fields_[12])) / _CLK_TCK
     return out
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -32,7 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.procs import Proc, cpu_seconds, launch_mock, spawn, tree_pids, wait_http
+from bench.procs import Proc, context_switches, cpu_seconds, launch_mock, spawn, wait_http
 
 MASTER = "sk-bench-master"
 MODES = ("normal", "batch")
@@ -50,23 +49,6 @@ def config(api_base: str, batch: bool) -> str:
             f"relaygate_settings:\n  embedded_database: false\n  batch_scheduling: {'true' if batch else 'false'}\n")
 
 
-def switches(pid: int) -> int:
-    """Context switches (voluntary and not) of every thread of ``pid`` and its descendants so far."""
-    total = 0
-    for p in tree_pids(pid):
-        try:
-            tids = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{p}/task/{tid}/status") as f:
-                    total += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
-            except OSError:
-                continue
-    return total
-
-
 def measure(port: int, gw: Proc, args: argparse.Namespace, tag: str, tmp: Path) -> dict[str, Any]:
     out = tmp / f"out-{tag}.json"
     load = ["--rate", str(args.rate)] if args.rate else ["--concurrency", str(args.concurrency)]
@@ -75,10 +57,10 @@ def measure(port: int, gw: Proc, args: argparse.Namespace, tag: str, tmp: Path) 
     if shutil.which("taskset"):
         base = ["taskset", "-c", "1", *base]
     subprocess.run([*base, "--duration", "1"], check=True, timeout=60, stdout=subprocess.DEVNULL)  # warm-up
-    cpu0, sw0 = cpu_seconds(gw.pid), switches(gw.pid)
+    cpu0, sw0 = cpu_seconds(gw.pid), context_switches(gw.pid)
     subprocess.run([*base, "--duration", str(args.duration), "--json-out", str(out)], check=True,
                    timeout=args.duration + 60, stdout=subprocess.DEVNULL)
-    cpu, sw = cpu_seconds(gw.pid) - cpu0, switches(gw.pid) - sw0
+    cpu, sw = cpu_seconds(gw.pid) - cpu0, context_switches(gw.pid) - sw0
     res = json.loads(out.read_text())
     ok = max(1, int(res["ok"]))
     lat = res["latency_ms"]
