@@ -42,6 +42,7 @@ from relaygate.config import ConfigError, load_config
 from relaygate.config.env import load_dotenv_file
 from relaygate.config.loader import single_model
 from relaygate.config.model import ServerSettings
+from relaygate.http import sched
 from relaygate.http.app import SUPERVISOR_ENV
 from relaygate.logs import escape_controls, setup_logging
 from relaygate.metrics import METRICS_DIR_ENV
@@ -207,6 +208,8 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
     log.info("client connections: up to %d per worker (open-file limit %d), backlog %d, request head within "
              "%.1f s (also the keep-alive idle limit)", limits.max_connections, limits.file_limit, limits.backlog,
              limits.header_read_timeout_ms / 1000)
+    if config.server.batch_scheduling and sched.supported():
+        log.info("worker threads run under SCHED_BATCH (server.batch_scheduling; false keeps the default policy)")
     if limits.max_connections > limits.file_limit:
         log.warning("server.max_connections (%d) is above the open-file limit (%d): raise `ulimit -n`",
                     limits.max_connections, limits.file_limit)

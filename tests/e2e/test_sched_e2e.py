@@ -52,3 +52,4 @@ def test_worker_threads_policy(batch: bool) -> None:
         assert set(policies.values()) == {want}, policies
         assert any("tokio" in name for name in policies), policies  # Granian's runtime thread too
         assert set(_policies(gw.proc.pid).values()) == {os.SCHED_OTHER}  # the supervisor is left alone
+        assert ("worker threads run under SCHED_BATCH" in gw.log()) is batch  # the startup log says which
