@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,15 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import Proc, context_switches, cpu_seconds, launch_mock, spawn, wait_http
+from bench.scenarios_cache import _free_port
 
 MASTER = "sk-bench-master"
 MODES = ("normal", "batch")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def config(api_base: str, batch: bool) -> str:
