@@ -55,6 +55,9 @@ from bench.scenarios_cache import measure
 
 MASTER = "sk-bench-master"
 MODES = ("off", "langfuse", "otel", "prometheus", "json_logs", "all")
+EXTRA_MODES = ("prometheus_system",)
+"""Modes run only when ``--modes`` names them: ``prometheus_system`` is LiteLLM's service families
+(``service_callback``), which time each request's stages and its Redis and database calls."""
 ALL = ("langfuse", "otel", "prometheus", "json_logs")
 BASE = "@base"
 """The suffix of a mode run from the ``--baseline`` tree."""
@@ -152,8 +155,14 @@ def config(api_base: str, names: tuple[str, ...]) -> str:
     text = (f"model_list:\n  - model_name: m\n    litellm_params: {{model: openai/mock-model, api_key: sk-up, "
             f"api_base: \"{api_base}\"}}\ngeneral_settings:\n  master_key: {MASTER}\n"
             "relaygate_settings:\n  embedded_database: false\n")
-    if names:
-        text += f"litellm_settings:\n  callbacks: {json.dumps(list(names))}\n"
+    callbacks = [n for n in names if n not in EXTRA_MODES]
+    services = [n for n in names if n in EXTRA_MODES]
+    if callbacks or services:
+        text += "litellm_settings:\n"
+    if callbacks:
+        text += f"  callbacks: {json.dumps(callbacks)}\n"
+    if services:
+        text += f"  service_callback: {json.dumps(services)}\n"
     return text
 
 
@@ -162,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=4.0)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    p.add_argument("--modes", default=",".join(MODES),
+                   help=f"comma-separated, of {', '.join(MODES + EXTRA_MODES)}")
     p.add_argument("--together", action="store_true", help="each mode in a pair with off, loaded at the same time")
     p.add_argument("--baseline", type=Path, default=None, metavar="DIR",
                    help="also run every mode but off from the relaygate tree in DIR (a built worktree of an older "
@@ -173,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         receiver(args.receiver)
         return 0
     modes = [m for m in args.modes.split(",") if m]
-    if not modes or any(m not in MODES for m in modes) or "off" not in modes:
-        p.error(f"--modes: a comma-separated subset of {', '.join(MODES)} that includes off")
+    if not modes or any(m not in MODES + EXTRA_MODES for m in modes) or "off" not in modes:
+        p.error(f"--modes: a comma-separated subset of {', '.join(MODES + EXTRA_MODES)} that includes off")
     if args.duration <= 0 or args.duration > 60 or not 1 <= args.concurrency <= 256 or not 1 <= args.repeat <= 10:
         p.error("--duration must be in (0, 60], --concurrency in 1..256 and --repeat in 1..10 (a shared machine)")
     if args.baseline is not None:

@@ -89,6 +89,8 @@ class Metrics:
         ``budgets.providers`` for the providers of ``provider_budget_config`` only."""
         self.litellm: Extension | None = None
         """LiteLLM's ``litellm_*`` families (set by the gateway when the config asks for them)."""
+        self.services: Extension | None = None
+        """LiteLLM's service families (``service_callback: ["prometheus_system"]``: ``relaygate.service_metrics``)."""
         self.pid = os.getpid()
         self.directory = Path(directory) if directory else None
         self._groups: frozenset[str] = frozenset()
@@ -168,6 +170,8 @@ class Metrics:
         }
         if self.litellm is not None:
             snap["litellm"] = self.litellm.snapshot()
+        if self.services is not None:
+            snap["services"] = self.services.snapshot()
         return snap
 
     def flush(self) -> None:
@@ -279,6 +283,8 @@ class Metrics:
             out.append(f'relaygate_worker_rss_bytes{{pid="{snap["pid"]}"}} {snap["rss"]}')
         if self.litellm is not None:
             out.extend(self.litellm.render([s["litellm"] for s in snaps if "litellm" in s]))
+        if self.services is not None:
+            out.extend(self.services.render([s["services"] for s in snaps if "services" in s]))
         return ("\n".join(out) + "\n").encode()
 
 

@@ -33,6 +33,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence, TypeVar
 
+from relaygate import service_metrics
 from relaygate.catalog import default_catalog
 from relaygate.config.model import Config, Deployment, RouterSettings
 from relaygate.core import routing, tokens
@@ -559,6 +560,9 @@ class Router:
                 s.inflight -= 1
                 if own_n:
                     self.limiter.adjust(called[:own_n], refund(called[:own_n], costs[:own_n]))
+                svc = service_metrics.active
+                if svc is not None:  # LiteLLM's "self" service: one upstream call
+                    svc.failed("self", exc, target.dep.provider)
                 last = exc
                 now = self.clock()
                 if isinstance(exc, UpstreamTimeout):
@@ -588,6 +592,9 @@ class Router:
                 self._release_paid(ctx)
                 raise
             elapsed = time.perf_counter() - start
+            svc = service_metrics.active
+            if svc is not None:
+                svc.ok("self", elapsed)
             if stream:
                 routing.record_ttft(s, elapsed, self.alpha)
             else:

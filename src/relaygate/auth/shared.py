@@ -27,6 +27,7 @@ from typing import Any
 
 import msgspec
 
+from relaygate.service_metrics import timed
 from relaygate.store import Key, Organization, Team, User
 
 __all__ = ["SharedKeys"]
@@ -93,7 +94,7 @@ class SharedKeys:
             self.misses += 1
             return version, None
         try:
-            raw = await self.redis.get(PREFIX + token_hash)
+            raw = await timed("redis", "get", self.redis.get(PREFIX + token_hash))
         except Exception as exc:
             self._warn(exc)
             return version, None
@@ -126,13 +127,13 @@ class SharedKeys:
 
     async def _set(self, name: str, data: bytes) -> None:
         try:
-            await self.redis.set(name, data, ex=self.ttl)
+            await timed("redis", "set", self.redis.set(name, data, ex=self.ttl))
         except Exception as exc:
             self._warn(exc)
 
     async def _delete(self, names: list[str]) -> None:
         try:
-            await self.redis.delete(*names)
+            await timed("redis", "del", self.redis.delete(*names))
         except Exception as exc:
             self._warn(exc)
 

@@ -49,6 +49,7 @@ from relaygate.budgets.defaults import DefaultBudget, counted_spend, put_on_budg
 from relaygate.budgets.limits import FOREVER, Limit, Plan, Tally, key_label
 from relaygate.budgets.periods import Duration, parse
 from relaygate.cost import PICO, pico_of, to_pico
+from relaygate.service_metrics import timed
 from relaygate.sinks.record import CompletionRecord
 
 __all__ = ["EXCEEDED_EVENT", "SOFT_EVENT", "BudgetGuard"]
@@ -605,12 +606,12 @@ class BudgetGuard:
         at = datetime.fromtimestamp(end, UTC)
         try:
             if table == "budget":  # a budget row: every organization, customer, tag and member on it
-                done = await store.reset_budget_period(row.budget_id, at)
+                done = await timed("reset_budget_job", "reset_budget", store.reset_budget_period(row.budget_id, at))
                 self._budget_rows.pop(row.budget_id, None)
                 ident = row.budget_id
             else:
                 ident = getattr(row, _ROW_ID[table])
-                done = await store.reset_period(table, ident, at)
+                done = await timed("reset_budget_job", "reset_budget", store.reset_period(table, ident, at))
             if done:
                 log.info("budget reset: %s %s, next reset at %s", table, ident[:24] if table == "key" else ident, at)
         except Exception as exc:

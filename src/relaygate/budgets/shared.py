@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from relaygate.budgets.limits import FOREVER, Limit
+from relaygate.service_metrics import timed
 
 if TYPE_CHECKING:
     from relaygate.store import Store
@@ -80,7 +81,7 @@ class SharedSpend:
                     end = lim.tally.end
                     p.set(name, lim.base, nx=True, exat=int(end) + 60 if end != FOREVER else None,
                           ex=_NO_END_TTL if end == FOREVER else None)
-                await asyncio.wait_for(p.execute(), self.timeout)
+                await timed("redis", "pipeline", asyncio.wait_for(p.execute(), self.timeout))
         except Exception as exc:
             self._warn("seed", exc)
 
@@ -110,7 +111,7 @@ class SharedSpend:
                                 p.expireat(name, int(end) + 60)
                             else:
                                 p.expire(name, _NO_END_TTL)
-                        await asyncio.wait_for(p.execute(), self.timeout * 4)
+                        await timed("redis", "pipeline", asyncio.wait_for(p.execute(), self.timeout * 4))
                 except Exception as exc:
                     self._warn("increment", exc)
         finally:

@@ -38,7 +38,7 @@ class ObserveSettings(msgspec.Struct, frozen=True, kw_only=True):
     failure_callbacks: tuple[str, ...] = ()
     """Exporters told about failed requests (``callbacks`` + ``failure_callback``)."""
     service_callbacks: tuple[str, ...] = ()
-    """Exporters told about the gateway's own events (Redis / database failures, cooldowns)."""
+    """``prometheus_system`` when LiteLLM's per-service families are asked for (``relaygate.service_metrics``)."""
     turn_off_message_logging: bool = False
     """Request and response bodies are never exported (``input`` / ``output`` of a Detail are None)."""
     redact_user_api_key_info: bool = False
@@ -89,7 +89,10 @@ GENERAL_SETTINGS_KEYS = frozenset({"alerting", "alerting_threshold", "alert_type
 _ALIASES = {"opentelemetry": "otel", "generic": "generic_api", "webhook": "generic_api"}
 
 
-def _names(value: Any, field: str, warnings: list[str]) -> list[str]:
+def _names(value: Any, field: str, warnings: list[str], known: frozenset[str] = KNOWN_CALLBACKS,
+           note: str = "") -> list[str]:
+    """The callback names of ``field`` (lower case, aliases resolved, each once); a name not in ``known``
+    is warned about (with ``note``) and left out."""
     if value is None:
         return []
     if isinstance(value, str):
@@ -102,12 +105,17 @@ def _names(value: Any, field: str, warnings: list[str]) -> list[str]:
             raise ObserveConfigError(f"{field}[{i}]", "expected a callback name")
         name = item.strip().lower()
         name = _ALIASES.get(name, name)
-        if name not in KNOWN_CALLBACKS:
-            warnings.append(f"{field}[{i}]: callback {item!r} is not supported: ignored")
+        if name not in known:
+            warnings.append(f"{field}[{i}]: callback {item!r} is not supported{note}: ignored")
             continue
         if name not in out:
             out.append(name)
     return out
+
+
+SERVICE_CALLBACKS = frozenset({"prometheus_system"})
+"""``service_callback`` names relaygate serves (``relaygate.service_metrics``: LiteLLM's per-service
+Prometheus families)."""
 
 
 def _flag(value: Any, field: str) -> bool:
@@ -127,11 +135,8 @@ def from_litellm(ls: dict[str, Any], gs: dict[str, Any], rg: dict[str, Any],
                       if n not in both]
     failure = both + [n for n in _names(ls.get("failure_callback"), "litellm_settings.failure_callback", warnings)
                       if n not in both]
-    service = _names(ls.get("service_callback"), "litellm_settings.service_callback", warnings)
-    if service:  # LiteLLM's service loggers time every Redis / database call; relaygate reports outages
-        warnings.append("litellm_settings.service_callback: per-call service timings are not exported; Redis and "
-                        "database outages are logged, counted (relaygate_events_total{event=\"outage:...\"}) "
-                        "and alerted (general_settings.alerting)")
+    service = _names(ls.get("service_callback"), "litellm_settings.service_callback", warnings, SERVICE_CALLBACKS,
+                     " as a service callback (prometheus_system is)")
     json_logs = _flag(ls.get("json_logs", False), "litellm_settings.json_logs") or "json_logs" in success
     cb_settings = ls.get("callback_settings") or {}
     if not isinstance(cb_settings, dict) or not all(isinstance(v, dict) for v in cb_settings.values()):

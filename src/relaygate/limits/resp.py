@@ -20,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
+import time
 from collections import deque
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from relaygate import service_metrics as services
 from relaygate.config.redis_tls import RedisTls, tls_for_url
 
 
@@ -83,6 +85,34 @@ def parse(buf: bytes | bytearray, pos: int) -> tuple[Any, int]:
     raise RespError(f"protocol error: unexpected byte {kind!r}")
 
 
+_COMMANDS = frozenset({"connect", "evalsha", "eval", "get", "set", "del", "unlink", "mget", "hgetall", "hset", "hdel",
+                       "expire", "pexpire", "ping", "auth", "select", "hello", "cluster", "asking", "module",
+                       "ft.create", "ft.search", "ft._list", "ft.info", "scan", "incrbyfloat", "sentinel",
+                       "client", "info", "publish", "subscribe"})
+
+
+_ANSWERED = ("NOSCRIPT", "MOVED", "ASK")
+"""Error replies that are the protocol's normal course (a script not cached yet, a cluster's redirection):
+answered calls, not failures."""
+
+
+def command_name(wire: bytes) -> str:
+    """The command of one RESP-encoded request, lower case, for a failure's ``function_name`` label: one of
+    relaygate's own commands, else ``other`` (never more text from the wire)."""
+    try:
+        if wire[:1] != b"*":
+            return "other"
+        i = wire.index(b"\r\n") + 2
+        j = wire.index(b"\r\n", i)
+        if wire[i:i + 1] != b"$":
+            return "other"
+        n = int(wire[i + 1:j])
+    except ValueError:
+        return "other"
+    name = wire[j + 2:j + 2 + min(n, 32)].decode("ascii", "replace").lower() if n <= 32 else ""
+    return name if name in _COMMANDS else "other"
+
+
 class RespConnection(asyncio.Protocol):
     """One connection; :meth:`call` writes a command and returns a future for its reply (FIFO)."""
 
@@ -140,7 +170,25 @@ class RespConnection(asyncio.Protocol):
 
     async def request(self, wire: bytes, deadline: float) -> Any:
         """Send ``wire`` (one RESP-encoded command) and return its reply; ``TimeoutError`` when the reply has
-        not arrived at loop time ``deadline``. A timeout or a cancellation discards the connection."""
+        not arrived at loop time ``deadline``. A timeout or a cancellation discards the connection. Timed as a
+        ``redis`` call when LiteLLM's service families are on (``relaygate.service_metrics``; an error reply
+        other than :data:`_ANSWERED` counts as a failed call)."""
+        svc = services.active
+        if svc is None:
+            return await self._request(wire, deadline)
+        t0 = time.perf_counter()
+        try:
+            reply = await self._request(wire, deadline)
+        except Exception as exc:
+            svc.failed("redis", exc, command_name(wire))
+            raise
+        if type(reply) is RespError and not str(reply).startswith(_ANSWERED):
+            svc.failed("redis", "ResponseError", command_name(wire))
+        else:
+            svc.ok("redis", time.perf_counter() - t0)
+        return reply
+
+    async def _request(self, wire: bytes, deadline: float) -> Any:
         fut = self.call_raw(wire)
         handle = asyncio.get_running_loop().call_at(deadline, self._expire, fut)
         try:
@@ -241,7 +289,13 @@ async def connect(addr: RedisAddress, timeout: float) -> RespConnection:
         # where a cancellation mid-handshake would start a TLS close the loop may never finish
         opening = loop.create_connection(RespConnection, addr.host, addr.port, ssl=ssl_context(tls),
                                          server_hostname=addr.host, ssl_handshake_timeout=max(timeout * 0.8, 0.001))
-    _, conn = await asyncio.wait_for(opening, timeout)
+    try:
+        _, conn = await asyncio.wait_for(opening, timeout)
+    except Exception as exc:  # refused, unreachable, timed out: a failed Redis call (observe: prometheus_system)
+        svc = services.active
+        if svc is not None:
+            svc.failed("redis", exc, "connect")
+        raise
     try:
         if addr.password:
             args = ("AUTH", addr.username, addr.password) if addr.username else ("AUTH", addr.password)

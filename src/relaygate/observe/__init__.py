@@ -12,7 +12,9 @@ nobody.
 Module map: ``detail`` (the per-request payload), ``capture`` (the request-path half), ``tracecontext``
 (W3C ids), ``langfuse``, ``otel``, ``prometheus``, ``standard`` (LiteLLM's StandardLoggingPayload),
 ``generic_api``, ``datadog``, ``jsonlog``, ``alerting``. Each exporter module is imported only when its
-callback is configured, so an unused exporter costs neither import time nor memory.
+callback is configured, so an unused exporter costs neither import time nor memory. LiteLLM's service
+families (``service_callback: ["prometheus_system"]``) are ``relaygate.service_metrics``, at the package's
+root because what they time (Redis connections, the store) lies below this package.
 
 Exporters are built once per worker from the config it started with: a reload that changes the callback
 settings logs that a restart applies them (LiteLLM needs a restart for any change).
@@ -44,6 +46,8 @@ class Exporters:
         """The ``litellm_*`` Prometheus families (``observe.prometheus``) when ``prometheus`` is a callback."""
         self.alerter: Any = None
         """The alerter (``observe.alerting.Alerter``) when ``general_settings.alerting`` is set."""
+        self.services: Any = None
+        """LiteLLM's service families (``service_metrics.ServiceMetrics``) with ``prometheus_system``."""
         self.sinks: list[Any] = []
         """Every installed sink, in order."""
         self.completions: Any = None
@@ -55,15 +59,22 @@ class Exporters:
         """Stops the alerter hearing outages (``observe.events``); called when the worker shuts down."""
 
     def start(self) -> None:
-        """The worker started: the alerter hears outages (``relaygate.events``) until :meth:`close`."""
+        """The worker started: the alerter hears outages (``relaygate.events``) and the service families
+        time Redis, the database and the request's stages (``relaygate.service_metrics``) until :meth:`close`."""
         if self.alerter is not None and self.stop_listening is None:
             from relaygate import events
             self.stop_listening = events.listen(self.alerter.outage)
+        if self.services is not None:
+            from relaygate import service_metrics as services
+            services.activate(self.services)
 
     def close(self) -> None:
         if self.stop_listening is not None:
             self.stop_listening()
             self.stop_listening = None
+        if self.services is not None:
+            from relaygate import service_metrics as services
+            services.deactivate(self.services)
 
     def cooldown_hooks(self, config: Any) -> tuple[Any, ...]:
         """The router's ``cooldown_hooks`` for ``config``'s deployments: the alert (the Prometheus counter is fed
@@ -174,6 +185,11 @@ def install(settings: ObserveSettings | None, completions: Any, metrics: Any, co
             sink = _factory(name)(settings, env, on_event)
             completions.add_sink(sink, buffer=buffer)
             out.sinks.append(sink)
+    if settings.service_callbacks:
+        from relaygate.service_metrics import QUEUE_SPEND, ServiceMetrics
+        out.services = metrics.services = ServiceMetrics()
+        out.services.queue(QUEUE_SPEND, lambda: completions.pending("spend"))
+        log.info("observability: service metrics (%s)", ", ".join(settings.service_callbacks))
     if settings.json_logs:
         from relaygate.observe.jsonlog import JsonRequestLog
         jl = JsonRequestLog(bodies=settings.log_bodies, on_event=on_event)

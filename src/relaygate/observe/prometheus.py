@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from relaygate.observe.detail import Detail
+from relaygate.service_metrics import LATENCY_BUCKETS
 from relaygate.sinks.record import CompletionRecord, Outcome
 
 if TYPE_CHECKING:
@@ -60,10 +61,6 @@ MAX_SERIES = 100_000
 MAX_MEMO = 20_000
 """Record identities whose cells are remembered; the memo is emptied when it is full."""
 
-LATENCY_BUCKETS = (0.005, 0.00625, 0.0125, 0.025, 0.05, 0.1, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0,
-                   5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 8.5, 9.0, 9.5, 10.0, 15.0, 20.0, 25.0, 30.0, 60.0, 120.0, 180.0,
-                   240.0, 300.0)
-"""LiteLLM's ``LATENCY_BUCKETS`` (its last bucket, ``+Inf``, is implied)."""
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 """prometheus_client's default buckets, which LiteLLM's per-output-token histogram uses."""
 

@@ -34,6 +34,7 @@ import logging
 import time
 from collections.abc import Awaitable
 
+from relaygate import service_metrics
 from relaygate.auth.access import check_fields, request_fields
 from relaygate.core import errors
 from relaygate.core.body import restamp_model
@@ -53,6 +54,7 @@ from relaygate.pipeline.stream import relay_stream
 from relaygate.router import Lease, RouteContext
 from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, CompletionRecord, Outcome
+from relaygate.sinks.record import CALL_TYPES
 from relaygate.upstream.base import Transport
 from relaygate.upstream.headers import provider_headers
 
@@ -87,6 +89,9 @@ class Pipeline:
         ex = Exchange(fe.route, time.perf_counter(), self.runtime)
         rt = ex.rt
         cap = rt.max_parallel
+        svc = service_metrics.active  # LiteLLM's service families: None unless prometheus_system is on
+        stage: str | None = None
+        started = 0.0
         try:
             headers = scope["headers"]
             over = ex.over = Overrides(headers, rt.max_body, rt.user_header)
@@ -96,7 +101,13 @@ class Pipeline:
                 over.org = organization(headers)
             ex.call_id = over.call_id or new_call_id()
             principals = rt.principals
-            who = ex.who = principals.resolve_cached(headers) or await principals.resolve(headers)
+            if svc is None:
+                who = ex.who = principals.resolve_cached(headers) or await principals.resolve(headers)
+            else:
+                stage, started = "auth", time.perf_counter()
+                who = ex.who = principals.resolve_cached(headers) or await principals.resolve(headers)
+                svc.ok("auth", time.perf_counter() - started)
+                stage = None
             if who.jwt is not None:  # a JWT's allowed routes and end user (auth.jwt_routes); None for all others
                 who.jwt.admit(ex, scope["path"])
             await fe.parse(ex, scope, receive, params)
@@ -123,17 +134,23 @@ class Pipeline:
                 who.check_model(model)  # the model served is the one the key must be allowed
                 if ex.fallbacks:
                     who.check_models(ex.fallbacks)
+            if svc is not None:
+                stage, started = "proxy_pre_call", time.perf_counter()
             for hook in rt.before_route:
                 pending = hook(ex)
                 if pending is not None:
                     await pending
             cache = rt.cache
+            stored = None
             if cache is not None and fe.route in cache.routes and not control.mocked(ex):
                 stored = await cache.lookup(ex)
-                if stored is not None:  # a hit: no router, limiter or upstream
-                    await cache.serve(ex, send, stored)
-                    self.complete(ex, 200, Outcome.OK)
-                    return
+            if svc is not None:
+                svc.ok("proxy_pre_call", time.perf_counter() - started)
+                stage = None
+            if stored is not None and cache is not None:  # a hit: no router, limiter or upstream
+                await cache.serve(ex, send, stored)
+                self.complete(ex, 200, Outcome.OK)
+                return
             ctx = ex.ctx = RouteContext(stream=ex.stream, num_retries=over.num_retries, fallbacks=ex.fallbacks,
                                         timeout=over.timeout, key=key, messages=getattr(ex.view, "messages", None))
             if key is not None and key.router is not None:  # the key's router_settings, where the request has none
@@ -155,6 +172,8 @@ class Pipeline:
                 await self.watched(receive, rt.watch_unary and not fe.body_pending(ex), self.relay_unary(fe, send, ex),
                                    ex)
         except GatewayError as exc:
+            if stage is not None and svc is not None:
+                svc.failed(stage, exc, CALL_TYPES.get(fe.route, fe.route))
             await self.fail(fe, send, ex, exc, scope)
         except ClientGone:
             await self.fail(fe, send, ex, body_ended_early(), scope)
@@ -202,7 +221,12 @@ class Pipeline:
         attempt = fe.unary(self.transport, ex)
         if ex.obs is not None:
             attempt = traced(ex.obs, attempt)
-        (data, up_headers), lease = await ex.rt.router.run(group, ctx, attempt)
+        svc = service_metrics.active
+        if svc is None:
+            (data, up_headers), lease = await ex.rt.router.run(group, ctx, attempt)
+        else:
+            (data, up_headers), lease = await svc.time("router", CALL_TYPES.get(ex.route, ex.route),
+                                                       ex.rt.router.run(group, ctx, attempt))
         if fe.restamp:
             data = restamp_model(data, ex.model)
         usage = fe.usage(ex, data)

@@ -23,6 +23,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
+from relaygate import service_metrics
 from relaygate.config.model import Deployment
 from relaygate.core import tokens
 from relaygate.core.body import model_literal, model_pair
@@ -37,6 +38,7 @@ from relaygate.pipeline.frontend import SSE_HEADERS, Frontend
 from relaygate.providers.base import SHAPE_ERRORS
 from relaygate.router import ModelGroup
 from relaygate.sinks import Outcome
+from relaygate.sinks.record import CALL_TYPES
 from relaygate.upstream.headers import provider_headers
 
 if TYPE_CHECKING:
@@ -55,8 +57,13 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
         attempt = traced(ex.obs, attempt)
     interval = ex.rt.keepalive
     ka = Keepalive(send, interval, _KEEPALIVE_HEAD) if interval > 0 and fe.keepalive else None
+    svc = service_metrics.active  # LiteLLM's service families (prometheus_system): the router, to the first frame
     try:
-        start, lease = await ex.rt.router.run(group, ctx, attempt)
+        if svc is None:
+            start, lease = await ex.rt.router.run(group, ctx, attempt)
+        else:
+            start, lease = await svc.time("router", CALL_TYPES.get(ex.route, ex.route),
+                                          ex.rt.router.run(group, ctx, attempt))
     except GatewayError as exc:
         if ka is None or not await ka.stop():
             raise

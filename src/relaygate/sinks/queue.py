@@ -290,6 +290,14 @@ class CompletionQueue:
             out[f"sink_buffered:{r.name}"] = len(r.buffer)
         return out
 
+    def pending(self, name: str) -> int:
+        """Records the async sink ``name`` has not finished with: in its buffer and in the batch it handles
+        (0 for a sink not installed)."""
+        for r in self._runners:
+            if r.name == name:
+                return len(r.buffer) + r.handling
+        return 0
+
     # -- hot path -----------------------------------------------------------------------------------
 
     def put(self, record: CompletionRecord) -> None:

@@ -33,7 +33,7 @@ import enum
 
 import msgspec
 
-__all__ = ["OUTCOME_TEXT", "CompletionRecord", "Outcome"]
+__all__ = ["CALL_TYPES", "OUTCOME_TEXT", "CompletionRecord", "Outcome"]
 
 
 class Outcome(enum.StrEnum):
@@ -52,6 +52,13 @@ class Outcome(enum.StrEnum):
 OUTCOME_TEXT: dict[Outcome, str] = {o: o.value for o in Outcome}
 """Each outcome's text as a plain ``str`` (``Outcome.value`` is an enum property: ~7x slower per read, and the
 sinks read it for every record)."""
+
+
+CALL_TYPES = {"chat": "acompletion", "completions": "atext_completion", "embeddings": "aembedding",
+              "messages": "anthropic_messages", "images": "aimage_generation", "audio_speech": "aspeech",
+              "audio_transcriptions": "atranscription", "rerank": "arerank", "responses": "aresponses",
+              "moderations": "amoderation"}
+"""A record's ``route`` as LiteLLM's ``call_type``."""
 
 
 class CompletionRecord(msgspec.Struct, gc=False):

@@ -49,8 +49,9 @@ from typing import Any
 
 import msgspec
 
+from relaygate.service_metrics import timed
 from relaygate.sinks.queue import OnEvent
-from relaygate.sinks.record import OUTCOME_TEXT, CompletionRecord, Outcome
+from relaygate.sinks.record import CALL_TYPES, OUTCOME_TEXT, CompletionRecord, Outcome
 from relaygate.store import Store, StoreUnavailable
 from relaygate.store.records import SpendLog
 from relaygate.store.spend import NANOS, delete_spend_logs_before, key_owners, write_spend_values
@@ -60,11 +61,6 @@ __all__ = ["CALL_TYPES", "SpendSink", "parse_duration", "spend_row", "spend_valu
 
 log = logging.getLogger("relaygate.sinks")
 
-CALL_TYPES = {"chat": "acompletion", "completions": "atext_completion", "embeddings": "aembedding",
-              "messages": "anthropic_messages", "images": "aimage_generation", "audio_speech": "aspeech",
-              "audio_transcriptions": "atranscription", "rerank": "arerank", "responses": "aresponses",
-              "moderations": "amoderation"}
-"""The record's ``route`` as LiteLLM's ``call_type``."""
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w|mo)\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "mo": 30 * 86400}
@@ -325,7 +321,9 @@ class SpendSink:
         lost_answer = False
         while True:
             try:
-                n = await write_spend_values(self.store, await self.rows(batch), log_rows=self.log_rows)
+                rows = await self.rows(batch)
+                n = await timed("batch_write_to_db", "update_spend",
+                                write_spend_values(self.store, rows, log_rows=self.log_rows))
                 if lost_answer and self.log_rows:
                     # an attempt whose connection broke may have committed before its answer was lost: its
                     # rows are stored and counted already (this one inserted none of them), and are this

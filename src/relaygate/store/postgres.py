@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
+from relaygate.service_metrics import timed
 from relaygate.store.base import Store
 from relaygate.store.errors import InvalidText, StoreError, StoreUnavailable, redact_url
 from relaygate.store.pgurl import pg_options, quote_ident
@@ -47,13 +48,14 @@ class _Conn:
 
     async def fetch(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
         try:
-            return [dict(r) for r in await self.conn.fetch(numbered(sql), *args)]
+            return [dict(r) for r in await timed("postgres", "fetch", self.conn.fetch(numbered(sql), *args))]
         except _BAD_TEXT:
             raise InvalidText() from None
 
     async def execute(self, sql: str, args: Sequence[Any]) -> int:
         try:
-            status = await self.conn.execute(numbered(sql), *args) if args else await self.conn.execute(sql)
+            status = await timed("postgres", "execute", self.conn.execute(numbered(sql), *args) if args else
+                                 self.conn.execute(sql))
         except _BAD_TEXT:
             raise InvalidText() from None
         tail = str(status).rsplit(" ", 1)[-1]

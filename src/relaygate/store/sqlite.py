@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from relaygate.service_metrics import timed
 from relaygate.store.base import Store
 from relaygate.store.errors import StoreUnavailable
 
@@ -76,15 +77,15 @@ class _Conn:
         return run(fn, self.db._conn, *args)
 
     async def fetch(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
-        return await self._run(_fetch, sql, args)
+        return await timed("postgres", "fetch", self._run(_fetch, sql, args))
 
     async def execute(self, sql: str, args: Sequence[Any]) -> int:
-        return await self._run(_execute, sql, args)
+        return await timed("postgres", "execute", self._run(_execute, sql, args))
 
     async def execute_each(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> int:
         """Run ``statements`` in order, in one trip (the iterable is consumed on the connection's thread); the
         number of rows they changed."""
-        return await self._run(_execute_each, statements)
+        return await timed("postgres", "execute_each", self._run(_execute_each, statements))
 
 
 class SQLiteStore(Store):

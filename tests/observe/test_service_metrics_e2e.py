@@ -1,0 +1,176 @@
+"""LiteLLM's service families (``service_callback: ["prometheus_system"]``) under a real ``relaygate serve``.
+
+Two Granian workers, a real redis-server behind the limiter, the embedded SQLite store with a virtual key
+that has a budget of a two-second period. Traffic goes through the openai SDK; failures are made the way
+they happen in production: a bad key (auth), a spent budget (the pre-call check), a deployment whose
+upstream refuses connections (router and upstream call), Redis stopped (redis). Then every query of the
+"Service callbacks" row of LiteLLM's "All Prometheus Metrics" dashboard
+(``data/litellm_service_panels.json``) must return data from ``/metrics``, except the families of parts
+relaygate does not have (:data:`NOT_EMITTED`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import RedisServer, free_port, start_gateway
+from tests.observe.test_prometheus_dashboard import (
+    Scrape,
+    _family,
+    dashboard_targets,
+    parse_exposition,
+    references,
+    satisfied,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.redis]
+
+MASTER = "sk-services-master"
+PANELS = Path(__file__).parent / "data" / "litellm_service_panels.json"
+TARGETS = dashboard_targets(PANELS)
+
+_BUFFER = "LiteLLM's Redis buffer of spend updates between instances: relaygate's workers write spend to the " \
+          "database themselves"
+NOT_EMITTED = {
+    "litellm_redis_daily_org_spend_update_queue_latency": _BUFFER,
+    "litellm_redis_daily_tag_spend_update_queue_latency": _BUFFER,
+    "litellm_redis_daily_team_spend_update_queue_latency": _BUFFER,
+    "litellm_redis_window_spend_update_queue_latency": _BUFFER,
+    "litellm_redis_daily_org_spend_update_queue_total_requests": _BUFFER,
+    "litellm_redis_daily_tag_spend_update_queue_total_requests": _BUFFER,
+    "litellm_redis_daily_team_spend_update_queue_total_requests": _BUFFER,
+    "litellm_redis_window_spend_update_queue_total_requests": _BUFFER,
+    "litellm_redis_daily_org_spend_update_queue_failed_requests": _BUFFER,
+    "litellm_redis_daily_tag_spend_update_queue_failed_requests": _BUFFER,
+    "litellm_redis_daily_team_spend_update_queue_failed_requests": _BUFFER,
+    "litellm_redis_window_spend_update_queue_failed_requests": _BUFFER,
+    "litellm_redis_daily_agent_spend_update_queue_size": _BUFFER,
+    "litellm_redis_daily_end_user_spend_update_queue_size": _BUFFER,
+    "litellm_redis_daily_spend_update_queue_size": _BUFFER,
+    "litellm_redis_spend_update_queue_size": _BUFFER,
+    "litellm_in_memory_daily_spend_update_queue_size": "daily spend is read from the spend logs, not kept in a "
+                                                       "queue of its own",
+    "litellm_pod_lock_manager_size": "no lock between instances: each worker writes its own rows",
+}
+"""Families the row queries that relaygate does not emit, and why."""
+NO_FAILURE_MADE = {
+    "litellm_postgres_failed_requests": "a database failure is made in tests/observe/test_service_metrics.py",
+    "litellm_batch_write_to_db_failed_requests": "as postgres",
+    "litellm_reset_budget_job_failed_requests": "as postgres",
+}
+"""Failure counters this test does not make fail (their failures are counted the same way, tested apart)."""
+
+
+def _config(redis_port: int, dead_port: int) -> str:
+    return f"""model_list:
+  - model_name: m
+    litellm_params: {{model: mock/echo, rpm: 100000, input_cost_per_token: 0.001, output_cost_per_token: 0.001}}
+  - model_name: down
+    litellm_params: {{model: openai/x, api_base: "http://127.0.0.1:{dead_port}/v1", api_key: sk-x}}
+router_settings:
+  redis_host: 127.0.0.1
+  redis_port: {redis_port}
+  num_retries: 0
+litellm_settings:
+  service_callback: ["prometheus_system", "datadog"]
+general_settings:
+  master_key: {MASTER}
+  user_api_key_cache_ttl: 0.5
+"""
+
+
+def _scrape(c: httpx.Client) -> Scrape:
+    return parse_exposition(c.get("/metrics").text)
+
+
+def _value(scrape: Scrape, name: str, **labels: str) -> float:
+    return sum(v for lab, v in zip(scrape.samples.get(name, []), scrape.values.get(name, []), strict=True)
+               if all(lab.get(k) == x for k, x in labels.items()))
+
+
+def test_the_service_row_returns_data(redis_server: RedisServer) -> None:
+    with start_gateway(_config(redis_server.port, free_port()), workers=2) as gw, \
+            httpx.Client(base_url=gw.url, timeout=30, headers={"Authorization": f"Bearer {MASTER}"}) as c:
+        assert "callback 'datadog' is not supported as a service callback" in gw.log_path.read_text()
+        made = c.post("/key/generate", json={"max_budget": 0.05, "budget_duration": "2s", "models": ["m", "down"]})
+        assert made.status_code == 200, made.text
+        key = made.json()["key"]
+        client = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0, timeout=30)
+        for _ in range(4):  # answered: auth, pre-call, router, the upstream call, the limiter's Redis script
+            assert client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(openai.AuthenticationError):  # auth fails
+            openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-nobody", max_retries=0).chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(openai.APIStatusError):  # the upstream refuses: the router and the call fail
+            client.chat.completions.create(model="down", messages=[{"role": "user", "content": "hi"}])
+        # the key's spend passes its budget, the pre-call check refuses; the 2 s period ends, the reset is
+        # written back (reset_budget_job) and the key answers again
+        deadline = time.monotonic() + 30
+        refused = False
+        reset = False
+        while not (refused and reset):
+            assert time.monotonic() < deadline, (refused, reset)
+            try:
+                client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x" * 400}])
+            except openai.BadRequestError as exc:
+                assert "Budget has been exceeded" in str(exc)
+                refused = True
+            scrape = _scrape(c)
+            reset = _value(scrape, "litellm_reset_budget_job_total_requests_total") > 0
+            time.sleep(0.2)
+        redis_server.stop()  # the limiter's call fails; the request is still answered (local limits)
+        master = openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=30)
+        master.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        deadline = time.monotonic() + 15
+        while True:  # the spend sink's batch (every second) and the other worker's snapshot (every second)
+            scrape = _scrape(c)
+            if (_value(scrape, "litellm_batch_write_to_db_total_requests_total") > 0
+                    and _value(scrape, "litellm_redis_failed_requests_total") > 0
+                    and _value(scrape, "litellm_auth_failed_requests_total") > 0):
+                break
+            assert time.monotonic() < deadline, [
+                (n, _value(scrape, n)) for n in ("litellm_batch_write_to_db_total_requests_total",
+                                                 "litellm_redis_failed_requests_total",
+                                                 "litellm_auth_failed_requests_total")]
+            time.sleep(0.2)
+
+    # LiteLLM's label layout: the service's own label, its name as value; failures by class and function
+    assert _value(scrape, "litellm_redis_latency_count", redis="redis") >= 4
+    assert _value(scrape, "litellm_auth_failed_requests_total", auth="auth", error_class="AuthError",
+                  function_name="acompletion") >= 1
+    failed_redis = scrape.samples["litellm_redis_failed_requests_total"]
+    assert {lab["function_name"] for lab in failed_redis} <= {"connect", "evalsha", "eval", "ping", "pipeline", "get",
+                                                               "set", "del"}, failed_redis
+    assert {lab["error_class"] for lab in failed_redis} <= {"ConnectionError", "TimeoutError", "OSError",
+                                                            "ConnectionRefusedError", "LookupError"}, failed_redis
+    assert _value(scrape, "litellm_self_failed_requests_total", function_name="openai") >= 1
+    assert _value(scrape, "litellm_router_failed_requests_total", function_name="acompletion") >= 1
+    assert _value(scrape, "litellm_proxy_pre_call_failed_requests_total", error_class="budget_exceeded",
+                  function_name="acompletion") >= 1
+    assert scrape.types["litellm_in_memory_spend_update_queue_size"] == "gauge"
+    # every series a histogram has: buckets cumulative, +Inf equal to the count
+    for s in ("redis", "postgres", "auth", "router", "self", "proxy_pre_call", "batch_write_to_db"):
+        buckets = [v for lab, v in zip(scrape.samples[f"litellm_{s}_latency_bucket"],
+                                       scrape.values[f"litellm_{s}_latency_bucket"], strict=True)]
+        assert buckets == sorted(buckets) and buckets[-1] == _value(scrape, f"litellm_{s}_latency_count") > 0, s
+
+    problems = []
+    for title, expr in TARGETS:
+        for ref in references(expr):
+            fam = _family(ref.metric)
+            if fam in NOT_EMITTED or fam in NO_FAILURE_MADE:
+                continue
+            if (p := satisfied(ref, scrape)) is not None:
+                problems.append(f"{title}: {expr}: {p}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_panel_fixture_is_read_whole_and_the_exclusions_are_current() -> None:
+    assert len(TARGETS) == 43
+    families = {_family(r.metric) for _t, e in TARGETS for r in references(e)}
+    assert set(NOT_EMITTED) <= families and set(NO_FAILURE_MADE) <= families
