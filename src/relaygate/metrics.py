@@ -283,9 +283,38 @@ class Metrics:
             out.append(f'relaygate_worker_rss_bytes{{pid="{snap["pid"]}"}} {snap["rss"]}')
         if self.litellm is not None:
             out.extend(self.litellm.render([s["litellm"] for s in snaps if "litellm" in s]))
+            failures = callback_failures(events)
+            out.append("# TYPE litellm_callback_logging_failures_metric counter")
+            for name, n in sorted(failures.items()):
+                out.append(f'litellm_callback_logging_failures_metric_total{{callback_name="{name}"}} {n}')
         if self.services is not None:
             out.extend(self.services.render([s["services"] for s in snaps if "services" in s]))
         return ("\n".join(out) + "\n").encode()
+
+
+CALLBACK_FAILURES = {"langfuse_dropped": "langfuse", "langfuse_retry": "langfuse", "otel_dropped": "otel",
+                     "generic_api_dropped": "generic_api", "generic_api_send_failed": "generic_api",
+                     "datadog_dropped": "datadog", "datadog_send_failed": "datadog", "json_log_failed": "json_logs"}
+"""Events that are an exporter's failed delivery, by LiteLLM's ``callback_name``."""
+_EXPORTERS = frozenset(CALLBACK_FAILURES.values())
+
+
+def callback_failures(events: dict[str, int]) -> dict[str, int]:
+    """LiteLLM's ``litellm_callback_logging_failures_metric`` per callback from the event counts: each
+    failed delivery attempt (a Langfuse retry, a webhook or Datadog POST that failed), each record or event
+    given up on (``<name>_dropped``, a JSON line not written), and each record a behind exporter's buffer
+    dropped or its handler failed on (``sink_dropped:<name>``, ``sink_error:<name>``). LiteLLM counts failed
+    attempts only; an alert on its increase means the same here: logs are not reaching that callback."""
+    out: dict[str, int] = {}
+    for event, n in events.items():
+        name = CALLBACK_FAILURES.get(event)
+        if name is None and event.startswith(("sink_dropped:", "sink_error:")):
+            name = event.partition(":")[2]
+            if name not in _EXPORTERS:
+                continue
+        if name is not None and n:
+            out[name] = out.get(name, 0) + n
+    return out
 
 
 def labels_of(config: Config) -> dict[str, frozenset[str]]:

@@ -173,6 +173,12 @@ def test_exporters_down_or_hanging_leave_requests_alone() -> None:
                 # no request waited on an exporter (each exporter's timeout is seconds; 60 requests are not)
                 assert time.monotonic() - t0 < 30
                 assert c.get("/health/readiness").status_code == 200
+                # LiteLLM's metric of failed log deliveries names the exporter whose receiver refuses
+                deadline = time.monotonic() + 30
+                while 'litellm_callback_logging_failures_metric_total{callback_name="datadog"}' not in (
+                        text := c.get("/metrics").text):
+                    assert time.monotonic() < deadline, text[-2000:]
+                    time.sleep(0.2)
             lf.release.set()
             generic.release()
             log = gw.log_path.read_text()

@@ -226,3 +226,23 @@ def test_database_statements_and_the_spend_write_are_timed(db_url: str) -> None:
     assert _value(scrape, "litellm_batch_write_to_db_total_requests_total") == 2
     assert _value(scrape, "litellm_batch_write_to_db_latency_count") == 1
     assert _value(scrape, "litellm_batch_write_to_db_failed_requests_total", function_name="update_spend") == 1
+
+
+def test_callback_failures_are_litellms_metric_by_exporter() -> None:
+    from relaygate.metrics import callback_failures
+    from relaygate.observe.prometheus import LiteLLMMetrics
+
+    events = {"langfuse_dropped": 4, "langfuse_retry": 1, "langfuse_sent": 9, "otel_dropped": 0,
+              "datadog_send_failed": 2, "sink_dropped:otel": 3, "sink_error:generic_api": 1, "sink_dropped:spend": 7,
+              "json_log_failed": 1}
+    assert callback_failures(events) == {"langfuse": 5, "otel": 3, "datadog": 2, "generic_api": 1, "json_logs": 1}
+    m = Metrics()
+    for event, n in events.items():
+        m.count(event, n)
+    assert b"litellm_callback_logging_failures_metric" not in m.render()  # LiteLLM's family: with prometheus only
+    m.litellm = LiteLLMMetrics()
+    scrape = parse_exposition(m.render().decode())
+    assert scrape.types["litellm_callback_logging_failures_metric"] == "counter"
+    assert _value(scrape, "litellm_callback_logging_failures_metric_total", callback_name="langfuse") == 5
+    assert {lab["callback_name"] for lab in scrape.samples["litellm_callback_logging_failures_metric_total"]} == {
+        "langfuse", "otel", "datadog", "generic_api", "json_logs"}
