@@ -91,6 +91,8 @@ class Metrics:
         """LiteLLM's ``litellm_*`` families (set by the gateway when the config asks for them)."""
         self.services: Extension | None = None
         """LiteLLM's service families (``service_callback: ["prometheus_system"]``: ``relaygate.service_metrics``)."""
+        self.cleanup: Extension | None = None
+        """LiteLLM's spend-log cleanup families, with retention configured (``sinks.retention``)."""
         self.pid = os.getpid()
         self.directory = Path(directory) if directory else None
         self._groups: frozenset[str] = frozenset()
@@ -172,6 +174,8 @@ class Metrics:
             snap["litellm"] = self.litellm.snapshot()
         if self.services is not None:
             snap["services"] = self.services.snapshot()
+        if self.cleanup is not None:
+            snap["cleanup"] = self.cleanup.snapshot()
         return snap
 
     def flush(self) -> None:
@@ -289,6 +293,8 @@ class Metrics:
                 out.append(f'litellm_callback_logging_failures_metric_total{{callback_name="{name}"}} {n}')
         if self.services is not None:
             out.extend(self.services.render([s["services"] for s in snaps if "services" in s]))
+        if self.cleanup is not None:
+            out.extend(self.cleanup.render([s["cleanup"] for s in snaps if "cleanup" in s]))
         return ("\n".join(out) + "\n").encode()
 
 

@@ -6,7 +6,8 @@ they happen in production: a bad key (auth), a spent budget (the pre-call check)
 upstream refuses connections (router and upstream call), Redis stopped (redis). Then every query of the
 "Service callbacks" row of LiteLLM's "All Prometheus Metrics" dashboard
 (``data/litellm_service_panels.json``) must return data from ``/metrics``, except the families of parts
-relaygate does not have (:data:`NOT_EMITTED`).
+relaygate does not have (:data:`NOT_EMITTED`). And spend-log retention with a one-second period reports
+LiteLLM's cleanup families after its runs delete the rows (``sinks.retention``).
 """
 
 from __future__ import annotations
@@ -174,3 +175,35 @@ def test_the_panel_fixture_is_read_whole_and_the_exclusions_are_current() -> Non
     assert len(TARGETS) == 43
     families = {_family(r.metric) for _t, e in TARGETS for r in references(e)}
     assert set(NOT_EMITTED) <= families and set(NO_FAILURE_MADE) <= families
+
+
+def test_spend_log_retention_reports_litellms_cleanup_families() -> None:
+    config = f"""model_list:
+  - model_name: m
+    litellm_params: {{model: mock/echo, input_cost_per_token: 0.001, output_cost_per_token: 0.001}}
+general_settings:
+  master_key: {MASTER}
+  maximum_spend_logs_retention_period: 1s
+  maximum_spend_logs_retention_interval: 1s
+"""
+    with start_gateway(config) as gw, \
+            httpx.Client(base_url=gw.url, timeout=30, headers={"Authorization": f"Bearer {MASTER}"}) as c:
+        for _ in range(5):
+            assert c.post("/v1/chat/completions", json={"model": "m", "messages": [
+                {"role": "user", "content": "hi"}]}).status_code == 200
+        deadline = time.monotonic() + 20
+        while True:  # written within a second, older than the 1 s period a second later, deleted by a run
+            scrape = _scrape(c)
+            if _value(scrape, "litellm_spend_log_cleanup_rows_deleted_total", table="rg_spend_logs") >= 5:
+                break
+            assert time.monotonic() < deadline, scrape.samples.get("litellm_spend_log_cleanup_runs_total")
+            time.sleep(0.2)
+        assert _value(scrape, "litellm_spend_log_cleanup_runs_total", outcome="completed") >= 1
+        assert _value(scrape, "litellm_spend_log_cleanup_batch_duration_seconds_count") >= 1
+        assert scrape.types["litellm_spend_log_cleanup_rows_remaining"] == "gauge"
+        # the rows are gone, their spend still counted (retention removes log rows only)
+        deadline = time.monotonic() + 10
+        while c.get("/spend/logs").json():
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert c.get("/global/spend").json()["spend"] > 0

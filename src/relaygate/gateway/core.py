@@ -372,7 +372,10 @@ class Gateway:
             except ValueError as exc:
                 log.error("general_settings: spend logs retention off: %s", exc)
                 return
-            self._spawn(sink.retention_forever(period, interval))
+            from relaygate.sinks.retention import CleanupMetrics
+
+            self.metrics.cleanup = cleanup = CleanupMetrics()  # LiteLLM's spend-log cleanup families
+            self._spawn(sink.retention_forever(period, interval, cleanup))
 
     async def shutdown(self) -> None:
         if self.watcher is not None:

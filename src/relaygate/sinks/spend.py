@@ -44,17 +44,17 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from relaygate.service_metrics import timed
+from relaygate.sinks import retention
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CALL_TYPES, OUTCOME_TEXT, CompletionRecord, Outcome
 from relaygate.store import Store, StoreUnavailable
 from relaygate.store.records import SpendLog
-from relaygate.store.spend import NANOS, delete_spend_logs_before, key_owners, write_spend_values
+from relaygate.store.spend import NANOS, key_owners, write_spend_values
 from relaygate.store.tables import SPEND_LOGS
 
 __all__ = ["CALL_TYPES", "SpendSink", "parse_duration", "spend_row", "spend_values", "tag_list"]
@@ -357,17 +357,14 @@ class SpendSink:
                 log.info("spend sink: database back, %d row(s) written after %d failed attempt(s)", n, attempts)
             return
 
-    async def retention_forever(self, period: float, interval: float) -> None:
-        """Every ``interval`` seconds, delete rows that started more than ``period`` seconds ago."""
+    async def retention_forever(self, period: float, interval: float, metrics: Any = None) -> None:
+        """Every ``interval`` seconds, delete rows that started more than ``period`` seconds ago, in batches
+        (``sinks.retention``; ``metrics``: its :class:`~relaygate.sinks.retention.CleanupMetrics`)."""
         while True:
             try:
-                cutoff = datetime.now(UTC) - timedelta(seconds=period)
-                n = await delete_spend_logs_before(self.store, cutoff)
-                self._count("spend_rows_deleted", n)
-                if n:
-                    log.info("spend logs retention: deleted %d row(s) older than %s", n, cutoff.isoformat())
+                await retention.run(self.store, period, metrics, lambda n: self._count("spend_rows_deleted", n))
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # never: a run logs its own failures; the loop must outlive anything
                 self._warn("spend logs retention failed (%s: %s)", type(exc).__name__, exc)
             await asyncio.sleep(interval)

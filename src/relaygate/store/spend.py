@@ -45,8 +45,9 @@ from relaygate.store.records import SpendLog
 if TYPE_CHECKING:
     from relaygate.store.base import Conn, Store
 
-__all__ = ["ENTITY_KINDS", "NANOS", "Totals", "daily_spend", "delete_spend_logs_before", "entity_totals", "key_owners",
-           "nanos", "read_spend_logs", "spend_report", "top_keys", "write_spend", "write_spend_values"]
+__all__ = ["ENTITY_KINDS", "NANOS", "Totals", "count_spend_logs_before", "daily_spend", "delete_spend_logs_before",
+           "entity_totals", "key_owners", "nanos", "read_spend_logs", "spend_report", "top_keys", "write_spend",
+           "write_spend_values"]
 
 NANOS = 1_000_000_000
 """Integer units per USD in ``spend_nanos`` and the counters (nano-USD: a 10-token request to a cheap
@@ -341,11 +342,27 @@ async def _add_entity_spend(c: Conn, totals: Totals, members: dict[tuple[str, st
                             f"SET spend = COALESCE({table}.spend, 0) + v.s FROM v WHERE {match}", args)
 
 
-async def delete_spend_logs_before(store: Store, cutoff: datetime) -> int:
-    """Delete the spend rows that started before ``cutoff`` (retention; counters stay); how many."""
+async def delete_spend_logs_before(store: Store, cutoff: datetime, limit: int | None = None) -> int:
+    """Delete the spend rows that started before ``cutoff`` (retention; counters stay), at most ``limit`` of
+    them, oldest first (None: all), in one transaction; how many. Retention deletes in batches
+    (``sinks.retention``): one statement over a day of rows held SQLite's only write lock, and so the spend
+    sink's writes, for as long as it ran."""
+    ts = t.SPEND_LOGS.to_db("start_time", cutoff, store.dialect)
     async with store._transaction() as c:
-        return int(await c.execute("DELETE FROM rg_spend_logs WHERE start_time < ?",
-                                   [t.SPEND_LOGS.to_db("start_time", cutoff, store.dialect)]))
+        if limit is None:
+            return int(await c.execute("DELETE FROM rg_spend_logs WHERE start_time < ?", [ts]))
+        return int(await c.execute(
+            "DELETE FROM rg_spend_logs WHERE request_id IN (SELECT request_id FROM rg_spend_logs "
+            "WHERE start_time < ? ORDER BY start_time LIMIT ?)", [ts, limit]))
+
+
+async def count_spend_logs_before(store: Store, cutoff: datetime, cap: int) -> int:
+    """How many spend rows started before ``cutoff``, counted up to ``cap`` (the probe never scans a large
+    table whole: ``cap`` means at least that many)."""
+    async with store._read() as c:
+        rows = await c.fetch("SELECT COUNT(*) AS n FROM (SELECT 1 FROM rg_spend_logs WHERE start_time < ? "
+                             "LIMIT ?) AS expired", [t.SPEND_LOGS.to_db("start_time", cutoff, store.dialect), cap])
+    return int(rows[0]["n"])
 
 
 # -- reading ------------------------------------------------------------------------------------------

@@ -1,0 +1,111 @@
+"""Spend-log retention in batches (``sinks.retention``), on SQLite and PostgreSQL: oldest first, within its
+budget, a failing database ends the run, counters untouched, and LiteLLM's cleanup families rendered."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from relaygate.metrics import Metrics
+from relaygate.sinks import retention
+from relaygate.sinks.retention import CleanupMetrics
+from relaygate.sinks.spend import SpendSink
+from relaygate.store import Store, open_store
+from relaygate.store.spend import read_spend_logs
+from tests.observe.test_prometheus_dashboard import parse_exposition
+from tests.spend.conftest import run
+from tests.spend.helpers import record
+
+DAY = 86400.0
+
+
+async def _totals(store: Store) -> list[tuple[str, str, int]]:
+    async with store._read() as c:
+        rows = await c.fetch("SELECT entity_type, entity_id, spend_nanos FROM rg_spend_totals", [])
+    return sorted((r["entity_type"], r["entity_id"], int(r["spend_nanos"])) for r in rows)
+
+
+def _value(text: str, name: str, **labels: str) -> float:
+    scrape = parse_exposition(text)
+    return sum(v for lab, v in zip(scrape.samples.get(name, []), scrape.values.get(name, []), strict=True)
+               if all(lab.get(k) == x for k, x in labels.items()))
+
+
+async def _fill(store: Store, old: int, new: int) -> None:
+    now = time.time()
+    sink = SpendSink(store, spacing=0.0)
+    # the old rows a second apart, oldest first by start time (not by insertion: reversed)
+    await sink.handle([record(i, cost=0.01, start=now - 40 * DAY - i) for i in range(old)] +
+                      [record(old + i, cost=0.01) for i in range(new)])
+    assert sink.written == old + new
+
+
+def test_a_run_deletes_expired_rows_in_batches_oldest_first(db_url: str) -> None:
+    async def body(store: Store) -> None:
+        await _fill(store, 12, 3)
+        before = await _totals(store)
+        m = CleanupMetrics()
+        heard: list[int] = []
+        assert await retention.run(store, 30 * DAY, m, heard.append, batch=5, pause=0.0) == "completed"
+        assert heard == [5, 5, 2]
+        assert len(await read_spend_logs(store)) == 3
+        assert await _totals(store) == before  # retention removes log rows, never spend
+        assert (m.deleted, m.failures, m.runs, m.remaining, sum(m.counts)) == (12, 0, {"completed": 1}, 0, 3)
+
+    run(db_url, body)
+
+
+def test_a_run_stops_at_its_budget_and_the_next_one_goes_on(db_url: str) -> None:
+    async def body(store: Store) -> None:
+        await _fill(store, 12, 0)
+        m = CleanupMetrics()
+        assert await retention.run(store, 30 * DAY, m, batch=4, pause=0.0, budget=0.0) == "budget_exhausted"
+        assert (m.deleted, m.remaining) == (4, 8)
+        ids = {r.request_id for r in await read_spend_logs(store)}
+        assert ids == {f"call-{i}" for i in range(8)}  # the four oldest (call-8 .. call-11) went first
+        assert await retention.run(store, 30 * DAY, m, batch=4, pause=0.0) == "completed"
+        assert (m.deleted, m.remaining, m.runs) == (12, 0, {"budget_exhausted": 1, "completed": 1})
+
+    run(db_url, body)
+
+
+def test_a_failing_database_ends_the_run_aborted(db_url: str) -> None:
+    async def main() -> None:
+        store = await open_store(db_url)
+        await _fill(store, 3, 0)
+        await store.close()  # every batch fails: the store is closed
+        m = CleanupMetrics()
+        outcome = await asyncio.wait_for(retention.run(store, 30 * DAY, m, backoff=0.0), 10)
+        assert outcome == "aborted"
+        assert (m.failures, m.deleted, m.runs, m.remaining) == (retention.MAX_FAILURES, 0, {"aborted": 1}, None)
+
+    asyncio.run(main())
+
+
+def test_litellms_cleanup_families_summed_over_workers() -> None:
+    a, b = CleanupMetrics(), CleanupMetrics()
+    a.batch(5000, 0.02)
+    a.batch(10, 0.003)
+    a.ran("completed", 0)
+    b.batch(5000, 0.2)
+    b.failed()
+    b.ran("budget_exhausted", 700)
+    m = Metrics()
+    assert b"litellm_spend_log_cleanup" not in m.render()  # retention not configured: no families
+    m.cleanup = a
+    text = "\n".join(a.render([a.snapshot(), b.snapshot()])) + "\n"
+    scrape = parse_exposition(text)
+    assert scrape.types == {"litellm_spend_log_cleanup_rows_deleted": "counter",
+                            "litellm_spend_log_cleanup_batch_duration_seconds": "histogram",
+                            "litellm_spend_log_cleanup_batch_failures": "counter",
+                            "litellm_spend_log_cleanup_rows_remaining": "gauge",
+                            "litellm_spend_log_cleanup_runs": "counter"}
+    assert _value(text, "litellm_spend_log_cleanup_rows_deleted_total", table="rg_spend_logs") == 10010
+    assert _value(text, "litellm_spend_log_cleanup_batch_duration_seconds_count") == 3
+    assert _value(text, "litellm_spend_log_cleanup_batch_duration_seconds_bucket", le="0.005") == 1
+    assert _value(text, "litellm_spend_log_cleanup_batch_duration_seconds_bucket", le="0.025") == 2
+    assert _value(text, "litellm_spend_log_cleanup_batch_failures_total") == 1
+    assert _value(text, "litellm_spend_log_cleanup_rows_remaining") == 700  # the highest worker's
+    assert _value(text, "litellm_spend_log_cleanup_runs_total", outcome="completed") == 1
+    assert _value(text, "litellm_spend_log_cleanup_runs_total", outcome="budget_exhausted") == 1
+    assert b"litellm_spend_log_cleanup_runs_total" in m.render()
