@@ -44,3 +44,12 @@ def test_tiny_run_against_a_baseline_tree() -> None:
     assert re.search(r"round 1 json_logs@base .* vs off .* in the same seconds", out), out
     line = next(ln for ln in out.splitlines() if ln.startswith("baseline json_logs"))
     assert re.search(r"% of off against +[\d.]+% from .*: [+-][\d.]+ points \(per round [+-][\d.]+\)", line), line
+
+
+def test_the_service_families_mode_configures_service_callback() -> None:
+    from bench.scenarios_observe import config, mode_names
+
+    text = config("http://127.0.0.1:9/v1", mode_names("prometheus_system"))
+    assert 'service_callback: ["prometheus_system"]' in text and "  callbacks:" not in text
+    both = config("http://127.0.0.1:9/v1", ("prometheus", "prometheus_system"))
+    assert 'callbacks: ["prometheus"]' in both and 'service_callback: ["prometheus_system"]' in both
