@@ -186,7 +186,7 @@ general_settings:
   maximum_spend_logs_retention_period: 1s
   maximum_spend_logs_retention_interval: 1s
 """
-    with start_gateway(config) as gw, \
+    with start_gateway(config, workers=2) as gw, \
             httpx.Client(base_url=gw.url, timeout=30, headers={"Authorization": f"Bearer {MASTER}"}) as c:
         for _ in range(5):
             assert c.post("/v1/chat/completions", json={"model": "m", "messages": [
@@ -199,6 +199,9 @@ general_settings:
             assert time.monotonic() < deadline, scrape.samples.get("litellm_spend_log_cleanup_runs_total")
             time.sleep(0.2)
         assert _value(scrape, "litellm_spend_log_cleanup_runs_total", outcome="completed") >= 1
+        # two workers, one job lock: a run the other worker's overlapped ends at once, never both delete
+        assert {lab["outcome"] for lab in scrape.samples["litellm_spend_log_cleanup_runs_total"]} <= {
+            "completed", "skipped_locked"}
         assert _value(scrape, "litellm_spend_log_cleanup_batch_duration_seconds_count") >= 1
         assert scrape.types["litellm_spend_log_cleanup_rows_remaining"] == "gauge"
         # the rows are gone, their spend still counted (retention removes log rows only)

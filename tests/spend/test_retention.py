@@ -70,14 +70,49 @@ def test_a_run_stops_at_its_budget_and_the_next_one_goes_on(db_url: str) -> None
 
 
 def test_a_failing_database_ends_the_run_aborted(db_url: str) -> None:
-    async def main() -> None:
-        store = await open_store(db_url)
+    async def body(store: Store) -> None:
         await _fill(store, 3, 0)
-        await store.close()  # every batch fails: the store is closed
+        async with store._transaction() as c:  # every batch fails (and the probe after the run)
+            await c.execute("DROP TABLE rg_spend_logs" + (" CASCADE" if store.dialect == "postgres" else ""), [])
         m = CleanupMetrics()
         outcome = await asyncio.wait_for(retention.run(store, 30 * DAY, m, backoff=0.0), 10)
         assert outcome == "aborted"
         assert (m.failures, m.deleted, m.runs, m.remaining) == (retention.MAX_FAILURES, 0, {"aborted": 1}, None)
+
+    run(db_url, body)
+
+
+def test_a_closed_store_is_not_run(db_url: str) -> None:
+    async def main() -> None:
+        store = await open_store(db_url)
+        await store.close()
+        m = CleanupMetrics()
+        assert await asyncio.wait_for(retention.run(store, 30 * DAY, m, backoff=0.0), 10) == "aborted"
+        assert m.runs == {"aborted": 1} and m.deleted == 0
+
+    asyncio.run(main())
+
+
+def test_one_run_at_a_time_among_processes_on_the_database(db_url: str) -> None:
+    """Two stores on one database stand for two workers (or two instances): while one holds the job lock, the
+    other's run is skipped at once (LiteLLM's ``skipped_locked``); after it, the other runs."""
+    async def main() -> None:
+        a, b = await open_store(db_url), await open_store(db_url)
+        try:
+            await _fill(a, 4, 0)
+            m = CleanupMetrics()
+            async with a.job_lock(retention.LOCK) as mine:
+                assert mine
+                assert await retention.run(b, 30 * DAY, m, pause=0.0) == "skipped_locked"
+                async with b.job_lock(retention.LOCK) as theirs:
+                    assert not theirs
+            assert await retention.run(b, 30 * DAY, m, pause=0.0) == "completed"
+            assert (m.runs, m.deleted) == ({"skipped_locked": 1, "completed": 1}, 4)
+            async with a.job_lock(retention.LOCK) as again:  # released when the run ended
+                assert again
+        finally:
+            await a.close()
+            await b.close()
 
     asyncio.run(main())
 

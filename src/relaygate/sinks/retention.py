@@ -4,7 +4,9 @@ metrics of its cleanup job.
 What it owns: one run (:func:`run`) deletes the rows older than the period in batches of :data:`BATCH`, oldest
 first, each its own transaction, with a pause between two (the spend sink's writes and the management API's get
 the database in between: one statement over a day of rows held SQLite's only write lock for as long as it
-ran); within a time budget (:data:`BUDGET`: the rest waits for the next run); a failed batch is retried after
+ran); within a time budget (:data:`BUDGET`: the rest waits for the next run); one run at a time among all the
+workers and instances on the database (the store's job lock, :data:`LOCK`: another's run makes this one
+``skipped_locked``, LiteLLM's outcome for the same); a failed batch is retried after
 :data:`BACKOFF`, and :data:`MAX_FAILURES` failures in a row end the run. After the run, the expired rows still
 there are counted, up to :data:`REMAINING_CAP`. The counters (``spend_rows_deleted``) and entities' ``spend``
 never change: retention removes log rows only.
@@ -14,7 +16,8 @@ so its dashboard row "Spend log cleanup job" and an alert on ``rows_remaining`` 
 ``litellm_spend_log_cleanup_rows_deleted_total{table}``, ``litellm_spend_log_cleanup_batch_duration_seconds``
 (histogram, ``table``), ``litellm_spend_log_cleanup_batch_failures_total{table}``,
 ``litellm_spend_log_cleanup_rows_remaining{table}`` (gauge: the highest of the workers') and
-``litellm_spend_log_cleanup_runs_total{outcome}`` (``completed``, ``budget_exhausted``, ``aborted``). ``table``
+``litellm_spend_log_cleanup_runs_total{outcome}`` (``completed``, ``budget_exhausted``, ``aborted``,
+``skipped_locked``). ``table``
 is relaygate's, ``rg_spend_logs``. They exist only when retention is configured (then in every worker's metrics
 snapshot, summed).
 """
@@ -32,7 +35,7 @@ from typing import Any
 from relaygate.store import Store
 from relaygate.store.spend import count_spend_logs_before, delete_spend_logs_before
 
-__all__ = ["BACKOFF", "BATCH", "BUCKETS", "BUDGET", "MAX_FAILURES", "PAUSE", "REMAINING_CAP", "TABLE",
+__all__ = ["BACKOFF", "BATCH", "BUCKETS", "BUDGET", "LOCK", "MAX_FAILURES", "PAUSE", "REMAINING_CAP", "TABLE",
            "CleanupMetrics", "run"]
 
 log = logging.getLogger("relaygate.sinks")
@@ -130,11 +133,36 @@ class CleanupMetrics:
         """(``Metrics`` tells its extensions of cooldowns; the cleanup job has none.)"""
 
 
+LOCK = "spend_logs_retention"
+"""The store's job lock a run holds (``Store.job_lock``): one run at a time among every worker and instance."""
+
+
 async def run(store: Store, period: float, metrics: CleanupMetrics | None = None,
               on_deleted: Callable[[int], None] | None = None, *, batch: int = BATCH, pause: float = PAUSE,
               budget: float = BUDGET, backoff: float = BACKOFF) -> str:
-    """One retention run (see the module docstring); its outcome: ``completed``, ``budget_exhausted`` or
-    ``aborted``. ``on_deleted`` hears each batch's row count."""
+    """One retention run (see the module docstring), unless another process's run holds the job lock; its
+    outcome: ``completed``, ``budget_exhausted``, ``aborted`` or ``skipped_locked``. ``on_deleted`` hears
+    each batch's row count."""
+    try:
+        async with store.job_lock(LOCK) as mine:
+            if not mine:  # another worker or instance runs it now: once is enough
+                if metrics is not None:
+                    metrics.ran("skipped_locked", None)
+                return "skipped_locked"
+            return await _run(store, period, metrics, on_deleted, batch=batch, pause=pause, budget=budget,
+                              backoff=backoff)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the lock itself could not be taken: the database is down
+        log.warning("spend logs retention: not run (%s: %s)", type(exc).__name__, exc)
+        if metrics is not None:
+            metrics.ran("aborted", None)
+        return "aborted"
+
+
+async def _run(store: Store, period: float, metrics: CleanupMetrics | None,
+               on_deleted: Callable[[int], None] | None, *, batch: int, pause: float, budget: float,
+               backoff: float) -> str:
     cutoff = datetime.now(UTC) - timedelta(seconds=period)
     deadline = time.monotonic() + budget
     failures = 0

@@ -101,6 +101,12 @@ class Store(abc.ABC):
     def _unique_column(self, exc: BaseException) -> str | None:
         """The column of a unique violation (``key_alias``, ``token`` ...), or None for any other error."""
 
+    @abc.abstractmethod
+    def job_lock(self, name: str) -> Any:
+        """Async context manager: a lock named ``name`` that one process at a time holds among all on this
+        database (every worker of every instance), for a background job one of them is enough to run. Yields
+        True when this process holds it for the block, False (at once, never waiting) when another does."""
+
     # -- lifecycle ----------------------------------------------------------------------------------
 
     async def open(self, *, migrate: bool = True) -> Store:

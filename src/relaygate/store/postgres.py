@@ -12,7 +12,9 @@ Prisma options (``schema``, ``connection_limit``, ``pool_timeout``, ``pgbouncer`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import hashlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -149,6 +151,24 @@ class PostgresStore(Store):
         try:
             async with self._need().acquire(timeout=self._pool_timeout) as conn, conn.transaction():
                 yield _Conn(conn)
+        except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError,
+                asyncpg.exceptions.CannotConnectNowError) as exc:
+            raise self._unavailable(exc) from None
+
+    @asynccontextmanager
+    async def job_lock(self, name: str) -> AsyncIterator[bool]:
+        """A session advisory lock (``pg_try_advisory_lock``) keyed by ``name``, on a pool connection held for
+        the block (the server drops it with a session that dies holding it)."""
+        key = int.from_bytes(hashlib.sha256(f"relaygate:{name}".encode()).digest()[:8], "big", signed=True)
+        try:
+            async with self._need().acquire(timeout=self._pool_timeout) as conn:
+                got = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+                try:
+                    yield got
+                finally:
+                    if got:
+                        with contextlib.suppress(Exception):  # a lost session released it already
+                            await conn.execute("SELECT pg_advisory_unlock($1)", key)
         except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError,
                 asyncpg.exceptions.CannotConnectNowError) as exc:
             raise self._unavailable(exc) from None

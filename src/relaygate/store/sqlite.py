@@ -10,6 +10,7 @@ first start.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import re
 import sqlite3
@@ -184,6 +185,31 @@ class SQLiteStore(Store):
                 await db.execute("ROLLBACK")
                 raise
             await db.execute("COMMIT")
+
+    @asynccontextmanager
+    async def job_lock(self, name: str) -> AsyncIterator[bool]:
+        """An advisory lock on ``<database file>.<name>.lock`` (``flock``: the processes sharing this file share
+        one host; the kernel drops it with a process that dies holding it)."""
+        if self.path in ("", ":memory:"):
+            yield True  # a private database: no other process
+            return
+        try:
+            fd = os.open(f"{self.path}.{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot open the lock file of {self.url}: {exc}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                got = True
+            except BlockingIOError:  # another process holds it
+                got = False
+            try:
+                yield got
+            finally:
+                if got:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def _unique_column(self, exc: BaseException) -> str | None:
         if isinstance(exc, sqlite3.IntegrityError):
