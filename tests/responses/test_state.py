@@ -297,6 +297,32 @@ def test_expired_is_not_found(upstream: Upstream, db_url: str) -> None:
     run(upstream, db_url, body, retention="2h")
 
 
+def test_the_purge_goes_in_batches_by_one_process_at_a_time(upstream: Upstream, db_url: str) -> None:
+    async def body(gw: Any) -> None:
+        now = datetime.now(UTC)
+        await write_responses(gw.store, [StoredResponse(response_id=f"resp_old{i}", status="completed",
+                                                        expires_at=now - timedelta(seconds=10 + i))
+                                         for i in range(5)] +
+                              [StoredResponse(response_id="resp_live", status="completed",
+                                              expires_at=now + timedelta(hours=1))])
+        st = state_of(gw)
+        other = await open_store(gw.store.url if gw.store.dialect == "sqlite" else db_url)
+        try:
+            async with other.job_lock("responses_retention") as held:  # another worker purges now
+                assert held
+                assert await st._purge(gw.store, batch=2) == "skipped_locked"
+            assert await st._purge(gw.store, batch=2) == "completed"  # batches of 2, 2, 1
+        finally:
+            await other.close()
+        later = datetime.now(UTC)
+        assert [await read_response(gw.store, f"resp_old{i}", now - timedelta(hours=1)) for i in range(5)] == \
+            [None] * 5
+        assert await read_response(gw.store, "resp_live", later) is not None
+        assert gw.metrics.events.get("responses_expired") == 5
+
+    run(upstream, db_url, body, retention="2h")
+
+
 def test_store_false_stores_nothing(upstream: Upstream, sqlite_url: str) -> None:
     async def body(gw: Any) -> None:
         unary = (await post(gw, {"model": "chat", "input": "hi", "store": False})).json()

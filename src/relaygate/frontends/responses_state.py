@@ -24,7 +24,8 @@ Invariants:
   SDKs reuse their connection, which stays on one worker, so this wait is rarely paid, and only by misses.
 - **Owners.** A row is visible to the key that created it, to another key of its team, and to the master
   key (and an open gateway's anonymous caller, which LiteLLM treats as the admin); to anyone else it does not
-  exist (404, never 403). Expired rows are invisible at once and purged every :data:`PURGE_INTERVAL`.
+  exist (404, never 403). Expired rows are invisible at once and purged every :data:`PURGE_INTERVAL`, in
+  batches of :data:`PURGE_BATCH` (each its own transaction), by one worker of one instance at a time.
 - **Background runs are bounded per worker** (:data:`MAX_BACKGROUND`): each is a task that runs the turn
   through the gateway's own pipeline (so limits, retries, fallbacks, spend and cost apply) with a request
   that reads as a client that never leaves; cancelling it is that client leaving. A cancel that reaches
@@ -48,6 +49,7 @@ import orjson
 
 from relaygate.auth import Principal, PrincipalKind
 from relaygate.core import errors
+from relaygate.sinks.retention import in_batches
 from relaygate.store import Store, StoreUnavailable
 from relaygate.store.responses import (
     StoredResponse,
@@ -75,6 +77,10 @@ MAX_DEPTH = 256
 MAX_BACKGROUND = 64
 """Background responses running at once per worker (more is a 429)."""
 PURGE_INTERVAL = 600.0
+PURGE_BATCH = 1_000
+"""Stored responses one purge transaction deletes at most (rows carry whole conversations: a smaller batch
+than the spend logs')."""
+PURGE_LOCK = "responses_retention"
 """Seconds between two deletions of expired rows."""
 CANCEL_POLL = 1.0
 """Seconds between two looks, while this worker runs background responses, for one cancelled elsewhere."""
@@ -529,14 +535,30 @@ class ResponseState:
             if store is None:
                 continue
             try:
-                n = await purge_expired(store, datetime.now(UTC))
-                if n:
-                    self._count("responses_expired", n)
-                    log.info("responses retention: %d expired response(s) deleted", n)
+                await self._purge(store)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("responses retention failed (%s: %s)", type(exc).__name__, exc)
+
+    async def _purge(self, store: Store, batch: int = PURGE_BATCH) -> str:
+        """One purge: the expired rows in batches (``sinks.retention.in_batches``: each its own transaction,
+        the spend sink and the other writers get the database between two), by one worker of one instance at
+        a time (the store's job lock); the outcome (``skipped_locked`` when another runs it)."""
+        now = datetime.now(UTC)
+
+        def done(n: int, _seconds: float) -> None:
+            if n:
+                self._count("responses_expired", n)
+
+        async with store.job_lock(PURGE_LOCK) as mine:
+            if not mine:
+                return "skipped_locked"
+            outcome, n = await in_batches(lambda limit: purge_expired(store, now, limit), "responses", done,
+                                          batch=batch)
+        if n or outcome != "completed":
+            log.info("responses retention: %d expired response(s) deleted (%s)", n, outcome)
+        return outcome
 
 
 def _fields(row: StoredResponse) -> dict[str, Any]:

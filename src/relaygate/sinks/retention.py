@@ -28,7 +28,7 @@ import asyncio
 import bisect
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,7 +36,7 @@ from relaygate.store import Store
 from relaygate.store.spend import count_spend_logs_before, delete_spend_logs_before
 
 __all__ = ["BACKOFF", "BATCH", "BUCKETS", "BUDGET", "LOCK", "MAX_FAILURES", "PAUSE", "REMAINING_CAP", "TABLE",
-           "CleanupMetrics", "run"]
+           "CleanupMetrics", "in_batches", "run"]
 
 log = logging.getLogger("relaygate.sinks")
 
@@ -164,39 +164,16 @@ async def _run(store: Store, period: float, metrics: CleanupMetrics | None,
                on_deleted: Callable[[int], None] | None, *, batch: int, pause: float, budget: float,
                backoff: float) -> str:
     cutoff = datetime.now(UTC) - timedelta(seconds=period)
-    deadline = time.monotonic() + budget
-    failures = 0
-    deleted = 0
-    outcome = "completed"
-    while True:
-        t0 = time.perf_counter()
-        try:
-            n = await delete_spend_logs_before(store, cutoff, batch)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            failures += 1
-            if metrics is not None:
-                metrics.failed()
-            log.warning("spend logs retention: a batch failed (%s: %s)%s", type(exc).__name__, exc,
-                        "; this run stops" if failures >= MAX_FAILURES else f"; again in {backoff:g} s")
-            if failures >= MAX_FAILURES:
-                outcome = "aborted"
-                break
-            await asyncio.sleep(backoff)
-            continue
-        failures = 0
-        deleted += n
+
+    def done(n: int, seconds: float) -> None:
         if metrics is not None:
-            metrics.batch(n, time.perf_counter() - t0)
+            metrics.batch(n, seconds)
         if on_deleted is not None and n:
             on_deleted(n)
-        if n < batch:
-            break
-        if time.monotonic() >= deadline:
-            outcome = "budget_exhausted"
-            break
-        await asyncio.sleep(pause)
+
+    outcome, deleted = await in_batches(lambda limit: delete_spend_logs_before(store, cutoff, limit), "spend logs",
+                                        done, metrics.failed if metrics is not None else None, batch=batch,
+                                        pause=pause, budget=budget, backoff=backoff)
     remaining: int | None = None
     try:
         remaining = await count_spend_logs_before(store, cutoff, REMAINING_CAP)
@@ -211,3 +188,42 @@ async def _run(store: Store, period: float, metrics: CleanupMetrics | None,
         log.info("spend logs retention: deleted %d row(s) older than %s (%s, %s expired left)", deleted,
                  cutoff.isoformat(), outcome, remaining if remaining is not None else "unknown")
     return outcome
+
+
+async def in_batches(delete: Callable[[int], Awaitable[int]], what: str,
+                     on_batch: Callable[[int, float], None] | None = None, on_failure: Callable[[], None] | None = None,
+                     *, batch: int = BATCH, pause: float = PAUSE, budget: float = BUDGET,
+                     backoff: float = BACKOFF) -> tuple[str, int]:
+    """Call ``delete(batch)`` (one transaction deleting at most ``batch`` rows, oldest first; how many) until
+    it deletes fewer, pausing ``pause`` seconds between two, within ``budget`` seconds; a failure is retried
+    after ``backoff``, :data:`MAX_FAILURES` in a row end it. ``(outcome, rows deleted)``: ``completed``,
+    ``budget_exhausted`` or ``aborted``. ``on_batch(rows, seconds)`` hears each batch, ``on_failure()`` each
+    failure; ``what`` names the rows in the log."""
+    deadline = time.monotonic() + budget
+    failures = 0
+    deleted = 0
+    while True:
+        t0 = time.perf_counter()
+        try:
+            n = await delete(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failures += 1
+            if on_failure is not None:
+                on_failure()
+            log.warning("%s retention: a batch failed (%s: %s)%s", what, type(exc).__name__, exc,
+                        "; this run stops" if failures >= MAX_FAILURES else f"; again in {backoff:g} s")
+            if failures >= MAX_FAILURES:
+                return "aborted", deleted
+            await asyncio.sleep(backoff)
+            continue
+        failures = 0
+        deleted += n
+        if on_batch is not None:
+            on_batch(n, time.perf_counter() - t0)
+        if n < batch:
+            return "completed", deleted
+        if time.monotonic() >= deadline:
+            return "budget_exhausted", deleted
+        await asyncio.sleep(pause)

@@ -150,7 +150,12 @@ async def delete_response(store: Store, response_id: str) -> bool:
         return bool(await c.execute("DELETE FROM rg_responses WHERE response_id = ?", [response_id]))
 
 
-async def purge_expired(store: Store, now: datetime) -> int:
-    """Delete the rows expired at ``now`` (retention); how many."""
+async def purge_expired(store: Store, now: datetime, limit: int | None = None) -> int:
+    """Delete the rows expired at ``now`` (retention), at most ``limit`` of them, the earliest expired first
+    (None: all), in one transaction; how many."""
     async with store._transaction() as c:
-        return int(await c.execute("DELETE FROM rg_responses WHERE expires_at <= ?", [_ts(store, now)]))
+        if limit is None:
+            return int(await c.execute("DELETE FROM rg_responses WHERE expires_at <= ?", [_ts(store, now)]))
+        return int(await c.execute(
+            "DELETE FROM rg_responses WHERE response_id IN (SELECT response_id FROM rg_responses "
+            "WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)", [_ts(store, now), limit]))
