@@ -246,3 +246,37 @@ def test_callback_failures_are_litellms_metric_by_exporter() -> None:
     assert _value(scrape, "litellm_callback_logging_failures_metric_total", callback_name="langfuse") == 5
     assert {lab["callback_name"] for lab in scrape.samples["litellm_callback_logging_failures_metric_total"]} == {
         "langfuse", "otel", "datadog", "generic_api", "json_logs"}
+
+
+def test_user_and_team_counts_are_litellms_gauges_when_read() -> None:
+    from relaygate.observe.prometheus import LiteLLMMetrics
+
+    m = Metrics()
+    m.litellm = a = LiteLLMMetrics()
+    assert b"litellm_total_users" not in m.render()  # no store read: no gauge (LiteLLM's 0 would be a lie)
+    a.set_counts(3, 2)
+    b = LiteLLMMetrics()
+    b.set_counts(4, 2)  # another worker read after a user was added
+    text = "\n".join(a.render([a.snapshot(), b.snapshot()])) + "\n"
+    scrape = parse_exposition(text)
+    assert scrape.types["litellm_total_users"] == "gauge" and scrape.types["litellm_teams_count"] == "gauge"
+    assert _value(scrape, "litellm_total_users") == 4 and _value(scrape, "litellm_teams_count") == 2
+    assert scrape.samples["litellm_total_users"] == [{}]
+
+
+def test_principal_counts(db_url: str) -> None:  # noqa: F811 (the fixture)
+    from relaygate.store import Team, User
+    from relaygate.store.activity import principal_counts
+
+    async def main() -> None:
+        store = await open_store(db_url)
+        try:
+            assert await principal_counts(store) == (0, 0)
+            for i in range(3):
+                await store.create_user(User(user_id=f"u{i}"))
+            await store.create_team(Team(team_id="t0"))
+            assert await principal_counts(store) == (3, 1)
+        finally:
+            await store.close()
+
+    asyncio.run(main())

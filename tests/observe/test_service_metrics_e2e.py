@@ -210,3 +210,29 @@ general_settings:
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert c.get("/global/spend").json()["spend"] > 0
+
+
+def test_user_and_team_counts_follow_the_store() -> None:
+    config = f"""model_list:
+  - model_name: m
+    litellm_params: {{model: mock/echo}}
+litellm_settings:
+  callbacks: ["prometheus"]
+general_settings:
+  master_key: {MASTER}
+"""
+    with start_gateway(config, workers=2) as gw, \
+            httpx.Client(base_url=gw.url, timeout=30, headers={"Authorization": f"Bearer {MASTER}"}) as c:
+        start = _scrape(c)
+        assert start.types["litellm_total_users"] == "gauge" and start.types["litellm_teams_count"] == "gauge"
+        users0 = _value(start, "litellm_total_users")
+        assert c.post("/team/new", json={"team_alias": "one"}).status_code == 200
+        assert c.post("/user/new", json={"user_id": "someone"}).status_code == 200
+        deadline = time.monotonic() + 15
+        while True:  # every worker reads the counts again when the store's change counter moves
+            scrape = _scrape(c)
+            if _value(scrape, "litellm_teams_count") == 1 and _value(scrape, "litellm_total_users") == users0 + 1:
+                break
+            assert time.monotonic() < deadline, (_value(scrape, "litellm_teams_count"),
+                                                 _value(scrape, "litellm_total_users"))
+            time.sleep(0.2)

@@ -58,12 +58,17 @@ from relaygate.router import Router
 from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, MetricsSink
 from relaygate.store import Store, database_url, open_store
+from relaygate.store.activity import principal_counts
 from relaygate.store.sealing import sealer_for
 from relaygate.upstream.base import Transport
 from relaygate.upstream.factory import make_transport
 from relaygate.upstream.identity import aclose_identity_clients
 
 log = logging.getLogger("relaygate")
+
+COUNT_EVERY = 300.0
+"""Seconds between two reads of the store's user and team counts (also read at start and when the store's rows
+change), for LiteLLM's ``litellm_total_users`` / ``litellm_teams_count`` with ``prometheus`` on."""
 
 
 RESTART_ONLY = ("host", "port", "workers", "log_level", "backlog", "max_connections", "header_read_timeout",
@@ -252,6 +257,9 @@ class Gateway:
             self.runtime.use_store(self.store, self.shared_keys)
             await changes.prime()
             self._start_spend_sink(self.store)
+            if self.exporters.prometheus is not None:  # LiteLLM's user and team counts
+                await self._count_principals()
+                self._spawn(self._count_principals_forever())
             start_responses(self)  # stored responses: their writer and retention purge
             self.start_budgets(self.store)
             if self.budgets is not None:
@@ -452,8 +460,26 @@ class Gateway:
             self.spend_sink.forget_owners()
         if self.budgets is not None:
             self._spawn(self.budgets.refresh_logged())
+        if self.exporters.prometheus is not None and self.store is not None:
+            self._spawn(self._count_principals())
         if self.store is not None and db_models_enabled(self.file_config):
             self._spawn(self._sync_models_logged())
+
+    async def _count_principals(self) -> None:
+        """Read the store's user and team counts into LiteLLM's gauges (``observe.prometheus``); a failure
+        (the database down) leaves the last counts."""
+        prom, store = self.exporters.prometheus, self.store
+        if prom is None or store is None:
+            return
+        try:
+            prom.set_counts(*await principal_counts(store))
+        except Exception as exc:
+            log.debug("user and team counts not read (%s: %s)", type(exc).__name__, exc)
+
+    async def _count_principals_forever(self, every: float = COUNT_EVERY) -> None:
+        while True:
+            await asyncio.sleep(every)
+            await self._count_principals()
 
     async def models_changed(self) -> None:
         """A management write changed stored models: serve them on this worker now, and tell the others

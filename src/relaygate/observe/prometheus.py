@@ -240,6 +240,8 @@ class LiteLLMMetrics:
         """deployment id -> 0 healthy / 1 partial outage, from its last call (cooldowns read from the router)."""
         self.budgets: dict[tuple[str, str, str], list[float]] = {}
         """(kind, ident, alias) -> [max budget, spend, reset at (epoch, -1 none), reported at]."""
+        self.counts: tuple[int, int] | None = None
+        """(users, teams) in the store, from :meth:`set_counts`; None: not read (no store)."""
         self._keys: dict[str, tuple[str, str]] = {}
         self._teams: dict[str, tuple[str, str]] = {}
         self._users: dict[str, str] = {}
@@ -607,14 +609,22 @@ class LiteLLMMetrics:
         model_id, model, api_base, provider, _group = self._dep(dep_id)
         return model, model_id, api_base, provider
 
+    def set_counts(self, users: int, teams: int) -> None:
+        """The store's users and teams (the gateway reads them at start, on changes and every few minutes):
+        LiteLLM's ``litellm_total_users`` and ``litellm_teams_count``, absent without a store."""
+        self.counts = (users, teams)
+
     def snapshot(self) -> dict[str, Any]:
         """This worker's part of ``Metrics.snapshot()`` (plain JSON)."""
-        return {
+        out: dict[str, Any] = {
             "c": {n: [[*k, v[0]] for k, v in d.items()] for n, d in self.counters.items() if d},
             "h": {n: [[*k, *_sparse(v)] for k, v in d.items()] for n, d in self.histograms.items() if d},
             "g": self.gauges(),
             "b": [[*k, *v] for k, v in self.budgets.items()],
         }
+        if self.counts is not None:
+            out["n"] = list(self.counts)
+        return out
 
     def render(self, parts: Sequence[dict[str, Any]], now: float | None = None) -> list[str]:
         """Prometheus text lines for the merged ``parts`` (this worker's snapshot and the other workers')."""

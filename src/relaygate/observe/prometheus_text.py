@@ -141,4 +141,11 @@ def render(parts: Sequence[dict[str, Any]], now: float) -> list[str]:
                 out.append(f"{name}_bucket{_labels(names, key, _INF)} {_num(acc)}")
                 out.append(f"{name}_sum{_labels(names, key)} {_num(float(hist[-1]))}")
                 out.append(f"{name}_count{_labels(names, key)} {_num(acc)}")
+    counts = [p["n"] for p in parts if p.get("n")]
+    if counts:  # every worker reads the same store: the latest read is the highest only by chance, so max
+        for name, i, help_text in (("litellm_total_users", 0, "Total number of users in LiteLLM"),
+                                   ("litellm_teams_count", 1, "Total number of teams in LiteLLM")):
+            out.append(f"# HELP {name} {help_text}")
+            out.append(f"# TYPE {name} gauge")
+            out.append(f"{name} {_num(float(max(c[i] for c in counts)))}")
     return out

@@ -35,8 +35,8 @@ from relaygate.store import tables as t
 if TYPE_CHECKING:
     from relaygate.store.base import Store
 
-__all__ = ["PERCENTILES", "Scope", "activity_by_model", "interpolate", "latency_percentiles", "series",
-           "spend_since", "top_groups"]
+__all__ = ["PERCENTILES", "Scope", "activity_by_model", "interpolate", "latency_percentiles", "principal_counts",
+           "series", "spend_since", "top_groups"]
 
 PERCENTILES = (50, 95, 99)
 """The latency percentiles the overview shows (``p50_ms``, ``p95_ms``, ``p99_ms``)."""
@@ -188,3 +188,11 @@ async def activity_by_model(store: Store, scope: Scope) -> list[dict[str, Any]]:
             f"FROM rg_spend_logs s WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2", args)
     return [{"model": r["model"], "day": r["day"], "requests": int(r["n"]), "total_tokens": int(r["tot"] or 0)}
             for r in rows]
+
+
+async def principal_counts(store: Store) -> tuple[int, int]:
+    """``(users, teams)`` in the store: LiteLLM's ``litellm_total_users`` and ``litellm_teams_count``."""
+    async with store._read() as c:
+        users = (await c.fetch("SELECT COUNT(*) AS n FROM rg_users", []))[0]["n"]
+        teams = (await c.fetch("SELECT COUNT(*) AS n FROM rg_teams", []))[0]["n"]
+    return int(users), int(teams)
