@@ -47,8 +47,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["LATENCY_BUCKETS", "MAX_FAILURE_LABELS", "NAMES", "QUEUE_SPEND", "SERVICES", "ServiceMetrics",
-           "activate", "active", "deactivate", "timed"]
+from relaygate.metrics import _label
+
+__all__ = ["LATENCY_BUCKETS", "MAX_FAILURE_LABELS", "QUEUE_SPEND", "SERVICES", "ServiceMetrics", "activate",
+           "active", "deactivate", "histogram_lines", "timed"]
 
 T = TypeVar("T")
 
@@ -61,8 +63,6 @@ Here, a module of the package's root, because the parts timed (Redis, the store)
 SERVICES = ("redis", "postgres", "batch_write_to_db", "reset_budget_job", "self", "router", "auth",
             "proxy_pre_call")
 """LiteLLM's ``ServiceTypes`` values relaygate has a part for (see the module docstring)."""
-NAMES = frozenset({"prometheus_system"})
-"""``service_callback`` names this module serves."""
 QUEUE_SPEND = "in_memory_spend_update_queue"
 """The gauge of records waiting for the spend sink (LiteLLM's in-memory spend update queue)."""
 MAX_FAILURE_LABELS = 64
@@ -96,8 +96,18 @@ def timed(service: str, function: str, aw: Awaitable[T]) -> Awaitable[T]:
     return aw if svc is None else svc.time(service, function, aw)
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def histogram_lines(name: str, labels: str, bounds: Sequence[float], counts: Sequence[int], total: float
+                    ) -> list[str]:
+    """A histogram series' sample lines: ``counts`` per bucket (not cumulative, ``+Inf``'s last) written
+    cumulative, then ``_count`` and ``_sum``; ``labels`` is the series' label text without braces."""
+    out = []
+    cum = 0
+    for bound, c in zip((*bounds, None), counts, strict=True):
+        cum += c
+        out.append(f'{name}_bucket{{{labels},le="{"+Inf" if bound is None else repr(float(bound))}"}} {float(cum)!r}')
+    out.append(f"{name}_count{{{labels}}} {float(cum)!r}")
+    out.append(f"{name}_sum{{{labels}}} {float(total)!r}")
+    return out
 
 
 class ServiceMetrics:
@@ -194,13 +204,7 @@ class ServiceMetrics:
             out.append(f"# HELP {name} {_HELP['latency'].format(s)}")
             out.append(f"# TYPE {name} histogram")
             if got is not None:
-                cum = 0
-                for bound, c in zip((*LATENCY_BUCKETS, None), got["counts"], strict=True):
-                    cum += c
-                    le = "+Inf" if bound is None else repr(float(bound))
-                    out.append(f'{name}_bucket{{{lab},le="{le}"}} {float(cum)!r}')
-                out.append(f"{name}_count{{{lab}}} {float(cum)!r}")
-                out.append(f"{name}_sum{{{lab}}} {float(got['sum'])!r}")
+                out.extend(histogram_lines(name, lab, LATENCY_BUCKETS, got["counts"], got["sum"]))
             name = f"litellm_{s}_failed_requests"
             out.append(f"# HELP {name} {_HELP['failed_requests'].format(s)}")
             out.append(f"# TYPE {name} counter")

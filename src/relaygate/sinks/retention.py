@@ -17,9 +17,8 @@ so its dashboard row "Spend log cleanup job" and an alert on ``rows_remaining`` 
 (histogram, ``table``), ``litellm_spend_log_cleanup_batch_failures_total{table}``,
 ``litellm_spend_log_cleanup_rows_remaining{table}`` (gauge: the highest of the workers') and
 ``litellm_spend_log_cleanup_runs_total{outcome}`` (``completed``, ``budget_exhausted``, ``aborted``,
-``skipped_locked``). ``table``
-is relaygate's, ``rg_spend_logs``. They exist only when retention is configured (then in every worker's metrics
-snapshot, summed).
+``skipped_locked``). ``table`` is relaygate's, ``rg_spend_logs``. They exist only when retention is configured
+(then in every worker's metrics snapshot, summed).
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from relaygate.service_metrics import histogram_lines
 from relaygate.store import Store
 from relaygate.store.spend import count_spend_logs_before, delete_spend_logs_before
 
@@ -109,18 +109,13 @@ class CleanupMetrics:
                "# TYPE litellm_spend_log_cleanup_rows_deleted counter",
                f"litellm_spend_log_cleanup_rows_deleted_total{{{lab}}} {float(deleted)!r}",
                f"# HELP {name} Wall-clock duration of one retention cleanup delete batch",
-               f"# TYPE {name} histogram"]
-        cum = 0
-        for bound, c in zip((*BUCKETS, None), counts, strict=True):
-            cum += c
-            out.append(f'{name}_bucket{{{lab},le="{"+Inf" if bound is None else repr(float(bound))}"}} {float(cum)!r}')
-        out += [f"{name}_count{{{lab}}} {float(cum)!r}", f"{name}_sum{{{lab}}} {total!r}",
-                "# HELP litellm_spend_log_cleanup_batch_failures Retention cleanup delete batches that raised",
-                "# TYPE litellm_spend_log_cleanup_batch_failures counter",
-                f"litellm_spend_log_cleanup_batch_failures_total{{{lab}}} {float(failures)!r}",
-                "# HELP litellm_spend_log_cleanup_rows_remaining Expired rows still awaiting deletion, counted up to "
-                f"{REMAINING_CAP}",
-                "# TYPE litellm_spend_log_cleanup_rows_remaining gauge"]
+               f"# TYPE {name} histogram", *histogram_lines(name, lab, BUCKETS, counts, total),
+               "# HELP litellm_spend_log_cleanup_batch_failures Retention cleanup delete batches that raised",
+               "# TYPE litellm_spend_log_cleanup_batch_failures counter",
+               f"litellm_spend_log_cleanup_batch_failures_total{{{lab}}} {float(failures)!r}",
+               "# HELP litellm_spend_log_cleanup_rows_remaining Expired rows still awaiting deletion, counted up to "
+               f"{REMAINING_CAP}",
+               "# TYPE litellm_spend_log_cleanup_rows_remaining gauge"]
         if remaining is not None:
             out.append(f"litellm_spend_log_cleanup_rows_remaining{{{lab}}} {float(remaining)!r}")
         out += ["# HELP litellm_spend_log_cleanup_runs Retention cleanup runs, labelled by why the run ended",
