@@ -22,8 +22,20 @@ serves the hits), all three on CPU 0: they share the same seconds, so the machin
 within an hour here) cancels out of their ratios. One core's throughput for a mode is then 1 / its CPU per
 request, so the ratios are taken from CPU per request (hit vs miss = miss CPU / hit CPU); the raw req/s
 of a round only shows how the scheduler shared the core.
-Everything listens on 127.0.0.1 and stops by itself; a run takes about ``repeat x 3 x (duration + 1)``
-seconds plus start-up.
+``--modes`` picks the modes (default ``off,miss,hit``) and can add three that take a miss apart, each a
+cached gateway started with a ``sitecustomize`` of the bench first on its ``PYTHONPATH`` (``bench/stubs``):
+
+- **miss-nolookup**: the cache configured, its lookup returning None at once (no key, no state, nothing
+  stored): against **off**, what having a cache configured costs a request before it does anything;
+- **miss-rawkey**: a miss whose key is the SHA-256 of the body's bytes (no decoding, no canonical form):
+  against **miss**, what the key costs;
+- **miss-nostore**: a miss whose answer is not stored: against **miss**, what the store costs.
+
+Each of them is printed with its CPU per request against off's (a share of off's throughput, from CPU per
+request, with ``--together``). Every mode but off and miss gets a gateway of its own (with ``--together``
+the hit gateway too).
+Everything listens on 127.0.0.1 and stops by itself; a run takes about ``repeat x modes x (duration + 1)``
+seconds plus start-up (one ``repeat x (duration + 1)`` with ``--together``).
 """
 
 from __future__ import annotations
@@ -42,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import (
+    REPO_ROOT,
     Proc,
     cpu_seconds,
     launch_mock,
@@ -53,6 +66,21 @@ from bench.procs import (
 )
 
 MASTER = "sk-bench-master"
+MODES = ("off", "miss", "hit", "miss-nolookup", "miss-rawkey", "miss-nostore")
+"""Every mode ``--modes`` takes (see the module docstring)."""
+STUBS = {"miss-nolookup": REPO_ROOT / "bench" / "stubs" / "cache_nolookup",
+         "miss-rawkey": REPO_ROOT / "bench" / "stubs" / "cache_rawkey",
+         "miss-nostore": REPO_ROOT / "bench" / "stubs" / "cache_nostore"}
+"""Modes whose gateway starts with a ``sitecustomize`` of the bench first on its ``PYTHONPATH``."""
+
+
+def gateway_of(mode: str, together: bool) -> str:
+    """The gateway a mode is measured on: off's, the cached one (miss, and hit one after the other), or its
+    own (every other mode; hit too with ``--together``, so that its stored prompt is not asked at once with
+    misses on the same gateway)."""
+    if mode in ("off", "miss") or (mode == "hit" and not together):
+        return "off" if mode == "off" else "cached"
+    return mode
 
 
 def _free_port() -> int:
@@ -93,6 +121,13 @@ def measure(port: int, gw: Proc, args: argparse.Namespace, vary: int, seed: str,
             "threads_us_per_req": threads_per_request(threads, after, ok)}
 
 
+def share_of_off(med: dict[str, tuple[float, float]], mode: str, together: bool) -> tuple[float, float]:
+    """(``mode``'s throughput as a share of off's, its CPU per request against off's): the throughput from CPU
+    per request when the modes shared the core's seconds, from req/s when they ran one after the other."""
+    cpu = med[mode][1] / med["off"][1]
+    return (1 / cpu if together else med[mode][0] / med["off"][0]), cpu
+
+
 def _ratios(med: dict[str, tuple[float, float]], together: bool) -> tuple[float, float, float]:
     """(hit vs miss throughput, miss vs off throughput, miss vs off CPU per request): from req/s when the
     modes ran one after the other, from CPU per request when they shared the core's seconds."""
@@ -100,6 +135,14 @@ def _ratios(med: dict[str, tuple[float, float]], together: bool) -> tuple[float,
     if together:
         return med["miss"][1] / med["hit"][1], 1 / cpu, cpu
     return med["hit"][0] / med["miss"][0], med["miss"][0] / med["off"][0], cpu
+
+
+def _modes(text: str) -> list[str]:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes or len(set(modes)) != len(modes):
+        raise argparse.ArgumentTypeError(f"modes: a comma-separated list of distinct modes of {', '.join(MODES)}")
+    return modes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,67 +153,84 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--words", type=int, default=150, help="answer length in words (150: ~1 KB)")
     p.add_argument("--pure", action="store_true", help="the gateways without their compiled extension")
     p.add_argument("--together", action="store_true",
-                   help="load off, miss and hit at the same time, each on its own gateway (shared seconds)")
+                   help="load every mode at the same time, each on its own gateway (shared seconds)")
+    p.add_argument("--modes", type=_modes, default=["off", "miss", "hit"],
+                   help=f"comma-separated, of {', '.join(MODES)} (default off,miss,hit)")
     p.add_argument("--out", help="also write the runs and medians to DIR/cache-latest.json")
     args = p.parse_args(argv)
     if args.duration <= 0 or args.duration > 60 or not 1 <= args.concurrency <= 256 or not 1 <= args.repeat <= 10:
         p.error("--duration must be in (0, 60], --concurrency in 1..256 and --repeat in 1..10 (a shared machine)")
+    modes: list[str] = args.modes
+    if "off" not in modes:
+        p.error("--modes must include off: every ratio is against it")
     tmp = Path(tempfile.mkdtemp(prefix="rg-cache-bench-"))
     mock = launch_mock(name="up", cpus="1", log_dir=tmp, response_tokens=args.words)
     env = {**os.environ, **({"RELAYGATE_NO_EXTENSIONS": "1"} if args.pure else {})}
     gws: dict[str, tuple[int, Proc]] = {}
     # distinct prompts enough for the whole run of one mode: throughput x duration, generously
     vary = 60_000
+    where = {m: gateway_of(m, args.together) for m in modes}
     try:
-        names = [("off", False), ("cached", True)] + ([("cached-hit", True)] if args.together else [])
-        for name, cache in names:
+        for name in dict.fromkeys(where.values()):
             cfg = tmp / f"{name}.yaml"
-            cfg.write_text(config(mock.openai_base, cache))
+            cfg.write_text(config(mock.openai_base, name != "off"))
             port = _free_port()
+            gw_env = env
+            if name in STUBS:
+                gw_env = {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(STUBS[name]), env.get("PYTHONPATH", ""))
+                                                               if p)}
             gw = spawn([sys.executable, "-m", "relaygate.cli", "serve", "--config", str(cfg), "--host", "127.0.0.1",
                         "--port", str(port), "--workers", "1", "--log-level", "warning"], name=f"gw-{name}",
-                       cpus="0", env=env, log_dir=tmp)
+                       cpus="0", env=gw_env, log_dir=tmp)
             gws[name] = (port, gw)
             wait_http(f"http://127.0.0.1:{port}/health/readiness", 30, gw)
         print(f"gateways {'pure' if args.pure else 'compiled'}, {args.concurrency} concurrent, {args.duration:g}s "
               f"per mode, answers of {args.words} words", flush=True)
-        runs: dict[str, list[dict[str, Any]]] = {"off": [], "miss": [], "hit": []}
+        runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
         for r in range(args.repeat):
-            order = ["off", "miss", "hit"] if r % 2 == 0 else ["hit", "miss", "off"]
-            where = {"off": "off", "miss": "cached", "hit": "cached-hit" if args.together else "cached"}
+            order = modes if r % 2 == 0 else modes[::-1]
 
-            def one(mode: str, r: int = r, where: dict[str, str] = where) -> dict[str, Any]:
+            def one(mode: str, r: int = r) -> dict[str, Any]:
                 port, gw = gws[where[mode]]
                 return measure(port, gw, args, 0 if mode == "hit" else vary, f"r{r}{mode}", tmp)
 
             if args.together:  # the hit gateway was warmed by its own warm-up second: its prompt is stored
-                with ThreadPoolExecutor(3) as ex:
+                with ThreadPoolExecutor(len(order)) as ex:
                     results = dict(zip(order, ex.map(one, order), strict=True))
             else:
                 results = {mode: one(mode) for mode in order}
             for mode in order:
                 res = results[mode]
                 runs[mode].append(res)
-                print(f"round {r + 1} {mode:4s} {res['rps']:8.0f} req/s  errors={int(res['errors'])}  "
+                print(f"round {r + 1} {mode:13s} {res['rps']:8.0f} req/s  errors={int(res['errors'])}  "
                       f"gateway CPU {res['cpu_us']:6.1f} us/req  threads {threads_text(res['threads_us_per_req'])}",
                       flush=True)
         med = {m: (statistics.median(x["rps"] for x in rs), statistics.median(x["cpu_us"] for x in rs))
                for m, rs in runs.items()}
         for m, (rps, cpu) in med.items():
-            print(f"median {m:4s} {rps:8.0f} req/s  gateway CPU {cpu:6.1f} us/req", flush=True)
-        hit_miss, miss_off, miss_cpu = _ratios(med, args.together)
+            print(f"median {m:13s} {rps:8.0f} req/s  gateway CPU {cpu:6.1f} us/req", flush=True)
         basis = "from CPU per request, the modes loaded together" if args.together else "from req/s"
-        print(f"hit vs miss throughput {hit_miss:.2f}x; miss (0% hits) vs off {100 * miss_off:.1f}% throughput, "
-              f"{100 * miss_cpu:.1f}% CPU per request ({basis})", flush=True)
+        ratios: dict[str, Any] = {}
+        if "miss" in med and "hit" in med:
+            hit_miss, miss_off, miss_cpu = _ratios(med, args.together)
+            ratios = {"hit_vs_miss": round(hit_miss, 3), "miss_vs_off": round(miss_off, 4),
+                      "miss_vs_off_cpu": round(miss_cpu, 4)}
+            print(f"hit vs miss throughput {hit_miss:.2f}x; miss (0% hits) vs off {100 * miss_off:.1f}% throughput, "
+                  f"{100 * miss_cpu:.1f}% CPU per request ({basis})", flush=True)
+        shares = {m: share_of_off(med, m, args.together) for m in modes if m not in ("off", "hit")}
+        for m, (share, cpu) in shares.items():
+            if m != "miss" or not ratios:
+                print(f"{m} vs off {100 * share:.1f}% throughput, {100 * cpu:.1f}% CPU per request ({basis})",
+                      flush=True)
         if args.out:
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
             (out / "cache-latest.json").write_text(json.dumps({
                 "command": "python -m bench.scenarios_cache " + " ".join(argv if argv is not None else sys.argv[1:]),
-                "together": args.together, "runs": runs, "median": {m: {"rps": v[0], "cpu_us": v[1]}
-                                                                    for m, v in med.items()},
-                "hit_vs_miss": round(hit_miss, 3), "miss_vs_off": round(miss_off, 4),
-                "miss_vs_off_cpu": round(miss_cpu, 4)}, indent=1))
+                "together": args.together, "modes": modes, "runs": runs,
+                "median": {m: {"rps": v[0], "cpu_us": v[1]} for m, v in med.items()}, **ratios,
+                "vs_off": {m: {"throughput": round(v[0], 4), "cpu": round(v[1], 4)} for m, v in shares.items()}},
+                indent=1))
     finally:
         for _, gw in gws.values():
             gw.stop()

@@ -3,7 +3,9 @@ modes share the core's seconds), and a tiny run end to end with real gateways, m
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.procs import REPO_ROOT
-from bench.scenarios_cache import _ratios
+from bench.scenarios_cache import STUBS, _modes, _ratios, gateway_of, share_of_off
 
 MED = {"off": (1000.0, 200.0), "miss": (900.0, 250.0), "hit": (2000.0, 100.0)}
 
@@ -45,3 +47,55 @@ def test_tiny_run(tmp_path: Path, together: bool) -> None:
     med = {m: (v["rps"], v["cpu_us"]) for m, v in data["median"].items()}
     assert data["hit_vs_miss"] == pytest.approx(_ratios(med, together)[0], abs=1e-3)
     assert "hit vs miss throughput" in proc.stdout
+
+
+def test_share_of_off_from_cpu_together_and_from_rps_one_after_the_other() -> None:
+    med = {**MED, "miss-nostore": (950.0, 220.0)}
+    assert share_of_off(med, "miss-nostore", together=True) == pytest.approx((200 / 220, 1.1))
+    assert share_of_off(med, "miss-nostore", together=False) == pytest.approx((0.95, 1.1))
+
+
+def test_modes_are_checked() -> None:
+    assert _modes("off, miss,miss-rawkey") == ["off", "miss", "miss-rawkey"]
+    for bad in ("off,nope", "off,off", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _modes(bad)
+    assert gateway_of("hit", together=False) == "cached" and gateway_of("hit", together=True) == "hit"
+    assert gateway_of("miss", together=True) == "cached" and gateway_of("miss-nostore", together=False) == "miss-nostore"
+
+
+_CHECKS = {
+    "miss-nostore": "from relaygate.cache.stage import ResponseCache as R\n"
+                    "assert R.store(None, None, b'x') is None and R.store.__name__ == '_no_store'",
+    "miss-nolookup": "import asyncio\nfrom relaygate.cache.stage import ResponseCache as R\n"
+                     "assert asyncio.run(R.lookup(None, None)) is None and R.lookup.__name__ == '_no_lookup'",
+    "miss-rawkey": "import hashlib, types\nimport relaygate.cache.calls as c, relaygate.cache.stage as s\n"
+                   "ex = types.SimpleNamespace(body=b'{\"a\": 1}')\nassert c.material(ex) is ex\n"
+                   "assert s.cache_key('chat', 'm', ex, namespace=None) == hashlib.sha256(ex.body).hexdigest()",
+}
+
+
+@pytest.mark.parametrize("mode", sorted(STUBS))
+def test_each_stub_patches_what_its_mode_says(mode: str) -> None:
+    # the stub is picked up as the gateway picks it up: first on PYTHONPATH, imported at start-up
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(STUBS[mode]), os.environ.get("PYTHONPATH", ""))
+                                                       if p)}
+    proc = subprocess.run([sys.executable, "-c", _CHECKS[mode]], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert set(_CHECKS) == set(STUBS)
+
+
+@pytest.mark.e2e
+def test_tiny_run_taking_a_miss_apart(tmp_path: Path) -> None:
+    modes = "off,miss,miss-nolookup,miss-rawkey,miss-nostore"
+    proc = subprocess.run([sys.executable, "-m", "bench.scenarios_cache", "--duration", "0.5", "--repeat", "1",
+                           "--concurrency", "2", "--together", "--modes", modes, "--out", str(tmp_path)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "cache-latest.json").read_text())
+    assert data["modes"] == modes.split(",") and "hit_vs_miss" not in data  # no hit mode: no hit ratio
+    for mode in data["modes"]:
+        (run,) = data["runs"][mode]
+        assert run["ok"] > 0 and run["errors"] == 0 and run["cpu_us"] > 0, (mode, run)
+    assert set(data["vs_off"]) == {"miss", "miss-nolookup", "miss-rawkey", "miss-nostore"}
+    assert "miss-nostore vs off" in proc.stdout and "miss vs off" in proc.stdout
