@@ -280,3 +280,46 @@ def test_principal_counts(db_url: str) -> None:  # noqa: F811 (the fixture)
             await store.close()
 
     asyncio.run(main())
+
+
+def test_team_members_are_litellms_gauge_per_team_when_read() -> None:
+    from relaygate.observe.prometheus import LiteLLMMetrics
+
+    m = Metrics()
+    m.litellm = a = LiteLLMMetrics()
+    assert b"litellm_team_members_metric" not in m.render()  # not read (no store): no series at all
+    a.set_team_members([("t1", "Acme", 3), ("t2", "", 0), ('t"3\n', 'al"ias\\', 1)])
+    b = LiteLLMMetrics()
+    b.set_team_members([("t1", "Acme", 4), ("t2", "", 0)])  # read after a member joined t1, before t"3 was made
+    scrape = parse_exposition("\n".join(a.render([a.snapshot(), b.snapshot()])) + "\n")
+    assert scrape.types["litellm_team_members_metric"] == "gauge"
+    assert _value(scrape, "litellm_team_members_metric", team="t1", team_alias="Acme") == 4
+    assert _value(scrape, "litellm_team_members_metric", team="t2", team_alias="") == 0  # LiteLLM's "" for no alias
+    assert _value(scrape, "litellm_team_members_metric", team='t"3\n', team_alias='al"ias\\') == 1  # escaped
+    assert len(scrape.samples["litellm_team_members_metric"]) == 3
+    c = LiteLLMMetrics()
+    c.set_team_members([(f"t{i}", "", 1) for i in range(c.MAX_TEAMS + 5)])
+    assert c.team_members is not None and len(c.team_members) == c.MAX_TEAMS  # bounded whatever the store holds
+
+
+def test_team_member_counts(db_url: str) -> None:  # noqa: F811 (the fixture)
+    from relaygate.store import Team, TeamMember, User
+    from relaygate.store.activity import team_member_counts
+
+    async def main() -> None:
+        store = await open_store(db_url)
+        try:
+            assert await team_member_counts(store, 10) == []
+            for i in range(3):
+                await store.create_user(User(user_id=f"u{i}"))
+            await store.create_team(Team(team_id="b", team_alias="Beta"),
+                                    [TeamMember(team_id="b", user_id=f"u{i}") for i in range(3)])
+            await store.create_team(Team(team_id="a"))
+            await store.create_team(Team(team_id="c", team_alias="Gamma"), [TeamMember(team_id="c", user_id="u0")])
+            assert await team_member_counts(store, 10) == [("a", "", 0), ("b", "Beta", 3), ("c", "Gamma", 1)]
+            await store.remove_team_member("b", "u1")
+            assert await team_member_counts(store, 2) == [("a", "", 0), ("b", "Beta", 2)]  # the first by id
+        finally:
+            await store.close()
+
+    asyncio.run(main())

@@ -212,6 +212,14 @@ general_settings:
         assert c.get("/global/spend").json()["spend"] > 0
 
 
+def _members(scrape: Scrape, team_id: str) -> float | None:
+    for labels, value in zip(scrape.samples.get("litellm_team_members_metric", []),
+                             scrape.values.get("litellm_team_members_metric", []), strict=True):
+        if labels == {"team": team_id, "team_alias": "one"}:
+            return value
+    return None
+
+
 def test_user_and_team_counts_follow_the_store() -> None:
     config = f"""model_list:
   - model_name: m
@@ -226,7 +234,10 @@ general_settings:
         start = _scrape(c)
         assert start.types["litellm_total_users"] == "gauge" and start.types["litellm_teams_count"] == "gauge"
         users0 = _value(start, "litellm_total_users")
-        assert c.post("/team/new", json={"team_alias": "one"}).status_code == 200
+        assert "litellm_team_members_metric" not in start.samples  # no team yet: no series
+        team = c.post("/team/new", json={"team_alias": "one"})
+        assert team.status_code == 200
+        team_id = team.json()["team_id"]
         assert c.post("/user/new", json={"user_id": "someone"}).status_code == 200
         deadline = time.monotonic() + 15
         while True:  # every worker reads the counts again when the store's change counter moves
@@ -235,4 +246,19 @@ general_settings:
                 break
             assert time.monotonic() < deadline, (_value(scrape, "litellm_teams_count"),
                                                  _value(scrape, "litellm_total_users"))
+            time.sleep(0.2)
+        # LiteLLM's litellm_team_members_metric{team, team_alias}: the team's members, after each change
+        for body, route, want in (
+                ({"team_id": team_id, "member": [{"role": "user", "user_id": "someone"},
+                                                 {"role": "admin", "user_id": "another"}]}, "/team/member_add", 2),
+                ({"team_id": team_id, "user_id": "another"}, "/team/member_delete", 1)):
+            assert c.post(route, json=body).status_code == 200, route
+            deadline = time.monotonic() + 15
+            while _members(_scrape(c), team_id) != want:
+                assert time.monotonic() < deadline, (route, _members(_scrape(c), team_id))
+                time.sleep(0.2)
+        assert c.post("/team/delete", json={"team_ids": [team_id]}).status_code == 200
+        deadline = time.monotonic() + 15
+        while "litellm_team_members_metric" in _scrape(c).samples:  # a deleted team's series goes with it
+            assert time.monotonic() < deadline
             time.sleep(0.2)

@@ -58,7 +58,7 @@ from relaygate.router import Router
 from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, MetricsSink
 from relaygate.store import Store, database_url, open_store
-from relaygate.store.activity import principal_counts
+from relaygate.store.activity import principal_counts, team_member_counts
 from relaygate.store.sealing import sealer_for
 from relaygate.upstream.base import Transport
 from relaygate.upstream.factory import make_transport
@@ -68,7 +68,8 @@ log = logging.getLogger("relaygate")
 
 COUNT_EVERY = 300.0
 """Seconds between two reads of the store's user and team counts (also read at start and when the store's rows
-change), for LiteLLM's ``litellm_total_users`` / ``litellm_teams_count`` with ``prometheus`` on."""
+change), for LiteLLM's ``litellm_total_users`` / ``litellm_teams_count`` / ``litellm_team_members_metric`` with
+``prometheus`` on."""
 
 
 RESTART_ONLY = ("host", "port", "workers", "log_level", "backlog", "max_connections", "header_read_timeout",
@@ -466,13 +467,14 @@ class Gateway:
             self._spawn(self._sync_models_logged())
 
     async def _count_principals(self) -> None:
-        """Read the store's user and team counts into LiteLLM's gauges (``observe.prometheus``); a failure
-        (the database down) leaves the last counts."""
+        """Read the store's user and team counts and each team's members into LiteLLM's gauges
+        (``observe.prometheus``); a failure (the database down) leaves the last counts."""
         prom, store = self.exporters.prometheus, self.store
         if prom is None or store is None:
             return
         try:
             prom.set_counts(*await principal_counts(store))
+            prom.set_team_members(await team_member_counts(store, prom.MAX_TEAMS))
         except Exception as exc:
             log.debug("user and team counts not read (%s: %s)", type(exc).__name__, exc)
 

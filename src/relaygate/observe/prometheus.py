@@ -224,6 +224,8 @@ class LiteLLMMetrics:
     """One worker's ``litellm_*`` figures. ``handle`` is the sink entry point; ``render`` the scrape's."""
 
     name = "prometheus"
+    MAX_TEAMS = MAX_IDENTITIES
+    """Teams whose member count is read (the store's first, by id)."""
 
     def __init__(self, groups: Iterable[str] = (), deployments: Iterable[Any] = (), *,
                  router: Callable[[], Any] | None = None) -> None:
@@ -242,6 +244,9 @@ class LiteLLMMetrics:
         """(kind, ident, alias) -> [max budget, spend, reset at (epoch, -1 none), reported at]."""
         self.counts: tuple[int, int] | None = None
         """(users, teams) in the store, from :meth:`set_counts`; None: not read (no store)."""
+        self.team_members: list[tuple[str, str, int]] | None = None
+        """(team id, alias or "", members) of the store's first :data:`MAX_IDENTITIES` teams, from
+        :meth:`set_team_members`; None: not read (no store)."""
         self._keys: dict[str, tuple[str, str]] = {}
         self._teams: dict[str, tuple[str, str]] = {}
         self._users: dict[str, str] = {}
@@ -614,6 +619,12 @@ class LiteLLMMetrics:
         LiteLLM's ``litellm_total_users`` and ``litellm_teams_count``, absent without a store."""
         self.counts = (users, teams)
 
+    def set_team_members(self, teams: list[tuple[str, str, int]]) -> None:
+        """Each team's member count (read with :meth:`set_counts`): LiteLLM's ``litellm_team_members_metric``
+        (labels ``team``, ``team_alias``; at most :data:`MAX_IDENTITIES` teams, the store's own ids and
+        aliases, never a client's value)."""
+        self.team_members = teams[:self.MAX_TEAMS]
+
     def snapshot(self) -> dict[str, Any]:
         """This worker's part of ``Metrics.snapshot()`` (plain JSON)."""
         out: dict[str, Any] = {
@@ -624,6 +635,8 @@ class LiteLLMMetrics:
         }
         if self.counts is not None:
             out["n"] = list(self.counts)
+        if self.team_members is not None:
+            out["tm"] = [list(t) for t in self.team_members]
         return out
 
     def render(self, parts: Sequence[dict[str, Any]], now: float | None = None) -> list[str]:

@@ -148,4 +148,15 @@ def render(parts: Sequence[dict[str, Any]], now: float) -> list[str]:
             out.append(f"# HELP {name} {help_text}")
             out.append(f"# TYPE {name} gauge")
             out.append(f"{name} {_num(float(max(c[i] for c in counts)))}")
+    reads = [p["tm"] for p in parts if p.get("tm") is not None]
+    if reads:  # the latest read of each worker; one that read before a change counts until it reads again
+        members: dict[tuple[str, str], int] = {}
+        for read in reads:
+            for team, alias, n in read:
+                members[(team, alias)] = max(members.get((team, alias), 0), n)
+        name = "litellm_team_members_metric"
+        out.append(f"# HELP {name} Number of members in each team")
+        out.append(f"# TYPE {name} gauge")
+        for key, n in sorted(members.items()):
+            out.append(f"{name}{_labels(('team', 'team_alias'), key)} {_num(float(n))}")
     return out

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from relaygate.store.base import Store
 
 __all__ = ["PERCENTILES", "Scope", "activity_by_model", "interpolate", "latency_percentiles", "principal_counts",
-           "series", "spend_since", "top_groups"]
+           "series", "spend_since", "team_member_counts", "top_groups"]
 
 PERCENTILES = (50, 95, 99)
 """The latency percentiles the overview shows (``p50_ms``, ``p95_ms``, ``p99_ms``)."""
@@ -188,6 +188,18 @@ async def activity_by_model(store: Store, scope: Scope) -> list[dict[str, Any]]:
             f"FROM rg_spend_logs s WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2", args)
     return [{"model": r["model"], "day": r["day"], "requests": int(r["n"]), "total_tokens": int(r["tot"] or 0)}
             for r in rows]
+
+
+async def team_member_counts(store: Store, limit: int) -> list[tuple[str, str, int]]:
+    """``(team_id, team_alias or "", members)`` of at most ``limit`` teams, by team id: LiteLLM's
+    ``litellm_team_members_metric`` (the members of ``members_with_roles``, which the team's membership rows
+    mirror)."""
+    async with store._read() as c:
+        rows = await c.fetch(
+            "SELECT t.team_id AS team_id, t.team_alias AS team_alias, COUNT(m.user_id) AS n FROM rg_teams t "
+            "LEFT JOIN rg_team_members m ON m.team_id = t.team_id GROUP BY t.team_id, t.team_alias "
+            "ORDER BY t.team_id LIMIT ?", [limit])
+    return [(r["team_id"], r["team_alias"] or "", int(r["n"])) for r in rows]
 
 
 async def principal_counts(store: Store) -> tuple[int, int]:
