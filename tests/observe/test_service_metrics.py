@@ -262,6 +262,8 @@ def test_user_and_team_counts_are_litellms_gauges_when_read() -> None:
     assert scrape.types["litellm_total_users"] == "gauge" and scrape.types["litellm_teams_count"] == "gauge"
     assert _value(scrape, "litellm_total_users") == 4 and _value(scrape, "litellm_teams_count") == 2
     assert scrape.samples["litellm_total_users"] == [{}]
+    # no SCIM deactivation in relaygate: every user is an active (billable) one
+    assert scrape.types["litellm_active_users"] == "gauge" and _value(scrape, "litellm_active_users") == 4
 
 
 def test_principal_counts(db_url: str) -> None:  # noqa: F811 (the fixture)

@@ -243,6 +243,7 @@ general_settings:
         while True:  # every worker reads the counts again when the store's change counter moves
             scrape = _scrape(c)
             if _value(scrape, "litellm_teams_count") == 1 and _value(scrape, "litellm_total_users") == users0 + 1:
+                assert _value(scrape, "litellm_active_users") == users0 + 1
                 break
             assert time.monotonic() < deadline, (_value(scrape, "litellm_teams_count"),
                                                  _value(scrape, "litellm_total_users"))

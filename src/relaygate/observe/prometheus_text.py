@@ -143,7 +143,10 @@ def render(parts: Sequence[dict[str, Any]], now: float) -> list[str]:
                 out.append(f"{name}_count{_labels(names, key)} {_num(acc)}")
     counts = [p["n"] for p in parts if p.get("n")]
     if counts:  # every worker reads the same store: the latest read is the highest only by chance, so max
+        # litellm_active_users is LiteLLM's users less those deactivated through SCIM; relaygate has no SCIM
+        # and deactivates no user, so every user counts
         for name, i, help_text in (("litellm_total_users", 0, "Total number of users in LiteLLM"),
+                                   ("litellm_active_users", 0, "Number of active (billable) users in LiteLLM"),
                                    ("litellm_teams_count", 1, "Total number of teams in LiteLLM")):
             out.append(f"# HELP {name} {help_text}")
             out.append(f"# TYPE {name} gauge")
