@@ -34,6 +34,10 @@ cached gateway started with a ``sitecustomize`` of the bench first on its ``PYTH
 Each of them is printed with its CPU per request against off's (a share of off's throughput, from CPU per
 request, with ``--together``). Every mode but off and miss gets a gateway of its own (with ``--together``
 the hit gateway too).
+``--baseline DIR`` (with ``--together``) measures a change: ``miss`` and ``hit`` also run from the relaygate
+tree in ``DIR`` (a built worktree of the commit before it, ``bench.baseline``), as ``miss@base`` and
+``hit@base``, in the same rounds; the end prints each one's share of off against its baseline's, per round and
+the median difference in points.
 Everything listens on 127.0.0.1 and stops by itself; a run takes about ``repeat x modes x (duration + 1)``
 seconds plus start-up (one ``repeat x (duration + 1)`` with ``--together``).
 """
@@ -53,6 +57,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.baseline import BASE, baseline_env, baseline_lines, baseline_problem
 from bench.procs import (
     REPO_ROOT,
     Proc,
@@ -156,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="load every mode at the same time, each on its own gateway (shared seconds)")
     p.add_argument("--modes", type=_modes, default=["off", "miss", "hit"],
                    help=f"comma-separated, of {', '.join(MODES)} (default off,miss,hit)")
+    p.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                   help="also run miss and hit from the relaygate tree in DIR (a built worktree of an older "
+                        "commit) and compare; needs --together")
     p.add_argument("--out", help="also write the runs and medians to DIR/cache-latest.json")
     args = p.parse_args(argv)
     if args.duration <= 0 or args.duration > 60 or not 1 <= args.concurrency <= 256 or not 1 <= args.repeat <= 10:
@@ -163,6 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     modes: list[str] = args.modes
     if "off" not in modes:
         p.error("--modes must include off: every ratio is against it")
+    tree: Path | None = None
+    if args.baseline is not None:
+        if not args.together:
+            p.error("--baseline compares shares of off in the same seconds: add --together")
+        tree = args.baseline.resolve()
+        problem = baseline_problem(tree)
+        if problem:
+            p.error(problem)
+        modes = modes + [m + BASE for m in modes if m in ("miss", "hit")]
     tmp = Path(tempfile.mkdtemp(prefix="rg-cache-bench-"))
     mock = launch_mock(name="up", cpus="1", log_dir=tmp, response_tokens=args.words)
     env = {**os.environ, **({"RELAYGATE_NO_EXTENSIONS": "1"} if args.pure else {})}
@@ -175,24 +192,28 @@ def main(argv: list[str] | None = None) -> int:
             cfg = tmp / f"{name}.yaml"
             cfg.write_text(config(mock.openai_base, name != "off"))
             port = _free_port()
-            gw_env = env
-            if name in STUBS:
+            gw_env, cwd = env, None
+            if name.endswith(BASE) and tree is not None:
+                gw_env, cwd = baseline_env(env, tree), tree
+            elif name in STUBS:
                 gw_env = {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(STUBS[name]), env.get("PYTHONPATH", ""))
                                                                if p)}
             gw = spawn([sys.executable, "-m", "relaygate.cli", "serve", "--config", str(cfg), "--host", "127.0.0.1",
                         "--port", str(port), "--workers", "1", "--log-level", "warning"], name=f"gw-{name}",
-                       cpus="0", env=gw_env, log_dir=tmp)
+                       cpus="0", env=gw_env, log_dir=tmp, cwd=cwd)
             gws[name] = (port, gw)
             wait_http(f"http://127.0.0.1:{port}/health/readiness", 30, gw)
         print(f"gateways {'pure' if args.pure else 'compiled'}, {args.concurrency} concurrent, {args.duration:g}s "
               f"per mode, answers of {args.words} words", flush=True)
         runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
+        shares: dict[str, list[float]] = {m: [] for m in modes if m != "off"}
+        """Each round's share of off (off's CPU per request / the mode's), with --together."""
         for r in range(args.repeat):
             order = modes if r % 2 == 0 else modes[::-1]
 
             def one(mode: str, r: int = r) -> dict[str, Any]:
                 port, gw = gws[where[mode]]
-                return measure(port, gw, args, 0 if mode == "hit" else vary, f"r{r}{mode}", tmp)
+                return measure(port, gw, args, 0 if mode.removesuffix(BASE) == "hit" else vary, f"r{r}{mode}", tmp)
 
             if args.together:  # the hit gateway was warmed by its own warm-up second: its prompt is stored
                 with ThreadPoolExecutor(len(order)) as ex:
@@ -202,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             for mode in order:
                 res = results[mode]
                 runs[mode].append(res)
+                if args.together and mode != "off":
+                    shares[mode].append(results["off"]["cpu_us"] / res["cpu_us"])
                 print(f"round {r + 1} {mode:13s} {res['rps']:8.0f} req/s  errors={int(res['errors'])}  "
                       f"gateway CPU {res['cpu_us']:6.1f} us/req  threads {threads_text(res['threads_us_per_req'])}",
                       flush=True)
@@ -217,11 +240,14 @@ def main(argv: list[str] | None = None) -> int:
                       "miss_vs_off_cpu": round(miss_cpu, 4)}
             print(f"hit vs miss throughput {hit_miss:.2f}x; miss (0% hits) vs off {100 * miss_off:.1f}% throughput, "
                   f"{100 * miss_cpu:.1f}% CPU per request ({basis})", flush=True)
-        shares = {m: share_of_off(med, m, args.together) for m in modes if m not in ("off", "hit")}
-        for m, (share, cpu) in shares.items():
+        vs_off = {m: share_of_off(med, m, args.together) for m in modes if m.removesuffix(BASE) not in ("off", "hit")}
+        for m, (share, cpu) in vs_off.items():
             if m != "miss" or not ratios:
                 print(f"{m} vs off {100 * share:.1f}% throughput, {100 * cpu:.1f}% CPU per request ({basis})",
                       flush=True)
+        if tree is not None:
+            for line in baseline_lines(modes, shares, tree):
+                print(line, flush=True)
         if args.out:
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
@@ -229,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                 "command": "python -m bench.scenarios_cache " + " ".join(argv if argv is not None else sys.argv[1:]),
                 "together": args.together, "modes": modes, "runs": runs,
                 "median": {m: {"rps": v[0], "cpu_us": v[1]} for m, v in med.items()}, **ratios,
-                "vs_off": {m: {"throughput": round(v[0], 4), "cpu": round(v[1], 4)} for m, v in shares.items()}},
+                "vs_off": {m: {"throughput": round(v[0], 4), "cpu": round(v[1], 4)} for m, v in vs_off.items()},
+                "shares_per_round": shares, "baseline": str(tree) if tree is not None else None},
                 indent=1))
     finally:
         for _, gw in gws.values():

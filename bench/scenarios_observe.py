@@ -44,12 +44,12 @@ import statistics
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from bench.baseline import BASE, baseline_env, baseline_lines, baseline_problem
 from bench.procs import Proc, http_json, launch_mock, spawn, threads_text, wait_http
 from bench.scenarios_cache import measure
 
@@ -59,43 +59,10 @@ EXTRA_MODES = ("prometheus_system",)
 """Modes run only when ``--modes`` names them: ``prometheus_system`` is LiteLLM's service families
 (``service_callback``), which time each request's stages and its Redis and database calls."""
 ALL = ("langfuse", "otel", "prometheus", "json_logs")
-BASE = "@base"
-"""The suffix of a mode run from the ``--baseline`` tree."""
-
-
 def mode_names(mode: str) -> tuple[str, ...]:
     """The callbacks a mode's gateway runs (a baseline mode, its own mode's)."""
     base = mode.removesuffix(BASE)
     return () if base == "off" else ALL if base == "all" else (base,)
-
-
-def baseline_problem(tree: Path) -> str | None:
-    """Why ``tree`` cannot be measured as a baseline, or None: it must be a relaygate source tree with its
-    compiled extensions built (else its gateways would run the pure twins and the comparison would be of
-    those)."""
-    if not (tree / "src" / "relaygate" / "__init__.py").is_file():
-        return f"--baseline {tree}: no src/relaygate there (give a checkout or worktree of relaygate)"
-    built = {p.name.split(".", 1)[0] for p in (tree / "src" / "relaygate" / "core").glob("_*_c.*.so")}
-    missing = [src.stem for src in sorted((tree / "ext").glob("_*_c.pyx")) if src.stem not in built]
-    if missing:
-        return (f"--baseline {tree}: compiled extensions not built ({', '.join(missing)}): "
-                f"cd {tree} && python setup.py build_ext --inplace")
-    return None
-
-
-def baseline_lines(modes: Sequence[str], shares: Mapping[str, Sequence[float]], tree: Path) -> list[str]:
-    """For each mode run with a baseline too: its median share of off against the baseline's, in points,
-    and the difference in each round (both paired with off in that round's seconds)."""
-    out = []
-    for m in modes:
-        b = m + BASE
-        if m.endswith(BASE) or b not in shares or not shares[m] or not shares[b]:
-            continue
-        diffs = [100 * (x - y) for x, y in zip(shares[m], shares[b], strict=False)]
-        out.append(f"baseline {m:10s} {100 * statistics.median(shares[m]):5.1f}% of off against "
-                   f"{100 * statistics.median(shares[b]):5.1f}% from {tree}: {statistics.median(diffs):+.1f} points "
-                   f"(per round {' '.join(f'{d:+.1f}' for d in diffs)})")
-    return out
 
 
 def _free_port() -> int:
@@ -211,9 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg.write_text(config(mock.openai_base, mode_names(mode)))
             port = _free_port()
             tree = args.baseline if mode.endswith(BASE) else None
-            # the baseline's package first on the path (ahead of an installed or editable relaygate)
-            genv = env if tree is None else {**env, "PYTHONPATH": os.pathsep.join(
-                [str(tree / "src"), *filter(None, [env.get("PYTHONPATH")])])}
+            genv = env if tree is None else baseline_env(env, tree)
             gw = spawn([sys.executable, "-m", "relaygate.cli", "serve", "--config", str(cfg), "--host", "127.0.0.1",
                         "--port", str(port), "--workers", "1", "--log-level", "warning"], name=f"gw-{mode}",
                        cpus="0", env=genv, log_dir=tmp, cwd=tree)

@@ -1,5 +1,6 @@
-"""``bench.scenarios_observe --baseline``: which gateways a baseline adds, which trees it accepts, and what it
-prints. (The run itself is a bench: ``python -m bench.scenarios_observe --together --baseline DIR``.)"""
+"""``bench.scenarios_observe --baseline`` (and ``bench.baseline``, which ``bench.scenarios_cache`` shares): which
+gateways a baseline adds, which trees it accepts, and what it prints. (The run itself is a bench: ``python -m
+bench.scenarios_observe --together --baseline DIR``.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.scenarios_observe import ALL, BASE, baseline_lines, baseline_problem, main, mode_names
+from bench.baseline import BASE, baseline_env, baseline_lines, baseline_problem
+from bench.scenarios_observe import ALL, main, mode_names
 
 
 def test_a_baseline_mode_runs_its_own_modes_callbacks() -> None:
@@ -48,3 +50,9 @@ def test_a_baseline_needs_paired_rounds_and_a_usable_tree(tmp_path: Path) -> Non
         main(["--baseline", str(tmp_path), "--modes", "off,otel"])  # not --together
     with pytest.raises(SystemExit):
         main(["--baseline", str(tmp_path), "--modes", "off,otel", "--together"])  # not a relaygate tree
+
+
+def test_a_baseline_gateway_imports_the_trees_package_first(tmp_path: Path) -> None:
+    env = baseline_env({"PYTHONPATH": "/elsewhere", "HOME": "/root"}, tmp_path)
+    assert env["PYTHONPATH"].split(":") == [str(tmp_path / "src"), "/elsewhere"] and env["HOME"] == "/root"
+    assert baseline_env({}, tmp_path)["PYTHONPATH"] == str(tmp_path / "src")

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.baseline import baseline_problem
 from bench.procs import REPO_ROOT
-from bench.scenarios_cache import STUBS, _modes, _ratios, gateway_of, share_of_off
+from bench.scenarios_cache import STUBS, _modes, _ratios, gateway_of, main, share_of_off
 
 MED = {"off": (1000.0, 200.0), "miss": (900.0, 250.0), "hit": (2000.0, 100.0)}
 
@@ -99,3 +100,29 @@ def test_tiny_run_taking_a_miss_apart(tmp_path: Path) -> None:
         assert run["ok"] > 0 and run["errors"] == 0 and run["cpu_us"] > 0, (mode, run)
     assert set(data["vs_off"]) == {"miss", "miss-nolookup", "miss-rawkey", "miss-nostore"}
     assert "miss-nostore vs off" in proc.stdout and "miss vs off" in proc.stdout
+
+
+def test_a_baseline_needs_paired_rounds_and_a_usable_tree(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["--baseline", str(tmp_path), "--modes", "off,miss"])  # not --together
+    with pytest.raises(SystemExit):
+        main(["--baseline", str(tmp_path), "--modes", "off,miss", "--together"])  # not a relaygate tree
+
+
+@pytest.mark.e2e
+def test_tiny_run_against_a_baseline(tmp_path: Path) -> None:
+    if baseline_problem(REPO_ROOT) is not None:
+        pytest.skip(baseline_problem(REPO_ROOT) or "")
+    # this tree as its own baseline: miss@base and hit@base run from REPO_ROOT/src, in the same round
+    proc = subprocess.run([sys.executable, "-m", "bench.scenarios_cache", "--duration", "0.5", "--repeat", "1",
+                           "--concurrency", "2", "--together", "--baseline", str(REPO_ROOT), "--out", str(tmp_path)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "cache-latest.json").read_text())
+    assert data["modes"] == ["off", "miss", "hit", "miss@base", "hit@base"] and data["baseline"] == str(REPO_ROOT)
+    for mode in data["modes"]:
+        (run,) = data["runs"][mode]
+        assert run["ok"] > 0 and run["errors"] == 0, (mode, run)
+    assert {m: len(v) for m, v in data["shares_per_round"].items()} == {
+        "miss": 1, "hit": 1, "miss@base": 1, "hit@base": 1}
+    assert "baseline miss " in proc.stdout and "baseline hit " in proc.stdout and "points (per round" in proc.stdout
