@@ -77,11 +77,13 @@ MAX_DEPTH = 256
 MAX_BACKGROUND = 64
 """Background responses running at once per worker (more is a 429)."""
 PURGE_INTERVAL = 600.0
+"""Seconds between two deletions of expired rows."""
 PURGE_BATCH = 1_000
 """Stored responses one purge transaction deletes at most (rows carry whole conversations: a smaller batch
 than the spend logs')."""
 PURGE_LOCK = "responses_retention"
-"""Seconds between two deletions of expired rows."""
+"""The store's job lock a purge holds (``Store.job_lock``): one purge at a time among every worker and
+instance."""
 CANCEL_POLL = 1.0
 """Seconds between two looks, while this worker runs background responses, for one cancelled elsewhere."""
 BACKGROUND_KEY = "relaygate.responses.background"

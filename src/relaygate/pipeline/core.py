@@ -101,11 +101,10 @@ class Pipeline:
                 over.org = organization(headers)
             ex.call_id = over.call_id or new_call_id()
             principals = rt.principals
-            if svc is None:
-                who = ex.who = principals.resolve_cached(headers) or await principals.resolve(headers)
-            else:
+            if svc is not None:
                 stage, started = "auth", time.perf_counter()
-                who = ex.who = principals.resolve_cached(headers) or await principals.resolve(headers)
+            who = ex.who = principals.resolve_cached(headers) or await principals.resolve(headers)
+            if svc is not None:
                 svc.ok("auth", time.perf_counter() - started)
                 stage = None
             if who.jwt is not None:  # a JWT's allowed routes and end user (auth.jwt_routes); None for all others
