@@ -1,6 +1,6 @@
 """Budgets through the gateway and its lifespan (store, spend sink, budget guard) on SQLite and a real
 PostgreSQL, against a local upstream that answers with usage priced by ``model_info`` (3e-6 USD a request):
-each entity kind over its budget gets LiteLLM's ``budget_exceeded`` 400 and nothing more reaches the
+each entity kind over its budget gets LiteLLM's ``budget_exceeded`` 422 and nothing more reaches the
 upstream; a soft budget logs once; a period ends at its boundary and the reset is written back."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from relaygate.config import ConfigError, from_litellm
 from relaygate.cost import pico_of
 from relaygate.store import Budget, Customer, Key, Organization, Team, User
 from tests.asgi.conftest import call
@@ -23,9 +24,9 @@ COST_PICO = pico_of(COST)
 
 
 def refused(r: Any, needle: str) -> None:
-    assert r.status == 400, (r.status, r.body)
+    assert r.status == 422, (r.status, r.body)
     err = r.json()["error"]
-    assert err["type"] == "budget_exceeded" and err["code"] == "400", err
+    assert err["type"] == "budget_exceeded" and err["code"] == "422", err
     assert needle in err["message"], err["message"]
 
 
@@ -67,6 +68,30 @@ def test_team_budget(db_url: str) -> None:
             await gw.store.create_key(Key(token=token("sk-t"), team_id="t1"))
             await gw.budgets.refresh()
             await _two_then_refused(gw, up, "sk-t", "Budget has been exceeded! Team=t1 Current cost: 6e-06")
+
+    asyncio.run(main())
+
+
+def test_team_refused_only_past_its_budget_as_litellm(db_url: str) -> None:
+    """LiteLLM refuses a team at ``spend > max_budget`` (a key, user or member at ``>=``): a team whose spend
+    equals its budget still answers, and a team with ``max_budget: 0`` answers until it has spent something."""
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            await gw.store.create_team(Team(team_id="t-at", max_budget=2 * COST))  # two requests reach it exactly
+            await gw.store.create_key(Key(token=token("sk-at"), team_id="t-at"))
+            await gw.store.create_team(Team(team_id="t-zero", max_budget=0.0))
+            await gw.store.create_key(Key(token=token("sk-zero"), team_id="t-zero"))
+            await gw.store.create_key(Key(token=token("sk-key0"), max_budget=0.0))  # a key: refused at 0 >= 0
+            await gw.budgets.refresh()
+            up.hits = 0
+            for _ in range(3):  # 0, 3e-6, then 6e-6 == the budget: not past it
+                assert (await ask(gw, "sk-at")).status == 200
+            refused(await ask(gw, "sk-at"), "Budget has been exceeded! Team=t-at Current cost: 9e-06")
+            assert (await ask(gw, "sk-zero")).status == 200
+            refused(await ask(gw, "sk-zero"), "Budget has been exceeded! Team=t-zero Current cost: 3e-06, "
+                                              "Max budget: 0.0")
+            refused(await ask(gw, "sk-key0"), "Current cost: 0.0, Max budget: 0.0")
+            assert up.hits == 4
 
     asyncio.run(main())
 
@@ -331,6 +356,31 @@ def test_proxy_wide_budget_with_a_store_outlives_a_refresh(db_url: str, logs: bo
     asyncio.run(main())
 
 
+def test_proxy_max_budget_zero_is_no_budget_and_the_refusal_status_is_configurable() -> None:
+    """``litellm_settings.max_budget: 0`` is LiteLLM's default, "no proxy budget" (it checks only above 0), not a
+    budget that refuses everything; ``budget_exceeded_status_code`` sets the refusal's status (LiteLLM's 422
+    by default; 429 restores its older answer)."""
+    async def main() -> None:
+        async with upstream() as up, gateway(None, up, litellm_settings={"max_budget": 0}) as gw:
+            assert gw.budgets is None and gw.runtime.before_route == ()
+            for _ in range(3):
+                assert (await ask(gw, MASTER)).status == 200
+        settings = {"max_budget": BUDGET, "budget_exceeded_status_code": 429}
+        async with upstream() as up, gateway(None, up, litellm_settings=settings) as gw:
+            for _ in range(2):
+                assert (await ask(gw, MASTER)).status == 200
+            r = await ask(gw, MASTER)
+            assert r.status == 429 and r.json()["error"]["code"] == "429", (r.status, r.body)
+            assert r.json()["error"]["type"] == "budget_exceeded"
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("bad", [200, 600, True, "many"])
+def test_budget_exceeded_status_code_must_be_an_error_status(bad: Any) -> None:
+    with pytest.raises(ConfigError, match="budget_exceeded_status_code"):
+        from_litellm({"model_list": [], "litellm_settings": {"budget_exceeded_status_code": bad}}, "<test>")
+
+
 def test_no_budget_installs_nothing() -> None:
     async def main() -> None:
         async with upstream() as up, gateway(None, up) as gw:
@@ -367,7 +417,7 @@ def test_period_resets_at_its_boundary_and_is_written_back(db_url: str) -> None:
             refused(await ask(gw, "sk-r"), "Budget has been exceeded!")
             deadline = time.monotonic() + 15
             while (r := await ask(gw, "sk-r")).status != 200:  # the next period starts at the boundary
-                assert r.status == 400 and time.monotonic() < deadline
+                assert r.status == 422 and time.monotonic() < deadline
                 await asyncio.sleep(0.1)
             while True:  # the reset is written back to the row (off the request path)
                 row = await gw.store.get_key(token("sk-r"))

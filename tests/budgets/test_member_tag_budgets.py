@@ -23,8 +23,8 @@ BUDGET = 0.000005  # two requests fit under it (3e-6 each); the third finds 6e-6
 
 
 def refused(r: Any, message: str) -> None:
-    assert r.status == 400, (r.status, r.body)
-    assert r.json() == {"error": {"message": message, "type": "budget_exceeded", "param": None, "code": "400"}}
+    assert r.status == 422, (r.status, r.body)
+    assert r.json() == {"error": {"message": message, "type": "budget_exceeded", "param": None, "code": "422"}}
 
 
 async def _two_then_refused(gw: Any, up: Any, key: str, message: str, **body: Any) -> None:
@@ -45,7 +45,7 @@ def test_member_over_its_budget_in_the_team_is_refused_and_others_are_not(db_url
             await gw.store.create_key(Key(token=token("sk-u2"), team_id="t1", user_id="u2"))
             await gw.store.create_key(Key(token=token("sk-t1"), team_id="t1"))  # a team key with no user
             await gw.budgets.refresh()
-            await _two_then_refused(gw, up, "sk-u1", "Budget has been exceeded! User=u1 in Team=t1 Current cost: "
+            await _two_then_refused(gw, up, "sk-u1", "Budget has been exceeded! TeamMember=u1:t1 Current cost: "
                                     "6e-06, Max budget: 5e-06")
             for key in ("sk-u2", "sk-t1"):  # the other member and the team's own key are not capped
                 for _ in range(3):
@@ -121,7 +121,7 @@ def test_tag_budget_period_resets_at_its_boundary(db_url: str) -> None:
                     "Max budget: 5e-06")
             deadline = time.monotonic() + 15
             while (r := await ask(gw, "sk-r", **body)).status != 200:  # the next period starts at the boundary
-                assert r.status == 400 and time.monotonic() < deadline
+                assert r.status == 422 and time.monotonic() < deadline
                 await asyncio.sleep(0.1)
             while True:  # the reset is written back to the budget row (off the request path)
                 row = await gw.store.get_budget("b-r")
@@ -249,7 +249,7 @@ def test_two_gateways_share_member_and_tag_counters(tmp_path: Path, redis_server
                     assert time.monotonic() < deadline
                     await asyncio.sleep(0.05)
             for gw in (a, b):
-                refused(await ask(gw, "sk-m"), "Budget has been exceeded! User=um in Team=ts Current cost: 6e-06, "
+                refused(await ask(gw, "sk-m"), "Budget has been exceeded! TeamMember=um:ts Current cost: 6e-06, "
                         "Max budget: 5e-06")
                 refused(await ask(gw, "sk-t", **tagged), "Budget has been exceeded! Tag=tt Current cost: 6e-06, "
                         "Max budget: 5e-06")

@@ -61,7 +61,7 @@ def test_limit_counts_row_spend_only_in_its_period() -> None:
 def test_errors_are_litellms() -> None:
     t = Tally()
     body = exceeded(Limit("key", "abc", t, 5e-06, None, 0, 0.0, "my-key (sk-...abcd)"), 6e-06)
-    assert (body.status, body.type, body.code) == (400, "budget_exceeded", "400")
+    assert (body.status, body.type, body.code) == (422, "budget_exceeded", "422")
     assert body.message == "Budget has been exceeded! Key=my-key (sk-...abcd) Current cost: 6e-06, Max budget: 5e-06"
     assert exceeded(Limit("team", "t1", t, 1.0, None, 0, 0.0), 2.0).message == (
         "Budget has been exceeded! Team=t1 Current cost: 2.0, Max budget: 1.0")

@@ -71,7 +71,7 @@ def test_two_hundred_concurrent_requests_overshoot_by_at_most_those_in_flight(tm
 
             statuses = await asyncio.gather(*(one(i) for i in range(200)))
             ok = statuses.count(200)
-            assert ok == up.hits and statuses.count(400) == 200 - ok
+            assert ok == up.hits and statuses.count(422) == 200 - ok
             assert fits <= ok <= fits + 2 * concurrency, ok
 
     asyncio.run(main())

@@ -255,7 +255,7 @@ def test_blocked_team_and_team_budget(tmp_path: Path, jwks: JWKSServer) -> None:
         await env.store.create_team(Team(team_id="broke", max_budget=0.5, spend=1.0))
         await env.gw.budgets.refresh()  # the guard learns that budgets exist (its periodic poll, done now)
         r = await env.chat(k.token(team="broke"))
-        assert r.status == 400 and "Budget has been exceeded" in _error(r)["message"], r.body
+        assert r.status == 422 and "Budget has been exceeded" in _error(r)["message"], r.body
 
     run(tmp_path, body)
 

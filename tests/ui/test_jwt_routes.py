@@ -232,9 +232,9 @@ def test_org_and_end_user_budgets_and_blocked_end_user(tmp_path: Path, signer: S
         await env.store.create_customer(Customer(user_id="broke-cust", budget_id="tight", spend=1.0))
         await env.gw.budgets.refresh()
         r = await env.chat(signer.token(team="eng", org="broke-org"))
-        assert r.status == 400 and "Budget has been exceeded" in _error(r)["message"], r.body
+        assert r.status == 422 and "Budget has been exceeded" in _error(r)["message"], r.body
         r = await env.chat(signer.token(team="eng", customer="broke-cust"))
-        assert r.status == 400 and _error(r)["message"] == (
+        assert r.status == 422 and _error(r)["message"] == (
             "ExceededBudget: End User=broke-cust over budget. Spend=1.0, Budget=0.5"), r.body
         ok = signer.token(team="eng", customer="fine-cust")
         assert (await env.chat(ok)).status == 200

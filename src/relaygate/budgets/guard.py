@@ -1,7 +1,7 @@
 """BudgetGuard: budgets enforced before any upstream call, and counted as requests complete.
 
 What it owns: the ``before_route`` hook that refuses a request over a budget with LiteLLM's
-``budget_exceeded`` 400 (``limits.exceeded``), the completion sink that adds each request's cost to the
+``budget_exceeded`` 422 (``limits.exceeded``), the completion sink that adds each request's cost to the
 tallies of the entities it was made for, and the write-back of resets, off the request path.
 
 Budgets, with LiteLLM's fields and rules: ``max_budget`` / ``soft_budget`` / ``budget_duration`` /
@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relaygate.budgets.defaults import DefaultBudget, counted_spend, put_on_budget
-from relaygate.budgets.limits import FOREVER, Limit, Plan, Tally, key_label
+from relaygate.budgets.limits import FOREVER, MEMBER_OWN, Limit, Plan, Tally, key_label
 from relaygate.budgets.periods import Duration, parse
 from relaygate.cost import PICO, pico_of, to_pico
 from relaygate.service_metrics import timed
@@ -114,8 +114,13 @@ class BudgetGuard:
     def __init__(self, store: Any = None, *, max_budget: float | None = None, budget_duration: str | None = None,
                  on_event: Callable[[str, int], None] | None = None, shared: Any = None, ttl: float = 60.0,
                  on_active: Callable[[], None] | None = None, spend_logs: bool = True,
-                 end_user_budget: float | None = None, end_user_budget_id: str | None = None) -> None:
+                 end_user_budget: float | None = None, end_user_budget_id: str | None = None,
+                 status: int = 422) -> None:
         self.store = store
+        self.status = status
+        """The HTTP status of a refusal (``litellm_settings.budget_exceeded_status_code``)."""
+        if max_budget is not None and max_budget <= 0:
+            max_budget = None  # LiteLLM's default 0.0: no proxy budget (it checks only above 0)
         self.end_user_budget_id = end_user_budget_id
         """``litellm_settings.max_end_user_budget_id``: the budget row a customer without one of its own is put
         on at its first check (its row created when it has none, as LiteLLM persists it)."""
@@ -194,7 +199,8 @@ class BudgetGuard:
         return self._check(ex)
 
     async def _check(self, ex: Any) -> None:
-        """Refuse the request (LiteLLM's ``budget_exceeded`` 400) when an entity it is made for is over budget."""
+        """Refuse the request (LiteLLM's ``budget_exceeded``, 422 unless configured) when an entity it is made
+        for is over budget."""
         now = time.time()
         who = ex.who
         key = who.key if who is not None else None
@@ -238,7 +244,7 @@ class BudgetGuard:
                 self._count(EXCEEDED_EVENT)
                 if self.on_budget is not None and lim.max_budget is not None:
                     self.on_budget(lim.kind, lim.ident, spent / PICO, lim.max_budget, False)
-                raise lim.error(spent)
+                raise lim.error(spent, self.status)
             left = lim.stop - spent
             if lim.soft_pico is not None:
                 left = min(left, lim.soft_pico - spent)
@@ -517,8 +523,9 @@ class BudgetGuard:
 
     async def _member(self, team: Any, user_id: str, now: float) -> Limit | None:
         """A team member's budget (LiteLLM's ``_check_team_member_budget``): its membership's budget row
-        (``max_budget_in_team``), else the team's default member budget (``metadata.team_member_budget_id``);
-        the spend is the membership's (0 without a membership row)."""
+        (``max_budget_in_team``; refused as ``TeamMember=<user>:<team>`` when above 0, LiteLLM's auth check
+        of it), else the team's default member budget (``metadata.team_member_budget_id``; refused as
+        ``User=<user> in Team=<team>``); the spend is the membership's (0 without a membership row)."""
         try:
             member = await self.store.get_team_member(team.team_id, user_id)
         except Exception as exc:  # NotFound: not a member; a database failure: no member budget until re-read
@@ -526,17 +533,19 @@ class BudgetGuard:
                 log.warning("team membership %s/%s could not be read: %s: %s", team.team_id, user_id,
                             type(exc).__name__, exc)
             member = None
-        budget_id = member.budget_id if member is not None and member.budget_id else None
-        if budget_id is None:
+        row = None
+        if member is not None and member.budget_id:
+            row = await self._budget_row(member.budget_id, now)
+        label = MEMBER_OWN if row is not None and row.max_budget is not None and row.max_budget > 0 else ""
+        if row is None or row.max_budget is None:  # no budget of its own: the team's default member budget
             default = (team.metadata or {}).get("team_member_budget_id")
-            budget_id = default if isinstance(default, str) and default else None
-        if budget_id is None:
-            return None
-        row = await self._budget_row(budget_id, now)
+            if isinstance(default, str) and default:
+                row = await self._budget_row(default, now)
         if row is None:
             return None
         return self._limit("member", f"{team.team_id}\0{user_id}", row, member.spend if member is not None else 0.0,
-                           now, created=member.created_at if member is not None else None, reset=("budget", row))
+                           now, label, created=member.created_at if member is not None else None,
+                           reset=("budget", row))
 
     async def _tag(self, name: str, now: float) -> Limit | None:
         return await self._row_limit("tag", name, self._tag_limits, self.store.get_tag, now)

@@ -17,7 +17,8 @@ What it owns: the arithmetic of "how much has this entity spent in its current p
   longer counts: ``spent`` is the tally of the new period (and the shared Redis counter, when there is one,
   which every worker adds to).
 - **Errors**: LiteLLM's ``BudgetExceededError`` as its proxy answers it (``ProxyException`` of type
-  ``budget_exceeded``, status 400), with LiteLLM's message for each entity kind.
+  ``budget_exceeded``, status 422 unless ``budget_exceeded_status_code`` says otherwise), with LiteLLM's
+  message for each entity kind.
 
 Nothing here awaits or reads a clock: ``now`` is passed in.
 """
@@ -32,7 +33,7 @@ from relaygate.budgets.periods import Duration, period_at
 from relaygate.core.errors import GatewayError
 from relaygate.cost import PICO, to_pico
 
-__all__ = ["FOREVER", "Limit", "Plan", "Tally", "exceeded"]
+__all__ = ["FOREVER", "MEMBER_OWN", "Limit", "Plan", "Tally", "exceeded"]
 
 FOREVER = float("inf")
 MARKS = 32
@@ -138,9 +139,9 @@ class Limit:
         counts on top of the row's ``spend``."""
         self.label = label
         """What the error names: the key's descriptor, the model of a ``model_max_budget``."""
-        self.strict = kind in ("customer", "proxy", "tag")
-        """LiteLLM refuses end users, tags and the proxy only past the budget (``>``), the others at it
-        (``>=``)."""
+        self.strict = kind in ("customer", "proxy", "tag", "team")
+        """LiteLLM refuses teams, end users, tags and the proxy only past the budget (``>``: a team with
+        ``max_budget: 0`` still answers until it has spent something), the others at it (``>=``)."""
         self.stop = (self.max_pico + self.strict) if self.max_pico is not None else _NO_STOP
         """The spend (pico-USD, an integer) from which requests are refused: ``spent >= stop`` is :meth:`over`
         in one comparison (``> m`` is ``>= m + 1`` for integers)."""
@@ -156,8 +157,8 @@ class Limit:
     def over(self, spent: int) -> bool:
         return spent >= self.stop
 
-    def error(self, spent: int) -> GatewayError:
-        return exceeded(self, spent / PICO)
+    def error(self, spent: int, status: int = 422) -> GatewayError:
+        return exceeded(self, spent / PICO, status)
 
 
 class Plan:
@@ -180,8 +181,13 @@ class Plan:
         less than ``room`` has been added since, no limit of the plan can have reached a budget."""
 
 
-def exceeded(limit: Limit, spend: float) -> GatewayError:
-    """LiteLLM's ``budget_exceeded`` error for ``limit`` at ``spend`` USD (its wording per entity kind)."""
+MEMBER_OWN = "own"
+"""The ``label`` of a team member's limit built from the membership's own budget row (not the team's default
+member budget): LiteLLM names it ``TeamMember=<user>:<team>`` in its refusal."""
+
+def exceeded(limit: Limit, spend: float, status: int = 422) -> GatewayError:
+    """LiteLLM's ``budget_exceeded`` error for ``limit`` at ``spend`` USD (its wording per entity kind), with
+    ``status`` (``litellm_settings.budget_exceeded_status_code``: LiteLLM's 422 unless configured)."""
     kind, ident, budget = limit.kind, limit.ident, limit.max_budget
     if kind == "key":
         msg = f"Budget has been exceeded! Key={limit.label} Current cost: {spend}, Max budget: {budget}"
@@ -195,14 +201,17 @@ def exceeded(limit: Limit, spend: float) -> GatewayError:
         msg = f"ExceededBudget: End User={ident} over budget. Spend={spend}, Budget={budget}"
     elif kind == "member":
         team, _, user = ident.partition(chr(0))
-        msg = f"Budget has been exceeded! User={user} in Team={team} Current cost: {spend}, Max budget: {budget}"
+        if limit.label == MEMBER_OWN:  # the membership's own budget row: LiteLLM's auth check, worded apart
+            msg = f"Budget has been exceeded! TeamMember={user}:{team} Current cost: {spend}, Max budget: {budget}"
+        else:  # the team's default member budget
+            msg = f"Budget has been exceeded! User={user} in Team={team} Current cost: {spend}, Max budget: {budget}"
     elif kind == "tag":
         msg = f"Budget has been exceeded! Tag={ident} Current cost: {spend}, Max budget: {budget}"
     elif kind == "model":
         msg = f"LiteLLM Virtual Key: {limit.label}, exceeded budget for model={ident.rpartition(chr(0))[2]}"
     else:
         msg = f"Budget has been exceeded! Current cost: {spend}, Max budget: {budget}"
-    return GatewayError(msg, status=400, type="budget_exceeded", param=None, code="400")
+    return GatewayError(msg, status=status, type="budget_exceeded", param=None, code=str(status))
 
 
 def key_label(alias: str | None, key_name: str | None) -> str:

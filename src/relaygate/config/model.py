@@ -293,7 +293,11 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     pass_through_endpoints: list[PassThroughEndpoint] = []
     """LiteLLM's custom pass-through routes (``relaygate.passthrough``); their paths are fixed at start-up."""
     max_budget: float | None = None
-    """``litellm_settings.max_budget``: the proxy-wide budget in USD (``relaygate.budgets``); None: none."""
+    """``litellm_settings.max_budget``: the proxy-wide budget in USD (``relaygate.budgets``); None, 0 or less:
+    none (LiteLLM's default is 0.0 and it checks the proxy budget only above 0)."""
+    budget_exceeded_status_code: int = 422
+    """``litellm_settings.budget_exceeded_status_code``: the HTTP status of a ``budget_exceeded`` refusal
+    (LiteLLM's 422 since it made that configurable; 400 or 429 give the older answers)."""
     budget_duration: str | None = None
     """``litellm_settings.budget_duration``: the proxy-wide budget's period (``30s``, ``1h``, ``30d``, ``1mo``)."""
     max_internal_user_budget: float | None = None
@@ -378,6 +382,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
             parse_allowed_ips(self.allowed_ips)  # ValueError naming the entry
         parse_required_fields(self.enforced_params, "enforced_params")
         check_ui_access_mode(self.ui_access_mode)
+        code = self.budget_exceeded_status_code
+        if isinstance(code, bool) or not 400 <= code <= 599:
+            raise ValueError(f"budget_exceeded_status_code: expected an HTTP error status (400-599), got {code!r}")
         if self.user_header_name is not None:
             header_name(self.user_header_name, "user_header_name")
         mappings = self.user_header_mappings

@@ -298,19 +298,21 @@ class Gateway:
         ``before_route`` hook and a completion sink; its counters are shared through Redis when configured.
         Without either, nothing is installed and requests pay nothing."""
         g = self.config.general
-        if self.budgets is not None or (store is None and g.max_budget is None and g.max_end_user_budget is None):
+        proxy_budget = g.max_budget if g.max_budget is not None and g.max_budget > 0 else None  # 0: none (LiteLLM)
+        if self.budgets is not None or (store is None and proxy_budget is None and g.max_end_user_budget is None):
             return  # (max_end_user_budget_id needs the store: its budget row is there)
         from relaygate.budgets import BudgetGuard
         from relaygate.budgets.shared import SharedSpend
 
         url = _redis_url(self.config)
-        guard = self.budgets = BudgetGuard(store, max_budget=g.max_budget, budget_duration=g.budget_duration,
+        guard = self.budgets = BudgetGuard(store, max_budget=proxy_budget, budget_duration=g.budget_duration,
                                            on_event=self.metrics.count, shared=SharedSpend(url) if url else None,
                                            ttl=g.user_api_key_cache_ttl,
                                            on_active=lambda: self._budget_hook(self.runtime),
                                            spend_logs=not g.disable_spend_logs, end_user_budget=g.max_end_user_budget,
-                                           end_user_budget_id=g.max_end_user_budget_id)
-        if g.max_budget is not None and g.budget_duration and g.disable_spend_logs and store is not None:
+                                           end_user_budget_id=g.max_end_user_budget_id,
+                                           status=g.budget_exceeded_status_code)
+        if proxy_budget is not None and g.budget_duration and g.disable_spend_logs and store is not None:
             log.warning("litellm_settings.max_budget with budget_duration and disable_spend_logs: the store keeps "
                         "no spend per period, so each worker counts its own spend since it started")
         self.completions.add_sink(guard)
