@@ -242,9 +242,17 @@ def test_stream_without_usage_is_estimated_and_marked() -> None:
     assert pico_of(rec.cost) == usd((rec.prompt_tokens, "2.5"), (rec.completion_tokens, "10"))
 
 
-def test_unknown_model_zero_with_header() -> None:
+def test_unknown_model_zero_without_the_cost_header() -> None:
+    """LiteLLM (``cost_headers``) sends no cost header for a 0 from a model nobody priced: "0.0" would say the
+    answer was free. A priced model's answer that costs 0 keeps it (:func:`test_zero_usage_priced_model`)."""
     r, rec = asyncio.run(run({"model": "openai/not-a-priced-model"}, [(200, JSON, oa_chat(OA_USAGE))], MSG))
-    assert rec.cost == 0.0 and r.headers["x-litellm-response-cost"] == "0.0"
+    assert rec.cost == 0.0 and "x-litellm-response-cost" not in r.headers, r.headers
+
+
+def test_zero_usage_priced_model() -> None:
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    r, rec = asyncio.run(run({"model": "openai/gpt-4o"}, [(200, JSON, oa_chat(usage))], MSG))
+    assert rec.cost == 0.0 and r.headers["x-litellm-response-cost"] == "0.0", r.headers
 
 
 def test_image_and_rerank_units() -> None:

@@ -32,7 +32,8 @@ from relaygate.http.routes import RouteTable
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, forbidden, record, route
 from relaygate.store import NotFound, hash_token
 from relaygate.store.records import SpendLog
-from relaygate.store.spend import NANOS, daily_spend, entity_totals, read_spend_logs, spend_report, top_keys
+from relaygate.store.spend import (NANOS, daily_spend, entity_totals, read_spend_logs, spend_report, spend_since,
+                                   top_keys)
 
 
 def add_routes(t: RouteTable, gw: Gateway) -> None:
@@ -216,9 +217,17 @@ async def spend_tags(ctx: Ctx) -> Any:
 
 
 async def global_spend(ctx: Ctx) -> Any:
+    """LiteLLM's ``/global/spend``: the proxy's spend over the last 30 days (its ``MonthlyGlobalSpend`` view of
+    the spend logs; with ``disable_spend_logs`` there are no rows, and the all-time global counter is
+    given instead of LiteLLM's 0) and ``litellm_settings.max_budget`` (0.0 when unset, as LiteLLM)."""
     admin_only(ctx, read=True)
-    rows = await entity_totals(ctx.store, "global", [""])
-    return {"spend": rows[0]["spend_nanos"] / NANOS if rows else 0.0, "max_budget": 0.0}
+    general = ctx.gw.runtime.config.general
+    if general.disable_spend_logs:
+        rows = await entity_totals(ctx.store, "global", [""])
+        spend = rows[0]["spend_nanos"] if rows else 0
+    else:
+        spend = await spend_since(ctx.store, datetime.now(UTC) - timedelta(days=30))
+    return {"spend": spend / NANOS, "max_budget": general.max_budget or 0.0}
 
 
 async def global_spend_keys(ctx: Ctx) -> Any:

@@ -235,7 +235,8 @@ class Pipeline:
         cost = ex.cost = usd(fe.price(ex, lease.target.dep, data))
         total = time.perf_counter() - ex.t0
         headers = self.headers(ex, lease, total)
-        headers.append((b"x-litellm-response-cost", str(cost).encode()))  # LiteLLM's str(float) of USD
+        if cost or ex.rt.prices.table(lease.target.dep).known:  # LiteLLM's str(float) of USD; none for a model
+            headers.append((b"x-litellm-response-cost", str(cost).encode()))  # nobody priced (as LiteLLM 1.110)
         if up_headers:
             if not lease.headers:
                 headers.extend(ratelimit_headers(up_headers))

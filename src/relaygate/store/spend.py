@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from relaygate.store.base import Conn, Store
 
 __all__ = ["ENTITY_KINDS", "NANOS", "Totals", "count_spend_logs_before", "daily_spend", "delete_spend_logs_before",
-           "entity_totals", "key_owners", "nanos", "read_spend_logs", "spend_report", "top_keys", "write_spend",
+           "entity_totals", "key_owners", "nanos", "read_spend_logs", "spend_report", "spend_since", "top_keys",
+           "write_spend",
            "write_spend_values"]
 
 NANOS = 1_000_000_000
@@ -416,6 +417,15 @@ async def entity_totals(store: Store, kind: str, ids: Sequence[str] | None = Non
                              f"rg_spend_totals WHERE entity_type = ?{cond} ORDER BY spend_nanos DESC, entity_id "
                              "LIMIT ?", [*args, limit])
     return [{k: (int(v) if k != "entity_id" else v) for k, v in r.items()} for r in rows]
+
+
+async def spend_since(store: Store, since: datetime) -> int:
+    """nano-USD of the spend rows that started at ``since`` or later (LiteLLM's ``MonthlyGlobalSpend`` view,
+    summed: one range read of the time index)."""
+    async with store._read() as c:
+        rows = await c.fetch("SELECT SUM(spend_nanos) AS n FROM rg_spend_logs WHERE start_time >= ?",
+                             [_ts(store, since)])
+    return int(rows[0]["n"] or 0)
 
 
 async def top_keys(store: Store, since: datetime, limit: int, api_keys: Sequence[str] | None = None
