@@ -151,10 +151,11 @@ def test_latency_buckets_are_litellms() -> None:
 
 def test_values_after_traffic() -> None:
     scrape, text = scrape_after_traffic()
-    assert sum(scrape.values["litellm_proxy_total_requests_metric_total"]) == 12
-    assert sum(scrape.values["litellm_proxy_failed_requests_metric_total"]) == 6
+    # the bad key's 401 (record 6) is left out, as LiteLLM leaves invalid-key requests out of its metrics
+    assert sum(scrape.values["litellm_proxy_total_requests_metric_total"]) == 11
+    assert sum(scrape.values["litellm_proxy_failed_requests_metric_total"]) == 5
     assert 'exception_status="499",exception_class="ClientDisconnectedError"' in text
-    assert 'exception_status="401",exception_class="AuthenticationError"' in text
+    assert 'exception_status="401"' not in text and 'status_code="401"' not in text
     assert 'exception_status="429",exception_class="Mock.RateLimitError"' in text
     ttft = scrape.samples["litellm_llm_api_time_to_first_token_metric_count"]
     assert len(ttft) == 2  # the two streams that finished; a broken one is a failure
@@ -169,7 +170,7 @@ def test_values_after_traffic() -> None:
     assert scrape.values["litellm_remaining_requests_metric"] == [590.0]
     assert scrape.values["litellm_remaining_api_key_budget_metric"] == [8.75]
     assert sum(scrape.values["litellm_requests_metric_total"]) == 6  # LiteLLM's deprecated pair
-    assert sum(scrape.values["litellm_llm_api_failed_requests_metric_total"]) == 6
+    assert sum(scrape.values["litellm_llm_api_failed_requests_metric_total"]) == 5
     assert scrape.values["litellm_provider_cache_read_input_tokens_metric_total"] == [8.0]
     assert scrape.values["litellm_provider_cache_creation_input_tokens_metric_total"] == [4.0]
     # five answers came from an LLM API; the cache hit made no call
@@ -196,6 +197,19 @@ def _random(rng: random.Random) -> str:
 
 def _series(lite: LiteLLMMetrics) -> int:
     return sum(len(d) for d in lite.counters.values()) + sum(len(d) for d in lite.histograms.values())
+
+
+def test_a_bad_keys_401_is_left_out_and_a_deployments_own_401_counts() -> None:
+    """LiteLLM leaves invalid-key requests out of every family (a client guessing keys would otherwise make
+    the failure panels move), but never a deployment that answered 401 to its own credential."""
+    cfg = traffic_config()
+    lite = LiteLLMMetrics(["gpt-4o"], cfg.deployments)
+    lite.handle([record(0, key_hash=None, key_alias=None, team_id=None, user_id=None, model_group="",
+                        deployment_id="", status=401, outcome=Outcome.ERROR, error_type="auth_error")])
+    assert "litellm_proxy_total_requests_metric_total{" not in "\n".join(lite.render([lite.snapshot()]))
+    lite.handle([record(1, status=401, outcome=Outcome.ERROR, error_type="authentication_error")])
+    text = "\n".join(lite.render([lite.snapshot()]))
+    assert 'litellm_deployment_failure_responses_total{' in text and 'exception_status="401"' in text
 
 
 def test_a_flood_of_client_strings_does_not_grow_the_series() -> None:

@@ -362,6 +362,8 @@ class LiteLLMMetrics:
         memo = self._memo
         state = self.dep_state
         for r in batch:
+            if r.status == 401 and not r.deployment_id:
+                continue  # a bad key (LiteLLM's _should_skip_metrics_for_invalid_key); a deployment's own 401 counts
             detail = r.extra.get("observe") if isinstance(r.extra, dict) else None
             if not isinstance(detail, Detail):
                 detail = None
