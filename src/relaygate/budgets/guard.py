@@ -106,6 +106,18 @@ async def _budgeted(list_page: Callable[..., Awaitable[Any]], id_field: str) -> 
     return frozenset(ids)
 
 
+def _alias(kind: str, key: Any) -> str | None:
+    """The alias of a key's (``key``) or its team's (``team``) limit, from the key's rows (None otherwise)."""
+    records = key.records if key is not None else None
+    if not records:
+        return None
+    if kind == "key":
+        return getattr(records[0], "key_alias", None)
+    if kind == "team" and len(records) > 1 and records[1] is not None:
+        return getattr(records[1], "team_alias", None)
+    return None
+
+
 class BudgetGuard:
     """One worker's budgets. ``check`` is the ``before_route`` hook, ``handle`` the completion sink."""
 
@@ -161,9 +173,10 @@ class BudgetGuard:
         self._tag_limits: dict[str, tuple[float, Limit | None]] = {}
         self._budget_rows: dict[str, tuple[float, Any]] = {}
         self._warned: set[tuple[str, str, float]] = set()
-        self.on_spend: Callable[[str, str, float, float], None] | None = None
-        """``(entity_type, entity_id, budget, spend)`` for each budget a request is checked against (LiteLLM's
-        Prometheus budget gauges); None: nobody listens, and the check costs nothing more."""
+        self.on_spend: Callable[[str, str, str | None, float, float, float | None], None] | None = None
+        """``(entity_type, entity_id, alias, budget, spend, reset_at)`` for each budget a request is checked
+        against (LiteLLM's Prometheus budget gauges: ``alias`` the key's or team's, ``reset_at`` the period's
+        end, epoch seconds, None without a period); None: nobody listens, and the check costs nothing more."""
         self.on_budget: Callable[[str, str, float, float, bool], None] | None = None
         """``(entity_type, entity_id, spend, budget, soft)`` when a request finds a budget crossed (the alerter,
         which rate-limits); must not raise nor block. None: nobody listens."""
@@ -237,7 +250,9 @@ class BudgetGuard:
                 if s is not None and s > spent:
                     spent = s
             if on_spend is not None and lim.max_budget is not None:
-                on_spend(lim.kind, lim.ident, lim.max_budget, spent / PICO)
+                t = lim.tally
+                on_spend(lim.kind, lim.ident, _alias(lim.kind, key), lim.max_budget, spent / PICO,
+                         t.end if t.duration is not None else None)
             if lim.soft_pico is not None and spent >= lim.soft_pico:
                 self._soft(lim, spent)
             if lim.over(spent):

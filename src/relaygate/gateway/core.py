@@ -324,8 +324,8 @@ class Gateway:
                 kind, ident, spend, budget, soft=soft)
         prom = self.exporters.prometheus
         if prom is not None:  # LiteLLM's team / key / user budget gauges
-            guard.on_spend = lambda kind, ident, budget, spend: prom.set_budget(
-                kind, ident, None, budget, spend) if kind in ("team", "key", "user") else None
+            guard.on_spend = lambda kind, ident, alias, budget, spend, reset_at: prom.set_budget(
+                kind, ident, alias, budget, spend, reset_at) if kind in ("team", "key", "user") else None
         self._budget_hook(self.runtime)
         self._spawn(guard.refresh_forever())
 

@@ -242,6 +242,8 @@ class LiteLLMMetrics:
         """deployment id -> 0 healthy / 1 partial outage, from its last call (cooldowns read from the router)."""
         self.budgets: dict[tuple[str, str, str], list[float]] = {}
         """(kind, ident, alias) -> [max budget, spend, reset at (epoch, -1 none), reported at]."""
+        self._budget_alias: dict[tuple[str, str], str] = {}
+        """The alias each budget's series is labelled with (``(kind, id)`` -> alias)."""
         self.counts: tuple[int, int] | None = None
         """(users, teams) in the store, from :meth:`set_counts`; None: not read (no store)."""
         self.team_members: list[tuple[str, str, int]] | None = None
@@ -571,6 +573,12 @@ class LiteLLMMetrics:
             ident, label_alias = self._user(ident), NONE
         else:
             raise ValueError(f"unknown budget kind {kind!r}")
+        slot = (kind, ident)
+        was = self._budget_alias.get(slot)
+        if was != label_alias:  # a renamed key or team: its series moves to the new alias, none is left behind
+            if was is not None:
+                self.budgets.pop((kind, ident, was), None)
+            self._budget_alias[slot] = label_alias
         self.budgets[(kind, ident, label_alias)] = [
             float(max_budget), float(spend), -1.0 if reset_at is None else float(reset_at),
             time.time() if now is None else now]

@@ -1,0 +1,49 @@
+"""LiteLLM's budget gauges from the budget check, through a gateway with a store (SQLite and a real
+PostgreSQL): labelled with the key's and the team's own aliases, with the hours left in the period, and a
+renamed key's series moved to its new alias rather than left behind."""
+
+from __future__ import annotations
+
+import asyncio
+
+from relaygate.store import Key, Team
+from tests.asgi.conftest import call
+from tests.budgets.conftest import MASTER, ask, gateway, token, upstream
+from tests.observe.test_prometheus_dashboard import parse_exposition
+from tests.store.conftest import db_url  # noqa: F401  (both backends)
+
+
+async def _gauges(gw: object, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    r = await call(gw, "GET", "/metrics", headers={"authorization": f"Bearer {MASTER}"})  # type: ignore[arg-type]
+    assert r.status == 200, r.body
+    scrape = parse_exposition(r.body.decode())
+    return {tuple(sorted(labels.items())): value
+            for labels, value in zip(scrape.samples.get(name, []), scrape.values.get(name, []), strict=True)}
+
+
+def test_budget_gauges_carry_the_aliases_and_the_hours_left(db_url: str) -> None:  # noqa: F811
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up, litellm_settings={"callbacks": ["prometheus"]}) as gw:
+            await gw.store.create_team(Team(team_id="t1", team_alias="Red Team", max_budget=1.0,
+                                            budget_duration="1d"))
+            await gw.store.create_key(Key(token=token("sk-g"), key_alias="my-key", team_id="t1", max_budget=2.0,
+                                          budget_duration="1h"))
+            await gw.budgets.refresh()
+            assert (await ask(gw, "sk-g")).status == 200
+            keys = await _gauges(gw, "litellm_remaining_api_key_budget_metric")
+            assert list(keys) == [(("api_key_alias", "my-key"), ("hashed_api_key", token("sk-g")))], keys
+            hours = await _gauges(gw, "litellm_api_key_budget_remaining_hours_metric")
+            assert len(hours) == 1 and 0.9 < next(iter(hours.values())) <= 1.0, hours
+            teams = await _gauges(gw, "litellm_remaining_team_budget_metric")
+            assert list(teams) == [(("team", "t1"), ("team_alias", "Red Team"))], teams
+            team_hours = await _gauges(gw, "litellm_team_budget_remaining_hours_metric")
+            assert len(team_hours) == 1 and 23.0 < next(iter(team_hours.values())) <= 24.0, team_hours
+
+            await gw.store.update_key(token("sk-g"), key_alias="renamed")
+            gw.principals.clear()
+            await gw.budgets.refresh()
+            assert (await ask(gw, "sk-g")).status == 200
+            keys = await _gauges(gw, "litellm_remaining_api_key_budget_metric")
+            assert list(keys) == [(("api_key_alias", "renamed"), ("hashed_api_key", token("sk-g")))], keys
+
+    asyncio.run(main())
