@@ -162,8 +162,11 @@ def test_hits_across_workers_and_instances_and_streams(redis_server: RedisServer
         ping = httpx.get(gw1.url + "/cache/ping", headers=h).json()
         assert ping["status"] == "healthy" and ping["cache_type"] == "redis" and ping["ping_response"] is True
         assert "password" not in orjson.dumps(ping).decode()
+        assert orjson.loads(ping["litellm_cache_params"])["namespace"] == "rgtest"  # a JSON string, as LiteLLM's
+        assert ping["health_check_cache_params"]["redis_version"] == httpx.get(
+            gw1.url + "/cache/redis/info", headers=h).json()["info"]["redis_version"]
         info = httpx.get(gw1.url + "/cache/redis/info", headers=h).json()
-        assert info["num_clients"] >= 2 and "redis_version" in info["info"]
+        assert info["num_clients"] == len(info["clients"]) >= 2 and "redis_version" in info["info"]
         raw = c2.chat.completions.with_raw_response.create(model="m", messages=[{"role": "user", "content": "q1"}])
         key = raw.headers["x-litellm-cache-key"]
         assert key.startswith("rgtest:")

@@ -105,8 +105,9 @@ def test_form_cache_controls_are_read_and_removed() -> None:
 
 def test_call_types_map_to_routes() -> None:
     warnings: list[str] = []
-    s = from_litellm(True, {"supported_call_types": ["anthropic_messages", "aresponses", "transcription",
-                                                     "arerank", "amoderation"]}, warnings)
+    s = from_litellm(True, {"type": "local", "supported_call_types": ["anthropic_messages", "aresponses",
+                                                                      "transcription", "arerank", "amoderation"]},
+                     warnings)
     assert s is not None and s.routes == {"messages", "responses", "transcriptions", "rerank"}
     assert warnings == ["litellm_settings.cache_params.supported_call_types: 'amoderation' is not cached yet"]
 

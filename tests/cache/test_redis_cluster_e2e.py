@@ -74,9 +74,11 @@ def test_two_gateways_share_a_cluster(redis_cluster: RedisCluster, upstream: Ups
 
         ping = httpx.get(gw1.url + "/cache/ping", headers=H).json()
         assert ping["status"] == "healthy" and ping["redis_nodes"] == {f"127.0.0.1:{p}": True for p in c.ports}
-        assert ping["litellm_cache_params"]["redis"].startswith("redis cluster (")
+        assert orjson.loads(ping["litellm_cache_params"])["redis"].startswith("redis cluster (")
+        assert ping["health_check_cache_params"]["redis_kwargs"]["startup_nodes"]
         info = httpx.get(gw1.url + "/cache/redis/info", headers=H).json()
         assert set(info["info"]) == {f"127.0.0.1:{p}" for p in c.ports} and info["num_clients"] >= 3
+        assert info["num_clients"] == len(info["clients"])  # every primary's CLIENT LIST
         assert all(v["cluster_enabled"] == "1" for v in info["info"].values())
 
         # reshard the slot of one entry to another primary: still a hit from both gateways

@@ -9,10 +9,40 @@ from relaygate.config.cache import CacheConfigError, from_litellm
 
 def test_off_and_defaults() -> None:
     assert from_litellm(None, None, []) is None and from_litellm(False, {"type": "redis"}, []) is None
-    s = from_litellm(True, None, [])
+    s = from_litellm(True, {"type": "local"}, [], environ={})
     assert s is not None and s.type == "local"
     assert s.routes == {"chat", "completions", "embeddings", "transcriptions", "rerank"}
-    assert s.scope == "team" and not s.default_off and s.memory_ttl == 600 and s.redis_ttl == 3600
+    # LiteLLM's defaults: InMemoryCache 600 s, RedisCache 60 s (BaseCache.default_ttl)
+    assert s.scope == "team" and not s.default_off and s.memory_ttl == 600 and s.redis_ttl == 60
+    s = from_litellm(True, {"type": "redis", "host": "h", "default_in_memory_ttl": 5}, [], environ={})
+    assert s is not None and (s.memory_ttl, s.redis_ttl) == (5, 60)
+
+
+def test_without_cache_params_the_environments_redis_as_litellm() -> None:
+    """LiteLLM's load_config: ``cache_params.get("type", "redis")``, and with no cache_params at all the host,
+    port and password of REDIS_HOST / REDIS_PORT / REDIS_PASSWORD (its Redis client also takes REDIS_URL)."""
+    env = {"REDIS_HOST": "10.0.0.9", "REDIS_PORT": "6390", "REDIS_PASSWORD": "pw"}
+    for params in (None, {}):
+        warnings: list[str] = []
+        s = from_litellm(True, params, warnings, environ=env)
+        assert s is not None and s.type == "redis" and not warnings
+        assert (s.redis_host, s.redis_port, s.redis_password) == ("10.0.0.9", 6390, "pw")
+    s = from_litellm(True, None, [], environ={"REDIS_URL": "redis://r:1/3"})
+    assert s is not None and s.type == "redis" and s.redis_url == "redis://r:1/3"
+    warnings = []
+    s = from_litellm(True, None, warnings, environ={})  # no Redis anywhere: the per-worker cache, said once
+    assert s is not None and s.type == "local"
+    assert len(warnings) == 1 and "LiteLLM would try a Redis" in warnings[0]
+    warnings = []
+    s = from_litellm(True, {"type": "local"}, warnings, environ=env)  # written out: unchanged
+    assert s is not None and s.type == "local" and not warnings
+    s = from_litellm(True, {"ttl": 60}, warnings, environ=env)  # other params, no type: the environment's Redis
+    assert s is not None and s.type == "redis" and s.redis_host == "10.0.0.9" and not warnings
+    s = from_litellm(True, {"host": "h", "port": 6379}, warnings, environ={})  # a Redis named in cache_params
+    assert s is not None and s.type == "redis" and s.redis_host == "h" and not warnings
+    s = from_litellm(True, {"ttl": 60}, warnings, environ={})  # no Redis named anywhere: local, and said
+    assert s is not None and s.type == "local"
+    assert len(warnings) == 1 and warnings[0].startswith("litellm_settings.cache_params.type:")
 
 
 def test_litellm_params() -> None:

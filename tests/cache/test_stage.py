@@ -104,10 +104,94 @@ def test_controls() -> None:
         assert "x-litellm-cache-key" not in r.headers
         r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"use-cache": False}})
         assert "x-litellm-cache-key" not in r.headers
-        for bad in ({"no-cache": "yes"}, {"ttl": -1}, {"bogus": 1}, "all", {"namespace": ""}):
+        for bad in ({"no-cache": "yes"}, {"ttl": -1}, {"s-max-age": "1h"}, "all", {"namespace": ""}):
             r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": bad})
             assert r.status == 400 and r.json()["error"]["param"] == "cache", bad
         await gw.completions.aclose()
+
+    asyncio.run(main())
+
+
+def test_s_max_age_alias_and_unknown_controls() -> None:
+    """LiteLLM reads ``s-maxage`` or ``s-max-age`` and ignores control names it does not know: a client that
+    works against LiteLLM is not refused here (the known names keep their type checks)."""
+    async def main() -> None:
+        gw, _, cache = gateway()
+        first = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"bogus": 1, "no-store": False}})
+        assert first.status == 200 and "x-litellm-cache-key" not in first.headers
+        r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"s-max-age": 60, "later": "x"}})
+        assert r.status == 200 and r.headers.get("x-litellm-cache-key")  # stored by the first, fresh enough
+        real = cache._wall
+        cache._wall = lambda: real() + 120  # the entry is two minutes old now
+        r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"s-max-age": 60}})
+        assert r.status == 200 and "x-litellm-cache-key" not in r.headers
+        r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"s-max-age": 600}})
+        assert r.headers.get("x-litellm-cache-key")
+        await gw.completions.aclose()
+
+    asyncio.run(main())
+
+
+def test_caching_false_is_not_served_but_stored() -> None:
+    """LiteLLM's top-level ``caching`` field: anything but absent, null or true skips the lookup
+    (``caching_handler.async_get_cache``), while the answer is still stored (its store path reads only
+    ``no-store`` and the mode); ``caching: true`` does not opt in under ``mode: default_off`` (LiteLLM's
+    ``Cache.should_use_cache`` reads only ``use-cache``)."""
+    async def main() -> None:
+        gw, _, cache = gateway()
+        r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "caching": False})
+        assert r.status == 200 and "x-litellm-cache-key" not in r.headers
+        r = await call(gw, "POST", "/v1/chat/completions", CHAT)
+        assert r.headers.get("x-litellm-cache-key")  # the caching: false answer was stored
+        r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "caching": False})
+        assert "x-litellm-cache-key" not in r.headers  # never served from the cache
+        for value in (None, True):
+            r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "caching": value})
+            assert r.headers.get("x-litellm-cache-key"), value
+        await gw.completions.aclose()
+        assert (cache.hits, cache.misses) == (3, 2)
+
+        gw, _, cache = gateway(default_off=True)
+        for _ in range(2):
+            r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "caching": True})
+            assert r.status == 200 and "x-litellm-cache-key" not in r.headers
+        assert len(cache.memory) == 0  # neither served nor stored, as LiteLLM
+        await gw.completions.aclose()
+
+    asyncio.run(main())
+
+
+def test_allowed_cache_controls_govern_every_name(tmp_path: Any) -> None:
+    """A key's ``allowed_cache_controls`` refuses any other name with LiteLLM's 403 (its
+    ``cache_control_check`` hook tests every name of ``cache``, known or not); without it, unknown names
+    are ignored."""
+    from relaygate.store import open_store
+
+    async def main() -> None:
+        gw = make_gateway({"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}}],
+                           "general_settings": {"master_key": "sk-master-cc"},
+                           "litellm_settings": {"cache": True, "cache_params": {"type": "local"}}})
+        store = await open_store(f"sqlite:///{tmp_path / 'cc.db'}")
+        gw.store = store
+        gw.runtime.use_store(store)
+        try:
+            made = await call(gw, "POST", "/key/generate", {"allowed_cache_controls": ["no-cache"]},
+                              headers={"authorization": "Bearer sk-master-cc"})
+            assert made.status == 200, made.body
+            h = {"authorization": f"Bearer {made.json()['key']}"}
+            r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"no-cache": True}}, headers=h)
+            assert r.status == 200
+            for name in ("no-store", "s-max-age", "bogus"):
+                r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {name: True}}, headers=h)
+                assert r.status == 403 and r.json()["error"]["message"] == (
+                    f"Not allowed to set {name} as a cache control. Contact admin to change permissions."), name
+            r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"bogus": 1}},
+                           headers={"authorization": "Bearer sk-master-cc"})
+            assert r.status == 200
+        finally:
+            gw.store = None
+            await store.close()
+            await gw.completions.aclose()
 
     asyncio.run(main())
 

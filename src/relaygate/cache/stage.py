@@ -5,10 +5,14 @@ hooks, only for the routes the config caches):
 
 - **Controls**: the body's ``cache`` object (LiteLLM's per-request controls, a control field the upstream
   never sees): ``no-cache`` (do not serve from the cache; the fresh answer is still stored), ``no-store``
-  (do not store this answer), ``ttl`` (seconds to keep this answer), ``s-maxage`` (serve only an answer
-  stored at most this many seconds ago), ``namespace`` (a separate key space), ``use-cache`` (with ``mode:
-  default_off``, true opts in; false always opts out). A wrong type is a 400 naming the control; a key whose
-  ``allowed_cache_controls`` is set may send only those (403 otherwise, LiteLLM's wording).
+  (do not store this answer), ``ttl`` (seconds to keep this answer), ``s-maxage`` or ``s-max-age`` (serve
+  only an answer stored at most this many seconds ago; LiteLLM reads both, the second first), ``namespace``
+  (a separate key space), ``use-cache`` (with ``mode: default_off``, true opts in; false always opts out).
+  Other names are ignored, as LiteLLM ignores them; a known name of the wrong type is a 400 naming it. A key
+  whose ``allowed_cache_controls`` is set may send only those names, known or not (403 otherwise: LiteLLM's
+  ``cache_control_check`` hook and wording). The top-level ``caching`` field (LiteLLM's): any value but
+  absent, null or true is ``no-cache`` (LiteLLM's ``caching_handler`` skips the lookup and still stores the
+  answer); true does not opt in under ``default_off`` (LiteLLM reads only ``use-cache`` there).
 - **Call types**: chat, completions, embeddings, transcriptions and rerank (LiteLLM's default list), and
   ``/v1/messages`` and ``/v1/responses`` when ``supported_call_types`` lists them; what differs between them
   (the key's material, the stream assembly, the hit's shape and fresh id) is ``cache.calls``.
@@ -73,7 +77,7 @@ _STAMP = struct.Struct(">d")
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 CACHE_HIT = "cache_hit"
 CACHE_MISS = "cache_miss"
-_CONTROLS = frozenset({"no-cache", "no-store", "ttl", "s-maxage", "namespace", "use-cache"})
+_CONTROLS = frozenset({"no-cache", "no-store", "ttl", "s-maxage", "s-max-age", "namespace", "use-cache"})
 MEMO_BODY = 16 * 1024
 """Largest body whose key is remembered after a hit (bytes)."""
 MEMO_BYTES = 4 * 1024 * 1024
@@ -103,19 +107,22 @@ class CacheState:
 
 
 def _controls(value: Any, allowed: list[str] | None) -> dict[str, Any]:
+    """The request's ``cache`` controls, checked: every name against the key's ``allowed_cache_controls``
+    (LiteLLM's hook tests each one, known or not), then the known names' types; unknown names pass unread."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise errors.BadRequest("cache: expected an object of cache controls", param="cache")
     for name, v in value.items():
-        if name not in _CONTROLS:
-            raise errors.BadRequest(f"cache: unknown cache control {name!r}", param="cache")
         if allowed and name not in allowed:
             raise errors.GatewayError(f"Not allowed to set {name} as a cache control. Contact admin to change "
                                       "permissions.", status=403, type="auth_error", param="cache")
+        if name not in _CONTROLS:
+            continue
         if name in ("no-cache", "no-store", "use-cache") and not isinstance(v, bool):
             raise errors.BadRequest(f"cache.{name}: expected true or false", param="cache")
-        if name in ("ttl", "s-maxage") and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+        if name in ("ttl", "s-maxage", "s-max-age") and (
+                isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
             raise errors.BadRequest(f"cache.{name}: expected a number of seconds", param="cache")
         if name == "namespace" and (not isinstance(v, str) or not v or len(v) > 200):
             raise errors.BadRequest("cache.namespace: expected a non-empty string", param="cache")
@@ -160,6 +167,7 @@ class ResponseCache:
         if key_info is not None and key_info.records:
             allowed = getattr(key_info.records[0], "allowed_cache_controls", None) or None
         c = _controls(ctl.get("cache") if ctl is not None else None, allowed)
+        caching = ctl.get("caching") if ctl is not None else None
         use = c.get("use-cache")
         if use is False or (s.default_off and use is not True):
             return None
@@ -187,7 +195,7 @@ class ResponseCache:
         ex.cache = st = CacheState(key, c.get("ttl"), bool(c.get("no-store")))
         if ex.stream:
             st.assembler = calls.assembler(ex.route)
-        if c.get("no-cache"):
+        if c.get("no-cache") or (caching is not None and caching is not True):  # looked up: no; stored: yes
             self._missed()
             return None
         stored = self.memory.get(key)
@@ -195,7 +203,7 @@ class ResponseCache:
             stored = await self.redis.get(key)
             if stored is not None and len(stored) > _STAMP.size:
                 self.memory.set(key, stored, s.memory_ttl)
-        max_age = c.get("s-maxage")
+        max_age = c.get("s-max-age", c.get("s-maxage"))  # LiteLLM's async lookup: the hyphenated one first
         if stored is None or len(stored) <= _STAMP.size or (
                 max_age is not None and self._wall() - _STAMP.unpack_from(stored)[0] > max_age):
             stored = None

@@ -2,15 +2,17 @@
 
 What it owns: turning the YAML into a :class:`CacheSettings` the runtime builds its cache from, with a
 :class:`CacheConfigError` naming the field for anything invalid (the loader turns it into a ``ConfigError``
-with the file), and one warning per
-option relaygate reads but does not act on. LiteLLM's spellings are kept: ``type`` (``local``, ``redis``,
-``redis-semantic``, ``qdrant-semantic``; the object-store types are refused with a clear error until they
-exist, rather than silently serving without a cache), ``host`` / ``port`` / ``password`` / ``url`` (or
-``REDIS_URL`` / ``REDIS_HOST`` ... from the environment, as LiteLLM), ``namespace``, ``ttl``, ``default_in_memory_ttl``,
-``default_in_redis_ttl``, ``supported_call_types`` (LiteLLM's call-type names, sync or async spelling),
-``mode`` (``default_on`` / ``default_off``). relaygate adds ``max_bytes`` (the per-worker memory budget:
-LiteLLM's ``max_size_in_memory`` counts entries, whatever their size) and ``scope`` (``team``, the default:
-keys of different teams never share entries; ``global``: every caller shares them, as LiteLLM does).
+with the file), and one warning per option relaygate reads but does not act on. LiteLLM's spellings are
+kept: ``type`` (``local``, ``redis``, ``redis-semantic``, ``qdrant-semantic``; the object-store types are
+refused with a clear error until they exist, rather than silently serving without a cache), ``host`` /
+``port`` / ``password`` / ``url`` (or ``REDIS_URL`` / ``REDIS_HOST`` ... from the environment, as LiteLLM),
+``namespace``, ``ttl``, ``default_in_memory_ttl``, ``default_in_redis_ttl``, ``supported_call_types``
+(LiteLLM's call-type names, sync or async spelling), ``mode`` (``default_on`` / ``default_off``). Without a
+``type``: ``redis`` when ``cache_params`` or the environment names a Redis (LiteLLM's default type), else
+``local`` with a warning (:func:`_default_type`). relaygate adds ``max_bytes`` (the per-worker
+memory budget: LiteLLM's ``max_size_in_memory`` counts entries, whatever their size) and ``scope``
+(``team``, the default: keys of different teams never share entries; ``global``: every caller shares them,
+as LiteLLM does).
 
 **Redis Cluster and Sentinel** (LiteLLM's keys; ``limits.topology`` does the addressing):
 ``redis_startup_nodes: [{host, port}, ...]`` (or ``REDIS_CLUSTER_NODES`` as JSON) is a cluster;
@@ -93,6 +95,10 @@ DEFAULT_EMBEDDING_MODEL = "text-embedding-ada-002"
 """LiteLLM's default embedding model for its semantic caches."""
 
 
+REDIS_DEFAULT_TTL = 60.0
+"""LiteLLM's ``RedisCache`` default TTL (``BaseCache(default_ttl=60)``), used when no TTL is configured."""
+
+
 class CacheConfigError(FieldError):
     """An invalid cache option: ``field`` is its path from the config's top (the loader adds the file)."""
 
@@ -101,8 +107,9 @@ class CacheSettings(msgspec.Struct, kw_only=True, frozen=True):
     type: str = "local"
     namespace: str | None = None
     ttl: float | None = None
-    """Seconds an answer stays in every level (LiteLLM: no default; relaygate's default is 600 s in memory
-    and 3600 s in Redis when neither this nor the per-level TTL is set)."""
+    """Seconds an answer stays in every level. When neither this nor the level's own TTL is set, LiteLLM's
+    defaults: 600 s in memory (``InMemoryCache``) and 60 s in Redis (``RedisCache``: ``BaseCache``'s
+    ``default_ttl``); ``litellm_settings.default_redis_ttl`` is not read (see :attr:`redis_ttl`)."""
     default_in_memory_ttl: float | None = None
     default_in_redis_ttl: float | None = None
     routes: frozenset[str] = DEFAULT_ROUTES
@@ -144,7 +151,8 @@ class CacheSettings(msgspec.Struct, kw_only=True, frozen=True):
 
     @property
     def redis_ttl(self) -> float:
-        return self.default_in_redis_ttl or self.ttl or 3600.0
+        """Seconds an answer stays in Redis: ``default_in_redis_ttl``, else ``ttl``, else LiteLLM's 60 s."""
+        return self.default_in_redis_ttl or self.ttl or REDIS_DEFAULT_TTL
 
 
 def _number(params: dict[str, Any], name: str) -> float | None:
@@ -168,7 +176,9 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
         params = {}
     if not isinstance(params, dict):
         raise CacheConfigError("litellm_settings.cache_params", "expected a mapping")
-    kind = params.get("type", "local")
+    kind = params.get("type")
+    if kind is None:
+        kind = _default_type(params, env, warnings)
     if kind in _LATER_TYPES:
         raise CacheConfigError("litellm_settings.cache_params.type",
                           f"{kind!r} caches are not supported yet (use 'local' or 'redis')")
@@ -249,6 +259,23 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
         redis_url=url if isinstance(url, str) else None, redis_host=host if isinstance(host, str) else None,
         redis_port=port if isinstance(port, int) else None,
         redis_password=str(password) if password is not None else None, redis_tls=tls, **topology, **semantic)
+
+
+def _default_type(params: dict[str, Any], env: Any, warnings: list[str]) -> str:
+    """The cache type when ``cache_params`` names none: LiteLLM's load_config takes ``redis`` (its client
+    reading ``host`` / ``url`` from ``cache_params``, else REDIS_HOST, REDIS_URL and the cluster and sentinel
+    variables). relaygate does the same when ``cache_params`` or the environment names a Redis; with neither,
+    the per-worker local cache (the embedded default runs without Redis), with a warning saying LiteLLM would
+    have tried a Redis there."""
+    named = any(params.get(k) for k in ("host", "url", "redis_url", "redis_startup_nodes",
+                                        "sentinel_nodes", "service_name"))
+    if named or env.get("REDIS_HOST") or env.get("REDIS_URL") or env.get("REDIS_CLUSTER_NODES") or (
+            env.get("REDIS_SENTINEL_NODES") and env.get("REDIS_SERVICE_NAME")):
+        return "redis"
+    warnings.append("litellm_settings.cache_params.type: not set and no Redis named (cache_params host / url, "
+                    "REDIS_HOST, REDIS_URL): a local cache per worker, where LiteLLM would try a Redis (set "
+                    "type: local to keep this, or name a Redis)")
+    return "local"
 
 
 def _tls(kind: str, params: dict[str, Any], env: Any, url: Any, warnings: list[str]) -> RedisTls | None:
@@ -425,4 +452,5 @@ def _semantic(kind: str, params: dict[str, Any], env: Any) -> dict[str, Any]:
     return out
 
 
-__all__ = ["CALL_TYPES", "DEFAULT_ROUTES", "CacheConfigError", "env_topology", "CacheSettings", "from_litellm"]
+__all__ = ["CALL_TYPES", "DEFAULT_ROUTES", "REDIS_DEFAULT_TTL", "CacheConfigError", "env_topology", "CacheSettings",
+           "from_litellm"]

@@ -32,8 +32,15 @@ from relaygate.http.routes import RouteTable
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, forbidden, record, route
 from relaygate.store import NotFound, hash_token
 from relaygate.store.records import SpendLog
-from relaygate.store.spend import (NANOS, daily_spend, entity_totals, read_spend_logs, spend_report, spend_since,
-                                   top_keys)
+from relaygate.store.spend import (
+    NANOS,
+    daily_spend,
+    entity_totals,
+    read_spend_logs,
+    spend_report,
+    spend_since,
+    top_keys,
+)
 
 
 def add_routes(t: RouteTable, gw: Gateway) -> None:
