@@ -272,7 +272,9 @@ class Metrics:
         out.append("# TYPE relaygate_events_total counter")
         for event, n in sorted(events.items()):
             out.append(f'relaygate_events_total{{event="{_label(event)}"}} {n}')
-        if "cache_hit" in events or "cache_miss" in events:  # LiteLLM's names for the response cache
+        if self.litellm is None and ("cache_hit" in events or "cache_miss" in events):
+            # LiteLLM's names for the response cache, without labels; with the prometheus callback its labelled
+            # families come from the completion records (observe.prometheus)
             out.append("# TYPE litellm_cache_hits_metric counter")
             out.append(f"litellm_cache_hits_metric_total {events.get('cache_hit', 0)}")
             out.append("# TYPE litellm_cache_misses_metric counter")

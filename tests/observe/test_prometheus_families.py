@@ -72,6 +72,9 @@ LITELLM: dict[str, tuple[str, list[str]]] = {
     "litellm_total_tokens_metric": ("counter", _TOKENS),
     "litellm_input_tokens_metric": ("counter", _TOKENS),
     "litellm_output_tokens_metric": ("counter", _TOKENS),
+    "litellm_cache_hits_metric": ("counter", _PROVIDER_CACHE[:9]),  # LiteLLM's _cache_metric_labels
+    "litellm_cache_misses_metric": ("counter", _PROVIDER_CACHE[:9]),
+    "litellm_cached_tokens_metric": ("counter", _PROVIDER_CACHE[:9]),
     "litellm_provider_cache_read_input_tokens_metric": ("counter", _PROVIDER_CACHE),
     "litellm_provider_cache_creation_input_tokens_metric": ("counter", _PROVIDER_CACHE),
     "litellm_requests_metric": ("counter", [
@@ -130,9 +133,8 @@ def test_every_family_has_litellm_name_type_and_labels() -> None:
                 want = set(labels) | ({"le"} if suffix == "_bucket" else set())
                 assert set(s) == want, f"{name}{suffix}: labels {sorted(s)} != {sorted(want)}"
     # emitted by relaygate.metrics from event counts (tested in test_service_metrics.py): samples only once
-    # something happened (a cache lookup, a provider budget, an exporter's failed delivery)
-    ours = set(declared) - {"litellm_cache_hits_metric", "litellm_cache_misses_metric",
-                            "litellm_provider_remaining_budget_metric", "litellm_callback_logging_failures_metric"}
+    # something happened (a provider budget, an exporter's failed delivery)
+    ours = set(declared) - {"litellm_provider_remaining_budget_metric", "litellm_callback_logging_failures_metric"}
     assert ours == set(LITELLM)
 
 
@@ -172,6 +174,11 @@ def test_values_after_traffic() -> None:
     assert sum(scrape.values["litellm_requests_metric_total"]) == 6  # LiteLLM's deprecated pair
     assert sum(scrape.values["litellm_llm_api_failed_requests_metric_total"]) == 5
     assert scrape.values["litellm_provider_cache_read_input_tokens_metric_total"] == [8.0]
+    # the response cache: record 10 a hit (42 tokens served), record 0 a miss; labelled as LiteLLM's
+    assert scrape.values["litellm_cache_hits_metric_total"] == [1.0]
+    assert scrape.values["litellm_cached_tokens_metric_total"] == [42.0]
+    assert scrape.values["litellm_cache_misses_metric_total"] == [1.0]
+    assert scrape.samples["litellm_cache_misses_metric_total"][0]["hashed_api_key"] == KEY_A
     assert scrape.values["litellm_provider_cache_creation_input_tokens_metric_total"] == [4.0]
     # five answers came from an LLM API; the cache hit made no call
     assert sum(scrape.values["litellm_llm_api_latency_metric_count"]) == 5

@@ -73,6 +73,9 @@ _API = ("model", "hashed_api_key", "api_key_alias", "team", "team_alias", "reque
 _TOKENS = (*_USER_KEY, "model", "team", "team_alias", "user", "user_email", "requested_model", "model_id")
 _PROVIDER_CACHE = ("model", "hashed_api_key", "api_key_alias", "team", "team_alias", "end_user", "user", "model_id",
                    "api_provider", "model_group")
+_LITELLM_CACHE = _PROVIDER_CACHE[:9]
+"""The response cache's families' labels (LiteLLM's ``_cache_metric_labels``: the provider cache's without
+``model_group``)."""
 _DEP_CALLS = ("requested_model", *_DEP, "hashed_api_key", "api_key_alias", "team", "team_alias", "client_ip",
               "user_agent")
 _REMAINING = ("model_group", "api_provider", "api_base", "litellm_model_name", "hashed_api_key", "api_key_alias",
@@ -103,6 +106,9 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "litellm_total_tokens_metric": (COUNTER, _TOKENS, "Total number of input + output tokens from LLM requests"),
     "litellm_input_tokens_metric": (COUNTER, _TOKENS, "Total number of input tokens from LLM requests"),
     "litellm_output_tokens_metric": (COUNTER, _TOKENS, "Total number of output tokens from LLM requests"),
+    "litellm_cache_hits_metric": (COUNTER, _LITELLM_CACHE, "Total number of LiteLLM cache hits"),
+    "litellm_cache_misses_metric": (COUNTER, _LITELLM_CACHE, "Total number of LiteLLM cache misses"),
+    "litellm_cached_tokens_metric": (COUNTER, _LITELLM_CACHE, "Total tokens served from LiteLLM cache"),
     "litellm_provider_cache_read_input_tokens_metric": (COUNTER, _PROVIDER_CACHE,
                                                         "Total prompt/input tokens read from provider prompt cache"),
     "litellm_provider_cache_creation_input_tokens_metric": (
@@ -194,7 +200,8 @@ class _Cells:
     """The value cells one record identity counts in (shared with the families' dicts)."""
 
     __slots__ = ("total", "failed", "calls", "state", "labels", "latency", "input", "output", "tokens", "spend",
-                 "api", "ttft", "overhead", "per_token", "legacy", "cache_labels", "cache_read", "cache_write")
+                 "api", "ttft", "overhead", "per_token", "legacy", "cache_labels", "cache_read", "cache_write",
+                 "cache_hits", "cache_misses", "cached_tokens")
 
     def __init__(self, total: list[float]) -> None:
         self.total = total
@@ -214,6 +221,10 @@ class _Cells:
         self.cache_read: list[float] | None = None
         """Provider prompt-cache counters, created at the first record that has such tokens."""
         self.cache_write: list[float] | None = None
+        self.cache_hits: list[float] | None = None
+        """The response cache's hit (and cached tokens) or miss counter of an answered request it was asked about."""
+        self.cache_misses: list[float] | None = None
+        self.cached_tokens: list[float] | None = None
         self.api: list[float] | None = None
         self.ttft: list[float] | None = None
         self.overhead: list[float] | None = None
@@ -373,7 +384,7 @@ class LiteLLMMetrics:
             team_alias = detail.team_alias if detail is not None else None
             ident = (r.key_hash, r.key_alias, r.team_id, team_alias, r.user_id, r.end_user_id is None, r.model,
                      r.deployment_id, r.status, r.outcome, r.route, r.error_type, r.cache_hit, r.ttft is None,
-                     attempts)
+                     attempts, r.cache_miss)
             cells = memo.get(ident)
             if cells is None:
                 if len(memo) >= MAX_MEMO:
@@ -402,6 +413,13 @@ class LiteLLMMetrics:
             cells.output[0] += completion
             cells.tokens[0] += prompt + completion
             cells.spend[0] += r.cost
+            if cells.cache_hits is not None:  # LiteLLM's response-cache families (successes only, as its)
+                cells.cache_hits[0] += 1
+                if prompt + completion > 0:
+                    assert cells.cached_tokens is not None
+                    cells.cached_tokens[0] += prompt + completion
+            elif cells.cache_misses is not None:
+                cells.cache_misses[0] += 1
             if r.cache_read_tokens or r.cache_write_tokens:
                 self._provider_cache(r, cells)
             api_h, over_h, ttft_h, per_h = cells.api, cells.overhead, cells.ttft, cells.per_token
@@ -462,6 +480,11 @@ class LiteLLMMetrics:
             end_user, hk, alias, model, team, t_alias, user, NONE, NONE, NONE, model_id))
         cells.cache_labels = (model, hk, alias, team, t_alias, end_user, user, model_id, provider,
                               group if group in self._groups else (NONE if group == NONE else OTHER))
+        if r.cache_hit:
+            cells.cache_hits = c("litellm_cache_hits_metric", cells.cache_labels[:9])
+            cells.cached_tokens = c("litellm_cached_tokens_metric", cells.cache_labels[:9])
+        elif r.cache_miss:
+            cells.cache_misses = c("litellm_cache_misses_metric", cells.cache_labels[:9])
         if dep is _UNKNOWN_DEP or r.cache_hit:
             return cells
         api_labels = (model, hk, alias, team, t_alias, requested, end_user, user, model_id)

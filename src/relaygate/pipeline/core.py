@@ -304,6 +304,8 @@ class Pipeline:
             time.time() - total, (error.type or "") if error is not None else "")
         if ex.estimated:
             record.cost_estimated = True
+        if ex.cache is not None and not ex.cache.hit:
+            record.cache_miss = True
         if who is not None and who.jwt is not None:  # a JWT's organization claim (auth.jwt_routes)
             record.org_id = who.jwt.org_id
         if ex.cost > 0.0 and ctx is not None and ctx.key is not None:
