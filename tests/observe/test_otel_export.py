@@ -160,7 +160,8 @@ def test_ok_unary_chat(rx: Receiver) -> None:
     assert req.trace_id == att.trace_id == TRACE
     assert req.parent_span_id == ""
     assert att.parent_span_id == SERVER
-    assert (req.kind, req.name, req.status, req.status_message) == ("SERVER", "litellm_request", "OK", "")
+    assert (req.kind, req.name, req.status, req.status_message) == ("SERVER", "Received Proxy Server Request",
+                                                                      "OK", "")
     assert (req.start_time_unix_nano, req.end_time_unix_nano) == (ns(T0), ns(T0 + 1.5))
     assert req.events == []
     assert req.flags == 0x100  # has-is-remote known, local (no remote parent)
@@ -194,7 +195,7 @@ def test_stream_with_time_to_first_chunk_and_cache_tokens(rx: Receiver) -> None:
     r = with_detail(d, stream=True, ttft=0.25, cache_read_tokens=4, cache_write_tokens=2, cost_estimated=True)
     export([r], env_for(rx))
     req = by_id(rx.spans())[SERVER]
-    assert req.name == "my-gen"
+    assert req.name == "Received Proxy Server Request"  # LiteLLM's proxy: generation_name names no span
     assert req.attributes.pop("gen_ai.response.time_to_first_chunk") == 0.25
     assert req.attributes.pop("gen_ai.usage.cache_read.input_tokens") == 4
     assert req.attributes.pop("gen_ai.usage.cache_creation.input_tokens") == 2
@@ -353,6 +354,25 @@ def test_unsampled_incoming_parent_is_not_exported(rx: Receiver) -> None:
     assert events == [] and sink.dropped == 0
 
 
+def test_use_otel_litellm_request_span_puts_the_attributes_on_a_child(rx: Receiver) -> None:
+    """LiteLLM's ``USE_OTEL_LITELLM_REQUEST_SPAN=true``: the server span keeps its name, ids and status, and an
+    ``INTERNAL`` child named by ``generation_name`` (else ``litellm_request``) carries the attributes."""
+    d = detail(metadata={"generation_name": "my-gen"}, tags=[])
+    export([with_detail(d), record(call_id="plain")], env_for(rx, USE_OTEL_LITELLM_REQUEST_SPAN="true"))
+    spans = rx.spans()
+    req = by_id(spans)[SERVER]
+    assert (req.kind, req.name, req.status, req.parent_span_id) == ("SERVER", "Received Proxy Server Request",
+                                                                      "OK", "")
+    assert req.attributes == {"http.response.status_code": 200}
+    (child,) = [s for s in spans if s.parent_span_id == SERVER and s.kind == "INTERNAL"]
+    assert child.name == "my-gen" and child.trace_id == req.trace_id and child.status == "OK"
+    assert child.attributes["gen_ai.operation.name"] == "chat" and child.attributes["relaygate.call_id"]
+    assert "gen_ai.operation.name" not in req.attributes
+    assert by_id(spans)[A1].parent_span_id == SERVER  # the attempt keeps the id it sent upstream's parent
+    names = sorted(s.name for s in spans if s.trace_id != req.trace_id)
+    assert names == ["Received Proxy Server Request", "litellm_request"]
+
+
 def test_record_without_detail_gets_fresh_ids(rx: Receiver) -> None:
     export([record(), record(call_id="call-2")], env_for(rx))
     spans = rx.spans()
@@ -361,7 +381,7 @@ def test_record_without_detail_gets_fresh_ids(rx: Receiver) -> None:
         assert len(s.trace_id) == 32 and s.trace_id != "0" * 32
         assert len(s.span_id) == 16 and s.span_id != "0" * 16
         assert s.parent_span_id == ""
-        assert s.kind == "SERVER" and s.name == "litellm_request"
+        assert s.kind == "SERVER" and s.name == "Received Proxy Server Request"
         assert "relaygate.attempts" not in s.attributes
         assert "gen_ai.input.messages" not in s.attributes
         assert s.attributes["gen_ai.response.id"] == s.attributes["relaygate.call_id"]
@@ -413,7 +433,7 @@ def test_hostile_request_values_never_break_the_batch(rx: Receiver) -> None:
     spans = rx.spans()
     assert len(spans) == 3
     req = by_id(spans)[SERVER]
-    assert req.name == "litellm_request"
+    assert req.name == "Received Proxy Server Request"  # a generation_name that is no string changes nothing
     for k in ("gen_ai.request.temperature", "gen_ai.request.max_tokens", "gen_ai.request.top_p",
               "gen_ai.request.stop_sequences", "gen_ai.input.messages", "gen_ai.conversation.id"):
         assert k not in req.attributes

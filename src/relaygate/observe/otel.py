@@ -5,9 +5,12 @@ What it owns: :class:`OtelSink`, the async completion sink behind the ``otel`` c
 environment. Spans are built after the fact, off the request path, from each
 :class:`~relaygate.sinks.record.CompletionRecord` and its :class:`~relaygate.observe.detail.Detail`:
 
-- **The request**: a ``SERVER`` span named ``litellm_request`` (or the request's
-  ``metadata.generation_name``), as LiteLLM names its primary span, so dashboards and queries written
-  against a LiteLLM proxy keep working. Its ids are the Detail's: ``trace_id`` / ``span_id`` chosen on the
+- **The request**: a ``SERVER`` span named ``Received Proxy Server Request``, the span LiteLLM's proxy opens
+  for every request and (since it stopped making a ``litellm_request`` child by default) puts the request's
+  attributes on, so dashboards and trace searches written against a LiteLLM proxy keep working; with
+  ``USE_OTEL_LITELLM_REQUEST_SPAN=true``, as in LiteLLM, the attributes go on an ``INTERNAL`` child named
+  ``litellm_request`` (or the request's ``metadata.generation_name``) and the server span keeps the status.
+  Its ids are the Detail's: ``trace_id`` / ``span_id`` chosen on the
   request path, parent ``parent_span_id`` (the client's ``traceparent``, a remote parent) when there was
   one. Its attributes follow the GenAI semantic conventions (``gen_ai.operation.name``, ``gen_ai.system``
   and its successor ``gen_ai.provider.name``, ``gen_ai.request.model`` / ``.temperature`` / ``.max_tokens``
@@ -96,7 +99,13 @@ from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.logs import Every
 from relaygate.observe.detail import Attempt, Detail
-from relaygate.observe.otel_attrs import attempt_attributes, operation, request_attributes, request_span_name
+from relaygate.observe.otel_attrs import (
+    PROXY_SPAN,
+    attempt_attributes,
+    operation,
+    request_attributes,
+    request_span_name,
+)
 from relaygate.observe.otlp_wire import EncodedSpan, WireSpanExporter, encode_span, refused
 from relaygate.observe.standard import detail_of
 from relaygate.observe.tracecontext import new_span_id, new_trace_id
@@ -149,6 +158,9 @@ class OtlpSettings:
     encoder: str = "wire"
     """``RELAYGATE_OTEL_ENCODER``: ``wire`` (:mod:`relaygate.observe.otlp_wire`, the default) or ``official``
     (the exporter's stock protobuf encoder, ~5x the CPU per span); HTTP only (gRPC sends the stock way)."""
+    request_span: bool = False
+    """LiteLLM's ``USE_OTEL_LITELLM_REQUEST_SPAN``: the request's attributes go on a ``litellm_request`` child
+    of the ``Received Proxy Server Request`` span instead of on that span itself."""
 
 
 def _first(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
@@ -304,6 +316,7 @@ def otlp_settings(settings: ObserveSettings, env: Mapping[str, str]) -> OtlpSett
         raise ConfigError(_ENV_SOURCE, "RELAYGATE_OTEL_ENCODER", f"expected wire or official, got {encoder!r}")
     return OtlpSettings(
         sampler=sampler, ratio=ratio, encoder=encoder,
+        request_span=env.get("USE_OTEL_LITELLM_REQUEST_SPAN", "").strip().lower() in ("true", "1", "yes", "on"),
         protocol=protocol, endpoint=endpoint, headers=headers, timeout=timeout, compression=compression,
         certificate=path("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"),
         client_key=path("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
@@ -500,7 +513,7 @@ class OtelSink:
             if detail is not None and not sampled(self.cfg, int(detail.trace_id, 16),
                                                   detail.trace_flags if detail.parent_span_id else None):
                 continue
-            spans = 1 + (len(detail.attempts) if detail is not None else 0)
+            spans = 1 + self.cfg.request_span + (len(detail.attempts) if detail is not None else 0)
             if self.ended - self.exporter.handed + spans > self.cfg.max_queue:
                 self._drop(spans, "the export queue is full")
                 continue
@@ -609,8 +622,14 @@ class OtelSink:
             for n, a in enumerate(detail.attempts):
                 self._attempt(r, detail, a, n, prev, n == last, op, (trace_id, span_id, flags))
                 prev = a
-        self._span(request_span_name(r, detail), (trace_id, span_id, parent_id, remote, flags), SpanKind.SERVER,
-                   attrs, events, status, start, end)
+        if not self.cfg.request_span:  # LiteLLM's proxy: the attributes on its request span itself
+            self._span(PROXY_SPAN, (trace_id, span_id, parent_id, remote, flags), SpanKind.SERVER, attrs, events,
+                       status, start, end)
+            return
+        self._span(PROXY_SPAN, (trace_id, span_id, parent_id, remote, flags), SpanKind.SERVER,
+                   {"http.response.status_code": r.status}, (), status, start, end)
+        self._span(request_span_name(r, detail), (trace_id, int(new_span_id(), 16), span_id, False, flags),
+                   SpanKind.INTERNAL, attrs, events, status, start, end)
 
     def _attempt(self, r: CompletionRecord, detail: Detail, a: Attempt, n: int, prev: Attempt | None,
                  last: bool, op: str, parent: tuple[int, int, int]) -> None:

@@ -41,11 +41,14 @@ from relaygate.observe.standard import error_class, standard_metadata
 from relaygate.sinks.record import OUTCOME_TEXT, CompletionRecord, Outcome
 from relaygate.sinks.spend import CALL_TYPES
 
-__all__ = ["PROVIDER_NAMES", "REQUEST_SPAN", "attempt_attributes", "encode_json", "operation",
+__all__ = ["PROVIDER_NAMES", "PROXY_SPAN", "REQUEST_SPAN", "attempt_attributes", "encode_json", "operation",
            "request_attributes", "request_span_name"]
 
 REQUEST_SPAN = "litellm_request"
-"""LiteLLM's name for its primary span (``LITELLM_REQUEST_SPAN_NAME``)."""
+"""LiteLLM's name for its primary span (``LITELLM_REQUEST_SPAN_NAME``), made with ``USE_OTEL_LITELLM_REQUEST_SPAN``."""
+PROXY_SPAN = "Received Proxy Server Request"
+"""LiteLLM's proxy's request span (``LITELLM_PROXY_REQUEST_SPAN_NAME``): the trace's root, which carries the
+request's attributes unless ``USE_OTEL_LITELLM_REQUEST_SPAN`` asks for a ``litellm_request`` child."""
 
 PROVIDER_NAMES = {"openai": "openai", "azure": "azure.ai.openai", "azure_ai": "azure.ai.inference",
                   "anthropic": "anthropic", "bedrock": "aws.bedrock", "vertex_ai": "gcp.vertex_ai",
@@ -76,7 +79,8 @@ def operation(route: str) -> str:
 
 
 def request_span_name(r: CompletionRecord, detail: Detail | None) -> str:
-    """The request span's name: the request's ``metadata.generation_name``, else ``litellm_request``."""
+    """The ``litellm_request`` span's name (``USE_OTEL_LITELLM_REQUEST_SPAN``): the request's
+    ``metadata.generation_name``, else ``litellm_request``."""
     if detail is not None:
         name = detail.metadata.get("generation_name")
         if isinstance(name, str) and name.strip():
