@@ -42,3 +42,56 @@ def test_global_spend_is_the_last_30_days_and_the_proxy_budget(db_url: str) -> N
             assert r.json()["max_budget"] == 0.0
 
     asyncio.run(main())
+
+
+def _rec(call_id: str, cost: float, start: float, **kw: object) -> CompletionRecord:
+    r = _record(call_id, cost, start)
+    for k, v in kw.items():
+        setattr(r, k, v)
+    return r
+
+
+def test_spend_report_and_logs_in_litellms_shapes(db_url: str) -> None:  # noqa: F811
+    """``/global/spend/report`` named and broken down as LiteLLM's (team alias, per model and key, its token field
+    names), and ``/spend/logs`` capped with LiteLLM's ``x-litellm-spend-logs-truncated`` header."""
+    from relaygate.store import Team
+
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            await gw.store.create_team(Team(team_id="t-red", team_alias="Red Team"))
+            await gw.store.create_team(Team(team_id="t-bare"))
+            now = time.time()
+            d = gw.store.dialect
+            rows = [spend_values(_rec("a1", 0.5, now, team_id="t-red", key_hash="k1", upstream_model="gpt-4o-x",
+                                      end_user_id="cust-1"), d),
+                    spend_values(_rec("a2", 0.25, now, team_id="t-red", key_hash="k2", upstream_model="gpt-4o-x"), d),
+                    spend_values(_rec("a3", 0.125, now, team_id="t-bare", key_hash="k1"), d),
+                    spend_values(_rec("a4", 1.0, now, key_hash="k3"), d)]
+            assert await write_spend_values(gw.store, rows) == 4
+            auth = {"authorization": f"Bearer {MASTER}"}
+            day = time.strftime("%Y-%m-%d", time.gmtime(now))
+            span = f"start_date={day}&end_date={day}"
+
+            async def get(path: str) -> object:
+                r = await call(gw, "GET", path, headers=auth)
+                assert r.status == 200, r.body
+                return r.json()
+
+            (entry,) = await get(f"/global/spend/report?{span}&group_by=team")  # type: ignore[misc]
+            teams = {t["team_name"]: t for t in entry["teams"]}
+            assert set(teams) == {"Red Team", "t-bare", "Unassigned Team"}
+            red = teams["Red Team"]
+            assert red["team_id"] == "t-red" and red["total_spend"] == 0.75
+            assert sorted((m["model"], m["api_key"], m["spend"]) for m in red["metadata"]) == [
+                ("gpt-4o-x", "k1", 0.5), ("gpt-4o-x", "k2", 0.25)]
+            (entry,) = await get(f"/global/spend/report?{span}&group_by=customer")  # type: ignore[misc]
+            assert {c["customer"] for c in entry["customers"]} == {"cust-1", None}
+            by_key = {k["api_key"]: k for k in await get(f"/global/spend/report?{span}&group_by=api_key")}  # type: ignore[union-attr]
+            assert set(by_key["k1"]["model_details"][0]) == {"model", "total_cost", "total_input_tokens",
+                                                            "total_output_tokens"}
+            r = await call(gw, "GET", "/spend/logs?limit=3", headers=auth)
+            assert len(r.json()) == 3 and r.headers["x-litellm-spend-logs-truncated"] == "true"
+            r = await call(gw, "GET", "/spend/logs", headers=auth)
+            assert len(r.json()) == 4 and "x-litellm-spend-logs-truncated" not in r.headers
+
+    asyncio.run(main())

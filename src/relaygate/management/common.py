@@ -365,6 +365,8 @@ class Ctx:
     query: dict[str, str]
     receive: Receive
     scope: Scope
+    answer_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    """Headers a handler adds to its answer (LiteLLM's ``x-litellm-spend-logs-truncated``)."""
 
     async def body(self, kind: type[S]) -> S:
         return decode(await read_body(self.receive, self.gw.runtime.body_limits), kind)
@@ -438,7 +440,7 @@ def route(t: RouteTable, gw: Gateway, method: str, path: str, handler: Handler) 
         except (OSError, ConnectionError) as exc:
             raise GatewayError(f"Database unavailable ({type(exc).__name__}): try again later", status=503,
                                type="service_unavailable", param="None") from exc
-        await send_json(send, 200, _encoder.encode(result))
+        await send_json(send, 200, _encoder.encode(result), ctx.answer_headers)
 
     t.add(method, path, serve)
 

@@ -126,10 +126,18 @@ async def spend_logs(ctx: Ctx) -> Any:
     status = q.get("status") or None
     if status is not None and status not in ("success", "failure"):
         raise bad_request(f"status must be 'success' or 'failure', got {status[:40]!r}", "status")
+    limit = ctx.int_arg("limit", LOGS_CAP, high=LOGS_CAP)
     rows = await read_spend_logs(
         ctx.store, api_key=api_key, user_id=user_id, team_id=team_id, request_id=request_id, start=start, end=end,
-        limit=ctx.int_arg("limit", 1000, high=10_000), model=q.get("model") or None, status=status)
+        limit=limit, model=q.get("model") or None, status=status)
+    if len(rows) == limit:  # LiteLLM's signal that older rows were left out (its /spend/logs/v2 pages them)
+        ctx.answer_headers.append((b"x-litellm-spend-logs-truncated", b"true"))
     return [log_row(r) for r in rows]
+
+
+LOGS_CAP = 10_000
+"""Rows ``/spend/logs`` answers at most, newest first (LiteLLM's ``SPEND_LOGS_PAGINATION_COUNT_CAP``); a
+smaller ``limit`` may be asked for."""
 
 
 def _by_day(rows: list[dict[str, Any]], start: datetime, end: datetime) -> list[dict[str, Any]]:
@@ -248,6 +256,10 @@ async def global_spend_keys(ctx: Ctx) -> Any:
 
 
 async def global_spend_report(ctx: Ctx) -> Any:
+    """LiteLLM's ``/global/spend/report``: per day, per team (``team_name``: its alias, as LiteLLM's; relaygate
+    gives a team without one its id, where LiteLLM lumps every such team in with the rows of no team as
+    ``Unassigned Team``; ``team_id`` added) or per customer, each with its spend per model and key
+    (``metadata``); with ``group_by=api_key``, per key with ``model_details``, as LiteLLM's fields."""
     admin_only(ctx, read=True)
     q = ctx.query
     group_by = q.get("group_by") or "team"
@@ -262,13 +274,20 @@ async def global_spend_report(ctx: Ctx) -> Any:
     if group_by == "api_key":
         return _by_key(rows)
     name, field = ("teams", "team_name") if group_by == "team" else ("customers", "customer")
-    days: dict[str, dict[str, dict[str, Any]]] = {}
+    days: dict[str, dict[Any, dict[str, Any]]] = {}
     for r in rows:
         groups = days.setdefault(r["day"], {})
-        label = r["group"] if r["group"] is not None else ("Unassigned" if group_by == "team" else "")
-        g = groups.setdefault(label, {field: label, "total_spend": 0, "metadata": []})
+        if group_by == "team":  # LiteLLM's name: the team's alias (here the id when it has none), else its wording
+            label = r["alias"] or r["group"] or "Unassigned Team"
+        else:
+            label = r["group"] or None  # no customer: LiteLLM's null
+        g = groups.get(r["group"])
+        if g is None:
+            g = groups[r["group"]] = {field: label, "total_spend": 0, "metadata": []}
+            if group_by == "team":
+                g["team_id"] = r["group"]
         g["total_spend"] += r["spend_nanos"]
-        g["metadata"].append({"model": r["model"], "spend": r["spend_nanos"] / NANOS,
+        g["metadata"].append({"model": r["model"], "api_key": r["api_key"], "spend": r["spend_nanos"] / NANOS,
                               "total_tokens": r["total_tokens"]})
     out = []
     for day, groups in days.items():
@@ -290,12 +309,12 @@ def _by_key(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         acc["total_output_tokens"] += r["completion_tokens"]
         m = models.get((k, r["model"]))
         if m is None:
-            m = models[(k, r["model"])] = {"model": r["model"], "total_cost": 0, "prompt_tokens": 0,
-                                           "completion_tokens": 0}
+            m = models[(k, r["model"])] = {"model": r["model"], "total_cost": 0, "total_input_tokens": 0,
+                                           "total_output_tokens": 0}
             acc["model_details"].append(m)
         m["total_cost"] += r["spend_nanos"]
-        m["prompt_tokens"] += r["prompt_tokens"]
-        m["completion_tokens"] += r["completion_tokens"]
+        m["total_input_tokens"] += r["prompt_tokens"]
+        m["total_output_tokens"] += r["completion_tokens"]
     for acc in keys.values():
         acc["total_cost"] /= NANOS
         for m in acc["model_details"]:

@@ -454,26 +454,31 @@ _GROUP_COLUMN = {"team": "team_id", "customer": "end_user", "api_key": "api_key"
 
 async def spend_report(store: Store, group_by: str, start: datetime, end: datetime,
                        api_key: str | None = None) -> list[dict[str, Any]]:
-    """Spend per day, per ``group_by`` value (``team``, ``customer`` or ``api_key``) and per model between
-    ``start`` (inclusive) and ``end`` (exclusive): ``day``, ``group``, ``model``, ``spend_nanos``,
-    ``prompt_tokens``, ``completion_tokens``, ``total_tokens``, ``requests``; ordered by day and group."""
-    col = _GROUP_COLUMN[group_by]
-    day = ("substr(start_time, 1, 10)" if store.dialect == "sqlite"
-           else "to_char(start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
+    """Spend per day, per ``group_by`` value (``team``, ``customer`` or ``api_key``), per model (the rows'
+    ``model``, as LiteLLM's report) and per key between ``start`` (inclusive) and ``end`` (exclusive): ``day``,
+    ``group``, ``alias`` (a team's ``team_alias``, else None), ``model``, ``api_key``, ``spend_nanos``,
+    ``prompt_tokens``, ``completion_tokens``, ``total_tokens``, ``requests``; ordered by day, group, model and
+    key."""
+    col = "s." + _GROUP_COLUMN[group_by]
+    day = ("substr(s.start_time, 1, 10)" if store.dialect == "sqlite"
+           else "to_char(s.start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
     args: list[Any] = [_ts(store, start), _ts(store, end)]
     cond = ""
     if api_key is not None:
-        cond = " AND api_key = ?"
+        cond = " AND s.api_key = ?"
         args.append(api_key)
+    alias, join = (("MAX(t.team_alias)", " LEFT JOIN rg_teams t ON t.team_id = s.team_id") if group_by == "team"
+                   else ("NULL", ""))
     async with store._read() as c:
         rows = await c.fetch(
-            f"SELECT {day} AS day, {col} AS grp, model_group AS model, SUM(spend_nanos) AS nanos, "
-            "SUM(prompt_tokens) AS p, SUM(completion_tokens) AS comp, SUM(total_tokens) AS tot, COUNT(*) AS n "
-            f"FROM rg_spend_logs WHERE start_time >= ? AND start_time < ?{cond} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-            args)
-    return [{"day": r["day"], "group": r["grp"], "model": r["model"], "spend_nanos": int(r["nanos"] or 0),
-             "prompt_tokens": int(r["p"] or 0), "completion_tokens": int(r["comp"] or 0),
-             "total_tokens": int(r["tot"] or 0), "requests": int(r["n"])} for r in rows]
+            f"SELECT {day} AS day, {col} AS grp, s.model AS model, s.api_key AS k, {alias} AS alias, "
+            "SUM(s.spend_nanos) AS nanos, SUM(s.prompt_tokens) AS p, SUM(s.completion_tokens) AS comp, "
+            f"SUM(s.total_tokens) AS tot, COUNT(*) AS n FROM rg_spend_logs s{join} "
+            f"WHERE s.start_time >= ? AND s.start_time < ?{cond} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4", args)
+    return [{"day": r["day"], "group": r["grp"], "alias": r["alias"], "model": r["model"], "api_key": r["k"],
+             "spend_nanos": int(r["nanos"] or 0), "prompt_tokens": int(r["p"] or 0),
+             "completion_tokens": int(r["comp"] or 0), "total_tokens": int(r["tot"] or 0), "requests": int(r["n"])}
+            for r in rows]
 
 
 async def daily_spend(store: Store, start: datetime, end: datetime, *, api_key: str | None = None,
