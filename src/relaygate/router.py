@@ -9,7 +9,8 @@ Contract with the pipeline: :meth:`Router.resolve` maps a requested model to a :
 name, ``model_group_alias``, ``*`` wildcards) or raises ``BadRequest``; :meth:`Router.run` calls
 ``attempt(target)`` until one succeeds and returns ``(result, lease)`` (``attempt`` raises ``GatewayError``);
 the caller calls ``lease.finish(ok, tokens)`` once when the answer ended and adds ``lease.headers``
-(``x-ratelimit-*``); ``RouteContext`` counts retries and fallbacks. :meth:`Router.start` / :meth:`Router.aclose`
+(``x-ratelimit-*``); ``RouteContext`` counts retries and fallbacks. A cache hit calls no deployment and pays
+only its key's limits (:meth:`Router.admit_key`). :meth:`Router.start` / :meth:`Router.aclose`
 start and stop the limiter. With ``enable_tag_filtering`` a request's tags exclude deployments up front
 (``core.routing.tag_filter``: LiteLLM's tag-based routing); provider and deployment budgets exclude the
 deployments over budget the same way (``Router.budgets``, a ``budgets.providers.ProviderBudgets`` the gateway
@@ -52,7 +53,7 @@ from relaygate.core.routing import DeploymentStats
 from relaygate.limits import Limiter, make_limiter
 from relaygate.providers import make_provider
 from relaygate.providers.base import Provider
-from relaygate.routing_limits import key_limit_error, ratelimit_headers, refund, retry_after_header, settle
+from relaygate.routing_limits import KeyHold, key_limit_error, ratelimit_headers, refund, retry_after_header, settle
 
 if TYPE_CHECKING:
     from relaygate.budgets.providers import ProviderBudgets
@@ -515,6 +516,20 @@ class Router:
             ctx.paid = key_buckets
             ctx.paid_costs = costs[n:]
         return verdict, buckets, costs
+
+    async def admit_key(self, group: ModelGroup, key: Any, messages: Sequence[Any] | None) -> KeyHold | None:
+        """A cache hit's admission: ``key``'s buckets for ``group`` paid in one limiter call, as a routed
+        request's first attempt pays them, or the same key-level 429; no deployment's (a hit calls none).
+        None when nothing limits the key for ``group``; else ``finish`` the hold once the hit was sent."""
+        buckets = key.buckets_for(group.name)
+        if not buckets:
+            return None
+        tok = self._prompt_tokens(RouteContext(messages=messages)) if key.token_buckets else 0
+        costs = tuple([float(tok) if b.unit == "tokens" else 1.0 for b in buckets])
+        verdict = await self.limiter.acquire(buckets, costs)
+        if verdict.fail >= 0:
+            raise key_limit_error(buckets, verdict)
+        return KeyHold(self.limiter, buckets, costs, ratelimit_headers(buckets, verdict))
 
     async def _run_group(self, group: ModelGroup, ctx: RouteContext,
                          attempt: Callable[[Target], Awaitable[R]]) -> tuple[R, Lease]:

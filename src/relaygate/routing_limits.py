@@ -2,18 +2,22 @@
 back to its buckets, the ``x-ratelimit-*`` headers of a verdict and LiteLLM's 429 for a key-level limit.
 
 Sans IO: they take buckets, costs and a :class:`~relaygate.core.ratelimit.Verdict` and return deltas,
-headers or an error; :mod:`relaygate.router` applies them.
+headers or an error; :mod:`relaygate.router` applies them. :class:`KeyHold` is a cache hit's payment of its
+key's buckets (``Router.admit_key``), settled once the hit went out as a lease settles an answer.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from relaygate.core.errors import GatewayError, KeyLimitExceeded
 from relaygate.core.ratelimit import Bucket, Verdict
 
-__all__ = ["key_limit_error", "ratelimit_headers", "refund", "retry_after_header", "settle"]
+if TYPE_CHECKING:
+    from relaygate.limits import Limiter
+
+__all__ = ["KeyHold", "key_limit_error", "ratelimit_headers", "refund", "retry_after_header", "settle"]
 
 _UNLIMITED = 9223372036854775807
 
@@ -98,3 +102,22 @@ def key_limit_error(buckets: Sequence[Bucket], verdict: Verdict) -> GatewayError
            f"{int(cur['parallel'])}, max_parallel_requests: {int(lim['parallel'])}")
     headers = [retry_after_header(verdict.reset[verdict.fail]), *ratelimit_headers(buckets, verdict)]
     return KeyLimitExceeded(msg, type="None", param="None", code="429", headers=headers)
+
+
+class KeyHold:
+    """What a cache hit paid of its key's (team's, user's) limits: the verdict's ``x-ratelimit-*`` headers,
+    and :meth:`finish` to settle the buckets once the hit was sent."""
+
+    __slots__ = ("headers", "_limiter", "_buckets", "_costs")
+
+    def __init__(self, limiter: Limiter, buckets: tuple[Bucket, ...], costs: tuple[float, ...],
+                 headers: list[tuple[bytes, bytes]]) -> None:
+        self.headers = headers
+        self._limiter = limiter
+        self._buckets = buckets
+        self._costs = costs
+
+    def finish(self, used: int) -> None:
+        """Give the parallel slot back and settle the token reservation with the hit's usage (``used``
+        tokens; 0: unknown, the reservation stands), as ``Lease.finish`` settles a routed answer. Call once."""
+        self._limiter.adjust(self._buckets, settle(self._buckets, self._costs, used))

@@ -28,11 +28,15 @@ hooks, only for the routes the config caches):
   (LiteLLM's header) and the matched entry's ``x-litellm-cache-key``. The embedding is kept on the request
   so a miss's store indexes it without a second call. ``no-cache`` skips both lookups (and so the
   answer it gets is stored without a vector). Exact-only caches never reach this code.
-- **Hit**: the stored answer with a fresh ``id`` and ``created`` and the model name the client asked for,
-  as a body or, for a stream request, as a proper SSE stream of its API (``cache.calls``); headers
-  ``x-litellm-cache-key`` (LiteLLM sends it only on hits: clients use its presence as the hit flag),
-  ``x-litellm-response-cost: 0.0``; the completion record is marked ``cache_hit`` with the original usage and
-  cost 0, so spend logs show the hit and budgets are not charged. No router, limiter or upstream is touched.
+- **Hit**: first the key's rate limits (``Pipeline.run`` with ``Router.admit_key``: rpm, max parallel
+  requests, tpm settled with the hit's usage; LiteLLM's limiter runs before its cache lookup): a hit over them
+  gets the routed request's 429 and counts as neither hit nor miss. Then the stored answer with a fresh ``id``
+  and ``created`` and the model name the client asked for, as a body or, for a stream request, as a proper SSE
+  stream of its API (``cache.calls``); headers ``x-litellm-cache-key`` (LiteLLM sends it only on hits: clients
+  use its presence as the hit flag), ``x-litellm-response-cost: 0.0``, the response and overhead durations and
+  the routed answer's key headers the pipeline passes (``Pipeline.hit_headers``); the completion record is
+  marked ``cache_hit`` with the original usage and cost 0, so spend logs show the hit and budgets are not
+  charged. No deployment (nor its limits) or upstream is touched.
 - **Store**: after a miss's answer went out whole (unary) or its stream ended normally and assembled into a
   complete answer (``core.assemble``), :meth:`store` puts it in memory (O(1), no await) and queues it for
   Redis (``cache.redis``: a background writer), never delaying the request.
@@ -66,7 +70,7 @@ from relaygate.cache.semantic import (
 )
 from relaygate.config.cache import CacheSettings
 from relaygate.core import errors, tokens
-from relaygate.http.respond import VERSION, send_body
+from relaygate.http.respond import send_body
 
 if TYPE_CHECKING:
     from relaygate.cache.redis import RedisCache
@@ -222,10 +226,7 @@ class ResponseCache:
                 self._memo_bytes = 0
             self._memo[memo] = key
             self._memo_bytes += size
-        self.hits += 1
-        if self._count is not None:
-            self._count(CACHE_HIT)
-        st.hit = True
+        st.hit = True  # counted as served by :meth:`serve`: the key's limits may still refuse it
         return stored
 
     async def _semantic_lookup(self, ex: Exchange, st: CacheState, body: dict[str, Any], team: str | None,
@@ -305,10 +306,14 @@ class ResponseCache:
         if asm is not None and ok and asm.complete:
             self.store(ex, asm.answer(int(self._wall())))
 
-    async def serve(self, ex: Exchange, send: Any, stored: bytes) -> None:
-        """Send a hit (unary or stream) and fill the exchange's usage; the caller completes it."""
+    async def serve(self, ex: Exchange, send: Any, stored: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """Send a hit (unary or stream) and fill the exchange's usage; the caller completes it. ``headers``: the
+        pipeline's for it (``Pipeline.hit_headers``: ``x-litellm-version``, the key's), extended here."""
         st = ex.cache
         assert st is not None
+        self.hits += 1
+        if self._count is not None:
+            self._count(CACHE_HIT)
         answer, ctype = calls.answer_of(ex, stored[_STAMP.size:])
         created = int(self._wall())
         rid = calls.hit_id(ex)
@@ -320,21 +325,32 @@ class ResponseCache:
         if obs is not None:  # exporters show the answer served (a stream hit's, in its unary shape)
             obs.output = answer
             obs.assembler = None
-        headers = [(b"x-litellm-call-id", ex.call_id), (b"x-litellm-version", VERSION),
-                   (b"x-litellm-cache-key", st.key.encode()), (b"x-litellm-response-cost", b"0.0"),
-                   (b"x-litellm-model-group", (ex.group.name if ex.group is not None else ex.model).encode())]
+        headers += ((b"x-litellm-call-id", ex.call_id), (b"x-litellm-cache-key", st.key.encode()),
+                    (b"x-litellm-response-cost", b"0.0"),
+                    (b"x-litellm-model-group", (ex.group.name if ex.group is not None else ex.model).encode()))
         if st.similarity is not None:
             headers.append((b"x-litellm-semantic-similarity", repr(round(st.similarity, 6)).encode()))
         if not ex.stream:
+            body = calls.unary(ex, answer, rid, created)
+            _durations(headers, ex)
             headers.append((b"content-type", ctype))
-            await send_body(send, 200, calls.unary(ex, answer, rid, created), headers)
+            await send_body(send, 200, body, headers)
             return
         so = getattr(ex.view, "stream_options", None)
         include_usage = so is not None and so.include_usage
-        frames = calls.stream(ex, answer, rid, created, include_usage)
+        body = b"".join(calls.stream(ex, answer, rid, created, include_usage))
+        _durations(headers, ex)
         headers.extend(_SSE)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"".join(frames), "more_body": False})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _durations(headers: list[tuple[bytes, bytes]], ex: Exchange) -> None:
+    """A hit's ``x-litellm-response-duration-ms`` and ``-overhead-duration-ms`` (as ``Pipeline.headers``)."""
+    total = time.perf_counter() - ex.t0
+    overhead = total - ex.wait
+    headers.append((b"x-litellm-response-duration-ms", b"%.3f" % (total * 1000.0)))
+    headers.append((b"x-litellm-overhead-duration-ms", b"%.3f" % ((overhead if overhead > 0.0 else 0.0) * 1000.0)))
 
 
 def make_cache(settings: CacheSettings, metrics: Any = None, transport: Any = None) -> ResponseCache:

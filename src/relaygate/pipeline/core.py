@@ -10,7 +10,8 @@ The stages, top to bottom (each costs nothing when its feature is off)::
                wildcards); unknown -> 400
     authorize  a virtual key's allow-list covers the model and every fallback it names    (auth.Principal)
     before_route   the runtime's hooks: budgets (relaygate.budgets, installed only with a store or a proxy-wide
-               budget), a cache lookup; none by default
+               budget), a cache lookup; none by default. A hit pays the key's rate limits only (Router.admit_key:
+               over them, the routed 429) and is sent whole (cache.stage)
     admit + attempt   Router.run: per target, pay the limits (admit), then the frontend's attempt function
                (pipeline.frontend: unary / stream / fan-out by the adapter's capabilities); retries,
                cooldowns and fallbacks as the router decides
@@ -36,6 +37,7 @@ from collections.abc import Awaitable
 
 from relaygate import service_metrics
 from relaygate.auth.access import check_fields, request_fields
+from relaygate.auth.keys import KeyInfo
 from relaygate.core import errors
 from relaygate.core.body import restamp_model
 from relaygate.core.errors import GatewayError, KeyLimitExceeded
@@ -52,6 +54,7 @@ from relaygate.pipeline.frontend import Frontend, Spent
 from relaygate.pipeline.overrides import Overrides, forwardable, new_call_id, organization
 from relaygate.pipeline.stream import relay_stream
 from relaygate.router import Lease, RouteContext
+from relaygate.routing_limits import KeyHold
 from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, CompletionRecord, Outcome
 from relaygate.sinks.record import CALL_TYPES
@@ -146,8 +149,11 @@ class Pipeline:
             if svc is not None:
                 svc.ok("proxy_pre_call", time.perf_counter() - started)
                 stage = None
-            if stored is not None and cache is not None:  # a hit: no router, limiter or upstream
-                await cache.serve(ex, send, stored)
+            if stored is not None and cache is not None:  # a hit: the key's limits, no deployment or upstream
+                if key is None or not (key.buckets or key.model_buckets):
+                    await cache.serve(ex, send, stored, self.hit_headers(ex, key, None))
+                else:
+                    await self.serve_limited(ex, send, stored, key)
                 self.complete(ex, 200, Outcome.OK)
                 return
             ctx = ex.ctx = RouteContext(stream=ex.stream, num_retries=over.num_retries, fallbacks=ex.fallbacks,
@@ -250,6 +256,35 @@ class Pipeline:
             ex.obs.output = data
         self.complete(ex, 200, Outcome.OK, total)
 
+    async def serve_limited(self, ex: Exchange, send: Send, stored: bytes, key: KeyInfo) -> None:
+        """A hit for a key with rate limits: pays them as a routed request would (``Router.admit_key``; over
+        them, the routed 429 before anything is sent, the request counted as neither hit nor miss), sends
+        the hit and settles them with its usage."""
+        rt, group = ex.rt, ex.group
+        assert group is not None and rt.cache is not None
+        try:
+            hold = await rt.router.admit_key(group, key, getattr(ex.view, "messages", None))
+        except GatewayError:
+            ex.cache = None
+            raise
+        try:
+            await rt.cache.serve(ex, send, stored, self.hit_headers(ex, key, hold))
+        finally:
+            if hold is not None:
+                hold.finish(ex.prompt_tokens + ex.completion_tokens)
+
+    def hit_headers(self, ex: Exchange, key: KeyInfo | None, hold: KeyHold | None) -> Headers:
+        """What a hit carries of a routed answer's ``x-litellm-*`` headers (:meth:`headers`) but those naming a
+        deployment; the cache adds its own and the durations (``ResponseCache.serve``)."""
+        headers = [*ex.rt.answer_headers, (b"x-litellm-attempted-retries", b"0"),
+                   (b"x-litellm-attempted-fallbacks", b"0")]
+        if hold is not None:
+            headers.extend(hold.headers)
+        if key is not None and key.headers:
+            headers.extend(key.headers)
+        headers.append((b"x-litellm-key-spend", key_spend(key, 0.0)))
+        return headers
+
     def headers(self, ex: Exchange, lease: Lease, total: float) -> Headers:
         """The ``x-litellm-*`` headers of an answer (LiteLLM's names and formats)."""
         overhead = total - ex.wait
@@ -270,13 +305,9 @@ class Pipeline:
         # stream's head goes out before its cost is known); the master key and keys not in the store count
         # from 0, as LiteLLM's. The key's headers carry its limits and x-litellm-key-max-budget
         # (auth.store_keys)
-        spend = ex.cost
-        if key is not None:
-            if key.headers:
-                headers.extend(key.headers)
-            if key.records:
-                spend += (key.records[0].spend or 0.0) + key.spent
-        headers.append((b"x-litellm-key-spend", str(spend if spend > 0.0 else 0.0).encode()))
+        if key is not None and key.headers:
+            headers.extend(key.headers)
+        headers.append((b"x-litellm-key-spend", key_spend(key, ex.cost)))
         return headers
 
     def complete(self, ex: Exchange, status: int, outcome: Outcome, latency: float | None = None,
@@ -328,6 +359,15 @@ class Pipeline:
         self.completions.put(record)
 
 
+def key_spend(key: KeyInfo | None, cost: float) -> bytes:
+    """``x-litellm-key-spend``: the key's spend so far (its row's and what this worker saw since) plus
+    ``cost``; the master key and keys not in the store count from 0, as LiteLLM's."""
+    spend = cost
+    if key is not None and key.records:
+        spend += (key.records[0].spend or 0.0) + key.spent
+    return str(spend).encode() if spend > 0.0 else b"0.0"
+
+
 def require_model(model: object, message: str = "Invalid request body: Object missing required field `model`"
                   ) -> str:
     """The request's model name, or the 400 every frontend answers when it is missing."""
@@ -336,4 +376,4 @@ def require_model(model: object, message: str = "Invalid request body: Object mi
     return model
 
 
-__all__ = ["Pipeline", "ratelimit_headers", "require_model"]
+__all__ = ["Pipeline", "key_spend", "ratelimit_headers", "require_model"]
