@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from relaygate.store import Key, Team
+from relaygate.store import Key, Team, User
 from tests.asgi.conftest import call
 from tests.budgets.conftest import MASTER, ask, gateway, token, upstream
 from tests.observe.test_prometheus_dashboard import parse_exposition
@@ -45,5 +45,24 @@ def test_budget_gauges_carry_the_aliases_and_the_hours_left(db_url: str) -> None
             assert (await ask(gw, "sk-g")).status == 200
             keys = await _gauges(gw, "litellm_remaining_api_key_budget_metric")
             assert list(keys) == [(("api_key_alias", "renamed"), ("hashed_api_key", token("sk-g")))], keys
+
+    asyncio.run(main())
+
+
+def test_team_alias_and_user_email_come_from_the_keys_rows(db_url: str) -> None:  # noqa: F811
+    """With only the prometheus callback (no exporter capturing a Detail), the request families still carry the
+    team's alias and the user's email, read from the stored key's rows as LiteLLM reads them from its key
+    object."""
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up, litellm_settings={"callbacks": ["prometheus"]}) as gw:
+            await gw.store.create_team(Team(team_id="t9", team_alias="Blue Team"))
+            await gw.store.create_user(User(user_id="u9", user_email="ada@example.com"))
+            await gw.store.create_key(Key(token=token("sk-u9"), team_id="t9", user_id="u9"))
+            assert (await ask(gw, "sk-u9")).status == 200
+            totals = await _gauges(gw, "litellm_proxy_total_requests_metric_total")
+            (labels,) = [dict(k) for k in totals if dict(k).get("team") == "t9"]
+            assert labels["team_alias"] == "Blue Team" and labels["user_email"] == "ada@example.com", labels
+            spend = await _gauges(gw, "litellm_spend_metric_total")
+            assert any(dict(k).get("user_email") == "ada@example.com" for k in spend), spend
 
     asyncio.run(main())

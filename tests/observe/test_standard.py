@@ -219,6 +219,18 @@ def test_redact_key_info_blanks_user_api_key_fields() -> None:
     assert unredacted["user_api_key_org_id"] == "org-1" and unredacted["user_api_key_end_user_id"] == "cust-1"
 
 
+def test_team_alias_and_user_email_from_the_record() -> None:
+    """The stored key's team alias and user email (copied into the record from the key's rows) fill LiteLLM's
+    ``user_api_key_team_alias`` / ``user_api_key_user_email``, with or without a Detail, unless key information
+    is redacted."""
+    r = record(team_alias="Blue Team", user_email="ada@example.com")
+    for d in (None, detail(team_alias=None)):
+        meta = standard_payload(r, d)["metadata"]
+        assert (meta["user_api_key_team_alias"], meta["user_api_key_user_email"]) == ("Blue Team", "ada@example.com")
+    meta = standard_payload(r, None, redact_key_info=True)["metadata"]
+    assert meta["user_api_key_team_alias"] is None and meta["user_api_key_user_email"] is None
+
+
 def test_without_detail_uses_extra() -> None:
     r = record(extra={"tags": "a, b", "metadata": {"session_id": "sess-9", "spend_logs_metadata": {"k": 1}}})
     p = standard_payload(r, None)

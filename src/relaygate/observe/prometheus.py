@@ -263,6 +263,8 @@ class LiteLLMMetrics:
         self._keys: dict[str, tuple[str, str]] = {}
         self._teams: dict[str, tuple[str, str]] = {}
         self._users: dict[str, str] = {}
+        self._emails: dict[str, str] = {}
+        """user id -> its email, as the user rows of stored keys gave it (LiteLLM's ``user_email`` label)."""
         self._routes: dict[str, str] = dict(_ROUTES)
         self._groups: frozenset[str] = frozenset()
         self._deps: dict[str, tuple[str, str, str, str, str]] = {}
@@ -351,6 +353,17 @@ class LiteLLMMetrics:
             got = self._users[user_id] = user_id
         return got
 
+    def _email(self, user_id: str | None, email: str) -> str:
+        """A stored user's email as a label value (bounded as the users are: one per user id)."""
+        if not user_id:
+            return NONE
+        got = self._emails.get(user_id)
+        if got != email:
+            if got is None and len(self._emails) >= MAX_IDENTITIES:
+                return OTHER
+            got = self._emails[user_id] = email
+        return got
+
     def _route(self, kind: str) -> str:
         got = self._routes.get(kind)
         if got is None:
@@ -381,15 +394,16 @@ class LiteLLMMetrics:
             if not isinstance(detail, Detail):
                 detail = None
             attempts = detail is not None and bool(detail.attempts)
-            team_alias = detail.team_alias if detail is not None else None
+            team_alias = detail.team_alias if detail is not None and detail.team_alias else r.team_alias
+            email = r.user_email
             ident = (r.key_hash, r.key_alias, r.team_id, team_alias, r.user_id, r.end_user_id is None, r.model,
                      r.deployment_id, r.status, r.outcome, r.route, r.error_type, r.cache_hit, r.ttft is None,
-                     attempts, r.cache_miss)
+                     attempts, r.cache_miss, email)
             cells = memo.get(ident)
             if cells is None:
                 if len(memo) >= MAX_MEMO:
                     memo.clear()
-                cells = memo[ident] = self._cells(r, team_alias, attempts)
+                cells = memo[ident] = self._cells(r, team_alias, attempts, email)
             cells.total[0] += 1
             cells.legacy[0] += 1
             for cell in cells.calls:
@@ -440,11 +454,13 @@ class LiteLLMMetrics:
                 per_h[bisect.bisect_left(DEFAULT_BUCKETS, per)] += 1
                 per_h[-1] += per
 
-    def _cells(self, r: CompletionRecord, team_alias: str | None, attempts: bool) -> _Cells:
+    def _cells(self, r: CompletionRecord, team_alias: str | None, attempts: bool,
+               email: str | None = None) -> _Cells:
         """The value cells of every series a record of this identity counts in (a memo miss)."""
         hk, alias = self._key(r.key_hash, r.key_alias)
         team, t_alias = self._team(r.team_id, team_alias)
         user = self._user(r.user_id)
+        mail = self._email(r.user_id, email) if email else NONE
         end_user = NONE if r.end_user_id is None else OTHER
         requested = r.model if r.model in self._groups else OTHER
         model_id, model, api_base, provider, group = dep = self._dep(r.deployment_id)
@@ -456,7 +472,7 @@ class LiteLLMMetrics:
         c = self._counter
         hist = self._hist
         cells = _Cells(c("litellm_proxy_total_requests_metric", (
-            end_user, hk, alias, requested, team, t_alias, user, status, NONE, route, NONE, NONE, model_id)))
+            end_user, hk, alias, requested, team, t_alias, user, status, mail, route, NONE, NONE, model_id)))
         cells.labels = (requested, hk, alias, team, t_alias, model_id)
         if not attempts and r.deployment_id and not r.cache_hit and not gone:  # a client leaving is no failure
             cells.calls, cells.state = self._call_cells(r.deployment_id, 200 if ok else r.status, r.error_type,
@@ -465,19 +481,19 @@ class LiteLLMMetrics:
             cells.legacy = c("litellm_llm_api_failed_requests_metric", (
                 end_user, hk, alias, model, team, t_alias, user, model_id))
             cells.failed = c("litellm_proxy_failed_requests_metric", (
-                end_user, hk, alias, requested, team, t_alias, user, NONE, status,
+                end_user, hk, alias, requested, team, t_alias, user, mail, status,
                 _class_of(code, r.error_type, NONE if gone else provider), route, NONE, NONE, model_id))
             return cells
         cells.latency = hist("litellm_request_total_latency_metric", (
             end_user, hk, alias, requested, team, t_alias, user, model, model_id))
-        tokens = (end_user, hk, alias, model, team, t_alias, user, NONE, requested, model_id)
+        tokens = (end_user, hk, alias, model, team, t_alias, user, mail, requested, model_id)
         cells.input = c("litellm_input_tokens_metric", tokens)
         cells.output = c("litellm_output_tokens_metric", tokens)
         cells.tokens = c("litellm_total_tokens_metric", tokens)
         cells.spend = c("litellm_spend_metric", (
-            end_user, hk, alias, model, team, t_alias, user, NONE, NONE, NONE, model_id))
+            end_user, hk, alias, model, team, t_alias, user, mail, NONE, NONE, model_id))
         cells.legacy = c("litellm_requests_metric", (
-            end_user, hk, alias, model, team, t_alias, user, NONE, NONE, NONE, model_id))
+            end_user, hk, alias, model, team, t_alias, user, mail, NONE, NONE, model_id))
         cells.cache_labels = (model, hk, alias, team, t_alias, end_user, user, model_id, provider,
                               group if group in self._groups else (NONE if group == NONE else OTHER))
         if r.cache_hit:

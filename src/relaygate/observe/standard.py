@@ -174,12 +174,12 @@ def standard_metadata(record: CompletionRecord, detail: Detail | None = None, *,
         spend_meta = metadata.get("spend_logs_metadata")
     cost = r.cost if math.isfinite(r.cost) and r.cost > 0.0 else 0.0
     api_base = ""
-    team_alias = None
+    team_alias = r.team_alias
     headers: dict[str, str] | None = None
     if detail is not None:
         if detail.attempts:
             api_base = detail.attempts[-1].api_base.rstrip("/")
-        team_alias = detail.team_alias
+        team_alias = detail.team_alias or team_alias
         headers = detail.request_headers or None
     usage: dict[str, Any] = {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
                              "total_tokens": r.prompt_tokens + r.completion_tokens}
@@ -202,7 +202,7 @@ def standard_metadata(record: CompletionRecord, detail: Detail | None = None, *,
         "user_api_key_project_id": None,
         "user_api_key_project_alias": None,
         "user_api_key_user_id": r.user_id if keys else None,
-        "user_api_key_user_email": None,
+        "user_api_key_user_email": r.user_email if keys else None,
         "user_api_key_team_alias": team_alias if keys else None,
         "user_api_key_end_user_id": r.end_user_id if keys else None,
         "user_api_key_request_route": None,

@@ -337,8 +337,15 @@ class Pipeline:
             record.cost_estimated = True
         if ex.cache is not None and not ex.cache.hit:
             record.cache_miss = True
-        if who is not None and who.jwt is not None:  # a JWT's organization claim (auth.jwt_routes)
-            record.org_id = who.jwt.org_id
+        if who is not None:
+            rows = who.key.records if who.key is not None else None
+            if rows:  # the stored key's team and user rows: LiteLLM's team_alias and user_email labels
+                if rows[1] is not None:
+                    record.team_alias = rows[1].team_alias
+                if rows[2] is not None:
+                    record.user_email = rows[2].user_email
+            if who.jwt is not None:  # a JWT's organization claim (auth.jwt_routes)
+                record.org_id = who.jwt.org_id
         if ex.cost > 0.0 and ctx is not None and ctx.key is not None:
             ctx.key.spent += ex.cost
         over = ex.over

@@ -112,6 +112,10 @@ class CompletionRecord(msgspec.Struct, gc=False):
     cost_estimated: bool = False
     """``cost`` (and the token counts) were estimated from the content: the provider sent no usage (a stream
     without a usage chunk, or abandoned before it). Set after construction, only when true."""
+    team_alias: str | None = None
+    """The stored key's team's ``team_alias`` (LiteLLM's ``team_alias`` label); set after construction."""
+    user_email: str | None = None
+    """The stored key's user's ``user_email`` (LiteLLM's ``user_email`` label); set after construction."""
     cache_miss: bool = False
     """The response cache was looked up for this request and had no answer (LiteLLM's ``cache_hit: False``,
     which its ``litellm_cache_misses_metric`` counts; a request the cache was not asked about is neither a hit
