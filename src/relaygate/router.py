@@ -150,7 +150,7 @@ class RouteContext:
     """Per-request routing input and output (attempt counters for the response headers)."""
 
     __slots__ = ("num_retries", "fallbacks", "timeout", "stream", "attempted_retries", "attempted_fallbacks",
-                 "prompt_tokens", "key", "paid", "paid_costs", "messages", "tags")
+                 "prompt_tokens", "key", "paid", "paid_costs", "messages", "tags", "failed")
 
     def __init__(self, *, stream: bool = False, num_retries: int | None = None,
                  fallbacks: list[str] | None = None, timeout: float | None = None, prompt_tokens: int = 0,
@@ -170,6 +170,8 @@ class RouteContext:
         self.paid_costs: tuple[float, ...] = ()
         self.tags: frozenset[str] | None = None
         """The request's tags (body ``tags`` / ``metadata.tags``, ``x-litellm-tags``) for tag filtering."""
+        self.failed: list[tuple[str, int, str]] | None = None
+        """``(deployment id, status, error type)`` of each attempt that failed, in order (None: none did)."""
 
 
 class Lease:
@@ -579,6 +581,9 @@ class Router:
                 if svc is not None:  # LiteLLM's "self" service: one upstream call
                     svc.failed("self", exc, target.dep.provider)
                 last = exc
+                if ctx.failed is None:
+                    ctx.failed = []
+                ctx.failed.append((target.dep.id, exc.status, exc.type or ""))
                 now = self.clock()
                 if isinstance(exc, UpstreamTimeout):
                     routing.record_latency(s, time.perf_counter() - start, self.alpha)

@@ -41,7 +41,18 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from relaygate.observe.detail import Detail
-from relaygate.service_metrics import LATENCY_BUCKETS
+from relaygate.observe.prometheus_families import (
+    COUNTER,
+    DEFAULT_BUCKETS,
+    FAMILIES,
+    HISTOGRAM,
+    LATENCY_BUCKETS,
+    MAX_IDENTITIES,
+    MAX_MEMO,
+    MAX_SERIES,
+    NONE,
+    OTHER,
+)
 from relaygate.sinks.record import CompletionRecord, Outcome
 
 if TYPE_CHECKING:
@@ -49,122 +60,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_BUCKETS", "FAMILIES", "LATENCY_BUCKETS", "MAX_IDENTITIES", "MAX_SERIES", "NONE", "OTHER",
            "LiteLLMMetrics", "enabled"]
-
-NONE = "None"
-"""The value of a label LiteLLM leaves unset (its client library writes ``str(None)``)."""
-OTHER = "other"
-"""The value of every label outside the bounded set."""
-MAX_IDENTITIES = 10_000
-"""Distinct keys, teams and users that get their own label value; later ones are ``other``."""
-MAX_SERIES = 100_000
-"""Label sets per family; a new one past this counts under all-``other`` labels."""
-MAX_MEMO = 20_000
-"""Record identities whose cells are remembered; the memo is emptied when it is full."""
-
-DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
-"""prometheus_client's default buckets, which LiteLLM's per-output-token histogram uses."""
-
-COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
-
-_USER_KEY = ("end_user", "hashed_api_key", "api_key_alias")
-_DEP = ("litellm_model_name", "model_id", "api_base", "api_provider")
-_API = ("model", "hashed_api_key", "api_key_alias", "team", "team_alias", "requested_model", "end_user", "user",
-        "model_id")
-_TOKENS = (*_USER_KEY, "model", "team", "team_alias", "user", "user_email", "requested_model", "model_id")
-_PROVIDER_CACHE = ("model", "hashed_api_key", "api_key_alias", "team", "team_alias", "end_user", "user", "model_id",
-                   "api_provider", "model_group")
-_LITELLM_CACHE = _PROVIDER_CACHE[:9]
-"""The response cache's families' labels (LiteLLM's ``_cache_metric_labels``: the provider cache's without
-``model_group``)."""
-_DEP_CALLS = ("requested_model", *_DEP, "hashed_api_key", "api_key_alias", "team", "team_alias", "client_ip",
-              "user_agent")
-_REMAINING = ("model_group", "api_provider", "api_base", "litellm_model_name", "hashed_api_key", "api_key_alias",
-              "model_id")
-_FALLBACKS = ("requested_model", "fallback_model", "hashed_api_key", "api_key_alias", "team", "team_alias",
-              "exception_status", "exception_class", "model_id")
-
-FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "litellm_proxy_total_requests_metric": (COUNTER, (
-        *_USER_KEY, "requested_model", "team", "team_alias", "user", "status_code", "user_email", "route",
-        "client_ip", "user_agent", "model_id"), "Total number of requests made to the proxy server"),
-    "litellm_proxy_failed_requests_metric": (COUNTER, (
-        *_USER_KEY, "requested_model", "team", "team_alias", "user", "user_email", "exception_status",
-        "exception_class", "route", "client_ip", "user_agent", "model_id"),
-        "Total number of failed responses from proxy - the client did not get a success response"),
-    "litellm_request_total_latency_metric": (HISTOGRAM, (
-        *_USER_KEY, "requested_model", "team", "team_alias", "user", "model", "model_id"),
-        "Total latency (seconds) for a request to LiteLLM"),
-    "litellm_llm_api_latency_metric": (HISTOGRAM, _API, "Total latency (seconds) for a models LLM API call"),
-    "litellm_llm_api_time_to_first_token_metric": (HISTOGRAM, _API, "Time to first token for a models LLM API call"),
-    "litellm_overhead_latency_metric": (HISTOGRAM, _REMAINING, "Latency overhead (seconds) added by the proxy"),
-    "litellm_deployment_latency_per_output_token": (HISTOGRAM, (
-        *_DEP, "hashed_api_key", "api_key_alias", "team", "team_alias"),
-        "LLM Deployment Analytics - Latency per output token"),
-    "litellm_spend_metric": (COUNTER, (
-        *_USER_KEY, "model", "team", "team_alias", "user", "user_email", "client_ip", "user_agent", "model_id"),
-        "Total spend on LLM requests"),
-    "litellm_total_tokens_metric": (COUNTER, _TOKENS, "Total number of input + output tokens from LLM requests"),
-    "litellm_input_tokens_metric": (COUNTER, _TOKENS, "Total number of input tokens from LLM requests"),
-    "litellm_output_tokens_metric": (COUNTER, _TOKENS, "Total number of output tokens from LLM requests"),
-    "litellm_cache_hits_metric": (COUNTER, _LITELLM_CACHE, "Total number of LiteLLM cache hits"),
-    "litellm_cache_misses_metric": (COUNTER, _LITELLM_CACHE, "Total number of LiteLLM cache misses"),
-    "litellm_cached_tokens_metric": (COUNTER, _LITELLM_CACHE, "Total tokens served from LiteLLM cache"),
-    "litellm_provider_cache_read_input_tokens_metric": (COUNTER, _PROVIDER_CACHE,
-                                                        "Total prompt/input tokens read from provider prompt cache"),
-    "litellm_provider_cache_creation_input_tokens_metric": (
-        COUNTER, _PROVIDER_CACHE, "Total prompt/input tokens written to provider prompt cache"),
-    "litellm_requests_metric": (COUNTER, (
-        *_USER_KEY, "model", "team", "team_alias", "user", "user_email", "client_ip", "user_agent", "model_id"),
-        "deprecated - use litellm_proxy_total_requests_metric. Total number of LLM calls to litellm"),
-    "litellm_llm_api_failed_requests_metric": (COUNTER, (
-        *_USER_KEY, "model", "team", "team_alias", "user", "model_id"),
-        "deprecated - use litellm_proxy_failed_requests_metric"),
-    "litellm_deployment_success_responses": (COUNTER, _DEP_CALLS,
-                                             "LLM Deployment Analytics - Total number of successful LLM API calls"),
-    "litellm_deployment_failure_responses": (COUNTER, (
-        "requested_model", *_DEP, "exception_status", "exception_class", "hashed_api_key", "api_key_alias", "team",
-        "team_alias", "client_ip", "user_agent"), "LLM Deployment Analytics - Total number of failed LLM API calls"),
-    "litellm_deployment_total_requests": (COUNTER, _DEP_CALLS,
-                                          "LLM Deployment Analytics - Total number of LLM API calls"),
-    "litellm_deployment_successful_fallbacks": (COUNTER, _FALLBACKS, "Number of successful fallback requests"),
-    "litellm_deployment_failed_fallbacks": (COUNTER, _FALLBACKS, "Number of failed fallback requests"),
-    "litellm_deployment_cooled_down": (COUNTER, (*_DEP, "exception_status"),
-                                       "Number of times a deployment has been cooled down"),
-    "litellm_deployment_state": (GAUGE, _DEP, "The state of the deployment: 0 = healthy, 1 = partial outage, "
-                                              "2 = complete outage"),
-    "litellm_deployment_rpm_limit": (GAUGE, _DEP, "Deployment RPM limit found in config"),
-    "litellm_deployment_tpm_limit": (GAUGE, _DEP, "Deployment TPM limit found in config"),
-    "litellm_remaining_requests_metric": (GAUGE, _REMAINING, "Remaining requests for model"),
-    "litellm_remaining_tokens_metric": (GAUGE, _REMAINING, "Remaining tokens for model"),
-    "litellm_remaining_requests": (GAUGE, _REMAINING, "Remaining requests for model (LiteLLM's earlier name)"),
-    "litellm_remaining_tokens": (GAUGE, _REMAINING, "Remaining tokens for model (LiteLLM's earlier name)"),
-    "litellm_in_flight_requests": (GAUGE, (), "Requests in flight to LLM APIs"),
-    "litellm_remaining_team_budget_metric": (GAUGE, ("team", "team_alias"), "Remaining budget for team"),
-    "litellm_team_max_budget_metric": (GAUGE, ("team", "team_alias"), "Maximum budget set for team"),
-    "litellm_team_budget_remaining_hours_metric": (GAUGE, ("team", "team_alias"),
-                                                   "Remaining hours for team budget to be reset"),
-    "litellm_remaining_api_key_budget_metric": (GAUGE, ("hashed_api_key", "api_key_alias"),
-                                                "Remaining budget for api key"),
-    "litellm_api_key_max_budget_metric": (GAUGE, ("hashed_api_key", "api_key_alias"),
-                                          "Maximum budget set for api key"),
-    "litellm_api_key_budget_remaining_hours_metric": (GAUGE, ("hashed_api_key", "api_key_alias"),
-                                                      "Remaining hours for api key budget to be reset"),
-    "litellm_remaining_user_budget_metric": (GAUGE, ("user",), "Remaining budget for user"),
-    "litellm_user_max_budget_metric": (GAUGE, ("user",), "Maximum budget set for user"),
-    "litellm_user_budget_remaining_hours_metric": (GAUGE, ("user",), "Remaining hours for user budget to be reset"),
-}
-"""name -> (type, label names in LiteLLM's order, help). ``litellm_remaining_requests`` / ``_tokens`` are the
-names LiteLLM's published v2 Grafana dashboard still queries; they carry the same samples as the ``_metric``
-families."""
-
-_BUDGET_FAMILIES = {
-    "team": ("litellm_remaining_team_budget_metric", "litellm_team_max_budget_metric",
-             "litellm_team_budget_remaining_hours_metric"),
-    "key": ("litellm_remaining_api_key_budget_metric", "litellm_api_key_max_budget_metric",
-            "litellm_api_key_budget_remaining_hours_metric"),
-    "user": ("litellm_remaining_user_budget_metric", "litellm_user_max_budget_metric",
-             "litellm_user_budget_remaining_hours_metric"),
-}
 
 # an error's LiteLLM exception class by HTTP status (LiteLLM: ``Provider.ClassName``)
 _CLASSES = {400: "BadRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError", 404: "NotFoundError",
@@ -413,6 +308,8 @@ class LiteLLMMetrics:
             if attempts:
                 assert detail is not None
                 self._attempts(detail, cells)
+            elif r.failed_attempts:
+                self._failed_calls(r, cells)
             if r.fallbacks:
                 self._fallback(r, detail, cells)
             if cells.failed is not None:
@@ -552,6 +449,16 @@ class LiteLLMMetrics:
             if state is not None:
                 self.dep_state[state[0]] = state[1]
 
+    def _failed_calls(self, r: CompletionRecord, cells: _Cells) -> None:
+        """The failed attempts the record lists (no Detail was captured): each a call to its deployment that
+        failed, as LiteLLM's failure event counts it (the answering one is counted with the record)."""
+        for dep_id, status, error_type in r.failed_attempts:
+            calls, state = self._call_cells(dep_id, status or 599, error_type, cells.labels)
+            for cell in calls:
+                cell[0] += 1
+            if state is not None:
+                self.dep_state[state[0]] = state[1]
+
     def _fallback(self, r: CompletionRecord, detail: Detail | None, cells: _Cells) -> None:
         """A request that fell back: success or failure by its outcome, the first failed attempt's status."""
         requested, hk, alias, team, t_alias, model_id = cells.labels
@@ -564,6 +471,9 @@ class LiteLLMMetrics:
                     provider = self._dep(a.deployment_id)[3]
                     status, cls = _STATUS.get(a.status or 599, OTHER), _class_of(a.status, a.error_type, provider)
                     break
+        elif r.failed_attempts:
+            dep_id, code, error_type = r.failed_attempts[0]
+            status, cls = _STATUS.get(code or 599, OTHER), _class_of(code, error_type, self._dep(dep_id)[3])
         name = "litellm_deployment_successful_fallbacks" if r.outcome is _OK else "litellm_deployment_failed_fallbacks"
         self._counter(name, (requested, fallback, hk, alias, team, t_alias, status, cls, model_id))[0] += 1
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from relaygate.observe.prometheus import (
+from relaygate.observe.prometheus_families import (
     _BUDGET_FAMILIES,
     COUNTER,
     DEFAULT_BUCKETS,

@@ -337,6 +337,8 @@ class Pipeline:
             record.cost_estimated = True
         if ex.cache is not None and not ex.cache.hit:
             record.cache_miss = True
+        if ctx is not None and ctx.failed:
+            record.failed_attempts = tuple(ctx.failed)
         if who is not None:
             rows = who.key.records if who.key is not None else None
             if rows:  # the stored key's team and user rows: LiteLLM's team_alias and user_email labels

@@ -112,6 +112,9 @@ class CompletionRecord(msgspec.Struct, gc=False):
     cost_estimated: bool = False
     """``cost`` (and the token counts) were estimated from the content: the provider sent no usage (a stream
     without a usage chunk, or abandoned before it). Set after construction, only when true."""
+    failed_attempts: tuple[tuple[str, int, str], ...] = ()
+    """``(deployment id, status, error type)`` of each upstream attempt that failed, in order (retries and
+    fallbacks); the answering attempt is ``deployment_id``. Set after construction, only when some failed."""
     team_alias: str | None = None
     """The stored key's team's ``team_alias`` (LiteLLM's ``team_alias`` label); set after construction."""
     user_email: str | None = None
