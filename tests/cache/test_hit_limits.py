@@ -266,3 +266,28 @@ def test_a_hits_key_spend_is_the_keys_spend_so_far(tmp_path: Path) -> None:
             assert hit.headers["x-litellm-key-rpm-limit"] == "5" and up.hits == 1
 
     asyncio.run(main())
+
+
+def test_a_keys_metadata_cache_controls_replace_the_requests(tmp_path: Path) -> None:
+    """LiteLLM's ``add_key_level_controls``: a key whose ``metadata.cache`` says ``no-cache`` is never served
+    from the cache whatever its requests send (its answers are still stored: another key gets the hit), and
+    one with ``no-store`` stores nothing; names outside ttl / s-maxage / no-cache / no-store are dropped."""
+    async def main() -> None:
+        cache = {"litellm_settings": {"cache": True, "cache_params": {"type": "local"}}}
+        async with priced_upstream() as up, store_gateway(f"sqlite:///{tmp_path / 'm.db'}", up, **cache) as gw:
+            await gw.store.create_key(Key(token=token("sk-fresh"), metadata={"cache": {"no-cache": True,
+                                                                                      "namespace": "x"}}))
+            await gw.store.create_key(Key(token=token("sk-nostore"), metadata={"cache": {"no-store": True}}))
+            await gw.store.create_key(Key(token=token("sk-plain")))
+            for _ in range(2):  # never a hit, even asking for one
+                r = await ask(gw, "sk-fresh", cache={"no-cache": False})
+                assert "x-litellm-cache-key" not in r.headers
+            assert up.hits == 2
+            assert "x-litellm-cache-key" in (await ask(gw, "sk-plain")).headers  # what sk-fresh stored
+            assert up.hits == 2
+            r = await ask(gw, "sk-nostore", messages=[{"role": "user", "content": "not kept"}])
+            assert "x-litellm-cache-key" not in r.headers
+            r = await ask(gw, "sk-plain", messages=[{"role": "user", "content": "not kept"}])
+            assert "x-litellm-cache-key" not in r.headers and up.hits == 4  # nostore's answer was not kept
+
+    asyncio.run(main())

@@ -12,7 +12,9 @@ hooks, only for the routes the config caches):
   whose ``allowed_cache_controls`` is set may send only those names, known or not (403 otherwise: LiteLLM's
   ``cache_control_check`` hook and wording). The top-level ``caching`` field (LiteLLM's): any value but
   absent, null or true is ``no-cache`` (LiteLLM's ``caching_handler`` skips the lookup and still stores the
-  answer); true does not opt in under ``default_off`` (LiteLLM reads only ``use-cache`` there).
+  answer); true does not opt in under ``default_off`` (LiteLLM reads only ``use-cache`` there). A key whose
+  ``metadata.cache`` is set has those controls (``ttl``, ``s-maxage``, ``no-cache``, ``no-store``; others
+  dropped) in place of every request's own (LiteLLM's ``add_key_level_controls``).
 - **Call types**: chat, completions, embeddings, transcriptions and rerank (LiteLLM's default list), and
   ``/v1/messages`` and ``/v1/responses`` when ``supported_call_types`` lists them; what differs between them
   (the key's material, the stream assembly, the hit's shape and fresh id) is ``cache.calls``.
@@ -82,6 +84,9 @@ _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")
 CACHE_HIT = "cache_hit"
 CACHE_MISS = "cache_miss"
 _CONTROLS = frozenset({"no-cache", "no-store", "ttl", "s-maxage", "s-max-age", "namespace", "use-cache"})
+KEY_CONTROLS = frozenset({"ttl", "s-maxage", "no-cache", "no-store"})
+"""The controls a key's ``metadata.cache`` may set for every request made with it (LiteLLM's
+``SupportedCacheControls``; its ``add_key_level_controls`` puts them in place of the request's own)."""
 MEMO_BODY = 16 * 1024
 """Largest body whose key is remembered after a hit (bytes)."""
 MEMO_BYTES = 4 * 1024 * 1024
@@ -168,9 +173,15 @@ class ResponseCache:
         who = ex.who
         key_info = who.key if who is not None else None
         allowed = None
+        requested = ctl.get("cache") if ctl is not None else None
         if key_info is not None and key_info.records:
-            allowed = getattr(key_info.records[0], "allowed_cache_controls", None) or None
-        c = _controls(ctl.get("cache") if ctl is not None else None, allowed)
+            row = key_info.records[0]
+            allowed = getattr(row, "allowed_cache_controls", None) or None
+            meta = getattr(row, "metadata", None)
+            if isinstance(meta, dict) and "cache" in meta:  # the key's own controls replace the request's
+                kc = meta["cache"]
+                requested = {k: v for k, v in kc.items() if k in KEY_CONTROLS} if isinstance(kc, dict) else {}
+        c = _controls(requested, allowed)
         caching = ctl.get("caching") if ctl is not None else None
         use = c.get("use-cache")
         if use is False or (s.default_off and use is not True):
