@@ -182,7 +182,9 @@ def test_a_deployment_overrides_the_catalog() -> None:
     assert "vision" not in a.supports and "reasoning" in a.supports and "function_calling" in a.supports
     assert a.prices["input_cost_per_token"] == 2.5e-06 and a.origin == "deployment"
     assert b is not None and b.model == "gpt-4o-mini" and b.prices["input_cost_per_token"] == 1.5e-07
-    assert c is not None and c.prices == {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}
+    assert c is not None and c.prices == {  # LiteLLM's router keeps the catalog's service-tier prices
+        "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, "input_cost_per_token_priority": 4.25e-06,
+        "output_cost_per_token_priority": 1.7e-05, "cache_read_input_token_cost_priority": 2.125e-06}
     assert c.max_input_tokens == 128000  # the catalog's limits stay
     assert d is not None and d.prices == {"input_cost_per_second": 0.001} and d.max_output_tokens == 4096
     assert e is None
@@ -197,3 +199,67 @@ def test_the_data_file_is_package_data() -> None:
     conf = tomllib.loads((root / "pyproject.toml").read_text())
     assert "models.json" in conf["tool"]["setuptools"]["package-data"]["relaygate.catalog"]
     assert (root / "src" / "relaygate" / "catalog" / "models.json").is_file()
+
+
+def test_service_tier_and_1h_cache_write_prices_in_litellm_names() -> None:
+    """``service_tiers`` and ``cache_write_1h`` of our format leave the catalog under LiteLLM's keys, with
+    LiteLLM 1.110's figures; ``/model/info`` shows them as LiteLLM does."""
+    e = CATALOG.lookup("openai", "gpt-4o-2024-11-20")
+    assert e is not None
+    assert (e.prices["input_cost_per_token_priority"], e.prices["output_cost_per_token_priority"],
+            e.prices["cache_read_input_token_cost_priority"]) == (4.25e-06, 1.7e-05, 2.125e-06)
+    assert "input_cost_per_token_flex" not in e.prices  # gpt-4o has no flex price
+    nano = CATALOG.lookup("openai", "gpt-5-nano")
+    assert nano is not None and nano.prices["cache_read_input_token_cost_flex"] == 2.5e-09
+    assert not any(k.endswith("_priority") for k in nano.prices)
+    sonnet = CATALOG.lookup("anthropic", "claude-sonnet-4-5")
+    assert sonnet is not None and sonnet.prices["cache_creation_input_token_cost_above_1hr"] == 6e-06
+    info = sonnet.info()
+    assert info["cache_creation_input_token_cost_above_1hr_above_200k_tokens"] == 1.2e-05
+    assert CATALOG.lookup("openai", "gpt-4o").info()["input_cost_per_token_priority"] == 4.25e-06  # type: ignore[union-attr]
+    haiku = CATALOG.lookup("anthropic", "claude-3-5-haiku-20241022")  # no 1-hour price in LiteLLM's map
+    assert haiku is not None and "cache_creation_input_token_cost_above_1hr" not in haiku.prices
+
+
+def test_an_extending_provider_keeps_only_the_service_tiers_it_lists() -> None:
+    """Azure reads OpenAI's section but prices its service tiers itself: LiteLLM's ``azure/gpt-5`` has the
+    priority prices and no flex ones, ``azure/gpt-4o`` none."""
+    gpt5, gpt4o = CATALOG.lookup("azure", "gpt-5-2025-08-07"), CATALOG.lookup("azure", "gpt-4o")
+    assert gpt5 is not None and gpt5.prices["input_cost_per_token_priority"] == 2.5e-06
+    assert not any(k.endswith("_flex") for k in gpt5.prices)
+    assert gpt4o is not None and not any(k.endswith("_priority") for k in gpt4o.prices)
+    assert gpt4o.prices["input_cost_per_token"] == 2.5e-06 and gpt4o.max_input_tokens == 128000
+    assert CATALOG.lookup("vertex_ai", "claude-haiku-4-5@20251001").prices[  # type: ignore[union-attr]
+        "cache_creation_input_token_cost_above_1hr"] == 2e-06
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"per_mtok": {"input": 1}, "service_tiers": {"turbo": {"input": 2}}}, "unknown service tier"),
+    ({"per_mtok": {"input": 1}, "service_tiers": {"priority": {"output_audio": 2}}}, "not a price a service"),
+    ({"per_mtok": {"input": 1}, "service_tiers": {"priority": {"input": -1}}}, "expected a price"),
+    ({"per_mtok": {"input": 1}, "service_tiers": ["priority"]}, "expected an object"),
+])
+def test_bad_service_tiers_name_the_entry(raw: dict[str, object], message: str) -> None:
+    data = {"format": "relaygate-model-catalog", "version": 1, "providers": {"openai": {"models": {"m": raw}}}}
+    with pytest.raises(CatalogError, match=message) as exc:
+        Catalog(data)
+    assert "openai/m" in str(exc.value)
+    bad = {"format": "relaygate-model-catalog", "version": 1, "providers": {
+        "openai": {"models": {}}, "azure": {"extends": ["openai"], "inherit_service_tiers": {"m": ["turbo"]},
+                                           "models": {}}}}
+    with pytest.raises(CatalogError, match=r"azure\.inherit_service_tiers\.m"):
+        Catalog(bad)
+
+
+def test_a_deployment_keeps_the_catalog_service_tiers_only_with_token_prices() -> None:
+    """LiteLLM's router copies the catalog's service-tier prices into a deployment that gives
+    ``input_cost_per_token`` / ``output_cost_per_token`` and not those; its own tier prices win."""
+    cfg = from_litellm({"model_list": [
+        {"model_name": "a", "litellm_params": {"model": "openai/gpt-5", "input_cost_per_token": 1e-06,
+                                               "output_cost_per_token_flex": 4e-06}},
+        {"model_name": "b", "litellm_params": {"model": "openai/gpt-5", "input_cost_per_second": 0.001}},
+    ]}, "<test>")
+    a, b = (CATALOG.for_deployment(dep) for dep in cfg.deployments)
+    assert a is not None and a.prices["output_cost_per_token_flex"] == 4e-06
+    assert a.prices["input_cost_per_token_flex"] == 6.25e-07 and a.prices["input_cost_per_token_priority"] == 2.5e-06
+    assert b is not None and b.prices == {"input_cost_per_second": 0.001}

@@ -15,6 +15,10 @@ The data file format (``models.json``, ours, version 1)::
       "providers": {
         "<provider>": {                     # a provider prefix relaygate serves (openai, anthropic, bedrock ...)
           "extends": ["<provider>", ...],   # optional: sections read after this one (azure -> openai)
+          "inherit_service_tiers": {"gpt-5": ["priority"]},
+                                            # optional: the service tiers whose prices a model found in an
+                                            # extended section keeps here (default: none, each provider
+                                            # prices its service tiers itself)
           "models": {
             "<model id>": {                 # the id sent upstream (gpt-4o, anthropic.claude-...-v1:0)
               "mode": "chat",               # default chat; embedding, completion, image_generation,
@@ -22,11 +26,20 @@ The data file format (``models.json``, ours, version 1)::
               "context": [128000, 16384],   # [max input tokens, max output tokens]; null when unknown
               "per_mtok": {                 # USD per 1M tokens
                 "input": 2.5, "output": 10, "cache_read": 1.25, "cache_write": 3.75,
+                "cache_write_1h": 6,        # a cache write kept 1 hour (Anthropic's ephemeral_1h_input_tokens;
+                                            # priced as cache_write when absent)
                 "input_audio": 40, "output_audio": 80, "reasoning": 3
               },
+              "service_tiers": {            # USD per 1M tokens of an answer served at that service tier
+                "priority": {"input": 4.25, "output": 17, "cache_read": 2.125},
+                "flex": {"input": 1.25, "output": 5}
+              },                            # tiers: flex, priority, balanced, ultrafast (LiteLLM's names; an
+                                            # answer's "fast" is priority); prices: input, output, cache_read,
+                                            # cache_write, cache_write_1h, input_audio, reasoning; one a tier
+                                            # lacks is the standard price, as LiteLLM
               "tiers": [{"above": 200000, "per_mtok": {"input": 6, "output": 22.5}}],
                                             # prices once the prompt exceeds `above` tokens (input, output,
-                                            # cache_read, cache_write only)
+                                            # cache_read, cache_write, cache_write_1h only)
               "per_image": 0.04,            # USD per generated image (default size and quality)
               "per_image_by": {"hd/1024x1792": 0.12},   # USD per image by quality/size
               "per_second": 0.0001,         # USD per second of input audio
@@ -50,7 +63,9 @@ Overrides, in LiteLLM's own formats:
 - a deployment's ``model_info`` (``base_model``, ``mode``, ``max_tokens``, ``max_input_tokens``,
   ``max_output_tokens``, ``supports_*``) and its prices from ``litellm_params`` / ``model_info``
   (``input_cost_per_token``, ``output_cost_per_token``, ``input_cost_per_second``,
-  ``cache_read_input_token_cost``, ``*_above_200k_tokens`` ...): see :meth:`Catalog.for_deployment`.
+  ``cache_read_input_token_cost``, ``*_above_200k_tokens``, ``cache_creation_input_token_cost_above_1hr``,
+  service-tier prices ``input_cost_per_token_priority``, ``output_cost_per_token_flex`` ...): see
+  :meth:`Catalog.for_deployment`.
 """
 
 from relaygate.catalog.catalog import (

@@ -13,6 +13,11 @@ Lookup rules (each step tried in order; the first hit wins; nothing found is ``N
    when the entry found is not marked ``exact`` (a model whose snapshots are priced differently lists
    each of them instead).
 
+An entry found in a section the provider ``extends`` keeps its service-tier prices (``*_priority``,
+``*_flex`` ...) only for the tiers the provider's ``inherit_service_tiers`` lists for that model: each
+provider prices its service tiers itself (LiteLLM's ``azure/gpt-4o`` has no priority price although
+``gpt-4o`` has one).
+
 Results are memoised (bounded), so a lookup after the first is one dict access.
 """
 
@@ -31,6 +36,8 @@ import orjson
 from relaygate.catalog.entry import (
     FLAGS,
     MODES,
+    SERVICE_SUFFIXES,
+    SERVICE_TIERS,
     CatalogError,
     ModelEntry,
     from_litellm,
@@ -91,10 +98,12 @@ class Catalog:
         self.override_source = override_source
         self._models: dict[str, dict[str, ModelEntry]] = {}
         self._extends: dict[str, tuple[str, ...]] = {}
+        self._keep_tiers: dict[str, dict[str, tuple[str, ...]]] = {}
         self._bare: dict[str, ModelEntry] = {}
         for provider, section in data.get("providers", {}).items():
             extends = section.get("extends", [])
             self._extends[provider] = tuple(extends)
+            self._keep_tiers[provider] = _keep_tiers(provider, section.get("inherit_service_tiers", {}))
             table = self._models.setdefault(provider, {})
             for model, raw in section.get("models", {}).items():
                 entry = from_ours(provider, model, raw)
@@ -180,12 +189,24 @@ class Catalog:
         return out
 
     def _exact(self, provider: str, model: str) -> ModelEntry | None:
-        for p in self._chain(provider):
+        chain = self._chain(provider)
+        for p in chain:
             for name in _spellings(p, model):
                 entry = self._override.get(p, {}).get(name) or self._models.get(p, {}).get(name)
                 if entry is not None:
-                    return entry
+                    return entry if p == chain[0] else self._inherited(chain[0], entry)
         return None
+
+    def _inherited(self, provider: str, entry: ModelEntry) -> ModelEntry:
+        """``entry`` (another provider's) as ``provider`` serves it: without the service-tier prices
+        ``provider`` does not keep (``inherit_service_tiers``)."""
+        keep = tuple(f"_{t}" for t in self._keep_tiers.get(provider, {}).get(entry.model, ()))
+        drop = {k for k in entry.prices if k.endswith(SERVICE_SUFFIXES) and not k.endswith(keep)}
+        if not drop:
+            return entry
+        out: ModelEntry = msgspec.structs.replace(entry, prices={k: v for k, v in entry.prices.items()
+                                                                  if k not in drop})
+        return out
 
     def _find(self, provider: str, model: str) -> ModelEntry | None:
         entry = self._exact(provider, model)
@@ -207,8 +228,10 @@ class Catalog:
 
         A deployment that gives any price (``litellm_params`` / ``model_info``: ``input_cost_per_token``,
         ``input_cost_per_second`` ...) replaces the catalog's prices as a set, tiers included, as LiteLLM's
-        custom pricing does; limits, mode and ``supports_*`` flags override one by one. ``None`` when
-        neither the catalog nor the deployment says anything."""
+        custom pricing does, except that a deployment giving ``input_cost_per_token`` or
+        ``output_cost_per_token`` keeps the catalog's service-tier prices (``*_priority``, ``*_flex`` ...)
+        it does not give, as LiteLLM's router; limits, mode and ``supports_*`` flags override one by one.
+        ``None`` when neither the catalog nor the deployment says anything."""
         info = dep.model_info
         base_model = info.get("base_model")
         entry = None
@@ -218,7 +241,14 @@ class Catalog:
             entry = self.lookup(dep.provider, dep.upstream_model)
         changes: dict[str, Any] = {}
         if dep.costs:
-            prices, tiers = split_litellm_prices(dict(dep.costs))
+            costs = dict(dep.costs)
+            if entry is not None and ("input_cost_per_token" in costs or "output_cost_per_token" in costs):
+                # LiteLLM's router (_inherit_builtin_service_tier_pricing): a deployment priced per token keeps
+                # the catalog's service-tier prices it does not give itself
+                for key, price in entry.prices.items():
+                    if key.endswith(SERVICE_SUFFIXES) and key not in costs:
+                        costs[key] = price
+            prices, tiers = split_litellm_prices(costs)
             changes["prices"], changes["tiers"] = prices, tiers
         mode = info.get("mode")
         if isinstance(mode, str) and mode in MODES:
@@ -239,6 +269,19 @@ class Catalog:
             changes["supports"] = frozenset(f for f in FLAGS if flags.get(f, f in entry.supports))
         out: ModelEntry = _replace(entry, changes)
         return out
+
+
+def _keep_tiers(provider: str, raw: Any) -> dict[str, tuple[str, ...]]:
+    """A section's ``inherit_service_tiers`` (model id -> service tiers), checked."""
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{provider}.inherit_service_tiers: expected an object")
+    out: dict[str, tuple[str, ...]] = {}
+    for model, tiers in raw.items():
+        if not isinstance(tiers, list) or any(t not in SERVICE_TIERS for t in tiers):
+            raise CatalogError(f"{provider}.inherit_service_tiers.{model}: expected a list of service tiers "
+                               f"({list(SERVICE_TIERS)})")
+        out[str(model)] = tuple(tiers)
+    return out
 
 
 def _replace(entry: ModelEntry, changes: dict[str, Any]) -> ModelEntry:

@@ -6,6 +6,9 @@ per query), whatever file they came from, so the rest of the gateway speaks one 
 ``input_cost_per_token``, ``cache_read_input_token_cost``, ``input_cost_per_second``, ... Tiered prices
 (LiteLLM's ``input_cost_per_token_above_200k_tokens``) are kept apart as :class:`Tier` objects, each
 holding the base key names; :meth:`ModelEntry.prices_at` picks the tier that applies to a prompt size.
+Service-tier prices (LiteLLM's ``input_cost_per_token_priority``, ``cache_read_input_token_cost_flex`` ...:
+the base key and ``_<tier>``, :data:`SERVICE_TIERS`) stay in ``prices`` under those names;
+``cost.prices.PriceTable`` reads them.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ PER_MTOK = {
     "input_audio": "input_cost_per_audio_token",
     "output_audio": "output_cost_per_audio_token",
     "reasoning": "output_cost_per_reasoning_token",
+    "cache_write_1h": "cache_creation_input_token_cost_above_1hr",
 }
 #: our unit prices (USD per unit, as written) -> LiteLLM's key
 PER_UNIT = {
@@ -44,7 +48,13 @@ PER_UNIT = {
 }
 #: token prices a tier may change (LiteLLM writes them ``<key>_above_<N>k_tokens``)
 TIERED = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
-          "cache_creation_input_token_cost")
+          "cache_creation_input_token_cost", "cache_creation_input_token_cost_above_1hr")
+#: LiteLLM's service-tier cost-key suffixes (``input_cost_per_token_priority``); an answer served at
+#: ``fast`` is billed at the ``priority`` prices
+SERVICE_TIERS = ("flex", "priority", "balanced", "ultrafast")
+SERVICE_SUFFIXES = tuple(f"_{t}" for t in SERVICE_TIERS)
+#: our ``per_mtok`` keys a service tier may price (the ones LiteLLM looks up by tier; not ``output_audio``)
+SERVICE_PRICED = ("input", "output", "cache_read", "cache_write", "cache_write_1h", "input_audio", "reasoning")
 _TIER_KEY = re.compile(r"^(?P<base>.+)_above_(?P<n>\d+)k_tokens$")
 _MILLION = Decimal(1_000_000)
 
@@ -132,8 +142,8 @@ def _tokens(value: Any, where: str) -> int | None:
     return value
 
 
-_OURS = frozenset({"mode", "context", "per_mtok", "tiers", "per_image_by", "supports", "aliases", "exact",
-                   "vector_size", *PER_UNIT})
+_OURS = frozenset({"mode", "context", "per_mtok", "tiers", "service_tiers", "per_image_by", "supports", "aliases",
+                   "exact", "vector_size", *PER_UNIT})
 
 
 def from_ours(provider: str, model: str, raw: Any) -> ModelEntry:
@@ -170,9 +180,22 @@ def from_ours(provider: str, model: str, raw: Any) -> ModelEntry:
         for k, v in t["per_mtok"].items():
             if PER_MTOK.get(k) not in TIERED:
                 raise CatalogError(f"{tw}.per_mtok.{k}: not a tiered price (one of input, output, cache_read, "
-                                   "cache_write)")
+                                   "cache_write, cache_write_1h)")
             tp[PER_MTOK[k]] = _per_token(v, f"{tw}.per_mtok.{k}")
         tiers.append(Tier(t["above"], tp))
+    service = raw.get("service_tiers", {})
+    if not isinstance(service, dict):
+        raise CatalogError(f"{where}.service_tiers: expected an object")
+    for name, tier_prices in service.items():
+        sw = f"{where}.service_tiers.{name}"
+        if name not in SERVICE_TIERS:
+            raise CatalogError(f"{sw}: unknown service tier (one of {list(SERVICE_TIERS)})")
+        if not isinstance(tier_prices, dict):
+            raise CatalogError(f"{sw}: expected an object of prices")
+        for k, v in tier_prices.items():
+            if k not in SERVICE_PRICED:
+                raise CatalogError(f"{sw}.{k}: not a price a service tier changes (one of {list(SERVICE_PRICED)})")
+            prices[f"{PER_MTOK[k]}_{name}"] = _per_token(v, f"{sw}.{k}")
     supports = raw.get("supports", [])
     bad = [f for f in supports if f not in FLAGS]
     if bad:

@@ -91,6 +91,7 @@ else:
 class _Common(_Controls, kw_only=True):
     model: _ModelName = ""
     user: str | None = None
+    service_tier: Any = None  # what the answer is priced at when it names no tier (cost.usage.requested_tier)
     # per-request router overrides, as LiteLLM accepts them in the body
     fallbacks: list[str] | None = None
     num_retries: int | None = None

@@ -116,6 +116,7 @@ class _Native(StreamTranslator):
         self._in = 0
         self._out = 0
         self._cache = (0, 0)
+        self._1h = 0
         self._events = 0
         self.content_tokens = 0
 
@@ -153,8 +154,12 @@ class _Native(StreamTranslator):
                 if "cache_read_input_tokens" in u or "cache_creation_input_tokens" in u:  # priced apart
                     self._cache = (int(u.get("cache_read_input_tokens") or 0),
                                    int(u.get("cache_creation_input_tokens") or 0))
+                cc = u.get("cache_creation")
+                if isinstance(cc, dict):  # the part of the cache writes kept 1 hour (priced apart)
+                    self._1h = int(cc.get("ephemeral_1h_input_tokens") or 0)
                 self.last_data = (b'{"usage":{"input_tokens":%d,"output_tokens":%d,"cache_read_input_tokens":%d,'
-                                  b'"cache_creation_input_tokens":%d}}' % (self._in, self._out, *self._cache))
+                                  b'"cache_creation_input_tokens":%d,"cache_creation":{"ephemeral_1h_input_tokens":%d}}}'
+                                  % (self._in, self._out, *self._cache, self._1h))
         elif event == b"message_stop":
             self.done = True
 

@@ -47,7 +47,7 @@ from typing import TypeVar
 from relaygate.config.model import Deployment
 from relaygate.core import errors, tokens
 from relaygate.core.errors import GatewayError
-from relaygate.cost import details
+from relaygate.cost import details, requested_tier
 from relaygate.http.respond import send_error
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope, Send
@@ -293,21 +293,33 @@ class Frontend:
     def price(self, ex: Exchange, dep: Deployment, data: bytes) -> int:
         """pico-USD of an answer of ``dep`` (``data``: the unary body, or a stream's last payload) from the
         exchange's prompt and completion tokens and the cache / reasoning counts ``data`` gives, which are
-        kept on the exchange. A frontend whose answers are priced by other units overrides it (media)."""
-        d = details(data) if data else None
+        kept on the exchange, at the service tier the answer (else the request) names when the model has
+        service-tier prices (``cost.usage``). A frontend whose answers are priced by other units overrides it
+        (media)."""
         table = ex.rt.prices.table(dep)
-        if d is None:
-            return table.tokens(ex.prompt_tokens, ex.completion_tokens) if table.known else 0
+        if not data:
+            if not table.known:
+                return 0
+            if table.service:
+                return table.tokens(ex.prompt_tokens, ex.completion_tokens,
+                                    service_tier=requested_tier(ex.body, ex.view))
+            return table.tokens(ex.prompt_tokens, ex.completion_tokens)
+        service = table.service
+        d = details(data, service)
         ex.cached_tokens, ex.cache_write_tokens = d.cache_read, d.cache_write
         if not table.known:
             return 0
+        tier = d.service_tier
+        if service and not tier:
+            tier = requested_tier(ex.body, ex.view)
         return table.tokens(ex.prompt_tokens + d.prompt_extra, ex.completion_tokens, d.cache_read, d.cache_write,
-                            d.reasoning, d.audio_in, d.audio_out)
+                            d.reasoning, d.audio_in, d.audio_out, d.cache_write_1h, tier)
 
     def price_stream(self, ex: Exchange, dep: Deployment, last: bytes, had_usage: bool) -> int:
         """pico-USD of a stream (finished, broken or abandoned by the client): from the usage it carried,
         else from the estimate of what it generated (``ex.completion_tokens``) and of the prompt, and the
-        exchange is marked ``estimated``."""
+        exchange is marked ``estimated``; either at the service tier of the last payload (OpenAI's chunks
+        each carry ``service_tier``) or of the request."""
         if not had_usage:
             ex.estimated = True
             ctx = ex.ctx
@@ -316,7 +328,7 @@ class Frontend:
                     raw = b"[" + b",".join(bytes(m) for m in ctx.messages) + b"]"
                     ctx.prompt_tokens = tokens.estimate_messages_tokens(raw)
                 ex.prompt_tokens = ctx.prompt_tokens
-        return self.price(ex, dep, last if had_usage else b"")
+        return self.price(ex, dep, last if had_usage or b'"service_tier"' in last else b"")
 
     def content_type(self, upstream_headers: Headers) -> bytes:
         return JSON

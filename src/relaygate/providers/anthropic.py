@@ -274,7 +274,14 @@ def convert_usage(u: dict[str, Any] | Any) -> dict[str, Any]:
     cr = get("cache_read_input_tokens") or 0
     cw = get("cache_creation_input_tokens") or 0
     out = get("output_tokens") or 0
-    return cv.usage(inp + cr + cw, out, cached=cr, cache_creation_input_tokens=cw, cache_read_input_tokens=cr)
+    usage = cv.usage(inp + cr + cw, out, cached=cr, cache_creation_input_tokens=cw, cache_read_input_tokens=cr)
+    cc = get("cache_creation")
+    if cc is not None:  # the 5m / 1h split of the cache writes, where LiteLLM puts it (priced apart)
+        cget = cc.get if isinstance(cc, dict) else (lambda k, d=None: getattr(cc, k, d))
+        usage["prompt_tokens_details"]["cache_creation_token_details"] = {
+            "ephemeral_5m_input_tokens": int(cget("ephemeral_5m_input_tokens") or 0),
+            "ephemeral_1h_input_tokens": int(cget("ephemeral_1h_input_tokens") or 0)}
+    return usage
 
 
 def from_anthropic(body: bytes, fallback_model: str, created: int, json_answer: bool = False) -> bytes:
@@ -325,11 +332,17 @@ class _Delta(msgspec.Struct):
     stop_reason: str | None = None
 
 
+class _CacheCreation(msgspec.Struct):
+    ephemeral_5m_input_tokens: int | None = None
+    ephemeral_1h_input_tokens: int | None = None
+
+
 class _Usage(msgspec.Struct):
     input_tokens: int | None = None
     output_tokens: int | None = None
     cache_read_input_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
+    cache_creation: _CacheCreation | None = None
 
 
 class _Block(msgspec.Struct):
@@ -443,7 +456,8 @@ class AnthropicStream(cv.SSEChunkStream):
 
     def _merge(self, u: _Usage) -> None:
         mine = self._u
-        for f in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
+        for f in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+                  "cache_creation"):
             v = getattr(u, f)
             if v is not None:
                 setattr(mine, f, v)
