@@ -95,6 +95,8 @@ def test_unknown_model_costs_zero_warns_once_and_counts(caplog: pytest.LogCaptur
     assert pr.table(u).tokens(100, 100) == 0 and not pr.table(u).known
     assert pr.table(m).tokens(100, 100) == 0  # the mock is free, silently
     assert metrics.events.get("cost_unknown_model") == 2  # each request priced 0 for want of a price
+    assert not pr.priced(u) and not pr.priced(m)  # asked again (the cost header): not counted again
+    assert metrics.events.get("cost_unknown_model") == 2
 
 
 def test_details_both_shapes() -> None:

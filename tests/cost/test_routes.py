@@ -242,6 +242,13 @@ def test_stream_without_usage_is_estimated_and_marked() -> None:
     assert pico_of(rec.cost) == usd((rec.prompt_tokens, "2.5"), (rec.completion_tokens, "10"))
 
 
+def test_a_stream_record_carries_its_answering_calls_time_to_first_frame() -> None:
+    """``api_ttft`` (LiteLLM's time to first token: from the answering call's start) is set for a real
+    upstream stream and is at most ``ttft`` (from the request's arrival)."""
+    _, rec = asyncio.run(run({"model": "openai/gpt-4o"}, [(200, SSE, oa_stream(OA_USAGE))], {**MSG, "stream": True}))
+    assert rec.api_ttft is not None and rec.ttft is not None and 0.0 < rec.api_ttft <= rec.ttft
+
+
 def test_unknown_model_zero_without_the_cost_header() -> None:
     """LiteLLM (``cost_headers``) sends no cost header for a 0 from a model nobody priced: "0.0" would say the
     answer was free. A priced model's answer that costs 0 keeps it (:func:`test_zero_usage_priced_model`)."""

@@ -206,6 +206,19 @@ def _series(lite: LiteLLMMetrics) -> int:
     return sum(len(d) for d in lite.counters.values()) + sum(len(d) for d in lite.histograms.values())
 
 
+def test_time_to_first_token_counts_from_the_answering_calls_start() -> None:
+    """LiteLLM's ``litellm_llm_api_time_to_first_token_metric`` is ``completion_start_time - api_call_start_time``:
+    the answering call's own wait, not the gateway's work or the failed attempts before it (``api_ttft``);
+    a record without it (a mocked stream) falls back to the time from arrival."""
+    cfg = traffic_config()
+    lite = LiteLLMMetrics(["gpt-4o"], cfg.deployments)
+    lite.handle([record(0, stream=True, ttft=2.0, api_ttft=0.3), record(1, stream=True, ttft=0.5)])
+    text = "\n".join(lite.render([lite.snapshot()]))
+    scrape = parse_exposition(text)
+    assert scrape.values["litellm_llm_api_time_to_first_token_metric_sum"] == [0.8]
+    assert scrape.values["litellm_llm_api_time_to_first_token_metric_count"] == [2.0]
+
+
 def test_a_bad_keys_401_is_left_out_and_a_deployments_own_401_counts() -> None:
     """LiteLLM leaves invalid-key requests out of every family (a client guessing keys would otherwise make
     the failure panels move), but never a deployment that answered 401 to its own credential."""

@@ -70,6 +70,14 @@ class Pricer:
             _warn_unknown(dep.provider, dep.upstream_model)
         return table
 
+    def priced(self, dep: Deployment) -> bool:
+        """Whether the deployment that answered has prices (its table was built by :meth:`table`, which
+        counts an unknown model once; this asks again without counting)."""
+        t = self._tables.get((dep.id, dep.upstream_model))
+        if t is None:  # past the tables kept (many wildcard models): built again, rarely
+            t = self._build(dep)
+        return t.known
+
     def table(self, dep: Deployment) -> PriceTable:
         """The prices of the deployment that answered (a wildcard's concrete deployment included); counts
         a request of an unknown model."""

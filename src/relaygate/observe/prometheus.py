@@ -342,7 +342,7 @@ class LiteLLMMetrics:
             api_h[-1] += api
             over_h[bisect.bisect_left(LATENCY_BUCKETS, overhead)] += 1
             over_h[-1] += overhead
-            ttft = r.ttft
+            ttft = r.api_ttft if r.api_ttft is not None else r.ttft  # from the answering call's start, as LiteLLM
             if ttft_h is not None and ttft is not None:
                 ttft_h[bisect.bisect_left(LATENCY_BUCKETS, ttft)] += 1
                 ttft_h[-1] += ttft

@@ -241,7 +241,7 @@ class Pipeline:
         cost = ex.cost = usd(fe.price(ex, lease.target.dep, data))
         total = time.perf_counter() - ex.t0
         headers = self.headers(ex, lease, total)
-        if cost or ex.rt.prices.table(lease.target.dep).known:  # LiteLLM's str(float) of USD; none for a model
+        if cost or ex.rt.prices.priced(lease.target.dep):  # LiteLLM's str(float) of USD; none for a model
             headers.append((b"x-litellm-response-cost", str(cost).encode()))  # nobody priced (as LiteLLM 1.110)
         if up_headers:
             if not lease.headers:
@@ -339,6 +339,8 @@ class Pipeline:
             record.cache_miss = True
         if ctx is not None and ctx.failed:
             record.failed_attempts = tuple(ctx.failed)
+        if ex.api_ttft is not None:
+            record.api_ttft = ex.api_ttft
         if who is not None:
             rows = who.key.records if who.key is not None else None
             if rows:  # the stored key's team and user rows: LiteLLM's team_alias and user_email labels

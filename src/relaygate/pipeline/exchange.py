@@ -40,9 +40,9 @@ class Exchange:
     """
 
     __slots__ = ("call_id", "route", "t0", "rt", "endpoint", "body", "view", "model", "stream", "fallbacks",
-                 "over", "state", "control", "who", "group", "ctx", "lease", "wait", "ttft", "prompt_tokens",
-                 "completion_tokens", "cached_tokens", "cache_write_tokens", "status", "cost", "estimated", "done",
-                 "cache", "obs", "admitted")
+                 "over", "state", "control", "who", "group", "ctx", "lease", "wait", "ttft", "api_ttft",
+                 "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "status", "cost",
+                 "estimated", "done", "cache", "obs", "admitted")
 
     def __init__(self, route: str, t0: float, rt: Runtime) -> None:
         self.call_id = b""
@@ -69,6 +69,8 @@ class Exchange:
         self.lease: Lease | None = None
         self.wait = 0.0
         self.ttft: float | None = None
+        self.api_ttft: float | None = None
+        """Seconds from the answering attempt's start to its first frame (LiteLLM's time to first token)."""
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.cached_tokens = 0

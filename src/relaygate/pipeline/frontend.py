@@ -216,7 +216,9 @@ def stream(transport: Transport, ex: Exchange) -> Attempt[StreamStart]:
         try:
             first = await first_frame(chunks, translator, resp.aclose)
         finally:
-            ex.wait += time.perf_counter() - t
+            waited = time.perf_counter() - t
+            ex.wait += waited
+        ex.api_ttft = waited  # this attempt's own time to its first frame
         return StreamStart(chunks, translator, first, resp.headers, resp.aclose)
 
     if control.mocked(ex):

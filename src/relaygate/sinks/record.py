@@ -112,6 +112,10 @@ class CompletionRecord(msgspec.Struct, gc=False):
     cost_estimated: bool = False
     """``cost`` (and the token counts) were estimated from the content: the provider sent no usage (a stream
     without a usage chunk, or abandoned before it). Set after construction, only when true."""
+    api_ttft: float | None = None
+    """A stream's time to first frame from the start of the attempt that answered (LiteLLM's
+    ``litellm_llm_api_time_to_first_token_metric``: ``completion_start_time - api_call_start_time``), where
+    ``ttft`` counts from the request's arrival. Set after construction, for streams only."""
     failed_attempts: tuple[tuple[str, int, str], ...] = ()
     """``(deployment id, status, error type)`` of each upstream attempt that failed, in order (retries and
     fallbacks); the answering attempt is ``deployment_id``. Set after construction, only when some failed."""
