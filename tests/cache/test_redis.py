@@ -74,3 +74,52 @@ def test_outage_is_a_miss_logged_once(redis_server: RedisServer, caplog: pytest.
         await c.aclose()
 
     asyncio.run(main())
+
+
+def test_flushall_reaches_the_namespaces_requests_gave(redis_server: RedisServer) -> None:
+    """A request's own ``cache.namespace`` stores ``<ns>:<sha256>`` keys outside the configured namespace;
+    ``/cache/flushall`` deletes them too (through the marks the cache left), and nothing else: another
+    configured namespace's entries and other data in the same Redis survive."""
+    from tests.asgi.conftest import call, make_gateway
+
+    master = "sk-flush"
+    gw = make_gateway({
+        "model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}}],
+        "general_settings": {"master_key": master},
+        "litellm_settings": {"cache": True, "cache_params": {"type": "redis", "url": redis_server.url,
+                                                             "namespace": "cfg"}}})
+    auth = {"authorization": f"Bearer {master}"}
+
+    async def ask(namespace: str | None) -> bool:
+        body: dict[str, object] = {"model": "m", "messages": [{"role": "user", "content": "same"}]}
+        if namespace:
+            body["cache"] = {"namespace": namespace}
+        r = await call(gw, "POST", "/v1/chat/completions", body, headers=auth)
+        assert r.status == 200, r.body
+        return "x-litellm-cache-key" in r.headers
+
+    async def main() -> None:
+        await gw.startup()
+        try:
+            c = gw.runtime.cache.redis
+            assert c is not None
+            assert await c._call("SET", "SET", "other-gateway:" + "a" * 64, "keep") in (b"OK", "OK")
+            assert await c._call("SET", "SET", "someone-elses-key", "keep") in (b"OK", "OK")
+            assert not await ask("tenant-a") and not await ask(None)
+            for _ in range(200):  # stores are queued: wait for the writer to have sent all three
+                if (await c._call("EXISTS", "EXISTS", "relaygate:cache:namespaces:cfg:tenant-a") == 1
+                        and await c._call("KEYS", "KEYS", "cfg:*") and await c._call("KEYS", "KEYS", "tenant-a:*")):
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the stores never reached Redis")
+            assert await ask("tenant-a") and await ask(None)
+            r = await call(gw, "POST", "/cache/flushall", {}, headers=auth)
+            assert r.status == 200, r.body
+            assert not await ask("tenant-a") and not await ask(None)  # gone from memory and Redis
+            assert await c._call("GET", "GET", "other-gateway:" + "a" * 64) == b"keep"
+            assert await c._call("GET", "GET", "someone-elses-key") == b"keep"
+        finally:
+            await gw.shutdown()
+
+    asyncio.run(main())

@@ -44,6 +44,17 @@ _KEYLESS = frozenset({"PING", "INFO", "MODULE", "FT._LIST", "SCAN", "DBSIZE", "R
 _FAILURES = (OSError, TimeoutError, ConnectionError, RespError)
 
 
+def namespace_marker(configured: str | None, own: str) -> str:
+    """The key marking that requests of the cache configured with namespace ``configured`` stored entries in
+    their own namespace ``own`` (``<own>:<sha256>``): what ``/cache/flushall`` reads to delete them too."""
+    return f"relaygate:cache:namespaces:{configured or ''}:{own}"
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis ``MATCH`` pattern."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
 class RedisCache:
     """One worker's connection to the shared cache (see the module docstring)."""
 
@@ -307,8 +318,23 @@ class RedisCache:
 
     async def flush(self, namespace: str | None) -> int:
         """Delete every key of ``namespace`` (``<namespace>:*``) on every primary; without a namespace, every key
-        this cache could have written (64 hex characters), so other data in the same Redis survives."""
-        pattern = f"{namespace}:*" if namespace else "[0-9a-f]" * 64
+        this cache could have written (64 hex characters), so other data in the same Redis survives. The
+        namespaces requests gave of their own (``cache.namespace``), which this cache marked when it stored
+        in them (:func:`namespace_marker`), are deleted too, and their marks with them."""
+        deleted = await self._scan_unlink(f"{namespace}:*" if namespace else "[0-9a-f]" * 64)
+        prefix = namespace_marker(namespace, "")
+        marks: list[bytes] = []
+        await self._scan_unlink(_glob_escape(prefix) + "*", marks)
+        for mark in marks:
+            own = mark[len(prefix.encode()):].decode(errors="replace")
+            if own:
+                deleted += await self._scan_unlink(_glob_escape(own + ":") + "*")
+        if marks:
+            await self._multi("UNLINK", marks)
+        return deleted
+
+    async def _scan_unlink(self, pattern: str, collect: list[bytes] | None = None) -> int:
+        """SCAN every primary for ``pattern`` and UNLINK what it finds (``collect``: gather the keys instead)."""
         deleted = 0
         for node in await self._primaries():
             cursor: Any = b"0"
@@ -319,7 +345,10 @@ class RedisCache:
                     raise LookupError("SCAN")
                 cursor, keys = reply[0], reply[1]
                 if keys:
-                    deleted += await self._multi("UNLINK", keys)
+                    if collect is not None:
+                        collect.extend(k if isinstance(k, bytes) else str(k).encode() for k in keys)
+                    else:
+                        deleted += await self._multi("UNLINK", keys)
                 if cursor in (b"0", 0):
                     break
         return deleted

@@ -99,7 +99,7 @@ MEMO_ENTRY = 320
 class CacheState:
     """One request's cache decisions (``Exchange.cache``)."""
 
-    __slots__ = ("key", "hit", "ttl", "no_store", "assembler", "vector", "scope", "similarity")
+    __slots__ = ("key", "hit", "ttl", "no_store", "assembler", "vector", "scope", "similarity", "namespace")
 
     def __init__(self, key: str, ttl: float | None, no_store: bool) -> None:
         self.key = key
@@ -113,6 +113,9 @@ class CacheState:
         self.scope = ""
         self.similarity: float | None = None
         """A semantic hit's similarity (None: an exact hit)."""
+        self.namespace: str | None = None
+        """The request's own ``cache.namespace`` when it is not the configured one (None otherwise): a store
+        marks it in Redis (:func:`~relaygate.cache.redis.namespace_marker`) so that ``/cache/flushall`` finds it."""
 
 
 def _controls(value: Any, allowed: list[str] | None) -> dict[str, Any]:
@@ -208,6 +211,8 @@ class ResponseCache:
         else:
             memo = None  # known already
         ex.cache = st = CacheState(key, c.get("ttl"), bool(c.get("no-store")))
+        if namespace != s.namespace:
+            st.namespace = namespace
         if ex.stream:
             st.assembler = calls.assembler(ex.route)
         if c.get("no-cache") or (caching is not None and caching is not True):  # looked up: no; stored: yes
@@ -297,7 +302,11 @@ class ResponseCache:
             return
         self.memory.set(st.key, value, ttl if ttl is not None else self.settings.memory_ttl)
         if self.redis is not None:
-            self.redis.set(st.key, value, ttl if ttl is not None else self.settings.redis_ttl)
+            redis_ttl = ttl if ttl is not None else self.settings.redis_ttl
+            self.redis.set(st.key, value, redis_ttl)
+            if st.namespace is not None:  # renewed with every entry: it outlives the namespace's last one
+                from relaygate.cache.redis import namespace_marker
+                self.redis.set(namespace_marker(self.settings.namespace, st.namespace), b"1", redis_ttl)
         if st.vector is not None and self.semantic is not None:
             s = self.settings
             self.semantic.index.add(st.scope, st.key, st.vector, ttl if ttl is not None else (
