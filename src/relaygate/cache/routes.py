@@ -13,8 +13,9 @@
   memory and from Redis; other workers' memory copies expire by their TTL (``default_in_memory_ttl`` bounds
   how long; keep it short when deletes must bite at once).
 - ``/cache/flushall``: this worker's memory, and in Redis only this cache's keys (its namespace, or
-  64-hex keys without one, and the namespaces its requests named, ``RedisCache.flush``) — never Redis ``FLUSHALL``, which LiteLLM sends and which also wipes the rate
-  limiter's counters and anything else sharing that Redis.
+  64-hex keys without one, and the namespaces its requests named, ``RedisCache.flush``) — never Redis
+  ``FLUSHALL``, which LiteLLM sends and which also wipes the rate limiter's counters and anything else
+  sharing that Redis.
 - ``/cache/redis/info``: ``{"num_clients": ..., "clients": [...], "info": {...}}`` (LiteLLM's): ``clients``
   from ``CLIENT LIST`` parsed as redis-py's ``client_list()`` (one dict of strings per connection),
   ``num_clients`` its length, ``info`` from ``INFO`` (400 without Redis). Where ``CLIENT LIST`` is refused (an
