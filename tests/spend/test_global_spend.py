@@ -95,3 +95,28 @@ def test_spend_report_and_logs_in_litellms_shapes(db_url: str) -> None:  # noqa:
             assert len(r.json()) == 4 and "x-litellm-spend-logs-truncated" not in r.headers
 
     asyncio.run(main())
+
+
+def test_a_keys_spend_logs_metadata_joins_its_requests(db_url: str) -> None:  # noqa: F811
+    """LiteLLM's ``add_key_level_controls``: a key's ``metadata.spend_logs_metadata`` is in every spend row of
+    its requests, merged under what a request sends itself (the request's values win)."""
+    from relaygate.store import Key, hash_token
+    from relaygate.store.spend import read_spend_logs
+    from tests.budgets.conftest import ask
+
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up, general_settings={"proxy_batch_write_at": 0}) as gw:
+            await gw.store.create_key(Key(token=hash_token("sk-meta"), metadata={
+                "spend_logs_metadata": {"cost_center": "cc-7", "env": "prod"}}))
+            assert (await ask(gw, "sk-meta")).status == 200
+            assert (await ask(gw, "sk-meta", metadata={"spend_logs_metadata": {"env": "dev", "run": 3}})).status == 200
+            for _ in range(200):
+                rows = await read_spend_logs(gw.store, api_key=hash_token("sk-meta"))
+                if len(rows) == 2:
+                    break
+                await asyncio.sleep(0.02)
+            metas = sorted((r.metadata["spend_logs_metadata"] for r in rows), key=len)
+            assert metas == [{"cost_center": "cc-7", "env": "prod"},
+                             {"cost_center": "cc-7", "env": "dev", "run": 3}], metas
+
+    asyncio.run(main())

@@ -341,6 +341,7 @@ class Pipeline:
             record.failed_attempts = tuple(ctx.failed)
         if ex.api_ttft is not None:
             record.api_ttft = ex.api_ttft
+        key_meta = None
         if who is not None:
             rows = who.key.records if who.key is not None else None
             if rows:  # the stored key's team and user rows: LiteLLM's team_alias and user_email labels
@@ -348,6 +349,9 @@ class Pipeline:
                     record.team_alias = rows[1].team_alias
                 if rows[2] is not None:
                     record.user_email = rows[2].user_email
+                meta = rows[0].metadata
+                if meta and "spend_logs_metadata" in meta:
+                    key_meta = meta["spend_logs_metadata"]
             if who.jwt is not None:  # a JWT's organization claim (auth.jwt_routes)
                 record.org_id = who.jwt.org_id
         if ex.cost > 0.0 and ctx is not None and ctx.key is not None:
@@ -362,12 +366,27 @@ class Pipeline:
                 record.extra = {"tags": sorted(ctx.tags) if ctx is not None and ctx.tags else [],
                                 "metadata": control.get("metadata") if control is not None else None,
                                 "spend_logs_metadata": over.spend_meta}
+        if isinstance(key_meta, dict) and key_meta:
+            add_key_spend_metadata(record, key_meta)
         cap = ex.obs
         if cap is not None:  # what exporters get beyond the record (observe.capture)
             extra = record.extra if isinstance(record.extra, dict) else {}
             extra["observe"] = cap.finish(ex, error)
             record.extra = extra
         self.completions.put(record)
+
+
+def add_key_spend_metadata(record: CompletionRecord, key_meta: dict[str, object]) -> None:
+    """A key's ``metadata.spend_logs_metadata`` into the record's, as LiteLLM's ``add_key_level_controls``:
+    merged into the request's own (the request's values win), or in its place when the request sent none (or
+    sent something else than an object); the request's body ``metadata.spend_logs_metadata`` counts as sent."""
+    extra = record.extra if isinstance(record.extra, dict) else {"tags": [], "metadata": None,
+                                                                  "spend_logs_metadata": None}
+    sent = extra.get("spend_logs_metadata")
+    if sent is None and isinstance(extra.get("metadata"), dict):
+        sent = extra["metadata"].get("spend_logs_metadata")
+    extra["spend_logs_metadata"] = {**key_meta, **sent} if isinstance(sent, dict) else dict(key_meta)
+    record.extra = extra
 
 
 def key_spend(key: KeyInfo | None, cost: float) -> bytes:
