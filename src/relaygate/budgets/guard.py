@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relaygate.budgets.defaults import DefaultBudget, counted_spend, put_on_budget
-from relaygate.budgets.limits import FOREVER, MEMBER_OWN, Limit, Plan, Tally, key_label
+from relaygate.budgets.limits import FOREVER, MEMBER_OWN, Limit, Plan, Tally, key_label, limit_alias
 from relaygate.budgets.periods import Duration, parse
 from relaygate.cost import PICO, pico_of, to_pico
 from relaygate.service_metrics import timed
@@ -104,18 +104,6 @@ async def _budgeted(list_page: Callable[..., Awaitable[Any]], id_field: str) -> 
             break
         page += 1
     return frozenset(ids)
-
-
-def _alias(kind: str, key: Any) -> str | None:
-    """The alias of a key's (``key``) or its team's (``team``) limit, from the key's rows (None otherwise)."""
-    records = key.records if key is not None else None
-    if not records:
-        return None
-    if kind == "key":
-        return getattr(records[0], "key_alias", None)
-    if kind == "team" and len(records) > 1 and records[1] is not None:
-        return getattr(records[1], "team_alias", None)
-    return None
 
 
 class BudgetGuard:
@@ -251,7 +239,7 @@ class BudgetGuard:
                     spent = s
             if on_spend is not None and lim.max_budget is not None:
                 t = lim.tally
-                on_spend(lim.kind, lim.ident, _alias(lim.kind, key), lim.max_budget, spent / PICO,
+                on_spend(lim.kind, lim.ident, limit_alias(lim.kind, key), lim.max_budget, spent / PICO,
                          t.end if t.duration is not None else None)
             if lim.soft_pico is not None and spent >= lim.soft_pico:
                 self._soft(lim, spent)

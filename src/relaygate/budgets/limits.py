@@ -28,12 +28,13 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Mapping
+from typing import Any
 
 from relaygate.budgets.periods import Duration, period_at
 from relaygate.core.errors import GatewayError
 from relaygate.cost import PICO, to_pico
 
-__all__ = ["FOREVER", "MEMBER_OWN", "Limit", "Plan", "Tally", "exceeded"]
+__all__ = ["FOREVER", "MEMBER_OWN", "Limit", "Plan", "Tally", "exceeded", "key_label", "limit_alias"]
 
 FOREVER = float("inf")
 MARKS = 32
@@ -212,6 +213,19 @@ def exceeded(limit: Limit, spend: float, status: int = 422) -> GatewayError:
     else:
         msg = f"Budget has been exceeded! Current cost: {spend}, Max budget: {budget}"
     return GatewayError(msg, status=status, type="budget_exceeded", param=None, code=str(status))
+
+
+def limit_alias(kind: str, key: Any) -> str | None:
+    """The alias of a key's (``key``) or its team's (``team``) limit, from the key's rows (``auth.KeyInfo``'s
+    ``records``; None otherwise): what LiteLLM's budget gauges are labelled with."""
+    records = key.records if key is not None else None
+    if not records:
+        return None
+    if kind == "key":
+        return getattr(records[0], "key_alias", None)
+    if kind == "team" and len(records) > 1 and records[1] is not None:
+        return getattr(records[1], "team_alias", None)
+    return None
 
 
 def key_label(alias: str | None, key_name: str | None) -> str:
