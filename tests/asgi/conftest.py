@@ -60,6 +60,18 @@ def make_gateway(yaml_obj: dict[str, Any]) -> Gateway:
     return Gateway(from_litellm(yaml_obj, "<test>"))
 
 
+def collect_records(gw: Gateway) -> list[Any]:
+    """The completion records ``gw`` puts in its queue from now on, in a list a test reads (a sync sink)."""
+    records: list[Any] = []
+
+    class Sink:
+        def handle(self, batch: list[Any]) -> None:
+            records.extend(batch)
+
+    gw.completions.add_sink(Sink())
+    return records
+
+
 @pytest.fixture
 def mock_gateway() -> Gateway:
     return make_gateway({

@@ -14,7 +14,7 @@ from typing import Any
 
 from relaygate.sinks import CompletionRecord
 from relaygate.store import Key
-from tests.asgi.conftest import Reply, call, make_gateway
+from tests.asgi.conftest import Reply, call, collect_records, make_gateway
 from tests.asgi.test_pipeline_routes import Upstream, upstream
 from tests.budgets.conftest import COST, ask, token
 from tests.budgets.conftest import gateway as store_gateway
@@ -41,14 +41,7 @@ def gateway(up: Upstream, keys: list[dict[str, Any]], *, call_types: list[str] |
         "router_settings": router or {},
         "general_settings": {"master_key": "sk-master"},
         "relaygate_keys": keys})
-    records: list[CompletionRecord] = []
-
-    class Sink:
-        def handle(self, batch: list[CompletionRecord]) -> None:
-            records.extend(batch)
-
-    gw.completions.add_sink(Sink())
-    return gw, records
+    return gw, collect_records(gw)
 
 
 def as_key(key: str) -> dict[str, str]:

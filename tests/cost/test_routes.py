@@ -145,10 +145,11 @@ def ant_message() -> bytes:
                          "usage": ANT_USAGE})
 
 
-def ant_stream() -> bytes:
+def ant_stream(usage: dict[str, Any] = ANT_USAGE) -> bytes:
+    """An Anthropic stream whose ``message_start`` carries ``usage`` (its output tokens made 1)."""
     events = [("message_start", {"type": "message_start", "message": {
                   "id": "msg_1", "type": "message", "role": "assistant", "model": "x", "content": [],
-                  "usage": {**ANT_USAGE, "output_tokens": 1}}}),
+                  "usage": {**usage, "output_tokens": 1}}}),
               ("content_block_start", {"type": "content_block_start", "index": 0,
                                        "content_block": {"type": "text", "text": ""}}),
               ("content_block_delta", {"type": "content_block_delta", "index": 0,

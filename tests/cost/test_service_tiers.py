@@ -14,7 +14,7 @@ from relaygate.catalog import Catalog
 from relaygate.config import from_litellm
 from relaygate.cost import DEFAULT_TIER, PICO, Pricer, PriceTable, details, pico_of, requested_tier
 from relaygate.cost.usage import NONE
-from tests.cost.test_routes import JSON, MSG, SSE, run, sse, usd
+from tests.cost.test_routes import JSON, MSG, SSE, ant_stream, run, sse, usd
 
 CAT = Catalog.load(None)
 
@@ -223,25 +223,12 @@ def ant_message() -> bytes:
                          "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn", "usage": ANT_USAGE})
 
 
-def ant_stream() -> bytes:
-    events = [("message_start", {"type": "message_start", "message": {
-                  "id": "msg_1", "type": "message", "role": "assistant", "model": "x", "content": [],
-                  "usage": {**ANT_USAGE, "output_tokens": 1}}}),
-              ("content_block_start", {"type": "content_block_start", "index": 0,
-                                       "content_block": {"type": "text", "text": ""}}),
-              ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                       "delta": {"type": "text_delta", "text": "hi"}}),
-              ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-              ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-                                 "usage": {"output_tokens": 100}}),
-              ("message_stop", {"type": "message_stop"})]
-    return b"".join(b"event: " + e.encode() + b"\ndata: " + orjson.dumps(o) + b"\n\n" for e, o in events)
 
 
 @pytest.mark.parametrize(("path", "stream"), [("/v1/messages", False), ("/v1/messages", True),
                                              ("/v1/chat/completions", False), ("/v1/chat/completions", True)])
 def test_anthropic_1h_cache_writes_through_the_app(path: str, stream: bool) -> None:
-    answer = (200, SSE, ant_stream()) if stream else (200, JSON, ant_message())
+    answer = (200, SSE, ant_stream(ANT_USAGE)) if stream else (200, JSON, ant_message())
     _, rec = asyncio.run(run({"model": "anthropic/claude-sonnet-4-5-20250929"}, [answer],
                              {**MSG, "stream": stream}, path=path))
     assert rec.cache_write_tokens == 700
