@@ -31,6 +31,12 @@ cached gateway started with a ``sitecustomize`` of the bench first on its ``PYTH
   against **miss**, what the key costs;
 - **miss-nostore**: a miss whose answer is not stored: against **miss**, what the store costs.
 
+- **floor**: not a gateway: ``bench.peers.rawproxy --hello --answer`` (a bare ASGI app on Granian, served
+  as ``relaygate serve`` serves the gateway) answering every request with the status, headers and body the
+  hit gateway answered the hit mode's request with (captured once before the rounds; needs ``hit``). The
+  least any app on this server spends on such an answer: the hit's CPU over the floor's is what the cache
+  itself costs, the floor is what the machine and Granian cost at this moment (it moves with the machine).
+
 Each of them is printed with its CPU per request against off's (a share of off's throughput, from CPU per
 request, with ``--together``). Every mode but off and miss gets a gateway of its own (with ``--together``
 the hit gateway too).
@@ -71,7 +77,7 @@ from bench.procs import (
 )
 
 MASTER = "sk-bench-master"
-MODES = ("off", "miss", "hit", "miss-nolookup", "miss-rawkey", "miss-nostore")
+MODES = ("off", "miss", "hit", "miss-nolookup", "miss-rawkey", "miss-nostore", "floor")
 """Every mode ``--modes`` takes (see the module docstring)."""
 STUBS = {"miss-nolookup": REPO_ROOT / "bench" / "stubs" / "cache_nolookup",
          "miss-rawkey": REPO_ROOT / "bench" / "stubs" / "cache_rawkey",
@@ -103,10 +109,47 @@ def config(api_base: str, cache: bool) -> str:
     return text
 
 
+_DROPPED = frozenset({"content-length", "date", "server", "connection", "keep-alive", "transfer-encoding"})
+"""Response headers the floor does not replay: the server's own, and the length (``read_answer`` sets it)."""
+
+
+def load_args(port: int, concurrency: int) -> list[str]:
+    """``bench.load``'s arguments for a mode's requests to ``port`` (``--vary`` and the duration apart)."""
+    return ["--url", f"http://127.0.0.1:{port}", "--model", "m", "--api-key", MASTER, "--concurrency",
+            str(concurrency), "--quiet", "--timeout", "10"]
+
+
+def capture_hit(port: int, args: argparse.Namespace, path: Path) -> dict[str, Any]:
+    """Ask the gateway on ``port`` the hit mode's request twice (the second is a hit) and write its answer to
+    ``path`` in ``bench.peers.rawproxy``'s answer format; returns it."""
+    import http.client
+
+    from bench import load
+
+    spec = load.spec_from_args(load.build_parser().parse_args(load_args(port, args.concurrency)))
+    raw, _ = load.build_request(spec)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    headers = dict(line.split(": ", 1) for line in head.decode("latin-1").split("\r\n")[1:])
+    answer: dict[str, Any] = {}
+    for _ in range(2):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("POST", spec.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            text = resp.read().decode()
+            answer = {"status": resp.status, "body": text,
+                      "headers": [[k.lower(), v] for k, v in resp.getheaders() if k.lower() not in _DROPPED]}
+        finally:
+            conn.close()
+    if answer["status"] != 200:
+        raise RuntimeError(f"the hit gateway answered {answer['status']}: {answer['body'][:200]}")
+    path.write_text(json.dumps(answer))
+    return answer
+
+
 def measure(port: int, gw: Proc, args: argparse.Namespace, vary: int, seed: str, tmp: Path) -> dict[str, Any]:
     out = tmp / f"out-{port}-{seed}.json"
-    base = [sys.executable, "-m", "bench.load", "--url", f"http://127.0.0.1:{port}", "--model", "m",
-            "--api-key", MASTER, "--concurrency", str(args.concurrency), "--quiet", "--timeout", "10"]
+    base = [sys.executable, "-m", "bench.load", *load_args(port, args.concurrency)]
     if shutil.which("taskset"):
         base = ["taskset", "-c", "1", *base]
     warm = [*base, "--vary", str(vary), "--vary-seed", seed + "w"] if vary else base
@@ -171,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     modes: list[str] = args.modes
     if "off" not in modes:
         p.error("--modes must include off: every ratio is against it")
+    if "floor" in modes and "hit" not in modes:
+        p.error("--modes: floor replays the hit gateway's answer: add hit")
     tree: Path | None = None
     if args.baseline is not None:
         if not args.together:
@@ -189,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     where = {m: gateway_of(m, args.together) for m in modes}
     try:
         for name in dict.fromkeys(where.values()):
+            if name == "floor":
+                continue  # started below, from the hit gateway's answer
             cfg = tmp / f"{name}.yaml"
             cfg.write_text(config(mock.openai_base, name != "off"))
             port = _free_port()
@@ -203,6 +250,15 @@ def main(argv: list[str] | None = None) -> int:
                        cpus="0", env=gw_env, log_dir=tmp, cwd=cwd)
             gws[name] = (port, gw)
             wait_http(f"http://127.0.0.1:{port}/health/readiness", 30, gw)
+        if "floor" in modes:
+            answer = capture_hit(gws[where["hit"]][0], args, tmp / "floor-answer.json")
+            port = _free_port()
+            gw = spawn([sys.executable, "-m", "bench.peers.rawproxy", "--port", str(port), "--hello", "--answer",
+                        str(tmp / "floor-answer.json")], name="floor", cpus="0", env=env, log_dir=tmp, cwd=REPO_ROOT)
+            gws["floor"] = (port, gw)
+            wait_http(f"http://127.0.0.1:{port}/health/readiness", 30, gw)
+            print(f"floor: Granian answering the hit's {len(answer['headers'])} headers and "
+                  f"{len(answer['body'].encode())}-byte body", flush=True)
         print(f"gateways {'pure' if args.pure else 'compiled'}, {args.concurrency} concurrent, {args.duration:g}s "
               f"per mode, answers of {args.words} words", flush=True)
         runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
@@ -213,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
 
             def one(mode: str, r: int = r) -> dict[str, Any]:
                 port, gw = gws[where[mode]]
-                return measure(port, gw, args, 0 if mode.removesuffix(BASE) == "hit" else vary, f"r{r}{mode}", tmp)
+                fixed = mode.removesuffix(BASE) in ("hit", "floor")
+                return measure(port, gw, args, 0 if fixed else vary, f"r{r}{mode}", tmp)
 
             if args.together:  # the hit gateway was warmed by its own warm-up second: its prompt is stored
                 with ThreadPoolExecutor(len(order)) as ex:
@@ -240,7 +297,13 @@ def main(argv: list[str] | None = None) -> int:
                       "miss_vs_off_cpu": round(miss_cpu, 4)}
             print(f"hit vs miss throughput {hit_miss:.2f}x; miss (0% hits) vs off {100 * miss_off:.1f}% throughput, "
                   f"{100 * miss_cpu:.1f}% CPU per request ({basis})", flush=True)
-        vs_off = {m: share_of_off(med, m, args.together) for m in modes if m.removesuffix(BASE) not in ("off", "hit")}
+        if "floor" in med:
+            over = med["hit"][1] - med["floor"][1]
+            ratios["hit_over_floor_us"] = round(over, 1)
+            print(f"hit over floor: {over:.1f} us/req of gateway CPU (hit {med['hit'][1]:.1f}, floor "
+                  f"{med['floor'][1]:.1f}: the bare server answering the same bytes)", flush=True)
+        vs_off = {m: share_of_off(med, m, args.together) for m in modes
+                  if m.removesuffix(BASE) not in ("off", "hit", "floor")}
         for m, (share, cpu) in vs_off.items():
             if m != "miss" or not ratios:
                 print(f"{m} vs off {100 * share:.1f}% throughput, {100 * cpu:.1f}% CPU per request ({basis})",

@@ -14,7 +14,10 @@ environment variables (the Granian worker imports ``bench.peers.rawproxy:app``):
   a ``Content-Length`` body in one ``http.response.body``, a chunked (SSE) body piece by piece as it
   arrives (``more_body=True``). An upstream that cannot be reached, or breaks before its head, is a 502
   JSON error; one that breaks mid-body ends the client's response there.
-- hello (``RAWPROXY_HELLO=1``): every request is answered with one fixed small ``chat.completion``.
+- hello (``RAWPROXY_HELLO=1``): every request is answered with one fixed small ``chat.completion``; with
+  ``RAWPROXY_ANSWER=FILE`` (``--answer FILE``) with the status, headers and body in that JSON file
+  (``{"status": 200, "headers": [[name, value], ...], "body": text}``) instead: ``bench.scenarios_cache``'s
+  floor, the bytes a cache hit answers served by nothing but Granian.
 
 ``GET /health/*`` answers 200 locally in both modes (the bench's readiness poll). Like ``relaygate serve``,
 the worker's threads run under ``SCHED_BATCH`` (``relaygate.http.sched``) unless ``--scheduling normal``:
@@ -26,7 +29,8 @@ close, and no byte followed the response; a broken or closed connection is dropp
 this is a calibration for loopback benchmarks, not a gateway. The response parser
 (:class:`ResponseParser`) is sans-IO and pure Python, so the unit tests feed it bytes split anywhere.
 
-``python -m bench.peers.rawproxy --port P (--upstream URL [--upstream-key K] | --hello)`` starts it.
+``python -m bench.peers.rawproxy --port P (--upstream URL [--upstream-key K] | --hello [--answer FILE])``
+starts it.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["HELLO_BODY", "MAX_IDLE", "ParseError", "Pool", "RawProxy", "ResponseParser", "app", "main"]
+__all__ = ["HELLO_BODY", "MAX_IDLE", "ParseError", "Pool", "RawProxy", "ResponseParser", "app", "main", "read_answer"]
 
 MAX_IDLE = 256
 MAX_HEAD = 64 * 1024
@@ -335,8 +339,11 @@ class _Broken(Exception):
 class RawProxy:
     """The ASGI app: relay to ``upstream`` (``http://host:port``), or answer hello (``hello=True``)."""
 
-    def __init__(self, upstream: str | None = None, upstream_key: str | None = None, hello: bool = False) -> None:
+    def __init__(self, upstream: str | None = None, upstream_key: str | None = None, hello: bool = False,
+                 answer: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None) -> None:
         self.hello = hello or not upstream
+        self.answer = answer or (200, _JSON_HEADERS, HELLO_BODY)
+        """(status, headers, body) of every hello answer."""
         self.pool: Pool | None = None
         self.key = upstream_key.encode() if upstream_key else None
         self.sched: asyncio.Task[None] | None = None
@@ -355,7 +362,9 @@ class RawProxy:
                 await _respond(send, 200, _HEALTH_BODY)
             elif self.pool is None:
                 await _read_body(receive)
-                await _respond(send, 200, HELLO_BODY)
+                status, headers, body = self.answer
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
             else:
                 await self._relay(self.pool, scope, receive, send)
         elif kind == "lifespan":
@@ -452,9 +461,22 @@ def _error(message: str) -> bytes:
                                  "code": "502"}}).encode()
 
 
+def read_answer(path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """(status, headers, body) from an answer file: ``{"status": 200, "headers": [[name, value], ...],
+    "body": text}``. ``content-length`` is the body's own (a stale one in the file is dropped)."""
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    body = str(doc["body"]).encode()
+    headers = [(str(k).lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in doc.get("headers", ())
+               if str(k).lower() != "content-length"]
+    return int(doc.get("status", 200)), [*headers, (b"content-length", b"%d" % len(body))], body
+
+
 def _from_env() -> RawProxy:
+    answer = os.environ.get("RAWPROXY_ANSWER") or None
     return RawProxy(os.environ.get("RAWPROXY_UPSTREAM") or None, os.environ.get("RAWPROXY_UPSTREAM_KEY") or None,
-                    os.environ.get("RAWPROXY_HELLO", "") not in ("", "0"))
+                    os.environ.get("RAWPROXY_HELLO", "") not in ("", "0") or answer is not None,
+                    read_answer(answer) if answer else None)
 
 
 app = _from_env()
@@ -469,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--upstream", help="relay to this origin, http://host:port")
     mode.add_argument("--hello", action="store_true", help="answer a fixed chat.completion")
     p.add_argument("--upstream-key", help="replace the client's credentials with this key")
+    p.add_argument("--answer", metavar="FILE", help="hello: answer with the status, headers and body in this JSON "
+                   "file ({\"status\": 200, \"headers\": [[name, value], ...], \"body\": text})")
     p.add_argument("--scheduling", choices=("batch", "normal"), default="batch",
                    help="the worker's threads on SCHED_BATCH, as relaygate serve's default (relaygate.http.sched)")
     a = p.parse_args(argv)
@@ -476,6 +500,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["RAWPROXY_HELLO"] = "1" if a.hello else ""
     os.environ["RAWPROXY_UPSTREAM"] = a.upstream or ""
     os.environ["RAWPROXY_UPSTREAM_KEY"] = a.upstream_key or ""
+    if a.answer and not a.hello:
+        p.error("--answer goes with --hello")
+    os.environ["RAWPROXY_ANSWER"] = os.path.abspath(a.answer) if a.answer else ""
 
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from bench.ceiling import RATIOS, WORKLOADS, summarize
 from bench.lanereport import calibration
 from bench.lanes import LANES, start_rawproxy, unsupported
-from bench.peers.rawproxy import HELLO_BODY, ParseError, RawProxy, ResponseParser
+from bench.peers.rawproxy import HELLO_BODY, ParseError, RawProxy, ResponseParser, read_answer
 from bench.procs import REPO_ROOT, start_mock, wait_http
 from bench.systems import MODEL, UPSTREAM_KEY, free_port
 
@@ -232,6 +232,31 @@ def test_pool_reuses_a_keep_alive_connection_and_drops_a_closed_one() -> None:
         assert seen[0].endswith(b'\r\n\r\n{"x":1}')
 
     asyncio.run(scenario())
+
+
+def test_hello_answers_what_an_answer_file_holds(tmp_path: Path) -> None:
+    # bench.scenarios_cache's floor: the hit's status, headers and body, the length recomputed, the server's own
+    # headers left to the server
+    path = tmp_path / "answer.json"
+    path.write_text(json.dumps({"status": 201, "body": '{"x":"\u00e9"}',
+                                "headers": [["Content-Type", "application/json"], ["x-litellm-cache-key", "k1"],
+                                            ["content-length", "999"]]}))
+    status, headers, body = read_answer(str(path))
+    assert status == 201 and body == '{"x":"\u00e9"}'.encode()
+    assert headers == [(b"content-type", b"application/json"), (b"x-litellm-cache-key", b"k1"),
+                       (b"content-length", str(len(body)).encode())]
+    app = RawProxy(hello=True, answer=(status, headers, body))
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(msg: dict[str, Any]) -> None:
+        sent.append(msg)
+
+    asyncio.run(app({"type": "http", "path": "/v1/chat/completions", "headers": []}, receive, send))
+    assert sent == [{"type": "http.response.start", "status": 201, "headers": headers},
+                    {"type": "http.response.body", "body": body}]
 
 
 # ------------------------------------------------------------------------------- e2e

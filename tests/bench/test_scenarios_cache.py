@@ -126,3 +126,25 @@ def test_tiny_run_against_a_baseline(tmp_path: Path) -> None:
     assert {m: len(v) for m, v in data["shares_per_round"].items()} == {
         "miss": 1, "hit": 1, "miss@base": 1, "hit@base": 1}
     assert "baseline miss " in proc.stdout and "baseline hit " in proc.stdout and "points (per round" in proc.stdout
+
+
+def test_floor_needs_the_hit_it_replays() -> None:
+    with pytest.raises(SystemExit):
+        main(["--modes", "off,miss,floor"])
+
+
+@pytest.mark.e2e
+def test_tiny_run_with_the_floor(tmp_path: Path) -> None:
+    # the floor: a bare Granian app answering the bytes the hit gateway answered, measured in the same rounds
+    proc = subprocess.run([sys.executable, "-m", "bench.scenarios_cache", "--duration", "0.5", "--repeat", "1",
+                           "--concurrency", "2", "--modes", "off,hit,floor", "--out", str(tmp_path)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "cache-latest.json").read_text())
+    for mode in ("off", "hit", "floor"):
+        (run,) = data["runs"][mode]
+        assert run["ok"] > 0 and run["errors"] == 0 and run["cpu_us"] > 0, (mode, run)
+    med = data["median"]
+    assert data["hit_over_floor_us"] == pytest.approx(med["hit"]["cpu_us"] - med["floor"]["cpu_us"], abs=0.1)
+    assert "floor" not in data["vs_off"] and "hit over floor:" in proc.stdout
+    assert "floor: Granian answering the hit's" in proc.stdout
