@@ -28,6 +28,7 @@ from relaygate.cost import Pricer
 from relaygate.http.body import BodyLimits
 from relaygate.http.respond import VERSION
 from relaygate.observe.capture import Observer
+from relaygate.observe.prometheus import enabled as prometheus_enabled
 from relaygate.router import Router, Target
 from relaygate.upstream.base import Timeouts
 
@@ -41,7 +42,7 @@ class Runtime:
     __slots__ = ("config", "generation", "router", "principals", "max_body", "body_limits", "keepalive",
                  "watch_unary", "allow_private_media", "before_route", "answer_headers", "prices", "cache", "observer",
                  "ensure_targets", "max_parallel", "user_header", "forward_headers", "forward_org", "track_end_users",
-                 "model_override", "_timeouts")
+                 "model_override", "track_remaining", "_timeouts")
 
     def __init__(self, config: Config, router: Router, principals: PrincipalResolver, generation: int = 0,
                  before_route: tuple[BeforeRoute, ...] = (), metrics: Any = None) -> None:
@@ -79,6 +80,9 @@ class Runtime:
         self.cache: Any = None
         """The worker's response cache (``cache.stage.ResponseCache``) when the config turns caching on; it
         is the gateway's (its entries outlive a reload) and set on each snapshot it serves."""
+        self.track_remaining = prometheus_enabled(config)
+        """The answering upstream's remaining requests and tokens go into each completion record (for
+        LiteLLM's ``litellm_remaining_*_metric``): only with Prometheus on."""
         self.observer = Observer.of(config.observe)
         """Whether (and how) every exchange records a Detail for exporters (``observe.capture``); ``None``
         (no exporter needs one): the pipeline captures only for keys with their own logging targets."""

@@ -96,7 +96,7 @@ class _Cells:
 
     __slots__ = ("total", "failed", "calls", "state", "labels", "latency", "input", "output", "tokens", "spend",
                  "api", "ttft", "overhead", "per_token", "legacy", "cache_labels", "cache_read", "cache_write",
-                 "cache_hits", "cache_misses", "cached_tokens")
+                 "cache_hits", "cache_misses", "cached_tokens", "remaining")
 
     def __init__(self, total: list[float]) -> None:
         self.total = total
@@ -124,6 +124,8 @@ class _Cells:
         self.ttft: list[float] | None = None
         self.overhead: list[float] | None = None
         self.per_token: list[float] | None = None
+        self.remaining: tuple[str, ...] | None = None
+        """The ``litellm_remaining_*_metric`` labels of a deployment's answer (None: no deployment answered)."""
 
 
 class LiteLLMMetrics:
@@ -144,6 +146,10 @@ class LiteLLMMetrics:
         """family -> label values -> [count] (a one-item list: the memo holds the same cell)."""
         self.histograms: dict[str, dict[tuple[str, ...], list[float]]] = {
             n: {} for n, f in FAMILIES.items() if f[0] == HISTOGRAM}
+        self.provider_remaining: dict[tuple[str, ...], tuple[float | None, float | None, float]] = {}
+        """``litellm_remaining_*_metric`` labels -> (remaining requests, remaining tokens, when), the last the
+        upstream's rate-limit headers said (LiteLLM sets these gauges from them on each success; bounded as
+        the labels are: configured deployments x :data:`MAX_IDENTITIES` keys)."""
         self.dep_state: dict[str, int] = {}
         """deployment id -> 0 healthy / 1 partial outage, from its last call (cooldowns read from the router)."""
         self.budgets: dict[tuple[str, str, str], list[float]] = {}
@@ -333,6 +339,9 @@ class LiteLLMMetrics:
                 cells.cache_misses[0] += 1
             if r.cache_read_tokens or r.cache_write_tokens:
                 self._provider_cache(r, cells)
+            rem = r.provider_remaining
+            if rem is not None and cells.remaining is not None:
+                self.provider_remaining[cells.remaining] = (rem[0], rem[1], r.start_time + latency)
             api_h, over_h, ttft_h, per_h = cells.api, cells.overhead, cells.ttft, cells.per_token
             if api_h is None or over_h is None or per_h is None:
                 continue  # no LLM API call was made (a cache hit, an answer without a deployment)
@@ -404,8 +413,8 @@ class LiteLLMMetrics:
         cells.api = hist("litellm_llm_api_latency_metric", api_labels)
         if r.ttft is not None:
             cells.ttft = hist("litellm_llm_api_time_to_first_token_metric", api_labels)
-        cells.overhead = hist("litellm_overhead_latency_metric", (
-            group if group in self._groups else OTHER, provider, api_base, model, hk, alias, model_id))
+        cells.remaining = (group if group in self._groups else OTHER, provider, api_base, model, hk, alias, model_id)
+        cells.overhead = hist("litellm_overhead_latency_metric", cells.remaining)
         cells.per_token = hist("litellm_deployment_latency_per_output_token", (
             model, model_id, api_base, provider, hk, alias, team, t_alias), DEFAULT_BUCKETS)
         return cells
@@ -543,6 +552,9 @@ class LiteLLMMetrics:
             inflight = 0
             remaining_r: list[list[Any]] = []
             remaining_t: list[list[Any]] = []
+            # LiteLLM's fallback: a deployment's own rpm / tpm left, where its upstream's headers said nothing
+            told_r = {k[6] for k, v in self.provider_remaining.items() if v[0] is not None}
+            told_t = {k[6] for k, v in self.provider_remaining.items() if v[1] is not None}
             now = router.clock()
             for group in router.groups.values():
                 for t in group.targets:
@@ -557,9 +569,9 @@ class LiteLLMMetrics:
                         state.setdefault(model_id, 0)
                     labels = [group_name if group_name in self._groups else OTHER, provider, api_base, model, NONE,
                               NONE, model_id]
-                    if s.rpm:
+                    if s.rpm and model_id not in told_r:
                         remaining_r.append([*labels, s.rpm_left])
-                    if s.tpm:
+                    if s.tpm and model_id not in told_t:
                         remaining_t.append([*labels, s.tpm_left])
             out["litellm_in_flight_requests"] = [[inflight]]
             out["litellm_remaining_requests_metric"] = remaining_r
@@ -592,6 +604,8 @@ class LiteLLMMetrics:
             "g": self.gauges(),
             "b": [[*k, *v] for k, v in self.budgets.items()],
         }
+        if self.provider_remaining:
+            out["r"] = [[*k, *v] for k, v in self.provider_remaining.items()]
         if self.counts is not None:
             out["n"] = list(self.counts)
         if self.team_members is not None:

@@ -64,6 +64,7 @@ def _merge(parts: Sequence[dict[str, Any]]) -> tuple[dict[str, dict[tuple[str, .
     hists: dict[str, dict[tuple[str, ...], list[float]]] = {}
     gauges: dict[str, dict[tuple[str, ...], float]] = {}
     budgets: dict[tuple[str, str, str], list[float]] = {}
+    told: dict[tuple[str, ...], tuple[float | None, float | None, float]] = {}
     for part in parts:
         for name, rows in part.get("c", {}).items():
             into = counters.setdefault(name, {})
@@ -96,11 +97,21 @@ def _merge(parts: Sequence[dict[str, Any]]) -> tuple[dict[str, dict[tuple[str, .
                     ginto[key] = max(old, value)
                 else:
                     ginto[key] = min(old, value)
+        for row in part.get("r", []):  # an upstream's remaining requests / tokens: the latest reading wins
+            rkey = tuple(row[:-3])
+            seen_r = told.get(rkey)
+            if seen_r is None or row[-1] >= seen_r[2]:
+                told[rkey] = (row[-3], row[-2], row[-1])
         for row in part.get("b", []):
             bkey = (row[0], row[1], row[2])
             seen_b = budgets.get(bkey)
             if seen_b is None or row[6] >= seen_b[3]:
                 budgets[bkey] = list(row[3:7])
+    for rkey, (requests, tokens, _at) in told.items():
+        if requests is not None:
+            gauges.setdefault("litellm_remaining_requests_metric", {})[rkey] = requests
+        if tokens is not None:
+            gauges.setdefault("litellm_remaining_tokens_metric", {})[rkey] = tokens
     return counters, hists, gauges, budgets
 
 

@@ -59,13 +59,9 @@ from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, CompletionRecord, Outcome
 from relaygate.sinks.record import CALL_TYPES
 from relaygate.upstream.base import Transport
-from relaygate.upstream.headers import provider_headers
+from relaygate.upstream.headers import provider_headers, ratelimit_headers, remaining_of
 
 log = logging.getLogger("relaygate")
-
-
-def ratelimit_headers(headers: Headers) -> Headers:
-    return [(k, v) for k, v in headers if k.startswith(b"x-ratelimit-")]
 
 
 class Pipeline:
@@ -244,8 +240,12 @@ class Pipeline:
         if cost or ex.rt.prices.priced(lease.target.dep):  # LiteLLM's str(float) of USD; none for a model
             headers.append((b"x-litellm-response-cost", str(cost).encode()))  # nobody priced (as LiteLLM 1.110)
         if up_headers:
-            if not lease.headers:
-                headers.extend(ratelimit_headers(up_headers))
+            limits = ratelimit_headers(up_headers)
+            if limits:
+                if not lease.headers:  # the deployment's own rpm / tpm speak instead (Router.run)
+                    headers.extend(limits)
+                if ex.rt.track_remaining:
+                    ex.remaining = remaining_of(limits)
             headers.extend(provider_headers(up_headers))
         ctype = fe.content_type(up_headers)
         headers.append((b"content-type", ctype))
@@ -341,6 +341,8 @@ class Pipeline:
             record.failed_attempts = tuple(ctx.failed)
         if ex.api_ttft is not None:
             record.api_ttft = ex.api_ttft
+        if ex.remaining is not None:
+            record.provider_remaining = ex.remaining
         key_meta = None
         if who is not None:
             rows = who.key.records if who.key is not None else None
@@ -406,4 +408,4 @@ def require_model(model: object, message: str = "Invalid request body: Object mi
     return model
 
 
-__all__ = ["Pipeline", "key_spend", "ratelimit_headers", "require_model"]
+__all__ = ["Pipeline", "key_spend", "require_model"]

@@ -42,7 +42,7 @@ class Exchange:
     __slots__ = ("call_id", "route", "t0", "rt", "endpoint", "body", "view", "model", "stream", "fallbacks",
                  "over", "state", "control", "who", "group", "ctx", "lease", "wait", "ttft", "api_ttft",
                  "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "status", "cost",
-                 "estimated", "done", "cache", "obs", "admitted")
+                 "estimated", "done", "cache", "obs", "admitted", "remaining")
 
     def __init__(self, route: str, t0: float, rt: Runtime) -> None:
         self.call_id = b""
@@ -88,6 +88,9 @@ class Exchange:
         """What exporters get of this exchange (``observe.capture.Capture``); None when none asks."""
         self.admitted = False
         """Counted in ``Pipeline.inflight`` (``global_max_parallel_requests``)."""
+        self.remaining: tuple[float | None, float | None] | None = None
+        """The answering upstream's remaining (requests, tokens) from its rate-limit headers, read only with
+        Prometheus on (``Runtime.track_remaining``): LiteLLM's ``litellm_remaining_*_metric``."""
 
 
 class StreamStart:

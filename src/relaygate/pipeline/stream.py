@@ -39,7 +39,7 @@ from relaygate.providers.base import SHAPE_ERRORS
 from relaygate.router import ModelGroup
 from relaygate.sinks import Outcome
 from relaygate.sinks.record import CALL_TYPES
-from relaygate.upstream.headers import provider_headers
+from relaygate.upstream.headers import provider_headers, ratelimit_headers, remaining_of
 
 if TYPE_CHECKING:
     from relaygate.pipeline.core import Pipeline
@@ -87,8 +87,12 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
             headers.extend(fe.stream_head(start))
             up = start.headers
             if up:
-                if not lease.headers:
-                    headers.extend(k_v for k_v in up if k_v[0].startswith(b"x-ratelimit-"))
+                limits = ratelimit_headers(up)
+                if limits:
+                    if not lease.headers:  # the deployment's own rpm / tpm speak instead (Router.run)
+                        headers.extend(limits)
+                    if ex.rt.track_remaining:
+                        ex.remaining = remaining_of(limits)
                 headers.extend(provider_headers(up))
             await send({"type": "http.response.start", "status": 200, "headers": headers})
         first = start.first

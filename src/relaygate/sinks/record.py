@@ -123,6 +123,10 @@ class CompletionRecord(msgspec.Struct, gc=False):
     """The stored key's team's ``team_alias`` (LiteLLM's ``team_alias`` label); set after construction."""
     user_email: str | None = None
     """The stored key's user's ``user_email`` (LiteLLM's ``user_email`` label); set after construction."""
+    provider_remaining: tuple[float | None, float | None] | None = None
+    """The answering upstream's remaining (requests, tokens) from its ``x-ratelimit-remaining-*`` (or
+    Anthropic's) response headers, each None when it sent none; recorded only with Prometheus on (LiteLLM's
+    ``litellm_remaining_requests_metric`` / ``_tokens_metric``). Set after construction."""
     cache_miss: bool = False
     """The response cache was looked up for this request and had no answer (LiteLLM's ``cache_hit: False``,
     which its ``litellm_cache_misses_metric`` counts; a request the cache was not asked about is neither a hit

@@ -17,6 +17,13 @@ all of them refusals:
   inject a header line or split the response. The HTTP/1 parser (``core.http1``) already refuses such
   heads, and aiohttp's too; this is the second wall, for every transport.
 
+The upstream's rate-limit state also goes out under OpenAI's own names (:func:`ratelimit_headers`): every
+``x-ratelimit-*`` header as it came, and Anthropic's ``anthropic-ratelimit-{requests,tokens}-{limit,remaining}``
+as ``x-ratelimit-{limit,remaining}-{requests,tokens}`` (LiteLLM's ``process_anthropic_headers``), so a
+client backing off on ``x-ratelimit-remaining-requests`` works whichever provider answered. With
+Prometheus on, the two ``remaining`` values also become LiteLLM's ``litellm_remaining_requests_metric`` /
+``litellm_remaining_tokens_metric`` (:func:`remaining_of`).
+
 Cost: the names an upstream sends are few and the same on every answer, so each name's outcome (its
 prefixed spelling, or a refusal) is decided once per process and kept in a dict (bounded: names past
 :data:`MAX_NAMES` are decided each time and not kept, so an upstream sending random names cannot grow
@@ -26,7 +33,7 @@ it). Per answer that is one dict look-up, one value check and one tuple per head
 
 from __future__ import annotations
 
-__all__ = ["MAX_NAMES", "PREFIX", "provider_headers", "provider_name"]
+__all__ = ["MAX_NAMES", "PREFIX", "provider_headers", "provider_name", "ratelimit_headers", "remaining_of"]
 
 PREFIX = b"llm_provider-"
 #: How many distinct upstream header names have their outcome kept.
@@ -65,3 +72,53 @@ def provider_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, by
         if p and 10 not in v and 13 not in v and 0 not in v:  # LF, CR, NUL (an int test: ~10x a bytes one)
             out.append((p, v))
     return out
+
+
+_ANTHROPIC_RATELIMIT = {
+    b"anthropic-ratelimit-requests-limit": b"x-ratelimit-limit-requests",
+    b"anthropic-ratelimit-requests-remaining": b"x-ratelimit-remaining-requests",
+    b"anthropic-ratelimit-tokens-limit": b"x-ratelimit-limit-tokens",
+    b"anthropic-ratelimit-tokens-remaining": b"x-ratelimit-remaining-tokens",
+}
+"""Anthropic's rate-limit headers under OpenAI's names, as LiteLLM's ``process_anthropic_headers`` maps them."""
+_RATELIMIT_PREFIXES = (b"x-ratelimit-", b"anthropic-ratelimit-")
+
+
+def ratelimit_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """An upstream's rate-limit headers under OpenAI's names (``x-ratelimit-*``), for the client: its own
+    ``x-ratelimit-*`` as they are, Anthropic's limits and remaining counts renamed; an upstream's own
+    ``x-ratelimit-*`` header wins over a renamed one. The upstream parsers refuse a value holding CR, LF or
+    NUL before this sees it (``core.http1``, aiohttp's)."""
+    found = [kv for kv in headers if kv[0].startswith(_RATELIMIT_PREFIXES)]  # one pass, as few as they come
+    for kv in found:
+        if kv[0][0] != 120:  # not b"x": an Anthropic one
+            break
+    else:  # none, or OpenAI's alone: as they came
+        return found
+    out = [kv for kv in found if kv[0][0] == 120]
+    own = {k for k, _ in out}
+    for k, v in found:
+        alias = _ANTHROPIC_RATELIMIT.get(k)
+        if alias is not None and alias not in own:
+            out.append((alias, v))
+    return out
+
+
+def _reading(value: bytes) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def remaining_of(ratelimit: list[tuple[bytes, bytes]]) -> tuple[float | None, float | None] | None:
+    """``(remaining requests, remaining tokens)`` from :func:`ratelimit_headers`' output, each ``None`` when
+    absent or not a number (LiteLLM's ``_gauge_reading_or_none``); ``None`` when neither is there."""
+    requests = tokens = None
+    for k, v in ratelimit:
+        if k == b"x-ratelimit-remaining-requests":
+            requests = _reading(v)
+        elif k == b"x-ratelimit-remaining-tokens":
+            tokens = _reading(v)
+    return None if requests is None and tokens is None else (requests, tokens)
