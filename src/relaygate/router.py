@@ -53,6 +53,7 @@ from relaygate.core.routing import DeploymentStats
 from relaygate.limits import Limiter, make_limiter
 from relaygate.providers import make_provider
 from relaygate.providers.base import Provider
+from relaygate.route_context import RouteContext
 from relaygate.routing_limits import KeyHold, key_limit_error, ratelimit_headers, refund, retry_after_header, settle
 
 if TYPE_CHECKING:
@@ -144,34 +145,6 @@ class ModelGroup:
             if t.stats is s:
                 return t
         raise LookupError(f"deployment {s.id!r} is not in model group {self.name!r}")
-
-
-class RouteContext:
-    """Per-request routing input and output (attempt counters for the response headers)."""
-
-    __slots__ = ("num_retries", "fallbacks", "timeout", "stream", "attempted_retries", "attempted_fallbacks",
-                 "prompt_tokens", "key", "paid", "paid_costs", "messages", "tags", "failed")
-
-    def __init__(self, *, stream: bool = False, num_retries: int | None = None,
-                 fallbacks: list[str] | None = None, timeout: float | None = None, prompt_tokens: int = 0,
-                 key: Any = None, messages: Sequence[Any] | None = None) -> None:
-        self.stream = stream
-        self.num_retries = num_retries
-        self.fallbacks = fallbacks
-        self.timeout = timeout
-        self.prompt_tokens = prompt_tokens
-        self.key = key
-        """``auth.KeyInfo`` of the request's virtual key (``None``: master key or open gateway)."""
-        self.messages = messages
-        """The raw ``messages`` of a chat request, for the prompt estimate when a tpm limit applies."""
-        self.attempted_retries = 0
-        self.attempted_fallbacks = 0
-        self.paid: tuple[Bucket, ...] = ()
-        self.paid_costs: tuple[float, ...] = ()
-        self.tags: frozenset[str] | None = None
-        """The request's tags (body ``tags`` / ``metadata.tags``, ``x-litellm-tags``) for tag filtering."""
-        self.failed: list[tuple[str, int, str]] | None = None
-        """``(deployment id, status, error type)`` of each attempt that failed, in order (None: none did)."""
 
 
 class Lease:
@@ -467,10 +440,14 @@ class Router:
 
     def _fallbacks_for(self, name: str, exc: GatewayError, ctx: RouteContext) -> list[str] | None:
         s = self.settings
-        if isinstance(exc, ContextWindowExceeded):
-            return routing.fallback_groups(s.context_window_fallbacks, name)
+        if ctx.no_fallbacks:  # LiteLLM's disable_fallbacks (the request's or its key's)
+            return None
+        if isinstance(exc, ContextWindowExceeded):  # the request's own table replaces the router's
+            w = ctx.window_fallbacks
+            return routing.fallback_groups(s.context_window_fallbacks if w is None else w, name)
         if isinstance(exc, ContentPolicyViolation):
-            return routing.fallback_groups(s.content_policy_fallbacks, name)
+            p = ctx.policy_fallbacks
+            return routing.fallback_groups(s.content_policy_fallbacks if p is None else p, name)
         if ctx.fallbacks:
             return ctx.fallbacks
         return routing.fallback_groups(s.fallbacks, name) or (s.default_fallbacks or None)

@@ -5,6 +5,7 @@ The upstream is a real local HTTP server that records what it receives."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,16 +24,20 @@ CONTROLS.update({"metadata": {"a": "b", "n": 1}, "tags": ["t1"], "num_retries": 
                  "base_url": "http://evil.example/v1", "model_list": [{"model_name": "x"}],
                  "user_config": {"model_list": []}, "drop_params": True, "additional_drop_params": ["x"],
                  "allowed_openai_params": ["temperature"],
-                 "max_fallbacks": 1, "ttl": 5, "input_cost_per_token": 0.0, "output_cost_per_token": 0.0})
+                 "max_fallbacks": 1, "ttl": 5, "input_cost_per_token": 0.0, "output_cost_per_token": 0.0,
+                 "disable_fallbacks": False, "context_window_fallbacks": [{"ok": ["ok"]}],
+                 "content_policy_fallbacks": []})
 
 
-def gateway(up: Upstream, **router: Any) -> Any:
+def gateway(up: Upstream, extra: dict[str, Any] | None = None, **router: Any) -> Any:
+    extra = extra or {}
+
     def dep(name: str, where: str) -> dict[str, Any]:
         return {"model_name": name, "litellm_params": {"model": "openai/up", "api_key": "sk-up",
                                                         "api_base": f"{up.url}/{where}/v1"}}
 
-    return make_gateway({"model_list": [dep("ok", "ok"), dep("fail", "fail")],
-                         "router_settings": {"retry_after": 0, **router}})
+    return make_gateway({"model_list": [dep("ok", "ok"), dep("fail", "fail"), dep("long", "long")],
+                         "router_settings": {"retry_after": 0, **router}, **extra})
 
 
 def run(coro: Any) -> Any:
@@ -127,6 +132,75 @@ def test_mock_testing_fallbacks_fails_the_first_group_only() -> None:
             assert r.status == 429 and "mock rate limit" in r.json()["error"]["message"]
             r = await call(gw, "POST", "/v1/chat/completions", {"model": "ok", **CHAT, "mock_timeout": True})
             assert r.status == 408
+            await gw.aclose()
+
+    run(main())
+
+
+def test_disable_fallbacks_from_the_request_and_from_the_key(tmp_path: Path) -> None:
+    # LiteLLM's disable_fallbacks: true in the body skips every fallback; a stored key's
+    # metadata.disable_fallbacks (a boolean) replaces the request's, either way
+    from relaygate.store import open_store
+
+    async def main() -> None:
+        async with upstream() as up:
+            gw = gateway(up, {"general_settings": {"master_key": "sk-master"}}, num_retries=0,
+                         fallbacks=[{"fail": ["ok"]}], disable_cooldowns=True)
+            store = await open_store(f"sqlite:///{tmp_path / 'fb.db'}")
+            gw.store = store
+            gw.runtime.use_store(store)
+            keys = {}
+            for name, meta in (("off", {"disable_fallbacks": True}), ("on", {"disable_fallbacks": False}),
+                               ("plain", {}), ("odd", {"disable_fallbacks": "yes"})):
+                made = await call(gw, "POST", "/key/generate", {"metadata": meta},
+                                  headers={"authorization": "Bearer sk-master"})
+                assert made.status == 200, made.body
+                keys[name] = made.json()["key"]
+
+            async def ask(key: str, **body: Any) -> Any:
+                up.hits.clear()
+                return await call(gw, "POST", "/v1/chat/completions", {"model": "fail", **CHAT, **body},
+                                  headers={"authorization": f"Bearer {keys[key]}"})
+
+            try:
+                r = await ask("plain")
+                assert r.status == 200 and r.headers["x-litellm-attempted-fallbacks"] == "1", r.body
+                r = await ask("plain", disable_fallbacks=True)
+                assert r.status == 500 and [h.split("/")[1] for h in up.hits] == ["fail"], r.body
+                assert (await ask("plain", disable_fallbacks="yes")).status == 200  # only a literal true
+                assert (await ask("plain", disable_fallbacks=True, fallbacks=["ok"])).status == 500  # its own too
+                assert (await ask("off")).status == 500  # the key's true
+                assert (await ask("on", disable_fallbacks=True)).status == 200  # the key's false wins
+                assert (await ask("odd", disable_fallbacks=True)).status == 500  # not a boolean: the request's
+                assert all(b"disable_fallbacks" not in b for b in up.bodies)
+            finally:
+                await gw.aclose()
+                await store.close()
+
+    run(main())
+
+
+def test_request_context_window_fallbacks_replace_the_routers() -> None:
+    async def main() -> None:
+        async with upstream() as up:
+            gw = gateway(up, num_retries=0, context_window_fallbacks=[{"long": ["fail"]}])
+            r = await call(gw, "POST", "/v1/chat/completions",
+                           {"model": "long", **CHAT, "context_window_fallbacks": [{"long": ["ok"]}]})
+            assert r.status == 200, r.body
+            assert [h.split("/")[1] for h in up.hits] == ["long", "ok"]  # the request's table, not the router's
+            up.hits.clear()
+            r = await call(gw, "POST", "/v1/chat/completions",
+                           {"model": "long", **CHAT, "context_window_fallbacks": ["ok"]})  # a bare name: any group
+            assert r.status == 200 and [h.split("/")[1] for h in up.hits] == ["long", "ok"], r.body
+            up.hits.clear()
+            r = await call(gw, "POST", "/v1/chat/completions", {"model": "long", **CHAT})  # the router's table
+            assert r.status == 500 and [h.split("/")[1] for h in up.hits] == ["long", "fail"], r.body
+            up.hits.clear()
+            for bad in ({"long": "ok"}, [{"long": "ok"}], [["ok"]], "ok", [{"long": [1]}]):
+                r = await call(gw, "POST", "/v1/chat/completions",
+                               {"model": "long", **CHAT, "content_policy_fallbacks": bad})
+                assert r.status == 400 and r.json()["error"]["param"] == "content_policy_fallbacks", (bad, r.body)
+            assert up.hits == []
             await gw.aclose()
 
     run(main())

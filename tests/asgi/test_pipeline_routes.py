@@ -22,7 +22,8 @@ IMAGE_OK = b'{"created": 1, "data": [{"url": "http://x/1.png"}]}'
 
 
 class Upstream:
-    """``/slow/...`` answers after 2 s, ``/fail/...`` with a 500, anything else at once; hits are counted."""
+    """``/slow/...`` answers after 2 s, ``/fail/...`` with a 500, ``/long/...`` with OpenAI's 400 for a prompt
+    over the context window, anything else at once; hits are counted."""
 
     def __init__(self) -> None:
         self.hits: list[str] = []
@@ -55,6 +56,9 @@ class Upstream:
                     await asyncio.sleep(2.0)
                 elif path.startswith("/fail/"):
                     status, body = 500, b'{"error": {"message": "boom", "type": "server_error"}}'
+                elif path.startswith("/long/"):
+                    status, body = 400, (b'{"error": {"message": "This model\'s maximum context length is 8 tokens",'
+                                         b' "type": "invalid_request_error", "code": "context_length_exceeded"}}')
                 writer.write(b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
                              % (status, len(body), body))
                 await writer.drain()

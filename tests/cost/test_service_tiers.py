@@ -245,3 +245,38 @@ def test_the_requested_tier_is_read_from_the_parsed_view_when_it_has_the_field()
     assert requested_tier(b'{"service_tier":"priority"}', object()) == "priority"
     plain = decode_view("chat", b'{"model":"m","messages":[]}')
     assert requested_tier(b'{"service_tier":"priority"}', plain) == ""  # the view says none
+
+
+RESP_USAGE = {"input_tokens": 1000, "output_tokens": 200, "total_tokens": 1200,
+              "input_tokens_details": {"cached_tokens": 600}, "output_tokens_details": {"reasoning_tokens": 0}}
+
+
+def oa_response(tier: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": "resp_1", "object": "response", "created_at": 1, "status": "completed",
+                           "model": "gpt-4o-2024-08-06", "usage": RESP_USAGE,
+                           "output": [{"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
+                                       "content": [{"type": "output_text", "text": "hi", "annotations": []}]}]}
+    if tier is not None:
+        out["service_tier"] = tier
+    return out
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_native_response_is_priced_at_the_tier_it_names(stream: bool) -> None:
+    """OpenAI's Responses API answered natively: the Response's ``service_tier`` prices it, as a chat answer's
+    does (the request asked ``auto``: LiteLLM bills the tier served)."""
+    resp = oa_response("priority")
+    if stream:
+        events = [("response.created", {**resp, "status": "in_progress", "usage": None}),
+                  ("response.completed", resp)]
+        body = b"".join(b"event: %s\ndata: %s\n\n" % (name.encode(), orjson.dumps(
+            {"type": name, "sequence_number": i, "response": r})) for i, (name, r) in enumerate(events))
+        answer = (200, SSE, body)
+    else:
+        answer = (200, JSON, orjson.dumps(resp))
+    _r, rec = asyncio.run(run({"model": "openai/gpt-4o"}, [answer],
+                              {"input": "hi", "service_tier": "auto", "stream": stream}, path="/v1/responses"))
+    assert pico_of(rec.cost) == GPT4O_PRIORITY and rec.cache_read_tokens == 600, (rec.cost, stream)
+    _r, rec = asyncio.run(run({"model": "openai/gpt-4o"}, [(200, JSON, orjson.dumps(oa_response(None)))],
+                              {"input": "hi"}, path="/v1/responses"))
+    assert pico_of(rec.cost) == GPT4O_DEFAULT

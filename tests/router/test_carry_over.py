@@ -10,7 +10,8 @@ from relaygate.config import from_litellm
 from relaygate.core.errors import GatewayError, RateLimited
 from relaygate.limits import Limiter
 from relaygate.limits.redis import RedisLimiter
-from relaygate.router import RouteContext, Router, Target
+from relaygate.route_context import RouteContext
+from relaygate.router import Router, Target
 
 
 def dep(name: str, id: str | None, **params: Any) -> dict[str, Any]:

@@ -11,7 +11,8 @@ import pytest
 from relaygate.auth import Authenticator
 from relaygate.config import from_litellm
 from relaygate.core.errors import BadRequest, ContextWindowExceeded, GatewayError, UpstreamError, UpstreamTimeout
-from relaygate.router import RouteContext, Router, Target
+from relaygate.route_context import RouteContext
+from relaygate.router import Router, Target
 
 
 def dep(name: str, id: str, **params: Any) -> dict[str, Any]:

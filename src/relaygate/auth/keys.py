@@ -69,7 +69,7 @@ class KeyInfo:
     __slots__ = ("token", "alias", "team_id", "user_id", "models", "patterns", "buckets", "token_buckets", "headers",
                  "spent",
                  "access_groups", "also", "aliases", "role", "expires", "refusal", "records", "model_buckets",
-                 "router", "logging", "no_message_logging", "read_at", "enforced")
+                 "router", "logging", "no_message_logging", "read_at", "enforced", "disable_fallbacks")
 
     def __init__(self, token: str, kc: KeyConfig, groups: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.token = token
@@ -144,6 +144,9 @@ class KeyInfo:
         self.token_buckets = any(b.unit == "tokens" for b in buckets)
         self.router: KeyRouter | None = None
         """The key's own ``router_settings`` (retries, timeout, fallbacks), when it has any."""
+        self.disable_fallbacks: bool | None = None
+        """The key's ``metadata.disable_fallbacks`` when a boolean: replaces the request's own (LiteLLM's
+        key-level controls); None: the request decides."""
         self.model_buckets: Mapping[str, tuple[Bucket, ...]] = {}
         """Per model group, every bucket a request to it pays (``buckets`` plus the key's and team's
         ``model_rpm_limit`` / ``model_tpm_limit`` for that model); groups without any use ``buckets``."""

@@ -181,6 +181,8 @@ def build_key(key: Key, team: Team | None, user: User | None, org: Organization 
         info.add_model_limits("team", key.team_id, team.model_rpm_limit, team.model_tpm_limit)
     if key.router_settings:
         info.router = KeyRouter.parse(key.router_settings)
+    if isinstance(key.metadata, dict) and isinstance(key.metadata.get("disable_fallbacks"), bool):
+        info.disable_fallbacks = key.metadata["disable_fallbacks"]  # LiteLLM's key-level controls: the key's wins
     aliases = dict(team.model_aliases) if team is not None else {}
     aliases.update(key.aliases)
     info.aliases = aliases

@@ -171,7 +171,7 @@ class Embedder:
         from relaygate.core.views import decode_view
         from relaygate.pipeline.exchange import Exchange
         from relaygate.pipeline.frontend import unary
-        from relaygate.router import RouteContext
+        from relaygate.route_context import RouteContext
 
         self.calls += 1
         if self.transport is None:

@@ -419,7 +419,7 @@ class _Native(StreamTranslator):
             self._swap.append((orjson.dumps(resp["id"]), orjson.dumps(self._rid)))
         if final:
             self.done = True
-            self.last_data = ra.chat_usage(resp.get("usage")) or self.last_data
+            self.last_data = ra.chat_usage(resp.get("usage"), resp.get("service_tier")) or self.last_data
             if self._on_final is not None and self._rid is not None:
                 on_final, self._on_final = self._on_final, None
                 on_final({**resp, "id": self._rid}, self._upstream_id)
@@ -547,7 +547,7 @@ class Responses(Frontend):
                 data = json_object(data, target.provider.name)
                 try:
                     obj = orjson.loads(data)
-                    state.usage = ra.chat_usage(obj.get("usage"))
+                    state.usage = ra.chat_usage(obj.get("usage"), obj.get("service_tier"))
                 except (orjson.JSONDecodeError, AttributeError):
                     raise errors.UpstreamProtocolError(
                         f"{target.provider.name} answered /responses with a body that is not a Response") from None

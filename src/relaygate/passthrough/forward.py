@@ -59,7 +59,8 @@ from relaygate.passthrough.targets import Route, Upstream, error_body, model_in_
 from relaygate.passthrough.usage import Usage, UsageTap
 from relaygate.pipeline.exchange import Exchange
 from relaygate.pipeline.overrides import Overrides, new_call_id
-from relaygate.router import Lease, RouteContext, Target
+from relaygate.route_context import RouteContext
+from relaygate.router import Lease, Target
 from relaygate.routing_limits import key_limit_error, settle
 from relaygate.sinks import Outcome
 from relaygate.upstream.base import Timeouts, UpstreamRequest

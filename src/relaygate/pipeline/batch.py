@@ -25,9 +25,10 @@ from relaygate.core.errors import GatewayError
 from relaygate.cost import usd
 from relaygate.http.respond import VERSION, send_body
 from relaygate.http.types import Send
+from relaygate.pipeline import control
 from relaygate.pipeline.exchange import Exchange
 from relaygate.pipeline.frontend import Frontend
-from relaygate.router import RouteContext
+from relaygate.route_context import RouteContext
 from relaygate.sinks import Outcome
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ async def _one(pipe: Pipeline, fe: Frontend, part: Exchange) -> bytes:
                 await pending
         ctx = part.ctx = RouteContext(num_retries=over.num_retries, fallbacks=part.fallbacks, timeout=over.timeout,
                                       key=who.key, messages=getattr(part.view, "messages", None))
+        if part.control is not None or (who.key is not None and who.key.disable_fallbacks is not None):
+            control.route_controls(ctx, part.control, who.key)
         (data, _up), lease = await rt.router.run(group, ctx, fe.unary(pipe.transport, part))
     except GatewayError as exc:
         pipe.complete(part, exc.status, Outcome.ERROR, error=exc)

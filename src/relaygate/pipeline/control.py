@@ -29,12 +29,14 @@ from typing import Any
 
 import orjson
 
+from relaygate.auth.keys import KeyInfo
 from relaygate.core import errors
 from relaygate.core.errors import GatewayError
 from relaygate.pipeline.exchange import Exchange, StreamStart, first_frame
 from relaygate.pipeline.overrides import fallbacks_value
 from relaygate.providers.base import ENDPOINT_PATHS
 from relaygate.providers.openai import PassthroughStream
+from relaygate.route_context import RouteContext
 from relaygate.router import Target
 from relaygate.upstream import local
 from relaygate.upstream.base import Timeouts, UpstreamRequest
@@ -67,10 +69,51 @@ def apply(ex: Exchange, found: dict[str, Any]) -> None:
         over.merge_body(retries, timeout)
     if found.get("fallbacks") is not None:
         ex.fallbacks = fallbacks_value(found["fallbacks"])
+    for k in TABLES:
+        if found.get(k) is not None:
+            found[k] = fallback_table(found[k], k)
     for k in _KEPT:
         if k in found:
             _writable(k, found[k])
     ex.control = found
+
+
+TABLES = ("context_window_fallbacks", "content_policy_fallbacks")
+"""Per-request fallback tables, in the router's format (``[{model group: [fallback groups]}, ...]``)."""
+
+
+def fallback_table(raw: Any, name: str) -> list[dict[str, list[str]]]:
+    """A request's ``context_window_fallbacks`` / ``content_policy_fallbacks``: LiteLLM's table of
+    ``{model group: [fallback groups]}`` entries (a bare model name in it is a fallback of any group, as
+    ``"*"``); anything else is a 400 naming the field."""
+    if isinstance(raw, list):
+        table: list[dict[str, list[str]]] = []
+        anywhere: list[str] = []
+        for entry in raw:
+            if isinstance(entry, str) and entry:
+                anywhere.append(entry)
+            elif isinstance(entry, dict) and all(
+                    isinstance(k, str) and isinstance(v, list) and all(isinstance(m, str) and m for m in v)
+                    for k, v in entry.items()):
+                table.append(entry)
+            else:
+                break
+        else:
+            return [*table, {"*": anywhere}] if anywhere else table
+    raise errors.BadRequest(f"{name}: expected a list of {{model group: [fallback model groups]}}", param=name)
+
+
+def route_controls(ctx: RouteContext, found: dict[str, Any] | None, key: KeyInfo | None) -> None:
+    """LiteLLM's per-request fallback switches onto ``ctx``: ``disable_fallbacks: true`` (a key's
+    ``metadata.disable_fallbacks``, when a boolean, replaces the request's, as LiteLLM's key-level controls
+    do) and the request's own fallback tables (:data:`TABLES`) in place of the router's."""
+    disabled = found.get("disable_fallbacks") is True if found is not None else False
+    if key is not None and key.disable_fallbacks is not None:
+        disabled = key.disable_fallbacks
+    ctx.no_fallbacks = disabled
+    if found is not None:
+        ctx.window_fallbacks = found.get("context_window_fallbacks")
+        ctx.policy_fallbacks = found.get("content_policy_fallbacks")
 
 
 _KEPT = ("metadata", "litellm_metadata", "tags")

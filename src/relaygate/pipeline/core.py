@@ -53,7 +53,8 @@ from relaygate.pipeline.exchange import Exchange
 from relaygate.pipeline.frontend import Frontend, Spent
 from relaygate.pipeline.overrides import Overrides, forwardable, new_call_id, organization
 from relaygate.pipeline.stream import relay_stream
-from relaygate.router import Lease, RouteContext
+from relaygate.route_context import RouteContext
+from relaygate.router import Lease
 from relaygate.routing_limits import KeyHold
 from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, CompletionRecord, Outcome
@@ -164,6 +165,8 @@ class Pipeline:
                     ctx.fallbacks = [m for m in kr.fallbacks[model] if key.allows(m)]
             if ex.control is not None or over.tags is not None:
                 ctx.tags = control.request_tags(over.tags, ex.control)
+            if ex.control is not None or (key is not None and key.disable_fallbacks is not None):
+                control.route_controls(ctx, ex.control, key)
             if fe.direct:
                 await fe.answer(self.transport, ex, send)
                 self.complete(ex, 200, Outcome.OK)

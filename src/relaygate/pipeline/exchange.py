@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from relaygate.observe.capture import Capture
     from relaygate.pipeline.overrides import Overrides
     from relaygate.providers.base import Provider
-    from relaygate.router import Lease, ModelGroup, RouteContext
+    from relaygate.route_context import RouteContext
+    from relaygate.router import Lease, ModelGroup
     from relaygate.runtime import Runtime
     from relaygate.upstream.base import UpstreamResponse
 

@@ -342,13 +342,14 @@ def response_usage(u: dict[str, Any] | None) -> dict[str, Any]:
             "total_tokens": int(u.get("total_tokens") or prompt + completion)}
 
 
-def chat_usage(u: Any) -> bytes:
-    """A Responses ``usage`` object as a chat-shaped ``{"usage": ...}`` (for the gateway's own counting)."""
+def chat_usage(u: Any, service_tier: Any = None) -> bytes:
+    """A Responses ``usage`` as a chat-shaped ``{"usage": ...}`` (and the ``service_tier`` it was priced at)."""
     if not isinstance(u, dict):
         return b""
     ind = _obj(u.get("input_tokens_details"))
     outd = _obj(u.get("output_tokens_details"))
-    return orjson.dumps({"usage": {
+    tier = {"service_tier": service_tier} if isinstance(service_tier, str) and service_tier else {}
+    return orjson.dumps({**tier, "usage": {
         "prompt_tokens": int(u.get("input_tokens") or 0), "completion_tokens": int(u.get("output_tokens") or 0),
         "total_tokens": int(u.get("total_tokens") or 0),
         "prompt_tokens_details": {"cached_tokens": int(ind.get("cached_tokens") or 0)},
