@@ -175,7 +175,7 @@ def test_without_prometheus_nothing_is_read(upstream: str) -> None:
 
     headers = asyncio.run(main())
     assert headers["x-ratelimit-remaining-requests"] == "29999"  # the client's headers do not depend on it
-    assert [r.provider_remaining for r in records] == [None]
+    assert [r.upstream_ratelimit for r in records] == [None]
 
 
 def test_the_latest_reading_wins_across_workers() -> None:

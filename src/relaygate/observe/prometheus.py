@@ -54,6 +54,7 @@ from relaygate.observe.prometheus_families import (
     OTHER,
 )
 from relaygate.sinks.record import CompletionRecord, Outcome
+from relaygate.upstream.headers import remaining_of
 
 if TYPE_CHECKING:
     from relaygate.config.model import Config
@@ -288,6 +289,7 @@ class LiteLLMMetrics:
         once and kept in a bounded memo: a repeated identity costs one dict look-up, then list increments."""
         memo = self._memo
         state = self.dep_state
+        latest: dict[tuple[str, ...], tuple[list[tuple[bytes, bytes]], float]] | None = None
         for r in batch:
             if r.status == 401 and not r.deployment_id:
                 continue  # a bad key (LiteLLM's _should_skip_metrics_for_invalid_key); a deployment's own 401 counts
@@ -339,9 +341,11 @@ class LiteLLMMetrics:
                 cells.cache_misses[0] += 1
             if r.cache_read_tokens or r.cache_write_tokens:
                 self._provider_cache(r, cells)
-            rem = r.provider_remaining
-            if rem is not None and cells.remaining is not None:
-                self.provider_remaining[cells.remaining] = (rem[0], rem[1], r.start_time + latency)
+            told = r.upstream_ratelimit
+            if told is not None and cells.remaining is not None:  # read once per batch and series, below
+                if latest is None:
+                    latest = {}
+                latest[cells.remaining] = (told, r.start_time + latency)
             api_h, over_h, ttft_h, per_h = cells.api, cells.overhead, cells.ttft, cells.per_token
             if api_h is None or over_h is None or per_h is None:
                 continue  # no LLM API call was made (a cache hit, an answer without a deployment)
@@ -359,6 +363,21 @@ class LiteLLMMetrics:
                 per = api / completion
                 per_h[bisect.bisect_left(DEFAULT_BUCKETS, per)] += 1
                 per_h[-1] += per
+        if latest is not None:
+            self._remaining(latest)
+
+    def _remaining(self, latest: dict[tuple[str, ...], tuple[list[tuple[bytes, bytes]], float]]) -> None:
+        """Each series' latest upstream reading of remaining requests and tokens (a unit the upstream did not
+        name keeps its earlier reading, as LiteLLM's gauges do)."""
+        known = self.provider_remaining
+        for labels, (told, at) in latest.items():
+            rem = remaining_of(told)
+            if rem is None:
+                continue
+            old = known.get(labels)
+            if old is not None and (rem[0] is None or rem[1] is None):
+                rem = (old[0] if rem[0] is None else rem[0], old[1] if rem[1] is None else rem[1])
+            known[labels] = (rem[0], rem[1], at)
 
     def _cells(self, r: CompletionRecord, team_alias: str | None, attempts: bool,
                email: str | None = None) -> _Cells:

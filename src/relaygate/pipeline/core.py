@@ -60,7 +60,7 @@ from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, CompletionRecord, Outcome
 from relaygate.sinks.record import CALL_TYPES
 from relaygate.upstream.base import Transport
-from relaygate.upstream.headers import provider_headers, ratelimit_headers, remaining_of
+from relaygate.upstream.headers import provider_headers, ratelimit_headers
 
 log = logging.getLogger("relaygate")
 
@@ -248,7 +248,7 @@ class Pipeline:
                 if not lease.headers:  # the deployment's own rpm / tpm speak instead (Router.run)
                     headers.extend(limits)
                 if ex.rt.track_remaining:
-                    ex.remaining = remaining_of(limits)
+                    ex.remaining = limits  # read by the Prometheus sink, off the request path
             headers.extend(provider_headers(up_headers))
         ctype = fe.content_type(up_headers)
         headers.append((b"content-type", ctype))
@@ -345,7 +345,7 @@ class Pipeline:
         if ex.api_ttft is not None:
             record.api_ttft = ex.api_ttft
         if ex.remaining is not None:
-            record.provider_remaining = ex.remaining
+            record.upstream_ratelimit = ex.remaining
         key_meta = None
         if who is not None:
             rows = who.key.records if who.key is not None else None

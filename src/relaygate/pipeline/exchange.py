@@ -89,8 +89,8 @@ class Exchange:
         """What exporters get of this exchange (``observe.capture.Capture``); None when none asks."""
         self.admitted = False
         """Counted in ``Pipeline.inflight`` (``global_max_parallel_requests``)."""
-        self.remaining: tuple[float | None, float | None] | None = None
-        """The answering upstream's remaining (requests, tokens) from its rate-limit headers, read only with
+        self.remaining: list[tuple[bytes, bytes]] | None = None
+        """The answering upstream's rate-limit headers (``upstream.headers.ratelimit_headers``), kept only with
         Prometheus on (``Runtime.track_remaining``): LiteLLM's ``litellm_remaining_*_metric``."""
 
 

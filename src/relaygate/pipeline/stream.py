@@ -39,7 +39,7 @@ from relaygate.providers.base import SHAPE_ERRORS
 from relaygate.router import ModelGroup
 from relaygate.sinks import Outcome
 from relaygate.sinks.record import CALL_TYPES
-from relaygate.upstream.headers import provider_headers, ratelimit_headers, remaining_of
+from relaygate.upstream.headers import provider_headers, ratelimit_headers
 
 if TYPE_CHECKING:
     from relaygate.pipeline.core import Pipeline
@@ -92,7 +92,7 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
                     if not lease.headers:  # the deployment's own rpm / tpm speak instead (Router.run)
                         headers.extend(limits)
                     if ex.rt.track_remaining:
-                        ex.remaining = remaining_of(limits)
+                        ex.remaining = limits  # read by the Prometheus sink, off the request path
                 headers.extend(provider_headers(up))
             await send({"type": "http.response.start", "status": 200, "headers": headers})
         first = start.first

@@ -123,10 +123,11 @@ class CompletionRecord(msgspec.Struct, gc=False):
     """The stored key's team's ``team_alias`` (LiteLLM's ``team_alias`` label); set after construction."""
     user_email: str | None = None
     """The stored key's user's ``user_email`` (LiteLLM's ``user_email`` label); set after construction."""
-    provider_remaining: tuple[float | None, float | None] | None = None
-    """The answering upstream's remaining (requests, tokens) from its ``x-ratelimit-remaining-*`` (or
-    Anthropic's) response headers, each None when it sent none; recorded only with Prometheus on (LiteLLM's
-    ``litellm_remaining_requests_metric`` / ``_tokens_metric``). Set after construction."""
+    upstream_ratelimit: list[tuple[bytes, bytes]] | None = None
+    """The answering upstream's rate-limit headers under OpenAI's names (``upstream.headers.ratelimit_headers``),
+    kept only with Prometheus on: the sink reads LiteLLM's ``litellm_remaining_requests_metric`` /
+    ``_tokens_metric`` from them (``upstream.headers.remaining_of``), once per batch and series, off the
+    request path. Set after construction."""
     cache_miss: bool = False
     """The response cache was looked up for this request and had no answer (LiteLLM's ``cache_hit: False``,
     which its ``litellm_cache_misses_metric`` counts; a request the cache was not asked about is neither a hit
