@@ -49,7 +49,7 @@ from relaygate.http.types import Headers, Receive, Scope, Send
 from relaygate.logs import fail_log
 from relaygate.observe.capture import Capture, traced
 from relaygate.pipeline import batch, control
-from relaygate.pipeline.exchange import Exchange
+from relaygate.pipeline.exchange import Exchange, add_upstream_headers
 from relaygate.pipeline.frontend import Frontend, Spent
 from relaygate.pipeline.overrides import Overrides, forwardable, new_call_id, organization
 from relaygate.pipeline.stream import relay_stream
@@ -60,7 +60,6 @@ from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, CompletionRecord, Outcome
 from relaygate.sinks.record import CALL_TYPES
 from relaygate.upstream.base import Transport
-from relaygate.upstream.headers import provider_headers, ratelimit_headers
 
 log = logging.getLogger("relaygate")
 
@@ -243,13 +242,7 @@ class Pipeline:
         if cost or ex.rt.prices.priced(lease.target.dep):  # LiteLLM's str(float) of USD; none for a model
             headers.append((b"x-litellm-response-cost", str(cost).encode()))  # nobody priced (as LiteLLM 1.110)
         if up_headers:
-            limits = ratelimit_headers(up_headers)
-            if limits:
-                if not lease.headers:  # the deployment's own rpm / tpm speak instead (Router.run)
-                    headers.extend(limits)
-                if ex.rt.track_remaining:
-                    ex.remaining = limits  # read by the Prometheus sink, off the request path
-            headers.extend(provider_headers(up_headers))
+            add_upstream_headers(headers, ex, up_headers, bool(lease.headers))
         ctype = fe.content_type(up_headers)
         headers.append((b"content-type", ctype))
         await send_body(send, 200, data, headers)

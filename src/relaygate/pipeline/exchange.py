@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from relaygate.core import errors
 from relaygate.core.errors import GatewayError
 from relaygate.providers.base import SHAPE_ERRORS, StreamTranslator
-from relaygate.upstream.headers import provider_headers
+from relaygate.upstream.headers import provider_headers, ratelimit_headers
 
 if TYPE_CHECKING:
     from relaygate.auth import Principal
@@ -104,6 +104,20 @@ class StreamStart:
         self.first = first
         self.headers = headers
         self.close = close
+
+
+def add_upstream_headers(headers: list[tuple[bytes, bytes]], ex: Exchange, up: list[tuple[bytes, bytes]],
+                         own_limits: bool) -> None:
+    """An answer's headers from the upstream's: its rate-limit headers under OpenAI's names (unless the
+    deployment's own rpm / tpm speak instead, ``own_limits``: ``Router.run``), kept on ``ex`` for the
+    Prometheus sink when it reads them (off the request path), and every header as ``llm_provider-*``."""
+    limits = ratelimit_headers(up)
+    if limits:
+        if not own_limits:
+            headers.extend(limits)
+        if ex.rt.track_remaining:
+            ex.remaining = limits
+    headers.extend(provider_headers(up))
 
 
 def retry_after(value: bytes | None) -> float | None:

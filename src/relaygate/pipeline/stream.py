@@ -33,13 +33,12 @@ from relaygate.http.respond import VERSION, Keepalive, send_quiet
 from relaygate.http.types import Send
 from relaygate.logs import fail_log
 from relaygate.observe.capture import traced
-from relaygate.pipeline.exchange import Exchange, stream_shape_error
+from relaygate.pipeline.exchange import Exchange, add_upstream_headers, stream_shape_error
 from relaygate.pipeline.frontend import SSE_HEADERS, Frontend
 from relaygate.providers.base import SHAPE_ERRORS
 from relaygate.router import ModelGroup
 from relaygate.sinks import Outcome
 from relaygate.sinks.record import CALL_TYPES
-from relaygate.upstream.headers import provider_headers, ratelimit_headers
 
 if TYPE_CHECKING:
     from relaygate.pipeline.core import Pipeline
@@ -87,13 +86,7 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
             headers.extend(fe.stream_head(start))
             up = start.headers
             if up:
-                limits = ratelimit_headers(up)
-                if limits:
-                    if not lease.headers:  # the deployment's own rpm / tpm speak instead (Router.run)
-                        headers.extend(limits)
-                    if ex.rt.track_remaining:
-                        ex.remaining = limits  # read by the Prometheus sink, off the request path
-                headers.extend(provider_headers(up))
+                add_upstream_headers(headers, ex, up, bool(lease.headers))
             await send({"type": "http.response.start", "status": 200, "headers": headers})
         first = start.first
         old = model_literal(first) if fe.restamp else None
