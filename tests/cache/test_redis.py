@@ -36,6 +36,10 @@ def test_round_trip_ttl_delete_and_flush(redis_server: RedisServer) -> None:
         c.set("b" * 64, b"no namespace", 60)
         assert await settled(c, "ns:k1") == b"\x00answer one"
         assert await settled(c, "b" * 64) == b"no namespace"
+        # several keys in one call (embeddings' inputs), absent ones None, repeats answered each time
+        assert await c.get_many(["ns:k1", "ns:absent", "b" * 64, "ns:k1"]) == [
+            b"\x00answer one", None, b"no namespace", b"\x00answer one"]
+        assert await c.get_many([]) == []
         await asyncio.sleep(0.4)
         assert await c.get("ns:k2") is None  # expired in Redis (PX)
         other = await c._call("SET", "SET", "someone-elses-key", "keep")
@@ -62,6 +66,7 @@ def test_outage_is_a_miss_logged_once(redis_server: RedisServer, caplog: pytest.
         with caplog.at_level(logging.WARNING, logger="relaygate.cache"):
             for _ in range(20):
                 assert await c.get("k") is None
+            assert await c.get_many(["k", "k9"]) == [None, None]  # a miss for every key, not an error
             c.set("k2", b"v2", 60)  # dropped, not queued forever
             await asyncio.sleep(0.05)
         warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]

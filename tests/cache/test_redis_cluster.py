@@ -229,6 +229,8 @@ def test_entries_spread_delete_and_flush_every_primary(redis_cluster: RedisClust
             c.set("b" * 64, b"no namespace", 60)
             assert await settled(c, keys[-1]) == b"answer 59"
             assert [await c.get(k) for k in keys] == [b"answer %d" % i for i in range(60)]
+            # one MGET per hash slot, answered in the keys' order (no CROSSSLOT)
+            assert await c.get_many([*keys, "rgtest:absent"]) == [*(b"answer %d" % i for i in range(60)), None]
             per_node = {p: int(redis_cluster.cli(p, "DBSIZE")) for p in redis_cluster.ports}
             assert sum(per_node.values()) == 61 and all(n > 5 for n in per_node.values()), per_node
             assert c.topology.refreshes == 1 and c.redirects == 0 and c.failures == 0
@@ -323,6 +325,7 @@ def test_a_dead_primary_is_a_miss_for_its_slots_only(redis_cluster: RedisCluster
                 for _ in range(3):
                     assert [await c.get(k) for k in on_dead] == [None] * len(on_dead)
                     assert [await c.get(k) for k in alive] == [b"v"] * len(alive)
+                    assert await c.get_many([*on_dead, *alive]) == [None] * len(on_dead) + [b"v"] * len(alive)
                 c.set(on_dead[0], b"dropped", 60)  # its node is paused: dropped, not queued forever
                 await asyncio.sleep(0.05)
             warnings = [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]

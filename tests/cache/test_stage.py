@@ -17,9 +17,12 @@ from tests.asgi.conftest import call, make_gateway
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "classify this"}]}
 
 
-def gateway(**settings: Any) -> tuple[Any, list[CompletionRecord], ResponseCache]:
+def gateway(e_params: dict[str, Any] | None = None, **settings: Any) -> tuple[Any, list[CompletionRecord],
+                                                                             ResponseCache]:
+    """An in-process gateway with models ``m`` and ``e`` (``e_params`` added to e's ``litellm_params``), the
+    cache of ``settings``, and the completion records it makes."""
     gw = make_gateway({"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}},
-                                      {"model_name": "e", "litellm_params": {"model": "mock/echo"}}]})
+                                      {"model_name": "e", "litellm_params": {"model": "mock/echo", **(e_params or {})}}]})
     cache = ResponseCache(CacheSettings(**settings))
     gw.pipeline.runtime.cache = cache
     records: list[CompletionRecord] = []

@@ -65,4 +65,20 @@ def cache_key(route: str, model_group: str, body: dict[str, Any], *, namespace: 
     return f"{namespace}:{digest}" if namespace else digest
 
 
-__all__ = ["IGNORED", "cache_key", "canonical"]
+def input_keys(route: str, model_group: str, body: dict[str, Any], inputs: list[Any], *,
+               namespace: str | None = None, team: str | None = None) -> list[str]:
+    """The key of each of an embeddings request's ``inputs`` (``cache.embeddings``): the request's own key
+    with ``input`` replaced by that one input, so an input's entry serves any later request that asks for it
+    with the same other fields, alone or in a list (LiteLLM caches embeddings per input, likewise). The
+    other fields are hashed once and the digest copied per input."""
+    head = f"{route}\0{model_group}\0" if team is None else f"{route}\0{model_group}\0team\0{team}\0"
+    base = hashlib.sha256(head.encode() + canonical({k: v for k, v in body.items() if k != "input"}) + b"\0input\0")
+    keys = []
+    for item in inputs:
+        h = base.copy()
+        h.update(orjson.dumps(item, option=_SORTED))
+        keys.append(f"{namespace}:{h.hexdigest()}" if namespace else h.hexdigest())
+    return keys
+
+
+__all__ = ["IGNORED", "cache_key", "canonical", "input_keys"]

@@ -217,6 +217,22 @@ class RedisCache:
             return None
         return reply if isinstance(reply, bytes) else None
 
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """The stored answers of ``keys``, in their order (None for each absent one; every one None when
+        Redis is unavailable), one ``MGET`` per hash slot."""
+        if not keys:
+            return []
+        groups = self._by_slot(keys)
+        replies = await asyncio.gather(*(self._call("MGET", "MGET", *group) for group in groups),
+                                       return_exceptions=True)
+        got: dict[str, bytes] = {}
+        for group, reply in zip(groups, replies, strict=True):
+            if isinstance(reply, list):
+                got.update((k, v) for k, v in zip(group, reply, strict=False) if isinstance(v, bytes))
+            elif isinstance(reply, BaseException) and not isinstance(reply, LookupError):
+                raise reply
+        return [got.get(k) for k in keys]
+
     def set(self, key: str, value: bytes, ttl: float) -> None:
         """Queue a store (never awaits); the writer task sends it."""
         if len(self._pending) == self._pending.maxlen:

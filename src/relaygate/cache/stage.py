@@ -23,6 +23,9 @@ hooks, only for the routes the config caches):
   an exact hit, the key of the same body bytes on the same route, model group, team and namespace is remembered
   (within :data:`MEMO_BYTES`): repeating a request skips decoding and hashing its body, and a request that
   never hit pays one dictionary probe.
+- **Embeddings** are looked up per input (``cache.embeddings``): every input found is a hit assembled from
+  their entries; some found, the request is rewritten to send only the others, and :meth:`store` keeps an
+  entry per input sent (the pipeline merges the found ones into the upstream's answer: ``Parts.merged``).
 - **Semantic lookup** (only when a semantic type is configured, for chat and completions; ``cache.semantic``):
   after the exact key missed — the cheap test first — the prompt is embedded and the nearest stored prompt
   of the same scope is searched; at ``similarity_threshold`` or above its answer is the hit (read from the
@@ -59,7 +62,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from relaygate.cache import calls
-from relaygate.cache.key import cache_key
+from relaygate.cache.embeddings import Parts, inputs_of, split_entry
+from relaygate.cache.key import cache_key, input_keys
 from relaygate.cache.memory import MemoryCache
 from relaygate.cache.semantic import (
     SEMANTIC_ROUTES,
@@ -72,6 +76,7 @@ from relaygate.cache.semantic import (
 )
 from relaygate.config.cache import CacheSettings
 from relaygate.core import errors, tokens
+from relaygate.core.views import decode_view
 from relaygate.http.respond import send_body
 
 if TYPE_CHECKING:
@@ -99,7 +104,7 @@ MEMO_ENTRY = 320
 class CacheState:
     """One request's cache decisions (``Exchange.cache``)."""
 
-    __slots__ = ("key", "hit", "ttl", "no_store", "assembler", "vector", "scope", "similarity", "namespace")
+    __slots__ = ("key", "hit", "ttl", "no_store", "assembler", "vector", "scope", "similarity", "namespace", "parts")
 
     def __init__(self, key: str, ttl: float | None, no_store: bool) -> None:
         self.key = key
@@ -116,6 +121,8 @@ class CacheState:
         self.namespace: str | None = None
         """The request's own ``cache.namespace`` when it is not the configured one (None otherwise): a store
         marks it in Redis (:func:`~relaygate.cache.redis.namespace_marker`) so that ``/cache/flushall`` finds it."""
+        self.parts: Parts | None = None
+        """An embeddings request's inputs, looked up one by one (``cache.embeddings``); None on other routes."""
 
 
 def _controls(value: Any, allowed: list[str] | None) -> dict[str, Any]:
@@ -193,6 +200,9 @@ class ResponseCache:
         group_name = group.name if group is not None else ex.model
         team = (who.team_id or "") if s.scope == "team" and who is not None else None
         namespace = c.get("namespace") or s.namespace
+        if ex.route == "embeddings":
+            return await self._lookup_inputs(ex, c, caching is not None and caching is not True, group_name, team,
+                                             namespace)
         raw = ex.body  # without the control fields: the key's inputs are these five
         memo = None
         key = None
@@ -245,6 +255,56 @@ class ResponseCache:
         st.hit = True  # counted as served by :meth:`serve`: the key's limits may still refuse it
         return stored
 
+    async def _lookup_inputs(self, ex: Exchange, c: dict[str, Any], no_cache: bool, group_name: str,
+                             team: str | None, namespace: str | None) -> bytes | None:
+        """An embeddings request's lookup, input by input (``cache.embeddings``): the whole answer when every
+        input was found; else None, the request rewritten to send only the inputs not found."""
+        body = calls.material(ex)
+        inputs = inputs_of(body) if body is not None else None
+        if body is None or inputs is None:
+            return None
+        try:
+            keys = input_keys(ex.route, group_name, body, inputs, namespace=namespace, team=team)
+        except orjson.JSONEncodeError:  # nested deeper than orjson encodes: not cached
+            return None
+        parts = Parts(keys, inputs)
+        st = ex.cache = CacheState(parts.header_key(), c.get("ttl"), bool(c.get("no-store")))
+        st.parts = parts
+        if namespace != self.settings.namespace:
+            st.namespace = namespace
+        if c.get("no-cache") or no_cache:
+            parts.missing = list(range(len(keys)))
+            self._missed()
+            return None
+        values = [self.memory.get(k) for k in keys]
+        if self.redis is not None and None in values:
+            want = [i for i, v in enumerate(values) if v is None]
+            for i, v in zip(want, await self.redis.get_many([keys[i] for i in want]), strict=True):
+                if v is not None and len(v) > _STAMP.size:
+                    values[i] = v
+                    self.memory.set(keys[i], v, self.settings.memory_ttl)
+        max_age = c.get("s-max-age", c.get("s-maxage"))
+        now = self._wall() if max_age is not None else 0.0
+        for i, v in enumerate(values):
+            entry = None
+            if v is not None and len(v) > _STAMP.size and (
+                    max_age is None or now - _STAMP.unpack_from(v)[0] <= max_age):
+                entry = split_entry(v[_STAMP.size:])
+            if entry is None:
+                parts.missing.append(i)
+            else:
+                parts.found_tokens += entry[0]
+                parts.found[i] = entry[1]
+        if not parts.missing:
+            st.hit = True
+            return _STAMP.pack(self._wall()) + parts.answer(ex.model)
+        self._missed()
+        if len(parts.missing) < len(keys):  # only the inputs not found go upstream
+            raw = orjson.dumps({**body, "input": [inputs[i] for i in parts.missing]})
+            ex.body = raw
+            ex.view = decode_view(ex.route, raw)
+        return None
+
     async def _semantic_lookup(self, ex: Exchange, st: CacheState, body: dict[str, Any], team: str | None,
                                namespace: str | None, max_age: float | None) -> bytes | None:
         """The answer of the nearest stored prompt of this request's scope, or None (see the module docstring)."""
@@ -296,21 +356,31 @@ class ResponseCache:
         st = ex.cache
         if st is None or st.hit or st.no_store:
             return
-        value = _STAMP.pack(self._wall()) + calls.stored_value(ex, answer, ctype)
         ttl = st.ttl
         if ttl == 0:
             return
-        self.memory.set(st.key, value, ttl if ttl is not None else self.settings.memory_ttl)
-        if self.redis is not None:
-            redis_ttl = ttl if ttl is not None else self.settings.redis_ttl
-            self.redis.set(st.key, value, redis_ttl)
-            if st.namespace is not None:  # renewed with every entry: it outlives the namespace's last one
-                from relaygate.cache.redis import namespace_marker
-                self.redis.set(namespace_marker(self.settings.namespace, st.namespace), b"1", redis_ttl)
+        if st.parts is not None:  # an embeddings answer: an entry per input sent upstream
+            stamp = _STAMP.pack(self._wall())
+            entries = st.parts.entries(answer)
+            for i, (key, entry) in enumerate(entries, 1):
+                self._put(st, key, stamp + entry, ttl, i == len(entries))
+            return
+        value = _STAMP.pack(self._wall()) + calls.stored_value(ex, answer, ctype)
+        self._put(st, st.key, value, ttl, True)
         if st.vector is not None and self.semantic is not None:
             s = self.settings
             self.semantic.index.add(st.scope, st.key, st.vector, ttl if ttl is not None else (
                 s.redis_ttl if self.redis is not None else s.memory_ttl), value)
+
+    def _put(self, st: CacheState, key: str, value: bytes, ttl: float | None, last: bool = False) -> None:
+        """One entry in memory and queued for Redis; with ``last``, the request's namespace marked too."""
+        self.memory.set(key, value, ttl if ttl is not None else self.settings.memory_ttl)
+        if self.redis is not None:
+            redis_ttl = ttl if ttl is not None else self.settings.redis_ttl
+            self.redis.set(key, value, redis_ttl)
+            if last and st.namespace is not None:  # renewed with every entry: it outlives the namespace's last one
+                from relaygate.cache.redis import namespace_marker
+                self.redis.set(namespace_marker(self.settings.namespace, st.namespace), b"1", redis_ttl)
 
     def store_stream(self, ex: Exchange, frames: bytes) -> None:
         """Feed a stream's outgoing frames to its assembler (a miss's chat, Messages or Responses stream)."""

@@ -245,11 +245,14 @@ class Pipeline:
             add_upstream_headers(headers, ex, up_headers, bool(lease.headers))
         ctype = fe.content_type(up_headers)
         headers.append((b"content-type", ctype))
-        await send_body(send, 200, data, headers)
-        if ex.cache is not None:
+        st = ex.cache
+        sent = data if st is None or st.parts is None or len(st.parts.missing) == len(st.parts.keys) else \
+            st.parts.merged(data)  # embeddings: the inputs the cache had, put back among the upstream's
+        await send_body(send, 200, sent, headers)
+        if st is not None:
             ex.rt.cache.store(ex, data, ctype)
         if ex.obs is not None:
-            ex.obs.output = data
+            ex.obs.output = sent
         self.complete(ex, 200, Outcome.OK, total)
 
     async def serve_limited(self, ex: Exchange, send: Send, stored: bytes, key: KeyInfo) -> None:
