@@ -1,6 +1,7 @@
 """LiteLLM's management API on the store: keys (``keys``), users (``users``), teams (``teams``),
 organizations (``organizations``), customers (``customers``), budgets (``budgets``), tags (``tags``),
-models stored in the database (``models``), spend reports (``spend``) and activity aggregates (``activity``).
+models stored in the database (``models``), spend reports (``spend``, ``spend_views``) and activity aggregates
+(``activity``).
 
 :func:`register` adds every route to the gateway's route table; ``common`` holds what each route shares
 (caller and role, bodies, errors, answers) for the modules that add more (organizations, customers, budgets,
@@ -23,6 +24,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         models,
         organizations,
         spend,
+        spend_views,
         tags,
         teams,
         users,
@@ -37,6 +39,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     models.add_routes(t, gw)
     spend.add_routes(t, gw)
     activity.add_routes(t, gw)  # /global/activity/* (the admin UI's overview)
+    spend_views.add_routes(t, gw)  # /global/spend/{tags,provider,teams,end_users ...}, /spend/calculate
     tags.add_routes(t, gw)
     from relaygate.management import provider_budgets  # /provider/budgets (needs no store)
 

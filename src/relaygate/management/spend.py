@@ -9,7 +9,8 @@ Routes and answers (LiteLLM's shapes, ``litellm/proxy/spend_tracking/spend_manag
 - ``GET /global/spend/logs`` (``api_key``): spend per day over the last 30 days.
 - ``GET /spend/keys``: the keys (``LiteLLM_VerificationToken`` rows, with their ``spend``).
 - ``GET /spend/users`` (``user_id``): the users with their ``spend``.
-- ``GET /spend/tags``: ``[{"individual_request_tag", "log_count", "total_spend"}]`` from the tag counters.
+- ``GET /spend/tags`` (``start_date``, ``end_date``): ``[{"individual_request_tag", "log_count", "total_spend"}]``
+  from the tag counters (all time), or from the spend logs of the days given.
 - ``GET /global/spend``: ``{"spend", "max_budget"}`` from the proxy-wide counter.
 - ``GET /global/spend/keys`` (``limit``): the keys that spent most over the last 30 days
   (``api_key``, ``key_alias``, ``key_name``, ``total_spend``).
@@ -31,6 +32,7 @@ from typing import Any
 from relaygate.http.routes import RouteTable
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, forbidden, record, route
 from relaygate.store import NotFound, hash_token
+from relaygate.store.activity import Scope, spend_by_tag
 from relaygate.store.records import SpendLog
 from relaygate.store.spend import (
     NANOS,
@@ -225,7 +227,17 @@ async def spend_users(ctx: Ctx) -> Any:
 
 
 async def spend_tags(ctx: Ctx) -> Any:
+    """LiteLLM's ``/spend/tags``: every tag's requests and spend, all time, from the tag counters; with
+    ``start_date`` and ``end_date``, of those days from the spend logs (LiteLLM takes both and ignores them)."""
     admin_only(ctx, read=True)
+    q = ctx.query
+    if q.get("start_date") or q.get("end_date"):
+        start = parse_date(q.get("start_date"), "start_date")
+        end = parse_date(q.get("end_date"), "end_date", end=True)
+        if start is None or end is None:
+            raise bad_request("Please provide start_date and end_date", "start_date" if start is None else "end_date")
+        return [{"individual_request_tag": r["tag"], "log_count": r["requests"],
+                 "total_spend": r["spend_nanos"] / NANOS} for r in await spend_by_tag(ctx.store, Scope(start, end))]
     rows = await entity_totals(ctx.store, "tag")
     return [{"individual_request_tag": r["entity_id"], "log_count": r["requests"],
              "total_spend": r["spend_nanos"] / NANOS} for r in rows]

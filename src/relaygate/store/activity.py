@@ -35,8 +35,9 @@ from relaygate.store import tables as t
 if TYPE_CHECKING:
     from relaygate.store.base import Store
 
-__all__ = ["PERCENTILES", "Scope", "activity_by_model", "interpolate", "latency_percentiles", "principal_counts",
-           "series", "spend_since", "team_member_counts", "top_groups"]
+__all__ = ["PERCENTILES", "Scope", "activity_by_model", "daily_by_team", "interpolate", "latency_percentiles",
+           "principal_counts", "series", "spend_by_tag", "spend_since", "tag_names", "team_member_counts",
+           "top_groups"]
 
 PERCENTILES = (50, 95, 99)
 """The latency percentiles the overview shows (``p50_ms``, ``p95_ms``, ``p99_ms``)."""
@@ -138,7 +139,8 @@ def interpolate(values: dict[int, float], n: int, p: int) -> float | None:
 
 
 async def top_groups(store: Store, scope: Scope, by: str, limit: int) -> list[dict[str, Any]]:
-    """The ``by`` groups (``model``: the model group, ``upstream_model``, ``key``, ``team``) with the most
+    """The ``by`` groups (``model``: the model group, ``upstream_model``, ``key``, ``team``, ``provider``,
+    ``end_user``; the last four without the rows that have none) with the most
     spend, then requests, in the range: ``id``, ``name`` (the key's or team's alias; the model itself),
     ``requests``, ``errors``, ``spend_nanos``, ``total_tokens``."""
     where, args = scope.where(store)
@@ -152,6 +154,10 @@ async def top_groups(store: Store, scope: Scope, by: str, limit: int) -> list[di
     elif by == "team":
         col, name, join = "s.team_id", "MAX(g.team_alias)", " LEFT JOIN rg_teams g ON g.team_id = s.team_id"
         where += " AND s.team_id IS NOT NULL AND s.team_id <> ''"
+    elif by in ("provider", "end_user"):
+        col = "s.custom_llm_provider" if by == "provider" else "s.end_user"
+        name, join = f"MAX({col})", ""
+        where += f" AND {col} IS NOT NULL AND {col} <> ''"
     else:
         raise ValueError(f"unknown grouping {by!r}")
     async with store._read() as c:
@@ -161,6 +167,52 @@ async def top_groups(store: Store, scope: Scope, by: str, limit: int) -> list[di
             f"ORDER BY nanos DESC, n DESC, {col} LIMIT ?", [*args, limit])
     return [{"id": r["id"], "name": r["name"], "requests": int(r["n"]), "errors": int(r["e"] or 0),
              "spend_nanos": int(r["nanos"] or 0), "total_tokens": int(r["tot"] or 0)} for r in rows]
+
+
+def _tag_source(dialect: str) -> tuple[str, str]:
+    """The spend rows, one per request tag of each (a row without tags is in none): the ``FROM`` clause and
+    the tag's SQL."""
+    if dialect == "sqlite":
+        return "rg_spend_logs s, json_each(s.request_tags) AS tg", "tg.value"
+    return "rg_spend_logs s CROSS JOIN LATERAL jsonb_array_elements_text(s.request_tags) AS tg(tag)", "tg.tag"
+
+
+async def spend_by_tag(store: Store, scope: Scope, tags: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Per request tag (only ``tags`` when given): ``tag``, ``requests``, ``spend_nanos``, the most spend
+    first. A request with several tags counts for each (LiteLLM's ``DailyTagSpend``, likewise)."""
+    src, tag = _tag_source(store.dialect)
+    where, args = scope.where(store)
+    if tags:
+        where += f" AND {tag} IN ({', '.join('?' * len(tags))})"
+        args = [*args, *tags]
+    async with store._read() as c:
+        rows = await c.fetch(f"SELECT {tag} AS tag, COUNT(*) AS n, SUM(s.spend_nanos) AS nanos FROM {src} "
+                             f"WHERE {where} GROUP BY {tag} ORDER BY nanos DESC, tag", args)
+    return [{"tag": r["tag"], "requests": int(r["n"]), "spend_nanos": int(r["nanos"] or 0)} for r in rows]
+
+
+async def tag_names(store: Store, scope: Scope, limit: int) -> list[str]:
+    """The distinct request tags of the scope's rows, in order (at most ``limit``)."""
+    src, tag = _tag_source(store.dialect)
+    where, args = scope.where(store)
+    async with store._read() as c:
+        rows = await c.fetch(f"SELECT DISTINCT {tag} AS tag FROM {src} WHERE {where} ORDER BY tag LIMIT ?",
+                             [*args, limit])
+    return [str(r["tag"]) for r in rows]
+
+
+async def daily_by_team(store: Store, scope: Scope) -> list[dict[str, Any]]:
+    """Per UTC day and team (None: rows of no team): ``day``, ``team_id``, ``team_alias``, ``spend_nanos``,
+    by day."""
+    key = bucket_sql(store.dialect, "day")
+    where, args = scope.where(store)
+    async with store._read() as c:
+        rows = await c.fetch(
+            f"SELECT {key} AS d, s.team_id AS team, MAX(g.team_alias) AS alias, SUM(s.spend_nanos) AS nanos "
+            f"FROM rg_spend_logs s LEFT JOIN rg_teams g ON g.team_id = s.team_id WHERE {where} "
+            "GROUP BY 1, 2 ORDER BY 1, 2", args)
+    return [{"day": r["d"], "team_id": r["team"] or None, "team_alias": r["alias"],
+             "spend_nanos": int(r["nanos"] or 0)} for r in rows]
 
 
 async def spend_since(store: Store, scope: Scope, marks: Sequence[datetime]) -> list[int]:

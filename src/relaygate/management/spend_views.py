@@ -1,0 +1,205 @@
+"""LiteLLM's other spend views: per tag, provider, team and end user, and a cost calculator.
+
+Routes and answers (LiteLLM's shapes, ``spend_management_endpoints.py``; dates ``YYYY-MM-DD``, UTC days, both
+included, as everywhere in relaygate — LiteLLM's ``BETWEEN $1::date AND $2::date`` stops at the end date's
+midnight on some of these routes and takes the whole day on others):
+
+- ``GET /global/spend/tags`` (``start_date``, ``end_date``, both required; ``tags``: comma-separated, ``all-tags``
+  or none for every tag): ``{"spend_per_tag": [{"name", "spend", "log_count"}]}``, the most spend first. A
+  request with several tags counts for each.
+- ``GET /global/spend/all_tag_names``: ``{"tag_names": [...]}``, every tag a spend row carries (at most 10,000).
+- ``GET /global/spend/provider`` (``start_date``, ``end_date``, required): ``[{"provider", "spend"}]`` from the
+  rows' provider (the deployment's; rows no deployment answered, such as cache hits, are in none).
+- ``GET /global/spend/teams``: the last 30 days, ``{"daily_spend": [{"date", <team>: spend}], "teams": [...],
+  "total_spend_per_team": [{"team_id": <team>, "total_spend"}]}`` (the 10 teams that spent most). A team is
+  named by its alias, else by its id (LiteLLM lumps every team without an alias in with the rows of no team,
+  as ``Unassigned``; here only the rows of no team are ``Unassigned``).
+- ``GET /global/all_end_users``: ``{"end_users": [...]}``, every customer id a spend row carries.
+- ``POST /global/spend/end_users`` (body, all optional: ``api_key`` (a key or its hash), ``startTime``,
+  ``endTime``; the last 30 days by default): the 100 customers that spent most,
+  ``[{"end_user", "total_count", "total_spend"}]``.
+- ``POST /spend/calculate``: ``{"cost"}`` of ``{"model", "messages"}`` before a call (the prompt's estimated
+  tokens at the model's input price: a model group's first deployment, or the catalog's model of that name),
+  or of ``{"completion_response"}`` after one (its usage, cache and reasoning tokens included, priced as the
+  gateway prices an answer). A model nobody priced is a 400 naming it, not a cost of 0.
+
+Spend is exact (summed in nano-USD) and not rounded: LiteLLM rounds a tag's spend to 4 decimals and a team's
+day to 2, which shows a team that spent $0.004 a day as having spent nothing.
+
+Who sees what: tags, tag names and providers are the caller's own rows for a caller that is not an admin
+(LiteLLM shows every caller every tag); teams and end users are the admin's (and its viewer's); any key may
+calculate.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import msgspec
+import orjson
+
+from relaygate.core import tokens
+from relaygate.core.errors import GatewayError
+from relaygate.cost import details, usd
+from relaygate.cost.prices import PriceTable
+from relaygate.http.body import read_body
+from relaygate.http.routes import RouteTable
+from relaygate.management.activity import date_range, own_scope
+from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, route
+from relaygate.management.spend import parse_date
+from relaygate.store import hash_token
+from relaygate.store.activity import Scope, daily_by_team, spend_by_tag, tag_names, top_groups
+from relaygate.store.spend import NANOS
+
+MAX_NAMES = 10_000
+"""Tag names and end users listed at most."""
+MAX_TAGS = 100
+"""Tags one ``/global/spend/tags`` request may name."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def add_routes(t: RouteTable, gw: Gateway) -> None:
+    route(t, gw, "GET", "/global/spend/tags", global_spend_tags)
+    route(t, gw, "GET", "/global/spend/all_tag_names", all_tag_names)
+    route(t, gw, "GET", "/global/spend/provider", global_spend_provider)
+    route(t, gw, "GET", "/global/spend/teams", global_spend_teams)
+    route(t, gw, "GET", "/global/all_end_users", all_end_users)
+    route(t, gw, "POST", "/global/spend/end_users", global_spend_end_users)
+    route(t, gw, "POST", "/spend/calculate", spend_calculate)
+
+
+def _midnight(d: date) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=UTC)
+
+
+def _range_scope(ctx: Ctx) -> Scope:
+    """The caller's own rows of the query's ``start_date`` .. ``end_date`` (both required, both included)."""
+    start, end = date_range(ctx.query, required=True)
+    return own_scope(ctx, _midnight(start), _midnight(end) + timedelta(days=1))
+
+
+async def global_spend_tags(ctx: Ctx) -> Any:
+    scope = _range_scope(ctx)
+    wanted = [t for t in (x.strip() for x in (ctx.query.get("tags") or "").split(",")) if t]
+    if len(wanted) > MAX_TAGS:
+        raise bad_request(f"tags names {len(wanted)} tags; at most {MAX_TAGS}", "tags")
+    rows = await spend_by_tag(ctx.store, scope, None if not wanted or "all-tags" in wanted else wanted)
+    return {"spend_per_tag": [{"name": r["tag"], "spend": r["spend_nanos"] / NANOS, "log_count": r["requests"]}
+                              for r in rows]}
+
+
+async def all_tag_names(ctx: Ctx) -> Any:
+    scope = own_scope(ctx, _EPOCH, datetime.now(UTC) + timedelta(days=1))
+    return {"tag_names": await tag_names(ctx.store, scope, MAX_NAMES)}
+
+
+async def global_spend_provider(ctx: Ctx) -> Any:
+    rows = await top_groups(ctx.store, _range_scope(ctx), "provider", 1000)
+    return [{"provider": r["id"], "spend": r["spend_nanos"] / NANOS} for r in rows]
+
+
+UNASSIGNED = "Unassigned"
+"""The team name of rows of no team (LiteLLM's)."""
+
+
+async def global_spend_teams(ctx: Ctx) -> Any:
+    admin_only(ctx, read=True)
+    now = datetime.now(UTC)
+    rows = await daily_by_team(ctx.store, Scope(_midnight(now.date()) - timedelta(days=30), now + timedelta(seconds=1)))
+    days: dict[str, dict[str, Any]] = {}
+    totals: dict[str, int] = {}
+    for r in rows:
+        name = r["team_alias"] or r["team_id"] or UNASSIGNED
+        day = days.setdefault(r["day"], {"date": r["day"]})
+        day[name] = day.get(name, 0) + r["spend_nanos"] / NANOS
+        totals[name] = totals.get(name, 0) + r["spend_nanos"]
+    top = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    return {"daily_spend": [days[d] for d in sorted(days)], "teams": sorted(totals),
+            "total_spend_per_team": [{"team_id": name, "total_spend": n / NANOS} for name, n in top]}
+
+
+async def all_end_users(ctx: Ctx) -> Any:
+    admin_only(ctx, read=True)
+    rows = await top_groups(ctx.store, Scope(_EPOCH, datetime.now(UTC) + timedelta(days=1)), "end_user", MAX_NAMES)
+    return {"end_users": sorted(r["id"] for r in rows)}
+
+
+class EndUsersQuery(msgspec.Struct, forbid_unknown_fields=False):
+    api_key: str | None = None
+    startTime: str | None = None  # LiteLLM's field names
+    endTime: str | None = None
+
+
+async def global_spend_end_users(ctx: Ctx) -> Any:
+    admin_only(ctx, read=True)
+    raw = await read_body(ctx.receive, ctx.gw.runtime.body_limits)
+    try:
+        q = msgspec.json.decode(raw, type=EndUsersQuery) if raw.strip() else EndUsersQuery()
+    except msgspec.DecodeError as exc:
+        raise bad_request(f"Invalid request body: {exc}", "body") from None
+    now = datetime.now(UTC)
+    end = parse_date(q.endTime, "endTime", end=True) or now
+    start = parse_date(q.startTime, "startTime") or now - timedelta(days=30)
+    key = q.api_key.strip() if q.api_key else None
+    if key is not None and key.startswith("sk-"):
+        key = hash_token(key)
+    rows = await top_groups(ctx.store, Scope(start, end, api_key=key or None), "end_user", 100)
+    return [{"end_user": r["id"], "total_count": r["requests"], "total_spend": r["spend_nanos"] / NANOS}
+            for r in rows]
+
+
+class CalculateRequest(msgspec.Struct, forbid_unknown_fields=False):
+    model: str | None = None
+    messages: Any = None
+    completion_response: dict[str, Any] | None = None
+
+
+def _table(ctx: Ctx, model: str) -> PriceTable:
+    """The prices of ``model``: a model group's (or alias's) first deployment, else the catalog's model of
+    that name; a 400 when neither has a price."""
+    rt = ctx.gw.runtime
+    try:
+        group = rt.router.resolve(model)
+    except GatewayError:
+        group = None
+    if group is not None and group.targets:
+        table: PriceTable = rt.prices.table(group.targets[0].dep)
+    else:
+        table = PriceTable(rt.prices.catalog.lookup_name(model))
+    if not table.known:
+        raise bad_request(f"No price is known for model={model!r}: set input_cost_per_token and "
+                          "output_cost_per_token on its deployment, or add it to a cost map", "model")
+    return table
+
+
+async def spend_calculate(ctx: Ctx) -> Any:
+    raw = await read_body(ctx.receive, ctx.gw.runtime.body_limits)
+    try:
+        req = msgspec.json.decode(raw, type=CalculateRequest)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise bad_request(f"Invalid request body: {exc}", "body") from None
+    if req.model is not None:
+        if req.messages is None:
+            raise bad_request("Bad Request - messages must be provided if 'model' is provided", "messages")
+        if not isinstance(req.messages, list):
+            raise bad_request("messages: expected an array of messages", "messages")
+        prompt = tokens.estimate_messages_tokens(orjson.dumps(req.messages))
+        return {"cost": usd(_table(ctx, req.model).tokens(prompt, 0))}
+    if req.completion_response is not None:
+        answer = req.completion_response
+        model = answer.get("model")
+        if not isinstance(model, str) or not model:
+            raise bad_request("completion_response.model: expected the model that answered", "completion_response")
+        data = orjson.dumps(answer)
+        usage = tokens.extract_usage(data)
+        if not usage:
+            raise bad_request("completion_response.usage: expected the answer's token usage", "completion_response")
+        table = _table(ctx, model)
+        d = details(data, table.service)
+        return {"cost": usd(table.tokens(usage[0] + d.prompt_extra, usage[1], d.cache_read, d.cache_write,
+                                         d.reasoning, d.audio_in, d.audio_out, d.cache_write_1h, d.service_tier))}
+    raise bad_request("Bad Request - Either 'model' or 'completion_response' must be provided", "model")
+
+
+__all__ = ["add_routes"]

@@ -1,0 +1,164 @@
+"""LiteLLM's other spend views (``management.spend_views``) on SQLite and a real PostgreSQL: spend per tag (with
+dates and a tag filter), the tag names, per provider, per team per day, per end user, and ``/spend/calculate``
+before and after a call; who may see what."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from relaygate.sinks.record import CompletionRecord, Outcome
+from relaygate.sinks.spend import spend_values
+from relaygate.store import Key, Team, hash_token
+from relaygate.store.spend import write_spend_values
+from tests.asgi.conftest import call
+from tests.budgets.conftest import MASTER, gateway, upstream
+from tests.store.conftest import db_url  # noqa: F401  (both backends)
+
+DAY = 86400.0
+AUTH = {"authorization": f"Bearer {MASTER}"}
+
+
+def rec(call_id: str, cost: float, start: float, *, tags: list[str] | None = None, provider: str = "openai",
+        **kw: Any) -> CompletionRecord:
+    r = CompletionRecord(
+        call_id=call_id, route="chat", stream=False, model="m", model_group="m", deployment_id="d0",
+        provider=provider, upstream_model="m", key_hash=None, key_alias=None, team_id=None, user_id=None,
+        status=200, outcome=Outcome.OK, prompt_tokens=10, completion_tokens=5, cache_read_tokens=0,
+        cache_write_tokens=0, latency=0.01, ttft=None, overhead=0.001, cost=cost, cache_hit=False, retries=0,
+        fallbacks=0, start_time=start, extra={"tags": tags} if tags else None)
+    for k, v in kw.items():
+        setattr(r, k, v)
+    return r
+
+
+async def get(gw: Any, path: str, headers: dict[str, str] | None = None, status: int = 200) -> Any:
+    r = await call(gw, "GET", path, headers=headers or AUTH)
+    assert r.status == status, r.body
+    return r.json()
+
+
+def test_tags_providers_teams_and_end_users(db_url: str) -> None:  # noqa: F811
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            await gw.store.create_team(Team(team_id="t-red", team_alias="Red Team"))
+            await gw.store.create_team(Team(team_id="t-bare"))
+            now = time.time()
+            d = gw.store.dialect
+            rows = [rec("a1", 0.5, now, tags=["prod", "chat"], team_id="t-red", end_user_id="cust-1",
+                        key_hash="k1"),
+                    rec("a2", 0.25, now, tags=["prod"], provider="anthropic", team_id="t-bare",
+                        end_user_id="cust-2", key_hash="k2"),
+                    rec("a3", 0.125, now, provider="", end_user_id="cust-1", key_hash="k1"),  # a cache hit, say
+                    rec("a4", 0.0625, now - 3 * DAY, tags=["old"], team_id="t-red", key_hash="k1"),
+                    rec("a5", 1.0, now - 40 * DAY, tags=["prod"], team_id="t-red", end_user_id="cust-3")]
+            assert await write_spend_values(gw.store, [spend_values(r, d) for r in rows]) == 5
+            today = time.strftime("%Y-%m-%d", time.gmtime(now))
+            week = time.strftime("%Y-%m-%d", time.gmtime(now - 6 * DAY))
+            span = f"start_date={today}&end_date={today}"
+
+            # per tag: a request with two tags counts for each; the most spend first
+            body = await get(gw, f"/global/spend/tags?{span}")
+            assert body == {"spend_per_tag": [{"name": "prod", "spend": 0.75, "log_count": 2},
+                                              {"name": "chat", "spend": 0.5, "log_count": 1}]}
+            body = await get(gw, f"/global/spend/tags?start_date={week}&end_date={today}&tags=old,chat")
+            assert body["spend_per_tag"] == [{"name": "chat", "spend": 0.5, "log_count": 1},
+                                             {"name": "old", "spend": 0.0625, "log_count": 1}]
+            assert len((await get(gw, f"/global/spend/tags?start_date={week}&end_date={today}&tags=all-tags"))[
+                "spend_per_tag"]) == 3
+            err = await get(gw, "/global/spend/tags", status=400)  # LiteLLM's: both dates required
+            assert err["error"]["message"] == "Please provide start_date and end_date"
+            await get(gw, f"/global/spend/tags?start_date={today}&end_date=2020-13-01", status=400)
+            assert (await get(gw, "/global/spend/all_tag_names")) == {"tag_names": ["chat", "old", "prod"]}
+            # /spend/tags: the days given, from the logs (LiteLLM ignores its dates); one date alone is a 400
+            assert await get(gw, f"/spend/tags?{span}") == [
+                {"individual_request_tag": "prod", "log_count": 2, "total_spend": 0.75},
+                {"individual_request_tag": "chat", "log_count": 1, "total_spend": 0.5}]
+            await get(gw, f"/spend/tags?start_date={today}", status=400)
+
+            # per provider: rows no deployment answered are in none
+            assert await get(gw, f"/global/spend/provider?{span}") == [{"provider": "openai", "spend": 0.5},
+                                                                       {"provider": "anthropic", "spend": 0.25}]
+
+            # per team and day over 30 days: named by alias, else id; rows of no team are Unassigned
+            teams = await get(gw, "/global/spend/teams")
+            assert teams["teams"] == ["Red Team", "Unassigned", "t-bare"]
+            assert teams["total_spend_per_team"] == [{"team_id": "Red Team", "total_spend": 0.5625},
+                                                     {"team_id": "t-bare", "total_spend": 0.25},
+                                                     {"team_id": "Unassigned", "total_spend": 0.125}]
+            assert teams["daily_spend"][-1] == {"date": today, "Red Team": 0.5, "t-bare": 0.25, "Unassigned": 0.125}
+            assert len(teams["daily_spend"]) == 2
+
+            # end users
+            assert await get(gw, "/global/all_end_users") == {"end_users": ["cust-1", "cust-2", "cust-3"]}
+            r = await call(gw, "POST", "/global/spend/end_users", b"", headers=AUTH)
+            assert r.json() == [{"end_user": "cust-1", "total_count": 2, "total_spend": 0.625},
+                                {"end_user": "cust-2", "total_count": 1, "total_spend": 0.25}]
+            r = await call(gw, "POST", "/global/spend/end_users", {"api_key": "k2"}, headers=AUTH)
+            assert r.json() == [{"end_user": "cust-2", "total_count": 1, "total_spend": 0.25}]
+            old = time.strftime("%Y-%m-%d", time.gmtime(now - 41 * DAY))
+            r = await call(gw, "POST", "/global/spend/end_users", {"startTime": old, "endTime": old}, headers=AUTH)
+            assert r.status == 200 and r.json() == []
+            r = await call(gw, "POST", "/global/spend/end_users", b"{not json", headers=AUTH)
+            assert r.status == 400
+
+    asyncio.run(main())
+
+
+def test_who_sees_what(db_url: str) -> None:  # noqa: F811
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            own = "sk-own-views-1"
+            await gw.store.create_key(Key(token=hash_token(own), user_id="u-1"))
+            now = time.time()
+            d = gw.store.dialect
+            rows = [rec("b1", 0.5, now, tags=["mine"], user_id="u-1", key_hash=hash_token(own)),
+                    rec("b2", 0.25, now, tags=["theirs"], user_id="u-2", provider="anthropic")]
+            assert await write_spend_values(gw.store, [spend_values(r, d) for r in rows]) == 2
+            today = time.strftime("%Y-%m-%d", time.gmtime(now))
+            span = f"start_date={today}&end_date={today}"
+            mine = {"authorization": f"Bearer {own}"}
+            assert [t["name"] for t in (await get(gw, f"/global/spend/tags?{span}", mine))["spend_per_tag"]] == [
+                "mine"]
+            assert await get(gw, "/global/spend/all_tag_names", mine) == {"tag_names": ["mine"]}
+            assert await get(gw, f"/global/spend/provider?{span}", mine) == [{"provider": "openai", "spend": 0.5}]
+            for path in ("/global/spend/teams", "/global/all_end_users"):  # the admin's: LiteLLM's 401 wording
+                err = await get(gw, path, mine, status=401)
+                assert "Only proxy admin" in err["error"]["message"]
+            r = await call(gw, "POST", "/global/spend/end_users", b"", headers=mine)
+            assert r.status == 401
+
+    asyncio.run(main())
+
+
+def test_spend_calculate(db_url: str) -> None:  # noqa: F811
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            async def calc(body: Any, status: int = 200) -> Any:
+                r = await call(gw, "POST", "/spend/calculate", body, headers=AUTH)
+                assert r.status == status, r.body
+                return r.json()
+
+            # after a call: the answer's usage at the group's deployment prices (1e-6 in, 2e-6 out)
+            answer = {"id": "c", "object": "chat.completion", "model": "m", "choices": [],
+                      "usage": {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500}}
+            assert (await calc({"completion_response": answer}))["cost"] == pytest.approx(1000e-6 + 500 * 2e-6)
+            # a catalog model by its name (gpt-4o-mini: 0.15 / 0.60 USD per million tokens)
+            mini = await calc({"completion_response": {**answer, "model": "gpt-4o-mini"}})
+            assert mini["cost"] == pytest.approx(1000 * 0.15e-6 + 500 * 0.6e-6)
+            # before a call: the prompt's estimated tokens at the input price
+            before = await calc({"model": "m", "messages": [{"role": "user", "content": "hello there " * 50}]})
+            assert 50e-6 < before["cost"] < 200e-6
+            err = await calc({"model": "m"}, 400)
+            assert err["error"]["message"] == "Bad Request - messages must be provided if 'model' is provided"
+            err = await calc({}, 400)
+            assert err["error"]["message"] == "Bad Request - Either 'model' or 'completion_response' must be provided"
+            err = await calc({"model": "no-such-model-anywhere", "messages": []}, 400)
+            assert "no-such-model-anywhere" in err["error"]["message"]
+            await calc({"completion_response": {"model": "m"}}, 400)  # no usage
+            await calc(b"[1, 2", 400)
+
+    asyncio.run(main())
