@@ -51,6 +51,12 @@ class Upstream:
         self.seen: list[Seen] = []
         self.slow = False
         self.reject_filename = "reject-me.jsonl"
+        self.batch_output = b'{"custom_id":"r1"}\n'
+        """The output file of the batches created from now on (each its own copy)."""
+        self.failing_reads = 0
+        """Downloads of a batch output file answered 500 before the next ones succeed."""
+        self.output_reads = 0
+        """Downloads of batch output files (successful or not)."""
         self._n = itertools.count(1)
         self.lock = threading.Lock()
 
@@ -170,6 +176,14 @@ class _Handler(BaseHTTPRequestHandler):
         if f is None:
             self._send(404, _error(404, f"No such File object: {ident}", param="id"))
         elif tail == "content":
+            if f.purpose == "batch_output":
+                with up.lock:
+                    up.output_reads += 1
+                    failing = up.failing_reads > 0
+                    up.failing_reads -= failing
+                if failing:
+                    self._send(500, _error(500, "The server had an error", "server_error"))
+                    return
             self._send(200, f.content or b"", "application/octet-stream")
         elif method == "DELETE":
             del up.files[ident]
@@ -188,7 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
                                        param="input_file_id"))
                 return
             out = up.next_id("file-")
-            up.files[out] = Stored(out, "batch_output.jsonl", "batch_output", 17, "", b'{"custom_id":"r1"}\n')
+            content = up.batch_output
+            up.files[out] = Stored(out, "batch_output.jsonl", "batch_output", len(content), "", content)
             bid = up.next_id("batch_")
             batch = {"id": bid, "object": "batch", "endpoint": req.get("endpoint"), "errors": None,
                      "input_file_id": req["input_file_id"], "completion_window": req.get("completion_window"),

@@ -22,7 +22,8 @@ who owns what, the ids clients see, and one completion record per call.
   call is one log line (control characters escaped by the log formatter).
 - **Records.** Each call ends as one :class:`~relaygate.sinks.record.CompletionRecord` (cost 0, ``route``
   LiteLLM's call type: ``acreate_file``, ``afile_content``, ``acreate_batch`` ...), so metrics and spend
-  logs see the calls. A batch's own cost is the upstream's to report when it completes.
+  logs see the calls. A finished batch's own cost (its output file's usage, at the Batch API's price) is one
+  more record, logged once in the background (``files.batch_cost``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import orjson
 from relaygate.auth.resolver import Principal, PrincipalKind
 from relaygate.core import errors
 from relaygate.core.errors import GatewayError
-from relaygate.files import ids
+from relaygate.files import batch_cost, ids
 from relaygate.files.choose import Where, by_id, choose, headers_for, segment, url_for
 from relaygate.files.upload import BatchLines, Preamble, Upload
 from relaygate.frontends.multipart import boundary_of
@@ -413,6 +414,7 @@ class FilesApi:
                 custom_llm_provider=target.dep.provider, purpose=_text(body.get("endpoint")),
                 status=_text(obj.get("status")), metadata=out))
             await self._outputs(target, out, obj, who.key_hash, who.team_id, who.user_id)
+            self._cost_later(target, out["id"], obj, who.key_hash, who.team_id, who.user_id)
         await self._answer(call, send, out)
 
     async def _outputs(self, target: Target, out: dict[str, Any], obj: dict[str, Any], api_key: str | None,
@@ -439,7 +441,50 @@ class FilesApi:
         if store is not None and row is not None:
             await self._outputs(target, out, obj, row.api_key, row.team_id, row.user_id)
             self._later(rows.update_object(store, batch_id, status=_text(obj.get("status")), metadata=out))
+            if row.costed_at is None:
+                self._cost_later(target, batch_id, obj, row.api_key, row.team_id, row.user_id)
         await self._answer(call, send, out)
+
+    def _cost_later(self, target: Target, batch_id: str, obj: dict[str, Any], api_key: str | None,
+                    team_id: str | None, user_id: str | None) -> None:
+        """Log a finished batch's cost in the background when nobody has (``files.batch_cost``)."""
+        output = obj.get("output_file_id")
+        if obj.get("status") in batch_cost.TERMINAL and isinstance(output, str) and ids.valid_upstream_id(output):
+            self._later(self._log_cost(target, batch_id, output, api_key, team_id, user_id))
+
+    async def _log_cost(self, target: Target, batch_id: str, output: str, api_key: str | None, team_id: str | None,
+                        user_id: str | None) -> None:
+        store = self.gw.store
+        if store is None or not await rows.claim_cost(store, batch_id):
+            return
+        done = False
+        t0 = time.time()
+        try:
+            resp = await self.gw.transport.send(
+                UpstreamRequest("GET", url_for(target, f"/files/{segment(output)}/content"), headers_for(target)),
+                self.gw.runtime.timeouts(target, True, None))
+            try:
+                if resp.status >= 400:
+                    raise _bad_gateway(f"the batch's output file answered {resp.status}")
+                usage = await batch_cost.read_usage(resp, self.gw.runtime.prices.table(target.dep))
+            finally:
+                await resp.aclose()
+            done = True
+        finally:
+            if not done:  # give the claim back: a later retrieve tries again
+                await asyncio.shield(rows.release_cost(store, batch_id))
+        if usage.priced == 0:
+            return
+        dep = target.dep
+        self.gw.completions.put(CompletionRecord(
+            call_id=batch_id, route="aretrieve_batch", stream=False, model=dep.model_name, model_group=dep.model_name,
+            deployment_id=dep.id, provider=dep.provider, upstream_model=dep.upstream_model, key_hash=api_key,
+            key_alias=None, team_id=team_id, user_id=user_id, status=200, outcome=Outcome.OK,
+            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+            cache_read_tokens=usage.cached_tokens, cache_write_tokens=0, latency=time.time() - t0, ttft=None,
+            overhead=0.0, cost=usage.cost, cache_hit=False, retries=0, fallbacks=0, start_time=t0,
+            extra={"spend_logs_metadata": {"batch_id": batch_id, "requests_priced": usage.priced,
+                                           "requests_unpriced": usage.unpriced, "lines_unread": usage.unread}}))
 
     async def retrieve_batch(self, call: Call, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         await self._batch_call(call, scope, send, params, "GET", "")

@@ -35,8 +35,8 @@ from relaygate.store import tables as t
 if TYPE_CHECKING:
     from relaygate.store.base import Store
 
-__all__ = ["FILES", "FileObject", "Owner", "delete_expired", "delete_object", "get_owned", "list_objects",
-           "put_object", "update_object"]
+__all__ = ["FILES", "FileObject", "Owner", "claim_cost", "delete_expired", "delete_object", "get_owned",
+           "list_objects", "put_object", "release_cost", "update_object"]
 
 
 class FileObject(msgspec.Struct, kw_only=True):
@@ -62,6 +62,8 @@ class FileObject(msgspec.Struct, kw_only=True):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     expires_at: datetime | None = None
+    costed_at: datetime | None = None
+    """A batch: when a worker claimed logging its cost (:func:`claim_cost`); None: not yet (or released)."""
 
 
 FILES = t.Table("file", "rg_files", FileObject, ("object_id",), immutable=())
@@ -149,6 +151,21 @@ async def update_object(store: Store, object_id: str, *, status: str | None = No
             args.append(FILES.to_db(col, value, store.dialect))
     async with store._transaction() as c:
         await c.execute(f"UPDATE rg_files SET {', '.join(sets)} WHERE object_id = ?", [*args, object_id])
+
+
+async def claim_cost(store: Store, object_id: str) -> bool:
+    """Claim logging the cost of batch ``object_id``: True for the one caller (of any worker or instance) that
+    set ``costed_at``, False when it was set already."""
+    async with store._transaction() as c:
+        n = await c.execute("UPDATE rg_files SET costed_at = ? WHERE object_id = ? AND kind = 'batch' "
+                            "AND costed_at IS NULL", [FILES.to_db("costed_at", t.utcnow(), store.dialect), object_id])
+    return bool(n)
+
+
+async def release_cost(store: Store, object_id: str) -> None:
+    """Give a claim back (the cost could not be read): a later retrieve claims it again."""
+    async with store._transaction() as c:
+        await c.execute("UPDATE rg_files SET costed_at = NULL WHERE object_id = ?", [object_id])
 
 
 async def delete_object(store: Store, object_id: str) -> bool:

@@ -205,10 +205,17 @@ def _v6(dialect: str) -> list[str]:
     return [*_tables(dialect, _V6_TABLES), *_V6_INDEXES]
 
 
+def _v7(dialect: str) -> list[str]:
+    """Step 7: a finished batch's cost is logged once (issue 13): ``rg_files.costed_at`` says when a worker
+    claimed it (``store.files.claim_cost``)."""
+    return [f"ALTER TABLE rg_files ADD COLUMN costed_at {_TYPES[dialect]['ts']}"]
+
+
 MIGRATIONS: dict[str, list[list[str]]] = {
     # dialect -> steps; step N (1-based) is MIGRATIONS[dialect][N - 1]
-    "sqlite": [_v1("sqlite"), _v2("sqlite"), _v3("sqlite"), _V4, _v5("sqlite"), _v6("sqlite")],
-    "postgres": [_v1("postgres"), _v2("postgres"), _v3("postgres"), _V4, _v5("postgres"), _v6("postgres")],
+    "sqlite": [_v1("sqlite"), _v2("sqlite"), _v3("sqlite"), _V4, _v5("sqlite"), _v6("sqlite"), _v7("sqlite")],
+    "postgres": [_v1("postgres"), _v2("postgres"), _v3("postgres"), _V4, _v5("postgres"), _v6("postgres"),
+                 _v7("postgres")],
 }
 LATEST = len(MIGRATIONS["sqlite"])
 assert all(len(steps) == LATEST for steps in MIGRATIONS.values())
