@@ -162,3 +162,42 @@ def test_spend_calculate(db_url: str) -> None:  # noqa: F811
             await calc(b"[1, 2", 400)
 
     asyncio.run(main())
+
+
+def test_rate_limit_exceptions_per_day_and_deployment(db_url: str) -> None:  # noqa: F811
+    """LiteLLM's ``/global/activity/exceptions`` (and ``/deployment``): the group's requests answered 429 per
+    day, and per deployment's ``api_base`` (credentials and query left out)."""
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            dep = gw.runtime.router.groups["m"].targets[0].dep.id
+            now = time.time()
+            d = gw.store.dialect
+
+            def limited(call_id: str, start: float, **kw: Any) -> CompletionRecord:
+                return rec(call_id, 0.0, start, status=429, outcome=Outcome.ERROR, **kw)
+
+            rows = [limited("e1", now, deployment_id=dep), limited("e2", now, deployment_id=dep),
+                    limited("e3", now - DAY, deployment_id="gone-deployment"),
+                    limited("e4", now, deployment_id=""),  # the gateway's own limiter: no deployment
+                    limited("e5", now, deployment_id=dep, model_group="m2"),
+                    rec("ok1", 0.1, now, deployment_id=dep),
+                    rec("e6", 0.0, now, status=500, outcome=Outcome.ERROR, deployment_id=dep)]
+            assert await write_spend_values(gw.store, [spend_values(r, d) for r in rows]) == len(rows)
+            today = time.strftime("%Y-%m-%d", time.gmtime(now))
+            yesterday = time.strftime("%Y-%m-%d", time.gmtime(now - DAY))
+            label = lambda day: time.strftime("%b %d", time.gmtime(day))  # noqa: E731
+            span = f"model_group=m&start_date={yesterday}&end_date={today}"
+            assert await get(gw, f"/global/activity/exceptions?{span}") == {
+                "daily_data": [{"date": label(now - DAY), "num_rate_limit_exceptions": 1},
+                               {"date": label(now), "num_rate_limit_exceptions": 3}],
+                "sum_num_rate_limit_exceptions": 4}
+            per = await get(gw, f"/global/activity/exceptions/deployment?{span}")
+            assert per == [{"api_base": up.url, "daily_data": [{"date": label(now), "num_rate_limit_exceptions": 2}],
+                            "sum_num_rate_limit_exceptions": 2},
+                           {"api_base": "gone-deployment", "sum_num_rate_limit_exceptions": 1,
+                            "daily_data": [{"date": label(now - DAY), "num_rate_limit_exceptions": 1}]}]
+            err = await get(gw, f"/global/activity/exceptions?start_date={today}&end_date={today}", status=400)
+            assert err["error"]["param"] == "model_group"
+            await get(gw, "/global/activity/exceptions?model_group=m", status=400)  # dates required
+
+    asyncio.run(main())

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from relaygate.core.errors import GatewayError
+from relaygate.core.urls import public_base
 from relaygate.core.views import decode_view
 from relaygate.http.respond import send_json
 from relaygate.http.routes import Params, RouteTable
@@ -187,25 +187,6 @@ def background_settings(config: Any) -> float | None:
 
 
 # -- GET /health/deployments ----------------------------------------------------------------------------
-
-
-def public_base(url: str | None) -> str | None:
-    """``url`` without userinfo, query string or fragment (what may be shown of an ``api_base``)."""
-    if not url:
-        return None
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return None
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = f"{host}:{port}" if port is not None else host
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def deployment_states(gw: Gateway, allowed: Any = None) -> list[dict[str, Any]]:

@@ -15,6 +15,13 @@
   ``{"model", "daily_data", "sum_api_requests", "sum_total_tokens"}``.
 - ``GET /global/spend/models`` (LiteLLM's, ``limit``, default 10): the models (as sent upstream) that spent
   most over the last 30 days, ``[{"model", "total_spend", "total_tokens"}]``.
+- ``GET /global/activity/exceptions`` (LiteLLM's; ``model_group``, ``start_date``, ``end_date``, all required):
+  the group's requests answered 429 per day, ``{"daily_data": [{"date", "num_rate_limit_exceptions"}],
+  "sum_num_rate_limit_exceptions"}``; ``/global/activity/exceptions/deployment`` the same per deployment's
+  ``api_base`` (without credentials or query; a deployment the config no longer has by its id), the 10 with
+  most, ``[{"api_base", "daily_data", "sum_num_rate_limit_exceptions"}]``. LiteLLM counts each failed
+  deployment call of its error log; relaygate counts requests answered 429 (its spend rows: one per request),
+  so a 429 that a retry or a fallback then answered is not among them. The admin's, as in LiteLLM.
 
 Who sees what: the proxy admin and its viewer all traffic; any other caller only its own — the rows of its
 user id (every key it owns), or of its key when the key has no user (as ``/spend/logs``).
@@ -25,9 +32,18 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from relaygate.core.urls import public_base
 from relaygate.http.routes import RouteTable
-from relaygate.management.common import Ctx, Gateway, bad_request, route
-from relaygate.store.activity import Scope, activity_by_model, latency_percentiles, series, spend_since, top_groups
+from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, route
+from relaygate.store.activity import (
+    Scope,
+    activity_by_model,
+    daily_status,
+    latency_percentiles,
+    series,
+    spend_since,
+    top_groups,
+)
 from relaygate.store.spend import NANOS
 
 MAX_DAYS = 366
@@ -41,6 +57,8 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     route(t, gw, "GET", "/global/activity", global_activity)
     route(t, gw, "GET", "/global/activity/model", global_activity_model)
     route(t, gw, "GET", "/global/spend/models", global_spend_models)
+    route(t, gw, "GET", "/global/activity/exceptions", global_activity_exceptions)
+    route(t, gw, "GET", "/global/activity/exceptions/deployment", global_activity_exceptions_deployment)
 
 
 def parse_day(value: str | None, param: str, default: date | None = None) -> date:
@@ -189,3 +207,35 @@ async def global_spend_models(ctx: Ctx) -> Any:
     rows = await top_groups(ctx.store, scope, "upstream_model", ctx.int_arg("limit", TOP, high=1000))
     return [{"model": r["id"], "total_spend": r["spend_nanos"] / NANOS, "total_tokens": r["total_tokens"]}
             for r in rows]
+
+
+def _exceptions_query(ctx: Ctx) -> tuple[str, Scope]:
+    admin_only(ctx, read=True)
+    group = ctx.query.get("model_group") or ""
+    if not group:
+        raise bad_request("model_group is required", "model_group")
+    start, end = date_range(ctx.query, required=True)
+    return group, Scope(_at(start), _at(end) + timedelta(days=1))
+
+
+async def global_activity_exceptions(ctx: Ctx) -> Any:
+    group, scope = _exceptions_query(ctx)
+    rows = await daily_status(ctx.store, scope, 429, group)
+    return {"daily_data": [{"date": _litellm_day(r["day"]), "num_rate_limit_exceptions": r["count"]} for r in rows],
+            "sum_num_rate_limit_exceptions": sum(r["count"] for r in rows)}
+
+
+async def global_activity_exceptions_deployment(ctx: Ctx) -> Any:
+    group, scope = _exceptions_query(ctx)
+    bases: dict[str, str] = {}
+    for g in ctx.gw.runtime.router.groups.values():
+        for target in g.targets:
+            bases.setdefault(target.dep.id, public_base(target.provider.api_base) or target.dep.id)
+    per: dict[str, dict[str, int]] = {}
+    for r in await daily_status(ctx.store, scope, 429, group, by_deployment=True):
+        days = per.setdefault(bases.get(r["deployment"], r["deployment"]), {})
+        days[r["day"]] = days.get(r["day"], 0) + r["count"]
+    top = sorted(per.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:TOP]
+    return [{"api_base": base, "daily_data": [{"date": _litellm_day(d), "num_rate_limit_exceptions": n}
+                                              for d, n in sorted(days.items())],
+             "sum_num_rate_limit_exceptions": sum(days.values())} for base, days in top]

@@ -35,9 +35,9 @@ from relaygate.store import tables as t
 if TYPE_CHECKING:
     from relaygate.store.base import Store
 
-__all__ = ["PERCENTILES", "Scope", "activity_by_model", "daily_by_team", "interpolate", "latency_percentiles",
-           "principal_counts", "series", "spend_by_tag", "spend_since", "tag_names", "team_member_counts",
-           "top_groups"]
+__all__ = ["PERCENTILES", "Scope", "activity_by_model", "daily_by_team", "daily_status", "interpolate",
+           "latency_percentiles", "principal_counts", "series", "spend_by_tag", "spend_since", "tag_names",
+           "team_member_counts", "top_groups"]
 
 PERCENTILES = (50, 95, 99)
 """The latency percentiles the overview shows (``p50_ms``, ``p95_ms``, ``p99_ms``)."""
@@ -240,6 +240,22 @@ async def activity_by_model(store: Store, scope: Scope) -> list[dict[str, Any]]:
             f"FROM rg_spend_logs s WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2", args)
     return [{"model": r["model"], "day": r["day"], "requests": int(r["n"]), "total_tokens": int(r["tot"] or 0)}
             for r in rows]
+
+
+async def daily_status(store: Store, scope: Scope, status_code: int, model_group: str, *,
+                       by_deployment: bool = False) -> list[dict[str, Any]]:
+    """Per UTC day (and, ``by_deployment``, per deployment id: rows without one are left out) the rows of
+    ``model_group`` answered ``status_code``: ``day``, ``deployment``, ``count``, in order."""
+    key = bucket_sql(store.dialect, "day")
+    where, args = scope.where(store)
+    where += " AND s.status_code = ? AND s.model_group = ?"
+    dep = "s.model_id" if by_deployment else "''"
+    if by_deployment:
+        where += " AND s.model_id IS NOT NULL AND s.model_id <> ''"
+    async with store._read() as c:
+        rows = await c.fetch(f"SELECT {dep} AS dep, {key} AS d, COUNT(*) AS n FROM rg_spend_logs s WHERE {where} "
+                             "GROUP BY 1, 2 ORDER BY 1, 2", [*args, status_code, model_group])
+    return [{"deployment": r["dep"], "day": r["d"], "count": int(r["n"])} for r in rows]
 
 
 async def team_member_counts(store: Store, limit: int) -> list[tuple[str, str, int]]:
