@@ -362,25 +362,30 @@ class ResponseCache:
         if st.parts is not None:  # an embeddings answer: an entry per input sent upstream
             stamp = _STAMP.pack(self._wall())
             entries = st.parts.entries(answer)
+            memory_ttl = ttl if ttl is not None else self.settings.memory_ttl
             for i, (key, entry) in enumerate(entries, 1):
-                self._put(st, key, stamp + entry, ttl, i == len(entries))
+                value = stamp + entry
+                self.memory.set(key, value, memory_ttl)
+                self._put_redis(st, key, value, ttl, i == len(entries))
             return
         value = _STAMP.pack(self._wall()) + calls.stored_value(ex, answer, ctype)
-        self._put(st, st.key, value, ttl, True)
+        self.memory.set(st.key, value, ttl if ttl is not None else self.settings.memory_ttl)
+        if self.redis is not None:
+            self._put_redis(st, st.key, value, ttl, True)
         if st.vector is not None and self.semantic is not None:
             s = self.settings
             self.semantic.index.add(st.scope, st.key, st.vector, ttl if ttl is not None else (
                 s.redis_ttl if self.redis is not None else s.memory_ttl), value)
 
-    def _put(self, st: CacheState, key: str, value: bytes, ttl: float | None, last: bool = False) -> None:
-        """One entry in memory and queued for Redis; with ``last``, the request's namespace marked too."""
-        self.memory.set(key, value, ttl if ttl is not None else self.settings.memory_ttl)
-        if self.redis is not None:
+    def _put_redis(self, st: CacheState, key: str, value: bytes, ttl: float | None, last: bool) -> None:
+        """One entry queued for Redis; with ``last``, the request's namespace marked too."""
+        redis = self.redis
+        if redis is not None:
             redis_ttl = ttl if ttl is not None else self.settings.redis_ttl
-            self.redis.set(key, value, redis_ttl)
+            redis.set(key, value, redis_ttl)
             if last and st.namespace is not None:  # renewed with every entry: it outlives the namespace's last one
                 from relaygate.cache.redis import namespace_marker
-                self.redis.set(namespace_marker(self.settings.namespace, st.namespace), b"1", redis_ttl)
+                redis.set(namespace_marker(self.settings.namespace, st.namespace), b"1", redis_ttl)
 
     def store_stream(self, ex: Exchange, frames: bytes) -> None:
         """Feed a stream's outgoing frames to its assembler (a miss's chat, Messages or Responses stream)."""
