@@ -201,3 +201,54 @@ def test_rate_limit_exceptions_per_day_and_deployment(db_url: str) -> None:  # n
             await get(gw, "/global/activity/exceptions?model_group=m", status=400)  # dates required
 
     asyncio.run(main())
+
+
+def test_paged_logs_v2_and_ui(db_url: str) -> None:  # noqa: F811
+    """LiteLLM's ``/spend/logs/v2`` (and ``/spend/logs/ui``): both dates required (``YYYY-MM-DD HH:MM:SS``),
+    pages of ``page_size`` with the total, filters, sorting; a non-admin sees its own rows only."""
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            own = "sk-own-paged-1"
+            await gw.store.create_key(Key(token=hash_token(own), user_id="u-1"))
+            now = time.time()
+            d = gw.store.dialect
+            rows = [rec(f"p{i:02d}", 0.001 * (i + 1), now - 60 * i, key_hash="k1" if i % 2 else hash_token(own),
+                        user_id="u-1" if i % 2 == 0 else "u-2", key_alias="alias-a" if i < 5 else "alias-b",
+                        end_user_id="cust-9" if i == 3 else None,
+                        status=500 if i == 4 else 200, outcome=Outcome.ERROR if i == 4 else Outcome.OK)
+                    for i in range(12)]
+            assert await write_spend_values(gw.store, [spend_values(r, d) for r in rows]) == 12
+            fmt = "%Y-%m-%d %H:%M:%S"
+            start = time.strftime(fmt, time.gmtime(now - 3600))
+            end = time.strftime(fmt, time.gmtime(now))
+            span = f"start_date={start.replace(' ', '%20')}&end_date={end.replace(' ', '%20')}"
+            page = await get(gw, f"/spend/logs/v2?{span}&page_size=5")
+            assert (page["total"], page["page"], page["page_size"], page["total_pages"]) == (12, 1, 5, 3)
+            assert [r["request_id"] for r in page["data"]] == ["p00", "p01", "p02", "p03", "p04"]  # newest first
+            last = await get(gw, f"/spend/logs/ui?{span}&page_size=5&page=3")
+            assert [r["request_id"] for r in last["data"]] == ["p10", "p11"]
+            assert (await get(gw, f"/spend/logs/v2?{span}&page_size=5&page=9"))["data"] == []
+            by_spend = await get(gw, f"/spend/logs/v2?{span}&sort_by=spend&sort_order=asc&page_size=3")
+            assert [r["request_id"] for r in by_spend["data"]] == ["p00", "p01", "p02"]
+            for query, want in (("status_filter=failure", ["p04"]), ("key_alias=alias-b&page_size=2", ["p05", "p06"]),
+                                ("end_user=cust-9", ["p03"]), ("api_key=k1&max_spend=0.0045", ["p01", "p03"]),
+                                ("min_spend=0.0115", ["p11"]), ("request_id=p07", ["p07"]), ("user_id=u-2&page_size=2",
+                                                                                             ["p01", "p03"])):
+                got = await get(gw, f"/spend/logs/v2?{span}&{query}")
+                assert [r["request_id"] for r in got["data"]] == want, query
+            # the end's whole second is in; a missing date is LiteLLM's 400
+            just = time.strftime(fmt, time.gmtime(now - 600)).replace(" ", "%20")
+            assert (await get(gw, f"/spend/logs/v2?start_date={just}&end_date={just}"))["total"] == 1
+            err = await get(gw, f"/spend/logs/v2?start_date={start.replace(' ', '%20')}", status=400)
+            assert err["error"]["message"] == "Start date and end date are required"
+            for bad in ("page=0", "page_size=101", "sort_by=model", "status_filter=ok", "min_spend=x"):
+                await get(gw, f"/spend/logs/v2?{span}&{bad}", status=400)
+            # one row by id; a non-admin's pages and rows are its own
+            assert (await get(gw, "/spend/logs/ui/p05"))["request_id"] == "p05"
+            mine = {"authorization": f"Bearer {own}"}
+            assert (await get(gw, f"/spend/logs/v2?{span}", mine))["total"] == 6
+            assert await get(gw, "/spend/logs/ui/p05", mine) is None  # u-2's row
+            assert (await get(gw, "/spend/logs/ui/p04", mine))["request_id"] == "p04"
+            await get(gw, f"/spend/logs/v2?{span}&user_id=u-2", mine, status=403)
+
+    asyncio.run(main())

@@ -106,10 +106,12 @@ def _key_of(value: str) -> str:
     return hash_token(value) if value.startswith("sk-") else value
 
 
-async def spend_logs(ctx: Ctx) -> Any:
+def own_logs(ctx: Ctx) -> tuple[str | None, str | None]:
+    """The query's ``api_key`` (hashed) and ``user_id``, narrowed to the caller's own rows for a caller that
+    does not read everything (its user's, or its key's for a key without a user; 403 for someone else's)."""
     c, q = ctx.caller, ctx.query
     api_key = _key_of(q["api_key"]) if q.get("api_key") else None
-    user_id, team_id = q.get("user_id") or None, q.get("team_id") or None
+    user_id = q.get("user_id") or None
     if not c.reads_all:
         if user_id is not None and user_id != c.user_id:
             raise forbidden(f"You can only view your own spend logs. Got user_id={user_id}, Your ID={c.user_id}")
@@ -119,6 +121,13 @@ async def spend_logs(ctx: Ctx) -> Any:
             raise forbidden("You can only view the spend logs of your own key")
         else:
             api_key = c.key_hash
+    return api_key, user_id
+
+
+async def spend_logs(ctx: Ctx) -> Any:
+    q = ctx.query
+    api_key, user_id = own_logs(ctx)
+    team_id = q.get("team_id") or None
     start = parse_date(q.get("start_date"), "start_date")
     end = parse_date(q.get("end_date"), "end_date", end=True)
     request_id = q.get("request_id") or None

@@ -18,6 +18,14 @@ midnight on some of these routes and takes the whole day on others):
 - ``POST /global/spend/end_users`` (body, all optional: ``api_key`` (a key or its hash), ``startTime``,
   ``endTime``; the last 30 days by default): the 100 customers that spent most,
   ``[{"end_user", "total_count", "total_spend"}]``.
+- ``GET /spend/logs/v2`` and ``/spend/logs/ui`` (LiteLLM's paged logs; ``start_date`` and ``end_date``
+  required, ``YYYY-MM-DD HH:MM:SS`` UTC as LiteLLM's, or a date or ISO time; the end's whole second is in;
+  ``page`` from 1, ``page_size`` 1-100 (50); filters ``api_key`` (a key or its hash), ``user_id``,
+  ``team_id``, ``request_id``, ``key_alias``, ``end_user``, ``model`` (the model group or the upstream
+  model), ``status_filter`` (``success`` / ``failure``), ``min_spend`` / ``max_spend``; ``sort_by``
+  ``startTime`` (default) or ``spend``, ``sort_order`` ``desc`` (default) or ``asc``): ``{"data": [rows in
+  /spend/logs' shape], "total", "page", "page_size", "total_pages"}``. ``GET /spend/logs/ui/{request_id}``:
+  that row, or ``null``.
 - ``POST /spend/calculate``: ``{"cost"}`` of ``{"model", "messages"}`` before a call (the prompt's estimated
   tokens at the model's input price: a model group's first deployment, or the catalog's model of that name),
   or of ``{"completion_response"}`` after one (its usage, cache and reasoning tokens included, priced as the
@@ -26,9 +34,9 @@ midnight on some of these routes and takes the whole day on others):
 Spend is exact (summed in nano-USD) and not rounded: LiteLLM rounds a tag's spend to 4 decimals and a team's
 day to 2, which shows a team that spent $0.004 a day as having spent nothing.
 
-Who sees what: tags, tag names and providers are the caller's own rows for a caller that is not an admin
-(LiteLLM shows every caller every tag); teams and end users are the admin's (and its viewer's); any key may
-calculate.
+Who sees what: tags, tag names, providers and paged logs are the caller's own rows for a caller that is not
+an admin (its user's, or its key's for a key without a user; LiteLLM shows every caller every tag); teams and
+end users are the admin's (and its viewer's); any key may calculate.
 """
 
 from __future__ import annotations
@@ -47,10 +55,10 @@ from relaygate.http.body import read_body
 from relaygate.http.routes import RouteTable
 from relaygate.management.activity import date_range, own_scope
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, route
-from relaygate.management.spend import parse_date
+from relaygate.management.spend import log_row, own_logs, parse_date
 from relaygate.store import hash_token
 from relaygate.store.activity import Scope, daily_by_team, spend_by_tag, tag_names, top_groups
-from relaygate.store.spend import NANOS
+from relaygate.store.spend import NANOS, count_spend_logs, read_spend_logs
 
 MAX_NAMES = 10_000
 """Tag names and end users listed at most."""
@@ -67,6 +75,9 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     route(t, gw, "GET", "/global/all_end_users", all_end_users)
     route(t, gw, "POST", "/global/spend/end_users", global_spend_end_users)
     route(t, gw, "POST", "/spend/calculate", spend_calculate)
+    route(t, gw, "GET", "/spend/logs/v2", paged_logs)
+    route(t, gw, "GET", "/spend/logs/ui", paged_logs)
+    route(t, gw, "GET", "/spend/logs/ui/{request_id}", one_log)
 
 
 def _midnight(d: date) -> datetime:
@@ -200,6 +211,63 @@ async def spend_calculate(ctx: Ctx) -> Any:
         return {"cost": usd(table.tokens(usage[0] + d.prompt_extra, usage[1], d.cache_read, d.cache_write,
                                          d.reasoning, d.audio_in, d.audio_out, d.cache_write_1h, d.service_tier))}
     raise bad_request("Bad Request - Either 'model' or 'completion_response' must be provided", "model")
+
+
+_SORTS = {"startTime": "start_time", "spend": "spend_nanos"}
+
+
+def _spend_arg(ctx: Ctx, name: str) -> int | None:
+    raw = ctx.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be a number, got {raw[:40]!r}", name) from None
+    if not value >= 0 or value > 1e9:
+        raise bad_request(f"{name} must be between 0 and 1e9, got {raw[:40]!r}", name)
+    return round(value * NANOS)
+
+
+async def paged_logs(ctx: Ctx) -> Any:
+    q = ctx.query
+    if not q.get("start_date") or not q.get("end_date"):
+        raise bad_request("Start date and end date are required", "start_date" if not q.get("start_date")
+                          else "end_date")
+    start = parse_date(q["start_date"], "start_date")
+    end = parse_date(q["end_date"], "end_date", end=True)
+    assert start is not None and end is not None
+    if len(q["end_date"]) > 10:  # a time: its whole second is in (LiteLLM's ``lte`` of a time to the second)
+        end += timedelta(seconds=1)
+    status = q.get("status_filter") or None
+    if status is not None and status not in ("success", "failure"):
+        raise bad_request(f"status_filter must be 'success' or 'failure', got {status[:40]!r}", "status_filter")
+    sort = _SORTS.get(q.get("sort_by") or "startTime")
+    if sort is None:
+        raise bad_request("sort_by must be 'startTime' or 'spend'", "sort_by")
+    way = (q.get("sort_order") or "desc").lower()
+    if way not in ("asc", "desc"):
+        raise bad_request("sort_order must be 'asc' or 'desc'", "sort_order")
+    page = ctx.int_arg("page", 1, high=1_000_000)
+    size = ctx.int_arg("page_size", 50, high=100)
+    api_key, user_id = own_logs(ctx)
+    filters: dict[str, Any] = {
+        "api_key": api_key, "user_id": user_id, "team_id": q.get("team_id") or None,
+        "request_id": q.get("request_id") or None, "key_alias": q.get("key_alias") or None,
+        "end_user": q.get("end_user") or None, "model": q.get("model") or None, "status": status, "start": start,
+        "end": end, "min_nanos": _spend_arg(ctx, "min_spend"), "max_nanos": _spend_arg(ctx, "max_spend")}
+    total = await count_spend_logs(ctx.store, **filters)
+    rows = await read_spend_logs(ctx.store, limit=size, offset=(page - 1) * size, order=f"{sort} {way.upper()}",
+                                 **filters) if (page - 1) * size < total else []
+    return {"data": [log_row(r) for r in rows], "total": total, "page": page, "page_size": size,
+            "total_pages": -(-total // size)}
+
+
+async def one_log(ctx: Ctx) -> Any:
+    api_key, user_id = own_logs(ctx)
+    rows = await read_spend_logs(ctx.store, limit=1, request_id=ctx.params["request_id"], api_key=api_key,
+                                 user_id=user_id)
+    return log_row(rows[0]) if rows else None
 
 
 __all__ = ["add_routes"]

@@ -45,10 +45,9 @@ from relaygate.store.records import SpendLog
 if TYPE_CHECKING:
     from relaygate.store.base import Conn, Store
 
-__all__ = ["ENTITY_KINDS", "NANOS", "Totals", "count_spend_logs_before", "daily_spend", "delete_spend_logs_before",
-           "entity_totals", "key_owners", "nanos", "read_spend_logs", "spend_report", "spend_since", "top_keys",
-           "write_spend",
-           "write_spend_values"]
+__all__ = ["ENTITY_KINDS", "NANOS", "Totals", "count_spend_logs", "count_spend_logs_before", "daily_spend",
+           "delete_spend_logs_before", "entity_totals", "key_owners", "nanos", "read_spend_logs", "spend_report",
+           "spend_since", "top_keys", "write_spend", "write_spend_values"]
 
 NANOS = 1_000_000_000
 """Integer units per USD in ``spend_nanos`` and the counters (nano-USD: a 10-token request to a cheap
@@ -373,15 +372,18 @@ def _ts(store: Store, value: datetime) -> Any:
     return t.SPEND_LOGS.to_db("start_time", value, store.dialect)
 
 
-async def read_spend_logs(store: Store, *, api_key: str | None = None, user_id: str | None = None,
-                          team_id: str | None = None, request_id: str | None = None,
-                          start: datetime | None = None, end: datetime | None = None,
-                          limit: int = 1000, model: str | None = None, status: str | None = None) -> list[SpendLog]:
-    """Spend rows matching every filter given (``start`` inclusive, ``end`` exclusive), newest first. ``model``
-    matches the requested model group or the upstream model; ``status`` is ``success`` or ``failure``."""
-    conds, args = [], []
+def _log_filters(store: Store, *, api_key: str | None = None, user_id: str | None = None, team_id: str | None = None,
+                 request_id: str | None = None, start: datetime | None = None, end: datetime | None = None,
+                 model: str | None = None, status: str | None = None, key_alias: str | None = None,
+                 end_user: str | None = None, min_nanos: int | None = None,
+                 max_nanos: int | None = None) -> tuple[str, list[Any]]:
+    """The ``WHERE`` clause (empty without filters) and its parameters of the spend rows matching every filter
+    given (see :func:`read_spend_logs`)."""
+    conds: list[str] = []
+    args: list[Any] = []
     for col, value in (("api_key", api_key), ("user_id", user_id), ("team_id", team_id),
-                       ("request_id", request_id), ("status", status)):
+                       ("request_id", request_id), ("status", status), ("key_alias", key_alias),
+                       ("end_user", end_user)):
         if value is not None:
             conds.append(f"{col} = ?")
             args.append(value)
@@ -394,11 +396,39 @@ async def read_spend_logs(store: Store, *, api_key: str | None = None, user_id: 
     if end is not None:
         conds.append("start_time < ?")
         args.append(_ts(store, end))
-    where = f" WHERE {' AND '.join(conds)}" if conds else ""
+    if min_nanos is not None:
+        conds.append("spend_nanos >= ?")
+        args.append(min_nanos)
+    if max_nanos is not None:
+        conds.append("spend_nanos <= ?")
+        args.append(max_nanos)
+    return (f" WHERE {' AND '.join(conds)}" if conds else ""), args
+
+
+async def read_spend_logs(store: Store, *, limit: int = 1000, offset: int = 0, order: str = "start_time DESC",
+                          **filters: Any) -> list[SpendLog]:
+    """Spend rows matching every filter given (``start`` inclusive, ``end`` exclusive), newest first (or in
+    ``order``: ``start_time`` or ``spend_nanos``, ``ASC`` or ``DESC``), ``limit`` of them after ``offset``.
+    ``model`` matches the requested model group or the upstream model; ``status`` is ``success`` or
+    ``failure``; ``min_nanos`` / ``max_nanos`` bound the spend (nano-USD)."""
+    if order not in _ORDERS:
+        raise ValueError(f"unknown order {order!r}")
+    where, args = _log_filters(store, **filters)
     async with store._read() as c:
-        rows = await c.fetch(f"SELECT * FROM rg_spend_logs{where} ORDER BY start_time DESC, request_id LIMIT ?",
-                             [*args, limit])
+        rows = await c.fetch(f"SELECT * FROM rg_spend_logs{where} ORDER BY {order}, request_id LIMIT ? OFFSET ?",
+                             [*args, limit, offset])
     return [t.SPEND_LOGS.from_db(r) for r in rows]
+
+
+_ORDERS = frozenset(f"{col} {way}" for col in ("start_time", "spend_nanos") for way in ("ASC", "DESC"))
+
+
+async def count_spend_logs(store: Store, **filters: Any) -> int:
+    """How many spend rows match the filters (as :func:`read_spend_logs` takes them)."""
+    where, args = _log_filters(store, **filters)
+    async with store._read() as c:
+        rows = await c.fetch(f"SELECT COUNT(*) AS n FROM rg_spend_logs{where}", args)
+    return int(rows[0]["n"]) if rows else 0
 
 
 async def entity_totals(store: Store, kind: str, ids: Sequence[str] | None = None,
