@@ -361,6 +361,13 @@ async def _model_delete(w: World) -> Call:
 
 
 #: route case -> expected status for (proxy_admin, proxy_admin_viewer, internal_user, team_admin, internal_user_viewer)
+def _daily(kind: str, extra: str) -> Case:
+    async def case(w: World) -> Call:
+        return "GET", f"/{kind}/daily/activity?start_date=2026-01-01&end_date=2026-01-31{extra}", None
+
+    return case
+
+
 CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "key/generate self": (_gen_self, (200, 401, 200, 200, 401)),
     "key/generate for another user": (_gen_other, (200, 401, 403, 403, 401)),
@@ -421,6 +428,11 @@ CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "model/update": (_model_update, (200, 401, 401, 401, 401)),
     "model/{model_id}/update": (_model_patch, (200, 401, 401, 401, 401)),
     "model/delete": (_model_delete, (200, 401, 401, 401, 401)),
+    "user/daily/activity own": (_daily("user", ""), (200, 200, 200, 200, 200)),
+    "user/daily/activity another user's": (_daily("user", "&user_id=other"), (200, 200, 403, 403, 403)),
+    "team/daily/activity": (_daily("team", "&team_ids=tm"), (200, 200, 403, 200, 403)),
+    "organization/daily/activity": (_daily("organization", ""), (200, 200, 401, 401, 401)),
+    "customer/daily/activity": (_daily("customer", ""), (200, 200, 401, 401, 401)),
 }
 
 

@@ -252,3 +252,65 @@ def test_paged_logs_v2_and_ui(db_url: str) -> None:  # noqa: F811
             await get(gw, f"/spend/logs/v2?{span}&user_id=u-2", mine, status=403)
 
     asyncio.run(main())
+
+
+def test_daily_activity_in_litellms_shape(db_url: str) -> None:  # noqa: F811
+    """LiteLLM's ``/user/daily/activity`` (and team, tag): per day the metrics and the breakdown by model,
+    model group, provider, key (with its alias and team) and entity; whole days per page; own rows only."""
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            own = "sk-own-daily-1"
+            await gw.store.create_team(Team(team_id="t-red", team_alias="Red Team"))
+            await gw.store.create_key(Key(token=hash_token(own), user_id="u-1", key_alias="alpha",
+                                          team_id="t-red"))
+            now = time.time()
+            d = gw.store.dialect
+            k1 = hash_token(own)
+            rows = [rec("d1", 0.5, now, user_id="u-1", key_hash=k1, team_id="t-red", tags=["prod"],
+                        upstream_model="gpt-x-1", cache_read_tokens=4),
+                    rec("d2", 0.25, now, user_id="u-1", key_hash=k1, team_id="t-red", provider="anthropic",
+                        status=500, outcome=Outcome.ERROR, tags=["prod", "eval"]),
+                    rec("d3", 0.125, now - DAY, user_id="u-1", key_hash=k1, team_id="t-red"),
+                    rec("d4", 1.0, now, user_id="u-2", key_hash="k2", model_group="m2")]
+            assert await write_spend_values(gw.store, [spend_values(r, d) for r in rows]) == 4
+            today = time.strftime("%Y-%m-%d", time.gmtime(now))
+            yesterday = time.strftime("%Y-%m-%d", time.gmtime(now - DAY))
+            span = f"start_date={yesterday}&end_date={today}"
+
+            body = await get(gw, f"/user/daily/activity?{span}&user_id=u-1")
+            first, second = body["results"]
+            assert (first["date"], second["date"]) == (today, yesterday)  # newest first
+            assert first["metrics"] == {"spend": 0.75, "prompt_tokens": 20, "completion_tokens": 10,
+                                        "cache_read_input_tokens": 4, "cache_creation_input_tokens": 0,
+                                        "total_tokens": 30, "successful_requests": 1, "failed_requests": 1,
+                                        "api_requests": 2}
+            b = first["breakdown"]
+            assert set(b["models"]) == {"gpt-x-1", "m"} and set(b["providers"]) == {"openai", "anthropic"}
+            assert b["model_groups"]["m"]["metrics"]["api_requests"] == 2
+            assert b["api_keys"][k1]["metadata"] == {"key_alias": "alpha", "team_id": "t-red"}
+            assert b["entities"]["u-1"]["api_key_breakdown"][k1]["metrics"]["spend"] == 0.75
+            assert set(b) >= {"mcp_servers", "endpoints"}
+            meta = body["metadata"]
+            assert (meta["total_spend"], meta["total_api_requests"], meta["total_failed_requests"]) == (0.875, 3, 1)
+            assert (meta["page"], meta["total_pages"], meta["has_more"]) == (1, 1, False)
+            paged = await get(gw, f"/user/daily/activity?{span}&page_size=1&page=2")
+            assert [r["date"] for r in paged["results"]] == [yesterday]
+            assert (paged["metadata"]["total_pages"], paged["metadata"]["has_more"]) == (2, False)
+            only = await get(gw, f"/user/daily/activity?{span}&model=m2")
+            assert [set(r["breakdown"]["entities"]) for r in only["results"]] == [{"u-2"}]
+
+            team = await get(gw, f"/team/daily/activity?{span}&team_ids=t-red")
+            assert team["results"][0]["breakdown"]["entities"]["t-red"]["metadata"] == {"team_alias": "Red Team"}
+            tags = await get(gw, f"/tag/daily/activity?{span}")
+            assert {n: e["metrics"]["api_requests"] for n, e in tags["results"][0]["breakdown"]["entities"].items()} \
+                == {"prod": 2, "eval": 1}
+
+            mine = {"authorization": f"Bearer {own}"}
+            assert {e for r in (await get(gw, f"/user/daily/activity?{span}", mine))["results"]
+                    for e in r["breakdown"]["entities"]} == {"u-1"}
+            await get(gw, f"/user/daily/activity?{span}&user_id=u-2", mine, status=403)
+            assert len((await get(gw, f"/team/daily/activity?{span}", mine))["results"]) == 2
+            await get(gw, f"/tag/daily/activity?{span}", mine, status=401)
+            await get(gw, "/user/daily/activity", status=400)
+
+    asyncio.run(main())

@@ -20,6 +20,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         activity,
         budgets,
         customers,
+        daily_activity,
         keys,
         models,
         organizations,
@@ -39,7 +40,8 @@ def register(t: RouteTable, gw: Gateway) -> None:
     models.add_routes(t, gw)
     spend.add_routes(t, gw)
     activity.add_routes(t, gw)  # /global/activity/* (the admin UI's overview)
-    spend_views.add_routes(t, gw)  # /global/spend/{tags,provider,teams,end_users ...}, /spend/calculate
+    spend_views.add_routes(t, gw)  # /global/spend/{tags,provider,teams,end_users ...}, /spend/calculate, paged logs
+    daily_activity.add_routes(t, gw)  # /{user,team,tag,organization,customer}/daily/activity
     tags.add_routes(t, gw)
     from relaygate.management import provider_budgets  # /provider/budgets (needs no store)
 
