@@ -90,8 +90,15 @@ def date_range(q: dict[str, str], *, required: bool = False, bucket: str = "day"
     return start, end
 
 
-def _at(day: date) -> datetime:
+def midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def range_bounds(q: dict[str, str]) -> tuple[datetime, datetime]:
+    """The query's required ``start_date`` .. ``end_date`` as times: the first day's midnight (UTC) and the
+    midnight after the last day."""
+    start, end = date_range(q, required=True)
+    return midnight(start), midnight(end) + timedelta(days=1)
 
 
 def own_scope(ctx: Ctx, start: datetime, end: datetime) -> Scope:
@@ -107,7 +114,7 @@ def own_scope(ctx: Ctx, start: datetime, end: datetime) -> Scope:
 def bucket_starts(start: date, end: date, bucket: str) -> list[tuple[str, datetime]]:
     """Every bucket of the range: its text key (as ``store.activity.bucket_sql`` spells it) and its start."""
     step = timedelta(hours=1) if bucket == "hour" else timedelta(days=1)
-    at, stop, out = _at(start), _at(end) + timedelta(days=1), []
+    at, stop, out = midnight(start), midnight(end) + timedelta(days=1), []
     while at < stop:
         key = at.strftime("%Y-%m-%dT%H") if bucket == "hour" else at.strftime("%Y-%m-%d")
         out.append((key, at))
@@ -146,7 +153,7 @@ async def overview(ctx: Ctx) -> Any:
     if bucket not in ("day", "hour"):
         raise bad_request(f"bucket must be 'day' or 'hour', got {bucket!r}", "bucket")
     start, end = date_range(q, bucket=bucket)
-    scope = own_scope(ctx, _at(start), _at(end) + timedelta(days=1))
+    scope = own_scope(ctx, midnight(start), midnight(end) + timedelta(days=1))
     store = ctx.store
     rows = await series(store, scope, bucket)
     pct = await latency_percentiles(store, scope, bucket)
@@ -154,7 +161,7 @@ async def overview(ctx: Ctx) -> Any:
     body: dict[str, Any] = {"start_date": start.isoformat(), "end_date": end.isoformat(), "bucket": bucket,
                             **assemble(start, end, bucket, rows, pct, total_pct)}
     now = datetime.now(UTC)
-    today = _at(now.date())
+    today = midnight(now.date())
     month = today.replace(day=1)
     own = own_scope(ctx, month, now + timedelta(days=1))
     spend_month, spend_today = await spend_since(store, own, [month, today])
@@ -179,7 +186,7 @@ def _litellm_day(key: str) -> str:
 
 async def global_activity(ctx: Ctx) -> Any:
     start, end = date_range(ctx.query, required=True)
-    scope = own_scope(ctx, _at(start), _at(end) + timedelta(days=1))
+    scope = own_scope(ctx, midnight(start), midnight(end) + timedelta(days=1))
     rows = await series(ctx.store, scope, "day")
     daily = [{"date": _litellm_day(r["bucket"]), "api_requests": r["requests"], "total_tokens": r["total_tokens"]}
              for r in rows]
@@ -189,7 +196,7 @@ async def global_activity(ctx: Ctx) -> Any:
 
 async def global_activity_model(ctx: Ctx) -> Any:
     start, end = date_range(ctx.query, required=True)
-    scope = own_scope(ctx, _at(start), _at(end) + timedelta(days=1))
+    scope = own_scope(ctx, midnight(start), midnight(end) + timedelta(days=1))
     models: dict[str, dict[str, Any]] = {}
     for r in await activity_by_model(ctx.store, scope):
         m = models.setdefault(r["model"] or "", {"model": r["model"] or "", "daily_data": [],
@@ -215,7 +222,7 @@ def _exceptions_query(ctx: Ctx) -> tuple[str, Scope]:
     if not group:
         raise bad_request("model_group is required", "model_group")
     start, end = date_range(ctx.query, required=True)
-    return group, Scope(_at(start), _at(end) + timedelta(days=1))
+    return group, Scope(midnight(start), midnight(end) + timedelta(days=1))
 
 
 async def global_activity_exceptions(ctx: Ctx) -> Any:

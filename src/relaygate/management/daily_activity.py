@@ -29,11 +29,10 @@ its daily table's rows (a day's breakdown can straddle two pages) relaygate page
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from relaygate.http.routes import RouteTable
-from relaygate.management.activity import date_range
+from relaygate.management.activity import range_bounds
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, forbidden, route
 from relaygate.management.spend import _key_of
 from relaygate.store.activity import Scope, daily_activity, key_labels, team_aliases
@@ -50,9 +49,6 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     route(t, gw, "GET", "/organization/daily/activity", organization_activity)
     route(t, gw, "GET", "/customer/daily/activity", customer_activity)
 
-
-def _midnight(d: date) -> datetime:
-    return datetime(d.year, d.month, d.day, tzinfo=UTC)
 
 
 def _ids(ctx: Ctx, name: str) -> list[str] | None:
@@ -109,11 +105,10 @@ async def respond(ctx: Ctx, entity: str, *, ids: list[str] | None = None, exclud
                   entity_labels: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The days of ``entity`` rows in the query's range (see the module docstring)."""
     q = ctx.query
-    start, end = date_range(q, required=True)
     page = ctx.int_arg("page", 1, high=1_000_000)
     size = ctx.int_arg("page_size", 10, high=1000)
     api_key = _key_of(q["api_key"]) if q.get("api_key") else None
-    scope = Scope(_midnight(start), _midnight(end) + timedelta(days=1))
+    scope = Scope(*range_bounds(q))
     rows = await daily_activity(ctx.store, scope, entity, ids=ids, exclude=exclude, model=q.get("model") or None,
                                 api_key=api_key)
     days: dict[str, dict[str, Any]] = {}

@@ -41,7 +41,7 @@ end users are the admin's (and its viewer's); any key may calculate.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -53,7 +53,7 @@ from relaygate.cost import details, usd
 from relaygate.cost.prices import PriceTable
 from relaygate.http.body import read_body
 from relaygate.http.routes import RouteTable
-from relaygate.management.activity import date_range, own_scope
+from relaygate.management.activity import midnight, own_scope, range_bounds
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, route
 from relaygate.management.spend import log_row, own_logs, parse_date
 from relaygate.store import hash_token
@@ -80,14 +80,10 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     route(t, gw, "GET", "/spend/logs/ui/{request_id}", one_log)
 
 
-def _midnight(d: date) -> datetime:
-    return datetime(d.year, d.month, d.day, tzinfo=UTC)
-
 
 def _range_scope(ctx: Ctx) -> Scope:
     """The caller's own rows of the query's ``start_date`` .. ``end_date`` (both required, both included)."""
-    start, end = date_range(ctx.query, required=True)
-    return own_scope(ctx, _midnight(start), _midnight(end) + timedelta(days=1))
+    return own_scope(ctx, *range_bounds(ctx.query))
 
 
 async def global_spend_tags(ctx: Ctx) -> Any:
@@ -117,7 +113,7 @@ UNASSIGNED = "Unassigned"
 async def global_spend_teams(ctx: Ctx) -> Any:
     admin_only(ctx, read=True)
     now = datetime.now(UTC)
-    rows = await daily_by_team(ctx.store, Scope(_midnight(now.date()) - timedelta(days=30), now + timedelta(seconds=1)))
+    rows = await daily_by_team(ctx.store, Scope(midnight(now.date()) - timedelta(days=30), now + timedelta(seconds=1)))
     days: dict[str, dict[str, Any]] = {}
     totals: dict[str, int] = {}
     for r in rows:
