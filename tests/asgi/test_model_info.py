@@ -123,3 +123,46 @@ def test_v1_models_items_are_openai_shaped_with_litellm_query_params() -> None:
         assert r.status == 200 and [m["id"] for m in r.json()["data"]] == ["a", "b"]
 
     asyncio.run(main())
+
+
+def test_supported_openai_params_and_token_counter() -> None:
+    """LiteLLM's ``/utils/supported_openai_params`` (a group the key may use, or provider/model) and
+    ``/utils/token_counter`` (the gateway's own estimate, said as such)."""
+    from relaygate.core import tokens
+    from relaygate.providers.params import supported_openai_params
+
+    async def main() -> None:
+        gw = gateway()
+        r = await call(gw, "GET", "/utils/supported_openai_params?model=gpt-4o", None, H)
+        assert r.status == 200 and r.json() == {"supported_openai_params": supported_openai_params("openai",
+                                                                                                   "gpt-4o")}
+        assert "temperature" in r.json()["supported_openai_params"]
+        r = await call(gw, "GET", "/utils/supported_openai_params?model=openai/o3-mini", None, H)
+        assert "top_p" not in r.json()["supported_openai_params"]  # o-series: LiteLLM drops it
+        r = await call(gw, "GET", "/utils/supported_openai_params?model=gpt-4o", None,
+                       {"authorization": "Bearer sk-only-emb"})
+        assert r.status == 400  # a group the key may not use is not named to it
+        r = await call(gw, "GET", "/utils/supported_openai_params", None, H)
+        assert r.status == 400 and r.json()["error"]["param"] == "model"
+
+        messages = [{"role": "user", "content": "How many tokens is this sentence, roughly?"}]
+        r = await call(gw, "POST", "/utils/token_counter", {"model": "gpt-4o", "messages": messages}, H)
+        body = r.json()
+        import orjson
+        assert body == {"total_tokens": tokens.estimate_messages_tokens(orjson.dumps(messages)),
+                        "request_model": "gpt-4o", "model_used": "gpt-4o", "tokenizer_type": "relaygate_estimate",
+                        "original_response": None}
+        assert 8 <= body["total_tokens"] <= 20
+        r = await call(gw, "POST", "/utils/token_counter", {"model": "emb", "prompt": "hello world"}, H)
+        assert r.json()["total_tokens"] == tokens.estimate_tokens("hello world")
+        assert r.json()["model_used"] == "text-embedding-3-small"
+        gem = {"model": "x", "contents": [{"role": "user", "parts": [{"text": "hello"}, {"text": "world"}]}]}
+        assert (await call(gw, "POST", "/utils/token_counter", gem, H)).json()["total_tokens"] > 0
+        for bad in (b"{", b"[]", {"messages": messages}, {"model": "gpt-4o"}):
+            r = await call(gw, "POST", "/utils/token_counter", bad, H)
+            assert r.status == 400, bad
+        r = await call(gw, "POST", "/utils/token_counter", {"model": "gpt-4o", "prompt": "x"},
+                       {"authorization": "Bearer nope"})
+        assert r.status == 401
+
+    asyncio.run(main())

@@ -13,6 +13,16 @@ key sees only the groups it may use (model access groups expanded), as on ``/v1/
 ``/model_group/info`` sums each group up as LiteLLM's ``ModelGroupInfo``: the largest limits and prices of
 its deployments, a flag true when any deployment has it (false, not null, when none does), ``mode`` from
 the first deployment that knows it (``chat`` otherwise).
+
+LiteLLM's utilities: ``GET /utils/supported_openai_params?model=`` (``{"supported_openai_params": [...]}``
+of a model group the caller may use — its first deployment's provider and model — or of a
+``provider/model`` name; null when the gateway has no rules for it and the upstream judges; a 400 for a
+name that is neither) and ``POST /utils/token_counter`` (``{"model", "messages" | "prompt" | "contents"}``
+-> ``{"total_tokens", "request_model", "model_used", "tokenizer_type", "original_response"}``): the count is
+the gateway's own fast estimate (``core.tokens``, the one its limits and budgets use, calibrated against
+tiktoken's ``cl100k_base``), said as ``tokenizer_type: "relaygate_estimate"``; LiteLLM counts
+with tiktoken or a Hugging Face tokenizer, an estimate too for every model whose tokenizer it does not
+have.
 """
 
 from __future__ import annotations
@@ -23,7 +33,10 @@ import orjson
 
 from relaygate.catalog import default_catalog
 from relaygate.config.model import Deployment
+from relaygate.core import tokens
+from relaygate.core.errors import BadRequest
 from relaygate.gateway.ops import principal, query
+from relaygate.http.body import read_body
 from relaygate.http.respond import send_json
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
@@ -46,6 +59,8 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     for path in ("/model/info", "/v1/model/info", "/v2/model/info"):
         t.add("GET", path, lambda sc, rc, sd, p: model_info(gw, sc, rc, sd, p))
     t.add("GET", "/model_group/info", lambda sc, rc, sd, p: model_group_info(gw, sc, rc, sd, p))
+    t.add("GET", "/utils/supported_openai_params", lambda sc, rc, sd, p: supported_params(gw, sc, rc, sd, p))
+    t.add("POST", "/utils/token_counter", lambda sc, rc, sd, p: token_counter(gw, sc, rc, sd, p))
 
 
 async def _visible(gw: Gateway, scope: Scope) -> list[Deployment]:
@@ -113,3 +128,55 @@ async def model_group_info(gw: Gateway, scope: Scope, receive: Receive, send: Se
         entry["supported_openai_params"] = supported[0] if supported else None
         data.append(entry)
     await send_json(send, 200, orjson.dumps({"data": data}))
+
+
+async def _deployment_of(gw: Gateway, scope: Scope, model: str) -> Deployment | None:
+    """The first deployment of model group ``model`` when the caller may use it, else None."""
+    for d in await _visible(gw, scope):
+        if d.model_name == model:
+            return d
+    return None
+
+
+async def supported_params(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+    model = query(scope).get("model") or ""
+    if not model:
+        raise BadRequest("model is required (a model group, or provider/model)", param="model")
+    dep = await _deployment_of(gw, scope, model)
+    if dep is not None:
+        provider, name = dep.provider, str(dep.model_info.get("base_model") or dep.upstream_model)
+    elif "/" in model:
+        provider, _, name = model.partition("/")
+    else:
+        raise BadRequest(f"Could not map model={model[:200]!r}: name a model group you may use, or provider/model",
+                         param="model")
+    await send_json(send, 200, orjson.dumps({"supported_openai_params": supported_openai_params(provider, name)}))
+
+
+def _count(body: dict[str, Any]) -> int:
+    messages, prompt, contents = body.get("messages"), body.get("prompt"), body.get("contents")
+    if isinstance(messages, list):
+        return tokens.estimate_messages_tokens(orjson.dumps(messages))
+    if isinstance(prompt, str):
+        return tokens.estimate_tokens(prompt)
+    if isinstance(contents, list):  # Gemini's contents: the text of every part
+        texts = [part["text"] for c in contents if isinstance(c, dict) for part in c.get("parts") or []
+                 if isinstance(part, dict) and isinstance(part.get("text"), str)]
+        return tokens.estimate_tokens("\n".join(texts))
+    raise BadRequest("messages, prompt or contents is required", param="messages")
+
+
+async def token_counter(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+    await principal(gw, scope)
+    raw = await read_body(receive, gw.runtime.body_limits)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("Invalid request body: not JSON") from None
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str) or not body["model"]:
+        raise BadRequest("model is required", param="model")
+    model = body["model"]
+    dep = await _deployment_of(gw, scope, model)
+    await send_json(send, 200, orjson.dumps({
+        "total_tokens": _count(body), "request_model": model, "model_used": dep.upstream_model if dep else model,
+        "tokenizer_type": "relaygate_estimate", "original_response": None}))
