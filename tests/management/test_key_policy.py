@@ -99,3 +99,26 @@ def test_mistakes_name_the_setting(tmp_path: Path, settings: dict[str, object], 
     with pytest.raises(ConfigError) as info:
         load_config(str(cfg))
     assert info.value.field == field
+
+
+def test_check_grant_team_models_follow_the_team_without_escalating() -> None:
+    """A team key with no models (or ``all-team-models``) is stored as asked: the team's models, as they
+    change. A restricted grantor cannot reach past its own list that way: an unrestricted team's key from it
+    gets the grantor's list, and a team model the grantor lacks is refused."""
+    import pytest as _pytest
+
+    from relaygate.core.errors import GatewayError
+    from relaygate.management.common import Caller, check_grant
+    from relaygate.store import Team
+
+    admin = Caller("proxy_admin", None)  # type: ignore[arg-type]
+    user = Caller("internal_user", None, models=frozenset({"a", "b"}))  # type: ignore[arg-type]
+    listed, open_team, wider = Team(team_id="t", models=["a"]), Team(team_id="o"), Team(team_id="w", models=["a", "z"])
+    assert check_grant(admin, [], {}, listed) == [] and check_grant(user, [], {}, listed) == []
+    assert check_grant(user, ["all-team-models"], {}, listed) == ["all-team-models"]
+    assert check_grant(user, [], {}, open_team) == ["a", "b"]  # every model from a restricted grantor: its list
+    assert check_grant(user, ["all-team-models"], {}, open_team) == ["a", "b"]
+    assert check_grant(admin, [], {}, None) == [] and check_grant(user, [], {}, None) == ["a", "b"]
+    for models, team in (([], wider), (["all-team-models"], wider), (["all-team-models"], None), (["z"], listed)):
+        with _pytest.raises(GatewayError):
+            check_grant(user, models, {}, team)

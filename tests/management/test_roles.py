@@ -361,6 +361,13 @@ async def _model_delete(w: World) -> Call:
 
 
 #: route case -> expected status for (proxy_admin, proxy_admin_viewer, internal_user, team_admin, internal_user_viewer)
+def _team_models(op: str) -> Case:
+    async def case(w: World) -> Call:
+        return "POST", f"/team/model/{op}", {"team_id": "tm", "models": ["gpt-b"]}
+
+    return case
+
+
 def _daily(kind: str, extra: str) -> Case:
     async def case(w: World) -> Call:
         return "GET", f"/{kind}/daily/activity?start_date=2026-01-01&end_date=2026-01-31{extra}", None
@@ -428,6 +435,8 @@ CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "model/update": (_model_update, (200, 401, 401, 401, 401)),
     "model/{model_id}/update": (_model_patch, (200, 401, 401, 401, 401)),
     "model/delete": (_model_delete, (200, 401, 401, 401, 401)),
+    "team/model/add": (_team_models("add"), (200, 401, 403, 403, 401)),
+    "team/model/delete": (_team_models("delete"), (200, 401, 403, 403, 401)),
     "user/daily/activity own": (_daily("user", ""), (200, 200, 200, 200, 200)),
     "user/daily/activity another user's": (_daily("user", "&user_id=other"), (200, 200, 403, 403, 403)),
     "team/daily/activity": (_daily("team", "&team_ids=tm"), (200, 200, 403, 200, 403)),

@@ -147,3 +147,31 @@ def test_new_internal_users_get_litellms_defaults(db_url: str) -> None:
         assert stored.max_budget == 10.0 and stored.budget_duration == "30d"
 
     run(db_url, body, settings)
+
+
+def test_team_model_add_and_delete(db_url: str) -> None:
+    """LiteLLM's ``/team/model/add`` and ``/team/model/delete``: the team's list changed in order, without
+    repeats; the team's keys may use a model added at once, and no longer one taken off."""
+    async def body(env: Env) -> None:
+        await env.ok("POST", "/team/new", {"team_id": "t", "models": ["gpt-a"]})
+        plain = await env.ok("POST", "/key/generate", {"team_id": "t"})  # no models: the team's, as they change
+        assert plain["models"] == []
+        named = (await env.ok("POST", "/key/generate", {"team_id": "t", "models": ["all-team-models"]}))["key"]
+        r = await env.call("POST", "/key/generate", {"models": ["all-team-models"]})
+        assert r.status == 400 and r.json()["error"]["param"] == "models"  # without a team it would be every model
+        chat = {"model": "gpt-b", "messages": [{"role": "user", "content": "hi"}]}
+        for key in (plain["key"], named):
+            assert (await env.call("POST", "/v1/chat/completions", chat, key=key)).status == 401
+        team = await env.ok("POST", "/team/model/add", {"team_id": "t", "models": ["gpt-b", "gpt-a", "gpt-b"]})
+        assert team["team_id"] == "t" and team["models"] == ["gpt-a", "gpt-b"]
+        for key in (plain["key"], named):
+            assert (await env.call("POST", "/v1/chat/completions", chat, key=key)).status == 200
+        team = await env.ok("POST", "/team/model/delete", {"team_id": "t", "models": ["gpt-b", "gpt-z"]})
+        assert team["models"] == ["gpt-a"]
+        for key in (plain["key"], named):
+            assert (await env.call("POST", "/v1/chat/completions", chat, key=key)).status == 401
+        for bad in ({"team_id": "t", "models": []}, {"team_id": "t"}, {"team_id": "t", "models": [""]}):
+            assert (await env.call("POST", "/team/model/add", bad)).status == 400, bad
+        assert (await env.call("POST", "/team/model/add", {"team_id": "nope", "models": ["gpt-a"]})).status == 404
+
+    run(db_url, body)

@@ -251,25 +251,39 @@ def writer(ctx: Ctx) -> None:
         refuse_route(ctx)
 
 
+ALL_TEAM_MODELS = "all-team-models"
+"""A key's model naming its team's models, whatever they are when the key is used (LiteLLM's)."""
+
+
 def check_grant(caller: Caller, models: Sequence[str], limits: dict[str, Any], team: Team | None) -> list[str]:
     """Refuse a grant beyond what the caller (and, for a team key, the team) holds; the models to store.
 
-    ``models`` empty means every model: from a restricted grantor it becomes the grantor's allow-list.
+    ``models`` empty means every model: from a restricted grantor it becomes the grantor's allow-list; for a
+    team key it stays empty, which means the team's models as they are when the key is used (as
+    :data:`ALL_TEAM_MODELS` does), so a model the team gets later is the key's too, as in LiteLLM.
     ``limits`` maps ``tpm_limit`` / ``rpm_limit`` / ``max_parallel_requests`` / ``max_budget`` to the values
     asked (None: not asked); a cap the caller has is filled in when the value was not asked (mutated)."""
-    caps: list[tuple[str, frozenset[str] | None, dict[str, Any]]] = []
+    caps: list[tuple[str, frozenset[str] | None, dict[str, Any], bool]] = []
     if not caller.is_admin:
-        caps.append(("your", caller.models, caller.limits))
+        caps.append(("your", caller.models, caller.limits, False))
     if team is not None:
         team_caps = {n: getattr(team, n) for n in ("tpm_limit", "rpm_limit", "max_parallel_requests", "max_budget")
                      if getattr(team, n) is not None}
-        caps.append((f"team={team.team_id}", frozenset(team.models) if team.models else None, team_caps))
+        caps.append((f"team={team.team_id}", frozenset(team.models) if team.models else None, team_caps, True))
     wanted = list(models)
-    for who, allowed, lims in caps:
+    if ALL_TEAM_MODELS in wanted and team is None:  # it would mean every model: only a team gives it a meaning
+        raise bad_request(f"models: {ALL_TEAM_MODELS} needs a team_id", "models")
+    # an empty list or all-team-models: the team's models, when the team has a list (not every model)
+    dynamic = team is not None and bool(team.models) and not {"all-proxy-models", "*"} & set(team.models)
+    for who, allowed, lims, of_team in caps:
         if allowed is not None and "all-proxy-models" not in allowed and "*" not in allowed:
-            if not wanted:
-                wanted = sorted(allowed)
-            extra = [m for m in wanted if m not in allowed]
+            if not dynamic and (not wanted or ALL_TEAM_MODELS in wanted):
+                wanted = sorted(allowed)  # every model, from a restricted grantor: its own list
+            named = [m for m in wanted if m != ALL_TEAM_MODELS]
+            if not of_team and dynamic and (not wanted or ALL_TEAM_MODELS in wanted):
+                assert team is not None
+                named += [m for m in team.models if m]  # the team's models, checked against the grantor's
+            extra = [m for m in named if m not in allowed]
             if extra:
                 raise forbidden(f"Cannot grant models {extra}: not in {who} allowed models {sorted(allowed)}")
         for name, cap in lims.items():

@@ -1,5 +1,5 @@
 """LiteLLM's ``/team/*`` routes: new, info, update, delete, list, block, unblock, member_add, member_delete,
-member_update.
+member_update, model/add, model/delete.
 
 A team's members carry LiteLLM's team roles, ``admin`` or ``user`` (``members_with_roles``); a member's own
 budget in the team (``max_budget_in_team``) is a budget row its membership points to. ``team_member_budget``
@@ -13,6 +13,10 @@ Roles: creating, deleting, blocking and unblocking teams is the proxy admin's. A
 its team (not its models, limits, budget or blocked state: that would grant more than it holds) and
 manages its members, never with a budget above the team's. Team members read ``/team/info``; the admin
 and its viewer read every team; ``/team/list`` shows an internal user the teams it belongs to.
+``/team/model/add`` and ``/team/model/delete`` (``{"team_id", "models": [...]}``) add models to a team's
+list or take them off, keeping its order, and answer the team's row, as LiteLLM's; they change what the
+team's keys may use, so they are the proxy admin's (as ``models`` on ``/team/update``), and the team's keys
+are read again at once.
 """
 
 from __future__ import annotations
@@ -107,6 +111,11 @@ class MemberDeleteBody(msgspec.Struct, kw_only=True):
     user_email: str | None = None
 
 
+class TeamModelsBody(msgspec.Struct, kw_only=True):
+    team_id: str
+    models: list[str]
+
+
 class MemberUpdateBody(msgspec.Struct, kw_only=True):
     team_id: str
     user_id: str | None = None
@@ -120,7 +129,8 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
             ("POST", "/team/new", new), ("GET", "/team/info", info), ("POST", "/team/update", update),
             ("POST", "/team/delete", delete), ("GET", "/team/list", list_teams), ("POST", "/team/block", block),
             ("POST", "/team/unblock", unblock), ("POST", "/team/member_add", member_add),
-            ("POST", "/team/member_delete", member_delete), ("POST", "/team/member_update", member_update)):
+            ("POST", "/team/member_delete", member_delete), ("POST", "/team/member_update", member_update),
+            ("POST", "/team/model/add", model_add), ("POST", "/team/model/delete", model_delete)):
         route(t, gw, method, path, handler)
 
 
@@ -430,3 +440,29 @@ async def member_update(ctx: Ctx) -> Any:
     return {"team_id": team.team_id, "user_id": user_id, "user_email": member.user_email,
             "max_budget_in_team": max_in_team}
 
+
+
+async def _team_models(ctx: Ctx, add: bool) -> Any:
+    body = await ctx.body(TeamModelsBody)
+    if not body.models or any(not isinstance(m, str) or not m for m in body.models):
+        raise bad_request("models: expected a non-empty list of model names", "models")
+    team = await team_admin(ctx, body.team_id)
+    if not ctx.caller.is_admin:
+        raise forbidden(f"Only the proxy admin can change the models of a team. Your role={ctx.caller.role}")
+    if add:
+        models = [*team.models, *(m for m in dict.fromkeys(body.models) if m not in team.models)]
+    else:
+        gone = set(body.models)
+        models = [m for m in team.models if m not in gone]
+    team = await ctx.store.update_team(team.team_id, models=models,
+                                       updated_by=ctx.caller.user_id or "default_user_id")
+    ctx.invalidate(*await team_keys(ctx, team.team_id))
+    return record(team)
+
+
+async def model_add(ctx: Ctx) -> Any:
+    return await _team_models(ctx, True)
+
+
+async def model_delete(ctx: Ctx) -> Any:
+    return await _team_models(ctx, False)
