@@ -166,3 +166,40 @@ def test_supported_openai_params_and_token_counter() -> None:
         assert r.status == 401
 
     asyncio.run(main())
+
+
+def test_transform_request_shows_what_would_be_sent_without_credentials() -> None:
+    """LiteLLM's ``/utils/transform_request``: the upstream URL, body and headers the gateway would send to
+    the group's first deployment, credentials masked; nothing is sent."""
+    async def main() -> None:
+        gw = make_gateway({"model_list": [
+            {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-sonnet-4-5",
+                                                        "api_key": "sk-ant-secret-1",
+                                                        "api_base": "http://127.0.0.1:9/anthropic"}},
+            {"model_name": "gem", "litellm_params": {"model": "gemini/gemini-2.5-flash", "api_key": "AIza-secret-2",
+                                                     "api_base": "http://127.0.0.1:9/gemini"}},
+            {"model_name": "emb", "litellm_params": {"model": "openai/text-embedding-3-small",
+                                                     "api_key": "sk-secret-3", "api_base": "http://127.0.0.1:9/v1"}}],
+            "general_settings": {"master_key": "sk-m"}})
+        req = {"model": "claude", "messages": [{"role": "system", "content": "be brief"},
+                                               {"role": "user", "content": "hi"}],
+               "max_tokens": 50, "num_retries": 2}
+        r = await call(gw, "POST", "/utils/transform_request", {"call_type": "completion", "request_body": req}, H)
+        assert r.status == 200, r.body
+        out = r.json()
+        assert out["raw_request_api_base"].startswith("http://127.0.0.1:9/anthropic")
+        assert out["raw_request_body"]["system"] and out["raw_request_body"]["max_tokens"] == 50
+        assert "num_retries" not in out["raw_request_body"]  # a control field, never sent on
+        assert out["raw_request_headers"]["x-api-key"] == "***" and b"secret" not in r.body
+        r = await call(gw, "POST", "/utils/transform_request",
+                       {"call_type": "completion", "request_body": {**req, "model": "gem"}}, H)
+        assert r.status == 200 and b"secret" not in r.body and "contents" in r.json()["raw_request_body"]
+        r = await call(gw, "POST", "/utils/transform_request",
+                       {"call_type": "embedding", "request_body": {"model": "emb", "input": ["a"]}}, H)
+        assert r.json()["raw_request_body"]["input"] == ["a"] and r.json()["raw_request_headers"]["Authorization"] == "***"
+        for bad in ({"call_type": "completion"}, {"call_type": "nope", "request_body": req},
+                    {"call_type": "completion", "request_body": {**req, "model": "unknown"}}, b"{"):
+            r = await call(gw, "POST", "/utils/transform_request", bad, H)
+            assert r.status == 400, (bad, r.body)
+
+    asyncio.run(main())

@@ -22,11 +22,16 @@ name that is neither) and ``POST /utils/token_counter`` (``{"model", "messages" 
 the gateway's own fast estimate (``core.tokens``, the one its limits and budgets use, calibrated against
 tiktoken's ``cl100k_base``), said as ``tokenizer_type: "relaygate_estimate"``; LiteLLM counts
 with tiktoken or a Hugging Face tokenizer, an estimate too for every model whose tokenizer it does not
-have.
+have. ``POST /utils/transform_request`` (``{"call_type", "request_body"}``: ``completion`` / ``acompletion``,
+``text_completion``, ``embedding``) answers what the gateway would send for it to the first deployment of
+the model group the body names, without sending it: ``{"raw_request_api_base", "raw_request_body",
+"raw_request_headers"}``, every credential masked (auth headers, signatures, ``key`` query parameters).
 """
 
 from __future__ import annotations
 
+import re
+import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -35,11 +40,13 @@ from relaygate.catalog import default_catalog
 from relaygate.config.model import Deployment
 from relaygate.core import tokens
 from relaygate.core.errors import BadRequest
+from relaygate.core.views import controls, decode_view
 from relaygate.gateway.ops import principal, query
 from relaygate.http.body import read_body
 from relaygate.http.respond import send_json
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
+from relaygate.providers.base import Call
 from relaygate.providers.params import supported_openai_params
 
 if TYPE_CHECKING:
@@ -61,6 +68,7 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     t.add("GET", "/model_group/info", lambda sc, rc, sd, p: model_group_info(gw, sc, rc, sd, p))
     t.add("GET", "/utils/supported_openai_params", lambda sc, rc, sd, p: supported_params(gw, sc, rc, sd, p))
     t.add("POST", "/utils/token_counter", lambda sc, rc, sd, p: token_counter(gw, sc, rc, sd, p))
+    t.add("POST", "/utils/transform_request", lambda sc, rc, sd, p: transform_request(gw, sc, rc, sd, p))
 
 
 async def _visible(gw: Gateway, scope: Scope) -> list[Deployment]:
@@ -180,3 +188,49 @@ async def token_counter(gw: Gateway, scope: Scope, receive: Receive, send: Send,
     await send_json(send, 200, orjson.dumps({
         "total_tokens": _count(body), "request_model": model, "model_used": dep.upstream_model if dep else model,
         "tokenizer_type": "relaygate_estimate", "original_response": None}))
+
+
+_ENDPOINTS = {"completion": "chat", "acompletion": "chat", "text_completion": "completions",
+              "atext_completion": "completions", "embedding": "embeddings", "aembedding": "embeddings"}
+_SECRET_HEADER = re.compile(r"(?i)authorization|api[-_]?key|token|secret|signature|credential|cookie")
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:key|api[-_]?key|access_token|sig|signature|token)=)[^&#]*")
+
+
+async def transform_request(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+    await principal(gw, scope)
+    raw = await read_body(receive, gw.runtime.body_limits)
+    try:
+        outer = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("Invalid request body: not JSON") from None
+    if not isinstance(outer, dict) or not isinstance(outer.get("request_body"), dict):
+        raise BadRequest("request_body: expected the request as an object", param="request_body")
+    endpoint = _ENDPOINTS.get(str(outer.get("call_type") or "completion"))
+    if endpoint is None:
+        raise BadRequest(f"call_type: one of {sorted(_ENDPOINTS)}", param="call_type")
+    body = outer["request_body"]
+    model = body.get("model")
+    dep = await _deployment_of(gw, scope, model) if isinstance(model, str) else None
+    if dep is None:
+        raise BadRequest("request_body.model: name a model group you may use", param="model")
+    target = next(t for t in gw.router.resolve(dep.model_name).targets if t.dep.id == dep.id)
+    provider = target.provider
+    if not provider.supports(endpoint):
+        raise BadRequest(f"{provider.name} does not support /{endpoint}", param="call_type")
+    fwd = orjson.dumps(body)
+    view = decode_view(endpoint, fwd)
+    found = controls(view)
+    if found:  # LiteLLM's control fields: never sent on
+        fwd = orjson.dumps({k: v for k, v in body.items() if k not in found})
+        view = decode_view(endpoint, fwd)
+    call = Call(endpoint, fwd, view, model, target.upstream_model, time.time(),
+                provider.param_rules(target.upstream_model, found) if endpoint == "chat" else None)
+    request = provider.build_requests(call, {})[0] if provider.hooks else provider.build_request(call)
+    payload: Any = request.body if isinstance(request.body, bytes) else b""
+    try:
+        payload = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        payload = payload.decode("utf-8", "replace")
+    headers = {k: ("***" if _SECRET_HEADER.search(k) else v) for k, v in request.headers}
+    await send_json(send, 200, orjson.dumps({"raw_request_api_base": _SECRET_QUERY.sub(r"\1***", request.url),
+                                             "raw_request_body": payload, "raw_request_headers": headers}))
