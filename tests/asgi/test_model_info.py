@@ -179,7 +179,9 @@ def test_transform_request_shows_what_would_be_sent_without_credentials() -> Non
             {"model_name": "gem", "litellm_params": {"model": "gemini/gemini-2.5-flash", "api_key": "AIza-secret-2",
                                                      "api_base": "http://127.0.0.1:9/gemini"}},
             {"model_name": "emb", "litellm_params": {"model": "openai/text-embedding-3-small",
-                                                     "api_key": "sk-secret-3", "api_base": "http://127.0.0.1:9/v1"}}],
+                                                     "api_key": "sk-secret-3", "api_base": "http://127.0.0.1:9/v1"}},
+            {"model_name": "wild/*", "litellm_params": {"model": "openai/*", "api_key": "sk-secret-4",
+                                                        "api_base": "http://127.0.0.1:9/v1"}}],
             "general_settings": {"master_key": "sk-m"}})
         req = {"model": "claude", "messages": [{"role": "system", "content": "be brief"},
                                                {"role": "user", "content": "hi"}],
@@ -201,5 +203,8 @@ def test_transform_request_shows_what_would_be_sent_without_credentials() -> Non
                     {"call_type": "completion", "request_body": {**req, "model": "unknown"}}, b"{"):
             r = await call(gw, "POST", "/utils/transform_request", bad, H)
             assert r.status == 400, (bad, r.body)
+        r = await call(gw, "POST", "/utils/transform_request",
+                       {"call_type": "completion", "request_body": {**req, "model": "wild/*"}}, H)
+        assert r.status in (200, 400, 404) and b"secret" not in r.body  # a pattern: never a 500, never a secret
 
     asyncio.run(main())

@@ -213,7 +213,9 @@ async def transform_request(gw: Gateway, scope: Scope, receive: Receive, send: S
     dep = await _deployment_of(gw, scope, model) if isinstance(model, str) else None
     if dep is None:
         raise BadRequest("request_body.model: name a model group you may use", param="model")
-    target = next(t for t in gw.router.resolve(dep.model_name).targets if t.dep.id == dep.id)
+    target = next((t for t in gw.router.resolve(dep.model_name).targets if t.dep.id == dep.id), None)
+    if target is None:  # a pattern (wildcard) deployment: name a model it serves
+        raise BadRequest("request_body.model: name a model group you may use", param="model")
     provider = target.provider
     if not provider.supports(endpoint):
         raise BadRequest(f"{provider.name} does not support /{endpoint}", param="call_type")
