@@ -102,6 +102,12 @@ def split_entry(value: bytes) -> tuple[int, bytes] | None:
     return int(head), emb
 
 
+def _data(embeddings: list[bytes | None]) -> bytes:
+    """The items of an answer's ``data`` array (without the brackets), indexed in order."""
+    return b",".join(b'{"object":"embedding","index":%d,"embedding":%s}' % (i, emb)
+                     for i, emb in enumerate(embeddings) if emb is not None)
+
+
 class Parts:
     """One embeddings request's inputs against the cache: their keys, what was found, what goes upstream."""
 
@@ -122,8 +128,7 @@ class Parts:
 
     def answer(self, model: str) -> bytes:
         """The whole answer from the entries (every input found)."""
-        data = b",".join(b'{"object":"embedding","index":%d,"embedding":%s}' % (i, emb)
-                         for i, emb in enumerate(self.found) if emb is not None)
+        data = _data(self.found)
         n = self.found_tokens
         return b'{"object":"list","data":[%s],"model":%s,"usage":{"prompt_tokens":%d,"total_tokens":%d}}' % (
             data, _encode(model), n, n)
@@ -151,9 +156,7 @@ class Parts:
         for pos, emb in zip(self.missing, embs, strict=True):
             found[pos] = emb
         top = _top.decode(data)
-        top["data"] = msgspec.Raw(b"[" + b",".join(
-            b'{"object":"embedding","index":%d,"embedding":%s}' % (i, emb) for i, emb in enumerate(found)
-            if emb is not None) + b"]")
+        top["data"] = msgspec.Raw(b"[" + _data(found) + b"]")
         usage: Any = None
         raw_usage = top.get("usage")
         if raw_usage is not None:

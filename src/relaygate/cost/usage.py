@@ -23,7 +23,12 @@ read only when the answer has cache writes).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import msgspec
+
+if TYPE_CHECKING:
+    from relaygate.cost.prices import PriceTable
 
 __all__ = ["DEFAULT_TIER", "Details", "details", "requested_tier"]
 
@@ -88,6 +93,13 @@ class Details(msgspec.Struct, frozen=True, gc=False):
     audio_out: int = 0
     cache_write_1h: int = 0
     service_tier: str = ""
+
+    def price(self, table: PriceTable, prompt: int, completion: int) -> int:
+        """pico-USD of an answer with these counts and ``prompt`` / ``completion`` tokens (``prompt_extra``
+        added) at ``table``'s prices and the answer's service tier (what ``Frontend.price`` computes inline on
+        the request path; for the callers off it: batch costs, ``/spend/calculate``)."""
+        return table.tokens(prompt + self.prompt_extra, completion, self.cache_read, self.cache_write, self.reasoning,
+                            self.audio_in, self.audio_out, self.cache_write_1h, self.service_tier)
 
 
 NONE = Details()

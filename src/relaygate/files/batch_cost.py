@@ -93,8 +93,7 @@ class BatchUsage:
         self.completion_tokens += completion
         self.cached_tokens += d.cache_read
         if table.known:
-            self.pico += table.tokens(prompt + d.prompt_extra, completion, d.cache_read, d.cache_write, d.reasoning,
-                                      d.audio_in, d.audio_out, d.cache_write_1h, d.service_tier)
+            self.pico += d.price(table, prompt, completion)
 
 
 async def read_usage(chunks: Any, table: PriceTable) -> BatchUsage:

@@ -34,7 +34,7 @@ from typing import Any
 from relaygate.http.routes import RouteTable
 from relaygate.management.activity import range_bounds
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, forbidden, route
-from relaygate.management.spend import _key_of
+from relaygate.management.keys import token_of
 from relaygate.store.activity import Scope, daily_activity, key_labels, team_aliases
 from relaygate.store.spend import NANOS
 
@@ -107,7 +107,7 @@ async def respond(ctx: Ctx, entity: str, *, ids: list[str] | None = None, exclud
     q = ctx.query
     page = ctx.int_arg("page", 1, high=1_000_000)
     size = ctx.int_arg("page_size", 10, high=1000)
-    api_key = _key_of(q["api_key"]) if q.get("api_key") else None
+    api_key = token_of(q["api_key"], "api_key") if q.get("api_key") else None
     scope = Scope(*range_bounds(q))
     rows = await daily_activity(ctx.store, scope, entity, ids=ids, exclude=exclude, model=q.get("model") or None,
                                 api_key=api_key)

@@ -31,7 +31,8 @@ from typing import Any
 
 from relaygate.http.routes import RouteTable
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, forbidden, record, route
-from relaygate.store import NotFound, hash_token
+from relaygate.management.keys import token_of
+from relaygate.store import NotFound
 from relaygate.store.activity import Scope, spend_by_tag
 from relaygate.store.records import SpendLog
 from relaygate.store.spend import (
@@ -101,16 +102,11 @@ def log_row(row: SpendLog) -> dict[str, Any]:
     }
 
 
-def _key_of(value: str) -> str:
-    value = value.strip()
-    return hash_token(value) if value.startswith("sk-") else value
-
-
 def own_logs(ctx: Ctx) -> tuple[str | None, str | None]:
     """The query's ``api_key`` (hashed) and ``user_id``, narrowed to the caller's own rows for a caller that
     does not read everything (its user's, or its key's for a key without a user; 403 for someone else's)."""
     c, q = ctx.caller, ctx.query
-    api_key = _key_of(q["api_key"]) if q.get("api_key") else None
+    api_key = token_of(q["api_key"], "api_key") if q.get("api_key") else None
     user_id = q.get("user_id") or None
     if not c.reads_all:
         if user_id is not None and user_id != c.user_id:
@@ -185,7 +181,7 @@ async def global_spend_logs(ctx: Ctx) -> Any:
     ``[{"date", "spend"}]``), or one key's (``api_key``; ``MonthlyGlobalSpendPerKey``: with ``api_key``).
     An internal user sees its own keys' days only (``MonthlyGlobalSpendPerUserPerKey``: with ``user``)."""
     c, q = ctx.caller, ctx.query
-    api_key = _key_of(q["api_key"]) if q.get("api_key") else None
+    api_key = token_of(q["api_key"], "api_key") if q.get("api_key") else None
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     start = end - timedelta(days=30)
     user_id = None
@@ -290,7 +286,7 @@ async def global_spend_report(ctx: Ctx) -> Any:
     end = parse_date(q.get("end_date"), "end_date", end=True)
     if start is None or end is None:
         raise bad_request("Please provide start_date and end_date", "start_date" if start is None else "end_date")
-    api_key = _key_of(q["api_key"]) if q.get("api_key") else None
+    api_key = token_of(q["api_key"], "api_key") if q.get("api_key") else None
     rows = await spend_report(ctx.store, group_by, start, end, api_key)
     if group_by == "api_key":
         return _by_key(rows)

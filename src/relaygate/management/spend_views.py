@@ -55,8 +55,8 @@ from relaygate.http.body import read_body
 from relaygate.http.routes import RouteTable
 from relaygate.management.activity import midnight, own_scope, range_bounds
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, route
+from relaygate.management.keys import token_of
 from relaygate.management.spend import log_row, own_logs, parse_date
-from relaygate.store import hash_token
 from relaygate.store.activity import Scope, daily_by_team, spend_by_tag, tag_names, top_groups
 from relaygate.store.spend import NANOS, count_spend_logs, read_spend_logs
 
@@ -148,10 +148,8 @@ async def global_spend_end_users(ctx: Ctx) -> Any:
     now = datetime.now(UTC)
     end = parse_date(q.endTime, "endTime", end=True) or now
     start = parse_date(q.startTime, "startTime") or now - timedelta(days=30)
-    key = q.api_key.strip() if q.api_key else None
-    if key is not None and key.startswith("sk-"):
-        key = hash_token(key)
-    rows = await top_groups(ctx.store, Scope(start, end, api_key=key or None), "end_user", 100)
+    key = token_of(q.api_key, "api_key") if q.api_key and q.api_key.strip() else None
+    rows = await top_groups(ctx.store, Scope(start, end, api_key=key), "end_user", 100)
     return [{"end_user": r["id"], "total_count": r["requests"], "total_spend": r["spend_nanos"] / NANOS}
             for r in rows]
 
@@ -204,8 +202,7 @@ async def spend_calculate(ctx: Ctx) -> Any:
             raise bad_request("completion_response.usage: expected the answer's token usage", "completion_response")
         table = _table(ctx, model)
         d = details(data, table.service)
-        return {"cost": usd(table.tokens(usage[0] + d.prompt_extra, usage[1], d.cache_read, d.cache_write,
-                                         d.reasoning, d.audio_in, d.audio_out, d.cache_write_1h, d.service_tier))}
+        return {"cost": usd(d.price(table, usage[0], usage[1]))}
     raise bad_request("Bad Request - Either 'model' or 'completion_response' must be provided", "model")
 
 
