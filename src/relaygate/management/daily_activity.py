@@ -143,9 +143,9 @@ async def respond(ctx: Ctx, entity: str, *, ids: list[str] | None = None, exclud
                 "api_key_breakdown": {k: {"metrics": s.out(), "metadata": key_meta(k)} for k, s in e.keys.items()}}
 
     results = []
+    ents = entity_labels or {}
     for d in shown:
         day = days[d]
-        ents = entity_labels or {}
         results.append({"date": d, "metrics": day["sum"].out(), "breakdown": {
             "models": {n: entry_out(e, {}) for n, e in day["models"].items()},
             "model_groups": {n: entry_out(e, {}) for n, e in day["model_groups"].items()},
