@@ -156,6 +156,18 @@ async def _unblock_team(w: World) -> Call:
     return "POST", "/key/unblock", {"key": await w.team_key()}
 
 
+async def _reset_own(w: World) -> Call:
+    return "POST", f"/key/{await w.own()}/reset_spend", {"reset_to": 0}
+
+
+async def _reset_team(w: World) -> Call:
+    return "POST", f"/key/{await w.team_key()}/reset_spend", {"reset_to": 0}
+
+
+async def _global_reset(w: World) -> Call:
+    return "POST", "/global/spend/reset", None
+
+
 async def _health(w: World) -> Call:
     return "POST", "/key/health", None
 
@@ -398,6 +410,9 @@ CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "key/block team key": (_block_team, (200, 401, 403, 200, 401)),
     "key/unblock team key": (_unblock_team, (200, 401, 403, 200, 401)),
     "key/health": (_health, (200, 200, 200, 200, 200)),
+    "key/{key}/reset_spend own": (_reset_own, (200, 401, 403, 403, 401)),
+    "key/{key}/reset_spend team key": (_reset_team, (200, 401, 403, 200, 401)),
+    "global/spend/reset": (_global_reset, (200, 401, 401, 401, 401)),
     "user/new": (_user_new, (200, 401, 401, 401, 401)),
     "user/info another": (_user_info_other, (200, 200, 403, 403, 403)),
     "user/info self": (_user_info_self, (200, 200, 200, 200, 200)),

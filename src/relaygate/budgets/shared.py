@@ -12,6 +12,10 @@ What it owns: the Redis side of budgets (``router_settings.redis_*``, the limite
   ``MGET``; the guard takes the larger of the counter and its own figure (row + this worker).
 - **Redis down or slow** (``timeout`` 0.5 s): reads answer nothing (the guard uses its own figure: the row
   and this worker's spend), increments are dropped, one warning a minute; the request never waits longer.
+- **Spend set by an admin** (``/key/update`` or ``/user/update`` with ``spend``, ``/key/{key}/reset_spend``,
+  ``/global/spend/reset`` ...): :meth:`SharedSpend.set_spend` sets the entity's counters to the new spend.
+  Seeding only creates a counter that is missing, so without this a budget would go on binding on the
+  period's old total until the period ends (for a budget without ``budget_duration``, for 400 days).
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ _NO_END_TTL = 400 * 86400
 
 def counter(kind: str, ident: str, start: float) -> str:
     return f"{PREFIX}{kind}:{ident}:{int(start)}"
+
+
+_GLOB = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+SET_TIMEOUT = 10.0
+"""Seconds :meth:`SharedSpend.set_spend` may take at most (a scan of the whole keyspace, for an admin's call)."""
 
 
 class SharedSpend:
@@ -84,6 +93,31 @@ class SharedSpend:
                 await timed("redis", "pipeline", asyncio.wait_for(p.execute(), self.timeout))
         except Exception as exc:
             self._warn("seed", exc)
+
+    async def set_spend(self, kind: str, ident: str | None, pico: int) -> int:
+        """Set the counters of entity ``ident`` of ``kind`` (None: of every entity of that kind) to ``pico``, in
+        every period Redis still holds (the current one is the one that binds; the others expire within a
+        minute of their end); how many were set. A counter no worker seeded yet stays absent: its first reader
+        seeds it from the row, which holds the new spend. Increments in flight (requests completed before the
+        call, not yet sent) still arrive on top, as the spend sink still adds their cost to the row. Raises on
+        a Redis failure or after :data:`SET_TIMEOUT` (the caller answers it)."""
+        head = f"{PREFIX}{kind}:"
+        pattern = f"{head}{ident.translate(_GLOB)}:*" if ident is not None else f"{head}*"
+        want = ident.encode() if ident is not None else None
+        cut = len(head.encode())
+
+        async def run() -> int:
+            names = [name async for name in self.redis.scan_iter(match=pattern, count=1000)
+                     if want is None or name[cut:].rpartition(b":")[0] == want]  # "a:*" also matches "a:b:<start>"
+            done = 0
+            for i in range(0, len(names), 500):
+                async with self.redis.pipeline(transaction=False) as p:
+                    for name in names[i:i + 500]:
+                        p.set(name, pico, xx=True, keepttl=True)
+                    done += sum(1 for ok in await p.execute() if ok)
+            return done
+
+        return await asyncio.wait_for(run(), SET_TIMEOUT)
 
     def add(self, kind: str, ident: str, start: float, end: float, pico: int) -> None:
         """Add ``pico`` to the entity's counter of the period ``[start, end)`` (sent with the next flush)."""

@@ -28,6 +28,7 @@ does not fit is a 400 naming the field.
 
 from __future__ import annotations
 
+import logging
 import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
@@ -39,6 +40,7 @@ import msgspec
 
 from relaygate.auth import Principal, PrincipalKind
 from relaygate.core.errors import GatewayError
+from relaygate.cost import to_pico
 from relaygate.http.body import read_body
 from relaygate.http.respond import send_json
 from relaygate.http.routes import Params, RouteTable
@@ -48,6 +50,7 @@ from relaygate.store.transaction import Transaction as Tx  # noqa: F401  (re-exp
 from relaygate.ui import sessions as ui_sessions
 
 S = TypeVar("S", bound=msgspec.Struct)
+log = logging.getLogger("relaygate.management")
 
 
 class Gateway(Protocol):
@@ -410,6 +413,25 @@ class Ctx:
         clear = getattr(getattr(self.gw.runtime, "principals", None), "clear", None)
         if clear is not None:
             clear()
+
+    async def spend_set(self, kind: str, ident: str | None, usd: float) -> None:
+        """An entity's ``spend`` was set (``ident`` None: every entity of ``kind``): the budget counters shared
+        through Redis follow (``budgets.shared.SharedSpend.set_spend``), else its budget would go on counting
+        the old spend until its period ends. Nothing to do without Redis (the workers read the rows again
+        within a second). A Redis failure is LiteLLM-shaped 503 naming what happened: the database holds the
+        new spend already, and repeating the call is safe."""
+        shared = getattr(getattr(self.gw, "budgets", None), "shared", None)
+        if shared is None:
+            return
+        try:
+            await shared.set_spend(kind, ident, to_pico(usd))
+        except Exception as exc:
+            log.warning("spend of %s %s set in the database, but not in the budget counters in Redis (%s: %s)",
+                        kind, ident if ident is not None else "(all)", type(exc).__name__, exc)
+            raise GatewayError(
+                f"The spend was set in the database, but the budget counters shared through Redis could not be "
+                f"updated ({type(exc).__name__}): budgets may go on counting the old spend. Repeat the call.",
+                status=503, type="service_unavailable", param="None") from exc
 
     def flag(self, name: str) -> bool:
         return self.query.get(name, "").strip().lower() in ("1", "true", "yes", "on")

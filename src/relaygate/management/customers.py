@@ -203,6 +203,8 @@ async def update(ctx: Ctx) -> Any:
             customer = await tx.update(c, tbl.CUSTOMERS, (body.user_id,), fields)
     if "blocked" in fields:
         await refresh_blocked(ctx)
+    if "spend" in fields:
+        await ctx.spend_set("customer", body.user_id, fields["spend"] or 0.0)
     return await _answer(ctx, customer)
 
 

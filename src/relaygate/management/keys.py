@@ -1,4 +1,5 @@
-"""LiteLLM's ``/key/*`` routes: generate, update, info, list, delete, regenerate, block, unblock, health.
+"""LiteLLM's ``/key/*`` routes: generate, update, info, list, delete, regenerate, block, unblock, health,
+reset_spend.
 
 A key is ``sk-`` and 32 URL-safe random bytes (``secrets.token_urlsafe``, as LiteLLM), or a custom ``key``
 that must start with ``sk-``. Only its SHA-256 hex (``token``, LiteLLM's ``hashed_token``) and display
@@ -9,7 +10,8 @@ name (``sk-...abcd``) are stored; the key itself is answered once, by ``/key/gen
 Who may do what (LiteLLM's rules, :mod:`relaygate.management.common`): the proxy admin everything; its
 viewer reads every key; an internal user generates keys for itself (``user_id`` defaults to its own) or,
 as a team member, for its team, and updates, regenerates or deletes its own keys and, as a team ``admin``,
-its team's; only the proxy admin or the key's team admin blocks, unblocks or changes ``blocked``. A key
+its team's; only the proxy admin or the key's team admin blocks, unblocks, changes ``blocked`` or resets the
+key's spend (``/key/{key}/reset_spend``; only the proxy admin sets it with ``/key/update``). A key
 never grants more than its creator holds (:func:`~relaygate.management.common.check_grant`): models within
 the creator's and the team's allow-lists, limits and budget not above theirs.
 
@@ -19,6 +21,8 @@ instances see the store's change counter move.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +41,7 @@ from relaygate.management.common import (
     forbidden,
     given,
     non_negative,
+    not_found,
     opt,
     record,
     refuse_route,
@@ -97,6 +102,10 @@ class KeyRef(msgspec.Struct, kw_only=True):
     key: str
 
 
+class ResetSpendBody(msgspec.Struct, kw_only=True):
+    reset_to: float
+
+
 class DeleteBody(msgspec.Struct, kw_only=True):
     keys: list[str] | None = None
     key_aliases: list[str] | None = None
@@ -107,7 +116,8 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
             ("POST", "/key/generate", generate), ("POST", "/key/update", update), ("GET", "/key/info", info),
             ("GET", "/key/list", list_keys), ("POST", "/key/delete", delete), ("POST", "/key/regenerate", regenerate),
             ("POST", "/key/{key}/regenerate", regenerate), ("POST", "/key/block", block),
-            ("POST", "/key/unblock", unblock), ("POST", "/key/health", health)):
+            ("POST", "/key/unblock", unblock), ("POST", "/key/health", health),
+            ("POST", "/key/{key}/reset_spend", reset_spend)):
         route(t, gw, method, path, handler)
 
 
@@ -317,6 +327,8 @@ async def update(ctx: Ctx) -> Any:
     fields["updated_by"] = ctx.caller.user_id or "default_user_id"
     rec = await ctx.store.update_key(token, **fields)
     ctx.invalidate(token)
+    if "spend" in fields:
+        await ctx.spend_set("key", token, fields["spend"] or 0.0)
     return record(rec)
 
 
@@ -384,8 +396,6 @@ async def delete(ctx: Ctx) -> Any:
 
 
 def msgspec_not_found(alias: str) -> Exception:
-    from relaygate.management.common import not_found
-
     return not_found(f"Key not found. No key with key_alias='{alias}'.", "key_aliases")
 
 
@@ -425,6 +435,50 @@ async def block(ctx: Ctx) -> Any:
 
 async def unblock(ctx: Ctx) -> Any:
     return await _set_blocked(ctx, False)
+
+
+RESET_REFUSED = "You must be a proxy admin or team admin to reset key spend"
+
+
+async def reset_spend(ctx: Ctx) -> Any:
+    """LiteLLM's ``POST /key/{key}/reset_spend`` (``{"reset_to": USD}``): the key's ``spend`` set back to
+    ``reset_to``, at least 0 and at most its current spend and its budget (the smaller of its ``max_budget``
+    and its budget row's); ``budget_reset_at`` and the spend logs are kept. The proxy admin or the key's team
+    admin only. Unlike LiteLLM, who may call it is checked before anything about the key is answered (its
+    400s show the key's spend and budget). The budget binds on the new spend at once: the key is read again
+    by every worker, and its budget counters in Redis are set too (:meth:`Ctx.spend_set`)."""
+    writer(ctx)
+    token = token_of(ctx.params["key"])
+    body = await ctx.body(ResetSpendBody)
+    c = ctx.caller
+    try:
+        old = await ctx.store.get_key(token)
+    except NotFound:
+        if not c.is_admin:
+            raise forbidden(RESET_REFUSED) from None
+        raise not_found(f"Key {token} not found.", "key") from None
+    if not c.is_admin:
+        team = await _team(ctx, old.team_id) if old.team_id is not None else None
+        if team is None or c.team_role(team) != "admin":
+            raise forbidden(RESET_REFUSED)
+    reset_to, current = body.reset_to, old.spend or 0.0
+    if not math.isfinite(reset_to) or reset_to < 0:
+        raise bad_request("reset_to must be >= 0", "reset_to")
+    if reset_to > current:
+        raise bad_request(f"reset_to ({reset_to}) must be <= current spend ({current})", "reset_to")
+    budgets = [old.max_budget] if old.max_budget is not None else []
+    if old.budget_id is not None:
+        with contextlib.suppress(NotFound):
+            row = await ctx.store.get_budget(old.budget_id)
+            if row.max_budget is not None:
+                budgets.append(row.max_budget)
+    if budgets and reset_to > min(budgets):
+        raise bad_request(f"reset_to ({reset_to}) must be <= budget ({min(budgets)})", "reset_to")
+    rec = await ctx.store.update_key(token, spend=reset_to, updated_by=c.user_id or "default_user_id")
+    ctx.invalidate(token)
+    await ctx.spend_set("key", token, reset_to)
+    return {"key_hash": token, "spend": reset_to, "previous_spend": current, "max_budget": rec.max_budget,
+            "budget_reset_at": rec.budget_reset_at}
 
 
 async def health(ctx: Ctx) -> Any:

@@ -12,6 +12,8 @@ Routes and answers (LiteLLM's shapes, ``litellm/proxy/spend_tracking/spend_manag
 - ``GET /spend/tags`` (``start_date``, ``end_date``): ``[{"individual_request_tag", "log_count", "total_spend"}]``
   from the tag counters (all time), or from the spend logs of the days given.
 - ``GET /global/spend``: ``{"spend", "max_budget"}`` from the proxy-wide counter.
+- ``POST /global/spend/reset`` (the master key only): every key's and team's ``spend`` to 0
+  (``{"message", "status": "success"}``).
 - ``GET /global/spend/keys`` (``limit``): the keys that spent most over the last 30 days
   (``api_key``, ``key_alias``, ``key_name``, ``total_spend``).
 - ``GET /global/spend/report`` (``start_date``, ``end_date``, ``group_by`` = ``team`` | ``customer`` |
@@ -29,6 +31,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from relaygate.auth import PrincipalKind
+from relaygate.core.errors import GatewayError
 from relaygate.http.routes import RouteTable
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, forbidden, record, route
 from relaygate.management.keys import token_of
@@ -52,6 +56,7 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
                           ("/global/spend/keys", global_spend_keys), ("/global/spend/report", global_spend_report),
                           ("/global/spend/logs", global_spend_logs)):
         route(t, gw, "GET", path, handler)
+    route(t, gw, "POST", "/global/spend/reset", global_spend_reset)
 
 
 def parse_date(value: str | None, param: str, *, end: bool = False) -> datetime | None:
@@ -260,6 +265,22 @@ async def global_spend(ctx: Ctx) -> Any:
     else:
         spend = await spend_since(ctx.store, datetime.now(UTC) - timedelta(days=30))
     return {"spend": spend / NANOS, "max_budget": general.max_budget or 0.0}
+
+
+async def global_spend_reset(ctx: Ctx) -> Any:
+    """LiteLLM's ``POST /global/spend/reset``: every key's and team's ``spend`` back to 0, the spend logs and
+    counters kept; the master key only (LiteLLM's ``master_key_only_routes``: a virtual key is refused even with
+    the ``proxy_admin`` role). Unlike LiteLLM, both tables change in one transaction, every worker reads its
+    keys again at once (LiteLLM's cached keys keep their old spend until their TTL), and the keys' and teams'
+    budget counters in Redis are set to 0 too, so their budgets count from 0 at once."""
+    if ctx.caller.principal.kind is PrincipalKind.KEY:
+        raise GatewayError(f"Authentication Error, Tried to access route={ctx.path}, which is only for MASTER KEY",
+                           status=401, type="auth_error", param="None")
+    await ctx.store.reset_all_spend()
+    ctx.invalidate_all()
+    await ctx.spend_set("key", None, 0.0)
+    await ctx.spend_set("team", None, 0.0)
+    return {"message": "Spend for all API Keys and Teams reset successfully", "status": "success"}
 
 
 async def global_spend_keys(ctx: Ctx) -> Any:

@@ -194,6 +194,8 @@ async def update(ctx: Ctx) -> Any:
         tag = await tx.update(c, tbl.TAGS, (name,), fields)
     if budget or "budget_id" in fields:
         await _budgets_changed(ctx)
+    if "spend" in fields:
+        await ctx.spend_set("tag", name, fields["spend"] or 0.0)
     return {"message": f"Tag {name} updated successfully", "tag": _config(tag)}
 
 

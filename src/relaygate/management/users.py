@@ -203,6 +203,8 @@ async def update(ctx: Ctx) -> Any:
     sessions.forget_user(ctx.gw, body.user_id)
     keys = await ctx.store.list_keys(user_id=body.user_id, page_size=1000)
     ctx.invalidate(*(k.token for k in keys.items))
+    if "spend" in fields:
+        await ctx.spend_set("user", body.user_id, fields["spend"] or 0.0)
     return {"user_id": body.user_id, "data": record(user)}
 
 

@@ -553,6 +553,17 @@ class Store(abc.ABC):
                 [at, table.to_db("updated_at", t.utcnow(), self.dialect), ident, at])
         return bool(changed)
 
+    async def reset_all_spend(self) -> tuple[int, int]:
+        """Every key's and every team's ``spend`` to 0 in one transaction (LiteLLM's ``/global/spend/reset``;
+        spend logs, spend counters, users and budget rows are left as they are); how many keys and teams had
+        some spend."""
+        async with self.write() as c:
+            keys = await c.execute("UPDATE rg_keys SET spend = 0, updated_at = ? WHERE spend <> 0",
+                                   [t.KEYS.to_db("updated_at", t.utcnow(), self.dialect)])
+            teams = await c.execute("UPDATE rg_teams SET spend = 0, updated_at = ? WHERE spend <> 0",
+                                    [t.TEAMS.to_db("updated_at", t.utcnow(), self.dialect)])
+        return keys, teams
+
     async def reset_budget_period(self, budget_id: str, next_reset_at: datetime) -> bool:
         """Start a budget row's next period (compare-and-set as :meth:`reset_period`) and, in the same
         transaction, zero the spend of everything that budget counts for: organizations, customers, tags and
