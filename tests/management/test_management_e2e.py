@@ -52,3 +52,46 @@ def test_generated_key_serves_the_openai_sdk() -> None:
                 break
             assert time.monotonic() < deadline, "deleted key still answers"
             time.sleep(0.1)
+
+
+BUDGET_CONFIG = f"""model_list:
+  - model_name: chat
+    litellm_params:
+      model: mock/echo
+    model_info:
+      input_cost_per_token: 0.001
+      output_cost_per_token: 0.001
+general_settings:
+  master_key: {MASTER}
+  proxy_batch_write_at: 0
+"""
+
+
+def test_reset_spend_frees_a_spent_budget_on_every_worker() -> None:
+    """A key over its budget on a real two-worker gateway: the openai SDK gets LiteLLM's 422 from whichever worker
+    it reaches; once ``/key/{key}/reset_spend`` set its spend back to 0, it is answered again (each request costs
+    more than the budget, so one answer spends it again)."""
+    with start_gateway(BUDGET_CONFIG, workers=2) as gw:
+        key = post(gw.url, "/key/generate", {"max_budget": 0.0001})["key"]
+        client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0)
+
+        def ask() -> bool:
+            try:
+                client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hello"}])
+            except openai.UnprocessableEntityError as exc:
+                assert "Budget has been exceeded" in str(exc)
+                return False
+            return True
+
+        deadline = time.monotonic() + 10
+        refusals = 0
+        while refusals < 6:  # six refusals in a row: the requests spread over both workers
+            refusals = 0 if ask() else refusals + 1
+            assert time.monotonic() < deadline, "the spent budget never refused the key"
+        time.sleep(1.5)  # every completion written to the key's row (proxy_batch_write_at: 0)
+        out = post(gw.url, f"/key/{key}/reset_spend", {"reset_to": 0})
+        assert out["spend"] == 0.0 and out["previous_spend"] > 0.0001
+        deadline = time.monotonic() + 5
+        while not ask():  # the worker that reset it at once, the other within the ~1 s change poll
+            assert time.monotonic() < deadline, "the reset key is still refused"
+            time.sleep(0.1)
