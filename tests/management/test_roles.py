@@ -210,6 +210,23 @@ async def _team_update(w: World) -> Call:
     return "POST", "/team/update", {"team_id": "tm", "metadata": {"n": fresh()}}
 
 
+async def _team_callback_add(w: World) -> Call:
+    return "POST", "/team/tm/callback", {"callback_name": "langfuse", "callback_vars": {"langfuse_public_key": "pk"}}
+
+
+async def _team_callback_get(w: World) -> Call:
+    return "GET", "/team/tm/callback", None
+
+
+async def _team_callback_delete(w: World) -> Call:
+    await w.env.ok("POST", "/team/tm/callback", {"callback_name": "otel", "callback_vars": {}})
+    return "DELETE", "/team/tm/callback/otel", None
+
+
+async def _team_disable_logging(w: World) -> Call:
+    return "POST", "/team/tm/disable_logging", None
+
+
 async def _team_update_models(w: World) -> Call:
     return "POST", "/team/update", {"team_id": "tm", "models": ["gpt-a", "gpt-b", "gpt-c"]}
 
@@ -423,6 +440,10 @@ CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "team/info": (_team_info, (200, 200, 403, 200, 403)),
     "team/update": (_team_update, (200, 401, 403, 200, 401)),
     "team/update models": (_team_update_models, (200, 401, 403, 403, 401)),
+    "team/{team_id}/callback add": (_team_callback_add, (200, 401, 403, 200, 401)),
+    "team/{team_id}/callback get": (_team_callback_get, (200, 200, 403, 200, 401)),
+    "team/{team_id}/callback/{callback_name} delete": (_team_callback_delete, (200, 401, 403, 200, 401)),
+    "team/{team_id}/disable_logging": (_team_disable_logging, (200, 401, 403, 200, 401)),
     "team/delete": (_team_delete, (200, 401, 401, 401, 401)),
     "team/list": (_team_list, (200, 200, 200, 200, 200)),
     "team/block": (_team_block, (200, 401, 401, 401, 401)),

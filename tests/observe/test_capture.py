@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
+from relaygate.auth.targets import env_references, logging_off
 from relaygate.config.loader import from_litellm
 from relaygate.gateway import Gateway
 from relaygate.observe.detail import Detail, LoggingTarget, key_logging
@@ -238,6 +239,22 @@ def test_key_logging_targets() -> None:
     assert targets == [LoggingTarget("langfuse", "success", {
         "langfuse_public_key": "pk", "langfuse_secret_key": "sk-lf", "langfuse_host": "http://127.0.0.1:1"})]
     assert key_logging({"logging": "x"}) == (None, False)
+
+
+def test_team_callback_settings_disabled_logging_and_environment_references() -> None:
+    legacy = {"callback_settings": {"success_callback": ["langfuse", "otel"], "failure_callback": ["langfuse"],
+                                    "callback_vars": {"langfuse_public_key": "pk", "langfuse_secret_key": "sk"}}}
+    targets, redacts = key_logging(legacy)  # LiteLLM's older team shape
+    assert not redacts and targets == [
+        LoggingTarget("langfuse", "success_and_failure", {"langfuse_public_key": "pk", "langfuse_secret_key": "sk"}),
+        LoggingTarget("otel", "success", {"langfuse_public_key": "pk", "langfuse_secret_key": "sk"})]
+    disabled = {"logging": [], "callback_settings": {"success_callback": [], "failure_callback": []}}
+    assert logging_off(disabled) and key_logging(disabled) == (None, False)
+    assert not logging_off({"logging": []}) and not logging_off(legacy) and not logging_off(None)
+    assert not logging_off({**disabled, "logging": [{"callback_name": "langfuse"}]})  # a callback added since
+    assert env_references({"logging": [{"callback_vars": {"a": "os.environ/X", "b": "plain"}}, "junk"],
+                           "callback_settings": {"callback_vars": {"c": "x-os.environ/Y", "d": 3}}}) == ["a", "c"]
+    assert env_references({"logging": "x"}) == [] and env_references([]) == []
     assert key_logging(None) == (None, False)
 
 

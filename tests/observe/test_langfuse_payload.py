@@ -340,6 +340,11 @@ def test_target_credentials_fall_back_to_the_environment() -> None:
     legacy = LoggingTarget("langfuse", callback_vars={"langfuse_public_key": "pk-k", "langfuse_secret": "sk-l"})
     assert target_credentials(legacy, env) == Credentials("pk-k", "sk-l", "https://lf.env")
     assert target_credentials(LoggingTarget("langfuse"), {}) is None
+    # an entry naming its own host never gets the environment's keys: they would go to that host
+    elsewhere = LoggingTarget("langfuse", callback_vars={"langfuse_host": "https://attacker.example"})
+    assert target_credentials(elsewhere, env) is None
+    half = LoggingTarget("langfuse", callback_vars={"langfuse_public_key": "pk-k", "langfuse_host": "https://x.example"})
+    assert target_credentials(half, env) is None
 
 
 # -- requests and answers ----------------------------------------------------------------------------

@@ -69,7 +69,7 @@ class KeyInfo:
     __slots__ = ("token", "alias", "team_id", "user_id", "models", "patterns", "buckets", "token_buckets", "headers",
                  "spent",
                  "access_groups", "also", "aliases", "role", "expires", "refusal", "records", "model_buckets",
-                 "router", "logging", "no_message_logging", "read_at", "enforced", "disable_fallbacks")
+                 "router", "logging", "no_message_logging", "logging_off", "read_at", "enforced", "disable_fallbacks")
 
     def __init__(self, token: str, kc: KeyConfig, groups: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.token = token
@@ -96,10 +96,14 @@ class KeyInfo:
         """The key's and its team's ``metadata.logging`` targets (``observe.detail.LoggingTarget``): its
         requests go to those exporters too. ``None`` (almost every key): none."""
         self.no_message_logging = False
+        """The key's or team's ``metadata.turn_off_message_logging``: its messages are never exported."""
+        self.logging_off = False
+        """Its team's logging is off (``/team/{team_id}/disable_logging``, ``auth.targets.logging_off``): its
+        requests go to no logging callback (Langfuse, OpenTelemetry, Datadog, generic API), its own targets
+        included; metrics, spend logs and the gateway's own log lines still count them."""
         self.enforced: tuple[str, ...] | None = None
         """The key's and its team's ``metadata.enforced_params``: fields its LLM calls must carry (``auth.access``);
         None (almost every key): none."""
-        """The key's or team's ``metadata.turn_off_message_logging``: its messages are never exported."""
         self.spent = 0.0
         """USD this worker saw the key spend since its rows were read (``x-litellm-key-spend`` adds it to the
         row's ``spend``: the header moves with every answer, not once per key cache TTL)."""

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from relaygate.auth.keys import KeyInfo, KeyRouter
 from relaygate.auth.shared import SharedKeys
-from relaygate.auth.targets import key_logging
+from relaygate.auth.targets import key_logging, logging_off
 from relaygate.config.model import KeyConfig
 from relaygate.core import errors
 from relaygate.core.access import field_path
@@ -197,6 +197,8 @@ def build_key(key: Key, team: Team | None, user: User | None, org: Organization 
         if team_targets:
             targets = [*(targets or ()), *team_targets]
     info.logging, info.no_message_logging = targets, redacts
+    if team is not None and logging_off(team.metadata):
+        info.logging, info.logging_off = None, True
     enforced = [*_enforced(key.metadata), *(_enforced(team.metadata) if team is not None else ())]
     if enforced:
         info.enforced = tuple(dict.fromkeys(enforced))

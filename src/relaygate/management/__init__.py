@@ -27,6 +27,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         spend,
         spend_views,
         tags,
+        team_callbacks,
         teams,
         users,
     )
@@ -34,6 +35,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     keys.add_routes(t, gw)
     users.add_routes(t, gw)
     teams.add_routes(t, gw)
+    team_callbacks.add_routes(t, gw)  # /team/{team_id}/callback, /team/{team_id}/disable_logging
     organizations.add_routes(t, gw)
     customers.add_routes(t, gw)
     budgets.add_routes(t, gw)

@@ -248,6 +248,20 @@ def refuse_route(ctx: Ctx) -> None:
         status=401, type="auth_error", param="None")
 
 
+def no_env_references(caller: Caller, metadata: Any) -> None:
+    """Only the proxy admin writes callback variables that name the gateway's environment (``os.environ/``,
+    ``auth.targets.env_references``): resolved when the key is read, they would hand the gateway's secrets to
+    whatever host the writer names. 403 naming the variables."""
+    if caller.is_admin:
+        return
+    from relaygate.auth.targets import env_references
+
+    names = env_references(metadata)
+    if names:
+        raise forbidden(f"Only the proxy admin can set callback_vars that reference the environment "
+                        f"('os.environ/'): {sorted(set(names))}. Pass the values themselves.")
+
+
 def writer(ctx: Ctx) -> None:
     """Viewers read only: a write route refuses them as LiteLLM's route check does."""
     if not ctx.caller.may_write:

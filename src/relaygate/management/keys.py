@@ -40,6 +40,7 @@ from relaygate.management.common import (
     check_grant,
     forbidden,
     given,
+    no_env_references,
     non_negative,
     not_found,
     opt,
@@ -209,6 +210,8 @@ async def _fields(ctx: Ctx, body: KeyFields, *, old: Key | None) -> dict[str, An
         fields["budget_reset_at"] = after(sent["budget_duration"], "budget_duration")
     if "spend" in sent and not c.is_admin:
         raise forbidden("Only the proxy admin can set a key's spend")
+    if "metadata" in sent:
+        no_env_references(c, sent["metadata"])
     if "blocked" in sent and old is not None:
         await may_manage(ctx, old, block=True)
     fields.update(sent)

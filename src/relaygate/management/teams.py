@@ -38,6 +38,7 @@ from relaygate.management.common import (
     bad_request,
     forbidden,
     given,
+    no_env_references,
     non_negative,
     record,
     route,
@@ -280,6 +281,8 @@ async def update(ctx: Ctx) -> Any:
         grants = [n for n in fields if n in GRANTS]
         if grants:
             raise forbidden(f"Only the proxy admin can change {grants} of a team. Your role={ctx.caller.role}")
+    if "metadata" in fields:
+        no_env_references(ctx.caller, fields["metadata"])
     if fields.get("organization_id") is not None:
         await ctx.store.get_organization(fields["organization_id"])
     member_budget = fields.pop("team_member_budget", None)

@@ -214,7 +214,9 @@ class HttpExporter:
     # -- the sink --------------------------------------------------------------------------------------
 
     def wants(self, record: CompletionRecord) -> bool:
-        return self.success if record.outcome is Outcome.OK else self.failure
+        """Whether the record is sent: its outcome's callback list names this exporter, and its team did not
+        turn logging off."""
+        return (self.success if record.outcome is Outcome.OK else self.failure) and not record.no_logging
 
     async def handle(self, batch: Sequence[CompletionRecord]) -> None:
         """Queue the batch's wanted records for sending (no IO here; never waits on the endpoint)."""
@@ -226,7 +228,7 @@ class HttpExporter:
             return
         added = 0
         for r in batch:
-            if self.success if r.outcome is Outcome.OK else self.failure:
+            if (self.success if r.outcome is Outcome.OK else self.failure) and not r.no_logging:
                 pending.append(self.entry(r))
                 added += 1
         if not added:

@@ -107,10 +107,13 @@ def env_credentials(env: Mapping[str, str]) -> Credentials:
 def target_credentials(target: LoggingTarget, env: Mapping[str, str]) -> Credentials | None:
     """The project of a key's / team's ``logging`` entry (``callback_vars``: ``langfuse_public_key``,
     ``langfuse_secret_key`` or ``langfuse_secret``, ``langfuse_host``); a missing value falls back to the
-    environment's, as LiteLLM's does. ``None`` when a key is still missing."""
+    environment's, as LiteLLM's does, except the keys of an entry that names its own host: the environment's
+    keys go to the environment's host only (else a key owner could send them to a server of theirs; LiteLLM
+    closed the same hole with ``allow_env_credentials=False``). ``None`` when a key is still missing."""
     v = target.callback_vars
-    public = v.get("langfuse_public_key") or env.get("LANGFUSE_PUBLIC_KEY", "")
-    secret = v.get("langfuse_secret_key") or v.get("langfuse_secret") or env.get("LANGFUSE_SECRET_KEY", "")
+    fallback = env if not (v.get("langfuse_host") or "").strip() else {}
+    public = v.get("langfuse_public_key") or fallback.get("LANGFUSE_PUBLIC_KEY", "")
+    secret = v.get("langfuse_secret_key") or v.get("langfuse_secret") or fallback.get("LANGFUSE_SECRET_KEY", "")
     if not public.strip() or not secret.strip():
         return None
     return Credentials(public.strip(), secret.strip(),
@@ -124,7 +127,10 @@ def destinations(record: CompletionRecord, detail: Detail | None, *, success: bo
     A key or team with ``langfuse`` entries in its ``metadata.logging`` sends its requests to those projects
     (each by its ``callback_type``) instead of the default one, as LiteLLM's per-key credentials replace the
     global ones; otherwise the default project gets successes when ``langfuse`` is a success callback and
-    failures (error, broken stream, client gone) when it is a failure callback."""
+    failures (error, broken stream, client gone) when it is a failure callback. A record whose team turned
+    logging off goes nowhere."""
+    if record.no_logging:
+        return False, []
     ok = record.outcome is Outcome.OK
     if detail is not None and detail.logging:
         mine = [t for t in detail.logging if t.callback_name == "langfuse"]

@@ -557,7 +557,9 @@ class OtelSink:
 
     def wanted(self, record: CompletionRecord) -> bool:
         """Whether the record is exported: the callbacks' success / failure lists, or the key's or team's
-        own ``metadata.logging`` target named ``otel``."""
+        own ``metadata.logging`` target named ``otel``; never a record whose team turned logging off."""
+        if record.no_logging:
+            return False
         ok = record.outcome is Outcome.OK
         if self.success if ok else self.failure:
             return True

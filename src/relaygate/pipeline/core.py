@@ -115,7 +115,8 @@ class Pipeline:
                 check_fields(request_fields(ex), who.key.enforced, "the key's metadata.enforced_params")
             if cap is not None:
                 self._admit(ex, cap)
-            if rt.observer is not None or (who.key is not None and who.key.logging is not None):
+            if (rt.observer is not None or (who.key is not None and who.key.logging is not None)) and not (
+                    who.key is not None and who.key.logging_off):  # a team with logging off: nothing captured
                 targets = who.key.logging if who.key is not None else None
                 if targets is not None and rt.ensure_targets is not None:
                     rt.ensure_targets(targets)
@@ -348,6 +349,8 @@ class Pipeline:
             if rows:  # the stored key's team and user rows: LiteLLM's team_alias and user_email labels
                 if rows[1] is not None:
                     record.team_alias = rows[1].team_alias
+                    if who.key is not None and who.key.logging_off:  # its team's logging is off
+                        record.no_logging = True
                 if rows[2] is not None:
                     record.user_email = rows[2].user_email
                 meta = rows[0].metadata

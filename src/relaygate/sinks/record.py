@@ -132,6 +132,10 @@ class CompletionRecord(msgspec.Struct, gc=False):
     """The response cache was looked up for this request and had no answer (LiteLLM's ``cache_hit: False``,
     which its ``litellm_cache_misses_metric`` counts; a request the cache was not asked about is neither a hit
     nor a miss). Set after construction, only when true."""
+    no_logging: bool = False
+    """The key's team turned its logging off (``auth.keys.KeyInfo.logging_off``): no logging callback (Langfuse,
+    OpenTelemetry, Datadog, generic API) exports this record; metrics, spend logs and JSON request lines still
+    read it. Set after construction, only when true."""
 
     @property
     def total_tokens(self) -> int:
