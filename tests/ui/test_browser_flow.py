@@ -342,7 +342,7 @@ def admin_actions(page: Any, base: str, urls: list[str]) -> None:
     confirm(page)
     budget.wait_for(state="detached")
 
-    # keys: edit, regenerate (shown once), delete
+    # keys: edit, reset spend, regenerate (shown once), delete
     goto(page, "keys")
     create(page, "key", {"key_alias": "edit-me"})
     secret = page.locator("[data-testid=secret-dialog]")
@@ -359,6 +359,11 @@ def admin_actions(page: Any, base: str, urls: list[str]) -> None:
     client = openai.OpenAI(base_url=f"{base}/v1", api_key=first, max_retries=0)
     for _ in range(2):
         client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "cache me"}])
+    # reset spend: /key/{key}/reset_spend, confirmed first
+    key_row.locator("[data-testid=key-reset-spend]").click()
+    confirm(page)
+    page.locator("[data-testid=msg-ok]", has_text="Spend of edit-me reset (was").wait_for()
+    assert any(url.endswith("/reset_spend") for url in urls)
     key_row.locator("[data-testid=key-regenerate]").click()
     confirm(page)
     secret.wait_for()

@@ -1,9 +1,9 @@
 // Keys: /key/list with search (an alias, or a key / its hash through /key/info) and paging; create with
 // every field /key/generate takes; the new key shown once; edit (/key/update), block / unblock,
-// regenerate (the new key shown once) and delete with confirmation.
+// reset spend (/key/{key}/reset_spend, to 0), regenerate (the new key shown once) and delete with confirmation.
 
 import { canWrite, get, isAdmin, keyRef, post, session } from "../api.js";
-import { actions, button, clear, confirm, errorBox, h, notify, showSecretOnce, table, when } from "../dom.js";
+import { actions, button, clear, confirm, errorBox, h, notify, showSecretOnce, table, usd, when } from "../dom.js";
 import { badge, budgetText, formDialog, limitFields, modelNames, pageHeader, teamNames, teamOptions } from "../crud.js";
 
 async function keyFields(mode) {
@@ -120,6 +120,16 @@ export async function render(container) {
         }
         await reload();
       }, { "data-testid": k.blocked ? "key-unblock" : "key-block", "aria-label": `${k.blocked ? "Unblock" : "Block"} ${name}` }),
+      button("Reset spend", async () => {
+        if (!(await confirm(`Reset the spend of ${name} (${usd(k.spend || 0)}) to $0? Its budget counts from 0 again.`, "Reset spend"))) return;
+        try {
+          const out = await post(`/key/${encodeURIComponent(ref)}/reset_spend`, { reset_to: 0 });
+          notify(`Spend of ${name} reset (was ${usd(out.previous_spend)}).`, "ok");
+        } catch (err) {
+          notify(err.message, "error");
+        }
+        await reload();
+      }, { "data-testid": "key-reset-spend", "aria-label": `Reset the spend of ${name}` }),
       button("Regenerate", async () => {
         if (!(await confirm(`Regenerate ${name}? The current key stops working at once.`, "Regenerate"))) return;
         try {
