@@ -164,6 +164,18 @@ async def _reset_team(w: World) -> Call:
     return "POST", f"/key/{await w.team_key()}/reset_spend", {"reset_to": 0}
 
 
+async def _aliases(w: World) -> Call:
+    return "GET", "/key/aliases?search=x", None
+
+
+async def _bulk_update(w: World) -> Call:
+    return "POST", "/key/bulk_update", {"keys": [{"key": await w.own(), "metadata": {"b": 1}}]}
+
+
+async def _info_v2(w: World) -> Call:
+    return "POST", "/v2/key/info", {"keys": [await w.own(), await w.others()]}
+
+
 async def _global_reset(w: World) -> Call:
     return "POST", "/global/spend/reset", None
 
@@ -430,6 +442,9 @@ CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "key/{key}/reset_spend own": (_reset_own, (200, 401, 403, 403, 401)),
     "key/{key}/reset_spend team key": (_reset_team, (200, 401, 403, 200, 401)),
     "global/spend/reset": (_global_reset, (200, 401, 401, 401, 401)),
+    "key/aliases": (_aliases, (200, 200, 200, 200, 200)),
+    "key/bulk_update": (_bulk_update, (200, 403, 403, 403, 403)),
+    "v2/key/info": (_info_v2, (200, 200, 200, 200, 200)),
     "user/new": (_user_new, (200, 401, 401, 401, 401)),
     "user/info another": (_user_info_other, (200, 200, 403, 403, 403)),
     "user/info self": (_user_info_self, (200, 200, 200, 200, 200)),

@@ -22,6 +22,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         customers,
         daily_activity,
         keys,
+        keys_bulk,
         models,
         organizations,
         spend,
@@ -33,6 +34,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     )
 
     keys.add_routes(t, gw)
+    keys_bulk.add_routes(t, gw)  # /v2/key/info, /key/aliases, /key/bulk_update
     users.add_routes(t, gw)
     teams.add_routes(t, gw)
     team_callbacks.add_routes(t, gw)  # /team/{team_id}/callback, /team/{team_id}/disable_logging

@@ -320,7 +320,11 @@ async def generate(ctx: Ctx) -> Any:
 
 async def update(ctx: Ctx) -> Any:
     writer(ctx)
-    body = await ctx.body(UpdateBody)
+    return record(await update_one(ctx, await ctx.body(UpdateBody)))
+
+
+async def update_one(ctx: Ctx, body: UpdateBody) -> Key:
+    """One key changed as ``/key/update`` changes it (its checks, the caches, the budget counters)."""
     token = token_of(body.key)
     old = await ctx.store.get_key(token)
     await may_manage(ctx, old)
@@ -332,7 +336,7 @@ async def update(ctx: Ctx) -> Any:
     ctx.invalidate(token)
     if "spend" in fields:
         await ctx.spend_set("key", token, fields["spend"] or 0.0)
-    return record(rec)
+    return rec
 
 
 async def info(ctx: Ctx) -> Any:

@@ -303,6 +303,30 @@ class Store(abc.ABC):
         return await self._list(t.KEYS, {"team_id": team_id, "user_id": user_id, "organization_id": organization_id,
                                          "key_alias": key_alias}, page, page_size)
 
+    async def key_aliases(self, *, search: str | None = None, user_id: str | None = None,
+                          team_ids: Sequence[str] | None = None, page: int = 1,
+                          page_size: int = 50) -> Page[str]:
+        """Keys' non-empty aliases in alphabetical order (LiteLLM's ``/key/aliases``): those containing ``search``
+        (any case), and with ``user_id`` or ``team_ids`` given, only the keys of that user or of those teams."""
+        conds, args = ["key_alias IS NOT NULL", "key_alias <> ''"], []
+        if search:
+            escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conds.append("LOWER(key_alias) LIKE ? ESCAPE '\\'")
+            args.append(f"%{escaped}%")
+        if user_id is not None or team_ids is not None:
+            mine = ["user_id = ?"] if user_id is not None else []
+            teams = list(team_ids or [])
+            if teams:
+                mine.append(f"team_id IN ({', '.join('?' * len(teams))})")
+            conds.append(f"({' OR '.join(mine)})" if mine else "1 = 0")
+            args.extend([*([user_id] if user_id is not None else []), *teams])
+        where = " AND ".join(conds)
+        async with self._read() as c:
+            total = (await c.fetch(f"SELECT COUNT(*) AS n FROM rg_keys WHERE {where}", args))[0]["n"]
+            rows = await c.fetch(f"SELECT key_alias FROM rg_keys WHERE {where} ORDER BY key_alias LIMIT ? OFFSET ?",
+                                 [*args, page_size, (page - 1) * page_size])
+        return Page([r["key_alias"] for r in rows], int(total), page, page_size)
+
     # -- users --------------------------------------------------------------------------------------
 
     async def create_user(self, user: User) -> User:
