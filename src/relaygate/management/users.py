@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from relaygate.core.errors import GatewayError
 from relaygate.http.routes import RouteTable
 from relaygate.management.common import (
     INTERNAL_USER,
@@ -43,7 +44,7 @@ from relaygate.management.common import (
     route,
 )
 from relaygate.management.keys import alias_free, new_key
-from relaygate.store import Key, TeamMember, User, hash_token, key_name
+from relaygate.store import Key, StoreUnavailable, TeamMember, User, hash_token, key_name
 from relaygate.store.transaction import Transaction as Tx
 from relaygate.ui import passwords, rows, sessions
 
@@ -89,6 +90,7 @@ class DeleteUsersBody(msgspec.Struct, kw_only=True):
 def add_routes(t: RouteTable, gw: Gateway) -> None:
     for method, path, handler in (("POST", "/user/new", new), ("GET", "/user/info", info),
                                   ("POST", "/user/update", update), ("POST", "/user/delete", delete),
+                                  ("POST", "/user/bulk_update", bulk_update),
                                   ("GET", "/user/list", list_users)):
         route(t, gw, method, path, handler)
 
@@ -187,6 +189,12 @@ async def info(ctx: Ctx) -> Any:
 async def update(ctx: Ctx) -> Any:
     admin_only(ctx)
     body = await ctx.body(UpdateUserBody)
+    user = await update_one(ctx, body)
+    return {"user_id": body.user_id, "data": record(user)}
+
+
+async def update_one(ctx: Ctx, body: UpdateUserBody) -> User:
+    """One user changed as ``/user/update`` changes it (password, sessions, its keys' caches, budget counters)."""
     fields = _user_fields(body)
     fields.pop("user_id", None)
     password = await _password_hash(fields)
@@ -205,7 +213,69 @@ async def update(ctx: Ctx) -> Any:
     ctx.invalidate(*(k.token for k in keys.items))
     if "spend" in fields:
         await ctx.spend_set("user", body.user_id, fields["spend"] or 0.0)
-    return {"user_id": body.user_id, "data": record(user)}
+    return user
+
+
+MAX_BULK = 500
+"""Users one ``/user/bulk_update`` names at most (LiteLLM's bound; ``all_users`` has none)."""
+
+
+class BulkUsersBody(msgspec.Struct, kw_only=True):
+    """LiteLLM's ``BulkUpdateUserRequest``."""
+
+    users: list[UpdateUserBody] | None = None
+    all_users: bool = False
+    user_updates: UserFields | None = None
+
+
+async def bulk_update(ctx: Ctx) -> Any:
+    """LiteLLM's ``POST /user/bulk_update``: ``users`` (each as ``/user/update``, at most :data:`MAX_BULK`), or
+    ``all_users: true`` with ``user_updates`` (every user, neither ``user_email`` nor ``password``, which are
+    each user's own). Each user is changed on its own: one that cannot be is a failed result, the others go
+    through. ``{"results": [{"user_id", "user_email", "success", "error", "updated_user"}], "total_requested",
+    "successful_updates", "failed_updates"}`` (the last two counts)."""
+    admin_only(ctx)
+    body = await ctx.body(BulkUsersBody)
+    if body.users and body.all_users:
+        raise bad_request("Cannot specify both 'users' and 'all_users=True'. Choose one approach.", "all_users")
+    if body.all_users and body.user_updates is not None:
+        updates = given(body.user_updates)
+        for name in ("user_email", "password"):
+            if name in updates:
+                raise bad_request(f"user_updates cannot set {name} for every user", "user_updates")
+        items = []
+        page = 1
+        while True:
+            found = await ctx.store.list_users(page=page, page_size=1000)
+            items += [UpdateUserBody(user_id=u.user_id, **updates) for u in found.items]
+            if page >= found.total_pages:
+                break
+            page += 1
+    elif body.users is not None and not body.all_users:
+        items = body.users
+        if len(items) > MAX_BULK:
+            raise bad_request(f"Maximum {MAX_BULK} users can be updated at once. Found {len(items)} users.", "users")
+    else:
+        raise bad_request("Must specify either 'users' for individual updates or 'all_users=True' with "
+                          "'user_updates' for bulk updates", "users")
+    if not items:
+        raise bad_request("No users found to update", "users")
+    results: list[dict[str, Any]] = []
+    for item in items:
+        try:
+            user = await update_one(ctx, item)
+        except StoreUnavailable:
+            raise
+        except GatewayError as exc:
+            email = item.user_email if isinstance(item.user_email, str) else None
+            results.append({"user_id": item.user_id, "user_email": email, "success": False, "error": exc.message,
+                            "updated_user": None})
+        else:
+            results.append({"user_id": user.user_id, "user_email": user.user_email, "success": True, "error": None,
+                            "updated_user": record(user)})
+    ok = sum(1 for r in results if r["success"])
+    return {"results": results, "total_requested": len(items), "successful_updates": ok,
+            "failed_updates": len(items) - ok}
 
 
 async def delete(ctx: Ctx) -> Any:
