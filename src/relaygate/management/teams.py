@@ -40,6 +40,7 @@ from relaygate.management.common import (
     given,
     no_env_references,
     non_negative,
+    not_found,
     record,
     route,
     writer,
@@ -131,7 +132,8 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
             ("POST", "/team/delete", delete), ("GET", "/team/list", list_teams), ("POST", "/team/block", block),
             ("POST", "/team/unblock", unblock), ("POST", "/team/member_add", member_add),
             ("POST", "/team/member_delete", member_delete), ("POST", "/team/member_update", member_update),
-            ("POST", "/team/model/add", model_add), ("POST", "/team/model/delete", model_delete)):
+            ("POST", "/team/model/add", model_add), ("POST", "/team/model/delete", model_delete),
+            ("GET", "/v2/team/list", list_teams_v2)):
         route(t, gw, method, path, handler)
 
 
@@ -342,6 +344,46 @@ async def list_teams(ctx: Ctx) -> Any:
         return [record(t) for t in teams if org is None or t.organization_id == org]
     found = await ctx.store.list_teams(organization_id=ctx.query.get("organization_id"), page_size=1000)
     return [record(t) for t in found.items]
+
+
+_SORTS = ("team_id", "team_alias", "created_at")
+
+
+async def list_teams_v2(ctx: Ctx) -> Any:
+    """LiteLLM's ``GET /v2/team/list``: a page (``page``, ``page_size`` up to 100, 10 by default) of the teams with
+    ``team_id``, ``organization_id``, an alias containing ``team_alias`` (any case) and, with ``user_id``, only
+    that user's; ``sort_by`` ``team_id`` / ``team_alias`` / ``created_at`` with ``sort_order`` (``asc`` by
+    default), else the newest first. ``{"teams", "total", "page", "page_size", "total_pages"}``. A caller who
+    does not read everything lists its own teams (LiteLLM lets it name another user's; here that is a 403, as
+    ``/team/list``)."""
+    c, q = ctx.caller, ctx.query
+    page = ctx.int_arg("page", 1, high=10**9)
+    size = ctx.int_arg("page_size", 10, high=100)
+    user_id, team_id = q.get("user_id") or None, q.get("team_id") or None
+    if not c.reads_all:
+        if user_id is not None and user_id != c.user_id:
+            raise forbidden(f"You can only list your own teams. Got user_id={user_id}, Your ID={c.user_id}")
+        user_id = c.user_id
+        if user_id is None:
+            return {"teams": [], "total": 0, "page": page, "page_size": size, "total_pages": 0}
+    team_ids: list[str] | None = None
+    if user_id is not None:
+        try:
+            team_ids = list((await ctx.store.get_user(user_id)).teams)
+        except NotFound:
+            raise not_found(f"User not found, passed user_id={user_id}", "user_id") from None
+        if team_id is not None and team_id not in team_ids:
+            raise not_found(f"User is not a member of team_id={team_id}", "team_id")
+    sort_by = q.get("sort_by")
+    if sort_by in _SORTS:
+        descending = (q.get("sort_order") or "asc").lower() == "desc"
+    else:
+        sort_by, descending = "created_at", True
+    found = await ctx.store.search_teams(team_ids=team_ids, team_id=team_id, organization_id=q.get("organization_id"),
+                                         alias_part=q.get("team_alias") or None, sort_by=sort_by,
+                                         descending=descending, page=page, page_size=size)
+    return {"teams": [record(t) for t in found.items], "total": found.total, "page": page, "page_size": size,
+            "total_pages": found.total_pages}
 
 
 async def _set_blocked(ctx: Ctx, blocked: bool) -> Any:

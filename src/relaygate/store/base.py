@@ -310,9 +310,8 @@ class Store(abc.ABC):
         (any case), and with ``user_id`` or ``team_ids`` given, only the keys of that user or of those teams."""
         conds, args = ["key_alias IS NOT NULL", "key_alias <> ''"], []
         if search:
-            escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            conds.append("LOWER(key_alias) LIKE ? ESCAPE '\\'")
-            args.append(f"%{escaped}%")
+            conds.append(_CONTAINS.format(column="key_alias"))
+            args.append(contains_pattern(search))
         if user_id is not None or team_ids is not None:
             mine = ["user_id = ?"] if user_id is not None else []
             teams = list(team_ids or [])
@@ -394,6 +393,36 @@ class Store(abc.ABC):
                          page: int = 1, page_size: int = 50) -> Page[Team]:
         return await self._list(t.TEAMS, {"organization_id": organization_id, "team_alias": team_alias},
                                 page, page_size)
+
+    async def search_teams(self, *, team_ids: Sequence[str] | None = None, team_id: str | None = None,
+                           organization_id: str | None = None, alias_part: str | None = None,
+                           sort_by: str = "created_at", descending: bool = True, page: int = 1,
+                           page_size: int = 10) -> Page[Team]:
+        """Teams (LiteLLM's ``/v2/team/list``): among ``team_ids`` when given, with that ``team_id`` and
+        ``organization_id``, whose alias contains ``alias_part`` (any case), ordered by ``sort_by``
+        (``team_id``, ``team_alias`` or ``created_at``), a page of them."""
+        if sort_by not in ("team_id", "team_alias", "created_at"):
+            raise InvalidField("team", "sort_by", "team_id, team_alias or created_at")
+        conds: list[str] = []
+        args: list[Any] = []
+        if team_ids is not None:
+            ids = list(team_ids)
+            conds.append(f"team_id IN ({', '.join('?' * len(ids))})" if ids else "1 = 0")
+            args.extend(ids)
+        for col, value in (("team_id", team_id), ("organization_id", organization_id)):
+            if value is not None:
+                conds.append(f"{col} = ?")
+                args.append(value)
+        if alias_part:
+            conds.append(_CONTAINS.format(column="team_alias"))
+            args.append(contains_pattern(alias_part))
+        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        order = f"{sort_by} {'DESC' if descending else 'ASC'}, team_id"
+        async with self._read() as c:
+            total = (await c.fetch(f"SELECT COUNT(*) AS n FROM rg_teams{where}", args))[0]["n"]
+            rows = await c.fetch(f"SELECT * FROM rg_teams{where} ORDER BY {order} LIMIT ? OFFSET ?",
+                                 [*args, page_size, (page - 1) * page_size])
+        return Page([t.TEAMS.from_db(row) for row in rows], int(total), page, page_size)
 
     async def add_team_members(self, team_id: str, members: Sequence[TeamMember]) -> Team:
         """Add members (all or none: a member already in the team is a :class:`Duplicate`)."""
@@ -622,6 +651,15 @@ class Store(abc.ABC):
     async def list_models(self, *, model_name: str | None = None, page: int = 1,
                           page_size: int = 50) -> Page[ModelRow]:
         return await self._list(t.MODELS, {"model_name": model_name}, page, page_size)
+
+
+_CONTAINS = "LOWER({column}) LIKE ? ESCAPE '\\'"
+"""A column containing :func:`contains_pattern`'s text, in any case (SQLite and PostgreSQL alike)."""
+
+
+def contains_pattern(text: str) -> str:
+    """The ``LIKE`` pattern of a value containing ``text`` (lower-cased; ``%``, ``_`` and ``\\`` taken literally)."""
+    return "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _member_entry(m: TeamMember) -> dict[str, Any]:
