@@ -45,6 +45,14 @@ class Env:
         return str(out["key"])
 
 
+def api_error(r: Reply, status: int, needle: str) -> None:
+    """``r`` is LiteLLM's error shape with ``status`` and a message containing ``needle``."""
+    assert r.status == status, (r.status, r.body)
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["code"] == str(status), err
+    assert needle in err["message"], err["message"]
+
+
 def make_gateway(litellm_settings: dict[str, Any] | None = None) -> Gateway:
     return Gateway(from_litellm({
         "model_list": [{"model_name": m, "litellm_params": {"model": "mock/echo"}} for m in ("gpt-a", "gpt-b", "gpt-c")],

@@ -6,14 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from relaygate.store import hash_token
-from tests.management.conftest import Env, run
-
-
-def _error(r: Any, status: int, needle: str) -> None:
-    assert r.status == status, (r.status, r.body)
-    err = r.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"} and err["code"] == str(status), err
-    assert needle in err["message"], err["message"]
+from tests.management.conftest import Env, api_error, run
 
 
 async def _key(env: Env, alias: str | None = None, spend: float = 0.0, **fields: Any) -> str:
@@ -38,9 +31,9 @@ def test_v2_key_info_answers_the_keys_the_caller_may_read(db_url: str) -> None:
         assert not any(k in str(out["info"]) for k in (cheap, dear, other))  # hashes only, never a key
         mine = await env.ok("POST", "/v2/key/info", {"keys": [cheap, other], "key_aliases": ["dear"]}, key=alice)
         assert [i["key_alias"] for i in mine["info"]] == ["dear", "cheap"]  # bob's key is not alice's to read
-        _error(await env.call("POST", "/v2/key/info", {}), 400, "At least one of 'keys' or 'key_aliases'")
-        _error(await env.call("POST", "/v2/key/info", {"keys": ["sk-x"] * 501}), 400, "At most 500")
-        _error(await env.call("POST", "/v2/key/info", {"keys": "sk-x"}), 400, "keys")
+        api_error(await env.call("POST", "/v2/key/info", {}), 400, "At least one of 'keys' or 'key_aliases'")
+        api_error(await env.call("POST", "/v2/key/info", {"keys": ["sk-x"] * 501}), 400, "At most 500")
+        api_error(await env.call("POST", "/v2/key/info", {"keys": "sk-x"}), 400, "keys")
 
     run(db_url, body)
 
@@ -68,7 +61,7 @@ def test_key_aliases_search_pages_and_visibility(db_url: str) -> None:
         seen = await env.ok("GET", "/key/aliases", key=alice)  # its own keys and its team's
         assert "Prod-A" in seen["aliases"] and "prod_b" in seen["aliases"] and "staging" not in seen["aliases"]
         assert (await env.ok("GET", "/key/aliases?search=prod", key=loner))["aliases"] == []
-        _error(await env.call("GET", "/key/aliases?size=101"), 400, "size")
+        api_error(await env.call("GET", "/key/aliases?size=101"), 400, "size")
 
     run(db_url, body)
 
@@ -92,11 +85,11 @@ def test_bulk_update_changes_each_key_or_says_why_not(db_url: str) -> None:
         assert "first" in reasons[hash_token(second)] and "already exists" in reasons[hash_token(second)]
         assert all(f["key_info"] is None for f in out["failed_updates"])
         assert (await env.ok("GET", f"/key/info?key={first}"))["info"]["max_budget"] == 12.5
-        _error(await env.call("POST", "/key/bulk_update", {"keys": [{"key": first}]}, key=alice), 403,
+        api_error(await env.call("POST", "/key/bulk_update", {"keys": [{"key": first}]}, key=alice), 403,
                "Only proxy admins can perform bulk key updates")
-        _error(await env.call("POST", "/key/bulk_update", {"keys": []}), 400, "No keys provided for update")
-        _error(await env.call("POST", "/key/bulk_update", {"keys": [{"key": first}] * 501}), 400,
+        api_error(await env.call("POST", "/key/bulk_update", {"keys": []}), 400, "No keys provided for update")
+        api_error(await env.call("POST", "/key/bulk_update", {"keys": [{"key": first}] * 501}), 400,
                "Maximum 500 keys can be updated at once. Found 501 keys.")
-        _error(await env.call("POST", "/key/bulk_update", {"keys": [{"max_budget": 1}]}), 400, "key")
+        api_error(await env.call("POST", "/key/bulk_update", {"keys": [{"max_budget": 1}]}), 400, "key")
 
     run(db_url, body)

@@ -7,20 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from relaygate.store import Budget, hash_token
-from tests.management.conftest import Env, run
+from tests.management.conftest import Env, api_error, run
 
 
 async def _key(env: Env, spend: float, **fields: Any) -> str:
     key = str((await env.ok("POST", "/key/generate", fields))["key"])
     await env.ok("POST", "/key/update", {"key": key, "spend": spend})
     return key
-
-
-def _error(r: Any, status: int, needle: str) -> None:
-    assert r.status == status, (r.status, r.body)
-    err = r.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"} and err["code"] == str(status), err
-    assert needle in err["message"], err["message"]
 
 
 def test_reset_spend_sets_the_key_back_and_answers_as_litellm(db_url: str) -> None:
@@ -43,21 +36,21 @@ def test_reset_spend_checks_the_value_as_litellm(db_url: str) -> None:
     async def body(env: Env) -> None:
         key = await _key(env, 5.0, max_budget=10.0)
         path = f"/key/{key}/reset_spend"
-        _error(await env.call("POST", path, {"reset_to": -1}), 400, "reset_to must be >= 0")
-        _error(await env.call("POST", path, {"reset_to": 6}), 400, "reset_to (6.0) must be <= current spend (5.0)")
-        _error(await env.call("POST", path, {}), 400, "reset_to")
-        _error(await env.call("POST", path, {"reset_to": True}), 400, "reset_to")
-        _error(await env.call("POST", path, {"reset_to": "1"}), 400, "reset_to")
-        _error(await env.call("POST", path, b"{not json"), 400, "")
+        api_error(await env.call("POST", path, {"reset_to": -1}), 400, "reset_to must be >= 0")
+        api_error(await env.call("POST", path, {"reset_to": 6}), 400, "reset_to (6.0) must be <= current spend (5.0)")
+        api_error(await env.call("POST", path, {}), 400, "reset_to")
+        api_error(await env.call("POST", path, {"reset_to": True}), 400, "reset_to")
+        api_error(await env.call("POST", path, {"reset_to": "1"}), 400, "reset_to")
+        api_error(await env.call("POST", path, b"{not json"), 400, "")
         over = await _key(env, 20.0, max_budget=10.0)  # spent past its budget: reset_to at most the budget
-        _error(await env.call("POST", f"/key/{over}/reset_spend", {"reset_to": 15}), 400,
+        api_error(await env.call("POST", f"/key/{over}/reset_spend", {"reset_to": 15}), 400,
                "reset_to (15.0) must be <= budget (10.0)")
         budget = await env.store.create_budget(Budget(budget_id="b-small", max_budget=3.0))
         row = await _key(env, 5.0, budget_id=budget.budget_id)  # the budget row's max_budget binds too
-        _error(await env.call("POST", f"/key/{row}/reset_spend", {"reset_to": 4}), 400,
+        api_error(await env.call("POST", f"/key/{row}/reset_spend", {"reset_to": 4}), 400,
                "reset_to (4.0) must be <= budget (3.0)")
         assert (await env.ok("POST", f"/key/{row}/reset_spend", {"reset_to": 3}))["spend"] == 3.0
-        _error(await env.call("POST", "/key/sk-nobody-has-this/reset_spend", {"reset_to": 0}), 404,
+        api_error(await env.call("POST", "/key/sk-nobody-has-this/reset_spend", {"reset_to": 0}), 404,
                f"Key {hash_token('sk-nobody-has-this')} not found.")
         for k in (key, over):  # nothing refused was written
             assert (await env.ok("GET", f"/key/info?key={k}"))["info"]["spend"] in (5.0, 20.0)
@@ -76,13 +69,13 @@ def test_reset_spend_is_for_the_proxy_admin_and_the_team_admin(db_url: str) -> N
         own_key = str((await env.ok("POST", "/key/generate", {"user_id": "worker"}))["key"])
         await env.ok("POST", "/key/update", {"key": own_key, "spend": 4.0})
         refused = "You must be a proxy admin or team admin to reset key spend"
-        _error(await env.call("POST", f"/key/{team_key}/reset_spend", {"reset_to": 0}, key=worker), 403, refused)
-        _error(await env.call("POST", f"/key/{own_key}/reset_spend", {"reset_to": 0}, key=worker), 403, refused)
-        _error(await env.call("POST", f"/key/{own_key}/reset_spend", {"reset_to": 0}, key=boss), 403, refused)
+        api_error(await env.call("POST", f"/key/{team_key}/reset_spend", {"reset_to": 0}, key=worker), 403, refused)
+        api_error(await env.call("POST", f"/key/{own_key}/reset_spend", {"reset_to": 0}, key=worker), 403, refused)
+        api_error(await env.call("POST", f"/key/{own_key}/reset_spend", {"reset_to": 0}, key=boss), 403, refused)
         # a caller who may not reset learns nothing about the key: not whether it exists, nor its spend
-        _error(await env.call("POST", "/key/sk-missing-key/reset_spend", {"reset_to": 0}, key=worker), 403, refused)
-        _error(await env.call("POST", f"/key/{team_key}/reset_spend", {"reset_to": 99}, key=worker), 403, refused)
-        _error(await env.call("POST", f"/key/{team_key}/reset_spend", {"reset_to": 0}, key=viewer), 401,
+        api_error(await env.call("POST", "/key/sk-missing-key/reset_spend", {"reset_to": 0}, key=worker), 403, refused)
+        api_error(await env.call("POST", f"/key/{team_key}/reset_spend", {"reset_to": 99}, key=worker), 403, refused)
+        api_error(await env.call("POST", f"/key/{team_key}/reset_spend", {"reset_to": 0}, key=viewer), 401,
                "Only proxy admin")
         out = await env.ok("POST", f"/key/{team_key}/reset_spend", {"reset_to": 1.5}, key=boss)
         assert out["spend"] == 1.5 and out["previous_spend"] == 4.0
@@ -115,7 +108,7 @@ def test_global_spend_reset_is_for_the_master_key_only(db_url: str) -> None:
         key = await _key(env, 3.0)
         version = await env.store.change_version()
         for caller in (admin, key):
-            _error(await env.call("POST", "/global/spend/reset", key=caller), 401,
+            api_error(await env.call("POST", "/global/spend/reset", key=caller), 401,
                    "Authentication Error, Tried to access route=/global/spend/reset, which is only for MASTER KEY")
         assert await env.store.change_version() == version
         assert (await env.ok("GET", f"/key/info?key={key}"))["info"]["spend"] == 3.0

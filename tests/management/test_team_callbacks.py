@@ -5,21 +5,12 @@ them."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from relaygate.auth.targets import key_logging, logging_off
-from tests.management.conftest import Env, run
+from tests.management.conftest import Env, api_error, run
 
 LANGFUSE = {"callback_name": "langfuse", "callback_type": "success",
             "callback_vars": {"langfuse_public_key": "pk-t", "langfuse_secret_key": "sk-t-secret",
                               "langfuse_host": "https://lf.example"}}
-
-
-def _error(r: Any, status: int, needle: str) -> None:
-    assert r.status == status, (r.status, r.body)
-    err = r.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"} and err["code"] == str(status), err
-    assert needle in err["message"], err["message"]
 
 
 async def _team(env: Env) -> tuple[str, str, str]:
@@ -52,7 +43,7 @@ def test_add_get_delete_and_disable_as_litellm(db_url: str) -> None:
         assert targets is not None and targets[0].callback_vars["langfuse_secret_key"] == "sk-t-secret"
         out = await env.ok("DELETE", f"/team/{team_id}/callback/otel", key=boss)
         assert out["data"]["success_callbacks"] == ["langfuse"] and out["data"]["failure_callbacks"] == []
-        _error(await env.call("DELETE", f"/team/{team_id}/callback/otel"), 404, "is not a logging callback")
+        api_error(await env.call("DELETE", f"/team/{team_id}/callback/otel"), 404, "is not a logging callback")
         out = await env.ok("POST", f"/team/{team_id}/disable_logging", key=boss)
         assert out == {"status": "success", "message": f"Logging disabled for team {team_id}",
                        "data": {"team_id": team_id, "success_callbacks": [], "failure_callbacks": []}}
@@ -69,17 +60,17 @@ def test_callback_bodies_are_checked(db_url: str) -> None:
     async def body(env: Env) -> None:
         team_id, _, _ = await _team(env)
         path = f"/team/{team_id}/callback"
-        _error(await env.call("POST", path, {**LANGFUSE, "callback_name": "gcs_bucket"}), 400,
+        api_error(await env.call("POST", path, {**LANGFUSE, "callback_name": "gcs_bucket"}), 400,
                "callback_name 'gcs_bucket' cannot log a team's requests here")
-        _error(await env.call("POST", path, {**LANGFUSE, "callback_vars": {"langfuse_hostname": "x"}}), 400,
+        api_error(await env.call("POST", path, {**LANGFUSE, "callback_vars": {"langfuse_hostname": "x"}}), 400,
                "Invalid callback variable: langfuse_hostname. Must be one of")
-        _error(await env.call("POST", path, {**LANGFUSE, "callback_type": "always"}), 400, "callback_type")
-        _error(await env.call("POST", path, {"callback_name": "langfuse"}), 400, "callback_vars")
+        api_error(await env.call("POST", path, {**LANGFUSE, "callback_type": "always"}), 400, "callback_type")
+        api_error(await env.call("POST", path, {"callback_name": "langfuse"}), 400, "callback_vars")
         await env.ok("POST", path, LANGFUSE)
-        _error(await env.call("POST", path, LANGFUSE), 400, "callback_name = langfuse already exists in "
+        api_error(await env.call("POST", path, LANGFUSE), 400, "callback_name = langfuse already exists in "
                f"team_callback_settings, for team_id = {team_id} and event = success")
         assert (await env.ok("POST", path, {**LANGFUSE, "callback_type": "failure"}))["status"] == "success"
-        _error(await env.call("POST", "/team/no-such-team/callback", LANGFUSE), 404, "no-such-team")
+        api_error(await env.call("POST", "/team/no-such-team/callback", LANGFUSE), 404, "no-such-team")
         numbers = await env.ok("POST", path, {"callback_name": "otel", "callback_vars": {
             "turn_off_message_logging": True}})
         assert numbers["data"]["metadata"]["logging"][-1]["callback_vars"] == {"turn_off_message_logging": "True"}
@@ -96,10 +87,10 @@ def test_who_may_manage_a_teams_callbacks(db_url: str) -> None:
         path = f"/team/{team_id}/callback"
         before = await env.store.change_version()
         for key in (member, stranger):
-            _error(await env.call("POST", path, LANGFUSE, key=key), 403, f"admin of team={team_id}")
-            _error(await env.call("POST", f"/team/{team_id}/disable_logging", key=key), 403, "admin of team")
-            _error(await env.call("GET", path, key=key), 403, "admin of team")
-        _error(await env.call("POST", path, LANGFUSE, key=viewer), 401, "Only proxy admin")
+            api_error(await env.call("POST", path, LANGFUSE, key=key), 403, f"admin of team={team_id}")
+            api_error(await env.call("POST", f"/team/{team_id}/disable_logging", key=key), 403, "admin of team")
+            api_error(await env.call("GET", path, key=key), 403, "admin of team")
+        api_error(await env.call("POST", path, LANGFUSE, key=viewer), 401, "Only proxy admin")
         assert await env.store.change_version() == before  # nothing refused was written
         assert (await env.ok("GET", path, key=viewer))["data"]["team_id"] == team_id
         assert (await env.ok("POST", path, LANGFUSE, key=boss))["status"] == "success"
@@ -118,16 +109,16 @@ def test_only_the_proxy_admin_writes_environment_references(db_url: str) -> None
         refused = "Only the proxy admin can set callback_vars that reference the environment"
         own = str((await env.ok("POST", "/key/generate", {"user_id": "member"}))["key"])
         before = await env.store.change_version()
-        _error(await env.call("POST", "/key/generate", {"metadata": steal}, key=member), 403, refused)
-        _error(await env.call("POST", "/key/update", {"key": own, "metadata": steal}, key=member), 403, refused)
-        _error(await env.call("POST", "/key/regenerate", {"key": own, "metadata": steal}, key=member), 403, refused)
-        _error(await env.call("POST", "/team/update", {"team_id": team_id, "metadata": steal}, key=boss), 403,
+        api_error(await env.call("POST", "/key/generate", {"metadata": steal}, key=member), 403, refused)
+        api_error(await env.call("POST", "/key/update", {"key": own, "metadata": steal}, key=member), 403, refused)
+        api_error(await env.call("POST", "/key/regenerate", {"key": own, "metadata": steal}, key=member), 403, refused)
+        api_error(await env.call("POST", "/team/update", {"team_id": team_id, "metadata": steal}, key=boss), 403,
                refused)
         legacy = {"callback_settings": {"success_callback": ["langfuse"], "callback_vars": {
             "langfuse_secret_key": "x os.environ/OPENAI_API_KEY"}}}
-        _error(await env.call("POST", "/team/update", {"team_id": team_id, "metadata": legacy}, key=boss), 403,
+        api_error(await env.call("POST", "/team/update", {"team_id": team_id, "metadata": legacy}, key=boss), 403,
                refused)
-        _error(await env.call("POST", f"/team/{team_id}/callback", {
+        api_error(await env.call("POST", f"/team/{team_id}/callback", {
             "callback_name": "langfuse", "callback_vars": {"langfuse_secret_key": "os.environ/X"}}, key=boss),
                403, refused)
         assert await env.store.change_version() == before

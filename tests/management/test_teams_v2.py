@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from tests.management.conftest import Env, run
-
-
-def _error(r: Any, status: int, needle: str) -> None:
-    assert r.status == status, (r.status, r.body)
-    err = r.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"} and err["code"] == str(status), err
-    assert needle in err["message"], err["message"]
+from tests.management.conftest import Env, api_error, run
 
 
 def test_v2_team_list(db_url: str) -> None:
@@ -40,10 +31,10 @@ def test_v2_team_list(db_url: str) -> None:
         mine = await env.ok("GET", "/v2/team/list", key=alice)  # a non-admin lists its own teams
         assert sorted(t["team_id"] for t in mine["teams"]) == ["t-a", "t-b"]
         assert (await env.ok("GET", "/v2/team/list", key=nobody))["teams"] == []
-        _error(await env.call("GET", "/v2/team/list?user_id=nobody", key=alice), 403, "only list your own teams")
-        _error(await env.call("GET", "/v2/team/list?user_id=ghost"), 404, "User not found, passed user_id=ghost")
-        _error(await env.call("GET", "/v2/team/list?user_id=alice&team_id=t-c"), 404,
+        api_error(await env.call("GET", "/v2/team/list?user_id=nobody", key=alice), 403, "only list your own teams")
+        api_error(await env.call("GET", "/v2/team/list?user_id=ghost"), 404, "User not found, passed user_id=ghost")
+        api_error(await env.call("GET", "/v2/team/list?user_id=alice&team_id=t-c"), 404,
                "User is not a member of team_id=t-c")
-        _error(await env.call("GET", "/v2/team/list?page_size=101"), 400, "page_size")
+        api_error(await env.call("GET", "/v2/team/list?page_size=101"), 400, "page_size")
 
     run(db_url, body)

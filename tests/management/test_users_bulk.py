@@ -4,16 +4,7 @@ wording for bodies that say neither or both, and its bound."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from tests.management.conftest import Env, run
-
-
-def _error(r: Any, status: int, needle: str) -> None:
-    assert r.status == status, (r.status, r.body)
-    err = r.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"} and err["code"] == str(status), err
-    assert needle in err["message"], err["message"]
+from tests.management.conftest import Env, api_error, run
 
 
 def test_bulk_update_of_named_users_and_of_all(db_url: str) -> None:
@@ -34,18 +25,18 @@ def test_bulk_update_of_named_users_and_of_all(db_url: str) -> None:
         assert out["successful_updates"] == out["total_requested"] >= 3 and out["failed_updates"] == 0
         for uid in ("u1", "u2", "u3"):
             assert (await env.store.get_user(uid)).tpm_limit == 77
-        _error(await env.call("POST", "/user/bulk_update", {}), 400,
+        api_error(await env.call("POST", "/user/bulk_update", {}), 400,
                "Must specify either 'users' for individual updates or 'all_users=True' with 'user_updates'")
-        _error(await env.call("POST", "/user/bulk_update", {"users": [{"user_id": "u1"}], "all_users": True,
+        api_error(await env.call("POST", "/user/bulk_update", {"users": [{"user_id": "u1"}], "all_users": True,
                                                              "user_updates": {}}), 400,
                "Cannot specify both 'users' and 'all_users=True'. Choose one approach.")
-        _error(await env.call("POST", "/user/bulk_update", {"all_users": True, "user_updates": {"password": "x"}}),
+        api_error(await env.call("POST", "/user/bulk_update", {"all_users": True, "user_updates": {"password": "x"}}),
                400, "cannot set password")
-        _error(await env.call("POST", "/user/bulk_update", {"users": []}), 400, "No users found to update")
-        _error(await env.call("POST", "/user/bulk_update", {"users": [{"user_id": "u1"}] * 501}), 400,
+        api_error(await env.call("POST", "/user/bulk_update", {"users": []}), 400, "No users found to update")
+        api_error(await env.call("POST", "/user/bulk_update", {"users": [{"user_id": "u1"}] * 501}), 400,
                "Maximum 500 users can be updated at once. Found 501 users.")
         member = await env.user("plain")
-        _error(await env.call("POST", "/user/bulk_update", {"users": [{"user_id": "u1"}]}, key=member), 401,
+        api_error(await env.call("POST", "/user/bulk_update", {"users": [{"user_id": "u1"}]}, key=member), 401,
                "Only proxy admin")
 
     run(db_url, body)

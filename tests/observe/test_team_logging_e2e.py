@@ -8,8 +8,6 @@ configured project."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
 
 import httpx
 import orjson
@@ -19,6 +17,7 @@ from tests.conftest import start_gateway
 from tests.observe.collector_server import Collector
 from tests.observe.langfuse_server import LangfuseServer
 from tests.observe.otlp_receiver import Receiver
+from tests.observe.test_all_exporters_e2e import wait
 
 pytestmark = pytest.mark.e2e
 
@@ -33,15 +32,6 @@ litellm_settings:
 general_settings:
   master_key: {MASTER}
 """
-
-
-def wait(pred: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got or time.monotonic() > deadline:
-            return got
-        time.sleep(0.05)
 
 
 def test_team_callbacks_and_disabled_logging() -> None:
