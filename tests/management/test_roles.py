@@ -180,6 +180,10 @@ async def _user_bulk(w: World) -> Call:
     return "POST", "/user/bulk_update", {"users": [{"user_id": "other", "metadata": {"n": fresh()}}]}
 
 
+async def _service_account(w: World) -> Call:
+    return "POST", "/key/service-account/generate", {"team_id": "tm"}
+
+
 async def _global_reset(w: World) -> Call:
     return "POST", "/global/spend/reset", None
 
@@ -447,6 +451,7 @@ CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "key/{key}/reset_spend team key": (_reset_team, (200, 401, 403, 200, 401)),
     "global/spend/reset": (_global_reset, (200, 401, 401, 401, 401)),
     "key/aliases": (_aliases, (200, 200, 200, 200, 200)),
+    "key/service-account/generate": (_service_account, (200, 401, 403, 200, 401)),
     "user/bulk_update": (_user_bulk, (200, 401, 401, 401, 401)),
     "key/bulk_update": (_bulk_update, (200, 403, 403, 403, 403)),
     "v2/key/info": (_info_v2, (200, 200, 200, 200, 200)),

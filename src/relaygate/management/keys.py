@@ -118,7 +118,8 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
             ("GET", "/key/list", list_keys), ("POST", "/key/delete", delete), ("POST", "/key/regenerate", regenerate),
             ("POST", "/key/{key}/regenerate", regenerate), ("POST", "/key/block", block),
             ("POST", "/key/unblock", unblock), ("POST", "/key/health", health),
-            ("POST", "/key/{key}/reset_spend", reset_spend)):
+            ("POST", "/key/{key}/reset_spend", reset_spend),
+            ("POST", "/key/service-account/generate", service_account)):
         route(t, gw, method, path, handler)
 
 
@@ -192,9 +193,9 @@ async def may_read(ctx: Ctx, key: Key) -> None:
     raise forbidden(f"You are not allowed to access this key's info. Your role={c.role}")
 
 
-async def _fields(ctx: Ctx, body: KeyFields, *, old: Key | None) -> dict[str, Any]:
-    """The record fields ``body`` sets (``old``: the key an update changes), checked: durations, limits,
-    ownership, team membership and the grant."""
+async def _fields(ctx: Ctx, body: KeyFields, *, old: Key | None, service_account: bool = False) -> dict[str, Any]:
+    """The record fields ``body`` sets (``old``: the key an update changes; ``service_account``: a new team key
+    that belongs to no user), checked: durations, limits, ownership, team membership and the grant."""
     c = ctx.caller
     sent = given(body)
     for name in ("key", "new_key"):
@@ -217,7 +218,7 @@ async def _fields(ctx: Ctx, body: KeyFields, *, old: Key | None) -> dict[str, An
     fields.update(sent)
     user_id = sent.get("user_id", old.user_id if old is not None else None)
     team_id = sent.get("team_id", old.team_id if old is not None else None)
-    if old is None and user_id is None and not c.is_admin:
+    if old is None and user_id is None and not c.is_admin and not service_account:
         if c.user_id is None:
             raise forbidden("Only a key that belongs to a user can create keys (this key has no user_id)")
         user_id = fields["user_id"] = c.user_id
@@ -306,8 +307,35 @@ def _generated(rec: Key, clear: str) -> dict[str, Any]:
 async def generate(ctx: Ctx) -> Any:
     writer(ctx)
     body = await ctx.body(GenerateBody)
+    return await _create(ctx, body, await _fields(ctx, body, old=None))
+
+
+async def service_account(ctx: Ctx) -> Any:
+    """LiteLLM's ``POST /key/service-account/generate``: a key of a team that belongs to no user (it outlives any
+    member, and only the team's limits apply to it), with ``/key/generate``'s fields; ``user_id`` is ignored.
+    The proxy admin or the team's admin (LiteLLM lets every member of the team make one: a member could then
+    mint keys that go on working after it leaves the team)."""
+    writer(ctx)
+    body = await ctx.body(GenerateBody)
+    team_id = opt(body.team_id)
+    if team_id is None:
+        raise bad_request("team_id is required for service account keys. Please specify `team_id` in the request "
+                          "body.", "team_id")
+    try:
+        team = await ctx.store.get_team(team_id)
+    except NotFound:
+        raise bad_request("team_id does not exist in the database. Please specify a valid `team_id` in the request "
+                          "body.", "team_id") from None
+    if not ctx.caller.is_team_admin(team):
+        raise forbidden(f"Only the proxy admin or an admin of team={team_id} can create service account keys. "
+                        f"Your role={ctx.caller.role}")
+    body.user_id = None
+    return await _create(ctx, body, await _fields(ctx, body, old=None, service_account=True))
+
+
+async def _create(ctx: Ctx, body: GenerateBody, fields: dict[str, Any]) -> Any:
+    """The new key of ``/key/generate`` (its checked ``fields``): stored, answered once in clear."""
     clear = new_key(opt(body.key))
-    fields = await _fields(ctx, body, old=None)
     await alias_free(ctx, fields.get("key_alias"))
     token = hash_token(clear)
     fields = {k: v for k, v in fields.items() if v is not None}
