@@ -493,7 +493,9 @@ async def reset_spend(ctx: Ctx) -> Any:
             raise forbidden(RESET_REFUSED) from None
         raise not_found(f"Key {token} not found.", "key") from None
     if not c.is_admin:
-        team = await _team(ctx, old.team_id) if old.team_id is not None else None
+        team = None
+        with contextlib.suppress(NotFound):  # a team deleted under the key: nobody's to reset but the admin
+            team = await _team(ctx, old.team_id)
         if team is None or c.team_role(team) != "admin":
             raise forbidden(RESET_REFUSED)
     reset_to, current = body.reset_to, old.spend or 0.0
