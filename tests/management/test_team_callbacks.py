@@ -56,6 +56,23 @@ def test_add_get_delete_and_disable_as_litellm(db_url: str) -> None:
     run(db_url, body)
 
 
+def test_a_callback_added_to_older_callback_settings_keeps_them(db_url: str) -> None:
+    async def body(env: Env) -> None:
+        await env.ok("POST", "/team/new", {"team_id": "legacy", "metadata": {"callback_settings": {
+            "success_callback": ["langfuse"], "callback_vars": {"langfuse_public_key": "pk-old"}}}})
+        await env.ok("POST", "/team/legacy/callback", {"callback_name": "otel", "callback_vars": {}})
+        targets, _ = key_logging((await env.store.get_team("legacy")).metadata)
+        assert [(t.callback_name, t.callback_type) for t in targets or []] == [
+            ("langfuse", "success"), ("otel", "success_and_failure")]
+        got = (await env.ok("GET", "/team/legacy/callback"))["data"]
+        assert got["success_callbacks"] == ["langfuse", "otel"] and got["failure_callbacks"] == ["otel"]
+        await env.ok("DELETE", "/team/legacy/callback/langfuse")
+        targets, _ = key_logging((await env.store.get_team("legacy")).metadata)
+        assert [t.callback_name for t in targets or []] == ["otel"]  # gone from both shapes
+
+    run(db_url, body)
+
+
 def test_callback_bodies_are_checked(db_url: str) -> None:
     async def body(env: Env) -> None:
         team_id, _, _ = await _team(env)

@@ -136,7 +136,9 @@ async def add_callback(ctx: Ctx) -> Any:
     values = {k: str(v) for k, v in body.callback_vars.items()}
     no_env_references(ctx.caller, {"logging": [{"callback_vars": values}]})
     meta = dict(team.metadata)
-    entries = [e for e in meta.get("logging") or [] if isinstance(e, dict)]
+    # the entries its keys are resolved with: its logging list, else its older callback_settings (carried over,
+    # or the first entry added would hide them)
+    entries = [dict(e) for e in logging_entries(meta) if isinstance(e, dict)]
     for e in entries:
         if str(e.get("callback_name", "")).strip().lower() == name.lower() and e.get("callback_type",
                                                                                     "success_and_failure") == kind:
