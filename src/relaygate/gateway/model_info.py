@@ -174,13 +174,18 @@ def _count(body: dict[str, Any]) -> int:
     raise BadRequest("messages, prompt or contents is required", param="messages")
 
 
-async def token_counter(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+async def _json_body(gw: Gateway, scope: Scope, receive: Receive) -> Any:
+    """The caller checked (``principal``), then its body decoded as JSON (a 400 when it is not)."""
     await principal(gw, scope)
     raw = await read_body(receive, gw.runtime.body_limits)
     try:
-        body = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise BadRequest("Invalid request body: not JSON") from None
+
+
+async def token_counter(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+    body = await _json_body(gw, scope, receive)
     if not isinstance(body, dict) or not isinstance(body.get("model"), str) or not body["model"]:
         raise BadRequest("model is required", param="model")
     model = body["model"]
@@ -197,12 +202,7 @@ _SECRET_QUERY = re.compile(r"(?i)([?&](?:key|api[-_]?key|access_token|sig|signat
 
 
 async def transform_request(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
-    await principal(gw, scope)
-    raw = await read_body(receive, gw.runtime.body_limits)
-    try:
-        outer = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadRequest("Invalid request body: not JSON") from None
+    outer = await _json_body(gw, scope, receive)
     if not isinstance(outer, dict) or not isinstance(outer.get("request_body"), dict):
         raise BadRequest("request_body: expected the request as an object", param="request_body")
     endpoint = _ENDPOINTS.get(str(outer.get("call_type") or "completion"))

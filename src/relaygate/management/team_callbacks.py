@@ -41,7 +41,7 @@ from relaygate.management.common import (
     refuse_route,
     route,
 )
-from relaygate.management.teams import team_admin, team_keys
+from relaygate.management.teams import save_team, team_admin
 from relaygate.store import Team
 
 SUPPORTED = ("langfuse", "otel", "opentelemetry")
@@ -115,13 +115,6 @@ def _answer(team: Team) -> dict[str, Any]:
     return out
 
 
-async def _save(ctx: Ctx, team: Team, metadata: dict[str, Any]) -> Team:
-    team = await ctx.store.update_team(team.team_id, metadata=metadata,
-                                       updated_by=ctx.caller.user_id or "default_user_id")
-    ctx.invalidate(*await team_keys(ctx, team.team_id))
-    return team
-
-
 async def add_callback(ctx: Ctx) -> Any:
     team = await team_admin(ctx, ctx.params["team_id"])
     body = await ctx.body(CallbackBody)
@@ -147,7 +140,7 @@ async def add_callback(ctx: Ctx) -> Any:
     if len(entries) >= MAX_ENTRIES:
         raise bad_request(f"A team has at most {MAX_ENTRIES} logging callbacks", "callback_name")
     meta["logging"] = [*entries, {"callback_name": name, "callback_type": kind, "callback_vars": values}]
-    return {"status": "success", "data": _answer(await _save(ctx, team, meta))}
+    return {"status": "success", "data": _answer(await save_team(ctx, team.team_id, metadata=meta))}
 
 
 async def get_callbacks(ctx: Ctx) -> Any:
@@ -168,7 +161,7 @@ async def disable_logging(ctx: Ctx) -> Any:
     meta["callback_settings"] = {**(settings if isinstance(settings, dict) else {}), "success_callback": [],
                                  "failure_callback": []}
     meta["logging"] = []
-    team = await _save(ctx, team, meta)
+    team = await save_team(ctx, team.team_id, metadata=meta)
     return {"status": "success", "message": f"Logging disabled for team {team.team_id}",
             "data": {"team_id": team.team_id, "success_callbacks": [], "failure_callbacks": []}}
 
@@ -196,6 +189,6 @@ async def delete_callback(ctx: Ctx) -> Any:
                         f"{team.team_id}", "callback_name")
     if isinstance(entries, list):
         meta["logging"] = kept
-    team = await _save(ctx, team, meta)
+    team = await save_team(ctx, team.team_id, metadata=meta)
     return {"status": "success", "message": f"Callback {ctx.params['callback_name']} removed for team "
                                             f"{team.team_id}", "data": summary(team)}

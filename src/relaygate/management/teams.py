@@ -201,6 +201,13 @@ async def team_keys(ctx: Ctx, team_id: str) -> list[str]:
     return [k.token for k in (await ctx.store.list_keys(team_id=team_id, page_size=1000)).items]
 
 
+async def save_team(ctx: Ctx, team_id: str, **fields: Any) -> Team:
+    """``fields`` written to the team (by the caller), and its keys read again by every worker."""
+    team = await ctx.store.update_team(team_id, updated_by=ctx.caller.user_id or "default_user_id", **fields)
+    ctx.invalidate(*await team_keys(ctx, team_id))
+    return team
+
+
 def _member_id(body: MemberDeleteBody | MemberUpdateBody, team: Team) -> str:
     if body.user_id:
         return body.user_id
@@ -389,10 +396,7 @@ async def list_teams_v2(ctx: Ctx) -> Any:
 async def _set_blocked(ctx: Ctx, blocked: bool) -> Any:
     admin_only(ctx)
     body = await ctx.body(TeamRef)
-    team = await ctx.store.update_team(body.team_id, blocked=blocked,
-                                       updated_by=ctx.caller.user_id or "default_user_id")
-    ctx.invalidate(*await team_keys(ctx, body.team_id))
-    return record(team)
+    return record(await save_team(ctx, body.team_id, blocked=blocked))
 
 
 async def block(ctx: Ctx) -> Any:
@@ -499,10 +503,7 @@ async def _team_models(ctx: Ctx, add: bool) -> Any:
     else:
         gone = set(body.models)
         models = [m for m in team.models if m not in gone]
-    team = await ctx.store.update_team(team.team_id, models=models,
-                                       updated_by=ctx.caller.user_id or "default_user_id")
-    ctx.invalidate(*await team_keys(ctx, team.team_id))
-    return record(team)
+    return record(await save_team(ctx, team.team_id, models=models))
 
 
 async def model_add(ctx: Ctx) -> Any:
