@@ -45,6 +45,7 @@ from relaygate.http.body import read_body
 from relaygate.http.respond import send_json
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
+from relaygate.management.masking import mask_metadata
 from relaygate.store import Duplicate, InvalidField, Key, NotFound, Store, StoreUnavailable, Team, User
 from relaygate.store.transaction import Transaction as Tx  # noqa: F401  (re-exported: several writes, one transaction)
 from relaygate.ui import sessions as ui_sessions
@@ -374,10 +375,14 @@ _encoder = msgspec.json.Encoder()
 
 
 def record(rec: msgspec.Struct, *drop: str) -> dict[str, Any]:
-    """A record as a JSON-ready mapping (LiteLLM's field names), without ``drop``."""
+    """A record as a JSON-ready mapping (LiteLLM's field names), without ``drop``; the logging secrets of its
+    ``metadata`` masked (``management.masking``: no answer carries them)."""
     out: dict[str, Any] = msgspec.to_builtins(rec)
     for name in drop:
         out.pop(name, None)
+    meta = out.get("metadata")
+    if meta:
+        out["metadata"] = mask_metadata(meta)
     return out
 
 

@@ -49,6 +49,7 @@ from relaygate.management.common import (
     route,
     writer,
 )
+from relaygate.management.masking import unmask_metadata
 from relaygate.store import Key, NotFound, Team, hash_token, key_name
 
 LIMITS = ("tpm_limit", "rpm_limit", "max_parallel_requests", "max_budget")
@@ -213,6 +214,8 @@ async def _fields(ctx: Ctx, body: KeyFields, *, old: Key | None, service_account
         raise forbidden("Only the proxy admin can set a key's spend")
     if "metadata" in sent:
         no_env_references(c, sent["metadata"])
+        # a masked secret sent back (an answer edited) keeps the stored one; with nothing stored, a 400
+        sent["metadata"] = unmask_metadata(sent["metadata"], old.metadata if old is not None else None)
     if "blocked" in sent and old is not None:
         await may_manage(ctx, old, block=True)
     fields.update(sent)

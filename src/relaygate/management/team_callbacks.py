@@ -41,6 +41,7 @@ from relaygate.management.common import (
     refuse_route,
     route,
 )
+from relaygate.management.masking import masked_vars, unmask_metadata
 from relaygate.management.teams import save_team, team_admin
 from relaygate.store import Team
 
@@ -57,9 +58,6 @@ VARIABLES = (
     "turn_off_message_logging",
 )
 """LiteLLM's ``StandardCallbackDynamicParams`` names: the ``callback_vars`` a team entry may carry."""
-MASKED = "***REDACTED***"
-
-
 class CallbackBody(msgspec.Struct, kw_only=True):
     """LiteLLM's ``AddTeamCallback``."""
 
@@ -76,14 +74,6 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
         route(t, gw, method, path, handler)
 
 
-def _secret(name: str) -> bool:
-    return "secret" in name or name.endswith(("api_key", "space_key", "webhook_url"))
-
-
-def _masked(values: Any) -> dict[str, Any]:
-    return {k: (MASKED if _secret(str(k)) else v) for k, v in values.items()} if isinstance(values, dict) else {}
-
-
 def summary(team: Team) -> dict[str, Any]:
     """The team's callbacks as LiteLLM's ``GET /team/{team_id}/callback`` gives them (secrets masked)."""
     success: list[str] = []
@@ -97,22 +87,9 @@ def summary(team: Team) -> dict[str, Any]:
             success.append(name)
         if kind in ("failure", "success_and_failure") and name not in failure:
             failure.append(name)
-        merged.update(_masked(entry.get("callback_vars")))
+        merged.update(masked_vars(entry.get("callback_vars")))
     return {"team_id": team.team_id, "success_callbacks": success, "failure_callbacks": failure,
             "callback_vars": merged}
-
-
-def _answer(team: Team) -> dict[str, Any]:
-    """The team as answered after a change: its logging entries' secrets masked."""
-    out = record(team)
-    meta = out.get("metadata")
-    if isinstance(meta, dict) and isinstance(meta.get("logging"), list):
-        meta["logging"] = [{**e, "callback_vars": _masked(e.get("callback_vars"))} if isinstance(e, dict) else e
-                           for e in meta["logging"]]
-    if isinstance(meta, dict) and isinstance(meta.get("callback_settings"), dict):
-        settings = meta["callback_settings"]
-        meta["callback_settings"] = {**settings, "callback_vars": _masked(settings.get("callback_vars"))}
-    return out
 
 
 async def add_callback(ctx: Ctx) -> Any:
@@ -139,8 +116,11 @@ async def add_callback(ctx: Ctx) -> Any:
                               f"{team.team_id} and event = {kind}", "callback_name")
     if len(entries) >= MAX_ENTRIES:
         raise bad_request(f"A team has at most {MAX_ENTRIES} logging callbacks", "callback_name")
-    meta["logging"] = [*entries, {"callback_name": name, "callback_type": kind, "callback_vars": values}]
-    return {"status": "success", "data": _answer(await save_team(ctx, team.team_id, metadata=meta))}
+    # a masked secret sent back (an answer edited) keeps the stored one of the same callback; none stored: a 400
+    added = unmask_metadata({"logging": [{"callback_name": name, "callback_type": kind, "callback_vars": values}]},
+                            meta)["logging"][0]
+    meta["logging"] = [*entries, added]
+    return {"status": "success", "data": record(await save_team(ctx, team.team_id, metadata=meta))}
 
 
 async def get_callbacks(ctx: Ctx) -> Any:

@@ -45,6 +45,7 @@ from relaygate.management.common import (
     route,
     writer,
 )
+from relaygate.management.masking import unmask_metadata
 from relaygate.store import Budget, Duplicate, NotFound, Team, TeamMember, User
 from relaygate.store import tables as tbl
 from relaygate.store.transaction import Transaction as Tx
@@ -238,6 +239,8 @@ async def new(ctx: Ctx) -> Any:
     for name in ("team_id", "members_with_roles"):
         fields.pop(name, None)
     member_budget = fields.pop("team_member_budget", None)
+    if fields.get("metadata") is not None:
+        fields["metadata"] = unmask_metadata(fields["metadata"], None)  # a mask with nothing behind it: a 400
     team_id = body.team_id if isinstance(body.team_id, str) and body.team_id else str(uuid.uuid4())
     members = _members(body.members_with_roles if isinstance(body.members_with_roles, list) else [],
                        "members_with_roles")
@@ -292,6 +295,7 @@ async def update(ctx: Ctx) -> Any:
             raise forbidden(f"Only the proxy admin can change {grants} of a team. Your role={ctx.caller.role}")
     if "metadata" in fields:
         no_env_references(ctx.caller, fields["metadata"])
+        fields["metadata"] = unmask_metadata(fields["metadata"], team.metadata)  # a masked secret sent back
     if fields.get("organization_id") is not None:
         await ctx.store.get_organization(fields["organization_id"])
     member_budget = fields.pop("team_member_budget", None)
