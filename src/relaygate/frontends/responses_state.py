@@ -453,7 +453,7 @@ class ResponseState:
 
         rid = run.row.response_id
         try:
-            await self.gw.pipeline.run(self.frontend, scope, receive, send, {})
+            await self.gw.pipeline.run(self.frontend, scope, receive, send, {}, "/v1/responses")
             status = int(sent.get("status") or 0)
             if run.gone.done():
                 self._finish(run, "cancelled", None)

@@ -174,7 +174,8 @@ class Gateway:
         run = self.pipeline.run
         self._frontends = dict(llm_routes())
         for path, fe in self._frontends.items():
-            t.add("POST", path, lambda sc, rc, sd, p, fe=fe: run(fe, sc, rc, sd, p))
+            label = path.replace(":path}", "}")  # the template as LiteLLM's route label shows it (no converter)
+            t.add("POST", path, lambda sc, rc, sd, p, fe=fe, label=label: run(fe, sc, rc, sd, p, label))
             if isinstance(fe, Responses):  # the Responses API's conversation state is this gateway's
                 fe.bind(self)
         add_routes(t, self)

@@ -73,7 +73,7 @@ _ROUTES = {"chat": "/chat/completions", "completions": "/completions", "embeddin
            "messages": "/v1/messages", "responses": "/v1/responses", "images": "/images/generations",
            "audio_speech": "/audio/speech", "audio_transcriptions": "/audio/transcriptions",
            "moderations": "/moderations", "rerank": "/rerank"}
-_MAX_ROUTES = 64
+_MAX_ROUTES = 128
 _STATUS = {code: str(code) for code in range(100, 600)}
 _OK = Outcome.OK
 _GONE = Outcome.CLIENT_GONE
@@ -271,7 +271,7 @@ class LiteLLMMetrics:
         if got is None:
             if len(self._routes) >= _MAX_ROUTES:
                 return OTHER
-            got = self._routes[kind] = kind  # a code constant of the pipeline, never client text
+            got = self._routes[kind] = kind  # a code constant (the pipeline's, its route table's), never client text
         return got
 
     def _dep(self, dep_id: str) -> tuple[str, str, str, str, str]:
@@ -300,7 +300,7 @@ class LiteLLMMetrics:
             team_alias = detail.team_alias if detail is not None and detail.team_alias else r.team_alias
             email = r.user_email
             ident = (r.key_hash, r.key_alias, r.team_id, team_alias, r.user_id, r.end_user_id is None, r.model,
-                     r.deployment_id, r.status, r.outcome, r.route, r.error_type, r.cache_hit, r.ttft is None,
+                     r.deployment_id, r.status, r.outcome, r.request_route or r.route, r.error_type, r.cache_hit, r.ttft is None,
                      attempts, r.cache_miss, email)
             cells = memo.get(ident)
             if cells is None:
@@ -393,7 +393,7 @@ class LiteLLMMetrics:
         gone = r.outcome is _GONE
         code = _CLIENT_CLOSED if gone else r.status  # the client left: nginx's 499, as proxies log it
         status = _STATUS.get(code, OTHER)
-        route = self._route(r.route)
+        route = self._route(r.request_route or r.route)
         c = self._counter
         hist = self._hist
         cells = _Cells(c("litellm_proxy_total_requests_metric", (

@@ -84,8 +84,9 @@ class Pipeline:
         self.inflight += 1
         ex.admitted = True
 
-    async def run(self, fe: Frontend, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
-        ex = Exchange(fe.route, time.perf_counter(), self.runtime)
+    async def run(self, fe: Frontend, scope: Scope, receive: Receive, send: Send, params: Params,
+                  path: str = "") -> None:
+        ex = Exchange(fe.route, time.perf_counter(), self.runtime, path)
         rt = ex.rt
         cap = rt.max_parallel
         svc = service_metrics.active  # LiteLLM's service families: None unless prometheus_system is on
@@ -341,6 +342,8 @@ class Pipeline:
             record.failed_attempts = tuple(ctx.failed)
         if ex.api_ttft is not None:
             record.api_ttft = ex.api_ttft
+        if ex.path:
+            record.request_route = ex.path
         if ex.remaining is not None:
             record.upstream_ratelimit = ex.remaining
         key_meta = None

@@ -43,12 +43,15 @@ class Exchange:
     __slots__ = ("call_id", "route", "t0", "rt", "endpoint", "body", "view", "model", "stream", "fallbacks",
                  "over", "state", "control", "who", "group", "ctx", "lease", "wait", "ttft", "api_ttft",
                  "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "status", "cost",
-                 "estimated", "done", "cache", "obs", "admitted", "remaining")
+                 "estimated", "done", "cache", "obs", "admitted", "remaining", "path")
 
-    def __init__(self, route: str, t0: float, rt: Runtime) -> None:
+    def __init__(self, route: str, t0: float, rt: Runtime, path: str = "") -> None:
         self.call_id = b""
         self.route = route
         """The frontend's operation (``chat``, ``messages``, ``images`` ...): the record's route."""
+        self.path = path
+        """The route template the request matched (``/v1/chat/completions``, ``/openai/deployments/{model}/chat/
+        completions`` ...): a constant of the route table, never the client's path (``""``: not a routed request)."""
         self.t0 = t0
         """``time.perf_counter()`` at arrival."""
         self.rt = rt

@@ -137,6 +137,12 @@ class CompletionRecord(msgspec.Struct, gc=False):
     OpenTelemetry, Datadog, generic API) exports this record; metrics, spend logs and JSON request lines still
     read it. Set after construction, only when true."""
 
+    request_route: str = ""
+    """The route template the request matched (``Exchange.path``: ``/v1/chat/completions``, ``/chat/completions``,
+    ``/openai/deployments/{model}/chat/completions`` ...), a constant of the gateway's route table and never the
+    client's text: LiteLLM's ``route`` label and ``user_api_key_request_route``. ``""`` for a record not made
+    by a routed request. Set after construction."""
+
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens

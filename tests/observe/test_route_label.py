@@ -1,0 +1,70 @@
+"""LiteLLM's ``route`` label and ``user_api_key_request_route``: the route the request came in on, as its template
+(``/v1/chat/completions`` and ``/chat/completions`` apart, a model in the path as ``{model}``), never the client's
+path text; a request without one (a record not made by a routed request) keeps the API's fixed name."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from relaygate.observe.standard import standard_payload
+from relaygate.sinks.record import CompletionRecord
+from tests.asgi.conftest import call, make_gateway
+from tests.observe.test_prometheus_dashboard import parse_exposition
+
+MASTER = "sk-master-route"
+
+
+class _Keep:
+    name = "keep"
+
+    def __init__(self) -> None:
+        self.records: list[CompletionRecord] = []
+
+    def handle(self, batch: Sequence[CompletionRecord]) -> None:
+        self.records.extend(batch)
+
+
+def test_the_route_label_is_the_template_the_request_matched() -> None:
+    gw = make_gateway({
+        "model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}}],
+        "general_settings": {"master_key": MASTER},
+        "litellm_settings": {"callbacks": ["prometheus"]},
+    })
+    auth = {"authorization": f"Bearer {MASTER}"}
+    keep = _Keep()
+    body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+    async def main() -> str:
+        await gw.startup()
+        gw.completions.add_sink(keep)
+        try:
+            for path in ("/v1/chat/completions", "/chat/completions", "/chat/completions",
+                         "/openai/deployments/m/chat/completions?api-version=2024-10-21",
+                         "/engines/secret-model-text/chat/completions", "/v1/embeddings"):
+                payload = {**body, "input": "x"} if path.endswith("embeddings") else body
+                await call(gw, "POST", path, payload, headers=auth)
+            assert (await call(gw, "POST", "/v1/chat/completions", body)).status == 401  # no key: not counted
+            gw.completions.drain_now()
+            return (await call(gw, "GET", "/metrics", headers=auth)).body.decode()
+        finally:
+            await gw.shutdown()
+
+    text = asyncio.run(main())
+    scrape = parse_exposition(text)
+    counts: dict[str, float] = {}
+    for labels, value in zip(scrape.samples["litellm_proxy_total_requests_metric_total"],
+                             scrape.values["litellm_proxy_total_requests_metric_total"], strict=True):
+        counts[labels["route"]] = counts.get(labels["route"], 0.0) + value
+    assert counts == {"/v1/chat/completions": 1.0, "/chat/completions": 2.0,
+                      "/openai/deployments/{model}/chat/completions": 1.0, "/engines/{model}/chat/completions": 1.0,
+                      "/v1/embeddings": 1.0}
+    assert "secret-model-text" not in text  # a path's text is never a label
+    routes = {r.request_route for r in keep.records if r.status != 401}  # the engines one: a 400 (unknown model)
+    assert routes == set(counts)
+    meta = standard_payload(next(r for r in keep.records if r.request_route == "/chat/completions"))["metadata"]
+    assert meta["user_api_key_request_route"] == "/chat/completions"
+    unrouted = CompletionRecord("c1", "chat", False, "m", "m", "", "", "", None, None, None, None, 200,
+                                keep.records[0].outcome, 1, 1, 0, 0, 0.1, None, 0.0, 0.0, False, 0, 0)
+    assert standard_payload(unrouted)["metadata"]["user_api_key_request_route"] is None
