@@ -300,8 +300,8 @@ class LiteLLMMetrics:
             team_alias = detail.team_alias if detail is not None and detail.team_alias else r.team_alias
             email = r.user_email
             ident = (r.key_hash, r.key_alias, r.team_id, team_alias, r.user_id, r.end_user_id is None, r.model,
-                     r.deployment_id, r.status, r.outcome, r.request_route or r.route, r.error_type, r.cache_hit, r.ttft is None,
-                     attempts, r.cache_miss, email)
+                     r.deployment_id, r.status, r.outcome, r.request_route or r.route, r.error_type, r.cache_hit,
+                     r.ttft is None, attempts, r.cache_miss, email)
             cells = memo.get(ident)
             if cells is None:
                 if len(memo) >= MAX_MEMO:
