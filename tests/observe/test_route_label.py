@@ -5,25 +5,15 @@ path text; a request without one (a record not made by a routed request) keeps t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Any
 
 from relaygate.observe.standard import standard_payload
 from relaygate.sinks.record import CompletionRecord
 from tests.asgi.conftest import call, make_gateway
+from tests.asgi.test_completions import Recorder
 from tests.observe.test_prometheus_dashboard import parse_exposition
 
 MASTER = "sk-master-route"
-
-
-class _Keep:
-    name = "keep"
-
-    def __init__(self) -> None:
-        self.records: list[CompletionRecord] = []
-
-    def handle(self, batch: Sequence[CompletionRecord]) -> None:
-        self.records.extend(batch)
 
 
 def test_the_route_label_is_the_template_the_request_matched() -> None:
@@ -33,7 +23,7 @@ def test_the_route_label_is_the_template_the_request_matched() -> None:
         "litellm_settings": {"callbacks": ["prometheus"]},
     })
     auth = {"authorization": f"Bearer {MASTER}"}
-    keep = _Keep()
+    keep = Recorder()
     body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
     async def main() -> str:
