@@ -342,7 +342,10 @@ def test_completions_route_paraphrase(minilm: MiniLM) -> None:  # noqa: F811
     asyncio.run(main())
 
 
-def test_semantic_hits_never_cross_teams(minilm: MiniLM) -> None:  # noqa: F811
+def test_semantic_hits_never_cross_keys(minilm: MiniLM) -> None:  # noqa: F811
+    """As LiteLLM's semantic-cache tenant scope: a paraphrase matches the same key's prompts only (not another key
+    of the same team, nor another team's); ``semantic_cache_scope: end_user`` also keeps end users apart;
+    ``scope: global`` shares every caller's."""
     async def main() -> None:
         with EmbeddingServer(minilm) as server:
             for scope, b_hits in (("team", False), ("global", True)):
@@ -365,10 +368,32 @@ def test_semantic_hits_never_cross_teams(minilm: MiniLM) -> None:  # noqa: F811
                     return r.headers
 
                 await ask_as("sk-a", PASSWORD)
-                assert (await ask_as("sk-a2", PARAPHRASE)).get("x-litellm-semantic-similarity")  # same team
-                hit = (await ask_as("sk-b", "What is the way to reset my password?")).get("x-litellm-cache-key")
+                assert (await ask_as("sk-a", PARAPHRASE)).get("x-litellm-semantic-similarity")  # the same key
+                mate = (await ask_as("sk-a2", "What is the way to reset my password?")).get("x-litellm-cache-key")
+                assert bool(mate) is b_hits, scope  # another key of the same team: only with scope global
+                hit = (await ask_as("sk-b", "How would I go about resetting my password?")).get("x-litellm-cache-key")
                 assert bool(hit) is b_hits, scope
                 await close(gw)
+            gw = make_gateway({
+                "model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}},
+                               {"model_name": "emb", "litellm_params": {
+                                   "model": "openai/minilm", "api_base": server.base, "api_key": "sk-emb"}}],
+                "general_settings": {"master_key": "sk-master"},
+                "litellm_settings": {"cache": True, "cache_params": {
+                    "type": "semantic", "similarity_threshold": 0.8, "embedding_model": "emb",
+                    "semantic_cache_scope": "end_user"}}})
+
+            async def ask_for(user: str, text: str) -> Any:
+                r = await call(gw, "POST", "/v1/chat/completions",
+                               {"model": "m", "user": user, "messages": [{"role": "user", "content": text}]},
+                               headers={"authorization": "Bearer sk-master"})
+                assert r.status == 200, r.body
+                return r.headers
+
+            await ask_for("alice", PASSWORD)
+            assert (await ask_for("alice", PARAPHRASE)).get("x-litellm-semantic-similarity")
+            assert not (await ask_for("bob", PARAPHRASE)).get("x-litellm-semantic-similarity")  # another end user
+            await close(gw)
 
     asyncio.run(main())
 

@@ -11,7 +11,8 @@ def test_off_and_defaults() -> None:
     assert from_litellm(None, None, []) is None and from_litellm(False, {"type": "redis"}, []) is None
     s = from_litellm(True, {"type": "local"}, [], environ={})
     assert s is not None and s.type == "local"
-    assert s.routes == {"chat", "completions", "embeddings", "transcriptions", "rerank"}
+    assert s.routes == {"chat", "completions", "embeddings", "transcriptions", "rerank", "responses", "messages"}
+    assert s.max_messages == 4 and s.redis_timeout == 0.05  # LiteLLM's max_messages; relaygate's Redis deadline
     # LiteLLM's defaults: InMemoryCache 600 s, RedisCache 60 s (BaseCache.default_ttl)
     assert s.scope == "team" and not s.default_off and s.memory_ttl == 600 and s.redis_ttl == 60
     s = from_litellm(True, {"type": "redis", "host": "h", "default_in_memory_ttl": 5}, [], environ={})
@@ -59,10 +60,39 @@ def test_litellm_params() -> None:
 
 
 def test_default_call_types_are_litellms() -> None:
-    # LiteLLM's Cache() default supported_call_types: completion, text_completion, embedding, transcription,
-    # rerank (sync and async); /v1/messages and /v1/responses only when listed
+    # LiteLLM 1.110's DEFAULT_CACHING_SUPPORTED_CALL_TYPES: completion, text_completion, embedding, transcription,
+    # rerank, responses and anthropic_messages (sync and async)
     s = from_litellm(True, {"type": "local"}, [])
-    assert s is not None and s.routes == {"chat", "completions", "embeddings", "transcriptions", "rerank"}
+    assert s is not None and s.routes == {"chat", "completions", "embeddings", "transcriptions", "rerank",
+                                          "responses", "messages"}
+
+
+def test_max_messages_socket_timeout_and_semantic_scope() -> None:
+    warnings: list[str] = []
+    s = from_litellm(True, {"type": "local", "max_messages": None}, warnings)
+    assert s is not None and s.max_messages is None and not warnings
+    s = from_litellm(True, {"type": "redis", "host": "h", "max_messages": 10, "socket_timeout": 0.5}, warnings)
+    assert s is not None and s.max_messages == 10 and s.redis_timeout == 0.5 and not warnings
+    for bad in ({"max_messages": -1}, {"max_messages": True}, {"max_messages": "4"}):
+        with pytest.raises(CacheConfigError, match="max_messages"):
+            from_litellm(True, {"type": "local", **bad}, [])
+    with pytest.raises(CacheConfigError, match="socket_timeout"):
+        from_litellm(True, {"type": "local", "socket_timeout": 0}, [])
+    s = from_litellm(True, {"type": "semantic", "similarity_threshold": 0.9, "semantic_cache_scope": "end_user",
+                            "semantic_cache_embedding_timeout": 3}, warnings)
+    assert s is not None and s.semantic_end_user and s.embedding_timeout == 3.0 and not warnings
+    with pytest.raises(CacheConfigError, match="semantic_cache_scope"):
+        from_litellm(True, {"type": "semantic", "similarity_threshold": 0.9, "semantic_cache_scope": "org"}, [])
+
+
+def test_a_worker_copy_never_outlives_the_redis_entry() -> None:
+    # LiteLLM's Redis caches have no memory level: the copy relaygate keeps is bounded by the Redis TTL
+    s = from_litellm(True, {"type": "redis", "host": "h", "default_in_redis_ttl": 30, "ttl": 600}, [])
+    assert s is not None and s.redis_ttl == 30 and s.memory_ttl == 30
+    s = from_litellm(True, {"type": "redis", "host": "h"}, [])
+    assert s is not None and s.redis_ttl == 60 and s.memory_ttl == 60
+    s = from_litellm(True, {"type": "local", "ttl": 600}, [])
+    assert s is not None and s.memory_ttl == 600
 
 
 def test_redis_from_the_environment() -> None:

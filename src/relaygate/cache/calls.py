@@ -85,6 +85,73 @@ def material(ex: Exchange) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
+COUNTED = frozenset({"chat", "messages", "responses"})
+"""Routes whose requests count messages against ``cache_params.max_messages`` (:func:`message_count`)."""
+
+
+def message_count(ex: Exchange) -> int:
+    """The request's messages as LiteLLM counts them for ``max_messages``: chat and Messages ``messages``, else
+    the Responses ``input`` items that are objects other than a ``file`` block (a string ``input``: none)."""
+    route = ex.route
+    if route == "chat":
+        messages = getattr(ex.view, "messages", None)
+        return len(messages) if isinstance(messages, list) else 0
+    req = getattr(ex.state, "req", None)
+    if not isinstance(req, dict):
+        return 0
+    if route == "messages":
+        messages = req.get("messages")
+        return len(messages) if isinstance(messages, list) else 0
+    items = req.get("input")
+    return sum(1 for it in items if isinstance(it, dict) and it.get("type") != "file") if isinstance(items, list) \
+        else 0
+
+
+_CHAT_TEXT = re.compile(rb'"content"\s*:\s*"[^"]')
+_MESSAGE_TEXT = re.compile(rb'"(?:text|thinking)"\s*:\s*"[^"]|"type"\s*:\s*"tool_use"')
+_RESPONSE_OUTPUT = re.compile(rb'"output"\s*:\s*\[\s*\{')
+_EMPTY: tuple[Any, ...] = ("", [], {}, None)
+
+
+def _says(fields: Any, skip: str) -> bool:
+    return not isinstance(fields, dict) or any(k != skip and v not in _EMPTY for k, v in fields.items())
+
+
+def has_output(route: str, answer: bytes) -> bool:
+    """Whether an answer says anything, as LiteLLM's ``is_response_without_output`` judges it (such an answer is
+    neither stored nor served: a reasoning model that spent its whole ``max_completion_tokens`` thinking
+    answers ``content: ""``, and the same request asked again should get a new try). Chat: some choice's
+    message has a field besides ``role`` that is not empty (text, tool calls, a refusal, audio ...); Messages:
+    some content block has one besides ``type``; Responses: ``output`` is not empty; other routes always.
+    A regular expression finds the common answer's text first; only an answer it finds none in is decoded."""
+    if route == "chat":
+        if _CHAT_TEXT.search(answer) is not None:
+            return True
+        obj = _loads(answer)
+        choices = obj.get("choices") if isinstance(obj, dict) else None
+        return not isinstance(choices, list) or any(
+            _says(c.get("message") if isinstance(c, dict) else None, "role") for c in choices)
+    if route == "messages":
+        if _MESSAGE_TEXT.search(answer) is not None:
+            return True
+        obj = _loads(answer)
+        blocks = obj.get("content") if isinstance(obj, dict) else None
+        return not isinstance(blocks, list) or any(_says(b, "type") for b in blocks)
+    if route == "responses":
+        if _RESPONSE_OUTPUT.search(answer) is not None:
+            return True
+        obj = _loads(answer)
+        return not isinstance(obj, dict) or bool(obj.get("output"))
+    return True
+
+
+def _loads(answer: bytes) -> Any:
+    try:
+        return orjson.loads(answer)
+    except orjson.JSONDecodeError:
+        return None
+
+
 def assembler(route: str) -> Any:
     """The assembler a miss's stream on ``route`` feeds (None: the route's streams are not stored)."""
     return assembler_for(route)
@@ -181,5 +248,5 @@ def stream(ex: Exchange, answer: bytes, rid: str, created: int, include_usage: b
     return chat_stream(answer, rid, created, include_usage, ex.model)
 
 
-__all__ = ["BETA", "BODY_ROUTES", "FinishWatch", "answer_of", "assembler", "finish_watch", "hit_id", "material",
-           "stored_value", "stream", "unary"]
+__all__ = ["BETA", "BODY_ROUTES", "COUNTED", "FinishWatch", "answer_of", "assembler", "finish_watch", "has_output",
+           "hit_id", "material", "message_count", "stored_value", "stream", "unary"]

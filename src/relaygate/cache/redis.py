@@ -94,7 +94,7 @@ class RedisCache:
                 addr = RedisAddress(addr.host, addr.port, addr.password, settings.redis_username, settings.redis_db,
                                     addr.tls)
             topology = Single(addr)
-        return cls(topology)
+        return cls(topology, timeout=settings.redis_timeout)  # cache_params.socket_timeout, else 50 ms
 
     def describe(self) -> str:
         """Where the cache is (addresses only, never a password)."""

@@ -11,10 +11,12 @@ default, no server), Redis (``vectors_redis``) and Qdrant (``vectors_qdrant``). 
   nothing else. Embeddings requests are never matched semantically (their exact key only). The text is cut
   at :data:`MAX_TEXT` characters, so one huge prompt cannot make a huge embedding request.
 - **Where a match may come from** (:func:`semantic_scope`): a hash over exactly what the exact key is
-  scoped by — the route, the model group, the team (``scope: team``), the namespace — and, unlike LiteLLM,
-  every other answer-changing field of the request (tools, sampling parameters, response format ... as
-  ``cache.key`` keeps them, less the prompt). A semantic hit never crosses tenants, models or request
-  shapes: only the wording of the prompt may differ.
+  scoped by — the route, the model group, the team (``scope: team``), the namespace — the caller's key (as
+  LiteLLM's semantic-cache tenant scope: a key belongs to one team and organization), with
+  ``semantic_cache_scope: end_user`` its end user too (``ResponseCache._tenant``; ``scope: global`` shares
+  every caller's), and, unlike LiteLLM, every other answer-changing field of the request (tools, sampling
+  parameters, response format ... as ``cache.key`` keeps them, less the prompt). A semantic hit never
+  crosses keys, models or request shapes: only the wording of the prompt may differ.
 - **The embedding call** (:class:`Embedder`): an ``embeddings`` exchange for the configured model group,
   run by the gateway's own router with the pipeline's attempt function, so the deployment's keys, retries,
   cooldowns and rate limits apply as to any request, bounded by ``embedding_timeout``. Any failure (an
@@ -107,10 +109,13 @@ def prompt_text(route: str, body: dict[str, Any]) -> str | None:
 
 
 def semantic_scope(route: str, model_group: str, body: dict[str, Any], *, namespace: str | None = None,
-                   team: str | None = None) -> str:
-    """The key space a semantic match may come from (see the module docstring), as 32 hex characters."""
+                   team: str | None = None, tenant: str | None = None) -> str:
+    """The key space a semantic match may come from (see the module docstring), as 32 hex characters;
+    ``tenant``: the caller's key (and end user) whose prompts alone may match (None: every caller's)."""
     rest = {k: v for k, v in body.items() if k not in ("messages", "prompt")}
     head = f"{route}\0{model_group}\0{'' if team is None else 'team' + chr(0) + team}\0{namespace or ''}\0"
+    if tenant is not None:
+        head += f"tenant\0{tenant}\0"
     return hashlib.sha256(head.encode() + canonical(rest)).hexdigest()[:32]
 
 

@@ -171,6 +171,14 @@ class ResponseCache:
         (the same bytes) skips decoding the body and hashing it again (~8 µs of a ~45 µs hit)."""
         self._memo_bytes = 0
 
+    def _copy(self, key: str, stored: bytes) -> None:
+        """Keep a Redis hit in this worker's memory, no longer than Redis keeps it by default from when it was
+        stored (its stamp): a copy must not serve an answer the shared level already let go."""
+        s = self.settings
+        left = s.redis_ttl - (self._wall() - _STAMP.unpack_from(stored)[0])
+        if left > 0:
+            self.memory.set(key, stored, min(s.memory_ttl, left))
+
     def _missed(self) -> None:
         self.misses += 1
         if self._count is not None:
@@ -195,6 +203,9 @@ class ResponseCache:
         caching = ctl.get("caching") if ctl is not None else None
         use = c.get("use-cache")
         if use is False or (s.default_off and use is not True):
+            return None
+        limit = s.max_messages  # LiteLLM's max_messages: a long conversation is neither looked up nor stored
+        if limit is not None and ex.route in calls.COUNTED and calls.message_count(ex) > limit:
             return None
         group = ex.group
         group_name = group.name if group is not None else ex.model
@@ -232,7 +243,7 @@ class ResponseCache:
         if stored is None and self.redis is not None:
             stored = await self.redis.get(key)
             if stored is not None and len(stored) > _STAMP.size:
-                self.memory.set(key, stored, s.memory_ttl)
+                self._copy(key, stored)
         max_age = c.get("s-max-age", c.get("s-maxage"))  # LiteLLM's async lookup: the hyphenated one first
         if stored is None or len(stored) <= _STAMP.size or (
                 max_age is not None and self._wall() - _STAMP.unpack_from(stored)[0] > max_age):
@@ -282,7 +293,7 @@ class ResponseCache:
             for i, v in zip(want, await self.redis.get_many([keys[i] for i in want]), strict=True):
                 if v is not None and len(v) > _STAMP.size:
                     values[i] = v
-                    self.memory.set(keys[i], v, self.settings.memory_ttl)
+                    self._copy(keys[i], v)
         max_age = c.get("s-max-age", c.get("s-maxage"))
         now = self._wall() if max_age is not None else 0.0
         for i, v in enumerate(values):
@@ -315,7 +326,7 @@ class ResponseCache:
             return None
         group = ex.group
         st.scope = semantic_scope(ex.route, group.name if group is not None else ex.model, body,
-                                  namespace=namespace, team=team)
+                                  namespace=namespace, team=team, tenant=self._tenant(ex))
         vector = st.vector = await sem.embedder.embed(ex.rt, text)
         if vector is None:
             return None
@@ -328,7 +339,7 @@ class ResponseCache:
             if stored is None and self.redis is not None:
                 stored = await self.redis.get(match.key)
                 if stored is not None and len(stored) > _STAMP.size:
-                    self.memory.set(match.key, stored, self.settings.memory_ttl)
+                    self._copy(match.key, stored)
         if stored is None or len(stored) <= _STAMP.size:
             if isinstance(sem.index, LocalIndex):
                 sem.index.delete(st.scope, match.key)  # its exact entry is gone (evicted, deleted, flushed)
@@ -337,6 +348,22 @@ class ResponseCache:
             return None
         st.key, st.similarity = match.key, match.similarity
         return stored
+
+    def _tenant(self, ex: Exchange) -> str | None:
+        """Whose prompts a semantic match may come from (LiteLLM's semantic-cache tenant scope): the caller's key
+        (so its team and organization), with ``semantic_cache_scope: end_user`` also its end user; None with
+        ``scope: global`` (every caller's, the operator's explicit choice)."""
+        s = self.settings
+        if s.scope == "global":
+            return None
+        who = ex.who
+        tenant = (who.key_hash or "") if who is not None else ""
+        if s.semantic_end_user:
+            over = ex.over
+            end_user = (over.end_user if over is not None else None) or getattr(ex.view, "user", None)
+            if isinstance(end_user, str) and end_user:
+                tenant += "\0" + end_user
+        return tenant
 
     def flush_semantic(self) -> None:
         """Forget the semantic level's entries held by this worker (``/cache/flushall``)."""
@@ -368,6 +395,8 @@ class ResponseCache:
                 self.memory.set(key, value, memory_ttl)
                 self._put_redis(st, key, value, ttl, i == len(entries))
             return
+        if ex.route in calls.COUNTED and not calls.has_output(ex.route, answer):
+            return  # an answer that says nothing (LiteLLM's is_response_without_output): asked again, not replayed
         value = _STAMP.pack(self._wall()) + calls.stored_value(ex, answer, ctype)
         self.memory.set(st.key, value, ttl if ttl is not None else self.settings.memory_ttl)
         if self.redis is not None:

@@ -74,20 +74,21 @@ CALL_TYPES: dict[str, str] = {
     "transcription": "transcriptions", "atranscription": "transcriptions",
     "rerank": "rerank", "arerank": "rerank",
 }
-"""LiteLLM's call types -> the routes relaygate caches. Without ``supported_call_types``, LiteLLM's default
-list: chat, completions, embeddings, transcriptions and rerank (:data:`DEFAULT_ROUTES`); ``/v1/messages``
-and ``/v1/responses`` only when listed. LiteLLM's others (``speech``, ``image_generation``, ``moderation``)
-are accepted in the list and not cached (one warning)."""
-DEFAULT_ROUTES = frozenset({"chat", "completions", "embeddings", "transcriptions", "rerank"})
+"""LiteLLM's call types -> the routes relaygate caches. Without ``supported_call_types``, LiteLLM 1.110's default
+list: chat, completions, embeddings, transcriptions, rerank, ``/v1/responses`` and ``/v1/messages``
+(:data:`DEFAULT_ROUTES`). LiteLLM's others (``speech``, ``image_generation``, ``moderation``) are accepted in
+the list and not cached (one warning)."""
+DEFAULT_ROUTES = frozenset({"chat", "completions", "embeddings", "transcriptions", "rerank", "responses", "messages"})
 _KNOWN_LATER = frozenset({"speech", "aspeech", "image_generation", "aimage_generation",
                           "moderation", "amoderation"})
 _TYPES = frozenset({"local", "redis", "semantic", "redis-semantic", "qdrant-semantic"})
 _LATER_TYPES = frozenset({"valkey-semantic", "s3", "gcs", "disk", "azure-blob"})
-_IGNORED = frozenset({"max_connections", "socket_timeout", "max_size_in_memory",
+_IGNORED = frozenset({"max_connections", "max_size_in_memory",
                       "qdrant_semantic_cache_vector_size"})
 _TOPOLOGY_KNOWN = frozenset({"redis_startup_nodes", "service_name", "sentinel_nodes", "sentinel_password",
                              "username", "db"})
 _SEMANTIC_KNOWN = frozenset({"similarity_threshold", "embedding_model", "redis_semantic_cache_embedding_model",
+                             "semantic_cache_scope", "semantic_cache_embedding_timeout",
                              "qdrant_semantic_cache_embedding_model", "embedding_timeout", "semantic_max_entries",
                              "qdrant_api_base", "qdrant_api_key", "qdrant_collection_name",
                              "qdrant_quantization_config", "qdrant_path"})
@@ -117,6 +118,15 @@ class CacheSettings(msgspec.Struct, kw_only=True, frozen=True):
     """``mode: default_off``: only requests that send ``cache: {"use-cache": true}`` use the cache."""
     max_bytes: int = 64 * 1024 * 1024
     scope: str = "team"
+    max_messages: int | None = 4
+    """LiteLLM's ``max_messages``: a request with more messages than this (chat and Messages ``messages``,
+    Responses ``input`` items) is neither looked up nor stored (long agent conversations never hit); None: no
+    limit (``max_messages: null``). LiteLLM's default, 4."""
+    redis_timeout: float = 0.05
+    """Seconds a Redis read or write may take before the cache goes on without it (``socket_timeout``)."""
+    semantic_end_user: bool = False
+    """``semantic_cache_scope: end_user``: a semantic match comes only from the same end user's prompts (within
+    the key's, as always)."""
     redis_url: str | None = None
     redis_host: str | None = None
     redis_port: int | None = None
@@ -147,7 +157,11 @@ class CacheSettings(msgspec.Struct, kw_only=True, frozen=True):
 
     @property
     def memory_ttl(self) -> float:
-        return self.default_in_memory_ttl or self.ttl or 600.0
+        """Seconds a worker keeps an answer in memory: ``default_in_memory_ttl``, else ``ttl``, else 600; with a
+        Redis level never longer than Redis keeps it (LiteLLM's Redis caches have no memory copy at all: a
+        copy outliving the shared entry would serve what every other worker already forgot)."""
+        own = self.default_in_memory_ttl or self.ttl or 600.0
+        return min(own, self.redis_ttl) if self.type in ("redis", "redis-semantic") else own
 
     @property
     def redis_ttl(self) -> float:
@@ -211,8 +225,19 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
     namespace = params.get("namespace")
     if namespace is not None and (not isinstance(namespace, str) or not namespace):
         raise CacheConfigError("litellm_settings.cache_params.namespace", "expected a non-empty string")
+    max_messages = params.get("max_messages", 4)
+    if max_messages is not None and (isinstance(max_messages, bool) or not isinstance(max_messages, int)
+                                     or max_messages < 0):
+        raise CacheConfigError("litellm_settings.cache_params.max_messages",
+                               "expected a number of messages (0 or more), or null for no limit")
+    redis_timeout = params.get("socket_timeout")
+    if redis_timeout is not None and (isinstance(redis_timeout, bool) or not isinstance(redis_timeout, (int, float))
+                                      or not 0 < redis_timeout <= 30):
+        raise CacheConfigError("litellm_settings.cache_params.socket_timeout",
+                               "expected seconds, above 0 and at most 30")
     known = {"type", "namespace", "ttl", "default_in_memory_ttl", "default_in_redis_ttl", "supported_call_types",
-             "mode", "scope", "max_bytes", "host", "port", "password", "url", "redis_url"} | _TOPOLOGY_KNOWN
+             "mode", "scope", "max_bytes", "host", "port", "password", "url", "redis_url", "max_messages",
+             "socket_timeout"} | _TOPOLOGY_KNOWN
     semantic = _semantic(kind, params, env)
     if semantic:
         known |= _SEMANTIC_KNOWN
@@ -255,7 +280,8 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
         type=kind, namespace=namespace, ttl=_number(params, "ttl"),
         default_in_memory_ttl=_number(params, "default_in_memory_ttl"),
         default_in_redis_ttl=_number(params, "default_in_redis_ttl"), routes=frozenset(routes),
-        default_off=mode == "default_off", max_bytes=max_bytes, scope=scope,
+        default_off=mode == "default_off", max_bytes=max_bytes, scope=scope, max_messages=max_messages,
+        redis_timeout=float(redis_timeout) if redis_timeout is not None else 0.05,
         redis_url=url if isinstance(url, str) else None, redis_host=host if isinstance(host, str) else None,
         redis_port=port if isinstance(port, int) else None,
         redis_password=str(password) if password is not None else None, redis_tls=tls, **topology, **semantic)
@@ -426,14 +452,18 @@ def _semantic(kind: str, params: dict[str, Any], env: Any) -> dict[str, Any]:
         or DEFAULT_EMBEDDING_MODEL
     if not isinstance(model, str):
         raise CacheConfigError(field + "embedding_model", "expected a model group name of the model_list")
-    timeout = params.get("embedding_timeout", 2.0)
+    timeout = params.get("embedding_timeout", params.get("semantic_cache_embedding_timeout", 2.0))
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise CacheConfigError(field + "embedding_timeout", "expected a positive number of seconds")
     entries = params.get("semantic_max_entries")
     if entries is not None and (isinstance(entries, bool) or not isinstance(entries, int) or entries <= 0):
         raise CacheConfigError(field + "semantic_max_entries", "expected a positive integer")
+    scope = params.get("semantic_cache_scope", "key")
+    if scope not in ("key", "end_user"):
+        raise CacheConfigError(field + "semantic_cache_scope", "expected 'key' or 'end_user'")
     out: dict[str, Any] = {"semantic": where, "similarity_threshold": float(threshold), "embedding_model": model,
-                           "embedding_timeout": float(timeout), "semantic_max_entries": entries}
+                           "embedding_timeout": float(timeout), "semantic_max_entries": entries,
+                           "semantic_end_user": scope == "end_user"}
     if where == "qdrant":
         collection = params.get("qdrant_collection_name")
         if not isinstance(collection, str) or not collection:
