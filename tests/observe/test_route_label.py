@@ -1,12 +1,14 @@
 """LiteLLM's ``route`` label and ``user_api_key_request_route``: the route the request came in on, as its template
 (``/v1/chat/completions`` and ``/chat/completions`` apart, a model in the path as ``{model}``), never the client's
-path text; a request without one (a record not made by a routed request) keeps the API's fixed name."""
+path text; a request without one (a record not made by a routed request) keeps the API's fixed name. The master
+key's requests are recorded as LiteLLM 1.110 records them (``litellm_proxy_master_key``, ``default_user_id``)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+from relaygate.auth.keys import hash_key
 from relaygate.observe.standard import standard_payload
 from relaygate.sinks.record import CompletionRecord
 from tests.asgi.conftest import call, make_gateway
@@ -51,6 +53,12 @@ def test_the_route_label_is_the_template_the_request_matched() -> None:
                       "/openai/deployments/{model}/chat/completions": 1.0, "/engines/{model}/chat/completions": 1.0,
                       "/v1/embeddings": 1.0}
     assert "secret-model-text" not in text  # a path's text is never a label
+    # the master key as LiteLLM 1.110 records it: its alias and the admin's user, never the key's hash
+    labels = scrape.samples["litellm_proxy_total_requests_metric_total"][0]
+    assert (labels["hashed_api_key"], labels["user"]) == ("litellm_proxy_master_key", "default_user_id")
+    assert hash_key(MASTER) not in text
+    assert {(r.key_hash, r.user_id) for r in keep.records if r.status != 401} == {
+        ("litellm_proxy_master_key", "default_user_id")}
     routes = {r.request_route for r in keep.records if r.status != 401}  # the engines one: a 400 (unknown model)
     assert routes == set(counts)
     meta = standard_payload(next(r for r in keep.records if r.request_route == "/chat/completions"))["metadata"]

@@ -96,6 +96,12 @@ _BAD_KEY = ("Authentication Error, Invalid proxy server token passed. "
 PROXY_ADMIN = "proxy_admin"
 
 
+MASTER_KEY_ALIAS = "litellm_proxy_master_key"
+"""What records name the master key by, in place of its hash (LiteLLM's ``LITELLM_PROXY_MASTER_KEY_ALIAS``)."""
+ADMIN_USER_ID = "default_user_id"
+"""The user the master key's requests are recorded under (LiteLLM's ``litellm_proxy_admin_name`` default)."""
+
+
 class PrincipalKind(enum.Enum):
     MASTER = "master"
     KEY = "key"
@@ -106,7 +112,7 @@ class Principal:
     """Who a request is: the master key, a virtual key, or anonymous. Shared, never mutated: the
     resolver caches one per key and hands the same object to every request with that key."""
 
-    __slots__ = ("kind", "key", "key_hash", "key_alias", "team_id", "user_id", "role", "jwt")
+    __slots__ = ("kind", "key", "key_hash", "key_alias", "team_id", "user_id", "role", "jwt", "record_user")
 
     def __init__(self, kind: PrincipalKind, key: KeyInfo | None = None, key_hash: str | None = None,
                  key_alias: str | None = None) -> None:
@@ -118,6 +124,9 @@ class Principal:
         self.key_alias = key.alias if key is not None else key_alias
         self.team_id = key.team_id if key is not None else None
         self.user_id = key.user_id if key is not None else None
+        self.record_user = self.user_id if kind is not PrincipalKind.MASTER else ADMIN_USER_ID
+        """The user its requests' records (spend logs, metrics, exporters) name: the key's user; for the master
+        key LiteLLM's ``litellm_proxy_admin_name``, ``default_user_id`` (never a user whose budget it pays)."""
         self.role: str | None = key.role if key is not None else PROXY_ADMIN
         """LiteLLM's ``user_role``: ``proxy_admin`` for the master key (and, as LiteLLM, for an open gateway's
         anonymous caller); a stored key's owner's role (``internal_user`` ...); None when unknown."""
@@ -254,8 +263,10 @@ class PrincipalResolver:
         if isinstance(master_key, str):
             master_key = master_key.encode()
         self.master_key: bytes | None = master_key or None
-        self.master = Principal(PrincipalKind.MASTER, key_hash=hash_key(master_key) if master_key else None)
-        """The master key's principal (its ``key_hash`` is the master key's SHA-256, as LiteLLM logs it)."""
+        self.master = Principal(PrincipalKind.MASTER, key_hash=MASTER_KEY_ALIAS if master_key else None)
+        """The master key's principal. Its ``key_hash`` is LiteLLM 1.110's stable alias for the master key,
+        ``litellm_proxy_master_key``: neither the key nor its hash reaches spend logs, metric labels or exporters
+        (an unsalted SHA-256 of a guessable key can be brute-forced from any of them)."""
         self.lookup = lookup
         self.enabled = self.master_key is not None or lookup is not None
         self.cache: TTLCache[Principal] = TTLCache(maxsize, ttl)

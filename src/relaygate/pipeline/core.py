@@ -328,7 +328,7 @@ class Pipeline:
             dep.id if dep is not None else "",
             dep.provider if dep is not None else "", dep.upstream_model if dep is not None else "",
             who.key_hash if who is not None else None, who.key_alias if who is not None else None,
-            who.team_id if who is not None else None, who.user_id if who is not None else None,
+            who.team_id if who is not None else None, who.record_user if who is not None else None,
             status, outcome, ex.prompt_tokens, ex.completion_tokens, ex.cached_tokens, ex.cache_write_tokens, total,
             ex.ttft,
             overhead if overhead > 0.0 else 0.0, ex.cost, ex.cache is not None and ex.cache.hit,

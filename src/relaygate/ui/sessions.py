@@ -415,7 +415,7 @@ def _principal(s: Session, groups: Any = None) -> Principal:
         p.key_hash = None  # no key row: the session is its user's, not a key's
     else:
         p = Principal(PrincipalKind.KEY)
-    p.user_id = s.user_id
+    p.user_id = p.record_user = s.user_id
     p.role = s.role
     return p
 
