@@ -109,9 +109,8 @@ LITELLM: dict[str, tuple[str, list[str]]] = {
     "litellm_remaining_requests": ("gauge", _REMAINING),
     "litellm_remaining_tokens": ("gauge", _REMAINING),
 }
-LITELLM_LATENCY_BUCKETS = [0.005, 0.00625, 0.0125, 0.025, 0.05, 0.1, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5,
-                           5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 8.5, 9.0, 9.5, 10.0, 15.0, 20.0, 25.0, 30.0, 60.0, 120.0,
-                           180.0, 240.0, 300.0]
+LITELLM_LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                           420.0, 600.0]  # LiteLLM 1.110's types/integrations/prometheus.py LATENCY_BUCKETS
 PROMETHEUS_CLIENT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
 _SUFFIX = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_sum", "_count"]}
 

@@ -47,15 +47,15 @@ def test_every_service_declares_its_three_families_and_only_used_ones_have_sampl
 
 def test_buckets_are_cumulative_with_the_bound_inclusive() -> None:
     svc = ServiceMetrics()
-    for seconds in (0.001, 0.005, 0.0051, 0.5, 400.0):  # 0.005 is a bound: counted in le="0.005"
+    for seconds in (0.001, 0.005, 0.0051, 0.5, 700.0):  # 0.005 is a bound: counted in le="0.005"
         svc.ok("postgres", seconds)
     scrape = _scrape(svc)
     les = {lab["le"]: v for lab, v in zip(scrape.samples["litellm_postgres_latency_bucket"],
                                           scrape.values["litellm_postgres_latency_bucket"], strict=True)}
     assert list(les) == [repr(float(b)) for b in LATENCY_BUCKETS] + ["+Inf"]
-    assert les["0.005"] == 2 and les["0.00625"] == 3 and les["0.5"] == 4 and les["300.0"] == 4 and les["+Inf"] == 5
+    assert les["0.005"] == 2 and les["0.01"] == 3 and les["0.5"] == 4 and les["600.0"] == 4 and les["+Inf"] == 5
     assert _value(scrape, "litellm_postgres_latency_count") == 5
-    assert _value(scrape, "litellm_postgres_latency_sum") == pytest.approx(400.5111)
+    assert _value(scrape, "litellm_postgres_latency_sum") == pytest.approx(700.5111)
 
 
 def test_a_failure_counts_in_total_and_failed_not_in_latency() -> None:
