@@ -15,9 +15,10 @@ from tests.observe.collector_server import detail, record
 # The keys of LiteLLM's TypedDicts (litellm/types/utils.py: StandardLoggingPayload, StandardLoggingMetadata
 # = StandardLoggingUserAPIKeyMetadata + its own keys, StandardLoggingHiddenParams,
 # StandardLoggingPayloadErrorInformation, StandardLoggingModelInformation, StandardLoggingPayloadStatusFields),
-# written out here independently of the module's own tables.
+# written out here independently of the module's own tables; ``call_id`` is relaygate's earlier name for
+# LiteLLM's ``litellm_call_id``, kept beside it.
 LITELLM_PAYLOAD = {
-    "id", "trace_id", "call_id", "call_type", "stream", "response_cost", "cost_breakdown",
+    "id", "trace_id", "session_id", "litellm_call_id", "call_id", "call_type", "stream", "response_cost", "cost_breakdown",
     "response_cost_failure_debug_info", "status", "status_fields", "custom_llm_provider", "total_tokens",
     "prompt_tokens", "completion_tokens", "startTime", "endTime", "completionStartTime", "response_time",
     "model_map_information", "model", "model_id", "model_group", "api_base", "metadata", "cache_hit", "cache_key",

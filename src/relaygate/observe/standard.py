@@ -51,7 +51,7 @@ REDACTED = "redacted-by-litellm"
 """LiteLLM's stand-in for message content when message logging is off."""
 
 PAYLOAD_FIELDS = (
-    "id", "trace_id", "call_id", "call_type", "stream", "response_cost", "cost_breakdown",
+    "id", "trace_id", "session_id", "litellm_call_id", "call_id", "call_type", "stream", "response_cost", "cost_breakdown",
     "response_cost_failure_debug_info", "status", "status_fields", "custom_llm_provider", "total_tokens",
     "prompt_tokens", "completion_tokens", "startTime", "endTime", "completionStartTime", "response_time",
     "model_map_information", "model", "model_id", "model_group", "api_base", "metadata", "cache_hit",
@@ -297,7 +297,9 @@ def standard_payload(record: CompletionRecord, detail: Detail | None = None, *, 
     return {
         "id": rid,
         "trace_id": _trace_id(detail, metadata, r.call_id),
-        "call_id": r.call_id,
+        "session_id": "",  # LiteLLM's, empty unless its request_correlation_in_logs is on
+        "litellm_call_id": r.call_id,  # LiteLLM's name for the x-litellm-call-id
+        "call_id": r.call_id,  # relaygate's earlier name for it, kept for consumers reading it
         "call_type": CALL_TYPES.get(r.route, r.route),
         "stream": True if (r.stream and ok) else None,
         "response_cost": cost,
