@@ -206,6 +206,30 @@ def test_user_budget_for_keys_without_a_team(db_url: str) -> None:
     asyncio.run(main())
 
 
+def test_a_users_budget_binds_its_team_keys_only_when_asked(db_url: str) -> None:
+    """LiteLLM's ``general_settings.apply_user_budget_to_team_keys``: without it a team key spends past its user's
+    own budget (the team's binds it); with it the user's budget refuses the team key too."""
+    async def main() -> None:
+        for on in (False, True):
+            async with upstream() as up, gateway(db_url, up, general_settings={
+                    "apply_user_budget_to_team_keys": on}) as gw:
+                await gw.store.create_user(User(user_id="u1", max_budget=BUDGET))
+                await gw.store.create_team(Team(team_id="t1"))
+                await gw.store.create_key(Key(token=token("sk-ut"), user_id="u1", team_id="t1"))
+                await gw.budgets.refresh()
+                if on:
+                    await _two_then_refused(gw, up, "sk-ut", "ExceededBudget: User=u1 over budget. Spend=6e-06")
+                else:
+                    for _ in range(3):
+                        assert (await ask(gw, "sk-ut")).status == 200
+                # both runs share the database: the second starts from the first's spend
+                await gw.store.delete_key(token("sk-ut"))
+                await gw.store.delete_team("t1")
+                await gw.store.delete_user("u1")
+
+    asyncio.run(main())
+
+
 def test_organization_budget_through_its_budget_row(db_url: str) -> None:
     async def main() -> None:
         async with upstream() as up, gateway(db_url, up) as gw:

@@ -5,8 +5,8 @@ What it owns: the ``before_route`` hook that refuses a request over a budget wit
 tallies of the entities it was made for, and the write-back of resets, off the request path.
 
 Budgets, with LiteLLM's fields and rules: ``max_budget`` / ``soft_budget`` / ``budget_duration`` /
-``budget_reset_at`` on keys, teams and users (the user's only for keys without a team, as LiteLLM without
-``apply_user_budget_to_team_keys``), an organization's, a customer's and a tag's through their ``budget_id``
+``budget_reset_at`` on keys, teams and users (the user's only for keys without a team, as LiteLLM, unless
+``general_settings.apply_user_budget_to_team_keys``), an organization's, a customer's and a tag's through their ``budget_id``
 row, a team member's (a key with a team and a user) through its membership's ``budget_id`` row
 (``max_budget_in_team``) or else the team's default member budget (``metadata.team_member_budget_id``,
 ``team_member_budget``), ``model_max_budget`` per model group within a key (``{"model": {"budget_limit":
@@ -115,9 +115,11 @@ class BudgetGuard:
                  on_event: Callable[[str, int], None] | None = None, shared: Any = None, ttl: float = 60.0,
                  on_active: Callable[[], None] | None = None, spend_logs: bool = True,
                  end_user_budget: float | None = None, end_user_budget_id: str | None = None,
-                 status: int = 422) -> None:
+                 status: int = 422, user_budget_on_team_keys: bool = False) -> None:
         self.store = store
         self.status = status
+        self.user_budget_on_team_keys = user_budget_on_team_keys
+        """``general_settings.apply_user_budget_to_team_keys``: a team key's user's own budget binds it too."""
         """The HTTP status of a refusal (``litellm_settings.budget_exceeded_status_code``)."""
         if max_budget is not None and max_budget <= 0:
             max_budget = None  # LiteLLM's default 0.0: no proxy budget (it checks only above 0)
@@ -477,7 +479,7 @@ class BudgetGuard:
                     lim = await self._member(team, key.user_id, now)
                     if lim is not None:
                         limits.append(lim)
-            elif user is not None:
+            if user is not None and (team is None or self.user_budget_on_team_keys):
                 lim = self._limit("user", user.user_id, user, user.spend, now, reset=("user", user),
                                   read_at=read_at)
                 if lim is not None:

@@ -97,7 +97,7 @@ _GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "backgrou
                  "global_max_parallel_requests", "allowed_ips", "use_x_forwarded_for", "allowed_routes",
                  "enforce_user_param", "enforced_params", "user_header_name", "user_header_mappings",
                  "ui_access_mode", "forward_client_headers_to_llm_api", "forward_openai_org_id",
-                 "disable_spend_updates", *litellm.DEFAULT_MODELS}
+                 "disable_spend_updates", "apply_user_budget_to_team_keys", *litellm.DEFAULT_MODELS}
 
 
 # ---------------------------------------------------------------------------------------------------- env

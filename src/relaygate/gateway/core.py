@@ -312,7 +312,8 @@ class Gateway:
                                            on_active=lambda: self._budget_hook(self.runtime),
                                            spend_logs=not g.disable_spend_logs, end_user_budget=g.max_end_user_budget,
                                            end_user_budget_id=g.max_end_user_budget_id,
-                                           status=g.budget_exceeded_status_code)
+                                           status=g.budget_exceeded_status_code,
+                                           user_budget_on_team_keys=g.apply_user_budget_to_team_keys)
         if proxy_budget is not None and g.budget_duration and g.disable_spend_logs and store is not None:
             log.warning("litellm_settings.max_budget with budget_duration and disable_spend_logs: the store keeps "
                         "no spend per period, so each worker counts its own spend since it started")
