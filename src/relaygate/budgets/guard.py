@@ -6,8 +6,8 @@ tallies of the entities it was made for, and the write-back of resets, off the r
 
 Budgets, with LiteLLM's fields and rules: ``max_budget`` / ``soft_budget`` / ``budget_duration`` /
 ``budget_reset_at`` on keys, teams and users (the user's only for keys without a team, as LiteLLM, unless
-``general_settings.apply_user_budget_to_team_keys``), an organization's, a customer's and a tag's through their ``budget_id``
-row, a team member's (a key with a team and a user) through its membership's ``budget_id`` row
+``general_settings.apply_user_budget_to_team_keys``), an organization's, a customer's and a tag's through their
+``budget_id`` row, a team member's (a key with a team and a user) through its membership's ``budget_id`` row
 (``max_budget_in_team``) or else the team's default member budget (``metadata.team_member_budget_id``,
 ``team_member_budget``), ``model_max_budget`` per model group within a key (``{"model": {"budget_limit":
 1.0, "time_period": "1d"}}`` or ``max_budget`` / ``budget_duration``), and the proxy-wide

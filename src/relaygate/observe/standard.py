@@ -51,7 +51,8 @@ REDACTED = "redacted-by-litellm"
 """LiteLLM's stand-in for message content when message logging is off."""
 
 PAYLOAD_FIELDS = (
-    "id", "trace_id", "session_id", "litellm_call_id", "call_id", "call_type", "stream", "response_cost", "cost_breakdown",
+    "id", "trace_id", "session_id", "litellm_call_id", "call_id", "call_type", "stream", "response_cost",
+    "cost_breakdown",
     "response_cost_failure_debug_info", "status", "status_fields", "custom_llm_provider", "total_tokens",
     "prompt_tokens", "completion_tokens", "startTime", "endTime", "completionStartTime", "response_time",
     "model_map_information", "model", "model_id", "model_group", "api_base", "metadata", "cache_hit",
