@@ -61,6 +61,10 @@ def test_the_route_label_is_the_template_the_request_matched() -> None:
         ("litellm_proxy_master_key", "default_user_id")}
     routes = {r.request_route for r in keep.records if r.status != 401}  # the engines one: a 400 (unknown model)
     assert routes == set(counts)
+    bad = next(r for r in keep.records if r.status == 400)  # a failure keeps the message the client got
+    assert "Invalid model name passed in model=secret-model-text" in bad.error_message
+    assert standard_payload(bad)["error_information"]["error_message"] == bad.error_message
+    assert all(not r.error_message for r in keep.records if r.status == 200)
     meta = standard_payload(next(r for r in keep.records if r.request_route == "/chat/completions"))["metadata"]
     assert meta["user_api_key_request_route"] == "/chat/completions"
     unrouted = CompletionRecord("c1", "chat", False, "m", "m", "", "", "", None, None, None, None, 200,

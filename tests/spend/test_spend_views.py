@@ -215,7 +215,11 @@ def test_paged_logs_v2_and_ui(db_url: str) -> None:  # noqa: F811
             rows = [rec(f"p{i:02d}", 0.001 * (i + 1), now - 60 * i, key_hash="k1" if i % 2 else hash_token(own),
                         user_id="u-1" if i % 2 == 0 else "u-2", key_alias="alias-a" if i < 5 else "alias-b",
                         end_user_id="cust-9" if i == 3 else None,
-                        status=500 if i == 4 else 200, outcome=Outcome.ERROR if i == 4 else Outcome.OK)
+                        status=500 if i == 4 else 429 if i == 6 else 200,
+                        outcome=Outcome.ERROR if i in (4, 6) else Outcome.OK,
+                        error_type="api_error" if i == 4 else "rate_limit_error" if i == 6 else "",
+                        error_message="upstream said 100%_broken" if i == 4 else "Rate limit reached for m" if i == 6
+                        else "")
                     for i in range(12)]
             assert await write_spend_values(gw.store, [spend_values(r, d) for r in rows]) == 12
             fmt = "%Y-%m-%d %H:%M:%S"
@@ -230,7 +234,18 @@ def test_paged_logs_v2_and_ui(db_url: str) -> None:  # noqa: F811
             assert (await get(gw, f"/spend/logs/v2?{span}&page_size=5&page=9"))["data"] == []
             by_spend = await get(gw, f"/spend/logs/v2?{span}&sort_by=spend&sort_order=asc&page_size=3")
             assert [r["request_id"] for r in by_spend["data"]] == ["p00", "p01", "p02"]
-            for query, want in (("status_filter=failure", ["p04"]), ("key_alias=alias-b&page_size=2", ["p05", "p06"]),
+            failed = await get(gw, f"/spend/logs/v2?{span}&status_filter=failure")
+            info = {r["request_id"]: r["metadata"]["error_information"] for r in failed["data"]}
+            assert info["p04"] == {"error_class": "api_error", "error_code": "500", "llm_provider": "openai",
+                                   "error_message": "upstream said 100%_broken", "traceback": ""}
+            # LiteLLM's error filters: a failure's status, a part of its message (wildcards are text)
+            for query, want in (("error_code=429", ["p06"]), ("error_code=200", []), ("error_message=100%25_b", ["p04"]),
+                                ("error_message=Rate%20limit", ["p06"]), ("error_message=%25", ["p04"]),
+                                ("error_message=_", ["p04"])):
+                got = await get(gw, f"/spend/logs/v2?{span}&{query}")
+                assert [r["request_id"] for r in got["data"]] == want, query
+            await get(gw, f"/spend/logs/v2?{span}&error_code=abc", status=400)
+            for query, want in (("status_filter=failure", ["p04", "p06"]), ("key_alias=alias-b&page_size=2", ["p05", "p06"]),
                                 ("end_user=cust-9", ["p03"]), ("api_key=k1&max_spend=0.0045", ["p01", "p03"]),
                                 ("min_spend=0.0115", ["p11"]), ("request_id=p07", ["p07"]), ("user_id=u-2&page_size=2",
                                                                                              ["p01", "p03"])):

@@ -248,7 +248,9 @@ async def paged_logs(ctx: Ctx) -> Any:
         "api_key": api_key, "user_id": user_id, "team_id": q.get("team_id") or None,
         "request_id": q.get("request_id") or None, "key_alias": q.get("key_alias") or None,
         "end_user": q.get("end_user") or None, "model": q.get("model") or None, "status": status, "start": start,
-        "end": end, "min_nanos": _spend_arg(ctx, "min_spend"), "max_nanos": _spend_arg(ctx, "max_spend")}
+        "end": end, "min_nanos": _spend_arg(ctx, "min_spend"), "max_nanos": _spend_arg(ctx, "max_spend"),
+        "error_code": ctx.int_arg("error_code", 0, low=100, high=599) if q.get("error_code") else None,
+        "error_message": (q.get("error_message") or "")[:1000] or None}
     total = await count_spend_logs(ctx.store, **filters)
     rows = await read_spend_logs(ctx.store, limit=size, offset=(page - 1) * size, order=f"{sort} {way.upper()}",
                                  **filters) if (page - 1) * size < total else []

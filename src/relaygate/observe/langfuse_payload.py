@@ -287,6 +287,8 @@ def _default_tags(names: Sequence[str], fields: Mapping[str, Any], r: Completion
 def _status_message(r: CompletionRecord, detail: Detail | None) -> str:
     if detail is not None and detail.error_message:
         return detail.error_message
+    if r.error_message:
+        return r.error_message
     if r.outcome is Outcome.CLIENT_GONE:
         return "client disconnected before the answer was complete"
     if r.outcome is Outcome.STREAM_BROKEN:

@@ -324,7 +324,8 @@ def request_attributes(r: CompletionRecord, detail: Detail | None, *, message_lo
         status = _STATUS_UNSET
     else:
         cls = error_class(r.status, r.error_type)
-        message = (detail.error_message if detail is not None else "") or r.error_type or f"HTTP {r.status}"
+        message = (detail.error_message if detail is not None else "") or r.error_message or r.error_type or \
+            f"HTTP {r.status}"
         a["error.type"] = cls
         a["error.message"] = message
         if r.error_type:

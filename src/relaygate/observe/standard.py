@@ -291,7 +291,7 @@ def standard_payload(record: CompletionRecord, detail: Detail | None = None, *, 
         error_str = None
         error_information = dict(_NO_ERROR)
     else:
-        error_str = error_message or r.error_type or f"HTTP {r.status}"
+        error_str = error_message or r.error_message or r.error_type or f"HTTP {r.status}"
         error_information = {"error_code": str(r.status), "error_class": error_class(r.status, r.error_type),
                              "llm_provider": r.provider, "traceback": "", "error_message": error_str}
 

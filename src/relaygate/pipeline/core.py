@@ -58,7 +58,7 @@ from relaygate.router import Lease
 from relaygate.routing_limits import KeyHold
 from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, CompletionRecord, Outcome
-from relaygate.sinks.record import CALL_TYPES
+from relaygate.sinks.record import CALL_TYPES, ERROR_MESSAGE_MAX
 from relaygate.upstream.base import Transport
 
 log = logging.getLogger("relaygate")
@@ -344,6 +344,8 @@ class Pipeline:
             record.api_ttft = ex.api_ttft
         if ex.path:
             record.request_route = ex.path
+        if error is not None and error.message:
+            record.error_message = error.message[:ERROR_MESSAGE_MAX]
         if ex.remaining is not None:
             record.upstream_ratelimit = ex.remaining
         key_meta = None

@@ -61,6 +61,10 @@ CALL_TYPES = {"chat": "acompletion", "completions": "atext_completion", "embeddi
 """A record's ``route`` as LiteLLM's ``call_type``."""
 
 
+ERROR_MESSAGE_MAX = 1000
+"""Characters of a failure's message a record keeps (a provider's error body can be long)."""
+
+
 class CompletionRecord(msgspec.Struct, gc=False):
     """One finished exchange, as the sinks see it. Build it positionally on the hot path (field order)."""
 
@@ -137,6 +141,9 @@ class CompletionRecord(msgspec.Struct, gc=False):
     OpenTelemetry, Datadog, generic API) exports this record; metrics, spend logs and JSON request lines still
     read it. Set after construction, only when true."""
 
+    error_message: str = ""
+    """A failure's message as the client got it, at most :data:`ERROR_MESSAGE_MAX` characters (``""`` when ok):
+    the spend log's ``metadata.error_information.error_message``. Set after construction, for failures only."""
     request_route: str = ""
     """The route template the request matched (``Exchange.path``: ``/v1/chat/completions``, ``/chat/completions``,
     ``/openai/deployments/{model}/chat/completions`` ...), a constant of the gateway's route table and never the

@@ -149,8 +149,10 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
             metadata["attempted_retries"] = r.retries
         if r.fallbacks:
             metadata["attempted_fallbacks"] = r.fallbacks
-        if not ok:
-            metadata["error_information"] = {"error_class": r.error_type, "error_code": str(r.status)}
+        if not ok:  # LiteLLM's StandardLoggingPayloadErrorInformation (no traceback: the gateway raised nothing)
+            metadata["error_information"] = {"error_class": r.error_type, "error_code": str(r.status),
+                                             "error_message": r.error_message, "llm_provider": r.provider,
+                                             "traceback": ""}
         meta_text = _encode(metadata).decode()
     start = round(r.start_time * 1_000_000)
     stamp = _iso_time  # both dialects: PostgreSQL's rows go as one JSON text (store.spend.json_rows)

@@ -376,7 +376,8 @@ def _log_filters(store: Store, *, api_key: str | None = None, user_id: str | Non
                  request_id: str | None = None, start: datetime | None = None, end: datetime | None = None,
                  model: str | None = None, status: str | None = None, key_alias: str | None = None,
                  end_user: str | None = None, min_nanos: int | None = None,
-                 max_nanos: int | None = None) -> tuple[str, list[Any]]:
+                 max_nanos: int | None = None, error_code: int | None = None,
+                 error_message: str | None = None) -> tuple[str, list[Any]]:
     """The ``WHERE`` clause (empty without filters) and its parameters of the spend rows matching every filter
     given (see :func:`read_spend_logs`)."""
     conds: list[str] = []
@@ -402,6 +403,13 @@ def _log_filters(store: Store, *, api_key: str | None = None, user_id: str | Non
     if max_nanos is not None:
         conds.append("spend_nanos <= ?")
         args.append(max_nanos)
+    if error_code is not None:  # LiteLLM's error_information.error_code: a failure's status
+        conds.append("status = 'failure' AND status_code = ?")
+        args.append(error_code)
+    if error_message is not None:  # a part of error_information.error_message, as written (LIKE, wildcards escaped)
+        conds.append(("json_extract(metadata, '$.error_information.error_message')" if store.dialect == "sqlite"
+                      else "metadata->'error_information'->>'error_message'") + " LIKE ? ESCAPE '\\'")
+        args.append("%" + error_message.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
     return (f" WHERE {' AND '.join(conds)}" if conds else ""), args
 
 
