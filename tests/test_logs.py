@@ -80,7 +80,8 @@ def test_json_line_has_no_control_characters_and_decodes_back(text: str, exc_tex
     obj = orjson.loads(out)
     if "earer" not in text.lower():
         assert obj["message"] == f"x {text}"
-    assert obj["exc"].startswith("Traceback")
+    assert obj["stacktrace"].startswith("Traceback")
+    assert obj["level"] == "WARNING" and obj["component"] == obj["logger"] and obj["timestamp"].endswith("+00:00")
 
 
 def test_escape_controls_names_each_kind() -> None:

@@ -116,14 +116,36 @@ def log_stream() -> TextIO:
     return sys.stderr
 
 
+_iso_seconds: dict[int, str] = {}
+
+
+def iso_time(ts: float) -> str:
+    """``ts`` (epoch seconds) as ISO 8601 in UTC to the millisecond (``2026-12-03T20:55:26.123+00:00``): LiteLLM's
+    JSON log ``timestamp``. Each second's text is formatted once (request lines share it)."""
+    ms = int(ts * 1000.0)
+    sec, frac = divmod(ms, 1000)
+    text = _iso_seconds.get(sec)
+    if text is None:
+        if len(_iso_seconds) > 64:
+            _iso_seconds.clear()
+        text = _iso_seconds[sec] = time.strftime("%Y-%m-%dT%H:%M:%S.%%03d+00:00", time.gmtime(sec))
+    return text % frac
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, redacted; no control character survives, even those JSON allows raw."""
+    """One JSON object per line, redacted; no control character survives, even those JSON allows raw.
+
+    LiteLLM's ``JsonFormatter`` fields (``message``, ``level`` as ``INFO`` / ``WARNING`` ..., ``timestamp`` in
+    ISO 8601, ``component`` the logger's name, ``stacktrace``), so a log pipeline written for LiteLLM's JSON logs
+    reads these; relaygate's own ``ts`` (epoch seconds), ``logger`` (the logger's name, where LiteLLM writes
+    ``file:line``) and ``pid`` beside them."""
 
     def format(self, record: logging.LogRecord) -> str:
-        obj = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
-               "pid": record.process, "message": redact(record.getMessage())}
+        obj = {"ts": round(record.created, 3), "timestamp": iso_time(record.created), "level": record.levelname,
+               "component": record.name, "logger": record.name, "pid": record.process,
+               "message": redact(record.getMessage())}
         if record.exc_info:
-            obj["exc"] = redact(self.formatException(record.exc_info))
+            obj["stacktrace"] = redact(self.formatException(record.exc_info))
         if record.stack_info:
             obj["stack"] = redact(self.formatStack(record.stack_info))
         return json_line(obj)

@@ -35,14 +35,15 @@ def lines(sink: JsonRequestLog, *records: CompletionRecord) -> list[dict[str, ob
 
 def test_one_line_per_request_with_its_facts() -> None:
     (obj,) = lines(JsonRequestLog(), record())
-    assert obj["message"] == "request" and obj["logger"] == "relaygate.requests" and obj["level"] == "info"
+    assert obj["message"] == "request" and obj["logger"] == "relaygate.requests" and obj["level"] == "INFO"
+    assert obj["component"] == "relaygate.requests"  # LiteLLM's JsonFormatter fields, beside relaygate's
     expected = {"call_id": "c-1", "route": "chat", "stream": True, "model": "m", "model_group": "m",
                 "deployment_id": "d1", "provider": "openai", "status": 200, "outcome": "ok", "latency_ms": 250.0,
                 "ttft_ms": 50.0, "prompt_tokens": 5, "completion_tokens": 7, "cache_read_tokens": 2,
                 "cost": 0.0012, "cache_hit": False, "retries": 1, "fallbacks": 0, "key_hash": "ab" * 32,
                 "key_alias": "team-a-key", "team_id": "t1", "user_id": "u1", "error_type": None}
     assert {k: obj[k] for k in expected} == expected
-    assert obj["ts"] == 1_700_000_000.25
+    assert obj["ts"] == 1_700_000_000.25 and obj["timestamp"] == "2023-11-14T22:13:20.250+00:00"
 
 
 def test_no_forged_lines_and_no_secrets() -> None:
@@ -57,7 +58,7 @@ def test_no_forged_lines_and_no_secrets() -> None:
     assert text.count("\n") == 1 and "\u2028" not in text
     assert "sk-upstream-secret-123" not in text and "sk-live-abcdef" not in text
     obj = orjson.loads(text)
-    assert obj["model"] == "evil\n{\"forged\":1}\u2028" and obj["level"] == "warning"
+    assert obj["model"] == "evil\n{\"forged\":1}\u2028" and obj["level"] == "WARNING"
     assert obj["error"].startswith("upstream said [redacted]")
 
 

@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from relaygate.core.errors import redact
-from relaygate.logs import json_line, log_stream
+from relaygate.logs import iso_time, json_line, log_stream
 from relaygate.observe.detail import Detail
 from relaygate.sinks.record import OUTCOME_TEXT, CompletionRecord
 
@@ -102,9 +102,10 @@ class JsonRequestLog:
         """Per stream (by id): whether it is a pipe or socket (:func:`_shared_stream`), looked up once."""
 
     def line(self, r: CompletionRecord) -> str:
+        end = r.start_time + r.latency
         obj: dict[str, Any] = {
-            "ts": round(r.start_time + r.latency, 3), "level": "info" if r.status < 400 else "warning",
-            "logger": "relaygate.requests", "pid": self.pid, "message": "request",
+            "ts": round(end, 3), "timestamp": iso_time(end), "level": "INFO" if r.status < 400 else "WARNING",
+            "component": "relaygate.requests", "logger": "relaygate.requests", "pid": self.pid, "message": "request",
             "call_id": r.call_id, "route": r.route, "stream": r.stream, "model": r.model,
             "model_group": r.model_group, "deployment_id": r.deployment_id, "provider": r.provider,
             "upstream_model": r.upstream_model, "status": r.status, "outcome": OUTCOME_TEXT[r.outcome],
