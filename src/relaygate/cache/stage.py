@@ -172,8 +172,9 @@ class ResponseCache:
         self._memo_bytes = 0
 
     def _copy(self, key: str, stored: bytes) -> None:
-        """Keep a Redis hit in this worker's memory, no longer than Redis keeps it by default from when it was
-        stored (its stamp): a copy must not serve an answer the shared level already let go."""
+        """Keep a Redis hit in this worker's memory no longer than the configured Redis TTL counted from when it
+        was stored (its stamp), so a copy does not serve what the shared level let go (an entry stored with a
+        shorter per-request ``ttl`` can still outlive it here: Redis is not asked for its time left)."""
         s = self.settings
         left = s.redis_ttl - (self._wall() - _STAMP.unpack_from(stored)[0])
         if left > 0:

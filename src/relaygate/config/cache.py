@@ -158,8 +158,8 @@ class CacheSettings(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def memory_ttl(self) -> float:
         """Seconds a worker keeps an answer in memory: ``default_in_memory_ttl``, else ``ttl``, else 600; with a
-        Redis level never longer than Redis keeps it (LiteLLM's Redis caches have no memory copy at all: a
-        copy outliving the shared entry would serve what every other worker already forgot)."""
+        Redis level never longer than the configured Redis TTL (LiteLLM's Redis caches have no memory copy at
+        all: a copy outliving the shared entry would serve what every other worker already forgot)."""
         own = self.default_in_memory_ttl or self.ttl or 600.0
         return min(own, self.redis_ttl) if self.type in ("redis", "redis-semantic") else own
 
