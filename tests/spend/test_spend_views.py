@@ -12,7 +12,7 @@ import pytest
 
 from relaygate.sinks.record import CompletionRecord, Outcome
 from relaygate.sinks.spend import spend_values
-from relaygate.store import Key, Team, hash_token
+from relaygate.store import Key, Team, TeamMember, hash_token
 from relaygate.store.spend import write_spend_values
 from tests.asgi.conftest import call
 from tests.budgets.conftest import MASTER, gateway, upstream
@@ -265,6 +265,20 @@ def test_paged_logs_v2_and_ui(db_url: str) -> None:  # noqa: F811
             assert await get(gw, "/spend/logs/ui/p05", mine) is None  # u-2's row
             assert (await get(gw, "/spend/logs/ui/p04", mine))["request_id"] == "p04"
             await get(gw, f"/spend/logs/v2?{span}&user_id=u-2", mine, status=403)
+            # a team's admin reads its team's rows (LiteLLM's paged logs); a plain member, or another team: 403
+            await gw.store.create_team(Team(team_id="t-9"), [TeamMember(team_id="t-9", user_id="u-1", role="admin"),
+                                                             TeamMember(team_id="t-9", user_id="u-2")])
+            await gw.store.create_team(Team(team_id="t-8"))
+            await gw.store.create_key(Key(token=hash_token("sk-member-paged"), user_id="u-2"))
+            team_rows = [rec(f"q{i}", 0.001, now - 30 * i, key_hash="k-other", user_id="u-3", team_id="t-9")
+                         for i in range(3)]
+            assert await write_spend_values(gw.store, [spend_values(r, d) for r in team_rows]) == 3
+            got = await get(gw, f"/spend/logs/ui?{span}&team_id=t-9", mine)
+            assert [r["request_id"] for r in got["data"]] == ["q0", "q1", "q2"]
+            member = {"authorization": "Bearer sk-member-paged"}
+            for who, team in ((member, "t-9"), (mine, "t-8"), (mine, "nope")):
+                err = await get(gw, f"/spend/logs/v2?{span}&team_id={team}", who, status=403)
+                assert err["error"]["message"] == f"Not authorized to view team spend for team_id={team}"
 
     asyncio.run(main())
 

@@ -54,9 +54,10 @@ from relaygate.cost.prices import PriceTable
 from relaygate.http.body import read_body
 from relaygate.http.routes import RouteTable
 from relaygate.management.activity import midnight, own_scope, range_bounds
-from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, route
+from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, forbidden, route
 from relaygate.management.keys import token_of
 from relaygate.management.spend import log_row, own_logs, parse_date
+from relaygate.store import NotFound
 from relaygate.store.activity import Scope, daily_by_team, spend_by_tag, tag_names, top_groups
 from relaygate.store.spend import NANOS, count_spend_logs, read_spend_logs
 
@@ -243,7 +244,7 @@ async def paged_logs(ctx: Ctx) -> Any:
         raise bad_request("sort_order must be 'asc' or 'desc'", "sort_order")
     page = ctx.int_arg("page", 1, high=1_000_000)
     size = ctx.int_arg("page_size", 50, high=100)
-    api_key, user_id = own_logs(ctx)
+    api_key, user_id = await _team_or_own_logs(ctx)
     filters: dict[str, Any] = {
         "api_key": api_key, "user_id": user_id, "team_id": q.get("team_id") or None,
         "request_id": q.get("request_id") or None, "key_alias": q.get("key_alias") or None,
@@ -256,6 +257,23 @@ async def paged_logs(ctx: Ctx) -> Any:
                                  **filters) if (page - 1) * size < total else []
     return {"data": [log_row(r) for r in rows], "total": total, "page": page, "page_size": size,
             "total_pages": -(-total // size)}
+
+
+async def _team_or_own_logs(ctx: Ctx) -> tuple[str | None, str | None]:
+    """:func:`own_logs`, except that a team's admin naming its team (``team_id``) reads the whole team's rows,
+    as LiteLLM's paged logs let it (``_can_team_member_view_log``); a caller who is not that team's admin, or a
+    team that does not exist, is LiteLLM's 403."""
+    c, q = ctx.caller, ctx.query
+    team_id = q.get("team_id") or None
+    if team_id is None or c.reads_all:
+        return own_logs(ctx)
+    try:
+        team = await ctx.store.get_team(team_id)
+    except NotFound:
+        team = None
+    if team is None or c.team_role(team) != "admin":
+        raise forbidden(f"Not authorized to view team spend for team_id={team_id}")
+    return (token_of(q["api_key"], "api_key") if q.get("api_key") else None), (q.get("user_id") or None)
 
 
 async def one_log(ctx: Ctx) -> Any:
