@@ -43,6 +43,7 @@ from relaygate.core.errors import (
     ContentPolicyViolation,
     ContextWindowExceeded,
     GatewayError,
+    ModelNotFound,
     RateLimited,
     UpstreamConnectError,
     UpstreamError,
@@ -373,7 +374,7 @@ class Router:
             if len(self._wild_cache) < 10_000:
                 self._wild_cache[model] = group
             return group
-        raise BadRequest(
+        raise ModelNotFound(
             f"{route}: Invalid model name passed in model={model}. Call `/v1/models` to view available "
             "models for your key.",
             param="model",

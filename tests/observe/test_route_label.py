@@ -64,9 +64,46 @@ def test_the_route_label_is_the_template_the_request_matched() -> None:
     bad = next(r for r in keep.records if r.status == 400)  # a failure keeps the message the client got
     assert "Invalid model name passed in model=secret-model-text" in bad.error_message
     assert standard_payload(bad)["error_information"]["error_message"] == bad.error_message
+    # LiteLLM's exception class for the gateway's own refusal, not the one the status names (BadRequestError)
+    assert bad.error_class == "ProxyModelNotFoundError"
+    assert standard_payload(bad)["error_information"]["error_class"] == "ProxyModelNotFoundError"
+    failed = [labels["exception_class"] for labels in scrape.samples["litellm_proxy_failed_requests_metric_total"]]
+    assert failed == ["ProxyModelNotFoundError"]
     assert all(not r.error_message for r in keep.records if r.status == 200)
     meta = standard_payload(next(r for r in keep.records if r.request_route == "/chat/completions"))["metadata"]
     assert meta["user_api_key_request_route"] == "/chat/completions"
     unrouted = CompletionRecord("c1", "chat", False, "m", "m", "", "", "", None, None, None, None, 200,
                                 keep.records[0].outcome, 1, 1, 0, 0, 0.1, None, 0.0, 0.0, False, 0, 0)
     assert standard_payload(unrouted)["metadata"]["user_api_key_request_route"] is None
+
+
+def test_the_gateways_own_429s_carry_litellms_exception_classes() -> None:
+    """A key's own limit is LiteLLM's ``ProxyRateLimitError`` (``HTTPException`` in its metrics); no deployment
+    free is its ``RouterRateLimitError``; neither is the ``RateLimitError`` an upstream's 429 is."""
+    gw = make_gateway({
+        "model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo", "rpm": 1}},
+                       {"model_name": "free", "litellm_params": {"model": "mock/echo"}}],
+        "general_settings": {"master_key": MASTER},
+        "relaygate_keys": [{"key": "sk-slow", "rpm_limit": 1, "models": ["free"]}],
+        "litellm_settings": {"callbacks": ["prometheus"]},
+    })
+    keep = Recorder()
+
+    async def main() -> str:
+        await gw.startup()
+        gw.completions.add_sink(keep)
+        try:
+            for key, model in (("sk-slow", "free"), ("sk-slow", "free"), (MASTER, "m"), (MASTER, "m")):
+                await call(gw, "POST", "/v1/chat/completions",
+                           {"model": model, "messages": [{"role": "user", "content": "hi"}]},
+                           headers={"authorization": f"Bearer {key}"})
+            gw.completions.drain_now()
+            return (await call(gw, "GET", "/metrics", headers={"authorization": f"Bearer {MASTER}"})).body.decode()
+        finally:
+            await gw.shutdown()
+
+    scrape = parse_exposition(asyncio.run(main()))
+    assert [(r.status, r.error_class) for r in keep.records] == [
+        (200, ""), (429, "HTTPException"), (200, ""), (429, "RouterRateLimitError")]
+    failed = sorted(labels["exception_class"] for labels in scrape.samples["litellm_proxy_failed_requests_metric_total"])
+    assert failed == ["HTTPException", "RouterRateLimitError"]

@@ -236,7 +236,7 @@ def test_paged_logs_v2_and_ui(db_url: str) -> None:  # noqa: F811
             assert [r["request_id"] for r in by_spend["data"]] == ["p00", "p01", "p02"]
             failed = await get(gw, f"/spend/logs/v2?{span}&status_filter=failure")
             info = {r["request_id"]: r["metadata"]["error_information"] for r in failed["data"]}
-            assert info["p04"] == {"error_class": "api_error", "error_code": "500", "llm_provider": "openai",
+            assert info["p04"] == {"error_class": "InternalServerError", "error_code": "500", "llm_provider": "openai",
                                    "error_message": "upstream said 100%_broken", "traceback": ""}
             # LiteLLM's error filters: a failure's status, a part of its message (wildcards are text)
             for query, want in (("error_code=429", ["p06"]), ("error_code=200", []), ("error_message=100%25_b", ["p04"]),

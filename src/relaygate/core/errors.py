@@ -137,6 +137,10 @@ class GatewayError(Exception):
     default_param: str | None = None
     """``param`` when the raiser gives none (LiteLLM writes the string ``"None"`` for some classes)."""
     final: bool = False
+    litellm_class: str | None = None
+    """The exception class LiteLLM raises for this refusal of the gateway's own, where it is not the one its
+    HTTP status names (LiteLLM's Prometheus ``exception_class`` and ``error_information.error_class``); None:
+    named from the status and type."""
 
     def __init__(
         self,
@@ -201,12 +205,21 @@ class RateLimited(GatewayError):
     status = 429
     type = "None"
     default_param = "None"
+    litellm_class = "RouterRateLimitError"
 
 
 class KeyLimitExceeded(RateLimited):
-    """A key's, team's or user's own limit was crossed: a 429 no fallback group can help."""
+    """A key's, team's or user's own limit was crossed: a 429 no fallback group can help (LiteLLM's
+    ``ProxyRateLimitError``, which its metrics name ``HTTPException``)."""
 
     final = True
+    litellm_class = "HTTPException"
+
+
+class ModelNotFound(BadRequest):
+    """No model group, alias or wildcard serves the requested model (LiteLLM's ``ProxyModelNotFoundError``)."""
+
+    litellm_class = "ProxyModelNotFoundError"
 
 
 class ContextWindowExceeded(BadRequest):

@@ -323,7 +323,7 @@ def request_attributes(r: CompletionRecord, detail: Detail | None, *, message_lo
     elif r.outcome is Outcome.CLIENT_GONE:
         status = _STATUS_UNSET
     else:
-        cls = error_class(r.status, r.error_type)
+        cls = r.error_class or error_class(r.status, r.error_type)
         message = (detail.error_message if detail is not None else "") or r.error_message or r.error_type or \
             f"HTTP {r.status}"
         a["error.type"] = cls

@@ -301,7 +301,7 @@ class LiteLLMMetrics:
             email = r.user_email
             ident = (r.key_hash, r.key_alias, r.team_id, team_alias, r.user_id, r.end_user_id is None, r.model,
                      r.deployment_id, r.status, r.outcome, r.request_route or r.route, r.error_type, r.cache_hit,
-                     r.ttft is None, attempts, r.cache_miss, email)
+                     r.ttft is None, attempts, r.cache_miss, email, r.error_class)
             cells = memo.get(ident)
             if cells is None:
                 if len(memo) >= MAX_MEMO:
@@ -407,7 +407,8 @@ class LiteLLMMetrics:
                 end_user, hk, alias, model, team, t_alias, user, model_id))
             cells.failed = c("litellm_proxy_failed_requests_metric", (
                 end_user, hk, alias, requested, team, t_alias, user, mail, status,
-                _class_of(code, r.error_type, NONE if gone else provider), route, NONE, NONE, model_id))
+                r.error_class or _class_of(code, r.error_type, NONE if gone else provider), route, NONE, NONE,
+                model_id))
             return cells
         cells.latency = hist("litellm_request_total_latency_metric", (
             end_user, hk, alias, requested, team, t_alias, user, model, model_id))

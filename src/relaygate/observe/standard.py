@@ -41,7 +41,7 @@ import math
 from typing import Any
 
 from relaygate.observe.detail import Detail, detail_of
-from relaygate.sinks.record import CompletionRecord, Outcome
+from relaygate.sinks.record import CompletionRecord, Outcome, error_class
 from relaygate.sinks.spend import CALL_TYPES, tag_list
 
 __all__ = ["ERROR_INFORMATION_FIELDS", "HIDDEN_PARAMS_FIELDS", "METADATA_FIELDS", "PAYLOAD_FIELDS", "REDACTED",
@@ -83,39 +83,12 @@ ERROR_INFORMATION_FIELDS = ("error_code", "error_class", "llm_provider", "traceb
 
 _NO_ERROR = {"error_code": "", "error_class": "", "llm_provider": "", "traceback": "", "error_message": ""}
 
-_ERROR_CLASSES = {400: "BadRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError",
-                  404: "NotFoundError", 408: "Timeout", 409: "BadRequestError", 413: "BadRequestError",
-                  422: "UnprocessableEntityError", 429: "RateLimitError", 500: "InternalServerError",
-                  502: "APIConnectionError", 503: "ServiceUnavailableError", 504: "Timeout",
-                  599: "APIConnectionError"}
-"""HTTP status -> the LiteLLM exception class a LiteLLM proxy reports for it (``litellm.exceptions``)."""
-
-_ERROR_TYPE_CLASSES = {"context_length_exceeded": "ContextWindowExceededError",
-                       "content_policy_violation": "ContentPolicyViolationError",
-                       "budget_exceeded": "BudgetExceededError", "timeout": "Timeout"}
-"""Error types whose LiteLLM class is more specific than the status says."""
-
 _NOT_PARAMS = frozenset({"model", "messages", "input", "prompt", "metadata", "litellm_metadata", "user",
                          "litellm_session_id", "litellm_trace_id", "tags", "system", "instructions",
                          "contents", "file", "image", "mask", "documents", "query", "text"})
 """Request-body keys that are not model parameters (content, routing, logging)."""
 
 _REDACTED_MESSAGES_TEMPLATE = ({"role": "user", "content": REDACTED},)
-
-
-def error_class(status: int, error_type: str) -> str:
-    """LiteLLM's exception class name for a failure with this HTTP ``status`` and OpenAI ``error_type``."""
-    specific = _ERROR_TYPE_CLASSES.get(error_type)
-    if specific is not None:
-        return specific
-    cls = _ERROR_CLASSES.get(status)
-    if cls is not None:
-        return cls
-    if 400 <= status < 500:
-        return "BadRequestError"
-    if status >= 500:
-        return "InternalServerError"
-    return error_type or "APIError"
 
 
 def _messages(body: Any) -> Any:
@@ -292,7 +265,8 @@ def standard_payload(record: CompletionRecord, detail: Detail | None = None, *, 
         error_information = dict(_NO_ERROR)
     else:
         error_str = error_message or r.error_message or r.error_type or f"HTTP {r.status}"
-        error_information = {"error_code": str(r.status), "error_class": error_class(r.status, r.error_type),
+        error_information = {"error_code": str(r.status),
+                             "error_class": r.error_class or error_class(r.status, r.error_type),
                              "llm_provider": r.provider, "traceback": "", "error_message": error_str}
 
     return {

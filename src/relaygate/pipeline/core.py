@@ -344,8 +344,11 @@ class Pipeline:
             record.api_ttft = ex.api_ttft
         if ex.path:
             record.request_route = ex.path
-        if error is not None and error.message:
-            record.error_message = error.message[:ERROR_MESSAGE_MAX]
+        if error is not None:
+            if error.message:
+                record.error_message = error.message[:ERROR_MESSAGE_MAX]
+            if error.litellm_class:
+                record.error_class = error.litellm_class
         if ex.remaining is not None:
             record.upstream_ratelimit = ex.remaining
         key_meta = None

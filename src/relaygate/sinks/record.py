@@ -33,7 +33,7 @@ import enum
 
 import msgspec
 
-__all__ = ["CALL_TYPES", "OUTCOME_TEXT", "CompletionRecord", "Outcome"]
+__all__ = ["CALL_TYPES", "ERROR_MESSAGE_MAX", "OUTCOME_TEXT", "CompletionRecord", "Outcome", "error_class"]
 
 
 class Outcome(enum.StrEnum):
@@ -59,6 +59,33 @@ CALL_TYPES = {"chat": "acompletion", "completions": "atext_completion", "embeddi
               "audio_transcriptions": "atranscription", "rerank": "arerank", "responses": "aresponses",
               "moderations": "amoderation"}
 """A record's ``route`` as LiteLLM's ``call_type``."""
+
+
+_ERROR_CLASSES = {400: "BadRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError",
+                  404: "NotFoundError", 408: "Timeout", 409: "BadRequestError", 413: "BadRequestError",
+                  422: "UnprocessableEntityError", 429: "RateLimitError", 500: "InternalServerError",
+                  502: "APIConnectionError", 503: "ServiceUnavailableError", 504: "Timeout",
+                  599: "APIConnectionError"}
+"""HTTP status -> the LiteLLM exception class a LiteLLM proxy reports for it (``litellm.exceptions``)."""
+
+_ERROR_TYPE_CLASSES = {"context_length_exceeded": "ContextWindowExceededError",
+                       "content_policy_violation": "ContentPolicyViolationError",
+                       "budget_exceeded": "BudgetExceededError", "timeout": "Timeout"}
+"""Error types whose LiteLLM class is more specific than the status says."""
+
+def error_class(status: int, error_type: str) -> str:
+    """LiteLLM's exception class name for a failure with this HTTP ``status`` and OpenAI ``error_type``."""
+    specific = _ERROR_TYPE_CLASSES.get(error_type)
+    if specific is not None:
+        return specific
+    cls = _ERROR_CLASSES.get(status)
+    if cls is not None:
+        return cls
+    if 400 <= status < 500:
+        return "BadRequestError"
+    if status >= 500:
+        return "InternalServerError"
+    return error_type or "APIError"
 
 
 ERROR_MESSAGE_MAX = 1000
@@ -144,6 +171,10 @@ class CompletionRecord(msgspec.Struct, gc=False):
     error_message: str = ""
     """A failure's message as the client got it, at most :data:`ERROR_MESSAGE_MAX` characters (``""`` when ok):
     the spend log's ``metadata.error_information.error_message``. Set after construction, for failures only."""
+    error_class: str = ""
+    """LiteLLM's exception class for a refusal of the gateway's own (``GatewayError.litellm_class``:
+    ``RouterRateLimitError``, ``HTTPException`` for a key's limit, ``ProxyModelNotFoundError``); ``""``: named
+    from the status and type. Set after construction, for such failures only."""
     request_route: str = ""
     """The route template the request matched (``Exchange.path``: ``/v1/chat/completions``, ``/chat/completions``,
     ``/openai/deployments/{model}/chat/completions`` ...), a constant of the gateway's route table and never the

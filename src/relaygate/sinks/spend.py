@@ -51,7 +51,7 @@ import msgspec
 from relaygate.service_metrics import timed
 from relaygate.sinks import retention
 from relaygate.sinks.queue import OnEvent
-from relaygate.sinks.record import CALL_TYPES, OUTCOME_TEXT, CompletionRecord, Outcome
+from relaygate.sinks.record import CALL_TYPES, OUTCOME_TEXT, CompletionRecord, Outcome, error_class
 from relaygate.store import Store, StoreUnavailable
 from relaygate.store.records import SpendLog
 from relaygate.store.spend import NANOS, key_owners, write_spend_values
@@ -150,7 +150,8 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
         if r.fallbacks:
             metadata["attempted_fallbacks"] = r.fallbacks
         if not ok:  # LiteLLM's StandardLoggingPayloadErrorInformation (no traceback: the gateway raised nothing)
-            metadata["error_information"] = {"error_class": r.error_type, "error_code": str(r.status),
+            metadata["error_information"] = {"error_class": r.error_class or error_class(r.status, r.error_type),
+                                             "error_code": str(r.status),
                                              "error_message": r.error_message, "llm_provider": r.provider,
                                              "traceback": ""}
         meta_text = _encode(metadata).decode()
