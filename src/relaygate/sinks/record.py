@@ -73,6 +73,7 @@ _ERROR_TYPE_CLASSES = {"context_length_exceeded": "ContextWindowExceededError",
                        "budget_exceeded": "BudgetExceededError", "timeout": "Timeout"}
 """Error types whose LiteLLM class is more specific than the status says."""
 
+
 def error_class(status: int, error_type: str) -> str:
     """LiteLLM's exception class name for a failure with this HTTP ``status`` and OpenAI ``error_type``."""
     specific = _ERROR_TYPE_CLASSES.get(error_type)
