@@ -124,6 +124,8 @@ def common_request_attrs(**kw: Any) -> dict[str, Any]:
         "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 5,
         "gen_ai.conversation.id": "sess-1", "http.response.status_code": 200,
         "llm.request.type": "acompletion", "llm.is_streaming": "False", "llm.usage.total_tokens": 15,
+        "gen_ai.usage.total_tokens": 15, "litellm.call_id": "call-1", "litellm.cache_hit": False,
+        "litellm.model_group": "gpt-4o-alias", "litellm.provider.model": "gpt-4o",
         "metadata.user_api_key_hash": KEY, "metadata.user_api_key_alias": "my-key",
         "metadata.user_api_key_team_id": "team-1", "metadata.user_api_key_user_id": "user-1",
         "metadata.user_api_key_team_alias": "team-alias", "metadata.team_alias": "team-alias",
@@ -283,7 +285,8 @@ def test_error(rx: Receiver) -> None:
     assert req.attributes == common_request_attrs(**{
         "gen_ai.response.id": None, "gen_ai.response.model": None, "gen_ai.response.finish_reasons": None,
         "gen_ai.usage.input_tokens": None, "gen_ai.usage.output_tokens": None, "gen_ai.output.messages": None,
-        "http.response.status_code": 429, "llm.usage.total_tokens": 0, "relaygate.outcome": "error",
+        "http.response.status_code": 429, "llm.usage.total_tokens": 0, "gen_ai.usage.total_tokens": 0,
+        "relaygate.outcome": "error",
         "relaygate.cost": 0.0, "metadata.usage_object": '{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}',
         "error.type": "RateLimitError", "error.message": "Rate limit reached for gpt-4o",
         "relaygate.error_type": "rate_limit_error"})

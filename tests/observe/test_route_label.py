@@ -9,6 +9,7 @@ import asyncio
 from typing import Any
 
 from relaygate.auth.keys import hash_key
+from relaygate.observe.otel_attrs import request_attributes
 from relaygate.observe.standard import standard_payload
 from relaygate.sinks.record import CompletionRecord
 from tests.asgi.conftest import call, make_gateway
@@ -70,8 +71,12 @@ def test_the_route_label_is_the_template_the_request_matched() -> None:
     failed = [labels["exception_class"] for labels in scrape.samples["litellm_proxy_failed_requests_metric_total"]]
     assert failed == ["ProxyModelNotFoundError"]
     assert all(not r.error_message for r in keep.records if r.status == 200)
-    meta = standard_payload(next(r for r in keep.records if r.request_route == "/chat/completions"))["metadata"]
+    routed = next(r for r in keep.records if r.request_route == "/chat/completions")
+    meta = standard_payload(routed)["metadata"]
     assert meta["user_api_key_request_route"] == "/chat/completions"
+    attrs, _, _ = request_attributes(routed, None, message_logging=False, redact_key_info=False)  # OpenTelemetry
+    assert (attrs["http.route"], attrs["litellm.call_id"], attrs["litellm.model_group"]) == (
+        "/chat/completions", routed.call_id, "m")
     unrouted = CompletionRecord("c1", "chat", False, "m", "m", "", "", "", None, None, None, None, 200,
                                 keep.records[0].outcome, 1, 1, 0, 0, 0.1, None, 0.0, 0.0, False, 0, 0)
     assert standard_payload(unrouted)["metadata"]["user_api_key_request_route"] is None

@@ -277,7 +277,15 @@ def request_attributes(r: CompletionRecord, detail: Detail | None, *, message_lo
     # LiteLLM's
     a["llm.request.type"] = CALL_TYPES.get(r.route, r.route)
     a["llm.is_streaming"] = str(r.stream)
-    a["llm.usage.total_tokens"] = r.prompt_tokens + r.completion_tokens
+    a["llm.usage.total_tokens"] = a["gen_ai.usage.total_tokens"] = r.prompt_tokens + r.completion_tokens
+    a["litellm.call_id"] = r.call_id  # the x-litellm-call-id: a trace search by it finds the request
+    a["litellm.cache_hit"] = r.cache_hit
+    if r.request_route:
+        a["http.route"] = r.request_route
+    if r.model_group:
+        a["litellm.model_group"] = r.model_group
+    if r.upstream_model:
+        a["litellm.provider.model"] = r.upstream_model
     meta, hidden = standard_metadata(r, detail, redact_key_info=redact_key_info)
     names = _META_NAMES
     for key, value in meta.items():
