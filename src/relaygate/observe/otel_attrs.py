@@ -278,14 +278,8 @@ def request_attributes(r: CompletionRecord, detail: Detail | None, *, message_lo
     a["llm.request.type"] = CALL_TYPES.get(r.route, r.route)
     a["llm.is_streaming"] = str(r.stream)
     a["llm.usage.total_tokens"] = a["gen_ai.usage.total_tokens"] = r.prompt_tokens + r.completion_tokens
-    a["litellm.call_id"] = r.call_id  # the x-litellm-call-id: a trace search by it finds the request
-    a["litellm.cache_hit"] = r.cache_hit
     if r.request_route:
         a["http.route"] = r.request_route
-    if r.model_group:
-        a["litellm.model_group"] = r.model_group
-    if r.upstream_model:
-        a["litellm.provider.model"] = r.upstream_model
     meta, hidden = standard_metadata(r, detail, redact_key_info=redact_key_info)
     names = _META_NAMES
     for key, value in meta.items():
@@ -300,17 +294,18 @@ def request_attributes(r: CompletionRecord, detail: Detail | None, *, message_lo
         a[name] = value if t is str or t is int or t is float or t is bool else _flat(value)
     a["hidden_params"] = _encode(hidden).decode()
 
-    # relaygate's
-    a["relaygate.call_id"] = r.call_id
+    # relaygate's, and LiteLLM's names for the same values (litellm.call_id: the x-litellm-call-id, so a trace
+    # search by it finds the request)
+    a["relaygate.call_id"] = a["litellm.call_id"] = r.call_id
     a["relaygate.route"] = r.route
     a["relaygate.outcome"] = OUTCOME_TEXT[r.outcome]
     if r.model_group:
-        a["relaygate.model_group"] = r.model_group
+        a["relaygate.model_group"] = a["litellm.model_group"] = r.model_group
     if r.deployment_id:
         a["relaygate.deployment_id"] = r.deployment_id
     if r.upstream_model:
-        a["relaygate.upstream_model"] = r.upstream_model
-    a["relaygate.cache_hit"] = r.cache_hit
+        a["relaygate.upstream_model"] = a["litellm.provider.model"] = r.upstream_model
+    a["relaygate.cache_hit"] = a["litellm.cache_hit"] = r.cache_hit
     a["relaygate.retries"] = r.retries
     a["relaygate.fallbacks"] = r.fallbacks
     a["relaygate.cost"] = float(r.cost) if math.isfinite(r.cost) else 0.0
