@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from relaygate.store import Key, Team, User
+from relaygate.store import Budget, Key, Organization, Team, User
 from tests.asgi.conftest import call
 from tests.budgets.conftest import MASTER, ask, gateway, token, upstream
 from tests.observe.test_prometheus_dashboard import parse_exposition
@@ -45,6 +45,29 @@ def test_budget_gauges_carry_the_aliases_and_the_hours_left(db_url: str) -> None
             assert (await ask(gw, "sk-g")).status == 200
             keys = await _gauges(gw, "litellm_remaining_api_key_budget_metric")
             assert list(keys) == [(("api_key_alias", "renamed"), ("hashed_api_key", token("sk-g")))], keys
+
+    asyncio.run(main())
+
+
+def test_organization_budget_gauges_carry_the_org_alias(db_url: str) -> None:  # noqa: F811
+    """LiteLLM 1.110's organization gauges (``litellm_remaining_org_budget_metric``, ``_org_max_budget_metric``,
+    ``_org_budget_remaining_hours_metric``, labels ``org_id`` / ``org_alias``) from an organization's budget
+    row, as the budget check reads it for a key of that organization."""
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up, litellm_settings={"callbacks": ["prometheus"]}) as gw:
+            await gw.store.create_budget(Budget(budget_id="b-org", max_budget=5.0, budget_duration="1d"))
+            await gw.store.create_organization(Organization(organization_id="o1", organization_alias="Acme",
+                                                            budget_id="b-org"))
+            await gw.store.create_key(Key(token=token("sk-org"), organization_id="o1"))
+            await gw.budgets.refresh()
+            assert (await ask(gw, "sk-org")).status == 200
+            assert (await ask(gw, "sk-org")).status == 200
+            want = (("org_alias", "Acme"), ("org_id", "o1"))
+            assert list(await _gauges(gw, "litellm_org_max_budget_metric")) == [want]
+            left = await _gauges(gw, "litellm_remaining_org_budget_metric")
+            assert list(left) == [want] and 4.99 < left[want] < 5.0, left  # the first answer's cost counted
+            hours = await _gauges(gw, "litellm_org_budget_remaining_hours_metric")
+            assert list(hours) == [want] and 0.0 < hours[want] <= 24.0, hours
 
     asyncio.run(main())
 

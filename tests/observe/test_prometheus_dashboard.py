@@ -325,7 +325,7 @@ def attempt(dep: str, status: int, error_type: str = "") -> Attempt:
 
 def traffic() -> list[CompletionRecord]:
     return [
-        record(0, cache_read_tokens=8, cache_write_tokens=4, cache_miss=True),
+        record(0, cache_read_tokens=8, cache_write_tokens=4, cache_miss=True, usage_labels=(6, 3, 2, 0, "default")),
         record(1, stream=True, ttft=0.15, latency=2.5, extra=detail(attempt("dep-a", 200))),
         record(2, model="gpt4", deployment_id="dep-b", key_hash=KEY_B, key_alias=None, team_id="team-2",
                user_id=None, stream=True, ttft=0.3, latency=4.0, end_user_id="customer-7"),
@@ -345,6 +345,7 @@ def traffic() -> list[CompletionRecord]:
         record(11, deployment_id="dep-c", model_group="claude", status=500, outcome=Outcome.ERROR, fallbacks=1,
                error_type="api_error", extra=detail(attempt("dep-a", 429, "rate_limit_error"),
                                                     attempt("dep-c", 500, "api_error"))),
+        record(12, route="images", prompt_tokens=0, completion_tokens=0, usage_labels=(0, 0, 0, 2, None)),
     ]
 
 
@@ -364,6 +365,7 @@ def scrape_after_traffic() -> tuple[Scrape, str]:
     lite.set_budget("team", "team-1", "team-one", 100.0, 12.5, reset_at=4_000_000_000.0)
     lite.set_budget("key", KEY_A, "alice", 10.0, 1.25, reset_at=4_000_000_000.0)
     lite.set_budget("user", "u1", None, 50.0, 3.0, reset_at=4_000_000_000.0)
+    lite.set_budget("organization", "org-1", "acme", 200.0, 20.0, reset_at=4_000_000_000.0)
     text = metrics.render().decode()
     return parse_exposition(text), text
 
@@ -420,13 +422,6 @@ NOT_EMITTED = {
     "litellm_admission_queued_requests": "LiteLLM's admission-control middleware",
     "litellm_admission_rejected_requests": "LiteLLM's admission-control middleware",
     "litellm_overhead_with_guardrails_latency_metric": "no guardrails in relaygate",
-    "litellm_input_cached_tokens_metric": "label set not in the LiteLLM source read; the same tokens are "
-                                          "litellm_provider_cache_read_input_tokens_metric",
-    "litellm_input_cache_creation_tokens_metric": "as above: litellm_provider_cache_creation_input_tokens_metric",
-    "litellm_input_audio_tokens_metric": "completion records carry no audio token counts",
-    "litellm_output_audio_tokens_metric": "completion records carry no audio token counts",
-    "litellm_output_reasoning_tokens_metric": "completion records carry no reasoning token counts",
-    "litellm_images_generated_metric": "completion records carry no image counts",
     "litellm_video_duration_seconds_metric": "no video generation route",
     "litellm_remaining_api_key_requests_for_model": "needs the limiter's per-key buckets read at scrape time",
     "litellm_remaining_api_key_tokens_for_model": "needs the limiter's per-key buckets read at scrape time",
@@ -434,11 +429,9 @@ NOT_EMITTED = {
     "litellm_api_key_rate_limit_used_metric": "needs the limiter's per-key buckets read at scrape time",
     "litellm_team_rate_limit_allowed_metric": "needs the limiter's per-team buckets read at scrape time",
     "litellm_team_rate_limit_used_metric": "needs the limiter's per-team buckets read at scrape time",
-    "litellm_remaining_org_budget_metric": "organization budget gauges: label set not in the LiteLLM source read",
-    "litellm_org_max_budget_metric": "organization budget gauges",
-    "litellm_org_budget_remaining_hours_metric": "organization budget gauges",
-    "litellm_remaining_customer_budget_metric": "customer budget gauges: label set not in the LiteLLM source read",
-    "litellm_customer_max_budget_metric": "customer budget gauges",
+    "litellm_remaining_customer_budget_metric": "customer budget gauges: a customer's id is the client's user "
+                                                "field, never a label value in relaygate",
+    "litellm_customer_max_budget_metric": "customer budget gauges (as above)",
 }
 """Families the excerpt queries that relaygate does not emit with LiteLLM's labels, and why."""
 

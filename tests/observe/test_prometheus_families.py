@@ -37,12 +37,12 @@ from .test_prometheus_dashboard import (
 )
 
 _DEP = ["litellm_model_name", "model_id", "api_base", "api_provider"]
-_API = ["model", "hashed_api_key", "api_key_alias", "team", "team_alias", "requested_model", "end_user", "user",
-        "model_id"]
+_API = ["model_group", "model", "hashed_api_key", "api_key_alias", "team", "team_alias", "requested_model",
+        "end_user", "user", "model_id", "api_provider", "service_tier"]
 _TOKENS = ["end_user", "hashed_api_key", "api_key_alias", "model", "team", "team_alias", "user", "user_email",
-           "requested_model", "model_id"]
-_CALLS = ["requested_model", "litellm_model_name", "model_id", "api_base", "api_provider", "hashed_api_key",
-          "api_key_alias", "team", "team_alias", "client_ip", "user_agent"]
+           "requested_model", "model_id", "api_provider"]
+_CALLS = ["model_group", "requested_model", "litellm_model_name", "model_id", "api_base", "api_provider",
+          "hashed_api_key", "api_key_alias", "team", "team_alias", "client_ip", "user_agent"]
 _REMAINING = ["model_group", "api_provider", "api_base", "litellm_model_name", "hashed_api_key", "api_key_alias",
               "model_id"]
 # LiteLLM's cache metric labels, plus api_provider and model_group for the provider prompt-cache pair
@@ -54,24 +54,32 @@ _FALLBACKS = ["requested_model", "fallback_model", "hashed_api_key", "api_key_al
 LITELLM: dict[str, tuple[str, list[str]]] = {
     "litellm_proxy_total_requests_metric": ("counter", [
         "end_user", "hashed_api_key", "api_key_alias", "requested_model", "team", "team_alias", "user",
-        "status_code", "user_email", "route", "client_ip", "user_agent", "model_id"]),
+        "status_code", "user_email", "route", "client_ip", "user_agent", "model_id", "api_provider"]),
     "litellm_proxy_failed_requests_metric": ("counter", [
         "end_user", "hashed_api_key", "api_key_alias", "requested_model", "team", "team_alias", "user",
-        "user_email", "exception_status", "exception_class", "route", "client_ip", "user_agent", "model_id"]),
+        "user_email", "exception_status", "exception_class", "route", "client_ip", "user_agent", "model_id",
+        "api_provider"]),
     "litellm_request_total_latency_metric": ("histogram", [
-        "end_user", "hashed_api_key", "api_key_alias", "requested_model", "team", "team_alias", "user", "model",
-        "model_id"]),
+        "model_group", "end_user", "hashed_api_key", "api_key_alias", "requested_model", "team", "team_alias", "user",
+        "model", "model_id", "api_provider", "service_tier"]),
     "litellm_llm_api_latency_metric": ("histogram", _API),
     "litellm_llm_api_time_to_first_token_metric": ("histogram", _API),
     "litellm_overhead_latency_metric": ("histogram", _REMAINING),
     "litellm_deployment_latency_per_output_token": ("histogram", [
-        *_DEP, "hashed_api_key", "api_key_alias", "team", "team_alias"]),
+        "model_group", *_DEP, "hashed_api_key", "api_key_alias", "team", "team_alias"]),
     "litellm_spend_metric": ("counter", [
         "end_user", "hashed_api_key", "api_key_alias", "model", "team", "team_alias", "user", "user_email",
-        "client_ip", "user_agent", "model_id"]),
+        "client_ip", "user_agent", "requested_model", "model_id", "api_provider", "service_tier"]),
     "litellm_total_tokens_metric": ("counter", _TOKENS),
     "litellm_input_tokens_metric": ("counter", _TOKENS),
     "litellm_output_tokens_metric": ("counter", _TOKENS),
+    # LiteLLM 1.110's sparse token-detail and media families: the input / output tokens' labels
+    "litellm_input_cached_tokens_metric": ("counter", _TOKENS),
+    "litellm_input_cache_creation_tokens_metric": ("counter", _TOKENS),
+    "litellm_input_audio_tokens_metric": ("counter", _TOKENS),
+    "litellm_output_reasoning_tokens_metric": ("counter", _TOKENS),
+    "litellm_output_audio_tokens_metric": ("counter", _TOKENS),
+    "litellm_images_generated_metric": ("counter", _TOKENS),
     "litellm_cache_hits_metric": ("counter", _PROVIDER_CACHE[:9]),  # LiteLLM's _cache_metric_labels
     "litellm_cache_misses_metric": ("counter", _PROVIDER_CACHE[:9]),
     "litellm_cached_tokens_metric": ("counter", _PROVIDER_CACHE[:9]),
@@ -79,20 +87,20 @@ LITELLM: dict[str, tuple[str, list[str]]] = {
     "litellm_provider_cache_creation_input_tokens_metric": ("counter", _PROVIDER_CACHE),
     "litellm_requests_metric": ("counter", [
         "end_user", "hashed_api_key", "api_key_alias", "model", "team", "team_alias", "user", "user_email",
-        "client_ip", "user_agent", "model_id"]),
+        "client_ip", "user_agent", "requested_model", "model_id", "api_provider"]),
     "litellm_llm_api_failed_requests_metric": ("counter", [
         "end_user", "hashed_api_key", "api_key_alias", "model", "team", "team_alias", "user", "model_id"]),
     "litellm_deployment_success_responses": ("counter", _CALLS),
     "litellm_deployment_total_requests": ("counter", _CALLS),
     "litellm_deployment_failure_responses": ("counter", [
-        "requested_model", *_DEP, "exception_status", "exception_class", "hashed_api_key", "api_key_alias", "team",
+        "model_group", "requested_model", *_DEP, "exception_status", "exception_class", "hashed_api_key", "api_key_alias", "team",
         "team_alias", "client_ip", "user_agent"]),
     "litellm_deployment_successful_fallbacks": ("counter", _FALLBACKS),
     "litellm_deployment_failed_fallbacks": ("counter", _FALLBACKS),
     "litellm_deployment_cooled_down": ("counter", [*_DEP, "exception_status"]),
     "litellm_deployment_state": ("gauge", _DEP),
-    "litellm_deployment_rpm_limit": ("gauge", _DEP),
-    "litellm_deployment_tpm_limit": ("gauge", _DEP),
+    "litellm_deployment_rpm_limit": ("gauge", ["model_group", *_DEP]),
+    "litellm_deployment_tpm_limit": ("gauge", ["model_group", *_DEP]),
     "litellm_remaining_requests_metric": ("gauge", _REMAINING),
     "litellm_remaining_tokens_metric": ("gauge", _REMAINING),
     "litellm_in_flight_requests": ("gauge", []),
@@ -105,6 +113,9 @@ LITELLM: dict[str, tuple[str, list[str]]] = {
     "litellm_remaining_user_budget_metric": ("gauge", ["user"]),
     "litellm_user_max_budget_metric": ("gauge", ["user"]),
     "litellm_user_budget_remaining_hours_metric": ("gauge", ["user"]),
+    "litellm_remaining_org_budget_metric": ("gauge", ["org_id", "org_alias"]),
+    "litellm_org_max_budget_metric": ("gauge", ["org_id", "org_alias"]),
+    "litellm_org_budget_remaining_hours_metric": ("gauge", ["org_id", "org_alias"]),
     # the names LiteLLM's published v2 Grafana dashboard queries (the gauges' earlier names)
     "litellm_remaining_requests": ("gauge", _REMAINING),
     "litellm_remaining_tokens": ("gauge", _REMAINING),
@@ -153,7 +164,7 @@ def test_latency_buckets_are_litellms() -> None:
 def test_values_after_traffic() -> None:
     scrape, text = scrape_after_traffic()
     # the bad key's 401 (record 6) is left out, as LiteLLM leaves invalid-key requests out of its metrics
-    assert sum(scrape.values["litellm_proxy_total_requests_metric_total"]) == 11
+    assert sum(scrape.values["litellm_proxy_total_requests_metric_total"]) == 12
     assert sum(scrape.values["litellm_proxy_failed_requests_metric_total"]) == 5
     assert 'exception_status="499",exception_class="ClientDisconnectedError"' in text
     assert 'exception_status="401"' not in text and 'status_code="401"' not in text
@@ -170,7 +181,7 @@ def test_values_after_traffic() -> None:
     assert scrape.values["litellm_in_flight_requests"] == [2.0]
     assert scrape.values["litellm_remaining_requests_metric"] == [590.0]
     assert scrape.values["litellm_remaining_api_key_budget_metric"] == [8.75]
-    assert sum(scrape.values["litellm_requests_metric_total"]) == 6  # LiteLLM's deprecated pair
+    assert sum(scrape.values["litellm_requests_metric_total"]) == 7  # LiteLLM's deprecated pair
     assert sum(scrape.values["litellm_llm_api_failed_requests_metric_total"]) == 5
     assert scrape.values["litellm_provider_cache_read_input_tokens_metric_total"] == [8.0]
     # the response cache: record 10 a hit (42 tokens served), record 0 a miss; labelled as LiteLLM's
@@ -179,9 +190,24 @@ def test_values_after_traffic() -> None:
     assert scrape.values["litellm_cache_misses_metric_total"] == [1.0]
     assert scrape.samples["litellm_cache_misses_metric_total"][0]["hashed_api_key"] == KEY_A
     assert scrape.values["litellm_provider_cache_creation_input_tokens_metric_total"] == [4.0]
-    # five answers came from an LLM API; the cache hit made no call
-    assert sum(scrape.values["litellm_llm_api_latency_metric_count"]) == 5
-    assert sum(scrape.values["litellm_request_total_latency_metric_count"]) == 6
+    # six answers came from an LLM API (one of them the images call); the cache hit made no call
+    assert sum(scrape.values["litellm_llm_api_latency_metric_count"]) == 6
+    assert sum(scrape.values["litellm_request_total_latency_metric_count"]) == 7
+    # LiteLLM 1.110's labels: the served group, the provider and the service tier the answer named
+    assert ('litellm_spend_metric_total{end_user="None",hashed_api_key="' + KEY_A + '",api_key_alias="alice",'
+            'model="echo",team="team-1",team_alias="None",user="u1",user_email="None",client_ip="None",'
+            'user_agent="None",requested_model="gpt-4o",model_id="dep-a",api_provider="mock",'
+            'service_tier="default"} 0.0012') in text
+    # the sparse detail families: record 0's reasoning and audio tokens and its provider cache, 2 images
+    assert scrape.values["litellm_output_reasoning_tokens_metric_total"] == [6.0]
+    assert scrape.values["litellm_input_audio_tokens_metric_total"] == [3.0]
+    assert scrape.values["litellm_output_audio_tokens_metric_total"] == [2.0]
+    assert scrape.values["litellm_input_cached_tokens_metric_total"] == [8.0]
+    assert scrape.values["litellm_input_cache_creation_tokens_metric_total"] == [4.0]
+    assert scrape.values["litellm_images_generated_metric_total"] == [2.0]
+    assert scrape.values["litellm_remaining_org_budget_metric"] == [180.0]
+    assert scrape.samples["litellm_remaining_org_budget_metric"] == [{"org_id": "org-1", "org_alias": "acme"}]
+    assert scrape.samples["litellm_deployment_rpm_limit"][0]["model_group"] == "gpt-4o"
 
 
 def test_off_costs_nothing() -> None:
@@ -295,7 +321,7 @@ def test_series_backstop(monkeypatch: pytest.MonkeyPatch) -> None:
     lite = LiteLLMMetrics(["gpt-4o"], traffic_config().deployments)
     lite.handle([record(i, key_hash=f"{i:064x}") for i in range(10)])
     d = lite.counters["litellm_proxy_total_requests_metric"]
-    assert len(d) == 4 and d[("other",) * 13] == [7.0]
+    assert len(d) == 4 and d[("other",) * 14] == [7.0]
 
 
 def _source(router: Router) -> Callable[[], Router]:
@@ -381,7 +407,7 @@ def test_reload_follows_the_new_config() -> None:
     cfg.deployments = [d for d in cfg.deployments if d.id != "dep-c"]
     lite.set_config(cfg)
     lite.handle([record(1, model="claude", model_group="claude", deployment_id="dep-c")])
-    ids = {k[-1] for k in lite.counters["litellm_proxy_total_requests_metric"]}
+    ids = {k[-2] for k in lite.counters["litellm_proxy_total_requests_metric"]}  # model_id, api_provider last
     assert ids == {"dep-c", "other"}
 
 

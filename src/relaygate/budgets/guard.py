@@ -241,7 +241,8 @@ class BudgetGuard:
                     spent = s
             if on_spend is not None and lim.max_budget is not None:
                 t = lim.tally
-                on_spend(lim.kind, lim.ident, limit_alias(lim.kind, key), lim.max_budget, spent / PICO,
+                on_spend(lim.kind, lim.ident, (lim.label or None) if lim.kind == "organization" else
+                         limit_alias(lim.kind, key), lim.max_budget, spent / PICO,
                          t.end if t.duration is not None else None)
             if lim.soft_pico is not None and spent >= lim.soft_pico:
                 self._soft(lim, spent)
@@ -489,7 +490,8 @@ class BudgetGuard:
                 row = await self._budget_row(org.budget_id, now) if org.budget_id else None
                 if row is not None:
                     lim = self._limit("organization", org.organization_id, row, org.spend, now,
-                                      created=org.created_at, reset=("budget", row), read_at=read_at)
+                                      org.organization_alias or "", created=org.created_at, reset=("budget", row),
+                                      read_at=read_at)  # the alias: LiteLLM's org_alias budget gauge label
                     if lim is not None:
                         limits.append(lim)
         models: dict[str, Limit] = {}

@@ -9,7 +9,7 @@ docs/architecture.md "Cost".
 
 from relaygate.cost.pricer import UNKNOWN_EVENT, Pricer
 from relaygate.cost.prices import FREE, PICO, PriceTable, pico_of, to_pico, usd
-from relaygate.cost.usage import DEFAULT_TIER, Details, details, requested_tier
+from relaygate.cost.usage import DEFAULT_TIER, Details, details, requested_tier, tier_label
 
 __all__ = ["DEFAULT_TIER", "FREE", "PICO", "UNKNOWN_EVENT", "Details", "PriceTable", "Pricer", "details", "pico_of",
-           "requested_tier", "to_pico", "usd"]
+           "requested_tier", "tier_label", "to_pico", "usd"]

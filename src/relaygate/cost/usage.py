@@ -30,7 +30,7 @@ import msgspec
 if TYPE_CHECKING:
     from relaygate.cost.prices import PriceTable
 
-__all__ = ["DEFAULT_TIER", "Details", "details", "requested_tier"]
+__all__ = ["DEFAULT_TIER", "TIER_LABELS", "Details", "details", "requested_tier", "tier_label"]
 
 DEFAULT_TIER = "default"
 """:attr:`Details.service_tier` of an answer that says it was served at the standard prices."""
@@ -168,3 +168,36 @@ def requested_tier(body: bytes, view: object = None) -> str:
 
 
 _ABSENT = object()
+
+
+TIER_LABELS = frozenset({"auto", "flex", "balanced", "priority", "fast", "ultrafast", "batch", "default", "scale",
+                         "standard", "standard_only"})
+"""The service tiers a Prometheus ``service_tier`` label may name (LiteLLM's ``KNOWN_REQUEST_SERVICE_TIERS``:
+its ``ServiceTier`` values and the tiers the providers accept); any other value is ``other``."""
+_TIER_KEY = b'"service_tier"'
+
+
+def tier_label(data: bytes, body: bytes, view: object = None) -> str | None:
+    """LiteLLM's ``service_tier`` label of an exchange (``get_service_tier_from_standard_logging_payload``):
+    the tier the answer (``data``: a unary body, or a stream's last payload) says it was served at (the
+    body's ``service_tier``, else its usage's), else the tier the request (``body`` / ``view``) asked for when
+    it names a known one; None when neither does. Read only with Prometheus on. A served tier outside
+    :data:`TIER_LABELS` is ``other`` (LiteLLM labels it as sent: a provider's new tier, unbounded)."""
+    i = data.rfind(_TIER_KEY) if data else -1
+    if i >= 0:  # the value after the key's colon: a string (null or anything else: not served at a named tier)
+        rest = data[i + len(_TIER_KEY):i + len(_TIER_KEY) + 48].lstrip(b" \t\r\n")
+        if rest[:1] == b":":
+            rest = rest[1:].lstrip(b" \t\r\n")
+            k = rest.find(b'"', 1)
+            if rest[:1] == b'"' and k > 1:
+                served = rest[1:k].decode("latin-1")
+                return served if served in TIER_LABELS else "other"
+    st = getattr(view, "service_tier", _ABSENT)
+    if st is _ABSENT:
+        if _TIER_KEY not in body:
+            return None
+        try:
+            st = _request.decode(body).service_tier
+        except msgspec.DecodeError:
+            return None
+    return st if isinstance(st, str) and st in TIER_LABELS else None

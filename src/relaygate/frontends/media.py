@@ -305,6 +305,8 @@ class Media(Frontend):
         token usage (``gpt-image-1``, ``gpt-4o-transcribe``). Moderations are free."""
         table = ex.rt.prices.table(dep)
         kind = self.route
+        if ex.rt.track_remaining and kind in ("images", "image_edits"):  # Prometheus on: images generated
+            ex.labels = (0, 0, 0, data.count(b'"url"') + data.count(b'"b64_json"'), None)
         if not table.known or kind == "moderations":
             return 0
         req = _json_or_none(ex.body) if kind in ("images", "speech") else None

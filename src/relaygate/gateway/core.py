@@ -52,6 +52,7 @@ from relaygate.management.models import enabled as db_models_enabled
 from relaygate.management.models import read_db_models, with_db_models
 from relaygate.metrics import METRICS_DIR_ENV, Metrics, labels_of
 from relaygate.observe import install as install_exporters
+from relaygate.observe.prometheus import BUDGET_GAUGE_KINDS
 from relaygate.pipeline import Pipeline
 from relaygate.reload import Watcher, accept, bump, current, publish_reload, subscribe_reloads
 from relaygate.router import Router
@@ -325,9 +326,9 @@ class Gateway:
             guard.on_budget = lambda kind, ident, spend, budget, soft: alerter.budget_crossed(
                 kind, ident, spend, budget, soft=soft)
         prom = self.exporters.prometheus
-        if prom is not None:  # LiteLLM's team / key / user budget gauges
+        if prom is not None:  # LiteLLM's team / key / user / organization budget gauges
             guard.on_spend = lambda kind, ident, alias, budget, spend, reset_at: prom.set_budget(
-                kind, ident, alias, budget, spend, reset_at) if kind in ("team", "key", "user") else None
+                kind, ident, alias, budget, spend, reset_at) if kind in BUDGET_GAUGE_KINDS else None
         self._budget_hook(self.runtime)
         self._spawn(guard.refresh_forever())
 

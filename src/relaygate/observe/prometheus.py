@@ -59,8 +59,8 @@ from relaygate.upstream.headers import remaining_of
 if TYPE_CHECKING:
     from relaygate.config.model import Config
 
-__all__ = ["DEFAULT_BUCKETS", "FAMILIES", "LATENCY_BUCKETS", "MAX_IDENTITIES", "MAX_SERIES", "NONE", "OTHER",
-           "LiteLLMMetrics", "enabled"]
+__all__ = ["BUDGET_GAUGE_KINDS", "DEFAULT_BUCKETS", "FAMILIES", "LATENCY_BUCKETS", "MAX_IDENTITIES", "MAX_SERIES",
+           "NONE", "OTHER", "LiteLLMMetrics", "enabled"]
 
 # an error's LiteLLM exception class by HTTP status (LiteLLM: ``Provider.ClassName``)
 _CLASSES = {400: "BadRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError", 404: "NotFoundError",
@@ -79,6 +79,12 @@ _OK = Outcome.OK
 _GONE = Outcome.CLIENT_GONE
 _CLIENT_CLOSED = 499
 _UNKNOWN_DEP = (NONE, NONE, NONE, NONE, NONE)
+_DETAIL_FAMILIES = ("litellm_output_reasoning_tokens_metric", "litellm_input_audio_tokens_metric",
+                    "litellm_output_audio_tokens_metric", "litellm_images_generated_metric",
+                    "litellm_input_cached_tokens_metric", "litellm_input_cache_creation_tokens_metric")
+BUDGET_GAUGE_KINDS = frozenset({"team", "key", "user", "organization"})
+"""The budget kinds with LiteLLM gauges (``litellm_remaining_{team,api_key,user,org}_budget_metric`` ...). A
+customer's are not kept: its id is the client's ``user`` field, which never becomes a label value here."""
 
 
 def enabled(config: Config) -> bool:
@@ -97,7 +103,7 @@ class _Cells:
 
     __slots__ = ("total", "failed", "calls", "state", "labels", "latency", "input", "output", "tokens", "spend",
                  "api", "ttft", "overhead", "per_token", "legacy", "cache_labels", "cache_read", "cache_write",
-                 "cache_hits", "cache_misses", "cached_tokens", "remaining")
+                 "cache_hits", "cache_misses", "cached_tokens", "remaining", "token_labels", "details")
 
     def __init__(self, total: list[float]) -> None:
         self.total = total
@@ -127,6 +133,10 @@ class _Cells:
         self.per_token: list[float] | None = None
         self.remaining: tuple[str, ...] | None = None
         """The ``litellm_remaining_*_metric`` labels of a deployment's answer (None: no deployment answered)."""
+        self.token_labels: tuple[str, ...] = ()
+        self.details: list[list[float] | None] | None = None
+        """LiteLLM's sparse token-detail counters (reasoning, input audio, output audio tokens, images), each
+        created at the first record with such a count."""
 
 
 class LiteLLMMetrics:
@@ -167,6 +177,7 @@ class LiteLLMMetrics:
         self._users: dict[str, str] = {}
         self._emails: dict[str, str] = {}
         """user id -> its email, as the user rows of stored keys gave it (LiteLLM's ``user_email`` label)."""
+        self._orgs: dict[str, tuple[str, str]] = {}
         self._routes: dict[str, str] = dict(_ROUTES)
         self._groups: frozenset[str] = frozenset()
         self._deps: dict[str, tuple[str, str, str, str, str]] = {}
@@ -216,7 +227,7 @@ class LiteLLMMetrics:
                 str(d.provider or NONE), str(d.model_name))
             deps[d.id] = labels
             if d.rpm or d.tpm:
-                limits.append(((labels[1], labels[0], labels[2], labels[3]), d.rpm, d.tpm))
+                limits.append(((labels[4], labels[1], labels[0], labels[2], labels[3]), d.rpm, d.tpm))
         self._deps = deps
         self._limits = limits
         self._memo = {}
@@ -243,6 +254,14 @@ class LiteLLMMetrics:
             if got is not None:
                 self._memo.clear()  # remembered cells of this team's records without a detail name the old alias
             got = self._teams[team_id] = (team_id, alias or NONE)
+        return got
+
+    def _org(self, org_id: str, alias: str | None) -> tuple[str, str]:
+        got = self._orgs.get(org_id)
+        if got is None or got[1] != (alias or NONE):
+            if got is None and len(self._orgs) >= MAX_IDENTITIES:
+                return OTHER, OTHER
+            got = self._orgs[org_id] = (org_id, alias or NONE)
         return got
 
     def _user(self, user_id: str | None) -> str:
@@ -301,7 +320,8 @@ class LiteLLMMetrics:
             email = r.user_email
             ident = (r.key_hash, r.key_alias, r.team_id, team_alias, r.user_id, r.end_user_id is None, r.model,
                      r.deployment_id, r.status, r.outcome, r.request_route or r.route, r.error_type, r.cache_hit,
-                     r.ttft is None, attempts, r.cache_miss, email, r.error_class)
+                     r.ttft is None, attempts, r.cache_miss, email, r.error_class,
+                     r.usage_labels[4] if r.usage_labels is not None else None)
             cells = memo.get(ident)
             if cells is None:
                 if len(memo) >= MAX_MEMO:
@@ -341,6 +361,9 @@ class LiteLLMMetrics:
                 cells.cache_misses[0] += 1
             if r.cache_read_tokens or r.cache_write_tokens:
                 self._provider_cache(r, cells)
+            u = r.usage_labels
+            if u is not None and (u[0] or u[1] or u[2] or u[3]):
+                self._details(u[:4], cells)
             told = r.upstream_ratelimit
             if told is not None and cells.remaining is not None:  # read once per batch and series, below
                 if latest is None:
@@ -389,6 +412,12 @@ class LiteLLMMetrics:
         end_user = NONE if r.end_user_id is None else OTHER
         requested = r.model if r.model in self._groups else OTHER
         model_id, model, api_base, provider, group = dep = self._dep(r.deployment_id)
+        if dep is _UNKNOWN_DEP:  # no deployment answered (a cache hit, a refusal): the group asked for, if any
+            group = r.model_group if r.model_group in self._groups else (OTHER if r.model_group else NONE)
+        elif group not in self._groups:
+            group = OTHER
+        tier = r.usage_labels[4] if r.usage_labels is not None else None
+        tier = NONE if tier is None else tier
         ok = r.outcome is _OK
         gone = r.outcome is _GONE
         code = _CLIENT_CLOSED if gone else r.status  # the client left: nginx's 499, as proxies log it
@@ -397,7 +426,7 @@ class LiteLLMMetrics:
         c = self._counter
         hist = self._hist
         cells = _Cells(c("litellm_proxy_total_requests_metric", (
-            end_user, hk, alias, requested, team, t_alias, user, status, mail, route, NONE, NONE, model_id)))
+            end_user, hk, alias, requested, team, t_alias, user, status, mail, route, NONE, NONE, model_id, provider)))
         cells.labels = (requested, hk, alias, team, t_alias, model_id)
         if not attempts and r.deployment_id and not r.cache_hit and not gone:  # a client leaving is no failure
             cells.calls, cells.state = self._call_cells(r.deployment_id, 200 if ok else r.status, r.error_type,
@@ -408,18 +437,19 @@ class LiteLLMMetrics:
             cells.failed = c("litellm_proxy_failed_requests_metric", (
                 end_user, hk, alias, requested, team, t_alias, user, mail, status,
                 r.error_class or _class_of(code, r.error_type, NONE if gone else provider), route, NONE, NONE,
-                model_id))
+                model_id, provider))
             return cells
         cells.latency = hist("litellm_request_total_latency_metric", (
-            end_user, hk, alias, requested, team, t_alias, user, model, model_id))
-        tokens = (end_user, hk, alias, model, team, t_alias, user, mail, requested, model_id)
+            group, end_user, hk, alias, requested, team, t_alias, user, model, model_id, provider, tier))
+        tokens = cells.token_labels = (end_user, hk, alias, model, team, t_alias, user, mail, requested, model_id,
+                                       provider)
         cells.input = c("litellm_input_tokens_metric", tokens)
         cells.output = c("litellm_output_tokens_metric", tokens)
         cells.tokens = c("litellm_total_tokens_metric", tokens)
         cells.spend = c("litellm_spend_metric", (
-            end_user, hk, alias, model, team, t_alias, user, mail, NONE, NONE, model_id))
+            end_user, hk, alias, model, team, t_alias, user, mail, NONE, NONE, requested, model_id, provider, tier))
         cells.legacy = c("litellm_requests_metric", (
-            end_user, hk, alias, model, team, t_alias, user, mail, NONE, NONE, model_id))
+            end_user, hk, alias, model, team, t_alias, user, mail, NONE, NONE, requested, model_id, provider))
         cells.cache_labels = (model, hk, alias, team, t_alias, end_user, user, model_id, provider,
                               group if group in self._groups else (NONE if group == NONE else OTHER))
         if r.cache_hit:
@@ -429,14 +459,14 @@ class LiteLLMMetrics:
             cells.cache_misses = c("litellm_cache_misses_metric", cells.cache_labels[:9])
         if dep is _UNKNOWN_DEP or r.cache_hit:
             return cells
-        api_labels = (model, hk, alias, team, t_alias, requested, end_user, user, model_id)
+        api_labels = (group, model, hk, alias, team, t_alias, requested, end_user, user, model_id, provider, tier)
         cells.api = hist("litellm_llm_api_latency_metric", api_labels)
         if r.ttft is not None:
             cells.ttft = hist("litellm_llm_api_time_to_first_token_metric", api_labels)
-        cells.remaining = (group if group in self._groups else OTHER, provider, api_base, model, hk, alias, model_id)
+        cells.remaining = (group, provider, api_base, model, hk, alias, model_id)
         cells.overhead = hist("litellm_overhead_latency_metric", cells.remaining)
         cells.per_token = hist("litellm_deployment_latency_per_output_token", (
-            model, model_id, api_base, provider, hk, alias, team, t_alias), DEFAULT_BUCKETS)
+            group, model, model_id, api_base, provider, hk, alias, team, t_alias), DEFAULT_BUCKETS)
         return cells
 
     def _provider_cache(self, r: CompletionRecord, cells: _Cells) -> None:
@@ -450,21 +480,37 @@ class LiteLLMMetrics:
                 cells.cache_write = self._counter("litellm_provider_cache_creation_input_tokens_metric",
                                                   cells.cache_labels)
             cells.cache_write[0] += r.cache_write_tokens
+        self._details((0, 0, 0, 0, r.cache_read_tokens, r.cache_write_tokens), cells)  # LiteLLM 1.110's pair
+
+    def _details(self, counts: tuple[int, ...], cells: _Cells) -> None:
+        """LiteLLM's sparse token-detail and media counters (:data:`_DETAIL_FAMILIES`, in that order, for the
+        first ``len(counts)`` of them): a series exists once its count was seen above 0."""
+        found = cells.details
+        for i, n in enumerate(counts):
+            if isinstance(n, int) and n > 0:
+                if found is None:
+                    found = cells.details = [None] * len(_DETAIL_FAMILIES)
+                cell = found[i]
+                if cell is None:
+                    cell = found[i] = self._counter(_DETAIL_FAMILIES[i], cells.token_labels)
+                cell[0] += n
 
     def _call_cells(self, dep_id: str, status: int, error_type: str, labels: tuple[str, ...]
                     ) -> tuple[list[list[float]], tuple[str, int] | None]:
         """The counters one upstream call to ``dep_id`` adds to, and the deployment state it leaves."""
         requested, hk, alias, team, t_alias, _model_id = labels
-        model_id, model, api_base, provider, _group = self._dep(dep_id)
+        model_id, model, api_base, provider, group = self._dep(dep_id)
+        if group not in self._groups and group != NONE:
+            group = OTHER
         c = self._counter
-        common = (requested, model, model_id, api_base, provider, hk, alias, team, t_alias, NONE, NONE)
+        common = (group, requested, model, model_id, api_base, provider, hk, alias, team, t_alias, NONE, NONE)
         out = [c("litellm_deployment_total_requests", common)]
         ok = 200 <= status < 300
         if ok:
             out.append(c("litellm_deployment_success_responses", common))
         else:
             out.append(c("litellm_deployment_failure_responses", (
-                requested, model, model_id, api_base, provider, _STATUS.get(status, OTHER),
+                group, requested, model, model_id, api_base, provider, _STATUS.get(status, OTHER),
                 _class_of(status, error_type, provider), hk, alias, team, t_alias, NONE, NONE)))
         return out, ((model_id, 0 if ok else 1) if model_id in self._deps else None)
 
@@ -549,6 +595,8 @@ class LiteLLMMetrics:
             ident, label_alias = self._key(ident, alias)
         elif kind == "user":
             ident, label_alias = self._user(ident), NONE
+        elif kind == "organization":
+            ident, label_alias = self._org(ident, alias)
         else:
             raise ValueError(f"unknown budget kind {kind!r}")
         slot = (kind, ident)

@@ -27,16 +27,17 @@ COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
 
 _USER_KEY = ("end_user", "hashed_api_key", "api_key_alias")
 _DEP = ("litellm_model_name", "model_id", "api_base", "api_provider")
-_API = ("model", "hashed_api_key", "api_key_alias", "team", "team_alias", "requested_model", "end_user", "user",
-        "model_id")
-_TOKENS = (*_USER_KEY, "model", "team", "team_alias", "user", "user_email", "requested_model", "model_id")
+_API = ("model_group", "model", "hashed_api_key", "api_key_alias", "team", "team_alias", "requested_model", "end_user",
+        "user", "model_id", "api_provider", "service_tier")
+_TOKENS = (*_USER_KEY, "model", "team", "team_alias", "user", "user_email", "requested_model", "model_id",
+           "api_provider")
 _PROVIDER_CACHE = ("model", "hashed_api_key", "api_key_alias", "team", "team_alias", "end_user", "user", "model_id",
                    "api_provider", "model_group")
 _LITELLM_CACHE = _PROVIDER_CACHE[:9]
 """The response cache's families' labels (LiteLLM's ``_cache_metric_labels``: the provider cache's without
 ``model_group``)."""
-_DEP_CALLS = ("requested_model", *_DEP, "hashed_api_key", "api_key_alias", "team", "team_alias", "client_ip",
-              "user_agent")
+_DEP_CALLS = ("model_group", "requested_model", *_DEP, "hashed_api_key", "api_key_alias", "team", "team_alias",
+              "client_ip", "user_agent")
 _REMAINING = ("model_group", "api_provider", "api_base", "litellm_model_name", "hashed_api_key", "api_key_alias",
               "model_id")
 _FALLBACKS = ("requested_model", "fallback_model", "hashed_api_key", "api_key_alias", "team", "team_alias",
@@ -45,26 +46,39 @@ _FALLBACKS = ("requested_model", "fallback_model", "hashed_api_key", "api_key_al
 FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "litellm_proxy_total_requests_metric": (COUNTER, (
         *_USER_KEY, "requested_model", "team", "team_alias", "user", "status_code", "user_email", "route",
-        "client_ip", "user_agent", "model_id"), "Total number of requests made to the proxy server"),
+        "client_ip", "user_agent", "model_id", "api_provider"), "Total number of requests made to the proxy server"),
     "litellm_proxy_failed_requests_metric": (COUNTER, (
         *_USER_KEY, "requested_model", "team", "team_alias", "user", "user_email", "exception_status",
-        "exception_class", "route", "client_ip", "user_agent", "model_id"),
+        "exception_class", "route", "client_ip", "user_agent", "model_id", "api_provider"),
         "Total number of failed responses from proxy - the client did not get a success response"),
     "litellm_request_total_latency_metric": (HISTOGRAM, (
-        *_USER_KEY, "requested_model", "team", "team_alias", "user", "model", "model_id"),
+        "model_group", *_USER_KEY, "requested_model", "team", "team_alias", "user", "model", "model_id",
+        "api_provider", "service_tier"),
         "Total latency (seconds) for a request to LiteLLM"),
     "litellm_llm_api_latency_metric": (HISTOGRAM, _API, "Total latency (seconds) for a models LLM API call"),
     "litellm_llm_api_time_to_first_token_metric": (HISTOGRAM, _API, "Time to first token for a models LLM API call"),
     "litellm_overhead_latency_metric": (HISTOGRAM, _REMAINING, "Latency overhead (seconds) added by the proxy"),
     "litellm_deployment_latency_per_output_token": (HISTOGRAM, (
-        *_DEP, "hashed_api_key", "api_key_alias", "team", "team_alias"),
+        "model_group", *_DEP, "hashed_api_key", "api_key_alias", "team", "team_alias"),
         "LLM Deployment Analytics - Latency per output token"),
     "litellm_spend_metric": (COUNTER, (
-        *_USER_KEY, "model", "team", "team_alias", "user", "user_email", "client_ip", "user_agent", "model_id"),
-        "Total spend on LLM requests"),
+        *_USER_KEY, "model", "team", "team_alias", "user", "user_email", "client_ip", "user_agent", "requested_model",
+        "model_id", "api_provider", "service_tier"), "Total spend on LLM requests"),
     "litellm_total_tokens_metric": (COUNTER, _TOKENS, "Total number of input + output tokens from LLM requests"),
     "litellm_input_tokens_metric": (COUNTER, _TOKENS, "Total number of input tokens from LLM requests"),
     "litellm_output_tokens_metric": (COUNTER, _TOKENS, "Total number of output tokens from LLM requests"),
+    "litellm_input_cached_tokens_metric": (COUNTER, _TOKENS, "Provider-side cached input tokens (e.g. OpenAI "
+                                           "prompt_tokens_details.cached_tokens, Anthropic cache_read_input_tokens)"),
+    "litellm_input_cache_creation_tokens_metric": (COUNTER, _TOKENS, "Provider-side input tokens written to prompt "
+                                                   "cache (e.g. Anthropic cache_creation_input_tokens)"),
+    "litellm_input_audio_tokens_metric": (COUNTER, _TOKENS,
+                                          "Audio input tokens reported in prompt_tokens_details.audio_tokens"),
+    "litellm_output_reasoning_tokens_metric": (COUNTER, _TOKENS, "Reasoning tokens reported in "
+                                               "completion_tokens_details.reasoning_tokens"),
+    "litellm_output_audio_tokens_metric": (COUNTER, _TOKENS,
+                                           "Audio output tokens reported in completion_tokens_details.audio_tokens"),
+    "litellm_images_generated_metric": (COUNTER, _TOKENS,
+                                        "Number of images generated, from the image generation response"),
     "litellm_cache_hits_metric": (COUNTER, _LITELLM_CACHE, "Total number of LiteLLM cache hits"),
     "litellm_cache_misses_metric": (COUNTER, _LITELLM_CACHE, "Total number of LiteLLM cache misses"),
     "litellm_cached_tokens_metric": (COUNTER, _LITELLM_CACHE, "Total tokens served from LiteLLM cache"),
@@ -73,7 +87,8 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "litellm_provider_cache_creation_input_tokens_metric": (
         COUNTER, _PROVIDER_CACHE, "Total prompt/input tokens written to provider prompt cache"),
     "litellm_requests_metric": (COUNTER, (
-        *_USER_KEY, "model", "team", "team_alias", "user", "user_email", "client_ip", "user_agent", "model_id"),
+        *_USER_KEY, "model", "team", "team_alias", "user", "user_email", "client_ip", "user_agent", "requested_model",
+        "model_id", "api_provider"),
         "deprecated - use litellm_proxy_total_requests_metric. Total number of LLM calls to litellm"),
     "litellm_llm_api_failed_requests_metric": (COUNTER, (
         *_USER_KEY, "model", "team", "team_alias", "user", "model_id"),
@@ -81,8 +96,9 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "litellm_deployment_success_responses": (COUNTER, _DEP_CALLS,
                                              "LLM Deployment Analytics - Total number of successful LLM API calls"),
     "litellm_deployment_failure_responses": (COUNTER, (
-        "requested_model", *_DEP, "exception_status", "exception_class", "hashed_api_key", "api_key_alias", "team",
-        "team_alias", "client_ip", "user_agent"), "LLM Deployment Analytics - Total number of failed LLM API calls"),
+        "model_group", "requested_model", *_DEP, "exception_status", "exception_class", "hashed_api_key",
+        "api_key_alias", "team", "team_alias", "client_ip", "user_agent"),
+        "LLM Deployment Analytics - Total number of failed LLM API calls"),
     "litellm_deployment_total_requests": (COUNTER, _DEP_CALLS,
                                           "LLM Deployment Analytics - Total number of LLM API calls"),
     "litellm_deployment_successful_fallbacks": (COUNTER, _FALLBACKS, "Number of successful fallback requests"),
@@ -91,8 +107,8 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
                                        "Number of times a deployment has been cooled down"),
     "litellm_deployment_state": (GAUGE, _DEP, "The state of the deployment: 0 = healthy, 1 = partial outage, "
                                               "2 = complete outage"),
-    "litellm_deployment_rpm_limit": (GAUGE, _DEP, "Deployment RPM limit found in config"),
-    "litellm_deployment_tpm_limit": (GAUGE, _DEP, "Deployment TPM limit found in config"),
+    "litellm_deployment_rpm_limit": (GAUGE, ("model_group", *_DEP), "Deployment RPM limit found in config"),
+    "litellm_deployment_tpm_limit": (GAUGE, ("model_group", *_DEP), "Deployment TPM limit found in config"),
     "litellm_remaining_requests_metric": (GAUGE, _REMAINING, "Remaining requests for model"),
     "litellm_remaining_tokens_metric": (GAUGE, _REMAINING, "Remaining tokens for model"),
     "litellm_remaining_requests": (GAUGE, _REMAINING, "Remaining requests for model (LiteLLM's earlier name)"),
@@ -108,6 +124,10 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
                                           "Maximum budget set for api key"),
     "litellm_api_key_budget_remaining_hours_metric": (GAUGE, ("hashed_api_key", "api_key_alias"),
                                                       "Remaining hours for api key budget to be reset"),
+    "litellm_remaining_org_budget_metric": (GAUGE, ("org_id", "org_alias"), "Remaining budget for organization"),
+    "litellm_org_max_budget_metric": (GAUGE, ("org_id", "org_alias"), "Maximum budget set for organization"),
+    "litellm_org_budget_remaining_hours_metric": (GAUGE, ("org_id", "org_alias"),
+                                                  "Remaining hours for organization budget to be reset"),
     "litellm_remaining_user_budget_metric": (GAUGE, ("user",), "Remaining budget for user"),
     "litellm_user_max_budget_metric": (GAUGE, ("user",), "Maximum budget set for user"),
     "litellm_user_budget_remaining_hours_metric": (GAUGE, ("user",), "Remaining hours for user budget to be reset"),
@@ -123,4 +143,6 @@ _BUDGET_FAMILIES = {
             "litellm_api_key_budget_remaining_hours_metric"),
     "user": ("litellm_remaining_user_budget_metric", "litellm_user_max_budget_metric",
              "litellm_user_budget_remaining_hours_metric"),
+    "organization": ("litellm_remaining_org_budget_metric", "litellm_org_max_budget_metric",
+                     "litellm_org_budget_remaining_hours_metric"),
 }

@@ -351,6 +351,8 @@ class Pipeline:
                 record.error_class = error.litellm_class
         if ex.remaining is not None:
             record.upstream_ratelimit = ex.remaining
+        if ex.labels is not None:
+            record.usage_labels = ex.labels
         key_meta = None
         if who is not None:
             rows = who.key.records if who.key is not None else None

@@ -43,7 +43,7 @@ class Exchange:
     __slots__ = ("call_id", "route", "t0", "rt", "endpoint", "body", "view", "model", "stream", "fallbacks",
                  "over", "state", "control", "who", "group", "ctx", "lease", "wait", "ttft", "api_ttft",
                  "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "status", "cost",
-                 "estimated", "done", "cache", "obs", "admitted", "remaining", "path")
+                 "estimated", "done", "cache", "obs", "admitted", "remaining", "path", "labels")
 
     def __init__(self, route: str, t0: float, rt: Runtime, path: str = "") -> None:
         self.call_id = b""
@@ -95,6 +95,10 @@ class Exchange:
         self.remaining: list[tuple[bytes, bytes]] | None = None
         """The answering upstream's rate-limit headers (``upstream.headers.ratelimit_headers``), kept only with
         Prometheus on (``Runtime.track_remaining``): LiteLLM's ``litellm_remaining_*_metric``."""
+        self.labels: tuple[int, int, int, int, str | None] | None = None
+        """(reasoning, input audio, output audio tokens, images generated, ``service_tier`` label) of the answer,
+        read only with Prometheus on (``Frontend.price``): LiteLLM's token-detail and media families and its
+        ``service_tier`` label."""
 
 
 class StreamStart:

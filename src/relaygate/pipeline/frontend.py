@@ -47,7 +47,7 @@ from typing import TypeVar
 from relaygate.config.model import Deployment
 from relaygate.core import errors, tokens
 from relaygate.core.errors import GatewayError
-from relaygate.cost import details, requested_tier
+from relaygate.cost import details, requested_tier, tier_label
 from relaygate.http.respond import send_error
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope, Send
@@ -300,6 +300,8 @@ class Frontend:
         (media)."""
         table = ex.rt.prices.table(dep)
         if not data:
+            if ex.rt.track_remaining:
+                ex.labels = (0, 0, 0, 0, tier_label(data, ex.body, ex.view))
             if not table.known:
                 return 0
             if table.service:
@@ -309,6 +311,8 @@ class Frontend:
         service = table.service
         d = details(data, service)
         ex.cached_tokens, ex.cache_write_tokens = d.cache_read, d.cache_write
+        if ex.rt.track_remaining:  # Prometheus on: LiteLLM's token-detail families and service_tier label
+            ex.labels = (d.reasoning, d.audio_in, d.audio_out, 0, tier_label(data, ex.body, ex.view))
         if not table.known:
             return 0
         tier = d.service_tier
