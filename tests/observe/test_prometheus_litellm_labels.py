@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
-from tests.asgi.conftest import call, collect_records, make_gateway
+from tests.asgi.conftest import call, collect_records, http_upstream, make_gateway
 from tests.observe.test_prometheus_dashboard import parse_exposition
 
 MASTER = "sk-labels"
@@ -74,13 +73,8 @@ class _Upstream(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_upstream(_Upstream) as url:
+        yield url
 
 
 def _config(base: str, prometheus: bool = True) -> dict[str, Any]:
