@@ -47,7 +47,7 @@ from typing import Any
 
 from relaygate.budgets.defaults import DefaultBudget, counted_spend, put_on_budget
 from relaygate.budgets.limits import FOREVER, MEMBER_OWN, Limit, Plan, Tally, key_label, limit_alias
-from relaygate.budgets.periods import Duration, parse
+from relaygate.budgets.periods import UTC_CALENDAR, Calendar, Duration, parse
 from relaygate.cost import PICO, pico_of, to_pico
 from relaygate.service_metrics import timed
 from relaygate.sinks.record import CompletionRecord
@@ -72,11 +72,11 @@ def _ts(value: datetime | None) -> float | None:
     return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
 
 
-def _duration(text: str | None, where: str) -> Duration | None:
+def _duration(text: str | None, where: str, cal: Calendar | None = None) -> Duration | None:
     if not text:
         return None
     try:
-        return parse(text)
+        return parse(text, cal)
     except ValueError as exc:
         log.warning("%s: %s; its budget never resets", where, exc)
         return None
@@ -115,12 +115,13 @@ class BudgetGuard:
                  on_event: Callable[[str, int], None] | None = None, shared: Any = None, ttl: float = 60.0,
                  on_active: Callable[[], None] | None = None, spend_logs: bool = True,
                  end_user_budget: float | None = None, end_user_budget_id: str | None = None,
-                 status: int = 422, user_budget_on_team_keys: bool = False) -> None:
+                 status: int = 422, user_budget_on_team_keys: bool = False, cal: Calendar = UTC_CALENDAR) -> None:
         self.store = store
-        self.status = status
+        self.status = status  # a refusal's HTTP status (litellm_settings.budget_exceeded_status_code)
         self.user_budget_on_team_keys = user_budget_on_team_keys
         """``general_settings.apply_user_budget_to_team_keys``: a team key's user's own budget binds it too."""
-        """The HTTP status of a refusal (``litellm_settings.budget_exceeded_status_code``)."""
+        self.cal = cal
+        """Where entity budget periods fall (``litellm_settings.timezone``, ``budget_reset_time``; read at start)."""
         if max_budget is not None and max_budget <= 0:
             max_budget = None  # LiteLLM's default 0.0: no proxy budget (it checks only above 0)
         self.end_user_budget_id = end_user_budget_id
@@ -177,7 +178,7 @@ class BudgetGuard:
         self.active = max_budget is not None or self.default_customers
         """Some budget exists (the proxy's, or a row's as :meth:`refresh` last found): the hook is installed."""
         self._proxy_budget = max_budget
-        self._proxy_duration = _duration(budget_duration, "litellm_settings.budget_duration")
+        self._proxy_duration = _duration(budget_duration, "litellm_settings.budget_duration", cal)
         if max_budget is not None:
             self.proxy = Limit("proxy", "", self._tally("proxy", "", self._proxy_duration, 0.0, time.time()),
                                max_budget, None, 0, _NEVER)
@@ -445,7 +446,7 @@ class BudgetGuard:
         max_budget, soft = budget.max_budget, budget.soft_budget
         if max_budget is None and not soft:
             return None
-        dur = _duration(budget.budget_duration, f"{kind} {ident[:24]}: budget_duration")
+        dur = _duration(budget.budget_duration, f"{kind} {ident[:24]}: budget_duration", self.cal)
         if dur is None:
             t = self._tally(kind, ident, None, 0.0, now)
             return Limit(kind, ident, t, max_budget, soft, to_pico(spend or 0.0), t.start, label, read_at)

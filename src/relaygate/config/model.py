@@ -8,7 +8,9 @@ same meaning, so a LiteLLM config behaves the same under relaygate.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 
@@ -300,6 +302,12 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     (LiteLLM's 422 since it made that configurable; 400 or 429 give the older answers)."""
     budget_duration: str | None = None
     """``litellm_settings.budget_duration``: the proxy-wide budget's period (``30s``, ``1h``, ``30d``, ``1mo``)."""
+    timezone: str = "UTC"
+    """``litellm_settings.timezone``: the IANA time zone budget periods start in (LiteLLM's: a ``1d`` budget
+    resets at the next ``budget_reset_time`` there, ``1mo`` / ``30d`` on the 1st; ``relaygate.budgets.periods``)."""
+    budget_reset_time: str | None = None
+    """``litellm_settings.budget_reset_time``: the ``"HH:MM"`` of day periods of a day or more start at
+    (midnight unless set)."""
     max_internal_user_budget: float | None = None
     """``litellm_settings.max_internal_user_budget``: the ``max_budget`` of a new ``internal_user`` (``/user/new``,
     single sign-on, JWT upsert) that is given none."""
@@ -387,11 +395,30 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
         code = self.budget_exceeded_status_code
         if isinstance(code, bool) or not 400 <= code <= 599:
             raise ValueError(f"budget_exceeded_status_code: expected an HTTP error status (400-599), got {code!r}")
+        check_budget_calendar(self.timezone, self.budget_reset_time)
         if self.user_header_name is not None:
             header_name(self.user_header_name, "user_header_name")
         mappings = self.user_header_mappings
         for i, m in enumerate([mappings] if isinstance(mappings, dict) else mappings or []):
             header_name(m.get("header_name"), f"user_header_mappings[{i}].header_name")
+
+
+def check_budget_calendar(timezone: str, reset_time: str | None) -> None:
+    """``ValueError`` for a ``timezone`` that is no IANA zone or a ``budget_reset_time`` that is no 24-hour
+    ``HH:MM[:SS]`` (LiteLLM fails at startup on the latter; it falls back to UTC on the former, which would
+    move every reset by the zone's offset without a word)."""
+    if timezone not in ("UTC", "utc", ""):
+        try:
+            ZoneInfo(timezone)
+        except (ValueError, KeyError, OSError):
+            raise ValueError(f"timezone: unknown time zone {timezone!r} (an IANA name such as "
+                             "'America/New_York')") from None
+    if reset_time is not None and reset_time != "" and (
+            not isinstance(reset_time, str) or _HHMM.match(reset_time) is None):
+        raise ValueError(f"budget_reset_time: expected a 24-hour 'HH:MM' or 'HH:MM:SS', got {reset_time!r}")
+
+
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):[0-5]\d(:[0-5]\d)?$")
 
 
 class KeyConfig(msgspec.Struct, kw_only=True):

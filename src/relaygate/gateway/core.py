@@ -304,6 +304,7 @@ class Gateway:
         if self.budgets is not None or (store is None and proxy_budget is None and g.max_end_user_budget is None):
             return  # (max_end_user_budget_id needs the store: its budget row is there)
         from relaygate.budgets import BudgetGuard
+        from relaygate.budgets.periods import Calendar
         from relaygate.budgets.shared import SharedSpend
 
         url = _redis_url(self.config)
@@ -314,7 +315,8 @@ class Gateway:
                                            spend_logs=not g.disable_spend_logs, end_user_budget=g.max_end_user_budget,
                                            end_user_budget_id=g.max_end_user_budget_id,
                                            status=g.budget_exceeded_status_code,
-                                           user_budget_on_team_keys=g.apply_user_budget_to_team_keys)
+                                           user_budget_on_team_keys=g.apply_user_budget_to_team_keys,
+                                           cal=Calendar(g.timezone, g.budget_reset_time))
         if proxy_budget is not None and g.budget_duration and g.disable_spend_logs and store is not None:
             log.warning("litellm_settings.max_budget with budget_duration and disable_spend_logs: the store keeps "
                         "no spend per period, so each worker counts its own spend since it started")

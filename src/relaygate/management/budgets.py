@@ -26,8 +26,8 @@ from relaygate.management.common import (
     Ctx,
     Gateway,
     admin_only,
-    after,
     bad_request,
+    budget_reset,
     given,
     record,
     route,
@@ -76,7 +76,7 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
         route(t, gw, method, path, handler)
 
 
-def budget_values(body: msgspec.Struct) -> dict[str, Any]:
+def budget_values(ctx: Ctx, body: msgspec.Struct) -> dict[str, Any]:
     """The budget fields ``body`` sent, checked (LiteLLM's rules): amounts and limits finite and >= 0,
     ``model_max_budget`` entries with a numeric ``max_budget``, a valid ``budget_duration`` (which sets
     ``budget_reset_at`` when that is not given). A 400 names the field."""
@@ -92,7 +92,7 @@ def budget_values(body: msgspec.Struct) -> dict[str, Any]:
                               "model_max_budget")
     duration = sent.get("budget_duration")
     if duration:
-        reset = after(duration, "budget_duration")
+        reset = budget_reset(ctx, duration)
         if sent.get("budget_reset_at") is None:
             sent["budget_reset_at"] = reset
     return sent
@@ -107,7 +107,7 @@ def new_budget(ctx: Ctx, values: dict[str, Any], budget_id: str | None = None) -
 async def new(ctx: Ctx) -> Any:
     admin_only(ctx)
     body = await ctx.body(BudgetBody)
-    values = budget_values(body)
+    values = budget_values(ctx, body)
     budget_id = body.budget_id if isinstance(body.budget_id, str) else None
     if budget_id is not None and not budget_id.strip():
         raise bad_request("budget_id must not be empty", "budget_id")
@@ -120,7 +120,7 @@ async def update(ctx: Ctx) -> Any:
     body = await ctx.body(BudgetBody)
     if not isinstance(body.budget_id, str) or not body.budget_id:
         raise bad_request("budget_id is required", "budget_id")
-    values = budget_values(body)
+    values = budget_values(ctx, body)
     values["updated_by"] = ctx.caller.user_id or "default_user_id"
     return record(await ctx.store.update_budget(body.budget_id, **values))
 

@@ -39,6 +39,7 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 
 from relaygate.auth import Principal, PrincipalKind
+from relaygate.budgets.periods import Calendar
 from relaygate.core.errors import GatewayError
 from relaygate.cost import to_pico
 from relaygate.http.body import read_body
@@ -361,6 +362,22 @@ def after(value: str | None, param: str) -> datetime | None:
     if value is None or value in ("", "-1"):
         return None
     return datetime.now(UTC) + timedelta(seconds=duration_seconds(value, param))
+
+
+def budget_reset(ctx: Ctx, value: str | None) -> datetime | None:
+    """The ``budget_reset_at`` of a ``budget_duration`` set now (None, ``-1`` or empty: never): where LiteLLM
+    1.110 puts the first reset (``get_budget_reset_time``), in ``litellm_settings.timezone`` at
+    ``budget_reset_time`` (``budgets.periods.Calendar.next_reset``: ``1d`` the next midnight, ``1mo`` / ``30d``
+    the 1st of the next month ...); a malformed one is a 400 on ``budget_duration``."""
+    if value is None or value in ("", "-1"):
+        return None
+    duration_seconds(value, "budget_duration")
+    g = ctx.gw.runtime.config.general
+    try:
+        at = Calendar(g.timezone, g.budget_reset_time).next_reset(value, datetime.now(UTC).timestamp())
+    except ValueError as exc:
+        raise bad_request(f"Invalid budget_duration={value!r}: {exc}", "budget_duration") from None
+    return datetime.fromtimestamp(at, UTC)
 
 
 def non_negative(values: dict[str, Any]) -> None:

@@ -141,7 +141,7 @@ async def new(ctx: Ctx) -> Any:
     if not body.user_id:
         raise bad_request("user_id is required", "user_id")
     fields = _check(ctx, body)
-    budget_fields = budget_values(body)
+    budget_fields = budget_values(ctx, body)
     if budget_fields and fields.get("budget_id"):
         raise bad_request("Give either budget_id or budget fields (max_budget, ...), not both", "budget_id")
     try:
@@ -182,7 +182,7 @@ async def update(ctx: Ctx) -> Any:
     body = await ctx.body(CustomerBody)
     fields = _check(ctx, body)
     fields.pop("user_id", None)
-    budget_fields = budget_values(body)
+    budget_fields = budget_values(ctx, body)
     try:
         customer = await ctx.store.get_customer(body.user_id)
     except NotFound:

@@ -37,6 +37,7 @@ from relaygate.management.common import (
     Gateway,
     after,
     bad_request,
+    budget_reset,
     check_grant,
     forbidden,
     given,
@@ -209,7 +210,7 @@ async def _fields(ctx: Ctx, body: KeyFields, *, old: Key | None, service_account
     if "duration" in sent:
         fields["expires"] = after(sent.pop("duration"), "duration")
     if sent.get("budget_duration"):
-        fields["budget_reset_at"] = after(sent["budget_duration"], "budget_duration")
+        fields["budget_reset_at"] = budget_reset(ctx, sent["budget_duration"])
     if "spend" in sent and not c.is_admin:
         raise forbidden("Only the proxy admin can set a key's spend")
     if "metadata" in sent:

@@ -178,7 +178,7 @@ async def new(ctx: Ctx) -> Any:
     body = await ctx.body(NewOrgBody)
     if not isinstance(body.organization_alias, str) or not body.organization_alias.strip():
         raise bad_request("organization_alias is required", "organization_alias")
-    budget = budget_values(body)
+    budget = budget_values(ctx, body)
     fields = {k: v for k, v in given(body).items() if k in ("organization_alias", "models", "metadata", "budget_id")}
     if budget and fields.get("budget_id"):
         raise bad_request("Give either budget_id or budget fields (max_budget, ...), not both", "budget_id")
@@ -227,7 +227,7 @@ async def info_many(ctx: Ctx) -> Any:
 async def update(ctx: Ctx) -> Any:
     admin_only(ctx)
     body = await ctx.body(UpdateOrgBody)
-    budget = budget_values(body)
+    budget = budget_values(ctx, body)
     fields = {k: v for k, v in given(body).items() if k in ("organization_alias", "models", "metadata", "budget_id")}
     org = await ctx.store.get_organization(body.organization_id)
     if fields.get("budget_id"):

@@ -126,10 +126,10 @@ async def _budgets_changed(ctx: Ctx) -> None:
         await refresh()
 
 
-def _fields(body: TagFields) -> tuple[dict[str, Any], dict[str, Any]]:
+def _fields(ctx: Ctx, body: TagFields) -> tuple[dict[str, Any], dict[str, Any]]:
     """The tag's own fields sent and the budget fields sent (checked: a 400 names the field)."""
     sent = {k: v for k, v in given(body).items() if k not in BUDGET_FIELDS and k != "name"}
-    budget = budget_values(body)
+    budget = budget_values(ctx, body)
     if budget and sent.get("budget_id"):
         raise bad_request("Give either budget_id or budget fields (max_budget, ...), not both", "budget_id")
     spend = sent.get("spend")
@@ -145,7 +145,7 @@ async def new(ctx: Ctx) -> Any:
     admin_only(ctx)
     body = await ctx.body(TagBody)
     name = _name(body.name)
-    fields, budget = _fields(body)
+    fields, budget = _fields(ctx, body)
     try:
         await ctx.store.get_tag(name)
         raise bad_request(f"Tag {name} already exists", "name")
@@ -172,7 +172,7 @@ async def update(ctx: Ctx) -> Any:
     admin_only(ctx)
     body = await ctx.body(TagUpdateBody)
     name = body.name
-    fields, budget = _fields(body)
+    fields, budget = _fields(ctx, body)
     try:
         tag = await ctx.store.get_tag(name)
     except NotFound:

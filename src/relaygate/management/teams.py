@@ -34,8 +34,8 @@ from relaygate.management.common import (
     Ctx,
     Gateway,
     admin_only,
-    after,
     bad_request,
+    budget_reset,
     forbidden,
     given,
     no_env_references,
@@ -141,12 +141,12 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
 # -- helpers ------------------------------------------------------------------------------------------
 
 
-def _team_fields(body: TeamFields) -> dict[str, Any]:
+def _team_fields(ctx: Ctx, body: TeamFields) -> dict[str, Any]:
     sent = given(body)
     non_negative({n: sent.get(n) for n in ("max_budget", "soft_budget", "tpm_limit", "rpm_limit",
                                            "max_parallel_requests", "team_member_budget")})
     if sent.get("budget_duration"):
-        sent["budget_reset_at"] = after(sent["budget_duration"], "budget_duration")
+        sent["budget_reset_at"] = budget_reset(ctx, sent["budget_duration"])
     return sent
 
 
@@ -159,7 +159,7 @@ def _member_budget(ctx: Ctx, team_alias: str | None, amount: float, duration: st
     who = ctx.caller.user_id or "default_user_id"
     name = f"team-{team_alias.replace(' ', '-')}-budget-" if team_alias else "team-budget-"
     return Budget(budget_id=name + uuid.uuid4().hex, max_budget=amount, budget_duration=duration or None,
-                  budget_reset_at=after(duration, "budget_duration") if duration else None,
+                  budget_reset_at=budget_reset(ctx, duration),
                   created_by=who, updated_by=who)
 
 
@@ -235,7 +235,7 @@ def _budget_cap(ctx: Ctx, team: Team, amount: float | None) -> None:
 async def new(ctx: Ctx) -> Any:
     admin_only(ctx)
     body = await ctx.body(NewTeamBody)
-    fields = _team_fields(body)
+    fields = _team_fields(ctx, body)
     for name in ("team_id", "members_with_roles"):
         fields.pop(name, None)
     member_budget = fields.pop("team_member_budget", None)
@@ -286,7 +286,7 @@ async def info(ctx: Ctx) -> Any:
 async def update(ctx: Ctx) -> Any:
     writer(ctx)
     body = await ctx.body(UpdateTeamBody)
-    fields = _team_fields(body)
+    fields = _team_fields(ctx, body)
     fields.pop("team_id", None)
     team = await team_admin(ctx, body.team_id)
     if not ctx.caller.is_admin:

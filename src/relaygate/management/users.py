@@ -36,6 +36,7 @@ from relaygate.management.common import (
     admin_only,
     after,
     bad_request,
+    budget_reset,
     forbidden,
     given,
     non_negative,
@@ -107,7 +108,7 @@ async def _password_hash(fields: dict[str, Any]) -> Any:
     return await passwords.hash_password_async(password)
 
 
-def _user_fields(body: UserFields) -> dict[str, Any]:
+def _user_fields(ctx: Ctx, body: UserFields) -> dict[str, Any]:
     sent = given(body)
     role = sent.get("user_role")
     if role is not None and role not in USER_ROLES:
@@ -115,14 +116,14 @@ def _user_fields(body: UserFields) -> dict[str, Any]:
     non_negative({n: sent.get(n) for n in ("max_budget", "soft_budget", "spend", "tpm_limit", "rpm_limit",
                                            "max_parallel_requests")})
     if sent.get("budget_duration"):
-        sent["budget_reset_at"] = after(sent["budget_duration"], "budget_duration")
+        sent["budget_reset_at"] = budget_reset(ctx, sent["budget_duration"])
     return sent
 
 
 async def new(ctx: Ctx) -> Any:
     admin_only(ctx)
     body = await ctx.body(NewUserBody)
-    fields = _user_fields(body)
+    fields = _user_fields(ctx, body)
     for name in ("user_id", "teams", "team_id", "auto_create_key", "key_alias", "duration", "send_invite_email"):
         fields.pop(name, None)
     password = await _password_hash(fields)
@@ -141,7 +142,7 @@ async def new(ctx: Ctx) -> Any:
     given_duration = fields.get("budget_duration")
     fields = ctx.gw.runtime.config.general.new_user_defaults(fields["user_role"], fields)  # LiteLLM's defaults
     if fields.get("budget_duration") and not given_duration:
-        fields["budget_reset_at"] = after(fields["budget_duration"], "budget_duration")
+        fields["budget_reset_at"] = budget_reset(ctx, fields["budget_duration"])
     user = User(user_id=user_id, team_id=opt(body.team_id), **{k: v for k, v in fields.items() if v is not None})
     clear: str | None = None
     key: Key | None = None
@@ -195,7 +196,7 @@ async def update(ctx: Ctx) -> Any:
 
 async def update_one(ctx: Ctx, body: UpdateUserBody) -> User:
     """One user changed as ``/user/update`` changes it (password, sessions, its keys' caches, budget counters)."""
-    fields = _user_fields(body)
+    fields = _user_fields(ctx, body)
     fields.pop("user_id", None)
     password = await _password_hash(fields)
     if "organization_id" in fields and fields["organization_id"] is not None:
