@@ -163,3 +163,19 @@ def test_a_30d_budget_past_its_reset_rolls_to_the_first_of_the_month(db_url: str
             assert row.budget_reset_at.replace(tzinfo=UTC) == expected
 
     asyncio.run(main())
+
+
+def test_the_proxy_budget_periods_are_aligned_too() -> None:
+    """``litellm_settings.max_budget`` with ``budget_duration``: its periods are anchored at the calendar's first
+    reset after the epoch, so a ``7d`` proxy budget runs Monday to Monday in the configured zone (the epoch was
+    a Thursday) and a ``1d`` one from midnight there."""
+    from relaygate.budgets import BudgetGuard
+
+    weekly = BudgetGuard(max_budget=10.0, budget_duration="7d")
+    assert weekly.proxy is not None
+    start = datetime.fromtimestamp(weekly.proxy.tally.start, UTC)
+    assert start.weekday() == 0 and (start.hour, start.minute) == (0, 0)
+    daily = BudgetGuard(max_budget=10.0, budget_duration="1d", cal=Calendar("Asia/Kolkata", "06:00"))
+    assert daily.proxy is not None
+    local = datetime.fromtimestamp(daily.proxy.tally.start, ZoneInfo("Asia/Kolkata"))
+    assert (local.hour, local.minute) == (6, 0) and daily.proxy.tally.end - daily.proxy.tally.start == 86400

@@ -120,8 +120,7 @@ class BudgetGuard:
         self.status = status  # a refusal's HTTP status (litellm_settings.budget_exceeded_status_code)
         self.user_budget_on_team_keys = user_budget_on_team_keys
         """``general_settings.apply_user_budget_to_team_keys``: a team key's user's own budget binds it too."""
-        self.cal = cal
-        """Where entity budget periods fall (``litellm_settings.timezone``, ``budget_reset_time``; read at start)."""
+        self.cal = cal  # where budget periods fall (litellm_settings.timezone, budget_reset_time; read at start)
         if max_budget is not None and max_budget <= 0:
             max_budget = None  # LiteLLM's default 0.0: no proxy budget (it checks only above 0)
         self.end_user_budget_id = end_user_budget_id
@@ -180,7 +179,8 @@ class BudgetGuard:
         self._proxy_budget = max_budget
         self._proxy_duration = _duration(budget_duration, "litellm_settings.budget_duration", cal)
         if max_budget is not None:
-            self.proxy = Limit("proxy", "", self._tally("proxy", "", self._proxy_duration, 0.0, time.time()),
+            anchor = cal.next_reset(budget_duration, 0.0) if budget_duration and self._proxy_duration else 0.0
+            self.proxy = Limit("proxy", "", self._tally("proxy", "", self._proxy_duration, anchor, time.time()),
                                max_budget, None, 0, _NEVER)
 
     # -- the request path ---------------------------------------------------------------------------
