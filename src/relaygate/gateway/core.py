@@ -333,6 +333,9 @@ class Gateway:
                 kind, ident, alias, budget, spend, reset_at) if kind in BUDGET_GAUGE_KINDS else None
         self._budget_hook(self.runtime)
         self._spawn(guard.refresh_forever())
+        if store is not None:  # resets of entities nobody used since their period ended (LiteLLM's reset job)
+            from relaygate.budgets import sweep
+            self._spawn(sweep.sweep_forever(store, guard.cal, sweep.EVERY))
 
     def _use_provider_budgets(self, config: Config, router: Router) -> None:
         """Provider and deployment budgets (``budgets.providers``): built with the first config that has one
