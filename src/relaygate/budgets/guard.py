@@ -47,6 +47,7 @@ from typing import Any
 
 from relaygate.budgets.defaults import DefaultBudget, counted_spend, put_on_budget
 from relaygate.budgets.limits import FOREVER, MEMBER_OWN, Limit, Plan, Tally, key_label, limit_alias
+from relaygate.budgets.model_budgets import MODEL_KINDS, model_limits
 from relaygate.budgets.periods import UTC_CALENDAR, Calendar, Duration, parse
 from relaygate.cost import PICO, pico_of, to_pico
 from relaygate.service_metrics import timed
@@ -80,17 +81,6 @@ def _duration(text: str | None, where: str, cal: Calendar | None = None) -> Dura
     except ValueError as exc:
         log.warning("%s: %s; its budget never resets", where, exc)
         return None
-
-
-def _model_budget(raw: Any) -> tuple[float | None, str | None]:
-    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        return float(raw), None
-    if isinstance(raw, dict):
-        b = raw.get("budget_limit", raw.get("max_budget"))
-        d = raw.get("time_period", raw.get("budget_duration"))
-        return (float(b) if isinstance(b, (int, float)) and not isinstance(b, bool) else None,
-                d if isinstance(d, str) else None)
-    return None, None
 
 
 async def _budgeted(list_page: Callable[..., Awaitable[Any]], id_field: str) -> frozenset[str]:
@@ -224,7 +214,7 @@ class BudgetGuard:
                     if m is None and ex.group is not None:
                         m = plan.models.get(ex.group.name)
                     if m is not None:
-                        limits = (*limits, m)
+                        limits = (*limits, *m)
         if self.customers or self.tags or self.proxy is not None or self.default_customers:
             limits = [*limits, *await self._other_limits(ex, key, now)]
         if not limits:
@@ -390,10 +380,9 @@ class BudgetGuard:
         ents: list[tuple[str, str | None]] = [
             ("key", kh), ("team", team), ("user", user),
             ("organization", org or (self.org_of.get(kh) if kh else None)), ("customer", end_user), ("proxy", "")]
-        if model is not None and kh:
-            ents.append(("model", f"{kh}\0{model[0]}"))
-            if model[1] != model[0]:
-                ents.append(("model", f"{kh}\0{model[1]}"))
+        for kind, owner in (("model", kh), ("team_model", team), ("user_model", user)) if model is not None else ():
+            if owner:
+                ents.extend((kind, f"{owner}\0{name}") for name in dict.fromkeys(model))
         if self.member_budgets and team and user:
             ents.append(("member", f"{team}\0{user}"))
         if tags:
@@ -430,7 +419,7 @@ class BudgetGuard:
                 self.plans.clear()
             t = self.tallies[key] = Tally(duration, anchor, now)
             self._combo_tallies.clear()
-            if kind == "model":
+            if kind in MODEL_KINDS:
                 self._model_tallies = True
         elif (t.duration.text if t.duration else None) != (duration.text if duration else None) or t.anchor != anchor:
             t.retime(duration, anchor, now)
@@ -495,16 +484,7 @@ class BudgetGuard:
                                       read_at=read_at)  # the alias: LiteLLM's org_alias budget gauge label
                     if lim is not None:
                         limits.append(lim)
-        models: dict[str, Limit] = {}
-        if key is not None and key.model_max_budget:
-            for model, raw in key.model_max_budget.items():
-                budget, period = _model_budget(raw)
-                if budget is None or budget < 0:
-                    continue
-                dur = _duration(period, f"key model_max_budget {model}")
-                t = self._tally("model", f"{key.token}\0{model}", dur, 0.0, now)
-                models[model] = Limit("model", f"{key.token}\0{model}", t, budget, None, 0, _NEVER,
-                                      f"{key.token}, key_alias: {key.key_alias}")
+        models = model_limits(key, team, user, now, self._tally, _duration)  # model_max_budget of each
         plan = Plan(info.token, tuple(limits), models, org_id) if limits or models else None
         if len(self.plans) >= _MAX:
             self.plans.clear()
@@ -513,7 +493,7 @@ class BudgetGuard:
             self.org_of[info.token] = org_id
             self._combo_tallies.clear()
         if plan is not None and self.shared is not None:
-            await self.shared.seed([*limits, *models.values()])
+            await self.shared.seed([*limits, *(m for ms in models.values() for m in ms)])
         return plan
 
     async def _budget_row(self, budget_id: str, now: float) -> Any:

@@ -169,7 +169,8 @@ class Plan:
 
     __slots__ = ("limits", "mark", "models", "org_id", "room", "token")
 
-    def __init__(self, token: str, limits: tuple[Limit, ...], models: Mapping[str, Limit], org_id: str | None) -> None:
+    def __init__(self, token: str, limits: tuple[Limit, ...], models: Mapping[str, tuple[Limit, ...]],
+                 org_id: str | None) -> None:
         self.token = token
         self.limits = limits
         self.models = models
@@ -210,6 +211,10 @@ def exceeded(limit: Limit, spend: float, status: int = 422) -> GatewayError:
         msg = f"Budget has been exceeded! Tag={ident} Current cost: {spend}, Max budget: {budget}"
     elif kind == "model":
         msg = f"LiteLLM Virtual Key: {limit.label}, exceeded budget for model={ident.rpartition(chr(0))[2]}"
+    elif kind == "team_model":
+        msg = f"LiteLLM Team: {limit.label}, exceeded budget for model={ident.rpartition(chr(0))[2]}"
+    elif kind == "user_model":
+        msg = f"LiteLLM User: {limit.label}, exceeded budget for model={ident.rpartition(chr(0))[2]}"
     else:
         msg = f"Budget has been exceeded! Current cost: {spend}, Max budget: {budget}"
     return GatewayError(msg, status=status, type="budget_exceeded", param=None, code=str(status))
