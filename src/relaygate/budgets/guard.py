@@ -49,6 +49,7 @@ from relaygate.budgets.defaults import DefaultBudget, counted_spend, put_on_budg
 from relaygate.budgets.limits import FOREVER, MEMBER_OWN, Limit, Plan, Tally, key_label, limit_alias
 from relaygate.budgets.model_budgets import MODEL_KINDS, model_limits
 from relaygate.budgets.periods import UTC_CALENDAR, Calendar, Duration, parse
+from relaygate.budgets.windows import WINDOW_KINDS, window_limits
 from relaygate.cost import PICO, pico_of, to_pico
 from relaygate.service_metrics import timed
 from relaygate.sinks.record import CompletionRecord
@@ -140,6 +141,7 @@ class BudgetGuard:
         """Some key has a ``model_max_budget`` tally: completions look up their model's."""
         self.plans: dict[str, tuple[tuple[Any, ...], Plan | None]] = {}
         self.org_of: dict[str, str] = {}
+        self.windows_of: dict[tuple[str, str], tuple[str, ...]] = {}  # (kind, id) -> its budget_limits durations
         self._combo_tallies: dict[tuple[Any, ...], list[tuple[Tally, str, str]]] = {}
         """:meth:`_tallies_of` of each combination seen, cleared whenever its answer can change (a tally added
         or dropped, a key's organization learnt, member budgets switched); a tally retimed is the same object."""
@@ -383,6 +385,8 @@ class BudgetGuard:
         for kind, owner in (("model", kh), ("team_model", team), ("user_model", user)) if model is not None else ():
             if owner:
                 ents.extend((kind, f"{owner}\0{name}") for name in dict.fromkeys(model))
+        for kind, owner in (("key", kh), ("team", team)):
+            ents.extend((WINDOW_KINDS[kind], f"{owner}\0{d}") for d in self.windows_of.get((kind, owner), ()))
         if self.member_budgets and team and user:
             ents.append(("member", f"{team}\0{user}"))
         if tags:
@@ -484,6 +488,13 @@ class BudgetGuard:
                                       read_at=read_at)  # the alias: LiteLLM's org_alias budget gauge label
                     if lim is not None:
                         limits.append(lim)
+        for kind, row, owner in (("key", key, "token"), ("team", team, "team_id")):  # budget_limits windows
+            if row is not None and row.budget_limits:
+                got = window_limits(kind, getattr(row, owner), row.budget_limits, self.cal, now, self._tally)
+                limits.extend(got)
+                if len(self.windows_of) >= _MAX:
+                    self.windows_of.clear()
+                self.windows_of[(kind, getattr(row, owner))] = tuple(w.label for w in got)
         models = model_limits(key, team, user, now, self._tally, _duration)  # model_max_budget of each
         plan = Plan(info.token, tuple(limits), models, org_id) if limits or models else None
         if len(self.plans) >= _MAX:

@@ -211,6 +211,11 @@ def exceeded(limit: Limit, spend: float, status: int = 422) -> GatewayError:
         msg = f"Budget has been exceeded! Tag={ident} Current cost: {spend}, Max budget: {budget}"
     elif kind == "model":
         msg = f"LiteLLM Virtual Key: {limit.label}, exceeded budget for model={ident.rpartition(chr(0))[2]}"
+    elif kind == "key_window":  # LiteLLM's multi-window check: dollars, 4 and 2 decimals
+        msg = f"ExceededBudget: Key over {limit.label} budget. Spend=${spend:.4f}, Limit=${budget:.2f}"
+    elif kind == "team_window":
+        msg = (f"ExceededBudget: Team={ident.partition(chr(0))[0]} over {limit.label} budget. "
+               f"Spend=${spend:.4f}, Limit=${budget:.2f}")
     elif kind == "team_model":
         msg = f"LiteLLM Team: {limit.label}, exceeded budget for model={ident.rpartition(chr(0))[2]}"
     elif kind == "user_model":

@@ -185,8 +185,10 @@ async def proxy_spend(store: Store, start: float | None, *, logs: bool = True) -
 
 _ANY = ("SELECT 1 FROM rg_keys WHERE max_budget IS NOT NULL OR soft_budget IS NOT NULL "
         "OR CAST(model_max_budget AS TEXT) NOT IN ('{}', 'null', '') "
+        "OR CAST(budget_limits AS TEXT) NOT IN ('[]', 'null', '') "
         "UNION ALL SELECT 1 FROM rg_teams WHERE max_budget IS NOT NULL OR soft_budget IS NOT NULL "
         "OR CAST(model_max_budget AS TEXT) NOT IN ('{}', 'null', '') "
+        "OR CAST(budget_limits AS TEXT) NOT IN ('[]', 'null', '') "
         "UNION ALL SELECT 1 FROM rg_users WHERE max_budget IS NOT NULL OR soft_budget IS NOT NULL "
         "OR CAST(model_max_budget AS TEXT) NOT IN ('{}', 'null', '') "
         "UNION ALL SELECT 1 FROM rg_organizations WHERE budget_id IS NOT NULL "

@@ -40,6 +40,7 @@ import msgspec
 
 from relaygate.auth import Principal, PrincipalKind
 from relaygate.budgets.periods import Calendar
+from relaygate.budgets.windows import normalize as normalize_windows
 from relaygate.core.errors import GatewayError
 from relaygate.cost import to_pico
 from relaygate.http.body import read_body
@@ -378,6 +379,17 @@ def budget_reset(ctx: Ctx, value: str | None) -> datetime | None:
     except ValueError as exc:
         raise bad_request(f"Invalid budget_duration={value!r}: {exc}", "budget_duration") from None
     return datetime.fromtimestamp(at, UTC)
+
+
+def budget_windows(ctx: Ctx, sent: dict[str, Any]) -> None:
+    """``budget_limits`` in ``sent`` checked and put in the stored form (``budgets.windows.normalize``: each
+    window's ``reset_at`` its first reset, as :func:`budget_reset`); a 400 on ``budget_limits`` names the
+    problem."""
+    if "budget_limits" in sent:
+        try:
+            sent["budget_limits"] = normalize_windows(sent["budget_limits"], lambda d: budget_reset(ctx, d))
+        except ValueError as exc:
+            raise bad_request(str(exc), "budget_limits") from None
 
 
 def non_negative(values: dict[str, Any]) -> None:

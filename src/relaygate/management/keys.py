@@ -38,6 +38,7 @@ from relaygate.management.common import (
     after,
     bad_request,
     budget_reset,
+    budget_windows,
     check_grant,
     forbidden,
     given,
@@ -76,6 +77,7 @@ class KeyFields(msgspec.Struct, kw_only=True):
     budget_duration: str | None = UNSET
     soft_budget: float | None = UNSET
     model_max_budget: dict[str, Any] | None = UNSET
+    budget_limits: list[Any] | None = UNSET
     max_parallel_requests: int | None = UNSET
     tpm_limit: int | None = UNSET
     rpm_limit: int | None = UNSET
@@ -211,6 +213,10 @@ async def _fields(ctx: Ctx, body: KeyFields, *, old: Key | None, service_account
         fields["expires"] = after(sent.pop("duration"), "duration")
     if sent.get("budget_duration"):
         fields["budget_reset_at"] = budget_reset(ctx, sent["budget_duration"])
+    budget_windows(ctx, sent)  # LiteLLM 1.110's budget_limits
+    if old is not None and "budget_limits" in sent and not c.is_admin and _pairs(sent["budget_limits"]) != _pairs(
+            old.budget_limits):  # LiteLLM's default key_budget_change policy: only an admin changes them
+        raise forbidden("Only the proxy admin can change a key's budget_limits")
     if "spend" in sent and not c.is_admin:
         raise forbidden("Only the proxy admin can set a key's spend")
     if "metadata" in sent:
@@ -247,6 +253,10 @@ async def _fields(ctx: Ctx, body: KeyFields, *, old: Key | None, service_account
             if old is None or n in sent:
                 fields[n] = limits.get(n)
     return fields
+
+
+def _pairs(windows: list[dict[str, Any]] | None) -> set[tuple[Any, Any]]:
+    return {(w.get("budget_duration"), w.get("max_budget")) for w in windows or () if isinstance(w, dict)}
 
 
 async def _policy(ctx: Ctx, policy: KeyPolicy, sent: dict[str, Any], *, new: bool) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from relaygate.management.common import (
     admin_only,
     bad_request,
     budget_reset,
+    budget_windows,
     forbidden,
     given,
     no_env_references,
@@ -51,7 +52,8 @@ from relaygate.store import tables as tbl
 from relaygate.store.transaction import Transaction as Tx
 
 GRANTS = ("models", "max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests",
-          "model_max_budget", "model_tpm_limit", "model_rpm_limit", "blocked", "budget_duration", "team_member_budget")
+          "model_max_budget", "model_tpm_limit", "model_rpm_limit", "blocked", "budget_duration", "team_member_budget",
+          "budget_limits")
 """Team fields only the proxy admin changes: a team admin setting them would grant more than it holds."""
 
 
@@ -73,6 +75,7 @@ class TeamFields(msgspec.Struct, kw_only=True):
     soft_budget: float | None = UNSET
     budget_duration: str | None = UNSET
     model_max_budget: dict[str, Any] | None = UNSET
+    budget_limits: list[Any] | None = UNSET
     max_parallel_requests: int | None = UNSET
     tpm_limit: int | None = UNSET
     rpm_limit: int | None = UNSET
@@ -147,6 +150,7 @@ def _team_fields(ctx: Ctx, body: TeamFields) -> dict[str, Any]:
                                            "max_parallel_requests", "team_member_budget")})
     if sent.get("budget_duration"):
         sent["budget_reset_at"] = budget_reset(ctx, sent["budget_duration"])
+    budget_windows(ctx, sent)  # LiteLLM 1.110's budget_limits
     return sent
 
 

@@ -211,11 +211,17 @@ def _v7(dialect: str) -> list[str]:
     return [f"ALTER TABLE rg_files ADD COLUMN costed_at {_TYPES[dialect]['ts']}"]
 
 
+def _v8(dialect: str) -> list[str]:
+    """Step 8: LiteLLM 1.110's concurrent budget windows of keys and teams (``budget_limits``, issue 13)."""
+    return [f"ALTER TABLE {table} ADD COLUMN budget_limits {_TYPES[dialect]['j']}" for table in ("rg_keys", "rg_teams")]
+
+
 MIGRATIONS: dict[str, list[list[str]]] = {
     # dialect -> steps; step N (1-based) is MIGRATIONS[dialect][N - 1]
-    "sqlite": [_v1("sqlite"), _v2("sqlite"), _v3("sqlite"), _V4, _v5("sqlite"), _v6("sqlite"), _v7("sqlite")],
+    "sqlite": [_v1("sqlite"), _v2("sqlite"), _v3("sqlite"), _V4, _v5("sqlite"), _v6("sqlite"), _v7("sqlite"),
+               _v8("sqlite")],
     "postgres": [_v1("postgres"), _v2("postgres"), _v3("postgres"), _V4, _v5("postgres"), _v6("postgres"),
-                 _v7("postgres")],
+                 _v7("postgres"), _v8("postgres")],
 }
 LATEST = len(MIGRATIONS["sqlite"])
 assert all(len(steps) == LATEST for steps in MIGRATIONS.values())

@@ -36,6 +36,9 @@ class _Spending(msgspec.Struct, kw_only=True):
     soft_budget: float | None = None
     budget_duration: str | None = None
     budget_reset_at: datetime | None = None
+    budget_limits: list[dict[str, Any]] = []
+    """LiteLLM 1.110's concurrent budget windows: ``[{"budget_duration": "1d", "max_budget": 10.0, "reset_at":
+    <first reset>}, ...]`` (``budgets.windows``)."""
     model_max_budget: dict[str, Any] = {}
     model_spend: dict[str, float] = {}
     max_parallel_requests: int | None = None
