@@ -54,13 +54,22 @@ def _duration(seconds: float) -> bytes:
 
 
 def ratelimit_headers(buckets: Sequence[Bucket], verdict: Verdict) -> list[tuple[bytes, bytes]]:
-    """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` from the tightest bucket of each unit."""
+    """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` from the tightest bucket of each unit, then
+    LiteLLM's v3 limiter's per-descriptor pair of each key, team, user and per-model bucket
+    (``x-ratelimit-api_key-limit-requests``, ``x-ratelimit-api_key-remaining-requests`` ...)."""
     rem = verdict.remaining
     req = tok = -1
+    named = None
     for i in range(len(buckets)):
         b = buckets[i]
         if b.kind != "t":
             continue
+        if b.named is not None:
+            r = rem[i]
+            if named is None:
+                named = []
+            named.append((b.named[0], b.limit))
+            named.append((b.named[1], b"%d" % r if r >= 0.0 else b"0"))
         if b.unit == "requests":
             if req < 0 or rem[i] < rem[req]:
                 req = i
@@ -77,6 +86,8 @@ def ratelimit_headers(buckets: Sequence[Bucket], verdict: Verdict) -> list[tuple
         out.append((b"x-ratelimit-limit-tokens", buckets[tok].limit))
         out.append((b"x-ratelimit-remaining-tokens", b"%d" % r if r >= 0.0 else b"0"))
         out.append((b"x-ratelimit-reset-tokens", _duration(verdict.reset[tok])))
+    if named is not None:
+        out.extend(named)
     return out
 
 

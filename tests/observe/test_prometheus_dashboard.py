@@ -323,9 +323,22 @@ def attempt(dep: str, status: int, error_type: str = "") -> Attempt:
     return Attempt(dep, "gpt-4o", "mock", "echo", "", 0.0, 0.1, status, error_type)
 
 
+LIMITER_HEADERS = [(b"x-ratelimit-remaining-requests", b"7"), (b"x-ratelimit-api_key-limit-requests", b"100"),
+                   (b"x-ratelimit-api_key-remaining-requests", b"97"), (b"x-ratelimit-api_key-limit-tokens", b"5000"),
+                   (b"x-ratelimit-api_key-remaining-tokens", b"4000"), (b"x-ratelimit-team-limit-requests", b"1000"),
+                   (b"x-ratelimit-team-remaining-requests", b"990"), (b"x-ratelimit-team-limit-tokens", b"90000"),
+                   (b"x-ratelimit-team-remaining-tokens", b"80000"),
+                   (b"x-ratelimit-model_per_key-limit-requests", b"10"),
+                   (b"x-ratelimit-model_per_key-remaining-requests", b"7"),
+                   (b"x-ratelimit-model_per_key-limit-tokens", b"900"),
+                   (b"x-ratelimit-model_per_key-remaining-tokens", b"850")]
+"""What a limited key's answer carries (``routing_limits.ratelimit_headers``), as the record keeps it."""
+
+
 def traffic() -> list[CompletionRecord]:
     return [
-        record(0, cache_read_tokens=8, cache_write_tokens=4, cache_miss=True, usage_labels=(6, 3, 2, 0, "default")),
+        record(0, cache_read_tokens=8, cache_write_tokens=4, cache_miss=True, usage_labels=(6, 3, 2, 0, "default"),
+               key_ratelimit=LIMITER_HEADERS),
         record(1, stream=True, ttft=0.15, latency=2.5, extra=detail(attempt("dep-a", 200))),
         record(2, model="gpt4", deployment_id="dep-b", key_hash=KEY_B, key_alias=None, team_id="team-2",
                user_id=None, stream=True, ttft=0.3, latency=4.0, end_user_id="customer-7"),
@@ -423,12 +436,6 @@ NOT_EMITTED = {
     "litellm_admission_rejected_requests": "LiteLLM's admission-control middleware",
     "litellm_overhead_with_guardrails_latency_metric": "no guardrails in relaygate",
     "litellm_video_duration_seconds_metric": "no video generation route",
-    "litellm_remaining_api_key_requests_for_model": "needs the limiter's per-key buckets read at scrape time",
-    "litellm_remaining_api_key_tokens_for_model": "needs the limiter's per-key buckets read at scrape time",
-    "litellm_api_key_rate_limit_allowed_metric": "needs the limiter's per-key buckets read at scrape time",
-    "litellm_api_key_rate_limit_used_metric": "needs the limiter's per-key buckets read at scrape time",
-    "litellm_team_rate_limit_allowed_metric": "needs the limiter's per-team buckets read at scrape time",
-    "litellm_team_rate_limit_used_metric": "needs the limiter's per-team buckets read at scrape time",
     "litellm_remaining_customer_budget_metric": "customer budget gauges: a customer's id is the client's user "
                                                 "field, never a label value in relaygate",
     "litellm_customer_max_budget_metric": "customer budget gauges (as above)",

@@ -116,6 +116,14 @@ LITELLM: dict[str, tuple[str, list[str]]] = {
     "litellm_remaining_org_budget_metric": ("gauge", ["org_id", "org_alias"]),
     "litellm_org_max_budget_metric": ("gauge", ["org_id", "org_alias"]),
     "litellm_org_budget_remaining_hours_metric": ("gauge", ["org_id", "org_alias"]),
+    # the limiter's gauges (LiteLLM's v3 limiter headers)
+    "litellm_remaining_api_key_requests_for_model": ("gauge", ["hashed_api_key", "api_key_alias", "model",
+                                                               "model_id"]),
+    "litellm_remaining_api_key_tokens_for_model": ("gauge", ["hashed_api_key", "api_key_alias", "model", "model_id"]),
+    "litellm_api_key_rate_limit_allowed_metric": ("gauge", ["hashed_api_key", "api_key_alias", "rate_limit_type"]),
+    "litellm_api_key_rate_limit_used_metric": ("gauge", ["hashed_api_key", "api_key_alias", "rate_limit_type"]),
+    "litellm_team_rate_limit_allowed_metric": ("gauge", ["team", "team_alias", "rate_limit_type"]),
+    "litellm_team_rate_limit_used_metric": ("gauge", ["team", "team_alias", "rate_limit_type"]),
     # the names LiteLLM's published v2 Grafana dashboard queries (the gauges' earlier names)
     "litellm_remaining_requests": ("gauge", _REMAINING),
     "litellm_remaining_tokens": ("gauge", _REMAINING),

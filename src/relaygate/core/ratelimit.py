@@ -57,11 +57,16 @@ PREFIX = "{relaygate}:"
 user and deployment buckets together) live in one slot and one Lua call can touch them all."""
 
 
+_DESCRIPTORS = {("key", False): b"api_key", ("team", False): b"team", ("user", False): b"user",
+                ("key", True): b"model_per_key", ("team", True): b"model_per_team"}
+"""(bucket scope, a per-model bucket) -> LiteLLM's rate-limit descriptor key."""
+
+
 class Bucket:
     """One limit. ``scope`` (key/team/user/deployment) and ``unit`` (requests/tokens/parallel) are for
     error messages and headers; ``key`` is the storage key (hash-tagged for Redis Cluster)."""
 
-    __slots__ = ("key", "kind", "capacity", "rate", "scope", "unit", "owner", "wire", "limit")
+    __slots__ = ("key", "kind", "capacity", "rate", "scope", "unit", "owner", "wire", "limit", "named")
 
     def __init__(self, key: str, kind: str, capacity: float, rate: float, scope: str, unit: str,
                  owner: str = "") -> None:
@@ -80,6 +85,13 @@ class Bucket:
         """Cache for the Redis limiter: this bucket's constant arguments, encoded once."""
         self.limit = b"%d" % capacity
         """The capacity as an ``x-ratelimit-limit-*`` header value."""
+        desc = _DESCRIPTORS.get((scope, ":m:" in key)) if kind == "t" else None
+        self.named: tuple[bytes, bytes] | None = (
+            b"x-ratelimit-%s-limit-%s" % (desc, unit.encode()), b"x-ratelimit-%s-remaining-%s" % (desc, unit.encode())
+        ) if desc is not None else None
+        """LiteLLM's v3 limiter's own header names for this bucket (``x-ratelimit-api_key-limit-requests`` and
+        ``-remaining-requests``; ``team``, ``user``, ``model_per_key``, ``model_per_team``); None for a
+        deployment's or a parallel bucket."""
 
     @classmethod
     def per_minute(cls, key: str, limit: int, scope: str, unit: str, owner: str = "") -> Bucket:

@@ -53,6 +53,7 @@ from relaygate.observe.prometheus_families import (
     NONE,
     OTHER,
 )
+from relaygate.observe.prometheus_limits import KeyLimits
 from relaygate.sinks.record import CompletionRecord, Outcome
 from relaygate.upstream.headers import remaining_of
 
@@ -178,6 +179,7 @@ class LiteLLMMetrics:
         self._emails: dict[str, str] = {}
         """user id -> its email, as the user rows of stored keys gave it (LiteLLM's ``user_email`` label)."""
         self._orgs: dict[str, tuple[str, str]] = {}
+        self.key_limits = KeyLimits()  # the key's and team's limiter gauges, from the answers' headers
         self._routes: dict[str, str] = dict(_ROUTES)
         self._groups: frozenset[str] = frozenset()
         self._deps: dict[str, tuple[str, str, str, str, str]] = {}
@@ -234,14 +236,17 @@ class LiteLLMMetrics:
 
     # -- bounded label values -------------------------------------------------------------------------
 
-    def _key(self, key_hash: str | None, alias: str | None) -> tuple[str, str]:
+    def _key(self, key_hash: str | None, alias: str | None, known: dict[str, tuple[str, str]] | None = None
+             ) -> tuple[str, str]:
+        """A key's (or, with ``known`` the organizations', an organization's) id and alias as label values."""
         if not key_hash:
             return NONE, NONE
-        got = self._keys.get(key_hash)
+        known = self._keys if known is None else known
+        got = known.get(key_hash)
         if got is None or got[1] != (alias or NONE):
-            if got is None and len(self._keys) >= MAX_IDENTITIES:
+            if got is None and len(known) >= MAX_IDENTITIES:
                 return OTHER, OTHER
-            got = self._keys[key_hash] = (key_hash, alias or NONE)
+            got = known[key_hash] = (key_hash, alias or NONE)
         return got
 
     def _team(self, team_id: str | None, alias: str | None) -> tuple[str, str]:
@@ -254,14 +259,6 @@ class LiteLLMMetrics:
             if got is not None:
                 self._memo.clear()  # remembered cells of this team's records without a detail name the old alias
             got = self._teams[team_id] = (team_id, alias or NONE)
-        return got
-
-    def _org(self, org_id: str, alias: str | None) -> tuple[str, str]:
-        got = self._orgs.get(org_id)
-        if got is None or got[1] != (alias or NONE):
-            if got is None and len(self._orgs) >= MAX_IDENTITIES:
-                return OTHER, OTHER
-            got = self._orgs[org_id] = (org_id, alias or NONE)
         return got
 
     def _user(self, user_id: str | None) -> str:
@@ -364,6 +361,8 @@ class LiteLLMMetrics:
             u = r.usage_labels
             if u is not None and (u[0] or u[1] or u[2] or u[3]):
                 self._details(u[:4], cells)
+            if r.key_ratelimit is not None:  # the key's and team's limiter readings (prometheus_limits)
+                self.key_limits.add(r.key_ratelimit, cells, r.start_time + latency)
             told = r.upstream_ratelimit
             if told is not None and cells.remaining is not None:  # read once per batch and series, below
                 if latest is None:
@@ -596,7 +595,7 @@ class LiteLLMMetrics:
         elif kind == "user":
             ident, label_alias = self._user(ident), NONE
         elif kind == "organization":
-            ident, label_alias = self._org(ident, alias)
+            ident, label_alias = self._key(ident, alias, self._orgs)
         else:
             raise ValueError(f"unknown budget kind {kind!r}")
         slot = (kind, ident)
@@ -674,6 +673,8 @@ class LiteLLMMetrics:
         }
         if self.provider_remaining:
             out["r"] = [[*k, *v] for k, v in self.provider_remaining.items()]
+        if self.key_limits.latest:
+            out["kl"] = self.key_limits.rows()
         if self.counts is not None:
             out["n"] = list(self.counts)
         if self.team_members is not None:

@@ -43,6 +43,10 @@ _REMAINING = ("model_group", "api_provider", "api_base", "litellm_model_name", "
 _FALLBACKS = ("requested_model", "fallback_model", "hashed_api_key", "api_key_alias", "team", "team_alias",
               "exception_status", "exception_class", "model_id")
 
+_KEY_MODEL = ("hashed_api_key", "api_key_alias", "model", "model_id")
+_KEY_TYPE = ("hashed_api_key", "api_key_alias", "rate_limit_type")
+_TEAM_TYPE = ("team", "team_alias", "rate_limit_type")
+
 FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "litellm_proxy_total_requests_metric": (COUNTER, (
         *_USER_KEY, "requested_model", "team", "team_alias", "user", "status_code", "user_email", "route",
@@ -128,6 +132,19 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "litellm_org_max_budget_metric": (GAUGE, ("org_id", "org_alias"), "Maximum budget set for organization"),
     "litellm_org_budget_remaining_hours_metric": (GAUGE, ("org_id", "org_alias"),
                                                   "Remaining hours for organization budget to be reset"),
+    # the key's and team's limiter gauges (observe.prometheus_limits)
+    "litellm_remaining_api_key_requests_for_model": (
+        GAUGE, _KEY_MODEL, "Remaining Requests API Key can make for model (model based rpm limit on key)"),
+    "litellm_remaining_api_key_tokens_for_model": (
+        GAUGE, _KEY_MODEL, "Remaining Tokens API Key can make for model (model based tpm limit on key)"),
+    "litellm_api_key_rate_limit_allowed_metric": (GAUGE, _KEY_TYPE, "Configured rate limit for the API Key in the "
+                                                  "current window (rpm_limit / tpm_limit), by rate_limit_type"),
+    "litellm_api_key_rate_limit_used_metric": (GAUGE, _KEY_TYPE, "Requests or tokens the API Key has consumed in "
+                                               "the current rate limit window, by rate_limit_type"),
+    "litellm_team_rate_limit_allowed_metric": (GAUGE, _TEAM_TYPE, "Configured rate limit for the Team in the current "
+                                               "window (team rpm_limit / tpm_limit), by rate_limit_type"),
+    "litellm_team_rate_limit_used_metric": (GAUGE, _TEAM_TYPE, "Requests or tokens the Team has consumed in the "
+                                            "current rate limit window, by rate_limit_type"),
     "litellm_remaining_user_budget_metric": (GAUGE, ("user",), "Remaining budget for user"),
     "litellm_user_max_budget_metric": (GAUGE, ("user",), "Maximum budget set for user"),
     "litellm_user_budget_remaining_hours_metric": (GAUGE, ("user",), "Remaining hours for user budget to be reset"),

@@ -25,6 +25,7 @@ from relaygate.observe.prometheus_families import (
     HISTOGRAM,
     LATENCY_BUCKETS,
 )
+from relaygate.observe.prometheus_limits import merge as merge_key_limits
 
 __all__ = ["render"]
 
@@ -107,6 +108,7 @@ def _merge(parts: Sequence[dict[str, Any]]) -> tuple[dict[str, dict[tuple[str, .
             seen_b = budgets.get(bkey)
             if seen_b is None or row[6] >= seen_b[3]:
                 budgets[bkey] = list(row[3:7])
+    merge_key_limits(parts, gauges)  # the keys' and teams' limiter readings: the latest wins
     for rkey, (requests, tokens, _at) in told.items():
         if requests is not None:
             gauges.setdefault("litellm_remaining_requests_metric", {})[rkey] = requests

@@ -351,8 +351,10 @@ class Pipeline:
                 record.error_class = error.litellm_class
         if ex.remaining is not None:
             record.upstream_ratelimit = ex.remaining
-        if ex.labels is not None:
+        if ex.rt.track_remaining:  # Prometheus on: its token-detail families, labels and the limiter gauges
             record.usage_labels = ex.labels
+            if lease is not None and lease.headers:
+                record.key_ratelimit = lease.headers
         key_meta = None
         if who is not None:
             rows = who.key.records if who.key is not None else None

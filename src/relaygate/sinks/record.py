@@ -181,6 +181,10 @@ class CompletionRecord(msgspec.Struct, gc=False):
     ``/openai/deployments/{model}/chat/completions`` ...), a constant of the gateway's route table and never the
     client's text: LiteLLM's ``route`` label and ``user_api_key_request_route``. ``""`` for a record not made
     by a routed request. Set after construction."""
+    key_ratelimit: list[tuple[bytes, bytes]] | None = None
+    """The key's, team's and per-model limiter headers the answer carried (``routing_limits.ratelimit_headers``),
+    kept only with Prometheus on: LiteLLM's key and team rate-limit gauges (``observe.prometheus_limits``). Set
+    after construction."""
     usage_labels: tuple[int, int, int, int, str | None] | None = None
     """(reasoning, input audio, output audio tokens, images generated, ``service_tier`` label) of the answer, read
     only with Prometheus on (``pipeline.exchange.Exchange.labels``): LiteLLM's sparse token-detail and media
