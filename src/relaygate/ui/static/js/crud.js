@@ -134,7 +134,8 @@ export function limitFields(opts) {
     { name: "max_parallel_requests", label: "Max parallel requests", type: "int" },
     { name: "model_max_budget", label: "Per-model budgets (JSON)", type: "json", advanced: true, placeholder: "{\"gpt-4o\": {\"budget_limit\": 10, \"time_period\": \"30d\"}}" },
   ];
-  if (o.modelLimits) {
+  if (o.modelLimits) {  // keys and teams: their budget windows (LiteLLM's budget_limits) and per-model limits
+    out.push({ name: "budget_limits", label: "Budget windows (JSON)", type: "json", advanced: true, placeholder: "[{\"budget_duration\": \"1d\", \"max_budget\": 10}, {\"budget_duration\": \"30d\", \"max_budget\": 200}]", help: "Each window refuses on its own once its spend reaches its budget." });
     out.push({ name: "model_tpm_limit", label: "Per-model TPM limits (JSON)", type: "json", advanced: true, placeholder: "{\"gpt-4o\": 10000}" });
     out.push({ name: "model_rpm_limit", label: "Per-model RPM limits (JSON)", type: "json", advanced: true, placeholder: "{\"gpt-4o\": 100}" });
   }
