@@ -48,7 +48,9 @@ def test_key_windows_set_checked_and_enforced(db_url: str) -> None:  # noqa: F81
                                 ([{"budget_duration": "1y", "max_budget": 1}], "invalid budget_duration"),
                                 ([{"budget_duration": "1d", "max_budget": 1}, {"budget_duration": "1d", "max_budget": 2}],
                                  "two windows of budget_duration '1d'"),
-                                ({"budget_duration": "1d"}, "Expected `array | null`")):
+                                ({"budget_duration": "1d"}, "Expected `array | null`"),
+                                ([{"budget_duration": f"{n}s", "max_budget": 1} for n in range(1, 18)],
+                                 "at most 16 windows, got 17")):
                 r = await _admin(gw, "/key/generate", {"budget_limits": bad})
                 assert r.status == 400 and needle in r.json()["error"]["message"], (bad, r.body)
                 assert r.json()["error"]["param"] == "budget_limits"

@@ -29,8 +29,10 @@ from typing import Any
 from relaygate.budgets.limits import Limit, Tally
 from relaygate.budgets.periods import Calendar, Duration, parse
 
-__all__ = ["WINDOW_KINDS", "normalize", "window_limits"]
+__all__ = ["MAX_WINDOWS", "WINDOW_KINDS", "normalize", "window_limits"]
 
+MAX_WINDOWS = 16
+"""Windows one key or team may have (LiteLLM sets no bound; each is a limit every request of the key checks)."""
 WINDOW_KINDS = {"key": "key_window", "team": "team_window"}
 """Entity kind -> the tally kind of its windows."""
 _NEVER = -1.0
@@ -44,6 +46,8 @@ def normalize(raw: Any, first_reset: Callable[[str], datetime | None]) -> list[d
         return []
     if not isinstance(raw, list):
         raise ValueError("budget_limits must be a list of {budget_duration, max_budget} windows")
+    if len(raw) > MAX_WINDOWS:  # each is checked on every request of the key: a list is not a way to burn CPU
+        raise ValueError(f"budget_limits: at most {MAX_WINDOWS} windows, got {len(raw)}")
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
     for i, w in enumerate(raw):
