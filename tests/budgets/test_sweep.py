@@ -92,3 +92,27 @@ def test_a_gateway_sweeps_by_itself(db_url: str, monkeypatch: pytest.MonkeyPatch
             assert _utc(row.budget_reset_at) == ended + timedelta(hours=1)  # the period holding now
 
     asyncio.run(main())
+
+
+def test_passed_budget_windows_move_to_their_next_reset(db_url: str) -> None:
+    """A key's and a team's budget windows (``budget_limits``) whose ``reset_at`` has passed show the end of the
+    period holding now; a window still in its period, and everything else on the row, is left as it was."""
+    now = datetime(2026, 12, 3, 15, 0, tzinfo=UTC)
+    windows = [{"budget_duration": "1d", "max_budget": 5.0, "reset_at": "2026-11-30T09:00:00+00:00"},
+               {"budget_duration": "30d", "max_budget": 50.0, "reset_at": "2027-01-01T00:00:00+00:00"}]
+
+    async def body(store: object) -> None:
+        s = store  # type: ignore[assignment]
+        await s.create_key(Key(token=token("sk-win"), spend=1.0, budget_limits=windows))
+        await s.create_team(Team(team_id="t-win", budget_limits=[
+            {"budget_duration": "1h", "max_budget": 1.0, "reset_at": "2026-12-03T12:00:00+00:00"}]))
+        await s.create_key(Key(token=token("sk-none")))
+        assert await sweep.run(s, Calendar(), now.timestamp()) == 2
+        key = await s.get_key(token("sk-win"))
+        assert key.spend == 1.0  # a window's reset moves its reset_at only
+        assert key.budget_limits == [{**windows[0], "reset_at": "2026-12-04T09:00:00+00:00"}, windows[1]]
+        team = await s.get_team("t-win")
+        assert team.budget_limits[0]["reset_at"] == "2026-12-03T16:00:00+00:00"
+        assert await sweep.run(s, Calendar(), now.timestamp()) == 0  # nothing passed any more
+
+    run(db_url, body)

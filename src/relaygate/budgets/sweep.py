@@ -5,7 +5,8 @@ A budget check starts a new period the moment a request arrives after the bounda
 ``/team/info``, the UI and the budget gauges until its next request. LiteLLM's reset job rewrites them every
 ~10 minutes; this sweep does the same for relaygate's rows: keys, teams and users whose ``budget_reset_at`` has
 passed, and budget rows (every organization, customer, tag and team member on one) whose has, get ``spend`` 0
-and the end of the period holding now (``periods.period_at`` from their ``budget_reset_at``, with the
+and the end of the period holding now (and the keys' and teams' budget windows whose ``reset_at`` has passed,
+that ``reset_at`` only) (``periods.period_at`` from their ``budget_reset_at``, with the
 configured :class:`~relaygate.budgets.periods.Calendar`), by the same compare-and-set writes the guard uses, so
 a worker's guard and a sweep resetting the same row for the same boundary write once and lose no spend.
 
@@ -18,6 +19,7 @@ and the next run tries again. Nothing here is on a request's path.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -37,6 +39,8 @@ EVERY = 600.0
 """Seconds between two runs of a worker (LiteLLM's reset job: every 597-605 s)."""
 LIMIT = 1_000
 """Rows per table one run resets at most."""
+_WINDOW_PAGES = 10
+"""Pages of :data:`LIMIT` keys (teams) with budget windows one run looks through at most."""
 LOCK = "budget_reset_sweep"
 """The store's job lock a run holds (``Store.job_lock``)."""
 _TABLES: tuple[tuple[str, t.Table[Any]], ...] = (("key", t.KEYS), ("team", t.TEAMS), ("user", t.USERS),
@@ -67,6 +71,54 @@ async def _due(store: Store, table: t.Table[Any], now: datetime) -> list[tuple[s
     return out
 
 
+async def _windows(store: Store, kind: str, table: t.Table[Any], cal: Calendar, wall: float) -> int:
+    """Move every passed ``reset_at`` of the key's or team's budget windows (``budget_limits``) to the end of
+    the period holding now, as LiteLLM's reset job does, so ``/key/info`` shows when each resets next; the
+    write is a compare-and-set on the windows as read (an admin's edit in between wins). What a window refuses
+    does not depend on it: the guard steps its periods from any of its boundaries alike. How many rows moved."""
+    pk, done, last = table.pk[0], 0, ""
+    json_arg = "CAST(? AS JSONB)" if store.dialect == "postgres" else "?"
+    for _ in range(_WINDOW_PAGES):
+        async with store._read() as c:
+            rows = await c.fetch(
+                f"SELECT {pk} AS id, budget_limits FROM {table.name} WHERE {pk} > ? AND budget_limits IS NOT NULL "
+                f"AND CAST(budget_limits AS TEXT) NOT IN ('[]', 'null', '') ORDER BY {pk} LIMIT ?", [last, LIMIT])
+        for row in rows:
+            raw = row["budget_limits"]
+            windows = json.loads(raw) if isinstance(raw, str) else raw
+            moved = _moved(windows, cal, wall) if isinstance(windows, list) else None
+            if moved is None:
+                continue
+            async with store.write() as c:
+                if await c.execute(f"UPDATE {table.name} SET budget_limits = ? WHERE {pk} = ? AND budget_limits = "
+                                   f"{json_arg}", [json.dumps(moved), row["id"], raw if isinstance(raw, str)
+                                                   else json.dumps(raw)]):
+                    done += 1
+                    log.info("budget windows reset: %s %s", kind, str(row["id"])[:24] if kind == "key" else row["id"])
+        if len(rows) < LIMIT:
+            break
+        last = str(rows[-1]["id"])
+    return done
+
+
+def _moved(windows: list[Any], cal: Calendar, wall: float) -> list[Any] | None:
+    """``windows`` with every passed ``reset_at`` moved to the end of the period holding ``wall``; None when
+    none had passed."""
+    out, changed = [], False
+    for w in windows:
+        at = _when(w.get("reset_at")) if isinstance(w, dict) else None
+        if at is not None and at.timestamp() <= wall and isinstance(w.get("budget_duration"), str):
+            try:
+                end = period_at(parse(w["budget_duration"], cal), at.timestamp(), wall)[1]
+            except ValueError:
+                end = None
+            if end is not None:
+                w = {**w, "reset_at": datetime.fromtimestamp(end, UTC).isoformat()}
+                changed = True
+        out.append(w)
+    return out if changed else None
+
+
 async def run(store: Store, cal: Calendar, now: float | None = None) -> int | None:
     """One sweep; how many rows it reset (None: another process's run holds the lock)."""
     wall = time.time() if now is None else now
@@ -90,6 +142,8 @@ async def run(store: Store, cal: Calendar, now: float | None = None) -> int | No
                     done += 1
                     log.info("budget reset: %s %s, next reset at %s", kind, ident[:24] if kind == "key" else ident,
                              end.isoformat())
+        for kind, table in _TABLES[:2]:  # keys' and teams' budget windows
+            done += await _windows(store, kind, table, cal, wall)
     return done
 
 
