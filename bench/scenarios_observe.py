@@ -44,6 +44,7 @@ import statistics
 import sys
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -116,6 +117,19 @@ def receiver(port: int) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     print(f"READY {port}", flush=True)
     server.serve_forever()
+
+
+def _received(port: int, langfuse: bool, otel: bool, wait: float = 15.0) -> dict[str, Any]:
+    """The receiver's counts, once every exporter the modes ran has delivered something (or ``wait``
+    seconds passed): exporters send on their own timers (OTLP's batch processor every 5 s by default), so a
+    short run can end before its first batch left the gateway."""
+    deadline = time.monotonic() + wait
+    while True:
+        got = http_json(f"http://127.0.0.1:{port}/")
+        if ((not langfuse or got["langfuse_events"]) and (not otel or got["otlp_requests"])) \
+                or time.monotonic() > deadline:
+            return got
+        time.sleep(0.2)
 
 
 def config(api_base: str, names: tuple[str, ...]) -> str:
@@ -226,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline is not None:
             for line in baseline_lines(modes, shares, args.baseline):
                 print(line, flush=True)
-        got = http_json(f"http://127.0.0.1:{rport}/")
+        got = _received(rport, "langfuse" in modes or "all" in modes, "otel" in modes or "all" in modes)
         print(f"receiver: {got['langfuse_events']} Langfuse events in {got['langfuse_batches']} batches, "
               f"{got['otlp_requests']} OTLP requests ({got['otlp_bytes']} bytes)", flush=True)
         if ("langfuse" in modes or "all" in modes) and not got["langfuse_events"]:

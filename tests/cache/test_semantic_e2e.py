@@ -37,7 +37,10 @@ def config(server: EmbeddingServer, **cache_params: Any) -> str:
                        {"model_name": "emb", "litellm_params": {"model": "openai/all-MiniLM-L6-v2",
                                                                  "api_base": server.base, "api_key": "sk-emb"}}],
         "general_settings": {"master_key": MASTER},
-        "litellm_settings": {"cache": True, "cache_params": {"similarity_threshold": 0.8, **cache_params}},
+        # a generous embedding timeout: on a loaded machine the model's answer can take longer than the default
+        # 2 s, and a lookup that times out is (rightly) a miss; the timeout itself is tested elsewhere
+        "litellm_settings": {"cache": True, "cache_params": {"similarity_threshold": 0.8, "embedding_timeout": 30,
+                                                             **cache_params}},
         "relaygate_settings": {"embedded_database": False},
     }).decode()
 
