@@ -18,8 +18,10 @@ and the pipeline routes (``Exchange.route``) each applies to."""
 GENERAL_FROM_LITELLM_SETTINGS = frozenset((
     "max_budget", "budget_duration", "default_internal_user_params", "max_end_user_budget", "max_end_user_budget_id",
     "max_internal_user_budget", "internal_user_budget_duration", "disable_end_user_cost_tracking",
-    "disable_end_user_cost_tracking_prometheus_only", "budget_exceeded_status_code", "timezone", "budget_reset_time"))
-"""``litellm_settings`` keys kept in ``GeneralSettings`` (budgets, new users' defaults, end-user tracking)."""
+    "disable_end_user_cost_tracking_prometheus_only", "budget_exceeded_status_code", "timezone", "budget_reset_time",
+    "cost_discount_config", "cost_margin_config"))
+"""``litellm_settings`` keys kept in ``GeneralSettings`` (budgets, new users' defaults, end-user tracking, provider
+discounts and margins)."""
 
 
 def refuse_unenforced(data: Mapping[str, Any], rg: Mapping[str, Any], source: str, warnings: list[str]) -> None:

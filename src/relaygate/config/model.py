@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from relaygate.config.cache import CacheSettings
+from relaygate.config.cost_settings import check_discounts, check_margins
 from relaygate.config.key_policy import KeyPolicy
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.access import check_ui_access_mode, header_name, parse_allowed_ips, parse_required_fields
@@ -308,6 +309,12 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     budget_reset_time: str | None = None
     """``litellm_settings.budget_reset_time``: the ``"HH:MM"`` of day periods of a day or more start at
     (midnight unless set)."""
+    cost_discount_config: dict[str, float] = {}
+    """``litellm_settings.cost_discount_config``: a fraction taken off the list-price cost of each request, per
+    provider (``vertex_ai``) or provider and model glob (``vertex_ai/claude-*``) (``relaygate.cost.adjust``)."""
+    cost_margin_config: dict[str, float | dict[str, float]] = {}
+    """``litellm_settings.cost_margin_config``: a percentage and / or a fixed USD amount added to each priced
+    request's cost after the discount, per provider or ``global``."""
     max_internal_user_budget: float | None = None
     """``litellm_settings.max_internal_user_budget``: the ``max_budget`` of a new ``internal_user`` (``/user/new``,
     single sign-on, JWT upsert) that is given none."""
@@ -396,6 +403,8 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
         if isinstance(code, bool) or not 400 <= code <= 599:
             raise ValueError(f"budget_exceeded_status_code: expected an HTTP error status (400-599), got {code!r}")
         check_budget_calendar(self.timezone, self.budget_reset_time)
+        check_discounts(self.cost_discount_config)
+        check_margins(self.cost_margin_config)
         if self.user_header_name is not None:
             header_name(self.user_header_name, "user_header_name")
         mappings = self.user_header_mappings

@@ -19,6 +19,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from relaygate.catalog import Catalog, default_catalog
+from relaygate.cost.adjust import Adjustment, Parts, adjustment_for
 from relaygate.cost.prices import FREE, PriceTable
 
 if TYPE_CHECKING:
@@ -46,12 +47,18 @@ def _warn_unknown(provider: str, model: str) -> None:
 class Pricer:
     """The price tables of one runtime snapshot. ``table(dep)`` is the request-time call."""
 
-    __slots__ = ("_catalog", "_tables", "metrics")
+    __slots__ = ("_adjust", "_catalog", "_discounts", "_margins", "_tables", "adjusting", "metrics")
 
     def __init__(self, config: Config, catalog: Catalog | None = None, metrics: Any = None) -> None:
         self._catalog = catalog
         self.metrics = metrics
         self._tables: dict[tuple[str, str], PriceTable] = {}
+        general = config.general
+        self._discounts = general.cost_discount_config
+        self._margins = general.cost_margin_config
+        self.adjusting = bool(self._discounts or self._margins)
+        """A discount or margin is configured (``cost.adjust``): the request path asks :meth:`charge`."""
+        self._adjust: dict[tuple[str, str], Adjustment | None] = {}
         for dep in config.deployments:
             if not dep.is_wildcard:
                 self._tables[(dep.id, dep.upstream_model)] = self._build(dep)
@@ -77,6 +84,25 @@ class Pricer:
         if t is None:  # past the tables kept (many wildcard models): built again, rarely
             t = self._build(dep)
         return t.known
+
+    def charge(self, dep: Deployment, pico: int) -> tuple[int, Parts | None]:
+        """What a request answered by ``dep`` whose list-price cost is ``pico`` is charged, with the discount and
+        margin that apply to ``dep`` (``cost.adjust``), and their parts (None: none applies, or the model has
+        no price: it costs 0 and gets no margin, as in LiteLLM). Called only when :attr:`adjusting`."""
+        key = (dep.id, dep.upstream_model)
+        if key in self._adjust:
+            adj = self._adjust[key]
+        else:
+            adj = adjustment_for(self._discounts, self._margins, dep.provider, dep.upstream_model)
+            if len(self._adjust) < _MAX_TABLES:
+                self._adjust[key] = adj
+        if adj is None or not self.priced(dep):
+            return pico, None
+        return adj.apply(pico)
+
+    def charged(self, dep: Deployment, pico: int) -> int:
+        """:meth:`charge`'s amount alone (the same amount whatever the caller: batches, stream usage frames)."""
+        return self.charge(dep, pico)[0] if self.adjusting else pico
 
     def table(self, dep: Deployment) -> PriceTable:
         """The prices of the deployment that answered (a wildcard's concrete deployment included); counts

@@ -178,3 +178,18 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
         await send_json(send, 200, orjson.dumps(view(gw)))
 
     t.add("GET", "/config/view", config_view)
+
+    def cost_setting(path: str, name: str) -> None:
+        async def read(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+            from relaygate.management.common import check_admin
+
+            await check_admin(gw, scope, receive, params, path, read=True)
+            await send_json(send, 200, orjson.dumps({"values": getattr(gw.runtime.config.general, name)}))
+
+        t.add("GET", path, read)
+
+    # LiteLLM's cost tracking settings (its UI's "Cost Tracking" page reads them): the running config's. LiteLLM
+    # lets any key read them; here they are the admin's and its viewer's (a discount is a commercial term).
+    # Changing them is a config change (relaygate keeps no config in the database): no PATCH route.
+    cost_setting("/config/cost_discount_config", "cost_discount_config")
+    cost_setting("/config/cost_margin_config", "cost_margin_config")

@@ -41,6 +41,8 @@ end users are the admin's (and its viewer's); any key may calculate.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -161,22 +163,27 @@ class CalculateRequest(msgspec.Struct, forbid_unknown_fields=False):
     completion_response: dict[str, Any] | None = None
 
 
-def _table(ctx: Ctx, model: str) -> PriceTable:
+def _table(ctx: Ctx, model: str) -> tuple[PriceTable, Callable[[int], int]]:
     """The prices of ``model``: a model group's (or alias's) first deployment, else the catalog's model of
-    that name; a 400 when neither has a price."""
+    that name; a 400 when neither has a price. With them, what a request of that cost is charged: a
+    deployment's discount and margin applied (``cost.adjust``, as LiteLLM's ``completion_cost`` applies them),
+    a catalog model's list price."""
     rt = ctx.gw.runtime
     try:
         group = rt.router.resolve(model)
     except GatewayError:
         group = None
+    charge: Callable[[int], int] = int
     if group is not None and group.targets:
-        table: PriceTable = rt.prices.table(group.targets[0].dep)
+        dep = group.targets[0].dep
+        table: PriceTable = rt.prices.table(dep)
+        charge = functools.partial(rt.prices.charged, dep)
     else:
         table = PriceTable(rt.prices.catalog.lookup_name(model))
     if not table.known:
         raise bad_request(f"No price is known for model={model!r}: set input_cost_per_token and "
                           "output_cost_per_token on its deployment, or add it to a cost map", "model")
-    return table
+    return table, charge
 
 
 async def spend_calculate(ctx: Ctx) -> Any:
@@ -191,7 +198,8 @@ async def spend_calculate(ctx: Ctx) -> Any:
         if not isinstance(req.messages, list):
             raise bad_request("messages: expected an array of messages", "messages")
         prompt = tokens.estimate_messages_tokens(orjson.dumps(req.messages))
-        return {"cost": usd(_table(ctx, req.model).tokens(prompt, 0))}
+        table, charge = _table(ctx, req.model)
+        return {"cost": usd(charge(table.tokens(prompt, 0)))}
     if req.completion_response is not None:
         answer = req.completion_response
         model = answer.get("model")
@@ -201,9 +209,9 @@ async def spend_calculate(ctx: Ctx) -> Any:
         usage = tokens.extract_usage(data)
         if not usage:
             raise bad_request("completion_response.usage: expected the answer's token usage", "completion_response")
-        table = _table(ctx, model)
+        table, charge = _table(ctx, model)
         d = details(data, table.service)
-        return {"cost": usd(d.price(table, usage[0], usage[1]))}
+        return {"cost": usd(charge(d.price(table, usage[0], usage[1])))}
     raise bad_request("Bad Request - Either 'model' or 'completion_response' must be provided", "model")
 
 

@@ -452,8 +452,8 @@ class Relay:
         ex.cached_tokens, ex.cache_write_tokens = usage.cache_read, usage.cache_write
         table = ex.rt.prices.table(dep)
         if table.known:
-            ex.cost = usd(table.tokens(usage.prompt, usage.completion, usage.cache_read, usage.cache_write,
-                                       usage.reasoning))
+            ex.cost = usd(ex.rt.prices.charged(dep, table.tokens(usage.prompt, usage.completion, usage.cache_read,
+                                                                 usage.cache_write, usage.reasoning)))
 
 
 def _fresh(exc: GatewayError) -> GatewayError:

@@ -41,7 +41,7 @@ from relaygate.auth.keys import KeyInfo
 from relaygate.core import errors
 from relaygate.core.body import restamp_model
 from relaygate.core.errors import GatewayError, KeyLimitExceeded
-from relaygate.cost import usd
+from relaygate.cost import adjust, usd
 from relaygate.http.body import ClientGone, body_ended_early
 from relaygate.http.respond import DisconnectWatch, send_body
 from relaygate.http.routes import Params
@@ -238,11 +238,18 @@ class Pipeline:
         pt, ct = (usage[0], usage[1]) if usage else (0, 0)
         lease.finish(True, pt + ct)
         ex.lease, ex.prompt_tokens, ex.completion_tokens = lease, pt, ct
-        cost = ex.cost = usd(fe.price(ex, lease.target.dep, data))
+        pico = fe.price(ex, lease.target.dep, data)
+        parts = None
+        prices = ex.rt.prices
+        if prices.adjusting:  # litellm_settings.cost_discount_config / cost_margin_config (cost.adjust)
+            pico, parts = prices.charge(lease.target.dep, pico)
+        cost = ex.cost = usd(pico)
         total = time.perf_counter() - ex.t0
         headers = self.headers(ex, lease, total)
-        if cost or ex.rt.prices.priced(lease.target.dep):  # LiteLLM's str(float) of USD; none for a model
+        if cost or prices.priced(lease.target.dep):  # LiteLLM's str(float) of USD; none for a model
             headers.append((b"x-litellm-response-cost", str(cost).encode()))  # nobody priced (as LiteLLM 1.110)
+            if parts is not None:
+                headers += adjust.headers(parts)
         if up_headers:
             add_upstream_headers(headers, ex, up_headers, bool(lease.headers))
         ctype = fe.content_type(up_headers)

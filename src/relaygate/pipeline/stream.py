@@ -152,7 +152,10 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
             pt, ct = 0, int(getattr(translator, "content_tokens", 0))
         lease.finish(ok, pt + ct, broke)
         ex.lease, ex.prompt_tokens, ex.completion_tokens, ex.ttft = lease, pt, ct, total
-        ex.cost = usd(fe.price_stream(ex, lease.target.dep, last, usage is not None))
+        pico = fe.price_stream(ex, lease.target.dep, last, usage is not None)
+        if ex.rt.prices.adjusting:  # a discount or margin (cost.adjust)
+            pico = ex.rt.prices.charged(lease.target.dep, pico)
+        ex.cost = usd(pico)
         # the client left: 499, as before the first frame (pipeline.core); the upstream broke it: 599
         pipe.complete(ex, 200 if ok else 499 if gone else 599,
                       Outcome.OK if ok else Outcome.CLIENT_GONE if gone else Outcome.STREAM_BROKEN, error=broke)
@@ -171,6 +174,6 @@ def _with_cost(ex: Exchange, fe: Frontend, dep: Deployment, out: bytes, last: by
     if not usage:
         return out
     ex.prompt_tokens, ex.completion_tokens = usage[0], usage[1]
-    cost = b'"cost":' + repr(usd(fe.price(ex, dep, last))).encode()
+    cost = b'"cost":' + repr(usd(ex.rt.prices.charged(dep, fe.price(ex, dep, last)))).encode()
     at = m.start(1) if m.group(1) is not None else m.end()
     return out[:at] + cost + (b"" if m.group(1) is not None else b",") + out[at:]

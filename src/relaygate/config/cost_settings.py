@@ -1,0 +1,56 @@
+"""The checks of LiteLLM's ``litellm_settings.cost_discount_config`` and ``cost_margin_config`` at start-up
+(``GeneralSettings``); what they do to a request's cost is ``relaygate.cost.adjust``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["check_discounts", "check_margins"]
+
+
+def _fraction(value: Any, where: str, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    if not 0 <= value <= high:
+        raise ValueError(f"{where}: must be between 0 and {high:g} ({0:.0%} to {high:.0%}), got {value!r}")
+    return float(value)
+
+
+def check_discounts(config: Mapping[str, Any]) -> None:
+    """``ValueError`` for a ``cost_discount_config`` entry LiteLLM refuses: an empty provider or model pattern,
+    a discount that is not a number in [0, 1]."""
+    for key, value in config.items():
+        provider, slash, pattern = key.partition("/")
+        if not provider:
+            raise ValueError(f"cost_discount_config: {key!r} names no provider")
+        if slash and not pattern:
+            raise ValueError(f"cost_discount_config: model pattern for {key} cannot be empty")
+        _fraction(value, f"cost_discount_config.{key}", 1.0)
+
+
+def check_margins(config: Mapping[str, Any]) -> None:
+    """``ValueError`` for a ``cost_margin_config`` entry LiteLLM refuses: a percentage outside [0, 10], a
+    negative or non-numeric ``fixed_amount``, an empty object, other keys in it, or another type."""
+    for key, value in config.items():
+        where = f"cost_margin_config.{key}"
+        if isinstance(value, dict):
+            if not value:
+                raise ValueError(f"{where}: cannot be empty; give 'percentage' and/or 'fixed_amount'")
+            extra = sorted(set(value) - {"percentage", "fixed_amount"})
+            if extra:
+                raise ValueError(f"{where}: unknown field(s) {', '.join(extra)} (expected 'percentage' and/or "
+                                 "'fixed_amount')")
+            if "percentage" in value:
+                _fraction(value["percentage"], f"{where}.percentage", 10.0)
+            if "fixed_amount" in value:
+                fixed = value["fixed_amount"]
+                if isinstance(fixed, bool) or not isinstance(fixed, int | float) or not math.isfinite(fixed) \
+                        or fixed < 0:
+                    raise ValueError(f"{where}.fixed_amount: expected a non-negative number of USD, got {fixed!r}")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            _fraction(value, where, 10.0)
+        else:
+            raise ValueError(f"{where}: expected a number (a percentage) or an object with 'percentage' and/or "
+                             f"'fixed_amount', got {value!r}")

@@ -1,0 +1,96 @@
+"""Provider discounts and margins through a real ``relaygate serve`` (SQLite beside the config): what the client is
+told (``x-litellm-response-cost`` and its parts), what the spend logs and the key's counter hold, what
+``/spend/calculate`` answers, and a key's budget spent by the margin's fixed amount alone."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.conftest import start_gateway
+from tests.spend.test_spend_e2e import call as call_as
+
+pytestmark = pytest.mark.e2e
+
+MASTER = "sk-e2e-adjust-master"
+CONFIG = f"""model_list:
+  - model_name: chat
+    litellm_params:
+      model: mock/echo
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+litellm_settings:
+  cost_discount_config: {{mock: 0.5}}
+  cost_margin_config: {{global: {{percentage: 0.1, fixed_amount: 0.001}}}}
+general_settings:
+  master_key: {MASTER}
+"""
+
+
+def call(url: str, path: str, body: dict[str, Any] | None = None, key: str = MASTER) -> tuple[int, Any]:
+    return call_as(url, path, body, key)
+
+
+def chat(url: str, key: str, text: str) -> tuple[int, dict[str, str]]:
+    req = urllib.request.Request(f"{url}/v1/chat/completions", method="POST", data=json.dumps(
+        {"model": "chat", "messages": [{"role": "user", "content": text}]}).encode(),
+        headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}
+    except urllib.error.HTTPError as exc:
+        return exc.code, {}
+
+
+def rows_of(url: str, key: str, n: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 10
+    while True:
+        status, rows = call(url, "/spend/logs?api_key=" + key, key=MASTER)
+        assert status == 200, rows
+        if len(rows) >= n or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
+def test_discount_and_margin_are_charged_logged_and_counted() -> None:
+    with start_gateway(CONFIG) as gw:
+        status, out = call(gw.url, "/key/generate", {"key_alias": "adjusted", "max_budget": 0.0025})
+        assert status == 200, out
+        key = out["key"]
+        told = []
+        for i in range(2):
+            status, h = chat(gw.url, key, f"hello there number {i}")
+            assert status == 200
+            original = float(h["x-litellm-response-cost-original"])
+            charged = float(h["x-litellm-response-cost"])
+            assert float(h["x-litellm-response-cost-discount-amount"]) == pytest.approx(original * 0.5, abs=1e-12)
+            assert float(h["x-litellm-response-cost-margin-amount"]) == pytest.approx(original * 0.5 * 0.1 + 0.001,
+                                                                                   abs=1e-12)
+            assert h["x-litellm-response-cost-margin-percent"] == "0.1"
+            assert charged == pytest.approx(original * 0.5 * 1.1 + 0.001, abs=1e-12) and 0 < original < 0.001
+            told.append(charged)
+        rows = rows_of(gw.url, key, 2)
+        assert sorted(r["spend"] for r in rows) == pytest.approx(sorted(told), abs=1e-12)
+        # the key's counter moved by what was charged: past its 0.0025 budget after three requests of 0.001 + x
+        status, h = chat(gw.url, key, "a third")
+        assert status == 200
+        rows = rows_of(gw.url, key, 3)
+        info = call(gw.url, "/key/info?key=" + key, key=MASTER)[1]["info"]
+        assert info["spend"] == pytest.approx(sum(r["spend"] for r in rows), abs=1e-12) and info["spend"] > 0.003
+        deadline = time.monotonic() + 10
+        while (status := chat(gw.url, key, "over budget?")[0]) == 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status in (400, 422, 429), status  # budget_exceeded
+        # /spend/calculate applies the deployment's discount and margin, as LiteLLM's completion_cost does
+        status, out = call(gw.url, "/spend/calculate", {"completion_response": {
+            "model": "chat", "choices": [], "usage": {"prompt_tokens": 1000, "completion_tokens": 0,
+                                                      "total_tokens": 1000}}})
+        assert status == 200, out
+        assert out["cost"] == pytest.approx(0.001 * 0.5 * 1.1 + 0.001, abs=1e-12)
+        status, out = call(gw.url, "/config/cost_discount_config")
+        assert status == 200 and out == {"values": {"mock": 0.5}}
