@@ -13,7 +13,9 @@ import pytest
 from relaygate.config.errors import ConfigError
 from relaygate.config.loader import from_litellm
 from relaygate.cost import PICO, pico_of
-from relaygate.cost.adjust import Adjustment, adjustment_for, resolve_discount, resolve_margin
+from relaygate.cost.adjust import Adjustment, adjustment_for, breakdown, resolve_discount, resolve_margin
+from relaygate.observe.otel_attrs import request_attributes
+from relaygate.sinks.spend import spend_row
 from tests.asgi.conftest import call
 from tests.cost.test_routes import GPT4O, JSON, MSG, OA_USAGE, SSE, gateway, oa_chat, oa_stream, upstream
 
@@ -62,9 +64,12 @@ def test_adjustment_arithmetic() -> None:
     # LiteLLM's order: the discount off the list price, then the percentage on what is left, then the fixed amount
     adj = Adjustment(0.1, 0.2, 0.001)
     charged, parts = adj.apply(10 * PICO // 1000)  # 0.01 USD
-    assert parts == (10_000_000_000, 1_000_000_000, 1_800_000_000 + 1_000_000_000, 0.2)
+    assert parts == (10_000_000_000, 1_000_000_000, 1_800_000_000 + 1_000_000_000, 0.2, 0.1, 1_000_000_000)
     assert charged == 10_000_000_000 - 1_000_000_000 + 2_800_000_000  # 0.0118 USD
-    assert Adjustment(0.0, 0.0, 0.0).apply(123) == (123, (123, 0, 0, 0.0))
+    assert Adjustment(0.0, 0.0, 0.0).apply(123) == (123, (123, 0, 0, 0.0, 0.0, 0))
+    assert breakdown(parts) == {"total_cost": 0.0118, "original_cost": 0.01, "discount_percent": 0.1,
+                                "discount_amount": 0.001, "margin_percent": 0.2, "margin_fixed_amount": 0.001,
+                                "margin_total_amount": 0.0028}
 
 
 # -- start-up checks -----------------------------------------------------------------------------------------------
@@ -130,12 +135,22 @@ def test_a_unary_answer_is_charged_and_told_its_parts() -> None:
     after = GPT4O - round(GPT4O * 0.1)
     assert h["x-litellm-response-cost-margin-amount"] == str((round(after * 0.2) + PICO // 1000) / PICO)
     assert h["x-litellm-response-cost-margin-percent"] == "0.2"
+    # LiteLLM's cost_breakdown: the spend log's metadata and OpenTelemetry's gen_ai.cost.* read it
+    cb = rec.extra["cost_breakdown"]
+    assert cb["total_cost"] == want / PICO and cb["original_cost"] == GPT4O / PICO
+    assert (cb["discount_percent"], cb["margin_percent"], cb["margin_fixed_amount"]) == (0.1, 0.2, 0.001)
+    row = spend_row(rec)
+    assert row.metadata["cost_breakdown"] == cb and row.spend == want / PICO
+    attrs, _, _ = request_attributes(rec, None, message_logging=False, redact_key_info=False)
+    assert attrs["gen_ai.cost.total_cost"] == want / PICO and attrs["gen_ai.cost.discount_amount"] == cb[
+        "discount_amount"]
 
 
 def test_a_stream_is_charged_the_same() -> None:
     _, rec = asyncio.run(ask({"model": "openai/gpt-4o"}, (200, SSE, oa_stream(OA_USAGE)),
                              {**MSG, "stream": True}, **ADJUSTED))
     assert pico_of(rec.cost) == charged(GPT4O)
+    assert rec.extra["cost_breakdown"]["original_cost"] == GPT4O / PICO
 
 
 def test_the_model_key_beats_the_provider_key() -> None:
@@ -149,6 +164,8 @@ def test_without_settings_nothing_changes() -> None:
     r, rec = asyncio.run(ask({"model": "openai/gpt-4o"}, (200, JSON, oa_chat(OA_USAGE)), MSG))
     assert pico_of(rec.cost) == GPT4O
     assert "x-litellm-response-cost-original" not in r.headers
+    assert not (isinstance(rec.extra, dict) and "cost_breakdown" in rec.extra)
+    assert "cost_breakdown" not in spend_row(rec).metadata
 
 
 def test_a_model_nobody_priced_gets_no_margin() -> None:

@@ -76,6 +76,10 @@ def test_discount_and_margin_are_charged_logged_and_counted() -> None:
             told.append(charged)
         rows = rows_of(gw.url, key, 2)
         assert sorted(r["spend"] for r in rows) == pytest.approx(sorted(told), abs=1e-12)
+        for r in rows:  # LiteLLM's cost_breakdown in the row's metadata
+            cb = r["metadata"]["cost_breakdown"]
+            assert cb["total_cost"] == pytest.approx(r["spend"], abs=1e-12) and cb["discount_percent"] == 0.5
+            assert cb["margin_percent"] == 0.1 and cb["margin_fixed_amount"] == 0.001
         # the key's counter moved by what was charged: past its 0.0025 budget after three requests of 0.001 + x
         status, h = chat(gw.url, key, "a third")
         assert status == 200

@@ -33,7 +33,8 @@ from typing import Any
 
 from relaygate.cost.prices import to_pico, usd
 
-__all__ = ["Adjustment", "Parts", "adjustment_for", "headers", "resolve_discount", "resolve_margin"]
+__all__ = ["Adjustment", "Parts", "adjustment_for", "breakdown", "headers", "resolve_discount",
+           "resolve_margin"]
 
 _GLOB = frozenset("*?[")
 
@@ -113,9 +114,10 @@ def resolve_margin(config: Mapping[str, Any], provider: str | None) -> tuple[flo
     return float(value), 0.0
 
 
-Parts = tuple[int, int, int, float]
-"""A charged request's ``(original, discount, margin, margin percentage)``: pico-USD before the discount and
-margin, the amount taken off, the amount added (percentage and fixed together), and the percentage."""
+Parts = tuple[int, int, int, float, float, int]
+"""A charged request's ``(original, discount amount, margin amount, margin percentage, discount fraction, fixed
+margin)``: pico-USD before the discount and margin, the amount taken off, the amount added (percentage and
+fixed together), the margin's percentage, the discount, and the margin's fixed pico-USD."""
 
 
 class Adjustment:
@@ -133,7 +135,7 @@ class Adjustment:
         off = round(pico * self.discount) if self.discount else 0
         after = pico - off
         margin = (round(after * self.percentage) if self.percentage else 0) + self.fixed
-        return after + margin, (pico, off, margin, self.percentage)
+        return after + margin, (pico, off, margin, self.percentage, self.discount, self.fixed)
 
 
 def adjustment_for(discounts: Mapping[str, float], margins: Mapping[str, Any], provider: str,
@@ -150,8 +152,17 @@ def adjustment_for(discounts: Mapping[str, float], margins: Mapping[str, Any], p
 
 def headers(parts: Parts) -> list[tuple[bytes, bytes]]:
     """LiteLLM's cost breakdown headers of a charged request (USD, as ``x-litellm-response-cost``)."""
-    original, off, margin, percentage = parts
+    original, off, margin, percentage = parts[:4]
     return [(b"x-litellm-response-cost-original", repr(usd(original)).encode()),
             (b"x-litellm-response-cost-discount-amount", repr(usd(off)).encode()),
             (b"x-litellm-response-cost-margin-amount", repr(usd(margin)).encode()),
             (b"x-litellm-response-cost-margin-percent", repr(float(percentage)).encode())]
+
+
+def breakdown(parts: Parts) -> dict[str, float]:
+    """LiteLLM's ``cost_breakdown`` of a charged request (USD; its ``StandardLoggingPayload`` field, in the spend
+    log's ``metadata`` and OpenTelemetry's ``gen_ai.cost.*``), the parts the discount and margin make."""
+    original, off, margin, percentage, discount, fixed = parts
+    return {"total_cost": usd(original - off + margin), "original_cost": usd(original),
+            "discount_percent": discount, "discount_amount": usd(off), "margin_percent": percentage,
+            "margin_fixed_amount": usd(fixed), "margin_total_amount": usd(margin)}

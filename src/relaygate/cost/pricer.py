@@ -101,7 +101,8 @@ class Pricer:
         return adj.apply(pico)
 
     def charged(self, dep: Deployment, pico: int) -> int:
-        """:meth:`charge`'s amount alone (the same amount whatever the caller: batches, stream usage frames)."""
+        """:meth:`charge`'s amount alone (the same amount whatever the caller: pass-through, stream usage frames,
+        ``/spend/calculate``)."""
         return self.charge(dep, pico)[0] if self.adjusting else pico
 
     def table(self, dep: Deployment) -> PriceTable:

@@ -311,6 +311,10 @@ def request_attributes(r: CompletionRecord, detail: Detail | None, *, message_lo
     a["relaygate.cost"] = float(r.cost) if math.isfinite(r.cost) else 0.0
     if r.cost_estimated:
         a["relaygate.cost_estimated"] = True
+    extra = r.extra
+    if type(extra) is dict and "cost_breakdown" in extra:  # a provider discount or margin: LiteLLM's gen_ai.cost.*
+        for k, v in extra["cost_breakdown"].items():
+            a["gen_ai.cost." + k] = v
     a["relaygate.overhead_ms"] = round(r.overhead * 1000.0, 3)
     if detail is not None:
         a["relaygate.attempts"] = len(detail.attempts)

@@ -243,6 +243,7 @@ class Pipeline:
         prices = ex.rt.prices
         if prices.adjusting:  # litellm_settings.cost_discount_config / cost_margin_config (cost.adjust)
             pico, parts = prices.charge(lease.target.dep, pico)
+            ex.cost_parts = parts
         cost = ex.cost = usd(pico)
         total = time.perf_counter() - ex.t0
         headers = self.headers(ex, lease, total)
@@ -391,6 +392,11 @@ class Pipeline:
                                 "spend_logs_metadata": over.spend_meta}
         if isinstance(key_meta, dict) and key_meta:
             add_key_spend_metadata(record, key_meta)
+        if ex.cost_parts is not None:  # a provider discount or margin: LiteLLM's cost_breakdown (cost.adjust)
+            extra = record.extra if isinstance(record.extra, dict) else {"tags": [], "metadata": None,
+                                                                          "spend_logs_metadata": None}
+            extra["cost_breakdown"] = adjust.breakdown(ex.cost_parts)
+            record.extra = extra
         cap = ex.obs
         if cap is not None:  # what exporters get beyond the record (observe.capture)
             extra = record.extra if isinstance(record.extra, dict) else {}

@@ -43,7 +43,7 @@ class Exchange:
     __slots__ = ("call_id", "route", "t0", "rt", "endpoint", "body", "view", "model", "stream", "fallbacks",
                  "over", "state", "control", "who", "group", "ctx", "lease", "wait", "ttft", "api_ttft",
                  "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "status", "cost",
-                 "estimated", "done", "cache", "obs", "admitted", "remaining", "path", "labels")
+                 "estimated", "done", "cache", "obs", "admitted", "remaining", "path", "labels", "cost_parts")
 
     def __init__(self, route: str, t0: float, rt: Runtime, path: str = "") -> None:
         self.call_id = b""
@@ -82,6 +82,8 @@ class Exchange:
         self.status = 0
         self.cost = 0.0
         """USD, from the usage of the attempt that answered (``relaygate.cost``; 0 for failures)."""
+        self.cost_parts: Any = None
+        """With a provider discount or margin (``cost.adjust.Parts``): how ``cost`` was made; None otherwise."""
         self.estimated = False
         """The usage (and so the cost) was estimated from the content: the provider sent none."""
         self.done = False

@@ -154,7 +154,7 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
         ex.lease, ex.prompt_tokens, ex.completion_tokens, ex.ttft = lease, pt, ct, total
         pico = fe.price_stream(ex, lease.target.dep, last, usage is not None)
         if ex.rt.prices.adjusting:  # a discount or margin (cost.adjust)
-            pico = ex.rt.prices.charged(lease.target.dep, pico)
+            pico, ex.cost_parts = ex.rt.prices.charge(lease.target.dep, pico)
         ex.cost = usd(pico)
         # the client left: 499, as before the first frame (pipeline.core); the upstream broke it: 599
         pipe.complete(ex, 200 if ok else 499 if gone else 599,

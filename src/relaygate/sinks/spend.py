@@ -127,7 +127,8 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
         spend_meta = extra.get("spend_logs_metadata")
         if spend_meta is None and isinstance(request_meta, dict):
             spend_meta = request_meta.get("spend_logs_metadata")
-        if spend_meta is not None or isinstance(request_meta, dict):
+        breakdown = extra.get("cost_breakdown")  # a provider discount or margin (cost.adjust)
+        if spend_meta is not None or isinstance(request_meta, dict) or breakdown is not None:
             meta_text = None
         if store_prompts:
             m = extra.get("messages")
@@ -135,7 +136,7 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
             a = extra.get("response")
             response_text = _encode(a if isinstance(a, dict) else ({"content": a} if a is not None else {})).decode()
     else:
-        request_meta = spend_meta = None
+        request_meta = spend_meta = breakdown = None
     if meta_text is None:
         # only what the row's columns do not already hold: the reporting routes add LiteLLM's
         # user_api_key* and status keys back from the columns (``management.spend.log_row``), so a row
@@ -145,6 +146,8 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
             metadata["spend_logs_metadata"] = spend_meta
         if isinstance(request_meta, dict):
             metadata["requester_metadata"] = request_meta
+        if breakdown is not None:
+            metadata["cost_breakdown"] = breakdown
         if r.retries:
             metadata["attempted_retries"] = r.retries
         if r.fallbacks:
