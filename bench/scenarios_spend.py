@@ -46,6 +46,9 @@ Issue 13's speed bar, measured side by side:
   transaction) replaced by a no-op through a ``sitecustomize`` of the bench (``bench/stubs/nowrite``); the
   sink still builds, counts and hands on every row. ``on`` against it is what the write costs inside the
   gateway; the results' ``stubs`` show its database without rows while its sink counted them.
+- **on-adjusted** (``--modes off,on,on-adjusted``): ``on`` with LiteLLM's ``cost_discount_config`` and
+  ``cost_margin_config`` set (a discount and a margin on every request: the cost-part headers, the spend row's
+  ``cost_breakdown``); against ``on``, what they cost.
 - **where the CPU goes**: each run lists the gateway's threads that spent at least 1 µs a request
   (``threads_us_per_req``: the event loop's, Granian's, the SQLite connections').
 - **sink check**: after the runs, the on gateway's spend rows in the database against the requests it
@@ -109,8 +112,13 @@ MODES: dict[str, tuple[bool, bool, bool]] = {
     "logs": (False, True, True),
     "on-batch10": (True, True, True),
     "on-nowrite": (True, True, True),
+    "on-adjusted": (True, True, True),
 }
 _GENERAL_EXTRA = {"on-batch10": "  proxy_batch_write_at: 10\n"}
+_LITELLM_EXTRA = {"on-adjusted": "litellm_settings:\n  cost_discount_config: {openai: 0.1}\n"
+                                 "  cost_margin_config: {global: {percentage: 0.05, fixed_amount: 0.0001}}\n"}
+"""Modes with ``litellm_settings`` of their own: ``on-adjusted`` is ``on`` with a provider discount and a margin
+(``cost.adjust``), so ``on`` against it is what they cost a request."""
 """Modes that differ from another only in ``general_settings``: ``on-batch10`` is ``on`` with LiteLLM's
 default spend write interval (10 s) instead of relaygate's (1 s)."""
 _STUBS = {"on-nowrite": REPO_ROOT / "bench" / "stubs" / "nowrite"}
@@ -135,7 +143,7 @@ model_list:
 {prices}general_settings:
   master_key: {MASTER_KEY}
   database_url: {db_url}
-{_GENERAL_EXTRA.get(mode, "")}{spend}""")
+{_GENERAL_EXTRA.get(mode, "")}{spend}{_LITELLM_EXTRA.get(mode, "")}""")
     return path
 
 
@@ -417,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", default="off,on", help="gateways to compare, of off, on, budgets (budgets and "
                    "prices, no spend logs), logs (spend logs and prices, no budgets), on-batch10 (on, with "
                    "proxy_batch_write_at: 10, LiteLLM's default), on-nowrite (on with the database write replaced by "
-                   "a no-op: on against it is what the write costs); off and on are required")
+                   "a no-op: on against it is what the write costs), on-adjusted (on with a provider discount and "
+                   "margin); off and on are required")
     p.add_argument("--out", default=str(REPO_ROOT / "bench" / "results"))
     a = p.parse_args(argv)
     if not 0 < a.active <= a.keys:
