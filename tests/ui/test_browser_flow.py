@@ -377,6 +377,8 @@ def admin_actions(page: Any, base: str, urls: list[str]) -> None:
     page.keyboard.press("Enter")
     page.wait_for_function("document.querySelector('#key-search').value.length === 64")
     key_row.wait_for()
+    # the row was on the page before the search too: wait for the filtered answer to replace the table
+    page.wait_for_function("document.querySelectorAll('[data-testid=keys-table] tbody tr').length === 1")
     assert page.locator("[data-testid=keys-table] tbody tr").count() == 1
     assert all(second not in url and first not in url for url in urls)
     key_row.locator("[data-testid=key-delete]").click()
