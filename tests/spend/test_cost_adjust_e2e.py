@@ -1,6 +1,6 @@
 """Provider discounts and margins through a real ``relaygate serve`` (SQLite beside the config): what the client is
 told (``x-litellm-response-cost`` and its parts), what the spend logs and the key's counter hold, what
-``/spend/calculate`` answers, and a key's budget spent by the margin's fixed amount alone."""
+``/spend/calculate`` and ``/cost/estimate`` answer, and a key's budget spent by the margin's fixed amount alone."""
 
 from __future__ import annotations
 
@@ -96,5 +96,14 @@ def test_discount_and_margin_are_charged_logged_and_counted() -> None:
                                                       "total_tokens": 1000}}})
         assert status == 200, out
         assert out["cost"] == pytest.approx(0.001 * 0.5 * 1.1 + 0.001, abs=1e-12)
+        # /cost/estimate: the list price split by kind, and what is charged (the margin its own line)
+        status, out = call(gw.url, "/cost/estimate", {"model": "chat", "input_tokens": 1000, "output_tokens": 0,
+                                                      "num_requests_per_month": 30})
+        assert status == 200, out
+        assert out["input_cost_per_request"] == pytest.approx(0.001, abs=1e-12)
+        assert out["cost_per_request"] == pytest.approx(0.001 * 0.5 * 1.1 + 0.001, abs=1e-12)
+        assert out["margin_cost_per_request"] == pytest.approx(0.001 * 0.5 * 0.1 + 0.001, abs=1e-12)
+        assert out["monthly_cost"] == pytest.approx(30 * out["cost_per_request"], abs=1e-12)
+        assert out["input_cost_per_token"] == pytest.approx(1e-6) and out["daily_cost"] is None
         status, out = call(gw.url, "/config/cost_discount_config")
         assert status == 200 and out == {"values": {"mock": 0.5}}

@@ -164,6 +164,62 @@ def test_spend_calculate(db_url: str) -> None:  # noqa: F811
     asyncio.run(main())
 
 
+def test_cost_estimate(db_url: str) -> None:  # noqa: F811
+    """LiteLLM's ``/cost/estimate``: per request, day and month, the cache and reasoning shares, the rates
+    billed (a tiered model's above its threshold), and what a bad body or an unpriced model gets."""
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            async def est(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Any:
+                r = await call(gw, "POST", "/cost/estimate", body, headers=headers or AUTH)
+                assert r.status == status, r.body
+                return r.json()
+
+            # the group's deployment prices: 1e-6 in, 2e-6 out (cache and reasoning at the same rates)
+            out = await est({"model": "m", "input_tokens": 1000, "output_tokens": 500,
+                             "cache_read_input_tokens": 200, "reasoning_tokens": 100,
+                             "num_requests_per_day": 100, "num_requests_per_month": 3000})
+            assert out["model"] == "m" and out["input_tokens"] == 1000 and out["reasoning_tokens"] == 100
+            assert out["cost_per_request"] == pytest.approx(1000e-6 + 500 * 2e-6)
+            assert out["input_cost_per_request"] == pytest.approx(1000e-6)
+            assert out["cache_read_cost_per_request"] == pytest.approx(200e-6)  # a share of the input cost
+            assert out["reasoning_cost_per_request"] == pytest.approx(100 * 2e-6)
+            assert out["output_cost_per_request"] == pytest.approx(500 * 2e-6)
+            assert out["margin_cost_per_request"] == 0 and out["cache_creation_cost_per_request"] == 0
+            assert out["daily_cost"] == pytest.approx(100 * out["cost_per_request"])
+            assert out["monthly_input_cost"] == pytest.approx(3000 * 1000e-6)
+            assert out["input_cost_per_token"] == pytest.approx(1e-6)
+            assert out["output_cost_per_token"] == pytest.approx(2e-6)
+            # no projection asked: null, as LiteLLM's
+            bare = await est({"model": "m", "input_tokens": 10, "output_tokens": 0})
+            assert bare["daily_cost"] is None and bare["monthly_margin_cost"] is None
+            assert bare["num_requests_per_day"] is None
+            # a cost-map model by name, priced above its 200k-token tier (gemini-2.5-pro doubles its input rate)
+            tiered = gw.runtime.prices.catalog.lookup_name("gemini/gemini-2.5-pro")
+            assert tiered is not None and [t.above for t in tiered.tiers] == [200_000]  # the bundled cost map's
+            small = await est({"model": "gemini/gemini-2.5-pro", "input_tokens": 1000, "output_tokens": 0})
+            big = await est({"model": "gemini/gemini-2.5-pro", "input_tokens": 300_000, "output_tokens": 0})
+            assert big["input_cost_per_token"] > small["input_cost_per_token"] > 0
+            assert big["cost_per_request"] == pytest.approx(300_000 * big["input_cost_per_token"])
+            assert big["provider"] == "gemini"
+            err = await est({"model": "no-such-model-anywhere", "input_tokens": 1, "output_tokens": 1}, 404)
+            assert "no-such-model-anywhere" in err["error"]["message"] and err["error"]["param"] == "model"
+            for body, param in (({"model": "m", "input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 6,
+                                  "cache_creation_input_tokens": 6}, "cache_read_input_tokens"),
+                                ({"model": "m", "input_tokens": 10, "output_tokens": 5, "reasoning_tokens": 6},
+                                 "reasoning_tokens"),
+                                ({"model": "m", "input_tokens": -1, "output_tokens": 5}, "input_tokens"),
+                                ({"model": "m", "input_tokens": 1, "output_tokens": 5, "num_requests_per_day": -3},
+                                 "num_requests_per_day"),
+                                ({"model": "m", "input_tokens": 1.5, "output_tokens": 5}, "body"),
+                                ({"model": "m", "output_tokens": 5}, "body"),
+                                ({"model": "", "input_tokens": 1, "output_tokens": 5}, "model")):
+                assert (await est(body, 400))["error"]["param"] == param, body
+            await est(b"[1, 2", 400)
+            await est({"model": "m", "input_tokens": 1, "output_tokens": 1}, 401, {"authorization": "Bearer sk-no"})
+
+    asyncio.run(main())
+
+
 def test_rate_limit_exceptions_per_day_and_deployment(db_url: str) -> None:  # noqa: F811
     """LiteLLM's ``/global/activity/exceptions`` (and ``/deployment``): the group's requests answered 429 per
     day, and per deployment's ``api_base`` (credentials and query left out)."""

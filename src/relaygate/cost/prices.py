@@ -177,16 +177,7 @@ class PriceTable:
         ``audio_in``, ``completion`` the reasoning tokens and ``audio_out``; ``cache_write_1h`` is the part
         of ``cache_write`` kept 1 hour) served at ``service_tier`` (a cost-key suffix, ``cost.usage``'s
         resolution; ``""`` or ``default``: the standard prices, as is a tier the model has no price for)."""
-        p = self.base
-        tiers = self.tiers
-        if service_tier:
-            s = self.service.get(service_tier)
-            if s is not None:
-                p, tiers = s
-        if tiers and prompt > tiers[0][0]:
-            for above, t in tiers:
-                if prompt > above:
-                    p = t
+        p = self.rates(prompt, service_tier) if service_tier or self.tiers else self.base
         text_in = prompt - cache_read - cache_write
         if text_in < 0:
             text_in = 0
@@ -204,6 +195,21 @@ class PriceTable:
         if audio_out:
             cost += min(audio_out, completion) * (p.audio_out - p.output)
         return cost
+
+    def rates(self, prompt: int, service_tier: str = "") -> _Tokens:
+        """The token prices a request of ``prompt`` input tokens is billed at (its size tier, at
+        ``service_tier``), as :meth:`tokens` picks them."""
+        p = self.base
+        tiers = self.tiers
+        if service_tier:
+            s = self.service.get(service_tier)
+            if s is not None:
+                p, tiers = s
+        if tiers and prompt > tiers[0][0]:
+            for above, t in tiers:
+                if prompt > above:
+                    p = t
+        return p
 
     def images(self, n: int, size: str = "", quality: str = "") -> int:
         """pico-USD of ``n`` generated images (by ``quality/size``, then ``size``, then the default)."""

@@ -19,6 +19,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     from relaygate.management import (
         activity,
         budgets,
+        cost_estimate,
         customers,
         daily_activity,
         keys,
@@ -45,6 +46,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     spend.add_routes(t, gw)
     activity.add_routes(t, gw)  # /global/activity/* (the admin UI's overview)
     spend_views.add_routes(t, gw)  # /global/spend/{tags,provider,teams,end_users ...}, /spend/calculate, paged logs
+    cost_estimate.add_routes(t, gw)  # /cost/estimate
     daily_activity.add_routes(t, gw)  # /{user,team,tag,organization,customer}/daily/activity
     tags.add_routes(t, gw)
     from relaygate.management import provider_budgets  # /provider/budgets (needs no store)

@@ -52,6 +52,7 @@ import orjson
 from relaygate.core import tokens
 from relaygate.core.errors import GatewayError
 from relaygate.cost import details, usd
+from relaygate.cost.adjust import Parts
 from relaygate.cost.prices import PriceTable
 from relaygate.http.body import read_body
 from relaygate.http.routes import RouteTable
@@ -163,27 +164,32 @@ class CalculateRequest(msgspec.Struct, forbid_unknown_fields=False):
     completion_response: dict[str, Any] | None = None
 
 
-def _table(ctx: Ctx, model: str) -> tuple[PriceTable, Callable[[int], int]]:
+def pricing(ctx: Ctx, model: str) -> tuple[PriceTable, Callable[[int], tuple[int, Parts | None]]]:
     """The prices of ``model``: a model group's (or alias's) first deployment, else the catalog's model of
-    that name; a 400 when neither has a price. With them, what a request of that cost is charged: a
-    deployment's discount and margin applied (``cost.adjust``, as LiteLLM's ``completion_cost`` applies them),
-    a catalog model's list price."""
+    that name; a 400 when neither has a price. With them, what a request of a list-price cost is charged and
+    its parts: a deployment's discount and margin applied (``cost.adjust``, as LiteLLM's ``completion_cost``
+    applies them), a catalog model's list price (no parts)."""
     rt = ctx.gw.runtime
     try:
         group = rt.router.resolve(model)
     except GatewayError:
         group = None
-    charge: Callable[[int], int] = int
+    charge: Callable[[int], tuple[int, Parts | None]] = _list_price
     if group is not None and group.targets:
         dep = group.targets[0].dep
         table: PriceTable = rt.prices.table(dep)
-        charge = functools.partial(rt.prices.charged, dep)
+        if rt.prices.adjusting:
+            charge = functools.partial(rt.prices.charge, dep)
     else:
         table = PriceTable(rt.prices.catalog.lookup_name(model))
     if not table.known:
         raise bad_request(f"No price is known for model={model!r}: set input_cost_per_token and "
                           "output_cost_per_token on its deployment, or add it to a cost map", "model")
     return table, charge
+
+
+def _list_price(pico: int) -> tuple[int, Parts | None]:
+    return pico, None
 
 
 async def spend_calculate(ctx: Ctx) -> Any:
@@ -198,8 +204,8 @@ async def spend_calculate(ctx: Ctx) -> Any:
         if not isinstance(req.messages, list):
             raise bad_request("messages: expected an array of messages", "messages")
         prompt = tokens.estimate_messages_tokens(orjson.dumps(req.messages))
-        table, charge = _table(ctx, req.model)
-        return {"cost": usd(charge(table.tokens(prompt, 0)))}
+        table, charge = pricing(ctx, req.model)
+        return {"cost": usd(charge(table.tokens(prompt, 0))[0])}
     if req.completion_response is not None:
         answer = req.completion_response
         model = answer.get("model")
@@ -209,9 +215,9 @@ async def spend_calculate(ctx: Ctx) -> Any:
         usage = tokens.extract_usage(data)
         if not usage:
             raise bad_request("completion_response.usage: expected the answer's token usage", "completion_response")
-        table, charge = _table(ctx, model)
+        table, charge = pricing(ctx, model)
         d = details(data, table.service)
-        return {"cost": usd(charge(d.price(table, usage[0], usage[1])))}
+        return {"cost": usd(charge(d.price(table, usage[0], usage[1]))[0])}
     raise bad_request("Bad Request - Either 'model' or 'completion_response' must be provided", "model")
 
 
