@@ -25,6 +25,7 @@ from relaygate.auth.access import RequiredFields, customer_header
 from relaygate.config.litellm_general import DEFAULT_MODELS
 from relaygate.config.model import Config
 from relaygate.cost import Pricer
+from relaygate.cost.unpriced import UnpricedGuard
 from relaygate.http.body import BodyLimits
 from relaygate.http.respond import VERSION
 from relaygate.observe.capture import Observer
@@ -92,6 +93,8 @@ class Runtime:
         self._timeouts: dict[tuple[str, bool], Timeouts] = {}
         self.prices = Pricer(config, metrics=metrics)
         """Each deployment's price table, built once per snapshot (``relaygate.cost``)."""
+        if g.block_requests_for_models_without_pricing:  # LiteLLM's setting: an unpriced model group is refused
+            self.before_route = (UnpricedGuard(self.prices), *self.before_route)
         self.answer_headers: tuple[tuple[bytes, bytes], ...] = (
             (b"x-litellm-version", VERSION), (b"x-litellm-max-fallbacks", b"%d" % config.router.max_fallbacks))
         """Headers every routed answer carries that only the config decides, encoded once."""

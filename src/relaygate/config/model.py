@@ -315,6 +315,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     cost_margin_config: dict[str, float | dict[str, float]] = {}
     """``litellm_settings.cost_margin_config``: a percentage and / or a fixed USD amount added to each priced
     request's cost after the discount, per provider or ``global``."""
+    block_requests_for_models_without_pricing: bool = False
+    """``litellm_settings.block_requests_for_models_without_pricing``: an LLM call to a model group no deployment
+    of which has a price is refused (403, LiteLLM's ``model_cost_map_missing``; ``cost.unpriced``)."""
     max_internal_user_budget: float | None = None
     """``litellm_settings.max_internal_user_budget``: the ``max_budget`` of a new ``internal_user`` (``/user/new``,
     single sign-on, JWT upsert) that is given none."""

@@ -193,3 +193,14 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     # Changing them is a config change (relaygate keeps no config in the database): no PATCH route.
     cost_setting("/config/cost_discount_config", "cost_discount_config")
     cost_setting("/config/cost_margin_config", "cost_margin_config")
+
+    async def block_unpriced(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        """LiteLLM's ``{"enabled"}`` of ``block_requests_for_models_without_pricing`` (``cost.unpriced``)."""
+        from relaygate.management.common import check_admin
+
+        path = "/config/block_requests_for_models_without_pricing"
+        await check_admin(gw, scope, receive, params, path, read=True)
+        await send_json(send, 200, orjson.dumps(
+            {"enabled": gw.runtime.config.general.block_requests_for_models_without_pricing}))
+
+    t.add("GET", "/config/block_requests_for_models_without_pricing", block_unpriced)
