@@ -1,13 +1,22 @@
 """The checks of LiteLLM's ``litellm_settings.cost_discount_config`` and ``cost_margin_config`` at start-up
-(``GeneralSettings``); what they do to a request's cost is ``relaygate.cost.adjust``."""
+(``GeneralSettings``) and when the API changes them, and those stored settings put over the config file's
+(:func:`with_stored`); what they do to a request's cost is ``relaygate.cost.adjust``."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["check_discounts", "check_margins"]
+import msgspec
+
+if TYPE_CHECKING:
+    from relaygate.config.model import Config
+
+__all__ = ["STORED", "check_discounts", "check_margins", "check_stored", "with_stored"]
+
+log = logging.getLogger("relaygate.config")
 
 
 def _fraction(value: Any, where: str, high: float) -> float:
@@ -54,3 +63,50 @@ def check_margins(config: Mapping[str, Any]) -> None:
         else:
             raise ValueError(f"{where}: expected a number (a percentage) or an object with 'percentage' and/or "
                              f"'fixed_amount', got {value!r}")
+
+
+def _check_block(value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"block_requests_for_models_without_pricing: expected true or false, got {value!r}")
+
+
+def _check_discount_map(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValueError(f"cost_discount_config: expected an object of discounts, got {type(value).__name__}")
+    check_discounts(value)
+
+
+def _check_margin_map(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValueError(f"cost_margin_config: expected an object of margins, got {type(value).__name__}")
+    check_margins(value)
+
+
+STORED = {"cost_discount_config": _check_discount_map, "cost_margin_config": _check_margin_map,
+          "block_requests_for_models_without_pricing": _check_block}
+"""The ``litellm_settings`` the API may change (``store.settings``), each with its check."""
+
+
+def check_stored(name: str, value: Any) -> None:
+    """``ValueError`` naming the entry when ``value`` is not a valid ``name`` setting."""
+    STORED[name](value)
+
+
+def with_stored(config: Config, stored: Mapping[str, Any]) -> Config:
+    """``config`` with the settings stored through the API in place of the file's (LiteLLM's database config
+    wins over its file's likewise); a stored value that is not valid (written by another version, say) is
+    logged and the file's kept."""
+    changes: dict[str, Any] = {}
+    for name, value in stored.items():
+        if name not in STORED:
+            continue
+        try:
+            check_stored(name, value)
+        except ValueError as exc:
+            log.error("stored setting %s not applied: %s", name, exc)
+            continue
+        if getattr(config.general, name) != value:
+            changes[name] = value
+    if not changes:
+        return config
+    return msgspec.structs.replace(config, general=msgspec.structs.replace(config.general, **changes))

@@ -190,7 +190,8 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
 
     # LiteLLM's cost tracking settings (its UI's "Cost Tracking" page reads them): the running config's. LiteLLM
     # lets any key read them; here they are the admin's and its viewer's (a discount is a commercial term).
-    # Changing them is a config change (relaygate keeps no config in the database): no PATCH route.
+    # With store_model_in_db their PATCH routes store a value over the file's (management.cost_settings); these
+    # answer the running snapshot's, whichever it is.
     cost_setting("/config/cost_discount_config", "cost_discount_config")
     cost_setting("/config/cost_margin_config", "cost_margin_config")
 

@@ -33,6 +33,7 @@ from relaygate.auth.changes import KeyChanges
 from relaygate.auth.shared import SharedKeys
 from relaygate.cache.routes import add_routes as add_cache_routes
 from relaygate.cache.stage import make_cache
+from relaygate.config.cost_settings import with_stored
 from relaygate.config.model import Config, Deployment
 from relaygate.config.redis_tls import tls_for_url, tls_from_env, url_with_tls
 from relaygate.core.errors import GatewayError
@@ -61,6 +62,7 @@ from relaygate.sinks import CompletionQueue, MetricsSink
 from relaygate.store import Store, database_url, open_store
 from relaygate.store.activity import principal_counts, team_member_counts
 from relaygate.store.sealing import sealer_for
+from relaygate.store.settings import read_settings
 from relaygate.upstream.base import Transport
 from relaygate.upstream.factory import make_transport
 from relaygate.upstream.identity import aclose_identity_clients
@@ -139,6 +141,8 @@ class Gateway:
         self.db_models: list[Deployment] = []
         """Deployments added by ``/model/new`` (``store_model_in_db``), served after the file's."""
         self._db_models_seen: tuple[Any, ...] = ()
+        self.db_settings: dict[str, Any] = {}
+        """Settings changed through the API (``store.settings``), over the file's (``store_model_in_db``)."""
         self.budgets: Any = None
         """The worker's ``budgets.BudgetGuard`` (with a store or ``litellm_settings.max_budget``), else None."""
         self.provider_budgets: Any = None
@@ -500,17 +504,20 @@ class Gateway:
         self.keys_changed(None)
 
     async def sync_models(self) -> bool:
-        """Read the stored models and, when they changed, swap in a snapshot serving the config file's
-        deployments and theirs (as a reload does: stats and limiter carried over). True when it swapped."""
+        """Read the stored models and settings (``store.settings``) and, when they changed, swap in a snapshot
+        serving the config file's deployments and theirs, with the stored settings over the file's (as a reload
+        does: stats and limiter carried over). True when it swapped."""
         rows: tuple[Any, ...] = ()
         deps: list[Deployment] = []
+        settings: dict[str, Any] = {}
         if self.store is not None and db_models_enabled(self.file_config):
             rows, deps = await read_db_models(self.store, sealer_for(self.file_config))
-        if rows == self._db_models_seen:
+            settings = await read_settings(self.store)
+        if rows == self._db_models_seen and settings == self.db_settings:
             return False
         async with self._reload_lock:
-            self.db_models, self._db_models_seen = deps, rows
-            await self.swap(self.file_config, self.runtime.generation, "database models")
+            self.db_models, self._db_models_seen, self.db_settings = deps, rows, settings
+            await self.swap(self.file_config, self.runtime.generation, "database models and settings")
         return True
 
     async def _sync_models_logged(self) -> None:
@@ -589,7 +596,7 @@ class Gateway:
             log.warning("config reload: server.%s changed; this takes effect after a restart",
                         ", server.".join(changed))
         self.file_config = config
-        config = with_db_models(config, self.db_models)
+        config = with_stored(with_db_models(config, self.db_models), self.db_settings)
         new = Runtime.build(config, self.metrics, previous=old, generation=generation, store=self.store,
                             shared=self.shared_keys)
         if self.key_changes is not None:

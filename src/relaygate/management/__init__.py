@@ -20,6 +20,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         activity,
         budgets,
         cost_estimate,
+        cost_settings,
         customers,
         daily_activity,
         keys,
@@ -47,6 +48,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     activity.add_routes(t, gw)  # /global/activity/* (the admin UI's overview)
     spend_views.add_routes(t, gw)  # /global/spend/{tags,provider,teams,end_users ...}, /spend/calculate, paged logs
     cost_estimate.add_routes(t, gw)  # /cost/estimate
+    cost_settings.add_routes(t, gw)  # PATCH /config/cost_discount_config ... (the GETs: gateway.config_view)
     daily_activity.add_routes(t, gw)  # /{user,team,tag,organization,customer}/daily/activity
     tags.add_routes(t, gw)
     from relaygate.management import provider_budgets  # /provider/budgets (needs no store)

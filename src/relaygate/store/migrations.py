@@ -114,7 +114,7 @@ def _tables(dialect: str, tables: dict[str, tuple[str, str]]) -> list[str]:
 
 def postgres_casts(table: str) -> dict[str, str]:
     """``{column: PostgreSQL type}`` of a table created by these steps (what a text value is cast to)."""
-    for tables in (_V1_TABLES, _V2_TABLES, _V3_TABLES, _V5_TABLES, _V6_TABLES):
+    for tables in (_V1_TABLES, _V2_TABLES, _V3_TABLES, _V5_TABLES, _V6_TABLES, _V9_TABLES):
         if table in tables:
             types = _TYPES["postgres"]
             return {name: types[kind].split(" NOT NULL")[0] for name, kind in
@@ -216,12 +216,24 @@ def _v8(dialect: str) -> list[str]:
     return [f"ALTER TABLE {table} ADD COLUMN budget_limits {_TYPES[dialect]['j']}" for table in ("rg_keys", "rg_teams")]
 
 
+_V9_TABLES: dict[str, tuple[str, str]] = {
+    # settings changed through the API (LiteLLM's LiteLLM_Config rows of its litellm_settings): the JSON of
+    # one setting's value per row, over the config file's (``store.settings``)
+    "rg_config": ("param_name:t param_value:t updated_at:ts updated_by:t", "param_name"),
+}
+
+
+def _v9(dialect: str) -> list[str]:
+    """Step 9: the cost tracking settings the API changes (``PATCH /config/cost_discount_config`` ...)."""
+    return _tables(dialect, _V9_TABLES)
+
+
 MIGRATIONS: dict[str, list[list[str]]] = {
     # dialect -> steps; step N (1-based) is MIGRATIONS[dialect][N - 1]
     "sqlite": [_v1("sqlite"), _v2("sqlite"), _v3("sqlite"), _V4, _v5("sqlite"), _v6("sqlite"), _v7("sqlite"),
-               _v8("sqlite")],
+               _v8("sqlite"), _v9("sqlite")],
     "postgres": [_v1("postgres"), _v2("postgres"), _v3("postgres"), _V4, _v5("postgres"), _v6("postgres"),
-                 _v7("postgres"), _v8("postgres")],
+                 _v7("postgres"), _v8("postgres"), _v9("postgres")],
 }
 LATEST = len(MIGRATIONS["sqlite"])
 assert all(len(steps) == LATEST for steps in MIGRATIONS.values())

@@ -1,0 +1,68 @@
+"""LiteLLM's cost tracking settings changed through the API: ``PATCH /config/cost_discount_config``,
+``PATCH /config/cost_margin_config`` and ``PATCH /config/block_requests_for_models_without_pricing`` (its UI's
+"Cost Tracking" page; the ``GET`` of each is ``gateway.config_view``'s).
+
+As in LiteLLM, a change needs the database config (``general_settings.store_model_in_db``, or
+``STORE_MODEL_IN_DB=True``; else a 400 saying so, where LiteLLM answers 500) and the proxy admin (its viewer
+only reads). The body is the whole new value (LiteLLM replaces the setting, it does not merge): an object of
+discounts, an object of margins, or ``{"enabled": true|false}``; it is checked as the config file's value is
+at start-up (``config.cost_settings``: a 400 naming the entry) — LiteLLM also refuses provider names it does
+not know, relaygate accepts any (an entry for a provider nobody serves matches nothing, as in the file).
+Then it is stored (``store.settings``) over the file's value, this worker serves it at once, and every other
+worker and instance within a second (the store's change counter) or at once through Redis, as for stored
+models. Answers: LiteLLM's ``{"message", "status": "success", "values"}``, and ``{"enabled"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from relaygate.config.cost_settings import check_stored
+from relaygate.http.body import read_body
+from relaygate.http.routes import RouteTable
+from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, route
+from relaygate.management.models import enabled
+from relaygate.store.settings import write_setting
+
+__all__ = ["add_routes"]
+
+_DONE = {"cost_discount_config": "Cost discount configuration updated successfully",
+         "cost_margin_config": "Cost margin configuration updated successfully"}
+
+
+def add_routes(t: RouteTable, gw: Gateway) -> None:
+    for name in ("cost_discount_config", "cost_margin_config", "block_requests_for_models_without_pricing"):
+        route(t, gw, "PATCH", f"/config/{name}", _patch(name))
+
+
+def _patch(name: str) -> Any:
+    async def handler(ctx: Ctx) -> Any:
+        admin_only(ctx)
+        if not enabled(ctx.gw.runtime.config):
+            raise bad_request("Set `general_settings.store_model_in_db: true` (LiteLLM's STORE_MODEL_IN_DB) in the "
+                              f"config to change {name} through the API", "store_model_in_db")
+        raw = await read_body(ctx.receive, ctx.gw.runtime.body_limits)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise bad_request("Invalid request body: expected a JSON object", "body") from None
+        value = body
+        if name == "block_requests_for_models_without_pricing":
+            if not isinstance(body, dict) or "enabled" not in body:
+                raise bad_request('Invalid request body: expected {"enabled": true} or {"enabled": false}', "enabled")
+            value = body["enabled"]
+        try:
+            check_stored(name, value)
+        except ValueError as exc:
+            raise bad_request(str(exc), name) from None
+        await write_setting(ctx.store, name, value, ctx.caller.user_id or "default_user_id")
+        changed = getattr(ctx.gw, "models_changed", None)
+        if changed is not None:
+            await changed()  # this worker now, the others through the change counter (Redis at once)
+        if name in _DONE:
+            return {"message": _DONE[name], "status": "success", "values": value}
+        return {"enabled": value}
+
+    return handler
