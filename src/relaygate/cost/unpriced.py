@@ -41,17 +41,18 @@ class UnpricedGuard:
 
     def __init__(self, prices: Any) -> None:
         self.prices = prices
-        self._priced: dict[int, tuple[Any, bool]] = {}
+        self._priced: dict[Any, bool] = {}
+        """Model group (by identity: the router's groups, and the wildcard groups it keeps) -> priced."""
 
     def __call__(self, ex: Any) -> None:
         group = ex.group
         if group is None:
             return
-        known = self._priced.get(id(group))
-        if known is None or known[0] is not group:  # the entry holds the group: an id is never reused under it
+        priced = self._priced.get(group)
+        if priced is None:
             priced = any(self.prices.priced(t.dep) for t in group.targets)
             if len(self._priced) >= MAX_GROUPS:
                 self._priced.clear()
-            known = self._priced[id(group)] = (group, priced)
-        if not known[1]:
+            self._priced[group] = priced
+        if not priced:
             raise GatewayError(blocked_message(ex.model), status=403, type="model_cost_map_missing", param="model")
