@@ -177,7 +177,8 @@ class PriceTable:
         ``audio_in``, ``completion`` the reasoning tokens and ``audio_out``; ``cache_write_1h`` is the part
         of ``cache_write`` kept 1 hour) served at ``service_tier`` (a cost-key suffix, ``cost.usage``'s
         resolution; ``""`` or ``default``: the standard prices, as is a tier the model has no price for)."""
-        p = self.rates(prompt, service_tier) if service_tier or self.tiers else self.base
+        tiers = self.tiers
+        p = self.rates(prompt, service_tier) if service_tier or (tiers and prompt > tiers[0][0]) else self.base
         text_in = prompt - cache_read - cache_write
         if text_in < 0:
             text_in = 0

@@ -23,7 +23,7 @@ from relaygate.config.cost_settings import check_stored
 from relaygate.http.body import read_body
 from relaygate.http.routes import RouteTable
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, route
-from relaygate.management.models import enabled
+from relaygate.management.models import enabled, stored_changed
 from relaygate.store.settings import write_setting
 
 __all__ = ["add_routes"]
@@ -58,9 +58,7 @@ def _patch(name: str) -> Any:
         except ValueError as exc:
             raise bad_request(str(exc), name) from None
         await write_setting(ctx.store, name, value, ctx.caller.user_id or "default_user_id")
-        changed = getattr(ctx.gw, "models_changed", None)
-        if changed is not None:
-            await changed()  # this worker now, the others through the change counter (Redis at once)
+        await stored_changed(ctx)  # this worker now, the others through the change counter (Redis at once)
         if name in _DONE:
             return {"message": _DONE[name], "status": "success", "values": value}
         return {"enabled": value}

@@ -184,7 +184,9 @@ def shown(row: ModelRow) -> dict[str, Any]:
     return out
 
 
-async def _changed(ctx: Ctx) -> None:
+async def stored_changed(ctx: Ctx) -> None:
+    """Stored models or settings changed: this worker serves them now, the others follow
+    (``Gateway.models_changed``)."""
     changed = getattr(ctx.gw, "models_changed", None)
     if changed is not None:
         await changed()
@@ -205,7 +207,7 @@ async def new(ctx: Ctx) -> Any:
     _warn_unsealed(sealer)
     row = await ctx.store.create_model(
         msgspec.structs.replace(row, litellm_params=seal_credentials(row.litellm_params, sealer)))
-    await _changed(ctx)
+    await stored_changed(ctx)
     return shown(row)
 
 
@@ -235,7 +237,7 @@ async def update(ctx: Ctx) -> Any:
     row = await ctx.store.update_model(old.model_id, model_name=merged.model_name, litellm_params=params,
                                        model_info=merged.model_info,
                                        updated_by=ctx.caller.user_id or "default_user_id")
-    await _changed(ctx)
+    await stored_changed(ctx)
     return shown(row)
 
 
@@ -246,5 +248,5 @@ async def delete(ctx: Ctx) -> Any:
         await ctx.store.delete_model(body.id)
     except NotFound:
         raise not_found(f"Model with id={body.id} not found in db", "id") from None
-    await _changed(ctx)
+    await stored_changed(ctx)
     return {"message": f"Model: {body.id} deleted successfully"}
