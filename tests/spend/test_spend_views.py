@@ -220,6 +220,35 @@ def test_cost_estimate(db_url: str) -> None:  # noqa: F811
     asyncio.run(main())
 
 
+def test_calculators_without_a_database() -> None:
+    """A proxy without a database (a config-only LiteLLM proxy moved over) still answers LiteLLM's
+    ``/spend/calculate`` and ``/cost/estimate`` from its configuration, after authenticating the caller; the
+    routes that read the store still answer 503."""
+    async def main() -> None:
+        async with upstream() as up, gateway(None, up, relaygate_settings={"embedded_database": False}) as gw:
+            assert gw.store is None
+            r = await call(gw, "POST", "/spend/calculate",
+                           {"model": "m", "messages": [{"role": "user", "content": "hello there"}]}, headers=AUTH)
+            assert r.status == 200, r.body
+            assert r.json()["cost"] > 0
+            answer = {"model": "m", "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+            r = await call(gw, "POST", "/spend/calculate", {"completion_response": answer}, headers=AUTH)
+            assert r.status == 200 and r.json()["cost"] == pytest.approx(10e-6 + 5 * 2e-6), r.body
+            r = await call(gw, "POST", "/cost/estimate", {"model": "m", "input_tokens": 1000, "output_tokens": 10},
+                           headers=AUTH)
+            assert r.status == 200 and r.json()["cost_per_request"] == pytest.approx(1000e-6 + 20e-6), r.body
+            r = await call(gw, "POST", "/cost/estimate", {"model": "nope", "input_tokens": 1, "output_tokens": 1},
+                           headers=AUTH)
+            assert r.status == 404, r.body
+            r = await call(gw, "POST", "/cost/estimate", {"model": "m", "input_tokens": 1, "output_tokens": 1},
+                           headers={"authorization": "Bearer sk-wrong"})
+            assert r.status == 401, r.body
+            r = await call(gw, "GET", "/spend/logs", headers=AUTH)
+            assert r.status == 503 and "Database not connected" in r.json()["error"]["message"], r.body
+
+    asyncio.run(main())
+
+
 def test_rate_limit_exceptions_per_day_and_deployment(db_url: str) -> None:  # noqa: F811
     """LiteLLM's ``/global/activity/exceptions`` (and ``/deployment``): the group's requests answered 429 per
     day, and per deployment's ``api_base`` (credentials and query left out)."""

@@ -34,7 +34,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import msgspec
 
@@ -505,14 +505,42 @@ def query_of(scope: Scope) -> dict[str, str]:
     return {k: v[0] for k, v in urllib.parse.parse_qs(qs.decode("latin-1")).items() if v}
 
 
-def route(t: RouteTable, gw: Gateway, method: str, path: str, handler: Handler) -> None:
-    """Add ``handler`` at ``method path``, wrapped: caller, store, errors, the JSON answer."""
+class _NoStore:
+    """The ``store`` of a route served without a database (``route(..., store_optional=True)``): any use of it
+    is the 503 a store-bound route answers."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise no_store()
+
+
+_NO_STORE = cast("Store", _NoStore())
+
+
+def _storeless_caller(p: Principal) -> Caller:
+    """The caller of a route served without a database: its role from the key alone (the master key, a JWT
+    or a UI session: admin; a virtual key: an internal user), no rows read."""
+    if p.kind is not PrincipalKind.KEY:
+        return Caller(PROXY_ADMIN, p, key_hash=p.key_hash)
+    models = p.key.models if p.key is not None else None
+    return Caller(INTERNAL_USER, p, user_id=p.user_id, key_hash=p.key_hash, team_id=p.team_id, models=models)
+
+
+def route(t: RouteTable, gw: Gateway, method: str, path: str, handler: Handler, *,
+          store_optional: bool = False) -> None:
+    """Add ``handler`` at ``method path``, wrapped: caller, store, errors, the JSON answer. Without a
+    database every route answers 503 after authenticating, but a ``store_optional`` one (a calculator that
+    reads only the configuration, as LiteLLM's ``/spend/calculate`` works on a proxy without a database),
+    which is served with a caller resolved from its key alone."""
 
     async def serve(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         store = gw.store
         if store is None:
-            await caller_principal(gw, scope)  # 401 before 503
-            raise no_store()
+            p = await caller_principal(gw, scope)  # 401 before 503
+            if not store_optional:
+                raise no_store()
+            ctx = Ctx(gw, _NO_STORE, _storeless_caller(p), path, params, query_of(scope), receive, scope)
+            await send_json(send, 200, _encoder.encode(await handler(ctx)), ctx.answer_headers)
+            return
         try:
             caller = await resolve_caller(gw, scope, store)
             ctx = Ctx(gw, store, caller, path, params, query_of(scope), receive, scope)

@@ -58,7 +58,7 @@ class EstimateRequest(msgspec.Struct, forbid_unknown_fields=False):
 
 
 def add_routes(t: RouteTable, gw: Gateway) -> None:
-    route(t, gw, "POST", "/cost/estimate", cost_estimate)
+    route(t, gw, "POST", "/cost/estimate", cost_estimate, store_optional=True)
 
 
 def _checked(raw: bytes) -> EstimateRequest:

@@ -78,7 +78,7 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     route(t, gw, "GET", "/global/spend/teams", global_spend_teams)
     route(t, gw, "GET", "/global/all_end_users", all_end_users)
     route(t, gw, "POST", "/global/spend/end_users", global_spend_end_users)
-    route(t, gw, "POST", "/spend/calculate", spend_calculate)
+    route(t, gw, "POST", "/spend/calculate", spend_calculate, store_optional=True)
     route(t, gw, "GET", "/spend/logs/v2", paged_logs)
     route(t, gw, "GET", "/spend/logs/ui", paged_logs)
     route(t, gw, "GET", "/spend/logs/ui/{request_id}", one_log)
