@@ -71,10 +71,17 @@ def test_patch_is_served_at_once_read_back_and_kept(db_url: str) -> None:  # noq
                         ("cost_margin_config", {"openai": {"fixed_amount": -1}}, "non-negative"),
                         ("cost_margin_config", {"openai": 11}, "between 0 and 10"),
                         ("block_requests_for_models_without_pricing", {"enabled": "yes"}, "expected true or false"),
-                        ("block_requests_for_models_without_pricing", {}, '{"enabled": true}')):
+                        ("block_requests_for_models_without_pricing", {}, '{"enabled": true}'),
+                        # provider names nobody serves nor prices (a typo matches nothing): LiteLLM's refusal
+                        ("cost_discount_config", {"anthropic": 0.1, "opneai": 0.1, "nosuch/gpt-*": 0.1},
+                         "Invalid provider(s): opneai, nosuch."),
+                        ("cost_margin_config", {"global": 0.1, "antropic": 0.1}, "Invalid provider(s): antropic.")):
                     err = (await patch(gw, name, body, 400))["error"]
                     assert words in err["message"], (body, err)
                 await patch(gw, "cost_margin_config", b"{not json", 400)
+                # providers the cost map prices or an adapter serves, unused here, are accepted
+                await patch(gw, "cost_discount_config", {"vertex_ai/claude-*": 0.2, "bedrock": 0.1, "ollama": 0.5})
+                await patch(gw, "cost_discount_config", {"anthropic": 0.2})
                 assert await get(gw, "cost_discount_config") == {"values": {"anthropic": 0.2}}
                 # the admin only: a key of an internal user gets LiteLLM's admin-route refusal
                 r = await call(gw, "POST", "/key/generate", {"key_alias": "someone"}, headers=AUTH)

@@ -14,7 +14,7 @@ import msgspec
 if TYPE_CHECKING:
     from relaygate.config.model import Config
 
-__all__ = ["STORED", "check_discounts", "check_margins", "check_stored", "with_stored"]
+__all__ = ["STORED", "check_discounts", "check_margins", "check_stored", "unknown_providers", "with_stored"]
 
 log = logging.getLogger("relaygate.config")
 
@@ -85,6 +85,19 @@ def _check_margin_map(value: Any) -> None:
 STORED = {"cost_discount_config": _check_discount_map, "cost_margin_config": _check_margin_map,
           "block_requests_for_models_without_pricing": _check_block}
 """The ``litellm_settings`` the API may change (``store.settings``), each with its check."""
+
+
+def unknown_providers(name: str, value: Any, known: frozenset[str]) -> list[str]:
+    """The provider names a ``cost_discount_config`` or ``cost_margin_config`` value gives that are not in
+    ``known`` (``global`` is the margins' catch-all), in the value's order; [] for the other settings."""
+    if name not in ("cost_discount_config", "cost_margin_config") or not isinstance(value, dict):
+        return []
+    out = []
+    for key in value:
+        provider = key.partition("/")[0] if name == "cost_discount_config" else key
+        if provider not in known and not (name == "cost_margin_config" and provider == "global"):
+            out.append(provider)
+    return out
 
 
 def check_stored(name: str, value: Any) -> None:

@@ -6,11 +6,13 @@ As in LiteLLM, a change needs the database config (``general_settings.store_mode
 ``STORE_MODEL_IN_DB=True``; else a 400 saying so, where LiteLLM answers 500) and the proxy admin (its viewer
 only reads). The body is the whole new value (LiteLLM replaces the setting, it does not merge): an object of
 discounts, an object of margins, or ``{"enabled": true|false}``; it is checked as the config file's value is
-at start-up (``config.cost_settings``: a 400 naming the entry) — LiteLLM also refuses provider names it does
-not know, relaygate accepts any (an entry for a provider nobody serves matches nothing, as in the file).
-Then it is stored (``store.settings``) over the file's value, this worker serves it at once, and every other
-worker and instance within a second (the store's change counter) or at once through Redis, as for stored
-models. Answers: LiteLLM's ``{"message", "status": "success", "values"}``, and ``{"enabled"}``.
+at start-up (``config.cost_settings``: a 400 naming the entry), and, as LiteLLM refuses a provider name it
+does not know, a name that is neither a provider relaygate serves (``config.env.PROVIDERS``), nor one the
+model cost map prices (the shipped catalog and an override map), nor the provider of a configured deployment
+is a 400 listing them in LiteLLM's words (a typo would otherwise match nothing, silently). Then it is
+stored (``store.settings``) over the file's value, this worker serves it at once, and every other worker and
+instance within a second (the store's change counter) or at once through Redis, as for stored models.
+Answers: LiteLLM's ``{"message", "status": "success", "values"}``, and ``{"enabled"}``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 
 import orjson
 
-from relaygate.config.cost_settings import check_stored
+from relaygate.config.cost_settings import check_stored, unknown_providers
+from relaygate.config.env import PROVIDERS
 from relaygate.http.body import read_body
 from relaygate.http.routes import RouteTable
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, route
@@ -35,6 +38,14 @@ _DONE = {"cost_discount_config": "Cost discount configuration updated successful
 def add_routes(t: RouteTable, gw: Gateway) -> None:
     for name in ("cost_discount_config", "cost_margin_config", "block_requests_for_models_without_pricing"):
         route(t, gw, "PATCH", f"/config/{name}", _patch(name))
+
+
+def known_providers(ctx: Ctx) -> frozenset[str]:
+    """Provider names a discount or margin may name: relaygate's adapters, the cost map's providers (LiteLLM's
+    ``litellm_provider`` values, an override map's included) and the configured deployments' providers."""
+    rt = ctx.gw.runtime
+    deployed = {dep.provider for dep in rt.config.deployments}
+    return PROVIDERS | rt.prices.catalog.providers | deployed
 
 
 def _patch(name: str) -> Any:
@@ -57,6 +68,10 @@ def _patch(name: str) -> Any:
             check_stored(name, value)
         except ValueError as exc:
             raise bad_request(str(exc), name) from None
+        unknown = unknown_providers(name, value, known_providers(ctx))
+        if unknown:
+            raise bad_request(f"Invalid provider(s): {', '.join(unknown)}. Must be valid LiteLLM providers that "
+                              "relaygate serves or prices (see the providers section of the README).", name)
         await write_setting(ctx.store, name, value, ctx.caller.user_id or "default_user_id")
         await stored_changed(ctx)  # this worker now, the others through the change counter (Redis at once)
         if name in _DONE:
