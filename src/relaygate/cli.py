@@ -40,7 +40,7 @@ import yaml  # type: ignore[import-untyped]
 from relaygate import __version__, reload
 from relaygate.config import ConfigError, load_config
 from relaygate.config.env import load_dotenv_file
-from relaygate.config.loader import single_model
+from relaygate.config.loader import MASTER_KEY_ENV, single_model
 from relaygate.config.model import ServerSettings
 from relaygate.http import sched
 from relaygate.http.app import SUPERVISOR_ENV
@@ -48,6 +48,7 @@ from relaygate.logs import escape_controls, setup_logging
 from relaygate.metrics import METRICS_DIR_ENV
 from relaygate.store import StoreError, database_url, embedded_default_url, make_store, open_store, redact_url
 from relaygate.store.pgurl import url_from_env
+from relaygate.store.sealing import SALT_ENV
 
 if TYPE_CHECKING:
     from granian.log import LogLevels
@@ -181,7 +182,8 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
         log.info("database %s: schema version %d%s", redact_url(db_url), after,
                  f" (upgraded from {before})" if before != after else "")
         if config.server.import_litellm:
-            _first_start_import(db_url, config.server.database_connect_timeout)
+            _first_start_import(db_url, config.server.database_connect_timeout,
+                                os.environ.get(SALT_ENV) or config.general.master_key)
     for flag in unknown:
         if flag.startswith("-"):
             log.warning("command-line option %s is not supported by relaygate and was ignored", flag)
@@ -338,22 +340,28 @@ def db_command(argv: list[str]) -> int:
                        "else DATABASE_URL, else the embedded SQLite file beside it)")
     where.add_argument("--database-url", "--database_url", dest="database_url",
                        help="the database: postgresql://... or sqlite:///PATH (default: DATABASE_URL)")
-    imp = sub.add_parser("import-litellm", help="copy keys (as hashes), users, teams, organizations, customers and "
-                         "budgets from a LiteLLM proxy's PostgreSQL database into relaygate's")
+    imp = sub.add_parser("import-litellm", help="copy keys (as hashes), users, teams, organizations, customers, "
+                         "budgets, database models and cost settings from a LiteLLM proxy's PostgreSQL database "
+                         "into relaygate's (its models opened with LITELLM_SALT_KEY, else the master key)")
     imp.add_argument("source", metavar="DATABASE_URL", help="the LiteLLM database: postgresql://...")
     where = imp.add_mutually_exclusive_group()
     where.add_argument("--config", "-c", help="the relaygate config whose database receives the rows")
     where.add_argument("--database-url", "--database_url", dest="database_url",
                        help="relaygate's database: postgresql://... or sqlite:///PATH (default: DATABASE_URL)")
     args = p.parse_args(argv)
+    # what LiteLLM's database models are encrypted with: its LITELLM_SALT_KEY, else its master key (the
+    # config's, else LITELLM_MASTER_KEY's)
+    secret = os.environ.get(SALT_ENV) or next((os.environ[n] for n in MASTER_KEY_ENV if os.environ.get(n)), None)
     if args.database_url:
         url: str | None = args.database_url
     elif args.config:
         try:
-            url = database_url(load_config(args.config), args.config)
+            loaded = load_config(args.config)
+            url = database_url(loaded, args.config)
         except ConfigError as exc:
             print(f"relaygate db: config error: {exc}", file=sys.stderr)
             return 2
+        secret = os.environ.get(SALT_ENV) or loaded.general.master_key or secret
     else:
         url = os.environ.get("DATABASE_URL") or url_from_env(os.environ)
     if url is None:
@@ -361,7 +369,7 @@ def db_command(argv: list[str]) -> int:
               "DATABASE_HOST, DATABASE_USER, DATABASE_NAME ...)", file=sys.stderr)
         return 2
     if args.action == "import-litellm":
-        return _import_litellm(args.source, url)
+        return _import_litellm(args.source, url, secret)
     try:
         before, after = asyncio.run(upgrade_database(url))
     except StoreError as exc:
@@ -384,14 +392,14 @@ def _on_store(url: str, work: Callable[[Any], Awaitable[Any]], connect_timeout: 
     return asyncio.run(run())
 
 
-def _first_start_import(url: str, connect_timeout: float) -> None:
+def _first_start_import(url: str, connect_timeout: float, secret: str | None) -> None:
     """LiteLLM's keys, teams, users ... imported from the same database on relaygate's first start there
     (``store.importer.import_on_first_start``); a failure is logged with the command that retries it, and
     serving goes on (keys already in the store, and the master key, work)."""
     from relaygate.store.importer import import_on_first_start
 
     try:
-        counts = _on_store(url, lambda store: import_on_first_start(url, store), connect_timeout)
+        counts = _on_store(url, lambda store: import_on_first_start(url, store, secret), connect_timeout)
     except Exception as exc:  # the import is a convenience: serving does not depend on it
         log.error("LiteLLM's tables in %s were not imported (%s: %s); run `relaygate db import-litellm "
                   "DATABASE_URL --database-url DATABASE_URL`", redact_url(url), type(exc).__name__, exc)
@@ -401,7 +409,7 @@ def _first_start_import(url: str, connect_timeout: float) -> None:
                  "; ".join(counts.lines()))
 
 
-def _import_litellm(source: str, url: str) -> int:
+def _import_litellm(source: str, url: str, secret: str | None) -> int:
     from relaygate.store.importer import import_litellm
 
     if not source.startswith(("postgresql://", "postgres://")):
@@ -410,7 +418,7 @@ def _import_litellm(source: str, url: str) -> int:
         return 2
 
     try:
-        counts = _on_store(url, lambda store: import_litellm(source, store))
+        counts = _on_store(url, lambda store: import_litellm(source, store, secret))
     except StoreError as exc:
         print(f"relaygate db: error: {exc}", file=sys.stderr)
         return 1

@@ -181,3 +181,20 @@ CREATE TABLE "LiteLLM_TagTable" (
     "created_by" TEXT,
     "updated_at" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
+CREATE TABLE "LiteLLM_ProxyModelTable" (
+    "model_id" TEXT NOT NULL PRIMARY KEY,
+    "model_name" TEXT NOT NULL,
+    "litellm_params" JSONB NOT NULL,
+    "model_info" JSONB,
+    "blocked" BOOLEAN NOT NULL DEFAULT false,
+    "created_at" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "created_by" TEXT NOT NULL,
+    "updated_at" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updated_by" TEXT NOT NULL
+);
+CREATE TABLE "LiteLLM_Config" (
+    "param_name" TEXT NOT NULL PRIMARY KEY,
+    "param_value" JSONB,
+    "last_run_at" TIMESTAMP(3),
+    "reload_revision" BIGINT NOT NULL DEFAULT 0
+);

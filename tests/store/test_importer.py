@@ -93,8 +93,8 @@ def test_import_litellm(db_url: str, postgres_server: PostgresServer) -> None:
         assert isinstance(store, Store)
         counts = await import_litellm(source, store)
         assert counts.read == {"budgets": 2, "organizations": 1, "users": 2, "organization_members": 1, "teams": 2,
-                               "team_members": 2, "customers": 2, "tags": 1, "keys": 2}
-        assert counts.created == counts.read and counts.updated == {}
+                               "team_members": 2, "customers": 2, "tags": 1, "keys": 2, "models": 0}
+        assert counts.created == {k: n for k, n in counts.read.items() if n} and counts.updated == {}
         assert any("alice-key" in n for n in counts.notes)  # LiteLLM allows a repeated alias; relaygate does not
         key = await store.get_key(hash_token(LITELLM_KEY))
         assert (key.key_alias, key.models, key.team_id, key.user_id, key.tpm_limit, key.max_budget, key.spend,
@@ -126,7 +126,7 @@ def test_import_litellm(db_url: str, postgres_server: PostgresServer) -> None:
         await _sql(source, """UPDATE "LiteLLM_VerificationToken" SET tpm_limit = 7, blocked = true
                               WHERE key_name = 'sk-...1234'""")
         again = await import_litellm(source, store)
-        assert again.created == {} and again.updated == counts.read
+        assert again.created == {} and again.updated == counts.created
         key = await store.get_key(hash_token(LITELLM_KEY))
         assert key.tpm_limit == 7 and key.blocked and key.key_alias == "alice-key"
         assert (await store.list_keys()).total == 2 and (await store.list_teams()).total == 2

@@ -10,6 +10,16 @@ with ``SELECT *``, keeping the columns whose names relaygate's records share (th
 and leaving the others (``password``, ``object_permission_id``, rotation bookkeeping ...). A table the
 database does not have is counted as empty, so older LiteLLM versions import too.
 
+Also what LiteLLM's UI stores with ``STORE_MODEL_IN_DB``: the models of ``LiteLLM_ProxyModelTable`` (served
+by relaygate with ``general_settings.store_model_in_db: true``) and, from ``LiteLLM_Config``'s
+``litellm_settings``, the cost tracking settings relaygate stores too (``store.settings``: discounts,
+margins, blocking unpriced models; checked as the API checks them, an invalid one left out with a note).
+LiteLLM encrypts every string of a model's ``litellm_params`` under its ``LITELLM_SALT_KEY`` (else its
+master key): the import opens them with ``secret`` (``sealing.open_litellm``; a value that is no ciphertext
+is kept, as LiteLLM keeps it) and seals the credentials again in relaygate's format under the same secret
+(relaygate picks its sealing key as LiteLLM does). A model whose ``model`` does not open (no secret given,
+or another one) is left out with a note: imported, it could only fail.
+
 Keys keep their hash: LiteLLM stores a key as the SHA-256 hex of the key (``token``), exactly as relaygate
 does, so every key works unchanged after the move and no key in clear ever passes through here.
 Team roles come from the team's ``members_with_roles`` (LiteLLM's ``LiteLLM_TeamMembership`` has none);
@@ -29,13 +39,17 @@ from typing import Any
 
 import msgspec
 
+from relaygate.config.cost_settings import STORED, check_stored
 from relaygate.store import tables as t
 from relaygate.store.base import Conn, Store
 from relaygate.store.errors import StoreUnavailable, redact_url
 from relaygate.store.pgurl import pg_options
+from relaygate.store.records import ModelRow
+from relaygate.store.sealing import LITELLM_GCM, Sealer, open_litellm, seal_credentials
+from relaygate.store.settings import upsert_setting
 
 ORDER = ("budgets", "organizations", "users", "organization_members", "teams", "team_members", "customers", "tags",
-         "keys")
+         "keys", "models")
 """The entities, in the order they are written (referenced rows first)."""
 
 _SOURCES: dict[str, tuple[str, t.Table[Any]]] = {
@@ -48,6 +62,7 @@ _SOURCES: dict[str, tuple[str, t.Table[Any]]] = {
     "customers": ("LiteLLM_EndUserTable", t.CUSTOMERS),
     "tags": ("LiteLLM_TagTable", t.TAGS),
     "keys": ("LiteLLM_VerificationToken", t.KEYS),
+    "models": ("LiteLLM_ProxyModelTable", t.MODELS),
 }
 
 
@@ -100,6 +115,10 @@ async def read_litellm(url: str, *, connect_timeout: float = 10.0
             for team in rows["teams"]:
                 if team.get("model_id") in aliases:
                     team["model_aliases"] = aliases[team["model_id"]]
+            rows["settings"] = []
+            if await conn.fetchval("SELECT to_regclass($1)", '"LiteLLM_Config"') is not None:
+                rows["settings"] = [dict(r) for r in await conn.fetch(
+                    'SELECT param_value FROM "LiteLLM_Config" WHERE param_name = $1', "litellm_settings")]
     finally:
         await conn.close()
     return rows, notes
@@ -179,10 +198,75 @@ async def _free_alias(store: Store, c: Conn, table: t.Table[Any], rec: Any, colu
     return rec
 
 
-async def import_records(store: Store, records: dict[str, list[Any]]) -> Counts:
-    """Write ``records`` (from :func:`to_records`) into ``store`` in one transaction; the counts."""
+def open_models(rows: list[ModelRow], secret: str | None, counts: Counts) -> list[ModelRow]:
+    """LiteLLM's model rows with their ``litellm_params`` opened (see the module docstring) and their
+    credentials sealed in relaygate's format; the rows that cannot be opened left out, each with a note."""
+    sealer = Sealer(secret)
+    out = []
+    for row in rows:
+        params: dict[str, Any] = {}
+        for name, value in row.litellm_params.items():
+            opened = open_litellm(value, secret) if isinstance(value, str) and secret else None
+            params[name] = value if opened is None else opened
+        model = params.get("model")
+        if not isinstance(model, str) or not model or (model == row.litellm_params.get("model") and _sealed(model)):
+            why = ("no LITELLM_SALT_KEY or master key to open it with" if not secret else
+                   "it does not open with this LITELLM_SALT_KEY or master key: did it change?")
+            counts.notes.append(f"model {row.model_id} ({row.model_name}) left out: its litellm_params are "
+                                f"encrypted and {why}")
+            continue
+        info = {k: v for k, v in row.model_info.items() if k not in ("id", "db_model")}
+        out.append(msgspec.structs.replace(row, litellm_params=seal_credentials(params, sealer), model_info=info))
+    if out:
+        counts.notes.append(f"{len(out)} model(s) imported: relaygate serves them with general_settings."
+                            "store_model_in_db: true (LiteLLM's STORE_MODEL_IN_DB)")
+    return out
+
+
+def _sealed(value: str) -> bool:
+    """Whether a value LiteLLM would have written looks like one of its ciphertexts (a model name never does:
+    it has a ``/`` or is shorter than a nonce and a tag)."""
+    if value.startswith(LITELLM_GCM):
+        return True
+    return "/" not in value and len(value) >= 54 and all(c.isalnum() or c in "-_=+" for c in value)
+
+
+def settings_of(rows: list[dict[str, Any]], counts: Counts) -> dict[str, Any]:
+    """The settings relaygate stores (``config.cost_settings.STORED``) found in LiteLLM's ``litellm_settings``
+    rows, each checked as the API checks it (an invalid one left out with a note)."""
+    found: dict[str, Any] = {}
+    for row in rows:
+        value = row.get("param_value")
+        if isinstance(value, str):
+            try:
+                value = msgspec.json.decode(value)
+            except msgspec.DecodeError:
+                counts.notes.append("LiteLLM_Config litellm_settings: not JSON, left out")
+                continue
+        if not isinstance(value, dict):
+            continue
+        for name in STORED:
+            if name not in value:
+                continue
+            try:
+                check_stored(name, value[name])
+            except ValueError as exc:
+                counts.notes.append(f"setting {name} left out: {exc}")
+                continue
+            found[name] = value[name]
+    if found:
+        counts.notes.append(f"settings imported from LiteLLM_Config: {', '.join(sorted(found))}")
+    return found
+
+
+async def import_records(store: Store, records: dict[str, list[Any]], settings: dict[str, Any] | None = None
+                         ) -> Counts:
+    """Write ``records`` (from :func:`to_records`) and ``settings`` into ``store`` in one transaction; the
+    counts."""
     counts = Counts()
     async with store.write() as c:
+        for name, value in (settings or {}).items():
+            await upsert_setting(c, name, value, "litellm-import")
         for name in ORDER:
             table = _SOURCES[name][1]
             aliases: set[str] = set()
@@ -198,15 +282,22 @@ async def import_records(store: Store, records: dict[str, list[Any]]) -> Counts:
     return counts
 
 
-async def import_litellm(source_url: str, store: Store) -> Counts:
-    """Read the LiteLLM database at ``source_url`` and write it into ``store`` (see the module docstring)."""
+async def import_litellm(source_url: str, store: Store, secret: str | None = None) -> Counts:
+    """Read the LiteLLM database at ``source_url`` and write it into ``store`` (see the module docstring);
+    ``secret``: LiteLLM's ``LITELLM_SALT_KEY``, else its master key (what its models are encrypted with)."""
     rows, notes = await read_litellm(source_url)
-    counts = await import_records(store, to_records(rows))
-    counts.notes[:0] = notes
+    records = to_records(rows)
+    found = Counts()
+    read_models = len(records["models"])
+    records["models"] = open_models(records["models"], secret, found)
+    settings = settings_of(rows.get("settings", []), found)
+    counts = await import_records(store, records, settings)
+    counts.read["models"] = read_models
+    counts.notes[:0] = [*notes, *found.notes]
     return counts
 
 
-async def import_on_first_start(url: str, store: Store) -> Counts | None:
+async def import_on_first_start(url: str, store: Store, secret: str | None = None) -> Counts | None:
     """A swap-in's first start on LiteLLM's own database (``DATABASE_URL`` unchanged): when the database holds
     LiteLLM's key table and relaygate's store has no key yet, LiteLLM's rows are imported, so every client
     key keeps working from the first request; None when there is nothing to do (no LiteLLM tables, or the
@@ -222,4 +313,4 @@ async def import_on_first_start(url: str, store: Store) -> Counts | None:
         present = await conn.fetchval("SELECT to_regclass($1)", '"LiteLLM_VerificationToken"') is not None
     finally:
         await conn.close()
-    return await import_litellm(url, store) if present else None
+    return await import_litellm(url, store, secret) if present else None

@@ -104,3 +104,40 @@ def _walk(value: Any, fn: Any, named: bool) -> Any:
     if isinstance(value, list):
         return [_walk(v, fn, named) for v in value]
     return value
+
+
+LITELLM_GCM = "v2:gcm:"
+
+
+def open_litellm(value: str, secret: str) -> str | None:
+    """A value LiteLLM encrypted under ``secret`` (its ``LITELLM_SALT_KEY``, else its master key) opened; None
+    when ``value`` is not such a ciphertext (a value LiteLLM left in clear, or one sealed under another key).
+
+    LiteLLM's two formats, both under SHA-256 of the secret: ``v2:gcm:`` + URL-safe base64 of a 12-byte nonce
+    and the AES-256-GCM ciphertext (``general_settings.encryption_algorithm: aes-256-gcm``; relaygate's own
+    ``rg1:`` format is the same construction), else its default, base64 (URL-safe, or standard in older rows)
+    of a NaCl ``SecretBox`` (XSalsa20-Poly1305: a 24-byte nonce, the ciphertext and its 16-byte tag), opened
+    with PyNaCl."""
+    key = hashlib.sha256(secret.encode()).digest()
+    if value.startswith(LITELLM_GCM):
+        try:
+            raw = base64.urlsafe_b64decode(value[len(LITELLM_GCM):])
+            return AESGCM(key).decrypt(raw[:12], raw[12:], None).decode()
+        except (InvalidTag, ValueError):
+            return None
+    try:
+        raw = base64.urlsafe_b64decode(value)
+    except ValueError:
+        try:
+            raw = base64.b64decode(value)
+        except ValueError:
+            return None
+    if len(raw) < 40:  # nonce and tag alone take 40 bytes: a plain value that happened to decode
+        return None
+    import nacl.exceptions
+    import nacl.secret
+
+    try:
+        return bytes(nacl.secret.SecretBox(key).decrypt(raw)).decode()
+    except (nacl.exceptions.CryptoError, UnicodeDecodeError):
+        return None

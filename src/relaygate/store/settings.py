@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from relaygate.store.base import Store
+from relaygate.store.base import Conn, Store
 
-__all__ = ["read_settings", "write_setting"]
+__all__ = ["read_settings", "upsert_setting", "write_setting"]
 
 log = logging.getLogger("relaygate.store")
 
@@ -42,4 +42,9 @@ async def read_settings(store: Store) -> dict[str, Any]:
 async def write_setting(store: Store, name: str, value: Any, by: str | None) -> None:
     """Store ``value`` (JSON-encodable) as setting ``name``, in a write that moves the change counter."""
     async with store.write() as c:
-        await c.execute(_UPSERT, [name, orjson.dumps(value).decode(), by])
+        await upsert_setting(c, name, value, by)
+
+
+async def upsert_setting(c: Conn, name: str, value: Any, by: str | None) -> None:
+    """Setting ``name`` set to ``value`` within the caller's write (``store.write()``)."""
+    await c.execute(_UPSERT, [name, orjson.dumps(value).decode(), by])
