@@ -25,9 +25,9 @@ __all__ = ["GENERAL_SETTINGS_KEYS", "KNOWN_CALLBACKS", "LITELLM_SETTINGS_KEYS", 
            "from_litellm"]
 
 KNOWN_CALLBACKS = frozenset({"langfuse", "otel", "opentelemetry", "prometheus", "datadog", "generic_api",
-                             "generic", "webhook", "json_logs"})
+                             "generic", "webhook", "json_logs", "s3", "s3_v2"})
 """Callback names relaygate runs (``opentelemetry`` is ``otel``; ``generic`` / ``webhook`` are
-``generic_api``)."""
+``generic_api``; ``s3_v2`` is ``s3``)."""
 
 
 class ObserveSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,6 +60,9 @@ class ObserveSettings(msgspec.Struct, frozen=True, kw_only=True):
     alert_to_webhook_url: dict[str, Any] = {}
     """Alert kind -> webhook URL (or a list of them), overriding ``SLACK_WEBHOOK_URL`` for that kind."""
     alerting_args: dict[str, Any] = {}
+    s3_callback_params: dict[str, Any] = {}
+    """LiteLLM's ``litellm_settings.s3_callback_params`` (the ``s3`` callback's bucket, region, credentials,
+    path ...; read by ``observe.s3``)."""
     require_auth_for_metrics_endpoint: bool = False
     exporter_queue: int = 10_000
     """Per-exporter bounded buffer (records); overflow is dropped oldest-first and counted."""
@@ -81,12 +84,12 @@ class ObserveConfigError(ValueError):
 LITELLM_SETTINGS_KEYS = frozenset({
     "callbacks", "success_callback", "failure_callback", "service_callback", "turn_off_message_logging",
     "redact_user_api_key_info", "json_logs", "callback_settings", "langfuse_default_tags",
-    "require_auth_for_metrics_endpoint"})
+    "require_auth_for_metrics_endpoint", "s3_callback_params"})
 """``litellm_settings`` keys :func:`from_litellm` reads."""
 GENERAL_SETTINGS_KEYS = frozenset({"alerting", "alerting_threshold", "alert_types", "alert_to_webhook_url",
                                    "alerting_args"})
 """``general_settings`` keys :func:`from_litellm` reads."""
-_ALIASES = {"opentelemetry": "otel", "generic": "generic_api", "webhook": "generic_api"}
+_ALIASES = {"opentelemetry": "otel", "generic": "generic_api", "webhook": "generic_api", "s3_v2": "s3"}
 
 
 def _names(value: Any, field: str, warnings: list[str], known: frozenset[str] = KNOWN_CALLBACKS,
@@ -162,6 +165,9 @@ def from_litellm(ls: dict[str, Any], gs: dict[str, Any], rg: dict[str, Any],
     for field in ("alert_to_webhook_url", "alerting_args"):
         if not isinstance(gs.get(field) or {}, dict):
             raise ObserveConfigError(f"general_settings.{field}", "expected a mapping")
+    s3_params = ls.get("s3_callback_params") or {}
+    if not isinstance(s3_params, dict):
+        raise ObserveConfigError("litellm_settings.s3_callback_params", "expected a mapping")
     settings = ObserveSettings(
         success_callbacks=tuple(n for n in success if n != "json_logs"),
         failure_callbacks=tuple(n for n in failure if n != "json_logs"),
@@ -179,6 +185,7 @@ def from_litellm(ls: dict[str, Any], gs: dict[str, Any], rg: dict[str, Any],
         alert_types=tuple(types) if types is not None else None,
         alert_to_webhook_url=dict(gs.get("alert_to_webhook_url") or {}),
         alerting_args=dict(gs.get("alerting_args") or {}),
+        s3_callback_params=dict(s3_params),
         require_auth_for_metrics_endpoint=_flag(ls.get("require_auth_for_metrics_endpoint", False),
                                                 "litellm_settings.require_auth_for_metrics_endpoint"),
     )

@@ -33,7 +33,7 @@ __all__ = ["Exporters", "check", "install"]
 
 log = logging.getLogger("relaygate")
 
-ASYNC_EXPORTERS = ("langfuse", "otel", "generic_api", "datadog")
+ASYNC_EXPORTERS = ("langfuse", "otel", "generic_api", "datadog", "s3")
 """Callback names that are async sinks, in the order they are installed."""
 
 
@@ -141,6 +141,9 @@ def _factory(name: str) -> Any:
     if name == "datadog":
         from relaygate.observe.datadog import make_datadog
         return make_datadog
+    if name == "s3":
+        from relaygate.observe.s3 import make_s3
+        return make_s3
     raise KeyError(name)
 
 

@@ -211,6 +211,14 @@ class HttpExporter:
         """The body as sent and any extra headers (Datadog gzips it)."""
         return body, {}
 
+    def destination(self, entries: Sequence[Any]) -> tuple[str, str]:
+        """The method and URL a request carrying ``entries`` goes to (S3 puts each entry at its own key)."""
+        return "POST", self.url
+
+    def sign(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> list[tuple[str, str]]:
+        """``headers`` for one attempt (S3 signs each with SigV4; the others send them as they are)."""
+        return headers
+
     # -- the sink --------------------------------------------------------------------------------------
 
     def wants(self, record: CompletionRecord) -> bool:
@@ -300,6 +308,7 @@ class HttpExporter:
             return
         data, extra = self.wrap(body)
         headers = list({**self.headers, **extra}.items() if extra else self.headers.items())
+        method, url = self.destination(entries)
         delay = self.backoff
         attempt = 0
         while True:
@@ -307,7 +316,7 @@ class HttpExporter:
             wait = delay
             try:
                 self.requests += 1
-                resp = await self._http().post(self.url, data, headers)
+                resp = await self._http().post(url, data, self.sign(method, url, headers, data), method)
             except PostError as exc:
                 reason = redact(str(exc))[:200]
             else:

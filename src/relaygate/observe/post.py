@@ -99,12 +99,13 @@ class Poster:
                                       or "@" in url.partition("://")[2].split("/", 1)[0])  # user:password@
         return got
 
-    async def post(self, url: str, body: bytes, headers: Sequence[tuple[str, str]]) -> Answer:
-        """POST ``body`` to ``url``; the answer whole, or :class:`PostError`. ``RuntimeError`` once closed."""
+    async def post(self, url: str, body: bytes, headers: Sequence[tuple[str, str]], method: str = "POST") -> Answer:
+        """POST (or ``method``) ``body`` to ``url``; the answer whole, or :class:`PostError`. ``RuntimeError``
+        once closed."""
         if self.closed:
             raise RuntimeError("the exporter's HTTP client is closed")
         if self._via_httpx(url):
-            return await self._post_httpx(url, body, headers)
+            return await self._post_httpx(url, body, headers, method)
         h1 = self._h1
         if h1 is None:
             h1 = self._h1 = H1Transport(max_connections_per_origin=CONNECTIONS, keepalive_expiry=30.0,
@@ -113,7 +114,7 @@ class Poster:
         hdrs = [*((k, v) for k, v in (("content-type", "application/json"), ("user-agent", self._user_agent))
                   if k not in given), *headers]  # the caller's own content-type or user-agent wins
         try:
-            resp, content = await send_read(h1, UpstreamRequest("POST", url, hdrs, body), self._timeouts)
+            resp, content = await send_read(h1, UpstreamRequest(method, url, hdrs, body), self._timeouts)
         except GatewayError as exc:
             raise PostError(f"{type(exc).__name__}: {exc.message}") from None
         except ValueError as exc:  # a URL the pool cannot reach (checked again on every attempt: cheap)
@@ -123,14 +124,14 @@ class Poster:
             names.setdefault(k.decode("latin-1"), v.decode("latin-1"))
         return Answer(resp.status, content, names)
 
-    async def _post_httpx(self, url: str, body: bytes, headers: Sequence[tuple[str, str]]) -> Answer:
+    async def _post_httpx(self, url: str, body: bytes, headers: Sequence[tuple[str, str]], method: str) -> Answer:
         client = self._httpx
         if client is None:
             client = self._httpx = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout), transport=self._transport,
                 headers={"Content-Type": "application/json", "User-Agent": self._user_agent})
         try:
-            resp = await client.post(url, content=body, headers=dict(headers))
+            resp = await client.request(method, url, content=body, headers=dict(headers))
         except httpx.HTTPError as exc:
             raise PostError(f"{type(exc).__name__}: {exc}") from None
         if len(resp.content) > MAX_ANSWER_BYTES:

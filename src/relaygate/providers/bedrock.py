@@ -117,7 +117,9 @@ class SigV4:
         names = sorted(signed)
         canonical_headers = "".join(f"{n}:{signed[n]}\n" for n in names)
         signed_headers = ";".join(names)
-        path = urllib.parse.quote(u.path or "/", safe="/-_.~")
+        # S3 signs the path as sent (its object keys are encoded once, by the caller); the other services
+        # sign it encoded again
+        path = (u.path or "/") if self.service == "s3" else urllib.parse.quote(u.path or "/", safe="/-_.~")
         query = "&".join(sorted(
             f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}"
             for k, v in urllib.parse.parse_qsl(u.query, keep_blank_values=True)))
