@@ -344,6 +344,8 @@ def db_command(argv: list[str]) -> int:
                          "budgets, database models and cost settings from a LiteLLM proxy's PostgreSQL database "
                          "into relaygate's (its models opened with LITELLM_SALT_KEY, else the master key)")
     imp.add_argument("source", metavar="DATABASE_URL", help="the LiteLLM database: postgresql://...")
+    imp.add_argument("--spend-logs", "--spend_logs", dest="spend_logs", action="store_true",
+                     help="also copy LiteLLM_SpendLogs (the spend history; in chunks, resumable by running again)")
     where = imp.add_mutually_exclusive_group()
     where.add_argument("--config", "-c", help="the relaygate config whose database receives the rows")
     where.add_argument("--database-url", "--database_url", dest="database_url",
@@ -369,7 +371,7 @@ def db_command(argv: list[str]) -> int:
               "DATABASE_HOST, DATABASE_USER, DATABASE_NAME ...)", file=sys.stderr)
         return 2
     if args.action == "import-litellm":
-        return _import_litellm(args.source, url, secret)
+        return _import_litellm(args.source, url, secret, args.spend_logs)
     try:
         before, after = asyncio.run(upgrade_database(url))
     except StoreError as exc:
@@ -409,7 +411,8 @@ def _first_start_import(url: str, connect_timeout: float, secret: str | None) ->
                  "; ".join(counts.lines()))
 
 
-def _import_litellm(source: str, url: str, secret: str | None) -> int:
+def _import_litellm(source: str, url: str, secret: str | None, spend_logs: bool = False) -> int:
+    from relaygate.store.import_spend import import_spend_logs
     from relaygate.store.importer import import_litellm
 
     if not source.startswith(("postgresql://", "postgres://")):
@@ -425,6 +428,13 @@ def _import_litellm(source: str, url: str, secret: str | None) -> int:
     print(f"relaygate db: imported from {redact_url(source)} into {redact_url(url)} (one transaction):")
     for line in [*counts.lines(), *(f"note: {n}" for n in counts.notes)]:
         print(f"  {line}")
+    if spend_logs:
+        try:
+            read, new = _on_store(url, lambda store: import_spend_logs(source, store))
+        except StoreError as exc:
+            print(f"relaygate db: spend logs: error: {exc} (run the command again to complete them)", file=sys.stderr)
+            return 1
+        print(f"  spend logs: {read} read, {new} new (the rest already there)")
     return 0
 
 

@@ -80,9 +80,9 @@ class Counts:
                 f"{self.updated.get(name, 0)} updated" for name in ORDER]
 
 
-async def read_litellm(url: str, *, connect_timeout: float = 10.0
-                       ) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
-    """Every row of LiteLLM's tables at ``url`` (PostgreSQL), by entity; notes on missing tables."""
+async def connect_litellm(url: str, connect_timeout: float = 10.0) -> Any:
+    """An asyncpg connection to the LiteLLM database at ``url`` (Prisma's URL options understood);
+    :class:`StoreUnavailable` naming the URL without its password when it cannot be reached."""
     import asyncpg  # type: ignore[import-untyped]
 
     try:
@@ -91,12 +91,18 @@ async def read_litellm(url: str, *, connect_timeout: float = 10.0
         raise StoreUnavailable(f"{exc} ({redact_url(url)})") from None
     settings = {"search_path": opts.search_path} if opts.search_path else None
     try:
-        conn = await asyncpg.connect(opts.dsn, timeout=opts.connect_timeout or connect_timeout,
+        return await asyncpg.connect(opts.dsn, timeout=opts.connect_timeout or connect_timeout,
                                      server_settings=settings,
                                      **({"statement_cache_size": 0} if opts.statement_cache_size == 0 else {}))
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         raise StoreUnavailable(f"cannot connect to the LiteLLM database {redact_url(url)}: "
                                f"{type(exc).__name__}") from None
+
+
+async def read_litellm(url: str, *, connect_timeout: float = 10.0
+                       ) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """Every row of LiteLLM's tables at ``url`` (PostgreSQL), by entity; notes on missing tables."""
+    conn = await connect_litellm(url, connect_timeout)
     rows: dict[str, list[dict[str, Any]]] = {}
     notes: list[str] = []
     try:

@@ -160,13 +160,15 @@ async def key_owners(store: Store, key_hashes: Iterable[str], team_ids: Iterable
     return by_key, by_team
 
 
-async def write_spend(store: Store, rows: Sequence[SpendLog], *, log_rows: bool = True) -> int:
+async def write_spend(store: Store, rows: Sequence[SpendLog], *, log_rows: bool = True,
+                      entity_spend: bool = True) -> int:
     """:func:`write_spend_values` of ``rows`` (encoded for the store's dialect)."""
     encode = t.SPEND_LOGS.row_encoder(store.dialect)
-    return await write_spend_values(store, [encode(r) for r in rows], log_rows=log_rows)
+    return await write_spend_values(store, [encode(r) for r in rows], log_rows=log_rows, entity_spend=entity_spend)
 
 
-async def write_spend_values(store: Store, rows: Sequence[Values], *, log_rows: bool = True) -> int:
+async def write_spend_values(store: Store, rows: Sequence[Values], *, log_rows: bool = True,
+                             entity_spend: bool = True) -> int:
     """Insert ``rows`` and add the ones inserted (not already stored) to the counters, in one transaction
     that does not move the change counter; the number inserted. Without ``log_rows`` (LiteLLM's
     ``disable_spend_logs``) only the counters and the entities' ``spend`` move: every row of the batch is
@@ -174,7 +176,10 @@ async def write_spend_values(store: Store, rows: Sequence[Values], *, log_rows: 
 
     A batch is nearly always new: :func:`_insert_new` writes it without ``RETURNING`` and finds out; only a
     batch with a request id already stored (sent again after a lost commit answer) is written again with
-    ``ON CONFLICT DO NOTHING RETURNING request_id``, so that only the rows inserted count."""
+    ``ON CONFLICT DO NOTHING RETURNING request_id``, so that only the rows inserted count.
+
+    ``entity_spend`` False leaves the entities' own ``spend`` columns alone (rows imported from LiteLLM,
+    whose keys, teams and users came with their spend)."""
     if not rows:
         return 0
     unique = list({r[_ID]: r for r in rows}.values())
@@ -198,7 +203,8 @@ async def write_spend_values(store: Store, rows: Sequence[Values], *, log_rows: 
             added = [r for r in unique if r[_ID] in inserted]
         totals, members = totals_of(added)
         await _add_totals(c, totals, dialect)
-        await _add_entity_spend(c, totals, members, dialect)
+        if entity_spend:
+            await _add_entity_spend(c, totals, members, dialect)
     return len(added)
 
 

@@ -1,0 +1,115 @@
+"""Moving LiteLLM's spend history: ``LiteLLM_SpendLogs`` copied into relaygate's spend logs
+(``relaygate db import-litellm --spend-logs``).
+
+What it owns: :func:`spend_log_of`, one LiteLLM spend row as relaygate's :class:`SpendLog` (the same columns
+under the same names, mostly: ``user`` -> ``user_id``, ``startTime`` -> ``start_time`` ...; the key alias,
+cache token counts and an error's status code read from LiteLLM's ``metadata``), and
+:func:`import_spend_logs`, which streams the table through a server-side cursor, oldest first, in chunks of
+``chunk`` rows, each written in its own transaction by the spend sink's writer (``store.spend``): memory stays
+bounded whatever the table's size, and an interrupted import is completed by running it again.
+
+Idempotent: rows are keyed by ``request_id``, a row already stored is not written again, and only the rows
+inserted are added to the spend counters (``rg_spend_totals``, which the reporting routes sum), so the rows
+and the counters agree after any number of runs. The keys', users' and teams' own ``spend`` columns are left
+alone: they came from LiteLLM with the identity import and already hold that spend.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from relaygate.store.base import Store
+from relaygate.store.importer import connect_litellm
+from relaygate.store.records import SpendLog
+from relaygate.store.spend import NANOS, write_spend
+
+__all__ = ["import_spend_logs", "spend_log_of"]
+
+_decode = msgspec.json.decode
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return _decode(value)
+        except msgspec.DecodeError:
+            return None
+    return value
+
+
+def _utc(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def spend_log_of(row: dict[str, Any]) -> SpendLog:
+    """One ``LiteLLM_SpendLogs`` row (as asyncpg returns it) as relaygate's spend row."""
+    found = _json(row.get("metadata"))
+    meta: dict[str, Any] = found if isinstance(found, dict) else {}
+    usage: dict[str, Any] = meta["usage_object"] if isinstance(meta.get("usage_object"), dict) else {}
+    details: dict[str, Any] = (usage["prompt_tokens_details"] if isinstance(usage.get("prompt_tokens_details"), dict)
+                               else {})
+    cache_read = _int(usage.get("cache_read_input_tokens")) or _int(details.get("cached_tokens"))
+    failed = row.get("status") == "failure"
+    code = 200
+    if failed:
+        info: dict[str, Any] = meta["error_information"] if isinstance(meta.get("error_information"), dict) else {}
+        raw = str(info.get("error_code") or "")
+        code = int(raw) if raw.isdigit() and 100 <= int(raw) <= 599 else 500
+    tags = _json(row.get("request_tags"))
+    messages = _json(row.get("messages"))
+    response = _json(row.get("response"))
+    spend = row.get("spend")
+    cost = float(spend) if isinstance(spend, int | float) and not isinstance(spend, bool) and spend > 0 else 0.0
+    alias = meta.get("user_api_key_alias")
+    return SpendLog(
+        request_id=str(row["request_id"]), call_type=str(row.get("call_type") or ""),
+        api_key=row.get("api_key") or None, key_alias=alias if isinstance(alias, str) else None,
+        spend=cost, spend_nanos=round(cost * NANOS), total_tokens=_int(row.get("total_tokens")),
+        prompt_tokens=_int(row.get("prompt_tokens")), completion_tokens=_int(row.get("completion_tokens")),
+        cache_read_tokens=cache_read, cache_write_tokens=_int(usage.get("cache_creation_input_tokens")),
+        start_time=_utc(row.get("startTime")), end_time=_utc(row.get("endTime")),
+        completion_start_time=_utc(row.get("completionStartTime")), model=row.get("model") or "",
+        model_group=row.get("model_group") or "", model_id=row.get("model_id") or "",
+        custom_llm_provider=row.get("custom_llm_provider") or "", user_id=row.get("user") or None,
+        team_id=row.get("team_id") or None, organization_id=row.get("organization_id") or None,
+        end_user=row.get("end_user") or None,
+        request_tags=[t for t in tags if isinstance(t, str) and t] if isinstance(tags, list) else [],
+        status="failure" if failed else "success", status_code=code,
+        cache_hit=str(row.get("cache_hit") or "").lower() == "true", metadata=meta,
+        messages=messages if isinstance(messages, list) else ([messages] if messages else []),
+        response=response if isinstance(response, dict) else ({"content": response} if response else {}))
+
+
+async def import_spend_logs(source_url: str, store: Store, *, chunk: int = 2000,
+                            connect_timeout: float = 10.0) -> tuple[int, int]:
+    """Copy ``LiteLLM_SpendLogs`` at ``source_url`` into ``store`` (module docstring): ``(read, new)``, both 0
+    when the database has no such table."""
+    conn = await connect_litellm(source_url, connect_timeout)
+    read = new = 0
+    try:
+        if await conn.fetchval("SELECT to_regclass($1)", '"LiteLLM_SpendLogs"') is None:
+            return 0, 0
+        async with conn.transaction(readonly=True, isolation="repeatable_read"):
+            batch: list[SpendLog] = []
+            async for row in conn.cursor('SELECT * FROM "LiteLLM_SpendLogs" ORDER BY "startTime", request_id',
+                                         prefetch=chunk):
+                batch.append(spend_log_of(dict(row)))
+                if len(batch) >= chunk:
+                    new += await write_spend(store, batch, entity_spend=False)
+                    read += len(batch)
+                    batch = []
+            if batch:
+                new += await write_spend(store, batch, entity_spend=False)
+                read += len(batch)
+    finally:
+        await conn.close()
+    return read, new
