@@ -7,6 +7,7 @@ wire and sealed at rest in relaygate's format."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -53,6 +54,15 @@ def test_open_litellm_formats() -> None:
     assert open_litellm(other, SALT) is None  # another key
     for plain in ("openai/gpt-4o", "gpt-4o", "", "http://127.0.0.1:9/v1", "v2:gcm:AAAA", "a" * 80):
         assert open_litellm(plain, SALT) is None
+    # what the import takes for a ciphertext it could not open (left out), and for a name in clear (kept)
+    from relaygate.store.importer import _sealed
+
+    standard = base64.b64encode(base64.urlsafe_b64decode(other)).decode()  # older LiteLLM's spelling
+    assert _sealed(other) and _sealed(gcm) and _sealed(standard)
+    assert open_litellm(standard, "sk-x") == "hi"
+    for name in ("openai/gpt-4o", "bedrock/us.anthropic.claude-3-5-sonnet-20241022-v2:0", "mock/echo",
+                 "vertex_ai/projects/my-project/locations/us-central1/publishers/google/models/gemini-pro"):
+        assert not _sealed(name), name
 
 
 async def fill_models(source: str, base: str) -> None:

@@ -229,12 +229,21 @@ def open_models(rows: list[ModelRow], secret: str | None, counts: Counts) -> lis
     return out
 
 
+_URLSAFE = frozenset("-_")
+_STANDARD = frozenset("+/")
+
+
 def _sealed(value: str) -> bool:
-    """Whether a value LiteLLM would have written looks like one of its ciphertexts (a model name never does:
-    it has a ``/`` or is shorter than a nonce and a tag)."""
+    """Whether a value LiteLLM would have written looks like one of its ciphertexts: ``v2:gcm:``, or base64
+    (URL-safe, or standard as older LiteLLM wrote it) of at least a nonce and a tag. A model name never does:
+    it is shorter, or mixes a ``/`` with ``-``, ``_`` or ``.``."""
     if value.startswith(LITELLM_GCM):
         return True
-    return "/" not in value and len(value) >= 54 and all(c.isalnum() or c in "-_=+" for c in value)
+    body = value.rstrip("=")
+    if len(body) < 54:
+        return False
+    other = {c for c in body if not c.isascii() or not c.isalnum()}
+    return other <= _URLSAFE or other <= _STANDARD
 
 
 def settings_of(rows: list[dict[str, Any]], counts: Counts) -> dict[str, Any]:
