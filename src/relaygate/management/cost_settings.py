@@ -44,8 +44,9 @@ def known_providers(ctx: Ctx) -> frozenset[str]:
     """Provider names a discount or margin may name: relaygate's adapters, the cost map's providers (LiteLLM's
     ``litellm_provider`` values, an override map's included) and the configured deployments' providers."""
     rt = ctx.gw.runtime
-    deployed = {dep.provider for dep in rt.config.deployments}
-    return PROVIDERS | rt.prices.catalog.providers | deployed
+    deployed: set[str] = {dep.provider for dep in rt.config.deployments}
+    priced: frozenset[str] = rt.prices.catalog.providers
+    return PROVIDERS | priced | deployed
 
 
 def _patch(name: str) -> Any:
