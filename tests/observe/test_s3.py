@@ -205,3 +205,43 @@ general_settings:
             time.sleep(0.2)
         assert 'event="s3_dropped"' in text
         assert "NoSuchBucket" in gw.log() and SECRET not in gw.log()
+
+
+@pytest.mark.e2e
+def test_batch_files(s3_server: str) -> None:
+    """``s3_batch_file_upload: true``: each flush is one NDJSON object per key prefix, LiteLLM's name."""
+    s3 = client(s3_server)
+    s3.create_bucket(Bucket="relaygate-batches")
+    cfg = f"""
+model_list:
+  - model_name: echo
+    litellm_params: {{model: mock/echo}}
+litellm_settings:
+  success_callback: ["s3"]
+  s3_callback_params: {{s3_bucket_name: relaygate-batches, s3_endpoint_url: "{s3_server}", s3_path: batched,
+                        s3_aws_access_key_id: {ACCESS}, s3_aws_secret_access_key: {SECRET}, s3_flush_interval: 1,
+                        s3_batch_file_upload: true}}
+general_settings:
+  master_key: sk-master-s3
+"""
+    with start_gateway(cfg) as gw:
+        chat = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+        for _ in range(12):
+            r = httpx.post(gw.url + "/v1/chat/completions", json=chat,
+                           headers={"authorization": "Bearer sk-master-s3"}, timeout=30)
+            assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 30
+        lines: list[dict[str, Any]] = []
+        listed: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and len(lines) < 12:
+            listed = s3.list_objects_v2(Bucket="relaygate-batches").get("Contents", [])
+            lines = [json.loads(line) for o in listed
+                     for line in s3.get_object(Bucket="relaygate-batches", Key=o["Key"])["Body"].read().splitlines()]
+            time.sleep(0.2)
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert len(lines) == 12 and len(listed) < 12, [o["Key"] for o in listed]
+    for o in listed:
+        assert o["Key"].startswith(f"batched/{today}/batch_") and o["Key"].endswith(".jsonl"), o["Key"]
+        head = s3.head_object(Bucket="relaygate-batches", Key=o["Key"])
+        assert head["ContentType"] == "application/x-ndjson"
+    assert {p["status"] for p in lines} == {"success"} and len({p["litellm_call_id"] for p in lines}) == 12
