@@ -97,6 +97,11 @@ def object_key(s3_path: str, prefix: str, start: datetime, file_name: str, hourl
         ".json"
 
 
+def _parent(key: str) -> str:
+    """The prefix an object key lives under (what LiteLLM groups a batch file by)."""
+    return key.rsplit("/", 1)[0] if "/" in key else ""
+
+
 class S3Sink(HttpExporter):
     """LiteLLM's ``s3`` callback: each StandardLoggingPayload ``PUT`` as its own object (module docstring)."""
 
@@ -113,8 +118,8 @@ class S3Sink(HttpExporter):
             base = f"{parts.scheme}://{bucket}.{parts.netloc}{parts.path}"
         else:
             base = f"{base}/{quote(bucket, safe='')}"
-        super().__init__(base, {"Content-Type": "application/json"}, **options)
-        self.bucket = bucket
+        super().__init__(base, {"Content-Type": "application/x-ndjson" if batch_file else "application/json"},
+                         **options)
         self.signer = signer
         self.s3_path = s3_path
         self.team_prefix = team_prefix
@@ -146,15 +151,12 @@ class S3Sink(HttpExporter):
     def destination(self, entries: Sequence[Any]) -> tuple[str, str]:
         key = entries[0][0]
         if self.batch_file:  # LiteLLM's batch file name, under the entries' common prefix
-            parent = key.rsplit("/", 1)[0] if "/" in key else ""
+            parent = _parent(key)
             name = f"batch_{datetime.now(UTC).strftime('%H-%M-%S')}_{uuid.uuid4().hex}.jsonl"
             key = f"{parent}/{name}" if parent else name
         return "PUT", f"{self.url}/{quote(key, safe='/-_.~')}"
 
     def sign(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> list[tuple[str, str]]:
-        if self.batch_file:
-            headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
-            headers.append(("Content-Type", "application/x-ndjson"))
         return self.signer.sign(method, url, [*headers, ("x-amz-content-sha256", hashlib.sha256(body).hexdigest())],
                                 body, time.time())
 
@@ -164,7 +166,7 @@ class S3Sink(HttpExporter):
         if self.batch_file:
             groups: dict[str, list[Any]] = {}
             for entry in chunk:
-                groups.setdefault(entry[0].rsplit("/", 1)[0] if "/" in entry[0] else "", []).append(entry)
+                groups.setdefault(_parent(entry[0]), []).append(entry)
             puts = [groups[parent] for parent in sorted(groups)]
         else:
             puts = [[entry] for entry in chunk]
