@@ -56,9 +56,15 @@ from bench.scenarios_cache import measure
 
 MASTER = "sk-bench-master"
 MODES = ("off", "langfuse", "otel", "prometheus", "json_logs", "all")
-EXTRA_MODES = ("prometheus_system",)
+EXTRA_MODES = ("prometheus_system", "langfuse_otel", "s3")
 """Modes run only when ``--modes`` names them: ``prometheus_system`` is LiteLLM's service families
-(``service_callback``), which time each request's stages and its Redis and database calls."""
+(``service_callback``), which time each request's stages and its Redis and database calls; ``langfuse_otel``
+the OpenTelemetry spans sent to Langfuse's OTLP endpoint (the receiver's ``/api/public/otel/v1/traces``);
+``s3`` LiteLLM's S3 logging with ``s3_batch_file_upload`` (one NDJSON object a flush: the receiver takes
+every signed ``PUT`` as a bucket would, unverified; an object per request is a ``PUT`` per request, more
+than this receiver takes at the gateway's rate)."""
+SERVICE_MODES = ("prometheus_system",)
+"""Extra modes that are ``service_callback`` names, not ``callbacks``."""
 ALL = ("langfuse", "otel", "prometheus", "json_logs")
 def mode_names(mode: str) -> tuple[str, ...]:
     """The callbacks a mode's gateway runs (a baseline mode, its own mode's)."""
@@ -74,7 +80,8 @@ def _free_port() -> int:
 
 def receiver(port: int) -> None:
     """Accept Langfuse ingestion batches (207, every event a success) and OTLP/HTTP exports (200)."""
-    counts = {"langfuse_batches": 0, "langfuse_events": 0, "otlp_requests": 0, "otlp_bytes": 0}
+    counts = {"langfuse_batches": 0, "langfuse_events": 0, "otlp_requests": 0, "otlp_bytes": 0,
+              "langfuse_otel_requests": 0, "s3_objects": 0, "s3_bytes": 0}
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -106,44 +113,60 @@ def receiver(port: int) -> None:
                     counts["langfuse_events"] += len(events)
                 ok = [{"id": e.get("id"), "status": 201} for e in events]
                 self._send(207, json.dumps({"successes": ok, "errors": []}).encode(), "application/json")
-            elif self.path.startswith("/v1/traces"):
+            elif self.path.startswith(("/v1/traces", "/api/public/otel/v1/traces")):
                 with lock:
-                    counts["otlp_requests"] += 1
+                    counts["otlp_requests" if self.path.startswith("/v1/") else "langfuse_otel_requests"] += 1
                     counts["otlp_bytes"] += len(raw)
                 self._send(200, b"", "application/x-protobuf")
             else:
                 self._send(404, b"{}", "application/json")
+
+        def do_PUT(self) -> None:  # an S3 object (the s3 mode's bucket, path style)
+            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+            with lock:
+                counts["s3_objects"] += 1
+                counts["s3_bytes"] += len(raw)
+            self._send(200, b"", "application/xml")
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     print(f"READY {port}", flush=True)
     server.serve_forever()
 
 
-def _received(port: int, langfuse: bool, otel: bool, wait: float = 15.0) -> dict[str, Any]:
+def _received(port: int, want: tuple[str, ...], wait: float = 15.0) -> dict[str, Any]:
     """The receiver's counts, once every exporter the modes ran has delivered something (or ``wait``
     seconds passed): exporters send on their own timers (OTLP's batch processor every 5 s by default), so a
     short run can end before its first batch left the gateway."""
     deadline = time.monotonic() + wait
     while True:
         got = http_json(f"http://127.0.0.1:{port}/")
-        if ((not langfuse or got["langfuse_events"]) and (not otel or got["otlp_requests"])) \
-                or time.monotonic() > deadline:
+        if all(got[name] for name in want) or time.monotonic() > deadline:
             return got
         time.sleep(0.2)
 
 
-def config(api_base: str, names: tuple[str, ...]) -> str:
+_DELIVERED = (("langfuse", "langfuse_events"), ("otel", "otlp_requests"),
+              ("langfuse_otel", "langfuse_otel_requests"), ("s3", "s3_objects"))
+"""Exporters that send to the receiver, and the count that shows they did (a run whose exporter sent nothing
+is a failure, not a cheap exporter)."""
+
+
+def config(api_base: str, names: tuple[str, ...], receiver_url: str = "") -> str:
     text = (f"model_list:\n  - model_name: m\n    litellm_params: {{model: openai/mock-model, api_key: sk-up, "
             f"api_base: \"{api_base}\"}}\ngeneral_settings:\n  master_key: {MASTER}\n"
             "relaygate_settings:\n  embedded_database: false\n")
-    callbacks = [n for n in names if n not in EXTRA_MODES]
-    services = [n for n in names if n in EXTRA_MODES]
+    callbacks = [n for n in names if n not in SERVICE_MODES]
+    services = [n for n in names if n in SERVICE_MODES]
     if callbacks or services:
         text += "litellm_settings:\n"
     if callbacks:
         text += f"  callbacks: {json.dumps(callbacks)}\n"
     if services:
         text += f"  service_callback: {json.dumps(services)}\n"
+    if "s3" in callbacks:
+        text += ("  s3_callback_params: {s3_bucket_name: bench-logs, s3_region_name: us-east-1, "
+                 f"s3_endpoint_url: \"{receiver_url}\", s3_aws_access_key_id: AKIDBENCH, "
+                 "s3_aws_secret_access_key: bench-secret, s3_batch_file_upload: true}\n")
     return text
 
 
@@ -189,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_http(f"http://127.0.0.1:{rport}/", 20, recv)
         for mode in modes:
             cfg = tmp / f"{mode}.yaml"
-            cfg.write_text(config(mock.openai_base, mode_names(mode)))
+            cfg.write_text(config(mock.openai_base, mode_names(mode), f"http://127.0.0.1:{rport}"))
             port = _free_port()
             tree = args.baseline if mode.endswith(BASE) else None
             genv = env if tree is None else baseline_env(env, tree)
@@ -240,14 +263,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline is not None:
             for line in baseline_lines(modes, shares, args.baseline):
                 print(line, flush=True)
-        got = _received(rport, "langfuse" in modes or "all" in modes, "otel" in modes or "all" in modes)
+        ran = {n for m in modes for n in mode_names(m)}
+        want = tuple(count for name, count in _DELIVERED if name in ran)
+        got = _received(rport, want)
         print(f"receiver: {got['langfuse_events']} Langfuse events in {got['langfuse_batches']} batches, "
-              f"{got['otlp_requests']} OTLP requests ({got['otlp_bytes']} bytes)", flush=True)
-        if ("langfuse" in modes or "all" in modes) and not got["langfuse_events"]:
-            print("FAILED: no Langfuse event arrived", flush=True)
-            return 1
-        if ("otel" in modes or "all" in modes) and not got["otlp_requests"]:
-            print("FAILED: no OTLP export arrived", flush=True)
+              f"{got['otlp_requests']} OTLP requests ({got['otlp_bytes']} bytes), {got['langfuse_otel_requests']} "
+              f"to Langfuse's OTLP endpoint, {got['s3_objects']} S3 objects ({got['s3_bytes']} bytes)", flush=True)
+        missing = [name for name, count in _DELIVERED if name in ran and not got[count]]
+        if missing:
+            print(f"FAILED: nothing arrived from {', '.join(missing)}", flush=True)
             return 1
     finally:
         for _, gw in gws.values():

@@ -103,6 +103,8 @@ class _QuietServer(ThreadingHTTPServer):
 class Receiver:
     fail: int = 0
     """Answer every request with this status (0: accept)."""
+    path: str = "/v1/traces"
+    """The path spans are taken at (404 elsewhere): Langfuse's is ``/api/public/otel/v1/traces``."""
     exports: list[Export] = field(default_factory=list)
     requests: int = 0
     """Requests received, answered or not."""
@@ -177,7 +179,7 @@ class Receiver:
                     hang.wait(30)
                     self.close_connection = True
                     return
-                if self.path != "/v1/traces":
+                if self.path != receiver.path:
                     self._answer(404, b"")
                     return
                 if receiver.fail:

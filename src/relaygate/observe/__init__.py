@@ -33,7 +33,7 @@ __all__ = ["Exporters", "check", "install"]
 
 log = logging.getLogger("relaygate")
 
-ASYNC_EXPORTERS = ("langfuse", "otel", "generic_api", "datadog", "s3")
+ASYNC_EXPORTERS = ("langfuse", "otel", "langfuse_otel", "generic_api", "datadog", "s3")
 """Callback names that are async sinks, in the order they are installed."""
 
 
@@ -135,6 +135,9 @@ def _factory(name: str) -> Any:
     if name == "otel":
         from relaygate.observe.otel import make_otel
         return make_otel
+    if name == "langfuse_otel":
+        from relaygate.observe.langfuse_otel import make_langfuse_otel
+        return make_langfuse_otel
     if name == "generic_api":
         from relaygate.observe.generic_api import make_generic_api
         return make_generic_api

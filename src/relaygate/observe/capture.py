@@ -46,7 +46,7 @@ MAX_ATTEMPTS = 32
 """Attempts kept per exchange (retries x fallbacks are bounded by config, this is a backstop)."""
 MAX_ERROR = 2000
 """Characters of an error message kept for exporters."""
-DETAILED = frozenset({"langfuse", "otel", "generic_api", "datadog", "s3"})
+DETAILED = frozenset({"langfuse", "otel", "langfuse_otel", "generic_api", "datadog", "s3"})
 """Exporters that read a Detail (Prometheus and plain JSON logs read the record alone)."""
 
 _REDACTION = b"x-litellm-enable-message-redaction"
@@ -64,8 +64,8 @@ class Observer:
         names = set(settings.success_callbacks) | set(settings.failure_callbacks)
         self.detailed = bool(names & DETAILED) or (settings.json_logs and settings.log_bodies)
         """Every exchange gets a capture."""
-        self.propagate = "otel" in names
-        """Attempts send a ``traceparent`` upstream (OpenTelemetry is on)."""
+        self.propagate = "otel" in names or "langfuse_otel" in names
+        """Attempts send a ``traceparent`` upstream (OpenTelemetry is on, to a collector or to Langfuse)."""
         self.redact = settings.turn_off_message_logging
 
     @classmethod

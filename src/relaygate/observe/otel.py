@@ -467,13 +467,16 @@ class OtelSink:
     """Completion records to OpenTelemetry spans over OTLP (an async sink; see the module essay)."""
 
     name = "otel"
+    names: tuple[str, ...] = NAMES
+    """The callback names (and keys' ``logging`` target names) this sink exports for."""
+    dropped_event = DROPPED_EVENT
 
     def __init__(self, settings: ObserveSettings, cfg: OtlpSettings, on_event: OnEvent | None = None, *,
                  exporter: SpanExporter | None = None, log_interval: float = 60.0) -> None:
         self.cfg = cfg
-        self.success = any(n in settings.success_callbacks for n in NAMES)
-        self.failure = any(n in settings.failure_callbacks for n in NAMES)
-        cb = settings.callback_settings.get("otel") or settings.callback_settings.get("opentelemetry") or {}
+        self.success = any(n in settings.success_callbacks for n in self.names)
+        self.failure = any(n in settings.failure_callbacks for n in self.names)
+        cb = next((c for n in self.names if (c := settings.callback_settings.get(n))), None) or {}
         self.message_logging = not settings.turn_off_message_logging and cb.get("message_logging", True) is not False
         """Content may be exported (per request also: not redacted)."""
         self.redact_key_info = settings.redact_user_api_key_info
@@ -567,7 +570,7 @@ class OtelSink:
         if detail is None or not detail.logging:
             return False
         kind = "success" if ok else "failure"
-        return any(t.callback_name.lower() in NAMES and kind in t.callback_type for t in detail.logging)
+        return any(t.callback_name.lower() in self.names and kind in t.callback_type for t in detail.logging)
 
     def _span(self, name: str, ids: tuple[int, int, int | None, bool, int], kind: SpanKind,
               attributes: dict[str, Any], events: Sequence[tuple[str, dict[str, Any]]], status: Status,
@@ -606,6 +609,7 @@ class OtelSink:
         logging_ok = self.message_logging and not (detail is not None and detail.redacted)
         attrs, events, status = request_attributes(r, detail, message_logging=logging_ok,
                                                    redact_key_info=self.redact_key_info)
+        self.decorate(r, detail, attrs, logging_ok)
         start = r.start_time or time.time() - r.latency
         end = start + max(0.0, r.latency)
         parent_id: int | None = None
@@ -633,6 +637,9 @@ class OtelSink:
         self._span(request_span_name(r, detail), (trace_id, int(new_span_id(), 16), span_id, False, flags),
                    SpanKind.INTERNAL, attrs, events, status, start, end)
 
+    def decorate(self, r: CompletionRecord, detail: Detail | None, attrs: dict[str, Any], content: bool) -> None:
+        """Add a backend's own attributes to the request's (``content``: messages may be exported); none here."""
+
     def _attempt(self, r: CompletionRecord, detail: Detail, a: Attempt, n: int, prev: Attempt | None,
                  last: bool, op: str, parent: tuple[int, int, int]) -> None:
         attrs, failed = attempt_attributes(r, detail, a, n, prev, last, op)
@@ -656,13 +663,13 @@ class OtelSink:
         self._unlogged += n
         self._why.add(why)
         if self.on_event is not None:
-            self.on_event(DROPPED_EVENT, n)
+            self.on_event(self.dropped_event, n)
         if self._droplog.ready() is not None:
             self._log_drops()
 
     def _log_drops(self) -> None:
-        log.warning("otel: %d span(s) dropped since the last report (%s); %d in total; exporting to %s",
-                    self._unlogged, ", ".join(sorted(self._why)), self.dropped, self.cfg.endpoint)
+        log.warning("%s: %d span(s) dropped since the last report (%s); %d in total; exporting to %s",
+                    self.name, self._unlogged, ", ".join(sorted(self._why)), self.dropped, self.cfg.endpoint)
         self._unlogged = 0
         self._why.clear()
 
