@@ -19,7 +19,7 @@ import pytest
 
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
-from relaygate.observe.s3 import make_s3, object_key
+from relaygate.observe.s3 import make_s3, object_key, strip_base64
 from relaygate.observe.standard import PAYLOAD_FIELDS
 from tests.conftest import free_port, start_gateway, stop_process, wait_ready
 
@@ -48,6 +48,21 @@ def client(url: str) -> Any:
 
     return boto3.client("s3", endpoint_url=url, aws_access_key_id=ACCESS, aws_secret_access_key=SECRET,
                         region_name="us-east-1")
+
+
+def gateway_config(url: str, bucket: str, params: str) -> str:
+    """A gateway config logging every success to ``bucket`` on the S3 server at ``url``, with more ``params``."""
+    return f"""
+model_list:
+  - model_name: echo
+    litellm_params: {{model: mock/echo}}
+litellm_settings:
+  success_callback: ["s3"]
+  s3_callback_params: {{s3_bucket_name: {bucket}, s3_endpoint_url: "{url}", s3_aws_access_key_id: {ACCESS},
+                        s3_aws_secret_access_key: {SECRET}, {params}}}
+general_settings:
+  master_key: sk-master-s3
+"""
 
 
 def objects(s3: Any, bucket: str, want: int, timeout: float = 30.0) -> dict[str, Any]:
@@ -212,18 +227,8 @@ def test_batch_files(s3_server: str) -> None:
     """``s3_batch_file_upload: true``: each flush is one NDJSON object per key prefix, LiteLLM's name."""
     s3 = client(s3_server)
     s3.create_bucket(Bucket="relaygate-batches")
-    cfg = f"""
-model_list:
-  - model_name: echo
-    litellm_params: {{model: mock/echo}}
-litellm_settings:
-  success_callback: ["s3"]
-  s3_callback_params: {{s3_bucket_name: relaygate-batches, s3_endpoint_url: "{s3_server}", s3_path: batched,
-                        s3_aws_access_key_id: {ACCESS}, s3_aws_secret_access_key: {SECRET}, s3_flush_interval: 1,
-                        s3_batch_file_upload: true}}
-general_settings:
-  master_key: sk-master-s3
-"""
+    cfg = gateway_config(s3_server, "relaygate-batches", "s3_path: batched, s3_flush_interval: 1, "
+                         "s3_batch_file_upload: true")
     with start_gateway(cfg) as gw:
         chat = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
         for _ in range(12):
@@ -245,3 +250,69 @@ general_settings:
         head = s3.head_object(Bucket="relaygate-batches", Key=o["Key"])
         assert head["ContentType"] == "application/x-ndjson"
     assert {p["status"] for p in lines} == {"success"} and len({p["litellm_call_id"] for p in lines}) == 12
+
+
+def test_strip_base64_copies_and_redacts() -> None:
+    pdf = "data:application/pdf;base64,JVBERi0xLjQK"
+    png = "data:image/png;base64,iVBORw0KGgo="
+    deep: Any = "x"
+    for _ in range(12):
+        deep = [deep]
+    messages = [{"role": "user", "content": [{"type": "text", "text": f"see {png} here"},
+                                             {"type": "image_url", "image_url": {"url": png}},
+                                             {"type": "file", "file": {"file_data": pdf}},
+                                             {"text": "untyped"}]},
+                {"role": "assistant", "content": f"echo {pdf}", "name": png},
+                "not a message", {"role": "tool", "content": deep}]
+    before = json.dumps(messages)
+    out = strip_base64(messages)
+    assert json.dumps(messages) == before  # the request the other exporters read is untouched
+    # LiteLLM's pattern takes whitespace into the base64 run, so the words after it go too
+    assert out[0] == {"role": "user", "content": [{"type": "text", "text": "see [BASE64_REDACTED]"},
+                                                  {"text": "untyped"}]}
+    assert out[1] == {"role": "assistant", "content": "echo [BASE64_REDACTED]", "name": "[BASE64_REDACTED]"}
+    assert len(out) == 3 and "[MAX_DEPTH_REACHED]" in json.dumps(out[2])
+    assert strip_base64("text") == "text"
+
+
+def test_encryption_and_prompts_only_settings(caplog: pytest.LogCaptureFixture) -> None:
+    base = {"s3_bucket_name": "b", "s3_aws_access_key_id": ACCESS, "s3_aws_secret_access_key": SECRET}
+
+    def sink(env: dict[str, str] | None = None, **p: Any) -> Any:
+        return make_s3(ObserveSettings(success_callbacks=("s3",), s3_callback_params={**base, **p}), env or {}, None)
+
+    assert sink(s3_sse_kms_key_id="k1").headers["x-amz-server-side-encryption"] == "aws:kms"
+    assert sink(s3_sse_kms_key_id="k1").headers["x-amz-server-side-encryption-aws-kms-key-id"] == "k1"
+    with caplog.at_level("WARNING", "relaygate.observe"):
+        h = sink(s3_server_side_encryption="AES256", s3_sse_kms_key_id="k1").headers
+    assert h["x-amz-server-side-encryption"] == "AES256" and "x-amz-server-side-encryption-aws-kms-key-id" not in h
+    assert "s3_sse_kms_key_id ignored" in caplog.text
+    with pytest.raises(ConfigError, match="s3_server_side_encryption"):
+        sink(s3_server_side_encryption=5)
+    assert not sink().prompts_only and sink({"S3_LOG_PROMPTS_ONLY": "true"}).prompts_only
+    assert not sink({"S3_LOG_PROMPTS_ONLY": "true"}, s3_log_prompts_only=False).prompts_only
+    with caplog.at_level("WARNING", "relaygate.observe"):
+        assert sink(s3_log_prompts_only="sometimes").prompts_only  # LiteLLM: not a boolean means yes
+    assert "not a boolean" in caplog.text
+    assert sink({"S3_PARTITION_GRANULARITY": "hour"}).hourly
+
+
+@pytest.mark.e2e
+def test_encrypted_prompt_only_objects_without_files(s3_server: str) -> None:
+    """``s3_server_side_encryption``, ``s3_log_prompts_only`` and ``s3_strip_base64_files`` through a gateway."""
+    s3 = client(s3_server)
+    s3.create_bucket(Bucket="relaygate-sse")
+    cfg = gateway_config(s3_server, "relaygate-sse", "s3_flush_interval: 0.2, s3_server_side_encryption: AES256, "
+                         "s3_log_prompts_only: true, s3_strip_base64_files: true")
+    png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUg=="
+    chat = {"model": "echo", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": f"look: {png}"}, {"type": "image_url", "image_url": {"url": png}}]}]}
+    with start_gateway(cfg) as gw:
+        r = httpx.post(gw.url + "/v1/chat/completions", json=chat, headers={"authorization": "Bearer sk-master-s3"},
+                       timeout=30)
+        assert r.status_code == 200, r.text
+        found = objects(s3, "relaygate-sse", 1)
+    (key, payload), = found.items()
+    assert s3.head_object(Bucket="relaygate-sse", Key=key)["ServerSideEncryption"] == "AES256"
+    assert payload["response"] is None and payload["litellm_call_id"] == r.headers["x-litellm-call-id"]
+    assert payload["messages"] == [{"role": "user", "content": [{"type": "text", "text": "look: [BASE64_REDACTED]"}]}]

@@ -28,8 +28,17 @@ resolved by the config loader):
   instead (``<prefix>/batch_HH-MM-SS_<uuid hex>.jsonl``, ``application/x-ndjson``, one payload a line), so a
   busy gateway makes one ``PUT`` a flush, not one a request: an object per request costs a ``PUT`` (S3
   takes ~3,500 a second per prefix, and each is a signed HTTP request on the worker's core).
-- ``s3_strip_base64_files``, ``s3_log_prompts_only``, server-side encryption and LiteLLM's batch line-item
-  files are not read (a startup warning names any that is set).
+- ``s3_log_prompts_only`` (else the ``S3_LOG_PROMPTS_ONLY`` variable; a value that is not a boolean means
+  yes, with a warning, as LiteLLM): each payload's ``response`` is ``null``.
+- ``s3_strip_base64_files``: the payload's ``messages`` lose their file parts (a content item with a ``file``
+  key, or of any type but ``text``) and every inline ``data:<type>/<subtype>;base64,...`` in them becomes
+  ``[BASE64_REDACTED]`` (LiteLLM's ``_strip_base64_from_messages_sync``, 10 levels deep at most, deeper values
+  ``[MAX_DEPTH_REACHED]``); a copy is changed, never the request the other exporters read.
+- ``s3_server_side_encryption`` (``AES256``, ``aws:kms`` ...) and ``s3_sse_kms_key_id`` (alone it means
+  ``aws:kms``; with another algorithm it is ignored, with a warning): sent, and signed, as
+  ``x-amz-server-side-encryption`` and ``x-amz-server-side-encryption-aws-kms-key-id`` on every ``PUT``.
+- ``s3_partition_granularity`` falls back to the ``S3_PARTITION_GRANULARITY`` variable.
+- LiteLLM's batch line-item files are not written.
 
 A ``PUT`` is retried on a connection error, a timeout, ``408``, ``429`` or a ``5xx`` (S3's ``SlowDown``
 included); any other answer (``403`` for bad credentials, ``404`` for a missing bucket) drops the object,
@@ -41,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -59,7 +69,7 @@ from relaygate.providers.bedrock import SigV4
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord
 
-__all__ = ["S3Sink", "make_s3", "object_key"]
+__all__ = ["S3Sink", "make_s3", "object_key", "strip_base64"]
 
 log = logging.getLogger("relaygate.observe")
 
@@ -68,8 +78,81 @@ FIELD = "litellm_settings.s3_callback_params"
 MAX_KEY_BYTES = 1024
 MAX_NAME_BYTES = 255
 _UNREAD = ("s3_aws_role_name", "s3_aws_session_name", "s3_aws_profile_name", "s3_aws_web_identity_token",
-           "s3_aws_sts_endpoint", "s3_strip_base64_files", "s3_log_prompts_only", "s3_server_side_encryption",
-           "s3_sse_kms_key_id")
+           "s3_aws_sts_endpoint")
+_BASE64 = re.compile(r"data:(?:application|image|audio|video)/[a-zA-Z0-9.+-]+;base64,[A-Za-z0-9+/=\s]+", re.MULTILINE)
+"""An inline base64 file (LiteLLM's ``_BASE64_INLINE_PATTERN``)."""
+MAX_DEPTH = 10
+"""Levels of a message :func:`strip_base64` walks (LiteLLM's ``DEFAULT_MAX_RECURSE_DEPTH_SENSITIVE_DATA_MASKER``)."""
+
+
+def _redact(value: Any, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        return "[MAX_DEPTH_REACHED]"
+    if isinstance(value, str):
+        return _BASE64.sub("[BASE64_REDACTED]", value) if "base64," in value else value
+    if isinstance(value, list):
+        return [_redact(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact(v, depth + 1) for k, v in value.items()}
+    return value
+
+
+def _kept(part: Any) -> bool:
+    if not isinstance(part, dict):
+        return True
+    kind = part.get("type")
+    return "file" not in part and not (isinstance(kind, str) and kind != "text")
+
+
+def strip_base64(messages: Any) -> Any:
+    """``s3_strip_base64_files`` of a payload's ``messages`` (module docstring): new objects, the input unchanged."""
+    if not isinstance(messages, list):
+        return messages
+    out = []
+    for msg in messages:
+        if not isinstance(msg, dict):
+            continue  # LiteLLM keeps only the messages that are objects
+        content = msg.get("content")
+        new = {k: _redact(v) for k, v in msg.items() if k != "content"}
+        if "content" in msg:
+            new["content"] = [_redact(c) for c in content if _kept(c)] if isinstance(content, list) else \
+                _redact(content)
+        out.append(new)
+    return out
+
+
+def _yes(value: Any, name: str) -> bool:
+    """LiteLLM's boolean reading of ``s3_log_prompts_only``: unset or empty is no; a value that is not a boolean
+    is yes, with a warning."""
+    if value is None or value == "":
+        return False
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on", "y", "t"):
+        return True
+    if text in ("0", "false", "no", "off", "n", "f"):
+        return False
+    log.warning("s3 callback: %s=%r is not a boolean: logging prompts only", name, value)
+    return True
+
+
+def _sse(p: Mapping[str, Any]) -> dict[str, str]:
+    """The server-side encryption headers (LiteLLM's ``resolve_sse_params``)."""
+    algorithm, key_id = p.get("s3_server_side_encryption") or None, p.get("s3_sse_kms_key_id") or None
+    for name, value in (("s3_server_side_encryption", algorithm), ("s3_sse_kms_key_id", key_id)):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError("config", f"{FIELD}.{name}", "expected a string")
+    algorithm = algorithm or ("aws:kms" if key_id else None)
+    if algorithm is None:
+        return {}
+    if key_id and not algorithm.startswith("aws:kms"):
+        log.warning("s3 callback: s3_sse_kms_key_id ignored: s3_server_side_encryption is %s, not aws:kms", algorithm)
+        key_id = None
+    out = {"x-amz-server-side-encryption": algorithm}
+    if key_id:
+        out["x-amz-server-side-encryption-aws-kms-key-id"] = key_id
+    return out
 
 
 def _bounded(text: str, budget: int, digest: str) -> str:
@@ -111,15 +194,16 @@ class S3Sink(HttpExporter):
     def __init__(self, endpoint: str, bucket: str, signer: SigV4, *, s3_path: str = "", team_prefix: bool = False,
                  key_prefix: bool = False, hourly: bool = False, virtual_hosted: bool = False,
                  concurrency: int = 16, batch_file: bool = False, redact_key_info: bool = False,
-                 redact_messages: bool = False, **options: Any) -> None:
+                 redact_messages: bool = False, prompts_only: bool = False, strip_files: bool = False,
+                 encryption: Mapping[str, str] | None = None, **options: Any) -> None:
         base = endpoint.rstrip("/")
         if virtual_hosted:
             parts = urlsplit(base)
             base = f"{parts.scheme}://{bucket}.{parts.netloc}{parts.path}"
         else:
             base = f"{base}/{quote(bucket, safe='')}"
-        super().__init__(base, {"Content-Type": "application/x-ndjson" if batch_file else "application/json"},
-                         **options)
+        super().__init__(base, {"Content-Type": "application/x-ndjson" if batch_file else "application/json",
+                                **(encryption or {})}, **options)
         self.signer = signer
         self.s3_path = s3_path
         self.team_prefix = team_prefix
@@ -129,10 +213,16 @@ class S3Sink(HttpExporter):
         self.batch_file = batch_file
         self.redact_key_info = redact_key_info
         self.redact_messages = redact_messages
+        self.prompts_only = prompts_only
+        self.strip_files = strip_files
 
     def entry(self, record: CompletionRecord) -> tuple[str, dict[str, Any]]:
         payload = standard_payload(record, detail_of(record), redact_key_info=self.redact_key_info,
                                    redact_messages=self.redact_messages)
+        if self.prompts_only:
+            payload["response"] = None
+        if self.strip_files and payload.get("messages"):
+            payload["messages"] = strip_base64(payload["messages"])
         start = datetime.fromtimestamp(record.start_time, UTC)
         prefix = ""
         meta = payload.get("metadata") or {}
@@ -229,7 +319,7 @@ def make_s3(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError("config", f"{FIELD}.s3_endpoint_url", "expected an http(s) URL")
-    granularity = _text(p, "s3_partition_granularity") or "day"
+    granularity = _text(p, "s3_partition_granularity") or env.get("S3_PARTITION_GRANULARITY", "").strip() or "day"
     if granularity not in ("day", "hour"):
         raise ConfigError("config", f"{FIELD}.s3_partition_granularity", "expected day or hour")
     unread = [n for n in _UNREAD if p.get(n) not in (None, False, "")]
@@ -248,6 +338,9 @@ def make_s3(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent
                   virtual_hosted=_flag(p, "s3_use_virtual_hosted_style"),
                   concurrency=int(_number(p, "s3_max_concurrent_uploads", 16, 1, 256)),
                   batch_file=_flag(p, "s3_batch_file_upload"),
+                  prompts_only=_yes(p["s3_log_prompts_only"] if p.get("s3_log_prompts_only") is not None else
+                                    env.get("S3_LOG_PROMPTS_ONLY"), "s3_log_prompts_only"),
+                  strip_files=_flag(p, "s3_strip_base64_files"), encryption=_sse(p),
                   success=success, failure=failure, on_event=on_event,
                   redact_key_info=settings.redact_user_api_key_info,
                   redact_messages=settings.turn_off_message_logging, **defaults)
