@@ -56,13 +56,14 @@ from bench.scenarios_cache import measure
 
 MASTER = "sk-bench-master"
 MODES = ("off", "langfuse", "otel", "prometheus", "json_logs", "all")
-EXTRA_MODES = ("prometheus_system", "langfuse_otel", "s3")
+EXTRA_MODES = ("prometheus_system", "langfuse_otel", "s3", "langsmith")
 """Modes run only when ``--modes`` names them: ``prometheus_system`` is LiteLLM's service families
 (``service_callback``), which time each request's stages and its Redis and database calls; ``langfuse_otel``
 the OpenTelemetry spans sent to Langfuse's OTLP endpoint (the receiver's ``/api/public/otel/v1/traces``);
 ``s3`` LiteLLM's S3 logging with ``s3_batch_file_upload`` (one NDJSON object a flush: the receiver takes
 every signed ``PUT`` as a bucket would, unverified; an object per request is a ``PUT`` per request, more
-than this receiver takes at the gateway's rate)."""
+than this receiver takes at the gateway's rate); ``langsmith`` runs POSTed to the receiver's
+``/api/v1/runs/batch``."""
 SERVICE_MODES = ("prometheus_system",)
 """Extra modes that are ``service_callback`` names, not ``callbacks``."""
 ALL = ("langfuse", "otel", "prometheus", "json_logs")
@@ -81,7 +82,7 @@ def _free_port() -> int:
 def receiver(port: int) -> None:
     """Accept Langfuse ingestion batches (207, every event a success) and OTLP/HTTP exports (200)."""
     counts = {"langfuse_batches": 0, "langfuse_events": 0, "otlp_requests": 0, "otlp_bytes": 0,
-              "langfuse_otel_requests": 0, "s3_objects": 0, "s3_bytes": 0}
+              "langfuse_otel_requests": 0, "s3_objects": 0, "s3_bytes": 0, "langsmith_runs": 0}
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -113,6 +114,11 @@ def receiver(port: int) -> None:
                     counts["langfuse_events"] += len(events)
                 ok = [{"id": e.get("id"), "status": 201} for e in events]
                 self._send(207, json.dumps({"successes": ok, "errors": []}).encode(), "application/json")
+            elif self.path.startswith("/api/v1/runs/batch"):
+                runs = json.loads(raw).get("post") or []
+                with lock:
+                    counts["langsmith_runs"] += len(runs)
+                self._send(202, b"{}", "application/json")
             elif self.path.startswith(("/v1/traces", "/api/public/otel/v1/traces")):
                 with lock:
                     counts["otlp_requests" if self.path.startswith("/v1/") else "langfuse_otel_requests"] += 1
@@ -146,7 +152,7 @@ def _received(port: int, want: tuple[str, ...], wait: float = 15.0) -> dict[str,
 
 
 _DELIVERED = (("langfuse", "langfuse_events"), ("otel", "otlp_requests"),
-              ("langfuse_otel", "langfuse_otel_requests"), ("s3", "s3_objects"))
+              ("langfuse_otel", "langfuse_otel_requests"), ("s3", "s3_objects"), ("langsmith", "langsmith_runs"))
 """Exporters that send to the receiver, and the count that shows they did (a run whose exporter sent nothing
 is a failure, not a cheap exporter)."""
 
@@ -206,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                  cpus="1", log_dir=tmp)
     gws: dict[str, tuple[int, Proc]] = {}
     env = {**os.environ, "LANGFUSE_PUBLIC_KEY": "pk-lf-bench", "LANGFUSE_SECRET_KEY": "sk-lf-bench",
-           "LANGFUSE_HOST": f"http://127.0.0.1:{rport}",
+           "LANGFUSE_HOST": f"http://127.0.0.1:{rport}", "LANGSMITH_API_KEY": "lsv2-bench",
+           "LANGSMITH_BASE_URL": f"http://127.0.0.1:{rport}",
            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{rport}", "OTEL_SERVICE_NAME": "relaygate-bench"}
     try:
         wait_http(f"http://127.0.0.1:{rport}/", 20, recv)
@@ -268,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         got = _received(rport, want)
         print(f"receiver: {got['langfuse_events']} Langfuse events in {got['langfuse_batches']} batches, "
               f"{got['otlp_requests']} OTLP requests ({got['otlp_bytes']} bytes), {got['langfuse_otel_requests']} "
-              f"to Langfuse's OTLP endpoint, {got['s3_objects']} S3 objects ({got['s3_bytes']} bytes)", flush=True)
+              f"to Langfuse's OTLP endpoint, {got['s3_objects']} S3 objects ({got['s3_bytes']} bytes), "
+              f"{got['langsmith_runs']} LangSmith runs", flush=True)
         missing = [name for name, count in _DELIVERED if name in ran and not got[count]]
         if missing:
             print(f"FAILED: nothing arrived from {', '.join(missing)}", flush=True)

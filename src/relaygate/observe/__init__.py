@@ -10,11 +10,12 @@ on the request path awaits any of them; an exporter that is down or slow fills a
 nobody.
 
 Module map: ``detail`` (the per-request payload), ``capture`` (the request-path half), ``tracecontext``
-(W3C ids), ``langfuse``, ``otel``, ``prometheus``, ``standard`` (LiteLLM's StandardLoggingPayload),
-``generic_api``, ``datadog``, ``jsonlog``, ``alerting``. Each exporter module is imported only when its
-callback is configured, so an unused exporter costs neither import time nor memory. LiteLLM's service
-families (``service_callback: ["prometheus_system"]``) are ``relaygate.service_metrics``, at the package's
-root because what they time (Redis connections, the store) lies below this package.
+(W3C ids), ``langfuse``, ``otel``, ``langfuse_otel``, ``prometheus``, ``standard`` (LiteLLM's
+StandardLoggingPayload), ``generic_api``, ``datadog``, ``s3``, ``langsmith``, ``jsonlog``, ``alerting``. Each
+exporter module is imported only when its callback is configured, so an unused exporter costs neither import
+time nor memory. LiteLLM's service families (``service_callback: ["prometheus_system"]``) are
+``relaygate.service_metrics``, at the package's root because what they time (Redis connections, the store)
+lies below this package.
 
 Exporters are built once per worker from the config it started with: a reload that changes the callback
 settings logs that a restart applies them (LiteLLM needs a restart for any change).
@@ -33,7 +34,7 @@ __all__ = ["Exporters", "check", "install"]
 
 log = logging.getLogger("relaygate")
 
-ASYNC_EXPORTERS = ("langfuse", "otel", "langfuse_otel", "generic_api", "datadog", "s3")
+ASYNC_EXPORTERS = ("langfuse", "otel", "langfuse_otel", "generic_api", "datadog", "s3", "langsmith")
 """Callback names that are async sinks, in the order they are installed."""
 
 
@@ -147,6 +148,9 @@ def _factory(name: str) -> Any:
     if name == "s3":
         from relaygate.observe.s3 import make_s3
         return make_s3
+    if name == "langsmith":
+        from relaygate.observe.langsmith import make_langsmith
+        return make_langsmith
     raise KeyError(name)
 
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -155,6 +156,8 @@ class HttpExporter:
     """True: one request per entry (``encode`` gets one-entry lists)."""
     max_body = 0
     """Bodies larger than this many bytes (before compression) are split in halves (0: no limit)."""
+    sampling_rate = 1.0
+    """The share of wanted records sent (LangSmith's ``LANGSMITH_SAMPLING_RATE``; the others send all)."""
 
     def __init__(self, url: str, headers: Mapping[str, str], *, success: bool = True, failure: bool = True,
                  on_event: OnEvent | None = None, batch_size: int = 512, flush_interval: float = 5.0,
@@ -235,8 +238,10 @@ class HttpExporter:
             self._drop(sum(1 for r in batch if self.wants(r)), "the exporter is closed")
             return
         added = 0
+        rate = self.sampling_rate
         for r in batch:
-            if (self.success if r.outcome is Outcome.OK else self.failure) and not r.no_logging:
+            if (self.success if r.outcome is Outcome.OK else self.failure) and not r.no_logging and (
+                    rate >= 1.0 or random.random() < rate):
                 pending.append(self.entry(r))
                 added += 1
         if not added:

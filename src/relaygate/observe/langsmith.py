@@ -1,0 +1,176 @@
+"""LiteLLM's ``langsmith`` callback: one LangSmith run per request, sent in batches to ``/api/v1/runs/batch``.
+
+What it owns: the run of a completion record and the endpoint's configuration; batching, retries with
+backoff, the bounded buffer, drop counting and shutdown are :class:`~relaygate.observe.generic_api.HttpExporter`'s.
+
+Configuration, as LiteLLM reads it from the environment: ``LANGSMITH_API_KEY`` (required; sent as
+``x-api-key``, registered as a secret and never logged), ``LANGSMITH_PROJECT`` (default
+``litellm-completion``), ``LANGSMITH_BASE_URL`` (default ``https://api.smith.langchain.com``; ``/api/v1`` is
+added unless the URL has it, then ``/runs/batch``), ``LANGSMITH_TENANT_ID`` (sent as ``x-tenant-id``),
+``LANGSMITH_DEFAULT_RUN_NAME`` (default ``LLMRun``), ``LANGSMITH_BATCH_SIZE`` (default 512) and
+``DEFAULT_FLUSH_INTERVAL_SECONDS`` (default 5), ``LANGSMITH_SAMPLING_RATE`` (0..1, the share of requests sent:
+LiteLLM reads it only when it is all digits, so ``0.5`` is ignored there and honoured here).
+``callback_settings.langsmith.message_logging: false`` (or ``turn_off_message_logging``) leaves messages and
+answers out, as for the other exporters.
+
+Each record becomes LiteLLM's run (``_prepare_log_data``): ``name`` (the request metadata's ``run_name``, else
+the default run name), ``run_type: llm``, ``inputs`` (the record's StandardLoggingPayload,
+:mod:`relaygate.observe.standard`), ``outputs`` (the answer's fields, or ``{"output": ...}`` when it is not an
+object, plus ``usage_metadata``: input, output and total tokens and the cost), ``session_name`` (the
+metadata's ``project_name``, else the project), ``start_time`` / ``end_time`` (the payload's epoch seconds),
+``tags`` (the request's tags), ``extra`` (the payload's metadata, with ``session_id``, ``thread_id`` and
+``conversation_id`` lifted from the client's metadata), ``error`` for a failure; the ids from the client's
+metadata (``id`` or ``run_id``, ``parent_run_id``, ``trace_id``, ``session_id`` unless it equals the trace
+id, ``dotted_order``), else a fresh run id that is its own trace id, with ``dotted_order``
+``<start time %Y%m%dT%H%M%S%fZ><run id>`` (LiteLLM stamps the time of logging; LangSmith orders runs by the
+start time this encodes, so relaygate uses the request's start). The body is ``{"post": [runs]}``.
+
+Left out: a key's or team's own LangSmith project (LiteLLM's ``langsmith_api_key`` ... per key).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from relaygate.config.errors import ConfigError
+from relaygate.config.observe import ObserveSettings
+from relaygate.core.errors import register_secrets
+from relaygate.observe.generic_api import ENV_SOURCE, HttpExporter, callback_options, env_float, env_int, event_flags
+from relaygate.observe.standard import detail_of, standard_payload
+from relaygate.sinks.queue import OnEvent
+from relaygate.sinks.record import CompletionRecord, Outcome
+
+__all__ = ["LangsmithSink", "make_langsmith", "run_of"]
+
+DEFAULT_BASE_URL = "https://api.smith.langchain.com"
+DEFAULT_PROJECT = "litellm-completion"
+MAX_BODY = 20 * 1024 * 1024
+"""Bytes a batch POST holds at most (LangSmith's ingest limit; a larger batch is split)."""
+_LIFTED = ("session_id", "thread_id", "conversation_id")
+_encode = msgspec.json.Encoder(enc_hook=str).encode
+
+
+def _ids(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The run ids the client's metadata names (LiteLLM's ``_extract_metadata_fields``)."""
+    out = {"id": meta.get("id", meta.get("run_id")), "parent_run_id": meta.get("parent_run_id"),
+           "trace_id": meta.get("trace_id"), "session_id": meta.get("session_id"),
+           "dotted_order": meta.get("dotted_order")}
+    if out["session_id"] == out["trace_id"]:
+        out["session_id"] = None  # LangSmith refuses a batch whose session_id is not one of its sessions
+    return {k: v for k, v in out.items() if v}
+
+
+def run_of(record: CompletionRecord, payload: dict[str, Any], client_meta: Mapping[str, Any], *, project: str,
+           run_name: str, new_id: Callable[[], str] = lambda: str(uuid.uuid4())) -> dict[str, Any]:
+    """The LangSmith run of one record (see the module docstring); ``client_meta``: the request's metadata."""
+    meta = payload.get("metadata") or {}
+    extra = dict(meta)
+    requester = meta.get("requester_metadata")
+    if isinstance(requester, dict):
+        for key in _LIFTED:
+            if key in requester and key not in extra:
+                extra[key] = requester[key]
+    response = payload.get("response")
+    outputs = dict(response) if isinstance(response, dict) else {"output": response}
+    outputs["usage_metadata"] = {"input_tokens": payload.get("prompt_tokens", 0),
+                                 "output_tokens": payload.get("completion_tokens", 0),
+                                 "total_tokens": payload.get("total_tokens", 0),
+                                 "total_cost": payload.get("response_cost", 0)}
+    run: dict[str, Any] = {
+        "name": client_meta.get("run_name") or run_name, "run_type": "llm", "inputs": payload, "outputs": outputs,
+        "session_name": client_meta.get("project_name") or project, "start_time": payload.get("startTime"),
+        "end_time": payload.get("endTime"), "tags": payload.get("request_tags") or [], "extra": extra}
+    if record.outcome is not Outcome.OK and payload.get("error_str") is not None:
+        run["error"] = payload["error_str"]
+    run.update(_ids(client_meta))
+    run_id = run.get("id") or new_id()
+    run["id"] = run_id
+    if ("parent_run_id" not in run and "dotted_order" not in run) or "trace_id" not in run:
+        run["trace_id"] = run_id  # a root run is its own trace (LangSmith refuses the batch otherwise)
+    if "dotted_order" not in run:
+        start = datetime.fromtimestamp(record.start_time or 0.0, UTC)
+        run["dotted_order"] = start.strftime("%Y%m%dT%H%M%S%fZ") + str(run_id)
+    return run
+
+
+class LangsmithSink(HttpExporter):
+    """LiteLLM's ``langsmith`` callback (LangSmith's batch ingest API)."""
+
+    name = "langsmith"
+    max_body = MAX_BODY
+
+    def __init__(self, url: str, headers: Mapping[str, str], *, project: str = DEFAULT_PROJECT,
+                 run_name: str = "LLMRun", sampling_rate: float = 1.0, redact_key_info: bool = False,
+                 redact_messages: bool = False, **options: Any) -> None:
+        super().__init__(url, headers, **options)
+        self.project = project
+        self.run_name = run_name
+        self.sampling_rate = sampling_rate
+        self.redact_key_info = redact_key_info
+        self.redact_messages = redact_messages
+
+    def entry(self, record: CompletionRecord) -> Any:
+        detail = detail_of(record)
+        payload = standard_payload(record, detail, redact_key_info=self.redact_key_info,
+                                   redact_messages=self.redact_messages)
+        client_meta = detail.metadata if detail is not None else {}
+        return run_of(record, payload, client_meta if isinstance(client_meta, dict) else {}, project=self.project,
+                      run_name=self.run_name)
+
+    def encode(self, entries: Sequence[Any]) -> bytes:
+        return _encode({"post": list(entries)})
+
+
+def _sampling_rate(env: Mapping[str, str]) -> float:
+    raw = (env.get("LANGSMITH_SAMPLING_RATE") or "").strip()
+    if not raw:
+        return 1.0
+    try:
+        rate = float(raw)
+    except ValueError:
+        raise ConfigError(ENV_SOURCE, "LANGSMITH_SAMPLING_RATE", f"expected a number in 0..1, got {raw!r}") from None
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(ENV_SOURCE, "LANGSMITH_SAMPLING_RATE", f"expected a number in 0..1, got {raw!r}")
+    return rate
+
+
+def make_langsmith(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent | None,
+                   **options: Any) -> LangsmithSink:
+    """The ``langsmith`` sink for ``settings``, configured from ``env`` as LiteLLM reads it (module docstring).
+    ``options`` override :class:`HttpExporter`'s defaults. Raises ``ConfigError`` without ``LANGSMITH_API_KEY``
+    or with a base URL or sampling rate that cannot work."""
+    api_key = (env.get("LANGSMITH_API_KEY") or "").strip()
+    if not api_key:
+        raise ConfigError(ENV_SOURCE, "LANGSMITH_API_KEY", "the langsmith callback needs LANGSMITH_API_KEY")
+    base = (env.get("LANGSMITH_BASE_URL") or "").strip() or DEFAULT_BASE_URL
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(ENV_SOURCE, "LANGSMITH_BASE_URL", f"expected an http(s) URL, got {base!r}")
+    if "/api/v1" not in base:
+        base = base.rstrip("/") + "/api/v1"
+    register_secrets([api_key])
+    headers = {"x-api-key": api_key, "Content-Type": "application/json"}
+    tenant = (env.get("LANGSMITH_TENANT_ID") or "").strip()
+    if tenant:
+        headers["x-tenant-id"] = tenant
+    opts = callback_options(settings, "langsmith")
+    success, failure = event_flags(settings, "langsmith", None, "litellm_settings.callbacks")
+    defaults: dict[str, Any] = {
+        "batch_size": env_int(env, "LANGSMITH_BATCH_SIZE", 512, 1, 10_000),
+        "flush_interval": env_float(env, "DEFAULT_FLUSH_INTERVAL_SECONDS", 5.0, 0.01, 300.0),
+        "max_pending": max(1, settings.exporter_queue),
+    }
+    defaults.update(options)
+    return LangsmithSink(f"{base.rstrip('/')}/runs/batch", headers,
+                         project=(env.get("LANGSMITH_PROJECT") or "").strip() or DEFAULT_PROJECT,
+                         run_name=(env.get("LANGSMITH_DEFAULT_RUN_NAME") or "").strip() or "LLMRun",
+                         sampling_rate=_sampling_rate(env), success=success, failure=failure, on_event=on_event,
+                         redact_key_info=settings.redact_user_api_key_info,
+                         redact_messages=settings.turn_off_message_logging or opts.get("message_logging") is False,
+                         **defaults)

@@ -1,0 +1,177 @@
+"""LiteLLM's ``langsmith`` callback: the runs LangSmith's batch ingest endpoint receives, at a real HTTP server
+standing in for it (checking the API key header and the body's shape), from hand-built records and through a
+real ``relaygate serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from relaygate.config.errors import ConfigError
+from relaygate.config.observe import ObserveSettings
+from relaygate.metrics import CALLBACK_FAILURES
+from relaygate.observe.langsmith import make_langsmith
+from relaygate.sinks.record import Outcome
+from tests.conftest import start_gateway
+from tests.observe.test_otel_export import CHAT_IN, CHAT_OUT, T0, detail, with_detail
+
+API_KEY = "lsv2_pt_test_secret_key"
+BOTH = ObserveSettings(success_callbacks=("langsmith",), failure_callbacks=("langsmith",))
+
+
+class Ingest:
+    """``POST /api/v1/runs/batch``: answers 202 (or ``status``) and keeps each request's headers and body."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict[str, str], Any]] = []
+        self.status = 202
+        ingest = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+                ingest.posts.append((self.path, {k.lower(): v for k, v in self.headers.items()}, json.loads(raw)))
+                status = ingest.status if self.path == "/api/v1/runs/batch" else 404
+                self.send_response(status)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def runs(self, want: int, timeout: float = 15.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = [r for _, _, body in list(self.posts) for r in body["post"]]
+            if len(runs) >= want or time.monotonic() > deadline:
+                return runs
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def ingest() -> Iterator[Ingest]:
+    i = Ingest()
+    yield i
+    i.server.shutdown()
+    i.server.server_close()
+
+
+def send(records: list[Any], env: dict[str, str], settings: ObserveSettings = BOTH,
+         events: list[tuple[str, int]] | None = None) -> Any:
+    sink = make_langsmith(settings, env, (lambda e, n: events.append((e, n))) if events is not None else None,
+                          flush_interval=0.01, max_attempts=1)
+
+    async def main() -> None:
+        await sink.handle(records)
+        await sink.aclose()
+
+    asyncio.run(main())
+    return sink
+
+
+def test_a_run_per_request_as_litellm_builds_it(ingest: Ingest) -> None:
+    ok = with_detail(detail(metadata={"session_id": "s-1", "run_name": "my-run", "project_name": "proj-x"}),
+                     call_id="ok-1")
+    failed = with_detail(detail(attempts=[]), call_id="bad-1", status=500, outcome=Outcome.ERROR,
+                         error_type="internal_server_error", error_message="upstream exploded")
+    send([ok, failed], {"LANGSMITH_API_KEY": API_KEY, "LANGSMITH_BASE_URL": ingest.url,
+                        "LANGSMITH_TENANT_ID": "tenant-1"})
+    (path, headers, body), = ingest.posts
+    assert path == "/api/v1/runs/batch" and headers["x-api-key"] == API_KEY and headers["x-tenant-id"] == "tenant-1"
+    first, second = body["post"]
+    assert first["name"] == "my-run" and first["run_type"] == "llm" and first["session_name"] == "proj-x"
+    assert first["inputs"]["litellm_call_id"] == "ok-1" and first["inputs"]["messages"] == CHAT_IN["messages"]
+    assert first["outputs"]["choices"] == CHAT_OUT["choices"]
+    assert first["outputs"]["usage_metadata"] == {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15,
+                                                  "total_cost": 0.00025}
+    assert first["start_time"] == T0 and first["end_time"] == T0 + 1.5
+    assert first["extra"]["user_api_key_alias"] == "my-key"
+    assert first["session_id"] == "s-1"
+    assert first["trace_id"] == first["id"]  # a root run is its own trace
+    assert first["dotted_order"] == f"20231114T221320000000Z{first['id']}"  # the request's start time
+    assert "error" not in first
+    assert second["name"] == "LLMRun" and second["session_name"] == "litellm-completion"
+    assert "upstream exploded" in second["error"] and second["outputs"]["output"] is None
+    assert second["id"] != first["id"]
+
+
+def test_ids_from_the_client_and_sampling(ingest: Ingest) -> None:
+    child = with_detail(detail(metadata={"run_id": "r-2", "parent_run_id": "p-1", "trace_id": "t-1",
+                                         "session_id": "t-1", "dotted_order": "20231114T221320Zp-1.x"}))
+    send([child], {"LANGSMITH_API_KEY": API_KEY, "LANGSMITH_BASE_URL": ingest.url + "/api/v1"})
+    (run,) = ingest.runs(1)
+    assert (run["id"], run["parent_run_id"], run["trace_id"], run["dotted_order"]) == (
+        "r-2", "p-1", "t-1", "20231114T221320Zp-1.x")
+    assert "session_id" not in run  # equal to the trace id: LangSmith would refuse the batch
+    ingest.posts.clear()
+    send([with_detail(detail(), call_id=f"c{i}") for i in range(20)],
+         {"LANGSMITH_API_KEY": API_KEY, "LANGSMITH_BASE_URL": ingest.url, "LANGSMITH_SAMPLING_RATE": "0"})
+    assert ingest.posts == []
+    send([with_detail(detail(), call_id=f"c{i}") for i in range(400)],
+         {"LANGSMITH_API_KEY": API_KEY, "LANGSMITH_BASE_URL": ingest.url, "LANGSMITH_SAMPLING_RATE": "0.5"})
+    assert 120 < len(ingest.runs(400, timeout=1)) < 280  # LiteLLM would ignore 0.5 (digits only); honoured here
+
+
+def test_refused_batches_are_counted(ingest: Ingest) -> None:
+    ingest.status = 401
+    events: list[tuple[str, int]] = []
+    sink = send([with_detail(detail())], {"LANGSMITH_API_KEY": API_KEY, "LANGSMITH_BASE_URL": ingest.url},
+                events=events)
+    assert sink.dropped == 1 and ("langsmith_dropped", 1) in events
+    assert CALLBACK_FAILURES["langsmith_dropped"] == "langsmith"
+
+
+def test_no_messages_when_message_logging_is_off(ingest: Ingest) -> None:
+    send([with_detail(detail())], {"LANGSMITH_API_KEY": API_KEY, "LANGSMITH_BASE_URL": ingest.url},
+         ObserveSettings(success_callbacks=("langsmith",), turn_off_message_logging=True))
+    (run,) = ingest.runs(1)
+    assert "hi" not in json.dumps(run["inputs"]["messages"]) and "hello" not in json.dumps(run["outputs"])
+
+
+@pytest.mark.parametrize(("env", "name"), [
+    ({}, "LANGSMITH_API_KEY"),
+    ({"LANGSMITH_API_KEY": "k", "LANGSMITH_BASE_URL": "ftp://x"}, "LANGSMITH_BASE_URL"),
+    ({"LANGSMITH_API_KEY": "k", "LANGSMITH_SAMPLING_RATE": "2"}, "LANGSMITH_SAMPLING_RATE"),
+])
+def test_config_errors(env: dict[str, str], name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        make_langsmith(BOTH, env, None)
+
+
+@pytest.mark.e2e
+def test_langsmith_callback_through_the_gateway(ingest: Ingest) -> None:
+    config = """
+model_list:
+  - model_name: m
+    litellm_params: {model: mock/echo}
+litellm_settings:
+  callbacks: ["langsmith"]
+general_settings:
+  master_key: sk-ls-master
+"""
+    with start_gateway(config, env={"LANGSMITH_API_KEY": API_KEY, "LANGSMITH_BASE_URL": ingest.url,
+                                    "LANGSMITH_PROJECT": "gw-proj", "DEFAULT_FLUSH_INTERVAL_SECONDS": "0.1"}) as gw:
+        r = httpx.post(f"{gw.url}/v1/chat/completions", headers={"Authorization": "Bearer sk-ls-master"},
+                       json={"model": "m", "messages": [{"role": "user", "content": "hello langsmith"}]}, timeout=10)
+        assert r.status_code == 200, r.text
+        (run,) = ingest.runs(1)
+        assert ingest.posts[0][1]["x-api-key"] == API_KEY
+        assert run["session_name"] == "gw-proj" and run["inputs"]["litellm_call_id"] == r.headers["x-litellm-call-id"]
+        assert run["inputs"]["messages"] == [{"role": "user", "content": "hello langsmith"}]
+        assert run["outputs"]["usage_metadata"]["total_tokens"] > 0
+        assert API_KEY not in gw.log()
