@@ -18,7 +18,8 @@ import pytest
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.metrics import CALLBACK_FAILURES
-from relaygate.observe.langsmith import make_langsmith
+from relaygate.observe.detail import LoggingTarget
+from relaygate.observe.langsmith import make_langsmith, target_project
 from relaygate.sinks.record import Outcome
 from tests.conftest import start_gateway
 from tests.observe.test_otel_export import CHAT_IN, CHAT_OUT, T0, detail, with_detail
@@ -175,3 +176,88 @@ general_settings:
         assert run["inputs"]["messages"] == [{"role": "user", "content": "hello langsmith"}]
         assert run["outputs"]["usage_metadata"]["total_tokens"] > 0
         assert API_KEY not in gw.log()
+
+
+# -- a key's or team's own project -------------------------------------------------------------------------
+
+
+def target(callback_type: str = "success_and_failure", **vars: str) -> LoggingTarget:
+    return LoggingTarget("langsmith", callback_type, vars)
+
+
+def test_a_keys_project_replaces_the_configured_one(ingest: Ingest) -> None:
+    other = Ingest()
+    try:
+        own = with_detail(detail(logging=[target(langsmith_api_key="key-own", langsmith_project="key-proj",
+                                                 langsmith_base_url=other.url)]), call_id="own-1")
+        env_only = with_detail(detail(logging=[target("failure", langsmith_project="env-creds")]), call_id="skip-1")
+        plain = with_detail(detail(), call_id="plain-1")
+        send([own, env_only, plain], {"LANGSMITH_API_KEY": API_KEY, "LANGSMITH_BASE_URL": ingest.url,
+                                      "LANGSMITH_PROJECT": "ops"})
+        (run,) = other.runs(1)
+        assert run["inputs"]["litellm_call_id"] == "own-1" and run["session_name"] == "key-proj"
+        assert [h["x-api-key"] for _, h, _ in other.posts] == ["key-own"]
+        # the failure-only target does not take the key's successes, and they do not go to the default project
+        assert [(r["inputs"]["litellm_call_id"], r["session_name"]) for r in ingest.runs(1)] == [("plain-1", "ops")]
+        assert [h["x-api-key"] for _, h, _ in ingest.posts] == [API_KEY]
+    finally:
+        other.server.shutdown()
+        other.server.server_close()
+
+
+def test_a_key_naming_its_own_host_gets_none_of_the_environments_credentials(ingest: Ingest,
+                                                                               caplog: pytest.LogCaptureFixture) -> None:
+    record = with_detail(detail(logging=[target(langsmith_base_url=ingest.url)]))
+    with caplog.at_level("WARNING", "relaygate.observe"):
+        send([record], {"LANGSMITH_API_KEY": API_KEY, "LANGSMITH_BASE_URL": "http://127.0.0.1:9"})
+    assert ingest.posts == [] and "sends nothing: no langsmith_api_key" in caplog.text
+    assert API_KEY not in caplog.text
+
+
+def test_keys_only_sink_needs_no_environment_key(ingest: Ingest) -> None:
+    keyed = with_detail(detail(logging=[target(langsmith_api_key="key-own", langsmith_base_url=ingest.url,
+                                               langsmith_sampling_rate="1")]))
+    sink = make_langsmith(ObserveSettings(), {}, None, keys_only=True, flush_interval=0.01)
+
+    async def main() -> None:
+        await sink.handle([keyed, with_detail(detail(), call_id="unkeyed")])
+        await sink.aclose()
+
+    asyncio.run(main())
+    assert [r["inputs"]["litellm_call_id"] for r in ingest.runs(1)] == ["call-1"]
+    with pytest.raises(ValueError, match=r"0\.\.1"):
+        target_project(target(langsmith_api_key="k", langsmith_sampling_rate="3"), {})
+
+
+@pytest.mark.e2e
+def test_a_team_callback_sends_its_keys_runs_to_its_project(ingest: Ingest, tmp_path: Any) -> None:
+    config = f"""
+model_list:
+  - model_name: m
+    litellm_params: {{model: mock/echo}}
+general_settings:
+  master_key: sk-ls-master
+  database_url: sqlite:///{tmp_path / 'rg.db'}
+"""
+    admin = {"Authorization": "Bearer sk-ls-master"}
+    with start_gateway(config, env={"DEFAULT_FLUSH_INTERVAL_SECONDS": "0.1"}) as gw, \
+            httpx.Client(base_url=gw.url, timeout=20) as c:
+        team = c.post("/team/new", headers=admin, json={"team_alias": "ls-team"}).json()["team_id"]
+        r = c.post(f"/team/{team}/callback", headers=admin, json={
+            "callback_name": "langsmith", "callback_type": "success",
+            "callback_vars": {"langsmith_api_key": "team-ls-key", "langsmith_project": "team-proj",
+                              "langsmith_base_url": ingest.url}})
+        assert r.status_code == 200, r.text
+        assert "team-ls-key" not in r.text  # the answer masks it
+        key = c.post("/key/generate", headers=admin, json={"team_id": team}).json()["key"]
+        deadline = time.monotonic() + 5  # the team's change reaches the worker within a second
+        while True:
+            r = c.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                       json={"model": "m", "messages": [{"role": "user", "content": "team run"}]})
+            assert r.status_code == 200, r.text
+            runs = ingest.runs(1, timeout=1)
+            if runs or time.monotonic() > deadline:
+                break
+        assert runs and runs[0]["session_name"] == "team-proj"
+        assert ingest.posts[0][1]["x-api-key"] == "team-ls-key"
+        assert "team-ls-key" not in gw.log()

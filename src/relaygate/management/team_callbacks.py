@@ -45,8 +45,9 @@ from relaygate.management.masking import masked_vars, unmask_metadata
 from relaygate.management.teams import save_team, team_admin
 from relaygate.store import Team
 
-SUPPORTED = ("langfuse", "otel", "opentelemetry")
-"""Callbacks a team's requests can be sent to (``observe``: the team's own Langfuse project, OpenTelemetry)."""
+SUPPORTED = ("langfuse", "otel", "opentelemetry", "langsmith")
+"""Callbacks a team's requests can be sent to (``observe``: the team's own Langfuse or LangSmith project,
+OpenTelemetry)."""
 MAX_ENTRIES = 8
 """Entries a team's ``metadata.logging`` holds at most (``auth.targets.key_logging`` reads that many)."""
 VARIABLES = (

@@ -95,7 +95,7 @@ class Exporters:
     def ensure_targets(self, targets: Any) -> None:
         """A key's or team's ``metadata.logging`` targets (``auth.targets.LoggingTarget``) have a sink from now
         on: the configured one, or one built for keys only on the first request that names it (``langfuse``,
-        ``otel``). Called by the pipeline before such a request is routed, so its record is not missed;
+        ``otel``, ``langsmith``). Called by the pipeline before such a request is routed, so its record is not missed;
         after the first call per name it is one set lookup."""
         for t in targets:
             name = t.callback_name
@@ -103,13 +103,16 @@ class Exporters:
                 continue
             self._targets.add(name)
             configured = self.settings is not None and name in _names(self.settings)
-            if configured or name not in ("langfuse", "otel", "opentelemetry") or self.completions is None:
+            if configured or name not in ("langfuse", "otel", "opentelemetry", "langsmith") or self.completions is None:
                 continue
             settings = self.settings if self.settings is not None else ObserveSettings()
             try:
                 if name == "langfuse":
                     from relaygate.observe.langfuse import make_langfuse
                     sink: Any = make_langfuse(settings, self.env, self.on_event, keys_only=True)
+                elif name == "langsmith":
+                    from relaygate.observe.langsmith import make_langsmith
+                    sink = make_langsmith(settings, self.env, self.on_event, keys_only=True)
                 else:
                     sink = _factory("otel")(settings, self.env, self.on_event)
             except Exception as exc:  # a key's target must never break its requests

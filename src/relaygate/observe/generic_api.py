@@ -218,6 +218,10 @@ class HttpExporter:
         """The method and URL a request carrying ``entries`` goes to (S3 puts each entry at its own key)."""
         return "POST", self.url
 
+    def headers_for(self, entries: Sequence[Any]) -> Mapping[str, str]:
+        """The headers of a request carrying ``entries`` (a key's own LangSmith project has its own API key)."""
+        return self.headers
+
     def sign(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> list[tuple[str, str]]:
         """``headers`` for one attempt (S3 signs each with SigV4; the others send them as they are)."""
         return headers
@@ -229,23 +233,25 @@ class HttpExporter:
         turn logging off."""
         return (self.success if record.outcome is Outcome.OK else self.failure) and not record.no_logging
 
+    def select(self, batch: Sequence[CompletionRecord]) -> list[Any]:
+        """The entries of the batch's records this exporter sends: those :meth:`wants`, a ``sampling_rate`` share
+        of them (LangSmith's exporter also sends the records of keys that name it as their logging target)."""
+        success, failure, rate = self.success, self.failure, self.sampling_rate
+        if not (success or failure):
+            return []
+        return [self.entry(r) for r in batch if (success if r.outcome is Outcome.OK else failure)
+                and not r.no_logging and (rate >= 1.0 or random.random() < rate)]
+
     async def handle(self, batch: Sequence[CompletionRecord]) -> None:
         """Queue the batch's wanted records for sending (no IO here; never waits on the endpoint)."""
-        if not (self.success or self.failure):
-            return
-        pending = self.pending
         if self._closed:
             self._drop(sum(1 for r in batch if self.wants(r)), "the exporter is closed")
             return
-        added = 0
-        rate = self.sampling_rate
-        for r in batch:
-            if (self.success if r.outcome is Outcome.OK else self.failure) and not r.no_logging and (
-                    rate >= 1.0 or random.random() < rate):
-                pending.append(self.entry(r))
-                added += 1
-        if not added:
+        entries = self.select(batch)
+        if not entries:
             return
+        pending = self.pending
+        pending.extend(entries)
         over = len(pending) - self.max_pending
         if over > 0:
             for _ in range(over):
@@ -312,7 +318,8 @@ class HttpExporter:
             await self._post(entries[n // 2:])
             return
         data, extra = self.wrap(body)
-        headers = list({**self.headers, **extra}.items() if extra else self.headers.items())
+        base = self.headers_for(entries)
+        headers = list({**base, **extra}.items() if extra else base.items())
         method, url = self.destination(entries)
         delay = self.backoff
         attempt = 0

@@ -25,15 +25,25 @@ id, ``dotted_order``), else a fresh run id that is its own trace id, with ``dott
 ``<start time %Y%m%dT%H%M%S%fZ><run id>`` (LiteLLM stamps the time of logging; LangSmith orders runs by the
 start time this encodes, so relaygate uses the request's start). The body is ``{"post": [runs]}``.
 
-Left out: a key's or team's own LangSmith project (LiteLLM's ``langsmith_api_key`` ... per key).
+A key's or team's own project (its ``metadata.logging`` entry ``{"callback_name": "langsmith", "callback_type":
+..., "callback_vars": {...}}``, LiteLLM's dynamic params ``langsmith_api_key``, ``langsmith_project``,
+``langsmith_base_url``, ``langsmith_sampling_rate``, ``langsmith_tenant_id``) gets that key's runs instead of the
+configured project, for the outcomes its ``callback_type`` names; a value it does not give comes from the
+environment, except that an entry naming its own ``langsmith_base_url`` gets none of the environment's
+credentials (LiteLLM's ``allow_env_credentials=False``: else a key's owner could have the operator's API key
+sent to a host of theirs). An entry without an API key, or with a base URL or rate that cannot work, sends
+nothing (one warning a minute). The runs of a flush go in one request per project. Such entries start this
+exporter on the first request that names it even when ``langsmith`` is not a configured callback.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import msgspec
@@ -41,18 +51,73 @@ import msgspec
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import register_secrets
+from relaygate.observe.detail import LoggingTarget
 from relaygate.observe.generic_api import ENV_SOURCE, HttpExporter, callback_options, env_float, env_int, event_flags
 from relaygate.observe.standard import detail_of, standard_payload
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome
 
-__all__ = ["LangsmithSink", "make_langsmith", "run_of"]
+__all__ = ["LangsmithSink", "Project", "make_langsmith", "project_of", "run_of", "target_project"]
 
 DEFAULT_BASE_URL = "https://api.smith.langchain.com"
 DEFAULT_PROJECT = "litellm-completion"
 MAX_BODY = 20 * 1024 * 1024
 """Bytes a batch POST holds at most (LangSmith's ingest limit; a larger batch is split)."""
 _LIFTED = ("session_id", "thread_id", "conversation_id")
+_PROJECTS_MAX = 1024
+"""Key and team projects whose resolved destination is kept (past it the cache starts over)."""
+
+
+class Project(NamedTuple):
+    """Where a run goes: the batch URL, the request headers (API key, tenant), the project and sampling rate."""
+
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    name: str
+    sampling_rate: float
+
+
+def project_of(api_key: str, base: str, project: str, rate: float, tenant: str) -> Project:
+    """A :class:`Project` from its settings (``base``: the base URL, ``/api/v1`` added unless it has it); raises
+    ``ValueError`` for a base URL that is not http(s)."""
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http(s) URL, got {base!r}")
+    if "/api/v1" not in base:
+        base = base.rstrip("/") + "/api/v1"
+    headers = [("x-api-key", api_key), ("Content-Type", "application/json")]
+    if tenant:
+        headers.append(("x-tenant-id", tenant))
+    return Project(f"{base.rstrip('/')}/runs/batch", tuple(headers), project, rate)
+
+
+def _rate(raw: Any) -> float:
+    """A sampling rate (``ValueError`` unless a number in 0..1; empty: 1)."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return 1.0
+    rate = float(raw)
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"expected a number in 0..1, got {raw!r}")
+    return rate
+
+
+def target_project(target: LoggingTarget, env: Mapping[str, str]) -> Project:
+    """The project of a key's or team's ``langsmith`` entry (module docstring); ``ValueError`` when it cannot
+    send (no API key, a base URL or rate that cannot work)."""
+    v = target.callback_vars
+    own_base = (v.get("langsmith_base_url") or "").strip()
+    fallback = {} if own_base else env
+    api_key = (v.get("langsmith_api_key") or fallback.get("LANGSMITH_API_KEY") or "").strip()
+    if not api_key:
+        raise ValueError("no langsmith_api_key")
+    register_secrets([api_key])
+    base = own_base or (env.get("LANGSMITH_BASE_URL") or "").strip() or DEFAULT_BASE_URL
+    project = (v.get("langsmith_project") or fallback.get("LANGSMITH_PROJECT") or "").strip() or DEFAULT_PROJECT
+    rate = _rate(v.get("langsmith_sampling_rate", fallback.get("LANGSMITH_SAMPLING_RATE")))
+    tenant = (v.get("langsmith_tenant_id") or fallback.get("LANGSMITH_TENANT_ID") or "").strip()
+    return project_of(api_key, base, project, rate, tenant)
+
+
 _encode = msgspec.json.Encoder(enc_hook=str).encode
 
 
@@ -105,60 +170,121 @@ class LangsmithSink(HttpExporter):
     name = "langsmith"
     max_body = MAX_BODY
 
-    def __init__(self, url: str, headers: Mapping[str, str], *, project: str = DEFAULT_PROJECT,
-                 run_name: str = "LLMRun", sampling_rate: float = 1.0, redact_key_info: bool = False,
-                 redact_messages: bool = False, **options: Any) -> None:
-        super().__init__(url, headers, **options)
-        self.project = project
+    def __init__(self, default: Project | None, *, run_name: str = "LLMRun", redact_key_info: bool = False,
+                 redact_messages: bool = False, env: Mapping[str, str] | None = None, concurrency: int = 4,
+                 **options: Any) -> None:
+        super().__init__(default.url if default is not None else DEFAULT_BASE_URL,
+                         dict(default.headers) if default is not None else {}, **options)
+        self.default = default
+        """The configured project (``LANGSMITH_*``); None: only keys' and teams' own projects are sent to."""
+        self.sampling_rate = default.sampling_rate if default is not None else 1.0
         self.run_name = run_name
-        self.sampling_rate = sampling_rate
         self.redact_key_info = redact_key_info
         self.redact_messages = redact_messages
+        self.env = env or {}
+        self.concurrency = max(1, concurrency)
+        self._projects: dict[tuple[tuple[str, str], ...], Project | None] = {}
 
-    def entry(self, record: CompletionRecord) -> Any:
+    def _target(self, t: LoggingTarget) -> Project | None:
+        key = tuple(sorted(t.callback_vars.items()))
+        if key in self._projects:
+            return self._projects[key]
+        if len(self._projects) >= _PROJECTS_MAX:
+            self._projects.clear()
+        try:
+            project: Project | None = target_project(t, self.env)
+        except ValueError as exc:
+            self._warn("langsmith exporter: a key's or team's langsmith entry sends nothing: %s", exc)
+            project = None
+        self._projects[key] = project
+        return project
+
+    def select(self, batch: Sequence[CompletionRecord]) -> list[Any]:
+        out: list[Any] = []
+        default = self.default
+        for r in batch:
+            if r.no_logging:
+                continue
+            ok = r.outcome is Outcome.OK
+            detail = detail_of(r)
+            targets = [t for t in detail.logging if t.callback_name.lower() == "langsmith"] \
+                if detail is not None and detail.logging else None
+            if targets:  # the key's or team's own projects replace the configured one
+                kind = "success" if ok else "failure"
+                projects = [p for t in targets if kind in t.callback_type and (p := self._target(t)) is not None]
+            elif default is not None and (self.success if ok else self.failure):
+                projects = [default]
+            else:
+                continue
+            for p in projects:
+                if p.sampling_rate >= 1.0 or random.random() < p.sampling_rate:
+                    out.append((p, self.run(r, p)))
+        return out
+
+    def run(self, record: CompletionRecord, project: Project) -> dict[str, Any]:
         detail = detail_of(record)
         payload = standard_payload(record, detail, redact_key_info=self.redact_key_info,
                                    redact_messages=self.redact_messages)
         client_meta = detail.metadata if detail is not None else {}
-        return run_of(record, payload, client_meta if isinstance(client_meta, dict) else {}, project=self.project,
+        return run_of(record, payload, client_meta if isinstance(client_meta, dict) else {}, project=project.name,
                       run_name=self.run_name)
 
+    def entry(self, record: CompletionRecord) -> Any:
+        assert self.default is not None
+        return self.default, self.run(record, self.default)
+
     def encode(self, entries: Sequence[Any]) -> bytes:
-        return _encode({"post": list(entries)})
+        return _encode({"post": [run for _, run in entries]})
+
+    def destination(self, entries: Sequence[Any]) -> tuple[str, str]:
+        return "POST", entries[0][0].url
+
+    def headers_for(self, entries: Sequence[Any]) -> Mapping[str, str]:
+        return dict(entries[0][0].headers)
+
+    async def _deliver(self, chunk: list[Any]) -> None:
+        """A flush's runs, one request per project (at most :attr:`concurrency` in flight)."""
+        groups: dict[Project, list[Any]] = {}
+        for entry in chunk:
+            groups.setdefault(entry[0], []).append(entry)
+        if len(groups) == 1:
+            await self._post(chunk)
+            return
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(entries: list[Any]) -> None:
+            async with gate:
+                await self._post(entries)
+
+        await asyncio.gather(*(one(g) for g in groups.values()))
 
 
 def _sampling_rate(env: Mapping[str, str]) -> float:
-    raw = (env.get("LANGSMITH_SAMPLING_RATE") or "").strip()
-    if not raw:
-        return 1.0
+    raw = env.get("LANGSMITH_SAMPLING_RATE")
     try:
-        rate = float(raw)
+        return _rate(raw)
     except ValueError:
         raise ConfigError(ENV_SOURCE, "LANGSMITH_SAMPLING_RATE", f"expected a number in 0..1, got {raw!r}") from None
-    if not 0.0 <= rate <= 1.0:
-        raise ConfigError(ENV_SOURCE, "LANGSMITH_SAMPLING_RATE", f"expected a number in 0..1, got {raw!r}")
-    return rate
 
 
-def make_langsmith(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent | None,
-                   **options: Any) -> LangsmithSink:
+def make_langsmith(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent | None, *,
+                   keys_only: bool = False, **options: Any) -> LangsmithSink:
     """The ``langsmith`` sink for ``settings``, configured from ``env`` as LiteLLM reads it (module docstring).
     ``options`` override :class:`HttpExporter`'s defaults. Raises ``ConfigError`` without ``LANGSMITH_API_KEY``
-    or with a base URL or sampling rate that cannot work."""
+    (unless ``keys_only``: started for keys' own projects, where it may be missing) or with a base URL or
+    sampling rate that cannot work."""
     api_key = (env.get("LANGSMITH_API_KEY") or "").strip()
-    if not api_key:
+    default: Project | None = None
+    if api_key:
+        register_secrets([api_key])
+        base = (env.get("LANGSMITH_BASE_URL") or "").strip() or DEFAULT_BASE_URL
+        try:
+            default = project_of(api_key, base, (env.get("LANGSMITH_PROJECT") or "").strip() or DEFAULT_PROJECT,
+                                 _sampling_rate(env), (env.get("LANGSMITH_TENANT_ID") or "").strip())
+        except ValueError as exc:
+            raise ConfigError(ENV_SOURCE, "LANGSMITH_BASE_URL", str(exc)) from None
+    elif not keys_only:
         raise ConfigError(ENV_SOURCE, "LANGSMITH_API_KEY", "the langsmith callback needs LANGSMITH_API_KEY")
-    base = (env.get("LANGSMITH_BASE_URL") or "").strip() or DEFAULT_BASE_URL
-    parts = urlsplit(base)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(ENV_SOURCE, "LANGSMITH_BASE_URL", f"expected an http(s) URL, got {base!r}")
-    if "/api/v1" not in base:
-        base = base.rstrip("/") + "/api/v1"
-    register_secrets([api_key])
-    headers = {"x-api-key": api_key, "Content-Type": "application/json"}
-    tenant = (env.get("LANGSMITH_TENANT_ID") or "").strip()
-    if tenant:
-        headers["x-tenant-id"] = tenant
     opts = callback_options(settings, "langsmith")
     success, failure = event_flags(settings, "langsmith", None, "litellm_settings.callbacks")
     defaults: dict[str, Any] = {
@@ -167,10 +293,9 @@ def make_langsmith(settings: ObserveSettings, env: Mapping[str, str], on_event: 
         "max_pending": max(1, settings.exporter_queue),
     }
     defaults.update(options)
-    return LangsmithSink(f"{base.rstrip('/')}/runs/batch", headers,
-                         project=(env.get("LANGSMITH_PROJECT") or "").strip() or DEFAULT_PROJECT,
-                         run_name=(env.get("LANGSMITH_DEFAULT_RUN_NAME") or "").strip() or "LLMRun",
-                         sampling_rate=_sampling_rate(env), success=success, failure=failure, on_event=on_event,
+    return LangsmithSink(default, run_name=(env.get("LANGSMITH_DEFAULT_RUN_NAME") or "").strip() or "LLMRun",
+                         env=env, success=success and not keys_only, failure=failure and not keys_only,
+                         on_event=on_event,
                          redact_key_info=settings.redact_user_api_key_info,
                          redact_messages=settings.turn_off_message_logging or opts.get("message_logging") is False,
                          **defaults)
