@@ -226,3 +226,13 @@ general_settings:
         assert json.loads(a["langfuse.observation.output"])["role"] == "assistant"
         assert a["langfuse.trace.name"] == "litellm-acompletion"
         assert "sk-lf-secret" not in gw.log()
+
+
+def test_a_keys_own_langfuse_otel_entry_is_not_sent_to_the_configured_project(rx: Receiver) -> None:
+    from relaygate.observe.detail import LoggingTarget
+
+    keyed = with_detail(detail(logging=[LoggingTarget("langfuse_otel", "success", {"langfuse_public_key": "pk-own"})]),
+                        call_id="keyed")
+    export([keyed, with_detail(detail(trace_id="2" * 32), call_id="plain")], {**KEYS, "LANGFUSE_HOST": rx.url},
+           ObserveSettings(failure_callbacks=("langfuse_otel",)))
+    assert rx.spans() == []

@@ -202,6 +202,13 @@ class LangfuseOtelSink(OtelSink):
         self.default_tags = settings.langfuse_default_tags
         self.tag_options = BuildOptions(proxy_base_url=(env.get("PROXY_BASE_URL") or "").strip() or None)
 
+    def wanted(self, record: CompletionRecord) -> bool:
+        """The callback lists only: a key's or team's ``langfuse_otel`` entry names a project of its own, which
+        this sink cannot send to, so its requests are not sent to the configured project on its behalf."""
+        if record.no_logging:
+            return False
+        return self.success if record.outcome is Outcome.OK else self.failure
+
     def decorate(self, r: CompletionRecord, detail: Detail | None, attrs: dict[str, Any], content: bool) -> None:
         attrs["langfuse.observation.type"] = "generation"
         if self.environment:
