@@ -82,7 +82,7 @@ def project_of(api_key: str, base: str, project: str, rate: float, tenant: str) 
     ``ValueError`` for a base URL that is not http(s)."""
     parts = urlsplit(base)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http(s) URL, got {base!r}")
+        raise ValueError("langsmith_base_url: expected an http(s) URL")  # the value unsaid: it may hold credentials
     if "/api/v1" not in base:
         base = base.rstrip("/") + "/api/v1"
     headers = [("x-api-key", api_key), ("Content-Type", "application/json")]
