@@ -193,6 +193,7 @@ class LangfuseOtelSink(OtelSink):
     name = "langfuse_otel"
     names = NAMES
     dropped_event = "langfuse_otel_dropped"
+    decorates = True
 
     def __init__(self, settings: ObserveSettings, cfg: OtlpSettings, on_event: OnEvent | None = None, *,
                  env: Mapping[str, str] | None = None, **kw: Any) -> None:

@@ -470,6 +470,8 @@ class OtelSink:
     names: tuple[str, ...] = NAMES
     """The callback names (and keys' ``logging`` target names) this sink exports for."""
     dropped_event = DROPPED_EVENT
+    decorates = False
+    """True: :meth:`decorate` adds the backend's own attributes (``langfuse_otel``); ``otel`` makes no call."""
 
     def __init__(self, settings: ObserveSettings, cfg: OtlpSettings, on_event: OnEvent | None = None, *,
                  exporter: SpanExporter | None = None, log_interval: float = 60.0) -> None:
@@ -609,7 +611,8 @@ class OtelSink:
         logging_ok = self.message_logging and not (detail is not None and detail.redacted)
         attrs, events, status = request_attributes(r, detail, message_logging=logging_ok,
                                                    redact_key_info=self.redact_key_info)
-        self.decorate(r, detail, attrs, logging_ok)
+        if self.decorates:
+            self.decorate(r, detail, attrs, logging_ok)
         start = r.start_time or time.time() - r.latency
         end = start + max(0.0, r.latency)
         parent_id: int | None = None
