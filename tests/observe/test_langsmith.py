@@ -261,3 +261,13 @@ general_settings:
         assert runs and runs[0]["session_name"] == "team-proj"
         assert ingest.posts[0][1]["x-api-key"] == "team-ls-key"
         assert "team-ls-key" not in gw.log()
+
+
+def test_a_clients_odd_names_and_ids_never_spoil_the_batch(ingest: Ingest) -> None:
+    odd = with_detail(detail(metadata={"run_name": {"x": 1}, "project_name": ["p"], "run_id": 7,
+                                       "parent_run_id": {"bad": True}, "trace_id": "t" * 5000}), call_id="odd")
+    send([odd, with_detail(detail(), call_id="fine")], {"LANGSMITH_API_KEY": API_KEY, "LANGSMITH_BASE_URL": ingest.url})
+    first, second = ingest.runs(2)
+    assert first["name"] == "LLMRun" and first["session_name"] == "litellm-completion"
+    assert isinstance(first["id"], str) and "parent_run_id" not in first and first["trace_id"] == first["id"]
+    assert second["inputs"]["litellm_call_id"] == "fine"

@@ -121,11 +121,17 @@ def target_project(target: LoggingTarget, env: Mapping[str, str]) -> Project:
 _encode = msgspec.json.Encoder(enc_hook=str).encode
 
 
+def _text(value: Any) -> str | None:
+    """A client's name or id as LangSmith takes it: text (at most 1,000 characters), else None. A value of another
+    type (an object, a list) would have LangSmith refuse the whole batch, other requests' runs with it."""
+    return value[:1000] if isinstance(value, str) and value else None
+
+
 def _ids(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The run ids the client's metadata names (LiteLLM's ``_extract_metadata_fields``)."""
-    out = {"id": meta.get("id", meta.get("run_id")), "parent_run_id": meta.get("parent_run_id"),
-           "trace_id": meta.get("trace_id"), "session_id": meta.get("session_id"),
-           "dotted_order": meta.get("dotted_order")}
+    """The run ids the client's metadata names (LiteLLM's ``_extract_metadata_fields``), text only."""
+    out = {"id": _text(meta.get("id", meta.get("run_id"))), "parent_run_id": _text(meta.get("parent_run_id")),
+           "trace_id": _text(meta.get("trace_id")), "session_id": _text(meta.get("session_id")),
+           "dotted_order": _text(meta.get("dotted_order"))}
     if out["session_id"] == out["trace_id"]:
         out["session_id"] = None  # LangSmith refuses a batch whose session_id is not one of its sessions
     return {k: v for k, v in out.items() if v}
@@ -148,8 +154,9 @@ def run_of(record: CompletionRecord, payload: dict[str, Any], client_meta: Mappi
                                  "total_tokens": payload.get("total_tokens", 0),
                                  "total_cost": payload.get("response_cost", 0)}
     run: dict[str, Any] = {
-        "name": client_meta.get("run_name") or run_name, "run_type": "llm", "inputs": payload, "outputs": outputs,
-        "session_name": client_meta.get("project_name") or project, "start_time": payload.get("startTime"),
+        "name": _text(client_meta.get("run_name")) or run_name, "run_type": "llm", "inputs": payload,
+        "outputs": outputs, "session_name": _text(client_meta.get("project_name")) or project,
+        "start_time": payload.get("startTime"),
         "end_time": payload.get("endTime"), "tags": payload.get("request_tags") or [], "extra": extra}
     if record.outcome is not Outcome.OK and payload.get("error_str") is not None:
         run["error"] = payload["error_str"]
