@@ -98,7 +98,7 @@ def test_without_keys_it_exports_as_the_otel_variables_say(caplog: pytest.LogCap
 def test_a_chat_request_reaches_langfuse_with_its_attributes(rx: Receiver) -> None:
     d = detail(metadata={"session_id": "sess-1", "trace_user_id": "end-user-7", "generation_name": "gen-a",
                          "trace_id": "0af76519-16cd-43dd-8448-eb211c80319c", "trace_metadata": {"k": 1},
-                         "version": "v3", "tags": "a, b"})
+                         "version": "v3", "tags": "a, b", "update_trace_keys": ["output"]})
     export([with_detail(d, ttft=0.25)], {**KEYS, "LANGFUSE_HOST": rx.url, "LANGFUSE_TRACING_ENVIRONMENT": "staging",
                                          "OTEL_BSP_SCHEDULE_DELAY": "10"})
     spans = rx.wait_spans(2)
@@ -115,6 +115,7 @@ def test_a_chat_request_reaches_langfuse_with_its_attributes(rx: Receiver) -> No
     assert a["langfuse.trace.id"] == TRACE  # dashes removed
     assert json.loads(a["langfuse.trace.metadata"]) == {"k": 1}
     assert a["langfuse.version"] == "v3"
+    assert json.loads(a["langfuse.trace.update_keys"]) == ["output"]
     assert json.loads(a["langfuse.observation.input"]) == CHAT_IN["messages"]
     assert json.loads(a["langfuse.observation.output"]) == {"role": "assistant", "content": "hello"}
     assert json.loads(a["langfuse.observation.completion_start_time"]).startswith("2023-11-14T22:13:20.25")

@@ -215,6 +215,8 @@ class LangfuseOtelSink(OtelSink):
         if self.environment:
             attrs["langfuse.environment"] = self.environment
         meta = _steering(detail.metadata, detail.request_headers) if detail is not None else {}
+        if detail is not None and detail.metadata.get("update_trace_keys") is not None:
+            meta["update_trace_keys"] = detail.metadata["update_trace_keys"]  # not a control the ingestion API reads
         version = meta.get("trace_version") if meta.get("trace_version") is not None else meta.get("version")
         if version is not None:
             attrs["langfuse.version"] = version if isinstance(version, str | int | float | bool) else _json(version)
@@ -249,7 +251,6 @@ class LangfuseOtelSink(OtelSink):
             attrs["langfuse.trace.input"] = REDACTED if _mask(meta.get("mask_input")) else given
         if said is not None:
             attrs["langfuse.trace.output"] = REDACTED if _mask(meta.get("mask_output")) else said
-
 
     def _default(self, r: CompletionRecord, detail: Detail | None) -> list[str]:
         """``langfuse_default_tags`` of the record (fields from the key and the request's metadata)."""
