@@ -148,6 +148,7 @@ def test_no_messages_when_message_logging_is_off(ingest: Ingest) -> None:
     ({}, "LANGSMITH_API_KEY"),
     ({"LANGSMITH_API_KEY": "k", "LANGSMITH_BASE_URL": "ftp://x"}, "LANGSMITH_BASE_URL"),
     ({"LANGSMITH_API_KEY": "k", "LANGSMITH_SAMPLING_RATE": "2"}, "LANGSMITH_SAMPLING_RATE"),
+    ({"LANGSMITH_API_KEY": "k\nx"}, "LANGSMITH_API_KEY"),
 ])
 def test_config_errors(env: dict[str, str], name: str) -> None:
     with pytest.raises(ConfigError, match=name):
@@ -227,6 +228,8 @@ def test_keys_only_sink_needs_no_environment_key(ingest: Ingest) -> None:
     assert [r["inputs"]["litellm_call_id"] for r in ingest.runs(1)] == ["call-1"]
     with pytest.raises(ValueError, match=r"0\.\.1"):
         target_project(target(langsmith_api_key="k", langsmith_sampling_rate="3"), {})
+    with pytest.raises(ValueError, match="control characters"):
+        target_project(target(langsmith_api_key="k\r\nX-Injected: 1"), {})
 
 
 @pytest.mark.e2e

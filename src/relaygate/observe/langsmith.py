@@ -79,10 +79,13 @@ class Project(NamedTuple):
 
 def project_of(api_key: str, base: str, project: str, rate: float, tenant: str) -> Project:
     """A :class:`Project` from its settings (``base``: the base URL, ``/api/v1`` added unless it has it); raises
-    ``ValueError`` for a base URL that is not http(s)."""
+    ``ValueError`` for a base URL that is not http(s), or an API key or tenant with a control character (a
+    ``CR LF`` in a header would split the request)."""
     parts = urlsplit(base)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("langsmith_base_url: expected an http(s) URL")  # the value unsaid: it may hold credentials
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in api_key + tenant):
+        raise ValueError("langsmith_api_key / langsmith_tenant_id: control characters cannot go in a header")
     if "/api/v1" not in base:
         base = base.rstrip("/") + "/api/v1"
     headers = [("x-api-key", api_key), ("Content-Type", "application/json")]
@@ -289,7 +292,8 @@ def make_langsmith(settings: ObserveSettings, env: Mapping[str, str], on_event: 
             default = project_of(api_key, base, (env.get("LANGSMITH_PROJECT") or "").strip() or DEFAULT_PROJECT,
                                  _sampling_rate(env), (env.get("LANGSMITH_TENANT_ID") or "").strip())
         except ValueError as exc:
-            raise ConfigError(ENV_SOURCE, "LANGSMITH_BASE_URL", str(exc)) from None
+            name = "LANGSMITH_API_KEY" if "control characters" in str(exc) else "LANGSMITH_BASE_URL"
+            raise ConfigError(ENV_SOURCE, name, str(exc)) from None
     elif not keys_only:
         raise ConfigError(ENV_SOURCE, "LANGSMITH_API_KEY", "the langsmith callback needs LANGSMITH_API_KEY")
     opts = callback_options(settings, "langsmith")
