@@ -304,6 +304,20 @@ class HttpExporter:
         else:
             await self._post(chunk)
 
+    async def _post_groups(self, groups: Sequence[list[Any]], concurrency: int) -> None:
+        """Each group in a request of its own, at most ``concurrency`` in flight (S3's objects, LangSmith's
+        projects); each retried on its own."""
+        if len(groups) == 1:
+            await self._post(groups[0])
+            return
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(entries: list[Any]) -> None:
+            async with gate:
+                await self._post(entries)
+
+        await asyncio.gather(*(one(g) for g in groups))
+
     def _http(self) -> Poster:
         if self._poster is None:
             self._poster = Poster(self.timeout, transport=self.transport, user_agent=f"relaygate-{self.name}")

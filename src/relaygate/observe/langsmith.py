@@ -38,7 +38,6 @@ exporter on the first request that names it even when ``langsmith`` is not a con
 
 from __future__ import annotations
 
-import asyncio
 import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -257,16 +256,7 @@ class LangsmithSink(HttpExporter):
         groups: dict[Project, list[Any]] = {}
         for entry in chunk:
             groups.setdefault(entry[0], []).append(entry)
-        if len(groups) == 1:
-            await self._post(chunk)
-            return
-        gate = asyncio.Semaphore(self.concurrency)
-
-        async def one(entries: list[Any]) -> None:
-            async with gate:
-                await self._post(entries)
-
-        await asyncio.gather(*(one(g) for g in groups.values()))
+        await self._post_groups(list(groups.values()), self.concurrency)
 
 
 def _sampling_rate(env: Mapping[str, str]) -> float:

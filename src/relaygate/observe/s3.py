@@ -47,7 +47,6 @@ counted as ``s3_dropped`` and logged once a minute with S3's own error code.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
@@ -260,13 +259,7 @@ class S3Sink(HttpExporter):
             puts = [groups[parent] for parent in sorted(groups)]
         else:
             puts = [[entry] for entry in chunk]
-        gate = asyncio.Semaphore(self.concurrency)
-
-        async def one(entries: list[Any]) -> None:
-            async with gate:
-                await self._post(entries)
-
-        await asyncio.gather(*(one(e) for e in puts))
+        await self._post_groups(puts, self.concurrency)
 
 
 def _text(params: Mapping[str, Any], name: str) -> str | None:
