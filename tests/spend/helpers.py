@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
+from datetime import UTC
 from typing import Any
 
 from relaygate.sinks.record import CompletionRecord, Outcome
@@ -66,7 +67,36 @@ async def check_counters(store: Store) -> dict[tuple[str, str], int]:
     got = {(c["entity_type"], c["entity_id"]): [int(c["spend_nanos"]), int(c["prompt_tokens"]),
                                                 int(c["completion_tokens"]), int(c["requests"])] for c in counters}
     assert got == dict(sums)
+    await check_daily(store, rows)
     return {e: v[0] for e, v in sums.items()}
+
+
+async def check_daily(store: Store, raw_rows: list[dict[str, Any]] | None = None) -> None:
+    """Assert the daily rollup (``store.daily``) equals the spend rows summed per day, entity, key, model group,
+    model and provider, exactly (``raw_rows``: the rows as read, else read here)."""
+    from relaygate.store import tables as t
+
+    async with store._read() as c:
+        if raw_rows is None:
+            raw_rows = await c.fetch("SELECT * FROM rg_spend_logs", [])
+        stored = await c.fetch("SELECT * FROM rg_daily_spend", [])
+    want: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0] * 7)
+    for raw in raw_rows:
+        r = t.SPEND_LOGS.from_db(raw)
+        day = r.start_time.astimezone(UTC).strftime("%Y-%m-%d")
+        ents = [(k, v) for k, v in (("user", r.user_id), ("team", r.team_id), ("organization", r.organization_id),
+                                    ("customer", r.end_user)) if v]
+        ents += [("tag", tag) for tag in dict.fromkeys(r.request_tags)]
+        for kind, ident in ents:
+            acc = want[(day, kind, ident, r.api_key or "", r.model_group or "", r.model or "",
+                        r.custom_llm_provider or "")]
+            for i, v in enumerate((r.spend_nanos, r.prompt_tokens, r.completion_tokens, r.cache_read_tokens,
+                                   r.cache_write_tokens, 1, int(r.status == "failure"))):
+                acc[i] += v
+    got = {(d["day"], d["entity_type"], d["entity_id"], d["api_key"], d["model_group"], d["model"], d["provider"]):
+           [int(d[c]) for c in ("spend_nanos", "prompt_tokens", "completion_tokens", "cache_read_tokens",
+                                "cache_write_tokens", "requests", "failed")] for d in stored}
+    assert got == dict(want)
 
 
 def dollars(n: int) -> float:
@@ -77,4 +107,4 @@ def close(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-9 * max(1.0, abs(b))
 
 
-__all__ = ["Any", "check_counters", "close", "dollars", "mixed", "record"]
+__all__ = ["Any", "check_counters", "check_daily", "close", "dollars", "mixed", "record"]

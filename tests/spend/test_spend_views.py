@@ -428,3 +428,43 @@ def test_daily_activity_in_litellms_shape(db_url: str) -> None:  # noqa: F811
             await get(gw, "/user/daily/activity", status=400)
 
     asyncio.run(main())
+
+
+def test_daily_activity_outlives_the_spend_logs(db_url: str) -> None:  # noqa: F811
+    """The daily views read the daily rollup (``store.daily``), as LiteLLM's read its daily spend tables: a day's
+    activity is still there after retention deleted its spend logs, and ``disable_spend_logs`` (no rows written)
+    still fills it; a batch sent again after a lost commit answer adds nothing twice."""
+    from relaygate.store.spend import delete_spend_logs_before
+    from tests.spend.helpers import check_daily
+
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            now = time.time()
+            d = gw.store.dialect
+            old = [rec("o1", 0.5, now - 3 * DAY, user_id="u-1", team_id="t-1", key_hash="k1", tags=["prod"]),
+                   rec("o2", 0.25, now - 3 * DAY, user_id="u-1", team_id="t-1", key_hash="k1", status=429,
+                       outcome=Outcome.ERROR)]
+            rows = [spend_values(r, d) for r in old]
+            assert await write_spend_values(gw.store, rows) == 2
+            assert await write_spend_values(gw.store, rows) == 0  # sent again: nothing added twice
+            await check_daily(gw.store)
+            from datetime import UTC, datetime
+            assert await delete_spend_logs_before(gw.store, datetime.fromtimestamp(now - DAY, UTC)) == 2
+            unlogged = [rec("n1", 0.125, now, user_id="u-1", team_id="t-1", key_hash="k1", tags=["prod"])]
+            assert await write_spend_values(gw.store, [spend_values(r, d) for r in unlogged], log_rows=False) == 1
+
+            span = (f"start_date={time.strftime('%Y-%m-%d', time.gmtime(now - 5 * DAY))}"
+                    f"&end_date={time.strftime('%Y-%m-%d', time.gmtime(now))}")
+            body = await get(gw, f"/user/daily/activity?{span}&user_id=u-1")
+            assert [(r["date"], r["metrics"]["spend"], r["metrics"]["api_requests"], r["metrics"]["failed_requests"])
+                    for r in body["results"]] == [(time.strftime("%Y-%m-%d", time.gmtime(now)), 0.125, 1, 0),
+                                                  (time.strftime("%Y-%m-%d", time.gmtime(now - 3 * DAY)), 0.75, 2, 1)]
+            assert body["metadata"]["total_spend"] == 0.875
+            team = await get(gw, f"/team/daily/activity?{span}&team_ids=t-1")
+            assert team["metadata"]["total_api_requests"] == 3
+            tags = await get(gw, f"/tag/daily/activity?{span}&tags=prod")
+            assert [r["metrics"]["api_requests"] for r in tags["results"]] == [1, 1]
+            async with gw.store._read() as c:  # none of those requests has a spend log left
+                assert (await c.fetch("SELECT COUNT(*) AS n FROM rg_spend_logs", []))[0]["n"] == 0
+
+    asyncio.run(main())

@@ -35,6 +35,29 @@ def test_fresh_schema_matches_the_records(db_url: str) -> None:
     run(db_url, body)
 
 
+def test_daily_rollup_is_filled_from_the_spend_logs_on_upgrade(db_url: str) -> None:
+    """Step 10 creates the daily rollup and fills it from the spend logs a database already holds (a store
+    upgraded from step 9 shows its history in the daily activity views at once)."""
+    import time
+
+    from relaygate.sinks.spend import spend_values
+    from relaygate.store.spend import write_spend_values
+    from tests.spend.helpers import check_daily, mixed
+
+    async def body(s: Store) -> None:
+        records = mixed(300, seed=7)
+        for i, r in enumerate(records):
+            r.start_time = time.time() - (i % 4) * 86400.0
+        assert await write_spend_values(s, [spend_values(r, s.dialect) for r in records]) == 300
+        async with s._transaction() as c:  # back to step 9: no rollup
+            await c.execute("DROP TABLE rg_daily_spend", [])
+            await c.execute("DELETE FROM rg_schema_version WHERE version = 10", [])
+        assert await s.migrate() == (9, migrations.LATEST)
+        await check_daily(s)
+
+    run(db_url, body)
+
+
 def test_migrations_are_idempotent(db_url: str) -> None:
     from relaygate.store import Key
 

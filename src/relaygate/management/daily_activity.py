@@ -21,8 +21,10 @@ Answer: ``{"results": [{"date", "metrics", "breakdown": {"models", "model_groups
 (``spend``, ``prompt_tokens``, ``completion_tokens``, ``cache_read_input_tokens``,
 ``cache_creation_input_tokens``, ``total_tokens``, ``successful_requests``, ``failed_requests``,
 ``api_requests``); a breakdown entry is ``{"metrics", "metadata", "api_key_breakdown"}`` (a key's:
-``{"metrics", "metadata": {"key_alias", "team_id"}}``). Computed from the spend logs by the database (one
-row per day and combination), not from a second table the sink would have to keep. Where LiteLLM pages
+``{"metrics", "metadata": {"key_alias", "team_id"}}``). Read from the daily rollup (``store.daily``: one row
+per day, entity and combination, kept by the spend writer as LiteLLM keeps its daily spend tables), so the
+views still show days whose spend logs retention deleted, or that ``disable_spend_logs`` never wrote. Where
+LiteLLM pages
 its daily table's rows (a day's breakdown can straddle two pages) relaygate pages whole days, and the
 ``metadata`` totals are the whole range's, not the page's.
 """

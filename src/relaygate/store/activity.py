@@ -31,11 +31,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from relaygate.store import tables as t
+from relaygate.store.daily import read_daily
 
 if TYPE_CHECKING:
     from relaygate.store.base import Store
 
-__all__ = ["ENTITY_COLUMNS", "PERCENTILES", "Scope", "activity_by_model", "daily_activity", "daily_by_team",
+__all__ = ["PERCENTILES", "Scope", "activity_by_model", "daily_activity", "daily_by_team",
            "daily_status", "interpolate", "key_labels", "team_aliases",
            "latency_percentiles", "principal_counts", "series", "spend_by_tag", "spend_since", "tag_names",
            "team_member_counts", "top_groups"]
@@ -259,48 +260,20 @@ async def daily_status(store: Store, scope: Scope, status_code: int, model_group
     return [{"deployment": r["dep"], "day": r["d"], "count": int(r["n"])} for r in rows]
 
 
-ENTITY_COLUMNS = {"user": "s.user_id", "team": "s.team_id", "organization": "s.organization_id",
-                  "customer": "s.end_user", "tag": ""}
-"""The spend-log column of each kind of daily-activity entity (a tag's comes from the row's tag list)."""
-
-
 async def daily_activity(store: Store, scope: Scope, entity: str, *, ids: Sequence[str] | None = None,
                          exclude: Sequence[str] | None = None, model: str | None = None,
                          api_key: str | None = None) -> list[dict[str, Any]]:
-    """Per UTC day, model group, upstream model, provider, key and ``entity`` (:data:`ENTITY_COLUMNS`; only
-    ``ids`` when given, never ``exclude``): ``day``, ``model_group``, ``model``, ``provider``, ``api_key``,
-    ``entity``, ``spend_nanos``, ``prompt_tokens``, ``completion_tokens``, ``cache_read_tokens``,
-    ``cache_write_tokens``, ``requests``, ``failed``; rows without the entity are left out."""
-    key = bucket_sql(store.dialect, "day")
-    where, args = scope.where(store)
-    if entity == "tag":
-        src, col = _tag_source(store.dialect)
-    else:
-        src, col = "rg_spend_logs s", ENTITY_COLUMNS[entity]
-    where += f" AND {col} IS NOT NULL AND {col} <> ''"
-    if ids:
-        where += f" AND {col} IN ({', '.join('?' * len(ids))})"
-        args = [*args, *ids]
-    if exclude:
-        where += f" AND {col} NOT IN ({', '.join('?' * len(exclude))})"
-        args = [*args, *exclude]
-    if model is not None:
-        where += " AND (s.model_group = ? OR s.model = ?)"
-        args = [*args, model, model]
-    if api_key is not None:
-        where += " AND s.api_key = ?"
-        args = [*args, api_key]
-    async with store._read() as c:
-        rows = await c.fetch(
-            f"SELECT {key} AS d, s.model_group AS mg, s.model AS m, s.custom_llm_provider AS p, s.api_key AS k, "
-            f"{col} AS e, SUM(s.spend_nanos) AS nanos, SUM(s.prompt_tokens) AS pt, SUM(s.completion_tokens) AS ct, "
-            "SUM(s.cache_read_tokens) AS cr, SUM(s.cache_write_tokens) AS cw, COUNT(*) AS n, "
-            f"{_FAILED} AS f FROM {src} WHERE {where} GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1 DESC", args)
-    return [{"day": r["d"], "model_group": r["mg"] or "", "model": r["m"] or "", "provider": r["p"] or "",
-             "api_key": r["k"] or "", "entity": str(r["e"]), "spend_nanos": int(r["nanos"] or 0),
-             "prompt_tokens": int(r["pt"] or 0), "completion_tokens": int(r["ct"] or 0),
-             "cache_read_tokens": int(r["cr"] or 0), "cache_write_tokens": int(r["cw"] or 0),
-             "requests": int(r["n"]), "failed": int(r["f"] or 0)} for r in rows]
+    """Per UTC day, model group, upstream model, provider, key and ``entity`` (``store.daily.DAILY_KINDS``; only
+    ``ids`` when given, never ``exclude``) of the scope's whole days: ``day``, ``model_group``, ``model``,
+    ``provider``, ``api_key``, ``entity``, ``spend_nanos``, ``prompt_tokens``, ``completion_tokens``,
+    ``cache_read_tokens``, ``cache_write_tokens``, ``requests``, ``failed``; read from the daily rollup
+    (``store.daily``), which outlives the spend logs. The rollup keeps no user per team, tag, organization or
+    customer row, so a scope limited to a caller's own rows is refused (``ValueError``): the routes limit a
+    caller through ``ids`` instead."""
+    if scope.user_id is not None or scope.api_key is not None:
+        raise ValueError("daily activity reads whole entities: limit the caller through ids")
+    return await read_daily(store, scope.start, scope.end, entity, ids=ids, exclude=exclude, model=model,
+                            api_key=api_key)
 
 
 async def key_labels(store: Store, tokens: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:

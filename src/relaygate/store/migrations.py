@@ -114,7 +114,7 @@ def _tables(dialect: str, tables: dict[str, tuple[str, str]]) -> list[str]:
 
 def postgres_casts(table: str) -> dict[str, str]:
     """``{column: PostgreSQL type}`` of a table created by these steps (what a text value is cast to)."""
-    for tables in (_V1_TABLES, _V2_TABLES, _V3_TABLES, _V5_TABLES, _V6_TABLES, _V9_TABLES):
+    for tables in (_V1_TABLES, _V2_TABLES, _V3_TABLES, _V5_TABLES, _V6_TABLES, _V9_TABLES, _V10_TABLES):
         if table in tables:
             types = _TYPES["postgres"]
             return {name: types[kind].split(" NOT NULL")[0] for name, kind in
@@ -228,12 +228,51 @@ def _v9(dialect: str) -> list[str]:
     return _tables(dialect, _V9_TABLES)
 
 
+_V10_TABLES: dict[str, tuple[str, str]] = {
+    # spend per UTC day, entity and what it was spent on (LiteLLM's LiteLLM_DailyUserSpend, DailyTeamSpend,
+    # DailyTagSpend, DailyOrganizationSpend and DailyEndUserSpend in one table; ``store.daily``): the daily
+    # activity routes read it, so they outlive the spend logs (``disable_spend_logs``, retention)
+    "rg_daily_spend": ("day:t entity_type:t entity_id:t api_key:t model_group:t model:t provider:t spend_nanos:i "
+                       "prompt_tokens:i completion_tokens:i cache_read_tokens:i cache_write_tokens:i requests:i "
+                       "failed:i updated_at:ts",
+                       "day, entity_type, entity_id, api_key, model_group, model, provider"),
+}
+_DAILY_ENTITIES = {"user": "s.user_id", "team": "s.team_id", "organization": "s.organization_id",
+                   "customer": "s.end_user", "tag": ""}
+
+
+def _v10(dialect: str) -> list[str]:
+    """Step 10: the daily spend rollup (issue 13), filled from the spend logs already stored (one ``INSERT ...
+    SELECT`` per entity kind: on a large table the upgrade takes as long as a scan of it per kind)."""
+    if dialect == "sqlite":
+        day, now = "substr(s.start_time, 1, 10)", "strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now')"
+        tag_src, tag = "rg_spend_logs s, json_each(s.request_tags) AS tg", "tg.value"
+    else:
+        day, now = "to_char(s.start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD')", "now()"
+        tag_src, tag = ("rg_spend_logs s CROSS JOIN LATERAL jsonb_array_elements_text(s.request_tags) AS tg(tag)",
+                        "tg.tag")
+    out = _tables(dialect, _V10_TABLES)
+    for kind, col in _DAILY_ENTITIES.items():
+        src, ident = (tag_src, tag) if kind == "tag" else ("rg_spend_logs s", col)
+        out.append(
+            "INSERT INTO rg_daily_spend (day, entity_type, entity_id, api_key, model_group, model, provider, "
+            "spend_nanos, prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, requests, "
+            f"failed, updated_at) SELECT {day}, '{kind}', {ident}, COALESCE(s.api_key, ''), "
+            "COALESCE(s.model_group, ''), COALESCE(s.model, ''), COALESCE(s.custom_llm_provider, ''), "
+            "SUM(COALESCE(s.spend_nanos, 0)), SUM(COALESCE(s.prompt_tokens, 0)), "
+            "SUM(COALESCE(s.completion_tokens, 0)), SUM(COALESCE(s.cache_read_tokens, 0)), "
+            "SUM(COALESCE(s.cache_write_tokens, 0)), COUNT(*), "
+            f"SUM(CASE WHEN s.status = 'failure' THEN 1 ELSE 0 END), {now} FROM {src} "
+            f"WHERE {ident} IS NOT NULL AND {ident} <> '' GROUP BY 1, 3, 4, 5, 6, 7")
+    return out
+
+
 MIGRATIONS: dict[str, list[list[str]]] = {
     # dialect -> steps; step N (1-based) is MIGRATIONS[dialect][N - 1]
     "sqlite": [_v1("sqlite"), _v2("sqlite"), _v3("sqlite"), _V4, _v5("sqlite"), _v6("sqlite"), _v7("sqlite"),
-               _v8("sqlite"), _v9("sqlite")],
+               _v8("sqlite"), _v9("sqlite"), _v10("sqlite")],
     "postgres": [_v1("postgres"), _v2("postgres"), _v3("postgres"), _V4, _v5("postgres"), _v6("postgres"),
-                 _v7("postgres"), _v8("postgres"), _v9("postgres")],
+                 _v7("postgres"), _v8("postgres"), _v9("postgres"), _v10("postgres")],
 }
 LATEST = len(MIGRATIONS["sqlite"])
 assert all(len(steps) == LATEST for steps in MIGRATIONS.values())

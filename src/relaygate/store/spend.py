@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from relaygate.store import tables as t
+from relaygate.store.daily import DAILY_COLUMNS, DAILY_UPSERT, Daily, day_of
 from relaygate.store.migrations import postgres_casts
 from relaygate.store.records import SpendLog
 
@@ -101,43 +102,68 @@ _KEY, _USER, _TEAM, _ORG, _END, _DEP = (_COL[c] for c in ("api_key", "user_id", 
 _decode_tags = msgspec.json.Decoder(list[str]).decode
 
 
-def totals_of(rows: Iterable[Values]) -> tuple[Totals, dict[tuple[str, str], int]]:
-    """The counter increments of ``rows`` per entity, and the spend per ``(team_id, user_id)`` membership.
-    Rows are summed per combination of entity ids first (a batch's thousands of rows name a few hundred),
-    then each combination's sums are added to its entities."""
+_START, _GROUP, _MODEL, _PROVIDER, _CREAD, _CWRITE, _STATUS = (_COL[c] for c in (
+    "start_time", "model_group", "model", "custom_llm_provider", "cache_read_tokens", "cache_write_tokens", "status"))
+
+
+def rollups_of(rows: Iterable[Values]) -> tuple[Totals, dict[tuple[str, str], int], Daily]:
+    """The counter increments of ``rows`` per entity, the spend per ``(team_id, user_id)`` membership, and the
+    daily rollup's increments (``store.daily``). Rows are summed per combination of entity ids, day, model
+    and provider first (a batch's thousands of rows name a few hundred), then each combination's sums are
+    added to its entities."""
     combos: dict[tuple[Any, ...], list[int]] = {}
     for row in rows:
-        combo = (row[_KEY], row[_USER], row[_TEAM], row[_ORG], row[_END], row[_DEP], row[_TAGS])
+        start = row[_START]
+        combo = (row[_KEY], row[_USER], row[_TEAM], row[_ORG], row[_END], row[_DEP], row[_TAGS],
+                 start[:10] if type(start) is str else day_of(start), row[_GROUP], row[_MODEL], row[_PROVIDER])
         acc = combos.get(combo)
         if acc is None:
-            combos[combo] = [row[_NANOS], row[_PROMPT], row[_COMPLETION], 1]
+            combos[combo] = [row[_NANOS], row[_PROMPT], row[_COMPLETION], 1, row[_CREAD] or 0, row[_CWRITE] or 0,
+                             row[_STATUS] == "failure"]
         else:
             acc[0] += row[_NANOS]
             acc[1] += row[_PROMPT]
             acc[2] += row[_COMPLETION]
             acc[3] += 1
+            acc[4] += row[_CREAD] or 0
+            acc[5] += row[_CWRITE] or 0
+            acc[6] += row[_STATUS] == "failure"
     out: Totals = {}
     members: dict[tuple[str, str], int] = {}
-    for (key, user, team, org, end, dep, tags), (n, p, comp, reqs) in combos.items():
+    daily: Daily = {}
+    for (key, user, team, org, end, dep, tags, day, group, model, provider), acc in combos.items():
+        n, p, comp, reqs = acc[0], acc[1], acc[2], acc[3]
         ents: list[tuple[str, str]] = [("global", "")]
         for kind, ident in (("key", key), ("user", user), ("team", team), ("organization", org),
                             ("customer", end), ("deployment", dep)):
             if ident:
                 ents.append((kind, ident))
-        if tags and tags != "[]":
-            ents.extend(("tag", tag) for tag in dict.fromkeys(_decode_tags(tags)))
+        tag_ents = [("tag", tag) for tag in dict.fromkeys(_decode_tags(tags))] if tags and tags != "[]" else []
+        ents.extend(tag_ents)
         for ent in ents:
-            acc = out.get(ent)
-            if acc is None:
+            tot = out.get(ent)
+            if tot is None:
                 out[ent] = [n, p, comp, reqs]
             else:
-                acc[0] += n
-                acc[1] += p
-                acc[2] += comp
-                acc[3] += reqs
+                tot[0] += n
+                tot[1] += p
+                tot[2] += comp
+                tot[3] += reqs
         if team and user:
             members[(team, user)] = members.get((team, user), 0) + n
-    return out, members
+        if day:
+            sums = (n, p, comp, acc[4], acc[5], reqs, int(acc[6]))
+            for kind, ident in (("user", user), ("team", team), ("organization", org), ("customer", end),
+                                *tag_ents):
+                if ident:
+                    k = (day, kind, ident, key or "", group or "", model or "", provider or "")
+                    d = daily.get(k)
+                    if d is None:
+                        daily[k] = list(sums)
+                    else:
+                        for i, v in enumerate(sums):
+                            d[i] += v
+    return out, members, daily
 
 
 async def key_owners(store: Store, key_hashes: Iterable[str], team_ids: Iterable[str]
@@ -185,9 +211,10 @@ async def write_spend_values(store: Store, rows: Sequence[Values], *, log_rows: 
     unique = list({r[_ID]: r for r in rows}.values())
     dialect = store.dialect
     if not log_rows:
-        totals, members = totals_of(unique)
+        totals, members, daily = rollups_of(unique)
         async with store._transaction() as c:
             await _add_totals(c, totals, dialect)
+            await _add_daily(c, daily, dialect)
             await _add_entity_spend(c, totals, members, dialect)
         return len(unique)
     async with store._transaction() as c:
@@ -201,8 +228,9 @@ async def write_spend_values(store: Store, rows: Sequence[Values], *, log_rows: 
                 found = await c.fetch(f"{sql} ON CONFLICT (request_id) DO NOTHING RETURNING request_id", args)
                 inserted.update(r["request_id"] for r in found)
             added = [r for r in unique if r[_ID] in inserted]
-        totals, members = totals_of(added)
+        totals, members, daily = rollups_of(added)
         await _add_totals(c, totals, dialect)
+        await _add_daily(c, daily, dialect)
         if entity_spend:
             await _add_entity_spend(c, totals, members, dialect)
     return len(added)
@@ -313,6 +341,28 @@ async def _add_totals(c: Conn, totals: Totals, dialect: str) -> None:
         await c.execute(
             f"INSERT INTO rg_spend_totals ({', '.join(_TOTALS_COLUMNS)}) "
             f"VALUES {', '.join(['(?, ?, ?, ?, ?, ?, ?)'] * len(part))} {_ADD_TOTALS}", args)
+
+
+_PG_DAILY = (f"INSERT INTO rg_daily_spend ({', '.join(DAILY_COLUMNS)}) {_pg_rows('rg_daily_spend', DAILY_COLUMNS)} "
+             f"{DAILY_UPSERT}")
+_DAILY_MARKS = f"({', '.join('?' * len(DAILY_COLUMNS))})"
+
+
+async def _add_daily(c: Conn, daily: Daily, dialect: str) -> None:
+    """Add a batch's daily sums to the rollup (``store.daily``), in key order (no deadlock between writers)."""
+    if not daily:
+        return
+    now = t.SPEND_LOGS.to_db("start_time", t.utcnow(), dialect)
+    items = sorted(daily.items())
+    if dialect == "postgres":
+        await c.execute(_PG_DAILY, [json_rows([(*k, *v, now) for k, v in items])])
+        return
+    for part in _parts(items):
+        args: list[Any] = []
+        for k, v in part:
+            args.extend((*k, *v, now))
+        await c.execute(f"INSERT INTO rg_daily_spend ({', '.join(DAILY_COLUMNS)}) VALUES "
+                        f"{', '.join([_DAILY_MARKS] * len(part))} {DAILY_UPSERT}", args)
 
 
 async def _add_entity_spend(c: Conn, totals: Totals, members: dict[tuple[str, str], int], dialect: str) -> None:
