@@ -125,9 +125,12 @@ def rollups_of(rows: Iterable[Values]) -> tuple[Totals, dict[tuple[str, str], in
             acc[1] += row[_PROMPT]
             acc[2] += row[_COMPLETION]
             acc[3] += 1
-            acc[4] += row[_CREAD] or 0
-            acc[5] += row[_CWRITE] or 0
-            acc[6] += row[_STATUS] == "failure"
+            if cread := row[_CREAD]:  # most rows have none: no add
+                acc[4] += cread
+            if cwrite := row[_CWRITE]:
+                acc[5] += cwrite
+            if row[_STATUS] == "failure":
+                acc[6] += 1
     out: Totals = {}
     members: dict[tuple[str, str], int] = {}
     daily: Daily = {}
