@@ -56,14 +56,15 @@ from bench.scenarios_cache import measure
 
 MASTER = "sk-bench-master"
 MODES = ("off", "langfuse", "otel", "prometheus", "json_logs", "all")
-EXTRA_MODES = ("prometheus_system", "langfuse_otel", "s3", "langsmith")
+EXTRA_MODES = ("prometheus_system", "langfuse_otel", "s3", "langsmith", "arize_phoenix")
 """Modes run only when ``--modes`` names them: ``prometheus_system`` is LiteLLM's service families
 (``service_callback``), which time each request's stages and its Redis and database calls; ``langfuse_otel``
 the OpenTelemetry spans sent to Langfuse's OTLP endpoint (the receiver's ``/api/public/otel/v1/traces``);
 ``s3`` LiteLLM's S3 logging with ``s3_batch_file_upload`` (one NDJSON object a flush: the receiver takes
 every signed ``PUT`` as a bucket would, unverified; an object per request is a ``PUT`` per request, more
 than this receiver takes at the gateway's rate); ``langsmith`` runs POSTed to the receiver's
-``/api/v1/runs/batch``."""
+``/api/v1/runs/batch``; ``arize_phoenix`` OpenInference spans to the receiver's ``/v1/traces`` (its gateway alone
+gets ``PHOENIX_COLLECTOR_ENDPOINT``: beside ``otel`` that variable would start Phoenix too)."""
 SERVICE_MODES = ("prometheus_system",)
 """Extra modes that are ``service_callback`` names, not ``callbacks``."""
 ALL = ("langfuse", "otel", "prometheus", "json_logs")
@@ -152,7 +153,8 @@ def _received(port: int, want: tuple[str, ...], wait: float = 15.0) -> dict[str,
 
 
 _DELIVERED = (("langfuse", "langfuse_events"), ("otel", "otlp_requests"),
-              ("langfuse_otel", "langfuse_otel_requests"), ("s3", "s3_objects"), ("langsmith", "langsmith_runs"))
+              ("langfuse_otel", "langfuse_otel_requests"), ("s3", "s3_objects"), ("langsmith", "langsmith_runs"),
+              ("arize_phoenix", "otlp_requests"))
 """Exporters that send to the receiver, and the count that shows they did (a run whose exporter sent nothing
 is a failure, not a cheap exporter)."""
 
@@ -223,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             port = _free_port()
             tree = args.baseline if mode.endswith(BASE) else None
             genv = env if tree is None else baseline_env(env, tree)
+            if "arize_phoenix" in mode_names(mode):
+                genv = {**genv, "PHOENIX_COLLECTOR_ENDPOINT": f"http://127.0.0.1:{rport}"}
             gw = spawn([sys.executable, "-m", "relaygate.cli", "serve", "--config", str(cfg), "--host", "127.0.0.1",
                         "--port", str(port), "--workers", "1", "--log-level", "warning"], name=f"gw-{mode}",
                        cpus="0", env=genv, log_dir=tmp, cwd=tree)

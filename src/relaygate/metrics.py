@@ -304,7 +304,8 @@ CALLBACK_FAILURES = {"langfuse_dropped": "langfuse", "langfuse_retry": "langfuse
                      "generic_api_dropped": "generic_api", "generic_api_send_failed": "generic_api",
                      "datadog_dropped": "datadog", "datadog_send_failed": "datadog", "json_log_failed": "json_logs",
                      "s3_dropped": "s3", "s3_send_failed": "s3", "langfuse_otel_dropped": "langfuse_otel",
-                     "langsmith_dropped": "langsmith", "langsmith_send_failed": "langsmith"}
+                     "langsmith_dropped": "langsmith", "langsmith_send_failed": "langsmith",
+                     "arize_dropped": "arize", "arize_phoenix_dropped": "arize_phoenix"}
 """Events that are an exporter's failed delivery, by LiteLLM's ``callback_name``."""
 _EXPORTERS = frozenset(CALLBACK_FAILURES.values())
 

@@ -10,7 +10,7 @@ on the request path awaits any of them; an exporter that is down or slow fills a
 nobody.
 
 Module map: ``detail`` (the per-request payload), ``capture`` (the request-path half), ``tracecontext``
-(W3C ids), ``langfuse``, ``otel``, ``langfuse_otel``, ``prometheus``, ``standard`` (LiteLLM's
+(W3C ids), ``langfuse``, ``otel``, ``langfuse_otel``, ``arize`` (and Phoenix), ``prometheus``, ``standard`` (LiteLLM's
 StandardLoggingPayload), ``generic_api``, ``datadog``, ``s3``, ``langsmith``, ``jsonlog``, ``alerting``. Each
 exporter module is imported only when its callback is configured, so an unused exporter costs neither import
 time nor memory. LiteLLM's service families (``service_callback: ["prometheus_system"]``) are
@@ -34,7 +34,8 @@ __all__ = ["Exporters", "check", "install"]
 
 log = logging.getLogger("relaygate")
 
-ASYNC_EXPORTERS = ("langfuse", "otel", "langfuse_otel", "generic_api", "datadog", "s3", "langsmith")
+ASYNC_EXPORTERS = ("langfuse", "otel", "langfuse_otel", "generic_api", "datadog", "s3", "langsmith", "arize",
+                   "arize_phoenix")
 """Callback names that are async sinks, in the order they are installed."""
 
 
@@ -154,7 +155,30 @@ def _factory(name: str) -> Any:
     if name == "langsmith":
         from relaygate.observe.langsmith import make_langsmith
         return make_langsmith
+    if name == "arize":
+        from relaygate.observe.arize import make_arize
+        return make_arize
+    if name == "arize_phoenix":
+        from relaygate.observe.arize import make_arize_phoenix
+        return make_arize_phoenix
     raise KeyError(name)
+
+
+def _phoenix_beside_otel(out: Exporters, settings: ObserveSettings, env: Mapping[str, str], buffer: int) -> None:
+    """LiteLLM's auto-initialisation: with ``otel`` configured and a ``PHOENIX_*`` endpoint or key set, Phoenix
+    gets every request too; one that cannot start is a warning, as in LiteLLM (it was not asked for by name)."""
+    from relaygate.observe.arize import make_arize_phoenix, phoenix_wanted
+
+    if not phoenix_wanted(env):
+        return
+    try:
+        sink = make_arize_phoenix(settings, env, out.on_event, auto=True)
+    except Exception as exc:
+        log.warning("arize_phoenix (started with otel by the PHOENIX_* variables) cannot start: %s: %s",
+                    type(exc).__name__, exc)
+        return
+    out.completions.add_sink(sink, buffer=buffer)
+    out.sinks.append(sink)
 
 
 def check(settings: ObserveSettings | None, env: Mapping[str, str] | None = None) -> None:
@@ -198,6 +222,8 @@ def install(settings: ObserveSettings | None, completions: Any, metrics: Any, co
             sink = _factory(name)(settings, env, on_event)
             completions.add_sink(sink, buffer=buffer)
             out.sinks.append(sink)
+    if "otel" in names and "arize_phoenix" not in names:
+        _phoenix_beside_otel(out, settings, env, buffer)
     if settings.service_callbacks:
         from relaygate.service_metrics import QUEUE_SPEND, ServiceMetrics
         out.services = metrics.services = ServiceMetrics()

@@ -46,7 +46,8 @@ MAX_ATTEMPTS = 32
 """Attempts kept per exchange (retries x fallbacks are bounded by config, this is a backstop)."""
 MAX_ERROR = 2000
 """Characters of an error message kept for exporters."""
-DETAILED = frozenset({"langfuse", "otel", "langfuse_otel", "generic_api", "datadog", "s3", "langsmith"})
+DETAILED = frozenset({"langfuse", "otel", "langfuse_otel", "generic_api", "datadog", "s3", "langsmith", "arize",
+                      "arize_phoenix"})
 """Exporters that read a Detail (Prometheus and plain JSON logs read the record alone)."""
 
 _REDACTION = b"x-litellm-enable-message-redaction"

@@ -59,10 +59,11 @@ NAMES = ("langfuse_otel",)
 US_CLOUD = "https://us.cloud.langfuse.com/api/public/otel"
 """LiteLLM's endpoint when neither ``LANGFUSE_OTEL_HOST`` nor ``LANGFUSE_HOST`` is set."""
 INGESTION_VERSION = ("x-langfuse-ingestion-version", "4")
-_OWN = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER",
+DESTINATION = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_HEADERS")
-"""The ``otel`` callback's destination variables, which ``langfuse_otel`` replaces with Langfuse's."""
+"""The ``otel`` callback's destination variables, which ``langfuse_otel`` (and ``arize``, ``arize_phoenix``)
+replace with their own."""
 _METADATA = {"generation_name": "langfuse.generation.name", "generation_id": "langfuse.generation.id",
              "parent_observation_id": "langfuse.generation.parent_observation_id",
              "mask_input": "langfuse.generation.mask_input", "mask_output": "langfuse.generation.mask_output",
@@ -90,7 +91,7 @@ def langfuse_otlp_settings(settings: ObserveSettings, env: Mapping[str, str]) ->
         log.warning("langfuse_otel: LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are not both set: exporting where "
                     "the OTEL_EXPORTER_OTLP_* variables say, as LiteLLM does")
         return otlp_settings(settings, env)
-    cfg = otlp_settings(settings, {k: v for k, v in env.items() if k not in _OWN})
+    cfg = otlp_settings(settings, {k: v for k, v in env.items() if k not in DESTINATION})
     host = _host(env)
     auth = base64.b64encode(f"{public}:{secret}".encode()).decode()
     return dataclasses.replace(cfg, protocol="http/protobuf",
@@ -272,4 +273,5 @@ def make_langfuse_otel(settings: ObserveSettings, env: Mapping[str, str],
     return sink
 
 
-__all__ = ["NAMES", "LangfuseOtelSink", "langfuse_otlp_settings", "make_langfuse_otel", "observation_output"]
+__all__ = ["DESTINATION", "NAMES", "LangfuseOtelSink", "langfuse_otlp_settings", "make_langfuse_otel",
+           "observation_output"]

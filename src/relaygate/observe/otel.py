@@ -518,7 +518,7 @@ class OtelSink:
             if detail is not None and not sampled(self.cfg, int(detail.trace_id, 16),
                                                   detail.trace_flags if detail.parent_span_id else None):
                 continue
-            spans = 1 + self.cfg.request_span + (len(detail.attempts) if detail is not None else 0)
+            spans = self.spans_of(detail)
             if self.ended - self.exporter.handed + spans > self.cfg.max_queue:
                 self._drop(spans, "the export queue is full")
                 continue
@@ -573,6 +573,10 @@ class OtelSink:
             return False
         kind = "success" if ok else "failure"
         return any(t.callback_name.lower() in self.names and kind in t.callback_type for t in detail.logging)
+
+    def spans_of(self, detail: Detail | None) -> int:
+        """How many spans :meth:`_build` makes of a record (counted against the export queue first)."""
+        return 1 + self.cfg.request_span + (len(detail.attempts) if detail is not None else 0)
 
     def _span(self, name: str, ids: tuple[int, int, int | None, bool, int], kind: SpanKind,
               attributes: dict[str, Any], events: Sequence[tuple[str, dict[str, Any]]], status: Status,
