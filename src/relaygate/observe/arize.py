@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -199,7 +200,7 @@ class ArizeSink(OtelSink):
     def _build(self, r: CompletionRecord, detail: Detail | None) -> None:
         attrs = self._attributes(r, detail)
         status, events = self._outcome(r, attrs)
-        start = r.start_time or 0.0
+        start = r.start_time or time.time() - r.latency
         self._span(request_span_name(r, detail), self._ids(detail), SpanKind.INTERNAL, attrs, events, status,
                    start, start + max(0.0, r.latency))
 
@@ -224,7 +225,7 @@ class PhoenixSink(ArizeSink):
     def _build(self, r: CompletionRecord, detail: Detail | None) -> None:
         attrs = self._attributes(r, detail)
         status, events = self._outcome(r, attrs)
-        start = r.start_time or 0.0
+        start = r.start_time or time.time() - r.latency
         end = start + max(0.0, r.latency)
         trace_id, span_id, parent, remote, flags = self._ids(detail)
         self._span(PROXY_SPAN, (trace_id, span_id, parent, remote, flags), SpanKind.SERVER, attrs, events, status,
