@@ -346,6 +346,9 @@ def db_command(argv: list[str]) -> int:
     imp.add_argument("source", metavar="DATABASE_URL", help="the LiteLLM database: postgresql://...")
     imp.add_argument("--spend-logs", "--spend_logs", dest="spend_logs", action="store_true",
                      help="also copy LiteLLM_SpendLogs (the spend history; in chunks, resumable by running again)")
+    imp.add_argument("--daily-spend", "--daily_spend", dest="daily_spend", action="store_true",
+                     help="also copy LiteLLM's daily spend tables into the daily activity rollup, for the days it "
+                          "has no row of yet (after --spend-logs when both are given; resumable by running again)")
     where = imp.add_mutually_exclusive_group()
     where.add_argument("--config", "-c", help="the relaygate config whose database receives the rows")
     where.add_argument("--database-url", "--database_url", dest="database_url",
@@ -371,7 +374,7 @@ def db_command(argv: list[str]) -> int:
               "DATABASE_HOST, DATABASE_USER, DATABASE_NAME ...)", file=sys.stderr)
         return 2
     if args.action == "import-litellm":
-        return _import_litellm(args.source, url, secret, args.spend_logs)
+        return _import_litellm(args.source, url, secret, args.spend_logs, args.daily_spend)
     try:
         before, after = asyncio.run(upgrade_database(url))
     except StoreError as exc:
@@ -411,8 +414,9 @@ def _first_start_import(url: str, connect_timeout: float, secret: str | None) ->
                  "; ".join(counts.lines()))
 
 
-def _import_litellm(source: str, url: str, secret: str | None, spend_logs: bool = False) -> int:
-    from relaygate.store.import_spend import import_spend_logs
+def _import_litellm(source: str, url: str, secret: str | None, spend_logs: bool = False,
+                    daily_spend: bool = False) -> int:
+    from relaygate.store.import_spend import import_daily_spend, import_spend_logs
     from relaygate.store.importer import import_litellm
 
     if not source.startswith(("postgresql://", "postgres://")):
@@ -435,6 +439,13 @@ def _import_litellm(source: str, url: str, secret: str | None, spend_logs: bool 
             print(f"relaygate db: spend logs: error: {exc} (run the command again to complete them)", file=sys.stderr)
             return 1
         print(f"  spend logs: {read} read, {new} new (the rest already there)")
+    if daily_spend:
+        try:
+            copied, skipped = _on_store(url, lambda store: import_daily_spend(source, store))
+        except StoreError as exc:
+            print(f"relaygate db: daily spend: error: {exc} (run the command again to complete it)", file=sys.stderr)
+            return 1
+        print(f"  daily spend: {copied} day(s) copied, {skipped} left as they were (the rollup had them)")
     return 0
 
 

@@ -136,3 +136,87 @@ def test_cli_spend_logs(tmp_path: Path, postgres_server: PostgresServer,
     assert f"spend logs: {MANY + 3} read, {MANY + 3} new" in capsys.readouterr().out
     assert main(["db", "import-litellm", source, "--database-url", target, "--spend-logs"]) == 0
     assert f"spend logs: {MANY + 3} read, 0 new" in capsys.readouterr().out
+
+
+def daily_rows(source: str) -> None:
+    """LiteLLM's daily tables for 2026-10-01 (a user's two endpoints, a team, a tag, an organization, an end
+    user) and 2026-10-02 (a user)."""
+    rows = [
+        ("LiteLLM_DailyUserSpend", "user_id", "alice", "2026-10-01", "/chat/completions", 0.25, 100, 40, 5, 3, 4, 1),
+        ("LiteLLM_DailyUserSpend", "user_id", "alice", "2026-10-01", "/responses", 0.125, 10, 4, 0, 0, 2, 0),
+        ("LiteLLM_DailyTeamSpend", "team_id", "team1", "2026-10-01", "/chat/completions", 0.375, 110, 44, 5, 3, 6, 1),
+        ("LiteLLM_DailyTagSpend", "tag", "prod", "2026-10-01", "/chat/completions", 0.25, 100, 40, 5, 3, 4, 1),
+        ("LiteLLM_DailyOrganizationSpend", "organization_id", "org1", "2026-10-01", None, 0.375, 110, 44, 0, 0, 6, 1),
+        ("LiteLLM_DailyEndUserSpend", "end_user_id", "cust1", "2026-10-01", None, 0.5, 1, 1, 0, 0, 1, 0),
+        ("LiteLLM_DailyEndUserSpend", "end_user_id", "", "2026-10-01", None, 9.0, 1, 1, 0, 0, 1, 0),  # no entity
+        ("LiteLLM_DailyUserSpend", "user_id", "alice", "2026-10-02", None, 1.0, 1, 1, 0, 0, 1, 0),
+    ]
+
+    async def fill() -> None:
+        import asyncpg  # type: ignore[import-untyped]
+
+        conn = await asyncpg.connect(source)
+        try:
+            for i, (table, col, ident, day, endpoint, spend, pt, ct, cr, cw, n, failed) in enumerate(rows):
+                await conn.execute(
+                    f'INSERT INTO "{table}" (id, "{col}", date, api_key, model, model_group, custom_llm_provider, '
+                    "endpoint, spend, prompt_tokens, completion_tokens, cache_read_input_tokens, "
+                    "cache_creation_input_tokens, api_requests, successful_requests, failed_requests, updated_at) "
+                    "VALUES ($1, $2, $3, 'hk1', 'gpt-a-0613', 'gpt-a', 'openai', $4, $5, $6, $7, $8, $9, $10, $11, "
+                    "$12, now())", f"id-{i}", ident, day, endpoint, spend, pt, ct, cr, cw, n, n - failed, failed)
+        finally:
+            await conn.close()
+
+    asyncio.run(fill())
+
+
+def test_import_daily_spend(db_url: str, postgres_server: PostgresServer) -> None:  # noqa: F811
+    """LiteLLM's daily tables fill the rollup for the days it has no row of (a day relaygate already has keeps
+    relaygate's sums; running again copies nothing), and the daily activity views show them."""
+    from relaygate.sinks.spend import spend_values
+    from relaygate.store import open_store
+    from relaygate.store.daily import read_daily
+    from relaygate.store.import_spend import import_daily_spend
+    from relaygate.store.spend import write_spend_values
+    from tests.spend.test_spend_views import rec
+
+    source = litellm_database(postgres_server)
+    daily_rows(source)
+
+    async def main() -> None:
+        store = await open_store(db_url)
+        try:
+            own = rec("own-1", 0.5, datetime(2026, 10, 2, 12, tzinfo=UTC).timestamp(), user_id="alice")
+            assert await write_spend_values(store, [spend_values(own, store.dialect)]) == 1  # relaygate's day
+            assert await import_daily_spend(source, store) == (1, 1)
+            span = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 3, tzinfo=UTC))
+            users = await read_daily(store, *span, "user")
+            assert [(r["day"], r["entity"], r["spend_nanos"], r["prompt_tokens"], r["completion_tokens"],
+                     r["cache_read_tokens"], r["cache_write_tokens"], r["requests"], r["failed"]) for r in users] == [
+                ("2026-10-02", "alice", 500_000_000, 10, 5, 0, 0, 1, 0),  # relaygate's own, not LiteLLM's 1.0
+                ("2026-10-01", "alice", 375_000_000, 110, 44, 5, 3, 6, 1)]  # the two endpoints summed
+            assert (users[1]["api_key"], users[1]["model_group"], users[1]["model"], users[1]["provider"]) == (
+                "hk1", "gpt-a", "gpt-a-0613", "openai")
+            for kind, ident, nanos in (("team", "team1", 375_000_000), ("tag", "prod", 250_000_000),
+                                       ("organization", "org1", 375_000_000), ("customer", "cust1", 500_000_000)):
+                [row] = await read_daily(store, *span, kind)
+                assert (row["entity"], row["spend_nanos"]) == (ident, nanos)
+            assert await import_daily_spend(source, store) == (0, 2)  # again: nothing counted twice
+            assert len(await read_daily(store, *span, "user")) == 2
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_cli_daily_spend(tmp_path: Path, postgres_server: PostgresServer,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    from relaygate.cli import main
+
+    source = litellm_database(postgres_server)
+    daily_rows(source)
+    target = f"sqlite:///{tmp_path / 'rg.db'}"
+    assert main(["db", "import-litellm", source, "--database-url", target, "--daily-spend"]) == 0
+    assert "daily spend: 2 day(s) copied, 0 left as they were" in capsys.readouterr().out
+    assert main(["db", "import-litellm", source, "--database-url", target, "--daily-spend"]) == 0
+    assert "daily spend: 0 day(s) copied, 2 left as they were" in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """Moving LiteLLM's spend history: ``LiteLLM_SpendLogs`` copied into relaygate's spend logs
-(``relaygate db import-litellm --spend-logs``).
+(``relaygate db import-litellm --spend-logs``), and LiteLLM's daily spend tables into the daily rollup
+(``--daily-spend``).
 
 What it owns: :func:`spend_log_of`, one LiteLLM spend row as relaygate's :class:`SpendLog` (the same columns
 under the same names, mostly: ``user`` -> ``user_id``, ``startTime`` -> ``start_time`` ...; the key alias,
@@ -12,6 +13,15 @@ Idempotent: rows are keyed by ``request_id``, a row already stored is not writte
 inserted are added to the spend counters (``rg_spend_totals``, which the reporting routes sum), so the rows
 and the counters agree after any number of runs. The keys', users' and teams' own ``spend`` columns are left
 alone: they came from LiteLLM with the identity import and already hold that spend.
+
+:func:`import_daily_spend` copies LiteLLM's five daily tables (``LiteLLM_DailyUserSpend``, ``DailyTeamSpend``,
+``DailyTagSpend``, ``DailyOrganizationSpend``, ``DailyEndUserSpend``) into the daily rollup (``store.daily``),
+summed by the database per day, entity, key, model group, model and provider (LiteLLM's rows are also split by
+MCP tool and endpoint, which the rollup does not keep). It is for the days LiteLLM kept no spend logs of (its
+``disable_spend_logs``, or logs its retention deleted): **a day the rollup already has is left as it is**, so
+running it after ``--spend-logs`` (whose rows fill the rollup) or twice counts nothing twice, and a day
+relaygate already served keeps relaygate's own sums. Each day is written in its own transaction, its
+presence checked inside it: an interrupted copy is completed by running it again.
 """
 
 from __future__ import annotations
@@ -22,11 +32,12 @@ from typing import Any
 import msgspec
 
 from relaygate.store.base import Store
+from relaygate.store.daily import Daily
 from relaygate.store.importer import connect_litellm
 from relaygate.store.records import SpendLog
-from relaygate.store.spend import NANOS, write_spend
+from relaygate.store.spend import NANOS, add_daily, write_spend
 
-__all__ = ["import_spend_logs", "spend_log_of"]
+__all__ = ["DAILY_TABLES", "import_daily_spend", "import_spend_logs", "spend_log_of"]
 
 _decode = msgspec.json.decode
 
@@ -113,3 +124,67 @@ async def import_spend_logs(source_url: str, store: Store, *, chunk: int = 2000,
     finally:
         await conn.close()
     return read, new
+
+
+DAILY_TABLES = (("user", "LiteLLM_DailyUserSpend", "user_id"), ("team", "LiteLLM_DailyTeamSpend", "team_id"),
+                ("tag", "LiteLLM_DailyTagSpend", "tag"),
+                ("organization", "LiteLLM_DailyOrganizationSpend", "organization_id"),
+                ("customer", "LiteLLM_DailyEndUserSpend", "end_user_id"))
+"""LiteLLM's daily tables: the rollup's entity kind, the table, its entity column."""
+
+
+def _daily_select(kind: str, table: str, column: str) -> str:
+    return (f"SELECT date AS day, '{kind}' AS kind, \"{column}\" AS ident, COALESCE(api_key, '') AS api_key, "
+            "COALESCE(model_group, '') AS model_group, COALESCE(model, '') AS model, "
+            "COALESCE(custom_llm_provider, '') AS provider, SUM(spend) AS spend, SUM(prompt_tokens) AS prompt, "
+            "SUM(completion_tokens) AS completion, SUM(cache_read_input_tokens) AS cache_read, "
+            "SUM(cache_creation_input_tokens) AS cache_write, SUM(api_requests) AS requests, "
+            f"SUM(failed_requests) AS failed FROM \"{table}\" WHERE \"{column}\" IS NOT NULL AND \"{column}\" <> '' "
+            "AND date ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' GROUP BY 1, 2, 3, 4, 5, 6, 7")
+
+
+async def _write_day(store: Store, day: str, daily: Daily) -> bool:
+    """One day's sums into the rollup, unless it has that day already (checked in the same transaction)."""
+    async with store._transaction() as c:
+        if await c.fetch("SELECT 1 AS one FROM rg_daily_spend WHERE day = ? LIMIT 1", [day]):
+            return False
+        await add_daily(c, daily, store.dialect)
+    return True
+
+
+async def import_daily_spend(source_url: str, store: Store, *, connect_timeout: float = 10.0) -> tuple[int, int]:
+    """Copy LiteLLM's daily spend tables at ``source_url`` into ``store``'s daily rollup (module docstring):
+    ``(days copied, days skipped because the rollup had them)``; ``(0, 0)`` without any such table."""
+    conn = await connect_litellm(source_url, connect_timeout)
+    copied = skipped = 0
+    try:
+        parts = [_daily_select(kind, table, column) for kind, table, column in DAILY_TABLES
+                 if await conn.fetchval("SELECT to_regclass($1)", f'"{table}"') is not None]
+        if not parts:
+            return 0, 0
+        async with conn.transaction(readonly=True, isolation="repeatable_read"):
+            day: str | None = None
+            daily: Daily = {}
+            async for row in conn.cursor(" UNION ALL ".join(parts) + " ORDER BY 1", prefetch=2000):
+                if row["day"] != day:
+                    if day is not None:
+                        if await _write_day(store, day, daily):
+                            copied += 1
+                        else:
+                            skipped += 1
+                    day, daily = row["day"], {}
+                k = (row["day"], row["kind"], row["ident"], row["api_key"], row["model_group"], row["model"],
+                     row["provider"])
+                spend = float(row["spend"] or 0.0)
+                sums = [round(spend * NANOS) if spend > 0 else 0, *(_int(int(row[c] or 0)) for c in (
+                    "prompt", "completion", "cache_read", "cache_write", "requests", "failed"))]
+                got = daily.get(k)
+                daily[k] = sums if got is None else [a + b for a, b in zip(got, sums, strict=True)]
+            if day is not None:
+                if await _write_day(store, day, daily):
+                    copied += 1
+                else:
+                    skipped += 1
+    finally:
+        await conn.close()
+    return copied, skipped

@@ -46,9 +46,9 @@ from relaygate.store.records import SpendLog
 if TYPE_CHECKING:
     from relaygate.store.base import Conn, Store
 
-__all__ = ["ENTITY_KINDS", "NANOS", "Totals", "count_spend_logs", "count_spend_logs_before", "daily_spend",
-           "delete_spend_logs_before", "entity_totals", "key_owners", "nanos", "read_spend_logs", "spend_report",
-           "spend_since", "top_keys", "write_spend", "write_spend_values"]
+__all__ = ["ENTITY_KINDS", "NANOS", "Totals", "add_daily", "count_spend_logs", "count_spend_logs_before",
+           "daily_spend", "delete_spend_logs_before", "entity_totals", "key_owners", "nanos", "read_spend_logs",
+           "spend_report", "spend_since", "top_keys", "write_spend", "write_spend_values"]
 
 NANOS = 1_000_000_000
 """Integer units per USD in ``spend_nanos`` and the counters (nano-USD: a 10-token request to a cheap
@@ -217,7 +217,7 @@ async def write_spend_values(store: Store, rows: Sequence[Values], *, log_rows: 
         totals, members, daily = rollups_of(unique)
         async with store._transaction() as c:
             await _add_totals(c, totals, dialect)
-            await _add_daily(c, daily, dialect)
+            await add_daily(c, daily, dialect)
             await _add_entity_spend(c, totals, members, dialect)
         return len(unique)
     async with store._transaction() as c:
@@ -233,7 +233,7 @@ async def write_spend_values(store: Store, rows: Sequence[Values], *, log_rows: 
             added = [r for r in unique if r[_ID] in inserted]
         totals, members, daily = rollups_of(added)
         await _add_totals(c, totals, dialect)
-        await _add_daily(c, daily, dialect)
+        await add_daily(c, daily, dialect)
         if entity_spend:
             await _add_entity_spend(c, totals, members, dialect)
     return len(added)
@@ -351,7 +351,7 @@ _PG_DAILY = (f"INSERT INTO rg_daily_spend ({', '.join(DAILY_COLUMNS)}) {_pg_rows
 _DAILY_MARKS = f"({', '.join('?' * len(DAILY_COLUMNS))})"
 
 
-async def _add_daily(c: Conn, daily: Daily, dialect: str) -> None:
+async def add_daily(c: Conn, daily: Daily, dialect: str) -> None:
     """Add a batch's daily sums to the rollup (``store.daily``), in key order (no deadlock between writers)."""
     if not daily:
         return
