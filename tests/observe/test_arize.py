@@ -214,6 +214,29 @@ def test_a_phoenix_trace_has_the_proxy_span_and_the_request_span(rx: Receiver) -
     assert request.resource["openinference.project.name"] == "p1" and request.resource["service.name"] == "p1"
 
 
+def test_a_keys_phoenix_project_and_auth_metadata(rx: Receiver) -> None:
+    """A key's own Phoenix project (its metadata, never the client's) and LiteLLM's
+    ``user_api_key_auth_metadata`` without the key's callback settings; ``redact_user_api_key_info`` hides it."""
+    sink = make_arize_phoenix(both("arize_phoenix"), {"PHOENIX_COLLECTOR_ENDPOINT": rx.url})
+    secret = {"logging": [{"callback_name": "langfuse", "callback_vars": {"langfuse_secret_key": "sk-hidden"}}],
+              "callback_settings": {"x": 1}}
+    export(sink, [with_detail(detail(key_metadata={"phoenix_project_name": "proj-k", "team": "a", **secret},
+                                     metadata={}),
+                              call_id="k"),
+                  with_detail(detail(metadata={"phoenix_project_name": "client-says"}), call_id="c")])
+    spans = rx.wait_spans(4)
+    projects = {s.attributes["litellm.trace_id"]: s.resource["openinference.project.name"] for s in spans}
+    assert projects == {"k": "proj-k", "c": "default"}
+    keyed = next(s for s in spans if s.attributes["litellm.trace_id"] == "k")
+    assert json.loads(keyed.attributes["metadata"])["user_api_key_auth_metadata"] == {
+        "phoenix_project_name": "proj-k", "team": "a"}
+    assert "sk-hidden" not in json.dumps([s.attributes for s in spans])
+    from relaygate.observe.standard import standard_metadata
+    r = with_detail(detail(key_metadata={"team": "a"}))
+    assert standard_metadata(r, r.extra["observe"], redact_key_info=True)[0]["user_api_key_auth_metadata"] is None
+    assert standard_metadata(r, r.extra["observe"])[0]["user_api_key_auth_metadata"] == {"team": "a"}
+
+
 def test_a_failure_and_redacted_content(rx: Receiver) -> None:
     settings = ObserveSettings(success_callbacks=("arize",), failure_callbacks=("arize",),
                                turn_off_message_logging=True)
@@ -294,4 +317,19 @@ general_settings:
         assert a["input.value"] == "hello there" and a["session.id"] == "s-9"
         assert a["llm.output_messages.0.message.role"] == "assistant" and a["output.value"]
         assert a["llm.token_count.total"] > 0
+        # a key whose metadata names its own project (and holds a logging entry with a secret)
+        admin = {"Authorization": "Bearer sk-px-master"}
+        key = httpx.post(f"{gw.url}/key/generate", headers=admin, timeout=10, json={"metadata": {
+            "phoenix_project_name": "key-project", "cost_center": "cc-7",
+            "logging": [{"callback_name": "langfuse", "callback_vars": {"langfuse_secret_key": "sk-lf-hidden"}}]}}
+        ).json()["key"]
+        r = httpx.post(f"{gw.url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                       json={"model": "m", "messages": [{"role": "user", "content": "again"}]}, timeout=10)
+        assert r.status_code == 200, r.text
+        spans = rx.wait_spans(4)
+        keyed = [s for s in spans if s.name == "litellm_request" and s.attributes["input.value"] == "again"]
+        assert [s.resource["openinference.project.name"] for s in keyed] == ["key-project"]
+        meta = json.loads(keyed[0].attributes["metadata"])
+        assert meta["user_api_key_auth_metadata"] == {"phoenix_project_name": "key-project", "cost_center": "cc-7"}
+        assert "sk-lf-hidden" not in json.dumps([s.attributes for s in spans])
         assert "px-secret-key" not in gw.log()

@@ -19,8 +19,10 @@ LiteLLM's callbacks send and the OpenInference attributes of ``observe.openinfer
   one on port 4317 without ``/v1/traces``, else HTTP/protobuf with the traces path appended (Phoenix Cloud's
   ``app.phoenix.arize.com`` URLs kept as given, then normalised). ``PHOENIX_API_KEY`` is sent as
   ``authorization: Bearer <key>``; Phoenix Cloud without it is a start-up error (LiteLLM's message). The project
-  is ``PHOENIX_PROJECT_NAME``, else ``ARIZE_PROJECT_NAME``, else ``default``: the resource's
-  ``openinference.project.name``, ``model_id`` and ``service.name``. Two spans per request: ``litellm_proxy_request``
+  is ``PHOENIX_PROJECT_NAME``, else ``ARIZE_PROJECT_NAME``, else ``default``, or a key's own
+  ``phoenix_project_name_override`` / ``phoenix_project_name`` in its metadata (as LiteLLM: never the client's
+  request metadata): the resource's ``openinference.project.name``, ``model_id`` and ``service.name`` (at most
+  64 key-named projects' resources kept). Two spans per request: ``litellm_proxy_request``
   (kind server, the client's ``traceparent`` its parent) and its child ``litellm_request``, both with the
   attributes, as LiteLLM sends them. With the ``otel`` callback configured and any ``PHOENIX_*`` endpoint or
   key set, Phoenix is started too (LiteLLM's auto-initialisation).
@@ -30,8 +32,7 @@ compression, batch sizes, the sampler and ``OTEL_RESOURCE_ATTRIBUTES`` are. A fa
 error status, the ``error.*`` attributes and an ``exception`` event.
 
 Left out: a key's or team's own Arize credentials and sampling rates (``arize_api_key``, ``arize_space_key``,
-``arize_*_sampling_rate`` in its ``metadata.logging``: such a target exports nothing); a key's own Phoenix
-project (``phoenix_project_name`` in its metadata: its requests go to the configured project); LiteLLM's
+``arize_*_sampling_rate`` in its ``metadata.logging``: such a target exports nothing); LiteLLM's
 ``raw_gen_ai_request`` child span (the provider's own request and answer bodies) and guardrail spans.
 relaygate's per-attempt spans (``otel``) are not sent either: LiteLLM has none, and Phoenix would show each
 retry as another LLM call.
@@ -45,6 +46,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from relaygate.config.errors import ConfigError
@@ -68,6 +70,8 @@ ARIZE_DEFAULT = "https://otlp.arize.com/v1"
 PHOENIX_DEFAULT = "http://localhost:6006/v1/traces"
 PHOENIX_CLOUD = "app.phoenix.arize.com"
 PROXY_SPAN = "litellm_proxy_request"
+PROJECTS = 64
+"""Phoenix projects named by keys whose resources a sink keeps at most (past it, it starts over)."""
 _PHOENIX_VARS = ("PHOENIX_API_KEY", "PHOENIX_COLLECTOR_HTTP_ENDPOINT", "PHOENIX_COLLECTOR_ENDPOINT")
 
 
@@ -216,11 +220,31 @@ class PhoenixSink(ArizeSink):
                  project: str = "default", auto: bool = False, **kw: Any) -> None:
         super().__init__(settings, cfg, on_event, **kw)
         self.project = project
+        self._resources: dict[str, Resource] = {}
         if auto:  # started beside ``otel`` by its variables alone: LiteLLM registers it for every request
             self.success = self.failure = True
 
     def spans_of(self, detail: Detail | None) -> int:
         return 2
+
+    def _resource(self, detail: Detail | None) -> Resource | None:
+        """The resource of the request's project: its key's ``phoenix_project_name_override``, else
+        ``phoenix_project_name`` (LiteLLM reads only the key's metadata on the proxy, never the client's); None
+        for the configured project. At most :data:`PROJECTS` projects' resources are kept."""
+        meta = detail.key_metadata if detail is not None else None
+        if not meta:
+            return None
+        name = meta.get("phoenix_project_name_override") or meta.get("phoenix_project_name")
+        if not isinstance(name, str) or not name.strip() or name.strip() == self.project:
+            return None
+        name = name.strip()
+        got = self._resources.get(name)
+        if got is None:
+            if len(self._resources) >= PROJECTS:
+                self._resources.clear()
+            got = self._resources[name] = Resource({**self.cfg.resource, "openinference.project.name": name,
+                                                    "model_id": name, "service.name": name})
+        return got
 
     def _build(self, r: CompletionRecord, detail: Detail | None) -> None:
         attrs = self._attributes(r, detail)
@@ -228,10 +252,11 @@ class PhoenixSink(ArizeSink):
         start = r.start_time or time.time() - r.latency
         end = start + max(0.0, r.latency)
         trace_id, span_id, parent, remote, flags = self._ids(detail)
+        resource = self._resource(detail)
         self._span(PROXY_SPAN, (trace_id, span_id, parent, remote, flags), SpanKind.SERVER, attrs, events, status,
-                   start, end)
+                   start, end, resource)
         self._span(request_span_name(r, detail), (trace_id, int(new_span_id(), 16), span_id, False, flags),
-                   SpanKind.INTERNAL, attrs, events, status, start, end)
+                   SpanKind.INTERNAL, attrs, events, status, start, end, resource)
 
 
 def make_arize(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent | None = None) -> ArizeSink:

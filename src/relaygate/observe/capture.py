@@ -137,8 +137,12 @@ class Capture:
             detail.tags = sorted(ctx.tags)
         who = ex.who
         key = who.key if who is not None else None
-        if key is not None and key.records and len(key.records) > 1 and key.records[1] is not None:
-            detail.team_alias = getattr(key.records[1], "team_alias", None)
+        if key is not None and key.records:
+            meta = getattr(key.records[0], "metadata", None)
+            if isinstance(meta, dict) and meta:
+                detail.key_metadata = meta
+            if len(key.records) > 1 and key.records[1] is not None:
+                detail.team_alias = getattr(key.records[1], "team_alias", None)
         if error is not None:
             detail.error_message = redact(error.message)[:MAX_ERROR]
             if detail.attempts and not detail.attempts[-1].end:

@@ -78,6 +78,9 @@ class Detail(msgspec.Struct, gc=False):
     """The key's / team's ``metadata.logging`` targets (``None``: none, the config's callbacks apply)."""
     request_headers: dict[str, str] = {}
     """Only the ``x-*`` headers exporters map (never ``authorization`` or ``*-api-key``)."""
+    key_metadata: dict[str, Any] | None = None
+    """The key row's ``metadata`` as stored (a reference, not a copy; None: no key row or an empty one): LiteLLM's
+    ``user_api_key_auth_metadata`` once its callback settings are taken out (``standard.auth_metadata``)."""
 
 
 def detail_of(record: Any) -> Detail | None:

@@ -580,7 +580,7 @@ class OtelSink:
 
     def _span(self, name: str, ids: tuple[int, int, int | None, bool, int], kind: SpanKind,
               attributes: dict[str, Any], events: Sequence[tuple[str, dict[str, Any]]], status: Status,
-              start: float, end: float) -> None:
+              start: float, end: float, resource: Resource | None = None) -> None:
         """One finished span, handed to the batch processor (which exports it from its own thread). ``ids``:
         trace id, span id, parent span id (None: a root), whether the parent is remote, trace flags.
 
@@ -598,7 +598,7 @@ class OtelSink:
                 parent_id.to_bytes(8, "big") if parent_id is not None else None,
                 0x300 if parent_id is not None and remote else 0x100, name, _KINDS[kind], t0, t1, attributes, 0,
                 [(t1, ev_name, ev_attrs, 0) for ev_name, ev_attrs in events], 0, b"", 0,
-                (code, status.description or ""), refused), self.resource, self.scope))
+                (code, status.description or ""), refused), resource or self.resource, self.scope))
             self.built += 1
             return
         trace_flags = TraceFlags(flags)
@@ -606,7 +606,7 @@ class OtelSink:
                                                             trace_flags=trace_flags)
         self.processor.on_end(ReadableSpan(
             name, context=SpanContext(trace_id, span_id, is_remote=False, trace_flags=trace_flags), parent=parent,
-            resource=self.resource, attributes=attributes,
+            resource=resource or self.resource, attributes=attributes,
             events=[Event(ev_name, ev_attrs, t1) for ev_name, ev_attrs in events], kind=kind, status=status,
             start_time=t0, end_time=t1, instrumentation_scope=self.scope))
         self.built += 1

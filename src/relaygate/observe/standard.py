@@ -44,8 +44,8 @@ from relaygate.observe.detail import Detail, detail_of
 from relaygate.sinks.record import CompletionRecord, Outcome, error_class
 from relaygate.sinks.spend import CALL_TYPES, tag_list
 
-__all__ = ["ERROR_INFORMATION_FIELDS", "HIDDEN_PARAMS_FIELDS", "METADATA_FIELDS", "PAYLOAD_FIELDS", "REDACTED",
-           "detail_of", "error_class", "standard_metadata", "standard_payload"]
+__all__ = ["CALLBACK_SLOTS", "ERROR_INFORMATION_FIELDS", "HIDDEN_PARAMS_FIELDS", "METADATA_FIELDS", "PAYLOAD_FIELDS",
+           "REDACTED", "auth_metadata", "detail_of", "error_class", "standard_metadata", "standard_payload"]
 
 REDACTED = "redacted-by-litellm"
 """LiteLLM's stand-in for message content when message logging is off."""
@@ -135,6 +135,20 @@ def _metadata_of(r: CompletionRecord, detail: Detail | None) -> dict[str, Any]:
     return raw_meta if isinstance(raw_meta, dict) else {}
 
 
+CALLBACK_SLOTS = frozenset({"logging", "callback_settings", "secret_manager_settings"})
+"""Key metadata entries that carry callback credentials: never in an exported payload (LiteLLM's
+``strip_callback_config``)."""
+
+
+def auth_metadata(detail: Detail | None) -> dict[str, Any] | None:
+    """LiteLLM's ``user_api_key_auth_metadata``: the key's metadata without its callback settings (None when
+    there is nothing else)."""
+    meta = detail.key_metadata if detail is not None else None
+    if not meta:
+        return None
+    return {k: v for k, v in meta.items() if k not in CALLBACK_SLOTS} or None
+
+
 def standard_metadata(record: CompletionRecord, detail: Detail | None = None, *,
                       redact_key_info: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``metadata`` and ``hidden_params`` objects of :func:`standard_payload`, alone: what OpenTelemetry's
@@ -180,7 +194,7 @@ def standard_metadata(record: CompletionRecord, detail: Detail | None = None, *,
         "user_api_key_team_alias": team_alias if keys else None,
         "user_api_key_end_user_id": r.end_user_id if keys else None,
         "user_api_key_request_route": r.request_route or None,
-        "user_api_key_auth_metadata": None,
+        "user_api_key_auth_metadata": auth_metadata(detail) if keys else None,
         "spend_logs_metadata": spend_meta if isinstance(spend_meta, dict) else None,
         "requester_ip_address": None,
         "user_agent": None,
