@@ -214,6 +214,26 @@ def test_a_phoenix_trace_has_the_proxy_span_and_the_request_span(rx: Receiver) -
     assert request.resource["openinference.project.name"] == "p1" and request.resource["service.name"] == "p1"
 
 
+def test_a_keys_own_arize_space_gets_its_spans(rx: Receiver) -> None:
+    """A key's ``arize`` entry with its own API key and space gets that key's spans (its credentials only) on the
+    configured endpoint; one without them falls back to the configured space; Phoenix entries always do."""
+    from relaygate.observe.detail import LoggingTarget
+
+    keyed = with_detail(detail(logging=[LoggingTarget("arize", "success_and_failure", {
+        "arize_api_key": "ak-own", "arize_space_key": "space-own"})], metadata={}), call_id="keyed")
+    bare = with_detail(detail(trace_id="4" * 32, logging=[LoggingTarget("arize", "success", {})], metadata={}),
+                       call_id="bare")
+    export(make_arize(ObserveSettings(), {**ARIZE, "ARIZE_HTTP_ENDPOINT": rx.url}), [keyed, bare])
+    spans = rx.wait_spans(2)
+    by_headers = {e.headers["api_key"]: e.headers["space_id"] for e in rx.exports}
+    assert by_headers == {"ak-own": "space-own", "ak-secret-1": "space-1"}
+    assert {s.attributes["litellm.trace_id"] for s in spans} == {"keyed", "bare"}
+    phoenix = make_arize_phoenix(ObserveSettings(), {"PHOENIX_COLLECTOR_ENDPOINT": rx.url})
+    assert phoenix.destination(LoggingTarget("arize_phoenix", "success", {"arize_api_key": "x",
+                                                                            "arize_space_key": "y"})) is None
+    phoenix.discard()
+
+
 def test_a_keys_phoenix_project_and_auth_metadata(rx: Receiver) -> None:
     """A key's own Phoenix project (its metadata, never the client's) and LiteLLM's
     ``user_api_key_auth_metadata`` without the key's callback settings; ``redact_user_api_key_info`` hides it."""

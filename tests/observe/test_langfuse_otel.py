@@ -229,11 +229,47 @@ general_settings:
         assert "sk-lf-secret" not in gw.log()
 
 
-def test_a_keys_own_langfuse_otel_entry_is_not_sent_to_the_configured_project(rx: Receiver) -> None:
+def test_a_keys_own_langfuse_otel_project_gets_its_spans(rx: Receiver) -> None:
+    """A key's ``langfuse_otel`` entry with both keys (and a host) gets that key's spans instead of the configured
+    project, with its own credentials only; one without both keys falls back to the configured project (as
+    LiteLLM's); the configured callback's own records are unchanged."""
     from relaygate.observe.detail import LoggingTarget
 
-    keyed = with_detail(detail(logging=[LoggingTarget("langfuse_otel", "success", {"langfuse_public_key": "pk-own"})]),
-                        call_id="keyed")
-    export([keyed, with_detail(detail(trace_id="2" * 32), call_id="plain")], {**KEYS, "LANGFUSE_HOST": rx.url},
-           ObserveSettings(failure_callbacks=("langfuse_otel",)))
-    assert rx.spans() == []
+    with Receiver(path=PATH) as own:
+        keyed = with_detail(detail(logging=[LoggingTarget("langfuse_otel", "success", {
+            "langfuse_public_key": "pk-own", "langfuse_secret_key": "sk-own", "langfuse_host": own.url})]),
+            call_id="keyed")
+        half = with_detail(detail(trace_id="3" * 32, logging=[LoggingTarget("langfuse_otel", "success", {
+            "langfuse_public_key": "pk-only"})]), call_id="half")
+        sink = export([keyed, half, with_detail(detail(trace_id="2" * 32), call_id="plain")],
+                      {**KEYS, "LANGFUSE_HOST": rx.url}, ObserveSettings(success_callbacks=("langfuse_otel",)))
+        mine = own.wait_spans(2)
+        assert {s.trace_id for s in mine} == {TRACE}
+        assert own.exports[0].headers["authorization"] == "Basic " + base64.b64encode(b"pk-own:sk-own").decode()
+        assert request_span(mine).attributes["langfuse.observation.type"] == "generation"
+        configured = rx.wait_spans(4)
+        assert {s.trace_id for s in configured} == {"3" * 32, "2" * 32}
+        assert all(e.headers["authorization"] == BASIC for e in rx.exports)
+        assert sink.dropped == 0
+
+
+def test_a_keys_unusable_or_one_too_many_destination_is_dropped_and_counted(rx: Receiver) -> None:
+    from relaygate.observe.detail import LoggingTarget
+
+    def keyed(n: int, host: str) -> CompletionRecord:
+        return with_detail(detail(logging=[LoggingTarget("langfuse_otel", "success", {
+            "langfuse_public_key": f"pk-{n}", "langfuse_secret_key": "sk", "langfuse_host": host})]), call_id=f"k{n}")
+
+    events: list[tuple[str, int]] = []
+    sink = make_langfuse_otel(ObserveSettings(success_callbacks=("langfuse_otel",)), {**KEYS, "LANGFUSE_HOST": rx.url},
+                              lambda e, n: events.append((e, n)))
+    sink.lanes_max = 2
+
+    async def main() -> None:
+        await sink.handle([keyed(1, rx.url), keyed(2, "http://bad" + chr(13) + chr(10) + "host"),
+                           keyed(3, rx.url), keyed(4, rx.url)])
+        await sink.aclose()
+
+    asyncio.run(main())
+    assert len(rx.wait_spans(4)) == 4  # two destinations (the same receiver, two projects), two spans each
+    assert sink.dropped == 4 and ("langfuse_otel_dropped", 2) in events

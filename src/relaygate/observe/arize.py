@@ -31,8 +31,11 @@ Both: the OTLP variables of the ``otel`` callback (its endpoint, protocol and he
 compression, batch sizes, the sampler and ``OTEL_RESOURCE_ATTRIBUTES`` are. A failed request's span has the
 error status, the ``error.*`` attributes and an ``exception`` event.
 
-Left out: a key's or team's own Arize credentials and sampling rates (``arize_api_key``, ``arize_space_key``,
-``arize_*_sampling_rate`` in its ``metadata.logging``: such a target exports nothing); LiteLLM's
+A key's or team's own Arize space (``metadata.logging`` with ``arize_api_key`` and ``arize_space_key`` or
+``arize_space_id``) gets that key's spans instead of the configured space, on the configured endpoint, through a
+child sink of its own (``observe.otel_targets``; only its own credentials are sent, where LiteLLM also sends the
+environment's ``space_id`` header beside the key's ``arize-space-id``); an entry without them falls back to the
+configured space. Left out: the per-key sampling rates (``arize_*_sampling_rate``); LiteLLM's
 ``raw_gen_ai_request`` child span (the provider's own request and answer bodies) and guardrail spans.
 relaygate's per-attempt spans (``otel``) are not sent either: LiteLLM has none, and Phoenix would show each
 retry as another LLM call.
@@ -51,11 +54,12 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
-from relaygate.observe.detail import Detail
+from relaygate.observe.detail import Detail, LoggingTarget
 from relaygate.observe.langfuse_otel import DESTINATION
 from relaygate.observe.openinference import openinference_attributes
 from relaygate.observe.otel import OtelSink, OtlpSettings, _traces_path, otlp_settings, throttle_sdk_logs
 from relaygate.observe.otel_attrs import request_span_name
+from relaygate.observe.otel_targets import TargetedOtel, clean
 from relaygate.observe.tracecontext import new_span_id, new_trace_id
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome
@@ -164,19 +168,24 @@ def phoenix_otlp_settings(settings: ObserveSettings, env: Mapping[str, str]) -> 
                                tracer_name="litellm"), project
 
 
-class ArizeSink(OtelSink):
+class ArizeSink(TargetedOtel):
     """The OpenTelemetry sink behind ``callbacks: ["arize"]`` (see the module docstring)."""
 
     name = "arize"
     names: tuple[str, ...] = ("arize",)
     dropped_event = "arize_dropped"
 
-    def wanted(self, record: CompletionRecord) -> bool:
-        """The callback lists only: a key's or team's own Arize target names credentials this sink does not
-        send with (its requests are not sent to the configured space on its behalf)."""
-        if record.no_logging:
-            return False
-        return self.success if record.outcome is Outcome.OK else self.failure
+    def destination(self, target: LoggingTarget) -> tuple[str, ...] | None:
+        """A key's or team's own Arize space: its ``arize_api_key`` and ``arize_space_key`` (else
+        ``arize_space_id``), sent to the configured endpoint."""
+        v = target.callback_vars
+        key, space = clean(v.get("arize_api_key")), clean(v.get("arize_space_key") or v.get("arize_space_id"))
+        return (key, space) if key is not None and space is not None else None
+
+    def lane(self, destination: tuple[str, ...]) -> OtelSink:
+        key, space = destination
+        cfg = dataclasses.replace(self.cfg, headers={"space_id": space, "api_key": key})
+        return self._child(ArizeSink(self.settings, cfg, self.on_event))
 
     def spans_of(self, detail: Detail | None) -> int:
         return 1
@@ -226,6 +235,9 @@ class PhoenixSink(ArizeSink):
 
     def spans_of(self, detail: Detail | None) -> int:
         return 2
+
+    def destination(self, target: LoggingTarget) -> tuple[str, ...] | None:
+        return None  # Phoenix has no per-key credentials in LiteLLM: a key's entry goes to the configured one
 
     def _resource(self, detail: Detail | None) -> Resource | None:
         """The resource of the request's project: its key's ``phoenix_project_name_override``, else

@@ -31,8 +31,11 @@ ids, GenAI attributes, sampling, bounded queue and drop counting), with:
   (the metadata's ``tags``, the request's tags and ``langfuse_default_tags``), ``langfuse.trace.input`` /
   ``.output`` (``redacted-by-litellm`` where the client masked them).
 
-Left out: a key's or team's own ``langfuse_otel`` project (LiteLLM's per-key dynamic OTLP config): a logging
-target of that name is not exported (keys' ``langfuse`` and ``otel`` targets are).
+A key's or team's own project (``metadata.logging`` with ``langfuse_public_key`` and ``langfuse_secret_key``,
+and optionally ``langfuse_host``: LiteLLM's per-key dynamic OTLP config) gets that key's spans instead of the
+configured project, through a child sink of its own (``observe.otel_targets``); an entry without both keys falls
+back to the configured project, as LiteLLM's does. Such entries are honoured when ``langfuse_otel`` is a
+configured callback.
 """
 
 from __future__ import annotations
@@ -46,9 +49,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relaygate.config.observe import ObserveSettings
-from relaygate.observe.detail import Detail
+from relaygate.observe.detail import Detail, LoggingTarget
 from relaygate.observe.langfuse_payload import REDACTED, BuildOptions, _default_tags, _key_metadata, _steering
 from relaygate.observe.otel import OtelSink, OtlpSettings, _traces_path, otlp_settings, throttle_sdk_logs
+from relaygate.observe.otel_targets import TargetedOtel, clean
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome
 from relaygate.sinks.spend import CALL_TYPES
@@ -188,7 +192,7 @@ def observation_output(answer: Any) -> str | None:
     return _json(out) if out else None
 
 
-class LangfuseOtelSink(OtelSink):
+class LangfuseOtelSink(TargetedOtel):
     """The OpenTelemetry sink behind ``callbacks: ["langfuse_otel"]`` (see the module docstring)."""
 
     name = "langfuse_otel"
@@ -200,16 +204,35 @@ class LangfuseOtelSink(OtelSink):
                  env: Mapping[str, str] | None = None, **kw: Any) -> None:
         super().__init__(settings, cfg, on_event, **kw)
         env = env or {}
+        self.env = env
+        self.default_host = _host(env)
         self.environment = (env.get("LANGFUSE_TRACING_ENVIRONMENT") or "").strip() or None
         self.default_tags = settings.langfuse_default_tags
         self.tag_options = BuildOptions(proxy_base_url=(env.get("PROXY_BASE_URL") or "").strip() or None)
 
-    def wanted(self, record: CompletionRecord) -> bool:
-        """The callback lists only: a key's or team's ``langfuse_otel`` entry names a project of its own, which
-        this sink cannot send to, so its requests are not sent to the configured project on its behalf."""
-        if record.no_logging:
-            return False
-        return self.success if record.outcome is Outcome.OK else self.failure
+    def destination(self, target: LoggingTarget) -> tuple[str, ...] | None:
+        """A key's or team's own Langfuse project: its ``langfuse_public_key`` and ``langfuse_secret_key`` (both,
+        as LiteLLM's ``construct_dynamic_otel_config``), at its ``langfuse_host`` or the configured host."""
+        v = target.callback_vars
+        public, secret = clean(v.get("langfuse_public_key")), clean(v.get("langfuse_secret_key"))
+        if public is None or secret is None:
+            return None
+        host = v.get("langfuse_host")
+        return (host.strip() if isinstance(host, str) and host.strip() else self.default_host or "", public, secret)
+
+    def lane(self, destination: tuple[str, ...]) -> OtelSink:
+        host, public, secret = destination
+        if host and clean(host) is None:
+            raise ValueError("langfuse_host has a control character")
+        if host and not host.startswith("http"):
+            host = f"https://{host}"
+        if host and not host.lower().startswith(("http://", "https://")):
+            raise ValueError("langfuse_host is not an http(s) URL")
+        auth = base64.b64encode(f"{public}:{secret}".encode()).decode()
+        headers = {"Authorization": f"Basic {auth}", INGESTION_VERSION[0]: INGESTION_VERSION[1]}
+        cfg = dataclasses.replace(self.cfg, protocol="http/protobuf", headers=headers,
+                                  endpoint=_traces_path(f"{host.rstrip('/')}/api/public/otel" if host else US_CLOUD))
+        return self._child(LangfuseOtelSink(self.settings, cfg, self.on_event, env=self.env))
 
     def decorate(self, r: CompletionRecord, detail: Detail | None, attrs: dict[str, Any], content: bool) -> None:
         attrs["langfuse.observation.type"] = "generation"
