@@ -267,9 +267,9 @@ def test_a_keys_unusable_or_one_too_many_destination_is_dropped_and_counted(rx: 
 
     async def main() -> None:
         await sink.handle([keyed(1, rx.url), keyed(2, "http://bad" + chr(13) + chr(10) + "host"),
-                           keyed(3, rx.url), keyed(4, rx.url)])
+                           keyed(5, "http://user:pw@collector"), keyed(3, rx.url), keyed(4, rx.url)])
         await sink.aclose()
 
     asyncio.run(main())
     assert len(rx.wait_spans(4)) == 4  # two destinations (the same receiver, two projects), two spans each
-    assert sink.dropped == 4 and ("langfuse_otel_dropped", 2) in events
+    assert sink.dropped == 6 and ("langfuse_otel_dropped", 2) in events

@@ -47,6 +47,7 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from relaygate.config.observe import ObserveSettings
 from relaygate.observe.detail import Detail, LoggingTarget
@@ -228,6 +229,8 @@ class LangfuseOtelSink(TargetedOtel):
             host = f"https://{host}"
         if host and not host.lower().startswith(("http://", "https://")):
             raise ValueError("langfuse_host is not an http(s) URL")
+        if host and "@" in urlsplit(host).netloc:  # the endpoint is written to the log with its drops
+            raise ValueError("langfuse_host carries credentials")
         auth = base64.b64encode(f"{public}:{secret}".encode()).decode()
         headers = {"Authorization": f"Basic {auth}", INGESTION_VERSION[0]: INGESTION_VERSION[1]}
         cfg = dataclasses.replace(self.cfg, protocol="http/protobuf", headers=headers,
