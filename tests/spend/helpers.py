@@ -10,7 +10,7 @@ from typing import Any
 
 from relaygate.sinks.record import CompletionRecord, Outcome
 from relaygate.store import Store
-from relaygate.store.spend import NANOS
+from relaygate.store.spend import NANOS, bounded_id
 
 
 def record(i: int, *, cost: float = 0.0, key: str | None = "k0", team: str | None = None, user: str | None = None,
@@ -55,8 +55,9 @@ async def check_counters(store: Store) -> dict[tuple[str, str], int]:
     sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for raw in rows:
         r = t.SPEND_LOGS.from_db(raw)
-        ents = [("global", ""), *((k, v) for k, v in (("key", r.api_key), ("user", r.user_id), ("team", r.team_id),
-                ("organization", r.organization_id), ("customer", r.end_user), ("deployment", r.model_id)) if v)]
+        ents = [("global", ""), *((k, bounded_id(v)) for k, v in (
+            ("key", r.api_key), ("user", r.user_id), ("team", r.team_id), ("organization", r.organization_id),
+            ("customer", r.end_user), ("deployment", r.model_id)) if v)]
         ents += [("tag", tag) for tag in set(r.request_tags)]
         for e in ents:
             acc = sums[e]
@@ -84,8 +85,8 @@ async def check_daily(store: Store, raw_rows: list[dict[str, Any]] | None = None
     for raw in raw_rows:
         r = t.SPEND_LOGS.from_db(raw)
         day = r.start_time.astimezone(UTC).strftime("%Y-%m-%d")
-        ents = [(k, v) for k, v in (("user", r.user_id), ("team", r.team_id), ("organization", r.organization_id),
-                                    ("customer", r.end_user)) if v]
+        ents = [(k, bounded_id(v)) for k, v in (("user", r.user_id), ("team", r.team_id),
+                                                ("organization", r.organization_id), ("customer", r.end_user)) if v]
         ents += [("tag", tag) for tag in dict.fromkeys(r.request_tags)]
         for kind, ident in ents:
             acc = want[(day, kind, ident, r.api_key or "", r.model_group or "", r.model or "",

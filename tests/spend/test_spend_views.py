@@ -468,3 +468,34 @@ def test_daily_activity_outlives_the_spend_logs(db_url: str) -> None:  # noqa: F
                 assert (await c.fetch("SELECT COUNT(*) AS n FROM rg_spend_logs", []))[0]["n"] == 0
 
     asyncio.run(main())
+
+
+def test_a_kilobytes_long_end_user_id_loses_no_row(db_url: str) -> None:  # noqa: F811
+    """A client's ``user`` of kilobytes (no limit in the API) is counted under its digest in the counters and the
+    daily rollup: PostgreSQL refuses a B-tree entry over ~2.7 kB, and such an id used to fail the whole batch (its
+    second's rows retried, then dropped). The row keeps the id as sent."""
+    import hashlib
+    import secrets
+
+    from relaygate.store.spend import entity_totals, read_spend_logs
+    from tests.spend.helpers import check_counters
+
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            long = secrets.token_hex(3000)
+            now = time.time()
+            rows = [rec("long-1", 0.5, now, end_user_id=long), rec("ok-1", 0.25, now, end_user_id="short")]
+            assert await write_spend_values(gw.store, [spend_values(r, gw.store.dialect) for r in rows]) == 2
+            assert (await read_spend_logs(gw.store, request_id="long-1"))[0].end_user == long
+            digest = "sha256:" + hashlib.sha256(long.encode()).hexdigest()
+            [got] = await entity_totals(gw.store, "customer", [digest])
+            assert got["spend_nanos"] == 500_000_000
+            day = time.strftime("%Y-%m-%d", time.gmtime(now))
+            body = await get(gw, f"/customer/daily/activity?start_date={day}&end_date={day}")
+            assert set(body["results"][0]["breakdown"]["entities"]) == {digest, "short"}
+            async with gw.store._read() as c:
+                assert (await c.fetch("SELECT COUNT(*) AS n FROM rg_daily_spend WHERE entity_id = ?", [long]))[0][
+                    "n"] == 0
+            await check_counters(gw.store)  # counters and rollup equal the rows, ids bounded as the writer does
+
+    asyncio.run(main())

@@ -31,6 +31,7 @@ Invariants:
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import chain
@@ -46,9 +47,9 @@ from relaygate.store.records import SpendLog
 if TYPE_CHECKING:
     from relaygate.store.base import Conn, Store
 
-__all__ = ["ENTITY_KINDS", "NANOS", "Totals", "add_daily", "count_spend_logs", "count_spend_logs_before",
-           "daily_spend", "delete_spend_logs_before", "entity_totals", "key_owners", "nanos", "read_spend_logs",
-           "spend_report", "spend_since", "top_keys", "write_spend", "write_spend_values"]
+__all__ = ["ENTITY_KINDS", "ID_MAX", "NANOS", "Totals", "add_daily", "bounded_id", "count_spend_logs",
+           "count_spend_logs_before", "daily_spend", "delete_spend_logs_before", "entity_totals", "key_owners", "nanos",
+           "read_spend_logs", "spend_report", "spend_since", "top_keys", "write_spend", "write_spend_values"]
 
 NANOS = 1_000_000_000
 """Integer units per USD in ``spend_nanos`` and the counters (nano-USD: a 10-token request to a cheap
@@ -106,6 +107,19 @@ _START, _GROUP, _MODEL, _PROVIDER, _CREAD, _CWRITE, _STATUS = (_COL[c] for c in 
     "start_time", "model_group", "model", "custom_llm_provider", "cache_read_tokens", "cache_write_tokens", "status"))
 
 
+ID_MAX = 512
+"""Characters of an entity id the counters and the daily rollup key by at most: a longer one (a client's ``user``
+of kilobytes) is keyed by its digest (:func:`bounded_id`). PostgreSQL refuses a B-tree entry over ~2.7 kB, and
+one such id failed the whole batch's transaction, so every request of that second lost its row."""
+
+
+def bounded_id(ident: str) -> str:
+    """``ident`` when it is at most :data:`ID_MAX` characters, else ``sha256:<hex of its UTF-8>``."""
+    if len(ident) <= ID_MAX:
+        return ident
+    return "sha256:" + hashlib.sha256(ident.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def rollups_of(rows: Iterable[Values]) -> tuple[Totals, dict[tuple[str, str], int], Daily]:
     """The counter increments of ``rows`` per entity, the spend per ``(team_id, user_id)`` membership, and the
     daily rollup's increments (``store.daily``). Rows are summed per combination of entity ids, day, model
@@ -135,6 +149,9 @@ def rollups_of(rows: Iterable[Values]) -> tuple[Totals, dict[tuple[str, str], in
     members: dict[tuple[str, str], int] = {}
     daily: Daily = {}
     for (key, user, team, org, end, dep, tags, day, group, model, provider), acc in combos.items():
+        if max(len(end or ""), len(user or ""), len(team or ""), len(org or ""), len(dep or "")) > ID_MAX:
+            # the body's ``user`` (the end user) is the one a client sends unbounded; the rest are bounded too
+            end, user, team, org, dep = (bounded_id(x) if x else x for x in (end, user, team, org, dep))
         n, p, comp, reqs = acc[0], acc[1], acc[2], acc[3]
         ents: list[tuple[str, str]] = [("global", "")]
         for kind, ident in (("key", key), ("user", user), ("team", team), ("organization", org),
