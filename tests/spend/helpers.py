@@ -58,7 +58,7 @@ async def check_counters(store: Store) -> dict[tuple[str, str], int]:
         ents = [("global", ""), *((k, bounded_id(v)) for k, v in (
             ("key", r.api_key), ("user", r.user_id), ("team", r.team_id), ("organization", r.organization_id),
             ("customer", r.end_user), ("deployment", r.model_id)) if v)]
-        ents += [("tag", tag) for tag in set(r.request_tags)]
+        ents += [("tag", bounded_id(tag)) for tag in set(r.request_tags)]
         for e in ents:
             acc = sums[e]
             acc[0] += r.spend_nanos
@@ -87,7 +87,7 @@ async def check_daily(store: Store, raw_rows: list[dict[str, Any]] | None = None
         day = r.start_time.astimezone(UTC).strftime("%Y-%m-%d")
         ents = [(k, bounded_id(v)) for k, v in (("user", r.user_id), ("team", r.team_id),
                                                 ("organization", r.organization_id), ("customer", r.end_user)) if v]
-        ents += [("tag", tag) for tag in dict.fromkeys(r.request_tags)]
+        ents += [("tag", bounded_id(tag)) for tag in dict.fromkeys(r.request_tags)]
         for kind, ident in ents:
             acc = want[(day, kind, ident, r.api_key or "", r.model_group or "", r.model or "",
                         r.custom_llm_provider or "")]

@@ -48,6 +48,7 @@ def test_daily_rollup_is_filled_from_the_spend_logs_on_upgrade(db_url: str) -> N
         records = mixed(300, seed=7)
         for i, r in enumerate(records):
             r.start_time = time.time() - (i % 4) * 86400.0
+        records[0].end_user_id = "c" * 3000  # a client's user of kilobytes: keyed by its digest, as the writer does
         assert await write_spend_values(s, [spend_values(r, s.dialect) for r in records]) == 300
         async with s._transaction() as c:  # back to step 9: no rollup
             await c.execute("DROP TABLE rg_daily_spend", [])

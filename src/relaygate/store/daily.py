@@ -23,6 +23,7 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from relaygate.store.base import Store
 
-__all__ = ["DAILY_COLUMNS", "DAILY_KINDS", "DAILY_UPSERT", "Daily", "day_of", "read_daily"]
+__all__ = ["DAILY_COLUMNS", "DAILY_KINDS", "DAILY_UPSERT", "ID_MAX", "Daily", "bounded_id", "bounded_sql",
+           "day_of", "read_daily"]
 
 DAILY_KINDS = ("user", "team", "organization", "customer", "tag")
 """The entity kinds of the rollup (the daily activity routes' entities)."""
@@ -47,6 +49,29 @@ DAILY_UPSERT = (f"ON CONFLICT ({', '.join(DAILY_COLUMNS[:7])}) DO UPDATE SET "
                 + ", ".join(f"{c} = rg_daily_spend.{c} + excluded.{c}" for c in DAILY_COLUMNS[7:14])
                 + ", updated_at = excluded.updated_at")
 """What an insert into the rollup does with a combination already there: its sums added."""
+
+
+ID_MAX = 512
+"""Characters of an entity id the counters and the daily rollup key by at most: a longer one (a client's ``user``
+of kilobytes) is keyed by its digest (:func:`bounded_id`; SQLite connections have it as the SQL function
+``rg_bounded_id``, PostgreSQL's expression is :func:`bounded_sql`: migration step 10 uses them). PostgreSQL
+refuses a B-tree entry over ~2.7 kB, and one such id failed the whole batch's transaction, so every request of
+that second lost its row."""
+
+
+def bounded_id(ident: str) -> str:
+    """``ident`` when it is at most :data:`ID_MAX` characters, else ``sha256:<hex of its UTF-8>``."""
+    if len(ident) <= ID_MAX:
+        return ident
+    return "sha256:" + hashlib.sha256(ident.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def bounded_sql(dialect: str, expr: str) -> str:
+    """SQL for :func:`bounded_id` of the text expression ``expr``."""
+    if dialect == "sqlite":
+        return f"rg_bounded_id({expr})"
+    return (f"CASE WHEN length({expr}) > {ID_MAX} THEN 'sha256:' || encode(sha256(convert_to({expr}, 'UTF8')), "
+            f"'hex') ELSE {expr} END")
 
 
 def day_of(value: Any) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from relaygate.store.daily import bounded_sql
 from relaygate.store.errors import SchemaMismatch
 
 ADVISORY_LOCK_ID = 0x7267_6462  # "rgdb": the PostgreSQL advisory lock of schema upgrades
@@ -253,7 +254,8 @@ def _v10(dialect: str) -> list[str]:
                         "tg.tag")
     out = _tables(dialect, _V10_TABLES)
     for kind, col in _DAILY_ENTITIES.items():
-        src, ident = (tag_src, tag) if kind == "tag" else ("rg_spend_logs s", col)
+        src, raw = (tag_src, tag) if kind == "tag" else ("rg_spend_logs s", col)
+        ident = bounded_sql(dialect, raw)  # as the spend writer keys it (an id of kilobytes by its digest)
         out.append(
             "INSERT INTO rg_daily_spend (day, entity_type, entity_id, api_key, model_group, model, provider, "
             "spend_nanos, prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, requests, "
@@ -263,7 +265,7 @@ def _v10(dialect: str) -> list[str]:
             "SUM(COALESCE(s.completion_tokens, 0)), SUM(COALESCE(s.cache_read_tokens, 0)), "
             "SUM(COALESCE(s.cache_write_tokens, 0)), COUNT(*), "
             f"SUM(CASE WHEN s.status = 'failure' THEN 1 ELSE 0 END), {now} FROM {src} "
-            f"WHERE {ident} IS NOT NULL AND {ident} <> '' GROUP BY 1, 3, 4, 5, 6, 7")
+            f"WHERE {raw} IS NOT NULL AND {raw} <> '' GROUP BY 1, 3, 4, 5, 6, 7")
     return out
 
 

@@ -31,7 +31,6 @@ Invariants:
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import chain
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from relaygate.store import tables as t
-from relaygate.store.daily import DAILY_COLUMNS, DAILY_UPSERT, Daily, day_of
+from relaygate.store.daily import DAILY_COLUMNS, DAILY_UPSERT, ID_MAX, Daily, bounded_id, day_of
 from relaygate.store.migrations import postgres_casts
 from relaygate.store.records import SpendLog
 
@@ -107,19 +106,6 @@ _START, _GROUP, _MODEL, _PROVIDER, _CREAD, _CWRITE, _STATUS = (_COL[c] for c in 
     "start_time", "model_group", "model", "custom_llm_provider", "cache_read_tokens", "cache_write_tokens", "status"))
 
 
-ID_MAX = 512
-"""Characters of an entity id the counters and the daily rollup key by at most: a longer one (a client's ``user``
-of kilobytes) is keyed by its digest (:func:`bounded_id`). PostgreSQL refuses a B-tree entry over ~2.7 kB, and
-one such id failed the whole batch's transaction, so every request of that second lost its row."""
-
-
-def bounded_id(ident: str) -> str:
-    """``ident`` when it is at most :data:`ID_MAX` characters, else ``sha256:<hex of its UTF-8>``."""
-    if len(ident) <= ID_MAX:
-        return ident
-    return "sha256:" + hashlib.sha256(ident.encode("utf-8", "surrogatepass")).hexdigest()
-
-
 def rollups_of(rows: Iterable[Values]) -> tuple[Totals, dict[tuple[str, str], int], Daily]:
     """The counter increments of ``rows`` per entity, the spend per ``(team_id, user_id)`` membership, and the
     daily rollup's increments (``store.daily``). Rows are summed per combination of entity ids, day, model
@@ -158,7 +144,8 @@ def rollups_of(rows: Iterable[Values]) -> tuple[Totals, dict[tuple[str, str], in
                             ("customer", end), ("deployment", dep)):
             if ident:
                 ents.append((kind, ident))
-        tag_ents = [("tag", tag) for tag in dict.fromkeys(_decode_tags(tags))] if tags and tags != "[]" else []
+        tag_ents = [("tag", bounded_id(tag)) for tag in dict.fromkeys(_decode_tags(tags))] if tags and tags != "[]" \
+            else []
         ents.extend(tag_ents)
         for ent in ents:
             tot = out.get(ent)

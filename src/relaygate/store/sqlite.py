@@ -22,6 +22,7 @@ import aiosqlite
 
 from relaygate.service_metrics import timed
 from relaygate.store.base import Store
+from relaygate.store.daily import bounded_id
 from relaygate.store.errors import StoreUnavailable
 
 T = TypeVar("T")
@@ -61,6 +62,11 @@ def _execute_each(db: sqlite3.Connection, statements: Iterable[tuple[str, Sequen
         n += _execute(db, sql, args)
     return n
 
+
+
+def _bounded_id(value: Any) -> Any:
+    """SQL ``rg_bounded_id(x)``: :func:`~relaygate.store.daily.bounded_id` of a text, other values as they are."""
+    return bounded_id(value) if isinstance(value, str) else value
 
 class _Conn:
     """A connection as the store's SQL sees it. Each call is one trip to the connection's thread: the
@@ -107,6 +113,7 @@ class SQLiteStore(Store):
         self._all.append(db)
         await db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         await db.execute("PRAGMA synchronous = NORMAL")
+        await db.create_function("rg_bounded_id", 1, _bounded_id, deterministic=True)  # store.daily.bounded_sql
         return db
 
     async def connect(self) -> None:
