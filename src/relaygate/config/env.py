@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import configparser
 import os
+from collections.abc import Mapping
 from typing import Any
 
 #: every provider prefix an adapter serves (``relaygate.providers.registry`` has exactly these keys)
@@ -119,24 +120,26 @@ class EnvError(ValueError):
         self.param = param
 
 
-def _first(names: tuple[str, ...]) -> str | None:
+def _first(names: tuple[str, ...], env: Mapping[str, str]) -> str | None:
     for name in names:
-        value = os.environ.get(name)
+        value = env.get(name)
         if value:
             return value
     return None
 
 
-def fill_from_env(provider: str, params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` with the missing parameters of ``provider``'s rules taken from the environment."""
+def fill_from_env(provider: str, params: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``params`` with the missing parameters of ``provider``'s rules taken from the environment (``env``:
+    the process's when None)."""
     rules = ENV.get(provider)
     if rules is None:
         return params
+    env = os.environ if env is None else env
     out = params
     for param, names, unless in rules:
         if params.get(param) or (unless is not None and out.get(unless)):
             continue
-        value = _first(names)
+        value = _first(names, env)
         if value is not None:
             if out is params:
                 out = dict(params)
@@ -177,20 +180,22 @@ def _profile_sections(path: str, config: bool) -> dict[str, dict[str, str]]:
     return out
 
 
-def aws_profile(params: dict[str, Any]) -> dict[str, Any]:
+def aws_profile(params: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A Bedrock deployment's ``aws_profile_name`` (LiteLLM's; else ``AWS_PROFILE`` when no keys are given,
     the AWS SDKs' order) read from the shared files (``AWS_SHARED_CREDENTIALS_FILE`` / ``~/.aws/credentials``,
     ``AWS_CONFIG_FILE`` / ``~/.aws/config``): its static keys, its region, and a ``role_arn`` with its
     ``source_profile``'s keys or its ``web_identity_token_file``, as parameters the deployment does not set
-    itself. SSO and credential-process profiles are not read. An unknown profile is an :class:`EnvError`."""
+    itself. SSO and credential-process profiles are not read. An unknown profile is an :class:`EnvError`.
+    ``env``: the environment (the process's when None)."""
+    env = os.environ if env is None else env
     name = params.get("aws_profile_name")
-    earlier = (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_ROLE_ARN") or params.get("aws_access_key_id")
+    earlier = (env.get("AWS_ACCESS_KEY_ID") or env.get("AWS_ROLE_ARN") or params.get("aws_access_key_id")
                or params.get("api_key"))  # what the SDKs' chain uses before a shared-file profile
-    if not name and (earlier or not os.environ.get("AWS_PROFILE")):
+    if not name and (earlier or not env.get("AWS_PROFILE")):
         return params
-    name = str(name or os.environ["AWS_PROFILE"])
-    creds = _profile_sections(os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials", False)
-    config = _profile_sections(os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config", True)
+    name = str(name or env["AWS_PROFILE"])
+    creds = _profile_sections(env.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials", False)
+    config = _profile_sections(env.get("AWS_CONFIG_FILE") or "~/.aws/config", True)
     if name not in creds and name not in config:
         raise EnvError("aws_profile_name", f"no AWS profile {name!r} in the shared credentials or config file")
     profile = {**config.get(name, {}), **creds.get(name, {})}

@@ -226,6 +226,10 @@ class HttpExporter:
         """``headers`` for one attempt (S3 signs each with SigV4; the others send them as they are)."""
         return headers
 
+    async def prepare(self) -> None:
+        """Before each attempt: what :meth:`sign` needs (S3 renews temporary AWS credentials when they are
+        due). A ``PostError`` fails the attempt as a lost connection does: retried, then dropped and counted."""
+
     # -- the sink --------------------------------------------------------------------------------------
 
     def wants(self, record: CompletionRecord) -> bool:
@@ -341,6 +345,7 @@ class HttpExporter:
             attempt += 1
             wait = delay
             try:
+                await self.prepare()
                 self.requests += 1
                 resp = await self._http().post(url, data, self.sign(method, url, headers, data), method)
             except PostError as exc:

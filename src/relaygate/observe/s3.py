@@ -12,11 +12,14 @@ resolved by the config loader):
   ``AWS_DEFAULT_REGION``, else ``us-east-1``); ``s3_endpoint_url`` (default
   ``https://s3.<region>.amazonaws.com``), path-style URLs (``<endpoint>/<bucket>/<key>``) unless
   ``s3_use_virtual_hosted_style`` (``<bucket>.<endpoint host>``).
-- Credentials: ``s3_aws_access_key_id`` / ``s3_aws_secret_access_key`` / ``s3_aws_session_token``, else
-  ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``; each request is signed with
-  AWS Signature Version 4 (``providers.bedrock.SigV4``, service ``s3``, the body's SHA-256 in
-  ``x-amz-content-sha256``). Key and token are registered as secrets: never logged. Role assumption,
-  profiles and web identity (LiteLLM's ``s3_aws_role_name`` ...) are not read: one startup warning names them.
+- Credentials (``observe.aws_auth``), as LiteLLM's logger gets them from boto3's chain: ``s3_aws_access_key_id``
+  / ``s3_aws_secret_access_key`` / ``s3_aws_session_token``, else ``AWS_ACCESS_KEY_ID`` ...; ``s3_aws_role_name``
+  assumed with those keys (STS ``AssumeRole``) or with ``s3_aws_web_identity_token``; ``s3_aws_profile_name``
+  (else ``AWS_PROFILE``) from the shared files; ``s3_aws_session_name``, ``s3_aws_sts_endpoint``; then the
+  platform's (IRSA's web identity, the ECS / EKS Pod Identity container endpoint, the EC2 instance profile).
+  Temporary credentials are renewed before they expire, by the sending task. Each request is signed with AWS
+  Signature Version 4 (``providers.bedrock.SigV4``, service ``s3``, the body's SHA-256 in
+  ``x-amz-content-sha256``). Keys and tokens are registered as secrets: never logged.
 - Object keys as LiteLLM's ``get_s3_object_key``: ``<s3_path>/`` + (``s3_use_team_prefix``: the team alias
   ``/``) + (``s3_use_key_prefix``: the key alias ``/``) + ``YYYY-MM-DD/`` (``s3_partition_granularity:
   hour``: ``YYYY-MM-DD/HH/``, UTC) + ``time-HH-MM-SS-ffffff_<id>.json``, where ``<id>`` is the payload's
@@ -50,7 +53,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -61,10 +63,9 @@ import msgspec
 
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
-from relaygate.core.errors import register_secrets
+from relaygate.observe.aws_auth import AwsSigner, aws_signer
 from relaygate.observe.generic_api import HttpExporter, event_flags
 from relaygate.observe.standard import detail_of, standard_payload
-from relaygate.providers.bedrock import SigV4
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord
 
@@ -76,8 +77,6 @@ _encode = msgspec.json.Encoder(enc_hook=str).encode
 FIELD = "litellm_settings.s3_callback_params"
 MAX_KEY_BYTES = 1024
 MAX_NAME_BYTES = 255
-_UNREAD = ("s3_aws_role_name", "s3_aws_session_name", "s3_aws_profile_name", "s3_aws_web_identity_token",
-           "s3_aws_sts_endpoint")
 _BASE64 = re.compile(r"data:(?:application|image|audio|video)/[a-zA-Z0-9.+-]+;base64,[A-Za-z0-9+/=\s]+", re.MULTILINE)
 """An inline base64 file (LiteLLM's ``_BASE64_INLINE_PATTERN``)."""
 MAX_DEPTH = 10
@@ -190,7 +189,7 @@ class S3Sink(HttpExporter):
     name = "s3"
     single = True
 
-    def __init__(self, endpoint: str, bucket: str, signer: SigV4, *, s3_path: str = "", team_prefix: bool = False,
+    def __init__(self, endpoint: str, bucket: str, signer: AwsSigner, *, s3_path: str = "", team_prefix: bool = False,
                  key_prefix: bool = False, hourly: bool = False, virtual_hosted: bool = False,
                  concurrency: int = 16, batch_file: bool = False, redact_key_info: bool = False,
                  redact_messages: bool = False, prompts_only: bool = False, strip_files: bool = False,
@@ -245,9 +244,12 @@ class S3Sink(HttpExporter):
             key = f"{parent}/{name}" if parent else name
         return "PUT", f"{self.url}/{quote(key, safe='/-_.~')}"
 
+    async def prepare(self) -> None:
+        await self.signer.prepare()
+
     def sign(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> list[tuple[str, str]]:
         return self.signer.sign(method, url, [*headers, ("x-amz-content-sha256", hashlib.sha256(body).hexdigest())],
-                                body, time.time())
+                                body)
 
     async def _deliver(self, chunk: list[Any]) -> None:
         """The batch's objects, or with ``s3_batch_file_upload`` one file per key prefix, at most
@@ -299,15 +301,9 @@ def make_s3(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent
     if not bucket:
         raise ConfigError("config", f"{FIELD}.s3_bucket_name", "the s3 callback needs a bucket")
     region = (_text(p, "s3_region_name") or env.get("AWS_REGION_NAME") or env.get("AWS_REGION")
-              or env.get("AWS_DEFAULT_REGION") or "us-east-1")
-    access = _text(p, "s3_aws_access_key_id") or env.get("AWS_ACCESS_KEY_ID")
-    secret = _text(p, "s3_aws_secret_access_key") or env.get("AWS_SECRET_ACCESS_KEY")
-    token = _text(p, "s3_aws_session_token") or env.get("AWS_SESSION_TOKEN") or None
-    if not access or not secret:
-        raise ConfigError("config", f"{FIELD}.s3_aws_access_key_id",
-                          "the s3 callback needs credentials: s3_aws_access_key_id and s3_aws_secret_access_key, "
-                          "or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
-    register_secrets([secret, *([token] if token else [])])
+              or env.get("AWS_DEFAULT_REGION"))
+    signer = aws_signer(p, env, prefix="s3_", field=FIELD, service="s3", region=region)
+    region = signer.region
     endpoint = _text(p, "s3_endpoint_url") or f"https://s3.{region}.amazonaws.com"
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -315,9 +311,6 @@ def make_s3(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent
     granularity = _text(p, "s3_partition_granularity") or env.get("S3_PARTITION_GRANULARITY", "").strip() or "day"
     if granularity not in ("day", "hour"):
         raise ConfigError("config", f"{FIELD}.s3_partition_granularity", "expected day or hour")
-    unread = [n for n in _UNREAD if p.get(n) not in (None, False, "")]
-    if unread:
-        log.warning("s3 callback: %s not supported by relaygate: ignored", ", ".join(unread))
     success, failure = event_flags(settings, "s3", None, FIELD)
     defaults: dict[str, Any] = {
         "batch_size": int(_number(p, "s3_batch_size", 512, 1, 10_000)),
@@ -325,7 +318,7 @@ def make_s3(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent
         "max_pending": max(1, settings.exporter_queue),
     }
     defaults.update(options)
-    return S3Sink(endpoint, bucket, SigV4(access, secret, token, region, service="s3"),
+    return S3Sink(endpoint, bucket, signer,
                   s3_path=_text(p, "s3_path") or "", team_prefix=_flag(p, "s3_use_team_prefix"),
                   key_prefix=_flag(p, "s3_use_key_prefix"), hourly=granularity == "hour",
                   virtual_hosted=_flag(p, "s3_use_virtual_hosted_style"),
