@@ -5,11 +5,13 @@ Granian process; LiteLLM's object keys, team and key prefixes, hourly partitions
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,20 +29,28 @@ ACCESS, SECRET = "AKIDS3TEST", "s3-secret-key-for-relaygate-tests"
 BUCKET = "relaygate-logs"
 
 
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[str]:
-    """moto's S3 server on a free loopback port; its URL."""
+@contextmanager
+def moto_server(env: dict[str, str] | None = None) -> Iterator[str]:
+    """moto's server (S3, STS, IAM ...) on a free loopback port, with ``env`` added to its environment; its URL."""
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="rg-moto-"))
     log_path = tmp / "moto.log"
     with open(log_path, "wb") as logf:
         proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **(env or {})})
     try:
         wait_ready(f"http://127.0.0.1:{port}/moto-api/", proc, log_path, timeout=60.0)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_process(proc)
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[str]:
+    """moto's S3 server; its URL."""
+    with moto_server() as url:
+        yield url
 
 
 def client(url: str) -> Any:

@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -29,8 +25,8 @@ import pytest
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.observe.s3 import make_s3
-from tests.conftest import free_port, start_gateway, stop_process, wait_ready
-from tests.observe.test_s3 import metrics_with
+from tests.conftest import start_gateway
+from tests.observe.test_s3 import metrics_with, moto_server
 
 BUCKET = "rg-role-logs"
 NO_AWS_ENV = {name: "" for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN",
@@ -126,16 +122,7 @@ def aws() -> Iterator[Aws]:
     ``logs-writer`` and read the bucket, and the role, which may write to it."""
     import boto3
 
-    port = free_port()
-    tmp = Path(tempfile.mkdtemp(prefix="rg-moto-iam-"))
-    log_path = tmp / "moto.log"
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_ACTIONS)}
-    with open(log_path, "wb") as logf:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(f"{url}/moto-api/", proc, log_path, timeout=60.0)
+    with moto_server({"INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_ACTIONS)}) as url:
         setup = {"endpoint_url": url, "aws_access_key_id": "AKIASETUP", "aws_secret_access_key": "setup",
                  "region_name": "us-east-1"}
         iam = boto3.client("iam", **setup)
@@ -155,8 +142,6 @@ def aws() -> Iterator[Aws]:
         with pytest.raises(Exception, match="AccessDenied"):  # authorization is on: the user itself may not write
             found.s3().put_object(Bucket=BUCKET, Key="probe", Body=b"x")
         yield found
-    finally:
-        stop_process(proc)
 
 
 def config(aws: Aws, params: str) -> str:
