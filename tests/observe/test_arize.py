@@ -8,6 +8,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -353,3 +354,46 @@ general_settings:
         assert meta["user_api_key_auth_metadata"] == {"phoenix_project_name": "key-project", "cost_center": "cc-7"}
         assert "sk-lf-hidden" not in json.dumps([s.attributes for s in spans])
         assert "px-secret-key" not in gw.log()
+
+
+@pytest.mark.e2e
+def test_keys_own_arize_spaces_without_the_callback_configured() -> None:
+    """No ``arize`` callback and no ``ARIZE_*`` keys, only the endpoint: a key whose ``metadata.logging`` names
+    its own Arize space starts the exporter and gets its spans there, with its credentials only; a key whose
+    entry has no keys has nowhere to go (dropped, counted in ``/metrics``); other requests export nothing."""
+    config = """
+model_list:
+  - model_name: m
+    litellm_params: {model: mock/echo}
+general_settings:
+  master_key: sk-az-master
+"""
+    with Receiver() as rx, start_gateway(config, env={"ARIZE_HTTP_ENDPOINT": rx.url, "OTEL_BSP_SCHEDULE_DELAY": "50",
+                                                      "ARIZE_API_KEY": "", "ARIZE_SPACE_KEY": "", "ARIZE_SPACE_ID": ""}
+                                         ) as gw:
+        admin = {"Authorization": "Bearer sk-az-master"}
+
+        def key(entry: dict[str, str]) -> str:
+            r = httpx.post(f"{gw.url}/key/generate", headers=admin, timeout=10, json={"metadata": {"logging": [
+                {"callback_name": "arize", "callback_type": "success", "callback_vars": entry}]}})
+            assert r.status_code == 200, r.text
+            return str(r.json()["key"])
+
+        own, bare = key({"arize_api_key": "ak-team-own", "arize_space_key": "space-team"}), key({})
+        for k, text in ((own, "mine"), (bare, "nowhere"), ("sk-az-master", "plain")):
+            r = httpx.post(f"{gw.url}/v1/chat/completions", headers={"Authorization": f"Bearer {k}"},
+                           json={"model": "m", "messages": [{"role": "user", "content": text}]}, timeout=10)
+            assert r.status_code == 200, r.text
+        spans = rx.wait_spans(1)
+        deadline = time.monotonic() + 10
+        metrics = ""
+        while time.monotonic() < deadline and 'event="arize_dropped"' not in metrics:
+            metrics = httpx.get(f"{gw.url}/metrics", headers=admin, timeout=10).text
+            time.sleep(0.1)
+        time.sleep(0.3)
+        assert [s.attributes["input.value"] for s in rx.spans()] == ["mine"]
+        assert {(e.headers["api_key"], e.headers["space_id"]) for e in rx.exports} == {("ak-team-own", "space-team")}
+        assert spans[0].name == "litellm_request"
+        assert 'event="arize_dropped"' in metrics
+        assert "observability: arize started for keys' logging targets" in gw.log()
+        assert "ak-team-own" not in gw.log()

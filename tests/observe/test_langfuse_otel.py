@@ -273,3 +273,28 @@ def test_a_keys_unusable_or_one_too_many_destination_is_dropped_and_counted(rx: 
     asyncio.run(main())
     assert len(rx.wait_spans(4)) == 4  # two destinations (the same receiver, two projects), two spans each
     assert sink.dropped == 6 and ("langfuse_otel_dropped", 2) in events
+
+
+def test_started_for_keys_only_without_configured_keys(rx: Receiver) -> None:
+    """Started for keys' entries only (no ``langfuse_otel`` callback, no ``LANGFUSE_*`` keys): a key's own project
+    gets its spans; an entry without its own keys has no project to fall back on and is dropped, counted; a
+    record whose key names no entry is not exported."""
+    from relaygate.observe.detail import LoggingTarget
+
+    events: list[tuple[str, int]] = []
+    keyed = with_detail(detail(logging=[LoggingTarget("langfuse_otel", "success", {
+        "langfuse_public_key": "pk-own", "langfuse_secret_key": "sk-own", "langfuse_host": rx.url})]), call_id="k")
+    bare = with_detail(detail(trace_id="3" * 32, logging=[LoggingTarget("langfuse_otel", "success", {})]),
+                       call_id="bare")
+    plain = with_detail(detail(trace_id="2" * 32), call_id="plain")
+    sink = make_langfuse_otel(ObserveSettings(), {}, lambda e, n: events.append((e, n)), keys_only=True)
+
+    async def main() -> None:
+        await sink.handle([keyed, bare, plain])
+        await sink.aclose()
+
+    asyncio.run(main())
+    spans = rx.wait_spans(2)
+    assert {s.trace_id for s in spans} == {TRACE}
+    assert {e.headers["authorization"] for e in rx.exports} == {"Basic " + base64.b64encode(b"pk-own:sk-own").decode()}
+    assert sink.dropped == 2 and ("langfuse_otel_dropped", 2) in events  # the bare record's two spans

@@ -34,6 +34,9 @@ __all__ = ["Exporters", "check", "install"]
 
 log = logging.getLogger("relaygate")
 
+KEYS_ONLY = ("langfuse", "otel", "opentelemetry", "langsmith", "langfuse_otel", "arize", "arize_phoenix")
+"""Callbacks a key's or team's ``metadata.logging`` entry starts when the config names none of them
+(:meth:`Exporters.ensure_targets`), as LiteLLM adds a key's callbacks to its requests."""
 ASYNC_EXPORTERS = ("langfuse", "otel", "langfuse_otel", "generic_api", "datadog", "s3", "langsmith", "arize",
                    "arize_phoenix")
 """Callback names that are async sinks, in the order they are installed."""
@@ -96,15 +99,17 @@ class Exporters:
     def ensure_targets(self, targets: Any) -> None:
         """A key's or team's ``metadata.logging`` targets (``auth.targets.LoggingTarget``) have a sink from now
         on: the configured one, or one built for keys only on the first request that names it (``langfuse``,
-        ``otel``, ``langsmith``). Called by the pipeline before such a request is routed, so its record is not missed;
-        after the first call per name it is one set lookup."""
+        ``otel``, ``langsmith``, ``langfuse_otel``, ``arize``, ``arize_phoenix``). Called by the pipeline before
+        such a request is routed, so its record is not missed; after the first call per name it is one set
+        lookup."""
         for t in targets:
             name = t.callback_name
             if name in self._targets:
                 continue
             self._targets.add(name)
-            configured = self.settings is not None and name in _names(self.settings)
-            if configured or name not in ("langfuse", "otel", "opentelemetry", "langsmith") or self.completions is None:
+            configured = (self.settings is not None and name in _names(self.settings)) or any(
+                getattr(s, "name", None) == name for s in self.sinks)  # Phoenix started beside otel included
+            if configured or name not in KEYS_ONLY or self.completions is None:
                 continue
             settings = self.settings if self.settings is not None else ObserveSettings()
             try:
@@ -114,6 +119,10 @@ class Exporters:
                 elif name == "langsmith":
                     from relaygate.observe.langsmith import make_langsmith
                     sink = make_langsmith(settings, self.env, self.on_event, keys_only=True)
+                elif name in ("langfuse_otel", "arize"):
+                    sink = _factory(name)(settings, self.env, self.on_event, keys_only=True)
+                elif name == "arize_phoenix":
+                    sink = _factory(name)(settings, self.env, self.on_event)
                 else:
                     sink = _factory("otel")(settings, self.env, self.on_event)
             except Exception as exc:  # a key's target must never break its requests

@@ -112,14 +112,15 @@ def _grpc_available(variable: str) -> None:
                           "instead (ARIZE_HTTP_ENDPOINT / PHOENIX_COLLECTOR_HTTP_ENDPOINT)") from None
 
 
-def arize_otlp_settings(settings: ObserveSettings, env: Mapping[str, str]) -> OtlpSettings:
-    """The exporter configuration of ``arize`` (see the module docstring); ``ConfigError`` when it cannot work."""
+def arize_otlp_settings(settings: ObserveSettings, env: Mapping[str, str], *, keys_only: bool = False) -> OtlpSettings:
+    """The exporter configuration of ``arize`` (see the module docstring); ``ConfigError`` when it cannot work.
+    ``keys_only``: for keys' own spaces, where the configured keys may be missing (then no auth headers)."""
     key = _get(env, "ARIZE_API_KEY")
-    if key is None:
+    if key is None and not keys_only:
         raise ConfigError(_ENV, "ARIZE_API_KEY", "the arize callback needs ARIZE_API_KEY and ARIZE_SPACE_KEY "
                                                  "(or ARIZE_SPACE_ID)")
     space = _get(env, "ARIZE_SPACE_KEY", "ARIZE_SPACE_ID")
-    if space is None:
+    if space is None and not keys_only:
         raise ConfigError(_ENV, "ARIZE_SPACE_ID", "the arize callback needs ARIZE_SPACE_KEY or ARIZE_SPACE_ID")
     grpc, http = _get(env, "ARIZE_ENDPOINT"), _get(env, "ARIZE_HTTP_ENDPOINT")
     if grpc is not None or http is None:
@@ -131,9 +132,9 @@ def arize_otlp_settings(settings: ObserveSettings, env: Mapping[str, str]) -> Ot
             raise ConfigError(_ENV, http[0], f"expected an http:// or https:// URL, got {http[1]!r}")
     project = _get(env, "ARIZE_PROJECT_NAME")
     cfg = _base(settings, env, project[1] if project is not None else None)
-    return dataclasses.replace(cfg, protocol=protocol, endpoint=endpoint, tracer_name="litellm",
-                               headers={"space_id": _header_safe(space[0], space[1]),
-                                        "api_key": _header_safe(key[0], key[1])})
+    headers = {} if key is None or space is None else {"space_id": _header_safe(space[0], space[1]),
+                                                        "api_key": _header_safe(key[0], key[1])}
+    return dataclasses.replace(cfg, protocol=protocol, endpoint=endpoint, tracer_name="litellm", headers=headers)
 
 
 def phoenix_wanted(env: Mapping[str, str]) -> bool:
@@ -271,10 +272,17 @@ class PhoenixSink(ArizeSink):
                    SpanKind.INTERNAL, attrs, events, status, start, end, resource)
 
 
-def make_arize(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent | None = None) -> ArizeSink:
-    """The sink for ``callbacks: ["arize"]``; raises ``ConfigError`` when it cannot export."""
-    cfg = arize_otlp_settings(settings, env)
+def make_arize(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent | None = None, *,
+               keys_only: bool = False) -> ArizeSink:
+    """The sink for ``callbacks: ["arize"]``; raises ``ConfigError`` when it cannot export. ``keys_only``: the
+    sink for keys' and teams' own ``arize`` entries when the config names no ``arize`` callback (started by
+    ``observe.Exporters.ensure_targets``); without ``ARIZE_API_KEY`` and a space, an entry without its own
+    keys has nowhere to go: its spans are dropped and counted."""
+    cfg = arize_otlp_settings(settings, env, keys_only=keys_only)
     sink = ArizeSink(settings, cfg, on_event)
+    if not cfg.headers:
+        sink.fallback = ("a key's arize entry names no arize_api_key and arize_space_key, and ARIZE_API_KEY / "
+                         "ARIZE_SPACE_KEY are not set")
     throttle_sdk_logs()
     log.info("arize: exporting spans over %s to %s (project %s)", cfg.protocol, cfg.endpoint,
              cfg.resource.get("service.name"))

@@ -87,12 +87,16 @@ def _host(env: Mapping[str, str]) -> str | None:
     return (host if host.startswith("http") else f"https://{host}").rstrip("/")
 
 
-def langfuse_otlp_settings(settings: ObserveSettings, env: Mapping[str, str]) -> OtlpSettings:
+def langfuse_otlp_settings(settings: ObserveSettings, env: Mapping[str, str], *, keys_only: bool = False
+                           ) -> OtlpSettings:
     """The exporter configuration of ``langfuse_otel`` (see the module docstring); raises ``ConfigError`` as
-    :func:`~relaygate.observe.otel.otlp_settings` does for the variables both read."""
+    :func:`~relaygate.observe.otel.otlp_settings` does for the variables both read. ``keys_only``: for keys' own
+    projects, where missing keys are not warned about (:func:`make_langfuse_otel`)."""
     public = (env.get("LANGFUSE_PUBLIC_KEY") or "").strip()
     secret = (env.get("LANGFUSE_SECRET_KEY") or "").strip()
     if not public or not secret:
+        if keys_only:
+            return otlp_settings(settings, env)
         log.warning("langfuse_otel: LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are not both set: exporting where "
                     "the OTEL_EXPORTER_OTLP_* variables say, as LiteLLM does")
         return otlp_settings(settings, env)
@@ -289,11 +293,17 @@ class LangfuseOtelSink(TargetedOtel):
         return _default_tags(self.default_tags, fields, r, self.tag_options)
 
 
-def make_langfuse_otel(settings: ObserveSettings, env: Mapping[str, str],
-                       on_event: OnEvent | None = None) -> LangfuseOtelSink:
-    """The sink for ``callbacks: ["langfuse_otel"]``; raises ``ConfigError`` as ``make_otel`` does."""
-    cfg = langfuse_otlp_settings(settings, env)
+def make_langfuse_otel(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent | None = None, *,
+                       keys_only: bool = False) -> LangfuseOtelSink:
+    """The sink for ``callbacks: ["langfuse_otel"]``; raises ``ConfigError`` as ``make_otel`` does. ``keys_only``:
+    the sink for keys' and teams' own ``langfuse_otel`` entries when the config names no such callback (started
+    by ``observe.Exporters.ensure_targets``); without ``LANGFUSE_PUBLIC_KEY`` and ``LANGFUSE_SECRET_KEY``, an
+    entry without its own keys has no project to go to: its spans are dropped and counted."""
+    cfg = langfuse_otlp_settings(settings, env, keys_only=keys_only)
     sink = LangfuseOtelSink(settings, cfg, on_event, env=env)
+    if keys_only and not cfg.headers.get("Authorization"):
+        sink.fallback = ("a key's langfuse_otel entry names no langfuse_public_key and langfuse_secret_key, and "
+                         "LANGFUSE_PUBLIC_KEY / LANGFUSE_SECRET_KEY are not set")
     throttle_sdk_logs()
     log.info("langfuse_otel: exporting spans over %s to %s", cfg.protocol, cfg.endpoint)
     return sink

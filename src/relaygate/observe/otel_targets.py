@@ -9,7 +9,9 @@ What it owns: :class:`TargetedOtel`, the base of the OTLP sinks whose callback a
 - **Routing.** :meth:`TargetedOtel.handle` takes each record whose key or team names this callback (for the
   record's outcome) with a destination of its own (:meth:`destination`) out of the batch and hands it to that
   destination's child sink; the rest go where the configured callback sends them. A key's entry without usable
-  credentials falls back to the configured destination, as LiteLLM's does.
+  credentials falls back to the configured destination, as LiteLLM's does; in a sink started for keys only
+  without configured credentials (:attr:`TargetedOtel.fallback`) there is none, and its records are dropped,
+  counted and logged.
 - **Children** are sinks of the same class (:meth:`lane`), each with its own exporter, batch processor
   (thread) and bounded queue, started on the first record for their destination, flushed and closed with the
   parent, their drops counted under the parent's event. At most :attr:`TargetedOtel.lanes_max` (16) exist:
@@ -57,6 +59,10 @@ class TargetedOtel(OtelSink):
         self._lanes: dict[tuple[str, ...], OtelSink] = {}
         self.is_lane = False
         """A child: exports every record it is handed, routes none."""
+        self.fallback: str | None = None
+        """Why the records of a key's entry without a destination of its own are dropped (counted): a sink
+        started for keys only (``observe.Exporters.ensure_targets``) with no configured credentials to fall back
+        on. None: they go to the configured destination."""
 
     # -- what a subclass says ----------------------------------------------------------------------------
 
@@ -88,14 +94,19 @@ class TargetedOtel(OtelSink):
             await super().handle(batch)
             return
         own: list[CompletionRecord] = []
+        bare = 0
         routed: dict[tuple[str, ...], list[CompletionRecord]] = {}
         for record in batch:
             target = self._target(record)
             dest = self.destination(target) if target is not None else None
-            if dest is None:
-                own.append(record)
-            else:
+            if dest is not None:
                 routed.setdefault(dest, []).append(record)
+            elif target is not None and self.fallback is not None:
+                bare += self.spans_of(detail_of(record))
+            else:
+                own.append(record)
+        if bare:
+            self._drop(bare, self.fallback or "")
         for dest, records in routed.items():
             child = self._lanes.get(dest)
             if child is None:
