@@ -29,12 +29,15 @@ import asyncio
 import bisect
 import contextlib
 import logging
+import operator
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
+
+from relaygate.config.prometheus_view import one_label
 
 if TYPE_CHECKING:
     from relaygate.config.model import Config
@@ -279,20 +282,26 @@ class Metrics:
             out.append(f"litellm_cache_hits_metric_total {events.get('cache_hit', 0)}")
             out.append("# TYPE litellm_cache_misses_metric counter")
             out.append(f"litellm_cache_misses_metric_total {events.get('cache_miss', 0)}")
-        if budgets:  # LiteLLM's name, so its dashboards work: budget minus spend of the period, in USD
+        view = getattr(self.litellm, "view", None)  # LiteLLM's prometheus_* output controls (a PrometheusView)
+        left = one_label(view, "litellm_provider_remaining_budget_metric", "api_provider",
+                         {p: limit - spend for p, (limit, spend, _start, _shared) in budgets.items()}, min)
+        if left:  # LiteLLM's name, so its dashboards work: budget minus spend of the period, in USD
             out.append("# TYPE litellm_provider_remaining_budget_metric gauge")
-            for provider, (limit, spend, _start, _shared) in sorted(budgets.items()):
-                out.append(f'litellm_provider_remaining_budget_metric{{api_provider="{_label(provider)}"}} '
-                           f"{limit - spend!r}")
+            for provider, value in sorted(left.items()):
+                labels = f'{{api_provider="{_label(provider)}"}}' if provider else ""
+                out.append(f"litellm_provider_remaining_budget_metric{labels} {value!r}")
         out.append("# TYPE relaygate_worker_rss_bytes gauge")
         for snap in sorted(snaps, key=lambda s: s["pid"]):
             out.append(f'relaygate_worker_rss_bytes{{pid="{snap["pid"]}"}} {snap["rss"]}')
         if self.litellm is not None:
             out.extend(self.litellm.render([s["litellm"] for s in snaps if "litellm" in s]))
-            failures = callback_failures(events)
-            out.append("# TYPE litellm_callback_logging_failures_metric counter")
-            for name, n in sorted(failures.items()):
-                out.append(f'litellm_callback_logging_failures_metric_total{{callback_name="{name}"}} {n}')
+            failures = one_label(view, "litellm_callback_logging_failures_metric", "callback_name",
+                                 callback_failures(events), operator.add)
+            if failures is not None:
+                out.append("# TYPE litellm_callback_logging_failures_metric counter")
+                for name, n in sorted(failures.items()):
+                    labels = f'{{callback_name="{name}"}}' if name else ""
+                    out.append(f"litellm_callback_logging_failures_metric_total{labels} {n}")
         if self.services is not None:
             out.extend(self.services.render([s["services"] for s in snaps if "services" in s]))
         if self.cleanup is not None:

@@ -162,7 +162,8 @@ def chat(gw: Any, n: int, prefix: str) -> list[str]:
     ids = []
     for i in range(n):
         r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "echo", "messages": [
-            {"role": "user", "content": f"{prefix} {i}"}]}, headers={"authorization": "Bearer sk-master-s3"}, timeout=30)
+            {"role": "user", "content": f"{prefix} {i}"}]}, headers={"authorization": "Bearer sk-master-s3"},
+            timeout=30)
         assert r.status_code == 200, r.text
         ids.append(r.headers["x-litellm-call-id"])
     return ids

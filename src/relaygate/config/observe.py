@@ -4,7 +4,8 @@ What it owns: :class:`ObserveSettings`, the part of a config that says which exp
 OpenTelemetry, Prometheus, Datadog, generic webhooks, JSON request logs, alerting) and how much of a
 request they may see. Read from LiteLLM's keys (``litellm_settings.callbacks`` / ``success_callback`` /
 ``failure_callback`` / ``service_callback``, ``turn_off_message_logging``, ``redact_user_api_key_info``,
-``json_logs``, ``callback_settings``, ``langfuse_default_tags``; ``general_settings.alerting``,
+``json_logs``, ``callback_settings``, ``langfuse_default_tags``, the ``prometheus_*`` output controls
+(``config.prometheus_view``); ``general_settings.alerting``,
 ``alerting_threshold``, ``alert_types``, ``alert_to_webhook_url``, ``alerting_args``,
 ``require_auth_for_metrics_endpoint``) by :func:`from_litellm`. Credentials are never here: each exporter
 reads its own environment variables (``LANGFUSE_*``, ``OTEL_*``, ``DD_*``, ``GENERIC_LOGGER_*``,
@@ -20,6 +21,9 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+
+from relaygate.config.prometheus_view import FIELDS as PROMETHEUS_FIELDS
+from relaygate.config.prometheus_view import PrometheusView, view_from
 
 __all__ = ["GENERAL_SETTINGS_KEYS", "KNOWN_CALLBACKS", "LITELLM_SETTINGS_KEYS", "ObserveConfigError", "ObserveSettings",
            "from_litellm"]
@@ -65,6 +69,9 @@ class ObserveSettings(msgspec.Struct, frozen=True, kw_only=True):
     """LiteLLM's ``litellm_settings.s3_callback_params`` (the ``s3`` callback's bucket, region, credentials,
     path ...; read by ``observe.s3``)."""
     require_auth_for_metrics_endpoint: bool = False
+    prometheus_view: PrometheusView | None = None
+    """LiteLLM's ``prometheus_metrics_config`` / ``prometheus_exclude_metrics`` / ``prometheus_exclude_labels``:
+    which ``litellm_*`` families ``/metrics`` writes, with which labels (``config.prometheus_view``)."""
     exporter_queue: int = 10_000
     """Per-exporter bounded buffer (records); overflow is dropped oldest-first and counted."""
 
@@ -85,7 +92,7 @@ class ObserveConfigError(ValueError):
 LITELLM_SETTINGS_KEYS = frozenset({
     "callbacks", "success_callback", "failure_callback", "service_callback", "turn_off_message_logging",
     "redact_user_api_key_info", "json_logs", "callback_settings", "langfuse_default_tags",
-    "require_auth_for_metrics_endpoint", "s3_callback_params"})
+    "require_auth_for_metrics_endpoint", "s3_callback_params", *PROMETHEUS_FIELDS})
 """``litellm_settings`` keys :func:`from_litellm` reads."""
 GENERAL_SETTINGS_KEYS = frozenset({"alerting", "alerting_threshold", "alert_types", "alert_to_webhook_url",
                                    "alerting_args"})
@@ -189,6 +196,7 @@ def from_litellm(ls: dict[str, Any], gs: dict[str, Any], rg: dict[str, Any],
         s3_callback_params=dict(s3_params),
         require_auth_for_metrics_endpoint=_flag(ls.get("require_auth_for_metrics_endpoint", False),
                                                 "litellm_settings.require_auth_for_metrics_endpoint"),
+        prometheus_view=view_from(ls),
     )
     if not settings.enabled and not settings.require_auth_for_metrics_endpoint and not service:
         return None

@@ -27,8 +27,8 @@ Invariants:
   series an identity counts in are found once and remembered (bounded by :data:`MAX_MEMO`); a repeated
   identity is one dict look-up, then list increments and a ``bisect`` per histogram (about 4 µs a record
   here, against 13 µs building every label tuple each time).
-- Off means absent: without ``prometheus`` in the config's callbacks no object of this module exists, no
-  sink is registered, and ``Metrics`` pays one ``is None`` test per snapshot and per render.
+- Off means absent: without ``prometheus`` in the callbacks no object of this module exists, no sink is
+  registered. LiteLLM's ``prometheus_*`` output controls act at render time only (``prometheus_view``).
 - ``litellm_in_flight_requests`` counts the LLM API calls in flight (the router's per-deployment counts,
   summed over workers); LiteLLM's counts every HTTP request its worker is serving.
 """
@@ -54,11 +54,15 @@ from relaygate.observe.prometheus_families import (
     OTHER,
 )
 from relaygate.observe.prometheus_limits import KeyLimits
+from relaygate.observe.prometheus_text import render as render_text
+from relaygate.observe.prometheus_text import sparse
+from relaygate.observe.prometheus_view import view_of
 from relaygate.sinks.record import CompletionRecord, Outcome
 from relaygate.upstream.headers import remaining_of
 
 if TYPE_CHECKING:
     from relaygate.config.model import Config
+    from relaygate.config.prometheus_view import PrometheusView
 
 __all__ = ["BUDGET_GAUGE_KINDS", "DEFAULT_BUCKETS", "FAMILIES", "LATENCY_BUCKETS", "MAX_IDENTITIES", "MAX_SERIES",
            "NONE", "OTHER", "LiteLLMMetrics", "enabled"]
@@ -186,6 +190,7 @@ class LiteLLMMetrics:
         self._limits: list[tuple[tuple[str, ...], int | None, int | None]] = []
         self._memo: dict[tuple[Any, ...], _Cells] = {}
         self._configured: list[Any] = []
+        self.view: PrometheusView | None = None  # LiteLLM's output controls, applied by render
         self.set_labels(groups, deployments)
 
     @classmethod
@@ -193,13 +198,16 @@ class LiteLLMMetrics:
         """The metrics for ``config``, or ``None`` when its callbacks do not name ``prometheus``."""
         if not enabled(config):
             return None
-        groups = {d.model_name for d in config.deployments} | set(config.router.model_group_alias)
-        return cls(groups, config.deployments, router=router)
+        out = cls({d.model_name for d in config.deployments} | set(config.router.model_group_alias),
+                  config.deployments, router=router)
+        out.view = view_of(config)
+        return out
 
     def set_config(self, config: Config) -> None:
         """A reload: the label values allowed from now on follow the new config (series already counted stay)."""
         self.set_labels({d.model_name for d in config.deployments} | set(config.router.model_group_alias),
                         config.deployments)
+        self.view = view_of(config)
 
     def attach(self, router: Callable[[], Any]) -> None:
         """Read the live router from now on (``router()`` returns it, or ``None``): deployment state,
@@ -667,7 +675,7 @@ class LiteLLMMetrics:
         """This worker's part of ``Metrics.snapshot()`` (plain JSON)."""
         out: dict[str, Any] = {
             "c": {n: [[*k, v[0]] for k, v in d.items()] for n, d in self.counters.items() if d},
-            "h": {n: [[*k, *_sparse(v)] for k, v in d.items()] for n, d in self.histograms.items() if d},
+            "h": {n: [[*k, *sparse(v)] for k, v in d.items()] for n, d in self.histograms.items() if d},
             "g": self.gauges(),
             "b": [[*k, *v] for k, v in self.budgets.items()],
         }
@@ -683,18 +691,5 @@ class LiteLLMMetrics:
 
     def render(self, parts: Sequence[dict[str, Any]], now: float | None = None) -> list[str]:
         """Prometheus text lines for the merged ``parts`` (this worker's snapshot and the other workers')."""
-        from relaygate.observe.prometheus_text import render
+        return render_text(parts, time.time() if now is None else now, self.view)
 
-        return render(parts, time.time() if now is None else now)
-
-
-def _sparse(hist: list[float]) -> list[float]:
-    """A histogram's cells as [sum, index, count, index, count ...]: most series fill few buckets, and the
-    snapshot is written every second."""
-    out = [hist[-1]]
-    for i in range(len(hist) - 1):
-        n = hist[i]
-        if n:
-            out.append(i)
-            out.append(n)
-    return out

@@ -13,9 +13,11 @@ everywhere; a budget is the latest report about it, its remaining hours computed
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from relaygate.config.prometheus_view import PrometheusView
 from relaygate.observe.prometheus_families import (
     _BUDGET_FAMILIES,
     COUNTER,
@@ -26,8 +28,14 @@ from relaygate.observe.prometheus_families import (
     LATENCY_BUCKETS,
 )
 from relaygate.observe.prometheus_limits import merge as merge_key_limits
+from relaygate.observe.prometheus_view import add_lists, fold, shape
 
-__all__ = ["render"]
+__all__ = ["EXTRA_FAMILIES", "TEAM_MEMBERS_LABELS", "render", "sparse"]
+
+TEAM_MEMBERS_LABELS = ("team", "team_alias")
+EXTRA_FAMILIES = (("litellm_total_users", ()), ("litellm_active_users", ()), ("litellm_teams_count", ()),
+                  ("litellm_team_members_metric", TEAM_MEMBERS_LABELS))
+"""The families written beside :data:`FAMILIES` (from the store's counts), with their labels."""
 
 _LEGACY = {"litellm_remaining_requests": "litellm_remaining_requests_metric",
            "litellm_remaining_tokens": "litellm_remaining_tokens_metric"}
@@ -55,6 +63,18 @@ def _num(v: float) -> str:
 
 def _buckets(name: str) -> tuple[float, ...]:
     return DEFAULT_BUCKETS if name == "litellm_deployment_latency_per_output_token" else LATENCY_BUCKETS
+
+
+def sparse(hist: list[float]) -> list[float]:
+    """A histogram's cells as [sum, index, count, index, count ...]: most series fill few buckets, and the
+    snapshot is written every second."""
+    out = [hist[-1]]
+    for i in range(len(hist) - 1):
+        n = hist[i]
+        if n:
+            out.append(i)
+            out.append(n)
+    return out
 
 
 def _merge(parts: Sequence[dict[str, Any]]) -> tuple[dict[str, dict[tuple[str, ...], float]],
@@ -117,8 +137,14 @@ def _merge(parts: Sequence[dict[str, Any]]) -> tuple[dict[str, dict[tuple[str, .
     return counters, hists, gauges, budgets
 
 
-def render(parts: Sequence[dict[str, Any]], now: float) -> list[str]:
-    """The text lines of every ``litellm_*`` family (families without samples get their HELP / TYPE only)."""
+def _gauge_merge(name: str) -> Callable[[float, float], float]:
+    """How two of ``name``'s readings that meet become one (the workers' merge rule, :func:`_merge`)."""
+    return (lambda a, b: a + b) if name in _SUM else max if name in _WORST else min
+
+
+def render(parts: Sequence[dict[str, Any]], now: float, view: PrometheusView | None = None) -> list[str]:
+    """The text lines of every ``litellm_*`` family (families without samples get their HELP / TYPE only);
+    ``view``: LiteLLM's output controls (``observe.prometheus_view``: families left out, labels dropped)."""
     counters, hists, gauges, budgets = _merge(parts)
     for legacy, current in _LEGACY.items():
         if current in gauges:
@@ -133,18 +159,22 @@ def render(parts: Sequence[dict[str, Any]], now: float) -> list[str]:
             if reset_at >= 0:
                 gauges.setdefault(hours, {})[key] = max(0.0, (reset_at - now) / 3600.0)
     out: list[str] = []
-    for name, (kind, names, help_text) in FAMILIES.items():
+    for name, (kind, counted, help_text) in FAMILIES.items():
+        shaped = shape(view, name, counted)
+        if shaped is None:
+            continue
+        names, keep = shaped
         out.append(f"# HELP {name} {help_text}")
         out.append(f"# TYPE {name} {kind}")
         if kind == COUNTER:
-            for key, value in sorted(counters.get(name, {}).items()):
+            for key, value in sorted(fold(counters.get(name, {}), keep, operator.add).items()):
                 out.append(f"{name}_total{_labels(names, key)} {_num(float(value))}")
         elif kind == GAUGE:
-            for key, value in sorted(gauges.get(name, {}).items()):
+            for key, value in sorted(fold(gauges.get(name, {}), keep, _gauge_merge(name)).items()):
                 out.append(f"{name}{_labels(names, key)} {_num(float(value))}")
         elif kind == HISTOGRAM:
             buckets = _buckets(name)
-            for key, hist in sorted(hists.get(name, {}).items()):
+            for key, hist in sorted(fold(hists.get(name, {}), keep, add_lists).items()):
                 acc = 0.0
                 for bound, n in zip(buckets, hist):
                     acc += n
@@ -161,18 +191,21 @@ def render(parts: Sequence[dict[str, Any]], now: float) -> list[str]:
         for name, i, help_text in (("litellm_total_users", 0, "Total number of users in LiteLLM"),
                                    ("litellm_active_users", 0, "Number of active (billable) users in LiteLLM"),
                                    ("litellm_teams_count", 1, "Total number of teams in LiteLLM")):
+            if view is not None and not view.enabled(name):
+                continue
             out.append(f"# HELP {name} {help_text}")
             out.append(f"# TYPE {name} gauge")
             out.append(f"{name} {_num(float(max(c[i] for c in counts)))}")
     reads = [p["tm"] for p in parts if p.get("tm") is not None]
-    if reads:  # the latest read of each worker; one that read before a change counts until it reads again
-        members: dict[tuple[str, str], int] = {}
+    name = "litellm_team_members_metric"
+    shaped = shape(view, name, TEAM_MEMBERS_LABELS)
+    if reads and shaped is not None:  # each worker's latest read; one that read before a change counts until it
+        members: dict[tuple[str, ...], int] = {}  # reads again
         for read in reads:
             for team, alias, n in read:
                 members[(team, alias)] = max(members.get((team, alias), 0), n)
-        name = "litellm_team_members_metric"
         out.append(f"# HELP {name} Number of members in each team")
         out.append(f"# TYPE {name} gauge")
-        for key, n in sorted(members.items()):
-            out.append(f"{name}{_labels(('team', 'team_alias'), key)} {_num(float(n))}")
+        for key, n in sorted(fold(members, shaped[1], operator.add).items()):
+            out.append(f"{name}{_labels(shaped[0], key)} {_num(float(n))}")
     return out

@@ -1,0 +1,102 @@
+"""LiteLLM's controls over what its Prometheus logger writes: which ``litellm_*`` families, with which labels.
+
+What it owns: :class:`PrometheusView` and :func:`view_from`, reading LiteLLM 1.110's ``litellm_settings``:
+
+- ``prometheus_metrics_config``: a list of groups, each ``{group: <name>, metrics: [<family> ...],
+  include_labels: [<label> ...]}``. When some group lists metrics, only the families listed are written; a
+  family in a group with ``include_labels`` keeps only those of its labels (a family in two groups with such
+  lists: the later group's, as LiteLLM's ``_build_label_filters``; a group without one changes nothing).
+- ``prometheus_exclude_metrics``: families never written, listed or not.
+- ``prometheus_exclude_labels``: labels dropped from every family.
+
+The view is applied when ``/metrics`` is written (``observe.prometheus_view``), never on the request path.
+Sans IO; a value of the wrong shape is an ``ObserveConfigError`` naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+
+__all__ = ["FIELDS", "PrometheusView", "one_label", "view_from"]
+
+FIELDS = ("prometheus_metrics_config", "prometheus_exclude_metrics", "prometheus_exclude_labels")
+"""The ``litellm_settings`` keys :func:`view_from` reads."""
+
+
+class PrometheusView(msgspec.Struct, frozen=True, kw_only=True):
+    """Which families ``/metrics`` writes and with which labels (see the module docstring)."""
+
+    metrics: frozenset[str] | None = None
+    """The families written (None: every one)."""
+    exclude_metrics: frozenset[str] = frozenset()
+    exclude_labels: frozenset[str] = frozenset()
+    include_labels: dict[str, tuple[str, ...]] = {}
+    """family -> the only labels it keeps."""
+
+    def enabled(self, family: str) -> bool:
+        return family not in self.exclude_metrics and (self.metrics is None or family in self.metrics)
+
+    def kept(self, family: str, names: tuple[str, ...]) -> tuple[int, ...] | None:
+        """The positions of the labels ``family`` keeps of ``names`` (None: all of them)."""
+        only = self.include_labels.get(family)
+        keep = tuple(i for i, n in enumerate(names) if n not in self.exclude_labels and (only is None or n in only))
+        return None if len(keep) == len(names) else keep
+
+
+def _strings(value: Any, field: str) -> tuple[str, ...]:
+    from relaygate.config.observe import ObserveConfigError
+
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ObserveConfigError(field, "expected a list of names")
+    return tuple(v.strip() for v in value)
+
+
+def view_from(ls: dict[str, Any]) -> PrometheusView | None:
+    """The view ``litellm_settings`` ask for; None when they set none of :data:`FIELDS`."""
+    from relaygate.config.observe import ObserveConfigError
+
+    if all(ls.get(f) is None for f in FIELDS):
+        return None
+    groups = ls.get("prometheus_metrics_config")
+    field = "litellm_settings.prometheus_metrics_config"
+    metrics: list[str] = []
+    include: dict[str, tuple[str, ...]] = {}
+    if groups is not None:
+        if not isinstance(groups, list):
+            raise ObserveConfigError(field, "expected a list of groups ({group, metrics, include_labels})")
+        for i, g in enumerate(groups):
+            if not isinstance(g, dict):
+                raise ObserveConfigError(f"{field}[{i}]", "expected a mapping with group, metrics, include_labels")
+            names = _strings(g.get("metrics"), f"{field}[{i}].metrics")
+            metrics.extend(names)
+            if g.get("include_labels"):  # an empty list filters nothing, as in LiteLLM
+                labels = _strings(g["include_labels"], f"{field}[{i}].include_labels")
+                include.update(dict.fromkeys(names, labels))
+    return PrometheusView(
+        metrics=frozenset(metrics) if metrics else None,
+        exclude_metrics=frozenset(_strings(ls.get("prometheus_exclude_metrics") or [],
+                                           "litellm_settings.prometheus_exclude_metrics")),
+        exclude_labels=frozenset(_strings(ls.get("prometheus_exclude_labels") or [],
+                                          "litellm_settings.prometheus_exclude_labels")),
+        include_labels=include)
+
+
+def one_label(view: PrometheusView | None, family: str, label: str, rows: Mapping[str, float],
+              merge: Callable[[float, float], float]) -> Mapping[str, float] | None:
+    """A family of one label (``rows``: its value -> the reading) as ``view`` writes it: None when left out;
+    ``{"": merged}`` when the label is dropped (the lines then have no labels)."""
+    if view is None:
+        return rows
+    if not view.enabled(family):
+        return None
+    if view.kept(family, (label,)) is None:
+        return rows
+    merged: dict[str, float] = {}
+    for value in rows.values():
+        merged[""] = value if "" not in merged else merge(merged[""], value)
+    return merged
