@@ -22,6 +22,7 @@ from typing import Any
 
 from relaygate.auth import PrincipalResolver, StoreKeys, access_groups
 from relaygate.auth.access import RequiredFields, customer_header
+from relaygate.auth.targets import team_defaults
 from relaygate.config.litellm_general import DEFAULT_MODELS
 from relaygate.config.model import Config
 from relaygate.cost import Pricer
@@ -158,5 +159,6 @@ class Runtime:
 def principals_for(config: Config, store: Any = None, shared: Any = None) -> PrincipalResolver:
     """The resolver of ``config``: its master key and keys, then ``store``'s keys when there is a store
     (through the Redis layer ``shared`` first, when given)."""
-    lookup = StoreKeys(store, access_groups(config), shared) if store is not None else None
+    lookup = StoreKeys(store, access_groups(config), shared, team_defaults(config.general.default_team_settings)) \
+        if store is not None else None
     return PrincipalResolver.from_config(config, lookup)

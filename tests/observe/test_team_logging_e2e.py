@@ -80,3 +80,73 @@ def test_team_callbacks_and_disabled_logging() -> None:
         assert not exported & ids["quiet"]
         sent = orjson.dumps([lf.accepted, lf_team.accepted, generic.entries()]).decode()
         assert "words of quiet" not in sent and "words of loud" in sent
+
+
+def test_team_settings_from_the_config() -> None:
+    """LiteLLM's ``litellm_settings.default_team_settings`` (team-based logging in the config, no callback
+    configured): a key of a listed team logs to that team's Langfuse project (its variables beside the lists,
+    ``os.environ/`` resolved, LiteLLM's ``langfuse_secret`` name); a team whose own metadata names a project
+    keeps its own; a key without a team logs nowhere."""
+    with LangfuseServer("pk-research", "sk-research") as lf_config, LangfuseServer("pk-own", "sk-own") as lf_own:
+        config = f"""
+model_list:
+  - model_name: m
+    litellm_params: {{model: mock/echo}}
+litellm_settings:
+  default_team_settings:
+    - team_id: research
+      success_callback: ["langfuse"]
+      langfuse_public_key: pk-research
+      langfuse_secret: os.environ/RESEARCH_LANGFUSE_SECRET
+      langfuse_host: {lf_config.url}
+    - team_id: own
+      success_callback: ["langfuse"]
+      callback_vars: {{langfuse_public_key: pk-research, langfuse_secret_key: sk-research,
+                       langfuse_host: "{lf_config.url}"}}
+general_settings:
+  master_key: {MASTER}
+"""
+        env = {"RESEARCH_LANGFUSE_SECRET": "sk-research", "LANGFUSE_FLUSH_INTERVAL": "0.05"}
+        with start_gateway(config, env=env) as gw, httpx.Client(base_url=gw.url, timeout=20) as c:
+            for team in ("research", "own"):
+                assert c.post("/team/new", headers=AUTH, json={"team_id": team}).status_code == 200
+            r = c.post("/team/own/callback", headers=AUTH, json={
+                "callback_name": "langfuse", "callback_type": "success",
+                "callback_vars": {"langfuse_public_key": "pk-own", "langfuse_secret_key": "sk-own",
+                                  "langfuse_host": lf_own.url}})
+            assert r.status_code == 200, r.text
+            keys = {"research": c.post("/key/generate", headers=AUTH, json={"team_id": "research"}).json()["key"],
+                    "own": c.post("/key/generate", headers=AUTH, json={"team_id": "own"}).json()["key"],
+                    "plain": c.post("/key/generate", headers=AUTH, json={}).json()["key"]}
+            ids: dict[str, set[str]] = {name: set() for name in keys}
+            for i in range(3):
+                for name, key in keys.items():
+                    r = c.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                               json={"model": "m", "messages": [{"role": "user", "content": f"{name} {i}"}]})
+                    assert r.status_code == 200, r.text
+                    ids[name].add(r.headers["x-litellm-call-id"])
+
+            def generations(server: LangfuseServer) -> set[str]:
+                return {e["body"]["id"] for e in server.accepted if e["type"] == "generation-create"}
+
+            assert wait(lambda: generations(lf_config) >= ids["research"] and generations(lf_own) >= ids["own"])
+            time.sleep(0.5)
+            log = gw.log()
+        assert generations(lf_config) == ids["research"]
+        assert generations(lf_own) == ids["own"]
+        assert "default_team_settings: ignored" not in log and "sk-research" not in log
+
+
+def test_team_settings_need_a_team_id() -> None:
+    from relaygate.auth.targets import team_defaults
+    from relaygate.config import from_litellm
+    from relaygate.config.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"default_team_settings\[1\]: team_id missing"):
+        from_litellm({"model_list": [], "litellm_settings": {"default_team_settings": [
+            {"team_id": "a"}, {"success_callback": ["langfuse"]}]}}, "c.yaml")
+    assert team_defaults([{"team_id": "t", "success_callback": ["langfuse"], "failure_callback": ["langfuse"],
+                           "langfuse_public_key": "pk", "sample_rate": 0.5, "team_id_extra": None},
+                          {"team_id": "t", "success_callback": ["otel"]}]) == {
+        "t": {"callback_settings": {"success_callback": ["langfuse"], "failure_callback": ["langfuse"],
+                                    "callback_vars": {"langfuse_public_key": "pk", "sample_rate": "0.5"}}}}

@@ -91,9 +91,11 @@ class StoreKeys:
     """Lookups cost a database query: the resolver bounds their rate."""
 
     def __init__(self, store: Store, groups: Mapping[str, tuple[str, ...]] | None = None,
-                 shared: SharedKeys | None = None) -> None:
+                 shared: SharedKeys | None = None, teams: Mapping[str, dict[str, Any]] | None = None) -> None:
         self.store = store
         self.groups: Mapping[str, tuple[str, ...]] = groups or {}
+        self.teams: Mapping[str, dict[str, Any]] = teams or {}
+        """Teams' logging from the config (``default_team_settings``, ``auth.targets.team_defaults``)."""
         self.shared = shared
         """The Redis layer between the worker's cache and the database (``auth.shared``), when configured."""
         self.queries = 0
@@ -105,7 +107,7 @@ class StoreKeys:
         if shared is not None:
             version, rows = await shared.get(token_hash)
             if rows is not None:
-                return build_key(*rows, self.groups)
+                return build_key(*rows, self.groups, self.teams)
         self.queries += 1
         read_at = time.time()
         try:
@@ -124,7 +126,7 @@ class StoreKeys:
             raise KeyStoreDown(f"{type(exc).__name__}: {exc}") from exc
         if shared is not None:
             shared.put(token_hash, version, (key, team, user, org))
-        info = build_key(key, team, user, org, self.groups)
+        info = build_key(key, team, user, org, self.groups, self.teams)
         info.read_at = read_at
         return info
 
@@ -146,8 +148,9 @@ def _enforced(metadata: Any) -> list[str]:
     return [p for p in raw if field_path(p)]
 
 def build_key(key: Key, team: Team | None, user: User | None, org: Organization | None,
-              groups: Mapping[str, tuple[str, ...]]) -> KeyInfo:
-    """One key's rows as the request path's :class:`KeyInfo` (see the module docstring for the rules)."""
+              groups: Mapping[str, tuple[str, ...]], teams: Mapping[str, dict[str, Any]] | None = None) -> KeyInfo:
+    """One key's rows as the request path's :class:`KeyInfo` (see the module docstring for the rules);
+    ``teams``: the config's team logging (``default_team_settings``), for a key whose rows name none."""
     key_models = [m for m in key.models if m]
     team_models = [m for m in team.models if m] if team is not None else []
     if "all-team-models" in key_models:
@@ -196,6 +199,8 @@ def build_key(key: Key, team: Team | None, user: User | None, org: Organization 
         redacts = redacts or team_redacts
         if team_targets:
             targets = [*(targets or ()), *team_targets]
+    if not targets and teams and key.team_id and key.team_id in teams:  # last: the config's team settings
+        targets, _ = key_logging(teams[key.team_id])
     info.logging, info.no_message_logging = targets, redacts
     if team is not None and logging_off(team.metadata):
         info.logging, info.logging_off = None, True

@@ -25,7 +25,8 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["ENV_PREFIX", "LoggingTarget", "env_references", "key_logging", "logging_entries", "logging_off"]
+__all__ = ["ENV_PREFIX", "LoggingTarget", "env_references", "key_logging", "logging_entries", "logging_off",
+           "team_defaults"]
 
 ENV_PREFIX = "os.environ/"
 
@@ -71,6 +72,26 @@ def key_logging(metadata: Any) -> tuple[list[LoggingTarget] | None, bool]:
             redacts = True
         out.append(LoggingTarget(entry["callback_name"].strip().lower(), kind, values))
     return out or None, redacts
+
+
+def team_defaults(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """LiteLLM's ``default_team_settings`` (config) as team metadata to read with :func:`key_logging`:
+    ``team_id`` -> ``{"callback_settings": ...}``, the entry's ``callback_vars`` or else every key beside
+    ``team_id`` and the two lists (values as text, ``os.environ/`` resolved by :func:`key_logging`). The first
+    entry of a team wins, as LiteLLM's ``_get_team_config``."""
+    out: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        team = entry.get("team_id")
+        if not isinstance(team, str) or team in out:
+            continue
+        raw = entry.get("callback_vars", entry)
+        variables = {str(k): v if isinstance(v, str) else str(v) for k, v in raw.items()
+                     if k not in ("team_id", "success_callback", "failure_callback") and v is not None} \
+            if isinstance(raw, dict) else {}
+        out[team] = {"callback_settings": {"success_callback": entry.get("success_callback") or [],
+                                           "failure_callback": entry.get("failure_callback") or [],
+                                           "callback_vars": variables}}
+    return out
 
 
 def logging_entries(metadata: Any) -> list[Any]:

@@ -336,6 +336,10 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     """``litellm_settings.disable_end_user_cost_tracking``: spend logs and counters never name the customer."""
     disable_end_user_cost_tracking_prometheus_only: bool = False
     """Accepted: relaygate's Prometheus labels never carry a customer's id anyway (``end_user`` is ``other``)."""
+    default_team_settings: list[dict[str, Any]] = []
+    """``litellm_settings.default_team_settings``: LiteLLM's team-based logging from the config, one entry per
+    ``team_id`` (``success_callback``, ``failure_callback``, the callbacks' variables beside them or in
+    ``callback_vars``); a team whose own metadata names no logging gets these (``auth.targets.team_defaults``)."""
     max_end_user_budget: float | None = None
     """``litellm_settings.max_end_user_budget``: the budget (USD, over the customer's whole spend) of every
     customer (end user) without a budget row of its own (``budgets.guard``); None: none."""
@@ -407,6 +411,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
             raise ValueError(f"budget_exceeded_status_code: expected an HTTP error status (400-599), got {code!r}")
         check_budget_calendar(self.timezone, self.budget_reset_time)
         check_discounts(self.cost_discount_config)
+        for i, team in enumerate(self.default_team_settings):
+            if not isinstance(team.get("team_id"), str) or not team["team_id"]:
+                raise ValueError(f"default_team_settings[{i}]: team_id missing (LiteLLM refuses it too)")
         check_margins(self.cost_margin_config)
         if self.user_header_name is not None:
             header_name(self.user_header_name, "user_header_name")
