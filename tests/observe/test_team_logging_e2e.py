@@ -34,6 +34,22 @@ general_settings:
 """
 
 
+def generations(server: LangfuseServer) -> set[str]:
+    return {e["body"]["id"] for e in server.accepted if e["type"] == "generation-create"}
+
+
+def chat_each(c: httpx.Client, keys: dict[str, str], rounds: int) -> dict[str, set[str]]:
+    """``rounds`` chat requests with each key; the call ids by key name."""
+    ids: dict[str, set[str]] = {name: set() for name in keys}
+    for i in range(rounds):
+        for name, key in keys.items():
+            r = c.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                       json={"model": "m", "messages": [{"role": "user", "content": f"words of {name} {i}"}]})
+            assert r.status_code == 200, r.text
+            ids[name].add(r.headers["x-litellm-call-id"])
+    return ids
+
+
 def test_team_callbacks_and_disabled_logging() -> None:
     with LangfuseServer() as lf, LangfuseServer("pk-team", "sk-team") as lf_team, Receiver() as rx, \
             Collector() as generic:
@@ -54,16 +70,7 @@ def test_team_callbacks_and_disabled_logging() -> None:
             keys = {"loud": c.post("/key/generate", headers=AUTH, json={"team_id": "loud"}).json()["key"],
                     "quiet": c.post("/key/generate", headers=AUTH, json={"team_id": "quiet"}).json()["key"],
                     "plain": c.post("/key/generate", headers=AUTH, json={}).json()["key"]}
-            ids: dict[str, set[str]] = {name: set() for name in keys}
-            for i in range(4):  # over both workers
-                for name, key in keys.items():
-                    r = c.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                               json={"model": "m", "messages": [{"role": "user", "content": f"words of {name} {i}"}]})
-                    assert r.status_code == 200, r.text
-                    ids[name].add(r.headers["x-litellm-call-id"])
-
-            def generations(server: LangfuseServer) -> set[str]:
-                return {e["body"]["id"] for e in server.accepted if e["type"] == "generation-create"}
+            ids = chat_each(c, keys, 4)  # over both workers
 
             assert wait(lambda: generations(lf) >= ids["plain"] and generations(lf_team) >= ids["loud"])
             assert wait(lambda: {s.attributes.get("relaygate.call_id") for s in rx.spans()} >= ids["plain"] | ids["loud"])
@@ -118,16 +125,7 @@ general_settings:
             keys = {"research": c.post("/key/generate", headers=AUTH, json={"team_id": "research"}).json()["key"],
                     "own": c.post("/key/generate", headers=AUTH, json={"team_id": "own"}).json()["key"],
                     "plain": c.post("/key/generate", headers=AUTH, json={}).json()["key"]}
-            ids: dict[str, set[str]] = {name: set() for name in keys}
-            for i in range(3):
-                for name, key in keys.items():
-                    r = c.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                               json={"model": "m", "messages": [{"role": "user", "content": f"{name} {i}"}]})
-                    assert r.status_code == 200, r.text
-                    ids[name].add(r.headers["x-litellm-call-id"])
-
-            def generations(server: LangfuseServer) -> set[str]:
-                return {e["body"]["id"] for e in server.accepted if e["type"] == "generation-create"}
+            ids = chat_each(c, keys, 3)
 
             assert wait(lambda: generations(lf_config) >= ids["research"] and generations(lf_own) >= ids["own"])
             time.sleep(0.5)
