@@ -44,7 +44,7 @@ class Runtime:
     __slots__ = ("config", "generation", "router", "principals", "max_body", "body_limits", "keepalive",
                  "watch_unary", "allow_private_media", "before_route", "answer_headers", "prices", "cache", "observer",
                  "ensure_targets", "max_parallel", "user_header", "forward_headers", "forward_org", "track_end_users",
-                 "model_override", "track_remaining", "_timeouts")
+                 "model_override", "track_remaining", "_timeouts", "ua_tags", "tag_headers")
 
     def __init__(self, config: Config, router: Router, principals: PrincipalResolver, generation: int = 0,
                  before_route: tuple[BeforeRoute, ...] = (), metrics: Any = None) -> None:
@@ -71,6 +71,11 @@ class Runtime:
         self.track_end_users = not g.disable_end_user_cost_tracking
         """Completion records name the customer (spend logs, counters); off with
         ``disable_end_user_cost_tracking``."""
+        self.ua_tags = not g.disable_add_user_agent_to_request_tags
+        """Records tag each request with its ``User-Agent`` (LiteLLM's default; ``Overrides.request_tags``)."""
+        self.tag_headers = {h.strip().lower().encode("latin-1"): h.strip() for h in g.extra_spend_tag_headers
+                            if h.strip()} or None
+        """``extra_spend_tag_headers``: lower-case header name -> the configured name its tags start with."""
         self.user_header = customer_header(g)
         """The header naming the customer (``general_settings.user_header_name`` / ``user_header_mappings``),
         lower-case; None: only ``x-litellm-end-user-id`` / ``x-litellm-customer-id`` and the body's ``user``."""

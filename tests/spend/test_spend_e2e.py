@@ -5,6 +5,7 @@ rows' sums."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -66,16 +67,17 @@ def test_requests_appear_in_spend_logs_and_counters() -> None:
         assert {r["request_id"] for r in rows} >= set(ids)
         assert sorted(r["status"] for r in rows) == ["failure"] + ["success"] * 5
         ok = [r for r in rows if r["status"] == "success"]
+        ua = f"Python-urllib/{sys.version_info.major}.{sys.version_info.minor}"  # LiteLLM's User-Agent tags too
         assert all(r["team_id"] == "team-a" and r["user"] == "alice" and r["model_group"] == "chat" and
-                   r["request_tags"] == ["proj"] for r in ok)
+                   r["request_tags"] == ["proj", "User-Agent: Python-urllib", f"User-Agent: {ua}"] for r in ok)
         total = sum(r["spend"] for r in rows)
         assert total > 0
         assert call(gw.url, f"/spend/logs?request_id={ids[0]}")[1][0]["request_id"] == ids[0]
         info = call(gw.url, "/key/info?key=" + key)[1]["info"]
         assert abs(info["spend"] - total) < 1e-9
         assert abs(call(gw.url, "/global/spend")[1]["spend"] - total) < 1e-9
-        tags = call(gw.url, "/spend/tags")[1]
-        assert tags[0]["individual_request_tag"] == "proj" and tags[0]["log_count"] == 6
+        tags = {t["individual_request_tag"]: t["log_count"] for t in call(gw.url, "/spend/tags")[1]}
+        assert tags == {"proj": 6, "User-Agent: Python-urllib": 6, f"User-Agent: {ua}": 6}
         team = call(gw.url, "/team/info?team_id=team-a")[1]
         assert abs(team["team_info"]["spend"] - total) < 1e-9
         day = ok[0]["startTime"][:10]
@@ -97,3 +99,34 @@ def test_requests_appear_in_spend_logs_and_counters() -> None:
         top = call(gw.url, "/global/spend/keys?limit=5")[1]
         assert top[0]["key_alias"] == "spender"
         assert call(gw.url, "/spend/logs", key=key)[0] == 200  # the key's own logs
+
+
+def test_request_tags_from_headers() -> None:
+    """LiteLLM's ``extra_spend_tag_headers`` (``<header>: <value>`` tags, the configured spelling) with its
+    ``User-Agent`` tags turned off (``disable_add_user_agent_to_request_tags``); the tags count in ``/spend/tags``."""
+    from relaygate.pipeline.overrides import Overrides
+
+    over = Overrides([(b"user-agent", b"claude-cli/1.0.3 (external)"), (b"x-team-name", b"search")], 1 << 20,
+                     tag_headers={b"x-team-name": "X-Team-Name"})
+    assert over.request_tags(True) == ("User-Agent: claude-cli", "User-Agent: claude-cli/1.0.3 (external)",
+                                       "X-Team-Name: search")
+    assert over.request_tags(False) == ("X-Team-Name: search",)
+    assert Overrides([(b"user-agent", b"curl")], 1 << 20).request_tags(True) == ("User-Agent: curl",)
+    assert Overrides([(b"user-agent", b"curl")], 1 << 20).request_tags(False) is None
+    config = CONFIG.replace("general_settings:", "litellm_settings:\n  disable_add_user_agent_to_request_tags: true\n"
+                            "  extra_spend_tag_headers: [X-Team-Name, x-cost-center]\ngeneral_settings:")
+    with start_gateway(config, workers=1) as gw:
+        for team in ("search", "ads", "search"):
+            req = urllib.request.Request(f"{gw.url}/v1/chat/completions", method="POST", data=json.dumps(
+                {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}).encode(),
+                headers={"authorization": f"Bearer {MASTER}", "content-type": "application/json",
+                         "x-team-name": team})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                assert r.status == 200
+        deadline = time.monotonic() + 10
+        while True:
+            tags = {t["individual_request_tag"]: t["log_count"] for t in call(gw.url, "/spend/tags")[1]}
+            if sum(tags.values()) >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert tags == {"X-Team-Name: search": 2, "X-Team-Name: ads": 1}

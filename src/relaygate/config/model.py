@@ -336,6 +336,12 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     """``litellm_settings.disable_end_user_cost_tracking``: spend logs and counters never name the customer."""
     disable_end_user_cost_tracking_prometheus_only: bool = False
     """Accepted: relaygate's Prometheus labels never carry a customer's id anyway (``end_user`` is ``other``)."""
+    disable_add_user_agent_to_request_tags: bool = False
+    """``litellm_settings.disable_add_user_agent_to_request_tags``: LiteLLM adds ``User-Agent: <product>`` and
+    ``User-Agent: <whole header>`` to every request's tags (spend logs, tag spend, exporters); true: not."""
+    extra_spend_tag_headers: list[str] = []
+    """``litellm_settings.extra_spend_tag_headers``: request headers whose value becomes a tag
+    ``<header>: <value>`` (LiteLLM's)."""
     default_team_settings: list[dict[str, Any]] = []
     """``litellm_settings.default_team_settings``: LiteLLM's team-based logging from the config, one entry per
     ``team_id`` (``success_callback``, ``failure_callback``, the callbacks' variables beside them or in

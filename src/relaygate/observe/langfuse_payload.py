@@ -356,6 +356,8 @@ def build_events(r: CompletionRecord, detail: Detail | None, opts: BuildOptions,
 
     # tags: the request's (with the key's / team's), then langfuse_default_tags
     tags = list(detail.tags) if detail is not None and detail.tags else tag_list(tag_value)
+    if r.header_tags:  # LiteLLM's User-Agent and extra_spend_tag_headers tags (its request_tags)
+        tags.extend(r.header_tags)
     if opts.default_tags:
         tags.extend(_default_tags(opts.default_tags, {**key_meta, **metadata}, r, opts))
     if len(tags) > 1:

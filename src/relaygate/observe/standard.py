@@ -241,6 +241,8 @@ def standard_payload(record: CompletionRecord, detail: Detail | None = None, *, 
         tags = tag_list(extra.get("tags")) if extra is not None else []
         if not tags:
             tags = tag_list(metadata.get("tags"))
+    if r.header_tags:  # LiteLLM's request_tags end with the User-Agent and extra_spend_tag_headers tags
+        tags = list(dict.fromkeys([*tags, *r.header_tags]))
     meta, hidden = standard_metadata(r, detail, redact_key_info=redact_key_info)
 
     start = r.start_time

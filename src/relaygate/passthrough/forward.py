@@ -227,7 +227,7 @@ class Relay:
         ex, route, scope = self.ex, self.route, self.scope
         rt = ex.rt
         headers = scope["headers"]
-        over = ex.over = Overrides(headers, rt.max_body, rt.user_header)
+        over = ex.over = Overrides(headers, rt.max_body, rt.user_header, rt.tag_headers)
         ex.call_id = over.call_id or new_call_id()
         up = self.up = snapshot(rt.config).upstream(route)
         ep = up.endpoint

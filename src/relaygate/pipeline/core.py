@@ -94,7 +94,7 @@ class Pipeline:
         started = 0.0
         try:
             headers = scope["headers"]
-            over = ex.over = Overrides(headers, rt.max_body, rt.user_header)
+            over = ex.over = Overrides(headers, rt.max_body, rt.user_header, rt.tag_headers)
             if rt.forward_headers:  # forward_client_headers_to_llm_api (never the custom key header)
                 over.forward = forwardable(headers, rt.principals.key_header)
             if rt.forward_org:  # forward_openai_org_id
@@ -386,6 +386,8 @@ class Pipeline:
             if end_user and ex.rt.track_end_users:  # disable_end_user_cost_tracking: never
                 record.end_user_id = end_user if isinstance(end_user, str) else None
             control = ex.control
+            if over.user_agent or over.header_tags:
+                record.header_tags = over.request_tags(ex.rt.ua_tags)
             if control is not None or over.spend_meta is not None or (ctx is not None and ctx.tags):
                 record.extra = {"tags": sorted(ctx.tags) if ctx is not None and ctx.tags else [],
                                 "metadata": control.get("metadata") if control is not None else None,

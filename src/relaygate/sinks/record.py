@@ -189,6 +189,10 @@ class CompletionRecord(msgspec.Struct, gc=False):
     """(reasoning, input audio, output audio tokens, images generated, ``service_tier`` label) of the answer, read
     only with Prometheus on (``pipeline.exchange.Exchange.labels``): LiteLLM's sparse token-detail and media
     families and its ``service_tier`` label. Set after construction."""
+    header_tags: tuple[str, ...] | None = None
+    """The tags LiteLLM adds from the request's headers, after the request's and the key's own: ``User-Agent:
+    ...`` (unless ``disable_add_user_agent_to_request_tags``) and the ``extra_spend_tag_headers``
+    (``pipeline.overrides.Overrides.request_tags``). Set after construction."""
 
     @property
     def total_tokens(self) -> int:

@@ -100,6 +100,21 @@ def _iso_time(us: int) -> str:
     return template % (us - sec * 1_000_000)
 
 
+_TAG_TEXTS: dict[tuple[str, ...], str] = {}
+
+
+def _tags_text(tags: Sequence[str]) -> str:
+    """``tags`` as JSON text; a tuple (a request's header tags alone, the common case) remembered (bounded)."""
+    if type(tags) is not tuple:
+        return _encode(tags).decode()
+    text = _TAG_TEXTS.get(tags)
+    if text is None:
+        if len(_TAG_TEXTS) >= 256:
+            _TAG_TEXTS.clear()
+        text = _TAG_TEXTS[tags] = _encode(tags).decode()
+    return text
+
+
 _PLAIN_META = {(o, s): _encode({"outcome": o.value, "stream": s}).decode() for o in Outcome for s in (False, True)}
 """The metadata text of a record with nothing more to say (most of them)."""
 
@@ -117,12 +132,15 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
     extra = r.extra if isinstance(r.extra, dict) else None
     cost = r.cost if math.isfinite(r.cost) and r.cost > 0.0 else 0.0
     ok = r.outcome is Outcome.OK
+    headed = r.header_tags  # LiteLLM's order: the request's tags, the key's, then those of the headers
     tags: Sequence[str] = list(dict.fromkeys(key_tags)) if len(key_tags) > 1 else key_tags
+    if headed:
+        tags = list(dict.fromkeys([*tags, *headed])) if tags else headed
     meta_text = _PLAIN_META[(r.outcome, r.stream)] if ok and not r.retries and not r.fallbacks else None
     messages_text = "[]"
     response_text = "{}"
     if extra is not None:
-        tags = list(dict.fromkeys([*tag_list(extra.get("tags")), *key_tags]))
+        tags = list(dict.fromkeys([*tag_list(extra.get("tags")), *key_tags, *(headed or ())]))
         request_meta = extra.get("metadata")
         spend_meta = extra.get("spend_logs_metadata")
         if spend_meta is None and isinstance(request_meta, dict):
@@ -165,7 +183,7 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
             r.prompt_tokens + r.completion_tokens, r.prompt_tokens, r.completion_tokens, r.cache_read_tokens,
             r.cache_write_tokens, stamp(start), stamp(start + round(r.latency * 1_000_000)), first,
             r.upstream_model or r.model, r.model_group or r.model, r.deployment_id, r.provider, r.user_id,
-            r.team_id, r.org_id or org_id, r.end_user_id, _encode(tags).decode() if tags else "[]",
+            r.team_id, r.org_id or org_id, r.end_user_id, _tags_text(tags) if tags else "[]",
             "success" if ok else "failure", r.status, (r.cache_hit if dialect != "sqlite" else int(r.cache_hit)),
             meta_text, messages_text, response_text)
 

@@ -134,6 +134,7 @@ def rollups_of(rows: Iterable[Values]) -> tuple[Totals, dict[tuple[str, str], in
     out: Totals = {}
     members: dict[tuple[str, str], int] = {}
     daily: Daily = {}
+    decoded: dict[str, list[tuple[str, str]]] = {}  # a batch's rows share a few tag lists
     for (key, user, team, org, end, dep, tags, day, group, model, provider), acc in combos.items():
         if max(len(end or ""), len(user or ""), len(team or ""), len(org or ""), len(dep or "")) > ID_MAX:
             # the body's ``user`` (the end user) is the one a client sends unbounded; the rest are bounded too
@@ -144,8 +145,9 @@ def rollups_of(rows: Iterable[Values]) -> tuple[Totals, dict[tuple[str, str], in
                             ("customer", end), ("deployment", dep)):
             if ident:
                 ents.append((kind, ident))
-        tag_ents = [("tag", bounded_id(tag)) for tag in dict.fromkeys(_decode_tags(tags))] if tags and tags != "[]" \
-            else []
+        tag_ents = decoded.get(tags) if tags and tags != "[]" else []
+        if tag_ents is None:
+            tag_ents = decoded[tags] = [("tag", bounded_id(tag)) for tag in dict.fromkeys(_decode_tags(tags))]
         ents.extend(tag_ents)
         for ent in ents:
             tot = out.get(ent)
