@@ -49,6 +49,9 @@ Issue 13's speed bar, measured side by side:
 - **on-adjusted** (``--modes off,on,on-adjusted``): ``on`` with LiteLLM's ``cost_discount_config`` and
   ``cost_margin_config`` set (a discount and a margin on every request: the cost-part headers, the spend row's
   ``cost_breakdown``); against ``on``, what they cost.
+- **on-noua** (``--modes off,on,on-noua``): ``on`` with ``disable_add_user_agent_to_request_tags: true`` (the
+  load generator's ``User-Agent`` is otherwise a tag on every row, as LiteLLM adds it); against ``on``, what
+  LiteLLM's user-agent tags cost.
 - **where the CPU goes**: each run lists the gateway's threads that spent at least 1 µs a request
   (``threads_us_per_req``: the event loop's, Granian's, the SQLite connections').
 - **sink check**: after the runs, the on gateway's spend rows in the database against the requests it
@@ -113,12 +116,16 @@ MODES: dict[str, tuple[bool, bool, bool]] = {
     "on-batch10": (True, True, True),
     "on-nowrite": (True, True, True),
     "on-adjusted": (True, True, True),
+    "on-noua": (True, True, True),
 }
 _GENERAL_EXTRA = {"on-batch10": "  proxy_batch_write_at: 10\n"}
 _LITELLM_EXTRA = {"on-adjusted": "litellm_settings:\n  cost_discount_config: {openai: 0.1}\n"
-                                 "  cost_margin_config: {global: {percentage: 0.05, fixed_amount: 0.0001}}\n"}
+                                 "  cost_margin_config: {global: {percentage: 0.05, fixed_amount: 0.0001}}\n",
+                  "on-noua": "litellm_settings:\n  disable_add_user_agent_to_request_tags: true\n"}
 """Modes with ``litellm_settings`` of their own: ``on-adjusted`` is ``on`` with a provider discount and a margin
-(``cost.adjust``), so ``on`` against it is what they cost a request."""
+(``cost.adjust``), so ``on`` against it is what they cost a request; ``on-noua`` is ``on`` without LiteLLM's
+``User-Agent`` request tags (``disable_add_user_agent_to_request_tags``: the load generator's user agent is
+otherwise one more tag on every row), so ``on`` against it is what they cost."""
 """Modes that differ from another only in ``general_settings``: ``on-batch10`` is ``on`` with LiteLLM's
 default spend write interval (10 s) instead of relaygate's (1 s)."""
 _STUBS = {"on-nowrite": REPO_ROOT / "bench" / "stubs" / "nowrite"}
@@ -426,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
                    "prices, no spend logs), logs (spend logs and prices, no budgets), on-batch10 (on, with "
                    "proxy_batch_write_at: 10, LiteLLM's default), on-nowrite (on with the database write replaced by "
                    "a no-op: on against it is what the write costs), on-adjusted (on with a provider discount and "
-                   "margin); off and on are required")
+                   "margin), on-noua (on without LiteLLM's User-Agent request tags); off and on are required")
     p.add_argument("--out", default=str(REPO_ROOT / "bench" / "results"))
     a = p.parse_args(argv)
     if not 0 < a.active <= a.keys:
