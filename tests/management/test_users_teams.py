@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from relaygate.store import hash_token
 from tests.management.conftest import Env, run
 
@@ -147,6 +149,40 @@ def test_new_internal_users_get_litellms_defaults(db_url: str) -> None:
         assert stored.max_budget == 10.0 and stored.budget_duration == "30d"
 
     run(db_url, body, settings)
+
+
+def test_new_teams_get_litellms_defaults(db_url: str) -> None:
+    """``default_team_params`` completes a ``/team/new`` that gives none of its fields (an explicit null
+    ``budget_duration`` stays: a budget that never resets); given values stay; the first
+    ``default_team_settings`` entry's ``max_budget`` is the older fallback. Bad defaults stop the config."""
+    settings = {"default_team_params": {"max_budget": 25.0, "budget_duration": "30d", "tpm_limit": 5000,
+                                        "rpm_limit": 50, "team_member_permissions": ["/key/generate"]}}
+
+    async def body(env: Env) -> None:
+        plain = await env.ok("POST", "/team/new", {"team_id": "t1"})
+        assert plain["max_budget"] == 25.0 and plain["budget_duration"] == "30d"
+        assert plain["budget_reset_at"] is not None and plain["tpm_limit"] == 5000 and plain["rpm_limit"] == 50
+        assert plain["team_member_permissions"] == ["/key/generate"]
+        own = await env.ok("POST", "/team/new", {"team_id": "t2", "max_budget": 3.0, "rpm_limit": 7,
+                                                 "budget_duration": None})
+        assert own["max_budget"] == 3.0 and own["rpm_limit"] == 7 and own["tpm_limit"] == 5000
+        assert own["budget_duration"] is None and own["budget_reset_at"] is None
+        stored = await env.store.get_team("t1")
+        assert stored.max_budget == 25.0 and stored.budget_duration == "30d"
+
+    run(db_url, body, settings)
+
+    async def legacy(env: Env) -> None:
+        assert (await env.ok("POST", "/team/new", {"team_id": "t3"}))["max_budget"] == 9.0
+
+    run(db_url, legacy, {"default_team_settings": [{"team_id": "x", "max_budget": 9.0}]})
+    from relaygate.config import from_litellm
+    from relaygate.config.errors import ConfigError
+
+    for bad, why in (({"max_budget": "lots"}, "max_budget"), ({"budget_duration": "monthly"}, "budget_duration"),
+                     ({"team_member_permissions": "/key/generate"}, "team_member_permissions")):
+        with pytest.raises(ConfigError, match=f"default_team_params.{why}"):
+            from_litellm({"model_list": [], "litellm_settings": {"default_team_params": bad}}, "c.yaml")
 
 
 def test_team_model_add_and_delete(db_url: str) -> None:

@@ -249,6 +249,30 @@ class PassThroughEndpoint(msgspec.Struct, kw_only=True):
     """LiteLLM's optional identifier (kept, not used)."""
 
 
+TEAM_DEFAULTS = ("organization_id", "max_budget", "budget_duration", "tpm_limit", "rpm_limit",
+                 "team_member_permissions")
+"""The team fields ``default_team_params`` fills in (LiteLLM's ``/team/new``; its ``access_group_ids`` have no
+counterpart here)."""
+
+
+def check_team_defaults(p: dict[str, Any]) -> None:
+    """``default_team_params``' values of the right types (``ValueError`` naming the field)."""
+    for k in ("max_budget", "tpm_limit", "rpm_limit"):
+        v = p.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v < 0):
+            raise ValueError(f"default_team_params.{k}: expected a number >= 0, got {v!r}")
+    for k in ("organization_id", "budget_duration"):
+        if p.get(k) is not None and not isinstance(p[k], str):
+            raise ValueError(f"default_team_params.{k}: expected a string")
+    m = re.match(r"^\s*(\d+)\s*(s|m|h|d|w|mo)\s*$", p.get("budget_duration") or "1d")  # budgets.periods' forms
+    if m is None or int(m.group(1)) <= 0:
+        raise ValueError(f"default_team_params.budget_duration: {p['budget_duration']!r} is not a duration (30s, "
+                         "30m, 1h, 1d, 7d, 30d, 1mo)")
+    perms = p.get("team_member_permissions")
+    if perms is not None and (not isinstance(perms, list) or not all(isinstance(x, str) for x in perms)):
+        raise ValueError("default_team_params.team_member_permissions: expected a list of route names")
+
+
 _NEW_USER_FIELDS = frozenset(("max_budget", "budget_duration", "models", "tpm_limit", "rpm_limit", "soft_budget",
                               "max_parallel_requests", "metadata", "user_alias"))
 """User fields ``default_internal_user_params`` may give a new internal user."""
@@ -342,6 +366,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     extra_spend_tag_headers: list[str] = []
     """``litellm_settings.extra_spend_tag_headers``: request headers whose value becomes a tag
     ``<header>: <value>`` (LiteLLM's)."""
+    default_team_params: dict[str, Any] = {}
+    """``litellm_settings.default_team_params``: what a team made by ``/team/new`` gets where the request gives
+    nothing (:meth:`new_team_defaults`)."""
     default_team_settings: list[dict[str, Any]] = []
     """``litellm_settings.default_team_settings``: LiteLLM's team-based logging from the config, one entry per
     ``team_id`` (``success_callback``, ``failure_callback``, the callbacks' variables beside them or in
@@ -390,6 +417,23 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     """Completion records a worker keeps waiting for the spend sink (the database slow or down); past it
     the oldest are dropped, counted (``sink_dropped:spend``) and logged."""
 
+    def new_team_defaults(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """What LiteLLM's ``/team/new`` fills in of ``fields`` (the request's, explicit nulls included):
+        ``default_team_params``' ``organization_id``, ``max_budget``, ``budget_duration`` (only when the request
+        left it out: an explicit null is a budget that never resets), ``tpm_limit``, ``rpm_limit`` and
+        ``team_member_permissions`` where the request gives none; then, the older way, the first
+        ``default_team_settings`` entry's ``max_budget``."""
+        p = self.default_team_params or {}
+        out: dict[str, Any] = {}
+        for k in TEAM_DEFAULTS:
+            if fields.get(k) is None and not (k == "budget_duration" and k in fields) and p.get(k) is not None:
+                out[k] = p[k]
+        teams = self.default_team_settings
+        if fields.get("max_budget") is None and "max_budget" not in out and teams and \
+                teams[0].get("max_budget") is not None:
+            out["max_budget"] = teams[0]["max_budget"]
+        return out
+
     def new_user_defaults(self, role: str | None, fields: dict[str, Any], *, params: bool = True) -> dict[str, Any]:
         """``fields`` of a new user of ``role`` completed as LiteLLM completes them for an ``internal_user``:
         ``default_internal_user_params`` (with ``params``) where a field is not given, then
@@ -420,6 +464,8 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
         for i, team in enumerate(self.default_team_settings):
             if not isinstance(team.get("team_id"), str) or not team["team_id"]:
                 raise ValueError(f"default_team_settings[{i}]: team_id missing (LiteLLM refuses it too)")
+        check_team_defaults({**self.default_team_params, **({"max_budget": self.default_team_settings[0].get(
+            "max_budget")} if self.default_team_settings else {})})
         check_margins(self.cost_margin_config)
         if self.user_header_name is not None:
             header_name(self.user_header_name, "user_header_name")

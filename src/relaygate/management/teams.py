@@ -242,6 +242,11 @@ async def new(ctx: Ctx) -> Any:
     fields = _team_fields(ctx, body)
     for name in ("team_id", "members_with_roles"):
         fields.pop(name, None)
+    defaults = ctx.gw.runtime.config.general.new_team_defaults(fields)  # LiteLLM's default_team_params
+    if defaults:
+        fields.update(defaults)
+        if defaults.get("budget_duration"):
+            fields["budget_reset_at"] = budget_reset(ctx, defaults["budget_duration"])
     member_budget = fields.pop("team_member_budget", None)
     if fields.get("metadata") is not None:
         fields["metadata"] = unmask_metadata(fields["metadata"], None)  # a mask with nothing behind it: a 400
