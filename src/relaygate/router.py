@@ -518,6 +518,8 @@ class Router:
         excluded = forbidden = self._tag_filter(group, ctx) if settings.enable_tag_filtering else 0
         budgets = self.budgets
         if budgets is not None:
+            if budgets.tags_over and ctx.tags and (err := budgets.tags_crossed(group, ctx.tags)) is not None:
+                raise err
             over = budgets.mask(group) & ~forbidden
             if over:
                 if forbidden | over == (1 << len(group.targets)) - 1:

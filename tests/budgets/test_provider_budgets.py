@@ -114,6 +114,42 @@ def test_a_deployment_budget_skips_that_deployment_only() -> None:
     asyncio.run(main())
 
 
+def test_a_tag_over_its_budget_is_refused_other_requests_are_not() -> None:
+    """LiteLLM's ``litellm_settings.tag_budget_config``: a request's tags (header, body, metadata) spend their
+    budgets; once a tag is over, a request carrying it is refused (LiteLLM's 429, a line per deployment) before
+    any upstream call, and requests without it are served."""
+    async def main() -> None:
+        async with upstream() as a, upstream() as b:
+            cfg = config(a, b)
+            cfg["litellm_settings"] = {"tag_budget_config": {
+                "product:chat-bot": {"max_budget": 1.5 * COST, "budget_duration": "1d"},
+                "team:search": {"budget_limit": 100.0, "time_period": "30d"}}}
+            async with gateway(cfg) as gw:
+                chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+                for tagged in ({"tags": ["product:chat-bot"]}, {"metadata": {"tags": ["product:chat-bot", "x"]}}):
+                    r = await call(gw, "POST", "/v1/chat/completions", {**chat, **tagged}, headers=ADMIN)
+                    gw.completions.drain_now()
+                    assert r.status == 200, r.body
+                hits = a.hits + b.hits
+                r = await call(gw, "POST", "/v1/chat/completions", chat,
+                               headers={**ADMIN, "x-litellm-tags": "team:search,product:chat-bot"})
+                msg = crossed(r)
+                line = f"Exceeded budget for tag='product:chat-bot', tag_spend={2 * COST!r}, " \
+                       f"tag_budget_limit={1.5 * COST!r}\n"
+                assert msg == f"{CROSSED}: {line * 2}" and a.hits + b.hits == hits
+                assert (await ask(gw)).status == 200  # no tag: served
+                r = await call(gw, "POST", "/v1/chat/completions", {**chat, "tags": ["team:search"]}, headers=ADMIN)
+                gw.completions.drain_now()
+                assert r.status == 200, r.body
+                budgets = gw.router.budgets
+                assert budgets is not None and budgets.tags["team:search"].local > 0
+                assert budgets.tags_over == {"product:chat-bot"}
+
+    asyncio.run(main())
+    with pytest.raises(ConfigError, match=r"tag_budget_config\.t"):
+        from_litellm({"model_list": [], "litellm_settings": {"tag_budget_config": {"t": {"max_budget": 1}}}}, "c")
+
+
 def test_the_budget_resets_at_the_period_boundary() -> None:
     """The clock is the budgets' own (injected): spent in one period, the provider is back in the next one,
     which starts exactly at the boundary computed from the epoch."""

@@ -1,14 +1,17 @@
-"""Provider and deployment budgets: LiteLLM's budget routing (``router_strategy/budget_limiter.py``).
+"""Provider, deployment and tag budgets: LiteLLM's budget routing (``router_strategy/budget_limiter.py``).
 
-What it owns: the spend of each provider named in ``router_settings.provider_budget_config`` and of each
-deployment with ``litellm_params.max_budget`` + ``budget_duration``, per period, and the bitmask of a model
-group's deployments that are over budget. Routing skips those (a filter, like tag routing: any strategy
-works on what is left); when every deployment the request may use is over, the router answers LiteLLM's
-429 ``No deployments available - crossed budget: Exceeded budget for provider openai: 0.0012 >= 0.001``.
+What it owns: the spend of each provider named in ``router_settings.provider_budget_config``, of each
+deployment with ``litellm_params.max_budget`` + ``budget_duration`` and of each tag of
+``litellm_settings.tag_budget_config``, per period, and the bitmask of a model group's deployments that are
+over budget. Routing skips those (a filter, like tag routing: any strategy works on what is left); when
+every deployment the request may use is over, the router answers LiteLLM's 429 ``No deployments available -
+crossed budget: Exceeded budget for provider openai: 0.0012 >= 0.001``. A request carrying a tag over its
+budget (the request's own tags: ``x-litellm-tags``, body ``tags``, ``metadata.tags``, as LiteLLM reads them)
+may use no deployment at all: the same 429, a line per deployment naming the tag, its spend and its limit.
 
 How spend is counted: :meth:`ProviderBudgets.handle` is a completion sink (off the request path); a
-record's ``cost`` goes to its ``provider``'s budget and its ``deployment_id``'s, as integer pico-USD (no
-float drift). With Redis (``router_settings.redis_*``) each budget also has a shared counter,
+record's ``cost`` goes to its ``provider``'s budget, its ``deployment_id``'s and its budgeted tags', as integer
+pico-USD (no float drift). With Redis (``router_settings.redis_*``) each budget also has a shared counter,
 ``relaygate:budget:{provider|deployment}:{ident}:{period start}``: increments are batched per drain with
 ``INCRBY`` and expire a minute after the period ends (``budgets.shared.SharedSpend``), so a new period is a
 new key and a reset needs no job.
@@ -61,7 +64,7 @@ CROSSED = "No deployments available - crossed budget"
 
 def wanted(config: Config) -> bool:
     """Whether ``config`` has a provider or deployment budget (else nothing is installed)."""
-    return bool(config.router.provider_budget_config) or any(
+    return bool(config.router.provider_budget_config or config.router.tag_budget_config) or any(
         d.max_budget is not None and d.budget_duration for d in config.deployments)
 
 
@@ -125,6 +128,9 @@ class ProviderBudgets:
         self.interval = interval
         self.providers: dict[str, Budget] = {}
         self.deployments: dict[str, Budget] = {}
+        self.tags: dict[str, Budget] = {}
+        self.tags_over: frozenset[str] = frozenset()
+        """The budgeted tags over their budget now (the router's one test per request that has tags)."""
         self.version = 0
         self._roll_at = float("inf")
         self._read_at = 0.0
@@ -137,9 +143,11 @@ class ProviderBudgets:
         """Budgets of ``config``; one whose limit or period is unchanged keeps its spend."""
         now = self.clock()
         old = {**{("provider", k): b for k, b in self.providers.items()},
-               **{("deployment", k): b for k, b in self.deployments.items()}}
+               **{("deployment", k): b for k, b in self.deployments.items()},
+               **{("tag", k): b for k, b in self.tags.items()}}
         self.providers = {}
         self.deployments = {}
+        self.tags = {}
         for provider, spec in (config.router.provider_budget_config or {}).items():
             self.providers[provider] = self._keep(old, "provider", provider, spec.budget_limit, spec.time_period,
                                                   now)
@@ -147,8 +155,11 @@ class ProviderBudgets:
             if dep.max_budget is not None and dep.budget_duration:
                 self.deployments[dep.id] = self._keep(old, "deployment", dep.id, dep.max_budget,
                                                       dep.budget_duration, now)
+        for tag, spec in (config.router.tag_budget_config or {}).items():
+            self.tags[tag] = self._keep(old, "tag", tag, spec.budget_limit, spec.time_period, now)
         for b in self._all():
             b.check()
+        self._tags_over()
         self._roll_at = min((b.end for b in self._all()), default=float("inf"))
         self.version += 1
         if self.metrics is not None:
@@ -172,7 +183,10 @@ class ProviderBudgets:
         return Budget(kind, ident, limit, duration, now)
 
     def _all(self) -> list[Budget]:
-        return [*self.providers.values(), *self.deployments.values()]
+        return [*self.providers.values(), *self.deployments.values(), *self.tags.values()]
+
+    def _tags_over(self) -> None:
+        self.tags_over = frozenset(t for t, b in self.tags.items() if b.over) if self.tags else frozenset()
 
     # -- the request path ---------------------------------------------------------------------------
 
@@ -218,6 +232,16 @@ class ProviderBudgets:
                              f"{dep.model}, model_id: {dep.id}: {b.usd()!r} >= {b.limit!r}\n")
         return RateLimited(f"{CROSSED}: {''.join(lines)}", code="429")
 
+    def tags_crossed(self, group: Any, tags: frozenset[str]) -> GatewayError | None:
+        """LiteLLM's error for a request carrying a tag over its budget (every deployment of ``group`` is then
+        over: a line each, as LiteLLM's); None when none of ``tags`` is."""
+        over = sorted(self.tags_over & tags)
+        if not over:
+            return None
+        b = self.tags[over[0]]
+        line = f"Exceeded budget for tag='{over[0]}', tag_spend={b.usd()!r}, tag_budget_limit={b.limit!r}\n"
+        return RateLimited(f"{CROSSED}: {line * len(group.targets)}", code="429")
+
     # -- counting -----------------------------------------------------------------------------------
 
     def handle(self, batch: Sequence[CompletionRecord]) -> None:
@@ -225,14 +249,17 @@ class ProviderBudgets:
         now = self.clock()
         if now >= self._roll_at:
             self._roll(now)
-        providers, deployments, shared = self.providers, self.deployments, self.shared
+        providers, deployments, tags, shared = self.providers, self.deployments, self.tags, self.shared
         changed = touched = False
         for r in batch:
             cost = r.cost
             if not cost > 0.0:
                 continue
             c = pico_of(cost)
-            for b in (providers.get(r.provider), deployments.get(r.deployment_id)):
+            extra = r.extra
+            sent = extra.get("tags") if tags and isinstance(extra, dict) else None
+            for b in (providers.get(r.provider), deployments.get(r.deployment_id),
+                      *(tags.get(t) for t in sent or () if type(t) is str)):
                 if b is None:
                     continue
                 b.local += c
@@ -243,6 +270,7 @@ class ProviderBudgets:
                 touched = True
         if changed:
             self.version += 1
+            self._tags_over()
         if touched and self.metrics is not None:
             self._export()
 
@@ -255,6 +283,7 @@ class ProviderBudgets:
         self._roll_at = min((b.end for b in self._all()), default=float("inf"))
         if changed:
             self.version += 1
+            self._tags_over()
         if self.metrics is not None:
             self._export()
 
@@ -287,6 +316,7 @@ class ProviderBudgets:
             changed |= b.check()
         if changed:
             self.version += 1
+            self._tags_over()
         if self.metrics is not None:
             self._export()
 

@@ -606,7 +606,7 @@ def router_value(key: str, value: Any, source: str, section: str, warnings: list
         return fallback_table(value, source, f"{section}.{key}", warnings)
     if key == "default_fallbacks":
         return default_fallbacks(value, source, f"{section}.{key}", warnings)
-    if key == "provider_budget_config":
+    if key in ("provider_budget_config", "tag_budget_config"):  # the same shape: {name: {budget, period}}
         return provider_budget_config(value, source, f"{section}.{key}")
     if key == "model_group_alias":
         return model_group_alias(value, source, f"{section}.{key}")

@@ -79,7 +79,7 @@ _SERVER_KEYS = _fields(ServerSettings)
 _LITELLM_SETTINGS_ROUTER = {
     "num_retries", "fallbacks", "context_window_fallbacks", "content_policy_fallbacks", "default_fallbacks",
     "allowed_fails", "cooldown_time", "max_fallbacks", "retry_policy", "stream_timeout", "disable_cooldowns",
-}
+    "tag_budget_config"}
 _SIZE_KEYS = {"max_request_size_mb": "max_request_body_bytes", "max_response_size_mb": "max_upstream_response_bytes"}
 _POOL_KEYS = {"database_connection_pool_limit": "database_pool_size",
               "database_connection_timeout": "database_pool_timeout"}

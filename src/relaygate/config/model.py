@@ -125,6 +125,9 @@ class RouterSettings(msgspec.Struct, kw_only=True):
     provider_budget_config: dict[str, ProviderBudget] | None = None
     """LiteLLM's provider budgets by provider name (``openai``, ``azure``, ...): a provider over its budget
     in the current period is skipped by routing (``relaygate.budgets.providers``)."""
+    tag_budget_config: dict[str, ProviderBudget] | None = None
+    """``litellm_settings.tag_budget_config`` (LiteLLM's router tag budgets: ``{tag: {max_budget,
+    budget_duration}}``): a request carrying a tag over its budget is refused (``budgets.providers``)."""
 
 
 class ServerSettings(msgspec.Struct, kw_only=True):

@@ -346,7 +346,7 @@ class Gateway:
         (a completion sink from then on, its counters shared through Redis when configured), reconfigured
         on reloads, and given to ``router``; without any, the router's budget check is one ``is None`` test."""
         pb = self.provider_budgets
-        has = bool(config.router.provider_budget_config) or any(
+        has = bool(config.router.provider_budget_config or config.router.tag_budget_config) or any(
             d.max_budget is not None and d.budget_duration for d in config.deployments)
         if pb is None:
             if not has:
