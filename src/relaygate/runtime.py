@@ -44,7 +44,7 @@ class Runtime:
     __slots__ = ("config", "generation", "router", "principals", "max_body", "body_limits", "keepalive",
                  "watch_unary", "allow_private_media", "before_route", "answer_headers", "prices", "cache", "observer",
                  "ensure_targets", "max_parallel", "user_header", "forward_headers", "forward_org", "track_end_users",
-                 "model_override", "track_remaining", "_timeouts", "ua_tags", "tag_headers")
+                 "model_override", "track_remaining", "_timeouts", "ua_tags", "tag_headers", "forward_groups")
 
     def __init__(self, config: Config, router: Router, principals: PrincipalResolver, generation: int = 0,
                  before_route: tuple[BeforeRoute, ...] = (), metrics: Any = None) -> None:
@@ -64,6 +64,10 @@ class Runtime:
         self.forward_headers = g.forward_client_headers_to_llm_api
         """``forward_client_headers_to_llm_api``: the client's headers go on to the provider (never the key's)."""
         self.forward_org = g.forward_openai_org_id
+        groups = g.model_group_settings.get("forward_client_headers_to_llm_api")
+        self.forward_groups: tuple[str, ...] | None = tuple(groups) if groups and not self.forward_headers else None
+        """``model_group_settings.forward_client_headers_to_llm_api``: the model groups whose calls carry the
+        client's headers (``pipeline.overrides.forwards_for``); None: none beyond the global switch."""
         overrides = {route: model for setting, routes in DEFAULT_MODELS.items() if (model := getattr(g, setting))
                      for route in routes}
         self.model_override: dict[str, str] | None = overrides or None

@@ -128,3 +128,24 @@ def test_off_nothing_of_the_clients_goes_on(upstream: int) -> None:
         assert client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}]).id
         seen = _last()
         assert "x-trace-id" not in seen and "anthropic-beta" not in seen and "openai-organization" not in seen
+
+
+def test_forwarded_for_listed_model_groups_only(upstream: int) -> None:
+    """LiteLLM's ``litellm_settings.model_group_settings.forward_client_headers_to_llm_api``: the client's headers
+    go on for the model groups listed (a name or a ``*`` pattern), not for the others; the gateway's key never."""
+    from relaygate.pipeline.overrides import forwards_for
+
+    assert forwards_for(("chat", "team-*"), "chat") and forwards_for(("team-*",), "alias", "team-a")
+    assert not forwards_for(("chat",), "comp", "comp") and not forwards_for(("cha",), "chat")
+    config = _config(upstream, False) + "litellm_settings:\n  model_group_settings:\n" \
+        "    forward_client_headers_to_llm_api: [ch*]\n"
+    with start_gateway(config) as gw:
+        for model in ("chat", "comp"):
+            SEEN.clear()
+            r = httpx.post(f"{gw.url}/v1/chat/completions", headers={**CLIENT, "X-Gateway-Key": f"Bearer {MASTER}"},
+                           json={"model": model, "messages": [{"role": "user", "content": "hi"}]}, timeout=10)
+            assert r.status_code == 200, r.text
+            (seen,) = SEEN
+            assert (seen.get("x-trace-id"), seen.get("anthropic-beta")) == (
+                ("trace-1", "tools-2024") if model == "chat" else (None, None)), (model, seen)
+            assert "x-gateway-key" not in seen and "x-litellm-tags" not in seen and MASTER not in json.dumps(seen)

@@ -369,6 +369,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     extra_spend_tag_headers: list[str] = []
     """``litellm_settings.extra_spend_tag_headers``: request headers whose value becomes a tag
     ``<header>: <value>`` (LiteLLM's)."""
+    model_group_settings: dict[str, Any] = {}
+    """``litellm_settings.model_group_settings``: ``forward_client_headers_to_llm_api``, the model groups
+    (``*`` wildcards) whose calls carry the client's headers as with the global switch."""
     default_team_params: dict[str, Any] = {}
     """``litellm_settings.default_team_params``: what a team made by ``/team/new`` gets where the request gives
     nothing (:meth:`new_team_defaults`)."""
@@ -467,6 +470,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
         for i, team in enumerate(self.default_team_settings):
             if not isinstance(team.get("team_id"), str) or not team["team_id"]:
                 raise ValueError(f"default_team_settings[{i}]: team_id missing (LiteLLM refuses it too)")
+        groups = self.model_group_settings.get("forward_client_headers_to_llm_api")
+        if groups is not None and (not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups)):
+            raise ValueError("model_group_settings.forward_client_headers_to_llm_api: expected a list of model groups")
         check_team_defaults({**self.default_team_params, **({"max_budget": self.default_team_settings[0].get(
             "max_budget")} if self.default_team_settings else {})})
         check_margins(self.cost_margin_config)

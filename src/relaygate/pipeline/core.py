@@ -51,7 +51,7 @@ from relaygate.observe.capture import Capture, traced
 from relaygate.pipeline import batch, control
 from relaygate.pipeline.exchange import Exchange, add_upstream_headers
 from relaygate.pipeline.frontend import Frontend, Spent
-from relaygate.pipeline.overrides import Overrides, forwardable, new_call_id, organization
+from relaygate.pipeline.overrides import Overrides, forwardable, forwards_for, new_call_id, organization
 from relaygate.pipeline.stream import relay_stream
 from relaygate.route_context import RouteContext
 from relaygate.router import Lease
@@ -130,6 +130,8 @@ class Pipeline:
             if key is not None and key.aliases:  # the key's (and its team's) model aliases, as LiteLLM's
                 model = key.aliases.get(model, model)
             group = ex.group = rt.router.resolve(model, fe.router_route)
+            if rt.forward_groups is not None and forwards_for(rt.forward_groups, model, group.name):
+                over.forward = forwardable(headers, rt.principals.key_header)  # LiteLLM's model_group_settings
             if key is not None:
                 who.check_model(model)  # the model served is the one the key must be allowed
                 if ex.fallbacks:

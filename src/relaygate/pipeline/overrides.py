@@ -12,6 +12,7 @@ validated: a timeout is a finite number of seconds > 0, retries an integer in 0.
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import math
 import os
@@ -232,6 +233,17 @@ def forwardable(headers: Iterable[tuple[bytes, bytes]], key_header: bytes | None
             continue
         out.append((k.decode("latin-1"), bytes(v).decode("latin-1")))
     return out or None
+
+
+def forwards_for(groups: tuple[str, ...], *names: str) -> bool:
+    """Whether a call to a model of ``names`` (the name asked for, its model group) carries the client's headers
+    under ``model_group_settings.forward_client_headers_to_llm_api``: a name listed, or matched by a listed
+    pattern with ``*`` (``openai/*``), as LiteLLM's ``check_model_access_helper`` matches them."""
+    for g in groups:
+        for name in names:
+            if name == g or ("*" in g and fnmatch.fnmatchcase(name, g)):
+                return True
+    return False
 
 
 def organization(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
