@@ -5,6 +5,8 @@ the config's shapes and errors, the names relaygate does not write warned about,
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 import httpx
 import pytest
@@ -41,6 +43,17 @@ def scrape(view: PrometheusView | None) -> Scrape:
 def total(s: Scrape, sample: str, where: dict[str, str] | None = None) -> float:
     return sum(v for labels, v in zip(s.samples.get(sample, []), s.values.get(sample, []), strict=True)
                if all(labels.get(k) == x for k, x in (where or {}).items()))
+
+
+def scraped(gw: Any, requests: int) -> Scrape:
+    """The gateway's ``/metrics`` once it counts ``requests`` requests (or after ~5 s)."""
+    s = Scrape()
+    for _ in range(50):
+        s = parse_exposition(httpx.get(f"{gw.url}/metrics", timeout=10).text)
+        if total(s, "litellm_proxy_total_requests_metric_total") >= requests:
+            break
+        time.sleep(0.1)
+    return s
 
 
 def test_the_settings_read_as_litellm_reads_them() -> None:
@@ -157,14 +170,90 @@ general_settings:
             r = httpx.post(f"{gw.url}/v1/chat/completions", headers={"Authorization": "Bearer sk-pv-master"},
                            json={"model": "m", "messages": [{"role": "user", "content": "count me"}]}, timeout=10)
             assert r.status_code == 200, r.text
-        s = Scrape()
-        for _ in range(50):
-            s = parse_exposition(httpx.get(f"{gw.url}/metrics", timeout=10).text)
-            if total(s, "litellm_proxy_total_requests_metric_total") >= 3:
-                break
+        s = scraped(gw, 3)
     litellm_families = {n for n in s.types if n.startswith("litellm_")}
     assert litellm_families == {"litellm_total_tokens_metric", "litellm_proxy_total_requests_metric"}
     assert s.samples["litellm_proxy_total_requests_metric_total"] == [{"requested_model": "m", "status_code": "200"}]
     assert s.values["litellm_proxy_total_requests_metric_total"] == [3.0]
     assert s.samples["litellm_total_tokens_metric_total"] == [{"model": "echo", "requested_model": "m"}]
     assert any(n.startswith("relaygate_") for n in s.types)  # relaygate's own families are not LiteLLM's to shape
+
+
+def test_custom_metadata_and_tag_labels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiteLLM's ``custom_prometheus_metadata_labels`` and ``custom_prometheus_tags``: labels on every family,
+    values from the key's metadata and the standard key fields (never the client's metadata), tags
+    ``true`` / ``false`` (exact or ``*`` pattern, the ``User-Agent`` tags included); a family without values
+    for them writes ``None``; a label's values are bounded."""
+    from relaygate.observe import prometheus_custom
+
+    from .test_prometheus_dashboard import record
+
+    view = view_from({"custom_prometheus_metadata_labels": ["metadata.cost_center", "metadata.org.unit",
+                                                             "metadata.user_api_key_team_alias"],
+                      "custom_prometheus_tags": ["prod", "User-Agent: curl/*"]})
+    assert view is not None and view.custom_names == (
+        "metadata_cost_center", "metadata_org_unit", "metadata_user_api_key_team_alias", "tag_prod",
+        "tag_User_Agent__curl__")
+    cfg = traffic_config()
+    metrics = Metrics.for_config(cfg)
+    lite = LiteLLMMetrics(["gpt-4o", "claude", "gpt4"], cfg.deployments)
+    lite.view = view
+    metrics.litellm = lite
+    records = [record(0, key_metadata={"cost_center": "cc-1", "org": {"unit": "search"}}, team_alias="team-one",
+                      extra={"tags": ["prod"], "metadata": {"cost_center": "client-said"}},
+                      header_tags=("User-Agent: curl", "User-Agent: curl/8.1")),
+               record(1, key_metadata={"cost_center": 7}, extra={"metadata": {"cost_center": "client-said"}}),
+               record(2, key_metadata={"cost_center": "cc-1", "org": {"unit": "search"}}, team_alias="team-one",
+                      extra={"tags": ["prod"]}, header_tags=("User-Agent: curl", "User-Agent: curl/8.1"))]
+    lite.handle(records)
+    lite.set_budget("team", "team-1", "team-one", 100.0, 12.5, reset_at=4_000_000_000.0)
+    s = parse_exposition(metrics.render().decode())
+    req = "litellm_proxy_total_requests_metric_total"
+    got = sorted((x["metadata_cost_center"], x["metadata_org_unit"], x["metadata_user_api_key_team_alias"],
+                  x["tag_prod"], x["tag_User_Agent__curl__"], v) for x, v in zip(s.samples[req], s.values[req]))
+    assert got == [("None", "None", "None", "false", "false", 1.0), ("cc-1", "search", "team-one", "true", "true", 2.0)]
+    assert "client-said" not in str(s.samples)
+    budget = s.samples["litellm_remaining_team_budget_metric"][0]
+    assert budget["metadata_cost_center"] == "None" and budget["tag_prod"] == "None"
+    bucket = "litellm_request_total_latency_metric_bucket"
+    assert {x["tag_prod"] for x in s.samples[bucket]} == {"true", "false"}
+    # another worker's snapshot from before the labels were configured: its series get "None", nothing lost
+    old = LiteLLMMetrics(["gpt-4o", "claude", "gpt4"], cfg.deployments)
+    old.handle([record(3)])
+    merged = parse_exposition("\n".join(lite.render([lite.snapshot(), old.snapshot()])))
+    assert total(merged, req) == 4 and total(merged, "litellm_request_total_latency_metric_count") == 4
+    assert sum(1 for x in merged.samples[req] if x["tag_prod"] == "None") == 1
+    monkeypatch.setattr(prometheus_custom, "MAX_VALUES", 2)
+    bounded = prometheus_custom.CustomLabels(view)
+    seen = [bounded.values(record(i, key_metadata={"cost_center": f"cc-{i}"}))[0] for i in range(4)]
+    assert seen == ["cc-0", "cc-1", "other", "other"]
+
+
+@pytest.mark.e2e
+def test_custom_labels_through_the_gateway() -> None:
+    config = """
+model_list:
+  - model_name: m
+    litellm_params: {model: mock/echo}
+litellm_settings:
+  callbacks: ["prometheus"]
+  custom_prometheus_metadata_labels: [metadata.cost_center]
+  custom_prometheus_tags: [prod, "User-Agent: python-httpx*"]
+general_settings:
+  master_key: sk-pv-master
+"""
+    admin = {"Authorization": "Bearer sk-pv-master"}
+    with start_gateway(config) as gw:
+        r = httpx.post(f"{gw.url}/key/generate", headers=admin, json={"metadata": {"cost_center": "cc-9"}},
+                       timeout=10)
+        assert r.status_code == 200, r.text
+        key = r.json()["key"]
+        for tags in (["prod"], []):
+            r = httpx.post(f"{gw.url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                           json={"model": "m", "messages": [{"role": "user", "content": "hi"}], "tags": tags,
+                                 "metadata": {"cost_center": "mine"}}, timeout=10)
+            assert r.status_code == 200, r.text
+        s = scraped(gw, 2)
+    got = sorted((x["metadata_cost_center"], x["tag_prod"], x["tag_User_Agent__python_httpx_"])
+                 for x in s.samples["litellm_proxy_total_requests_metric_total"])
+    assert got == [("cc-9", "false", "true"), ("cc-9", "true", "true")]

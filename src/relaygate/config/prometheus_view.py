@@ -8,6 +8,10 @@ What it owns: :class:`PrometheusView` and :func:`view_from`, reading LiteLLM 1.1
   lists: the later group's, as LiteLLM's ``_build_label_filters``; a group without one changes nothing).
 - ``prometheus_exclude_metrics``: families never written, listed or not.
 - ``prometheus_exclude_labels``: labels dropped from every family.
+- ``custom_prometheus_metadata_labels`` (``metadata.<key>`` paths, dots for nesting) and
+  ``custom_prometheus_tags`` (tags, ``*`` wildcards): labels added to every family, ``metadata_<key>`` and
+  ``tag_<tag>`` (LiteLLM's names, sanitised as its ``sanitize_prometheus_label_name``), counted by
+  ``observe.prometheus_custom``.
 
 The view is applied when ``/metrics`` is written (``observe.prometheus_view``), never on the request path.
 Sans IO; a value of the wrong shape is an ``ObserveConfigError`` naming it.
@@ -15,14 +19,16 @@ Sans IO; a value of the wrong shape is an ``ObserveConfigError`` naming it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
 
-__all__ = ["FIELDS", "PrometheusView", "one_label", "view_from"]
+__all__ = ["FIELDS", "PrometheusView", "label_name", "one_label", "view_from"]
 
-FIELDS = ("prometheus_metrics_config", "prometheus_exclude_metrics", "prometheus_exclude_labels")
+FIELDS = ("prometheus_metrics_config", "prometheus_exclude_metrics", "prometheus_exclude_labels",
+          "custom_prometheus_metadata_labels", "custom_prometheus_tags")
 """The ``litellm_settings`` keys :func:`view_from` reads."""
 
 
@@ -35,6 +41,17 @@ class PrometheusView(msgspec.Struct, frozen=True, kw_only=True):
     exclude_labels: frozenset[str] = frozenset()
     include_labels: dict[str, tuple[str, ...]] = {}
     """family -> the only labels it keeps."""
+    metadata_labels: tuple[str, ...] = ()
+    """``custom_prometheus_metadata_labels`` as configured (``metadata.team_cost_center`` ...)."""
+    tag_labels: tuple[str, ...] = ()
+    """``custom_prometheus_tags`` as configured (``prod``, ``User-Agent: curl/*`` ...)."""
+
+    @property
+    def custom_names(self) -> tuple[str, ...]:
+        """The label names the custom labels add to every family, in LiteLLM's order (metadata, then tags)."""
+        names = [label_name(m.replace(".", "_")) for m in self.metadata_labels]
+        names += [label_name(f"tag_{t}") for t in self.tag_labels]
+        return tuple(dict.fromkeys(names))
 
     def enabled(self, family: str) -> bool:
         return family not in self.exclude_metrics and (self.metrics is None or family in self.metrics)
@@ -44,6 +61,13 @@ class PrometheusView(msgspec.Struct, frozen=True, kw_only=True):
         only = self.include_labels.get(family)
         keep = tuple(i for i, n in enumerate(names) if n not in self.exclude_labels and (only is None or n in only))
         return None if len(keep) == len(names) else keep
+
+
+def label_name(text: str) -> str:
+    """LiteLLM's ``sanitize_prometheus_label_name``: every character but letters, digits and ``_`` made ``_``,
+    a leading digit prefixed with ``_``."""
+    name = re.sub(r"[^a-zA-Z0-9_]", "_", text)
+    return "_" + name if not name or not (name[0].isalpha() or name[0] == "_") else name
 
 
 def _strings(value: Any, field: str) -> tuple[str, ...]:
@@ -83,7 +107,10 @@ def view_from(ls: dict[str, Any]) -> PrometheusView | None:
                                            "litellm_settings.prometheus_exclude_metrics")),
         exclude_labels=frozenset(_strings(ls.get("prometheus_exclude_labels") or [],
                                           "litellm_settings.prometheus_exclude_labels")),
-        include_labels=include)
+        include_labels=include,
+        metadata_labels=_strings(ls.get("custom_prometheus_metadata_labels") or [],
+                                 "litellm_settings.custom_prometheus_metadata_labels"),
+        tag_labels=_strings(ls.get("custom_prometheus_tags") or [], "litellm_settings.custom_prometheus_tags"))
 
 
 def one_label(view: PrometheusView | None, family: str, label: str, rows: Mapping[str, float],

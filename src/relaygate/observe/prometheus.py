@@ -41,9 +41,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from relaygate.observe.detail import Detail
+from relaygate.observe.prometheus_custom import CustomLabels
 from relaygate.observe.prometheus_families import (
+    BUDGET_GAUGE_KINDS,
     COUNTER,
     DEFAULT_BUCKETS,
+    DETAIL_FAMILIES,
     FAMILIES,
     HISTOGRAM,
     LATENCY_BUCKETS,
@@ -52,13 +55,13 @@ from relaygate.observe.prometheus_families import (
     MAX_SERIES,
     NONE,
     OTHER,
+    class_of,
 )
-from relaygate.observe.prometheus_limits import KeyLimits
+from relaygate.observe.prometheus_limits import KeyLimits, merge_remaining
 from relaygate.observe.prometheus_text import render as render_text
 from relaygate.observe.prometheus_text import sparse
 from relaygate.observe.prometheus_view import view_of
 from relaygate.sinks.record import CompletionRecord, Outcome
-from relaygate.upstream.headers import remaining_of
 
 if TYPE_CHECKING:
     from relaygate.config.model import Config
@@ -67,13 +70,6 @@ if TYPE_CHECKING:
 __all__ = ["BUDGET_GAUGE_KINDS", "DEFAULT_BUCKETS", "FAMILIES", "LATENCY_BUCKETS", "MAX_IDENTITIES", "MAX_SERIES",
            "NONE", "OTHER", "LiteLLMMetrics", "enabled"]
 
-# an error's LiteLLM exception class by HTTP status (LiteLLM: ``Provider.ClassName``)
-_CLASSES = {400: "BadRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError", 404: "NotFoundError",
-            408: "Timeout", 413: "BadRequestError", 422: "UnprocessableEntityError", 429: "RateLimitError",
-            499: "ClientDisconnectedError", 500: "InternalServerError", 502: "APIConnectionError",
-            503: "ServiceUnavailableError", 504: "Timeout", 599: "MidStreamError"}
-_TYPE_CLASSES = {"budget_exceeded": "BudgetExceededError", "context_length_exceeded": "ContextWindowExceededError",
-                 "content_policy_violation": "ContentPolicyViolationError"}
 _ROUTES = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings",
            "messages": "/v1/messages", "responses": "/v1/responses", "images": "/images/generations",
            "audio_speech": "/audio/speech", "audio_transcriptions": "/audio/transcriptions",
@@ -84,23 +80,12 @@ _OK = Outcome.OK
 _GONE = Outcome.CLIENT_GONE
 _CLIENT_CLOSED = 499
 _UNKNOWN_DEP = (NONE, NONE, NONE, NONE, NONE)
-_DETAIL_FAMILIES = ("litellm_output_reasoning_tokens_metric", "litellm_input_audio_tokens_metric",
-                    "litellm_output_audio_tokens_metric", "litellm_images_generated_metric",
-                    "litellm_input_cached_tokens_metric", "litellm_input_cache_creation_tokens_metric")
-BUDGET_GAUGE_KINDS = frozenset({"team", "key", "user", "organization"})
-"""The budget kinds with LiteLLM gauges (``litellm_remaining_{team,api_key,user,org}_budget_metric`` ...). A
-customer's are not kept: its id is the client's ``user`` field, which never becomes a label value here."""
 
 
 def enabled(config: Config) -> bool:
     """Whether the config asks for LiteLLM's Prometheus metrics (``prometheus`` among its callbacks)."""
     obs = config.observe
     return obs is not None and ("prometheus" in obs.success_callbacks or "prometheus" in obs.failure_callbacks)
-
-
-def _class_of(status: int, error_type: str, provider: str) -> str:
-    name = _TYPE_CLASSES.get(error_type) or _CLASSES.get(status) or "APIError"
-    return f"{provider[0].upper()}{provider[1:]}.{name}" if provider and provider != NONE else name
 
 
 class _Cells:
@@ -190,8 +175,24 @@ class LiteLLMMetrics:
         self._limits: list[tuple[tuple[str, ...], int | None, int | None]] = []
         self._memo: dict[tuple[Any, ...], _Cells] = {}
         self._configured: list[Any] = []
-        self.view: PrometheusView | None = None  # LiteLLM's output controls, applied by render
+        self._view: PrometheusView | None = None
+        self.custom: CustomLabels | None = None
+        """LiteLLM's ``custom_prometheus_*`` labels (``prometheus_custom``); their values end every series' key."""
+        self._extra: tuple[str, ...] = ()
+        """The custom label values of the record being counted (``()`` outside :meth:`handle`)."""
         self.set_labels(groups, deployments)
+
+    @property
+    def view(self) -> PrometheusView | None:
+        """LiteLLM's output controls (applied by :meth:`render`) and custom labels (``prometheus_view``)."""
+        return self._view
+
+    @view.setter
+    def view(self, view: PrometheusView | None) -> None:
+        old = self.custom.names if self.custom is not None else ()
+        self._view, self.custom = view, CustomLabels.of(view)
+        if (self.custom.names if self.custom is not None else ()) != old:
+            self._memo = {}  # the remembered cells' keys lack (or carry) the old labels
 
     @classmethod
     def for_config(cls, config: Config, *, router: Callable[[], Any] | None = None) -> LiteLLMMetrics | None:
@@ -313,6 +314,7 @@ class LiteLLMMetrics:
         once and kept in a bounded memo: a repeated identity costs one dict look-up, then list increments."""
         memo = self._memo
         state = self.dep_state
+        custom = self.custom
         latest: dict[tuple[str, ...], tuple[list[tuple[bytes, bytes]], float]] | None = None
         for r in batch:
             if r.status == 401 and not r.deployment_id:
@@ -323,10 +325,14 @@ class LiteLLMMetrics:
             attempts = detail is not None and bool(detail.attempts)
             team_alias = detail.team_alias if detail is not None and detail.team_alias else r.team_alias
             email = r.user_email
-            ident = (r.key_hash, r.key_alias, r.team_id, team_alias, r.user_id, r.end_user_id is None, r.model,
-                     r.deployment_id, r.status, r.outcome, r.request_route or r.route, r.error_type, r.cache_hit,
-                     r.ttft is None, attempts, r.cache_miss, email, r.error_class,
-                     r.usage_labels[4] if r.usage_labels is not None else None)
+            ident: tuple[Any, ...] = (
+                r.key_hash, r.key_alias, r.team_id, team_alias, r.user_id, r.end_user_id is None, r.model,
+                r.deployment_id, r.status, r.outcome, r.request_route or r.route, r.error_type, r.cache_hit,
+                r.ttft is None, attempts, r.cache_miss, email, r.error_class,
+                r.usage_labels[4] if r.usage_labels is not None else None)
+            if custom is not None:  # their values belong to the identity (and end every key, _counter / _hist)
+                self._extra = extra = custom.values(r)
+                ident = (*ident, extra)
             cells = memo.get(ident)
             if cells is None:
                 if len(memo) >= MAX_MEMO:
@@ -393,21 +399,9 @@ class LiteLLMMetrics:
                 per = api / completion
                 per_h[bisect.bisect_left(DEFAULT_BUCKETS, per)] += 1
                 per_h[-1] += per
+        self._extra = ()
         if latest is not None:
-            self._remaining(latest)
-
-    def _remaining(self, latest: dict[tuple[str, ...], tuple[list[tuple[bytes, bytes]], float]]) -> None:
-        """Each series' latest upstream reading of remaining requests and tokens (a unit the upstream did not
-        name keeps its earlier reading, as LiteLLM's gauges do)."""
-        known = self.provider_remaining
-        for labels, (told, at) in latest.items():
-            rem = remaining_of(told)
-            if rem is None:
-                continue
-            old = known.get(labels)
-            if old is not None and (rem[0] is None or rem[1] is None):
-                rem = (old[0] if rem[0] is None else rem[0], old[1] if rem[1] is None else rem[1])
-            known[labels] = (rem[0], rem[1], at)
+            merge_remaining(self.provider_remaining, latest)
 
     def _cells(self, r: CompletionRecord, team_alias: str | None, attempts: bool,
                email: str | None = None) -> _Cells:
@@ -443,7 +437,7 @@ class LiteLLMMetrics:
                 end_user, hk, alias, model, team, t_alias, user, model_id))
             cells.failed = c("litellm_proxy_failed_requests_metric", (
                 end_user, hk, alias, requested, team, t_alias, user, mail, status,
-                r.error_class or _class_of(code, r.error_type, NONE if gone else provider), route, NONE, NONE,
+                r.error_class or class_of(code, r.error_type, NONE if gone else provider), route, NONE, NONE,
                 model_id, provider))
             return cells
         cells.latency = hist("litellm_request_total_latency_metric", (
@@ -490,16 +484,16 @@ class LiteLLMMetrics:
         self._details((0, 0, 0, 0, r.cache_read_tokens, r.cache_write_tokens), cells)  # LiteLLM 1.110's pair
 
     def _details(self, counts: tuple[int, ...], cells: _Cells) -> None:
-        """LiteLLM's sparse token-detail and media counters (:data:`_DETAIL_FAMILIES`, in that order, for the
+        """LiteLLM's sparse token-detail and media counters (:data:`DETAIL_FAMILIES`, in that order, for the
         first ``len(counts)`` of them): a series exists once its count was seen above 0."""
         found = cells.details
         for i, n in enumerate(counts):
             if isinstance(n, int) and n > 0:
                 if found is None:
-                    found = cells.details = [None] * len(_DETAIL_FAMILIES)
+                    found = cells.details = [None] * len(DETAIL_FAMILIES)
                 cell = found[i]
                 if cell is None:
-                    cell = found[i] = self._counter(_DETAIL_FAMILIES[i], cells.token_labels)
+                    cell = found[i] = self._counter(DETAIL_FAMILIES[i], cells.token_labels)
                 cell[0] += n
 
     def _call_cells(self, dep_id: str, status: int, error_type: str, labels: tuple[str, ...]
@@ -518,7 +512,7 @@ class LiteLLMMetrics:
         else:
             out.append(c("litellm_deployment_failure_responses", (
                 group, requested, model, model_id, api_base, provider, _STATUS.get(status, OTHER),
-                _class_of(status, error_type, provider), hk, alias, team, t_alias, NONE, NONE)))
+                class_of(status, error_type, provider), hk, alias, team, t_alias, NONE, NONE)))
         return out, ((model_id, 0 if ok else 1) if model_id in self._deps else None)
 
     def _attempts(self, detail: Detail, cells: _Cells) -> None:
@@ -551,17 +545,19 @@ class LiteLLMMetrics:
             for a in detail.attempts:
                 if not 200 <= a.status < 300:
                     provider = self._dep(a.deployment_id)[3]
-                    status, cls = _STATUS.get(a.status or 599, OTHER), _class_of(a.status, a.error_type, provider)
+                    status, cls = _STATUS.get(a.status or 599, OTHER), class_of(a.status, a.error_type, provider)
                     break
         elif r.failed_attempts:
             dep_id, code, error_type = r.failed_attempts[0]
-            status, cls = _STATUS.get(code or 599, OTHER), _class_of(code, error_type, self._dep(dep_id)[3])
+            status, cls = _STATUS.get(code or 599, OTHER), class_of(code, error_type, self._dep(dep_id)[3])
         name = "litellm_deployment_successful_fallbacks" if r.outcome is _OK else "litellm_deployment_failed_fallbacks"
         self._counter(name, (requested, fallback, hk, alias, team, t_alias, status, cls, model_id))[0] += 1
 
     def _counter(self, name: str, key: tuple[str, ...]) -> list[float]:
         """The value cell of a counter series (created at 0; past MAX_SERIES the all-``other`` series)."""
         d = self.counters[name]
+        if self._extra:
+            key = (*key, *self._extra)
         cell = d.get(key)
         if cell is None:
             if len(d) >= MAX_SERIES:
@@ -574,6 +570,8 @@ class LiteLLMMetrics:
     def _hist(self, name: str, key: tuple[str, ...], buckets: tuple[float, ...] = LATENCY_BUCKETS) -> list[float]:
         """A histogram series' cells: one count per bucket, then ``+Inf``'s, then the sum."""
         d = self.histograms[name]
+        if self._extra:
+            key = (*key, *self._extra)
         cell = d.get(key)
         if cell is None:
             if len(d) >= MAX_SERIES:
@@ -687,6 +685,8 @@ class LiteLLMMetrics:
             out["n"] = list(self.counts)
         if self.team_members is not None:
             out["tm"] = [list(t) for t in self.team_members]
+        if self.custom is not None:
+            out["cw"] = len(self.custom.names)  # the custom labels' values end each histogram row's labels
         return out
 
     def render(self, parts: Sequence[dict[str, Any]], now: float | None = None) -> list[str]:

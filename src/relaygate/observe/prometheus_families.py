@@ -7,7 +7,7 @@ from __future__ import annotations
 from relaygate.service_metrics import LATENCY_BUCKETS
 
 __all__ = ["COUNTER", "DEFAULT_BUCKETS", "FAMILIES", "GAUGE", "HISTOGRAM", "LATENCY_BUCKETS", "MAX_IDENTITIES",
-           "MAX_MEMO", "MAX_SERIES", "NONE", "OTHER"]
+           "MAX_MEMO", "MAX_SERIES", "NONE", "OTHER", "BUDGET_GAUGE_KINDS", "DETAIL_FAMILIES", "class_of"]
 
 NONE = "None"
 """The value of a label LiteLLM leaves unset (its client library writes ``str(None)``)."""
@@ -163,3 +163,26 @@ _BUDGET_FAMILIES = {
     "organization": ("litellm_remaining_org_budget_metric", "litellm_org_max_budget_metric",
                      "litellm_org_budget_remaining_hours_metric"),
 }
+
+
+# an error's LiteLLM exception class by HTTP status (LiteLLM: ``Provider.ClassName``)
+_CLASSES = {400: "BadRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError", 404: "NotFoundError",
+            408: "Timeout", 413: "BadRequestError", 422: "UnprocessableEntityError", 429: "RateLimitError",
+            499: "ClientDisconnectedError", 500: "InternalServerError", 502: "APIConnectionError",
+            503: "ServiceUnavailableError", 504: "Timeout", 599: "MidStreamError"}
+_TYPE_CLASSES = {"budget_exceeded": "BudgetExceededError", "context_length_exceeded": "ContextWindowExceededError",
+                 "content_policy_violation": "ContentPolicyViolationError"}
+
+
+def class_of(status: int, error_type: str, provider: str) -> str:
+    """LiteLLM's ``exception_class`` label of a failure (``Provider.ClassName``)."""
+    name = _TYPE_CLASSES.get(error_type) or _CLASSES.get(status) or "APIError"
+    return f"{provider[0].upper()}{provider[1:]}.{name}" if provider and provider != NONE else name
+
+
+DETAIL_FAMILIES = ("litellm_output_reasoning_tokens_metric", "litellm_input_audio_tokens_metric",
+                    "litellm_output_audio_tokens_metric", "litellm_images_generated_metric",
+                    "litellm_input_cached_tokens_metric", "litellm_input_cache_creation_tokens_metric")
+BUDGET_GAUGE_KINDS = frozenset({"team", "key", "user", "organization"})
+"""The budget kinds with LiteLLM gauges (``litellm_remaining_{team,api_key,user,org}_budget_metric`` ...). A
+customer's are not kept: its id is the client's ``user`` field, which never becomes a label value here."""

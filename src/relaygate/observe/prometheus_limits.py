@@ -22,8 +22,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from relaygate.observe.prometheus_families import NONE
+from relaygate.upstream.headers import remaining_of
 
-__all__ = ["KeyLimits", "merge"]
+__all__ = ["KeyLimits", "merge", "merge_remaining"]
 
 _PREFIXES = {b"x-ratelimit-api_key-": "key", b"x-ratelimit-team-": "team", b"x-ratelimit-model_per_key-": "model"}
 _MAX = 100_000
@@ -91,3 +92,17 @@ def merge(parts: Sequence[dict[str, Any]], gauges: dict[str, dict[tuple[str, ...
                 best[key] = (row[-2], row[-1])
     for (name, labels), (value, _at) in best.items():
         gauges.setdefault(name, {})[labels] = value
+
+
+def merge_remaining(known: dict[tuple[str, ...], tuple[float | None, float | None, float]],
+                    latest: dict[tuple[str, ...], tuple[list[tuple[bytes, bytes]], float]]) -> None:
+    """Each series' latest upstream reading of remaining requests and tokens into ``known`` (a unit the
+    upstream did not name keeps its earlier reading, as LiteLLM's gauges do)."""
+    for labels, (told, at) in latest.items():
+        rem = remaining_of(told)
+        if rem is None:
+            continue
+        old = known.get(labels)
+        if old is not None and (rem[0] is None or rem[1] is None):
+            rem = (old[0] if rem[0] is None else rem[0], old[1] if rem[1] is None else rem[1])
+        known[labels] = (rem[0], rem[1], at)

@@ -26,6 +26,7 @@ from relaygate.observe.prometheus_families import (
     GAUGE,
     HISTOGRAM,
     LATENCY_BUCKETS,
+    NONE,
 )
 from relaygate.observe.prometheus_limits import merge as merge_key_limits
 from relaygate.observe.prometheus_view import add_lists, fold, shape
@@ -94,7 +95,7 @@ def _merge(parts: Sequence[dict[str, Any]]) -> tuple[dict[str, dict[tuple[str, .
                 into[key] = into.get(key, 0) + row[-1]
         for name, rows in part.get("h", {}).items():
             hinto = hists.setdefault(name, {})
-            width = len(FAMILIES[name][1])
+            width = len(FAMILIES[name][1]) + part.get("cw", 0)  # the custom labels' values end the labels
             size = len(_buckets(name)) + 2
             for row in rows:  # labels, then the sum, then (bucket index, count) pairs
                 key = tuple(row[:width])
@@ -137,6 +138,21 @@ def _merge(parts: Sequence[dict[str, Any]]) -> tuple[dict[str, dict[tuple[str, .
     return counters, hists, gauges, budgets
 
 
+def _widen(rows: dict[tuple[str, ...], Any], width: int,
+           merge: Callable[[Any, Any], Any]) -> dict[tuple[str, ...], Any]:
+    """``rows`` with every key ``width`` labels long: padded with ``"None"`` (a series counted before the custom
+    labels were configured, or by a family that has no values for them), cut when longer (after they were
+    removed); series that meet merged."""
+    if all(len(k) == width for k in rows):
+        return rows
+    out: dict[tuple[str, ...], Any] = {}
+    for key, value in rows.items():
+        k = (*key, *(NONE,) * (width - len(key)))[:width]
+        seen = out.get(k)
+        out[k] = value if seen is None else merge(seen, value)
+    return out
+
+
 def _gauge_merge(name: str) -> Callable[[float, float], float]:
     """How two of ``name``'s readings that meet become one (the workers' merge rule, :func:`_merge`)."""
     return (lambda a, b: a + b) if name in _SUM else max if name in _WORST else min
@@ -159,7 +175,13 @@ def render(parts: Sequence[dict[str, Any]], now: float, view: PrometheusView | N
             if reset_at >= 0:
                 gauges.setdefault(hours, {})[key] = max(0.0, (reset_at - now) / 3600.0)
     out: list[str] = []
+    custom = view.custom_names if view is not None else ()
     for name, (kind, counted, help_text) in FAMILIES.items():
+        if custom:  # every family carries the custom labels; a series counted without them has them "None"
+            counted = (*counted, *custom)
+            counters[name] = _widen(counters.get(name, {}), len(counted), operator.add)
+            gauges[name] = _widen(gauges.get(name, {}), len(counted), _gauge_merge(name))
+            hists[name] = _widen(hists.get(name, {}), len(counted), add_lists)
         shaped = shape(view, name, counted)
         if shaped is None:
             continue

@@ -60,7 +60,8 @@ def add_lists(a: list[float], b: list[float]) -> list[float]:
 def unknown_names(view: PrometheusView, families: dict[str, tuple[Any, tuple[str, ...], Any]],
                   extra: Iterable[tuple[str, tuple[str, ...]]] = ()) -> list[str]:
     """The view's families relaygate does not write, and its labels no family has (sorted)."""
-    known = {name: f[1] for name, f in families.items()}
+    custom = view.custom_names  # every family carries the custom labels too
+    known = {name: (*f[1], *custom) for name, f in families.items()}
     known.update(extra)
     out = [f"metric {n}" for n in sorted((view.metrics or frozenset()) | view.exclude_metrics) if n not in known]
     labels = {label for names in known.values() for label in names}

@@ -378,6 +378,8 @@ class Pipeline:
                 meta = rows[0].metadata
                 if meta and "spend_logs_metadata" in meta:
                     key_meta = meta["spend_logs_metadata"]
+                if meta and ex.rt.key_metadata:  # custom_prometheus_metadata_labels
+                    record.key_metadata = meta
             if who.jwt is not None:  # a JWT's organization claim (auth.jwt_routes)
                 record.org_id = who.jwt.org_id
         if ex.cost > 0.0 and ctx is not None and ctx.key is not None:

@@ -189,6 +189,9 @@ class CompletionRecord(msgspec.Struct, gc=False):
     """(reasoning, input audio, output audio tokens, images generated, ``service_tier`` label) of the answer, read
     only with Prometheus on (``pipeline.exchange.Exchange.labels``): LiteLLM's sparse token-detail and media
     families and its ``service_tier`` label. Set after construction."""
+    key_metadata: dict[str, object] | None = None
+    """The stored key's ``metadata`` (the admin's: LiteLLM's ``user_api_key_auth_metadata``), kept only for
+    ``custom_prometheus_metadata_labels`` (``observe.prometheus_custom``). Set after construction."""
     header_tags: tuple[str, ...] | None = None
     """The tags LiteLLM adds from the request's headers, after the request's and the key's own: ``User-Agent:
     ...`` (unless ``disable_add_user_agent_to_request_tags``) and the ``extra_spend_tag_headers``
