@@ -105,14 +105,19 @@ def test_request_tags_from_headers() -> None:
     """LiteLLM's ``extra_spend_tag_headers`` (``<header>: <value>`` tags, the configured spelling) with its
     ``User-Agent`` tags turned off (``disable_add_user_agent_to_request_tags``); the tags count in ``/spend/tags``."""
     from relaygate.pipeline.overrides import Overrides
+    from relaygate.sinks.record import CompletionRecord, Outcome, header_tags_of
 
     over = Overrides([(b"user-agent", b"claude-cli/1.0.3 (external)"), (b"x-team-name", b"search")], 1 << 20,
                      tag_headers={b"x-team-name": "X-Team-Name"})
-    assert over.request_tags(True) == ("User-Agent: claude-cli", "User-Agent: claude-cli/1.0.3 (external)",
-                                       "X-Team-Name: search")
-    assert over.request_tags(False) == ("X-Team-Name: search",)
-    assert Overrides([(b"user-agent", b"curl")], 1 << 20).request_tags(True) == ("User-Agent: curl",)
-    assert Overrides([(b"user-agent", b"curl")], 1 << 20).request_tags(False) is None
+    r = CompletionRecord("c", "chat", False, "m", "m", "", "", "", None, None, None, None, 200, Outcome.OK, 0, 0, 0,
+                         0, 0.1, None, 0.0, 0.0, False, 0, 0)
+    r.user_agent, r.header_tags = over.user_agent, tuple(over.header_tags or ())
+    assert header_tags_of(r) == ("User-Agent: claude-cli", "User-Agent: claude-cli/1.0.3 (external)",
+                                 "X-Team-Name: search")
+    r.user_agent = b"curl"
+    assert header_tags_of(r) == ("User-Agent: curl", "X-Team-Name: search")
+    r.user_agent = r.header_tags = None
+    assert header_tags_of(r) == ()
     config = CONFIG.replace("general_settings:", "litellm_settings:\n  disable_add_user_agent_to_request_tags: true\n"
                             "  extra_spend_tag_headers: [X-Team-Name, x-cost-center]\ngeneral_settings:")
     with start_gateway(config, workers=1) as gw:

@@ -132,8 +132,6 @@ class JsonRequestLog:
                 obj["response"] = _redacted(detail.output)
         elif isinstance(extra, dict) and extra.get("tags"):
             obj["tags"] = extra["tags"]
-        if r.header_tags:
-            obj["tags"] = [*obj.get("tags", ()), *r.header_tags]
         return json_line(obj)
 
     def handle(self, batch: Sequence[CompletionRecord]) -> None:

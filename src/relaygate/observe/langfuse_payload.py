@@ -49,7 +49,7 @@ import msgspec
 
 from relaygate.config.errors import ConfigError
 from relaygate.observe.detail import Detail, LoggingTarget, detail_of
-from relaygate.sinks.record import OUTCOME_TEXT, CompletionRecord, Outcome
+from relaygate.sinks.record import OUTCOME_TEXT, CompletionRecord, Outcome, header_tags_of
 from relaygate.sinks.spend import CALL_TYPES, tag_list
 
 __all__ = ["DEFAULT_HOST", "INGESTION_PATH", "REDACTED", "BuildOptions", "Credentials", "build_events",
@@ -356,8 +356,8 @@ def build_events(r: CompletionRecord, detail: Detail | None, opts: BuildOptions,
 
     # tags: the request's (with the key's / team's), then langfuse_default_tags
     tags = list(detail.tags) if detail is not None and detail.tags else tag_list(tag_value)
-    if r.header_tags:  # LiteLLM's User-Agent and extra_spend_tag_headers tags (its request_tags)
-        tags.extend(r.header_tags)
+    if r.user_agent or r.header_tags:  # LiteLLM's User-Agent and extra_spend_tag_headers tags (its request_tags)
+        tags.extend(header_tags_of(r))
     if opts.default_tags:
         tags.extend(_default_tags(opts.default_tags, {**key_meta, **metadata}, r, opts))
     if len(tags) > 1:

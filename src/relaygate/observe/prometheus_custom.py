@@ -26,7 +26,7 @@ from typing import Any
 
 from relaygate.config.prometheus_view import PrometheusView
 from relaygate.observe.prometheus_families import NONE, OTHER
-from relaygate.sinks.record import CompletionRecord
+from relaygate.sinks.record import CompletionRecord, header_tags_of
 
 __all__ = ["MAX_VALUES", "CustomLabels"]
 
@@ -70,8 +70,8 @@ class CustomLabels:
         if self.tags:
             extra = r.extra
             sent = [t for t in (extra.get("tags") or ()) if isinstance(t, str)] if isinstance(extra, dict) else []
-            if r.header_tags:
-                sent.extend(r.header_tags)
+            if r.user_agent or r.header_tags:
+                sent.extend(header_tags_of(r))
             for tag, pattern in zip(self.tags, self._patterns, strict=True):
                 hit = tag in sent or (pattern is not None and any(pattern.match(t) for t in sent))
                 out.append("true" if hit else "false")

@@ -41,7 +41,7 @@ import math
 from typing import Any
 
 from relaygate.observe.detail import Detail, detail_of
-from relaygate.sinks.record import CompletionRecord, Outcome, error_class
+from relaygate.sinks.record import CompletionRecord, Outcome, error_class, header_tags_of
 from relaygate.sinks.spend import CALL_TYPES, tag_list
 
 __all__ = ["CALLBACK_SLOTS", "ERROR_INFORMATION_FIELDS", "HIDDEN_PARAMS_FIELDS", "METADATA_FIELDS", "PAYLOAD_FIELDS",
@@ -241,8 +241,8 @@ def standard_payload(record: CompletionRecord, detail: Detail | None = None, *, 
         tags = tag_list(extra.get("tags")) if extra is not None else []
         if not tags:
             tags = tag_list(metadata.get("tags"))
-    if r.header_tags:  # LiteLLM's request_tags end with the User-Agent and extra_spend_tag_headers tags
-        tags = list(dict.fromkeys([*tags, *r.header_tags]))
+    if r.user_agent or r.header_tags:  # LiteLLM's request_tags end with the User-Agent and header tags
+        tags = list(dict.fromkeys([*tags, *header_tags_of(r)]))
     meta, hidden = standard_metadata(r, detail, redact_key_info=redact_key_info)
 
     start = r.start_time

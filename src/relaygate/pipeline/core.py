@@ -390,8 +390,10 @@ class Pipeline:
             if end_user and ex.rt.track_end_users:  # disable_end_user_cost_tracking: never
                 record.end_user_id = end_user if isinstance(end_user, str) else None
             control = ex.control
-            if over.user_agent or over.header_tags:
-                record.header_tags = over.request_tags(ex.rt.ua_tags)
+            if over.user_agent is not None and ex.rt.ua_tags:  # its tags are made by the sinks (header_tags_of)
+                record.user_agent = over.user_agent
+            if over.header_tags:
+                record.header_tags = tuple(over.header_tags)
             if control is not None or over.spend_meta is not None or (ctx is not None and ctx.tags):
                 record.extra = {"tags": sorted(ctx.tags) if ctx is not None and ctx.tags else [],
                                 "metadata": control.get("metadata") if control is not None else None,

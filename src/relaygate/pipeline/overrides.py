@@ -24,6 +24,7 @@ import orjson
 
 from relaygate.core import errors
 from relaygate.http.body import declared_length
+from relaygate.sinks.record import TAG_MAX
 
 MAX_REQUEST_RETRIES = 100
 
@@ -106,24 +107,6 @@ def call_id_of(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
     return new_call_id()
 
 
-TAG_MAX = 512
-"""Characters of a header's value kept in its tag (the spend counters key a longer tag by its digest anyway)."""
-_UA_TAGS: dict[bytes, tuple[str, ...]] = {}
-_UA_MEMO = 256
-
-
-def _ua_tags(ua: bytes) -> tuple[str, ...]:
-    """LiteLLM's ``_get_user_agent_tags`` of one ``User-Agent`` (remembered: a gateway's clients send a few)."""
-    got = _UA_TAGS.get(ua)
-    if got is None:
-        text = ua.decode("utf-8", "replace")[:TAG_MAX]
-        got = (f"User-Agent: {text.split('/')[0]}", f"User-Agent: {text}") if "/" in text else (f"User-Agent: {text}",)
-        if len(_UA_TAGS) >= _UA_MEMO:
-            _UA_TAGS.clear()
-        _UA_TAGS[ua] = got
-    return got
-
-
 def spend_metadata(value: bytes) -> Any:
     """``x-litellm-spend-logs-metadata``: a JSON object of at most 4 KiB, else a 400 naming the header."""
     try:
@@ -159,7 +142,7 @@ class Overrides:
         self.org: str | None = None
         """The client's ``OpenAI-Organization``, sent on to OpenAI and Azure (``forward_openai_org_id``)."""
         self.user_agent: bytes | None = None
-        """The client's ``User-Agent`` (LiteLLM's ``User-Agent: ...`` request tags, :func:`request_tags`)."""
+        """The client's ``User-Agent`` (LiteLLM's ``User-Agent: ...`` request tags, ``sinks.record.ua_tags``)."""
         self.header_tags: list[str] | None = None
         """``<header>: <value>`` of the ``extra_spend_tag_headers`` the request carries (``tag_headers``)."""
         for k, v in headers:
@@ -191,17 +174,6 @@ class Overrides:
             for k, v in headers:
                 if k == user_header:
                     self.end_user = v.decode("utf-8", "replace").strip()[:256] or None
-
-    def request_tags(self, user_agent: bool) -> tuple[str, ...] | None:
-        """The tags LiteLLM adds to the request's own from its headers: ``User-Agent: <product>`` (the part
-        before the first ``/``, when there is one) and ``User-Agent: <whole header>`` unless ``user_agent`` is
-        off (``disable_add_user_agent_to_request_tags``), then the ``extra_spend_tag_headers`` tags; None: none.
-        The common case (a user agent only) is one remembered tuple."""
-        ua = self.user_agent if user_agent else None
-        found = _ua_tags(ua) if ua else ()
-        if self.header_tags:
-            return (*found, *self.header_tags)
-        return found or None
 
     def merge_body(self, num_retries: Any, timeout: Any) -> None:
         """Body values (``num_retries``, ``timeout``) apply where no header gave one."""

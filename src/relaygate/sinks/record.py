@@ -33,7 +33,8 @@ import enum
 
 import msgspec
 
-__all__ = ["CALL_TYPES", "ERROR_MESSAGE_MAX", "OUTCOME_TEXT", "CompletionRecord", "Outcome", "error_class"]
+__all__ = ["CALL_TYPES", "ERROR_MESSAGE_MAX", "OUTCOME_TEXT", "TAG_MAX", "CompletionRecord", "Outcome", "error_class",
+           "header_tags_of", "ua_tags"]
 
 
 class Outcome(enum.StrEnum):
@@ -192,11 +193,41 @@ class CompletionRecord(msgspec.Struct, gc=False):
     key_metadata: dict[str, object] | None = None
     """The stored key's ``metadata`` (the admin's: LiteLLM's ``user_api_key_auth_metadata``), kept only for
     ``custom_prometheus_metadata_labels`` (``observe.prometheus_custom``). Set after construction."""
+    user_agent: bytes | None = None
+    """The client's ``User-Agent``, kept unless ``disable_add_user_agent_to_request_tags``: LiteLLM's
+    ``User-Agent: ...`` request tags, made from it by the sinks that write tags (:func:`header_tags_of`), off
+    the request path. Set after construction."""
     header_tags: tuple[str, ...] | None = None
-    """The tags LiteLLM adds from the request's headers, after the request's and the key's own: ``User-Agent:
-    ...`` (unless ``disable_add_user_agent_to_request_tags``) and the ``extra_spend_tag_headers``
-    (``pipeline.overrides.Overrides.request_tags``). Set after construction."""
+    """``<header>: <value>`` of the ``extra_spend_tag_headers`` the request carried (LiteLLM's). Set after
+    construction."""
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+_UA_TAGS: dict[bytes, tuple[str, ...]] = {}
+_UA_MEMO = 256
+TAG_MAX = 512
+"""Characters of a header's value kept in its tag (the spend counters key a longer tag by its digest anyway)."""
+
+
+def ua_tags(ua: bytes) -> tuple[str, ...]:
+    """LiteLLM's ``_get_user_agent_tags``: ``User-Agent: <product>`` (the header up to its first ``/``, when it
+    has one) and ``User-Agent: <whole header>``; remembered (a gateway's clients send a few)."""
+    got = _UA_TAGS.get(ua)
+    if got is None:
+        text = ua.decode("utf-8", "replace")[:TAG_MAX]
+        got = (f"User-Agent: {text.split('/')[0]}", f"User-Agent: {text}") if "/" in text else (f"User-Agent: {text}",)
+        if len(_UA_TAGS) >= _UA_MEMO:
+            _UA_TAGS.clear()
+        _UA_TAGS[ua] = got
+    return got
+
+
+def header_tags_of(r: CompletionRecord) -> tuple[str, ...]:
+    """The tags LiteLLM adds to a request's own (and its key's) from its headers: the ``User-Agent`` ones, then
+    those of ``extra_spend_tag_headers``; ``()`` for none."""
+    ua = r.user_agent
+    found = ua_tags(ua) if ua else ()
+    return (*found, *r.header_tags) if r.header_tags else found

@@ -51,7 +51,7 @@ import msgspec
 from relaygate.service_metrics import timed
 from relaygate.sinks import retention
 from relaygate.sinks.queue import OnEvent
-from relaygate.sinks.record import CALL_TYPES, OUTCOME_TEXT, CompletionRecord, Outcome, error_class
+from relaygate.sinks.record import CALL_TYPES, OUTCOME_TEXT, CompletionRecord, Outcome, error_class, header_tags_of
 from relaygate.store import Store, StoreUnavailable
 from relaygate.store.records import SpendLog
 from relaygate.store.spend import NANOS, key_owners, write_spend_values
@@ -132,7 +132,8 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
     extra = r.extra if isinstance(r.extra, dict) else None
     cost = r.cost if math.isfinite(r.cost) and r.cost > 0.0 else 0.0
     ok = r.outcome is Outcome.OK
-    headed = r.header_tags  # LiteLLM's order: the request's tags, the key's, then those of the headers
+    headed = header_tags_of(r) if r.user_agent or r.header_tags else None  # LiteLLM's order: the request's
+    # tags, the key's, then those of the headers
     tags: Sequence[str] = list(dict.fromkeys(key_tags)) if len(key_tags) > 1 else key_tags
     if headed:
         tags = list(dict.fromkeys([*tags, *headed])) if tags else headed
