@@ -118,6 +118,8 @@ def test_request_tags_from_headers() -> None:
     assert header_tags_of(r) == ("User-Agent: curl", "X-Team-Name: search")
     r.user_agent = r.header_tags = None
     assert header_tags_of(r) == ()
+    many = Overrides([(b"x-team-name", b"t%d" % i) for i in range(1000)], 1 << 20, tag_headers={b"x-team-name": "T"})
+    assert many.header_tags is not None and len(many.header_tags) == 16
     config = CONFIG.replace("general_settings:", "litellm_settings:\n  disable_add_user_agent_to_request_tags: true\n"
                             "  extra_spend_tag_headers: [X-Team-Name, x-cost-center]\ngeneral_settings:")
     with start_gateway(config, workers=1) as gw:

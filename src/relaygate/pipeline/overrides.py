@@ -27,6 +27,8 @@ from relaygate.http.body import declared_length
 from relaygate.sinks.record import TAG_MAX
 
 MAX_REQUEST_RETRIES = 100
+HEADER_TAGS_MAX = 16
+"""``extra_spend_tag_headers`` tags one request may carry (a header repeated gives one tag each, up to this)."""
 
 
 def timeout_value(raw: Any, name: str) -> float:
@@ -169,7 +171,10 @@ class Overrides:
                 self.user_agent = v
             elif tag_headers is not None and k in tag_headers and v:
                 tag = f"{tag_headers[k]}: {v.decode('utf-8', 'replace')[:TAG_MAX]}"
-                self.header_tags = [*self.header_tags, tag] if self.header_tags else [tag]
+                if not self.header_tags:
+                    self.header_tags = [tag]
+                elif len(self.header_tags) < HEADER_TAGS_MAX:  # a header repeated a thousand times: 16 tags
+                    self.header_tags.append(tag)
         if user_header is not None and self.end_user is None:  # general_settings.user_header_name (LiteLLM's)
             for k, v in headers:
                 if k == user_header:
