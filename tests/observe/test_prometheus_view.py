@@ -257,3 +257,27 @@ general_settings:
     got = sorted((x["metadata_cost_center"], x["tag_prod"], x["tag_User_Agent__python_httpx_"])
                  for x in s.samples["litellm_proxy_total_requests_metric_total"])
     assert got == [("cc-9", "false", "true"), ("cc-9", "true", "true")]
+
+
+def test_stream_label_and_series_cap() -> None:
+    """``prometheus_emit_stream_label``: LiteLLM's ``stream`` label (``True`` / ``False``) on the proxy's request
+    counter only; ``prometheus_metrics_max_series_per_metric``: past it a new series counts under all-``other``."""
+    from .test_prometheus_dashboard import record
+
+    view = view_from({"prometheus_emit_stream_label": True, "prometheus_metrics_max_series_per_metric": 2})
+    assert view is not None and view.stream_label and view.max_series == 2
+    cfg = traffic_config()
+    metrics = Metrics.for_config(cfg)
+    lite = LiteLLMMetrics(["gpt-4o", "claude", "gpt4"], cfg.deployments)
+    lite.view = view
+    metrics.litellm = lite
+    lite.handle([record(0), record(1, stream=True, ttft=0.1), record(2, stream=True, ttft=0.1),
+                 record(3, key_hash="c" * 64, key_alias="carol")])
+    s = parse_exposition(metrics.render().decode())
+    req = "litellm_proxy_total_requests_metric_total"
+    got = sorted((x["stream"], x["api_key_alias"], v) for x, v in zip(s.samples[req], s.values[req]))
+    assert got == [("False", "alice", 1.0), ("True", "alice", 2.0), ("other", "other", 1.0)]
+    assert "stream" not in s.samples["litellm_total_tokens_metric_total"][0]
+    for bad in ({"prometheus_emit_stream_label": "sometimes"}, {"prometheus_metrics_max_series_per_metric": 0}):
+        with pytest.raises(ObserveConfigError):
+            view_from(bad)

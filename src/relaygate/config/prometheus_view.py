@@ -12,6 +12,9 @@ What it owns: :class:`PrometheusView` and :func:`view_from`, reading LiteLLM 1.1
   ``custom_prometheus_tags`` (tags, ``*`` wildcards): labels added to every family, ``metadata_<key>`` and
   ``tag_<tag>`` (LiteLLM's names, sanitised as its ``sanitize_prometheus_label_name``), counted by
   ``observe.prometheus_custom``.
+- ``prometheus_emit_stream_label: true``: ``litellm_proxy_total_requests_metric`` gets LiteLLM's ``stream``
+  label (``True`` / ``False``); ``prometheus_metrics_max_series_per_metric``: the series a family holds before a
+  new one counts under all-``other`` labels (relaygate's backstop, 100,000, otherwise).
 
 The view is applied when ``/metrics`` is written (``observe.prometheus_view``), never on the request path.
 Sans IO; a value of the wrong shape is an ``ObserveConfigError`` naming it.
@@ -28,7 +31,8 @@ import msgspec
 __all__ = ["FIELDS", "PrometheusView", "label_name", "one_label", "view_from"]
 
 FIELDS = ("prometheus_metrics_config", "prometheus_exclude_metrics", "prometheus_exclude_labels",
-          "custom_prometheus_metadata_labels", "custom_prometheus_tags")
+          "custom_prometheus_metadata_labels", "custom_prometheus_tags", "prometheus_emit_stream_label",
+          "prometheus_metrics_max_series_per_metric")
 """The ``litellm_settings`` keys :func:`view_from` reads."""
 
 
@@ -45,6 +49,10 @@ class PrometheusView(msgspec.Struct, frozen=True, kw_only=True):
     """``custom_prometheus_metadata_labels`` as configured (``metadata.team_cost_center`` ...)."""
     tag_labels: tuple[str, ...] = ()
     """``custom_prometheus_tags`` as configured (``prod``, ``User-Agent: curl/*`` ...)."""
+    stream_label: bool = False
+    """``prometheus_emit_stream_label``."""
+    max_series: int | None = None
+    """``prometheus_metrics_max_series_per_metric`` (None: relaygate's backstop)."""
 
     @property
     def custom_names(self) -> tuple[str, ...]:
@@ -110,7 +118,30 @@ def view_from(ls: dict[str, Any]) -> PrometheusView | None:
         include_labels=include,
         metadata_labels=_strings(ls.get("custom_prometheus_metadata_labels") or [],
                                  "litellm_settings.custom_prometheus_metadata_labels"),
-        tag_labels=_strings(ls.get("custom_prometheus_tags") or [], "litellm_settings.custom_prometheus_tags"))
+        tag_labels=_strings(ls.get("custom_prometheus_tags") or [], "litellm_settings.custom_prometheus_tags"),
+        stream_label=_flag(ls.get("prometheus_emit_stream_label"), "litellm_settings.prometheus_emit_stream_label"),
+        max_series=_positive(ls.get("prometheus_metrics_max_series_per_metric"),
+                             "litellm_settings.prometheus_metrics_max_series_per_metric"))
+
+
+def _flag(value: Any, field: str) -> bool:
+    from relaygate.config.observe import ObserveConfigError
+
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ObserveConfigError(field, "expected true or false")
+
+
+def _positive(value: Any, field: str) -> int | None:
+    from relaygate.config.observe import ObserveConfigError
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ObserveConfigError(field, "expected a whole number of series > 0")
+    return value
 
 
 def one_label(view: PrometheusView | None, family: str, label: str, rows: Mapping[str, float],

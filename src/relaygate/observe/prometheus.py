@@ -179,6 +179,7 @@ class LiteLLMMetrics:
         self.custom: CustomLabels | None = None
         """LiteLLM's ``custom_prometheus_*`` labels (``prometheus_custom``); their values end every series' key."""
         self._extra: tuple[str, ...] = ()
+        self._stream, self.max_series = False, MAX_SERIES
         """The custom label values of the record being counted (``()`` outside :meth:`handle`)."""
         self.set_labels(groups, deployments)
 
@@ -189,9 +190,11 @@ class LiteLLMMetrics:
 
     @view.setter
     def view(self, view: PrometheusView | None) -> None:
-        old = self.custom.names if self.custom is not None else ()
+        old = (self.custom.names if self.custom is not None else (), self._stream)
         self._view, self.custom = view, CustomLabels.of(view)
-        if (self.custom.names if self.custom is not None else ()) != old:
+        self._stream = view is not None and view.stream_label  # prometheus_emit_stream_label
+        self.max_series = view.max_series if view is not None and view.max_series else MAX_SERIES
+        if (self.custom.names if self.custom is not None else (), self._stream) != old:
             self._memo = {}  # the remembered cells' keys lack (or carry) the old labels
 
     @classmethod
@@ -333,6 +336,7 @@ class LiteLLMMetrics:
             if custom is not None:  # their values belong to the identity (and end every key, _counter / _hist)
                 self._extra = extra = custom.values(r)
                 ident = (*ident, extra)
+            ident = (*ident, r.stream) if self._stream else ident
             cells = memo.get(ident)
             if cells is None:
                 if len(memo) >= MAX_MEMO:
@@ -427,7 +431,8 @@ class LiteLLMMetrics:
         c = self._counter
         hist = self._hist
         cells = _Cells(c("litellm_proxy_total_requests_metric", (
-            end_user, hk, alias, requested, team, t_alias, user, status, mail, route, NONE, NONE, model_id, provider)))
+            end_user, hk, alias, requested, team, t_alias, user, status, mail, route, NONE, NONE, model_id, provider,
+            *((str(r.stream),) if self._stream else ()))))
         cells.labels = (requested, hk, alias, team, t_alias, model_id)
         if not attempts and r.deployment_id and not r.cache_hit and not gone:  # a client leaving is no failure
             cells.calls, cells.state = self._call_cells(r.deployment_id, 200 if ok else r.status, r.error_type,
@@ -560,7 +565,7 @@ class LiteLLMMetrics:
             key = (*key, *self._extra)
         cell = d.get(key)
         if cell is None:
-            if len(d) >= MAX_SERIES:
+            if len(d) >= self.max_series:
                 key = (OTHER,) * len(key)
                 cell = d.get(key)
             if cell is None:
@@ -574,7 +579,7 @@ class LiteLLMMetrics:
             key = (*key, *self._extra)
         cell = d.get(key)
         if cell is None:
-            if len(d) >= MAX_SERIES:
+            if len(d) >= self.max_series:
                 key = (OTHER,) * len(key)
                 cell = d.get(key)
             if cell is None:

@@ -177,8 +177,9 @@ def render(parts: Sequence[dict[str, Any]], now: float, view: PrometheusView | N
     out: list[str] = []
     custom = view.custom_names if view is not None else ()
     for name, (kind, counted, help_text) in FAMILIES.items():
-        if custom:  # every family carries the custom labels; a series counted without them has them "None"
-            counted = (*counted, *custom)
+        stream = name == "litellm_proxy_total_requests_metric" and view is not None and view.stream_label
+        if stream or custom:  # every family carries the custom labels; a series counted without them has them "None"
+            counted = (*counted, *(("stream",) if stream else ()), *custom)  # stream: prometheus_emit_stream_label
             counters[name] = _widen(counters.get(name, {}), len(counted), operator.add)
             gauges[name] = _widen(gauges.get(name, {}), len(counted), _gauge_merge(name))
             hists[name] = _widen(hists.get(name, {}), len(counted), add_lists)
