@@ -125,13 +125,9 @@ def view_from(ls: dict[str, Any]) -> PrometheusView | None:
 
 
 def _flag(value: Any, field: str) -> bool:
-    from relaygate.config.observe import ObserveConfigError
+    from relaygate.config.observe import _flag as observe_flag  # the observability settings' own reading
 
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ObserveConfigError(field, "expected true or false")
+    return False if value is None else observe_flag(value, field)
 
 
 def _positive(value: Any, field: str) -> int | None:
