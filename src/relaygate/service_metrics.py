@@ -113,10 +113,12 @@ def histogram_lines(name: str, labels: str, bounds: Sequence[float], counts: Seq
 class ServiceMetrics:
     """One worker's service counters and histograms (see the module docstring)."""
 
-    __slots__ = ("counts", "sums", "totals", "failures", "queues")
+    __slots__ = ("counts", "sums", "totals", "failures", "queues", "bounds")
 
-    def __init__(self) -> None:
-        n = len(LATENCY_BUCKETS) + 1
+    def __init__(self, bounds: Sequence[float] | None = None) -> None:
+        self.bounds = tuple(bounds) if bounds else LATENCY_BUCKETS
+        """The latency histograms' bucket bounds: ``prometheus_latency_buckets``, else LiteLLM's."""
+        n = len(self.bounds) + 1
         self.counts: list[list[int]] = [[0] * n for _ in SERVICES]
         """Per service, observations per bucket (not cumulative; the last is ``+Inf``)."""
         self.sums = [0.0] * len(SERVICES)
@@ -130,7 +132,7 @@ class ServiceMetrics:
         i = _INDEX[service]
         self.totals[i] += 1
         self.sums[i] += seconds
-        self.counts[i][bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.counts[i][bisect.bisect_left(self.bounds, seconds)] += 1
 
     def failed(self, service: str, error: BaseException | str, function: str) -> None:
         """A call of ``service`` that failed (``error``: the exception, or its class name)."""
@@ -179,8 +181,9 @@ class ServiceMetrics:
         return {"services": services, "queues": queues}
 
     def render(self, parts: Sequence[dict[str, Any]], now: float | None = None) -> list[str]:
-        """Prometheus text of every worker's snapshot (``parts``), summed."""
-        n = len(LATENCY_BUCKETS) + 1
+        """Prometheus text of every worker's snapshot (``parts``), summed (a worker counting with another number of
+        bounds, as during a restart with new ``prometheus_latency_buckets``, is left out of the latency histograms)."""
+        n = len(self.bounds) + 1
         merged: dict[str, dict[str, Any]] = {}
         queues: dict[str, int] = {}
         for part in parts:
@@ -188,9 +191,10 @@ class ServiceMetrics:
                 if s not in _INDEX:
                     continue
                 m = merged.setdefault(s, {"counts": [0] * n, "sum": 0.0, "total": 0, "failed": {}})
-                for j, c in enumerate(d["counts"][:n]):
-                    m["counts"][j] += c
-                m["sum"] += d["sum"]
+                if len(d["counts"]) == n:
+                    for j, c in enumerate(d["counts"]):
+                        m["counts"][j] += c
+                    m["sum"] += d["sum"]
                 m["total"] += d["total"]
                 for cls, fn, c in d["failed"]:
                     m["failed"][(cls, fn)] = m["failed"].get((cls, fn), 0) + c
@@ -204,7 +208,7 @@ class ServiceMetrics:
             out.append(f"# HELP {name} {_HELP['latency'].format(s)}")
             out.append(f"# TYPE {name} histogram")
             if got is not None:
-                out.extend(histogram_lines(name, lab, LATENCY_BUCKETS, got["counts"], got["sum"]))
+                out.extend(histogram_lines(name, lab, self.bounds, got["counts"], got["sum"]))
             name = f"litellm_{s}_failed_requests"
             out.append(f"# HELP {name} {_HELP['failed_requests'].format(s)}")
             out.append(f"# TYPE {name} counter")

@@ -15,6 +15,12 @@ What it owns: :class:`PrometheusView` and :func:`view_from`, reading LiteLLM 1.1
 - ``prometheus_emit_stream_label: true``: ``litellm_proxy_total_requests_metric`` gets LiteLLM's ``stream``
   label (``True`` / ``False``); ``prometheus_metrics_max_series_per_metric``: the series a family holds before a
   new one counts under all-``other`` labels (relaygate's backstop, 100,000, otherwise).
+- ``prometheus_latency_buckets``: the upper bounds (seconds, ascending; ``+Inf`` is implied) of every latency
+  histogram LiteLLM gives its ``LATENCY_BUCKETS`` (request, LLM API, overhead and time-to-first-token latency,
+  and the ``prometheus_system`` service latencies) instead of those; the per-output-token histogram keeps
+  prometheus_client's defaults, as in LiteLLM.
+- ``prometheus_metrics_ttl_seconds``: a series idle that long leaves ``/metrics`` (``observe.prometheus_ttl``),
+  checked every ``prometheus_metrics_cleanup_interval_seconds`` (60 by default, as LiteLLM's).
 
 The view is applied when ``/metrics`` is written (``observe.prometheus_view``), never on the request path.
 Sans IO; a value of the wrong shape is an ``ObserveConfigError`` naming it.
@@ -22,6 +28,7 @@ Sans IO; a value of the wrong shape is an ``ObserveConfigError`` naming it.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,7 +39,8 @@ __all__ = ["FIELDS", "PrometheusView", "label_name", "one_label", "view_from"]
 
 FIELDS = ("prometheus_metrics_config", "prometheus_exclude_metrics", "prometheus_exclude_labels",
           "custom_prometheus_metadata_labels", "custom_prometheus_tags", "prometheus_emit_stream_label",
-          "prometheus_metrics_max_series_per_metric")
+          "prometheus_metrics_max_series_per_metric", "prometheus_latency_buckets",
+          "prometheus_metrics_ttl_seconds", "prometheus_metrics_cleanup_interval_seconds")
 """The ``litellm_settings`` keys :func:`view_from` reads."""
 
 
@@ -53,6 +61,13 @@ class PrometheusView(msgspec.Struct, frozen=True, kw_only=True):
     """``prometheus_emit_stream_label``."""
     max_series: int | None = None
     """``prometheus_metrics_max_series_per_metric`` (None: relaygate's backstop)."""
+    latency_buckets: tuple[float, ...] | None = None
+    """``prometheus_latency_buckets``: the latency histograms' bounds, ascending, without ``+Inf`` (None:
+    LiteLLM's ``LATENCY_BUCKETS``)."""
+    ttl: float | None = None
+    """``prometheus_metrics_ttl_seconds`` (None: series stay)."""
+    cleanup_interval: float = 60.0
+    """``prometheus_metrics_cleanup_interval_seconds``: how often idle series are looked for."""
 
     @property
     def custom_names(self) -> tuple[str, ...]:
@@ -121,13 +136,63 @@ def view_from(ls: dict[str, Any]) -> PrometheusView | None:
         tag_labels=_strings(ls.get("custom_prometheus_tags") or [], "litellm_settings.custom_prometheus_tags"),
         stream_label=_flag(ls.get("prometheus_emit_stream_label"), "litellm_settings.prometheus_emit_stream_label"),
         max_series=_positive(ls.get("prometheus_metrics_max_series_per_metric"),
-                             "litellm_settings.prometheus_metrics_max_series_per_metric"))
+                             "litellm_settings.prometheus_metrics_max_series_per_metric"),
+        latency_buckets=_bounds(ls.get("prometheus_latency_buckets"), "litellm_settings.prometheus_latency_buckets"),
+        ttl=_seconds(ls.get("prometheus_metrics_ttl_seconds"), "litellm_settings.prometheus_metrics_ttl_seconds"),
+        cleanup_interval=_seconds(ls.get("prometheus_metrics_cleanup_interval_seconds"),
+                                  "litellm_settings.prometheus_metrics_cleanup_interval_seconds", 60.0, zero=True))
 
 
 def _flag(value: Any, field: str) -> bool:
     from relaygate.config.observe import _flag as observe_flag  # the observability settings' own reading
 
     return False if value is None else observe_flag(value, field)
+
+
+MAX_BUCKETS = 64
+"""Bounds a latency histogram may have: every series writes a line per bound, so a list of thousands would make
+``/metrics`` that many times larger."""
+
+
+def _bounds(value: Any, field: str) -> tuple[float, ...] | None:
+    """Histogram bounds as prometheus_client takes them: numbers in ascending order, ``+Inf`` last or implied
+    (dropped here: the renderer writes it)."""
+    from relaygate.config.observe import ObserveConfigError
+
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise ObserveConfigError(field, "expected a list of bucket bounds in seconds, ascending")
+    out: list[float] = []
+    for i, v in enumerate(value):
+        if isinstance(v, str) and v.strip().lower() in ("+inf", "inf"):
+            v = math.inf
+        if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v):
+            raise ObserveConfigError(f"{field}[{i}]", f"expected a number of seconds, got {v!r}")
+        if math.isinf(v) and (v < 0 or i != len(value) - 1):
+            raise ObserveConfigError(f"{field}[{i}]", "+Inf can only be the last bound")
+        if out and not v > out[-1]:
+            raise ObserveConfigError(f"{field}[{i}]", "bounds must be in ascending order, each once")
+        out.append(float(v))
+    if out[-1] == math.inf:
+        out.pop()
+    if not out:
+        raise ObserveConfigError(field, "expected at least one finite bound")
+    if len(out) > MAX_BUCKETS:
+        raise ObserveConfigError(field, f"at most {MAX_BUCKETS} bounds (got {len(out)})")
+    return tuple(out)
+
+
+def _seconds(value: Any, field: str, default: Any = None, *, zero: bool = False) -> Any:
+    """A number of seconds, > 0 (``zero``: >= 0); ``default`` when not set."""
+    from relaygate.config.observe import ObserveConfigError
+
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or \
+            value < 0 or (value == 0 and not zero):
+        raise ObserveConfigError(field, f"expected a number of seconds {'>=' if zero else '>'} 0, got {value!r}")
+    return float(value)
 
 
 def _positive(value: Any, field: str) -> int | None:

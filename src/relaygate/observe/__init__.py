@@ -235,7 +235,8 @@ def install(settings: ObserveSettings | None, completions: Any, metrics: Any, co
         _phoenix_beside_otel(out, settings, env, buffer)
     if settings.service_callbacks:
         from relaygate.service_metrics import QUEUE_SPEND, ServiceMetrics
-        out.services = metrics.services = ServiceMetrics()
+        view = settings.prometheus_view
+        out.services = metrics.services = ServiceMetrics(view.latency_buckets if view is not None else None)
         out.services.queue(QUEUE_SPEND, lambda: completions.pending("spend"))
         log.info("observability: service metrics (%s)", ", ".join(settings.service_callbacks))
     if settings.json_logs:

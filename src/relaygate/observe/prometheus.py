@@ -55,11 +55,13 @@ from relaygate.observe.prometheus_families import (
     MAX_SERIES,
     NONE,
     OTHER,
+    Cells,
     class_of,
 )
 from relaygate.observe.prometheus_limits import KeyLimits, merge_remaining
+from relaygate.observe.prometheus_text import latency_bounds, sparse
 from relaygate.observe.prometheus_text import render as render_text
-from relaygate.observe.prometheus_text import sparse
+from relaygate.observe.prometheus_ttl import SeriesTtl
 from relaygate.observe.prometheus_view import view_of
 from relaygate.sinks.record import CompletionRecord, Outcome
 
@@ -86,47 +88,6 @@ def enabled(config: Config) -> bool:
     """Whether the config asks for LiteLLM's Prometheus metrics (``prometheus`` among its callbacks)."""
     obs = config.observe
     return obs is not None and ("prometheus" in obs.success_callbacks or "prometheus" in obs.failure_callbacks)
-
-
-class _Cells:
-    """The value cells one record identity counts in (shared with the families' dicts)."""
-
-    __slots__ = ("total", "failed", "calls", "state", "labels", "latency", "input", "output", "tokens", "spend",
-                 "api", "ttft", "overhead", "per_token", "legacy", "cache_labels", "cache_read", "cache_write",
-                 "cache_hits", "cache_misses", "cached_tokens", "remaining", "token_labels", "details")
-
-    def __init__(self, total: list[float]) -> None:
-        self.total = total
-        self.failed: list[float] | None = None
-        self.calls: list[list[float]] = []
-        self.state: tuple[str, int] | None = None
-        self.labels: tuple[str, ...] = ()
-        """requested_model, hashed_api_key, api_key_alias, team, team_alias, model_id."""
-        self.latency: list[float] = []
-        self.input: list[float] = []
-        self.output: list[float] = []
-        self.tokens: list[float] = []
-        self.spend: list[float] = []
-        self.legacy: list[float] = []
-        """``litellm_requests_metric`` on success, ``litellm_llm_api_failed_requests_metric`` on failure."""
-        self.cache_labels: tuple[str, ...] = ()
-        self.cache_read: list[float] | None = None
-        """Provider prompt-cache counters, created at the first record that has such tokens."""
-        self.cache_write: list[float] | None = None
-        self.cache_hits: list[float] | None = None
-        """The response cache's hit (and cached tokens) or miss counter of an answered request it was asked about."""
-        self.cache_misses: list[float] | None = None
-        self.cached_tokens: list[float] | None = None
-        self.api: list[float] | None = None
-        self.ttft: list[float] | None = None
-        self.overhead: list[float] | None = None
-        self.per_token: list[float] | None = None
-        self.remaining: tuple[str, ...] | None = None
-        """The ``litellm_remaining_*_metric`` labels of a deployment's answer (None: no deployment answered)."""
-        self.token_labels: tuple[str, ...] = ()
-        self.details: list[list[float] | None] | None = None
-        """LiteLLM's sparse token-detail counters (reasoning, input audio, output audio tokens, images), each
-        created at the first record with such a count."""
 
 
 class LiteLLMMetrics:
@@ -173,13 +134,17 @@ class LiteLLMMetrics:
         self._groups: frozenset[str] = frozenset()
         self._deps: dict[str, tuple[str, str, str, str, str]] = {}
         self._limits: list[tuple[tuple[str, ...], int | None, int | None]] = []
-        self._memo: dict[tuple[Any, ...], _Cells] = {}
+        self._memo: dict[tuple[Any, ...], Cells] = {}
         self._configured: list[Any] = []
         self._view: PrometheusView | None = None
         self.custom: CustomLabels | None = None
         """LiteLLM's ``custom_prometheus_*`` labels (``prometheus_custom``); their values end every series' key."""
         self._extra: tuple[str, ...] = ()
         self._stream, self.max_series = False, MAX_SERIES
+        self.buckets: tuple[float, ...] = LATENCY_BUCKETS
+        """The latency histograms' bounds (``prometheus_latency_buckets``, else LiteLLM's)."""
+        self.ttl: SeriesTtl | None = None
+        """``prometheus_metrics_ttl_seconds``: idle series swept at snapshot time (``prometheus_ttl``)."""
         """The custom label values of the record being counted (``()`` outside :meth:`handle`)."""
         self.set_labels(groups, deployments)
 
@@ -196,6 +161,16 @@ class LiteLLMMetrics:
         self.max_series = view.max_series if view is not None and view.max_series else MAX_SERIES
         if (self.custom.names if self.custom is not None else (), self._stream) != old:
             self._memo = {}  # the remembered cells' keys lack (or carry) the old labels
+        ttl = (view.ttl, view.cleanup_interval) if view is not None and view.ttl else None
+        if ttl != ((self.ttl.ttl, self.ttl.interval) if self.ttl is not None else None):
+            self.ttl = SeriesTtl(*ttl) if ttl is not None else None
+        buckets = latency_bounds(view)  # prometheus_latency_buckets
+        if buckets != self.buckets:  # counts in the old buckets cannot be split into the new: those series restart
+            self.buckets = buckets
+            for name, series in self.histograms.items():
+                if name != "litellm_deployment_latency_per_output_token":
+                    series.clear()
+            self._memo = {}
 
     @classmethod
     def for_config(cls, config: Config, *, router: Callable[[], Any] | None = None) -> LiteLLMMetrics | None:
@@ -319,6 +294,7 @@ class LiteLLMMetrics:
         state = self.dep_state
         custom = self.custom
         latest: dict[tuple[str, ...], tuple[list[tuple[bytes, bytes]], float]] | None = None
+        bounds = self.buckets
         for r in batch:
             if r.status == 401 and not r.deployment_id:
                 continue  # a bad key (LiteLLM's _should_skip_metrics_for_invalid_key); a deployment's own 401 counts
@@ -360,7 +336,7 @@ class LiteLLMMetrics:
                 continue
             latency = r.latency
             lat = cells.latency
-            lat[bisect.bisect_left(LATENCY_BUCKETS, latency)] += 1
+            lat[bisect.bisect_left(bounds, latency)] += 1
             lat[-1] += latency
             prompt, completion = r.prompt_tokens, r.completion_tokens
             cells.input[0] += prompt
@@ -391,13 +367,13 @@ class LiteLLMMetrics:
                 continue  # no LLM API call was made (a cache hit, an answer without a deployment)
             overhead = r.overhead if r.overhead > 0.0 else 0.0
             api = latency - overhead
-            api_h[bisect.bisect_left(LATENCY_BUCKETS, api)] += 1
+            api_h[bisect.bisect_left(bounds, api)] += 1
             api_h[-1] += api
-            over_h[bisect.bisect_left(LATENCY_BUCKETS, overhead)] += 1
+            over_h[bisect.bisect_left(bounds, overhead)] += 1
             over_h[-1] += overhead
             ttft = r.api_ttft if r.api_ttft is not None else r.ttft  # from the answering call's start, as LiteLLM
             if ttft_h is not None and ttft is not None:
-                ttft_h[bisect.bisect_left(LATENCY_BUCKETS, ttft)] += 1
+                ttft_h[bisect.bisect_left(bounds, ttft)] += 1
                 ttft_h[-1] += ttft
             if completion > 0:
                 per = api / completion
@@ -408,7 +384,7 @@ class LiteLLMMetrics:
             merge_remaining(self.provider_remaining, latest)
 
     def _cells(self, r: CompletionRecord, team_alias: str | None, attempts: bool,
-               email: str | None = None) -> _Cells:
+               email: str | None = None) -> Cells:
         """The value cells of every series a record of this identity counts in (a memo miss)."""
         hk, alias = self._key(r.key_hash, r.key_alias)
         team, t_alias = self._team(r.team_id, team_alias)
@@ -430,7 +406,7 @@ class LiteLLMMetrics:
         route = self._route(r.request_route or r.route)
         c = self._counter
         hist = self._hist
-        cells = _Cells(c("litellm_proxy_total_requests_metric", (
+        cells = Cells(c("litellm_proxy_total_requests_metric", (
             end_user, hk, alias, requested, team, t_alias, user, status, mail, route, NONE, NONE, model_id, provider,
             *((str(r.stream),) if self._stream else ()))))
         cells.labels = (requested, hk, alias, team, t_alias, model_id)
@@ -475,7 +451,7 @@ class LiteLLMMetrics:
             group, model, model_id, api_base, provider, hk, alias, team, t_alias), DEFAULT_BUCKETS)
         return cells
 
-    def _provider_cache(self, r: CompletionRecord, cells: _Cells) -> None:
+    def _provider_cache(self, r: CompletionRecord, cells: Cells) -> None:
         """Provider prompt-cache tokens (read / written); their series exist once such tokens were seen."""
         if r.cache_read_tokens:
             if cells.cache_read is None:
@@ -488,7 +464,7 @@ class LiteLLMMetrics:
             cells.cache_write[0] += r.cache_write_tokens
         self._details((0, 0, 0, 0, r.cache_read_tokens, r.cache_write_tokens), cells)  # LiteLLM 1.110's pair
 
-    def _details(self, counts: tuple[int, ...], cells: _Cells) -> None:
+    def _details(self, counts: tuple[int, ...], cells: Cells) -> None:
         """LiteLLM's sparse token-detail and media counters (:data:`DETAIL_FAMILIES`, in that order, for the
         first ``len(counts)`` of them): a series exists once its count was seen above 0."""
         found = cells.details
@@ -520,7 +496,7 @@ class LiteLLMMetrics:
                 class_of(status, error_type, provider), hk, alias, team, t_alias, NONE, NONE)))
         return out, ((model_id, 0 if ok else 1) if model_id in self._deps else None)
 
-    def _attempts(self, detail: Detail, cells: _Cells) -> None:
+    def _attempts(self, detail: Detail, cells: Cells) -> None:
         """Every upstream attempt the detail lists (retries and fallbacks included): the slower path."""
         for a in detail.attempts:
             calls, state = self._call_cells(a.deployment_id, a.status if a.status else 599, a.error_type,
@@ -530,7 +506,7 @@ class LiteLLMMetrics:
             if state is not None:
                 self.dep_state[state[0]] = state[1]
 
-    def _failed_calls(self, r: CompletionRecord, cells: _Cells) -> None:
+    def _failed_calls(self, r: CompletionRecord, cells: Cells) -> None:
         """The failed attempts the record lists (no Detail was captured): each a call to its deployment that
         failed, as LiteLLM's failure event counts it (the answering one is counted with the record)."""
         for dep_id, status, error_type in r.failed_attempts:
@@ -540,7 +516,7 @@ class LiteLLMMetrics:
             if state is not None:
                 self.dep_state[state[0]] = state[1]
 
-    def _fallback(self, r: CompletionRecord, detail: Detail | None, cells: _Cells) -> None:
+    def _fallback(self, r: CompletionRecord, detail: Detail | None, cells: Cells) -> None:
         """A request that fell back: success or failure by its outcome, the first failed attempt's status."""
         requested, hk, alias, team, t_alias, model_id = cells.labels
         group = r.model_group
@@ -572,7 +548,7 @@ class LiteLLMMetrics:
                 cell = d[key] = [0.0]
         return cell
 
-    def _hist(self, name: str, key: tuple[str, ...], buckets: tuple[float, ...] = LATENCY_BUCKETS) -> list[float]:
+    def _hist(self, name: str, key: tuple[str, ...], buckets: tuple[float, ...] | None = None) -> list[float]:
         """A histogram series' cells: one count per bucket, then ``+Inf``'s, then the sum."""
         d = self.histograms[name]
         if self._extra:
@@ -583,7 +559,7 @@ class LiteLLMMetrics:
                 key = (OTHER,) * len(key)
                 cell = d.get(key)
             if cell is None:
-                cell = d[key] = [0.0] * (len(buckets) + 2)
+                cell = d[key] = [0.0] * (len(self.buckets if buckets is None else buckets) + 2)
         return cell
 
     # -- pushed by other parts ----------------------------------------------------------------------------
@@ -676,6 +652,12 @@ class LiteLLMMetrics:
 
     def snapshot(self) -> dict[str, Any]:
         """This worker's part of ``Metrics.snapshot()`` (plain JSON)."""
+        ttl = self.ttl
+        if ttl is not None and ttl.due():  # prometheus_metrics_ttl_seconds: idle series go first
+            if ttl.sweep((*self.counters.items(), *self.histograms.items())):
+                self._memo = {}  # it holds cells of series that are gone: a record of theirs makes them anew
+            ttl.stale(self.provider_remaining)
+            ttl.stale(self.key_limits.latest)
         out: dict[str, Any] = {
             "c": {n: [[*k, v[0]] for k, v in d.items()] for n, d in self.counters.items() if d},
             "h": {n: [[*k, *sparse(v)] for k, v in d.items()] for n, d in self.histograms.items() if d},
@@ -692,6 +674,8 @@ class LiteLLMMetrics:
             out["tm"] = [list(t) for t in self.team_members]
         if self.custom is not None:
             out["cw"] = len(self.custom.names)  # the custom labels' values end each histogram row's labels
+        if self.buckets is not LATENCY_BUCKETS:
+            out["lb"] = list(self.buckets)  # prometheus_latency_buckets: what the rows' bucket indices mean
         return out
 
     def render(self, parts: Sequence[dict[str, Any]], now: float | None = None) -> list[str]:

@@ -1,5 +1,6 @@
 """LiteLLM's ``litellm_*`` families as relaygate emits them: names, types, label names in LiteLLM's order and
-help texts (:data:`FAMILIES`), the budget gauges' names, the buckets, and the bounds on label values
+help texts (:data:`FAMILIES`), the budget gauges' names, the buckets, the bounds on label values, and
+:class:`Cells`, the value cells of the families one record identity counts in
 (:mod:`relaygate.observe.prometheus` counts into them, :mod:`relaygate.observe.prometheus_text` writes them)."""
 
 from __future__ import annotations
@@ -7,7 +8,8 @@ from __future__ import annotations
 from relaygate.service_metrics import LATENCY_BUCKETS
 
 __all__ = ["COUNTER", "DEFAULT_BUCKETS", "FAMILIES", "GAUGE", "HISTOGRAM", "LATENCY_BUCKETS", "MAX_IDENTITIES",
-           "MAX_MEMO", "MAX_SERIES", "NONE", "OTHER", "BUDGET_GAUGE_KINDS", "DETAIL_FAMILIES", "class_of"]
+           "MAX_MEMO", "MAX_SERIES", "NONE", "OTHER", "BUDGET_GAUGE_KINDS", "DETAIL_FAMILIES", "Cells",
+           "class_of"]
 
 NONE = "None"
 """The value of a label LiteLLM leaves unset (its client library writes ``str(None)``)."""
@@ -186,3 +188,44 @@ DETAIL_FAMILIES = ("litellm_output_reasoning_tokens_metric", "litellm_input_audi
 BUDGET_GAUGE_KINDS = frozenset({"team", "key", "user", "organization"})
 """The budget kinds with LiteLLM gauges (``litellm_remaining_{team,api_key,user,org}_budget_metric`` ...). A
 customer's are not kept: its id is the client's ``user`` field, which never becomes a label value here."""
+
+
+class Cells:
+    """The value cells one record identity counts in (shared with the families' dicts)."""
+
+    __slots__ = ("total", "failed", "calls", "state", "labels", "latency", "input", "output", "tokens", "spend",
+                 "api", "ttft", "overhead", "per_token", "legacy", "cache_labels", "cache_read", "cache_write",
+                 "cache_hits", "cache_misses", "cached_tokens", "remaining", "token_labels", "details")
+
+    def __init__(self, total: list[float]) -> None:
+        self.total = total
+        self.failed: list[float] | None = None
+        self.calls: list[list[float]] = []
+        self.state: tuple[str, int] | None = None
+        self.labels: tuple[str, ...] = ()
+        """requested_model, hashed_api_key, api_key_alias, team, team_alias, model_id."""
+        self.latency: list[float] = []
+        self.input: list[float] = []
+        self.output: list[float] = []
+        self.tokens: list[float] = []
+        self.spend: list[float] = []
+        self.legacy: list[float] = []
+        """``litellm_requests_metric`` on success, ``litellm_llm_api_failed_requests_metric`` on failure."""
+        self.cache_labels: tuple[str, ...] = ()
+        self.cache_read: list[float] | None = None
+        """Provider prompt-cache counters, created at the first record that has such tokens."""
+        self.cache_write: list[float] | None = None
+        self.cache_hits: list[float] | None = None
+        """The response cache's hit (and cached tokens) or miss counter of an answered request it was asked about."""
+        self.cache_misses: list[float] | None = None
+        self.cached_tokens: list[float] | None = None
+        self.api: list[float] | None = None
+        self.ttft: list[float] | None = None
+        self.overhead: list[float] | None = None
+        self.per_token: list[float] | None = None
+        self.remaining: tuple[str, ...] | None = None
+        """The ``litellm_remaining_*_metric`` labels of a deployment's answer (None: no deployment answered)."""
+        self.token_labels: tuple[str, ...] = ()
+        self.details: list[list[float] | None] | None = None
+        """LiteLLM's sparse token-detail counters (reasoning, input audio, output audio tokens, images), each
+        created at the first record with such a count."""

@@ -54,7 +54,7 @@ class KeyLimits:
 
     def add(self, headers: Sequence[tuple[bytes, bytes]], cells: Any, at: float) -> None:
         """An answer's limiter headers, read at ``at``, for the key, team, model group and deployment of the
-        record whose label cells are ``cells`` (``prometheus._Cells``: its ``labels`` are (requested model,
+        record whose label cells are ``cells`` (``prometheus_families.Cells``: its ``labels`` are (requested model,
         key hash, key alias, team, team alias, model id), ``remaining`` starts with the served group)."""
         requested, hk, alias, team_id, t_alias, model_id = cells.labels
         key = (hk, alias)

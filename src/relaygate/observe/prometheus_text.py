@@ -31,7 +31,7 @@ from relaygate.observe.prometheus_families import (
 from relaygate.observe.prometheus_limits import merge as merge_key_limits
 from relaygate.observe.prometheus_view import add_lists, fold, shape
 
-__all__ = ["EXTRA_FAMILIES", "TEAM_MEMBERS_LABELS", "render", "sparse"]
+__all__ = ["EXTRA_FAMILIES", "TEAM_MEMBERS_LABELS", "latency_bounds", "render", "sparse"]
 
 TEAM_MEMBERS_LABELS = ("team", "team_alias")
 EXTRA_FAMILIES = (("litellm_total_users", ()), ("litellm_active_users", ()), ("litellm_teams_count", ()),
@@ -62,8 +62,14 @@ def _num(v: float) -> str:
     return repr(v)
 
 
-def _buckets(name: str) -> tuple[float, ...]:
-    return DEFAULT_BUCKETS if name == "litellm_deployment_latency_per_output_token" else LATENCY_BUCKETS
+def _buckets(name: str, latency: tuple[float, ...]) -> tuple[float, ...]:
+    """``name``'s bounds: ``latency`` (LiteLLM's or ``prometheus_latency_buckets``) for all but one family."""
+    return DEFAULT_BUCKETS if name == "litellm_deployment_latency_per_output_token" else latency
+
+
+def latency_bounds(view: PrometheusView | None) -> tuple[float, ...]:
+    """The latency histograms' bounds ``view`` gives (``prometheus_latency_buckets``), else LiteLLM's."""
+    return view.latency_buckets if view is not None and view.latency_buckets is not None else LATENCY_BUCKETS
 
 
 def sparse(hist: list[float]) -> list[float]:
@@ -78,10 +84,9 @@ def sparse(hist: list[float]) -> list[float]:
     return out
 
 
-def _merge(parts: Sequence[dict[str, Any]]) -> tuple[dict[str, dict[tuple[str, ...], float]],
-                                                     dict[str, dict[tuple[str, ...], list[float]]],
-                                                     dict[str, dict[tuple[str, ...], float]],
-                                                     dict[tuple[str, str, str], list[float]]]:
+def _merge(parts: Sequence[dict[str, Any]], latency: tuple[float, ...]
+           ) -> tuple[dict[str, dict[tuple[str, ...], float]], dict[str, dict[tuple[str, ...], list[float]]],
+                      dict[str, dict[tuple[str, ...], float]], dict[tuple[str, str, str], list[float]]]:
     counters: dict[str, dict[tuple[str, ...], float]] = {}
     hists: dict[str, dict[tuple[str, ...], list[float]]] = {}
     gauges: dict[str, dict[tuple[str, ...], float]] = {}
@@ -93,10 +98,15 @@ def _merge(parts: Sequence[dict[str, Any]]) -> tuple[dict[str, dict[tuple[str, .
             for row in rows:
                 key = tuple(row[:-1])
                 into[key] = into.get(key, 0) + row[-1]
+        # a worker counting with other bounds (a reload that reached it later or not yet): its histograms are
+        # left out of this scrape, never added bucket by bucket to counts of other bounds
+        same = list(part.get("lb", LATENCY_BUCKETS)) == list(latency)
         for name, rows in part.get("h", {}).items():
+            if not same and name != "litellm_deployment_latency_per_output_token":
+                continue
             hinto = hists.setdefault(name, {})
             width = len(FAMILIES[name][1]) + part.get("cw", 0)  # the custom labels' values end the labels
-            size = len(_buckets(name)) + 2
+            size = len(_buckets(name, latency)) + 2
             for row in rows:  # labels, then the sum, then (bucket index, count) pairs
                 key = tuple(row[:width])
                 seen = hinto.get(key)
@@ -161,7 +171,8 @@ def _gauge_merge(name: str) -> Callable[[float, float], float]:
 def render(parts: Sequence[dict[str, Any]], now: float, view: PrometheusView | None = None) -> list[str]:
     """The text lines of every ``litellm_*`` family (families without samples get their HELP / TYPE only);
     ``view``: LiteLLM's output controls (``observe.prometheus_view``: families left out, labels dropped)."""
-    counters, hists, gauges, budgets = _merge(parts)
+    latency = latency_bounds(view)
+    counters, hists, gauges, budgets = _merge(parts, latency)
     for legacy, current in _LEGACY.items():
         if current in gauges:
             gauges[legacy] = gauges[current]
@@ -196,7 +207,7 @@ def render(parts: Sequence[dict[str, Any]], now: float, view: PrometheusView | N
             for key, value in sorted(fold(gauges.get(name, {}), keep, _gauge_merge(name)).items()):
                 out.append(f"{name}{_labels(names, key)} {_num(float(value))}")
         elif kind == HISTOGRAM:
-            buckets = _buckets(name)
+            buckets = _buckets(name, latency)
             for key, hist in sorted(fold(hists.get(name, {}), keep, add_lists).items()):
                 acc = 0.0
                 for bound, n in zip(buckets, hist):
