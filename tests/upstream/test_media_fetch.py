@@ -42,7 +42,8 @@ class Resolver:
         self.answers = answers
         self.calls: list[tuple[str, int]] = []
 
-    async def __call__(self, host: str, port: int) -> list[str]:
+    async def __call__(self, host: str, port: int, family: int = 0) -> list[str]:
+        assert family == 0  # force_ipv4 is off here (tests/upstream/test_force_ipv4.py has it on)
         self.calls.append((host, port))
         script = self.answers[host]
         n = sum(h == host for h, _ in self.calls) - 1

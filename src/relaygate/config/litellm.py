@@ -615,10 +615,15 @@ def router_value(key: str, value: Any, source: str, section: str, warnings: list
 
 def upstream_tls(settings: Mapping[str, Any], env: Mapping[str, str], source: str,
                  warnings: list[str]) -> dict[str, Any]:
-    """LiteLLM's upstream TLS options as ``relaygate_settings``: ``ssl_verify`` (true, false, or a CA bundle's
-    path; else ``SSL_VERIFY``) and ``ssl_certificate`` (a client certificate; else ``SSL_CERTIFICATE``). A
-    file that is not there is a config error naming the setting."""
+    """LiteLLM's upstream connection options as ``relaygate_settings``: ``ssl_verify`` (true, false, or a CA
+    bundle's path; else ``SSL_VERIFY``), ``ssl_certificate`` (a client certificate; else ``SSL_CERTIFICATE``)
+    and ``force_ipv4``. A file that is not there is a config error naming the setting."""
     out: dict[str, Any] = {}
+    ipv4 = settings.get("force_ipv4")
+    if ipv4 is not None:
+        if not isinstance(ipv4, bool):
+            raise ConfigError(source, "litellm_settings.force_ipv4", f"expected true or false (got {ipv4!r})")
+        out["force_ipv4"] = ipv4
     verify = settings.get("ssl_verify")
     where = "litellm_settings.ssl_verify"
     if verify is None and env.get("SSL_VERIFY"):

@@ -86,8 +86,9 @@ _POOL_KEYS = {"database_connection_pool_limit": "database_pool_size",
 """``general_settings`` of LiteLLM's database pool -> the ``relaygate_settings`` they set."""
 _KEY_POLICY = ("default_key_generate_params", "upperbound_key_generate_params", "key_generation_settings")
 """``litellm_settings`` read by ``config.key_policy`` (in this order)."""
-_LITELLM_SETTINGS_ACCEPTED = {"drop_params", "set_verbose", "request_timeout", "modify_params", "ssl_verify",
-                              "ssl_certificate"}
+_LITELLM_SETTINGS_ACCEPTED = {
+    "drop_params", "set_verbose", "request_timeout", "modify_params", "ssl_verify", "ssl_certificate", "force_ipv4",
+    "return_response_headers", "redact_messages_in_exceptions"}
 _GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "background_health_checks",
                  "health_check_interval", "max_request_size_mb", "proxy_port", "user_api_key_cache_ttl",
                  "allow_requests_on_db_unavailable", "store_model_in_db", "disable_spend_logs",

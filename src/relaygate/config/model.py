@@ -177,6 +177,9 @@ class ServerSettings(msgspec.Struct, kw_only=True):
     (true), a CA bundle file (a path), or not at all (false: warned about at startup)."""
     ssl_certificate: str | None = None
     """A client certificate (PEM, with its key) presented to upstreams (LiteLLM's ``SSL_CERTIFICATE``)."""
+    force_ipv4: bool = False
+    """Connect to upstreams (and fetch media for them) over IPv4 only (LiteLLM's ``litellm_settings.force_ipv4``):
+    for hosts whose names resolve to IPv6 addresses this network cannot reach."""
     max_upstream_response_bytes: int = 128 * 1024 * 1024
     """Largest upstream answer read whole (non-stream); larger ones are a 502. Streams are not capped."""
     watch_config: bool = False

@@ -20,6 +20,7 @@ to an address (``connect_to``) is sent to a URL naming that address, with the or
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
@@ -138,11 +139,12 @@ class _Body:
 class AiohttpTransport:
     def __init__(self, *, max_connections: int = 0, keepalive_expiry: float = 30.0,
                  proxy: str | None = None, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, family: int = 0) -> None:
         if max_response_bytes < 1:
             raise ValueError("max_response_bytes must be at least 1")
         self._cap = max_response_bytes
-        self._connector_args = {"limit": max_connections, "keepalive_timeout": keepalive_expiry,
+        self.family = family
+        self._connector_args = {"limit": max_connections, "keepalive_timeout": keepalive_expiry, "family": family,
                                 "enable_cleanup_closed": False, "ssl": ssl_context if ssl_context else True}
         self._session: aiohttp.ClientSession | None = None
         self._proxy = proxy
@@ -170,6 +172,10 @@ class AiohttpTransport:
                 headers.append(("Content-Length", str(request.content_length)))
         url = request.url
         sni: str | None = None
+        if self.family == socket.AF_INET:  # force_ipv4: aiohttp's connector fails an assertion on an IPv6 literal
+            host = request.connect_to or urlsplit(url).hostname or ""
+            if ":" in host:
+                raise UpstreamConnectError(f"cannot reach upstream: {host} is an IPv6 address and force_ipv4 is set")
         if request.connect_to is not None:
             url, host, sni = _pin(url, request.connect_to)
             headers = [h for h in headers if h[0].lower() != "host"] + [("Host", host)]

@@ -112,7 +112,7 @@ async def _fetch_one(url: str, transport: Transport, allow_private: bool) -> tup
     except _media.InvalidURL as exc:
         raise _media.invalid_url(exc.reason) from None
     for _ in range(_media.MAX_REDIRECTS + 1):
-        addr = await _address(url, target, allow_private)
+        addr = await _address(url, target, allow_private, getattr(transport, "family", 0))
         try:
             resp = await transport.send(_media.fetch_request(target, addr), _media.timeouts())
             try:
@@ -142,25 +142,31 @@ async def _fetch_one(url: str, transport: Transport, allow_private: bool) -> tup
     raise _media.fetch_error(url, "too many redirects")
 
 
-async def resolve(host: str, port: int) -> list[str]:
-    """The addresses ``host`` resolves to (the system resolver, through the event loop), in its order."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+async def resolve(host: str, port: int, family: int = 0) -> list[str]:
+    """The addresses ``host`` resolves to (the system resolver, through the event loop), in its order; of
+    ``family`` only when given (``socket.AF_INET``: ``force_ipv4``)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
 
 
-async def _address(url: str, target: _media.MediaURL, allow_private: bool) -> str:
+async def _address(url: str, target: _media.MediaURL, allow_private: bool, family: int = 0) -> str:
     """Resolve ``target``'s host once and return the address the download must connect to (the transport
     is pinned to it, so a second resolution can never point elsewhere: no DNS rebinding). Unless
-    ``allow_private``, every address must be public (checked again at every redirect)."""
+    ``allow_private``, every address must be public (checked again at every redirect). ``family``: the
+    transport's (``socket.AF_INET`` with ``force_ipv4``: IPv4 addresses only)."""
     try:
-        addrs = [str(ipaddress.ip_address(target.host))]
+        literal = ipaddress.ip_address(target.host)
+        addrs = [str(literal)]
+        if family == socket.AF_INET and literal.version != 4:
+            raise _media.fetch_error(url, "host is an IPv6 address and force_ipv4 is set")
     except ValueError:
         try:
-            addrs = await resolve(target.host, target.port)
+            addrs = await resolve(target.host, target.port, family)
         except (OSError, UnicodeError):
             addrs = []
         if not addrs:
-            raise _media.fetch_error(url, "host does not resolve") from None
+            raise _media.fetch_error(url, "host does not resolve" + (" to an IPv4 address" if family else "")) \
+                from None
     if not allow_private:
         for addr in addrs:
             try:

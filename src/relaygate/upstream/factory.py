@@ -10,6 +10,7 @@ upstream TLS with one context (:func:`upstream_ssl`): LiteLLM's ``ssl_verify`` (
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 from typing import Any
 
@@ -38,13 +39,15 @@ def make_transport(config: Config) -> Transport:
     kind = os.environ.get("RELAYGATE_TRANSPORT") or s.transport
     if kind == "auto":
         kind = "aiohttp" if s.http_proxy else "h1"
+    family = socket.AF_INET if s.force_ipv4 else 0  # LiteLLM's force_ipv4; 0: whatever the name resolves to
     if kind == "h1":
         from relaygate.upstream.h1 import H1Transport
 
         return H1Transport(max_connections_per_origin=s.max_connections_per_upstream or None,
                            keepalive_expiry=s.keepalive_expiry, max_response_bytes=s.max_upstream_response_bytes,
-                           ssl_context=context)
+                           ssl_context=context, family=family)
     from relaygate.upstream.aiohttp_transport import AiohttpTransport
 
     return AiohttpTransport(max_connections=s.max_connections_per_upstream, keepalive_expiry=s.keepalive_expiry,
-                            proxy=s.http_proxy, max_response_bytes=s.max_upstream_response_bytes, ssl_context=context)
+                            proxy=s.http_proxy, max_response_bytes=s.max_upstream_response_bytes, ssl_context=context,
+                            family=family)

@@ -412,7 +412,8 @@ class H1Transport:
     ``max_connections_per_origin`` (None: unbounded) caps open connections per origin; ``keepalive_expiry``
     closes connections idle longer than that; ``ssl_context`` overrides the default verifying context for
     ``https`` origins; ``high_water`` / ``low_water`` bound unread body bytes per response;
-    ``max_response_bytes`` caps a body read whole (``read()``; iteration is not capped).
+    ``max_response_bytes`` caps a body read whole (``read()``; iteration is not capped); ``family``
+    (``socket.AF_INET``: IPv4 only) the address family connections use (0: any).
     """
 
     def __init__(
@@ -424,6 +425,7 @@ class H1Transport:
         high_water: int = HIGH_WATER,
         low_water: int = LOW_WATER,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        family: int = 0,
     ) -> None:
         if max_connections_per_origin is not None and max_connections_per_origin < 1:
             raise ValueError("max_connections_per_origin must be at least 1")
@@ -432,6 +434,7 @@ class H1Transport:
         if max_response_bytes < 1:
             raise ValueError("max_response_bytes must be at least 1")
         self.max_response_bytes = max_response_bytes
+        self.family = family
         self.max_connections_per_origin = max_connections_per_origin
         self.keepalive_expiry = keepalive_expiry
         self.high_water = high_water

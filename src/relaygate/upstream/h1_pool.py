@@ -41,6 +41,7 @@ class OriginPool:
         self.scheme = scheme
         self.host = host
         self.connect_host = connect_to or host
+        self.family = owner.family
         self.port = port
         self.host_header = host_header
         self.ssl: _ssl.SSLContext | None = owner.ssl_context() if scheme == "https" else None
@@ -162,6 +163,7 @@ class OriginPool:
                     lambda: self.conn_class(self),
                     self.connect_host,
                     self.port,
+                    family=self.family,
                     ssl=self.ssl,
                     server_hostname=self.host if self.ssl is not None else None,
                 )
