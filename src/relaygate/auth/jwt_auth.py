@@ -54,6 +54,7 @@ from relaygate.auth.jwks import ALGORITHMS, JWKSUnavailable, jwks_for
 from relaygate.auth.jwks import claim as _claim
 from relaygate.auth.jwt_routes import ADMIN_DEFAULT, TEAM_DEFAULT, TEAM_WHEN_NULL, JWTAccess, RouteSet
 from relaygate.auth.keys import KeyInfo
+from relaygate.auth.targets import team_defaults
 from relaygate.config.model import Config, KeyConfig
 from relaygate.core import errors
 from relaygate.core.ratelimit import PREFIX, Bucket
@@ -166,6 +167,8 @@ class JWTAuth:
         self.store = store
         self.groups = groups
         self.defaults = dict(defaults or {})
+        self.teams = team_defaults(getattr(general, "default_team_settings", None) or [])
+        """The config's team logging (``default_team_settings``) for a token's team whose row names none."""
         self.jwks = jwks_for(settings.jwks_urls, settings.public_key_ttl) if settings.jwks_urls else None
         self.verified = 0
         """Tokens verified by this worker (cache misses that reached the signature check)."""
@@ -347,10 +350,12 @@ class JWTAuth:
         if team is not None and team.max_parallel_requests:
             info.buckets = (*info.buckets, Bucket.parallel(f"{PREFIX}t:{team.team_id}:par",
                                                            team.max_parallel_requests, "team", team.team_id))
+        from relaygate.auth.store_keys import team_blocked, team_policy
+
+        team_policy(info, None, kc.team_id, team, self.teams)  # the team's logging and enforced params
         if team is not None:
             info.aliases = dict(team.model_aliases)
             if team.blocked:
-                from relaygate.auth.store_keys import team_blocked
 
                 team_id = team.team_id
                 info.refusal = lambda: team_blocked(team_id)

@@ -51,7 +51,7 @@ from relaygate.store.errors import NotFound
 if TYPE_CHECKING:
     from relaygate.store import Key, Organization, Store, Team, User
 
-__all__ = ["KeyStoreDown", "StoreKeys", "blocked_customers", "customer_blocked"]
+__all__ = ["KeyStoreDown", "StoreKeys", "blocked_customers", "customer_blocked", "team_policy"]
 
 _ALL = ("*", "all-proxy-models")
 MAX_BLOCKED_CUSTOMERS = 100_000
@@ -147,6 +147,28 @@ def _enforced(metadata: Any) -> list[str]:
         return []
     return [p for p in raw if field_path(p)]
 
+def team_policy(info: KeyInfo, key_metadata: Any, team_id: str | None, team: Team | None,
+                teams: Mapping[str, dict[str, Any]] | None) -> None:
+    """What a key's and its team's ``metadata`` ask of the key's requests, set on ``info``: their logging
+    targets (the key's, then the team's; else the config's ``teams`` entry, ``default_team_settings``),
+    whether message logging is off, whether the team turned logging off, and their ``enforced_params``. For
+    a stored key (:func:`build_key`) and a JWT's team (``auth.jwt_auth``, ``key_metadata`` None) alike."""
+    targets, redacts = key_logging(key_metadata)
+    if team is not None:
+        team_targets, team_redacts = key_logging(team.metadata)
+        redacts = redacts or team_redacts
+        if team_targets:
+            targets = [*(targets or ()), *team_targets]
+    if not targets and teams and team_id and team_id in teams:  # last: the config's team settings
+        targets, _ = key_logging(teams[team_id])
+    info.logging, info.no_message_logging = targets, redacts
+    if team is not None and logging_off(team.metadata):
+        info.logging, info.logging_off = None, True
+    enforced = [*_enforced(key_metadata), *(_enforced(team.metadata) if team is not None else ())]
+    if enforced:
+        info.enforced = tuple(dict.fromkeys(enforced))
+
+
 def build_key(key: Key, team: Team | None, user: User | None, org: Organization | None,
               groups: Mapping[str, tuple[str, ...]], teams: Mapping[str, dict[str, Any]] | None = None) -> KeyInfo:
     """One key's rows as the request path's :class:`KeyInfo` (see the module docstring for the rules);
@@ -193,20 +215,7 @@ def build_key(key: Key, team: Team | None, user: User | None, org: Organization 
     info.records = (key, team, user, org)
     if key.max_budget is not None:  # LiteLLM's x-litellm-key-max-budget, next to the key's limit headers
         info.headers = (*info.headers, (b"x-litellm-key-max-budget", str(float(key.max_budget)).encode()))
-    targets, redacts = key_logging(key.metadata)
-    if team is not None:
-        team_targets, team_redacts = key_logging(team.metadata)
-        redacts = redacts or team_redacts
-        if team_targets:
-            targets = [*(targets or ()), *team_targets]
-    if not targets and teams and key.team_id and key.team_id in teams:  # last: the config's team settings
-        targets, _ = key_logging(teams[key.team_id])
-    info.logging, info.no_message_logging = targets, redacts
-    if team is not None and logging_off(team.metadata):
-        info.logging, info.logging_off = None, True
-    enforced = [*_enforced(key.metadata), *(_enforced(team.metadata) if team is not None else ())]
-    if enforced:
-        info.enforced = tuple(dict.fromkeys(enforced))
+    team_policy(info, key.metadata, key.team_id, team, teams)
     if key.expires is not None:
         expires = key.expires if key.expires.tzinfo is not None else key.expires.replace(tzinfo=UTC)
         info.expires = expires.timestamp()
