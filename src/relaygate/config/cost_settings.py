@@ -82,8 +82,23 @@ def _check_margin_map(value: Any) -> None:
     check_margins(value)
 
 
+def _check_groups(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(g, str) and g.strip() for g in value) or len(value) > 1000:
+        raise ValueError("public_model_groups: expected a list of model group names")
+
+
+def _check_links(value: Any) -> None:
+    if not isinstance(value, dict) or len(value) > 100:
+        raise ValueError("public_model_groups_links: expected an object of at most 100 links")
+    for name, link in value.items():
+        url = link.get("url") if isinstance(link, dict) else link
+        if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+            raise ValueError(f"public_model_groups_links.{name}: expected an http(s) URL or {{url, index}}")
+
+
 STORED = {"cost_discount_config": _check_discount_map, "cost_margin_config": _check_margin_map,
-          "block_requests_for_models_without_pricing": _check_block}
+          "block_requests_for_models_without_pricing": _check_block, "public_model_groups": _check_groups,
+          "public_model_groups_links": _check_links}
 """The ``litellm_settings`` the API may change (``store.settings``), each with its check."""
 
 

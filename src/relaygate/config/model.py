@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from relaygate.config.cache import CacheSettings
-from relaygate.config.cost_settings import check_discounts, check_margins
+from relaygate.config.cost_settings import check_discounts, check_margins, check_stored
 from relaygate.config.key_policy import KeyPolicy
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.access import check_ui_access_mode, header_name, parse_allowed_ips, parse_required_fields
@@ -348,6 +348,12 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     block_requests_for_models_without_pricing: bool = False
     """``litellm_settings.block_requests_for_models_without_pricing``: an LLM call to a model group no deployment
     of which has a price is refused (403, LiteLLM's ``model_cost_map_missing``; ``cost.unpriced``)."""
+    public_model_groups: list[str] | None = None
+    """``litellm_settings.public_model_groups``: the model groups ``GET /public/model_hub`` shows anyone, without a
+    key (None: none); ``POST /model_group/make_public`` replaces them (``store_model_in_db``)."""
+    public_model_groups_links: dict[str, str | dict[str, Any]] = {}
+    """``litellm_settings.public_model_groups_links``: the model hub's links, ``{name: url}`` or ``{name: {url,
+    index}}`` (``GET /public/model_hub/info``; ``POST /model_hub/update_useful_links`` replaces them)."""
     max_internal_user_budget: float | None = None
     """``litellm_settings.max_internal_user_budget``: the ``max_budget`` of a new ``internal_user`` (``/user/new``,
     single sign-on, JWT upsert) that is given none."""
@@ -470,6 +476,8 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
             raise ValueError(f"budget_exceeded_status_code: expected an HTTP error status (400-599), got {code!r}")
         check_budget_calendar(self.timezone, self.budget_reset_time)
         check_discounts(self.cost_discount_config)
+        if self.public_model_groups_links:
+            check_stored("public_model_groups_links", self.public_model_groups_links)
         for i, team in enumerate(self.default_team_settings):
             if not isinstance(team.get("team_id"), str) or not team["team_id"]:
                 raise ValueError(f"default_team_settings[{i}]: team_id missing (LiteLLM refuses it too)")

@@ -12,7 +12,17 @@ key sees only the groups it may use (model access groups expanded), as on ``/v1/
 
 ``/model_group/info`` sums each group up as LiteLLM's ``ModelGroupInfo``: the largest limits and prices of
 its deployments, a flag true when any deployment has it (false, not null, when none does), ``mode`` from
-the first deployment that knows it (``chat`` otherwise).
+the first deployment that knows it (``chat`` otherwise), ``is_public_model_group`` (listed in LiteLLM's
+``litellm_settings.public_model_groups``).
+
+LiteLLM's model hub: ``GET /public/model_hub`` answers anyone, without a key, the same summaries of the public
+model groups only (every deployment of theirs, whoever asks), each with ``health_status`` (``healthy`` /
+``unhealthy``), ``health_response_time`` (ms) and ``health_checked_at`` from the latest health check of any of
+its deployments on the answering worker (``gateway.health_view``; null when none ran), as LiteLLM reads them
+from its health check table; ``GET /public/model_hub/info`` the hub's page header: ``docs_title``,
+``custom_docs_description``, ``litellm_version`` (relaygate's) and ``useful_links``
+(``public_model_groups_links``). The admin changes both lists with ``store_model_in_db``
+(``management.cost_settings``).
 
 LiteLLM's utilities: ``GET /utils/supported_openai_params?model=`` (``{"supported_openai_params": [...]}``
 of a model group the caller may use — its first deployment's provider and model — or of a
@@ -36,11 +46,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from relaygate import __version__
 from relaygate.catalog import default_catalog
 from relaygate.config.model import Deployment
 from relaygate.core import tokens
 from relaygate.core.errors import BadRequest
 from relaygate.core.views import controls, decode_view
+from relaygate.gateway.health_view import book_of
 from relaygate.gateway.ops import principal, query
 from relaygate.http.body import read_body
 from relaygate.http.respond import send_json
@@ -66,6 +78,8 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     for path in ("/model/info", "/v1/model/info", "/v2/model/info"):
         t.add("GET", path, lambda sc, rc, sd, p: model_info(gw, sc, rc, sd, p))
     t.add("GET", "/model_group/info", lambda sc, rc, sd, p: model_group_info(gw, sc, rc, sd, p))
+    t.add("GET", "/public/model_hub", lambda sc, rc, sd, p: public_model_hub(gw, sc, rc, sd, p))
+    t.add("GET", "/public/model_hub/info", lambda sc, rc, sd, p: public_model_hub_info(gw, sc, rc, sd, p))
     t.add("GET", "/utils/supported_openai_params", lambda sc, rc, sd, p: supported_params(gw, sc, rc, sd, p))
     t.add("POST", "/utils/token_counter", lambda sc, rc, sd, p: token_counter(gw, sc, rc, sd, p))
     t.add("POST", "/utils/transform_request", lambda sc, rc, sd, p: transform_request(gw, sc, rc, sd, p))
@@ -113,10 +127,41 @@ async def model_info(gw: Gateway, scope: Scope, receive: Receive, send: Send, pa
 async def model_group_info(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
     """Every visible model group (``?model_group=`` selects one), its deployments summed up."""
     wanted = query(scope).get("model_group")
+    deps = [d for d in await _visible(gw, scope) if wanted is None or d.model_name == wanted]
+    await send_json(send, 200, orjson.dumps({"data": _summaries(deps, _public(gw))}))
+
+
+def _public(gw: Gateway) -> list[str]:
+    return gw.runtime.config.general.public_model_groups or []
+
+
+async def public_model_hub(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+    """The public model groups' summaries and their latest health check, without authentication."""
+    public = _public(gw)
+    deps = [d for d in gw.runtime.config.deployments if d.model_name in public]
+    data = _summaries(deps, public)
+    last = book_of(gw).last
+    for entry in data:
+        checks = [last[d.id] for d in deps if d.model_name == entry["model_group"] and d.id in last]
+        latest = max(checks, key=lambda c: c.at) if checks else None
+        entry["health_status"] = None if latest is None else "healthy" if latest.ok else "unhealthy"
+        entry["health_response_time"] = None if latest is None else round(latest.latency_ms, 3)
+        entry["health_checked_at"] = None if latest is None else latest.at.isoformat()
+    await send_json(send, 200, orjson.dumps(data))
+
+
+async def public_model_hub_info(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+    """The model hub page's header (LiteLLM's ``PublicModelHubInfo``), without authentication."""
+    links = gw.runtime.config.general.public_model_groups_links
+    await send_json(send, 200, orjson.dumps({"docs_title": "LiteLLM API", "custom_docs_description": None,
+                                             "litellm_version": __version__, "useful_links": links or None}))
+
+
+def _summaries(deployments: list[Deployment], public: list[str]) -> list[dict[str, Any]]:
+    """LiteLLM's ``ModelGroupInfo`` of each model group of ``deployments``, in their order."""
     groups: dict[str, list[Deployment]] = {}
-    for d in await _visible(gw, scope):
-        if wanted is None or d.model_name == wanted:
-            groups.setdefault(d.model_name, []).append(d)
+    for d in deployments:
+        groups.setdefault(d.model_name, []).append(d)
     data = []
     for name, deps in groups.items():
         infos = [_entry(d)["model_info"] for d in deps]
@@ -134,8 +179,9 @@ async def model_group_info(gw: Gateway, scope: Scope, receive: Receive, send: Se
         entry["tpm"] = sum(tpm) if tpm and len(tpm) == len(deps) else None
         supported = [i["supported_openai_params"] for i in infos if i.get("supported_openai_params") is not None]
         entry["supported_openai_params"] = supported[0] if supported else None
+        entry["is_public_model_group"] = name in public
         data.append(entry)
-    await send_json(send, 200, orjson.dumps({"data": data}))
+    return data
 
 
 async def _deployment_of(gw: Gateway, scope: Scope, model: str) -> Deployment | None:
