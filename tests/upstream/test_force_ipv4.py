@@ -5,10 +5,9 @@ IPv4 only, read from the config and applied by a real gateway to real upstreams 
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +22,7 @@ from relaygate.upstream import media as _media
 from relaygate.upstream.aiohttp_transport import AiohttpTransport
 from relaygate.upstream.base import Timeouts, UpstreamRequest
 from relaygate.upstream.h1 import H1Transport
-from tests.conftest import start_gateway
+from tests.conftest import http_server, start_gateway
 
 T = TypeVar("T")
 
@@ -65,17 +64,8 @@ def upstream(family: socket.AddressFamily) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(body)
 
-    class Server(ThreadingHTTPServer):
-        address_family = family
-
-    server = Server(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        port = server.server_address[1]
-        yield f"http://[::1]:{port}" if family == socket.AF_INET6 else f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(Handler, "::1" if family == socket.AF_INET6 else "127.0.0.1") as url:
+        yield url
 
 
 def config(v6: str, v4: str, force: str) -> str:

@@ -21,7 +21,8 @@ GENERAL_FROM_LITELLM_SETTINGS = frozenset((
     "disable_end_user_cost_tracking_prometheus_only", "budget_exceeded_status_code", "timezone", "budget_reset_time",
     "cost_discount_config", "cost_margin_config", "block_requests_for_models_without_pricing",
     "default_team_settings", "disable_add_user_agent_to_request_tags", "extra_spend_tag_headers",
-    "default_team_params", "model_group_settings", "public_model_groups", "public_model_groups_links"))
+    "default_team_params", "model_group_settings", "public_model_groups", "public_model_groups_links",
+    "enable_json_schema_validation"))
 """``litellm_settings`` keys kept in ``GeneralSettings`` (budgets, new users' defaults, end-user tracking, provider
 discounts and margins, refusing unpriced models, teams' logging, request tags from headers, the public model hub)."""
 

@@ -348,6 +348,10 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     block_requests_for_models_without_pricing: bool = False
     """``litellm_settings.block_requests_for_models_without_pricing``: an LLM call to a model group no deployment
     of which has a price is refused (403, LiteLLM's ``model_cost_map_missing``; ``cost.unpriced``)."""
+    enable_json_schema_validation: bool = False
+    """``litellm_settings.enable_json_schema_validation``: a chat answer is checked against the JSON schema its
+    request's ``response_format`` gives (a request's own ``enable_json_schema_validation`` field wins;
+    ``pipeline.schema_check``)."""
     public_model_groups: list[str] | None = None
     """``litellm_settings.public_model_groups``: the model groups ``GET /public/model_hub`` shows anyone, without a
     key (None: none); ``POST /model_group/make_public`` replaces them (``store_model_in_db``)."""

@@ -48,7 +48,7 @@ from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope, Send
 from relaygate.logs import fail_log
 from relaygate.observe.capture import Capture, traced
-from relaygate.pipeline import batch, control
+from relaygate.pipeline import batch, control, schema_check
 from relaygate.pipeline.exchange import Exchange, add_upstream_headers
 from relaygate.pipeline.frontend import Frontend, Spent
 from relaygate.pipeline.overrides import Overrides, forwardable, forwards_for, new_call_id, organization
@@ -247,6 +247,9 @@ class Pipeline:
             pico, parts = prices.charge(lease.target.dep, pico)
             ex.cost_parts = parts
         cost = ex.cost = usd(pico)
+        if (ex.rt.check_schemas or ex.control is not None) and ex.route == "chat" and \
+                schema_check.wanted(ex.rt.check_schemas, ex.control):  # enable_json_schema_validation
+            schema_check.check(ex.body, data, ex.model)  # a mismatch fails the request, charged (schema_check)
         total = time.perf_counter() - ex.t0
         headers = self.headers(ex, lease, total)
         if cost or prices.priced(lease.target.dep):  # LiteLLM's str(float) of USD; none for a model
