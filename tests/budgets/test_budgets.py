@@ -455,6 +455,29 @@ def test_period_resets_at_its_boundary_and_is_written_back(db_url: str) -> None:
     asyncio.run(main())
 
 
+def test_disable_reset_budget_keeps_the_period(db_url: str) -> None:
+    """LiteLLM's ``general_settings.disable_reset_budget``: a period that ended starts no new one; the key stays
+    over its budget and its row is never reset (the sweep does not run)."""
+    async def main() -> None:
+        settings = {"user_api_key_cache_ttl": 0.5, "disable_reset_budget": True}
+        async with upstream() as up, gateway(db_url, up, general_settings=settings) as gw:
+            assert gw.budgets.resets is False
+            end = datetime.now(UTC) + timedelta(seconds=1)
+            await gw.store.create_key(Key(token=token("sk-k"), max_budget=BUDGET, budget_duration="1s",
+                                          budget_reset_at=end))
+            await gw.budgets.refresh()
+            assert (await ask(gw, "sk-k")).status == 200
+            assert (await ask(gw, "sk-k")).status == 200
+            refused(await ask(gw, "sk-k"), "Budget has been exceeded!")
+            await asyncio.sleep(2.5)  # past the boundary: still refused, nothing written back
+            refused(await ask(gw, "sk-k"), "Budget has been exceeded!")
+            row = await gw.store.get_key(token("sk-k"))
+            assert row.budget_reset_at is not None and row.budget_reset_at.replace(tzinfo=UTC) == end
+            assert row.spend > 0
+
+    asyncio.run(main())
+
+
 def test_check_installed_only_while_a_budget_exists(db_url: str) -> None:
     async def main() -> None:
         async with upstream() as up, gateway(db_url, up) as gw:

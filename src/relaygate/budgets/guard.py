@@ -112,6 +112,9 @@ class BudgetGuard:
         self.user_budget_on_team_keys = user_budget_on_team_keys
         """``general_settings.apply_user_budget_to_team_keys``: a team key's user's own budget binds it too."""
         self.cal = cal  # where budget periods fall (litellm_settings.timezone, budget_reset_time; read at start)
+        self.resets = True
+        """False with ``general_settings.disable_reset_budget``: a row's ``budget_duration`` never starts a new period
+        (its spend counts on, as LiteLLM's with its reset job off)."""
         if max_budget is not None and max_budget <= 0:
             max_budget = None  # LiteLLM's default 0.0: no proxy budget (it checks only above 0)
         self.end_user_budget_id = end_user_budget_id
@@ -439,7 +442,8 @@ class BudgetGuard:
         max_budget, soft = budget.max_budget, budget.soft_budget
         if max_budget is None and not soft:
             return None
-        dur = _duration(budget.budget_duration, f"{kind} {ident[:24]}: budget_duration", self.cal)
+        dur = _duration(budget.budget_duration, f"{kind} {ident[:24]}: budget_duration", self.cal) if self.resets \
+            else None
         if dur is None:
             t = self._tally(kind, ident, None, 0.0, now)
             return Limit(kind, ident, t, max_budget, soft, to_pico(spend or 0.0), t.start, label, read_at)

@@ -9,12 +9,25 @@ from typing import Any
 
 from relaygate.config.errors import ConfigError
 
-__all__ = ["DEFAULT_MODELS", "GENERAL_FROM_LITELLM_SETTINGS", "refuse_guardrails", "refuse_unenforced"]
+__all__ = ["DEFAULT_MODELS", "GENERAL_FROM_LITELLM_SETTINGS", "GENERAL_KEYS", "refuse_guardrails",
+           "refuse_unenforced"]
 
 DEFAULT_MODELS = {"completion_model": ("chat", "completions"), "embedding_model": ("embeddings",),
                   "image_generation_model": ("images",), "moderation_model": ("moderations",)}
 """LiteLLM's ``general_settings`` that name the model a kind of call is served by, whatever the request names,
 and the pipeline routes (``Exchange.route``) each applies to."""
+GENERAL_KEYS = frozenset((
+    "master_key", "database_url", "health_check_timeout", "background_health_checks", "health_check_interval",
+    "max_request_size_mb", "proxy_port", "user_api_key_cache_ttl", "allow_requests_on_db_unavailable",
+    "store_model_in_db", "disable_spend_logs", "store_prompts_in_spend_logs", "maximum_spend_logs_retention_period",
+    "maximum_spend_logs_retention_interval", "spend_logs_buffer", "proxy_batch_write_at", "enable_jwt_auth",
+    "litellm_jwtauth", "litellm_key_header_name", "health_check_details", "global_max_parallel_requests",
+    "allowed_ips", "use_x_forwarded_for", "allowed_routes", "enforce_user_param", "enforced_params",
+    "user_header_name", "user_header_mappings", "ui_access_mode", "forward_client_headers_to_llm_api",
+    "forward_openai_org_id", "disable_spend_updates", "apply_user_budget_to_team_keys", *DEFAULT_MODELS,
+    "reject_clientside_metadata_tags", "disable_custom_api_keys", "disable_reset_budget", "max_file_size_mb",
+    "allowed_file_extensions", "blocked_file_extensions"))
+"""``general_settings`` keys kept as they are in ``GeneralSettings``."""
 GENERAL_FROM_LITELLM_SETTINGS = frozenset((
     "max_budget", "budget_duration", "default_internal_user_params", "max_end_user_budget", "max_end_user_budget_id",
     "max_internal_user_budget", "internal_user_budget_duration", "disable_end_user_cost_tracking",

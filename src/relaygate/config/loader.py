@@ -89,16 +89,6 @@ _KEY_POLICY = ("default_key_generate_params", "upperbound_key_generate_params", 
 _LITELLM_SETTINGS_ACCEPTED = {
     "drop_params", "set_verbose", "request_timeout", "modify_params", "ssl_verify", "ssl_certificate", "force_ipv4",
     "return_response_headers", "redact_messages_in_exceptions"}
-_GENERAL_KEYS = {"master_key", "database_url", "health_check_timeout", "background_health_checks",
-                 "health_check_interval", "max_request_size_mb", "proxy_port", "user_api_key_cache_ttl",
-                 "allow_requests_on_db_unavailable", "store_model_in_db", "disable_spend_logs",
-                 "store_prompts_in_spend_logs", "maximum_spend_logs_retention_period",
-                 "maximum_spend_logs_retention_interval", "spend_logs_buffer", "proxy_batch_write_at",
-                 "enable_jwt_auth", "litellm_jwtauth", "litellm_key_header_name", "health_check_details",
-                 "global_max_parallel_requests", "allowed_ips", "use_x_forwarded_for", "allowed_routes",
-                 "enforce_user_param", "enforced_params", "user_header_name", "user_header_mappings",
-                 "ui_access_mode", "forward_client_headers_to_llm_api", "forward_openai_org_id",
-                 "disable_spend_updates", "apply_user_budget_to_team_keys", *litellm.DEFAULT_MODELS}
 
 
 # ---------------------------------------------------------------------------------------------------- env
@@ -382,8 +372,9 @@ def single_model(model: str, alias: str | None = None, api_base: str | None = No
 
 
 _CORS_LISTS = ("cors_allow_origins", "cors_allow_methods", "cors_allow_headers", "cors_expose_headers")
-_GENERAL_CORS = {"cors_allow_origins", "cors_allow_credentials", "cors_allow_methods", "cors_allow_headers"}
-"""LiteLLM's CORS keys of ``general_settings``: they land in the server settings."""
+_GENERAL_CORS = {"cors_allow_origins", "cors_allow_credentials", "cors_allow_methods", "cors_allow_headers",
+                 "cancel_on_disconnect"}
+"""LiteLLM's CORS keys of ``general_settings``, and ``cancel_on_disconnect``: they land in the server settings."""
 _TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off"})
 
 
@@ -521,7 +512,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
             general_raw[k] = litellm.pass_through_endpoints(v, source, f"general_settings.{k}", warnings)
         elif k == "litellm_jwtauth":
             general_raw[k] = _jwtauth(v, source, warnings)
-        elif k in _GENERAL_KEYS:
+        elif k in litellm.GENERAL_KEYS:
             general_raw[k] = v
         elif k in _POOL_KEYS:  # LiteLLM's (Prisma's) pool settings; relaygate_settings' own names win
             server_raw[_POOL_KEYS[k]] = v

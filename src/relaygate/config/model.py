@@ -348,6 +348,20 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     block_requests_for_models_without_pricing: bool = False
     """``litellm_settings.block_requests_for_models_without_pricing``: an LLM call to a model group no deployment
     of which has a price is refused (403, LiteLLM's ``model_cost_map_missing``; ``cost.unpriced``)."""
+    reject_clientside_metadata_tags: bool = False
+    """LiteLLM's: a request whose body has ``metadata.tags`` is a 400 (tags come only from keys, teams and the
+    configured headers; ``pipeline.control``)."""
+    disable_custom_api_keys: bool = False
+    """LiteLLM's: ``/key/generate`` with a ``key`` value and ``/key/regenerate`` with a ``new_key`` are refused
+    (403): every key is made by the gateway."""
+    disable_reset_budget: bool = False
+    """LiteLLM's: no budget period ever resets (the sweep does not run, a check never starts a new period)."""
+    max_file_size_mb: int | None = None
+    """LiteLLM's: ``/v1/files`` uploads (but batch input files) larger than this are refused (413)."""
+    allowed_file_extensions: list[str] | None = None
+    """LiteLLM's: only uploads whose file name has one of these extensions (``.jsonl`` ...) are taken."""
+    blocked_file_extensions: list[str] | None = None
+    """LiteLLM's: uploads whose file name has one of these extensions are refused."""
     enable_json_schema_validation: bool = False
     """``litellm_settings.enable_json_schema_validation``: a chat answer is checked against the JSON schema its
     request's ``response_format`` gives (a request's own ``enable_json_schema_validation`` field wins;

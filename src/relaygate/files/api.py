@@ -39,11 +39,11 @@ import orjson
 from relaygate.auth.resolver import Principal, PrincipalKind
 from relaygate.core import errors
 from relaygate.core.errors import GatewayError
-from relaygate.files import batch_cost, ids
+from relaygate.files import batch_cost, ids, policy
 from relaygate.files.choose import Where, by_id, choose, headers_for, segment, url_for
 from relaygate.files.upload import BatchLines, Preamble, Upload
 from relaygate.frontends.multipart import boundary_of
-from relaygate.http.body import ClientGone, declared_length, next_message, read_body, too_large
+from relaygate.http.body import BodyLimits, ClientGone, declared_length, next_message, read_body, too_large
 from relaygate.http.respond import DisconnectWatch, send_error, send_json
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
@@ -309,6 +309,9 @@ class FilesApi:
             raise errors.BadRequest(f"Invalid purpose: {purpose[:64]!r}. Must be one of: {sorted(PURPOSES)}"
                                     if purpose else "purpose: form field required (before the file part)",
                                     param="purpose")
+        cap = policy.check(rt.config.general, pre.filename, purpose, declared, pre.content_start, boundary)
+        if cap is not None and cap < limits.max_bytes:  # max_file_size_mb: a streamed body past it is cut (413)
+            limits = BodyLimits(cap, limits.timeout, limits.min_rate)
         where = Where.read(params.get("provider"), scope["headers"], _query(scope), pre.fields)
         target = choose(rt.router, who, where)
         self._use(call, target)

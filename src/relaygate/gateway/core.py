@@ -321,6 +321,7 @@ class Gateway:
                                            status=g.budget_exceeded_status_code,
                                            user_budget_on_team_keys=g.apply_user_budget_to_team_keys,
                                            cal=Calendar(g.timezone, g.budget_reset_time))
+        guard.resets = not g.disable_reset_budget
         if proxy_budget is not None and g.budget_duration and g.disable_spend_logs and store is not None:
             log.warning("litellm_settings.max_budget with budget_duration and disable_spend_logs: the store keeps "
                         "no spend per period, so each worker counts its own spend since it started")
@@ -337,7 +338,7 @@ class Gateway:
                 kind, ident, alias, budget, spend, reset_at) if kind in BUDGET_GAUGE_KINDS else None
         self._budget_hook(self.runtime)
         self._spawn(guard.refresh_forever())
-        if store is not None:  # resets of entities nobody used since their period ended (LiteLLM's reset job)
+        if store is not None and guard.resets:  # resets of rows nobody used since their period ended (LiteLLM's job)
             from relaygate.budgets import sweep
             self._spawn(sweep.sweep_forever(store, guard.cal, sweep.EVERY))
 

@@ -138,9 +138,13 @@ def token_of(value: str, param: str = "key") -> str:
     return hash_token(value) if value.startswith("sk-") else value
 
 
-def new_key(custom: str | None, param: str = "key") -> str:
+def new_key(custom: str | None, param: str = "key", ctx: Ctx | None = None) -> str:
+    """A new key's clear value: ``custom`` (checked) or a random one. With ``ctx``, LiteLLM's
+    ``general_settings.disable_custom_api_keys`` refuses a ``custom`` value (403)."""
     if custom is None:
         return "sk-" + secrets.token_urlsafe(16)
+    if ctx is not None and ctx.gw.runtime.config.general.disable_custom_api_keys:
+        raise forbidden("Custom API key values are disabled by your administrator. Keys must be auto-generated.")
     if not custom.startswith("sk-"):
         masked = f"{custom[:4]}****{custom[-4:]}" if len(custom) > 8 else "****"
         raise bad_request(f"Invalid key format. LiteLLM Virtual Key must start with 'sk-'. Received: {masked}", param)
@@ -349,7 +353,7 @@ async def service_account(ctx: Ctx) -> Any:
 
 async def _create(ctx: Ctx, body: GenerateBody, fields: dict[str, Any]) -> Any:
     """The new key of ``/key/generate`` (its checked ``fields``): stored, answered once in clear."""
-    clear = new_key(opt(body.key))
+    clear = new_key(opt(body.key), ctx=ctx)
     await alias_free(ctx, fields.get("key_alias"))
     token = hash_token(clear)
     fields = {k: v for k, v in fields.items() if v is not None}
@@ -457,7 +461,7 @@ async def regenerate(ctx: Ctx) -> Any:
     token = token_of(raw)
     old = await ctx.store.get_key(token)
     await may_manage(ctx, old)
-    clear = new_key(opt(body.new_key), "new_key")
+    clear = new_key(opt(body.new_key), "new_key", ctx)
     fields = await _fields(ctx, body, old=old)
     if "key_alias" in fields:
         await alias_free(ctx, fields["key_alias"], token)

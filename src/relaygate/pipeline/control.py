@@ -18,6 +18,9 @@ What is honoured:
   ``mock_testing_rate_limit_error``: as LiteLLM documents them, after routing and limits, instead of the
   upstream call, so fallback and retry setups can be tested without a provider.
 
+With ``general_settings.reject_clientside_metadata_tags`` a body that sets tags (:func:`client_tags`) is a 400:
+tags then come only from keys, teams and the configured headers.
+
 What is only removed: a client can never point a deployment elsewhere or change its credentials
 (``api_key``, ``api_base``, ``base_url``, ``api_version``, ``user_config``, ``model_list`` ...).
 """
@@ -53,10 +56,23 @@ _MOCK_STATUS = {"litellm.RateLimitError": 429, "litellm.InternalServerError": 50
 _TIMEOUTS = Timeouts(connect=1.0, first_byte=60.0, idle=60.0, total=60.0)
 
 
+def client_tags(found: dict[str, Any]) -> bool:
+    """Whether the body sets request tags: ``metadata.tags``, ``litellm_metadata.tags`` or top-level ``tags``
+    (LiteLLM's ``reject_clientside_metadata_tags`` looks at the first only, so the others got around it)."""
+    if found.get("tags") is not None:
+        return True
+    return any(isinstance(m, dict) and m.get("tags") is not None
+               for m in (found.get("metadata"), found.get("litellm_metadata")))
+
+
 def apply(ex: Exchange, found: dict[str, Any]) -> None:
     """Honour the control fields ``found`` (by JSON name) on ``ex``: overrides, fallbacks, mocks, metadata."""
     over = ex.over
     assert over is not None
+    if ex.rt.config.general.reject_clientside_metadata_tags and client_tags(found):
+        raise errors.BadRequest("Client-side 'metadata.tags' not allowed in request. 'reject_clientside_metadata_tags'"
+                                "=True. Tags can only be set via key or team metadata, or by configured "
+                                "request_tag_mappings.", param="metadata.tags")  # LiteLLM's words
     retries = found.get("num_retries")
     if retries is None:
         retries = found.get("max_retries")

@@ -1,0 +1,87 @@
+"""LiteLLM ``general_settings`` an operator brings along, through a real ``relaygate serve`` (SQLite store) with the
+openai SDK: ``reject_clientside_metadata_tags``, ``disable_custom_api_keys``, the upload rules of ``/v1/files``
+(``max_file_size_mb``, ``allowed_file_extensions``, ``blocked_file_extensions``, unsafe names) against the files
+upstream of ``tests.files``, and ``cancel_on_disconnect`` and ``disable_reset_budget`` as read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from relaygate.config import load_config
+from tests.conftest import start_gateway
+from tests.files.conftest import serve
+
+pytestmark = pytest.mark.e2e
+
+MASTER = "sk-general-master"
+AUTH = {"Authorization": f"Bearer {MASTER}"}
+
+
+def test_tags_custom_keys_and_uploads(tmp_path: Path) -> None:
+    with serve() as up:
+        config = f"""
+model_list:
+  - model_name: m
+    litellm_params: {{model: mock/echo}}
+  - model_name: gpt-files
+    litellm_params: {{model: openai/gpt-4o-mini, api_key: sk-up-openai, api_base: "{up.url}/v1"}}
+general_settings:
+  master_key: {MASTER}
+  database_url: sqlite:///{tmp_path / "rg.db"}
+  reject_clientside_metadata_tags: true
+  disable_custom_api_keys: true
+  max_file_size_mb: 1
+  allowed_file_extensions: [".jsonl", "txt"]
+  blocked_file_extensions: [".txt"]
+"""
+        with start_gateway(config) as gw, httpx.Client(base_url=gw.url, timeout=20) as c, \
+                openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=30) as client:
+            # request tags only from keys, teams and headers
+            for body in ({"metadata": {"tags": ["mine"]}}, {"tags": ["mine"]}, {"litellm_metadata": {"tags": ["x"]}}):
+                with pytest.raises(openai.BadRequestError) as refused:
+                    client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}],
+                                                   extra_body=body)
+                assert "metadata.tags" in refused.value.body["message"], body  # type: ignore[index]
+            ok = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}],
+                                                extra_body={"metadata": {"session": "s1"}})
+            assert ok.choices[0].message.content
+
+            # keys are made by the gateway only
+            r = c.post("/key/generate", headers=AUTH, json={"key": "sk-my-own-key-123"})
+            assert r.status_code == 403 and "Custom API key values are disabled" in r.text, r.text
+            made = c.post("/key/generate", headers=AUTH, json={})
+            assert made.status_code == 200 and made.json()["key"].startswith("sk-")
+            r = c.post("/key/regenerate", headers=AUTH, json={"key": made.json()["key"], "new_key": "sk-chosen-123"})
+            assert r.status_code == 403, r.text
+            assert c.post("/key/regenerate", headers=AUTH, json={"key": made.json()["key"]}).status_code == 200
+
+            # the upload rules, before anything reaches the provider
+            line = b'{"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "m"}}\n'
+            sent = len([s for s in up.seen if s.method == "POST"])
+            refusals = ((("notes.txt", b"hello"), 400, "blocked_file_extensions"),
+                        (("photo.png", b"\x89PNG"), 400, "allowed_file_extensions"),
+                        (("README", b"x"), 400, "A file without an extension"),
+                        (("../../etc/x.jsonl", line), 400, "directory traversal"),
+                        (("big.jsonl", line * 20_000), 413, "max_file_size_mb of 1 MB"))
+            for file, status, words in refusals:
+                with pytest.raises(openai.APIStatusError) as caught:
+                    client.files.create(file=file, purpose="user_data", extra_body={"model": "gpt-files"})
+                assert caught.value.status_code == status and words in caught.value.message, (file[0], caught.value)
+            assert len([s for s in up.seen if s.method == "POST"]) == sent  # none was forwarded
+            small = client.files.create(file=("ok.jsonl", line), purpose="user_data", extra_body={"model": "gpt-files"})
+            assert small.id
+            big_batch = client.files.create(file=("in.JSONL", line * 20_000), purpose="batch",
+                                            extra_body={"model": "gpt-files"})  # batch input files are exempt
+            assert big_batch.id
+
+
+def test_settings_read(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("model_list: []\ngeneral_settings:\n  cancel_on_disconnect: false\n  disable_reset_budget: true\n")
+    cfg = load_config(str(path))
+    assert cfg.server.cancel_on_disconnect is False and cfg.general.disable_reset_budget is True
+    assert not [w for w in cfg.warnings if "ignored" in w]
