@@ -111,15 +111,25 @@ class GatewayProc:
         return self.log_path.read_text(errors="replace")
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 20.0) -> float:
+class PortTaken(RuntimeError):
+    """The process could not listen: another one took its port between ``free_port`` and its start."""
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 20.0,
+               marker: bytes | None = None) -> float:
+    """Seconds until ``url`` answers 200 (with ``marker`` in its body, when given: the answer is ``proc``'s, not
+    another server's that took the port first); ``PortTaken`` when ``proc`` exits saying its address is in use."""
     start = time.perf_counter()
     deadline = start + timeout
     while time.perf_counter() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
+            text = log_path.read_text(errors="replace")
+            if "address already in use" in text.lower():
+                raise PortTaken(text)
+            raise RuntimeError(f"process exited with {proc.returncode}:\n{text}")
         try:
             with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
+                if r.status == 200 and (marker is None or marker in r.read()):
                     return time.perf_counter() - start
         except urllib.error.HTTPError as exc:
             exc.close()  # a 503 while starting: the error holds the response's socket until closed
@@ -155,16 +165,27 @@ def start_gateway(config_text: str, *, suffix: str = ".yaml", workers: int = 1, 
     tmp = Path(tempfile.mkdtemp(prefix="rg-gw-"))
     cfg = tmp / f"config{suffix}"
     cfg.write_text(config_text)
-    port = free_port()
     log_path = tmp / "gateway.log"
     prefix = cli if cli is not None else [sys.executable, "-m", "relaygate.cli", "serve"]
-    argv = [*prefix, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-            *(args or [])]
-    with open(log_path, "wb") as logf:
-        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                                start_new_session=True)
+    for attempt in range(3):  # another test's server may take the free port before the gateway listens on it
+        port = free_port()
+        argv = [*prefix, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                *(args or [])]
+        with open(log_path, "wb") as logf:
+            proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                    start_new_session=True)
+        try:  # the readiness answer must be relaygate's own (its version field), not another server's
+            wait_ready(f"http://127.0.0.1:{port}/health/readiness", proc, log_path, marker=b'"relaygate_version"')
+            break
+        except PortTaken:
+            stop_process(proc)
+            if attempt == 2:
+                raise
+        except BaseException:
+            stop_process(proc)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     try:
-        wait_ready(f"http://127.0.0.1:{port}/health/readiness", proc, log_path)
         yield GatewayProc(proc, port, log_path)
     finally:
         stop_process(proc)
