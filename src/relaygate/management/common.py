@@ -47,7 +47,9 @@ from relaygate.http.body import read_body
 from relaygate.http.respond import send_json
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
+from relaygate.management.events import told
 from relaygate.management.masking import mask_metadata
+from relaygate.observe.alert_rules import MANAGEMENT_KINDS
 from relaygate.store import Duplicate, InvalidField, Key, NotFound, Store, StoreUnavailable, Team, User
 from relaygate.store.transaction import Transaction as Tx  # noqa: F401  (re-exported: several writes, one transaction)
 from relaygate.ui import sessions as ui_sessions
@@ -432,9 +434,12 @@ class Ctx:
     scope: Scope
     answer_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     """Headers a handler adds to its answer (LiteLLM's ``x-litellm-spend-logs-truncated``)."""
+    sent: Any = None
+    """The request body as :meth:`body` decoded it (for the management event alerts, ``events``)."""
 
     async def body(self, kind: type[S]) -> S:
-        return decode(await read_body(self.receive, self.gw.runtime.body_limits), kind)
+        got = self.sent = decode(await read_body(self.receive, self.gw.runtime.body_limits), kind)
+        return got
 
     def invalidate(self, *token_hashes: str) -> None:
         """Forget changed keys: ``Gateway.keys_changed`` (this worker now, others through Redis when set,
@@ -530,7 +535,9 @@ def route(t: RouteTable, gw: Gateway, method: str, path: str, handler: Handler, 
     """Add ``handler`` at ``method path``, wrapped: caller, store, errors, the JSON answer. Without a
     database every route answers 503 after authenticating, but a ``store_optional`` one (a calculator that
     reads only the configuration, as LiteLLM's ``/spend/calculate`` works on a proxy without a database),
-    which is served with a caller resolved from its key alone."""
+    which is served with a caller resolved from its key alone. A write LiteLLM alerts on
+    (``alert_rules.MANAGEMENT_KINDS``) is told to the alerter once it succeeded (``events.told``)."""
+    event = MANAGEMENT_KINDS.get((method, path))
 
     async def serve(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         store = gw.store
@@ -545,6 +552,8 @@ def route(t: RouteTable, gw: Gateway, method: str, path: str, handler: Handler, 
             caller = await resolve_caller(gw, scope, store)
             ctx = Ctx(gw, store, caller, path, params, query_of(scope), receive, scope)
             result = await handler(ctx)
+            if event is not None:
+                told(gw, event, caller, ctx.sent, params)
         except (NotFound, Duplicate, InvalidField) as exc:
             raise _from_store(exc) from None
         except StoreUnavailable:

@@ -5,10 +5,11 @@ What it owns: the sans-IO half of ``general_settings.alerting`` (the IO half, qu
 or bytes; nothing awaits.
 
 - **Kinds** are LiteLLM's ``alert_types`` names. :data:`DEFAULT_ALERT_TYPES` is LiteLLM's default list
-  (what runs when ``alert_types`` is not set). relaygate sends six of them (:data:`SENT_KINDS`):
+  (what runs when ``alert_types`` is not set). relaygate sends (:data:`SENT_KINDS`)
   ``llm_exceptions``, ``llm_too_slow``, ``budget_alerts``, ``db_exceptions`` (database and Redis),
-  ``cooldown_deployment`` and ``outage_alerts`` (:class:`OutageCounter`); the others are accepted in the
-  config and never fire.
+  ``cooldown_deployment``, ``outage_alerts`` (:class:`OutageCounter`) and the management API's events
+  (:data:`MANAGEMENT_KINDS`: a virtual key, team or internal user created, updated or deleted, laid out by
+  :func:`management_message`); the others are accepted in the config and never fire.
 - **Rate limits** (:class:`Gate`): each alert has a dedupe key and a window. The first occurrence of a key
   is sent at once; the next ones inside the window are counted, not sent. For kinds that *summarize*
   (all that are gated but budgets) the window's end then sends one summary, ``[Num Alerts: n]`` followed
@@ -38,8 +39,8 @@ import msgspec
 from relaygate.core.errors import redact
 from relaygate.logs import escape_controls
 
-__all__ = ["ALL_ALERT_TYPES", "DEFAULT_ALERT_TYPES", "SENT_KINDS", "AlertArgs", "Gate", "OutageCounter",
-           "budget_event", "clean", "slack_text", "webhook_event"]
+__all__ = ["ALL_ALERT_TYPES", "DEFAULT_ALERT_TYPES", "MANAGEMENT_KINDS", "SENT_KINDS", "AlertArgs", "Gate",
+           "OutageCounter", "budget_event", "clean", "management_message", "slack_text", "webhook_event"]
 
 DEFAULT_ALERT_TYPES = ("llm_exceptions", "llm_too_slow", "llm_requests_hanging", "budget_alerts", "spend_reports",
                        "failed_tracking_spend", "db_exceptions", "daily_reports", "cooldown_deployment",
@@ -52,8 +53,15 @@ ALL_ALERT_TYPES = frozenset(DEFAULT_ALERT_TYPES) | {
     "internal_user_deleted", "mcp_tool_description_blocked", "mcp_pinned_tools_changed"}
 """Every ``alert_types`` name LiteLLM documents (others are warned about by :func:`make_alerter`)."""
 
+MANAGEMENT_KINDS = {
+    ("POST", "/key/generate"): "new_virtual_key_created", ("POST", "/key/update"): "virtual_key_updated",
+    ("POST", "/key/delete"): "virtual_key_deleted", ("POST", "/team/new"): "new_team_created",
+    ("POST", "/team/update"): "team_updated", ("POST", "/team/delete"): "team_deleted",
+    ("POST", "/user/new"): "new_internal_user_created", ("POST", "/user/update"): "internal_user_updated",
+    ("POST", "/user/delete"): "internal_user_deleted"}
+"""The management routes whose success is alerted, and the kind (LiteLLM's ``send_management_endpoint_alert``)."""
 SENT_KINDS = frozenset({"llm_exceptions", "llm_too_slow", "budget_alerts", "db_exceptions", "cooldown_deployment",
-                        "outage_alerts"})
+                        "outage_alerts", *MANAGEMENT_KINDS.values()})
 """The kinds relaygate actually sends."""
 
 MAX_TEXT = 300
@@ -123,6 +131,25 @@ def slack_text(level: str, message: str, wall: float, proxy_base_url: str | None
     if count > 1:
         text = f"[Num Alerts: {count}]\n\n{text}"
     return text
+
+
+def management_message(kind: str, user_id: str | None, role: str | None, key_alias: str | None,
+                       args: Mapping[str, Any]) -> str:
+    """A management event as LiteLLM's ``send_virtual_key_event_slack`` lays it out: the event's name, who did
+    it, then the request's fields (``args``: already without secrets; each value cleaned and cut short)."""
+    lines = [f"`{kind.replace('_', ' ').title()}`", "*Action Done by:*",
+             f"created_by_user_id: `{clean(user_id or 'Unknown')}`",
+             f"created_by_user_role: `{clean(role or 'Unknown')}`", f"created_by_key_alias: `{clean(key_alias)}`", "",
+             "*Arguments passed:*"]
+    lines += [f"{clean(k, 60)}: `{clean(v if isinstance(v, str) else _json(v))}`" for k, v in list(args.items())[:40]]
+    return "\n".join(lines)
+
+
+def _json(value: Any) -> str:
+    try:
+        return msgspec.json.encode(value).decode()
+    except (TypeError, ValueError):
+        return str(value)
 
 
 # ------------------------------------------------------------------------------------------------ budgets

@@ -72,6 +72,7 @@ from relaygate.observe.alert_rules import (
     budget_message,
     clean,
     event_group,
+    management_message,
     slack_text,
     webhook_event,
 )
@@ -238,6 +239,19 @@ class Alerter:
             self._admit("db_exceptions", ("db_exceptions", component), self.args.outage_alert_ttl, build)
         except Exception:
             self._bug("outage")
+
+    def management_event(self, kind: str, user_id: str | None, role: str | None, key_alias: str | None,
+                         args: Mapping[str, Any]) -> None:
+        """A management API write succeeded (``kind``: one of ``alert_rules.MANAGEMENT_KINDS``' values) by the
+        caller named; ``args``: the request's fields, secrets already masked. Every event is sent (an audit
+        trail is not summarised), bounded by the queue."""
+        lanes = self._routes.get(kind)
+        if not lanes:
+            return
+        try:
+            self._put(self._slack_payload("High", management_message(kind, user_id, role, key_alias, args)), lanes)
+        except Exception:
+            self._bug("management_event")
 
     def handle(self, batch: Sequence[CompletionRecord]) -> None:
         """A sync sink of the completion queue: ``llm_too_slow`` for answers slower than the threshold,
