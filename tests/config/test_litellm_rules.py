@@ -440,3 +440,17 @@ def test_litellms_request_timeout_and_json_logs_variables(tmp_path: Path, monkey
     assert isinstance(make_formatter(), JsonFormatter)
     monkeypatch.setenv("JSON_LOGS", "false")
     assert not isinstance(make_formatter(), JsonFormatter)
+
+
+def test_a_null_setting_is_an_unset_one(tmp_path: Path) -> None:
+    """LiteLLM reads ``key: null`` (a templated config's empty value) as not set; so does relaygate, in the three
+    sections LiteLLM reads that way, instead of refusing the type."""
+    path = tmp_path / "c.yaml"
+    path.write_text("model_list: []\nlitellm_settings:\n  fallbacks: null\n  json_logs: null\n  cache:\n"
+                    "router_settings:\n  num_retries: null\n  allowed_fails: ~\ngeneral_settings:\n  master_key:\n"
+                    "  disable_end_user_cost_tracking: null\n")
+    cfg = load_config(str(path))
+    assert cfg.general.master_key is None and cfg.cache is None and not cfg.warnings
+    (tmp_path / "empty.yaml").write_text("model_list: []\n")
+    defaults = load_config(str(tmp_path / "empty.yaml"))
+    assert cfg.router == defaults.router and cfg.general == defaults.general and cfg.observe == defaults.observe

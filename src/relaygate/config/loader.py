@@ -417,6 +417,9 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
         os.environ.setdefault(str(k), str(v))
     model_list = raw.get("model_list") or []
     data = resolve_env({k: v for k, v in raw.items() if k != "model_list"}, source, "")
+    for section in ("litellm_settings", "router_settings", "general_settings"):  # LiteLLM: `key: null` is unset
+        if isinstance(data.get(section), dict):
+            data[section] = {k: v for k, v in data[section].items() if v is not None}
     warnings.extend(f"{key}: ignored" for key in raw if key not in litellm.TOP_LEVEL)
 
     if not isinstance(model_list, list):
