@@ -278,6 +278,11 @@ class Gateway:
         if self._stop_outages is None:  # Redis / database outages as relaygate_events_total{event="outage:..."}
             self._stop_outages = events.listen(lambda component, detail: self.metrics.count(f"outage:{component}"))
         self.exporters.start()
+        alerter = self.exporters.alerter
+        if alerter is not None and "llm_requests_hanging" in alerter.kinds:  # LiteLLM's hanging-request alerts
+            from relaygate.pipeline.hanging import watch
+            self.pipeline.hangs = {}
+            self._spawn(watch(self.pipeline.hangs, alerter, alerter.threshold))
         self.start_budgets(None)  # the proxy-wide budget without a store
         await self.router.start()
         self.completions.start()

@@ -240,6 +240,19 @@ class Alerter:
         except Exception:
             self._bug("outage")
 
+    def request_hanging(self, model_group: str, model: str, call_id: str, elapsed: float, key_alias: str | None,
+                        team: str | None) -> None:
+        """A request still unanswered past ``alerting_threshold`` (``pipeline.hanging``): LiteLLM's
+        ``llm_requests_hanging``; one alert per model group per window, then a summary."""
+        if "llm_requests_hanging" not in self._routes:
+            return
+        try:
+            build = functools.partial(_hanging_message, model_group, model, call_id, elapsed, self.threshold,
+                                      key_alias, team)
+            self._admit("llm_requests_hanging", ("llm_requests_hanging", model_group), self.window, build)
+        except Exception:
+            self._bug("request_hanging")
+
     def management_event(self, kind: str, user_id: str | None, role: str | None, key_alias: str | None,
                          args: Mapping[str, Any]) -> None:
         """A management API write succeeded (``kind``: one of ``alert_rules.MANAGEMENT_KINDS``' values) by the
@@ -496,6 +509,17 @@ def _request_info(r: CompletionRecord, detail: Any) -> str:
 def _slow_message(r: CompletionRecord, threshold: float) -> tuple[str, str]:
     head = f"`Responses are slow - {round(r.latency, 2)}s response time > Alerting threshold: {threshold}s`"
     return "Low", head + _request_info(r, _detail(r))
+
+
+def _hanging_message(model_group: str, model: str, call_id: str, elapsed: float, threshold: float,
+                     key_alias: str | None, team: str | None) -> tuple[str, str]:
+    info = f"\nRequest Model: `{clean(model)}`\nModel Group: `{clean(model_group)}`"
+    if key_alias:
+        info += f"\nKey Alias: `{clean(key_alias)}`"
+    if team:
+        info += f"\nTeam: `{clean(team)}`"
+    info += f"\nCall ID: `{clean(call_id, 80)}`\nWaiting: `{round(elapsed, 1)}s`"
+    return "Medium", f"`Requests are hanging - {threshold}s+ request time`" + info
 
 
 def _exception_message(r: CompletionRecord) -> tuple[str, str]:

@@ -74,6 +74,8 @@ class Pipeline:
         self.inflight = 0
         """Requests past authentication this worker serves now, counted only under
         ``global_max_parallel_requests`` (kept across reloads: the pipeline outlives its runtimes)."""
+        self.hangs: dict[Exchange, bool] | None = None
+        """The exchanges in flight, with ``llm_requests_hanging`` alerts on (``pipeline.hanging``); else None."""
 
     def _admit(self, ex: Exchange, cap: int) -> None:
         """LiteLLM's global parallel-request bound, after authentication (its pre-call hook's place)."""
@@ -87,6 +89,9 @@ class Pipeline:
     async def run(self, fe: Frontend, scope: Scope, receive: Receive, send: Send, params: Params,
                   path: str = "") -> None:
         ex = Exchange(fe.route, time.perf_counter(), self.runtime, path)
+        hangs = self.hangs
+        if hangs is not None:
+            hangs[ex] = False
         rt = ex.rt
         cap = rt.max_parallel
         svc = service_metrics.active  # LiteLLM's service families: None unless prometheus_system is on
@@ -189,6 +194,8 @@ class Pipeline:
         finally:
             if ex.admitted:
                 self.inflight -= 1
+            if hangs is not None:
+                hangs.pop(ex, None)
 
     async def fail(self, fe: Frontend, send: Send, ex: Exchange, exc: GatewayError, scope: Scope) -> None:
         """An error answer: completed as a record, logged once, sent in the frontend's shape with the call id."""
