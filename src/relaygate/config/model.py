@@ -362,6 +362,8 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     """LiteLLM's: only uploads whose file name has one of these extensions (``.jsonl`` ...) are taken."""
     blocked_file_extensions: list[str] | None = None
     """LiteLLM's: uploads whose file name has one of these extensions are refused."""
+    spend_report_frequency: str = "7d"
+    """LiteLLM's: the days between two ``spend_reports`` alerts (``Nd``; ``observe.spend_reports``)."""
     enable_json_schema_validation: bool = False
     """``litellm_settings.enable_json_schema_validation``: a chat answer is checked against the JSON schema its
     request's ``response_format`` gives (a request's own ``enable_json_schema_validation`` field wins;
@@ -450,6 +452,11 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     """Completion records a worker keeps waiting for the spend sink (the database slow or down); past it
     the oldest are dropped, counted (``sink_dropped:spend``) and logged."""
 
+    @property
+    def spend_report_days(self) -> int:
+        """``spend_report_frequency`` in days."""
+        return int(self.spend_report_frequency[:-1])
+
     def new_team_defaults(self, fields: dict[str, Any]) -> dict[str, Any]:
         """What LiteLLM's ``/team/new`` fills in of ``fields`` (the request's, explicit nulls included):
         ``default_team_params``' ``organization_id``, ``max_budget``, ``budget_duration`` (only when the request
@@ -494,6 +501,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
             raise ValueError(f"budget_exceeded_status_code: expected an HTTP error status (400-599), got {code!r}")
         check_budget_calendar(self.timezone, self.budget_reset_time)
         check_discounts(self.cost_discount_config)
+        if not re.fullmatch(r"[1-9][0-9]{0,3}[dD]", self.spend_report_frequency):
+            raise ValueError(f"spend_report_frequency: expected a number of days such as '1d' or '7d', got "
+                             f"{self.spend_report_frequency!r} (LiteLLM refuses it too)")
         if self.public_model_groups_links:
             check_stored("public_model_groups_links", self.public_model_groups_links)
         for i, team in enumerate(self.default_team_settings):

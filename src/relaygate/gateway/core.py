@@ -33,7 +33,7 @@ from relaygate.auth.changes import KeyChanges
 from relaygate.auth.shared import SharedKeys
 from relaygate.cache.routes import add_routes as add_cache_routes
 from relaygate.cache.stage import make_cache
-from relaygate.config.cost_settings import with_stored
+from relaygate.config.cost_settings import STORED, with_stored
 from relaygate.config.model import Config, Deployment
 from relaygate.config.redis_tls import tls_for_url, tls_from_env, url_with_tls
 from relaygate.core.errors import GatewayError
@@ -283,6 +283,9 @@ class Gateway:
             from relaygate.pipeline.hanging import watch
             self.pipeline.hangs = {}
             self._spawn(watch(self.pipeline.hangs, alerter, alerter.threshold))
+        if alerter is not None and "spend_reports" in alerter.kinds and self.store is not None:  # LiteLLM's reports
+            from relaygate.observe.spend_reports import run_forever
+            self._spawn(run_forever(self.store, alerter, self.config.general.spend_report_days))
         self.start_budgets(None)  # the proxy-wide budget without a store
         await self.router.start()
         self.completions.start()
@@ -518,7 +521,7 @@ class Gateway:
         settings: dict[str, Any] = {}
         if self.store is not None and db_models_enabled(self.file_config):
             rows, deps = await read_db_models(self.store, sealer_for(self.file_config))
-            settings = await read_settings(self.store)
+            settings = {k: v for k, v in (await read_settings(self.store)).items() if k in STORED}  # not job marks
         if rows == self._db_models_seen and settings == self.db_settings:
             return False
         async with self._reload_lock:

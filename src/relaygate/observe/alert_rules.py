@@ -8,7 +8,7 @@ or bytes; nothing awaits.
   (what runs when ``alert_types`` is not set). relaygate sends (:data:`SENT_KINDS`)
   ``llm_exceptions``, ``llm_too_slow``, ``budget_alerts``, ``db_exceptions`` (database and Redis),
   ``cooldown_deployment``, ``outage_alerts`` (:class:`OutageCounter`), ``llm_requests_hanging``
-  (``pipeline.hanging``) and the management API's events
+  (``pipeline.hanging``), ``spend_reports`` (``observe.spend_reports``) and the management API's events
   (:data:`MANAGEMENT_KINDS`: a virtual key, team or internal user created, updated or deleted, laid out by
   :func:`management_message`); the others are accepted in the config and never fire.
 - **Rate limits** (:class:`Gate`): each alert has a dedupe key and a window. The first occurrence of a key
@@ -62,7 +62,7 @@ MANAGEMENT_KINDS = {
     ("POST", "/user/delete"): "internal_user_deleted"}
 """The management routes whose success is alerted, and the kind (LiteLLM's ``send_management_endpoint_alert``)."""
 SENT_KINDS = frozenset({"llm_exceptions", "llm_too_slow", "budget_alerts", "db_exceptions", "cooldown_deployment",
-                        "outage_alerts", "llm_requests_hanging", *MANAGEMENT_KINDS.values()})
+                        "outage_alerts", "llm_requests_hanging", "spend_reports", *MANAGEMENT_KINDS.values()})
 """The kinds relaygate actually sends."""
 
 MAX_TEXT = 300

@@ -253,6 +253,12 @@ class Alerter:
         except Exception:
             self._bug("request_hanging")
 
+    def spend_report(self, text: str) -> None:
+        """A spend report (``observe.spend_reports``, LiteLLM's ``spend_reports``), sent as it is at level Low."""
+        lanes = self._routes.get("spend_reports")
+        if lanes:
+            self._put(self._slack_payload("Low", text), lanes)
+
     def management_event(self, kind: str, user_id: str | None, role: str | None, key_alias: str | None,
                          args: Mapping[str, Any]) -> None:
         """A management API write succeeded (``kind``: one of ``alert_rules.MANAGEMENT_KINDS``' values) by the

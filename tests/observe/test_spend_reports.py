@@ -1,0 +1,94 @@
+"""LiteLLM's ``spend_reports`` alert on a real store (SQLite and PostgreSQL) posted by a real alerter to a Slack
+stand-in over HTTP: the periodic report (spend per team by alias and per tag, LiteLLM's layout), the past month's
+on the first days of the next, each once per cluster whatever the workers and restarts, nothing for a period
+without spend, and client-chosen tags escaped; the settings as LiteLLM reads them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from relaygate.config import ConfigError, load_config
+from relaygate.observe.alerting import Alerter
+from relaygate.observe.spend_reports import MARK, due, send_due
+from relaygate.store import Team, open_store
+from relaygate.store.records import SpendLog
+from relaygate.store.settings import read_settings
+from relaygate.store.spend import write_spend
+from tests.observe.collector_server import Collector
+from tests.store.conftest import db_url  # noqa: F401  (both backends)
+
+NOW = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+
+
+def test_when_reports_are_due() -> None:
+    assert due(None, NOW, 7) == (True, "2026-11")
+    assert due({"periodic": NOW.timestamp() - 3 * 86_400, "monthly": "2026-11"}, NOW, 7) == (False, None)
+    assert due({"periodic": NOW.timestamp() - 7 * 86_400 + 3_000}, NOW, 7)[0] is True  # an hour's slack
+    assert due({"monthly": "2026-10"}, NOW.replace(day=12), 7)[1] is None  # past the first week: not stale ones
+
+
+def test_the_setting(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("model_list: []\ngeneral_settings:\n  spend_report_frequency: 1d\n")
+    assert load_config(str(path)).general.spend_report_days == 1
+    path.write_text("model_list: []\ngeneral_settings:\n  spend_report_frequency: weekly\n")
+    with pytest.raises(ConfigError, match="spend_report_frequency"):
+        load_config(str(path))
+
+
+def test_reports_once_per_cluster(db_url: str) -> None:  # noqa: F811
+    async def main(url: str) -> list[str]:
+        store = await open_store(url)
+        alerter = Alerter(slack_routes={"spend_reports": [url_slack]}, alert_types=["spend_reports"])
+        alerter.start()
+        try:
+            await store.create_team(Team(team_id="t-eng", team_alias="Engineering"))
+            day = NOW - timedelta(days=1)
+            last_month = datetime(2026, 11, 20, tzinfo=UTC)
+            await write_spend(store, [
+                SpendLog(request_id="a", spend=1.5, spend_nanos=1_500_000_000, team_id="t-eng", start_time=day,
+                         request_tags=["prod"]),
+                SpendLog(request_id="b", spend=0.25, spend_nanos=250_000_000, team_id="t-ops", start_time=day,
+                         request_tags=["prod", "evil`<!channel>"]),
+                SpendLog(request_id="c", spend=2.0, spend_nanos=2_000_000_000, team_id="t-eng",
+                         start_time=last_month)])
+            assert await send_due(store, alerter, 7, NOW) == 2  # the periodic report and November's
+            assert await send_due(store, alerter, 7, NOW + timedelta(hours=1)) == 0  # another worker, an hour on
+            other = await open_store(url)  # another instance on the same database
+            try:
+                assert await send_due(other, alerter, 7, NOW + timedelta(days=1)) == 0
+            finally:
+                await other.close()
+            mark = (await read_settings(store))[MARK]
+            assert mark["monthly"] == "2026-11" and mark["periodic"] == NOW.timestamp()
+            # a week on: the next periodic report, but no spend in it: nothing sent, the mark moves on
+            later = NOW + timedelta(days=20)
+            assert await send_due(store, alerter, 7, later) == 0
+            assert (await read_settings(store))[MARK]["periodic"] == later.timestamp()
+            deadline = time.monotonic() + 10
+            while len(slack.posts) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+            return [p.json()["text"] for p in slack.posts]
+        finally:
+            await alerter.aclose()
+            await store.close()
+
+    with Collector() as slack:
+        url_slack = slack.url + "/slack"
+        texts = asyncio.run(main(db_url))
+    assert len(texts) == 2, texts
+    weekly, monthly = texts
+    assert "Level: `Low`" in weekly
+    assert "*💸 Spend Report for `11-25-2026 - 12-02-2026` (7 days)*" in weekly
+    assert "Team: `Engineering` | Spend: `$1.5`" in weekly and "Team: `t-ops` | Spend: `$0.25`" in weekly
+    assert weekly.index("Engineering") < weekly.index("t-ops")  # the most spent first
+    assert "Tag: `prod` | Spend: `$1.75`" in weekly
+    assert "<!channel>" not in weekly and "evil`" not in weekly  # a client's tag cannot ping or break out
+    assert "*💸 Monthly Spend Report for `11-01-2026 - 11-30-2026` *" in monthly
+    assert "Team: `Engineering` | Spend: `$2.0`" in monthly and "t-ops" not in monthly
