@@ -25,6 +25,15 @@ from tests.store.conftest import db_url  # noqa: F401  (both backends)
 NOW = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
 
 
+async def texts_of(slack: Collector, n: int) -> list[str]:
+    """The posts' texts once ``n`` arrived (or 10 s passed), and a moment more for any extra one."""
+    deadline = time.monotonic() + 10
+    while len(slack.posts) < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    return [p.json()["text"] for p in slack.posts]
+
+
 def test_when_reports_are_due() -> None:
     assert due(None, NOW, 7) == (True, "2026-11")
     assert due({"periodic": NOW.timestamp() - 3 * 86_400, "monthly": "2026-11"}, NOW, 7) == (False, None)
@@ -70,11 +79,7 @@ def test_reports_once_per_cluster(db_url: str) -> None:  # noqa: F811
             later = NOW + timedelta(days=20)
             assert await send_due(store, alerter, 7, later) == 0
             assert (await read_settings(store))[MARK]["periodic"] == later.timestamp()
-            deadline = time.monotonic() + 10
-            while len(slack.posts) < 2 and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.2)
-            return [p.json()["text"] for p in slack.posts]
+            return await texts_of(slack, 2)
         finally:
             await alerter.aclose()
             await store.close()
@@ -92,3 +97,43 @@ def test_reports_once_per_cluster(db_url: str) -> None:  # noqa: F811
     assert "<!channel>" not in weekly and "evil`" not in weekly  # a client's tag cannot ping or break out
     assert "*💸 Monthly Spend Report for `11-01-2026 - 11-30-2026` *" in monthly
     assert "Team: `Engineering` | Spend: `$2.0`" in monthly and "t-ops" not in monthly
+
+
+def test_daily_report_of_failing_and_slow_deployments(db_url: str) -> None:  # noqa: F811
+    """``daily_reports`` from the spend logs: the deployments with the most failures and the slowest per output
+    token over ``daily_report_frequency``, named by the configured model and API base (an unknown id as it is)."""
+    async def main(url: str) -> list[str]:
+        store = await open_store(url)
+        alerter = Alerter(slack_routes={"daily_reports": [url_slack]}, alert_types=["daily_reports"])
+        alerter.start()
+        try:
+            t0 = NOW - timedelta(hours=2)
+            rows = [SpendLog(request_id=f"f{i}", model_id="dep-a", status="failure", start_time=t0,
+                             end_time=t0 + timedelta(seconds=1)) for i in range(3)]
+            rows += [SpendLog(request_id="s1", model_id="dep-a", status="success", completion_tokens=100,
+                              start_time=t0, end_time=t0 + timedelta(seconds=2)),
+                     SpendLog(request_id="s2", model_id="dep-b", status="success", completion_tokens=10,
+                              start_time=t0, end_time=t0 + timedelta(seconds=3)),
+                     SpendLog(request_id="f9", model_id="gone", status="failure", start_time=t0, end_time=t0),
+                     SpendLog(request_id="old", model_id="dep-b", status="failure", start_time=NOW - timedelta(days=2),
+                              end_time=NOW - timedelta(days=2))]
+            await write_spend(store, rows)
+            names = {"dep-a": ("openai/gpt-4o", "https://api.example.com/v1"), "dep-b": ("anthropic/claude", "")}
+            assert await send_due(store, alerter, 7, NOW, daily=lambda: names) == 1  # no spend_reports asked
+            assert await send_due(store, alerter, 7, NOW + timedelta(hours=1), daily=lambda: names) == 0
+            return await texts_of(slack, 1)
+        finally:
+            await alerter.aclose()
+            await store.close()
+
+    with Collector() as slack:
+        url_slack = slack.url + "/slack"
+        texts = asyncio.run(main(db_url))
+    assert len(texts) == 1, texts
+    text = texts[0]
+    assert "Here are today's key metrics 📈" in text and "Level: `Low`" in text
+    assert "1. Deployment: `openai/gpt-4o`, Failed Requests: `3`,  API Base: `https://api.example.com/v1`" in text
+    assert "2. Deployment: `gone`, Failed Requests: `1`" in text and "dep-b`, Failed" not in text  # "old": before
+    slow = text[text.index("Top Slowest"):]
+    assert slow.index("anthropic/claude") < slow.index("openai/gpt-4o")  # 0.3 s/token before 0.02
+    assert "Latency per output token: `0.3s/token`" in slow and "`0.02s/token`" in slow

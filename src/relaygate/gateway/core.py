@@ -283,9 +283,10 @@ class Gateway:
             from relaygate.pipeline.hanging import watch
             self.pipeline.hangs = {}
             self._spawn(watch(self.pipeline.hangs, alerter, alerter.threshold))
-        if alerter is not None and "spend_reports" in alerter.kinds and self.store is not None:  # LiteLLM's reports
-            from relaygate.observe.spend_reports import run_forever
-            self._spawn(run_forever(self.store, alerter, self.config.general.spend_report_days))
+        if alerter is not None and alerter.kinds & {"spend_reports", "daily_reports"} and self.store is not None:
+            from relaygate.observe.spend_reports import deployment_names, run_forever  # LiteLLM's reports
+            daily = (lambda: deployment_names(self.config)) if "daily_reports" in alerter.kinds else None
+            self._spawn(run_forever(self.store, alerter, self.config.general.spend_report_days, daily))
         self.start_budgets(None)  # the proxy-wide budget without a store
         await self.router.start()
         self.completions.start()

@@ -8,7 +8,8 @@ or bytes; nothing awaits.
   (what runs when ``alert_types`` is not set). relaygate sends (:data:`SENT_KINDS`)
   ``llm_exceptions``, ``llm_too_slow``, ``budget_alerts``, ``db_exceptions`` (database and Redis),
   ``cooldown_deployment``, ``outage_alerts`` (:class:`OutageCounter`), ``llm_requests_hanging``
-  (``pipeline.hanging``), ``spend_reports`` (``observe.spend_reports``) and the management API's events
+  (``pipeline.hanging``), ``spend_reports`` and ``daily_reports`` (``observe.spend_reports``) and the management
+  API's events
   (:data:`MANAGEMENT_KINDS`: a virtual key, team or internal user created, updated or deleted, laid out by
   :func:`management_message`); the others are accepted in the config and never fire.
 - **Rate limits** (:class:`Gate`): each alert has a dedupe key and a window. The first occurrence of a key
@@ -62,7 +63,8 @@ MANAGEMENT_KINDS = {
     ("POST", "/user/delete"): "internal_user_deleted"}
 """The management routes whose success is alerted, and the kind (LiteLLM's ``send_management_endpoint_alert``)."""
 SENT_KINDS = frozenset({"llm_exceptions", "llm_too_slow", "budget_alerts", "db_exceptions", "cooldown_deployment",
-                        "outage_alerts", "llm_requests_hanging", "spend_reports", *MANAGEMENT_KINDS.values()})
+                        "outage_alerts", "llm_requests_hanging", "spend_reports", "daily_reports",
+                        *MANAGEMENT_KINDS.values()})
 """The kinds relaygate actually sends."""
 
 MAX_TEXT = 300
@@ -82,14 +84,16 @@ class AlertArgs(msgspec.Struct, frozen=True, kw_only=True):
     """... and for a major outage alert."""
     log_to_console: bool = False
     """Also log every alert payload (LiteLLM's ``log_to_console``)."""
+    daily_report_frequency: float = 43_200.0
+    """Seconds between two ``daily_reports`` (LiteLLM's default: 12 hours; ``SLACK_DAILY_REPORT_FREQUENCY``)."""
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> AlertArgs:
-        """Read the known keys of ``alerting_args``; the others (LiteLLM's report schedules) are ignored.
+        """Read the known keys of ``alerting_args``; the others are ignored.
 
         Raises ``ValueError`` naming the key when a value has the wrong type or is negative."""
         out: dict[str, Any] = {}
-        for name in ("budget_alert_ttl", "outage_alert_ttl"):
+        for name in ("budget_alert_ttl", "outage_alert_ttl", "daily_report_frequency"):
             if name in raw:
                 v = raw[name]
                 if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:

@@ -253,9 +253,10 @@ class Alerter:
         except Exception:
             self._bug("request_hanging")
 
-    def spend_report(self, text: str) -> None:
-        """A spend report (``observe.spend_reports``, LiteLLM's ``spend_reports``), sent as it is at level Low."""
-        lanes = self._routes.get("spend_reports")
+    def spend_report(self, text: str, kind: str = "spend_reports") -> None:
+        """A report (``observe.spend_reports``: LiteLLM's ``spend_reports`` and ``daily_reports``), sent as it is at
+        level Low."""
+        lanes = self._routes.get(kind)
         if lanes:
             self._put(self._slack_payload("Low", text), lanes)
 
@@ -603,7 +604,10 @@ def make_alerter(settings: ObserveSettings, env: Mapping[str, str], on_event: On
     if not (slack or webhook):
         return None
     try:
-        args = AlertArgs.parse(settings.alerting_args)
+        raw_args = dict(settings.alerting_args)
+        if "daily_report_frequency" not in raw_args and env.get("SLACK_DAILY_REPORT_FREQUENCY", "").strip():
+            raw_args["daily_report_frequency"] = float(env["SLACK_DAILY_REPORT_FREQUENCY"])  # LiteLLM's variable
+        args = AlertArgs.parse(raw_args)
     except ValueError as exc:
         raise ConfigError(source, "general_settings.alerting_args", str(exc)) from None
     threshold = settings.alerting_threshold

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from relaygate.store.base import Store
 
 __all__ = ["PERCENTILES", "Scope", "activity_by_model", "daily_activity", "daily_by_team",
-           "daily_status", "interpolate", "key_labels", "team_aliases",
+           "daily_status", "deployment_report", "interpolate", "key_labels", "team_aliases",
            "latency_percentiles", "principal_counts", "series", "spend_by_tag", "spend_since", "tag_names",
            "team_member_counts", "top_groups"]
 
@@ -258,6 +258,21 @@ async def daily_status(store: Store, scope: Scope, status_code: int, model_group
         rows = await c.fetch(f"SELECT {dep} AS dep, {key} AS d, COUNT(*) AS n FROM rg_spend_logs s WHERE {where} "
                              "GROUP BY 1, 2 ORDER BY 1, 2", [*args, status_code, model_group])
     return [{"deployment": r["dep"], "day": r["d"], "count": int(r["n"])} for r in rows]
+
+
+async def deployment_report(store: Store, scope: Scope) -> list[dict[str, Any]]:
+    """Per deployment id (rows without one are left out): ``deployment``, ``failed`` (requests not answered),
+    ``per_token`` (mean seconds per output token of the answered ones with output, or None)."""
+    where, args = scope.where(store)
+    lat = _latency_sql(store.dialect)
+    async with store._read() as c:
+        rows = await c.fetch(
+            f"SELECT s.model_id AS dep, SUM(CASE WHEN s.status = 'success' THEN 0 ELSE 1 END) AS failed, "
+            f"AVG(CASE WHEN s.status = 'success' AND s.completion_tokens > 0 THEN {lat} / 1000.0 / "
+            "s.completion_tokens END) AS per_token FROM rg_spend_logs s "
+            f"WHERE {where} AND s.model_id IS NOT NULL AND s.model_id <> '' GROUP BY s.model_id", args)
+    return [{"deployment": r["dep"], "failed": int(r["failed"] or 0),
+             "per_token": float(r["per_token"]) if r["per_token"] is not None else None} for r in rows]
 
 
 async def daily_activity(store: Store, scope: Scope, entity: str, *, ids: Sequence[str] | None = None,
