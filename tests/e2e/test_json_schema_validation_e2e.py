@@ -136,3 +136,40 @@ def test_the_request_turns_it_on(tmp_path: Path) -> None:
         assert ask(client, bad).choices[0].message.content == bad  # the setting is off
         with pytest.raises(openai.InternalServerError):
             ask(client, bad, extra_body={"enable_json_schema_validation": True})
+
+
+def test_a_remote_ref_is_never_fetched(tmp_path: Path) -> None:
+    """A schema's ``$ref`` to a URL is the caller's 400 and the URL is never called (jsonschema's default would
+    fetch it: any client could make the gateway call an internal address); a ``$ref`` inside the schema works."""
+    calls: list[str] = []
+
+    class Spy(BaseHTTPRequestHandler):
+        def log_message(self, *a: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            calls.append(self.path)
+            body = json.dumps({"type": "object"}).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with http_server(Spy) as spy, echo_upstream() as (base, _seen), \
+            start_gateway(config(base, tmp_path / "rg.db", True)) as gw, \
+            openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=20) as client:
+        remote = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": f"{spy}/internal.json"}}}
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "{}"}],
+                                           response_format=remote)  # type: ignore[arg-type]
+        assert "fetches nothing" in refused.value.body["message"]  # type: ignore[index]
+        local = {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+            "$defs": {"trip": SCHEMA}, "$ref": "#/$defs/trip"}}}
+        good = '{"city": "Porto", "days": 2}'
+        r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": good}],
+                                           response_format=local)  # type: ignore[arg-type]
+        assert r.choices[0].message.content == good
+        with pytest.raises(openai.InternalServerError):
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": '{"city": 1}'}],
+                                           response_format=local)  # type: ignore[arg-type]
+    assert calls == []

@@ -13,8 +13,10 @@ An answer that fails is a 500 in the caller's error shape with LiteLLM's words
 response=..., for schema=...``; the model is the one asked for, where LiteLLM leaves it empty), and its
 record a failure with LiteLLM's ``JSONSchemaValidationError`` class. The tokens were used, so, unlike
 LiteLLM (whose failure log carries no cost), the request is charged and its spend logged at its price. A
-schema that is not a valid JSON Schema is the caller's 400. Compiled validators are kept per schema text
-(at most :data:`MAX_VALIDATORS`); with neither switch on a request pays one attribute test.
+schema that is not a valid JSON Schema is the caller's 400, and so is a ``$ref`` outside the schema: nothing is
+ever fetched (jsonschema's default would fetch a remote ``$ref``: a way to make the gateway call any URL).
+Compiled validators are kept per schema text (at most :data:`MAX_VALIDATORS`); with neither switch on a request
+pays one attribute test.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def _schema(body: bytes) -> Any:
 
 def _validator(schema: Any) -> Any:
     import jsonschema  # type: ignore[import-untyped]
+    from referencing import Registry
 
     text = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
     got = _validators.get(text)
@@ -77,7 +80,7 @@ def _validator(schema: Any) -> Any:
                              param="response_format") from None
         if len(_validators) >= MAX_VALIDATORS:
             _validators.clear()
-        got = _validators[text] = cls(schema)
+        got = _validators[text] = cls(schema, registry=Registry())  # no $ref is ever fetched (no SSRF)
     return got
 
 
@@ -98,11 +101,16 @@ def check(body: bytes, answer: bytes, model: str) -> None:
         return
     if not isinstance(content, str):
         return
+    from referencing.exceptions import Unresolvable
+
     validator = _validator(schema)
     try:
         ok = validator.is_valid(orjson.loads(content))
     except orjson.JSONDecodeError:
         ok = False
+    except Unresolvable as exc:
+        raise BadRequest(f"response_format.json_schema.schema: {type(exc).__name__}: {str(exc)[:200]} (a $ref "
+                         "must point inside the schema: relaygate fetches nothing)", param="response_format") from None
     if not ok:
         shown = _short(orjson.dumps(schema).decode())
         raise SchemaMismatch(f"litellm.APIResponseValidationError: litellm.JSONSchemaValidationError: model={model}, "
