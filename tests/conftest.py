@@ -82,6 +82,10 @@ def http_server(handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1") 
     class Server(ThreadingHTTPServer):
         address_family = family
 
+        def handle_error(self, request: object, client_address: object) -> None:
+            if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that hung up is no error
+                super().handle_error(request, client_address)  # type: ignore[arg-type]
+
     server = Server((host, 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
