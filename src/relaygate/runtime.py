@@ -45,7 +45,7 @@ class Runtime:
                  "watch_unary", "allow_private_media", "before_route", "answer_headers", "prices", "cache", "observer",
                  "ensure_targets", "max_parallel", "user_header", "forward_headers", "forward_org", "track_end_users",
                  "model_override", "track_remaining", "_timeouts", "ua_tags", "tag_headers", "forward_groups",
-                 "key_metadata", "check_schemas")
+                 "key_metadata", "check_schemas", "stream_usage")
 
     def __init__(self, config: Config, router: Router, principals: PrincipalResolver, generation: int = 0,
                  before_route: tuple[BeforeRoute, ...] = (), metrics: Any = None) -> None:
@@ -79,6 +79,8 @@ class Runtime:
         view = config.observe.prometheus_view if config.observe is not None else None
         self.key_metadata = view is not None and bool(view.metadata_labels)
         """Records carry the key's metadata (``custom_prometheus_metadata_labels``)."""
+        self.stream_usage = g.always_include_stream_usage
+        """LiteLLM's ``always_include_stream_usage`` (None: its default; ``providers.openai``)."""
         self.check_schemas = g.enable_json_schema_validation
         """``enable_json_schema_validation``: chat answers checked against their request's schema (``pipeline.
         schema_check``; a request's own field can turn it on or off)."""

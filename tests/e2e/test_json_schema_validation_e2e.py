@@ -7,18 +7,15 @@ request without a schema are not checked, and a schema that is not one is a 400.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
 from tests.conftest import http_server, start_gateway
+from tests.e2e.openai_echo import openai_echo, spend_row
 
 pytestmark = pytest.mark.e2e
 
@@ -26,43 +23,6 @@ MASTER = "sk-schema-master"
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
           "required": ["city", "days"], "additionalProperties": False}
 FORMAT = {"type": "json_schema", "json_schema": {"name": "trip", "schema": SCHEMA, "strict": True}}
-
-
-@contextmanager
-def echo_upstream() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """An OpenAI-shaped upstream answering with the last message's text (a stream when asked); keeps the bodies."""
-    seen: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *a: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-            seen.append(body)
-            text = body["messages"][-1]["content"]
-            usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
-            if body.get("stream"):
-                chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                         "choices": [{"index": 0, "delta": {"role": "assistant", "content": text},
-                                      "finish_reason": "stop"}], "usage": usage}
-                out = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
-                ctype = "text/event-stream"
-            else:
-                out = json.dumps({"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
-                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                               "finish_reason": "stop"}], "usage": usage}).encode()
-                ctype = "application/json"
-            self.send_response(200)
-            self.send_header("content-type", ctype)
-            self.send_header("content-length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-    with http_server(Handler) as url:
-        yield url + "/v1", seen
 
 
 def config(base: str, db: Path, on: bool) -> str:
@@ -85,7 +45,7 @@ def ask(client: openai.OpenAI, text: str, **kw: Any) -> Any:
 
 
 def test_the_setting_on(tmp_path: Path) -> None:
-    with echo_upstream() as (base, seen), start_gateway(config(base, tmp_path / "rg.db", True)) as gw, \
+    with openai_echo() as (base, seen), start_gateway(config(base, tmp_path / "rg.db", True)) as gw, \
             openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=20) as client:
         good = '{"city": "Lisbon", "days": 3}'
         assert ask(client, good).choices[0].message.content == good
@@ -118,19 +78,12 @@ def test_the_setting_on(tmp_path: Path) -> None:
         assert "not a valid JSON Schema" in refused.value.body["message"]  # type: ignore[index]
 
         # the refused answer used tokens: charged, and logged as a failure
-        row: dict[str, Any] = {}
-        for _ in range(75):
-            rows = httpx.get(f"{gw.url}/spend/logs", params={"request_id": call_id},
-                             headers={"Authorization": f"Bearer {MASTER}"}).json()
-            if rows:
-                row = rows[0]
-                break
-            time.sleep(0.2)
+        row = spend_row(gw.url, MASTER, call_id)
         assert row["spend"] == pytest.approx(10 * 0.001 + 5 * 0.002) and row["status"] == "failure", row
 
 
 def test_the_request_turns_it_on(tmp_path: Path) -> None:
-    with echo_upstream() as (base, _seen), start_gateway(config(base, tmp_path / "rg.db", False)) as gw, \
+    with openai_echo() as (base, _seen), start_gateway(config(base, tmp_path / "rg.db", False)) as gw, \
             openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=20) as client:
         bad = '{"days": 2}'
         assert ask(client, bad).choices[0].message.content == bad  # the setting is off
@@ -155,7 +108,7 @@ def test_a_remote_ref_is_never_fetched(tmp_path: Path) -> None:
             self.end_headers()
             self.wfile.write(body)
 
-    with http_server(Spy) as spy, echo_upstream() as (base, _seen), \
+    with http_server(Spy) as spy, openai_echo() as (base, _seen), \
             start_gateway(config(base, tmp_path / "rg.db", True)) as gw, \
             openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=20) as client:
         remote = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": f"{spy}/internal.json"}}}

@@ -362,6 +362,10 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     """LiteLLM's: only uploads whose file name has one of these extensions (``.jsonl`` ...) are taken."""
     blocked_file_extensions: list[str] | None = None
     """LiteLLM's: uploads whose file name has one of these extensions are refused."""
+    always_include_stream_usage: bool | None = None
+    """LiteLLM's: unset, an OpenAI-family stream whose client did not ask for usage asks the upstream for it
+    (exact spend) and keeps the usage chunk from the client; true: the client gets it too; false: never asked
+    (the spend of such a stream is estimated from its content)."""
     spend_report_frequency: str = "7d"
     """LiteLLM's: the days between two ``spend_reports`` alerts (``Nd``; ``observe.spend_reports``)."""
     enable_json_schema_validation: bool = False

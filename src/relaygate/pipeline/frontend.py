@@ -187,6 +187,7 @@ def stream(transport: Transport, ex: Exchange) -> Attempt[StreamStart]:
             raise _unsupported(provider, ex, True)
         call = Call(endpoint, body, view, model, target.upstream_model, now,
                     provider.param_rules(target.upstream_model, ex.control) if endpoint == "chat" else None)
+        call.usage_policy = rt.stream_usage  # always_include_stream_usage (providers.openai)
         tr = provider.transport or transport
         t = time.perf_counter()
         if provider.token_source is not None:

@@ -41,7 +41,8 @@ class Call:
     """One attempt's input to an adapter. ``now`` is the wall-clock time (Unix seconds) the shell read
     once for the request: adapters stamp ``created`` and sign requests with it and never read a clock."""
 
-    __slots__ = ("endpoint", "body", "view", "stream", "model", "upstream_model", "include_usage", "now", "rules")
+    __slots__ = ("endpoint", "body", "view", "stream", "model", "upstream_model", "include_usage", "now", "rules",
+                 "usage_policy", "usage_injected")
 
     def __init__(self, endpoint: str, body: bytes, view: AnyView, model: str, upstream_model: str,
                  now: float, rules: params.Rules | None = None) -> None:
@@ -57,6 +58,11 @@ class Call:
         self.upstream_model = upstream_model
         so = getattr(view, "stream_options", None)
         self.include_usage = bool(so is not None and so.include_usage)
+        #: ``general_settings.always_include_stream_usage`` for a stream (None: LiteLLM's default, ask the upstream
+        #: for usage and keep it from a client that did not; True: the client gets it too; False: never ask)
+        self.usage_policy: bool | None = False
+        #: the adapter added ``stream_options.include_usage`` to this attempt's body (the client did not)
+        self.usage_injected = False
 
 
 class StreamTranslator:

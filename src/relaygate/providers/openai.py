@@ -4,6 +4,14 @@ The adapter only points the request at the right URL with the right auth, swaps 
 group's name differs from the upstream's, and adds a deployment's default params. Responses and streams
 pass through; streams are re-framed into clean ``data:`` frames by the SSE re-framer so a client never
 sees an upstream's comments, odd line endings or a missing final ``[DONE]``.
+
+Stream usage, as LiteLLM's proxy: a chat or completions stream whose client did not ask for usage
+(``stream_options.include_usage``) asks the upstream for it, so its spend is exact rather than estimated from
+its content, and the usage-only chunk this adds is kept from the client (:class:`PassthroughStream`'s
+``strip_usage``; the pricing still reads it). ``general_settings.always_include_stream_usage: true`` lets the
+client have it too, ``false`` never asks. Only for the providers whose APIs take ``stream_options``
+(:data:`STREAM_OPTIONS`: OpenAI, and OpenAI-compatible servers configured as ``openai/``, vLLM, DeepSeek, xAI,
+OpenRouter); a body that already has ``stream_options`` is left as it is.
 """
 
 from __future__ import annotations
@@ -25,18 +33,30 @@ REQUEST_DEFAULTS = frozenset({
 })
 
 
+_USAGE_ONLY = re.compile(rb'"choices"\s*:\s*\[\s*\]')
+
+
+def _without_usage_chunk(out: bytes) -> bytes:
+    """``out`` (whole ``data:`` frames) without the usage-only chunk (empty ``choices``, a ``usage`` object)."""
+    frames = out.split(b"\n\n")
+    kept = [f for f in frames if not (b'"usage"' in f and _USAGE_ONLY.search(f) is not None)]
+    return out if len(kept) == len(frames) else b"\n\n".join(kept)
+
+
 class PassthroughStream(StreamTranslator):
     """OpenAI SSE in, clean OpenAI SSE out; counts content tokens for upstreams that send no usage.
 
     A stream that ends without ``[DONE]`` gets one; one that ends without a single data frame (an HTML
-    page, an empty body) is an error, not an empty success."""
+    page, an empty body) is an error, not an empty success. ``strip_usage``: the usage-only chunk the gateway
+    asked for is not sent on (``last_data`` still holds it, for the pricing)."""
 
-    __slots__ = ("_r", "content_tokens", "_count")
+    __slots__ = ("_r", "content_tokens", "_count", "_strip")
 
-    def __init__(self, count_tokens: bool = True) -> None:
+    def __init__(self, count_tokens: bool = True, strip_usage: bool = False) -> None:
         self._r = DataReframer()
         self.content_tokens = 0
         self._count = count_tokens
+        self._strip = strip_usage
 
     @property
     def done(self) -> bool:  # type: ignore[override]
@@ -50,10 +70,14 @@ class PassthroughStream(StreamTranslator):
         out: bytes = self._r.feed(data)
         if self._count and out:
             self.content_tokens += count_stream_content(out)
+        if self._strip and b'"usage"' in out:
+            out = _without_usage_chunk(out)
         return out
 
     def close(self) -> bytes:
         out: bytes = self._r.close()
+        if self._strip and b'"usage"' in out:
+            out = _without_usage_chunk(out)
         if not self._r.done and not self._r.frames:
             raise empty_stream_error("the upstream")
         if not self._r.done:
@@ -61,6 +85,10 @@ class PassthroughStream(StreamTranslator):
             self._r.done = True
         return out
 
+
+STREAM_OPTIONS = frozenset({"openai", "hosted_vllm", "vllm", "deepseek", "xai", "openrouter"})
+"""Providers whose APIs take ``stream_options`` (the usage of a stream is asked for there)."""
+_USAGE_ENDPOINTS = frozenset({"chat", "completions"})
 
 #: OpenAI's (and Azure OpenAI's) models that serve ``/completions``; every other model of theirs is chat-only
 _COMPLETION_MODELS = re.compile(r"instruct|davinci|babbage|curie|^ada|^text-", re.IGNORECASE)
@@ -107,7 +135,14 @@ class OpenAIProvider(Provider):
         else:
             body = body_edit.replace_model(call.body, call.model, call.upstream_model)
         rules = call.rules
-        return body if rules is None else rules.apply_bytes(body)
+        if rules is not None:
+            body = rules.apply_bytes(body)
+        if call.stream and call.usage_policy is not False and not call.include_usage and self.name in STREAM_OPTIONS \
+                and call.endpoint in _USAGE_ENDPOINTS and body[:1] == b"{" and b'"stream_options"' not in body:
+            call.usage_injected = True  # LiteLLM's proxy asks for usage too: the spend is then exact
+            body = b'{"stream_options":{"include_usage":true},' + body[1:] if body[1:2] != b"}" else \
+                b'{"stream_options":{"include_usage":true}}'
+        return body
 
     def build_request(self, call: Call) -> UpstreamRequest:
         return UpstreamRequest("POST", self.url(call), self.static_headers, self.request_body(call))
@@ -123,7 +158,7 @@ class OpenAIProvider(Provider):
         return UpstreamRequest("GET", f"{self.api_base}/models", headers, b"")
 
     def stream_translator(self, call: Call) -> StreamTranslator:
-        return PassthroughStream()
+        return PassthroughStream(strip_usage=call.usage_injected and call.usage_policy is None)
 
 
 def _compat(name: str, base: str | None, prefix: str) -> type[OpenAIProvider]:
