@@ -37,10 +37,21 @@ _USAGE_ONLY = re.compile(rb'"choices"\s*:\s*\[\s*\]')
 
 
 def _without_usage_chunk(out: bytes) -> bytes:
-    """``out`` (whole ``data:`` frames) without the usage-only chunk (empty ``choices``, a ``usage`` object)."""
-    frames = out.split(b"\n\n")
-    kept = [f for f in frames if not (b'"usage"' in f and _USAGE_ONLY.search(f) is not None)]
-    return out if len(kept) == len(frames) else b"\n\n".join(kept)
+    """``out`` (whole ``data:`` frames) without the usage-only chunk (empty ``choices``, a ``usage`` object).
+
+    Looked for from the end, frame by frame among those naming ``usage`` only (the chunk comes last; OpenAI's
+    other chunks carry ``"usage":null`` once usage is asked for): a whole stream in one piece costs a few
+    ``rfind`` calls, not a split of every frame."""
+    i = out.rfind(b'"usage"')
+    while i >= 0:
+        start = out.rfind(b"\n\n", 0, i)
+        start = 0 if start < 0 else start + 2
+        end = out.find(b"\n\n", i)
+        end = len(out) if end < 0 else end + 2
+        if _USAGE_ONLY.search(out, start, end) is not None:
+            return out[:start] + out[end:]
+        i = out.rfind(b'"usage"', 0, start)
+    return out
 
 
 class PassthroughStream(StreamTranslator):
