@@ -277,16 +277,21 @@ def test_image_and_rerank_units() -> None:
 
 def test_cost_in_streaming_usage() -> None:
     """``litellm_settings.include_cost_in_streaming_usage``: the usage chunk carries ``usage.cost`` (USD),
-    equal to the record's cost; off by default."""
+    equal to the record's cost; off by default. (A client that does not ask for usage gets no usage chunk: the
+    gateway asked the upstream for it and keeps it, ``providers.openai``.)"""
     answer = (200, SSE, oa_stream(OA_USAGE))
-    r, rec = asyncio.run(run({"model": "openai/gpt-4o"}, [answer], {**MSG, "stream": True},
+    asked = {**MSG, "stream": True, "stream_options": {"include_usage": True}}
+    r, rec = asyncio.run(run({"model": "openai/gpt-4o"}, [answer], asked,
                              litellm_settings={"include_cost_in_streaming_usage": True}))
     frames = [orjson.loads(line[6:]) for line in r.body.split(b"\n\n") if line.startswith(b"data: {")]
     usage = [f["usage"] for f in frames if f.get("usage")]
     assert len(usage) == 1 and usage[0]["cost"] == GPT4O / PICO == rec.cost
     assert usage[0]["prompt_tokens"] == 1000  # the rest of the usage object unchanged
-    r, _ = asyncio.run(run({"model": "openai/gpt-4o"}, [answer], {**MSG, "stream": True}))
+    r, _ = asyncio.run(run({"model": "openai/gpt-4o"}, [answer], asked))
     assert b'"cost"' not in r.body
+    r, rec = asyncio.run(run({"model": "openai/gpt-4o"}, [answer], {**MSG, "stream": True},
+                             litellm_settings={"include_cost_in_streaming_usage": True}))
+    assert b'"usage"' not in r.body and rec.cost == GPT4O / PICO  # not asked: none sent, priced all the same
 
 
 BEDROCK_USAGE = {"inputTokens": 500, "outputTokens": 100, "cacheReadInputTokens": 300, "cacheWriteInputTokens": 200,
