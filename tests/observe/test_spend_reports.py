@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from relaygate.config import ConfigError, load_config
 from relaygate.observe.alerting import Alerter
 from relaygate.observe.spend_reports import MARK, due, send_due
-from relaygate.store import Team, open_store
+from relaygate.store import Store, Team, open_store
 from relaygate.store.records import SpendLog
 from relaygate.store.settings import read_settings
 from relaygate.store.spend import write_spend
@@ -25,13 +26,26 @@ from tests.store.conftest import db_url  # noqa: F401  (both backends)
 NOW = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
 
 
-async def texts_of(slack: Collector, n: int) -> list[str]:
-    """The posts' texts once ``n`` arrived (or 10 s passed), and a moment more for any extra one."""
-    deadline = time.monotonic() + 10
-    while len(slack.posts) < n and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.2)
-    return [p.json()["text"] for p in slack.posts]
+def reported(url: str, kind: str, n: int, body: Callable[[Store, Alerter], Awaitable[None]]) -> list[str]:
+    """Run ``body`` with a store at ``url`` and an alerter posting ``kind`` to a Slack stand-in; the posts' texts
+    once ``n`` arrived (or 10 s passed), and a moment more for any extra one."""
+    async def main(hook: str) -> list[str]:
+        store = await open_store(url)
+        alerter = Alerter(slack_routes={kind: [hook]}, alert_types=[kind])
+        alerter.start()
+        try:
+            await body(store, alerter)
+            deadline = time.monotonic() + 10
+            while len(slack.posts) < n and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+            return [p.json()["text"] for p in slack.posts]
+        finally:
+            await alerter.aclose()
+            await store.close()
+
+    with Collector() as slack:
+        return asyncio.run(main(slack.url + "/slack"))
 
 
 def test_when_reports_are_due() -> None:
@@ -51,42 +65,32 @@ def test_the_setting(tmp_path: Path) -> None:
 
 
 def test_reports_once_per_cluster(db_url: str) -> None:  # noqa: F811
-    async def main(url: str) -> list[str]:
-        store = await open_store(url)
-        alerter = Alerter(slack_routes={"spend_reports": [url_slack]}, alert_types=["spend_reports"])
-        alerter.start()
+    async def body(store: Store, alerter: Alerter) -> None:
+        await store.create_team(Team(team_id="t-eng", team_alias="Engineering"))
+        day = NOW - timedelta(days=1)
+        last_month = datetime(2026, 11, 20, tzinfo=UTC)
+        await write_spend(store, [
+            SpendLog(request_id="a", spend=1.5, spend_nanos=1_500_000_000, team_id="t-eng", start_time=day,
+                     request_tags=["prod"]),
+            SpendLog(request_id="b", spend=0.25, spend_nanos=250_000_000, team_id="t-ops", start_time=day,
+                     request_tags=["prod", "evil`<!channel>"]),
+            SpendLog(request_id="c", spend=2.0, spend_nanos=2_000_000_000, team_id="t-eng",
+                     start_time=last_month)])
+        assert await send_due(store, alerter, 7, NOW) == 2  # the periodic report and November's
+        assert await send_due(store, alerter, 7, NOW + timedelta(hours=1)) == 0  # another worker, an hour on
+        other = await open_store(db_url)  # another instance on the same database
         try:
-            await store.create_team(Team(team_id="t-eng", team_alias="Engineering"))
-            day = NOW - timedelta(days=1)
-            last_month = datetime(2026, 11, 20, tzinfo=UTC)
-            await write_spend(store, [
-                SpendLog(request_id="a", spend=1.5, spend_nanos=1_500_000_000, team_id="t-eng", start_time=day,
-                         request_tags=["prod"]),
-                SpendLog(request_id="b", spend=0.25, spend_nanos=250_000_000, team_id="t-ops", start_time=day,
-                         request_tags=["prod", "evil`<!channel>"]),
-                SpendLog(request_id="c", spend=2.0, spend_nanos=2_000_000_000, team_id="t-eng",
-                         start_time=last_month)])
-            assert await send_due(store, alerter, 7, NOW) == 2  # the periodic report and November's
-            assert await send_due(store, alerter, 7, NOW + timedelta(hours=1)) == 0  # another worker, an hour on
-            other = await open_store(url)  # another instance on the same database
-            try:
-                assert await send_due(other, alerter, 7, NOW + timedelta(days=1)) == 0
-            finally:
-                await other.close()
-            mark = (await read_settings(store))[MARK]
-            assert mark["monthly"] == "2026-11" and mark["periodic"] == NOW.timestamp()
-            # a week on: the next periodic report, but no spend in it: nothing sent, the mark moves on
-            later = NOW + timedelta(days=20)
-            assert await send_due(store, alerter, 7, later) == 0
-            assert (await read_settings(store))[MARK]["periodic"] == later.timestamp()
-            return await texts_of(slack, 2)
+            assert await send_due(other, alerter, 7, NOW + timedelta(days=1)) == 0
         finally:
-            await alerter.aclose()
-            await store.close()
+            await other.close()
+        mark = (await read_settings(store))[MARK]
+        assert mark["monthly"] == "2026-11" and mark["periodic"] == NOW.timestamp()
+        # a week on: the next periodic report, but no spend in it: nothing sent, the mark moves on
+        later = NOW + timedelta(days=20)
+        assert await send_due(store, alerter, 7, later) == 0
+        assert (await read_settings(store))[MARK]["periodic"] == later.timestamp()
 
-    with Collector() as slack:
-        url_slack = slack.url + "/slack"
-        texts = asyncio.run(main(db_url))
+    texts = reported(db_url, "spend_reports", 2, body)
     assert len(texts) == 2, texts
     weekly, monthly = texts
     assert "Level: `Low`" in weekly
@@ -102,33 +106,23 @@ def test_reports_once_per_cluster(db_url: str) -> None:  # noqa: F811
 def test_daily_report_of_failing_and_slow_deployments(db_url: str) -> None:  # noqa: F811
     """``daily_reports`` from the spend logs: the deployments with the most failures and the slowest per output
     token over ``daily_report_frequency``, named by the configured model and API base (an unknown id as it is)."""
-    async def main(url: str) -> list[str]:
-        store = await open_store(url)
-        alerter = Alerter(slack_routes={"daily_reports": [url_slack]}, alert_types=["daily_reports"])
-        alerter.start()
-        try:
-            t0 = NOW - timedelta(hours=2)
-            rows = [SpendLog(request_id=f"f{i}", model_id="dep-a", status="failure", start_time=t0,
-                             end_time=t0 + timedelta(seconds=1)) for i in range(3)]
-            rows += [SpendLog(request_id="s1", model_id="dep-a", status="success", completion_tokens=100,
-                              start_time=t0, end_time=t0 + timedelta(seconds=2)),
-                     SpendLog(request_id="s2", model_id="dep-b", status="success", completion_tokens=10,
-                              start_time=t0, end_time=t0 + timedelta(seconds=3)),
-                     SpendLog(request_id="f9", model_id="gone", status="failure", start_time=t0, end_time=t0),
-                     SpendLog(request_id="old", model_id="dep-b", status="failure", start_time=NOW - timedelta(days=2),
-                              end_time=NOW - timedelta(days=2))]
-            await write_spend(store, rows)
-            names = {"dep-a": ("openai/gpt-4o", "https://api.example.com/v1"), "dep-b": ("anthropic/claude", "")}
-            assert await send_due(store, alerter, 7, NOW, daily=lambda: names) == 1  # no spend_reports asked
-            assert await send_due(store, alerter, 7, NOW + timedelta(hours=1), daily=lambda: names) == 0
-            return await texts_of(slack, 1)
-        finally:
-            await alerter.aclose()
-            await store.close()
+    async def body(store: Store, alerter: Alerter) -> None:
+        t0 = NOW - timedelta(hours=2)
+        rows = [SpendLog(request_id=f"f{i}", model_id="dep-a", status="failure", start_time=t0,
+                         end_time=t0 + timedelta(seconds=1)) for i in range(3)]
+        rows += [SpendLog(request_id="s1", model_id="dep-a", status="success", completion_tokens=100,
+                          start_time=t0, end_time=t0 + timedelta(seconds=2)),
+                 SpendLog(request_id="s2", model_id="dep-b", status="success", completion_tokens=10,
+                          start_time=t0, end_time=t0 + timedelta(seconds=3)),
+                 SpendLog(request_id="f9", model_id="gone", status="failure", start_time=t0, end_time=t0),
+                 SpendLog(request_id="old", model_id="dep-b", status="failure", start_time=NOW - timedelta(days=2),
+                          end_time=NOW - timedelta(days=2))]
+        await write_spend(store, rows)
+        names = {"dep-a": ("openai/gpt-4o", "https://api.example.com/v1"), "dep-b": ("anthropic/claude", "")}
+        assert await send_due(store, alerter, 7, NOW, daily=lambda: names) == 1  # no spend_reports asked
+        assert await send_due(store, alerter, 7, NOW + timedelta(hours=1), daily=lambda: names) == 0
 
-    with Collector() as slack:
-        url_slack = slack.url + "/slack"
-        texts = asyncio.run(main(db_url))
+    texts = reported(db_url, "daily_reports", 1, body)
     assert len(texts) == 1, texts
     text = texts[0]
     assert "Here are today's key metrics 📈" in text and "Level: `Low`" in text

@@ -253,7 +253,7 @@ class Alerter:
         except Exception:
             self._bug("request_hanging")
 
-    def spend_report(self, text: str, kind: str = "spend_reports") -> None:
+    def report(self, text: str, kind: str = "spend_reports") -> None:
         """A report (``observe.spend_reports``: LiteLLM's ``spend_reports`` and ``daily_reports``), sent as it is at
         level Low."""
         lanes = self._routes.get(kind)

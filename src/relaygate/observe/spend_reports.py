@@ -122,7 +122,7 @@ async def _daily(store: Store, alerter: Any, start: datetime, end: datetime, eve
         (r for r in rows if r["per_token"]), key=lambda r: -r["per_token"])][:5]
     if not failing and not slow:
         return False
-    alerter.spend_report(daily_text(failing, slow, end.timestamp() + every), "daily_reports")
+    alerter.report(daily_text(failing, slow, end.timestamp() + every), "daily_reports")
     return True
 
 
@@ -152,7 +152,7 @@ async def send_due(store: Store, alerter: Any, days: int, now: datetime | None =
             teams, tags = await _spend(store, start, now)
             if teams or tags:
                 title = f"Spend Report for `{start:%m-%d-%Y} - {now:%m-%d-%Y}` ({days} days)"
-                alerter.spend_report(report_text(title, teams, tags))
+                alerter.report(report_text(title, teams, tags))
                 sent += 1
             new["periodic"] = now.timestamp()
         if month is not None:
@@ -161,7 +161,7 @@ async def send_due(store: Store, alerter: Any, days: int, now: datetime | None =
             teams, tags = await _spend(store, first, end)
             if teams or tags:
                 last_day = end - timedelta(days=1)
-                alerter.spend_report(report_text(f"Monthly Spend Report for `{first:%m-%d-%Y} - {last_day:%m-%d-%Y}` ",
+                alerter.report(report_text(f"Monthly Spend Report for `{first:%m-%d-%Y} - {last_day:%m-%d-%Y}` ",
                                                  teams, tags))
                 sent += 1
             new["monthly"] = month
