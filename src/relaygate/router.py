@@ -165,8 +165,10 @@ class Lease:
         self._costs = costs
         self._router = router
 
-    def finish(self, ok: bool, tokens: int = 0, error: GatewayError | None = None) -> None:
-        """Release the in-flight slot; reconcile reserved tokens with ``tokens`` (real usage, 0 = unknown)
+    def finish(self, ok: bool, tokens: int = 0, error: GatewayError | None = None, *,
+               prompt: int | None = None) -> None:
+        """Release the in-flight slot; reconcile reserved tokens with ``tokens`` (real usage, 0 = unknown;
+        ``prompt`` of them the input's, None when the split is unknown: ``routing_limits.settle``)
         and give back the parallel-request slot. ``error`` is the upstream's failure after the attempt had
         succeeded (a stream that broke mid-way): it counts towards the deployment's cooldown like a failed
         attempt. A client that went away is not the deployment's fault: pass no error."""
@@ -177,7 +179,8 @@ class Lease:
         if error is not None and self._router is not None:
             self._router.count_failure(self.target.stats, error)
         if self._buckets and self._limiter is not None:
-            self._limiter.adjust(self._buckets, settle(self._buckets, self._costs, tokens))
+            count = self._router.token_count if self._router is not None else "total"
+            self._limiter.adjust(self._buckets, settle(self._buckets, self._costs, tokens, prompt, count))
 
 
 def _final(exc: GatewayError) -> bool:
@@ -253,6 +256,8 @@ class Router:
         """``previous``: the router this one replaces on a config reload (see the module docstring)."""
         self.config = config
         self.settings = s = config.router
+        self.token_count = config.general.token_rate_limit_type
+        """Which tokens the tpm limits of keys, teams, users and end users count (``routing_limits.settle``)."""
         self._rng = rng or random.Random()
         self._rand = self._rng.random
         self.metrics = metrics
@@ -475,7 +480,7 @@ class Router:
         if not buckets:
             return None, (), ()
         tok = self._prompt_tokens(ctx) if (target.token_buckets or (key_buckets and key.token_buckets)) else 0
-        costs = tuple([float(tok) if b.unit == "tokens" else 1.0 for b in buckets])
+        costs = self._reservation(buckets, tok)
         verdict = await self.limiter.acquire(buckets, costs)
         st = target.stats
         rem = verdict.remaining
@@ -505,11 +510,20 @@ class Router:
         if not buckets:
             return None
         tok = self._prompt_tokens(RouteContext(messages=messages)) if key.token_buckets else 0
-        costs = tuple([float(tok) if b.unit == "tokens" else 1.0 for b in buckets])
+        costs = self._reservation(buckets, tok)
         verdict = await self.limiter.acquire(buckets, costs)
         if verdict.fail >= 0:
             raise key_limit_error(buckets, verdict)
-        return KeyHold(self.limiter, buckets, costs, ratelimit_headers(buckets, verdict))
+        return KeyHold(self.limiter, buckets, costs, ratelimit_headers(buckets, verdict), self.token_count)
+
+    def _reservation(self, buckets: tuple[Bucket, ...], tok: int) -> tuple[float, ...]:
+        """What a request reserves of each bucket: one request, or the prompt's estimated tokens; with
+        ``token_rate_limit_type: output`` a key's (team's ...) tpm reserves one token, which an exhausted
+        window refuses, and is settled with the answer's output tokens."""
+        if self.token_count == "output":
+            return tuple([1.0 if b.unit != "tokens" else float(tok) if b.scope == "deployment" else 1.0
+                          for b in buckets])
+        return tuple([float(tok) if b.unit == "tokens" else 1.0 for b in buckets])
 
     async def _run_group(self, group: ModelGroup, ctx: RouteContext,
                          attempt: Callable[[Target], Awaitable[R]]) -> tuple[R, Lease]:

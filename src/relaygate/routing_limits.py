@@ -17,18 +17,39 @@ from relaygate.core.ratelimit import Bucket, Verdict
 if TYPE_CHECKING:
     from relaygate.limits import Limiter
 
-__all__ = ["KeyHold", "key_limit_error", "ratelimit_headers", "refund", "retry_after_header", "settle"]
+__all__ = ["TOKEN_COUNTS", "KeyHold", "key_limit_error", "ratelimit_headers", "refund", "retry_after_header",
+           "settle"]
 
 _UNLIMITED = 9223372036854775807
 
 
-def settle(buckets: Sequence[Bucket], costs: Sequence[float], used: int) -> list[float]:
+TOKEN_COUNTS = ("total", "input", "output")
+"""LiteLLM's ``general_settings.token_rate_limit_type``: which of an answer's tokens its key's, team's, user's and
+end user's tpm limits count (a deployment's ``tpm`` always counts them all, as LiteLLM's router does)."""
+
+
+def settle(buckets: Sequence[Bucket], costs: Sequence[float], used: int, prompt: int | None = None,
+           count: str = "total") -> list[float]:
+    """The deltas that settle a reservation of ``costs`` with the answer's usage: ``used`` tokens in all (0:
+    unknown, the reservation stands), ``prompt`` of them the input's (None: the split is unknown). Parallel
+    slots are given back. ``count`` is :data:`TOKEN_COUNTS`' choice for the buckets that are not a
+    deployment's: ``input`` counts the prompt (unknown: the reservation, an estimate of it, stands),
+    ``output`` the rest (unknown: all of ``used``, a stream's estimate from its content)."""
+    keyed = used
+    if count != "total":
+        if prompt is not None:
+            keyed = prompt if count == "input" else used - prompt
+        elif count == "input":
+            keyed = -1
     deltas = [0.0] * len(buckets)
     for i, b in enumerate(buckets):
         if b.kind == "p":
             deltas[i] = -1.0
         elif b.unit == "tokens" and used > 0:
-            deltas[i] = costs[i] - used
+            if b.scope == "deployment":
+                deltas[i] = costs[i] - used
+            elif keyed >= 0:
+                deltas[i] = costs[i] - keyed
     return deltas
 
 
@@ -119,16 +140,18 @@ class KeyHold:
     """What a cache hit paid of its key's (team's, user's) limits: the verdict's ``x-ratelimit-*`` headers,
     and :meth:`finish` to settle the buckets once the hit was sent."""
 
-    __slots__ = ("headers", "_limiter", "_buckets", "_costs")
+    __slots__ = ("headers", "_limiter", "_buckets", "_costs", "_count")
 
     def __init__(self, limiter: Limiter, buckets: tuple[Bucket, ...], costs: tuple[float, ...],
-                 headers: list[tuple[bytes, bytes]]) -> None:
+                 headers: list[tuple[bytes, bytes]], count: str = "total") -> None:
         self.headers = headers
         self._limiter = limiter
         self._buckets = buckets
         self._costs = costs
+        self._count = count
 
-    def finish(self, used: int) -> None:
+    def finish(self, used: int, prompt: int | None = None) -> None:
         """Give the parallel slot back and settle the token reservation with the hit's usage (``used``
-        tokens; 0: unknown, the reservation stands), as ``Lease.finish`` settles a routed answer. Call once."""
-        self._limiter.adjust(self._buckets, settle(self._buckets, self._costs, used))
+        tokens, ``prompt`` of them the input's; 0: unknown, the reservation stands), as ``Lease.finish``
+        settles a routed answer. Call once."""
+        self._limiter.adjust(self._buckets, settle(self._buckets, self._costs, used, prompt, self._count))

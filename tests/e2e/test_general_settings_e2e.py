@@ -85,3 +85,36 @@ def test_settings_read(tmp_path: Path) -> None:
     cfg = load_config(str(path))
     assert cfg.server.cancel_on_disconnect is False and cfg.general.disable_reset_budget is True
     assert not [w for w in cfg.warnings if "ignored" in w]
+
+
+def test_token_rate_limit_type_output_counts_a_key_s_answer_tokens(tmp_path: Path) -> None:
+    """``token_rate_limit_type: output`` through a real gateway: a virtual key's ``tpm_limit`` of 12 is charged
+    the 5 output tokens of each answer (not the 15 in all), so three answers fit and the fourth is LiteLLM's 429;
+    the same answers with ``total`` fit once."""
+    from tests.e2e.openai_echo import openai_echo
+
+    for count, fits in (("output", 3), ("total", 1)):
+        with openai_echo() as (base, _seen):
+            config = f"""
+model_list:
+  - model_name: m
+    litellm_params: {{model: openai/gpt-4o-mini, api_key: sk-up, api_base: "{base}"}}
+general_settings:
+  master_key: {MASTER}
+  database_url: sqlite:///{tmp_path / (count + ".db")}
+  token_rate_limit_type: {count}
+"""
+            with start_gateway(config) as gw, httpx.Client(base_url=gw.url, timeout=20) as c:
+                made = c.post("/key/generate", headers=AUTH, json={"tpm_limit": 12, "models": ["m"]})
+                assert made.status_code == 200, made.text
+                with openai.OpenAI(base_url=gw.url + "/v1", api_key=made.json()["key"], max_retries=0,
+                                   timeout=30) as client:
+                    served = 0
+                    for _ in range(fits + 1):
+                        try:
+                            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+                        except openai.RateLimitError as exc:
+                            assert "current tpm" in exc.message and "tpm limit: 12" in exc.message, exc.message
+                            break
+                        served += 1
+                    assert served == fits, (count, served)

@@ -303,6 +303,76 @@ def test_tpm_reserved_from_estimate_and_reconciled() -> None:
     assert after == pytest.approx(990, abs=1)
 
 
+@pytest.mark.parametrize(("count", "key_charge"), [("total", 15), ("input", 10), ("output", 5)])
+def test_token_rate_limit_type_picks_what_a_key_s_tpm_counts(count: str, key_charge: int) -> None:
+    """``general_settings.token_rate_limit_type``: a key's tpm window is charged the answer's total, input or
+    output tokens (10 in, 5 out here); the deployment's own tpm always the total, as LiteLLM's router counts it.
+    ``output`` reserves one token (so that an exhausted window still refuses) instead of the prompt's estimate;
+    an answer whose split is unknown keeps an input window's reservation and charges an output one all of it."""
+    cfg = from_litellm({"model_list": [dep("g", "d1", tpm=100000)],
+                        "general_settings": {"master_key": "sk-master", "token_rate_limit_type": count},
+                        "relaygate_keys": [{"key": "sk-user", "models": ["g"], "tpm_limit": 1000}]}, "<test>")
+    r, auth = Router(cfg, random.Random(1)), Authenticator(cfg)
+    key = auth.authenticate([(b"authorization", b"Bearer sk-user")])
+    assert key is not None and r.token_count == count
+    import msgspec
+
+    msgs = [msgspec.Raw(b'{"role":"user","content":"' + b"word " * 200 + b'"}')]
+    dep_bucket = r.resolve("g").targets[0].buckets[0].key
+
+    async def main() -> list[float]:
+        state = r.limiter.buckets.state
+        c = RouteContext(key=key, messages=msgs)
+        _, lease = await r.run(r.resolve("g"), c, Script())
+        reserved = 1000 - state[key.buckets[0].key][0]
+        lease.finish(True, 15, prompt=10)
+        settled = [1000 - state[key.buckets[0].key][0], 100000 - state[dep_bucket][0]]
+        _, unknown = await r.run(r.resolve("g"), RouteContext(key=key, messages=msgs), Script())
+        before = state[key.buckets[0].key][0]
+        unknown.finish(True, 7)  # a stream without usage: 7 tokens estimated from its content
+        return [reserved, *settled, before - state[key.buckets[0].key][0], c.prompt_tokens]
+
+    reserved, key_used, dep_used, unknown_delta, estimate = asyncio.run(main())
+    assert reserved == pytest.approx(1 if count == "output" else estimate, abs=0.5)
+    assert key_used == pytest.approx(key_charge, abs=0.5)
+    assert dep_used == pytest.approx(15, abs=0.5)
+    if count == "input":
+        assert unknown_delta == pytest.approx(0, abs=0.5)  # the prompt's estimate stands
+    else:
+        reserve = 1 if count == "output" else estimate
+        assert unknown_delta == pytest.approx(7 - reserve, abs=0.5)
+
+
+def test_token_rate_limit_type_output_still_refuses_an_exhausted_window() -> None:
+    cfg = from_litellm({"model_list": [dep("g", "d1")],
+                        "general_settings": {"master_key": "sk-master", "token_rate_limit_type": "output"},
+                        "relaygate_keys": [{"key": "sk-user", "models": ["g"], "tpm_limit": 12}]}, "<test>")
+    r, auth = Router(cfg, random.Random(1)), Authenticator(cfg)
+    key = auth.authenticate([(b"authorization", b"Bearer sk-user")])
+
+    async def main() -> int:
+        served = 0
+        for _ in range(5):
+            try:
+                _, lease = await r.run(r.resolve("g"), RouteContext(key=key), Script())
+            except GatewayError as exc:
+                assert exc.status == 429 and "current tpm" in exc.message
+                return served
+            lease.finish(True, 105, prompt=100)  # 5 output tokens an answer
+            served += 1
+        return served
+
+    assert asyncio.run(main()) == 3  # 12 -> 7 -> 2 -> -3: the fourth is refused
+
+
+def test_token_rate_limit_type_is_checked() -> None:
+    from relaygate.config import ConfigError
+
+    with pytest.raises(ConfigError, match="token_rate_limit_type"):
+        from_litellm({"model_list": [dep("g", "d1")], "general_settings": {"token_rate_limit_type": "outptu"}},
+                     "<test>")
+
+
 def test_auth_and_model_allow_list() -> None:
     cfg = from_litellm({"model_list": [dep("g", "d1")], "general_settings": {"master_key": "sk-master"},
                         "relaygate_keys": [{"key": "sk-a", "models": ["g", "openai/*"]}]}, "<test>")

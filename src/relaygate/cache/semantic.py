@@ -204,7 +204,8 @@ class Embedder:
         try:
             answer = orjson.loads(data)
             usage = answer.get("usage") or {}
-            lease.finish(True, int(usage.get("total_tokens") or 0))
+            used = int(usage.get("total_tokens") or 0)
+            lease.finish(True, used, prompt=used)  # an embedding's tokens are all input
             vec = normalised(answer["data"][0]["embedding"])
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError, ValueError):
             vec = None

@@ -367,6 +367,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     (exact spend) and keeps the usage chunk from the client; true: the client gets it too; false: never asked
     (the spend of such a stream is estimated from its content)."""
     spend_report_frequency: str = "7d"
+    token_rate_limit_type: str = "total"
+    """LiteLLM's: which of an answer's tokens the tpm limits of keys, teams, users and end users count —
+    ``total``, ``input`` (the prompt's) or ``output`` (the answer's); a deployment's ``tpm`` counts them all."""
     """LiteLLM's: the days between two ``spend_reports`` alerts (``Nd``; ``observe.spend_reports``)."""
     enable_json_schema_validation: bool = False
     """``litellm_settings.enable_json_schema_validation``: a chat answer is checked against the JSON schema its
@@ -505,6 +508,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
             raise ValueError(f"budget_exceeded_status_code: expected an HTTP error status (400-599), got {code!r}")
         check_budget_calendar(self.timezone, self.budget_reset_time)
         check_discounts(self.cost_discount_config)
+        if self.token_rate_limit_type not in ("total", "input", "output"):
+            raise ValueError(f"token_rate_limit_type: expected total, input or output, got "
+                             f"{self.token_rate_limit_type!r} (LiteLLM counts total tokens for any other value)")
         if not re.fullmatch(r"[1-9][0-9]{0,3}[dD]", self.spend_report_frequency):
             raise ValueError(f"spend_report_frequency: expected a number of days such as '1d' or '7d', got "
                              f"{self.spend_report_frequency!r} (LiteLLM refuses it too)")

@@ -63,7 +63,7 @@ async def _one(pipe: Pipeline, fe: Frontend, part: Exchange) -> bytes:
         return exc.body()
     usage = fe.usage(part, data)
     part.prompt_tokens, part.completion_tokens = (usage[0], usage[1]) if usage else (0, 0)
-    lease.finish(True, part.prompt_tokens + part.completion_tokens)
+    lease.finish(True, part.prompt_tokens + part.completion_tokens, prompt=part.prompt_tokens if usage else None)
     part.lease = lease
     part.cost = usd(fe.price(part, lease.target.dep, data))
     pipe.complete(part, 200, Outcome.OK)

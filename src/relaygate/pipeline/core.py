@@ -245,7 +245,7 @@ class Pipeline:
             data = restamp_model(data, ex.model)
         usage = fe.usage(ex, data)
         pt, ct = (usage[0], usage[1]) if usage else (0, 0)
-        lease.finish(True, pt + ct)
+        lease.finish(True, pt + ct, prompt=pt if usage else None)
         ex.lease, ex.prompt_tokens, ex.completion_tokens = lease, pt, ct
         pico = fe.price(ex, lease.target.dep, data)
         parts = None
@@ -292,7 +292,7 @@ class Pipeline:
             await rt.cache.serve(ex, send, stored, self.hit_headers(ex, key, hold))
         finally:
             if hold is not None:
-                hold.finish(ex.prompt_tokens + ex.completion_tokens)
+                hold.finish(ex.prompt_tokens + ex.completion_tokens, ex.prompt_tokens)
 
     def hit_headers(self, ex: Exchange, key: KeyInfo | None, hold: KeyHold | None) -> Headers:
         """What a hit carries of a routed answer's ``x-litellm-*`` headers (:meth:`headers`) but those naming a

@@ -150,7 +150,7 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
             pt, ct = usage[0], usage[1]
         else:
             pt, ct = 0, int(getattr(translator, "content_tokens", 0))
-        lease.finish(ok, pt + ct, broke)
+        lease.finish(ok, pt + ct, broke, prompt=pt if usage else None)
         ex.lease, ex.prompt_tokens, ex.completion_tokens, ex.ttft = lease, pt, ct, total
         pico = fe.price_stream(ex, lease.target.dep, last, usage is not None)
         if ex.rt.prices.adjusting:  # a discount or margin (cost.adjust)
