@@ -111,6 +111,39 @@ def test_unary_detail_with_continued_trace_and_traceparent_upstream() -> None:
         asyncio.run(main())
 
 
+@pytest.mark.parametrize("forward", [False, "false", None, True])
+def test_forward_traceparent_to_llm_provider(forward: Any) -> None:
+    """``litellm_settings.forward_traceparent_to_llm_provider: false`` keeps the ``traceparent`` from the provider
+    (the trace is still continued and exported); unset, null or true, each attempt sends its span (relaygate's
+    default; LiteLLM's is false, and it then forwards the client's header as it came)."""
+    with recording_upstream() as up:
+        async def main() -> None:
+            settings: dict[str, Any] = {"callbacks": ["otel"]}
+            if forward is not None:
+                settings["forward_traceparent_to_llm_provider"] = forward
+            gw, records = gateway(up.url, settings)
+            r = await call(gw, "POST", "/v1/chat/completions", CHAT, headers={"traceparent": TRACEPARENT})
+            assert r.status == 200
+            await gw.completions.aclose()
+            d = detail_of(records[0])
+            assert d.trace_id == PARENT_TRACE and d.attempts
+            sent = up.last().headers.get("traceparent")
+            if forward in (False, "false"):
+                assert sent is None
+            else:
+                assert sent == f"00-{PARENT_TRACE}-{d.attempts[0].span_id}-01"
+
+        asyncio.run(main())
+
+
+def test_forward_traceparent_to_llm_provider_must_be_a_flag() -> None:
+    from relaygate.config import ConfigError
+
+    with pytest.raises(ConfigError, match="forward_traceparent_to_llm_provider"):
+        from_litellm({"model_list": [], "litellm_settings": {"callbacks": ["otel"],
+                                                             "forward_traceparent_to_llm_provider": "yes"}}, "<t>")
+
+
 @pytest.mark.parametrize("bad", ["00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
                                  "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
                                  "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01", "garbage\r\nx: y"])

@@ -48,6 +48,9 @@ class ObserveSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Request and response bodies are never exported (``input`` / ``output`` of a Detail are None)."""
     redact_user_api_key_info: bool = False
     """Key hash, alias, team, user ids are left out of exported metadata."""
+    forward_traceparent: bool = True
+    """With OpenTelemetry on, each attempt sends the provider a ``traceparent`` naming its span
+    (``litellm_settings.forward_traceparent_to_llm_provider``; relaygate's default is true, LiteLLM's false)."""
     json_logs: bool = False
     """One JSON line per request on the log (``litellm_settings.json_logs``)."""
     log_bodies: bool = False
@@ -92,7 +95,8 @@ class ObserveConfigError(ValueError):
 LITELLM_SETTINGS_KEYS = frozenset({
     "callbacks", "success_callback", "failure_callback", "service_callback", "turn_off_message_logging",
     "redact_user_api_key_info", "json_logs", "callback_settings", "langfuse_default_tags",
-    "require_auth_for_metrics_endpoint", "s3_callback_params", *PROMETHEUS_FIELDS})
+    "require_auth_for_metrics_endpoint", "s3_callback_params", "forward_traceparent_to_llm_provider",
+    *PROMETHEUS_FIELDS})
 """``litellm_settings`` keys :func:`from_litellm` reads."""
 GENERAL_SETTINGS_KEYS = frozenset({"alerting", "alerting_threshold", "alert_types", "alert_to_webhook_url",
                                    "alerting_args"})
@@ -176,6 +180,7 @@ def from_litellm(ls: dict[str, Any], gs: dict[str, Any], rg: dict[str, Any],
     s3_params = ls.get("s3_callback_params") or {}
     if not isinstance(s3_params, dict):
         raise ObserveConfigError("litellm_settings.s3_callback_params", "expected a mapping")
+    forward = ls.get("forward_traceparent_to_llm_provider")  # unset or null: relaygate's default, true
     settings = ObserveSettings(
         success_callbacks=tuple(n for n in success if n != "json_logs"),
         failure_callbacks=tuple(n for n in failure if n != "json_logs"),
@@ -184,6 +189,8 @@ def from_litellm(ls: dict[str, Any], gs: dict[str, Any], rg: dict[str, Any],
                                        "litellm_settings.turn_off_message_logging"),
         redact_user_api_key_info=_flag(ls.get("redact_user_api_key_info", False),
                                        "litellm_settings.redact_user_api_key_info"),
+        forward_traceparent=_flag(True if forward is None else forward,
+                                  "litellm_settings.forward_traceparent_to_llm_provider"),
         json_logs=json_logs,
         log_bodies=_flag(rg.get("log_bodies", False), "relaygate_settings.log_bodies"),
         callback_settings=dict(cb_settings),

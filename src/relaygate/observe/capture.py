@@ -65,8 +65,9 @@ class Observer:
         names = set(settings.success_callbacks) | set(settings.failure_callbacks)
         self.detailed = bool(names & DETAILED) or (settings.json_logs and settings.log_bodies)
         """Every exchange gets a capture."""
-        self.propagate = "otel" in names or "langfuse_otel" in names
-        """Attempts send a ``traceparent`` upstream (OpenTelemetry is on, to a collector or to Langfuse)."""
+        self.propagate = ("otel" in names or "langfuse_otel" in names) and settings.forward_traceparent
+        """Attempts send a ``traceparent`` upstream (OpenTelemetry is on, to a collector or to Langfuse, and
+        ``forward_traceparent_to_llm_provider`` is not false)."""
         self.redact = settings.turn_off_message_logging
 
     @classmethod
