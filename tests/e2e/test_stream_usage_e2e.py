@@ -20,15 +20,16 @@ pytestmark = pytest.mark.e2e
 MASTER = "sk-usage-master"
 
 
-def run(tmp_path: Path, policy: str, **kw: Any) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+def run(tmp_path: Path, policy: str, model: str = "openai/m", **kw: Any) -> tuple[list[Any], dict[str, Any],
+                                                                                   dict[str, Any]]:
     """One stream through a gateway with ``policy``: the chunks the client got, the body the upstream got and the
     request's spend row."""
     with openai_echo() as (base, seen):
         config = f"""
 model_list:
   - model_name: m
-    litellm_params: {{model: openai/m, api_key: sk-up, api_base: "{base}", input_cost_per_token: 0.001,
-                      output_cost_per_token: 0.002}}
+    litellm_params: {{model: {model}, api_key: sk-up, api_base: "{base}", input_cost_per_token: 0.001,
+                      output_cost_per_token: 0.002, api_version: "2024-10-21"}}
 general_settings:
   master_key: {MASTER}
   database_url: sqlite:///{tmp_path / "rg.db"}
@@ -54,6 +55,15 @@ def test_usage_asked_for_the_client_that_did_not(tmp_path: Path) -> None:
     assert all(c.usage is None for c in chunks)
     assert (row["prompt_tokens"], row["completion_tokens"]) == (10, 5)  # the upstream's counts, not estimates
     assert row["spend"] == pytest.approx(10 * 0.001 + 5 * 0.002)
+
+
+@pytest.mark.parametrize("model", ["azure/m", "groq/m", "together_ai/m"])
+def test_usage_asked_of_the_other_providers_that_take_it(tmp_path: Path, model: str) -> None:
+    """Azure, Groq, Together ... take ``stream_options`` as LiteLLM's configs say: asked the same way."""
+    chunks, sent, row = run(tmp_path, "", model)
+    assert sent["stream_options"] == {"include_usage": True}
+    assert text(chunks) == "one two" and all(c.usage is None for c in chunks)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (10, 5)
 
 
 def test_a_client_that_asks_gets_it(tmp_path: Path) -> None:

@@ -7,8 +7,9 @@ import orjson
 
 from relaygate.config.model import Deployment
 from relaygate.core.views import decode_view
+from relaygate.providers import registry
 from relaygate.providers.base import Call
-from relaygate.providers.openai import PROVIDERS, PassthroughStream
+from relaygate.providers.openai import PassthroughStream
 
 USAGE_CHUNK = b'data: {"id":"c","choices": [ ],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n'
 CONTENT = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"hi"}}],"usage":null}\n\n'
@@ -20,7 +21,7 @@ def call(body: dict[str, object], provider: str = "openai", policy: bool | None 
     c.usage_policy = policy
     dep = Deployment(model_name="m", model=f"{provider}/m", provider=provider, upstream_model="m", id="d",
                      api_key="k", api_base="http://127.0.0.1:9/v1")
-    return PROVIDERS[provider](dep).request_body(c), c
+    return registry()[provider](dep).request_body(c), c
 
 
 def test_when_usage_is_asked_for() -> None:
@@ -29,10 +30,31 @@ def test_when_usage_is_asked_for() -> None:
     for body, provider, policy in (({"model": "m", "stream": False, "messages": []}, "openai", None),  # no stream
                                    ({"model": "m", "stream": True, "messages": [],
                                      "stream_options": {"include_usage": False}}, "openai", None),  # the client's
-                                   ({"model": "m", "stream": True, "messages": []}, "groq", None),  # no such option
+                                   ({"model": "m", "stream": True, "messages": []}, "mistral", None),  # no such option
+                                   ({"model": "m", "stream": True, "messages": []}, "perplexity", None),
                                    ({"model": "m", "stream": True, "messages": []}, "openai", False)):  # turned off
         sent, c = call(body, provider, policy)
         assert sent == orjson.dumps({**body}) and not c.usage_injected, (body, provider, policy)
+
+
+def test_usage_is_asked_of_the_providers_litellm_asks() -> None:
+    """LiteLLM's proxy asks a stream's usage of every provider whose config lists ``stream_options`` among its
+    supported parameters (``get_supported_openai_params``): relaygate asks the same ones."""
+    for provider in ("openai", "custom_openai", "azure", "azure_ai", "groq", "together_ai", "fireworks_ai",
+                     "lm_studio", "hosted_vllm", "deepseek", "xai", "openrouter"):
+        sent, c = call({"model": "m", "stream": True, "messages": []}, provider)
+        assert orjson.loads(sent)["stream_options"] == {"include_usage": True} and c.usage_injected, provider
+
+
+def test_azure_s_filter_chunk_with_empty_choices_is_not_the_usage_chunk() -> None:
+    """Azure's first chunk has empty ``choices`` (its prompt filter results) and, with usage asked for,
+    ``"usage": null``: only the chunk whose ``usage`` is an object is kept from the client."""
+    filters = (b'data: {"choices":[],"created":0,"id":"","model":"","object":"","usage":null,'
+               b'"prompt_filter_results":[{"prompt_index":0,"content_filter_results":{}}]}\n\n')
+    whole = filters + CONTENT + USAGE_CHUNK + b"data: [DONE]\n\n"
+    t = PassthroughStream(strip_usage=True)
+    out = t.feed(whole) + t.close()
+    assert filters.strip() in out and CONTENT.strip() in out and USAGE_CHUNK.strip() not in out
 
 
 def test_the_usage_chunk_is_kept_from_the_client_only() -> None:

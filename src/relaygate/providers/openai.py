@@ -10,8 +10,8 @@ Stream usage, as LiteLLM's proxy: a chat or completions stream whose client did 
 its content, and the usage-only chunk this adds is kept from the client (:class:`PassthroughStream`'s
 ``strip_usage``; the pricing still reads it). ``general_settings.always_include_stream_usage: true`` lets the
 client have it too, ``false`` never asks. Only for the providers whose APIs take ``stream_options``
-(:data:`STREAM_OPTIONS`: OpenAI, and OpenAI-compatible servers configured as ``openai/``, vLLM, DeepSeek, xAI,
-OpenRouter); a body that already has ``stream_options`` is left as it is.
+(:data:`STREAM_OPTIONS`: OpenAI, Azure, and OpenAI-compatible servers configured as ``openai/``, vLLM, DeepSeek,
+xAI, OpenRouter, Groq, Together, Fireworks, LM Studio); a body that already has ``stream_options`` is left as it is.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ REQUEST_DEFAULTS = frozenset({
 
 
 _USAGE_ONLY = re.compile(rb'"choices"\s*:\s*\[\s*\]')
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 
 def _without_usage_chunk(out: bytes) -> bytes:
@@ -48,8 +49,8 @@ def _without_usage_chunk(out: bytes) -> bytes:
         start = 0 if start < 0 else start + 2
         end = out.find(b"\n\n", i)
         end = len(out) if end < 0 else end + 2
-        if _USAGE_ONLY.search(out, start, end) is not None:
-            return out[:start] + out[end:]
+        if _USAGE_ONLY.search(out, start, end) is not None and _USAGE_OBJECT.search(out, start, end) is not None:
+            return out[:start] + out[end:]  # (Azure's first chunk has empty choices too, and usage null)
         i = out.rfind(b'"usage"', 0, start)
     return out
 
@@ -97,8 +98,12 @@ class PassthroughStream(StreamTranslator):
         return out
 
 
-STREAM_OPTIONS = frozenset({"openai", "hosted_vllm", "vllm", "deepseek", "xai", "openrouter"})
-"""Providers whose APIs take ``stream_options`` (the usage of a stream is asked for there)."""
+STREAM_OPTIONS = frozenset({"openai", "custom_openai", "text-completion-openai", "azure", "azure_ai", "hosted_vllm",
+                            "vllm", "deepseek", "xai", "openrouter", "groq", "together_ai", "fireworks_ai",
+                            "lm_studio"})
+"""Providers whose APIs take ``stream_options`` (the usage of a stream is asked for there): those whose LiteLLM
+config lists it among their supported OpenAI parameters, which LiteLLM's proxy asks it of (Mistral and
+Perplexity do not take it; they send usage unasked)."""
 _USAGE_ENDPOINTS = frozenset({"chat", "completions"})
 
 #: OpenAI's (and Azure OpenAI's) models that serve ``/completions``; every other model of theirs is chat-only
