@@ -224,16 +224,20 @@ def test_outage_alerts_per_deployment() -> None:
             a.start()
             detail = Detail("0" * 32, "0" * 16, attempts=[Attempt("dep-1", "gpt-4o", "openai", "gpt-4o",
                                                                   "https://eu.example/v1", 0.0, 1.0, 503)])
-            a.handle([rec(i, status=503 if i % 2 else 408, outcome=Outcome.ERROR, extra={"observe": detail})
+            a.handle([rec(i, status=503 if i % 2 else 408, outcome=Outcome.ERROR, extra={"observe": detail},
+                          deployment_id="", failed_attempts=(("dep-1", 503 if i % 2 else 408, "APIError"),))
                       for i in range(10)])
-            a.handle([rec(99, status=503, outcome=Outcome.ERROR, deployment_id="dep-2")])  # one failure: nothing
+            a.handle([rec(99, status=503, outcome=Outcome.ERROR, failed_attempts=(("dep-2", 503, "x"),))])  # one
+            a.handle([rec(98, status=400, outcome=Outcome.ERROR, failed_attempts=(("dep-3", 400, "x"),) * 9)])  # 4xx
+            a.handle([rec(97, status=200, failed_attempts=(("dep-4", 500, "x"),) * 9)])  # retried, then answered
             minor, major = await hooks.wait_for("/slack", 2)
             assert minor["text"].startswith("Level: `Medium`") and "*⚠️ Minor Service Outage*" in minor["text"]
             assert "*Deployment:* `dep-1`" in minor["text"] and "*API Base:* `https://eu.example/v1`" in minor["text"]
             assert "Timeout Errors: 1\nAPI Errors: 1" in minor["text"]
             assert major["text"].startswith("Level: `High`") and "*⚠️ Major Service Outage*" in major["text"]
             await quiet(hooks)
-            assert len(hooks.posts) == 2
+            posts = await hooks.wait_for("/slack", 4)  # dep-4's failed attempts count though a retry answered
+            assert len(hooks.posts) == 4 and all("*Deployment:* `dep-4`" in p["text"] for p in posts[2:])
             await a.aclose()
     run(main())
 
@@ -465,3 +469,57 @@ def test_budget_flood_is_bounded_and_counted() -> None:
             a.budget_crossed("user", f"u{i}", 2.0, 1.0)
     assert a.stats()["queued"] == 10 and a.stats()["keys"] == 10
     assert events.counts[DROPPED_EVENT] == 270  # every refused occurrence is visible
+
+
+def test_region_outage_alerts_need_several_deployments_of_one_region() -> None:
+    """LiteLLM's ``region_outage_alerts``: failures (408, 5xx) of the deployments in one provider region, counted
+    together in ``region_outage_alert_ttl``; minor then major at the outage thresholds, only once more than one
+    deployment failed (one bad deployment is ``outage_alerts``' business). The region is each deployment's
+    ``region_name``, or its provider's own (Bedrock's ``aws_region_name``, Vertex AI's ``vertex_location`` or
+    ``VERTEXAI_LOCATION``); a deployment without one counts towards no region."""
+    from relaygate.config import from_litellm
+
+    async def main() -> None:
+        async with WebhookServer() as hooks:
+            a = slack(hooks, alert_types=("region_outage_alerts",),
+                      alerting_args={"minor_outage_alert_threshold": 3, "major_outage_alert_threshold": 5,
+                                     "region_outage_alert_ttl": 600})
+            cfg = from_litellm({"model_list": [
+                {"model_name": "g", "litellm_params": {"model": "bedrock/anthropic.claude-3", "aws_region_name":
+                                                       "us-east-1"}, "model_info": {"id": "b-1"}},
+                {"model_name": "g", "litellm_params": {"model": "bedrock/anthropic.claude-3", "aws_region_name":
+                                                       "us-east-1"}, "model_info": {"id": "b-2"}},
+                {"model_name": "v", "litellm_params": {"model": "vertex_ai/gemini-1.5-pro"},
+                 "model_info": {"id": "v-1"}},
+                {"model_name": "o", "litellm_params": {"model": "openai/gpt-4o", "region_name": "eu"},
+                 "model_info": {"id": "o-1"}},
+                {"model_name": "n", "litellm_params": {"model": "openai/gpt-4o"}, "model_info": {"id": "n-1"}}]},
+                "<test>")
+            a.know_deployments(cfg.deployments, {"VERTEXAI_LOCATION": "europe-west4"})
+            assert a.regions == {"b-1": ("bedrock", "us-east-1"), "b-2": ("bedrock", "us-east-1"),
+                                 "v-1": ("vertex_ai", "europe-west4"), "o-1": ("openai", "eu")}
+            a.start()
+            def failed(dep: str, status: int = 503) -> dict[str, Any]:
+                return {"outcome": Outcome.ERROR, "status": status, "deployment_id": "",
+                        "failed_attempts": ((dep, status, "APIError"),)}
+
+            a.handle([rec(i, **failed("v-1")) for i in range(6)])  # one deployment only
+            a.handle([rec(9, **failed("n-1", 500))] * 6)  # no region
+            await quiet(hooks)
+            assert hooks.posts == []
+            a.handle([rec(20, **failed("b-1")), rec(21, **failed("b-2", 408))])
+            await quiet(hooks)
+            assert hooks.posts == []  # 2 failures
+            a.handle([rec(22, **failed("b-1"))])
+            [minor] = await hooks.wait_for("/slack", 1)
+            assert minor["text"].startswith("Level: `Medium`") and "*⚠️ Minor Service Outage*" in minor["text"]
+            assert "*Region Name:* `us-east-1`" in minor["text"] and "*Provider:* `bedrock`" in minor["text"]
+            assert "Timeout Errors: 1\nAPI Errors: 2" in minor["text"]
+            a.handle([rec(23, **failed("b-2"))] * 2)
+            _, major = await hooks.wait_for("/slack", 2)
+            assert major["text"].startswith("Level: `High`") and "*⚠️ Major Service Outage*" in major["text"]
+            a.handle([rec(22, **failed("b-1"))] * 5)  # sent once per window
+            await quiet(hooks)
+            assert len(hooks.posts) == 2
+            await a.aclose()
+    run(main())

@@ -1,22 +1,26 @@
-"""A Redis outage under a real ``relaygate serve``: the limiter falls back, requests are answered, the outage
+"""Outages under a real ``relaygate serve``. A Redis outage: the limiter falls back, requests are answered, the outage
 is counted on ``/metrics`` (``relaygate_events_total{event="outage:redis"}``) and alerted once on Slack
-(LiteLLM's ``db_exceptions`` kind, wording ``Redis call failed``)."""
+(LiteLLM's ``db_exceptions`` kind, wording ``Redis call failed``). An upstream answering 503: its deployment's
+``outage_alerts`` and its region's ``region_outage_alerts``."""
 
 from __future__ import annotations
 
 import time
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import RedisServer, start_gateway
+from tests.conftest import RedisServer, http_server, start_gateway
 from tests.observe.collector_server import Collector
 
-pytestmark = [pytest.mark.e2e, pytest.mark.redis]
+pytestmark = [pytest.mark.e2e]
 
 MASTER = "sk-outage-master"
 
 
+@pytest.mark.redis
 def test_redis_outage_is_counted_and_alerted(redis_server: RedisServer) -> None:
     config = f"""model_list:
   - model_name: m
@@ -45,3 +49,94 @@ general_settings:
         assert sum("Redis call failed" in t for t in texts) == 1, texts
         metrics = c.get("/metrics").text
         assert 'relaygate_events_total{event="outage:redis"}' in metrics
+
+
+class _Down(BaseHTTPRequestHandler):
+    """An upstream that answers every request 503."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        out = b'{"error": {"message": "overloaded", "type": "server_error"}}'
+        self.send_response(503)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+
+def _alerts(slack: Collector, last: str) -> list[str]:
+    """The alerts' texts once one containing ``last`` arrived (and a moment for any after it)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not any(last in p.json().get("text", "") for p in slack.posts):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    return [p.json().get("text", "") for p in slack.posts]
+
+
+def test_region_outage_is_alerted_once_two_deployments_of_the_region_fail() -> None:
+    """``region_outage_alerts`` under a real ``relaygate serve``: two deployments with ``region_name: eu-west``
+    behind an upstream that answers 503; their failures, counted together, make a minor and then a major
+    region outage alert (once each), and a healthy region stays silent."""
+    with http_server(_Down) as up, Collector() as slack:
+        deps = "".join(f"""
+  - model_name: m
+    litellm_params: {{model: openai/gpt-4o, api_key: sk-up, api_base: "{up}/v1", region_name: eu-west}}
+    model_info: {{id: eu-{i}}}""" for i in (1, 2))
+        config = f"""model_list:{deps}
+  - model_name: other
+    litellm_params: {{model: mock/echo, region_name: us-east}}
+router_settings:
+  num_retries: 0
+  allowed_fails: 1000
+general_settings:
+  master_key: {MASTER}
+  alerting: ["slack"]
+  alert_types: ["region_outage_alerts"]
+  alerting_args: {{minor_outage_alert_threshold: 3, major_outage_alert_threshold: 6}}
+"""
+        with start_gateway(config, env={"SLACK_WEBHOOK_URL": slack.url + "/slack"}) as gw, \
+                httpx.Client(base_url=gw.url, timeout=20, headers={"Authorization": f"Bearer {MASTER}"}) as c:
+            for model in ("other", "m") * 8:
+                r = c.post("/v1/chat/completions", json={"model": model, "messages": [{"role": "user",
+                                                                                       "content": "hi"}]})
+                assert r.status_code == (200 if model == "other" else 503), r.text
+            texts = _alerts(slack, "Major Service Outage")
+            assert [("Minor" in t, "Major" in t) for t in texts] == [(True, False), (False, True)], texts
+            assert all("*Region Name:* `eu-west`" in t and "*Provider:* `openai`" in t for t in texts)
+
+
+def test_a_deployment_s_failed_attempts_make_its_outage_alerts() -> None:
+    """``outage_alerts`` under a real ``relaygate serve``: the attempts that failed at a deployment count, also
+    those a fallback then answered; the alerts name the deployment, its model group and API base."""
+    with http_server(_Down) as up, Collector() as slack:
+        config = f"""model_list:
+  - model_name: m
+    litellm_params: {{model: openai/gpt-4o, api_key: sk-up, api_base: "{up}/v1"}}
+    model_info: {{id: down-1}}
+  - model_name: backup
+    litellm_params: {{model: mock/echo}}
+router_settings:
+  num_retries: 0
+  allowed_fails: 1000
+  fallbacks: [{{m: [backup]}}]
+general_settings:
+  master_key: {MASTER}
+  alerting: ["slack"]
+  alert_types: ["outage_alerts"]
+  alerting_args: {{minor_outage_alert_threshold: 2, major_outage_alert_threshold: 4}}
+"""
+        with start_gateway(config, env={"SLACK_WEBHOOK_URL": slack.url + "/slack"}) as gw, \
+                httpx.Client(base_url=gw.url, timeout=20, headers={"Authorization": f"Bearer {MASTER}"}) as c:
+            for _ in range(5):
+                r = c.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+                assert r.status_code == 200 and r.headers["x-litellm-attempted-fallbacks"] == "1", r.text
+            texts = _alerts(slack, "Major Service Outage")
+            assert [("Minor" in t, "Major" in t) for t in texts] == [(True, False), (False, True)], texts
+            for t in texts:
+                assert "*Deployment:* `down-1`" in t and "*Model Group:* `m`" in t and "*Model Name:* `gpt-4o`" in t
+                assert f"*API Base:* `{up}/v1`" in t and "API Errors:" in t

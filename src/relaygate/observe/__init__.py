@@ -83,11 +83,13 @@ class Exporters:
 
     def cooldown_hooks(self, config: Any) -> tuple[Any, ...]:
         """The router's ``cooldown_hooks`` for ``config``'s deployments: the alert (the Prometheus counter is fed
-        by ``Metrics.cooldown``)."""
+        by ``Metrics.cooldown``). Called with every config the gateway serves: the alerter learns where its
+        deployments run too (``region_outage_alerts``)."""
         deps = {d.id: d for d in config.deployments}
         hooks: list[Any] = []
         alerter = self.alerter
         if alerter is not None:
+            alerter.know_deployments(config.deployments, os.environ)
             def alert(stats: Any, exc: Any, seconds: float) -> None:
                 d = deps.get(stats.id)
                 if d is not None:

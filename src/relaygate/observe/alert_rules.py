@@ -42,7 +42,8 @@ from relaygate.core.errors import redact
 from relaygate.logs import escape_controls
 
 __all__ = ["ALL_ALERT_TYPES", "DEFAULT_ALERT_TYPES", "MANAGEMENT_KINDS", "SENT_KINDS", "AlertArgs", "Gate",
-           "OutageCounter", "budget_event", "clean", "management_message", "slack_text", "webhook_event"]
+           "OutageCounter", "budget_event", "clean", "deployment_region", "management_message", "outage_message",
+           "slack_text", "webhook_event"]
 
 DEFAULT_ALERT_TYPES = ("llm_exceptions", "llm_too_slow", "llm_requests_hanging", "budget_alerts", "spend_reports",
                        "failed_tracking_spend", "db_exceptions", "daily_reports", "cooldown_deployment",
@@ -63,7 +64,8 @@ MANAGEMENT_KINDS = {
     ("POST", "/user/delete"): "internal_user_deleted"}
 """The management routes whose success is alerted, and the kind (LiteLLM's ``send_management_endpoint_alert``)."""
 SENT_KINDS = frozenset({"llm_exceptions", "llm_too_slow", "budget_alerts", "db_exceptions", "cooldown_deployment",
-                        "outage_alerts", "llm_requests_hanging", "spend_reports", "daily_reports",
+                        "outage_alerts", "region_outage_alerts", "llm_requests_hanging", "spend_reports",
+                        "daily_reports",
                         *MANAGEMENT_KINDS.values()})
 """The kinds relaygate actually sends."""
 
@@ -82,6 +84,8 @@ class AlertArgs(msgspec.Struct, frozen=True, kw_only=True):
     """Upstream failures (408, 5xx) of one deployment within ``outage_alert_ttl`` for a minor outage alert."""
     major_outage_alert_threshold: int = 10
     """... and for a major outage alert."""
+    region_outage_alert_ttl: float = 60.0
+    """Window of ``region_outage_alerts``: the failures of one provider region's deployments counted together."""
     log_to_console: bool = False
     """Also log every alert payload (LiteLLM's ``log_to_console``)."""
     daily_report_frequency: float = 43_200.0
@@ -93,7 +97,7 @@ class AlertArgs(msgspec.Struct, frozen=True, kw_only=True):
 
         Raises ``ValueError`` naming the key when a value has the wrong type or is negative."""
         out: dict[str, Any] = {}
-        for name in ("budget_alert_ttl", "outage_alert_ttl", "daily_report_frequency"):
+        for name in ("budget_alert_ttl", "outage_alert_ttl", "region_outage_alert_ttl", "daily_report_frequency"):
             if name in raw:
                 v = raw[name]
                 if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
@@ -111,6 +115,31 @@ class AlertArgs(msgspec.Struct, frozen=True, kw_only=True):
                 raise ValueError(f"log_to_console: expected true or false, got {v!r}")
             out["log_to_console"] = v
         return cls(**out)
+
+
+def outage_message(severity: str, timeouts: int, errors: int, *names: tuple[str, str]) -> tuple[str, str]:
+    """An ``outage_alerts`` / ``region_outage_alerts`` alert's level and text, laid out as LiteLLM's: the
+    severity (``Minor``: Medium, ``Major``: High), what is down (``names``: label, value), the errors counted."""
+    head = "".join(f"*{label}:* `{clean(value)}`\n" for label, value in names)
+    counts = "".join(f"\n{name}: {n}" for name, n in (("Timeout Errors", timeouts), ("API Errors", errors)) if n)
+    return "High" if severity == "Major" else "Medium", f"\n*⚠️ {severity} Service Outage*\n\n{head}\n*Errors:*{counts}"
+
+
+def deployment_region(provider: str, params: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
+    """The region of a deployment as LiteLLM's ``region_outage_alerts`` names it (``_get_model_region``):
+    Vertex AI's ``vertex_location`` (else ``VERTEXAI_LOCATION`` / ``VERTEX_LOCATION``), Bedrock's
+    ``aws_region_name``, watsonx's ``watsonx_region_name``, else the deployment's ``region_name``; None: no
+    region is known, and the deployment's failures count towards no region."""
+    found: Any = None
+    if provider == "vertex_ai":
+        found = params.get("vertex_location") or env.get("VERTEXAI_LOCATION") or env.get("VERTEX_LOCATION")
+    elif provider == "bedrock":
+        found = params.get("aws_region_name")
+    elif provider == "watsonx":
+        found = params.get("watsonx_region_name")
+    if not isinstance(found, str) or not found:
+        found = params.get("region_name")
+    return found if isinstance(found, str) and found else None
 
 
 # ------------------------------------------------------------------------------------------------ text
@@ -352,47 +381,57 @@ class Gate:
 
 
 class _Outage:
-    __slots__ = ("until", "timeouts", "errors", "minor_sent", "major_sent")
+    __slots__ = ("until", "timeouts", "errors", "minor_sent", "major_sent", "first", "several")
 
-    def __init__(self, until: float) -> None:
+    def __init__(self, until: float, first: str) -> None:
         self.until = until
         self.timeouts = 0
         self.errors = 0
         self.minor_sent = False
         self.major_sent = False
+        self.first = first
+        self.several = False
 
 
 class OutageCounter:
-    """LiteLLM's ``outage_alerts``: upstream failures (408 and 5xx) counted per deployment in a window of
-    ``ttl`` seconds from the first; the count reaching ``minor`` calls a minor outage, ``major`` a major one,
-    each at most once per window. Bounded: at most ``max_keys`` deployments are tracked (ended windows are
+    """LiteLLM's ``outage_alerts`` and ``region_outage_alerts``: upstream failures (408 and 5xx) counted per
+    deployment (or per provider region) in a window of ``ttl`` seconds from the first; the count reaching
+    ``minor`` calls a minor outage, ``major`` a major one, each at most once per window. With ``several``
+    (a region's counter), only once failures came from more than one deployment: one bad deployment is not a
+    region's outage (LiteLLM's rule). Bounded: at most ``max_keys`` windows are tracked (ended windows are
     purged first, then the oldest)."""
 
-    def __init__(self, ttl: float, minor: int, major: int, max_keys: int = 10_000) -> None:
+    def __init__(self, ttl: float, minor: int, major: int, max_keys: int = 10_000, *, several: bool = False) -> None:
         self.ttl = ttl
         self.minor = minor
         self.major = major
         self.max_keys = max_keys
+        self.several = several
         self._windows: dict[str, _Outage] = {}
 
-    def failed(self, deployment_id: str, status: int, now: float) -> tuple[str, int, int] | None:
-        """Count one failure; ``(severity, timeouts, errors)`` when it makes an outage to report
-        (severity ``Minor`` or ``Major``), else ``None``."""
-        w = self._windows.get(deployment_id)
+    def failed(self, key: str, status: int, now: float, member: str = "") -> tuple[str, int, int] | None:
+        """Count one failure of ``key`` (a deployment's id, or a region's; ``member``: the deployment that
+        failed); ``(severity, timeouts, errors)`` when it makes an outage to report (severity ``Minor`` or
+        ``Major``), else ``None``."""
+        w = self._windows.get(key)
         if w is None or now >= w.until:
             if w is not None:
-                del self._windows[deployment_id]
+                del self._windows[key]
             elif len(self._windows) >= self.max_keys:
-                for key in [k for k, v in self._windows.items() if now >= v.until]:
-                    del self._windows[key]
+                for k in [k for k, v in self._windows.items() if now >= v.until]:
+                    del self._windows[k]
                 while len(self._windows) >= self.max_keys:
                     del self._windows[next(iter(self._windows))]
-            w = self._windows[deployment_id] = _Outage(now + self.ttl)
+            w = self._windows[key] = _Outage(now + self.ttl, member)
+        elif member != w.first:
+            w.several = True
         if status == 408:
             w.timeouts += 1
         else:
             w.errors += 1
         n = w.timeouts + w.errors
+        if self.several and not w.several:
+            return None
         if not w.major_sent and n >= self.major:
             w.major_sent = w.minor_sent = True
             return "Major", w.timeouts, w.errors

@@ -28,7 +28,9 @@ Invariants:
   ``budget_alerts`` one per entity and event per ``alerting_args.budget_alert_ttl`` (24 h; at most
   ``budget_keys`` entities remembered, past that a new entity's alert is counted as dropped, so a flood
   of entities over budget can never become one alert per request);
-  ``outage_alerts`` at most a minor and a major one per deployment per ``outage_alert_ttl``. Per model
+  ``outage_alerts`` at most a minor and a major one per deployment per ``outage_alert_ttl`` (its failed
+  attempts counted, a retry's or fallback's answer notwithstanding), ``region_outage_alerts`` likewise per
+  provider region per ``region_outage_alert_ttl`` once several of its deployments failed. Per model
   group rather than per request or per deployment: a slow or failing provider makes every request of the
   group alert, and one line a minute with the count says it; the deployment and API base of the latest
   occurrence are in the text.
@@ -71,8 +73,10 @@ from relaygate.observe.alert_rules import (
     budget_event,
     budget_message,
     clean,
+    deployment_region,
     event_group,
     management_message,
+    outage_message,
     slack_text,
     webhook_event,
 )
@@ -154,6 +158,13 @@ class Alerter:
         self._outage_on = "outage_alerts" in self._routes
         self._outages = OutageCounter(self.args.outage_alert_ttl, self.args.minor_outage_alert_threshold,
                                       self.args.major_outage_alert_threshold, max_keys)
+        self._region_on = "region_outage_alerts" in self._routes
+        self._region_outages = OutageCounter(self.args.region_outage_alert_ttl, self.args.minor_outage_alert_threshold,
+                                             self.args.major_outage_alert_threshold, max_keys, several=True)
+        self.regions: dict[str, tuple[str, str]] = {}
+        """Deployment id -> (provider, region) for ``region_outage_alerts`` (:meth:`know_deployments`)."""
+        self.deployments: dict[str, tuple[str, str, str, str]] = {}
+        """Deployment id -> (model group, upstream model, provider, api_base): what an outage alert names."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -273,12 +284,24 @@ class Alerter:
         except Exception:
             self._bug("management_event")
 
+    def know_deployments(self, deployments: Iterable[Any], env: Mapping[str, str]) -> None:
+        """Where each deployment runs (``alert_rules.deployment_region``), for ``region_outage_alerts``; called
+        at start and on every config reload."""
+        regions, known = {}, {}
+        for d in deployments:
+            known[d.id] = (d.model_name, d.upstream_model, d.provider, d.api_base or "")
+            region = deployment_region(d.provider, d.extra, env)
+            if region is not None:
+                regions[d.id] = (d.provider, region)
+        self.regions, self.deployments = regions, known
+
     def handle(self, batch: Sequence[CompletionRecord]) -> None:
         """A sync sink of the completion queue: ``llm_too_slow`` for answers slower than the threshold,
         ``llm_exceptions`` for requests that failed upstream (status >= 500 or 408, or a broken stream),
-        ``outage_alerts`` when one deployment's such failures reach the minor / major thresholds."""
-        slow, exc, outage = self._slow_on, self._exc_on, self._outage_on
-        if not (slow or exc or outage):
+        ``outage_alerts`` when one deployment's such failures reach the minor / major thresholds,
+        ``region_outage_alerts`` when those of several deployments in one provider region do."""
+        slow, exc, outage, region = self._slow_on, self._exc_on, self._outage_on, self._region_on
+        if not (slow or exc or outage or region):
             return
         threshold = self.threshold
         try:
@@ -287,17 +310,34 @@ class Alerter:
                     if slow and r.latency > threshold:
                         self._admit("llm_too_slow", ("llm_too_slow", r.model_group), self.window,
                                     functools.partial(_slow_message, r, threshold))
-                elif r.outcome in _FAILED and (r.status >= 500 or r.status == 408):
-                    if exc:
-                        self._admit("llm_exceptions", ("llm_exceptions", r.model_group), self.window,
-                                    functools.partial(_exception_message, r))
-                    if outage and r.deployment_id:
-                        found = self._outages.failed(r.deployment_id, r.status, self._clock())
-                        if found is not None:
-                            level, message = _outage_alert_message(r, *found)
-                            self._put(self._slack_payload(level, message), self._routes["outage_alerts"])
+                elif exc and r.outcome in _FAILED and (r.status >= 500 or r.status == 408):
+                    self._admit("llm_exceptions", ("llm_exceptions", r.model_group), self.window,
+                                functools.partial(_exception_message, r))
+                if (outage or region) and (r.failed_attempts or r.outcome is Outcome.STREAM_BROKEN):
+                    self._outage(r, outage, region)
         except Exception:
             self._bug("handle")
+
+    def _outage(self, r: CompletionRecord, outage: bool, region: bool) -> None:
+        """Count a record's upstream failures (408 and 5xx) per deployment and per provider region: every
+        failed attempt (a retry or fallback may still have answered the request), and the deployment whose
+        stream broke after its first frame."""
+        failures = [(dep, status) for dep, status, _ in r.failed_attempts if status >= 500 or status == 408]
+        if r.outcome is Outcome.STREAM_BROKEN and r.deployment_id:
+            failures.append((r.deployment_id, r.status if r.status >= 500 or r.status == 408 else 502))
+        now = self._clock()
+        for dep, status in failures:
+            if outage:
+                found = self._outages.failed(dep, status, now)
+                if found is not None:
+                    level, message = _outage_alert_message(r, dep, self.deployments.get(dep), *found)
+                    self._put(self._slack_payload(level, message), self._routes["outage_alerts"])
+            where = self.regions.get(dep) if region else None
+            if where is not None:
+                found = self._region_outages.failed("\0".join(where), status, now, dep)
+                if found is not None:
+                    level, message = outage_message(*found, ("Region Name", where[1]), ("Provider", where[0]))
+                    self._put(self._slack_payload(level, message), self._routes["region_outage_alerts"])
 
     # -- queueing -----------------------------------------------------------------------------------
 
@@ -538,15 +578,16 @@ def _exception_message(r: CompletionRecord) -> tuple[str, str]:
     return "High", head + _request_info(r, detail)
 
 
-def _outage_alert_message(r: CompletionRecord, severity: str, timeouts: int, errors: int) -> tuple[str, str]:
-    attempts = getattr(_detail(r), "attempts", None) or ()
-    api_base = attempts[-1].api_base if attempts else ""
-    counts = "".join(f"\n{name}: {n}" for name, n in (("Timeout Errors", timeouts), ("API Errors", errors)) if n)
-    return ("High" if severity == "Major" else "Medium",
-            f"\n*⚠️ {severity} Service Outage*\n\n*Model Name:* `{clean(r.upstream_model)}`\n"
-            f"*Model Group:* `{clean(r.model_group)}`\n*Deployment:* `{clean(r.deployment_id)}`\n"
-            f"*Provider:* `{clean(r.provider, 60)}`\n*API Base:* `{clean(api_base) or 'default'}`\n\n"
-            f"*Errors:*{counts}")
+def _outage_alert_message(r: CompletionRecord, dep_id: str, dep: tuple[str, str, str, str] | None, severity: str,
+                          timeouts: int, errors: int) -> tuple[str, str]:
+    """A deployment's outage: named from the config (``dep``), else from the record's attempt at it."""
+    if dep is None:
+        mine = [a for a in getattr(_detail(r), "attempts", None) or () if a.deployment_id == dep_id]
+        a = mine[-1] if mine else None
+        dep = (a.model_group, a.upstream_model, a.provider, a.api_base) if a is not None else (
+            r.model_group, r.upstream_model, r.provider, "")
+    return outage_message(severity, timeouts, errors, ("Model Name", dep[1]), ("Model Group", dep[0]),
+                          ("Deployment", dep_id), ("Provider", dep[2]), ("API Base", dep[3] or "default"))
 
 
 def _cooldown_message(model_group: str, deployment_id: str, provider: str, api_base: str, reason: str,
