@@ -79,3 +79,33 @@ general_settings:
     everything = "\n".join(texts)
     for secret in (key, custom, "hunter2-secret", "sk-lf-very-secret", MASTER):
         assert secret not in everything
+
+
+def test_a_model_added_is_alerted_as_litellm_lays_it_out(tmp_path: Path) -> None:
+    """LiteLLM's ``new_model_added``: ``/model/new`` posts the model's name, base model, an OpenAI SDK snippet
+    pointing at ``PROXY_BASE_URL`` and what the cost map knows of it; no credential of the model is in it."""
+    config = f"""model_list:
+  - model_name: m
+    litellm_params: {{model: mock/echo}}
+general_settings:
+  master_key: {MASTER}
+  database_url: sqlite:///{tmp_path / "rg.db"}
+  store_model_in_db: true
+  alerting: ["slack"]
+  alert_types: ["new_model_added"]
+"""
+    with Collector() as slack, start_gateway(config, env={"SLACK_WEBHOOK_URL": slack.url + "/slack",
+                                                         "PROXY_BASE_URL": "https://gateway.example"}) as gw, \
+            httpx.Client(base_url=gw.url, timeout=20, headers=AUTH) as c:
+        r = c.post("/model/new", json={"model_name": "team-gpt", "litellm_params": {
+            "model": "openai/gpt-4o-mini", "api_key": "sk-provider-secret-123"}, "model_info": {"base_model": "gpt-4o"}})
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not slack.posts:
+            time.sleep(0.05)
+        [post] = [p.json()["text"] for p in slack.posts]
+        assert post.startswith("Level: `Low`") and "*🚅 New Model Added*\nModel Name: `team-gpt`" in post
+        assert "Base Model: `gpt-4o`" in post and "base_url=https://gateway.example" in post
+        assert 'model="team-gpt", # model to send to the proxy' in post
+        assert "litellm_provider: openai\nmode: chat" in post and "input_cost_per_token: 0.00000250" in post
+        assert "sk-provider-secret-123" not in post

@@ -21,7 +21,7 @@ import msgspec
 
 from relaygate.management.masking import MASKED, mask_metadata
 
-__all__ = ["fields_of", "told"]
+__all__ = ["fields_of", "model_added", "told"]
 
 _KEY_FIELDS = frozenset({"key", "new_key", "token"})
 
@@ -67,3 +67,27 @@ def told(gw: Any, kind: str, caller: Any, sent: Any, params: Mapping[str, str]) 
     principal = getattr(caller, "principal", None)
     user_id = caller.user_id or ("default_user_id" if caller.is_admin else None)  # LiteLLM's id of the master key
     alerter.management_event(kind, user_id, caller.role, getattr(principal, "key_alias", None), args)
+
+
+_INFO = ("litellm_provider", "mode", "max_input_tokens", "max_output_tokens")
+
+
+def model_added(gw: Any, model_name: str, litellm_params: Mapping[str, Any], model_info: Mapping[str, Any]) -> None:
+    """Alert ``new_model_added`` (``/model/new`` succeeded) when the alerter sends it, with what the catalog knows
+    of the model (its ``base_model`` when given, else the ``litellm_params.model``); never raises."""
+    alerter = getattr(getattr(gw, "exporters", None), "alerter", None)
+    if alerter is None or "new_model_added" not in alerter.kinds:
+        return
+    from relaygate.catalog import default_catalog
+
+    base = model_info.get("base_model")
+    base_model = base if isinstance(base, str) and base else None
+    model = litellm_params.get("model")
+    entry = default_catalog().lookup_name(base_model or (model if isinstance(model, str) else ""))
+    info: dict[str, Any] = {}
+    if entry is not None:
+        values = {"litellm_provider": entry.provider, "mode": entry.mode, "max_input_tokens": entry.max_input_tokens,
+                  "max_output_tokens": entry.max_output_tokens}
+        info = {k: values[k] for k in _INFO if values[k] is not None}
+        info.update(sorted(entry.prices.items()))
+    alerter.model_added(model_name, base_model, info)

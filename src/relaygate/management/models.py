@@ -40,6 +40,7 @@ from relaygate.config.model import Config, Deployment
 from relaygate.core.errors import GatewayError, register_secrets
 from relaygate.http.routes import RouteTable
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, not_found, record, route
+from relaygate.management.events import model_added
 from relaygate.store import ModelRow, NotFound, Store
 from relaygate.store.sealing import (
     Sealer,
@@ -208,6 +209,7 @@ async def new(ctx: Ctx) -> Any:
     row = await ctx.store.create_model(
         msgspec.structs.replace(row, litellm_params=seal_credentials(row.litellm_params, sealer)))
     await stored_changed(ctx)
+    model_added(ctx.gw, body.model_name, body.litellm_params, info)  # LiteLLM's new_model_added alert
     return shown(row)
 
 

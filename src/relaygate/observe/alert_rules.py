@@ -42,7 +42,8 @@ from relaygate.core.errors import redact
 from relaygate.logs import escape_controls
 
 __all__ = ["ALL_ALERT_TYPES", "DEFAULT_ALERT_TYPES", "MANAGEMENT_KINDS", "SENT_KINDS", "AlertArgs", "Gate",
-           "OutageCounter", "budget_event", "clean", "deployment_region", "management_message", "outage_message",
+           "OutageCounter", "budget_event", "clean", "deployment_region", "management_message", "model_added_message",
+           "outage_message",
            "slack_text", "webhook_event"]
 
 DEFAULT_ALERT_TYPES = ("llm_exceptions", "llm_too_slow", "llm_requests_hanging", "budget_alerts", "spend_reports",
@@ -65,6 +66,7 @@ MANAGEMENT_KINDS = {
 """The management routes whose success is alerted, and the kind (LiteLLM's ``send_management_endpoint_alert``)."""
 SENT_KINDS = frozenset({"llm_exceptions", "llm_too_slow", "budget_alerts", "db_exceptions", "cooldown_deployment",
                         "outage_alerts", "region_outage_alerts", "llm_requests_hanging", "spend_reports",
+                        "new_model_added",
                         "daily_reports",
                         *MANAGEMENT_KINDS.values()})
 """The kinds relaygate actually sends."""
@@ -177,6 +179,28 @@ def management_message(kind: str, user_id: str | None, role: str | None, key_ali
              "*Arguments passed:*"]
     lines += [f"{clean(k, 60)}: `{clean(v if isinstance(v, str) else _json(v))}`" for k, v in list(args.items())[:40]]
     return "\n".join(lines)
+
+
+def model_added_message(model_name: str, base_model: str | None, info: Mapping[str, Any],
+                        proxy_base_url: str | None) -> str:
+    """LiteLLM's ``new_model_added`` text (``model_added_alert``): the model group, its base model, how to call
+    it with the OpenAI SDK through this proxy, and what the cost map knows of it (``info``: per-token prices
+    written with 8 decimals, as LiteLLM writes them)."""
+    name = clean(model_name, 200)
+    base = f"Base Model: `{clean(base_model, 200)}`\n" if base_model else ""
+    known = "".join(f"{clean(k, 60)}: {_price(v) if k.endswith('_cost_per_token') else clean(v)}\n"
+                    for k, v in info.items())
+    return (f"\n*🚅 New Model Added*\nModel Name: `{name}`\n{base}\n\nUsage OpenAI Python SDK:\n```\nimport openai\n"
+            f"client = openai.OpenAI(\n    api_key=\"your_api_key\",\n"
+            f"    base_url={clean(proxy_base_url or 'http://0.0.0.0:4000')}\n)\n\n"
+            f"response = client.chat.completions.create(\n    model=\"{name}\", # model to send to the proxy\n"
+            f"    messages = [\n        {{\n            \"role\": \"user\",\n"
+            f"            \"content\": \"this is a test request, write a short poem\"\n        }}\n    ]\n)\n```\n\n"
+            f"Model Info: \n```\n{known}\n```\n")
+
+
+def _price(value: Any) -> str:
+    return f"{value:.8f}" if isinstance(value, float) else clean(value)
 
 
 def _json(value: Any) -> str:

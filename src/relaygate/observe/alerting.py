@@ -76,6 +76,7 @@ from relaygate.observe.alert_rules import (
     deployment_region,
     event_group,
     management_message,
+    model_added_message,
     outage_message,
     slack_text,
     webhook_event,
@@ -283,6 +284,17 @@ class Alerter:
             self._put(self._slack_payload("High", management_message(kind, user_id, role, key_alias, args)), lanes)
         except Exception:
             self._bug("management_event")
+
+    def model_added(self, model_name: str, base_model: str | None, info: Mapping[str, Any]) -> None:
+        """A model was added (``/model/new``): LiteLLM's ``new_model_added``, each one sent."""
+        lanes = self._routes.get("new_model_added")
+        if not lanes:
+            return
+        try:
+            message = model_added_message(model_name, base_model, info, self.proxy_base_url)
+            self._put(self._slack_payload("Low", message), lanes)
+        except Exception:
+            self._bug("model_added")
 
     def know_deployments(self, deployments: Iterable[Any], env: Mapping[str, str]) -> None:
         """Where each deployment runs (``alert_rules.deployment_region``), for ``region_outage_alerts``; called
