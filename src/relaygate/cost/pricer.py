@@ -16,6 +16,7 @@ is free without a warning.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from relaygate.catalog import Catalog, default_catalog
@@ -47,11 +48,14 @@ def _warn_unknown(provider: str, model: str) -> None:
 class Pricer:
     """The price tables of one runtime snapshot. ``table(dep)`` is the request-time call."""
 
-    __slots__ = ("_adjust", "_catalog", "_discounts", "_margins", "_tables", "adjusting", "metrics")
+    __slots__ = ("_adjust", "_catalog", "_discounts", "_margins", "_tables", "adjusting", "metrics", "on_unknown")
 
     def __init__(self, config: Config, catalog: Catalog | None = None, metrics: Any = None) -> None:
         self._catalog = catalog
         self.metrics = metrics
+        self.on_unknown: Callable[[Deployment], None] | None = None
+        """Told of each request priced 0 because its model has no price (the alerter's ``failed_tracking_spend``,
+        which decides how often to say so); None: nobody asked."""
         self._tables: dict[tuple[str, str], PriceTable] = {}
         general = config.general
         self._discounts = general.cost_discount_config
@@ -114,6 +118,9 @@ class Pricer:
             t = self._build(dep)
             if len(self._tables) < _MAX_TABLES:
                 self._tables[key] = t
-        if not t.known and t is not FREE and self.metrics is not None:
-            self.metrics.count(UNKNOWN_EVENT)
+        if not t.known and t is not FREE:
+            if self.metrics is not None:
+                self.metrics.count(UNKNOWN_EVENT)
+            if self.on_unknown is not None:
+                self.on_unknown(dep)
         return t

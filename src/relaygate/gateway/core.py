@@ -109,7 +109,7 @@ class Gateway:
         generation = self.watcher.generation if self.watcher is not None else 0
         self.pipeline = Pipeline(Runtime.build(config, self.metrics, generation=generation),
                                  transport if transport is not None else make_transport(config), self.completions)
-        self.pipeline.runtime.router.cooldown_hooks = self.exporters.cooldown_hooks(config)
+        self.exporters.attach(self.pipeline.runtime, config)  # cooldown and unpriced-model alerts, regions
         self.pipeline.runtime.ensure_targets = self.exporters.ensure_targets
         if self.exporters.prometheus is not None:  # deployment state, in-flight, limits read at scrape time
             self.exporters.prometheus.attach(lambda: self.router)
@@ -612,7 +612,7 @@ class Gateway:
         if self.key_changes is not None:
             new.set_blocked_customers(self.key_changes.blocked)
         self._budget_hook(new)
-        new.router.cooldown_hooks = self.exporters.cooldown_hooks(config)
+        self.exporters.attach(new, config)
         new.ensure_targets = self.exporters.ensure_targets
         if self.exporters.prometheus is not None:
             self.exporters.prometheus.set_config(config)

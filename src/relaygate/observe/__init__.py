@@ -81,15 +81,24 @@ class Exporters:
             from relaygate import service_metrics as services
             services.deactivate(self.services)
 
+    def attach(self, runtime: Any, config: Any) -> None:
+        """Hook a runtime snapshot of ``config`` to the exporters: the router's ``cooldown_hooks`` (the alert; the
+        Prometheus counter is fed by ``Metrics.cooldown``), the pricer's ``on_unknown`` (LiteLLM's
+        ``failed_tracking_spend`` alert for a model nobody priced), and where the deployments run
+        (``region_outage_alerts``). Called with every snapshot the gateway serves."""
+        runtime.router.cooldown_hooks = self.cooldown_hooks(config)
+        alerter = self.alerter
+        if alerter is not None:
+            alerter.know_deployments(config.deployments, os.environ)
+            if "failed_tracking_spend" in alerter.kinds:
+                runtime.prices.on_unknown = alerter.unpriced
+
     def cooldown_hooks(self, config: Any) -> tuple[Any, ...]:
-        """The router's ``cooldown_hooks`` for ``config``'s deployments: the alert (the Prometheus counter is fed
-        by ``Metrics.cooldown``). Called with every config the gateway serves: the alerter learns where its
-        deployments run too (``region_outage_alerts``)."""
+        """The router's ``cooldown_hooks`` for ``config``'s deployments."""
         deps = {d.id: d for d in config.deployments}
         hooks: list[Any] = []
         alerter = self.alerter
         if alerter is not None:
-            alerter.know_deployments(config.deployments, os.environ)
             def alert(stats: Any, exc: Any, seconds: float) -> None:
                 d = deps.get(stats.id)
                 if d is not None:

@@ -43,7 +43,7 @@ from relaygate.logs import escape_controls
 
 __all__ = ["ALL_ALERT_TYPES", "DEFAULT_ALERT_TYPES", "MANAGEMENT_KINDS", "SENT_KINDS", "AlertArgs", "Gate",
            "OutageCounter", "budget_event", "clean", "deployment_region", "management_message", "model_added_message",
-           "outage_message",
+           "outage_message", "unpriced_message",
            "slack_text", "webhook_event"]
 
 DEFAULT_ALERT_TYPES = ("llm_exceptions", "llm_too_slow", "llm_requests_hanging", "budget_alerts", "spend_reports",
@@ -66,7 +66,7 @@ MANAGEMENT_KINDS = {
 """The management routes whose success is alerted, and the kind (LiteLLM's ``send_management_endpoint_alert``)."""
 SENT_KINDS = frozenset({"llm_exceptions", "llm_too_slow", "budget_alerts", "db_exceptions", "cooldown_deployment",
                         "outage_alerts", "region_outage_alerts", "llm_requests_hanging", "spend_reports",
-                        "new_model_added",
+                        "new_model_added", "failed_tracking_spend",
                         "daily_reports",
                         *MANAGEMENT_KINDS.values()})
 """The kinds relaygate actually sends."""
@@ -197,6 +197,14 @@ def model_added_message(model_name: str, base_model: str | None, info: Mapping[s
             f"    messages = [\n        {{\n            \"role\": \"user\",\n"
             f"            \"content\": \"this is a test request, write a short poem\"\n        }}\n    ]\n)\n```\n\n"
             f"Model Info: \n```\n{known}\n```\n")
+
+
+def unpriced_message(model: str, group: str) -> str:
+    """LiteLLM's ``failed_tracking_spend`` text (``Failed Tracking Cost for ...``) for a model nobody priced: its
+    requests are logged at cost 0 and charged to no budget until it has a price."""
+    return (f"Failed Tracking Cost for model=`{clean(model)}` (model group `{clean(group)}`): no price is known for "
+            "it, so its requests cost 0 and count towards no budget. Add input_cost_per_token and "
+            "output_cost_per_token to its model_info or litellm_params, or the model to a cost map.")
 
 
 def _price(value: Any) -> str:

@@ -79,6 +79,7 @@ from relaygate.observe.alert_rules import (
     model_added_message,
     outage_message,
     slack_text,
+    unpriced_message,
     webhook_event,
 )
 from relaygate.sinks.record import CompletionRecord, Outcome
@@ -284,6 +285,20 @@ class Alerter:
             self._put(self._slack_payload("High", management_message(kind, user_id, role, key_alias, args)), lanes)
         except Exception:
             self._bug("management_event")
+
+    def unpriced(self, dep: Any) -> None:
+        """A request of ``dep`` was priced 0, its model having no price: LiteLLM's ``failed_tracking_spend``, once
+        per model per ``budget_alert_ttl`` (as LiteLLM keys it), and no summary."""
+        lanes = self._routes.get("failed_tracking_spend")
+        if not lanes:
+            return
+        try:
+            model = f"{dep.provider}/{dep.upstream_model}"
+            if self._budgets.admit(("failed_tracking_spend", model), self.args.budget_alert_ttl, self._clock(),
+                                   False, None):
+                self._put(self._slack_payload("High", unpriced_message(model, dep.model_name)), lanes)
+        except Exception:
+            self._bug("unpriced")
 
     def model_added(self, model_name: str, base_model: str | None, info: Mapping[str, Any]) -> None:
         """A model was added (``/model/new``): LiteLLM's ``new_model_added``, each one sent."""
