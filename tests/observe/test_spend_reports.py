@@ -131,3 +131,81 @@ def test_daily_report_of_failing_and_slow_deployments(db_url: str) -> None:  # n
     slow = text[text.index("Top Slowest"):]
     assert slow.index("anthropic/claude") < slow.index("openai/gpt-4o")  # 0.3 s/token before 0.02
     assert "Latency per output token: `0.3s/token`" in slow and "`0.02s/token`" in slow
+
+
+class _Prometheus:
+    """A Prometheus HTTP query API stand-in: answers each ``increase`` query with its series, records queries;
+    ``down`` makes it answer 503."""
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+        self.down = False
+
+    def handler(self) -> type:
+        from http.server import BaseHTTPRequestHandler
+        from urllib.parse import parse_qs, urlsplit
+
+        import orjson
+
+        prom = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                u = urlsplit(self.path)
+                query = parse_qs(u.query)["query"][0]
+                prom.queries.append(query)
+                if prom.down or u.path != "/api/v1/query":
+                    out, status = b'{"status": "error", "error": "down"}', 503
+                else:
+                    ok = "successful" in query
+                    result = [{"metric": {"requested_model": "gpt-4o", "fallback_model": "claude"},
+                               "value": [1, "41.9999" if ok else "2"]},
+                              {"metric": {"requested_model": "m`<!channel>", "fallback_model": "x"},
+                               "value": [1, "0"]}]  # none that day: not listed
+                    out, status = orjson.dumps({"status": "success", "data": {"resultType": "vector",
+                                                                               "result": result}}), 200
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        return Handler
+
+
+def test_fallback_report_from_prometheus_once_a_day(db_url: str) -> None:  # noqa: F811
+    """LiteLLM's ``fallback_reports`` with ``PROMETHEUS_URL``: at 9 o'clock Los Angeles time, the day's increase of
+    the successful and failed fallback counters per requested and fallback model, once per cluster per day;
+    Prometheus down: logged, nothing marked, tried again at the next check."""
+    from relaygate.observe.fallback_reports import FallbackSource
+    from tests.conftest import http_server
+
+    prom = _Prometheus()
+    morning = datetime(2026, 12, 2, 18, 30, tzinfo=UTC)  # 10:30 in Los Angeles
+    with http_server(prom.handler()) as url:
+        source = FallbackSource.from_env({"PROMETHEUS_URL": url + "/", "PROMETHEUS_SELECTED_INSTANCE": 'gw"1'})
+        assert source is not None and FallbackSource.from_env({}) is None
+
+        async def body(store: Store, alerter: Alerter) -> None:
+            assert await send_due(store, alerter, 7, morning - timedelta(hours=3), fallbacks=source) == 0  # 7:30
+            prom.down = True
+            assert await send_due(store, alerter, 7, morning, fallbacks=source) == 0
+            assert "fallback" not in (await read_settings(store)).get(MARK, {})
+            prom.down = False
+            assert await send_due(store, alerter, 7, morning + timedelta(minutes=5), fallbacks=source) == 1
+            assert await send_due(store, alerter, 7, morning + timedelta(hours=5), fallbacks=source) == 0  # sent
+            assert (await read_settings(store))[MARK]["fallback"] == "2026-12-02"
+
+        texts = reported(db_url, "fallback_reports", 1, body)
+    [text] = texts
+    assert text.startswith("Level: `Low`") and "*Fallback Statistics:*\n" in text
+    assert "`42 successful fallback requests` with primary model=`gpt-4o` -> fallback model=`claude`" in text
+    assert "`2 failed fallback requests` with primary model=`gpt-4o` -> fallback model=`claude`" in text
+    assert "channel" not in text
+    assert prom.queries[-1] == ('sum by (requested_model, fallback_model) '
+                                '(increase(litellm_deployment_failed_fallbacks_total{instance="gw\\"1"}[24h]))')

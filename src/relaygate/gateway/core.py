@@ -283,10 +283,13 @@ class Gateway:
             from relaygate.pipeline.hanging import watch
             self.pipeline.hangs = {}
             self._spawn(watch(self.pipeline.hangs, alerter, alerter.threshold))
-        if alerter is not None and alerter.kinds & {"spend_reports", "daily_reports"} and self.store is not None:
+        if alerter is not None and alerter.kinds & {"spend_reports", "daily_reports", "fallback_reports"} and \
+                self.store is not None:
+            from relaygate.observe.fallback_reports import FallbackSource
             from relaygate.observe.spend_reports import deployment_names, run_forever  # LiteLLM's reports
             daily = (lambda: deployment_names(self.config)) if "daily_reports" in alerter.kinds else None
-            self._spawn(run_forever(self.store, alerter, self.config.general.spend_report_days, daily))
+            self._spawn(run_forever(self.store, alerter, self.config.general.spend_report_days, daily,
+                                    fallbacks=FallbackSource.from_env(os.environ)))
         self.start_budgets(None)  # the proxy-wide budget without a store
         await self.router.start()
         self.completions.start()

@@ -66,7 +66,7 @@ MANAGEMENT_KINDS = {
 """The management routes whose success is alerted, and the kind (LiteLLM's ``send_management_endpoint_alert``)."""
 SENT_KINDS = frozenset({"llm_exceptions", "llm_too_slow", "budget_alerts", "db_exceptions", "cooldown_deployment",
                         "outage_alerts", "region_outage_alerts", "llm_requests_hanging", "spend_reports",
-                        "new_model_added", "failed_tracking_spend",
+                        "new_model_added", "failed_tracking_spend", "fallback_reports",
                         "daily_reports",
                         *MANAGEMENT_KINDS.values()})
 """The kinds relaygate actually sends."""

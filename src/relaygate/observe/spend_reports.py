@@ -35,8 +35,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
+
 from relaygate.core.urls import public_base
+from relaygate.logs import escape_controls
 from relaygate.observe.alert_rules import clean
+from relaygate.observe.fallback_reports import FallbackSource, fallback_text
 from relaygate.store import Store
 from relaygate.store.activity import Scope, deployment_report, spend_by_tag
 from relaygate.store.settings import read_settings, write_setting
@@ -127,9 +131,11 @@ async def _daily(store: Store, alerter: Any, start: datetime, end: datetime, eve
 
 
 async def send_due(store: Store, alerter: Any, days: int, now: datetime | None = None, *,
-                   daily: Callable[[], dict[str, tuple[str, str]]] | None = None) -> int:
+                   daily: Callable[[], dict[str, tuple[str, str]]] | None = None,
+                   fallbacks: FallbackSource | None = None) -> int:
     """Send the reports due (under the job lock, the mark updated in the same run); how many were sent.
-    ``daily``: with ``daily_reports`` on, the configured deployments (id -> model and public API base)."""
+    ``daily``: with ``daily_reports`` on, the configured deployments (id -> model and public API base);
+    ``fallbacks``: with ``fallback_reports`` on, the Prometheus server to read the day's fallbacks from."""
     now = now or datetime.now(UTC)
     sent = 0
     async with store.job_lock(_LOCK) as mine:
@@ -141,9 +147,22 @@ async def send_due(store: Store, alerter: Any, days: int, now: datetime | None =
         last_daily = mark.get("daily") if isinstance(mark, dict) else None
         daily_due = daily is not None and (not isinstance(last_daily, int | float)
                                            or now.timestamp() - last_daily >= every - 60)
-        if not periodic and month is None and not daily_due:
+        fallback_day = fallbacks.due(mark.get("fallback") if isinstance(mark, dict) else None, now) \
+            if fallbacks is not None and "fallback_reports" in alerter.kinds else None
+        if not periodic and month is None and not daily_due and fallback_day is None:
             return 0
         new = dict(mark) if isinstance(mark, dict) else {}
+        if fallback_day is not None and fallbacks is not None:
+            try:
+                lines = await fallbacks.lines(now)
+            except (httpx.HTTPError, ValueError, TypeError, AttributeError, IndexError) as exc:
+                log.warning("fallback report not sent (Prometheus at %s): %s: %s", fallbacks.url,
+                            type(exc).__name__, escape_controls(str(exc)[:300]))
+            else:
+                if lines:
+                    alerter.report(fallback_text(lines), "fallback_reports")
+                    sent += 1
+                new["fallback"] = fallback_day
         if daily_due and daily is not None:
             sent += await _daily(store, alerter, now - timedelta(seconds=every), now, every, daily)
             new["daily"] = now.timestamp()
@@ -170,14 +189,14 @@ async def send_due(store: Store, alerter: Any, days: int, now: datetime | None =
 
 
 async def run_forever(store: Store, alerter: Any, days: int, daily: Callable[[], dict[str, tuple[str, str]]] | None,
-                      first: float | None = None) -> None:
+                      first: float | None = None, fallbacks: FallbackSource | None = None) -> None:
     """Check for due reports ``first`` seconds after start (10 s to 5 min), then every five minutes; until
     cancelled."""
     await asyncio.sleep(first if first is not None else 10.0 + random.uniform(0.0, 290.0))
     while True:
         started = time.monotonic()
         try:
-            await send_due(store, alerter, days, daily=daily)
+            await send_due(store, alerter, days, daily=daily, fallbacks=fallbacks)
         except Exception as exc:  # the database down: the next hour tries again
             log.warning("spend report not sent: %s: %s", type(exc).__name__, exc)
         await asyncio.sleep(max(1.0, CHECK_EVERY - (time.monotonic() - started)))
