@@ -257,6 +257,7 @@ class Router:
         self.config = config
         self.settings = s = config.router
         self.token_count = config.general.token_rate_limit_type
+        self.fallback_access = config.general.enforce_fallback_model_access
         """Which tokens the tpm limits of keys, teams, users and end users count (``routing_limits.settle``)."""
         self._rng = rng or random.Random()
         self._rand = self._rng.random
@@ -425,8 +426,8 @@ class Router:
         for name in fallbacks:
             if tried >= self.settings.max_fallbacks:
                 break
-            if ctx.key is not None and not ctx.key.allows(name):
-                continue  # a fallback outside the key's allow-list is never tried
+            if ctx.key is not None and self.fallback_access and not ctx.key.allows(name):
+                continue  # a fallback outside the key's allow-list is not tried (enforce_fallback_model_access)
             fg = self._lookup(name)
             if fg is None or fg is group:
                 continue

@@ -118,3 +118,33 @@ general_settings:
                             break
                         served += 1
                     assert served == fits, (count, served)
+
+
+def test_include_call_id_in_error_body(tmp_path: Path) -> None:
+    """``include_call_id_in_error_body: true``: an error answer's body names its call id as ``litellm_call_id``
+    (the same as its ``x-litellm-call-id`` header), in the OpenAI error object and in Anthropic's; off (the
+    default), the header only."""
+    import anthropic
+
+    for on in (True, False):
+        config = f"""
+model_list:
+  - model_name: m
+    litellm_params: {{model: mock/echo}}
+general_settings:
+  master_key: {MASTER}
+  include_call_id_in_error_body: {str(on).lower()}
+"""
+        with start_gateway(config) as gw, \
+                openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=30) as client:
+            with pytest.raises(openai.BadRequestError) as missing:  # LiteLLM's 400 for an unknown model
+                client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+            call_id = missing.value.response.headers["x-litellm-call-id"]
+            assert call_id
+            body = missing.value.body
+            assert isinstance(body, dict) and body.get("litellm_call_id") == (call_id if on else None), body
+            claude = anthropic.Anthropic(base_url=gw.url, api_key=MASTER, max_retries=0, timeout=30)
+            with pytest.raises(anthropic.APIStatusError) as refused:
+                claude.messages.create(model="no-such-model", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+            error = refused.value.body["error"]  # type: ignore[index]
+            assert error.get("litellm_call_id") == (refused.value.response.headers["x-litellm-call-id"] if on else None)

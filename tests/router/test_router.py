@@ -155,6 +155,23 @@ def test_star_and_default_and_request_fallbacks() -> None:
     assert "Available Model Group Fallbacks=['b', 'c']" in ei.value.message
 
 
+@pytest.mark.parametrize("enforce", [None, True, False])
+def test_enforce_fallback_model_access(enforce: bool | None) -> None:
+    """A configured fallback the key may not call is passed over (LiteLLM's ``enforce_fallback_model_access``,
+    on by default); with it false the router tries it whatever the key's models."""
+    general: dict[str, Any] = {"master_key": "sk-master"}
+    if enforce is not None:
+        general["enforce_fallback_model_access"] = enforce
+    cfg = from_litellm({"model_list": [dep("a", "a1"), dep("b", "b1"), dep("c", "c1")], "general_settings": general,
+                        "router_settings": {"fallbacks": [{"a": ["b", "c"]}]},
+                        "relaygate_keys": [{"key": "sk-user", "models": ["a", "c"]}]}, "<test>")
+    r, auth = Router(cfg, random.Random(1)), Authenticator(cfg)
+    key = auth.authenticate([(b"authorization", b"Bearer sk-user")])
+    script = Script({"a1": e500})
+    assert run(r, "a", script, key=key)[0] == ("b1" if enforce is False else "c1")
+    assert ("b1" in script.calls) is (enforce is False)
+
+
 def test_context_window_goes_to_its_fallbacks_only() -> None:
     deps = [dep("small", "s1"), dep("big", "b1"), dep("other", "o1")]
     cw = ContextWindowExceeded("litellm.ContextWindowExceededError: too long")

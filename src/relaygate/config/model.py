@@ -367,6 +367,12 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     (exact spend) and keeps the usage chunk from the client; true: the client gets it too; false: never asked
     (the spend of such a stream is estimated from its content)."""
     spend_report_frequency: str = "7d"
+    include_call_id_in_error_body: bool = False
+    """LiteLLM's: an error answer's body names its call id (``litellm_call_id`` in the error object), besides the
+    ``x-litellm-call-id`` header."""
+    enforce_fallback_model_access: bool = True
+    """LiteLLM's: a fallback the router's settings name is tried for a key only when the key may call that
+    model group (false: whatever the key's models; fallbacks a request names are always checked)."""
     token_rate_limit_type: str = "total"
     """LiteLLM's: which of an answer's tokens the tpm limits of keys, teams, users and end users count —
     ``total``, ``input`` (the prompt's) or ``output`` (the answer's); a deployment's ``tpm`` counts them all."""

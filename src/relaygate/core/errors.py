@@ -172,10 +172,15 @@ class GatewayError(Exception):
         self._message = _redactor(value)
         self.args = (self._message,)
 
+    body_call_id: str | None = None
+    """The call id the error's body names as ``litellm_call_id`` (``general_settings.include_call_id_in_error_body``,
+    set by the pipeline when it answers with this error); None: the ``x-litellm-call-id`` header only."""
+
     def body(self) -> bytes:
-        return orjson.dumps(
-            {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        )
+        error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+        if self.body_call_id is not None:
+            error["litellm_call_id"] = self.body_call_id
+        return orjson.dumps({"error": error})
 
 
 class BadRequest(GatewayError):

@@ -204,6 +204,8 @@ class Pipeline:
         self.complete(ex, exc.status, Outcome.ERROR, error=exc)
         fail_log.warning("%s failed: %d %s (call_id=%s)", scope["path"], exc.status, exc.message,
                          ex.call_id.decode("latin-1"))
+        if ex.rt.config.general.include_call_id_in_error_body:
+            exc.body_call_id = ex.call_id.decode("latin-1")
         await fe.send_error(send, exc, ex.call_id)
 
     async def watched(self, receive: Receive, watch: bool, work: Awaitable[None], ex: Exchange) -> None:

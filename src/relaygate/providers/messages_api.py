@@ -43,7 +43,10 @@ def error_type(status: int) -> str:
 
 
 def error_body(exc: errors.GatewayError) -> bytes:
-    return orjson.dumps({"type": "error", "error": {"type": error_type(exc.status), "message": exc.message}})
+    error = {"type": error_type(exc.status), "message": exc.message}
+    if exc.body_call_id is not None:  # include_call_id_in_error_body, as LiteLLM puts it in Anthropic's error too
+        error["litellm_call_id"] = exc.body_call_id
+    return orjson.dumps({"type": "error", "error": error})
 
 
 # ------------------------------------------------------------------------------ Anthropic -> OpenAI
