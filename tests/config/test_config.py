@@ -265,3 +265,22 @@ def test_provider_credentials_from_the_environment(tmp_path: Path, monkeypatch: 
     assert b.api_key == "sk-explicit"  # the config wins
     assert (c.api_key, c.api_base, c.api_version) == (None, "https://x.openai.azure.com", "2024-10-21")
     assert d.api_key == "sk-ant-env"
+
+
+def test_fail_closed_rate_limit_enforcement_is_on_redis_failure_reject() -> None:
+    """LiteLLM's ``general_settings.fail_closed_rate_limit_enforcement: true`` (Redis unreachable: limited requests
+    are refused with a 503) is relaygate's ``on_redis_failure: reject``; ``router_settings.on_redis_failure`` set
+    as well wins; anything but a boolean is refused."""
+    from relaygate.config import ConfigError, from_litellm
+
+    def failure(general: dict[str, object], router: dict[str, object] | None = None) -> str:
+        cfg = from_litellm({"model_list": [], "general_settings": general, "router_settings": router or {}}, "<t>")
+        assert not [w for w in cfg.warnings if "fail_closed" in w]
+        return cfg.router.on_redis_failure
+
+    assert failure({}) == "local"
+    assert failure({"fail_closed_rate_limit_enforcement": True}) == "reject"
+    assert failure({"fail_closed_rate_limit_enforcement": "false"}) == "local"
+    assert failure({"fail_closed_rate_limit_enforcement": True}, {"on_redis_failure": "local"}) == "local"
+    with pytest.raises(ConfigError, match="fail_closed_rate_limit_enforcement"):
+        failure({"fail_closed_rate_limit_enforcement": "yes please"})

@@ -531,7 +531,7 @@ def _header_value(raw: Any, source: str, path: str) -> str:
     return value
 
 
-def _flag(value: Any, source: str, path: str) -> bool:
+def flag(value: Any, source: str, path: str) -> bool:
     """A boolean as LiteLLM's proxy reads these flags (``str(value).lower() == "true"``), but strict."""
     if isinstance(value, bool):
         return value
@@ -585,7 +585,7 @@ def pass_through_endpoints(value: Any, source: str, path: str, warnings: list[st
         item: dict[str, Any] = {"path": route, "target": target, "headers": hs}
         for k in ("forward_headers", "include_subpath", "auth"):
             if entry.get(k) is not None:
-                item[k] = _flag(entry[k], source, f"{where}.{k}")
+                item[k] = flag(entry[k], source, f"{where}.{k}")
         if entry.get("cost_per_request") is not None:
             item["cost_per_request"] = _amount(entry["cost_per_request"], source, f"{where}.cost_per_request",
                                                "a price per request in USD")

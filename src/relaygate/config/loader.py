@@ -519,6 +519,9 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
             general_raw[k] = v
         elif k in _POOL_KEYS:  # LiteLLM's (Prisma's) pool settings; relaygate_settings' own names win
             server_raw[_POOL_KEYS[k]] = v
+        elif k == "fail_closed_rate_limit_enforcement":  # LiteLLM's: Redis unreachable, limited requests get a 503
+            router_raw.setdefault("on_redis_failure", "reject" if litellm.flag(v, source, f"general_settings.{k}")
+                                  else "local")
         elif k not in _OBSERVE_GENERAL:
             warnings.append(f"general_settings.{k}: ignored")
 
