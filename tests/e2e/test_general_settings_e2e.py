@@ -148,3 +148,43 @@ general_settings:
                 claude.messages.create(model="no-such-model", max_tokens=8, messages=[{"role": "user", "content": "x"}])
             error = refused.value.body["error"]  # type: ignore[index]
             assert error.get("litellm_call_id") == (refused.value.response.headers["x-litellm-call-id"] if on else None)
+
+
+def test_model_list_healthy_only_and_return_wildcard_routes() -> None:
+    """``model_list_healthy_only: true``: ``/v1/models`` hides a model group whose every deployment failed its
+    last background health check (still callable: a 502 from its dead upstream); ``return_wildcard_routes: true``
+    lists ``openai/*`` unless the request says ``return_wildcard_routes=false``."""
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]  # nothing listens there once the socket is closed
+    config = f"""
+model_list:
+  - model_name: alive
+    litellm_params: {{model: mock/echo}}
+  - model_name: dead
+    litellm_params: {{model: openai/gpt-4o, api_key: sk-up, api_base: "http://127.0.0.1:{dead}/v1"}}
+  - model_name: "openai/*"
+    litellm_params: {{model: "openai/*", api_key: sk-up, api_base: "http://127.0.0.1:{dead}/v1"}}
+general_settings:
+  master_key: {MASTER}
+  background_health_checks: true
+  health_check_interval: 1
+  model_list_healthy_only: true
+  return_wildcard_routes: true
+"""
+    with start_gateway(config) as gw, httpx.Client(base_url=gw.url, timeout=20, headers=AUTH) as c:
+        def ids(query: str = "") -> list[str]:
+            r = c.get("/v1/models" + query)
+            assert r.status_code == 200, r.text
+            return [m["id"] for m in r.json()["data"]]
+
+        deadline = time.monotonic() + 15
+        while "dead" in ids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ids() == ["alive", "openai/*"]
+        assert ids("?return_wildcard_routes=false") == ["alive"]
+        r = c.post("/v1/chat/completions", json={"model": "dead", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code >= 500  # hidden, still routed

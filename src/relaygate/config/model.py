@@ -367,6 +367,11 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     (exact spend) and keeps the usage chunk from the client; true: the client gets it too; false: never asked
     (the spend of such a stream is estimated from its content)."""
     spend_report_frequency: str = "7d"
+    return_wildcard_routes: bool = False
+    """LiteLLM's: ``/v1/models`` also lists wildcard routes (``openai/*``) unless the request says otherwise."""
+    model_list_healthy_only: bool = False
+    """LiteLLM's: ``/v1/models`` hides the model groups whose every deployment failed its last background health
+    check (as a request's ``healthy_only=true`` does)."""
     include_call_id_in_error_body: bool = False
     """LiteLLM's: an error answer's body names its call id (``litellm_call_id`` in the error object), besides the
     ``x-litellm-call-id`` header."""
