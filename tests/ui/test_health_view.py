@@ -153,3 +153,41 @@ general_settings:
             assert after["last_check"]["ok"] is True
             assert after["last_check"]["latency_ms"] >= 0
             assert after["state"] == "healthy"
+
+
+@pytest.mark.e2e
+def test_which_deployments_a_round_checks() -> None:
+    """LiteLLM's scoping of health checks: ``background_health_check_model_groups`` limits the background rounds
+    to its groups, a deployment with ``model_info.disable_background_health_check`` is never checked in the
+    background and, with ``health_check_skip_disabled_background_models``, not by ``/health`` either;
+    ``health_check_concurrency: 1`` checks one at a time (every deployment still checked)."""
+    with start_mock(name="ok") as ok:
+        config = f"""
+model_list:
+  - model_name: watched
+    litellm_params: {{model: openai/mock-model, api_key: sk-up, api_base: "{ok.openai_base}"}}
+    model_info: {{id: watched-1}}
+  - model_name: watched
+    litellm_params: {{model: openai/mock-model, api_key: sk-up, api_base: "{ok.openai_base}"}}
+    model_info: {{id: quiet-1, disable_background_health_check: true}}
+  - model_name: other
+    litellm_params: {{model: openai/mock-model, api_key: sk-up, api_base: "{ok.openai_base}"}}
+    model_info: {{id: other-1}}
+general_settings:
+  master_key: {MASTER}
+  background_health_checks: true
+  health_check_interval: 1
+  background_health_check_model_groups: [watched]
+  health_check_skip_disabled_background_models: true
+  health_check_concurrency: 1
+"""
+        with start_gateway(config) as gw:
+            checked = _wait_for(lambda: (d := _deployments(gw.url)) and d["watched-1"]["last_check"] and d)
+            assert checked, _deployments(gw.url)
+            time.sleep(1.5)  # another round
+            deps = _deployments(gw.url)
+            assert deps["quiet-1"]["last_check"] is None and deps["other-1"]["last_check"] is None
+            r = httpx.get(gw.url + "/health", headers=ADMIN)
+            assert r.status_code == 200 and r.json()["healthy_count"] == 2, r.text  # watched-1 and other-1
+            deps = _deployments(gw.url)
+            assert deps["other-1"]["last_check"]["ok"] is True and deps["quiet-1"]["last_check"] is None

@@ -28,7 +28,8 @@ GENERAL_KEYS = frozenset((
     "reject_clientside_metadata_tags", "disable_custom_api_keys", "disable_reset_budget", "max_file_size_mb",
     "allowed_file_extensions", "blocked_file_extensions", "spend_report_frequency",
     "always_include_stream_usage", "token_rate_limit_type", "include_call_id_in_error_body",
-    "enforce_fallback_model_access", "return_wildcard_routes", "model_list_healthy_only"))
+    "enforce_fallback_model_access", "return_wildcard_routes", "model_list_healthy_only", "health_check_concurrency",
+    "background_health_check_model_groups", "health_check_skip_disabled_background_models"))
 """``general_settings`` keys kept as they are in ``GeneralSettings``."""
 GENERAL_FROM_LITELLM_SETTINGS = frozenset((
     "max_budget", "budget_duration", "default_internal_user_params", "max_end_user_budget", "max_end_user_budget_id",

@@ -367,6 +367,13 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     (exact spend) and keeps the usage chunk from the client; true: the client gets it too; false: never asked
     (the spend of such a stream is estimated from its content)."""
     spend_report_frequency: str = "7d"
+    health_check_concurrency: int | None = None
+    """LiteLLM's: deployments a health round checks at once (None: all of them)."""
+    background_health_check_model_groups: list[str] | None = None
+    """LiteLLM's: background health checks only for these model groups (None: every group)."""
+    health_check_skip_disabled_background_models: bool = False
+    """LiteLLM's: deployments whose ``model_info.disable_background_health_check`` is true (never checked in the
+    background) are left out of ``/health`` too."""
     return_wildcard_routes: bool = False
     """LiteLLM's: ``/v1/models`` also lists wildcard routes (``openai/*``) unless the request says otherwise."""
     model_list_healthy_only: bool = False
@@ -519,6 +526,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
             raise ValueError(f"budget_exceeded_status_code: expected an HTTP error status (400-599), got {code!r}")
         check_budget_calendar(self.timezone, self.budget_reset_time)
         check_discounts(self.cost_discount_config)
+        if self.health_check_concurrency is not None and self.health_check_concurrency < 1:
+            raise ValueError(f"health_check_concurrency: expected a whole number >= 1, got "
+                             f"{self.health_check_concurrency}")
         if self.token_rate_limit_type not in ("total", "input", "output"):
             raise ValueError(f"token_rate_limit_type: expected total, input or output, got "
                              f"{self.token_rate_limit_type!r} (LiteLLM counts total tokens for any other value)")

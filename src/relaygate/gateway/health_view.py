@@ -99,17 +99,39 @@ def book_of(gw: Any) -> HealthBook:
 # -- checks ---------------------------------------------------------------------------------------------
 
 
+def health_targets(gw: Gateway, background: bool) -> list[Target]:
+    """The deployments a round checks (LiteLLM's rules): every one, but in a background round only those of
+    ``background_health_check_model_groups`` when it is set, and never one whose ``model_info`` says
+    ``disable_background_health_check``; with ``health_check_skip_disabled_background_models`` the latter are
+    left out of ``/health`` too."""
+    rt = gw.runtime
+    g = rt.config.general
+    groups = g.background_health_check_model_groups if background else None
+    skip = background or g.health_check_skip_disabled_background_models
+    return [t for name, group in rt.router.groups.items() if groups is None or name in groups for t in group.targets
+            if not (skip and t.dep.model_info.get("disable_background_health_check") is True)]
+
+
 async def check_deployments(gw: Gateway, targets: list[Target] | None = None) -> list[tuple[Target, str | None]]:
-    """Check ``targets`` (default: every deployment of the current snapshot) concurrently; each result is
-    recorded in the worker's :class:`HealthBook`. ``(target, error or None)`` per target."""
+    """Check ``targets`` (default: :func:`health_targets` of ``/health``) concurrently, at most
+    ``health_check_concurrency`` at once when it is set; each result is recorded in the worker's
+    :class:`HealthBook`. ``(target, error or None)`` per target."""
     rt = gw.runtime
     if targets is None:
-        targets = [t for g in rt.router.groups.values() for t in g.targets]
+        targets = health_targets(gw, False)
     default = rt.config.general.health_check_timeout
     proxy = rt.config.server.http_proxy
     book = book_of(gw)
+    limit = rt.config.general.health_check_concurrency
+    gate = asyncio.Semaphore(limit) if limit else None
 
     async def check(target: Target) -> tuple[Target, str | None]:
+        if gate is not None:
+            async with gate:
+                return await checked(target)
+        return await checked(target)
+
+    async def checked(target: Target) -> tuple[Target, str | None]:
         start = time.perf_counter()
         err = await _check_one(gw, target, default, proxy)
         book.record(target.dep.id, CheckResult(datetime.now(UTC), err is None, err,
@@ -164,12 +186,12 @@ async def run_background(gw: Gateway, interval: float) -> None:
     interval = max(float(interval), 1.0)
     while True:
         try:
-            results = await check_deployments(gw)
+            results = await check_deployments(gw, health_targets(gw, True))
             bad = [t.dep.id for t, err in results if err is not None]
             if bad:
                 log.warning("background health check: %d of %d deployments unhealthy: %s", len(bad), len(results),
                             ", ".join(bad))
-            book_of(gw).keep_only({t.dep.id for t, _ in results})
+            book_of(gw).keep_only({t.dep.id for g in gw.runtime.router.groups.values() for t in g.targets})
         except asyncio.CancelledError:
             raise
         except Exception:  # a round that failed as a whole is logged; the next one runs anyway
