@@ -15,7 +15,7 @@ import pytest
 
 from relaygate.asgi import Gateway
 from relaygate.auth import PrincipalResolver, StoreKeys
-from relaygate.config import from_litellm
+from relaygate.config import ConfigError, from_litellm
 from relaygate.store import Customer, Key, Store, Team, User, hash_token, key_name
 from tests.asgi.conftest import Reply, call
 from tests.pg import PostgresServer
@@ -414,4 +414,8 @@ def test_settings_from_litellm_yaml(ttl: float) -> None:
                                              "allow_requests_on_db_unavailable": True}}, "<test>")
     assert not cfg.warnings
     r = PrincipalResolver.from_config(cfg)
-    assert r.cache.ttl == ttl and r.serve_stale is True
+    assert r.cache.ttl == ttl and r.serve_stale is True and r.cache.maxsize == 10_000
+    sized = from_litellm({"general_settings": {"user_api_key_cache_max_size": 500}}, "<test>")
+    assert not sized.warnings and PrincipalResolver.from_config(sized).cache.maxsize == 500
+    with pytest.raises(ConfigError, match="user_api_key_cache_max_size"):
+        from_litellm({"general_settings": {"user_api_key_cache_max_size": 0}}, "<test>")

@@ -308,7 +308,8 @@ class PrincipalResolver:
     def from_config(cls, config: Config, lookup: KeyLookup | None = None, **options: Any) -> PrincipalResolver:
         """The master key and ``[[keys]]`` of ``config``, then ``lookup`` (a store) if given; ``options`` are
         the constructor's keyword arguments (``ttl``, ``maxsize``, ``negative_ttl`` ...). ``ttl`` defaults to
-        ``general_settings.user_api_key_cache_ttl`` and ``serve_stale`` to
+        ``general_settings.user_api_key_cache_ttl``, ``maxsize`` to ``user_api_key_cache_max_size`` (else 10,000)
+        and ``serve_stale`` to
         ``general_settings.allow_requests_on_db_unavailable``."""
         chain: list[KeyLookup] = []
         groups = access_groups(config)
@@ -323,6 +324,8 @@ class PrincipalResolver:
             chain.append(NoKeys())  # an uncached token then reaches resolve(), where JWTs are checked
         found: KeyLookup | None = None if not chain else chain[0] if len(chain) == 1 else ChainedLookup(*chain)
         options.setdefault("ttl", g.user_api_key_cache_ttl)
+        if g.user_api_key_cache_max_size is not None:  # LiteLLM's bound on the keys kept in memory
+            options.setdefault("maxsize", g.user_api_key_cache_max_size)
         options.setdefault("serve_stale", g.allow_requests_on_db_unavailable)
         resolver = cls(config.general.master_key, found, **options)
         resolver.access_groups = groups

@@ -367,6 +367,8 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     (exact spend) and keeps the usage chunk from the client; true: the client gets it too; false: never asked
     (the spend of such a stream is estimated from its content)."""
     spend_report_frequency: str = "7d"
+    user_api_key_cache_max_size: int | None = None
+    """LiteLLM's: the keys each worker keeps resolved in memory at most (None: relaygate's 10,000)."""
     health_check_concurrency: int | None = None
     """LiteLLM's: deployments a health round checks at once (None: all of them)."""
     background_health_check_model_groups: list[str] | None = None
@@ -526,6 +528,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
             raise ValueError(f"budget_exceeded_status_code: expected an HTTP error status (400-599), got {code!r}")
         check_budget_calendar(self.timezone, self.budget_reset_time)
         check_discounts(self.cost_discount_config)
+        if self.user_api_key_cache_max_size is not None and self.user_api_key_cache_max_size < 1:
+            raise ValueError(f"user_api_key_cache_max_size: expected a whole number >= 1, got "
+                             f"{self.user_api_key_cache_max_size}")
         if self.health_check_concurrency is not None and self.health_check_concurrency < 1:
             raise ValueError(f"health_check_concurrency: expected a whole number >= 1, got "
                              f"{self.health_check_concurrency}")
