@@ -62,6 +62,7 @@ import msgspec
 
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
+from relaygate.core.urls import public_base
 from relaygate.observe.alert_rules import (
     ALL_ALERT_TYPES,
     DEFAULT_ALERT_TYPES,
@@ -316,7 +317,7 @@ class Alerter:
         at start and on every config reload."""
         regions, known = {}, {}
         for d in deployments:
-            known[d.id] = (d.model_name, d.upstream_model, d.provider, d.api_base or "")
+            known[d.id] = (d.model_name, d.upstream_model, d.provider, public_base(d.api_base) or "")
             region = deployment_region(d.provider, d.extra, env)
             if region is not None:
                 regions[d.id] = (d.provider, region)
