@@ -188,3 +188,29 @@ general_settings:
         assert ids("?return_wildcard_routes=false") == ["alive"]
         r = c.post("/v1/chat/completions", json={"model": "dead", "messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code >= 500  # hidden, still routed
+
+
+def test_requester_ip_address_in_the_spend_logs(tmp_path: Path) -> None:
+    """LiteLLM's ``requester_ip_address``: the client's address in each spend log row (with
+    ``use_x_forwarded_for``, the last ``X-Forwarded-For`` hop, the one the proxy in front wrote; the hops before it
+    are the client's say), and nothing with ``disable_requester_ip_address_logging: true``."""
+    from tests.e2e.openai_echo import spend_row
+
+    for settings, headers, expected in (
+            ("", {}, "127.0.0.1"),
+            ("  use_x_forwarded_for: true\n", {"X-Forwarded-For": "6.6.6.6, 203.0.113.9"}, "203.0.113.9"),
+            ("  disable_requester_ip_address_logging: true\n", {}, "")):
+        config = f"""
+model_list:
+  - model_name: m
+    litellm_params: {{model: mock/echo}}
+general_settings:
+  master_key: {MASTER}
+  database_url: sqlite:///{tmp_path / f"ip{len(expected)}.db"}
+{settings}"""
+        with start_gateway(config) as gw, \
+                openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=30) as client:
+            r = client.chat.completions.with_raw_response.create(
+                model="m", messages=[{"role": "user", "content": "hi"}], extra_headers=headers)
+            row = spend_row(gw.url, MASTER, r.headers["x-litellm-call-id"])
+            assert row and row["requester_ip_address"] == expected, (settings, row)

@@ -33,6 +33,21 @@ from relaygate.auth.jwt_routes import RouteSet
 from relaygate.core import errors
 from relaygate.core.access import Network, address, allowed, header_name, parse_allowed_ips
 
+
+def client_address(scope: Any, forwarded: bool) -> str | None:
+    """The caller's address: the peer's, or with ``forwarded`` (``use_x_forwarded_for``) the last hop of the
+    last ``X-Forwarded-For`` header (the peer's when there is none); None when it does not parse. The last hop is
+    the one the proxy in front wrote: the ones before it are the client's say (LiteLLM takes the header whole)."""
+    if forwarded:
+        last = None
+        for k, v in scope["headers"]:
+            if k == b"x-forwarded-for":
+                last = v
+        if last is not None:
+            return address(bytes(last).rsplit(b",", 1)[-1].decode("latin-1"))
+    peer = scope.get("client")
+    return address(str(peer[0])) if peer else None
+
 __all__ = ["PROBES", "AccessPolicy", "RequiredFields", "check_fields", "customer_header", "request_fields"]
 
 PROBES = frozenset({"/health/liveliness", "/health/liveness", "/health/readiness"})
@@ -60,17 +75,8 @@ class AccessPolicy:
         """Some restriction is set (else the gateway tests only this)."""
 
     def client(self, scope: Any) -> str | None:
-        """The caller's address: the peer's, or with ``use_x_forwarded_for`` the last hop of the last
-        ``X-Forwarded-For`` header (the peer's when there is none); None when it does not parse."""
-        if self.forwarded:
-            last = None
-            for k, v in scope["headers"]:
-                if k == b"x-forwarded-for":
-                    last = v
-            if last is not None:
-                return address(bytes(last).rsplit(b",", 1)[-1].decode("latin-1"))
-        peer = scope.get("client")
-        return address(str(peer[0])) if peer else None
+        """The caller's address (:func:`client_address`)."""
+        return client_address(scope, self.forwarded)
 
     def refusal(self, scope: Any, path: str) -> errors.GatewayError | None:
         """Why this request may not be served (an error to send), or None."""

@@ -30,7 +30,7 @@ GENERAL_KEYS = frozenset((
     "always_include_stream_usage", "token_rate_limit_type", "include_call_id_in_error_body",
     "enforce_fallback_model_access", "return_wildcard_routes", "model_list_healthy_only", "health_check_concurrency",
     "background_health_check_model_groups", "health_check_skip_disabled_background_models",
-    "user_api_key_cache_max_size"))
+    "user_api_key_cache_max_size", "disable_requester_ip_address_logging"))
 """``general_settings`` keys kept as they are in ``GeneralSettings``."""
 GENERAL_FROM_LITELLM_SETTINGS = frozenset((
     "max_budget", "budget_duration", "default_internal_user_params", "max_end_user_budget", "max_end_user_budget_id",

@@ -367,6 +367,8 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     (exact spend) and keeps the usage chunk from the client; true: the client gets it too; false: never asked
     (the spend of such a stream is estimated from its content)."""
     spend_report_frequency: str = "7d"
+    disable_requester_ip_address_logging: bool = False
+    """LiteLLM's: spend logs and exporters get no ``requester_ip_address`` (the client's address)."""
     user_api_key_cache_max_size: int | None = None
     """LiteLLM's: the keys each worker keeps resolved in memory at most (None: relaygate's 10,000)."""
     health_check_concurrency: int | None = None

@@ -31,8 +31,8 @@ are LiteLLM's:
 
 Sans-IO and cheap: one dict build per record, no copies of the bodies (``messages`` and ``response`` are
 the Detail's own decoded objects; exporters encode them and must not mutate them). Values relaygate does
-not compute (``cost_breakdown``, ``model_map_value``, ``cache_key``, guardrail fields, ``requester_ip_address``,
-``user_agent``) are ``None``.
+not compute (``cost_breakdown``, ``model_map_value``, ``cache_key``, guardrail fields, ``user_agent``) are
+``None``.
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def standard_metadata(record: CompletionRecord, detail: Detail | None = None, *,
         "user_api_key_request_route": r.request_route or None,
         "user_api_key_auth_metadata": auth_metadata(detail) if keys else None,
         "spend_logs_metadata": spend_meta if isinstance(spend_meta, dict) else None,
-        "requester_ip_address": None,
+        "requester_ip_address": r.requester_ip,
         "user_agent": None,
         "requester_metadata": metadata or None,
         "requester_custom_headers": headers,
@@ -317,7 +317,7 @@ def standard_payload(record: CompletionRecord, detail: Detail | None = None, *, 
         "saved_cache_cost": 0.0,
         "request_tags": tags,
         "end_user": r.end_user_id or "",
-        "requester_ip_address": None,
+        "requester_ip_address": r.requester_ip,
         "user_agent": None,
         "messages": messages,
         "response": response,

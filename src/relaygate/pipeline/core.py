@@ -36,7 +36,7 @@ import time
 from collections.abc import Awaitable
 
 from relaygate import service_metrics
-from relaygate.auth.access import check_fields, request_fields
+from relaygate.auth.access import check_fields, client_address, request_fields
 from relaygate.auth.keys import KeyInfo
 from relaygate.core import errors
 from relaygate.core.body import restamp_model
@@ -89,6 +89,7 @@ class Pipeline:
     async def run(self, fe: Frontend, scope: Scope, receive: Receive, send: Send, params: Params,
                   path: str = "") -> None:
         ex = Exchange(fe.route, time.perf_counter(), self.runtime, path)
+        ex.scope = scope
         hangs = self.hangs
         if hangs is not None:
             hangs[ex] = False
@@ -396,6 +397,8 @@ class Pipeline:
                 record.org_id = who.jwt.org_id
         if ex.cost > 0.0 and ctx is not None and ctx.key is not None:
             ctx.key.spent += ex.cost
+        if ex.rt.log_requester_ip and ex.scope is not None:  # LiteLLM's requester_ip_address
+            record.requester_ip = client_address(ex.scope, ex.rt.config.general.use_x_forwarded_for)
         over = ex.over
         if over is not None:  # what spend logs keep of the request (nothing to build for a plain one)
             end_user = over.end_user or getattr(ex.view, "user", None)

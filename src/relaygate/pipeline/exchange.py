@@ -43,10 +43,13 @@ class Exchange:
     __slots__ = ("call_id", "route", "t0", "rt", "endpoint", "body", "view", "model", "stream", "fallbacks",
                  "over", "state", "control", "who", "group", "ctx", "lease", "wait", "ttft", "api_ttft",
                  "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "status", "cost",
-                 "estimated", "done", "cache", "obs", "admitted", "remaining", "path", "labels", "cost_parts")
+                 "estimated", "done", "cache", "obs", "admitted", "remaining", "path", "labels", "cost_parts",
+                 "scope")
 
     def __init__(self, route: str, t0: float, rt: Runtime, path: str = "") -> None:
         self.call_id = b""
+        self.scope: Any = None
+        """The request's ASGI scope (for its client's address in the record: ``requester_ip_address``)."""
         self.route = route
         """The frontend's operation (``chat``, ``messages``, ``images`` ...): the record's route."""
         self.path = path

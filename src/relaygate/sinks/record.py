@@ -193,6 +193,10 @@ class CompletionRecord(msgspec.Struct, gc=False):
     key_metadata: dict[str, object] | None = None
     """The stored key's ``metadata`` (the admin's: LiteLLM's ``user_api_key_auth_metadata``), kept only for
     ``custom_prometheus_metadata_labels`` (``observe.prometheus_custom``). Set after construction."""
+    requester_ip: str | None = None
+    """The client's address (``auth.access.client_address``: the peer, or the proxy's last ``X-Forwarded-For`` hop
+    with ``use_x_forwarded_for``), unless ``disable_requester_ip_address_logging``: LiteLLM's
+    ``requester_ip_address``. Set after construction."""
     user_agent: bytes | None = None
     """The client's ``User-Agent``, kept unless ``disable_add_user_agent_to_request_tags``: LiteLLM's
     ``User-Agent: ...`` request tags, made from it by the sinks that write tags (:func:`header_tags_of`), off

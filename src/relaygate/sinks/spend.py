@@ -186,7 +186,7 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
             r.upstream_model or r.model, r.model_group or r.model, r.deployment_id, r.provider, r.user_id,
             r.team_id, r.org_id or org_id, r.end_user_id, _tags_text(tags) if tags else "[]",
             "success" if ok else "failure", r.status, (r.cache_hit if dialect != "sqlite" else int(r.cache_hit)),
-            meta_text, messages_text, response_text)
+            meta_text, messages_text, response_text, r.requester_ip)
 
 
 def spend_row(r: CompletionRecord, *, org_id: str | None = None, key_tags: Sequence[str] = (),

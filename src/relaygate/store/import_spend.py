@@ -97,7 +97,8 @@ def spend_log_of(row: dict[str, Any]) -> SpendLog:
         status="failure" if failed else "success", status_code=code,
         cache_hit=str(row.get("cache_hit") or "").lower() == "true", metadata=meta,
         messages=messages if isinstance(messages, list) else ([messages] if messages else []),
-        response=response if isinstance(response, dict) else ({"content": response} if response else {}))
+        response=response if isinstance(response, dict) else ({"content": response} if response else {}),
+        requester_ip_address=row.get("requester_ip_address") or None)
 
 
 async def import_spend_logs(source_url: str, store: Store, *, chunk: int = 2000,

@@ -114,13 +114,23 @@ def _tables(dialect: str, tables: dict[str, tuple[str, str]]) -> list[str]:
 
 
 def postgres_casts(table: str) -> dict[str, str]:
-    """``{column: PostgreSQL type}`` of a table created by these steps (what a text value is cast to)."""
+    """``{column: PostgreSQL type}`` of a table created by these steps (what a text value is cast to), with the
+    columns later steps added (:data:`_ADDED`)."""
+    types = _TYPES["postgres"]
     for tables in (_V1_TABLES, _V2_TABLES, _V3_TABLES, _V5_TABLES, _V6_TABLES, _V9_TABLES, _V10_TABLES):
         if table in tables:
-            types = _TYPES["postgres"]
-            return {name: types[kind].split(" NOT NULL")[0] for name, kind in
-                    (spec.split(":") for spec in tables[table][0].split())}
+            specs = [*tables[table][0].split(), *(spec for t, spec in _ADDED if t == table)]
+            return {name: types[kind].split(" NOT NULL")[0] for name, kind in (spec.split(":") for spec in specs)}
     raise KeyError(table)
+
+
+_ADDED = (("rg_spend_logs", "requester_ip_address:t"),)
+"""Columns added to a table by ``ALTER TABLE`` (step 11 on): ``(table, name:kind)``."""
+
+
+def _v11(dialect: str) -> list[str]:
+    """Step 11: the client's address in the spend logs (LiteLLM's ``requester_ip_address``)."""
+    return [f"ALTER TABLE rg_spend_logs ADD COLUMN requester_ip_address {_TYPES[dialect]['t']}"]
 
 
 def _v2(dialect: str) -> list[str]:
@@ -272,9 +282,9 @@ def _v10(dialect: str) -> list[str]:
 MIGRATIONS: dict[str, list[list[str]]] = {
     # dialect -> steps; step N (1-based) is MIGRATIONS[dialect][N - 1]
     "sqlite": [_v1("sqlite"), _v2("sqlite"), _v3("sqlite"), _V4, _v5("sqlite"), _v6("sqlite"), _v7("sqlite"),
-               _v8("sqlite"), _v9("sqlite"), _v10("sqlite")],
+               _v8("sqlite"), _v9("sqlite"), _v10("sqlite"), _v11("sqlite")],
     "postgres": [_v1("postgres"), _v2("postgres"), _v3("postgres"), _V4, _v5("postgres"), _v6("postgres"),
-                 _v7("postgres"), _v8("postgres"), _v9("postgres"), _v10("postgres")],
+                 _v7("postgres"), _v8("postgres"), _v9("postgres"), _v10("postgres"), _v11("postgres")],
 }
 LATEST = len(MIGRATIONS["sqlite"])
 assert all(len(steps) == LATEST for steps in MIGRATIONS.values())

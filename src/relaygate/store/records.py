@@ -312,3 +312,5 @@ class SpendLog(msgspec.Struct, kw_only=True, gc=False):
     """The request's messages, only with ``store_prompts_in_spend_logs``."""
     response: dict[str, Any] = {}
     """The answer, only with ``store_prompts_in_spend_logs``."""
+    requester_ip_address: str | None = None
+    """The client's address (LiteLLM's column; none with ``disable_requester_ip_address_logging``)."""
