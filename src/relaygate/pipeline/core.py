@@ -397,8 +397,9 @@ class Pipeline:
                 record.org_id = who.jwt.org_id
         if ex.cost > 0.0 and ctx is not None and ctx.key is not None:
             ctx.key.spent += ex.cost
-        if ex.rt.log_requester_ip and ex.scope is not None:  # LiteLLM's requester_ip_address
-            record.requester_ip = client_address(ex.scope, ex.rt.config.general.use_x_forwarded_for)
+        how = ex.rt.requester_ip
+        if how and ex.scope is not None:  # LiteLLM's requester_ip_address (2: the proxy's X-Forwarded-For hop)
+            record.requester_ip = client_address(ex.scope, how == 2)
         over = ex.over
         if over is not None:  # what spend logs keep of the request (nothing to build for a plain one)
             end_user = over.end_user or getattr(ex.view, "user", None)
