@@ -229,3 +229,20 @@ def test_the_customer_header_setting() -> None:
     for bad in ({"user_header_name": "X Bad"}, {"user_header_mappings": [{"litellm_user_role": "customer"}]}):
         with pytest.raises(msgspec.ValidationError, match="is not a header name"):
             msgspec.convert(bad, GeneralSettings)
+
+
+def test_client_addresses_are_normalised_and_remembered_within_a_bound() -> None:
+    """``core.access.address`` (every request's ``requester_ip_address``, and ``allowed_ips``): an IPv4-mapped
+    IPv6 address is its IPv4 one, junk is None, a text longer than any address is refused before parsing, and
+    the memo of addresses seen never holds more than 4,096."""
+    from relaygate.auth.access import client_address
+    from relaygate.core import access
+
+    assert access.address("::ffff:10.0.0.1") == "10.0.0.1" and access.address(" 2001:DB8::1 ") == "2001:db8::1"
+    assert access.address("not an address") is None and access.address("1" * 65) is None
+    for i in range(5000):
+        access.address(f"10.1.{i // 256}.{i % 256}")
+    assert 0 < len(access._ADDRESSES) <= 4096
+    scope = {"client": ("::ffff:127.0.0.1", 5), "headers": [(b"x-forwarded-for", b"6.6.6.6, 203.0.113.9")]}
+    assert client_address(scope, False) == "127.0.0.1" and client_address(scope, True) == "203.0.113.9"
+    assert client_address({"client": None, "headers": []}, False) is None
