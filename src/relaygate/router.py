@@ -257,8 +257,9 @@ class Router:
         self.config = config
         self.settings = s = config.router
         self.token_count = config.general.token_rate_limit_type
-        self.fallback_access = config.general.enforce_fallback_model_access
         """Which tokens the tpm limits of keys, teams, users and end users count (``routing_limits.settle``)."""
+        self.fallback_access = config.general.enforce_fallback_model_access
+        """Configured fallbacks are tried for a key only when it may call them (LiteLLM's setting, default on)."""
         self._rng = rng or random.Random()
         self._rand = self._rng.random
         self.metrics = metrics
@@ -521,10 +522,9 @@ class Router:
         """What a request reserves of each bucket: one request, or the prompt's estimated tokens; with
         ``token_rate_limit_type: output`` a key's (team's ...) tpm reserves one token, which an exhausted
         window refuses, and is settled with the answer's output tokens."""
-        if self.token_count == "output":
-            return tuple([1.0 if b.unit != "tokens" else float(tok) if b.scope == "deployment" else 1.0
-                          for b in buckets])
-        return tuple([float(tok) if b.unit == "tokens" else 1.0 for b in buckets])
+        output = self.token_count == "output"
+        return tuple([float(tok) if b.unit == "tokens" and not (output and b.scope != "deployment") else 1.0
+                      for b in buckets])
 
     async def _run_group(self, group: ModelGroup, ctx: RouteContext,
                          attempt: Callable[[Target], Awaitable[R]]) -> tuple[R, Lease]:

@@ -17,23 +17,18 @@ from relaygate.core.ratelimit import Bucket, Verdict
 if TYPE_CHECKING:
     from relaygate.limits import Limiter
 
-__all__ = ["TOKEN_COUNTS", "KeyHold", "key_limit_error", "ratelimit_headers", "refund", "retry_after_header",
-           "settle"]
+__all__ = ["KeyHold", "key_limit_error", "ratelimit_headers", "refund", "retry_after_header", "settle"]
 
 _UNLIMITED = 9223372036854775807
-
-
-TOKEN_COUNTS = ("total", "input", "output")
-"""LiteLLM's ``general_settings.token_rate_limit_type``: which of an answer's tokens its key's, team's, user's and
-end user's tpm limits count (a deployment's ``tpm`` always counts them all, as LiteLLM's router does)."""
 
 
 def settle(buckets: Sequence[Bucket], costs: Sequence[float], used: int, prompt: int | None = None,
            count: str = "total") -> list[float]:
     """The deltas that settle a reservation of ``costs`` with the answer's usage: ``used`` tokens in all (0:
     unknown, the reservation stands), ``prompt`` of them the input's (None: the split is unknown). Parallel
-    slots are given back. ``count`` is :data:`TOKEN_COUNTS`' choice for the buckets that are not a
-    deployment's: ``input`` counts the prompt (unknown: the reservation, an estimate of it, stands),
+    slots are given back. ``count`` is LiteLLM's ``general_settings.token_rate_limit_type`` (``total``,
+    ``input``, ``output``) for the buckets that are not a deployment's (a deployment's ``tpm`` counts all, as
+    LiteLLM's router does): ``input`` counts the prompt (unknown: the reservation, an estimate of it, stands),
     ``output`` the rest (unknown: all of ``used``, a stream's estimate from its content)."""
     keyed = used
     if count != "total":
