@@ -7,11 +7,13 @@ or bytes; nothing awaits.
 - **Kinds** are LiteLLM's ``alert_types`` names. :data:`DEFAULT_ALERT_TYPES` is LiteLLM's default list
   (what runs when ``alert_types`` is not set). relaygate sends (:data:`SENT_KINDS`)
   ``llm_exceptions``, ``llm_too_slow``, ``budget_alerts``, ``db_exceptions`` (database and Redis),
-  ``cooldown_deployment``, ``outage_alerts`` (:class:`OutageCounter`), ``llm_requests_hanging``
-  (``pipeline.hanging``), ``spend_reports`` and ``daily_reports`` (``observe.spend_reports``) and the management
-  API's events
+  ``cooldown_deployment``, ``outage_alerts`` and ``region_outage_alerts`` (:class:`OutageCounter`; a region as
+  :func:`deployment_region` names it), ``llm_requests_hanging`` (``pipeline.hanging``), ``spend_reports``,
+  ``daily_reports`` and ``fallback_reports`` (``observe.spend_reports``, ``observe.fallback_reports``),
+  ``failed_tracking_spend`` (an unpriced model), ``new_model_added`` and the management API's events
   (:data:`MANAGEMENT_KINDS`: a virtual key, team or internal user created, updated or deleted, laid out by
-  :func:`management_message`); the others are accepted in the config and never fire.
+  :func:`management_message`); the others (``model_deprecation_warnings``, the MCP ones) are accepted in the
+  config and never fire. Each kind's text is one function here (``*_message``), LiteLLM's layout.
 - **Rate limits** (:class:`Gate`): each alert has a dedupe key and a window. The first occurrence of a key
   is sent at once; the next ones inside the window are counted, not sent. For kinds that *summarize*
   (all that are gated but budgets) the window's end then sends one summary, ``[Num Alerts: n]`` followed
@@ -40,11 +42,13 @@ import msgspec
 
 from relaygate.core.errors import redact
 from relaygate.logs import escape_controls
+from relaygate.sinks.record import CompletionRecord, Outcome
 
 __all__ = ["ALL_ALERT_TYPES", "DEFAULT_ALERT_TYPES", "MANAGEMENT_KINDS", "SENT_KINDS", "AlertArgs", "Gate",
-           "OutageCounter", "budget_event", "clean", "deployment_region", "management_message", "model_added_message",
-           "outage_message", "unpriced_message",
-           "slack_text", "webhook_event"]
+           "OutageCounter", "budget_event", "clean", "component_outage_message", "cooldown_message",
+           "deployment_outage_message", "deployment_region", "exception_message", "hanging_message",
+           "management_message", "model_added_message", "outage_message", "slack_text", "slow_message",
+           "unpriced_message", "webhook_event"]
 
 DEFAULT_ALERT_TYPES = ("llm_exceptions", "llm_too_slow", "llm_requests_hanging", "budget_alerts", "spend_reports",
                        "failed_tracking_spend", "db_exceptions", "daily_reports", "cooldown_deployment",
@@ -471,3 +475,83 @@ class OutageCounter:
             w.minor_sent = True
             return "Minor", w.timeouts, w.errors
         return None
+
+
+# ---------------------------------------------------------------------------------------------- messages
+
+
+def _detail(r: CompletionRecord) -> Any:
+    extra = r.extra
+    return extra.get("observe") if isinstance(extra, dict) else None
+
+
+def _request_info(r: CompletionRecord, detail: Any) -> str:
+    attempts = getattr(detail, "attempts", None) or ()
+    api_base = attempts[-1].api_base if attempts else ""
+    info = f"\nRequest Model: `{clean(r.model)}`\nModel Group: `{clean(r.model_group)}`"
+    if r.deployment_id:
+        info += f"\nDeployment: `{clean(r.deployment_id)}` ({clean(r.provider, 40)})"
+    info += f"\nAPI Base: `{clean(api_base) or 'default'}`"
+    if r.key_alias:
+        info += f"\nKey Alias: `{clean(r.key_alias)}`"
+    team = getattr(detail, "team_alias", None) or r.team_id
+    if team:
+        info += f"\nTeam: `{clean(team)}`"
+    info += f"\nCall ID: `{clean(r.call_id, 80)}`"
+    metadata = getattr(detail, "metadata", None)
+    extra = metadata.get("alerting_metadata") if isinstance(metadata, dict) else None
+    if isinstance(extra, dict) and extra:
+        info += "\n\n*Alerting Metadata*:" + "".join(
+            f"\n{clean(k, 60)}: `{clean(v, 200)}`" for k, v in list(extra.items())[:10])
+    return info
+
+
+def slow_message(r: CompletionRecord, threshold: float) -> tuple[str, str]:
+    head = f"`Responses are slow - {round(r.latency, 2)}s response time > Alerting threshold: {threshold}s`"
+    return "Low", head + _request_info(r, _detail(r))
+
+
+def hanging_message(model_group: str, model: str, call_id: str, elapsed: float, threshold: float,
+                     key_alias: str | None, team: str | None) -> tuple[str, str]:
+    info = f"\nRequest Model: `{clean(model)}`\nModel Group: `{clean(model_group)}`"
+    if key_alias:
+        info += f"\nKey Alias: `{clean(key_alias)}`"
+    if team:
+        info += f"\nTeam: `{clean(team)}`"
+    info += f"\nCall ID: `{clean(call_id, 80)}`\nWaiting: `{round(elapsed, 1)}s`"
+    return "Medium", f"`Requests are hanging - {threshold}s+ request time`" + info
+
+
+def exception_message(r: CompletionRecord) -> tuple[str, str]:
+    detail = _detail(r)
+    error = getattr(detail, "error_message", "") or f"{r.error_type or 'error'} (status {r.status})"
+    if r.outcome is Outcome.STREAM_BROKEN:
+        error = f"stream broken after the first frame: {error}"
+    head = f"LLM API call failed: `{clean(error, 500)}`\nStatus: `{r.status}`"
+    return "High", head + _request_info(r, detail)
+
+
+def deployment_outage_message(r: CompletionRecord, dep_id: str, dep: tuple[str, str, str, str] | None, severity: str,
+                          timeouts: int, errors: int) -> tuple[str, str]:
+    """A deployment's outage: named from the config (``dep``), else from the record's attempt at it."""
+    if dep is None:
+        mine = [a for a in getattr(_detail(r), "attempts", None) or () if a.deployment_id == dep_id]
+        a = mine[-1] if mine else None
+        dep = (a.model_group, a.upstream_model, a.provider, a.api_base) if a is not None else (
+            r.model_group, r.upstream_model, r.provider, "")
+    return outage_message(severity, timeouts, errors, ("Model Name", dep[1]), ("Model Group", dep[0]),
+                          ("Deployment", dep_id), ("Provider", dep[2]), ("API Base", dep[3] or "default"))
+
+
+def cooldown_message(model_group: str, deployment_id: str, provider: str, api_base: str, reason: str,
+                      seconds: float) -> tuple[str, str]:
+    return "Low", (f"Router: Cooling down Deployment:\nModel Group: `{clean(model_group)}`\n"
+                   f"Deployment: `{clean(deployment_id)}`\nProvider: `{clean(provider, 60)}`\n"
+                   f"API Base: `{clean(api_base) or 'default'}`\nCooldown Time: `{round(seconds, 3)} seconds`\n"
+                   f"Reason: `{clean(reason, 500)}`")
+
+
+def component_outage_message(component: str, detail: str) -> tuple[str, str]:
+    what = {"database": "DB read/write call failed", "redis": "Redis call failed"}.get(
+        component, f"{clean(component, 40)} call failed")
+    return "High", f"{what}: `{clean(detail, 1000)}`"

@@ -73,13 +73,18 @@ from relaygate.observe.alert_rules import (
     Summary,
     budget_event,
     budget_message,
-    clean,
+    component_outage_message,
+    cooldown_message,
+    deployment_outage_message,
     deployment_region,
     event_group,
+    exception_message,
+    hanging_message,
     management_message,
     model_added_message,
     outage_message,
     slack_text,
+    slow_message,
     unpriced_message,
     webhook_event,
 )
@@ -237,7 +242,7 @@ class Alerter:
         if not self._cool_on:
             return
         try:
-            build = functools.partial(_cooldown_message, model_group, deployment_id, provider, api_base, reason,
+            build = functools.partial(cooldown_message, model_group, deployment_id, provider, api_base, reason,
                                       cooldown_seconds)
             self._admit("cooldown_deployment", ("cooldown_deployment", deployment_id), self.window, build)
         except Exception:
@@ -249,7 +254,7 @@ class Alerter:
         if not self._db_on:
             return
         try:
-            build = functools.partial(_outage_message, component, detail)
+            build = functools.partial(component_outage_message, component, detail)
             self._admit("db_exceptions", ("db_exceptions", component), self.args.outage_alert_ttl, build)
         except Exception:
             self._bug("outage")
@@ -261,7 +266,7 @@ class Alerter:
         if "llm_requests_hanging" not in self._routes:
             return
         try:
-            build = functools.partial(_hanging_message, model_group, model, call_id, elapsed, self.threshold,
+            build = functools.partial(hanging_message, model_group, model, call_id, elapsed, self.threshold,
                                       key_alias, team)
             self._admit("llm_requests_hanging", ("llm_requests_hanging", model_group), self.window, build)
         except Exception:
@@ -337,10 +342,10 @@ class Alerter:
                 if r.outcome is Outcome.OK:
                     if slow and r.latency > threshold:
                         self._admit("llm_too_slow", ("llm_too_slow", r.model_group), self.window,
-                                    functools.partial(_slow_message, r, threshold))
+                                    functools.partial(slow_message, r, threshold))
                 elif exc and r.outcome in _FAILED and (r.status >= 500 or r.status == 408):
                     self._admit("llm_exceptions", ("llm_exceptions", r.model_group), self.window,
-                                functools.partial(_exception_message, r))
+                                functools.partial(exception_message, r))
                 if (outage or region) and (r.failed_attempts or r.outcome is Outcome.STREAM_BROKEN):
                     self._outage(r, outage, region)
         except Exception:
@@ -358,7 +363,7 @@ class Alerter:
             if outage:
                 found = self._outages.failed(dep, status, now)
                 if found is not None:
-                    level, message = _outage_alert_message(r, dep, self.deployments.get(dep), *found)
+                    level, message = deployment_outage_message(r, dep, self.deployments.get(dep), *found)
                     self._put(self._slack_payload(level, message), self._routes["outage_alerts"])
             where = self.regions.get(dep) if region else None
             if where is not None:
@@ -550,86 +555,6 @@ class Alerter:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._client.aclose(), 1.0)
         self._log_drops(time.monotonic(), force=True)
-
-
-# ---------------------------------------------------------------------------------------------- messages
-
-
-def _detail(r: CompletionRecord) -> Any:
-    extra = r.extra
-    return extra.get("observe") if isinstance(extra, dict) else None
-
-
-def _request_info(r: CompletionRecord, detail: Any) -> str:
-    attempts = getattr(detail, "attempts", None) or ()
-    api_base = attempts[-1].api_base if attempts else ""
-    info = f"\nRequest Model: `{clean(r.model)}`\nModel Group: `{clean(r.model_group)}`"
-    if r.deployment_id:
-        info += f"\nDeployment: `{clean(r.deployment_id)}` ({clean(r.provider, 40)})"
-    info += f"\nAPI Base: `{clean(api_base) or 'default'}`"
-    if r.key_alias:
-        info += f"\nKey Alias: `{clean(r.key_alias)}`"
-    team = getattr(detail, "team_alias", None) or r.team_id
-    if team:
-        info += f"\nTeam: `{clean(team)}`"
-    info += f"\nCall ID: `{clean(r.call_id, 80)}`"
-    metadata = getattr(detail, "metadata", None)
-    extra = metadata.get("alerting_metadata") if isinstance(metadata, dict) else None
-    if isinstance(extra, dict) and extra:
-        info += "\n\n*Alerting Metadata*:" + "".join(
-            f"\n{clean(k, 60)}: `{clean(v, 200)}`" for k, v in list(extra.items())[:10])
-    return info
-
-
-def _slow_message(r: CompletionRecord, threshold: float) -> tuple[str, str]:
-    head = f"`Responses are slow - {round(r.latency, 2)}s response time > Alerting threshold: {threshold}s`"
-    return "Low", head + _request_info(r, _detail(r))
-
-
-def _hanging_message(model_group: str, model: str, call_id: str, elapsed: float, threshold: float,
-                     key_alias: str | None, team: str | None) -> tuple[str, str]:
-    info = f"\nRequest Model: `{clean(model)}`\nModel Group: `{clean(model_group)}`"
-    if key_alias:
-        info += f"\nKey Alias: `{clean(key_alias)}`"
-    if team:
-        info += f"\nTeam: `{clean(team)}`"
-    info += f"\nCall ID: `{clean(call_id, 80)}`\nWaiting: `{round(elapsed, 1)}s`"
-    return "Medium", f"`Requests are hanging - {threshold}s+ request time`" + info
-
-
-def _exception_message(r: CompletionRecord) -> tuple[str, str]:
-    detail = _detail(r)
-    error = getattr(detail, "error_message", "") or f"{r.error_type or 'error'} (status {r.status})"
-    if r.outcome is Outcome.STREAM_BROKEN:
-        error = f"stream broken after the first frame: {error}"
-    head = f"LLM API call failed: `{clean(error, 500)}`\nStatus: `{r.status}`"
-    return "High", head + _request_info(r, detail)
-
-
-def _outage_alert_message(r: CompletionRecord, dep_id: str, dep: tuple[str, str, str, str] | None, severity: str,
-                          timeouts: int, errors: int) -> tuple[str, str]:
-    """A deployment's outage: named from the config (``dep``), else from the record's attempt at it."""
-    if dep is None:
-        mine = [a for a in getattr(_detail(r), "attempts", None) or () if a.deployment_id == dep_id]
-        a = mine[-1] if mine else None
-        dep = (a.model_group, a.upstream_model, a.provider, a.api_base) if a is not None else (
-            r.model_group, r.upstream_model, r.provider, "")
-    return outage_message(severity, timeouts, errors, ("Model Name", dep[1]), ("Model Group", dep[0]),
-                          ("Deployment", dep_id), ("Provider", dep[2]), ("API Base", dep[3] or "default"))
-
-
-def _cooldown_message(model_group: str, deployment_id: str, provider: str, api_base: str, reason: str,
-                      seconds: float) -> tuple[str, str]:
-    return "Low", (f"Router: Cooling down Deployment:\nModel Group: `{clean(model_group)}`\n"
-                   f"Deployment: `{clean(deployment_id)}`\nProvider: `{clean(provider, 60)}`\n"
-                   f"API Base: `{clean(api_base) or 'default'}`\nCooldown Time: `{round(seconds, 3)} seconds`\n"
-                   f"Reason: `{clean(reason, 500)}`")
-
-
-def _outage_message(component: str, detail: str) -> tuple[str, str]:
-    what = {"database": "DB read/write call failed", "redis": "Redis call failed"}.get(
-        component, f"{clean(component, 40)} call failed")
-    return "High", f"{what}: `{clean(detail, 1000)}`"
 
 
 # ---------------------------------------------------------------------------------------------- settings
