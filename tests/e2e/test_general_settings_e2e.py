@@ -214,3 +214,43 @@ general_settings:
                 model="m", messages=[{"role": "user", "content": "hi"}], extra_headers=headers)
             row = spend_row(gw.url, MASTER, r.headers["x-litellm-call-id"])
             assert row and row["requester_ip_address"] == expected, (settings, row)
+
+
+def test_spend_logs_metadata_fields(tmp_path: Path) -> None:
+    """``spend_logs_metadata_fields``: ``include`` writes only those keys of a spend row's ``metadata`` (and
+    ``status``, always), ``exclude`` all but those; what ``/spend/logs`` shows follows it; a name that is not a
+    metadata field, or excluding ``status``, stops the start."""
+    from tests.e2e.openai_echo import spend_row
+
+    for rule, kept in (("{include: [spend_logs_metadata]}", {"status", "spend_logs_metadata"}),
+                       ("{exclude: [requester_metadata, user_api_key_alias]}", None)):
+        config = f"""
+model_list:
+  - model_name: m
+    litellm_params: {{model: mock/echo}}
+general_settings:
+  master_key: {MASTER}
+  database_url: sqlite:///{tmp_path / f"meta{len(rule)}.db"}
+  spend_logs_metadata_fields: {rule}
+"""
+        with start_gateway(config) as gw, \
+                openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=30) as client:
+            r = client.chat.completions.with_raw_response.create(
+                model="m", messages=[{"role": "user", "content": "hi"}], extra_body={"metadata": {"app": "billing"}},
+                extra_headers={"x-litellm-spend-logs-metadata": '{"cost_center": "42"}'})
+            meta = spend_row(gw.url, MASTER, r.headers["x-litellm-call-id"])["metadata"]
+            assert meta["spend_logs_metadata"] == {"cost_center": "42"} and meta["status"] == "success"
+            if kept is not None:
+                assert set(meta) == kept, meta
+            else:
+                assert "requester_metadata" not in meta and "user_api_key_alias" not in meta
+                assert "user_api_key" in meta and "attempted_retries" in meta
+
+
+def test_spend_logs_metadata_fields_are_checked() -> None:
+    from relaygate.config import ConfigError, from_litellm
+
+    for bad in ({"include": ["no_such_field"]}, {"exclude": ["status"]}, {"include": [], "exclude": []}, {},
+                {"include": "status"}):
+        with pytest.raises(ConfigError, match="spend_logs_metadata_fields"):
+            from_litellm({"model_list": [], "general_settings": {"spend_logs_metadata_fields": bad}}, "<t>")

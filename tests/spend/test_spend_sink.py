@@ -474,3 +474,24 @@ def test_every_field_reads_back_as_written(db_url: str) -> None:
             assert got[r.call_id] == spend_row(r), r.call_id
 
     run(db_url, body)
+
+
+def test_spend_logs_metadata_fields_filter_what_is_written() -> None:
+    """The row's stored ``metadata`` keeps only what ``spend_logs_metadata_fields`` keeps (a plain row too, whose
+    metadata is otherwise a shared constant)."""
+    import orjson
+
+    from relaygate.config.litellm_general import metadata_fields
+    from relaygate.sinks.spend import spend_values
+    from relaygate.store.tables import SPEND_LOGS
+    from tests.spend.helpers import mixed
+
+    meta_at = SPEND_LOGS.columns.index("metadata")
+    include = metadata_fields({"include": ["attempted_retries"]})
+    exclude = metadata_fields({"exclude": ["outcome", "stream"]})
+    for r in mixed(200, seed=3):
+        everything = orjson.loads(spend_values(r, "sqlite")[meta_at])
+        only = orjson.loads(spend_values(r, "sqlite", fields=include)[meta_at])
+        assert only == {k: v for k, v in everything.items() if k == "attempted_retries"}
+        rest = orjson.loads(spend_values(r, "sqlite", fields=exclude)[meta_at])
+        assert rest == {k: v for k, v in everything.items() if k not in ("outcome", "stream")}

@@ -9,8 +9,8 @@ from typing import Any
 
 from relaygate.config.errors import ConfigError
 
-__all__ = ["DEFAULT_MODELS", "GENERAL_FROM_LITELLM_SETTINGS", "GENERAL_KEYS", "refuse_guardrails",
-           "refuse_unenforced"]
+__all__ = ["DEFAULT_MODELS", "GENERAL_FROM_LITELLM_SETTINGS", "GENERAL_KEYS", "MetadataFields", "metadata_fields",
+           "refuse_guardrails", "refuse_unenforced"]
 
 DEFAULT_MODELS = {"completion_model": ("chat", "completions"), "embedding_model": ("embeddings",),
                   "image_generation_model": ("images",), "moderation_model": ("moderations",)}
@@ -30,7 +30,7 @@ GENERAL_KEYS = frozenset((
     "always_include_stream_usage", "token_rate_limit_type", "include_call_id_in_error_body",
     "enforce_fallback_model_access", "return_wildcard_routes", "model_list_healthy_only", "health_check_concurrency",
     "background_health_check_model_groups", "health_check_skip_disabled_background_models",
-    "user_api_key_cache_max_size", "disable_requester_ip_address_logging"))
+    "user_api_key_cache_max_size", "disable_requester_ip_address_logging", "spend_logs_metadata_fields"))
 """``general_settings`` keys kept as they are in ``GeneralSettings``."""
 GENERAL_FROM_LITELLM_SETTINGS = frozenset((
     "max_budget", "budget_duration", "default_internal_user_params", "max_end_user_budget", "max_end_user_budget_id",
@@ -86,3 +86,55 @@ def refuse_guardrails(guardrails: Any, acknowledged: bool, source: str) -> None:
     raise ConfigError(source, "guardrails", f"relaygate does not run LiteLLM's guardrails{listed}: requests would "
                       "reach the providers unchecked. Remove them, or set relaygate_settings.ignore_guardrails: "
                       "true to serve without them knowingly")
+
+
+SPEND_METADATA_FIELDS = frozenset((
+    # LiteLLM's LiteLLM_SpendLogs.metadata fields (SpendLogsMetadata) ...
+    "user_api_key", "user_api_key_alias", "user_api_key_team_id", "user_api_key_project_id",
+    "user_api_key_project_alias", "user_api_key_org_id", "user_api_key_user_id", "user_api_key_user_email",
+    "user_api_key_team_alias", "spend_logs_metadata", "requester_ip_address", "user_agent", "litellm_call_id",
+    "applied_guardrails", "mcp_tool_call_metadata", "vector_store_request_metadata", "routing_decision",
+    "status", "proxy_server_request", "error_information", "usage_object", "model_map_information",
+    "cold_storage_object_key", "litellm_overhead_time_ms", "attempted_retries", "max_retries",
+    "attempted_fallbacks", "original_model_group", "cost_breakdown", "guardrail_information", "batch_models",
+    # ... and those of relaygate's rows
+    "requester_metadata", "outcome", "stream"))
+"""The spend logs' metadata fields ``spend_logs_metadata_fields`` may name (LiteLLM refuses any other name)."""
+
+
+class MetadataFields:
+    """LiteLLM's ``general_settings.spend_logs_metadata_fields``: which keys of a spend row's ``metadata`` are
+    written, ``include`` only these or ``exclude`` these; ``status`` always."""
+
+    __slots__ = ("include", "exclude")
+
+    def __init__(self, include: frozenset[str] | None, exclude: frozenset[str] | None) -> None:
+        self.include = include
+        self.exclude = exclude
+
+    def keeps(self, name: str) -> bool:
+        if name == "status":
+            return True
+        if self.include is not None:
+            return name in self.include
+        return self.exclude is None or name not in self.exclude
+
+
+def metadata_fields(value: Any) -> MetadataFields | None:
+    """The checked setting (None: unset, every key written); ``ValueError`` naming what is wrong."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or set(value) - {"include", "exclude"} or \
+            (value.get("include") is None) == (value.get("exclude") is None):
+        raise ValueError("spend_logs_metadata_fields: set exactly one of 'include' or 'exclude', a list of metadata "
+                         "field names")
+    names = value.get("include") if value.get("include") is not None else value.get("exclude")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError("spend_logs_metadata_fields: expected a list of metadata field names")
+    unknown = sorted(set(names) - SPEND_METADATA_FIELDS)
+    if unknown:
+        raise ValueError(f"spend_logs_metadata_fields: {unknown} are not spend log metadata fields")
+    if value.get("exclude") is not None and "status" in names:
+        raise ValueError("spend_logs_metadata_fields: ['status'] is always kept and cannot be excluded")
+    found = frozenset(names)
+    return MetadataFields(found, None) if value.get("include") is not None else MetadataFields(None, found)

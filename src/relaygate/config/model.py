@@ -17,6 +17,7 @@ import msgspec
 from relaygate.config.cache import CacheSettings
 from relaygate.config.cost_settings import check_discounts, check_margins, check_stored
 from relaygate.config.key_policy import KeyPolicy
+from relaygate.config.litellm_general import metadata_fields
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.access import check_ui_access_mode, header_name, parse_allowed_ips, parse_required_fields
 
@@ -367,6 +368,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     (exact spend) and keeps the usage chunk from the client; true: the client gets it too; false: never asked
     (the spend of such a stream is estimated from its content)."""
     spend_report_frequency: str = "7d"
+    spend_logs_metadata_fields: dict[str, Any] | None = None
+    """LiteLLM's: ``{include: [...]}`` or ``{exclude: [...]}``, the keys of a spend row's ``metadata`` written
+    (``config.litellm_general.metadata_fields``; ``status`` always)."""
     disable_requester_ip_address_logging: bool = False
     """LiteLLM's: spend logs and exporters get no ``requester_ip_address`` (the client's address)."""
     user_api_key_cache_max_size: int | None = None
@@ -530,6 +534,7 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
             raise ValueError(f"budget_exceeded_status_code: expected an HTTP error status (400-599), got {code!r}")
         check_budget_calendar(self.timezone, self.budget_reset_time)
         check_discounts(self.cost_discount_config)
+        metadata_fields(self.spend_logs_metadata_fields)  # ValueError naming what is wrong
         if self.user_api_key_cache_max_size is not None and self.user_api_key_cache_max_size < 1:
             raise ValueError(f"user_api_key_cache_max_size: expected a whole number >= 1, got "
                              f"{self.user_api_key_cache_max_size}")

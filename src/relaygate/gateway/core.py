@@ -394,12 +394,13 @@ class Gateway:
         g = self.config.general
         if not self.config.server.spend_tracking or g.disable_spend_updates:
             return
+        from relaygate.config.litellm_general import metadata_fields
         from relaygate.sinks.spend import BATCH, SpendSink, parse_duration
 
         sink = self.spend_sink = SpendSink(
             store, store_prompts=g.store_prompts_in_spend_logs, on_event=self.metrics.count,
             log_rows=not g.disable_spend_logs, spacing=max(0.0, float(g.proxy_batch_write_at)),
-            owners_ttl=g.user_api_key_cache_ttl)
+            owners_ttl=g.user_api_key_cache_ttl, fields=metadata_fields(g.spend_logs_metadata_fields))
         self.completions.add_sink(sink, buffer=max(1, g.spend_logs_buffer), batch_size=BATCH)
         if g.maximum_spend_logs_retention_period and not g.disable_spend_logs:
             try:

@@ -32,6 +32,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from relaygate.auth import PrincipalKind
+from relaygate.config.litellm_general import MetadataFields, metadata_fields
 from relaygate.core.errors import GatewayError
 from relaygate.http.routes import RouteTable
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, forbidden, record, route
@@ -79,18 +80,25 @@ def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
 
 
-def _metadata(row: SpendLog) -> dict[str, Any]:
+def _metadata(row: SpendLog, fields: MetadataFields | None) -> dict[str, Any]:
     """LiteLLM's ``metadata`` of a spend row: the keys the sink leaves out because columns hold them
-    (``sinks.spend.spend_row``), then what the row stored."""
+    (``sinks.spend.spend_row``), then what the row stored; with ``spend_logs_metadata_fields`` only the keys
+    it keeps, as they would have been written."""
     stored = row.metadata if isinstance(row.metadata, dict) else {}
-    return {"user_api_key": row.api_key, "user_api_key_alias": row.key_alias, "user_api_key_team_id": row.team_id,
-            "user_api_key_user_id": row.user_id, "user_api_key_org_id": row.organization_id,
-            "spend_logs_metadata": None, "requester_metadata": None, "attempted_retries": 0,
-            "attempted_fallbacks": 0, "status": row.status, **stored}
+    out = {"user_api_key": row.api_key, "user_api_key_alias": row.key_alias, "user_api_key_team_id": row.team_id,
+           "user_api_key_user_id": row.user_id, "user_api_key_org_id": row.organization_id,
+           "spend_logs_metadata": None, "requester_metadata": None, "attempted_retries": 0,
+           "attempted_fallbacks": 0, "status": row.status, **stored}
+    return out if fields is None else {k: v for k, v in out.items() if fields.keeps(k)}
 
 
-def log_row(row: SpendLog) -> dict[str, Any]:
-    """A spend row in LiteLLM's ``LiteLLM_SpendLogs`` shape."""
+def logged_fields(ctx: Ctx) -> MetadataFields | None:
+    """The gateway's ``spend_logs_metadata_fields`` (what a shown row's ``metadata`` keeps)."""
+    return metadata_fields(ctx.gw.runtime.config.general.spend_logs_metadata_fields)
+
+
+def log_row(row: SpendLog, fields: MetadataFields | None = None) -> dict[str, Any]:
+    """A spend row in LiteLLM's ``LiteLLM_SpendLogs`` shape (``fields``: ``spend_logs_metadata_fields``)."""
     return {
         "request_id": row.request_id, "call_type": row.call_type, "api_key": row.api_key or "",
         "key_alias": row.key_alias, "spend": row.spend, "total_tokens": row.total_tokens,
@@ -98,7 +106,7 @@ def log_row(row: SpendLog) -> dict[str, Any]:
         "startTime": _iso(row.start_time), "endTime": _iso(row.end_time),
         "completionStartTime": _iso(row.completion_start_time), "model": row.model, "model_id": row.model_id,
         "model_group": row.model_group, "custom_llm_provider": row.custom_llm_provider, "api_base": "",
-        "user": row.user_id or "", "metadata": _metadata(row), "cache_hit": str(row.cache_hit),
+        "user": row.user_id or "", "metadata": _metadata(row, fields), "cache_hit": str(row.cache_hit),
         "cache_key": "", "request_tags": row.request_tags, "team_id": row.team_id,
         "organization_id": row.organization_id, "end_user": row.end_user or "",
         "requester_ip_address": row.requester_ip_address or "",
@@ -145,7 +153,8 @@ async def spend_logs(ctx: Ctx) -> Any:
         limit=limit, model=q.get("model") or None, status=status)
     if len(rows) == limit:  # LiteLLM's signal that older rows were left out (its /spend/logs/v2 pages them)
         ctx.answer_headers.append((b"x-litellm-spend-logs-truncated", b"true"))
-    return [log_row(r) for r in rows]
+    fields = logged_fields(ctx)
+    return [log_row(r, fields) for r in rows]
 
 
 LOGS_CAP = 10_000

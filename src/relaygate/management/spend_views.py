@@ -59,7 +59,7 @@ from relaygate.http.routes import RouteTable
 from relaygate.management.activity import midnight, own_scope, range_bounds
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, forbidden, route
 from relaygate.management.keys import token_of
-from relaygate.management.spend import log_row, own_logs, parse_date
+from relaygate.management.spend import log_row, logged_fields, own_logs, parse_date
 from relaygate.store import NotFound
 from relaygate.store.activity import Scope, daily_by_team, spend_by_tag, tag_names, top_groups
 from relaygate.store.spend import NANOS, count_spend_logs, read_spend_logs
@@ -269,7 +269,8 @@ async def paged_logs(ctx: Ctx) -> Any:
     total = await count_spend_logs(ctx.store, **filters)
     rows = await read_spend_logs(ctx.store, limit=size, offset=(page - 1) * size, order=f"{sort} {way.upper()}",
                                  **filters) if (page - 1) * size < total else []
-    return {"data": [log_row(r) for r in rows], "total": total, "page": page, "page_size": size,
+    fields = logged_fields(ctx)
+    return {"data": [log_row(r, fields) for r in rows], "total": total, "page": page, "page_size": size,
             "total_pages": -(-total // size)}
 
 
@@ -294,7 +295,7 @@ async def one_log(ctx: Ctx) -> Any:
     api_key, user_id = own_logs(ctx)
     rows = await read_spend_logs(ctx.store, limit=1, request_id=ctx.params["request_id"], api_key=api_key,
                                  user_id=user_id)
-    return log_row(rows[0]) if rows else None
+    return log_row(rows[0], logged_fields(ctx)) if rows else None
 
 
 __all__ = ["add_routes"]

@@ -48,6 +48,7 @@ from typing import Any
 
 import msgspec
 
+from relaygate.config.litellm_general import MetadataFields
 from relaygate.service_metrics import timed
 from relaygate.sinks import retention
 from relaygate.sinks.queue import OnEvent
@@ -120,7 +121,7 @@ _PLAIN_META = {(o, s): _encode({"outcome": o.value, "stream": s}).decode() for o
 
 
 def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None, key_tags: Sequence[str] = (),
-                 store_prompts: bool = False) -> tuple[Any, ...]:
+                 store_prompts: bool = False, fields: MetadataFields | None = None) -> tuple[Any, ...]:
     """The spend-log row of one record, as the ``dialect``'s driver takes it (``rg_spend_logs``'s columns in
     table order; what ``Table.row_encoder`` makes of :func:`spend_row`, built without the record in between:
     the sink turns every request into one, ~2 µs instead of ~12). Times are ISO text in both dialects (the
@@ -137,7 +138,8 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
     tags: Sequence[str] = list(dict.fromkeys(key_tags)) if len(key_tags) > 1 else key_tags
     if headed:
         tags = list(dict.fromkeys([*tags, *headed])) if tags else headed
-    meta_text = _PLAIN_META[(r.outcome, r.stream)] if ok and not r.retries and not r.fallbacks else None
+    meta_text = _PLAIN_META[(r.outcome, r.stream)] if ok and not r.retries and not r.fallbacks and fields is None \
+        else None
     messages_text = "[]"
     response_text = "{}"
     if extra is not None:
@@ -176,6 +178,8 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
                                              "error_code": str(r.status),
                                              "error_message": r.error_message, "llm_provider": r.provider,
                                              "traceback": ""}
+        if fields is not None:  # spend_logs_metadata_fields: only the keys it keeps are written
+            metadata = {k: v for k, v in metadata.items() if fields.keeps(k)}
         meta_text = _encode(metadata).decode()
     start = round(r.start_time * 1_000_000)
     stamp = _iso_time  # both dialects: PostgreSQL's rows go as one JSON text (store.spend.json_rows)
@@ -232,8 +236,10 @@ class SpendSink:
     def __init__(self, store: Store, *, store_prompts: bool = False, on_event: OnEvent | None = None,
                  backoff: float = 0.1, max_backoff: float = 5.0, max_attempts: int = 5,
                  log_interval: float = 60.0, spacing: float = 1.0, log_rows: bool = True,
-                 owners_ttl: float = 60.0) -> None:
+                 owners_ttl: float = 60.0, fields: MetadataFields | None = None) -> None:
         self.store = store
+        self.fields = fields
+        """``spend_logs_metadata_fields``: the metadata keys a row keeps (None: all)."""
         self.log_rows = log_rows
         """False with ``disable_spend_logs``: no rows, but the counters and entities' ``spend`` still move
         (as LiteLLM: budgets keep binding across restarts)."""
@@ -326,7 +332,8 @@ class SpendSink:
             org, tags = by_key.get(r.key_hash, (None, [])) if r.key_hash else (None, [])
             if org is None and r.team_id:
                 org = by_team.get(r.team_id)
-            out.append(spend_values(r, dialect, org_id=org, key_tags=tags, store_prompts=self.store_prompts))
+            out.append(spend_values(r, dialect, org_id=org, key_tags=tags, store_prompts=self.store_prompts,
+                                    fields=self.fields))
         return out
 
     def hurry(self) -> None:
