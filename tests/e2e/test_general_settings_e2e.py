@@ -6,6 +6,7 @@ upstream of ``tests.files``, and ``cancel_on_disconnect`` and ``disable_reset_bu
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -190,61 +191,53 @@ general_settings:
         assert r.status_code >= 500  # hidden, still routed
 
 
-def test_requester_ip_address_in_the_spend_logs(tmp_path: Path) -> None:
-    """LiteLLM's ``requester_ip_address``: the client's address in each spend log row (with
-    ``use_x_forwarded_for``, the last ``X-Forwarded-For`` hop, the one the proxy in front wrote; the hops before it
-    are the client's say), and nothing with ``disable_requester_ip_address_logging: true``."""
+def _logged(tmp_path: Path, db: str, settings: str, **create: Any) -> dict[str, Any]:
+    """The spend row of one chat completion (the openai SDK, ``create``'s extra arguments) through a gateway
+    with ``settings`` (lines of ``general_settings``) and a SQLite store named ``db``."""
     from tests.e2e.openai_echo import spend_row
 
-    for settings, headers, expected in (
-            ("", {}, "127.0.0.1"),
-            ("  use_x_forwarded_for: true\n", {"X-Forwarded-For": "6.6.6.6, 203.0.113.9"}, "203.0.113.9"),
-            ("  disable_requester_ip_address_logging: true\n", {}, "")):
-        config = f"""
+    config = f"""
 model_list:
   - model_name: m
     litellm_params: {{model: mock/echo}}
 general_settings:
   master_key: {MASTER}
-  database_url: sqlite:///{tmp_path / f"ip{len(expected)}.db"}
+  database_url: sqlite:///{tmp_path / db}
 {settings}"""
-        with start_gateway(config) as gw, \
-                openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=30) as client:
-            r = client.chat.completions.with_raw_response.create(
-                model="m", messages=[{"role": "user", "content": "hi"}], extra_headers=headers)
-            row = spend_row(gw.url, MASTER, r.headers["x-litellm-call-id"])
-            assert row and row["requester_ip_address"] == expected, (settings, row)
+    with start_gateway(config) as gw, \
+            openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=30) as client:
+        r = client.chat.completions.with_raw_response.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], **create)
+        return spend_row(gw.url, MASTER, r.headers["x-litellm-call-id"])
+
+
+def test_requester_ip_address_in_the_spend_logs(tmp_path: Path) -> None:
+    """LiteLLM's ``requester_ip_address``: the client's address in each spend log row (with
+    ``use_x_forwarded_for``, the last ``X-Forwarded-For`` hop, the one the proxy in front wrote; the hops before it
+    are the client's say), and nothing with ``disable_requester_ip_address_logging: true``."""
+    for n, (settings, headers, expected) in enumerate((
+            ("", {}, "127.0.0.1"),
+            ("  use_x_forwarded_for: true\n", {"X-Forwarded-For": "6.6.6.6, 203.0.113.9"}, "203.0.113.9"),
+            ("  disable_requester_ip_address_logging: true\n", {}, ""))):
+        row = _logged(tmp_path, f"ip{n}.db", settings, extra_headers=headers)
+        assert row and row["requester_ip_address"] == expected, (settings, row)
 
 
 def test_spend_logs_metadata_fields(tmp_path: Path) -> None:
     """``spend_logs_metadata_fields``: ``include`` writes only those keys of a spend row's ``metadata`` (and
     ``status``, always), ``exclude`` all but those; what ``/spend/logs`` shows follows it; a name that is not a
     metadata field, or excluding ``status``, stops the start."""
-    from tests.e2e.openai_echo import spend_row
-
-    for rule, kept in (("{include: [spend_logs_metadata]}", {"status", "spend_logs_metadata"}),
-                       ("{exclude: [requester_metadata, user_api_key_alias]}", None)):
-        config = f"""
-model_list:
-  - model_name: m
-    litellm_params: {{model: mock/echo}}
-general_settings:
-  master_key: {MASTER}
-  database_url: sqlite:///{tmp_path / f"meta{len(rule)}.db"}
-  spend_logs_metadata_fields: {rule}
-"""
-        with start_gateway(config) as gw, \
-                openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=30) as client:
-            r = client.chat.completions.with_raw_response.create(
-                model="m", messages=[{"role": "user", "content": "hi"}], extra_body={"metadata": {"app": "billing"}},
-                extra_headers={"x-litellm-spend-logs-metadata": '{"cost_center": "42"}'})
-            meta = spend_row(gw.url, MASTER, r.headers["x-litellm-call-id"])["metadata"]
-            assert meta["spend_logs_metadata"] == {"cost_center": "42"} and meta["status"] == "success"
-            if kept is not None:
-                assert set(meta) == kept, meta
-            else:
-                assert "requester_metadata" not in meta and "user_api_key_alias" not in meta
-                assert "user_api_key" in meta and "attempted_retries" in meta
+    for n, (rule, kept) in enumerate((("{include: [spend_logs_metadata]}", {"status", "spend_logs_metadata"}),
+                                      ("{exclude: [requester_metadata, user_api_key_alias]}", None))):
+        meta = _logged(tmp_path, f"meta{n}.db", f"  spend_logs_metadata_fields: {rule}\n",
+                       extra_body={"metadata": {"app": "billing"}},
+                       extra_headers={"x-litellm-spend-logs-metadata": '{"cost_center": "42"}'})["metadata"]
+        assert meta["spend_logs_metadata"] == {"cost_center": "42"} and meta["status"] == "success"
+        if kept is not None:
+            assert set(meta) == kept, meta
+        else:
+            assert "requester_metadata" not in meta and "user_api_key_alias" not in meta
+            assert "user_api_key" in meta and "attempted_retries" in meta
 
 
 def test_spend_logs_metadata_fields_are_checked() -> None:
