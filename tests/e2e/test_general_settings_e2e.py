@@ -152,9 +152,9 @@ general_settings:
 
 
 def test_model_list_healthy_only_and_return_wildcard_routes() -> None:
-    """``model_list_healthy_only: true``: ``/v1/models`` hides a model group whose every deployment failed its
-    last background health check (still callable: a 502 from its dead upstream); ``return_wildcard_routes: true``
-    lists ``openai/*`` unless the request says ``return_wildcard_routes=false``."""
+    """``model_list_healthy_only: true``: ``/v1/models`` and ``/v1/model/info`` hide a model group whose every
+    deployment failed its last background health check (still callable: a 502 from its dead upstream);
+    ``return_wildcard_routes: true`` lists ``openai/*`` unless the request says ``return_wildcard_routes=false``."""
     import socket
     import time
 
@@ -187,6 +187,9 @@ general_settings:
             time.sleep(0.1)
         assert ids() == ["alive", "openai/*"]
         assert ids("?return_wildcard_routes=false") == ["alive"]
+        info = c.get("/v1/model/info")  # the model info list hides it too
+        assert info.status_code == 200 and "dead" not in {m["model_name"] for m in info.json()["data"]}, info.text
+        assert "alive" in {m["model_name"] for m in info.json()["data"]}
         r = c.post("/v1/chat/completions", json={"model": "dead", "messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code >= 500  # hidden, still routed
 

@@ -96,6 +96,23 @@ def book_of(gw: Any) -> HealthBook:
     return book
 
 
+def healthy_groups(gw: Gateway, names: list[str]) -> list[str]:
+    """``names`` without the model groups whose every deployment failed its last health check (LiteLLM's
+    ``healthy_only`` / ``model_list_healthy_only``: presentation only, a hidden group stays callable, and a group
+    with a deployment never checked is shown: without background health checks nothing is hidden)."""
+    last = book_of(gw).last
+    groups = gw.runtime.router.groups
+
+    def down(name: str) -> bool:
+        group = groups.get(name)
+        if group is None or not group.targets:
+            return False
+        results = [last.get(t.dep.id) for t in group.targets]
+        return all(r is not None and not r.ok for r in results)
+
+    return [n for n in names if not down(n)]
+
+
 # -- checks ---------------------------------------------------------------------------------------------
 
 

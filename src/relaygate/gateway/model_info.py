@@ -52,7 +52,7 @@ from relaygate.config.model import Deployment
 from relaygate.core import tokens
 from relaygate.core.errors import BadRequest
 from relaygate.core.views import controls, decode_view
-from relaygate.gateway.health_view import book_of
+from relaygate.gateway.health_view import book_of, healthy_groups
 from relaygate.gateway.ops import principal, query
 from relaygate.http.body import read_body
 from relaygate.http.respond import send_json
@@ -118,9 +118,16 @@ def _entry(dep: Deployment) -> dict[str, Any]:
 
 
 async def model_info(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
-    """Every visible deployment (``?litellm_model_id=`` selects one)."""
-    wanted = query(scope).get("litellm_model_id")
-    data = [_entry(d) for d in await _visible(gw, scope) if wanted is None or d.id == wanted]
+    """Every visible deployment (``?litellm_model_id=`` selects one); with ``healthy_only=true`` or
+    ``model_list_healthy_only``, none of a group whose every deployment failed its last health check."""
+    q = query(scope)
+    wanted = q.get("litellm_model_id")
+    deps = [d for d in await _visible(gw, scope) if wanted is None or d.id == wanted]
+    if q.get("healthy_only", "").strip().lower() in ("1", "true", "yes", "on") or \
+            gw.runtime.config.general.model_list_healthy_only:
+        shown = set(healthy_groups(gw, list(dict.fromkeys(d.model_name for d in deps))))
+        deps = [d for d in deps if d.model_name in shown]
+    data = [_entry(d) for d in deps]
     await send_json(send, 200, orjson.dumps({"data": data}))
 
 

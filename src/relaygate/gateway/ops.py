@@ -28,7 +28,7 @@ from relaygate.config.loader import ConfigError
 from relaygate.core import errors
 from relaygate.gateway.config_view import add_routes as add_config_view_routes
 from relaygate.gateway.health_view import add_routes as add_health_view_routes
-from relaygate.gateway.health_view import book_of, check_deployments
+from relaygate.gateway.health_view import check_deployments, healthy_groups
 from relaygate.http.respond import send_json
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
@@ -80,23 +80,6 @@ def _flag(q: dict[str, str], name: str) -> bool:
     return q.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def healthy(gw: Gateway, names: list[str]) -> list[str]:
-    """``names`` without the model groups whose every deployment failed its last health check (LiteLLM's
-    ``healthy_only`` / ``model_list_healthy_only``: presentation only, a hidden group stays callable, and a group
-    with a deployment never checked is shown: without background health checks nothing is hidden)."""
-    last = book_of(gw).last
-    groups = gw.runtime.router.groups
-
-    def down(name: str) -> bool:
-        group = groups.get(name)
-        if group is None or not group.targets:
-            return False
-        results = [last.get(t.dep.id) for t in group.targets]
-        return all(r is not None and not r.ok for r in results)
-
-    return [n for n in names if not down(n)]
-
-
 def _fallbacks(gw: Gateway, model: str, kind: str) -> list[str]:
     r = gw.runtime.config.router
     table = {"general": r.fallbacks, "context_window": r.context_window_fallbacks,
@@ -119,7 +102,7 @@ async def models(gw: Gateway, scope: Scope, receive: Receive, send: Send, params
         names = granted
     else:
         if _flag(q, "healthy_only") or rt.config.general.model_list_healthy_only:
-            names = healthy(gw, names)
+            names = healthy_groups(gw, names)
         wild = [d for d in rt.config.deployments if d.is_wildcard and (key is None or key.allows(d.model_name))]
         if _flag(q, "return_wildcard_routes") if "return_wildcard_routes" in q else \
                 rt.config.general.return_wildcard_routes:  # the request's choice, else LiteLLM's setting
