@@ -429,16 +429,22 @@ def test_soft_budget_logs_once_and_never_blocks(db_url: str, caplog: pytest.LogC
     assert len([r for r in caplog.records if "soft budget crossed" in r.getMessage()]) == 1
 
 
+async def _spent_period(gw: Any, key: str, seconds: int) -> datetime:
+    """A key whose budget period of ``seconds`` ends then, spent by two requests (the third refused); the end."""
+    end = datetime.now(UTC) + timedelta(seconds=seconds)
+    await gw.store.create_key(Key(token=token(key), max_budget=BUDGET, budget_duration=f"{seconds}s",
+                                  budget_reset_at=end))
+    await gw.budgets.refresh()
+    assert (await ask(gw, key)).status == 200
+    assert (await ask(gw, key)).status == 200
+    refused(await ask(gw, key), "Budget has been exceeded!")
+    return end
+
+
 def test_period_resets_at_its_boundary_and_is_written_back(db_url: str) -> None:
     async def main() -> None:
         async with upstream() as up, gateway(db_url, up, general_settings={"user_api_key_cache_ttl": 0.5}) as gw:
-            first_end = datetime.now(UTC) + timedelta(seconds=2)
-            await gw.store.create_key(Key(token=token("sk-r"), max_budget=BUDGET, budget_duration="2s",
-                                          budget_reset_at=first_end))
-            await gw.budgets.refresh()
-            assert (await ask(gw, "sk-r")).status == 200
-            assert (await ask(gw, "sk-r")).status == 200
-            refused(await ask(gw, "sk-r"), "Budget has been exceeded!")
+            first_end = await _spent_period(gw, "sk-r", 2)
             deadline = time.monotonic() + 15
             while (r := await ask(gw, "sk-r")).status != 200:  # the next period starts at the boundary
                 assert r.status == 422 and time.monotonic() < deadline
@@ -462,13 +468,7 @@ def test_disable_reset_budget_keeps_the_period(db_url: str) -> None:
         settings = {"user_api_key_cache_ttl": 0.5, "disable_reset_budget": True}
         async with upstream() as up, gateway(db_url, up, general_settings=settings) as gw:
             assert gw.budgets.resets is False
-            end = datetime.now(UTC) + timedelta(seconds=1)
-            await gw.store.create_key(Key(token=token("sk-k"), max_budget=BUDGET, budget_duration="1s",
-                                          budget_reset_at=end))
-            await gw.budgets.refresh()
-            assert (await ask(gw, "sk-k")).status == 200
-            assert (await ask(gw, "sk-k")).status == 200
-            refused(await ask(gw, "sk-k"), "Budget has been exceeded!")
+            end = await _spent_period(gw, "sk-k", 1)
             await asyncio.sleep(2.5)  # past the boundary: still refused, nothing written back
             refused(await ask(gw, "sk-k"), "Budget has been exceeded!")
             row = await gw.store.get_key(token("sk-k"))
