@@ -38,7 +38,6 @@ from typing import Any
 import httpx
 
 from relaygate.core.urls import public_base
-from relaygate.logs import escape_controls
 from relaygate.observe.alert_rules import clean
 from relaygate.observe.fallback_reports import FallbackSource, fallback_text
 from relaygate.store import Store
@@ -156,8 +155,9 @@ async def send_due(store: Store, alerter: Any, days: int, now: datetime | None =
             try:
                 lines = await fallbacks.lines(now)
             except (httpx.HTTPError, ValueError, TypeError, AttributeError, IndexError) as exc:
-                log.warning("fallback report not sent (Prometheus at %s): %s: %s", fallbacks.url,
-                            type(exc).__name__, escape_controls(str(exc)[:300]))
+                status = f" {exc.response.status_code}" if isinstance(exc, httpx.HTTPStatusError) else ""
+                log.warning("fallback report not sent (Prometheus at %s): %s%s", public_base(fallbacks.url),
+                            type(exc).__name__, status)  # no message: an httpx error names the URL, credentials too
             else:
                 if lines:
                     alerter.report(fallback_text(lines), "fallback_reports")
