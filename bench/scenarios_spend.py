@@ -52,6 +52,8 @@ Issue 13's speed bar, measured side by side:
 - **on-noua** (``--modes off,on,on-noua``): ``on`` with ``disable_add_user_agent_to_request_tags: true`` (the
   load generator's ``User-Agent`` is otherwise a tag on every row, as LiteLLM adds it); against ``on``, what
   LiteLLM's user-agent tags cost.
+- **on-prompts** (``--modes off,on,on-prompts``): ``on`` with ``store_prompts_in_spend_logs: true``; against
+  ``on``, what keeping each request's body and answer in its row costs.
 - **where the CPU goes**: each run lists the gateway's threads that spent at least 1 µs a request
   (``threads_us_per_req``: the event loop's, Granian's, the SQLite connections').
 - **sink check**: after the runs, the on gateway's spend rows in the database against the requests it
@@ -117,8 +119,9 @@ MODES: dict[str, tuple[bool, bool, bool]] = {
     "on-nowrite": (True, True, True),
     "on-adjusted": (True, True, True),
     "on-noua": (True, True, True),
+    "on-prompts": (True, True, True),
 }
-_GENERAL_EXTRA = {"on-batch10": "  proxy_batch_write_at: 10\n"}
+_GENERAL_EXTRA = {"on-batch10": "  proxy_batch_write_at: 10\n", "on-prompts": "  store_prompts_in_spend_logs: true\n"}
 _LITELLM_EXTRA = {"on-adjusted": "litellm_settings:\n  cost_discount_config: {openai: 0.1}\n"
                                  "  cost_margin_config: {global: {percentage: 0.05, fixed_amount: 0.0001}}\n",
                   "on-noua": "litellm_settings:\n  disable_add_user_agent_to_request_tags: true\n"}
@@ -127,7 +130,8 @@ _LITELLM_EXTRA = {"on-adjusted": "litellm_settings:\n  cost_discount_config: {op
 ``User-Agent`` request tags (``disable_add_user_agent_to_request_tags``: the load generator's user agent is
 otherwise one more tag on every row), so ``on`` against it is what they cost."""
 """Modes that differ from another only in ``general_settings``: ``on-batch10`` is ``on`` with LiteLLM's
-default spend write interval (10 s) instead of relaygate's (1 s)."""
+default spend write interval (10 s) instead of relaygate's (1 s); ``on-prompts`` is ``on`` with
+``store_prompts_in_spend_logs`` (every row keeps the request body and the answer: ``sinks.prompts``)."""
 _STUBS = {"on-nowrite": REPO_ROOT / "bench" / "stubs" / "nowrite"}
 """Modes whose gateway starts with a ``sitecustomize`` of the bench first on its path: ``on-nowrite`` is ``on``
 with the spend write itself replaced by a no-op (``bench/stubs/nowrite``), so ``on`` against it is what the

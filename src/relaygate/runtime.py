@@ -43,9 +43,9 @@ check's common case then costs no coroutine."""
 class Runtime:
     __slots__ = ("config", "generation", "router", "principals", "max_body", "body_limits", "keepalive",
                  "watch_unary", "allow_private_media", "before_route", "answer_headers", "prices", "cache", "observer",
-                 "ensure_targets", "max_parallel", "user_header", "forward_headers", "forward_org", "track_end_users",
-                 "model_override", "track_remaining", "_timeouts", "ua_tags", "tag_headers", "forward_groups",
-                 "key_metadata", "check_schemas", "stream_usage", "requester_ip")
+                 "store_prompts", "key_observer", "ensure_targets", "max_parallel", "user_header", "forward_headers",
+                 "forward_org", "track_end_users", "model_override", "track_remaining", "_timeouts", "ua_tags",
+                 "tag_headers", "forward_groups", "key_metadata", "check_schemas", "stream_usage", "requester_ip")
 
     def __init__(self, config: Config, router: Router, principals: PrincipalResolver, generation: int = 0,
                  before_route: tuple[BeforeRoute, ...] = (), metrics: Any = None) -> None:
@@ -103,9 +103,16 @@ class Runtime:
         self.track_remaining = prometheus_enabled(config)
         """The answering upstream's remaining requests and tokens go into each completion record (for
         LiteLLM's ``litellm_remaining_*_metric``): only with Prometheus on."""
-        self.observer = Observer.of(config.observe)
-        """Whether (and how) every exchange records a Detail for exporters (``observe.capture``); ``None``
-        (no exporter needs one): the pipeline captures only for keys with their own logging targets."""
+        self.store_prompts = (g.store_prompts_in_spend_logs and not g.disable_spend_logs and not g.disable_spend_updates
+                              and config.server.spend_tracking)
+        """Spend-log rows keep the request and the answer (``sinks.prompts``): every exchange is captured."""
+        self.observer = Observer.of(config.observe, prompts=self.store_prompts)
+        """Whether (and how) every exchange records a Detail for exporters or the spend logs
+        (``observe.capture``); ``None`` (nothing needs one): the pipeline captures only for keys with their own
+        logging targets, through :attr:`key_observer`."""
+        self.key_observer = Observer(config.observe) if config.observe is not None else None
+        """The observer of an exchange captured only for its key's logging targets (the config's
+        ``turn_off_message_logging`` holds for them too); ``None``: nothing configured."""
         self.ensure_targets: Callable[[Any], None] | None = None
         """Makes sure a key's own logging targets have a sink (``observe.Exporters.ensure_targets``; set by the
         gateway on every snapshot)."""

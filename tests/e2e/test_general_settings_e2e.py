@@ -250,3 +250,69 @@ def test_spend_logs_metadata_fields_are_checked() -> None:
                 {"include": "status"}):
         with pytest.raises(ConfigError, match="spend_logs_metadata_fields"):
             from_litellm({"model_list": [], "general_settings": {"spend_logs_metadata_fields": bad}}, "<t>")
+
+
+def test_store_prompts_in_spend_logs(tmp_path: Path) -> None:
+    """``store_prompts_in_spend_logs``: each row's ``proxy_server_request`` is the request body and its
+    ``response`` the answer (a stream's assembled into its ``chat.completion``); a request asking for redaction
+    stores its messages redacted and no answer; a key whose metadata opts out stores neither; with
+    ``spend_logs_prompt_storage: latest_turn``, only the model and the last user message."""
+    from tests.e2e.openai_echo import spend_row
+
+    def config(extra: str) -> str:
+        return f"""
+model_list:
+  - model_name: m
+    litellm_params: {{model: mock/echo}}
+general_settings:
+  master_key: {MASTER}
+  database_url: sqlite:///{tmp_path / f"prompts{len(extra)}.db"}
+  store_prompts_in_spend_logs: true
+{extra}"""
+
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]
+    with start_gateway(config("")) as gw, \
+            openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=30) as client:
+        r = client.chat.completions.with_raw_response.create(model="m", messages=messages, temperature=0.5)
+        answer = r.parse()
+        row = spend_row(gw.url, MASTER, r.headers["x-litellm-call-id"])
+        assert row["proxy_server_request"] == {"model": "m", "messages": messages, "temperature": 0.5}, row
+        assert row["response"]["id"] == answer.id and row["response"]["choices"][0]["message"]["content"] == \
+            answer.choices[0].message.content and row["messages"] == []
+
+        with client.chat.completions.with_streaming_response.create(model="m", messages=messages,
+                                                                     stream=True) as s:
+            call_id = s.headers["x-litellm-call-id"]
+            text = "".join(c.choices[0].delta.content or "" for c in s.parse() if c.choices)
+        row = spend_row(gw.url, MASTER, call_id)
+        assert row["proxy_server_request"]["stream"] is True
+        assert row["response"]["object"] == "chat.completion" and text
+        assert row["response"]["choices"][0]["message"]["content"] == text
+
+        r = client.chat.completions.with_raw_response.create(
+            model="m", messages=messages, extra_headers={"x-litellm-enable-message-redaction": "true"})
+        row = spend_row(gw.url, MASTER, r.headers["x-litellm-call-id"])
+        assert row["proxy_server_request"]["messages"] == [{"role": "user", "content": "redacted-by-litellm"}]
+        assert "hello" not in str(row["proxy_server_request"]) and row["response"] == {}
+
+        key = httpx.post(f"{gw.url}/key/generate", headers=AUTH, timeout=10,
+                         json={"metadata": {"store_prompts_in_spend_logs": False}}).json()["key"]
+        with openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0, timeout=30) as own:
+            r = own.chat.completions.with_raw_response.create(model="m", messages=messages)
+        row = spend_row(gw.url, MASTER, r.headers["x-litellm-call-id"])
+        assert row and row["proxy_server_request"] == {} and row["response"] == {}
+
+    with start_gateway(config("  spend_logs_prompt_storage: latest_turn\n")) as gw, \
+            openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=30) as client:
+        r = client.chat.completions.with_raw_response.create(model="m", messages=messages)
+        row = spend_row(gw.url, MASTER, r.headers["x-litellm-call-id"])
+        assert row["proxy_server_request"] == {"model": "m", "messages": [{"role": "user", "content": "hello there"}]}
+        assert row["response"]["choices"][0]["message"]["content"]
+
+
+def test_spend_logs_prompt_storage_is_checked() -> None:
+    """An unknown ``spend_logs_prompt_storage`` stops the start (LiteLLM's setting takes only ``latest_turn``)."""
+    from relaygate.config import ConfigError
+
+    with pytest.raises(ConfigError, match="spend_logs_prompt_storage"):
+        load_config("c.yaml", b"model_list: []\ngeneral_settings:\n  spend_logs_prompt_storage: everything\n")

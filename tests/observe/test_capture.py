@@ -335,3 +335,24 @@ def test_messages_and_responses_streams_are_assembled(path: str, body: dict[str,
                 assert texts == ["hello"]
 
         asyncio.run(main())
+
+
+def test_global_redaction_holds_for_a_keys_own_targets() -> None:
+    """``turn_off_message_logging`` with no configured callback still holds for what a key's own logging targets
+    get (their capture's observer is the config's, not a blank one), and for the spend logs' stored prompts."""
+    from relaygate.observe.capture import Capture
+    from relaygate.pipeline.exchange import Exchange
+
+    models = [{"model_name": "m", "litellm_params": {"model": "openai/gpt-4o", "api_key": "k"}}]
+    cfg = from_litellm({"model_list": models, "litellm_settings": {"turn_off_message_logging": True}}, "<test>")
+    rt = Gateway(cfg).runtime
+    assert rt.observer is None and rt.key_observer is not None and rt.key_observer.redact
+    ex = Exchange.__new__(Exchange)
+    ex.body, ex.control, ex.stream, ex.route = b'{"model": "m", "messages": []}', None, False, "chat"
+    cap = Capture(rt.key_observer, ex, [], [LoggingTarget("langfuse", "success", {})], False)
+    assert cap.exports and cap.detail.redacted and cap.detail.input is None
+    plain = from_litellm({"model_list": models, "general_settings": {"store_prompts_in_spend_logs": True}}, "<t>")
+    rt = Gateway(plain).runtime
+    assert rt.store_prompts and rt.observer is not None and rt.observer.prompts and not rt.observer.exports
+    cap = Capture(rt.observer, ex, [], None, False)  # the spend logs' capture: the bytes, nothing decoded, no ids
+    assert not cap.exports and cap.body == ex.body and cap.detail.input is None and cap.detail.trace_id == ""

@@ -8,7 +8,7 @@ import time
 
 from relaygate.metrics import Metrics
 from relaygate.sinks import retention
-from relaygate.sinks.retention import CleanupMetrics
+from relaygate.sinks.retention import Bounds, CleanupMetrics, bounds
 from relaygate.sinks.spend import SpendSink
 from relaygate.store import Store, open_store
 from relaygate.store.spend import read_spend_logs
@@ -46,7 +46,7 @@ def test_a_run_deletes_expired_rows_in_batches_oldest_first(db_url: str) -> None
         before = await _totals(store)
         m = CleanupMetrics()
         heard: list[int] = []
-        assert await retention.run(store, 30 * DAY, m, heard.append, batch=5, pause=0.0) == "completed"
+        assert await retention.run(store, 30 * DAY, m, heard.append, limits=Bounds(batch=5), pause=0.0) == "completed"
         assert heard == [5, 5, 2]
         assert len(await read_spend_logs(store)) == 3
         assert await _totals(store) == before  # retention removes log rows, never spend
@@ -59,14 +59,76 @@ def test_a_run_stops_at_its_budget_and_the_next_one_goes_on(db_url: str) -> None
     async def body(store: Store) -> None:
         await _fill(store, 12, 0)
         m = CleanupMetrics()
-        assert await retention.run(store, 30 * DAY, m, batch=4, pause=0.0, budget=0.0) == "budget_exhausted"
+        assert await retention.run(store, 30 * DAY, m, limits=Bounds(batch=4, budget=0.0), pause=0.0) == "budget_exhausted"
         assert (m.deleted, m.remaining) == (4, 8)
         ids = {r.request_id for r in await read_spend_logs(store)}
         assert ids == {f"call-{i}" for i in range(8)}  # the four oldest (call-8 .. call-11) went first
-        assert await retention.run(store, 30 * DAY, m, batch=4, pause=0.0) == "completed"
+        assert await retention.run(store, 30 * DAY, m, limits=Bounds(batch=4), pause=0.0) == "completed"
         assert (m.deleted, m.remaining, m.runs) == (12, 0, {"budget_exhausted": 1, "completed": 1})
 
     run(db_url, body)
+
+
+def test_a_run_stops_at_its_batch_cap(db_url: str) -> None:
+    """``maximum_spend_logs_cleanup_max_batches``: a run deletes that many batches at most (LiteLLM's outcome
+    ``batch_cap_reached``), the next goes on."""
+    async def body(store: Store) -> None:
+        await _fill(store, 10, 0)
+        m = CleanupMetrics()
+        assert await retention.run(store, 30 * DAY, m, limits=Bounds(batch=3, max_batches=2), pause=0.0) == \
+            "batch_cap_reached"
+        assert (m.deleted, m.remaining) == (6, 4)
+        assert await retention.run(store, 30 * DAY, m, limits=Bounds(batch=3, max_batches=2), pause=0.0) == \
+            "completed"
+        assert (m.deleted, m.runs) == (10, {"batch_cap_reached": 1, "completed": 1})
+
+    run(db_url, body)
+
+
+def test_a_batch_behind_a_lock_gives_up_on_postgresql(db_url: str) -> None:
+    """``maximum_spend_logs_cleanup_batch_timeout``: on PostgreSQL each batch runs with that
+    ``statement_timeout`` and ``lock_timeout``, so a batch waiting on another transaction's lock fails (counted)
+    instead of holding its connection; failures in a row end the run, which does not hang."""
+    import asyncpg
+
+    if not db_url.startswith("postgres"):
+        return  # SQLite has one writer and its busy timeout: the batch's size bounds it
+
+    async def main() -> None:
+        store = await open_store(db_url)
+        other = await asyncpg.connect(db_url)
+        try:
+            await _fill(store, 5, 0)
+            tx = other.transaction()
+            await tx.start()
+            await other.execute("LOCK TABLE rg_spend_logs IN ACCESS EXCLUSIVE MODE")
+            m = CleanupMetrics()
+            t0 = time.monotonic()
+            outcome = await asyncio.wait_for(
+                retention.run(store, 30 * DAY, m, limits=Bounds(batch_timeout=0.2), backoff=0.0), 20)
+            assert outcome == "aborted" and m.failures == retention.MAX_FAILURES and m.deleted == 0
+            assert time.monotonic() - t0 < 10
+            await tx.rollback()
+            assert await retention.run(store, 30 * DAY, m, pause=0.0) == "completed" and m.deleted == 5
+        finally:
+            await other.close()
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_bounds_from_general_settings() -> None:
+    """LiteLLM's knobs, numbers or durations; a value that is not positive keeps the default (logged)."""
+    from types import SimpleNamespace
+
+    assert bounds(SimpleNamespace()) == Bounds(retention.BATCH, retention.MAX_BATCHES, retention.BUDGET,
+                                               retention.BATCH_TIMEOUT)
+    given = SimpleNamespace(maximum_spend_logs_cleanup_batch_size=1000, maximum_spend_logs_cleanup_max_batches="20",
+                            maximum_spend_logs_cleanup_run_budget="5m", maximum_spend_logs_cleanup_batch_timeout=12)
+    assert bounds(given) == Bounds(1000, 20, 300.0, 12.0)
+    wrong = SimpleNamespace(maximum_spend_logs_cleanup_batch_size=0, maximum_spend_logs_cleanup_max_batches="many",
+                            maximum_spend_logs_cleanup_run_budget="inf", maximum_spend_logs_cleanup_batch_timeout=True)
+    assert bounds(wrong) == Bounds()
 
 
 def test_a_failing_database_ends_the_run_aborted(db_url: str) -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from relaygate.sinks import CompletionQueue
+from relaygate.sinks.prompts import Prompts
 from relaygate.sinks.spend import SpendSink, parse_duration, spend_row, spend_values
 from relaygate.store import Customer, Key, Organization, Store, Team, TeamMember, User, open_store, tables
 from relaygate.store.spend import delete_spend_logs_before, nanos, read_spend_logs
@@ -132,8 +133,9 @@ def test_spend_values_are_what_the_table_encoder_writes() -> None:
     """The sink's direct row builder gives, for both dialects, exactly the values the generic encoder makes
     of the same row as a record (times, JSON text, booleans, metadata of failures, retries and tags)."""
     records = mixed(2_000)
-    records[3].extra = {"tags": ["a", "b"], "metadata": {"spend_logs_metadata": {"app": "a"}}, "messages": "hi",
-                        "response": "yo"}
+    records[3].extra = {"tags": ["a", "b"], "metadata": {"spend_logs_metadata": {"app": "a"}},
+                        "prompts": Prompts({"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+                                           {"id": "x", "choices": []}, False, "chat")}
     for dialect in ("sqlite", "postgres"):
         encode = tables.SPEND_LOGS.row_encoder(dialect)
         times = [i for i, c in enumerate(tables.SPEND_LOGS.columns) if c.endswith("_time")]
@@ -150,12 +152,17 @@ def test_spend_values_are_what_the_table_encoder_writes() -> None:
 
 
 def test_spend_row_store_prompts() -> None:
+    """The request body and the answer go into LiteLLM's ``proxy_server_request`` and ``response`` columns
+    only with ``store_prompts``; ``messages`` stays empty, as LiteLLM's outside realtime calls."""
     r = record(1, cost=1e-3)
-    r.extra = {"messages": [{"role": "user", "content": "hi"}], "response": {"id": "x"},
-               "metadata": {"spend_logs_metadata": {"app": "a"}}}
-    assert spend_row(r).messages == [] and spend_row(r).metadata["spend_logs_metadata"] == {"app": "a"}
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "api_key": "sk-live-123"}
+    r.extra = {"prompts": Prompts(body, {"id": "x"}, False, "chat"), "metadata": {"spend_logs_metadata": {"app": "a"}}}
+    plain = spend_row(r)
+    assert plain.proxy_server_request == {} and plain.response == {} and plain.messages == []
+    assert plain.metadata["spend_logs_metadata"] == {"app": "a"}
     kept = spend_row(r, store_prompts=True)
-    assert kept.messages == [{"role": "user", "content": "hi"}] and kept.response == {"id": "x"}
+    assert kept.proxy_server_request == {**body, "api_key": "redacted-by-litellm"} and kept.response == {"id": "x"}
+    assert kept.messages == []
 
 
 def test_sqlite_locked_buffers_up_to_the_bound_then_writes(tmp_path: Path) -> None:
@@ -445,13 +452,14 @@ def test_a_large_batch_goes_in_parts_and_a_resent_one_counts_once(db_url: str, m
         await _entities(store)
         recs = [record(i, cost=0.01, key=f"k{i % 20}") for i in range(60)]
         for i, r in enumerate(recs):
-            r.extra = {"messages": [{"role": "user", "content": "x" * (i * 97)}], "response": "y" * 300}
-        sink = SpendSink(store, store_prompts=True, spacing=0.0)
+            r.extra = {"prompts": Prompts({"messages": [{"role": "user", "content": "x" * (i * 97)}]}, "y" * 300,
+                                          False, "chat")}
+        sink = SpendSink(store, store_prompts=True, spacing=0.0, prompt_limit=10_000)
         await sink.handle(recs)
         await sink.handle(recs[10:40])  # the same rows again: nothing twice
         rows = {r.request_id: r for r in await read_spend_logs(store, limit=1000)}
         assert len(rows) == 60 and sink.written == 60
-        assert rows["call-59"].messages == [{"role": "user", "content": "x" * (59 * 97)}]
+        assert rows["call-59"].proxy_server_request == {"messages": [{"role": "user", "content": "x" * (59 * 97)}]}
         assert rows["call-3"].response == {"content": "y" * 300}
         assert (await check_counters(store))[("global", "")] == 60 * nanos(0.01)
         if db_url.startswith("postgres"):  # the batch went in many parts

@@ -103,10 +103,13 @@ def test_import_spend_logs(db_url: str, postgres_server: PostgresServer) -> None
             assert totals(await entity_totals(store, "global", [""])) == (expected_nanos, total)
             # a row LiteLLM wrote since: only it is new
             await _sql(source, """INSERT INTO "LiteLLM_SpendLogs" (request_id, call_type, spend, "startTime",
-                                  "endTime", model, requester_ip_address) VALUES ('r-late', 'acompletion', 0.5,
-                                  now(), now(), 'gpt-a', '10.1.2.3')""")
+                                  "endTime", model, requester_ip_address, proxy_server_request) VALUES ('r-late',
+                                  'acompletion', 0.5, now(), now(), 'gpt-a', '10.1.2.3',
+                                  '{"model": "gpt-a", "messages": [{"role": "user", "content": "hi"}]}')""")
             assert await import_spend_logs(source, store) == (total + 1, 1)
-            assert (await read_spend_logs(store, request_id="r-late"))[0].requester_ip_address == "10.1.2.3"
+            late = (await read_spend_logs(store, request_id="r-late"))[0]
+            assert late.requester_ip_address == "10.1.2.3"
+            assert late.proxy_server_request == {"model": "gpt-a", "messages": [{"role": "user", "content": "hi"}]}
             assert totals(await entity_totals(store, "global", [""])) == (expected_nanos + 500_000_000, total + 1)
 
             # LiteLLM's /spend/logs served from the imported rows

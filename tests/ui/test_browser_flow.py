@@ -49,6 +49,7 @@ def config(mock: MockHandle) -> str:
 general_settings:
   master_key: {MASTER}
   store_model_in_db: true
+  store_prompts_in_spend_logs: true
 litellm_settings:
   cache: true
   cache_params: {{type: local}}
@@ -186,6 +187,10 @@ def run_flow(page: Any, base: str, shots: Path) -> None:
     detail.wait_for()
     assert request_id in detail.inner_text()
     assert "browser-key" in detail.inner_text()
+    # the stored request and answer (store_prompts_in_spend_logs) in sections of their own
+    assert detail.locator("h3", has_text="Request").count() == 1
+    assert detail.locator("h3", has_text="Response").count() == 1
+    assert "hello from the browser test" in detail.inner_text()
     page.keyboard.press("Escape")
     detail.wait_for(state="detached")
 

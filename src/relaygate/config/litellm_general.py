@@ -19,8 +19,11 @@ and the pipeline routes (``Exchange.route``) each applies to."""
 GENERAL_KEYS = frozenset((
     "master_key", "database_url", "health_check_timeout", "background_health_checks", "health_check_interval",
     "max_request_size_mb", "proxy_port", "user_api_key_cache_ttl", "allow_requests_on_db_unavailable",
-    "store_model_in_db", "disable_spend_logs", "store_prompts_in_spend_logs", "maximum_spend_logs_retention_period",
-    "maximum_spend_logs_retention_interval", "spend_logs_buffer", "proxy_batch_write_at", "enable_jwt_auth",
+    "store_model_in_db", "disable_spend_logs", "store_prompts_in_spend_logs", "spend_logs_prompt_storage",
+    "maximum_spend_logs_retention_period",
+    "maximum_spend_logs_retention_interval", "maximum_spend_logs_cleanup_batch_size",
+    "maximum_spend_logs_cleanup_max_batches", "maximum_spend_logs_cleanup_run_budget",
+    "maximum_spend_logs_cleanup_batch_timeout", "spend_logs_buffer", "proxy_batch_write_at", "enable_jwt_auth",
     "litellm_jwtauth", "litellm_key_header_name", "health_check_details", "global_max_parallel_requests",
     "allowed_ips", "use_x_forwarded_for", "allowed_routes", "enforce_user_param", "enforced_params",
     "user_header_name", "user_header_mappings", "ui_access_mode", "forward_client_headers_to_llm_api",

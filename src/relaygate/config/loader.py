@@ -524,6 +524,8 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
                                   else "local")
         elif k not in _OBSERVE_GENERAL:
             warnings.append(f"general_settings.{k}: ignored")
+    if os.environ.get("STORE_PROMPTS_IN_SPEND_LOGS", "").strip().lower() == "true":  # LiteLLM's: either turns it on
+        general_raw["store_prompts_in_spend_logs"] = True
 
     rg = _expect_mapping(data.get("relaygate_settings"), source, "relaygate_settings")
     for k, v in rg.items():

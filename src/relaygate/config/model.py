@@ -9,7 +9,7 @@ same meaning, so a LiteLLM config behaves the same under relaygate.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -312,11 +312,23 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     disable_spend_logs: bool = False
     """LiteLLM's switch: no spend-log rows are written (the spend counters of keys, teams ... still move)."""
     store_prompts_in_spend_logs: bool = False
-    """Keep each request's messages and answer in its spend-log row (when the record carries them)."""
+    """Keep each request's body and answer in its spend-log row (``sinks.prompts``; the environment's
+    ``STORE_PROMPTS_IN_SPEND_LOGS=true`` too, as LiteLLM)."""
+    spend_logs_prompt_storage: Literal["latest_turn"] | None = None
+    """LiteLLM's ``latest_turn``: with prompts stored, only the model and the latest user message of a
+    stateless request (``sinks.prompts.latest_turn``); unset: the whole body."""
     maximum_spend_logs_retention_period: str | None = None
     """Delete spend-log rows older than this (``30d``, ``12h``, ``1mo``); None keeps them forever."""
     maximum_spend_logs_retention_interval: str = "1d"
     """How often each worker runs the retention delete (LiteLLM's name; ``1h``, ``1d``)."""
+    maximum_spend_logs_cleanup_batch_size: Any = None
+    """Rows one retention ``DELETE`` removes (``sinks.retention.bounds``; 5,000, LiteLLM's 1,000)."""
+    maximum_spend_logs_cleanup_max_batches: Any = None
+    """Batches one retention run deletes at most (500)."""
+    maximum_spend_logs_cleanup_run_budget: Any = None
+    """Wall-clock bound of one retention run (``5m``, or seconds; 300 s)."""
+    maximum_spend_logs_cleanup_batch_timeout: Any = None
+    """PostgreSQL's ``statement_timeout`` and ``lock_timeout`` of each retention batch (``30s``, or seconds)."""
     spend_logs_buffer: int = 100_000
     proxy_batch_write_at: float = 1.0
     """LiteLLM's name: seconds a worker's spend sink waits between writes while fewer than 4,096 records

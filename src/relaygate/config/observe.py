@@ -205,6 +205,7 @@ def from_litellm(ls: dict[str, Any], gs: dict[str, Any], rg: dict[str, Any],
                                                 "litellm_settings.require_auth_for_metrics_endpoint"),
         prometheus_view=view_from(ls),
     )
-    if not settings.enabled and not settings.require_auth_for_metrics_endpoint and not service:
+    if not settings.enabled and not settings.require_auth_for_metrics_endpoint and not service and \
+            not settings.turn_off_message_logging:  # it holds for keys' own logging targets and the spend logs
         return None
     return settings

@@ -400,7 +400,8 @@ class Gateway:
         sink = self.spend_sink = SpendSink(
             store, store_prompts=g.store_prompts_in_spend_logs, on_event=self.metrics.count,
             log_rows=not g.disable_spend_logs, spacing=max(0.0, float(g.proxy_batch_write_at)),
-            owners_ttl=g.user_api_key_cache_ttl, fields=metadata_fields(g.spend_logs_metadata_fields))
+            owners_ttl=g.user_api_key_cache_ttl, fields=metadata_fields(g.spend_logs_metadata_fields),
+            latest_turn=g.spend_logs_prompt_storage == "latest_turn")
         self.completions.add_sink(sink, buffer=max(1, g.spend_logs_buffer), batch_size=BATCH)
         if g.maximum_spend_logs_retention_period and not g.disable_spend_logs:
             try:
@@ -409,10 +410,10 @@ class Gateway:
             except ValueError as exc:
                 log.error("general_settings: spend logs retention off: %s", exc)
                 return
-            from relaygate.sinks.retention import CleanupMetrics
+            from relaygate.sinks.retention import CleanupMetrics, bounds
 
             self.metrics.cleanup = cleanup = CleanupMetrics()  # LiteLLM's spend-log cleanup families
-            self._spawn(sink.retention_forever(period, interval, cleanup))
+            self._spawn(sink.retention_forever(period, interval, cleanup, bounds(g)))
 
     async def shutdown(self) -> None:
         if self.watcher is not None:

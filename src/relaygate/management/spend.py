@@ -110,7 +110,8 @@ def log_row(row: SpendLog, fields: MetadataFields | None = None) -> dict[str, An
         "cache_key": "", "request_tags": row.request_tags, "team_id": row.team_id,
         "organization_id": row.organization_id, "end_user": row.end_user or "",
         "requester_ip_address": row.requester_ip_address or "",
-        "messages": row.messages, "response": row.response, "status": row.status,
+        "messages": row.messages, "response": row.response, "proxy_server_request": row.proxy_server_request,
+        "status": row.status,
         "prompt_tokens_details": {"cached_tokens": row.cache_read_tokens},
         "cache_creation_input_tokens": row.cache_write_tokens,
     }

@@ -58,12 +58,17 @@ _decode = msgspec.json.Decoder().decode
 class Observer:
     """Per runtime snapshot: which exchanges get a capture, and what it may hold."""
 
-    __slots__ = ("settings", "detailed", "propagate", "redact")
+    __slots__ = ("settings", "detailed", "exports", "propagate", "redact", "prompts")
 
-    def __init__(self, settings: ObserveSettings) -> None:
+    def __init__(self, settings: ObserveSettings, prompts: bool = False) -> None:
         self.settings = settings
         names = set(settings.success_callbacks) | set(settings.failure_callbacks)
-        self.detailed = bool(names & DETAILED) or (settings.json_logs and settings.log_bodies)
+        self.prompts = prompts
+        """Spend-log rows keep the request and the answer (``store_prompts_in_spend_logs``, ``sinks.prompts``):
+        the capture keeps both as bytes (:attr:`Capture.body`, :attr:`Capture.answer`)."""
+        self.exports = bool(names & DETAILED) or (settings.json_logs and settings.log_bodies)
+        """Exporters read the Detail: the body and the answer are decoded into it."""
+        self.detailed = self.exports or prompts
         """Every exchange gets a capture."""
         self.propagate = ("otel" in names or "langfuse_otel" in names) and settings.forward_traceparent
         """Attempts send a ``traceparent`` upstream (OpenTelemetry is on, to a collector or to Langfuse, and
@@ -71,11 +76,11 @@ class Observer:
         self.redact = settings.turn_off_message_logging
 
     @classmethod
-    def of(cls, settings: ObserveSettings | None) -> Observer | None:
+    def of(cls, settings: ObserveSettings | None, prompts: bool = False) -> Observer | None:
         """The observer of a config, or ``None`` when no exchange needs a capture from the config alone."""
-        if settings is None:
+        if settings is None and not prompts:
             return None
-        observer = cls(settings)
+        observer = cls(settings if settings is not None else ObserveSettings(), prompts)
         return observer if observer.detailed else None
 
 
@@ -86,27 +91,39 @@ _PLAIN = Observer(ObserveSettings())
 class Capture:
     """One exchange's Detail while it is being filled (``Exchange.obs``)."""
 
-    __slots__ = ("detail", "traceparent", "assembler", "output", "propagate")
+    __slots__ = ("detail", "traceparent", "assembler", "output", "propagate", "exports", "prompts", "body", "answer")
 
     def __init__(self, observer: Observer | None, ex: Exchange, headers: Iterable[tuple[bytes, bytes]],
                  targets: list[LoggingTarget] | None, key_redacts: bool) -> None:
         obs = observer if observer is not None else _PLAIN
+        exports = self.exports = obs.exports or targets is not None
+        """Exporters read the Detail (else only the spend logs' :attr:`body` and :attr:`answer` are kept: no trace
+        ids, no attempts, nothing decoded)."""
         parent: tuple[str, str, int] | None = None
         redacted = obs.redact or key_redacts
         for k, v in headers:
             if k == _TRACEPARENT:
-                parent = parse_traceparent(v)
+                parent = parse_traceparent(v) if exports else None
             elif k == _REDACTION and v.strip().lower() == b"true":
                 redacted = True
-        if parent is not None:
+        if not exports:
+            detail = Detail("", "")
+        elif parent is not None:
             detail = Detail(parent[0], new_span_id(), parent[1], parent[2])
         else:
             detail = Detail(new_trace_id(), new_span_id())
         detail.redacted = redacted
         detail.logging = targets
-        if not redacted:
-            body = ex.body
-            if isinstance(body, bytes | bytearray | memoryview) and body[:1] == b"{":
+        self.prompts = obs.prompts
+        self.body: bytes | None = None
+        """The request body for the spend logs (``sinks.prompts``; stored redacted when ``detail.redacted``)."""
+        self.answer: bytes | None = None
+        """The answer for the spend logs (never when redacted)."""
+        body = ex.body
+        if isinstance(body, bytes | bytearray | memoryview) and body[:1] == b"{":
+            if obs.prompts:
+                self.body = bytes(body)
+            if not redacted and exports:
                 try:
                     detail.input = _decode(body)
                 except msgspec.DecodeError:
@@ -151,13 +168,17 @@ class Capture:
         elif detail.attempts and ex.stream:
             detail.attempts[-1].end = time.time()  # a stream's attempt lasts until its last frame
         if not detail.redacted:
-            if self.output is not None:
-                try:
-                    detail.output = _decode(self.output)
-                except msgspec.DecodeError:
-                    detail.output = None
-            elif self.assembler is not None and self.assembler.complete:
-                detail.output = _decode(self.assembler.answer(int(time.time())))
+            answer = self.output
+            if answer is None and self.assembler is not None and self.assembler.complete:
+                answer = self.assembler.answer(int(time.time()))
+            if answer is not None:
+                if self.prompts:
+                    self.answer = bytes(answer)
+                if self.exports:
+                    try:
+                        detail.output = _decode(answer)
+                    except msgspec.DecodeError:
+                        detail.output = None
         return detail
 
 

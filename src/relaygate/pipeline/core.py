@@ -58,6 +58,7 @@ from relaygate.router import Lease
 from relaygate.routing_limits import KeyHold
 from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, CompletionRecord, Outcome
+from relaygate.sinks.prompts import Prompts, tenant_allows
 from relaygate.sinks.record import CALL_TYPES, ERROR_MESSAGE_MAX
 from relaygate.upstream.base import Transport
 
@@ -127,7 +128,8 @@ class Pipeline:
                 targets = who.key.logging if who.key is not None else None
                 if targets is not None and rt.ensure_targets is not None:
                     rt.ensure_targets(targets)
-                ex.obs = Capture(rt.observer, ex, headers, targets, who.key is not None and who.key.no_message_logging)
+                ex.obs = Capture(rt.observer if rt.observer is not None else rt.key_observer, ex, headers, targets,
+                                 who.key is not None and who.key.no_message_logging)
             if fe.batches and "," in ex.model and ex.model not in rt.router.groups:
                 await batch.run(self, fe, send, ex)
                 return
@@ -236,7 +238,7 @@ class Pipeline:
         group, ctx = ex.group, ex.ctx
         assert group is not None and ctx is not None
         attempt = fe.unary(self.transport, ex)
-        if ex.obs is not None:
+        if ex.obs is not None and ex.obs.exports:
             attempt = traced(ex.obs, attempt)
         svc = service_metrics.active
         if svc is None:
@@ -424,7 +426,12 @@ class Pipeline:
         cap = ex.obs
         if cap is not None:  # what exporters get beyond the record (observe.capture)
             extra = record.extra if isinstance(record.extra, dict) else {}
-            extra["observe"] = cap.finish(ex, error)
+            detail = cap.finish(ex, error)
+            if cap.exports:
+                extra["observe"] = detail
+            if ex.rt.store_prompts and (who is None or who.key is None or tenant_allows(*(
+                    getattr(row, "metadata", None) for row in who.key.records[:2]))):  # sinks.prompts
+                extra["prompts"] = Prompts(cap.body, cap.answer, detail.redacted, ex.route)
             record.extra = extra
         self.completions.put(record)
 

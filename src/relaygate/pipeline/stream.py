@@ -52,7 +52,7 @@ async def relay_stream(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange, g
     ctx = ex.ctx
     assert ctx is not None
     attempt = fe.streaming(pipe.transport, ex)
-    if ex.obs is not None:
+    if ex.obs is not None and ex.obs.exports:
         attempt = traced(ex.obs, attempt)
     interval = ex.rt.keepalive
     ka = Keepalive(send, interval, _KEEPALIVE_HEAD) if interval > 0 and fe.keepalive else None

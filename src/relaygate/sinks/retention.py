@@ -29,23 +29,30 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from relaygate.service_metrics import histogram_lines
 from relaygate.store import Store
 from relaygate.store.spend import count_spend_logs_before, delete_spend_logs_before
 
-__all__ = ["BACKOFF", "BATCH", "BUCKETS", "BUDGET", "LOCK", "MAX_FAILURES", "PAUSE", "REMAINING_CAP", "TABLE",
-           "CleanupMetrics", "in_batches", "run"]
+__all__ = ["BACKOFF", "BATCH", "BATCH_TIMEOUT", "BUCKETS", "BUDGET", "LOCK", "MAX_BATCHES", "MAX_FAILURES", "PAUSE",
+           "REMAINING_CAP", "TABLE", "Bounds", "CleanupMetrics", "bounds", "in_batches", "run"]
 
 log = logging.getLogger("relaygate.sinks")
 
 BATCH = 5_000
-"""Rows one ``DELETE`` removes at most (a few tens of milliseconds of a database's write lock)."""
+"""Rows one ``DELETE`` removes at most (a few tens of milliseconds of a database's write lock; LiteLLM's
+default is 1,000): ``maximum_spend_logs_cleanup_batch_size``."""
+MAX_BATCHES = 500
+"""Batches one run deletes at most (LiteLLM's default): ``maximum_spend_logs_cleanup_max_batches``."""
 PAUSE = 0.05
 """Seconds between two batches: the other writers' turn."""
 BUDGET = 300.0
-"""Seconds one run deletes for at most (LiteLLM's run budget); what is left waits for the next run."""
+"""Seconds one run deletes for at most (LiteLLM's run budget); what is left waits for the next run:
+``maximum_spend_logs_cleanup_run_budget``."""
+BATCH_TIMEOUT = 30.0
+"""Seconds one batch may take on PostgreSQL (its ``statement_timeout`` and ``lock_timeout``, never past the run's
+budget; LiteLLM's default): ``maximum_spend_logs_cleanup_batch_timeout``."""
 BACKOFF = 0.5
 """Seconds after a failed batch before the next try."""
 MAX_FAILURES = 3
@@ -128,24 +135,65 @@ class CleanupMetrics:
         """(``Metrics`` tells its extensions of cooldowns; the cleanup job has none.)"""
 
 
+class Bounds(NamedTuple):
+    """What one run may do: rows a batch, batches, seconds, seconds a batch (LiteLLM's cleanup bounds)."""
+
+    batch: int = BATCH
+    max_batches: int = MAX_BATCHES
+    budget: float = BUDGET
+    batch_timeout: float = BATCH_TIMEOUT
+
+
+def _positive(settings: Any, name: str, default: Any, seconds: bool) -> Any:
+    raw = getattr(settings, name, None)
+    if raw is None:
+        return default
+    try:
+        if isinstance(raw, bool):
+            raise ValueError("not a number")
+        if seconds:
+            from relaygate.sinks.spend import parse_duration  # (spend imports this module)
+
+            value: Any = float(raw) if isinstance(raw, int | float) else parse_duration(str(raw).strip())
+        else:
+            value = int(raw)
+        if not value > 0 or value == float("inf"):
+            raise ValueError("not positive")
+    except (TypeError, ValueError) as exc:
+        log.warning("general_settings.%s: %r is not a positive %s (%s); the default %s holds", name, raw,
+                    "duration" if seconds else "number", exc, default)
+        return default
+    return value
+
+
+def bounds(settings: Any) -> Bounds:
+    """The run's bounds from ``general_settings`` (``maximum_spend_logs_cleanup_batch_size``, ``..._max_batches``,
+    ``..._run_budget``, ``..._batch_timeout``: numbers, durations as ``5m`` or seconds). As LiteLLM, a value that
+    is not a positive number (or duration) is logged and its default holds, so a typo never removes the bound it
+    sets."""
+    return Bounds(_positive(settings, "maximum_spend_logs_cleanup_batch_size", BATCH, False),
+                  _positive(settings, "maximum_spend_logs_cleanup_max_batches", MAX_BATCHES, False),
+                  _positive(settings, "maximum_spend_logs_cleanup_run_budget", BUDGET, True),
+                  _positive(settings, "maximum_spend_logs_cleanup_batch_timeout", BATCH_TIMEOUT, True))
+
+
 LOCK = "spend_logs_retention"
 """The store's job lock a run holds (``Store.job_lock``): one run at a time among every worker and instance."""
 
 
 async def run(store: Store, period: float, metrics: CleanupMetrics | None = None,
-              on_deleted: Callable[[int], None] | None = None, *, batch: int = BATCH, pause: float = PAUSE,
-              budget: float = BUDGET, backoff: float = BACKOFF) -> str:
-    """One retention run (see the module docstring), unless another process's run holds the job lock; its
-    outcome: ``completed``, ``budget_exhausted``, ``aborted`` or ``skipped_locked``. ``on_deleted`` hears
-    each batch's row count."""
+              on_deleted: Callable[[int], None] | None = None, *, limits: Bounds = Bounds(), pause: float = PAUSE,
+              backoff: float = BACKOFF) -> str:
+    """One retention run (see the module docstring) within ``limits``, unless another process's run holds the job
+    lock; its outcome: ``completed``, ``budget_exhausted``, ``batch_cap_reached``, ``aborted`` or
+    ``skipped_locked``. ``on_deleted`` hears each batch's row count."""
     try:
         async with store.job_lock(LOCK) as mine:
             if not mine:  # another worker or instance runs it now: once is enough
                 if metrics is not None:
                     metrics.ran("skipped_locked", None)
                 return "skipped_locked"
-            return await _run(store, period, metrics, on_deleted, batch=batch, pause=pause, budget=budget,
-                              backoff=backoff)
+            return await _run(store, period, metrics, on_deleted, limits, pause=pause, backoff=backoff)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # the lock itself could not be taken: the database is down
@@ -156,9 +204,13 @@ async def run(store: Store, period: float, metrics: CleanupMetrics | None = None
 
 
 async def _run(store: Store, period: float, metrics: CleanupMetrics | None,
-               on_deleted: Callable[[int], None] | None, *, batch: int, pause: float, budget: float,
-               backoff: float) -> str:
+               on_deleted: Callable[[int], None] | None, limits: Bounds, *, pause: float, backoff: float) -> str:
     cutoff = datetime.now(UTC) - timedelta(seconds=period)
+    deadline = time.monotonic() + limits.budget
+
+    def delete(limit: int) -> Awaitable[int]:  # a batch runs past the run's budget by a second at most
+        timeout = min(limits.batch_timeout, max(1.0, deadline - time.monotonic()))
+        return delete_spend_logs_before(store, cutoff, limit, timeout)
 
     def done(n: int, seconds: float) -> None:
         if metrics is not None:
@@ -166,12 +218,12 @@ async def _run(store: Store, period: float, metrics: CleanupMetrics | None,
         if on_deleted is not None and n:
             on_deleted(n)
 
-    outcome, deleted = await in_batches(lambda limit: delete_spend_logs_before(store, cutoff, limit), "spend logs",
-                                        done, metrics.failed if metrics is not None else None, batch=batch,
-                                        pause=pause, budget=budget, backoff=backoff)
+    outcome, deleted = await in_batches(delete, "spend logs", done, metrics.failed if metrics is not None else None,
+                                        batch=limits.batch, pause=pause, budget=limits.budget, backoff=backoff,
+                                        max_batches=limits.max_batches)
     remaining: int | None = None
     try:
-        remaining = await count_spend_logs_before(store, cutoff, REMAINING_CAP)
+        remaining = await count_spend_logs_before(store, cutoff, REMAINING_CAP, limits.batch_timeout)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -188,15 +240,18 @@ async def _run(store: Store, period: float, metrics: CleanupMetrics | None,
 async def in_batches(delete: Callable[[int], Awaitable[int]], what: str,
                      on_batch: Callable[[int, float], None] | None = None, on_failure: Callable[[], None] | None = None,
                      *, batch: int = BATCH, pause: float = PAUSE, budget: float = BUDGET,
-                     backoff: float = BACKOFF) -> tuple[str, int]:
+                     backoff: float = BACKOFF, max_batches: int | None = None) -> tuple[str, int]:
     """Call ``delete(batch)`` (one transaction deleting at most ``batch`` rows, oldest first; how many) until
-    it deletes fewer, pausing ``pause`` seconds between two, within ``budget`` seconds; a failure is retried
-    after ``backoff``, :data:`MAX_FAILURES` in a row end it. ``(outcome, rows deleted)``: ``completed``,
-    ``budget_exhausted`` or ``aborted``. ``on_batch(rows, seconds)`` hears each batch, ``on_failure()`` each
-    failure; ``what`` names the rows in the log."""
+    it deletes fewer, pausing ``pause`` seconds between two, within ``budget`` seconds and ``max_batches``
+    batches; a failure is retried after ``backoff``, :data:`MAX_FAILURES` in a row end it (one that ends
+    past the budget, a statement the budget's timeout stopped, ends it as the budget does).
+    ``(outcome, rows deleted)``: ``completed``, ``budget_exhausted``, ``batch_cap_reached`` or ``aborted``.
+    ``on_batch(rows, seconds)`` hears each batch, ``on_failure()`` each failure; ``what`` names the rows in
+    the log."""
     deadline = time.monotonic() + budget
     failures = 0
     deleted = 0
+    batches = 0
     while True:
         t0 = time.perf_counter()
         try:
@@ -204,6 +259,9 @@ async def in_batches(delete: Callable[[int], Awaitable[int]], what: str,
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if time.monotonic() >= deadline:
+                log.info("%s retention: the run's time budget ended during a batch (%s)", what, type(exc).__name__)
+                return "budget_exhausted", deleted
             failures += 1
             if on_failure is not None:
                 on_failure()
@@ -217,8 +275,11 @@ async def in_batches(delete: Callable[[int], Awaitable[int]], what: str,
         deleted += n
         if on_batch is not None:
             on_batch(n, time.perf_counter() - t0)
+        batches += 1
         if n < batch:
             return "completed", deleted
         if time.monotonic() >= deadline:
             return "budget_exhausted", deleted
+        if max_batches is not None and batches >= max_batches:
+            return "batch_cap_reached", deleted
         await asyncio.sleep(pause)

@@ -50,7 +50,7 @@ import msgspec
 
 from relaygate.config.litellm_general import MetadataFields
 from relaygate.service_metrics import timed
-from relaygate.sinks import retention
+from relaygate.sinks import prompts, retention
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CALL_TYPES, OUTCOME_TEXT, CompletionRecord, Outcome, error_class, header_tags_of
 from relaygate.store import Store, StoreUnavailable
@@ -121,7 +121,8 @@ _PLAIN_META = {(o, s): _encode({"outcome": o.value, "stream": s}).decode() for o
 
 
 def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None, key_tags: Sequence[str] = (),
-                 store_prompts: bool = False, fields: MetadataFields | None = None) -> tuple[Any, ...]:
+                 store_prompts: bool = False, fields: MetadataFields | None = None, latest_turn: bool = False,
+                 prompt_limit: int = prompts.DEFAULT_MAX) -> tuple[Any, ...]:
     """The spend-log row of one record, as the ``dialect``'s driver takes it (``rg_spend_logs``'s columns in
     table order; what ``Table.row_encoder`` makes of :func:`spend_row`, built without the record in between:
     the sink turns every request into one, ~2 µs instead of ~12). Times are ISO text in both dialects (the
@@ -129,7 +130,8 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
 
     ``org_id`` and ``key_tags`` come from the key (or team) when the record carries none; request ``extra``
     (a mapping) may hold ``tags``, ``metadata``, ``spend_logs_metadata`` and, kept only with
-    ``store_prompts``, ``messages`` and ``response``."""
+    ``store_prompts``, ``prompts`` (:class:`~relaygate.sinks.prompts.Prompts`: the ``proxy_server_request`` and
+    ``response`` columns, ``latest_turn`` and ``prompt_limit`` as :mod:`relaygate.sinks.prompts` says)."""
     extra = r.extra if isinstance(r.extra, dict) else None
     cost = r.cost if math.isfinite(r.cost) and r.cost > 0.0 else 0.0
     ok = r.outcome is Outcome.OK
@@ -140,8 +142,7 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
         tags = list(dict.fromkeys([*tags, *headed])) if tags else headed
     meta_text = _PLAIN_META[(r.outcome, r.stream)] if ok and not r.retries and not r.fallbacks and fields is None \
         else None
-    messages_text = "[]"
-    response_text = "{}"
+    request_text = response_text = "{}"
     if extra is not None:
         tags = list(dict.fromkeys([*tag_list(extra.get("tags")), *key_tags, *(headed or ())]))
         request_meta = extra.get("metadata")
@@ -151,11 +152,10 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
         breakdown = extra.get("cost_breakdown")  # a provider discount or margin (cost.adjust)
         if spend_meta is not None or isinstance(request_meta, dict) or breakdown is not None:
             meta_text = None
-        if store_prompts:
-            m = extra.get("messages")
-            messages_text = _encode(m if isinstance(m, list) else ([m] if m is not None else [])).decode()
-            a = extra.get("response")
-            response_text = _encode(a if isinstance(a, dict) else ({"content": a} if a is not None else {})).decode()
+        kept = extra.get("prompts") if store_prompts else None
+        if isinstance(kept, prompts.Prompts):
+            request_text = prompts.request_text(kept, latest_turn, prompt_limit)
+            response_text = prompts.response_text(kept, prompt_limit)
     else:
         request_meta = spend_meta = breakdown = None
     if meta_text is None:
@@ -190,13 +190,15 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
             r.upstream_model or r.model, r.model_group or r.model, r.deployment_id, r.provider, r.user_id,
             r.team_id, r.org_id or org_id, r.end_user_id, _tags_text(tags) if tags else "[]",
             "success" if ok else "failure", r.status, (r.cache_hit if dialect != "sqlite" else int(r.cache_hit)),
-            meta_text, messages_text, response_text, r.requester_ip)
+            meta_text, "[]", response_text, r.requester_ip, request_text)
 
 
 def spend_row(r: CompletionRecord, *, org_id: str | None = None, key_tags: Sequence[str] = (),
-              store_prompts: bool = False) -> SpendLog:
+              store_prompts: bool = False, latest_turn: bool = False,
+              prompt_limit: int = prompts.DEFAULT_MAX) -> SpendLog:
     """The spend-log row of one record (:func:`spend_values` read back as a :class:`SpendLog`)."""
-    values = spend_values(r, "sqlite", org_id=org_id, key_tags=key_tags, store_prompts=store_prompts)
+    values = spend_values(r, "sqlite", org_id=org_id, key_tags=key_tags, store_prompts=store_prompts,
+                          latest_turn=latest_turn, prompt_limit=prompt_limit)
     return SPEND_LOGS.from_db(dict(zip(SPEND_LOGS.columns, values, strict=True)))
 
 
@@ -236,7 +238,8 @@ class SpendSink:
     def __init__(self, store: Store, *, store_prompts: bool = False, on_event: OnEvent | None = None,
                  backoff: float = 0.1, max_backoff: float = 5.0, max_attempts: int = 5,
                  log_interval: float = 60.0, spacing: float = 1.0, log_rows: bool = True,
-                 owners_ttl: float = 60.0, fields: MetadataFields | None = None) -> None:
+                 owners_ttl: float = 60.0, fields: MetadataFields | None = None, latest_turn: bool = False,
+                 prompt_limit: int | None = None) -> None:
         self.store = store
         self.fields = fields
         """``spend_logs_metadata_fields``: the metadata keys a row keeps (None: all)."""
@@ -249,6 +252,11 @@ class SpendSink:
         self._last_write = -1e18
         self._hurry = asyncio.Event()
         self.store_prompts = store_prompts
+        """``store_prompts_in_spend_logs``: rows keep the request and the answer (``sinks.prompts``), with only
+        the latest turn (``spend_logs_prompt_storage: latest_turn``), strings cut at ``prompt_limit``
+        (``MAX_STRING_LENGTH_PROMPT_IN_DB``)."""
+        self.latest_turn = latest_turn
+        self.prompt_limit = prompt_limit if prompt_limit is not None else prompts.max_string_length()
         self.on_event = on_event
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -333,7 +341,7 @@ class SpendSink:
             if org is None and r.team_id:
                 org = by_team.get(r.team_id)
             out.append(spend_values(r, dialect, org_id=org, key_tags=tags, store_prompts=self.store_prompts,
-                                    fields=self.fields))
+                                    fields=self.fields, latest_turn=self.latest_turn, prompt_limit=self.prompt_limit))
         return out
 
     def hurry(self) -> None:
@@ -389,12 +397,14 @@ class SpendSink:
                 log.info("spend sink: database back, %d row(s) written after %d failed attempt(s)", n, attempts)
             return
 
-    async def retention_forever(self, period: float, interval: float, metrics: Any = None) -> None:
+    async def retention_forever(self, period: float, interval: float, metrics: Any = None,
+                                limits: retention.Bounds = retention.Bounds()) -> None:
         """Every ``interval`` seconds, delete rows that started more than ``period`` seconds ago, in batches
-        (``sinks.retention``; ``metrics``: its :class:`~relaygate.sinks.retention.CleanupMetrics`)."""
+        within ``limits`` (``sinks.retention``; ``metrics``: its :class:`~relaygate.sinks.retention.CleanupMetrics`)."""
         while True:
             try:
-                await retention.run(self.store, period, metrics, lambda n: self._count("spend_rows_deleted", n))
+                await retention.run(self.store, period, metrics, lambda n: self._count("spend_rows_deleted", n),
+                                    limits=limits)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # never: a run logs its own failures; the loop must outlive anything

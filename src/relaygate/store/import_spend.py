@@ -78,6 +78,7 @@ def spend_log_of(row: dict[str, Any]) -> SpendLog:
     tags = _json(row.get("request_tags"))
     messages = _json(row.get("messages"))
     response = _json(row.get("response"))
+    request = _json(row.get("proxy_server_request"))
     spend = row.get("spend")
     cost = float(spend) if isinstance(spend, int | float) and not isinstance(spend, bool) and spend > 0 else 0.0
     alias = meta.get("user_api_key_alias")
@@ -98,7 +99,8 @@ def spend_log_of(row: dict[str, Any]) -> SpendLog:
         cache_hit=str(row.get("cache_hit") or "").lower() == "true", metadata=meta,
         messages=messages if isinstance(messages, list) else ([messages] if messages else []),
         response=response if isinstance(response, dict) else ({"content": response} if response else {}),
-        requester_ip_address=row.get("requester_ip_address") or None)
+        requester_ip_address=row.get("requester_ip_address") or None,
+        proxy_server_request=request if isinstance(request, dict) else {})
 
 
 async def import_spend_logs(source_url: str, store: Store, *, chunk: int = 2000,

@@ -309,8 +309,12 @@ class SpendLog(msgspec.Struct, kw_only=True, gc=False):
     cache_hit: bool = False
     metadata: dict[str, Any] = {}
     messages: list[Any] = []
-    """The request's messages, only with ``store_prompts_in_spend_logs``."""
+    """Empty, as LiteLLM's column outside realtime calls (the request is in :attr:`proxy_server_request`); rows
+    imported from LiteLLM keep theirs."""
     response: dict[str, Any] = {}
-    """The answer, only with ``store_prompts_in_spend_logs``."""
+    """The answer, only with ``store_prompts_in_spend_logs`` (``sinks.prompts``)."""
     requester_ip_address: str | None = None
     """The client's address (LiteLLM's column; none with ``disable_requester_ip_address_logging``)."""
+    proxy_server_request: dict[str, Any] = {}
+    """The request body, only with ``store_prompts_in_spend_logs`` (credentials masked, long strings cut:
+    ``sinks.prompts``)."""

@@ -407,13 +407,17 @@ async def _add_entity_spend(c: Conn, totals: Totals, members: dict[tuple[str, st
                             f"SET spend = COALESCE({table}.spend, 0) + v.s FROM v WHERE {match}", args)
 
 
-async def delete_spend_logs_before(store: Store, cutoff: datetime, limit: int | None = None) -> int:
+async def delete_spend_logs_before(store: Store, cutoff: datetime, limit: int | None = None,
+                                   timeout: float | None = None) -> int:
     """Delete the spend rows that started before ``cutoff`` (retention; counters stay), at most ``limit`` of
     them, oldest first (None: all), in one transaction; how many. Retention deletes in batches
     (``sinks.retention``): one statement over a day of rows held SQLite's only write lock, and so the spend
-    sink's writes, for as long as it ran."""
+    sink's writes, for as long as it ran. ``timeout`` (seconds; PostgreSQL): the transaction's
+    ``statement_timeout`` and ``lock_timeout``, so a batch stuck behind a lock gives up (an error) instead of
+    holding its connection and the row locks it took (LiteLLM's ``maximum_spend_logs_cleanup_batch_timeout``)."""
     ts = t.SPEND_LOGS.to_db("start_time", cutoff, store.dialect)
     async with store._transaction() as c:
+        await _bounded(store, c, timeout)
         if limit is None:
             return int(await c.execute("DELETE FROM rg_spend_logs WHERE start_time < ?", [ts]))
         return int(await c.execute(
@@ -421,10 +425,19 @@ async def delete_spend_logs_before(store: Store, cutoff: datetime, limit: int | 
             "WHERE start_time < ? ORDER BY start_time LIMIT ?)", [ts, limit]))
 
 
-async def count_spend_logs_before(store: Store, cutoff: datetime, cap: int) -> int:
+async def _bounded(store: Store, c: Any, timeout: float | None) -> None:
+    """PostgreSQL: the transaction's statements give up after ``timeout`` seconds, waiting on a lock included."""
+    if timeout is not None and store.dialect == "postgres":
+        ms = max(1, int(timeout * 1000))
+        await c.execute(f"SET LOCAL statement_timeout = {ms}", [])
+        await c.execute(f"SET LOCAL lock_timeout = {ms}", [])
+
+
+async def count_spend_logs_before(store: Store, cutoff: datetime, cap: int, timeout: float | None = None) -> int:
     """How many spend rows started before ``cutoff``, counted up to ``cap`` (the probe never scans a large
-    table whole: ``cap`` means at least that many)."""
-    async with store._read() as c:
+    table whole: ``cap`` means at least that many), giving up after ``timeout`` on PostgreSQL."""
+    async with store._transaction() if timeout is not None and store.dialect == "postgres" else store._read() as c:
+        await _bounded(store, c, timeout)
         rows = await c.fetch("SELECT COUNT(*) AS n FROM (SELECT 1 FROM rg_spend_logs WHERE start_time < ? "
                              "LIMIT ?) AS expired", [t.SPEND_LOGS.to_db("start_time", cutoff, store.dialect), cap])
     return int(rows[0]["n"])

@@ -1,5 +1,6 @@
 // Spend logs: /spend/logs rows (summarize=false), filtered on the server by key, team, user, model, status,
-// request id and date range; a row's detail shows every field as pretty JSON.
+// request id and date range; a row's detail shows the stored request and response (when kept) and every field
+// as pretty JSON.
 
 import { get, keyRef, readsAll } from "../api.js";
 import { button, clear, dialog, errorBox, h, jsonView, num, table, usd, when } from "../dom.js";
@@ -20,7 +21,12 @@ function detail(r) {
     ["Tokens", `${num(r.prompt_tokens)} in / ${num(r.completion_tokens)} out`], ["Cache hit", r.cache_hit]]) {
     summary.append(h("dt", { text: k }), h("dd", { text: v === null || v === undefined || v === "" ? "—" : String(v) }));
   }
-  dialog(`Request ${r.request_id}`, [summary, h("h3", { text: "All fields" }), jsonView(r)], { wide: true, testid: "log-detail" });
+  // the request body and the answer, stored only with general_settings.store_prompts_in_spend_logs
+  const stored = [["Request", r.proxy_server_request], ["Response", r.response]]
+    .filter(([, v]) => v && typeof v === "object" && Object.keys(v).length)
+    .flatMap(([k, v]) => [h("h3", { text: k }), jsonView(v)]);
+  dialog(`Request ${r.request_id}`, [summary, ...stored, h("h3", { text: "All fields" }), jsonView(r)],
+    { wide: true, testid: "log-detail" });
 }
 
 export async function render(container) {
