@@ -314,7 +314,8 @@ CALLBACK_FAILURES = {"langfuse_dropped": "langfuse", "langfuse_retry": "langfuse
                      "datadog_dropped": "datadog", "datadog_send_failed": "datadog", "json_log_failed": "json_logs",
                      "s3_dropped": "s3", "s3_send_failed": "s3", "langfuse_otel_dropped": "langfuse_otel",
                      "langsmith_dropped": "langsmith", "langsmith_send_failed": "langsmith",
-                     "arize_dropped": "arize", "arize_phoenix_dropped": "arize_phoenix"}
+                     "arize_dropped": "arize", "arize_phoenix_dropped": "arize_phoenix", "logfire_dropped": "logfire",
+                     "signoz_dropped": "signoz"}
 """Events that are an exporter's failed delivery, by LiteLLM's ``callback_name``."""
 _EXPORTERS = frozenset(CALLBACK_FAILURES.values())
 

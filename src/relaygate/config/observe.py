@@ -30,7 +30,7 @@ __all__ = ["GENERAL_SETTINGS_KEYS", "KNOWN_CALLBACKS", "LITELLM_SETTINGS_KEYS", 
 
 KNOWN_CALLBACKS = frozenset({"langfuse", "otel", "opentelemetry", "prometheus", "datadog", "generic_api",
                              "generic", "webhook", "json_logs", "s3", "s3_v2", "langfuse_otel", "langsmith", "arize",
-                             "arize_phoenix"})
+                             "arize_phoenix", "logfire", "signoz"})
 """Callback names relaygate runs (``opentelemetry`` is ``otel``; ``generic`` / ``webhook`` are
 ``generic_api``; ``s3_v2`` is ``s3``)."""
 

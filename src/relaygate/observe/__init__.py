@@ -38,7 +38,7 @@ KEYS_ONLY = ("langfuse", "otel", "opentelemetry", "langsmith", "langfuse_otel", 
 """Callbacks a key's or team's ``metadata.logging`` entry starts when the config names none of them
 (:meth:`Exporters.ensure_targets`), as LiteLLM adds a key's callbacks to its requests."""
 ASYNC_EXPORTERS = ("langfuse", "otel", "langfuse_otel", "generic_api", "datadog", "s3", "langsmith", "arize",
-                   "arize_phoenix")
+                   "arize_phoenix", "logfire", "signoz")
 """Callback names that are async sinks, in the order they are installed."""
 
 
@@ -181,6 +181,9 @@ def _factory(name: str) -> Any:
     if name == "arize_phoenix":
         from relaygate.observe.arize import make_arize_phoenix
         return make_arize_phoenix
+    if name in ("logfire", "signoz"):
+        from relaygate.observe.otel_presets import make_preset
+        return make_preset(name)
     raise KeyError(name)
 
 

@@ -47,7 +47,7 @@ MAX_ATTEMPTS = 32
 MAX_ERROR = 2000
 """Characters of an error message kept for exporters."""
 DETAILED = frozenset({"langfuse", "otel", "langfuse_otel", "generic_api", "datadog", "s3", "langsmith", "arize",
-                      "arize_phoenix"})
+                      "arize_phoenix", "logfire", "signoz"})
 """Exporters that read a Detail (Prometheus and plain JSON logs read the record alone)."""
 
 _REDACTION = b"x-litellm-enable-message-redaction"
