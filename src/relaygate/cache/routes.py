@@ -69,6 +69,9 @@ def _params(cache: Any) -> dict[str, Any]:
     if cache.redis is not None:
         out["default_in_redis_ttl"] = s.redis_ttl
         out["redis"] = cache.redis.describe()  # addresses and db; never a password
+    elif cache.shared is not None:  # the S3 level: bucket, endpoint, prefix; never a credential
+        out["default_in_redis_ttl"] = s.redis_ttl
+        out["s3"] = cache.shared.describe()
     return out
 
 
@@ -139,7 +142,16 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
         cache = _cache(gw)
         redis = cache.redis
         nodes = None
-        if redis is not None:
+        if redis is None and cache.shared is not None:  # the S3 level: the bucket answers a HEAD
+            try:
+                ok = await cache.shared.ping()
+            except LookupError as exc:
+                raise GatewayError(f"Service Unhealthy ({exc})", status=503, type="service_unavailable",
+                                   param="None") from None
+            if not ok:
+                raise GatewayError(f"Service Unhealthy (S3 bucket {cache.shared.bucket} is not reachable with the "
+                                   "configured credentials)", status=503, type="service_unavailable", param="None")
+        elif redis is not None:
             nodes = await redis.ping_nodes()
             silent = [name for name, ok in nodes.items() if not ok]
             if silent:
@@ -172,12 +184,13 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
             raise GatewayError("keys: expected a list of cache keys", status=400, param="keys")
         for k in keys:
             cache.memory.delete(k)
-        if cache.redis is not None:
+        if cache.shared is not None:
             try:
-                await cache.redis.delete(keys)
-            except LookupError:
-                raise GatewayError("Service Unhealthy (redis did not answer DEL)", status=503,
-                                   type="service_unavailable", param="None") from None
+                await cache.shared.delete(keys)
+            except LookupError as exc:
+                raise GatewayError("Service Unhealthy (redis did not answer DEL)" if cache.redis is not None else
+                                   f"Service Unhealthy ({exc})", status=503, type="service_unavailable",
+                                   param="None") from None
         await send_json(send, 200, b'{"status":"success"}')
 
     async def flushall(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
@@ -185,12 +198,13 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
         cache = _cache(gw)
         cache.memory.clear()
         cache.flush_semantic()
-        if cache.redis is not None:
+        if cache.shared is not None:
             try:
-                await cache.redis.flush(cache.settings.namespace)
-            except LookupError:
-                raise GatewayError("Service Unhealthy (redis did not answer SCAN/UNLINK)", status=503,
-                                   type="service_unavailable", param="None") from None
+                await cache.shared.flush(cache.settings.namespace)
+            except LookupError as exc:
+                raise GatewayError("Service Unhealthy (redis did not answer SCAN/UNLINK)" if cache.redis is not None
+                                   else f"Service Unhealthy ({exc})", status=503, type="service_unavailable",
+                                   param="None") from None
         await send_json(send, 200, b'{"status":"success"}')
 
     async def redis_info(scope: Scope, receive: Receive, send: Send, params: Params) -> None:

@@ -81,6 +81,7 @@ from relaygate.http.respond import send_body
 
 if TYPE_CHECKING:
     from relaygate.cache.redis import RedisCache
+    from relaygate.cache.s3 import S3Cache
     from relaygate.pipeline.exchange import Exchange
 
 log = logging.getLogger("relaygate.cache")
@@ -152,11 +153,16 @@ class ResponseCache:
     """One worker's response cache (see the module docstring)."""
 
     def __init__(self, settings: CacheSettings, redis: RedisCache | None = None,
-                 wall: Any = time.time, metrics: Any = None, semantic: Semantic | None = None) -> None:
+                 wall: Any = time.time, metrics: Any = None, semantic: Semantic | None = None,
+                 shared: RedisCache | S3Cache | None = None) -> None:
         self.settings = settings
         self.routes = settings.routes
         self.memory = MemoryCache(settings.max_bytes, default_ttl=settings.memory_ttl)
         self.redis = redis
+        """The Redis level (``type: redis`` / ``redis-semantic``), for what only Redis does (its routes, vectors,
+        namespace marks)."""
+        self.shared: RedisCache | S3Cache | None = shared if shared is not None else redis
+        """The shared level every worker reads and writes: the Redis level, or the S3 one (``cache.s3``)."""
         self.semantic = semantic
         """The semantic level (``cache.semantic.Semantic``); None: exact caching only."""
         self._wall = wall
@@ -241,8 +247,8 @@ class ResponseCache:
             self._missed()
             return None
         stored = self.memory.get(key)
-        if stored is None and self.redis is not None:
-            stored = await self.redis.get(key)
+        if stored is None and self.shared is not None:
+            stored = await self.shared.get(key)
             if stored is not None and len(stored) > _STAMP.size:
                 self._copy(key, stored)
         max_age = c.get("s-max-age", c.get("s-maxage"))  # LiteLLM's async lookup: the hyphenated one first
@@ -289,9 +295,9 @@ class ResponseCache:
             self._missed()
             return None
         values = [self.memory.get(k) for k in keys]
-        if self.redis is not None and None in values:
+        if self.shared is not None and None in values:
             want = [i for i, v in enumerate(values) if v is None]
-            for i, v in zip(want, await self.redis.get_many([keys[i] for i in want]), strict=True):
+            for i, v in zip(want, await self.shared.get_many([keys[i] for i in want]), strict=True):
                 if v is not None and len(v) > _STAMP.size:
                     values[i] = v
                     self._copy(keys[i], v)
@@ -337,8 +343,8 @@ class ResponseCache:
         stored = match.value
         if stored is None:
             stored = self.memory.get(match.key)
-            if stored is None and self.redis is not None:
-                stored = await self.redis.get(match.key)
+            if stored is None and self.shared is not None:
+                stored = await self.shared.get(match.key)
                 if stored is not None and len(stored) > _STAMP.size:
                     self._copy(match.key, stored)
         if stored is None or len(stored) <= _STAMP.size:
@@ -375,8 +381,8 @@ class ResponseCache:
         """Close the Redis level and the semantic level (their connections, tasks and own transport)."""
         if self.semantic is not None:
             await self.semantic.aclose()
-        if self.redis is not None:
-            await self.redis.aclose()
+        if self.shared is not None:
+            await self.shared.aclose()
 
     def store(self, ex: Exchange, answer: bytes, ctype: bytes | None = None) -> None:
         """Keep a miss's complete answer (never awaits); ``ctype``: a unary answer's content type (kept
@@ -400,21 +406,22 @@ class ResponseCache:
             return  # an answer that says nothing (LiteLLM's is_response_without_output): asked again, not replayed
         value = _STAMP.pack(self._wall()) + calls.stored_value(ex, answer, ctype)
         self.memory.set(st.key, value, ttl if ttl is not None else self.settings.memory_ttl)
-        if self.redis is not None:
+        if self.shared is not None:
             self._put_redis(st, st.key, value, ttl, True)
         if st.vector is not None and self.semantic is not None:
             s = self.settings
             self.semantic.index.add(st.scope, st.key, st.vector, ttl if ttl is not None else (
-                s.redis_ttl if self.redis is not None else s.memory_ttl), value)
+                s.redis_ttl if self.shared is not None else s.memory_ttl), value)
 
     def _put_redis(self, st: CacheState, key: str, value: bytes, ttl: float | None, last: bool) -> None:
-        """One entry queued for Redis; with ``last``, the request's namespace marked too."""
-        redis = self.redis
-        if redis is not None:
+        """One entry queued for the shared level; with ``last`` (Redis), the request's namespace marked too."""
+        shared = self.shared
+        if shared is not None:
             redis_ttl = ttl if ttl is not None else self.settings.redis_ttl
-            redis.set(key, value, redis_ttl)
-            if last and st.namespace is not None:  # renewed with every entry: it outlives the namespace's last one
-                from relaygate.cache.redis import namespace_marker
+            shared.set(key, value, redis_ttl)
+            redis = self.redis
+            if last and st.namespace is not None and redis is not None:  # renewed with every entry (it outlives
+                from relaygate.cache.redis import namespace_marker  # the namespace's last one); S3 lists instead
                 redis.set(namespace_marker(self.settings.namespace, st.namespace), b"1", redis_ttl)
 
     def store_stream(self, ex: Exchange, frames: bytes) -> None:
@@ -483,12 +490,17 @@ def make_cache(settings: CacheSettings, metrics: Any = None, transport: Any = No
     ``redis-semantic``, and the semantic level when one is configured (its embedding calls go through
     ``transport``, the pipeline's; without one the embedder makes its own on first use)."""
     redis = None
+    shared: S3Cache | None = None
     if settings.type in ("redis", "redis-semantic"):
         from relaygate.cache.redis import RedisCache
 
         redis = RedisCache.from_settings(settings)  # one server, a sentinel-managed master or a cluster
+    elif settings.type == "s3":
+        from relaygate.cache.s3 import S3Cache
+
+        shared = S3Cache.from_settings(settings)
     return ResponseCache(settings, redis, metrics=metrics, semantic=_make_semantic(settings, redis, metrics,
-                                                                                   transport))
+                                                                                   transport), shared=shared)
 
 
 def _make_semantic(settings: CacheSettings, redis: RedisCache | None, metrics: Any,

@@ -81,8 +81,16 @@ the list and not cached (one warning)."""
 DEFAULT_ROUTES = frozenset({"chat", "completions", "embeddings", "transcriptions", "rerank", "responses", "messages"})
 _KNOWN_LATER = frozenset({"speech", "aspeech", "image_generation", "aimage_generation",
                           "moderation", "amoderation"})
-_TYPES = frozenset({"local", "redis", "semantic", "redis-semantic", "qdrant-semantic"})
-_LATER_TYPES = frozenset({"valkey-semantic", "s3", "gcs", "disk", "azure-blob"})
+_TYPES = frozenset({"local", "redis", "semantic", "redis-semantic", "qdrant-semantic", "s3"})
+_LATER_TYPES = frozenset({"valkey-semantic", "gcs", "disk", "azure-blob"})
+_S3_KNOWN = frozenset({"s3_bucket_name", "s3_region_name", "s3_use_ssl", "s3_endpoint_url", "s3_aws_access_key_id",
+                       "s3_aws_secret_access_key", "s3_aws_session_token", "s3_path", "s3_aws_role_name",
+                       "s3_aws_session_name", "s3_aws_web_identity_token", "s3_aws_profile_name",
+                       "s3_aws_sts_endpoint", "s3_use_virtual_hosted_style"})
+"""``type: s3``'s parameters (LiteLLM's ``S3Cache`` and the credential sources its boto3 client reads)."""
+_S3_IGNORED = frozenset({"s3_api_version", "s3_verify", "s3_config"})
+S3_DEFAULT_TTL = 365 * 86400.0
+"""Seconds an S3 entry lives when no TTL is configured (LiteLLM's ``max-age`` for an entry without one)."""
 _IGNORED = frozenset({"max_connections", "max_size_in_memory",
                       "qdrant_semantic_cache_vector_size"})
 _TOPOLOGY_KNOWN = frozenset({"redis_startup_nodes", "service_name", "sentinel_nodes", "sentinel_password",
@@ -154,6 +162,8 @@ class CacheSettings(msgspec.Struct, kw_only=True, frozen=True):
     qdrant_collection_name: str | None = None
     qdrant_quantization_config: str | None = None
     qdrant_path: str | None = None
+    s3_params: dict[str, Any] | None = None
+    """``type: s3``: the ``s3_*`` parameters of ``cache_params`` (``cache.s3``)."""
 
     @property
     def memory_ttl(self) -> float:
@@ -161,12 +171,13 @@ class CacheSettings(msgspec.Struct, kw_only=True, frozen=True):
         Redis level never longer than the configured Redis TTL (LiteLLM's Redis caches have no memory copy at
         all: a copy outliving the shared entry would serve what every other worker already forgot)."""
         own = self.default_in_memory_ttl or self.ttl or 600.0
-        return min(own, self.redis_ttl) if self.type in ("redis", "redis-semantic") else own
+        return min(own, self.redis_ttl) if self.type in ("redis", "redis-semantic", "s3") else own
 
     @property
     def redis_ttl(self) -> float:
-        """Seconds an answer stays in Redis: ``default_in_redis_ttl``, else ``ttl``, else LiteLLM's 60 s."""
-        return self.default_in_redis_ttl or self.ttl or REDIS_DEFAULT_TTL
+        """Seconds an answer stays in the shared level: ``default_in_redis_ttl``, else ``ttl``, else LiteLLM's 60 s
+        in Redis and a year in S3 (:data:`S3_DEFAULT_TTL`)."""
+        return self.default_in_redis_ttl or self.ttl or (S3_DEFAULT_TTL if self.type == "s3" else REDIS_DEFAULT_TTL)
 
 
 def _number(params: dict[str, Any], name: str) -> float | None:
@@ -195,7 +206,7 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
         kind = _default_type(params, env, warnings)
     if kind in _LATER_TYPES:
         raise CacheConfigError("litellm_settings.cache_params.type",
-                          f"{kind!r} caches are not supported yet (use 'local' or 'redis')")
+                          f"{kind!r} caches are not supported yet (use 'local', 'redis' or 's3')")
     if kind not in _TYPES:
         raise CacheConfigError("litellm_settings.cache_params.type", f"unknown cache type {kind!r}")
     routes: set[str] = set()
@@ -243,6 +254,9 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
         known |= _SEMANTIC_KNOWN
     if kind in ("redis", "redis-semantic"):
         known |= set(TLS_OPTIONS)
+    s3_params = _s3(params, warnings) if kind == "s3" else None
+    if s3_params is not None:
+        known |= _S3_KNOWN | _S3_IGNORED
     for k in params:
         if k in _SEMANTIC_KNOWN and not semantic:
             warnings.append(f"litellm_settings.cache_params.{k}: ignored (type {kind!r} without a "
@@ -281,10 +295,25 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
         default_in_memory_ttl=_number(params, "default_in_memory_ttl"),
         default_in_redis_ttl=_number(params, "default_in_redis_ttl"), routes=frozenset(routes),
         default_off=mode == "default_off", max_bytes=max_bytes, scope=scope, max_messages=max_messages,
-        redis_timeout=float(redis_timeout) if redis_timeout is not None else 0.05,
+        redis_timeout=float(redis_timeout) if redis_timeout is not None else 2.0 if kind == "s3" else 0.05,
+        s3_params=s3_params,
         redis_url=url if isinstance(url, str) else None, redis_host=host if isinstance(host, str) else None,
         redis_port=port if isinstance(port, int) else None,
         redis_password=str(password) if password is not None else None, redis_tls=tls, **topology, **semantic)
+
+
+def _s3(params: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """``type: s3``'s parameters: a bucket is required; boto3's client options relaygate has no use for are
+    warned about."""
+    bucket = params.get("s3_bucket_name")
+    if not isinstance(bucket, str) or not bucket.strip():
+        raise CacheConfigError("litellm_settings.cache_params.s3_bucket_name", "type 's3' needs a bucket name")
+    endpoint = params.get("s3_endpoint_url")
+    if endpoint is not None and (not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://"))):
+        raise CacheConfigError("litellm_settings.cache_params.s3_endpoint_url", "expected an http(s) URL")
+    for k in sorted(_S3_IGNORED & params.keys()):
+        warnings.append(f"litellm_settings.cache_params.{k}: ignored (boto3's client option)")
+    return {k: v for k, v in params.items() if k in _S3_KNOWN and v is not None}
 
 
 def _default_type(params: dict[str, Any], env: Any, warnings: list[str]) -> str:
