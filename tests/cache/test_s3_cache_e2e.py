@@ -9,6 +9,7 @@ answered; and the configuration's errors."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -122,3 +123,32 @@ def test_configuration() -> None:
     with pytest.raises(FieldError, match="s3_endpoint_url"):
         cache_from_litellm(True, {"type": "s3", "s3_bucket_name": "b", "s3_endpoint_url": "minio:9000"}, [],
                            environ={})
+
+
+def test_the_list_request_is_signed_as_botocore_signs_it() -> None:
+    """The flush's ``ListObjectsV2`` (a query string) and an entry's ``GET`` carry botocore's signature (moto
+    does not check signatures; S3 does)."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from relaygate.cache.s3 import S3Cache, object_key
+    from relaygate.config.cache import CacheSettings
+
+    cache = S3Cache.from_settings(CacheSettings(type="s3", s3_params={
+        "s3_bucket_name": "b", "s3_region_name": "eu-west-1", "s3_aws_access_key_id": ACCESS,
+        "s3_aws_secret_access_key": SECRET, "s3_path": "llm cache/"}))
+    listing = cache._url(query={"list-type": "2", "prefix": cache.prefix, "max-keys": "1000",
+                                "continuation-token": "1/a+b=="})
+    entry = cache._url(object_key(cache.prefix, "team-a:" + "ab" * 32))
+    assert entry == f"https://s3.eu-west-1.amazonaws.com/b/llm%20cache/team-a/{'ab' * 32}"
+    empty = hashlib.sha256(b"").hexdigest()  # what the cache sends as the body's hash
+    for url in (listing, entry):
+        ours = dict(cache.signer.sign("GET", url, [("x-amz-content-sha256", empty)], b""))
+        req = AWSRequest(method="GET", url=url, headers={"X-Amz-Content-SHA256": empty})
+        auth = S3SigV4Auth(Credentials(ACCESS, SECRET), "s3", "eu-west-1")
+        req.context["timestamp"] = ours["X-Amz-Date"]
+        req.headers["X-Amz-Date"] = ours["X-Amz-Date"]
+        canonical = auth.canonical_request(req)
+        sig = auth.signature(auth.string_to_sign(req, canonical), req)
+        assert ours["Authorization"].endswith(f"Signature={sig}"), (url, canonical)

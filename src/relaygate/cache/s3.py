@@ -37,7 +37,7 @@ from xml.etree import ElementTree
 
 from relaygate import events
 from relaygate.observe.aws_auth import AwsSigner
-from relaygate.observe.post import Answer, Poster, PostError
+from relaygate.observe.post import MAX_ANSWER_BYTES, Answer, Poster, PostError
 
 if TYPE_CHECKING:
     from relaygate.config.cache import CacheSettings
@@ -188,6 +188,9 @@ class S3Cache:
     def set(self, key: str, value: bytes, ttl: float) -> None:
         """Queue ``value`` to be stored for ``ttl`` seconds (never waits; a full queue drops the oldest)."""
         if self.closed:
+            return
+        if len(value) > MAX_ANSWER_BYTES:  # a lookup would not read it back whole
+            self.dropped += 1
             return
         if len(self._pending) == self._pending.maxlen:
             self.dropped += 1

@@ -36,7 +36,7 @@ from relaygate.upstream.base import Timeouts, UpstreamRequest
 from relaygate.upstream.calls import send_read
 from relaygate.upstream.h1 import H1Transport
 
-__all__ = ["CONNECTIONS", "Answer", "PostError", "Poster"]
+__all__ = ["CONNECTIONS", "MAX_ANSWER_BYTES", "Answer", "PostError", "Poster"]
 
 CONNECTIONS = 16
 """Connections open at most per host by a :class:`Poster` (requests beyond wait for one, within the
