@@ -30,6 +30,9 @@ cached gateway started with a ``sitecustomize`` of the bench first on its ``PYTH
 - **miss-rawkey**: a miss whose key is the SHA-256 of the body's bytes (no decoding, no canonical form):
   against **miss**, what the key costs;
 - **miss-nostore**: a miss whose answer is not stored: against **miss**, what the store costs.
+- **miss-s3**: a miss with ``type: s3`` (the memory level and a bucket served by ``bench.s3stub`` on CPU 1,
+  which keeps connections open as S3 does): every request a signed ``GET`` that finds nothing and a signed
+  ``PUT``; against **miss**, what the S3 level costs the gateway's CPU (its time waiting on S3 is not CPU).
 
 - **floor**: not a gateway: ``bench.peers.rawproxy --hello --answer`` (a bare ASGI app on Granian, served
   as ``relaygate serve`` serves the gateway) answering every request with the status, headers and body the
@@ -77,7 +80,7 @@ from bench.procs import (
 )
 
 MASTER = "sk-bench-master"
-MODES = ("off", "miss", "hit", "miss-nolookup", "miss-rawkey", "miss-nostore", "floor")
+MODES = ("off", "miss", "hit", "miss-nolookup", "miss-rawkey", "miss-nostore", "miss-s3", "floor")
 """Every mode ``--modes`` takes (see the module docstring)."""
 STUBS = {"miss-nolookup": REPO_ROOT / "bench" / "stubs" / "cache_nolookup",
          "miss-rawkey": REPO_ROOT / "bench" / "stubs" / "cache_rawkey",
@@ -100,13 +103,29 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def config(api_base: str, cache: bool) -> str:
+def config(api_base: str, cache: bool, s3: str | None = None) -> str:
+    """A gateway's config: no cache, the memory cache, or (``s3``: moto's URL) an S3 cache in bucket ``bench``."""
     text = (f"model_list:\n  - model_name: m\n    litellm_params: {{model: openai/mock-model, api_key: sk-up, "
             f"api_base: \"{api_base}\"}}\ngeneral_settings:\n  master_key: {MASTER}\n"
             "relaygate_settings:\n  embedded_database: false\n")
-    if cache:
+    if s3 is not None:
+        text += ("litellm_settings:\n  cache: true\n  cache_params: {type: s3, ttl: 600, s3_bucket_name: bench, "
+                 f"s3_endpoint_url: \"{s3}\", s3_region_name: us-east-1, s3_aws_access_key_id: AKIDBENCH, "
+                 "s3_aws_secret_access_key: bench-secret}\n")
+    elif cache:
         text += "litellm_settings:\n  cache: true\n  cache_params: {type: local, ttl: 600}\n"
     return text
+
+
+def start_s3(tmp: Path, env: dict[str, str]) -> tuple[str, Proc]:
+    """``bench.s3stub`` on CPU 1 (a keep-alive server answering as an empty bucket does; moto's server closes
+    every connection, which real S3 does not); its URL and process."""
+    port = _free_port()
+    proc = spawn([sys.executable, "-m", "bench.s3stub", "--port", str(port)], name="s3stub", cpus="1", env=env,
+                 log_dir=tmp, cwd=REPO_ROOT)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/bench", 30, proc)
+    return url, proc
 
 
 _DROPPED = frozenset({"content-length", "date", "server", "connection", "keep-alive", "transfer-encoding"})
@@ -232,12 +251,16 @@ def main(argv: list[str] | None = None) -> int:
     # distinct prompts enough for the whole run of one mode: throughput x duration, generously
     vary = 60_000
     where = {m: gateway_of(m, args.together) for m in modes}
+    moto: Proc | None = None
     try:
+        s3_url = None
+        if "miss-s3" in modes:
+            s3_url, moto = start_s3(tmp, env)
         for name in dict.fromkeys(where.values()):
             if name == "floor":
                 continue  # started below, from the hit gateway's answer
             cfg = tmp / f"{name}.yaml"
-            cfg.write_text(config(mock.openai_base, name != "off"))
+            cfg.write_text(config(mock.openai_base, name != "off", s3_url if name == "miss-s3" else None))
             port = _free_port()
             gw_env, cwd = env, None
             if name.endswith(BASE) and tree is not None:
@@ -325,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         for _, gw in gws.values():
             gw.stop()
         mock.stop()
+        if moto is not None:
+            moto.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
