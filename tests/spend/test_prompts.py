@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -166,3 +167,18 @@ def test_bytes_as_received_store_what_the_decoded_body_would(value: object, limi
     received = Prompts(raw, raw, False, "chat")
     assert json.loads(request_text(received, False, limit)) == json.loads(request_text(decoded, False, limit))
     assert json.loads(response_text(received, limit)) == json.loads(response_text(decoded, limit))
+
+
+def test_bytes_held_for_the_spend_logs_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bodies and answers alive in a worker count against ``HELD_MAX`` until their ``Prompts`` goes (its row
+    written or its record dropped); past it a request keeps nothing and its row says so."""
+    from relaygate.sinks import prompts
+
+    monkeypatch.setattr(prompts, "HELD_MAX", prompts.held() + 1000)
+    body = b'{"model": "m", "messages": []}'
+    kept = [Prompts(body, b'{"id": "x"}', False, "chat") for _ in range(40)]  # ~41 bytes each
+    assert all(p.kept for p in kept[:len(kept) // 2]) and not kept[-1].kept
+    last = kept[-1]
+    assert request_text(last, False, 2048) == prompts.NOT_KEPT and response_text(last, 2048) == "{}"
+    del kept[:]  # rows written: their bytes are given back
+    assert Prompts(body, None, False, "chat").kept

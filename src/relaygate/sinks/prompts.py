@@ -14,6 +14,9 @@ tracking stores them, so its Logs view and a query written against its table rea
   ``password``, ``auth`` or ``credential`` replaced by ``redacted-by-litellm`` (LiteLLM's masker and word
   list, ``cost`` exempting a pricing field; ``max_tokens`` has no ``token`` segment), except inside what a
   model wrote or read as content: tool-call ``arguments``, ``logprobs``, a tool's output.
+- **Bounded in memory.** The bodies and answers waiting for the sink in a worker (many while the database is
+  down: the sink's buffer holds ``spend_logs_buffer`` records) take at most :data:`HELD_MAX` bytes; a request
+  past it stores :data:`NOT_KEPT` instead of its body, and the sink counts it (``spend_prompts_not_kept``).
 - **Bounded.** Every string longer than ``MAX_STRING_LENGTH_PROMPT_IN_DB`` characters (LiteLLM's variable,
   2,048 by default) keeps its first 35% and its last 65% around LiteLLM's marker
   ``... (litellm_truncated skipped N chars. ...) ...``, so a base64 image or a long document cannot bloat a
@@ -37,8 +40,8 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["DEFAULT_MAX", "MAX_DEPTH", "REDACTED", "Prompts", "latest_turn", "max_string_length", "request_text",
-           "response_text", "sanitized", "tenant_allows", "truncated"]
+__all__ = ["DEFAULT_MAX", "HELD_MAX", "MAX_DEPTH", "NOT_KEPT", "REDACTED", "Prompts", "held", "latest_turn",
+           "max_string_length", "request_text", "response_text", "sanitized", "tenant_allows", "truncated"]
 
 REDACTED = "redacted-by-litellm"
 MAX_DEPTH = 32
@@ -64,15 +67,47 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 
-class Prompts(msgspec.Struct, gc=False):
+HELD_MAX = 256 * 1024 * 1024
+"""Bytes of bodies and answers a worker holds for the spend logs at most (records waiting for the sink: many
+while the database is slow or down). A request past it keeps neither: its row says so (:data:`NOT_KEPT`)."""
+NOT_KEPT = '{"relaygate_not_kept":"the request came while the spend logs waited on 256 MiB of prompts"}'
+_held = 0
+"""Bytes held by the :class:`Prompts` alive in this worker (each gives its own back when it goes)."""
+
+
+def held() -> int:
+    """Bytes of bodies and answers this worker holds for the spend logs now."""
+    return _held
+
+
+class Prompts:
     """What one request hands the spend sink: its body (the JSON bytes as received, or decoded; ``None`` when it
     was not JSON), its answer (likewise; ``None`` when there was none or it may not be logged), whether message
-    logging was off, and the route (``latest_turn`` keeps a continued Responses conversation whole)."""
+    logging was off, and the route (``latest_turn`` keeps a continued Responses conversation whole).
 
-    body: Any
-    answer: Any
-    redacted: bool
-    route: str
+    Bounded: the bytes of every instance alive in the worker count against :data:`HELD_MAX` from creation until
+    the instance goes (its row written, or its record dropped by a full buffer); one that would pass it keeps
+    nothing (``kept`` false)."""
+
+    __slots__ = ("body", "answer", "redacted", "route", "size", "kept")
+
+    def __init__(self, body: Any, answer: Any, redacted: bool, route: str) -> None:
+        global _held
+        size = (len(body) if isinstance(body, bytes) else 0) + (len(answer) if isinstance(answer, bytes) else 0)
+        self.kept = _held + size <= HELD_MAX
+        if not self.kept:
+            body = answer = None
+            size = 0
+        self.body = body
+        self.answer = answer
+        self.redacted = redacted
+        self.route = route
+        self.size = size
+        _held += size
+
+    def __del__(self) -> None:
+        global _held
+        _held -= self.size
 
 
 def max_string_length(env: Mapping[str, str] | None = None) -> int:
@@ -240,6 +275,8 @@ def _redacted(body: dict[str, Any]) -> dict[str, Any]:
 
 def request_text(p: Prompts, latest_turn_only: bool, limit: int) -> str:
     """The ``proxy_server_request`` column of a request (JSON text)."""
+    if not p.kept:
+        return NOT_KEPT
     body, raw = _json(p.body)
     if not isinstance(body, dict):
         return "{}"

@@ -30,7 +30,8 @@ batch while the database is slow or down, and the retention of old rows.
   ``maximum_spend_logs_retention_period`` every ``interval`` (counters keep their totals).
 
 Events counted through ``on_event``: ``spend_rows_written``, ``spend_write_failed`` (per failed attempt),
-``spend_rows_dropped`` (given up on), ``spend_rows_deleted`` (retention); with ``disable_spend_logs``,
+``spend_rows_dropped`` (given up on), ``spend_rows_deleted`` (retention), ``spend_prompts_not_kept`` (rows
+stored without their request and answer: ``sinks.prompts.HELD_MAX``); with ``disable_spend_logs``,
 ``spend_counted`` (records added to the counters) instead of ``spend_rows_written``.
 """
 
@@ -333,6 +334,7 @@ class SpendSink:
             if r.team_id and (team_org := known_teams.get(r.team_id)) is not None:
                 by_team[r.team_id] = team_org[1]
         out = []
+        not_kept = 0
         dialect = self.store.dialect
         for i, r in enumerate(batch):
             if i and not i % _SLICE:
@@ -342,6 +344,14 @@ class SpendSink:
                 org = by_team.get(r.team_id)
             out.append(spend_values(r, dialect, org_id=org, key_tags=tags, store_prompts=self.store_prompts,
                                     fields=self.fields, latest_turn=self.latest_turn, prompt_limit=self.prompt_limit))
+            if self.store_prompts and isinstance(r.extra, dict):
+                kept = r.extra.get("prompts")
+                if isinstance(kept, prompts.Prompts) and not kept.kept:
+                    not_kept += 1
+        if not_kept:
+            self._count("spend_prompts_not_kept", not_kept)
+            self._warn("spend logs: %d request(s) stored without their body and answer: %d MiB of them already "
+                       "waited for the database", not_kept, prompts.HELD_MAX >> 20)
         return out
 
     def hurry(self) -> None:
