@@ -525,12 +525,12 @@ class Gateway:
         rows: tuple[Any, ...] = ()
         deps: list[Deployment] = []
         settings: dict[str, Any] = {}
-        if self.store is not None and db_models_enabled(self.file_config):
-            rows, deps = await read_db_models(self.store, sealer_for(self.file_config))
-            settings = {k: v for k, v in (await read_settings(self.store)).items() if k in STORED}  # not job marks
-        if rows == self._db_models_seen and settings == self.db_settings:
-            return False
-        async with self._reload_lock:
+        async with self._reload_lock:  # read under it: a slower read begun earlier never swaps in older rows
+            if self.store is not None and db_models_enabled(self.file_config):
+                rows, deps = await read_db_models(self.store, sealer_for(self.file_config))
+                settings = {k: v for k, v in (await read_settings(self.store)).items() if k in STORED}  # no job marks
+            if rows == self._db_models_seen and settings == self.db_settings:
+                return False
             self.db_models, self._db_models_seen, self.db_settings = deps, rows, settings
             await self.swap(self.file_config, self.runtime.generation, "database models and settings")
         return True
