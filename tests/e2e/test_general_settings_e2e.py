@@ -22,6 +22,18 @@ MASTER = "sk-general-master"
 AUTH = {"Authorization": f"Bearer {MASTER}"}
 
 
+def echo_config(general: str) -> str:
+    """A gateway serving ``m`` (the built-in echo model) with the master key and ``general``, more lines of
+    ``general_settings`` (each indented two spaces, ending with a new line)."""
+    return f"""
+model_list:
+  - model_name: m
+    litellm_params: {{model: mock/echo}}
+general_settings:
+  master_key: {MASTER}
+{general}"""
+
+
 def test_tags_custom_keys_and_uploads(tmp_path: Path) -> None:
     with serve() as up:
         config = f"""
@@ -128,14 +140,7 @@ def test_include_call_id_in_error_body(tmp_path: Path) -> None:
     import anthropic
 
     for on in (True, False):
-        config = f"""
-model_list:
-  - model_name: m
-    litellm_params: {{model: mock/echo}}
-general_settings:
-  master_key: {MASTER}
-  include_call_id_in_error_body: {str(on).lower()}
-"""
+        config = echo_config(f"  include_call_id_in_error_body: {str(on).lower()}\n")
         with start_gateway(config) as gw, \
                 openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=30) as client:
             with pytest.raises(openai.BadRequestError) as missing:  # LiteLLM's 400 for an unknown model
@@ -199,14 +204,7 @@ def _logged(tmp_path: Path, db: str, settings: str, **create: Any) -> dict[str, 
     with ``settings`` (lines of ``general_settings``) and a SQLite store named ``db``."""
     from tests.e2e.openai_echo import spend_row
 
-    config = f"""
-model_list:
-  - model_name: m
-    litellm_params: {{model: mock/echo}}
-general_settings:
-  master_key: {MASTER}
-  database_url: sqlite:///{tmp_path / db}
-{settings}"""
+    config = echo_config(f"  database_url: sqlite:///{tmp_path / db}\n{settings}")
     with start_gateway(config) as gw, \
             openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0, timeout=30) as client:
         r = client.chat.completions.with_raw_response.create(
@@ -260,15 +258,8 @@ def test_store_prompts_in_spend_logs(tmp_path: Path) -> None:
     from tests.e2e.openai_echo import spend_row
 
     def config(extra: str) -> str:
-        return f"""
-model_list:
-  - model_name: m
-    litellm_params: {{model: mock/echo}}
-general_settings:
-  master_key: {MASTER}
-  database_url: sqlite:///{tmp_path / f"prompts{len(extra)}.db"}
-  store_prompts_in_spend_logs: true
-{extra}"""
+        return echo_config(f"  database_url: sqlite:///{tmp_path / f'prompts{len(extra)}.db'}\n"
+                           f"  store_prompts_in_spend_logs: true\n{extra}")
 
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]
     with start_gateway(config("")) as gw, \

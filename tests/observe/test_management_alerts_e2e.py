@@ -22,16 +22,20 @@ KINDS = ["new_virtual_key_created", "virtual_key_updated", "virtual_key_deleted"
          "team_deleted", "new_internal_user_created", "internal_user_updated"]  # not internal_user_deleted
 
 
-def test_management_events_are_alerted_without_secrets(tmp_path: Path) -> None:
-    config = f"""model_list:
+def _config(tmp_path: Path, general: str) -> str:
+    """A gateway with a SQLite store alerting to Slack, and ``general``, more ``general_settings`` lines."""
+    return f"""model_list:
   - model_name: m
     litellm_params: {{model: mock/echo}}
 general_settings:
   master_key: {MASTER}
   database_url: sqlite:///{tmp_path / "rg.db"}
   alerting: ["slack"]
-  alert_types: {KINDS}
-"""
+{general}"""
+
+
+def test_management_events_are_alerted_without_secrets(tmp_path: Path) -> None:
+    config = _config(tmp_path, f"  alert_types: {KINDS}\n")
     with Collector() as slack, start_gateway(config, env={"SLACK_WEBHOOK_URL": slack.url + "/slack"}) as gw, \
             httpx.Client(base_url=gw.url, timeout=20, headers=AUTH) as c:
         def ok(path: str, body: dict[str, object]) -> dict[str, object]:
@@ -84,16 +88,7 @@ general_settings:
 def test_a_model_added_is_alerted_as_litellm_lays_it_out(tmp_path: Path) -> None:
     """LiteLLM's ``new_model_added``: ``/model/new`` posts the model's name, base model, an OpenAI SDK snippet
     pointing at ``PROXY_BASE_URL`` and what the cost map knows of it; no credential of the model is in it."""
-    config = f"""model_list:
-  - model_name: m
-    litellm_params: {{model: mock/echo}}
-general_settings:
-  master_key: {MASTER}
-  database_url: sqlite:///{tmp_path / "rg.db"}
-  store_model_in_db: true
-  alerting: ["slack"]
-  alert_types: ["new_model_added"]
-"""
+    config = _config(tmp_path, '  store_model_in_db: true\n  alert_types: ["new_model_added"]\n')
     with Collector() as slack, start_gateway(config, env={"SLACK_WEBHOOK_URL": slack.url + "/slack",
                                                          "PROXY_BASE_URL": "https://gateway.example"}) as gw, \
             httpx.Client(base_url=gw.url, timeout=20, headers=AUTH) as c:

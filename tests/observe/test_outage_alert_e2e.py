@@ -6,6 +6,8 @@ is counted on ``/metrics`` (``relaygate_events_total{event="outage:redis"}``) an
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -78,6 +80,26 @@ def _alerts(slack: Collector, last: str) -> list[str]:
     return [p.json().get("text", "") for p in slack.posts]
 
 
+@contextmanager
+def _alerting(models: str, alert_type: str, minor: int, major: int, slack: Collector,
+              router: str = "") -> Iterator[httpx.Client]:
+    """A ``relaygate serve`` with ``models`` (the ``model_list`` entries), no retries, no cooldown, and
+    ``alert_type`` alerts to ``slack`` at these thresholds; a client with the master key."""
+    config = f"""model_list:{models}
+router_settings:
+  num_retries: 0
+  allowed_fails: 1000
+{router}general_settings:
+  master_key: {MASTER}
+  alerting: ["slack"]
+  alert_types: ["{alert_type}"]
+  alerting_args: {{minor_outage_alert_threshold: {minor}, major_outage_alert_threshold: {major}}}
+"""
+    with start_gateway(config, env={"SLACK_WEBHOOK_URL": slack.url + "/slack"}) as gw, \
+            httpx.Client(base_url=gw.url, timeout=20, headers={"Authorization": f"Bearer {MASTER}"}) as c:
+        yield c
+
+
 def test_region_outage_is_alerted_once_two_deployments_of_the_region_fail() -> None:
     """``region_outage_alerts`` under a real ``relaygate serve``: two deployments with ``region_name: eu-west``
     behind an upstream that answers 503; their failures, counted together, make a minor and then a major
@@ -90,20 +112,10 @@ def test_region_outage_is_alerted_once_two_deployments_of_the_region_fail() -> N
   - model_name: m{i}
     litellm_params: {{model: openai/gpt-4o, api_key: sk-up, api_base: "{up}/v1", region_name: eu-west}}
     model_info: {{id: eu-{i}}}""" for i in (1, 2))
-        config = f"""model_list:{deps}
+        models = deps + """
   - model_name: other
-    litellm_params: {{model: mock/echo, region_name: us-east}}
-router_settings:
-  num_retries: 0
-  allowed_fails: 1000
-general_settings:
-  master_key: {MASTER}
-  alerting: ["slack"]
-  alert_types: ["region_outage_alerts"]
-  alerting_args: {{minor_outage_alert_threshold: 3, major_outage_alert_threshold: 6}}
-"""
-        with start_gateway(config, env={"SLACK_WEBHOOK_URL": slack.url + "/slack"}) as gw, \
-                httpx.Client(base_url=gw.url, timeout=20, headers={"Authorization": f"Bearer {MASTER}"}) as c:
+    litellm_params: {model: mock/echo, region_name: us-east}"""
+        with _alerting(models, "region_outage_alerts", 3, 6, slack) as c:
             for model in ("other", "m1", "m2") * 4:
                 r = c.post("/v1/chat/completions", json={"model": model, "messages": [{"role": "user",
                                                                                        "content": "hi"}]})
@@ -117,24 +129,13 @@ def test_a_deployment_s_failed_attempts_make_its_outage_alerts() -> None:
     """``outage_alerts`` under a real ``relaygate serve``: the attempts that failed at a deployment count, also
     those a fallback then answered; the alerts name the deployment, its model group and API base."""
     with http_server(_Down) as up, Collector() as slack:
-        config = f"""model_list:
+        models = f"""
   - model_name: m
     litellm_params: {{model: openai/gpt-4o, api_key: sk-up, api_base: "{up}/v1"}}
     model_info: {{id: down-1}}
   - model_name: backup
-    litellm_params: {{model: mock/echo}}
-router_settings:
-  num_retries: 0
-  allowed_fails: 1000
-  fallbacks: [{{m: [backup]}}]
-general_settings:
-  master_key: {MASTER}
-  alerting: ["slack"]
-  alert_types: ["outage_alerts"]
-  alerting_args: {{minor_outage_alert_threshold: 2, major_outage_alert_threshold: 4}}
-"""
-        with start_gateway(config, env={"SLACK_WEBHOOK_URL": slack.url + "/slack"}) as gw, \
-                httpx.Client(base_url=gw.url, timeout=20, headers={"Authorization": f"Bearer {MASTER}"}) as c:
+    litellm_params: {{model: mock/echo}}"""
+        with _alerting(models, "outage_alerts", 2, 4, slack, router="  fallbacks: [{m: [backup]}]\n") as c:
             for _ in range(5):
                 r = c.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
                 assert r.status_code == 200 and r.headers["x-litellm-attempted-fallbacks"] == "1", r.text

@@ -59,7 +59,7 @@ from relaygate.observe.langfuse_otel import DESTINATION
 from relaygate.observe.openinference import openinference_attributes
 from relaygate.observe.otel import OtelSink, OtlpSettings, _traces_path, otlp_settings, throttle_sdk_logs
 from relaygate.observe.otel_attrs import request_span_name
-from relaygate.observe.otel_targets import TargetedOtel, clean
+from relaygate.observe.otel_targets import TargetedOtel, clean, header_safe
 from relaygate.observe.tracecontext import new_span_id, new_trace_id
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome
@@ -85,13 +85,6 @@ def _get(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
         if value:
             return name, value
     return None
-
-
-def _header_safe(name: str, value: str) -> str:
-    """A credential sent as a header: a control character (a CR LF would split the request) is refused."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise ConfigError(_ENV, name, "contains a control character")
-    return value
 
 
 def _base(settings: ObserveSettings, env: Mapping[str, str], service: str | None) -> OtlpSettings:
@@ -132,8 +125,8 @@ def arize_otlp_settings(settings: ObserveSettings, env: Mapping[str, str], *, ke
             raise ConfigError(_ENV, http[0], f"expected an http:// or https:// URL, got {http[1]!r}")
     project = _get(env, "ARIZE_PROJECT_NAME")
     cfg = _base(settings, env, project[1] if project is not None else None)
-    headers = {} if key is None or space is None else {"space_id": _header_safe(space[0], space[1]),
-                                                        "api_key": _header_safe(key[0], key[1])}
+    headers = {} if key is None or space is None else {"space_id": header_safe(space[0], space[1]),
+                                                        "api_key": header_safe(key[0], key[1])}
     return dataclasses.replace(cfg, protocol=protocol, endpoint=endpoint, tracer_name="litellm", headers=headers)
 
 
@@ -158,7 +151,7 @@ def phoenix_otlp_settings(settings: ObserveSettings, env: Mapping[str, str]) -> 
     key = _get(env, "PHOENIX_API_KEY")
     headers: dict[str, str] = {}
     if key is not None:
-        headers["authorization"] = f"Bearer {_header_safe(key[0], key[1])}"
+        headers["authorization"] = f"Bearer {header_safe(key[0], key[1])}"
     elif PHOENIX_CLOUD in raw:
         raise ConfigError(_ENV, "PHOENIX_API_KEY", "PHOENIX_API_KEY must be set when using Phoenix Cloud "
                                                    f"({PHOENIX_CLOUD})")

@@ -29,6 +29,7 @@ from typing import NamedTuple
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.observe.otel import OtelSink, OtlpSettings, _traces_path, otlp_settings, throttle_sdk_logs
+from relaygate.observe.otel_targets import header_safe
 from relaygate.sinks.queue import OnEvent
 
 __all__ = ["PRESETS", "Preset", "PresetOtelSink", "make_preset", "preset_settings"]
@@ -75,11 +76,8 @@ def preset_settings(name: str, settings: ObserveSettings, env: Mapping[str, str]
     endpoint = preset.endpoint(env)
     if not endpoint.startswith(("http://", "https://")):
         raise ConfigError(_ENV, preset.required, f"expected an http(s) URL, got {endpoint!r}")
-    headers = preset.headers(env)
-    for header, value in headers.items():
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):  # a CR LF would split the export request
-            raise ConfigError(_ENV, preset.required if header == "Authorization" else "SIGNOZ_INGESTION_KEY",
-                              "contains a control character")
+    headers = {header: header_safe(preset.required if header == "Authorization" else "SIGNOZ_INGESTION_KEY", value)
+               for header, value in preset.headers(env).items()}
     cfg = otlp_settings(settings, {k: v for k, v in env.items() if k not in _DESTINATION})
     return dataclasses.replace(cfg, protocol="http/protobuf", endpoint=endpoint, headers=headers)
 

@@ -28,13 +28,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.observe.detail import LoggingTarget, detail_of
 from relaygate.observe.otel import OtelSink, OtlpSettings
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome
 
-__all__ = ["TargetedOtel", "clean"]
+__all__ = ["TargetedOtel", "clean", "header_safe"]
 
 log = logging.getLogger("relaygate.observe")
 
@@ -45,6 +46,14 @@ def clean(value: Any) -> str | None:
         return None
     value = value.strip()
     return None if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value) else value
+
+
+def header_safe(name: str, value: str) -> str:
+    """``value`` of the variable ``name``, a credential sent as a header by an OTLP exporter (Arize, Phoenix, the
+    presets): a control character (a CR LF would split the export request) is refused."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ConfigError("environment", name, "contains a control character")
+    return value
 
 
 class TargetedOtel(OtelSink):
