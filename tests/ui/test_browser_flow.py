@@ -380,10 +380,12 @@ def admin_actions(page: Any, base: str, urls: list[str]) -> None:
     # search by the key in clear: the page hashes it before it goes into a URL; then by alias
     page.fill("#key-search", second)
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelector('#key-search').value.length === 64")
+    # polled from here: the page's CSP (script-src 'self') refuses the eval Playwright's wait_for_function
+    # falls back to when its predicate is not true at once
+    until("the search box to hold the key's hash", lambda: len(page.input_value("#key-search")) == 64)
     key_row.wait_for()
     # the row was on the page before the search too: wait for the filtered answer to replace the table
-    page.wait_for_function("document.querySelectorAll('[data-testid=keys-table] tbody tr').length === 1")
+    until("the filtered keys table", lambda: page.locator("[data-testid=keys-table] tbody tr").count() == 1)
     assert page.locator("[data-testid=keys-table] tbody tr").count() == 1
     assert all(second not in url and first not in url for url in urls)
     key_row.locator("[data-testid=key-delete]").click()
