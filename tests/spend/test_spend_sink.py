@@ -10,9 +10,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from relaygate.config.model import GeneralSettings
+from relaygate.metrics import Metrics
 from relaygate.sinks import CompletionQueue
 from relaygate.sinks.prompts import Prompts
-from relaygate.sinks.spend import SpendSink, parse_duration, spend_row, spend_values
+from relaygate.sinks.spend import SpendSink, spend_row, spend_values
 from relaygate.store import Customer, Key, Organization, Store, Team, TeamMember, User, open_store, tables
 from relaygate.store.spend import delete_spend_logs_before, nanos, read_spend_logs
 from relaygate.store.sqlite import SQLiteStore
@@ -116,12 +118,21 @@ def test_retention_deletes_old_rows_and_keeps_counters(db_url: str) -> None:
     async def body(store: Store) -> None:
         await _push(store, [record(i, cost=0.01, start=old if i < 30 else None) for i in range(50)])
         before = await check_counters(store)
-        assert await delete_spend_logs_before(store, datetime.now(UTC) - timedelta(days=30)) == 30
-        assert len(await read_spend_logs(store)) == 20
+        assert await delete_spend_logs_before(store, datetime.now(UTC) - timedelta(days=30), 10) == 10
+        assert len(await read_spend_logs(store)) == 40
         sink = SpendSink(store)
-        task = asyncio.ensure_future(sink.retention_forever(parse_duration("30d"), 3600))
-        await asyncio.sleep(0.2)
+        metrics = Metrics()
+        jobs = sink.cleanup_jobs(GeneralSettings(maximum_spend_logs_retention_period="30d",
+                                                 maximum_spend_logs_retention_interval="1h"), metrics)
+        assert len(jobs) == 1 and metrics.cleanup is not None
+        task = asyncio.ensure_future(jobs[0])
+        for _ in range(100):  # the first run starts at once
+            if len(await read_spend_logs(store)) == 20:
+                break
+            await asyncio.sleep(0.05)
         task.cancel()
+        assert len(await read_spend_logs(store)) == 20 and metrics.cleanup.deleted == 20
+        assert sink.cleanup_jobs(GeneralSettings(), metrics) == []
         async with store._read() as c:
             n = (await c.fetch("SELECT spend_nanos FROM rg_spend_totals WHERE entity_type = 'global'", []))[0]
         assert int(n["spend_nanos"]) == before[("global", "")] == nanos(0.01) * 50

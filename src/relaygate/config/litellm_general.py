@@ -4,13 +4,14 @@ does not run that must stop startup rather than be ignored (re-exported by ``con
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from relaygate.config.errors import ConfigError
 
 __all__ = ["DEFAULT_MODELS", "GENERAL_FROM_LITELLM_SETTINGS", "GENERAL_KEYS", "MetadataFields", "metadata_fields",
-           "refuse_guardrails", "refuse_unenforced"]
+           "refuse_guardrails", "refuse_unenforced", "size_bytes"]
 
 DEFAULT_MODELS = {"completion_model": ("chat", "completions"), "embedding_model": ("embeddings",),
                   "image_generation_model": ("images",), "moderation_model": ("moderations",)}
@@ -23,7 +24,8 @@ GENERAL_KEYS = frozenset((
     "maximum_spend_logs_retention_period",
     "maximum_spend_logs_retention_interval", "maximum_spend_logs_cleanup_batch_size",
     "maximum_spend_logs_cleanup_max_batches", "maximum_spend_logs_cleanup_run_budget",
-    "maximum_spend_logs_cleanup_batch_timeout", "spend_logs_buffer", "proxy_batch_write_at", "enable_jwt_auth",
+    "maximum_spend_logs_cleanup_batch_timeout", "maximum_spend_logs_size", "maximum_spend_logs_cleanup_target_size",
+    "maximum_spend_logs_size_check_interval", "spend_logs_buffer", "proxy_batch_write_at", "enable_jwt_auth",
     "litellm_jwtauth", "litellm_key_header_name", "health_check_details", "global_max_parallel_requests",
     "allowed_ips", "use_x_forwarded_for", "allowed_routes", "enforce_user_param", "enforced_params",
     "user_header_name", "user_header_mappings", "ui_access_mode", "forward_client_headers_to_llm_api",
@@ -141,3 +143,21 @@ def metadata_fields(value: Any) -> MetadataFields | None:
         raise ValueError("spend_logs_metadata_fields: ['status'] is always kept and cannot be excluded")
     found = frozenset(names)
     return MetadataFields(found, None) if value.get("include") is not None else MetadataFields(None, found)
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KIB|MB|MIB|GB|GIB|TB|TIB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"B": 1, "KB": 1024, "KIB": 1024, "MB": 1024**2, "MIB": 1024**2, "GB": 1024**3, "GIB": 1024**3,
+               "TB": 1024**4, "TIB": 1024**4}
+
+
+def size_bytes(value: Any, name: str) -> int | None:
+    """A storage size setting (``180GB``, ``512 MiB``, ``1.5TB``; a bare number is bytes) in bytes, None when
+    unset. Units are powers of 1024, as ``pg_size_pretty`` prints them (LiteLLM's convention), so the figure an
+    operator reads off the database is the one to configure. ``ValueError`` naming ``name`` otherwise."""
+    if value is None:
+        return None
+    m = None if isinstance(value, bool) else _SIZE.match(str(value))
+    size = int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "B").upper()]) if m is not None else 0
+    if size <= 0:
+        raise ValueError(f"{name}: expected a positive size such as '180GB', got {value!r}")
+    return size

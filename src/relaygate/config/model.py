@@ -17,7 +17,7 @@ import msgspec
 from relaygate.config.cache import CacheSettings
 from relaygate.config.cost_settings import check_discounts, check_margins, check_stored
 from relaygate.config.key_policy import KeyPolicy
-from relaygate.config.litellm_general import metadata_fields
+from relaygate.config.litellm_general import metadata_fields, size_bytes
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.access import check_ui_access_mode, header_name, parse_allowed_ips, parse_required_fields
 
@@ -329,6 +329,13 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     """Wall-clock bound of one retention run (``5m``, or seconds; 300 s)."""
     maximum_spend_logs_cleanup_batch_timeout: Any = None
     """PostgreSQL's ``statement_timeout`` and ``lock_timeout`` of each retention batch (``30s``, or seconds)."""
+    maximum_spend_logs_size: str | int | None = None
+    """LiteLLM's size rule: when the spend logs hold more than this (``180GB``), the oldest rows are deleted
+    until they are under ``maximum_spend_logs_cleanup_target_size`` (``sinks.retention.run_size``)."""
+    maximum_spend_logs_cleanup_target_size: str | int | None = None
+    """The level a size cleanup deletes down to (unset: ``maximum_spend_logs_size``)."""
+    maximum_spend_logs_size_check_interval: str = "1d"
+    """How often the size rule is checked (LiteLLM's default ``1d``)."""
     spend_logs_buffer: int = 100_000
     proxy_batch_write_at: float = 1.0
     """LiteLLM's name: seconds a worker's spend sink waits between writes while fewer than 4,096 records
@@ -547,6 +554,8 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
         check_budget_calendar(self.timezone, self.budget_reset_time)
         check_discounts(self.cost_discount_config)
         metadata_fields(self.spend_logs_metadata_fields)  # ValueError naming what is wrong
+        size_bytes(self.maximum_spend_logs_size, "maximum_spend_logs_size")
+        size_bytes(self.maximum_spend_logs_cleanup_target_size, "maximum_spend_logs_cleanup_target_size")
         if self.user_api_key_cache_max_size is not None and self.user_api_key_cache_max_size < 1:
             raise ValueError(f"user_api_key_cache_max_size: expected a whole number >= 1, got "
                              f"{self.user_api_key_cache_max_size}")

@@ -389,13 +389,13 @@ class Gateway:
 
     def _start_spend_sink(self, store: Store) -> None:
         """Spend rows and counters (``sinks.spend``) off the request path (with ``disable_spend_logs``, the
-        counters and entities' ``spend`` only, as LiteLLM); the retention task when
-        ``maximum_spend_logs_retention_period`` is set. Restart-only settings."""
+        counters and entities' ``spend`` only, as LiteLLM); the cleanup tasks when
+        ``maximum_spend_logs_retention_period`` or ``maximum_spend_logs_size`` is set. Restart-only settings."""
         g = self.config.general
         if not self.config.server.spend_tracking or g.disable_spend_updates:
             return
         from relaygate.config.litellm_general import metadata_fields
-        from relaygate.sinks.spend import BATCH, SpendSink, parse_duration
+        from relaygate.sinks.spend import BATCH, SpendSink
 
         sink = self.spend_sink = SpendSink(
             store, store_prompts=g.store_prompts_in_spend_logs, on_event=self.metrics.count,
@@ -403,17 +403,9 @@ class Gateway:
             owners_ttl=g.user_api_key_cache_ttl, fields=metadata_fields(g.spend_logs_metadata_fields),
             latest_turn=g.spend_logs_prompt_storage == "latest_turn")
         self.completions.add_sink(sink, buffer=max(1, g.spend_logs_buffer), batch_size=BATCH)
-        if g.maximum_spend_logs_retention_period and not g.disable_spend_logs:
-            try:
-                period = parse_duration(g.maximum_spend_logs_retention_period)
-                interval = parse_duration(g.maximum_spend_logs_retention_interval)
-            except ValueError as exc:
-                log.error("general_settings: spend logs retention off: %s", exc)
-                return
-            from relaygate.sinks.retention import CleanupMetrics, bounds
-
-            self.metrics.cleanup = cleanup = CleanupMetrics()  # LiteLLM's spend-log cleanup families
-            self._spawn(sink.retention_forever(period, interval, cleanup, bounds(g)))
+        if not g.disable_spend_logs:
+            for job in sink.cleanup_jobs(g, self.metrics):  # the age and size rules' tasks, as configured
+                self._spawn(job)
 
     async def shutdown(self) -> None:
         if self.watcher is not None:

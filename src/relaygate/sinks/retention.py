@@ -26,17 +26,25 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+from relaygate.config.litellm_general import size_bytes
 from relaygate.service_metrics import histogram_lines
 from relaygate.store import Store
-from relaygate.store.spend import count_spend_logs_before, delete_spend_logs_before
+from relaygate.store.spend import (
+    count_spend_logs_before,
+    delete_spend_logs_before,
+    spend_log_cutoff,
+    spend_logs_storage,
+)
 
 __all__ = ["BACKOFF", "BATCH", "BATCH_TIMEOUT", "BUCKETS", "BUDGET", "LOCK", "MAX_BATCHES", "MAX_FAILURES", "PAUSE",
-           "REMAINING_CAP", "TABLE", "Bounds", "CleanupMetrics", "bounds", "in_batches", "run"]
+           "REMAINING_CAP", "TABLE", "Bounds", "CleanupMetrics", "SizeRule", "bounds", "in_batches", "run", "run_size",
+           "size_rule"]
 
 log = logging.getLogger("relaygate.sinks")
 
@@ -177,6 +185,28 @@ def bounds(settings: Any) -> Bounds:
                   _positive(settings, "maximum_spend_logs_cleanup_batch_timeout", BATCH_TIMEOUT, True))
 
 
+class SizeRule(NamedTuple):
+    """LiteLLM's size rule: above ``limit`` live bytes the oldest rows go until about ``target`` are left."""
+
+    limit: int
+    target: int
+
+
+def size_rule(settings: Any) -> SizeRule | None:
+    """The size rule of ``general_settings`` (None: no ``maximum_spend_logs_size``). A target that is not below the
+    limit is logged and the limit is the target instead, as LiteLLM does (sizes were checked at load)."""
+    limit = size_bytes(getattr(settings, "maximum_spend_logs_size", None), "maximum_spend_logs_size")
+    if limit is None:
+        return None
+    target = size_bytes(getattr(settings, "maximum_spend_logs_cleanup_target_size", None),
+                        "maximum_spend_logs_cleanup_target_size")
+    if target is not None and target >= limit:
+        log.warning("general_settings.maximum_spend_logs_cleanup_target_size (%d bytes) must be below "
+                    "maximum_spend_logs_size (%d bytes): cleaning down to maximum_spend_logs_size instead",
+                    target, limit)
+    return SizeRule(limit, target if target is not None and target < limit else limit)
+
+
 LOCK = "spend_logs_retention"
 """The store's job lock a run holds (``Store.job_lock``): one run at a time among every worker and instance."""
 
@@ -187,25 +217,46 @@ async def run(store: Store, period: float, metrics: CleanupMetrics | None = None
     """One retention run (see the module docstring) within ``limits``, unless another process's run holds the job
     lock; its outcome: ``completed``, ``budget_exhausted``, ``batch_cap_reached``, ``aborted`` or
     ``skipped_locked``. ``on_deleted`` hears each batch's row count."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=period)
+    return await _locked(store, metrics, "retention", lambda: _run(store, cutoff, metrics, on_deleted, limits,
+                                                                    pause=pause, backoff=backoff))
+
+
+async def run_size(store: Store, rule: SizeRule, metrics: CleanupMetrics | None = None,
+                   on_deleted: Callable[[int], None] | None = None, *, limits: Bounds = Bounds(),
+                   pause: float = PAUSE, backoff: float = BACKOFF) -> str:
+    """One check of LiteLLM's size rule (``maximum_spend_logs_size``): when the spend logs hold more live bytes
+    than ``rule.limit`` (``store.spend.spend_logs_storage``), the oldest rows are deleted, in batches within
+    ``limits`` as a retention run's, until about ``rule.target`` bytes are left (the rows to go estimated from
+    the average row's bytes, the cut made at a start time so rows of one instant go together). Under the job
+    lock of the age rule: one cleanup at a time. Its outcome: ``under_limit`` (nothing to do, and nothing counted),
+    else a retention run's."""
+    return await _locked(store, metrics, "size rule", lambda: _run_size(store, rule, metrics, on_deleted, limits,
+                                                                         pause=pause, backoff=backoff))
+
+
+async def _locked(store: Store, metrics: CleanupMetrics | None, what: str,
+                  job: Callable[[], Awaitable[str]]) -> str:
     try:
         async with store.job_lock(LOCK) as mine:
             if not mine:  # another worker or instance runs it now: once is enough
                 if metrics is not None:
                     metrics.ran("skipped_locked", None)
                 return "skipped_locked"
-            return await _run(store, period, metrics, on_deleted, limits, pause=pause, backoff=backoff)
+            return await job()
     except asyncio.CancelledError:
         raise
-    except Exception as exc:  # the lock itself could not be taken: the database is down
-        log.warning("spend logs retention: not run (%s: %s)", type(exc).__name__, exc)
+    except Exception as exc:  # the lock itself could not be taken, or the size not measured: the database is down
+        log.warning("spend logs %s: not run (%s: %s)", what, type(exc).__name__, exc)
         if metrics is not None:
             metrics.ran("aborted", None)
         return "aborted"
 
 
-async def _run(store: Store, period: float, metrics: CleanupMetrics | None,
-               on_deleted: Callable[[int], None] | None, limits: Bounds, *, pause: float, backoff: float) -> str:
-    cutoff = datetime.now(UTC) - timedelta(seconds=period)
+async def _delete_before(store: Store, cutoff: datetime, metrics: CleanupMetrics | None,
+                         on_deleted: Callable[[int], None] | None, limits: Bounds, *, pause: float,
+                         backoff: float) -> tuple[str, int]:
+    """The rows started before ``cutoff`` deleted in batches within ``limits`` (:func:`in_batches`)."""
     deadline = time.monotonic() + limits.budget
 
     def delete(limit: int) -> Awaitable[int]:  # a batch runs past the run's budget by a second at most
@@ -218,9 +269,14 @@ async def _run(store: Store, period: float, metrics: CleanupMetrics | None,
         if on_deleted is not None and n:
             on_deleted(n)
 
-    outcome, deleted = await in_batches(delete, "spend logs", done, metrics.failed if metrics is not None else None,
-                                        batch=limits.batch, pause=pause, budget=limits.budget, backoff=backoff,
-                                        max_batches=limits.max_batches)
+    return await in_batches(delete, "spend logs", done, metrics.failed if metrics is not None else None,
+                            batch=limits.batch, pause=pause, budget=limits.budget, backoff=backoff,
+                            max_batches=limits.max_batches)
+
+
+async def _run(store: Store, cutoff: datetime, metrics: CleanupMetrics | None,
+               on_deleted: Callable[[int], None] | None, limits: Bounds, *, pause: float, backoff: float) -> str:
+    outcome, deleted = await _delete_before(store, cutoff, metrics, on_deleted, limits, pause=pause, backoff=backoff)
     remaining: int | None = None
     try:
         remaining = await count_spend_logs_before(store, cutoff, REMAINING_CAP, limits.batch_timeout)
@@ -234,6 +290,29 @@ async def _run(store: Store, period: float, metrics: CleanupMetrics | None,
     if deleted or outcome != "completed":
         log.info("spend logs retention: deleted %d row(s) older than %s (%s, %s expired left)", deleted,
                  cutoff.isoformat(), outcome, remaining if remaining is not None else "unknown")
+    return outcome
+
+
+async def _run_size(store: Store, rule: SizeRule, metrics: CleanupMetrics | None,
+                    on_deleted: Callable[[int], None] | None, limits: Bounds, *, pause: float, backoff: float) -> str:
+    live, rows = await spend_logs_storage(store, limits.batch_timeout)
+    if live <= rule.limit:
+        log.debug("spend logs size rule: %d bytes, under maximum_spend_logs_size (%d)", live, rule.limit)
+        return "under_limit"
+    if rows <= 0:
+        log.warning("spend logs size rule: %d bytes measured over maximum_spend_logs_size (%d) but no rows to delete",
+                    live, rule.limit)
+        return "under_limit"
+    oldest = min(rows, math.ceil((live - rule.target) * rows / live))
+    cutoff = await spend_log_cutoff(store, oldest, limits.batch_timeout)
+    if cutoff is None:  # every row goes
+        cutoff = datetime.now(UTC) + timedelta(days=1)
+    outcome, deleted = await _delete_before(store, cutoff, metrics, on_deleted, limits, pause=pause, backoff=backoff)
+    if metrics is not None:
+        metrics.ran(outcome, None)
+    log.info("spend logs size rule: %d bytes over maximum_spend_logs_size (%d bytes, %d rows): deleted %d of the "
+             "oldest row(s), started before %s, for about %d bytes (%s)", live, rule.limit, rows, deleted,
+             cutoff.isoformat(), rule.target, outcome)
     return outcome
 
 

@@ -39,12 +39,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import msgspec
@@ -407,16 +408,48 @@ class SpendSink:
                 log.info("spend sink: database back, %d row(s) written after %d failed attempt(s)", n, attempts)
             return
 
-    async def retention_forever(self, period: float, interval: float, metrics: Any = None,
-                                limits: retention.Bounds = retention.Bounds()) -> None:
-        """Every ``interval`` seconds, delete rows that started more than ``period`` seconds ago, in batches
-        within ``limits`` (``sinks.retention``; ``metrics``: its :class:`~relaygate.sinks.retention.CleanupMetrics`)."""
+    def cleanup_jobs(self, settings: Any, metrics: Any) -> list[Coroutine[Any, Any, None]]:
+        """The spend-log cleanup tasks ``general_settings`` ask for: the age rule
+        (``maximum_spend_logs_retention_period``, every ``maximum_spend_logs_retention_interval``) and the size rule
+        (``maximum_spend_logs_size``, every ``maximum_spend_logs_size_check_interval``), both within the cleanup
+        bounds (``sinks.retention``); ``metrics.cleanup`` gets LiteLLM's cleanup families when either is on. A
+        duration that cannot be read turns its rule off with an error logged."""
+        period = interval = size_every = None
+        try:
+            if settings.maximum_spend_logs_retention_period:
+                period = parse_duration(settings.maximum_spend_logs_retention_period)
+                interval = parse_duration(settings.maximum_spend_logs_retention_interval)
+        except ValueError as exc:
+            log.error("general_settings: spend logs retention off: %s", exc)
+            period = None
+        rule = retention.size_rule(settings)
+        try:
+            if rule is not None:
+                size_every = parse_duration(settings.maximum_spend_logs_size_check_interval)
+        except ValueError as exc:
+            log.error("general_settings: the spend logs size rule is off: %s", exc)
+            rule = None
+        if period is None and rule is None:
+            return []
+        metrics.cleanup = cleanup = retention.CleanupMetrics()  # LiteLLM's spend-log cleanup families
+        limits = retention.bounds(settings)
+        deleted = functools.partial(self._count, "spend_rows_deleted")
+        jobs = []
+        if period is not None and interval is not None:
+            jobs.append(self._forever(lambda: retention.run(self.store, period, cleanup, deleted, limits=limits),
+                                      interval, "spend logs retention"))
+        if rule is not None and size_every is not None:
+            jobs.append(self._forever(lambda: retention.run_size(self.store, rule, cleanup, deleted, limits=limits),
+                                      size_every, "spend logs size rule"))
+        return jobs
+
+    async def _forever(self, job: Callable[[], Awaitable[str]], interval: float, what: str) -> None:
+        """``job`` every ``interval`` seconds, from now on."""
         while True:
             try:
-                await retention.run(self.store, period, metrics, lambda n: self._count("spend_rows_deleted", n),
-                                    limits=limits)
+                await job()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # never: a run logs its own failures; the loop must outlive anything
-                self._warn("spend logs retention failed (%s: %s)", type(exc).__name__, exc)
+                self._warn("%s failed (%s: %s)", what, type(exc).__name__, exc)
             await asyncio.sleep(interval)

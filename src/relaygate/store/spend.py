@@ -46,9 +46,10 @@ from relaygate.store.records import SpendLog
 if TYPE_CHECKING:
     from relaygate.store.base import Conn, Store
 
-__all__ = ["ENTITY_KINDS", "ID_MAX", "NANOS", "Totals", "add_daily", "bounded_id", "count_spend_logs",
+__all__ = ["ENTITY_KINDS", "ID_MAX", "NANOS", "SAMPLE_ROWS", "Totals", "add_daily", "bounded_id", "count_spend_logs",
            "count_spend_logs_before", "daily_spend", "delete_spend_logs_before", "entity_totals", "key_owners", "nanos",
-           "read_spend_logs", "spend_report", "spend_since", "top_keys", "write_spend", "write_spend_values"]
+           "read_spend_logs", "spend_log_cutoff", "spend_logs_storage", "spend_report", "spend_since", "top_keys",
+           "write_spend", "write_spend_values"]
 
 NANOS = 1_000_000_000
 """Integer units per USD in ``spend_nanos`` and the counters (nano-USD: a 10-token request to a cheap
@@ -441,6 +442,66 @@ async def count_spend_logs_before(store: Store, cutoff: datetime, cap: int, time
         rows = await c.fetch("SELECT COUNT(*) AS n FROM (SELECT 1 FROM rg_spend_logs WHERE start_time < ? "
                              "LIMIT ?) AS expired", [t.SPEND_LOGS.to_db("start_time", cutoff, store.dialect), cap])
     return int(rows[0]["n"])
+
+
+SAMPLE_ROWS = 20_000
+"""Rows the PostgreSQL size measure averages over (a ``TABLESAMPLE`` of the pages holding about this many)."""
+
+
+async def spend_logs_storage(store: Store, timeout: float | None = None) -> tuple[int, int]:
+    """``(live bytes, rows)`` of the spend logs, for the size rule (``sinks.retention.run_size``).
+
+    PostgreSQL: the live rows (``pg_stat_user_tables``) times their average size (``pg_column_size`` of the
+    rows of a ``TABLESAMPLE`` of about :data:`SAMPLE_ROWS`: the whole table, and its exact count, when it holds
+    no more), plus the indexes in proportion (``pg_indexes_size`` over ``pg_relation_size``). Not the files'
+    size: a ``DELETE`` frees space for reuse, not the files, so after a cleanup and a ``VACUUM`` the files stay
+    as large and a measure of them would find the table over its limit again and again, down to nothing
+    (LiteLLM keeps a running count of reclaimable bytes between checks for the same reason). SQLite: the bytes the
+    table's and its indexes' pages hold (``dbstat``, a walk of their pages on the store's thread; a build
+    without ``dbstat``: the whole file's pages in use) and ``COUNT(*)``."""
+    if store.dialect == "postgres":
+        async with store._transaction() as c:
+            await _bounded(store, c, timeout)
+            rows = await c.fetch(
+                "SELECT pg_relation_size(c.oid) AS heap, pg_indexes_size(c.oid) AS indexes, "
+                "COALESCE(s.n_live_tup, 0) AS live FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+                "WHERE c.oid = to_regclass('rg_spend_logs')", [])
+            if not rows:
+                return 0, 0
+            heap, indexes, live = int(rows[0]["heap"]), int(rows[0]["indexes"]), int(rows[0]["live"])
+            share = 100.0 if live <= SAMPLE_ROWS else max(0.01, 100.0 * SAMPLE_ROWS / live)
+            sample = await c.fetch("SELECT COALESCE(AVG(pg_column_size(t.*)), 0) AS width, COUNT(*) AS n "
+                                   f"FROM rg_spend_logs t TABLESAMPLE SYSTEM ({share:.4f})", [])
+        width, n = float(sample[0]["width"]), int(sample[0]["n"])
+        if share >= 100.0:  # a whole table read: its exact count
+            live = n
+        return int(width * live * (1.0 + indexes / heap)) if heap else 0, live
+    async with store._read() as c:
+        try:
+            rows = await c.fetch("SELECT COALESCE(SUM(pgsize - unused), 0) AS size FROM dbstat WHERE name IN "
+                                 "(SELECT name FROM sqlite_master WHERE tbl_name = 'rg_spend_logs')", [])
+        except Exception as exc:
+            if "dbstat" not in str(exc):
+                raise
+            rows = await c.fetch("SELECT (SELECT page_count FROM pragma_page_count()) - (SELECT freelist_count "
+                                 "FROM pragma_freelist_count()) AS pages, (SELECT page_size FROM pragma_page_size()) "
+                                 "AS page", [])
+            rows = [{"size": int(rows[0]["pages"]) * int(rows[0]["page"])}]
+        count = await c.fetch("SELECT COUNT(*) AS n FROM rg_spend_logs", [])
+    return int(rows[0]["size"]), int(count[0]["n"])
+
+
+async def spend_log_cutoff(store: Store, oldest: int, timeout: float | None = None) -> datetime | None:
+    """The start time before which the ``oldest`` oldest spend rows lie (the start of the next one: rows of the
+    same instant stay together); None when there are no more rows than that (all of them go)."""
+    async with store._transaction() if timeout is not None and store.dialect == "postgres" else store._read() as c:
+        await _bounded(store, c, timeout)
+        rows = await c.fetch("SELECT start_time FROM rg_spend_logs ORDER BY start_time LIMIT 1 OFFSET ?",
+                             [max(0, oldest)])
+    if not rows:
+        return None
+    value = rows[0]["start_time"]
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
 # -- reading ------------------------------------------------------------------------------------------
