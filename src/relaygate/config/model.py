@@ -336,6 +336,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     """The level a size cleanup deletes down to (unset: ``maximum_spend_logs_size``)."""
     maximum_spend_logs_size_check_interval: str = "1d"
     """How often the size rule is checked (LiteLLM's default ``1d``)."""
+    maximum_daily_tag_spend_retention_period: str | None = None
+    """Delete the daily rollup's tag rows of days older than this (``90d``), every
+    ``maximum_spend_logs_retention_interval``; None keeps them (``sinks.retention.run_daily_tags``)."""
     spend_logs_buffer: int = 100_000
     proxy_batch_write_at: float = 1.0
     """LiteLLM's name: seconds a worker's spend sink waits between writes while fewer than 4,096 records

@@ -403,9 +403,8 @@ class Gateway:
             owners_ttl=g.user_api_key_cache_ttl, fields=metadata_fields(g.spend_logs_metadata_fields),
             latest_turn=g.spend_logs_prompt_storage == "latest_turn")
         self.completions.add_sink(sink, buffer=max(1, g.spend_logs_buffer), batch_size=BATCH)
-        if not g.disable_spend_logs:
-            for job in sink.cleanup_jobs(g, self.metrics):  # the age and size rules' tasks, as configured
-                self._spawn(job)
+        for job in sink.cleanup_jobs(g, self.metrics):  # the age and size rules' tasks, as configured
+            self._spawn(job)
 
     async def shutdown(self) -> None:
         if self.watcher is not None:

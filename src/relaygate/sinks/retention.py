@@ -37,14 +37,15 @@ from relaygate.service_metrics import histogram_lines
 from relaygate.store import Store
 from relaygate.store.spend import (
     count_spend_logs_before,
+    delete_daily_before,
     delete_spend_logs_before,
     spend_log_cutoff,
     spend_logs_storage,
 )
 
 __all__ = ["BACKOFF", "BATCH", "BATCH_TIMEOUT", "BUCKETS", "BUDGET", "LOCK", "MAX_BATCHES", "MAX_FAILURES", "PAUSE",
-           "REMAINING_CAP", "TABLE", "Bounds", "CleanupMetrics", "SizeRule", "bounds", "in_batches", "run", "run_size",
-           "size_rule"]
+           "REMAINING_CAP", "TABLE", "Bounds", "CleanupMetrics", "SizeRule", "bounds", "in_batches", "run",
+           "run_daily_tags", "run_size", "size_rule"]
 
 log = logging.getLogger("relaygate.sinks")
 
@@ -233,6 +234,31 @@ async def run_size(store: Store, rule: SizeRule, metrics: CleanupMetrics | None 
     else a retention run's."""
     return await _locked(store, metrics, "size rule", lambda: _run_size(store, rule, metrics, on_deleted, limits,
                                                                          pause=pause, backoff=backoff))
+
+
+async def run_daily_tags(store: Store, period: float, on_deleted: Callable[[int], None] | None = None, *,
+                         limits: Bounds = Bounds(), pause: float = PAUSE, backoff: float = BACKOFF) -> str:
+    """LiteLLM's ``maximum_daily_tag_spend_retention_period``: the daily rollup's tag rows of days that ended more
+    than ``period`` ago deleted in batches within ``limits``, under the cleanup's job lock (the tag budgets read
+    the counters, never these rows: only the tag activity views lose their old days). Its outcome, as a
+    retention run's."""
+    day = (datetime.now(UTC) - timedelta(seconds=period)).date().isoformat()
+
+    async def job() -> str:
+        deadline = time.monotonic() + limits.budget
+
+        def delete(limit: int) -> Awaitable[int]:
+            return delete_daily_before(store, "tag", day, limit,
+                                       min(limits.batch_timeout, max(1.0, deadline - time.monotonic())))
+
+        outcome, deleted = await in_batches(delete, "daily tag spend", (lambda n, _s: on_deleted(n)) if on_deleted
+                                            is not None else None, batch=limits.batch, pause=pause,
+                                            budget=limits.budget, backoff=backoff, max_batches=limits.max_batches)
+        if deleted or outcome != "completed":
+            log.info("daily tag spend retention: deleted %d row(s) of days before %s (%s)", deleted, day, outcome)
+        return outcome
+
+    return await _locked(store, None, "daily tag spend retention", job)
 
 
 async def _locked(store: Store, metrics: CleanupMetrics | None, what: str,

@@ -410,31 +410,46 @@ class SpendSink:
 
     def cleanup_jobs(self, settings: Any, metrics: Any) -> list[Coroutine[Any, Any, None]]:
         """The spend-log cleanup tasks ``general_settings`` ask for: the age rule
-        (``maximum_spend_logs_retention_period``, every ``maximum_spend_logs_retention_interval``) and the size rule
-        (``maximum_spend_logs_size``, every ``maximum_spend_logs_size_check_interval``), both within the cleanup
+        (``maximum_spend_logs_retention_period``, every ``maximum_spend_logs_retention_interval``), the size rule
+        (``maximum_spend_logs_size``, every ``maximum_spend_logs_size_check_interval``) and the daily tag rows' age
+        rule (``maximum_daily_tag_spend_retention_period``, on the first's interval), all within the cleanup
         bounds (``sinks.retention``); ``metrics.cleanup`` gets LiteLLM's cleanup families when either is on. A
-        duration that cannot be read turns its rule off with an error logged."""
+        duration that cannot be read turns its rule off with an error logged. With ``disable_spend_logs`` only the
+        tag rows' rule (the rollup still moves)."""
         period = interval = size_every = None
+        logs = not settings.disable_spend_logs
         try:
-            if settings.maximum_spend_logs_retention_period:
+            if settings.maximum_spend_logs_retention_period and logs:
                 period = parse_duration(settings.maximum_spend_logs_retention_period)
                 interval = parse_duration(settings.maximum_spend_logs_retention_interval)
         except ValueError as exc:
             log.error("general_settings: spend logs retention off: %s", exc)
             period = None
-        rule = retention.size_rule(settings)
+        tags_period = None
+        try:
+            if settings.maximum_daily_tag_spend_retention_period:
+                tags_period = parse_duration(settings.maximum_daily_tag_spend_retention_period)
+                interval = parse_duration(settings.maximum_spend_logs_retention_interval)
+        except ValueError as exc:
+            log.error("general_settings: daily tag spend retention off: %s", exc)
+            tags_period = None
+        rule = retention.size_rule(settings) if logs else None
         try:
             if rule is not None:
                 size_every = parse_duration(settings.maximum_spend_logs_size_check_interval)
         except ValueError as exc:
             log.error("general_settings: the spend logs size rule is off: %s", exc)
             rule = None
+        jobs = []
+        if tags_period is not None and interval is not None:  # its own task: kept even with the others off
+            jobs.append(self._forever(lambda: retention.run_daily_tags(self.store, tags_period,
+                                                                       limits=retention.bounds(settings)),
+                                      interval, "daily tag spend retention"))
         if period is None and rule is None:
-            return []
+            return jobs
         metrics.cleanup = cleanup = retention.CleanupMetrics()  # LiteLLM's spend-log cleanup families
         limits = retention.bounds(settings)
         deleted = functools.partial(self._count, "spend_rows_deleted")
-        jobs = []
         if period is not None and interval is not None:
             jobs.append(self._forever(lambda: retention.run(self.store, period, cleanup, deleted, limits=limits),
                                       interval, "spend logs retention"))

@@ -47,9 +47,9 @@ if TYPE_CHECKING:
     from relaygate.store.base import Conn, Store
 
 __all__ = ["ENTITY_KINDS", "ID_MAX", "NANOS", "SAMPLE_ROWS", "Totals", "add_daily", "bounded_id", "count_spend_logs",
-           "count_spend_logs_before", "daily_spend", "delete_spend_logs_before", "entity_totals", "key_owners", "nanos",
-           "read_spend_logs", "spend_log_cutoff", "spend_logs_storage", "spend_report", "spend_since", "top_keys",
-           "write_spend", "write_spend_values"]
+           "count_spend_logs_before", "daily_spend", "delete_daily_before", "delete_spend_logs_before",
+           "entity_totals", "key_owners", "nanos", "read_spend_logs", "spend_log_cutoff", "spend_logs_storage",
+           "spend_report", "spend_since", "top_keys", "write_spend", "write_spend_values"]
 
 NANOS = 1_000_000_000
 """Integer units per USD in ``spend_nanos`` and the counters (nano-USD: a 10-token request to a cheap
@@ -424,6 +424,18 @@ async def delete_spend_logs_before(store: Store, cutoff: datetime, limit: int | 
         return int(await c.execute(
             "DELETE FROM rg_spend_logs WHERE request_id IN (SELECT request_id FROM rg_spend_logs "
             "WHERE start_time < ? ORDER BY start_time LIMIT ?)", [ts, limit]))
+
+
+async def delete_daily_before(store: Store, kind: str, day: str, limit: int, timeout: float | None = None) -> int:
+    """Delete at most ``limit`` of the daily rollup's ``kind`` rows (``store.daily``) of days before ``day``
+    (``YYYY-MM-DD``), oldest first, in one transaction; how many (LiteLLM's
+    ``maximum_daily_tag_spend_retention_period``, for ``tag``). The counters and the spend logs stay."""
+    cols = "day, entity_type, entity_id, api_key, model_group, model, provider"
+    async with store._transaction() as c:
+        await _bounded(store, c, timeout)
+        return int(await c.execute(
+            f"DELETE FROM rg_daily_spend WHERE ({cols}) IN (SELECT {cols} FROM rg_daily_spend WHERE day < ? AND "
+            "entity_type = ? ORDER BY day LIMIT ?)", [day, kind, limit]))
 
 
 async def _bounded(store: Store, c: Any, timeout: float | None) -> None:
