@@ -36,6 +36,7 @@ than most changes).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -56,7 +57,8 @@ from bench.scenarios_cache import measure
 
 MASTER = "sk-bench-master"
 MODES = ("off", "langfuse", "otel", "prometheus", "json_logs", "all")
-EXTRA_MODES = ("prometheus_system", "langfuse_otel", "s3", "langsmith", "arize_phoenix")
+EXTRA_MODES = ("prometheus_system", "langfuse_otel", "s3", "langsmith", "arize_phoenix", "datadog_llm_observability",
+               "posthog", "aws_sqs", "gcs_bucket")
 """Modes run only when ``--modes`` names them: ``prometheus_system`` is LiteLLM's service families
 (``service_callback``), which time each request's stages and its Redis and database calls; ``langfuse_otel``
 the OpenTelemetry spans sent to Langfuse's OTLP endpoint (the receiver's ``/api/public/otel/v1/traces``);
@@ -64,7 +66,10 @@ the OpenTelemetry spans sent to Langfuse's OTLP endpoint (the receiver's ``/api/
 every signed ``PUT`` as a bucket would, unverified; an object per request is a ``PUT`` per request, more
 than this receiver takes at the gateway's rate); ``langsmith`` runs POSTed to the receiver's
 ``/api/v1/runs/batch``; ``arize_phoenix`` OpenInference spans to the receiver's ``/v1/traces`` (its gateway alone
-gets ``PHOENIX_COLLECTOR_ENDPOINT``: beside ``otel`` that variable would start Phoenix too)."""
+gets ``PHOENIX_COLLECTOR_ENDPOINT``: beside ``otel`` that variable would start Phoenix too);
+``datadog_llm_observability`` spans to the receiver's LLM Observability intake path; ``posthog`` events to its
+``/batch/``; ``aws_sqs`` ``SendMessageBatch`` requests (every message answered as sent, signatures unverified);
+``gcs_bucket`` NDJSON objects uploaded with a token from the receiver playing the GCE metadata server."""
 SERVICE_MODES = ("prometheus_system",)
 """Extra modes that are ``service_callback`` names, not ``callbacks``."""
 ALL = ("langfuse", "otel", "prometheus", "json_logs")
@@ -83,7 +88,8 @@ def _free_port() -> int:
 def receiver(port: int) -> None:
     """Accept Langfuse ingestion batches (207, every event a success) and OTLP/HTTP exports (200)."""
     counts = {"langfuse_batches": 0, "langfuse_events": 0, "otlp_requests": 0, "otlp_bytes": 0,
-              "langfuse_otel_requests": 0, "s3_objects": 0, "s3_bytes": 0, "langsmith_runs": 0}
+              "langfuse_otel_requests": 0, "s3_objects": 0, "s3_bytes": 0, "langsmith_runs": 0,
+              "dd_llm_obs_spans": 0, "posthog_events": 0, "sqs_messages": 0, "gcs_objects": 0}
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -102,6 +108,10 @@ def receiver(port: int) -> None:
             self.wfile.write(body)
 
         def do_GET(self) -> None:
+            if self.path.startswith("/computeMetadata/"):  # gcs_bucket's token (the GCE metadata server)
+                token = {"access_token": "ya29.bench", "expires_in": 3600, "token_type": "Bearer"}
+                self._send(200, json.dumps(token).encode(), "application/json")
+                return
             with lock:
                 body = json.dumps(counts).encode()
             self._send(200, body, "application/json")
@@ -120,6 +130,27 @@ def receiver(port: int) -> None:
                 with lock:
                     counts["langsmith_runs"] += len(runs)
                 self._send(202, b"{}", "application/json")
+            elif self.path.startswith("/api/intake/llm-obs/"):
+                spans = json.loads(raw)["data"]["attributes"]["spans"]
+                with lock:
+                    counts["dd_llm_obs_spans"] += len(spans)
+                self._send(202, b"{}", "application/json")
+            elif self.path.startswith("/batch/"):
+                batch = json.loads(raw).get("batch") or []
+                with lock:
+                    counts["posthog_events"] += len(batch)
+                self._send(200, b'{"status": 1}', "application/json")
+            elif self.headers.get("x-amz-target") == "AmazonSQS.SendMessageBatch":
+                entries = json.loads(raw).get("Entries") or []
+                with lock:
+                    counts["sqs_messages"] += len(entries)
+                ok = [{"Id": e["Id"], "MessageId": e["Id"], "MD5OfMessageBody": hashlib.md5(
+                    e["MessageBody"].encode()).hexdigest()} for e in entries]
+                self._send(200, json.dumps({"Successful": ok, "Failed": []}).encode(), "application/x-amz-json-1.0")
+            elif self.path.startswith("/upload/storage/v1/b/"):
+                with lock:
+                    counts["gcs_objects"] += 1
+                self._send(200, b'{"kind": "storage#object"}', "application/json")
             elif self.path.startswith(("/v1/traces", "/api/public/otel/v1/traces")):
                 with lock:
                     counts["otlp_requests" if self.path.startswith("/v1/") else "langfuse_otel_requests"] += 1
@@ -154,7 +185,8 @@ def _received(port: int, want: tuple[str, ...], wait: float = 15.0) -> dict[str,
 
 _DELIVERED = (("langfuse", "langfuse_events"), ("otel", "otlp_requests"),
               ("langfuse_otel", "langfuse_otel_requests"), ("s3", "s3_objects"), ("langsmith", "langsmith_runs"),
-              ("arize_phoenix", "otlp_requests"))
+              ("arize_phoenix", "otlp_requests"), ("datadog_llm_observability", "dd_llm_obs_spans"),
+              ("posthog", "posthog_events"), ("aws_sqs", "sqs_messages"), ("gcs_bucket", "gcs_objects"))
 """Exporters that send to the receiver, and the count that shows they did (a run whose exporter sent nothing
 is a failure, not a cheap exporter)."""
 
@@ -175,6 +207,10 @@ def config(api_base: str, names: tuple[str, ...], receiver_url: str = "") -> str
         text += ("  s3_callback_params: {s3_bucket_name: bench-logs, s3_region_name: us-east-1, "
                  f"s3_endpoint_url: \"{receiver_url}\", s3_aws_access_key_id: AKIDBENCH, "
                  "s3_aws_secret_access_key: bench-secret, s3_batch_file_upload: true}\n")
+    if "aws_sqs" in callbacks:
+        text += (f"  aws_sqs_callback_params: {{sqs_queue_url: \"{receiver_url}/123456789012/bench\", "
+                 "sqs_region_name: us-east-1, sqs_aws_access_key_id: AKIDBENCH, "
+                 "sqs_aws_secret_access_key: bench-secret}\n")
     return text
 
 
@@ -216,7 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "LANGFUSE_PUBLIC_KEY": "pk-lf-bench", "LANGFUSE_SECRET_KEY": "sk-lf-bench",
            "LANGFUSE_HOST": f"http://127.0.0.1:{rport}", "LANGSMITH_API_KEY": "lsv2-bench",
            "LANGSMITH_BASE_URL": f"http://127.0.0.1:{rport}",
-           "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{rport}", "OTEL_SERVICE_NAME": "relaygate-bench"}
+           "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{rport}", "OTEL_SERVICE_NAME": "relaygate-bench",
+           "DD_API_KEY": "dd-bench", "DD_SITE": "datadoghq.com", "DD_BASE_URL": f"http://127.0.0.1:{rport}",
+           "POSTHOG_API_KEY": "phc_bench", "POSTHOG_API_URL": f"http://127.0.0.1:{rport}",
+           "GCS_BUCKET_NAME": "bench-logs", "GCS_BASE_URL": f"http://127.0.0.1:{rport}",
+           "GCE_METADATA_HOST": f"127.0.0.1:{rport}", "CLOUDSDK_CONFIG": str(tmp / "no-gcloud")}
+    env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    env.pop("GCS_PATH_SERVICE_ACCOUNT", None)
     try:
         wait_http(f"http://127.0.0.1:{rport}/", 20, recv)
         for mode in modes:
@@ -280,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"receiver: {got['langfuse_events']} Langfuse events in {got['langfuse_batches']} batches, "
               f"{got['otlp_requests']} OTLP requests ({got['otlp_bytes']} bytes), {got['langfuse_otel_requests']} "
               f"to Langfuse's OTLP endpoint, {got['s3_objects']} S3 objects ({got['s3_bytes']} bytes), "
-              f"{got['langsmith_runs']} LangSmith runs", flush=True)
+              f"{got['langsmith_runs']} LangSmith runs, {got['dd_llm_obs_spans']} Datadog LLM Observability spans, "
+              f"{got['posthog_events']} PostHog events, {got['sqs_messages']} SQS messages, {got['gcs_objects']} GCS "
+              "objects", flush=True)
         missing = [name for name, count in _DELIVERED if name in ran and not got[count]]
         if missing:
             print(f"FAILED: nothing arrived from {', '.join(missing)}", flush=True)

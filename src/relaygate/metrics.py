@@ -315,7 +315,12 @@ CALLBACK_FAILURES = {"langfuse_dropped": "langfuse", "langfuse_retry": "langfuse
                      "s3_dropped": "s3", "s3_send_failed": "s3", "langfuse_otel_dropped": "langfuse_otel",
                      "langsmith_dropped": "langsmith", "langsmith_send_failed": "langsmith",
                      "arize_dropped": "arize", "arize_phoenix_dropped": "arize_phoenix", "logfire_dropped": "logfire",
-                     "signoz_dropped": "signoz"}
+                     "signoz_dropped": "signoz",
+                     "datadog_llm_observability_dropped": "datadog_llm_observability",
+                     "datadog_llm_observability_send_failed": "datadog_llm_observability",
+                     "posthog_dropped": "posthog", "posthog_send_failed": "posthog",
+                     "aws_sqs_dropped": "aws_sqs", "aws_sqs_send_failed": "aws_sqs",
+                     "gcs_bucket_dropped": "gcs_bucket", "gcs_bucket_send_failed": "gcs_bucket"}
 """Events that are an exporter's failed delivery, by LiteLLM's ``callback_name``."""
 _EXPORTERS = frozenset(CALLBACK_FAILURES.values())
 

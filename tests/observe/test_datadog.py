@@ -123,6 +123,14 @@ def test_entry_is_litellms_datadog_payload() -> None:
     assert json.loads(failed["message"])["status"] == "failure"
 
 
+def test_tag_values_are_normalised_as_litellm_does() -> None:
+    """A comma in a team's name would split its ``ddtags`` entry in two: LiteLLM's ``normalize_datadog_tag_value``
+    (lower case, other characters than letters, digits and ``_-:./`` as one ``_``)."""
+    sink = make_datadog(BOTH, {"DD_API_KEY": KEY, "DD_SITE": "datadoghq.com"}, None)
+    e = sink.entry(record(team_id="Team A,  b!"))
+    assert e["ddtags"] == base_tags({}) + ",team:team_a_b"
+
+
 def test_entry_without_team_or_tags() -> None:
     sink = make_datadog(BOTH, {"DD_API_KEY": KEY, "DD_SITE": "datadoghq.com"}, None)
     e = sink.entry(record(team_id=None))

@@ -4,12 +4,9 @@ real ``relaygate serve``."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -22,67 +19,37 @@ from relaygate.observe.detail import LoggingTarget
 from relaygate.observe.langsmith import make_langsmith, target_project
 from relaygate.sinks.record import Outcome
 from tests.conftest import start_gateway
+from tests.observe import receiver
+from tests.observe.receiver import JsonReceiver
 from tests.observe.test_otel_export import CHAT_IN, CHAT_OUT, T0, detail, with_detail
 
 API_KEY = "lsv2_pt_test_secret_key"
 BOTH = ObserveSettings(success_callbacks=("langsmith",), failure_callbacks=("langsmith",))
 
 
-class Ingest:
-    """``POST /api/v1/runs/batch``: answers 202 (or ``status``) and keeps each request's headers and body."""
+INGEST_PATH = "/api/v1/runs/batch"
+
+
+class Ingest(JsonReceiver):
+    """``POST /api/v1/runs/batch``: answers 202 (or ``status``) and keeps each request's headers and body; any
+    other path is answered 404."""
 
     def __init__(self) -> None:
-        self.posts: list[tuple[str, dict[str, str], Any]] = []
-        self.status = 202
-        ingest = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-                ingest.posts.append((self.path, {k.lower(): v for k, v in self.headers.items()}, json.loads(raw)))
-                status = ingest.status if self.path == "/api/v1/runs/batch" else 404
-                self.send_response(status)
-                self.send_header("content-length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        super().__init__(202, {}, check=lambda request: None if request.path == INGEST_PATH else 404)
 
     def runs(self, want: int, timeout: float = 15.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            runs = [r for _, _, body in list(self.posts) for r in body["post"]]
-            if len(runs) >= want or time.monotonic() > deadline:
-                return runs
-            time.sleep(0.05)
+        return self.items("post", want, timeout)
 
 
 @pytest.fixture
 def ingest() -> Iterator[Ingest]:
-    i = Ingest()
-    yield i
-    i.server.shutdown()
-    i.server.server_close()
+    with Ingest() as i:
+        yield i
 
 
 def send(records: list[Any], env: dict[str, str], settings: ObserveSettings = BOTH,
          events: list[tuple[str, int]] | None = None) -> Any:
-    sink = make_langsmith(settings, env, (lambda e, n: events.append((e, n))) if events is not None else None,
-                          flush_interval=0.01, max_attempts=1)
-
-    async def main() -> None:
-        await sink.handle(records)
-        await sink.aclose()
-
-    asyncio.run(main())
-    return sink
+    return receiver.send(make_langsmith, records, env, settings, events, max_attempts=1)
 
 
 def test_a_run_per_request_as_litellm_builds_it(ingest: Ingest) -> None:
@@ -202,8 +169,7 @@ def test_a_keys_project_replaces_the_configured_one(ingest: Ingest) -> None:
         assert [(r["inputs"]["litellm_call_id"], r["session_name"]) for r in ingest.runs(1)] == [("plain-1", "ops")]
         assert [h["x-api-key"] for _, h, _ in ingest.posts] == [API_KEY]
     finally:
-        other.server.shutdown()
-        other.server.server_close()
+        other.close()
 
 
 def test_a_key_naming_its_own_host_gets_none_of_the_environments_credentials(ingest: Ingest,
@@ -218,13 +184,8 @@ def test_a_key_naming_its_own_host_gets_none_of_the_environments_credentials(ing
 def test_keys_only_sink_needs_no_environment_key(ingest: Ingest) -> None:
     keyed = with_detail(detail(logging=[target(langsmith_api_key="key-own", langsmith_base_url=ingest.url,
                                                langsmith_sampling_rate="1")]))
-    sink = make_langsmith(ObserveSettings(), {}, None, keys_only=True, flush_interval=0.01)
-
-    async def main() -> None:
-        await sink.handle([keyed, with_detail(detail(), call_id="unkeyed")])
-        await sink.aclose()
-
-    asyncio.run(main())
+    receiver.send(make_langsmith, [keyed, with_detail(detail(), call_id="unkeyed")], {}, ObserveSettings(),
+                  keys_only=True)
     assert [r["inputs"]["litellm_call_id"] for r in ingest.runs(1)] == ["call-1"]
     with pytest.raises(ValueError, match=r"0\.\.1"):
         target_project(target(langsmith_api_key="k", langsmith_sampling_rate="3"), {})

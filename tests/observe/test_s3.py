@@ -53,10 +53,11 @@ def s3_server() -> Iterator[str]:
         yield url
 
 
-def client(url: str) -> Any:
+def client(url: str, service: str = "s3", access: str = ACCESS, secret: str = SECRET) -> Any:
+    """A boto3 client for ``service`` at the moto server at ``url``."""
     import boto3
 
-    return boto3.client("s3", endpoint_url=url, aws_access_key_id=ACCESS, aws_secret_access_key=SECRET,
+    return boto3.client(service, endpoint_url=url, aws_access_key_id=access, aws_secret_access_key=secret,
                         region_name="us-east-1")
 
 

@@ -30,9 +30,10 @@ __all__ = ["GENERAL_SETTINGS_KEYS", "KNOWN_CALLBACKS", "LITELLM_SETTINGS_KEYS", 
 
 KNOWN_CALLBACKS = frozenset({"langfuse", "otel", "opentelemetry", "prometheus", "datadog", "generic_api",
                              "generic", "webhook", "json_logs", "s3", "s3_v2", "langfuse_otel", "langsmith", "arize",
-                             "arize_phoenix", "logfire", "signoz"})
+                             "arize_phoenix", "logfire", "signoz", "datadog_llm_observability", "posthog",
+                             "aws_sqs", "gcs_bucket"})
 """Callback names relaygate runs (``opentelemetry`` is ``otel``; ``generic`` / ``webhook`` are
-``generic_api``; ``s3_v2`` is ``s3``)."""
+``generic_api``; ``s3_v2`` is ``s3``; ``sqs`` is ``aws_sqs``)."""
 
 
 class ObserveSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +72,11 @@ class ObserveSettings(msgspec.Struct, frozen=True, kw_only=True):
     s3_callback_params: dict[str, Any] = {}
     """LiteLLM's ``litellm_settings.s3_callback_params`` (the ``s3`` callback's bucket, region, credentials,
     path ...; read by ``observe.s3``)."""
+    aws_sqs_callback_params: dict[str, Any] = {}
+    """LiteLLM's ``litellm_settings.aws_sqs_callback_params`` (the ``aws_sqs`` callback's queue, region,
+    credentials ...; read by ``observe.sqs``)."""
+    datadog_llm_observability_params: dict[str, Any] = {}
+    """LiteLLM's ``litellm_settings.datadog_llm_observability_params`` (read by ``observe.datadog_llm_obs``)."""
     require_auth_for_metrics_endpoint: bool = False
     prometheus_view: PrometheusView | None = None
     """LiteLLM's ``prometheus_metrics_config`` / ``prometheus_exclude_metrics`` / ``prometheus_exclude_labels``:
@@ -96,12 +102,14 @@ LITELLM_SETTINGS_KEYS = frozenset({
     "callbacks", "success_callback", "failure_callback", "service_callback", "turn_off_message_logging",
     "redact_user_api_key_info", "json_logs", "callback_settings", "langfuse_default_tags",
     "require_auth_for_metrics_endpoint", "s3_callback_params", "forward_traceparent_to_llm_provider",
+    "aws_sqs_callback_params", "datadog_llm_observability_params",
     *PROMETHEUS_FIELDS})
 """``litellm_settings`` keys :func:`from_litellm` reads."""
 GENERAL_SETTINGS_KEYS = frozenset({"alerting", "alerting_threshold", "alert_types", "alert_to_webhook_url",
                                    "alerting_args"})
 """``general_settings`` keys :func:`from_litellm` reads."""
-_ALIASES = {"opentelemetry": "otel", "generic": "generic_api", "webhook": "generic_api", "s3_v2": "s3"}
+_ALIASES = {"opentelemetry": "otel", "generic": "generic_api", "webhook": "generic_api", "s3_v2": "s3",
+            "sqs": "aws_sqs"}
 
 
 def _names(value: Any, field: str, warnings: list[str], known: frozenset[str] = KNOWN_CALLBACKS,
@@ -177,9 +185,11 @@ def from_litellm(ls: dict[str, Any], gs: dict[str, Any], rg: dict[str, Any],
     for field in ("alert_to_webhook_url", "alerting_args"):
         if not isinstance(gs.get(field) or {}, dict):
             raise ObserveConfigError(f"general_settings.{field}", "expected a mapping")
-    s3_params = ls.get("s3_callback_params") or {}
-    if not isinstance(s3_params, dict):
-        raise ObserveConfigError("litellm_settings.s3_callback_params", "expected a mapping")
+    params = {}
+    for field in ("s3_callback_params", "aws_sqs_callback_params", "datadog_llm_observability_params"):
+        params[field] = ls.get(field) or {}
+        if not isinstance(params[field], dict):
+            raise ObserveConfigError(f"litellm_settings.{field}", "expected a mapping")
     forward = ls.get("forward_traceparent_to_llm_provider")  # unset or null: relaygate's default, true
     settings = ObserveSettings(
         success_callbacks=tuple(n for n in success if n != "json_logs"),
@@ -200,7 +210,9 @@ def from_litellm(ls: dict[str, Any], gs: dict[str, Any], rg: dict[str, Any],
         alert_types=tuple(types) if types is not None else None,
         alert_to_webhook_url=dict(gs.get("alert_to_webhook_url") or {}),
         alerting_args=dict(gs.get("alerting_args") or {}),
-        s3_callback_params=dict(s3_params),
+        s3_callback_params=dict(params["s3_callback_params"]),
+        aws_sqs_callback_params=dict(params["aws_sqs_callback_params"]),
+        datadog_llm_observability_params=dict(params["datadog_llm_observability_params"]),
         require_auth_for_metrics_endpoint=_flag(ls.get("require_auth_for_metrics_endpoint", False),
                                                 "litellm_settings.require_auth_for_metrics_endpoint"),
         prometheus_view=view_from(ls),

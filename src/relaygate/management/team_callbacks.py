@@ -45,9 +45,9 @@ from relaygate.management.masking import masked_vars, unmask_metadata
 from relaygate.management.teams import save_team, team_admin
 from relaygate.store import Team
 
-SUPPORTED = ("langfuse", "otel", "opentelemetry", "langsmith", "langfuse_otel", "arize", "arize_phoenix")
-"""Callbacks a team's requests can be sent to (``observe``: the team's own Langfuse, LangSmith or Arize project,
-OpenTelemetry, Phoenix), each started for the team's entries when the config runs none of them
+SUPPORTED = ("langfuse", "otel", "opentelemetry", "langsmith", "langfuse_otel", "arize", "arize_phoenix", "posthog")
+"""Callbacks a team's requests can be sent to (``observe``: the team's own Langfuse, LangSmith, Arize or PostHog
+project, OpenTelemetry, Phoenix), each started for the team's entries when the config runs none of them
 (``observe.KEYS_ONLY``)."""
 MAX_ENTRIES = 8
 """Entries a team's ``metadata.logging`` holds at most (``auth.targets.key_logging`` reads that many)."""
@@ -55,7 +55,7 @@ VARIABLES = (
     "langfuse_public_key", "langfuse_secret", "langfuse_secret_key", "langfuse_host", "langfuse_prompt_version",
     "langsmith_api_key", "langsmith_project", "langsmith_base_url", "langsmith_sampling_rate",
     "langsmith_tenant_id", "humanloop_api_key", "arize_api_key", "arize_space_key", "arize_space_id",
-    "posthog_api_key", "posthog_host", "braintrust_api_key", "braintrust_project", "braintrust_host",
+    "posthog_api_key", "posthog_host", "posthog_api_url", "braintrust_api_key", "braintrust_project", "braintrust_host",
     "slack_webhook_url", "lunary_public_key", "dd_api_key", "dd_site", "dd_agent_host", "dd_agent_port",
     "turn_off_message_logging",
 )

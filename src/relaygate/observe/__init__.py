@@ -34,11 +34,13 @@ __all__ = ["Exporters", "check", "install"]
 
 log = logging.getLogger("relaygate")
 
-KEYS_ONLY = ("langfuse", "otel", "opentelemetry", "langsmith", "langfuse_otel", "arize", "arize_phoenix")
+KEYS_ONLY = ("langfuse", "otel", "opentelemetry", "langsmith", "langfuse_otel", "arize", "arize_phoenix", "posthog",
+             "gcs_bucket")
 """Callbacks a key's or team's ``metadata.logging`` entry starts when the config names none of them
 (:meth:`Exporters.ensure_targets`), as LiteLLM adds a key's callbacks to its requests."""
 ASYNC_EXPORTERS = ("langfuse", "otel", "langfuse_otel", "generic_api", "datadog", "s3", "langsmith", "arize",
-                   "arize_phoenix", "logfire", "signoz")
+                   "arize_phoenix", "logfire", "signoz", "datadog_llm_observability", "posthog", "aws_sqs",
+                   "gcs_bucket")
 """Callback names that are async sinks, in the order they are installed."""
 
 
@@ -110,9 +112,9 @@ class Exporters:
     def ensure_targets(self, targets: Any) -> None:
         """A key's or team's ``metadata.logging`` targets (``auth.targets.LoggingTarget``) have a sink from now
         on: the configured one, or one built for keys only on the first request that names it (``langfuse``,
-        ``otel``, ``langsmith``, ``langfuse_otel``, ``arize``, ``arize_phoenix``). Called by the pipeline before
-        such a request is routed, so its record is not missed; after the first call per name it is one set
-        lookup."""
+        ``otel``, ``langsmith``, ``langfuse_otel``, ``arize``, ``arize_phoenix``, ``posthog``, ``gcs_bucket``).
+        Called by the pipeline before such a request is routed, so its record is not missed; after the first call
+        per name it is one set lookup."""
         for t in targets:
             name = t.callback_name
             if name in self._targets:
@@ -130,7 +132,7 @@ class Exporters:
                 elif name == "langsmith":
                     from relaygate.observe.langsmith import make_langsmith
                     sink = make_langsmith(settings, self.env, self.on_event, keys_only=True)
-                elif name in ("langfuse_otel", "arize"):
+                elif name in ("langfuse_otel", "arize", "posthog", "gcs_bucket"):
                     sink = _factory(name)(settings, self.env, self.on_event, keys_only=True)
                 elif name == "arize_phoenix":
                     sink = _factory(name)(settings, self.env, self.on_event)
@@ -181,6 +183,18 @@ def _factory(name: str) -> Any:
     if name == "arize_phoenix":
         from relaygate.observe.arize import make_arize_phoenix
         return make_arize_phoenix
+    if name == "datadog_llm_observability":
+        from relaygate.observe.datadog_llm_obs import make_datadog_llm_obs
+        return make_datadog_llm_obs
+    if name == "posthog":
+        from relaygate.observe.posthog import make_posthog
+        return make_posthog
+    if name == "aws_sqs":
+        from relaygate.observe.sqs import make_sqs
+        return make_sqs
+    if name == "gcs_bucket":
+        from relaygate.observe.gcs_bucket import make_gcs_bucket
+        return make_gcs_bucket
     if name in ("logfire", "signoz"):
         from relaygate.observe.otel_presets import make_preset
         return make_preset(name)

@@ -6,7 +6,8 @@ retries, bounds and shutdown are :class:`~relaygate.observe.generic_api.HttpExpo
 Each record becomes LiteLLM's ``DatadogPayload``: ``ddsource`` (``DD_SOURCE``, default ``litellm``),
 ``ddtags`` (``env:<DD_ENV>,service:<DD_SERVICE>,version:<DD_VERSION>,HOSTNAME:<HOSTNAME>,POD_NAME:<POD_NAME>``
 with ``unknown`` / ``litellm-server`` / ``""`` defaults as LiteLLM has them, then ``request_tag:<tag>`` per
-request tag and ``team:<team alias or id>``), ``hostname`` (``HOSTNAME``), ``message`` (the JSON text of
+request tag and ``team:<team alias or id>``, both values normalised as LiteLLM's ``normalize_datadog_tag_value``
+does: a tag with a comma would otherwise split in two), ``hostname`` (``HOSTNAME``), ``message`` (the JSON text of
 the record's StandardLoggingPayload, :mod:`relaygate.observe.standard`), ``service`` and ``status``
 (``info``, or ``error`` for a failure). As LiteLLM does for Datadog, ``messages``, ``response`` and
 ``error_str`` longer than 10,000 characters are cut to that length as JSON text with LiteLLM's marker.
@@ -24,7 +25,9 @@ secret and never logged. Missing ``DD_API_KEY`` (without an agent) or ``DD_SITE`
 from __future__ import annotations
 
 import gzip
+import re
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,7 +41,7 @@ from relaygate.observe.standard import detail_of, standard_payload
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome
 
-__all__ = ["DD_MAX_BATCH_SIZE", "DD_MAX_PAYLOAD_BYTES", "DatadogSink", "base_tags", "make_datadog",
+__all__ = ["DD_MAX_BATCH_SIZE", "DD_MAX_PAYLOAD_BYTES", "DatadogSink", "base_tags", "make_datadog", "normalize_tag",
            "truncate_content"]
 
 DD_MAX_BATCH_SIZE = 1000
@@ -51,6 +54,19 @@ TRUNCATED = "...truncated by litellm, this logger does not support large content
 _TRUNCATE_FIELDS = ("error_str", "messages", "response")
 
 _encode = msgspec.json.Encoder(enc_hook=str).encode
+_TAG_RUNS = re.compile(r"_+")
+
+
+@lru_cache(maxsize=4096)
+def _normalize_text(text: str) -> str:
+    out = "".join(ch if ch.isalnum() or ch in "_-:./" else "_" for ch in text.lower())
+    return _TAG_RUNS.sub("_", out).strip("_")
+
+
+def normalize_tag(value: Any) -> str:
+    """A tag value as LiteLLM's ``normalize_datadog_tag_value`` writes it: lower case, characters other than
+    letters, digits and ``_-:./`` as ``_``, runs of ``_`` as one, none at either end."""
+    return _normalize_text(value if isinstance(value, str) else str(value))
 
 
 def truncate_content(payload: dict[str, Any]) -> dict[str, Any]:
@@ -105,12 +121,12 @@ class DatadogSink(HttpExporter):
         tags = self.tags
         request_tags = payload["request_tags"]
         if request_tags:
-            tags = tags + "," + ",".join(f"request_tag:{t}" for t in request_tags)
+            tags = tags + "," + ",".join(f"request_tag:{normalize_tag(t)}" for t in request_tags)
         meta = payload["metadata"]
         team = meta["user_api_key_team_alias"] or meta["team_alias"] or meta["user_api_key_team_id"] \
             or meta["team_id"]
         if team:
-            tags = f"{tags},team:{team}"
+            tags = f"{tags},team:{normalize_tag(team)}"
         return {"ddsource": self.source, "ddtags": tags, "hostname": self.hostname,
                 "message": _encode(truncate_content(payload)).decode(), "service": self.service,
                 "status": "info" if record.outcome is Outcome.OK else "error"}

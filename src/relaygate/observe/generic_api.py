@@ -61,13 +61,14 @@ import msgspec
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import redact, register_secrets
+from relaygate.observe.detail import LoggingTarget
 from relaygate.observe.post import Answer, Poster, PostError
 from relaygate.observe.standard import detail_of, standard_payload
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome
 
-__all__ = ["GenericApiSink", "HttpExporter", "env_float", "env_int", "make_generic_api", "parse_headers",
-           "url_secrets"]
+__all__ = ["TARGETS_MAX", "GenericApiSink", "HttpExporter", "KeyedExporter", "env_float", "env_int", "make_generic_api",
+           "parse_headers", "url_secrets"]
 
 log = logging.getLogger("relaygate.observe")
 
@@ -445,6 +446,87 @@ class HttpExporter:
         """Release a sink that never ran (``observe.check`` builds one only to validate the config)."""
         self._closed = True
         self.pending.clear()
+
+
+class KeyedExporter(HttpExporter):
+    """An :class:`HttpExporter` whose entries are ``(destination, body)`` pairs: a record goes to the configured
+    destination (:attr:`default`), or, when its key or team names destinations of its own (``metadata.logging``
+    entries of this callback), to those instead, for the outcomes each entry's ``callback_type`` names. A flush
+    sends one request per destination, at most :attr:`concurrency` at once. A subclass defines :meth:`resolve`
+    (a target's destination, resolved once and kept, at most :data:`TARGETS_MAX` of them) and :meth:`body`
+    (LangSmith's projects and PostHog's)."""
+
+    default: Any = None
+    """The configured destination (a hashable value with a ``url``); None: only keys' and teams' own."""
+    concurrency = 4
+
+    def __init__(self, url: str, headers: Mapping[str, str], **options: Any) -> None:
+        super().__init__(url, headers, **options)
+        self._resolved: dict[tuple[tuple[str, str], ...], Any] = {}
+
+    def resolve(self, target: LoggingTarget) -> Any:
+        """A key's or team's destination from its entry (``ValueError``: it sends nothing, warned)."""
+        raise NotImplementedError
+
+    def body(self, record: CompletionRecord, dest: Any) -> Any:
+        """What the record sends to ``dest``."""
+        raise NotImplementedError
+
+    def keep(self, dest: Any) -> bool:
+        """Whether this record is sent to ``dest`` (LangSmith samples per project)."""
+        return True
+
+    def _target(self, t: LoggingTarget) -> Any:
+        resolved = self._resolved
+        key = tuple(sorted(t.callback_vars.items()))
+        if key in resolved:
+            return resolved[key]
+        if len(resolved) >= TARGETS_MAX:
+            resolved.clear()
+        try:
+            dest = self.resolve(t)
+        except ValueError as exc:
+            self._warn("%s exporter: a key's or team's %s entry sends nothing: %s", self.name, self.name, exc)
+            dest = None
+        resolved[key] = dest
+        return dest
+
+    def select(self, batch: Sequence[CompletionRecord]) -> list[Any]:
+        out: list[Any] = []
+        default, name = self.default, self.name
+        for r in batch:
+            if r.no_logging:
+                continue
+            ok = r.outcome is Outcome.OK
+            detail = detail_of(r)
+            targets = [t for t in detail.logging if t.callback_name.lower() == name] \
+                if detail is not None and detail.logging else None
+            if targets:  # the key's or team's own destinations replace the configured one
+                kind = "success" if ok else "failure"
+                dests = [d for t in targets if kind in t.callback_type and (d := self._target(t)) is not None]
+            elif default is not None and (self.success if ok else self.failure):
+                dests = [default]
+            else:
+                continue
+            out.extend((d, self.body(r, d)) for d in dests if self.keep(d))
+        return out
+
+    def entry(self, record: CompletionRecord) -> Any:
+        assert self.default is not None
+        return self.default, self.body(record, self.default)
+
+    def destination(self, entries: Sequence[Any]) -> tuple[str, str]:
+        return "POST", entries[0][0].url
+
+    async def _deliver(self, chunk: list[Any]) -> None:
+        groups: dict[Any, list[Any]] = {}
+        for entry in chunk:
+            groups.setdefault(entry[0], []).append(entry)
+        await self._post_groups(list(groups.values()), self.concurrency)
+
+
+TARGETS_MAX = 1024
+"""Keys' and teams' resolved destinations a :class:`KeyedExporter` keeps (past it, it starts over)."""
 
 
 class GenericApiSink(HttpExporter):

@@ -51,7 +51,7 @@ from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import register_secrets
 from relaygate.observe.detail import LoggingTarget
-from relaygate.observe.generic_api import ENV_SOURCE, HttpExporter, callback_options, env_float, env_int, event_flags
+from relaygate.observe.generic_api import ENV_SOURCE, KeyedExporter, callback_options, env_float, env_int, event_flags
 from relaygate.observe.standard import detail_of, standard_payload
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome
@@ -63,8 +63,6 @@ DEFAULT_PROJECT = "litellm-completion"
 MAX_BODY = 20 * 1024 * 1024
 """Bytes a batch POST holds at most (LangSmith's ingest limit; a larger batch is split)."""
 _LIFTED = ("session_id", "thread_id", "conversation_id")
-_PROJECTS_MAX = 1024
-"""Key and team projects whose resolved destination is kept (past it the cache starts over)."""
 
 
 class Project(NamedTuple):
@@ -173,8 +171,9 @@ def run_of(record: CompletionRecord, payload: dict[str, Any], client_meta: Mappi
     return run
 
 
-class LangsmithSink(HttpExporter):
-    """LiteLLM's ``langsmith`` callback (LangSmith's batch ingest API)."""
+class LangsmithSink(KeyedExporter):
+    """LiteLLM's ``langsmith`` callback (LangSmith's batch ingest API): runs to the configured project or to a key's
+    or team's own (:class:`~relaygate.observe.generic_api.KeyedExporter`)."""
 
     name = "langsmith"
     max_body = MAX_BODY
@@ -192,43 +191,15 @@ class LangsmithSink(HttpExporter):
         self.redact_messages = redact_messages
         self.env = env or {}
         self.concurrency = max(1, concurrency)
-        self._projects: dict[tuple[tuple[str, str], ...], Project | None] = {}
 
-    def _target(self, t: LoggingTarget) -> Project | None:
-        key = tuple(sorted(t.callback_vars.items()))
-        if key in self._projects:
-            return self._projects[key]
-        if len(self._projects) >= _PROJECTS_MAX:
-            self._projects.clear()
-        try:
-            project: Project | None = target_project(t, self.env)
-        except ValueError as exc:
-            self._warn("langsmith exporter: a key's or team's langsmith entry sends nothing: %s", exc)
-            project = None
-        self._projects[key] = project
-        return project
+    def resolve(self, target: LoggingTarget) -> Project:
+        return target_project(target, self.env)
 
-    def select(self, batch: Sequence[CompletionRecord]) -> list[Any]:
-        out: list[Any] = []
-        default = self.default
-        for r in batch:
-            if r.no_logging:
-                continue
-            ok = r.outcome is Outcome.OK
-            detail = detail_of(r)
-            targets = [t for t in detail.logging if t.callback_name.lower() == "langsmith"] \
-                if detail is not None and detail.logging else None
-            if targets:  # the key's or team's own projects replace the configured one
-                kind = "success" if ok else "failure"
-                projects = [p for t in targets if kind in t.callback_type and (p := self._target(t)) is not None]
-            elif default is not None and (self.success if ok else self.failure):
-                projects = [default]
-            else:
-                continue
-            for p in projects:
-                if p.sampling_rate >= 1.0 or random.random() < p.sampling_rate:
-                    out.append((p, self.run(r, p)))
-        return out
+    def keep(self, dest: Project) -> bool:
+        return dest.sampling_rate >= 1.0 or random.random() < dest.sampling_rate
+
+    def body(self, record: CompletionRecord, dest: Project) -> dict[str, Any]:
+        return self.run(record, dest)
 
     def run(self, record: CompletionRecord, project: Project) -> dict[str, Any]:
         detail = detail_of(record)
@@ -238,25 +209,11 @@ class LangsmithSink(HttpExporter):
         return run_of(record, payload, client_meta if isinstance(client_meta, dict) else {}, project=project.name,
                       run_name=self.run_name)
 
-    def entry(self, record: CompletionRecord) -> Any:
-        assert self.default is not None
-        return self.default, self.run(record, self.default)
-
     def encode(self, entries: Sequence[Any]) -> bytes:
         return _encode({"post": [run for _, run in entries]})
 
-    def destination(self, entries: Sequence[Any]) -> tuple[str, str]:
-        return "POST", entries[0][0].url
-
     def headers_for(self, entries: Sequence[Any]) -> Mapping[str, str]:
         return dict(entries[0][0].headers)
-
-    async def _deliver(self, chunk: list[Any]) -> None:
-        """A flush's runs, one request per project (at most :attr:`concurrency` in flight)."""
-        groups: dict[Project, list[Any]] = {}
-        for entry in chunk:
-            groups.setdefault(entry[0], []).append(entry)
-        await self._post_groups(list(groups.values()), self.concurrency)
 
 
 def _sampling_rate(env: Mapping[str, str]) -> float:
