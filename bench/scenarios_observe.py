@@ -58,7 +58,7 @@ from bench.scenarios_cache import measure
 MASTER = "sk-bench-master"
 MODES = ("off", "langfuse", "otel", "prometheus", "json_logs", "all")
 EXTRA_MODES = ("prometheus_system", "langfuse_otel", "s3", "langsmith", "arize_phoenix", "datadog_llm_observability",
-               "posthog", "aws_sqs", "gcs_bucket")
+               "posthog", "aws_sqs", "gcs_bucket", "braintrust", "opik", "openmeter", "helicone")
 """Modes run only when ``--modes`` names them: ``prometheus_system`` is LiteLLM's service families
 (``service_callback``), which time each request's stages and its Redis and database calls; ``langfuse_otel``
 the OpenTelemetry spans sent to Langfuse's OTLP endpoint (the receiver's ``/api/public/otel/v1/traces``);
@@ -69,7 +69,9 @@ than this receiver takes at the gateway's rate); ``langsmith`` runs POSTed to th
 gets ``PHOENIX_COLLECTOR_ENDPOINT``: beside ``otel`` that variable would start Phoenix too);
 ``datadog_llm_observability`` spans to the receiver's LLM Observability intake path; ``posthog`` events to its
 ``/batch/``; ``aws_sqs`` ``SendMessageBatch`` requests (every message answered as sent, signatures unverified);
-``gcs_bucket`` NDJSON objects uploaded with a token from the receiver playing the GCE metadata server."""
+``gcs_bucket`` NDJSON objects uploaded with a token from the receiver playing the GCE metadata server;
+``braintrust`` inserts (its project looked up at the receiver), ``opik`` trace and span batches, ``openmeter``
+CloudEvents batches, ``helicone`` one log POST a request."""
 SERVICE_MODES = ("prometheus_system",)
 """Extra modes that are ``service_callback`` names, not ``callbacks``."""
 ALL = ("langfuse", "otel", "prometheus", "json_logs")
@@ -89,7 +91,8 @@ def receiver(port: int) -> None:
     """Accept Langfuse ingestion batches (207, every event a success) and OTLP/HTTP exports (200)."""
     counts = {"langfuse_batches": 0, "langfuse_events": 0, "otlp_requests": 0, "otlp_bytes": 0,
               "langfuse_otel_requests": 0, "s3_objects": 0, "s3_bytes": 0, "langsmith_runs": 0,
-              "dd_llm_obs_spans": 0, "posthog_events": 0, "sqs_messages": 0, "gcs_objects": 0}
+              "dd_llm_obs_spans": 0, "posthog_events": 0, "sqs_messages": 0, "gcs_objects": 0,
+              "braintrust_events": 0, "opik_traces": 0, "openmeter_events": 0, "helicone_logs": 0}
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -135,6 +138,26 @@ def receiver(port: int) -> None:
                 with lock:
                     counts["dd_llm_obs_spans"] += len(spans)
                 self._send(202, b"{}", "application/json")
+            elif self.path == "/bt/v1/project":  # braintrust's project by name
+                self._send(200, b'{"id": "bench-project", "name": "litellm"}', "application/json")
+            elif self.path.startswith("/bt/v1/project_logs/"):
+                events = json.loads(raw).get("events") or []
+                with lock:
+                    counts["braintrust_events"] += len(events)
+                self._send(200, json.dumps({"row_ids": [e.get("id") for e in events]}).encode(), "application/json")
+            elif self.path.startswith("/opik/v1/private/"):
+                if self.path.startswith("/opik/v1/private/traces/"):
+                    with lock:
+                        counts["opik_traces"] += len(json.loads(raw).get("traces") or [])
+                self._send(204, b"", "application/json")
+            elif self.path == "/api/v1/events":
+                with lock:
+                    counts["openmeter_events"] += len(json.loads(raw))
+                self._send(204, b"", "application/json")
+            elif self.path.endswith("/v1/log"):
+                with lock:
+                    counts["helicone_logs"] += 1
+                self._send(200, b"{}", "application/json")
             elif self.path.startswith("/batch/"):
                 batch = json.loads(raw).get("batch") or []
                 with lock:
@@ -186,7 +209,9 @@ def _received(port: int, want: tuple[str, ...], wait: float = 15.0) -> dict[str,
 _DELIVERED = (("langfuse", "langfuse_events"), ("otel", "otlp_requests"),
               ("langfuse_otel", "langfuse_otel_requests"), ("s3", "s3_objects"), ("langsmith", "langsmith_runs"),
               ("arize_phoenix", "otlp_requests"), ("datadog_llm_observability", "dd_llm_obs_spans"),
-              ("posthog", "posthog_events"), ("aws_sqs", "sqs_messages"), ("gcs_bucket", "gcs_objects"))
+              ("posthog", "posthog_events"), ("aws_sqs", "sqs_messages"), ("gcs_bucket", "gcs_objects"),
+              ("braintrust", "braintrust_events"), ("opik", "opik_traces"), ("openmeter", "openmeter_events"),
+              ("helicone", "helicone_logs"))
 """Exporters that send to the receiver, and the count that shows they did (a run whose exporter sent nothing
 is a failure, not a cheap exporter)."""
 
@@ -256,7 +281,11 @@ def main(argv: list[str] | None = None) -> int:
            "DD_API_KEY": "dd-bench", "DD_SITE": "datadoghq.com", "DD_BASE_URL": f"http://127.0.0.1:{rport}",
            "POSTHOG_API_KEY": "phc_bench", "POSTHOG_API_URL": f"http://127.0.0.1:{rport}",
            "GCS_BUCKET_NAME": "bench-logs", "GCS_BASE_URL": f"http://127.0.0.1:{rport}",
-           "GCE_METADATA_HOST": f"127.0.0.1:{rport}", "CLOUDSDK_CONFIG": str(tmp / "no-gcloud")}
+           "GCE_METADATA_HOST": f"127.0.0.1:{rport}", "CLOUDSDK_CONFIG": str(tmp / "no-gcloud"),
+           "BRAINTRUST_API_KEY": "bt-bench", "BRAINTRUST_API_BASE": f"http://127.0.0.1:{rport}/bt/v1",
+           "OPIK_URL_OVERRIDE": f"http://127.0.0.1:{rport}/opik", "OPENMETER_API_KEY": "om-bench",
+           "OPENMETER_API_ENDPOINT": f"http://127.0.0.1:{rport}", "HELICONE_API_KEY": "hc-bench",
+           "HELICONE_API_BASE": f"http://127.0.0.1:{rport}"}
     env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
     env.pop("GCS_PATH_SERVICE_ACCOUNT", None)
     try:
@@ -324,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
               f"to Langfuse's OTLP endpoint, {got['s3_objects']} S3 objects ({got['s3_bytes']} bytes), "
               f"{got['langsmith_runs']} LangSmith runs, {got['dd_llm_obs_spans']} Datadog LLM Observability spans, "
               f"{got['posthog_events']} PostHog events, {got['sqs_messages']} SQS messages, {got['gcs_objects']} GCS "
-              "objects", flush=True)
+              f"objects, {got['braintrust_events']} Braintrust events, {got['opik_traces']} Opik traces, "
+              f"{got['openmeter_events']} OpenMeter events, {got['helicone_logs']} Helicone logs", flush=True)
         missing = [name for name, count in _DELIVERED if name in ran and not got[count]]
         if missing:
             print(f"FAILED: nothing arrived from {', '.join(missing)}", flush=True)

@@ -320,7 +320,11 @@ CALLBACK_FAILURES = {"langfuse_dropped": "langfuse", "langfuse_retry": "langfuse
                      "datadog_llm_observability_send_failed": "datadog_llm_observability",
                      "posthog_dropped": "posthog", "posthog_send_failed": "posthog",
                      "aws_sqs_dropped": "aws_sqs", "aws_sqs_send_failed": "aws_sqs",
-                     "gcs_bucket_dropped": "gcs_bucket", "gcs_bucket_send_failed": "gcs_bucket"}
+                     "gcs_bucket_dropped": "gcs_bucket", "gcs_bucket_send_failed": "gcs_bucket",
+                     "braintrust_dropped": "braintrust", "braintrust_send_failed": "braintrust",
+                     "opik_dropped": "opik", "opik_send_failed": "opik",
+                     "openmeter_dropped": "openmeter", "openmeter_send_failed": "openmeter",
+                     "helicone_dropped": "helicone", "helicone_send_failed": "helicone"}
 """Events that are an exporter's failed delivery, by LiteLLM's ``callback_name``."""
 _EXPORTERS = frozenset(CALLBACK_FAILURES.values())
 

@@ -5,7 +5,6 @@ and through a real ``relaygate serve``."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -239,25 +238,6 @@ def test_posthog_callback_through_the_gateway(capture: Capture) -> None:
         assert p["$ai_input"] == [{"role": "user", "content": "hello posthog"}]
         assert p["$ai_input_tokens"] > 0 and p["$ai_output_tokens"] > 0 and p["$ai_provider"]
         assert p["$ai_span_id"] == r.json()["id"]
-        assert API_KEY not in gw.log()
-
-
-@pytest.mark.e2e
-def test_a_failing_posthog_never_fails_requests_and_is_counted(capture: Capture) -> None:
-    capture.status = 500
-    with start_gateway(GATEWAY, env={"POSTHOG_API_KEY": API_KEY, "POSTHOG_API_URL": capture.url,
-                                     "DEFAULT_FLUSH_INTERVAL_SECONDS": "0.05"}) as gw, \
-            httpx.Client(base_url=gw.url, timeout=10) as c:
-        for i in range(5):
-            r = c.post("/v1/chat/completions", headers=AUTH,
-                       json={"model": "m", "stream": i % 2 == 0, "messages": [{"role": "user", "content": f"q{i}"}]})
-            assert r.status_code == 200
-        deadline = time.monotonic() + 30
-        while 'litellm_callback_logging_failures_metric_total{callback_name="posthog"}' not in (
-                text := c.get("/metrics").text):
-            assert time.monotonic() < deadline, text[-2000:]
-            time.sleep(0.2)
-        assert capture.posts  # the receiver was tried
         assert API_KEY not in gw.log()
 
 

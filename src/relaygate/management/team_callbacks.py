@@ -45,9 +45,10 @@ from relaygate.management.masking import masked_vars, unmask_metadata
 from relaygate.management.teams import save_team, team_admin
 from relaygate.store import Team
 
-SUPPORTED = ("langfuse", "otel", "opentelemetry", "langsmith", "langfuse_otel", "arize", "arize_phoenix", "posthog")
-"""Callbacks a team's requests can be sent to (``observe``: the team's own Langfuse, LangSmith, Arize or PostHog
-project, OpenTelemetry, Phoenix), each started for the team's entries when the config runs none of them
+SUPPORTED = ("langfuse", "otel", "opentelemetry", "langsmith", "langfuse_otel", "arize", "arize_phoenix", "posthog",
+             "braintrust")
+"""Callbacks a team's requests can be sent to (``observe``: the team's own Langfuse, LangSmith, Arize, PostHog or
+Braintrust project, OpenTelemetry, Phoenix), each started for the team's entries when the config runs none of them
 (``observe.KEYS_ONLY``)."""
 MAX_ENTRIES = 8
 """Entries a team's ``metadata.logging`` holds at most (``auth.targets.key_logging`` reads that many)."""

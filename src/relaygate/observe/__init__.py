@@ -35,12 +35,12 @@ __all__ = ["Exporters", "check", "install"]
 log = logging.getLogger("relaygate")
 
 KEYS_ONLY = ("langfuse", "otel", "opentelemetry", "langsmith", "langfuse_otel", "arize", "arize_phoenix", "posthog",
-             "gcs_bucket")
+             "gcs_bucket", "braintrust")
 """Callbacks a key's or team's ``metadata.logging`` entry starts when the config names none of them
 (:meth:`Exporters.ensure_targets`), as LiteLLM adds a key's callbacks to its requests."""
 ASYNC_EXPORTERS = ("langfuse", "otel", "langfuse_otel", "generic_api", "datadog", "s3", "langsmith", "arize",
                    "arize_phoenix", "logfire", "signoz", "datadog_llm_observability", "posthog", "aws_sqs",
-                   "gcs_bucket")
+                   "gcs_bucket", "braintrust", "opik", "openmeter", "helicone")
 """Callback names that are async sinks, in the order they are installed."""
 
 
@@ -112,7 +112,8 @@ class Exporters:
     def ensure_targets(self, targets: Any) -> None:
         """A key's or team's ``metadata.logging`` targets (``auth.targets.LoggingTarget``) have a sink from now
         on: the configured one, or one built for keys only on the first request that names it (``langfuse``,
-        ``otel``, ``langsmith``, ``langfuse_otel``, ``arize``, ``arize_phoenix``, ``posthog``, ``gcs_bucket``).
+        ``otel``, ``langsmith``, ``langfuse_otel``, ``arize``, ``arize_phoenix``, ``posthog``, ``gcs_bucket``,
+        ``braintrust``).
         Called by the pipeline before such a request is routed, so its record is not missed; after the first call
         per name it is one set lookup."""
         for t in targets:
@@ -132,7 +133,7 @@ class Exporters:
                 elif name == "langsmith":
                     from relaygate.observe.langsmith import make_langsmith
                     sink = make_langsmith(settings, self.env, self.on_event, keys_only=True)
-                elif name in ("langfuse_otel", "arize", "posthog", "gcs_bucket"):
+                elif name in ("langfuse_otel", "arize", "posthog", "gcs_bucket", "braintrust"):
                     sink = _factory(name)(settings, self.env, self.on_event, keys_only=True)
                 elif name == "arize_phoenix":
                     sink = _factory(name)(settings, self.env, self.on_event)
@@ -195,6 +196,18 @@ def _factory(name: str) -> Any:
     if name == "gcs_bucket":
         from relaygate.observe.gcs_bucket import make_gcs_bucket
         return make_gcs_bucket
+    if name == "braintrust":
+        from relaygate.observe.braintrust import make_braintrust
+        return make_braintrust
+    if name == "opik":
+        from relaygate.observe.opik import make_opik
+        return make_opik
+    if name == "openmeter":
+        from relaygate.observe.openmeter import make_openmeter
+        return make_openmeter
+    if name == "helicone":
+        from relaygate.observe.helicone import make_helicone
+        return make_helicone
     if name in ("logfire", "signoz"):
         from relaygate.observe.otel_presets import make_preset
         return make_preset(name)
