@@ -69,7 +69,7 @@ from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import redact, register_secrets
 from relaygate.observe.detail import LoggingTarget
-from relaygate.observe.generic_api import ENV_SOURCE, KeyedExporter, callback_options, env_float, env_int
+from relaygate.observe.generic_api import ENV_SOURCE, KeyedExporter, batching, callback_options
 from relaygate.observe.post import PostError
 from relaygate.observe.standard import detail_of, standard_payload
 from relaygate.sinks.queue import OnEvent
@@ -350,12 +350,7 @@ def make_braintrust(settings: ObserveSettings, env: Mapping[str, str], on_event:
     elif not keys_only:
         raise ConfigError(ENV_SOURCE, "BRAINTRUST_API_KEY", "the braintrust callback needs BRAINTRUST_API_KEY")
     opts = callback_options(settings, "braintrust")
-    defaults: dict[str, Any] = {
-        "batch_size": env_int(env, "DEFAULT_BATCH_SIZE", 512, 1, 10_000),
-        "flush_interval": env_float(env, "DEFAULT_FLUSH_INTERVAL_SECONDS", 5.0, 0.01, 300.0),
-        "max_pending": max(1, settings.exporter_queue),
-    }
-    defaults.update(options)
+    defaults = batching(env, settings, options)
     success = "braintrust" in settings.success_callbacks and not keys_only
     return BraintrustSink(default, env=env, success=success, failure=False, on_event=on_event,
                           redact_key_info=settings.redact_user_api_key_info,

@@ -36,7 +36,13 @@ import msgspec
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import register_secrets
-from relaygate.observe.generic_api import ENV_SOURCE, HttpExporter, callback_options, env_float, env_int, event_flags
+from relaygate.observe.generic_api import (
+    ENV_SOURCE,
+    HttpExporter,
+    batching,
+    callback_options,
+    event_flags,
+)
 from relaygate.observe.standard import detail_of, standard_payload
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome
@@ -169,12 +175,8 @@ def make_datadog(settings: ObserveSettings, env: Mapping[str, str], on_event: On
     opts = callback_options(settings, "datadog")
     success, failure = event_flags(settings, "datadog", opts.get("event_types"),
                                    "litellm_settings.callback_settings.datadog.event_types")
-    defaults: dict[str, Any] = {
-        "batch_size": env_int(env, "DD_BATCH_SIZE", DD_MAX_BATCH_SIZE, 1, DD_MAX_BATCH_SIZE),
-        "flush_interval": env_float(env, "DEFAULT_FLUSH_INTERVAL_SECONDS", 5.0, 0.01, 300.0),
-        "max_pending": max(1, settings.exporter_queue),
-    }
-    defaults.update(options)
+    defaults = batching(env, settings, options,
+                        batch=DD_MAX_BATCH_SIZE, batch_var="DD_BATCH_SIZE", batch_max=DD_MAX_BATCH_SIZE)
     return DatadogSink(url, headers, source=env.get("DD_SOURCE", "litellm"),
                        service=env.get("DD_SERVICE", "litellm-server"), hostname=env.get("HOSTNAME", ""),
                        tags=base_tags(env), success=success, failure=failure, on_event=on_event,

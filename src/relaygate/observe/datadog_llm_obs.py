@@ -81,9 +81,8 @@ from relaygate.observe.detail import Detail
 from relaygate.observe.generic_api import (
     ENV_SOURCE,
     HttpExporter,
+    batching,
     callback_options,
-    env_float,
-    env_int,
     event_flags,
     url_secrets,
 )
@@ -555,12 +554,7 @@ def make_datadog_llm_obs(settings: ObserveSettings, env: Mapping[str, str], on_e
     redact = (settings.turn_off_message_logging or _bool_param(params, "turn_off_message_logging")
               or opts.get("message_logging") is False or opts.get("turn_off_message_logging") is True)
     success, failure = event_flags(settings, NAME, None, "litellm_settings.callbacks")
-    defaults: dict[str, Any] = {
-        "batch_size": env_int(env, "DEFAULT_BATCH_SIZE", 512, 1, 10_000),
-        "flush_interval": env_float(env, "DEFAULT_FLUSH_INTERVAL_SECONDS", 5.0, 0.01, 300.0),
-        "max_pending": max(1, settings.exporter_queue),
-    }
-    defaults.update(options)
+    defaults = batching(env, settings, options)
     return DatadogLlmObsSink(url, headers, ml_app=(env.get("DD_SERVICE") or "").strip() or "litellm-server",
                              tags=base_tags(env).split(","), success=success, failure=failure, on_event=on_event,
                              redact_key_info=settings.redact_user_api_key_info, redact_messages=redact, **defaults)

@@ -80,9 +80,8 @@ from relaygate.core.errors import GatewayError, register_secrets
 from relaygate.observe.generic_api import (
     ENV_SOURCE,
     HttpExporter,
+    batching,
     callback_options,
-    env_float,
-    env_int,
     event_flags,
     url_secrets,
 )
@@ -425,12 +424,8 @@ def make_gcs_bucket(settings: ObserveSettings, env: Mapping[str, str], on_event:
     auth = google_auth(env)
     opts = callback_options(settings, NAME)
     success, failure = event_flags(settings, NAME, None, "litellm_settings.callbacks")
-    defaults: dict[str, Any] = {
-        "batch_size": env_int(env, "GCS_BATCH_SIZE", 2048, 1, 10_000),
-        "flush_interval": env_float(env, "GCS_FLUSH_INTERVAL", 20.0, 0.01, 3600.0),
-        "max_pending": max(1, settings.exporter_queue),
-    }
-    defaults.update(options)
+    defaults = batching(env, settings, options, batch=2048, batch_var="GCS_BATCH_SIZE", interval=20.0,
+                        interval_var="GCS_FLUSH_INTERVAL", interval_max=3600.0)
     return GcsBucketSink(base, bucket, prefix, auth, batched=batched, success=success and not keys_only,
                          failure=failure and not keys_only, on_event=on_event,
                          redact_key_info=settings.redact_user_api_key_info,

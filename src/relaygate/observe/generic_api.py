@@ -67,8 +67,8 @@ from relaygate.observe.standard import detail_of, standard_payload
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome
 
-__all__ = ["TARGETS_MAX", "GenericApiSink", "HttpExporter", "KeyedExporter", "env_float", "env_int", "make_generic_api",
-           "parse_headers", "url_secrets"]
+__all__ = ["TARGETS_MAX", "GenericApiSink", "HttpExporter", "KeyedExporter", "batching", "env_float", "env_int",
+           "make_generic_api", "parse_headers", "url_secrets"]
 
 log = logging.getLogger("relaygate.observe")
 
@@ -577,6 +577,23 @@ def event_flags(settings: ObserveSettings, name: str, event_types: Any, field: s
     return success, failure
 
 
+def batching(env: Mapping[str, str], settings: ObserveSettings, options: Mapping[str, Any], *, batch: int = 512,
+             interval: float = 5.0, batch_var: str | None = "DEFAULT_BATCH_SIZE",
+             interval_var: str = "DEFAULT_FLUSH_INTERVAL_SECONDS", batch_max: int = 10_000,
+             interval_max: float = 300.0) -> dict[str, Any]:
+    """:class:`HttpExporter`'s batching options as an exporter reads them: the batch size from ``batch_var`` (LiteLLM's
+    ``DEFAULT_BATCH_SIZE``, or the callback's own variable; None: ``batch`` fixed), the flush period from
+    ``interval_var`` (``DEFAULT_FLUSH_INTERVAL_SECONDS``), the buffer bound from ``exporter_queue``, then ``options``
+    (a caller's overrides) over them."""
+    out: dict[str, Any] = {
+        "batch_size": env_int(env, batch_var, batch, 1, batch_max) if batch_var is not None else batch,
+        "flush_interval": env_float(env, interval_var, interval, 0.01, interval_max),
+        "max_pending": max(1, settings.exporter_queue),
+    }
+    out.update(options)
+    return out
+
+
 def make_generic_api(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent | None, *,
                      name: str = "generic_api", **options: Any) -> GenericApiSink:
     """The ``generic_api`` sink for ``settings``, configured from ``env`` as LiteLLM reads it (module
@@ -607,12 +624,7 @@ def make_generic_api(settings: ObserveSettings, env: Mapping[str, str], on_event
     if log_format not in LOG_FORMATS:
         raise ConfigError("config", f"{base}.log_format", f"expected one of {', '.join(LOG_FORMATS)}")
     success, failure = event_flags(settings, name, opts.get("event_types"), f"{base}.event_types")
-    defaults: dict[str, Any] = {
-        "batch_size": env_int(env, "DEFAULT_BATCH_SIZE", 512, 1, 10_000),
-        "flush_interval": env_float(env, "DEFAULT_FLUSH_INTERVAL_SECONDS", 5.0, 0.01, 300.0),
-        "max_pending": max(1, settings.exporter_queue),
-    }
-    defaults.update(options)
+    defaults = batching(env, settings, options)
     sink = GenericApiSink(endpoint, headers, log_format=log_format, success=success, failure=failure,
                           on_event=on_event, redact_key_info=settings.redact_user_api_key_info,
                           redact_messages=opts.get("message_logging") is False, **defaults)

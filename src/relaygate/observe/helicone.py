@@ -84,9 +84,8 @@ from relaygate.core.errors import register_secrets
 from relaygate.observe.generic_api import (
     ENV_SOURCE,
     HttpExporter,
+    batching,
     callback_options,
-    env_float,
-    env_int,
     event_flags,
     url_secrets,
 )
@@ -352,12 +351,7 @@ def make_helicone(settings: ObserveSettings, env: Mapping[str, str], on_event: O
     base = base.rstrip("/")
     opts = callback_options(settings, "helicone")
     success, _ = event_flags(settings, "helicone", None, "litellm_settings.callbacks")
-    defaults: dict[str, Any] = {
-        "batch_size": env_int(env, "DEFAULT_BATCH_SIZE", 512, 1, 10_000),
-        "flush_interval": env_float(env, "DEFAULT_FLUSH_INTERVAL_SECONDS", 1.0, 0.01, 300.0),
-        "max_pending": max(1, settings.exporter_queue),
-    }
-    defaults.update(options)
+    defaults = batching(env, settings, options, interval=1.0)
     return HeliconeSink(base, api_key, success=success, failure=False, on_event=on_event,
                         redact_messages=settings.turn_off_message_logging or opts.get("message_logging") is False,
                         **defaults)

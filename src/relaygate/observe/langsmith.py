@@ -51,7 +51,13 @@ from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import register_secrets
 from relaygate.observe.detail import LoggingTarget
-from relaygate.observe.generic_api import ENV_SOURCE, KeyedExporter, callback_options, env_float, env_int, event_flags
+from relaygate.observe.generic_api import (
+    ENV_SOURCE,
+    KeyedExporter,
+    batching,
+    callback_options,
+    event_flags,
+)
 from relaygate.observe.standard import detail_of, standard_payload
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome
@@ -245,12 +251,7 @@ def make_langsmith(settings: ObserveSettings, env: Mapping[str, str], on_event: 
         raise ConfigError(ENV_SOURCE, "LANGSMITH_API_KEY", "the langsmith callback needs LANGSMITH_API_KEY")
     opts = callback_options(settings, "langsmith")
     success, failure = event_flags(settings, "langsmith", None, "litellm_settings.callbacks")
-    defaults: dict[str, Any] = {
-        "batch_size": env_int(env, "LANGSMITH_BATCH_SIZE", 512, 1, 10_000),
-        "flush_interval": env_float(env, "DEFAULT_FLUSH_INTERVAL_SECONDS", 5.0, 0.01, 300.0),
-        "max_pending": max(1, settings.exporter_queue),
-    }
-    defaults.update(options)
+    defaults = batching(env, settings, options, batch_var="LANGSMITH_BATCH_SIZE")
     return LangsmithSink(default, run_name=(env.get("LANGSMITH_DEFAULT_RUN_NAME") or "").strip() or "LLMRun",
                          env=env, success=success and not keys_only, failure=failure and not keys_only,
                          on_event=on_event,

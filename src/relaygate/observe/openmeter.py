@@ -68,7 +68,13 @@ import msgspec
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import register_secrets
-from relaygate.observe.generic_api import ENV_SOURCE, HttpExporter, env_float, env_int, event_flags, url_secrets
+from relaygate.observe.generic_api import (
+    ENV_SOURCE,
+    HttpExporter,
+    batching,
+    event_flags,
+    url_secrets,
+)
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome
 
@@ -206,11 +212,6 @@ def make_openmeter(settings: ObserveSettings, env: Mapping[str, str], on_event: 
     event_type = (env.get("OPENMETER_EVENT_TYPE") or "").strip() or DEFAULT_EVENT_TYPE
     trust = (env.get("OPENMETER_TRUST_REQUEST_USER") or "true").strip().lower() != "false"
     success, _ = event_flags(settings, "openmeter", None, "litellm_settings.callbacks")
-    defaults: dict[str, Any] = {
-        "batch_size": env_int(env, "DEFAULT_BATCH_SIZE", 512, 1, 10_000),
-        "flush_interval": env_float(env, "DEFAULT_FLUSH_INTERVAL_SECONDS", 5.0, 0.01, 300.0),
-        "max_pending": max(1, settings.exporter_queue),
-    }
-    defaults.update(options)
+    defaults = batching(env, settings, options)
     return OpenmeterSink(url, api_key, event_type=event_type, trust_request_user=trust, success=success,
                          on_event=on_event, **defaults)

@@ -78,7 +78,13 @@ import msgspec
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import register_secrets
-from relaygate.observe.generic_api import ENV_SOURCE, HttpExporter, callback_options, env_float, env_int, event_flags
+from relaygate.observe.generic_api import (
+    ENV_SOURCE,
+    HttpExporter,
+    batching,
+    callback_options,
+    event_flags,
+)
 from relaygate.observe.standard import detail_of, standard_payload
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome
@@ -337,12 +343,7 @@ def make_opik(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEve
         headers["Comet-Workspace"] = workspace
     opts = callback_options(settings, "opik")
     success, _ = event_flags(settings, "opik", None, "litellm_settings.callbacks")
-    defaults: dict[str, Any] = {
-        "batch_size": env_int(env, "DEFAULT_BATCH_SIZE", 512, 1, BATCH_MAX),
-        "flush_interval": env_float(env, "DEFAULT_FLUSH_INTERVAL_SECONDS", 5.0, 0.01, 300.0),
-        "max_pending": max(1, settings.exporter_queue),
-    }
-    defaults.update(options)
+    defaults = batching(env, settings, options, batch_max=BATCH_MAX)
     return OpikSink(base, headers, project=project or DEFAULT_PROJECT, success=success, failure=False,
                     on_event=on_event, redact_key_info=settings.redact_user_api_key_info,
                     redact_messages=settings.turn_off_message_logging or opts.get("message_logging") is False,

@@ -64,7 +64,7 @@ from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import register_secrets
 from relaygate.observe.detail import LoggingTarget
-from relaygate.observe.generic_api import ENV_SOURCE, KeyedExporter, callback_options, env_float, event_flags
+from relaygate.observe.generic_api import ENV_SOURCE, KeyedExporter, batching, callback_options, event_flags
 from relaygate.observe.standard import detail_of, standard_payload
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome
@@ -250,12 +250,7 @@ def make_posthog(settings: ObserveSettings, env: Mapping[str, str], on_event: On
         raise ConfigError(ENV_SOURCE, "POSTHOG_API_KEY", "the posthog callback needs POSTHOG_API_KEY")
     opts = callback_options(settings, "posthog")
     success, failure = event_flags(settings, "posthog", None, "litellm_settings.callbacks")
-    defaults: dict[str, Any] = {
-        "batch_size": BATCH_SIZE,
-        "flush_interval": env_float(env, "DEFAULT_FLUSH_INTERVAL_SECONDS", 5.0, 0.01, 300.0),
-        "max_pending": max(1, settings.exporter_queue),
-    }
-    defaults.update(options)
+    defaults = batching(env, settings, options, batch=BATCH_SIZE, batch_var=None)
     return PosthogSink(default, env=env, success=success and not keys_only, failure=failure and not keys_only,
                        on_event=on_event, redact_key_info=settings.redact_user_api_key_info,
                        redact_messages=settings.turn_off_message_logging or opts.get("message_logging") is False,
