@@ -75,7 +75,8 @@ def test_every_exporter_gets_the_traffic() -> None:
             Collector() as generic, Collector() as dd, Collector() as slack:
         with start_gateway(config(up.url), workers=2, env=env(lf.url, rx.url, generic.url, dd.url, slack.url)) as gw:
             with httpx.Client(base_url=gw.url, timeout=20) as c:
-                r = c.post("/v1/chat/completions", headers={**AUTH, "traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"},
+                r = c.post("/v1/chat/completions", headers={**AUTH, "traceparent": f"00-{TRACE}-00f067aa0ba902b7-01",
+                                                            "langfuse_trace_name": "named-by-header"},
                            json={"model": "m", "messages": [{"role": "user", "content": "hello unary"}],
                                  "metadata": {"generation_name": "gen-unary", "session_id": "sess-1",
                                               "trace_user_id": "u-7", "tags": ["blue"]}})
@@ -114,6 +115,7 @@ def test_every_exporter_gets_the_traffic() -> None:
                 traces = {e["body"]["id"]: e["body"] for e in lf.accepted if e["type"] == "trace-create"}
                 unary_trace = traces[gens[unary_id]["traceId"]]
                 assert unary_trace["sessionId"] == "sess-1" and unary_trace["userId"] == "u-7"
+                assert unary_trace["name"] == "named-by-header"  # LiteLLM's langfuse_* request headers
                 assert "blue" in unary_trace["tags"]
                 if failed_id in gens:
                     assert gens[failed_id]["level"] == "ERROR"

@@ -356,3 +356,28 @@ def test_global_redaction_holds_for_a_keys_own_targets() -> None:
     assert rt.store_prompts and rt.observer is not None and rt.observer.prompts and not rt.observer.exports
     cap = Capture(rt.observer, ex, [], None, False)  # the spend logs' capture: the bytes, nothing decoded, no ids
     assert not cap.exports and cap.body == ex.body and cap.detail.input is None and cap.detail.trace_id == ""
+
+
+def test_the_clients_steering_headers_are_kept_bounded() -> None:
+    """LiteLLM's ``langfuse_*`` and ``opik_*`` request headers reach the exporters that read them
+    (``Detail.request_headers``), at most 16 and each cut to 1000 characters; nothing else of the request's headers,
+    and nothing when no exporter reads a Detail."""
+    from relaygate.observe.capture import MAX_STEERING, MAX_STEERING_VALUE, Capture
+    from relaygate.pipeline.exchange import Exchange
+
+    models = [{"model_name": "m", "litellm_params": {"model": "openai/gpt-4o", "api_key": "k"}}]
+    rt = Gateway(from_litellm({"model_list": models, "litellm_settings": {"callbacks": ["langfuse"]}},
+                              "<test>")).runtime
+    ex = Exchange.__new__(Exchange)
+    ex.body, ex.control, ex.stream, ex.route = b'{"model": "m", "messages": []}', None, False, "chat"
+    headers = [(b"authorization", b"Bearer sk-secret"), (b"x-api-key", b"k"), (b"langfuse_trace_name", b"t1"),
+               (b"opik_project_name", b"p" * 5000), (b"x-custom", b"v"),
+               *((f"langfuse_k{i}".encode(), b"v") for i in range(40))]
+    detail = Capture(rt.observer, ex, headers, None, False).detail
+    assert detail.request_headers["langfuse_trace_name"] == "t1"
+    assert detail.request_headers["opik_project_name"] == "p" * MAX_STEERING_VALUE
+    assert len(detail.request_headers) == MAX_STEERING
+    assert all(k.startswith(("langfuse_", "opik_")) for k in detail.request_headers)
+    plain = Gateway(from_litellm({"model_list": models, "general_settings": {"store_prompts_in_spend_logs": True}},
+                                 "<t>")).runtime
+    assert Capture(plain.observer, ex, headers, None, False).detail.request_headers == {}

@@ -144,6 +144,22 @@ def test_the_keys_opik_settings_under_the_clients(opik: Opik) -> None:
     assert span["project_name"] == "Default Project" and span["metadata"]["user_api_key_alias"] is None
 
 
+def test_the_clients_opik_headers_override_the_settings(opik: Opik) -> None:
+    """LiteLLM's ``opik_project_name`` / ``opik_thread_id`` / ``opik_tags`` request headers (the capture keeps them in
+    ``Detail.request_headers``) over the metadata's ``opik`` settings; tags that are not a JSON list add nothing."""
+    meta = {"opik": {"project_name": "from-meta", "thread_id": "t-meta", "tags": ["m"]}}
+    headed = with_detail(detail(metadata=meta, request_headers={
+        "opik_project_name": "from-header", "opik_thread_id": "t-header", "opik_tags": '["h1", 2, "h2"]'}),
+        call_id="h1")
+    bad = with_detail(detail(metadata=meta, request_headers={"opik_tags": "not json", "langfuse_x": "y"}),
+                      call_id="h2")
+    send([headed, bad], env_for(opik))
+    first, second = opik.spans(2)
+    assert first["project_name"] == "from-header" and first["tags"] == ["m", "openai", "h1", "h2"]
+    assert second["project_name"] == "from-meta" and second["tags"] == ["m", "openai"]
+    assert {t["thread_id"] for t in opik.traces(2)} == {"t-header", "t-meta"}
+
+
 def test_no_messages_when_message_logging_is_off(opik: Opik) -> None:
     settings = ObserveSettings(success_callbacks=("opik",), callback_settings={"opik": {"message_logging": False}})
     send([with_detail(detail())], env_for(opik), settings)

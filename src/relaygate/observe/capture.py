@@ -53,6 +53,13 @@ DETAILED = frozenset({"langfuse", "otel", "langfuse_otel", "generic_api", "datad
 
 _REDACTION = b"x-litellm-enable-message-redaction"
 _TRACEPARENT = b"traceparent"
+_STEERING = (b"langfuse_", b"opik_")
+"""Prefixes of the request headers exporters read as the client's controls (LiteLLM's Langfuse logger takes
+``langfuse_<key>`` headers over the metadata's keys, its Opik logger ``opik_project_name`` / ``opik_thread_id`` /
+``opik_tags``): kept in ``Detail.request_headers``."""
+MAX_STEERING = 16
+"""Such headers kept per request at most (each value cut to :data:`MAX_STEERING_VALUE` characters)."""
+MAX_STEERING_VALUE = 1000
 _decode = msgspec.json.Decoder().decode
 
 
@@ -102,11 +109,17 @@ class Capture:
         ids, no attempts, nothing decoded)."""
         parent: tuple[str, str, int] | None = None
         redacted = obs.redact or key_redacts
+        steering: dict[str, str] | None = None
         for k, v in headers:
             if k == _TRACEPARENT:
                 parent = parse_traceparent(v) if exports else None
             elif k == _REDACTION and v.strip().lower() == b"true":
                 redacted = True
+            elif exports and 95 in k and k.startswith(_STEERING) and (steering is None or len(steering) < MAX_STEERING):
+                # 95 is "_", which header names rarely have: one byte test, the prefixes only for those that do
+                if steering is None:
+                    steering = {}
+                steering[k.decode("latin-1")] = v.decode("latin-1")[:MAX_STEERING_VALUE]
         if not exports:
             detail = Detail("", "")
         elif parent is not None:
@@ -115,6 +128,8 @@ class Capture:
             detail = Detail(new_trace_id(), new_span_id())
         detail.redacted = redacted
         detail.logging = targets
+        if steering is not None:
+            detail.request_headers = steering
         self.prompts = obs.prompts
         self.body: bytes | None = None
         """The request body for the spend logs (``sinks.prompts``; stored redacted when ``detail.redacted``)."""

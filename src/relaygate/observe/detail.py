@@ -77,7 +77,8 @@ class Detail(msgspec.Struct, gc=False):
     logging: list[LoggingTarget] | None = None
     """The key's / team's ``metadata.logging`` targets (``None``: none, the config's callbacks apply)."""
     request_headers: dict[str, str] = {}
-    """Only the ``x-*`` headers exporters map (never ``authorization`` or ``*-api-key``)."""
+    """Only the request headers exporters read as the client's controls, ``langfuse_*`` and ``opik_*``
+    (``capture``; never ``authorization`` or ``*-api-key``)."""
     key_metadata: dict[str, Any] | None = None
     """The key row's ``metadata`` as stored (a reference, not a copy; None: no key row or an empty one): LiteLLM's
     ``user_api_key_auth_metadata`` once its callback settings are taken out (``standard.auth_metadata``)."""

@@ -163,12 +163,10 @@ def standard_metadata(record: CompletionRecord, detail: Detail | None = None, *,
     cost = r.cost if math.isfinite(r.cost) and r.cost > 0.0 else 0.0
     api_base = ""
     team_alias = r.team_alias
-    headers: dict[str, str] | None = None
     if detail is not None:
         if detail.attempts:
             api_base = detail.attempts[-1].api_base.rstrip("/")
         team_alias = detail.team_alias or team_alias
-        headers = detail.request_headers or None
     usage: dict[str, Any] = {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
                              "total_tokens": r.prompt_tokens + r.completion_tokens}
     if r.cache_read_tokens:
@@ -199,7 +197,7 @@ def standard_metadata(record: CompletionRecord, detail: Detail | None = None, *,
         "requester_ip_address": r.requester_ip,
         "user_agent": None,
         "requester_metadata": metadata or None,
-        "requester_custom_headers": headers,
+        "requester_custom_headers": None,  # LiteLLM 1.110's (the steering headers go to their exporters only)
         "prompt_management_metadata": None,
         "mcp_tool_call_metadata": None,
         "vector_store_request_metadata": None,
