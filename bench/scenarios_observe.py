@@ -58,7 +58,8 @@ from bench.scenarios_cache import measure
 MASTER = "sk-bench-master"
 MODES = ("off", "langfuse", "otel", "prometheus", "json_logs", "all")
 EXTRA_MODES = ("prometheus_system", "langfuse_otel", "s3", "langsmith", "arize_phoenix", "datadog_llm_observability",
-               "posthog", "aws_sqs", "gcs_bucket", "braintrust", "opik", "openmeter", "helicone")
+               "posthog", "aws_sqs", "gcs_bucket", "braintrust", "opik", "openmeter", "helicone",
+               "lago", "lunary", "athina", "langtrace")
 """Modes run only when ``--modes`` names them: ``prometheus_system`` is LiteLLM's service families
 (``service_callback``), which time each request's stages and its Redis and database calls; ``langfuse_otel``
 the OpenTelemetry spans sent to Langfuse's OTLP endpoint (the receiver's ``/api/public/otel/v1/traces``);
@@ -71,7 +72,9 @@ gets ``PHOENIX_COLLECTOR_ENDPOINT``: beside ``otel`` that variable would start P
 ``/batch/``; ``aws_sqs`` ``SendMessageBatch`` requests (every message answered as sent, signatures unverified);
 ``gcs_bucket`` NDJSON objects uploaded with a token from the receiver playing the GCE metadata server;
 ``braintrust`` inserts (its project looked up at the receiver), ``opik`` trace and span batches, ``openmeter``
-CloudEvents batches, ``helicone`` one log POST a request."""
+CloudEvents batches, ``helicone`` one log POST a request, ``lago`` event batches (charged by the key's user,
+``LAGO_API_CHARGE_BY=user_id``: the load carries no ``user``), ``lunary`` ingest batches,
+``athina`` one log POST a request, ``langtrace`` OTLP spans to the receiver's ``/api/trace``."""
 SERVICE_MODES = ("prometheus_system",)
 """Extra modes that are ``service_callback`` names, not ``callbacks``."""
 ALL = ("langfuse", "otel", "prometheus", "json_logs")
@@ -92,7 +95,8 @@ def receiver(port: int) -> None:
     counts = {"langfuse_batches": 0, "langfuse_events": 0, "otlp_requests": 0, "otlp_bytes": 0,
               "langfuse_otel_requests": 0, "s3_objects": 0, "s3_bytes": 0, "langsmith_runs": 0,
               "dd_llm_obs_spans": 0, "posthog_events": 0, "sqs_messages": 0, "gcs_objects": 0,
-              "braintrust_events": 0, "opik_traces": 0, "openmeter_events": 0, "helicone_logs": 0}
+              "braintrust_events": 0, "opik_traces": 0, "openmeter_events": 0, "helicone_logs": 0,
+              "lago_events": 0, "lunary_events": 0, "athina_logs": 0, "langtrace_requests": 0}
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -154,6 +158,22 @@ def receiver(port: int) -> None:
                 with lock:
                     counts["openmeter_events"] += len(json.loads(raw))
                 self._send(204, b"", "application/json")
+            elif self.path == "/api/v1/events/batch":
+                with lock:
+                    counts["lago_events"] += len(json.loads(raw).get("events") or [])
+                self._send(200, b'{"events": []}', "application/json")
+            elif self.path == "/v1/runs/ingest":
+                with lock:
+                    counts["lunary_events"] += len(json.loads(raw).get("events") or [])
+                self._send(200, b"{}", "application/json")
+            elif self.path == "/api/v1/log/inference":
+                with lock:
+                    counts["athina_logs"] += 1
+                self._send(200, b"{}", "application/json")
+            elif self.path == "/api/trace":
+                with lock:
+                    counts["langtrace_requests"] += 1
+                self._send(200, b"", "application/x-protobuf")
             elif self.path.endswith("/v1/log"):
                 with lock:
                     counts["helicone_logs"] += 1
@@ -211,7 +231,8 @@ _DELIVERED = (("langfuse", "langfuse_events"), ("otel", "otlp_requests"),
               ("arize_phoenix", "otlp_requests"), ("datadog_llm_observability", "dd_llm_obs_spans"),
               ("posthog", "posthog_events"), ("aws_sqs", "sqs_messages"), ("gcs_bucket", "gcs_objects"),
               ("braintrust", "braintrust_events"), ("opik", "opik_traces"), ("openmeter", "openmeter_events"),
-              ("helicone", "helicone_logs"))
+              ("helicone", "helicone_logs"), ("lago", "lago_events"), ("lunary", "lunary_events"),
+              ("athina", "athina_logs"), ("langtrace", "langtrace_requests"))
 """Exporters that send to the receiver, and the count that shows they did (a run whose exporter sent nothing
 is a failure, not a cheap exporter)."""
 
@@ -285,7 +306,11 @@ def main(argv: list[str] | None = None) -> int:
            "BRAINTRUST_API_KEY": "bt-bench", "BRAINTRUST_API_BASE": f"http://127.0.0.1:{rport}/bt/v1",
            "OPIK_URL_OVERRIDE": f"http://127.0.0.1:{rport}/opik", "OPENMETER_API_KEY": "om-bench",
            "OPENMETER_API_ENDPOINT": f"http://127.0.0.1:{rport}", "HELICONE_API_KEY": "hc-bench",
-           "HELICONE_API_BASE": f"http://127.0.0.1:{rport}"}
+           "HELICONE_API_BASE": f"http://127.0.0.1:{rport}", "LAGO_API_BASE": f"http://127.0.0.1:{rport}",
+           "LAGO_API_KEY": "lago-bench", "LAGO_API_EVENT_CODE": "tokens", "LAGO_API_CHARGE_BY": "user_id",
+           "LUNARY_PUBLIC_KEY": "lunary-bench", "LUNARY_API_URL": f"http://127.0.0.1:{rport}",
+           "ATHINA_API_KEY": "athina-bench", "ATHINA_BASE_URL": f"http://127.0.0.1:{rport}",
+           "LANGTRACE_API_KEY": "lt-bench", "LANGTRACE_API_HOST": f"http://127.0.0.1:{rport}"}
     env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
     env.pop("GCS_PATH_SERVICE_ACCOUNT", None)
     try:
@@ -354,7 +379,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{got['langsmith_runs']} LangSmith runs, {got['dd_llm_obs_spans']} Datadog LLM Observability spans, "
               f"{got['posthog_events']} PostHog events, {got['sqs_messages']} SQS messages, {got['gcs_objects']} GCS "
               f"objects, {got['braintrust_events']} Braintrust events, {got['opik_traces']} Opik traces, "
-              f"{got['openmeter_events']} OpenMeter events, {got['helicone_logs']} Helicone logs", flush=True)
+              f"{got['openmeter_events']} OpenMeter events, {got['helicone_logs']} Helicone logs, {got['lago_events']} "
+              f"Lago events, {got['lunary_events']} Lunary events, {got['athina_logs']} Athina logs, "
+              f"{got['langtrace_requests']} Langtrace OTLP requests", flush=True)
         missing = [name for name, count in _DELIVERED if name in ran and not got[count]]
         if missing:
             print(f"FAILED: nothing arrived from {', '.join(missing)}", flush=True)

@@ -315,7 +315,7 @@ CALLBACK_FAILURES = {"langfuse_dropped": "langfuse", "langfuse_retry": "langfuse
                      "s3_dropped": "s3", "s3_send_failed": "s3", "langfuse_otel_dropped": "langfuse_otel",
                      "langsmith_dropped": "langsmith", "langsmith_send_failed": "langsmith",
                      "arize_dropped": "arize", "arize_phoenix_dropped": "arize_phoenix", "logfire_dropped": "logfire",
-                     "signoz_dropped": "signoz",
+                     "signoz_dropped": "signoz", "langtrace_dropped": "langtrace",
                      "datadog_llm_observability_dropped": "datadog_llm_observability",
                      "datadog_llm_observability_send_failed": "datadog_llm_observability",
                      "posthog_dropped": "posthog", "posthog_send_failed": "posthog",
@@ -324,7 +324,9 @@ CALLBACK_FAILURES = {"langfuse_dropped": "langfuse", "langfuse_retry": "langfuse
                      "braintrust_dropped": "braintrust", "braintrust_send_failed": "braintrust",
                      "opik_dropped": "opik", "opik_send_failed": "opik",
                      "openmeter_dropped": "openmeter", "openmeter_send_failed": "openmeter",
-                     "helicone_dropped": "helicone", "helicone_send_failed": "helicone"}
+                     "helicone_dropped": "helicone", "helicone_send_failed": "helicone",
+                     "lago_dropped": "lago", "lago_send_failed": "lago", "lunary_dropped": "lunary",
+                     "lunary_send_failed": "lunary", "athina_dropped": "athina", "athina_send_failed": "athina"}
 """Events that are an exporter's failed delivery, by LiteLLM's ``callback_name``."""
 _EXPORTERS = frozenset(CALLBACK_FAILURES.values())
 

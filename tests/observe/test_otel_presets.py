@@ -1,4 +1,4 @@
-"""LiteLLM's OpenTelemetry presets ``logfire`` and ``signoz``: where they send and with which credential, checked
+"""LiteLLM's OpenTelemetry presets ``logfire``, ``signoz`` and ``langtrace``: where they send and with which credential, checked
 at a real OTLP/HTTP receiver that decodes with the official protobuf messages, and through a real
 ``relaygate serve`` beside ``otel``."""
 
@@ -19,13 +19,13 @@ from relaygate.observe.otel_presets import LOGFIRE_DEFAULT, PresetOtelSink, make
 from relaygate.sinks.record import CompletionRecord
 from tests.conftest import start_gateway
 from tests.observe.otlp_receiver import Receiver
-from tests.observe.test_otel_export import SERVER, TRACE, detail, with_detail
+from tests.observe.test_otel_export import CHAT_IN, CHAT_OUT, SERVER, TRACE, detail, with_detail
 
 
 @pytest.fixture(autouse=True)
 def _no_process_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
-        if name.startswith(("OTEL_", "LOGFIRE_", "SIGNOZ_")):
+        if name.startswith(("OTEL_", "LOGFIRE_", "SIGNOZ_", "LANGTRACE_")):
             monkeypatch.delenv(name)
 
 
@@ -97,6 +97,42 @@ def test_spans_reach_the_preset_with_its_credential(name: str, rx: Receiver) -> 
     assert (server.trace_id, server.span_id) == (TRACE, SERVER)
     assert server.attributes["gen_ai.request.model"] == "gpt-4o-alias"  # the otel callback's spans
     assert [s.name for s in spans if s is not server] == ["chat gpt-4o"]
+
+
+def test_langtrace_destination_and_attributes() -> None:
+    s = _settings("langtrace")
+    cfg = preset_settings("langtrace", s, {"LANGTRACE_API_KEY": "lt-key"})
+    assert cfg.endpoint == "https://app.langtrace.ai/api/trace" and cfg.headers == {"x-api-key": "lt-key"}
+    assert cfg.protocol == "http/protobuf"
+    cfg = preset_settings("langtrace", s, {"LANGTRACE_API_KEY": "k", "LANGTRACE_API_HOST": "http://lt:3000/api/trace/"})
+    assert cfg.endpoint == "http://lt:3000/api/trace"
+    with pytest.raises(ConfigError, match="LANGTRACE_API_KEY"):  # as LiteLLM: no key, no callback
+        preset_settings("langtrace", s, {"LANGTRACE_API_HOST": "http://lt:3000"})
+    with pytest.raises(ConfigError, match="LANGTRACE_API_KEY"):
+        preset_settings("langtrace", s, {"LANGTRACE_API_KEY": "k\nX-Evil: 1"})
+
+
+def test_langtrace_spans_carry_litellms_langtrace_attributes() -> None:
+    with Receiver(path="/api/trace") as rx:
+        body = {**CHAT_IN, "top_k": 5, "user": "u-9", "presence_penalty": 0.5, "frequency_penalty": 0}
+        answer = {**CHAT_OUT, "system_fingerprint": "fp_1"}
+        export("langtrace", [with_detail(detail(input=body, output=answer))],
+               {"LANGTRACE_API_KEY": "lt-key", "LANGTRACE_API_HOST": rx.url, "OTEL_BSP_SCHEDULE_DELAY": "10"})
+        spans = rx.wait_spans(2)
+        assert rx.exports[0].headers["x-api-key"] == "lt-key"
+    (server,) = [sp for sp in spans if sp.name == "Received Proxy Server Request"]
+    a = server.attributes
+    assert a["langtrace.service.name"] == "openai" and a["llm.top_k"] == 5 and a["llm.user"] == "u-9"
+    assert a["llm.presence_penalty"] == 0.5 and "llm.frequency_penalty" not in a  # empty values left out, as LiteLLM
+    assert list(a["llm.response.stop_reason"]) == ["\n"]
+    assert a["gen_ai.response_id"] == "chatcmpl-123" and a["gen_ai.system_fingerprint"] == "fp_1"
+    assert a["gen_ai.usage.prompt_tokens"] > 0 and a["gen_ai.request.model"] == "gpt-4o-alias"
+    # the other presets' spans stay the otel callback's
+    with Receiver() as plain:
+        export("logfire", [with_detail(detail(input=body, output=answer))],
+               {"LOGFIRE_TOKEN": "t", "LOGFIRE_BASE_URL": plain.url, "OTEL_BSP_SCHEDULE_DELAY": "10"})
+        (other,) = [sp for sp in plain.wait_spans(2) if sp.name == "Received Proxy Server Request"]
+    assert "langtrace.service.name" not in other.attributes
 
 
 def test_a_refusing_receiver_counts_drops(rx: Receiver) -> None:

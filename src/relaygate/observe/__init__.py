@@ -40,7 +40,8 @@ KEYS_ONLY = ("langfuse", "otel", "opentelemetry", "langsmith", "langfuse_otel", 
 (:meth:`Exporters.ensure_targets`), as LiteLLM adds a key's callbacks to its requests."""
 ASYNC_EXPORTERS = ("langfuse", "otel", "langfuse_otel", "generic_api", "datadog", "s3", "langsmith", "arize",
                    "arize_phoenix", "logfire", "signoz", "datadog_llm_observability", "posthog", "aws_sqs",
-                   "gcs_bucket", "braintrust", "opik", "openmeter", "helicone")
+                   "gcs_bucket", "braintrust", "opik", "openmeter", "helicone", "lago", "lunary", "athina",
+                   "langtrace")
 """Callback names that are async sinks, in the order they are installed."""
 
 
@@ -208,7 +209,16 @@ def _factory(name: str) -> Any:
     if name == "helicone":
         from relaygate.observe.helicone import make_helicone
         return make_helicone
-    if name in ("logfire", "signoz"):
+    if name == "lago":
+        from relaygate.observe.lago import make_lago
+        return make_lago
+    if name == "lunary":
+        from relaygate.observe.lunary import make_lunary
+        return make_lunary
+    if name == "athina":
+        from relaygate.observe.athina import make_athina
+        return make_athina
+    if name in ("logfire", "signoz", "langtrace"):
         from relaygate.observe.otel_presets import make_preset
         return make_preset(name)
     raise KeyError(name)

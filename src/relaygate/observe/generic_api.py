@@ -154,7 +154,10 @@ class HttpExporter:
 
     name = "http"
     single = False
-    """True: one request per entry (``encode`` gets one-entry lists)."""
+    """True: one request per entry (``encode`` gets one-entry lists), at most :attr:`concurrency` in flight."""
+    concurrency = 1
+    """Requests a flush has in flight at once when it sends several (``single`` entries, :class:`KeyedExporter`'s
+    destinations); 1: one after the other, in order."""
     max_body = 0
     """Bodies larger than this many bytes (before compression) are split in halves (0: no limit)."""
     sampling_rate = 1.0
@@ -304,16 +307,16 @@ class HttpExporter:
 
     async def _deliver(self, chunk: list[Any]) -> None:
         if self.single:
-            for e in chunk:
-                await self._post([e])
+            await self._post_groups([[e] for e in chunk], self.concurrency)
         else:
             await self._post(chunk)
 
     async def _post_groups(self, groups: Sequence[list[Any]], concurrency: int) -> None:
         """Each group in a request of its own, at most ``concurrency`` in flight (S3's objects, LangSmith's
         projects); each retried on its own."""
-        if len(groups) == 1:
-            await self._post(groups[0])
+        if len(groups) == 1 or concurrency <= 1:
+            for group in groups:
+                await self._post(group)
             return
         gate = asyncio.Semaphore(max(1, concurrency))
 

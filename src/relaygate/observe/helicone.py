@@ -89,12 +89,12 @@ from relaygate.observe.generic_api import (
     event_flags,
     url_secrets,
 )
-from relaygate.observe.standard import REDACTED, detail_of
+from relaygate.observe.standard import REDACTED, detail_of, redacted_answer
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome
 
 __all__ = ["DEFAULT_API_BASE", "HeliconeSink", "anthropic_message", "entry_of", "make_helicone", "meta_of",
-           "redacted_answer", "route_of"]
+           "route_of"]
 
 DEFAULT_API_BASE = "https://api.hconeai.com"
 OPENAI_URL = "https://api.openai.com/v1"
@@ -153,59 +153,6 @@ def meta_of(auth: str, metadata: Any) -> dict[str, str]:
         if _HEADER_NAME.fullmatch(name) and not _CONTROL.search(text):
             meta[name] = text
     return meta
-
-
-def _redacted_calls(message: dict[str, Any]) -> None:
-    calls = message.get("tool_calls")
-    if isinstance(calls, list):
-        out = []
-        for call in calls:
-            if isinstance(call, dict) and isinstance(call.get("function"), dict):
-                call = {**call, "function": {**call["function"], "arguments": REDACTED}}
-            out.append(call)
-        message["tool_calls"] = out
-    fn = message.get("function_call")
-    if isinstance(fn, dict) and "arguments" in fn:
-        message["function_call"] = {**fn, "arguments": REDACTED}
-
-
-def redacted_answer(answer: Any) -> Any:
-    """The answer with its content replaced as LiteLLM's ``perform_redaction`` does (a copy: the Detail's answer
-    is shared with the other exporters): choices' content, reasoning and tool arguments ``redacted-by-litellm``,
-    thinking blocks, reasoning items and audio ``None``, a text choice's ``text`` redacted and its ``logprobs``
-    dropped, an embedding's ``data`` emptied; anything else ``{"text": "redacted-by-litellm"}``."""
-    if not isinstance(answer, dict):
-        return {"text": REDACTED}
-    choices = answer.get("choices")
-    if isinstance(choices, list):
-        out = []
-        for choice in choices:
-            if not isinstance(choice, dict):
-                out.append(choice)
-                continue
-            choice = dict(choice)
-            choice.pop("token_ids", None)
-            choice.pop("provider_specific_fields", None)
-            body = choice.get("message")
-            if isinstance(body, dict):
-                body = dict(body)
-                for field in ("content", "reasoning_content"):
-                    if body.get(field) is not None:
-                        body[field] = REDACTED
-                for field in ("thinking_blocks", "reasoning_items", "audio"):
-                    if field in body:
-                        body[field] = None
-                body.pop("provider_specific_fields", None)
-                _redacted_calls(body)
-                choice["message"] = body
-            elif choice.get("text") is not None:
-                choice["text"] = REDACTED
-                choice.pop("logprobs", None)
-            out.append(choice)
-        return {**answer, "choices": out}
-    if "data" in answer:
-        return {**answer, "data": []}
-    return {"text": REDACTED}
 
 
 def _tool_input(arguments: Any) -> Any:
@@ -325,9 +272,6 @@ class HeliconeSink(HttpExporter):
 
     def destination(self, entries: Sequence[Any]) -> tuple[str, str]:
         return "POST", entries[0][0]
-
-    async def _deliver(self, chunk: list[Any]) -> None:
-        await self._post_groups([[e] for e in chunk], self.concurrency)
 
 
 def make_helicone(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent | None,

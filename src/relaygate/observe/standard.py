@@ -45,7 +45,8 @@ from relaygate.sinks.record import CompletionRecord, Outcome, error_class, heade
 from relaygate.sinks.spend import CALL_TYPES, tag_list
 
 __all__ = ["CALLBACK_SLOTS", "ERROR_INFORMATION_FIELDS", "HIDDEN_PARAMS_FIELDS", "METADATA_FIELDS", "PAYLOAD_FIELDS",
-           "REDACTED", "auth_metadata", "detail_of", "error_class", "standard_metadata", "standard_payload"]
+           "REDACTED", "auth_metadata", "detail_of", "error_class", "redacted_answer", "standard_metadata",
+           "standard_payload"]
 
 REDACTED = "redacted-by-litellm"
 """LiteLLM's stand-in for message content when message logging is off."""
@@ -326,3 +327,56 @@ def standard_payload(record: CompletionRecord, detail: Detail | None = None, *, 
         "guardrail_information": None,
         "standard_built_in_tools_params": None,
     }
+
+
+def _redacted_calls(message: dict[str, Any]) -> None:
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):
+        out = []
+        for call in calls:
+            if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                call = {**call, "function": {**call["function"], "arguments": REDACTED}}
+            out.append(call)
+        message["tool_calls"] = out
+    fn = message.get("function_call")
+    if isinstance(fn, dict) and "arguments" in fn:
+        message["function_call"] = {**fn, "arguments": REDACTED}
+
+
+def redacted_answer(answer: Any) -> Any:
+    """The answer with its content replaced as LiteLLM's ``perform_redaction`` does (a copy: the Detail's answer
+    is shared with the other exporters): choices' content, reasoning and tool arguments ``redacted-by-litellm``,
+    thinking blocks, reasoning items and audio ``None``, a text choice's ``text`` redacted and its ``logprobs``
+    dropped, an embedding's ``data`` emptied; anything else ``{"text": "redacted-by-litellm"}``."""
+    if not isinstance(answer, dict):
+        return {"text": REDACTED}
+    choices = answer.get("choices")
+    if isinstance(choices, list):
+        out = []
+        for choice in choices:
+            if not isinstance(choice, dict):
+                out.append(choice)
+                continue
+            choice = dict(choice)
+            choice.pop("token_ids", None)
+            choice.pop("provider_specific_fields", None)
+            body = choice.get("message")
+            if isinstance(body, dict):
+                body = dict(body)
+                for field in ("content", "reasoning_content"):
+                    if body.get(field) is not None:
+                        body[field] = REDACTED
+                for field in ("thinking_blocks", "reasoning_items", "audio"):
+                    if field in body:
+                        body[field] = None
+                body.pop("provider_specific_fields", None)
+                _redacted_calls(body)
+                choice["message"] = body
+            elif choice.get("text") is not None:
+                choice["text"] = REDACTED
+                choice.pop("logprobs", None)
+            out.append(choice)
+        return {**answer, "choices": out}
+    if "data" in answer:
+        return {**answer, "data": []}
+    return {"text": REDACTED}
