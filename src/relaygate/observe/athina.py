@@ -62,23 +62,18 @@ Where relaygate differs from LiteLLM, on purpose:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 
-from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
-from relaygate.core.errors import register_secrets
+from relaygate.observe.exporter_env import api_key, base_url
 from relaygate.observe.generic_api import (
-    ENV_SOURCE,
     HttpExporter,
     batching,
     callback_options,
     event_flags,
-    url_secrets,
 )
 from relaygate.observe.standard import REDACTED, detail_of, redacted_answer
 from relaygate.sinks.queue import OnEvent
@@ -99,7 +94,6 @@ _NOT_PARAMS = frozenset({"model", "messages", "prompt", "input", "metadata", "li
 """Request-body keys that are not the model's parameters (content, routing, logging)."""
 _FUNCTION_PARAMS = ("tools", "functions")
 _REDACTED_PROMPT = ({"role": "user", "content": REDACTED},)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 _encode = msgspec.json.Encoder(enc_hook=str).encode
 
@@ -191,21 +185,11 @@ def make_athina(settings: ObserveSettings, env: Mapping[str, str], on_event: OnE
     ``options`` override :class:`HttpExporter`'s defaults (and ``concurrency``). Raises ``ConfigError`` without
     ``ATHINA_API_KEY``, with a key that cannot go in a header, or with an ``ATHINA_BASE_URL`` that is not an
     http(s) URL without a query."""
-    api_key = (env.get("ATHINA_API_KEY") or "").strip()
-    if not api_key:
-        raise ConfigError(ENV_SOURCE, "ATHINA_API_KEY", "the athina callback needs ATHINA_API_KEY")
-    if _CONTROL.search(api_key):
-        raise ConfigError(ENV_SOURCE, "ATHINA_API_KEY", "control characters cannot go in a header")
-    register_secrets([api_key])
-    base = (env.get("ATHINA_BASE_URL") or "").strip() or DEFAULT_BASE_URL
-    parts = urlsplit(base)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
-            or _CONTROL.search(base):
-        raise ConfigError(ENV_SOURCE, "ATHINA_BASE_URL", "expected an http(s) URL without a query")
-    register_secrets(url_secrets(base))
+    key = api_key(env, "ATHINA_API_KEY", "athina")
+    base = base_url(env, "ATHINA_BASE_URL", DEFAULT_BASE_URL)
     opts = callback_options(settings, "athina")
     success, _ = event_flags(settings, "athina", None, "litellm_settings.callbacks")
     defaults = batching(env, settings, options, interval=1.0)
-    return AthinaSink(base.rstrip("/") + LOG_PATH, api_key, success=success, failure=False, on_event=on_event,
+    return AthinaSink(base + LOG_PATH, key, success=success, failure=False, on_event=on_event,
                       redact_messages=settings.turn_off_message_logging or opts.get("message_logging") is False,
                       **defaults)

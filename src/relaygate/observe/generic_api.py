@@ -62,20 +62,20 @@ from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import redact, register_secrets
 from relaygate.observe.detail import LoggingTarget
+from relaygate.observe.exporter_env import ENV_SOURCE
 from relaygate.observe.post import Answer, Poster, PostError
 from relaygate.observe.standard import detail_of, standard_payload
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome
 
-__all__ = ["TARGETS_MAX", "GenericApiSink", "HttpExporter", "KeyedExporter", "batching", "env_float", "env_int",
-           "make_generic_api", "parse_headers", "url_secrets"]
+__all__ = ["ENV_SOURCE", "TARGETS_MAX", "BillingExporter", "GenericApiSink", "HttpExporter", "KeyedExporter",
+           "batching", "env_float", "env_int", "make_generic_api", "parse_headers", "url_secrets"]
 
 log = logging.getLogger("relaygate.observe")
 
 _encode = msgspec.json.Encoder(enc_hook=str).encode
 """JSON for payloads; anything msgspec cannot encode is written as its ``str`` (LiteLLM's ``safe_dumps``)."""
 
-ENV_SOURCE = "environment"
 LOG_FORMATS = ("json_array", "ndjson", "single")
 EVENT_TYPES = ("llm_api_success", "llm_api_failure")
 
@@ -526,6 +526,41 @@ class KeyedExporter(HttpExporter):
         for entry in chunk:
             groups.setdefault(entry[0], []).append(entry)
         await self._post_groups(list(groups.values()), self.concurrency)
+
+
+class BillingExporter(HttpExporter):
+    """An exporter of usage-billing events (``openmeter``, ``lago``): answered requests only (LiteLLM's billing
+    loggers have no failure hook), each the event :meth:`entry` makes of it, or None when the record names nobody
+    to bill. Those are not sent (the service would refuse them, and the batch with them): they are counted as
+    dropped, as LiteLLM's logger raising for them is counted in its failure metric, and in :attr:`unbilled`, and
+    logged at most once a minute with the last one's call id and :meth:`unbilled_reason`."""
+
+    unbilled = 0
+    """Answered requests not sent because they named nobody to bill (also counted as dropped)."""
+
+    def unbilled_reason(self) -> str:
+        """Why such a request was not sent, for the log line ("had no ...")."""
+        raise NotImplementedError
+
+    def select(self, batch: Sequence[CompletionRecord]) -> list[Any]:
+        if not self.success:
+            return []
+        out: list[Any] = []
+        missing = 0
+        last = ""
+        for r in batch:
+            if r.outcome is not Outcome.OK or r.no_logging:
+                continue
+            event = self.entry(r)
+            if event is None:
+                missing += 1
+                last = r.call_id
+            else:
+                out.append(event)
+        if missing:
+            self.unbilled += missing
+            self._drop(missing, f"request {last} {self.unbilled_reason()}")
+        return out
 
 
 TARGETS_MAX = 1024

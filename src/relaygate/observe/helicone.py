@@ -74,20 +74,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 
-from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
-from relaygate.core.errors import register_secrets
+from relaygate.observe.exporter_env import api_key, base_url
 from relaygate.observe.generic_api import (
-    ENV_SOURCE,
     HttpExporter,
     batching,
     callback_options,
     event_flags,
-    url_secrets,
 )
 from relaygate.observe.standard import REDACTED, detail_of, redacted_answer
 from relaygate.sinks.queue import OnEvent
@@ -280,22 +276,11 @@ def make_helicone(settings: ObserveSettings, env: Mapping[str, str], on_event: O
     ``options`` override :class:`HttpExporter`'s defaults (and ``concurrency``). Raises ``ConfigError`` without
     ``HELICONE_API_KEY``, with a key that cannot go in a header, or with a ``HELICONE_API_BASE`` that is not an
     http(s) URL."""
-    api_key = (env.get("HELICONE_API_KEY") or "").strip()
-    if not api_key:
-        raise ConfigError(ENV_SOURCE, "HELICONE_API_KEY", "the helicone callback needs HELICONE_API_KEY")
-    if _CONTROL.search(api_key):
-        raise ConfigError(ENV_SOURCE, "HELICONE_API_KEY", "control characters cannot go in a header")
-    register_secrets([api_key])
-    base = (env.get("HELICONE_API_BASE") or "").strip() or DEFAULT_API_BASE
-    parts = urlsplit(base)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
-            or _CONTROL.search(base):
-        raise ConfigError(ENV_SOURCE, "HELICONE_API_BASE", "expected an http(s) URL without a query")
-    register_secrets(url_secrets(base))
-    base = base.rstrip("/")
+    key = api_key(env, "HELICONE_API_KEY", "helicone")
+    base = base_url(env, "HELICONE_API_BASE", DEFAULT_API_BASE)
     opts = callback_options(settings, "helicone")
     success, _ = event_flags(settings, "helicone", None, "litellm_settings.callbacks")
     defaults = batching(env, settings, options, interval=1.0)
-    return HeliconeSink(base, api_key, success=success, failure=False, on_event=on_event,
+    return HeliconeSink(base, key, success=success, failure=False, on_event=on_event,
                         redact_messages=settings.turn_off_message_logging or opts.get("message_logging") is False,
                         **defaults)

@@ -79,9 +79,9 @@ import msgspec
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import register_secrets
-from relaygate.observe.generic_api import ENV_SOURCE, HttpExporter, batching, event_flags, url_secrets
+from relaygate.observe.generic_api import ENV_SOURCE, BillingExporter, batching, event_flags, url_secrets
 from relaygate.sinks.queue import OnEvent
-from relaygate.sinks.record import CompletionRecord, Outcome
+from relaygate.sinks.record import CompletionRecord
 
 __all__ = ["BATCH_MAX", "CHARGE_BY", "Event", "LagoSink", "Properties", "batch_url", "event_of", "make_lago",
            "subscription_of"]
@@ -152,7 +152,7 @@ def batch_url(base: str) -> str:
     return base.rstrip("/") + BATCH_PATH
 
 
-class LagoSink(HttpExporter):
+class LagoSink(BillingExporter):
     """LiteLLM's ``lago`` callback (Lago's batch events API): an event per answered request with a subscription
     to bill, sent in batches of at most :data:`BATCH_MAX`."""
 
@@ -166,34 +166,14 @@ class LagoSink(HttpExporter):
                          **options)
         self.code = code
         self.charge_by = charge_by
-        self.unbilled = 0
-        """Answered requests not sent because they named no subscription (also counted in :attr:`dropped`)."""
 
     def entry(self, record: CompletionRecord) -> Event | None:
         """The record's event, or None when it names no subscription to bill."""
         subscription = subscription_of(record, self.charge_by)
         return event_of(record, subscription, self.code) if subscription else None
 
-    def select(self, batch: Sequence[CompletionRecord]) -> list[Any]:
-        if not self.success:
-            return []
-        out: list[Any] = []
-        missing = 0
-        last = ""
-        for r in batch:
-            if r.outcome is not Outcome.OK or r.no_logging:
-                continue
-            event = self.entry(r)
-            if event is None:
-                missing += 1
-                last = r.call_id
-            else:
-                out.append(event)
-        if missing:
-            self.unbilled += missing
-            self._drop(missing, f"request {last} had no {self.charge_by} (LAGO_API_CHARGE_BY): Lago needs an "
-                                f"external_subscription_id")
-        return out
+    def unbilled_reason(self) -> str:
+        return f"had no {self.charge_by} (LAGO_API_CHARGE_BY): Lago needs an external_subscription_id"
 
     def encode(self, entries: Sequence[Any]) -> bytes:
         return b'{"events":' + _encode(entries) + b"}"

@@ -65,20 +65,19 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import register_secrets
+from relaygate.observe.exporter_env import base_url
 from relaygate.observe.generic_api import (
     ENV_SOURCE,
     HttpExporter,
     batching,
     callback_options,
     event_flags,
-    url_secrets,
 )
 from relaygate.observe.standard import REDACTED, detail_of
 from relaygate.sinks.queue import OnEvent
@@ -301,15 +300,10 @@ def make_lunary(settings: ObserveSettings, env: Mapping[str, str], on_event: OnE
     if _control(key):
         raise ConfigError(ENV_SOURCE, name, "control characters cannot go in a header")
     register_secrets([key])
-    base = (env.get("LUNARY_API_URL") or "").strip() or DEFAULT_API_URL
-    parts = urlsplit(base)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
-            or _control(base):
-        raise ConfigError(ENV_SOURCE, "LUNARY_API_URL", "expected an http(s) URL without a query")
-    register_secrets(url_secrets(base))
+    base = base_url(env, "LUNARY_API_URL", DEFAULT_API_URL)
     opts = callback_options(settings, "lunary")
     success, failure = event_flags(settings, "lunary", None, "litellm_settings.callbacks")
     defaults = batching(env, settings, options, interval=0.5)
-    return LunarySink(base.rstrip("/") + INGEST_PATH, key, success=success, failure=failure, on_event=on_event,
+    return LunarySink(base + INGEST_PATH, key, success=success, failure=failure, on_event=on_event,
                       redact_messages=settings.turn_off_message_logging or opts.get("message_logging") is False,
                       redact_key_info=settings.redact_user_api_key_info, **defaults)

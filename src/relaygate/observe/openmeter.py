@@ -70,13 +70,13 @@ from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import register_secrets
 from relaygate.observe.generic_api import (
     ENV_SOURCE,
-    HttpExporter,
+    BillingExporter,
     batching,
     event_flags,
     url_secrets,
 )
 from relaygate.sinks.queue import OnEvent
-from relaygate.sinks.record import CompletionRecord, Outcome
+from relaygate.sinks.record import CompletionRecord
 
 __all__ = ["CONTENT_TYPE", "DEFAULT_ENDPOINT", "DEFAULT_EVENT_TYPE", "SOURCE", "Event", "OpenmeterSink",
            "Usage", "event_of", "events_url", "make_openmeter", "subject_of"]
@@ -146,7 +146,7 @@ def events_url(endpoint: str) -> str:
     return f"{endpoint.rstrip('/')}/api/v1/events"
 
 
-class OpenmeterSink(HttpExporter):
+class OpenmeterSink(BillingExporter):
     """LiteLLM's ``openmeter`` callback (OpenMeter's CloudEvents ingest API): an event per answered request with
     a subject, sent in batches."""
 
@@ -159,34 +159,15 @@ class OpenmeterSink(HttpExporter):
         super().__init__(url, {"Authorization": f"Bearer {api_key}", "Content-Type": CONTENT_TYPE}, **options)
         self.event_type = event_type
         self.trust_request_user = trust_request_user
-        self.unbilled = 0
-        """Answered requests not sent because they had no subject (also counted in :attr:`dropped`)."""
 
     def entry(self, record: CompletionRecord) -> Event | None:
         """The record's event, or None when it names nobody to bill."""
         subject = subject_of(record, trust_request_user=self.trust_request_user)
         return event_of(record, subject, self.event_type) if subject else None
 
-    def select(self, batch: Sequence[CompletionRecord]) -> list[Any]:
-        if not self.success:
-            return []
-        out: list[Any] = []
-        missing = 0
-        last = ""
-        for r in batch:
-            if r.outcome is not Outcome.OK or r.no_logging:
-                continue
-            event = self.entry(r)
-            if event is None:
-                missing += 1
-                last = r.call_id
-            else:
-                out.append(event)
-        if missing:
-            self.unbilled += missing
-            who = "a user or a key with a user id" if self.trust_request_user else "a key with a user id"
-            self._drop(missing, f"request {last} had no subject: OpenMeter needs one ({who})")
-        return out
+    def unbilled_reason(self) -> str:
+        who = "a user or a key with a user id" if self.trust_request_user else "a key with a user id"
+        return f"had no subject: OpenMeter needs one ({who})"
 
     def encode(self, entries: Sequence[Any]) -> bytes:
         return _encode(entries)
