@@ -94,22 +94,33 @@ class RedisCluster:
             stop_process(proc)
 
 
-def start_cluster(tmp: Path) -> RedisCluster:
-    c = RedisCluster(tmp, [_cluster_port() for _ in range(3)])
-    try:
-        for p in c.ports:
-            c.spawn(p)
-        subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in c.ports), "--cluster-replicas",
-                        "0", "--cluster-yes"], capture_output=True, timeout=60, check=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if all("cluster_state:ok" in c.cli(p, "CLUSTER", "INFO") for p in c.ports):
-                return c
-            time.sleep(0.1)
-        pytest.fail("the cluster did not reach cluster_state:ok")
-    except BaseException:
-        c.stop()
-        raise
+def start_cluster(tmp: Path, attempts: int = 3) -> RedisCluster:
+    """Three masters on fresh ports, all slots assigned, ``cluster_state:ok``. A cluster whose nodes never agree
+    (``redis-cli --cluster create`` waiting to join: seen once in CI on a loaded machine, where a bus port picked
+    free may be taken by another test's connection before the node binds it) is torn down and made again on other
+    ports, at most ``attempts`` times."""
+    for attempt in range(1, attempts + 1):
+        c = RedisCluster(tmp / f"try{attempt}", [_cluster_port() for _ in range(3)])
+        c.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            for p in c.ports:
+                c.spawn(p)
+            subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in c.ports),
+                            "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, timeout=30, check=True)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if all("cluster_state:ok" in c.cli(p, "CLUSTER", "INFO") for p in c.ports):
+                    return c
+                time.sleep(0.1)
+            raise TimeoutError("the cluster did not reach cluster_state:ok")
+        except (subprocess.TimeoutExpired, TimeoutError):
+            c.stop()
+            if attempt == attempts:
+                raise
+        except BaseException:
+            c.stop()
+            raise
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture
