@@ -19,7 +19,6 @@ in the exporter's log line). Renewed secrets are registered for redaction: never
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -28,11 +27,9 @@ from typing import Any
 from relaygate.config.env import EnvError, aws_profile, fill_from_env
 from relaygate.config.errors import ConfigError
 from relaygate.core.errors import GatewayError, register_secrets
-from relaygate.observe.post import PostError
+from relaygate.observe.renewal import Renewal
 from relaygate.providers.bedrock import SigV4
 from relaygate.upstream.aws_identity import AwsCredentials, credentials_for
-from relaygate.upstream.calls import refresh_token
-from relaygate.upstream.identity import identity_client
 
 __all__ = ["NAMES", "AwsSigner", "aws_signer"]
 
@@ -46,13 +43,12 @@ KINDS = {"static": "static keys", "assume_role": "a role assumed with static key
          "container": "the container credentials endpoint", "imds": "the EC2 instance metadata (IMDS)"}
 _PREFIX = "litellm.AuthenticationError: BedrockException - "
 """How ``upstream.aws_identity`` words a failure for Bedrock's clients; not said in an exporter's log."""
-_WARN_EVERY = 60.0
 
 
 class AwsSigner:
     """SigV4 for one service and region with static keys or a renewed source (see the module docstring)."""
 
-    __slots__ = ("service", "region", "kind", "source", "_static", "_temp", "_lock", "_warned_at")
+    __slots__ = ("service", "region", "kind", "source", "_static", "_temp", "_renewal")
 
     def __init__(self, service: str, region: str, static: SigV4 | None, source: AwsCredentials | None) -> None:
         if (static is None) == (source is None):
@@ -63,34 +59,14 @@ class AwsSigner:
         self.source = source
         self._static = static
         self._temp: SigV4 | None = None
-        self._lock: asyncio.Lock | None = None
-        self._warned_at = -1e18
+        self._renewal = None if source is None else Renewal(
+            source, service, f"AWS credentials from {KINDS[source.kind]}", "the credentials held still serve",
+            lambda: source.access_key, (_PREFIX,))
 
     async def prepare(self) -> None:
         """Renew temporary credentials when due (no-op for static keys); ``PostError`` when none can sign."""
-        src = self.source
-        if src is None or not src.needs_refresh(time.time()):
-            return
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:  # the concurrent uploads of one flush wait for one renewal
-            try:
-                before = src.access_key
-                await refresh_token(src, identity_client())
-                if src.access_key != before:
-                    log.info("%s exporter: AWS credentials from %s, valid until %s UTC (renewed five minutes before)",
-                             self.service, KINDS[src.kind], time.strftime("%Y-%m-%d %H:%M:%S",
-                                                                          time.gmtime(src.expires_at)))
-            except Exception as exc:
-                why = exc.message if isinstance(exc, GatewayError) else f"{type(exc).__name__}: {exc}"
-                why = f"AWS credentials from {KINDS[src.kind]}: {why.removeprefix(_PREFIX)[:300]}"
-                if not src.valid(time.time()):
-                    raise PostError(why) from None
-                now = time.monotonic()
-                if now - self._warned_at >= _WARN_EVERY:
-                    self._warned_at = now
-                    log.warning("%s exporter: renewing failed, the credentials held still serve (%s)",
-                                self.service, why)
+        if self._renewal is not None:
+            await self._renewal.renew()
 
     def sign(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> list[tuple[str, str]]:
         """``headers`` signed with the current credentials (after :meth:`prepare`)."""

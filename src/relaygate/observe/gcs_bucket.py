@@ -59,7 +59,6 @@ No Enterprise licence is asked for; LiteLLM's ``GCS_MOCK`` mode and batch line-i
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import posixpath
@@ -86,13 +85,12 @@ from relaygate.observe.generic_api import (
     url_secrets,
 )
 from relaygate.observe.post import PostError
+from relaygate.observe.renewal import Renewal
 from relaygate.observe.standard import detail_of, standard_payload
 from relaygate.providers.vertex import SCOPE, TokenSource
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome
 from relaygate.upstream.base import UpstreamRequest
-from relaygate.upstream.calls import refresh_token
-from relaygate.upstream.identity import identity_client
 from relaygate.upstream.renewal import Renewable, json_object
 
 __all__ = ["GcsBucketSink", "GoogleAuth", "MetadataToken", "make_gcs_bucket", "object_name", "safe_component",
@@ -109,7 +107,6 @@ MAX_BODY = 32 * 1024 * 1024
 CONCURRENCY = 8
 """Per-request objects of one flush uploaded at once at most."""
 MAX_CREDENTIALS = 1 << 20
-_WARN_EVERY = 60.0
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -206,40 +203,19 @@ class MetadataToken(Renewable):
 class GoogleAuth:
     """The bearer token of a :class:`TokenSource` or :class:`MetadataToken`, renewed in :meth:`prepare`."""
 
-    __slots__ = ("source", "where", "_lock", "_warned_at", "_header")
+    __slots__ = ("source", "where", "_renewal", "_header")
 
     def __init__(self, source: TokenSource | MetadataToken, where: str) -> None:
         self.source = source
         self.where = where
         """Where the credentials come from, for logs (a path or a host; never a secret)."""
-        self._lock: asyncio.Lock | None = None
-        self._warned_at = -1e18
+        self._renewal = Renewal(source, "gcs_bucket", f"an access token from {where}", "the token held still serves",
+                                lambda: source.token, ("litellm.AuthenticationError: ", "VertexAIException - "))
         self._header: tuple[str | None, str] = (None, "")
 
     async def prepare(self) -> None:
         """Renew the token when due; ``PostError`` when none can be had (the attempt fails, retried later)."""
-        src = self.source
-        if not src.needs_refresh(time.time()):
-            return
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:  # the concurrent uploads of one flush wait for one renewal
-            try:
-                before = src.token
-                await refresh_token(src, identity_client())
-                if src.token != before:
-                    log.info("gcs_bucket exporter: an access token from %s, valid until %s UTC (renewed five minutes "
-                             "before)", self.where, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(src.expires_at)))
-            except Exception as exc:
-                why = exc.message if isinstance(exc, GatewayError) else f"{type(exc).__name__}: {exc}"
-                why = why.removeprefix("litellm.AuthenticationError: ").removeprefix("VertexAIException - ")
-                why = f"an access token from {self.where}: {why[:300]}"
-                if not src.valid(time.time()):
-                    raise PostError(why) from None
-                now = time.monotonic()
-                if now - self._warned_at >= _WARN_EVERY:
-                    self._warned_at = now
-                    log.warning("gcs_bucket exporter: renewing failed, the token held still serves (%s)", why)
+        await self._renewal.renew()
 
     def authorization(self) -> str:
         """``Bearer <token>`` (after :meth:`prepare`); a new token is registered as a secret."""
