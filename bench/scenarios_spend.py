@@ -54,6 +54,8 @@ Issue 13's speed bar, measured side by side:
   LiteLLM's user-agent tags cost.
 - **on-prompts** (``--modes off,on,on-prompts``): ``on`` with ``store_prompts_in_spend_logs: true``; against
   ``on``, what keeping each request's body and answer in its row costs.
+- **on-noholds** (``--modes off,on,on-noholds``): ``on`` with ``disable_budget_reservation: true``; against
+  ``on``, what LiteLLM's budget reservation (each request's estimated cost held while in flight) costs.
 - **where the CPU goes**: each run lists the gateway's threads that spent at least 1 µs a request
   (``threads_us_per_req``: the event loop's, Granian's, the SQLite connections').
 - **sink check**: after the runs, the on gateway's spend rows in the database against the requests it
@@ -120,8 +122,10 @@ MODES: dict[str, tuple[bool, bool, bool]] = {
     "on-adjusted": (True, True, True),
     "on-noua": (True, True, True),
     "on-prompts": (True, True, True),
+    "on-noholds": (True, True, True),
 }
-_GENERAL_EXTRA = {"on-batch10": "  proxy_batch_write_at: 10\n", "on-prompts": "  store_prompts_in_spend_logs: true\n"}
+_GENERAL_EXTRA = {"on-batch10": "  proxy_batch_write_at: 10\n", "on-prompts": "  store_prompts_in_spend_logs: true\n",
+                  "on-noholds": "  disable_budget_reservation: true\n"}
 _LITELLM_EXTRA = {"on-adjusted": "litellm_settings:\n  cost_discount_config: {openai: 0.1}\n"
                                  "  cost_margin_config: {global: {percentage: 0.05, fixed_amount: 0.0001}}\n",
                   "on-noua": "litellm_settings:\n  disable_add_user_agent_to_request_tags: true\n"}
@@ -131,7 +135,9 @@ _LITELLM_EXTRA = {"on-adjusted": "litellm_settings:\n  cost_discount_config: {op
 otherwise one more tag on every row), so ``on`` against it is what they cost."""
 """Modes that differ from another only in ``general_settings``: ``on-batch10`` is ``on`` with LiteLLM's
 default spend write interval (10 s) instead of relaygate's (1 s); ``on-prompts`` is ``on`` with
-``store_prompts_in_spend_logs`` (every row keeps the request body and the answer: ``sinks.prompts``)."""
+``store_prompts_in_spend_logs`` (every row keeps the request body and the answer: ``sinks.prompts``);
+``on-noholds`` is ``on`` without budget reservations (``disable_budget_reservation``: ``budgets.holds``), so
+``on`` against it is what holding each request's estimated cost while in flight costs."""
 _STUBS = {"on-nowrite": REPO_ROOT / "bench" / "stubs" / "nowrite"}
 """Modes whose gateway starts with a ``sitecustomize`` of the bench first on its path: ``on-nowrite`` is ``on``
 with the spend write itself replaced by a no-op (``bench/stubs/nowrite``), so ``on`` against it is what the
@@ -437,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
                    "prices, no spend logs), logs (spend logs and prices, no budgets), on-batch10 (on, with "
                    "proxy_batch_write_at: 10, LiteLLM's default), on-nowrite (on with the database write replaced by "
                    "a no-op: on against it is what the write costs), on-adjusted (on with a provider discount and "
-                   "margin), on-noua (on without LiteLLM's User-Agent request tags); off and on are required")
+                   "margin), on-noua (on without LiteLLM's User-Agent request tags), on-prompts (on storing prompts), "
+                   "on-noholds (on without budget reservations); off and on are required")
     p.add_argument("--out", default=str(REPO_ROOT / "bench" / "results"))
     a = p.parse_args(argv)
     if not 0 < a.active <= a.keys:

@@ -83,13 +83,20 @@ def config(url: str | None, up: Upstream, **extra: Any) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def gateway(url: str | None, up: Upstream, **extra: Any) -> AsyncIterator[Gateway]:
-    gw = Gateway(from_litellm(config(url, up, **extra), "<test>"))
+async def started(cfg: dict[str, Any]) -> AsyncIterator[Gateway]:
+    """A gateway of LiteLLM config ``cfg``, started with its lifespan and shut down after."""
+    gw = Gateway(from_litellm(cfg, "<test>"))
     await gw.startup()
     try:
         yield gw
     finally:
         await gw.shutdown()
+
+
+@asynccontextmanager
+async def gateway(url: str | None, up: Upstream, **extra: Any) -> AsyncIterator[Gateway]:
+    async with started(config(url, up, **extra)) as gw:
+        yield gw
 
 
 async def ask(gw: Gateway, key: str, model: str = "m", **body: Any) -> Reply:
@@ -104,4 +111,4 @@ def token(key: str) -> str:
     return hash_token(key)
 
 
-__all__ = ["COST", "MASTER", "Upstream", "ask", "config", "gateway", "token", "upstream"]
+__all__ = ["COST", "MASTER", "Upstream", "ask", "config", "gateway", "started", "token", "upstream"]

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from relaygate.budgets.providers import CROSSED
 from relaygate.config import ConfigError, from_litellm
 from relaygate.config import litellm as litellm_rules
 from tests.asgi.conftest import Reply, call
-from tests.budgets.conftest import COST, MASTER, Upstream, upstream
+from tests.budgets.conftest import COST, MASTER, Upstream, started, upstream
 from tests.conftest import RedisServer
 
 ADMIN = {"authorization": f"Bearer {MASTER}"}
@@ -49,14 +47,7 @@ def config(a: Upstream, b: Upstream, budgets: dict[str, Any] | None = None, *, r
     }
 
 
-@asynccontextmanager
-async def gateway(cfg: dict[str, Any]) -> AsyncIterator[Gateway]:
-    gw = Gateway(from_litellm(cfg, "<test>"))
-    await gw.startup()
-    try:
-        yield gw
-    finally:
-        await gw.shutdown()
+gateway = started
 
 
 async def ask(gw: Gateway) -> Reply:

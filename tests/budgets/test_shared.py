@@ -8,6 +8,8 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from relaygate.budgets.shared import PREFIX
 from relaygate.cost import to_pico
 from relaygate.store import Key
@@ -48,14 +50,22 @@ def test_two_gateways_share_one_counter(tmp_path: Path, redis_server: RedisServe
     asyncio.run(main())
 
 
-def test_two_hundred_concurrent_requests_overshoot_by_at_most_those_in_flight(tmp_path: Path,
-                                                                              redis_server: RedisServer) -> None:
+@pytest.mark.parametrize("reserve", [False, True], ids=["no-holds", "holds"])
+def test_two_hundred_concurrent_requests_overshoot_by_at_most_those_in_flight(tmp_path: Path, redis_server: RedisServer,
+                                                                              reserve: bool) -> None:
     """200 requests, 20 at a time, alternating between two gateways sharing Redis, on a key whose budget
-    holds 10 of them: the upstream sees the 10 plus at most the requests in flight when the budget was
-    crossed (20; a second 20 of slack for the ~1 ms each gateway batches its completions for), and every
-    other request is refused with ``budget_exceeded`` before reaching it."""
+    holds 10 of them, and every request not let through is refused with ``budget_exceeded`` before the upstream.
+
+    - Without reservations (``disable_budget_reservation``): the upstream sees the 10 plus at most the requests in
+      flight when the budget was crossed (20; a second 20 of slack for the ~1 ms each gateway batches its
+      completions for).
+    - With them (the default; each request asks ``max_tokens: 1``, so it holds ~3x what it costs): a gateway
+      lets through only what its own holds leave room for, so the overshoot is at most what the *other*
+      gateway has in flight (20), and requests are refused while holds fill the budget, so fewer than 10 may pass.
+    """
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    settings = {"router_settings": {"redis_url": redis_server.url}}
+    settings = {"router_settings": {"redis_url": redis_server.url},
+                "general_settings": {"disable_budget_reservation": not reserve}}
     concurrency, fits = 20, 10
 
     async def main() -> None:
@@ -67,11 +77,16 @@ def test_two_hundred_concurrent_requests_overshoot_by_at_most_those_in_flight(tm
 
             async def one(i: int) -> int:
                 async with sem:
-                    return (await ask(a if i % 2 else b, "sk-many")).status
+                    return (await ask(a if i % 2 else b, "sk-many", max_tokens=1)).status
 
             statuses = await asyncio.gather(*(one(i) for i in range(200)))
             ok = statuses.count(200)
             assert ok == up.hits and statuses.count(422) == 200 - ok
-            assert fits <= ok <= fits + 2 * concurrency, ok
+            if reserve:
+                assert 1 <= ok <= fits + concurrency, ok
+                assert not a.budgets.holds.live and not b.budgets.holds.live  # every hold released
+                assert all(t.held == 0 for g in (a, b) for t in g.budgets.tallies.values())
+            else:
+                assert fits <= ok <= fits + 2 * concurrency, ok
 
     asyncio.run(main())

@@ -14,7 +14,8 @@ Budgets, with LiteLLM's fields and rules: ``max_budget`` / ``soft_budget`` / ``b
 ``litellm_settings.max_budget``. A request's tags are its own (``x-litellm-tags``, body ``tags``,
 ``metadata.tags``) and its key's.
 ``soft_budget`` is not a block: the first request that finds it crossed in a period logs one warning and
-counts ``budget_soft_crossed``; refusals count ``budget_exceeded``.
+counts ``budget_soft_crossed``; refusals count ``budget_exceeded``. An admitted request holds its estimated
+cost on its budgets until it completes (``holds``: LiteLLM's reservation), and a check counts what is held.
 
 How spend is known, per entity (``limits.Limit``): the row's ``spend`` as read with the key (the spend sink
 adds every worker's completions to it in batches), plus what this worker saw complete since. So a budget
@@ -46,9 +47,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relaygate.budgets.defaults import DefaultBudget, counted_spend, put_on_budget
+from relaygate.budgets.holds import Estimator, Holds
 from relaygate.budgets.limits import FOREVER, MEMBER_OWN, Limit, Plan, Tally, key_label, limit_alias
 from relaygate.budgets.model_budgets import MODEL_KINDS, model_limits
 from relaygate.budgets.periods import UTC_CALENDAR, Calendar, Duration, parse
+from relaygate.budgets.refresh import refresh
 from relaygate.budgets.windows import WINDOW_KINDS, window_limits
 from relaygate.cost import PICO, pico_of, to_pico
 from relaygate.service_metrics import timed
@@ -84,19 +87,6 @@ def _duration(text: str | None, where: str, cal: Calendar | None = None) -> Dura
         return None
 
 
-async def _budgeted(list_page: Callable[..., Awaitable[Any]], id_field: str) -> frozenset[str]:
-    """Ids of the rows a store listing pages through that have a budget row (at most ``_MAX``)."""
-    ids: list[str] = []
-    page = 1
-    while len(ids) < _MAX:
-        got = await list_page(page=page, page_size=1000)
-        ids.extend(getattr(r, id_field) for r in got.items if r.budget_id)
-        if page >= got.total_pages:
-            break
-        page += 1
-    return frozenset(ids)
-
-
 class BudgetGuard:
     """One worker's budgets. ``check`` is the ``before_route`` hook, ``handle`` the completion sink."""
 
@@ -112,6 +102,9 @@ class BudgetGuard:
         self.user_budget_on_team_keys = user_budget_on_team_keys
         """``general_settings.apply_user_budget_to_team_keys``: a team key's user's own budget binds it too."""
         self.cal = cal  # where budget periods fall (litellm_settings.timezone, budget_reset_time; read at start)
+        self.reserving = True  # requests in flight hold their cost (budgets.holds); disable_budget_reservation
+        self.estimate = Estimator()
+        self.holds = Holds()
         self.resets = True
         """False with ``general_settings.disable_reset_budget``: a row's ``budget_duration`` never starts a new period
         (its spend counts on, as LiteLLM's with its reset job off)."""
@@ -187,19 +180,26 @@ class BudgetGuard:
         key = who.key if who is not None else None
         if key is not None and key.records:
             entry = self.plans.get(key.token)
-            if entry is not None and entry[0] is key.records:
+            if entry is not None and entry[0] is key.records and self.fast:
                 plan = entry[1]
-                # no limit for the key, or less spent by anyone since its last full check than the room its
-                # limits had then; and nothing else applies (see :meth:`_check`)
-                if (plan is None or self.added - plan.mark < plan.room) and self.fast:
+                # no limit for the key, or less spent (and held) by anyone since its last full check than the
+                # room its limits had then, this request's hold included; and nothing else applies (_check)
+                if plan is None:
                     return None
+                r = self.estimate(ex) if self.reserving else 0
+                if self.added + r - plan.mark < plan.room:
+                    if r:
+                        self._hold(ex, plan.limits, r)
+                    return None
+                return self._check(ex, r)
         elif not (self.customers or self.tags or self.proxy is not None or self.default_customers):
             return None  # no key rows (the master key, a JWT, no auth) and no budget beyond a key's
         return self._check(ex)
 
-    async def _check(self, ex: Any) -> None:
+    async def _check(self, ex: Any, r: int = -1) -> None:
         """Refuse the request (LiteLLM's ``budget_exceeded``, 422 unless configured) when an entity it is made
-        for is over budget."""
+        for is over budget, or when what the requests in flight hold leaves it no room (``budgets.holds``);
+        else hold ``r`` (the request's estimated cost; -1: not yet estimated) on its budgets."""
         now = time.time()
         who = ex.who
         key = who.key if who is not None else None
@@ -209,9 +209,13 @@ class BudgetGuard:
             entry = self.plans.get(key.token)
             plan = entry[1] if entry is not None and entry[0] is key.records else await self._plan(key, now)
             if plan is not None:
-                if self.added - plan.mark < plan.room and self.fast:
+                if r < 0:
+                    r = self.estimate(ex) if self.reserving else 0
+                if self.added + r - plan.mark < plan.room and self.fast:
                     # less has been spent by anyone since the last full check than the room the key's limits
                     # had then (and nothing else applies): none of them can have reached a budget
+                    if r:
+                        self._hold(ex, plan.limits, r)
                     return
                 limits = plan.limits  # the common case: the key's own tuple, nothing built
                 if plan.models:
@@ -224,6 +228,8 @@ class BudgetGuard:
             limits = [*limits, *await self._other_limits(ex, key, now)]
         if not limits:
             return
+        if r < 0:
+            r = self.estimate(ex) if self.reserving else 0
         shared = self.shared
         seen = await shared.read(limits) if shared is not None else None
         on_spend = self.on_spend
@@ -247,12 +253,30 @@ class BudgetGuard:
                 if self.on_budget is not None and lim.max_budget is not None:
                     self.on_budget(lim.kind, lim.ident, spent / PICO, lim.max_budget, False)
                 raise lim.error(spent, self.status)
+            if lim.max_pico and (r or lim.tally.held):  # what requests in flight hold counts (LiteLLM's reservation)
+                spent += lim.tally.held
+                free = lim.stop - spent  # (a team, customer, tag: refused only past its budget, as without)
+                if free <= 0:  # all held: refused as over budget, "Current cost" the spend and the holds
+                    self._count(EXCEEDED_EVENT)
+                    raise lim.error(spent, self.status)
+                if free < r:  # less room than the estimate: hold what is left (LiteLLM's resize)
+                    r = int(free)
             left = lim.stop - spent
             if lim.soft_pico is not None:
                 left = min(left, lim.soft_pico - spent)
             room = min(room, left)
+        if r:
+            self._hold(ex, limits, r)
+            room, mark = room - r, mark + r
         if plan is not None and limits is plan.limits and not plan.models:
             plan.room, plan.mark = room, mark
+
+    def _hold(self, ex: Any, limits: Sequence[Limit], r: int) -> None:
+        """Hold ``r`` on each of ``limits`` with a ``max_budget`` until the request completes (``budgets.holds``)."""
+        tallies = [lim.tally for lim in limits if lim.max_pico]
+        if tallies:
+            ex.hold = self.holds.take(tallies, r)
+            self.added += r
 
     @property
     def fast(self) -> bool:
@@ -323,6 +347,8 @@ class BudgetGuard:
         """Add each priced record's cost to the tallies of its key, team, team member, user, organization,
         customer, tags, model (within the key) and the proxy, where those have a budget (and to Redis, when
         shared)."""
+        if self.holds.live:  # their cost is counted below, in the same step: never out of both
+            self.holds.release(batch)
         sums = self._sums(batch)
         if not sums:
             return
@@ -634,48 +660,12 @@ class BudgetGuard:
         """Read whether any budget exists, which customers and tags have one, whether team members may, and
         the proxy's spend in its current period (with a store). The gateway calls it every ``ttl`` and when
         the store's rows change."""
-        store = self.store
-        if store is None:
-            return
-        from relaygate.budgets.shared import any_budget, any_member_budget, proxy_spend
-
-        active = self.proxy is not None or self.default_customers or await any_budget(store)
-        if active != self.active:
-            self.active = active
-            log.info("budgets: %s", "enforced" if active else "none set: the check is off")
-            if self.on_active is not None:
-                self.on_active()
-        self.customers = await _budgeted(store.list_customers, "user_id")
-        self._customer_limits.clear()
-        self._budget_rows.clear()  # budget rows changed (or their TTL passed): read them again
-        if self.end_user_budget_id is not None and await self._budget_row(self.end_user_budget_id, time.time()) is None:
-            self._warn_default(f"litellm_settings.max_end_user_budget_id names budget {self.end_user_budget_id!r}, "
-                               "which does not exist (create it with /budget/new): customers without a budget are "
-                               "not held to any")
-        self.tags = await _budgeted(store.list_tags, "tag_name")
-        self._tag_limits.clear()
-        members = await any_member_budget(store)
-        if members != self.member_budgets:
-            self.member_budgets = members
-            self._combo_tallies.clear()
-            self.plans.clear()  # plans built before did not read memberships (or need not any more)
-        if self.proxy is not None:
-            now = time.time()
-            t = self.proxy.tally
-            t.roll(now)
-            start = t.start if t.end != FOREVER else None
-            written = t.pico - t.pending  # what this worker's sink had written before the read began
-            nanos = await proxy_spend(store, start, logs=self.spend_logs)
-            if nanos is None:  # a period's spend without spend logs: this worker's own, since it started
-                self.proxy = Limit("proxy", "", t, self._proxy_budget, None, 0, _NEVER)
-            else:
-                lim = Limit("proxy", "", t, self._proxy_budget, None, nanos * (PICO // 1_000_000_000), t.start)
-                # a batch written while the read was on its way may be missing from it: count it (never less)
-                lim.snap = min(lim.snap, written)
-                self.proxy = lim
+        await refresh(self)
 
     async def refresh_logged(self) -> None:
         """:meth:`refresh`; a failure (the database down) is logged and changes nothing."""
+        if self.holds.live:
+            self.holds.sweep(time.monotonic())
         try:
             await self.refresh()
         except Exception as exc:

@@ -51,10 +51,13 @@ _MASKED = re.compile(r"^sk-\.\.\.[A-Za-z0-9_-]{4}$")
 class Tally:
     """One entity's spend seen by this worker in its current period (pico-USD)."""
 
-    __slots__ = ("anchor", "duration", "end", "marks", "pending", "pico", "since", "start")
+    __slots__ = ("anchor", "duration", "end", "held", "marks", "pending", "pico", "since", "start")
 
     def __init__(self, duration: Duration | None = None, anchor: float = 0.0, now: float = 0.0) -> None:
         self.pico = 0
+        self.held = 0
+        """pico-USD held by this worker's requests in flight (``holds.Hold``): whatever the period, never reset
+        by a roll (the requests are still running)."""
         self.pending = 0
         """The part of :attr:`pico` the spend sink has not yet written to the entity's row (``spend``): a
         limit built from the row now counts it on top of the row's spend (:class:`Limit`)."""

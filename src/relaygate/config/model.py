@@ -482,9 +482,11 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     allowed_routes: list[str] | None = None
     """LiteLLM's: the only paths the proxy serves (the probes excepted); None: every route."""
     enforce_user_param: bool = False
+    """LiteLLM's: every LLM call must carry ``user`` (400 otherwise)."""
     apply_user_budget_to_team_keys: bool = False
     """LiteLLM's: a user's own ``max_budget`` binds its team keys too (by default only its keys without a team)."""
-    """LiteLLM's: every LLM call must carry ``user`` (400 otherwise)."""
+    disable_budget_reservation: bool = False
+    """LiteLLM's: admitted requests hold no share of their budgets while in flight (``budgets.holds``)."""
     enforced_params: list[str] = []
     """LiteLLM's: fields (``name`` or ``object.name``) every LLM call must carry (400 otherwise)."""
     user_header_name: str | None = None

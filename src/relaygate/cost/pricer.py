@@ -81,13 +81,17 @@ class Pricer:
             _warn_unknown(dep.provider, dep.upstream_model)
         return table
 
-    def priced(self, dep: Deployment) -> bool:
-        """Whether the deployment that answered has prices (its table was built by :meth:`table`, which
-        counts an unknown model once; this asks again without counting)."""
+    def peek(self, dep: Deployment) -> PriceTable:
+        """The deployment's prices, without counting an unknown model (:meth:`table` counts)."""
         t = self._tables.get((dep.id, dep.upstream_model))
         if t is None:  # past the tables kept (many wildcard models): built again, rarely
             t = self._build(dep)
-        return t.known
+        return t
+
+    def priced(self, dep: Deployment) -> bool:
+        """Whether the deployment that answered has prices (its table was built by :meth:`table`, which
+        counts an unknown model once; this asks again without counting)."""
+        return self.peek(dep).known
 
     def charge(self, dep: Deployment, pico: int) -> tuple[int, Parts | None]:
         """What a request answered by ``dep`` whose list-price cost is ``pico`` is charged, with the discount and

@@ -334,6 +334,8 @@ class Gateway:
                                            user_budget_on_team_keys=g.apply_user_budget_to_team_keys,
                                            cal=Calendar(g.timezone, g.budget_reset_time))
         guard.resets = not g.disable_reset_budget
+        guard.reserving = not g.disable_budget_reservation
+        self.completions.on_drop = lambda record: guard.holds.release((record,))
         if proxy_budget is not None and g.budget_duration and g.disable_spend_logs and store is not None:
             log.warning("litellm_settings.max_budget with budget_duration and disable_spend_logs: the store keeps "
                         "no spend per period, so each worker counts its own spend since it started")
@@ -456,6 +458,8 @@ class Gateway:
         and instance through Redis when configured (the store's change poll reaches them within a second
         anyway). Never awaits; the Redis publish runs in the background."""
         hashes = list(hashes) if hashes is not None else None
+        if self.budgets is not None and not self.budgets.active:  # maybe the first budget: the check on at once
+            self._spawn(self.budgets.refresh_logged())
         if self.key_changes is None:
             if hashes:
                 for h in hashes:

@@ -91,6 +91,9 @@ async def run(pipe: Pipeline, fe: Frontend, send: Send, ex: Exchange) -> None:
     finally:
         for t in tasks:
             t.cancel()
+        for p in parts:  # a part cancelled (fastest_response) has no record: what it held goes now
+            if p.hold is not None and not p.done:
+                p.hold.release()
     total = time.perf_counter() - ex.t0
     headers = [(b"x-litellm-call-id", ex.call_id), (b"x-litellm-version", VERSION),
                (b"x-litellm-response-duration-ms", b"%.3f" % (total * 1000.0)),

@@ -41,7 +41,7 @@ from relaygate.auth.keys import KeyInfo
 from relaygate.core import errors
 from relaygate.core.body import restamp_model
 from relaygate.core.errors import GatewayError, KeyLimitExceeded
-from relaygate.cost import adjust, usd
+from relaygate.cost import adjust, pico_of, usd
 from relaygate.http.body import ClientGone, body_ended_early
 from relaygate.http.respond import DisconnectWatch, send_body
 from relaygate.http.routes import Params
@@ -197,6 +197,8 @@ class Pipeline:
         finally:
             if ex.admitted:
                 self.inflight -= 1
+            if ex.hold is not None and not ex.done:  # ended without a record (cancelled): nothing stays held
+                ex.hold.release()
             if hangs is not None:
                 hangs.pop(ex, None)
 
@@ -361,6 +363,9 @@ class Pipeline:
             time.time() - total, (error.type or "") if error is not None else "")
         if ex.estimated:
             record.cost_estimated = True
+        if ex.hold is not None:  # the budgets' reservation: what the request cost, until the sink counts it
+            record.hold = ex.hold.id
+            ex.hold.settle(pico_of(ex.cost))
         if ex.cache is not None and not ex.cache.hit:
             record.cache_miss = True
         if ctx is not None and ctx.failed:

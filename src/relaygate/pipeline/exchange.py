@@ -44,7 +44,7 @@ class Exchange:
                  "over", "state", "control", "who", "group", "ctx", "lease", "wait", "ttft", "api_ttft",
                  "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "status", "cost",
                  "estimated", "done", "cache", "obs", "admitted", "remaining", "path", "labels", "cost_parts",
-                 "scope")
+                 "scope", "hold")
 
     def __init__(self, route: str, t0: float, rt: Runtime, path: str = "") -> None:
         self.call_id = b""
@@ -95,6 +95,8 @@ class Exchange:
         route is not cached."""
         self.obs: Capture | None = None
         """What exporters get of this exchange (``observe.capture.Capture``); None when none asks."""
+        self.hold: Any = None
+        """What the request holds of its budgets while in flight (``budgets.holds.Hold``); None: nothing."""
         self.admitted = False
         """Counted in ``Pipeline.inflight`` (``global_max_parallel_requests``)."""
         self.remaining: list[tuple[bytes, bytes]] | None = None

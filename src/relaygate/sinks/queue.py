@@ -248,6 +248,9 @@ class CompletionQueue:
         self.on_event = on_event
         self.dropped = 0
         """Records dropped by this queue (full, or put after :meth:`aclose`)."""
+        self.on_drop: Callable[[CompletionRecord], None] | None = None
+        """Told of each record dropped when the queue is full, before it goes (must not raise): the budget
+        guard releases what the request held (``budgets.holds``)."""
         self._records: deque[CompletionRecord] = deque(maxlen=maxsize)
         self._sync: list[_SyncEntry] = []
         self._runners: list[_AsyncRunner] = []
@@ -305,6 +308,8 @@ class CompletionQueue:
         records = self._records
         if len(records) == self.maxsize:
             self.dropped += 1  # the deque's maxlen drops the oldest on append
+            if self.on_drop is not None:
+                self.on_drop(records[0])
         records.append(record)
         if not self._pending:
             self._pending = True

@@ -201,6 +201,9 @@ class CompletionRecord(msgspec.Struct, gc=False):
     """The client's ``User-Agent``, kept unless ``disable_add_user_agent_to_request_tags``: LiteLLM's
     ``User-Agent: ...`` request tags, made from it by the sinks that write tags (:func:`header_tags_of`), off
     the request path. Set after construction."""
+    hold: int = 0
+    """The budget reservation the request held (``budgets.holds.Hold.id``; 0: none): the budget guard releases it
+    when it counts the record's cost."""
     header_tags: tuple[str, ...] | None = None
     """``<header>: <value>`` of the ``extra_spend_tag_headers`` the request carried (LiteLLM's). Set after
     construction."""

@@ -1,0 +1,200 @@
+"""Budget reservations: what an admitted request may cost is held against its budgets until it completes.
+
+What it owns: LiteLLM 1.110's optimistic budget reservation (``general_settings.disable_budget_reservation``,
+default off, so reservations are on), as a worker does it without IO.
+
+- **Why.** A budget check reads the spend completed so far. Without reservations, every request admitted
+  while a budget still has room runs, so 50 concurrent requests of a key $0.01 under its budget all go
+  upstream and the key ends far over it. With them, an admitted request holds its worst-case cost
+  (:class:`Estimator`) on each budget it answers to (key, team, team member, user, organization, customer,
+  tags, a key's per-model budget, the proxy's), and the next request's check counts the holds of the
+  requests in flight: a budget whose remaining room is all held refuses with LiteLLM's ``budget_exceeded``,
+  its "Current cost" the spend and the holds together, as LiteLLM's.
+- **How much.** As LiteLLM's ``estimate_request_max_cost``: the prompt's estimated tokens (capped at the
+  model's ``max_input_tokens``) at the input price, plus the requested output tokens (``max_completion_tokens``,
+  ``max_tokens``, ``max_output_tokens``; else 16,384), capped at the model's ``max_output_tokens``, times
+  ``n`` / ``best_of``, at the higher of the output and reasoning prices; the most expensive deployment of the
+  model group. Embeddings hold their input only. A route priced otherwise (images, audio, rerank), a model
+  without prices and a wildcard group hold nothing: their budgets bind when their spend is counted, as
+  before. When less room is left than the estimate the request holds what is left (LiteLLM's resize).
+- **Lifetime.** :meth:`Hold.settle` turns the hold into the request's real cost when it completes
+  (``Pipeline.complete``); the budget guard's completion sink :meth:`Hold.release` s it in the same step
+  that counts that cost in the tallies, so a completed request's cost is never out of both. A record the
+  completion queue drops releases its hold there; anything left (a task cancelled at shutdown) is released
+  after :data:`MAX_AGE` by the guard's refresh.
+- **Scope.** Holds are this worker's: across workers and instances (Redis counters) a budget can be overshot
+  by what the *other* workers hold in flight, where without reservations it was what every worker had in
+  flight. LiteLLM keeps its reservations in the Redis counters themselves (and renews their leases);
+  relaygate's counters stay spend only, so a worker that dies leaves nothing held.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+
+from relaygate.core import tokens
+
+__all__ = ["DEFAULT_MAX_OUTPUT", "MAX_AGE", "Estimator", "Hold", "Holds"]
+
+DEFAULT_MAX_OUTPUT = 16384
+"""Output tokens held for a request that names no cap (LiteLLM's ``DEFAULT_MAX_OUTPUT_TOKENS_FALLBACK``)."""
+MAX_AGE = 3600.0
+"""Seconds after which a hold nobody released is released by the guard's refresh (a record lost at shutdown)."""
+_OUTPUT_ROUTES = frozenset({"chat", "completions", "messages", "responses"})
+_INPUT_ROUTES = frozenset({"embeddings"})
+_MAX_GROUPS = 4096
+
+
+class Hold:
+    """One admitted request's reservation: ``pico`` held on each of ``tallies`` (``limits.Tally.held``)."""
+
+    __slots__ = ("at", "id", "owner", "pico", "tallies")
+
+    def __init__(self, owner: Holds, ident: int, pico: int, tallies: Sequence[Any], at: float) -> None:
+        self.owner = owner
+        self.id = ident
+        self.pico = pico
+        self.tallies = tallies
+        self.at = at
+        for t in tallies:
+            t.held += pico
+
+    def settle(self, pico: int) -> None:
+        """The request completed at ``pico``: hold that (the sink has yet to count it), not the estimate."""
+        d = pico - self.pico
+        if d:
+            for t in self.tallies:
+                t.held += d
+            self.pico = pico
+
+    def release(self) -> None:
+        """Nothing held any more (the cost is counted, or the record is gone); a second call does nothing."""
+        p = self.pico
+        if p:
+            for t in self.tallies:
+                t.held -= p
+            self.pico = 0
+        self.owner.live.pop(self.id, None)
+
+
+class Holds:
+    """A worker's holds in flight, by :attr:`Hold.id` (what ``CompletionRecord.hold`` names)."""
+
+    __slots__ = ("live", "next_id")
+
+    def __init__(self) -> None:
+        self.live: dict[int, Hold] = {}
+        self.next_id = 0
+
+    def take(self, tallies: Sequence[Any], pico: int) -> Hold:
+        self.next_id += 1
+        h = self.live[self.next_id] = Hold(self, self.next_id, pico, tallies, time.monotonic())
+        return h
+
+    def release(self, records: Iterable[Any]) -> None:
+        """Release the holds of ``records`` (completed, or dropped by the completion queue)."""
+        live = self.live
+        for rec in records:
+            if rec.hold:
+                h = live.get(rec.hold)
+                if h is not None:
+                    h.release()
+
+    def sweep(self, now: float) -> None:
+        """Release the holds older than :data:`MAX_AGE` (requests that never completed)."""
+        for h in [h for h in self.live.values() if now - h.at > MAX_AGE]:
+            h.release()
+
+
+class _Caps(msgspec.Struct):
+    """The output caps of a request body (any JSON: a value of another type holds the default)."""
+
+    max_completion_tokens: Any = None
+    max_tokens: Any = None
+    max_output_tokens: Any = None
+    n: Any = None
+    best_of: Any = None
+
+
+_CAPS = msgspec.json.Decoder(_Caps)
+
+
+def _count(value: Any) -> int | None:
+    return value if type(value) is int and value >= 0 else None
+
+
+def output_tokens(body: bytes) -> tuple[int | None, int]:
+    """(the output tokens the body asks for at most, None when it names no cap; the answers it asks for)."""
+    try:
+        caps = _CAPS.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None, 1
+    want = _count(caps.max_completion_tokens)
+    if want is None:
+        want = _count(caps.max_tokens)
+        if want is None:
+            want = _count(caps.max_output_tokens)
+    many = max(_count(caps.n) or 1, _count(caps.best_of) or 1)
+    return want, many
+
+
+class Estimator:
+    """What a request may cost at most (pico-USD; 0: nothing to hold), from its model group's prices."""
+
+    def __init__(self) -> None:
+        self._rates: dict[tuple[Any, Any], tuple[tuple[Any, int | None, int], ...]] = {}
+
+    def _group_rates(self, pricer: Any, group: Any) -> tuple[tuple[Any, int | None, int], ...]:
+        """(price table, max input tokens, max output tokens) of each priced deployment of ``group``."""
+        out = []
+        for target in group.targets:
+            dep = target.dep
+            if dep.is_wildcard:
+                continue
+            table = pricer.peek(dep)
+            if not table.known:
+                continue
+            entry = pricer.catalog.for_deployment(dep)
+            max_in = entry.max_input_tokens if entry is not None else None
+            max_out = entry.max_output_tokens if entry is not None and entry.max_output_tokens else DEFAULT_MAX_OUTPUT
+            out.append((table, max_in, max_out))
+        rates = self._rates
+        if len(rates) >= _MAX_GROUPS:
+            rates.clear()
+        found = rates[(pricer, group)] = tuple(out)
+        return found
+
+    def __call__(self, ex: Any) -> int:
+        route = ex.route
+        outputs = route in _OUTPUT_ROUTES
+        group = ex.group
+        if group is None or not (outputs or route in _INPUT_ROUTES):
+            return 0
+        pricer = ex.rt.prices
+        rates = self._rates.get((pricer, group))
+        if rates is None:
+            rates = self._group_rates(pricer, group)
+        if not rates:
+            return 0
+        body = ex.body if type(ex.body) is bytes else b""
+        messages = getattr(ex.view, "messages", None)
+        if messages:
+            prompt = tokens.estimate_messages_tokens(b"[" + b",".join([bytes(m) for m in messages]) + b"]")
+        else:
+            prompt = tokens.estimate_tokens(body) if body else 0
+        want, many = output_tokens(body) if outputs and body else (None, 1)
+        most = 0
+        for table, max_in, max_out in rates:
+            n_in = prompt if max_in is None or prompt <= max_in else max_in
+            p = table.rates(n_in)
+            cost = n_in * p.input
+            if outputs:
+                n_out = DEFAULT_MAX_OUTPUT if want is None else want
+                cost += (n_out if n_out <= max_out else max_out) * many * max(p.output, p.reasoning)
+            if cost > most:
+                most = cost
+        return most
