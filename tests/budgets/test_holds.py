@@ -2,9 +2,9 @@
 estimated cost on their budgets, so concurrent requests cannot all spend the same remaining budget; the holds
 go when the requests complete, fail, or their records are dropped.
 
-The budget tests' model costs 1e-6 USD an input token and 2e-6 an output token; a request ``hi`` is estimated
-at 8 prompt tokens (the text, the role and OpenAI's per-message overhead), so with ``max_tokens: 1`` it holds
-1e-5 USD and costs 3e-6 (1 + 1 tokens, what the upstream answers)."""
+The budget tests' model costs 1e-6 USD an input token and 2e-6 an output token; a request ``hi`` is a short
+conversation, held at a token a byte of its message (30) plus 4, so with ``max_tokens: 1`` it holds 3.6e-5 USD
+and costs 3e-6 (1 + 1 tokens, what the upstream answers)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 
 from relaygate.budgets.holds import DEFAULT_MAX_OUTPUT
+from relaygate.core import tokens
 from relaygate.cost import PICO, to_pico
 from relaygate.sinks import CompletionQueue
 from relaygate.store import Key
@@ -22,10 +24,12 @@ from tests.budgets.conftest import COST, MASTER, ask, config, gateway, started, 
 from tests.budgets.test_budgets import refused
 from tests.sinks.test_queue import rec
 
-HOLD = 1e-5
-"""What a ``hi`` request with ``max_tokens: 1`` holds: 8 prompt tokens at 1e-6, 1 output token at 2e-6."""
-BUDGET = 10 * COST - 1e-7
-"""Ten requests' cost, less a little: the tenth is let through (spend below the budget), the eleventh not."""
+PROMPT = len(b'{"role":"user","content":"hi"}') + 4
+"""The prompt tokens a ``hi`` request is held at: its message's bytes and 4 (``holds._SMALL``)."""
+HOLD = PROMPT * 1e-6 + 2e-6
+"""What a ``hi`` request with ``max_tokens: 1`` holds: the prompt at 1e-6 a token, 1 output token at 2e-6."""
+BUDGET = 2.5 * HOLD
+"""Two holds and a half: three requests at once (the third on the half left); thirty completed requests' cost."""
 
 
 def _held(gw: Any) -> int:
@@ -44,10 +48,10 @@ async def _in_flight(gw: Any, up: Any, count: int, key: str, **body: Any) -> tup
 
 
 def test_concurrent_requests_hold_what_they_may_cost_and_the_rest_are_refused(db_url: str) -> None:
-    """20 requests at once on a key with room for ten requests' cost: three holds fill it (1e-5, 1e-5, then
-    the 0.99e-5 left), the other 17 are refused before the upstream with "Current cost" the holds; once the
-    three complete their real cost (3e-6 each) is what counts, and requests one at a time reach the budget
-    as without reservations."""
+    """20 requests at once on a key with room for two and a half holds: three holds fill it (the third the half
+    left), the other 17 are refused before the upstream with "Current cost" the holds; once the three complete
+    their real cost (3e-6 each) is what counts, and requests one at a time reach the budget (30 requests'
+    cost) as without reservations."""
     async def main() -> None:
         # the sink writes its first batch at once, then holds small batches for an hour: no write of a row
         # races a read of it below (its timing could count a cost twice, the safe side, whatever the holds)
@@ -56,21 +60,20 @@ def test_concurrent_requests_hold_what_they_may_cost_and_the_rest_are_refused(db
             await gw.store.create_key(Key(token=token("sk-hold"), max_budget=BUDGET))
             await gw.budgets.refresh()
             tasks, held = await _in_flight(gw, up, 20, "sk-hold", max_tokens=1)
-            assert held == to_pico(BUDGET)  # key tally: 1e-5 + 1e-5 + the 0.99e-5 left
+            assert held == to_pico(BUDGET)  # key tally: HOLD + HOLD + the half left
             replies = await asyncio.gather(*tasks)
             assert [r.status for r in replies].count(200) == 3 and up.hits == 3
             for r in replies:
                 if r.status != 200:
                     refused(r, "Budget has been exceeded! Key=")
-                    assert f"Current cost: {BUDGET}" in r.json()["error"]["message"] \
-                        or "Current cost: 2.99e-05" in r.json()["error"]["message"]
+                    assert f"Current cost: {to_pico(BUDGET) / PICO}" in r.json()["error"]["message"]
             gw.completions.drain_now()
             assert _held(gw) == 0 and not gw.budgets.holds.live
             ok = 3
             while (await ask(gw, "sk-hold", max_tokens=1)).status == 200:
                 ok += 1
-                assert ok <= 10
-            assert ok == 10 and up.hits == 10  # what fits, as one at a time without holds
+                assert ok <= 30
+            assert ok == 30 and up.hits == 30  # what fits, as one at a time without holds
             assert _held(gw) == 0
 
     asyncio.run(main())
@@ -78,12 +81,12 @@ def test_concurrent_requests_hold_what_they_may_cost_and_the_rest_are_refused(db
 
 def test_disable_budget_reservation_lets_every_concurrent_request_through(db_url: str) -> None:
     """``general_settings.disable_budget_reservation: true`` (LiteLLM's switch): the check reads completed
-    spend only, so the 20 requests in flight when the budget had room all reach the upstream."""
+    spend only, so the 20 requests in flight when the budget had room for ten all reach the upstream."""
     async def main() -> None:
         async with upstream(delay=0.3) as up, gateway(
                 db_url, up, general_settings={"disable_budget_reservation": True}) as gw:
             assert gw.budgets is not None and not gw.budgets.reserving
-            await gw.store.create_key(Key(token=token("sk-nohold"), max_budget=BUDGET))
+            await gw.store.create_key(Key(token=token("sk-nohold"), max_budget=10 * COST - 1e-7))  # ten fit
             await gw.budgets.refresh()
             tasks, held = await _in_flight(gw, up, 20, "sk-nohold", max_tokens=1)
             assert held == 0
@@ -104,12 +107,13 @@ def _priced(up: Any, info: dict[str, Any]) -> Any:
 
 @pytest.mark.parametrize(("body", "info", "usd"), [
     ({"max_tokens": 1}, {}, HOLD),
-    ({"max_completion_tokens": 4, "max_tokens": 1}, {}, 8e-6 + 4 * 2e-6),  # max_completion_tokens first
-    ({"max_tokens": 3, "n": 2}, {}, 8e-6 + 2 * 3 * 2e-6),  # every answer asked for
-    ({}, {}, 8e-6 + DEFAULT_MAX_OUTPUT * 2e-6),  # no cap: LiteLLM's 16,384
-    ({}, {"max_output_tokens": 100}, 8e-6 + 100 * 2e-6),  # capped at what the model can write
-    ({"max_tokens": 10**9}, {"max_output_tokens": 100}, 8e-6 + 100 * 2e-6),  # a hostile cap cannot inflate it
-    ({"max_tokens": 2}, {"output_cost_per_reasoning_token": 5e-6}, 8e-6 + 2 * 5e-6),  # the dearer output rate
+    ({"max_completion_tokens": 4, "max_tokens": 1}, {}, PROMPT * 1e-6 + 4 * 2e-6),  # max_completion_tokens first
+    ({"max_tokens": 3, "n": 2}, {}, PROMPT * 1e-6 + 2 * 3 * 2e-6),  # every answer asked for
+    ({}, {}, PROMPT * 1e-6 + DEFAULT_MAX_OUTPUT * 2e-6),  # no cap: LiteLLM's 16,384
+    ({}, {"max_output_tokens": 100}, PROMPT * 1e-6 + 100 * 2e-6),  # capped at what the model can write
+    ({"max_tokens": 10**9}, {"max_output_tokens": 100}, PROMPT * 1e-6 + 100 * 2e-6),  # no inflating it
+    ({"max_tokens": "lots"}, {"max_output_tokens": 50}, PROMPT * 1e-6 + 50 * 2e-6),  # not a count: no cap
+    ({"max_tokens": 2}, {"output_cost_per_reasoning_token": 5e-6}, PROMPT * 1e-6 + 2 * 5e-6),  # dearer output
     ({"max_tokens": 1}, {"max_input_tokens": 5}, 5e-6 + 2e-6),  # the prompt capped at the model's window
 ])
 def test_what_a_request_holds(body: dict[str, Any], info: dict[str, Any], usd: float) -> None:
@@ -123,6 +127,24 @@ def test_what_a_request_holds(body: dict[str, Any], info: dict[str, Any], usd: f
             assert (await tasks[0]).status == 200
             assert _held(gw) == 0 and not gw.budgets.holds.live
             assert gw.budgets.proxy.tally.pico == to_pico(COST)  # what it cost, counted once
+
+    asyncio.run(main())
+
+
+def test_a_long_conversation_is_held_at_its_token_estimate() -> None:
+    """Past ``holds._SMALL`` bytes the prompt is held at the token estimate (an image counted as one, not as its
+    bytes), not at a token a byte."""
+    messages = [{"role": "user", "content": [{"type": "text", "text": "words " * 300},
+                                             {"type": "image_url", "image_url": {"url": "data:image/png;base64,"
+                                                                                 + "A" * 20000}}]}]
+    prompt = tokens.estimate_messages_tokens(orjson.dumps(messages))
+    assert prompt < 1000  # the image's 20 KB count as one image
+
+    async def main() -> None:
+        async with upstream(delay=0.3) as up, _priced(up, {}) as gw:
+            tasks, held = await _in_flight(gw, up, 1, MASTER, messages=messages, max_tokens=1)
+            assert held == to_pico(prompt * 1e-6 + 2e-6)
+            assert (await tasks[0]).status == 200
 
     asyncio.run(main())
 
@@ -181,8 +203,6 @@ def test_holds_release_once_and_an_abandoned_one_is_swept() -> None:
     holds, a, b = Holds(), Tally(), Tally()
     h = holds.take([a, b], 5 * PICO)
     assert a.held == b.held == 5 * PICO
-    h.settle(2 * PICO)  # completed at its real cost: that stays held until the sink counts it
-    assert a.held == b.held == 2 * PICO
     holds.release([rec(0, hold=h.id)])
     h.release()
     assert a.held == b.held == 0 and not holds.live

@@ -188,8 +188,8 @@ class BudgetGuard:
                     return None
                 r = self.estimate(ex) if self.reserving else 0
                 if self.added + r - plan.mark < plan.room:
-                    if r:
-                        self._hold(ex, plan.limits, r)
+                    if r and plan.held:
+                        self._hold(ex, plan.held, r)
                     return None
                 return self._check(ex, r)
         elif not (self.customers or self.tags or self.proxy is not None or self.default_customers):
@@ -214,8 +214,8 @@ class BudgetGuard:
                 if self.added + r - plan.mark < plan.room and self.fast:
                     # less has been spent by anyone since the last full check than the room the key's limits
                     # had then (and nothing else applies): none of them can have reached a budget
-                    if r:
-                        self._hold(ex, plan.limits, r)
+                    if r and plan.held:
+                        self._hold(ex, plan.held, r)
                     return
                 limits = plan.limits  # the common case: the key's own tuple, nothing built
                 if plan.models:
@@ -265,18 +265,18 @@ class BudgetGuard:
             if lim.soft_pico is not None:
                 left = min(left, lim.soft_pico - spent)
             room = min(room, left)
-        if r:
-            self._hold(ex, limits, r)
+        held = plan.held if plan is not None and limits is plan.limits else [
+            lim.tally for lim in limits if lim.max_pico]
+        if r and held:
+            self._hold(ex, held, r)
             room, mark = room - r, mark + r
         if plan is not None and limits is plan.limits and not plan.models:
             plan.room, plan.mark = room, mark
 
-    def _hold(self, ex: Any, limits: Sequence[Limit], r: int) -> None:
-        """Hold ``r`` on each of ``limits`` with a ``max_budget`` until the request completes (``budgets.holds``)."""
-        tallies = [lim.tally for lim in limits if lim.max_pico]
-        if tallies:
-            ex.hold = self.holds.take(tallies, r)
-            self.added += r
+    def _hold(self, ex: Any, tallies: Sequence[Tally], r: int) -> None:
+        """Hold ``r`` on ``tallies`` (those of limits with a ``max_budget``) until the request completes."""
+        ex.hold = self.holds.take(tallies, r)
+        self.added += r
 
     @property
     def fast(self) -> bool:

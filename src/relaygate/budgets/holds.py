@@ -17,11 +17,12 @@ default off, so reservations are on), as a worker does it without IO.
   model group. Embeddings hold their input only. A route priced otherwise (images, audio, rerank), a model
   without prices and a wildcard group hold nothing: their budgets bind when their spend is counted, as
   before. When less room is left than the estimate the request holds what is left (LiteLLM's resize).
-- **Lifetime.** :meth:`Hold.settle` turns the hold into the request's real cost when it completes
-  (``Pipeline.complete``); the budget guard's completion sink :meth:`Hold.release` s it in the same step
-  that counts that cost in the tallies, so a completed request's cost is never out of both. A record the
-  completion queue drops releases its hold there; anything left (a task cancelled at shutdown) is released
-  after :data:`MAX_AGE` by the guard's refresh.
+- **Lifetime.** A hold stays until the budget guard's completion sink counts the request's real cost in the
+  tallies, and is released in that same step (``Pipeline.complete`` names it in the record: ``CompletionRecord.hold``),
+  so a completed request's cost is never out of both; a failure's record (cost 0) releases it the same way, within
+  the queue's drain delay (~1 ms). A record the completion queue drops releases its hold there; a request that
+  ends without a record (a cancelled ``fastest_response`` part) releases it at its end; anything left (a task
+  cancelled at shutdown) is released after :data:`MAX_AGE` by the guard's refresh.
 - **Scope.** Holds are this worker's: across workers and instances (Redis counters) a budget can be overshot
   by what the *other* workers hold in flight, where without reservations it was what every worker had in
   flight. LiteLLM keeps its reservations in the Redis counters themselves (and renews their leases);
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -44,9 +45,12 @@ DEFAULT_MAX_OUTPUT = 16384
 """Output tokens held for a request that names no cap (LiteLLM's ``DEFAULT_MAX_OUTPUT_TOKENS_FALLBACK``)."""
 MAX_AGE = 3600.0
 """Seconds after which a hold nobody released is released by the guard's refresh (a record lost at shutdown)."""
-_OUTPUT_ROUTES = frozenset({"chat", "completions", "messages", "responses"})
-_INPUT_ROUTES = frozenset({"embeddings"})
+_ROUTES = {"chat": True, "completions": True, "messages": True, "responses": True, "embeddings": False}
+"""The routes a request holds on: True, its input and output; False, its input only (embeddings)."""
 _MAX_GROUPS = 4096
+_SMALL = 1024
+"""A conversation of at most this many bytes is held at one token a byte (more than it has: a few hundred tokens
+at most, beside the output's thousands), without the token estimate's scan."""
 
 
 class Hold:
@@ -62,14 +66,6 @@ class Hold:
         self.at = at
         for t in tallies:
             t.held += pico
-
-    def settle(self, pico: int) -> None:
-        """The request completed at ``pico``: hold that (the sink has yet to count it), not the estimate."""
-        d = pico - self.pico
-        if d:
-            for t in self.tallies:
-                t.held += d
-            self.pico = pico
 
     def release(self) -> None:
         """Nothing held any more (the cost is counted, or the record is gone); a second call does nothing."""
@@ -110,46 +106,61 @@ class Holds:
             h.release()
 
 
-class _Caps(msgspec.Struct):
-    """The output caps of a request body (any JSON: a value of another type holds the default)."""
+_Count = Annotated[int, msgspec.Meta(ge=0)]
 
-    max_completion_tokens: Any = None
-    max_tokens: Any = None
-    max_output_tokens: Any = None
-    n: Any = None
-    best_of: Any = None
+
+class _Caps(msgspec.Struct):
+    """The output caps of a request body (a value of another type, or negative: the body names no cap)."""
+
+    max_completion_tokens: _Count | None = None
+    max_tokens: _Count | None = None
+    max_output_tokens: _Count | None = None
+    n: _Count | None = None
+    best_of: _Count | None = None
 
 
 _CAPS = msgspec.json.Decoder(_Caps)
 
 
-def _count(value: Any) -> int | None:
-    return value if type(value) is int and value >= 0 else None
-
-
 def output_tokens(body: bytes) -> tuple[int | None, int]:
     """(the output tokens the body asks for at most, None when it names no cap; the answers it asks for)."""
     try:
-        caps = _CAPS.decode(body)
+        caps = _CAPS.decode(body)  # (~0.2 us for a small body: as cheap as looking for the names)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None, 1
-    want = _count(caps.max_completion_tokens)
+    want = caps.max_completion_tokens
     if want is None:
-        want = _count(caps.max_tokens)
+        want = caps.max_tokens
         if want is None:
-            want = _count(caps.max_output_tokens)
-    many = max(_count(caps.n) or 1, _count(caps.best_of) or 1)
-    return want, many
+            want = caps.max_output_tokens
+    if caps.n is None and caps.best_of is None:
+        return want, 1
+    return want, max(caps.n or 1, caps.best_of or 1)
+
+
+class _Rates:
+    """One priced deployment of a group: its table, and its base input and output rates (pico-USD a token)
+    with its windows, read once."""
+
+    __slots__ = ("input", "max_in", "max_out", "output", "table", "tiered")
+
+    def __init__(self, table: Any, max_in: int | None, max_out: int) -> None:
+        self.table = table
+        self.tiered = bool(table.tiers)
+        self.input = table.base.input
+        self.output = max(table.base.output, table.base.reasoning)
+        self.max_in = max_in
+        self.max_out = max_out
 
 
 class Estimator:
     """What a request may cost at most (pico-USD; 0: nothing to hold), from its model group's prices."""
 
     def __init__(self) -> None:
-        self._rates: dict[tuple[Any, Any], tuple[tuple[Any, int | None, int], ...]] = {}
+        self._rates: dict[Any, tuple[Any, tuple[_Rates, ...]]] = {}
 
-    def _group_rates(self, pricer: Any, group: Any) -> tuple[tuple[Any, int | None, int], ...]:
-        """(price table, max input tokens, max output tokens) of each priced deployment of ``group``."""
+    def _group_rates(self, pricer: Any, group: Any) -> tuple[Any, tuple[_Rates, ...]]:
+        """(``pricer``, the rates of each priced deployment of ``group``), kept per group."""
         out = []
         for target in group.targets:
             dep = target.dep
@@ -161,40 +172,52 @@ class Estimator:
             entry = pricer.catalog.for_deployment(dep)
             max_in = entry.max_input_tokens if entry is not None else None
             max_out = entry.max_output_tokens if entry is not None and entry.max_output_tokens else DEFAULT_MAX_OUTPUT
-            out.append((table, max_in, max_out))
+            out.append(_Rates(table, max_in, max_out))
         rates = self._rates
         if len(rates) >= _MAX_GROUPS:
             rates.clear()
-        found = rates[(pricer, group)] = tuple(out)
+        found = rates[group] = (pricer, tuple(out))
         return found
 
     def __call__(self, ex: Any) -> int:
-        route = ex.route
-        outputs = route in _OUTPUT_ROUTES
-        group = ex.group
-        if group is None or not (outputs or route in _INPUT_ROUTES):
+        outputs = _ROUTES.get(ex.route)
+        if outputs is None:
             return 0
+        group = ex.group
         pricer = ex.rt.prices
-        rates = self._rates.get((pricer, group))
-        if rates is None:
-            rates = self._group_rates(pricer, group)
+        got = self._rates.get(group)
+        if got is None or got[0] is not pricer:
+            if group is None:
+                return 0
+            got = self._group_rates(pricer, group)
+        rates = got[1]
         if not rates:
             return 0
-        body = ex.body if type(ex.body) is bytes else b""
+        body = ex.body
+        if type(body) is not bytes:
+            body = b""
         messages = getattr(ex.view, "messages", None)
         if messages:
-            prompt = tokens.estimate_messages_tokens(b"[" + b",".join([bytes(m) for m in messages]) + b"]")
+            prompt = sum(map(len, messages))
+            if prompt <= _SMALL:  # a short conversation: its bytes (a token is a byte or more), no scan
+                prompt += 4 * len(messages)
+            else:  # the estimate proper, which counts an image as an image, not its bytes
+                prompt = tokens.estimate_messages_tokens(b"[" + b",".join([bytes(m) for m in messages]) + b"]")
         else:
             prompt = tokens.estimate_tokens(body) if body else 0
-        want, many = output_tokens(body) if outputs and body else (None, 1)
+        n_out = many = 0
+        if outputs:
+            want, many = output_tokens(body) if body else (None, 1)
+            n_out = DEFAULT_MAX_OUTPUT if want is None else want
         most = 0
-        for table, max_in, max_out in rates:
-            n_in = prompt if max_in is None or prompt <= max_in else max_in
-            p = table.rates(n_in)
-            cost = n_in * p.input
-            if outputs:
-                n_out = DEFAULT_MAX_OUTPUT if want is None else want
-                cost += (n_out if n_out <= max_out else max_out) * many * max(p.output, p.reasoning)
+        for r in rates:
+            n_in = prompt if r.max_in is None or prompt <= r.max_in else r.max_in
+            out = n_out if n_out <= r.max_out else r.max_out
+            if r.tiered:
+                p = r.table.rates(n_in)
+                cost = n_in * p.input + out * many * max(p.output, p.reasoning)
+            else:
+                cost = n_in * r.input + out * many * r.output
             if cost > most:
                 most = cost
         return most

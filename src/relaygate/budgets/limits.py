@@ -170,12 +170,15 @@ class Plan:
     budget), its user's (keys without a team, as LiteLLM), its organization's, and per model group
     (``model_max_budget``)."""
 
-    __slots__ = ("limits", "mark", "models", "org_id", "room", "token")
+    __slots__ = ("held", "limits", "mark", "models", "org_id", "room", "token")
 
     def __init__(self, token: str, limits: tuple[Limit, ...], models: Mapping[str, tuple[Limit, ...]],
                  org_id: str | None) -> None:
         self.token = token
         self.limits = limits
+        self.held = tuple(lim.tally for lim in limits if lim.max_pico)
+        """The tallies a request of the key holds its estimated cost on (``budgets.holds``): its limits' with a
+        ``max_budget`` above 0."""
         self.models = models
         self.org_id = org_id
         self.room: int | float = 0

@@ -41,7 +41,7 @@ from relaygate.auth.keys import KeyInfo
 from relaygate.core import errors
 from relaygate.core.body import restamp_model
 from relaygate.core.errors import GatewayError, KeyLimitExceeded
-from relaygate.cost import adjust, pico_of, usd
+from relaygate.cost import adjust, usd
 from relaygate.http.body import ClientGone, body_ended_early
 from relaygate.http.respond import DisconnectWatch, send_body
 from relaygate.http.routes import Params
@@ -363,9 +363,8 @@ class Pipeline:
             time.time() - total, (error.type or "") if error is not None else "")
         if ex.estimated:
             record.cost_estimated = True
-        if ex.hold is not None:  # the budgets' reservation: what the request cost, until the sink counts it
+        if ex.hold is not None:  # the budgets' reservation: released when the guard's sink counts this record
             record.hold = ex.hold.id
-            ex.hold.settle(pico_of(ex.cost))
         if ex.cache is not None and not ex.cache.hit:
             record.cache_miss = True
         if ctx is not None and ctx.failed:
