@@ -25,6 +25,7 @@ from relaygate.auth.access import RequiredFields, customer_header
 from relaygate.auth.targets import team_defaults
 from relaygate.config.litellm_general import DEFAULT_MODELS
 from relaygate.config.model import Config
+from relaygate.core.baggage import TagMapper, no_store
 from relaygate.cost import Pricer
 from relaygate.cost.unpriced import UnpricedGuard
 from relaygate.http.body import BodyLimits
@@ -45,7 +46,8 @@ class Runtime:
                  "watch_unary", "allow_private_media", "before_route", "answer_headers", "prices", "cache", "observer",
                  "store_prompts", "key_observer", "ensure_targets", "max_parallel", "user_header", "forward_headers",
                  "forward_org", "track_end_users", "model_override", "track_remaining", "_timeouts", "ua_tags",
-                 "tag_headers", "forward_groups", "key_metadata", "check_schemas", "stream_usage", "requester_ip")
+                 "tag_headers", "forward_groups", "key_metadata", "check_schemas", "stream_usage", "requester_ip",
+                 "tag_mapper")
 
     def __init__(self, config: Config, router: Router, principals: PrincipalResolver, generation: int = 0,
                  before_route: tuple[BeforeRoute, ...] = (), metrics: Any = None) -> None:
@@ -89,6 +91,9 @@ class Runtime:
         self.tag_headers = {h.strip().lower().encode("latin-1"): h.strip() for h in g.extra_spend_tag_headers
                             if h.strip()} or None
         """``extra_spend_tag_headers``: lower-case header name -> the configured name its tags start with."""
+        self.tag_mapper = TagMapper(g.request_tag_mappings, no_store) if g.request_tag_mappings else None
+        """``request_tag_mappings``: the request's ``baggage`` entries made tags (``core.baggage``); the
+        gateway gives it the budgeted tags when it has a store. None: no rules, nothing read."""
         self.user_header = customer_header(g)
         """The header naming the customer (``general_settings.user_header_name`` / ``user_header_mappings``),
         lower-case; None: only ``x-litellm-end-user-id`` / ``x-litellm-customer-id`` and the body's ``user``."""

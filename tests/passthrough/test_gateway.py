@@ -458,3 +458,24 @@ relaygate_keys:
     assert first.status == 200 and second.status == 429
     assert second.json()["type"] == "error" and second.json()["error"]["type"] == "rate_limit_error"
     assert len(upstream.seen) == 1
+
+
+def test_baggage_tags_on_pass_through(upstream: Upstream) -> None:
+    """``request_tag_mappings`` apply to the pass-through routes as to the LLM routes (LiteLLM maps both): the
+    mapped tag and ``x-litellm-tags`` are the record's tags; a required key missing is refused before the upstream."""
+    extra = """  request_tag_mappings:
+    - {key: tenant, tag_prefix: "tenant:", required: true}
+"""  # under general_settings, beside the master key
+
+    async def body(gw: Gateway) -> list[Reply]:
+        req = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        return [await call(gw, "POST", "/openai/v1/chat/completions", req,
+                           {**AUTH, "baggage": "tenant=acme", "x-litellm-tags": "mine"}),
+                await call(gw, "POST", "/openai/v1/chat/completions", req, AUTH)]
+
+    (ok, missing), records = run(upstream, extra, body)
+    assert ok.status == 200 and missing.status == 400
+    assert records[0].key_hash == "litellm_proxy_master_key"  # auth was on: the master key
+    assert "Missing, invalid or unmapped baggage value for tenant" in missing.body.decode()
+    assert len(upstream.seen) == 1
+    assert sorted(records[0].extra["tags"]) == ["mine", "tenant:acme"]

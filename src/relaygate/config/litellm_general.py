@@ -31,7 +31,7 @@ GENERAL_KEYS = frozenset((
     "allowed_ips", "use_x_forwarded_for", "allowed_routes", "enforce_user_param", "enforced_params",
     "user_header_name", "user_header_mappings", "ui_access_mode", "forward_client_headers_to_llm_api",
     "forward_openai_org_id", "disable_spend_updates", "apply_user_budget_to_team_keys", "disable_budget_reservation",
-    *DEFAULT_MODELS,
+    "request_tag_mappings", *DEFAULT_MODELS,
     "reject_clientside_metadata_tags", "disable_custom_api_keys", "disable_reset_budget", "max_file_size_mb",
     "allowed_file_extensions", "blocked_file_extensions", "spend_report_frequency",
     "always_include_stream_usage", "token_rate_limit_type", "include_call_id_in_error_body",

@@ -20,6 +20,7 @@ from relaygate.config.key_policy import KeyPolicy
 from relaygate.config.litellm_general import metadata_fields, size_bytes
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.access import check_ui_access_mode, header_name, parse_allowed_ips, parse_required_fields
+from relaygate.core.baggage import TagMapping, check_mappings
 
 
 class Deployment(msgspec.Struct, kw_only=True):
@@ -486,6 +487,8 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     apply_user_budget_to_team_keys: bool = False
     """LiteLLM's: a user's own ``max_budget`` binds its team keys too (by default only its keys without a team)."""
     disable_budget_reservation: bool = False
+    request_tag_mappings: tuple[TagMapping, ...] = ()
+    """LiteLLM's W3C ``baggage`` entries mapped to request tags (``core.baggage``)."""
     """LiteLLM's: admitted requests hold no share of their budgets while in flight (``budgets.holds``)."""
     enforced_params: list[str] = []
     """LiteLLM's: fields (``name`` or ``object.name``) every LLM call must carry (400 otherwise)."""
@@ -557,6 +560,7 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
         if isinstance(code, bool) or not 400 <= code <= 599:
             raise ValueError(f"budget_exceeded_status_code: expected an HTTP error status (400-599), got {code!r}")
         check_budget_calendar(self.timezone, self.budget_reset_time)
+        check_mappings(self.request_tag_mappings)
         check_discounts(self.cost_discount_config)
         metadata_fields(self.spend_logs_metadata_fields)  # ValueError naming what is wrong
         size_bytes(self.maximum_spend_logs_size, "maximum_spend_logs_size")

@@ -386,6 +386,8 @@ class Gateway:
         guard = self.budgets
         if guard is None:
             return
+        if rt.tag_mapper is not None and guard.store is not None:  # request_tag_mappings' require_budgeted_tag
+            rt.tag_mapper.budgeted = lambda: guard.tags
         hooks = tuple(h for h in rt.before_route if h != guard.check)
         rt.before_route = (*hooks, guard.check) if guard.active else hooks
 

@@ -46,6 +46,7 @@ import msgspec
 from relaygate.auth import Principal
 from relaygate.config.model import Config, Deployment
 from relaygate.core import errors
+from relaygate.core.baggage import add_mapped
 from relaygate.core.errors import GatewayError
 from relaygate.core.ratelimit import Bucket
 from relaygate.core.views import check_duplicate_keys
@@ -240,6 +241,8 @@ class Relay:
             principals = rt.principals
             who = ex.who = principals.resolve_cached(auth_headers) or await principals.resolve(auth_headers)
             _route_allowed(who, route, scope["path"])
+        if rt.tag_mapper is not None:  # request_tag_mappings, as on the LLM routes (LiteLLM maps pass-through too)
+            over.tags = add_mapped(rt.tag_mapper, headers, over.tags)
         raw = scope.get("raw_path") or scope["path"].encode()
         sub = urls.subpath(raw, route.prefix)
         if up.error is not None:
@@ -262,6 +265,8 @@ class Relay:
         if caller is not None and key is not None and ex.model and route.provider:
             caller.check_model(ex.model)
         ex.ctx = RouteContext(stream=ex.stream, key=key, timeout=over.timeout)
+        if over.tags:  # x-litellm-tags and the mapped baggage tags: the record's tags (spend logs, exports)
+            ex.ctx.tags = frozenset(over.tags)
         for hook in rt.before_route:
             pending = hook(ex)
             if pending is not None:

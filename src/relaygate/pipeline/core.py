@@ -39,6 +39,7 @@ from relaygate import service_metrics
 from relaygate.auth.access import check_fields, client_address, request_fields
 from relaygate.auth.keys import KeyInfo
 from relaygate.core import errors
+from relaygate.core.baggage import add_mapped
 from relaygate.core.body import restamp_model
 from relaygate.core.errors import GatewayError, KeyLimitExceeded
 from relaygate.cost import adjust, usd
@@ -116,6 +117,8 @@ class Pipeline:
                 stage = None
             if who.jwt is not None:  # a JWT's allowed routes and end user (auth.jwt_routes); None for all others
                 who.jwt.admit(ex, scope["path"])
+            if rt.tag_mapper is not None:  # request_tag_mappings: the baggage's tags after x-litellm-tags'
+                over.tags = add_mapped(rt.tag_mapper, headers, over.tags)
             await fe.parse(ex, scope, receive, params)
             if rt.model_override is not None:  # completion_model, embedding_model ... (LiteLLM's)
                 ex.model = rt.model_override.get(ex.route, ex.model)
