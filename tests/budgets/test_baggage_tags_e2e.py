@@ -23,14 +23,14 @@ CONFIG = SPEND_CONFIG + """  request_tag_mappings:
 
 def test_baggage_becomes_spend_tags() -> None:
     with start_gateway(CONFIG, workers=1) as gw:
-        client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=MASTER, max_retries=0)
-        r = client.chat.completions.with_raw_response.create(
-            model="chat", messages=[{"role": "user", "content": "hello"}],
-            extra_headers={"baggage": "tenant=acme%20corp,env=prod;ttl=1,unrelated=x"})
-        call_id = r.headers["x-litellm-call-id"]
-        with pytest.raises(openai.BadRequestError, match="Missing, invalid or unmapped baggage value for tenant"):
-            client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hello"}],
-                                           extra_headers={"baggage": "env=prod"})
+        with openai.OpenAI(base_url=f"{gw.url}/v1", api_key=MASTER, max_retries=0) as client:
+            r = client.chat.completions.with_raw_response.create(
+                model="chat", messages=[{"role": "user", "content": "hello"}],
+                extra_headers={"baggage": "tenant=acme%20corp,env=prod;ttl=1,unrelated=x"})
+            call_id = r.headers["x-litellm-call-id"]
+            with pytest.raises(openai.BadRequestError, match="Missing, invalid or unmapped baggage value for tenant"):
+                client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hello"}],
+                                               extra_headers={"baggage": "env=prod"})
         deadline = time.monotonic() + 10
         while True:
             rows = call(gw.url, f"/spend/logs?request_id={call_id}", key=MASTER)[1]

@@ -488,6 +488,12 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     """LiteLLM's: a user's own ``max_budget`` binds its team keys too (by default only its keys without a team)."""
     disable_budget_reservation: bool = False
     request_tag_mappings: tuple[TagMapping, ...] = ()
+    max_in_flight_requests_per_worker: int | None = None
+    """LiteLLM's admission control (``http.admission``): requests a worker serves at once; None: no bound."""
+    max_queued_requests_per_worker: int | None = None
+    """Requests that may wait for a slot (None: as many as ``max_in_flight_requests_per_worker``; 0: none)."""
+    admission_queue_timeout_seconds: float = 1.0
+    """Seconds a request waits for a slot before LiteLLM's 503 ``overloaded_error``."""
     """LiteLLM's W3C ``baggage`` entries mapped to request tags (``core.baggage``)."""
     """LiteLLM's: admitted requests hold no share of their budgets while in flight (``budgets.holds``)."""
     enforced_params: list[str] = []
@@ -561,6 +567,12 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
             raise ValueError(f"budget_exceeded_status_code: expected an HTTP error status (400-599), got {code!r}")
         check_budget_calendar(self.timezone, self.budget_reset_time)
         check_mappings(self.request_tag_mappings)
+        if self.max_in_flight_requests_per_worker is not None and self.max_in_flight_requests_per_worker < 1:
+            raise ValueError("max_in_flight_requests_per_worker: expected a whole number >= 1")
+        if self.max_queued_requests_per_worker is not None and self.max_queued_requests_per_worker < 0:
+            raise ValueError("max_queued_requests_per_worker: expected a whole number >= 0")
+        if not self.admission_queue_timeout_seconds > 0:
+            raise ValueError("admission_queue_timeout_seconds: expected a number of seconds > 0")
         check_discounts(self.cost_discount_config)
         metadata_fields(self.spend_logs_metadata_fields)  # ValueError naming what is wrong
         size_bytes(self.maximum_spend_logs_size, "maximum_spend_logs_size")

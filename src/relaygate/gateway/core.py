@@ -43,9 +43,11 @@ from relaygate.frontends.responses_routes import add_routes as add_responses_rou
 from relaygate.frontends.responses_state import start as start_responses
 from relaygate.gateway.model_info import add_routes as add_model_info_routes
 from relaygate.gateway.ops import add_routes
+from relaygate.http.admission import EXEMPT, Admission
 from relaygate.http.body import ClientGone, body_ended_early
 from relaygate.http.cors import CorsPolicy
 from relaygate.http.respond import send_error
+from relaygate.http.root import root_path, under_root
 from relaygate.http.routes import RouteTable
 from relaygate.http.types import Receive, Scope, Send
 from relaygate.logs import fail_log
@@ -113,6 +115,7 @@ class Gateway:
         self.pipeline.runtime.ensure_targets = self.exporters.ensure_targets
         if self.exporters.prometheus is not None:  # deployment state, in-flight, limits read at scrape time
             self.exporters.prometheus.attach(lambda: self.router)
+            self.exporters.prometheus.admission_source = lambda: self.admission
         self.response_cache: Any = (make_cache(config.cache, self.metrics, self.pipeline.transport)
                                     if config.cache is not None else None)
         """The worker's response cache (``relaygate.cache``), kept across reloads that keep its settings."""
@@ -120,6 +123,8 @@ class Gateway:
         self.routes = self._route_table()
         self._cors = CorsPolicy(config.server)
         self._access = AccessPolicy(config.general)
+        self.admission: Admission | None = None  # max_in_flight_requests_per_worker (http.admission)
+        self._use_admission(config)
         """``allowed_ips`` / ``allowed_routes`` of the current config (``auth.access``), rebuilt on a reload."""
         self.root_path = root_path(os.environ.get("SERVER_ROOT_PATH"))
         """LiteLLM's ``SERVER_ROOT_PATH`` (``/api/v1``): every route is served under it too ("" when unset)."""
@@ -224,7 +229,16 @@ class Gateway:
                 await self._refuse(method, path, send, refused)
                 return
             route = self.routes.match(method, path)
-            await route.handler(scope, receive, send, route.params)
+            adm = self.admission
+            if adm is None or path in EXEMPT:
+                await route.handler(scope, receive, send, route.params)
+            elif adm.enter_now() or await adm.enter():
+                try:
+                    await route.handler(scope, receive, send, route.params)
+                finally:
+                    adm.leave()
+            else:  # LiteLLM's 503 overloaded_error, before anything is read
+                await self._refuse(method, path, send, adm.overloaded())
         except GatewayError as exc:
             if exc.status >= 500:
                 fail_log.warning("%s %s -> %d %s", method, path, exc.status, exc.message)
@@ -588,6 +602,18 @@ class Gateway:
         """This host's id on the reload channel: its own workers follow the generation file instead."""
         return f"{socket.gethostname()}:{self.runtime_dir or os.getpid()}"
 
+    def _use_admission(self, config: Config) -> None:
+        """The worker's admission bound for ``config`` (the same one, its counts kept, across reloads)."""
+        g = config.general
+        limit, queued, wait = (g.max_in_flight_requests_per_worker, g.max_queued_requests_per_worker,
+                               g.admission_queue_timeout_seconds)
+        if limit is None:  # (requests admitted before leave the old object)
+            self.admission = None
+        elif self.admission is None:
+            self.admission = Admission(limit, queued, wait)
+        else:
+            self.admission.configure(limit, queued, wait)
+
     def _use_cache(self, config: Config, new: Runtime) -> None:
         """The reloaded snapshot's cache: the same one (entries kept) when its settings did not change."""
         cache = self.response_cache
@@ -621,6 +647,7 @@ class Gateway:
         if config.observe != self.exporters.settings:
             log.warning("config reload: callbacks / alerting changed; this takes effect after a restart")
         self._use_cache(config, new)
+        self._use_admission(config)
         self._use_provider_budgets(config, new.router)
         await new.router.start()
         self.metrics.set_labels(**labels_of(config))
@@ -630,29 +657,6 @@ class Gateway:
         log.info("config reloaded (%s): generation %d, %d model groups, %d deployments, %d keys", reason,
                  generation, len(new.router.groups), len(config.deployments), len(config.keys))
         return new
-
-
-def root_path(value: str | None) -> str:
-    """``SERVER_ROOT_PATH`` as a prefix to strip: ``/api/v1`` (a leading slash, none at the end); "" for none."""
-    text = (value or "").strip().strip("/")
-    return "/" + text if text else ""
-
-
-def under_root(scope: Scope, root: str) -> tuple[Scope, str]:
-    """``scope`` with ``root`` taken off its path (when the path is ``root`` or below it: ``/api/v1x`` is not),
-    and the path routed; LiteLLM serves its routes under ``SERVER_ROOT_PATH`` (a path prefix an ingress does
-    not strip) and at the root alike."""
-    path: str = scope["path"]
-    if len(path) > len(root) and path[len(root)] != "/":
-        return scope, path
-    inner = path[len(root):] or "/"
-    scope = dict(scope)
-    scope["path"] = inner
-    scope["root_path"] = scope.get("root_path", "") + root
-    raw = scope.get("raw_path")
-    if isinstance(raw, bytes) and raw.startswith(root.encode()):
-        scope["raw_path"] = raw[len(root):] or b"/"
-    return scope, inner
 
 
 def _redis_url(config: Config) -> str | None:

@@ -103,6 +103,8 @@ class LiteLLMMetrics:
         ``api_base``, provider and limits become the only deployment label values). ``router``: returns the
         live router (or ``None``), read at snapshot time for deployment state, in-flight and remaining limits."""
         self.router_source = router
+        self.admission_source: Callable[[], Any] | None = None
+        """Returns the worker's ``http.admission.Admission`` (or None): LiteLLM's admission families."""
         self.counters: dict[str, dict[tuple[str, ...], list[float]]] = {
             n: {} for n, f in FAMILIES.items() if f[0] == COUNTER}
         """family -> label values -> [count] (a one-item list: the memo holds the same cell)."""
@@ -630,6 +632,10 @@ class LiteLLMMetrics:
             out["litellm_in_flight_requests"] = [[inflight]]
             out["litellm_remaining_requests_metric"] = remaining_r
             out["litellm_remaining_tokens_metric"] = remaining_t
+        adm = self.admission_source() if self.admission_source is not None else None
+        if adm is not None:  # max_in_flight_requests_per_worker: this worker's slots taken and waiters
+            out["litellm_admission_admitted_requests"] = [[adm.admitted]]
+            out["litellm_admission_queued_requests"] = [[len(adm.waiting)]]
         out["litellm_deployment_state"] = [[*self._dep_labels(d), v] for d, v in state.items()]
         out["litellm_deployment_rpm_limit"] = [[*labels, rpm] for labels, rpm, _tpm in self._limits if rpm]
         out["litellm_deployment_tpm_limit"] = [[*labels, tpm] for labels, _rpm, tpm in self._limits if tpm]
@@ -664,6 +670,9 @@ class LiteLLMMetrics:
             "g": self.gauges(),
             "b": [[*k, *v] for k, v in self.budgets.items()],
         }
+        adm = self.admission_source() if self.admission_source is not None else None
+        if adm is not None and any(adm.rejected.values()):
+            out["c"]["litellm_admission_rejected_requests"] = [[r, n] for r, n in adm.rejected.items() if n]
         if self.provider_remaining:
             out["r"] = [[*k, *v] for k, v in self.provider_remaining.items()]
         if self.key_limits.latest:

@@ -41,7 +41,7 @@ EXTRA_FAMILIES = (("litellm_total_users", ()), ("litellm_active_users", ()), ("l
 _LEGACY = {"litellm_remaining_requests": "litellm_remaining_requests_metric",
            "litellm_remaining_tokens": "litellm_remaining_tokens_metric"}
 _WORST = {"litellm_deployment_state"}
-_SUM = {"litellm_in_flight_requests"}
+_SUM = {"litellm_in_flight_requests", "litellm_admission_admitted_requests", "litellm_admission_queued_requests"}
 _INF = 'le="+Inf"'
 
 
