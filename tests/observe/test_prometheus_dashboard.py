@@ -21,6 +21,7 @@ import pytest
 
 from relaygate.config import from_litellm
 from relaygate.config.model import Config
+from relaygate.http.admission import Admission
 from relaygate.metrics import Metrics
 from relaygate.observe.detail import Attempt, Detail
 from relaygate.observe.prometheus import LiteLLMMetrics
@@ -379,6 +380,9 @@ def scrape_after_traffic() -> tuple[Scrape, str]:
     lite.set_budget("key", KEY_A, "alice", 10.0, 1.25, reset_at=4_000_000_000.0)
     lite.set_budget("user", "u1", None, 50.0, 3.0, reset_at=4_000_000_000.0)
     lite.set_budget("organization", "org-1", "acme", 200.0, 20.0, reset_at=4_000_000_000.0)
+    admission = Admission(4, 2)  # max_in_flight_requests_per_worker: one request served, two refused
+    admission.admitted, admission.rejected["queue_full"] = 1, 2
+    lite.admission_source = lambda: admission
     text = metrics.render().decode()
     return parse_exposition(text), text
 
@@ -431,9 +435,6 @@ def test_without_traffic_the_request_panels_are_empty() -> None:
 
 NOT_EMITTED = {
     "litellm_request_queue_time_seconds": "no queue before processing: Granian hands each request to the app",
-    "litellm_admission_admitted_requests": "LiteLLM's admission-control middleware (not in relaygate)",
-    "litellm_admission_queued_requests": "LiteLLM's admission-control middleware",
-    "litellm_admission_rejected_requests": "LiteLLM's admission-control middleware",
     "litellm_overhead_with_guardrails_latency_metric": "no guardrails in relaygate",
     "litellm_video_duration_seconds_metric": "no video generation route",
     "litellm_remaining_customer_budget_metric": "customer budget gauges: a customer's id is the client's user "

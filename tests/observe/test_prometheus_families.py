@@ -104,6 +104,8 @@ LITELLM: dict[str, tuple[str, list[str]]] = {
     "litellm_remaining_requests_metric": ("gauge", _REMAINING),
     "litellm_remaining_tokens_metric": ("gauge", _REMAINING),
     "litellm_in_flight_requests": ("gauge", []),
+    "litellm_admission_admitted_requests": ("gauge", []),  # LiteLLM's admission-control middleware
+    "litellm_admission_queued_requests": ("gauge", []),
     "litellm_remaining_team_budget_metric": ("gauge", ["team", "team_alias"]),
     "litellm_team_max_budget_metric": ("gauge", ["team", "team_alias"]),
     "litellm_team_budget_remaining_hours_metric": ("gauge", ["team", "team_alias"]),
@@ -151,8 +153,10 @@ def test_every_family_has_litellm_name_type_and_labels() -> None:
                 want = set(labels) | ({"le"} if suffix == "_bucket" else set())
                 assert set(s) == want, f"{name}{suffix}: labels {sorted(s)} != {sorted(want)}"
     # emitted by relaygate.metrics from event counts (tested in test_service_metrics.py): samples only once
-    # something happened (a provider budget, an exporter's failed delivery)
-    ours = set(declared) - {"litellm_provider_remaining_budget_metric", "litellm_callback_logging_failures_metric"}
+    # something happened (a provider budget, an exporter's failed delivery); admission refusals only with
+    # max_in_flight_requests_per_worker under overload (tests/http/test_admission.py)
+    ours = set(declared) - {"litellm_provider_remaining_budget_metric", "litellm_callback_logging_failures_metric",
+                            "litellm_admission_rejected_requests"}
     assert ours == set(LITELLM)
 
 

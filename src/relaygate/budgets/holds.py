@@ -10,7 +10,8 @@ default off, so reservations are on), as a worker does it without IO.
   tags, a key's per-model budget, the proxy's), and the next request's check counts the holds of the
   requests in flight: a budget whose remaining room is all held refuses with LiteLLM's ``budget_exceeded``,
   its "Current cost" the spend and the holds together, as LiteLLM's.
-- **How much.** As LiteLLM's ``estimate_request_max_cost``: the prompt's estimated tokens (capped at the
+- **How much.** As LiteLLM's ``estimate_request_max_cost``: the prompt's tokens (a conversation of at most
+  :data:`_SMALL` bytes held at a token a byte, a longer one at the gateway's token estimate; capped at the
   model's ``max_input_tokens``) at the input price, plus the requested output tokens (``max_completion_tokens``,
   ``max_tokens``, ``max_output_tokens``; else 16,384), capped at the model's ``max_output_tokens``, times
   ``n`` / ``best_of``, at the higher of the output and reasoning prices; the most expensive deployment of the

@@ -632,10 +632,9 @@ class LiteLLMMetrics:
             out["litellm_in_flight_requests"] = [[inflight]]
             out["litellm_remaining_requests_metric"] = remaining_r
             out["litellm_remaining_tokens_metric"] = remaining_t
-        adm = self.admission_source() if self.admission_source is not None else None
-        if adm is not None:  # max_in_flight_requests_per_worker: this worker's slots taken and waiters
-            out["litellm_admission_admitted_requests"] = [[adm.admitted]]
-            out["litellm_admission_queued_requests"] = [[len(adm.waiting)]]
+        adm = self.admission_source() if self.admission_source is not None else None  # its slots taken, waiters
+        out["litellm_admission_admitted_requests"] = [[adm.admitted if adm is not None else 0]]  # 0 as LiteLLM's
+        out["litellm_admission_queued_requests"] = [[len(adm.waiting) if adm is not None else 0]]  # when off
         out["litellm_deployment_state"] = [[*self._dep_labels(d), v] for d, v in state.items()]
         out["litellm_deployment_rpm_limit"] = [[*labels, rpm] for labels, rpm, _tpm in self._limits if rpm]
         out["litellm_deployment_tpm_limit"] = [[*labels, tpm] for labels, _rpm, tpm in self._limits if tpm]
