@@ -201,15 +201,19 @@ def pin_postgres(url: str, cpus: str | None) -> tuple[str, dict[int, set[int]]]:
         return "not pinned (not on this machine)", {}
     target = {int(c) for c in cpus.split(",")}
     before: dict[int, set[int]] = {}
-    for pid in tree_pids(master):
-        try:
-            saved = os.sched_getaffinity(pid)
-            os.sched_setaffinity(pid, target)
-            before[pid] = saved
-        except ProcessLookupError:
-            continue  # a backend that ended meanwhile
-        except OSError as exc:
-            return f"not pinned ({exc.strerror} for pid {pid}: run as root or as the server's user)", before
+    for _ in range(5):  # a backend forked while the tree was read kept the old affinity: read it again
+        fresh = [pid for pid in tree_pids(master) if pid not in before]
+        if not fresh:
+            break
+        for pid in fresh:
+            try:
+                saved = os.sched_getaffinity(pid)
+                os.sched_setaffinity(pid, target)
+                before[pid] = saved
+            except ProcessLookupError:
+                continue  # a backend that ended meanwhile
+            except OSError as exc:
+                return f"not pinned ({exc.strerror} for pid {pid}: run as root or as the server's user)", before
     return f"server pinned to cpu {cpus} with the load generator ({len(before)} processes)", before
 
 

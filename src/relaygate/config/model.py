@@ -487,15 +487,15 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     apply_user_budget_to_team_keys: bool = False
     """LiteLLM's: a user's own ``max_budget`` binds its team keys too (by default only its keys without a team)."""
     disable_budget_reservation: bool = False
+    """LiteLLM's: admitted requests hold no share of their budgets while in flight (``budgets.holds``)."""
     request_tag_mappings: tuple[TagMapping, ...] = ()
+    """LiteLLM's W3C ``baggage`` entries mapped to request tags (``core.baggage``)."""
     max_in_flight_requests_per_worker: int | None = None
     """LiteLLM's admission control (``http.admission``): requests a worker serves at once; None: no bound."""
     max_queued_requests_per_worker: int | None = None
     """Requests that may wait for a slot (None: as many as ``max_in_flight_requests_per_worker``; 0: none)."""
     admission_queue_timeout_seconds: float = 1.0
     """Seconds a request waits for a slot before LiteLLM's 503 ``overloaded_error``."""
-    """LiteLLM's W3C ``baggage`` entries mapped to request tags (``core.baggage``)."""
-    """LiteLLM's: admitted requests hold no share of their budgets while in flight (``budgets.holds``)."""
     enforced_params: list[str] = []
     """LiteLLM's: fields (``name`` or ``object.name``) every LLM call must carry (400 otherwise)."""
     user_header_name: str | None = None

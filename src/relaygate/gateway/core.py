@@ -123,9 +123,9 @@ class Gateway:
         self.routes = self._route_table()
         self._cors = CorsPolicy(config.server)
         self._access = AccessPolicy(config.general)
+        """``allowed_ips`` / ``allowed_routes`` of the current config (``auth.access``), rebuilt on a reload."""
         self.admission: Admission | None = None  # max_in_flight_requests_per_worker (http.admission)
         self._use_admission(config)
-        """``allowed_ips`` / ``allowed_routes`` of the current config (``auth.access``), rebuilt on a reload."""
         self.root_path = root_path(os.environ.get("SERVER_ROOT_PATH"))
         """LiteLLM's ``SERVER_ROOT_PATH`` (``/api/v1``): every route is served under it too ("" when unset)."""
         """The CORS answers of the current config (``http.cors``), rebuilt when a reload changes it."""
