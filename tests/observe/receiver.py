@@ -21,7 +21,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple, Self
 
-__all__ = ["Check", "JsonReceiver", "LoopbackServer", "QuietHandler", "Request", "send"]
+__all__ = ["Check", "JsonReceiver", "LoopbackServer", "QuietHandler", "Request", "overlapping", "send"]
 
 
 class Request(NamedTuple):
@@ -121,6 +121,23 @@ class JsonReceiver(LoopbackServer):
             if len(items) >= want or time.monotonic() > deadline:
                 return items
             time.sleep(0.05)
+
+
+def overlapping(check: Check, delay: float = 0.01) -> tuple[Check, list[int]]:
+    """``check`` answering each request ``delay`` seconds late (so that requests overlap), and a one-item list
+    holding the most requests it ever saw at once: how an exporter's send concurrency is measured."""
+    lock, now, most = threading.Lock(), [0], [0]
+
+    def slow(request: Request) -> int | tuple[int, Any] | None:
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        time.sleep(delay)
+        with lock:
+            now[0] -= 1
+        return check(request)
+
+    return slow, most
 
 
 def send(make: Callable[..., Any], records: list[Any], env: dict[str, str], settings: Any,

@@ -5,7 +5,6 @@ through a real ``relaygate serve``."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +19,7 @@ from relaygate.observe.athina import METADATA_FIELDS, inference_of, make_athina
 from relaygate.sinks.record import Outcome
 from tests.conftest import start_gateway
 from tests.observe import receiver
-from tests.observe.receiver import JsonReceiver, Request
+from tests.observe.receiver import JsonReceiver, Request, overlapping
 from tests.observe.test_otel_export import CHAT_IN, CHAT_OUT, detail, with_detail
 
 API_KEY = "athina-test-secret-key"
@@ -151,18 +150,7 @@ def test_failures_are_counted_and_never_raise(athina: Athina) -> None:
 
 
 def test_one_request_per_inference_at_bounded_concurrency(athina: Athina) -> None:
-    lock, now, most = threading.Lock(), [0], [0]
-
-    def slow(request: Request) -> int | None:
-        with lock:
-            now[0] += 1
-            most[0] = max(most[0], now[0])
-        time.sleep(0.01)  # the answer comes a little later, so that requests overlap
-        with lock:
-            now[0] -= 1
-        return _check(request)
-
-    athina.check = slow
+    athina.check, most = overlapping(_check)
     sink = send([with_detail(detail(), call_id=f"c{i}") for i in range(30)], env_for(athina), concurrency=3)
     assert sink.sent == 30 and sink.requests == 30
     assert sorted(b["request"]["litellm_call_id"] for b in athina.inferences(30)) == sorted(f"c{i}" for i in range(30))

@@ -5,7 +5,6 @@ in for it (checking the bearer key, the log path and the entry's shape), from ha
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +19,7 @@ from relaygate.observe.helicone import entry_of, make_helicone, meta_of, route_o
 from relaygate.sinks.record import Outcome
 from tests.conftest import start_gateway
 from tests.observe import receiver
-from tests.observe.receiver import JsonReceiver, Request
+from tests.observe.receiver import JsonReceiver, Request, overlapping
 from tests.observe.test_otel_export import CHAT_IN, CHAT_OUT, T0, detail, with_detail
 
 API_KEY = "sk-helicone-test-secret"
@@ -189,18 +188,7 @@ def test_failures_are_counted_and_never_raise(helicone: Helicone) -> None:
 
 
 def test_one_request_per_entry_at_bounded_concurrency(helicone: Helicone) -> None:
-    lock, now, most = threading.Lock(), [0], [0]
-
-    def slow(request: Request) -> int | None:
-        with lock:
-            now[0] += 1
-            most[0] = max(most[0], now[0])
-        time.sleep(0.01)  # the answer comes a little later, so that requests overlap
-        with lock:
-            now[0] -= 1
-        return _check(request)
-
-    helicone.check = slow
+    helicone.check, most = overlapping(_check)
     records = [with_detail(detail(), call_id=f"c{i}") for i in range(40)]
     sink = send(records, env_for(helicone), concurrency=4)
     assert sink.sent == 40 and sink.requests == 40 and len(helicone.entries(40)) == 40
