@@ -11,11 +11,9 @@ bucket (or any S3-compatible store: MinIO, R2, Ceph ... through ``s3_endpoint_ur
 - **Expiry.** Each ``PUT`` carries ``Expires`` and ``Cache-Control: immutable, max-age=<ttl>`` as LiteLLM's
   does; a lookup that finds an object past its ``Expires`` is a miss. S3 does not delete it: a bucket
   lifecycle rule on the prefix does (say one day past the longest TTL).
-- **Never in the way.** A lookup waits ``socket_timeout`` seconds at most (2 by default: S3 answers in tens of
-  milliseconds, not Redis's one); any failure (refused, timed out, ``403``, ``5xx``) is a miss, and the bucket
-  is then skipped for ``retry_after`` seconds (one warning an outage, ``failures`` counts every skipped or
-  failed call). Stores go to a bounded queue (``max_pending``; overflow dropped and counted) that one task
-  sends ``concurrency`` at a time; a failed ``PUT`` is dropped, counted.
+- **Never in the way** (``cache.bucket``, shared with the Cloud Storage level): a lookup waits
+  ``socket_timeout`` seconds at most (2 by default), any failure is a miss and skips the bucket for a while;
+  stores go to a bounded queue sent by one task.
 - **Management.** :meth:`ping` is a ``HEAD`` of the bucket; :meth:`delete` deletes objects; :meth:`flush`
   lists the prefix (``ListObjectsV2``) and deletes every object whose name is a cache key's digest, never
   anything else in the bucket. These raise ``LookupError`` when S3 does not answer, as the Redis level's do.
@@ -23,31 +21,25 @@ bucket (or any S3-compatible store: MinIO, R2, Ceph ... through ``s3_endpoint_ur
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
 import re
 import time
-from collections import deque
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 from xml.etree import ElementTree
 
-from relaygate import events
+from relaygate.cache.bucket import BucketCache
 from relaygate.observe.aws_auth import AwsSigner
-from relaygate.observe.post import MAX_ANSWER_BYTES, Answer, Poster, PostError
+from relaygate.observe.post import Answer, Poster
 
 if TYPE_CHECKING:
     from relaygate.config.cache import CacheSettings
 
 __all__ = ["S3Cache", "object_key"]
 
-log = logging.getLogger("relaygate.cache")
-
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()
-_DIGEST = re.compile(r"[0-9a-f]{64}")
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _SAFE = "/-_.~"
 
@@ -57,40 +49,26 @@ def object_key(prefix: str, key: str) -> str:
     return prefix + key.replace(":", "/")
 
 
-class S3Cache:
+class S3Cache(BucketCache):
     """The response cache's shared level in a bucket (see the module docstring)."""
 
     kind = "s3"
+    label = "S3 bucket"
 
     def __init__(self, endpoint: str, bucket: str, signer: AwsSigner, *, prefix: str = "", timeout: float = 2.0,
                  write_timeout: float = 10.0, retry_after: float = 5.0, max_pending: int = 10_000,
                  concurrency: int = 16, virtual_hosted: bool = False,
                  env: Any = None) -> None:
         base = endpoint.rstrip("/")
+        super().__init__(bucket, base, timeout=timeout, write_timeout=write_timeout, retry_after=retry_after,
+                         max_pending=max_pending, concurrency=concurrency, env=env)
         if virtual_hosted:
             parts = urlsplit(base)
             self.base = f"{parts.scheme}://{bucket}.{parts.netloc}{parts.path}"
         else:
             self.base = f"{base}/{quote(bucket, safe='')}"
-        self.endpoint = base
-        self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.signer = signer
-        self.timeout = timeout
-        self.retry_after = retry_after
-        self.concurrency = max(1, concurrency)
-        self._reads = Poster(timeout, env=env)
-        self._writes = Poster(write_timeout, env=env)
-        self._pending: deque[tuple[str, bytes, float]] = deque(maxlen=max_pending)
-        self._writer: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._down_until = 0.0
-        self._warned = False
-        self.failures = 0
-        """Lookups and stores that failed or were skipped while the bucket was down."""
-        self.dropped = 0
-        """Stores dropped: the queue was full, or S3 refused or did not answer the ``PUT``."""
-        self.closed = False
 
     @classmethod
     def from_settings(cls, settings: CacheSettings) -> S3Cache:
@@ -115,26 +93,6 @@ class S3Cache:
         """Where the level is (never a credential)."""
         return {"bucket": self.bucket, "endpoint": self.endpoint, "prefix": self.prefix}
 
-    @property
-    def down(self) -> bool:
-        return time.monotonic() < self._down_until
-
-    def _failed(self, what: str, detail: str) -> None:
-        self.failures += 1
-        if not self.down and not self._warned:
-            self._warned = True
-            log.warning("response cache: S3 bucket %s at %s %s (%s); skipped for %g s", self.bucket, self.endpoint,
-                        what, detail, self.retry_after)
-            events.outage("s3", f"response cache bucket {self.bucket}: {what}")
-        self._down_until = time.monotonic() + self.retry_after
-
-    def _answered(self) -> None:
-        if self._warned:
-            self._warned = False
-            log.info("response cache: S3 bucket %s answers again", self.bucket)
-
-    # -- requests -------------------------------------------------------------------------------------
-
     def _url(self, key: str = "", query: dict[str, str] | None = None) -> str:
         url = f"{self.base}/{quote(key, safe=_SAFE)}" if key else self.base
         return f"{url}?{urlencode(sorted(query.items()), quote_via=quote)}" if query else url
@@ -146,26 +104,16 @@ class S3Cache:
         signed = self.signer.sign(method, url, [*(headers or []), ("x-amz-content-sha256", sha)], body)
         return await poster.post(url, body, signed, method)
 
-    async def get(self, key: str) -> bytes | None:
-        """The stored value of ``key``, or None: absent, expired, or S3 down (a miss, never an error)."""
-        if self.closed or self.down:
-            if self.down:
-                self.failures += 1
-            return None
-        try:
-            answer = await asyncio.wait_for(self._request(self._reads, "GET", self._url(object_key(self.prefix,
-                                                                                                   key))),
-                                            self.timeout)
-        except (PostError, TimeoutError, OSError) as exc:
-            self._failed("did not answer a lookup", type(exc).__name__)
-            return None
-        if answer.status == 404:
-            self._answered()
-            return None
-        if answer.status != 200:
-            self._failed("refused a lookup", f"HTTP {answer.status} {_code(answer)}")
-            return None
-        self._answered()
+    def _name(self, key: str) -> str:
+        return object_key(self.prefix, key)
+
+    def _read_url(self, key: str) -> str:
+        return self._url(self._name(key))
+
+    def _delete_url(self, name: str) -> str:
+        return self._url(name)
+
+    def _value(self, answer: Answer) -> bytes | None:
         expires = answer.headers.get("expires")
         if expires:
             try:
@@ -175,96 +123,21 @@ class S3Cache:
                 pass
         return answer.content
 
-    async def get_many(self, keys: list[str]) -> list[bytes | None]:
-        """:meth:`get` of each key, ``concurrency`` at a time."""
-        gate = asyncio.Semaphore(self.concurrency)
-
-        async def one(k: str) -> bytes | None:
-            async with gate:
-                return await self.get(k)
-
-        return list(await asyncio.gather(*(one(k) for k in keys)))
-
-    def set(self, key: str, value: bytes, ttl: float) -> None:
-        """Queue ``value`` to be stored for ``ttl`` seconds (never waits; a full queue drops the oldest)."""
-        if self.closed:
-            return
-        if len(value) > MAX_ANSWER_BYTES:  # a lookup would not read it back whole
-            self.dropped += 1
-            return
-        if len(self._pending) == self._pending.maxlen:
-            self.dropped += 1
-        self._pending.append((key, value, ttl))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="cache-s3-writer")
-        self._wake.set()
-
-    async def _write_loop(self) -> None:
-        while not self.closed:
-            if not self._pending:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            batch = [self._pending.popleft() for _ in range(min(len(self._pending), self.concurrency))]
-            if self.down:
-                self.failures += len(batch)
-                self.dropped += len(batch)
-                continue
-            await asyncio.gather(*(self._put(*item) for item in batch))
-
-    async def _put(self, key: str, value: bytes, ttl: float) -> None:
+    def _write(self, key: str, value: bytes, ttl: float) -> tuple[str, str, list[tuple[str, str]], bytes]:
         seconds = max(1, int(ttl))
         headers = [("content-type", "application/octet-stream"),
                    ("cache-control", f"immutable, max-age={seconds}, s-maxage={seconds}"),
                    ("expires", format_datetime(_utc(time.time() + seconds), usegmt=True))]
-        try:
-            answer = await self._request(self._writes, "PUT", self._url(object_key(self.prefix, key)), value,
-                                         headers)
-        except (PostError, OSError) as exc:
-            self.dropped += 1
-            self._failed("did not answer a store", type(exc).__name__)
-            return
-        if answer.status not in (200, 201, 204):
-            self.dropped += 1
-            self._failed("refused a store", f"HTTP {answer.status} {_code(answer)}")
+        return "PUT", self._url(self._name(key)), headers, value
 
-    async def flush_pending(self, timeout: float = 5.0) -> None:
-        """Wait until the queued stores were sent (tests and shutdown)."""
-        deadline = time.monotonic() + timeout
-        while (self._pending or (self._writer is not None and not self._writer.done() and self._wake.is_set())) \
-                and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+    def _ping_call(self) -> tuple[str, str]:
+        return "HEAD", self._url()
 
-    # -- management -----------------------------------------------------------------------------------
+    def _error_code(self, answer: Answer) -> str:
+        return _code(answer)
 
-    async def _manage(self, method: str, url: str, ok: tuple[int, ...], what: str) -> Answer:
-        try:
-            answer = await self._request(self._writes, method, url)
-        except (PostError, OSError) as exc:
-            raise LookupError(f"S3 did not answer {what} ({type(exc).__name__})") from None
-        if answer.status not in ok:
-            raise LookupError(f"S3 refused {what} (HTTP {answer.status} {_code(answer)})")
-        return answer
-
-    async def ping(self) -> bool:
-        """Whether the bucket answers a ``HEAD`` (``LookupError`` when it does not answer at all)."""
-        answer = await self._manage("HEAD", self._url(), (200, 403, 404), "HEAD bucket")
-        return answer.status == 200
-
-    async def delete(self, keys: list[str]) -> int:
-        """Delete the entries of ``keys``; how many requests S3 accepted."""
-        gate = asyncio.Semaphore(self.concurrency)
-
-        async def one(k: str) -> int:
-            async with gate:
-                await self._manage("DELETE", self._url(object_key(self.prefix, k)), (200, 204, 404), "DELETE")
-                return 1
-
-        return sum(await asyncio.gather(*(one(k) for k in keys)))
-
-    async def flush(self, namespace: str | None) -> int:
-        """Delete every object under the prefix whose name is a cache key's digest (what this cache wrote, in
-        any namespace); how many."""
+    async def _names(self) -> list[str]:
+        """``ListObjectsV2`` of the prefix, page by page."""
         names: list[str] = []
         token: str | None = None
         while True:
@@ -276,31 +149,10 @@ class S3Cache:
                 root = ElementTree.fromstring(answer.content)
             except ElementTree.ParseError:
                 raise LookupError("S3 answered ListObjectsV2 with no XML") from None
-            for item in root.iter(f"{_S3_NS}Contents"):
-                name = item.findtext(f"{_S3_NS}Key") or ""
-                if _DIGEST.fullmatch(name.rsplit("/", 1)[-1]):
-                    names.append(name)
+            names.extend(item.findtext(f"{_S3_NS}Key") or "" for item in root.iter(f"{_S3_NS}Contents"))
             token = root.findtext(f"{_S3_NS}NextContinuationToken")
             if root.findtext(f"{_S3_NS}IsTruncated") != "true" or not token:
-                break
-        gate = asyncio.Semaphore(self.concurrency)
-
-        async def one(name: str) -> None:
-            async with gate:
-                await self._manage("DELETE", self._url(name), (200, 204, 404), "DELETE")
-
-        await asyncio.gather(*(one(n) for n in names))
-        return len(names)
-
-    async def aclose(self) -> None:
-        self.closed = True
-        self._wake.set()
-        writer = self._writer
-        if writer is not None:
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
-        await self._reads.aclose()
-        await self._writes.aclose()
+                return names
 
 
 def _code(answer: Answer) -> str:
