@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import jwt
@@ -52,7 +52,10 @@ def key_pem() -> tuple[str, bytes]:
 
 class Google(LoopbackServer):
     """``POST /token`` (jwt-bearer and refresh-token grants), ``GET`` the metadata server's token and
-    ``POST /upload/storage/v1/b/<bucket>/o?uploadType=media&name=...``; keeps what it was sent."""
+    ``POST /upload/storage/v1/b/<bucket>/o?uploadType=media&name=...``; keeps what it was sent. It also keeps
+    the objects (``stored``) as Cloud Storage's JSON API serves them to the response cache's ``gcs`` level:
+    ``GET .../o/<name>?alt=media``, ``GET .../o?prefix=&pageToken=`` (pages of :attr:`page_size`), ``DELETE
+    .../o/<name>`` and ``GET /storage/v1/b/<bucket>``, each with the bearer token checked."""
 
     def __init__(self, public_pem: bytes) -> None:
         self.public_pem = public_pem
@@ -62,18 +65,72 @@ class Google(LoopbackServer):
         self.raw_paths: list[str] = []
         self.upload_status = 200
         self.token_status = 200
+        self.read_status = 200
+        self.stored: dict[tuple[str, str], bytes] = {}
+        self.buckets: set[str] = {BUCKET}
+        self.page_size = 2
+        self.reads: list[str] = []
         google = self
 
         class Handler(QuietHandler):
             def answer(self, status: int, obj: Any) -> None:
-                data = json.dumps(obj).encode()
+                data = json.dumps(obj).encode() if status != 204 else b""
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 
+            def authorized(self) -> bool:
+                auth = self.headers.get("authorization", "")
+                if auth.startswith("Bearer ") and auth[7:] in google.issued:
+                    return True
+                self.answer(401, {"error": {"code": 401, "message": "Invalid Credentials",
+                                            "errors": [{"reason": "authError"}]}})
+                return False
+
+            def storage(self, method: str) -> None:
+                parts = urlsplit(self.path)
+                m = re.fullmatch(r"/storage/v1/b/([^/]+)(/o(?:/([^/]+))?)?", parts.path)
+                if m is None:
+                    return self.answer(404, {})
+                if not self.authorized():
+                    return None
+                bucket, objects, raw_name = unquote(m.group(1)), m.group(2), m.group(3)
+                if bucket not in google.buckets:
+                    return self.answer(404, {"error": {"code": 404, "errors": [{"reason": "notFound"}]}})
+                if google.read_status != 200:
+                    return self.answer(google.read_status, {"error": {"errors": [{"reason": "backendError"}]}})
+                if objects is None:
+                    return self.answer(200, {"kind": "storage#bucket", "name": bucket})
+                if raw_name is None:  # a listing, in pages
+                    query = parse_qs(parts.query)
+                    prefix = query.get("prefix", [""])[0]
+                    names = sorted(n for b, n in google.stored if b == bucket and n.startswith(prefix))
+                    start = int(query.get("pageToken", ["0"])[0])
+                    page: dict[str, Any] = {"items": [{"name": n} for n in names[start:start + google.page_size]]}
+                    if start + google.page_size < len(names):
+                        page["nextPageToken"] = str(start + google.page_size)
+                    return self.answer(200, page)
+                name = unquote(raw_name)
+                if method == "DELETE":
+                    return self.answer(204 if google.stored.pop((bucket, name), None) is not None else 404, {})
+                google.reads.append(name)
+                if parse_qs(parts.query).get("alt") != ["media"] or (bucket, name) not in google.stored:
+                    return self.answer(404, {"error": {"code": 404, "errors": [{"reason": "notFound"}]}})
+                data = google.stored[(bucket, name)]
+                self.send_response(200)
+                self.send_header("content-type", "application/octet-stream")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_DELETE(self) -> None:
+                self.storage("DELETE")
+
             def do_GET(self) -> None:
+                if self.path.startswith("/storage/"):
+                    return self.storage("GET")
                 if self.path != "/computeMetadata/v1/instance/service-accounts/default/token":
                     return self.answer(404, {})
                 if self.headers.get("metadata-flavor") != "Google":
@@ -98,6 +155,7 @@ class Google(LoopbackServer):
                     return self.answer(google.upload_status, {"error": {"message": "backend error"}})
                 google.uploads.append((m.group(1), query["name"][0], {k.lower(): v for k, v in self.headers.items()},
                                        raw))
+                google.stored[(unquote(m.group(1)), query["name"][0])] = raw
                 self.answer(200, {"kind": "storage#object", "bucket": m.group(1), "name": query["name"][0]})
 
             def token(self, form: dict[str, list[str]]) -> None:

@@ -8,7 +8,8 @@
   ``health_check_cache_params`` is, for a Redis cache, ``{"host", "port", "redis_kwargs", "namespace",
   "redis_version"}`` (LiteLLM's ``HealthCheckCacheParams``; never a password, where LiteLLM masks it), else
   null. 503 ``Service Unhealthy (...)`` when Redis does not answer; 503 ``Cache not initialized.
-  litellm.cache is None`` without a cache (LiteLLM's wording).
+  litellm.cache is None`` without a cache (LiteLLM's wording). With an object store (``type: s3`` or ``gcs``)
+  the bucket is probed instead and ``litellm_cache_params`` names it under ``"s3"`` or ``"gcs"``.
 - ``/cache/delete`` ``{"keys": [...]}`` (the values of ``x-litellm-cache-key``): removed from this worker's
   memory and from Redis; other workers' memory copies expire by their TTL (``default_in_memory_ttl`` bounds
   how long; keep it short when deletes must bite at once).
@@ -69,9 +70,9 @@ def _params(cache: Any) -> dict[str, Any]:
     if cache.redis is not None:
         out["default_in_redis_ttl"] = s.redis_ttl
         out["redis"] = cache.redis.describe()  # addresses and db; never a password
-    elif cache.shared is not None:  # the S3 level: bucket, endpoint, prefix; never a credential
+    elif cache.shared is not None:  # an object store: bucket, endpoint, prefix; never a credential
         out["default_in_redis_ttl"] = s.redis_ttl
-        out["s3"] = cache.shared.describe()
+        out[cache.shared.kind] = cache.shared.describe()
     return out
 
 
@@ -142,15 +143,16 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
         cache = _cache(gw)
         redis = cache.redis
         nodes = None
-        if redis is None and cache.shared is not None:  # the S3 level: the bucket answers a HEAD
+        if redis is None and cache.shared is not None:  # an object store: the bucket answers a probe
             try:
                 ok = await cache.shared.ping()
             except LookupError as exc:
                 raise GatewayError(f"Service Unhealthy ({exc})", status=503, type="service_unavailable",
                                    param="None") from None
             if not ok:
-                raise GatewayError(f"Service Unhealthy (S3 bucket {cache.shared.bucket} is not reachable with the "
-                                   "configured credentials)", status=503, type="service_unavailable", param="None")
+                raise GatewayError(f"Service Unhealthy ({cache.shared.label} {cache.shared.bucket} is not reachable "
+                                   "with the configured credentials)", status=503, type="service_unavailable",
+                                   param="None")
         elif redis is not None:
             nodes = await redis.ping_nodes()
             silent = [name for name, ok in nodes.items() if not ok]

@@ -80,8 +80,8 @@ from relaygate.core.views import decode_view
 from relaygate.http.respond import send_body
 
 if TYPE_CHECKING:
+    from relaygate.cache.bucket import BucketCache
     from relaygate.cache.redis import RedisCache
-    from relaygate.cache.s3 import S3Cache
     from relaygate.pipeline.exchange import Exchange
 
 log = logging.getLogger("relaygate.cache")
@@ -154,15 +154,16 @@ class ResponseCache:
 
     def __init__(self, settings: CacheSettings, redis: RedisCache | None = None,
                  wall: Any = time.time, metrics: Any = None, semantic: Semantic | None = None,
-                 shared: RedisCache | S3Cache | None = None) -> None:
+                 shared: RedisCache | BucketCache | None = None) -> None:
         self.settings = settings
         self.routes = settings.routes
         self.memory = MemoryCache(settings.max_bytes, default_ttl=settings.memory_ttl)
         self.redis = redis
         """The Redis level (``type: redis`` / ``redis-semantic``), for what only Redis does (its routes, vectors,
         namespace marks)."""
-        self.shared: RedisCache | S3Cache | None = shared if shared is not None else redis
-        """The shared level every worker reads and writes: the Redis level, or the S3 one (``cache.s3``)."""
+        self.shared: RedisCache | BucketCache | None = shared if shared is not None else redis
+        """The shared level every worker reads and writes: the Redis level, or an object store's (``cache.s3``,
+        ``cache.gcs``)."""
         self.semantic = semantic
         """The semantic level (``cache.semantic.Semantic``); None: exact caching only."""
         self._wall = wall
@@ -490,7 +491,7 @@ def make_cache(settings: CacheSettings, metrics: Any = None, transport: Any = No
     ``redis-semantic``, and the semantic level when one is configured (its embedding calls go through
     ``transport``, the pipeline's; without one the embedder makes its own on first use)."""
     redis = None
-    shared: S3Cache | None = None
+    shared: BucketCache | None = None
     if settings.type in ("redis", "redis-semantic"):
         from relaygate.cache.redis import RedisCache
 
@@ -499,6 +500,10 @@ def make_cache(settings: CacheSettings, metrics: Any = None, transport: Any = No
         from relaygate.cache.s3 import S3Cache
 
         shared = S3Cache.from_settings(settings)
+    elif settings.type == "gcs":
+        from relaygate.cache.gcs import GcsCache
+
+        shared = GcsCache.from_settings(settings)
     return ResponseCache(settings, redis, metrics=metrics, semantic=_make_semantic(settings, redis, metrics,
                                                                                    transport), shared=shared)
 

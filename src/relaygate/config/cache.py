@@ -3,8 +3,9 @@
 What it owns: turning the YAML into a :class:`CacheSettings` the runtime builds its cache from, with a
 :class:`CacheConfigError` naming the field for anything invalid (the loader turns it into a ``ConfigError``
 with the file), and one warning per option relaygate reads but does not act on. LiteLLM's spellings are
-kept: ``type`` (``local``, ``redis``, ``redis-semantic``, ``qdrant-semantic``; the object-store types are
-refused with a clear error until they exist, rather than silently serving without a cache), ``host`` /
+kept: ``type`` (``local``, ``redis``, ``redis-semantic``, ``qdrant-semantic``, ``s3`` (``cache.s3``), ``gcs``
+(``cache.gcs``); ``azure-blob`` and ``valkey-semantic`` are refused with a clear error until they exist, rather
+than silently serving without a cache, and ``disk``, which LiteLLM removed, likewise), ``host`` /
 ``port`` / ``password`` / ``url`` (or ``REDIS_URL`` / ``REDIS_HOST`` ... from the environment, as LiteLLM),
 ``namespace``, ``ttl``, ``default_in_memory_ttl``, ``default_in_redis_ttl``, ``supported_call_types``
 (LiteLLM's call-type names, sync or async spelling), ``mode`` (``default_on`` / ``default_off``). Without a
@@ -62,6 +63,7 @@ from typing import Any
 import msgspec
 
 from relaygate.config.errors import FieldError
+from relaygate.config.gcs import split_bucket
 from relaygate.config.redis_tls import OPTIONS as TLS_OPTIONS
 from relaygate.config.redis_tls import RedisTls, RedisTlsError, tls_for_url, tls_from_params
 
@@ -81,14 +83,18 @@ the list and not cached (one warning)."""
 DEFAULT_ROUTES = frozenset({"chat", "completions", "embeddings", "transcriptions", "rerank", "responses", "messages"})
 _KNOWN_LATER = frozenset({"speech", "aspeech", "image_generation", "aimage_generation",
                           "moderation", "amoderation"})
-_TYPES = frozenset({"local", "redis", "semantic", "redis-semantic", "qdrant-semantic", "s3"})
-_LATER_TYPES = frozenset({"valkey-semantic", "gcs", "disk", "azure-blob"})
+_TYPES = frozenset({"local", "redis", "semantic", "redis-semantic", "qdrant-semantic", "s3", "gcs"})
+_BUCKETS = frozenset({"s3", "gcs"})
+"""The object-store types: a year's TTL by default, a 2 s lookup deadline."""
+_LATER_TYPES = frozenset({"valkey-semantic", "disk", "azure-blob"})
 _S3_KNOWN = frozenset({"s3_bucket_name", "s3_region_name", "s3_use_ssl", "s3_endpoint_url", "s3_aws_access_key_id",
                        "s3_aws_secret_access_key", "s3_aws_session_token", "s3_path", "s3_aws_role_name",
                        "s3_aws_session_name", "s3_aws_web_identity_token", "s3_aws_profile_name",
                        "s3_aws_sts_endpoint", "s3_use_virtual_hosted_style"})
 """``type: s3``'s parameters (LiteLLM's ``S3Cache`` and the credential sources its boto3 client reads)."""
 _S3_IGNORED = frozenset({"s3_api_version", "s3_verify", "s3_config"})
+_GCS_KNOWN = frozenset({"gcs_bucket_name", "gcs_path_service_account", "gcs_path"})
+"""``type: gcs``'s parameters (LiteLLM's ``GCSCache``)."""
 S3_DEFAULT_TTL = 365 * 86400.0
 """Seconds an S3 entry lives when no TTL is configured (LiteLLM's ``max-age`` for an entry without one)."""
 _IGNORED = frozenset({"max_connections", "max_size_in_memory",
@@ -164,6 +170,9 @@ class CacheSettings(msgspec.Struct, kw_only=True, frozen=True):
     qdrant_path: str | None = None
     s3_params: dict[str, Any] | None = None
     """``type: s3``: the ``s3_*`` parameters of ``cache_params`` (``cache.s3``)."""
+    gcs_params: dict[str, Any] | None = None
+    """``type: gcs``: ``bucket``, ``prefix`` (the objects' folder, ``""`` or ending in ``/``) and
+    ``service_account`` (a file or inline JSON; None: the environment's) (``cache.gcs``)."""
 
     @property
     def memory_ttl(self) -> float:
@@ -171,13 +180,14 @@ class CacheSettings(msgspec.Struct, kw_only=True, frozen=True):
         Redis level never longer than the configured Redis TTL (LiteLLM's Redis caches have no memory copy at
         all: a copy outliving the shared entry would serve what every other worker already forgot)."""
         own = self.default_in_memory_ttl or self.ttl or 600.0
-        return min(own, self.redis_ttl) if self.type in ("redis", "redis-semantic", "s3") else own
+        return min(own, self.redis_ttl) if self.type in ("redis", "redis-semantic", *_BUCKETS) else own
 
     @property
     def redis_ttl(self) -> float:
         """Seconds an answer stays in the shared level: ``default_in_redis_ttl``, else ``ttl``, else LiteLLM's 60 s
-        in Redis and a year in S3 (:data:`S3_DEFAULT_TTL`)."""
-        return self.default_in_redis_ttl or self.ttl or (S3_DEFAULT_TTL if self.type == "s3" else REDIS_DEFAULT_TTL)
+        in Redis and a year in an object store (:data:`S3_DEFAULT_TTL`)."""
+        return self.default_in_redis_ttl or self.ttl or (
+            S3_DEFAULT_TTL if self.type in _BUCKETS else REDIS_DEFAULT_TTL)
 
 
 def _number(params: dict[str, Any], name: str) -> float | None:
@@ -206,7 +216,7 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
         kind = _default_type(params, env, warnings)
     if kind in _LATER_TYPES:
         raise CacheConfigError("litellm_settings.cache_params.type",
-                          f"{kind!r} caches are not supported yet (use 'local', 'redis' or 's3')")
+                          f"{kind!r} caches are not supported yet (use 'local', 'redis', 's3' or 'gcs')")
     if kind not in _TYPES:
         raise CacheConfigError("litellm_settings.cache_params.type", f"unknown cache type {kind!r}")
     routes: set[str] = set()
@@ -257,6 +267,9 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
     s3_params = _s3(params, warnings) if kind == "s3" else None
     if s3_params is not None:
         known |= _S3_KNOWN | _S3_IGNORED
+    gcs_params = _gcs(params, env) if kind == "gcs" else None
+    if gcs_params is not None:
+        known |= _GCS_KNOWN
     for k in params:
         if k in _SEMANTIC_KNOWN and not semantic:
             warnings.append(f"litellm_settings.cache_params.{k}: ignored (type {kind!r} without a "
@@ -295,8 +308,8 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
         default_in_memory_ttl=_number(params, "default_in_memory_ttl"),
         default_in_redis_ttl=_number(params, "default_in_redis_ttl"), routes=frozenset(routes),
         default_off=mode == "default_off", max_bytes=max_bytes, scope=scope, max_messages=max_messages,
-        redis_timeout=float(redis_timeout) if redis_timeout is not None else 2.0 if kind == "s3" else 0.05,
-        s3_params=s3_params,
+        redis_timeout=float(redis_timeout) if redis_timeout is not None else 2.0 if kind in _BUCKETS else 0.05,
+        s3_params=s3_params, gcs_params=gcs_params,
         redis_url=url if isinstance(url, str) else None, redis_host=host if isinstance(host, str) else None,
         redis_port=port if isinstance(port, int) else None,
         redis_password=str(password) if password is not None else None, redis_tls=tls, **topology, **semantic)
@@ -314,6 +327,35 @@ def _s3(params: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     for k in sorted(_S3_IGNORED & params.keys()):
         warnings.append(f"litellm_settings.cache_params.{k}: ignored (boto3's client option)")
     return {k: v for k, v in params.items() if k in _S3_KNOWN and v is not None}
+
+
+def _gcs(params: dict[str, Any], env: Any) -> dict[str, Any]:
+    """``type: gcs``'s bucket, folder and credentials (``cache.gcs``): ``gcs_bucket_name`` else ``GCS_BUCKET_NAME``
+    (``bucket/folder`` as the ``gcs_bucket`` callback reads it), ``gcs_path`` a folder inside it."""
+    named = params.get("gcs_bucket_name")
+    raw = named or env.get("GCS_BUCKET_NAME") or ""
+    if not isinstance(raw, str) or not raw.strip():
+        raise CacheConfigError("litellm_settings.cache_params.gcs_bucket_name",
+                               "type 'gcs' needs a bucket: gcs_bucket_name, or GCS_BUCKET_NAME in the environment")
+    try:
+        bucket, folder = split_bucket(raw)
+    except ValueError as exc:
+        raise CacheConfigError("litellm_settings.cache_params.gcs_bucket_name" if named else "GCS_BUCKET_NAME",
+                               str(exc)) from None
+    path = params.get("gcs_path")
+    if path is not None and not isinstance(path, str):
+        raise CacheConfigError("litellm_settings.cache_params.gcs_path", "expected a folder name")
+    if path and path.strip("/"):
+        try:
+            _, folder = split_bucket("/".join(p for p in (bucket, folder, path.strip("/")) if p))
+        except ValueError as exc:
+            raise CacheConfigError("litellm_settings.cache_params.gcs_path",
+                                   str(exc).replace("the folder after the bucket", "the folder")) from None
+    account = params.get("gcs_path_service_account")
+    if account is not None and not isinstance(account, str):
+        raise CacheConfigError("litellm_settings.cache_params.gcs_path_service_account",
+                               "expected a service-account JSON file's path (or the JSON itself)")
+    return {"bucket": bucket, "prefix": folder + "/" if folder else "", "service_account": account or None}
 
 
 def _default_type(params: dict[str, Any], env: Any, warnings: list[str]) -> str:

@@ -74,6 +74,7 @@ import msgspec
 import orjson
 
 from relaygate.config.errors import ConfigError
+from relaygate.config.gcs import split_bucket
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import GatewayError, register_secrets
 from relaygate.observe.generic_api import (
@@ -107,7 +108,6 @@ MAX_BODY = 32 * 1024 * 1024
 CONCURRENCY = 8
 """Per-request objects of one flush uploaded at once at most."""
 MAX_CREDENTIALS = 1 << 20
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NOISE = " \t\r\n\ufeff\"'"
@@ -128,26 +128,6 @@ def safe_component(value: Any) -> str:
         return ""
     part = _UNSAFE.sub("_", _CONTROL.sub("_", part)).strip("._")
     return part[:255]
-
-
-def split_bucket(raw: str) -> tuple[str, str]:
-    """``GCS_BUCKET_NAME`` as the bucket and its folder (LiteLLM's ``split_configured_cloud_bucket_name``);
-    ``ValueError`` for what GCS cannot take (see the module docstring)."""
-    text = raw.strip()
-    if "://" in text or "?" in text or "#" in text or _CONTROL.search(text):
-        raise ValueError("a bucket name, optionally with a folder (my-bucket/logs): no scheme, query or "
-                         "control characters")
-    bucket, _, prefix = text.partition("/")
-    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-        raise ValueError(f"{bucket!r} is not a GCS bucket name (3-222 of a-z 0-9 . _ -, starting and ending with "
-                         "a letter or digit)")
-    prefix = prefix.strip("/")
-    segments = prefix.split("/") if prefix else []
-    if any(s in ("", ".", "..") for s in segments):
-        raise ValueError("the folder after the bucket has an empty, '.' or '..' segment")
-    if len(prefix.encode()) > 512:
-        raise ValueError("the folder after the bucket is longer than 512 bytes")
-    return bucket, prefix
 
 
 def object_name(payload: Mapping[str, Any], client_meta: Mapping[str, Any], when: datetime, *,
