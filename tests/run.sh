@@ -38,6 +38,8 @@ if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
   if [ -f tests/ui/oidc/package-lock.json ]; then
     (cd tests/ui/oidc && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi
+  # Azurite, Azure's storage emulator, for the response cache's azure-blob level
+  (cd tests/cache/azurite && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 else
   echo "tests/run.sh: node/npm not found: the Node client tests in tests/compat will skip"
 fi

@@ -42,6 +42,10 @@ class BucketCache:
     """``s3``, ``gcs``: the outage's component name and the ``/cache/ping`` parameters' key."""
     label = ""
     """How logs name the store (``S3 bucket``)."""
+    deleted: tuple[int, ...] = (200, 204, 404)
+    """The statuses of a delete that did its work (or found nothing to do)."""
+    page = 1000
+    """Object names asked for per listing page (the stores' maximum)."""
 
     def __init__(self, bucket: str, endpoint: str, *, timeout: float = 2.0, write_timeout: float = 10.0,
                  retry_after: float = 5.0, max_pending: int = 10_000, concurrency: int = 16, env: Any = None) -> None:
@@ -134,7 +138,7 @@ class BucketCache:
         try:
             answer = await asyncio.wait_for(self._request(self._reads, "GET", self._read_url(key)), self.timeout)
         except (PostError, TimeoutError, OSError) as exc:
-            self._failed("did not answer a lookup", type(exc).__name__)
+            self._failed("did not answer a lookup", _why(exc))
             return None
         if answer.status == 404:
             self._answered()
@@ -169,7 +173,11 @@ class BucketCache:
             self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name=f"cache-{self.kind}-writer")
         self._wake.set()
 
+    async def _prepare_writes(self) -> None:
+        """Once per sending task, before its first write (Azure creates the container, as LiteLLM does)."""
+
     async def _write_loop(self) -> None:
+        await self._prepare_writes()
         while not self.closed:
             if not self._pending:
                 self._wake.clear()
@@ -188,7 +196,7 @@ class BucketCache:
             answer = await self._request(self._writes, method, url, body, headers)
         except (PostError, OSError) as exc:
             self.dropped += 1
-            self._failed("did not answer a store", type(exc).__name__)
+            self._failed("did not answer a store", _why(exc))
             return
         if answer.status not in (200, 201, 204):
             self.dropped += 1
@@ -207,7 +215,7 @@ class BucketCache:
         try:
             answer = await self._request(self._writes, method, url)
         except (PostError, OSError) as exc:
-            raise LookupError(f"{self.label} did not answer {what} ({type(exc).__name__})") from None
+            raise LookupError(f"{self.label} did not answer {what} ({_why(exc)})") from None
         if answer.status not in ok:
             raise LookupError(f"{self.label} refused {what} (HTTP {answer.status} {self._error_code(answer)})")
         return answer
@@ -222,7 +230,7 @@ class BucketCache:
 
         async def one(name: str) -> int:
             async with gate:
-                await self._manage("DELETE", self._delete_url(name), (200, 204, 404), "DELETE")
+                await self._manage("DELETE", self._delete_url(name), self.deleted, "DELETE")
                 return 1
 
         return sum(await asyncio.gather(*(one(n) for n in names)))
@@ -247,3 +255,10 @@ class BucketCache:
             await asyncio.gather(writer, return_exceptions=True)
         await self._reads.aclose()
         await self._writes.aclose()
+
+
+def _why(exc: BaseException) -> str:
+    """Why a call got no answer, for a log line: the ``PostError``'s own words (the transport's failure, or a
+    credential the store's identity provider refused: never a secret), else the exception's type."""
+    text = str(exc) if isinstance(exc, PostError) else ""
+    return text[:300] if text else type(exc).__name__

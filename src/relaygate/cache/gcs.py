@@ -143,7 +143,7 @@ class GcsCache(BucketCache):
         names: list[str] = []
         token: str | None = None
         while True:
-            query = {"prefix": self.prefix, "fields": "items(name),nextPageToken", "maxResults": "1000"}
+            query = {"prefix": self.prefix, "fields": "items(name),nextPageToken", "maxResults": str(self.page)}
             if token:
                 query["pageToken"] = token
             answer = await self._manage("GET", f"{self._objects}?{urlencode(query, quote_via=quote)}", (200,),

@@ -141,7 +141,7 @@ class S3Cache(BucketCache):
         names: list[str] = []
         token: str | None = None
         while True:
-            query = {"list-type": "2", "prefix": self.prefix, "max-keys": "1000"}
+            query = {"list-type": "2", "prefix": self.prefix, "max-keys": str(self.page)}
             if token:
                 query["continuation-token"] = token
             answer = await self._manage("GET", self._url(query=query), (200,), "ListObjectsV2")

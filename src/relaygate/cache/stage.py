@@ -504,6 +504,10 @@ def make_cache(settings: CacheSettings, metrics: Any = None, transport: Any = No
         from relaygate.cache.gcs import GcsCache
 
         shared = GcsCache.from_settings(settings)
+    elif settings.type == "azure-blob":
+        from relaygate.cache.azure_blob import AzureBlobCache
+
+        shared = AzureBlobCache.from_settings(settings)
     return ResponseCache(settings, redis, metrics=metrics, semantic=_make_semantic(settings, redis, metrics,
                                                                                    transport), shared=shared)
 

@@ -4,8 +4,8 @@ What it owns: turning the YAML into a :class:`CacheSettings` the runtime builds 
 :class:`CacheConfigError` naming the field for anything invalid (the loader turns it into a ``ConfigError``
 with the file), and one warning per option relaygate reads but does not act on. LiteLLM's spellings are
 kept: ``type`` (``local``, ``redis``, ``redis-semantic``, ``qdrant-semantic``, ``s3`` (``cache.s3``), ``gcs``
-(``cache.gcs``); ``azure-blob`` and ``valkey-semantic`` are refused with a clear error until they exist, rather
-than silently serving without a cache, and ``disk``, which LiteLLM removed, likewise), ``host`` /
+(``cache.gcs``), ``azure-blob`` (``cache.azure_blob``); ``valkey-semantic`` is refused with a clear error until
+it exists, rather than silently serving without a cache, and ``disk``, which LiteLLM removed, likewise), ``host`` /
 ``port`` / ``password`` / ``url`` (or ``REDIS_URL`` / ``REDIS_HOST`` ... from the environment, as LiteLLM),
 ``namespace``, ``ttl``, ``default_in_memory_ttl``, ``default_in_redis_ttl``, ``supported_call_types``
 (LiteLLM's call-type names, sync or async spelling), ``mode`` (``default_on`` / ``default_off``). Without a
@@ -58,7 +58,9 @@ entries of the no-team scope.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -83,10 +85,11 @@ the list and not cached (one warning)."""
 DEFAULT_ROUTES = frozenset({"chat", "completions", "embeddings", "transcriptions", "rerank", "responses", "messages"})
 _KNOWN_LATER = frozenset({"speech", "aspeech", "image_generation", "aimage_generation",
                           "moderation", "amoderation"})
-_TYPES = frozenset({"local", "redis", "semantic", "redis-semantic", "qdrant-semantic", "s3", "gcs"})
-_BUCKETS = frozenset({"s3", "gcs"})
+_TYPES = frozenset({"local", "redis", "semantic", "redis-semantic", "qdrant-semantic", "s3", "gcs",
+                     "azure-blob"})
+_BUCKETS = frozenset({"s3", "gcs", "azure-blob"})
 """The object-store types: a year's TTL by default, a 2 s lookup deadline."""
-_LATER_TYPES = frozenset({"valkey-semantic", "disk", "azure-blob"})
+_LATER_TYPES = frozenset({"valkey-semantic", "disk"})
 _S3_KNOWN = frozenset({"s3_bucket_name", "s3_region_name", "s3_use_ssl", "s3_endpoint_url", "s3_aws_access_key_id",
                        "s3_aws_secret_access_key", "s3_aws_session_token", "s3_path", "s3_aws_role_name",
                        "s3_aws_session_name", "s3_aws_web_identity_token", "s3_aws_profile_name",
@@ -95,6 +98,10 @@ _S3_KNOWN = frozenset({"s3_bucket_name", "s3_region_name", "s3_use_ssl", "s3_end
 _S3_IGNORED = frozenset({"s3_api_version", "s3_verify", "s3_config"})
 _GCS_KNOWN = frozenset({"gcs_bucket_name", "gcs_path_service_account", "gcs_path"})
 """``type: gcs``'s parameters (LiteLLM's ``GCSCache``)."""
+_AZURE_KNOWN = frozenset({"azure_account_url", "azure_blob_container"})
+"""``type: azure-blob``'s parameters (LiteLLM's ``AzureBlobCache``)."""
+_CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+"""An Azure container name: 3-63 of a-z 0-9 and single hyphens, starting and ending with a letter or digit."""
 S3_DEFAULT_TTL = 365 * 86400.0
 """Seconds an S3 entry lives when no TTL is configured (LiteLLM's ``max-age`` for an entry without one)."""
 _IGNORED = frozenset({"max_connections", "max_size_in_memory",
@@ -173,6 +180,8 @@ class CacheSettings(msgspec.Struct, kw_only=True, frozen=True):
     gcs_params: dict[str, Any] | None = None
     """``type: gcs``: ``bucket``, ``prefix`` (the objects' folder, ``""`` or ending in ``/``) and
     ``service_account`` (a file or inline JSON; None: the environment's) (``cache.gcs``)."""
+    azure_params: dict[str, Any] | None = None
+    """``type: azure-blob``: ``account_url`` and ``container`` (``cache.azure_blob``)."""
 
     @property
     def memory_ttl(self) -> float:
@@ -216,7 +225,7 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
         kind = _default_type(params, env, warnings)
     if kind in _LATER_TYPES:
         raise CacheConfigError("litellm_settings.cache_params.type",
-                          f"{kind!r} caches are not supported yet (use 'local', 'redis', 's3' or 'gcs')")
+                          f"{kind!r} caches are not supported yet (use 'local', 'redis', 's3', 'gcs' or 'azure-blob')")
     if kind not in _TYPES:
         raise CacheConfigError("litellm_settings.cache_params.type", f"unknown cache type {kind!r}")
     routes: set[str] = set()
@@ -270,6 +279,9 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
     gcs_params = _gcs(params, env) if kind == "gcs" else None
     if gcs_params is not None:
         known |= _GCS_KNOWN
+    azure_params = _azure(params) if kind == "azure-blob" else None
+    if azure_params is not None:
+        known |= _AZURE_KNOWN
     for k in params:
         if k in _SEMANTIC_KNOWN and not semantic:
             warnings.append(f"litellm_settings.cache_params.{k}: ignored (type {kind!r} without a "
@@ -309,7 +321,7 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
         default_in_redis_ttl=_number(params, "default_in_redis_ttl"), routes=frozenset(routes),
         default_off=mode == "default_off", max_bytes=max_bytes, scope=scope, max_messages=max_messages,
         redis_timeout=float(redis_timeout) if redis_timeout is not None else 2.0 if kind in _BUCKETS else 0.05,
-        s3_params=s3_params, gcs_params=gcs_params,
+        s3_params=s3_params, gcs_params=gcs_params, azure_params=azure_params,
         redis_url=url if isinstance(url, str) else None, redis_host=host if isinstance(host, str) else None,
         redis_port=port if isinstance(port, int) else None,
         redis_password=str(password) if password is not None else None, redis_tls=tls, **topology, **semantic)
@@ -356,6 +368,23 @@ def _gcs(params: dict[str, Any], env: Any) -> dict[str, Any]:
         raise CacheConfigError("litellm_settings.cache_params.gcs_path_service_account",
                                "expected a service-account JSON file's path (or the JSON itself)")
     return {"bucket": bucket, "prefix": folder + "/" if folder else "", "service_account": account or None}
+
+
+def _azure(params: dict[str, Any]) -> dict[str, Any]:
+    """``type: azure-blob``'s account URL and container (``cache.azure_blob``), both required."""
+    url = params.get("azure_account_url")
+    url = url.strip().rstrip("/") if isinstance(url, str) else ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise CacheConfigError("litellm_settings.cache_params.azure_account_url",
+                               "type 'azure-blob' needs the account's blob endpoint, an http(s) URL without a query "
+                               "(https://<account>.blob.core.windows.net)")
+    container = params.get("azure_blob_container")
+    if not isinstance(container, str) or not _CONTAINER.fullmatch(container):
+        raise CacheConfigError("litellm_settings.cache_params.azure_blob_container",
+                               "type 'azure-blob' needs a container name (3-63 of a-z 0-9 and single hyphens, "
+                               "starting and ending with a letter or digit)")
+    return {"account_url": url, "container": container}
 
 
 def _default_type(params: dict[str, Any], env: Any, warnings: list[str]) -> str:
