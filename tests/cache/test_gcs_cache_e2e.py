@@ -160,7 +160,7 @@ def test_configuration(tmp_path: Path) -> None:
     with pytest.raises(FieldError, match=r"gcs_path.*'\.\.'"):
         cache_from_litellm(True, {"type": "gcs", "gcs_bucket_name": "b-1", "gcs_path": "a/../b"}, [], environ={})
     with pytest.raises(FieldError, match="not supported yet"):
-        cache_from_litellm(True, {"type": "valkey-semantic"}, [], environ={})
+        cache_from_litellm(True, {"type": "disk"}, [], environ={})
     bad = tmp_path / "sa.json"
     bad.write_text("{not json")
     from relaygate.config.errors import ConfigError

@@ -146,7 +146,7 @@ def test_settings_in_litellms_spellings() -> None:
     ({"type": "qdrant-semantic", "similarity_threshold": 0.8, "qdrant_collection_name": "c",
       "qdrant_api_base": 5}, "qdrant_api_base"),
     ({"type": "redis-semantic", "similarity_threshold": 0.8}, "cache_params"),
-    ({"type": "valkey-semantic"}, "type"),
+    ({"type": "valkey-semantic", "host": "h"}, "similarity_threshold"),
 ])
 def test_invalid_semantic_settings(params: dict[str, Any], field: str) -> None:
     with pytest.raises(CacheConfigError) as info:
@@ -441,3 +441,19 @@ def test_an_old_search_module_is_scanned_like_plain_redis(tmp_path: Any) -> None
         asyncio.run(main())
     finally:
         stop_process(proc)
+
+
+def test_valkey_semantic_reads_litellms_variables() -> None:
+    warnings: list[str] = []
+    s = from_litellm(True, {"type": "valkey-semantic", "similarity_threshold": 0.9,
+                            "valkey_semantic_cache_embedding_model": "emb", "valkey_semantic_cache_index_name": "i"},
+                     warnings, environ={"VALKEY_HOST": "vk", "VALKEY_PORT": "6380", "VALKEY_PASSWORD": "pw",
+                                        "REDIS_HOST": "redis-host"})
+    assert s is not None and s.type == "valkey-semantic" and s.semantic == "redis" and s.embedding_model == "emb"
+    assert (s.redis_host, s.redis_port, s.redis_password, s.redis_url) == ("vk", 6380, "pw", None)
+    assert warnings == ["litellm_settings.cache_params.valkey_semantic_cache_index_name: ignored"]
+    s = from_litellm(True, {"type": "valkey-semantic", "similarity_threshold": 0.9}, [],
+                     environ={"REDIS_HOST": "redis-host", "REDIS_PORT": "6379"})
+    assert s is not None and (s.redis_host, s.redis_port) == ("redis-host", 6379)
+    with pytest.raises(CacheConfigError, match="VALKEY_HOST"):
+        from_litellm(True, {"type": "valkey-semantic", "similarity_threshold": 0.9}, [], environ={})

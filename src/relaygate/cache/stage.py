@@ -74,7 +74,7 @@ from relaygate.cache.semantic import (
     prompt_text,
     semantic_scope,
 )
-from relaygate.config.cache import CacheSettings
+from relaygate.config.cache import REDIS_TYPES, CacheSettings
 from relaygate.core import errors, tokens
 from relaygate.core.views import decode_view
 from relaygate.http.respond import send_body
@@ -492,7 +492,7 @@ def make_cache(settings: CacheSettings, metrics: Any = None, transport: Any = No
     ``transport``, the pipeline's; without one the embedder makes its own on first use)."""
     redis = None
     shared: BucketCache | None = None
-    if settings.type in ("redis", "redis-semantic"):
+    if settings.type in REDIS_TYPES:
         from relaygate.cache.redis import RedisCache
 
         redis = RedisCache.from_settings(settings)  # one server, a sentinel-managed master or a cluster

@@ -4,8 +4,8 @@ What it owns: turning the YAML into a :class:`CacheSettings` the runtime builds 
 :class:`CacheConfigError` naming the field for anything invalid (the loader turns it into a ``ConfigError``
 with the file), and one warning per option relaygate reads but does not act on. LiteLLM's spellings are
 kept: ``type`` (``local``, ``redis``, ``redis-semantic``, ``qdrant-semantic``, ``s3`` (``cache.s3``), ``gcs``
-(``cache.gcs``), ``azure-blob`` (``cache.azure_blob``); ``valkey-semantic`` is refused with a clear error until
-it exists, rather than silently serving without a cache, and ``disk``, which LiteLLM removed, likewise), ``host`` /
+(``cache.gcs``), ``azure-blob`` (``cache.azure_blob``), ``valkey-semantic``; ``disk``, which LiteLLM removed,
+is refused with a clear error rather than silently serving without a cache), ``host`` /
 ``port`` / ``password`` / ``url`` (or ``REDIS_URL`` / ``REDIS_HOST`` ... from the environment, as LiteLLM),
 ``namespace``, ``ttl``, ``default_in_memory_ttl``, ``default_in_redis_ttl``, ``supported_call_types``
 (LiteLLM's call-type names, sync or async spelling), ``mode`` (``default_on`` / ``default_off``). Without a
@@ -36,6 +36,12 @@ the sentinels' master too.
 - ``type: redis-semantic`` (LiteLLM's): in Redis next to the exact entries (``cache.vectors_redis``), the
   model in ``redis_semantic_cache_embedding_model`` (LiteLLM's default: ``text-embedding-ada-002``); Redis
   settings as ``redis``; ``similarity_threshold`` required, as in LiteLLM;
+- ``type: valkey-semantic`` (LiteLLM's): the same on a Valkey server, the model in
+  ``valkey_semantic_cache_embedding_model``, the server from ``host`` / ``port`` / ``password`` / ``url`` else
+  ``VALKEY_HOST`` / ``VALKEY_PORT`` / ``VALKEY_PASSWORD`` (then the ``REDIS_*`` ones), as LiteLLM's
+  ``ValkeySemanticCache`` reads them. LiteLLM needs Valkey's search module (``valkey-search``) for it; here a
+  plain Valkey serves (the vectors compared in the worker, as on plain Redis), and a cluster too;
+  ``valkey_semantic_cache_index_name`` is accepted and unneeded (the vectors live under the namespace);
 - ``type: qdrant-semantic`` (LiteLLM's): in Qdrant (``cache.vectors_qdrant``): ``qdrant_collection_name``
   (required), ``qdrant_api_base`` / ``qdrant_api_key`` (or ``QDRANT_API_BASE`` / ``QDRANT_API_KEY``;
   without a base: the client's local mode, in memory or in ``qdrant_path``), ``qdrant_quantization_config``
@@ -86,10 +92,12 @@ DEFAULT_ROUTES = frozenset({"chat", "completions", "embeddings", "transcriptions
 _KNOWN_LATER = frozenset({"speech", "aspeech", "image_generation", "aimage_generation",
                           "moderation", "amoderation"})
 _TYPES = frozenset({"local", "redis", "semantic", "redis-semantic", "qdrant-semantic", "s3", "gcs",
-                     "azure-blob"})
+                     "azure-blob", "valkey-semantic"})
+REDIS_TYPES = frozenset({"redis", "redis-semantic", "valkey-semantic"})
+"""The types whose shared level is a Redis (or Valkey) server."""
 _BUCKETS = frozenset({"s3", "gcs", "azure-blob"})
 """The object-store types: a year's TTL by default, a 2 s lookup deadline."""
-_LATER_TYPES = frozenset({"valkey-semantic", "disk"})
+_LATER_TYPES = frozenset({"disk"})
 _S3_KNOWN = frozenset({"s3_bucket_name", "s3_region_name", "s3_use_ssl", "s3_endpoint_url", "s3_aws_access_key_id",
                        "s3_aws_secret_access_key", "s3_aws_session_token", "s3_path", "s3_aws_role_name",
                        "s3_aws_session_name", "s3_aws_web_identity_token", "s3_aws_profile_name",
@@ -105,14 +113,16 @@ _CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 S3_DEFAULT_TTL = 365 * 86400.0
 """Seconds an S3 entry lives when no TTL is configured (LiteLLM's ``max-age`` for an entry without one)."""
 _IGNORED = frozenset({"max_connections", "max_size_in_memory",
-                      "qdrant_semantic_cache_vector_size"})
+                      "qdrant_semantic_cache_vector_size", "valkey_semantic_cache_index_name",
+                      "redis_semantic_cache_index_name"})
 _TOPOLOGY_KNOWN = frozenset({"redis_startup_nodes", "service_name", "sentinel_nodes", "sentinel_password",
                              "username", "db"})
 _SEMANTIC_KNOWN = frozenset({"similarity_threshold", "embedding_model", "redis_semantic_cache_embedding_model",
                              "semantic_cache_scope", "semantic_cache_embedding_timeout",
                              "qdrant_semantic_cache_embedding_model", "embedding_timeout", "semantic_max_entries",
                              "qdrant_api_base", "qdrant_api_key", "qdrant_collection_name",
-                             "qdrant_quantization_config", "qdrant_path"})
+                             "qdrant_quantization_config", "qdrant_path",
+                             "valkey_semantic_cache_embedding_model"})
 DEFAULT_EMBEDDING_MODEL = "text-embedding-ada-002"
 """LiteLLM's default embedding model for its semantic caches."""
 
@@ -189,7 +199,7 @@ class CacheSettings(msgspec.Struct, kw_only=True, frozen=True):
         Redis level never longer than the configured Redis TTL (LiteLLM's Redis caches have no memory copy at
         all: a copy outliving the shared entry would serve what every other worker already forgot)."""
         own = self.default_in_memory_ttl or self.ttl or 600.0
-        return min(own, self.redis_ttl) if self.type in ("redis", "redis-semantic", *_BUCKETS) else own
+        return min(own, self.redis_ttl) if self.type in (*REDIS_TYPES, *_BUCKETS) else own
 
     @property
     def redis_ttl(self) -> float:
@@ -271,7 +281,7 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
     semantic = _semantic(kind, params, env)
     if semantic:
         known |= _SEMANTIC_KNOWN
-    if kind in ("redis", "redis-semantic"):
+    if kind in REDIS_TYPES:
         known |= set(TLS_OPTIONS)
     s3_params = _s3(params, warnings) if kind == "s3" else None
     if s3_params is not None:
@@ -288,7 +298,7 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
                             "similarity_threshold is not a semantic cache)")
         elif k in _IGNORED:
             warnings.append(f"litellm_settings.cache_params.{k}: ignored")
-        elif (k in _TOPOLOGY_KNOWN or k in TLS_OPTIONS) and kind not in ("redis", "redis-semantic"):
+        elif (k in _TOPOLOGY_KNOWN or k in TLS_OPTIONS) and kind not in REDIS_TYPES:
             warnings.append(f"litellm_settings.cache_params.{k}: ignored (type {kind!r} uses no Redis)")
         elif k not in known:
             warnings.append(f"litellm_settings.cache_params.{k}: ignored (unknown)")
@@ -296,12 +306,16 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
     host = params.get("host")
     port = params.get("port")
     password = params.get("password")
-    topology = _topology(kind, params, env, warnings) if kind in ("redis", "redis-semantic") else {}
+    topology = _topology(kind, params, env, warnings) if kind in REDIS_TYPES else {}
     if topology.get("redis_startup_nodes") or topology.get("redis_sentinel_nodes"):
         host = port = None
         password = topology.pop("password")
-    elif kind in ("redis", "redis-semantic"):
+    elif kind in REDIS_TYPES:
         topology.pop("password", None)
+        if url is None and host is None and kind == "valkey-semantic":  # LiteLLM's ValkeySemanticCache reads these
+            host = env.get("VALKEY_HOST") or env.get("REDIS_HOST") or None
+            port = port or env.get("VALKEY_PORT") or env.get("REDIS_PORT") or None
+            password = password or env.get("VALKEY_PASSWORD") or env.get("REDIS_PASSWORD") or None
         if url is None and host is None:  # LiteLLM's environment fallbacks
             url = env.get("REDIS_URL") or None
             host = env.get("REDIS_HOST") or None
@@ -309,7 +323,8 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
             password = password or env.get("REDIS_PASSWORD") or None
         if url is None and host is None:
             raise CacheConfigError("litellm_settings.cache_params",
-                              f"type {kind!r} needs host (and port) or url, or REDIS_HOST / REDIS_URL")
+                                   f"type {kind!r} needs host (and port) or url, or "
+                                   f"{'VALKEY_HOST / ' if kind == 'valkey-semantic' else ''}REDIS_HOST / REDIS_URL")
         try:
             port = int(port) if port is not None else None
         except (TypeError, ValueError):
@@ -407,7 +422,7 @@ def _default_type(params: dict[str, Any], env: Any, warnings: list[str]) -> str:
 def _tls(kind: str, params: dict[str, Any], env: Any, url: Any, warnings: list[str]) -> RedisTls | None:
     """The Redis level's TLS (``config.redis_tls``): ``ssl*`` options, else ``REDIS_SSL*``, refined by a
     ``rediss://`` URL's query options; None for a cache without Redis or without TLS."""
-    if kind not in ("redis", "redis-semantic"):
+    if kind not in REDIS_TYPES:
         return None
     field = "litellm_settings.cache_params."
     try:
@@ -511,8 +526,8 @@ def _topology(kind: str, params: dict[str, Any], env: Any, warnings: list[str]) 
             raise CacheConfigError(field + "db", "a Redis Cluster has only database 0")
         if params.get("sentinel_nodes") is not None:
             warnings.append(field + "sentinel_nodes: not used (redis_startup_nodes names a cluster, as LiteLLM)")
-        if kind == "redis-semantic":
-            warnings.append(field + "type: 'redis-semantic' on a Redis Cluster keeps its vectors without a search "
+        if kind != "redis":
+            warnings.append(field + f"type: {kind!r} on a Redis Cluster keeps its vectors without a search "
                             "index (RediSearch is not supported on an OSS cluster): one hash per scope, compared "
                             "in the worker, at most semantic_max_entries (default 1000) per scope")
         out["redis_startup_nodes"] = nodes
@@ -535,7 +550,8 @@ def _topology(kind: str, params: dict[str, Any], env: Any, warnings: list[str]) 
 
 def _semantic(kind: str, params: dict[str, Any], env: Any) -> dict[str, Any]:
     """The semantic settings of ``cache_params`` (see the module docstring); empty for an exact cache."""
-    where = {"semantic": "local", "redis-semantic": "redis", "qdrant-semantic": "qdrant"}.get(kind)
+    where = {"semantic": "local", "redis-semantic": "redis", "valkey-semantic": "redis",
+             "qdrant-semantic": "qdrant"}.get(kind)
     threshold = params.get("similarity_threshold")
     if where is None:
         if kind != "local" or threshold is None:
@@ -547,8 +563,10 @@ def _semantic(kind: str, params: dict[str, Any], env: Any) -> dict[str, Any]:
                                "(0 to 1: how close a prompt must be to a stored one, by cosine similarity)")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold <= 1.0:
         raise CacheConfigError(field + "similarity_threshold", "expected a number above 0 and at most 1")
-    own = {"redis": "redis_semantic_cache_embedding_model", "qdrant": "qdrant_semantic_cache_embedding_model"}
-    model = (params.get(own[where]) if where in own else None) or params.get("embedding_model") \
+    own = {"redis-semantic": "redis_semantic_cache_embedding_model",
+           "valkey-semantic": "valkey_semantic_cache_embedding_model",
+           "qdrant-semantic": "qdrant_semantic_cache_embedding_model"}
+    model = (params.get(own[kind]) if kind in own else None) or params.get("embedding_model") \
         or DEFAULT_EMBEDDING_MODEL
     if not isinstance(model, str):
         raise CacheConfigError(field + "embedding_model", "expected a model group name of the model_list")
