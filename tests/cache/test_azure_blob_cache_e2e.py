@@ -14,8 +14,6 @@ two gateway instances; the configuration."""
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import json
 import logging
 import shutil
@@ -32,10 +30,6 @@ import httpx
 import jwt
 import orjson
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from relaygate.cache.azure_blob import API_VERSION, EXPIRES, AzureBlobCache
 from relaygate.config.cache import from_litellm as cache_from_litellm
@@ -44,6 +38,7 @@ from tests.cache.test_cache_e2e import MASTER, Upstream, ask, client, upstream  
 from tests.cache.test_cache_e2e import config as cache_config
 from tests.conftest import free_port, start_gateway, stop_process
 from tests.observe.receiver import LoopbackServer, QuietHandler
+from tests.upstream.conftest import make_cert
 
 AZURITE = Path(__file__).parent / "azurite" / "node_modules" / ".bin" / "azurite-blob"
 ACCOUNT = "devstoreaccount1"
@@ -90,24 +85,6 @@ def token() -> str:
                       "not-checked-by-azurite-0123456789", algorithm="HS256")
 
 
-def _certificate(where: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = where / "azurite.pem", where / "azurite-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 class Azurite:
     def __init__(self, url: str, ca: Path) -> None:
         self.account_url = url
@@ -137,7 +114,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     assert AZURITE.exists(), "Azurite is not installed: run `npm ci` in tests/cache/azurite (tests/run.sh does)"
     assert shutil.which("node"), "node is needed for Azurite"
     where = tmp_path_factory.mktemp("azurite")
-    cert, key = _certificate(where)
+    cert, key = make_cert(where)
     port = free_port()
     log = (where / "azurite.log").open("wb")
     proc = subprocess.Popen([str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--oauth", "basic",

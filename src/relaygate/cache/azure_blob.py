@@ -77,12 +77,10 @@ class AzureBlobCache(BucketCache):
     label = "Azure Blob container"
     deleted = (200, 202, 204, 404)
 
-    def __init__(self, account_url: str, container: str, source: EntraToken, *, timeout: float = 2.0,
-                 write_timeout: float = 10.0, retry_after: float = 5.0, max_pending: int = 10_000,
-                 concurrency: int = 16, env: Any = None) -> None:
+    def __init__(self, account_url: str, container: str, source: EntraToken, **options: Any) -> None:
+        """``options``: :class:`BucketCache`'s (timeouts, queue bound, concurrency)."""
         base = account_url.rstrip("/")
-        super().__init__(container, base, timeout=timeout, write_timeout=write_timeout, retry_after=retry_after,
-                         max_pending=max_pending, concurrency=concurrency, env=env)
+        super().__init__(container, base, **options)
         self.source = source
         self._renewal = Renewal(source, "azure-blob cache", "an Entra ID token", "the token held still serves",
                                 lambda: source.token, ("litellm.AuthenticationError: AzureException -",))
@@ -162,22 +160,17 @@ class AzureBlobCache(BucketCache):
             code = m.group(1).decode() if m else ""
         return code if _CODE.fullmatch(code) else ""
 
-    async def _names(self) -> list[str]:
-        """``List Blobs`` of the container, page by page (``NextMarker``)."""
-        names: list[str] = []
-        marker = ""
-        while True:
-            query = {"restype": "container", "comp": "list", "maxresults": str(self.page)}
-            if marker:
-                query["marker"] = marker
-            answer = await self._manage("GET", f"{self._container}?{urlencode(query, quote_via=quote)}", (200,),
-                                        "List Blobs")
-            try:
-                root = ElementTree.fromstring(answer.content)
-            except ElementTree.ParseError:
-                raise LookupError("Azure answered List Blobs with no XML") from None
-            names.extend(b.findtext("Name") or "" for b in root.iter("Blob"))
-            marker = root.findtext("NextMarker") or ""
-            if not marker:
-                return names
+    listing = "List Blobs"
 
+    def _list_url(self, token: str | None) -> str:
+        query = {"restype": "container", "comp": "list", "maxresults": str(self.page)}
+        if token:
+            query["marker"] = token
+        return f"{self._container}?{urlencode(query, quote_via=quote)}"
+
+    def _page(self, content: bytes) -> tuple[list[str], str | None]:
+        try:
+            root = ElementTree.fromstring(content)
+        except ElementTree.ParseError:
+            raise LookupError("Azure answered List Blobs with no XML") from None
+        return [b.findtext("Name") or "" for b in root.iter("Blob")], root.findtext("NextMarker") or None

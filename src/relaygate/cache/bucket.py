@@ -95,9 +95,28 @@ class BucketCache:
         """The object name of ``key``."""
         raise NotImplementedError
 
-    async def _names(self) -> list[str]:
-        """Every object name under the prefix (``LookupError`` when the store does not answer)."""
+    listing = ""
+    """How errors name the store's listing call (``ListObjectsV2``)."""
+
+    def _list_url(self, token: str | None) -> str:
+        """The listing of the object names under the prefix from page ``token`` (None: the first)."""
         raise NotImplementedError
+
+    def _page(self, content: bytes) -> tuple[list[str], str | None]:
+        """A listing page's names and the next page's token (None: the last); ``LookupError`` for a page that
+        cannot be read."""
+        raise NotImplementedError
+
+    async def _names(self) -> list[str]:
+        """Every object name under the prefix, page by page (``LookupError`` when the store does not answer)."""
+        names: list[str] = []
+        token: str | None = None
+        while True:
+            answer = await self._manage("GET", self._list_url(token), (200,), self.listing)
+            got, token = self._page(answer.content)
+            names.extend(got)
+            if not token:
+                return names
 
     def _ping_call(self) -> tuple[str, str]:
         """How the bucket is probed: method and URL."""

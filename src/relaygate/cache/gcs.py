@@ -67,12 +67,10 @@ class GcsCache(BucketCache):
     kind = "gcs"
     label = "GCS bucket"
 
-    def __init__(self, base_url: str, bucket: str, auth: GoogleAuth, *, prefix: str = "", timeout: float = 2.0,
-                 write_timeout: float = 10.0, retry_after: float = 5.0, max_pending: int = 10_000,
-                 concurrency: int = 16, env: Any = None) -> None:
+    def __init__(self, base_url: str, bucket: str, auth: GoogleAuth, *, prefix: str = "", **options: Any) -> None:
+        """``options``: :class:`BucketCache`'s (timeouts, queue bound, concurrency)."""
         base = base_url.rstrip("/")
-        super().__init__(bucket, base, timeout=timeout, write_timeout=write_timeout, retry_after=retry_after,
-                         max_pending=max_pending, concurrency=concurrency, env=env)
+        super().__init__(bucket, base, **options)
         self.auth = auth
         self.prefix = prefix
         self._objects = f"{base}/storage/v1/b/{quote(bucket, safe='')}/o"
@@ -138,22 +136,19 @@ class GcsCache(BucketCache):
             return ""
         return reason if isinstance(reason, str) and _REASON.fullmatch(reason) else ""
 
-    async def _names(self) -> list[str]:
-        """Every object name under the folder, page by page (``nextPageToken``)."""
-        names: list[str] = []
-        token: str | None = None
-        while True:
-            query = {"prefix": self.prefix, "fields": "items(name),nextPageToken", "maxResults": str(self.page)}
-            if token:
-                query["pageToken"] = token
-            answer = await self._manage("GET", f"{self._objects}?{urlencode(query, quote_via=quote)}", (200,),
-                                        "an object listing")
-            try:
-                page = orjson.loads(answer.content)
-                items = page.get("items") or []
-                token = page.get("nextPageToken")
-                names.extend(str(item["name"]) for item in items)
-            except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
-                raise LookupError("Cloud Storage answered an object listing with no JSON list") from None
-            if not token or not isinstance(token, str):
-                return names
+    listing = "an object listing"
+
+    def _list_url(self, token: str | None) -> str:
+        query = {"prefix": self.prefix, "fields": "items(name),nextPageToken", "maxResults": str(self.page)}
+        if token:
+            query["pageToken"] = token
+        return f"{self._objects}?{urlencode(query, quote_via=quote)}"
+
+    def _page(self, content: bytes) -> tuple[list[str], str | None]:
+        try:
+            page = orjson.loads(content)
+            names = [str(item["name"]) for item in page.get("items") or []]
+            token = page.get("nextPageToken")
+        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
+            raise LookupError("Cloud Storage answered an object listing with no JSON list") from None
+        return names, token if isinstance(token, str) and token else None

@@ -136,23 +136,22 @@ class S3Cache(BucketCache):
     def _error_code(self, answer: Answer) -> str:
         return _code(answer)
 
-    async def _names(self) -> list[str]:
-        """``ListObjectsV2`` of the prefix, page by page."""
-        names: list[str] = []
-        token: str | None = None
-        while True:
-            query = {"list-type": "2", "prefix": self.prefix, "max-keys": str(self.page)}
-            if token:
-                query["continuation-token"] = token
-            answer = await self._manage("GET", self._url(query=query), (200,), "ListObjectsV2")
-            try:
-                root = ElementTree.fromstring(answer.content)
-            except ElementTree.ParseError:
-                raise LookupError("S3 answered ListObjectsV2 with no XML") from None
-            names.extend(item.findtext(f"{_S3_NS}Key") or "" for item in root.iter(f"{_S3_NS}Contents"))
-            token = root.findtext(f"{_S3_NS}NextContinuationToken")
-            if root.findtext(f"{_S3_NS}IsTruncated") != "true" or not token:
-                return names
+    listing = "ListObjectsV2"
+
+    def _list_url(self, token: str | None) -> str:
+        query = {"list-type": "2", "prefix": self.prefix, "max-keys": str(self.page)}
+        if token:
+            query["continuation-token"] = token
+        return self._url(query=query)
+
+    def _page(self, content: bytes) -> tuple[list[str], str | None]:
+        try:
+            root = ElementTree.fromstring(content)
+        except ElementTree.ParseError:
+            raise LookupError("S3 answered ListObjectsV2 with no XML") from None
+        names = [item.findtext(f"{_S3_NS}Key") or "" for item in root.iter(f"{_S3_NS}Contents")]
+        token = root.findtext(f"{_S3_NS}NextContinuationToken")
+        return names, token if root.findtext(f"{_S3_NS}IsTruncated") == "true" and token else None
 
 
 def _code(answer: Answer) -> str:
