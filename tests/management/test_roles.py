@@ -417,9 +417,9 @@ def _team_models(op: str) -> Case:
     return case
 
 
-def _daily(kind: str, extra: str) -> Case:
+def _daily(kind: str, extra: str, tail: str = "") -> Case:
     async def case(w: World) -> Call:
-        return "GET", f"/{kind}/daily/activity?start_date=2026-01-01&end_date=2026-01-31{extra}", None
+        return "GET", f"/{kind}/daily/activity{tail}?start_date=2026-01-01&end_date=2026-01-31{extra}", None
 
     return case
 
@@ -503,7 +503,19 @@ CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "team/daily/activity": (_daily("team", "&team_ids=tm"), (200, 200, 403, 200, 403)),
     "organization/daily/activity": (_daily("organization", ""), (200, 200, 401, 401, 401)),
     "customer/daily/activity": (_daily("customer", ""), (200, 200, 401, 401, 401)),
+    "end_user/daily/activity": (_daily("end_user", ""), (200, 200, 401, 401, 401)),
+    "user/daily/activity/aggregated/users": (_daily("user", "", "/aggregated/users"), (200, 200, 200, 200, 200)),
+    "user/daily/activity/aggregated/cache_leakage_keys": (_daily("user", "&user_id=other",
+                                                                 "/aggregated/cache_leakage_keys"),
+                                                          (200, 200, 403, 403, 403)),
 }
+for _kind, _extra, _want in (("user", "", (200, 200, 200, 200, 200)),
+                             ("team", "&team_ids=tm", (200, 200, 403, 200, 403)),
+                             ("organization", "", (200, 200, 401, 401, 401)),
+                             ("customer", "", (200, 200, 401, 401, 401)), ("end_user", "", (200, 200, 401, 401, 401))):
+    for _tail, _more in (("/aggregated", ""), ("/aggregated/keys", ""), ("/aggregated/search", "&search=k"),
+                         ("/aggregated/model_top_keys", "&model_group=m"), ("/export", "&format=json")):
+        CASES[f"{_kind}/daily/activity{_tail}"] = (_daily(_kind, _extra + _more, _tail), _want)
 
 
 @pytest.mark.parametrize("role", ROLES)

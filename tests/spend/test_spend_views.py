@@ -401,7 +401,8 @@ def test_daily_activity_in_litellms_shape(db_url: str) -> None:  # noqa: F811
             b = first["breakdown"]
             assert set(b["models"]) == {"gpt-x-1", "m"} and set(b["providers"]) == {"openai", "anthropic"}
             assert b["model_groups"]["m"]["metrics"]["api_requests"] == 2
-            assert b["api_keys"][k1]["metadata"] == {"key_alias": "alpha", "team_id": "t-red"}
+            assert b["api_keys"][k1]["metadata"] == {"key_alias": "alpha", "team_id": "t-red", "user_id": "u-1",
+                                                     "user_email": None, "key_exists": True}
             assert b["entities"]["u-1"]["api_key_breakdown"][k1]["metrics"]["spend"] == 0.75
             assert set(b) >= {"mcp_servers", "endpoints"}
             meta = body["metadata"]

@@ -23,6 +23,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         cost_settings,
         customers,
         daily_activity,
+        daily_aggregated,
         keys,
         keys_bulk,
         models,
@@ -50,6 +51,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     cost_estimate.add_routes(t, gw)  # /cost/estimate
     cost_settings.add_routes(t, gw)  # PATCH /config/cost_discount_config ... (the GETs: gateway.config_view)
     daily_activity.add_routes(t, gw)  # /{user,team,tag,organization,customer}/daily/activity
+    daily_aggregated.add_routes(t, gw)  # .../daily/activity/aggregated[/keys|search|model_top_keys], /export
     tags.add_routes(t, gw)
     from relaygate.management import provider_budgets  # /provider/budgets (needs no store)
 

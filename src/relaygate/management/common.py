@@ -44,7 +44,7 @@ from relaygate.budgets.windows import normalize as normalize_windows
 from relaygate.core.errors import GatewayError
 from relaygate.cost import to_pico
 from relaygate.http.body import read_body
-from relaygate.http.respond import send_json
+from relaygate.http.respond import send_body, send_json
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
 from relaygate.management.events import told
@@ -505,6 +505,16 @@ class Ctx:
 Handler = Callable[[Ctx], Awaitable[Any]]
 
 
+@dataclass(frozen=True)
+class Download:
+    """A handler's answer that is not JSON (an export): sent as it is, with its content type and a download
+    name (``Content-Disposition: attachment``; the name is the handler's, never the client's text)."""
+
+    body: bytes
+    content_type: bytes
+    filename: str
+
+
 def query_of(scope: Scope) -> dict[str, str]:
     qs = scope.get("query_string") or b""
     return {k: v[0] for k, v in urllib.parse.parse_qs(qs.decode("latin-1")).items() if v}
@@ -561,6 +571,11 @@ def route(t: RouteTable, gw: Gateway, method: str, path: str, handler: Handler, 
         except (OSError, ConnectionError) as exc:
             raise GatewayError(f"Database unavailable ({type(exc).__name__}): try again later", status=503,
                                type="service_unavailable", param="None") from exc
+        if isinstance(result, Download):
+            await send_body(send, 200, result.body, [*ctx.answer_headers, (b"content-type", result.content_type),
+                                                     (b"cache-control", b"no-store"), (b"content-disposition",
+                                                     f'attachment; filename="{result.filename}"'.encode())])
+            return
         await send_json(send, 200, _encoder.encode(result), ctx.answer_headers)
 
     t.add(method, path, serve)

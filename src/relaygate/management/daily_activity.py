@@ -3,54 +3,70 @@ provider, key and entity (``common_daily_activity`` in LiteLLM, what its Usage p
 read).
 
 Routes (``start_date`` and ``end_date`` required, ``YYYY-MM-DD``, UTC days, both included; ``model`` (a model
-group or an upstream model), ``api_key`` (a key or its hash); ``page`` from 1 and ``page_size`` (10, at
-most 1000) count days):
+group or an upstream model), ``api_key`` (a key, its hash, or LiteLLM's reporting id: ``unattributed`` for
+requests no key paid for, ``raw:<key>``); ``page`` from 1 and ``page_size`` (10, at most 1000) count days):
 
 - ``GET /user/daily/activity`` (``user_id``): entities are users. A caller that does not read everything
   sees its own user's days only (a ``user_id`` of someone else is a 403).
-- ``GET /team/daily/activity`` (``team_ids`` and ``exclude_team_ids``, comma-separated): entities are teams,
-  with their ``team_alias`` as metadata. A caller that does not read everything sees the teams it belongs to.
+- ``GET /team/daily/activity`` (``team_ids`` and ``exclude_team_ids``, comma-separated): entities are teams.
+  A caller that does not read everything sees the teams it belongs to.
 - ``GET /tag/daily/activity`` (``tags``, comma-separated): entities are request tags (a request with
   several counts for each); the admin's.
-- ``GET /organization/daily/activity`` (``organization_ids``) and ``/customer/daily/activity``
-  (``end_user_ids``): the admin's.
+- ``GET /organization/daily/activity`` (``organization_ids``, ``exclude_organization_ids``) and
+  ``/customer/daily/activity`` (``end_user_ids``, ``exclude_end_user_ids``; also ``/end_user/daily/activity``,
+  as LiteLLM registers both): the admin's.
 
 Answer: ``{"results": [{"date", "metrics", "breakdown": {"models", "model_groups", "providers", "api_keys",
 "entities", "mcp_servers", "endpoints"}}], "metadata": {"total_spend", "total_prompt_tokens", ...,
 "page", "total_pages", "has_more"}}``, newest day first. ``metrics`` are LiteLLM's ``SpendMetrics``
 (``spend``, ``prompt_tokens``, ``completion_tokens``, ``cache_read_input_tokens``,
 ``cache_creation_input_tokens``, ``total_tokens``, ``successful_requests``, ``failed_requests``,
-``api_requests``); a breakdown entry is ``{"metrics", "metadata", "api_key_breakdown"}`` (a key's:
-``{"metrics", "metadata": {"key_alias", "team_id"}}``). Read from the daily rollup (``store.daily``: one row
-per day, entity and combination, kept by the spend writer as LiteLLM keeps its daily spend tables), so the
-views still show days whose spend logs retention deleted, or that ``disable_spend_logs`` never wrote. Where
-LiteLLM pages
-its daily table's rows (a day's breakdown can straddle two pages) relaygate pages whole days, and the
-``metadata`` totals are the whole range's, not the page's.
+``api_requests``); a breakdown entry is ``{"metrics", "metadata", "api_key_breakdown"}``. Keys are named by
+their reporting id (``store.activity.reporting_key``), each with LiteLLM's ``KeyMetadata`` (``key_alias``,
+``team_id``, ``user_id`` and ``user_email`` of its owner, ``key_exists``; the empty key is ``Unattributed``);
+an entity's metadata is what LiteLLM shows beside it (a user's ``user_email`` and ``user_alias``, a team's
+``team_alias``, an organization's ``organization_alias``, a customer's ``alias``); an empty entity id is
+``Unassigned``. Read from the daily rollup (``store.daily``: one row per day, entity and combination, kept by
+the spend writer as LiteLLM keeps its daily spend tables), so the views still show days whose spend logs
+retention deleted, or that ``disable_spend_logs`` never wrote. Where LiteLLM pages its daily table's rows (a
+day's breakdown can straddle two pages) relaygate pages whole days, and the ``metadata`` totals are the whole
+range's, not the page's.
+
+The companion routes (``.../daily/activity/aggregated`` and its ``/keys``, ``/search``, ``/model_top_keys``,
+``.../daily/activity/export`` ...) are ``management.daily_aggregated``'s, on the same scoping and rows
+(:func:`scoped_rows`, :class:`Days`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from relaygate.http.routes import RouteTable
 from relaygate.management.activity import range_bounds
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, forbidden, route
 from relaygate.management.keys import token_of
-from relaygate.store.activity import Scope, daily_activity, key_labels, team_aliases
+from relaygate.store.activity import Scope, daily_activity, entity_labels, key_metadata, key_of_reporting, reporting_key
 from relaygate.store.spend import NANOS
 
-_FIELDS = ("spend", "prompt_tokens", "completion_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
-           "total_tokens", "successful_requests", "failed_requests", "api_requests")
+ENTITIES = ("user", "team", "tag", "organization", "customer")
+PREFIXES = {"user": ("/user",), "team": ("/team",), "tag": ("/tag",), "organization": ("/organization",),
+            "customer": ("/customer", "/end_user")}
+"""The routes' prefixes per entity (LiteLLM's customer views answer under ``/end_user`` too)."""
+UNASSIGNED = "Unassigned"
+"""LiteLLM's name of the entity of rows that have none."""
 
 
 def add_routes(t: RouteTable, gw: Gateway) -> None:
-    route(t, gw, "GET", "/user/daily/activity", user_activity)
-    route(t, gw, "GET", "/team/daily/activity", team_activity)
-    route(t, gw, "GET", "/tag/daily/activity", tag_activity)
-    route(t, gw, "GET", "/organization/daily/activity", organization_activity)
-    route(t, gw, "GET", "/customer/daily/activity", customer_activity)
+    for entity in ENTITIES:
+        for prefix in PREFIXES[entity]:
+            route(t, gw, "GET", f"{prefix}/daily/activity", _paged(entity))
 
+
+def _paged(entity: str) -> Callable[[Ctx], Awaitable[Any]]:
+    async def handler(ctx: Ctx) -> Any:
+        return await respond(ctx, entity)
+    return handler
 
 
 def _ids(ctx: Ctx, name: str) -> list[str] | None:
@@ -61,7 +77,7 @@ def _ids(ctx: Ctx, name: str) -> list[str] | None:
     return got or None
 
 
-class _Sum:
+class Sum:
     """One ``SpendMetrics`` being added up (spend in exact nano-USD until it is shown)."""
 
     __slots__ = ("nanos", "prompt", "completion", "cache_read", "cache_write", "requests", "failed")
@@ -87,85 +103,135 @@ class _Sum:
 
 
 class _Entry:
-    """A breakdown entry: its sum and, per key, the key's."""
+    """A breakdown entry: its sum and, per key shown, the key's."""
 
     __slots__ = ("total", "keys")
 
     def __init__(self) -> None:
-        self.total = _Sum()
-        self.keys: dict[str, _Sum] = {}
+        self.total = Sum()
+        self.keys: dict[str, Sum] = {}
 
-    def add(self, r: dict[str, Any]) -> None:
+    def add(self, r: dict[str, Any], shown: bool) -> None:
         self.total.add(r)
-        k = self.keys.get(r["api_key"])
-        if k is None:
-            k = self.keys[r["api_key"]] = _Sum()
-        k.add(r)
+        if shown:
+            k = self.keys.get(r["api_key"])
+            if k is None:
+                k = self.keys[r["api_key"]] = Sum()
+            k.add(r)
 
 
-async def respond(ctx: Ctx, entity: str, *, ids: list[str] | None = None, exclude: list[str] | None = None,
-                  entity_labels: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The days of ``entity`` rows in the query's range (see the module docstring)."""
+class Days:
+    """The rows of a range added up per day: the day's sum and its breakdowns (``keep``: the keys shown in the
+    per-key parts, all when None; every sum counts every key)."""
+
+    __slots__ = ("days", "total")
+
+    def __init__(self, rows: list[dict[str, Any]], keep: set[str] | None = None) -> None:
+        self.days: dict[str, dict[str, Any]] = {}
+        self.total = Sum()
+        for r in rows:
+            self.total.add(r)
+            day = self.days.get(r["day"])
+            if day is None:
+                day = self.days[r["day"]] = {"sum": Sum(), "models": {}, "model_groups": {}, "providers": {},
+                                             "api_keys": {}, "entities": {}}
+            day["sum"].add(r)
+            shown = keep is None or r["api_key"] in keep
+            for part, name in (("models", r["model"]), ("model_groups", r["model_group"]),
+                               ("providers", r["provider"] or "default"), ("entities", r["entity"] or UNASSIGNED)):
+                entry = day[part].get(name)
+                if entry is None:
+                    entry = day[part][name] = _Entry()
+                entry.add(r, shown)
+            if shown:
+                k = day["api_keys"].get(r["api_key"])
+                if k is None:
+                    k = day["api_keys"][r["api_key"]] = Sum()
+                k.add(r)
+
+    def newest_first(self) -> list[str]:
+        return sorted(self.days, reverse=True)
+
+    def results(self, shown: list[str], keys: dict[str, dict[str, Any]],
+                entities: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """LiteLLM's ``DailySpendData`` of each of the ``shown`` days (``keys``: ``key_metadata`` of their keys;
+        ``entities``: each entity's metadata)."""
+        def key_out(token: str, s: Sum) -> dict[str, Any]:
+            return {"metrics": s.out(), "metadata": keys[token]}
+
+        def entry_out(e: _Entry, metadata: dict[str, Any]) -> dict[str, Any]:
+            return {"metrics": e.total.out(), "metadata": metadata,
+                    "api_key_breakdown": {reporting_key(k): key_out(k, s) for k, s in e.keys.items()}}
+
+        out = []
+        for d in shown:
+            day = self.days[d]
+            out.append({"date": d, "metrics": day["sum"].out(), "breakdown": {
+                "models": {n: entry_out(e, {}) for n, e in day["models"].items()},
+                "model_groups": {n: entry_out(e, {}) for n, e in day["model_groups"].items()},
+                "providers": {n: entry_out(e, {}) for n, e in day["providers"].items()},
+                "api_keys": {reporting_key(k): key_out(k, s) for k, s in day["api_keys"].items()},
+                "entities": {n: entry_out(e, entities.get(n, {})) for n, e in day["entities"].items()},
+                "mcp_servers": {}, "endpoints": {}}})
+        return out
+
+    async def labels(self, ctx: Ctx, shown: list[str], entity: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The key metadata and the entity metadata of the ``shown`` days."""
+        keys = await key_metadata(ctx.store, list({k for d in shown for k in self.days[d]["api_keys"]}))
+        names = list({n for d in shown for n in self.days[d]["entities"]})
+        return keys, await entity_labels(ctx.store, entity, names)
+
+    def totals(self) -> dict[str, Any]:
+        t = self.total.out()
+        return {"total_spend": t["spend"], "total_prompt_tokens": t["prompt_tokens"],
+                "total_completion_tokens": t["completion_tokens"], "total_tokens": t["total_tokens"],
+                "total_api_requests": t["api_requests"], "total_successful_requests": t["successful_requests"],
+                "total_failed_requests": t["failed_requests"],
+                "total_cache_read_input_tokens": t["cache_read_input_tokens"],
+                "total_cache_creation_input_tokens": t["cache_creation_input_tokens"]}
+
+
+async def scoped_rows(ctx: Ctx, entity: str) -> list[dict[str, Any]]:
+    """The rollup rows of ``entity`` the caller may read in the query's range, of its ``model`` and ``api_key``
+    (see the module docstring)."""
+    ids, exclude = scope_of(ctx, entity)
     q = ctx.query
+    api_key = None
+    if q.get("api_key"):
+        stored = key_of_reporting(q["api_key"].strip())
+        api_key = token_of(stored, "api_key") if stored else ""
+    return await daily_activity(ctx.store, Scope(*range_bounds(q)), entity, ids=ids, exclude=exclude,
+                                model=q.get("model") or None, api_key=api_key)
+
+
+async def respond(ctx: Ctx, entity: str) -> dict[str, Any]:
+    """A page of the days of ``entity`` rows in the query's range (see the module docstring)."""
     page = ctx.int_arg("page", 1, high=1_000_000)
     size = ctx.int_arg("page_size", 10, high=1000)
-    api_key = token_of(q["api_key"], "api_key") if q.get("api_key") else None
-    scope = Scope(*range_bounds(q))
-    rows = await daily_activity(ctx.store, scope, entity, ids=ids, exclude=exclude, model=q.get("model") or None,
-                                api_key=api_key)
-    days: dict[str, dict[str, Any]] = {}
-    total = _Sum()
-    for r in rows:
-        total.add(r)
-        day = days.get(r["day"])
-        if day is None:
-            day = days[r["day"]] = {"sum": _Sum(), "models": {}, "model_groups": {}, "providers": {},
-                                    "api_keys": {}, "entities": {}}
-        day["sum"].add(r)
-        for part, name in (("models", r["model"]), ("model_groups", r["model_group"]),
-                           ("providers", r["provider"] or "default"), ("entities", r["entity"])):
-            entry = day[part].get(name)
-            if entry is None:
-                entry = day[part][name] = _Entry()
-            entry.add(r)
-        k = day["api_keys"].get(r["api_key"])
-        if k is None:
-            k = day["api_keys"][r["api_key"]] = _Sum()
-        k.add(r)
-    ordered = sorted(days, reverse=True)
+    days = Days(await scoped_rows(ctx, entity))
+    ordered = days.newest_first()
     shown = ordered[(page - 1) * size:page * size]
-    labels = await key_labels(ctx.store, list({k for d in shown for k in days[d]["api_keys"]}))
-
-    def key_meta(token: str) -> dict[str, Any]:
-        alias, team = labels.get(token, (None, None))
-        return {"key_alias": alias, "team_id": team}
-
-    def entry_out(e: _Entry, metadata: dict[str, Any]) -> dict[str, Any]:
-        return {"metrics": e.total.out(), "metadata": metadata,
-                "api_key_breakdown": {k: {"metrics": s.out(), "metadata": key_meta(k)} for k, s in e.keys.items()}}
-
-    results = []
-    ents = entity_labels or {}
-    for d in shown:
-        day = days[d]
-        results.append({"date": d, "metrics": day["sum"].out(), "breakdown": {
-            "models": {n: entry_out(e, {}) for n, e in day["models"].items()},
-            "model_groups": {n: entry_out(e, {}) for n, e in day["model_groups"].items()},
-            "providers": {n: entry_out(e, {}) for n, e in day["providers"].items()},
-            "api_keys": {k: {"metrics": s.out(), "metadata": key_meta(k)} for k, s in day["api_keys"].items()},
-            "entities": {n: entry_out(e, ents.get(n, {})) for n, e in day["entities"].items()},
-            "mcp_servers": {}, "endpoints": {}}})
-    t = total.out()
-    return {"results": results, "metadata": {
-        "total_spend": t["spend"], "total_prompt_tokens": t["prompt_tokens"],
-        "total_completion_tokens": t["completion_tokens"], "total_tokens": t["total_tokens"],
-        "total_api_requests": t["api_requests"], "total_successful_requests": t["successful_requests"],
-        "total_failed_requests": t["failed_requests"], "total_cache_read_input_tokens": t["cache_read_input_tokens"],
-        "total_cache_creation_input_tokens": t["cache_creation_input_tokens"], "page": page,
-        "total_pages": -(-len(ordered) // size), "has_more": page * size < len(ordered)}}
+    keys, entities = await days.labels(ctx, shown, entity)
+    return {"results": days.results(shown, keys, entities), "metadata": {
+        **days.totals(), "page": page, "total_pages": -(-len(ordered) // size),
+        "has_more": page * size < len(ordered)}}
 
 
-async def user_activity(ctx: Ctx) -> Any:
+def scope_of(ctx: Ctx, entity: str) -> tuple[list[str] | None, list[str] | None]:
+    """The entity ids the caller's query reads (None: all it may) and those it leaves out."""
+    if entity == "user":
+        return _user_ids(ctx), None
+    if entity == "team":
+        return _team_ids(ctx), _ids(ctx, "exclude_team_ids")
+    admin_only(ctx, read=True)
+    if entity == "tag":
+        return _ids(ctx, "tags"), None
+    if entity == "organization":
+        return _ids(ctx, "organization_ids"), _ids(ctx, "exclude_organization_ids")
+    return _ids(ctx, "end_user_ids"), _ids(ctx, "exclude_end_user_ids")
+
+
+def _user_ids(ctx: Ctx) -> list[str] | None:
     c = ctx.caller
     user_id = ctx.query.get("user_id") or None
     if not c.reads_all:
@@ -174,12 +240,12 @@ async def user_activity(ctx: Ctx) -> Any:
         if c.user_id is None:
             raise forbidden("Your key has no user: its activity is under /key/info")
         user_id = c.user_id
-    return await respond(ctx, "user", ids=[user_id] if user_id else None)
+    return [user_id] if user_id else None
 
 
-async def team_activity(ctx: Ctx) -> Any:
+def _team_ids(ctx: Ctx) -> list[str] | None:
     c = ctx.caller
-    ids, exclude = _ids(ctx, "team_ids"), _ids(ctx, "exclude_team_ids")
+    ids = _ids(ctx, "team_ids")
     if not c.reads_all:
         mine = set(c.user.teams if c.user is not None else []) | ({c.team_id} if c.team_id else set())
         if ids is not None and not set(ids) <= mine:
@@ -187,23 +253,7 @@ async def team_activity(ctx: Ctx) -> Any:
         ids = sorted(mine if ids is None else set(ids))
         if not ids:
             raise forbidden("You are in no team")
-    labels = {team: {"team_alias": alias} for team, alias in (await team_aliases(ctx.store)).items()}
-    return await respond(ctx, "team", ids=ids, exclude=exclude, entity_labels=labels)
+    return ids
 
 
-async def tag_activity(ctx: Ctx) -> Any:
-    admin_only(ctx, read=True)
-    return await respond(ctx, "tag", ids=_ids(ctx, "tags"))
-
-
-async def organization_activity(ctx: Ctx) -> Any:
-    admin_only(ctx, read=True)
-    return await respond(ctx, "organization", ids=_ids(ctx, "organization_ids"))
-
-
-async def customer_activity(ctx: Ctx) -> Any:
-    admin_only(ctx, read=True)
-    return await respond(ctx, "customer", ids=_ids(ctx, "end_user_ids"))
-
-
-__all__ = ["add_routes"]
+__all__ = ["ENTITIES", "PREFIXES", "UNASSIGNED", "Days", "Sum", "add_routes", "respond", "scope_of", "scoped_rows"]

@@ -36,8 +36,9 @@ from relaygate.store.daily import read_daily
 if TYPE_CHECKING:
     from relaygate.store.base import Store
 
-__all__ = ["PERCENTILES", "Scope", "activity_by_model", "daily_activity", "daily_by_team",
-           "daily_status", "deployment_report", "interpolate", "key_labels", "team_aliases",
+__all__ = ["PERCENTILES", "UNATTRIBUTED", "Scope", "activity_by_model", "daily_activity", "daily_by_team",
+           "daily_status", "deployment_report", "entity_labels", "interpolate", "key_labels", "key_metadata",
+           "key_of_reporting", "reporting_key", "team_aliases",
            "latency_percentiles", "principal_counts", "series", "spend_by_tag", "spend_since", "tag_names",
            "team_member_counts", "top_groups"]
 
@@ -301,6 +302,70 @@ async def key_labels(store: Store, tokens: Sequence[str]) -> dict[str, tuple[str
             rows = await c.fetch(f"SELECT token, key_alias, team_id FROM rg_keys WHERE token IN "
                                  f"({', '.join('?' * len(part))})", part)
             out.update((r["token"], (r["key_alias"], r["team_id"])) for r in rows)
+    return out
+
+
+UNATTRIBUTED = "unattributed"
+"""LiteLLM's reporting id of the empty key (requests no key paid for)."""
+
+
+def reporting_key(token: str) -> str:
+    """LiteLLM's reporting id of a key in the activity views: the empty key is ``unattributed``; a key that would
+    read as that or as an escaped one gets ``raw:`` in front; any other key is itself."""
+    if not token:
+        return UNATTRIBUTED
+    return "raw:" + token if token == UNATTRIBUTED or token.startswith("raw:") else token
+
+
+def key_of_reporting(ident: str) -> str:
+    """The stored key a reporting id names (:func:`reporting_key`'s inverse)."""
+    if ident == UNATTRIBUTED:
+        return ""
+    return ident[4:] if ident.startswith("raw:") else ident
+
+
+async def key_metadata(store: Store, tokens: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """LiteLLM's ``KeyMetadata`` of each of ``tokens``: ``key_alias``, ``team_id``, ``user_id`` (the key's owner),
+    ``user_email`` (the owner's) and ``key_exists``; the empty key is ``Unattributed``, a key no longer stored
+    exists no more (read in slices of 500)."""
+    out: dict[str, dict[str, Any]] = {}
+    wanted = list(dict.fromkeys(t for t in tokens if t))
+    async with store._read() as c:
+        for i in range(0, len(wanted), 500):
+            part = wanted[i:i + 500]
+            rows = await c.fetch(f"SELECT k.token AS token, k.key_alias AS key_alias, k.team_id AS team_id, "
+                                 f"k.user_id AS user_id, u.user_email AS user_email FROM rg_keys k "
+                                 f"LEFT JOIN rg_users u ON u.user_id = k.user_id "
+                                 f"WHERE k.token IN ({', '.join('?' * len(part))})", part)
+            out.update((r["token"], {"key_alias": r["key_alias"], "team_id": r["team_id"], "user_id": r["user_id"],
+                                     "user_email": r["user_email"], "key_exists": True}) for r in rows)
+    gone = {"key_alias": None, "team_id": None, "user_id": None, "user_email": None, "key_exists": False}
+    for token in tokens:
+        if token not in out:
+            out[token] = dict(gone, key_alias="Unattributed") if not token else dict(gone)
+    return out
+
+
+async def entity_labels(store: Store, entity: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The metadata LiteLLM shows beside an entity of the daily views: a user's ``user_email`` and
+    ``user_alias``, a team's ``team_alias``, an organization's ``organization_alias``, a customer's ``alias``;
+    nothing for a tag (read in slices of 500)."""
+    query = {"user": ("SELECT user_id AS id, user_email, user_alias FROM rg_users", "user_id",
+                      ("user_email", "user_alias")),
+             "team": ("SELECT team_id AS id, team_alias FROM rg_teams", "team_id", ("team_alias",)),
+             "organization": ("SELECT organization_id AS id, organization_alias FROM rg_organizations",
+                              "organization_id", ("organization_alias",)),
+             "customer": ("SELECT user_id AS id, alias FROM rg_customers", "user_id", ("alias",))}.get(entity)
+    out: dict[str, dict[str, Any]] = {}
+    wanted = list(dict.fromkeys(i for i in ids if i))
+    if query is None or not wanted:
+        return out
+    sql, column, fields = query
+    async with store._read() as c:
+        for i in range(0, len(wanted), 500):
+            part = wanted[i:i + 500]
+            rows = await c.fetch(f"{sql} WHERE {column} IN ({', '.join('?' * len(part))})", part)
+            out.update((r["id"], {f: r[f] for f in fields}) for r in rows)
     return out
 
 
