@@ -150,3 +150,43 @@ def test_exports(db_url: str) -> None:  # noqa: F811
                                             "cache_creation_input_tokens"]) + "\r\n").encode()
 
     asyncio.run(main())
+
+
+def test_cache_activity(db_url: str) -> None:  # noqa: F811
+    """LiteLLM's ``/global/activity/cache_hits`` (its cache dashboard): per call type the provider-answered
+    requests, hits and failures, the hit ratio, the filters (repeatable) and their choices, the failures by
+    error code and class; a caller that is not the admin sees its own rows."""
+    from relaygate.sinks.record import Outcome
+
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            await gw.store.create_key(Key(token=hash_token(OWN), user_id="u-1", key_alias="alpha"))
+            k1, now, d = hash_token(OWN), time.time(), gw.store.dialect
+            rows = [rec("c1", 0.1, now, key_hash=k1, user_id="u-1", completion_tokens=7),
+                    rec("c2", 0.0, now, key_hash=k1, user_id="u-1", cache_hit=True, completion_tokens=7),
+                    rec("c3", 0.0, now, key_hash=k1, user_id="u-1", cache_hit=True, completion_tokens=7),
+                    rec("c4", 0.0, now, key_hash="e" * 64, status=429, outcome=Outcome.ERROR, upstream_model="gpt-y"),
+                    rec("c5", 0.0, now, key_hash="e" * 64, route="embeddings")]
+            assert await write_spend_values(gw.store, [spend_values(r, d) for r in rows]) == 5
+            day = time.strftime("%Y-%m-%d", time.gmtime(now))
+            span = f"start_date={day}&end_date={day}"
+            body = await get(gw, f"/global/activity/cache_hits?{span}")
+            assert body["groups"] == [
+                {"call_type": "acompletion", "api_requests": 1, "cache_hits": 2, "failed_requests": 1,
+                 "cached_completion_tokens": 14, "generated_completion_tokens": 12},
+                {"call_type": "aembedding", "api_requests": 1, "cache_hits": 0, "failed_requests": 0,
+                 "cached_completion_tokens": 0, "generated_completion_tokens": 5}]
+            assert body["totals"] == {"api_requests": 2, "cache_hits": 2, "failed_requests": 1,
+                                      "cached_completion_tokens": 14, "cache_hit_ratio": 40.0}
+            assert body["filter_options"] == {"key_aliases": ["Unnamed Key", "alpha"], "models": ["gpt-y", "m"]}
+            assert body["error_breakdown"] == [{"call_type": "acompletion", "error_code": "429",
+                                                "error_class": "RateLimitError", "count": 1}]
+            only = await get(gw, f"/global/activity/cache_hits?{span}&key_aliases=alpha&key_aliases=nobody")
+            assert only["totals"]["cache_hits"] == 2 and only["totals"]["failed_requests"] == 0
+            assert (await get(gw, f"/global/activity/cache_hits?{span}&models=gpt-y"))["totals"]["failed_requests"] == 1
+            mine = await get(gw, f"/global/activity/cache_hits?{span}", {"authorization": f"Bearer {OWN}"})
+            assert mine["totals"]["api_requests"] + mine["totals"]["cache_hits"] == 3
+            assert mine["filter_options"]["key_aliases"] == ["alpha"]
+            await get(gw, "/global/activity/cache_hits?start_date=2026-13-01&end_date=2026-12-01", status=400)
+
+    asyncio.run(main())

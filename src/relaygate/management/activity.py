@@ -22,6 +22,12 @@
   most, ``[{"api_base", "daily_data", "sum_num_rate_limit_exceptions"}]``. LiteLLM counts each failed
   deployment call of its error log; relaygate counts requests answered 429 (its spend rows: one per request),
   so a 429 that a retry or a fallback then answered is not among them. The admin's, as in LiteLLM.
+- ``GET /global/activity/cache_hits`` (LiteLLM's, its Admin UI's cache dashboard; both dates required,
+  ``key_aliases`` and ``models`` repeatable filters): ``{"groups": [{"call_type", "api_requests",
+  "cache_hits", "failed_requests", "cached_completion_tokens", "generated_completion_tokens"}], "totals":
+  {..., "cache_hit_ratio"}, "filter_options": {"key_aliases", "models"}, "error_breakdown": [{"call_type",
+  "error_code", "error_class", "count"}]}``: ``api_requests`` are the requests a provider answered (neither
+  a hit nor a failure), the ratio is per cent of all; a key without an alias is ``Unnamed Key``.
 
 Who sees what: the proxy admin and its viewer all traffic; any other caller only its own — the rows of its
 user id (every key it owns), or of its key when the key has no user (as ``/spend/logs``).
@@ -29,6 +35,7 @@ user id (every key it owns), or of its key when the key has no user (as ``/spend
 
 from __future__ import annotations
 
+import urllib.parse
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -38,6 +45,7 @@ from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, r
 from relaygate.store.activity import (
     Scope,
     activity_by_model,
+    cache_activity,
     daily_status,
     latency_percentiles,
     series,
@@ -59,6 +67,7 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     route(t, gw, "GET", "/global/spend/models", global_spend_models)
     route(t, gw, "GET", "/global/activity/exceptions", global_activity_exceptions)
     route(t, gw, "GET", "/global/activity/exceptions/deployment", global_activity_exceptions_deployment)
+    route(t, gw, "GET", "/global/activity/cache_hits", global_activity_cache_hits)
 
 
 def parse_day(value: str | None, param: str, default: date | None = None) -> date:
@@ -246,3 +255,22 @@ async def global_activity_exceptions_deployment(ctx: Ctx) -> Any:
     return [{"api_base": base, "daily_data": [{"date": _litellm_day(d), "num_rate_limit_exceptions": n}
                                               for d, n in sorted(days.items())],
              "sum_num_rate_limit_exceptions": sum(days.values())} for base, days in top]
+
+
+async def global_activity_cache_hits(ctx: Ctx) -> Any:
+    """LiteLLM's ``/global/activity/cache_hits`` (its Admin UI's cache dashboard): per call type the requests a
+    provider answered, the cache's hits and the failures, their totals with the hit ratio (per cent of all),
+    the filters' choices and the failures by error code and class; ``key_aliases`` and ``models`` (each may
+    repeat) filter. The admin reads every row, another caller its own (``own_scope``)."""
+    start, end = range_bounds(ctx.query)
+    raw = urllib.parse.parse_qs((ctx.scope.get("query_string") or b"").decode("latin-1"))
+    aliases, models = (raw.get(name, [])[:500] for name in ("key_aliases", "models"))
+    got = await cache_activity(ctx.store, own_scope(ctx, start, end), aliases, models)
+    groups = got["groups"]
+    totals = {k: sum(g[k] for g in groups) for k in ("api_requests", "cache_hits", "failed_requests",
+                                                      "cached_completion_tokens")}
+    every = totals["api_requests"] + totals["cache_hits"] + totals["failed_requests"]
+    totals["cache_hit_ratio"] = totals["cache_hits"] / every * 100 if every else 0.0
+    return {"groups": groups, "totals": totals,
+            "filter_options": {"key_aliases": got["key_aliases"], "models": got["models"]},
+            "error_breakdown": got["errors"]}

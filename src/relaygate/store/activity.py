@@ -36,10 +36,10 @@ from relaygate.store.daily import read_daily
 if TYPE_CHECKING:
     from relaygate.store.base import Store
 
-__all__ = ["PERCENTILES", "UNATTRIBUTED", "Scope", "activity_by_model", "daily_activity", "daily_by_team",
-           "daily_status", "deployment_report", "entity_labels", "interpolate", "key_labels", "key_metadata",
-           "key_of_reporting", "reporting_key", "team_aliases",
-           "latency_percentiles", "principal_counts", "series", "spend_by_tag", "spend_since", "tag_names",
+__all__ = ["PERCENTILES", "UNATTRIBUTED", "UNNAMED_KEY", "Scope", "activity_by_model", "cache_activity",
+           "daily_activity", "daily_by_team", "daily_status", "deployment_report", "entity_labels", "interpolate",
+           "key_labels", "key_metadata", "key_of_reporting", "latency_percentiles", "principal_counts",
+           "reporting_key", "series", "spend_by_tag", "spend_since", "tag_names", "team_aliases",
            "team_member_counts", "top_groups"]
 
 PERCENTILES = (50, 95, 99)
@@ -290,6 +290,55 @@ async def daily_activity(store: Store, scope: Scope, entity: str, *, ids: Sequen
         raise ValueError("daily activity reads whole entities: limit the caller through ids")
     return await read_daily(store, scope.start, scope.end, entity, ids=ids, exclude=exclude, model=model,
                             api_key=api_key)
+
+
+UNNAMED_KEY = "Unnamed Key"
+"""LiteLLM's alias of a key that has none (or is no longer stored) in the cache activity."""
+
+
+async def cache_activity(store: Store, scope: Scope, key_aliases: Sequence[str],
+                         models: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """The scope's requests per call type for LiteLLM's cache dashboard (``/global/activity/cache_hits``), only
+    those of keys whose alias (``Unnamed Key`` without one) is in ``key_aliases`` and of ``models`` when given:
+    ``groups`` (``call_type``, ``api_requests`` answered by a provider, ``cache_hits``, ``failed_requests``,
+    ``cached_completion_tokens``, ``generated_completion_tokens``; most requests first), ``errors`` (per call
+    type, error code and error class of the failures, most first) and the filters' choices over the whole
+    scope: ``key_aliases`` and ``models``."""
+    where, args = scope.where(store)
+    meta = ("json_extract(s.metadata, '$.error_information.{}')" if store.dialect == "sqlite"
+            else "(s.metadata->'error_information'->>'{}')")
+    alias = f"COALESCE(k.key_alias, '{UNNAMED_KEY}')"
+    joined = "FROM rg_spend_logs s LEFT JOIN rg_keys k ON k.token = s.api_key"
+    filtered, fargs = where, list(args)
+    if key_aliases:
+        filtered += f" AND {alias} IN ({', '.join('?' * len(key_aliases))})"
+        fargs.extend(key_aliases)
+    if models:
+        filtered += f" AND s.model IN ({', '.join('?' * len(models))})"
+        fargs.extend(models)
+    call = "CASE WHEN s.call_type IS NULL OR s.call_type = '' THEN 'Unknown' ELSE s.call_type END"
+    hit = "CASE WHEN s.cache_hit THEN 1 ELSE 0 END"
+    failed = "CASE WHEN s.status = 'failure' THEN 1 ELSE 0 END"
+    async with store._read() as c:
+        groups = await c.fetch(
+            f"SELECT {call} AS call_type, COUNT(*) AS n, SUM({hit}) AS hits, SUM({failed}) AS failed, "
+            f"SUM(CASE WHEN s.cache_hit THEN s.completion_tokens ELSE 0 END) AS cached, "
+            f"SUM(CASE WHEN s.cache_hit THEN 0 ELSE s.completion_tokens END) AS generated {joined} "
+            f"WHERE {filtered} GROUP BY 1 ORDER BY 2 DESC, 1", fargs)
+        code, klass = (f"COALESCE(NULLIF({meta.format(f)}, ''), 'Unknown')" for f in ("error_code", "error_class"))
+        errors = await c.fetch(
+            f"SELECT {call} AS call_type, {code} AS code, {klass} AS klass, COUNT(*) AS n {joined} "
+            f"WHERE {filtered} AND s.status = 'failure' GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3", fargs)
+        aliases = await c.fetch(f"SELECT DISTINCT {alias} AS a {joined} WHERE {where} ORDER BY 1", args)
+        names = await c.fetch(f"SELECT DISTINCT s.model AS m FROM rg_spend_logs s WHERE {where} AND s.model <> '' "
+                              "ORDER BY 1", args)
+    return {"groups": [{"call_type": r["call_type"], "api_requests": int(r["n"]) - int(r["hits"] or 0)
+                        - int(r["failed"] or 0), "cache_hits": int(r["hits"] or 0),
+                        "failed_requests": int(r["failed"] or 0), "cached_completion_tokens": int(r["cached"] or 0),
+                        "generated_completion_tokens": int(r["generated"] or 0)} for r in groups],
+            "errors": [{"call_type": r["call_type"], "error_code": str(r["code"]), "error_class": str(r["klass"]),
+                        "count": int(r["n"])} for r in errors],
+            "key_aliases": [r["a"] for r in aliases], "models": [r["m"] for r in names]}
 
 
 async def key_labels(store: Store, tokens: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
