@@ -190,3 +190,42 @@ def test_cache_activity(db_url: str) -> None:  # noqa: F811
             await get(gw, "/global/activity/cache_hits?start_date=2026-13-01&end_date=2026-12-01", status=400)
 
     asyncio.run(main())
+
+
+def test_org_admins_and_tag_readers(db_url: str) -> None:  # noqa: F811
+    """As LiteLLM's resolvers: an ``org_admin`` reads its organizations' days (another one is a 403, a user that
+    administers none gets an empty answer), and a caller that is not the admin reads the tags of its own keys'
+    requests only."""
+    from relaygate.store import Organization, OrganizationMember
+
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            await gw.store.create_user(User(user_id="u-1"))
+            await gw.store.create_organization(Organization(organization_id="o-1", organization_alias="Acme"))
+            await gw.store.create_organization(Organization(organization_id="o-2"))
+            await gw.store.add_organization_members("o-1", [OrganizationMember(organization_id="o-1", user_id="u-1",
+                                                                               user_role="org_admin")])
+            await gw.store.create_key(Key(token=hash_token(OWN), user_id="u-1"))
+            other = "sk-other-aggregated-2"
+            await gw.store.create_key(Key(token=hash_token(other), user_id="u-9"))
+            now, d = time.time(), gw.store.dialect
+            rows = [rec("o1", 0.5, now, org_id="o-1", key_hash=hash_token(OWN), user_id="u-1", tags=["a"]),
+                    rec("o2", 0.25, now, org_id="o-2", key_hash=hash_token(other), user_id="u-9", tags=["a", "b"])]
+            assert await write_spend_values(gw.store, [spend_values(r, d) for r in rows]) == 2
+            day = time.strftime("%Y-%m-%d", time.gmtime(now))
+            span = f"start_date={day}&end_date={day}"
+            mine, theirs = {"authorization": f"Bearer {OWN}"}, {"authorization": f"Bearer {other}"}
+            orgs = await get(gw, f"/organization/daily/activity/aggregated?{span}", mine)
+            entities = orgs["results"][0]["breakdown"]["entities"]
+            assert list(entities) == ["o-1"] and entities["o-1"]["metadata"] == {"organization_alias": "Acme"}
+            await get(gw, f"/organization/daily/activity?{span}&organization_ids=o-2", mine, status=403)
+            assert (await get(gw, f"/organization/daily/activity?{span}", theirs))["results"] == []
+            assert len((await get(gw, f"/organization/daily/activity?{span}"))["results"][0]["breakdown"]
+                       ["entities"]) == 2  # the admin
+            tags = await get(gw, f"/tag/daily/activity/aggregated?{span}", mine)
+            assert {n: e["metrics"]["spend"] for n, e in tags["results"][0]["breakdown"]["entities"].items()} == {
+                "a": 0.5}
+            tags = await get(gw, f"/tag/daily/activity/aggregated?{span}", theirs)
+            assert set(tags["results"][0]["breakdown"]["entities"]) == {"a", "b"}
+
+    asyncio.run(main())

@@ -385,7 +385,7 @@ def test_daily_activity_in_litellms_shape(db_url: str) -> None:  # noqa: F811
                     rec("d2", 0.25, now, user_id="u-1", key_hash=k1, team_id="t-red", provider="anthropic",
                         status=500, outcome=Outcome.ERROR, tags=["prod", "eval"]),
                     rec("d3", 0.125, now - DAY, user_id="u-1", key_hash=k1, team_id="t-red"),
-                    rec("d4", 1.0, now, user_id="u-2", key_hash="k2", model_group="m2")]
+                    rec("d4", 1.0, now, user_id="u-2", key_hash="k2", model_group="m2", tags=["prod"])]
             assert await write_spend_values(gw.store, [spend_values(r, d) for r in rows]) == 4
             today = time.strftime("%Y-%m-%d", time.gmtime(now))
             yesterday = time.strftime("%Y-%m-%d", time.gmtime(now - DAY))
@@ -418,14 +418,18 @@ def test_daily_activity_in_litellms_shape(db_url: str) -> None:  # noqa: F811
             assert team["results"][0]["breakdown"]["entities"]["t-red"]["metadata"] == {"team_alias": "Red Team"}
             tags = await get(gw, f"/tag/daily/activity?{span}")
             assert {n: e["metrics"]["api_requests"] for n, e in tags["results"][0]["breakdown"]["entities"].items()} \
-                == {"prod": 2, "eval": 1}
+                == {"prod": 3, "eval": 1}
 
             mine = {"authorization": f"Bearer {own}"}
             assert {e for r in (await get(gw, f"/user/daily/activity?{span}", mine))["results"]
                     for e in r["breakdown"]["entities"]} == {"u-1"}
             await get(gw, f"/user/daily/activity?{span}&user_id=u-2", mine, status=403)
             assert len((await get(gw, f"/team/daily/activity?{span}", mine))["results"]) == 2
-            await get(gw, f"/tag/daily/activity?{span}", mine, status=401)
+            own_tags = (await get(gw, f"/tag/daily/activity?{span}", mine))["results"][0]["breakdown"]["entities"]
+            assert {n: e["metrics"]["api_requests"] for n, e in own_tags.items()} == {"prod": 2, "eval": 1}
+            assert (await get(gw, f"/organization/daily/activity?{span}", mine))["results"] == []  # no org_admin
+            await get(gw, f"/organization/daily/activity?{span}&organization_ids=o-1", mine, status=403)
+            await get(gw, f"/customer/daily/activity?{span}", mine, status=401)
             await get(gw, "/user/daily/activity", status=400)
 
     asyncio.run(main())

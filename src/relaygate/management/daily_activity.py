@@ -11,10 +11,14 @@ requests no key paid for, ``raw:<key>``); ``page`` from 1 and ``page_size`` (10,
 - ``GET /team/daily/activity`` (``team_ids`` and ``exclude_team_ids``, comma-separated): entities are teams.
   A caller that does not read everything sees the teams it belongs to.
 - ``GET /tag/daily/activity`` (``tags``, comma-separated): entities are request tags (a request with
-  several counts for each); the admin's.
-- ``GET /organization/daily/activity`` (``organization_ids``, ``exclude_organization_ids``) and
-  ``/customer/daily/activity`` (``end_user_ids``, ``exclude_end_user_ids``; also ``/end_user/daily/activity``,
-  as LiteLLM registers both): the admin's.
+  several counts for each). A caller that does not read everything sees the requests of its own keys (the
+  calling key and every key of its user), as LiteLLM narrows an internal user (LiteLLM leaves other roles,
+  such as a team's service-account key, unnarrowed; here no caller but the admin and its viewer is).
+- ``GET /organization/daily/activity`` (``organization_ids``, ``exclude_organization_ids``): a caller that
+  does not read everything sees the organizations of which it is an ``org_admin`` (another one asked for is
+  a 403; none at all, an empty answer), as LiteLLM's.
+- ``GET /customer/daily/activity`` (``end_user_ids``, ``exclude_end_user_ids``; also
+  ``/end_user/daily/activity``, as LiteLLM registers both): the admin's.
 
 Answer: ``{"results": [{"date", "metrics", "breakdown": {"models", "model_groups", "providers", "api_keys",
 "entities", "mcp_servers", "endpoints"}}], "metadata": {"total_spend", "total_prompt_tokens", ...,
@@ -46,7 +50,16 @@ from relaygate.http.routes import RouteTable
 from relaygate.management.activity import range_bounds
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, forbidden, route
 from relaygate.management.keys import token_of
-from relaygate.store.activity import Scope, daily_activity, entity_labels, key_metadata, key_of_reporting, reporting_key
+from relaygate.store.activity import (
+    Scope,
+    daily_activity,
+    entity_labels,
+    key_metadata,
+    key_of_reporting,
+    keys_of_user,
+    org_admin_of,
+    reporting_key,
+)
 from relaygate.store.spend import NANOS
 
 ENTITIES = ("user", "team", "tag", "organization", "customer")
@@ -194,14 +207,24 @@ class Days:
 async def scoped_rows(ctx: Ctx, entity: str) -> list[dict[str, Any]]:
     """The rollup rows of ``entity`` the caller may read in the query's range, of its ``model`` and ``api_key``
     (see the module docstring)."""
-    ids, exclude = scope_of(ctx, entity)
+    ids, exclude = await scope_of(ctx, entity)
     q = ctx.query
+    bounds = range_bounds(q)
+    if ids == []:  # the caller may read none
+        return []
     api_key = None
     if q.get("api_key"):
         stored = key_of_reporting(q["api_key"].strip())
         api_key = token_of(stored, "api_key") if stored else ""
-    return await daily_activity(ctx.store, Scope(*range_bounds(q)), entity, ids=ids, exclude=exclude,
+    rows = await daily_activity(ctx.store, Scope(*bounds), entity, ids=ids, exclude=exclude,
                                 model=q.get("model") or None, api_key=api_key)
+    c = ctx.caller
+    if entity == "tag" and not c.reads_all:  # its own keys' requests
+        own = set(await keys_of_user(ctx.store, c.user_id)) if c.user_id else set()
+        if c.key_hash:
+            own.add(c.key_hash)
+        rows = [r for r in rows if r["api_key"] in own]
+    return rows
 
 
 async def respond(ctx: Ctx, entity: str) -> dict[str, Any]:
@@ -217,18 +240,30 @@ async def respond(ctx: Ctx, entity: str) -> dict[str, Any]:
         "has_more": page * size < len(ordered)}}
 
 
-def scope_of(ctx: Ctx, entity: str) -> tuple[list[str] | None, list[str] | None]:
-    """The entity ids the caller's query reads (None: all it may) and those it leaves out."""
+async def scope_of(ctx: Ctx, entity: str) -> tuple[list[str] | None, list[str] | None]:
+    """The entity ids the caller's query reads (None: all it may; empty: none) and those it leaves out."""
     if entity == "user":
         return _user_ids(ctx), None
     if entity == "team":
         return _team_ids(ctx), _ids(ctx, "exclude_team_ids")
-    admin_only(ctx, read=True)
     if entity == "tag":
         return _ids(ctx, "tags"), None
     if entity == "organization":
-        return _ids(ctx, "organization_ids"), _ids(ctx, "exclude_organization_ids")
+        return await _org_ids(ctx), _ids(ctx, "exclude_organization_ids")
+    admin_only(ctx, read=True)
     return _ids(ctx, "end_user_ids"), _ids(ctx, "exclude_end_user_ids")
+
+
+async def _org_ids(ctx: Ctx) -> list[str] | None:
+    ids = _ids(ctx, "organization_ids")
+    c = ctx.caller
+    if c.reads_all:
+        return ids
+    mine = await org_admin_of(ctx.store, c.user_id) if c.user_id else []
+    for org in ids or ():
+        if org not in mine:
+            raise forbidden(f"User is not org_admin for Organization= {org}.")
+    return ids if ids is not None else mine
 
 
 def _user_ids(ctx: Ctx) -> list[str] | None:

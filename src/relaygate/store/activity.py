@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["PERCENTILES", "UNATTRIBUTED", "UNNAMED_KEY", "Scope", "activity_by_model", "cache_activity",
            "daily_activity", "daily_by_team", "daily_status", "deployment_report", "entity_labels", "interpolate",
-           "key_labels", "key_metadata", "key_of_reporting", "latency_percentiles", "principal_counts",
+           "key_labels", "key_metadata", "key_of_reporting", "keys_of_user", "latency_percentiles", "org_admin_of",
+           "principal_counts",
            "reporting_key", "series", "spend_by_tag", "spend_since", "tag_names", "team_aliases",
            "team_member_counts", "top_groups"]
 
@@ -290,6 +291,21 @@ async def daily_activity(store: Store, scope: Scope, entity: str, *, ids: Sequen
         raise ValueError("daily activity reads whole entities: limit the caller through ids")
     return await read_daily(store, scope.start, scope.end, entity, ids=ids, exclude=exclude, model=model,
                             api_key=api_key)
+
+
+async def org_admin_of(store: Store, user_id: str) -> list[str]:
+    """The organizations of which ``user_id`` is an ``org_admin``."""
+    async with store._read() as c:
+        rows = await c.fetch("SELECT organization_id FROM rg_organization_members WHERE user_id = ? AND "
+                             "user_role = 'org_admin' ORDER BY organization_id", [user_id])
+    return [r["organization_id"] for r in rows]
+
+
+async def keys_of_user(store: Store, user_id: str) -> list[str]:
+    """The hashes of the keys ``user_id`` owns."""
+    async with store._read() as c:
+        rows = await c.fetch("SELECT token FROM rg_keys WHERE user_id = ?", [user_id])
+    return [r["token"] for r in rows]
 
 
 UNNAMED_KEY = "Unnamed Key"
