@@ -1,5 +1,6 @@
-"""What the response cache's object-store levels share: an S3 bucket (``cache.s3``) or a Cloud Storage one
-(``cache.gcs``), used by the cache stage (``cache.stage``) as it uses the Redis level.
+"""What the response cache's object-store levels share: an S3 bucket (``cache.s3``), a Cloud Storage one
+(``cache.gcs``) or an Azure Blob Storage container (``cache.azure_blob``), used by the cache stage
+(``cache.stage``) as it uses the Redis level.
 
 What it owns: :class:`BucketCache`, the part of such a level that does not depend on the store's API — the
 deadline of a lookup, the outage accounting, the store queue and its sending task, the management calls'
@@ -39,7 +40,7 @@ class BucketCache:
     """The response cache's shared level in an object store (see the module docstring)."""
 
     kind = ""
-    """``s3``, ``gcs``: the outage's component name and the ``/cache/ping`` parameters' key."""
+    """``s3``, ``gcs``, ``azure_blob``: the outage's component name and the ``/cache/ping`` parameters' key."""
     label = ""
     """How logs name the store (``S3 bucket``)."""
     deleted: tuple[int, ...] = (200, 204, 404)
