@@ -213,6 +213,49 @@ def test_paraphrase_hits_unrelated_misses_in_process(minilm: MiniLM) -> None:  #
     asyncio.run(main())
 
 
+def test_cut_to_tokens() -> None:
+    from relaygate.cache.semantic import cut_to_tokens
+    from relaygate.core.tokens import estimate_tokens
+
+    assert cut_to_tokens(PASSWORD, 100) == PASSWORD
+    long = " ".join(f"word{i}" for i in range(2000))
+    cut = cut_to_tokens(long, 50)
+    assert long.startswith(cut) and estimate_tokens(cut) <= 50 < estimate_tokens(long[:len(cut) + 1])
+    assert cut_to_tokens(long, 1) == long[:len(cut_to_tokens(long, 1))] and cut_to_tokens("", 5) == ""
+
+
+def test_prompts_cut_to_the_embedding_models_window(minilm: MiniLM) -> None:  # noqa: F811
+    """LiteLLM's ``semantic_cache_embedding_max_input_tokens``, and without it the embedding deployment's
+    ``max_input_tokens``: a long prompt is cut before it is embedded; a short one is sent whole."""
+    from relaygate.core.tokens import estimate_tokens
+
+    long = PASSWORD + " " + " ".join(f"detail{i}" for i in range(400))
+
+    async def main() -> None:
+        with EmbeddingServer(minilm) as server:
+            gw = gateway(server, semantic_cache_embedding_max_input_tokens=12)
+            await ask(gw, long)
+            await ask(gw, PARAPHRASE)
+            cut, whole = server.inputs
+            assert long.startswith(cut) and len(cut) < len(long) and estimate_tokens(cut) <= 12
+            assert whole == PARAPHRASE
+            await close(gw)
+            server.inputs.clear()
+            windowed = make_gateway({
+                "model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}},
+                               {"model_name": "emb", "litellm_params": {"model": "openai/minilm",
+                                                                         "api_base": server.base, "api_key": "sk-emb"},
+                                "model_info": {"max_input_tokens": 20, "mode": "embedding"}}],
+                "litellm_settings": {"cache": True, "cache_params": {"type": "local", "similarity_threshold": 0.8,
+                                                                     "embedding_model": "emb"}}})
+            await ask(windowed, long)
+            (cut,) = server.inputs
+            assert long.startswith(cut) and estimate_tokens(cut) <= 20 < estimate_tokens(long)
+            await close(windowed)
+
+    asyncio.run(main())
+
+
 def test_embedding_model_down_is_a_miss_logged_once(minilm: MiniLM, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
     async def main() -> None:
         with EmbeddingServer(minilm) as server:

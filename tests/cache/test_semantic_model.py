@@ -103,6 +103,8 @@ class EmbeddingServer:
         self.model = model
         self.calls = 0
         self.down = False
+        self.inputs: list[str] = []
+        """Every text it was asked to embed."""
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -116,6 +118,7 @@ class EmbeddingServer:
                     out, status = b'{"error": {"message": "down", "type": "server_error"}}', 503
                 else:
                     texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+                    server.inputs.extend(texts)
                     data = [{"object": "embedding", "index": i, "embedding": server.model.encode(t)}
                             for i, t in enumerate(texts)]
                     n = sum(len(t.split()) for t in texts)

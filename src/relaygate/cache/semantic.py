@@ -9,7 +9,9 @@ default, no server), Redis (``vectors_redis``) and Qdrant (``vectors_qdrant``). 
 - **What is embedded** (:func:`prompt_text`): the text of a chat request's messages (string contents and
   ``text`` parts, one message a line, as LiteLLM joins the messages' contents) or a completion's prompt;
   nothing else. Embeddings requests are never matched semantically (their exact key only). The text is cut
-  at :data:`MAX_TEXT` characters, so one huge prompt cannot make a huge embedding request.
+  at :data:`MAX_TEXT` characters, so one huge prompt cannot make a huge embedding request, and then to
+  ``semantic_cache_embedding_max_input_tokens`` tokens (else the embedding model's ``max_input_tokens``, when
+  known), as LiteLLM cuts it (:func:`cut_to_tokens`), so the embedding model does not refuse it.
 - **Where a match may come from** (:func:`semantic_scope`): a hash over exactly what the exact key is
   scoped by — the route, the model group, the team (``scope: team``), the namespace — the caller's key (as
   LiteLLM's semantic-cache tenant scope: a key belongs to one team and organization), with
@@ -51,6 +53,8 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from relaygate.cache.key import canonical
+from relaygate.catalog import default_catalog
+from relaygate.core.tokens import estimate_tokens
 
 log = logging.getLogger("relaygate.cache")
 
@@ -147,12 +151,33 @@ def dot(a: array[float], b: array[float]) -> float:
 
 # -- the embedding call ------------------------------------------------------------------------------------
 
+def cut_to_tokens(text: str, limit: int) -> str:
+    """``text`` cut to its longest beginning of at most ``limit`` tokens by the gateway's estimate
+    (``core.tokens.estimate_tokens``: LiteLLM cuts with the model's own tokenizer, which relaygate does not ship;
+    the estimate errs on the side of more tokens for prose)."""
+    if estimate_tokens(text) <= limit:
+        return text
+    lo, hi = 0, min(len(text), limit * 8)  # at most ~8 characters a token
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if estimate_tokens(text[:mid]) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo]
+
+
 class Embedder:
     """Embeds prompt text with a model group of the ``model_list``, through the gateway's router."""
 
-    def __init__(self, model: str, timeout: float, *, transport: Any = None, metrics: Any = None) -> None:
+    def __init__(self, model: str, timeout: float, *, transport: Any = None, metrics: Any = None,
+                 max_input_tokens: int | None = None) -> None:
         self.model = model
         self.timeout = timeout
+        self.max_input_tokens = max_input_tokens
+        """The configured cut (``semantic_cache_embedding_max_input_tokens``); None: the model's own window."""
+        self._windows: dict[Any, int | None] = {}
+        """The smallest ``max_input_tokens`` of each group's deployments (None: unknown), per group object."""
         self.transport = transport
         """The upstream transport (the pipeline's; one of its own is made on first use when none is given)."""
         self._own_transport = False
@@ -160,6 +185,19 @@ class Embedder:
         self.failures = 0
         self.calls = 0
         self._failing = False
+
+    def _window(self, group: Any) -> int | None:
+        """The smallest known ``max_input_tokens`` of ``group``'s deployments (catalog and ``model_info``)."""
+        windows = self._windows
+        if group in windows:
+            return windows[group]
+        catalog = default_catalog()
+        known = [e.max_input_tokens for t in group.targets
+                 if (e := catalog.for_deployment(t.dep)) is not None and e.max_input_tokens]
+        if len(windows) >= 64:
+            windows.clear()
+        found = windows[group] = min(known) if known else None
+        return found
 
     def _failed(self, why: str) -> None:
         self.failures += 1
@@ -183,9 +221,12 @@ class Embedder:
             from relaygate.upstream.factory import make_transport
 
             self.transport, self._own_transport = make_transport(rt.config), True
-        body = orjson.dumps({"model": self.model, "input": [text]})
         try:
             group = rt.router.resolve(self.model, "/embeddings")
+            limit = self.max_input_tokens if self.max_input_tokens is not None else self._window(group)
+            if limit is not None:
+                text = cut_to_tokens(text, limit)
+            body = orjson.dumps({"model": self.model, "input": [text]})
             ex = Exchange("embeddings", time.perf_counter(), rt)
             ex.body, ex.model, ex.group = body, self.model, group
             ex.view = decode_view("embeddings", body)
@@ -355,5 +396,5 @@ class Semantic:
         await self.embedder.aclose()
 
 
-__all__ = ["MAX_TEXT", "SEMANTIC_ROUTES", "Embedder", "LocalIndex", "Match", "Semantic", "VectorIndex", "dot",
-           "normalised", "prompt_text", "semantic_scope"]
+__all__ = ["MAX_TEXT", "SEMANTIC_ROUTES", "Embedder", "LocalIndex", "Match", "Semantic", "VectorIndex", "cut_to_tokens",
+           "dot", "normalised", "prompt_text", "semantic_scope"]

@@ -532,7 +532,8 @@ def _make_semantic(settings: CacheSettings, redis: RedisCache | None, metrics: A
         index = LocalIndex(settings.semantic_max_entries or 10_000, max(settings.max_bytes // 4, 1))
     log.info("response cache: semantic level %s (embedding model %r, similarity_threshold %g)",
              type(index).__name__, settings.embedding_model, settings.similarity_threshold)
-    embedder = Embedder(settings.embedding_model, settings.embedding_timeout, transport=transport, metrics=metrics)
+    embedder = Embedder(settings.embedding_model, settings.embedding_timeout, transport=transport, metrics=metrics,
+                        max_input_tokens=settings.embedding_max_input_tokens)
     return Semantic(embedder, index, settings.similarity_threshold)
 
 

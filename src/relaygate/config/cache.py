@@ -52,8 +52,11 @@ the sentinels' master too.
   ``embedding_model``; per worker, bounded by ``semantic_max_entries`` and a quarter of ``max_bytes``.
 
 Every semantic type also takes ``embedding_model`` (the type-specific LiteLLM spellings win),
-``embedding_timeout`` (seconds the embedding call may take on a lookup; default 2) and
-``semantic_max_entries`` (the embedded index's entries; a Redis scope's without a search module).
+``embedding_timeout`` (seconds the embedding call may take on a lookup; default 2),
+``semantic_cache_embedding_max_input_tokens`` (LiteLLM's: a prompt is cut to this many tokens before it is
+embedded; by default to the embedding model's ``max_input_tokens``, so a long conversation is not refused by
+the embedding model) and ``semantic_max_entries`` (the embedded index's entries; a Redis scope's without a
+search module).
 
 Why ``team`` by default: a shared cache answers one tenant's prompt with what another tenant's identical
 prompt produced, which leaks nothing only when the prompt carries no tenant data; a gateway cannot know
@@ -122,7 +125,7 @@ _SEMANTIC_KNOWN = frozenset({"similarity_threshold", "embedding_model", "redis_s
                              "qdrant_semantic_cache_embedding_model", "embedding_timeout", "semantic_max_entries",
                              "qdrant_api_base", "qdrant_api_key", "qdrant_collection_name",
                              "qdrant_quantization_config", "qdrant_path",
-                             "valkey_semantic_cache_embedding_model"})
+                             "valkey_semantic_cache_embedding_model", "semantic_cache_embedding_max_input_tokens"})
 DEFAULT_EMBEDDING_MODEL = "text-embedding-ada-002"
 """LiteLLM's default embedding model for its semantic caches."""
 
@@ -179,6 +182,9 @@ class CacheSettings(msgspec.Struct, kw_only=True, frozen=True):
     similarity_threshold: float = 0.0
     embedding_model: str | None = None
     embedding_timeout: float = 2.0
+    embedding_max_input_tokens: int | None = None
+    """``semantic_cache_embedding_max_input_tokens``: a prompt is cut to this many tokens before it is embedded
+    (None: to the embedding model's ``max_input_tokens`` when the catalog or its ``model_info`` knows it)."""
     semantic_max_entries: int | None = None
     qdrant_api_base: str | None = None
     qdrant_api_key: str | None = None
@@ -573,6 +579,9 @@ def _semantic(kind: str, params: dict[str, Any], env: Any) -> dict[str, Any]:
     timeout = params.get("embedding_timeout", params.get("semantic_cache_embedding_timeout", 2.0))
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise CacheConfigError(field + "embedding_timeout", "expected a positive number of seconds")
+    max_in = params.get("semantic_cache_embedding_max_input_tokens")
+    if max_in is not None and (isinstance(max_in, bool) or not isinstance(max_in, int) or max_in <= 0):
+        raise CacheConfigError(field + "semantic_cache_embedding_max_input_tokens", "expected a positive integer")
     entries = params.get("semantic_max_entries")
     if entries is not None and (isinstance(entries, bool) or not isinstance(entries, int) or entries <= 0):
         raise CacheConfigError(field + "semantic_max_entries", "expected a positive integer")
@@ -581,6 +590,7 @@ def _semantic(kind: str, params: dict[str, Any], env: Any) -> dict[str, Any]:
         raise CacheConfigError(field + "semantic_cache_scope", "expected 'key' or 'end_user'")
     out: dict[str, Any] = {"semantic": where, "similarity_threshold": float(threshold), "embedding_model": model,
                            "embedding_timeout": float(timeout), "semantic_max_entries": entries,
+                           "embedding_max_input_tokens": max_in,
                            "semantic_end_user": scope == "end_user"}
     if where == "qdrant":
         collection = params.get("qdrant_collection_name")
