@@ -121,3 +121,16 @@ def test_invalid(cache: object, params: object, field: str) -> None:
     with pytest.raises(CacheConfigError) as info:
         from_litellm(cache, params, [], environ={})
     assert info.value.field == field
+
+
+def test_litellms_parameters_not_acted_on_say_why() -> None:
+    warnings: list[str] = []
+    s = from_litellm(True, {"type": "local", "redis_flush_size": 100, "disk_cache_dir": "/tmp/c"}, warnings,
+                     environ={})
+    assert s is not None and warnings == [
+        "litellm_settings.cache_params.redis_flush_size: ignored (relaygate's Redis writer sends each store as it "
+        "comes, pipelined; nothing waits for a batch)",
+        "litellm_settings.cache_params.disk_cache_dir: ignored (LiteLLM 1.110 removed the disk cache)"]
+    warnings.clear()
+    from_litellm(True, {"type": "redis", "host": "h", "gcp_service_account": "sa@p.iam"}, warnings, environ={})
+    assert len(warnings) == 1 and "IAM authentication is not supported" in warnings[0]

@@ -115,6 +115,14 @@ _CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 """An Azure container name: 3-63 of a-z 0-9 and single hyphens, starting and ending with a letter or digit."""
 S3_DEFAULT_TTL = 365 * 86400.0
 """Seconds an S3 entry lives when no TTL is configured (LiteLLM's ``max-age`` for an entry without one)."""
+_WHY_IGNORED = {
+    "redis_flush_size": "relaygate's Redis writer sends each store as it comes, pipelined; nothing waits for a batch",
+    "disk_cache_dir": "LiteLLM 1.110 removed the disk cache",
+    "gcp_service_account": "Memorystore IAM authentication is not supported: the Redis level authenticates with "
+                           "password / url only, so a server that requires IAM refuses it (lookups are misses)",
+    "gcp_ssl_ca_certs": "Memorystore IAM authentication is not supported (use ssl_ca_certs for the server's CA)",
+}
+"""``cache_params`` LiteLLM reads that relaygate does not act on, and why (each warned about once)."""
 _IGNORED = frozenset({"max_connections", "max_size_in_memory",
                       "qdrant_semantic_cache_vector_size", "valkey_semantic_cache_index_name",
                       "redis_semantic_cache_index_name"})
@@ -304,6 +312,8 @@ def from_litellm(cache: Any, params: Any, warnings: list[str],
                             "similarity_threshold is not a semantic cache)")
         elif k in _IGNORED:
             warnings.append(f"litellm_settings.cache_params.{k}: ignored")
+        elif k in _WHY_IGNORED:
+            warnings.append(f"litellm_settings.cache_params.{k}: ignored ({_WHY_IGNORED[k]})")
         elif (k in _TOPOLOGY_KNOWN or k in TLS_OPTIONS) and kind not in REDIS_TYPES:
             warnings.append(f"litellm_settings.cache_params.{k}: ignored (type {kind!r} uses no Redis)")
         elif k not in known:
