@@ -47,7 +47,7 @@ class Runtime:
                  "store_prompts", "key_observer", "ensure_targets", "max_parallel", "user_header", "forward_headers",
                  "forward_org", "track_end_users", "model_override", "track_remaining", "_timeouts", "ua_tags",
                  "tag_headers", "forward_groups", "key_metadata", "check_schemas", "stream_usage", "requester_ip",
-                 "tag_mapper")
+                 "trusted_proxies", "tag_mapper")
 
     def __init__(self, config: Config, router: Router, principals: PrincipalResolver, generation: int = 0,
                  before_route: tuple[BeforeRoute, ...] = (), metrics: Any = None) -> None:
@@ -122,9 +122,12 @@ class Runtime:
         """Makes sure a key's own logging targets have a sink (``observe.Exporters.ensure_targets``; set by the
         gateway on every snapshot)."""
         self._timeouts: dict[tuple[str, bool], Timeouts] = {}
-        self.requester_ip = 0 if g.disable_requester_ip_address_logging else 2 if g.use_x_forwarded_for else 1
+        self.trusted_proxies = g.trusted_networks
+        """``trusted_proxy_ranges``: the proxies whose ``X-Forwarded-For`` is believed (``auth.access``)."""
+        self.requester_ip = 0 if g.disable_requester_ip_address_logging else 2 if (
+            g.use_x_forwarded_for or self.trusted_proxies) else 1
         """Records carry the client's address (LiteLLM's ``requester_ip_address``): 0 no, 1 the peer's, 2 the
-        proxy's ``X-Forwarded-For`` hop (``use_x_forwarded_for``)."""
+        proxy's ``X-Forwarded-For`` hop (``use_x_forwarded_for``, ``trusted_proxy_ranges``)."""
         self.prices = Pricer(config, metrics=metrics)
         """Each deployment's price table, built once per snapshot (``relaygate.cost``)."""
         if g.block_requests_for_models_without_pricing:  # LiteLLM's setting: an unpriced model group is refused

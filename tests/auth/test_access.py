@@ -66,6 +66,24 @@ def test_forwarded_address_is_the_last_hop_the_nearest_proxy_wrote() -> None:
     assert garbage is not None and garbage.message == "Access forbidden: IP address not allowed."
 
 
+def test_trusted_proxy_ranges_believe_only_the_proxies() -> None:
+    """LiteLLM's ``trusted_proxy_ranges``: ``X-Forwarded-For`` counts only from a trusted proxy, and the client
+    is its right-most hop that is not one (a hop written further left by the client cannot pass for it); the
+    ranges turn the header on by themselves; a list or a comma-separated string."""
+    for ranges in (["10.1.0.0/16", "192.0.2.7"], "10.1.0.0/16, 192.0.2.7"):
+        p = AccessPolicy(msgspec.convert({"allowed_ips": ["203.0.113.9"], "trusted_proxy_ranges": ranges},
+                                         GeneralSettings))
+        assert p.client(scope("10.1.4.4", ["203.0.113.9"])) == "203.0.113.9"
+        assert p.client(scope("10.1.4.4", ["6.6.6.6, 203.0.113.9, 192.0.2.7"])) == "203.0.113.9"  # two proxies
+        assert p.client(scope("10.1.4.4", ["203.0.113.9, 6.6.6.6"])) == "6.6.6.6"  # the client's own hop left
+        assert p.client(scope("10.1.4.4", ["garbage, 10.1.9.9"])) == "10.1.4.4"  # nothing but proxies: the peer
+        direct = p.refusal(scope("198.51.100.3", ["203.0.113.9"]), "/x")  # not a proxy: its header is not read
+        assert direct is not None and "198.51.100.3" in direct.message
+        assert p.refusal(scope("10.1.4.4", ["203.0.113.9"]), "/x") is None
+    with pytest.raises(ValueError, match=r"trusted_proxy_ranges\[1\]: 'nope'"):
+        msgspec.convert({"trusted_proxy_ranges": ["10.0.0.0/8", "nope"]}, GeneralSettings)
+
+
 def test_off_by_default() -> None:
     p = AccessPolicy(GeneralSettings())
     assert not p.active

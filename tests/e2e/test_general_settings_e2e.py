@@ -219,6 +219,9 @@ def test_requester_ip_address_in_the_spend_logs(tmp_path: Path) -> None:
     for n, (settings, headers, expected) in enumerate((
             ("", {}, "127.0.0.1"),
             ("  use_x_forwarded_for: true\n", {"X-Forwarded-For": "6.6.6.6, 203.0.113.9"}, "203.0.113.9"),
+            ("  trusted_proxy_ranges: [127.0.0.0/8, 10.0.0.0/8]\n", {"X-Forwarded-For": "203.0.113.9, 10.2.2.2"},
+             "203.0.113.9"),  # the gateway's peer (loopback) is a trusted proxy, and so is 10.2.2.2
+            ("  trusted_proxy_ranges: [10.0.0.0/8]\n", {"X-Forwarded-For": "203.0.113.9"}, "127.0.0.1"),
             ("  disable_requester_ip_address_logging: true\n", {}, ""))):
         row = _logged(tmp_path, f"ip{n}.db", settings, extra_headers=headers)
         assert row and row["requester_ip_address"] == expected, (settings, row)

@@ -7,7 +7,12 @@
   (``10.0.0.0/8``, ``2001:db8::/32``; LiteLLM compares exact strings only). With ``use_x_forwarded_for`` the
   address is the *last* hop of ``X-Forwarded-For`` (the one the proxy in front of the gateway appended), not
   the first a client may write itself; LiteLLM compares the whole header, so a client behind two proxies never
-  matches there. An address that does not parse is refused without being echoed.
+  matches there. With ``trusted_proxy_ranges`` (LiteLLM's: the reverse proxies' networks) the header counts
+  only when the connection comes from one of them, and the client is its right-most hop that is not one of
+  them, so a client that reaches the gateway directly, or writes hops of its own, cannot pass for another
+  address; the ranges turn the header on by themselves (LiteLLM believes it for a request's identity then, but
+  still compares ``allowed_ips`` with the raw header). An address that does not parse is refused without being
+  echoed.
 - **Routes** (``allowed_routes``): the paths (under ``SERVER_ROOT_PATH``) the proxy serves at all — literal
   paths, ``prefix*`` entries and LiteLLM's route groups (``openai_routes``, ``LiteLLMRoutes.public_routes``
   ...; ``auth.jwt_routes.RouteSet``); any other path gets LiteLLM's 403 ``Access forbidden: Route <path> not
@@ -31,13 +36,19 @@ import orjson
 
 from relaygate.auth.jwt_routes import RouteSet
 from relaygate.core import errors
-from relaygate.core.access import Network, address, allowed, header_name, parse_allowed_ips
+from relaygate.core.access import Network, address, allowed, forwarded_client, header_name, parse_allowed_ips
 
 
-def client_address(scope: Any, forwarded: bool) -> str | None:
+def client_address(scope: Any, forwarded: bool, trusted: tuple[Network, ...] = ()) -> str | None:
     """The caller's address: the peer's, or with ``forwarded`` (``use_x_forwarded_for``) the last hop of the
     last ``X-Forwarded-For`` header (the peer's when there is none); None when it does not parse. The last hop is
-    the one the proxy in front wrote: the ones before it are the client's say (LiteLLM takes the header whole)."""
+    the one the proxy in front wrote: the ones before it are the client's say (LiteLLM takes the header whole).
+    With ``trusted`` (LiteLLM's ``trusted_proxy_ranges``) the header is believed only from a peer in those
+    networks, and the client is its right-most hop that is not a trusted proxy (``core.access.forwarded_client``)."""
+    if trusted:
+        peer = scope.get("client")
+        hops = b",".join(bytes(v) for k, v in scope["headers"] if k == b"x-forwarded-for")
+        return forwarded_client(address(str(peer[0])) if peer else None, hops, trusted)
     if forwarded:
         last = None
         for k, v in scope["headers"]:
@@ -59,7 +70,7 @@ PASS_THROUGH = "pass_through_endpoint"
 class AccessPolicy:
     """``allowed_ips`` and ``allowed_routes`` of one config (``general``: its ``GeneralSettings``)."""
 
-    __slots__ = ("source", "single", "networks", "forwarded", "routes", "active")
+    __slots__ = ("source", "single", "networks", "forwarded", "trusted", "routes", "active")
 
     def __init__(self, general: Any) -> None:
         self.source = general
@@ -69,6 +80,7 @@ class AccessPolicy:
         if ips is not None:
             self.single, self.networks = parse_allowed_ips(ips)
         self.forwarded = bool(general.use_x_forwarded_for)
+        self.trusted = general.trusted_networks
         routes = general.allowed_routes
         self.routes = RouteSet([r.removeprefix("LiteLLMRoutes.") for r in routes]) if routes is not None else None
         self.active = self.single is not None or self.routes is not None
@@ -76,7 +88,7 @@ class AccessPolicy:
 
     def client(self, scope: Any) -> str | None:
         """The caller's address (:func:`client_address`)."""
-        return client_address(scope, self.forwarded)
+        return client_address(scope, self.forwarded, self.trusted)
 
     def refusal(self, scope: Any, path: str) -> errors.GatewayError | None:
         """Why this request may not be served (an error to send), or None."""

@@ -19,7 +19,14 @@ from relaygate.config.cost_settings import check_discounts, check_margins, check
 from relaygate.config.key_policy import KeyPolicy
 from relaygate.config.litellm_general import metadata_fields, size_bytes
 from relaygate.config.observe import ObserveSettings
-from relaygate.core.access import check_ui_access_mode, header_name, parse_allowed_ips, parse_required_fields
+from relaygate.core.access import (
+    Network,
+    check_ui_access_mode,
+    header_name,
+    parse_allowed_ips,
+    parse_networks,
+    parse_required_fields,
+)
 from relaygate.core.baggage import TagMapping, check_mappings
 
 
@@ -480,6 +487,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     """LiteLLM's client address allow-list (addresses or networks; ``auth.access``); None: any address."""
     use_x_forwarded_for: bool = False
     """LiteLLM's: the caller's address for ``allowed_ips`` is the last ``X-Forwarded-For`` hop."""
+    trusted_proxy_ranges: list[str] | str | None = None
+    """LiteLLM's: the reverse proxies (addresses or networks, a list or comma-separated) whose ``X-Forwarded-For``
+    is believed; the caller is its right-most hop that is not one of them (``auth.access.client_address``)."""
     allowed_routes: list[str] | None = None
     """LiteLLM's: the only paths the proxy serves (the probes excepted); None: every route."""
     enforce_user_param: bool = False
@@ -557,9 +567,16 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
             out["budget_duration"] = self.internal_user_budget_duration
         return out
 
+    @property
+    def trusted_networks(self) -> tuple[Network, ...]:
+        """``trusted_proxy_ranges`` as networks (empty: none configured)."""
+        return parse_networks(self.trusted_proxy_ranges, "trusted_proxy_ranges") if self.trusted_proxy_ranges else ()
+
     def __post_init__(self) -> None:
         if self.allowed_ips is not None:
             parse_allowed_ips(self.allowed_ips)  # ValueError naming the entry
+        if self.trusted_proxy_ranges:
+            parse_networks(self.trusted_proxy_ranges, "trusted_proxy_ranges")
         parse_required_fields(self.enforced_params, "enforced_params")
         check_ui_access_mode(self.ui_access_mode)
         code = self.budget_exceeded_status_code

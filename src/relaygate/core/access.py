@@ -8,8 +8,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Network", "address", "allowed", "check_ui_access_mode", "field_path", "header_name", "parse_allowed_ips",
-           "parse_required_fields"]
+__all__ = ["Network", "address", "allowed", "check_ui_access_mode", "field_path", "forwarded_client", "header_name",
+           "parse_allowed_ips", "parse_networks", "parse_required_fields"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -50,6 +50,37 @@ def field_path(entry: Any) -> bool:
 
 _ADDRESSES: dict[str, str | None] = {}
 """Addresses seen -> normalised (a client's comes with each of its requests; cleared past 4,096)."""
+
+
+def parse_networks(entries: Any, setting: str) -> tuple[Network, ...]:
+    """Networks (or single addresses) given as a list or a comma-separated string (LiteLLM's
+    ``trusted_proxy_ranges``); ``ValueError`` naming ``setting`` and the first entry that is neither."""
+    if isinstance(entries, str):
+        entries = [e for e in entries.split(",") if e.strip()]
+    if not isinstance(entries, list | tuple):
+        raise ValueError(f"{setting}: expected a list of addresses or networks")
+    nets: list[Network] = []
+    for i, entry in enumerate(entries):
+        try:
+            if not isinstance(entry, str):
+                raise ValueError(entry)
+            nets.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{setting}[{i}]: {entry!r} is not an IP address or network") from None
+    return tuple(nets)
+
+
+def forwarded_client(peer: str | None, hops: bytes, trusted: tuple[Network, ...]) -> str | None:
+    """The client behind trusted proxies: when the direct ``peer`` is one of ``trusted``, the right-most
+    ``X-Forwarded-For`` hop (``hops``) that is an address and not itself a trusted proxy (LiteLLM's
+    ``resolve_client_ip``: a hop a client wrote further left cannot pass for it); else the peer."""
+    if peer is None or not allowed(peer, frozenset(), trusted):
+        return peer
+    for hop in reversed(hops.split(b",")):
+        ip = address(hop.decode("latin-1").strip())
+        if ip is not None and not allowed(ip, frozenset(), trusted):
+            return ip
+    return peer
 
 
 def address(text: str) -> str | None:

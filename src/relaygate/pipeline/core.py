@@ -408,7 +408,7 @@ class Pipeline:
             ctx.key.spent += ex.cost
         how = ex.rt.requester_ip
         if how and ex.scope is not None:  # LiteLLM's requester_ip_address (2: the proxy's X-Forwarded-For hop)
-            record.requester_ip = client_address(ex.scope, how == 2)
+            record.requester_ip = client_address(ex.scope, how == 2, ex.rt.trusted_proxies)
         over = ex.over
         if over is not None:  # what spend logs keep of the request (nothing to build for a plain one)
             end_user = over.end_user or getattr(ex.view, "user", None)
