@@ -260,6 +260,8 @@ class Router:
         """Which tokens the tpm limits of keys, teams, users and end users count (``routing_limits.settle``)."""
         self.fallback_access = config.general.enforce_fallback_model_access
         """Configured fallbacks are tried for a key only when it may call them (LiteLLM's setting, default on)."""
+        self.model_limit_fallbacks = not config.general.disable_fallbacks_on_per_model_rate_limits
+        """A key's per-model limit refusing is answered by the fallbacks (LiteLLM's default) or a 429."""
         self._rng = rng or random.Random()
         self._rand = self._rng.random
         self.metrics = metrics
@@ -497,7 +499,7 @@ class Router:
             if failed.scope == "deployment":
                 st.limited_until = now + verdict.reset[verdict.fail]
                 return verdict, (), ()
-            raise key_limit_error(buckets, verdict)
+            raise key_limit_error(buckets, verdict, self.model_limit_fallbacks)
         if key_buckets:
             n = len(target.buckets)
             ctx.paid = key_buckets

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Sequence
 
-from relaygate.core.errors import GatewayError, KeyLimitExceeded
+from relaygate.core.errors import GatewayError, KeyLimitExceeded, ModelLimitExceeded
 from relaygate.core.ratelimit import Bucket, Verdict
 
 if TYPE_CHECKING:
@@ -111,8 +111,9 @@ def retry_after_header(seconds: float) -> tuple[bytes, bytes]:
     return (b"retry-after", b"%d" % max(1, math.ceil(seconds)))
 
 
-def key_limit_error(buckets: Sequence[Bucket], verdict: Verdict) -> GatewayError:
-    """LiteLLM's parallel-request-limiter 429 for a key/team/user bucket that refused."""
+def key_limit_error(buckets: Sequence[Bucket], verdict: Verdict, fallback: bool = False) -> GatewayError:
+    """LiteLLM's parallel-request-limiter 429 for a key/team/user bucket that refused; with ``fallback``, a
+    per-model bucket's is a :class:`ModelLimitExceeded`, which the router's fallbacks may answer."""
     failed = buckets[verdict.fail]
     scope = failed.scope
     cur = {"requests": 0, "tokens": 0, "parallel": 0}
@@ -128,7 +129,8 @@ def key_limit_error(buckets: Sequence[Bucket], verdict: Verdict) -> GatewayError
            f"current tpm: {int(cur['tokens'])}, tpm limit: {int(lim['tokens'])}, current max_parallel_requests: "
            f"{int(cur['parallel'])}, max_parallel_requests: {int(lim['parallel'])}")
     headers = [retry_after_header(verdict.reset[verdict.fail]), *ratelimit_headers(buckets, verdict)]
-    return KeyLimitExceeded(msg, type="None", param="None", code="429", headers=headers)
+    kind = ModelLimitExceeded if fallback and ":m:" in failed.key else KeyLimitExceeded
+    return kind(msg, type="None", param="None", code="429", headers=headers)
 
 
 class KeyHold:

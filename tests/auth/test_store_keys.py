@@ -220,6 +220,29 @@ def test_per_model_limits_of_key_and_team(db_url: str) -> None:  # noqa: F811
     run(db_url, body)
 
 
+@pytest.mark.parametrize("disabled", [False, True])
+def test_a_per_model_limit_is_answered_by_the_fallbacks(db_url: str, disabled: bool) -> None:  # noqa: F811
+    """As LiteLLM: a key's ``model_rpm_limit`` refusing a request tries the configured fallbacks (other model
+    groups, whose own per-model limits the key pays then); with ``disable_fallbacks_on_per_model_rate_limits``
+    it is the 429. The key's own (not per-model) limits are never answered by a fallback."""
+    async def body(env: Env) -> None:
+        key = await env.key("sk-pm-fallback", model_rpm_limit={"gpt-a": 1, "gpt-c": 1},
+                            router_settings={"fallbacks": [{"gpt-a": ["gpt-c"]}]})
+        assert (await env.chat(key, "gpt-a")).status == 200
+        r = await env.chat(key, "gpt-a")
+        if disabled:
+            assert r.status == 429 and "rate limit type = key" in error(r)["message"]
+            return
+        assert r.status == 200 and r.headers["x-litellm-model-group"] == "gpt-c"
+        assert r.headers["x-litellm-attempted-fallbacks"] == "1"
+        r = await env.chat(key, "gpt-a")  # gpt-c's own per-model limit is spent too now
+        assert r.status == 429 and "Available Model Group Fallbacks=['gpt-c']" in error(r)["message"]
+        whole = await env.key("sk-key-limit", rpm_limit=1, router_settings={"fallbacks": [{"gpt-a": ["gpt-c"]}]})
+        assert [(await env.chat(whole, "gpt-a")).status for _ in range(2)] == [200, 429]
+
+    run(db_url, body, disable_fallbacks_on_per_model_rate_limits=disabled)
+
+
 def test_change_poll_invalidates_within_a_second(db_url: str) -> None:  # noqa: F811
     async def body(env: Env) -> None:
         key = await env.key("sk-poll-1", models=["gpt-a"])

@@ -37,7 +37,8 @@ GENERAL_KEYS = frozenset((
     "reject_clientside_metadata_tags", "disable_custom_api_keys", "disable_reset_budget", "max_file_size_mb",
     "allowed_file_extensions", "blocked_file_extensions", "spend_report_frequency",
     "always_include_stream_usage", "token_rate_limit_type", "include_call_id_in_error_body",
-    "enforce_fallback_model_access", "return_wildcard_routes", "model_list_healthy_only", "health_check_concurrency",
+    "enforce_fallback_model_access", "disable_fallbacks_on_per_model_rate_limits", "return_wildcard_routes",
+    "model_list_healthy_only", "health_check_concurrency",
     "background_health_check_model_groups", "health_check_skip_disabled_background_models",
     "user_api_key_cache_max_size", "disable_requester_ip_address_logging", "spend_logs_metadata_fields"))
 """``general_settings`` keys kept as they are in ``GeneralSettings``."""

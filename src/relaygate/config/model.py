@@ -423,6 +423,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     enforce_fallback_model_access: bool = True
     """LiteLLM's: a fallback the router's settings name is tried for a key only when the key may call that
     model group (false: whatever the key's models; fallbacks a request names are always checked)."""
+    disable_fallbacks_on_per_model_rate_limits: bool = False
+    """LiteLLM's: a key's (team's) ``model_rpm_limit`` / ``model_tpm_limit`` refusing a request is its 429; by
+    default the configured fallbacks are tried first, as LiteLLM tries them."""
     token_rate_limit_type: str = "total"
     """LiteLLM's: which of an answer's tokens the tpm limits of keys, teams, users and end users count —
     ``total``, ``input`` (the prompt's) or ``output`` (the answer's); a deployment's ``tpm`` counts them all."""

@@ -221,6 +221,14 @@ class KeyLimitExceeded(RateLimited):
     litellm_class = "HTTPException"
 
 
+class ModelLimitExceeded(KeyLimitExceeded):
+    """A key's (team's ...) limit for one model group (LiteLLM's ``model_rpm_limit`` / ``model_tpm_limit``) was
+    crossed: the configured fallbacks, other model groups, are tried, as LiteLLM tries them unless
+    ``general_settings.disable_fallbacks_on_per_model_rate_limits`` (then it is a :class:`KeyLimitExceeded`)."""
+
+    final = False
+
+
 class ModelNotFound(BadRequest):
     """No model group, alias or wildcard serves the requested model (LiteLLM's ``ProxyModelNotFoundError``)."""
 
