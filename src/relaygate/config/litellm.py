@@ -51,6 +51,7 @@ from relaygate.config import env
 from relaygate.config.errors import ConfigError
 from relaygate.config.litellm_general import DEFAULT_MODELS as DEFAULT_MODELS
 from relaygate.config.litellm_general import GENERAL_FROM_LITELLM_SETTINGS as GENERAL_FROM_LITELLM_SETTINGS
+from relaygate.config.litellm_general import GENERAL_IGNORED_WHY as GENERAL_IGNORED_WHY
 from relaygate.config.litellm_general import GENERAL_KEYS as GENERAL_KEYS
 from relaygate.config.litellm_general import refuse_unenforced as refuse_unenforced
 

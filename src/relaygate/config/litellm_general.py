@@ -42,6 +42,11 @@ GENERAL_KEYS = frozenset((
     "background_health_check_model_groups", "health_check_skip_disabled_background_models",
     "user_api_key_cache_max_size", "disable_requester_ip_address_logging", "spend_logs_metadata_fields"))
 """``general_settings`` keys kept as they are in ``GeneralSettings``."""
+GENERAL_IGNORED_WHY = {
+    "proxy_config_reload_interval_seconds": "with store_model_in_db, stored models and settings reach every worker "
+                                            "within about a second of a write, through the store's change poll",
+}
+"""``general_settings`` keys relaygate does not act on, and why (warned about once at load)."""
 GENERAL_FROM_LITELLM_SETTINGS = frozenset((
     "max_budget", "budget_duration", "default_internal_user_params", "max_end_user_budget", "max_end_user_budget_id",
     "max_internal_user_budget", "internal_user_budget_duration", "disable_end_user_cost_tracking",

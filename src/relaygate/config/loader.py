@@ -523,7 +523,8 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
             router_raw.setdefault("on_redis_failure", "reject" if litellm.flag(v, source, f"general_settings.{k}")
                                   else "local")
         elif k not in _OBSERVE_GENERAL:
-            warnings.append(f"general_settings.{k}: ignored")
+            why = litellm.GENERAL_IGNORED_WHY.get(k)
+            warnings.append(f"general_settings.{k}: ignored" + (f" ({why})" if why else ""))
     if os.environ.get("STORE_PROMPTS_IN_SPEND_LOGS", "").strip().lower() == "true":  # LiteLLM's: either turns it on
         general_raw["store_prompts_in_spend_logs"] = True
 
