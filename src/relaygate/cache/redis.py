@@ -121,13 +121,19 @@ class RedisCache:
     def down(self) -> bool:
         return asyncio.get_running_loop().time() < self._down_until
 
+    quiet = False
+    """A connection test's level (``cache.settings_api``): a failure is only counted and kept in
+    :attr:`last_failure`, never logged or told as an outage."""
+    last_failure = ""
+
     def _failed(self, node: Node, what: str, exc: BaseException | str) -> None:
         self.failures += 1
         node.drop()
         loop = asyncio.get_running_loop()
-        if loop.time() >= node.down_until:
+        detail = exc if isinstance(exc, str) else f"{type(exc).__name__}{': ' + str(exc) if str(exc) else ''}"
+        self.last_failure = f"{what}: {detail}"
+        if loop.time() >= node.down_until and not self.quiet:
             self.outages += 1
-            detail = exc if isinstance(exc, str) else f"{type(exc).__name__}{': ' + str(exc) if str(exc) else ''}"
             where = node.name if self.cluster else self.describe()
             log.warning("response cache: redis %s unavailable (%s: %s); serving without it for %.0f s",
                         where, what, detail, self.retry_after)

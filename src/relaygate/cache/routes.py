@@ -39,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from relaygate.cache import settings_api
 from relaygate.core.errors import GatewayError
 from relaygate.http.body import read_body
 from relaygate.http.respond import send_json
@@ -238,6 +239,7 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
 
     t.add("GET", "/cache/redis/info", redis_info)
     t.add("GET", "/cache/stats", stats)
+    settings_api.add_routes(t, gw)  # /cache/settings, /cache/settings/test (the store's)
 
 
 def cache_stats(cache: Any) -> dict[str, Any]:

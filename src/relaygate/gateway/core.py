@@ -32,8 +32,8 @@ from relaygate.auth.access import AccessPolicy
 from relaygate.auth.changes import KeyChanges
 from relaygate.auth.shared import SharedKeys
 from relaygate.cache.routes import add_routes as add_cache_routes
+from relaygate.cache.settings_api import STORED_NAMES, with_stored_settings
 from relaygate.cache.stage import make_cache
-from relaygate.config.cost_settings import STORED, with_stored
 from relaygate.config.model import Config, Deployment
 from relaygate.config.redis_tls import tls_for_url, tls_from_env, url_with_tls
 from relaygate.core.errors import GatewayError
@@ -539,7 +539,7 @@ class Gateway:
         async with self._reload_lock:  # read under it: a slower read begun earlier never swaps in older rows
             if self.store is not None and db_models_enabled(self.file_config):
                 rows, deps = await read_db_models(self.store, sealer_for(self.file_config))
-                settings = {k: v for k, v in (await read_settings(self.store)).items() if k in STORED}  # no job marks
+                settings = {k: v for k, v in (await read_settings(self.store)).items() if k in STORED_NAMES}
             if rows == self._db_models_seen and settings == self.db_settings:
                 return False
             self.db_models, self._db_models_seen, self.db_settings = deps, rows, settings
@@ -634,7 +634,7 @@ class Gateway:
             log.warning("config reload: server.%s changed; this takes effect after a restart",
                         ", server.".join(changed))
         self.file_config = config
-        config = with_stored(with_db_models(config, self.db_models), self.db_settings)
+        config = with_stored_settings(with_db_models(config, self.db_models), self.db_settings)
         new = Runtime.build(config, self.metrics, previous=old, generation=generation, store=self.store,
                             shared=self.shared_keys)
         if self.key_changes is not None:
