@@ -100,6 +100,34 @@ def test_settings_page_test_and_save(db_url: str, redis_server: RedisServer) -> 
     _run(db_url, body)
 
 
+def test_a_masked_password_stands_for_the_config_files(db_url: str, redis_server: RedisServer) -> None:  # noqa: F811
+    """The page shows the file's Redis password masked; saving the page with it unchanged keeps that password."""
+    async def main() -> None:
+        gw = Gateway(from_litellm({
+            "model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}}],
+            "general_settings": {"master_key": MASTER, "store_model_in_db": True},
+            "litellm_settings": {"cache": True, "cache_params": {"type": "redis", "host": "127.0.0.1",
+                                                                 "port": redis_server.port, "password": "file-pw"}},
+        }, "<test>"))
+        store = await open_store(db_url)
+        gw.store = store
+        gw.runtime.use_store(store)
+        env = Env(gw, store)
+        try:
+            page = await env.ok("GET", "/cache/settings")
+            assert page["current_values"]["password"] == "********" and "file-pw" not in str(page)
+            await env.ok("POST", "/cache/settings", {"cache_settings": {**page["current_values"], "namespace": "n2"}})
+            assert gw.response_cache is not None and gw.response_cache.settings.redis_password == "file-pw"
+            assert gw.response_cache.settings.namespace == "n2"
+        finally:
+            if gw.response_cache is not None:
+                await gw.response_cache.aclose()
+            gw.store = None
+            await store.close()
+
+    asyncio.run(main())
+
+
 def test_what_saving_needs(db_url: str) -> None:  # noqa: F811
     async def body(env: Env, other: Env) -> None:
         api_error(await env.call("POST", "/cache/settings", {"cache_settings": {"type": "redis", "host": "h"}}),

@@ -187,14 +187,15 @@ def _opened(params: Mapping[str, Any], sealer: Sealer) -> dict[str, Any]:
 
 
 async def _saved(ctx: Ctx) -> dict[str, Any]:
-    """The stored settings, opened (empty when there are none or they cannot be opened)."""
+    """The settings a masked password stands for: the stored ones, opened, else those of the cache served (the
+    config file's)."""
     stored = (await read_settings(ctx.store)).get(SETTING)
-    if not isinstance(stored, dict):
-        return {}
-    try:
-        return _opened(stored, sealer_for(ctx.gw.runtime.config))
-    except SealError:
-        return {}
+    if isinstance(stored, dict):
+        try:
+            return _opened(stored, sealer_for(ctx.gw.runtime.config))
+        except SealError:
+            pass
+    return values_of(ctx.gw.runtime.config.cache)
 
 
 def with_stored_settings(config: Config, stored: Mapping[str, Any]) -> Config:
