@@ -16,7 +16,7 @@ from relaygate.store import User, open_store
 from relaygate.store.sealing import PREFIX
 from relaygate.store.settings import read_settings
 from tests.conftest import RedisServer, free_port
-from tests.management.conftest import MASTER, Env, api_error
+from tests.management.conftest import MASTER, Env, api_error, run_pair
 from tests.store.conftest import db_url  # noqa: F401  (both backends)
 
 
@@ -29,23 +29,7 @@ def _gateway(store_model_in_db: bool = True) -> Gateway:
 
 
 def _run(url: str, body: Any, store_model_in_db: bool = True) -> None:
-    async def main() -> None:
-        gws = [_gateway(store_model_in_db), _gateway(store_model_in_db)]
-        stores = [await open_store(url) for _ in gws]
-        for gw, store in zip(gws, stores, strict=True):
-            gw.store = store
-            gw.runtime.use_store(store)
-        try:
-            await body(Env(gws[0], stores[0]), Env(gws[1], stores[1]))
-        finally:
-            for gw in gws:
-                if gw.response_cache is not None:
-                    await gw.response_cache.aclose()
-                gw.store = None
-            for store in stores:
-                await store.close()
-
-    asyncio.run(main())
+    run_pair(url, lambda: _gateway(store_model_in_db), body)
 
 
 async def _hit(env: Env, text: str) -> bool:

@@ -76,6 +76,28 @@ def run(url: str, body: Callable[[Env], Awaitable[T]], litellm_settings: dict[st
     return asyncio.run(main())  # type: ignore[no-any-return]
 
 
+def run_pair(url: str, make: Callable[[], Gateway], body: Callable[[Env, Env], Awaitable[None]]) -> None:
+    """``body`` with two gateways of ``make()`` on one database (two workers or instances), each with its own
+    store connection; their response caches are closed after."""
+    async def main() -> None:
+        gws = [make(), make()]
+        stores = [await open_store(url) for _ in gws]
+        for gw, store in zip(gws, stores, strict=True):
+            gw.store = store
+            gw.runtime.use_store(store)
+        try:
+            await body(Env(gws[0], stores[0]), Env(gws[1], stores[1]))
+        finally:
+            for gw in gws:
+                if gw.response_cache is not None:
+                    await gw.response_cache.aclose()
+                gw.store = None
+            for store in stores:
+                await store.close()
+
+    asyncio.run(main())
+
+
 @pytest.fixture
 def env_url(db_url: str) -> str:  # noqa: F811
     return db_url

@@ -4,14 +4,12 @@ without a restart (this worker at once, another worker on its next sync), show o
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from relaygate.asgi import Gateway
 from relaygate.config import from_litellm
-from relaygate.store import open_store
 from relaygate.store.sealing import PREFIX, open_credentials, sealer_for
-from tests.management.conftest import MASTER, Env
+from tests.management.conftest import MASTER, Env, run_pair
 from tests.management.conftest import run as run_default
 
 
@@ -23,20 +21,7 @@ def _gateway() -> Gateway:
 
 
 def _run(url: str, body: Any) -> None:
-    async def main() -> None:
-        gws = [_gateway(), _gateway()]
-        stores = [await open_store(url) for _ in gws]
-        for gw, store in zip(gws, stores, strict=True):
-            gw.store = store
-            gw.runtime.use_store(store)
-        try:
-            await body(Env(gws[0], stores[0]), Env(gws[1], stores[1]))
-        finally:
-            for gw, store in zip(gws, stores, strict=True):
-                gw.store = None
-                await store.close()
-
-    asyncio.run(main())
+    run_pair(url, _gateway, body)
 
 
 async def _chat(env: Env, model: str) -> int:
