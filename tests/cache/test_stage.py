@@ -5,6 +5,7 @@ the per-request controls do what LiteLLM documents."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -110,6 +111,29 @@ def test_controls() -> None:
         for bad in ({"no-cache": "yes"}, {"ttl": -1}, {"s-max-age": "1h"}, "all", {"namespace": ""}):
             r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": bad})
             assert r.status == 400 and r.json()["error"]["param"] == "cache", bad
+        await gw.completions.aclose()
+
+    asyncio.run(main())
+
+
+def test_the_ttl_a_request_asks_outside_the_cache_object() -> None:
+    """As LiteLLM: a ``Cache-Control: s-maxage=<s>`` request header, else the body's top-level ``ttl``, is the TTL
+    the answer is stored for; the ``cache`` object's ``ttl`` and the configured ``ttl`` win over both."""
+    async def main() -> None:
+        for settings, body, headers, want in (
+                ({}, {**CHAT, "ttl": 30}, {}, 30.0),
+                ({}, {**CHAT, "ttl": 30}, {"cache-control": "no-transform, s-maxage=7"}, 7.0),
+                ({}, {**CHAT, "cache": {"ttl": 5}}, {"cache-control": "s-maxage=7"}, 5.0),
+                ({"ttl": 600.0}, {**CHAT, "ttl": 30}, {"cache-control": "s-maxage=7"}, 600.0),
+                ({}, CHAT, {"cache-control": "max-age=9"}, 600.0)):
+            gw, _, cache = gateway(**settings)
+            r = await call(gw, "POST", "/v1/chat/completions", body, headers=headers)
+            ((_, expires),) = cache.memory._data.values()  # the one entry stored, and when it expires
+            assert r.status == 200 and abs(expires - time.monotonic() - want) < 2, (body, headers)
+            await gw.completions.aclose()
+        gw, _, _ = gateway()
+        r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "ttl": "1h"})
+        assert r.status == 400 and r.json()["error"]["param"] == "ttl"
         await gw.completions.aclose()
 
     asyncio.run(main())

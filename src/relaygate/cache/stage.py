@@ -8,6 +8,9 @@ hooks, only for the routes the config caches):
   (do not store this answer), ``ttl`` (seconds to keep this answer), ``s-maxage`` or ``s-max-age`` (serve
   only an answer stored at most this many seconds ago; LiteLLM reads both, the second first), ``namespace``
   (a separate key space), ``use-cache`` (with ``mode: default_off``, true opts in; false always opts out).
+  Outside the object, as LiteLLM: a ``Cache-Control: s-maxage=<seconds>`` request header, else a top-level
+  ``ttl``, is the TTL the answer is stored for, unless the config sets ``ttl`` (which wins, as in LiteLLM) or
+  the ``cache`` object does.
   Other names are ignored, as LiteLLM ignores them; a known name of the wrong type is a 400 naming it. A key
   whose ``allowed_cache_controls`` is set may send only those names, known or not (403 otherwise: LiteLLM's
   ``cache_control_check`` hook and wording). The top-level ``caching`` field (LiteLLM's): any value but
@@ -54,6 +57,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import struct
 import time
 from collections.abc import Callable
@@ -105,13 +109,17 @@ MEMO_ENTRY = 320
 class CacheState:
     """One request's cache decisions (``Exchange.cache``)."""
 
-    __slots__ = ("key", "hit", "ttl", "no_store", "assembler", "vector", "scope", "similarity", "namespace", "parts")
+    __slots__ = ("key", "hit", "ttl", "no_store", "assembler", "vector", "scope", "similarity", "namespace", "parts",
+                 "header_ttl")
 
     def __init__(self, key: str, ttl: float | None, no_store: bool) -> None:
         self.key = key
         self.hit = False
         self.ttl = ttl
         self.no_store = no_store
+        self.header_ttl = False
+        """A ``Cache-Control: s-maxage`` request header may set the TTL when the answer is stored (neither the
+        config nor the ``cache`` object set one)."""
         self.assembler: Any = None
         """A miss's stream assembler (``core.assemble``: chat, Messages, Responses); None: not stored."""
         self.vector: Any = None
@@ -147,6 +155,33 @@ def _controls(value: Any, allowed: list[str] | None) -> dict[str, Any]:
         if name == "namespace" and (not isinstance(v, str) or not v or len(v) > 200):
             raise errors.BadRequest("cache.namespace: expected a non-empty string", param="cache")
     return value
+
+
+_S_MAXAGE = re.compile(rb"(?:^|[,\s])s-maxage\s*=\s*([0-9]{1,9}(?:\.[0-9]+)?)", re.IGNORECASE)
+
+
+def _body_ttl(ctl: Any) -> float | None:
+    """The body's top-level ``ttl`` (LiteLLM's request ``ttl``): seconds to store the answer for; a 400 when it
+    is not a number of seconds."""
+    v = ctl.get("ttl")
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        raise errors.BadRequest("ttl: expected a number of seconds", param="ttl")
+    return float(v)
+
+
+def _header_ttl(ex: Exchange) -> float | None:
+    """A ``Cache-Control: s-maxage=<seconds>`` request header's seconds (LiteLLM makes it the request's ``ttl``),
+    read when a miss is stored; None without one."""
+    scope = ex.scope
+    if scope is not None:
+        for k, v in scope["headers"]:
+            if k == b"cache-control":
+                m = _S_MAXAGE.search(bytes(v))
+                if m is not None:
+                    return float(m.group(1))
+    return None
 
 
 class ResponseCache:
@@ -239,7 +274,12 @@ class ResponseCache:
                 return None
         else:
             memo = None  # known already
-        ex.cache = st = CacheState(key, c.get("ttl"), bool(c.get("no-store")))
+        ttl = c.get("ttl")
+        asks = ttl is None and s.ttl is None  # LiteLLM: the configured ttl wins over the request's own
+        if asks and ctl is not None:
+            ttl = _body_ttl(ctl)
+        ex.cache = st = CacheState(key, ttl, bool(c.get("no-store")))
+        st.header_ttl = asks
         if namespace != s.namespace:
             st.namespace = namespace
         if ex.stream:
@@ -392,6 +432,8 @@ class ResponseCache:
         if st is None or st.hit or st.no_store:
             return
         ttl = st.ttl
+        if st.header_ttl and (asked := _header_ttl(ex)) is not None:
+            ttl = asked
         if ttl == 0:
             return
         if st.parts is not None:  # an embeddings answer: an entry per input sent upstream
