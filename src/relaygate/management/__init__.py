@@ -34,6 +34,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         team_callbacks,
         teams,
         users,
+        v1,
     )
 
     keys.add_routes(t, gw)
@@ -52,6 +53,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     cost_settings.add_routes(t, gw)  # PATCH /config/cost_discount_config ... (the GETs: gateway.config_view)
     daily_activity.add_routes(t, gw)  # /{user,team,tag,organization,customer}/daily/activity
     daily_aggregated.add_routes(t, gw)  # .../daily/activity/aggregated[/keys|search|model_top_keys], /export
+    v1.add_routes(t, gw)  # /management/v1/...: lists with links, bulk writes, problem+json errors
     tags.add_routes(t, gw)
     from relaygate.management import provider_budgets  # /provider/budgets (needs no store)
 

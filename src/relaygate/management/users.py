@@ -122,7 +122,12 @@ def _user_fields(ctx: Ctx, body: UserFields) -> dict[str, Any]:
 
 async def new(ctx: Ctx) -> Any:
     admin_only(ctx)
-    body = await ctx.body(NewUserBody)
+    return await create(ctx, await ctx.body(NewUserBody))
+
+
+async def create(ctx: Ctx, body: NewUserBody) -> dict[str, Any]:
+    """One user made as ``/user/new`` makes it (its teams, its key, its password), in one transaction; the
+    answer's record (``management.v1_bulk`` makes each row of a bulk request with it)."""
     fields = _user_fields(ctx, body)
     for name in ("user_id", "teams", "team_id", "auto_create_key", "key_alias", "duration", "send_invite_email"):
         fields.pop(name, None)
@@ -285,9 +290,17 @@ async def delete(ctx: Ctx) -> Any:
     if not body.user_ids:
         raise bad_request("user_ids must not be empty", "user_ids")
     ids = list(dict.fromkeys(body.user_ids))
-    tokens: list[str] = []
     for user_id in ids:
         await ctx.store.get_user(user_id)  # 404 before anything is deleted
+    await delete_users(ctx, ids)
+    return len(ids)
+
+
+async def delete_users(ctx: Ctx, ids: list[str]) -> None:
+    """The users ``ids`` (all stored) deleted in one transaction, with their keys, passwords and sessions; their
+    keys forgotten by every worker."""
+    tokens: list[str] = []
+    for user_id in ids:
         tokens += [k.token for k in (await ctx.store.list_keys(user_id=user_id, page_size=1000)).items]
     tx = Tx(ctx.store)
     async with tx() as c:
@@ -298,7 +311,6 @@ async def delete(ctx: Ctx) -> Any:
     for user_id in ids:
         sessions.forget_user(ctx.gw, user_id)
     ctx.invalidate(*tokens)
-    return len(ids)
 
 
 async def list_users(ctx: Ctx) -> Any:

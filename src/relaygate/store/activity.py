@@ -40,7 +40,7 @@ __all__ = ["PERCENTILES", "UNATTRIBUTED", "UNNAMED_KEY", "Scope", "activity_by_m
            "daily_activity", "daily_by_team", "daily_status", "deployment_report", "entity_labels", "interpolate",
            "key_labels", "key_metadata", "key_of_reporting", "keys_of_user", "latency_percentiles", "org_admin_of",
            "principal_counts",
-           "reporting_key", "series", "spend_by_tag", "spend_since", "tag_names", "team_aliases",
+           "reporting_key", "series", "spend_by_tag", "spend_log_facet", "spend_since", "tag_names", "team_aliases",
            "team_member_counts", "top_groups"]
 
 PERCENTILES = (50, 95, 99)
@@ -306,6 +306,33 @@ async def keys_of_user(store: Store, user_id: str) -> list[str]:
     async with store._read() as c:
         rows = await c.fetch("SELECT token FROM rg_keys WHERE user_id = ?", [user_id])
     return [r["token"] for r in rows]
+
+
+async def spend_log_facet(store: Store, column: str, start: datetime, end: datetime, part: str | None,
+                          user_id: str | None, teams: Sequence[str], scan: int, offset: int, limit: int) -> list[str]:
+    """The distinct values of ``column`` (``end_user`` or ``user_id``) among the newest ``scan`` spend rows from
+    ``start`` (included) to ``end`` (excluded) that have one, containing ``part`` in any case when given;
+    ``user_id`` set: only that user's rows and those of ``teams``. In order, ``limit`` from ``offset``."""
+    if column not in ("end_user", "user_id"):
+        raise ValueError(column)
+    conds = ["s.start_time >= ?", "s.start_time < ?", f"s.{column} IS NOT NULL", f"s.{column} <> ''"]
+    args: list[Any] = [_ts(store, start), _ts(store, end)]
+    if part:
+        conds.append(f"LOWER(s.{column}) LIKE ? ESCAPE '\\'")
+        args.append("%" + part.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    if user_id is not None:
+        own = ["s.user_id = ?"]
+        args.append(user_id)
+        if teams:
+            own.append(f"s.team_id IN ({', '.join('?' * len(teams))})")
+            args.extend(teams)
+        conds.append("(" + " OR ".join(own) + ")")
+    async with store._read() as c:
+        rows = await c.fetch(
+            f"SELECT DISTINCT v FROM (SELECT s.{column} AS v FROM rg_spend_logs s WHERE {' AND '.join(conds)} "
+            "ORDER BY s.start_time DESC, s.request_id DESC LIMIT ?) AS scanned ORDER BY v LIMIT ? OFFSET ?",
+            [*args, scan, limit, offset])
+    return [r["v"] for r in rows]
 
 
 UNNAMED_KEY = "Unnamed Key"
