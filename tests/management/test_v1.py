@@ -148,3 +148,42 @@ def test_team_members_bulk_delete(db_url: str) -> None:  # noqa: F811
                                key=outsider), 403, "forbidden")
 
     run(db_url, body)
+
+
+def test_team_members_bulk_update(db_url: str) -> None:  # noqa: F811
+    """A merge patch of each member's own budget in the team: absent untouched, null cleared; a row the team's
+    default shares is copied, not written; a member left with no limit falls back to the team default."""
+    async def body(env: Env) -> None:
+        await env.store.create_budget(Budget(budget_id="team-default", max_budget=7.0))
+        await env.store.create_budget(Budget(budget_id="own-a", max_budget=3.0, rpm_limit=5))
+        for uid in ("a", "b", "c"):
+            await env.store.create_user(User(user_id=uid, user_email=f"{uid}@example.com"))
+        await env.store.create_team(Team(team_id="t-7", metadata={"team_member_budget_id": "team-default"}), [
+            TeamMember(team_id="t-7", user_id="a", user_email="a@example.com", budget_id="own-a"),
+            TeamMember(team_id="t-7", user_id="b", user_email="b@example.com", budget_id="team-default"),
+            TeamMember(team_id="t-7", user_id="c", user_email="c@example.com")])
+        out = (await env.ok("POST", f"{V1}/teams/t-7/members/bulk_update", {"members": [
+            {"user_id": "a", "tpm_limit": 100, "rpm_limit": None},
+            {"user_email": "b@example.com", "max_budget_in_team": 2.5, "budget_duration": "7d"},
+            {"user_id": "c"}, {"user_id": "a"}, {"user_id": "zed", "tpm_limit": 1}]}))["data"]
+        a, b, c, dup, zed = out
+        assert (a["success"], a["budget_id"], a["max_budget"], a["tpm_limit"], a["rpm_limit"]) == (
+            True, "own-a", 3.0, 100, None) and a["max_budget_source"] == "member"
+        own_a = await env.store.get_budget("own-a")
+        assert (own_a.tpm_limit, own_a.rpm_limit, own_a.max_budget) == (100, None, 3.0)  # written in place
+        assert b["success"] and b["budget_id"] not in (None, "team-default") and b["budget_duration"] == "7d"
+        assert (await env.store.get_budget("team-default")).max_budget == 7.0  # the shared default untouched
+        assert (c["success"], c["budget_id"], c["max_budget"], c["max_budget_source"]) == (
+            True, None, 7.0, "team_default")
+        assert dup["error"] == "Duplicate member in request" and zed["error"] == "User not found in team"
+        cleared = (await env.ok("POST", f"{V1}/teams/t-7/members/bulk_update", {"members": [
+            {"user_id": "a", "max_budget_in_team": None, "tpm_limit": None}]}))["data"][0]
+        assert cleared["budget_id"] is None and cleared["max_budget_source"] == "team_default"
+        members = {m.user_id: m for m in await env.store.list_team_members("t-7")}
+        assert members["a"].budget_id is None and members["b"].budget_id == b["budget_id"]
+        problem(await env.call("POST", f"{V1}/teams/t-7/members/bulk_update", {"members": [
+            {"user_id": "a", "budget_duration": "soon"}]}), 422, "invalid-request-body")
+        problem(await env.call("POST", f"{V1}/teams/t-7/members/bulk_update", {"members": [
+            {"user_id": "a", "allowed_models": ["m"]}]}), 422, "invalid-request-body")
+
+    run(db_url, body)

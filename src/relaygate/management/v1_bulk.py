@@ -12,6 +12,13 @@
   organizations or repeated fails alone; the others are deleted in one transaction (their keys, team
   memberships, passwords and sessions with them; all or none). Answer ``{"data": [{"user_id", "user_email",
   "success", "teams_removed", "error"}]}``.
+- ``POST /management/v1/teams/{team_id}/members/bulk_update`` (as below): ``{"members": [{"user_id"} |
+  {"user_email"}, with ``max_budget_in_team``, ``tpm_limit``, ``rpm_limit``, ``budget_duration``]}`` (1-500), a
+  merge patch of each member's own budget in the team (:func:`members_bulk_update`); ``allowed_models`` (LiteLLM
+  keeps a model list per member) is a 422 naming it. Answer ``{"data": [{"user_id", "user_email", "success",
+  "error", "budget_id", "max_budget", "max_budget_source", "tpm_limit", "rpm_limit", "budget_duration",
+  "allowed_models"}]}``: the limits in force after the write, ``max_budget_source`` ``member`` or
+  ``team_default`` (the team's default member budget then binds it).
 - ``POST /management/v1/teams/{team_id}/members/bulk_delete`` (the proxy admin or the team's admin):
   ``{"members": [{"user_id"} | {"user_email"}, ...]}`` (1-500, exactly one of the two each). A member not in the
   team, or named twice, fails alone; the others leave the team (LiteLLM removes their keys of the team too;
@@ -20,11 +27,12 @@
 
 Every answer is a 200 whatever the rows' outcome (LiteLLM's); a request that is not such a body is a 422
 ``invalid-request-body`` problem, a team not stored a 404 ``team-not-found``, a caller without the right a
-403 ``forbidden``. LiteLLM's member budget bulk update (``.../members/bulk_update``) is not served.
+403 ``forbidden``.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import msgspec
@@ -48,6 +56,8 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     v1_route(t, gw, "POST", "/users/bulk_delete", users_bulk_delete, failure="Failed to delete users.")
     v1_route(t, gw, "POST", "/teams/{team_id}/members/bulk_delete", members_bulk_delete,
              failure="Failed to remove team members.")
+    v1_route(t, gw, "POST", "/teams/{team_id}/members/bulk_update", members_bulk_update,
+             failure="Failed to update team member budgets.")
 
 
 async def _rows(ctx: Ctx, field: str) -> list[Any]:
@@ -208,21 +218,23 @@ async def _orgs_of(ctx: Ctx, user_id: str) -> set[str]:
 # -- team members ------------------------------------------------------------------------------------------
 
 
-async def members_bulk_delete(ctx: Ctx) -> Any:
-    from relaygate.management.teams import team_keys
-
+async def _team_for(ctx: Ctx, op: str) -> Any:
+    """The path's team, when the caller administers it (the proxy admin, its admin, its organization's)."""
     team_id = ctx.params["team_id"]
     try:
         team = await ctx.store.get_team(team_id)
     except NotFound:
         raise Problem("team-not-found", "Team not found", 404, f"Team id={team_id} does not exist in db") from None
-    c = ctx.caller
-    if not c.is_team_admin(team) and not await _org_admin_of_team(ctx, team):
+    if not ctx.caller.is_team_admin(team) and not await _org_admin_of_team(ctx, team):
         raise forbidden("Call not allowed. User not proxy admin OR team admin OR org admin for this team. "
-                        f"route='/management/v1/teams/{team_id}/members/bulk_delete'")
-    rows = await _rows(ctx, "members")
+                        f"route='/management/v1/teams/{team_id}/members/{op}'")
+    return team
+
+
+def _check_members(rows: list[Any], fields: frozenset[str]) -> None:
+    """Each row an object of ``fields`` naming exactly one of ``user_id`` / ``user_email`` (else the 422)."""
     for i, m in enumerate(rows):
-        if not isinstance(m, dict) or set(m) - {"user_id", "user_email"}:
+        if not isinstance(m, dict) or set(m) - fields:
             raise invalid_body(f"members.{i}: Extra inputs are not permitted")
         given = [k for k in ("user_id", "user_email") if m.get(k) is not None]
         if not given:
@@ -230,6 +242,15 @@ async def members_bulk_delete(ctx: Ctx) -> Any:
         if len(given) == 2:
             raise invalid_body(f"members.{i}: Value error, Each member must be identified by exactly one of user_id "
                                "or user_email")
+
+
+async def members_bulk_delete(ctx: Ctx) -> Any:
+    from relaygate.management.teams import team_keys
+
+    team = await _team_for(ctx, "bulk_delete")
+    team_id = team.team_id
+    rows = await _rows(ctx, "members")
+    _check_members(rows, frozenset({"user_id", "user_email"}))
     members = await ctx.store.list_team_members(team_id)
     by_id = {m.user_id: m for m in members}
     by_email = {m.user_email: m for m in members if m.user_email}
@@ -268,3 +289,119 @@ async def _org_admin_of_team(ctx: Ctx, team: Any) -> bool:
     org = getattr(team, "organization_id", None)
     uid = ctx.caller.user_id
     return bool(org and uid and org in await _org_admin_of(ctx, uid))
+
+
+_PATCH = frozenset({"max_budget_in_team", "tpm_limit", "rpm_limit", "budget_duration"})
+
+
+def _check_patch(rows: list[Any]) -> None:
+    """The rows' limits typed as LiteLLM's (else the 422); ``allowed_models`` is refused, named."""
+    for i, m in enumerate(rows):
+        if "allowed_models" in m:
+            raise invalid_body(f"members.{i}.allowed_models: not supported here (relaygate keeps no model list per "
+                               "team member)")
+        v = m.get("max_budget_in_team")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v < 0):
+            raise invalid_body(f"members.{i}.max_budget_in_team: Input should be a valid number")
+        for k in ("tpm_limit", "rpm_limit"):
+            v = m.get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise invalid_body(f"members.{i}.{k}: Input should be a valid integer")
+        d = m.get("budget_duration")
+        if d is not None and (not isinstance(d, str) or _period(d) is None):
+            raise invalid_body(f"members.{i}: Value error, Invalid budget_duration {d!r}. Use a format like '1h', "
+                               "'24h', '7d', or '30d'.")
+
+
+def _period(value: str) -> float | None:
+    from datetime import UTC, datetime
+
+    from relaygate.management.v1 import _period_seconds
+
+    seconds = _period_seconds(value, datetime.now(UTC))
+    return seconds if seconds else None
+
+
+async def members_bulk_update(ctx: Ctx) -> Any:
+    """LiteLLM's member budget bulk update: each row a merge patch of a member's own budget in the team (absent:
+    untouched, null: cleared); a budget row another member or the team's default shares is copied before it is
+    written; a member left with no limit goes back to the team's default. One transaction."""
+    from relaygate.management.common import budget_reset
+    from relaygate.management.teams import MEMBER_BUDGET_ID, team_keys
+    from relaygate.store import Budget
+    from relaygate.store import tables as tbl
+    from relaygate.store.transaction import Transaction as Tx
+
+    team = await _team_for(ctx, "bulk_update")
+    rows = await _rows(ctx, "members")
+    _check_members(rows, _PATCH | {"user_id", "user_email", "allowed_models"})
+    _check_patch(rows)
+    default_id = (team.metadata or {}).get(MEMBER_BUDGET_ID)
+    default = await ctx.store.get_budget(default_id) if isinstance(default_id, str) and default_id else None
+    members = {m.user_id: m for m in await ctx.store.list_team_members(team.team_id)}
+    by_email = {m.user_email: m for m in members.values() if m.user_email}
+    async with ctx.store._read() as c:
+        used = await c.fetch("SELECT budget_id, COUNT(*) AS n FROM rg_team_members WHERE budget_id IS NOT NULL "
+                             "GROUP BY budget_id", [])
+    shared = {r["budget_id"] for r in used if int(r["n"]) > 1} | ({default_id} if default is not None else set())
+    out: list[dict[str, Any]] = []
+    plan: list[tuple[dict[str, Any], Any, dict[str, Any]]] = []
+    done: set[str] = set()
+    for m in rows:
+        row: dict[str, Any] = {"user_id": m.get("user_id"), "user_email": m.get("user_email"), "success": False,
+                               "error": None, "budget_id": None, "max_budget": None, "max_budget_source": None,
+                               "tpm_limit": None, "rpm_limit": None, "budget_duration": None, "allowed_models": None}
+        out.append(row)
+        member = members.get(m["user_id"]) if m.get("user_id") is not None else by_email.get(m.get("user_email"))
+        if member is None:
+            row["error"] = "User not found in team"
+            continue
+        if member.user_id in done:
+            row["error"] = "Duplicate member in request"
+            continue
+        done.add(member.user_id)
+        plan.append((row, member, {k: m[k] for k in _PATCH if k in m}))
+    budgets: dict[str, Any] = {}
+    for _, member, _ in plan:
+        if member.budget_id and member.budget_id not in budgets:
+            budgets[member.budget_id] = await ctx.store.get_budget(member.budget_id)
+    who = ctx.caller.user_id or "default_user_id"
+    tx = Tx(ctx.store)
+    async with tx() as c:
+        for row, member, patch in plan:
+            own = budgets.get(member.budget_id) if member.budget_id else None
+            limits = {"max_budget": own.max_budget if own else None, "tpm_limit": own.tpm_limit if own else None,
+                      "rpm_limit": own.rpm_limit if own else None,
+                      "budget_duration": own.budget_duration if own else None}
+            for k, v in patch.items():
+                limits["max_budget" if k == "max_budget_in_team" else k] = v
+            budget_id = member.budget_id
+            if patch and limits != {"max_budget": own.max_budget if own else None,
+                                    "tpm_limit": own.tpm_limit if own else None,
+                                    "rpm_limit": own.rpm_limit if own else None,
+                                    "budget_duration": own.budget_duration if own else None}:
+                reset = budget_reset(ctx, limits["budget_duration"])
+                if all(limits[k] is None for k in ("max_budget", "tpm_limit", "rpm_limit")):
+                    budget_id = None  # nothing of its own left: the team's default binds it
+                elif own is not None and member.budget_id not in shared:
+                    await tx.update(c, tbl.BUDGETS, (member.budget_id,), {**limits, "budget_reset_at": reset,
+                                                                          "updated_by": who})
+                else:  # a shared row is copied, never written in place
+                    made = await tx.insert(c, Budget(
+                        budget_id=str(uuid.uuid4()), max_budget=limits["max_budget"], tpm_limit=limits["tpm_limit"],
+                        rpm_limit=limits["rpm_limit"], budget_duration=limits["budget_duration"], budget_reset_at=reset,
+                        created_by=who, updated_by=who))
+                    budget_id = made.budget_id
+                if budget_id != member.budget_id:
+                    await tx.update(c, tbl.TEAM_MEMBERS, (team.team_id, member.user_id), {"budget_id": budget_id})
+            row.update(user_id=member.user_id, success=True, budget_id=budget_id)
+            if budget_id is not None:
+                row.update(max_budget=limits["max_budget"], tpm_limit=limits["tpm_limit"],
+                           rpm_limit=limits["rpm_limit"], budget_duration=limits["budget_duration"])
+            if row["max_budget"] is not None:
+                row["max_budget_source"] = "member"
+            elif default is not None and default.max_budget:
+                row.update(max_budget=default.max_budget, max_budget_source="team_default")
+    if plan:
+        ctx.invalidate(*await team_keys(ctx, team.team_id))
+    return {"data": out}
