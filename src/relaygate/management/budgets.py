@@ -28,6 +28,7 @@ from relaygate.management.common import (
     admin_only,
     bad_request,
     budget_reset,
+    every_page,
     given,
     record,
     route,
@@ -135,14 +136,7 @@ async def info(ctx: Ctx) -> Any:
 
 async def list_budgets(ctx: Ctx) -> Any:
     admin_only(ctx, read=True)
-    out: list[Any] = []
-    page = 1
-    while True:
-        got = await ctx.store.list_budgets(page=page, page_size=1000)
-        out += [record(b) for b in got.items]
-        if page >= got.total_pages:
-            return out
-        page += 1
+    return [record(b) for b in await every_page(ctx.store.list_budgets)]
 
 
 async def delete(ctx: Ctx) -> Any:

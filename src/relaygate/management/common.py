@@ -505,6 +505,18 @@ class Ctx:
 Handler = Callable[[Ctx], Awaitable[Any]]
 
 
+async def every_page(fetch: Callable[..., Awaitable[Any]]) -> list[Any]:
+    """Every item of a paged store listing (``fetch(page=, page_size=)``), read 1,000 at a time."""
+    out: list[Any] = []
+    page = 1
+    while True:
+        got = await fetch(page=page, page_size=1000)
+        out += got.items
+        if page >= got.total_pages:
+            return out
+        page += 1
+
+
 @dataclass(frozen=True)
 class Download:
     """A handler's answer that is not JSON (an export): sent as it is, with its content type and a download

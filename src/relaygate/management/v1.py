@@ -45,7 +45,15 @@ from relaygate.core.errors import GatewayError
 from relaygate.http.respond import send_body
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
-from relaygate.management.common import Ctx, Gateway, admin_only, caller_principal, query_of, resolve_caller
+from relaygate.management.common import (
+    Ctx,
+    Gateway,
+    admin_only,
+    caller_principal,
+    every_page,
+    query_of,
+    resolve_caller,
+)
 from relaygate.store import InvalidField, NotFound, StoreUnavailable
 
 __all__ = ["FACET_SCAN", "PREFIX", "Problem", "add_routes", "v1_route"]
@@ -291,14 +299,7 @@ async def list_budgets(ctx: Ctx) -> Any:
     if repeated:
         raise invalid_query(f"Repeated query parameter(s): {', '.join(repeated)}. Each may appear once; use a "
                             "comma-separated list for multiple sort keys or filter values.")
-    budgets: list[Any] = []
-    n = 1
-    while True:
-        got = await ctx.store.list_budgets(page=n, page_size=1000)
-        budgets += got.items
-        if n >= got.total_pages:
-            break
-        n += 1
+    budgets = await every_page(ctx.store.list_budgets)
     now = datetime.now(UTC)
     rows = []
     for b in budgets:
