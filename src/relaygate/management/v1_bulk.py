@@ -43,7 +43,7 @@ from relaygate.http.body import read_body
 from relaygate.http.routes import RouteTable
 from relaygate.management.common import Ctx, Gateway
 from relaygate.management.v1 import Problem, forbidden, invalid_body, v1_route
-from relaygate.store import NotFound
+from relaygate.store import Duplicate, NotFound
 
 __all__ = ["MAX_ROWS", "add_routes"]
 
@@ -128,9 +128,11 @@ async def users_bulk(ctx: Ctx) -> Any:
                 made = await create(ctx, body)
             except NotFound as exc:
                 row["error"] = f"{exc.entity.capitalize()} id={exc.ident} does not exist"
-            except GatewayError as exc:
-                row["error"] = (f"User id={uid} already exists" if exc.status == 400 and "already" in exc.message
+            except Duplicate as exc:
+                row["error"] = (f"User id={uid} already exists" if exc.entity == "user" and exc.field == "user_id"
                                 else exc.message)
+            except GatewayError as exc:
+                row["error"] = exc.message
             else:
                 row.update(user_id=made["user_id"], success=True, teams=made.get("teams") or [], key=made.get("key"))
         if uid is not None:
