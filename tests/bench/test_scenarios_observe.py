@@ -4,6 +4,7 @@ nothing fails."""
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
@@ -26,7 +27,9 @@ def test_tiny_run(together: bool) -> None:
     for mode in ("langfuse", "otel"):
         line = next(ln for ln in out.splitlines() if ln.startswith(f"median {mode}"))
         share = float(re.search(r"([\d.]+)% of off", line).group(1))  # type: ignore[union-attr]
-        assert 0 < share < 1000, line
+        # a share, not a judgement: half-second windows measured one after the other on a shared machine can
+        # land a stall in off's window and put a mode at 10x (CI saw 1,022%); only the paired figure is judged
+        assert math.isfinite(share) and share > 0, line
         if together:
             assert "paired" in line
             assert re.search(rf"round 1 {mode} .* vs off .* in the same seconds", out)
