@@ -89,3 +89,29 @@ def test_team_alias_and_user_email_come_from_the_keys_rows(db_url: str) -> None:
             assert any(dict(k).get("user_email") == "ada@example.com" for k in spend), spend
 
     asyncio.run(main())
+
+
+def test_request_families_carry_the_keys_organization_and_the_queue_time(db_url: str) -> None:  # noqa: F811
+    """LiteLLM 1.110's ``org_id`` / ``org_alias`` on the request families: the key's own organization, else its
+    team's (a key of neither has ``None``); and ``litellm_request_queue_time_seconds`` per answered request,
+    with the same labels."""
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up, litellm_settings={"callbacks": ["prometheus"]}) as gw:
+            await gw.store.create_organization(Organization(organization_id="o7", organization_alias="Initech"))
+            await gw.store.create_team(Team(team_id="t7", organization_id="o7"))
+            await gw.store.create_key(Key(token=token("sk-t7"), team_id="t7"))
+            await gw.store.create_key(Key(token=token("sk-none")))
+            for key in ("sk-t7", "sk-t7", "sk-none"):
+                assert (await ask(gw, key)).status == 200
+            totals = await _gauges(gw, "litellm_proxy_total_requests_metric_total")
+            orgs = {dict(k)["hashed_api_key"]: (dict(k)["org_id"], dict(k)["org_alias"], v) for k, v in totals.items()}
+            assert orgs == {token("sk-t7"): ("o7", "Initech", 2.0), token("sk-none"): ("None", "None", 1.0)}, orgs
+            spend = await _gauges(gw, "litellm_spend_metric_total")
+            assert {dict(k)["org_alias"] for k in spend} == {"Initech", "None"}, spend
+            queued = await _gauges(gw, "litellm_request_queue_time_seconds_count")
+            by_org = {dict(k)["org_id"]: v for k, v in queued.items()}
+            assert by_org == {"o7": 2.0, "None": 1.0}, queued
+            sums = await _gauges(gw, "litellm_request_queue_time_seconds_sum")
+            assert all(0.0 <= v < 10.0 for v in sums.values()), sums
+
+    asyncio.run(main())

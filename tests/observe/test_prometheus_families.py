@@ -39,6 +39,7 @@ from .test_prometheus_dashboard import (
 _DEP = ["litellm_model_name", "model_id", "api_base", "api_provider"]
 _API = ["model_group", "model", "hashed_api_key", "api_key_alias", "team", "team_alias", "requested_model",
         "end_user", "user", "model_id", "api_provider", "service_tier"]
+_ORG = ["org_id", "org_alias"]  # LiteLLM 1.110's PrometheusMetricLabels._org_label_metrics
 _TOKENS = ["end_user", "hashed_api_key", "api_key_alias", "model", "team", "team_alias", "user", "user_email",
            "requested_model", "model_id", "api_provider"]
 _CALLS = ["model_group", "requested_model", "litellm_model_name", "model_id", "api_base", "api_provider",
@@ -54,32 +55,35 @@ _FALLBACKS = ["requested_model", "fallback_model", "hashed_api_key", "api_key_al
 LITELLM: dict[str, tuple[str, list[str]]] = {
     "litellm_proxy_total_requests_metric": ("counter", [
         "end_user", "hashed_api_key", "api_key_alias", "requested_model", "team", "team_alias", "user",
-        "status_code", "user_email", "route", "client_ip", "user_agent", "model_id", "api_provider"]),
+        "status_code", "user_email", "route", "client_ip", "user_agent", "model_id", "api_provider", *_ORG]),
     "litellm_proxy_failed_requests_metric": ("counter", [
         "end_user", "hashed_api_key", "api_key_alias", "requested_model", "team", "team_alias", "user",
         "user_email", "exception_status", "exception_class", "route", "client_ip", "user_agent", "model_id",
-        "api_provider"]),
+        "api_provider", *_ORG]),
     "litellm_request_total_latency_metric": ("histogram", [
         "model_group", "end_user", "hashed_api_key", "api_key_alias", "requested_model", "team", "team_alias", "user",
-        "model", "model_id", "api_provider", "service_tier"]),
-    "litellm_llm_api_latency_metric": ("histogram", _API),
-    "litellm_llm_api_time_to_first_token_metric": ("histogram", _API),
+        "model", "model_id", "api_provider", "service_tier", *_ORG]),
+    "litellm_request_queue_time_seconds": ("histogram", [
+        "end_user", "hashed_api_key", "api_key_alias", "requested_model", "team", "team_alias", "user", "model",
+        "model_id", "api_provider", *_ORG]),
+    "litellm_llm_api_latency_metric": ("histogram", [*_API, *_ORG]),
+    "litellm_llm_api_time_to_first_token_metric": ("histogram", [*_API, *_ORG]),
     "litellm_overhead_latency_metric": ("histogram", _REMAINING),
     "litellm_deployment_latency_per_output_token": ("histogram", [
-        "model_group", *_DEP, "hashed_api_key", "api_key_alias", "team", "team_alias"]),
+        "model_group", *_DEP, "hashed_api_key", "api_key_alias", "team", "team_alias", *_ORG]),
     "litellm_spend_metric": ("counter", [
         "end_user", "hashed_api_key", "api_key_alias", "model", "team", "team_alias", "user", "user_email",
-        "client_ip", "user_agent", "requested_model", "model_id", "api_provider", "service_tier"]),
-    "litellm_total_tokens_metric": ("counter", _TOKENS),
-    "litellm_input_tokens_metric": ("counter", _TOKENS),
-    "litellm_output_tokens_metric": ("counter", _TOKENS),
+        "client_ip", "user_agent", "requested_model", "model_id", "api_provider", "service_tier", *_ORG]),
+    "litellm_total_tokens_metric": ("counter", [*_TOKENS, *_ORG]),
+    "litellm_input_tokens_metric": ("counter", [*_TOKENS, *_ORG]),
+    "litellm_output_tokens_metric": ("counter", [*_TOKENS, *_ORG]),
     # LiteLLM 1.110's sparse token-detail and media families: the input / output tokens' labels
     "litellm_input_cached_tokens_metric": ("counter", _TOKENS),
     "litellm_input_cache_creation_tokens_metric": ("counter", _TOKENS),
     "litellm_input_audio_tokens_metric": ("counter", _TOKENS),
     "litellm_output_reasoning_tokens_metric": ("counter", _TOKENS),
     "litellm_output_audio_tokens_metric": ("counter", _TOKENS),
-    "litellm_images_generated_metric": ("counter", _TOKENS),
+    "litellm_images_generated_metric": ("counter", [*_TOKENS, *_ORG]),
     "litellm_cache_hits_metric": ("counter", _PROVIDER_CACHE[:9]),  # LiteLLM's _cache_metric_labels
     "litellm_cache_misses_metric": ("counter", _PROVIDER_CACHE[:9]),
     "litellm_cached_tokens_metric": ("counter", _PROVIDER_CACHE[:9]),
@@ -87,7 +91,7 @@ LITELLM: dict[str, tuple[str, list[str]]] = {
     "litellm_provider_cache_creation_input_tokens_metric": ("counter", _PROVIDER_CACHE),
     "litellm_requests_metric": ("counter", [
         "end_user", "hashed_api_key", "api_key_alias", "model", "team", "team_alias", "user", "user_email",
-        "client_ip", "user_agent", "requested_model", "model_id", "api_provider"]),
+        "client_ip", "user_agent", "requested_model", "model_id", "api_provider", *_ORG]),
     "litellm_llm_api_failed_requests_metric": ("counter", [
         "end_user", "hashed_api_key", "api_key_alias", "model", "team", "team_alias", "user", "model_id"]),
     "litellm_deployment_success_responses": ("counter", _CALLS),
@@ -209,7 +213,12 @@ def test_values_after_traffic() -> None:
     assert ('litellm_spend_metric_total{end_user="None",hashed_api_key="' + KEY_A + '",api_key_alias="alice",'
             'model="echo",team="team-1",team_alias="None",user="u1",user_email="None",client_ip="None",'
             'user_agent="None",requested_model="gpt-4o",model_id="dep-a",api_provider="mock",'
-            'service_tier="default"} 0.0012') in text
+            'service_tier="default",org_id="org-1",org_alias="acme"} 0.0012') in text
+    # LiteLLM 1.110's organization labels: the key's organization (its own, else its team's), "None" without one
+    assert 'org_id="None",org_alias="None"' in text
+    # its queue time (arrival to pre-call processing): the successes whose time was taken (with Prometheus on)
+    assert scrape.values["litellm_request_queue_time_seconds_count"] == [1.0]
+    assert scrape.values["litellm_request_queue_time_seconds_sum"] == [0.002]
     # the sparse detail families: record 0's reasoning and audio tokens and its provider cache, 2 images
     assert scrape.values["litellm_output_reasoning_tokens_metric_total"] == [6.0]
     assert scrape.values["litellm_input_audio_tokens_metric_total"] == [3.0]
@@ -333,7 +342,7 @@ def test_series_backstop(monkeypatch: pytest.MonkeyPatch) -> None:
     lite = LiteLLMMetrics(["gpt-4o"], traffic_config().deployments)
     lite.handle([record(i, key_hash=f"{i:064x}") for i in range(10)])
     d = lite.counters["litellm_proxy_total_requests_metric"]
-    assert len(d) == 4 and d[("other",) * 14] == [7.0]
+    assert len(d) == 4 and d[("other",) * 16] == [7.0]
 
 
 def _source(router: Router) -> Callable[[], Router]:
@@ -419,7 +428,8 @@ def test_reload_follows_the_new_config() -> None:
     cfg.deployments = [d for d in cfg.deployments if d.id != "dep-c"]
     lite.set_config(cfg)
     lite.handle([record(1, model="claude", model_group="claude", deployment_id="dep-c")])
-    ids = {k[-2] for k in lite.counters["litellm_proxy_total_requests_metric"]}  # model_id, api_provider last
+    ids = {k[-4] for k in lite.counters["litellm_proxy_total_requests_metric"]}  # model_id, api_provider, org_id,
+    # org_alias last
     assert ids == {"dep-c", "other"}
 
 

@@ -309,7 +309,8 @@ class LiteLLMMetrics:
             ident: tuple[Any, ...] = (
                 r.key_hash, r.key_alias, r.team_id, team_alias, r.user_id, r.end_user_id is None, r.model,
                 r.deployment_id, r.status, r.outcome, r.request_route or r.route, r.error_type, r.cache_hit,
-                r.ttft is None, attempts, r.cache_miss, email, r.error_class,
+                r.ttft is None, attempts, r.cache_miss, email, r.error_class, r.org_id, r.org_alias,
+                r.queue_time is None,
                 r.usage_labels[4] if r.usage_labels is not None else None)
             if custom is not None:  # their values belong to the identity (and end every key, _counter / _hist)
                 self._extra = extra = custom.values(r)
@@ -340,6 +341,10 @@ class LiteLLMMetrics:
             lat = cells.latency
             lat[bisect.bisect_left(bounds, latency)] += 1
             lat[-1] += latency
+            queue, queued = cells.queue, r.queue_time
+            if queue is not None and queued is not None:
+                queue[bisect.bisect_left(bounds, queued)] += 1
+                queue[-1] += queued
             prompt, completion = r.prompt_tokens, r.completion_tokens
             cells.input[0] += prompt
             cells.output[0] += completion
@@ -393,6 +398,7 @@ class LiteLLMMetrics:
         user = self._user(r.user_id)
         mail = self._email(r.user_id, email) if email else NONE
         end_user = NONE if r.end_user_id is None else OTHER
+        org = self._key(r.org_id, r.org_alias, self._orgs)  # org_id, org_alias (LiteLLM 1.110's _org_label_metrics)
         requested = r.model if r.model in self._groups else OTHER
         model_id, model, api_base, provider, group = dep = self._dep(r.deployment_id)
         if dep is _UNKNOWN_DEP:  # no deployment answered (a cache hit, a refusal): the group asked for, if any
@@ -410,7 +416,7 @@ class LiteLLMMetrics:
         hist = self._hist
         cells = Cells(c("litellm_proxy_total_requests_metric", (
             end_user, hk, alias, requested, team, t_alias, user, status, mail, route, NONE, NONE, model_id, provider,
-            *((str(r.stream),) if self._stream else ()))))
+            *org, *((str(r.stream),) if self._stream else ()))))
         cells.labels = (requested, hk, alias, team, t_alias, model_id)
         if not attempts and r.deployment_id and not r.cache_hit and not gone:  # a client leaving is no failure
             cells.calls, cells.state = self._call_cells(r.deployment_id, 200 if ok else r.status, r.error_type,
@@ -421,19 +427,20 @@ class LiteLLMMetrics:
             cells.failed = c("litellm_proxy_failed_requests_metric", (
                 end_user, hk, alias, requested, team, t_alias, user, mail, status,
                 r.error_class or class_of(code, r.error_type, NONE if gone else provider), route, NONE, NONE,
-                model_id, provider))
+                model_id, provider, *org))
             return cells
         cells.latency = hist("litellm_request_total_latency_metric", (
-            group, end_user, hk, alias, requested, team, t_alias, user, model, model_id, provider, tier))
+            group, end_user, hk, alias, requested, team, t_alias, user, model, model_id, provider, tier, *org))
+        if r.queue_time is not None:
+            cells.queue = hist("litellm_request_queue_time_seconds", (
+                end_user, hk, alias, requested, team, t_alias, user, model, model_id, provider, *org))
         tokens = cells.token_labels = (end_user, hk, alias, model, team, t_alias, user, mail, requested, model_id,
-                                       provider)
-        cells.input = c("litellm_input_tokens_metric", tokens)
-        cells.output = c("litellm_output_tokens_metric", tokens)
-        cells.tokens = c("litellm_total_tokens_metric", tokens)
-        cells.spend = c("litellm_spend_metric", (
-            end_user, hk, alias, model, team, t_alias, user, mail, NONE, NONE, requested, model_id, provider, tier))
-        cells.legacy = c("litellm_requests_metric", (
-            end_user, hk, alias, model, team, t_alias, user, mail, NONE, NONE, requested, model_id, provider))
+                                       provider, *org)
+        cells.input, cells.output, cells.tokens = (c(f"litellm_{n}_tokens_metric", tokens)
+                                                   for n in ("input", "output", "total"))
+        legacy = (end_user, hk, alias, model, team, t_alias, user, mail, NONE, NONE, requested, model_id, provider)
+        cells.spend = c("litellm_spend_metric", (*legacy, tier, *org))
+        cells.legacy = c("litellm_requests_metric", (*legacy, *org))
         cells.cache_labels = (model, hk, alias, team, t_alias, end_user, user, model_id, provider,
                               group if group in self._groups else (NONE if group == NONE else OTHER))
         if r.cache_hit:
@@ -443,14 +450,14 @@ class LiteLLMMetrics:
             cells.cache_misses = c("litellm_cache_misses_metric", cells.cache_labels[:9])
         if dep is _UNKNOWN_DEP or r.cache_hit:
             return cells
-        api_labels = (group, model, hk, alias, team, t_alias, requested, end_user, user, model_id, provider, tier)
+        api_labels = (group, model, hk, alias, team, t_alias, requested, end_user, user, model_id, provider, tier, *org)
         cells.api = hist("litellm_llm_api_latency_metric", api_labels)
         if r.ttft is not None:
             cells.ttft = hist("litellm_llm_api_time_to_first_token_metric", api_labels)
         cells.remaining = (group, provider, api_base, model, hk, alias, model_id)
         cells.overhead = hist("litellm_overhead_latency_metric", cells.remaining)
         cells.per_token = hist("litellm_deployment_latency_per_output_token", (
-            group, model, model_id, api_base, provider, hk, alias, team, t_alias), DEFAULT_BUCKETS)
+            group, model, model_id, api_base, provider, hk, alias, team, t_alias, *org), DEFAULT_BUCKETS)
         return cells
 
     def _provider_cache(self, r: CompletionRecord, cells: Cells) -> None:
@@ -476,7 +483,7 @@ class LiteLLMMetrics:
                     found = cells.details = [None] * len(DETAIL_FAMILIES)
                 cell = found[i]
                 if cell is None:
-                    cell = found[i] = self._counter(DETAIL_FAMILIES[i], cells.token_labels)
+                    cell = found[i] = self._counter(DETAIL_FAMILIES[i], cells.token_labels[:None if i == 3 else -2])
                 cell[0] += n
 
     def _call_cells(self, dep_id: str, status: int, error_type: str, labels: tuple[str, ...]

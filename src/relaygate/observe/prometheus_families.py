@@ -45,6 +45,12 @@ _REMAINING = ("model_group", "api_provider", "api_base", "litellm_model_name", "
 _FALLBACKS = ("requested_model", "fallback_model", "hashed_api_key", "api_key_alias", "team", "team_alias",
               "exception_status", "exception_class", "model_id")
 
+_ORG = ("org_id", "org_alias")
+"""LiteLLM 1.110's organization labels, after the others, on the families whose records know the key's
+organization (its ``PrometheusMetricLabels._org_label_metrics``; images generated too, of the sparse
+token-detail families: ``cells.token_labels`` ends with them, the others' series leave them off)."""
+_TOKENS_ORG = (*_TOKENS, *_ORG)
+
 _KEY_MODEL = ("hashed_api_key", "api_key_alias", "model", "model_id")
 _KEY_TYPE = ("hashed_api_key", "api_key_alias", "rate_limit_type")
 _TEAM_TYPE = ("team", "team_alias", "rate_limit_type")
@@ -52,27 +58,33 @@ _TEAM_TYPE = ("team", "team_alias", "rate_limit_type")
 FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "litellm_proxy_total_requests_metric": (COUNTER, (
         *_USER_KEY, "requested_model", "team", "team_alias", "user", "status_code", "user_email", "route",
-        "client_ip", "user_agent", "model_id", "api_provider"), "Total number of requests made to the proxy server"),
+        "client_ip", "user_agent", "model_id", "api_provider", *_ORG),
+        "Total number of requests made to the proxy server"),
     "litellm_proxy_failed_requests_metric": (COUNTER, (
         *_USER_KEY, "requested_model", "team", "team_alias", "user", "user_email", "exception_status",
-        "exception_class", "route", "client_ip", "user_agent", "model_id", "api_provider"),
+        "exception_class", "route", "client_ip", "user_agent", "model_id", "api_provider", *_ORG),
         "Total number of failed responses from proxy - the client did not get a success response"),
     "litellm_request_total_latency_metric": (HISTOGRAM, (
         "model_group", *_USER_KEY, "requested_model", "team", "team_alias", "user", "model", "model_id",
-        "api_provider", "service_tier"),
+        "api_provider", "service_tier", *_ORG),
         "Total latency (seconds) for a request to LiteLLM"),
-    "litellm_llm_api_latency_metric": (HISTOGRAM, _API, "Total latency (seconds) for a models LLM API call"),
-    "litellm_llm_api_time_to_first_token_metric": (HISTOGRAM, _API, "Time to first token for a models LLM API call"),
+    "litellm_request_queue_time_seconds": (HISTOGRAM, (
+        *_USER_KEY, "requested_model", "team", "team_alias", "user", "model", "model_id", "api_provider", *_ORG),
+        "Time (seconds) from request arrival at the proxy to the start of pre-call processing -- includes "
+        "authentication and any ASGI-level queueing"),
+    "litellm_llm_api_latency_metric": (HISTOGRAM, (*_API, *_ORG), "Total latency (seconds) for a models LLM API call"),
+    "litellm_llm_api_time_to_first_token_metric": (HISTOGRAM, (*_API, *_ORG),
+                                                   "Time to first token for a models LLM API call"),
     "litellm_overhead_latency_metric": (HISTOGRAM, _REMAINING, "Latency overhead (seconds) added by the proxy"),
     "litellm_deployment_latency_per_output_token": (HISTOGRAM, (
-        "model_group", *_DEP, "hashed_api_key", "api_key_alias", "team", "team_alias"),
+        "model_group", *_DEP, "hashed_api_key", "api_key_alias", "team", "team_alias", *_ORG),
         "LLM Deployment Analytics - Latency per output token"),
     "litellm_spend_metric": (COUNTER, (
         *_USER_KEY, "model", "team", "team_alias", "user", "user_email", "client_ip", "user_agent", "requested_model",
-        "model_id", "api_provider", "service_tier"), "Total spend on LLM requests"),
-    "litellm_total_tokens_metric": (COUNTER, _TOKENS, "Total number of input + output tokens from LLM requests"),
-    "litellm_input_tokens_metric": (COUNTER, _TOKENS, "Total number of input tokens from LLM requests"),
-    "litellm_output_tokens_metric": (COUNTER, _TOKENS, "Total number of output tokens from LLM requests"),
+        "model_id", "api_provider", "service_tier", *_ORG), "Total spend on LLM requests"),
+    "litellm_total_tokens_metric": (COUNTER, _TOKENS_ORG, "Total number of input + output tokens from LLM requests"),
+    "litellm_input_tokens_metric": (COUNTER, _TOKENS_ORG, "Total number of input tokens from LLM requests"),
+    "litellm_output_tokens_metric": (COUNTER, _TOKENS_ORG, "Total number of output tokens from LLM requests"),
     "litellm_input_cached_tokens_metric": (COUNTER, _TOKENS, "Provider-side cached input tokens (e.g. OpenAI "
                                            "prompt_tokens_details.cached_tokens, Anthropic cache_read_input_tokens)"),
     "litellm_input_cache_creation_tokens_metric": (COUNTER, _TOKENS, "Provider-side input tokens written to prompt "
@@ -83,7 +95,7 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
                                                "completion_tokens_details.reasoning_tokens"),
     "litellm_output_audio_tokens_metric": (COUNTER, _TOKENS,
                                            "Audio output tokens reported in completion_tokens_details.audio_tokens"),
-    "litellm_images_generated_metric": (COUNTER, _TOKENS,
+    "litellm_images_generated_metric": (COUNTER, _TOKENS_ORG,
                                         "Number of images generated, from the image generation response"),
     "litellm_cache_hits_metric": (COUNTER, _LITELLM_CACHE, "Total number of LiteLLM cache hits"),
     "litellm_cache_misses_metric": (COUNTER, _LITELLM_CACHE, "Total number of LiteLLM cache misses"),
@@ -94,7 +106,7 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
         COUNTER, _PROVIDER_CACHE, "Total prompt/input tokens written to provider prompt cache"),
     "litellm_requests_metric": (COUNTER, (
         *_USER_KEY, "model", "team", "team_alias", "user", "user_email", "client_ip", "user_agent", "requested_model",
-        "model_id", "api_provider"),
+        "model_id", "api_provider", *_ORG),
         "deprecated - use litellm_proxy_total_requests_metric. Total number of LLM calls to litellm"),
     "litellm_llm_api_failed_requests_metric": (COUNTER, (
         *_USER_KEY, "model", "team", "team_alias", "user", "model_id"),
@@ -198,7 +210,7 @@ class Cells:
 
     __slots__ = ("total", "failed", "calls", "state", "labels", "latency", "input", "output", "tokens", "spend",
                  "api", "ttft", "overhead", "per_token", "legacy", "cache_labels", "cache_read", "cache_write",
-                 "cache_hits", "cache_misses", "cached_tokens", "remaining", "token_labels", "details")
+                 "cache_hits", "cache_misses", "cached_tokens", "remaining", "token_labels", "details", "queue")
 
     def __init__(self, total: list[float]) -> None:
         self.total = total
@@ -226,6 +238,8 @@ class Cells:
         self.ttft: list[float] | None = None
         self.overhead: list[float] | None = None
         self.per_token: list[float] | None = None
+        self.queue: list[float] | None = None
+        """``litellm_request_queue_time_seconds``'s (a success whose queue time was taken)."""
         self.remaining: tuple[str, ...] | None = None
         """The ``litellm_remaining_*_metric`` labels of a deployment's answer (None: no deployment answered)."""
         self.token_labels: tuple[str, ...] = ()

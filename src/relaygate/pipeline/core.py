@@ -120,6 +120,8 @@ class Pipeline:
             if rt.tag_mapper is not None:  # request_tag_mappings: the baggage's tags after x-litellm-tags'
                 over.tags = add_mapped(rt.tag_mapper, headers, over.tags)
             await fe.parse(ex, scope, receive, params)
+            if rt.track_remaining:  # Prometheus on: LiteLLM's queue time (arrival to pre-call processing)
+                ex.queued = time.perf_counter() - ex.t0
             if rt.model_override is not None:  # completion_model, embedding_model ... (LiteLLM's)
                 ex.model = rt.model_override.get(ex.route, ex.model)
             if who.key is not None and who.key.enforced is not None:  # the key's metadata.enforced_params
@@ -385,6 +387,7 @@ class Pipeline:
             record.upstream_ratelimit = ex.remaining
         if ex.rt.track_remaining:  # Prometheus on: its token-detail families, labels and the limiter gauges
             record.usage_labels = ex.labels
+            record.queue_time = ex.queued
             if lease is not None and lease.headers:
                 record.key_ratelimit = lease.headers
         key_meta = None
@@ -397,6 +400,9 @@ class Pipeline:
                         record.no_logging = True
                 if rows[2] is not None:
                     record.user_email = rows[2].user_email
+                org = rows[3] if len(rows) > 3 else None
+                if org is not None:  # the key's organization (its own, else its team's): LiteLLM's org labels
+                    record.org_id, record.org_alias = org.organization_id, org.organization_alias
                 meta = rows[0].metadata
                 if meta and "spend_logs_metadata" in meta:
                     key_meta = meta["spend_logs_metadata"]

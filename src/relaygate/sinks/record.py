@@ -207,6 +207,13 @@ class CompletionRecord(msgspec.Struct, gc=False):
     header_tags: tuple[str, ...] | None = None
     """``<header>: <value>`` of the ``extra_spend_tag_headers`` the request carried (LiteLLM's). Set after
     construction."""
+    org_alias: str | None = None
+    """The ``organization_alias`` of the stored key's organization (its own, else its team's), whose id is
+    ``org_id``: LiteLLM's ``user_api_key_org_alias`` and ``org_alias`` label. Set after construction."""
+    queue_time: float | None = None
+    """Seconds from the request's arrival to the start of its pre-call processing (the body read and the key
+    checked), kept only with Prometheus on: LiteLLM's ``litellm_request_queue_time_seconds``. Set after
+    construction."""
 
     @property
     def total_tokens(self) -> int:
