@@ -339,7 +339,8 @@ LIMITER_HEADERS = [(b"x-ratelimit-remaining-requests", b"7"), (b"x-ratelimit-api
 def traffic() -> list[CompletionRecord]:
     return [
         record(0, cache_read_tokens=8, cache_write_tokens=4, cache_miss=True, usage_labels=(6, 3, 2, 0, "default"),
-               key_ratelimit=LIMITER_HEADERS, org_id="org-1", org_alias="acme", queue_time=0.002),
+               key_ratelimit=LIMITER_HEADERS, org_id="org-1", org_alias="acme", queue_time=0.002,
+               zero_cost=("missing_pricing_key", "echo", ("input_cost_per_token",))),
         record(1, stream=True, ttft=0.15, latency=2.5, extra=detail(attempt("dep-a", 200))),
         record(2, model="gpt4", deployment_id="dep-b", key_hash=KEY_B, key_alias=None, team_id="team-2",
                user_id=None, stream=True, ttft=0.3, latency=4.0, end_user_id="customer-7"),

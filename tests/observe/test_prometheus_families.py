@@ -92,6 +92,7 @@ LITELLM: dict[str, tuple[str, list[str]]] = {
     "litellm_requests_metric": ("counter", [
         "end_user", "hashed_api_key", "api_key_alias", "model", "team", "team_alias", "user", "user_email",
         "client_ip", "user_agent", "requested_model", "model_id", "api_provider", *_ORG]),
+    "litellm_zero_cost_requests": ("counter", ["requested_model", "model", "model_id", "api_provider", "reason"]),
     "litellm_llm_api_failed_requests_metric": ("counter", [
         "end_user", "hashed_api_key", "api_key_alias", "model", "team", "team_alias", "user", "model_id"]),
     "litellm_deployment_success_responses": ("counter", _CALLS),
@@ -219,6 +220,9 @@ def test_values_after_traffic() -> None:
     # its queue time (arrival to pre-call processing): the successes whose time was taken (with Prometheus on)
     assert scrape.values["litellm_request_queue_time_seconds_count"] == [1.0]
     assert scrape.values["litellm_request_queue_time_seconds_sum"] == [0.002]
+    # LiteLLM 1.110's zero-cost counter: a billable answer priced at $0, by reason (cost.zero_cost)
+    assert ('litellm_zero_cost_requests_total{requested_model="gpt-4o",model="echo",model_id="dep-a",'
+            'api_provider="mock",reason="missing_pricing_key"} 1') in text
     # the sparse detail families: record 0's reasoning and audio tokens and its provider cache, 2 images
     assert scrape.values["litellm_output_reasoning_tokens_metric_total"] == [6.0]
     assert scrape.values["litellm_input_audio_tokens_metric_total"] == [3.0]

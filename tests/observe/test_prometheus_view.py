@@ -281,3 +281,18 @@ def test_stream_label_and_series_cap() -> None:
     for bad in ({"prometheus_emit_stream_label": "sometimes"}, {"prometheus_metrics_max_series_per_metric": 0}):
         with pytest.raises(ObserveConfigError):
             view_from(bad)
+
+
+def test_a_counter_may_be_named_as_litellms_code_names_it() -> None:
+    """LiteLLM's config names a counter as its code creates it, ``litellm_zero_cost_requests_total``, whose family
+    (the ``# TYPE`` line) is ``litellm_zero_cost_requests``: either name selects it, with its label filter, and
+    neither is warned about."""
+    for name in ("litellm_zero_cost_requests_total", "litellm_zero_cost_requests"):
+        view = view_from({"prometheus_metrics_config": [{"group": "g", "metrics": [name],
+                                                         "include_labels": ["reason"]}]})
+        assert view is not None and unknown_names(view, FAMILIES, EXTRA_FAMILIES) == []
+        s = scrape(view)
+        assert {n for n in s.types if n.startswith("litellm_")} == {"litellm_zero_cost_requests"}, s.types
+        assert s.samples["litellm_zero_cost_requests_total"] == [{"reason": "missing_pricing_key"}]
+    view = view_from({"prometheus_exclude_metrics": ["litellm_zero_cost_requests_total"]})
+    assert view is not None and "litellm_zero_cost_requests" not in scrape(view).types

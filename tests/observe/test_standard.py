@@ -19,7 +19,7 @@ from tests.observe.collector_server import detail, record
 # LiteLLM's ``litellm_call_id``, kept beside it.
 LITELLM_PAYLOAD = {
     "id", "trace_id", "session_id", "litellm_call_id", "call_id", "call_type", "stream", "response_cost", "cost_breakdown",
-    "response_cost_failure_debug_info", "status", "status_fields", "custom_llm_provider", "total_tokens",
+    "response_cost_failure_debug_info", "zero_cost_diagnostic", "status", "status_fields", "custom_llm_provider", "total_tokens",
     "prompt_tokens", "completion_tokens", "startTime", "endTime", "completionStartTime", "response_time",
     "model_map_information", "model", "model_id", "model_group", "api_base", "metadata", "cache_hit", "cache_key",
     "saved_cache_cost", "request_tags", "end_user", "requester_ip_address", "user_agent", "messages", "response",

@@ -77,11 +77,15 @@ class PrometheusView(msgspec.Struct, frozen=True, kw_only=True):
         return tuple(dict.fromkeys(names))
 
     def enabled(self, family: str) -> bool:
-        return family not in self.exclude_metrics and (self.metrics is None or family in self.metrics)
+        """Whether ``family`` is written; a counter may be named as LiteLLM's code names it, with ``_total``
+        (``litellm_zero_cost_requests_total``, whose family is ``litellm_zero_cost_requests``)."""
+        named = (family, family + "_total")
+        return not any(n in self.exclude_metrics for n in named) and (
+            self.metrics is None or any(n in self.metrics for n in named))
 
     def kept(self, family: str, names: tuple[str, ...]) -> tuple[int, ...] | None:
         """The positions of the labels ``family`` keeps of ``names`` (None: all of them)."""
-        only = self.include_labels.get(family)
+        only = self.include_labels.get(family) or self.include_labels.get(family + "_total")
         keep = tuple(i for i, n in enumerate(names) if n not in self.exclude_labels and (only is None or n in only))
         return None if len(keep) == len(names) else keep
 

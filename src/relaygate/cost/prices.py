@@ -42,6 +42,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from relaygate.catalog import ModelEntry
 from relaygate.catalog.entry import SERVICE_TIERS, TIERED
+from relaygate.cost.zero_cost import rated
 
 __all__ = ["FREE", "PICO", "PriceTable", "pico_of", "to_pico", "usd"]
 
@@ -150,13 +151,17 @@ class PriceTable:
     (every method then answers 0)."""
 
     __slots__ = ("base", "image_by", "known", "model", "per_character", "per_image", "per_query",
-                 "per_second", "provider", "service", "tiers")
+                 "per_second", "prices", "provider", "rated", "service", "tiers")
 
     def __init__(self, entry: ModelEntry | None, provider: str = "", model: str = "") -> None:
         self.known = entry is not None and bool(entry.prices or entry.tiers or entry.image_prices)
         self.provider = entry.provider if entry is not None else provider
         self.model = entry.model if entry is not None else model
-        prices = entry.prices if entry is not None else {}
+        prices = self.prices = entry.prices if entry is not None else {}
+        """The entry's flat prices as the catalog has them (absent keys absent: ``cost.zero_cost`` reads them)."""
+        self.rated = entry is not None and self.known and rated(prices, entry.image_prices, *(
+            t.prices for t in entry.tiers))
+        """Some price is positive: an answer with usage priced 0 is diagnosed (``cost.zero_cost``)."""
         self.base = _Tokens(prices)
         self.tiers: tuple[tuple[int, _Tokens], ...] = tuple(
             (t.above, _Tokens(entry.prices_at(t.above + 1))) for t in entry.tiers) if entry is not None else ()

@@ -329,11 +329,15 @@ class LiteLLMMetrics:
                 state[cells.state[0]] = cells.state[1]
             if attempts:
                 assert detail is not None
-                self._attempts(detail, cells)
+                self._calls([(a.deployment_id, a.status, a.error_type) for a in detail.attempts], cells)
             elif r.failed_attempts:
-                self._failed_calls(r, cells)
+                self._calls(r.failed_attempts, cells)
             if r.fallbacks:
                 self._fallback(r, detail, cells)
+            if r.zero_cost is not None:  # billable usage priced at 0 (cost.zero_cost): rare, counted apart
+                model_id, model, _base, provider, _group = self._dep(r.deployment_id)
+                self._counter("litellm_zero_cost_requests", (
+                    cells.labels[0], model, model_id, provider, r.zero_cost[0]))[0] += 1
             if cells.failed is not None:
                 cells.failed[0] += 1
                 continue
@@ -505,22 +509,13 @@ class LiteLLMMetrics:
                 class_of(status, error_type, provider), hk, alias, team, t_alias, NONE, NONE)))
         return out, ((model_id, 0 if ok else 1) if model_id in self._deps else None)
 
-    def _attempts(self, detail: Detail, cells: Cells) -> None:
-        """Every upstream attempt the detail lists (retries and fallbacks included): the slower path."""
-        for a in detail.attempts:
-            calls, state = self._call_cells(a.deployment_id, a.status if a.status else 599, a.error_type,
-                                            cells.labels)
-            for cell in calls:
-                cell[0] += 1
-            if state is not None:
-                self.dep_state[state[0]] = state[1]
-
-    def _failed_calls(self, r: CompletionRecord, cells: Cells) -> None:
-        """The failed attempts the record lists (no Detail was captured): each a call to its deployment that
-        failed, as LiteLLM's failure event counts it (the answering one is counted with the record)."""
-        for dep_id, status, error_type in r.failed_attempts:
-            calls, state = self._call_cells(dep_id, status or 599, error_type, cells.labels)
-            for cell in calls:
+    def _calls(self, calls: Sequence[tuple[str, int, str]], cells: Cells) -> None:
+        """Upstream attempts ``(deployment id, status, error type)``: every one a Detail lists (retries and
+        fallbacks included), else the failed ones the record lists (no Detail was captured), each a call to
+        its deployment, as LiteLLM's failure event counts it (the answering one is counted with the record)."""
+        for dep_id, status, error_type in calls:
+            counted, state = self._call_cells(dep_id, status or 599, error_type, cells.labels)
+            for cell in counted:
                 cell[0] += 1
             if state is not None:
                 self.dep_state[state[0]] = state[1]

@@ -104,6 +104,10 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
                                                         "Total prompt/input tokens read from provider prompt cache"),
     "litellm_provider_cache_creation_input_tokens_metric": (
         COUNTER, _PROVIDER_CACHE, "Total prompt/input tokens written to provider prompt cache"),
+    "litellm_zero_cost_requests": (COUNTER, ("requested_model", "model", "model_id", "api_provider", "reason"),
+                                         "Requests that carried usage but were logged at $0 on a model whose pricing "
+                                         "entry has a non-zero rate, by reason (missing_pricing_key, "
+                                         "pricing_not_applied, cost_calculation_error)"),
     "litellm_requests_metric": (COUNTER, (
         *_USER_KEY, "model", "team", "team_alias", "user", "user_email", "client_ip", "user_agent", "requested_model",
         "model_id", "api_provider", *_ORG),

@@ -63,6 +63,8 @@ def unknown_names(view: PrometheusView, families: dict[str, tuple[Any, tuple[str
     custom = view.custom_names  # every family carries the custom labels too
     known = {name: (*f[1], *custom) for name, f in families.items()}
     known.update(extra)
+    known.update({f"{name}_total": names for name, names in known.items() if families.get(name, ("",))[0] == "counter"
+                  and not name.endswith("_total")})  # a counter as LiteLLM's code names it (PrometheusView.enabled)
     out = [f"metric {n}" for n in sorted((view.metrics or frozenset()) | view.exclude_metrics) if n not in known]
     labels = {label for names in known.values() for label in names}
     out += [f"label {n}" for n in sorted(view.exclude_labels) if n not in labels]

@@ -54,7 +54,8 @@ REDACTED = "redacted-by-litellm"
 PAYLOAD_FIELDS = (
     "id", "trace_id", "session_id", "litellm_call_id", "call_id", "call_type", "stream", "response_cost",
     "cost_breakdown",
-    "response_cost_failure_debug_info", "status", "status_fields", "custom_llm_provider", "total_tokens",
+    "response_cost_failure_debug_info", "zero_cost_diagnostic", "status", "status_fields", "custom_llm_provider",
+    "total_tokens",
     "prompt_tokens", "completion_tokens", "startTime", "endTime", "completionStartTime", "response_time",
     "model_map_information", "model", "model_id", "model_group", "api_base", "metadata", "cache_hit",
     "cache_key", "saved_cache_cost", "request_tags", "end_user", "requester_ip_address", "user_agent",
@@ -295,6 +296,8 @@ def standard_payload(record: CompletionRecord, detail: Detail | None = None, *, 
         "response_cost": cost,
         "cost_breakdown": None,
         "response_cost_failure_debug_info": None,
+        "zero_cost_diagnostic": None if r.zero_cost is None else {  # LiteLLM 1.110's (cost.zero_cost)
+            "reason": r.zero_cost[0], "pricing_model": r.zero_cost[1], "missing_pricing_keys": list(r.zero_cost[2])},
         "status": status,
         "status_fields": {"llm_api_status": status, "guardrail_status": "not_run"},
         "custom_llm_provider": r.provider or None,

@@ -42,7 +42,7 @@ from relaygate.core import errors
 from relaygate.core.baggage import add_mapped
 from relaygate.core.body import restamp_model
 from relaygate.core.errors import GatewayError, KeyLimitExceeded
-from relaygate.cost import adjust, usd
+from relaygate.cost import adjust, usd, zero_cost
 from relaygate.http.body import ClientGone, body_ended_early
 from relaygate.http.respond import DisconnectWatch, send_body
 from relaygate.http.routes import Params
@@ -368,6 +368,9 @@ class Pipeline:
             time.time() - total, (error.type or "") if error is not None else "")
         if ex.estimated:
             record.cost_estimated = True
+        if ex.zero is not None:  # billable usage priced at 0 (cost.zero_cost): LiteLLM's warning, once a minute
+            record.zero_cost = ex.zero
+            zero_cost.warn(ex.zero, record.model_group, record.provider, ex.prompt_tokens, ex.completion_tokens)
         if ex.hold is not None:  # the budgets' reservation: released when the guard's sink counts this record
             record.hold = ex.hold.id
         if ex.cache is not None and not ex.cache.hit:

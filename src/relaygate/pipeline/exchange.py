@@ -44,7 +44,7 @@ class Exchange:
                  "over", "state", "control", "who", "group", "ctx", "lease", "wait", "ttft", "api_ttft",
                  "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "status", "cost",
                  "estimated", "done", "cache", "obs", "admitted", "remaining", "path", "labels", "cost_parts",
-                 "scope", "hold", "queued")
+                 "scope", "hold", "queued", "zero")
 
     def __init__(self, route: str, t0: float, rt: Runtime, path: str = "") -> None:
         self.call_id = b""
@@ -57,6 +57,8 @@ class Exchange:
         completions`` ...): a constant of the route table, never the client's path (``""``: not a routed request)."""
         self.t0 = t0
         """``time.perf_counter()`` at arrival."""
+        self.zero: tuple[str, str, tuple[str, ...]] | None = None
+        """Why an answer with usage was priced at 0 on a model with prices (``cost.zero_cost``); None: it was not."""
         self.queued: float | None = None
         """Seconds from arrival to the start of pre-call processing (the body read, the key checked), taken only
         with Prometheus on (``litellm_request_queue_time_seconds``); None: not taken."""

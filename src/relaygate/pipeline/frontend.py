@@ -47,7 +47,7 @@ from typing import TypeVar
 from relaygate.config.model import Deployment
 from relaygate.core import errors, tokens
 from relaygate.core.errors import GatewayError
-from relaygate.cost import details, requested_tier, tier_label
+from relaygate.cost import details, requested_tier, tier_label, zero_cost
 from relaygate.http.respond import send_error
 from relaygate.http.routes import Params
 from relaygate.http.types import Headers, Receive, Scope, Send
@@ -305,10 +305,11 @@ class Frontend:
                 ex.labels = (0, 0, 0, 0, tier_label(data, ex.body, ex.view))
             if not table.known:
                 return 0
-            if table.service:
-                return table.tokens(ex.prompt_tokens, ex.completion_tokens,
-                                    service_tier=requested_tier(ex.body, ex.view))
-            return table.tokens(ex.prompt_tokens, ex.completion_tokens)
+            cost = table.tokens(ex.prompt_tokens, ex.completion_tokens, service_tier=requested_tier(
+                ex.body, ex.view) if table.service else "")
+            if not cost and table.rated:  # LiteLLM's zero-cost diagnostic (cost.zero_cost)
+                ex.zero = zero_cost.diagnose(table.model, table.prices, ex.prompt_tokens, ex.completion_tokens)
+            return cost
         service = table.service
         d = details(data, service)
         ex.cached_tokens, ex.cache_write_tokens = d.cache_read, d.cache_write
@@ -319,8 +320,13 @@ class Frontend:
         tier = d.service_tier
         if service and not tier:
             tier = requested_tier(ex.body, ex.view)
-        return table.tokens(ex.prompt_tokens + d.prompt_extra, ex.completion_tokens, d.cache_read, d.cache_write,
-                            d.reasoning, d.audio_in, d.audio_out, d.cache_write_1h, tier)
+        prompt = ex.prompt_tokens + d.prompt_extra
+        cost = table.tokens(prompt, ex.completion_tokens, d.cache_read, d.cache_write, d.reasoning, d.audio_in,
+                            d.audio_out, d.cache_write_1h, tier)
+        if not cost and table.rated:  # LiteLLM's zero-cost diagnostic (cost.zero_cost)
+            ex.zero = zero_cost.diagnose(table.model, table.prices, prompt, ex.completion_tokens, d.cache_read,
+                                         d.audio_in, d.audio_out)
+        return cost
 
     def price_stream(self, ex: Exchange, dep: Deployment, last: bytes, had_usage: bool) -> int:
         """pico-USD of a stream (finished, broken or abandoned by the client): from the usage it carried,

@@ -210,6 +210,10 @@ class CompletionRecord(msgspec.Struct, gc=False):
     org_alias: str | None = None
     """The ``organization_alias`` of the stored key's organization (its own, else its team's), whose id is
     ``org_id``: LiteLLM's ``user_api_key_org_alias`` and ``org_alias`` label. Set after construction."""
+    zero_cost: tuple[str, str, tuple[str, ...]] | None = None
+    """Why the answer, which had usage, was priced at 0 on a model with prices: ``(reason, pricing model,
+    missing pricing keys)`` (``cost.zero_cost``): LiteLLM's ``zero_cost_diagnostic`` and
+    ``litellm_zero_cost_requests_total``. Set after construction, only then."""
     queue_time: float | None = None
     """Seconds from the request's arrival to the start of its pre-call processing (the body read and the key
     checked), kept only with Prometheus on: LiteLLM's ``litellm_request_queue_time_seconds``. Set after
