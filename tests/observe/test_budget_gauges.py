@@ -5,10 +5,14 @@ renamed key's series moved to its new alias rather than left behind."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+
+import pytest
 
 from relaygate.store import Budget, Key, Organization, Team, User
 from tests.asgi.conftest import call
 from tests.budgets.conftest import MASTER, ask, gateway, token, upstream
+from tests.observe.collector_server import Collector
 from tests.observe.test_prometheus_dashboard import parse_exposition
 from tests.store.conftest import db_url  # noqa: F401  (both backends)
 
@@ -115,3 +119,35 @@ def test_request_families_carry_the_keys_organization_and_the_queue_time(db_url:
             assert all(0.0 <= v < 10.0 for v in sums.values()), sums
 
     asyncio.run(main())
+
+
+def test_the_standard_payload_carries_the_keys_budgets(db_url: str,  # noqa: F811
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiteLLM 1.110's ``user_api_key_{spend,max_budget,budget_reset_at,user_spend,user_max_budget,team_spend,
+    team_max_budget}`` in the StandardLoggingPayload an exporter sends (generic_api here), from the request's key
+    rows; the master key's request has none of them."""
+    with Collector() as c:
+        monkeypatch.setenv("GENERIC_LOGGER_ENDPOINT", c.url + "/log")
+
+        async def main() -> None:
+            async with upstream() as up, gateway(db_url, up, litellm_settings={"callbacks": ["generic_api"]}) as gw:
+                await gw.store.create_team(Team(team_id="t5", max_budget=40.0, spend=4.0))
+                await gw.store.create_user(User(user_id="u5", max_budget=30.0, spend=3.0))
+                await gw.store.create_key(Key(token=token("sk-5"), team_id="t5", user_id="u5", max_budget=20.0,
+                                              spend=2.0, budget_duration="1d",
+                                              budget_reset_at=datetime(2030, 1, 2, tzinfo=UTC)))
+                assert (await ask(gw, "sk-5")).status == 200
+                assert (await ask(gw, MASTER)).status == 200
+            # the gateway's shutdown sends what its exporter still held
+
+        asyncio.run(main())
+        entries = c.wait_entries(2)
+    by_key = {e["metadata"]["user_api_key_hash"]: e["metadata"] for e in entries}
+    meta = by_key[token("sk-5")]
+    assert meta["user_api_key_max_budget"] == 20.0 and meta["user_api_key_spend"] == pytest.approx(2.0, abs=1e-4)
+    assert meta["user_api_key_budget_reset_at"] == "2030-01-02T00:00:00+00:00"  # the key's period end, ISO
+    assert (meta["user_api_key_user_spend"], meta["user_api_key_user_max_budget"]) == (3.0, 30.0)
+    assert (meta["user_api_key_team_spend"], meta["user_api_key_team_max_budget"]) == (4.0, 40.0)
+    (master,) = [m for h, m in by_key.items() if h != token("sk-5")]
+    assert all(master[k] is None for k in ("user_api_key_spend", "user_api_key_max_budget", "user_api_key_team_spend",
+                                           "user_api_key_user_max_budget"))

@@ -17,7 +17,8 @@ from tests.observe.collector_server import detail, record
 # StandardLoggingPayloadErrorInformation, StandardLoggingModelInformation, StandardLoggingPayloadStatusFields),
 # written out here independently of the module's own tables; ``call_id`` is relaygate's earlier name for
 # LiteLLM's ``litellm_call_id``, kept beside it.
-LITELLM_PAYLOAD = {
+LITELLM_PAYLOAD = {  # LiteLLM 1.110's required keys, and the optional ones its builder always writes
+    "cost_finalized", "autorouter_savings", "autorouter_savings_estimate", "autorouter_baseline_observation",
     "id", "trace_id", "session_id", "litellm_call_id", "call_id", "call_type", "stream", "response_cost", "cost_breakdown",
     "response_cost_failure_debug_info", "zero_cost_diagnostic", "status", "status_fields", "custom_llm_provider", "total_tokens",
     "prompt_tokens", "completion_tokens", "startTime", "endTime", "completionStartTime", "response_time",
@@ -28,7 +29,8 @@ LITELLM_PAYLOAD = {
 }
 LITELLM_USER_API_KEY_METADATA = {
     "user_api_key_hash", "user_api_key_alias", "user_api_key_spend", "user_api_key_max_budget",
-    "user_api_key_budget_reset_at", "user_api_key_org_id", "user_api_key_org_alias", "user_api_key_team_id",
+    "user_api_key_budget_reset_at", "user_api_key_user_spend", "user_api_key_user_max_budget",
+    "user_api_key_team_spend", "user_api_key_team_max_budget", "user_api_key_org_id", "user_api_key_org_alias", "user_api_key_team_id",
     "user_api_key_project_id", "user_api_key_project_alias", "user_api_key_user_id", "user_api_key_user_email",
     "user_api_key_team_alias", "user_api_key_end_user_id", "user_api_key_request_route",
     "user_api_key_auth_metadata",
@@ -36,10 +38,12 @@ LITELLM_USER_API_KEY_METADATA = {
 LITELLM_METADATA = LITELLM_USER_API_KEY_METADATA | {
     "spend_logs_metadata", "requester_ip_address", "user_agent", "requester_metadata", "requester_custom_headers",
     "prompt_management_metadata", "mcp_tool_call_metadata", "vector_store_request_metadata", "applied_guardrails",
-    "usage_object", "cold_storage_object_key", "team_alias", "team_id",
+    "usage_object", "cold_storage_object_key", "team_alias", "team_id", "routing_decision", "kubernetes_pod_routing",
+    "used_client_oauth_token",
 }
 LITELLM_HIDDEN_PARAMS = {"model_id", "cache_key", "api_base", "response_cost", "litellm_overhead_time_ms",
-                         "additional_headers", "batch_models", "litellm_model_name", "usage_object"}
+                         "additional_headers", "batch_models", "batch_successful_requests", "batch_failed_requests",
+                         "litellm_model_name", "usage_object"}
 LITELLM_ERROR_INFORMATION = {"error_code", "error_class", "llm_provider", "traceback", "error_message"}
 LITELLM_MODEL_INFORMATION = {"model_map_key", "model_map_value"}
 LITELLM_STATUS_FIELDS = {"llm_api_status", "guardrail_status"}

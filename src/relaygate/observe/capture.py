@@ -178,6 +178,7 @@ class Capture:
                 detail.key_metadata = meta
             if len(key.records) > 1 and key.records[1] is not None:
                 detail.team_alias = getattr(key.records[1], "team_alias", None)
+            detail.budgets = key_budgets(key.records, key.spent)
         if error is not None:
             detail.error_message = redact(error.message)[:MAX_ERROR]
             if detail.attempts and not detail.attempts[-1].end:
@@ -232,3 +233,17 @@ def traced(cap: Capture, attempt: Callable[[Any], Awaitable[T]]) -> Callable[[An
         return result
 
     return run
+
+
+def key_budgets(rows: tuple[Any, ...], spent: float) -> tuple[float | None, float | None, str | None, float | None,
+                                                              float | None, float | None, float | None]:
+    """LiteLLM's key, user and team spend and budget metadata from a key's rows (key, team, user ...): the key's
+    spend is its row's and what this worker counted since (``KeyInfo.spent``), as ``x-litellm-key-spend``."""
+    key = rows[0]
+    team = rows[1] if len(rows) > 1 else None
+    user = rows[2] if len(rows) > 2 else None
+    reset = getattr(key, "budget_reset_at", None)
+    return ((getattr(key, "spend", 0.0) or 0.0) + spent, getattr(key, "max_budget", None),
+            reset.isoformat() if reset is not None else None,
+            getattr(user, "spend", None), getattr(user, "max_budget", None),
+            getattr(team, "spend", None), getattr(team, "max_budget", None))

@@ -49,11 +49,14 @@ __all__ = ["CALLBACK_SLOTS", "ERROR_INFORMATION_FIELDS", "HIDDEN_PARAMS_FIELDS",
            "standard_payload"]
 
 REDACTED = "redacted-by-litellm"
+_NO_BUDGETS = (None,) * 7
+"""The key, user and team spend and budget metadata of a request without a stored key (or with them redacted)."""
 """LiteLLM's stand-in for message content when message logging is off."""
 
 PAYLOAD_FIELDS = (
-    "id", "trace_id", "session_id", "litellm_call_id", "call_id", "call_type", "stream", "response_cost",
-    "cost_breakdown",
+    "cost_finalized", "id", "trace_id", "session_id", "litellm_call_id", "call_id", "call_type", "stream",
+    "response_cost", "cost_breakdown", "autorouter_savings", "autorouter_savings_estimate",
+    "autorouter_baseline_observation",
     "response_cost_failure_debug_info", "zero_cost_diagnostic", "status", "status_fields", "custom_llm_provider",
     "total_tokens",
     "prompt_tokens", "completion_tokens", "startTime", "endTime", "completionStartTime", "response_time",
@@ -66,18 +69,21 @@ PAYLOAD_FIELDS = (
 
 METADATA_FIELDS = (
     "user_api_key_hash", "user_api_key_alias", "user_api_key_spend", "user_api_key_max_budget",
-    "user_api_key_budget_reset_at", "user_api_key_org_id", "user_api_key_org_alias", "user_api_key_team_id",
+    "user_api_key_budget_reset_at", "user_api_key_user_spend", "user_api_key_user_max_budget",
+    "user_api_key_team_spend", "user_api_key_team_max_budget", "user_api_key_org_id", "user_api_key_org_alias",
+    "user_api_key_team_id",
     "user_api_key_project_id", "user_api_key_project_alias", "user_api_key_user_id", "user_api_key_user_email",
     "user_api_key_team_alias", "user_api_key_end_user_id", "user_api_key_request_route",
     "user_api_key_auth_metadata", "spend_logs_metadata", "requester_ip_address", "user_agent",
     "requester_metadata", "requester_custom_headers", "prompt_management_metadata", "mcp_tool_call_metadata",
-    "vector_store_request_metadata", "applied_guardrails", "usage_object", "cold_storage_object_key",
-    "team_alias", "team_id",
+    "vector_store_request_metadata", "routing_decision", "kubernetes_pod_routing", "applied_guardrails",
+    "usage_object", "cold_storage_object_key", "team_alias", "team_id", "used_client_oauth_token",
 )
 """The keys of LiteLLM's ``StandardLoggingMetadata`` (``StandardLoggingUserAPIKeyMetadata`` first)."""
 
 HIDDEN_PARAMS_FIELDS = ("model_id", "cache_key", "api_base", "response_cost", "litellm_overhead_time_ms",
-                        "additional_headers", "batch_models", "litellm_model_name", "usage_object")
+                        "additional_headers", "batch_models", "batch_successful_requests", "batch_failed_requests",
+                        "litellm_model_name", "usage_object")
 """The keys of LiteLLM's ``StandardLoggingHiddenParams``."""
 
 ERROR_INFORMATION_FIELDS = ("error_code", "error_class", "llm_provider", "traceback", "error_message")
@@ -178,12 +184,19 @@ def standard_metadata(record: CompletionRecord, detail: Detail | None = None, *,
         usage["cache_creation_input_tokens"] = r.cache_write_tokens
 
     keys = not redact_key_info
+    budgets = detail.budgets if detail is not None and keys else None
+    if budgets is None:
+        budgets = _NO_BUDGETS
     meta = {
         "user_api_key_hash": r.key_hash if keys else None,
         "user_api_key_alias": r.key_alias if keys else None,
-        "user_api_key_spend": None,
-        "user_api_key_max_budget": None,
-        "user_api_key_budget_reset_at": None,
+        "user_api_key_spend": budgets[0],
+        "user_api_key_max_budget": budgets[1],
+        "user_api_key_budget_reset_at": budgets[2],
+        "user_api_key_user_spend": budgets[3],
+        "user_api_key_user_max_budget": budgets[4],
+        "user_api_key_team_spend": budgets[5],
+        "user_api_key_team_max_budget": budgets[6],
         "user_api_key_org_id": r.org_id if keys else None,
         "user_api_key_org_alias": r.org_alias if keys else None,
         "user_api_key_team_id": r.team_id if keys else None,
@@ -203,11 +216,14 @@ def standard_metadata(record: CompletionRecord, detail: Detail | None = None, *,
         "prompt_management_metadata": None,
         "mcp_tool_call_metadata": None,
         "vector_store_request_metadata": None,
+        "routing_decision": None,  # LiteLLM's auto-router's; relaygate has none
+        "kubernetes_pod_routing": None,
         "applied_guardrails": None,
         "usage_object": usage,
         "cold_storage_object_key": None,
         "team_alias": team_alias,
         "team_id": r.team_id,
+        "used_client_oauth_token": None,  # LiteLLM's: a client's Anthropic OAuth token forwarded (never here)
     }
     hidden = {
         "model_id": r.deployment_id or None,
@@ -217,6 +233,8 @@ def standard_metadata(record: CompletionRecord, detail: Detail | None = None, *,
         "litellm_overhead_time_ms": r.overhead * 1000.0,
         "additional_headers": None,
         "batch_models": None,
+        "batch_successful_requests": None,
+        "batch_failed_requests": None,
         "litellm_model_name": r.upstream_model or None,
         "usage_object": usage,
     }
@@ -286,6 +304,7 @@ def standard_payload(record: CompletionRecord, detail: Detail | None = None, *, 
                              "llm_provider": r.provider, "traceback": "", "error_message": error_str}
 
     return {
+        "cost_finalized": ok,  # LiteLLM 1.110's: the answered request's cost is final when it is logged
         "id": rid,
         "trace_id": _trace_id(detail, metadata, r.call_id),
         "session_id": "",  # LiteLLM's, empty unless its request_correlation_in_logs is on
@@ -295,6 +314,9 @@ def standard_payload(record: CompletionRecord, detail: Detail | None = None, *, 
         "stream": True if (r.stream and ok) else None,
         "response_cost": cost,
         "cost_breakdown": None,
+        "autorouter_savings": None,  # LiteLLM's auto-router's (relaygate has none)
+        "autorouter_savings_estimate": None,
+        "autorouter_baseline_observation": None,
         "response_cost_failure_debug_info": None,
         "zero_cost_diagnostic": None if r.zero_cost is None else {  # LiteLLM 1.110's (cost.zero_cost)
             "reason": r.zero_cost[0], "pricing_model": r.zero_cost[1], "missing_pricing_keys": list(r.zero_cost[2])},
