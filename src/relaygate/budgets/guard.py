@@ -46,6 +46,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from relaygate.budgets import temporary
 from relaygate.budgets.defaults import DefaultBudget, counted_spend, put_on_budget
 from relaygate.budgets.holds import Estimator, Holds
 from relaygate.budgets.limits import FOREVER, MEMBER_OWN, Limit, Plan, Tally, key_label, limit_alias
@@ -463,9 +464,12 @@ class BudgetGuard:
 
     def _limit(self, kind: str, ident: str, budget: Any, spend: float, now: float, label: str = "",
                created: datetime | None = None, reset: tuple[str, Any] | None = None,
-               read_at: float | None = None) -> Limit | None:
-        """The limit of an entity whose budget fields are on ``budget`` (its own row, or its budget row)."""
+               read_at: float | None = None, increase: float = 0.0) -> Limit | None:
+        """The limit of an entity whose budget fields are on ``budget`` (its own row, or its budget row);
+        ``increase``: a temporary budget increase in force (added to a ``max_budget``)."""
         max_budget, soft = budget.max_budget, budget.soft_budget
+        if increase and max_budget is not None:
+            max_budget += increase
         if max_budget is None and not soft:
             return None
         dur = _duration(budget.budget_duration, f"{kind} {ident[:24]}: budget_duration", self.cal) if self.resets \
@@ -491,8 +495,12 @@ class BudgetGuard:
         limits: list[Limit] = []
         org_id: str | None = None
         if key is not None:
+            increase, until = temporary.increase_of(key, now)
+            if increase:  # its plan is dropped when the increase ends: the next request builds it without
+                loop = asyncio.get_running_loop()
+                loop.call_at(loop.time() + until - now, self.plans.pop, key.token, None)
             lim = self._limit("key", key.token, key, key.spend, now, key_label(key.key_alias, key.key_name),
-                              reset=("key", key), read_at=read_at)
+                              reset=("key", key), read_at=read_at, increase=increase)
             if lim is not None:
                 limits.append(lim)
             if team is not None:
@@ -683,3 +691,4 @@ class BudgetGuard:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.shared is not None:
             await self.shared.aclose()
+

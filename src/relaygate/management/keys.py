@@ -88,6 +88,9 @@ class KeyFields(msgspec.Struct, kw_only=True):
     permissions: dict[str, Any] | None = UNSET
     blocked: bool | None = UNSET
     router_settings: dict[str, Any] | None = UNSET
+    enforced_params: list[str] | None = UNSET
+    """Kept in the key's ``metadata`` (as LiteLLM's ``LiteLLM_ManagementEndpoint_MetadataFields``), which the
+    request path reads (``auth.store_keys.enforced_of``)."""
 
 
 class GenerateBody(KeyFields, kw_only=True):
@@ -96,6 +99,10 @@ class GenerateBody(KeyFields, kw_only=True):
 
 class UpdateBody(KeyFields, kw_only=True):
     key: str
+    temp_budget_increase: float | None = UNSET
+    temp_budget_expiry: datetime | None = UNSET
+    """LiteLLM's temporary budget increase: added to the key's ``max_budget`` until the expiry (both kept in the
+    key's ``metadata``, read by ``budgets.guard``); sent together or not at all."""
 
 
 class RegenerateBody(KeyFields, kw_only=True):
@@ -227,6 +234,7 @@ async def _fields(ctx: Ctx, body: KeyFields, *, old: Key | None, service_account
         no_env_references(c, sent["metadata"])
         # a masked secret sent back (an answer edited) keeps the stored one; with nothing stored, a 400
         sent["metadata"] = unmask_metadata(sent["metadata"], old.metadata if old is not None else None)
+    into_metadata(sent, old)
     if "blocked" in sent and old is not None:
         await may_manage(ctx, old, block=True)
     fields.update(sent)
@@ -257,6 +265,24 @@ async def _fields(ctx: Ctx, body: KeyFields, *, old: Key | None, service_account
             if old is None or n in sent:
                 fields[n] = limits.get(n)
     return fields
+
+
+def into_metadata(sent: dict[str, Any], old: Key | None) -> None:
+    """LiteLLM's top-level fields it keeps in the key's ``metadata`` (``enforced_params``, the temporary budget
+    increase), moved there: over the metadata sent, else over the stored one; a null leaves it as it was."""
+    moved = {n: sent.pop(n) for n in ("enforced_params", "temp_budget_increase", "temp_budget_expiry") if n in sent}
+    increase, expiry = moved.get("temp_budget_increase"), moved.get("temp_budget_expiry")
+    if (increase is None) != (expiry is None):
+        raise bad_request("temp_budget_increase and temp_budget_expiry must be set together",
+                          "temp_budget_increase" if increase is None else "temp_budget_expiry")
+    if increase is not None and expiry is not None:
+        if not math.isfinite(increase) or increase < 0:
+            raise bad_request(f"temp_budget_increase must be >= 0, got {increase}", "temp_budget_increase")
+        moved["temp_budget_expiry"] = (expiry if expiry.tzinfo is not None else expiry.replace(tzinfo=UTC)).isoformat()
+    moved = {n: v for n, v in moved.items() if v is not None}
+    if moved:
+        base = sent["metadata"] if "metadata" in sent else (old.metadata if old is not None else None)
+        sent["metadata"] = {**(base or {}), **moved}
 
 
 def _pairs(windows: list[dict[str, Any]] | None) -> set[tuple[Any, Any]]:
