@@ -11,6 +11,7 @@ mid-call, RSS of the worker process read from ``/proc``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from pathlib import Path
 from typing import Iterator
@@ -89,6 +90,8 @@ async def _abort_one(port: int, stream: bool, sem: asyncio.Semaphore) -> None:
                 await asyncio.sleep(0.05)
         finally:
             writer.transport.abort()  # RST, like a client killed mid-request
+            with contextlib.suppress(Exception):  # the socket closes when the loop runs the abort: before the
+                await writer.wait_closed()  # round's loop ends, else it is an unclosed-socket ResourceWarning
 
 
 async def _abort_many(port: int, n: int) -> None:

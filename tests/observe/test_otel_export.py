@@ -169,7 +169,8 @@ def test_ok_unary_chat(rx: Receiver) -> None:
     assert req.flags == 0x100  # has-is-remote known, local (no remote parent)
     assert hidden(req) == {"model_id": "dep-1", "cache_key": None, "api_base": "https://api.openai.com/v1",
                            "response_cost": 0.00025, "litellm_overhead_time_ms": 2.0, "additional_headers": None,
-                           "batch_models": None, "litellm_model_name": "gpt-4o",
+                           "batch_models": None, "batch_successful_requests": None, "batch_failed_requests": None,
+                           "litellm_model_name": "gpt-4o",
                            "usage_object": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
     assert req.attributes == common_request_attrs()
 
