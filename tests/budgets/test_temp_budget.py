@@ -14,7 +14,7 @@ from relaygate.store import Key
 from tests.asgi.conftest import call
 from tests.budgets.conftest import MASTER, ask, gateway, token, upstream
 from tests.budgets.test_budgets import BUDGET, refused
-from tests.budgets.test_reset_spend import WRITE_NOW, admin
+from tests.budgets.test_reset_spend import WRITE_NOW, admin, written
 from tests.store.conftest import db_url  # noqa: F401  (both backends)
 
 
@@ -34,6 +34,7 @@ def test_a_temporary_increase_lets_a_key_past_its_budget_until_it_ends(db_url: s
             for _ in range(2):
                 assert (await ask(gw, "sk-t")).status == 200
             refused(await ask(gw, "sk-t"), "Current cost: 6e-06")
+            await written(gw, "key", token("sk-t"))  # the update reads the key's row again: its spend is in it
 
             # sent together, a number >= 0
             for body, param in (({"temp_budget_increase": 1.0}, "temp_budget_expiry"),
@@ -43,7 +44,7 @@ def test_a_temporary_increase_lets_a_key_past_its_budget_until_it_ends(db_url: s
                 r = await admin(gw, "/key/update", {"key": "sk-t", **body})
                 assert r.status == 400 and r.json()["error"]["param"] == param, r.body
 
-            ends = time.time() + 1.5
+            ends = time.time() + 3.0
             expiry = datetime.fromtimestamp(ends, UTC).replace(tzinfo=None)  # no zone: UTC, as LiteLLM reads it
             r = await admin(gw, "/key/update", {"key": "sk-t", "temp_budget_increase": 0.000006,
                                                 "temp_budget_expiry": expiry.isoformat()})
