@@ -257,3 +257,43 @@ def test_two_gateways_share_member_and_tag_counters(tmp_path: Path, redis_server
         await r.aclose()
 
     asyncio.run(main())
+
+
+def test_team_member_budget_duration(db_url: str) -> None:
+    """LiteLLM 1.110's ``team_member_budget_duration``: the default member budget's own period (the team's
+    ``budget_duration`` unless sent; null: it never resets), set on /team/new and changed by /team/update."""
+
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            async def admin(path: str, body: dict[str, Any], status: int = 200) -> Any:
+                r = await call(gw, "POST", path, body, headers={"authorization": f"Bearer {MASTER}"})
+                assert r.status == status, (path, r.status, r.body)
+                return r.json()
+
+            async def row_of(team: dict[str, Any]) -> Budget:
+                return await gw.store.get_budget(team["metadata"]["team_member_budget_id"])
+
+            own = await admin("/team/new", {"team_id": "d1", "budget_duration": "30d", "team_member_budget": 1.0,
+                                            "team_member_budget_duration": "1h"})
+            row = await row_of(own)
+            assert (row.max_budget, row.budget_duration) == (1.0, "1h") and row.budget_reset_at is not None
+            inherited = await row_of(await admin("/team/new", {"team_id": "d2", "budget_duration": "30d",
+                                                               "team_member_budget": 1.0}))
+            assert inherited.budget_duration == "30d"
+
+            team = (await admin("/team/update", {"team_id": "d1", "team_member_budget_duration": "1d"}))["data"]
+            row = await row_of(team)
+            assert (row.max_budget, row.budget_duration) == (1.0, "1d") and row.budget_reset_at is not None
+            row = await row_of((await admin("/team/update", {"team_id": "d1",
+                                                             "team_member_budget_duration": None}))["data"])
+            assert (row.max_budget, row.budget_duration, row.budget_reset_at) == (1.0, None, None)
+
+            # a period alone makes the row, as LiteLLM's (a budget set later binds with it)
+            await admin("/team/new", {"team_id": "d3"})
+            row = await row_of((await admin("/team/update", {"team_id": "d3",
+                                                             "team_member_budget_duration": "7d"}))["data"])
+            assert (row.max_budget, row.budget_duration) == (None, "7d")
+            err = await admin("/team/update", {"team_id": "d3", "team_member_budget_duration": "7x"}, 400)
+            assert err["error"]["param"] == "team_member_budget_duration", err
+
+    asyncio.run(main())

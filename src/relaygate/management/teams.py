@@ -37,6 +37,7 @@ from relaygate.management.common import (
     bad_request,
     budget_reset,
     budget_windows,
+    duration_seconds,
     forbidden,
     given,
     no_env_references,
@@ -53,7 +54,7 @@ from relaygate.store.transaction import Transaction as Tx
 
 GRANTS = ("models", "max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests",
           "model_max_budget", "model_tpm_limit", "model_rpm_limit", "blocked", "budget_duration", "team_member_budget",
-          "budget_limits")
+          "team_member_budget_duration", "budget_limits")
 """Team fields only the proxy admin changes: a team admin setting them would grant more than it holds."""
 
 
@@ -86,6 +87,8 @@ class TeamFields(msgspec.Struct, kw_only=True):
     team_member_permissions: list[str] | None = UNSET
     team_member_budget: float | None = UNSET
     """The default budget of each member in the team (LiteLLM's; kept in a budget row, not on the team)."""
+    team_member_budget_duration: str | None = UNSET
+    """That budget's period (LiteLLM 1.110's): the team's ``budget_duration`` unless sent; null: it never resets."""
 
 
 class NewTeamBody(TeamFields, kw_only=True):
@@ -150,6 +153,8 @@ def _team_fields(ctx: Ctx, body: TeamFields) -> dict[str, Any]:
                                            "max_parallel_requests", "team_member_budget")})
     if sent.get("budget_duration"):
         sent["budget_reset_at"] = budget_reset(ctx, sent["budget_duration"])
+    if sent.get("team_member_budget_duration") not in (None, "", "-1"):
+        duration_seconds(sent["team_member_budget_duration"], "team_member_budget_duration")
     budget_windows(ctx, sent)  # LiteLLM 1.110's budget_limits
     return sent
 
@@ -158,8 +163,9 @@ MEMBER_BUDGET_ID = "team_member_budget_id"
 """The team ``metadata`` key naming its default member budget row (LiteLLM's)."""
 
 
-def _member_budget(ctx: Ctx, team_alias: str | None, amount: float, duration: str | None) -> Budget:
-    """A team's default member budget row (LiteLLM names it after the team alias)."""
+def _member_budget(ctx: Ctx, team_alias: str | None, amount: float | None, duration: str | None) -> Budget:
+    """A team's default member budget row (LiteLLM names it after the team alias; it makes one for a period
+    alone too)."""
     who = ctx.caller.user_id or "default_user_id"
     name = f"team-{team_alias.replace(' ', '-')}-budget-" if team_alias else "team-budget-"
     return Budget(budget_id=name + uuid.uuid4().hex, max_budget=amount, budget_duration=duration or None,
@@ -248,6 +254,8 @@ async def new(ctx: Ctx) -> Any:
         if defaults.get("budget_duration"):
             fields["budget_reset_at"] = budget_reset(ctx, defaults["budget_duration"])
     member_budget = fields.pop("team_member_budget", None)
+    duration_sent = "team_member_budget_duration" in fields
+    member_duration = fields.pop("team_member_budget_duration", None)
     if fields.get("metadata") is not None:
         fields["metadata"] = unmask_metadata(fields["metadata"], None)  # a mask with nothing behind it: a 400
     team_id = body.team_id if isinstance(body.team_id, str) and body.team_id else str(uuid.uuid4())
@@ -266,8 +274,9 @@ async def new(ctx: Ctx) -> Any:
                 **{k: v for k, v in fields.items() if v is not None})
     tx = Tx(ctx.store)
     async with tx() as c:
-        if member_budget is not None:
-            row = await tx.insert(c, _member_budget(ctx, team.team_alias, member_budget, team.budget_duration))
+        if member_budget is not None or member_duration is not None:
+            row = await tx.insert(c, _member_budget(ctx, team.team_alias, member_budget,
+                                                    member_duration if duration_sent else team.budget_duration))
             team = msgspec.structs.replace(team, metadata={**team.metadata, MEMBER_BUDGET_ID: row.budget_id})
         team = await tx.insert(c, team)
         for u in users:
@@ -308,22 +317,28 @@ async def update(ctx: Ctx) -> Any:
     if fields.get("organization_id") is not None:
         await ctx.store.get_organization(fields["organization_id"])
     member_budget = fields.pop("team_member_budget", None)
+    duration_sent = "team_member_budget_duration" in fields
+    member_duration = fields.pop("team_member_budget_duration", None)
     current = team.metadata.get(MEMBER_BUDGET_ID)
     if "metadata" in fields and current is not None:  # new metadata keeps the link to the default member budget
         fields["metadata"] = {**(fields["metadata"] or {}), MEMBER_BUDGET_ID: current}
     fields["updated_by"] = ctx.caller.user_id or "default_user_id"
     tx = Tx(ctx.store)
     async with tx() as c:
-        if member_budget is not None:
-            if isinstance(current, str):
-                await tx.update(c, tbl.BUDGETS, (current,), {"max_budget": member_budget,
-                                                              "updated_by": fields["updated_by"]})
-            else:
-                duration = fields.get("budget_duration", team.budget_duration)
-                row = await tx.insert(c, _member_budget(ctx, fields.get("team_alias", team.team_alias), member_budget,
-                                                        duration))
-                meta = fields["metadata"] if "metadata" in fields else team.metadata
-                fields["metadata"] = {**(meta or {}), MEMBER_BUDGET_ID: row.budget_id}
+        if isinstance(current, str) and (member_budget is not None or duration_sent):
+            change: dict[str, Any] = {"updated_by": fields["updated_by"]}
+            if member_budget is not None:
+                change["max_budget"] = member_budget
+            if duration_sent:  # null: the default member budget no longer resets (LiteLLM 1.110's)
+                change["budget_duration"] = member_duration or None
+                change["budget_reset_at"] = budget_reset(ctx, member_duration)
+            await tx.update(c, tbl.BUDGETS, (current,), change)
+        elif member_budget is not None or member_duration is not None:
+            duration = member_duration if duration_sent else fields.get("budget_duration", team.budget_duration)
+            row = await tx.insert(c, _member_budget(ctx, fields.get("team_alias", team.team_alias), member_budget,
+                                                    duration))
+            meta = fields["metadata"] if "metadata" in fields else team.metadata
+            fields["metadata"] = {**(meta or {}), MEMBER_BUDGET_ID: row.budget_id}
         team = await tx.update(c, tbl.TEAMS, (team.team_id,), fields)
     ctx.invalidate(*await team_keys(ctx, team.team_id))
     return {"team_id": team.team_id, "data": record(team)}
