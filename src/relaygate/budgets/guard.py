@@ -50,10 +50,11 @@ from relaygate.budgets import temporary
 from relaygate.budgets.defaults import DefaultBudget, counted_spend, put_on_budget
 from relaygate.budgets.holds import Estimator, Holds
 from relaygate.budgets.limits import FOREVER, MEMBER_OWN, Limit, Plan, Tally, key_label, limit_alias
-from relaygate.budgets.model_budgets import MODEL_KINDS, model_limits
-from relaygate.budgets.periods import UTC_CALENDAR, Calendar, Duration, parse
+from relaygate.budgets.model_budgets import MODEL_KINDS, model_limits, within_budget
+from relaygate.budgets.periods import UTC_CALENDAR, Calendar, Duration, epoch, parse
 from relaygate.budgets.refresh import refresh
 from relaygate.budgets.windows import WINDOW_KINDS, window_limits
+from relaygate.core.errors import GatewayError
 from relaygate.cost import PICO, pico_of, to_pico
 from relaygate.service_metrics import timed
 from relaygate.sinks.record import CompletionRecord
@@ -70,12 +71,6 @@ _COMBOS = 10_000
 them many); past it the table starts over."""
 _NEVER = -1.0
 _ROW_ID = {"key": "token", "team": "team_id", "user": "user_id"}
-
-
-def _ts(value: datetime | None) -> float | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
 
 
 def _duration(text: str | None, where: str, cal: Calendar | None = None) -> Duration | None:
@@ -253,13 +248,13 @@ class BudgetGuard:
                 self._count(EXCEEDED_EVENT)
                 if self.on_budget is not None and lim.max_budget is not None:
                     self.on_budget(lim.kind, lim.ident, spent / PICO, lim.max_budget, False)
-                raise lim.error(spent, self.status)
+                raise self._refusal(lim, spent, ex, plan, now)
             if lim.max_pico and (r or lim.tally.held):  # what requests in flight hold counts (LiteLLM's reservation)
                 spent += lim.tally.held
                 free = lim.stop - spent  # (a team, customer, tag: refused only past its budget, as without)
                 if free <= 0:  # all held: refused as over budget, "Current cost" the spend and the holds
                     self._count(EXCEEDED_EVENT)
-                    raise lim.error(spent, self.status)
+                    raise self._refusal(lim, spent, ex, plan, now)
                 if free < r:  # less room than the estimate: hold what is left (LiteLLM's resize)
                     r = int(free)
             left = lim.stop - spent
@@ -273,6 +268,13 @@ class BudgetGuard:
             room, mark = room - r, mark + r
         if plan is not None and limits is plan.limits and not plan.models:
             plan.room, plan.mark = room, mark
+
+    def _refusal(self, lim: Limit, spent: int, ex: Any, plan: Plan | None, now: float) -> GatewayError:
+        """``lim``'s refusal; a key's own per-model budget names the model to serve instead (budget_fallbacks)."""
+        err = lim.error(spent, self.status)
+        if lim.kind == "model" and plan is not None:
+            err.budget_fallback = within_budget(ex.who.key.records[0], ex.model, plan.models, now)
+        return err
 
     def _hold(self, ex: Any, tallies: Sequence[Tally], r: int) -> None:
         """Hold ``r`` on ``tallies`` (those of limits with a ``max_budget``) until the request completes."""
@@ -477,9 +479,9 @@ class BudgetGuard:
         if dur is None:
             t = self._tally(kind, ident, None, 0.0, now)
             return Limit(kind, ident, t, max_budget, soft, to_pico(spend or 0.0), t.start, label, read_at)
-        end = _ts(budget.budget_reset_at)
+        end = epoch(budget.budget_reset_at)
         if end is None:
-            start = _ts(created if created is not None else getattr(budget, "created_at", None))
+            start = epoch(created if created is not None else getattr(budget, "created_at", None))
             end = dur.add(start if start is not None else now)
         t = self._tally(kind, ident, dur, end, now)
         current = now < end

@@ -12,13 +12,13 @@ keep no spend per model and period.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from relaygate.budgets.limits import Limit, Tally
 from relaygate.budgets.periods import Duration
 
-__all__ = ["MODEL_KINDS", "model_budget", "model_limits"]
+__all__ = ["MODEL_KINDS", "model_budget", "model_limits", "within_budget"]
 
 MODEL_KINDS = ("model", "team_model", "user_model")
 """The tally kinds of per-model budgets: the key's, its team's, its user's."""
@@ -62,3 +62,17 @@ def model_limits(key: Any, team: Any, user: Any, now: float,
             label = f"{owner}, key_alias: {key.key_alias}" if kind == "model" else owner
             out[model] = (*out.get(model, ()), Limit(kind, ident, t, budget, None, 0, _NEVER, label))
     return out
+
+
+def within_budget(key: Any, model: str, models: Mapping[str, tuple[Limit, ...]], now: float) -> str | None:
+    """LiteLLM 1.110's ``budget_fallbacks``: the first model of the key's chain for ``model`` (the model the
+    request asked for, whose own budget is spent) that no per-model budget of the key's plan refuses now, or
+    None. The pipeline then serves the request with it if the key may call it (``Pipeline.budget_fallback``),
+    as LiteLLM's ``get_fallback_model_within_budget``; a budget the fallback spends past meanwhile refuses it
+    as any request."""
+    chain = key.budget_fallbacks.get(model) if key.budget_fallbacks else None
+    for candidate in chain or ():
+        if isinstance(candidate, str) and candidate != model and not any(
+                lim.over(lim.spent(now)) for lim in models.get(candidate, ())):
+            return candidate
+    return None

@@ -33,7 +33,7 @@ import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
-__all__ = ["UTC_CALENDAR", "Calendar", "Duration", "parse", "parse_time_of_day", "period_at"]
+__all__ = ["UTC_CALENDAR", "Calendar", "Duration", "epoch", "parse", "parse_time_of_day", "period_at"]
 
 _RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w|mo)\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -59,6 +59,13 @@ class Duration:
         if self.days:
             return (datetime.fromtimestamp(t, self.tz) + timedelta(days=n * self.days)).timestamp()
         return t + n * self.seconds
+
+
+def epoch(value: datetime | None) -> float | None:
+    """A stored time as epoch seconds (UTC when it names no zone), or None."""
+    if value is None:
+        return None
+    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
 
 
 def parse(text: str, cal: Calendar | None = None) -> Duration:

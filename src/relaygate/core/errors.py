@@ -137,6 +137,9 @@ class GatewayError(Exception):
     default_param: str | None = None
     """``param`` when the raiser gives none (LiteLLM writes the string ``"None"`` for some classes)."""
     final: bool = False
+    budget_fallback: str | None = None
+    """A model the request may be served by instead (a key's ``budget_fallbacks``: set by the budget guard on a
+    refusal of the key's own per-model budget; ``Pipeline.run`` reroutes, anywhere else the refusal stands)."""
     litellm_class: str | None = None
     """The exception class LiteLLM raises for this refusal of the gateway's own, where it is not the one its
     HTTP status names (LiteLLM's Prometheus ``exception_class`` and ``error_information.error_class``); None:

@@ -88,6 +88,8 @@ class KeyFields(msgspec.Struct, kw_only=True):
     permissions: dict[str, Any] | None = UNSET
     blocked: bool | None = UNSET
     router_settings: dict[str, Any] | None = UNSET
+    budget_fallbacks: dict[str, list[str]] | None = UNSET
+    """LiteLLM 1.110's: per model, the models tried when the key's own budget for it is spent (null: none)."""
     enforced_params: list[str] | None = UNSET
     """Kept in the key's ``metadata`` (as LiteLLM's ``LiteLLM_ManagementEndpoint_MetadataFields``), which the
     request path reads (``auth.store_keys.enforced_of``)."""
@@ -235,6 +237,8 @@ async def _fields(ctx: Ctx, body: KeyFields, *, old: Key | None, service_account
         # a masked secret sent back (an answer edited) keeps the stored one; with nothing stored, a 400
         sent["metadata"] = unmask_metadata(sent["metadata"], old.metadata if old is not None else None)
     into_metadata(sent, old)
+    if "budget_fallbacks" in sent and sent["budget_fallbacks"] is None:
+        sent["budget_fallbacks"] = {}
     if "blocked" in sent and old is not None:
         await may_manage(ctx, old, block=True)
     fields.update(sent)

@@ -55,7 +55,7 @@ from relaygate.pipeline.frontend import Frontend, Spent
 from relaygate.pipeline.overrides import Overrides, forwardable, forwards_for, new_call_id, organization
 from relaygate.pipeline.stream import relay_stream
 from relaygate.route_context import RouteContext
-from relaygate.router import Lease
+from relaygate.router import Lease, ModelGroup
 from relaygate.routing_limits import KeyHold
 from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, CompletionRecord, Outcome
@@ -151,10 +151,16 @@ class Pipeline:
                     who.check_models(ex.fallbacks)
             if svc is not None:
                 stage, started = "proxy_pre_call", time.perf_counter()
-            for hook in rt.before_route:
-                pending = hook(ex)
-                if pending is not None:
-                    await pending
+            try:
+                for hook in rt.before_route:
+                    pending = hook(ex)
+                    if pending is not None:
+                        await pending
+            except errors.GatewayError as refused:
+                if refused.budget_fallback is None:
+                    raise
+                group = await self.budget_fallback(ex, fe, refused, refused.budget_fallback)
+                model = ex.model
             cache = rt.cache
             stored = None
             if cache is not None and fe.route in cache.routes and not control.mocked(ex):
@@ -206,6 +212,25 @@ class Pipeline:
                 ex.hold.release()
             if hangs is not None:
                 hangs.pop(ex, None)
+
+    async def budget_fallback(self, ex: Exchange, fe: Frontend, refused: GatewayError, model: str) -> ModelGroup:
+        """LiteLLM 1.110's ``budget_fallbacks``: the key's own budget for the model asked for is spent, and
+        ``model`` (its chain's first within budget) serves the request instead when the key may call it (its
+        aliases apply); else the refusal stands. The hooks run again for it (a refusal then is final)."""
+        who = ex.who
+        assert who is not None and who.key is not None
+        model = who.key.aliases.get(model, model) if who.key.aliases else model
+        try:
+            who.check_model(model)
+            group = ex.rt.router.resolve(model, fe.router_route)
+        except errors.GatewayError:
+            raise refused from None
+        ex.model, ex.group = model, group
+        for hook in ex.rt.before_route:
+            pending = hook(ex)
+            if pending is not None:
+                await pending
+        return group
 
     async def fail(self, fe: Frontend, send: Send, ex: Exchange, exc: GatewayError, scope: Scope) -> None:
         """An error answer: completed as a record, logged once, sent in the frontend's shape with the call id."""

@@ -124,7 +124,8 @@ def postgres_casts(table: str) -> dict[str, str]:
     raise KeyError(table)
 
 
-_ADDED = (("rg_spend_logs", "requester_ip_address:t"), ("rg_spend_logs", "proxy_server_request:j"))
+_ADDED = (("rg_spend_logs", "requester_ip_address:t"), ("rg_spend_logs", "proxy_server_request:j"),
+          ("rg_keys", "budget_fallbacks:j"))
 """Columns added to a table by ``ALTER TABLE`` (step 11 on): ``(table, name:kind)``."""
 
 
@@ -137,6 +138,12 @@ def _v12(dialect: str) -> list[str]:
     """Step 12: the request body in the spend logs (LiteLLM's ``proxy_server_request``, kept only with
     ``store_prompts_in_spend_logs``)."""
     return [f"ALTER TABLE rg_spend_logs ADD COLUMN proxy_server_request {_TYPES[dialect]['j']}"]
+
+
+def _v13(dialect: str) -> list[str]:
+    """Step 13: LiteLLM 1.110's ``budget_fallbacks`` of a key (the models tried when its own budget for the model
+    asked for is spent, ``budgets.model_budgets``)."""
+    return [f"ALTER TABLE rg_keys ADD COLUMN budget_fallbacks {_TYPES[dialect]['j']}"]
 
 
 def _v2(dialect: str) -> list[str]:
@@ -288,10 +295,10 @@ def _v10(dialect: str) -> list[str]:
 MIGRATIONS: dict[str, list[list[str]]] = {
     # dialect -> steps; step N (1-based) is MIGRATIONS[dialect][N - 1]
     "sqlite": [_v1("sqlite"), _v2("sqlite"), _v3("sqlite"), _V4, _v5("sqlite"), _v6("sqlite"), _v7("sqlite"),
-               _v8("sqlite"), _v9("sqlite"), _v10("sqlite"), _v11("sqlite"), _v12("sqlite")],
+               _v8("sqlite"), _v9("sqlite"), _v10("sqlite"), _v11("sqlite"), _v12("sqlite"), _v13("sqlite")],
     "postgres": [_v1("postgres"), _v2("postgres"), _v3("postgres"), _V4, _v5("postgres"), _v6("postgres"),
                  _v7("postgres"), _v8("postgres"), _v9("postgres"), _v10("postgres"), _v11("postgres"),
-                 _v12("postgres")],
+                 _v12("postgres"), _v13("postgres")],
 }
 LATEST = len(MIGRATIONS["sqlite"])
 assert all(len(steps) == LATEST for steps in MIGRATIONS.values())

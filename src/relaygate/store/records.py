@@ -224,6 +224,9 @@ class Key(_Spending, kw_only=True):
     allowed_routes: list[str] = []
     router_settings: dict[str, Any] = {}
     """Per-key router options (fallbacks, num_retries, timeout), as LiteLLM's ``router_settings``."""
+    budget_fallbacks: dict[str, list[str]] = {}
+    """LiteLLM 1.110's: per model, the models tried in order when the key's own ``model_max_budget`` for it is
+    spent (``budgets.model_budgets.within_budget``)."""
     created_at: datetime | None = None
     created_by: str | None = None
     updated_at: datetime | None = None
