@@ -693,4 +693,3 @@ class BudgetGuard:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.shared is not None:
             await self.shared.aclose()
-

@@ -159,8 +159,7 @@ class Pipeline:
             except errors.GatewayError as refused:
                 if refused.budget_fallback is None:
                     raise
-                group = await self.budget_fallback(ex, fe, refused, refused.budget_fallback)
-                model = ex.model
+                model, group = await self.budget_fallback(ex, fe, refused, refused.budget_fallback)
             cache = rt.cache
             stored = None
             if cache is not None and fe.route in cache.routes and not control.mocked(ex):
@@ -213,16 +212,19 @@ class Pipeline:
             if hangs is not None:
                 hangs.pop(ex, None)
 
-    async def budget_fallback(self, ex: Exchange, fe: Frontend, refused: GatewayError, model: str) -> ModelGroup:
+    async def budget_fallback(self, ex: Exchange, fe: Frontend, refused: GatewayError, model: str
+                              ) -> tuple[str, ModelGroup]:
         """LiteLLM 1.110's ``budget_fallbacks``: the key's own budget for the model asked for is spent, and
-        ``model`` (its chain's first within budget) serves the request instead when the key may call it (its
-        aliases apply); else the refusal stands. The hooks run again for it (a refusal then is final)."""
+        ``model`` (its chain's first within budget) serves the request instead when the key may call it (the
+        key's aliases apply, as to the model asked for); else the refusal stands. The request now names it (its
+        answer too, as LiteLLM rewrites the request's model) and the hooks run again for it (a refusal then is
+        final). Returns the model served (aliased) and its group."""
         who = ex.who
         assert who is not None and who.key is not None
-        model = who.key.aliases.get(model, model) if who.key.aliases else model
+        target = who.key.aliases.get(model, model) if who.key.aliases else model
         try:
-            who.check_model(model)
-            group = ex.rt.router.resolve(model, fe.router_route)
+            who.check_model(target)
+            group = ex.rt.router.resolve(target, fe.router_route)
         except errors.GatewayError:
             raise refused from None
         ex.model, ex.group = model, group
@@ -230,7 +232,7 @@ class Pipeline:
             pending = hook(ex)
             if pending is not None:
                 await pending
-        return group
+        return target, group
 
     async def fail(self, fe: Frontend, send: Send, ex: Exchange, exc: GatewayError, scope: Scope) -> None:
         """An error answer: completed as a record, logged once, sent in the frontend's shape with the call id."""
