@@ -129,7 +129,7 @@ def key_limit_error(buckets: Sequence[Bucket], verdict: Verdict, fallback: bool 
            f"current tpm: {int(cur['tokens'])}, tpm limit: {int(lim['tokens'])}, current max_parallel_requests: "
            f"{int(cur['parallel'])}, max_parallel_requests: {int(lim['parallel'])}")
     headers = [retry_after_header(verdict.reset[verdict.fail]), *ratelimit_headers(buckets, verdict)]
-    kind = ModelLimitExceeded if fallback and ":m:" in failed.key else KeyLimitExceeded
+    kind = ModelLimitExceeded if fallback and failed.model else KeyLimitExceeded
     return kind(msg, type="None", param="None", code="429", headers=headers)
 
 

@@ -15,7 +15,7 @@ import pytest
 from relaygate.asgi import Gateway
 from relaygate.auth.shared import PREFIX
 from relaygate.config import from_litellm
-from relaygate.store import Key, hash_token, key_name
+from relaygate.store import Budget, Key, Team, TeamMember, hash_token, key_name
 from tests.asgi.conftest import Reply, call
 from tests.conftest import RedisServer
 
@@ -85,11 +85,30 @@ def test_keys_through_redis(tmp_path: Path, redis_server: RedisServer) -> None:
             await b.key_changes.poll_once()
             assert b.shared_keys.version() > 0
             stale = Key(token=hash_token(other), key_name=key_name(other), blocked=True)
-            b.shared_keys.put(hash_token(other), 0, (stale, None, None, None))
+            b.shared_keys.put(hash_token(other), 0, (stale, None, None, None, None))
             await eventually(lambda: _exists(b, hash_token(other)))
             b.principals.clear()
             before = sb.queries
             assert (await chat(b, other)).status == 200 and sb.queries == before + 1
+
+            # a team member's rate limits travel with the rows: the other worker, reading them from Redis,
+            # builds the same member buckets
+            await a.store.create_team(Team(team_id="t"))
+            await a.store.add_team_members("t", [TeamMember(team_id="t", user_id="ann")])
+            await a.store.create_budget(Budget(budget_id="ann-own", rpm_limit=7))
+            await a.store.update_team_member("t", "ann", budget_id="ann-own")
+            member = "sk-shared-member"
+            await a.store.create_key(Key(token=hash_token(member), key_name=key_name(member), team_id="t",
+                                         user_id="ann"))
+            assert a.key_changes is not None
+            await a.key_changes.poll_once()  # both know the version of these writes: A's entry is current for B
+            await b.key_changes.poll_once()
+            assert (await chat(a, member)).status == 200
+            await eventually(lambda: _exists(a, hash_token(member)))
+            before, hits = sb.queries, b.shared_keys.hits
+            r = await chat(b, member)
+            assert r.status == 200 and sb.queries == before and b.shared_keys.hits == hits + 1
+            assert r.headers["x-ratelimit-team_member-limit-requests"] == "7"
 
             # Redis down: lookups go to the database, answers are unchanged
             redis_server.stop()

@@ -243,6 +243,20 @@ def test_a_per_model_limit_is_answered_by_the_fallbacks(db_url: str, disabled: b
     run(db_url, body, disable_fallbacks_on_per_model_rate_limits=disabled)
 
 
+def test_an_id_never_makes_a_limit_per_model(db_url: str) -> None:  # noqa: F811
+    """Which limits the fallbacks may answer is the bucket's own flag, not its storage key's text: a user whose id
+    looks like a per-model key (``:m:``) still gets the user limit's 429, and LiteLLM's ``user`` headers."""
+    async def body(env: Env) -> None:
+        await env.store.create_user(User(user_id="u:m:x", rpm_limit=1))
+        key = await env.key("sk-colon-user", user_id="u:m:x", router_settings={"fallbacks": [{"gpt-a": ["gpt-c"]}]})
+        r = await env.chat(key, "gpt-a")
+        assert r.status == 200 and r.headers["x-ratelimit-user-limit-requests"] == "1"
+        r = await env.chat(key, "gpt-a")
+        assert r.status == 429 and "rate limit type = user" in error(r)["message"]
+
+    run(db_url, body)
+
+
 def test_change_poll_invalidates_within_a_second(db_url: str) -> None:  # noqa: F811
     async def body(env: Env) -> None:
         key = await env.key("sk-poll-1", models=["gpt-a"])

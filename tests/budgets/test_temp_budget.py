@@ -55,11 +55,14 @@ def test_a_temporary_increase_lets_a_key_past_its_budget_until_it_ends(db_url: s
             assert datetime.fromisoformat(meta["temp_budget_expiry"]) == expiry.replace(tzinfo=UTC)
             assert info["max_budget"] == BUDGET  # the budget itself is unchanged
 
-            assert (await ask(gw, "sk-t")).status == 200  # 6e-06 spent, 1.1e-05 while the increase lasts
+            r = await ask(gw, "sk-t")  # 6e-06 spent, 1.1e-05 while the increase lasts
+            assert r.status == 200 and float(r.headers["x-litellm-key-max-budget"]) == BUDGET + 0.000006  # LiteLLM's
             assert (await ask(gw, "sk-t")).status == 200
             refused(await ask(gw, "sk-t"), "Max budget: 1.1e-05")
             await asyncio.sleep(max(0.0, ends - time.time()) + 0.3)
             refused(await ask(gw, "sk-t"), "Max budget: 5e-06")  # ended: the key's own budget again
+            info_after = (await gw.principals.resolve_hash(token("sk-t"))).key
+            assert info_after is not None and (b"x-litellm-key-max-budget", b"5e-06") in info_after.headers
             assert up.hits == 4
 
             # an expiry already past changes nothing

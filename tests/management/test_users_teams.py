@@ -69,10 +69,13 @@ def test_team_lifecycle_and_members(db_url: str) -> None:
         added = await env.ok("POST", "/team/member_add", {"team_id": "t", "member": [{"role": "user", "user_id": "ben"}],
                                                           "max_budget_in_team": 2})
         assert [m["user_id"] for m in added["members_with_roles"]] == ["ann", "ben"]
-        assert added["updated_team_memberships"][0]["litellm_budget_table"] == {"max_budget": 2}
+        assert added["updated_team_memberships"][0]["litellm_budget_table"] == {"max_budget": 2,
+                                                                                 "budget_duration": None}
         upd = await env.ok("POST", "/team/member_update", {"team_id": "t", "user_id": "ben", "role": "admin",
                                                            "max_budget_in_team": 3})
-        assert upd == {"team_id": "t", "user_id": "ben", "user_email": None, "max_budget_in_team": 3}
+        assert upd == {"team_id": "t", "user_id": "ben", "user_email": None, "max_budget_in_team": 3, "tpm_limit": None,
+                       "rpm_limit": None, "budget_duration": None, "allowed_models": None,
+                       "temp_budget_increase": None, "temp_budget_expiry": None, "model_max_budget": None}
         info = await env.ok("GET", "/team/info?team_id=t")
         assert {m["user_id"]: m["role"] for m in info["team_memberships"]} == {"ann": "admin", "ben": "admin"}
         key = (await env.ok("POST", "/key/generate", {"team_id": "t", "models": ["gpt-a"]}))["key"]

@@ -67,9 +67,9 @@ class KeyInfo:
     """A virtual key as the request path sees it: identity, allowed models, rate-limit buckets."""
 
     __slots__ = ("token", "alias", "team_id", "user_id", "models", "patterns", "buckets", "token_buckets", "headers",
-                 "spent",
-                 "access_groups", "also", "aliases", "role", "expires", "refusal", "records", "model_buckets",
-                 "router", "logging", "no_message_logging", "logging_off", "read_at", "enforced", "disable_fallbacks")
+                 "spent", "access_groups", "also", "aliases", "role", "expires", "read_again", "refusal", "records",
+                 "model_buckets", "router", "logging", "no_message_logging", "logging_off", "read_at", "enforced",
+                 "disable_fallbacks")
 
     def __init__(self, token: str, kc: KeyConfig, groups: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.token = token
@@ -85,6 +85,9 @@ class KeyInfo:
         """The key owner's LiteLLM ``user_role`` (``internal_user`` ...), when a store knows it."""
         self.expires: float | None = None
         """Wall-clock expiry (``time.time()`` seconds) of a key from a store; None: never."""
+        self.read_again: float | None = None
+        """Wall-clock time after which the key's rows must be read again though it has not expired (its
+        temporary budget increase ends, and with it the budget its headers show); None: no such time."""
         self.refusal: Callable[[], errors.GatewayError] | None = None
         """Set when the key exists but may not be used (blocked, expired, team blocked): makes its error."""
         self.records: tuple[Any, ...] = ()
@@ -167,10 +170,22 @@ class KeyInfo:
             for model, limit in limits.items():
                 if limit:
                     b = Bucket.per_minute(f"{PREFIX}{tag}:{owner[:24]}:m:{model}:{kind}", int(limit), scope, unit,
-                                          owner[:24])
+                                          owner[:24], model=True)
                     per[model] = per.get(model, self.buckets) + (b,)
                     self.token_buckets = self.token_buckets or unit == "tokens"
         self.model_buckets = per
+
+    def add_member_limits(self, team_id: str, user_id: str, rpm: int | None, tpm: int | None) -> None:
+        """Add LiteLLM's team member rate limits (the member's ``rpm_limit`` / ``tpm_limit`` in the team,
+        ``store.Store.member_limits``): buckets shared by every key of that user in that team, LiteLLM's
+        ``team_member`` descriptor (its 429 and ``x-ratelimit-team_member-*`` headers). Call before
+        :meth:`add_model_limits` (a model's buckets start from :attr:`buckets`)."""
+        owner = f"{team_id}:{user_id}"
+        added = tuple(Bucket.per_minute(f"{PREFIX}tm:{owner}:{kind}", limit, "team_member", unit, owner)
+                      for limit, unit, kind in ((rpm, "requests", "rpm"), (tpm, "tokens", "tpm")) if limit)
+        if added:
+            self.buckets = (*self.buckets, *added)
+            self.token_buckets = self.token_buckets or bool(tpm)
 
     def allows(self, model: str) -> bool:
         """Whether the key may use ``model``; a comma list (LiteLLM's batch form) needs every part allowed."""

@@ -531,7 +531,8 @@ class PrincipalResolver:
         p = self.cache.stale(token_hash)
         if p is None or p.key is not info:
             p = Principal.for_key(info)
-        until = None if info.expires is None else now + (info.expires - self.wall())
+        ends = min((t for t in (info.expires, info.read_again) if t is not None), default=None)
+        until = None if ends is None else now + (ends - self.wall())
         self.cache.put(token_hash, p, now, until)
         return p
 

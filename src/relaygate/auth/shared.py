@@ -1,9 +1,9 @@
 """The Redis layer of key lookups: a worker's cache, then Redis, then the database (LiteLLM's order).
 
-What it owns: the rows a key resolves from (key, team, user, organization) kept in Redis for every worker
-and instance sharing it, so a worker that starts, or whose cache expired, costs Redis a GET instead of the
-database four row reads. Only found keys are kept (unknown keys stay in each worker's negative cache: a
-flood of bad keys never writes to Redis).
+What it owns: the rows a key resolves from (key, team, user, organization, and its user's rate limits as a
+member of its team) kept in Redis for every worker and instance sharing it, so a worker that starts, or whose
+cache expired, costs Redis a GET instead of the database five row reads. Only found keys are kept
+(unknown keys stay in each worker's negative cache: a flood of bad keys never writes to Redis).
 
 Staying true to the database: an entry holds the store's change version its rows were read under (as this
 worker knew it when the lookup started), and a worker accepts an entry only when that version is at least
@@ -34,7 +34,8 @@ __all__ = ["SharedKeys"]
 
 log = logging.getLogger("relaygate.auth")
 
-PREFIX = "relaygate:keyrows:"
+PREFIX = "relaygate:keyrows2:"
+"""(``2``: entries carry the member's limits; an older release's entries, without them, are not read.)"""
 
 
 class _Entry(msgspec.Struct, array_like=True):
@@ -43,9 +44,11 @@ class _Entry(msgspec.Struct, array_like=True):
     team: Team | None
     user: User | None
     org: Organization | None
+    member: tuple[int | None, int | None] | None = None
+    """The user's rate limits as a member of the key's team (``Store.member_limits``)."""
 
 
-Rows = tuple[Key, Team | None, User | None, Organization | None]
+Rows = tuple[Key, Team | None, User | None, Organization | None, tuple[int | None, int | None] | None]
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(_Entry)
@@ -105,7 +108,7 @@ class SharedKeys:
                 e = None
             if e is not None and e.version >= version:
                 self.hits += 1
-                return version, (e.key, e.team, e.user, e.org)
+                return version, (e.key, e.team, e.user, e.org, e.member)
         self.misses += 1
         return version, None
 

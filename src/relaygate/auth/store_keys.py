@@ -18,9 +18,10 @@ Rules, as LiteLLM's proxy applies them (``user_api_key_auth.py``, ``auth_checks.
   time <now>`` (``param`` the key's display name). A key that expires later is cached no longer than
   until it expires.
 - **limits**: key ``rpm_limit`` / ``tpm_limit`` / ``max_parallel_requests``, team ``rpm_limit`` /
-  ``tpm_limit`` / ``max_parallel_requests`` and user ``rpm_limit`` / ``tpm_limit`` become the limiter's
-  buckets, named as the config's keys' are (so a key's limits are the same buckets whichever worker or
-  instance serves it).
+  ``tpm_limit`` / ``max_parallel_requests``, user ``rpm_limit`` / ``tpm_limit`` and the user's as a member of
+  the key's team (its membership's budget row, else the team's default member budget: LiteLLM's team member
+  rate limits, one more read for a key with both a team and a user) become the limiter's buckets, named as
+  the config's keys' are (so a key's limits are the same buckets whichever worker or instance serves it).
 - **carried**: aliases (the key's over its team's ``model_aliases``; the pipeline's resolve stage applies
   them), the owner's ``user_role``, and the rows themselves (budgets, spend, per-model limits) for the
   budget stage.
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from relaygate.auth.keys import KeyInfo, KeyRouter
 from relaygate.auth.shared import SharedKeys
 from relaygate.auth.targets import key_logging, logging_off
+from relaygate.budgets.temporary import increase_of
 from relaygate.config.model import KeyConfig
 from relaygate.core import errors
 from relaygate.core.access import field_path
@@ -107,7 +109,7 @@ class StoreKeys:
         if shared is not None:
             version, rows = await shared.get(token_hash)
             if rows is not None:
-                return build_key(*rows, self.groups, self.teams)
+                return build_key(*rows[:4], self.groups, self.teams, member=rows[4])
         self.queries += 1
         read_at = time.time()
         try:
@@ -115,9 +117,9 @@ class StoreKeys:
                 key = await self.store.get_key(token_hash)
             except NotFound:
                 return None
-            team, user, org = await asyncio.gather(
+            team, user, org, member = await asyncio.gather(
                 self._get("get_team", key.team_id), self._get("get_user", key.user_id),
-                self._get("get_organization", key.organization_id))
+                self._get("get_organization", key.organization_id), self._member(key))
             if org is None and team is not None and team.organization_id:
                 org = await self._get("get_organization", team.organization_id)
         except Exception as exc:
@@ -125,10 +127,16 @@ class StoreKeys:
                 raise
             raise KeyStoreDown(f"{type(exc).__name__}: {exc}") from exc
         if shared is not None:
-            shared.put(token_hash, version, (key, team, user, org))
-        info = build_key(key, team, user, org, self.groups, self.teams)
+            shared.put(token_hash, version, (key, team, user, org, member))
+        info = build_key(key, team, user, org, self.groups, self.teams, member=member)
         info.read_at = read_at
         return info
+
+    async def _member(self, key: Key) -> tuple[int | None, int | None] | None:
+        """The key's user's rate limits as a member of the key's team (None: not both, or not a member)."""
+        if not key.team_id or not key.user_id:
+            return None
+        return await self.store.member_limits(key.team_id, key.user_id)
 
     async def _get(self, method: str, ident: str | None) -> Any:
         if not ident:
@@ -170,9 +178,11 @@ def team_policy(info: KeyInfo, key_metadata: Any, team_id: str | None, team: Tea
 
 
 def build_key(key: Key, team: Team | None, user: User | None, org: Organization | None,
-              groups: Mapping[str, tuple[str, ...]], teams: Mapping[str, dict[str, Any]] | None = None) -> KeyInfo:
+              groups: Mapping[str, tuple[str, ...]], teams: Mapping[str, dict[str, Any]] | None = None, *,
+              member: tuple[int | None, int | None] | None = None) -> KeyInfo:
     """One key's rows as the request path's :class:`KeyInfo` (see the module docstring for the rules);
-    ``teams``: the config's team logging (``default_team_settings``), for a key whose rows name none."""
+    ``teams``: the config's team logging (``default_team_settings``), for a key whose rows name none;
+    ``member``: its user's ``(rpm_limit, tpm_limit)`` in its team (``Store.member_limits``)."""
     key_models = [m for m in key.models if m]
     team_models = [m for m in team.models if m] if team is not None else []
     if "all-team-models" in key_models:
@@ -200,6 +210,8 @@ def build_key(key: Key, team: Team | None, user: User | None, org: Organization 
     if team is not None and team.max_parallel_requests and key.team_id:
         info.buckets = (*info.buckets, Bucket.parallel(f"{PREFIX}t:{key.team_id}:par", team.max_parallel_requests,
                                                        "team", key.team_id))
+    if member is not None and team is not None and key.team_id and key.user_id:
+        info.add_member_limits(key.team_id, key.user_id, *member)
     if key.model_rpm_limit or key.model_tpm_limit:
         info.add_model_limits("key", key.token, key.model_rpm_limit, key.model_tpm_limit)
     if team is not None and key.team_id and (team.model_rpm_limit or team.model_tpm_limit):
@@ -214,7 +226,10 @@ def build_key(key: Key, team: Team | None, user: User | None, org: Organization 
     info.role = user.user_role if user is not None else None
     info.records = (key, team, user, org)
     if key.max_budget is not None:  # LiteLLM's x-litellm-key-max-budget, next to the key's limit headers
-        info.headers = (*info.headers, (b"x-litellm-key-max-budget", str(float(key.max_budget)).encode()))
+        increase, until = increase_of(key, time.time())  # with a temporary increase, the raised budget (LiteLLM's)
+        if until:
+            info.read_again = until
+        info.headers = (*info.headers, (b"x-litellm-key-max-budget", str(float(key.max_budget) + increase).encode()))
     team_policy(info, key.metadata, key.team_id, team, teams)
     if key.expires is not None:
         expires = key.expires if key.expires.tzinfo is not None else key.expires.replace(tzinfo=UTC)

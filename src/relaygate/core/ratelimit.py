@@ -58,7 +58,8 @@ user and deployment buckets together) live in one slot and one Lua call can touc
 
 
 _DESCRIPTORS = {("key", False): b"api_key", ("team", False): b"team", ("user", False): b"user",
-                ("key", True): b"model_per_key", ("team", True): b"model_per_team"}
+                ("team_member", False): b"team_member", ("key", True): b"model_per_key",
+                ("team", True): b"model_per_team"}
 """(bucket scope, a per-model bucket) -> LiteLLM's rate-limit descriptor key."""
 
 
@@ -66,10 +67,10 @@ class Bucket:
     """One limit. ``scope`` (key/team/user/deployment) and ``unit`` (requests/tokens/parallel) are for
     error messages and headers; ``key`` is the storage key (hash-tagged for Redis Cluster)."""
 
-    __slots__ = ("key", "kind", "capacity", "rate", "scope", "unit", "owner", "wire", "limit", "named")
+    __slots__ = ("key", "kind", "capacity", "rate", "scope", "unit", "owner", "model", "wire", "limit", "named")
 
     def __init__(self, key: str, kind: str, capacity: float, rate: float, scope: str, unit: str,
-                 owner: str = "") -> None:
+                 owner: str = "", model: bool = False) -> None:
         if kind not in ("t", "p"):
             raise ValueError("kind must be 't' (token bucket) or 'p' (parallel)")
         if capacity <= 0:
@@ -81,21 +82,24 @@ class Bucket:
         self.scope = scope
         self.unit = unit
         self.owner = owner
+        self.model = model
+        """A per-model limit of a key or team (``model_rpm_limit`` / ``model_tpm_limit``): its refusal is one the
+        router's fallbacks may answer. Said here, not read from ``key`` (an id may contain anything)."""
         self.wire = b""
         """Cache for the Redis limiter: this bucket's constant arguments, encoded once."""
         self.limit = b"%d" % capacity
         """The capacity as an ``x-ratelimit-limit-*`` header value."""
-        desc = _DESCRIPTORS.get((scope, ":m:" in key)) if kind == "t" else None
+        desc = _DESCRIPTORS.get((scope, model)) if kind == "t" else None
         self.named: tuple[bytes, bytes] | None = (
             b"x-ratelimit-%s-limit-%s" % (desc, unit.encode()), b"x-ratelimit-%s-remaining-%s" % (desc, unit.encode())
         ) if desc is not None else None
         """LiteLLM's v3 limiter's own header names for this bucket (``x-ratelimit-api_key-limit-requests`` and
-        ``-remaining-requests``; ``team``, ``user``, ``model_per_key``, ``model_per_team``); None for a
+        ``-remaining-requests``; ``team``, ``user``, ``team_member``, ``model_per_key``, ``model_per_team``); None for a
         deployment's or a parallel bucket."""
 
     @classmethod
-    def per_minute(cls, key: str, limit: int, scope: str, unit: str, owner: str = "") -> Bucket:
-        return cls(key, "t", limit, limit / 60.0, scope, unit, owner)
+    def per_minute(cls, key: str, limit: int, scope: str, unit: str, owner: str = "", model: bool = False) -> Bucket:
+        return cls(key, "t", limit, limit / 60.0, scope, unit, owner, model)
 
     @classmethod
     def parallel(cls, key: str, limit: int, scope: str, owner: str = "") -> Bucket:

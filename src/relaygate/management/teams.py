@@ -48,13 +48,14 @@ from relaygate.management.common import (
     writer,
 )
 from relaygate.management.masking import unmask_metadata
+from relaygate.management.member_budgets import PATCH_FIELDS, limits_of, patch_member, shared_rows
 from relaygate.store import Budget, Duplicate, NotFound, Team, TeamMember, User
 from relaygate.store import tables as tbl
 from relaygate.store.transaction import Transaction as Tx
 
 GRANTS = ("models", "max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests",
           "model_max_budget", "model_tpm_limit", "model_rpm_limit", "blocked", "budget_duration", "team_member_budget",
-          "team_member_budget_duration", "budget_limits")
+          "team_member_budget_duration", "team_member_rpm_limit", "team_member_tpm_limit", "budget_limits")
 """Team fields only the proxy admin changes: a team admin setting them would grant more than it holds."""
 
 
@@ -89,6 +90,10 @@ class TeamFields(msgspec.Struct, kw_only=True):
     """The default budget of each member in the team (LiteLLM's; kept in a budget row, not on the team)."""
     team_member_budget_duration: str | None = UNSET
     """That budget's period (LiteLLM 1.110's): the team's ``budget_duration`` unless sent; null: it never resets."""
+    team_member_rpm_limit: int | None = UNSET
+    """Each member's requests a minute across its keys of the team, unless its own (in the same budget row)."""
+    team_member_tpm_limit: int | None = UNSET
+    """Each member's tokens a minute, likewise."""
 
 
 class NewTeamBody(TeamFields, kw_only=True):
@@ -112,6 +117,8 @@ class MemberAddBody(msgspec.Struct, kw_only=True):
     team_id: str
     member: Member | list[Member]
     max_budget_in_team: float | None = None
+    budget_duration: str | None = None
+    allowed_models: Any = UNSET
 
 
 class MemberDeleteBody(msgspec.Struct, kw_only=True):
@@ -131,6 +138,24 @@ class MemberUpdateBody(msgspec.Struct, kw_only=True):
     user_email: str | None = None
     role: str | None = None
     max_budget_in_team: float | None = UNSET
+    tpm_limit: int | None = UNSET
+    rpm_limit: int | None = UNSET
+    budget_duration: str | None = UNSET
+    allowed_models: Any = UNSET
+    temp_budget_increase: Any = UNSET
+    temp_budget_expiry: Any = UNSET
+    model_max_budget: Any = UNSET
+
+
+_NOT_KEPT = ("allowed_models", "temp_budget_increase", "temp_budget_expiry", "model_max_budget")
+"""LiteLLM's member fields relaygate does not enforce: a 400 naming the field, never silently dropped."""
+
+
+def _refuse_not_kept(body: msgspec.Struct) -> None:
+    for name in _NOT_KEPT:
+        if getattr(body, name, UNSET) not in (UNSET, None):
+            raise bad_request(f"{name}: not supported for a team member by this gateway (relaygate keeps a "
+                              "member's max_budget_in_team, rpm_limit, tpm_limit and budget_duration)", name)
 
 
 def add_routes(t: RouteTable, gw: Gateway) -> None:
@@ -150,7 +175,8 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
 def _team_fields(ctx: Ctx, body: TeamFields) -> dict[str, Any]:
     sent = given(body)
     non_negative({n: sent.get(n) for n in ("max_budget", "soft_budget", "tpm_limit", "rpm_limit",
-                                           "max_parallel_requests", "team_member_budget")})
+                                           "max_parallel_requests", "team_member_budget", "team_member_rpm_limit",
+                                           "team_member_tpm_limit")})
     if sent.get("budget_duration"):
         sent["budget_reset_at"] = budget_reset(ctx, sent["budget_duration"])
     if sent.get("team_member_budget_duration") not in (None, "", "-1"):
@@ -163,13 +189,26 @@ MEMBER_BUDGET_ID = "team_member_budget_id"
 """The team ``metadata`` key naming its default member budget row (LiteLLM's)."""
 
 
-def _member_budget(ctx: Ctx, team_alias: str | None, amount: float | None, duration: str | None) -> Budget:
+_DEFAULT_ROW = {"team_member_budget": "max_budget", "team_member_rpm_limit": "rpm_limit",
+                "team_member_tpm_limit": "tpm_limit"}
+"""Team fields kept in its default member budget row, by that row's column."""
+
+
+def _default_row_change(fields: dict[str, Any]) -> tuple[dict[str, Any], bool, str | None]:
+    """The default member budget fields taken out of ``fields``: (sent limits by budget column, null included;
+    whether ``team_member_budget_duration`` was sent; its value)."""
+    change = {col: fields.pop(name) for name, col in _DEFAULT_ROW.items() if name in fields}
+    duration_sent = "team_member_budget_duration" in fields
+    return change, duration_sent, fields.pop("team_member_budget_duration", None)
+
+
+def _member_budget(ctx: Ctx, team_alias: str | None, limits: dict[str, Any], duration: str | None) -> Budget:
     """A team's default member budget row (LiteLLM names it after the team alias; it makes one for a period
     alone too)."""
     who = ctx.caller.user_id or "default_user_id"
     name = f"team-{team_alias.replace(' ', '-')}-budget-" if team_alias else "team-budget-"
-    return Budget(budget_id=name + uuid.uuid4().hex, max_budget=amount, budget_duration=duration or None,
-                  budget_reset_at=budget_reset(ctx, duration),
+    return Budget(budget_id=name + uuid.uuid4().hex, **{k: v for k, v in limits.items() if v is not None},
+                  budget_duration=duration or None, budget_reset_at=budget_reset(ctx, duration),
                   created_by=who, updated_by=who)
 
 
@@ -230,6 +269,16 @@ def _member_id(body: MemberDeleteBody | MemberUpdateBody, team: Team) -> str:
     raise bad_request("Provide user_id or user_email", "user_id")
 
 
+async def _default_row(ctx: Ctx, budget_id: Any) -> Budget | None:
+    """The team's default member budget row (``metadata.team_member_budget_id``), when it has one."""
+    if not isinstance(budget_id, str) or not budget_id:
+        return None
+    try:
+        return await ctx.store.get_budget(budget_id)
+    except NotFound:
+        return None
+
+
 def _budget_cap(ctx: Ctx, team: Team, amount: float | None) -> None:
     if amount is None:
         return
@@ -253,9 +302,7 @@ async def new(ctx: Ctx) -> Any:
         fields.update(defaults)
         if defaults.get("budget_duration"):
             fields["budget_reset_at"] = budget_reset(ctx, defaults["budget_duration"])
-    member_budget = fields.pop("team_member_budget", None)
-    duration_sent = "team_member_budget_duration" in fields
-    member_duration = fields.pop("team_member_budget_duration", None)
+    member_limits, duration_sent, member_duration = _default_row_change(fields)
     if fields.get("metadata") is not None:
         fields["metadata"] = unmask_metadata(fields["metadata"], None)  # a mask with nothing behind it: a 400
     team_id = body.team_id if isinstance(body.team_id, str) and body.team_id else str(uuid.uuid4())
@@ -274,8 +321,8 @@ async def new(ctx: Ctx) -> Any:
                 **{k: v for k, v in fields.items() if v is not None})
     tx = Tx(ctx.store)
     async with tx() as c:
-        if member_budget is not None or member_duration is not None:
-            row = await tx.insert(c, _member_budget(ctx, team.team_alias, member_budget,
+        if any(v is not None for v in member_limits.values()) or member_duration is not None:
+            row = await tx.insert(c, _member_budget(ctx, team.team_alias, member_limits,
                                                     member_duration if duration_sent else team.budget_duration))
             team = msgspec.structs.replace(team, metadata={**team.metadata, MEMBER_BUDGET_ID: row.budget_id})
         team = await tx.insert(c, team)
@@ -316,26 +363,23 @@ async def update(ctx: Ctx) -> Any:
         fields["metadata"] = unmask_metadata(fields["metadata"], team.metadata)  # a masked secret sent back
     if fields.get("organization_id") is not None:
         await ctx.store.get_organization(fields["organization_id"])
-    member_budget = fields.pop("team_member_budget", None)
-    duration_sent = "team_member_budget_duration" in fields
-    member_duration = fields.pop("team_member_budget_duration", None)
+    member_limits, duration_sent, member_duration = _default_row_change(fields)
     current = team.metadata.get(MEMBER_BUDGET_ID)
     if "metadata" in fields and current is not None:  # new metadata keeps the link to the default member budget
         fields["metadata"] = {**(fields["metadata"] or {}), MEMBER_BUDGET_ID: current}
     fields["updated_by"] = ctx.caller.user_id or "default_user_id"
     tx = Tx(ctx.store)
     async with tx() as c:
-        if isinstance(current, str) and (member_budget is not None or duration_sent):
-            change: dict[str, Any] = {"updated_by": fields["updated_by"]}
-            if member_budget is not None:
-                change["max_budget"] = member_budget
+        if isinstance(current, str) and (member_limits or duration_sent):
+            # a field sent is written, null included (null: that limit no longer binds the members), as LiteLLM's
+            change: dict[str, Any] = {"updated_by": fields["updated_by"], **member_limits}
             if duration_sent:  # null: the default member budget no longer resets (LiteLLM 1.110's)
                 change["budget_duration"] = member_duration or None
                 change["budget_reset_at"] = budget_reset(ctx, member_duration)
             await tx.update(c, tbl.BUDGETS, (current,), change)
-        elif member_budget is not None or member_duration is not None:
+        elif any(v is not None for v in member_limits.values()) or member_duration is not None:
             duration = member_duration if duration_sent else fields.get("budget_duration", team.budget_duration)
-            row = await tx.insert(c, _member_budget(ctx, fields.get("team_alias", team.team_alias), member_budget,
+            row = await tx.insert(c, _member_budget(ctx, fields.get("team_alias", team.team_alias), member_limits,
                                                     duration))
             meta = fields["metadata"] if "metadata" in fields else team.metadata
             fields["metadata"] = {**(meta or {}), MEMBER_BUDGET_ID: row.budget_id}
@@ -441,19 +485,33 @@ async def member_add(ctx: Ctx) -> Any:
     members = _members(body.member if isinstance(body.member, list) else [body.member], "member")
     if not members:
         raise bad_request("member must not be empty", "member")
+    if body.allowed_models not in (UNSET, None):
+        _refuse_not_kept(body)
+    if body.budget_duration not in (None, "", "-1"):
+        duration_seconds(body.budget_duration, "budget_duration")
     team = await team_admin(ctx, body.team_id)
     _budget_cap(ctx, team, body.max_budget_in_team)
     for m in members:
         if any(x.get("user_id") == m.user_id for x in team.members_with_roles):
             raise bad_request(f"User={m.user_id} is already a member of team={team.team_id}", "member")
     users = await _missing_users(ctx, members)
+    # LiteLLM's: a budget of the member's own, on its own period when sent; a lone period gives the member
+    # the team's default member budget on that period (a copy of the default row)
+    template = None
+    if body.max_budget_in_team is not None:
+        template = Budget(budget_id="", max_budget=body.max_budget_in_team)
+    elif body.budget_duration:
+        template = await _default_row(ctx, team.metadata.get(MEMBER_BUDGET_ID))
     rows, budgets = [], []
+    who = ctx.caller.user_id or "default_user_id"
     for m in members:
         budget_id = None
-        if body.max_budget_in_team is not None:
+        if template is not None and any(v is not None for v in limits_of(template).values()):
             budget_id = str(uuid.uuid4())
-            budgets.append(Budget(budget_id=budget_id, max_budget=body.max_budget_in_team,
-                                  created_by=ctx.caller.user_id or "default_user_id"))
+            budgets.append(msgspec.structs.replace(
+                template, budget_id=budget_id, budget_duration=body.budget_duration or template.budget_duration,
+                budget_reset_at=budget_reset(ctx, body.budget_duration) if body.budget_duration else
+                template.budget_reset_at, created_at=None, updated_at=None, created_by=who, updated_by=who))
         rows.append(TeamMember(team_id=team.team_id, user_id=str(m.user_id), role=m.role, user_email=m.user_email,
                                budget_id=budget_id))
     tx = Tx(ctx.store)
@@ -471,7 +529,8 @@ async def member_add(ctx: Ctx) -> Any:
     out["updated_users"] = [record(u) for u in updated_users]
     out["updated_team_memberships"] = [
         {"team_id": r.team_id, "user_id": r.user_id, "budget_id": r.budget_id,
-         "litellm_budget_table": {"max_budget": body.max_budget_in_team} if r.budget_id else None} for r in rows]
+         "litellm_budget_table": {"max_budget": b.max_budget, "budget_duration": b.budget_duration} if b else None}
+        for r in rows for b in [next((x for x in budgets if x.budget_id == r.budget_id), None)]]
     return out
 
 
@@ -486,37 +545,40 @@ async def member_delete(ctx: Ctx) -> Any:
 
 
 async def member_update(ctx: Ctx) -> Any:
+    """LiteLLM's ``/team/member_update``: the member's role, and a merge patch of its own limits in the team
+    (``max_budget_in_team``, ``rpm_limit``, ``tpm_limit``, ``budget_duration``: ``management.member_budgets``)."""
     writer(ctx)
     body = await ctx.body(MemberUpdateBody)
     if body.role is not None and body.role not in TEAM_ROLES:
         raise bad_request(f"Invalid team member role={body.role!r}: expected one of {list(TEAM_ROLES)}", "role")
+    _refuse_not_kept(body)
+    patch = {k: v for k, v in given(body).items() if k in PATCH_FIELDS}
+    non_negative({k: patch.get(k) for k in ("tpm_limit", "rpm_limit")})
+    if patch.get("budget_duration") not in (None, "", "-1"):
+        duration_seconds(patch["budget_duration"], "budget_duration")
     team = await team_admin(ctx, body.team_id)
     user_id = _member_id(body, team)
-    budget = body.max_budget_in_team
-    _budget_cap(ctx, team, None if budget is UNSET else budget)
+    _budget_cap(ctx, team, patch.get("max_budget_in_team"))
     members = {m.user_id: m for m in await ctx.store.list_team_members(team.team_id)}
     member = members.get(user_id)
     if member is None:
         raise NotFound("team member", user_id)
-    fields: dict[str, Any] = {}
-    if body.role is not None:
-        fields["role"] = body.role
-    if budget is not UNSET:
-        if member.budget_id is not None:
-            await ctx.store.update_budget(member.budget_id, max_budget=budget)
-        elif budget is not None:
-            b = await ctx.store.create_budget(Budget(budget_id=str(uuid.uuid4()), max_budget=budget,
-                                                     created_by=ctx.caller.user_id or "default_user_id"))
-            fields["budget_id"] = b.budget_id
-    if fields:
-        member = await ctx.store.update_team_member(team.team_id, user_id, **fields)
-    max_in_team = None
-    if member.budget_id is not None:
-        max_in_team = (await ctx.store.get_budget(member.budget_id)).max_budget
+    own = await ctx.store.get_budget(member.budget_id) if member.budget_id else None
+    default_id = team.metadata.get(MEMBER_BUDGET_ID)
+    if body.role is not None:  # the membership and the team's members_with_roles
+        member = await ctx.store.update_team_member(team.team_id, user_id, role=body.role)
+    limits = limits_of(own)
+    if patch:
+        default = await _default_row(ctx, default_id) if own is None else None
+        shared = await shared_rows(ctx, default_id)
+        tx = Tx(ctx.store)
+        async with tx() as c:
+            _, limits = await patch_member(ctx, tx, c, team.team_id, member, own, patch, shared, default)
     ctx.invalidate(*await team_keys(ctx, team.team_id))
     return {"team_id": team.team_id, "user_id": user_id, "user_email": member.user_email,
-            "max_budget_in_team": max_in_team}
-
+            "max_budget_in_team": limits["max_budget"], "tpm_limit": limits["tpm_limit"],
+            "rpm_limit": limits["rpm_limit"], "budget_duration": limits["budget_duration"], "allowed_models": None,
+            "temp_budget_increase": None, "temp_budget_expiry": None, "model_max_budget": None}
 
 
 async def _team_models(ctx: Ctx, add: bool) -> Any:

@@ -32,7 +32,6 @@ Every answer is a 200 whatever the rows' outcome (LiteLLM's); a request that is 
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import msgspec
@@ -42,6 +41,8 @@ from relaygate.core.errors import GatewayError
 from relaygate.http.body import read_body
 from relaygate.http.routes import RouteTable
 from relaygate.management.common import Ctx, Gateway
+from relaygate.management.member_budgets import PATCH_FIELDS as _PATCH
+from relaygate.management.member_budgets import patch_member, shared_rows
 from relaygate.management.v1 import Problem, forbidden, invalid_body, v1_route
 from relaygate.store import Duplicate, NotFound
 
@@ -293,9 +294,6 @@ async def _org_admin_of_team(ctx: Ctx, team: Any) -> bool:
     return bool(org and uid and org in await _org_admin_of(ctx, uid))
 
 
-_PATCH = frozenset({"max_budget_in_team", "tpm_limit", "rpm_limit", "budget_duration"})
-
-
 def _check_patch(rows: list[Any]) -> None:
     """The rows' limits typed as LiteLLM's (else the 422); ``allowed_models`` is refused, named."""
     for i, m in enumerate(rows):
@@ -328,10 +326,7 @@ async def members_bulk_update(ctx: Ctx) -> Any:
     """LiteLLM's member budget bulk update: each row a merge patch of a member's own budget in the team (absent:
     untouched, null: cleared); a budget row another member or the team's default shares is copied before it is
     written; a member left with no limit goes back to the team's default. One transaction."""
-    from relaygate.management.common import budget_reset
     from relaygate.management.teams import MEMBER_BUDGET_ID, team_keys
-    from relaygate.store import Budget
-    from relaygate.store import tables as tbl
     from relaygate.store.transaction import Transaction as Tx
 
     team = await _team_for(ctx, "bulk_update")
@@ -342,10 +337,7 @@ async def members_bulk_update(ctx: Ctx) -> Any:
     default = await ctx.store.get_budget(default_id) if isinstance(default_id, str) and default_id else None
     members = {m.user_id: m for m in await ctx.store.list_team_members(team.team_id)}
     by_email = {m.user_email: m for m in members.values() if m.user_email}
-    async with ctx.store._read() as c:
-        used = await c.fetch("SELECT budget_id, COUNT(*) AS n FROM rg_team_members WHERE budget_id IS NOT NULL "
-                             "GROUP BY budget_id", [])
-    shared = {r["budget_id"] for r in used if int(r["n"]) > 1} | ({default_id} if default is not None else set())
+    shared = await shared_rows(ctx, default_id if default is not None else None)
     out: list[dict[str, Any]] = []
     plan: list[tuple[dict[str, Any], Any, dict[str, Any]]] = []
     done: set[str] = set()
@@ -367,35 +359,11 @@ async def members_bulk_update(ctx: Ctx) -> Any:
     for _, member, _ in plan:
         if member.budget_id and member.budget_id not in budgets:
             budgets[member.budget_id] = await ctx.store.get_budget(member.budget_id)
-    who = ctx.caller.user_id or "default_user_id"
     tx = Tx(ctx.store)
     async with tx() as c:
         for row, member, patch in plan:
             own = budgets.get(member.budget_id) if member.budget_id else None
-            limits = {"max_budget": own.max_budget if own else None, "tpm_limit": own.tpm_limit if own else None,
-                      "rpm_limit": own.rpm_limit if own else None,
-                      "budget_duration": own.budget_duration if own else None}
-            for k, v in patch.items():
-                limits["max_budget" if k == "max_budget_in_team" else k] = v
-            budget_id = member.budget_id
-            if patch and limits != {"max_budget": own.max_budget if own else None,
-                                    "tpm_limit": own.tpm_limit if own else None,
-                                    "rpm_limit": own.rpm_limit if own else None,
-                                    "budget_duration": own.budget_duration if own else None}:
-                reset = budget_reset(ctx, limits["budget_duration"])
-                if all(limits[k] is None for k in ("max_budget", "tpm_limit", "rpm_limit")):
-                    budget_id = None  # nothing of its own left: the team's default binds it
-                elif own is not None and member.budget_id not in shared:
-                    await tx.update(c, tbl.BUDGETS, (member.budget_id,), {**limits, "budget_reset_at": reset,
-                                                                          "updated_by": who})
-                else:  # a shared row is copied, never written in place
-                    made = await tx.insert(c, Budget(
-                        budget_id=str(uuid.uuid4()), max_budget=limits["max_budget"], tpm_limit=limits["tpm_limit"],
-                        rpm_limit=limits["rpm_limit"], budget_duration=limits["budget_duration"], budget_reset_at=reset,
-                        created_by=who, updated_by=who))
-                    budget_id = made.budget_id
-                if budget_id != member.budget_id:
-                    await tx.update(c, tbl.TEAM_MEMBERS, (team.team_id, member.user_id), {"budget_id": budget_id})
+            budget_id, limits = await patch_member(ctx, tx, c, team.team_id, member, own, patch, shared, default)
             row.update(user_id=member.user_id, success=True, budget_id=budget_id)
             if budget_id is not None:
                 row.update(max_budget=limits["max_budget"], tpm_limit=limits["tpm_limit"],

@@ -445,6 +445,24 @@ class Store(abc.ABC):
     async def get_team_member(self, team_id: str, user_id: str) -> TeamMember:
         return await self._get(t.TEAM_MEMBERS, team_id, user_id)
 
+    async def member_limits(self, team_id: str, user_id: str) -> tuple[int | None, int | None] | None:
+        """A team member's ``(rpm_limit, tpm_limit)`` (LiteLLM's team member rate limits), each its own budget
+        row's (``/team/member_update``), else its team's default member budget's (``team_member_rpm_limit`` /
+        ``team_member_tpm_limit``, ``metadata.team_member_budget_id``); None when ``user_id`` is not a member of
+        ``team_id``. One read."""
+        default = ("json_extract(t.metadata, '$.team_member_budget_id')" if self.dialect == "sqlite"
+                   else "t.metadata->>'team_member_budget_id'")
+        async with self._read() as c:
+            rows = await c.fetch("SELECT b.rpm_limit AS rpm, b.tpm_limit AS tpm, d.rpm_limit AS d_rpm, "
+                                 "d.tpm_limit AS d_tpm FROM rg_team_members m JOIN rg_teams t ON t.team_id = m.team_id "
+                                 "LEFT JOIN rg_budgets b ON b.budget_id = m.budget_id "
+                                 f"LEFT JOIN rg_budgets d ON d.budget_id = {default} "
+                                 "WHERE m.team_id = ? AND m.user_id = ?", [team_id, user_id])
+        if not rows:
+            return None
+        r = rows[0]
+        return (r["rpm"] if r["rpm"] is not None else r["d_rpm"], r["tpm"] if r["tpm"] is not None else r["d_tpm"])
+
     async def list_team_members(self, team_id: str) -> list[TeamMember]:
         async with self._read() as c:
             rows = await c.fetch("SELECT * FROM rg_team_members WHERE team_id = ? ORDER BY created_at, user_id",
