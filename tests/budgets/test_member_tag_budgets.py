@@ -297,3 +297,57 @@ def test_team_member_budget_duration(db_url: str) -> None:
             assert err["error"]["param"] == "team_member_budget_duration", err
 
     asyncio.run(main())
+
+
+def test_member_reset_spend_and_reset_budget(db_url: str) -> None:
+    """LiteLLM 1.110's ``/team/{team_id}/member/{user_id}/reset_spend`` (a member's spend in the team set back:
+    its budget binds on the new spend at once) and ``/reset_budget`` (the member back on the team's default
+    member budget)."""
+    from tests.budgets.test_reset_spend import WRITE_NOW, admin, written
+
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up, **WRITE_NOW) as gw:
+            assert gw.store is not None and gw.budgets is not None
+            r = await admin(gw, "/team/new", {"team_id": "t", "team_member_budget": 1.0, "members_with_roles": [
+                {"role": "admin", "user_id": "boss"}, {"role": "user", "user_id": "u1"}]})
+            assert r.status == 200, r.body
+            r = await admin(gw, "/team/member_update", {"team_id": "t", "user_id": "u1", "max_budget_in_team": BUDGET})
+            assert r.status == 200, r.body
+            own = (await gw.store.get_team_member("t", "u1")).budget_id
+            await gw.store.create_key(Key(token=token("sk-u1"), team_id="t", user_id="u1"))
+            await gw.store.create_key(Key(token=token("sk-boss"), team_id="t", user_id="boss"))
+            await gw.budgets.refresh()  # member budgets exist now (the guard's periodic read)
+            await _two_then_refused(gw, up, "sk-u1", "Budget has been exceeded! TeamMember=u1:t Current cost: "
+                                    "6e-06, Max budget: 5e-06")
+            await written(gw, "member", "t\0u1")
+            path = "/team/t/member/u1/reset_spend"
+            for body, needle in (({"reset_to": 0.001}, "must be <= current spend"),
+                                 ({"reset_to": -1}, "finite number >= 0")):
+                r = await admin(gw, path, body)
+                assert r.status == 400 and needle in r.json()["error"]["message"], r.body
+            r = await admin(gw, "/team/t/member/nobody/reset_spend", {"reset_to": 0})
+            assert r.status == 404 and "not a member of team t" in r.json()["error"]["message"], r.body
+            # the team's admin may reset another member's spend, never its own
+            boss = {"authorization": "Bearer sk-boss"}
+            r = await call(gw, "POST", "/team/t/member/boss/reset_spend", {"reset_to": 0}, headers=boss)
+            assert r.status == 403 and "Cannot reset your own spend" in r.json()["error"]["message"], r.body
+            r = await call(gw, "POST", path, {"reset_to": 0.000001}, headers=boss)
+            assert r.status == 200, r.body
+            assert r.json() == {"team_id": "t", "user_id": "u1", "spend": 0.000001, "previous_spend": 6e-06,
+                                "max_budget": BUDGET}
+            assert (await gw.store.get_team_member("t", "u1")).spend == 0.000001
+            up.hits = 0
+            assert (await ask(gw, "sk-u1")).status == 200  # answered again at once: 1e-6 + 3e-6 ...
+            assert (await ask(gw, "sk-u1")).status == 200  # ... is below 5e-6, then 7e-6 is past it
+            refused(await ask(gw, "sk-u1"), "Budget has been exceeded! TeamMember=u1:t Current cost: 7e-06, "
+                    "Max budget: 5e-06")
+            # back on the team's default member budget ($1): answered, its spend kept
+            r = await admin(gw, "/team/t/member/u1/reset_budget")
+            assert r.status == 200, r.body
+            default = (await gw.store.get_team("t")).metadata["team_member_budget_id"]
+            assert r.json() == {"team_id": "t", "user_id": "u1", "budget_id": default, "previous_budget_id": own,
+                                "budget_source": "team_default"}
+            assert (await gw.store.get_team_member("t", "u1")).budget_id is None
+            assert (await ask(gw, "sk-u1")).status == 200
+
+    asyncio.run(main())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -58,3 +59,14 @@ def test_member_rpm_limit_across_keys_and_member_update() -> None:
         time.sleep(0.5)  # the member's bucket refills at its new rate (1000 a minute: one in 60 ms)
         assert [ask(gw.url, ben) for _ in range(3)] == ["ok", "ok", "ok"]
         assert ask(gw.url, ann[1]) == "429"
+        # LiteLLM 1.110's member routes over HTTP: back on the team's default (its rate limit again), and a
+        # spend reset refused for a spend the member does not have
+        out = admin(gw.url, "/team/t/member/ben/reset_budget", {})
+        assert out["budget_source"] == "team_default" and out["previous_budget_id"]
+        time.sleep(0.5)  # keys read again; the bucket refills at the default's rate, 2 a minute, past its level
+        assert [ask(gw.url, ben) for _ in range(3)].count("429") >= 1
+        try:
+            admin(gw.url, "/team/t/member/ben/reset_spend", {"reset_to": 1.0})
+            raise AssertionError("a reset above the member's spend was accepted")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 400 and "must be <= current spend" in json.loads(exc.read())["error"]["message"]

@@ -1,5 +1,5 @@
 """LiteLLM's ``/team/*`` routes: new, info, update, delete, list, block, unblock, member_add, member_delete,
-member_update, model/add, model/delete.
+member_update, model/add, model/delete, and a member's ``reset_spend`` and ``reset_budget``.
 
 A team's members carry LiteLLM's team roles, ``admin`` or ``user`` (``members_with_roles``); a member's own
 budget in the team (``max_budget_in_team``) is a budget row its membership points to. ``team_member_budget``
@@ -21,11 +21,13 @@ are read again at once.
 
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Any
 
 import msgspec
 
+from relaygate.core.errors import GatewayError
 from relaygate.http.routes import RouteTable
 from relaygate.management.common import (
     INTERNAL_USER,
@@ -165,6 +167,8 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
             ("POST", "/team/unblock", unblock), ("POST", "/team/member_add", member_add),
             ("POST", "/team/member_delete", member_delete), ("POST", "/team/member_update", member_update),
             ("POST", "/team/model/add", model_add), ("POST", "/team/model/delete", model_delete),
+            ("POST", "/team/{team_id}/member/{user_id}/reset_spend", member_reset_spend),
+            ("POST", "/team/{team_id}/member/{user_id}/reset_budget", member_reset_budget),
             ("GET", "/v2/team/list", list_teams_v2)):
         route(t, gw, method, path, handler)
 
@@ -270,7 +274,7 @@ def _member_id(body: MemberDeleteBody | MemberUpdateBody, team: Team) -> str:
 
 
 async def _default_row(ctx: Ctx, budget_id: Any) -> Budget | None:
-    """The team's default member budget row (``metadata.team_member_budget_id``), when it has one."""
+    """The budget row ``budget_id`` names (a team's default member budget, a member's own), when there is one."""
     if not isinstance(budget_id, str) or not budget_id:
         return None
     try:
@@ -579,6 +583,66 @@ async def member_update(ctx: Ctx) -> Any:
             "max_budget_in_team": limits["max_budget"], "tpm_limit": limits["tpm_limit"],
             "rpm_limit": limits["rpm_limit"], "budget_duration": limits["budget_duration"], "allowed_models": None,
             "temp_budget_increase": None, "temp_budget_expiry": None, "model_max_budget": None}
+
+
+class ResetSpendBody(msgspec.Struct, kw_only=True):
+    reset_to: float
+
+
+async def member_reset_spend(ctx: Ctx) -> Any:
+    """LiteLLM 1.110's ``POST /team/{team_id}/member/{user_id}/reset_spend`` (``{"reset_to": USD}``): a member's
+    spend in the team (what its member budget counts; not its user's nor the team's) set back to ``reset_to``,
+    at least 0, at most its current spend and its own member budget. The proxy admin or the team's admin, who
+    may not reset its own (LiteLLM's rule: else a team admin could keep its own cap from ever binding). A
+    compare-and-set: a spend that moved below ``reset_to`` meanwhile is a 409. The budget binds on the new
+    spend at once (the team's keys are read again, Redis counters set)."""
+    writer(ctx)
+    team_id, user_id = ctx.params["team_id"], ctx.params["user_id"]
+    body = await ctx.body(ResetSpendBody)
+    team = await team_admin(ctx, team_id)
+    if user_id == ctx.caller.user_id and not ctx.caller.is_admin:
+        raise forbidden("Cannot reset your own spend. Ask a proxy admin.")
+    try:
+        member = await ctx.store.get_team_member(team.team_id, user_id)
+    except NotFound:
+        raise not_found(f"User {user_id} is not a member of team {team_id}.", "user_id") from None
+    reset_to, current = body.reset_to, member.spend or 0.0
+    if not math.isfinite(reset_to) or reset_to < 0:
+        raise bad_request("reset_to must be a finite number >= 0", "reset_to")
+    if reset_to > current:
+        raise bad_request(f"reset_to ({reset_to}) must be <= current spend ({current})", "reset_to")
+    own = await _default_row(ctx, member.budget_id)  # the member's own budget row, if any
+    max_budget = own.max_budget if own is not None else None
+    if max_budget is not None and reset_to > max_budget:
+        raise bad_request(f"reset_to ({reset_to}) must be <= budget ({max_budget})", "reset_to")
+    if not await ctx.store.reset_member_spend(team.team_id, user_id, reset_to):
+        raise GatewayError(f"Member spend changed since it was read; reset_to ({reset_to}) must be <= current "
+                           "spend. Retry.", status=409, type="bad_request_error", param="reset_to", code="409")
+    ctx.invalidate(*await team_keys(ctx, team.team_id))
+    await ctx.spend_set("member", f"{team.team_id}\0{user_id}", reset_to)
+    return {"team_id": team.team_id, "user_id": user_id, "spend": reset_to, "previous_spend": current,
+            "max_budget": max_budget}
+
+
+async def member_reset_budget(ctx: Ctx) -> Any:
+    """LiteLLM 1.110's ``POST /team/{team_id}/member/{user_id}/reset_budget``: the member back on the team's
+    default member budget (its own row unlinked, so the team's changes reach it again; no budget when the
+    team has no default); spend untouched. The proxy admin or the team's admin. Answer LiteLLM's
+    ``{team_id, user_id, budget_id, previous_budget_id, budget_source}`` (``team_default`` or ``none``)."""
+    writer(ctx)
+    team_id, user_id = ctx.params["team_id"], ctx.params["user_id"]
+    team = await team_admin(ctx, team_id)
+    try:
+        member = await ctx.store.get_team_member(team.team_id, user_id)
+    except NotFound:
+        raise not_found(f"User {user_id} is not a member of team {team_id}.", "user_id") from None
+    default = await _default_row(ctx, team.metadata.get(MEMBER_BUDGET_ID))
+    if member.budget_id is not None:
+        await ctx.store.update_team_member(team.team_id, user_id, budget_id=None)
+    ctx.invalidate(*await team_keys(ctx, team.team_id))
+    return {"team_id": team.team_id, "user_id": user_id,
+            "budget_id": default.budget_id if default is not None else None,
+            "previous_budget_id": member.budget_id, "budget_source": "team_default" if default is not None else "none"}
 
 
 async def _team_models(ctx: Ctx, add: bool) -> Any:

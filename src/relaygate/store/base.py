@@ -445,6 +445,14 @@ class Store(abc.ABC):
     async def get_team_member(self, team_id: str, user_id: str) -> TeamMember:
         return await self._get(t.TEAM_MEMBERS, team_id, user_id)
 
+    async def reset_member_spend(self, team_id: str, user_id: str, reset_to: float) -> bool:
+        """Set a team member's spend to ``reset_to`` if it is still at least that (LiteLLM's compare-and-set of
+        ``/team/{team_id}/member/{user_id}/reset_spend``): whether it was."""
+        now = t.TEAM_MEMBERS.to_db("updated_at", t.utcnow(), self.dialect)
+        async with self.write() as c:
+            return bool(await c.execute("UPDATE rg_team_members SET spend = ?, updated_at = ? WHERE team_id = ? AND "
+                                        "user_id = ? AND spend >= ?", [reset_to, now, team_id, user_id, reset_to]))
+
     async def member_limits(self, team_id: str, user_id: str) -> tuple[int | None, int | None] | None:
         """A team member's ``(rpm_limit, tpm_limit)`` (LiteLLM's team member rate limits), each its own budget
         row's (``/team/member_update``), else its team's default member budget's (``team_member_rpm_limit`` /
