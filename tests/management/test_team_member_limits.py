@@ -153,3 +153,61 @@ def test_member_add_period_and_fields_not_kept(db_url: str) -> None:
         api_error(r, 400, "rpm_limit must be >= 0")
 
     run(db_url, body)
+
+
+def test_members_me_and_spend_by_user(db_url: str) -> None:
+    """LiteLLM 1.110's ``/team/{team_id}/members/me`` (the caller's own membership only) and
+    ``/team/spend/by_user`` (spend per user within teams, from the spend logs; a plain member sees its own row,
+    the team's admin and members the team lets read its activity see everyone's)."""
+    from datetime import UTC, datetime
+
+    from relaygate.store.records import SpendLog
+    from relaygate.store.spend import write_spend
+
+    async def body(env: Env) -> None:
+        await env.ok("POST", "/team/new", {"team_id": "t", "team_alias": "alpha", "members_with_roles": [
+            {"role": "admin", "user_id": "boss"}, {"role": "user", "user_id": "ann"}, {"role": "user", "user_id": "ben"}]})
+        await env.ok("POST", "/team/new", {"team_id": "u", "members_with_roles": [{"role": "user", "user_id": "ann"}],
+                                           "team_member_permissions": ["/team/daily/activity"]})
+        await env.ok("POST", "/team/member_update", {"team_id": "t", "user_id": "ann", "max_budget_in_team": 3,
+                                                     "rpm_limit": 9})
+        keys = {u: str((await env.ok("POST", "/key/generate", {"team_id": "t", "user_id": u}))["key"])
+                for u in ("boss", "ann", "ben")}
+        await env.store.update_user("ann", user_email="ann@x.io", user_alias="Ann")
+        me = await env.ok("GET", "/team/t/members/me", key=keys["ann"])
+        assert (me["user_id"], me["team_alias"], me["role"], me["user_email"], me["spend"]) == (
+            "ann", "alpha", "user", "ann@x.io", 0.0)
+        assert me["litellm_budget_table"]["max_budget"] == 3 and me["litellm_budget_table"]["rpm_limit"] == 9
+        assert (await env.ok("GET", "/team/t/members/me", key=keys["ben"]))["litellm_budget_table"] is None
+        api_error(await env.call("GET", "/team/t/members/me"), 400, "no associated user_id")  # the master key
+        outsider = await env.user("cat")
+        api_error(await env.call("GET", "/team/t/members/me", key=outsider), 404, "is not a member of team_id=t")
+
+        day = datetime(2026, 11, 3, 12, tzinfo=UTC)
+        rows = [SpendLog(request_id=f"r{i}", spend=s, spend_nanos=int(s * 1e9), team_id=team, user_id=user,
+                         prompt_tokens=10, completion_tokens=5, total_tokens=15, start_time=day, end_time=day,
+                         status=status)
+                for i, (team, user, s, status) in enumerate((
+                    ("t", "ann", 0.5, "success"), ("t", "ann", 0.25, "failure"), ("t", "ben", 1.0, "success"),
+                    ("t", None, 0.125, "success"), ("u", "ann", 0.75, "success"), ("u", "ben", 0.0625, "success")))]
+        rows.append(SpendLog(request_id="old", spend=9.0, spend_nanos=9 * 10**9, team_id="t", user_id="ann",
+                             start_time=datetime(2026, 10, 1, tzinfo=UTC), end_time=datetime(2026, 10, 1, tzinfo=UTC)))
+        await write_spend(env.store, rows)
+        q = "/team/spend/by_user?start_date=2026-11-01&end_date=2026-11-03"
+        every = await env.ok("GET", q + "&team_ids=t,u")
+        assert every["start_date"] == "2026-11-01" and every["end_date"] == "2026-11-03"
+        got = [(r["team_id"], r["user_id"], r["spend"], r["api_requests"], r["failed_requests"]) for r in every["results"]]
+        assert got == [("t", "ben", 1.0, 1, 0), ("t", "ann", 0.75, 2, 1), ("u", "ann", 0.75, 1, 0),
+                       ("t", "", 0.125, 1, 0), ("u", "ben", 0.0625, 1, 0)]
+        first = every["results"][1]
+        assert (first["team_alias"], first["user_email"], first["user_alias"], first["total_tokens"],
+                first["successful_requests"]) == ("alpha", "ann@x.io", "Ann", 30, 1)
+        as_boss = await env.ok("GET", q + "&team_ids=t", key=keys["boss"])  # the team's admin: everyone
+        assert [r["user_id"] for r in as_boss["results"]] == ["ben", "ann", ""]
+        as_ann = await env.ok("GET", q + "&team_ids=t,u", key=keys["ann"])  # t: its own row; u: everyone's
+        assert [(r["team_id"], r["user_id"]) for r in as_ann["results"]] == [("t", "ann"), ("u", "ann"), ("u", "ben")]
+        api_error(await env.call("GET", q + "&team_ids=t", key=outsider), 403, "your own teams")
+        api_error(await env.call("GET", q), 400, "Please provide team_ids")
+        api_error(await env.call("GET", "/team/spend/by_user?team_ids=t"), 400, "Please provide start_date")
+
+    run(db_url, body)

@@ -59,6 +59,7 @@ from relaygate.store.activity import (
     keys_of_user,
     org_admin_of,
     reporting_key,
+    team_user_spend,
 )
 from relaygate.store.spend import NANOS
 
@@ -74,6 +75,40 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     for entity in ENTITIES:
         for prefix in PREFIXES[entity]:
             route(t, gw, "GET", f"{prefix}/daily/activity", _paged(entity))
+    route(t, gw, "GET", "/team/spend/by_user", team_spend_by_user)
+
+
+DAILY_PERMISSION = "/team/daily/activity"
+"""A team's ``team_member_permissions`` entry that lets its members read every member's spend (LiteLLM's)."""
+
+
+async def team_spend_by_user(ctx: Ctx) -> Any:
+    """LiteLLM 1.110's ``GET /team/spend/by_user`` (``team_ids``, ``start_date``, ``end_date``, both days
+    included): each user's spend, tokens and requests within each team, from the spend logs, the largest
+    first. The proxy admin and its viewer read any team; another caller only its own teams (else a 403), and
+    within each every user where it is the team's admin or the team grants its members
+    ``/team/daily/activity``, else its own row only. Requests of no user are under ``user_id`` ``""``."""
+    if not ctx.query.get("start_date") or not ctx.query.get("end_date"):
+        raise bad_request("Please provide start_date and end_date", "start_date")
+    if not _ids(ctx, "team_ids"):
+        raise bad_request("Please provide team_ids", "team_ids")
+    start, end = range_bounds(ctx.query)
+    ids = _team_ids(ctx) or []
+    teams = {tm.team_id: tm for tm in (await ctx.store.search_teams(team_ids=ids, page_size=len(ids) or 1)).items}
+    c = ctx.caller
+    every = [i for i in ids if i in teams and (c.reads_all or c.team_role(teams[i]) == "admin"
+                                               or DAILY_PERMISSION in teams[i].team_member_permissions)]
+    own = [i for i in ids if i in teams and i not in every]
+    rows = await team_user_spend(ctx.store, start, end, every)
+    if own and c.user_id:
+        rows += await team_user_spend(ctx.store, start, end, own, c.user_id)
+    rows.sort(key=lambda r: (-r["spend_nanos"], r["team_id"], r["user_id"] or ""))
+    return {"start_date": ctx.query["start_date"], "end_date": ctx.query["end_date"], "results": [
+        {"team_id": r["team_id"], "team_alias": teams[r["team_id"]].team_alias, "user_id": r["user_id"] or "",
+         "user_email": r["user_email"], "user_alias": r["user_alias"], "spend": r["spend_nanos"] / NANOS,
+         "prompt_tokens": r["prompt_tokens"], "completion_tokens": r["completion_tokens"],
+         "total_tokens": r["total_tokens"], "api_requests": r["requests"],
+         "successful_requests": r["requests"] - r["failed"], "failed_requests": r["failed"]} for r in rows]}
 
 
 def _paged(entity: str) -> Callable[[Ctx], Awaitable[Any]]:
@@ -291,4 +326,5 @@ def _team_ids(ctx: Ctx) -> list[str] | None:
     return ids
 
 
-__all__ = ["ENTITIES", "PREFIXES", "UNASSIGNED", "Days", "Sum", "add_routes", "respond", "scope_of", "scoped_rows"]
+__all__ = ["ENTITIES", "PREFIXES", "UNASSIGNED", "Days", "Sum", "add_routes", "respond", "scope_of", "scoped_rows",
+           "team_spend_by_user"]

@@ -1,5 +1,5 @@
 """LiteLLM's ``/team/*`` routes: new, info, update, delete, list, block, unblock, member_add, member_delete,
-member_update, model/add, model/delete, and a member's ``reset_spend`` and ``reset_budget``.
+member_update, model/add, model/delete, a member's ``reset_spend`` and ``reset_budget``, and ``members/me``.
 
 A team's members carry LiteLLM's team roles, ``admin`` or ``user`` (``members_with_roles``); a member's own
 budget in the team (``max_budget_in_team``) is a budget row its membership points to. ``team_member_budget``
@@ -168,6 +168,7 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
             ("POST", "/team/member_delete", member_delete), ("POST", "/team/member_update", member_update),
             ("POST", "/team/model/add", model_add), ("POST", "/team/model/delete", model_delete),
             ("POST", "/team/{team_id}/member/{user_id}/reset_spend", member_reset_spend),
+            ("GET", "/team/{team_id}/members/me", members_me),
             ("POST", "/team/{team_id}/member/{user_id}/reset_budget", member_reset_budget),
             ("GET", "/v2/team/list", list_teams_v2)):
         route(t, gw, method, path, handler)
@@ -622,6 +623,32 @@ async def member_reset_spend(ctx: Ctx) -> Any:
     await ctx.spend_set("member", f"{team.team_id}\0{user_id}", reset_to)
     return {"team_id": team.team_id, "user_id": user_id, "spend": reset_to, "previous_spend": current,
             "max_budget": max_budget}
+
+
+async def members_me(ctx: Ctx) -> Any:
+    """LiteLLM 1.110's ``GET /team/{team_id}/members/me``: the caller's own membership of the team (its role,
+    spend, budget row), never another member's; a 404 when it is not a member (the proxy admin included: it
+    reads ``/team/info``). ``total_spend`` is the membership's ``spend`` (relaygate keeps no separate lifetime
+    figure per member; its spend logs have it)."""
+    uid = ctx.caller.user_id
+    if uid is None:
+        raise bad_request("API key has no associated user_id; cannot resolve 'me' for team membership.", "user_id")
+    team = await ctx.store.get_team(ctx.params["team_id"])
+    role = next((m.get("role") for m in team.members_with_roles if m.get("user_id") == uid), None)
+    if role is None:
+        raise not_found(f"User user_id={uid} is not a member of team_id={team.team_id}.", "team_id")
+    try:
+        member = await ctx.store.get_team_member(team.team_id, uid)
+    except NotFound:
+        member = TeamMember(team_id=team.team_id, user_id=uid, role=str(role))
+    row = await _default_row(ctx, member.budget_id)
+    try:
+        email = (await ctx.store.get_user(uid)).user_email
+    except NotFound:
+        email = member.user_email
+    return {"user_id": uid, "team_id": team.team_id, "team_alias": team.team_alias, "role": role,
+            "user_email": email, "spend": member.spend, "total_spend": member.spend, "budget_id": member.budget_id,
+            "litellm_budget_table": record(row) if row is not None else None}
 
 
 async def member_reset_budget(ctx: Ctx) -> Any:

@@ -486,3 +486,29 @@ async def principal_counts(store: Store) -> tuple[int, int]:
         users = (await c.fetch("SELECT COUNT(*) AS n FROM rg_users", []))[0]["n"]
         teams = (await c.fetch("SELECT COUNT(*) AS n FROM rg_teams", []))[0]["n"]
     return int(users), int(teams)
+
+
+async def team_user_spend(store: Store, start: datetime, end: datetime, team_ids: Sequence[str],
+                          user_id: str | None = None) -> list[dict[str, Any]]:
+    """Spend per user within each of ``team_ids`` between ``start`` (inclusive) and ``end`` (exclusive), from the
+    spend logs (LiteLLM 1.110's ``/team/spend/by_user``): ``team_id``, ``user_id`` (None: requests of no user),
+    the user's ``user_email`` / ``user_alias``, ``spend_nanos``, token sums, ``requests`` and ``failed``; only
+    ``user_id``'s rows when given; the largest spend first."""
+    if not team_ids:
+        return []
+    args: list[Any] = [_ts(store, start), _ts(store, end), *team_ids]
+    mine = ""
+    if user_id is not None:
+        mine, args = " AND s.user_id = ?", [*args, user_id]
+    async with store._read() as c:
+        rows = await c.fetch(
+            "SELECT s.team_id AS team_id, s.user_id AS user_id, MAX(u.user_email) AS email, MAX(u.user_alias) AS "
+            "alias, SUM(s.spend_nanos) AS nanos, SUM(s.prompt_tokens) AS p, SUM(s.completion_tokens) AS comp, "
+            "SUM(s.total_tokens) AS tot, COUNT(*) AS n, SUM(CASE WHEN s.status = 'failure' THEN 1 ELSE 0 END) AS f "
+            "FROM rg_spend_logs s LEFT JOIN rg_users u ON u.user_id = s.user_id WHERE s.start_time >= ? AND "
+            f"s.start_time < ? AND s.team_id IN ({', '.join('?' * len(team_ids))}){mine} "
+            "GROUP BY s.team_id, s.user_id ORDER BY 5 DESC, 1, 2", args)
+    return [{"team_id": r["team_id"], "user_id": r["user_id"], "user_email": r["email"], "user_alias": r["alias"],
+             "spend_nanos": int(r["nanos"] or 0), "prompt_tokens": int(r["p"] or 0),
+             "completion_tokens": int(r["comp"] or 0), "total_tokens": int(r["tot"] or 0), "requests": int(r["n"]),
+             "failed": int(r["f"] or 0)} for r in rows]
