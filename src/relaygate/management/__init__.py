@@ -17,6 +17,7 @@ from relaygate.management.common import Gateway
 def register(t: RouteTable, gw: Gateway) -> None:
     """Add the management routes to ``t``; each answers 503 while ``gw`` has no store."""
     from relaygate.management import (
+        access_groups,
         activity,
         budgets,
         cost_estimate,
@@ -46,6 +47,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     customers.add_routes(t, gw)
     budgets.add_routes(t, gw)
     models.add_routes(t, gw)
+    access_groups.add_routes(t, gw)  # /access_group/* on the stored models
     spend.add_routes(t, gw)
     activity.add_routes(t, gw)  # /global/activity/* (the admin UI's overview)
     spend_views.add_routes(t, gw)  # /global/spend/{tags,provider,teams,end_users ...}, /spend/calculate, paged logs
