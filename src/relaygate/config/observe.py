@@ -32,7 +32,7 @@ KNOWN_CALLBACKS = frozenset({"langfuse", "otel", "opentelemetry", "prometheus", 
                              "generic", "webhook", "json_logs", "s3", "s3_v2", "langfuse_otel", "langsmith", "arize",
                              "arize_phoenix", "logfire", "signoz", "datadog_llm_observability", "posthog",
                              "aws_sqs", "gcs_bucket", "braintrust", "opik", "openmeter", "helicone", "lago",
-                             "lunary", "athina", "langtrace", "sentry"})
+                             "lunary", "athina", "langtrace", "sentry", "gcs_pubsub"})
 """Callback names relaygate runs (``opentelemetry`` is ``otel``; ``generic`` / ``webhook`` are
 ``generic_api``; ``s3_v2`` is ``s3``; ``sqs`` is ``aws_sqs``)."""
 
@@ -78,6 +78,9 @@ class ObserveSettings(msgspec.Struct, frozen=True, kw_only=True):
     credentials ...; read by ``observe.sqs``)."""
     datadog_llm_observability_params: dict[str, Any] = {}
     """LiteLLM's ``litellm_settings.datadog_llm_observability_params`` (read by ``observe.datadog_llm_obs``)."""
+    gcs_pubsub_v1: bool = False
+    """LiteLLM's ``litellm_settings.gcs_pub_sub_use_v1``: Pub/Sub messages are spend-log rows
+    (``observe.gcs_pubsub``)."""
     require_auth_for_metrics_endpoint: bool = False
     prometheus_view: PrometheusView | None = None
     """LiteLLM's ``prometheus_metrics_config`` / ``prometheus_exclude_metrics`` / ``prometheus_exclude_labels``:
@@ -103,7 +106,7 @@ LITELLM_SETTINGS_KEYS = frozenset({
     "callbacks", "success_callback", "failure_callback", "service_callback", "turn_off_message_logging",
     "redact_user_api_key_info", "json_logs", "callback_settings", "langfuse_default_tags",
     "require_auth_for_metrics_endpoint", "s3_callback_params", "forward_traceparent_to_llm_provider",
-    "aws_sqs_callback_params", "datadog_llm_observability_params",
+    "aws_sqs_callback_params", "datadog_llm_observability_params", "gcs_pub_sub_use_v1",
     *PROMETHEUS_FIELDS})
 """``litellm_settings`` keys :func:`from_litellm` reads."""
 GENERAL_SETTINGS_KEYS = frozenset({"alerting", "alerting_threshold", "alert_types", "alert_to_webhook_url",
@@ -214,6 +217,7 @@ def from_litellm(ls: dict[str, Any], gs: dict[str, Any], rg: dict[str, Any],
         s3_callback_params=dict(params["s3_callback_params"]),
         aws_sqs_callback_params=dict(params["aws_sqs_callback_params"]),
         datadog_llm_observability_params=dict(params["datadog_llm_observability_params"]),
+        gcs_pubsub_v1=_flag(ls.get("gcs_pub_sub_use_v1", False), "litellm_settings.gcs_pub_sub_use_v1"),
         require_auth_for_metrics_endpoint=_flag(ls.get("require_auth_for_metrics_endpoint", False),
                                                 "litellm_settings.require_auth_for_metrics_endpoint"),
         prometheus_view=view_from(ls),

@@ -59,10 +59,11 @@ from relaygate.http.routes import RouteTable
 from relaygate.management.activity import midnight, own_scope, range_bounds
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, forbidden, route
 from relaygate.management.keys import token_of
-from relaygate.management.spend import log_row, logged_fields, own_logs, parse_date
+from relaygate.management.spend import logged_fields, own_logs, parse_date
 from relaygate.store import NotFound
 from relaygate.store.activity import Scope, daily_by_team, spend_by_tag, tag_names, top_groups
 from relaygate.store.spend import NANOS, count_spend_logs, read_spend_logs
+from relaygate.store.spend_rows import log_row
 
 MAX_NAMES = 10_000
 """Tag names and end users listed at most."""

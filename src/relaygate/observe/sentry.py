@@ -45,13 +45,14 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import redact
 from relaygate.logs import Every
+from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome, error_class
 from relaygate.sinks.spend import CALL_TYPES
 
@@ -61,8 +62,6 @@ if TYPE_CHECKING:
 __all__ = ["MAX_EVENTS_PER_SECOND", "SentrySink", "event_of", "make_sentry"]
 
 log = logging.getLogger("relaygate.observe")
-
-OnEvent = Callable[[str, int], None]
 
 MAX_EVENTS_PER_SECOND = 20
 """Events a worker builds per second at most, unless ``callback_settings.sentry.max_events_per_second``."""

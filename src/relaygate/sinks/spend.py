@@ -162,7 +162,7 @@ def spend_values(r: CompletionRecord, dialect: str, *, org_id: str | None = None
         request_meta = spend_meta = breakdown = None
     if meta_text is None:
         # only what the row's columns do not already hold: the reporting routes add LiteLLM's
-        # user_api_key* and status keys back from the columns (``management.spend.log_row``), so a row
+        # user_api_key* and status keys back from the columns (``store.spend_rows.log_row``), so a row
         # carries no copy of them (smaller rows, less to encode on the sink's every write)
         metadata: dict[str, Any] = {"outcome": OUTCOME_TEXT[r.outcome], "stream": r.stream}
         if spend_meta is not None:
