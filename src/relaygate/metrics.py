@@ -328,7 +328,8 @@ CALLBACK_FAILURES = {"langfuse_dropped": "langfuse", "langfuse_retry": "langfuse
                      "lago_dropped": "lago", "lago_send_failed": "lago", "lunary_dropped": "lunary",
                      "lunary_send_failed": "lunary", "athina_dropped": "athina", "athina_send_failed": "athina",
                      "sentry_dropped": "sentry", "gcs_pubsub_dropped": "gcs_pubsub",
-                     "gcs_pubsub_send_failed": "gcs_pubsub"}
+                     "gcs_pubsub_send_failed": "gcs_pubsub", "azure_storage_dropped": "azure_storage",
+                     "azure_storage_send_failed": "azure_storage"}
 """Events that are an exporter's failed delivery, by LiteLLM's ``callback_name``."""
 _EXPORTERS = frozenset(CALLBACK_FAILURES.values())
 

@@ -41,7 +41,7 @@ KEYS_ONLY = ("langfuse", "otel", "opentelemetry", "langsmith", "langfuse_otel", 
 ASYNC_EXPORTERS = ("langfuse", "otel", "langfuse_otel", "generic_api", "datadog", "s3", "langsmith", "arize",
                    "arize_phoenix", "logfire", "signoz", "datadog_llm_observability", "posthog", "aws_sqs",
                    "gcs_bucket", "braintrust", "opik", "openmeter", "helicone", "lago", "lunary", "athina",
-                   "langtrace", "sentry", "gcs_pubsub")
+                   "langtrace", "sentry", "gcs_pubsub", "azure_storage")
 """Callback names that are async sinks, in the order they are installed."""
 
 
@@ -218,6 +218,9 @@ def _factory(name: str) -> Any:
     if name == "athina":
         from relaygate.observe.athina import make_athina
         return make_athina
+    if name == "azure_storage":
+        from relaygate.observe.azure_storage import make_azure_storage
+        return make_azure_storage
     if name == "gcs_pubsub":
         from relaygate.observe.gcs_pubsub import make_gcs_pubsub
         return make_gcs_pubsub
