@@ -20,6 +20,7 @@ from relaygate.core import tokens
 from relaygate.cost import PICO, to_pico
 from relaygate.sinks import CompletionQueue
 from relaygate.store import Key
+from tests.asgi.conftest import call
 from tests.budgets.conftest import COST, MASTER, ask, config, gateway, started, token, upstream
 from tests.budgets.test_budgets import refused
 from tests.sinks.test_queue import rec
@@ -211,3 +212,23 @@ def test_holds_release_once_and_an_abandoned_one_is_swept() -> None:
     holds.take([b], PICO)
     holds.sweep(old.at + MAX_AGE + 2)
     assert a.held == 0 and b.held == PICO and len(holds.live) == 1
+
+
+def test_a_request_right_after_one_that_held_all_the_room_is_not_refused(db_url: str) -> None:
+    """A request that held all the room left (the resize) and ended releases it before the next one is checked,
+    even while its record still waits in the completion queue's batch (its ~1 ms delay): a client asking again
+    the moment its answer arrives is checked against what was spent, not against a hold that has ended."""
+    async def main() -> None:
+        async with upstream() as up, gateway(db_url, up) as gw:
+            assert gw.budgets is not None and gw.budgets.reserving
+            await gw.store.create_key(Key(token=token("sk-room"), max_budget=HOLD / 2))  # less than one hold
+            await gw.budgets.refresh()
+            gw.completions.delay = 5.0  # a record waits in the queue's batch far longer than the next request takes
+            body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+            statuses = [(await call(gw, "POST", "/v1/chat/completions", body,  # not ask(): it drains the queue
+                                    headers={"authorization": "Bearer sk-room"})).status for _ in range(5)]
+            assert statuses == [200] * 5 and up.hits == 5  # 5 x 3e-6 spent of 1.8e-5
+            gw.completions.drain_now()
+            assert _held(gw) == 0 and not gw.budgets.holds.live
+
+    asyncio.run(main())

@@ -409,6 +409,51 @@ async def _model_delete(w: World) -> Call:
     return "POST", "/model/delete", {"id": await _model(w)}
 
 
+async def _call(method: str, path: str) -> Call:
+    return method, path, None
+
+
+async def _group(w: World) -> str:
+    """A fresh access group on a fresh stored model."""
+    await _model(w)
+    name = f"grp-{next(_n)}"
+    await w.env.ok("POST", "/access_group/new", {"access_group": name, "model_names": ["db-m"]})
+    return name
+
+
+async def _group_new(w: World) -> Call:
+    await _model(w)
+    return "POST", "/access_group/new", {"access_group": f"grp-{next(_n)}", "model_names": ["db-m"]}
+
+
+async def _group_info(w: World) -> Call:
+    return "GET", f"/access_group/{await _group(w)}/info", None
+
+
+async def _group_update(w: World) -> Call:
+    return "PUT", f"/access_group/{await _group(w)}/update", {"model_names": ["db-m"]}
+
+
+async def _group_delete(w: World) -> Call:
+    return "DELETE", f"/access_group/{await _group(w)}/delete", None
+
+
+async def _member_reset_spend(w: World) -> Call:
+    return "POST", "/team/tm/member/tuser/reset_spend", {"reset_to": 0}
+
+
+async def _member_reset_budget(w: World) -> Call:
+    return "POST", "/team/tm/member/tuser/reset_budget", None
+
+
+async def _members_me(w: World) -> Call:
+    return "GET", "/team/tm/members/me", None
+
+
+async def _spend_by_user(w: World) -> Call:
+    return "GET", "/team/spend/by_user?team_ids=tm&start_date=2026-01-01&end_date=2026-01-02", None
+
+
 #: route case -> expected status for (proxy_admin, proxy_admin_viewer, internal_user, team_admin, internal_user_viewer)
 def _team_models(op: str) -> Case:
     async def case(w: World) -> Call:
@@ -477,6 +522,11 @@ CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "team/member_add over the team's budget": (_member_add_over_budget, (200, 401, 403, 403, 401)),
     "team/member_delete": (_member_delete, (200, 401, 403, 200, 401)),
     "team/member_update": (_member_update, (200, 401, 403, 200, 401)),
+    "team/{team_id}/member/{user_id}/reset_spend": (_member_reset_spend, (200, 401, 403, 200, 401)),
+    "team/{team_id}/member/{user_id}/reset_budget": (_member_reset_budget, (200, 401, 403, 200, 401)),
+    # the master key has no user to be a member (400); the others are not members of tm but its admin
+    "team/{team_id}/members/me": (_members_me, (400, 404, 404, 200, 404)),
+    "team/spend/by_user": (_spend_by_user, (200, 200, 403, 200, 403)),
     "organization/new": (_org_new, (200, 401, 401, 401, 401)),
     "organization/info of another organization": (_org_info, (200, 200, 403, 403, 403)),
     "organization/update": (_org_update, (200, 401, 401, 401, 401)),
@@ -496,6 +546,11 @@ CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "model/update": (_model_update, (200, 401, 401, 401, 401)),
     "model/{model_id}/update": (_model_patch, (200, 401, 401, 401, 401)),
     "model/delete": (_model_delete, (200, 401, 401, 401, 401)),
+    "access_group/new": (_group_new, (200, 401, 401, 401, 401)),
+    "access_group/list": (lambda w: _call("GET", "/access_group/list"), (200, 200, 401, 401, 401)),
+    "access_group/{access_group}/info": (_group_info, (200, 200, 401, 401, 401)),
+    "access_group/{access_group}/update": (_group_update, (200, 401, 401, 401, 401)),
+    "access_group/{access_group}/delete": (_group_delete, (200, 401, 401, 401, 401)),
     "team/model/add": (_team_models("add"), (200, 401, 403, 403, 401)),
     "team/model/delete": (_team_models("delete"), (200, 401, 403, 403, 401)),
     "user/daily/activity own": (_daily("user", ""), (200, 200, 200, 200, 200)),
@@ -555,7 +610,7 @@ def test_matrix_covers_every_route() -> None:
     assert {p.lstrip("/").replace("{key}/", "") for p in paths} <= covered
 
 
-_MANAGED = ("key", "user", "team", "organization", "customer", "end_user", "budget", "model")
+_MANAGED = ("key", "user", "team", "organization", "customer", "end_user", "budget", "model", "access_group")
 
 
 def _management_paths(gw: Any) -> list[str]:

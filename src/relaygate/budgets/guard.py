@@ -154,6 +154,9 @@ class BudgetGuard:
         self.on_budget: Callable[[str, str, float, float, bool], None] | None = None
         """``(entity_type, entity_id, spend, budget, soft)`` when a request finds a budget crossed (the alerter,
         which rate-limits); must not raise nor block. None: nobody listens."""
+        self.settle: Callable[[], int] | None = None
+        """Delivers the completion records still queued (``CompletionQueue.drain_now``): a check that finds a budget
+        all held calls it, so requests that already ended release their holds first; None: not wired."""
         self._resetting: set[tuple[str, str, float]] = set()
         self._default_warned = -1e18
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -226,7 +229,7 @@ class BudgetGuard:
             return
         if r < 0:
             r = self.estimate(ex) if self.reserving else 0
-        shared = self.shared
+        asked, shared = r, self.shared
         seen = await shared.read(limits) if shared is not None else None
         on_spend = self.on_spend
         mark = self.added
@@ -253,6 +256,8 @@ class BudgetGuard:
                 spent += lim.tally.held
                 free = lim.stop - spent  # (a team, customer, tag: refused only past its budget, as without)
                 if free <= 0:  # all held: refused as over budget, "Current cost" the spend and the holds
+                    if self.settle is not None and self.settle():  # ended requests' holds were still queued
+                        return await self._check(ex, asked)
                     self._count(EXCEEDED_EVENT)
                     raise self._refusal(lim, spent, ex, plan, now)
                 if free < r:  # less room than the estimate: hold what is left (LiteLLM's resize)

@@ -21,9 +21,12 @@ default off, so reservations are on), as a worker does it without IO.
 - **Lifetime.** A hold stays until the budget guard's completion sink counts the request's real cost in the
   tallies, and is released in that same step (``Pipeline.complete`` names it in the record: ``CompletionRecord.hold``),
   so a completed request's cost is never out of both; a failure's record (cost 0) releases it the same way, within
-  the queue's drain delay (~1 ms). A record the completion queue drops releases its hold there; a request that
-  ends without a record (a cancelled ``fastest_response`` part) releases it at its end; anything left (a task
-  cancelled at shutdown) is released after :data:`MAX_AGE` by the guard's refresh.
+  the queue's drain delay (~1 ms). A check that finds a budget's room all held first has the queue deliver the
+  records waiting in it (``BudgetGuard.settle``), so a request that ended does not refuse the next one (a client
+  asking again the moment its answer arrives) with a hold that is already over. A record the completion queue
+  drops releases its hold there; a request that ends without a record (a cancelled ``fastest_response`` part)
+  releases it at its end; anything left (a task cancelled at shutdown) is released after :data:`MAX_AGE` by the
+  guard's refresh.
 - **Scope.** Holds are this worker's: across workers and instances (Redis counters) a budget can be overshot
   by what the *other* workers hold in flight, where without reservations it was what every worker had in
   flight. LiteLLM keeps its reservations in the Redis counters themselves (and renews their leases);

@@ -347,9 +347,9 @@ class Gateway:
                                            status=g.budget_exceeded_status_code,
                                            user_budget_on_team_keys=g.apply_user_budget_to_team_keys,
                                            cal=Calendar(g.timezone, g.budget_reset_time))
-        guard.resets = not g.disable_reset_budget
-        guard.reserving = not g.disable_budget_reservation
+        guard.resets, guard.reserving = not g.disable_reset_budget, not g.disable_budget_reservation
         self.completions.on_drop = lambda record: guard.holds.release((record,))
+        guard.settle = self.completions.drain_now
         if proxy_budget is not None and g.budget_duration and g.disable_spend_logs and store is not None:
             log.warning("litellm_settings.max_budget with budget_duration and disable_spend_logs: the store keeps "
                         "no spend per period, so each worker counts its own spend since it started")
