@@ -35,7 +35,7 @@ import msgspec
 from relaygate.core.errors import GatewayError
 from relaygate.http.routes import RouteTable
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, not_found, route
-from relaygate.management.models import enabled, stored_changed
+from relaygate.management.models import enabled, stored_changed, stored_models
 from relaygate.store import ModelRow
 
 __all__ = ["add_routes"]
@@ -69,14 +69,7 @@ def _writer(ctx: Ctx) -> None:
 
 
 async def _rows(ctx: Ctx) -> list[ModelRow]:
-    rows: list[ModelRow] = []
-    page = 1
-    while True:
-        got = await ctx.store.list_models(page=page, page_size=1000)
-        rows += got.items
-        if page >= got.total_pages:
-            return rows
-        page += 1
+    return await stored_models(ctx.store)
 
 
 def _groups_of(row: ModelRow) -> list[str]:

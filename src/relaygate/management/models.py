@@ -105,19 +105,23 @@ def deployment_of(row: ModelRow) -> Deployment:
     return dep
 
 
-async def read_db_models(store: Store, sealer: Sealer) -> tuple[tuple[Any, ...], list[Deployment]]:
-    """Every stored model: a signature of the rows (ids and update times: unchanged rows, same signature) and
-    the deployments of those that are valid (an invalid row is logged and skipped, as the config loader
-    skips a deployment it cannot serve)."""
+async def stored_models(store: Store) -> list[ModelRow]:
+    """Every stored model's row, read page by page."""
     rows: list[ModelRow] = []
     page = 1
     while True:
         got = await store.list_models(page=page, page_size=1000)
         rows += got.items
         if page >= got.total_pages:
-            break
+            return rows
         page += 1
-    rows.sort(key=lambda r: r.model_id)
+
+
+async def read_db_models(store: Store, sealer: Sealer) -> tuple[tuple[Any, ...], list[Deployment]]:
+    """Every stored model: a signature of the rows (ids and update times: unchanged rows, same signature) and
+    the deployments of those that are valid (an invalid row is logged and skipped, as the config loader
+    skips a deployment it cannot serve)."""
+    rows = sorted(await stored_models(store), key=lambda r: r.model_id)
     deps = []
     for row in rows:
         if row.blocked:

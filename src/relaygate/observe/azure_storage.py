@@ -50,8 +50,9 @@ from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import register_secrets
 from relaygate.observe.detail import detail_of
+from relaygate.observe.exporter_env import ENV_SOURCE, base_url
 from relaygate.observe.gcs_bucket import safe_component
-from relaygate.observe.generic_api import HttpExporter, batching, callback_options, event_flags, url_secrets
+from relaygate.observe.generic_api import HttpExporter, batching, callback_options, event_flags
 from relaygate.observe.post import PostError
 from relaygate.observe.renewal import Renewal
 from relaygate.observe.standard import standard_payload
@@ -62,7 +63,6 @@ from relaygate.upstream.azure_identity import entra_for
 __all__ = ["API_VERSION", "AzureStorageSink", "make_azure_storage", "shared_key"]
 
 NAME = "azure_storage"
-ENV_SOURCE = "environment"
 API_VERSION = "2023-11-03"
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 CONCURRENCY = 8
@@ -193,11 +193,7 @@ def make_azure_storage(settings: ObserveSettings, env: Mapping[str, str], on_eve
     if not all(c.isalnum() or c == "-" for c in fs) or not 3 <= len(fs) <= 63:
         raise ConfigError(ENV_SOURCE, "AZURE_STORAGE_FILE_SYSTEM", "expected 3-63 letters, digits or hyphens")
     suffix = (env.get("AZURE_STORAGE_ENDPOINT_SUFFIX") or "").strip() or "core.windows.net"
-    url = (env.get("AZURE_STORAGE_ACCOUNT_URL") or "").strip() or f"https://{account}.blob.{suffix}"
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ConfigError(ENV_SOURCE, "AZURE_STORAGE_ACCOUNT_URL", "expected an http(s) URL without a query")
-    register_secrets(url_secrets(url))
+    url = base_url(env, "AZURE_STORAGE_ACCOUNT_URL", f"https://{account}.blob.{suffix}")
     key, source = _credential(env)
     opts = callback_options(settings, NAME)
     success, failure = event_flags(settings, NAME, None, "litellm_settings.callbacks")

@@ -38,10 +38,10 @@ import orjson
 
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
-from relaygate.core.errors import register_secrets
 from relaygate.observe.detail import detail_of
+from relaygate.observe.exporter_env import ENV_SOURCE, base_url
 from relaygate.observe.gcs_bucket import GoogleAuth, google_auth
-from relaygate.observe.generic_api import HttpExporter, batching, callback_options, url_secrets
+from relaygate.observe.generic_api import HttpExporter, batching, callback_options
 from relaygate.observe.standard import standard_payload
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord
@@ -51,7 +51,6 @@ from relaygate.store.spend_rows import log_row
 __all__ = ["DEFAULT_BASE_URL", "PubSubSink", "make_gcs_pubsub"]
 
 NAME = "gcs_pubsub"
-ENV_SOURCE = "environment"
 DEFAULT_BASE_URL = "https://pubsub.googleapis.com"
 MAX_MESSAGES = 1000
 """Messages one publish carries at most (Pub/Sub's limit)."""
@@ -110,11 +109,7 @@ def make_gcs_pubsub(settings: ObserveSettings, env: Mapping[str, str], on_event:
             raise ConfigError(ENV_SOURCE, "PUBSUB_EMULATOR_HOST", f"expected host:port, got {emulator!r}")
         base, auth = f"http://{emulator}", None
     else:
-        base = (env.get("GCS_PUBSUB_BASE_URL") or "").strip() or DEFAULT_BASE_URL
-        parts = urlsplit(base)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-            raise ConfigError(ENV_SOURCE, "GCS_PUBSUB_BASE_URL", "expected an http(s) URL without a query")
-        register_secrets(url_secrets(base))
+        base = base_url(env, "GCS_PUBSUB_BASE_URL", DEFAULT_BASE_URL)
         auth = google_auth(env)
     opts = callback_options(settings, NAME)
     defaults = batching(env, settings, options, batch=MAX_MESSAGES, interval=5.0, batch_max=MAX_MESSAGES)
