@@ -28,7 +28,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from relaygate.asgi import Gateway
 from relaygate.config import from_litellm
-from relaygate.store import Store, Team, User
+from relaygate.store import Budget, Store, Team, TeamMember, User
 from tests.asgi.conftest import Reply, call
 
 T = TypeVar("T")
@@ -176,6 +176,30 @@ def test_team_token_gets_the_team_allow_list(tmp_path: Path, jwks: JWKSServer) -
         r = await env.chat(k.token(team="nope"), "gpt-a")
         assert r.status == 401
         assert "Team doesn't exist in db. Team=nope" in _error(r)["message"]
+
+    run(tmp_path, body)
+
+
+def test_team_member_rate_limit_binds_a_jwt(tmp_path: Path, jwks: JWKSServer) -> None:
+    """A JWT naming a team and a user pays the user's rate limit as a member of the team (its membership's
+    budget row, else the team's default member budget), as a virtual key of that user in that team does."""
+    k = Signer("k1")
+    jwks.keys = [k.jwk()]
+
+    async def body(env: Env) -> None:
+        await env.store.create_budget(Budget(budget_id="members-default", rpm_limit=2))
+        await env.store.create_team(Team(team_id="eng", models=["gpt-a"],
+                                         metadata={"team_member_budget_id": "members-default"}),
+                                    [TeamMember(team_id="eng", user_id="alice")])
+        await env.store.create_user(User(user_id="alice", user_role="internal_user"))
+        await env.store.create_user(User(user_id="bob", user_role="internal_user"))
+        alice, bob = k.token(team="eng", sub="alice"), k.token(team="eng", sub="bob")
+        r = await env.chat(alice)
+        assert r.status == 200 and r.headers["x-ratelimit-team_member-limit-requests"] == "2"
+        assert (await env.chat(alice)).status == 200
+        r = await env.chat(alice)
+        assert r.status == 429 and "rate limit type = team_member" in _error(r)["message"]
+        assert [(await env.chat(bob)).status for _ in range(3)] == [200] * 3  # not a member: no member limit
 
     run(tmp_path, body)
 

@@ -253,6 +253,10 @@ class JWTAuth:
                               f"{s.admin_jwt_scope!r} scope")
         org = await self._organization(store, org_id, team)
         info = self._key_info(token_hash, team, user, user_id, org)
+        if team is not None and user_id is not None:  # the user's rate limits as a member of the team
+            member = await store.member_limits(team.team_id, user_id)
+            if member is not None:
+                info.add_member_limits(team.team_id, user_id, *member)
         p = Principal.for_key(info)
         if team is not None or org is not None or end_user_id is not None:
             p.jwt = JWTAccess(self.team_routes if team is not None else None, "Team",
