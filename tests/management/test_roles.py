@@ -454,6 +454,13 @@ async def _spend_by_user(w: World) -> Call:
     return "GET", "/team/spend/by_user?team_ids=tm&start_date=2026-01-01&end_date=2026-01-02", None
 
 
+_DAYS = "start_date=2026-01-01&end_date=2026-01-02"
+
+
+async def _org_report(w: World) -> Call:
+    return "GET", f"/organization/spend/report?organization_id={await _org(w)}&{_DAYS}", None
+
+
 #: route case -> expected status for (proxy_admin, proxy_admin_viewer, internal_user, team_admin, internal_user_viewer)
 def _team_models(op: str) -> Case:
     async def case(w: World) -> Call:
@@ -527,6 +534,12 @@ CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     # the master key has no user to be a member (400); the others are not members of tm but its admin
     "team/{team_id}/members/me": (_members_me, (400, 404, 404, 200, 404)),
     "team/spend/by_user": (_spend_by_user, (200, 200, 403, 200, 403)),
+    # LiteLLM 1.110's scoped reports: one's own key, user and key's team; an organization one is org_admin of
+    "key/spend/report": (lambda w: _call("GET", f"/key/spend/report?{_DAYS}"), (200, 200, 200, 200, 200)),
+    "user/spend/report": (lambda w: _call("GET", f"/user/spend/report?{_DAYS}"), (400, 200, 200, 200, 200)),
+    "team/spend/report": (lambda w: _call("GET", f"/team/spend/report?team_id=tm&{_DAYS}"),
+                          (200, 200, 403, 403, 403)),
+    "organization/spend/report": (_org_report, (200, 200, 403, 403, 403)),
     "organization/new": (_org_new, (200, 401, 401, 401, 401)),
     "organization/info of another organization": (_org_info, (200, 200, 403, 403, 403)),
     "organization/update": (_org_update, (200, 401, 401, 401, 401)),

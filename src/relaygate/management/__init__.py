@@ -30,6 +30,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         models,
         organizations,
         spend,
+        spend_scoped,
         spend_views,
         tags,
         team_callbacks,
@@ -49,6 +50,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     models.add_routes(t, gw)
     access_groups.add_routes(t, gw)  # /access_group/* on the stored models
     spend.add_routes(t, gw)
+    spend_scoped.add_routes(t, gw)  # /{key,user,team,organization}/spend/report
     activity.add_routes(t, gw)  # /global/activity/* (the admin UI's overview)
     spend_views.add_routes(t, gw)  # /global/spend/{tags,provider,teams,end_users ...}, /spend/calculate, paged logs
     cost_estimate.add_routes(t, gw)  # /cost/estimate

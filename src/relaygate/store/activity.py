@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from relaygate.store import tables as t
 from relaygate.store.daily import read_daily
+from relaygate.store.spend import NANOS
 
 if TYPE_CHECKING:
     from relaygate.store.base import Store
@@ -512,3 +513,44 @@ async def team_user_spend(store: Store, start: datetime, end: datetime, team_ids
              "spend_nanos": int(r["nanos"] or 0), "prompt_tokens": int(r["p"] or 0),
              "completion_tokens": int(r["comp"] or 0), "total_tokens": int(r["tot"] or 0), "requests": int(r["n"]),
              "failed": int(r["f"] or 0)} for r in rows]
+
+
+async def scoped_spend_report(store: Store, start: datetime, end: datetime, *, column: str, value: str,
+                              team_ids: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """LiteLLM 1.110's scoped spend reports (``/key``, ``/user``, ``/team``, ``/organization/spend/report``): the
+    spend logs between ``start`` and ``end`` whose ``column`` (``api_key``, ``user_id``, ``team_id`` or
+    ``organization_id``) is ``value`` (for an organization, also those of no organization whose team is one of
+    ``team_ids``), per key: ``api_key``, ``total_cost`` (nano-USD summed, in USD), input and output tokens and
+    ``model_details`` per model (with its ``team_id`` for an organization), the largest cost first."""
+    if column not in ("api_key", "user_id", "team_id", "organization_id"):
+        raise ValueError(column)
+    org = column == "organization_id"
+    cond, args = f"s.{column} = ?", [_ts(store, start), _ts(store, end), value]
+    if org and team_ids:
+        cond = (f"({cond} OR ((s.organization_id IS NULL OR s.organization_id = '') AND s.team_id IN "
+                f"({', '.join('?' * len(team_ids))})))")
+        args.extend(team_ids)
+    team = ", s.team_id AS team_id" if org else ""
+    async with store._read() as c:
+        rows = await c.fetch(
+            f"SELECT s.api_key AS api_key, s.model AS model{team}, SUM(s.spend_nanos) AS nanos, "
+            "SUM(s.prompt_tokens) AS p, SUM(s.completion_tokens) AS comp FROM rg_spend_logs s "
+            f"WHERE s.start_time >= ? AND s.start_time < ? AND {cond} GROUP BY s.api_key, s.model"
+            f"{team and ', s.team_id'} ORDER BY 1, 2", args)
+    by_key: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        nanos, p, comp = int(r["nanos"] or 0), int(r["p"] or 0), int(r["comp"] or 0)
+        entry = by_key.setdefault(r["api_key"] or "", {"api_key": r["api_key"] or "", "nanos": 0,
+                                                        "total_input_tokens": 0, "total_output_tokens": 0,
+                                                        "model_details": []})
+        entry["nanos"] += nanos
+        entry["total_input_tokens"] += p
+        entry["total_output_tokens"] += comp
+        detail = {"team_id": r["team_id"]} if org else {}
+        entry["model_details"].append({**detail, "model": r["model"], "total_cost": nanos / NANOS,
+                                       "total_input_tokens": p, "total_output_tokens": comp})
+    out = sorted(by_key.values(), key=lambda e: (-e["nanos"], e["api_key"]))
+    for e in out:
+        e["total_cost"] = e.pop("nanos") / NANOS
+    return [{k: e[k] for k in ("api_key", "total_cost", "total_input_tokens", "total_output_tokens",
+                               "model_details")} for e in out]
