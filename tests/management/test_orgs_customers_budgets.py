@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.management.conftest import Env, run
+from tests.management.conftest import Env, api_error, run
 
 CHAT = {"model": "gpt-a", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -162,5 +162,26 @@ def test_organization_lifecycle(db_url: str) -> None:
         assert (await env.store.list_teams()).total == 0
         assert [k.key_alias for k in (await env.store.list_keys()).items] == [None]  # boss's own key stays
         assert await env.store.list_organization_members("o1") == []
+
+    run(db_url, body)
+
+
+def test_budget_settings_lists_the_editable_fields(db_url: str) -> None:
+    """LiteLLM's ``/budget/settings`` (its admin UI's budget editor): each field with its type, description and
+    the row's value; a budget that does not exist has none."""
+    async def body(env: Env) -> None:
+        await env.ok("POST", "/budget/new", {"budget_id": "b-set", "max_budget": 5, "rpm_limit": 7,
+                                             "budget_duration": "30d"})
+        out = await env.ok("GET", "/budget/settings?budget_id=b-set")
+        by = {f["field_name"]: f for f in out}
+        assert list(by) == ["max_budget", "soft_budget", "max_parallel_requests", "tpm_limit", "rpm_limit",
+                            "budget_duration", "model_max_budget"]
+        assert (by["max_budget"]["field_value"], by["rpm_limit"]["field_value"], by["budget_duration"]["field_value"],
+                by["soft_budget"]["field_value"]) == (5, 7, "30d", None)
+        assert by["max_budget"] == {"field_name": "max_budget", "field_type": "Float", "field_value": 5,
+                                    "field_description": "Requests will fail if this budget (in USD) is exceeded.",
+                                    "stored_in_db": True, "field_default_value": None}
+        assert all(f["field_value"] is None for f in await env.ok("GET", "/budget/settings?budget_id=nope"))
+        api_error(await env.call("GET", "/budget/settings"), 400, "budget_id is required")
 
     run(db_url, body)

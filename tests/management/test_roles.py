@@ -554,6 +554,7 @@ CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "budget/update": (_budget_update, (200, 401, 401, 401, 401)),
     "budget/info": (_budget_info, (200, 200, 401, 401, 401)),
     "budget/list": (_budget_list, (200, 200, 401, 401, 401)),
+    "budget/settings": (lambda w: _call("GET", "/budget/settings?budget_id=nope"), (200, 200, 401, 401, 401)),
     "budget/delete": (_budget_delete, (200, 401, 401, 401, 401)),
     "model/new": (_model_new, (200, 401, 401, 401, 401)),
     "model/update": (_model_update, (200, 401, 401, 401, 401)),

@@ -33,7 +33,7 @@ from relaygate.management.common import (
     record,
     route,
 )
-from relaygate.store import Budget
+from relaygate.store import Budget, NotFound
 from relaygate.store import tables as tbl
 from relaygate.store.transaction import Transaction as Tx
 
@@ -73,7 +73,8 @@ class BudgetDelete(msgspec.Struct, kw_only=True):
 def add_routes(t: RouteTable, gw: Gateway) -> None:
     for method, path, handler in (
             ("POST", "/budget/new", new), ("POST", "/budget/update", update), ("POST", "/budget/info", info),
-            ("GET", "/budget/list", list_budgets), ("POST", "/budget/delete", delete)):
+            ("GET", "/budget/list", list_budgets), ("POST", "/budget/delete", delete),
+            ("GET", "/budget/settings", settings)):
         route(t, gw, method, path, handler)
 
 
@@ -152,3 +153,32 @@ async def delete(ctx: Ctx) -> Any:
                 raise bad_request(f"Budget {body.id} is used by {what}{shown}: detach it first", "id")
         await tx.delete(c, tbl.BUDGETS, body.id)
     return record(budget)
+
+
+_SETTINGS = (
+    ("max_budget", "Float", "Requests will fail if this budget (in USD) is exceeded."),
+    ("soft_budget", "Float", "Requests will NOT fail if this is exceeded. Will fire alerting though."),
+    ("max_parallel_requests", "Integer", "Max concurrent requests allowed for this budget id."),
+    ("tpm_limit", "Integer", "Max tokens per minute, allowed for this budget id."),
+    ("rpm_limit", "Integer", "Max requests per minute, allowed for this budget id."),
+    ("budget_duration", "String", "Max duration budget should be set for (e.g. '1hr', '1d', '28d')"),
+    ("model_max_budget", "Object", "Max budget for each model (e.g. {'gpt-4o': {'max_budget': '0.0000001', "
+                                   "'budget_duration': '1d', 'tpm_limit': 1000, 'rpm_limit': 1000}})"))
+"""A budget row's fields the admin UI edits: LiteLLM's ``/budget/settings`` list (its ``tpd_limit``, a batch
+token limit relaygate does not keep, left out)."""
+
+
+async def settings(ctx: Ctx) -> Any:
+    """LiteLLM's ``GET /budget/settings?budget_id=``: each editable field of a budget row with its type,
+    description and current value (None for a budget that does not exist, as LiteLLM's)."""
+    admin_only(ctx, read=True)
+    budget_id = ctx.query.get("budget_id")
+    if not budget_id:
+        raise bad_request("budget_id is required", "budget_id")
+    try:
+        row = record(await ctx.store.get_budget(budget_id))
+    except NotFound:
+        row = {}
+    return [{"field_name": name, "field_type": kind, "field_description": text,
+             "field_value": row.get(name), "stored_in_db": True,
+             "field_default_value": None} for name, kind, text in _SETTINGS]
