@@ -41,6 +41,9 @@ def test_default_member_rpm_limit_binds_each_member_across_its_keys(db_url: str)
         api_error(r, 429, "rate limit type = team_member")
         assert "rpm limit: 2" in r.json()["error"]["message"] and int(r.headers["retry-after"]) >= 1
         assert await statuses(env, ben, 3) == [200, 200, 429]  # each member its own
+        me = await env.ok("GET", "/team/t/members/me", key=ben)  # the default member budget binds it
+        assert me["litellm_budget_table"]["rpm_limit"] == 2 and me["budget_id"] == me["litellm_budget_table"][
+            "budget_id"]
         solo = await env.user("cat")  # a key of the same gateway outside the team: not a member
         assert await statuses(env, solo, 3) == [200, 200, 200]
         outside = str((await env.ok("POST", "/key/generate", {"team_id": "t"}))["key"])  # no user: no member

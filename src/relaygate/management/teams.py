@@ -593,7 +593,7 @@ class ResetSpendBody(msgspec.Struct, kw_only=True):
 async def member_reset_spend(ctx: Ctx) -> Any:
     """LiteLLM 1.110's ``POST /team/{team_id}/member/{user_id}/reset_spend`` (``{"reset_to": USD}``): a member's
     spend in the team (what its member budget counts; not its user's nor the team's) set back to ``reset_to``,
-    at least 0, at most its current spend and its own member budget. The proxy admin or the team's admin, who
+    at least 0, at most its current spend and the member budget that binds it. The proxy admin or the team's admin, who
     may not reset its own (LiteLLM's rule: else a team admin could keep its own cap from ever binding). A
     compare-and-set: a spend that moved below ``reset_to`` meanwhile is a 409. The budget binds on the new
     spend at once (the team's keys are read again, Redis counters set)."""
@@ -612,8 +612,10 @@ async def member_reset_spend(ctx: Ctx) -> Any:
         raise bad_request("reset_to must be a finite number >= 0", "reset_to")
     if reset_to > current:
         raise bad_request(f"reset_to ({reset_to}) must be <= current spend ({current})", "reset_to")
-    own = await _default_row(ctx, member.budget_id)  # the member's own budget row, if any
-    max_budget = own.max_budget if own is not None else None
+    # the budget that binds the member: its own row, else the team's default member budget (LiteLLM's members
+    # point to that row until their first change)
+    row = await _default_row(ctx, member.budget_id) or await _default_row(ctx, team.metadata.get(MEMBER_BUDGET_ID))
+    max_budget = row.max_budget if row is not None else None
     if max_budget is not None and reset_to > max_budget:
         raise bad_request(f"reset_to ({reset_to}) must be <= budget ({max_budget})", "reset_to")
     if not await ctx.store.reset_member_spend(team.team_id, user_id, reset_to):
@@ -627,9 +629,9 @@ async def member_reset_spend(ctx: Ctx) -> Any:
 
 async def members_me(ctx: Ctx) -> Any:
     """LiteLLM 1.110's ``GET /team/{team_id}/members/me``: the caller's own membership of the team (its role,
-    spend, budget row), never another member's; a 404 when it is not a member (the proxy admin included: it
-    reads ``/team/info``). ``total_spend`` is the membership's ``spend`` (relaygate keeps no separate lifetime
-    figure per member; its spend logs have it)."""
+    spend, the budget row that binds it: its own, else the team's default), never another member's; a 404 when
+    it is not a member (the proxy admin included: it reads ``/team/info``). ``total_spend`` is the membership's
+    ``spend`` (relaygate keeps no separate lifetime figure per member; its spend logs have it)."""
     uid = ctx.caller.user_id
     if uid is None:
         raise bad_request("API key has no associated user_id; cannot resolve 'me' for team membership.", "user_id")
@@ -641,13 +643,14 @@ async def members_me(ctx: Ctx) -> Any:
         member = await ctx.store.get_team_member(team.team_id, uid)
     except NotFound:
         member = TeamMember(team_id=team.team_id, user_id=uid, role=str(role))
-    row = await _default_row(ctx, member.budget_id)
+    row = await _default_row(ctx, member.budget_id) or await _default_row(ctx, team.metadata.get(MEMBER_BUDGET_ID))
     try:
         email = (await ctx.store.get_user(uid)).user_email
     except NotFound:
         email = member.user_email
     return {"user_id": uid, "team_id": team.team_id, "team_alias": team.team_alias, "role": role,
-            "user_email": email, "spend": member.spend, "total_spend": member.spend, "budget_id": member.budget_id,
+            "user_email": email, "spend": member.spend, "total_spend": member.spend,
+            "budget_id": row.budget_id if row is not None else None,
             "litellm_budget_table": record(row) if row is not None else None}
 
 
