@@ -59,7 +59,7 @@ MASTER = "sk-bench-master"
 MODES = ("off", "langfuse", "otel", "prometheus", "json_logs", "all")
 EXTRA_MODES = ("prometheus_system", "langfuse_otel", "s3", "langsmith", "arize_phoenix", "datadog_llm_observability",
                "posthog", "aws_sqs", "gcs_bucket", "braintrust", "opik", "openmeter", "helicone",
-               "lago", "lunary", "athina", "langtrace")
+               "lago", "lunary", "athina", "langtrace", "gcs_pubsub", "azure_storage")
 """Modes run only when ``--modes`` names them: ``prometheus_system`` is LiteLLM's service families
 (``service_callback``), which time each request's stages and its Redis and database calls; ``langfuse_otel``
 the OpenTelemetry spans sent to Langfuse's OTLP endpoint (the receiver's ``/api/public/otel/v1/traces``);
@@ -74,7 +74,10 @@ gets ``PHOENIX_COLLECTOR_ENDPOINT``: beside ``otel`` that variable would start P
 ``braintrust`` inserts (its project looked up at the receiver), ``opik`` trace and span batches, ``openmeter``
 CloudEvents batches, ``helicone`` one log POST a request, ``lago`` event batches (charged by the key's user,
 ``LAGO_API_CHARGE_BY=user_id``: the load carries no ``user``), ``lunary`` ingest batches,
-``athina`` one log POST a request, ``langtrace`` OTLP spans to the receiver's ``/api/trace``."""
+``athina`` one log POST a request, ``langtrace`` OTLP spans to the receiver's ``/api/trace``, ``gcs_pubsub``
+Pub/Sub publishes (the receiver as ``PUBSUB_EMULATOR_HOST``), ``azure_storage`` a ``Put Blob`` a request under the
+receiver's ``/az/`` (Shared Key signed, unverified). ``sentry`` has no mode: it sends nothing for answered
+requests (one outcome test each)."""
 SERVICE_MODES = ("prometheus_system",)
 """Extra modes that are ``service_callback`` names, not ``callbacks``."""
 ALL = ("langfuse", "otel", "prometheus", "json_logs")
@@ -96,7 +99,8 @@ def receiver(port: int) -> None:
               "langfuse_otel_requests": 0, "s3_objects": 0, "s3_bytes": 0, "langsmith_runs": 0,
               "dd_llm_obs_spans": 0, "posthog_events": 0, "sqs_messages": 0, "gcs_objects": 0,
               "braintrust_events": 0, "opik_traces": 0, "openmeter_events": 0, "helicone_logs": 0,
-              "lago_events": 0, "lunary_events": 0, "athina_logs": 0, "langtrace_requests": 0}
+              "lago_events": 0, "lunary_events": 0, "athina_logs": 0, "langtrace_requests": 0,
+              "pubsub_messages": 0, "azure_files": 0}
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -190,6 +194,12 @@ def receiver(port: int) -> None:
                 ok = [{"Id": e["Id"], "MessageId": e["Id"], "MD5OfMessageBody": hashlib.md5(
                     e["MessageBody"].encode()).hexdigest()} for e in entries]
                 self._send(200, json.dumps({"Successful": ok, "Failed": []}).encode(), "application/x-amz-json-1.0")
+            elif self.path.startswith("/v1/projects/") and self.path.endswith(":publish"):  # gcs_pubsub
+                messages = json.loads(raw).get("messages") or []
+                with lock:
+                    counts["pubsub_messages"] += len(messages)
+                ids = json.dumps({"messageIds": [str(i) for i in range(len(messages))]}).encode()
+                self._send(200, ids, "application/json")
             elif self.path.startswith("/upload/storage/v1/b/"):
                 with lock:
                     counts["gcs_objects"] += 1
@@ -202,12 +212,15 @@ def receiver(port: int) -> None:
             else:
                 self._send(404, b"{}", "application/json")
 
-        def do_PUT(self) -> None:  # an S3 object (the s3 mode's bucket, path style)
+        def do_PUT(self) -> None:  # an S3 object (the s3 mode's bucket, path style), or azure_storage's blob
             raw = self.rfile.read(int(self.headers.get("content-length") or 0))
             with lock:
-                counts["s3_objects"] += 1
-                counts["s3_bytes"] += len(raw)
-            self._send(200, b"", "application/xml")
+                if self.path.startswith("/az/"):
+                    counts["azure_files"] += 1
+                else:
+                    counts["s3_objects"] += 1
+                    counts["s3_bytes"] += len(raw)
+            self._send(201 if self.path.startswith("/az/") else 200, b"", "application/xml")
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     print(f"READY {port}", flush=True)
@@ -232,7 +245,8 @@ _DELIVERED = (("langfuse", "langfuse_events"), ("otel", "otlp_requests"),
               ("posthog", "posthog_events"), ("aws_sqs", "sqs_messages"), ("gcs_bucket", "gcs_objects"),
               ("braintrust", "braintrust_events"), ("opik", "opik_traces"), ("openmeter", "openmeter_events"),
               ("helicone", "helicone_logs"), ("lago", "lago_events"), ("lunary", "lunary_events"),
-              ("athina", "athina_logs"), ("langtrace", "langtrace_requests"))
+              ("athina", "athina_logs"), ("langtrace", "langtrace_requests"), ("gcs_pubsub", "pubsub_messages"),
+              ("azure_storage", "azure_files"))
 """Exporters that send to the receiver, and the count that shows they did (a run whose exporter sent nothing
 is a failure, not a cheap exporter)."""
 
@@ -310,7 +324,11 @@ def main(argv: list[str] | None = None) -> int:
            "LAGO_API_KEY": "lago-bench", "LAGO_API_EVENT_CODE": "tokens", "LAGO_API_CHARGE_BY": "user_id",
            "LUNARY_PUBLIC_KEY": "lunary-bench", "LUNARY_API_URL": f"http://127.0.0.1:{rport}",
            "ATHINA_API_KEY": "athina-bench", "ATHINA_BASE_URL": f"http://127.0.0.1:{rport}",
-           "LANGTRACE_API_KEY": "lt-bench", "LANGTRACE_API_HOST": f"http://127.0.0.1:{rport}"}
+           "LANGTRACE_API_KEY": "lt-bench", "LANGTRACE_API_HOST": f"http://127.0.0.1:{rport}",
+           "GCS_PUBSUB_PROJECT_ID": "bench", "GCS_PUBSUB_TOPIC_ID": "spend",
+           "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{rport}",
+           "AZURE_STORAGE_ACCOUNT_NAME": "bench", "AZURE_STORAGE_FILE_SYSTEM": "bench-logs",
+           "AZURE_STORAGE_ACCOUNT_URL": f"http://127.0.0.1:{rport}/az", "AZURE_STORAGE_ACCOUNT_KEY": "YmVuY2gta2V5"}
     env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
     env.pop("GCS_PATH_SERVICE_ACCOUNT", None)
     try:
@@ -381,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
               f"objects, {got['braintrust_events']} Braintrust events, {got['opik_traces']} Opik traces, "
               f"{got['openmeter_events']} OpenMeter events, {got['helicone_logs']} Helicone logs, {got['lago_events']} "
               f"Lago events, {got['lunary_events']} Lunary events, {got['athina_logs']} Athina logs, "
-              f"{got['langtrace_requests']} Langtrace OTLP requests", flush=True)
+              f"{got['langtrace_requests']} Langtrace OTLP requests, {got['pubsub_messages']} Pub/Sub messages, "
+              f"{got['azure_files']} Azure Storage files", flush=True)
         missing = [name for name, count in _DELIVERED if name in ran and not got[count]]
         if missing:
             print(f"FAILED: nothing arrived from {', '.join(missing)}", flush=True)
