@@ -160,7 +160,9 @@ def test_which_deployments_a_round_checks() -> None:
     """LiteLLM's scoping of health checks: ``background_health_check_model_groups`` limits the background rounds
     to its groups, a deployment with ``model_info.disable_background_health_check`` is never checked in the
     background and, with ``health_check_skip_disabled_background_models``, not by ``/health`` either;
-    ``health_check_concurrency: 1`` checks one at a time (every deployment still checked)."""
+    ``health_check_concurrency: 1`` checks one at a time (every deployment still checked). With background checks
+    on, ``/health`` answers the last round's results without calling any upstream (LiteLLM's point of the
+    setting); without, it checks every deployment but the one left out."""
     with start_mock(name="ok") as ok:
         config = f"""
 model_list:
@@ -187,7 +189,17 @@ general_settings:
             time.sleep(1.5)  # another round
             deps = _deployments(gw.url)
             assert deps["quiet-1"]["last_check"] is None and deps["other-1"]["last_check"] is None
-            r = httpx.get(gw.url + "/health", headers=ADMIN)
-            assert r.status_code == 200 and r.json()["healthy_count"] == 2, r.text  # watched-1 and other-1
+            calls = ok.stats()["requests"]
+            r = httpx.get(gw.url + "/health", headers=ADMIN)  # the last round's results: no upstream call
+            assert r.status_code == 200, r.text
+            assert [e["model_id"] for e in r.json()["healthy_endpoints"]] == ["watched-1"], r.text
+            assert ok.stats()["requests"] - calls <= 1  # a background round may have run meanwhile
+            deps = _deployments(gw.url)
+            assert deps["other-1"]["last_check"] is None and deps["quiet-1"]["last_check"] is None
+        without_background = config.replace("  background_health_checks: true\n", "")
+        with start_gateway(without_background) as gw:
+            r = httpx.get(gw.url + "/health", headers=ADMIN)  # checks now, but not the deployment left out
+            assert r.status_code == 200, r.text
+            assert sorted(e["model_id"] for e in r.json()["healthy_endpoints"]) == ["other-1", "watched-1"], r.text
             deps = _deployments(gw.url)
             assert deps["other-1"]["last_check"]["ok"] is True and deps["quiet-1"]["last_check"] is None

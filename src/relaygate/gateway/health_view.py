@@ -38,6 +38,7 @@ import orjson
 from relaygate.core.errors import GatewayError
 from relaygate.core.urls import public_base
 from relaygate.core.views import decode_view
+from relaygate.gateway.health_history import BACKGROUND, CheckRow, log_of
 from relaygate.http.respond import send_json
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
@@ -204,6 +205,7 @@ async def run_background(gw: Gateway, interval: float) -> None:
     while True:
         try:
             results = await check_deployments(gw, health_targets(gw, True))
+            keep_round(gw, results)
             bad = [t.dep.id for t, err in results if err is not None]
             if bad:
                 log.warning("background health check: %d of %d deployments unhealthy: %s", len(bad), len(results),
@@ -214,6 +216,19 @@ async def run_background(gw: Gateway, interval: float) -> None:
         except Exception:  # a round that failed as a whole is logged; the next one runs anyway
             log.exception("background health check round failed")
         await asyncio.sleep(interval)
+
+
+def keep_round(gw: Gateway, results: list[tuple[Target, str | None]]) -> None:
+    """A background round's results for the health check history (``gateway.health_history``): a row per
+    deployment, written when its status changed or its last row is an hour old."""
+    last = book_of(gw).last
+    rows = []
+    for target, err in results:
+        dep = target.dep
+        result = last.get(dep.id)
+        rows.append(CheckRow(dep.model_name, dep.id, 1 if err is None else 0, 0 if err is None else 1, err,
+                             round(result.latency_ms, 3) if result is not None else None, BACKGROUND))
+    log_of(gw).submit(rows, only_changes=True)
 
 
 def background_settings(config: Any) -> float | None:

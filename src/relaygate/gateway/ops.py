@@ -9,7 +9,8 @@ query parameters: ``return_wildcard_routes`` (wildcard names such as ``openai/*`
 their provider's models (``gateway.discovery``).
 
 Each handler takes ``(gateway, scope, receive, send, params)``; errors are ``GatewayError`` and reach the
-client in OpenAI's shape through the gateway. Routes that show the deployment (``/health``; ``/metrics``
+client in OpenAI's shape through the gateway (``/health`` and the health check history are
+``gateway.health_routes``'s). Routes that show the deployment (``/health``; ``/metrics``
 with ``require_auth_for_metrics_endpoint``, open otherwise as LiteLLM's) or change it (``/config/reload``)
 need a valid key; ``/config/reload`` needs the master key (or an open gateway), as LiteLLM's admin routes do.
 """
@@ -27,8 +28,9 @@ from relaygate.auth import Principal
 from relaygate.config.loader import ConfigError
 from relaygate.core import errors
 from relaygate.gateway.config_view import add_routes as add_config_view_routes
+from relaygate.gateway.health_routes import add_routes as add_health_routes
 from relaygate.gateway.health_view import add_routes as add_health_view_routes
-from relaygate.gateway.health_view import check_deployments, healthy_groups
+from relaygate.gateway.health_view import healthy_groups
 from relaygate.http.respond import send_json
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
@@ -43,7 +45,7 @@ _CREATED = 1677610602  # what LiteLLM's /v1/models reports
 def add_routes(t: RouteTable, gw: Gateway) -> None:
     for path, handler in (("/v1/models", models), ("/models", models),
                           ("/health/liveliness", liveness), ("/health/liveness", liveness),
-                          ("/health/readiness", readiness), ("/health", health), ("/metrics", metrics),
+                          ("/health/readiness", readiness), ("/metrics", metrics),
                           ("/", root)):
         t.add("GET", path, lambda sc, rc, sd, p, h=handler: h(gw, sc, rc, sd, p))
     t.add("GET", "/routes", lambda sc, rc, sd, p: routes(gw, sc, rc, sd, p))
@@ -51,6 +53,7 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
         t.add("GET", path, lambda sc, rc, sd, p: model_info(gw, sc, rc, sd, p))
     t.add("POST", "/config/reload", lambda sc, rc, sd, p: config_reload(gw, sc, rc, sd, p))
     add_health_view_routes(t, gw)  # GET /health/deployments
+    add_health_routes(t, gw)  # GET /health, /health/history, /health/latest, /active/callbacks, /settings
     add_config_view_routes(t, gw)  # GET /config/view
 
 
@@ -195,26 +198,3 @@ async def config_reload(gw: Gateway, scope: Scope, receive: Receive, send: Send,
         log.error("config reload refused, still serving generation %d: %s", gw.runtime.generation, exc)
         raise errors.BadRequest(f"config reload refused, the previous config keeps serving: {exc}") from None
     await send_json(send, 200, orjson.dumps({"status": "reloaded", **rt.describe()}))
-
-
-async def health(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
-    """Check every deployment (LiteLLM's ``/health`` shape): a cheap upstream call each, concurrently
-    (``gateway.health_view``, which also keeps each deployment's last result for ``/health/deployments``)."""
-    await principal(gw, scope)
-    healthy, unhealthy = [], []
-    details = gw.runtime.config.general.health_check_details
-    for target, err in await check_deployments(gw):
-        entry: dict[str, Any] = {"model": target.dep.model}
-        if details:
-            entry.update(model_name=target.dep.model_name, model_id=target.dep.id)
-            if target.provider.api_base:
-                entry["api_base"] = target.provider.api_base
-        if err is None:
-            healthy.append(entry)
-        else:
-            if details:
-                entry["error"] = err
-            unhealthy.append(entry)
-    body = {"healthy_endpoints": healthy, "unhealthy_endpoints": unhealthy,
-            "healthy_count": len(healthy), "unhealthy_count": len(unhealthy)}
-    await send_json(send, 200, orjson.dumps(body))

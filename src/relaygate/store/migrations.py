@@ -292,13 +292,32 @@ def _v10(dialect: str) -> list[str]:
     return out
 
 
+_V14_TABLES: dict[str, tuple[str, str]] = {
+    # deployment health checks (LiteLLM's LiteLLM_HealthCheckTable): a row per ``/health`` call that named a
+    # model, and per deployment of a background round whose status changed or was last written an hour ago
+    "rg_health_checks": ("health_check_id:t model_name:t model_id:t status:t healthy_count:i unhealthy_count:i "
+                         "error_message:t response_time_ms:f details:j checked_by:t checked_at:ts",
+                         "health_check_id"),
+}
+_V14_INDEXES = (
+    "CREATE INDEX rg_health_checks__model ON rg_health_checks (model_name, checked_at)",
+    "CREATE INDEX rg_health_checks__checked_at ON rg_health_checks (checked_at)",
+)
+
+
+def _v14(dialect: str) -> list[str]:
+    """Step 14: the health check history (``GET /health/history``, ``/health/latest``; issue 16)."""
+    return [*_tables(dialect, _V14_TABLES), *_V14_INDEXES]
+
+
 MIGRATIONS: dict[str, list[list[str]]] = {
     # dialect -> steps; step N (1-based) is MIGRATIONS[dialect][N - 1]
     "sqlite": [_v1("sqlite"), _v2("sqlite"), _v3("sqlite"), _V4, _v5("sqlite"), _v6("sqlite"), _v7("sqlite"),
-               _v8("sqlite"), _v9("sqlite"), _v10("sqlite"), _v11("sqlite"), _v12("sqlite"), _v13("sqlite")],
+               _v8("sqlite"), _v9("sqlite"), _v10("sqlite"), _v11("sqlite"), _v12("sqlite"), _v13("sqlite"),
+               _v14("sqlite")],
     "postgres": [_v1("postgres"), _v2("postgres"), _v3("postgres"), _V4, _v5("postgres"), _v6("postgres"),
                  _v7("postgres"), _v8("postgres"), _v9("postgres"), _v10("postgres"), _v11("postgres"),
-                 _v12("postgres"), _v13("postgres")],
+                 _v12("postgres"), _v13("postgres"), _v14("postgres")],
 }
 LATEST = len(MIGRATIONS["sqlite"])
 assert all(len(steps) == LATEST for steps in MIGRATIONS.values())
