@@ -44,6 +44,8 @@ from relaygate.config.cache import REDIS_TYPES, CacheConfigError, CacheSettings
 from relaygate.config.cache import from_litellm as cache_from_litellm
 from relaygate.config.cost_settings import STORED, with_stored
 from relaygate.config.model import Config
+from relaygate.config.stored_router import SETTING as ROUTER_SETTING
+from relaygate.config.stored_router import with_stored_fallbacks
 from relaygate.core.errors import register_secrets
 from relaygate.http.body import read_body
 from relaygate.http.routes import RouteTable
@@ -58,7 +60,7 @@ log = logging.getLogger("relaygate.cache")
 
 SETTING = "cache_settings"
 """The ``rg_config`` row of the stored cache settings."""
-STORED_NAMES = frozenset({*STORED, SETTING})
+STORED_NAMES = frozenset({*STORED, SETTING, ROUTER_SETTING})
 """Every setting the API stores that a snapshot serves (the stored-models sync reads these; no job marks)."""
 MASK = "********"
 SECRETS = ("password", "sentinel_password")
@@ -199,9 +201,10 @@ async def _saved(ctx: Ctx) -> dict[str, Any]:
 
 
 def with_stored_settings(config: Config, stored: Mapping[str, Any]) -> Config:
-    """``config`` with every stored setting over its own: the cost settings (``config.cost_settings``) and the
-    cache settings (:func:`with_stored_cache`, opened with this gateway's sealer)."""
-    return with_stored_cache(with_stored(config, stored), stored, sealer_for(config))
+    """``config`` with every stored setting over its own: the cost settings (``config.cost_settings``), the
+    fallback lists (``config.stored_router``) and the cache settings (:func:`with_stored_cache`, opened with
+    this gateway's sealer)."""
+    return with_stored_cache(with_stored_fallbacks(with_stored(config, stored), stored), stored, sealer_for(config))
 
 
 def with_stored_cache(config: Config, stored: Mapping[str, Any], sealer: Sealer) -> Config:

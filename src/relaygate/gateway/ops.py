@@ -26,6 +26,7 @@ import orjson
 from relaygate import __version__
 from relaygate.auth import Principal
 from relaygate.config.loader import ConfigError
+from relaygate.config.stored_router import fallbacks_of
 from relaygate.core import errors
 from relaygate.gateway.config_view import add_routes as add_config_view_routes
 from relaygate.gateway.health_routes import add_routes as add_health_routes
@@ -83,16 +84,6 @@ def _flag(q: dict[str, str], name: str) -> bool:
     return q.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _fallbacks(gw: Gateway, model: str, kind: str) -> list[str]:
-    r = gw.runtime.config.router
-    table = {"general": r.fallbacks, "context_window": r.context_window_fallbacks,
-             "content_policy": r.content_policy_fallbacks}.get(kind, [])
-    for entry in table:
-        if model in entry:
-            return list(entry[model])
-    return list(r.default_fallbacks) if kind == "general" else []
-
-
 async def models(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
     q = query(scope)
     who = await principal(gw, scope)
@@ -122,7 +113,7 @@ async def models(gw: Gateway, scope: Scope, receive: Receive, send: Send, params
     if _flag(q, "include_metadata"):
         kind = q.get("fallback_type") or "general"
         for item in data:
-            item["metadata"] = {"fallbacks": _fallbacks(gw, item["id"], kind)}
+            item["metadata"] = {"fallbacks": fallbacks_of(rt.config, item["id"], kind)}
     await send_json(send, 200, orjson.dumps({"data": data, "object": "list"}))
 
 

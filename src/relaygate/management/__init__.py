@@ -25,6 +25,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         customers,
         daily_activity,
         daily_aggregated,
+        fallbacks,
         keys,
         keys_bulk,
         models,
@@ -55,6 +56,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     spend_views.add_routes(t, gw)  # /global/spend/{tags,provider,teams,end_users ...}, /spend/calculate, paged logs
     cost_estimate.add_routes(t, gw)  # /cost/estimate
     cost_settings.add_routes(t, gw)  # PATCH /config/cost_discount_config ... (the GETs: gateway.config_view)
+    fallbacks.add_routes(t, gw)  # POST /fallback, GET and DELETE /fallback/{model}
     daily_activity.add_routes(t, gw)  # /{user,team,tag,organization,customer}/daily/activity
     daily_aggregated.add_routes(t, gw)  # .../daily/activity/aggregated[/keys|search|model_top_keys], /export
     v1.add_routes(t, gw)  # /management/v1/...: lists with links, bulk writes, problem+json errors
