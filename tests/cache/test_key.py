@@ -84,3 +84,19 @@ def test_a_body_nested_too_deep_to_encode_is_refused_as_an_encode_error() -> Non
         node = node["a"]
     with pytest.raises(orjson.JSONEncodeError):
         cache_key("chat", "m", {"messages": deep})
+
+
+def test_the_key_is_the_sha256_of_scope_and_canonical_body() -> None:
+    """The built-in SHA-256 the key uses gives hashlib's digests: keys stored by an earlier relaygate (OpenSSL's
+    SHA-256) are found again, and an operator can recompute one."""
+    import hashlib
+
+    from relaygate.cache.key import input_keys
+
+    assert key(BASE) == hashlib.sha256(b"chat\0gpt-4o\0" + canonical(BASE)).hexdigest()
+    assert key(BASE, namespace="ns", team="t1") == "ns:" + hashlib.sha256(
+        b"chat\0gpt-4o\0team\0t1\0" + canonical(BASE)).hexdigest()
+    body = {"model": "e", "input": ["a", "b"]}
+    want = [hashlib.sha256(b"embeddings\0e\0" + canonical({"model": "e"}) + b"\0input\0" + orjson.dumps(i)).hexdigest()
+            for i in ("a", "b")]
+    assert input_keys("embeddings", "e", body, ["a", "b"]) == want
