@@ -5,9 +5,9 @@ hands it one row for the model it checked, a background round one row per deploy
 when its status changed or an hour after its last row: LiteLLM's rule, decided in the insert itself, so every
 worker of every instance can hand the same round in). It never delays an answer or a round: rows wait in a
 bounded backlog (:data:`BACKLOG` batches; past it a batch is dropped and counted) and one task per worker
-writes them, one transaction a batch. A database that fails costs a warning a minute
-(``health_history_dropped`` counts what was lost), never an error to a caller. Without a database nothing is
-kept, as in LiteLLM.
+writes them, one transaction a batch, and deletes the rows past the retention at most once an hour. A
+database that fails costs a warning a minute (``health_history_dropped`` counts what was lost), never an error
+to a caller. Without a database nothing is kept, as in LiteLLM.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ BACKLOG = 64
 """Batches waiting for the database at most, per worker."""
 WARN_EVERY = 60.0
 """Seconds between two warnings about rows not written."""
+PRUNE_EVERY = 3600.0
+"""Seconds between two deletions of the rows past the retention, per worker (after a write)."""
 
 __all__ = ["BACKGROUND", "BACKLOG", "CheckRow", "HealthLog", "log_of"]
 
@@ -35,13 +37,14 @@ __all__ = ["BACKGROUND", "BACKLOG", "CheckRow", "HealthLog", "log_of"]
 class HealthLog:
     """One worker's writer of health check rows (see the module docstring)."""
 
-    __slots__ = ("gw", "_pending", "_task", "_warned_at", "written", "dropped")
+    __slots__ = ("gw", "_pending", "_task", "_warned_at", "_pruned_at", "written", "dropped")
 
     def __init__(self, gw: Any) -> None:
         self.gw = gw
         self._pending: collections.deque[tuple[list[CheckRow], bool]] = collections.deque()
         self._task: asyncio.Task[None] | None = None
         self._warned_at = -WARN_EVERY
+        self._pruned_at = -PRUNE_EVERY
         self.written = 0
         self.dropped = 0
 
@@ -65,7 +68,8 @@ class HealthLog:
                 continue
             try:
                 self.written += await save_checks(store, rows, only_changes=only_changes)
-                if only_changes:  # a background round: the retention's turn (an indexed range delete)
+                if time.monotonic() - self._pruned_at >= PRUNE_EVERY:  # the retention (an indexed range delete)
+                    self._pruned_at = time.monotonic()
                     await prune(store)
             except asyncio.CancelledError:
                 raise

@@ -35,7 +35,7 @@ REFRESH = timedelta(hours=1)
 """A background round writes a model's unchanged status again once this long after its newest row (LiteLLM's
 hourly refresh of a stable status)."""
 RETENTION = timedelta(days=30)
-"""Rows older than this are deleted (:func:`prune`, after each background round's write): LiteLLM keeps
+"""Rows older than this are deleted (:func:`prune`, at most hourly after a write): LiteLLM keeps
 every row forever, and a monitor calling ``/health?model=`` every few seconds grows its table without end."""
 _COLUMNS = ("health_check_id", "model_name", "model_id", "status", "healthy_count", "unhealthy_count",
             "error_message", "response_time_ms", "details", "checked_by", "checked_at")
