@@ -85,6 +85,17 @@ def test_the_hub(tmp_path: Path) -> None:
         assert healthy["health_status"] == "healthy" and healthy["health_response_time"] >= 0
         assert healthy["health_checked_at"].startswith(time.strftime("%Y-", time.gmtime()))
 
+        # a check that names the model is kept in the database: another instance that never checked shows it
+        assert c.get("/health?model=open-chat", headers=AUTH).status_code == 200
+        with start_gateway(config(tmp_path / "rg.db")) as other, httpx.Client(base_url=other.url, timeout=20) as c2:
+            shown: dict[str, Any] = {}
+            for _ in range(80):  # the row is written off /health's path; a worker reads the history every 5 s
+                shown = hub(c2)["open-chat"]
+                if shown["health_status"] is not None:
+                    break
+                time.sleep(0.2)
+            assert shown["health_status"] == "healthy" and shown["health_response_time"] >= 0, shown
+
         # the admin publishes both groups and new links; every worker serves them
         r = c.post("/model_group/make_public", headers=AUTH, json={"model_groups": ["open-chat", "internal"]})
         assert r.status_code == 200, r.text

@@ -18,7 +18,7 @@ import logging
 import time
 from typing import Any
 
-from relaygate.store.health_checks import CheckRow, prune, save_checks
+from relaygate.store.health_checks import CheckRow, latest_by_model, prune, save_checks
 
 log = logging.getLogger("relaygate")
 
@@ -28,16 +28,19 @@ BACKLOG = 64
 """Batches waiting for the database at most, per worker."""
 WARN_EVERY = 60.0
 """Seconds between two warnings about rows not written."""
+HUB_TTL = 5.0
+"""Seconds a worker reuses the stored checks it read for the public model hub (:meth:`HealthLog.stored_latest`):
+the hub answers anyone, and a read per anonymous request would let anyone load the database."""
 PRUNE_EVERY = 3600.0
 """Seconds between two deletions of the rows past the retention, per worker (after a write)."""
 
-__all__ = ["BACKGROUND", "BACKLOG", "CheckRow", "HealthLog", "log_of"]
+__all__ = ["BACKGROUND", "BACKLOG", "HUB_TTL", "CheckRow", "HealthLog", "log_of"]
 
 
 class HealthLog:
     """One worker's writer of health check rows (see the module docstring)."""
 
-    __slots__ = ("gw", "_pending", "_task", "_warned_at", "_pruned_at", "written", "dropped")
+    __slots__ = ("gw", "_pending", "_task", "_warned_at", "_pruned_at", "written", "dropped", "_hub", "_hub_lock")
 
     def __init__(self, gw: Any) -> None:
         self.gw = gw
@@ -47,6 +50,8 @@ class HealthLog:
         self._pruned_at = -PRUNE_EVERY
         self.written = 0
         self.dropped = 0
+        self._hub: tuple[float, tuple[str, ...], dict[str, dict[str, Any]]] | None = None
+        self._hub_lock = asyncio.Lock()
 
     def submit(self, rows: list[CheckRow], *, only_changes: bool = False) -> None:
         """Queue ``rows`` (one transaction); never waits. Nothing happens without a database."""
@@ -86,6 +91,31 @@ class HealthLog:
             self._warned_at = now
             log.warning("health check history: %d row(s) not written (%s); %d lost on this worker so far", n,
                         why, self.dropped)
+
+    async def stored_latest(self, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        """The newest stored check of each model name of ``names`` (``store.health_checks.latest_by_model``),
+        read at most every :data:`HUB_TTL` seconds by this worker (one read at a time; the others wait for
+        it); {} without a database or when it fails (logged as a row loss is, at most once a minute)."""
+        store = self.gw.store
+        if store is None or not names:
+            return {}
+        async with self._hub_lock:
+            now = time.monotonic()
+            held = self._hub
+            if held is not None and held[1] == names and now - held[0] < HUB_TTL:
+                return held[2]
+            try:
+                found = await latest_by_model(store, names)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                found = {}
+                if now - self._warned_at >= WARN_EVERY:
+                    self._warned_at = now
+                    log.warning("health check history: not read for the model hub (%s: %s)", type(exc).__name__,
+                                exc)
+            self._hub = (now, names, found)
+            return found
 
     async def flush(self) -> None:
         """Wait for the queued rows to be written (tests, shutdown)."""

@@ -18,9 +18,11 @@ the first deployment that knows it (``chat`` otherwise), ``is_public_model_group
 LiteLLM's model hub: ``GET /public/model_hub`` answers anyone, without a key, the same summaries of the public
 model groups only (every deployment of theirs, whoever asks), each with ``health_status`` (``healthy`` /
 ``unhealthy``), ``health_response_time`` (ms) and ``health_checked_at`` from the latest health check of any of
-its deployments on the answering worker (``gateway.health_view``; null when none ran), as LiteLLM reads them
-from its health check table; ``GET /public/model_hub/info`` the hub's page header: ``docs_title``,
-``custom_docs_description``, ``litellm_version`` (relaygate's) and ``useful_links``
+its deployments: the answering worker's own (``gateway.health_view``) or the newest in the health check
+history (``gateway.health_history``, what every worker and instance wrote; read at most every 5 s per worker),
+whichever is newer, as LiteLLM reads them from its health check table (null when none ran);
+``GET /public/model_hub/info`` the hub's page header: ``docs_title``, ``custom_docs_description``,
+``litellm_version`` (relaygate's) and ``useful_links``
 (``public_model_groups_links``). The admin changes both lists with ``store_model_in_db``
 (``management.cost_settings``).
 
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -52,6 +55,7 @@ from relaygate.config.model import Deployment
 from relaygate.core import tokens
 from relaygate.core.errors import BadRequest
 from relaygate.core.views import controls, decode_view
+from relaygate.gateway.health_history import log_of
 from relaygate.gateway.health_view import book_of, healthy_groups
 from relaygate.gateway.ops import principal, query
 from relaygate.http.body import read_body
@@ -148,12 +152,18 @@ async def public_model_hub(gw: Gateway, scope: Scope, receive: Receive, send: Se
     deps = [d for d in gw.runtime.config.deployments if d.model_name in public]
     data = _summaries(deps, public)
     last = book_of(gw).last
+    stored = await log_of(gw).stored_latest(tuple(e["model_group"] for e in data))
     for entry in data:
-        checks = [last[d.id] for d in deps if d.model_name == entry["model_group"] and d.id in last]
-        latest = max(checks, key=lambda c: c.at) if checks else None
-        entry["health_status"] = None if latest is None else "healthy" if latest.ok else "unhealthy"
-        entry["health_response_time"] = None if latest is None else round(latest.latency_ms, 3)
-        entry["health_checked_at"] = None if latest is None else latest.at.isoformat()
+        checks = [(c.at, c.ok, c.latency_ms) for d in deps if d.model_name == entry["model_group"]
+                  and (c := last.get(d.id)) is not None]
+        row = stored.get(entry["model_group"])
+        if row is not None and row["checked_at"]:
+            checks.append((datetime.fromisoformat(row["checked_at"]), row["status"] == "healthy",
+                           row["response_time_ms"]))
+        latest = max(checks, key=lambda c: c[0]) if checks else None  # this worker's or the stored, the newest
+        entry["health_status"] = None if latest is None else "healthy" if latest[1] else "unhealthy"
+        entry["health_response_time"] = None if latest is None or latest[2] is None else round(latest[2], 3)
+        entry["health_checked_at"] = None if latest is None else latest[0].isoformat()
     await send_json(send, 200, orjson.dumps(data))
 
 

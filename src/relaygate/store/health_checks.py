@@ -2,7 +2,8 @@
 
 What it owns: writing check results (:func:`save_checks`, one transaction a call, never through the change
 counter: a health check changes no configuration), reading them back newest first with LiteLLM's filters
-(:func:`history`), the newest row per model (:func:`latest`), and the retention (:func:`prune`).
+(:func:`history`), the newest row per model (:func:`latest`, :func:`latest_by_model`), and the retention
+(:func:`prune`).
 
 A row is LiteLLM's: ``model_name``, ``model_id`` (NULL for a check of a model name), ``status`` (``healthy``
 when at least one of the checked deployments answered, else ``unhealthy``), ``healthy_count`` /
@@ -27,7 +28,8 @@ import orjson
 from relaygate.store import tables as t
 from relaygate.store.base import Store
 
-__all__ = ["ERROR_CHARS", "REFRESH", "RETENTION", "CheckRow", "history", "latest", "prune", "save_checks"]
+__all__ = ["ERROR_CHARS", "REFRESH", "RETENTION", "CheckRow", "history", "latest", "latest_by_model", "prune",
+           "save_checks"]
 
 ERROR_CHARS = 500
 """The longest ``error_message`` kept (LiteLLM's cut)."""
@@ -155,3 +157,15 @@ async def latest(store: Store) -> list[dict[str, Any]]:
     async with store._read() as c:
         rows = await c.fetch(sql, [])
     return [as_json(r) for r in rows]
+
+
+async def latest_by_model(store: Store, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The newest row of each of the model names ``names`` (whichever deployment or check wrote it), by name."""
+    if not names:
+        return {}
+    sql = (f"SELECT {_SELECT} FROM (SELECT {_SELECT}, ROW_NUMBER() OVER (PARTITION BY model_name ORDER BY "
+           f"checked_at DESC, health_check_id) AS rn FROM rg_health_checks WHERE model_name IN "
+           f"({', '.join('?' * len(names))})) AS ranked WHERE rn = 1")
+    async with store._read() as c:
+        rows = await c.fetch(sql, list(names))
+    return {r["model_name"]: as_json(r) for r in rows}
