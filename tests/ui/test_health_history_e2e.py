@@ -102,6 +102,8 @@ def test_targeted_health_checks_scope_and_history() -> None:
         assert body["litellm.request_timeout"] == 42
         assert httpx.get(url + "/settings", headers=ADMIN).json() == body
         assert httpx.get(url + "/active/callbacks", headers=as_key).status_code == 401
+        by_type = httpx.get(url + "/callbacks/list", headers=ADMIN).json()
+        assert by_type == {"success": [], "failure": [], "success_and_failure": ["json_logs", "prometheus"]}, by_type
 
 
 def test_background_rounds_keep_changes_only() -> None:

@@ -21,7 +21,8 @@ What it owns:
   each deployment and model, ``{"latest_health_checks": {model_id or model_name: check}, "total_models"}``.
   Without a database both are the management API's 503.
 - ``GET /active/callbacks`` and ``GET /settings`` (proxy admin and its viewer): LiteLLM's debugging view of
-  the callbacks and alerting the gateway runs, names only (no parameter, URL or credential of any).
+  the callbacks and alerting the gateway runs, names only (no parameter, URL or credential of any);
+  ``GET /callbacks/list``: the same names as LiteLLM's ``{"success", "failure", "success_and_failure"}``.
 """
 
 from __future__ import annotations
@@ -153,6 +154,15 @@ def active_callbacks(gw: Gateway) -> dict[str, Any]:
             "num_alerting": len(alerting), "litellm.request_timeout": cfg.server.request_timeout}
 
 
+def callbacks_by_type(active: dict[str, Any]) -> dict[str, list[str]]:
+    """LiteLLM's ``/callbacks/list`` (``CallbacksByType``) from the :func:`active_callbacks` lists: a name in
+    ``callbacks`` or in both the success and failure lists is ``success_and_failure``."""
+    success = set(active["litellm._async_success_callback"])
+    failure = set(active["litellm._async_failure_callback"])
+    both = set(active["litellm.callbacks"]) | (success & failure)
+    return {"success": sorted(success - both), "failure": sorted(failure - both), "success_and_failure": sorted(both)}
+
+
 def add_routes(t: RouteTable, gw: Gateway) -> None:
     from relaygate.management.common import Ctx, admin_only, check_admin, route
 
@@ -179,9 +189,10 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     route(t, gw, "GET", "/health/history", history)
     route(t, gw, "GET", "/health/latest", latest)
 
-    for path in ("/active/callbacks", "/settings"):
+    for path in ("/active/callbacks", "/settings", "/callbacks/list"):
         async def callbacks(scope: Scope, receive: Receive, send: Send, params: Params, path: str = path) -> None:
             await check_admin(gw, scope, receive, params, path, read=True)
-            await send_json(send, 200, orjson.dumps(active_callbacks(gw)))
+            body = active_callbacks(gw)
+            await send_json(send, 200, orjson.dumps(callbacks_by_type(body) if path == "/callbacks/list" else body))
 
         t.add("GET", path, callbacks)
