@@ -25,6 +25,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         customers,
         daily_activity,
         daily_aggregated,
+        error_activity,
         fallbacks,
         keys,
         keys_bulk,
@@ -59,6 +60,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     cost_settings.add_routes(t, gw)  # PATCH /config/cost_discount_config ... (the GETs: gateway.config_view)
     fallbacks.add_routes(t, gw)  # POST /fallback, GET and DELETE /fallback/{model}
     tag_analytics.add_routes(t, gw)  # /tag/distinct, /tag/dau|wau|mau, /tag/summary, per-user analytics
+    error_activity.add_routes(t, gw)  # GET /gateway/errors/activity
     daily_activity.add_routes(t, gw)  # /{user,team,tag,organization,customer}/daily/activity
     daily_aggregated.add_routes(t, gw)  # .../daily/activity/aggregated[/keys|search|model_top_keys], /export
     v1.add_routes(t, gw)  # /management/v1/...: lists with links, bulk writes, problem+json errors
