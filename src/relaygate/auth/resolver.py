@@ -73,6 +73,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
+from relaygate.auth.key_routes import KeyRoutes, of_key
 from relaygate.auth.keys import Authenticator, KeyInfo, access_groups, hash_key, key_header, read_token
 from relaygate.auth.store_keys import customer_blocked
 from relaygate.config.model import Config, KeyConfig
@@ -112,7 +113,7 @@ class Principal:
     """Who a request is: the master key, a virtual key, or anonymous. Shared, never mutated: the
     resolver caches one per key and hands the same object to every request with that key."""
 
-    __slots__ = ("kind", "key", "key_hash", "key_alias", "team_id", "user_id", "role", "jwt", "record_user")
+    __slots__ = ("kind", "key", "key_hash", "key_alias", "team_id", "user_id", "role", "jwt", "record_user", "routes")
 
     def __init__(self, kind: PrincipalKind, key: KeyInfo | None = None, key_hash: str | None = None,
                  key_alias: str | None = None) -> None:
@@ -133,6 +134,9 @@ class Principal:
         self.jwt: JWTAccess | None = None
         """A JWT's route permissions and claims (``auth.jwt_routes.JWTAccess``), set by the JWT mapping before the
         principal is shared; None for every other principal, so every route checks it with one test."""
+        self.routes: KeyRoutes | None = of_key(key.records) if key is not None else None
+        """A stored key's ``allowed_routes`` (``auth.key_routes``); None when it has none (and for every other
+        principal), so every route checks it with one test."""
 
     @classmethod
     def for_key(cls, info: KeyInfo) -> Principal:

@@ -124,6 +124,8 @@ class FilesApi:
         who: Principal = principals.resolve_cached(headers) or await principals.resolve(headers)
         if who.jwt is not None:  # a JWT's allowed routes (auth.jwt_routes); None for every other caller
             who.jwt.check(scope["path"])
+        if who.routes is not None:  # a virtual key's allowed_routes (auth.key_routes)
+            who.routes.check(scope["path"])
         call.who = who
         return who
 

@@ -55,6 +55,8 @@ def _route(gw: Gateway, st: ResponseState, handler: Any) -> Any:
         who = principals.resolve_cached(headers) or await principals.resolve(headers)
         if who.jwt is not None:  # a JWT's allowed routes (auth.jwt_routes); None for every other caller
             who.jwt.check(scope["path"])
+        if who.routes is not None:  # a virtual key's allowed_routes (auth.key_routes)
+            who.routes.check(scope["path"])
         if not st.enabled:
             raise errors.GatewayError(
                 "Responses are not stored on this gateway: it has no database (server.embedded_database is false "

@@ -178,6 +178,8 @@ async def caller_principal(gw: Gateway, scope: Scope) -> Principal:
     resolved: Principal = principals.resolve_cached(headers) or await principals.resolve(headers)
     if resolved.jwt is not None:  # a JWT may call the routes of its admin_allowed_routes / team_allowed_routes
         resolved.jwt.check(scope["path"])
+    if resolved.routes is not None:  # a virtual key's allowed_routes (auth.key_routes)
+        resolved.routes.check(scope["path"])
     return resolved
 
 

@@ -51,6 +51,7 @@ from relaygate.management.common import (
     route,
     writer,
 )
+from relaygate.management.key_extras import key_extras
 from relaygate.management.masking import unmask_metadata
 from relaygate.store import Key, NotFound, Team, hash_token, key_name
 
@@ -93,6 +94,32 @@ class KeyFields(msgspec.Struct, kw_only=True):
     enforced_params: list[str] | None = UNSET
     """Kept in the key's ``metadata`` (as LiteLLM's ``LiteLLM_ManagementEndpoint_MetadataFields``), which the
     request path reads (``auth.store_keys.enforced_of``)."""
+    # LiteLLM's fields beyond a key row (management.key_extras): key_type's preset routes, the others refused
+    key_type: Any = UNSET
+    tpd_limit: Any = UNSET
+    rpm_limit_type: Any = UNSET
+    tpm_limit_type: Any = UNSET
+    tag_rpm_limit: Any = UNSET
+    mcp_rpm_limit: Any = UNSET
+    guardrails: Any = UNSET
+    policies: Any = UNSET
+    prompts: Any = UNSET
+    object_permission: Any = UNSET
+    allowed_passthrough_routes: Any = UNSET
+    denied_passthrough_routes: Any = UNSET
+    allowed_vector_store_indexes: Any = UNSET
+    access_group_ids: Any = UNSET
+    auto_rotate: Any = UNSET
+    rotation_interval: Any = UNSET
+    throttle_on_budget_exceeded: Any = UNSET
+    end_user_budget_id: Any = UNSET
+    default_estimated_output_tokens: Any = UNSET
+    default_estimated_output_tokens_per_model: Any = UNSET
+    enable_prompt_caching: Any = UNSET
+    agent_id: Any = UNSET
+    project_id: Any = UNSET
+    send_invite_email: Any = UNSET
+    disable_global_guardrails: Any = UNSET
 
 
 class GenerateBody(KeyFields, kw_only=True):
@@ -217,6 +244,7 @@ async def _fields(ctx: Ctx, body: KeyFields, *, old: Key | None, service_account
     sent = given(body)
     for name in ("key", "new_key"):
         sent.pop(name, None)
+    key_extras(sent, new=old is None)  # key_type's routes; LiteLLM's fields of features relaygate lacks: a 400
     policy = ctx.gw.runtime.config.key_policy
     if not policy.empty:
         sent = await _policy(ctx, policy, sent, new=old is None)

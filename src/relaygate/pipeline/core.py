@@ -117,6 +117,8 @@ class Pipeline:
                 stage = None
             if who.jwt is not None:  # a JWT's allowed routes and end user (auth.jwt_routes); None for all others
                 who.jwt.admit(ex, scope["path"])
+            if who.routes is not None:  # a virtual key's allowed_routes (auth.key_routes); None for all others
+                who.routes.check(scope["path"])
             if rt.tag_mapper is not None:  # request_tag_mappings: the baggage's tags after x-litellm-tags'
                 over.tags = add_mapped(rt.tag_mapper, headers, over.tags)
             await fe.parse(ex, scope, receive, params)

@@ -1,0 +1,89 @@
+"""A virtual key's ``allowed_routes`` on every route (``auth.key_routes``), LiteLLM's ``key_type`` presets, and the
+key fields relaygate refuses rather than drop (``management.key_extras``): in-process over SQLite and a real
+PostgreSQL server, plus the matcher's rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from relaygate.auth.key_routes import KeyRoutes
+from relaygate.core.errors import GatewayError
+from tests.management.conftest import Env, api_error, run
+
+CHAT = {"model": "gpt-a", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_matching_rules() -> None:
+    r = KeyRoutes(["/v1/chat", "/v1/embed*", "info_routes", "", 7])  # type: ignore[list-item]
+    assert r.entries == ["/v1/chat", "/v1/embed*", "info_routes"]
+    assert r.allows("/v1/chat") and r.allows("/v1/chat/completions") and r.allows("/v1/chat/")
+    assert not r.allows("/v1/chatter") and not r.allows("/chat/completions")
+    assert r.allows("/v1/embeddings") and r.allows("/v1/embed")
+    assert r.allows("/key/info") and r.allows("/v1/models")  # info_routes' members
+    assert not r.allows("/key/generate") and not r.allows("/v1/completions")
+    with pytest.raises(GatewayError) as refused:
+        r.check("/v1/completions" + "x" * 500)
+    assert refused.value.status == 403
+    assert refused.value.message.startswith("Virtual key is not allowed to call this route. Only allowed to call "
+                                            "routes: ['/v1/chat', '/v1/embed*', 'info_routes']. Tried to call route: ")
+    assert len(refused.value.message) < 400  # the path is cut
+    llm = KeyRoutes(["llm_api_routes"])
+    assert llm.allows("/v1/chat/completions") and llm.allows("/chat/completions") and llm.allows("/v1/messages")
+    assert not llm.allows("/key/info") and not llm.allows("/key/generate")
+
+
+def test_allowed_routes_hold_on_every_route(db_url: str) -> None:
+    async def body(env: Env) -> None:
+        emb = (await env.ok("POST", "/key/generate", {"allowed_routes": ["/v1/embeddings"]}))["key"]
+        api_error(await env.call("POST", "/v1/chat/completions", CHAT, key=emb), 403,
+                  "Virtual key is not allowed to call this route")
+        r = await env.call("POST", "/v1/embeddings", {"model": "gpt-a", "input": "x"}, key=emb)
+        assert r.status != 403, r.body  # allowed (the mock's answer, whatever it is)
+        api_error(await env.call("GET", "/key/info", key=emb), 403, "Tried to call route: /key/info")
+        api_error(await env.call("GET", "/v1/models", key=emb), 403, "Tried to call route: /v1/models")
+        r = await env.call("POST", "/v1/messages", {"model": "gpt-a", "max_tokens": 5, "messages": [
+            {"role": "user", "content": "hi"}]}, key=emb)  # refused in Anthropic's error shape
+        assert r.status == 403 and r.json()["error"]["type"] == "permission_error", r.body
+        assert "not allowed to call this route" in r.json()["error"]["message"]
+        api_error(await env.call("GET", "/v1/files", key=emb), 403, "not allowed to call this route")
+
+        llm = (await env.ok("POST", "/key/generate", {"key_type": "llm_api"}))
+        assert llm["allowed_routes"] == ["llm_api_routes"]
+        assert (await env.call("POST", "/v1/chat/completions", CHAT, key=llm["key"])).status == 200
+        assert (await env.call("GET", "/v1/models", key=llm["key"])).status == 200
+        api_error(await env.call("GET", "/key/info", key=llm["key"]), 403, "['llm_api_routes']")
+
+        ro = await env.ok("POST", "/key/generate", {"key_type": "read_only", "allowed_routes": ["/anything"]})
+        assert ro["allowed_routes"] == ["info_routes"]  # the preset replaces what was sent, as LiteLLM's
+        assert (await env.call("GET", "/key/info", key=ro["key"])).status == 200
+        api_error(await env.call("POST", "/v1/chat/completions", CHAT, key=ro["key"]), 403, "info_routes")
+        plain = await env.ok("POST", "/key/generate", {"key_type": "default"})
+        assert not plain.get("allowed_routes")
+        assert (await env.call("POST", "/v1/chat/completions", CHAT, key=plain["key"])).status == 200
+        api_error(await env.call("POST", "/key/generate", {"key_type": "root"}), 400, "key_type")
+        api_error(await env.call("POST", "/key/update", {"key": plain["key"], "key_type": "llm_api"}), 400,
+                  "key_type")
+
+        # a key whose list is emptied calls everything again (its principal is read anew)
+        await env.ok("POST", "/key/update", {"key": emb, "allowed_routes": []})
+        assert (await env.call("POST", "/v1/chat/completions", CHAT, key=emb)).status == 200
+
+    run(db_url, body)
+
+
+def test_fields_of_features_relaygate_lacks_are_refused(db_url: str) -> None:
+    async def body(env: Env) -> None:
+        for field, value in (("tpd_limit", 1000), ("rpm_limit_type", "guaranteed_throughput"),
+                             ("guardrails", ["pii"]), ("object_permission", {"mcp_servers": ["s1"]}),
+                             ("auto_rotate", True), ("rotation_interval", "30d"),
+                             ("allowed_passthrough_routes", ["/vertex_ai/*"]), ("access_group_ids", ["g1"])):
+            api_error(await env.call("POST", "/key/generate", {field: value}), 400, f"{field}: not supported")
+        # what asks for nothing passes: null, false, empty, LiteLLM's default limit type (as its UI sends them)
+        out = await env.ok("POST", "/key/generate", {
+            "tpd_limit": None, "guardrails": [], "object_permission": {}, "auto_rotate": False,
+            "rpm_limit_type": "best_effort_throughput", "disable_global_guardrails": True, "send_invite_email": False})
+        api_error(await env.call("POST", "/key/update", {"key": out["key"], "tag_rpm_limit": {"t": 5}}), 400,
+                  "tag_rpm_limit")
+        assert (await env.call("POST", "/v1/chat/completions", CHAT, key=out["key"])).status == 200
+
+    run(db_url, body)
