@@ -87,3 +87,19 @@ def test_fields_of_features_relaygate_lacks_are_refused(db_url: str) -> None:
         assert (await env.call("POST", "/v1/chat/completions", CHAT, key=out["key"])).status == 200
 
     run(db_url, body)
+
+
+def test_team_fields_of_features_relaygate_lacks_are_refused(db_url: str) -> None:
+    async def body(env: Env) -> None:
+        for field, value in (("tags", ["prod"]), ("guardrails", ["pii"]), ("tpd_limit", 10),
+                             ("team_member_key_duration", "30d"), ("enforced_file_expires_after", {"seconds": 60})):
+            api_error(await env.call("POST", "/team/new", {"team_alias": f"t-{field}", field: value}), 400,
+                      f"{field}: not supported")
+        team = await env.ok("POST", "/team/new", {"team_alias": "quiet", "tags": [], "guardrails": None,
+                                                  "tpm_limit_type": "best_effort_throughput",
+                                                  "disable_global_guardrails": True})
+        api_error(await env.call("POST", "/team/update", {"team_id": team["team_id"], "policies": ["p1"]}), 400,
+                  "policies: not supported")
+        await env.ok("POST", "/team/update", {"team_id": team["team_id"], "max_budget": 5, "policies": []})
+
+    run(db_url, body)

@@ -339,6 +339,22 @@ def decode(body: bytes, kind: type[S]) -> S:
         raise bad_request(f"Invalid request body: not JSON ({exc})") from None
 
 
+_ASKS_NOTHING: tuple[Any, ...] = (None, False, "", [], {})
+_DEFAULT_VALUES = {"rpm_limit_type": "best_effort_throughput", "tpm_limit_type": "best_effort_throughput"}
+"""Values of refused fields that ask for what relaygate does anyway (LiteLLM's default limit type)."""
+
+
+def refuse_not_kept(sent: dict[str, Any], names: Sequence[str]) -> None:
+    """A 400 naming the first of ``names`` that ``sent`` (a request's fields) gives a value asking for something
+    (not null, false, empty, or LiteLLM's default): LiteLLM's fields of features relaygate does not have, refused
+    rather than dropped, so an operator never believes them enforced."""
+    for name in names:
+        value = sent.get(name)
+        if value not in _ASKS_NOTHING and value != _DEFAULT_VALUES.get(name):
+            raise bad_request(f"{name}: not supported by this gateway (relaygate does not have the feature it "
+                              "sets); leave it out or null", name)
+
+
 def given(s: msgspec.Struct) -> dict[str, Any]:
     """The fields of a decoded body that were sent (null included), by name."""
     return {f: v for f in s.__struct_fields__ if (v := getattr(s, f)) is not msgspec.UNSET}
@@ -439,8 +455,15 @@ class Ctx:
     sent: Any = None
     """The request body as :meth:`body` decoded it (for the management event alerts, ``events``)."""
 
-    async def body(self, kind: type[S]) -> S:
-        got = self.sent = decode(await read_body(self.receive, self.gw.runtime.body_limits), kind)
+    async def body(self, kind: type[S], refuse: Sequence[str] = ()) -> S:
+        """The body as ``kind``; ``refuse``: LiteLLM's fields of features relaygate lacks, each a 400 naming it
+        when sent with a value that asks for something (:func:`refuse_not_kept`)."""
+        raw = await read_body(self.receive, self.gw.runtime.body_limits)
+        got = self.sent = decode(raw, kind)
+        if refuse and raw:
+            sent = msgspec.json.decode(raw)
+            if isinstance(sent, dict):
+                refuse_not_kept(sent, refuse)
         return got
 
     def invalidate(self, *token_hashes: str) -> None:

@@ -8,22 +8,24 @@ What it owns, for ``/key/generate``, ``/key/update`` and ``/key/regenerate`` (``
   another value is a 400. A key's ``allowed_routes`` is enforced on every route (``auth.key_routes``). On an
   update, where LiteLLM does not read it, only ``default`` or null is taken (a 400 otherwise: the routes are
   changed with ``allowed_routes``).
-- :data:`NOT_KEPT`: LiteLLM's key fields for features relaygate does not have (a tokens-per-day limit, the
-  limit types other than best effort, tag and MCP rate limits, guardrails, policies, prompts, MCP and vector
-  store permissions, per-key pass-through route lists, access group ids, automatic rotation, throttling on a
-  spent budget, end-user budgets, output token estimates, prompt caching injection, agents and projects, invite
-  e-mails). Sent with a value that would ask for something (not null, false, empty, or LiteLLM's default), each
-  is a 400 naming it: silently dropped, an operator would believe it enforced. ``disable_global_guardrails`` is
-  accepted and has no effect (there are no global guardrails to disable).
+- :data:`NOT_KEPT` (:data:`TEAM_NOT_KEPT` for teams): LiteLLM's key fields for features relaygate does not
+  have (a tokens-per-day limit, the limit types other than best effort, tag and MCP rate limits, guardrails,
+  policies, prompts, MCP and vector store permissions, per-key pass-through route lists, access group ids,
+  automatic rotation, throttling on a spent budget, end-user budgets, output token estimates, prompt caching
+  injection, agents and projects, invite e-mails; for teams also team tags, trace ids, secret manager settings,
+  member key durations and model budgets, file and batch expiries, default member models). Sent with a value
+  that would ask for something (not null, false, empty, or LiteLLM's default), each is a 400 naming it:
+  silently dropped, an operator would believe it enforced. ``disable_global_guardrails`` is accepted and has no
+  effect (there are no global guardrails to disable).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from relaygate.management.common import bad_request
+from relaygate.management.common import bad_request, refuse_not_kept
 
-__all__ = ["KEY_TYPE_ROUTES", "NOT_KEPT", "key_extras"]
+__all__ = ["KEY_TYPE_ROUTES", "NOT_KEPT", "TEAM_NOT_KEPT", "key_extras"]
 
 KEY_TYPE_ROUTES = {"llm_api": "llm_api_routes", "management": "management_routes", "read_only": "info_routes"}
 """LiteLLM's ``_KEY_TYPE_PRESET_ROUTES``: a key type -> the route group its key may call."""
@@ -34,21 +36,21 @@ NOT_KEPT = ("tpd_limit", "rpm_limit_type", "tpm_limit_type", "tag_rpm_limit", "m
             "default_estimated_output_tokens_per_model", "enable_prompt_caching", "agent_id", "project_id",
             "send_invite_email")
 ACCEPTED = ("disable_global_guardrails",)
-_ASKS_NOTHING: tuple[Any, ...] = (None, False, "", [], {})
-_DEFAULTS = {"rpm_limit_type": "best_effort_throughput", "tpm_limit_type": "best_effort_throughput"}
-"""Values that ask for what relaygate does anyway (LiteLLM's default limit type)."""
+TEAM_NOT_KEPT = ("tpd_limit", "tags", "guardrails", "policies", "prompts", "object_permission",
+                 "allowed_passthrough_routes", "denied_passthrough_routes", "require_trace_id",
+                 "secret_manager_settings", "rpm_limit_type", "tpm_limit_type", "default_estimated_output_tokens",
+                 "default_estimated_output_tokens_per_model", "mcp_rpm_limit", "team_member_key_duration",
+                 "team_member_model_max_budget", "allowed_vector_store_indexes", "enforced_batch_output_expires_after",
+                 "enforced_file_expires_after", "access_group_ids", "default_team_member_models")
+"""LiteLLM's team fields (``NewTeamRequest`` / ``UpdateTeamRequest``) for features relaygate does not have: refused
+as the key's are (``/team/new``, ``/team/update``); ``disable_global_guardrails`` is taken and does nothing."""
 
 
 def key_extras(sent: dict[str, Any], *, new: bool) -> None:
     """Check and remove the fields of this module from ``sent`` (the fields a key request sent), applying
     ``key_type`` to ``allowed_routes`` on a ``new`` key (see the module docstring)."""
-    for name in NOT_KEPT:
-        if name in sent:
-            value = sent.pop(name)
-            if value not in _ASKS_NOTHING and value != _DEFAULTS.get(name):
-                raise bad_request(f"{name}: not supported by this gateway (relaygate does not have the feature it "
-                                  "sets); leave it out or null", name)
-    for name in ACCEPTED:
+    refuse_not_kept(sent, NOT_KEPT)
+    for name in (*NOT_KEPT, *ACCEPTED):
         sent.pop(name, None)
     if "key_type" not in sent:
         return

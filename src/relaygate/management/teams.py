@@ -49,6 +49,7 @@ from relaygate.management.common import (
     route,
     writer,
 )
+from relaygate.management.key_extras import TEAM_NOT_KEPT
 from relaygate.management.masking import unmask_metadata
 from relaygate.management.member_budgets import PATCH_FIELDS, limits_of, patch_member, shared_rows
 from relaygate.store import Budget, Duplicate, NotFound, Team, TeamMember, User
@@ -298,7 +299,7 @@ def _budget_cap(ctx: Ctx, team: Team, amount: float | None) -> None:
 
 async def new(ctx: Ctx) -> Any:
     admin_only(ctx)
-    body = await ctx.body(NewTeamBody)
+    body = await ctx.body(NewTeamBody, TEAM_NOT_KEPT)
     fields = _team_fields(ctx, body)
     for name in ("team_id", "members_with_roles"):
         fields.pop(name, None)
@@ -355,7 +356,7 @@ async def info(ctx: Ctx) -> Any:
 
 async def update(ctx: Ctx) -> Any:
     writer(ctx)
-    body = await ctx.body(UpdateTeamBody)
+    body = await ctx.body(UpdateTeamBody, TEAM_NOT_KEPT)
     fields = _team_fields(ctx, body)
     fields.pop("team_id", None)
     team = await team_admin(ctx, body.team_id)
