@@ -103,3 +103,14 @@ def test_team_fields_of_features_relaygate_lacks_are_refused(db_url: str) -> Non
         await env.ok("POST", "/team/update", {"team_id": team["team_id"], "max_budget": 5, "policies": []})
 
     run(db_url, body)
+
+
+def test_user_fields_of_features_relaygate_lacks_are_refused(db_url: str) -> None:
+    async def body(env: Env) -> None:
+        api_error(await env.call("POST", "/user/new", {"user_id": "u-g", "guardrails": ["pii"]}), 400, "guardrails")
+        api_error(await env.call("POST", "/user/new", {"user_id": "u-o", "organizations": ["org-1"]}), 400,
+                  "organizations: not supported")
+        await env.ok("POST", "/user/new", {"user_id": "u-ok", "organizations": [], "tpd_limit": None})
+        api_error(await env.call("POST", "/user/update", {"user_id": "u-ok", "tpd_limit": 5}), 400, "tpd_limit")
+
+    run(db_url, body)

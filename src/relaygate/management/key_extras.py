@@ -25,7 +25,7 @@ from typing import Any
 
 from relaygate.management.common import bad_request, refuse_not_kept
 
-__all__ = ["KEY_TYPE_ROUTES", "NOT_KEPT", "TEAM_NOT_KEPT", "key_extras"]
+__all__ = ["KEY_TYPE_ROUTES", "NOT_KEPT", "TEAM_NOT_KEPT", "USER_NOT_KEPT", "key_extras"]
 
 KEY_TYPE_ROUTES = {"llm_api": "llm_api_routes", "management": "management_routes", "read_only": "info_routes"}
 """LiteLLM's ``_KEY_TYPE_PRESET_ROUTES``: a key type -> the route group its key may call."""
@@ -44,6 +44,9 @@ TEAM_NOT_KEPT = ("tpd_limit", "tags", "guardrails", "policies", "prompts", "obje
                  "enforced_file_expires_after", "access_group_ids", "default_team_member_models")
 """LiteLLM's team fields (``NewTeamRequest`` / ``UpdateTeamRequest``) for features relaygate does not have: refused
 as the key's are (``/team/new``, ``/team/update``); ``disable_global_guardrails`` is taken and does nothing."""
+USER_NOT_KEPT = (*(n for n in NOT_KEPT if n != "send_invite_email"), "organizations")
+"""LiteLLM's user fields (``NewUserRequest`` / ``UpdateUserRequest``: the key fields of ``GenerateRequestBase``,
+and ``organizations``, memberships ``/organization/member_add`` makes here) for what relaygate does not have."""
 
 
 def key_extras(sent: dict[str, Any], *, new: bool) -> None:

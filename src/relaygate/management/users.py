@@ -44,6 +44,7 @@ from relaygate.management.common import (
     record,
     route,
 )
+from relaygate.management.key_extras import USER_NOT_KEPT
 from relaygate.management.keys import alias_free, new_key
 from relaygate.store import Key, StoreUnavailable, TeamMember, User, hash_token, key_name
 from relaygate.store.transaction import Transaction as Tx
@@ -122,7 +123,7 @@ def _user_fields(ctx: Ctx, body: UserFields) -> dict[str, Any]:
 
 async def new(ctx: Ctx) -> Any:
     admin_only(ctx)
-    return await create(ctx, await ctx.body(NewUserBody))
+    return await create(ctx, await ctx.body(NewUserBody, USER_NOT_KEPT))
 
 
 async def create(ctx: Ctx, body: NewUserBody) -> dict[str, Any]:
@@ -194,7 +195,7 @@ async def info(ctx: Ctx) -> Any:
 
 async def update(ctx: Ctx) -> Any:
     admin_only(ctx)
-    body = await ctx.body(UpdateUserBody)
+    body = await ctx.body(UpdateUserBody, USER_NOT_KEPT)
     user = await update_one(ctx, body)
     return {"user_id": body.user_id, "data": record(user)}
 
