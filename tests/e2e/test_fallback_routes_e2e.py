@@ -45,6 +45,22 @@ def _chat(url: str, model: str) -> httpx.Response:
                       json={"model": model, "messages": [{"role": "user", "content": "hello fallback"}]})
 
 
+def _settled(check: object, tries: int = 8) -> bool:
+    """``check()`` holds on ``tries`` calls in a row (both workers: the other one serves a change within a
+    second, the store's change poll), within 10 s."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if all(check() for _ in range(tries)):  # type: ignore[operator]
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _fallbacks(url: str, model: str, kind: str = "general") -> object:
+    r = httpx.get(f"{url}/fallback/{model}?fallback_type={kind}", headers=ADMIN)
+    return r.json()["fallback_models"] if r.status_code == 200 else r.status_code
+
+
 def _all_workers(url: str, model: str, ok: bool, tries: int = 12) -> bool:
     """Every one of ``tries`` requests (spread over both workers) answered (``ok``) or not."""
     deadline = time.monotonic() + 10
@@ -66,6 +82,7 @@ def test_fallbacks_set_read_and_deleted_through_the_api() -> None:
         assert _all_workers(url, "flaky", ok=True)
         answered = _chat(url, "flaky")
         assert answered.headers["x-litellm-model-group"] == "steady", answered.headers
+        assert _settled(lambda: _fallbacks(url, "flaky") == ["steady"])
         assert httpx.get(url + "/fallback/flaky", headers=ADMIN).json() == {
             "model": "flaky", "fallback_models": ["steady"], "fallback_type": "general"}
         # the file's rule is still there: the stored list started from it
@@ -73,13 +90,12 @@ def test_fallbacks_set_read_and_deleted_through_the_api() -> None:
         r = httpx.post(url + "/fallback", headers=ADMIN,
                        json={"model": "flaky", "fallback_models": ["spare", "steady"]})
         assert r.json()["message"] == "Fallback configuration updated successfully"
-        assert httpx.get(url + "/fallback/flaky", headers=ADMIN).json()["fallback_models"] == ["spare", "steady"]
+        assert _settled(lambda: _fallbacks(url, "flaky") == ["spare", "steady"])
         r = httpx.post(url + "/fallback", headers=ADMIN, json={"model": "flaky", "fallback_models": ["spare"],
                                                                 "fallback_type": "context_window"})
         assert r.status_code == 200 and r.json()["fallback_type"] == "context_window"
-        got = httpx.get(url + "/fallback/flaky?fallback_type=context_window", headers=ADMIN).json()
-        assert got["fallback_models"] == ["spare"]
-        assert httpx.get(url + "/fallback/flaky?fallback_type=content_policy", headers=ADMIN).status_code == 404
+        assert _settled(lambda: _fallbacks(url, "flaky", "context_window") == ["spare"])
+        assert _fallbacks(url, "flaky", "content_policy") == 404
 
         # LiteLLM's refusals
         for body, status, words in (
@@ -103,8 +119,8 @@ def test_fallbacks_set_read_and_deleted_through_the_api() -> None:
         r = httpx.delete(url + "/fallback/flaky", headers=ADMIN)
         assert r.status_code == 200 and r.json() == {"model": "flaky", "fallback_type": "general",
                                                       "message": "Fallback configuration deleted successfully"}
+        assert _settled(lambda: _fallbacks(url, "flaky") == 404)
         assert httpx.delete(url + "/fallback/flaky", headers=ADMIN).status_code == 404
-        assert httpx.get(url + "/fallback/flaky", headers=ADMIN).status_code == 404
         assert _all_workers(url, "flaky", ok=False, tries=4)
         assert httpx.get(url + "/fallback/spare", headers=ADMIN).json()["fallback_models"] == ["steady"]
 
