@@ -114,3 +114,15 @@ def test_user_fields_of_features_relaygate_lacks_are_refused(db_url: str) -> Non
         api_error(await env.call("POST", "/user/update", {"user_id": "u-ok", "tpd_limit": 5}), 400, "tpd_limit")
 
     run(db_url, body)
+
+
+def test_org_customer_and_budget_fields_of_features_relaygate_lacks_are_refused(db_url: str) -> None:
+    async def body(env: Env) -> None:
+        api_error(await env.call("POST", "/organization/new", {"organization_alias": "o", "model_rpm_limit": {"m": 1}}),
+                  400, "model_rpm_limit")
+        api_error(await env.call("POST", "/customer/new", {"user_id": "c1", "models": ["gpt-a"]}), 400, "models")
+        api_error(await env.call("POST", "/budget/new", {"budget_id": "b1", "tpd_limit": 100}), 400, "tpd_limit")
+        await env.ok("POST", "/customer/new", {"user_id": "c2", "models": [], "object_permission": None})
+        await env.ok("POST", "/budget/new", {"budget_id": "b2", "max_budget": 3, "allowed_models": []})
+
+    run(db_url, body)

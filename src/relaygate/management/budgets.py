@@ -33,6 +33,7 @@ from relaygate.management.common import (
     record,
     route,
 )
+from relaygate.management.key_extras import BUDGET_NOT_KEPT
 from relaygate.store import Budget, NotFound
 from relaygate.store import tables as tbl
 from relaygate.store.transaction import Transaction as Tx
@@ -108,7 +109,7 @@ def new_budget(ctx: Ctx, values: dict[str, Any], budget_id: str | None = None) -
 
 async def new(ctx: Ctx) -> Any:
     admin_only(ctx)
-    body = await ctx.body(BudgetBody)
+    body = await ctx.body(BudgetBody, BUDGET_NOT_KEPT)
     values = budget_values(ctx, body)
     budget_id = body.budget_id if isinstance(body.budget_id, str) else None
     if budget_id is not None and not budget_id.strip():
@@ -119,7 +120,7 @@ async def new(ctx: Ctx) -> Any:
 
 async def update(ctx: Ctx) -> Any:
     admin_only(ctx)
-    body = await ctx.body(BudgetBody)
+    body = await ctx.body(BudgetBody, BUDGET_NOT_KEPT)
     if not isinstance(body.budget_id, str) or not body.budget_id:
         raise bad_request("budget_id is required", "budget_id")
     values = budget_values(ctx, body)

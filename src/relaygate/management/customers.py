@@ -37,6 +37,7 @@ from relaygate.management.common import (
     record,
     route,
 )
+from relaygate.management.key_extras import CUSTOMER_NOT_KEPT
 from relaygate.store import Customer, NotFound
 from relaygate.store import tables as tbl
 from relaygate.store.transaction import Transaction as Tx
@@ -137,7 +138,7 @@ def _ids(body: CustomerIds) -> list[str]:
 
 async def new(ctx: Ctx) -> Any:
     admin_only(ctx)
-    body = await ctx.body(CustomerBody)
+    body = await ctx.body(CustomerBody, CUSTOMER_NOT_KEPT)
     if not body.user_id:
         raise bad_request("user_id is required", "user_id")
     fields = _check(ctx, body)
@@ -179,7 +180,7 @@ async def info(ctx: Ctx) -> Any:
 
 async def update(ctx: Ctx) -> Any:
     admin_only(ctx)
-    body = await ctx.body(CustomerBody)
+    body = await ctx.body(CustomerBody, CUSTOMER_NOT_KEPT)
     fields = _check(ctx, body)
     fields.pop("user_id", None)
     budget_fields = budget_values(ctx, body)

@@ -25,7 +25,8 @@ from typing import Any
 
 from relaygate.management.common import bad_request, refuse_not_kept
 
-__all__ = ["KEY_TYPE_ROUTES", "NOT_KEPT", "TEAM_NOT_KEPT", "USER_NOT_KEPT", "key_extras"]
+__all__ = ["BUDGET_NOT_KEPT", "CUSTOMER_NOT_KEPT", "KEY_TYPE_ROUTES", "NOT_KEPT", "ORG_NOT_KEPT", "TEAM_NOT_KEPT",
+           "USER_NOT_KEPT", "key_extras"]
 
 KEY_TYPE_ROUTES = {"llm_api": "llm_api_routes", "management": "management_routes", "read_only": "info_routes"}
 """LiteLLM's ``_KEY_TYPE_PRESET_ROUTES``: a key type -> the route group its key may call."""
@@ -45,6 +46,12 @@ TEAM_NOT_KEPT = ("tpd_limit", "tags", "guardrails", "policies", "prompts", "obje
 """LiteLLM's team fields (``NewTeamRequest`` / ``UpdateTeamRequest``) for features relaygate does not have: refused
 as the key's are (``/team/new``, ``/team/update``); ``disable_global_guardrails`` is taken and does nothing."""
 USER_NOT_KEPT = (*(n for n in NOT_KEPT if n != "send_invite_email"), "organizations")
+BUDGET_NOT_KEPT = ("tpd_limit", "allowed_models", "temp_budget_increase", "temp_budget_expiry")
+"""LiteLLM's budget row fields (``LiteLLM_BudgetTable``) relaygate does not keep on a budget row (``/budget/*``,
+and the budget fields of organizations)."""
+ORG_NOT_KEPT = (*BUDGET_NOT_KEPT, "model_rpm_limit", "model_tpm_limit", "object_permission")
+CUSTOMER_NOT_KEPT = ("tpd_limit", "models", "object_permission")
+"""A customer's (end user's) ``models`` too: LiteLLM's allow-list of models for an end user, not enforced here."""
 """LiteLLM's user fields (``NewUserRequest`` / ``UpdateUserRequest``: the key fields of ``GenerateRequestBase``,
 and ``organizations``, memberships ``/organization/member_add`` makes here) for what relaygate does not have."""
 

@@ -41,6 +41,7 @@ from relaygate.management.common import (
     route,
     writer,
 )
+from relaygate.management.key_extras import ORG_NOT_KEPT
 from relaygate.store import NotFound, Organization, OrganizationMember, User
 from relaygate.store import tables as tbl
 from relaygate.store.transaction import Transaction as Tx
@@ -175,7 +176,7 @@ def _check_models(ctx: Ctx, models: list[str] | None) -> None:
 
 async def new(ctx: Ctx) -> Any:
     admin_only(ctx)
-    body = await ctx.body(NewOrgBody)
+    body = await ctx.body(NewOrgBody, ORG_NOT_KEPT)
     if not isinstance(body.organization_alias, str) or not body.organization_alias.strip():
         raise bad_request("organization_alias is required", "organization_alias")
     budget = budget_values(ctx, body)
@@ -226,7 +227,7 @@ async def info_many(ctx: Ctx) -> Any:
 
 async def update(ctx: Ctx) -> Any:
     admin_only(ctx)
-    body = await ctx.body(UpdateOrgBody)
+    body = await ctx.body(UpdateOrgBody, ORG_NOT_KEPT)
     budget = budget_values(ctx, body)
     fields = {k: v for k, v in given(body).items() if k in ("organization_alias", "models", "metadata", "budget_id")}
     org = await ctx.store.get_organization(body.organization_id)
