@@ -275,7 +275,7 @@ def test_every_page_writes_through_the_api(gateway: GatewayProc, tmp_path: Path)
     from playwright.sync_api import sync_playwright
 
     shots = screenshot_dir(tmp_path / "screenshots")
-    watch = PageWatch(allowed={(401, "/ui/session")})
+    watch = PageWatch(allowed={(401, "/ui/session"), (503, "/health")})  # a deployment checked unhealthy: 503
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
         try:
@@ -408,6 +408,16 @@ def admin_actions(page: Any, base: str, urls: list[str]) -> None:
     model_row = page.locator("[data-testid=models-table] tr", has_text="db-chat")
     model_row.locator(".badge", has_text="database").wait_for()
     assert "sk-upstream-secret-db" not in page.content()
+    # checked now (its upstream refuses connections): told, and kept in the health check history
+    model_row.get_by_role("button", name="Check db-chat").click()
+    page.locator("[data-testid=msg-error]", has_text="db-chat: unhealthy").wait_for()
+    kept = page.locator("[data-testid=health-history-table] tr", has_text="db-chat")
+    for _ in range(20):  # the row is written off the check's answer: refreshed until it shows
+        if kept.count():
+            break
+        page.click("[data-testid=models-refresh]")
+        page.wait_for_timeout(250)
+    kept.first.locator(".badge", has_text="unhealthy").wait_for()
     model_row.get_by_role("button", name="Delete db-chat").click()
     confirm(page)
     model_row.wait_for(state="detached")

@@ -1,9 +1,10 @@
 // Models: the deployments of /model/info (config-file and database ones, marked), their health from
-// /health/deployments (state, last check, cooldown), and add / edit / delete of database models
-// (/model/new, /model/update, /model/delete). An api_key is a password field and is never shown back:
+// /health/deployments (state, last check, cooldown), a health check of one deployment now (/health?model_id=,
+// kept in the history) and the stored health check history (/health/history) for the admin and its viewer,
+// and add / edit / delete of database models (/model/new, /model/update, /model/delete). An api_key is a password field and is never shown back:
 // /model/info does not return it, and an empty field on edit keeps the stored one.
 
-import { canWrite, get, isAdmin, post } from "../api.js";
+import { canWrite, get, isAdmin, post, readsAll } from "../api.js";
 import { actions, append, button, clear, confirm, errorBox, h, notify, table, when } from "../dom.js";
 import { badge, formDialog, pageHeader } from "../crud.js";
 
@@ -40,8 +41,50 @@ function body(b) {
   return out;
 }
 
+async function checkNow(m) {
+  // GET /health?model_id= answers 503 with the same body when the deployment is not healthy
+  let result;
+  try {
+    result = await get("/health", { model_id: m.model_info.id }, { quiet401: true });
+  } catch (err) {
+    if (err.status !== 503 || !err.body || typeof err.body !== "object") {
+      notify(err.message, "error");
+      return;
+    }
+    result = err.body;
+  }
+  const bad = (result.unhealthy_endpoints || [])[0];
+  if (bad) notify(`${m.model_name}: unhealthy${bad.error ? ` — ${bad.error}` : ""}`, "error");
+  else notify(`${m.model_name}: healthy`, "ok");
+}
+
+function historyTable(rows) {
+  const cols = [
+    { label: "Checked", get: (r) => when(r.checked_at) },
+    { label: "Model", get: (r) => r.model_name },
+    { label: "Deployment", class: "mono", get: (r) => r.model_id || "—" },
+    { label: "Status", get: (r) => badge(r.status, r.status === "healthy" ? "ok" : "bad") },
+    { label: "Healthy / unhealthy", get: (r) => `${r.healthy_count} / ${r.unhealthy_count}` },
+    { label: "Response time", get: (r) => (r.response_time_ms === null || r.response_time_ms === undefined ? "—" : `${Math.round(r.response_time_ms)} ms`) },
+    { label: "Error", get: (r) => r.error_message || "—" },
+    { label: "Checked by", get: (r) => r.checked_by || "—" },
+  ];
+  return table(cols, rows, { testid: "health-history-table", empty: "No health check kept yet." });
+}
+
 export async function render(container) {
   const listBox = h("div", { class: "page-body" });
+  const historyBox = h("div", { class: "page-body" });
+  const loadHistory = async () => {
+    if (!readsAll()) return;
+    try {
+      const got = await get("/health/history", { limit: 50 }, { quiet401: true });
+      append(clear(historyBox), [h("h2", { text: "Health check history" }), historyTable(got.health_checks || [])]);
+    } catch (err) {
+      append(clear(historyBox), [h("h2", { text: "Health check history" }),
+        h("p", { class: "muted", text: `Not available: ${err.message}` })]);
+    }
+  };
   const reload = async () => {
     let info;
     let health = null;
@@ -71,6 +114,16 @@ export async function render(container) {
       { label: "Latency (EWMA)", get: (m) => (m.health && m.health.ewma_ms !== null && m.health.ewma_ms !== undefined ? `${Math.round(m.health.ewma_ms)} ms` : "—") },
       { label: "Price in / out (per 1M)", get: (m) => `$${((m.model_info.input_cost_per_token || 0) * 1e6).toFixed(2)} / $${((m.model_info.output_cost_per_token || 0) * 1e6).toFixed(2)}` },
     ];
+    if (readsAll()) {
+      cols.push({
+        label: "Check",
+        get: (m) => (m.model_info && m.model_info.id ? button("Check", async () => {
+          await checkNow(m);
+          await reload();
+          await loadHistory();
+        }, { class: "secondary", "aria-label": `Check ${m.model_name}` }) : "—"),
+      });
+    }
     if (isAdmin()) {
       cols.push({
         label: "Actions",
@@ -100,7 +153,10 @@ export async function render(container) {
     }
     append(clear(listBox), [healthNote, table(cols, rows, { testid: "models-table", empty: "No models configured." })]);
   };
-  const tools = [button("Refresh", reload, { class: "secondary" })];
+  const tools = [button("Refresh", async () => {
+    await reload();
+    await loadHistory();
+  }, { class: "secondary", "data-testid": "models-refresh" })];
   if (isAdmin() && canWrite()) {
     tools.push(button("Add model", () => formDialog("Add a database model", fields("create"), {
       submitText: "Add model",
@@ -111,6 +167,7 @@ export async function render(container) {
       },
     }), { "data-testid": "model-create" }));
   }
-  container.append(pageHeader("Models", tools), listBox);
+  container.append(pageHeader("Models", tools), listBox, historyBox);
   await reload();
+  await loadHistory();
 }
