@@ -62,6 +62,8 @@ def test_failed_request_analytics(db_url: str) -> None:
         one = await env.ok("GET", f"/gateway/errors/activity?start_date={_day(1)}&end_date={_day(1)}")
         assert one["total_failed_requests"] == 1 and one["by_team"] == []
         api_error(await env.call("GET", "/gateway/errors/activity?start_date=yesterday"), 400, "start_date")
+        edge = await env.ok("GET", "/gateway/errors/activity?start_date=0001-01-01&end_date=9999-12-31")
+        assert edge["total_failed_requests"] == 5
         api_error(await env.call("GET", "/gateway/errors/activity", key=key), 403, "Only proxy admin roles")
 
     run(db_url, body)

@@ -65,7 +65,8 @@ def test_scoped_spend_reports(db_url: str) -> None:
         for query, needle in (("", "Please provide start_date and end_date"),
                               ("start_date=2026-11-03&end_date=2026-11-01", "on or before end_date"),
                               ("start_date=2026-11-01&end_date=11/03/2026", "YYYY-MM-DD"),
-                              ("start_date=2024-01-01&end_date=2026-01-01", "maximum is 366 days")):
+                              ("start_date=2024-01-01&end_date=2026-01-01", "maximum is 366 days"),
+                              ("start_date=9999-12-31&end_date=9999-12-31", "before 9999-12-31")):
             api_error(await env.call("GET", f"/key/spend/report?{query}", key=ann), 400, needle)
 
     run(db_url, body)

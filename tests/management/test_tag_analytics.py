@@ -78,6 +78,8 @@ def test_user_agent_analytics(db_url: str) -> None:
         assert by_tag["plain"]["total_requests"] == 2
         api_error(await env.call("GET", "/tag/summary?start_date=2026-13-01&end_date=2026-12-01"), 400, "YYYY-MM-DD")
         api_error(await env.call("GET", "/tag/summary?end_date=2026-12-01"), 400, "start_date")
+        wide = await env.ok("GET", "/tag/summary?start_date=0001-01-01&end_date=9999-12-31")
+        assert {r["tag"]: r["total_requests"] for r in wide["results"]}[UA] == 6
 
         page = await env.ok("GET", "/tag/user-agent/per-user-analytics?page_size=1")
         assert page["total_count"] == 2 and page["total_pages"] == 2 and len(page["results"]) == 1

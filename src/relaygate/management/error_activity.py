@@ -27,7 +27,7 @@ LOOKBACK_DAYS = 30
 def _date(ctx: Ctx, name: str, default: str) -> str:
     value = ctx.query.get(name) or default
     try:
-        return datetime.strptime(value, "%Y-%m-%d").strftime("%Y-%m-%d")
+        return datetime.strptime(value, "%Y-%m-%d").date().isoformat()  # strftime drops a year's zeros
     except ValueError:
         raise bad_request(f"{name} must be a date, YYYY-MM-DD: got {value!r}", name) from None
 

@@ -58,6 +58,8 @@ def _range(ctx: Ctx) -> tuple[datetime, datetime]:
         raise bad_request("start_date must be on or before end_date", "start_date")
     if b - a > timedelta(days=MAX_DAYS):
         raise bad_request(f"Date range too large; maximum is {MAX_DAYS} days", "start_date")
+    if b.year == 9999 and b.month == 12 and b.day == 31:  # no day follows it
+        raise bad_request("end_date must be before 9999-12-31", "end_date")
     return a, b + timedelta(days=1)
 
 

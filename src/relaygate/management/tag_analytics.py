@@ -101,7 +101,7 @@ def _date(ctx: Ctx, name: str) -> str:
     if not value:
         raise bad_request(f"{name} is required (YYYY-MM-DD)", name)
     try:
-        return datetime.strptime(value, _FMT).strftime(_FMT)
+        return datetime.strptime(value, _FMT).date().isoformat()  # strftime drops a year's leading zeros
     except ValueError:
         raise bad_request(f"Invalid date format. Use YYYY-MM-DD: {name}={value!r}", name) from None
 

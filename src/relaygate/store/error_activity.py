@@ -21,13 +21,14 @@ __all__ = ["ENTITY_LIMIT", "KINDS", "by_day", "entities"]
 
 ENTITY_LIMIT = 25
 """Callers of each kind listed at most, the most failures first (LiteLLM's)."""
+_LAST_DAY = datetime(9999, 12, 30)
 KINDS = {"key": "api_key", "team": "team_id", "user": "user_id", "model": "model_group"}
 """A caller kind -> its spend-log column."""
 
 
 def _bounds(store: Store, first: str, last: str) -> list[Any]:
     start = datetime.strptime(first, "%Y-%m-%d")
-    end = datetime.strptime(last, "%Y-%m-%d") + timedelta(days=1)
+    end = min(datetime.strptime(last, "%Y-%m-%d"), _LAST_DAY) + timedelta(days=1)  # 9999-12-31 has no next day
     return [t.SPEND_LOGS.to_db("start_time", at, store.dialect) for at in (start, end)]
 
 
