@@ -22,6 +22,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         budgets,
         cost_estimate,
         cost_settings,
+        credentials,
         customers,
         daily_activity,
         daily_aggregated,
@@ -59,6 +60,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     cost_estimate.add_routes(t, gw)  # /cost/estimate
     cost_settings.add_routes(t, gw)  # PATCH /config/cost_discount_config ... (the GETs: gateway.config_view)
     fallbacks.add_routes(t, gw)  # POST /fallback, GET and DELETE /fallback/{model}
+    credentials.add_routes(t, gw)  # /credentials: stored provider credentials for stored models
     tag_analytics.add_routes(t, gw)  # /tag/distinct, /tag/dau|wau|mau, /tag/summary, per-user analytics
     error_activity.add_routes(t, gw)  # GET /gateway/errors/activity
     daily_activity.add_routes(t, gw)  # /{user,team,tag,organization,customer}/daily/activity

@@ -35,6 +35,7 @@ import msgspec
 
 from relaygate.config import ConfigError
 from relaygate.config.env import PROVIDERS
+from relaygate.config.litellm import with_credential
 from relaygate.config.loader import make_deployment
 from relaygate.config.model import Config, Deployment
 from relaygate.core.errors import GatewayError, register_secrets
@@ -42,6 +43,7 @@ from relaygate.http.routes import RouteTable
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, not_found, record, route
 from relaygate.management.events import model_added
 from relaygate.store import ModelRow, NotFound, Store
+from relaygate.store.credentials import Credential, list_credentials, opened
 from relaygate.store.sealing import (
     Sealer,
     SealError,
@@ -83,16 +85,17 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
 # -- rows as deployments ------------------------------------------------------------------------------
 
 
-def deployment_of(row: ModelRow) -> Deployment:
+def deployment_of(row: ModelRow, credentials: dict[str, dict[str, Any]] | None = None) -> Deployment:
     """The deployment a stored row describes, checked as a ``model_list`` entry (ConfigError naming the field,
-    relative to the row: ``litellm_params.model`` ...)."""
+    relative to the row: ``litellm_params.model`` ...). Its ``litellm_credential_name`` names one of the stored
+    ``credentials`` (``store.credentials``, opened): their values under the row's own, as LiteLLM merges them."""
     if not row.model_name:
         raise ConfigError(SOURCE, "model_name", "expected a non-empty string")
-    if "litellm_credential_name" in row.litellm_params:  # resolved only against a config file's credential_list
-        raise ConfigError(SOURCE, "litellm_params.litellm_credential_name", "a stored model cannot name a "
-                          "credential of the config's credential_list: give its api_key / api_base")
+    params = dict(row.litellm_params)
+    if "litellm_credential_name" in params:
+        params = with_credential(params, credentials or {}, SOURCE, "")  # a name not stored: the ConfigError
     info = {**row.model_info, "id": row.model_id, "db_model": True}
-    dep = make_deployment(row.model_name, dict(row.litellm_params), info, SOURCE, "", where=f"model {row.model_id}")
+    dep = make_deployment(row.model_name, params, info, SOURCE, "", where=f"model {row.model_id}")
     if dep.provider not in PROVIDERS:
         raise ConfigError(SOURCE, "litellm_params.model", f"relaygate has no provider `{dep.provider}`")
     if "*" not in dep.model:
@@ -122,6 +125,8 @@ async def read_db_models(store: Store, sealer: Sealer) -> tuple[tuple[Any, ...],
     the deployments of those that are valid (an invalid row is logged and skipped, as the config loader
     skips a deployment it cannot serve)."""
     rows = sorted(await stored_models(store), key=lambda r: r.model_id)
+    stored = await list_credentials(store)
+    credentials = stored_credentials(stored, sealer)
     deps = []
     for row in rows:
         if row.blocked:
@@ -133,10 +138,26 @@ async def read_db_models(store: Store, sealer: Sealer) -> tuple[tuple[Any, ...],
             continue
         register_secrets(credential_strings(params))
         try:
-            deps.append(deployment_of(msgspec.structs.replace(row, litellm_params=params)))
+            deps.append(deployment_of(msgspec.structs.replace(row, litellm_params=params), credentials))
         except ConfigError as exc:
             log.error("database model %s (%s) skipped: %s", row.model_id, row.model_name, exc)
-    return tuple((r.model_id, r.updated_at, r.blocked) for r in rows), deps
+    return (*((r.model_id, r.updated_at, r.blocked) for r in rows),
+            *(("credential", c.credential_name, c.updated_at) for c in stored)), deps
+
+
+def stored_credentials(stored: list[Credential], sealer: Sealer) -> dict[str, dict[str, Any]]:
+    """The stored credentials' values by name, opened (one that does not open is logged and left out: a model
+    naming it is then skipped, naming the credential) and registered with the log redactor."""
+    out: dict[str, dict[str, Any]] = {}
+    for cred in stored:
+        try:
+            values = opened(cred.credential_values, sealer)
+        except SealError as exc:
+            log.error("stored credential %s skipped: %s", ascii(cred.credential_name), exc)
+            continue
+        register_secrets([v for v in values.values() if isinstance(v, str) and len(v) >= 8])
+        out[cred.credential_name] = values
+    return out
 
 
 def with_db_models(config: Config, deps: list[Deployment]) -> Config:
@@ -173,9 +194,9 @@ def _warn_unsealed(sealer: Sealer) -> None:
         log.warning("stored models' credentials are written unsealed: set LITELLM_SALT_KEY or a master key")
 
 
-def _checked(row: ModelRow) -> None:
+def _checked(row: ModelRow, credentials: dict[str, dict[str, Any]] | None = None) -> None:
     try:
-        deployment_of(row)
+        deployment_of(row, credentials)
     except ConfigError as exc:
         field = exc.field.lstrip(".") or "litellm_params"
         raise bad_request(f"Invalid model: {field}: {exc.detail}", field) from None
@@ -207,8 +228,8 @@ async def new(ctx: Ctx) -> Any:
     who = ctx.caller.user_id or "default_user_id"
     row = ModelRow(model_id=model_id, model_name=body.model_name, litellm_params=body.litellm_params,
                    model_info=info, created_by=who, updated_by=who)
-    _checked(row)
     sealer = sealer_for(ctx.gw.runtime.config)
+    _checked(row, stored_credentials(await list_credentials(ctx.store), sealer))
     _warn_unsealed(sealer)
     row = await ctx.store.create_model(
         msgspec.structs.replace(row, litellm_params=seal_credentials(row.litellm_params, sealer)))
@@ -237,7 +258,7 @@ async def update(ctx: Ctx) -> Any:
     params = {**before, **{k: v for k, v in (body.litellm_params or {}).items() if v is not None}}
     merged = msgspec.structs.replace(old, model_name=body.model_name or old.model_name, litellm_params=params,
                                      model_info={**old.model_info, **info})
-    _checked(merged)
+    _checked(merged, stored_credentials(await list_credentials(ctx.store), sealer))
     _warn_unsealed(sealer)
     params = seal_credentials(params, sealer)
     row = await ctx.store.update_model(old.model_id, model_name=merged.model_name, litellm_params=params,

@@ -310,14 +310,28 @@ def _v14(dialect: str) -> list[str]:
     return [*_tables(dialect, _V14_TABLES), *_V14_INDEXES]
 
 
+_V15_TABLES: dict[str, tuple[str, str]] = {
+    # reusable provider credentials made through the API (LiteLLM's LiteLLM_CredentialsTable): every string value
+    # sealed as stored models' credentials are; a stored model names one with litellm_credential_name
+    "rg_credentials": ("credential_name:t display_name:t credential_values:j credential_info:j created_at:ts "
+                       "created_by:t updated_at:ts updated_by:t", "credential_name"),
+}
+
+
+def _v15(dialect: str) -> list[str]:
+    """Step 15: stored credentials (``/credentials``, ``store.credentials``)."""
+    return _tables(dialect, _V15_TABLES)
+
+
 MIGRATIONS: dict[str, list[list[str]]] = {
     # dialect -> steps; step N (1-based) is MIGRATIONS[dialect][N - 1]
     "sqlite": [_v1("sqlite"), _v2("sqlite"), _v3("sqlite"), _V4, _v5("sqlite"), _v6("sqlite"), _v7("sqlite"),
                _v8("sqlite"), _v9("sqlite"), _v10("sqlite"), _v11("sqlite"), _v12("sqlite"), _v13("sqlite"),
-               _v14("sqlite")],
+               _v14("sqlite"), _v15("sqlite")],
     "postgres": [_v1("postgres"), _v2("postgres"), _v3("postgres"), _V4, _v5("postgres"), _v6("postgres"),
                  _v7("postgres"), _v8("postgres"), _v9("postgres"), _v10("postgres"), _v11("postgres"),
-                 _v12("postgres"), _v13("postgres"), _v14("postgres")],
+                 _v12("postgres"), _v13("postgres"), _v14("postgres"),
+                 _v15("postgres")],
 }
 LATEST = len(MIGRATIONS["sqlite"])
 assert all(len(steps) == LATEST for steps in MIGRATIONS.values())

@@ -1,0 +1,99 @@
+"""LiteLLM's credential routes (``management.credentials``) against a real ``relaygate serve`` (two workers, SQLite)
+and a real mock upstream: a stored credential's values serve the stored models that name it (the upstream sees
+its key), a change to it reaches every worker, values are sealed at rest and masked in answers, and LiteLLM's
+refusals (the rules, on both databases: tests/management/test_credentials.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bench.procs import start_mock
+from tests.conftest import start_gateway
+
+pytestmark = pytest.mark.e2e
+
+MASTER = "sk-credentials-master"
+ADMIN = {"Authorization": f"Bearer {MASTER}"}
+UP_KEY = "sk-upstream-from-credential-1234"
+
+
+def _config(db: Path) -> str:
+    return f"""
+model_list:
+  - model_name: plain
+    litellm_params: {{model: mock/echo}}
+general_settings:
+  master_key: {MASTER}
+  database_url: sqlite:///{db}
+  store_model_in_db: true
+"""
+
+
+def _chat(url: str) -> httpx.Response:
+    return httpx.post(url + "/v1/chat/completions", headers=ADMIN, timeout=20,
+                      json={"model": "via-cred", "messages": [{"role": "user", "content": "hello"}]})
+
+
+def _upstream_keys(mock: Any) -> set[str]:
+    return {v for r in mock.requests() for k, v in r["headers"] if k.lower() == "authorization"}
+
+
+def test_stored_credential_serves_stored_models(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    with start_mock(name="cred-up") as mock, start_gateway(_config(db), workers=2) as gw:
+        url = gw.url
+        r = httpx.post(url + "/credentials", headers=ADMIN, json={
+            "credential_name": "team-openai", "display_name": "Team OpenAI",
+            "credential_values": {"api_key": UP_KEY, "api_base": mock.openai_base},
+            "credential_info": {"custom_llm_provider": "openai"}})
+        assert r.status_code == 200 and r.json() == {"success": True, "message": "Credential created successfully"}
+        r = httpx.post(url + "/credentials", headers=ADMIN, json={"credential_name": "team-openai",
+                                                                  "credential_values": {"api_key": "x"}})
+        assert r.status_code == 409 and "already exists" in r.json()["error"]["message"]
+        listed = httpx.get(url + "/credentials", headers=ADMIN).json()
+        view = listed["credentials"][0]
+        assert view == {"credential_name": "team-openai", "display_name": "Team OpenAI",
+                        "credential_values": {"api_key": "sk****34", "api_base": mock.openai_base},
+                        "credential_info": {"custom_llm_provider": "openai"}, "source": "db"}
+        assert UP_KEY not in httpx.get(url + "/credentials/by_name/team-openai", headers=ADMIN).text
+        with sqlite3.connect(db) as c:  # sealed at rest
+            stored = c.execute("SELECT credential_values FROM rg_credentials").fetchone()[0]
+        assert UP_KEY not in stored and mock.openai_base not in stored
+
+        r = httpx.post(url + "/model/new", headers=ADMIN, json={
+            "model_name": "via-cred", "litellm_params": {"model": "openai/mock-model",
+                                                         "litellm_credential_name": "team-openai"}})
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(_chat(url).status_code == 200 for _ in range(6)):
+            time.sleep(0.2)
+        assert all(_chat(url).status_code == 200 for _ in range(6))
+        assert _upstream_keys(mock) == {f"Bearer {UP_KEY}"}
+
+        # a new key in the credential: every worker's model calls with it (within a second)
+        r = httpx.patch(url + "/credentials/team-openai", headers=ADMIN, json={
+            "credential_values": {"api_key": "sk-rotated-upstream-key-5678", "api_base": mock.openai_base}})
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            mock.reset()
+            for _ in range(6):
+                assert _chat(url).status_code == 200
+            if _upstream_keys(mock) == {"Bearer sk-rotated-upstream-key-5678"}:
+                break
+            time.sleep(0.3)
+        assert _upstream_keys(mock) == {"Bearer sk-rotated-upstream-key-5678"}
+
+        r = httpx.delete(url + "/credentials/team-openai", headers=ADMIN)
+        assert r.status_code == 409 and "used by stored model" in r.json()["error"]["message"]
+        model_id = next(m["model_info"]["id"] for m in httpx.get(url + "/model/info", headers=ADMIN).json()["data"]
+                        if m["model_name"] == "via-cred")
+        assert httpx.post(url + "/model/delete", headers=ADMIN, json={"id": model_id}).status_code == 200
+        assert httpx.delete(url + "/credentials/team-openai", headers=ADMIN).json()["success"] is True
+        assert httpx.get(url + "/credentials/by_name/team-openai", headers=ADMIN).status_code == 404
