@@ -8,7 +8,8 @@ What it owns:
   no deployment has is a 404, ``Model with ID <id> not found``) only those are checked, and none healthy is a
   503 with the same body, so a monitor can read the status alone. A virtual key checks only the deployments of
   the model groups it may use (unless it is the proxy admin's key with every model): asking for another is a
-  403 ``key not allowed to health-check model <name>``. Only the proxy admin sees ``api_base``; everyone else
+  403 ``key not allowed to health-check model <name>``. Only the proxy admin sees ``api_base`` (without the
+  userinfo or query string a URL may carry credentials in, as ``/health/deployments`` shows it); everyone else
   gets the entries without it and a ``Litellm-Health-Field-Notice`` header saying so (LiteLLM's). With
   ``background_health_checks`` on, the answer is the last background round's results instead of new upstream
   calls (the setting's point, in LiteLLM's words: models are not queried each time ``/health`` is called); a
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from relaygate.core.errors import GatewayError
+from relaygate.core.urls import public_base
 from relaygate.gateway.health_history import CheckRow, log_of
 from relaygate.gateway.health_view import background_settings, book_of, check_deployments, health_targets
 from relaygate.http.respond import send_json
@@ -104,8 +106,9 @@ async def health(gw: Gateway, scope: Scope, receive: Receive, send: Send, params
         entry: dict[str, Any] = {"model": target.dep.model}
         if details:
             entry.update(model_name=target.dep.model_name, model_id=target.dep.id)
-            if admin and target.provider.api_base:
-                entry["api_base"] = target.provider.api_base
+            shown = public_base(target.provider.api_base) if admin else None  # never its userinfo or query
+            if shown:
+                entry["api_base"] = shown
         if err is None:
             healthy.append(entry)
         else:
