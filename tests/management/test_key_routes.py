@@ -27,6 +27,8 @@ def test_matching_rules() -> None:
     assert refused.value.message.startswith("Virtual key is not allowed to call this route. Only allowed to call "
                                             "routes: ['/v1/chat', '/v1/embed*', 'info_routes']. Tried to call route: ")
     assert len(refused.value.message) < 400  # the path is cut
+    root = KeyRoutes(["/"])  # the root path alone, as LiteLLM matches it, not every path
+    assert root.allows("/") and not root.allows("/v1/chat/completions")
     llm = KeyRoutes(["llm_api_routes"])
     assert llm.allows("/v1/chat/completions") and llm.allows("/chat/completions") and llm.allows("/v1/messages")
     assert not llm.allows("/key/info") and not llm.allows("/key/generate")

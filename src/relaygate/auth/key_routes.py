@@ -37,7 +37,7 @@ class KeyRoutes:
     def __init__(self, entries: Iterable[str]) -> None:
         self.entries = [e for e in entries if isinstance(e, str) and e]
         self._groups = RouteSet([e for e in self.entries if e in GROUPS])
-        self._under = tuple(e.rstrip("/") for e in self.entries if e not in GROUPS and "*" not in e)
+        self._under = tuple(e.rstrip("/") or "/" for e in self.entries if e not in GROUPS and "*" not in e)
         self._globs = tuple(re.compile("^" + ".*".join(re.escape(p) for p in e.split("*")) + "$")
                             for e in self.entries if e not in GROUPS and "*" in e)
         self._memo: dict[str, bool] = {}
@@ -46,7 +46,7 @@ class KeyRoutes:
         verdict = self._memo.get(path)
         if verdict is None:
             bare = path[:-1] if len(path) > 1 and path.endswith("/") else path
-            verdict = (any(bare == u or bare.startswith(u + "/") for u in self._under)
+            verdict = (any(bare == u or (u != "/" and bare.startswith(u + "/")) for u in self._under)
                        or any(g.match(bare) for g in self._globs) or self._groups.allows(bare))
             if len(self._memo) >= _MEMO_MAX:
                 self._memo.clear()
