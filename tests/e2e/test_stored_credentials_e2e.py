@@ -90,10 +90,14 @@ def test_stored_credential_serves_stored_models(tmp_path: Path) -> None:
             time.sleep(0.3)
         assert _upstream_keys(mock) == {"Bearer sk-rotated-upstream-key-5678"}
 
-        r = httpx.delete(url + "/credentials/team-openai", headers=ADMIN)
-        assert r.status_code == 409 and "used by stored model" in r.json()["error"]["message"]
         model_id = next(m["model_info"]["id"] for m in httpx.get(url + "/model/info", headers=ADMIN).json()["data"]
                         if m["model_name"] == "via-cred")
+        by_model = httpx.get(f"{url}/credentials/by_model/{model_id}", headers=ADMIN).json()
+        assert by_model == {"credential_name": f"via-cred-credential-{model_id}", "credential_info": {},
+                            "credential_values": {"api_key": "sk****78", "api_base": mock.openai_base}}, by_model
+        assert httpx.get(url + "/credentials/by_model/nope", headers=ADMIN).status_code == 404
+        r = httpx.delete(url + "/credentials/team-openai", headers=ADMIN)
+        assert r.status_code == 409 and "used by stored model" in r.json()["error"]["message"]
         assert httpx.post(url + "/model/delete", headers=ADMIN, json={"id": model_id}).status_code == 200
         assert httpx.delete(url + "/credentials/team-openai", headers=ADMIN).json()["success"] is True
         assert httpx.get(url + "/credentials/by_name/team-openai", headers=ADMIN).status_code == 404

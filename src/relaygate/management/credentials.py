@@ -10,6 +10,8 @@ serves its deployments; these serve the models the API stores.
   (``store.credentials``); ``model_id`` takes the values from that deployment's credentials (``api_key``,
   ``api_base``, ``api_version`` and the other credential fields of its ``litellm_params``). A name taken is
   LiteLLM's 409. Answer ``{"success": true, "message": "Credential created successfully"}``.
+- ``GET /credentials/by_model/{model_id}`` (the proxy admin and its viewer): a deployment's credential values
+  (its secret-named ``litellm_params``, base URL, version ...), masked, named ``<model>-credential-<id>``.
 - ``GET /credentials``, ``GET /credentials/by_name/{name}`` (the proxy admin and its viewer): LiteLLM's view,
   ``{"credential_name", "display_name", "credential_values", "credential_info", "source": "db"}``, a value whose
   name marks it secret masked as LiteLLM masks it (its first and last two characters around ``****``;
@@ -123,18 +125,24 @@ def _opened(ctx: Ctx, cred: store_creds.Credential) -> dict[str, Any]:
         return {k: "*****" for k in cred.credential_values}
 
 
-def _from_model(ctx: Ctx, model_id: str) -> dict[str, Any]:
+def _model_values(ctx: Ctx, model_id: str) -> tuple[str, dict[str, Any]]:
+    """A deployment's model name and credential values (its secret-named ``litellm_params`` and its base URL,
+    version, organization, region and project); LiteLLM's 404 for an id no deployment has."""
     for dep in ctx.gw.runtime.config.deployments:
         if dep.id == model_id:
             own = {"api_key": dep.api_key, "api_base": dep.api_base, "api_version": dep.api_version,
                    "organization": dep.organization}
-            values = {k: v for k, v in {**dep.extra, **own}.items()
-                      if v is not None and (_secret(k) or k in _FROM_MODEL)}
-            if not values:
-                raise bad_request("Credential values are required. Unable to infer credential values from model "
-                                  "ID.", "model_id")
-            return values
+            return dep.model_name, {k: v for k, v in {**dep.extra, **own}.items()
+                                    if v is not None and (_secret(k) or k in _FROM_MODEL)}
     raise GatewayError("Model not found", status=404, type="not_found_error", param="model_id")
+
+
+def _from_model(ctx: Ctx, model_id: str) -> dict[str, Any]:
+    values = _model_values(ctx, model_id)[1]
+    if not values:
+        raise bad_request("Credential values are required. Unable to infer credential values from model ID.",
+                          "model_id")
+    return values
 
 
 async def create(ctx: Ctx) -> Any:
@@ -170,6 +178,16 @@ async def by_name(ctx: Ctx) -> Any:
         raise GatewayError(f"Credential not found. Got credential name: {name}", status=404, type="not_found_error",
                            param="credential_name")
     return _view(cred, _opened(ctx, cred))
+
+
+async def by_model(ctx: Ctx) -> Any:
+    """LiteLLM's ``GET /credentials/by_model/{model_id}``: the deployment's credential values, masked, as a
+    credential named ``<model name>-credential-<id>``."""
+    admin_only(ctx, read=True)
+    model_id = ctx.params["model_id"]
+    name, values = _model_values(ctx, model_id)
+    return {"credential_name": f"{name}-credential-{model_id}", "credential_values": masked(values),
+            "credential_info": {}}
 
 
 async def update(ctx: Ctx) -> Any:
@@ -224,5 +242,6 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     route(t, gw, "POST", "/credentials", create)
     route(t, gw, "GET", "/credentials", list_all)
     route(t, gw, "GET", "/credentials/by_name/{name:path}", by_name)
+    route(t, gw, "GET", "/credentials/by_model/{model_id}", by_model)
     route(t, gw, "PATCH", "/credentials/{name:path}", update)
     route(t, gw, "DELETE", "/credentials/{name:path}", delete)
