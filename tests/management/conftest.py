@@ -53,17 +53,20 @@ def api_error(r: Reply, status: int, needle: str) -> None:
     assert needle in err["message"], err["message"]
 
 
-def make_gateway(litellm_settings: dict[str, Any] | None = None) -> Gateway:
+def make_gateway(litellm_settings: dict[str, Any] | None = None,
+                 model_list: list[dict[str, Any]] | None = None) -> Gateway:
     return Gateway(from_litellm({
-        "model_list": [{"model_name": m, "litellm_params": {"model": "mock/echo"}} for m in ("gpt-a", "gpt-b", "gpt-c")],
+        "model_list": model_list or [{"model_name": m, "litellm_params": {"model": "mock/echo"}}
+                                     for m in ("gpt-a", "gpt-b", "gpt-c")],
         "general_settings": {"master_key": MASTER},
         **({"litellm_settings": litellm_settings} if litellm_settings else {}),
     }, "<test>"))
 
 
-def run(url: str, body: Callable[[Env], Awaitable[T]], litellm_settings: dict[str, Any] | None = None) -> T:
+def run(url: str, body: Callable[[Env], Awaitable[T]], litellm_settings: dict[str, Any] | None = None,
+        model_list: list[dict[str, Any]] | None = None) -> T:
     async def main() -> Any:
-        gw = make_gateway(litellm_settings)
+        gw = make_gateway(litellm_settings, model_list)
         store = await open_store(url)
         gw.store = store
         gw.runtime.use_store(store)  # the auth package's store-backed key lookup, as the lifespan does

@@ -30,6 +30,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         fallbacks,
         keys,
         keys_bulk,
+        model_metrics,
         models,
         organizations,
         spend,
@@ -63,6 +64,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     credentials.add_routes(t, gw)  # /credentials: stored provider credentials for stored models
     tag_analytics.add_routes(t, gw)  # /tag/distinct, /tag/dau|wau|mau, /tag/summary, per-user analytics
     error_activity.add_routes(t, gw)  # GET /gateway/errors/activity
+    model_metrics.add_routes(t, gw)  # /model/metrics[/slow_responses|/exceptions], /model/streaming_metrics
     daily_activity.add_routes(t, gw)  # /{user,team,tag,organization,customer}/daily/activity
     daily_aggregated.add_routes(t, gw)  # .../daily/activity/aggregated[/keys|search|model_top_keys], /export
     v1.add_routes(t, gw)  # /management/v1/...: lists with links, bulk writes, problem+json errors

@@ -110,6 +110,16 @@ def range_bounds(q: dict[str, str]) -> tuple[datetime, datetime]:
     return midnight(start), midnight(end) + timedelta(days=1)
 
 
+def deployment_bases(ctx: Ctx) -> dict[str, str]:
+    """Each configured deployment's ``api_base`` as an admin may see it (``core.urls.public_base``: no
+    credentials, no query; ``""`` for a provider's default), by deployment id."""
+    bases: dict[str, str] = {}
+    for g in ctx.gw.runtime.router.groups.values():
+        for target in g.targets:
+            bases.setdefault(target.dep.id, public_base(target.provider.api_base) or "")
+    return bases
+
+
 def own_scope(ctx: Ctx, start: datetime, end: datetime) -> Scope:
     """The rows the caller may see between ``start`` and ``end``."""
     c = ctx.caller
@@ -243,13 +253,10 @@ async def global_activity_exceptions(ctx: Ctx) -> Any:
 
 async def global_activity_exceptions_deployment(ctx: Ctx) -> Any:
     group, scope = _exceptions_query(ctx)
-    bases: dict[str, str] = {}
-    for g in ctx.gw.runtime.router.groups.values():
-        for target in g.targets:
-            bases.setdefault(target.dep.id, public_base(target.provider.api_base) or target.dep.id)
+    bases = deployment_bases(ctx)
     per: dict[str, dict[str, int]] = {}
     for r in await daily_status(ctx.store, scope, 429, group, by_deployment=True):
-        days = per.setdefault(bases.get(r["deployment"], r["deployment"]), {})
+        days = per.setdefault(bases.get(r["deployment"]) or r["deployment"], {})
         days[r["day"]] = days.get(r["day"], 0) + r["count"]
     top = sorted(per.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:TOP]
     return [{"api_base": base, "daily_data": [{"date": _litellm_day(d), "num_rate_limit_exceptions": n}

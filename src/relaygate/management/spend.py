@@ -69,11 +69,18 @@ def parse_date(value: str | None, param: str, *, end: bool = False) -> datetime 
         if len(value) == 10:
             day = date.fromisoformat(value)
             at = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return at + timedelta(days=1) if end else at
+            if end:  # the next midnight; the last day there is has none
+                return at + timedelta(days=1) if day < date.max else datetime.max.replace(tzinfo=UTC)
+            return at
         at = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise bad_request(f"Invalid {param}={value!r}: expected YYYY-MM-DD or an ISO date-time", param) from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    if at.tzinfo is None:
+        return at.replace(tzinfo=UTC)
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:  # an offset past the first or the last day there is: that end of time
+        return (datetime.min if at.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 def logged_fields(ctx: Ctx) -> MetadataFields | None:

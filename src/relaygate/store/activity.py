@@ -38,11 +38,10 @@ if TYPE_CHECKING:
     from relaygate.store.base import Store
 
 __all__ = ["PERCENTILES", "UNATTRIBUTED", "UNNAMED_KEY", "Scope", "activity_by_model", "cache_activity",
-           "daily_activity", "daily_by_team", "daily_status", "deployment_report", "entity_labels", "interpolate",
-           "key_labels", "key_metadata", "key_of_reporting", "keys_of_user", "latency_percentiles", "org_admin_of",
-           "principal_counts",
-           "reporting_key", "series", "spend_by_tag", "spend_log_facet", "spend_since", "tag_names", "team_aliases",
-           "team_member_counts", "top_groups"]
+           "daily_activity", "daily_by_team", "daily_status", "deployment_report", "elapsed_ms", "entity_labels",
+           "error_field", "interpolate", "key_labels", "key_metadata", "key_of_reporting", "keys_of_user",
+           "latency_percentiles", "org_admin_of", "principal_counts", "reporting_key", "series", "spend_by_tag",
+           "spend_log_facet", "spend_since", "tag_names", "team_aliases", "team_member_counts", "top_groups"]
 
 PERCENTILES = (50, 95, 99)
 """The latency percentiles the overview shows (``p50_ms``, ``p95_ms``, ``p99_ms``)."""
@@ -84,14 +83,25 @@ def bucket_sql(dialect: str, bucket: str) -> str:
     return f"to_char(s.start_time AT TIME ZONE 'UTC', '{fmt}')"
 
 
-def _latency_sql(dialect: str) -> str:
+def elapsed_ms(dialect: str, later: str, earlier: str) -> str:
+    """The SQL milliseconds from the time column ``earlier`` to ``later`` (``s.end_time``, ``s.start_time`` ...)."""
     if dialect == "sqlite":
         # whole seconds, then microseconds, from the fixed ISO spelling (julianday() keeps milliseconds only)
-        return ("((CAST(strftime('%s', substr(s.end_time, 1, 19)) AS INTEGER) - "
-                "CAST(strftime('%s', substr(s.start_time, 1, 19)) AS INTEGER)) * 1000.0 + "
-                "(CAST(substr(s.end_time, 21, 6) AS INTEGER) - CAST(substr(s.start_time, 21, 6) AS INTEGER)) "
+        return (f"((CAST(strftime('%s', substr({later}, 1, 19)) AS INTEGER) - "
+                f"CAST(strftime('%s', substr({earlier}, 1, 19)) AS INTEGER)) * 1000.0 + "
+                f"(CAST(substr({later}, 21, 6) AS INTEGER) - CAST(substr({earlier}, 21, 6) AS INTEGER)) "
                 "/ 1000.0)")
-    return "EXTRACT(EPOCH FROM (s.end_time - s.start_time)) * 1000.0"
+    return f"EXTRACT(EPOCH FROM ({later} - {earlier})) * 1000.0"
+
+
+def _latency_sql(dialect: str) -> str:
+    return elapsed_ms(dialect, "s.end_time", "s.start_time")
+
+
+def error_field(dialect: str, name: str) -> str:
+    """The SQL text of a spend row's ``metadata.error_information.<name>`` (``error_class``, ``error_code`` ...)."""
+    return (f"json_extract(s.metadata, '$.error_information.{name}')" if dialect == "sqlite"
+            else f"(s.metadata->'error_information'->>'{name}')")
 
 
 async def series(store: Store, scope: Scope, bucket: str) -> list[dict[str, Any]]:
@@ -349,8 +359,6 @@ async def cache_activity(store: Store, scope: Scope, key_aliases: Sequence[str],
     type, error code and error class of the failures, most first) and the filters' choices over the whole
     scope: ``key_aliases`` and ``models``."""
     where, args = scope.where(store)
-    meta = ("json_extract(s.metadata, '$.error_information.{}')" if store.dialect == "sqlite"
-            else "(s.metadata->'error_information'->>'{}')")
     alias = f"COALESCE(k.key_alias, '{UNNAMED_KEY}')"
     joined = "FROM rg_spend_logs s LEFT JOIN rg_keys k ON k.token = s.api_key"
     filtered, fargs = where, list(args)
@@ -369,7 +377,8 @@ async def cache_activity(store: Store, scope: Scope, key_aliases: Sequence[str],
             f"SUM(CASE WHEN s.cache_hit THEN s.completion_tokens ELSE 0 END) AS cached, "
             f"SUM(CASE WHEN s.cache_hit THEN 0 ELSE s.completion_tokens END) AS generated {joined} "
             f"WHERE {filtered} GROUP BY 1 ORDER BY 2 DESC, 1", fargs)
-        code, klass = (f"COALESCE(NULLIF({meta.format(f)}, ''), 'Unknown')" for f in ("error_code", "error_class"))
+        code, klass = (f"COALESCE(NULLIF({error_field(store.dialect, f)}, ''), 'Unknown')"
+                       for f in ("error_code", "error_class"))
         errors = await c.fetch(
             f"SELECT {call} AS call_type, {code} AS code, {klass} AS klass, COUNT(*) AS n {joined} "
             f"WHERE {filtered} AND s.status = 'failure' GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3", fargs)
