@@ -65,8 +65,7 @@ def _row(r: dict[str, Any]) -> Credential:
 
 
 def _now(store: Store) -> Any:
-    now = datetime.now(UTC)
-    return t._iso(now) if store.dialect == "sqlite" else now
+    return t.time_value(datetime.now(UTC), store.dialect)
 
 
 async def list_credentials(store: Store) -> list[Credential]:

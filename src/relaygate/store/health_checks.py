@@ -63,7 +63,7 @@ class CheckRow:
 
 def _at(store: Store, value: datetime) -> Any:
     """A time as the dialect stores it (ISO text in SQLite, ``timestamptz`` in PostgreSQL)."""
-    return t._iso(value) if store.dialect == "sqlite" else value
+    return t.time_value(value, store.dialect)
 
 
 _PG_TYPES = ("text", "text", "text", "text", "bigint", "bigint", "text", "double precision", "jsonb", "text",

@@ -89,13 +89,10 @@ class Table(Generic[R]):
         if type(value) is str and "\x00" in value:
             # PostgreSQL refuses it (a 500 before); SQLite answers the same, so rows move between the two
             raise InvalidField(self.entity, name, NUL_WHY)
-        if dialect == "sqlite":
-            if kind == BOOL:
-                return int(bool(value))
-            if kind == TS:
-                return _iso(value)
-        elif kind == TS:
-            return _aware(value)
+        if kind == TS:
+            return time_value(value, dialect)
+        if dialect == "sqlite" and kind == BOOL:
+            return int(bool(value))
         return value
 
     def row(self, rec: R, dialect: str) -> list[Any]:
@@ -154,6 +151,11 @@ def _iso(value: datetime) -> str:
     """SQLite's time text: ISO 8601 in UTC, always with microseconds. Range queries compare this text, so one
     instant must have one spelling: ``isoformat()`` alone drops a zero fraction and keeps a non-UTC offset."""
     return _aware(value).astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def time_value(value: datetime, dialect: str) -> Any:
+    """A time as the dialect stores it: SQLite's ISO text (:func:`_iso`), PostgreSQL's aware ``timestamptz``."""
+    return _iso(value) if dialect == "sqlite" else _aware(value)
 
 
 def _json_text(value: Any) -> str:
