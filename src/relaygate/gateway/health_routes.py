@@ -189,6 +189,9 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
         checks = {r["model_id"] or r["model_name"]: r for r in rows}
         return {"latest_health_checks": checks, "total_models": len(checks)}
 
+    from relaygate.gateway import test_connection
+
+    test_connection.add_routes(t, gw)  # POST /health/test_connection
     route(t, gw, "GET", "/health/history", history)
     route(t, gw, "GET", "/health/latest", latest)
 

@@ -159,13 +159,25 @@ async def check_deployments(gw: Gateway, targets: list[Target] | None = None) ->
     return list(await asyncio.gather(*(check(t) for t in targets)))
 
 
-async def _check_one(gw: Gateway, target: Target, default: float, proxy: str | None) -> str | None:
+async def probe(gw: Gateway, target: Target, endpoint: str | None = None) -> str | None:
+    """Check one deployment now, as ``/health`` does (its ``timeout``, else ``health_check_timeout``), without
+    recording the result: ``None`` when it answered, else the error (``endpoint``: see :func:`_check_one`)."""
+    rt = gw.runtime
+    return await _check_one(gw, target, rt.config.general.health_check_timeout, rt.config.server.http_proxy,
+                            endpoint)
+
+
+async def _check_one(gw: Gateway, target: Target, default: float, proxy: str | None,
+                     endpoint: str | None = None) -> str | None:
+    """One deployment's check: ``None`` when it answered, else what went wrong. ``endpoint`` (``chat`` or
+    ``embeddings``) makes it a one-token call of that kind instead of the adapter's own health request."""
     provider = target.provider
     timeout = target.dep.timeout or default  # each deployment's own `timeout`, as its requests have
     timeouts = Timeouts(connect=timeout, first_byte=timeout, idle=timeout, total=timeout)
     transport = provider.transport or gw.transport
     try:
-        req = provider.health_request() or await ping_request(target, proxy)
+        req = (provider.health_request() if endpoint is None else None) or \
+            await ping_request(target, proxy, endpoint)
         resp = await transport.send(req, timeouts)
         data = await resp.read()
     except GatewayError as exc:
@@ -180,11 +192,15 @@ async def _check_one(gw: Gateway, target: Target, default: float, proxy: str | N
     return None
 
 
-async def ping_request(target: Target, proxy: str | None) -> UpstreamRequest:
-    """For adapters with no cheap health endpoint: a one-token completion, as LiteLLM's health check makes."""
+async def ping_request(target: Target, proxy: str | None, endpoint: str | None = None) -> UpstreamRequest:
+    """For adapters with no cheap health endpoint: a one-token completion, as LiteLLM's health check makes (an
+    embedding of one word for a deployment that has no chat, or when ``endpoint`` is ``embeddings``)."""
     provider = target.provider
     now = time.time()
-    if provider.supports("chat"):
+    if endpoint is not None and not provider.supports(endpoint):
+        raise GatewayError(f"{provider.name} deployments have no {endpoint} endpoint here", status=400,
+                           type="bad_request_error")
+    if (endpoint or ("chat" if provider.supports("chat") else "embeddings")) == "chat":
         body = orjson.dumps({"model": target.upstream_model, "max_tokens": 1,
                              "messages": [{"role": "user", "content": "ping"}]})
         call = Call("chat", body, decode_view("chat", body), target.upstream_model, target.upstream_model, now)
