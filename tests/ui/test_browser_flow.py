@@ -56,9 +56,14 @@ litellm_settings:
 """
 
 
+UPSTREAM: dict[str, str] = {}
+"""The module's mock upstream: ``base``, its OpenAI base URL (the flow tries a connection to it)."""
+
+
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[GatewayProc]:
     with start_mock(name="ui-browser") as mock, start_gateway(config(mock), workers=1) as gw:
+        UPSTREAM["base"] = mock.openai_base
         yield gw
 
 
@@ -403,6 +408,13 @@ def admin_actions(page: Any, base: str, urls: list[str]) -> None:
     field(dialog, "litellm_params.model").fill("openai/gpt-db")
     field(dialog, "litellm_params.api_base").fill("http://127.0.0.1:9/v1")
     field(dialog, "litellm_params.api_key").fill("sk-upstream-secret-db")
+    # its connection tried before it is added: refused where nothing listens, answered by the mock
+    dialog.locator("[data-testid=model-test]").click()
+    dialog.locator("[data-testid=form-status].error", has_text="Connection failed (http://127.0.0.1:9/v1)").wait_for()
+    field(dialog, "litellm_params.api_base").fill(UPSTREAM["base"])
+    dialog.locator("[data-testid=model-test]").click()
+    dialog.locator("[data-testid=form-status].ok", has_text=f"a chat call to {UPSTREAM['base']} was answered").wait_for()
+    field(dialog, "litellm_params.api_base").fill("http://127.0.0.1:9/v1")
     dialog.locator("[data-testid=form-submit]").click()
     dialog.wait_for(state="detached")
     model_row = page.locator("[data-testid=models-table] tr", has_text="db-chat")

@@ -151,12 +151,43 @@ export function buildForm(fields, opts) {
   }
   const submit = h("button", { type: "submit", "data-testid": "form-submit", text: o.submitText || "Save" });
   const cancel = o.onCancel ? h("button", { type: "button", class: "secondary", text: "Cancel", onclick: o.onCancel }) : null;
+  // o.extra: [{text, testid, run(body)}]: buttons that act on the form's values without submitting it (a connection
+  // test); run answers {ok, text}, shown in the form's status line.
+  const status = h("p", { role: "status", hidden: true, "data-testid": "form-status" });
+  const extras = (o.extra || []).map((x) => {
+    const b = h("button", { type: "button", class: "secondary", "data-testid": x.testid, text: x.text });
+    b.addEventListener("click", async () => {
+      error.hidden = true;
+      status.hidden = true;
+      let body;
+      try {
+        body = read();
+      } catch (err) {
+        error.textContent = err.message;
+        error.hidden = false;
+        return;
+      }
+      b.disabled = true;
+      try {
+        const got = await x.run(body);
+        status.textContent = got.text;
+        status.className = got.ok ? "notice ok" : "error";
+        status.hidden = false;
+      } catch (err) {
+        error.textContent = err && err.message ? err.message : String(err);
+        error.hidden = false;
+      } finally {
+        b.disabled = false;
+      }
+    });
+    return b;
+  });
   form.append(grid);
   if (advanced.childElementCount) {
     form.append(h("details", { class: "advanced", open: initial ? Boolean(fields.some((f) => f.advanced && normalized(f, getPath(initial, f.name)) !== null)) : false },
       h("summary", { text: "More options" }), advanced));
   }
-  form.append(error, h("div", { class: "form-actions" }, cancel, submit));
+  form.append(error, status, h("div", { class: "form-actions" }, ...extras, cancel, submit));
 
   const read = () => {
     const body = {};

@@ -1,7 +1,8 @@
 // Models: the deployments of /model/info (config-file and database ones, marked), their health from
 // /health/deployments (state, last check, cooldown), a health check of one deployment now (/health?model_id=,
 // kept in the history) and the stored health check history (/health/history) for the admin and its viewer,
-// and add / edit / delete of database models (/model/new, /model/update, /model/delete). An api_key is a password field and is never shown back:
+// and add / edit / delete of database models (/model/new, /model/update, /model/delete; a new one's connection tried first
+// with /health/test_connection). An api_key is a password field and is never shown back:
 // /model/info does not return it, and an empty field on edit keeps the stored one.
 
 import { canWrite, get, isAdmin, post, readsAll } from "../api.js";
@@ -23,6 +24,17 @@ function fields(mode) {
     { name: "model_info.base_model", label: "Base model (for prices and limits)", type: "text" },
     { name: "model_info.extra", label: "More model_info (JSON, merged)", type: "json" },
   ];
+}
+
+// POST /health/test_connection with the form's values: one call to the upstream, nothing stored.
+async function testConnection(b) {
+  const req = body(b);
+  const got = await post("/health/test_connection", { litellm_params: req.litellm_params || {}, model_info: req.model_info || {} });
+  const r = got.result || {};
+  const where = r.api_base || `${r.custom_llm_provider}'s default API base`;
+  return got.status === "success"
+    ? { ok: true, text: `Connection works: a ${r.mode} call to ${where} was answered.` }
+    : { ok: false, text: `Connection failed (${where}): ${r.error}` };
 }
 
 function healthBadge(hd) {
@@ -160,6 +172,7 @@ export async function render(container) {
   if (isAdmin() && canWrite()) {
     tools.push(button("Add model", () => formDialog("Add a database model", fields("create"), {
       submitText: "Add model",
+      extra: [{ text: "Test connection", testid: "model-test", run: testConnection }],
       onSubmit: async (b) => {
         await post("/model/new", body(b));
         notify("Model added.", "ok");
