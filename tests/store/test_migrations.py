@@ -50,10 +50,11 @@ def test_daily_rollup_is_filled_from_the_spend_logs_on_upgrade(db_url: str) -> N
             r.start_time = time.time() - (i % 4) * 86400.0
         records[0].end_user_id = "c" * 3000  # a client's user of kilobytes: keyed by its digest, as the writer does
         assert await write_spend_values(s, [spend_values(r, s.dialect) for r in records]) == 300
-        async with s._transaction() as c:  # back to step 9: no rollup (nor what steps 11 to 15 added)
+        async with s._transaction() as c:  # back to step 9: no rollup (nor what steps 11 to 16 added)
             await c.execute("DROP TABLE rg_daily_spend", [])
             await c.execute("DROP TABLE rg_health_checks", [])
             await c.execute("DROP TABLE rg_credentials", [])
+            await c.execute("DROP TABLE rg_deprecated_keys", [])
             await c.execute("ALTER TABLE rg_spend_logs DROP COLUMN requester_ip_address", [])
             await c.execute("ALTER TABLE rg_spend_logs DROP COLUMN proxy_server_request", [])
             await c.execute("ALTER TABLE rg_keys DROP COLUMN budget_fallbacks", [])

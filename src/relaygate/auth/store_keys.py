@@ -26,6 +26,10 @@ Rules, as LiteLLM's proxy applies them (``user_api_key_auth.py``, ``auth_checks.
   them), the owner's ``user_role``, and the rows themselves (budgets, spend, per-model limits) for the
   budget stage.
 
+A hash ``rg_keys`` does not have may be a key regenerated with a grace period (``store.deprecated_keys``):
+until its ``revoke_at`` it resolves to the key it now stands for (its limits, budgets and spend are that key's,
+as LiteLLM's), cached at most :data:`GRACE_READ_AGAIN` seconds and never past its end, never in Redis.
+
 A failure of the database (anything but "no such row") is raised as :class:`KeyStoreDown`, a plain
 exception: the resolver answers 503 ("the database is unavailable") and, for keys it had cached, serves
 them on (``allow_requests_on_db_unavailable``). Customers: :func:`blocked_customers` reads the ids of the
@@ -48,6 +52,7 @@ from relaygate.config.model import KeyConfig
 from relaygate.core import errors
 from relaygate.core.access import field_path
 from relaygate.core.ratelimit import PREFIX, Bucket
+from relaygate.store import deprecated_keys
 from relaygate.store.errors import NotFound
 
 if TYPE_CHECKING:
@@ -56,6 +61,9 @@ if TYPE_CHECKING:
 __all__ = ["KeyStoreDown", "StoreKeys", "blocked_customers", "customer_blocked", "team_policy"]
 
 _ALL = ("*", "all-proxy-models")
+GRACE_READ_AGAIN = 5.0
+"""Seconds a regenerated key in its grace period is cached at most: a change of the key it stands for (blocked,
+deleted, regenerated again) invalidates that key's hash, not the old one's, so the old one is read again soon."""
 MAX_BLOCKED_CUSTOMERS = 100_000
 """At most this many blocked customer ids are held per worker (more are logged and ignored)."""
 
@@ -112,11 +120,19 @@ class StoreKeys:
                 return build_key(*rows[:4], self.groups, self.teams, member=rows[4])
         self.queries += 1
         read_at = time.time()
+        grace: datetime | None = None
         try:
             try:
                 key = await self.store.get_key(token_hash)
             except NotFound:
-                return None
+                found = await deprecated_keys.active_for(self.store, token_hash)
+                if found is None:
+                    return None
+                try:  # a regenerated key in its grace period: the key it now stands for
+                    key = await self.store.get_key(found[0])
+                except NotFound:
+                    return None
+                grace = found[1]
             team, user, org, member = await asyncio.gather(
                 self._get("get_team", key.team_id), self._get("get_user", key.user_id),
                 self._get("get_organization", key.organization_id), self._member(key))
@@ -126,10 +142,15 @@ class StoreKeys:
             if isinstance(exc, errors.GatewayError) and exc.status < 500:
                 raise
             raise KeyStoreDown(f"{type(exc).__name__}: {exc}") from exc
-        if shared is not None:
-            shared.put(token_hash, version, (key, team, user, org, member))
         info = build_key(key, team, user, org, self.groups, self.teams, member=member)
         info.read_at = read_at
+        if grace is not None:  # never shared (its rows are the new key's), read again soon and at its end
+            ends = [read_at + GRACE_READ_AGAIN, grace.timestamp()]
+            if info.read_again is not None:
+                ends.append(info.read_again)
+            info.read_again = min(ends)
+        elif shared is not None:
+            shared.put(token_hash, version, (key, team, user, org, member))
         return info
 
     async def _member(self, key: Key) -> tuple[int | None, int | None] | None:

@@ -22,15 +22,19 @@ instances see the store's change counter move.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import os
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from relaygate.config.key_policy import BOUNDED_DURATIONS, DEFAULTABLE, KeyPolicy, seconds
+from relaygate.core.errors import GatewayError
 from relaygate.http.routes import RouteTable
+from relaygate.logs import escape_controls
 from relaygate.management.common import (
     UNSET,
     Ctx,
@@ -40,6 +44,7 @@ from relaygate.management.common import (
     budget_reset,
     budget_windows,
     check_grant,
+    duration_seconds,
     forbidden,
     given,
     no_env_references,
@@ -53,7 +58,9 @@ from relaygate.management.common import (
 )
 from relaygate.management.key_extras import key_extras
 from relaygate.management.masking import unmask_metadata
-from relaygate.store import Key, NotFound, Team, hash_token, key_name
+from relaygate.store import Key, NotFound, Team, deprecated_keys, hash_token, key_name
+
+log = logging.getLogger("relaygate.keys")
 
 LIMITS = ("tpm_limit", "rpm_limit", "max_parallel_requests", "max_budget")
 
@@ -137,6 +144,8 @@ class UpdateBody(KeyFields, kw_only=True):
 class RegenerateBody(KeyFields, kw_only=True):
     key: str | None = UNSET
     new_key: str | None = UNSET
+    grace_period: str | None = UNSET
+    """How long the old key keeps working (``24h``, ``2d``; LiteLLM's), else ``LITELLM_KEY_ROTATION_GRACE_PERIOD``."""
 
 
 class KeyRef(msgspec.Struct, kw_only=True):
@@ -242,7 +251,7 @@ async def _fields(ctx: Ctx, body: KeyFields, *, old: Key | None, service_account
     that belongs to no user), checked: durations, limits, ownership, team membership and the grant."""
     c = ctx.caller
     sent = given(body)
-    for name in ("key", "new_key"):
+    for name in ("key", "new_key", "grace_period"):  # a regeneration's own (regenerate)
         sent.pop(name, None)
     key_extras(sent, new=old is None)  # key_type's routes; LiteLLM's fields of features relaygate lacks: a 400
     policy = ctx.gw.runtime.config.key_policy
@@ -525,9 +534,34 @@ async def regenerate(ctx: Ctx) -> Any:
         await alias_free(ctx, fields["key_alias"], token)
     fields["updated_by"] = ctx.caller.user_id or "default_user_id"
     new_token = hash_token(clear)
-    rec = await ctx.store.regenerate_key(token, Key(token=new_token, key_name=key_name(clear)), **fields)
+    revoke_at = grace_until(opt(body.grace_period))
+    dialect = ctx.store.dialect
+
+    async def keep_old(c: Any) -> None:  # in the regeneration's transaction (store.deprecated_keys)
+        await deprecated_keys.keep_old(c, dialect, token, new_token, revoke_at)
+
+    rec = await ctx.store.regenerate_key(token, Key(token=new_token, key_name=key_name(clear)), keep_old, **fields)
     ctx.invalidate(token, new_token)
     return _generated(rec, clear)
+
+
+def grace_until(value: str | None) -> datetime | None:
+    """When a regenerated key stops working: ``grace_period`` (a 400 when malformed) or else LiteLLM's
+    ``LITELLM_KEY_ROTATION_GRACE_PERIOD`` (malformed: logged, and the old key stops at once, as LiteLLM does);
+    None: at once."""
+    if value is None:
+        env = os.environ.get("LITELLM_KEY_ROTATION_GRACE_PERIOD", "").strip()
+        if not env:
+            return None
+        try:
+            grace = duration_seconds(env, "LITELLM_KEY_ROTATION_GRACE_PERIOD")
+        except GatewayError:
+            log.warning("LITELLM_KEY_ROTATION_GRACE_PERIOD=%r is not a duration (24h, 2d ...): regenerated keys "
+                        "stop working at once", escape_controls(env))
+            return None
+    else:
+        grace = duration_seconds(value, "grace_period") if value.strip() else 0
+    return datetime.now(UTC) + timedelta(seconds=grace) if grace > 0 else None
 
 
 async def _set_blocked(ctx: Ctx, blocked: bool) -> Any:

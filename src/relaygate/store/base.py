@@ -287,14 +287,17 @@ class Store(abc.ABC):
         async with self.write() as c:
             return [await self._delete_in(c, t.KEYS, (tok,)) for tok in tokens]
 
-    async def regenerate_key(self, token: str, new: Key, /, **fields: Any) -> Key:
+    async def regenerate_key(self, token: str, new: Key, /, also: Any = None, **fields: Any) -> Key:
         """Replace the key ``token`` by ``new.token`` / ``new.key_name`` keeping everything else (and applying
-        ``fields``), in one transaction: the old key stops working when the new one starts."""
+        ``fields``), in one transaction: the old key stops working when the new one starts, unless ``also``
+        (awaited with the transaction's connection: ``store.deprecated_keys.keep_old``) keeps it a while."""
         async with self.write() as c:
             old = await self._delete_in(c, t.KEYS, (token,))
             merged = self._checked(t.KEYS, old, fields)
             rec = msgspec.structs.replace(merged, token=new.token, key_name=new.key_name)
             created = await self._insert(c, t.KEYS, rec)
+            if also is not None:
+                await also(c)
             return msgspec.structs.replace(created, created_at=old.created_at)
 
     async def list_keys(self, *, team_id: str | None = None, user_id: str | None = None,

@@ -323,15 +323,28 @@ def _v15(dialect: str) -> list[str]:
     return _tables(dialect, _V15_TABLES)
 
 
+_V16_TABLES: dict[str, tuple[str, str]] = {
+    # regenerated keys kept valid for a grace period (LiteLLM's LiteLLM_DeprecatedVerificationToken): the old
+    # key's hash, the key it now stands for, and when it stops working
+    "rg_deprecated_keys": ("token:t active_token:t revoke_at:ts created_at:ts", "token"),
+}
+
+
+def _v16(dialect: str) -> list[str]:
+    """Step 16: regenerated keys' grace periods (``store.deprecated_keys``)."""
+    return [*_tables(dialect, _V16_TABLES),
+            "CREATE INDEX rg_deprecated_keys__active ON rg_deprecated_keys (active_token)"]
+
+
 MIGRATIONS: dict[str, list[list[str]]] = {
     # dialect -> steps; step N (1-based) is MIGRATIONS[dialect][N - 1]
     "sqlite": [_v1("sqlite"), _v2("sqlite"), _v3("sqlite"), _V4, _v5("sqlite"), _v6("sqlite"), _v7("sqlite"),
                _v8("sqlite"), _v9("sqlite"), _v10("sqlite"), _v11("sqlite"), _v12("sqlite"), _v13("sqlite"),
-               _v14("sqlite"), _v15("sqlite")],
+               _v14("sqlite"), _v15("sqlite"), _v16("sqlite")],
     "postgres": [_v1("postgres"), _v2("postgres"), _v3("postgres"), _V4, _v5("postgres"), _v6("postgres"),
                  _v7("postgres"), _v8("postgres"), _v9("postgres"), _v10("postgres"), _v11("postgres"),
                  _v12("postgres"), _v13("postgres"), _v14("postgres"),
-                 _v15("postgres")],
+                 _v15("postgres"), _v16("postgres")],
 }
 LATEST = len(MIGRATIONS["sqlite"])
 assert all(len(steps) == LATEST for steps in MIGRATIONS.values())
