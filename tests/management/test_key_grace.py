@@ -57,6 +57,8 @@ def test_grace_period(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         assert not await _works(env, other)
 
         api_error(await env.call("POST", f"/key/{k6}/regenerate", {"grace_period": "forever"}), 400, "grace_period")
+        api_error(await env.call("POST", f"/key/{k6}/regenerate", {"grace_period": "99999999999d"}), 400,
+                  "grace_period is at most")
         async with env.store._read() as c:
             rows = await c.fetch("SELECT token, active_token FROM rg_deprecated_keys", [])
         assert {r["token"] for r in rows} >= {hash_token(k1), hash_token(k2)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from relaygate.store import hash_token
-from tests.management.conftest import MASTER, Env, run
+from tests.management.conftest import MASTER, Env, api_error, run
 
 
 def test_generate_info_list_shapes(db_url: str) -> None:
@@ -138,5 +138,18 @@ def test_internal_user_grants_no_more_than_it_holds(db_url: str) -> None:
         assert (await env.ok("POST", "/key/update", {"key": out["key"], "models": ["gpt-a"]}, key=alice))["models"] == [
             "gpt-a"]
         assert MASTER not in str(await env.ok("GET", "/key/list", key=alice))
+
+    run(db_url, body)
+
+
+def test_durations_past_the_last_date_are_refused(db_url: str) -> None:
+    """A key's ``duration`` or ``budget_duration`` (or a budget window's) so long its date would pass the year
+    9999: a 400 naming the field, never a 500."""
+    async def body(env: Env) -> None:
+        for sent, param in (({"duration": "99999999999d"}, "duration"), ({"duration": "1000000mo"}, "duration"),
+                            ({"budget_duration": "99999999999mo"}, "budget_duration"),
+                            ({"budget_limits": [{"budget_duration": "1000000mo", "max_budget": 1}]}, "budget_")):
+            api_error(await env.call("POST", "/key/generate", sent), 400, param)
+        assert (await env.ok("POST", "/key/generate", {"duration": "3650d"}))["expires"]
 
     run(db_url, body)

@@ -382,7 +382,10 @@ def after(value: str | None, param: str) -> datetime | None:
     """Now plus the duration ``value`` (None, ``-1`` or empty: never)."""
     if value is None or value in ("", "-1"):
         return None
-    return datetime.now(UTC) + timedelta(seconds=duration_seconds(value, param))
+    try:
+        return datetime.now(UTC) + timedelta(seconds=duration_seconds(value, param))
+    except OverflowError:  # past the last date there is
+        raise bad_request(f"Invalid {param}={value!r}: too long (a date past the year 9999)", param) from None
 
 
 def budget_reset(ctx: Ctx, value: str | None) -> datetime | None:
@@ -396,7 +399,7 @@ def budget_reset(ctx: Ctx, value: str | None) -> datetime | None:
     g = ctx.gw.runtime.config.general
     try:
         at = Calendar(g.timezone, g.budget_reset_time).next_reset(value, datetime.now(UTC).timestamp())
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise bad_request(f"Invalid budget_duration={value!r}: {exc}", "budget_duration") from None
     return datetime.fromtimestamp(at, UTC)
 

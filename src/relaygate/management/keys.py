@@ -554,14 +554,23 @@ def grace_until(value: str | None) -> datetime | None:
         if not env:
             return None
         try:
-            grace = duration_seconds(env, "LITELLM_KEY_ROTATION_GRACE_PERIOD")
+            return _grace_end(duration_seconds(env, "LITELLM_KEY_ROTATION_GRACE_PERIOD"),
+                              "LITELLM_KEY_ROTATION_GRACE_PERIOD")
         except GatewayError:
-            log.warning("LITELLM_KEY_ROTATION_GRACE_PERIOD=%r is not a duration (24h, 2d ...): regenerated keys "
-                        "stop working at once", escape_controls(env))
+            log.warning("LITELLM_KEY_ROTATION_GRACE_PERIOD=%r is not a duration of at most %d days (24h, 2d ...): "
+                        "regenerated keys stop working at once", escape_controls(env), MAX_GRACE_DAYS)
             return None
-    else:
-        grace = duration_seconds(value, "grace_period") if value.strip() else 0
-    return datetime.now(UTC) + timedelta(seconds=grace) if grace > 0 else None
+    return _grace_end(duration_seconds(value, "grace_period"), "grace_period") if value.strip() else None
+
+
+MAX_GRACE_DAYS = 3650
+"""The longest grace period (ten years: anything longer is a key that is never rotated, and overflows dates)."""
+
+
+def _grace_end(seconds: int, param: str) -> datetime | None:
+    if seconds > MAX_GRACE_DAYS * 86400:
+        raise bad_request(f"{param} is at most {MAX_GRACE_DAYS} days", param)
+    return datetime.now(UTC) + timedelta(seconds=seconds) if seconds > 0 else None
 
 
 async def _set_blocked(ctx: Ctx, blocked: bool) -> Any:
