@@ -374,14 +374,26 @@ def admin_actions(page: Any, base: str, urls: list[str]) -> None:
     confirm(page)
     page.locator("[data-testid=msg-ok]", has_text="Spend of edit-me reset (was").wait_for()
     assert any(url.endswith("/reset_spend") for url in urls)
+    # regenerated with a grace period: the current key keeps working (as the new one); then without one
     key_row.locator("[data-testid=key-regenerate]").click()
-    confirm(page)
+    regen = page.locator("dialog[data-testid=key-regenerate-dialog]")
+    field(regen, "grace_period").fill("1h")
+    regen.locator("[data-testid=form-submit]").click()
+    secret.wait_for()
+    graced = secret.locator("[data-testid=new-key]").input_value()
+    secret.locator("[data-testid=secret-done]").click()
+    client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "old key, in its grace"}])
+    openai.OpenAI(base_url=f"{base}/v1", api_key=graced, max_retries=0).chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "new key"}])
+    key_row.locator("[data-testid=key-regenerate]").click()
+    page.locator("dialog[data-testid=key-regenerate-dialog] [data-testid=form-submit]").click()
     secret.wait_for()
     second = secret.locator("[data-testid=new-key]").input_value()
-    assert second.startswith("sk-") and second != first
+    assert second.startswith("sk-") and second not in (first, graced)
     secret.locator("[data-testid=secret-done]").click()
-    with pytest.raises(openai.AuthenticationError):
-        client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "old key"}])
+    with pytest.raises(openai.AuthenticationError):  # the graced key, regenerated without a grace period
+        openai.OpenAI(base_url=f"{base}/v1", api_key=graced, max_retries=0).chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "old key"}])
     # search by the key in clear: the page hashes it before it goes into a URL; then by alias
     page.fill("#key-search", second)
     page.keyboard.press("Enter")
@@ -392,7 +404,7 @@ def admin_actions(page: Any, base: str, urls: list[str]) -> None:
     # the row was on the page before the search too: wait for the filtered answer to replace the table
     until("the filtered keys table", lambda: page.locator("[data-testid=keys-table] tbody tr").count() == 1)
     assert page.locator("[data-testid=keys-table] tbody tr").count() == 1
-    assert all(second not in url and first not in url for url in urls)
+    assert all(second not in url and first not in url and graced not in url for url in urls)
     key_row.locator("[data-testid=key-delete]").click()
     confirm(page)
     key_row.wait_for(state="detached")

@@ -1,6 +1,7 @@
 // Keys: /key/list with search (an alias, or a key / its hash through /key/info) and paging; create with
 // every field /key/generate takes; the new key shown once; edit (/key/update), block / unblock,
-// reset spend (/key/{key}/reset_spend, to 0), regenerate (the new key shown once) and delete with confirmation.
+// reset spend (/key/{key}/reset_spend, to 0), regenerate (with an optional grace period for the current key; the new key
+// shown once) and delete with confirmation.
 
 import { canWrite, get, isAdmin, keyRef, post, session } from "../api.js";
 import { actions, button, clear, confirm, errorBox, h, notify, showSecretOnce, table, usd, when } from "../dom.js";
@@ -130,16 +131,18 @@ export async function render(container) {
         }
         await reload();
       }, { "data-testid": "key-reset-spend", "aria-label": `Reset the spend of ${name}` }),
-      button("Regenerate", async () => {
-        if (!(await confirm(`Regenerate ${name}? The current key stops working at once.`, "Regenerate"))) return;
-        try {
-          const out = await post("/key/regenerate", { key: ref });
+      button("Regenerate", () => formDialog(`Regenerate ${name}`, [
+        { name: "grace_period", label: "The current key keeps working for", type: "text", placeholder: "empty = stops at once; 24h, 2d...",
+          help: "A grace period: clients move to the new key without an outage (it then works as the new key)." },
+      ], {
+        submitText: "Regenerate",
+        testid: "key-regenerate-dialog",
+        onSubmit: async (b) => post("/key/regenerate", { key: ref, ...(b.grace_period ? { grace_period: b.grace_period } : {}) }),
+        after: async (out) => {
           showSecretOnce(`New key for ${name}`, out.key);
-        } catch (err) {
-          notify(err.message, "error");
-        }
-        await reload();
-      }, { "data-testid": "key-regenerate", "aria-label": `Regenerate ${name}` }),
+          await reload();
+        },
+      }), { "data-testid": "key-regenerate", "aria-label": `Regenerate ${name}` }),
       button("Delete", async () => {
         if (!(await confirm(`Delete key ${name}? Requests with it will be refused.`, "Delete"))) return;
         try {
