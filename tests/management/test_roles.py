@@ -560,6 +560,9 @@ CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "model/update": (_model_update, (200, 401, 401, 401, 401)),
     "model/{model_id}/update": (_model_patch, (200, 401, 401, 401, 401)),
     "model/delete": (_model_delete, (200, 401, 401, 401, 401)),
+    **{path: (lambda w, path=path: _call("GET", f"/{path}?_selected_model_group=gpt-a"), (200, 200, 401, 401, 401))
+       for path in ("model/metrics", "model/streaming_metrics", "model/metrics/slow_responses",
+                    "model/metrics/exceptions")},
     "access_group/new": (_group_new, (200, 401, 401, 401, 401)),
     "access_group/list": (lambda w: _call("GET", "/access_group/list"), (200, 200, 401, 401, 401)),
     "access_group/{access_group}/info": (_group_info, (200, 200, 401, 401, 401)),
