@@ -1,7 +1,7 @@
 """A key regenerated with a grace period (LiteLLM's ``grace_period`` / ``LITELLM_KEY_ROTATION_GRACE_PERIOD``) on
 SQLite and a real PostgreSQL server: the old key keeps working as the new one until its end, through a second
-regeneration too, and stops at its end, at once without a grace period, and when the key it stands for is
-gone; a malformed grace period is a 400 (from the body) or no grace at all (from the environment)."""
+regeneration too, and stops at its end, at once (with its whole chain) on a regeneration without a grace
+period, and when the key it stands for is gone; a malformed grace period is a 400 (from the body) or no grace at all (from the environment)."""
 
 from __future__ import annotations
 
@@ -37,12 +37,13 @@ def test_grace_period(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         assert info["info"]["key_alias"] == "rotating"
         k3 = await _regenerate(env, k2, grace_period="1h")  # the first key follows the chain to the newest
         assert await _works(env, k1) and await _works(env, k2) and await _works(env, k3)
-        k4 = await _regenerate(env, k3)  # no grace period: the old key stops at once
-        assert not await _works(env, k3)
-        assert await _works(env, k1) and await _works(env, k4)
-        await env.ok("POST", f"/key/{k4}/regenerate", {"grace_period": "1h", "key_alias": "renamed"})
+        k4 = await _regenerate(env, k3, grace_period="1h", key_alias="renamed")
         env.gw.runtime.principals.clear()
-        assert await _works(env, k1)  # still a key of the chain, now standing for the fifth
+        assert await _works(env, k1) and await _works(env, k4)  # still keys of the chain, now standing for the fourth
+        k5 = await _regenerate(env, k4)  # no grace period: a revocation, of the whole chain
+        env.gw.runtime.principals.clear()  # (the old keys are read again within seconds anyway)
+        assert not await _works(env, k4) and not await _works(env, k1) and not await _works(env, k2)
+        assert await _works(env, k5)
 
         short = await env.user("u2")
         k6 = await _regenerate(env, short, grace_period="3s")
@@ -61,7 +62,7 @@ def test_grace_period(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
                   "grace_period is at most")
         async with env.store._read() as c:
             rows = await c.fetch("SELECT token, active_token FROM rg_deprecated_keys", [])
-        assert {r["token"] for r in rows} >= {hash_token(k1), hash_token(k2)}
+        assert {r["token"] for r in rows}.isdisjoint({hash_token(k) for k in (k1, k2, k3, k4)})  # revoked
         assert hash_token(short) not in {r["token"] for r in rows}  # expired rows go at the next regeneration
 
         monkeypatch.setenv("LITELLM_KEY_ROTATION_GRACE_PERIOD", "2h")
