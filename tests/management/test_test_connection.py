@@ -114,6 +114,9 @@ def test_configured_and_new_deployments(db_url: str, home: MockHandle, elsewhere
 
         for sent, status, needle in (
                 ({"litellm_params": {"model": "gpt", "api_key": "os.environ/OPENAI_API_KEY"}}, 400, "os.environ/"),
+                ({"litellm_params": {"model": "vertex_ai/gemini-pro", "vertex_credentials": "/etc/passwd"}}, 400,
+                 "vertex_credentials"),
+                ({"litellm_params": {"model": "bedrock/m", "aws_profile_name": "default"}}, 400, "aws_profile_name"),
                 ({"litellm_params": {}, "model_info": {"id": "no-such-id"}}, 404, "no-such-id"),
                 ({"litellm_params": {}}, 400, "litellm_params.model is required"),
                 ({"litellm_params": {"model": "gpt"}, "mode": "rerank"}, 400, "cannot be tested here"),

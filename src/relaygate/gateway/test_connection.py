@@ -13,9 +13,9 @@ Which deployment is tried: a configured one picked by ``model_info.id``, else by
 connection settings (secret-named values, ``api_base``, ``api_version``, regions, projects, a credential name)
 are carried only into a request that sets none of its own: a request that points elsewhere (another
 ``api_base``, another key, another credential) never takes the configured secret with it (LiteLLM's rule). A
-``litellm_credential_name`` names a stored credential (``/credentials``). ``os.environ/`` references are
-refused (LiteLLM's): the call's values are the request's, never the gateway's environment read on someone's
-say-so. Environment defaults of the provider (``OPENAI_API_KEY`` ...) apply as they do to a configured
+``litellm_credential_name`` names a stored credential (``/credentials``). ``os.environ/`` references and
+paths of the gateway's own files (a credentials file, an AWS profile) are refused (LiteLLM's): the call's values
+are the request's, never the gateway's environment or files read on someone's say-so. Environment defaults of the provider (``OPENAI_API_KEY`` ...) apply as they do to a configured
 deployment.
 
 ``mode``: ``chat`` (and ``completion``, ``responses``, ``anthropic_messages``) makes a one-token chat call,
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from relaygate.config.env import PROVIDERS
+from relaygate.config.env import FILE_PARAMS, PROVIDERS
 from relaygate.config.errors import ConfigError
 from relaygate.config.litellm import with_credential
 from relaygate.config.loader import make_deployment
@@ -79,6 +79,16 @@ def connection_field(name: str) -> bool:
     return lower in _CONNECTION or lower.startswith(_CONNECTION_PREFIXES) or secret_name(lower)
 
 
+def _refuse_server_files(params: dict[str, Any]) -> None:
+    """A request's params never make the gateway read its own files (a credentials file, an AWS profile): their
+    values are the request's (LiteLLM refuses server-owned fields here too)."""
+    for name in (*FILE_PARAMS, "aws_profile_name"):
+        value = params.get(name)
+        if isinstance(value, str) and value.strip() and not value.lstrip().startswith("{"):
+            raise bad_request(f"litellm_params.{name}: a file or profile of the gateway's is not accepted here; send "
+                              "the value itself", f"litellm_params.{name}")
+
+
 def _refuse_env(value: Any, field: str) -> None:
     if isinstance(value, str) and value.startswith(ENV_PREFIX):
         raise bad_request(f"{field}: os.environ/ references are not accepted here; send the value", field)
@@ -117,6 +127,7 @@ async def test_connection(gw: Gateway, ctx: Ctx) -> Any:
     info = dict(body.model_info or {})
     _refuse_env(sent, "litellm_params")
     _refuse_env(info, "model_info")
+    _refuse_server_files(sent)
     model = sent.get("model")
     if model is not None and not isinstance(model, str):
         raise bad_request("litellm_params.model must be a string", "litellm_params.model")
