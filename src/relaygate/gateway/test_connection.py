@@ -15,8 +15,8 @@ are carried only into a request that sets none of its own: a request that points
 ``api_base``, another key, another credential) never takes the configured secret with it (LiteLLM's rule). A
 ``litellm_credential_name`` names a stored credential (``/credentials``). ``os.environ/`` references and
 paths of the gateway's own files (a credentials file, an AWS profile) are refused (LiteLLM's): the call's values
-are the request's, never the gateway's environment or files read on someone's say-so. Environment defaults of the provider (``OPENAI_API_KEY`` ...) apply as they do to a configured
-deployment.
+are the request's, never the gateway's environment or files read on someone's say-so. Environment defaults of
+the provider (``OPENAI_API_KEY`` ...) apply as they do to a configured deployment.
 
 ``mode``: ``chat`` (and ``completion``, ``responses``, ``anthropic_messages``) makes a one-token chat call,
 ``embedding`` a one-word embedding; another of LiteLLM's modes (images, audio, rerank ...) is a 400, since
