@@ -442,6 +442,17 @@ def admin_actions(page: Any, base: str, urls: list[str]) -> None:
         page.click("[data-testid=models-refresh]")
         page.wait_for_timeout(250)
     kept.first.locator(".badge", has_text="unhealthy").wait_for()
+    # a model group's analytics from the spend logs: the deployment behind "chat" answered this flow's requests
+    page.select_option("#metrics-group", "chat")
+    latency = page.locator("[data-testid=metrics-latency] th", has_text="gpt-ui")
+    for _ in range(40):  # the spend rows are written in batches off the answers: shown again until they are in
+        page.click("[data-testid=metrics-show]")
+        page.locator("[data-testid=metrics-slow]").wait_for()
+        if latency.count():
+            break
+        page.wait_for_timeout(250)
+    latency.wait_for()
+    page.locator("[data-testid=metrics-slow] td", has_text=UPSTREAM["base"]).first.wait_for()
     model_row.get_by_role("button", name="Delete db-chat").click()
     confirm(page)
     model_row.wait_for(state="detached")

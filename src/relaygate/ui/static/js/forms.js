@@ -156,30 +156,12 @@ export function buildForm(fields, opts) {
   const status = h("p", { role: "status", hidden: true, "data-testid": "form-status" });
   const extras = (o.extra || []).map((x) => {
     const b = h("button", { type: "button", class: "secondary", "data-testid": x.testid, text: x.text });
-    b.addEventListener("click", async () => {
-      error.hidden = true;
-      status.hidden = true;
-      let body;
-      try {
-        body = read();
-      } catch (err) {
-        error.textContent = err.message;
-        error.hidden = false;
-        return;
-      }
-      b.disabled = true;
-      try {
-        const got = await x.run(body);
-        status.textContent = got.text;
-        status.className = got.ok ? "notice ok" : "error";
-        status.hidden = false;
-      } catch (err) {
-        error.textContent = err && err.message ? err.message : String(err);
-        error.hidden = false;
-      } finally {
-        b.disabled = false;
-      }
-    });
+    b.addEventListener("click", () => act(b, async (body) => {
+      const got = await x.run(body);
+      status.textContent = got.text;
+      status.className = got.ok ? "notice ok" : "error";
+      status.hidden = false;
+    }));
     return b;
   });
   form.append(grid);
@@ -206,9 +188,10 @@ export function buildForm(fields, opts) {
     return body;
   };
 
-  form.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
+  // read the form (its error shown, nothing done when it does not read), then `run` it with `button` disabled
+  const act = async (button, run) => {
     error.hidden = true;
+    status.hidden = true;
     let body;
     try {
       body = read();
@@ -217,15 +200,20 @@ export function buildForm(fields, opts) {
       error.hidden = false;
       return;
     }
-    submit.disabled = true;
+    button.disabled = true;
     try {
-      await o.onSubmit(body);
+      await run(body);
     } catch (err) {
       error.textContent = err && err.message ? err.message : String(err);
       error.hidden = false;
     } finally {
-      submit.disabled = false;
+      button.disabled = false;
     }
+  };
+
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    act(submit, (body) => o.onSubmit(body));
   });
   return form;
 }

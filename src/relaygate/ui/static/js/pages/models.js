@@ -1,6 +1,7 @@
 // Models: the deployments of /model/info (config-file and database ones, marked), their health from
 // /health/deployments (state, last check, cooldown), a health check of one deployment now (/health?model_id=,
-// kept in the history) and the stored health check history (/health/history) for the admin and its viewer,
+// kept in the history), the stored health check history (/health/history) and a model group's analytics
+// (/model/metrics and its companions) for the admin and its viewer,
 // and add / edit / delete of database models (/model/new, /model/update, /model/delete; a new one's connection tried first
 // with /health/test_connection). An api_key is a password field and is never shown back:
 // /model/info does not return it, and an empty field on edit keeps the stored one.
@@ -84,9 +85,46 @@ function historyTable(rows) {
   return table(cols, rows, { testid: "health-history-table", empty: "No health check kept yet." });
 }
 
+// Model analytics (LiteLLM's /model/metrics, /model/streaming_metrics, /model/metrics/slow_responses,
+// /model/metrics/exceptions): one model group's deployments over the last 30 days (7 for time to first token).
+function seconds(v) {
+  return typeof v === "number" ? `${v < 0.1 ? (v * 1000).toFixed(1) + " ms" : v.toFixed(3) + " s"}` : "—";
+}
+
+function chartTable(got, testid, empty) {
+  const names = got.all_api_bases || [];
+  const cols = [{ label: "Day", get: (r) => r.date }, ...names.map((n) => ({ label: n, get: (r) => seconds(r[n]) }))];
+  return table(cols, got.data || [], { testid, empty });
+}
+
+async function analytics(box, group) {
+  const q = { _selected_model_group: group };
+  try {
+    const [lat, ttft, slow, exc] = await Promise.all([
+      get("/model/metrics", q), get("/model/streaming_metrics", q), get("/model/metrics/slow_responses", q),
+      get("/model/metrics/exceptions", q)]);
+    const types = exc.exception_types || [];
+    append(clear(box), [
+      h("h3", { text: "Seconds per output token" }), chartTable(lat, "metrics-latency", "No answers with output in the last 30 days."),
+      h("h3", { text: "Time to first token (streams)" }), chartTable(ttft, "metrics-ttft", "No streamed answers in the last 7 days."),
+      h("h3", { text: "Slow responses" }),
+      table([{ label: "API base", class: "mono", get: (r) => r.api_base || "(provider default)" },
+        { label: "Requests", get: (r) => r.total_count }, { label: "Slow", get: (r) => r.slow_count }],
+      slow, { testid: "metrics-slow", empty: "No requests in the last 30 days." }),
+      h("h3", { text: "Failures" }),
+      table([{ label: "Deployment", class: "mono", get: (r) => r.model }, { label: "Failures", get: (r) => r.total_exceptions },
+        ...types.map((t) => ({ label: t, get: (r) => r[t] || 0 }))],
+      exc.data || [], { testid: "metrics-failures", empty: "No failures in the last 30 days." }),
+    ]);
+  } catch (err) {
+    clear(box).append(errorBox(err));
+  }
+}
+
 export async function render(container) {
   const listBox = h("div", { class: "page-body" });
   const historyBox = h("div", { class: "page-body" });
+  const analyticsBox = h("div", { class: "page-body" });
   const loadHistory = async () => {
     if (!readsAll()) return;
     try {
@@ -164,6 +202,18 @@ export async function render(container) {
       });
     }
     append(clear(listBox), [healthNote, table(cols, rows, { testid: "models-table", empty: "No models configured." })]);
+    if (readsAll() && !analyticsBox.childElementCount) {
+      const groups = [...new Set(rows.map((m) => m.model_name))].sort();
+      const pick = h("select", { id: "metrics-group", "aria-label": "Model group" }, groups.map((g) => h("option", { value: g, text: g })));
+      const out = h("div", { "data-testid": "metrics-out" });
+      const form = h("form", { class: "inline-form" }, h("label", { for: "metrics-group", text: "Model group" }), pick,
+        h("button", { type: "submit", class: "secondary", "data-testid": "metrics-show", text: "Show analytics" }));
+      form.addEventListener("submit", (ev) => {
+        ev.preventDefault();
+        analytics(out, pick.value);
+      });
+      append(analyticsBox, [h("h2", { text: "Model analytics" }), form, out]);
+    }
   };
   const tools = [button("Refresh", async () => {
     await reload();
@@ -180,7 +230,7 @@ export async function render(container) {
       },
     }), { "data-testid": "model-create" }));
   }
-  container.append(pageHeader("Models", tools), listBox, historyBox);
+  container.append(pageHeader("Models", tools), listBox, analyticsBox, historyBox);
   await reload();
   await loadHistory();
 }
