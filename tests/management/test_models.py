@@ -104,3 +104,22 @@ def test_models_need_store_model_in_db(db_url: str) -> None:
         assert (await env.store.list_models()).total == 0
 
     run_default(db_url, body)
+
+
+def test_a_negative_limit_is_refused_not_stored(db_url: str) -> None:
+    """A stored model with a negative ``rpm`` (or ``tpm``, ``timeout`` ...) is a 400 naming it, and nothing is
+    stored: it used to be stored, then break the router's build, a 500 here and on every later sync, for every
+    stored model."""
+    async def body(env: Env, other: Env) -> None:
+        for field, value in (("rpm", -5), ("tpm", -1), ("max_parallel_requests", -1), ("timeout", -2.5),
+                             ("weight", -1)):
+            r = await env.call("POST", "/model/new", {"model_name": "bad", "litellm_params": {
+                "model": "mock/echo", field: value}})
+            assert r.status == 400 and field in r.json()["error"]["message"], (field, r.status, r.body)
+        assert "bad" not in await _names(env)
+        await env.ok("POST", "/model/new", {"model_name": "good", "litellm_params": {"model": "mock/echo", "rpm": 0,
+                                                                                      "tpm": 100}})
+        assert await _chat(env, "good") == 200
+        assert await other.gw.sync_models() is True and await _chat(other, "good") == 200
+
+    _run(db_url, body)

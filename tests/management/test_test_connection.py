@@ -122,6 +122,7 @@ def test_configured_and_new_deployments(db_url: str, home: MockHandle, elsewhere
                 ({"litellm_params": {"model": "gpt"}, "mode": "rerank"}, 400, "cannot be tested here"),
                 ({"litellm_params": {"model": "gpt", "mode": 3}}, 400, "must be a string"),
                 ({"litellm_params": {"model": "wild/*"}}, 400, "wildcard"),
+                ({"litellm_params": {"model": "openai/x", "rpm": -5}}, 400, "rpm"),
                 ({"litellm_params": {"model": "nosuchprovider/x"}}, 400, "provider"),
                 ({"litellm_params": "gpt"}, 400, "litellm_params")):
             api_error(await env.call("POST", "/health/test_connection", sent), status, needle)

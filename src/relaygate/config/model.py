@@ -9,7 +9,7 @@ same meaning, so a LiteLLM config behaves the same under relaygate.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -29,6 +29,12 @@ from relaygate.core.access import (
 )
 from relaygate.core.baggage import TagMapping, check_mappings
 
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
+"""A deployment's limits, timeouts and weights: a negative one is a config error naming it (it broke the router's
+build, a 500 on ``/model/new`` and every later sync of the stored models). ``cooldown_time`` is checked by
+``loader.validate``, with NaN and infinity."""
+
 
 class Deployment(msgspec.Struct, kw_only=True):
     """One upstream deployment of a model group (LiteLLM: one entry of ``model_list``)."""
@@ -44,15 +50,15 @@ class Deployment(msgspec.Struct, kw_only=True):
     api_base: str | None = None
     api_version: str | None = None
     organization: str | None = None
-    rpm: int | None = None
-    tpm: int | None = None
-    max_parallel_requests: int | None = None
-    timeout: float | None = None
-    stream_timeout: float | None = None
-    weight: float | None = None
+    rpm: NonNegInt | None = None
+    tpm: NonNegInt | None = None
+    max_parallel_requests: NonNegInt | None = None
+    timeout: NonNegFloat | None = None
+    stream_timeout: NonNegFloat | None = None
+    weight: NonNegFloat | None = None
     order: int | None = None
-    max_retries: int | None = None
-    num_retries: int | None = None
+    max_retries: NonNegInt | None = None
+    num_retries: NonNegInt | None = None
     """Retries of a failed call to this deployment's group when the request sets none (LiteLLM:
     ``litellm_params.num_retries``; header > body > this > ``router_settings.num_retries``)."""
     cooldown_time: float | None = None
