@@ -9,7 +9,7 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
-from tests.management.conftest import Env, run
+from tests.management.conftest import Env, api_error, run
 from tests.management.test_model_metrics import MODELS
 
 VALUES = ("", "\x00", "\r\nx", "a" * 5000, "null", "undefined", "-1", "1e309", "2026-13-45",
@@ -56,3 +56,33 @@ def test_hostile_values_get_no_5xx(db_url: str) -> None:
         assert not bad, bad
 
     run(db_url, body, model_list=MODELS)
+
+
+BIG = 2**70
+
+
+def test_integers_past_64_bits_are_a_400_naming_the_field(db_url: str) -> None:
+    """msgspec takes an ``int`` of any size; SQLite's driver raised ``OverflowError`` on one (a 500). Now a 400
+    naming the field, for a field, a list's item or an object's value; JSON fields (``metadata``) keep the
+    number as sent."""
+    async def body(env: Env) -> None:
+        key = await env.user("u1")
+        await env.ok("POST", "/team/new", {"team_id": "t1"})
+        await env.ok("POST", "/budget/new", {"budget_id": "b1"})
+        cases = [("/key/generate", {}, "rpm_limit", BIG), ("/key/generate", {}, "tpm_limit", -BIG),
+                 ("/key/update", {"key": key}, "max_parallel_requests", BIG),
+                 ("/key/update", {"key": key}, "model_rpm_limit", {"gpt-a": BIG}),
+                 ("/team/new", {}, "team_member_tpm_limit", BIG), ("/team/update", {"team_id": "t1"}, "rpm_limit", BIG),
+                 ("/user/new", {}, "tpm_limit", BIG), ("/user/update", {"user_id": "u1"}, "rpm_limit", BIG),
+                 ("/budget/new", {}, "max_parallel_requests", BIG), ("/budget/update", {"budget_id": "b1"}, "rpm_limit", BIG)]
+        for path, base, name, value in cases:
+            r = await env.call("POST", path, json.dumps({**base, name: value}).encode())
+            api_error(r, 400, f"{name}: integer out of range")
+            assert r.json()["error"]["param"] == name
+        r = await env.call("POST", "/key/update", json.dumps({"key": key, "rpm_limit": 2**63 - 1}).encode())
+        assert r.status == 200, r.body
+        r = await env.call("POST", "/key/generate", json.dumps({"metadata": {"n": BIG}}).encode())
+        assert r.status == 200, r.body
+        assert json.loads(r.body)["metadata"]["n"] == BIG
+
+    run(db_url, body)

@@ -28,8 +28,10 @@ does not fit is a 400 naming the field.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+import typing
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -327,7 +329,7 @@ _AT = re.compile(r"\$\.([A-Za-z_][A-Za-z0-9_]*)")
 def decode(body: bytes, kind: type[S]) -> S:
     """``body`` (JSON; empty: ``{}``) as ``kind``; a 400 naming the first field that does not fit."""
     try:
-        return msgspec.json.decode(body or b"{}", type=kind)
+        got = msgspec.json.decode(body or b"{}", type=kind)
     except msgspec.ValidationError as exc:
         text = str(exc)
         m = _AT.search(text)
@@ -337,6 +339,45 @@ def decode(body: bytes, kind: type[S]) -> S:
         raise bad_request(f"Invalid request body: {text}", param) from None
     except msgspec.DecodeError as exc:
         raise bad_request(f"Invalid request body: not JSON ({exc})") from None
+    if isinstance(got, msgspec.Struct):
+        _check_ints(got)
+    return got
+
+
+INT_MAX = 2**63 - 1
+"""The largest integer a typed field takes (a database's 64-bit ``INTEGER``)."""
+
+
+def _fits(value: Any) -> bool:
+    return type(value) is not int or -INT_MAX - 1 <= value <= INT_MAX
+
+
+def _has_int(tp: Any) -> bool:
+    """Whether a field's type takes ``int`` itself, or in a list or as an object's values (never through ``Any``)."""
+    if tp is int:
+        return True
+    return any(_has_int(a) for a in typing.get_args(tp))
+
+
+@functools.cache
+def _int_fields(kind: type[msgspec.Struct]) -> tuple[str, ...]:
+    return tuple(f.name for f in msgspec.structs.fields(kind) if _has_int(f.type))
+
+
+def _check_ints(got: msgspec.Struct) -> None:
+    """A 400 naming the first integer field (or list or object of integers) holding a value past 64 bits: msgspec
+    takes any size for ``int``, and SQLite's driver raised ``OverflowError`` on one (a 500 on ``/key/generate``
+    with ``rpm_limit: 2**70``). Fields of JSON (``metadata`` ...) keep any number: they are stored as JSON."""
+    for name in _int_fields(type(got)):
+        value = getattr(got, name)
+        if isinstance(value, dict):
+            ok = all(_fits(v) for v in value.values())
+        elif isinstance(value, list):
+            ok = all(_fits(v) for v in value)
+        else:
+            ok = _fits(value)
+        if not ok:
+            raise bad_request(f"{name}: integer out of range (at most {INT_MAX})", name)
 
 
 _ASKS_NOTHING: tuple[Any, ...] = (None, False, "", [], {})
