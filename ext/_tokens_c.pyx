@@ -14,6 +14,7 @@ import msgspec
 from relaygate.core import _tokens_py as _ref
 
 __all__ = [
+    "MAX_TOKENS",
     "extract_usage",
     "estimate_tokens",
     "estimate_messages_tokens",
@@ -22,6 +23,8 @@ __all__ = [
 ]
 
 MEDIA_TOKENS = _ref.MEDIA_TOKENS
+MAX_TOKENS = _ref.MAX_TOKENS
+_bound = _ref.bound
 
 cdef long long WORD = _ref.WORD
 cdef long long WORD_EXTRA = _ref.WORD_EXTRA
@@ -214,6 +217,8 @@ cpdef object extract_usage(bytes body):
     prompt = prompt or 0
     completion = completion or 0
     total = u.total_tokens if u.total_tokens is not None else prompt + completion
+    if not (0 <= prompt <= MAX_TOKENS and 0 <= completion <= MAX_TOKENS and 0 <= total <= MAX_TOKENS):
+        prompt, completion, total = _bound(prompt), _bound(completion), _bound(total)
     return (prompt, completion, total)
 
 

@@ -7,7 +7,9 @@ real tokenizer on the request path:
   in a response body or final stream chunk (``rfind``; OpenAI puts usage last), checks that it is a key
   (followed by ``:``), brace-matches its object (skipping strings) and decodes only that slice with
   msgspec. ``null``, a missing key, or a malformed object give ``None``; ``input_tokens`` /
-  ``output_tokens`` (Anthropic, Responses API) are accepted when the OpenAI names are absent.
+  ``output_tokens`` (Anthropic, Responses API) are accepted when the OpenAI names are absent. Each count
+  is bounded to ``[0, MAX_TOKENS]``: an upstream's negative or absurd figure (more than 64 bits hold) would
+  otherwise be priced, charged to budgets and written to the database as it is.
 * **How many tokens will this prompt / did this stream probably use?** :func:`estimate_tokens` is a
   linear model over byte classes, calibrated against tiktoken ``cl100k_base`` on English prose, code,
   JSON, CJK, other scripts and numbers (see ``tests/core/test_tokens.py``, which reports the error):
@@ -34,6 +36,7 @@ import re
 import msgspec
 
 __all__ = [
+    "MAX_TOKENS",
     "MEDIA_TOKENS",
     "count_stream_content",
     "estimate_messages_tokens",
@@ -82,6 +85,15 @@ class _Usage(msgspec.Struct):
 
 _usage_decoder = msgspec.json.Decoder(_Usage)
 
+MAX_TOKENS = 2**40
+"""The most tokens one count of one answer's usage may say (~10^12: a million times the longest context window
+there is); a larger count is taken as this, a negative one as 0 (see the module docstring)."""
+
+
+def bound(n: int) -> int:
+    """``n`` within ``[0, MAX_TOKENS]``."""
+    return n if 0 <= n <= MAX_TOKENS else (0 if n < 0 else MAX_TOKENS)
+
 
 def _usage_span(body: bytes) -> tuple[int, int] | None:
     """(start, end) of the last ``"usage": {...}`` object in ``body``, or None."""
@@ -129,6 +141,8 @@ def extract_usage(body: bytes) -> tuple[int, int, int] | None:
     prompt = prompt or 0
     completion = completion or 0
     total = u.total_tokens if u.total_tokens is not None else prompt + completion
+    if not (0 <= prompt <= MAX_TOKENS and 0 <= completion <= MAX_TOKENS and 0 <= total <= MAX_TOKENS):
+        prompt, completion, total = bound(prompt), bound(completion), bound(total)
     return prompt, completion, total
 
 

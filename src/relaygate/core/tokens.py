@@ -14,6 +14,7 @@ from relaygate.core import _ext
 
 if TYPE_CHECKING:
     from relaygate.core._tokens_py import (
+        MAX_TOKENS,
         MEDIA_TOKENS,
         count_stream_content,
         estimate_messages_tokens,
@@ -27,8 +28,10 @@ else:
     estimate_messages_tokens = _impl.estimate_messages_tokens
     count_stream_content = _impl.count_stream_content
     MEDIA_TOKENS = _impl.MEDIA_TOKENS
+    MAX_TOKENS = _impl.MAX_TOKENS
 
 __all__ = [
+    "MAX_TOKENS",
     "MEDIA_TOKENS",
     "count_stream_content",
     "estimate_messages_tokens",

@@ -42,6 +42,7 @@ from relaygate.core import errors
 from relaygate.core.baggage import add_mapped
 from relaygate.core.body import restamp_model
 from relaygate.core.errors import GatewayError, KeyLimitExceeded
+from relaygate.core.tokens import MAX_TOKENS
 from relaygate.cost import adjust, usd, zero_cost
 from relaygate.http.body import ClientGone, body_ended_early
 from relaygate.http.respond import DisconnectWatch, send_body
@@ -60,7 +61,7 @@ from relaygate.routing_limits import KeyHold
 from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, CompletionRecord, Outcome
 from relaygate.sinks.prompts import Prompts, tenant_allows
-from relaygate.sinks.record import CALL_TYPES, ERROR_MESSAGE_MAX
+from relaygate.sinks.record import CALL_TYPES, ERROR_MESSAGE_MAX, MAX_COST, bound_usage
 from relaygate.upstream.base import Transport
 
 log = logging.getLogger("relaygate")
@@ -383,6 +384,11 @@ class Pipeline:
         overhead = total - ex.wait
         lease, who, ctx = ex.lease, ex.who, ex.ctx
         dep = lease.target.dep if lease is not None else None
+        if not (0 <= ex.prompt_tokens < MAX_TOKENS and 0 <= ex.completion_tokens < MAX_TOKENS and 0.0 <= ex.cost <=
+                MAX_COST and 0 <= ex.cached_tokens < MAX_TOKENS and 0 <= ex.cache_write_tokens < MAX_TOKENS):
+            (ex.prompt_tokens, ex.completion_tokens, ex.cached_tokens, ex.cache_write_tokens), ex.cost = bound_usage(
+                (ex.prompt_tokens, ex.completion_tokens, ex.cached_tokens, ex.cache_write_tokens), ex.cost,
+                ex.group.name if ex.group is not None else ex.model, dep.id if dep is not None else "")
         record = CompletionRecord(
             ex.call_id.decode("latin-1"), ex.route, ex.stream, ex.model,
             dep.model_name if dep is not None else ex.group.name if ex.group is not None else "",

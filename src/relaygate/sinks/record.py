@@ -30,11 +30,41 @@ in the pipeline); tests and rare paths may use keywords. Fields after ``fallback
 from __future__ import annotations
 
 import enum
+import logging
+import math
 
 import msgspec
 
-__all__ = ["CALL_TYPES", "ERROR_MESSAGE_MAX", "OUTCOME_TEXT", "TAG_MAX", "CompletionRecord", "Outcome", "error_class",
-           "header_tags_of", "ua_tags"]
+from relaygate.core.tokens import MAX_TOKENS
+from relaygate.logs import Every
+
+__all__ = ["CALL_TYPES", "ERROR_MESSAGE_MAX", "MAX_COST", "OUTCOME_TEXT", "TAG_MAX", "CompletionRecord", "Outcome",
+           "bound_usage", "error_class", "header_tags_of", "ua_tags"]
+
+log = logging.getLogger("relaygate.cost")
+
+MAX_COST = 1_000_000.0
+"""The most USD one record may cost (:func:`bound_usage`)."""
+_absurd = Every(60.0)
+
+
+def bound_usage(counts: tuple[int, int, int, int], cost: float, group: str,
+                deployment: str) -> tuple[tuple[int, int, int, int], float]:
+    """An exchange's (prompt, completion, cached, cache write) tokens within ``[0, MAX_TOKENS]`` and its cost
+    within ``[0, MAX_COST]`` USD (not a number: 0), with a warning at most once a minute. Only an upstream's
+    absurd usage gets here (``core.tokens`` bounds the counts it reads; other adapters' counts and the price of
+    bounded counts are bounded here): unbounded, it was written to the database as it came, and a count past 64
+    bits failed the whole batch of spend rows it was in (``OverflowError``) until the sink gave up on it, while
+    pico-USD past 64 bits broke the shared budget counters."""
+    bounded = tuple(n if 0 <= n <= MAX_TOKENS else (0 if n < 0 else MAX_TOKENS) for n in counts)
+    fixed = cost if 0.0 <= cost <= MAX_COST else (MAX_COST if cost > MAX_COST else 0.0)
+    quiet = _absurd.ready()
+    if quiet is not None:
+        log.warning("absurd usage from the upstream of model group %s (deployment %s): tokens %s and cost %s USD "
+                    "kept as %s and %s (at most %d tokens a count, %s USD a request; %d more not logged since the "
+                    "last)", group, deployment, list(counts), cost if math.isfinite(cost) else "not a number",
+                    list(bounded), fixed, MAX_TOKENS, MAX_COST, quiet)
+    return (bounded[0], bounded[1], bounded[2], bounded[3]), fixed
 
 
 class Outcome(enum.StrEnum):
