@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from relaygate.budgets.shared import PREFIX
+from relaygate.budgets.shared import PREFIX, UNIT
 from relaygate.cost import to_pico
 from relaygate.store import Budget, Customer, Key, Organization, Tag, Team, TeamMember, open_store
 from tests.asgi.conftest import call
@@ -245,7 +245,7 @@ def test_two_gateways_share_member_and_tag_counters(tmp_path: Path, redis_server
                 assert (await ask(gw, "sk-t", **tagged)).status == 200
             deadline = time.monotonic() + 10
             for kind in ("member", "tag"):  # the increments reach Redis off the request path
-                while sum(int(v) for v in await r.mget(await r.keys(f"{PREFIX}{kind}:*")) if v) < to_pico(6e-6):
+                while sum(int(v) for v in await r.mget(await r.keys(f"{PREFIX}{kind}:*")) if v) < to_pico(6e-6) // UNIT:
                     assert time.monotonic() < deadline
                     await asyncio.sleep(0.05)
             for gw in (a, b):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from relaygate.asgi import Gateway
-from relaygate.budgets.shared import PREFIX
+from relaygate.budgets.shared import PREFIX, UNIT
 from relaygate.store import Key, Team
 from tests.asgi.conftest import Reply, call
 from tests.budgets.conftest import COST, MASTER, ask, gateway, token, upstream
@@ -114,7 +114,7 @@ def test_a_reset_reaches_the_counters_shared_in_redis(tmp_path: Path, redis_serv
                 for k in names:
                     names[k] = await r.keys(f"{PREFIX}key:{token(k)}:*")
                 values = [int(v or 0) for v in await r.mget(names["sk-sh"])] if names["sk-sh"] else [0]
-                if sum(values) >= 2 * 3_000_000 and names["sk-other"]:
+                if sum(values) >= 2 * 3_000_000 // UNIT and names["sk-other"]:
                     break
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.05)

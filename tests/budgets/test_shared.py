@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from relaygate.budgets.shared import PREFIX
+from relaygate.budgets.shared import PREFIX, UNIT
 from relaygate.cost import to_pico
 from relaygate.store import Key
 from tests.budgets.conftest import ask, gateway, token, upstream
@@ -36,7 +36,7 @@ def test_two_gateways_share_one_counter(tmp_path: Path, redis_server: RedisServe
             deadline = time.monotonic() + 10
             while True:  # the increments reach Redis off the request path
                 vals = [int(v) for v in await r.mget(await r.keys(f"{PREFIX}key:*")) if v is not None]
-                if sum(vals) >= to_pico(6e-6):
+                if sum(vals) >= to_pico(6e-6) // UNIT:  # nano-USD
                     break
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.05)
@@ -88,5 +88,44 @@ def test_two_hundred_concurrent_requests_overshoot_by_at_most_those_in_flight(tm
                 assert all(t.held == 0 for g in (a, b) for t in g.budgets.tallies.values())
             else:
                 assert fits <= ok <= fits + 2 * concurrency, ok
+
+    asyncio.run(main())
+
+
+def test_counters_pass_what_pico_usd_hold_in_64_bits(redis_server: RedisServer) -> None:
+    """The counters hold nano-USD: 9.2 billion USD a period, where pico-USD stopped at 9.2 million (Redis refused
+    every ``INCRBY`` past it, so a provider's or a team's monthly budget over that was no longer shared); the
+    rest under a nano-USD is carried to the counter's next increment, so nothing is lost to rounding."""
+    from types import SimpleNamespace
+
+    from relaygate.budgets.limits import FOREVER
+    from relaygate.budgets.shared import SharedSpend, counter
+
+    async def main() -> None:
+        shared = SharedSpend(redis_server.url)
+        lim = SimpleNamespace(kind="provider", ident="openai", tally=SimpleNamespace(start=0.0))
+
+        async def settled() -> None:
+            while shared._flushing:
+                await asyncio.sleep(0.01)
+
+        try:
+            await shared.redis.delete(counter("provider", "openai", 0.0))
+            for _ in range(2):
+                shared.add("provider", "openai", 0.0, FOREVER, to_pico(6_000_000.0))
+                await settled()
+            for _ in range(3):  # 0.4 nano-USD each: 1 sent, 0.2 carried
+                shared.add("provider", "openai", 0.0, FOREVER, 400)
+                await settled()
+            raw = await shared.redis.get(counter("provider", "openai", 0.0))
+            assert int(raw) == 12_000_000 * 10**9 + 1
+            assert await shared.read([lim]) == [to_pico(12_000_000.0) + UNIT]  # type: ignore[list-item]
+            shared.add("provider", "openai", 0.0, FOREVER, 800)  # with the 200 carried: one more nano-USD
+            await settled()
+            assert await shared.read([lim]) == [to_pico(12_000_000.0) + 2 * UNIT]  # type: ignore[list-item]
+            assert await shared.set_spend("provider", "openai", to_pico(10_000_000.0)) == 1
+            assert await shared.read([lim]) == [to_pico(10_000_000.0)]  # type: ignore[list-item]
+        finally:
+            await shared.aclose()
 
     asyncio.run(main())

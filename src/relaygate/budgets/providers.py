@@ -12,7 +12,7 @@ may use no deployment at all: the same 429, a line per deployment naming the tag
 How spend is counted: :meth:`ProviderBudgets.handle` is a completion sink (off the request path); a
 record's ``cost`` goes to its ``provider``'s budget, its ``deployment_id``'s and its budgeted tags', as integer
 pico-USD (no float drift). With Redis (``router_settings.redis_*``) each budget also has a shared counter,
-``relaygate:budget:{provider|deployment}:{ident}:{period start}``: increments are batched per drain with
+``relaygate:budget-nano:{provider|deployment}:{ident}:{period start}`` (nano-USD): increments are batched per drain with
 ``INCRBY`` and expire a minute after the period ends (``budgets.shared.SharedSpend``), so a new period is a
 new key and a reset needs no job.
 
@@ -302,16 +302,14 @@ class ProviderBudgets:
             return
         names = [counter(b.kind, b.ident, b.start) for b in budgets]
         seen = [(b.start, b.unread) for b in budgets]
-        try:
-            got = await asyncio.wait_for(shared.redis.mget(names), shared.timeout)
-        except Exception as exc:
-            shared._warn("read", exc)
+        got = await shared.read_names(names)
+        if got is None:
             return
         changed = False
         for b, (start, unread), value in zip(budgets, seen, got):
             if b.start != start:  # the period rolled during the read
                 continue
-            b.shared = int(value) if value is not None else 0
+            b.shared = value if value is not None else 0
             b.unread -= unread  # what was added while the read ran stays unread
             changed |= b.check()
         if changed:

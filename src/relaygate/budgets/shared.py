@@ -3,9 +3,14 @@ proxy's spend read from the spend logs.
 
 What it owns: the Redis side of budgets (``router_settings.redis_*``, the limiter's Redis).
 
-- **Counters**: ``relaygate:budget:{kind}:{id}:{period start}`` holds integer pico-USD. A worker adds its
-  completions with ``INCRBY`` (aggregated per drain, one pipeline, off the request path) and sets the key to
-  expire a minute after the period ends (``EXPIREAT``): a new period is a new key, so a reset needs no job.
+- **Counters**: ``relaygate:budget-nano:{kind}:{id}:{period start}`` holds integer nano-USD (64 bits hold 9.2
+  billion USD a period; the pico-USD the guard counts in held 9.2 million, which a provider's or a large team's
+  monthly budget can pass: Redis then refused every ``INCRBY`` of that counter). The guard's pico-USD are
+  converted here: reads multiply, writes send whole nano-USD and carry the rest to the counter's next
+  increment (at most :data:`CARRIED` counters carried; past it the rest, under a nano-USD each, is dropped).
+  A worker adds its completions with ``INCRBY`` (aggregated per drain, one pipeline, off the request path)
+  and sets the key to expire a minute after the period ends (``EXPIREAT``): a new period is a new key, so a
+  reset needs no job.
   When a key's rows are read, each budget's counter is seeded with the row's spend (``SET NX``: only the
   first reader of a period seeds it; later ones find it).
 - **Reads**: a request whose key (or customer, or the proxy) has a budget reads all its counters with one
@@ -36,7 +41,13 @@ __all__ = ["PREFIX", "SharedSpend", "any_budget", "any_member_budget", "proxy_sp
 
 log = logging.getLogger("relaygate.budgets")
 
-PREFIX = "relaygate:budget:"
+PREFIX = "relaygate:budget-nano:"
+"""Counter names' prefix (``relaygate:budget:`` named pico-USD counters before: another name, so that a
+gateway of each kind never reads the other's unit during an upgrade)."""
+UNIT = 1000
+"""pico-USD per unit of a counter (nano-USD)."""
+CARRIED = 10_000
+"""Counters whose sub-nano-USD rest is carried at most (see the module docstring)."""
 _NO_END_TTL = 400 * 86400
 
 
@@ -58,6 +69,8 @@ class SharedSpend:
         self.redis: Any = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self.timeout = timeout
         self._pending: dict[str, list[float]] = {}
+        self._carry: dict[str, int] = {}
+        """pico-USD of a counter not sent yet (under a nano-USD)."""
         self._flushing = False
         self._warned = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -70,13 +83,16 @@ class SharedSpend:
                         exc)
 
     async def read(self, limits: Sequence[Limit]) -> list[int | None] | None:
-        names = [counter(lim.kind, lim.ident, lim.tally.start) for lim in limits]
+        return await self.read_names([counter(lim.kind, lim.ident, lim.tally.start) for lim in limits])
+
+    async def read_names(self, names: Sequence[str]) -> list[int | None] | None:
+        """The pico-USD of the counters named (None: absent); None when Redis did not answer."""
         try:
             got = await asyncio.wait_for(self.redis.mget(names), self.timeout)
         except Exception as exc:
             self._warn("read", exc)
             return None
-        return [int(v) if v is not None else None for v in got]
+        return [int(v) * UNIT if v is not None else None for v in got]
 
     async def seed(self, limits: Sequence[Limit]) -> None:
         """Start each limit's counter at its row's spend, unless someone already did for this period."""
@@ -88,7 +104,7 @@ class SharedSpend:
             async with self.redis.pipeline(transaction=False) as p:
                 for lim, name in items:
                     end = lim.tally.end
-                    p.set(name, lim.base, nx=True, exat=int(end) + 60 if end != FOREVER else None,
+                    p.set(name, lim.base // UNIT, nx=True, exat=int(end) + 60 if end != FOREVER else None,
                           ex=_NO_END_TTL if end == FOREVER else None)
                 await timed("redis", "pipeline", asyncio.wait_for(p.execute(), self.timeout))
         except Exception as exc:
@@ -113,7 +129,7 @@ class SharedSpend:
             for i in range(0, len(names), 500):
                 async with self.redis.pipeline(transaction=False) as p:
                     for name in names[i:i + 500]:
-                        p.set(name, pico, xx=True, keepttl=True)
+                        p.set(name, pico // UNIT, xx=True, keepttl=True)
                     done += sum(1 for ok in await p.execute() if ok)
             return done
 
@@ -137,10 +153,14 @@ class SharedSpend:
         try:
             while self._pending:
                 batch, self._pending = self._pending, {}
+                carry = self._carry
                 try:
                     async with self.redis.pipeline(transaction=False) as p:
                         for name, (pico, end) in batch.items():
-                            p.incrby(name, int(pico))
+                            nano, rest = divmod(int(pico) + carry.pop(name, 0), UNIT)
+                            if rest and len(carry) < CARRIED:
+                                carry[name] = rest
+                            p.incrby(name, nano)
                             if end != FOREVER:
                                 p.expireat(name, int(end) + 60)
                             else:
