@@ -58,6 +58,8 @@ def test_budgets_list(db_url: str) -> None:  # noqa: F811
         problem(await env.call("GET", f"{V1}/budgets?sort=colour"), 400, "invalid-sort-field")
         problem(await env.call("GET", f"{V1}/budgets?sort=-rpm_limit,rpm_limit"), 400, "duplicate-sort-field")
         problem(await env.call("GET", f"{V1}/budgets?page=0"), 400, "invalid-query-parameter")
+        for big in ("99999999999999999999999", "1000000001"):  # past 64 bits it was a 500 (orjson)
+            problem(await env.call("GET", f"{V1}/budgets?page={big}"), 400, "invalid-query-parameter")
         problem(await env.call("GET", f"{V1}/budgets?filter[max_budget][gte]=x"), 400, "invalid-query-parameter")
         problem(await env.call("GET", f"{V1}/budgets?filter[created_at][is_null]=true"), 400,
                 "unsupported-filter-operator")

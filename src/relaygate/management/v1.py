@@ -166,7 +166,13 @@ def _int(ctx: Ctx, name: str, default: int) -> int:
         raise invalid_query(f"'{name}' must be an integer.") from None
     if value < 1:
         raise invalid_query(f"'{name}' must be 1 or greater.")
+    if value > PAGE_MAX:  # a page past 64 bits was a 500 (orjson refused to write it back in ``meta``)
+        raise invalid_query(f"'{name}' must be {PAGE_MAX} or less.")
     return value
+
+
+PAGE_MAX = 10**9
+"""The largest ``page`` or ``page_size`` a query may give."""
 
 
 def add_routes(t: RouteTable, gw: Gateway) -> None:
