@@ -43,8 +43,10 @@ __all__ = ["CALL_TYPES", "ERROR_MESSAGE_MAX", "MAX_COST", "OUTCOME_TEXT", "TAG_M
 
 log = logging.getLogger("relaygate.cost")
 
-MAX_COST = 1_000_000.0
-"""The most USD one record may cost (:func:`bound_usage`)."""
+MAX_COST = 10_000.0
+"""The most USD one record may cost (:func:`bound_usage`): far above any real request (a million input tokens at
+the dearest rate in the cost map is ~150 USD), and low enough that PostgreSQL's 64-bit nano-USD totals take
+922,000 such records before they could overflow."""
 _absurd = Every(60.0)
 
 
