@@ -38,6 +38,9 @@ USAGE = b'{"prompt_tokens":12,"completion_tokens":34,"total_tokens":46}'
         (b'{"usage": {"prompt_tokens": 2, "completion_tokens": 2}, "note": "usage"}', (2, 2, 4)),
         # strings inside the object may contain braces
         (b'{"usage": {"prompt_tokens": 2, "x": "}{\\"}", "completion_tokens": 1}}', (2, 1, 3)),
+        # integral floats and numeric strings are counts (LiteLLM's pydantic is lax too); fractions are not
+        (b'{"usage": {"prompt_tokens": 12.0, "completion_tokens": "5"}}', (12, 5, 17)),
+        (b'{"usage": {"prompt_tokens": 12.5, "completion_tokens": 5}}', None),
         # an upstream's absurd counts are bounded: past 64 bits, past 2**40, negative
         (b'{"usage": {"prompt_tokens": 1180591620717411303424, "completion_tokens": 3}}', (2**40, 3, 2**40)),
         (b'{"usage": {"prompt_tokens": 5, "completion_tokens": 1099511627777, "total_tokens": 9}}', (5, 2**40, 9)),

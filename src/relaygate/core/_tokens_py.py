@@ -83,7 +83,9 @@ class _Usage(msgspec.Struct):
     output_tokens: int | None = None
 
 
-_usage_decoder = msgspec.json.Decoder(_Usage)
+_usage_decoder = msgspec.json.Decoder(_Usage, strict=False)
+"""Lax as LiteLLM's pydantic ``Usage``: ``12.0`` and ``"12"`` are 12 (strict, such an answer's usage was not read
+and the request cost nothing); ``12.5`` and booleans are still not counts."""
 
 MAX_TOKENS = 2**40
 """The most tokens one count of one answer's usage may say (~10^12: a million times the longest context window

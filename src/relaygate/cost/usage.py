@@ -74,7 +74,7 @@ class _Request(msgspec.Struct):
     service_tier: object = None
 
 
-_body = msgspec.json.Decoder(_Body)
+_body = msgspec.json.Decoder(_Body, strict=False)  # lax as ``core.tokens``' usage decoder
 _request = msgspec.json.Decoder(_Request)
 
 
