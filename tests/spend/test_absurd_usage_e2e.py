@@ -8,7 +8,6 @@ set after them refuses the key's next request."""
 from __future__ import annotations
 
 import json
-import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -20,6 +19,7 @@ from relaygate.sinks.record import MAX_COST
 from tests.asgi.conftest import http_upstream
 from tests.conftest import start_gateway
 from tests.spend.test_spend_e2e import call as call_as
+from tests.spend.test_spend_e2e import logged
 
 pytestmark = pytest.mark.e2e
 
@@ -88,13 +88,7 @@ def test_absurd_usage_is_bounded_and_loses_no_row() -> None:
         stream = client.chat.completions.create(model="absurd", messages=msgs, stream=True,
                                                 stream_options={"include_usage": True})
         assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "hi"
-        deadline = time.monotonic() + 15
-        while True:
-            status, rows = call(gw.url, "/spend/logs?api_key=" + key)
-            assert status == 200, rows
-            if len(rows) >= 4 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        rows = logged(gw.url, key, 4, MASTER, 15.0)
         assert {r["request_id"] for r in rows} >= set(ids) and len(rows) == 4, rows
         absurd = [r for r in rows if r["model_group"] == "absurd"]
         assert len(absurd) == 2

@@ -42,6 +42,18 @@ def call(url: str, path: str, body: dict[str, Any] | None = None, key: str = MAS
             return exc.code, json.loads(exc.read() or b"null")
 
 
+def logged(url: str, key: str, n: int, master: str = MASTER, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """``/spend/logs`` of ``key`` once it lists ``n`` rows (the sink writes off the request path), or at
+    ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, rows = call(url, "/spend/logs?api_key=" + key, key=master)
+        assert status == 200, rows
+        if len(rows) >= n or time.monotonic() > deadline:
+            return list(rows)
+        time.sleep(0.2)
+
+
 def test_requests_appear_in_spend_logs_and_counters() -> None:
     with start_gateway(CONFIG, workers=1) as gw:
         assert call(gw.url, "/team/new", {"team_id": "team-a"})[0] == 200
@@ -58,13 +70,7 @@ def test_requests_appear_in_spend_logs_and_counters() -> None:
                 ids.append(r.headers["x-litellm-call-id"])
         bad_status, _ = call(gw.url, "/v1/chat/completions", {"model": "chat"}, key=key)  # no messages: 400
         assert bad_status == 400
-        deadline = time.monotonic() + 10
-        while True:
-            status, rows = call(gw.url, "/spend/logs?api_key=" + key)
-            assert status == 200, rows
-            if len(rows) >= 6 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        rows = logged(gw.url, key, 6)
         assert {r["request_id"] for r in rows} >= set(ids)
         assert sorted(r["status"] for r in rows) == ["failure"] + ["success"] * 5
         ok = [r for r in rows if r["status"] == "success"]
