@@ -388,7 +388,7 @@ class Pipeline:
                 MAX_COST and 0 <= ex.cached_tokens < MAX_TOKENS and 0 <= ex.cache_write_tokens < MAX_TOKENS):
             (ex.prompt_tokens, ex.completion_tokens, ex.cached_tokens, ex.cache_write_tokens), ex.cost = bound_usage(
                 (ex.prompt_tokens, ex.completion_tokens, ex.cached_tokens, ex.cache_write_tokens), ex.cost,
-                ex.group.name if ex.group is not None else ex.model, dep.id if dep is not None else "")
+                ex.group.name if ex.group is not None else "", dep.id if dep is not None else "")  # config names only
         record = CompletionRecord(
             ex.call_id.decode("latin-1"), ex.route, ex.stream, ex.model,
             dep.model_name if dep is not None else ex.group.name if ex.group is not None else "",

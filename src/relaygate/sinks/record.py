@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import math
 
 import msgspec
 
@@ -64,7 +63,7 @@ def bound_usage(counts: tuple[int, int, int, int], cost: float, group: str,
     if quiet is not None:
         log.warning("absurd usage from the upstream of model group %s (deployment %s): tokens %s and cost %s USD "
                     "kept as %s and %s (at most %d tokens a count, %s USD a request; %d more not logged since the "
-                    "last)", group, deployment, list(counts), cost if math.isfinite(cost) else "not a number",
+                    "last)", group, deployment, list(counts), cost if cost == cost else "not a number",
                     list(bounded), fixed, MAX_TOKENS, MAX_COST, quiet)
     return (bounded[0], bounded[1], bounded[2], bounded[3]), fixed
 
