@@ -53,3 +53,17 @@ def test_a_line_over_the_bound_is_skipped(monkeypatch: pytest.MonkeyPatch) -> No
 def test_unpriced_model_counts_tokens_at_no_cost() -> None:
     u = asyncio.run(read_usage(pieces(line(50, 5) + b"\n", 8), PriceTable(None)))
     assert (u.priced, u.prompt_tokens, u.cost) == (1, 50, 0.0)
+
+
+def test_absurd_lines_are_bounded_as_requests_are() -> None:
+    """A line reporting more tokens than any request has counts 2**40 of each (``extract_usage``) and costs at most
+    ``MAX_COST`` (half of it at the batch price), as a request's record: the batch's record is their sum. A count
+    past 64 bits is read as a float by the line's JSON decoding, so that line is not priced."""
+    from relaygate.core.tokens import MAX_TOKENS
+    from relaygate.sinks.record import MAX_COST
+
+    data = b"\n".join([line(2**41, 2**50), line(1000, 200), line(-5, 3),
+                       line(1, 1).replace(b'"prompt_tokens":1,', b'"prompt_tokens":1180591620717411303424,')])
+    u = usage_of(data, 64)
+    assert (u.priced, u.unpriced, u.prompt_tokens, u.completion_tokens) == (3, 1, MAX_TOKENS + 1000, MAX_TOKENS + 203)
+    assert u.cost == pytest.approx((MAX_COST + 1000 * 0.15e-6 + 203 * 0.6e-6) / 2)

@@ -31,7 +31,8 @@ from typing import Any
 import orjson
 
 from relaygate.core import tokens
-from relaygate.cost import PriceTable, details, usd
+from relaygate.cost import PriceTable, details, pico_of, usd
+from relaygate.sinks.record import MAX_COST
 
 log = logging.getLogger("relaygate.files")
 
@@ -43,6 +44,13 @@ SLICE = 256
 """Lines priced between two turns of the event loop."""
 TERMINAL = frozenset({"completed", "cancelled", "expired"})
 """Batch states whose output file is final."""
+_LINE_PICO = pico_of(MAX_COST)
+"""pico-USD one line may cost at most (a request's bound, ``sinks.record.bound_usage``)."""
+
+
+def _count(n: int) -> int:
+    """A count from a line's usage within ``[0, core.tokens.MAX_TOKENS]`` (``extract_usage`` bounds its own)."""
+    return n if 0 <= n <= tokens.MAX_TOKENS else (0 if n < 0 else tokens.MAX_TOKENS)
 
 
 @dataclass
@@ -89,11 +97,11 @@ class BatchUsage:
         prompt, completion = usage[0], usage[1]
         d = details(data, table.service)
         self.priced += 1
-        self.prompt_tokens += prompt + d.prompt_extra
+        self.prompt_tokens += prompt + _count(d.prompt_extra)
         self.completion_tokens += completion
-        self.cached_tokens += d.cache_read
-        if table.known:
-            self.pico += d.price(table, prompt, completion)
+        self.cached_tokens += _count(d.cache_read)
+        if table.known:  # a line is bounded as a request is: the batch's record is their sum
+            self.pico += min(max(d.price(table, prompt, completion), 0), _LINE_PICO)
 
 
 async def read_usage(chunks: Any, table: PriceTable) -> BatchUsage:
