@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from relaygate.core import _ext
+from relaygate.core._tokens_py import bound  # one clamp for both twins' counts and the sums made of them
 
 if TYPE_CHECKING:
     from relaygate.core._tokens_py import (
@@ -33,6 +34,7 @@ else:
 __all__ = [
     "MAX_TOKENS",
     "MEDIA_TOKENS",
+    "bound",
     "count_stream_content",
     "estimate_messages_tokens",
     "estimate_tokens",

@@ -48,11 +48,6 @@ _LINE_PICO = pico_of(MAX_COST)
 """pico-USD one line may cost at most (a request's bound, ``sinks.record.bound_usage``)."""
 
 
-def _count(n: int) -> int:
-    """A count from a line's usage within ``[0, core.tokens.MAX_TOKENS]`` (``extract_usage`` bounds its own)."""
-    return n if 0 <= n <= tokens.MAX_TOKENS else (0 if n < 0 else tokens.MAX_TOKENS)
-
-
 @dataclass
 class BatchUsage:
     """What a batch's output file adds up to."""
@@ -97,9 +92,9 @@ class BatchUsage:
         prompt, completion = usage[0], usage[1]
         d = details(data, table.service)
         self.priced += 1
-        self.prompt_tokens += prompt + _count(d.prompt_extra)
+        self.prompt_tokens += prompt + tokens.bound(d.prompt_extra)
         self.completion_tokens += completion
-        self.cached_tokens += _count(d.cache_read)
+        self.cached_tokens += tokens.bound(d.cache_read)
         if table.known:  # a line is bounded as a request is: the batch's record is their sum
             self.pico += min(max(d.price(table, prompt, completion), 0), _LINE_PICO)
 

@@ -34,7 +34,7 @@ import logging
 
 import msgspec
 
-from relaygate.core.tokens import MAX_TOKENS
+from relaygate.core.tokens import MAX_TOKENS, bound
 from relaygate.logs import Every
 
 __all__ = ["CALL_TYPES", "ERROR_MESSAGE_MAX", "MAX_COST", "OUTCOME_TEXT", "TAG_MAX", "CompletionRecord", "Outcome",
@@ -57,14 +57,14 @@ def bound_usage(counts: tuple[int, int, int, int], cost: float, group: str,
     bounded counts are bounded here): unbounded, it was written to the database as it came, and a count past 64
     bits failed the whole batch of spend rows it was in (``OverflowError``) until the sink gave up on it, while
     pico-USD past 64 bits broke the shared budget counters."""
-    bounded = tuple(n if 0 <= n <= MAX_TOKENS else (0 if n < 0 else MAX_TOKENS) for n in counts)
+    bounded = [bound(n) for n in counts]
     fixed = cost if 0.0 <= cost <= MAX_COST else (MAX_COST if cost > MAX_COST else 0.0)
     quiet = _absurd.ready()
     if quiet is not None:
         log.warning("absurd usage from the upstream of model group %s (deployment %s): tokens %s and cost %s USD "
                     "kept as %s and %s (at most %d tokens a count, %s USD a request; %d more not logged since the "
                     "last)", group, deployment, list(counts), cost if cost == cost else "not a number",
-                    list(bounded), fixed, MAX_TOKENS, MAX_COST, quiet)
+                    bounded, fixed, MAX_TOKENS, MAX_COST, quiet)
     return (bounded[0], bounded[1], bounded[2], bounded[3]), fixed
 
 
