@@ -15,6 +15,7 @@ from relaygate.core import _tokens_py as _ref
 
 __all__ = [
     "MAX_TOKENS",
+    "bound",
     "extract_usage",
     "estimate_tokens",
     "estimate_messages_tokens",
@@ -24,7 +25,7 @@ __all__ = [
 
 MEDIA_TOKENS = _ref.MEDIA_TOKENS
 MAX_TOKENS = _ref.MAX_TOKENS
-_bound = _ref.bound
+bound = _ref.bound
 
 cdef long long WORD = _ref.WORD
 cdef long long WORD_EXTRA = _ref.WORD_EXTRA
@@ -218,7 +219,7 @@ cpdef object extract_usage(bytes body):
     completion = completion or 0
     total = u.total_tokens if u.total_tokens is not None else prompt + completion
     if not (0 <= prompt <= MAX_TOKENS and 0 <= completion <= MAX_TOKENS and 0 <= total <= MAX_TOKENS):
-        prompt, completion, total = _bound(prompt), _bound(completion), _bound(total)
+        prompt, completion, total = bound(prompt), bound(completion), bound(total)
     return (prompt, completion, total)
 
 

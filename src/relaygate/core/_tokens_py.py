@@ -38,6 +38,7 @@ import msgspec
 __all__ = [
     "MAX_TOKENS",
     "MEDIA_TOKENS",
+    "bound",
     "count_stream_content",
     "estimate_messages_tokens",
     "estimate_tokens",

@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from relaygate.core import _ext
-from relaygate.core._tokens_py import bound  # one clamp for both twins' counts and the sums made of them
 
 if TYPE_CHECKING:
     from relaygate.core._tokens_py import (
         MAX_TOKENS,
         MEDIA_TOKENS,
+        bound,
         count_stream_content,
         estimate_messages_tokens,
         estimate_tokens,
@@ -30,6 +30,7 @@ else:
     count_stream_content = _impl.count_stream_content
     MEDIA_TOKENS = _impl.MEDIA_TOKENS
     MAX_TOKENS = _impl.MAX_TOKENS
+    bound = _impl.bound
 
 __all__ = [
     "MAX_TOKENS",
