@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -106,6 +107,7 @@ class GatewayProc:
     proc: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    workers: int = 1
 
     @property
     def url(self) -> str:
@@ -113,6 +115,28 @@ class GatewayProc:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def mark(self) -> int:
+        """Where the log ends now: :meth:`wait_swapped` looks past it."""
+        return self.log_path.stat().st_size
+
+    def wait_swapped(self, mark: int, reason: str = "database models and settings", timeout: float = 30.0) -> None:
+        """Return once every worker logged a snapshot swapped in for ``reason`` past ``mark`` (``gateway.core``'s
+        "config reloaded (<reason>)" line, one per worker that swapped). A change made through one worker
+        reaches the others by the store's change poll; requests spread over workers by the kernel's accept,
+        which may hand a run of them to one worker, so "N answers in a row" never proves every worker has it."""
+        line = re.compile(rf"relaygate\[(\d+)\] config reloaded \({re.escape(reason)}\)")
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(self.log_path, "rb") as f:
+                f.seek(mark)
+                pids = set(line.findall(f.read().decode(errors="replace")))
+            if len(pids) >= self.workers:
+                return
+            assert self.proc.poll() is None, f"the gateway exited:\n{self.log()[-3000:]}"
+            assert time.monotonic() < deadline, (f"{len(pids)} of {self.workers} workers swapped in "
+                                                 f"({reason}) within {timeout:g}s:\n{self.log()[-3000:]}")
+            time.sleep(0.05)
 
 
 class PortTaken(RuntimeError):
@@ -190,7 +214,7 @@ def start_gateway(config_text: str, *, suffix: str = ".yaml", workers: int = 1, 
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     try:
-        yield GatewayProc(proc, port, log_path)
+        yield GatewayProc(proc, port, log_path, workers)
     finally:
         stop_process(proc)
         shutil.rmtree(tmp, ignore_errors=True)

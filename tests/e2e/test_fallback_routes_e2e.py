@@ -6,13 +6,12 @@ a dead deployment's group is answered by its fallback), kept over the config fil
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import free_port, start_gateway
+from tests.conftest import GatewayProc, free_port, start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -45,15 +44,10 @@ def _chat(url: str, model: str) -> httpx.Response:
                       json={"model": model, "messages": [{"role": "user", "content": "hello fallback"}]})
 
 
-def _settled(check: object, tries: int = 8) -> bool:
-    """``check()`` holds on ``tries`` calls in a row (both workers: the other one serves a change within a
-    second, the store's change poll), within 10 s."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if all(check() for _ in range(tries)):  # type: ignore[operator]
-            return True
-        time.sleep(0.2)
-    return False
+def _settled(gw: GatewayProc, mark: int, check: object, tries: int = 8) -> bool:
+    """Once every worker swapped in the change written past ``mark``, ``check()`` holds on ``tries`` calls."""
+    gw.wait_swapped(mark)
+    return all(check() for _ in range(tries))  # type: ignore[operator]
 
 
 def _fallbacks(url: str, model: str, kind: str = "general") -> object:
@@ -61,40 +55,33 @@ def _fallbacks(url: str, model: str, kind: str = "general") -> object:
     return r.json()["fallback_models"] if r.status_code == 200 else r.status_code
 
 
-def _all_workers(url: str, model: str, ok: bool, tries: int = 12) -> bool:
-    """Every one of ``tries`` requests (spread over both workers) answered (``ok``) or not."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if all((_chat(url, model).status_code == 200) is ok for _ in range(tries)):
-            return True
-        time.sleep(0.3)
-    return False
-
-
 def test_fallbacks_set_read_and_deleted_through_the_api() -> None:
     with start_gateway(_config(Path(tempfile.mkdtemp()) / "f.db"), workers=2) as gw:
         url = gw.url
         assert _chat(url, "flaky").status_code >= 500  # no fallback yet
+        mark = gw.mark()
         r = httpx.post(url + "/fallback", headers=ADMIN, json={"model": "flaky", "fallback_models": ["steady"]})
         assert r.status_code == 200, r.text
         assert r.json() == {"model": "flaky", "fallback_models": ["steady"], "fallback_type": "general",
                             "message": "Fallback configuration created successfully"}
-        assert _all_workers(url, "flaky", ok=True)
+        assert _settled(gw, mark, lambda: _chat(url, "flaky").status_code == 200)
         answered = _chat(url, "flaky")
         assert answered.headers["x-litellm-model-group"] == "steady", answered.headers
-        assert _settled(lambda: _fallbacks(url, "flaky") == ["steady"])
+        assert all(_fallbacks(url, "flaky") == ["steady"] for _ in range(8))
         assert httpx.get(url + "/fallback/flaky", headers=ADMIN).json() == {
             "model": "flaky", "fallback_models": ["steady"], "fallback_type": "general"}
         # the file's rule is still there: the stored list started from it
         assert httpx.get(url + "/fallback/spare", headers=ADMIN).json()["fallback_models"] == ["steady"]
+        mark = gw.mark()
         r = httpx.post(url + "/fallback", headers=ADMIN,
                        json={"model": "flaky", "fallback_models": ["spare", "steady"]})
         assert r.json()["message"] == "Fallback configuration updated successfully"
-        assert _settled(lambda: _fallbacks(url, "flaky") == ["spare", "steady"])
+        assert _settled(gw, mark, lambda: _fallbacks(url, "flaky") == ["spare", "steady"])
+        mark = gw.mark()
         r = httpx.post(url + "/fallback", headers=ADMIN, json={"model": "flaky", "fallback_models": ["spare"],
                                                                 "fallback_type": "context_window"})
         assert r.status_code == 200 and r.json()["fallback_type"] == "context_window"
-        assert _settled(lambda: _fallbacks(url, "flaky", "context_window") == ["spare"])
+        assert _settled(gw, mark, lambda: _fallbacks(url, "flaky", "context_window") == ["spare"])
         assert _fallbacks(url, "flaky", "content_policy") == 404
 
         # LiteLLM's refusals
@@ -116,12 +103,13 @@ def test_fallbacks_set_read_and_deleted_through_the_api() -> None:
         assert httpx.delete(url + "/fallback/flaky", headers=as_key).status_code == 401
         assert httpx.get(url + "/fallback/flaky", headers=as_key).status_code == 401
 
+        mark = gw.mark()
         r = httpx.delete(url + "/fallback/flaky", headers=ADMIN)
         assert r.status_code == 200 and r.json() == {"model": "flaky", "fallback_type": "general",
                                                       "message": "Fallback configuration deleted successfully"}
-        assert _settled(lambda: _fallbacks(url, "flaky") == 404)
+        assert _settled(gw, mark, lambda: _fallbacks(url, "flaky") == 404)
         assert httpx.delete(url + "/fallback/flaky", headers=ADMIN).status_code == 404
-        assert _all_workers(url, "flaky", ok=False, tries=4)
+        assert all(_chat(url, "flaky").status_code != 200 for _ in range(4))
         assert httpx.get(url + "/fallback/spare", headers=ADMIN).json()["fallback_models"] == ["steady"]
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from relaygate import __version__
 from relaygate.config import ConfigError, load_config
-from tests.conftest import start_gateway
+from tests.conftest import GatewayProc, start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -49,13 +49,12 @@ def hub(c: httpx.Client) -> dict[str, dict[str, Any]]:
     return {g["model_group"]: g for g in r.json()}
 
 
-def every_worker(c: httpx.Client, check: Any) -> bool:
-    """``check`` passes on 8 answers in a row (both workers), within 5 s."""
-    for _ in range(50):
-        if all(check() for _ in range(8)):
-            return True
-        time.sleep(0.1)
-    return False
+def every_worker(gw: GatewayProc, mark: int, check: Any) -> None:
+    """Once each worker swapped in the change written past ``mark``, ``check`` holds on 8 fresh connections."""
+    gw.wait_swapped(mark)
+    for _ in range(8):
+        with httpx.Client(base_url=gw.url, timeout=20) as fresh:
+            assert check(fresh)
 
 
 def test_the_hub(tmp_path: Path) -> None:
@@ -97,14 +96,16 @@ def test_the_hub(tmp_path: Path) -> None:
             assert shown["health_status"] == "healthy" and shown["health_response_time"] >= 0, shown
 
         # the admin publishes both groups and new links; every worker serves them
+        mark = gw.mark()
         r = c.post("/model_group/make_public", headers=AUTH, json={"model_groups": ["open-chat", "internal"]})
         assert r.status_code == 200, r.text
         assert r.json() == {"message": "Successfully updated public model groups",
                             "public_model_groups": ["open-chat", "internal"], "updated_by": "default_user_id"}
-        assert every_worker(c, lambda: set(hub(c)) == {"open-chat", "internal"})
+        every_worker(gw, mark, lambda f: set(hub(f)) == {"open-chat", "internal"})
+        mark = gw.mark()
         r = c.post("/model_hub/update_useful_links", headers=AUTH, json={"useful_links": {"Wiki": "https://w.example"}})
         assert r.status_code == 200 and r.json()["useful_links"] == {"Wiki": "https://w.example"}, r.text
-        assert every_worker(c, lambda: c.get("/public/model_hub/info").json()["useful_links"] == {
+        every_worker(gw, mark, lambda f: f.get("/public/model_hub/info").json()["useful_links"] == {
             "Wiki": "https://w.example"})
 
         # anyone else is refused; a bad body is a 400 and changes nothing

@@ -6,7 +6,6 @@ refusals (the rules, on both databases: tests/management/test_credentials.py).""
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -66,28 +65,24 @@ def test_stored_credential_serves_stored_models(tmp_path: Path) -> None:
             stored = c.execute("SELECT credential_values FROM rg_credentials").fetchone()[0]
         assert UP_KEY not in stored and mock.openai_base not in stored
 
+        mark = gw.mark()
         r = httpx.post(url + "/model/new", headers=ADMIN, json={
             "model_name": "via-cred", "litellm_params": {"model": "openai/mock-model",
                                                          "litellm_credential_name": "team-openai"}})
         assert r.status_code == 200, r.text
-        deadline = time.monotonic() + 30  # a bound for the other worker's sync, generous for a loaded CI machine
-        while time.monotonic() < deadline and not all(_chat(url).status_code == 200 for _ in range(6)):
-            time.sleep(0.2)
+        gw.wait_swapped(mark)  # every worker serves it (the other one within its change poll)
         assert all(_chat(url).status_code == 200 for _ in range(6))
         assert _upstream_keys(mock) == {f"Bearer {UP_KEY}"}
 
         # a new key in the credential: every worker's model calls with it (within a second)
+        mark = gw.mark()
         r = httpx.patch(url + "/credentials/team-openai", headers=ADMIN, json={
             "credential_values": {"api_key": "sk-rotated-upstream-key-5678", "api_base": mock.openai_base}})
         assert r.status_code == 200, r.text
-        deadline = time.monotonic() + 30  # a bound for the other worker's sync, generous for a loaded CI machine
-        while time.monotonic() < deadline:
-            mock.reset()
-            for _ in range(6):
-                assert _chat(url).status_code == 200
-            if _upstream_keys(mock) == {"Bearer sk-rotated-upstream-key-5678"}:
-                break
-            time.sleep(0.3)
+        gw.wait_swapped(mark)
+        mock.reset()
+        for _ in range(6):
+            assert _chat(url).status_code == 200
         assert _upstream_keys(mock) == {"Bearer sk-rotated-upstream-key-5678"}
 
         model_id = next(m["model_info"]["id"] for m in httpx.get(url + "/model/info", headers=ADMIN).json()["data"]

@@ -117,20 +117,17 @@ def test_a_discount_patched_through_the_api_reaches_every_worker() -> None:
         "  cost_margin_config: {global: {percentage: 0.1, fixed_amount: 0.001}}\n", "")
     config += "  store_model_in_db: true\n"
     with start_gateway(config, workers=2) as gw:
+        mark = gw.mark()
         req = urllib.request.Request(f"{gw.url}/config/cost_discount_config", method="PATCH",
                                      data=json.dumps({"mock": 0.25}).encode(),
                                      headers={"authorization": f"Bearer {MASTER}", "content-type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as r:
             assert json.loads(r.read())["values"] == {"mock": 0.25}
-        deadline = time.monotonic() + 10
-        while True:
-            seen = set()
-            for i in range(16):  # spread over both workers
-                status, h = chat(gw.url, MASTER, f"ask {i}")
-                assert status == 200
-                seen.add(round(float(h["x-litellm-response-cost-discount-amount"]) /
-                               float(h["x-litellm-response-cost-original"]), 6))
-            if seen == {0.25} or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
+        gw.wait_swapped(mark)  # the other worker within its change poll
+        seen = set()
+        for i in range(16):  # spread over both workers
+            status, h = chat(gw.url, MASTER, f"ask {i}")
+            assert status == 200
+            seen.add(round(float(h["x-litellm-response-cost-discount-amount"]) /
+                           float(h["x-litellm-response-cost-original"]), 6))
         assert seen == {0.25}
