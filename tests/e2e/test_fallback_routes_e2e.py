@@ -68,6 +68,9 @@ def test_fallbacks_set_read_and_deleted_through_the_api() -> None:
         answered = _chat(url, "flaky")
         assert answered.headers["x-litellm-model-group"] == "steady", answered.headers
         assert all(_fallbacks(url, "flaky") == ["steady"] for _ in range(8))
+        shown = httpx.get(url + "/router/settings", headers=ADMIN).json()  # LiteLLM's router settings page
+        assert {"flaky": ["steady"]} in shown["current_values"]["fallbacks"] and shown["source"]["fallbacks"] == "db"
+        assert shown["source"]["context_window_fallbacks"] == "default"
         assert httpx.get(url + "/fallback/flaky", headers=ADMIN).json() == {
             "model": "flaky", "fallback_models": ["steady"], "fallback_type": "general"}
         # the file's rule is still there: the stored list started from it
@@ -102,6 +105,7 @@ def test_fallbacks_set_read_and_deleted_through_the_api() -> None:
                           json={"model": "flaky", "fallback_models": ["steady"]}).status_code == 401
         assert httpx.delete(url + "/fallback/flaky", headers=as_key).status_code == 401
         assert httpx.get(url + "/fallback/flaky", headers=as_key).status_code == 401
+        assert httpx.get(url + "/router/settings", headers=as_key).status_code == 401
 
         mark = gw.mark()
         r = httpx.delete(url + "/fallback/flaky", headers=ADMIN)

@@ -69,9 +69,10 @@ def register(t: RouteTable, gw: Gateway) -> None:
     daily_aggregated.add_routes(t, gw)  # .../daily/activity/aggregated[/keys|search|model_top_keys], /export
     v1.add_routes(t, gw)  # /management/v1/...: lists with links, bulk writes, problem+json errors
     tags.add_routes(t, gw)
-    from relaygate.management import provider_budgets  # /provider/budgets (needs no store)
+    from relaygate.management import provider_budgets, router_settings  # need no store
 
-    provider_budgets.add_routes(t, gw)
+    provider_budgets.add_routes(t, gw)  # /provider/budgets
+    router_settings.add_routes(t, gw)  # /router/settings, /router/fields
 
 
 __all__ = ["register"]
