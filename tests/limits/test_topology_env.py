@@ -80,7 +80,7 @@ def test_router_redis_db_is_the_limiters_and_the_layers_database(redis_server: o
 
     from relaygate.config.model import Config
     from relaygate.core.ratelimit import Bucket
-    from relaygate.gateway.core import _redis_url
+    from relaygate.gateway.announce import redis_url_of as _redis_url
 
     port = redis_server.port  # type: ignore[attr-defined]
     lim = limiter({}, redis_host="127.0.0.1", redis_port=port, redis_db=5)

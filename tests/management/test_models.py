@@ -4,7 +4,12 @@ without a restart (this worker at once, another worker on its next sync), show o
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from typing import Any
+
+import pytest
 
 from relaygate.asgi import Gateway
 from relaygate.config import from_litellm
@@ -121,5 +126,29 @@ def test_a_negative_limit_is_refused_not_stored(db_url: str) -> None:
                                                                                       "tpm": 100}})
         assert await _chat(env, "good") == 200
         assert await other.gw.sync_models() is True and await _chat(other, "good") == 200
+
+    _run(db_url, body)
+
+
+def test_a_failed_read_of_the_stored_models_is_read_again(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The other worker's read after a change fails (its database connections gone): one warning, and it reads
+    again until a read succeeds, so the change is served once the database answers, with no further change
+    needed (it used to wait for the next one). A second failed read meanwhile starts no second retry loop."""
+    async def body(env: Env, other: Env) -> None:
+        await env.ok("POST", "/model/new", {"model_name": "late", "litellm_params": {"model": "mock/echo"}})
+        await other.store.close()
+        with caplog.at_level(logging.INFO, logger="relaygate"):
+            await other.gw._sync_models_logged()  # the change poll's read: fails
+            await other.gw._sync_models_logged()  # another change meanwhile: fails too
+            assert other.gw._sync_retrying and await _chat(other, "late") == 400
+            await other.store.connect()  # the database answers again
+            deadline = time.monotonic() + 10
+            while other.gw._sync_retrying:
+                assert time.monotonic() < deadline, "the stored models were never read again"
+                await asyncio.sleep(0.05)
+        assert await _chat(other, "late") == 200
+        said = [r.getMessage() for r in caplog.records if r.name == "relaygate"]
+        assert sum("database models could not be read" in m for m in said) == 1, said
+        assert "database models read again" in said
 
     _run(db_url, body)

@@ -25,7 +25,6 @@ import os
 import socket
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote
 
 from relaygate import events
 from relaygate.auth.access import AccessPolicy
@@ -35,12 +34,12 @@ from relaygate.cache.routes import add_routes as add_cache_routes
 from relaygate.cache.settings_api import STORED_NAMES, with_stored_settings
 from relaygate.cache.stage import make_cache
 from relaygate.config.model import Config, Deployment
-from relaygate.config.redis_tls import tls_for_url, tls_from_env, url_with_tls
 from relaygate.core.errors import GatewayError
 from relaygate.frontends import llm_routes
 from relaygate.frontends.responses import Responses
 from relaygate.frontends.responses_routes import add_routes as add_responses_routes
 from relaygate.frontends.responses_state import start as start_responses
+from relaygate.gateway.announce import close_later, publish_keys, publish_reload_to, redis_url_of
 from relaygate.gateway.model_info import add_routes as add_model_info_routes
 from relaygate.gateway.ops import add_routes
 from relaygate.http.admission import EXEMPT, Admission
@@ -57,7 +56,7 @@ from relaygate.metrics import METRICS_DIR_ENV, Metrics, labels_of
 from relaygate.observe import install as install_exporters
 from relaygate.observe.prometheus import BUDGET_GAUGE_KINDS
 from relaygate.pipeline import Pipeline
-from relaygate.reload import Watcher, accept, bump, current, publish_reload, subscribe_reloads
+from relaygate.reload import Watcher, accept, bump, current, subscribe_reloads
 from relaygate.router import Router
 from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, MetricsSink
@@ -148,6 +147,8 @@ class Gateway:
         self._db_models_seen: tuple[Any, ...] = ()
         self.db_settings: dict[str, Any] = {}
         """Settings changed through the API (``store.settings``), over the file's (``store_model_in_db``)."""
+        self._sync_retrying = False
+        """A read of the stored models failed and :meth:`_sync_until_read` is reading again."""
         self.budgets: Any = None
         """The worker's ``budgets.BudgetGuard`` (with a store or ``litellm_settings.max_budget``), else None."""
         self.provider_budgets: Any = None
@@ -271,7 +272,7 @@ class Gateway:
             log.info("worker %d: database %s open", os.getpid(), self.store.url)
             changes = self.key_changes = KeyChanges(
                 self.store, invalidate=self._key_changed, clear=self._store_changed,
-                customers=lambda ids: self.runtime.set_blocked_customers(ids), redis_url=_redis_url(self.config))
+                customers=lambda ids: self.runtime.set_blocked_customers(ids), redis_url=redis_url_of(self.config))
             if changes.redis_url is not None:  # keys: this worker's cache, then Redis, then the database
                 changes.shared = self.shared_keys = SharedKeys(
                     changes.redis_url, self.config.general.user_api_key_cache_ttl, lambda: changes.version)
@@ -320,7 +321,7 @@ class Gateway:
             self._spawn(self.metrics.flush_forever())
         if self.watcher is not None:
             self.watcher.start()
-        url = _redis_url(self.config)
+        url = redis_url_of(self.config)
         if url is not None and self.config_path is not None:
             # other gateway hosts sharing this Redis announce their reloads on a channel (redis-py pub/sub)
             self._spawn(subscribe_reloads(url, self._on_change, origin=self._origin()))
@@ -337,7 +338,7 @@ class Gateway:
         from relaygate.budgets.periods import Calendar
         from relaygate.budgets.shared import SharedSpend
 
-        url = _redis_url(self.config)
+        url = redis_url_of(self.config)
         guard = self.budgets = BudgetGuard(store, max_budget=proxy_budget, budget_duration=g.budget_duration,
                                            on_event=self.metrics.count, shared=SharedSpend(url) if url else None,
                                            ttl=g.user_api_key_cache_ttl,
@@ -384,7 +385,7 @@ class Gateway:
             from relaygate.budgets.providers import ProviderBudgets
             from relaygate.budgets.shared import SharedSpend
 
-            url = _redis_url(config)
+            url = redis_url_of(config)
             if url is None and config.server.workers != 1:
                 log.warning("provider/deployment budgets are counted by each worker alone: set router_settings "
                             "redis_host (or redis_url) to share their spend across workers and instances")
@@ -485,7 +486,7 @@ class Gateway:
             return
         self.key_changes.apply(hashes)
         if self.key_changes.redis_url is not None:
-            self._spawn(_publish_keys(self.key_changes, hashes))
+            self._spawn(publish_keys(self.key_changes, hashes))
 
     def _key_changed(self, token_hash: str) -> None:
         """One key changed (Redis said so): forget it in the key cache and in the spend sink's owners."""
@@ -547,10 +548,33 @@ class Gateway:
         return True
 
     async def _sync_models_logged(self) -> None:
+        """:meth:`sync_models`; when it fails (the database away, a locked SQLite file) the models served stay
+        as they were, one warning says so, and :meth:`_sync_until_read` reads again until a read succeeds: a
+        change is never left unserved on this worker because its one read failed. Never raises."""
         try:
             await self.sync_models()
-        except Exception as exc:  # the models served stay as they were; the next change tries again
-            log.warning("database models could not be read: %s: %s", type(exc).__name__, exc)
+        except Exception as exc:
+            if not self._sync_retrying:
+                self._sync_retrying = True
+                log.warning("database models could not be read (retrying until they are): %s: %s",
+                            type(exc).__name__, exc)
+                self._spawn(self._sync_until_read())
+
+    async def _sync_until_read(self, first: float = 1.0, most: float = 30.0) -> None:
+        delay = first
+        try:
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    await self.sync_models()
+                except Exception as exc:
+                    log.debug("database models still not read: %s: %s", type(exc).__name__, exc)
+                    delay = min(delay * 2, most)
+                    continue
+                log.info("database models read again")
+                return
+        finally:
+            self._sync_retrying = False
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -593,9 +617,9 @@ class Gateway:
                 self.watcher.seen(shared)
             generation = max(shared, self.runtime.generation + 1)
             rt = await self.swap(config, generation, reason)
-        url = _redis_url(config)
+        url = redis_url_of(config)
         if announce and url is not None:
-            self._spawn(_publish(url, generation, self._origin()))
+            self._spawn(publish_reload_to(url, generation, self._origin()))
         return rt
 
     def _origin(self) -> str:
@@ -653,48 +677,7 @@ class Gateway:
         self.metrics.set_labels(**labels_of(config))
         self.pipeline.runtime = new
         if new.router.retired_limiter is not None:
-            self._spawn(_close_later(new.router, old.config.server.request_timeout))
+            self._spawn(close_later(new.router, old.config.server.request_timeout))
         log.info("config reloaded (%s): generation %d, %d model groups, %d deployments, %d keys", reason,
                  generation, len(new.router.groups), len(config.deployments), len(config.keys))
         return new
-
-
-def _redis_url(config: Config) -> str | None:
-    """The Redis the limiter uses (``router_settings``), as a URL for redis-py, or None without one; with
-    the TLS LiteLLM's ``REDIS_SSL*`` variables ask for spelled in it (``config.redis_tls.url_with_tls``)."""
-    s = config.router
-    if s.redis_url:
-        url = s.redis_url
-    elif s.redis_host:
-        auth = f":{quote(s.redis_password, safe='')}@" if s.redis_password else ""
-        url = f"redis://{auth}{s.redis_host}:{s.redis_port or 6379}" + (f"/{s.redis_db}" if s.redis_db else "")
-    else:
-        return None
-    return url_with_tls(url, tls_for_url(url, tls_from_env(os.environ), "router_settings.redis_url"))
-
-
-async def _publish(url: str, generation: int, origin: str) -> None:
-    try:
-        n = await publish_reload(url, generation, origin=origin)
-        log.info("config reload announced to %d subscriber(s) on Redis", n)
-    except Exception as exc:  # the other hosts can still be told by SIGHUP or their own /config/reload
-        log.warning("config reload could not be announced on Redis: %s: %s", type(exc).__name__, exc)
-
-
-async def _publish_keys(changes: KeyChanges, hashes: list[str] | None) -> None:
-    try:
-        if changes.shared is not None and hashes:
-            await changes.shared.forget_now(hashes)  # before the others hear of it: they must not read it back
-        await changes.publish(hashes)
-    except Exception as exc:  # the change poll still reaches every worker within a second
-        log.warning("key change could not be announced on Redis: %s: %s", type(exc).__name__, exc)
-
-
-async def _close_later(router: Router, grace: float) -> None:
-    """Close the limiter ``router`` did not keep, once requests that started on the old one had time to end
-    (the old router itself is never closed: it shares the transport and, often, the limiter)."""
-    try:
-        await asyncio.sleep(grace)
-    finally:
-        await router.close_retired()
-
