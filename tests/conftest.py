@@ -124,7 +124,9 @@ class GatewayProc:
         """Return once every worker logged a snapshot swapped in for ``reason`` past ``mark`` (``gateway.core``'s
         "config reloaded (<reason>)" line, one per worker that swapped). A change made through one worker
         reaches the others by the store's change poll; requests spread over workers by the kernel's accept,
-        which may hand a run of them to one worker, so "N answers in a row" never proves every worker has it."""
+        which may hand a run of them to one worker, so "N answers in a row" never proves every worker has it.
+        Wait for every earlier change the same way before taking ``mark``: a worker's swap for an earlier change,
+        logged past it, would count."""
         line = re.compile(rf"relaygate\[(\d+)\] config reloaded \({re.escape(reason)}\)")
         deadline = time.monotonic() + timeout
         while True:

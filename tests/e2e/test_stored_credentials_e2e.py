@@ -47,11 +47,13 @@ def test_stored_credential_serves_stored_models(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     with start_mock(name="cred-up") as mock, start_gateway(_config(db), workers=2) as gw:
         url = gw.url
+        mark = gw.mark()
         r = httpx.post(url + "/credentials", headers=ADMIN, json={
             "credential_name": "team-openai", "display_name": "Team OpenAI",
             "credential_values": {"api_key": UP_KEY, "api_base": mock.openai_base},
             "credential_info": {"custom_llm_provider": "openai"}})
         assert r.status_code == 200 and r.json() == {"success": True, "message": "Credential created successfully"}
+        gw.wait_swapped(mark)  # a stored credential is part of what every worker serves: its swap, before the next
         r = httpx.post(url + "/credentials", headers=ADMIN, json={"credential_name": "team-openai",
                                                                   "credential_values": {"api_key": "x"}})
         assert r.status_code == 409 and "already exists" in r.json()["error"]["message"]
@@ -91,6 +93,17 @@ def test_stored_credential_serves_stored_models(tmp_path: Path) -> None:
         assert by_model == {"credential_name": f"via-cred-credential-{model_id}", "credential_info": {},
                             "credential_values": {"api_key": "sk****78", "api_base": mock.openai_base}}, by_model
         assert httpx.get(url + "/credentials/by_model/nope", headers=ADMIN).status_code == 404
+        # blocked (LiteLLM's /model/block): no worker serves it, /model/info still lists it; unblocked: served again
+        mark = gw.mark()
+        assert httpx.post(url + "/model/block", headers=ADMIN, json={"model_id": model_id}).json()["blocked"] is True
+        gw.wait_swapped(mark)
+        assert all(_chat(url).status_code == 400 for _ in range(6))
+        shown = httpx.get(f"{url}/model/info?litellm_model_id={model_id}", headers=ADMIN).json()["data"]
+        assert [m["model_info"]["blocked"] for m in shown] == [True]
+        mark = gw.mark()
+        assert httpx.post(url + "/model/unblock", headers=ADMIN, json={"model_id": model_id}).json()["blocked"] is False
+        gw.wait_swapped(mark)
+        assert all(_chat(url).status_code == 200 for _ in range(6))
         r = httpx.delete(url + "/credentials/team-openai", headers=ADMIN)
         assert r.status_code == 409 and "used by stored model" in r.json()["error"]["message"]
         assert httpx.post(url + "/model/delete", headers=ADMIN, json={"id": model_id}).status_code == 200

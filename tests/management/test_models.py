@@ -152,3 +152,49 @@ def test_a_failed_read_of_the_stored_models_is_read_again(db_url: str, caplog: p
         assert "database models read again" in said
 
     _run(db_url, body)
+
+
+def test_a_blocked_model_is_kept_listed_and_not_served(db_url: str) -> None:
+    """LiteLLM's ``/model/block`` and ``/model/unblock``: a blocked stored model answers no request on either
+    worker and leaves ``/v1/models``, but ``/model/info`` still lists it (``model_info.blocked: true``) so it can
+    be unblocked, which serves it again; a config deployment is LiteLLM's 400, an unknown id its 404, and only the
+    proxy admin may do either."""
+    async def info(env: Env, model_id: str) -> dict[str, Any]:
+        data = (await env.ok("GET", f"/model/info?litellm_model_id={model_id}"))["data"]
+        assert len(data) == 1, data
+        return dict(data[0]["model_info"])
+
+    async def body(env: Env, other: Env) -> None:
+        await env.ok("POST", "/model/new", {"model_name": "pausable", "litellm_params": {
+            "model": "mock/echo", "api_key": "sk-paused-upstream-secret"}, "model_info": {"id": "p1"}})
+        assert await other.gw.sync_models() is True and await _chat(other, "pausable") == 200
+        assert (await info(env, "p1"))["blocked"] is False
+
+        out = await env.ok("POST", "/model/block", {"model_id": "p1"})
+        assert out["blocked"] is True and out["model_id"] == "p1" and "sk-paused-upstream-secret" not in str(out)
+        assert await other.gw.sync_models() is True
+        for e in (env, other):
+            assert await _chat(e, "pausable") == 400 and "pausable" not in await _names(e)
+            shown = await info(e, "p1")
+            assert shown["blocked"] is True and shown["db_model"] is True
+        assert (await env.ok("POST", "/model/block", {"model_id": "p1"}))["blocked"] is True  # again: no change
+
+        out = await env.ok("POST", "/model/unblock", {"model_id": "p1"})
+        assert out["blocked"] is False
+        assert await other.gw.sync_models() is True
+        for e in (env, other):
+            assert await _chat(e, "pausable") == 200 and (await info(e, "p1"))["blocked"] is False
+
+        r = await env.call("POST", "/model/block", {"model_id": "cfg"})
+        assert r.status == 400 and "config-based model" in r.json()["error"]["message"], r.body
+        r = await env.call("POST", "/model/unblock", {"model_id": "nope"})
+        assert r.status == 404 and r.json()["error"]["message"] == "Model nope not found on proxy.", r.body
+        for bad in ({}, {"model_id": 5}, {"id": "p1"}):
+            r = await env.call("POST", "/model/block", bad)
+            assert r.status == 400 and "model_id" in r.json()["error"]["message"], (bad, r.body)
+        key = (await env.ok("POST", "/key/generate", {}))["key"]
+        r = await env.call("POST", "/model/block", {"model_id": "p1"}, key=key)
+        assert r.status in (401, 403), r.body
+        assert (await env.store.get_model("p1")).blocked is False
+
+    _run(db_url, body)

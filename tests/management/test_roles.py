@@ -409,6 +409,14 @@ async def _model_delete(w: World) -> Call:
     return "POST", "/model/delete", {"id": await _model(w)}
 
 
+async def _model_block(w: World) -> Call:
+    return "POST", "/model/block", {"model_id": await _model(w)}
+
+
+async def _model_unblock(w: World) -> Call:
+    return "POST", "/model/unblock", {"model_id": await _model(w)}
+
+
 async def _call(method: str, path: str) -> Call:
     return method, path, None
 
@@ -560,6 +568,8 @@ CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "model/update": (_model_update, (200, 401, 401, 401, 401)),
     "model/{model_id}/update": (_model_patch, (200, 401, 401, 401, 401)),
     "model/delete": (_model_delete, (200, 401, 401, 401, 401)),
+    "model/block": (_model_block, (200, 401, 401, 401, 401)),
+    "model/unblock": (_model_unblock, (200, 401, 401, 401, 401)),
     **{path: (lambda w, path=path: _call("GET", f"/{path}?_selected_model_group=gpt-a"), (200, 200, 401, 401, 401))
        for path in ("model/metrics", "model/streaming_metrics", "model/metrics/slow_responses",
                     "model/metrics/exceptions")},

@@ -453,6 +453,13 @@ def admin_actions(page: Any, base: str, urls: list[str]) -> None:
         page.wait_for_timeout(250)
     latency.wait_for()
     page.locator("[data-testid=metrics-slow] td", has_text=UPSTREAM["base"]).first.wait_for()
+    # blocked: kept and listed, routed to by no one; unblocked: served again
+    model_row.get_by_role("button", name="Block db-chat").click()
+    page.locator("[data-testid=msg-ok]", has_text="Model db-chat blocked.").wait_for()
+    model_row.locator(".badge.warn", has_text="database, blocked").wait_for()
+    model_row.get_by_role("button", name="Unblock db-chat").click()
+    page.locator("[data-testid=msg-ok]", has_text="Model db-chat unblocked.").wait_for()
+    model_row.locator(".badge.info", has_text="database").wait_for()
     model_row.get_by_role("button", name="Delete db-chat").click()
     confirm(page)
     model_row.wait_for(state="detached")

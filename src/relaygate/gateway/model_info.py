@@ -89,10 +89,14 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     t.add("POST", "/utils/transform_request", lambda sc, rc, sd, p: transform_request(gw, sc, rc, sd, p))
 
 
-async def _visible(gw: Gateway, scope: Scope) -> list[Deployment]:
+async def _visible(gw: Gateway, scope: Scope, *, blocked: bool = False) -> list[Deployment]:
+    """The deployments the caller may see; with ``blocked``, the stored models blocked by ``/model/block`` too
+    (kept by the gateway, never routed to)."""
     who = await principal(gw, scope)
-    deps = gw.runtime.config.deployments
-    return list(deps) if who.key is None else [d for d in deps if who.allows(d.model_name)]
+    deps = list(gw.runtime.config.deployments)
+    if blocked:
+        deps += [d for d in gw.db_models if d.model_info.get("blocked")]
+    return deps if who.key is None else [d for d in deps if who.allows(d.model_name)]
 
 
 def _base(dep: Deployment) -> dict[str, Any]:
@@ -126,7 +130,7 @@ async def model_info(gw: Gateway, scope: Scope, receive: Receive, send: Send, pa
     ``model_list_healthy_only``, none of a group whose every deployment failed its last health check."""
     q = query(scope)
     wanted = q.get("litellm_model_id")
-    deps = [d for d in await _visible(gw, scope) if wanted is None or d.id == wanted]
+    deps = [d for d in await _visible(gw, scope, blocked=True) if wanted is None or d.id == wanted]
     if q.get("healthy_only", "").strip().lower() in ("1", "true", "yes", "on") or \
             gw.runtime.config.general.model_list_healthy_only:
         shown = set(healthy_groups(gw, list(dict.fromkeys(d.model_name for d in deps))))

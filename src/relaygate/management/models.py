@@ -21,7 +21,10 @@ AES-GCM under ``LITELLM_SALT_KEY``, else the master key, as LiteLLM encrypts the
 join the runtime (and added to the log redactor then), and never answered: responses drop every
 credential-like field. A row whose credentials do not open (the salt changed) is skipped with one log line.
 
-Roles, as LiteLLM's: only the proxy admin adds, updates or deletes models.
+Blocking, as LiteLLM's ``/model/block`` / ``/model/unblock``: a stored model kept but not routed to (its row's
+``blocked``; listed by ``/model/info`` with ``model_info.blocked: true``), until it is unblocked.
+
+Roles, as LiteLLM's: only the proxy admin adds, updates, blocks or deletes models.
 """
 
 from __future__ import annotations
@@ -75,10 +78,15 @@ class ModelRef(msgspec.Struct, kw_only=True):
     id: str
 
 
+class BlockBody(msgspec.Struct, kw_only=True):
+    model_id: str
+
+
 def add_routes(t: RouteTable, gw: Gateway) -> None:
     for method, path, handler in (
             ("POST", "/model/new", new), ("POST", "/model/update", update),
-            ("PATCH", "/model/{model_id}/update", update), ("POST", "/model/delete", delete)):
+            ("PATCH", "/model/{model_id}/update", update), ("POST", "/model/delete", delete),
+            ("POST", "/model/block", _blocking(True)), ("POST", "/model/unblock", _blocking(False))):
         route(t, gw, method, path, handler)
 
 
@@ -94,7 +102,7 @@ def deployment_of(row: ModelRow, credentials: dict[str, dict[str, Any]] | None =
     params = dict(row.litellm_params)
     if "litellm_credential_name" in params:
         params = with_credential(params, credentials or {}, SOURCE, "")  # a name not stored: the ConfigError
-    info = {**row.model_info, "id": row.model_id, "db_model": True}
+    info = {**row.model_info, "id": row.model_id, "db_model": True, "blocked": row.blocked}
     dep = make_deployment(row.model_name, params, info, SOURCE, "", where=f"model {row.model_id}")
     if dep.provider not in PROVIDERS:
         raise ConfigError(SOURCE, "litellm_params.model", f"relaygate has no provider `{dep.provider}`")
@@ -129,8 +137,6 @@ async def read_db_models(store: Store, sealer: Sealer) -> tuple[tuple[Any, ...],
     credentials = stored_credentials(stored, sealer)
     deps = []
     for row in rows:
-        if row.blocked:
-            continue
         try:
             params = open_credentials(row.litellm_params, sealer)
         except SealError as exc:
@@ -162,11 +168,11 @@ def stored_credentials(stored: list[Credential], sealer: Sealer) -> dict[str, di
 
 def with_db_models(config: Config, deps: list[Deployment]) -> Config:
     """``config`` serving ``deps`` after its own deployments (a stored model with a config deployment's id is
-    left out: the file wins)."""
+    left out: the file wins; a blocked one too: listed by ``/model/info``, never routed to)."""
     if not deps:
         return config
     ids = {d.id for d in config.deployments}
-    extra = [d for d in deps if d.id not in ids]
+    extra = [d for d in deps if d.id not in ids and not d.model_info.get("blocked")]
     return msgspec.structs.replace(config, deployments=[*config.deployments, *extra])
 
 
@@ -277,3 +283,27 @@ async def delete(ctx: Ctx) -> Any:
         raise not_found(f"Model with id={body.id} not found in db", "id") from None
     await stored_changed(ctx)
     return {"message": f"Model: {body.id} deleted successfully"}
+
+
+def _blocking(blocked: bool) -> Any:
+    """LiteLLM's ``/model/block`` and ``/model/unblock`` (``{"model_id"}``): a stored model kept but not routed
+    to (``/model/info`` lists it with ``model_info.blocked: true``; ``/v1/models`` and requests do not see it),
+    or served again; every worker within a second, as any stored-model change. A config deployment's id is
+    LiteLLM's 400, an unknown one its 404. Answer: the row, without credentials."""
+    async def handler(ctx: Ctx) -> Any:
+        _enabled(ctx)
+        model_id = (await ctx.body(BlockBody)).model_id
+        try:
+            await ctx.store.get_model(model_id)
+        except NotFound:
+            if any(d.id == model_id for d in ctx.gw.runtime.config.deployments):
+                raise bad_request("Cannot edit config-based model. Store model in DB via /model/new first.",
+                                  "model_id") from None
+            raise not_found(f"Model {model_id} not found on proxy.", "model_id") from None
+        who = ctx.caller.user_id or "default_user_id"
+        row = await ctx.store.update_model(model_id, blocked=blocked, updated_by=who)
+        log.info("database model %s %s", ascii(model_id), "blocked" if blocked else "unblocked")
+        await stored_changed(ctx)
+        return shown(row)
+
+    return handler

@@ -2,9 +2,9 @@
 // /health/deployments (state, last check, cooldown), a health check of one deployment now (/health?model_id=,
 // kept in the history), the stored health check history (/health/history) and a model group's analytics
 // (/model/metrics and its companions) for the admin and its viewer,
-// and add / edit / delete of database models (/model/new, /model/update, /model/delete; a new one's connection tried first
-// with /health/test_connection). An api_key is a password field and is never shown back:
-// /model/info does not return it, and an empty field on edit keeps the stored one.
+// and add / edit / block / delete of database models (/model/new, /model/update, /model/block and /unblock,
+// /model/delete; a new one's connection tried first with /health/test_connection). An api_key is a password
+// field and is never shown back: /model/info does not return it, and an empty field on edit keeps the stored one.
 
 import { canWrite, get, isAdmin, post, readsAll } from "../api.js";
 import { actions, append, button, clear, confirm, errorBox, h, notify, table, when } from "../dom.js";
@@ -156,7 +156,8 @@ export async function render(container) {
       { label: "Model", get: (m) => m.model_name },
       { label: "Upstream", class: "mono", get: (m) => m.litellm_params && m.litellm_params.model },
       { label: "Provider", get: (m) => m.model_info && m.model_info.litellm_provider },
-      { label: "Source", get: (m) => (m.model_info && m.model_info.db_model ? badge("database", "info") : badge("config", "")) },
+      { label: "Source", get: (m) => (m.model_info && m.model_info.db_model
+        ? (m.model_info.blocked ? badge("database, blocked", "warn") : badge("database", "info")) : badge("config", "")) },
       { label: "Health", get: (m) => healthBadge(m.health) },
       { label: "Last check", get: (m) => (m.health && m.health.last_check ? `${when(m.health.last_check.at)}${m.health.last_check.ok ? "" : ` — ${m.health.last_check.error || "failed"}`}` : "—") },
       { label: "Cooldown until", get: (m) => (m.health && m.health.cooldown_until ? when(m.health.cooldown_until) : "—") },
@@ -190,6 +191,16 @@ export async function render(container) {
               await reload();
             },
           }), { "aria-label": `Edit ${m.model_name}` }),
+          button(m.model_info.blocked ? "Unblock" : "Block", async () => {
+            // a blocked model is kept and listed but routed to by no worker (LiteLLM's /model/block)
+            try {
+              await post(m.model_info.blocked ? "/model/unblock" : "/model/block", { model_id: m.model_info.id });
+              notify(`Model ${m.model_name} ${m.model_info.blocked ? "unblocked" : "blocked"}.`, "ok");
+            } catch (err) {
+              notify(err.message, "error");
+            }
+            await reload();
+          }, { class: "secondary", "aria-label": `${m.model_info.blocked ? "Unblock" : "Block"} ${m.model_name}` }),
           button("Delete", async () => {
             if (!(await confirm(`Delete model ${m.model_name} (${m.model_info.id})?`, "Delete"))) return;
             try {
