@@ -421,6 +421,10 @@ async def _call(method: str, path: str) -> Call:
     return method, path, None
 
 
+async def _json(method: str, path: str, body: dict[str, Any]) -> Call:
+    return method, path, body
+
+
 async def _group(w: World) -> str:
     """A fresh access group on a fresh stored model."""
     await _model(w)
@@ -569,6 +573,9 @@ CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "model/{model_id}/update": (_model_patch, (200, 401, 401, 401, 401)),
     "model/delete": (_model_delete, (200, 401, 401, 401, 401)),
     "model/block": (_model_block, (200, 401, 401, 401, 401)),
+    "team/permissions_list": (lambda w: _call("GET", "/team/permissions_list?team_id=tm"), (200, 200, 403, 200, 403)),
+    "team/permissions_update": (lambda w: _json("POST", "/team/permissions_update", {
+        "team_id": "tm", "team_member_permissions": ["/key/generate"]}), (200, 401, 403, 200, 401)),
     "model/unblock": (_model_unblock, (200, 401, 401, 401, 401)),
     **{path: (lambda w, path=path: _call("GET", f"/{path}?_selected_model_group=gpt-a"), (200, 200, 401, 401, 401))
        for path in ("model/metrics", "model/streaming_metrics", "model/metrics/slow_responses",

@@ -36,7 +36,8 @@ def test_a_keys_logging_secret_is_in_no_answer(db_url: str) -> None:
         owner = await env.user("owner")
         mate = await env.user("mate")
         await env.ok("POST", "/team/new", {"team_id": "t1", "members_with_roles": [
-            {"role": "user", "user_id": "owner"}, {"role": "user", "user_id": "mate"}]})
+            {"role": "user", "user_id": "owner"}, {"role": "user", "user_id": "mate"}],
+            "team_member_permissions": ["/key/generate", "/key/update", "/key/regenerate"]})  # members manage theirs
         viewer = await env.user("watcher", "proxy_admin_viewer")
         made = await env.ok("POST", "/key/generate", {"team_id": "t1", "metadata": {"logging": [ENTRY], "note": "n"}},
                             key=owner)

@@ -39,6 +39,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         tag_analytics,
         tags,
         team_callbacks,
+        team_permissions,
         teams,
         users,
         v1,
@@ -49,6 +50,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     users.add_routes(t, gw)
     teams.add_routes(t, gw)
     team_callbacks.add_routes(t, gw)  # /team/{team_id}/callback, /team/{team_id}/disable_logging
+    team_permissions.add_routes(t, gw)  # /team/permissions_list, /team/permissions_update
     organizations.add_routes(t, gw)
     customers.add_routes(t, gw)
     budgets.add_routes(t, gw)

@@ -10,10 +10,12 @@ name (``sk-...abcd``) are stored; the key itself is answered once, by ``/key/gen
 Who may do what (LiteLLM's rules, :mod:`relaygate.management.common`): the proxy admin everything; its
 viewer reads every key; an internal user generates keys for itself (``user_id`` defaults to its own) or,
 as a team member, for its team, and updates, regenerates or deletes its own keys and, as a team ``admin``,
-its team's; only the proxy admin or the key's team admin blocks, unblocks, changes ``blocked`` or resets the
-key's spend (``/key/{key}/reset_spend``; only the proxy admin sets it with ``/key/update``). A key
-never grants more than its creator holds (:func:`~relaygate.management.common.check_grant`): models within
-the creator's and the team's allow-lists, limits and budget not above theirs.
+its team's (a plain member's team keys only through the routes its team grants its members:
+``management.team_permissions``); only the proxy admin or the key's team admin blocks, unblocks, changes
+``blocked`` or resets the key's spend (``/key/{key}/reset_spend``; only the proxy admin sets it with
+``/key/update``). A key never grants more than its creator holds
+(:func:`~relaygate.management.common.check_grant`): models within the creator's and the team's allow-lists,
+limits and budget not above theirs.
 
 After every write the key's hash is dropped from this worker's principal cache; other workers and
 instances see the store's change counter move.
@@ -58,6 +60,7 @@ from relaygate.management.common import (
 )
 from relaygate.management.key_extras import key_extras
 from relaygate.management.masking import unmask_metadata
+from relaygate.management.team_permissions import member_may
 from relaygate.store import Key, NotFound, Team, deprecated_keys, hash_token, key_name
 
 log = logging.getLogger("relaygate.keys")
@@ -218,19 +221,22 @@ def _member(team: Team, user_id: str | None) -> bool:
     return user_id is not None and any(m.get("user_id") == user_id for m in team.members_with_roles)
 
 
-async def may_manage(ctx: Ctx, key: Key, *, block: bool = False) -> None:
-    """The caller may change ``key``: the proxy admin, the key's team admin, or (not to block) its owner."""
+async def may_manage(ctx: Ctx, key: Key, *, block: bool = False, route_name: str = "/key/update") -> None:
+    """The caller may change ``key`` through ``route_name``: the proxy admin, the key's team admin, or (not to
+    block) its owner; an owner that is a plain member of the key's team when the team grants it the route
+    (``team_permissions.member_may``)."""
     c = ctx.caller
     if c.is_admin:
         return
     if not c.may_write:
         refuse_route(ctx)
-    if not block and key.user_id is not None and key.user_id == c.user_id:
+    team = await _team(ctx, key.team_id) if key.team_id is not None else None
+    if team is not None and c.team_role(team) == "admin":
         return
-    if key.team_id is not None:
-        team = await _team(ctx, key.team_id)
-        if team is not None and c.team_role(team) == "admin":
-            return
+    if not block and key.user_id is not None and key.user_id == c.user_id:
+        if team is not None:
+            member_may(team, c, route_name)
+        return
     raise forbidden(f"You are not allowed to {'block or unblock' if block else 'change'} this key. "
                     f"Your role={c.role}")
 
@@ -292,6 +298,8 @@ async def _fields(ctx: Ctx, body: KeyFields, *, old: Key | None, service_account
     if team is not None and changes_owner and not c.is_admin:
         if not _member(team, c.user_id):
             raise bad_request(f"User={c.user_id} not assigned to team={team.team_id}", "team_id")
+        if old is None and not service_account:  # a member makes a team key when the team grants it
+            member_may(team, c, "/key/generate")
         if user_id is not None and not _member(team, user_id):
             raise bad_request(f"User={user_id} not assigned to team={team.team_id}", "user_id")
     if changes_owner and not c.is_admin and user_id != c.user_id and (team is None or c.team_role(team) != "admin"):
@@ -508,7 +516,7 @@ async def delete(ctx: Ctx) -> Any:
         except NotFound:
             raise msgspec_not_found(alias) from None
     for rec in recs:
-        await may_manage(ctx, rec)
+        await may_manage(ctx, rec, route_name="/key/delete")
     tokens = list(dict.fromkeys(r.token for r in recs))
     await ctx.store.delete_keys(tokens)
     ctx.invalidate(*tokens)
@@ -527,7 +535,7 @@ async def regenerate(ctx: Ctx) -> Any:
         raise bad_request("key is required", "key")
     token = token_of(raw)
     old = await ctx.store.get_key(token)
-    await may_manage(ctx, old)
+    await may_manage(ctx, old, route_name="/key/regenerate")
     clear = new_key(opt(body.new_key), "new_key", ctx)
     fields = await _fields(ctx, body, old=old)
     if "key_alias" in fields:
