@@ -20,7 +20,7 @@ from relaygate.config.loader import validate
 from relaygate.config.model import Config, RouterSettings
 from relaygate.config.redis_tls import RedisTls, RedisTlsError, tls_for_url, tls_from_env, url_with_tls
 from relaygate.core.ratelimit import Bucket
-from relaygate.gateway.core import _redis_url
+from relaygate.gateway.announce import redis_url_of as _redis_url
 from relaygate.limits import make_limiter
 from relaygate.limits.redis import RedisLimiter
 from relaygate.limits.resp import RedisAddress, RespConnection, connect, encode
