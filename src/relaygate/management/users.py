@@ -40,13 +40,14 @@ from relaygate.management.common import (
     forbidden,
     given,
     non_negative,
+    not_found,
     opt,
     record,
     route,
 )
 from relaygate.management.key_extras import USER_NOT_KEPT
 from relaygate.management.keys import alias_free, new_key
-from relaygate.store import Key, StoreUnavailable, TeamMember, User, hash_token, key_name
+from relaygate.store import Key, NotFound, StoreUnavailable, TeamMember, User, hash_token, key_name
 from relaygate.store.transaction import Transaction as Tx
 from relaygate.ui import passwords, rows, sessions
 
@@ -93,7 +94,7 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     for method, path, handler in (("POST", "/user/new", new), ("GET", "/user/info", info),
                                   ("POST", "/user/update", update), ("POST", "/user/delete", delete),
                                   ("POST", "/user/bulk_update", bulk_update),
-                                  ("GET", "/user/list", list_users)):
+                                  ("GET", "/user/list", list_users), ("GET", "/v2/user/info", info_v2)):
         route(t, gw, method, path, handler)
 
 
@@ -191,6 +192,50 @@ async def info(ctx: Ctx) -> Any:
     teams = [await ctx.store.get_team(t) for t in user.teams]
     return {"user_id": user_id, "user_info": record(user), "keys": [record(k) for k in keys.items],
             "teams": [record(t) for t in teams]}
+
+
+V2_FIELDS = ("user_id", "user_email", "user_alias", "user_role", "spend", "max_budget", "tpm_limit", "rpm_limit",
+             "models", "budget_duration", "budget_reset_at", "metadata", "created_at", "updated_at", "teams",
+             "model_max_budget")
+"""LiteLLM's ``UserInfoV2Response`` fields relaygate keeps (``sso_user_id`` and ``object_permission`` answered
+null: relaygate stores neither on the user)."""
+
+
+async def info_v2(ctx: Ctx) -> Any:
+    """LiteLLM's ``GET /v2/user/info?user_id=``: the user row alone (team ids, no keys or team objects). The caller
+    itself (``user_id`` defaults to its own), any user for the proxy admin and its viewer, a member of one of
+    its teams for a team's admin; anything else is LiteLLM's 404 ``User not found``, as for a user that does not
+    exist, so the answer never tells who exists."""
+    c = ctx.caller
+    user_id = ctx.query.get("user_id") or c.user_id
+    if not user_id:
+        raise bad_request("user_id is required. Either pass it as a query parameter or authenticate with a "
+                          "user-bound key.", "user_id")
+    missing = not_found(f"User not found: {user_id}", "user_id")
+    try:
+        user = await ctx.store.get_user(user_id)
+    except NotFound:
+        raise missing from None
+    if not (c.reads_all or user_id == c.user_id or await _admin_of_a_team_of(ctx, user)):
+        raise missing
+    row = record(user)
+    out = {name: row.get(name) for name in V2_FIELDS}
+    out.update(models=out["models"] or [], teams=out["teams"] or [], sso_user_id=None, object_permission=None)
+    return out
+
+
+async def _admin_of_a_team_of(ctx: Ctx, user: User) -> bool:
+    """Whether the caller is an admin of a team ``user`` is in."""
+    if ctx.caller.user_id is None:
+        return False
+    for team_id in user.teams:
+        try:
+            team = await ctx.store.get_team(team_id)
+        except NotFound:
+            continue
+        if ctx.caller.team_role(team) == "admin":
+            return True
+    return False
 
 
 async def update(ctx: Ctx) -> Any:
