@@ -543,8 +543,13 @@ class Gateway:
                 settings = {k: v for k, v in (await read_settings(self.store)).items() if k in STORED_NAMES}
             if rows == self._db_models_seen and settings == self.db_settings:
                 return False
+            before = self.db_models, self._db_models_seen, self.db_settings
             self.db_models, self._db_models_seen, self.db_settings = deps, rows, settings
-            await self.swap(self.file_config, self.runtime.generation, "database models and settings")
+            try:
+                await self.swap(self.file_config, self.runtime.generation, "database models and settings")
+            except BaseException:  # not served: the next read must not take these rows for the served ones
+                self.db_models, self._db_models_seen, self.db_settings = before
+                raise
         return True
 
     async def _sync_models_logged(self) -> None:
@@ -556,7 +561,7 @@ class Gateway:
         except Exception as exc:
             if not self._sync_retrying:
                 self._sync_retrying = True
-                log.warning("database models could not be read (retrying until they are): %s: %s",
+                log.warning("database models could not be read or served (retrying until they are): %s: %s",
                             type(exc).__name__, exc)
                 self._spawn(self._sync_until_read())
 
