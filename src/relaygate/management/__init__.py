@@ -39,6 +39,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         tag_analytics,
         tags,
         team_callbacks,
+        team_join,
         team_permissions,
         teams,
         users,
@@ -51,6 +52,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     teams.add_routes(t, gw)
     team_callbacks.add_routes(t, gw)  # /team/{team_id}/callback, /team/{team_id}/disable_logging
     team_permissions.add_routes(t, gw)  # /team/permissions_list, /team/permissions_update
+    team_join.add_routes(t, gw)  # /team/available (and member_add's self-join)
     organizations.add_routes(t, gw)
     customers.add_routes(t, gw)
     budgets.add_routes(t, gw)

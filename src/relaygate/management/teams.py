@@ -52,6 +52,7 @@ from relaygate.management.common import (
 from relaygate.management.key_extras import TEAM_NOT_KEPT
 from relaygate.management.masking import unmask_metadata
 from relaygate.management.member_budgets import PATCH_FIELDS, limits_of, patch_member, shared_rows
+from relaygate.management.team_join import member_add_target
 from relaygate.store import Budget, Duplicate, NotFound, Team, TeamMember, User
 from relaygate.store import tables as tbl
 from relaygate.store.transaction import Transaction as Tx
@@ -495,7 +496,7 @@ async def member_add(ctx: Ctx) -> Any:
         _refuse_not_kept(body)
     if body.budget_duration not in (None, "", "-1"):
         duration_seconds(body.budget_duration, "budget_duration")
-    team = await team_admin(ctx, body.team_id)
+    team = await member_add_target(ctx, body.team_id, members, body)  # its admin's, or an available team joined
     _budget_cap(ctx, team, body.max_budget_in_team)
     for m in members:
         if any(x.get("user_id") == m.user_id for x in team.members_with_roles):
