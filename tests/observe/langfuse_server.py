@@ -4,7 +4,7 @@
 answers ``POST /api/public/ingestion`` as Langfuse does: ``401`` without the right Basic credentials,
 ``400`` for a body that is not ``{"batch": [...]}``, else ``207`` with ``successes`` and ``errors`` per
 event, each event validated against the published OpenAPI schema (``data/langfuse_openapi_ingestion.yml``)
-with ``jsonschema``. Tests can make it answer 500 for a while, reject events of some types, or hang.
+with ``jsonschema``; and ``GET /api/public/projects`` (the SDK's ``auth_check``), ``401`` for other keys. Tests can make it answer 500 for a while, reject events of some types, or hang.
 
 ``validate_event`` / ``unknown_fields`` are the same checks for sans-IO tests: the schema lets unknown
 body fields through (Langfuse drops them silently), so ``unknown_fields`` lists the ones the schema does
@@ -145,6 +145,8 @@ class LangfuseServer:
         """Requests that came as a proxy's (an absolute URL in the request line): ``url`` is usable as
         ``HTTP_PROXY``, the request then handled as if sent to it directly."""
         self.user_agents: set[str] = set()
+        self.gets: list[tuple[str, int]] = []
+        """(path, status answered) per GET (``/api/public/projects``: the SDK's ``auth_check``)."""
         self.lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
@@ -210,6 +212,25 @@ class LangfuseServer:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
                 pass
+
+            def do_GET(self) -> None:
+                # the SDK's auth_check: the projects of the keys (401 for others)
+                expected = "Basic " + base64.b64encode(f"{server.public_key}:{server.secret_key}".encode()).decode()
+                if self.path != "/api/public/projects":
+                    status, answer = 404, {"message": "not found"}
+                elif self.headers.get("authorization", "") != expected:
+                    status, answer = 401, {"message": "Invalid credentials. Confirm that you've configured the "
+                                                      "correct host."}
+                else:
+                    status, answer = 200, {"data": [{"id": "project-test", "name": "test", "metadata": {}}]}
+                with server.lock:
+                    server.gets.append((self.path, status))
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length", "0")))

@@ -189,9 +189,10 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
         checks = {r["model_id"] or r["model_name"]: r for r in rows}
         return {"latest_health_checks": checks, "total_models": len(checks)}
 
-    from relaygate.gateway import test_connection
+    from relaygate.gateway import service_checks, test_connection
 
     test_connection.add_routes(t, gw)  # POST /health/test_connection
+    service_checks.add_routes(t, gw)  # GET /health/services
     route(t, gw, "GET", "/health/history", history)
     route(t, gw, "GET", "/health/latest", latest)
 

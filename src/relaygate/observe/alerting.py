@@ -100,6 +100,11 @@ LOG_INTERVAL = 60.0
 _HEADERS = {"content-type": "application/json"}
 _FAILED = (Outcome.ERROR, Outcome.STREAM_BROKEN)
 _encode = msgspec.json.Encoder().encode
+TEST_MESSAGES = {"llm_exceptions": "LLM Exception test alert", "llm_too_slow": "LLM Too Slow test alert",
+                 "llm_requests_hanging": "LLM Requests Hanging test alert", "budget_alerts": "Budget Alert test alert",
+                 "db_exceptions": "DB Exception test alert", "outage_alerts": "Outage Alert Exception test alert",
+                 "daily_reports": "Daily Reports test alert"}
+"""LiteLLM's ``/health/services?service=slack`` text per alert kind (others: the budget alert's)."""
 
 
 def _label(url: str) -> str:
@@ -316,6 +321,31 @@ class Alerter:
             self._put(self._slack_payload("Low", message), lanes)
         except Exception:
             self._bug("model_added")
+
+    # -- tests (LiteLLM's /health/services) ---------------------------------------------------------
+
+    @property
+    def slack_kinds(self) -> list[str]:
+        """The alert kinds with a Slack destination, sorted (what a Slack test alerts)."""
+        return sorted(self._routes)
+
+    def test_slack(self) -> list[str]:
+        """One Low test message to each alert kind's Slack destination, in LiteLLM's words, past the rate
+        gates (an operator asked); the kinds tested, none when Slack alerting is off."""
+        for kind in self.slack_kinds:
+            self._put(self._slack_payload("Low", TEST_MESSAGES.get(kind, "Budget Alert test alert")),
+                      self._routes[kind])
+        return self.slack_kinds
+
+    def test_webhook(self, token: str | None, key_alias: str | None) -> bool:
+        """LiteLLM's webhook test: a ``budget_crossed`` event for the caller's key (spend 1 of a budget of 0),
+        past the budget gate; ``False`` when webhook alerting is off."""
+        if self._webhook is None:
+            return False
+        event_message, _ = budget_message("key", token or "", 1.0, 0.0, False, key_alias, "Budget Crossed")
+        body = webhook_event("key", token or "", 1.0, 0.0, False, key_alias, "budget_crossed", event_message)
+        self._put(_encode(body), (self._webhook,))
+        return True
 
     def know_deployments(self, deployments: Iterable[Any], env: Mapping[str, str]) -> None:
         """Where each deployment runs (``alert_rules.deployment_region``), for ``region_outage_alerts``; called
