@@ -53,6 +53,7 @@ general_settings:
 litellm_settings:
   cache: true
   cache_params: {{type: local}}
+  callbacks: ["prometheus"]
 """
 
 
@@ -475,6 +476,10 @@ def admin_actions(page: Any, base: str, urls: list[str]) -> None:
 
     goto(page, "settings")
     assert MASTER not in page.locator("[data-testid=config-tree]").inner_text()
+    row = page.locator("[data-testid=callbacks-table] tr[data-row='prometheus']")
+    assert row.inner_text().startswith("prometheus")
+    row.get_by_role("button", name="Test prometheus").click()
+    page.locator("[data-testid=msg-ok]", has_text="prometheus: prometheus is scraped").wait_for()
     page.click("[data-testid=config-reload]")
     confirm(page)
     page.locator("[data-testid=msg-ok]", has_text="Config reloaded").wait_for()

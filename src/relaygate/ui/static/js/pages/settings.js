@@ -1,8 +1,10 @@
 // Settings: the effective config from /config/view (secrets come masked from the server) as a tree of
-// <details>, and a reload button (POST /config/reload) for the proxy admin.
+// <details>, and a reload button (POST /config/reload) for the proxy admin; the logging callbacks and alert
+// channels the gateway runs (/callbacks/list, /active/callbacks), each with a Test button for the proxy admin
+// (GET /health/services: a mock request to that exporter, or a test alert).
 
 import { get, isAdmin, post } from "../api.js";
-import { button, clear, confirm, errorBox, h, notify } from "../dom.js";
+import { actions, button, clear, confirm, errorBox, h, notify, table } from "../dom.js";
 import { pageHeader } from "../crud.js";
 
 function tree(value, depth) {
@@ -20,6 +22,41 @@ function tree(value, depth) {
     }
   }
   return list;
+}
+
+// "['slack', 'webhook']" (LiteLLM's spelling of the alerting list in /active/callbacks) -> its names
+function reprNames(text) {
+  return typeof text === "string" ? [...text.matchAll(/'([^']*)'/g)].map((m) => m[1]) : [];
+}
+
+function callbacksSection() {
+  const box = h("div", { "data-testid": "callbacks" });
+  const test = async (service) => {
+    try {
+      const out = await get("/health/services", { service });
+      notify(`${service}: ${out.message || out.status}`, "ok");
+    } catch (err) {
+      notify(`${service}: ${err.message}`, "error");
+    }
+  };
+  const load = async () => {
+    try {
+      const [lists, active] = await Promise.all([get("/callbacks/list"), get("/active/callbacks")]);
+      const rows = [];
+      for (const [kind, names] of [["success and failure", lists.success_and_failure], ["success", lists.success], ["failure", lists.failure]]) {
+        for (const name of names || []) rows.push({ name, kind, testable: name !== "json_logs" });
+      }
+      for (const name of reprNames(active.alerting)) rows.push({ name, kind: "alerting", testable: true });
+      const cols = [{ label: "Name", get: (r) => r.name }, { label: "Runs on", get: (r) => r.kind }];
+      if (isAdmin()) {
+        cols.push({ label: "", class: "actions", get: (r) => (r.testable ? actions(button("Test", () => test(r.name), { class: "secondary", "aria-label": `Test ${r.name}` })) : "") });
+      }
+      clear(box).append(table(cols, rows, { testid: "callbacks-table", empty: "No logging callback or alerting configured.", rowAttrs: (r) => ({ "data-row": r.name }) }));
+    } catch (err) {
+      clear(box).append(errorBox(err));
+    }
+  };
+  return { box, load };
 }
 
 export async function render(container) {
@@ -44,6 +81,8 @@ export async function render(container) {
       await load();
     }, { "data-testid": "config-reload" }));
   }
-  container.append(pageHeader("Settings", tools), h("p", { class: "muted", text: "The effective configuration, secrets masked. Edit the config file and reload to change it." }), box);
-  await load();
+  const callbacks = callbacksSection();
+  container.append(pageHeader("Settings", tools), h("p", { class: "muted", text: "The effective configuration, secrets masked. Edit the config file and reload to change it." }), box,
+    h("h2", { text: "Logging & alerts" }), h("p", { class: "muted", text: "Test sends a mock request to that callback alone, or a test alert to that channel." }), callbacks.box);
+  await Promise.all([load(), callbacks.load()]);
 }
