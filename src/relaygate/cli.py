@@ -43,7 +43,7 @@ from relaygate.config.env import load_dotenv_file
 from relaygate.config.loader import MASTER_KEY_ENV, single_model
 from relaygate.config.model import ServerSettings
 from relaygate.http import sched
-from relaygate.http.app import SUPERVISOR_ENV
+from relaygate.http.app import SUPERVISOR_ENV, WORKERS_ENV
 from relaygate.logs import escape_controls, setup_logging
 from relaygate.metrics import METRICS_DIR_ENV
 from relaygate.store import StoreError, database_url, embedded_default_url, make_store, open_store, redact_url
@@ -237,6 +237,7 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
         respawn_failed_workers=True,
     )
     os.environ[SUPERVISOR_ENV] = str(os.getpid())  # workers stop when it is gone (http.app.watch_parent)
+    os.environ[WORKERS_ENV] = str(max(1, workers))  # how many they are (gateway.drain waits for each)
     try:
         server.serve()
     finally:

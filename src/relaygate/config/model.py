@@ -515,6 +515,10 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     """Requests that may wait for a slot (None: as many as ``max_in_flight_requests_per_worker``; 0: none)."""
     admission_queue_timeout_seconds: float = 1.0
     """Seconds a request waits for a slot before LiteLLM's 503 ``overloaded_error``."""
+    enable_drain_endpoint: bool = False
+    drain_endpoint_token: str | None = None
+    """LiteLLM's ``GET /health/drain`` (``gateway.drain``): on, and the ``X-Drain-Token`` it requires (else
+    ``DRAIN_ENDPOINT_TOKEN``; neither: none)."""
     enforced_params: list[str] = []
     """LiteLLM's: fields (``name`` or ``object.name``) every LLM call must carry (400 otherwise)."""
     user_header_name: str | None = None

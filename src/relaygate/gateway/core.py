@@ -40,6 +40,7 @@ from relaygate.frontends.responses import Responses
 from relaygate.frontends.responses_routes import add_routes as add_responses_routes
 from relaygate.frontends.responses_state import start as start_responses
 from relaygate.gateway.announce import close_later, publish_keys, publish_reload_to, redis_url_of
+from relaygate.gateway.drain import Drain
 from relaygate.gateway.model_info import add_routes as add_model_info_routes
 from relaygate.gateway.ops import add_routes
 from relaygate.http.admission import EXEMPT, Admission
@@ -124,6 +125,9 @@ class Gateway:
         self._access = AccessPolicy(config.general)
         """``allowed_ips`` / ``allowed_routes`` of the current config (``auth.access``), rebuilt on a reload."""
         self.admission: Admission | None = None  # max_in_flight_requests_per_worker (http.admission)
+        self.active = 0
+        """HTTP requests being served by this worker (``/health/backlog``, the drain: ``gateway.drain``)."""
+        self.drain = Drain(self, self.runtime_dir)
         self._use_admission(config)
         self.root_path = root_path(os.environ.get("SERVER_ROOT_PATH"))
         """LiteLLM's ``SERVER_ROOT_PATH`` (``/api/v1``): every route is served under it too ("" when unset)."""
@@ -231,15 +235,19 @@ class Gateway:
                 return
             route = self.routes.match(method, path)
             adm = self.admission
-            if adm is None or path in EXEMPT:
-                await route.handler(scope, receive, send, route.params)
-            elif adm.enter_now() or await adm.enter():
-                try:
+            self.active += 1
+            try:
+                if adm is None or path in EXEMPT:
                     await route.handler(scope, receive, send, route.params)
-                finally:
-                    adm.leave()
-            else:  # LiteLLM's 503 overloaded_error, before anything is read
-                await self._refuse(method, path, send, adm.overloaded())
+                elif adm.enter_now() or await adm.enter():
+                    try:
+                        await route.handler(scope, receive, send, route.params)
+                    finally:
+                        adm.leave()
+                else:  # LiteLLM's 503 overloaded_error, before anything is read
+                    await self._refuse(method, path, send, adm.overloaded())
+            finally:
+                self.active -= 1
         except GatewayError as exc:
             if exc.status >= 500:
                 fail_log.warning("%s %s -> %d %s", method, path, exc.status, exc.message)
@@ -321,6 +329,8 @@ class Gateway:
             self._spawn(self.metrics.flush_forever())
         if self.watcher is not None:
             self.watcher.start()
+        if self.drain.enabled:
+            self.drain.ensure_watch()
         url = redis_url_of(self.config)
         if url is not None and self.config_path is not None:
             # other gateway hosts sharing this Redis announce their reloads on a channel (redis-py pub/sub)

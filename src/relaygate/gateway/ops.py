@@ -29,6 +29,8 @@ from relaygate.config.loader import ConfigError
 from relaygate.config.stored_router import fallbacks_of
 from relaygate.core import errors
 from relaygate.gateway.config_view import add_routes as add_config_view_routes
+from relaygate.gateway.drain import SHUTTING_DOWN
+from relaygate.gateway.drain import add_routes as add_drain_routes
 from relaygate.gateway.health_routes import add_routes as add_health_routes
 from relaygate.gateway.health_view import add_routes as add_health_view_routes
 from relaygate.gateway.health_view import healthy_groups
@@ -56,6 +58,7 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     add_health_view_routes(t, gw)  # GET /health/deployments
     add_health_routes(t, gw)  # GET /health, /health/history, /health/latest, /active/callbacks, /settings
     add_config_view_routes(t, gw)  # GET /config/view
+    add_drain_routes(t, gw)  # GET /health/drain, /health/backlog, /health/readiness/details
 
 
 async def principal(gw: Gateway, scope: Scope) -> Principal:
@@ -142,12 +145,18 @@ async def model_info(gw: Gateway, scope: Scope, receive: Receive, send: Send, pa
 
 
 async def liveness(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+    if gw.drain.marked():  # LiteLLM: a draining worker is no longer live either (terminated on schedule)
+        await send_json(send, 503, SHUTTING_DOWN)
+        return
     await send_json(send, 200, b'"I\'m alive!"')
 
 
 async def readiness(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
     from relaygate.core import _ext
 
+    if gw.drain.marked():
+        await send_json(send, 503, SHUTTING_DOWN)
+        return
     body = {"status": "healthy", "db": await gw.db_status(), "cache": None, "litellm_version": __version__,
             "relaygate_version": __version__, "extensions": dict(_ext.LOADED),
             "transport": type(gw.transport).__name__, "config_generation": gw.runtime.generation}

@@ -55,6 +55,8 @@ SUPERVISOR_ENV = "RELAYGATE_SUPERVISOR_PID"
 """Set by ``relaygate serve`` to its own pid before Granian forks the workers: a worker knows its supervisor
 even when the supervisor died before the worker's startup finished (``getppid`` then already names the
 process that adopted it)."""
+WORKERS_ENV = "RELAYGATE_WORKERS"
+"""How many workers ``relaygate serve`` started (``gateway.drain`` waits for each; the config may say otherwise)."""
 
 
 def supervisor() -> int:
