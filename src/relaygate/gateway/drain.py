@@ -247,17 +247,15 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
 
 
 async def readiness_details(gw: Gateway) -> tuple[dict[str, Any], int]:
-    """LiteLLM's detailed readiness body and status: a configured database that does not answer is ``db``
-    ``disconnected`` and a 503 (unless ``allow_requests_on_db_unavailable``: the worker serves on)."""
+    """LiteLLM's detailed readiness body and status (``db`` and the 503 as :func:`db_field` says)."""
     from relaygate import __version__
     from relaygate.gateway.announce import redis_url_of
 
     cfg = gw.runtime.config
-    db = await gw.db_status()
-    down = gw.store is not None and db != "connected"
+    db, unready = await db_field(gw)
     observe = cfg.observe
     level = logging.getLogger("relaygate").getEffectiveLevel()
-    body = {"status": "healthy", "db": "disconnected" if down else db,
+    body = {"status": "healthy", "db": db,
             "cache": cfg.cache.type if cfg.cache is not None else None,
             "litellm_version": __version__, "relaygate_version": __version__,
             "success_callbacks": list(observe.success_callbacks) if observe is not None else [],
@@ -265,4 +263,14 @@ async def readiness_details(gw: Gateway) -> tuple[dict[str, Any], int]:
             "is_detailed_debug": level <= logging.DEBUG,
             "show_no_redis_warning": redis_url_of(cfg) is None and worker_count(gw) > 1,
             "show_env_credential_login_warning": False}
-    return body, 503 if down and not cfg.general.allow_requests_on_db_unavailable else 200
+    return body, 503 if unready else 200
+
+
+async def db_field(gw: Gateway) -> tuple[str, bool]:
+    """The readiness ``db`` field and whether the worker is unready for it (LiteLLM 1.110): ``connected``;
+    ``Not connected`` without a database; ``disconnected`` when a configured one does not answer, unready unless
+    ``allow_requests_on_db_unavailable`` (then the worker serves on from what it holds and stays in rotation)."""
+    db = await gw.db_status()
+    if gw.store is None or db == "connected":
+        return db, False
+    return "disconnected", not gw.runtime.config.general.allow_requests_on_db_unavailable

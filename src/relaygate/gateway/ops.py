@@ -29,7 +29,7 @@ from relaygate.config.loader import ConfigError
 from relaygate.config.stored_router import fallbacks_of
 from relaygate.core import errors
 from relaygate.gateway.config_view import add_routes as add_config_view_routes
-from relaygate.gateway.drain import SHUTTING_DOWN
+from relaygate.gateway.drain import SHUTTING_DOWN, db_field
 from relaygate.gateway.drain import add_routes as add_drain_routes
 from relaygate.gateway.health_routes import add_routes as add_health_routes
 from relaygate.gateway.health_view import add_routes as add_health_view_routes
@@ -157,10 +157,11 @@ async def readiness(gw: Gateway, scope: Scope, receive: Receive, send: Send, par
     if gw.drain.marked():
         await send_json(send, 503, SHUTTING_DOWN)
         return
-    body = {"status": "healthy", "db": await gw.db_status(), "cache": None, "litellm_version": __version__,
+    db, unready = await db_field(gw)
+    body = {"status": "healthy", "db": db, "cache": None, "litellm_version": __version__,
             "relaygate_version": __version__, "extensions": dict(_ext.LOADED),
             "transport": type(gw.transport).__name__, "config_generation": gw.runtime.generation}
-    await send_json(send, 200, orjson.dumps(body))
+    await send_json(send, 503 if unready else 200, orjson.dumps(body))
 
 
 async def root(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
