@@ -95,12 +95,33 @@ def test_drain_marks_every_worker_and_waits_for_their_requests() -> None:
         assert "graceful drain complete: 6 request(s) drained" in gw.log()
 
 
+def in_flight_metric(c: httpx.Client) -> float:
+    line = next(ln for ln in c.get("/metrics").text.splitlines() if ln.startswith("litellm_in_flight_requests "))
+    return float(line.split()[1])
+
+
 @pytest.mark.e2e
-def test_drain_is_off_by_default() -> None:
-    with start_gateway(config(False)) as gw, httpx.Client(base_url=gw.url, timeout=10) as c:
+def test_drain_is_off_by_default_and_in_flight_is_litellms() -> None:
+    cfg = config(False) + 'litellm_settings:\n  callbacks: ["prometheus"]\n'
+    with start_gateway(cfg) as gw, httpx.Client(base_url=gw.url, timeout=10) as c:
         r = c.get("/health/drain", headers={"X-Drain-Token": TOKEN})
         assert r.status_code == 404
         assert c.get("/health/readiness").status_code == 200
+        # LiteLLM's litellm_in_flight_requests: the HTTP requests the worker serves, the scrape included
+        assert in_flight_metric(c) == 1.0
+        out: list[int] = []
+        t = threading.Thread(target=lambda: out.append(httpx.post(
+            gw.url + "/v1/chat/completions", headers=AUTH, timeout=20,
+            json={"model": "slow", "messages": [{"role": "user", "content": "wait"}]}).status_code))
+        t.start()
+        try:
+            deadline = time.monotonic() + 1.5
+            while in_flight_metric(c) != 2.0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert in_flight_metric(c) == 2.0
+        finally:
+            t.join()
+        assert out == [200] and in_flight_metric(c) == 1.0
 
 
 def fake_gateway(tmp: Path | None, workers: int) -> Any:

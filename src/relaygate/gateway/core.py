@@ -100,6 +100,8 @@ class Gateway:
         # the watcher's starting generation is read before anything else: a reload asked while this worker
         # builds its snapshot is applied once it runs, not missed
         self.watcher = self._make_watcher(config)
+        self.active = 0
+        """HTTP requests being served by this worker (``/health/backlog``, the drain: ``gateway.drain``)."""
         self.metrics = Metrics.for_config(config, self.runtime_dir)
         # every exchange ends as one completion record; the sinks (metrics today) drain them off the request path
         self.completions = CompletionQueue(on_event=self.metrics.count)
@@ -116,6 +118,7 @@ class Gateway:
         if self.exporters.prometheus is not None:  # deployment state, in-flight, limits read at scrape time
             self.exporters.prometheus.attach(lambda: self.router)
             self.exporters.prometheus.admission_source = lambda: self.admission
+            self.exporters.prometheus.inflight_source = lambda: self.active
         self.response_cache: Any = (make_cache(config.cache, self.metrics, self.pipeline.transport)
                                     if config.cache is not None else None)
         """The worker's response cache (``relaygate.cache``), kept across reloads that keep its settings."""
@@ -125,8 +128,6 @@ class Gateway:
         self._access = AccessPolicy(config.general)
         """``allowed_ips`` / ``allowed_routes`` of the current config (``auth.access``), rebuilt on a reload."""
         self.admission: Admission | None = None  # max_in_flight_requests_per_worker (http.admission)
-        self.active = 0
-        """HTTP requests being served by this worker (``/health/backlog``, the drain: ``gateway.drain``)."""
         self.drain = Drain(self, self.runtime_dir)
         self._use_admission(config)
         self.root_path = root_path(os.environ.get("SERVER_ROOT_PATH"))

@@ -29,8 +29,9 @@ Invariants:
   here, against 13 µs building every label tuple each time).
 - Off means absent: without ``prometheus`` in the callbacks no object of this module exists, no sink is
   registered. LiteLLM's ``prometheus_*`` output controls act at render time only (``prometheus_view``).
-- ``litellm_in_flight_requests`` counts the LLM API calls in flight (the router's per-deployment counts,
-  summed over workers); LiteLLM's counts every HTTP request its worker is serving.
+- ``litellm_in_flight_requests`` counts every HTTP request a worker is serving (``Gateway.active``: the
+  scrape itself included, as LiteLLM's in-flight middleware counts them), summed over workers; without a
+  gateway attached (``inflight_source``), the LLM API calls in flight (the router's per-deployment counts).
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ class LiteLLMMetrics:
         ``api_base``, provider and limits become the only deployment label values). ``router``: returns the
         live router (or ``None``), read at snapshot time for deployment state, in-flight and remaining limits."""
         self.router_source = router
+        self.inflight_source: Callable[[], int] | None = None
+        """Returns the HTTP requests this worker serves now (``Gateway.active``): ``litellm_in_flight_requests``."""
         self.admission_source: Callable[[], Any] | None = None
         """Returns the worker's ``http.admission.Admission`` (or None): LiteLLM's admission families."""
         self.counters: dict[str, dict[tuple[str, ...], list[float]]] = {
@@ -634,6 +637,8 @@ class LiteLLMMetrics:
             out["litellm_in_flight_requests"] = [[inflight]]
             out["litellm_remaining_requests_metric"] = remaining_r
             out["litellm_remaining_tokens_metric"] = remaining_t
+        if self.inflight_source is not None:
+            out["litellm_in_flight_requests"] = [[self.inflight_source()]]
         adm = self.admission_source() if self.admission_source is not None else None  # its slots taken, waiters
         out["litellm_admission_admitted_requests"] = [[adm.admitted if adm is not None else 0]]  # 0 as LiteLLM's
         out["litellm_admission_queued_requests"] = [[len(adm.waiting) if adm is not None else 0]]  # when off

@@ -135,7 +135,7 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "litellm_remaining_tokens_metric": (GAUGE, _REMAINING, "Remaining tokens for model"),
     "litellm_remaining_requests": (GAUGE, _REMAINING, "Remaining requests for model (LiteLLM's earlier name)"),
     "litellm_remaining_tokens": (GAUGE, _REMAINING, "Remaining tokens for model (LiteLLM's earlier name)"),
-    "litellm_in_flight_requests": (GAUGE, (), "Requests in flight to LLM APIs"),
+    "litellm_in_flight_requests": (GAUGE, (), "Number of HTTP requests currently in-flight on this worker"),
     "litellm_admission_admitted_requests": (GAUGE, (), "Number of requests admitted by this worker"),
     "litellm_admission_queued_requests": (GAUGE, (), "Number of requests queued by this worker"),
     "litellm_admission_rejected_requests": (COUNTER, ("reason",), "Number of requests rejected by this worker"),
