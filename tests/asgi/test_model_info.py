@@ -208,3 +208,33 @@ def test_transform_request_shows_what_would_be_sent_without_credentials() -> Non
         assert r.status in (200, 400, 404) and b"secret" not in r.body  # a pattern: never a 500, never a secret
 
     asyncio.run(main())
+
+
+def test_utils_model_info_is_the_catalogs_entry() -> None:
+    """LiteLLM's ``/utils/model_info``: any model the catalog prices, served here or not; a 404 for others."""
+    from relaygate.catalog import default_catalog
+
+    async def main() -> None:
+        gw = gateway()
+        r = await call(gw, "GET", "/utils/model_info?model=gpt-4o-mini&custom_llm_provider=openai", None, H)
+        assert r.status == 200, r.body
+        body = r.json()
+        entry = default_catalog().lookup("openai", "gpt-4o-mini")
+        assert entry is not None
+        assert body["model"] == "gpt-4o-mini" and body["custom_llm_provider"] == "openai"
+        info = body["model_info"]
+        assert info["key"] == entry.model and info["litellm_provider"] == "openai"
+        assert info["input_cost_per_token"] == entry.prices["input_cost_per_token"] > 0
+        assert info["max_input_tokens"] == entry.max_input_tokens and "temperature" in info["supported_openai_params"]
+        r = await call(gw, "GET", "/utils/model_info?model=anthropic/claude-3-5-haiku-20241022", None,
+                       {"authorization": "Bearer sk-only-emb"})  # any valid key: the catalog is no secret
+        assert r.status == 200 and r.json()["custom_llm_provider"] == "anthropic"
+        r = await call(gw, "GET", "/utils/model_info?model=no-such-model%0d%0a", None, H)
+        assert r.status == 404
+        assert r.json()["error"]["message"] == ("model=no-such-model\r\n, custom_llm_provider=None is not in the "
+                                                "model cost map")
+        r = await call(gw, "GET", "/utils/model_info", None, H)
+        assert r.status == 400 and r.json()["error"]["param"] == "model"
+        r = await call(gw, "GET", "/utils/model_info?model=gpt-4o", None, {"authorization": "Bearer sk-wrong"})
+        assert r.status == 401
+    asyncio.run(main())

@@ -53,7 +53,7 @@ from relaygate import __version__
 from relaygate.catalog import default_catalog
 from relaygate.config.model import Deployment
 from relaygate.core import tokens
-from relaygate.core.errors import BadRequest
+from relaygate.core.errors import BadRequest, GatewayError
 from relaygate.core.views import controls, decode_view
 from relaygate.gateway.health_history import log_of
 from relaygate.gateway.health_view import book_of, healthy_groups
@@ -85,6 +85,7 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     t.add("GET", "/public/model_hub", lambda sc, rc, sd, p: public_model_hub(gw, sc, rc, sd, p))
     t.add("GET", "/public/model_hub/info", lambda sc, rc, sd, p: public_model_hub_info(gw, sc, rc, sd, p))
     t.add("GET", "/utils/supported_openai_params", lambda sc, rc, sd, p: supported_params(gw, sc, rc, sd, p))
+    t.add("GET", "/utils/model_info", lambda sc, rc, sd, p: catalog_info(gw, sc, rc, sd, p))
     t.add("POST", "/utils/token_counter", lambda sc, rc, sd, p: token_counter(gw, sc, rc, sd, p))
     t.add("POST", "/utils/transform_request", lambda sc, rc, sd, p: transform_request(gw, sc, rc, sd, p))
 
@@ -226,6 +227,27 @@ async def supported_params(gw: Gateway, scope: Scope, receive: Receive, send: Se
         raise BadRequest(f"Could not map model={model[:200]!r}: name a model group you may use, or provider/model",
                          param="model")
     await send_json(send, 200, orjson.dumps({"supported_openai_params": supported_openai_params(provider, name)}))
+
+
+async def catalog_info(gw: Gateway, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+    """LiteLLM's ``GET /utils/model_info?model=&custom_llm_provider=`` (any valid key): the catalog's entry for
+    any model it prices, served here or not (``provider/model`` names pick the provider too), as
+    ``{"model", "custom_llm_provider", "model_info"}``; a model it does not know is LiteLLM's 404."""
+    await principal(gw, scope)
+    q = query(scope)
+    model = q.get("model") or ""
+    provider = q.get("custom_llm_provider") or None
+    if not model:
+        raise BadRequest("model: Field required", param="model")
+    catalog = default_catalog()
+    entry = catalog.lookup(provider, model) if provider else catalog.lookup_name(model)
+    if entry is None:
+        raise GatewayError(f"model={model[:200]}, custom_llm_provider={(provider or 'None')[:100]} is not in the model "
+                           "cost map", status=404, type="not_found_error", param="model")
+    info = entry.info()
+    info["supported_openai_params"] = supported_openai_params(entry.provider, entry.model)
+    await send_json(send, 200, orjson.dumps({"model": model, "custom_llm_provider": entry.provider,
+                                             "model_info": info}))
 
 
 def _count(body: dict[str, Any]) -> int:
