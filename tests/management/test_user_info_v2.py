@@ -35,3 +35,20 @@ def test_the_user_row_for_who_may_see_it(db_url: str) -> None:
         api_error(await env.call("GET", "/v2/user/info"), 400, "user_id is required")
 
     run(db_url, body)
+
+
+def test_available_roles_for_any_key(db_url: str) -> None:
+    """LiteLLM's ``GET /user/available_roles``: the four roles ``user_role`` takes, in LiteLLM's words, for any
+    valid key; a bad key is the 401 of every route."""
+    async def body(env: Env) -> None:
+        plain = await env.user("u-roles")
+        for key in (None, plain):
+            out = await (env.ok("GET", "/user/available_roles") if key is None else
+                         env.ok("GET", "/user/available_roles", key=key))
+            assert list(out) == ["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer"]
+            assert out["internal_user"] == {"description": "view/create/delete their own keys, view their own spend",
+                                            "ui_label": "Internal User (Create/Delete/View)"}
+        r = await env.call("GET", "/user/available_roles", key="sk-not-a-key")
+        assert r.status == 401
+
+    run(db_url, body)

@@ -24,11 +24,17 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
+import orjson
 
 from relaygate.core.errors import GatewayError
-from relaygate.http.routes import RouteTable
+from relaygate.http.respond import send_json
+from relaygate.http.routes import Params, RouteTable
+from relaygate.http.types import Receive, Scope, Send
 from relaygate.management.common import (
     INTERNAL_USER,
+    INTERNAL_USER_VIEWER,
+    PROXY_ADMIN,
+    PROXY_ADMIN_VIEWER,
     UNSET,
     USER_ROLES,
     Ctx,
@@ -37,6 +43,7 @@ from relaygate.management.common import (
     after,
     bad_request,
     budget_reset,
+    caller_principal,
     forbidden,
     given,
     non_negative,
@@ -96,6 +103,23 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
                                   ("POST", "/user/bulk_update", bulk_update),
                                   ("GET", "/user/list", list_users), ("GET", "/v2/user/info", info_v2)):
         route(t, gw, method, path, handler)
+
+    async def available_roles(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        await caller_principal(gw, scope)  # any valid key: the roles a user may be given, no one's data
+        await send_json(send, 200, AVAILABLE_ROLES)
+
+    t.add("GET", "/user/available_roles", available_roles)
+
+
+AVAILABLE_ROLES = orjson.dumps({
+    PROXY_ADMIN: {"description": "admin over litellm proxy, has all permissions",
+                  "ui_label": "Admin (All Permissions)"},
+    PROXY_ADMIN_VIEWER: {"description": "view all keys, view all spend", "ui_label": "Admin (View Only)"},
+    INTERNAL_USER: {"description": "view/create/delete their own keys, view their own spend",
+                    "ui_label": "Internal User (Create/Delete/View)"},
+    INTERNAL_USER_VIEWER: {"description": "view their own keys, view their own spend",
+                           "ui_label": "Internal User (View Only)"}})
+"""LiteLLM's ``GET /user/available_roles`` (its UI's role picker): the roles ``user_role`` takes, its words."""
 
 
 async def _password_hash(fields: dict[str, Any]) -> Any:
