@@ -20,6 +20,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         access_groups,
         activity,
         budgets,
+        capture_rate,
         cost_estimate,
         cost_settings,
         credentials,
@@ -62,6 +63,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     spend_scoped.add_routes(t, gw)  # /{key,user,team,organization}/spend/report
     activity.add_routes(t, gw)  # /global/activity/* (the admin UI's overview)
     spend_views.add_routes(t, gw)  # /global/spend/{tags,provider,teams,end_users ...}, /spend/calculate, paged logs
+    capture_rate.add_routes(t, gw)  # /spend/capture_rate: the spend priced against OpenAI's bill
     cost_estimate.add_routes(t, gw)  # /cost/estimate
     cost_settings.add_routes(t, gw)  # PATCH /config/cost_discount_config ... (the GETs: gateway.config_view)
     fallbacks.add_routes(t, gw)  # POST /fallback, GET and DELETE /fallback/{model}
