@@ -159,9 +159,10 @@ def test_every_family_has_litellm_name_type_and_labels() -> None:
                 assert set(s) == want, f"{name}{suffix}: labels {sorted(s)} != {sorted(want)}"
     # emitted by relaygate.metrics from event counts (tested in test_service_metrics.py): samples only once
     # something happened (a provider budget, an exporter's failed delivery); admission refusals only with
-    # max_in_flight_requests_per_worker under overload (tests/http/test_admission.py)
+    # max_in_flight_requests_per_worker under overload (tests/http/test_admission.py); the spend capture rate once
+    # its daily check ran (tests/spend/test_capture_rate.py)
     ours = set(declared) - {"litellm_provider_remaining_budget_metric", "litellm_callback_logging_failures_metric",
-                            "litellm_admission_rejected_requests"}
+                            "litellm_admission_rejected_requests", "litellm_spend_capture_rate"}
     assert ours == set(LITELLM)
 
 

@@ -12,7 +12,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -21,6 +21,7 @@ import pytest
 from relaygate.sinks.spend import spend_values
 from relaygate.store import Key, hash_token
 from relaygate.store.spend import write_spend_values
+from tests.asgi.conftest import call
 from tests.budgets.conftest import gateway, upstream
 from tests.spend.test_spend_views import DAY, get, rec
 from tests.store.conftest import db_url  # noqa: F401  (both backends)
@@ -166,5 +167,99 @@ def test_captured_spend_against_the_bill(db_url: str, monkeypatch: pytest.Monkey
                 await gw.store.create_key(Key(token=hash_token(own), user_id="u-1"))
                 await get(gw, f"/spend/capture_rate?{span}", {"authorization": f"Bearer {own}"}, status=401)
                 await get(gw, f"/spend/capture_rate?{span}", {"authorization": "Bearer sk-nope"}, status=401)
+
+        asyncio.run(main())
+
+
+def test_the_daily_check(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """``spend_capture_rate_check``: the lookback days before today, once a UTC day for the cluster (the mark), its
+    LiteLLM alert at High to a real Slack stand-in when under the threshold or when the bill cannot be read."""
+    from relaygate.config.litellm_general import CaptureRateCheck
+    from relaygate.management.capture_rate import MARK, check_due, check_once
+    from relaygate.observe.alerting import Alerter
+    from relaygate.store.settings import read_settings
+    from tests.observe.collector_server import Collector
+
+    now = datetime.now(UTC).replace(hour=2, minute=0)
+    stamp = now.timestamp()
+    assert check_due(None, now) and check_due({"day": "2020-01-01"}, now)
+    assert not check_due({"day": now.date().isoformat()}, now)
+    assert not check_due({"day": "2020-01-01"}, now.replace(hour=1, minute=14))  # the day's bill settles first
+    settings = CaptureRateCheck(threshold=0.8, lookback_days=3)
+    with billing(monkeypatch, {iso(stamp - DAY): [1.0], iso(stamp - 3 * DAY): [1.0]}) as costs, \
+            Collector() as slack:
+        async def main() -> None:
+            alerter = Alerter(slack_routes={"failed_tracking_spend": [slack.url + "/s"]})
+            alerter.start()
+            async with upstream() as up, gateway(db_url, up) as gw:
+                d = gw.store.dialect
+                rows = [rec("b1", 0.5, stamp - DAY), rec("b2", 0.25, stamp - 3 * DAY), rec("b3", 5.0, stamp)]
+                assert await write_spend_values(gw.store, [spend_values(r, d) for r in rows]) == 3
+                rates = await check_once(gw.store, settings, alerter, now)
+                assert rates == {"openai": pytest.approx(0.375)}  # today's row is outside the window
+                first = costs.queries[0]
+                start = int(datetime.fromisoformat(iso(stamp - 3 * DAY)).replace(tzinfo=UTC).timestamp())
+                assert first["start_time"] == [str(start)] and first["end_time"] == [str(start + 3 * 86400)]
+                mark = (await read_settings(gw.store))[MARK]
+                assert mark["day"] == now.date().isoformat() and mark["rates"]["openai"] == pytest.approx(0.375)
+                asked = len(costs.queries)
+                assert await check_once(gw.store, settings, alerter, now) == rates  # ran today: the mark's rates
+                assert len(costs.queries) == asked
+                monkeypatch.delenv("OPENAI_ADMIN_KEY")
+                later = now + timedelta(days=1)
+                assert await check_once(gw.store, settings, alerter, later) == {}
+            await alerter.aclose()
+
+        asyncio.run(main())
+        texts = [p.json()["text"] for p in slack.posts]
+        assert len(texts) == 2 and all("Level: `High`" in t for t in texts)
+        assert "Spend capture rate for openai is 37.5%, under the 80% threshold: LiteLLM captured $0.75 of the " \
+               "$2.00 openai bill" in texts[0]
+        assert "OPENAI_ADMIN_KEY is not set, so the openai bill cannot be read" in texts[1]
+
+
+def test_the_check_settings_and_the_gauge() -> None:
+    from relaygate.config import ConfigError, from_litellm
+    from relaygate.observe.prometheus import LiteLLMMetrics
+
+    base = {"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}}]}
+    cfg = from_litellm({**base, "general_settings": {"spend_capture_rate_check": {"lookback_days": 14}}}, "t.yaml")
+    check = cfg.general.spend_capture_rate_check
+    assert check is not None and check.lookback_days == 14 and check.providers == ("openai",)
+    assert check.threshold == 0.9
+    for bad in ({"threshold": 0}, {"threshold": 1.5}, {"lookback_days": 181}, {"providers": ["anthropic"]},
+                {"providers": []}, {"unknown": 1}):
+        with pytest.raises(ConfigError):
+            from_litellm({**base, "general_settings": {"spend_capture_rate_check": bad}}, "t.yaml")
+    lite = LiteLLMMetrics(["m"], cfg.deployments)
+    assert lite.gauges()["litellm_spend_capture_rate"] == []
+    lite.capture_rates = {"openai": 0.5}
+    assert lite.gauges()["litellm_spend_capture_rate"] == [["openai", 0.5]]
+
+
+def test_every_worker_shows_the_rate_as_the_gauge(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The check as the gateway runs it (``run_forever``): the rate the mark holds becomes the worker's
+    ``litellm_spend_capture_rate`` gauge, on ``/metrics``."""
+    from relaygate.management.capture_rate import run_forever
+
+    stamp = time.time()
+    with billing(monkeypatch, {iso(stamp - DAY): [2.0]}):
+        async def main() -> None:
+            extra = {"general_settings": {"spend_capture_rate_check": {"lookback_days": 2}},
+                     "litellm_settings": {"callbacks": ["prometheus"]}}
+            async with upstream() as up, gateway(db_url, up, **extra) as gw:
+                rows = [rec("c1", 0.5, stamp - DAY)]
+                assert await write_spend_values(gw.store, [spend_values(r, gw.store.dialect) for r in rows]) == 1
+                task = asyncio.ensure_future(run_forever(gw, first=0.0))
+                try:
+                    for _ in range(200):
+                        if gw.exporters.prometheus.capture_rates:
+                            break
+                        await asyncio.sleep(0.02)
+                    assert gw.exporters.prometheus.capture_rates == {"openai": pytest.approx(0.25)}
+                finally:
+                    task.cancel()
+                text = (await call(gw, "GET", "/metrics")).body.decode()
+                assert 'litellm_spend_capture_rate{api_provider="openai"} 0.25' in text
 
         asyncio.run(main())

@@ -8,6 +8,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from relaygate.config.errors import ConfigError
 
 __all__ = ["DEFAULT_MODELS", "GENERAL_FROM_LITELLM_SETTINGS", "GENERAL_KEYS", "MetadataFields", "metadata_fields",
@@ -34,7 +36,7 @@ GENERAL_KEYS = frozenset((
     "forward_openai_org_id", "disable_spend_updates", "apply_user_budget_to_team_keys", "disable_budget_reservation",
     "request_tag_mappings", "max_in_flight_requests_per_worker",
     "max_queued_requests_per_worker", "admission_queue_timeout_seconds", "enable_drain_endpoint",
-    "drain_endpoint_token", *DEFAULT_MODELS,
+    "drain_endpoint_token", "spend_capture_rate_check", *DEFAULT_MODELS,
     "reject_clientside_metadata_tags", "disable_custom_api_keys", "disable_reset_budget", "max_file_size_mb",
     "allowed_file_extensions", "blocked_file_extensions", "spend_report_frequency",
     "always_include_stream_usage", "token_rate_limit_type", "include_call_id_in_error_body",
@@ -172,3 +174,23 @@ def size_bytes(value: Any, name: str) -> int | None:
     if size <= 0:
         raise ValueError(f"{name}: expected a positive size such as '180GB', got {value!r}")
     return size
+
+
+class CaptureRateCheck(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """LiteLLM 1.110's ``general_settings.spend_capture_rate_check``: the daily check of the spend priced against
+    the provider's bill (``management.capture_rate``), over the ``lookback_days`` closed UTC days before the day
+    it runs, alerting (``failed_tracking_spend``) under ``threshold``."""
+
+    providers: tuple[str, ...] = ("openai",)
+    threshold: float = 0.9
+    lookback_days: int = 7
+    openai_project_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.providers or set(self.providers) - {"openai"}:
+            raise ValueError(f"spend_capture_rate_check.providers: expected a list of 'openai', got "
+                             f"{list(self.providers)!r}")
+        if not 0 < self.threshold <= 1:
+            raise ValueError(f"spend_capture_rate_check.threshold: expected a number in (0, 1], got {self.threshold}")
+        if not 1 <= self.lookback_days <= 180:
+            raise ValueError(f"spend_capture_rate_check.lookback_days: expected 1 to 180, got {self.lookback_days}")

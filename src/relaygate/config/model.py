@@ -17,7 +17,7 @@ import msgspec
 from relaygate.config.cache import CacheSettings
 from relaygate.config.cost_settings import check_discounts, check_margins, check_stored
 from relaygate.config.key_policy import KeyPolicy
-from relaygate.config.litellm_general import metadata_fields, size_bytes
+from relaygate.config.litellm_general import CaptureRateCheck, metadata_fields, size_bytes
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.access import (
     Network,
@@ -517,8 +517,9 @@ class GeneralSettings(msgspec.Struct, kw_only=True):
     """Seconds a request waits for a slot before LiteLLM's 503 ``overloaded_error``."""
     enable_drain_endpoint: bool = False
     drain_endpoint_token: str | None = None
-    """LiteLLM's ``GET /health/drain`` (``gateway.drain``): on, and the ``X-Drain-Token`` it requires (else
-    ``DRAIN_ENDPOINT_TOKEN``; neither: none)."""
+    """LiteLLM's ``GET /health/drain`` (``gateway.drain``): on, and its ``X-Drain-Token`` (else the variable)."""
+    spend_capture_rate_check: CaptureRateCheck | None = None
+    """LiteLLM's daily spend capture-rate check (``management.capture_rate``); None: not run."""
     enforced_params: list[str] = []
     """LiteLLM's: fields (``name`` or ``object.name``) every LLM call must carry (400 otherwise)."""
     user_header_name: str | None = None

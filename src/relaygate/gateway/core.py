@@ -41,6 +41,7 @@ from relaygate.frontends.responses_routes import add_routes as add_responses_rou
 from relaygate.frontends.responses_state import start as start_responses
 from relaygate.gateway.announce import close_later, publish_keys, publish_reload_to, redis_url_of
 from relaygate.gateway.drain import Drain
+from relaygate.gateway.jobs import start_store_jobs
 from relaygate.gateway.model_info import add_routes as add_model_info_routes
 from relaygate.gateway.ops import add_routes
 from relaygate.http.admission import EXEMPT, Admission
@@ -307,13 +308,7 @@ class Gateway:
             from relaygate.pipeline.hanging import watch
             self.pipeline.hangs = {}
             self._spawn(watch(self.pipeline.hangs, alerter, alerter.threshold))
-        if alerter is not None and alerter.kinds & {"spend_reports", "daily_reports", "fallback_reports"} and \
-                self.store is not None:
-            from relaygate.observe.fallback_reports import FallbackSource
-            from relaygate.observe.spend_reports import deployment_names, run_forever  # LiteLLM's reports
-            daily = (lambda: deployment_names(self.config)) if "daily_reports" in alerter.kinds else None
-            self._spawn(run_forever(self.store, alerter, self.config.general.spend_report_days, daily,
-                                    fallbacks=FallbackSource.from_env(os.environ)))
+        start_store_jobs(self, alerter)  # LiteLLM's alert reports, its spend capture-rate check
         self.start_budgets(None)  # the proxy-wide budget without a store
         await self.router.start()
         self.completions.start()

@@ -21,10 +21,21 @@ What it owns: ``GET /spend/capture_rate?provider=openai&start_date=&end_date=[&t
 - **Checks** (LiteLLM's wording): dates ``YYYY-MM-DD``, ``end_date`` not before ``start_date`` (``end_date must
   not be before start_date``), at most 180 days (``Date range too large; maximum is 180 days``), ``threshold``
   in (0, 1], ``provider`` ``openai``; each a 400 naming the field (LiteLLM's framework answers 422 for some).
+- **The daily check** (``general_settings.spend_capture_rate_check``: ``providers``, ``threshold``,
+  ``lookback_days``, ``openai_project_ids``; :func:`run_forever`, on every worker with a store): the report of
+  the ``lookback_days`` closed UTC days before today, once a UTC day for the whole cluster (under the store's job
+  lock, a ``rg_config`` mark saying which day ran), first about two minutes after the first start, then after
+  01:15 UTC each day (LiteLLM's schedule, when the day's bill has settled). A rate under the threshold, a
+  missing admin key or an unreadable bill is a ``failed_tracking_spend`` alert at level High, in LiteLLM's
+  words. Every worker reads the mark every five minutes and shows the rates as LiteLLM's
+  ``litellm_spend_capture_rate{api_provider}`` gauge (with ``prometheus``; a provider without a rate is left
+  out, where LiteLLM writes NaN). The setting is read on every check: a reload that removes it stops the check.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import urllib.parse
 from datetime import UTC, date, datetime, timedelta
@@ -36,7 +47,9 @@ from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, r
 from relaygate.store.activity import bucket_sql
 from relaygate.store.base import Store
 
-__all__ = ["add_routes", "captured_by_day", "daily_costs", "report"]
+__all__ = ["add_routes", "captured_by_day", "check_once", "daily_costs", "report", "run_forever"]
+
+log = logging.getLogger("relaygate")
 
 COSTS_URL = "https://api.openai.com/v1/organization/costs"
 COSTS_URL_ENV = "RELAYGATE_OPENAI_COSTS_URL"
@@ -198,3 +211,102 @@ async def capture_rate(ctx: Ctx) -> Any:
 
 def add_routes(t: RouteTable, gw: Gateway) -> None:
     route(t, gw, "GET", "/spend/capture_rate", capture_rate)
+
+
+# -- the daily check -------------------------------------------------------------------------------------
+
+MARK = "spend_capture_rate_checked"
+"""The ``rg_config`` row: ``{"day": the UTC day the check last ran, "rates": {provider: rate or null}}``."""
+CHECK_EVERY = 300.0
+RUN_AFTER = (1, 15)
+"""The UTC hour and minute after which a day's check runs (LiteLLM's cron: 01:15 UTC)."""
+DOCS = "https://docs.litellm.ai/docs/proxy/spend_capture_rate"
+
+
+def check_due(mark: Any, now: datetime) -> bool:
+    """Whether the check runs at ``now``: never run (its first run, soon after start), or not yet today and past
+    01:15 UTC."""
+    if not isinstance(mark, dict) or not isinstance(mark.get("day"), str):
+        return True
+    return mark["day"] != now.date().isoformat() and (now.hour, now.minute) >= RUN_AFTER
+
+
+def rates_of(mark: Any) -> dict[str, float]:
+    """The rates a mark holds (providers without one left out)."""
+    rates = mark.get("rates") if isinstance(mark, dict) else None
+    if not isinstance(rates, dict):
+        return {}
+    return {str(p): float(r) for p, r in rates.items() if isinstance(r, int | float) and not isinstance(r, bool)}
+
+
+def alert_text(rep: dict[str, Any]) -> str | None:
+    """LiteLLM's alert for a report under its threshold (None: healthy, or nothing billed)."""
+    rate = rep["capture_rate"]
+    if rate is None or not rep["below_threshold"]:
+        return None
+    p = rep["provider"]
+    return (f"Spend capture rate for {p} is {rate:.1%}, under the {rep['threshold']:.0%} threshold: LiteLLM "
+            f"captured ${rep['captured_spend']:,.2f} of the ${rep['provider_spend']:,.2f} {p} bill for "
+            f"{rep['start_date']} to {rep['end_date']}. Requests reach {p} outside LiteLLM or cost tracking is "
+            f"dropping spend. {DOCS}")
+
+
+async def check_once(store: Store, settings: Any, alerter: Any, now: datetime | None = None) -> dict[str, float]:
+    """Run the day's check if it is due (one worker of the cluster, under the job lock), alert, and return the
+    rates the mark holds now."""
+    from relaygate.store.settings import read_settings, write_setting
+
+    now = now or datetime.now(UTC)
+    messages: list[str] = []
+    async with store.job_lock("spend_capture_rate") as mine:
+        mark = (await read_settings(store)).get(MARK)
+        if not mine or not check_due(mark, now):
+            return rates_of(mark)
+        end = now.date() - timedelta(days=1)
+        start = end - timedelta(days=settings.lookback_days - 1)
+        rates: dict[str, float | None] = {}
+        for provider in settings.providers:
+            rates[provider] = None
+            admin_key = os.environ.get(ADMIN_KEY_ENV, "").strip()
+            if not admin_key:
+                messages.append(f"Spend capture-rate check: {ADMIN_KEY_ENV} is not set, so the {provider} bill cannot "
+                                f"be read. Set it or remove general_settings.spend_capture_rate_check. {DOCS}")
+                continue
+            register_secrets([admin_key])
+            try:
+                billed = await daily_costs(start, end, admin_key, list(settings.openai_project_ids))
+            except BillUnread as exc:
+                messages.append(f"Spend capture-rate check: could not read the {provider} bill ({exc}). {DOCS}")
+                continue
+            rep = report(provider, start, end, await captured_by_day(store, start, end, BILLED[provider]), billed,
+                         settings.threshold)
+            rates[provider] = rep["capture_rate"]
+            log.info("spend capture rate for %s, %s to %s: %s (captured $%.2f of $%.2f billed)", provider,
+                     rep["start_date"], rep["end_date"], rep["capture_rate"], rep["captured_spend"],
+                     rep["provider_spend"])
+            text = alert_text(rep)
+            if text is not None:
+                messages.append(text)
+        await write_setting(store, MARK, {"day": now.date().isoformat(), "rates": rates}, "spend_capture_rate_check")
+    for text in messages:
+        log.warning("%s", text)
+        if alerter is not None:
+            alerter.report(text, kind="failed_tracking_spend", level="High")
+    return rates_of({"rates": rates})
+
+
+async def run_forever(gw: Gateway, first: float = 120.0) -> None:
+    """The daily check on this worker (see the module docstring); until cancelled."""
+    await asyncio.sleep(first)
+    while True:
+        settings = gw.runtime.config.general.spend_capture_rate_check
+        store = gw.store
+        if settings is not None and store is not None:
+            exporters = getattr(gw, "exporters", None)
+            try:
+                rates = await check_once(store, settings, getattr(exporters, "alerter", None))
+                if getattr(exporters, "prometheus", None) is not None:
+                    exporters.prometheus.capture_rates = rates  # type: ignore[union-attr]
+            except Exception as exc:  # the database or the billing API down: the next check tries again
+                log.warning("spend capture-rate check failed: %s: %s", type(exc).__name__, exc)
+        await asyncio.sleep(CHECK_EVERY)

@@ -277,12 +277,12 @@ class Alerter:
         except Exception:
             self._bug("request_hanging")
 
-    def report(self, text: str, kind: str = "spend_reports") -> None:
-        """A report (``observe.spend_reports``: LiteLLM's ``spend_reports`` and ``daily_reports``), sent as it is at
-        level Low."""
+    def report(self, text: str, kind: str = "spend_reports", level: str = "Low") -> None:
+        """A report (``observe.spend_reports``: LiteLLM's ``spend_reports`` and ``daily_reports``; the spend capture
+        rate's ``failed_tracking_spend`` at High), sent as it is."""
         lanes = self._routes.get(kind)
         if lanes:
-            self._put(self._slack_payload("Low", text), lanes)
+            self._put(self._slack_payload(level, text), lanes)
 
     def management_event(self, kind: str, user_id: str | None, role: str | None, key_alias: str | None,
                          args: Mapping[str, Any]) -> None:

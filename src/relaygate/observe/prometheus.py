@@ -29,9 +29,8 @@ Invariants:
   here, against 13 µs building every label tuple each time).
 - Off means absent: without ``prometheus`` in the callbacks no object of this module exists, no sink is
   registered. LiteLLM's ``prometheus_*`` output controls act at render time only (``prometheus_view``).
-- ``litellm_in_flight_requests`` counts every HTTP request a worker is serving (``Gateway.active``: the
-  scrape itself included, as LiteLLM's in-flight middleware counts them), summed over workers; without a
-  gateway attached (``inflight_source``), the LLM API calls in flight (the router's per-deployment counts).
+- ``litellm_in_flight_requests``: the HTTP requests the workers serve (``Gateway.active``, the scrape included,
+  as LiteLLM counts them); with no gateway attached, the LLM API calls in flight (the router's counts).
 """
 
 from __future__ import annotations
@@ -106,6 +105,7 @@ class LiteLLMMetrics:
         self.router_source = router
         self.inflight_source: Callable[[], int] | None = None
         """Returns the HTTP requests this worker serves now (``Gateway.active``): ``litellm_in_flight_requests``."""
+        self.capture_rates: dict[str, float] = {}  # provider -> rate, from ``management.capture_rate``'s check
         self.admission_source: Callable[[], Any] | None = None
         """Returns the worker's ``http.admission.Admission`` (or None): LiteLLM's admission families."""
         self.counters: dict[str, dict[tuple[str, ...], list[float]]] = {
@@ -639,6 +639,7 @@ class LiteLLMMetrics:
             out["litellm_remaining_tokens_metric"] = remaining_t
         if self.inflight_source is not None:
             out["litellm_in_flight_requests"] = [[self.inflight_source()]]
+        out["litellm_spend_capture_rate"] = [[p, r] for p, r in self.capture_rates.items()]
         adm = self.admission_source() if self.admission_source is not None else None  # its slots taken, waiters
         out["litellm_admission_admitted_requests"] = [[adm.admitted if adm is not None else 0]]  # 0 as LiteLLM's
         out["litellm_admission_queued_requests"] = [[len(adm.waiting) if adm is not None else 0]]  # when off

@@ -136,6 +136,9 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "litellm_remaining_requests": (GAUGE, _REMAINING, "Remaining requests for model (LiteLLM's earlier name)"),
     "litellm_remaining_tokens": (GAUGE, _REMAINING, "Remaining tokens for model (LiteLLM's earlier name)"),
     "litellm_in_flight_requests": (GAUGE, (), "Number of HTTP requests currently in-flight on this worker"),
+    "litellm_spend_capture_rate": (GAUGE, ("api_provider",), "Share of the provider's bill LiteLLM captured as "
+                                   "spend over the scheduled check's window (captured spend / provider bill), by "
+                                   "api_provider; NaN when the last check produced no rate"),
     "litellm_admission_admitted_requests": (GAUGE, (), "Number of requests admitted by this worker"),
     "litellm_admission_queued_requests": (GAUGE, (), "Number of requests queued by this worker"),
     "litellm_admission_rejected_requests": (COUNTER, ("reason",), "Number of requests rejected by this worker"),
