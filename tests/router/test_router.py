@@ -330,6 +330,7 @@ def test_token_rate_limit_type_picks_what_a_key_s_tpm_counts(count: str, key_cha
                         "general_settings": {"master_key": "sk-master", "token_rate_limit_type": count},
                         "relaygate_keys": [{"key": "sk-user", "models": ["g"], "tpm_limit": 1000}]}, "<test>")
     r, auth = Router(cfg, random.Random(1)), Authenticator(cfg)
+    r.limiter.clock = lambda: 1_000.0  # no refill between the steps (100,000 tpm refill ~1.7 tokens a ms)
     key = auth.authenticate([(b"authorization", b"Bearer sk-user")])
     assert key is not None and r.token_count == count
     import msgspec
