@@ -315,7 +315,7 @@ CALLBACK_FAILURES = {"langfuse_dropped": "langfuse", "langfuse_retry": "langfuse
                      "s3_dropped": "s3", "s3_send_failed": "s3", "langfuse_otel_dropped": "langfuse_otel",
                      "langsmith_dropped": "langsmith", "langsmith_send_failed": "langsmith",
                      "arize_dropped": "arize", "arize_phoenix_dropped": "arize_phoenix", "logfire_dropped": "logfire",
-                     "signoz_dropped": "signoz", "langtrace_dropped": "langtrace",
+                     "signoz_dropped": "signoz", "langtrace_dropped": "langtrace", "weave_otel_dropped": "weave_otel",
                      "datadog_llm_observability_dropped": "datadog_llm_observability",
                      "datadog_llm_observability_send_failed": "datadog_llm_observability",
                      "posthog_dropped": "posthog", "posthog_send_failed": "posthog",

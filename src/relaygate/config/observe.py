@@ -32,7 +32,8 @@ KNOWN_CALLBACKS = frozenset({"langfuse", "otel", "opentelemetry", "prometheus", 
                              "generic", "webhook", "json_logs", "s3", "s3_v2", "langfuse_otel", "langsmith", "arize",
                              "arize_phoenix", "logfire", "signoz", "datadog_llm_observability", "posthog",
                              "aws_sqs", "gcs_bucket", "braintrust", "opik", "openmeter", "helicone", "lago",
-                             "lunary", "athina", "langtrace", "sentry", "gcs_pubsub", "azure_storage"})
+                             "lunary", "athina", "langtrace", "sentry", "gcs_pubsub", "azure_storage",
+                             "weave_otel"})
 """Callback names relaygate runs (``opentelemetry`` is ``otel``; ``generic`` / ``webhook`` are
 ``generic_api``; ``s3_v2`` is ``s3``; ``sqs`` is ``aws_sqs``)."""
 
