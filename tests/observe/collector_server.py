@@ -24,7 +24,7 @@ from typing import Any
 from relaygate.observe.detail import Attempt, Detail
 from relaygate.sinks.record import CompletionRecord, Outcome
 
-__all__ = ["Collector", "Post", "detail", "record"]
+__all__ = ["Collector", "Post", "callback_config", "detail", "record"]
 
 
 @dataclass
@@ -203,3 +203,9 @@ def detail(**kw: Any) -> Detail:
         team_alias="team-alias", request_headers={"x-custom": "v"})
     values.update(kw)
     return Detail(**values)
+
+
+def callback_config(callback: str, master: str) -> str:
+    """A ``relaygate serve`` config of one echo model group ``m``, the one ``callback`` and master key ``master``."""
+    return (f"model_list:\n  - model_name: m\n    litellm_params: {{model: mock/echo}}\nlitellm_settings:\n"
+            f"  callbacks: [\"{callback}\"]\ngeneral_settings:\n  master_key: {master}\n")

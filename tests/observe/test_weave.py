@@ -19,6 +19,7 @@ from relaygate.observe import check
 from relaygate.observe.weave import WEAVE_DEFAULT, WeaveSink, make_weave, weave_settings
 from relaygate.sinks.record import CompletionRecord, Outcome
 from tests.conftest import start_gateway
+from tests.observe.collector_server import callback_config
 from tests.observe.otlp_receiver import Receiver
 from tests.observe.test_otel_export import CHAT_IN, CHAT_OUT, detail, with_detail
 
@@ -98,14 +99,7 @@ def test_redacted_requests_keep_their_content_out() -> None:
 
 @pytest.mark.e2e
 def test_through_relaygate_serve() -> None:
-    cfg = """model_list:
-  - model_name: m
-    litellm_params: {model: mock/echo}
-litellm_settings:
-  callbacks: ["weave_otel"]
-general_settings:
-  master_key: sk-weave
-"""
+    cfg = callback_config("weave_otel", "sk-weave")
     with Receiver(path="/otel/v1/traces") as rx:
         env = {**ENV, "WANDB_HOST": rx.url, "OTEL_BSP_SCHEDULE_DELAY": "50"}
         with start_gateway(cfg, env=env) as gw:

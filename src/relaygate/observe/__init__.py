@@ -41,7 +41,7 @@ KEYS_ONLY = ("langfuse", "otel", "opentelemetry", "langsmith", "langfuse_otel", 
 ASYNC_EXPORTERS = ("langfuse", "otel", "langfuse_otel", "generic_api", "datadog", "s3", "langsmith", "arize",
                    "arize_phoenix", "logfire", "signoz", "datadog_llm_observability", "posthog", "aws_sqs",
                    "gcs_bucket", "braintrust", "opik", "openmeter", "helicone", "lago", "lunary", "athina",
-                   "langtrace", "sentry", "gcs_pubsub", "azure_storage", "weave_otel")
+                   "langtrace", "sentry", "gcs_pubsub", "azure_storage", "weave_otel", "datadog_metrics")
 """Callback names that are async sinks, in the order they are installed."""
 
 
@@ -227,6 +227,9 @@ def _factory(name: str) -> Any:
     if name == "sentry":
         from relaygate.observe.sentry import make_sentry
         return make_sentry
+    if name == "datadog_metrics":
+        from relaygate.observe.datadog_metrics import make_datadog_metrics
+        return make_datadog_metrics
     if name == "weave_otel":
         from relaygate.observe.weave import make_weave
         return make_weave
