@@ -317,6 +317,7 @@ CALLBACK_FAILURES = {"langfuse_dropped": "langfuse", "langfuse_retry": "langfuse
                      "arize_dropped": "arize", "arize_phoenix_dropped": "arize_phoenix", "logfire_dropped": "logfire",
                      "signoz_dropped": "signoz", "langtrace_dropped": "langtrace", "weave_otel_dropped": "weave_otel",
                      "datadog_metrics_dropped": "datadog_metrics", "datadog_metrics_send_failed": "datadog_metrics",
+                     "pagerduty_dropped": "pagerduty",
                      "datadog_llm_observability_dropped": "datadog_llm_observability",
                      "datadog_llm_observability_send_failed": "datadog_llm_observability",
                      "posthog_dropped": "posthog", "posthog_send_failed": "posthog",

@@ -49,7 +49,7 @@ litellm_settings:
 general_settings:
   master_key: sk-master
   max_request_size_mb: 2
-  alerting: ["slack", "pagerduty"]
+  alerting: ["slack", "ms_teams"]
   proxy_batch_write_at: 60
 """
 

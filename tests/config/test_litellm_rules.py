@@ -345,7 +345,7 @@ def test_every_ignored_key_is_reported_once_with_its_path(tmp_path: Path) -> Non
         "relaygate_keys[0].budget: ignored",
         "litellm_settings.callbacks[0]: callback 'x' is not supported: ignored",
         "router_settings.foo: ignored",
-        "general_settings.alerting[0]: 'email' is not supported (slack, webhook): ignored",
+        "general_settings.alerting[0]: 'email' is not supported (slack, webhook, pagerduty): ignored",
         "general_settings.proxy_config_reload_interval_seconds: ignored (with store_model_in_db, stored models and "
         "settings reach every worker within about a second of a write, through the store's change poll)",
         "relaygate_settings.turbo: ignored",

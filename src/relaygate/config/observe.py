@@ -63,7 +63,7 @@ class ObserveSettings(msgspec.Struct, frozen=True, kw_only=True):
     langfuse_default_tags: tuple[str, ...] = ()
     """LiteLLM's ``langfuse_default_tags``: metadata fields added to every trace as tags."""
     alerting: tuple[str, ...] = ()
-    """``general_settings.alerting``: ``slack`` and/or ``webhook``."""
+    """``general_settings.alerting``: ``slack``, ``webhook``, ``pagerduty`` (``observe.pagerduty``)."""
     alerting_threshold: float = 300.0
     """Seconds over which a response is reported as slow (LiteLLM's default 300)."""
     alert_types: tuple[str, ...] | None = None
@@ -178,9 +178,10 @@ def from_litellm(ls: dict[str, Any], gs: dict[str, Any], rg: dict[str, Any],
     if not isinstance(alerting, list) or not all(isinstance(a, str) for a in alerting):
         raise ObserveConfigError("general_settings.alerting", "expected a list such as [\"slack\"]")
     for i, a in enumerate(alerting):
-        if a not in ("slack", "webhook"):
-            warnings.append(f"general_settings.alerting[{i}]: {a!r} is not supported (slack, webhook): ignored")
-    alerting = [a for a in alerting if a in ("slack", "webhook")]
+        if a not in ("slack", "webhook", "pagerduty"):
+            warnings.append(f"general_settings.alerting[{i}]: {a!r} is not supported (slack, webhook, pagerduty): "
+                            "ignored")
+    alerting = [a for a in alerting if a in ("slack", "webhook", "pagerduty")]
     threshold = gs.get("alerting_threshold", 300)
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold <= 0:
         raise ObserveConfigError("general_settings.alerting_threshold", "expected a positive number of seconds")

@@ -308,6 +308,10 @@ class Gateway:
             from relaygate.pipeline.hanging import watch
             self.pipeline.hangs = {}
             self._spawn(watch(self.pipeline.hangs, alerter, alerter.threshold))
+        if self.exporters.pagerduty is not None:  # LiteLLM's PagerDuty incidents for hanging requests
+            from relaygate.observe.pagerduty import watch_hanging
+            self.pipeline.hangs = {} if self.pipeline.hangs is None else self.pipeline.hangs
+            self._spawn(watch_hanging(self.pipeline.hangs, self.exporters.pagerduty))
         start_store_jobs(self, alerter)  # LiteLLM's alert reports, its spend capture-rate check
         self.start_budgets(None)  # the proxy-wide budget without a store
         await self.router.start()

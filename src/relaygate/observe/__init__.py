@@ -54,6 +54,8 @@ class Exporters:
         """The ``litellm_*`` Prometheus families (``observe.prometheus``) when ``prometheus`` is a callback."""
         self.alerter: Any = None
         """The alerter (``observe.alerting.Alerter``) when ``general_settings.alerting`` is set."""
+        self.pagerduty: Any = None
+        """PagerDuty incidents (``observe.pagerduty.PagerDuty``) with ``pagerduty`` in ``general_settings.alerting``."""
         self.services: Any = None
         """LiteLLM's service families (``service_metrics.ServiceMetrics``) with ``prometheus_system``."""
         self.sinks: list[Any] = []
@@ -272,6 +274,9 @@ def check(settings: ObserveSettings | None, env: Mapping[str, str] | None = None
     if settings.alerting:
         from relaygate.observe.alerting import make_alerter
         make_alerter(settings, env, lambda event, n: None)
+    if "pagerduty" in settings.alerting:
+        from relaygate.observe.pagerduty import make_pagerduty
+        make_pagerduty(settings.alerting_args, env, None)
 
 
 def install(settings: ObserveSettings | None, completions: Any, metrics: Any, config: Any,
@@ -316,6 +321,11 @@ def install(settings: ObserveSettings | None, completions: Any, metrics: Any, co
         if out.alerter is not None:
             completions.add_sink(out.alerter)
             out.sinks.append(out.alerter)
+    if "pagerduty" in settings.alerting:
+        from relaygate.observe.pagerduty import make_pagerduty
+        out.pagerduty = make_pagerduty(settings.alerting_args, env, on_event)
+        completions.add_sink(out.pagerduty)
+        out.sinks.append(out.pagerduty)
     if out.sinks:
         log.info("observability: %s", ", ".join(out.names))
     return out
