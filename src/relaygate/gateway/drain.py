@@ -110,6 +110,10 @@ class Drain:
             return
         with contextlib.suppress(RuntimeError):  # no running loop (a sync caller): the next probe starts it
             self._watch = asyncio.get_running_loop().create_task(self._run(), name="relaygate-drain-watch")
+            tasks = getattr(self.gw, "_tasks", None)  # the gateway's own: cancelled at its shutdown
+            if tasks is not None:
+                tasks.add(self._watch)
+                self._watch.add_done_callback(tasks.discard)
 
     def start(self, why: str) -> None:
         if self.draining:

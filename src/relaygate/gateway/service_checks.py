@@ -12,8 +12,9 @@ What it owns: the route, and the mock request record a callback test hands to it
   ``observe``): one mock request record (LiteLLM's ``litellm-mock-response-model``, the user
   ``litellm:/health/services``, ``Hey, how's it going?`` answered ``This is a mock response``) is handed to each
   running exporter of that name, and nothing else: no spend row, no Prometheus count, no other exporter sees
-  it (LiteLLM runs a mock completion through every callback). The exporter sends it as it sends a request's
-  record, in its next batch. The answer is LiteLLM's ``{"status": "success", "message": "Mock LLM request
+  it (LiteLLM runs a mock completion through every callback). It goes into that exporter's own bounded buffer
+  (``CompletionQueue.offer_to``), and the exporter sends it as it sends a request's record, in its next batch:
+  the route never waits on the exporter. The answer is LiteLLM's ``{"status": "success", "message": "Mock LLM request
   made - check <service>."}``. An exporter that takes failures only is handed a failed record (LiteLLM's
   mock succeeds, so such a callback never sees its test). ``langfuse`` first checks the default project's
   keys (``GET /api/public/projects``, as the Langfuse SDK's ``auth_check``): refused or unreachable, the
@@ -27,8 +28,8 @@ What it owns: the route, and the mock request record a callback test hands to it
   through the alerter's bounded queues. Not configured (or ``email`` / ``ms_teams``, which relaygate does not
   send), LiteLLM's 422 ``"<service>" not in proxy config: general_settings. Unable to test this.``.
 
-Nothing here blocks the request path: the record goes straight to the named exporters (their own buffers),
-the alerts to the alerter's queues, and the route answers once they are queued.
+Nothing here waits on an exporter: the record goes to the named exporters' own buffers, the alerts to the
+alerter's queues, and the route answers once they are queued.
 """
 
 from __future__ import annotations
@@ -138,11 +139,14 @@ async def send_test_record(gw: Gateway, service: str) -> dict[str, Any]:
     if name == "langfuse":
         for sink in sinks:
             await _langfuse_auth(sink)
+    completions = getattr(gw, "completions", None)
     for sink in sinks:
         ok = bool(getattr(sink, "success", True)) or not getattr(sink, "failure", False)
-        result = sink.handle([mock_record(ok)])
-        if result is not None:  # an async sink
-            await result
+        batch = [mock_record(ok)]
+        if completions is None or not completions.offer_to(sink, batch):  # a sink outside any queue (tests)
+            result = sink.handle(batch)
+            if result is not None:
+                await result
     return {"status": "success", "message": f"Mock LLM request made - check {service}."}
 
 

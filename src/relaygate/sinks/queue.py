@@ -293,6 +293,20 @@ class CompletionQueue:
             out[f"sink_buffered:{r.name}"] = len(r.buffer)
         return out
 
+    def offer_to(self, sink: object, batch: Sequence[CompletionRecord]) -> bool:
+        """Hand ``batch`` to the one installed ``sink`` (not the queue: no other sink sees it), as its records are
+        handed to it (an async sink's bounded buffer and task; a sync sink at once); False when not installed.
+        ``/health/services`` sends its test record so."""
+        for r in self._runners:
+            if r.sink is sink:
+                r.offer(batch)
+                return True
+        for e in self._sync:
+            if e.sink is sink:
+                e.sink.handle(batch)
+                return True
+        return False
+
     def pending(self, name: str) -> int:
         """Records the async sink ``name`` has not finished with: in its buffer and in the batch it handles
         (0 for a sink not installed)."""
