@@ -46,7 +46,8 @@ function callbacksSection() {
       for (const [kind, names] of [["success and failure", lists.success_and_failure], ["success", lists.success], ["failure", lists.failure]]) {
         for (const name of names || []) rows.push({ name, kind, testable: name !== "json_logs" });
       }
-      for (const name of reprNames(active.alerting)) rows.push({ name, kind: "alerting", testable: true });
+      // a PagerDuty test would page whoever is on call: Slack and the webhook only, as LiteLLM tests them
+      for (const name of reprNames(active.alerting)) rows.push({ name, kind: "alerting", testable: name === "slack" || name === "webhook" });
       const cols = [{ label: "Name", get: (r) => r.name }, { label: "Runs on", get: (r) => r.kind }];
       if (isAdmin()) {
         cols.push({ label: "", class: "actions", get: (r) => (r.testable ? actions(button("Test", () => test(r.name), { class: "secondary", "aria-label": `Test ${r.name}` })) : "") });
