@@ -28,7 +28,7 @@ TOKEN = "drain-token-1"
 def config(enabled: bool) -> str:
     return f"""model_list:
   - model_name: slow
-    litellm_params: {{model: mock/echo, mock_latency_ms: 2000}}
+    litellm_params: {{model: mock/echo, mock_latency_ms: 3000}}
   - model_name: fast
     litellm_params: {{model: mock/echo}}
 general_settings:
