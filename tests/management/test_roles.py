@@ -417,6 +417,12 @@ async def _model_unblock(w: World) -> Call:
     return "POST", "/model/unblock", {"model_id": await _model(w)}
 
 
+async def _config_field_delete(w: World) -> Call:
+    await w.env.ok("POST", "/config/field/update", {"field_name": "model_list_healthy_only", "field_value": True,
+                                                    "config_type": "general_settings"})
+    return "POST", "/config/field/delete", {"field_name": "model_list_healthy_only", "config_type": "general_settings"}
+
+
 async def _call(method: str, path: str) -> Call:
     return method, path, None
 
@@ -580,6 +586,16 @@ CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "team/permissions_update": (lambda w: _json("POST", "/team/permissions_update", {
         "team_id": "tm", "team_member_permissions": ["/key/generate"]}), (200, 401, 403, 200, 401)),
     "model/unblock": (_model_unblock, (200, 401, 401, 401, 401)),
+    # general settings in the database (management.db_config): the admin writes, its viewer reads
+    "config/list": (lambda w: _call("GET", "/config/list?config_type=general_settings"), (200, 200, 401, 401, 401)),
+    "config/field/info": (lambda w: _call("GET", "/config/field/info?field_name=master_key"),
+                          (200, 200, 401, 401, 401)),
+    "config/field/update": (lambda w: _json("POST", "/config/field/update", {
+        "field_name": "include_call_id_in_error_body", "field_value": True, "config_type": "general_settings"}),
+                            (200, 401, 401, 401, 401)),
+    "config/field/delete": (_config_field_delete, (200, 401, 401, 401, 401)),
+    "config/update": (lambda w: _json("POST", "/config/update", {"general_settings": {"global_max_parallel_requests": 500}}),
+                      (200, 401, 401, 401, 401)),
     **{path: (lambda w, path=path: _call("GET", f"/{path}?_selected_model_group=gpt-a"), (200, 200, 401, 401, 401))
        for path in ("model/metrics", "model/streaming_metrics", "model/metrics/slow_responses",
                     "model/metrics/exceptions")},

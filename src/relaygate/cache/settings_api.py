@@ -44,6 +44,7 @@ from relaygate.config.cache import REDIS_TYPES, CacheConfigError, CacheSettings
 from relaygate.config.cache import from_litellm as cache_from_litellm
 from relaygate.config.cost_settings import STORED, with_stored
 from relaygate.config.model import Config
+from relaygate.config.stored_general import SECTION as GENERAL_SECTION
 from relaygate.config.stored_router import SETTING as ROUTER_SETTING
 from relaygate.config.stored_router import with_stored_fallbacks
 from relaygate.core.errors import register_secrets
@@ -60,7 +61,7 @@ log = logging.getLogger("relaygate.cache")
 
 SETTING = "cache_settings"
 """The ``rg_config`` row of the stored cache settings."""
-STORED_NAMES = frozenset({*STORED, SETTING, ROUTER_SETTING})
+STORED_NAMES = frozenset({*STORED, SETTING, ROUTER_SETTING, GENERAL_SECTION})
 """Every setting the API stores that a snapshot serves (the stored-models sync reads these; no job marks)."""
 MASK = "********"
 SECRETS = ("password", "sentinel_password")

@@ -541,6 +541,19 @@ def flag(value: Any, source: str, path: str) -> bool:
     raise ConfigError(source, path, f"expected true or false, got {value!r}")
 
 
+def megabytes(value: Any, source: str, path: str) -> int:
+    """A size in MB (LiteLLM's ``max_request_size_mb`` ...) as bytes; a config error unless a number > 0."""
+    mb = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if isinstance(value, str):
+        try:
+            mb = float(value)
+        except ValueError:
+            pass
+    if mb is None or not 0 < mb < 2**40:
+        raise ConfigError(source, path, f"expected a size in MB (a number > 0), got {value!r}")
+    return int(mb * 1024 * 1024)
+
+
 def pass_through_endpoints(value: Any, source: str, path: str, warnings: list[str]) -> list[dict[str, Any]]:
     """``general_settings.pass_through_endpoints`` checked entry by entry: a literal ``path`` (no parameters,
     no ``.`` or ``..`` segments), an absolute ``http(s)`` ``target`` without credentials in it, string

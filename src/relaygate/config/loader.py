@@ -506,7 +506,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
     general_raw: dict[str, Any] = dict(budget_raw)
     for k, v in gs.items():
         if k in ("max_request_size_mb", "max_response_size_mb"):
-            server_raw[_SIZE_KEYS[k]] = int(float(v) * 1024 * 1024)
+            server_raw[_SIZE_KEYS[k]] = litellm.megabytes(v, source, f"general_settings.{k}")
         elif k == "proxy_port":
             server_raw["port"] = v
         elif k in _GENERAL_CORS:
@@ -544,7 +544,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
         general=_convert(_master_key_from_env(general_raw), GeneralSettings, source, "general_settings"),
         warnings=list(dict.fromkeys(warnings)),
         skipped=built.skipped,
-        source=source,
+        source=source, document=raw,
         **top,
     ))
 

@@ -696,3 +696,5 @@ class Config(msgspec.Struct, kw_only=True):
     """One error line per deployment that is not served (its provider is unknown), as LiteLLM skips them;
     each is also in ``warnings``. ``check-config`` prints them as errors."""
     source: str = "<defaults>"
+    document: Any = None
+    """A LiteLLM config's document as parsed, its includes merged (``config.stored_general``); None: native."""

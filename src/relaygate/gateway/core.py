@@ -34,6 +34,7 @@ from relaygate.cache.routes import add_routes as add_cache_routes
 from relaygate.cache.settings_api import STORED_NAMES, with_stored_settings
 from relaygate.cache.stage import make_cache
 from relaygate.config.model import Config, Deployment
+from relaygate.config.stored_general import with_stored_general
 from relaygate.core.errors import GatewayError
 from relaygate.frontends import llm_routes
 from relaygate.frontends.responses import Responses
@@ -673,7 +674,8 @@ class Gateway:
             log.warning("config reload: server.%s changed; this takes effect after a restart",
                         ", server.".join(changed))
         self.file_config = config
-        config = with_stored_settings(with_db_models(config, self.db_models), self.db_settings)
+        config = with_stored_settings(with_db_models(with_stored_general(config, self.db_settings), self.db_models),
+                                      self.db_settings)
         new = Runtime.build(config, self.metrics, previous=old, generation=generation, store=self.store,
                             shared=self.shared_keys)
         if self.key_changes is not None:

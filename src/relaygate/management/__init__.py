@@ -27,6 +27,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         customers,
         daily_activity,
         daily_aggregated,
+        db_config,
         error_activity,
         fallbacks,
         keys,
@@ -66,6 +67,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     capture_rate.add_routes(t, gw)  # /spend/capture_rate: the spend priced against OpenAI's bill
     cost_estimate.add_routes(t, gw)  # /cost/estimate
     cost_settings.add_routes(t, gw)  # PATCH /config/cost_discount_config ... (the GETs: gateway.config_view)
+    db_config.add_routes(t, gw)  # /config/list, /config/field/*, /config/update: general_settings stored
     fallbacks.add_routes(t, gw)  # POST /fallback, GET and DELETE /fallback/{model}
     credentials.add_routes(t, gw)  # /credentials: stored provider credentials for stored models
     tag_analytics.add_routes(t, gw)  # /tag/distinct, /tag/dau|wau|mau, /tag/summary, per-user analytics
