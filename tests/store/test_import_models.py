@@ -65,6 +65,12 @@ def test_open_litellm_formats() -> None:
         assert not _sealed(name), name
 
 
+GENERAL = {"include_call_id_in_error_body": True, "max_request_size_mb": "huge", "alerting": ["slack"],
+           "return_wildcard_routes": None}
+"""LiteLLM's stored ``general_settings``: one field relaygate takes from the database, one that does not load,
+one relaygate reads only from the file, one null (unset)."""
+
+
 async def fill_models(source: str, base: str) -> None:
     """LiteLLM's stored models (two encrypted by LiteLLM under :data:`SALT`, one under another key, one in
     clear) and its ``litellm_settings`` row (one valid setting, one invalid, one relaygate does not store)."""
@@ -85,7 +91,7 @@ async def fill_models(source: str, base: str) -> None:
     settings = {"cost_discount_config": {"openai": 0.1}, "cost_margin_config": {"openai": 11},
                 "success_callback": ["langfuse"]}
     await _sql(source, 'INSERT INTO "LiteLLM_Config" (param_name, param_value) VALUES '
-                       f"('litellm_settings', '{json.dumps(settings)}'), ('general_settings', '{{}}')")
+                       f"('litellm_settings', '{json.dumps(settings)}'), ('general_settings', '{json.dumps(GENERAL)}')")
 
 
 class KeyedUpstream:
@@ -148,7 +154,10 @@ def test_import_models_and_settings(db_url: str, postgres_server: PostgresServer
             assert rows["0"].model_info == {"input_cost_per_token": 1e-6}
             assert rows["1"].litellm_params["model"] == "openai/gpt-y"
             assert rows["3"].litellm_params == {"model": "openai/gpt-plain", "api_base": base}
-            assert await read_settings(store) == {"cost_discount_config": {"openai": 0.1}}
+            assert await read_settings(store) == {"cost_discount_config": {"openai": 0.1},
+                                                  "general_settings": {"include_call_id_in_error_body": True}}
+            assert "general_settings.max_request_size_mb left out" in notes and "expected a size in MB" in notes
+            assert "general_settings.alerting left out: set it in the config file" in notes
             again = await import_litellm(source, store, SALT)  # idempotent: updated in place
             assert again.created.get("models", 0) == 0 and again.updated["models"] == 3
             none = await import_litellm(source, store, None)  # no secret: the encrypted rows are left out
@@ -175,6 +184,7 @@ def test_import_models_and_settings(db_url: str, postgres_server: PostgresServer
             assert abs(cost - 0.9 * 1e-6) < 1e-12  # 1 prompt token at the imported price, the imported discount
             r = await call(gw, "POST", "/v1/chat/completions", {**chat, "model": "ui-model-2"}, headers=auth)
             assert r.status == 400  # left out
+            assert "litellm_call_id" in r.json()["error"]  # the imported general setting is served
         finally:
             await gw.shutdown()
             server.close()

@@ -37,7 +37,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
-import orjson
 
 from relaygate.cache.redis import RedisCache
 from relaygate.config.cache import REDIS_TYPES, CacheConfigError, CacheSettings
@@ -48,7 +47,6 @@ from relaygate.config.stored_general import SECTION as GENERAL_SECTION
 from relaygate.config.stored_router import SETTING as ROUTER_SETTING
 from relaygate.config.stored_router import with_stored_fallbacks
 from relaygate.core.errors import register_secrets
-from relaygate.http.body import read_body
 from relaygate.http.routes import RouteTable
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, route
 from relaygate.management.models import enabled, stored_changed
@@ -163,13 +161,7 @@ def _merged(sent: Any, saved: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def _body(ctx: Ctx) -> dict[str, Any]:
-    try:
-        body = orjson.loads(await read_body(ctx.receive, ctx.gw.runtime.body_limits) or b"{}")
-    except orjson.JSONDecodeError:
-        raise bad_request("Invalid request body: expected a JSON object", "cache_settings") from None
-    if not isinstance(body, dict):
-        raise bad_request("Invalid request body: expected a JSON object", "cache_settings")
-    return body
+    return await ctx.json_object("cache_settings")
 
 
 def _checked(params: dict[str, Any]) -> CacheSettings:

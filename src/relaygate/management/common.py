@@ -555,6 +555,16 @@ class Ctx:
                 f"updated ({type(exc).__name__}): budgets may go on counting the old spend. Repeat the call.",
                 status=503, type="service_unavailable", param="None") from exc
 
+    async def json_object(self, param: str) -> dict[str, Any]:
+        """The body as a JSON object (an empty body: ``{}``); else a 400 naming ``param``."""
+        try:
+            body = msgspec.json.decode(await read_body(self.receive, self.gw.runtime.body_limits) or b"{}")
+        except msgspec.DecodeError:
+            body = None
+        if not isinstance(body, dict):
+            raise bad_request("Invalid request body: expected a JSON object", param)
+        return body
+
     def flag(self, name: str) -> bool:
         return self.query.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 

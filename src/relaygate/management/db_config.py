@@ -30,13 +30,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from relaygate.config.loader import ConfigError
 from relaygate.config.masking import mask
 from relaygate.config.stored_general import FIELDS, LITELLM_FIELDS, SECTION, file_keys, overlay, refusal, stored_row
 from relaygate.core.errors import GatewayError
-from relaygate.http.body import read_body
 from relaygate.http.routes import RouteTable
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, route
 from relaygate.management.models import enabled, stored_changed
@@ -132,13 +129,7 @@ async def _body(ctx: Ctx) -> dict[str, Any]:
     if not enabled(ctx.gw.runtime.config):
         raise bad_request("Set `general_settings.store_model_in_db: true` (LiteLLM's STORE_MODEL_IN_DB) in the "
                           "config to change general settings through the API", "store_model_in_db")
-    try:
-        body = orjson.loads(await read_body(ctx.receive, ctx.gw.runtime.body_limits) or b"{}")
-    except orjson.JSONDecodeError:
-        raise bad_request("Invalid request body: expected a JSON object", "body") from None
-    if not isinstance(body, dict):
-        raise bad_request("Invalid request body: expected a JSON object", "body")
-    return body
+    return await ctx.json_object("body")
 
 
 def _field_name(body: dict[str, Any]) -> str:

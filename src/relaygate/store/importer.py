@@ -13,7 +13,9 @@ database does not have is counted as empty, so older LiteLLM versions import too
 Also what LiteLLM's UI stores with ``STORE_MODEL_IN_DB``: the models of ``LiteLLM_ProxyModelTable`` (served
 by relaygate with ``general_settings.store_model_in_db: true``) and, from ``LiteLLM_Config``'s
 ``litellm_settings``, the cost tracking settings relaygate stores too (``store.settings``: discounts,
-margins, blocking unpriced models; checked as the API checks them, an invalid one left out with a note).
+margins, blocking unpriced models; checked as the API checks them, an invalid one left out with a note), and
+from its ``general_settings`` the fields relaygate takes from the database (``config.stored_general``; the
+others, read at start by relaygate, are listed in the notes to be set in the config file).
 LiteLLM encrypts every string of a model's ``litellm_params`` under its ``LITELLM_SALT_KEY`` (else its
 master key): the import opens them with ``secret`` (``sealing.open_litellm``; a value that is no ciphertext
 is kept, as LiteLLM keeps it) and seals the credentials again in relaygate's format under the same secret
@@ -40,6 +42,10 @@ from typing import Any
 import msgspec
 
 from relaygate.config.cost_settings import STORED, check_stored
+from relaygate.config.errors import ConfigError
+from relaygate.config.loader import from_litellm, validate
+from relaygate.config.stored_general import FIELDS
+from relaygate.config.stored_general import SECTION as GENERAL
 from relaygate.store import tables as t
 from relaygate.store.base import Conn, Store
 from relaygate.store.errors import StoreUnavailable, redact_url
@@ -124,7 +130,8 @@ async def read_litellm(url: str, *, connect_timeout: float = 10.0
             rows["settings"] = []
             if await conn.fetchval("SELECT to_regclass($1)", '"LiteLLM_Config"') is not None:
                 rows["settings"] = [dict(r) for r in await conn.fetch(
-                    'SELECT param_value FROM "LiteLLM_Config" WHERE param_name = $1', "litellm_settings")]
+                    'SELECT param_name, param_value FROM "LiteLLM_Config" WHERE param_name = ANY($1)',
+                    ["litellm_settings", GENERAL])]
     finally:
         await conn.close()
     return rows, notes
@@ -247,18 +254,25 @@ def _sealed(value: str) -> bool:
 
 
 def settings_of(rows: list[dict[str, Any]], counts: Counts) -> dict[str, Any]:
-    """The settings relaygate stores (``config.cost_settings.STORED``) found in LiteLLM's ``litellm_settings``
-    rows, each checked as the API checks it (an invalid one left out with a note)."""
+    """The settings relaygate stores found in LiteLLM's ``litellm_settings`` rows (``config.cost_settings.STORED``)
+    and ``general_settings`` row (:func:`general_of`), each checked as the API checks it (an invalid one left
+    out with a note)."""
     found: dict[str, Any] = {}
     for row in rows:
+        section = row.get("param_name", "litellm_settings")
         value = row.get("param_value")
         if isinstance(value, str):
             try:
                 value = msgspec.json.decode(value)
             except msgspec.DecodeError:
-                counts.notes.append("LiteLLM_Config litellm_settings: not JSON, left out")
+                counts.notes.append(f"LiteLLM_Config {section}: not JSON, left out")
                 continue
         if not isinstance(value, dict):
+            continue
+        if section == GENERAL:
+            general = general_of(value, counts)
+            if general:
+                found[GENERAL] = general
             continue
         for name in STORED:
             if name not in value:
@@ -272,6 +286,29 @@ def settings_of(rows: list[dict[str, Any]], counts: Counts) -> dict[str, Any]:
     if found:
         counts.notes.append(f"settings imported from LiteLLM_Config: {', '.join(sorted(found))}")
     return found
+
+
+def general_of(stored: dict[str, Any], counts: Counts) -> dict[str, Any]:
+    """The fields of LiteLLM's stored ``general_settings`` relaygate stores (``config.stored_general.FIELDS``), each
+    checked as ``/config/field/update`` checks it; the others left out with a note (a running gateway serves
+    only those its config file does not set)."""
+    kept: dict[str, Any] = {}
+    for name, value in stored.items():
+        if value is None:
+            continue
+        if name not in FIELDS:
+            counts.notes.append(f"general_settings.{name} left out: set it in the config file")
+            continue
+        try:
+            config = from_litellm({"model_list": [], GENERAL: {name: value}}, "LiteLLM_Config")
+            problems = validate(config)
+        except (ConfigError, ValueError, TypeError) as exc:
+            problems = [str(exc)]
+        if problems:
+            counts.notes.append(f"general_settings.{name} left out: {'; '.join(problems)}")
+            continue
+        kept[name] = value
+    return kept
 
 
 async def import_records(store: Store, records: dict[str, list[Any]], settings: dict[str, Any] | None = None
