@@ -281,7 +281,8 @@ def test_every_page_writes_through_the_api(gateway: GatewayProc, tmp_path: Path)
     from playwright.sync_api import sync_playwright
 
     shots = screenshot_dir(tmp_path / "screenshots")
-    watch = PageWatch(allowed={(401, "/ui/session"), (503, "/health")})  # a deployment checked unhealthy: 503
+    # a deployment checked unhealthy: 503; a general setting that does not load: 400
+    watch = PageWatch(allowed={(401, "/ui/session"), (503, "/health"), (400, "/config/field/update")})
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
         try:
@@ -480,6 +481,31 @@ def admin_actions(page: Any, base: str, urls: list[str]) -> None:
     assert row.inner_text().startswith("prometheus")
     row.get_by_role("button", name="Test prometheus").click()
     page.locator("[data-testid=msg-ok]", has_text="prometheus: prometheus is scraped").wait_for()
+    # a general setting stored in the database: edited, served, refused when it does not load, reset
+    general = page.locator("[data-testid=general-table] tr[data-row='include_call_id_in_error_body']")
+    general.locator(".badge", has_text="default").wait_for()
+    general.get_by_role("button", name="Edit include_call_id_in_error_body").click()
+    edit = page.locator("[data-testid=general-edit]")
+    edit.get_by_label("include_call_id_in_error_body").check()
+    edit.locator("[data-testid=form-submit]").click()
+    page.locator("[data-testid=msg-ok]", has_text="include_call_id_in_error_body saved").wait_for()
+    general.locator(".badge", has_text="database").wait_for()
+    assert "true" in general.inner_text()
+    refused = httpx.post(base + "/v1/chat/completions", headers={"Authorization": f"Bearer {MASTER}"},
+                         json={"model": "nope", "messages": [{"role": "user", "content": "hi"}]})
+    assert refused.status_code == 400 and "litellm_call_id" in refused.json()["error"]
+    size = page.locator("[data-testid=general-table] tr[data-row='max_request_size_mb']")
+    size.get_by_role("button", name="Edit max_request_size_mb").click()
+    edit = page.locator("[data-testid=general-edit]")
+    edit.get_by_label("max_request_size_mb").fill("-5")
+    edit.locator("[data-testid=form-submit]").click()
+    edit.locator("[data-testid=form-error]", has_text="expected a size in MB").wait_for()
+    edit.get_by_role("button", name="Cancel").click()
+    edit.wait_for(state="detached")
+    general.get_by_role("button", name="Reset include_call_id_in_error_body").click()
+    confirm(page)
+    page.locator("[data-testid=msg-ok]", has_text="include_call_id_in_error_body reset").wait_for()
+    general.locator(".badge", has_text="default").wait_for()
     page.click("[data-testid=config-reload]")
     confirm(page)
     page.locator("[data-testid=msg-ok]", has_text="Config reloaded").wait_for()
@@ -498,6 +524,9 @@ def roles(page: Any, shots: Path) -> None:
     goto(page, "teams")
     assert page.locator("[data-testid=team-create]").count() == 0
     page.screenshot(path=str(shots / "viewer-teams-1280.png"), full_page=True)
+    goto(page, "settings")
+    page.locator("[data-testid=general-table] tr[data-row='max_request_size_mb']").wait_for()
+    assert page.locator("[data-testid=general-table] button").count() == 0
     sign_out(page)
 
     # the internal user sees its own pages, creates its own key

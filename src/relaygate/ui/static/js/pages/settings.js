@@ -1,11 +1,13 @@
 // Settings: the effective config from /config/view (secrets come masked from the server) as a tree of
 // <details>, and a reload button (POST /config/reload) for the proxy admin; the logging callbacks and alert
 // channels the gateway runs (/callbacks/list, /active/callbacks), each with a Test button for the proxy admin
-// (GET /health/services: a mock request to that exporter, or a test alert).
+// (GET /health/services: a mock request to that exporter, or a test alert); the general settings the database may
+// set (GET /config/list), each with where its value comes from, and for the proxy admin Edit (POST
+// /config/field/update) and Reset (POST /config/field/delete) on those the config file leaves out.
 
 import { get, isAdmin, post } from "../api.js";
 import { actions, button, clear, confirm, errorBox, h, notify, table } from "../dom.js";
-import { pageHeader } from "../crud.js";
+import { badge, formDialog, pageHeader } from "../crud.js";
 
 function tree(value, depth) {
   if (value === null || typeof value !== "object") {
@@ -60,6 +62,61 @@ function callbacksSection() {
   return { box, load };
 }
 
+// LiteLLM's /config/list field types -> the form's control (lists and mappings are edited as JSON)
+const CONTROL = { Boolean: "check", Integer: "int", Float: "number", String: "text" };
+const SOURCE = { config: ["config file", ""], db: ["database", "info"], unset: ["default", ""] };
+
+function generalSection() {
+  const box = h("div", { "data-testid": "general-settings" });
+  const save = async (r, body) => {
+    if (!("value" in body)) return false; // nothing changed
+    await post("/config/field/update", { field_name: r.field_name, field_value: body.value, config_type: "general_settings" });
+    return true;
+  };
+  const edit = (r) => {
+    const type = CONTROL[r.field_type] || "json";
+    const current = r.field_value !== null ? r.field_value : type === "check" ? r.field_default_value : null;
+    formDialog(`Edit ${r.field_name}`, [{ name: "value", label: r.field_name, type, help: r.field_description }], {
+      testid: "general-edit",
+      initial: { value: current },
+      onSubmit: (body) => save(r, body),
+      after: async (changed) => {
+        if (changed) notify(`${r.field_name} saved: every worker serves it within a second.`, "ok");
+        await load();
+      },
+    });
+  };
+  const reset = async (r) => {
+    if (!(await confirm(`Remove ${r.field_name} from the database? Its default applies again.`, "Reset"))) return;
+    try {
+      await post("/config/field/delete", { field_name: r.field_name, config_type: "general_settings" });
+      notify(`${r.field_name} reset.`, "ok");
+    } catch (err) {
+      notify(err.message, "error");
+    }
+    await load();
+  };
+  const load = async () => {
+    try {
+      const rows = await get("/config/list", { config_type: "general_settings" });
+      const cols = [
+        { label: "Setting", get: (r) => h("span", { title: r.field_description, text: r.field_name }) },
+        { label: "Value", get: (r) => (r.field_value === null ? h("span", { class: "muted", text: `default (${JSON.stringify(r.field_default_value)})` }) : JSON.stringify(r.field_value)) },
+        { label: "From", get: (r) => badge(...(SOURCE[r.source] || [r.source, ""])) },
+      ];
+      if (isAdmin()) {
+        cols.push({ label: "", class: "actions", get: (r) => (r.editable ? actions(
+          button("Edit", () => edit(r), { class: "secondary", "aria-label": `Edit ${r.field_name}` }),
+          ...(r.source === "db" ? [button("Reset", () => reset(r), { class: "secondary", "aria-label": `Reset ${r.field_name}` })] : [])) : "") });
+      }
+      clear(box).append(table(cols, rows, { testid: "general-table", rowAttrs: (r) => ({ "data-row": r.field_name }) }));
+    } catch (err) {
+      clear(box).append(errorBox(err));
+    }
+  };
+  return { box, load };
+}
+
 export async function render(container) {
   const box = h("div", { class: "page-body", "data-testid": "config-tree" });
   const load = async () => {
@@ -83,7 +140,9 @@ export async function render(container) {
     }, { "data-testid": "config-reload" }));
   }
   const callbacks = callbacksSection();
+  const general = generalSection();
   container.append(pageHeader("Settings", tools), h("p", { class: "muted", text: "The effective configuration, secrets masked. Edit the config file and reload to change it." }), box,
+    h("h2", { text: "General settings" }), h("p", { class: "muted", text: "Settings stored in the database (with store_model_in_db), served over the config file's: a setting the file sets is the file's." }), general.box,
     h("h2", { text: "Logging & alerts" }), h("p", { class: "muted", text: "Test sends a mock request to that callback alone, or a test alert to that channel." }), callbacks.box);
-  await Promise.all([load(), callbacks.load()]);
+  await Promise.all([load(), callbacks.load(), general.load()]);
 }
