@@ -120,6 +120,7 @@ def test_errors_in_anthropic_shape(stack: tuple[GatewayProc, Any], client: anthr
 def test_count_tokens(client: anthropic.Anthropic) -> None:
     r = client.messages.count_tokens(model="gpt", messages=[{"role": "user", "content": "hello there, how are you?"}])
     assert 3 < r.input_tokens < 30
+    assert r.to_dict()["litellm_count_source"] == "local_estimate"  # LiteLLM 1.110's: no anthropic/ deployment
 
 
 @pytest.mark.parametrize("model", ["gpt", "claude"])

@@ -160,6 +160,14 @@ def _handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
                 else:
                     self._json(orjson.dumps({**NATIVE_RESPONSE, "id": rid,
                                              "previous_response_id": body.get("previous_response_id")}))
+            elif path.endswith("/responses/input_tokens"):  # OpenAI's count: 400 for a request it refuses
+                if body.get("input") == "refuse me":
+                    self._json(b'{"error": {"message": "Invalid input", "type": "invalid_request_error", '
+                               b'"param": "input", "code": null}}', 400)
+                elif body.get("input") == "fail me":
+                    self._json(b'{"error": {"message": "upstream overloaded"}}', 503)
+                else:
+                    self._json(orjson.dumps({"object": "response.input_tokens", "input_tokens": 42}))
             elif path.endswith("/chat/completions"):
                 if body.get("stream"):
                     frames = chat_frames(s)

@@ -153,3 +153,15 @@ def test_through_provider_adapters(providers: GatewayProc, model: str) -> None:
             final = s.get_final_response()
         assert seqs == list(range(len(seqs))) and len(final.output_text.split()) >= 4
         assert final.usage is not None and final.usage.output_tokens > 0
+
+
+def test_input_tokens_counted(stack: tuple[GatewayProc, Upstream], client: openai.OpenAI) -> None:
+    """``client.responses.input_tokens.count``: the native deployment's own count, the translated one estimated."""
+    native = client.responses.input_tokens.count(model="native", input="hello", tools=TOOLS)
+    assert native.object == "response.input_tokens" and native.input_tokens == 42
+    assert native.to_dict()["litellm_count_source"] == "provider"
+    assert stack[1].bodies("/responses/input_tokens")[-1]["model"] == "gpt-native-upstream"
+    local = client.responses.input_tokens.count(model="chat", input="hello there, how are you today?")
+    assert 3 < local.input_tokens < 40 and local.to_dict()["litellm_count_source"] == "local_estimate"
+    with pytest.raises(openai.BadRequestError):
+        client.responses.input_tokens.count(model="native", input="refuse me")

@@ -2,7 +2,8 @@
 
 - ``openai``: chat, completions, embeddings (and the model-in-path forms);
 - ``anthropic``: ``/v1/messages`` and ``/v1/messages/count_tokens``;
-- ``responses``: ``/v1/responses`` and ``/responses`` (the OpenAI Responses API);
+- ``responses``: ``/v1/responses`` and ``/responses`` (the OpenAI Responses API), ``responses_count``: its
+  ``/v1/responses/input_tokens``;
 - ``media``: images, audio (speech, transcriptions, translations), moderations, rerank.
 
 :func:`llm_routes` lists every POST path with the frontend that serves it; the gateway adds each to its
@@ -15,6 +16,8 @@ from relaygate.frontends.anthropic import CountTokens, Messages
 from relaygate.frontends.media import Media
 from relaygate.frontends.openai import ENDPOINTS, MODEL_IN_PATH, SUFFIXES, Completions, OpenAI
 from relaygate.frontends.responses import Responses
+from relaygate.frontends.responses_count import PATHS as COUNT_PATHS
+from relaygate.frontends.responses_count import ResponsesInputTokens
 from relaygate.pipeline import Frontend
 
 _MEDIA_PATHS = (("images", "/images/generations"), ("image_edits", "/images/edits"), ("speech", "/audio/speech"),
@@ -32,6 +35,8 @@ def llm_routes() -> list[tuple[str, Frontend]]:
     out += [("/v1/messages", Messages()), ("/v1/messages/count_tokens", CountTokens())]
     responses = Responses()
     out += [("/v1/responses", responses), ("/responses", responses)]
+    count = ResponsesInputTokens()
+    out += [(path, count) for path in COUNT_PATHS]
     for kind, path in _MEDIA_PATHS:
         media = Media(kind)
         out += [("/v1" + path, media), (path, media)]

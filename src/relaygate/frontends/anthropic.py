@@ -24,7 +24,8 @@ Everything else is the pipeline's, as on the OpenAI routes: authentication, per-
 the body goes to a native upstream), allow-lists, limits, retries and fallbacks, the completion record, and
 the stream relay (keepalives while waiting for the first event, a failure after keepalives went out ends
 the stream with an ``event: error`` frame, a client disconnect closes the upstream connection).
-``count_tokens`` asks an ``anthropic/`` deployment when the group has one and otherwise estimates.
+``count_tokens`` asks an ``anthropic/`` deployment when the group has one and otherwise estimates (LiteLLM
+1.110's ``litellm_count_source``: ``provider`` or ``local_estimate``, said in the answer).
 """
 
 from __future__ import annotations
@@ -355,9 +356,19 @@ class CountTokens(Messages):
                 except GatewayError as exc:
                     log.info("count_tokens upstream failed (%s); estimating", exc.message)
                     break
-                await _json(send, data)
+                await _json(send, _counted_by(data, "provider"))
                 return
-        await _json(send, orjson.dumps({"input_tokens": _shallow(_estimate, ex.state.req)}))
+        await _json(send, orjson.dumps({"input_tokens": _shallow(_estimate, ex.state.req),
+                                        "litellm_count_source": "local_estimate"}))
+
+
+def _counted_by(data: bytes, source: str) -> bytes:
+    """The upstream's count with LiteLLM 1.110's ``litellm_count_source`` (as it was when not an object)."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data
+    return orjson.dumps({**obj, "litellm_count_source": source}) if isinstance(obj, dict) else data
 
 
 async def _native_send(transport: Transport, ex: Exchange, target: Target, stream: bool,

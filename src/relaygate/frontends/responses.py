@@ -451,8 +451,10 @@ class Responses(Frontend):
         self.state.frontend = self
 
     async def parse(self, ex: Exchange, scope: Scope, receive: Receive, params: Params) -> None:
-        body = await read_body(receive, ex.rt.body_limits)
-        req = _load(body)
+        await self.parse_request(ex, scope, _load(await read_body(receive, ex.rt.body_limits)))
+
+    async def parse_request(self, ex: Exchange, scope: Scope, req: dict[str, Any]) -> None:
+        """:meth:`parse` of the decoded body ``req``."""
         ex.model = model = require_model(req.get("model"), "model: Field required")
         prev = req.pop("previous_response_id", None)
         background = req.pop("background", None)
