@@ -48,6 +48,7 @@ class Upstream:
         self.url = ""
         self.files: dict[str, Stored] = {}
         self.batches: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
         self.seen: list[Seen] = []
         self.slow = False
         self.reject_filename = "reject-me.jsonl"
@@ -132,6 +133,10 @@ class _Handler(BaseHTTPRequestHandler):
             path = "/v1/" + path[len("/openai/"):]
         elif not seen.headers.get("authorization", "").startswith("Bearer "):
             self._send(401, _error(401, "missing key", "invalid_api_key"))
+            return
+        ft = re.fullmatch(r"/v1/fine_tuning/jobs(?:/([^/]+))?(?:/(cancel|events|checkpoints))?", path)
+        if ft is not None:
+            self._jobs(method, ft.group(1), ft.group(2), body, seen)
             return
         m = re.fullmatch(r"/v1/(files|batches)(?:/([^/]+))?(?:/(content|cancel))?", path)
         if m is None:
@@ -223,6 +228,47 @@ class _Handler(BaseHTTPRequestHandler):
         if tail == "cancel":
             b["status"] = "cancelling"
         self._send(200, orjson.dumps(b))
+
+    def _jobs(self, method: str, ident: str | None, tail: str | None, body: bytes, seen: Seen) -> None:
+        """OpenAI's fine-tuning jobs: a created job has succeeded at once, with one result file of its own."""
+        up = self.up
+        if method == "POST" and ident is None:
+            req = orjson.loads(body)
+            seen.body = req
+            for name in ("training_file", "validation_file"):
+                if req.get(name) is not None and req[name] not in up.files:
+                    self._send(400, _error(400, f"invalid {name}: {req[name]}", param=name))
+                    return
+            result = up.next_id("file-")
+            up.files[result] = Stored(result, "step_metrics.csv", "fine-tune-results", 9, "", b"step,loss\n")
+            jid = up.next_id("ftjob-")
+            up.jobs[jid] = {"id": jid, "object": "fine_tuning.job", "model": req.get("model"), "created_at": 1700000000,
+                            "fine_tuned_model": f"ft:{req.get('model')}:org::{jid}", "status": "succeeded",
+                            "training_file": req["training_file"], "validation_file": req.get("validation_file"),
+                            "result_files": [result], "hyperparameters": req.get("hyperparameters") or {},
+                            "seed": req.get("seed", 7), "trained_tokens": 1234}
+            self._send(200, orjson.dumps(up.jobs[jid]))
+            return
+        if ident is None:
+            self._send(200, orjson.dumps({"object": "list", "data": list(up.jobs.values()), "has_more": False}))
+            return
+        job = up.jobs.get(ident)
+        if job is None:
+            self._send(404, _error(404, f"Could not find fine tune job: {ident}", param="fine_tune_id"))
+        elif tail == "cancel":
+            job["status"] = "cancelled"
+            self._send(200, orjson.dumps(job))
+        elif tail in ("events", "checkpoints"):
+            item = ({"object": "fine_tuning.job.event", "id": "ftevent-1", "level": "info", "message": "done"}
+                    if tail == "events" else {"object": "fine_tuning.job.checkpoint", "id": "ftckpt-1", "step_number": 3,
+                                             "fine_tuning_job_id": ident})
+            seen.body = dict(self._query_of())
+            self._send(200, orjson.dumps({"object": "list", "data": [item], "has_more": False}))
+        else:
+            self._send(200, orjson.dumps(job))
+
+    def _query_of(self) -> dict[str, str]:
+        return {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
 
     def do_GET(self) -> None:
         self._route("GET")

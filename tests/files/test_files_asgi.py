@@ -69,7 +69,8 @@ ids_text = st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_s
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.one_of(ids_text, st.sampled_from(["file-", "batch_", "file-AAAA", "batch_AQ", "file-" + "A" * 60])),
+@given(st.lists(st.one_of(ids_text, st.sampled_from(["file-", "batch_", "file-AAAA", "batch_AQ", "file-" + "A" * 60,
+                                                   "ftjob-", "ftjob-AQ"])),
                 min_size=1, max_size=6))
 def test_hostile_ids_are_404(up: Upstream, tmp_path: Path, got: list[str]) -> None:
     async def body(gw: Gateway) -> None:
@@ -77,10 +78,14 @@ def test_hostile_ids_are_404(up: Upstream, tmp_path: Path, got: list[str]) -> No
         for i in got:
             for method, path in (("GET", f"/v1/files/{i}"), ("GET", f"/v1/files/{i}/content"),
                                  ("DELETE", f"/files/{i}"), ("GET", f"/v1/batches/{i}"),
-                                 ("POST", f"/openai/v1/batches/{i}/cancel")):
+                                 ("POST", f"/openai/v1/batches/{i}/cancel"), ("GET", f"/v1/fine_tuning/jobs/{i}"),
+                                 ("POST", f"/fine_tuning/jobs/{i}/cancel"),
+                                 ("GET", f"/v1/fine_tuning/jobs/{i}/events")):
                 check_error(await call(gw, method, path, headers=AUTH), (404, 405))
             check_error(await call(gw, "POST", "/v1/batches", {"input_file_id": i, "endpoint": "/v1/chat/completions",
                                                                "completion_window": "24h"}, headers=AUTH), (404,))
+            check_error(await call(gw, "POST", "/v1/fine_tuning/jobs", {"training_file": i, "model": "gpt-4o-mini"},
+                                   headers=AUTH), (404,))
         assert len(up.seen) == before  # not one of them reached the upstream
 
     run(up, tmp_path, body)

@@ -1,4 +1,5 @@
-"""OpenAI's ``/v1/files`` and ``/v1/batches`` relayed to ``openai/`` and ``azure/`` deployments.
+"""OpenAI's ``/v1/files`` and ``/v1/batches`` relayed to ``openai/`` and ``azure/`` deployments (and, on the same
+machinery, ``/v1/fine_tuning/jobs``: ``files.fine_tuning``).
 
 What it owns: the handlers (upload, list, retrieve, content, delete; batch create, retrieve, list, cancel),
 who owns what, the ids clients see, and one completion record per call.
@@ -67,7 +68,7 @@ PURGE_EVERY = 3600.0
 
 def _not_found(kind: str, object_id: str, param: str) -> GatewayError:
     shown = object_id if len(object_id) <= 100 else object_id[:100] + "..."
-    what = "File" if kind == "file" else "Batch"
+    what = {"file": "File", "batch": "Batch"}.get(kind, "FineTuningJob")
     return GatewayError(f"No such {what} object: {shown}", status=404, type="invalid_request_error", param=param,
                         code="404")
 
@@ -391,8 +392,8 @@ class FilesApi:
 
     # -- batches --------------------------------------------------------------------------------------
 
-    async def create_batch(self, call: Call, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
-        who = await self._who(call, scope)
+    async def json_body(self, receive: Receive) -> dict[str, Any]:
+        """The request's JSON object (an empty body: ``{}``); a 400 for anything else."""
         raw = await read_body(receive, self.gw.runtime.body_limits)
         try:
             body = orjson.loads(raw or b"{}")
@@ -400,6 +401,11 @@ class FilesApi:
             raise errors.BadRequest("Invalid request body: not JSON") from None
         if not isinstance(body, dict):
             raise errors.BadRequest("Invalid request body: expected a JSON object")
+        return body
+
+    async def create_batch(self, call: Call, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        who = await self._who(call, scope)
+        body = await self.json_body(receive)
         file_id = body.get("input_file_id")
         if not isinstance(file_id, str) or not file_id:
             raise errors.BadRequest("input_file_id: required (the id of a file uploaded with purpose=batch)",
@@ -595,4 +601,7 @@ def add_routes(t: RouteTable, gw: Any) -> FilesApi:
     for prefix in ("/v1", "", "/{provider}/v1"):
         for method, path, name, fn in table:
             t.add(method, prefix + path, api.route(name, fn))
+    from relaygate.files import fine_tuning  # on this module's handlers
+
+    fine_tuning.add_routes(t, api)
     return api
