@@ -581,6 +581,9 @@ CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "model/block": (_model_block, (200, 401, 401, 401, 401)),
     "v2/user/info": (lambda w: _call("GET", "/v2/user/info?user_id=tuser"), (200, 200, 404, 200, 404)),
     "team/available": (lambda w: _call("GET", "/team/available"), (200, 200, 200, 200, 200)),
+    # the UI's search boxes: users for the admin, its viewer and the admin of the team being filled; teams: one's own
+    "user/filter/ui": (lambda w: _call("GET", "/user/filter/ui?team_id=tm&search=o"), (200, 200, 401, 200, 401)),
+    "team/filter/ui": (lambda w: _call("GET", "/team/filter/ui?team_alias=x"), (200, 200, 200, 200, 200)),
     "user/available_roles": (lambda w: _call("GET", "/user/available_roles"), (200, 200, 200, 200, 200)),
     "team/permissions_list": (lambda w: _call("GET", "/team/permissions_list?team_id=tm"), (200, 200, 403, 200, 403)),
     "team/permissions_update": (lambda w: _json("POST", "/team/permissions_update", {

@@ -44,6 +44,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         team_join,
         team_permissions,
         teams,
+        ui_filters,
         users,
         v1,
     )
@@ -51,6 +52,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     keys.add_routes(t, gw)
     keys_bulk.add_routes(t, gw)  # /v2/key/info, /key/aliases, /key/bulk_update
     users.add_routes(t, gw)
+    ui_filters.add_routes(t, gw)  # /user/filter/ui, /team/filter/ui: the admin UI's search boxes
     teams.add_routes(t, gw)
     team_callbacks.add_routes(t, gw)  # /team/{team_id}/callback, /team/{team_id}/disable_logging
     team_permissions.add_routes(t, gw)  # /team/permissions_list, /team/permissions_update

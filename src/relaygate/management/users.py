@@ -55,6 +55,7 @@ from relaygate.management.common import (
 from relaygate.management.key_extras import USER_NOT_KEPT
 from relaygate.management.keys import alias_free, new_key
 from relaygate.store import Key, NotFound, StoreUnavailable, TeamMember, User, hash_token, key_name
+from relaygate.store.people_search import find_users
 from relaygate.store.transaction import Transaction as Tx
 from relaygate.ui import passwords, rows, sessions
 
@@ -383,14 +384,30 @@ async def delete_users(ctx: Ctx, ids: list[str]) -> None:
     ctx.invalidate(*tokens)
 
 
+def _csv(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
 async def list_users(ctx: Ctx) -> Any:
+    """LiteLLM's ``/user/list`` with its filters (``role``, ``user_ids``, ``user_email``, ``search``, ``team``,
+    ``organization_ids``, ``sort_by`` / ``sort_order``; ``sso_user_ids`` matches nobody: relaygate keeps no SSO
+    ids) and relaygate's ``team_id`` / ``organization_id``."""
     admin_only(ctx, read=True)
+    q = ctx.query
     page = ctx.int_arg("page", 1, high=10**9)
     size = ctx.int_arg("page_size", 25, high=100)
-    role = ctx.query.get("role") or ctx.query.get("user_role")
+    role = q.get("role") or q.get("user_role")
     if role is not None and role not in USER_ROLES:
         raise bad_request(f"Invalid role={role!r}: expected one of {list(USER_ROLES)}", "role")
-    found = await ctx.store.list_users(user_role=role, team_id=ctx.query.get("team_id"),
-                                       organization_id=ctx.query.get("organization_id"), page=page, page_size=size)
+    order = q.get("sort_order", "asc").lower()
+    if order not in ("asc", "desc"):
+        raise bad_request("sort_order: expected 'asc' or 'desc'", "sort_order")
+    if q.get("sso_user_ids"):
+        return {"users": [], "total": 0, "page": page, "page_size": size, "total_pages": 0}
+    orgs = _csv(q.get("organization_ids")) if "organization_ids" in q else _csv(q.get("organization_id"))
+    found = await find_users(ctx.store, role=role, user_ids=_csv(q.get("user_ids")), email_part=q.get("user_email"),
+                             search=q.get("search"), team_id=q.get("team") or q.get("team_id"),
+                             organization_ids=orgs, sort_by=q.get("sort_by") or None, descending=order == "desc",
+                             page=page, page_size=size)
     return {"users": [record(u) for u in found.items], "total": found.total, "page": page, "page_size": size,
             "total_pages": found.total_pages}
