@@ -227,7 +227,7 @@ def serve(argv: list[str], prog: str = "relaygate serve") -> int:
         workers=max(1, workers),
         loop=Loops.uvloop,
         http=HTTPModes(args.http),
-        websockets=False,
+        websockets=True,  # the Realtime API (relaygate.realtime); an HTTP request never reaches it
         backlog=limits.backlog,
         backpressure=limits.max_connections,
         http1_settings=HTTP1Settings(header_read_timeout=limits.header_read_timeout_ms),

@@ -12,10 +12,9 @@ It wires the parts and owns what lives as long as the worker:
   **completion queue** and its sinks, and the reload **watcher** (``reload.Watcher``) that applies a
   reload asked of another worker or of the main process (``SIGHUP``), or a changed file (``watch_config``).
 
-Errors outside the pipeline (404, 405, a bad key on an operational route) are answered in OpenAI's shape;
-an unexpected exception is a 500 with a generic message and one log line with the traceback: the worker
-never dies on a request.
-"""
+Errors outside the pipeline (404, 405, a bad key on an operational route) are answered in OpenAI's shape; an
+unexpected exception is a 500, one log line with the traceback: the worker never dies on a request. WebSocket
+handshakes are ``realtime``'s (the Realtime API)."""
 
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ import socket
 from collections.abc import Iterable
 from typing import Any
 
-from relaygate import events
+from relaygate import events, realtime
 from relaygate.auth.access import AccessPolicy
 from relaygate.auth.changes import KeyChanges
 from relaygate.auth.shared import SharedKeys
@@ -74,17 +73,15 @@ from relaygate.upstream.identity import aclose_identity_clients
 log = logging.getLogger("relaygate")
 
 COUNT_EVERY = 300.0
-"""Seconds between two reads of the store's user and team counts (also read at start and when the store's rows
-change), for LiteLLM's ``litellm_total_users`` / ``litellm_teams_count`` / ``litellm_team_members_metric`` with
-``prometheus`` on."""
+"""Seconds between two reads of the store's user and team counts (also at start and when its rows change), for
+LiteLLM's ``litellm_total_users`` / ``litellm_teams_count`` / ``litellm_team_members_metric`` (``prometheus``)."""
 
 
 RESTART_ONLY = ("host", "port", "workers", "log_level", "backlog", "max_connections", "header_read_timeout",
                 "transport", "http_proxy", "max_connections_per_upstream", "keepalive_expiry",
                 "max_upstream_response_bytes", "watch_config", "reload_poll_interval", "embedded_database",
                 "database_file", "database_pool_size", "database_connect_timeout", "database_pool_timeout")
-"""``[server]`` settings that shape the process, its listener or the transport kept across reloads: a
-reload that changes one says so in the log and keeps the running value until a restart."""
+"""``[server]`` settings of the process, its listener or its transport: a reload logs a change, a restart applies it."""
 
 
 class NothingToReload(Exception):
@@ -145,8 +142,7 @@ class Gateway:
         self._db_seen: tuple[float, bool] = (-1.0, False)
         self.key_changes: KeyChanges | None = None
         self.shared_keys: SharedKeys | None = None
-        """With a store: the change-version poll and Redis channel that keep key caches true
-        (``auth.changes``); :meth:`keys_changed` is what the management API calls after a write."""
+        """With a store: the change poll and Redis channel keeping key caches true (``auth.changes``)."""
         self.file_config = config
         """The config as its file says, without the models stored in the database (:attr:`db_models`)."""
         self.db_models: list[Deployment] = []
@@ -213,6 +209,11 @@ class Gateway:
 
         add_ui_routes(t, self)
         return t
+
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        root = self.root_path if self.root_path and scope["path"].startswith(self.root_path) else ""
+        inner, path = under_root(scope, root) if root else (scope, scope["path"])
+        await realtime.serve(self, inner, receive, send, path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -450,11 +451,11 @@ class Gateway:
             self._stop_outages = None
         if self.metrics.directory is not None:
             self.metrics.flush()
+        await realtime.aclose(self)
         await self.aclose()
 
     async def db_status(self) -> str:
-        """LiteLLM's readiness ``db`` field: ``connected`` when the store answers a ping (at most one ping
-        per second, whatever the probe rate), else ``Not connected``."""
+        """LiteLLM's readiness ``db`` field: ``connected`` when the store answers a ping (one a second at most)."""
         if self.store is None:
             return "Not connected"
         now = asyncio.get_running_loop().time()
@@ -600,8 +601,7 @@ class Gateway:
     # -- reload -------------------------------------------------------------------------------------
 
     def _make_watcher(self, config: Config) -> Watcher | None:
-        """The reload watcher: needs the shared runtime directory (set by ``relaygate serve``) or a file to
-        watch; a gateway built in-process (tests, embedding) has neither and polls nothing."""
+        """The reload watcher: with the runtime directory ``serve`` shares or a file to watch, else None."""
         s = config.server
         if self.runtime_dir is None and not (s.watch_config and self.config_path):
             return None

@@ -121,6 +121,8 @@ def _batch_scheduling(loop: asyncio.AbstractEventLoop, handler: object) -> async
 class Served(Protocol):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
     async def startup(self) -> None: ...
 
     async def shutdown(self) -> None: ...
@@ -145,6 +147,8 @@ class App:
         kind = scope["type"]
         if kind == "http":
             await (h if h is not None else self.build())(scope, receive, send)
+        elif kind == "websocket":
+            await (h if h is not None else self.build()).websocket(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
