@@ -49,6 +49,7 @@ class Upstream:
         self.files: dict[str, Stored] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.stores: dict[str, dict[str, Any]] = {}
         self.seen: list[Seen] = []
         self.slow = False
         self.reject_filename = "reject-me.jsonl"
@@ -133,6 +134,10 @@ class _Handler(BaseHTTPRequestHandler):
             path = "/v1/" + path[len("/openai/"):]
         elif not seen.headers.get("authorization", "").startswith("Bearer "):
             self._send(401, _error(401, "missing key", "invalid_api_key"))
+            return
+        vs = re.fullmatch(r"/v1/vector_stores(?:/([^/]+))?(?:/(search|files))?(?:/([^/]+))?(?:/(content))?", path)
+        if vs is not None:
+            self._stores(method, vs.group(1), vs.group(2), vs.group(3), vs.group(4), body, seen)
             return
         ft = re.fullmatch(r"/v1/fine_tuning/jobs(?:/([^/]+))?(?:/(cancel|events|checkpoints))?", path)
         if ft is not None:
@@ -267,6 +272,65 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(200, orjson.dumps(job))
 
+    def _stores(self, method: str, ident: str | None, sub: str | None, fid: str | None, tail: str | None, body: bytes,
+                seen: Seen) -> None:
+        """OpenAI's vector stores: made at once, their files processed at once, a search finding the first file."""
+        up = self.up
+        req = orjson.loads(body) if body else {}
+        seen.body = req if method == "POST" else dict(self._query_of())
+        if ident is None:
+            if method == "GET":
+                self._send(200, orjson.dumps({"object": "list", "data": [
+                    {k: v for k, v in st.items() if k != "files"} for st in up.stores.values()], "has_more": False}))
+                return
+            for f in req.get("file_ids") or []:
+                if f not in up.files:
+                    self._send(400, _error(400, f"No such file: {f}", param="file_ids"))
+                    return
+            sid = up.next_id("vs_")
+            up.stores[sid] = {"id": sid, "object": "vector_store", "name": req.get("name"), "status": "completed",
+                              "created_at": 1700000000, "metadata": req.get("metadata") or {},
+                              "file_counts": {"completed": len(req.get("file_ids") or [])},
+                              "files": {f: _vs_file(f, sid) for f in req.get("file_ids") or []}}
+            self._send(200, orjson.dumps(_vs_obj(up.stores[sid])))
+            return
+        st = up.stores.get(ident)
+        if st is None:
+            self._send(404, _error(404, f"No vector store found with id '{ident}'.", param="vector_store_id"))
+        elif sub == "search":
+            hits = [{"file_id": f, "filename": up.files[f].filename if f in up.files else "?", "score": 0.9,
+                     "attributes": {}, "content": [{"type": "text", "text": "hello"}]} for f in list(st["files"])[:1]]
+            self._send(200, orjson.dumps({"object": "vector_store.search_results.page", "search_query": req.get("query"),
+                                          "data": hits, "has_more": False, "next_page": None}))
+        elif sub == "files" and fid is None:
+            if method == "POST":
+                if req.get("file_id") not in up.files:
+                    self._send(400, _error(400, f"No such file: {req.get('file_id')}", param="file_id"))
+                    return
+                st["files"][req["file_id"]] = _vs_file(req["file_id"], ident)
+                self._send(200, orjson.dumps(st["files"][req["file_id"]]))
+            else:
+                self._send(200, orjson.dumps({"object": "list", "data": list(st["files"].values()), "has_more": False}))
+        elif sub == "files":
+            f = st["files"].get(fid)
+            if f is None:
+                self._send(404, _error(404, f"No file found with id '{fid}' in vector store '{ident}'."))
+            elif tail == "content":
+                self._send(200, orjson.dumps({"object": "vector_store.file_content.page", "has_more": False,
+                                              "next_page": None, "data": [{"type": "text", "text": "hello"}]}))
+            elif method == "DELETE":
+                del st["files"][fid]
+                self._send(200, orjson.dumps({"id": fid, "object": "vector_store.file.deleted", "deleted": True}))
+            else:
+                self._send(200, orjson.dumps(f))
+        elif method == "DELETE":
+            del up.stores[ident]
+            self._send(200, orjson.dumps({"id": ident, "object": "vector_store.deleted", "deleted": True}))
+        else:
+            if method == "POST":
+                st.update({k: v for k, v in req.items() if k in ("name", "metadata", "expires_after")})
+            self._send(200, orjson.dumps(_vs_obj(st)))
+
     def _query_of(self) -> dict[str, str]:
         return {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
 
@@ -278,6 +342,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._route("DELETE")
+
+
+def _vs_obj(st: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in st.items() if k != "files"}
+
+
+def _vs_file(fid: str, sid: str) -> dict[str, Any]:
+    return {"id": fid, "object": "vector_store.file", "vector_store_id": sid, "status": "completed",
+            "created_at": 1700000000, "usage_bytes": 10, "last_error": None}
 
 
 def _file_obj(f: Stored) -> dict[str, Any]:

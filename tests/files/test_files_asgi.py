@@ -70,7 +70,7 @@ ids_text = st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_s
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.one_of(ids_text, st.sampled_from(["file-", "batch_", "file-AAAA", "batch_AQ", "file-" + "A" * 60,
-                                                   "ftjob-", "ftjob-AQ"])),
+                                                   "ftjob-", "ftjob-AQ", "vs_", "vs_AQ"])),
                 min_size=1, max_size=6))
 def test_hostile_ids_are_404(up: Upstream, tmp_path: Path, got: list[str]) -> None:
     async def body(gw: Gateway) -> None:
@@ -80,12 +80,15 @@ def test_hostile_ids_are_404(up: Upstream, tmp_path: Path, got: list[str]) -> No
                                  ("DELETE", f"/files/{i}"), ("GET", f"/v1/batches/{i}"),
                                  ("POST", f"/openai/v1/batches/{i}/cancel"), ("GET", f"/v1/fine_tuning/jobs/{i}"),
                                  ("POST", f"/fine_tuning/jobs/{i}/cancel"),
-                                 ("GET", f"/v1/fine_tuning/jobs/{i}/events")):
+                                 ("GET", f"/v1/fine_tuning/jobs/{i}/events"), ("GET", f"/v1/vector_stores/{i}"),
+                                 ("DELETE", f"/vector_stores/{i}"), ("GET", f"/v1/vector_stores/{i}/files")):
                 check_error(await call(gw, method, path, headers=AUTH), (404, 405))
             check_error(await call(gw, "POST", "/v1/batches", {"input_file_id": i, "endpoint": "/v1/chat/completions",
                                                                "completion_window": "24h"}, headers=AUTH), (404,))
             check_error(await call(gw, "POST", "/v1/fine_tuning/jobs", {"training_file": i, "model": "gpt-4o-mini"},
                                    headers=AUTH), (404,))
+            check_error(await call(gw, "POST", f"/v1/vector_stores/{i}/search", {"query": "q"}, headers=AUTH), (404,))
+            check_error(await call(gw, "POST", "/v1/vector_stores", {"file_ids": [i]}, headers=AUTH), (404,))
         assert len(up.seen) == before  # not one of them reached the upstream
 
     run(up, tmp_path, body)

@@ -1,5 +1,5 @@
 """OpenAI's ``/v1/files`` and ``/v1/batches`` relayed to ``openai/`` and ``azure/`` deployments (and, on the same
-machinery, ``/v1/fine_tuning/jobs``: ``files.fine_tuning``).
+machinery, ``/v1/fine_tuning/jobs`` and ``/v1/vector_stores``: ``files.fine_tuning``, ``files.vector_stores``).
 
 What it owns: the handlers (upload, list, retrieve, content, delete; batch create, retrieve, list, cancel),
 who owns what, the ids clients see, and one completion record per call.
@@ -68,7 +68,7 @@ PURGE_EVERY = 3600.0
 
 def _not_found(kind: str, object_id: str, param: str) -> GatewayError:
     shown = object_id if len(object_id) <= 100 else object_id[:100] + "..."
-    what = {"file": "File", "batch": "Batch"}.get(kind, "FineTuningJob")
+    what = {"file": "File", "batch": "Batch", "vector_store": "VectorStore"}.get(kind, "FineTuningJob")
     return GatewayError(f"No such {what} object: {shown}", status=404, type="invalid_request_error", param=param,
                         code="404")
 
@@ -193,6 +193,16 @@ class FilesApi:
             raise _bad_gateway(f"The upstream answered without a usable {kind} id")
         assert isinstance(upstream_id, str)
         return ids.encode(kind, target.dep.id, upstream_id, self.secret)
+
+    async def own(self, kind: str, object_id: str, upstream_id: str, target: Target, who: Principal,
+                  **fields: Any) -> None:
+        """With a store, ``who`` owns the new object ``object_id`` of ``kind`` (``fields``: more of its row)."""
+        store = self.gw.store
+        if store is not None:
+            await rows.put_object(store, rows.FileObject(
+                object_id=object_id, kind=kind, api_key=who.key_hash, team_id=who.team_id, user_id=who.user_id,
+                upstream_id=upstream_id, deployment_id=target.dep.id, model=target.dep.model_name,
+                custom_llm_provider=target.dep.provider, **fields))
 
     def _file_out(self, target: Target, obj: dict[str, Any]) -> dict[str, Any]:
         return {**obj, "id": self._id("file", target, obj.get("id"))}
@@ -601,7 +611,8 @@ def add_routes(t: RouteTable, gw: Any) -> FilesApi:
     for prefix in ("/v1", "", "/{provider}/v1"):
         for method, path, name, fn in table:
             t.add(method, prefix + path, api.route(name, fn))
-    from relaygate.files import fine_tuning  # on this module's handlers
+    from relaygate.files import fine_tuning, vector_stores  # on this module's handlers
 
     fine_tuning.add_routes(t, api)
+    vector_stores.add_routes(t, api)
     return api

@@ -119,13 +119,8 @@ class FineTuning:
             body.pop(name, None)
         obj = await api._json(call, _request("POST", target, "", body))
         out = self._out(target, obj)
-        store = api.gw.store
-        if store is not None:
-            await rows.put_object(store, rows.FileObject(
-                object_id=out["id"], kind=KIND, api_key=who.key_hash, team_id=who.team_id, user_id=who.user_id,
-                upstream_id=str(obj["id"]), deployment_id=target.dep.id, model=target.dep.model_name,
-                custom_llm_provider=target.dep.provider, purpose=_text(body.get("model")),
-                status=_text(obj.get("status")), metadata=out))
+        await api.own(KIND, out["id"], str(obj["id"]), target, who, purpose=_text(body.get("model")),
+                      status=_text(obj.get("status")), metadata=out)
         await api._answer(call, send, out)
 
     async def _job(self, call: Call, scope: Scope, send: Send, params: Params, method: str, tail: str,

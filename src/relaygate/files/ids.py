@@ -4,7 +4,7 @@ An id names the deployment that holds the object and the upstream's own id for i
 (retrieve, content, delete, a batch on the file, cancel) reaches the same deployment, with or without a
 database, across restarts and workers:
 
-    file-<token>   or   batch_<token>   or   ftjob-<token>
+    file-<token>   or   batch_<token>   or   ftjob-<token>   or   vs_<token>
     token = base64url( 0x01 | deployment_id | 0x00 | upstream_id | mac ), unpadded
     mac   = HMAC-SHA256(secret, kind | 0x00 | payload)[:12]
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 __all__ = ["MAX_ID", "PREFIXES", "Ref", "decode", "encode", "secret_for", "valid_upstream_id"]
 
-PREFIXES = {"file": "file-", "batch": "batch_", "fine_tuning_job": "ftjob-"}
+PREFIXES = {"file": "file-", "batch": "batch_", "fine_tuning_job": "ftjob-", "vector_store": "vs_"}
 MAX_ID = 700
 _VERSION = b"\x01"
 _MAC = 12
