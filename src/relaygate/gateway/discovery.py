@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from relaygate.config.model import Deployment
+from relaygate.providers.openai import COMPATIBLE
 from relaygate.upstream.base import Timeouts
 
 if TYPE_CHECKING:
@@ -33,8 +34,8 @@ log = logging.getLogger("relaygate")
 
 TTL = 300.0
 FIRST_WAIT = 2.0
-OPENAI_COMPATIBLE = frozenset({"openai", "custom_openai", "groq", "mistral", "deepseek", "together_ai",
-                               "fireworks_ai", "openrouter", "perplexity", "xai", "hosted_vllm", "vllm", "lm_studio"})
+OPENAI_COMPATIBLE = frozenset(COMPATIBLE) - {"text-completion-openai"}
+"""The providers whose ``/models`` lists a wildcard's models: the OpenAI-compatible adapters."""
 OLLAMA = frozenset({"ollama", "ollama_chat"})
 
 
