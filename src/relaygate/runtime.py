@@ -23,6 +23,7 @@ from typing import Any
 from relaygate.auth import PrincipalResolver, StoreKeys, access_groups
 from relaygate.auth.access import RequiredFields, customer_header
 from relaygate.auth.targets import team_defaults
+from relaygate.catalog import refresh_default
 from relaygate.config.litellm_general import DEFAULT_MODELS
 from relaygate.config.model import Config
 from relaygate.core.baggage import TagMapper, no_store
@@ -142,6 +143,8 @@ class Runtime:
         """A snapshot of ``config``; with ``previous``, deployment stats and the limiter carry over.
         ``generation`` defaults to the previous one's + 1 (0 without one). With ``store`` (an open
         ``relaygate.store.Store``), keys are looked up in the database after the config's."""
+        if previous is not None:
+            refresh_default()  # a reload reads a changed cost-map file (LITELLM_MODEL_COST_MAP_URL) again
         router = Router(config, metrics=metrics, previous=previous.router if previous is not None else None)
         if generation is None:
             generation = previous.generation + 1 if previous is not None else 0

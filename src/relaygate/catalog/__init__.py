@@ -59,7 +59,9 @@ Overrides, in LiteLLM's own formats:
 
 - ``LITELLM_MODEL_COST_MAP_URL`` naming a local file (or ``file://`` URL) in LiteLLM's
   ``model_prices_and_context_window.json`` format: its entries win over the shipped ones (matched by
-  ``litellm_provider`` and key); an ``http(s)`` URL is not downloaded (a warning says so).
+  ``litellm_provider`` and key); an ``http(s)`` URL is not downloaded (a warning says so). A config reload
+  reads the file again when it changed (:func:`refresh_default`, from ``runtime.Runtime.build``), and so does
+  LiteLLM's ``POST /reload/model_cost_map`` on every worker.
 - a deployment's ``model_info`` (``base_model``, ``mode``, ``max_tokens``, ``max_input_tokens``,
   ``max_output_tokens``, ``supports_*``) and its prices from ``litellm_params`` / ``model_info``
   (``input_cost_per_token``, ``output_cost_per_token``, ``input_cost_per_second``,
@@ -74,9 +76,11 @@ from relaygate.catalog.catalog import (
     canonical_provider,
     default_catalog,
     override_path_from_env,
+    refresh_default,
     reset_default,
+    source_info,
 )
 from relaygate.catalog.entry import FLAGS, MODES, CatalogError, ModelEntry, Tier
 
 __all__ = ["FLAGS", "MODES", "OVERRIDE_ENV", "Catalog", "CatalogError", "ModelEntry", "Tier", "canonical_provider",
-           "default_catalog", "override_path_from_env", "reset_default"]
+           "default_catalog", "override_path_from_env", "refresh_default", "reset_default", "source_info"]

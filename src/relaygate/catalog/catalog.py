@@ -26,7 +26,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 import urllib.parse
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -127,6 +129,12 @@ class Catalog:
                 self._override.setdefault(provider, {})[name] = found
                 self._override_bare.setdefault(key, found)
         self._memo: dict[tuple[str, str], ModelEntry | None] = {}
+
+    @property
+    def model_count(self) -> int:
+        """Distinct model entries served: the shipped ones (aliases counted once) and the override file's."""
+        shipped = {id(e) for table in self._models.values() for e in table.values()}
+        return len(shipped) + sum(len(t) for t in self._override.values())
 
     # -- construction -------------------------------------------------------------------------------
 
@@ -307,15 +315,64 @@ def override_path_from_env(environ: dict[str, str] | None = None) -> str | None:
 
 
 _default: Catalog | None = None
+_loaded: tuple[str | None, tuple[int, int] | None, float] = (None, None, 0.0)
+"""(the override file read, its (mtime_ns, size) then, when it was loaded): :func:`refresh_default` compares."""
+
+
+def _stamp(path: str | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def refresh_default() -> bool:
+    """Load the catalog again when ``LITELLM_MODEL_COST_MAP_URL`` now names another file, or its file changed
+    since it was read (a config reload calls this: ``runtime.Runtime.build``); True when it did. One ``stat``. A
+    file that does not load leaves the catalog loaded before serving (logged)."""
+    global _default, _loaded
+    path = override_path_from_env()
+    stamp = _stamp(path)
+    if _default is None:
+        default_catalog()
+        return True
+    if (path, stamp) == _loaded[:2]:
+        return False
+    try:
+        fresh = Catalog.load(path)
+    except CatalogError as exc:  # the prices read before keep serving; tried again once the file changes
+        log.error("%s: not read again, the model cost map loaded before keeps serving", exc)
+        _loaded = (path, stamp, _loaded[2])
+        return False
+    _default, _loaded = fresh, (path, stamp, time.time())
+    log.info("model catalog read again: %s", path or "the shipped catalog")
+    return True
+
+
+def source_info() -> dict[str, Any]:
+    """Where the catalog served comes from (LiteLLM's ``/model/cost_map/source`` fields)."""
+    cat = default_catalog()
+    url = (os.environ.get(OVERRIDE_ENV) or "").strip() or None
+    remote = url is not None and urllib.parse.urlparse(url).scheme in ("http", "https")
+    return {"source": "local", "url": url, "is_env_forced": False,
+            "fallback_reason": "relaygate reads the model cost map from a local file only; the shipped catalog is "
+                               "served" if remote else None,
+            "loaded_at": datetime.fromtimestamp(_loaded[2], UTC).isoformat() if _loaded[2] else None,
+            "source_revision": cat.source_date, "etag": None, "override_file": _loaded[0] if cat.override_source
+            else None, "model_count": cat.model_count}
 
 
 def default_catalog() -> Catalog:
     """The process's catalog: the shipped file, with ``LITELLM_MODEL_COST_MAP_URL``'s local file over it;
     loaded on first use. An unreadable override file is logged once and ignored (the shipped catalog
     keeps serving), never an error on a request."""
-    global _default
+    global _default, _loaded
     if _default is None:
         path = override_path_from_env()
+        _loaded = (path, _stamp(path), time.time())
         try:
             _default = Catalog.load(path)
         except CatalogError as exc:
@@ -330,5 +387,6 @@ def default_catalog() -> Catalog:
 
 def reset_default() -> None:
     """Forget the loaded catalog (tests; a changed ``LITELLM_MODEL_COST_MAP_URL``)."""
-    global _default
+    global _default, _loaded
     _default = None
+    _loaded = (None, None, 0.0)

@@ -29,6 +29,7 @@ from relaygate.config.loader import ConfigError
 from relaygate.config.stored_router import fallbacks_of
 from relaygate.core import errors
 from relaygate.gateway.config_view import add_routes as add_config_view_routes
+from relaygate.gateway.cost_map import add_routes as add_cost_map_routes
 from relaygate.gateway.drain import SHUTTING_DOWN, db_field
 from relaygate.gateway.drain import add_routes as add_drain_routes
 from relaygate.gateway.health_routes import add_routes as add_health_routes
@@ -59,6 +60,7 @@ def add_routes(t: RouteTable, gw: Gateway) -> None:
     add_health_routes(t, gw)  # GET /health, /health/history, /health/latest, /active/callbacks, /settings
     add_config_view_routes(t, gw)  # GET /config/view
     add_drain_routes(t, gw)  # GET /health/drain, /health/backlog, /health/readiness/details
+    add_cost_map_routes(t, gw)  # POST /reload/model_cost_map, GET /model/cost_map/source
 
 
 async def principal(gw: Gateway, scope: Scope) -> Principal:
