@@ -4,6 +4,7 @@
 - ``anthropic``: ``/v1/messages`` and ``/v1/messages/count_tokens``;
 - ``responses``: ``/v1/responses`` and ``/responses`` (the OpenAI Responses API), ``responses_count``: its
   ``/v1/responses/input_tokens``;
+- ``google``: Gemini's ``/v1beta/models/{model}:generateContent``, ``:streamGenerateContent``, ``:countTokens``;
 - ``media``: images, audio (speech, transcriptions, translations), moderations, rerank.
 
 :func:`llm_routes` lists every POST path with the frontend that serves it; the gateway adds each to its
@@ -13,6 +14,7 @@ route table as ``pipeline.run(frontend, ...)``. A new API is one more module and
 from __future__ import annotations
 
 from relaygate.frontends.anthropic import CountTokens, Messages
+from relaygate.frontends.google import routes as google_routes
 from relaygate.frontends.media import Media
 from relaygate.frontends.openai import ENDPOINTS, MODEL_IN_PATH, SUFFIXES, Completions, OpenAI
 from relaygate.frontends.responses import Responses
@@ -37,6 +39,7 @@ def llm_routes() -> list[tuple[str, Frontend]]:
     out += [("/v1/responses", responses), ("/responses", responses)]
     count = ResponsesInputTokens()
     out += [(path, count) for path in COUNT_PATHS]
+    out += google_routes()  # /v1beta/models/{model}:generateContent ...
     for kind, path in _MEDIA_PATHS:
         media = Media(kind)
         out += [("/v1" + path, media), (path, media)]

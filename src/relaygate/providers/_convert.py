@@ -205,6 +205,20 @@ def tool_args(arguments: Any) -> Any:
         return {"raw_arguments": arguments}
 
 
+def data_frames(buf: bytes) -> tuple[list[bytes], bytes]:
+    """The payloads of the whole ``data: ...`` frames at the start of ``buf`` (clean OpenAI chunk frames, each
+    ended by a blank line; other lines skipped) and the bytes after the last whole frame."""
+    payloads: list[bytes] = []
+    pos = 0
+    while True:
+        j = buf.find(b"\n\n", pos)
+        if j < 0:
+            return payloads, buf[pos:]
+        block, pos = buf[pos:j], j + 2
+        if block.startswith(b"data: "):
+            payloads.append(block[6:])
+
+
 def new_call_id() -> str:
     return "call_" + os.urandom(12).hex()
 
