@@ -65,7 +65,11 @@ _FORWARD = (b"anthropic-beta",)
 
 
 async def send_anthropic_error(send: Send, exc: GatewayError, call_id: bytes | None = None) -> None:
-    body = error_body(exc)
+    await send_shaped_error(send, exc, error_body(exc), call_id)
+
+
+async def send_shaped_error(send: Send, exc: GatewayError, body: bytes, call_id: bytes | None = None) -> None:
+    """``exc`` answered with ``body`` (its API's error shape), its status and headers, and the gateway's."""
     hs: Headers = [(b"x-litellm-version", VERSION)]
     if call_id:
         hs.append((b"x-litellm-call-id", call_id))

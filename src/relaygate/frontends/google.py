@@ -28,11 +28,11 @@ import orjson
 from relaygate.core import errors, tokens
 from relaygate.core.errors import GatewayError
 from relaygate.core.views import decode_view
-from relaygate.frontends.anthropic import _load, _shallow
+from relaygate.frontends.anthropic import _load, _shallow, send_shaped_error
 from relaygate.http.body import read_body
-from relaygate.http.respond import VERSION, send_json
+from relaygate.http.respond import send_json
 from relaygate.http.routes import Params
-from relaygate.http.types import Headers, Receive, Scope, Send
+from relaygate.http.types import Receive, Scope, Send
 from relaygate.pipeline import Exchange, Frontend, StreamStart
 from relaygate.pipeline.frontend import Answer, Attempt, stream, unary
 from relaygate.providers.base import StreamTranslator, WrappedTranslator
@@ -160,10 +160,4 @@ class GenerateContent(Frontend):
         await send_json(send, 200, orjson.dumps({"totalTokens": max(1, n)}))
 
     async def send_error(self, send: Send, exc: GatewayError, call_id: bytes | None) -> None:
-        body = error_body(exc)
-        hs: Headers = [(b"x-litellm-version", VERSION)]
-        if call_id:
-            hs.append((b"x-litellm-call-id", call_id))
-        hs += [*exc.headers, _JSON, (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": exc.status, "headers": hs})
-        await send({"type": "http.response.body", "body": body})
+        await send_shaped_error(send, exc, error_body(exc), call_id)
