@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["ACTIONS", "GenerateContent", "routes"]
 
 ACTIONS = ("generateContent", "streamGenerateContent", "countTokens")
-_JSON = (b"content-type", b"application/json")
 
 
 def routes() -> list[tuple[str, Frontend]]:
