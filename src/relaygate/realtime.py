@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 import weakref
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -200,8 +201,10 @@ class _Session:
             raise GatewayError("Missing required query parameter: 'model'.", status=400,
                                type="invalid_request_error", param="model")
         self.model = model
-        who.check_model(model)
-        group = rt.router.resolve(model)
+        key = who.key
+        served = key.aliases.get(model, model) if key is not None and key.aliases else model  # the key's aliases
+        group = rt.router.resolve(served)
+        who.check_model(served)  # the model served is the one the key must be allowed, as on every route
         targets = [t for t in group.targets if t.dep.provider in PROVIDERS]
         if not targets:
             raise GatewayError(f"model={model} has no deployment that serves the Realtime API (openai/, azure/)",
@@ -344,7 +347,7 @@ class _Session:
         latency = time.time() - self.t0
         err = self.error
         self.gw.completions.put(CompletionRecord(
-            call_id=f"realtime-{id(self):x}-{int(self.t0 * 1000)}", route="realtime", stream=True, model=self.model,
+            call_id=str(uuid.uuid4()), route="realtime", stream=True, model=self.model,
             model_group=dep.model_name if dep is not None else "", deployment_id=dep.id if dep is not None else "",
             provider=dep.provider if dep is not None else "", upstream_model=dep.upstream_model if dep else "",
             key_hash=who.key_hash if who else None, key_alias=who.key_alias if who else None,

@@ -89,7 +89,7 @@ sinks read it for every record)."""
 CALL_TYPES = {"chat": "acompletion", "completions": "atext_completion", "embeddings": "aembedding",
               "messages": "anthropic_messages", "images": "aimage_generation", "audio_speech": "aspeech",
               "audio_transcriptions": "atranscription", "rerank": "arerank", "responses": "aresponses",
-              "moderations": "amoderation", "realtime": "_arealtime"}
+              "moderations": "amoderation", "realtime": "_arealtime", "generate_content": "agenerate_content"}
 """A record's ``route`` as LiteLLM's ``call_type``."""
 
 
