@@ -102,7 +102,7 @@ class GenerateContent(Frontend):
             req = req["generateContentRequest"]  # countTokens' other form
         ex.model = model
         ex.stream = self.action == "streamGenerateContent"
-        chat = to_openai(req, model, ex.stream)
+        chat = _shallow(to_openai, req, model, ex.stream)  # orjson's depth bound is the client's 400
         ctl = ex.control
         if ctl is None or "drop_params" not in ctl:  # the client sent Gemini's fields, not OpenAI's
             ex.control = {**(ctl or {}), "drop_params": True}
