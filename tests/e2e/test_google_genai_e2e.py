@@ -13,6 +13,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from bench.procs import MockHandle, start_mock
 from tests.conftest import GatewayProc, start_gateway
 from tests.responses.conftest import MASTER, Script, Upstream, serve
 
@@ -21,17 +22,24 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[tuple[GatewayProc, Upstream]]:
-    with serve() as up:
+    with serve() as up, start_mock(name="genai") as mock:
         cfg = f"""
 model_list:
   - model_name: chat
     litellm_params: {{model: hosted_vllm/up-model, api_key: k, api_base: "{up.url}"}}
     model_info: {{input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}
+  - model_name: flash
+    litellm_params: {{model: gemini/gemini-2.0-flash, api_key: sk-gemini-up, api_base: "{mock.url}"}}
+    model_info: {{input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}}
 general_settings:
   master_key: {MASTER}
 """
         with start_gateway(cfg) as gw:
+            STACK["mock"] = mock
             yield gw, up
+
+
+STACK: dict[str, MockHandle] = {}
 
 
 def _client(gw: GatewayProc, key: str = MASTER) -> genai.Client:
@@ -122,3 +130,25 @@ def test_count_tokens_and_refusals(stack: tuple[GatewayProc, Upstream]) -> None:
                      json={"contents": [{"role": "user", "parts": [{"inlineData": {"mimeType": "image/png",
                                                                                    "data": "%%%"}}]}]})
     assert bad.status_code == 400 and bad.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
+def test_gemini_deployments_get_the_request_natively(stack: tuple[GatewayProc, Upstream]) -> None:
+    """A ``gemini/`` deployment is sent the client's own request at its ``:generateContent`` (as LiteLLM passes
+    it) and its answer comes back as Google sent it; usage still prices the request."""
+    gw, _up = stack
+    mock = STACK["mock"]
+    before = mock.stats()
+    client = _client(gw)
+    r = client.models.generate_content(model="flash", contents="hello from the sdk")
+    assert r.text and r.usage_metadata is not None and (r.usage_metadata.prompt_token_count or 0) > 0
+    chunks = list(client.models.generate_content_stream(model="flash", contents="stream please"))
+    assert "".join(c.text or "" for c in chunks) and chunks[-1].usage_metadata is not None
+    n = client.models.count_tokens(model="flash", contents="count me").total_tokens
+    assert n is not None and n > 0
+    after = mock.stats()
+    grew = {k: v for k, v in after.get("by_path", {}).items() if v != before.get("by_path", {}).get(k)}
+    assert any(":generateContent" in k for k in grew) and any(":streamGenerateContent" in k for k in grew), grew
+    raw = httpx.post(gw.url + "/v1beta/models/flash:generateContent", headers={"x-goog-api-key": MASTER},
+                     json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+    assert raw.status_code == 200 and float(raw.headers["x-litellm-response-cost"]) > 0
+    assert "usageMetadata" in raw.json() and raw.headers["x-litellm-model-api-base"].startswith(mock.url)

@@ -5,22 +5,24 @@ serves them.
 The ``google-genai`` SDK works against the gateway unchanged (``http_options.base_url`` = the gateway; its key
 goes in ``x-goog-api-key``, which the gateway reads as its own key header). The path's model names a model
 group as on the OpenAI routes (a ``models/`` prefix is dropped), so authentication, routing, retries,
-fallbacks, limits, budgets, usage and cost are the same. Every deployment gets the request translated to an
-OpenAI chat request (``providers.google_api``) and goes through its own adapter — a ``gemini/`` or
-``vertex_ai/`` deployment back to Gemini's own API — and the answer comes back as Gemini's
-``GenerateContentResponse``; a stream (``streamGenerateContent``) as ``data:`` events (Google's ``alt=sse``
-form, what the SDK asks; LiteLLM streams every request so, whatever ``alt`` says). ``countTokens`` answers
-``{"totalTokens"}`` from the gateway's estimate of the translated request (the tokens its limits and budgets
-reserve by). Errors are Google's ``{"error": {"code", "message", "status"}}`` with the same HTTP status; an
-upstream failure after a stream started is one more event carrying the error.
-
-Where it differs from LiteLLM: LiteLLM passes a request for a Gemini deployment natively; relaygate translates
-every request, so a Gemini-only field without a chat counterpart (``cachedContent``, ``speechConfig``,
-``mediaResolution``) is not sent (safety settings, thinking budgets and Gemini's own tools are).
+fallbacks, limits, budgets, usage and cost are the same. A ``gemini/`` deployment is sent the client's own
+request at its own ``:generateContent`` / ``:streamGenerateContent`` / ``:countTokens`` (its key, its model; as
+LiteLLM passes it), and its answer — body or events, whole events only — goes back as Google sent it, its
+``usageMetadata`` priced. Every other deployment gets the request translated to an OpenAI chat request
+(``providers.google_api``) through its own adapter, and the answer comes back as Gemini's
+``GenerateContentResponse``; a stream as Gemini's ``data:`` events (``alt=sse``, what the SDK asks; LiteLLM
+streams every request so, whatever ``alt`` says). ``countTokens`` is the ``gemini/`` deployment's own count,
+else (or when it cannot answer) the gateway's estimate of the translated request. Errors are Google's
+``{"error": {"code", "message", "status"}}`` with the same HTTP status; an upstream failure after a stream started
+is one more event carrying the error. A translated request loses the Gemini-only fields without a chat
+counterpart (``cachedContent``, ``speechConfig``); safety settings, thinking budgets and Gemini's own tools are
+sent.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -33,17 +35,20 @@ from relaygate.http.body import read_body
 from relaygate.http.respond import send_json
 from relaygate.http.routes import Params
 from relaygate.http.types import Receive, Scope, Send
-from relaygate.pipeline import Exchange, Frontend, StreamStart
-from relaygate.pipeline.frontend import Answer, Attempt, stream, unary
-from relaygate.providers.base import StreamTranslator, WrappedTranslator
+from relaygate.pipeline import Exchange, Frontend, StreamStart, control
+from relaygate.pipeline.exchange import first_frame
+from relaygate.pipeline.frontend import Answer, Attempt, send_native, stream, unary
+from relaygate.providers.base import StreamTranslator, WrappedTranslator, empty_stream_error
 from relaygate.providers.google_api import GeminiStream, error_body, openai_to_gemini, to_openai
-from relaygate.upstream.base import Transport
+from relaygate.upstream.base import Transport, UpstreamRequest, UpstreamResponse
 
 if TYPE_CHECKING:
     from relaygate.config.model import Deployment
     from relaygate.router import Target
 
 __all__ = ["ACTIONS", "GenerateContent", "routes"]
+
+log = logging.getLogger("relaygate")
 
 ACTIONS = ("generateContent", "streamGenerateContent", "countTokens")
 
@@ -55,6 +60,71 @@ def routes() -> list[tuple[str, Frontend]]:
         fe = GenerateContent(action)
         out += [(f"{prefix}/models/{{model:path}}:{action}", fe) for prefix in ("/v1beta", "/v1", "")]
     return out
+
+
+class _Native(StreamTranslator):
+    """A ``gemini/`` upstream's events go to the client untouched, whole events only (an upstream that breaks off
+    mid-event leaves no half event before the error event); each event's ``usageMetadata`` (Gemini repeats the
+    running totals) is kept, in OpenAI's terms, as the usage the gateway prices."""
+
+    def __init__(self) -> None:
+        self._held = b""
+        self._events = 0
+        self.content_tokens = 0
+
+    def feed(self, data: bytes) -> bytes:
+        buf = self._held + data if self._held else data
+        end = max(buf.rfind(b"\n\n") + 2, buf.rfind(b"\r\n\r\n") + 4, 0)
+        self._held = buf[end:]
+        whole = buf[:end]
+        if whole:
+            self._watch(whole)
+        return whole
+
+    def close(self) -> bytes:
+        held, self._held = self._held, b""
+        if held.strip():
+            self._watch(held)
+        if not self._events:  # an empty 200 is no answer: 502 / an error event
+            raise empty_stream_error("gemini")
+        return held
+
+    def _watch(self, data: bytes) -> None:
+        for line in data.split(b"\n"):
+            line = line.strip()
+            if not line.startswith(b"data:"):
+                continue
+            self._events += 1
+            if b"usageMetadata" in line:
+                um = _usage_of(line[5:].strip())
+                if um is not None:
+                    self.last_data = _chat_usage(um)
+            if b'"text"' in line:
+                self.content_tokens += max(1, len(line) // 16)
+
+
+def _chat_usage(um: dict[str, Any]) -> bytes:
+    """Gemini's ``usageMetadata`` as an OpenAI usage object (what the gateway's pricing reads)."""
+    prompt, thoughts = int(um.get("promptTokenCount") or 0), int(um.get("thoughtsTokenCount") or 0)
+    completion = int(um.get("candidatesTokenCount") or 0) + thoughts
+    return orjson.dumps({"usage": {
+        "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": int(um.get("cachedContentTokenCount") or 0)},
+        "completion_tokens_details": {"reasoning_tokens": thoughts}}})
+
+
+async def _native_send(transport: Transport, ex: Exchange, target: Target, action: str,
+                       stream: bool) -> UpstreamResponse:
+    """The client's own bytes to the ``gemini/`` deployment's ``:<action>`` (its key, its model)."""
+    p: Any = target.provider
+    url = p.url_stream if stream else p.url_unary if action == "generateContent" else p.url_unary.replace(
+        ":generateContent", ":" + action)
+    return await send_native(transport, ex, target, UpstreamRequest("POST", url, p.request_headers(),
+                                                                    ex.state), stream)
+
+
+def _native(ex: Exchange, target: Target) -> bool:
+    return target.provider.name == "gemini" and not control.mocked(ex)
 
 
 class _ToGemini(WrappedTranslator):
@@ -102,6 +172,7 @@ class GenerateContent(Frontend):
             req = req["generateContentRequest"]  # countTokens' other form
         ex.model = model
         ex.stream = self.action == "streamGenerateContent"
+        ex.state = orjson.dumps(req)  # what a gemini/ deployment is sent as it is
         chat = _shallow(to_openai, req, model, ex.stream)  # orjson's depth bound is the client's 400
         ctl = ex.control
         if ctl is None or "drop_params" not in ctl:  # the client sent Gemini's fields, not OpenAI's
@@ -115,6 +186,13 @@ class GenerateContent(Frontend):
         model = ex.model
 
         async def attempt(target: Target) -> Answer:
+            if _native(ex, target):
+                t = time.perf_counter()
+                try:
+                    resp = await _native_send(transport, ex, target, "generateContent", False)
+                    return await resp.read(), resp.headers
+                finally:
+                    ex.wait += time.perf_counter() - t
             data, headers = await inner(target)
             return openai_to_gemini(data, model), headers
 
@@ -125,6 +203,16 @@ class GenerateContent(Frontend):
         model = ex.model
 
         async def attempt(target: Target) -> StreamStart:
+            if _native(ex, target):
+                t = time.perf_counter()
+                native = _Native()
+                try:
+                    resp = await _native_send(transport, ex, target, "streamGenerateContent", True)
+                    chunks = resp.__aiter__()
+                    first = await first_frame(chunks, native, resp.aclose)
+                finally:
+                    ex.wait += time.perf_counter() - t
+                return StreamStart(chunks, native, first, resp.headers, resp.aclose)
             start = await inner(target)
             inner_tr = start.translator
             tr = _ToGemini(inner_tr, GeminiStream(model, lambda: inner_tr.last_data))
@@ -140,18 +228,27 @@ class GenerateContent(Frontend):
                 int(um.get("candidatesTokenCount") or 0) + int(um.get("thoughtsTokenCount") or 0))
 
     def price(self, ex: Exchange, dep: Deployment, data: bytes) -> int:
-        um = _usage_of(data) if data.startswith(b'{"candidates"') else None
+        um = _usage_of(data) if b'"usageMetadata"' in data else None
         if um is not None:  # a Gemini answer: its cache and reasoning counts in OpenAI's terms
-            data = orjson.dumps({"usage": {
-                "prompt_tokens": ex.prompt_tokens, "completion_tokens": ex.completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": int(um.get("cachedContentTokenCount") or 0)},
-                "completion_tokens_details": {"reasoning_tokens": int(um.get("thoughtsTokenCount") or 0)}}})
+            data = _chat_usage(um)
         return super().price(ex, dep, data)
 
     def error_frame(self, exc: GatewayError) -> bytes:
         return b"data: " + error_body(exc) + b"\r\n\r\n"
 
     async def answer(self, transport: Transport, ex: Exchange, send: Send) -> None:
+        assert ex.group is not None
+        for target in ex.group.targets:  # a gemini/ deployment counts itself; else (or failing) the estimate
+            if _native(ex, target):
+                try:
+                    resp = await _native_send(transport, ex, target, "countTokens", False)
+                    await send_json(send, 200, await resp.read())
+                    return
+                except GatewayError as exc:
+                    if exc.status in (400, 422):  # the request itself refused: the caller's error
+                        raise
+                    log.info("countTokens upstream failed (%s); estimating", exc.message)
+                break
         chat = orjson.loads(ex.body)
         n = tokens.estimate_messages_tokens(orjson.dumps(chat.get("messages") or []))
         if chat.get("tools"):
