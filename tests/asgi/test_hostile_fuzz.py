@@ -329,15 +329,15 @@ def check_answer(req: Req, ans: Answer, problems: list[str]) -> None:
         if (req.path in _ANTHROPIC_PATHS and req.method == "POST") or (top == "anthropic" and "type" in err):
             assert err["type"] == "error" and isinstance(err["error"]["message"], str), err
             assert isinstance(err["error"]["type"], str), err
-        elif top in ("gemini", "vertex_ai", "vertex-ai") and "status" in (err.get("error") or {}):
+        elif (top in ("gemini", "vertex_ai", "vertex-ai") or ":" in req.path) and "status" in (err.get("error") or {}):
             assert set(err) == {"error"} and set(err["error"]) == {"code", "message", "status"}, err
         elif top == "bedrock" and "error" not in err:
             assert set(err) == {"message"} and isinstance(err["message"], str), err
         else:
             assert set(err) == {"error"} and set(err["error"]) == {"message", "type", "param", "code"}, err
             assert isinstance(err["error"]["message"], str), err
-    elif ctype == b"text/event-stream":
-        assert ans.body.endswith(b"\n\n"), ans.body[-300:]
+    elif ctype == b"text/event-stream":  # whole events (Google's Gemini events end with CRLF CRLF)
+        assert ans.body.endswith(b"\n\n") or (":" in req.path and ans.body.endswith(b"\r\n\r\n")), ans.body[-300:]
         for frame in ans.body.split(b"\n\n"):
             data = next((ln[6:] for ln in frame.split(b"\n") if ln.startswith(b"data: ")), None)
             if data is None or data == b"[DONE]" or b'"error"' not in data:
@@ -573,6 +573,16 @@ FIELD_VALUES: dict[str, Callable[[Chooser], bytes]] = {
         lambda: value(d, 2)])(),
     "documents": lambda d: arr([text(d) for _ in range(d.upto(3))]) if d.chance(0.6) else value(d),
     "system": lambda d: text(d) if d.chance(0.5) else value(d),
+    # Gemini's generateContent fields (frontends.google)
+    "contents": lambda d: d.pick([
+        lambda: arr([obj([("role", d.pick([b'"user"', b'"model"', b'"x"'])),
+                          ("parts", arr([obj([("text", text(d))]), value(d, 2)]))])]),
+        lambda: text(d), lambda: value(d, 3)])(),
+    "systemInstruction": lambda d: obj([("parts", arr([obj([("text", text(d))])]))]) if d.chance(0.5) else value(d),
+    "generationConfig": lambda d: obj([("maxOutputTokens", number(d)), ("responseSchema", value(d, 2)),
+                                       ("thinkingConfig", value(d, 1))]) if d.chance(0.6) else value(d, 2),
+    "toolConfig": lambda d: value(d, 3),
+    "safetySettings": lambda d: value(d, 2),
 }
 OTHER_FIELDS = ["temperature", "top_p", "n", "stop", "tool_choice", "response_format", "user", "metadata", "seed",
                 "logit_bias", "mock_response", "extra_body", "dimensions", "encoding_format", "size", "quality",
@@ -586,6 +596,7 @@ ROUTE_FIELDS = {
     "embeddings": ["input", "fallbacks", "timeout", "num_retries", "api_base", "stream"],
     "messages": ["messages", "max_tokens", "system", "stream", "tools", "api_base", "timeout"],
     "count_tokens": ["messages", "system", "tools"],
+    "gemini": ["contents", "systemInstruction", "generationConfig", "tools", "toolConfig", "safetySettings"],
     "media": ["prompt", "input", "documents", "stream", "api_base", "base_url", "timeout"],
 }
 ROUTES = [  # (kind, path template); {m} is a model name, {x} any text
@@ -603,7 +614,8 @@ ROUTES = [  # (kind, path template); {m} is a model name, {x} any text
     ("unknown", "/V1/CHAT/COMPLETIONS"), ("unknown", "/v1/chat/completions/../../health"),
     ("unknown", "/openai/deployments/{m}"), ("unknown", "/engines/a/b/chat/completions"),
     ("get", "/v1/files/{x}"), ("get", "/v1/batches/{x}"), ("get", "/v1/responses/{x}"), ("multipart", "/v1/files"),
-    ("get", "/cache/ping"), ("get", "/anthropic/v1/{x}"),
+    ("get", "/cache/ping"), ("get", "/anthropic/v1/{x}"), ("gemini", "/v1beta/models/{m}:generateContent"),
+    ("gemini", "/v1beta/models/{m}:streamGenerateContent"), ("gemini", "/models/{m}:countTokens"),
 ]
 AUTH = [
     [(b"authorization", b"Bearer " + MASTER.encode())], [(b"authorization", b"Bearer " + MASTER.encode())],
@@ -711,6 +723,7 @@ CALM = {
     "embeddings": [("input", b'["hello", "there"]')],
     "messages": [("max_tokens", b"16"), ("messages", b'[{"role":"user","content":"hello there"}]')],
     "count_tokens": [("messages", b'[{"role":"user","content":"hello there"}]')],
+    "gemini": [("contents", b'[{"role":"user","parts":[{"text":"hello there"}]}]')],
     "media": [("prompt", b'"a cat"'), ("input", b'"hello"'), ("query", b'"q"'), ("documents", b'["a", "b"]')],
 }
 

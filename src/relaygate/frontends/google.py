@@ -30,7 +30,7 @@ import orjson
 from relaygate.core import errors, tokens
 from relaygate.core.errors import GatewayError
 from relaygate.core.views import decode_view
-from relaygate.frontends.anthropic import _load, _shallow, send_shaped_error
+from relaygate.frontends.anthropic import _gateway_fields, _load, _shallow, send_shaped_error
 from relaygate.http.body import read_body
 from relaygate.http.respond import send_json
 from relaygate.http.routes import Params
@@ -167,12 +167,14 @@ class GenerateContent(Frontend):
         model = model[len("models/"):] if model.startswith("models/") else model
         if not model:
             raise errors.BadRequest("model: the path names no model", param="model")
-        req = _load(await read_body(receive, ex.rt.body_limits))  # the JSON rules of every inbound API
-        if self.action == "countTokens" and isinstance(req.get("generateContentRequest"), dict):
-            req = req["generateContentRequest"]  # countTokens' other form
+        raw = await read_body(receive, ex.rt.body_limits)
+        req = _load(raw)  # the JSON rules of every inbound API
         ex.model = model
         ex.stream = self.action == "streamGenerateContent"
-        ex.state = orjson.dumps(req)  # what a gemini/ deployment is sent as it is
+        changed = _gateway_fields(ex, req)  # LiteLLM's own fields (mock_response, fallbacks ...) never go upstream
+        if self.action == "countTokens" and isinstance(req.get("generateContentRequest"), dict):
+            req, changed = req["generateContentRequest"], True  # countTokens' other form
+        ex.state = _shallow(orjson.dumps, req) if changed else raw  # what a gemini/ deployment is sent as it is
         chat = _shallow(to_openai, req, model, ex.stream)  # orjson's depth bound is the client's 400
         ctl = ex.control
         if ctl is None or "drop_params" not in ctl:  # the client sent Gemini's fields, not OpenAI's
