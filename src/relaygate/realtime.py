@@ -23,7 +23,9 @@ A session, in order:
    their own prices when the deployment has them — so spend logs, key / team / user spend, budgets and metrics
    see it. A session that never answered is still one record (no tokens, cost 0).
 
-Bounded: at most :data:`MAX_SESSIONS` sessions per worker (more are refused with 1013 and counted), frames of at
+An open session counts as a request in flight (``Gateway.active``: ``/health/backlog``,
+``litellm_in_flight_requests``, and a graceful drain waits for it, up to its timeout). Bounded: at most
+:data:`MAX_SESSIONS` sessions per worker (more are refused with 1013 and counted), frames of at
 most :data:`MAX_FRAME` bytes (a larger one closes the session with 1009). The routes cost nothing to a request on
 another path: Granian hands only WebSocket handshakes here. Rate limits (rpm / tpm) do not apply to a session
 (LiteLLM's do not either); its tokens reach budgets and spend when it ends.
@@ -165,11 +167,13 @@ async def serve(gw: Any, scope: Scope, receive: Any, send: Any, path: str) -> No
         await session.refuse(exc, subprotocol)
         return
     relay.live += 1
+    gw.active += 1  # in flight like a request: /health/backlog, litellm_in_flight_requests, a drain's wait
     try:
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
         await session.run(targets, query, beta)
     finally:
         relay.live -= 1
+        gw.active -= 1
         session.finish()
 
 

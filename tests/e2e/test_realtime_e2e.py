@@ -213,6 +213,8 @@ def test_frames_both_ways_and_browser_key(gateway: GatewayProc, upstream: Upstre
         assert json.loads(ws.recv(timeout=20))["type"] == "session.created"
         ws.send(b"\x00\x01audio")
         assert ws.recv(timeout=20) == b"oidua\x01\x00"
+        backlog = httpx.get(gateway.url + "/health/backlog", headers=ADMIN).json()
+        assert backlog["in_flight_requests"] >= 2  # the open session counts, and this request
         ws.send(json.dumps({"type": "custom", "n": 1}))
         assert json.loads(ws.recv(timeout=20)) == {"type": "echo", "got": {"type": "custom", "n": 1}}
         ws.send(json.dumps({"type": "bye"}))  # the upstream closes: so does the gateway, with its code
