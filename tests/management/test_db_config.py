@@ -133,7 +133,10 @@ def test_refusals_write_nothing(db_url: str) -> None:  # noqa: F811
                     ({"field_name": "max_request_size_mb", "config_type": GS}, "field_value", "field_value")):
                 err = (await post(gw, "/config/field/update", body, 400))["error"]
                 assert words in err["message"] and err["param"] == param, (body, err)
-            for body, param in (({"router_settings": {"num_retries": 1}}, "router_settings"),
+            for body, param in (({"router_settings": {"no_such_setting": 1}}, "router_settings"),
+                                ({"router_settings": {"redis_host": "h"}}, "router_settings"),
+                                ({"router_settings": {"num_retries": "many"}}, "router_settings"),
+                                ({"router_settings": {"fallbacks": "m2"}}, "fallbacks"),
                                 ({"litellm_settings": {"drop_params": True}}, "litellm_settings"),
                                 ({"environment_variables": {"X": "1"}}, "environment_variables"),
                                 ({GS: {"alert_to_webhook_url": {"x": "https://h"}}}, "alert_to_webhook_url"),
@@ -218,7 +221,7 @@ def test_overlay_rules() -> None:
 def test_a_row_that_does_not_load_is_logged_and_not_served(caplog: pytest.LogCaptureFixture) -> None:
     config = _config()
     assert with_stored_general(config, {GS: {"max_request_size_mb": "huge"}}) is config
-    assert "stored general_settings not applied" in caplog.text
+    assert "stored general_settings / router_settings not applied" in caplog.text
 
 
 def test_a_native_config_takes_nothing_from_the_database(tmp_path: Any) -> None:
@@ -231,3 +234,30 @@ def test_a_native_config_takes_nothing_from_the_database(tmp_path: Any) -> None:
     yaml = tmp_path / "c.yaml"
     yaml.write_text("model_list: []\ngeneral_settings:\n  max_request_size_mb: 3\n")
     assert f"Edit {yaml}" in (refusal("max_request_size_mb", load_config(str(yaml))) or "")
+
+
+def test_router_settings_through_config_update(db_url: str) -> None:  # noqa: F811
+    """LiteLLM's ``/config/update`` ``router_settings``: a setting the file leaves out is stored and served (and
+    ``/router/settings`` says it comes from the database), one the file sets is LiteLLM's refusal naming the file,
+    fallback lists are stored over the file's as ``POST /fallback`` stores them."""
+    async def main() -> None:
+        async with upstream() as up:
+            file = {**STORED, "router_settings": {"num_retries": 2}}
+            async with gateway(db_url, up, **file) as gw:
+                out = await post(gw, "/config/update", {"router_settings": {
+                    "routing_strategy": "least-busy", "cooldown_time": 7, "fallbacks": [{"m": ["m2"]}]}})
+                assert out == {"message": "Config updated successfully"}
+                shown = await get(gw, "/router/settings")
+                assert shown["current_values"]["routing_strategy"] == "least-busy"
+                assert shown["current_values"]["cooldown_time"] == 7
+                assert shown["source"]["routing_strategy"] == "db" and shown["source"]["num_retries"] == "config"
+                assert {"m": ["m2"]} in shown["current_values"]["fallbacks"] and shown["source"]["fallbacks"] == "db"
+                assert gw.runtime.config.router.routing_strategy == "least-busy"
+                err = (await post(gw, "/config/update", {"router_settings": {"num_retries": 5}}, 400))["error"]
+                assert "router_settings key 'num_retries' is set in the config file" in err["message"]
+                assert gw.runtime.config.router.num_retries == 2
+            async with gateway(db_url, up, **file) as again:  # a restart serves them
+                assert again.runtime.config.router.routing_strategy == "least-busy"
+                assert again.runtime.config.router.cooldown_time == 7
+
+    asyncio.run(main())

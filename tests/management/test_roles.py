@@ -589,6 +589,7 @@ CASES: dict[str, tuple[Case, tuple[int, int, int, int, int]]] = {
     "team/permissions_update": (lambda w: _json("POST", "/team/permissions_update", {
         "team_id": "tm", "team_member_permissions": ["/key/generate"]}), (200, 401, 403, 200, 401)),
     "model/unblock": (_model_unblock, (200, 401, 401, 401, 401)),
+    "model/cost_map/source": (lambda w: _call("GET", "/model/cost_map/source"), (200, 200, 401, 401, 401)),
     # general settings in the database (management.db_config): the admin writes, its viewer reads
     "config/list": (lambda w: _call("GET", "/config/list?config_type=general_settings"), (200, 200, 401, 401, 401)),
     "config/field/info": (lambda w: _call("GET", "/config/field/info?field_name=master_key"),

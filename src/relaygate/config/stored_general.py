@@ -1,5 +1,5 @@
-"""General settings stored in the database (LiteLLM's ``LiteLLM_Config`` row ``general_settings``), served over
-the config file's. Sans IO.
+"""General and router settings stored in the database (LiteLLM's ``LiteLLM_Config`` rows ``general_settings`` and
+``router_settings``), served over the config file's. Sans IO.
 
 LiteLLM's admin API (``/config/field/update``, ``/config/update`` ..., ``management.db_config``) stores
 ``general_settings`` fields in the database when ``store_model_in_db`` is on; every worker serves them. The
@@ -19,7 +19,10 @@ rules, LiteLLM 1.110's where it has them:
   time (the caller's 400 with the loader's message) and, should one reach the row another way, logged and not
   served (the file's settings are).
 
-A native TOML config has no LiteLLM document: nothing is stored over it.
+The ``router_settings`` row follows the same rules for the settings a snapshot's router is built from
+(:data:`ROUTER_FIELDS`, LiteLLM's ``/config/update`` ``router_settings``); its fallback lists are
+``config.stored_router``'s (``POST /fallback``), applied over the file's as before. A native TOML config has no
+LiteLLM document: nothing is stored over it.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from typing import Any
 from relaygate.config.loader import ConfigError, from_litellm, validate
 from relaygate.config.model import Config
 
-__all__ = ["FIELDS", "LITELLM_FIELDS", "SECTION", "file_keys", "overlay", "refusal", "stored_row",
-           "with_stored_general"]
+__all__ = ["FIELDS", "LITELLM_FIELDS", "ROUTER_FIELDS", "ROUTER_LISTS", "ROUTER_SECTION", "SECTION", "file_keys",
+           "overlay", "refusal", "router_refusal", "stored_row", "with_stored_general"]
 
 log = logging.getLogger("relaygate")
 
@@ -120,6 +123,35 @@ is its 400 ``Invalid field=... passed in.``)."""
 
 _LOCKOUT = frozenset({"allowed_routes", "allowed_ips", "master_key", "ui_access_mode"})
 
+ROUTER_SECTION = "router_settings"
+"""The ``rg_config`` row of the router settings stored through the API (its fallback lists are
+``config.stored_router``'s, applied over the file's; the other settings here, where the file sets none)."""
+ROUTER_FIELDS = frozenset({
+    "routing_strategy", "num_retries", "timeout", "stream_timeout", "max_fallbacks", "default_fallbacks",
+    "allowed_fails", "allowed_fails_policy", "cooldown_time", "disable_cooldowns", "retry_after", "retry_policy",
+    "model_group_alias", "enable_pre_call_checks", "default_max_parallel_requests", "enable_tag_filtering",
+    "latency_ewma_alpha", "latency_exploration"})
+"""The router settings the database may set: those a snapshot's router is built from (its Redis connection and
+limiter settings are read at start: the config file's)."""
+ROUTER_LISTS = frozenset({"fallbacks", "context_window_fallbacks", "content_policy_fallbacks"})
+"""The fallback lists, stored in the same row and applied over the file's (``config.stored_router``)."""
+
+
+def router_refusal(names: list[str], config: Config) -> str | None:
+    """Why these ``router_settings`` fields cannot be stored for ``config`` (LiteLLM's words); None: they can."""
+    unknown = sorted(n for n in names if n not in ROUTER_FIELDS and n not in ROUTER_LISTS)
+    if unknown:
+        return f"Unsupported router settings: {', '.join(unknown)} are not valid router settings"
+    if config.document is None:
+        return ("router settings are stored over a LiteLLM YAML config only (this gateway runs a native TOML "
+                "config): set them in the config file")
+    owned = sorted(n for n in names if n in ROUTER_FIELDS and n in file_keys(config, ROUTER_SECTION))
+    if owned:
+        keys = f"key '{owned[0]}' is" if len(owned) == 1 else f"keys {', '.join(repr(k) for k in owned)} are"
+        return (f"router_settings {keys} set in the config file and cannot be changed here. Edit {config.source} "
+                "to change them, or remove them from the file to let the database own them")
+    return None
+
 
 def refusal(name: str, config: Config) -> str | None:
     """Why ``general_settings.<name>`` cannot be stored for ``config``; None: it can."""
@@ -138,28 +170,31 @@ def refusal(name: str, config: Config) -> str | None:
     return f"{name} is read when the gateway starts, or not kept by relaygate: set it in the config file"
 
 
-def file_keys(config: Config) -> frozenset[str]:
-    """The ``general_settings`` fields ``config``'s file sets (a ``null`` is not set, as LiteLLM reads it)."""
+def file_keys(config: Config, name: str = SECTION) -> frozenset[str]:
+    """The fields of section ``name`` ``config``'s file sets (a ``null`` is not set, as LiteLLM reads it)."""
     doc = config.document
-    section = doc.get(SECTION) if isinstance(doc, dict) else None
+    section = doc.get(name) if isinstance(doc, dict) else None
     if not isinstance(section, dict):
         return frozenset()
     return frozenset(k for k, v in section.items() if v is not None)
 
 
-def stored_row(stored: Mapping[str, Any]) -> dict[str, Any]:
-    """The stored ``general_settings`` row (``{}``: none, or not an object)."""
-    row = stored.get(SECTION)
+def stored_row(stored: Mapping[str, Any], name: str = SECTION) -> dict[str, Any]:
+    """The stored row ``name`` (``{}``: none, or not an object)."""
+    row = stored.get(name)
     return dict(row) if isinstance(row, dict) else {}
 
 
-def overlay(config: Config, fields: Mapping[str, Any]) -> Config:
-    """``config`` translated again from its document with ``fields`` in its ``general_settings`` (a ConfigError
-    when that does not load or check). ``config.document`` stays the file's."""
+def overlay(config: Config, fields: Mapping[str, Any], router: Mapping[str, Any] | None = None) -> Config:
+    """``config`` translated again from its document with ``fields`` in its ``general_settings`` and ``router``
+    in its ``router_settings`` (a ConfigError when that does not load or check). ``config.document`` stays the
+    file's."""
     assert config.document is not None
     doc = copy.deepcopy(config.document)
-    section = doc.get(SECTION)
-    doc[SECTION] = {**(section if isinstance(section, dict) else {}), **fields}
+    for name, more in ((SECTION, fields), (ROUTER_SECTION, router or {})):
+        if more:
+            section = doc.get(name)
+            doc[name] = {**(section if isinstance(section, dict) else {}), **more}
     try:
         new = from_litellm(doc, config.source)
     except (ValueError, TypeError) as exc:  # a loader step without its own message: still the caller's 400
@@ -181,16 +216,18 @@ def with_stored_general(config: Config, stored: Mapping[str, Any]) -> Config:
     over its own; unchanged when there are none, and when they do not load or check (logged)."""
     if config.document is None:
         return config
-    owned = file_keys(config)
+    owned, routed = file_keys(config), file_keys(config, ROUTER_SECTION)
     fields = {k: v for k, v in stored_row(stored).items() if k in FIELDS and k not in owned and v is not None}
-    if not fields:
+    router = {k: v for k, v in stored_row(stored, ROUTER_SECTION).items()
+              if k in ROUTER_FIELDS and k not in routed and v is not None}
+    if not fields and not router:
         return config
-    if _served[0] is config.document and _served[1] == fields:
+    if _served[0] is config.document and _served[1] == (fields, router):
         return _served[2]  # type: ignore[no-any-return]
     try:
-        new = overlay(config, fields)
+        new = overlay(config, fields, router)
     except ConfigError as exc:
-        log.error("stored general_settings not applied (the config file's are served): %s", exc)
+        log.error("stored general_settings / router_settings not applied (the config file's are served): %s", exc)
         return config
-    _served[:] = [config.document, fields, new]
+    _served[:] = [config.document, (fields, router), new]
     return new

@@ -20,10 +20,11 @@ true when stored, false when the file sets it, null otherwise —, ``field_defau
 ``nested_fields``, ``field_options``, ``field_tab``, ``source`` — ``config``, ``db`` or ``unset`` —,
 ``editable`` — false for a field the file sets). Values are shown as written, secrets masked (``config.masking``).
 
-Where relaygate differs, deliberately: ``/config/update`` stores ``general_settings`` only; ``router_settings``,
-``litellm_settings``, ``environment_variables`` and ``model_list`` are a 400 naming the way relaygate offers
-(``/fallback`` and ``/model/new`` store fallbacks and models; the rest is the config file's), where LiteLLM
-stores them whether or not anything then reads them.
+``/config/update`` also stores ``router_settings`` (``config.stored_general.ROUTER_FIELDS`` under the same
+rules, and the fallback lists as ``POST /fallback`` stores them, over the file's). Where relaygate differs,
+deliberately: ``litellm_settings``, ``environment_variables`` and ``model_list`` are a 400 naming the way
+relaygate offers (``/model/new`` stores models; the rest is the config file's), where LiteLLM stores them whether
+or not anything then reads them.
 """
 
 from __future__ import annotations
@@ -32,7 +33,20 @@ from typing import Any
 
 from relaygate.config.loader import ConfigError
 from relaygate.config.masking import mask
-from relaygate.config.stored_general import FIELDS, LITELLM_FIELDS, SECTION, file_keys, overlay, refusal, stored_row
+from relaygate.config.stored_general import (
+    FIELDS,
+    LITELLM_FIELDS,
+    ROUTER_FIELDS,
+    ROUTER_LISTS,
+    ROUTER_SECTION,
+    SECTION,
+    file_keys,
+    overlay,
+    refusal,
+    router_refusal,
+    stored_row,
+)
+from relaygate.config.stored_router import rules_of
 from relaygate.core.errors import GatewayError
 from relaygate.http.routes import RouteTable
 from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, route
@@ -42,7 +56,6 @@ from relaygate.store.settings import read_settings, write_setting
 __all__ = ["add_routes"]
 
 _ELSEWHERE = {
-    "router_settings": "fallbacks are stored through POST /fallback; other router settings are the config file's",
     "litellm_settings": "litellm_settings are the config file's (cost settings: PATCH /config/cost_discount_config "
                         "and /config/cost_margin_config; cache settings: POST /cache/settings)",
     "environment_variables": "environment variables are the process's own: set them where the gateway is started",
@@ -139,6 +152,17 @@ def _field_name(body: dict[str, Any]) -> str:
     return name
 
 
+def _check(ctx: Ctx, general: dict[str, Any], router: dict[str, Any]) -> None:
+    """The config file with these stored rows over it loads and checks (a 400 with the loader's message)."""
+    config = ctx.gw.runtime.config
+    fields = {k: v for k, v in general.items() if k in FIELDS and v is not None}
+    routed = {k: v for k, v in router.items() if k in ROUTER_FIELDS and v is not None}
+    try:
+        overlay(config, fields, routed)
+    except ConfigError as exc:
+        raise bad_request(f"Invalid settings: {_where(exc)}{exc.detail}", ROUTER_SECTION) from None
+
+
 async def _save(ctx: Ctx, row: dict[str, Any]) -> dict[str, Any]:
     """Check ``row`` (the whole stored section) against the config file, store it and serve it."""
     config = ctx.gw.runtime.config
@@ -207,14 +231,31 @@ async def config_update(ctx: Ctx) -> Any:
     for section, why in _ELSEWHERE.items():
         if body.get(section) is not None:
             raise bad_request(f"{section} cannot be changed through /config/update on relaygate: {why}", section)
-    general = body.get(SECTION)
-    if general is None:
-        return {"message": "Config updated successfully"}
-    if not isinstance(general, dict):
-        raise bad_request("general_settings: expected an object of fields", SECTION)
-    changes = {k: v for k, v in general.items() if v is not None}  # LiteLLM drops nulls (exclude_none)
+    general, router = body.get(SECTION), body.get(ROUTER_SECTION)
+    for name, value in ((SECTION, general), (ROUTER_SECTION, router)):
+        if value is not None and not isinstance(value, dict):
+            raise bad_request(f"{name}: expected an object of fields", name)
+    changes = {k: v for k, v in (general or {}).items() if v is not None}  # LiteLLM drops nulls (exclude_none)
+    routed = {k: v for k, v in (router or {}).items() if v is not None}
     _refuse(ctx, list(changes))
-    row = await _stored(ctx)
-    row.update(changes)
-    await _save(ctx, row)
+    refused = router_refusal(list(routed), ctx.gw.runtime.config)
+    if refused is not None:
+        raise bad_request(refused, ROUTER_SECTION)
+    for name in ROUTER_LISTS.intersection(routed):
+        if rules_of(routed[name]) is None:
+            raise bad_request(f"router_settings.{name}: expected a list of {{model group: [fallbacks]}}", name)
+    if routed:
+        settings = await read_settings(ctx.store)
+        row = stored_row(settings, ROUTER_SECTION)
+        row.update(routed)
+        general_row = stored_row(settings)
+        general_row.update(changes)
+        _check(ctx, general_row, row)
+        await write_setting(ctx.store, ROUTER_SECTION, row, ctx.caller.user_id or "default_user_id")
+    if changes:
+        row = await _stored(ctx)
+        row.update(changes)
+        await _save(ctx, row)
+    elif routed:
+        await stored_changed(ctx)
     return {"message": "Config updated successfully"}

@@ -7,7 +7,7 @@
 ``link``). ``/router/settings`` adds the values this worker serves now: each field's ``field_value``,
 ``current_values`` (name -> value) and ``source`` (name -> ``db`` for a fallback list stored through ``POST
 /fallback``, ``config`` for a value the config file changed from the default, ``default``, or ``unset`` for a
-setting without a value).
+setting without a value; ``db`` also for a setting ``/config/update`` stored where the file sets none).
 
 Where relaygate differs from LiteLLM, deliberately: only the settings it serves are listed (LiteLLM's
 ``routing_strategy_args``, ``routing_groups``, ``default_litellm_params``, ``set_verbose`` and
@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from relaygate.config.model import Config, RouterSettings
+from relaygate.config.stored_general import ROUTER_FIELDS, ROUTER_SECTION, file_keys
 from relaygate.config.stored_router import KEYS, SETTING
 from relaygate.core.routing import STRATEGIES
 from relaygate.http.respond import send_json
@@ -121,6 +122,9 @@ def current(config: Config, stored: dict[str, Any]) -> tuple[dict[str, Any], dic
     s = config.router
     saved = stored.get(SETTING)
     from_db = {k for k in KEYS.values() if isinstance(saved, dict) and k in saved}
+    if isinstance(saved, dict):  # the settings /config/update stored where the file sets none
+        owned = file_keys(config, ROUTER_SECTION)
+        from_db |= {k for k in ROUTER_FIELDS if saved.get(k) is not None and k not in owned}
     values: dict[str, Any] = {}
     source: dict[str, str] = {}
     for name, *_ in FIELDS:
