@@ -261,3 +261,14 @@ def test_router_settings_through_config_update(db_url: str) -> None:  # noqa: F8
                 assert again.runtime.config.router.cooldown_time == 7
 
     asyncio.run(main())
+
+
+def test_router_settings_the_file_sets_in_litellm_settings_are_the_files() -> None:
+    """LiteLLM reads ``num_retries``, ``request_timeout`` ... in ``litellm_settings`` too: the file owns them there."""
+    from relaygate.config.stored_general import router_refusal
+
+    config = from_litellm({"model_list": [], "litellm_settings": {"num_retries": 4, "request_timeout": 30}}, "<t>")
+    assert "num_retries' is set in the config file" in (router_refusal(["num_retries"], config) or "")
+    assert "timeout' is set in the config file" in (router_refusal(["timeout"], config) or "")
+    served = with_stored_general(config, {"router_settings": {"num_retries": 9, "cooldown_time": 3}})
+    assert (served.router.num_retries, served.router.cooldown_time) == (4, 3.0)

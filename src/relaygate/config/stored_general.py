@@ -171,12 +171,16 @@ def refusal(name: str, config: Config) -> str | None:
 
 
 def file_keys(config: Config, name: str = SECTION) -> frozenset[str]:
-    """The fields of section ``name`` ``config``'s file sets (a ``null`` is not set, as LiteLLM reads it)."""
+    """The fields of section ``name`` ``config``'s file sets (a ``null`` is not set, as LiteLLM reads it); for
+    ``router_settings`` also the router settings its ``litellm_settings`` sets (``num_retries``, the fallback
+    lists ..., ``request_timeout`` as ``timeout``), which LiteLLM reads there too."""
     doc = config.document
     section = doc.get(name) if isinstance(doc, dict) else None
-    if not isinstance(section, dict):
-        return frozenset()
-    return frozenset(k for k, v in section.items() if v is not None)
+    keys = frozenset(k for k, v in section.items() if v is not None) if isinstance(section, dict) else frozenset()
+    if name == ROUTER_SECTION and isinstance(doc, dict) and isinstance(doc.get("litellm_settings"), dict):
+        ls = {k for k, v in doc["litellm_settings"].items() if v is not None}
+        keys |= (ls & (ROUTER_FIELDS | ROUTER_LISTS)) | ({"timeout"} if "request_timeout" in ls else set())
+    return keys
 
 
 def stored_row(stored: Mapping[str, Any], name: str = SECTION) -> dict[str, Any]:
