@@ -16,7 +16,10 @@ What it owns: the Redis side of budgets (``router_settings.redis_*``, the limite
 - **Reads**: a request whose key (or customer, or the proxy) has a budget reads all its counters with one
   ``MGET``; the guard takes the larger of the counter and its own figure (row + this worker).
 - **Redis down or slow** (``timeout`` 0.5 s): reads answer nothing (the guard uses its own figure: the row
-  and this worker's spend), increments are dropped, one warning a minute; the request never waits longer.
+  and this worker's spend), one warning a minute; the request never waits longer. Increments that could not be
+  sent because no connection could be made are kept and sent again (after 1 s, doubling up to 30 s, with what
+  was added meanwhile), so a Redis restart or a blip loses no spend; one that failed once sent (a timeout
+  waiting for the answer) is dropped, since Redis may have counted it.
 - **Spend set by an admin** (``/key/update`` or ``/user/update`` with ``spend``, ``/key/{key}/reset_spend``,
   ``/global/spend/reset`` ...): :meth:`SharedSpend.set_spend` sets the entity's counters to the new spend.
   Seeding only creates a counter that is missing, so without this a budget would go on binding on the
@@ -56,6 +59,15 @@ def counter(kind: str, ident: str, start: float) -> str:
 
 
 _GLOB = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+RETRY_FIRST = 1.0
+RETRY_MOST = 30.0
+"""Seconds before increments that never reached Redis are sent again: doubling from the first to the most."""
+
+
+def unsent(exc: BaseException) -> bool:
+    """Whether a failed Redis call surely sent nothing: the connection itself could not be made."""
+    return type(exc).__name__ in ("ConnectionError", "TimeoutError", "ConnectionRefusedError", "OSError") and (
+        "connecting" in str(exc).lower() or isinstance(exc, ConnectionRefusedError))
 SET_TIMEOUT = 10.0
 """Seconds :meth:`SharedSpend.set_spend` may take at most (a scan of the whole keyspace, for an admin's call)."""
 
@@ -150,17 +162,16 @@ class SharedSpend:
             task.add_done_callback(self._tasks.discard)
 
     async def _flush(self) -> None:
+        delay = RETRY_FIRST
         try:
             while self._pending:
                 batch, self._pending = self._pending, {}
                 carry = self._carry
+                sends = [(name, int(pico) + carry.pop(name, 0), end) for name, (pico, end) in batch.items()]
                 try:
                     async with self.redis.pipeline(transaction=False) as p:
-                        for name, (pico, end) in batch.items():
-                            nano, rest = divmod(int(pico) + carry.pop(name, 0), UNIT)
-                            if rest and len(carry) < CARRIED:
-                                carry[name] = rest
-                            p.incrby(name, nano)
+                        for name, total, end in sends:
+                            p.incrby(name, total // UNIT)
                             if end != FOREVER:
                                 p.expireat(name, int(end) + 60)
                             else:
@@ -168,6 +179,22 @@ class SharedSpend:
                         await timed("redis", "pipeline", asyncio.wait_for(p.execute(), self.timeout * 4))
                 except Exception as exc:
                     self._warn("increment", exc)
+                    if not unsent(exc):
+                        continue  # it may have reached Redis: sent again, it could count twice
+                    for name, total, end in sends:  # nothing reached Redis: sent again, with what came since
+                        acc = self._pending.get(name)
+                        if acc is None:
+                            self._pending[name] = [total, end]
+                        else:
+                            acc[0] += total
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MOST)
+                    continue
+                delay = RETRY_FIRST
+                for name, total, _end in sends:
+                    rest = total % UNIT
+                    if rest and len(carry) < CARRIED:
+                        carry[name] = rest
         finally:
             self._flushing = False
 
