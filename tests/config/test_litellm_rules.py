@@ -331,7 +331,7 @@ def test_every_ignored_key_is_reported_once_with_its_path(tmp_path: Path) -> Non
             litellm_params: {model: anthropic/claude, api_key: k, top_k: 3}
         router_settings: {allowed_fails: 1, foo: 1}
         litellm_settings: {drop_params: true, callbacks: [x]}
-        general_settings: {master_key: sk-1, alerting: [email], proxy_config_reload_interval_seconds: 10}
+        general_settings: {master_key: sk-1, alerting: [ms_teams], proxy_config_reload_interval_seconds: 10}
         relaygate_keys: [{key: sk-vk, models: [a], budget: 3}]
         relaygate_settings: {port: 4001, turbo: true}
         guardrails: []
@@ -345,7 +345,7 @@ def test_every_ignored_key_is_reported_once_with_its_path(tmp_path: Path) -> Non
         "relaygate_keys[0].budget: ignored",
         "litellm_settings.callbacks[0]: callback 'x' is not supported: ignored",
         "router_settings.foo: ignored",
-        "general_settings.alerting[0]: 'email' is not supported (slack, webhook, pagerduty): ignored",
+        "general_settings.alerting[0]: 'ms_teams' is not supported (slack, webhook, pagerduty, email): ignored",
         "general_settings.proxy_config_reload_interval_seconds: ignored (with store_model_in_db, stored models and "
         "settings reach every worker within about a second of a write, through the store's change poll)",
         "relaygate_settings.turbo: ignored",

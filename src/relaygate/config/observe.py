@@ -33,7 +33,7 @@ KNOWN_CALLBACKS = frozenset({"langfuse", "otel", "opentelemetry", "prometheus", 
                              "arize_phoenix", "logfire", "signoz", "datadog_llm_observability", "posthog",
                              "aws_sqs", "gcs_bucket", "braintrust", "opik", "openmeter", "helicone", "lago",
                              "lunary", "athina", "langtrace", "sentry", "gcs_pubsub", "azure_storage",
-                             "weave_otel", "datadog_metrics"})
+                             "weave_otel", "datadog_metrics", "smtp_email", "resend_email", "sendgrid_email"})
 """Callback names relaygate runs (``opentelemetry`` is ``otel``; ``generic`` / ``webhook`` are
 ``generic_api``; ``s3_v2`` is ``s3``; ``sqs`` is ``aws_sqs``)."""
 
@@ -63,7 +63,8 @@ class ObserveSettings(msgspec.Struct, frozen=True, kw_only=True):
     langfuse_default_tags: tuple[str, ...] = ()
     """LiteLLM's ``langfuse_default_tags``: metadata fields added to every trace as tags."""
     alerting: tuple[str, ...] = ()
-    """``general_settings.alerting``: ``slack``, ``webhook``, ``pagerduty`` (``observe.pagerduty``)."""
+    """``general_settings.alerting``: ``slack``, ``webhook``, ``pagerduty`` (``observe.pagerduty``), ``email``
+    (``observe.mail``)."""
     alerting_threshold: float = 300.0
     """Seconds over which a response is reported as slow (LiteLLM's default 300)."""
     alert_types: tuple[str, ...] | None = None
@@ -141,6 +142,8 @@ def _names(value: Any, field: str, warnings: list[str], known: frozenset[str] = 
     return out
 
 
+_CHANNELS = ("slack", "webhook", "pagerduty", "email")
+"""``general_settings.alerting`` channels relaygate runs (``email``: ``observe.mail``)."""
 SERVICE_CALLBACKS = frozenset({"prometheus_system"})
 """``service_callback`` names relaygate serves (``relaygate.service_metrics``: LiteLLM's per-service
 Prometheus families)."""
@@ -178,10 +181,10 @@ def from_litellm(ls: dict[str, Any], gs: dict[str, Any], rg: dict[str, Any],
     if not isinstance(alerting, list) or not all(isinstance(a, str) for a in alerting):
         raise ObserveConfigError("general_settings.alerting", "expected a list such as [\"slack\"]")
     for i, a in enumerate(alerting):
-        if a not in ("slack", "webhook", "pagerduty"):
-            warnings.append(f"general_settings.alerting[{i}]: {a!r} is not supported (slack, webhook, pagerduty): "
-                            "ignored")
-    alerting = [a for a in alerting if a in ("slack", "webhook", "pagerduty")]
+        if a not in _CHANNELS:
+            warnings.append(f"general_settings.alerting[{i}]: {a!r} is not supported (slack, webhook, pagerduty, "
+                            "email): ignored")
+    alerting = [a for a in alerting if a in _CHANNELS]
     threshold = gs.get("alerting_threshold", 300)
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold <= 0:
         raise ObserveConfigError("general_settings.alerting_threshold", "expected a positive number of seconds")

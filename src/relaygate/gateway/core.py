@@ -56,7 +56,6 @@ from relaygate.management.models import enabled as db_models_enabled
 from relaygate.management.models import read_db_models, with_db_models
 from relaygate.metrics import METRICS_DIR_ENV, Metrics, labels_of
 from relaygate.observe import install as install_exporters
-from relaygate.observe.prometheus import BUDGET_GAUGE_KINDS
 from relaygate.pipeline import Pipeline
 from relaygate.reload import Watcher, accept, bump, current, subscribe_reloads
 from relaygate.router import Router
@@ -369,14 +368,7 @@ class Gateway:
         self.completions.add_sink(guard)
         if self.spend_sink is not None:  # what the sink wrote is no longer pending in the guard's tallies
             self.spend_sink.on_written = guard.written
-        alerter = self.exporters.alerter
-        if alerter is not None:  # LiteLLM's budget_alerts (rate-limited by the alerter)
-            guard.on_budget = lambda kind, ident, spend, budget, soft: alerter.budget_crossed(
-                kind, ident, spend, budget, soft=soft)
-        prom = self.exporters.prometheus
-        if prom is not None:  # LiteLLM's team / key / user / organization budget gauges
-            guard.on_spend = lambda kind, ident, alias, budget, spend, reset_at: prom.set_budget(
-                kind, ident, alias, budget, spend, reset_at) if kind in BUDGET_GAUGE_KINDS else None
+        self.exporters.hook_budgets(guard, store)  # budget alerts (Slack, email), Prometheus's budget gauges
         self._budget_hook(self.runtime)
         self._spawn(guard.refresh_forever())
         if store is not None and guard.resets:  # resets of rows nobody used since their period ended (LiteLLM's job)
@@ -445,7 +437,7 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.completions.aclose()
-        self.exporters.close()
+        await self.exporters.aclose()
         if self._stop_outages is not None:
             self._stop_outages()
             self._stop_outages = None

@@ -25,8 +25,10 @@ What it owns: the route, and the mock request record a callback test hands to it
 - **Alerting**: ``slack`` / ``slack_budget_alerts`` queue one Low test message per alert kind with a Slack
   destination (LiteLLM's words per kind) and answer ``{"status", "alert_types", "message"}``; ``webhook``
   queues LiteLLM's test ``budget_crossed`` event for the caller's key. Both go past the alert rate gates and
-  through the alerter's bounded queues. Not configured (or ``email`` / ``ms_teams``, which relaygate does not
-  send), LiteLLM's 422 ``"<service>" not in proxy config: general_settings. Unable to test this.``.
+  through the alerter's bounded queues. ``email`` mails LiteLLM's test key-created notification (a test alias,
+  no real key) to ``TEST_EMAIL_ADDRESS`` through ``observe.mail`` (a 400 naming the variable without one).
+  Not configured (or ``ms_teams``, which relaygate does not send), LiteLLM's 422 ``"<service>" not in proxy
+  config: general_settings. Unable to test this.``.
 
 Nothing here waits on an exporter: the record goes to the named exporters' own buffers, the alerts to the
 alerter's queues, and the route answers once they are queued.
@@ -152,8 +154,10 @@ async def send_test_record(gw: Gateway, service: str) -> dict[str, Any]:
 
 def send_test_alert(gw: Gateway, service: str, token: str | None, key_alias: str | None) -> dict[str, Any]:
     exporters = getattr(gw, "exporters", None)
+    if service == "email":
+        return _test_email(exporters.mailer if exporters is not None else None)
     alerter = exporters.alerter if exporters is not None else None
-    if alerter is None or service in ("email", "ms_teams"):
+    if alerter is None or service == "ms_teams":
         raise _not_configured(service)
     if service == "webhook":
         if not alerter.test_webhook(token, key_alias):
@@ -164,6 +168,22 @@ def send_test_alert(gw: Gateway, service: str, token: str | None, key_alias: str
         raise _not_configured(service)
     return {"status": "success", "alert_types": kinds,
             "message": "Mock Slack Alert sent, verify Slack Alert Received on your channel"}
+
+
+def _test_email(mailer: Any) -> dict[str, Any]:
+    """LiteLLM's test email: a key-created notification for a test key, to ``TEST_EMAIL_ADDRESS``."""
+    import os
+
+    from relaygate.observe.mail import TEST_ALIAS, TEST_KEY, valid_address
+
+    if mailer is None:
+        raise _not_configured("email")
+    to = (os.environ.get("TEST_EMAIL_ADDRESS") or "").strip()
+    if not valid_address(to):
+        raise GatewayError("Set TEST_EMAIL_ADDRESS to the address the test email goes to.", status=400,
+                           type="bad_request_error", param="service")
+    mailer.key_created(to, TEST_KEY, TEST_ALIAS, 0.0)
+    return {"status": "success", "message": "Mock Email Alert sent, verify Email Alert Received"}
 
 
 def add_routes(t: RouteTable, gw: Gateway) -> None:

@@ -34,9 +34,10 @@ NOT_KEPT = ("tpd_limit", "rpm_limit_type", "tpm_limit_type", "tag_rpm_limit", "m
             "policies", "prompts", "object_permission", "allowed_passthrough_routes", "denied_passthrough_routes",
             "allowed_vector_store_indexes", "access_group_ids", "auto_rotate", "rotation_interval",
             "throttle_on_budget_exceeded", "end_user_budget_id", "default_estimated_output_tokens",
-            "default_estimated_output_tokens_per_model", "enable_prompt_caching", "agent_id", "project_id",
-            "send_invite_email")
+            "default_estimated_output_tokens_per_model", "enable_prompt_caching", "agent_id", "project_id")
 ACCEPTED = ("disable_global_guardrails",)
+NEW_ONLY = ("send_invite_email",)
+"""Taken on a new key (``/key/generate``: ``management.mail_events`` mails it), refused on an update, as above."""
 TEAM_NOT_KEPT = ("tpd_limit", "tags", "guardrails", "policies", "prompts", "object_permission",
                  "allowed_passthrough_routes", "denied_passthrough_routes", "require_trace_id",
                  "secret_manager_settings", "rpm_limit_type", "tpm_limit_type", "default_estimated_output_tokens",
@@ -45,7 +46,7 @@ TEAM_NOT_KEPT = ("tpd_limit", "tags", "guardrails", "policies", "prompts", "obje
                  "enforced_file_expires_after", "access_group_ids", "default_team_member_models")
 """LiteLLM's team fields (``NewTeamRequest`` / ``UpdateTeamRequest``) for features relaygate does not have: refused
 as the key's are (``/team/new``, ``/team/update``); ``disable_global_guardrails`` is taken and does nothing."""
-USER_NOT_KEPT = (*(n for n in NOT_KEPT if n != "send_invite_email"), "organizations")
+USER_NOT_KEPT = (*NOT_KEPT, "organizations")
 BUDGET_NOT_KEPT = ("tpd_limit", "allowed_models", "temp_budget_increase", "temp_budget_expiry")
 """LiteLLM's budget row fields (``LiteLLM_BudgetTable``) relaygate does not keep on a budget row (``/budget/*``,
 and the budget fields of organizations)."""
@@ -59,8 +60,8 @@ and ``organizations``, memberships ``/organization/member_add`` makes here) for 
 def key_extras(sent: dict[str, Any], *, new: bool) -> None:
     """Check and remove the fields of this module from ``sent`` (the fields a key request sent), applying
     ``key_type`` to ``allowed_routes`` on a ``new`` key (see the module docstring)."""
-    refuse_not_kept(sent, NOT_KEPT)
-    for name in (*NOT_KEPT, *ACCEPTED):
+    refuse_not_kept(sent, NOT_KEPT if new else (*NOT_KEPT, *NEW_ONLY))
+    for name in (*NOT_KEPT, *ACCEPTED, *NEW_ONLY):
         sent.pop(name, None)
     if "key_type" not in sent:
         return

@@ -37,6 +37,7 @@ from relaygate.config.key_policy import BOUNDED_DURATIONS, DEFAULTABLE, KeyPolic
 from relaygate.core.errors import GatewayError
 from relaygate.http.routes import RouteTable
 from relaygate.logs import escape_controls
+from relaygate.management import mail_events
 from relaygate.management.common import (
     UNSET,
     Ctx,
@@ -430,12 +431,14 @@ async def _create(ctx: Ctx, body: GenerateBody, fields: dict[str, Any]) -> Any:
     """The new key of ``/key/generate`` (its checked ``fields``): stored, answered once in clear."""
     clear = new_key(opt(body.key), ctx=ctx)
     await alias_free(ctx, fields.get("key_alias"))
+    to = await mail_events.invite_address(ctx, opt(body.send_invite_email), fields.get("user_id"))
     token = hash_token(clear)
     fields = {k: v for k, v in fields.items() if v is not None}
     created_by = ctx.caller.user_id or "default_user_id"
     rec = Key(token=token, key_name=key_name(clear), created_by=created_by, updated_by=created_by, **fields)
     rec = await ctx.store.create_key(rec)
     ctx.invalidate(token)
+    mail_events.key_created(ctx, to, rec, clear)
     return _generated(rec, clear)
 
 
@@ -550,6 +553,7 @@ async def regenerate(ctx: Ctx) -> Any:
 
     rec = await ctx.store.regenerate_key(token, Key(token=new_token, key_name=key_name(clear)), keep_old, **fields)
     ctx.invalidate(token, new_token)
+    await mail_events.key_rotated(ctx, rec, clear)
     return _generated(rec, clear)
 
 

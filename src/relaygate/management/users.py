@@ -30,6 +30,7 @@ from relaygate.core.errors import GatewayError
 from relaygate.http.respond import send_json
 from relaygate.http.routes import Params, RouteTable
 from relaygate.http.types import Receive, Scope, Send
+from relaygate.management import mail_events
 from relaygate.management.common import (
     INTERNAL_USER,
     INTERNAL_USER_VIEWER,
@@ -158,6 +159,7 @@ async def create(ctx: Ctx, body: NewUserBody) -> dict[str, Any]:
     fields = _user_fields(ctx, body)
     for name in ("user_id", "teams", "team_id", "auto_create_key", "key_alias", "duration", "send_invite_email"):
         fields.pop(name, None)
+    to = mail_events.new_user_address(ctx, opt(body.send_invite_email), fields.get("user_email"))
     password = await _password_hash(fields)
     user_id = opt(body.user_id) or str(uuid.uuid4())
     teams = list(dict.fromkeys(opt(body.teams) or []))
@@ -202,6 +204,7 @@ async def create(ctx: Ctx, body: NewUserBody) -> dict[str, Any]:
                expires=key.expires if key else None, duration=opt(body.duration))
     if key is not None:
         ctx.invalidate(key.token)
+    mail_events.user_invited(ctx, to)
     return out
 
 

@@ -45,6 +45,10 @@ ASYNC_EXPORTERS = ("langfuse", "otel", "langfuse_otel", "generic_api", "datadog"
 """Callback names that are async sinks, in the order they are installed."""
 
 
+MAIL_CALLBACKS = frozenset({"smtp_email", "resend_email", "sendgrid_email"})
+"""LiteLLM's email callbacks (``observe.mail``): not sinks of the completion queue, but of management events."""
+
+
 class Exporters:
     """One worker's running exporters (what the gateway needs to reach after start-up)."""
 
@@ -56,6 +60,8 @@ class Exporters:
         """The alerter (``observe.alerting.Alerter``) when ``general_settings.alerting`` is set."""
         self.pagerduty: Any = None
         """PagerDuty incidents (``observe.pagerduty.PagerDuty``) with ``pagerduty`` in ``general_settings.alerting``."""
+        self.mailer: Any = None
+        """Email notifications (``observe.mail.Mailer``): an email callback, or ``email`` in ``alerting``."""
         self.services: Any = None
         """LiteLLM's service families (``service_metrics.ServiceMetrics``) with ``prometheus_system``."""
         self.sinks: list[Any] = []
@@ -77,6 +83,33 @@ class Exporters:
         if self.services is not None:
             from relaygate import service_metrics as services
             services.activate(self.services)
+
+    def hook_budgets(self, guard: Any, store: Any) -> None:
+        """Tell ``guard`` (``budgets.guard.BudgetGuard``) who hears of budgets: the alerter's ``budget_alerts``
+        and the mailer's soft-budget mails when a request finds a budget crossed, Prometheus's budget gauges of
+        the budgets each request is checked against."""
+        alerter, mails = self.alerter, None
+        if self.mailer is not None and self.settings is not None and "email" in self.settings.alerting:
+            from relaygate.observe.mail import BudgetMails
+            mails = BudgetMails(self.mailer, store, self.env)
+        if alerter is not None or mails is not None:
+            def crossed(kind: str, ident: str, spend: float, budget: float, soft: bool) -> None:
+                if alerter is not None:  # LiteLLM's budget_alerts (rate-limited by the alerter)
+                    alerter.budget_crossed(kind, ident, spend, budget, soft=soft)
+                if mails is not None:
+                    mails.crossed(kind, ident, spend, budget, soft)
+            guard.on_budget = crossed
+        prom = self.prometheus
+        if prom is not None:  # LiteLLM's team / key / user / organization budget gauges
+            from relaygate.observe.prometheus import BUDGET_GAUGE_KINDS
+            guard.on_spend = lambda kind, ident, alias, budget, spend, reset_at: prom.set_budget(
+                kind, ident, alias, budget, spend, reset_at) if kind in BUDGET_GAUGE_KINDS else None
+
+    async def aclose(self) -> None:
+        """The worker stops: the mails queued are sent (within a few seconds), then :meth:`close`."""
+        if self.mailer is not None:
+            await self.mailer.aclose()
+        self.close()
 
     def close(self) -> None:
         if self.stop_listening is not None:
@@ -277,6 +310,15 @@ def check(settings: ObserveSettings | None, env: Mapping[str, str] | None = None
     if "pagerduty" in settings.alerting:
         from relaygate.observe.pagerduty import make_pagerduty
         make_pagerduty(settings.alerting_args, env, None)
+    _mailer(settings, env, None)
+
+
+def _mailer(settings: ObserveSettings, env: Mapping[str, str], on_event: Any) -> Any:
+    """The email notifications the settings ask for (``observe.mail``), or None; imported only then."""
+    if not (set(_names(settings)) & MAIL_CALLBACKS or "email" in settings.alerting):
+        return None
+    from relaygate.observe.mail import make_mailer
+    return make_mailer(_names(settings), settings.alerting, env, on_event)
 
 
 def install(settings: ObserveSettings | None, completions: Any, metrics: Any, config: Any,
@@ -326,6 +368,7 @@ def install(settings: ObserveSettings | None, completions: Any, metrics: Any, co
         out.pagerduty = make_pagerduty(settings.alerting_args, env, on_event)
         completions.add_sink(out.pagerduty)
         out.sinks.append(out.pagerduty)
-    if out.sinks:
-        log.info("observability: %s", ", ".join(out.names))
+    out.mailer = _mailer(settings, env, on_event)
+    if out.sinks or out.mailer is not None:
+        log.info("observability: %s", ", ".join([*out.names, *([out.mailer.name] if out.mailer else [])]))
     return out

@@ -621,7 +621,7 @@ def make_alerter(settings: ObserveSettings, env: Mapping[str, str], on_event: On
     channels = [c.lower() for c in settings.alerting]
     if not channels:
         return None
-    other = sorted(set(channels) - {"slack", "webhook", "pagerduty"})  # pagerduty: ``observe.pagerduty``
+    other = sorted(set(channels) - {"slack", "webhook", "pagerduty", "email"})  # ``observe.pagerduty``, ``.mail``
     if other:
         log.warning("general_settings.alerting: %s not supported by relaygate (ignored)", ", ".join(other))
     slack, webhook = "slack" in channels, "webhook" in channels

@@ -28,7 +28,6 @@ its hanging requests (:func:`watch_hanging`, over ``Pipeline.hangs``), and the p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -39,6 +38,7 @@ import msgspec
 
 from relaygate.config.errors import ConfigError
 from relaygate.core.errors import register_secrets
+from relaygate.observe.outbox import Outbox
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome, error_class
 
@@ -112,10 +112,7 @@ class PagerDuty:
         self.hanging_window = args["hanging_threshold_window_seconds"]
         self._failures = _Window(args["failure_threshold"], self.failure_window)
         self._hangs = _Window(args["hanging_threshold_fails"], self.hanging_window)
-        self._queue: deque[bytes] = deque()
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._sending = False
+        self.outbox: Outbox[bytes] = Outbox("pagerduty", QUEUE, self._deliver, self._drop_body, timeout=timeout)
         self.sent = 0
         self.dropped = 0
 
@@ -152,53 +149,31 @@ class PagerDuty:
     # -- sending -----------------------------------------------------------------------------------------
 
     def _put(self, body: bytes) -> None:
-        if len(self._queue) >= QUEUE:
-            self._queue.popleft()
-            self._drop("the queue of incidents is full")
-        self._queue.append(body)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # sent once a loop runs (the next incident starts the task)
-        if self._task is None or self._task.done():
-            self._wake = asyncio.Event()
-            self._task = loop.create_task(self._run(), name="relaygate-pagerduty")
-        assert self._wake is not None
-        self._wake.set()
+        self.outbox.put(body)
 
-    async def _run(self) -> None:
-        from relaygate.observe.post import Poster, PostError
+    async def _deliver(self, body: bytes, poster: Any) -> None:
+        from relaygate.observe.post import PostError
 
-        assert self._wake is not None
-        poster = Poster(self.timeout, user_agent="relaygate-pagerduty")
-        try:
-            while True:
-                if not self._queue:
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                body = self._queue.popleft()
-                self._sending = True
-                for attempt in range(self.retries + 1):
-                    try:
-                        got = await poster.post(self.url, body, [("content-type", "application/json")])
-                    except PostError as exc:
-                        why = str(exc)
-                    else:
-                        if 200 <= got.status < 300:
-                            self.sent += 1
-                            break
-                        why = f"HTTP {got.status}: {got.text[:200]}"
-                        if not (got.status == 429 or got.status >= 500):
-                            self._drop(f"PagerDuty refused it ({why})")
-                            break
-                    if attempt == self.retries:
-                        self._drop(f"PagerDuty failed {attempt + 1} time(s), last: {why}")
-                    else:
-                        await asyncio.sleep(self.backoff * 2**attempt)
-                self._sending = False
-        finally:
-            await poster.aclose()
+        for attempt in range(self.retries + 1):
+            try:
+                got = await poster.post(self.url, body, [("content-type", "application/json")])
+            except PostError as exc:
+                why = str(exc)
+            else:
+                if 200 <= got.status < 300:
+                    self.sent += 1
+                    return
+                why = f"HTTP {got.status}: {got.text[:200]}"
+                if not (got.status == 429 or got.status >= 500):
+                    self._drop(f"PagerDuty refused it ({why})")
+                    return
+            if attempt == self.retries:
+                self._drop(f"PagerDuty failed {attempt + 1} time(s), last: {why}")
+            else:
+                await asyncio.sleep(self.backoff * 2**attempt)
+
+    def _drop_body(self, body: bytes, why: str) -> None:
+        self._drop(why)
 
     def _drop(self, why: str) -> None:
         self.dropped += 1
@@ -208,15 +183,7 @@ class PagerDuty:
 
     async def aclose(self, timeout: float = 5.0) -> None:
         """Send what is queued within ``timeout`` seconds, then stop."""
-        task = self._task
-        if task is None:
-            return
-        deadline = time.monotonic() + timeout
-        while (self._queue or self._sending) and not task.done() and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await self.outbox.aclose(timeout)
 
 
 def _key_fields(key_hash: Any, alias: Any, team: Any, user: Any, route: Any) -> dict[str, Any]:
