@@ -4,7 +4,8 @@ What it owns: :func:`start_store_jobs`, called once by ``Gateway.startup`` on a 
 ``observe.spend_reports.run_forever`` when the alerter sends ``spend_reports``, ``daily_reports`` or
 ``fallback_reports``, and ``management.capture_rate.run_forever`` (which does nothing while
 ``general_settings.spend_capture_rate_check`` is unset: it reads the setting on every check, so a reload can
-turn it on). Each job elects one worker of the cluster per run through the store's job lock.
+turn it on), and ``observe.cloudzero.run_forever`` with the ``cloudzero`` callback. Each job elects one worker
+of the cluster per run through the store's job lock.
 """
 
 from __future__ import annotations
@@ -29,3 +30,9 @@ def start_store_jobs(gw: Gateway, alerter: Any) -> None:
     from relaygate.management import capture_rate
 
     gw._spawn(capture_rate.run_forever(gw))
+    settings = gw.exporters.settings
+    if settings is not None and "cloudzero" in (*settings.success_callbacks, *settings.failure_callbacks):
+        from relaygate.observe import cloudzero  # LiteLLM's CloudZero export, hourly
+        from relaygate.store.sealing import sealer_for
+
+        gw._spawn(cloudzero.run_forever(gw.store, sealer_for(gw.config), os.environ))

@@ -21,6 +21,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         activity,
         budgets,
         capture_rate,
+        cloudzero,
         cost_estimate,
         cost_settings,
         credentials,
@@ -67,6 +68,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     activity.add_routes(t, gw)  # /global/activity/* (the admin UI's overview)
     spend_views.add_routes(t, gw)  # /global/spend/{tags,provider,teams,end_users ...}, /spend/calculate, paged logs
     capture_rate.add_routes(t, gw)  # /spend/capture_rate: the spend priced against OpenAI's bill
+    cloudzero.add_routes(t, gw)  # /cloudzero/*: the export of spend to CloudZero's AnyCost API
     cost_estimate.add_routes(t, gw)  # /cost/estimate
     cost_settings.add_routes(t, gw)  # PATCH /config/cost_discount_config ... (the GETs: gateway.config_view)
     db_config.add_routes(t, gw)  # /config/list, /config/field/*, /config/update: general_settings stored

@@ -311,6 +311,12 @@ def check(settings: ObserveSettings | None, env: Mapping[str, str] | None = None
         from relaygate.observe.pagerduty import make_pagerduty
         make_pagerduty(settings.alerting_args, env, None)
     _mailer(settings, env, None)
+    if "cloudzero" in names:
+        from relaygate.observe.cloudzero import interval_minutes
+        interval_minutes(env)  # a bad interval stops the start
+        if not (env.get("CLOUDZERO_API_KEY") and env.get("CLOUDZERO_CONNECTION_ID")):
+            log.warning("cloudzero: CLOUDZERO_API_KEY and CLOUDZERO_CONNECTION_ID are not both set: the hourly export "
+                        "uses the settings stored with POST /cloudzero/init, and sends nothing until there are some")
 
 
 def _mailer(settings: ObserveSettings, env: Mapping[str, str], on_event: Any) -> Any:

@@ -17,7 +17,7 @@ import orjson
 
 from relaygate.store.base import Conn, Store
 
-__all__ = ["read_settings", "upsert_setting", "write_setting"]
+__all__ = ["delete_setting", "read_settings", "upsert_setting", "write_setting"]
 
 log = logging.getLogger("relaygate.store")
 
@@ -48,3 +48,9 @@ async def write_setting(store: Store, name: str, value: Any, by: str | None) -> 
 async def upsert_setting(c: Conn, name: str, value: Any, by: str | None) -> None:
     """Setting ``name`` set to ``value`` within the caller's write (``store.write()``)."""
     await c.execute(_UPSERT, [name, orjson.dumps(value).decode(), by])
+
+
+async def delete_setting(store: Store, name: str) -> bool:
+    """Remove setting ``name``; whether it was stored."""
+    async with store.write() as c:
+        return bool(await c.execute("DELETE FROM rg_config WHERE param_name = ?", [name]))
