@@ -318,6 +318,29 @@ general_settings:
         assert rcpts == ["ops@example.com"] and "DO NOT USE THIS IN PRODUCTION" in _html(msg)
         log = gw.log()
         assert key not in log and new not in log and "email: key_rotated mail sent to ana@example.com" in log
+        # LiteLLM's /email/event_settings: an event turned off mails nobody, whatever the request asks
+        r = c.get("/email/event_settings")
+        assert r.json() == {"settings": [{"event": e, "enabled": True} for e in (
+            "Virtual Key Created", "New User Invitation", "Virtual Key Rotated", "Soft Budget Crossed")]}
+        for bad in ({"settings": [{"event": "Nope", "enabled": False}]}, {"settings": [{"event": "Virtual Key Created",
+                                                                                       "enabled": "no"}]}, {}):
+            r = c.patch("/email/event_settings", json=bad)
+            assert r.status_code == 400 and r.json()["error"]["param"] == "settings", r.text
+        r = c.patch("/email/event_settings", json={"settings": [{"event": "Virtual Key Created", "enabled": False}]})
+        assert r.json() == {"message": "Email event settings updated successfully"}
+        assert [x["enabled"] for x in c.get("/email/event_settings").json()["settings"]] == [False, True, True, True]
+        r = c.post("/key/generate", json={"user_id": "ana", "key_alias": "ana-off", "send_invite_email": True})
+        assert r.status_code == 200
+        assert c.post("/email/event_settings/reset").json() == {"message": "Email event settings reset to defaults"}
+        r = c.post("/key/generate", json={"user_id": "ana", "key_alias": "ana-on", "send_invite_email": True})
+        assert r.status_code == 200
+        latest = mails(5)[4][2]
+        assert r.json()["key"] in _html(latest)  # the mail after the reset; none for the key made while off
+        user_key = c.post("/key/generate", json={"user_id": "ana"}).json()["key"]
+        for method, path in (("GET", "/email/event_settings"), ("PATCH", "/email/event_settings"),
+                             ("POST", "/email/event_settings/reset")):
+            r = httpx.request(method, gw.url + path, headers={"Authorization": f"Bearer {user_key}"}, json={})
+            assert r.status_code in (401, 403), (path, r.status_code)
 
 
 @pytest.mark.e2e

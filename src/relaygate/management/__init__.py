@@ -33,6 +33,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
         fallbacks,
         keys,
         keys_bulk,
+        mail_events,
         model_metrics,
         models,
         organizations,
@@ -53,6 +54,7 @@ def register(t: RouteTable, gw: Gateway) -> None:
     keys.add_routes(t, gw)
     keys_bulk.add_routes(t, gw)  # /v2/key/info, /key/aliases, /key/bulk_update
     users.add_routes(t, gw)
+    mail_events.add_routes(t, gw)  # /email/event_settings: which email notifications are sent
     ui_filters.add_routes(t, gw)  # /user/filter/ui, /team/filter/ui: the admin UI's search boxes
     teams.add_routes(t, gw)
     team_callbacks.add_routes(t, gw)  # /team/{team_id}/callback, /team/{team_id}/disable_logging

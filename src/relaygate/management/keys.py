@@ -438,7 +438,7 @@ async def _create(ctx: Ctx, body: GenerateBody, fields: dict[str, Any]) -> Any:
     rec = Key(token=token, key_name=key_name(clear), created_by=created_by, updated_by=created_by, **fields)
     rec = await ctx.store.create_key(rec)
     ctx.invalidate(token)
-    mail_events.key_created(ctx, to, rec, clear)
+    await mail_events.key_created(ctx, to, rec, clear)
     return _generated(rec, clear)
 
 

@@ -10,6 +10,11 @@ nothing here waits for a mail.
 - ``/key/regenerate``: the key's user's address when it has one (LiteLLM mails every rotation); nothing when the
   key has no user or the user no address (one debug line).
 - ``/user/new`` with ``send_invite_email: true``: the new user's ``user_email``, required.
+
+An event turned off through LiteLLM's ``/email/event_settings`` (``PATCH``: ``{"settings": [{"event": "Virtual Key
+Created", "enabled": false}, ...]}``; ``GET``; ``POST /email/event_settings/reset``: all on again; proxy admin only,
+reading its viewer too) mails nobody, whatever a request asks (one info line): LiteLLM stores these settings and
+sends its mails regardless.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from relaygate.management.common import Ctx, bad_request
+from relaygate.http.routes import RouteTable
+from relaygate.management.common import Ctx, Gateway, admin_only, bad_request, route
 from relaygate.store import Key, NotFound
+from relaygate.store.settings import delete_setting, read_settings, write_setting
 
-__all__ = ["invite_address", "key_created", "key_rotated", "user_address", "user_invited"]
+__all__ = ["add_routes", "invite_address", "key_created", "key_rotated", "user_address", "user_invited"]
 
 log = logging.getLogger("relaygate.management")
 
@@ -77,16 +84,25 @@ def new_user_address(ctx: Ctx, sent: Any, email: Any) -> str | None:
     return str(email)
 
 
-def key_created(ctx: Ctx, to: str | None, key: Key, clear: str) -> None:
+async def _on(ctx: Ctx, event: str) -> bool:
+    from relaygate.observe.mail import EVENTS, event_enabled
+
+    if await event_enabled(ctx.store, event):
+        return True
+    log.info("email: %r is turned off (/email/event_settings): no mail", EVENTS[event])
+    return False
+
+
+async def key_created(ctx: Ctx, to: str | None, key: Key, clear: str) -> None:
     mailer = _mailer(ctx)
-    if to is not None and mailer is not None:
+    if to is not None and mailer is not None and await _on(ctx, "key_created"):
         mailer.key_created(to, clear, key.key_alias, key.max_budget)
 
 
 async def key_rotated(ctx: Ctx, key: Key, clear: str) -> None:
     """A key was regenerated: its user is told the new value when email is on and the user has an address."""
     mailer = _mailer(ctx)
-    if mailer is None:
+    if mailer is None or not await _on(ctx, "key_rotated"):
         return
     to = await user_address(ctx, key.user_id)
     if to is None:
@@ -95,7 +111,56 @@ async def key_rotated(ctx: Ctx, key: Key, clear: str) -> None:
     mailer.key_rotated(to, clear, key.key_alias, key.max_budget)
 
 
-def user_invited(ctx: Ctx, to: str | None) -> None:
+async def user_invited(ctx: Ctx, to: str | None) -> None:
     mailer = _mailer(ctx)
-    if to is not None and mailer is not None:
+    if to is not None and mailer is not None and await _on(ctx, "user_invited"):
         mailer.user_invited(to)
+
+
+# -- LiteLLM's /email/event_settings ------------------------------------------------------------------------
+
+async def _settings(ctx: Ctx) -> dict[str, bool]:
+    from relaygate.observe.mail import EVENT_SETTING, EVENTS
+
+    row = (await read_settings(ctx.store)).get(EVENT_SETTING)
+    row = row if isinstance(row, dict) else {}
+    return {name: row.get(name) is not False for name in EVENTS.values()}
+
+
+async def get_event_settings(ctx: Ctx) -> Any:
+    admin_only(ctx, read=True)
+    return {"settings": [{"event": name, "enabled": on} for name, on in (await _settings(ctx)).items()]}
+
+
+async def patch_event_settings(ctx: Ctx) -> Any:
+    from relaygate.observe.mail import EVENT_SETTING
+
+    admin_only(ctx)
+    body = await ctx.json_object("settings")
+    items = body.get("settings")
+    if not isinstance(items, list) or len(items) > 100:
+        raise bad_request("settings must be a list of {event, enabled}", "settings")
+    current = await _settings(ctx)
+    for i, item in enumerate(items):
+        event = item.get("event") if isinstance(item, dict) else None
+        enabled = item.get("enabled") if isinstance(item, dict) else None
+        if event not in current or not isinstance(enabled, bool):
+            raise bad_request(f"settings[{i}]: expected {{\"event\": one of {list(current)}, \"enabled\": true or "
+                              "false}", "settings")
+        current[event] = enabled
+    await write_setting(ctx.store, EVENT_SETTING, current, ctx.caller.user_id)
+    return {"message": "Email event settings updated successfully"}
+
+
+async def reset_event_settings(ctx: Ctx) -> Any:
+    from relaygate.observe.mail import EVENT_SETTING
+
+    admin_only(ctx)
+    await delete_setting(ctx.store, EVENT_SETTING)
+    return {"message": "Email event settings reset to defaults"}
+
+
+def add_routes(t: RouteTable, gw: Gateway) -> None:
+    route(t, gw, "GET", "/email/event_settings", get_event_settings)
+    route(t, gw, "PATCH", "/email/event_settings", patch_event_settings)
+    route(t, gw, "POST", "/email/event_settings/reset", reset_event_settings)

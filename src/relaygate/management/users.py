@@ -204,7 +204,7 @@ async def create(ctx: Ctx, body: NewUserBody) -> dict[str, Any]:
                expires=key.expires if key else None, duration=opt(body.duration))
     if key is not None:
         ctx.invalidate(key.token)
-    mail_events.user_invited(ctx, to)
+    await mail_events.user_invited(ctx, to)
     return out
 
 

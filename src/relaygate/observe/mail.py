@@ -53,7 +53,8 @@ from relaygate.observe import MAIL_CALLBACKS
 from relaygate.observe.outbox import Outbox
 from relaygate.sinks.queue import OnEvent
 
-__all__ = ["CALLBACKS", "QUEUE", "TEST_ALIAS", "TEST_KEY", "Mail", "Mailer", "make_mailer", "valid_address"]
+__all__ = ["CALLBACKS", "EVENTS", "EVENT_SETTING", "QUEUE", "TEST_ALIAS", "TEST_KEY", "Mail", "Mailer", "event_enabled",
+           "make_mailer", "valid_address"]
 
 log = logging.getLogger("relaygate.alerting")
 
@@ -71,6 +72,11 @@ SUBJECTS = {"key_created": ("EMAIL_SUBJECT_KEY_CREATED", "LiteLLM: API Key Creat
             "user_invited": ("EMAIL_SUBJECT_INVITATION", "LiteLLM: Welcome to LiteLLM Proxy"),
             "soft_budget_crossed": ("EMAIL_SUBJECT_SOFT_BUDGET", "LiteLLM: Soft Budget Crossed")}
 """Each event's subject: the variable that replaces it and LiteLLM's (``LiteLLM: <event_message>``)."""
+EVENTS = {"key_created": "Virtual Key Created", "user_invited": "New User Invitation",
+          "key_rotated": "Virtual Key Rotated", "soft_budget_crossed": "Soft Budget Crossed"}
+"""Each event's name in LiteLLM's ``/email/event_settings`` (every one on unless the stored settings say not)."""
+EVENT_SETTING = "email_event_settings"
+"""The ``rg_config`` row ``PATCH /email/event_settings`` writes: ``{event name: enabled}``."""
 HIDDEN_KEY = "[Key hidden for security - retrieve from dashboard]"
 """What stands for the key with ``EMAIL_INCLUDE_API_KEY=false`` (LiteLLM's words)."""
 
@@ -79,6 +85,16 @@ TEST_ALIAS = "Email Test key (This is only a test alert key. DO NOT USE THIS IN 
 """What ``/health/services?service=email`` mails (LiteLLM's test alias; no key of the gateway)."""
 
 _ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+async def event_enabled(store: Any, event: str) -> bool:
+    """Whether mails of ``event`` are on (``/email/event_settings``; on when nothing is stored)."""
+    if store is None:
+        return True
+    from relaygate.store.settings import read_settings
+
+    row = (await read_settings(store)).get(EVENT_SETTING)
+    return not isinstance(row, dict) or row.get(EVENTS[event]) is not False
 
 
 def valid_address(value: Any) -> bool:
@@ -395,6 +411,8 @@ class BudgetMails:
 
     async def _send(self, kind: str, ident: str, spend: float, soft: float) -> None:
         try:
+            if not await event_enabled(self.store, "soft_budget_crossed"):
+                return
             to, name, max_budget = await budget_recipients(self.store, kind, ident)
         except Exception as exc:  # the store down: this mail only (the next crossing after the TTL tries again)
             log.warning("email: the soft budget mail of %s %s was not sent: its recipients could not be read (%s)",
