@@ -54,6 +54,7 @@ from relaygate.config.litellm_general import GENERAL_FROM_LITELLM_SETTINGS as GE
 from relaygate.config.litellm_general import GENERAL_IGNORED_WHY as GENERAL_IGNORED_WHY
 from relaygate.config.litellm_general import GENERAL_KEYS as GENERAL_KEYS
 from relaygate.config.litellm_general import refuse_unenforced as refuse_unenforced
+from relaygate.core import cache_points
 
 #: the sections of a LiteLLM config relaygate reads (``include`` is merged away before)
 TOP_LEVEL = frozenset({"model_list", "router_settings", "litellm_settings", "general_settings",
@@ -77,7 +78,9 @@ _HEADERS = frozenset({"extra_headers", "headers"})
 _OPENAI = REQUEST_DEFAULTS | _HEADERS | {"extra_body"}
 _GEMINI = REQUEST_DEFAULTS | _HEADERS | {"top_k", "safety_settings", "cached_content", "dimensions",
                                          "task_type", "input_type", "title", "auto_truncate"}
-_VERTEX = _GEMINI | {"vertex_project", "vertex_location", "vertex_credentials"}
+_CACHE_POINTS = frozenset({"cache_control_injection_points"})
+"""Read by the Claude adapters (``core.cache_points``)."""
+_VERTEX = _GEMINI | _CACHE_POINTS | {"vertex_project", "vertex_location", "vertex_credentials"}
 _TOP_K = REQUEST_DEFAULTS | {"top_k"}
 _OLLAMA = _TOP_K | {"keep_alive"}
 
@@ -86,12 +89,12 @@ PROVIDER_PARAMS: dict[str, frozenset[str]] = {
     **{name: _OPENAI for name in env.PROVIDERS},
     "azure": _OPENAI | {"azure_ad_token", "tenant_id", "client_id", "client_secret", "azure_scope",
                         "azure_federated_token_file", "azure_authority_host"},
-    "anthropic": REQUEST_DEFAULTS | _HEADERS | {"top_k", "thinking", "metadata", "container", "mcp_servers",
-                                                "anthropic_beta"},
+    "anthropic": REQUEST_DEFAULTS | _HEADERS | _CACHE_POINTS | {"top_k", "thinking", "metadata", "container",
+                                                                "mcp_servers", "anthropic_beta"},
     "gemini": _GEMINI,
     "vertex_ai": _VERTEX,
     "vertex_ai_beta": _VERTEX,
-    "bedrock": _TOP_K | {"aws_region_name", "aws_bedrock_runtime_endpoint", "aws_access_key_id",
+    "bedrock": _TOP_K | _CACHE_POINTS | {"aws_region_name", "aws_bedrock_runtime_endpoint", "aws_access_key_id",
                          "aws_secret_access_key", "aws_session_token", "aws_profile_name", "aws_role_name",
                          "aws_session_name",
                          "aws_web_identity_token", "aws_web_identity_token_file", "aws_sts_endpoint",
@@ -117,6 +120,22 @@ IGNORED_PARAMS = {
                    "vertex_location",
     "mock_response": "only the mock provider answers with mock_response",
 }
+
+def check_param_rules(extra: dict[str, Any], source: str, path: str) -> None:
+    """``drop_params`` is a boolean, ``additional_drop_params`` / ``allowed_openai_params`` lists of names,
+    ``cache_control_injection_points`` LiteLLM's list of injection points (``core.cache_points``)."""
+    if "drop_params" in extra and not isinstance(extra["drop_params"], bool):
+        raise ConfigError(source, f"{path}.drop_params", "expected true or false")
+    for k in ("additional_drop_params", "allowed_openai_params"):
+        v = extra.get(k)
+        if v is not None and not (isinstance(v, list) and all(isinstance(n, str) for n in v)):
+            raise ConfigError(source, f"{path}.{k}", "expected a list of parameter names")
+    if extra.get(cache_points.FIELD) is not None:
+        try:
+            cache_points.points(extra[cache_points.FIELD])
+        except ValueError as exc:
+            raise ConfigError(source, f"{path}.{cache_points.FIELD}", str(exc).lstrip(": ")) from None
+
 
 OVERRIDE_IGNORED = ("a fallback is tried with the client's own request: per-fallback request overrides "
                     "are not supported yet")

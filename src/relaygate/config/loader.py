@@ -175,7 +175,7 @@ def make_deployment(
         raise ConfigError(source, f"{path}.litellm_params.{exc.param}", str(exc)) from None
     known = {k: v for k, v in params.items() if k in _DEPLOYMENT_PARAMS}
     extra = {k: v for k, v in params.items() if k not in _DEPLOYMENT_PARAMS and k != "custom_llm_provider"}
-    _check_param_rules(extra, source, f"{path}.litellm_params")
+    litellm.check_param_rules(extra, source, f"{path}.litellm_params")
     data = {
         **known,
         "access_groups": _access_groups(model_info.get("access_groups"), source, f"{path}.model_info"),
@@ -192,16 +192,6 @@ def make_deployment(
     _reject_url_credentials(params, source, f"{path}.litellm_params")
     dep: Deployment = _convert(data, Deployment, source, f"{path}.litellm_params")
     return dep
-
-
-def _check_param_rules(extra: dict[str, Any], source: str, path: str) -> None:
-    """``drop_params`` is a boolean, ``additional_drop_params`` / ``allowed_openai_params`` lists of names."""
-    if "drop_params" in extra and not isinstance(extra["drop_params"], bool):
-        raise ConfigError(source, f"{path}.drop_params", "expected true or false")
-    for k in ("additional_drop_params", "allowed_openai_params"):
-        v = extra.get(k)
-        if v is not None and not (isinstance(v, list) and all(isinstance(n, str) for n in v)):
-            raise ConfigError(source, f"{path}.{k}", "expected a list of parameter names")
 
 
 def _access_groups(value: Any, source: str, path: str) -> list[str]:

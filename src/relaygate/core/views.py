@@ -46,6 +46,7 @@ CONTROL_KEYS: tuple[str, ...] = (
     "input_cost_per_token", "output_cost_per_token", "prompt_id", "prompt_variables",
     "langfuse_public_key", "langfuse_secret", "langfuse_secret_key", "langfuse_host",
     "disable_fallbacks", "context_window_fallbacks", "content_policy_fallbacks", "enable_json_schema_validation",
+    "cache_control_injection_points",
 )
 TYPED_CONTROL = ("fallbacks", "num_retries", "timeout")
 """Control fields the view decodes with a type (their values are validated: a wrong type is a 400)."""

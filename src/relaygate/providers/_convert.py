@@ -62,6 +62,8 @@ def load_request(call: Call, defaults: dict[str, Any] | None = None) -> dict[str
     if call.endpoint == "chat":
         check_chat(obj)
         if call.rules is not None:
+            if call.rules.cache_points is not None:  # the request's replaces the deployment's (LiteLLM's merge)
+                obj["cache_control_injection_points"] = call.rules.cache_points
             call.rules.apply(obj)
     return obj
 

@@ -38,7 +38,7 @@ import msgspec
 import orjson
 
 from relaygate.config.model import Deployment
-from relaygate.core import errors
+from relaygate.core import cache_points, errors
 from relaygate.providers import _convert as cv
 from relaygate.providers.base import Call, Provider, StreamTranslator, classify, json_object
 from relaygate.providers.openai import REQUEST_DEFAULTS
@@ -103,8 +103,16 @@ def _tool_result_content(content: Any, model: str) -> Any:
     return _user_blocks(content, model)
 
 
+def _mark_last(blocks: list[dict[str, Any]], control: Any) -> None:
+    """A message's own ``cache_control`` (LiteLLM's message-level breakpoint, as ``core.cache_points`` puts it on
+    a text message) on the last block it became, unless that block has one."""
+    if control is not None and blocks and "cache_control" not in blocks[-1]:
+        blocks[-1]["cache_control"] = control
+
+
 def to_anthropic(req: dict[str, Any], model: str) -> dict[str, Any]:
     """OpenAI chat request dict -> Anthropic Messages request dict (``model`` set to ``model``)."""
+    cache_points.inject(req)
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
 
@@ -121,14 +129,16 @@ def to_anthropic(req: dict[str, Any], model: str) -> dict[str, Any]:
             raise errors.BadRequest("Invalid request body: each message must be an object", param="messages")
         role = m.get("role")
         content = m.get("content")
+        marker = m.get("cache_control")
         if role in ("system", "developer"):
-            for b in _user_blocks(content, model):
-                if b.get("type") == "text" and b.get("text"):
-                    system.append(b)
+            texts = [b for b in _user_blocks(content, model) if b.get("type") == "text" and b.get("text")]
+            _mark_last(texts, marker)
+            system.extend(texts)
         elif role == "user":
             blocks = _user_blocks(content, model)
             if not blocks and content == "":
                 blocks = [{"type": "text", "text": " "}]
+            _mark_last(blocks, marker)
             push("user", blocks)
         elif role == "assistant":
             blocks = []
@@ -146,6 +156,7 @@ def to_anthropic(req: dict[str, Any], model: str) -> dict[str, Any]:
             if isinstance(fc, dict):
                 blocks.append({"type": "tool_use", "id": cv.new_call_id(), "name": fc.get("name", ""),
                                "input": cv.tool_args(fc.get("arguments"))})
+            _mark_last(blocks, marker)
             push("assistant", blocks)
         elif role in ("tool", "function"):
             block: dict[str, Any] = {"type": "tool_result",
@@ -158,6 +169,7 @@ def to_anthropic(req: dict[str, Any], model: str) -> dict[str, Any]:
                           None)
                 if cc is not None:
                     block["cache_control"] = cc
+            _mark_last([block], marker)
             push("user", [block])
         else:
             raise errors.BadRequest(f"Invalid message role `{role}`", param="messages")
@@ -484,7 +496,8 @@ class AnthropicProvider(Provider):
         self.headers: list[tuple[str, str]] = [("Content-Type", "application/json"), ("x-api-key", key),
                                                ("anthropic-version", ANTHROPIC_VERSION)]
         extra = dep.extra
-        self.defaults = {k: v for k, v in extra.items() if k in REQUEST_DEFAULTS or k in _PASS_PARAMS}
+        self.defaults = {k: v for k, v in extra.items()
+                         if k in REQUEST_DEFAULTS or k in _PASS_PARAMS or k == cache_points.FIELD}
         beta = extra.get("anthropic_beta")
         if beta:
             self.headers.append(("anthropic-beta", ",".join(beta) if isinstance(beta, list) else str(beta)))

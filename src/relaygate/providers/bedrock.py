@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 import orjson
 
 from relaygate.config.model import Deployment
-from relaygate.core import errors
+from relaygate.core import cache_points, errors
 from relaygate.core.mime import guess_mime
 from relaygate.providers import _convert as cv
 from relaygate.providers.base import Call, Provider, StreamTranslator, classify, url_segment
@@ -275,9 +275,18 @@ def _blocks(content: Any, model: str, media: Mapping[str, tuple[str, bytes]] = c
     return out
 
 
+def _cache_point(blocks: list[dict[str, Any]], marker: Any) -> list[dict[str, Any]]:
+    """``blocks`` followed by a cache point when their message carried ``cache_control`` (and they do not end
+    with one already)."""
+    if marker is not None and blocks and "cachePoint" not in blocks[-1]:
+        blocks.append({"cachePoint": {"type": "default"}})
+    return blocks
+
+
 def to_converse(req: dict[str, Any], model: str,
                 media: Mapping[str, tuple[str, bytes]] = cv.NO_MEDIA) -> dict[str, Any]:
     """OpenAI chat request dict -> Converse body (``media``: downloaded image URLs, sent as bytes)."""
+    cache_points.inject(req)
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
 
@@ -292,21 +301,22 @@ def to_converse(req: dict[str, Any], model: str,
     for m in req.get("messages") or ():
         role = m.get("role")
         content = m.get("content")
+        marker = m.get("cache_control")  # a message's own breakpoint: a cache point after its blocks
         if role in ("system", "developer"):
-            system.extend(_blocks(content, model, media))
+            system.extend(_cache_point(_blocks(content, model, media), marker))
         elif role == "user":
-            push("user", _blocks(content, model, media))
+            push("user", _cache_point(_blocks(content, model, media), marker))
         elif role == "assistant":
             blocks = _blocks(content, model, media)
             for tc in m.get("tool_calls") or ():
                 fn = tc.get("function") or {}
                 blocks.append({"toolUse": {"toolUseId": tc.get("id") or cv.new_call_id(), "name": fn.get("name", ""),
                                            "input": cv.tool_args(fn.get("arguments"))}})
-            push("assistant", blocks)
+            push("assistant", _cache_point(blocks, marker))
         elif role in ("tool", "function"):
             text = content if isinstance(content, str) else cv.text_of(content)
             result = {"toolUseId": m.get("tool_call_id") or "", "content": [{"text": text or "."}]}
-            push("user", [{"toolResult": result}])
+            push("user", _cache_point([{"toolResult": result}], marker))
         else:
             raise errors.BadRequest(f"Invalid message role `{role}`", param="messages")
     if turns and turns[0]["role"] != "user":
@@ -569,7 +579,7 @@ class BedrockProvider(Provider):
             tok = x.get("aws_session_token")
             if ak and sk and self.token_source is None:
                 self.signer = SigV4(str(ak), str(sk), str(tok) if tok else None, self.region)
-        self.defaults = {k: v for k, v in x.items() if k in REQUEST_DEFAULTS or k == "top_k"}
+        self.defaults = {k: v for k, v in x.items() if k in REQUEST_DEFAULTS or k in ("top_k", cache_points.FIELD)}
         self.embed_defaults = {k: v for k, v in x.items() if k in ("dimensions", "input_type", "truncate", "normalize")}
 
     def fetch_urls(self, call: Call) -> list[str]:

@@ -477,8 +477,9 @@ class GeminiProvider(Provider):
         if key:
             self.headers.append(("x-goog-api-key", key))
         self._extra_headers(dep)
-        self.defaults = {k: v for k, v in dep.extra.items()
-                         if k in REQUEST_DEFAULTS or k in ("top_k", "safety_settings", "cached_content")}
+        self.defaults = {k: v for k, v in dep.extra.items()  # (cache points: Claude on Vertex, core.cache_points)
+                         if k in REQUEST_DEFAULTS or k in ("top_k", "safety_settings", "cached_content",
+                                                           "cache_control_injection_points")}
         self.embed_defaults = {k: v for k, v in dep.extra.items() if k in EMBED_PARAMS}
         base = self.api_base or ""
         root = base if base.endswith(("/v1beta", "/v1", "/v1alpha")) else base + "/v1beta"

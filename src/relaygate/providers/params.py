@@ -100,7 +100,8 @@ THINKING_BUDGET = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}
 _DEFAULT_MAX_TOKENS = 4096
 
 #: a request's own settings (control fields, stripped before any adapter sees the body)
-REQUEST_KEYS = frozenset({"drop_params", "additional_drop_params", "allowed_openai_params"})
+REQUEST_KEYS = frozenset({"drop_params", "additional_drop_params", "allowed_openai_params",
+                          "cache_control_injection_points"})
 
 #: keys whose values the family rules read (decoded from raw bytes on the passthrough path)
 _VALUES = ("temperature", "reasoning_effort", "thinking", "max_tokens", "max_completion_tokens")
@@ -110,10 +111,12 @@ class Rules:
     """What one provider/model pair accepts, plus the drop settings in force (immutable once built)."""
 
     __slots__ = ("provider", "model", "family", "unsupported", "drop", "extra_drop", "allowed", "needle",
-                 "pattern")
+                 "pattern", "cache_points")
 
     def __init__(self, provider: str, model: str, family: str | None, unsupported: frozenset[str],
-                 drop: bool, extra_drop: tuple[str, ...], allowed: frozenset[str]) -> None:
+                 drop: bool, extra_drop: tuple[str, ...], allowed: frozenset[str], cache_points: Any = None) -> None:
+        #: the request's own ``cache_control_injection_points`` (``core.cache_points``; None: the deployment's)
+        self.cache_points = cache_points
         self.provider = provider
         self.model = model
         self.family = family
@@ -142,7 +145,8 @@ class Rules:
         extra = _names(control.get("additional_drop_params"), "additional_drop_params")
         allowed = _names(control.get("allowed_openai_params"), "allowed_openai_params")
         return Rules(self.provider, self.model, self.family, self.unsupported,
-                     self.drop if drop is None else drop, self.extra_drop + extra, self.allowed | set(allowed))
+                     self.drop if drop is None else drop, self.extra_drop + extra, self.allowed | set(allowed),
+                     control.get("cache_control_injection_points"))
 
     # -- applying -------------------------------------------------------------------------------------
 
