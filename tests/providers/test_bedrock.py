@@ -174,3 +174,39 @@ def test_error_mapping() -> None:
     assert "AuthenticationError" in p.map_error(401, b'{"message":"bad"}', None).message
     assert p.map_error(403, b'{"Message":"The security token included in the request is invalid."}', None).status == 403
     assert p.map_error(404, b'{"message":"Could not resolve the foundation model"}', None).status == 404
+
+
+RF = {"type": "json_schema", "json_schema": {"name": "city", "schema": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def test_json_mode_request_and_answer() -> None:
+    """LiteLLM's JSON mode on Converse: ``response_format`` is one forced tool whose input is the answer's text."""
+    out = to_converse(chat([{"role": "user", "content": "where?"}], response_format=RF), "m")
+    assert out["toolConfig"] == {"tools": [{"toolSpec": {"name": "json_tool_call", "description": "json_tool_call",
+                                                         "inputSchema": {"json": RF["json_schema"]["schema"]}}}],
+                                 "toolChoice": {"tool": {"name": "json_tool_call"}}}
+    obj = to_converse(chat([{"role": "user", "content": "x"}], response_format={"type": "json_object"},
+                           thinking={"type": "enabled", "budget_tokens": 1024}), "m")
+    assert "toolChoice" not in obj["toolConfig"]  # a forced tool is refused while thinking: only offered
+    assert to_converse(chat([{"role": "user", "content": "x"}], response_format={"type": "text"}), "m").get(
+        "toolConfig") is None
+    c = call(chat([{"role": "user", "content": "where?"}], response_format=RF))
+    body = orjson.dumps({"output": {"message": {"role": "assistant", "content": [
+        {"toolUse": {"toolUseId": "tu1", "name": "json_tool_call", "input": {"city": "Paris"}}}]}},
+        "stopReason": "tool_use", "usage": {"inputTokens": 5, "outputTokens": 3, "totalTokens": 8}})
+    msg = orjson.loads(provider("bedrock/m", api_key="k").translate_response(c, body))["choices"][0]
+    assert orjson.loads(msg["message"]["content"]) == {"city": "Paris"} and not msg["message"].get("tool_calls")
+    assert msg["finish_reason"] == "stop"
+    stream = b"".join([
+        _event("messageStart", {"role": "assistant"}),
+        _event("contentBlockStart", {"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "t",
+                                                                                 "name": "json_tool_call"}}}),
+        _event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"toolUse": {"input": "{\"city\":"}}}),
+        _event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"toolUse": {"input": "\"Paris\"}"}}}),
+        _event("messageStop", {"stopReason": "tool_use"}),
+        _event("metadata", {"usage": {"inputTokens": 5, "outputTokens": 3, "totalTokens": 8}}),
+    ])
+    got = collect(frames(three_ways(lambda: ConverseStream(call(chat(
+        [{"role": "user", "content": "where?"}], stream=True, response_format=RF), "m")), stream)))
+    assert got["content"] == "{\"city\":\"Paris\"}" and not got["tools"] and got["finish"] == "stop"

@@ -47,6 +47,7 @@ from relaygate.config.model import Deployment
 from relaygate.core import cache_points, errors
 from relaygate.core.mime import guess_mime
 from relaygate.providers import _convert as cv
+from relaygate.providers.anthropic import JSON_TOOL, json_mode, json_mode_schema
 from relaygate.providers.base import Call, Provider, StreamTranslator, classify, url_segment
 from relaygate.providers.openai import REQUEST_DEFAULTS
 from relaygate.upstream.aws_identity import credentials_for
@@ -346,12 +347,19 @@ def to_converse(req: dict[str, Any], model: str,
         out["additionalModelRequestFields"] = amrf
     fns = cv.openai_tools(req)
     tc = req.get("tool_choice")
+    schema = json_mode_schema(req.get("response_format"))
+    tools: list[dict[str, Any]] = []
     if fns and tc != "none":
         tools = [{"toolSpec": {"name": f.get("name", ""), "description": f.get("description") or f.get("name", ""),
                                "inputSchema": {"json": f.get("parameters") or {"type": "object", "properties": {}}}}}
                  for f in fns]
+    if schema is not None:  # LiteLLM's JSON mode on Converse: one forced tool whose input is the answer
+        tools.append({"toolSpec": {"name": JSON_TOOL, "description": JSON_TOOL, "inputSchema": {"json": schema}}})
+    if tools:
         cfg: dict[str, Any] = {"tools": tools}
-        if tc == "auto":
+        if schema is not None and not isinstance(amrf.get("thinking"), dict):  # (not while thinking: refused)
+            cfg["toolChoice"] = {"tool": {"name": JSON_TOOL}}
+        elif tc == "auto":
             cfg["toolChoice"] = {"auto": {}}
         elif tc == "required":
             cfg["toolChoice"] = {"any": {}}
@@ -374,7 +382,9 @@ def convert_usage(u: dict[str, Any] | None) -> dict[str, Any] | None:
                     cache_creation_input_tokens=cw, cache_read_input_tokens=cr)
 
 
-def from_converse(body: bytes, model: str, created: int) -> bytes:
+def from_converse(body: bytes, model: str, created: int, json_answer: bool = False) -> bytes:
+    """Converse response body -> OpenAI chat.completion body (with ``json_answer``, a call of ``JSON_TOOL`` is the
+    message's content, as LiteLLM answers JSON mode)."""
     obj = orjson.loads(body)
     msg = (obj.get("output") or {}).get("message") or {}
     texts: list[str] = []
@@ -383,6 +393,8 @@ def from_converse(body: bytes, model: str, created: int) -> bytes:
     for b in msg.get("content") or ():
         if "text" in b:
             texts.append(b["text"])
+        elif "toolUse" in b and json_answer and (b["toolUse"] or {}).get("name") == JSON_TOOL:
+            texts.append(orjson.dumps(b["toolUse"].get("input") or {}).decode())
         elif "toolUse" in b:
             tu = b["toolUse"]
             calls.append(cv.tool_call(tu.get("toolUseId") or cv.new_call_id(), tu.get("name", ""),
@@ -390,6 +402,8 @@ def from_converse(body: bytes, model: str, created: int) -> bytes:
         elif "reasoningContent" in b:
             thoughts.append(((b["reasoningContent"] or {}).get("reasoningText") or {}).get("text", ""))
     finish = FINISH.get(obj.get("stopReason") or "end_turn", "stop")
+    if json_answer and finish == "tool_calls" and not calls:
+        finish = "stop"
     return cv.chat_response("chatcmpl-" + os.urandom(12).hex(), model, created,
                             "".join(texts) if texts or not calls else None, calls, finish,
                             convert_usage(obj.get("usage")), "".join(thoughts) or None)
@@ -409,8 +423,9 @@ class ConverseStream(cv.ChunkStream):
     def __init__(self, call: Call) -> None:
         super().__init__(call)
         self._dec = EventStreamDecoder()
-        self._blocks: dict[int, int] = {}
+        self._blocks: dict[int, int] = {}  # Converse block index -> OpenAI tool index (-1: the JSON answer)
         self._pending_finish: str | None = None
+        self._json = json_mode(call)
 
     def feed(self, data: bytes) -> bytes:
         if self.done:
@@ -445,6 +460,8 @@ class ConverseStream(cv.ChunkStream):
                 frag = (d["toolUse"] or {}).get("input") or ""
                 if idx is None or not frag:
                     return first
+                if idx < 0:  # JSON mode: the forced tool's input is the answer's text
+                    return first + self.text(frag)
                 self._chars += len(frag)
                 return first + w.tool_args(idx, frag)
             if "reasoningContent" in d:
@@ -457,6 +474,9 @@ class ConverseStream(cv.ChunkStream):
             tu = (ev.get("start") or {}).get("toolUse")
             if not tu:
                 return b""
+            if self._json and tu.get("name") == JSON_TOOL:
+                self._blocks[ev.get("contentBlockIndex", 0)] = -1
+                return b""
             self.tool_index += 1
             self._blocks[ev.get("contentBlockIndex", 0)] = self.tool_index
             self.emitted = True
@@ -465,6 +485,8 @@ class ConverseStream(cv.ChunkStream):
         if et == "messageStop":
             # the finish chunk waits for metadata (usage), which follows messageStop
             self._pending_finish = FINISH.get(ev.get("stopReason") or "end_turn", "stop")
+            if self._pending_finish == "tool_calls" and self._json and self.tool_index < 0:  # only the JSON answer
+                self._pending_finish = "stop"
             return b""
         if et == "metadata":
             u = convert_usage(ev.get("usage"))
@@ -637,7 +659,7 @@ class BedrockProvider(Provider):
     def translate_response(self, call: Call, body: bytes) -> bytes:
         if call.endpoint == "embeddings":
             return self.merge_responses(call, [body])
-        return from_converse(body, self.model_id, int(call.now))
+        return from_converse(body, self.model_id, int(call.now), json_mode(call))
 
     def stream_translator(self, call: Call) -> StreamTranslator:
         return ConverseStream(call)

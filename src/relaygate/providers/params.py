@@ -71,7 +71,7 @@ _SAMPLING = frozenset({"seed", "presence_penalty", "frequency_penalty"})
 #: supported OpenAI params of the translating adapters (what each adapter maps)
 _SUPPORTED: dict[str, frozenset[str]] = {
     "anthropic": _TRANSLATED | {"service_tier", "response_format"},
-    "bedrock": _TRANSLATED,
+    "bedrock": _TRANSLATED | {"response_format"},
     "gemini": _TRANSLATED | _SAMPLING | {"n", "logprobs", "top_logprobs", "response_format"},
     "cohere": _TRANSLATED | _SAMPLING | {"response_format"},
     "ollama": _TRANSLATED | _SAMPLING | {"response_format"},
