@@ -320,3 +320,20 @@ def test_json_mode_stream_sends_the_tool_input_as_content() -> None:
     got = collect(frames(three_ways(make, events)))
     assert orjson.loads(got["content"]) == {"city": "Oslo"}
     assert not got["tools"] and got["finish"] == "stop"
+
+
+def test_web_search_options() -> None:
+    """OpenAI's ``web_search_options`` as Anthropic's server web search tool (LiteLLM's map), beside the functions."""
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    out = to_anthropic(chat([{"role": "user", "content": "news?"}], tools=[tool], web_search_options={
+        "search_context_size": "high", "user_location": {"type": "approximate", "approximate": {
+            "city": "Lyon", "country": "FR", "timezone": "Europe/Paris", "bogus": 1}}}), "claude")
+    assert out["tools"][-1] == {"type": "web_search_20250305", "name": "web_search", "max_uses": 10,
+                                "user_location": {"type": "approximate", "city": "Lyon", "country": "FR",
+                                                  "timezone": "Europe/Paris"}}
+    assert out["tools"][0]["name"] == "f"
+    assert to_anthropic(chat([{"role": "user", "content": "x"}], web_search_options={}), "c")["tools"] == [
+        {"type": "web_search_20250305", "name": "web_search"}]
+    for bad in ({"search_context_size": "huge"}, "yes"):
+        with pytest.raises(errors.BadRequest, match="web_search_options"):
+            to_anthropic(chat([{"role": "user", "content": "x"}], web_search_options=bad), "c")

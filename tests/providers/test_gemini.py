@@ -264,3 +264,13 @@ def test_vertex_claude_uses_anthropic_translation(sa: dict[str, Any]) -> None:
                      "models/claude-sonnet-4@20250514:rawPredict")
     body = orjson.loads(r.body)
     assert body["anthropic_version"] == "vertex-2023-10-16" and "model" not in body and body["max_tokens"] == 4096
+
+
+def test_web_search_options_ground_with_google_search() -> None:
+    """LiteLLM maps OpenAI's ``web_search_options`` to Gemini's Google Search grounding tool (once)."""
+    out = to_gemini(chat([{"role": "user", "content": "news?"}], web_search_options={"search_context_size": "low"}),
+                    "gemini", "g")
+    assert out["tools"] == [{"googleSearch": {}}]
+    out = to_gemini(chat([{"role": "user", "content": "x"}], web_search_options={}, tools=[{"googleSearch": {}}]),
+                    "gemini", "g")
+    assert out["tools"] == [{"googleSearch": {}}]

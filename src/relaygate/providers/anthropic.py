@@ -207,6 +207,9 @@ def to_anthropic(req: dict[str, Any], model: str) -> dict[str, Any]:
         tools.extend(t for t in req.get("tools") or () if isinstance(t, dict) and t.get("type", "function")
                      not in ("function",) and "function" not in t)
         out["tools"] = tools
+    search = web_search_tool(req.get("web_search_options"))
+    if search is not None:
+        out.setdefault("tools", []).append(search)
     tc = _tool_choice(req.get("tool_choice") or req.get("function_call"))
     schema = json_mode_schema(req.get("response_format"))
     if schema is not None:
@@ -227,6 +230,33 @@ def to_anthropic(req: dict[str, Any], model: str) -> dict[str, Any]:
     if req.get("stream"):
         out["stream"] = True
     return out
+
+
+WEB_SEARCH_MAX_USES = {"low": 1, "medium": 5, "high": 10}
+"""LiteLLM's ``search_context_size`` -> the web search tool's ``max_uses``."""
+_LOCATION_KEYS = ("city", "region", "country", "timezone")
+
+
+def web_search_tool(options: Any) -> dict[str, Any] | None:
+    """OpenAI's ``web_search_options`` as Anthropic's server web search tool, as LiteLLM maps it
+    (``search_context_size`` -> ``max_uses``, ``user_location.approximate`` -> ``user_location``); None without."""
+    if options is None:
+        return None
+    if not isinstance(options, dict):
+        raise errors.BadRequest("web_search_options: expected an object", param="web_search_options")
+    tool: dict[str, Any] = {"type": "web_search_20250305", "name": "web_search"}
+    where = options.get("user_location")
+    approx = where.get("approximate") if isinstance(where, dict) else None
+    if isinstance(approx, dict):
+        tool["user_location"] = {"type": "approximate", **{k: approx[k] for k in _LOCATION_KEYS
+                                                            if isinstance(approx.get(k), str)}}
+    size = options.get("search_context_size")
+    if size is not None:
+        if size not in WEB_SEARCH_MAX_USES:
+            raise errors.BadRequest("web_search_options.search_context_size: expected low, medium or high",
+                                    param="web_search_options")
+        tool["max_uses"] = WEB_SEARCH_MAX_USES[size]
+    return tool
 
 
 JSON_TOOL = "json_tool_call"

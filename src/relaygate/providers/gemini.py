@@ -248,6 +248,8 @@ def to_gemini(req: dict[str, Any], provider: str, model: str,
         tools.append({"functionDeclarations": decls})
     # Gemini-native tools given as-is ({"googleSearch": {}}, {"codeExecution": {}}, ...)
     tools.extend(t for t in req.get("tools") or () if isinstance(t, dict) and "type" not in t and "function" not in t)
+    if req.get("web_search_options") is not None and not any("googleSearch" in t for t in tools):
+        tools.append({"googleSearch": {}})  # LiteLLM's map of OpenAI's web search: grounding with Google Search
     if tools:
         out["tools"] = tools
     tc = req.get("tool_choice")

@@ -70,9 +70,9 @@ _SAMPLING = frozenset({"seed", "presence_penalty", "frequency_penalty"})
 
 #: supported OpenAI params of the translating adapters (what each adapter maps)
 _SUPPORTED: dict[str, frozenset[str]] = {
-    "anthropic": _TRANSLATED | {"service_tier", "response_format"},
+    "anthropic": _TRANSLATED | {"service_tier", "response_format", "web_search_options"},
     "bedrock": _TRANSLATED | {"response_format"},
-    "gemini": _TRANSLATED | _SAMPLING | {"n", "logprobs", "top_logprobs", "response_format"},
+    "gemini": _TRANSLATED | _SAMPLING | {"n", "logprobs", "top_logprobs", "response_format", "web_search_options"},
     "cohere": _TRANSLATED | _SAMPLING | {"response_format"},
     "ollama": _TRANSLATED | _SAMPLING | {"response_format"},
 }
