@@ -337,3 +337,12 @@ def test_web_search_options() -> None:
     for bad in ({"search_context_size": "huge"}, "yes"):
         with pytest.raises(errors.BadRequest, match="web_search_options"):
             to_anthropic(chat([{"role": "user", "content": "x"}], web_search_options=bad), "c")
+
+
+def test_native_tools_alone_and_tool_choice_without_tools() -> None:
+    """Anthropic's own tools pass through without any function beside them (they were dropped); a tool_choice
+    without tools is left out (Anthropic refuses it)."""
+    out = to_anthropic(chat([{"role": "user", "content": "x"}], tools=[{"type": "bash_20250124", "name": "bash"}],
+                            tool_choice="auto"), "c")
+    assert out["tools"] == [{"type": "bash_20250124", "name": "bash"}] and out["tool_choice"] == {"type": "auto"}
+    assert "tool_choice" not in to_anthropic(chat([{"role": "user", "content": "x"}], tool_choice="auto"), "c")

@@ -193,19 +193,19 @@ def to_anthropic(req: dict[str, Any], model: str) -> dict[str, Any]:
     if req.get("user") and "metadata" not in out:
         out["metadata"] = {"user_id": str(req["user"])}
     fns = cv.openai_tools(req)
-    if fns:
-        tools = []
-        for f in fns:
-            t: dict[str, Any] = {"name": f.get("name", ""),
-                                 "input_schema": f.get("parameters") or {"type": "object", "properties": {}}}
-            if f.get("description"):
-                t["description"] = f["description"]
-            if "cache_control" in f:
-                t["cache_control"] = f["cache_control"]
-            tools.append(t)
-        # Anthropic-native tools (computer use, web search ...) pass through as given
-        tools.extend(t for t in req.get("tools") or () if isinstance(t, dict) and t.get("type", "function")
-                     not in ("function",) and "function" not in t)
+    tools = []
+    for f in fns:
+        t: dict[str, Any] = {"name": f.get("name", ""),
+                             "input_schema": f.get("parameters") or {"type": "object", "properties": {}}}
+        if f.get("description"):
+            t["description"] = f["description"]
+        if "cache_control" in f:
+            t["cache_control"] = f["cache_control"]
+        tools.append(t)
+    # Anthropic-native tools (computer use, web search, bash ...) pass through as given, with functions or alone
+    tools.extend(t for t in req.get("tools") or () if isinstance(t, dict) and t.get("type", "function")
+                 not in ("function",) and "function" not in t)
+    if tools:
         out["tools"] = tools
     search = web_search_tool(req.get("web_search_options"))
     if search is not None:
@@ -225,7 +225,7 @@ def to_anthropic(req: dict[str, Any], model: str) -> dict[str, Any]:
     if tc is not None:
         if tc.get("type") == "none":
             out.pop("tools", None)
-        else:
+        elif "tools" in out:  # (Anthropic refuses a tool_choice without tools)
             out["tool_choice"] = tc
     if req.get("stream"):
         out["stream"] = True
