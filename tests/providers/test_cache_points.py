@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
@@ -70,6 +71,22 @@ def test_injection_rules() -> None:
         with pytest.raises(BadRequest) as err:
             cache_points.inject(chat(U1, points=bad))
         assert err.value.param == cache_points.FIELD
+
+
+def test_anthropic_messages_injection() -> None:
+    """The same rules on a ``/v1/messages`` body: ``system`` marks the top-level system, texts become blocks."""
+    req: dict[str, Any] = {"model": "c", "system": "Long rules.", "messages": [
+        {"role": "user", "content": "q1"}, {"role": "assistant", "content": [{"type": "text", "text": "a"}]},
+        {"role": "user", "content": "q2"}]}
+    assert cache_points.inject_messages(req, [{"location": "message", "role": "system"},
+                                              {"location": "message", "index": -1}])
+    assert req["system"] == [{"type": "text", "text": "Long rules.", "cache_control": EPH}]
+    assert req["messages"][2]["content"] == [{"type": "text", "text": "q2", "cache_control": EPH}]
+    assert req["messages"][0]["content"] == "q1"
+    own = {"model": "c", "system": [{"type": "text", "text": "s", "cache_control": EPH}],
+           "messages": [{"role": "user", "content": "q"}]}
+    assert not cache_points.inject_messages(own, [{"location": "message", "index": -1}])  # the client's choice
+    assert own["messages"][0]["content"] == "q"
 
 
 def test_message_level_breakpoints_reach_anthropic_and_bedrock() -> None:
@@ -181,6 +198,14 @@ general_settings:
         assert body["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
         with pytest.raises(openai.BadRequestError, match=cache_points.FIELD):
             client.chat.completions.create(model="claude", messages=msgs, extra_body={cache_points.FIELD: "all"})
+        # /v1/messages (the native passthrough): the deployment's points apply to Anthropic's own format
+        ac = anthropic.Anthropic(api_key="sk-cp-master", base_url=gw.url)
+        ac.messages.create(model="claude", max_tokens=10, system="Long shared instructions.",
+                           messages=[{"role": "user", "content": "q"}])
+        path, body = _Upstream.seen[-1]
+        assert path == "/v1/messages" and cache_points.FIELD not in body
+        assert body["system"] == [{"type": "text", "text": "Long shared instructions.", "cache_control": EPH}]
+        assert body["messages"] == [{"role": "user", "content": "q"}]
         # an OpenAI upstream never gets LiteLLM's field
         client.chat.completions.create(model="gpt", messages=msgs, extra_body={
             cache_points.FIELD: [{"location": "message", "role": "system"}]})

@@ -73,6 +73,14 @@ def _marked(messages: list[Any], tools: Any) -> int:
     return n
 
 
+def _targets(p: dict[str, Any], messages: list[Any]) -> list[int]:
+    """The indexes of the messages point ``p`` picks: its index (negative from the end), else its role's."""
+    if p["index"] is not None:
+        i = p["index"] + len(messages) if p["index"] < 0 else p["index"]
+        return [i] if 0 <= i < len(messages) else []
+    return [i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == p["role"]]
+
+
 def inject(req: dict[str, Any]) -> None:
     """Apply and remove the request's ``cache_control_injection_points`` (module docstring); a malformed value is
     a 400 naming the field."""
@@ -89,12 +97,7 @@ def inject(req: dict[str, Any]) -> None:
     messages = req["messages"] = copy.copy(messages)
     room = MAX_BREAKPOINTS
     for p in wanted:
-        if p["index"] is not None:
-            i = p["index"] + len(messages) if p["index"] < 0 else p["index"]
-            targets = [i] if 0 <= i < len(messages) else []
-        else:
-            targets = [i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == p["role"]]
-        for i in targets:
+        for i in _targets(p, messages):
             if room <= 0:
                 return
             m = messages[i]
@@ -109,3 +112,46 @@ def inject(req: dict[str, Any]) -> None:
             else:
                 continue
             room -= 1
+
+
+def inject_messages(req: dict[str, Any], raw: Any) -> bool:
+    """The same rules on an Anthropic Messages request (the ``/v1/messages`` passthrough, LiteLLM 1.89's): a
+    ``system`` role point marks the top-level ``system`` (a text becomes one text block), other points the
+    messages, a text content becoming one text block that carries the breakpoint (Anthropic takes none on a
+    message); nothing when the client set any ``cache_control`` itself. Whether ``req`` changed."""
+    try:
+        wanted = points(raw)
+    except ValueError as exc:
+        raise BadRequest(f"{FIELD}{exc}", param=FIELD) from None
+    messages = req.get("messages")
+    system = req.get("system")
+    if not wanted or not isinstance(messages, list) or _marked(messages, req.get("tools")) or (
+            isinstance(system, list) and any(isinstance(b, dict) and "cache_control" in b for b in system)):
+        return False
+    messages = list(messages)
+    room, changed = MAX_BREAKPOINTS, False
+
+    def marked(content: Any, control: dict[str, Any]) -> Any:
+        if isinstance(content, str) and content:
+            return [{"type": "text", "text": content, "cache_control": control}]
+        if isinstance(content, list) and content and isinstance(content[-1], dict) \
+                and "cache_control" not in content[-1]:
+            return [*content[:-1], {**content[-1], "cache_control": control}]
+        return None
+
+    for p in wanted:
+        if p["index"] is None and p["role"] == "system":
+            new = marked(system, p["control"]) if room > 0 else None
+            if new is not None:
+                system = req["system"] = new
+                room, changed = room - 1, True
+            continue
+        for i in _targets(p, messages):
+            m = messages[i]
+            new = marked(m.get("content"), p["control"]) if isinstance(m, dict) and room > 0 else None
+            if new is not None:
+                messages[i] = {**m, "content": new}
+                room, changed = room - 1, True
+    if changed:
+        req["messages"] = messages
+    return changed

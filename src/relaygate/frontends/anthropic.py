@@ -38,7 +38,7 @@ import orjson
 
 from relaygate.cache.calls import FinishWatch, finish_watch
 from relaygate.core import body as body_edit
-from relaygate.core import errors, tokens
+from relaygate.core import cache_points, errors, tokens
 from relaygate.core.errors import GatewayError
 from relaygate.core.sse import SSEDecoder
 from relaygate.core.views import CONTROL_KEYS, TYPED_CONTROL, check_duplicate_keys, decode_view
@@ -379,8 +379,13 @@ async def _native_send(transport: Transport, ex: Exchange, target: Target, strea
                        count: bool = False) -> UpstreamResponse:
     p = target.provider
     state: _State = ex.state
-    req = p.native_request(_native_body(state.native_body, ex.model, target.upstream_model), state.fwd,
-                           count_tokens=count)
+    body = _native_body(state.native_body, ex.model, target.upstream_model)
+    points = (ex.control or {}).get(cache_points.FIELD) or target.dep.extra.get(cache_points.FIELD)
+    if points is not None and not count:  # LiteLLM's cache_control_injection_points on /v1/messages
+        obj = orjson.loads(body)
+        if isinstance(obj, dict) and cache_points.inject_messages(obj, points):
+            body = orjson.dumps(obj)
+    req = p.native_request(body, state.fwd, count_tokens=count)
     return await send_native(transport, ex, target, req, stream)
 
 
