@@ -274,3 +274,28 @@ def test_web_search_options_ground_with_google_search() -> None:
     out = to_gemini(chat([{"role": "user", "content": "x"}], web_search_options={}, tools=[{"googleSearch": {}}]),
                     "gemini", "g")
     assert out["tools"] == [{"googleSearch": {}}]
+
+
+PNG = "iVBORw0KGgo="
+
+
+def test_image_output() -> None:
+    """Gemini's image models as LiteLLM answers them: ``modalities`` -> ``responseModalities``, image parts ->
+    ``message.images`` (and ``delta.images`` in a stream), text beside them."""
+    out = to_gemini(chat([{"role": "user", "content": "a cat"}], modalities=["text", "image"]), "gemini", "g")
+    assert out["generationConfig"]["responseModalities"] == ["TEXT", "IMAGE"]
+    body = orjson.dumps({"candidates": [{"content": {"role": "model", "parts": [
+        {"text": "Here it is"}, {"inlineData": {"mimeType": "image/png", "data": PNG}},
+        {"inlineData": {"mimeType": "audio/wav", "data": "AAAA"}}]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 1290, "totalTokenCount": 1293}})
+    msg = orjson.loads(provider("gemini/gemini-2.5-flash-image", api_key="k").translate_response(
+        call(chat([{"role": "user", "content": "a cat"}])), body))["choices"][0]["message"]
+    assert msg["content"] == "Here it is"
+    assert msg["images"] == [{"image_url": {"url": f"data:image/png;base64,{PNG}", "detail": "auto"}, "index": 0,
+                              "type": "image_url"}]
+    event = b"data: " + body + b"\r\n\r\n"
+    fs = frames(three_ways(lambda: GeminiStream(call(chat([{"role": "user", "content": "a cat"}], stream=True)),
+                                                "GeminiException"), event))
+    deltas = [f["choices"][0]["delta"] for f in fs if f != "[DONE]" and f.get("choices")]
+    assert [d["images"] for d in deltas if "images" in d] == [[msg["images"][0]]]
+    assert collect(fs)["content"] == "Here it is"

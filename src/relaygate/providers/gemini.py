@@ -231,6 +231,9 @@ def to_gemini(req: dict[str, Any], provider: str, model: str,
     if isinstance(thinking, dict) and thinking.get("type") == "enabled":
         gc["thinkingConfig"] = {"thinkingBudget": int(thinking.get("budget_tokens") or 1024),
                                 "includeThoughts": True}
+    modalities = req.get("modalities")
+    if isinstance(modalities, list) and modalities:  # LiteLLM's map: ["text", "image"] -> ["TEXT", "IMAGE"]
+        gc["responseModalities"] = [str(m).upper() for m in modalities]
     if gc:
         out["generationConfig"] = gc
     fns = cv.openai_tools(req)
@@ -328,12 +331,15 @@ def from_gemini(body: bytes, model: str, prefix: str, created: int) -> bytes:
     texts: list[str] = []
     thoughts: list[str] = []
     calls = []
+    images: list[dict[str, Any]] = []
     for p in (cand.get("content") or {}).get("parts") or ():
         if "functionCall" in p:
             fc = p["functionCall"]
             calls.append(cv.tool_call(call_id(p, fc), fc.get("name", ""), orjson.dumps(fc.get("args") or {}).decode()))
         elif "text" in p:
             (thoughts if p.get("thought") else texts).append(p["text"])
+        elif (image := image_of(p, len(images))) is not None:
+            images.append(image)
     reason = cand.get("finishReason") or "STOP"
     if reason in SAFETY:
         if not texts and not calls:
@@ -341,10 +347,28 @@ def from_gemini(body: bytes, model: str, prefix: str, created: int) -> bytes:
         finish = "content_filter"
     else:
         finish = "tool_calls" if calls else FINISH.get(reason, "stop")
-    return cv.chat_response(obj.get("responseId") or "chatcmpl-" + os.urandom(12).hex(),
-                            obj.get("modelVersion") or model, created,
-                            "".join(texts) if texts or not calls else None, calls, finish,
-                            convert_usage(obj.get("usageMetadata")), "".join(thoughts) or None)
+    out = cv.chat_response(obj.get("responseId") or "chatcmpl-" + os.urandom(12).hex(),
+                           obj.get("modelVersion") or model, created,
+                           "".join(texts) if texts or not calls else None, calls, finish,
+                           convert_usage(obj.get("usageMetadata")), "".join(thoughts) or None)
+    if not images:
+        return out
+    answer = orjson.loads(out)  # (rare: an image model's answer)
+    answer["choices"][0]["message"]["images"] = images
+    return orjson.dumps(answer)
+
+
+def image_of(part: dict[str, Any], index: int) -> dict[str, Any] | None:
+    """An image part of an answer (``inlineData`` of an ``image/*`` type) as LiteLLM's ``message.images`` entry:
+    ``{"image_url": {"url": "data:<type>;base64,<data>", "detail": "auto"}, "index", "type": "image_url"}``."""
+    data = part.get("inlineData") or part.get("inline_data")
+    if not isinstance(data, dict):
+        return None
+    mime = str(data.get("mimeType") or data.get("mime_type") or "")
+    if not mime.startswith("image/") or not isinstance(data.get("data"), str):
+        return None
+    return {"image_url": {"url": f"data:{mime};base64,{data['data']}", "detail": "auto"}, "index": index,
+            "type": "image_url"}
 
 
 class GeminiStream(cv.SSEChunkStream):
@@ -354,6 +378,7 @@ class GeminiStream(cv.SSEChunkStream):
         super().__init__(call)
         self._prefix = prefix
         self._calls = False
+        self._images = 0
 
     def _event(self, data: bytes) -> bytes:
         if self.done:
@@ -404,6 +429,10 @@ class GeminiStream(cv.SSEChunkStream):
                     out.append(w.reasoning(p["text"]))
                 else:
                     out.append(self.text(p["text"]))
+            elif (image := image_of(p, self._images)) is not None:  # LiteLLM's delta.images
+                self._images += 1
+                self.emitted = True
+                out.append(w.delta(b'{"images":[' + orjson.dumps(image) + b"]}"))
         reason = cand.get("finishReason")
         if reason:
             if reason in SAFETY:

@@ -72,7 +72,8 @@ _SAMPLING = frozenset({"seed", "presence_penalty", "frequency_penalty"})
 _SUPPORTED: dict[str, frozenset[str]] = {
     "anthropic": _TRANSLATED | {"service_tier", "response_format", "web_search_options"},
     "bedrock": _TRANSLATED | {"response_format"},
-    "gemini": _TRANSLATED | _SAMPLING | {"n", "logprobs", "top_logprobs", "response_format", "web_search_options"},
+    "gemini": _TRANSLATED | _SAMPLING | {"n", "logprobs", "top_logprobs", "response_format", "web_search_options",
+                                         "modalities"},
     "cohere": _TRANSLATED | _SAMPLING | {"response_format"},
     "ollama": _TRANSLATED | _SAMPLING | {"response_format"},
 }
