@@ -115,8 +115,9 @@ def test_native_and_errors(stack: tuple[GatewayProc, Upstream], client: openai.O
         final = s.get_final_response()
     assert final.output_text == "native says hi"
     with pytest.raises(openai.BadRequestError) as ei:
-        client.responses.create(model="chat", input="hi", tools=[{"type": "web_search"}])
-    assert ei.value.body is not None and "web_search" in ei.value.body["message"]  # type: ignore[index]
+        client.responses.create(model="chat", input="hi", tools=[{"type": "code_interpreter",
+                                                                  "container": {"type": "auto"}}])
+    assert ei.value.body is not None and "code_interpreter" in ei.value.body["message"]  # type: ignore[index]
     with pytest.raises(openai.NotFoundError) as ei:  # an id nobody stored (the gateway has its database)
         client.responses.create(model="chat", input="hi", previous_response_id="resp_old")
     assert ei.value.param == "previous_response_id"  # type: ignore[attr-defined]

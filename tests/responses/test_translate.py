@@ -84,7 +84,7 @@ def test_request_mapping() -> None:
      "input_audio"),
     ({"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}]}, "input", "file_id"),
     ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}]}, "input", "file_data"),
-    ({"input": "x", "tools": [{"type": "web_search"}]}, "tools", "web_search"),
+    ({"input": "x", "tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "tools", "file_search"),
     ({"input": "x", "tools": [{"type": "mcp", "server_label": "s"}]}, "tools", "mcp"),
     ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input", "item_reference"),
 ])
@@ -195,3 +195,17 @@ def test_stream_cut_by_max_output_tokens() -> None:
     final = evs[-1][1]["response"]
     assert final["status"] == "incomplete" and final["incomplete_details"] == {"reason": "max_output_tokens"}
     assert final["output"][0]["content"][0]["text"] == "a b c"
+
+
+def test_web_search_tool_becomes_web_search_options() -> None:
+    """LiteLLM's bridge: a Responses web search tool is the chat request's ``web_search_options`` (its context size,
+    its flat user location as chat's ``approximate``), the other tools kept."""
+    fn = {"type": "function", "name": "f", "parameters": {"type": "object"}}
+    out = ra.to_chat({"model": "m", "input": "news?", "tools": [fn, {
+        "type": "web_search_preview", "search_context_size": "high",
+        "user_location": {"type": "approximate", "city": "Oslo", "country": "NO", "other": 1}}]}, "m")
+    assert out["web_search_options"] == {"search_context_size": "high", "user_location": {
+        "type": "approximate", "approximate": {"city": "Oslo", "country": "NO"}}}
+    assert [t["function"]["name"] for t in out["tools"]] == ["f"]
+    only = ra.to_chat({"model": "m", "input": "news?", "tools": [{"type": "web_search"}]}, "m")
+    assert only["web_search_options"] == {} and "tools" not in only

@@ -183,6 +183,27 @@ def _messages(items: list[Any]) -> list[dict[str, Any]]:
     return msgs
 
 
+WEB_SEARCH_TOOLS = frozenset({"web_search", "web_search_preview", "web_search_2025_08_26",
+                              "web_search_preview_2025_03_11"})
+
+
+def web_search_options(tools: Any) -> dict[str, Any] | None:
+    """A Responses web search tool as chat's ``web_search_options`` (its ``search_context_size``; its flat
+    ``user_location`` as chat's ``{"type": "approximate", "approximate": {...}}``), as LiteLLM bridges it; None
+    without one."""
+    for t in tools if isinstance(tools, list) else ():
+        if isinstance(t, dict) and t.get("type") in WEB_SEARCH_TOOLS:
+            out: dict[str, Any] = {}
+            if t.get("search_context_size") is not None:
+                out["search_context_size"] = t["search_context_size"]
+            where = t.get("user_location")
+            if isinstance(where, dict):
+                out["user_location"] = {"type": "approximate", "approximate": {
+                    k: v for k, v in where.items() if k in ("city", "region", "country", "timezone")}}
+            return out
+    return None
+
+
 def _tools(tools: list[Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for t in tools:
@@ -277,6 +298,10 @@ def to_chat(req: dict[str, Any], model: str) -> dict[str, Any]:
         raise errors.BadRequest("input: Field required", param="input")
     out: dict[str, Any] = {"model": model, "messages": msgs}
     tools = req.get("tools")
+    search = web_search_options(tools)
+    if search is not None:  # LiteLLM's bridge: a web search tool is the chat request's web_search_options
+        out["web_search_options"] = search
+        tools = [t for t in tools or () if not (isinstance(t, dict) and t.get("type") in WEB_SEARCH_TOOLS)]
     if tools:
         out["tools"] = _tools(tools)
         if req.get("tool_choice") is not None:
