@@ -105,6 +105,10 @@ class Receiver:
     """Answer every request with this status (0: accept)."""
     path: str = "/v1/traces"
     """The path spans are taken at (404 elsewhere): Langfuse's is ``/api/public/otel/v1/traces``."""
+    authorization: str | None = None
+    """The ``Authorization`` value a request must carry (401 otherwise); None: any."""
+    refused: int = 0
+    """Requests answered 401 for want of :attr:`authorization`."""
     exports: list[Export] = field(default_factory=list)
     requests: int = 0
     """Requests received, answered or not."""
@@ -184,6 +188,11 @@ class Receiver:
                     return
                 if receiver.fail:
                     self._answer(receiver.fail, b"")
+                    return
+                if receiver.authorization is not None and self.headers.get("Authorization") != receiver.authorization:
+                    with receiver._lock:
+                        receiver.refused += 1
+                    self._answer(401, b"")
                     return
                 encoding = (self.headers.get("Content-Encoding") or "").lower()
                 body = gzip.decompress(raw) if encoding == "gzip" else zlib.decompress(raw) if encoding == "deflate" else raw

@@ -33,8 +33,8 @@ KNOWN_CALLBACKS = frozenset({"langfuse", "otel", "opentelemetry", "prometheus", 
                              "arize_phoenix", "logfire", "signoz", "datadog_llm_observability", "posthog",
                              "aws_sqs", "gcs_bucket", "braintrust", "opik", "openmeter", "helicone", "lago",
                              "lunary", "athina", "langtrace", "sentry", "gcs_pubsub", "azure_storage",
-                             "weave_otel", "datadog_metrics", "smtp_email", "resend_email", "sendgrid_email",
-                             "cloudzero"})
+                             "weave_otel", "datadog_metrics", "agentops", "smtp_email", "resend_email",
+                             "sendgrid_email", "cloudzero"})
 """Callback names relaygate runs (``opentelemetry`` is ``otel``; ``generic`` / ``webhook`` are
 ``generic_api``; ``s3_v2`` is ``s3``; ``sqs`` is ``aws_sqs``)."""
 

@@ -41,7 +41,8 @@ KEYS_ONLY = ("langfuse", "otel", "opentelemetry", "langsmith", "langfuse_otel", 
 ASYNC_EXPORTERS = ("langfuse", "otel", "langfuse_otel", "generic_api", "datadog", "s3", "langsmith", "arize",
                    "arize_phoenix", "logfire", "signoz", "datadog_llm_observability", "posthog", "aws_sqs",
                    "gcs_bucket", "braintrust", "opik", "openmeter", "helicone", "lago", "lunary", "athina",
-                   "langtrace", "sentry", "gcs_pubsub", "azure_storage", "weave_otel", "datadog_metrics")
+                   "langtrace", "sentry", "gcs_pubsub", "azure_storage", "weave_otel", "datadog_metrics",
+                   "agentops")
 """Callback names that are async sinks, in the order they are installed."""
 
 
@@ -268,6 +269,9 @@ def _factory(name: str) -> Any:
     if name == "weave_otel":
         from relaygate.observe.weave import make_weave
         return make_weave
+    if name == "agentops":
+        from relaygate.observe.agentops import make_agentops
+        return make_agentops
     if name in ("logfire", "signoz", "langtrace"):
         from relaygate.observe.otel_presets import make_preset
         return make_preset(name)
