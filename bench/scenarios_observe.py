@@ -59,7 +59,7 @@ MASTER = "sk-bench-master"
 MODES = ("off", "langfuse", "otel", "prometheus", "json_logs", "all")
 EXTRA_MODES = ("prometheus_system", "langfuse_otel", "s3", "langsmith", "arize_phoenix", "datadog_llm_observability",
                "posthog", "aws_sqs", "gcs_bucket", "braintrust", "opik", "openmeter", "helicone",
-               "lago", "lunary", "athina", "langtrace", "gcs_pubsub", "azure_storage")
+               "lago", "lunary", "athina", "langtrace", "gcs_pubsub", "azure_storage", "agentops")
 """Modes run only when ``--modes`` names them: ``prometheus_system`` is LiteLLM's service families
 (``service_callback``), which time each request's stages and its Redis and database calls; ``langfuse_otel``
 the OpenTelemetry spans sent to Langfuse's OTLP endpoint (the receiver's ``/api/public/otel/v1/traces``);
@@ -76,8 +76,9 @@ CloudEvents batches, ``helicone`` one log POST a request, ``lago`` event batches
 ``LAGO_API_CHARGE_BY=user_id``: the load carries no ``user``), ``lunary`` ingest batches,
 ``athina`` one log POST a request, ``langtrace`` OTLP spans to the receiver's ``/api/trace``, ``gcs_pubsub``
 Pub/Sub publishes (the receiver as ``PUBSUB_EMULATOR_HOST``), ``azure_storage`` a ``Put Blob`` a request under the
-receiver's ``/az/`` (Shared Key signed, unverified). ``sentry`` has no mode: it sends nothing for answered
-requests (one outcome test each)."""
+receiver's ``/az/`` (Shared Key signed, unverified), ``agentops`` the ``otel`` spans to the receiver's
+``/agentops/v1/traces`` with the token its ``/v3/auth/token`` issues (checked: 401 without it). ``sentry`` has no
+mode: it sends nothing for answered requests (one outcome test each)."""
 SERVICE_MODES = ("prometheus_system",)
 """Extra modes that are ``service_callback`` names, not ``callbacks``."""
 ALL = ("langfuse", "otel", "prometheus", "json_logs")
@@ -100,7 +101,7 @@ def receiver(port: int) -> None:
               "dd_llm_obs_spans": 0, "posthog_events": 0, "sqs_messages": 0, "gcs_objects": 0,
               "braintrust_events": 0, "opik_traces": 0, "openmeter_events": 0, "helicone_logs": 0,
               "lago_events": 0, "lunary_events": 0, "athina_logs": 0, "langtrace_requests": 0,
-              "pubsub_messages": 0, "azure_files": 0}
+              "pubsub_messages": 0, "azure_files": 0, "agentops_requests": 0}
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -174,6 +175,13 @@ def receiver(port: int) -> None:
                 with lock:
                     counts["athina_logs"] += 1
                 self._send(200, b"{}", "application/json")
+            elif self.path == "/v3/auth/token":  # agentops' token exchange
+                self._send(200, b'{"token": "bench.agentops.jwt", "project_id": "bench"}', "application/json")
+            elif self.path == "/agentops/v1/traces":
+                with lock:
+                    counts["agentops_requests"] += 1
+                self._send(200 if self.headers.get("authorization") == "Bearer bench.agentops.jwt" else 401, b"",
+                           "application/x-protobuf")
             elif self.path == "/api/trace":
                 with lock:
                     counts["langtrace_requests"] += 1
@@ -246,7 +254,7 @@ _DELIVERED = (("langfuse", "langfuse_events"), ("otel", "otlp_requests"),
               ("braintrust", "braintrust_events"), ("opik", "opik_traces"), ("openmeter", "openmeter_events"),
               ("helicone", "helicone_logs"), ("lago", "lago_events"), ("lunary", "lunary_events"),
               ("athina", "athina_logs"), ("langtrace", "langtrace_requests"), ("gcs_pubsub", "pubsub_messages"),
-              ("azure_storage", "azure_files"))
+              ("azure_storage", "azure_files"), ("agentops", "agentops_requests"))
 """Exporters that send to the receiver, and the count that shows they did (a run whose exporter sent nothing
 is a failure, not a cheap exporter)."""
 
@@ -328,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
            "GCS_PUBSUB_PROJECT_ID": "bench", "GCS_PUBSUB_TOPIC_ID": "spend",
            "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{rport}",
            "AZURE_STORAGE_ACCOUNT_NAME": "bench", "AZURE_STORAGE_FILE_SYSTEM": "bench-logs",
-           "AZURE_STORAGE_ACCOUNT_URL": f"http://127.0.0.1:{rport}/az", "AZURE_STORAGE_ACCOUNT_KEY": "YmVuY2gta2V5"}
+           "AZURE_STORAGE_ACCOUNT_URL": f"http://127.0.0.1:{rport}/az", "AZURE_STORAGE_ACCOUNT_KEY": "YmVuY2gta2V5",
+           "AGENTOPS_API_KEY": "ao-bench", "AGENTOPS_API_ENDPOINT": f"http://127.0.0.1:{rport}",
+           "AGENTOPS_EXPORTER_ENDPOINT": f"http://127.0.0.1:{rport}/agentops/v1/traces"}
     env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
     env.pop("GCS_PATH_SERVICE_ACCOUNT", None)
     try:
@@ -400,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{got['openmeter_events']} OpenMeter events, {got['helicone_logs']} Helicone logs, {got['lago_events']} "
               f"Lago events, {got['lunary_events']} Lunary events, {got['athina_logs']} Athina logs, "
               f"{got['langtrace_requests']} Langtrace OTLP requests, {got['pubsub_messages']} Pub/Sub messages, "
-              f"{got['azure_files']} Azure Storage files", flush=True)
+              f"{got['azure_files']} Azure Storage files, {got['agentops_requests']} AgentOps OTLP requests",
+              flush=True)
         missing = [name for name, count in _DELIVERED if name in ran and not got[count]]
         if missing:
             print(f"FAILED: nothing arrived from {', '.join(missing)}", flush=True)
