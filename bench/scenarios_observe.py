@@ -59,7 +59,8 @@ MASTER = "sk-bench-master"
 MODES = ("off", "langfuse", "otel", "prometheus", "json_logs", "all")
 EXTRA_MODES = ("prometheus_system", "langfuse_otel", "s3", "langsmith", "arize_phoenix", "datadog_llm_observability",
                "posthog", "aws_sqs", "gcs_bucket", "braintrust", "opik", "openmeter", "helicone",
-               "lago", "lunary", "athina", "langtrace", "gcs_pubsub", "azure_storage", "agentops")
+               "lago", "lunary", "athina", "langtrace", "gcs_pubsub", "azure_storage", "agentops",
+               "custom_callbacks")
 """Modes run only when ``--modes`` names them: ``prometheus_system`` is LiteLLM's service families
 (``service_callback``), which time each request's stages and its Redis and database calls; ``langfuse_otel``
 the OpenTelemetry spans sent to Langfuse's OTLP endpoint (the receiver's ``/api/public/otel/v1/traces``);
@@ -77,8 +78,28 @@ CloudEvents batches, ``helicone`` one log POST a request, ``lago`` event batches
 ``athina`` one log POST a request, ``langtrace`` OTLP spans to the receiver's ``/api/trace``, ``gcs_pubsub``
 Pub/Sub publishes (the receiver as ``PUBSUB_EMULATOR_HOST``), ``azure_storage`` a ``Put Blob`` a request under the
 receiver's ``/az/`` (Shared Key signed, unverified), ``agentops`` the ``otel`` spans to the receiver's
-``/agentops/v1/traces`` with the token its ``/v3/auth/token`` issues (checked: 401 without it). ``sentry`` has no
-mode: it sends nothing for answered requests (one outcome test each)."""
+``/agentops/v1/traces`` with the token its ``/v3/auth/token`` issues (checked: 401 without it);
+``custom_callbacks`` a LiteLLM-style ``CustomLogger`` module beside the config (:data:`CUSTOM_MODULE`: its
+``async_log_success_event`` reads the cost, the key's alias and the answer's text, as such a handler does, and
+counts the calls into a file the run checks). ``sentry`` has no mode: it sends nothing for answered requests (one
+outcome test each)."""
+CUSTOM_MODULE = """
+import os
+COUNT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "custom-callback-count")
+class BenchHandler:
+    def __init__(self):
+        self.n, self.cost = 0, 0.0
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+        self.n += 1
+        self.cost += kwargs["response_cost"] or 0.0
+        alias = kwargs["litellm_params"]["metadata"].get("user_api_key_alias")
+        text = response_obj.choices[0].message.content if response_obj is not None else None
+        if self.n % 500 == 0:
+            with open(COUNT, "w") as f:
+                f.write(str(self.n))
+proxy_handler_instance = BenchHandler()
+"""
+"""The ``custom_callbacks`` mode's module (written beside the configs)."""
 SERVICE_MODES = ("prometheus_system",)
 """Extra modes that are ``service_callback`` names, not ``callbacks``."""
 ALL = ("langfuse", "otel", "prometheus", "json_logs")
@@ -263,7 +284,8 @@ def config(api_base: str, names: tuple[str, ...], receiver_url: str = "") -> str
     text = (f"model_list:\n  - model_name: m\n    litellm_params: {{model: openai/mock-model, api_key: sk-up, "
             f"api_base: \"{api_base}\"}}\ngeneral_settings:\n  master_key: {MASTER}\n"
             "relaygate_settings:\n  embedded_database: false\n")
-    callbacks = [n for n in names if n not in SERVICE_MODES]
+    callbacks = ["rg_bench_callbacks.proxy_handler_instance" if n == "custom_callbacks" else n
+                 for n in names if n not in SERVICE_MODES]
     services = [n for n in names if n in SERVICE_MODES]
     if callbacks or services:
         text += "litellm_settings:\n"
@@ -341,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
            "AGENTOPS_EXPORTER_ENDPOINT": f"http://127.0.0.1:{rport}/agentops/v1/traces"}
     env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
     env.pop("GCS_PATH_SERVICE_ACCOUNT", None)
+    (tmp / "rg_bench_callbacks.py").write_text(CUSTOM_MODULE)
     try:
         wait_http(f"http://127.0.0.1:{rport}/", 20, recv)
         for mode in modes:
@@ -413,6 +436,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{got['azure_files']} Azure Storage files, {got['agentops_requests']} AgentOps OTLP requests",
               flush=True)
         missing = [name for name, count in _DELIVERED if name in ran and not got[count]]
+        if "custom_callbacks" in ran:
+            counted = (tmp / "custom-callback-count").read_text() if (tmp / "custom-callback-count").exists() else "0"
+            print(f"custom callbacks: at least {counted} calls", flush=True)
+            if counted == "0":
+                missing.append("custom_callbacks")
         if missing:
             print(f"FAILED: nothing arrived from {', '.join(missing)}", flush=True)
             return 1

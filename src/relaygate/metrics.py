@@ -316,7 +316,7 @@ CALLBACK_FAILURES = {"langfuse_dropped": "langfuse", "langfuse_retry": "langfuse
                      "langsmith_dropped": "langsmith", "langsmith_send_failed": "langsmith",
                      "arize_dropped": "arize", "arize_phoenix_dropped": "arize_phoenix", "logfire_dropped": "logfire",
                      "signoz_dropped": "signoz", "langtrace_dropped": "langtrace", "weave_otel_dropped": "weave_otel",
-                     "agentops_dropped": "agentops",
+                     "agentops_dropped": "agentops", "custom_callbacks_failed": "custom_callbacks",
                      "datadog_metrics_dropped": "datadog_metrics", "datadog_metrics_send_failed": "datadog_metrics",
                      "pagerduty_dropped": "pagerduty", "smtp_email_dropped": "smtp_email",
                      "resend_email_dropped": "resend_email", "sendgrid_email_dropped": "sendgrid_email",

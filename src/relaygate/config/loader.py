@@ -476,7 +476,7 @@ def from_litellm(raw: dict[str, Any], source: str) -> Config:
     try:
         top["observe"] = observe_from_litellm(
             ls, _expect_mapping(data.get("general_settings"), source, "general_settings"),
-            _expect_mapping(data.get("relaygate_settings"), source, "relaygate_settings"), warnings)
+            _expect_mapping(data.get("relaygate_settings"), source, "relaygate_settings"), warnings, source)
     except ObserveConfigError as exc:
         raise ConfigError(source, exc.field, exc.detail) from None
     rs = _expect_mapping(data.get("router_settings"), source, "router_settings")

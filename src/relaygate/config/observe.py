@@ -18,6 +18,7 @@ is a Python import path, LiteLLM's custom callback classes, cannot run here).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import msgspec
@@ -25,8 +26,8 @@ import msgspec
 from relaygate.config.prometheus_view import FIELDS as PROMETHEUS_FIELDS
 from relaygate.config.prometheus_view import PrometheusView, view_from
 
-__all__ = ["GENERAL_SETTINGS_KEYS", "KNOWN_CALLBACKS", "LITELLM_SETTINGS_KEYS", "ObserveConfigError", "ObserveSettings",
-           "from_litellm"]
+__all__ = ["CUSTOM", "GENERAL_SETTINGS_KEYS", "KNOWN_CALLBACKS", "LITELLM_SETTINGS_KEYS", "ObserveConfigError",
+           "ObserveSettings", "from_litellm"]
 
 KNOWN_CALLBACKS = frozenset({"langfuse", "otel", "opentelemetry", "prometheus", "datadog", "generic_api",
                              "generic", "webhook", "json_logs", "s3", "s3_v2", "langfuse_otel", "langsmith", "arize",
@@ -37,6 +38,10 @@ KNOWN_CALLBACKS = frozenset({"langfuse", "otel", "opentelemetry", "prometheus", 
                              "sendgrid_email", "cloudzero"})
 """Callback names relaygate runs (``opentelemetry`` is ``otel``; ``generic`` / ``webhook`` are
 ``generic_api``; ``s3_v2`` is ``s3``; ``sqs`` is ``aws_sqs``)."""
+
+
+CUSTOM = "custom_callbacks"
+"""The name the custom callbacks' sink runs under (``observe.custom_callbacks``) in the callback lists."""
 
 
 class ObserveSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,6 +95,13 @@ class ObserveSettings(msgspec.Struct, frozen=True, kw_only=True):
     which ``litellm_*`` families ``/metrics`` writes, with which labels (``config.prometheus_view``)."""
     exporter_queue: int = 10_000
     """Per-exporter bounded buffer (records); overflow is dropped oldest-first and counted."""
+    custom_success: tuple[str, ...] = ()
+    """LiteLLM's custom callbacks told about answered requests: ``module.attribute`` paths in ``callbacks`` or
+    ``success_callback`` (``observe.custom_callbacks``; ``custom_callbacks`` is then in :attr:`success_callbacks`)."""
+    custom_failure: tuple[str, ...] = ()
+    """The same, told about failed requests (``callbacks`` or ``failure_callback``)."""
+    custom_dir: str = ""
+    """The directory a custom callback's module is looked for in first (the config file's, as LiteLLM does)."""
 
     @property
     def enabled(self) -> bool:
@@ -120,9 +132,10 @@ _ALIASES = {"opentelemetry": "otel", "generic": "generic_api", "webhook": "gener
 
 
 def _names(value: Any, field: str, warnings: list[str], known: frozenset[str] = KNOWN_CALLBACKS,
-           note: str = "") -> list[str]:
+           note: str = "", custom: list[str] | None = None) -> list[str]:
     """The callback names of ``field`` (lower case, aliases resolved, each once); a name not in ``known``
-    is warned about (with ``note``) and left out."""
+    is warned about (with ``note``) and left out. With ``custom``, a ``module.attribute`` path (LiteLLM's custom
+    callback: an instance, a class's or a function) is added to it as written instead."""
     if value is None:
         return []
     if isinstance(value, str):
@@ -133,6 +146,14 @@ def _names(value: Any, field: str, warnings: list[str], known: frozenset[str] = 
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item.strip():
             raise ObserveConfigError(f"{field}[{i}]", "expected a callback name")
+        if custom is not None and "." in item:
+            path = item.strip()
+            if not all(part.isidentifier() for part in path.split(".")):
+                raise ObserveConfigError(f"{field}[{i}]", "expected a callback name or a custom callback's "
+                                         "module.attribute path (custom_callbacks.proxy_handler_instance)")
+            if path not in custom:
+                custom.append(path)
+            continue
         name = item.strip().lower()
         name = _ALIASES.get(name, name)
         if name not in known:
@@ -159,14 +180,24 @@ def _flag(value: Any, field: str) -> bool:
 
 
 def from_litellm(ls: dict[str, Any], gs: dict[str, Any], rg: dict[str, Any],
-                 warnings: list[str]) -> ObserveSettings | None:
+                 warnings: list[str], source: str = "") -> ObserveSettings | None:
     """The settings from LiteLLM's ``litellm_settings`` / ``general_settings`` (and relaygate's
-    ``relaygate_settings.log_bodies``); ``None`` when nothing is on, so the request path skips it all."""
-    both = _names(ls.get("callbacks"), "litellm_settings.callbacks", warnings)
-    success = both + [n for n in _names(ls.get("success_callback"), "litellm_settings.success_callback", warnings)
-                      if n not in both]
-    failure = both + [n for n in _names(ls.get("failure_callback"), "litellm_settings.failure_callback", warnings)
-                      if n not in both]
+    ``relaygate_settings.log_bodies``); ``None`` when nothing is on, so the request path skips it all.
+    ``source``: the config file's path (a custom callback's module is looked for beside it first)."""
+    custom_both: list[str] = []
+    custom_success: list[str] = []
+    custom_failure: list[str] = []
+    both = _names(ls.get("callbacks"), "litellm_settings.callbacks", warnings, custom=custom_both)
+    success = both + [n for n in _names(ls.get("success_callback"), "litellm_settings.success_callback", warnings,
+                                        custom=custom_success) if n not in both]
+    failure = both + [n for n in _names(ls.get("failure_callback"), "litellm_settings.failure_callback", warnings,
+                                        custom=custom_failure) if n not in both]
+    custom_success = list(dict.fromkeys(custom_both + custom_success))
+    custom_failure = list(dict.fromkeys(custom_both + custom_failure))
+    if custom_success:
+        success.append(CUSTOM)
+    if custom_failure:
+        failure.append(CUSTOM)
     service = _names(ls.get("service_callback"), "litellm_settings.service_callback", warnings, SERVICE_CALLBACKS,
                      " as a service callback (prometheus_system is)")
     json_logs = _flag(ls.get("json_logs", False), "litellm_settings.json_logs") or "json_logs" in success
@@ -227,6 +258,10 @@ def from_litellm(ls: dict[str, Any], gs: dict[str, Any], rg: dict[str, Any],
         require_auth_for_metrics_endpoint=_flag(ls.get("require_auth_for_metrics_endpoint", False),
                                                 "litellm_settings.require_auth_for_metrics_endpoint"),
         prometheus_view=view_from(ls),
+        custom_success=tuple(custom_success),
+        custom_failure=tuple(custom_failure),
+        custom_dir=os.path.dirname(os.path.abspath(source)) if (custom_success or custom_failure) and source
+        and not source.startswith("<") else "",
     )
     if not settings.enabled and not settings.require_auth_for_metrics_endpoint and not service and \
             not settings.turn_off_message_logging:  # it holds for keys' own logging targets and the spend logs

@@ -42,7 +42,7 @@ ASYNC_EXPORTERS = ("langfuse", "otel", "langfuse_otel", "generic_api", "datadog"
                    "arize_phoenix", "logfire", "signoz", "datadog_llm_observability", "posthog", "aws_sqs",
                    "gcs_bucket", "braintrust", "opik", "openmeter", "helicone", "lago", "lunary", "athina",
                    "langtrace", "sentry", "gcs_pubsub", "azure_storage", "weave_otel", "datadog_metrics",
-                   "agentops")
+                   "agentops", "custom_callbacks")
 """Callback names that are async sinks, in the order they are installed."""
 
 
@@ -269,6 +269,9 @@ def _factory(name: str) -> Any:
     if name == "weave_otel":
         from relaygate.observe.weave import make_weave
         return make_weave
+    if name == "custom_callbacks":
+        from relaygate.observe.custom_callbacks import make_custom_callbacks
+        return make_custom_callbacks
     if name == "agentops":
         from relaygate.observe.agentops import make_agentops
         return make_agentops

@@ -49,7 +49,7 @@ MAX_ERROR = 2000
 DETAILED = frozenset({"langfuse", "otel", "langfuse_otel", "generic_api", "datadog", "s3", "langsmith", "arize",
                       "arize_phoenix", "logfire", "signoz", "datadog_llm_observability", "posthog", "aws_sqs",
                       "gcs_bucket", "gcs_pubsub", "azure_storage", "braintrust", "opik", "helicone", "lunary",
-                      "athina", "langtrace", "weave_otel", "agentops"})
+                      "athina", "langtrace", "weave_otel", "agentops", "custom_callbacks"})
 """Exporters that read a Detail (Prometheus and plain JSON logs read the record alone)."""
 
 _REDACTION = b"x-litellm-enable-message-redaction"
