@@ -80,12 +80,13 @@ def test_litellm_yaml_translates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert not any("proxy_batch_write_at" in w for w in cfg.warnings)
     # one warning per unsupported key, naming it; never the secret
     joined = "\n".join(cfg.warnings)
-    for key in ("router_settings.some_future_setting", "litellm_settings.success_callback[1]",
-                "general_settings.alerting[1]"):
+    for key in ("router_settings.some_future_setting", "general_settings.alerting[1]"):
         assert sum(key in w for w in cfg.warnings) == 1, key
-    # the callbacks relaygate runs are read (relaygate.observe), the others named as not supported
-    assert cfg.observe is not None
-    assert cfg.observe.success_callbacks == ("langfuse",) and cfg.observe.failure_callbacks == ()
+    # the callbacks relaygate runs are read (relaygate.observe): a custom callback's module.attribute too
+    assert cfg.observe is not None and not any("success_callback" in w for w in cfg.warnings)
+    assert cfg.observe.success_callbacks == ("langfuse", "custom_callbacks") and cfg.observe.failure_callbacks == ()
+    assert cfg.observe.custom_success == ("my_callbacks.proxy_handler_instance",)
+    assert cfg.observe.custom_dir == str(tmp_path)
     assert cfg.observe.alerting == ("slack",)
     assert "sk-master" not in joined and "sk-from-env" not in joined
 
