@@ -276,6 +276,7 @@ def call_args(r: CompletionRecord, detail: Detail | None, redact_messages: bool 
     # the client's metadata, then what the proxy adds over it (LiteLLM's user_api_key* ...), as LiteLLM merges them
     meta = {**client, **payload["metadata"], "user_api_key": r.key_hash, "model_group": r.model_group,
             "deployment": r.upstream_model or r.model}
+    request = ({"body": body if body is not _EMPTY else {}} if not redacted else {})
     kwargs: dict[str, Any] = {
         "model": r.upstream_model or r.model,
         "messages": payload.get("messages") if redacted or not isinstance(body.get("messages"), list)
@@ -283,7 +284,7 @@ def call_args(r: CompletionRecord, detail: Detail | None, redact_messages: bool 
         "optional_params": payload["model_parameters"],
         "litellm_params": {"metadata": meta, "model_info": {"id": r.deployment_id},
                            "api_base": payload.get("api_base") or "", "custom_llm_provider": r.provider,
-                           "proxy_server_request": {"body": body if body is not _EMPTY else {}} if not redacted else {}},
+                           "proxy_server_request": request},
         "standard_logging_object": payload,
         "response_cost": payload.get("response_cost") or 0.0,
         "litellm_call_id": r.call_id,
