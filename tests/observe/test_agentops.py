@@ -230,6 +230,16 @@ def test_an_agentops_api_that_is_down_drops_batches_counted_then_recovers(rx: Re
     assert rx.refused == 0
 
 
+def test_odd_expiries_are_no_expiry() -> None:
+    def token_with(payload: str) -> str:
+        return "e30." + base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode() + ".c2ln"
+
+    for payload in ('{"exp": 1e999}', '{"exp": ' + str(10**400) + '}', '{"exp": NaN}', '{"exp": true}', '{"exp": "1"}',
+                    '[1]', 'not json'):
+        assert agentops._jwt_expiry(token_with(payload)) is None, payload
+    assert agentops._jwt_expiry("a.b") is None and agentops._jwt_expiry(token_with('{"exp": 5}')) == 5.0
+
+
 def test_answers_without_a_usable_token_are_refused() -> None:
     answers = [(200, b"not json"), (200, b'{"token": ""}'), (200, b'{"token": "a b"}'), (200, b'{"token": "x\\r\\ny"}'),
                (401, b'{"token": "t"}'), (200, b'["t"]')]

@@ -312,3 +312,24 @@ litellm_settings:
     assert loaded.observe is not None and loaded.observe.custom_dir == str(tmp_path)
     with pytest.raises((ConfigError, LoaderConfigError), match="rg_no_such_module"):
         check(loaded.observe, {})
+
+
+def test_a_sync_callback_that_hangs_holds_neither_the_sink_nor_the_exit() -> None:
+    release = threading.Event()
+    calls: list[str] = []
+
+    def stuck(kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        calls.append(kwargs["litellm_call_id"])
+        release.wait(10)
+
+    sink, events = _sink({"f.stuck": stuck}, ("f.stuck",))
+
+    async def main() -> None:
+        await sink.handle([with_detail(detail()), with_detail(detail(), call_id="call-2")])
+        await sink.aclose()
+
+    asyncio.run(main())  # each call gave up after the sink's timeout; the thread is a daemon's
+    assert sink.failed == 2 and events == [("custom_callbacks_failed", 1)] * 2 and calls == ["call-1"]
+    workers = [t for t in threading.enumerate() if t.name == "relaygate-custom-callback"]
+    assert workers and all(t.daemon for t in workers)
+    release.set()

@@ -35,6 +35,7 @@ import base64
 import dataclasses
 import json
 import logging
+import math
 import threading
 import time
 import urllib.error
@@ -103,7 +104,13 @@ def _jwt_expiry(token: str) -> float | None:
     except (ValueError, TypeError):
         return None
     exp = payload.get("exp") if isinstance(payload, dict) else None
-    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        return None
+    try:
+        value = float(exp)
+    except OverflowError:  # an integer past a double's range
+        return None
+    return value if math.isfinite(value) else None
 
 
 class AgentOpsToken:

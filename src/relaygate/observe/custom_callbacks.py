@@ -40,16 +40,18 @@ sink is not), and says so once at start for a callback that defines one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import importlib
 import importlib.util
 import inspect
 import logging
 import os
+import queue
 import sys
+import threading
 import types
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from relaygate.config.errors import ConfigError
@@ -313,6 +315,47 @@ def call_args(r: CompletionRecord, detail: Detail | None, redact_messages: bool 
     return kwargs, response, start, end
 
 
+def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if not fut.done():
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+
+
+class _Worker:
+    """One daemon thread running the sync callbacks in turn: a callback that hangs holds the sink (whose bounded
+    buffer then drops, counted), never the process's exit (a ``ThreadPoolExecutor``'s threads are joined then)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="relaygate-custom-callback", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            loop, fut, fn, args = item
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # the operator's code: reported to the awaiting sink
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+                loop.call_soon_threadsafe(_settle, fut, result, error)
+
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put((loop, fut, fn, args))
+        return fut
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+
 class CustomCallbackSink:
     """The operator's callbacks, told about each finished request off the request path (module docstring)."""
 
@@ -328,7 +371,7 @@ class CustomCallbackSink:
         self.timeout = call_timeout
         self.failed = 0
         self.called = 0
-        self._pool: ThreadPoolExecutor | None = None
+        self._worker: _Worker | None = None
         self._errlog = Every(60.0)
 
     def _count_failure(self, path: str, exc: BaseException | None) -> None:
@@ -347,10 +390,9 @@ class CustomCallbackSink:
                 async with asyncio.timeout(self.timeout):  # no task per call (wait_for makes one)
                     await fn(*args)
             else:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="relaygate-custom-callback")
-                result = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self._pool, fn, *args),
-                                                self.timeout)
+                if self._worker is None:
+                    self._worker = _Worker()
+                result = await asyncio.wait_for(self._worker.submit(fn, args), self.timeout)
                 if inspect.isawaitable(result):  # a plain function that returned a coroutine
                     async with asyncio.timeout(self.timeout):
                         await result
@@ -378,9 +420,9 @@ class CustomCallbackSink:
                 await self._call(path, fn, args)
 
     async def aclose(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
 
     def discard(self) -> None:
         """Nothing to stop (``observe.check`` builds a sink to validate)."""
