@@ -43,7 +43,8 @@ def test_config_entries() -> None:
     assert s.custom_success == ("custom_callbacks.proxy_handler_instance", "hooks.audit.on_success")
     assert s.custom_failure == ("custom_callbacks.proxy_handler_instance", "hooks.pager")
     assert CUSTOM in s.success_callbacks and CUSTOM in s.failure_callbacks and "prometheus" in s.success_callbacks
-    assert s.custom_dir == "/etc/relaygate" and CUSTOM in DETAILED
+    assert s.custom_dir == "/etc/relaygate" and CUSTOM in DETAILED and not s.custom_hooks_ok
+    assert from_litellm({"callbacks": ["m.h"]}, {}, {"ignore_guardrails": True}, []).custom_hooks_ok  # type: ignore[union-attr]
     assert CALLBACK_FAILURES["custom_callbacks_failed"] == CUSTOM
     # case kept (module and attribute names are Python's), each once
     s = settings({"callbacks": ["My_Hooks.Handler", "My_Hooks.Handler"]})
@@ -79,6 +80,9 @@ def test_loading_beside_the_config_and_its_errors(tmp_path: Path) -> None:
         class Hooked(Handler):
             async def async_pre_call_hook(self, *a):
                 pass
+        class Logged(Handler):
+            async def async_post_call_failure_hook(self, *a):
+                pass
         not_a_callback = 42
     """)
     _write(tmp_path, "pkg_rg.sub_cb", "def fn(kwargs, response_obj, start_time, end_time):\n    pass\n")
@@ -89,7 +93,11 @@ def test_loading_beside_the_config_and_its_errors(tmp_path: Path) -> None:
     assert callable(load_callback("rg_cb_beside.plain", base))
     assert type(load_callback("rg_cb_beside.Made", base)).__name__ == "Made"  # a class: made once
     assert callable(load_callback("pkg_rg.sub_cb.fn", base))  # a dotted module: its sub-directories
-    load_callback("rg_cb_beside.Hooked", base)  # its proxy hook is named in a warning, not run
+    # a proxy hook that could refuse a request does not run here: the start stops, unless acknowledged
+    with pytest.raises(ConfigError, match=r"async_pre_call_hook.*ignore_guardrails"):
+        load_callback("rg_cb_beside.Hooked", base)
+    assert type(load_callback("rg_cb_beside.Hooked", base, hooks_ok=True)).__name__ == "Hooked"
+    assert type(load_callback("rg_cb_beside.Logged", base)).__name__ == "Logged"  # an observing hook: a warning
     with pytest.raises(ConfigError, match="cannot import 'rg_cb_missing'"):
         load_callback("rg_cb_missing.handler", base)
     with pytest.raises(ConfigError, match="has no attribute 'nope'"):
@@ -156,7 +164,7 @@ def _sink(objs: dict[str, Any], both: tuple[str, ...], **kw: Any) -> tuple[Custo
     events: list[tuple[str, int]] = []
     s = ObserveSettings(success_callbacks=(CUSTOM,), failure_callbacks=(CUSTOM,), custom_success=both,
                         custom_failure=both, **kw)
-    return CustomCallbackSink(s, lambda e, n: events.append((e, n)), loader=lambda p, d: objs[p],
+    return CustomCallbackSink(s, lambda e, n: events.append((e, n)), loader=lambda p, d, h: objs[p],
                               call_timeout=0.5), events
 
 

@@ -102,6 +102,9 @@ class ObserveSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The same, told about failed requests (``callbacks`` or ``failure_callback``)."""
     custom_dir: str = ""
     """The directory a custom callback's module is looked for in first (the config file's, as LiteLLM does)."""
+    custom_hooks_ok: bool = False
+    """``relaygate_settings.ignore_guardrails``: a custom callback whose proxy hooks (which could refuse or change
+    requests and answers, and do not run here) may start, with a warning, instead of stopping the start."""
 
     @property
     def enabled(self) -> bool:
@@ -262,6 +265,7 @@ def from_litellm(ls: dict[str, Any], gs: dict[str, Any], rg: dict[str, Any],
         custom_failure=tuple(custom_failure),
         custom_dir=os.path.dirname(os.path.abspath(source)) if (custom_success or custom_failure) and source
         and not source.startswith("<") else "",
+        custom_hooks_ok=rg.get("ignore_guardrails") is True,
     )
     if not settings.enabled and not settings.require_auth_for_metrics_endpoint and not service and \
             not settings.turn_off_message_logging:  # it holds for keys' own logging targets and the spend logs

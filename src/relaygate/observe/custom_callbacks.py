@@ -34,7 +34,9 @@ them with LiteLLM's arguments off the request path.
 
 Where relaygate differs: LiteLLM also runs a custom class's proxy hooks (``async_pre_call_hook`` and the like)
 on the request path; relaygate calls only the logging methods (a hook is a request-path extension, which this
-sink is not), and says so once at start for a callback that defines one.
+sink is not). A callback defining a hook that could refuse or change a request or its answer (a custom
+guardrail, :data:`GUARD_HOOKS`) stops the start, as LiteLLM's ``guardrails`` do here, unless
+``relaygate_settings.ignore_guardrails: true`` says to serve without it knowingly (then a warning names them).
 """
 
 from __future__ import annotations
@@ -63,8 +65,8 @@ from relaygate.observe.standard import standard_payload
 from relaygate.sinks.queue import OnEvent
 from relaygate.sinks.record import CompletionRecord, Outcome
 
-__all__ = ["CALL_TIMEOUT", "CustomCallbackSink", "CustomLogger", "Response", "load_callback", "make_custom_callbacks",
-           "shim_litellm"]
+__all__ = ["CALL_TIMEOUT", "GUARD_HOOKS", "CustomCallbackSink", "CustomLogger", "Response", "load_callback",
+           "make_custom_callbacks", "shim_litellm"]
 
 log = logging.getLogger("relaygate.observe")
 
@@ -72,9 +74,13 @@ CALL_TIMEOUT = 30.0
 """Seconds one call of a custom callback may take."""
 FAILED_EVENT = f"{CUSTOM}_failed"
 _SOURCE = "litellm_settings"
-_HOOKS = ("async_pre_call_hook", "async_post_call_success_hook", "async_moderation_hook",
-          "async_post_call_streaming_hook", "async_post_call_failure_hook", "async_pre_call_deployment_hook")
-"""LiteLLM's proxy hooks (request-path extensions): not run here (module docstring)."""
+GUARD_HOOKS = ("async_pre_call_hook", "async_moderation_hook", "async_post_call_success_hook",
+               "async_post_call_streaming_hook", "async_post_call_streaming_iterator_hook",
+               "async_pre_call_deployment_hook")
+"""LiteLLM's proxy hooks that can refuse or change a request or its answer (a custom guardrail): not run here, so
+a callback defining one stops the start unless ``relaygate_settings.ignore_guardrails`` acknowledges it."""
+_OTHER_HOOKS = ("async_post_call_failure_hook", "async_pre_routing_hook", "async_logging_hook")
+"""Proxy hooks that only see a request (or may reshape what is logged): not run either, named in a warning."""
 
 
 class CustomLogger:
@@ -146,12 +152,15 @@ _loaded: dict[tuple[str, str], Any] = {}
 what it loaded)."""
 
 
-def load_callback(path: str, base_dir: str = "") -> Any:
+def load_callback(path: str, base_dir: str = "", hooks_ok: bool = False) -> Any:
     """The object ``path`` (``module.attribute``) names, its module looked for beside the config first
-    (module docstring); a class is instantiated once. ``ConfigError`` naming what failed."""
+    (module docstring); a class is instantiated once. ``ConfigError`` naming what failed, or naming the proxy
+    hooks that could refuse or change requests (:data:`GUARD_HOOKS`) unless ``hooks_ok``."""
     key = (path, base_dir)
     if key in _loaded:
-        return _loaded[key]
+        obj = _loaded[key]
+        _check_hooks(path, obj, hooks_ok)
+        return obj
     module_name, _, attr = path.rpartition(".")
     shim_litellm()
     file = os.path.join(base_dir, *module_name.split(".")) + ".py" if base_dir else ""
@@ -181,12 +190,22 @@ def load_callback(path: str, base_dir: str = "") -> Any:
     if not callable(obj) and _method(obj, True) is None and _method(obj, False) is None:
         raise ConfigError(_SOURCE, "callbacks", f"custom callback {path!r}: neither a function nor an object with "
                           "log_success_event / log_failure_event (or their async_ forms)")
-    hooks = [h for h in _HOOKS if _overrides(obj, h)]
+    _check_hooks(path, obj, hooks_ok)
+    _loaded[key] = obj
+    return obj
+
+
+def _check_hooks(path: str, obj: Any, hooks_ok: bool) -> None:
+    guards = [h for h in GUARD_HOOKS if _overrides(obj, h)]
+    if guards and not hooks_ok:
+        raise ConfigError(_SOURCE, "callbacks", f"custom callback {path!r} defines {', '.join(guards)}: relaygate "
+                          "runs a custom callback's logging methods only, so the requests and answers these hooks "
+                          "would refuse or change would pass unchecked. Remove them, or set "
+                          "relaygate_settings.ignore_guardrails: true to serve without them knowingly")
+    hooks = guards + [h for h in _OTHER_HOOKS if _overrides(obj, h)]
     if hooks:
         log.warning("custom callback %s defines %s: relaygate calls a custom callback's logging methods only "
                     "(its proxy hooks do not run)", path, ", ".join(hooks))
-    _loaded[key] = obj
-    return obj
 
 
 def _overrides(obj: Any, name: str) -> bool:
@@ -362,9 +381,10 @@ class CustomCallbackSink:
     name = CUSTOM
 
     def __init__(self, settings: ObserveSettings, on_event: OnEvent | None = None, *,
-                 loader: Callable[[str, str], Any] = load_callback, call_timeout: float = CALL_TIMEOUT) -> None:
-        self.success = [(p, loader(p, settings.custom_dir)) for p in settings.custom_success]
-        self.failure = [(p, loader(p, settings.custom_dir)) for p in settings.custom_failure]
+                 loader: Callable[[str, str, bool], Any] = load_callback, call_timeout: float = CALL_TIMEOUT) -> None:
+        ok = settings.custom_hooks_ok
+        self.success = [(p, loader(p, settings.custom_dir, ok)) for p in settings.custom_success]
+        self.failure = [(p, loader(p, settings.custom_dir, ok)) for p in settings.custom_failure]
         cb = settings.callback_settings.get(CUSTOM) or {}
         self.redact = settings.turn_off_message_logging or cb.get("message_logging", True) is False
         self.on_event = on_event
