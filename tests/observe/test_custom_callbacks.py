@@ -133,12 +133,14 @@ def test_the_customlogger_stand_in_without_litellm(no_litellm: None, tmp_path: P
         import litellm
         from litellm.integrations.custom_logger import CustomLogger
 
-        class MyCustomHandler(CustomLogger):
+        class MyCustomHandler(CustomLogger):  # LiteLLM's documented example, in short
             async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
                 self.seen = kwargs["model"]
+                self.cost = litellm.completion_cost(completion_response=response_obj)
+                self.usage = response_obj["usage"]
 
             def use_litellm(self):
-                return litellm.completion_cost
+                return litellm.acompletion
 
         proxy_handler_instance = MyCustomHandler()
     """)
@@ -147,6 +149,11 @@ def test_the_customlogger_stand_in_without_litellm(no_litellm: None, tmp_path: P
     assert cc._method(obj, False) is None  # the base's no-op is not a failure handler
     with pytest.raises(AttributeError, match="relaygate runs custom callbacks without LiteLLM"):
         obj.use_litellm()
+    sink, events = _sink({"rg_cb_shim.proxy_handler_instance": obj}, ("rg_cb_shim.proxy_handler_instance",))
+    asyncio.run(sink.handle([with_detail(detail())]))
+    assert (obj.seen, obj.cost, obj.usage["total_tokens"]) == ("gpt-4o", pytest.approx(0.00025), 15) and not events
+    with pytest.raises(ValueError, match="prices the response_obj"):
+        sys.modules["litellm"].completion_cost(completion_response={"usage": {}})
 
 
 class Collected:

@@ -2,7 +2,7 @@
 own Python told about every finished request, as a sink of completion events.
 
 What it owns: finding and importing each callback (:func:`load_callback`), the ``litellm`` names such a file
-imports when LiteLLM itself is not installed (:func:`shim_litellm`), and :class:`CustomCallbackSink`, which calls
+imports when LiteLLM itself is not installed (:func:`shim_litellm`: ``CustomLogger`` and ``completion_cost``), and :class:`CustomCallbackSink`, which calls
 them with LiteLLM's arguments off the request path.
 
 - **Configuration**, as LiteLLM reads it: a ``module.attribute`` entry in ``litellm_settings.callbacks`` (told about
@@ -116,9 +116,20 @@ class CustomLogger:
         pass
 
 
+def _completion_cost(completion_response: Any = None, *args: Any, **kwargs: Any) -> float:
+    """``litellm.completion_cost(completion_response=response_obj)`` in LiteLLM's own custom callback example: the
+    cost the gateway priced the answer at (its ``_hidden_params["response_cost"]``, as LiteLLM's responses carry
+    it); anything else is a ``ValueError`` saying so."""
+    hidden = getattr(completion_response, "_hidden_params", None)
+    cost = hidden.get("response_cost") if isinstance(hidden, dict) else None
+    if isinstance(cost, int | float) and not isinstance(cost, bool):
+        return float(cost)
+    raise ValueError("relaygate's litellm.completion_cost prices the response_obj a custom callback is given only")
+
+
 def _missing(name: str) -> Any:
     raise AttributeError(f"litellm.{name} is not available: relaygate runs custom callbacks without LiteLLM and "
-                         "provides litellm.integrations.custom_logger.CustomLogger only")
+                         "provides litellm.integrations.custom_logger.CustomLogger and litellm.completion_cost only")
 
 
 def shim_litellm() -> bool:
@@ -136,6 +147,7 @@ def shim_litellm() -> bool:
     top.__path__ = []  # a package
     top._relaygate_shim = True  # type: ignore[attr-defined]
     top.__getattr__ = _missing  # type: ignore[method-assign]
+    top.completion_cost = _completion_cost  # type: ignore[attr-defined]
     integrations = types.ModuleType("litellm.integrations")
     integrations.__path__ = []
     custom_logger = types.ModuleType("litellm.integrations.custom_logger")
@@ -229,7 +241,10 @@ def _method(obj: Any, success: bool) -> Callable[..., Any] | None:
 
 class Response(dict[str, Any]):
     """An answer as LiteLLM's callbacks read a ``ModelResponse``: item access, attribute access (nested),
-    ``.get``, ``.model_dump()`` and ``.json()``."""
+    ``.get``, ``.model_dump()`` and ``.json()``; the top level's ``_hidden_params`` as LiteLLM's
+    (``response_cost``, ``model_id``, ``api_base``, ``custom_llm_provider``)."""
+
+    _hidden_params: dict[str, Any]
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -322,6 +337,9 @@ def call_args(r: CompletionRecord, detail: Detail | None, redact_messages: bool 
         answer = payload.get("response")
         if isinstance(answer, dict):
             response = Response(answer)
+            response._hidden_params = {"response_cost": kwargs["response_cost"], "model_id": r.deployment_id,
+                                       "api_base": kwargs["litellm_params"]["api_base"],
+                                       "custom_llm_provider": r.provider}
             if type(dict.get(response, "usage")) is not dict:
                 dict.__setitem__(response, "usage", {"prompt_tokens": r.prompt_tokens,
                                                      "completion_tokens": r.completion_tokens,
