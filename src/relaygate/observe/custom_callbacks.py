@@ -2,8 +2,8 @@
 own Python told about every finished request, as a sink of completion events.
 
 What it owns: finding and importing each callback (:func:`load_callback`), the ``litellm`` names such a file
-imports when LiteLLM itself is not installed (:func:`shim_litellm`: ``CustomLogger`` and ``completion_cost``), and :class:`CustomCallbackSink`, which calls
-them with LiteLLM's arguments off the request path.
+imports when LiteLLM itself is not installed (:func:`shim_litellm`: ``CustomLogger`` and ``completion_cost``),
+and :class:`CustomCallbackSink`, which calls them with LiteLLM's arguments off the request path.
 
 - **Configuration**, as LiteLLM reads it: a ``module.attribute`` entry in ``litellm_settings.callbacks`` (told about
   successes and failures), ``success_callback`` or ``failure_callback``. The module is looked for first as a file
