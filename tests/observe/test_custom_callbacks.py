@@ -265,7 +265,8 @@ def test_through_the_gateway(tmp_path: Path) -> None:
                         "key_alias": kwargs["litellm_params"]["metadata"].get("user_api_key_alias"),
                         "call_id": kwargs["litellm_call_id"], "text": response_obj.choices[0].message.content,
                         "tokens": response_obj.usage.total_tokens, "id": kwargs["standard_logging_object"]["id"],
-                        "seconds": (end_time - start_time).total_seconds()}})
+                        "seconds": (end_time - start_time).total_seconds(),
+                        "headers": kwargs["litellm_params"]["metadata"]["headers"]}})
 
             async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
                 _write({{"kind": "failure", "status": kwargs["exception"].status_code,
@@ -290,7 +291,8 @@ general_settings:
 """
     with start_gateway(config, env={"PYTHONPATH": f"{tmp_path}:{':'.join(sys.path)}"}) as gw:
         headers = {"Authorization": "Bearer sk-custom-master"}
-        r = httpx.post(f"{gw.url}/v1/chat/completions", headers=headers, timeout=10,
+        r = httpx.post(f"{gw.url}/v1/chat/completions", headers={**headers, "x-request-source": "e2e",
+                                                                 "x-api-key": "sk-never-logged"}, timeout=10,
                        json={"model": "m", "messages": [{"role": "user", "content": "hello there"}]})
         assert r.status_code == 200, r.text
         bad = httpx.post(f"{gw.url}/v1/chat/completions", headers=headers, timeout=10,
@@ -308,6 +310,9 @@ general_settings:
     assert ok["call_id"] == r.headers["x-litellm-call-id"] == by_kind["function"]["call_id"]
     assert ok["text"] == r.json()["choices"][0]["message"]["content"] and ok["tokens"] > 0
     assert ok["model"] == "echo" and ok["seconds"] >= 0
+    # the request's headers as LiteLLM's metadata has them, credentials left out
+    assert ok["headers"]["x-request-source"] == "e2e" and "authorization" not in ok["headers"]
+    assert "x-api-key" not in ok["headers"] and "sk-custom-master" not in json.dumps(ok["headers"])
     assert by_kind["failure"]["call_id"] == bad.headers["x-litellm-call-id"] and by_kind["failure"]["status"] >= 500
 
 
@@ -348,3 +353,13 @@ def test_a_sync_callback_that_hangs_holds_neither_the_sink_nor_the_exit() -> Non
     workers = [t for t in threading.enumerate() if t.name == "relaygate-custom-callback"]
     assert workers and all(t.daemon for t in workers)
     release.set()
+
+
+def test_kept_headers_leave_credentials_out() -> None:
+    from relaygate.observe.capture import MAX_HEADERS, _kept_headers
+
+    kept = _kept_headers([(b"Authorization", b"Bearer sk-1"), (b"x-api-key", b"k"), (b"cookie", b"c"),
+                          (b"x-goog-api-key", b"g"), (b"x-auth-token", b"t"), (b"user-agent", b"ua/1"),
+                          (b"x-trace", b"v" * 5000)])
+    assert kept == {"user-agent": "ua/1", "x-trace": "v" * 1000}
+    assert len(_kept_headers([(f"x-h{i}".encode(), b"1") for i in range(500)])) == MAX_HEADERS

@@ -67,7 +67,7 @@ _decode = msgspec.json.Decoder().decode
 class Observer:
     """Per runtime snapshot: which exchanges get a capture, and what it may hold."""
 
-    __slots__ = ("settings", "detailed", "exports", "propagate", "redact", "prompts")
+    __slots__ = ("settings", "detailed", "exports", "propagate", "redact", "prompts", "headers")
 
     def __init__(self, settings: ObserveSettings, prompts: bool = False) -> None:
         self.settings = settings
@@ -83,6 +83,8 @@ class Observer:
         """Attempts send a ``traceparent`` upstream (OpenTelemetry is on, to a collector or to Langfuse, and
         ``forward_traceparent_to_llm_provider`` is not false)."""
         self.redact = settings.turn_off_message_logging
+        self.headers = "custom_callbacks" in names
+        """The request's headers are kept (``Detail.headers``): a custom callback reads them."""
 
     @classmethod
     def of(cls, settings: ObserveSettings | None, prompts: bool = False) -> Observer | None:
@@ -121,6 +123,8 @@ class Capture:
                 if steering is None:
                     steering = {}
                 steering[k.decode("latin-1")] = v.decode("latin-1")[:MAX_STEERING_VALUE]
+        if obs.headers:
+            kept = _kept_headers(headers)
         if not exports:
             detail = Detail("", "")
         elif parent is not None:
@@ -129,6 +133,8 @@ class Capture:
             detail = Detail(new_trace_id(), new_span_id())
         detail.redacted = redacted
         detail.logging = targets
+        if obs.headers:
+            detail.headers = kept
         if steering is not None:
             detail.request_headers = steering
         self.prompts = obs.prompts
@@ -198,6 +204,26 @@ class Capture:
                     except msgspec.DecodeError:
                         detail.output = None
         return detail
+
+
+_SECRET_PARTS = ("authorization", "cookie", "api-key", "api_key", "apikey", "token", "secret", "password",
+                 "signature", "credential")
+"""Header names with one of these in them are credentials, never kept (``Detail.headers``)."""
+MAX_HEADERS = 64
+
+
+def _kept_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request's headers for custom callbacks: credentials left out, at most :data:`MAX_HEADERS`, each value
+    cut to :data:`MAX_STEERING_VALUE` characters."""
+    out: dict[str, str] = {}
+    for k, v in headers:
+        name = k.decode("latin-1").lower()
+        if any(part in name for part in _SECRET_PARTS):
+            continue
+        out[name] = v.decode("latin-1")[:MAX_STEERING_VALUE]
+        if len(out) >= MAX_HEADERS:
+            break
+    return out
 
 
 def _ended(attempt: Attempt, exc: BaseException) -> None:

@@ -22,7 +22,8 @@ and :class:`CustomCallbackSink`, which calls them with LiteLLM's arguments off t
   than the traffic drops records, counted.
 - **Arguments** (LiteLLM's ``model_call_details``): ``kwargs`` holds ``model`` (the model sent upstream),
   ``messages``, ``optional_params`` (the sampling parameters), ``litellm_params`` (``metadata``: the client's
-  metadata with LiteLLM's ``user_api_key*``, ``model_group`` and ``deployment`` keys; ``model_info``;
+  metadata with LiteLLM's ``user_api_key*``, ``model_group``, ``deployment`` and ``headers`` (the request's,
+  credentials left out: ``capture``) keys; ``model_info``;
   ``api_base``; ``proxy_server_request``), ``standard_logging_object`` (LiteLLM's ``StandardLoggingPayload``,
   :mod:`relaygate.observe.standard`), ``response_cost``, ``litellm_call_id``, ``call_type``, ``stream``,
   ``cache_hit``, ``user``, ``start_time`` / ``end_time``, and on failure ``exception`` (an ``Exception`` carrying
@@ -311,7 +312,8 @@ def call_args(r: CompletionRecord, detail: Detail | None, redact_messages: bool 
     client = detail.metadata if detail is not None and type(detail.metadata) is dict else _EMPTY
     # the client's metadata, then what the proxy adds over it (LiteLLM's user_api_key* ...), as LiteLLM merges them
     meta = {**client, **payload["metadata"], "user_api_key": r.key_hash, "model_group": r.model_group,
-            "deployment": r.upstream_model or r.model}
+            "deployment": r.upstream_model or r.model,
+            "headers": dict(detail.headers) if detail is not None and detail.headers is not None else {}}
     request = ({"body": body if body is not _EMPTY else {}} if not redacted else {})
     kwargs: dict[str, Any] = {
         "model": r.upstream_model or r.model,

@@ -84,6 +84,10 @@ class Detail(msgspec.Struct, gc=False):
     """The stored key's spend, max budget and budget reset time (ISO), its user's spend and max budget and its
     team's, as the request's key rows had them (``capture``; None: no stored key): LiteLLM's
     ``user_api_key_{spend,max_budget,budget_reset_at,user_spend,user_max_budget,team_spend,team_max_budget}``."""
+    headers: dict[str, str] | None = None
+    """The request's headers, credentials left out (names with ``authorization``, ``cookie``, ``api-key``, ``token``,
+    ``secret``, ``password``), kept only for custom callbacks (LiteLLM's ``litellm_params.metadata.headers``);
+    None otherwise."""
     key_metadata: dict[str, Any] | None = None
     """The key row's ``metadata`` as stored (a reference, not a copy; None: no key row or an empty one): LiteLLM's
     ``user_api_key_auth_metadata`` once its callback settings are taken out (``standard.auth_metadata``)."""
