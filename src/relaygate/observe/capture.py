@@ -23,6 +23,7 @@ Attempts are bounded (:data:`MAX_ATTEMPTS`), and so is every string copied from 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -206,23 +207,32 @@ class Capture:
         return detail
 
 
-_SECRET_PARTS = ("authorization", "cookie", "api-key", "api_key", "apikey", "token", "secret", "password",
-                 "signature", "credential")
+_SECRET_NAME = re.compile(rb"authorization|cookie|api-key|api_key|apikey|token|secret|password|signature|credential",
+                          re.IGNORECASE)
 """Header names with one of these in them are credentials, never kept (``Detail.headers``)."""
 MAX_HEADERS = 64
+
+
+_NAMES: dict[bytes, str | None] = {}
+"""A header name as kept (lower case), or None for a credential's: the same few names arrive on every request."""
+_UNSEEN = ""
 
 
 def _kept_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """The request's headers for custom callbacks: credentials left out, at most :data:`MAX_HEADERS`, each value
     cut to :data:`MAX_STEERING_VALUE` characters."""
     out: dict[str, str] = {}
+    names = _NAMES
     for k, v in headers:
-        name = k.decode("latin-1").lower()
-        if any(part in name for part in _SECRET_PARTS):
-            continue
-        out[name] = v.decode("latin-1")[:MAX_STEERING_VALUE]
-        if len(out) >= MAX_HEADERS:
-            break
+        name = names.get(k, _UNSEEN)
+        if name == _UNSEEN:
+            if len(names) >= 1024:
+                names.clear()
+            name = names[k] = None if _SECRET_NAME.search(k) is not None else k.decode("latin-1").lower()
+        if name is not None:
+            out[name] = (v if len(v) <= MAX_STEERING_VALUE else v[:MAX_STEERING_VALUE]).decode("latin-1")
+            if len(out) >= MAX_HEADERS:
+                break
     return out
 
 
