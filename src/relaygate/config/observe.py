@@ -12,8 +12,9 @@ reads its own environment variables (``LANGFUSE_*``, ``OTEL_*``, ``DD_*``, ``GEN
 ``SLACK_WEBHOOK_URL``) when it is built.
 
 Callback names are normalised to lower case; ``callbacks`` puts a name in both the success and the
-failure lists, as LiteLLM does. Unknown names are kept out and warned about by the loader (a name that
-is a Python import path, LiteLLM's custom callback classes, cannot run here).
+failure lists, as LiteLLM does. Unknown names are kept out and warned about by the loader. A name that is a
+Python ``module.attribute`` path is LiteLLM's custom callback: kept as written in :attr:`ObserveSettings.custom_success`
+/ ``custom_failure`` (the lists then name the ``custom_callbacks`` sink, ``observe.custom_callbacks``).
 """
 
 from __future__ import annotations
