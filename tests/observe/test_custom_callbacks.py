@@ -230,12 +230,19 @@ def test_functions_failures_and_slowness_stay_in_the_sink() -> None:
     async def hanging(kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
         await asyncio.sleep(30)
 
+    async def exiting(kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        sys.exit(3)  # the operator's code may do anything: the worker goes on
+
+    def exiting_sync(kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        raise KeyboardInterrupt
+
     class SuccessOnly:
         async def async_log_success_event(self, *a: Any) -> None:
             calls.append("success-only")
 
-    sink, events = _sink({"f.plain": plain, "f.raising": raising, "f.hanging": hanging, "f.so": SuccessOnly()},
-                         ("f.plain", "f.raising", "f.hanging", "f.so"))
+    sink, events = _sink({"f.plain": plain, "f.raising": raising, "f.hanging": hanging, "f.so": SuccessOnly(),
+                          "f.exit": exiting, "f.exit_sync": exiting_sync},
+                         ("f.plain", "f.raising", "f.hanging", "f.so", "f.exit", "f.exit_sync"))
 
     async def main() -> None:
         await sink.handle([with_detail(detail()), with_detail(detail(), outcome=Outcome.ERROR, status=500,
@@ -244,7 +251,8 @@ def test_functions_failures_and_slowness_stay_in_the_sink() -> None:
 
     asyncio.run(main())
     assert calls == ["call-1", "success-only", "call-9"]  # a function: both lists; the object: its event only
-    assert sink.failed == 4 and events.count(("custom_callbacks_failed", 1)) == 4  # raised and timed out, twice
+    # raised, timed out, exited and interrupted, twice each
+    assert sink.failed == 8 and events.count(("custom_callbacks_failed", 1)) == 8
 
 
 def test_through_the_gateway(tmp_path: Path) -> None:

@@ -441,7 +441,7 @@ class CustomCallbackSink:
             raise
         except TimeoutError:
             self._count_failure(path, None)
-        except Exception as exc:
+        except BaseException as exc:  # the operator's code, whatever it raises (a sys.exit too): counted, not fatal
             self._count_failure(path, exc)
 
     async def handle(self, batch: Sequence[CompletionRecord]) -> None:
