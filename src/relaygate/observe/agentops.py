@@ -52,7 +52,7 @@ from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import register_secrets
 from relaygate.observe.exporter_env import api_key, base_url, has_control
 from relaygate.observe.otel import OtelSink, OtlpSettings, otlp_settings, throttle_sdk_logs
-from relaygate.observe.otel_presets import _DESTINATION
+from relaygate.observe.otel_presets import _DESTINATION, _var
 from relaygate.observe.otlp_wire import EncodedSpan, WireSpanExporter
 from relaygate.sinks.queue import OnEvent
 
@@ -71,10 +71,6 @@ RENEW_BEFORE_S = 60.0
 MAX_ANSWER = 64 * 1024
 """Bytes of the token endpoint's answer read (a JWT and a project id are a few hundred)."""
 _ENV = "environment"
-
-
-def _var(env: Mapping[str, str], name: str) -> str:
-    return (env.get(name) or "").strip()
 
 
 def agentops_settings(settings: ObserveSettings, env: Mapping[str, str]) -> tuple[OtlpSettings, str, str]:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+import msgspec
 import orjson
 
 from relaygate.core import tokens
@@ -219,6 +220,18 @@ def data_frames(buf: bytes) -> tuple[list[bytes], bytes]:
         block, pos = buf[pos:j], j + 2
         if block.startswith(b"data: "):
             payloads.append(block[6:])
+
+
+def check_shape(req: dict[str, Any], shape: type[Any]) -> None:
+    """Raise ``BadRequest`` naming the top-level field when ``req`` does not convert to the struct ``shape`` (an
+    inbound format's field types, checked before translating it)."""
+    try:
+        msgspec.convert(req, shape)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        at = text.rfind(" - at `$.")
+        param = text[at + 9:-1].split(".")[0].split("[")[0] if at != -1 else None
+        raise BadRequest(f"Invalid request body: {text}", param=param) from None
 
 
 def new_call_id() -> str:

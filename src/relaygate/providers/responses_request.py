@@ -242,13 +242,7 @@ class _Request(msgspec.Struct):
 def validate(req: dict[str, Any]) -> None:
     """Raise ``BadRequest`` naming the field when a top-level field of ``req`` has the wrong type
     (``previous_response_id`` and ``background`` are the frontend's, taken out before)."""
-    try:
-        msgspec.convert(req, _Request)
-    except msgspec.ValidationError as exc:
-        text = str(exc)
-        at = text.rfind(" - at `$.")
-        param = text[at + 9:-1].split(".")[0].split("[")[0] if at != -1 else None
-        raise errors.BadRequest(f"Invalid request body: {text}", param=param) from None
+    cv.check_shape(req, _Request)
 
 
 def to_chat(req: dict[str, Any], model: str) -> dict[str, Any]:
