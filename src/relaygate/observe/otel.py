@@ -36,19 +36,17 @@ environment. Spans are built after the fact, off the request path, from each
   parent-based sampler decides.
 
 Exact ids: each span carries the Detail's ids, parent and times. With the default exporter
-(:class:`~relaygate.observe.otlp_wire.WireSpanExporter`) it is encoded as it is built, straight from those
-values and its attributes, by ``core.otlp.encode_span`` (compiled when built), and handed to the SDK's
+(:class:`~relaygate.observe.otlp_wire.WireSpanExporter`) it is encoded as it is built and handed to the SDK's
 ``BatchSpanProcessor`` (``on_end``) as an :class:`~relaygate.observe.otlp_wire.EncodedSpan`: the exporter's
-thread then only joins bytes into the request. With any other exporter (console, gRPC, the official
-encoder) it is built as the SDK's ``ReadableSpan`` (the finished-span type its processors and exporters
-take). No ``Tracer`` is involved, because a tracer's ``start_span`` validates every attribute again (the
-values are built here, already of OTLP's types) and made span creation ~10x dearer. Cost per chat record
-of two spans with content and ~60 attributes (``python -m bench.micro.otel_encode``): ~40–45 µs of loop
-time building and encoding them (~24 µs of it the request span's attributes), ~4 µs of the exporter's
-thread joining them. Sampling
+thread then only joins bytes into the request. By default (the attributes on the proxy span, no length limit,
+no backend's own attributes) the compiled ``observe.otel_spans`` writer makes a record's spans without
+attribute dicts, byte for byte the spans of the pure path: :func:`request_attributes`' dicts encoded by
+``core.otlp.encode_span``. With any other exporter (console, gRPC, the official encoder) spans are the SDK's
+``ReadableSpan``. No ``Tracer``: its ``start_span`` validates every attribute again and made spans ~10x dearer.
+Per chat record of two spans with content and ~60 attributes (``python -m bench.micro.otel_encode``): ~19 µs
+of loop time compiled (~43 µs on the pure path), ~4 µs of the exporter's thread joining them. Sampling
 (``OTEL_TRACES_SAMPLER``, ``OTEL_TRACES_SAMPLER_ARG``: the standard samplers, :func:`sampled`) cuts both
-in proportion. ``handle`` yields to the loop every :data:`YIELD_EVERY` records so a large batch
-never holds it for long.
+in proportion. ``handle`` yields to the loop every :data:`YIELD_EVERY` records (a batch never holds it long).
 
 Export: the SDK's ``BatchSpanProcessor`` with the official OTLP exporter (HTTP/protobuf, its transport
 with :mod:`relaygate.observe.otlp_wire`'s encoder unless ``RELAYGATE_OTEL_ENCODER=official``; gRPC when
@@ -106,6 +104,7 @@ from relaygate.observe.otel_attrs import (
     request_attributes,
     request_span_name,
 )
+from relaygate.observe.otel_spans import record_spans
 from relaygate.observe.otlp_wire import EncodedSpan, WireSpanExporter, encode_span, refused
 from relaygate.observe.standard import detail_of
 from relaygate.observe.tracecontext import new_span_id, new_trace_id
@@ -487,6 +486,9 @@ class OtelSink:
         inner = self.exporter.inner
         self.direct = isinstance(inner, WireSpanExporter) and inner.takes_encoded()
         """Spans are encoded as they are built (:class:`EncodedSpan`), not handed over as ``ReadableSpan``."""
+        self.fast = record_spans if self.direct and not (self.decorates or cfg.request_span) and \
+            cfg.attribute_length is None else None
+        """The compiled writer of the default spans (``observe.otel_spans``); None: built here, attribute dicts."""
         self.resource = Resource(cfg.resource)
         self.scope = InstrumentationScope(cfg.tracer_name)
         self.processor = BatchSpanProcessor(self.exporter, max_queue_size=cfg.max_queue,
@@ -613,6 +615,11 @@ class OtelSink:
 
     def _build(self, r: CompletionRecord, detail: Detail | None) -> None:
         logging_ok = self.message_logging and not (detail is not None and detail.redacted)
+        if self.fast is not None and detail is not None:
+            for data in self.fast(r, detail, logging_ok, self.redact_key_info, refused):
+                self.processor.on_end(EncodedSpan(data, self.resource, self.scope))  # type: ignore[arg-type]
+                self.built += 1
+            return
         attrs, events, status = request_attributes(r, detail, message_logging=logging_ok,
                                                    redact_key_info=self.redact_key_info)
         if self.decorates:

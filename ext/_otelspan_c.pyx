@@ -1,0 +1,378 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""A request's OpenTelemetry spans written straight into OTLP bytes: the compiled twin of the ``otel`` sink's
+default path.
+
+The pure twin is ``relaygate.observe.otel``'s own path: :func:`relaygate.observe.otel_attrs.request_attributes`
+and ``attempt_attributes`` build each span's attributes as a dict, which ``core.otlp.encode_span`` then
+encodes. :func:`record_spans` produces the same bytes, span for span, without the dicts: each attribute is
+written into the span's buffer as it is found (the same keys, values and order, with the pure path's
+``setdefault`` decisions), and the span's fields around them as ``encode_span`` writes them. The parts that
+build Python objects anyway (LiteLLM's standard ``metadata`` and ``hidden_params``, the content attributes'
+JSON, a deployment's parsed ``api_base``, an error's class) call the pure module's own functions, handed over by
+:func:`configure` (this module imports nothing of relaygate's). ``tests/observe/test_otel_spans_twins.py``
+compares the two on records of every shape the sink exports.
+
+Only the sink's default configuration comes here (the wire exporter, the attributes on LiteLLM's proxy span,
+no attribute length limit, no backend decorating the attributes, a Detail); the sink takes its pure path for
+the others.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free
+from libc.math cimport isfinite
+from libc.stdint cimport uint64_t
+
+include "_otlp_buf.pxi"
+
+__all__ = ["configure", "record_spans"]
+
+cdef object _standard_metadata = None
+cdef object _content = None
+cdef object _server = None
+cdef object _error_class = None
+cdef object _encode = None
+cdef object _new_span_id = None
+cdef object _time = None
+cdef dict _providers = None
+cdef dict _operations = None
+cdef dict _call_types = None
+cdef dict _outcome_text = None
+cdef object _ok = None
+cdef object _client_gone = None
+cdef str _proxy_span = None
+cdef dict _meta_names = {}
+
+cdef tuple _FLOAT_PARAMS = (("temperature", "gen_ai.request.temperature"), ("top_p", "gen_ai.request.top_p"),
+                            ("frequency_penalty", "gen_ai.request.frequency_penalty"),
+                            ("presence_penalty", "gen_ai.request.presence_penalty"),
+                            ("top_k", "gen_ai.request.top_k"))
+cdef tuple _MAX_TOKENS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+cdef frozenset _REQUEST_KEYS = frozenset({"temperature", "top_p", "frequency_penalty", "presence_penalty", "top_k",
+                                          "max_tokens", "max_completion_tokens", "max_output_tokens", "seed", "n",
+                                          "stop", "stop_sequences"})
+cdef char _ATTR = 0x4a
+
+
+def configure(*, standard_metadata, content, server, error_class, encode, new_span_id, time, providers, operations,
+              call_types, outcome_text, ok, client_gone, proxy_span):
+    """Hand over the pure path's helpers and tables (``observe.otel_spans`` does, once, at import)."""
+    global _standard_metadata, _content, _server, _error_class, _encode, _new_span_id, _time, _providers
+    global _operations, _call_types, _outcome_text, _ok, _client_gone, _proxy_span
+    _standard_metadata, _content, _server, _error_class = standard_metadata, content, server, error_class
+    _encode, _new_span_id, _time = encode, new_span_id, time
+    _providers, _operations, _call_types, _outcome_text = providers, operations, call_types, outcome_text
+    _ok, _client_gone, _proxy_span = ok, client_gone, proxy_span
+
+
+cdef inline int _attr(Buf* b, str key, value, refused) except -1:
+    """One attribute; a value the encoder refuses is left out and reported, as ``encode_span`` does."""
+    cdef Py_ssize_t saved = b.size
+    try:
+        _field(b, &_ATTR, 1, key, value)
+    except Exception as exc:
+        b.size = saved
+        refused(key, exc)
+    return 0
+
+
+cdef bint _number(value):
+    """``otel_attrs._number``: a finite int or float (not a bool) a span can carry as a double."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return isfinite(value)
+    except OverflowError:
+        return False
+
+
+cdef int _request_params(Buf* b, body, refused) except -1:
+    if not isinstance(body, dict) or _REQUEST_KEYS.isdisjoint(body):
+        return 0
+    cdef dict d = <dict>body
+    for key, attr in _FLOAT_PARAMS:
+        v = d.get(key)
+        if v is None:
+            continue
+        if type(v) is float:
+            if isfinite(v):
+                _attr(b, attr, v, refused)
+        elif _number(v):
+            _attr(b, attr, float(v), refused)
+    for key in _MAX_TOKENS:
+        v = d.get(key)
+        if isinstance(v, int) and not isinstance(v, bool):
+            _attr(b, "gen_ai.request.max_tokens", v, refused)
+            break
+    seed = d.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        _attr(b, "gen_ai.request.seed", seed, refused)
+    n = d.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n != 1:
+        _attr(b, "gen_ai.request.choice.count", n, refused)
+    stop = d.get("stop", d.get("stop_sequences"))
+    if isinstance(stop, str):
+        _attr(b, "gen_ai.request.stop_sequences", (stop,), refused)
+    elif isinstance(stop, list) and stop and all(isinstance(s, str) for s in stop):
+        _attr(b, "gen_ai.request.stop_sequences", tuple(stop), refused)
+    return 0
+
+
+cdef tuple _finish_reasons(str route, dict answer):
+    if route == "messages":
+        reason = answer.get("stop_reason")
+        return (reason,) if isinstance(reason, str) else ()
+    if route == "responses":
+        status = answer.get("status")
+        return (status,) if isinstance(status, str) else ()
+    choices = answer.get("choices")
+    if not isinstance(choices, list):
+        return ()
+    return tuple([c["finish_reason"] for c in choices
+                  if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)])
+
+
+cdef int _response(Buf* b, str route, answer, refused) except -1:
+    """``gen_ai.response.*`` from the answer; bit 1: the id was written, bit 2: the model was."""
+    cdef int wrote = 0
+    if not isinstance(answer, dict):
+        return 0
+    rid = (<dict>answer).get("id")
+    if isinstance(rid, str) and rid:
+        _attr(b, "gen_ai.response.id", rid, refused)
+        wrote |= 1
+    model = (<dict>answer).get("model")
+    if isinstance(model, str) and model:
+        _attr(b, "gen_ai.response.model", model, refused)
+        wrote |= 2
+    reasons = _finish_reasons(route, <dict>answer)
+    if reasons:
+        _attr(b, "gen_ai.response.finish_reasons", reasons, refused)
+    return wrote
+
+
+cdef uint64_t _ns(double seconds) except? 0:
+    """Epoch seconds as nanoseconds (``int(seconds * 1e9)``); one a span cannot carry raises, as the pure path's
+    encoder does."""
+    cdef double v = seconds * 1e9
+    if not (v >= 0.0 and v < 18446744073709551616.0):
+        raise OverflowError(f"span time out of range: {seconds!r}")
+    return <uint64_t>v
+
+
+cdef bytes _id(str text, int size):
+    """A hex id as its ``size`` bytes (``int(text, 16).to_bytes(size, "big")``, as the pure path reads it)."""
+    cdef bytes v
+    if len(text) == 2 * size:
+        try:
+            v = bytes.fromhex(text)
+        except ValueError:
+            pass
+        else:
+            if len(v) == size:
+                return v
+    return int(text, 16).to_bytes(size, "big")
+
+
+cdef bytes _request_span(r, detail, bint logging_ok, bint redact_key_info, bytes trace_id, bytes span_id,
+                         refused):
+    cdef Buf b
+    cdef bint ok = r.outcome is _ok
+    cdef str route = r.route
+    cdef int wrote
+    cdef double start, end, latency
+    body = detail.input
+    answer = detail.output if ok else None
+    provider = r.provider
+    parent = detail.parent_span_id
+    start = r.start_time or _time() - r.latency
+    latency = r.latency
+    end = start + (latency if latency > 0.0 else 0.0)
+    _init(&b)
+    try:
+        _span_head(&b, trace_id, span_id, b"", _id(parent, 8) if parent else None, _proxy_span, 2, _ns(start),
+                   _ns(end))
+        _attr(&b, "gen_ai.operation.name", _operations.get(route, route or "chat"), refused)
+        if provider:
+            _attr(&b, "gen_ai.system", provider, refused)
+            _attr(&b, "gen_ai.provider.name", _providers.get(provider, provider), refused)
+        if r.model:
+            _attr(&b, "gen_ai.request.model", r.model, refused)
+        stream = r.stream
+        _attr(&b, "gen_ai.request.stream", stream, refused)
+        _request_params(&b, body, refused)
+        wrote = _response(&b, route, answer, refused)
+        upstream_model = r.upstream_model
+        if ok:
+            if not wrote & 1:
+                _attr(&b, "gen_ai.response.id", r.call_id, refused)
+            if upstream_model and not wrote & 2:
+                _attr(&b, "gen_ai.response.model", upstream_model, refused)
+        pt, ct = r.prompt_tokens, r.completion_tokens
+        if ok or pt or ct:
+            _attr(&b, "gen_ai.usage.input_tokens", pt, refused)
+            _attr(&b, "gen_ai.usage.output_tokens", ct, refused)
+        if r.cache_read_tokens:
+            _attr(&b, "gen_ai.usage.cache_read.input_tokens", r.cache_read_tokens, refused)
+        if r.cache_write_tokens:
+            _attr(&b, "gen_ai.usage.cache_creation.input_tokens", r.cache_write_tokens, refused)
+        ttft = r.ttft
+        if ttft is not None:
+            _attr(&b, "gen_ai.response.time_to_first_chunk", float(ttft), refused)
+        session = detail.metadata.get("session_id")
+        if isinstance(session, str) and session:
+            _attr(&b, "gen_ai.conversation.id", session, refused)
+        _attr(&b, "http.response.status_code", r.status, refused)
+
+        _attr(&b, "llm.request.type", _call_types.get(route, route), refused)
+        _attr(&b, "llm.is_streaming", str(stream), refused)
+        total = pt + ct
+        _attr(&b, "llm.usage.total_tokens", total, refused)
+        _attr(&b, "gen_ai.usage.total_tokens", total, refused)
+        if r.request_route:
+            _attr(&b, "http.route", r.request_route, refused)
+        meta, hidden = _standard_metadata(r, detail, redact_key_info=redact_key_info)
+        for key, value in (<dict>meta).items():
+            if value is None:
+                continue
+            t = type(value)
+            if t is not str and not value and isinstance(value, (dict, list)):
+                continue
+            name = _meta_names.get(key)
+            if name is None:
+                name = _meta_names[key] = "metadata." + key
+            if t is str or t is int or t is float or t is bool or isinstance(value, (str, bool, int, float)):
+                _attr(&b, name, value, refused)
+            else:
+                _attr(&b, name, _encode(value).decode(), refused)
+        _attr(&b, "hidden_params", _encode(hidden).decode(), refused)
+
+        call_id = r.call_id
+        _attr(&b, "relaygate.call_id", call_id, refused)
+        _attr(&b, "litellm.call_id", call_id, refused)
+        _attr(&b, "relaygate.route", route, refused)
+        _attr(&b, "relaygate.outcome", _outcome_text[r.outcome], refused)
+        group = r.model_group
+        if group:
+            _attr(&b, "relaygate.model_group", group, refused)
+            _attr(&b, "litellm.model_group", group, refused)
+        if r.deployment_id:
+            _attr(&b, "relaygate.deployment_id", r.deployment_id, refused)
+        if upstream_model:
+            _attr(&b, "relaygate.upstream_model", upstream_model, refused)
+            _attr(&b, "litellm.provider.model", upstream_model, refused)
+        hit = r.cache_hit
+        _attr(&b, "relaygate.cache_hit", hit, refused)
+        _attr(&b, "litellm.cache_hit", hit, refused)
+        _attr(&b, "relaygate.retries", r.retries, refused)
+        _attr(&b, "relaygate.fallbacks", r.fallbacks, refused)
+        cost = float(r.cost)
+        _attr(&b, "relaygate.cost", cost if isfinite(cost) else 0.0, refused)
+        if r.cost_estimated:
+            _attr(&b, "relaygate.cost_estimated", True, refused)
+        extra = r.extra
+        if type(extra) is dict and "cost_breakdown" in extra:
+            for k, v in extra["cost_breakdown"].items():
+                _attr(&b, "gen_ai.cost." + k, v, refused)
+        _attr(&b, "relaygate.overhead_ms", round(r.overhead * 1000.0, 3), refused)
+        _attr(&b, "relaygate.attempts", len(detail.attempts), refused)
+        if detail.tags:
+            _attr(&b, "relaygate.tags", tuple(detail.tags), refused)
+        if logging_ok:
+            content = {}
+            _content(route, body, answer, content)
+            for k, v in content.items():
+                _attr(&b, k, v, refused)
+
+        if ok:
+            _status_into(&b, 1, None)
+        elif r.outcome is _client_gone:
+            _status_into(&b, 0, None)
+        else:
+            cls = r.error_class or _error_class(r.status, r.error_type)
+            message = detail.error_message or r.error_message or r.error_type or f"HTTP {r.status}"
+            _attr(&b, "error.type", cls, refused)
+            _attr(&b, "error.message", message, refused)
+            if r.error_type:
+                _attr(&b, "relaygate.error_type", r.error_type, refused)
+            _events_into(&b, [(_ns(end), "exception", {"exception.type": cls, "exception.message": message}, 0)],
+                         refused)
+            _status_into(&b, 2, message)
+        _flags_into(&b, 0x300 if parent else 0x100)
+        return PyBytes_FromStringAndSize(b.data, b.size)
+    finally:
+        PyMem_Free(b.data)
+
+
+cdef bytes _attempt_span(r, detail, a, int n, prev, bint last, str op, bytes trace_id, bytes parent_id, refused):
+    cdef Buf b
+    cdef double start, end
+    status, error_type = a.status, a.error_type
+    cdef bint failed = not (200 <= status < 300) or bool(error_type)
+    provider, upstream_model = a.provider, a.upstream_model
+    span = a.span_id
+    span_id = _id(span, 8) if span else _id(_new_span_id(), 8)
+    start = a.start or r.start_time
+    end = a.end
+    if end < start:
+        end = start
+    _init(&b)
+    try:
+        _span_head(&b, trace_id, span_id, b"", parent_id, f"{op} {upstream_model}" if upstream_model else op, 3,
+                   _ns(start), _ns(end))
+        _attr(&b, "gen_ai.operation.name", op, refused)
+        if provider:
+            _attr(&b, "gen_ai.system", provider, refused)
+            _attr(&b, "gen_ai.provider.name", _providers.get(provider, provider), refused)
+        if upstream_model:
+            _attr(&b, "gen_ai.request.model", upstream_model, refused)
+        server = _server(a.api_base)
+        if server is not None:
+            host, port, base = server
+            _attr(&b, "server.address", host, refused)
+            _attr(&b, "server.port", port, refused)
+            _attr(&b, "gen_ai.api_base", base, refused)
+        if status:
+            _attr(&b, "http.response.status_code", status, refused)
+        if failed:
+            _attr(&b, "error.type", error_type or (str(status) if status else "_OTHER"), refused)
+            if a.error_message:
+                _attr(&b, "error.message", a.error_message, refused)
+        elif last and r.outcome is _ok:
+            _response(&b, r.route, detail.output, refused)
+            _attr(&b, "gen_ai.usage.input_tokens", r.prompt_tokens, refused)
+            _attr(&b, "gen_ai.usage.output_tokens", r.completion_tokens, refused)
+        _attr(&b, "relaygate.attempt", n + 1, refused)
+        if prev is None:
+            kind = "first"
+        else:
+            kind = "retry" if prev.model_group == a.model_group else "fallback"
+        _attr(&b, "relaygate.attempt.kind", kind, refused)
+        if a.deployment_id:
+            _attr(&b, "relaygate.deployment_id", a.deployment_id, refused)
+        if a.model_group:
+            _attr(&b, "relaygate.model_group", a.model_group, refused)
+        _status_into(&b, 2 if failed else 1, (a.error_message or None) if failed else None)
+        _flags_into(&b, 0x100)
+        return PyBytes_FromStringAndSize(b.data, b.size)
+    finally:
+        PyMem_Free(b.data)
+
+
+def record_spans(r, detail not None, bint logging_ok, bint redact_key_info, refused):
+    """The encoded spans of one record with its Detail, in the order the sink hands them on: each attempt's
+    ``CLIENT`` span, then the request's ``SERVER`` span (LiteLLM's proxy span, with the request's attributes)."""
+    cdef bytes trace_id = _id(detail.trace_id, 16)
+    cdef bytes span_id = _id(detail.span_id, 8)
+    cdef list out = []
+    cdef int n = 0
+    attempts = detail.attempts
+    if attempts:
+        op = _operations.get(r.route, r.route or "chat")
+        last = len(attempts) - 1
+        prev = None
+        for a in attempts:
+            out.append(_attempt_span(r, detail, a, n, prev, n == last, op, trace_id, span_id, refused))
+            prev = a
+            n += 1
+    out.append(_request_span(r, detail, logging_ok, redact_key_info, trace_id, span_id, refused))
+    return out
