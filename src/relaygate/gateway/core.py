@@ -61,6 +61,7 @@ from relaygate.reload import Watcher, accept, bump, current, subscribe_reloads
 from relaygate.router import Router
 from relaygate.runtime import Runtime
 from relaygate.sinks import CompletionQueue, MetricsSink
+from relaygate.sinks.queue import LINGER
 from relaygate.store import Store, database_url, open_store
 from relaygate.store.activity import principal_counts, team_member_counts
 from relaygate.store.sealing import sealer_for
@@ -102,7 +103,7 @@ class Gateway:
         """HTTP requests being served by this worker (``/health/backlog``, the drain: ``gateway.drain``)."""
         self.metrics = Metrics.for_config(config, self.runtime_dir)
         # every exchange ends as one completion record; the sinks (metrics today) drain them off the request path
-        self.completions = CompletionQueue(on_event=self.metrics.count)
+        self.completions = CompletionQueue(on_event=self.metrics.count, linger=LINGER)
         self.completions.add_sink(MetricsSink(self.metrics))
         self.exporters = install_exporters(config.observe, self.completions, self.metrics, config)
         self._stop_outages: Any = None

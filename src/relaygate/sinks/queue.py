@@ -26,6 +26,10 @@ never raises. The rest happens on the event loop after the current callbacks hav
   without new drops) and at close, so every lost record is in a log line as well as in the counter. A
   sink that waits to gather larger batches may define ``hurry()``: it is called whenever its buffer is
   half full, and at close (before each batch from then on), and the sink must then write without waiting.
+  With ``linger`` > 0 (the gateway's queue: :data:`LINGER`) a woken task waits that long for more records
+  before it takes a batch, unless a full batch or half its buffer is there already or it is closing: an
+  exporter's per-batch costs (the task's wake-up, its ``handle`` call, its bookkeeping) are then paid once per
+  ``linger`` instead of once per drain, at the price of records reaching it that much later.
 - **Sinks cannot kill the drain.** An exception from a sink is counted (``sink_error:<name>``) and logged
   with its traceback at most once per ``log_interval`` seconds per sink (the log line says how many were
   suppressed); the drain and the runner go on with the next batch.
@@ -55,13 +59,18 @@ from typing import Protocol, runtime_checkable
 from relaygate.logs import Every
 from relaygate.sinks.record import CompletionRecord
 
-__all__ = ["AsyncSink", "CompletionQueue", "OnEvent", "Sink"]
+__all__ = ["LINGER", "AsyncSink", "CompletionQueue", "OnEvent", "Sink"]
 
 log = logging.getLogger("relaygate.sinks")
 
 OnEvent = Callable[[str, int], None]
 """``(event, n)``: a counter to report drops and sink errors to (``Metrics.count`` fits)."""
 
+LINGER = 0.02
+"""The gateway's ``linger`` (seconds): records reach an exporter, the spend sink or a callback up to 20 ms later,
+in batches ~20x larger at a worker's few thousand requests a second; with the ``otel`` exporter that took ~6 µs
+of CPU off each request (``bench.scenarios_observe``, 2026-12-06: 71.8% -> 74.4% of off). Metrics and the
+budget guard are sync sinks: they are not delayed."""
 DROPPED_EVENT = "completion_dropped"
 """Event counted for records dropped by the main queue; per async sink it is ``sink_dropped:<name>``."""
 
@@ -110,8 +119,10 @@ class _AsyncRunner:
     """One async sink's bounded buffer (drop-oldest) and the task that feeds it batches."""
 
     def __init__(self, sink: AsyncSink, name: str, maxsize: int, batch_size: int, log_interval: float,
-                 on_event: OnEvent | None) -> None:
+                 on_event: OnEvent | None, linger: float = 0.0) -> None:
         self.sink = sink
+        self.linger = linger
+        """Seconds a woken task waits for a larger batch (see the module docstring)."""
         self.name = name
         self.maxsize = maxsize
         self.batch_size = batch_size
@@ -168,6 +179,8 @@ class _AsyncRunner:
                 wake.clear()
                 await wake.wait()
                 continue
+            if self.linger and len(buf) < self.batch_size and 2 * len(buf) < self.maxsize and not self.closing:
+                await asyncio.sleep(self.linger)
             n = min(len(buf), self.batch_size)
             batch = [buf.popleft() for _ in range(n)]
             self.handling = n
@@ -234,11 +247,14 @@ class CompletionQueue:
     """One worker's bounded completion queue; :meth:`put` is the request path's only call."""
 
     def __init__(self, maxsize: int = 10_000, *, delay: float = 0.001, batch_size: int = 512,
-                 sink_buffer: int = 10_000, log_interval: float = 60.0, on_event: OnEvent | None = None) -> None:
+                 sink_buffer: int = 10_000, log_interval: float = 60.0, on_event: OnEvent | None = None,
+                 linger: float = 0.0) -> None:
         if maxsize < 1 or batch_size < 1 or sink_buffer < 1:
             raise ValueError("maxsize, batch_size and sink_buffer must be at least 1")
-        if delay < 0:
-            raise ValueError("delay must be >= 0")
+        if delay < 0 or linger < 0:
+            raise ValueError("delay and linger must be >= 0")
+        self.linger = linger
+        """Seconds an async sink's woken task waits for a larger batch (0: it takes what is there)."""
         self.maxsize = maxsize
         self.delay = delay
         """Seconds the first record of a batch waits for others (0: drain on the next loop iteration)."""
@@ -270,7 +286,7 @@ class CompletionQueue:
         label = name or _name_of(sink)
         if inspect.iscoroutinefunction(sink.handle):
             runner = _AsyncRunner(sink, label, buffer or self.sink_buffer,  # type: ignore[arg-type]
-                                  batch_size or self.batch_size, self.log_interval, self.on_event)
+                                  batch_size or self.batch_size, self.log_interval, self.on_event, self.linger)
             self._runners.append(runner)
             if self._loop is not None and not self._closed:
                 runner.start()
