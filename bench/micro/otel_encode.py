@@ -7,7 +7,9 @@ input and output content, metadata and tags: ~60 attributes a record) through ``
 building, then encodes them in the batch processor's batches of 512 spans with the official encoder
 (``encode_spans(...).SerializePartialToString()``) and with ``relaygate.observe.otlp_wire.encode_request``,
 and checks that the two requests are the same message. Prints process CPU microseconds per record for each
-step (the encoders: the best of three interleaved runs). Run it pinned (``taskset -c 0``) and read the ratio: the machine's speed moves.
+step (the encoders: the best of three interleaved runs). The default path is the compiled span writer
+(``observe.otel_spans``) when it is built, the pure path's dicts and ``encode_span`` otherwise. Run it pinned
+(``taskset -c 0``) and read the ratio: the machine's speed moves.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
     same = all(ExportTraceServiceRequest.FromString(w) == encode_spans(b) for w, b in zip(wire, batches, strict=True))
 
-    # the sink's default path: each span encoded as it is built (no ReadableSpan), the export a join
+    # the sink's default path: each span encoded as it is built (no ReadableSpan; by the compiled writer,
+    # observe.otel_spans, when it is built), the export a join
     direct = OtelSink(BOTH, otlp_settings(BOTH, env), exporter=WireSpanExporter(endpoint="http://127.0.0.1:9/v1/traces"))
     direct.processor.shutdown()  # type: ignore[no-untyped-call]
     encoded = _Collect()
