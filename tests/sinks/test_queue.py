@@ -306,6 +306,82 @@ def test_slow_async_sink_gets_batches_in_order() -> None:
     assert all(len(b) <= 4 for b in slow.batches)
 
 
+def test_linger_gathers_the_records_of_its_window_into_one_batch() -> None:
+    async def main() -> tuple[AsyncListSink, ListSink, float]:
+        q = CompletionQueue(delay=0, linger=0.5)  # long enough that no stall of a busy machine outlasts it
+        slow, sync = AsyncListSink(), ListSink()
+        q.add_sink(slow)
+        q.add_sink(sync)
+        q.start()
+        t0 = asyncio.get_running_loop().time()
+        for i in range(6):  # six records over ~30 ms: all within the first one's linger
+            q.put(rec(i))
+            await asyncio.sleep(0.005)
+        assert slow.batches == []  # the async sink waits out its linger
+        assert ids(sync.batches) == [f"c{i}" for i in range(6)]  # the sync sinks are not delayed
+        while not slow.batches:
+            await asyncio.sleep(0.005)
+        waited = asyncio.get_running_loop().time() - t0
+        await q.aclose()
+        return slow, sync, waited
+
+    slow, sync, waited = asyncio.run(main())
+    assert [len(b) for b in slow.batches] == [6] and len(sync.batches) >= 1
+    assert waited >= 0.5
+
+
+def test_linger_never_holds_a_full_batch_nor_a_closing_queue() -> None:
+    async def main() -> tuple[AsyncListSink, float, float]:
+        q = CompletionQueue(delay=0, batch_size=4, linger=10.0)  # a linger no test would wait out
+        sink = AsyncListSink()
+        q.add_sink(sink)
+        q.start()
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for i in range(4):  # a full batch: taken at once
+            q.put(rec(i))
+        while not sink.batches:
+            await asyncio.sleep(0.001)
+        full = loop.time() - t0
+        q.put(rec(4))  # one record lingering ...
+        await asyncio.sleep(0.01)
+        assert len(sink.batches) == 1
+        for i in range(5, 8):  # ... until three more make a full batch: taken then
+            q.put(rec(i))
+        while len(sink.batches) < 2:
+            await asyncio.sleep(0.001)
+        q.put(rec(8))  # and one more lingering when the queue closes: closing ends the linger
+        await asyncio.sleep(0.01)
+        t1 = loop.time()
+        await q.aclose(timeout=30.0)
+        return sink, full, loop.time() - t1
+
+    sink, full, closing = asyncio.run(main())
+    assert ids(sink.batches) == [f"c{i}" for i in range(9)]
+    assert [len(b) for b in sink.batches] == [4, 4, 1]
+    assert full < 1.0 and closing < 1.0
+
+
+def test_half_a_buffer_is_taken_without_lingering() -> None:
+    async def main() -> tuple[AsyncListSink, bool]:
+        q = CompletionQueue(delay=0, batch_size=512, sink_buffer=8, linger=10.0)
+        sink = AsyncListSink()
+        q.add_sink(sink)
+        q.start()
+        for i in range(4):  # half of the sink's buffer of 8
+            q.put(rec(i))
+        for _ in range(2000):
+            if sink.batches:
+                break
+            await asyncio.sleep(0.001)
+        before_close = bool(sink.batches)
+        await q.aclose()
+        return sink, before_close
+
+    sink, before_close = asyncio.run(main())
+    assert before_close and ids(sink.batches[:1]) == [f"c{i}" for i in range(4)]
+
+
 class Boom(ListSink):
     def handle(self, batch: Sequence[CompletionRecord]) -> None:
         raise ValueError("sink bug")
@@ -373,6 +449,8 @@ def test_start_is_idempotent_per_loop_and_bad_sizes_are_errors() -> None:
         CompletionQueue(0)
     with pytest.raises(ValueError):
         CompletionQueue(delay=-1.0)
+    with pytest.raises(ValueError):
+        CompletionQueue(linger=-0.1)
 
     q = CompletionQueue(delay=0)
 

@@ -27,7 +27,8 @@ never raises. The rest happens on the event loop after the current callbacks hav
   sink that waits to gather larger batches may define ``hurry()``: it is called whenever its buffer is
   half full, and at close (before each batch from then on), and the sink must then write without waiting.
   With ``linger`` > 0 (the gateway's queue: :data:`LINGER`) a woken task waits that long for more records
-  before it takes a batch, unless a full batch or half its buffer is there already or it is closing: an
+  before it takes a batch, unless a full batch or half its buffer is there (or comes meanwhile) or it is
+  closing (or starts to meanwhile): an
   exporter's per-batch costs (the task's wake-up, its ``handle`` call, its bookkeeping) are then paid once per
   ``linger`` instead of once per drain, at the price of records reaching it that much later.
 - **Sinks cannot kill the drain.** An exception from a sink is counted (``sink_error:<name>``) and logged
@@ -68,9 +69,10 @@ OnEvent = Callable[[str, int], None]
 
 LINGER = 0.02
 """The gateway's ``linger`` (seconds): records reach an exporter, the spend sink or a callback up to 20 ms later,
-in batches ~20x larger at a worker's few thousand requests a second; with the ``otel`` exporter that took ~6 µs
-of CPU off each request (``bench.scenarios_observe``, 2026-12-06: 71.8% -> 74.4% of off). Metrics and the
-budget guard are sync sinks: they are not delayed."""
+in batches ~20x larger at a worker's few thousand requests a second. With the ``otel`` exporter it took ~6 µs of
+CPU off each request (2026-12-06, a ``sitecustomize`` lingering 20 ms in an ``otel`` gateway paired with off, three
+rounds: 71.8% -> 74.4% of off); the spend sink, which spaces its writes itself, and Langfuse's, which batches its
+POSTs, showed no difference. Metrics and the budget guard are sync sinks: they are not delayed."""
 DROPPED_EVENT = "completion_dropped"
 """Event counted for records dropped by the main queue; per async sink it is ``sink_dropped:<name>``."""
 
@@ -143,6 +145,8 @@ class _AsyncRunner:
         self.handling = 0
         """Records in the batch the sink is handling now (lost, and counted, if it is cancelled)."""
         self._wake: asyncio.Event | None = None
+        self._lingering: asyncio.Future[None] | None = None
+        """The linger being waited out (:meth:`_linger`), None otherwise."""
 
     def start(self) -> None:
         self._wake = asyncio.Event()
@@ -166,8 +170,26 @@ class _AsyncRunner:
         buf.extend(batch)
         if self.hurry is not None and 2 * len(buf) >= self.maxsize:
             self.hurry()
+        if self._lingering is not None and self._full():
+            _release(self._lingering)
         if self._wake is not None:
             self._wake.set()
+
+    def _full(self) -> bool:
+        """A full batch, or half the buffer, is waiting: take it now."""
+        n = len(self.buffer)
+        return n >= self.batch_size or 2 * n >= self.maxsize
+
+    async def _linger(self) -> None:
+        """Wait ``linger`` seconds for a larger batch; :meth:`offer` (a full batch) and :meth:`aclose` end it early."""
+        loop = asyncio.get_running_loop()
+        fut = self._lingering = loop.create_future()
+        timer = loop.call_later(self.linger, _release, fut)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+            self._lingering = None
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -179,8 +201,8 @@ class _AsyncRunner:
                 wake.clear()
                 await wake.wait()
                 continue
-            if self.linger and len(buf) < self.batch_size and 2 * len(buf) < self.maxsize and not self.closing:
-                await asyncio.sleep(self.linger)
+            if self.linger and not self._full() and not self.closing:
+                await self._linger()
             n = min(len(buf), self.batch_size)
             batch = [buf.popleft() for _ in range(n)]
             self.handling = n
@@ -208,6 +230,8 @@ class _AsyncRunner:
         self.closing = True
         if self.hurry is not None:
             self.hurry()  # a sink waiting to gather a larger batch writes what it holds now
+        if self._lingering is not None:
+            _release(self._lingering)
         task = self.task
         if task is not None:
             assert self._wake is not None
@@ -228,6 +252,11 @@ class _AsyncRunner:
         if self.unreported:
             self.report()
         await _close_sink(self.sink, self.name)
+
+
+def _release(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 async def _close_sink(sink: object, name: str) -> None:
