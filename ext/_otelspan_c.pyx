@@ -7,8 +7,8 @@ and ``attempt_attributes`` build each span's attributes as a dict, which ``core.
 encodes. :func:`record_spans` produces the same bytes, span for span, without the dicts: each attribute is
 written into the span's buffer as it is found (the same keys, values and order, with the pure path's
 ``setdefault`` decisions), and the span's fields around them as ``encode_span`` writes them. The parts that
-build Python objects anyway (LiteLLM's standard ``metadata`` and ``hidden_params``, the content attributes'
-JSON, a deployment's parsed ``api_base``, an error's class) call the pure module's own functions, handed over by
+build Python objects anyway (the content attributes' JSON, a deployment's parsed ``api_base``, an error's class)
+call the pure module's own functions, handed over by
 :func:`configure` (this module imports nothing of relaygate's). ``tests/observe/test_otel_spans_twins.py``
 compares the two on records of every shape the sink exports.
 
@@ -26,7 +26,8 @@ include "_otlp_buf.pxi"
 
 __all__ = ["configure", "record_spans"]
 
-cdef object _standard_metadata = None
+cdef frozenset _callback_slots = None
+cdef tuple _NO_BUDGETS = (None,) * 7
 cdef object _content = None
 cdef object _server = None
 cdef object _error_class = None
@@ -53,12 +54,12 @@ cdef frozenset _REQUEST_KEYS = frozenset({"temperature", "top_p", "frequency_pen
 cdef char _ATTR = 0x4a
 
 
-def configure(*, standard_metadata, content, server, error_class, encode, new_span_id, time, providers, operations,
+def configure(*, callback_slots, content, server, error_class, encode, new_span_id, time, providers, operations,
               call_types, outcome_text, ok, client_gone, proxy_span):
     """Hand over the pure path's helpers and tables (``observe.otel_spans`` does, once, at import)."""
-    global _standard_metadata, _content, _server, _error_class, _encode, _new_span_id, _time, _providers
+    global _callback_slots, _content, _server, _error_class, _encode, _new_span_id, _time, _providers
     global _operations, _call_types, _outcome_text, _ok, _client_gone, _proxy_span
-    _standard_metadata, _content, _server, _error_class = standard_metadata, content, server, error_class
+    _callback_slots, _content, _server, _error_class = callback_slots, content, server, error_class
     _encode, _new_span_id, _time = encode, new_span_id, time
     _providers, _operations, _call_types, _outcome_text = providers, operations, call_types, outcome_text
     _ok, _client_gone, _proxy_span = ok, client_gone, proxy_span
@@ -173,6 +174,88 @@ cdef bytes _id(str text, int size):
     return int(text, 16).to_bytes(size, "big")
 
 
+cdef inline int _meta(Buf* b, str name, value, refused) except -1:
+    """One ``metadata.*`` attribute as the pure path keeps it: none for None or an empty object or list, a
+    scalar as it is, anything else as JSON."""
+    if value is None:
+        return 0
+    t = type(value)
+    if t is not str and not value and isinstance(value, (dict, list)):
+        return 0
+    if t is str or t is int or t is float or t is bool or isinstance(value, (str, bool, int, float)):
+        return _attr(b, name, value, refused)
+    return _attr(b, name, _encode(value).decode(), refused)
+
+
+cdef int _metadata_attrs(Buf* b, r, detail, bint redact_key_info, refused) except -1:
+    """LiteLLM's standard ``metadata`` as ``metadata.*`` attributes and its ``hidden_params``, written in the order
+    of ``observe.standard.standard_metadata``'s objects (the pure path iterates them), without building them."""
+    cdef bint keys = not redact_key_info
+    extra = r.extra
+    metadata = detail.metadata
+    if not metadata:
+        raw = extra.get("metadata") if isinstance(extra, dict) else None
+        metadata = raw if isinstance(raw, dict) else {}
+    spend_meta = extra.get("spend_logs_metadata") if isinstance(extra, dict) else None
+    if spend_meta is None:
+        spend_meta = metadata.get("spend_logs_metadata")
+    c = r.cost
+    cost = c if isfinite(c) and c > 0.0 else 0.0
+    api_base = ""
+    attempts = detail.attempts
+    if attempts:
+        api_base = attempts[len(attempts) - 1].api_base.rstrip("/")
+    team_alias = detail.team_alias or r.team_alias
+    pt, ct = r.prompt_tokens, r.completion_tokens
+    usage = {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}
+    cached = r.cache_read_tokens
+    if cached:
+        usage["cache_read_input_tokens"] = cached
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    if r.cache_write_tokens:
+        usage["cache_creation_input_tokens"] = r.cache_write_tokens
+    budgets = detail.budgets if keys else None
+    if budgets is None:
+        budgets = _NO_BUDGETS
+    if keys:
+        _meta(b, "metadata.user_api_key_hash", r.key_hash, refused)
+        _meta(b, "metadata.user_api_key_alias", r.key_alias, refused)
+    spend, max_budget, reset_at, user_spend, user_max, team_spend, team_max = budgets
+    _meta(b, "metadata.user_api_key_spend", spend, refused)
+    _meta(b, "metadata.user_api_key_max_budget", max_budget, refused)
+    _meta(b, "metadata.user_api_key_budget_reset_at", reset_at, refused)
+    _meta(b, "metadata.user_api_key_user_spend", user_spend, refused)
+    _meta(b, "metadata.user_api_key_user_max_budget", user_max, refused)
+    _meta(b, "metadata.user_api_key_team_spend", team_spend, refused)
+    _meta(b, "metadata.user_api_key_team_max_budget", team_max, refused)
+    if keys:
+        _meta(b, "metadata.user_api_key_org_id", r.org_id, refused)
+        _meta(b, "metadata.user_api_key_org_alias", r.org_alias, refused)
+        _meta(b, "metadata.user_api_key_team_id", r.team_id, refused)
+        _meta(b, "metadata.user_api_key_user_id", r.user_id, refused)
+        _meta(b, "metadata.user_api_key_user_email", r.user_email, refused)
+        _meta(b, "metadata.user_api_key_team_alias", team_alias, refused)
+        _meta(b, "metadata.user_api_key_end_user_id", r.end_user_id, refused)
+    _meta(b, "metadata.user_api_key_request_route", r.request_route or None, refused)
+    if keys:
+        key_meta = detail.key_metadata
+        if key_meta:
+            _meta(b, "metadata.user_api_key_auth_metadata",
+                  {k: v for k, v in key_meta.items() if k not in _callback_slots} or None, refused)
+    _meta(b, "metadata.spend_logs_metadata", spend_meta if isinstance(spend_meta, dict) else None, refused)
+    _meta(b, "metadata.requester_ip_address", r.requester_ip, refused)
+    _meta(b, "metadata.requester_metadata", metadata or None, refused)
+    _meta(b, "metadata.usage_object", usage, refused)
+    _meta(b, "metadata.team_alias", team_alias, refused)
+    _meta(b, "metadata.team_id", r.team_id, refused)
+    upstream_model = r.upstream_model
+    hidden = {"model_id": r.deployment_id or None, "cache_key": None, "api_base": api_base or None,
+              "response_cost": cost, "litellm_overhead_time_ms": r.overhead * 1000.0, "additional_headers": None,
+              "batch_models": None, "batch_successful_requests": None, "batch_failed_requests": None,
+              "litellm_model_name": upstream_model or None, "usage_object": usage}
+    return _attr(b, "hidden_params", _encode(hidden).decode(), refused)
+
+
 cdef bytes _request_span(r, detail, bint logging_ok, bint redact_key_info, bytes trace_id, bytes span_id,
                          refused):
     cdef Buf b
@@ -230,21 +313,7 @@ cdef bytes _request_span(r, detail, bint logging_ok, bint redact_key_info, bytes
         _attr(&b, "gen_ai.usage.total_tokens", total, refused)
         if r.request_route:
             _attr(&b, "http.route", r.request_route, refused)
-        meta, hidden = _standard_metadata(r, detail, redact_key_info=redact_key_info)
-        for key, value in (<dict>meta).items():
-            if value is None:
-                continue
-            t = type(value)
-            if t is not str and not value and isinstance(value, (dict, list)):
-                continue
-            name = _meta_names.get(key)
-            if name is None:
-                name = _meta_names[key] = "metadata." + key
-            if t is str or t is int or t is float or t is bool or isinstance(value, (str, bool, int, float)):
-                _attr(&b, name, value, refused)
-            else:
-                _attr(&b, name, _encode(value).decode(), refused)
-        _attr(&b, "hidden_params", _encode(hidden).decode(), refused)
+        _metadata_attrs(&b, r, detail, redact_key_info, refused)
 
         call_id = r.call_id
         _attr(&b, "relaygate.call_id", call_id, refused)

@@ -95,6 +95,12 @@ def _records() -> list[CompletionRecord]:
                                                                       error_type="", api_base="")])),
         with_detail(detail(input=[1, 2], output="text", team_alias=None), provider="", model="", model_group="",
                     deployment_id="", latency=-1.0),
+        _with_extra(detail(metadata={}, key_metadata={"logging": [], "callback_settings": {}}),
+                    {"metadata": {"spend_logs_metadata": {"a": 1}, "x": None}}, requester_ip="10.0.0.1",
+                    user_email="u@example.com", org_id="org-1", org_alias="Org", end_user_id="end-1",
+                    team_alias="record-team", key_hash=None, cost=-1.0),
+        _with_extra(detail(metadata={"spend_logs_metadata": "not an object"}, team_alias=""),
+                    {"spend_logs_metadata": {"from": "extra"}}, cost=3, overhead=0.0),
     ]
 
 

@@ -29,7 +29,7 @@ from relaygate.observe.otel_attrs import (
     _encode,
     _server,
 )
-from relaygate.observe.standard import error_class, standard_metadata
+from relaygate.observe.standard import CALLBACK_SLOTS, error_class
 from relaygate.observe.tracecontext import new_span_id
 from relaygate.sinks.record import CALL_TYPES, OUTCOME_TEXT, Outcome
 
@@ -50,7 +50,7 @@ def _load() -> RecordSpans | None:
         _ext.FAILED[COMPONENT] = str(exc)
         _ext.LOADED[COMPONENT] = "py"
         return None
-    mod.configure(standard_metadata=standard_metadata, content=_content, server=_server, error_class=error_class,
+    mod.configure(callback_slots=CALLBACK_SLOTS, content=_content, server=_server, error_class=error_class,
                   encode=_encode, new_span_id=new_span_id, time=time.time, providers=PROVIDER_NAMES,
                   operations=_OPERATIONS, call_types=CALL_TYPES, outcome_text=OUTCOME_TEXT, ok=Outcome.OK,
                   client_gone=Outcome.CLIENT_GONE, proxy_span=PROXY_SPAN)
