@@ -382,6 +382,29 @@ def test_half_a_buffer_is_taken_without_lingering() -> None:
     assert before_close and ids(sink.batches[:1]) == [f"c{i}" for i in range(4)]
 
 
+def test_a_sink_that_gathers_its_own_batches_does_not_linger() -> None:
+    class Gathering(AsyncListSink):
+        linger = 0.0
+
+    async def main() -> tuple[Gathering, bool]:
+        q = CompletionQueue(delay=0, linger=10.0)
+        own, other = Gathering("own"), AsyncListSink("other")
+        q.add_sink(own)
+        q.add_sink(other)
+        q.start()
+        q.put(rec(0))
+        for _ in range(2000):
+            if own.batches:
+                break
+            await asyncio.sleep(0.001)
+        lingering = not other.batches
+        await q.aclose()
+        return own, lingering
+
+    own, lingering = asyncio.run(main())
+    assert ids(own.batches) == ["c0"] and lingering
+
+
 class Boom(ListSink):
     def handle(self, batch: Sequence[CompletionRecord]) -> None:
         raise ValueError("sink bug")

@@ -107,6 +107,9 @@ class LangfuseSink:
     """Sends completion records to Langfuse as trace and generation events (an async sink)."""
 
     name = "langfuse"
+    linger = 0.0
+    """The queue hands each batch over at once: :meth:`handle` gathers within ``flush_interval`` itself (a
+    20 ms linger in front of it measured ~1.5 points dearer on ``bench.scenarios_observe``, 2026-12-06)."""
 
     def __init__(self, default: Credentials | None, *, success: bool = True, failure: bool = True,
                  options: BuildOptions | None = None, env: Mapping[str, str] | None = None,

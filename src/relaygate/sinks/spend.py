@@ -236,6 +236,8 @@ class SpendSink:
     """Writes spend rows and counters for each batch of completion records (an async sink)."""
 
     name = "spend"
+    linger = 0.0
+    """The queue hands each batch over at once: the sink spaces its own writes (``spacing``)."""
 
     def __init__(self, store: Store, *, store_prompts: bool = False, on_event: OnEvent | None = None,
                  backoff: float = 0.1, max_backoff: float = 5.0, max_attempts: int = 5,
