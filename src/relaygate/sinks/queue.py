@@ -72,9 +72,9 @@ LINGER = 0.02
 """The gateway's ``linger`` (seconds): records reach an exporter, the spend sink or a callback up to 20 ms later,
 in batches ~20x larger at a worker's few thousand requests a second. With the ``otel`` exporter it took ~6 µs of
 CPU off each request (2026-12-06, a ``sitecustomize`` lingering 20 ms in an ``otel`` gateway paired with off, three
-rounds: 71.8% -> 74.4% of off). The spend sink, which spaces its writes itself, showed no difference and Langfuse's,
-which gathers within its flush interval, ~1.5 points worse: both take their batches at once (``linger = 0.0``).
-Metrics and the budget guard are sync sinks: they are not delayed."""
+rounds: 71.8% -> 74.4% of off). The spend sink, which spaces its writes itself, showed no difference; it and
+Langfuse's, which gathers within its flush interval, take their batches at once (``linger = 0.0``). Metrics and the
+budget guard are sync sinks: they are not delayed."""
 DROPPED_EVENT = "completion_dropped"
 """Event counted for records dropped by the main queue; per async sink it is ``sink_dropped:<name>``."""
 
