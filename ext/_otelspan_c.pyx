@@ -41,7 +41,6 @@ cdef dict _outcome_text = None
 cdef object _ok = None
 cdef object _client_gone = None
 cdef str _proxy_span = None
-cdef dict _meta_names = {}
 
 cdef tuple _FLOAT_PARAMS = (("temperature", "gen_ai.request.temperature"), ("top_p", "gen_ai.request.top_p"),
                             ("frequency_penalty", "gen_ai.request.frequency_penalty"),
