@@ -7,10 +7,10 @@ and ``attempt_attributes`` build each span's attributes as a dict, which ``core.
 encodes. :func:`record_spans` produces the same bytes, span for span, without the dicts: each attribute is
 written into the span's buffer as it is found (the same keys, values and order, with the pure path's
 ``setdefault`` decisions), and the span's fields around them as ``encode_span`` writes them. The parts that
-build Python objects anyway (the content attributes' JSON, a deployment's parsed ``api_base``, an error's class)
-call the pure module's own functions, handed over by
-:func:`configure` (this module imports nothing of relaygate's). ``tests/observe/test_otel_spans_twins.py``
-compares the two on records of every shape the sink exports.
+build Python objects anyway (the content attributes' JSON, the answer's finish reasons, a deployment's parsed
+``api_base``, an error's class) call the pure module's own functions, handed over by :func:`configure` (this
+module imports nothing of relaygate's). ``tests/observe/test_otel_spans_twins.py`` compares the two on records of
+every shape the sink exports.
 
 Only the sink's default configuration comes here (the wire exporter, the attributes on LiteLLM's proxy span,
 no attribute length limit, no backend decorating the attributes, a Detail); the sink takes its pure path for
@@ -29,6 +29,7 @@ __all__ = ["configure", "record_spans"]
 cdef frozenset _callback_slots = None
 cdef tuple _NO_BUDGETS = (None,) * 7
 cdef object _content = None
+cdef object _finish_reasons = None
 cdef object _server = None
 cdef object _error_class = None
 cdef object _encode = None
@@ -53,12 +54,13 @@ cdef frozenset _REQUEST_KEYS = frozenset({"temperature", "top_p", "frequency_pen
 cdef char _ATTR = 0x4a
 
 
-def configure(*, callback_slots, content, server, error_class, encode, new_span_id, time, providers, operations,
-              call_types, outcome_text, ok, client_gone, proxy_span):
+def configure(*, callback_slots, content, finish_reasons, server, error_class, encode, new_span_id, time, providers,
+              operations, call_types, outcome_text, ok, client_gone, proxy_span):
     """Hand over the pure path's helpers and tables (``observe.otel_spans`` does, once, at import)."""
-    global _callback_slots, _content, _server, _error_class, _encode, _new_span_id, _time, _providers
-    global _operations, _call_types, _outcome_text, _ok, _client_gone, _proxy_span
+    global _callback_slots, _content, _finish_reasons, _server, _error_class, _encode, _new_span_id, _time
+    global _providers, _operations, _call_types, _outcome_text, _ok, _client_gone, _proxy_span
     _callback_slots, _content, _server, _error_class = callback_slots, content, server, error_class
+    _finish_reasons = finish_reasons
     _encode, _new_span_id, _time = encode, new_span_id, time
     _providers, _operations, _call_types, _outcome_text = providers, operations, call_types, outcome_text
     _ok, _client_gone, _proxy_span = ok, client_gone, proxy_span
@@ -117,20 +119,6 @@ cdef int _request_params(Buf* b, body, refused) except -1:
     return 0
 
 
-cdef tuple _finish_reasons(str route, dict answer):
-    if route == "messages":
-        reason = answer.get("stop_reason")
-        return (reason,) if isinstance(reason, str) else ()
-    if route == "responses":
-        status = answer.get("status")
-        return (status,) if isinstance(status, str) else ()
-    choices = answer.get("choices")
-    if not isinstance(choices, list):
-        return ()
-    return tuple([c["finish_reason"] for c in choices
-                  if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)])
-
-
 cdef int _response(Buf* b, str route, answer, refused) except -1:
     """``gen_ai.response.*`` from the answer; bit 1: the id was written, bit 2: the model was."""
     cdef int wrote = 0
@@ -144,7 +132,7 @@ cdef int _response(Buf* b, str route, answer, refused) except -1:
     if isinstance(model, str) and model:
         _attr(b, "gen_ai.response.model", model, refused)
         wrote |= 2
-    reasons = _finish_reasons(route, <dict>answer)
+    reasons = _finish_reasons(route, answer)
     if reasons:
         _attr(b, "gen_ai.response.finish_reasons", reasons, refused)
     return wrote

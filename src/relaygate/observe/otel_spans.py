@@ -27,6 +27,7 @@ from relaygate.observe.otel_attrs import (
     PROXY_SPAN,
     _content,
     _encode,
+    _finish_reasons,
     _server,
 )
 from relaygate.observe.standard import CALLBACK_SLOTS, error_class
@@ -50,7 +51,8 @@ def _load() -> RecordSpans | None:
         _ext.FAILED[COMPONENT] = str(exc)
         _ext.LOADED[COMPONENT] = "py"
         return None
-    mod.configure(callback_slots=CALLBACK_SLOTS, content=_content, server=_server, error_class=error_class,
+    mod.configure(callback_slots=CALLBACK_SLOTS, content=_content, finish_reasons=_finish_reasons,
+                  server=_server, error_class=error_class,
                   encode=_encode, new_span_id=new_span_id, time=time.time, providers=PROVIDER_NAMES,
                   operations=_OPERATIONS, call_types=CALL_TYPES, outcome_text=OUTCOME_TEXT, ok=Outcome.OK,
                   client_gone=Outcome.CLIENT_GONE, proxy_span=PROXY_SPAN)
