@@ -281,13 +281,13 @@ def test_a_hit_remembers_its_key_for_the_same_bytes_and_nothing_else(monkeypatch
     from relaygate.cache import stage
 
     computed: list[str] = []
-    real = stage.cache_key
+    real = stage.body_key  # chat's key is made from the body's bytes
 
-    def counting(*args: Any, **kw: Any) -> str:
+    def counting(*args: Any, **kw: Any) -> str | None:
         computed.append(args[0])
         return real(*args, **kw)
 
-    monkeypatch.setattr(stage, "cache_key", counting)
+    monkeypatch.setattr(stage, "body_key", counting)
 
     async def main() -> None:
         gw, _, cache = gateway()

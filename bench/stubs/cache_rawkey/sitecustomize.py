@@ -1,8 +1,8 @@
 """The cache bench's ``miss-rawkey`` gateway: a miss whose key is the SHA-256 of the body's bytes.
 
 Imported at interpreter start-up by the gateway process that ``bench.scenarios_cache`` starts with this
-directory first on ``PYTHONPATH`` (its Granian worker is forked from it and inherits the patch). The key's
-material is the exchange itself and the key the SHA-256 hex of the forwarded body's bytes (no decoding, no
+directory first on ``PYTHONPATH`` (its Granian worker is forked from it and inherits the patch). The key is
+the SHA-256 hex of the forwarded body's bytes (no decoding, no
 canonical re-encoding; two spellings of one request would not share it, which is why the product does not
 do this), the rest of the lookup and the store as usual: ``miss`` against ``miss-rawkey`` is what the
 canonical key costs inside the serving gateway. Never used outside the bench.
@@ -13,18 +13,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import relaygate.cache.calls as _calls
 import relaygate.cache.stage as _stage
-
-
-def _the_exchange(ex: Any) -> Any:
-    return ex
 
 
 def _raw_key(route: str, model_group: str, body: Any, *, namespace: str | None = None,
              team: str | None = None) -> str:
-    return hashlib.sha256(body.body).hexdigest()
+    return hashlib.sha256(body).hexdigest()
 
 
-_calls.material = _the_exchange
-_stage.cache_key = _raw_key
+_stage.body_key = _raw_key

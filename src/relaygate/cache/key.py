@@ -20,10 +20,19 @@ request can tell:
 - **Scope**: the route (a chat answer is never served to ``/v1/completions``) and, when the cache is scoped
   per team, the caller's team are hashed in front; the namespace (config or per request) prefixes the key:
   ``<namespace>:<sha256 hex>``, LiteLLM's Redis key shape (the bare hex without one).
-Sans IO; costs one ``orjson.loads`` of the body plus one sorted ``orjson.dumps`` of what is kept (~5 µs for a
-1 KB chat body). The digest is CPython's own SHA-256 (:data:`sha256`) rather than OpenSSL's: the same digest,
-but in a loaded gateway, where every request finds this code cold, OpenSSL's context set-up and ``hexdigest``
-cost ~4.2 µs a key and the built-in's ~1.5 (measured in the serving process, ``bench.scenarios_cache`` misses).
+Sans IO. A request whose key material is its JSON body alone (chat, completions, rerank) is keyed from the
+body's bytes (:func:`body_key`): ``relaygate.core._cachekey_c`` writes the canonical form in one pass over
+them, byte for byte what the pure path makes (``orjson.loads`` of the body, then :func:`canonical`). A float
+written in plain decimals with at most 15 significant digits (``0.7``) it writes itself; any other float goes
+to the pure module's formatter (:func:`_number`); a key with an escape, a duplicate key, an integer of more than
+18 digits, nesting past 200 levels or a body orjson refuses sends the whole body to the pure path, so the two
+can only agree (``tests/cache/test_key_twins.py``). In the serving worker (``bench.scenarios_cache`` misses,
+timed per call) the pure path's decode, sorted encode and hash took ~7.2 µs of a 1 KB chat body, the compiled
+pass and the hash ~3.9. ``relaygate.core._ext.LOADED["cachekey"]`` says which path runs.
+The digest is CPython's own SHA-256 (:data:`sha256`) rather than OpenSSL's: the same digest, but in a loaded
+gateway, where every request finds this code cold, OpenSSL's context set-up and ``hexdigest`` cost more than the
+built-in's whole hash, even on a CPU with SHA instructions where OpenSSL is 4x faster in a tight loop (timed in
+the serving worker on 2026-12-06: a key 5.2 µs with OpenSSL's, 3.9 with the built-in; BLAKE2b 4.0).
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from typing import Any, cast
 
 import orjson
 
+from relaygate.core import _ext
 from relaygate.core.views import CONTROL_KEYS, TYPED_CONTROL
 
 IGNORED: frozenset[str] = frozenset({
@@ -75,11 +85,71 @@ def canonical(body: dict[str, Any]) -> bytes:
     return orjson.dumps(kept, option=_SORTED)
 
 
+def _canonical_body_py(body: bytes) -> bytes | None:
+    """The pure path of :func:`canonical_body`."""
+    try:
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(decoded, dict):
+        return None
+    try:
+        return canonical(decoded)
+    except orjson.JSONEncodeError:  # nested deeper than orjson encodes (255): not cached, never an error
+        return None
+
+
+def _number(token: bytes, top: bool) -> bytes | None:
+    """A float token's canonical bytes, as :func:`canonical` writes the float orjson decodes it to (at the top
+    level, normalised); None for one orjson refuses (infinite)."""
+    value = float(token)
+    if value - value != 0.0:  # inf or nan
+        return None
+    return orjson.dumps(_norm(value) if top else value)
+
+
+COMPONENT = "cachekey"
+
+
+def _load() -> Callable[[bytes], bytes | None]:
+    if _ext.NO_EXTENSIONS:
+        _ext.LOADED[COMPONENT] = "py"
+        return _canonical_body_py
+    try:
+        mod = importlib.import_module(f"relaygate.core._{COMPONENT}_c")
+    except ImportError as exc:
+        _ext.FAILED[COMPONENT] = str(exc)
+        _ext.LOADED[COMPONENT] = "py"
+        return _canonical_body_py
+    mod.configure([name.encode() for name in IGNORED], _number, _canonical_body_py)
+    _ext.LOADED[COMPONENT] = "c"
+    return cast("Callable[[bytes], bytes | None]", mod.canonical_body)
+
+
+canonical_body: Callable[[bytes], bytes | None] = _load()
+"""``canonical_body(body)``: :func:`canonical` of the decoded JSON body, from its bytes; None when the body is not
+an object orjson decodes and encodes (such a request is not cached). Compiled when the extension is built (see
+the module docstring)."""
+
+
+def _head(route: str, model_group: str, team: str | None) -> bytes:
+    return (f"{route}\0{model_group}\0" if team is None else f"{route}\0{model_group}\0team\0{team}\0").encode()
+
+
+def body_key(route: str, model_group: str, body: bytes, *, namespace: str | None = None,
+             team: str | None = None) -> str | None:
+    """:func:`cache_key` of the JSON ``body`` given as bytes; None: not cached (see :data:`canonical_body`)."""
+    canon = canonical_body(body)
+    if canon is None:
+        return None
+    digest = sha256(_head(route, model_group, team) + canon).hexdigest()
+    return f"{namespace}:{digest}" if namespace else digest
+
+
 def cache_key(route: str, model_group: str, body: dict[str, Any], *, namespace: str | None = None,
               team: str | None = None) -> str:
     """The cache key of a request to ``route`` for ``model_group`` (see the module docstring)."""
-    head = f"{route}\0{model_group}\0" if team is None else f"{route}\0{model_group}\0team\0{team}\0"
-    digest = sha256(head.encode() + canonical(body)).hexdigest()
+    digest = sha256(_head(route, model_group, team) + canonical(body)).hexdigest()
     return f"{namespace}:{digest}" if namespace else digest
 
 
@@ -89,8 +159,8 @@ def input_keys(route: str, model_group: str, body: dict[str, Any], inputs: list[
     with ``input`` replaced by that one input, so an input's entry serves any later request that asks for it
     with the same other fields, alone or in a list (LiteLLM caches embeddings per input, likewise). The
     other fields are hashed once and the digest copied per input."""
-    head = f"{route}\0{model_group}\0" if team is None else f"{route}\0{model_group}\0team\0{team}\0"
-    base = sha256(head.encode() + canonical({k: v for k, v in body.items() if k != "input"}) + b"\0input\0")
+    rest = canonical({k: v for k, v in body.items() if k != "input"})
+    base = sha256(_head(route, model_group, team) + rest + b"\0input\0")
     keys = []
     for item in inputs:
         h = base.copy()
@@ -99,4 +169,4 @@ def input_keys(route: str, model_group: str, body: dict[str, Any], inputs: list[
     return keys
 
 
-__all__ = ["IGNORED", "cache_key", "canonical", "input_keys"]
+__all__ = ["COMPONENT", "IGNORED", "body_key", "cache_key", "canonical", "canonical_body", "input_keys"]

@@ -67,7 +67,7 @@ import orjson
 
 from relaygate.cache import calls
 from relaygate.cache.embeddings import Parts, inputs_of, split_entry
-from relaygate.cache.key import cache_key, input_keys
+from relaygate.cache.key import body_key, cache_key, input_keys
 from relaygate.cache.memory import MemoryCache
 from relaygate.cache.semantic import (
     SEMANTIC_ROUTES,
@@ -260,18 +260,25 @@ class ResponseCache:
         raw = ex.body  # without the control fields: the key's inputs are these five
         memo = None
         key = None
-        if ex.route in calls.BODY_ROUTES and type(raw) is bytes and len(raw) <= MEMO_BODY:
+        from_bytes = ex.route in calls.BODY_ROUTES and type(raw) is bytes
+        if from_bytes and len(raw) <= MEMO_BODY:
             memo = (ex.route, group_name, team, namespace, raw)
-            key = self._memo.get(memo)
+            if self._memo:  # (empty while nothing hit: a miss does not hash its body for it)
+                key = self._memo.get(memo)
         body: dict[str, Any] | None = None
         if key is None:
-            body = calls.material(ex)
-            if body is None:
-                return None
-            try:
-                key = cache_key(ex.route, group_name, body, namespace=namespace, team=team)
-            except orjson.JSONEncodeError:  # nested deeper than orjson encodes (255): not cached, never an error
-                return None
+            if from_bytes:
+                key = body_key(ex.route, group_name, raw, namespace=namespace, team=team)
+                if key is None:
+                    return None
+            else:
+                body = calls.material(ex)
+                if body is None:
+                    return None
+                try:
+                    key = cache_key(ex.route, group_name, body, namespace=namespace, team=team)
+                except orjson.JSONEncodeError:  # nested deeper than orjson encodes (255): not cached, no error
+                    return None
         else:
             memo = None  # known already
         ttl = c.get("ttl")
