@@ -94,6 +94,8 @@ _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")
 CACHE_HIT = "cache_hit"
 CACHE_MISS = "cache_miss"
 _CONTROLS = frozenset({"no-cache", "no-store", "ttl", "s-maxage", "s-max-age", "namespace", "use-cache"})
+_NO_CONTROLS: dict[str, Any] = {}
+"""A request's controls when it sends none (read, never written)."""
 KEY_CONTROLS = frozenset({"ttl", "s-maxage", "no-cache", "no-store"})
 """The controls a key's ``metadata.cache`` may set for every request made with it (LiteLLM's
 ``SupportedCacheControls``; its ``add_key_level_controls`` puts them in place of the request's own)."""
@@ -242,9 +244,9 @@ class ResponseCache:
             if isinstance(meta, dict) and "cache" in meta:  # the key's own controls replace the request's
                 kc = meta["cache"]
                 requested = {k: v for k, v in kc.items() if k in KEY_CONTROLS} if isinstance(kc, dict) else {}
-        c = _controls(requested, allowed)
+        c = _controls(requested, allowed) if requested is not None else _NO_CONTROLS
         caching = ctl.get("caching") if ctl is not None else None
-        use = c.get("use-cache")
+        use = c.get("use-cache") if c else None
         if use is False or (s.default_off and use is not True):
             return None
         limit = s.max_messages  # LiteLLM's max_messages: a long conversation is neither looked up nor stored
@@ -253,7 +255,7 @@ class ResponseCache:
         group = ex.group
         group_name = group.name if group is not None else ex.model
         team = (who.team_id or "") if s.scope == "team" and who is not None else None
-        namespace = c.get("namespace") or s.namespace
+        namespace = (c.get("namespace") or s.namespace) if c else s.namespace
         if ex.route == "embeddings":
             return await self._lookup_inputs(ex, c, caching is not None and caching is not True, group_name, team,
                                              namespace)
@@ -281,17 +283,17 @@ class ResponseCache:
                     return None
         else:
             memo = None  # known already
-        ttl = c.get("ttl")
+        ttl = c.get("ttl") if c else None
         asks = ttl is None and s.ttl is None  # LiteLLM: the configured ttl wins over the request's own
         if asks and ctl is not None:
             ttl = _body_ttl(ctl)
-        ex.cache = st = CacheState(key, ttl, bool(c.get("no-store")))
+        ex.cache = st = CacheState(key, ttl, bool(c.get("no-store")) if c else False)
         st.header_ttl = asks
         if namespace != s.namespace:
             st.namespace = namespace
         if ex.stream:
             st.assembler = calls.assembler(ex.route)
-        if c.get("no-cache") or (caching is not None and caching is not True):  # looked up: no; stored: yes
+        if (c and c.get("no-cache")) or (caching is not None and caching is not True):  # looked up: no; stored: yes
             self._missed()
             return None
         stored = self.memory.get(key)
@@ -299,7 +301,7 @@ class ResponseCache:
             stored = await self.shared.get(key)
             if stored is not None and len(stored) > _STAMP.size:
                 self._copy(key, stored)
-        max_age = c.get("s-max-age", c.get("s-maxage"))  # LiteLLM's async lookup: the hyphenated one first
+        max_age = c.get("s-max-age", c.get("s-maxage")) if c else None  # LiteLLM's: the hyphenated one first
         if stored is None or len(stored) <= _STAMP.size or (
                 max_age is not None and self._wall() - _STAMP.unpack_from(stored)[0] > max_age):
             stored = None
