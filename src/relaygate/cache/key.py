@@ -111,25 +111,31 @@ def _number(token: bytes, top: bool) -> bytes | None:
 COMPONENT = "cachekey"
 
 
-def _load() -> Callable[[bytes], bytes | None]:
+def _digest_hex_py(head: bytes, data: bytes) -> str:
+    """The pure path of :func:`digest_hex`."""
+    return cast(str, sha256(head + data).hexdigest())
+
+
+def _load() -> tuple[Callable[[bytes], bytes | None], Callable[[bytes, bytes], str]]:
     if _ext.NO_EXTENSIONS:
         _ext.LOADED[COMPONENT] = "py"
-        return _canonical_body_py
+        return _canonical_body_py, _digest_hex_py
     try:
         mod = importlib.import_module(f"relaygate.core._{COMPONENT}_c")
     except ImportError as exc:
         _ext.FAILED[COMPONENT] = str(exc)
         _ext.LOADED[COMPONENT] = "py"
-        return _canonical_body_py
-    mod.configure([name.encode() for name in IGNORED], _number, _canonical_body_py)
+        return _canonical_body_py, _digest_hex_py
+    mod.configure([name.encode() for name in IGNORED], _number, _canonical_body_py, sha256)
     _ext.LOADED[COMPONENT] = "c"
-    return cast("Callable[[bytes], bytes | None]", mod.canonical_body)
+    return (cast("Callable[[bytes], bytes | None]", mod.canonical_body),
+            cast("Callable[[bytes, bytes], str]", mod.digest_hex))
 
 
-canonical_body: Callable[[bytes], bytes | None] = _load()
+canonical_body, digest_hex = _load()
 """``canonical_body(body)``: :func:`canonical` of the decoded JSON body, from its bytes; None when the body is not
-an object orjson decodes and encodes (such a request is not cached). Compiled when the extension is built (see
-the module docstring)."""
+an object orjson decodes and encodes (such a request is not cached). ``digest_hex(head, data)``: the SHA-256 hex
+of ``head + data``. Compiled when the extension is built (see the module docstring)."""
 
 
 def _head(route: str, model_group: str, team: str | None) -> bytes:
@@ -142,7 +148,7 @@ def body_key(route: str, model_group: str, body: bytes, *, namespace: str | None
     canon = canonical_body(body)
     if canon is None:
         return None
-    digest = sha256(_head(route, model_group, team) + canon).hexdigest()
+    digest = digest_hex(_head(route, model_group, team), canon)
     return f"{namespace}:{digest}" if namespace else digest
 
 
@@ -169,4 +175,5 @@ def input_keys(route: str, model_group: str, body: dict[str, Any], inputs: list[
     return keys
 
 
-__all__ = ["COMPONENT", "IGNORED", "body_key", "cache_key", "canonical", "canonical_body", "input_keys"]
+__all__ = ["COMPONENT", "IGNORED", "body_key", "cache_key", "canonical", "canonical_body", "digest_hex",
+           "input_keys"]
