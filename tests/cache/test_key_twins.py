@@ -9,11 +9,9 @@ generated JSON written by three encoders, then damaged byte by byte.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
-import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -54,11 +52,11 @@ def _no_fallback() -> Iterator[list[bytes]]:
         handed.append(body)
         return pure(body)
 
-    mod.configure([name.encode() for name in key.IGNORED], key._number, fallback, key.sha256)
+    mod.configure([name.encode() for name in key.IGNORED], key._number, fallback)
     try:
         yield handed
     finally:
-        mod.configure([name.encode() for name in key.IGNORED], key._number, pure, key.sha256)
+        mod.configure([name.encode() for name in key.IGNORED], key._number, pure)
 
 
 CHAT = (b'{"model": "gpt-4o", "messages": [{"role": "system", "content": "You are terse."}, {"content": "caf\\u00e9 '
@@ -177,33 +175,6 @@ def test_common_sampling_values_need_no_fallback() -> None:
             for body in (f'{{"temperature":{token}}}'.encode(), f'{{"x":[{token}]}}'.encode()):
                 assert _compiled().canonical_body(body) == pure(body), body
     assert handed == []
-
-
-@pytest.mark.parametrize("sha_instructions", [True, False])
-def test_the_digest_is_sha256_of_head_and_data(sha_instructions: bool) -> None:
-    """With the CPU's SHA instructions (where it has them) and without, every length across the block and
-    padding boundaries, heads short and longer than a block."""
-    mod = _compiled()
-    mod.configure([name.encode() for name in key.IGNORED], key._number, pure, key.sha256,
-                  sha_instructions=sha_instructions)
-    try:
-        rnd = random.Random(7)
-        for n in [*range(0, 200), 1000, 4096, 65_537]:
-            data = rnd.randbytes(n)
-            for head in (b"", b"chat\0m\0", b"h" * 63, b"h" * 64, b"h" * 150):
-                assert mod.digest_hex(head, data) == hashlib.sha256(head + data).hexdigest(), (n, len(head))
-    finally:
-        mod.configure([name.encode() for name in key.IGNORED], key._number, pure, key.sha256)
-    if sha_instructions and "sha_ni" in _cpu_flags():
-        assert mod.SHA_INSTRUCTIONS
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return {flag for line in f if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
-    except OSError:
-        return set()
 
 
 def test_body_key_equals_cache_key_of_the_decoded_body() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from relaygate.core import _ext
 
-COMPONENTS = ["sse", "http1", "tokens", "otlp"]
+COMPONENTS = ["sse", "http1", "tokens", "otlp", "sha"]
 
 
 @pytest.mark.parametrize("component", COMPONENTS)

@@ -42,7 +42,6 @@ shape (``Authentication Error, ...``); a provider whose key set cannot be fetche
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Mapping
@@ -58,6 +57,7 @@ from relaygate.auth.targets import team_defaults
 from relaygate.config.model import Config, KeyConfig
 from relaygate.core import errors
 from relaygate.core.ratelimit import PREFIX, Bucket
+from relaygate.core.sha import sha256_hex
 
 if TYPE_CHECKING:
     from relaygate.auth.resolver import Principal
@@ -223,7 +223,7 @@ class JWTAuth:
         """The principal of a verified token (see the module docstring for the rules)."""
         from relaygate.auth.resolver import Principal, PrincipalKind
 
-        token_hash = hashlib.sha256(token).hexdigest()
+        token_hash = sha256_hex(token)
         s = self.settings
         org_id = _ident(_claim(claims, s.org_id_jwt_field))
         end_user_id = _ident(_claim(claims, s.end_user_id_jwt_field))

@@ -19,13 +19,13 @@ Errors follow LiteLLM's proxy wording: 401 ``Authentication Error, ...`` for a m
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from typing import Any, Callable, Iterable, Mapping
 
 from relaygate.config.model import Config, KeyConfig
 from relaygate.core import errors
 from relaygate.core.ratelimit import PREFIX, Bucket
+from relaygate.core.sha import sha256_hex
 
 _AUTH_HEADERS = (b"authorization", b"x-api-key", b"api-key", b"x-litellm-api-key", b"x-goog-api-key")
 _ALL_MODELS = ("*", "all-proxy-models")
@@ -215,7 +215,7 @@ def access_groups(config: Config) -> dict[str, tuple[str, ...]]:
 def hash_key(key: bytes | str) -> str:
     if isinstance(key, str):
         key = key.encode()
-    return hashlib.sha256(key).hexdigest()
+    return sha256_hex(key)
 
 
 def key_header(name: str | None) -> bytes | None:
@@ -268,7 +268,7 @@ class Authenticator:
         if self.master_key is not None and hmac.compare_digest(token, self.master_key):
             return None
         if self.keys:
-            info = self.keys.get(hashlib.sha256(token).hexdigest())
+            info = self.keys.get(sha256_hex(token))
             if info is not None:
                 return info
         if self.master_key is None:

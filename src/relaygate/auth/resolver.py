@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import hashlib
 import hmac
 import logging
 import time
@@ -78,6 +77,7 @@ from relaygate.auth.keys import Authenticator, KeyInfo, access_groups, hash_key,
 from relaygate.auth.store_keys import customer_blocked
 from relaygate.config.model import Config, KeyConfig
 from relaygate.core import errors
+from relaygate.core.sha import sha256_hex
 
 if TYPE_CHECKING:
     from relaygate.auth.jwt_routes import JWTAccess
@@ -359,7 +359,7 @@ class PrincipalResolver:
             return self.master
         if self.lookup is None:
             return self._unknown()
-        h = hashlib.sha256(token).hexdigest()
+        h = sha256_hex(token)
         now = self.clock()
         entries = self._entries
         entry = entries.get(h)
@@ -388,7 +388,7 @@ class PrincipalResolver:
         if self.jwt is not None and token[:3] == b"eyJ":
             p = await self._resolve_jwt(token)
         else:
-            p = await self.resolve_hash(hashlib.sha256(token).hexdigest())
+            p = await self.resolve_hash(sha256_hex(token))
         if self.blocked_customers:
             self.check_customer_headers(headers)
         return p
@@ -416,7 +416,7 @@ class PrincipalResolver:
         """A bearer JWT (``enable_jwt_auth``): verified and mapped to a principal once (concurrent requests
         with the same new token share one check), cached by its hash until its ``exp``; a token that is no
         JWT after all is looked up as a key."""
-        h = hashlib.sha256(token).hexdigest()
+        h = sha256_hex(token)
         if not self.jwt.looks_like(token):
             return await self.resolve_hash(h)
         task = self._inflight.get(h)

@@ -29,15 +29,12 @@ to the pure module's formatter (:func:`_number`); a key with an escape, a duplic
 can only agree (``tests/cache/test_key_twins.py``). In the serving worker (``bench.scenarios_cache`` misses,
 timed per call) the pure path's decode, sorted encode and hash took ~7.2 µs of a 1 KB chat body, the compiled
 pass and the hash ~3.9. ``relaygate.core._ext.LOADED["cachekey"]`` says which path runs.
-The digest is CPython's own SHA-256 (:data:`sha256`) rather than OpenSSL's: the same digest, but in a loaded
-gateway, where every request finds this code cold, OpenSSL's context set-up and ``hexdigest`` cost more than the
-built-in's whole hash, even on a CPU with SHA instructions where OpenSSL is 4x faster in a tight loop (timed in
-the serving worker on 2026-12-06: a key 5.2 µs with OpenSSL's, 3.9 with the built-in; BLAKE2b 4.0).
+The digest is ``relaygate.core.sha``'s SHA-256 (the CPU's SHA instructions where the extension is built and
+the CPU has them, else CPython's own rather than OpenSSL's: see ``core._sha_py``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from collections.abc import Callable
 from typing import Any, cast
@@ -45,6 +42,7 @@ from typing import Any, cast
 import orjson
 
 from relaygate.core import _ext
+from relaygate.core.sha import sha256, sha256_hex
 from relaygate.core.views import CONTROL_KEYS, TYPED_CONTROL
 
 IGNORED: frozenset[str] = frozenset({
@@ -56,20 +54,6 @@ IGNORED: frozenset[str] = frozenset({
 """Top-level request fields that never change the answer (see the module docstring)."""
 
 _SORTED = orjson.OPT_SORT_KEYS
-
-
-def _builtin_sha256() -> Callable[[bytes], Any]:
-    """CPython's built-in SHA-256 constructor (``_sha2`` from 3.12, ``_sha256`` before), else hashlib's."""
-    for module in ("_sha2", "_sha256"):
-        try:
-            return cast("Callable[[bytes], Any]", importlib.import_module(module).sha256)
-        except (ImportError, AttributeError):
-            continue
-    return hashlib.sha256
-
-
-sha256 = _builtin_sha256()
-"""SHA-256 (see the module docstring); its digests are hashlib's."""
 
 
 def _norm(value: Any) -> Any:
@@ -111,31 +95,25 @@ def _number(token: bytes, top: bool) -> bytes | None:
 COMPONENT = "cachekey"
 
 
-def _digest_hex_py(head: bytes, data: bytes) -> str:
-    """The pure path of :func:`digest_hex`."""
-    return cast(str, sha256(head + data).hexdigest())
-
-
-def _load() -> tuple[Callable[[bytes], bytes | None], Callable[[bytes, bytes], str]]:
+def _load() -> Callable[[bytes], bytes | None]:
     if _ext.NO_EXTENSIONS:
         _ext.LOADED[COMPONENT] = "py"
-        return _canonical_body_py, _digest_hex_py
+        return _canonical_body_py
     try:
         mod = importlib.import_module(f"relaygate.core._{COMPONENT}_c")
     except ImportError as exc:
         _ext.FAILED[COMPONENT] = str(exc)
         _ext.LOADED[COMPONENT] = "py"
-        return _canonical_body_py, _digest_hex_py
-    mod.configure([name.encode() for name in IGNORED], _number, _canonical_body_py, sha256)
+        return _canonical_body_py
+    mod.configure([name.encode() for name in IGNORED], _number, _canonical_body_py)
     _ext.LOADED[COMPONENT] = "c"
-    return (cast("Callable[[bytes], bytes | None]", mod.canonical_body),
-            cast("Callable[[bytes, bytes], str]", mod.digest_hex))
+    return cast("Callable[[bytes], bytes | None]", mod.canonical_body)
 
 
-canonical_body, digest_hex = _load()
+canonical_body: Callable[[bytes], bytes | None] = _load()
 """``canonical_body(body)``: :func:`canonical` of the decoded JSON body, from its bytes; None when the body is not
-an object orjson decodes and encodes (such a request is not cached). ``digest_hex(head, data)``: the SHA-256 hex
-of ``head + data``. Compiled when the extension is built (see the module docstring)."""
+an object orjson decodes and encodes (such a request is not cached). Compiled when the extension is built (see
+the module docstring)."""
 
 
 def _head(route: str, model_group: str, team: str | None) -> bytes:
@@ -148,14 +126,14 @@ def body_key(route: str, model_group: str, body: bytes, *, namespace: str | None
     canon = canonical_body(body)
     if canon is None:
         return None
-    digest = digest_hex(_head(route, model_group, team), canon)
+    digest = sha256_hex(canon, _head(route, model_group, team))
     return f"{namespace}:{digest}" if namespace else digest
 
 
 def cache_key(route: str, model_group: str, body: dict[str, Any], *, namespace: str | None = None,
               team: str | None = None) -> str:
     """The cache key of a request to ``route`` for ``model_group`` (see the module docstring)."""
-    digest = sha256(_head(route, model_group, team) + canonical(body)).hexdigest()
+    digest = sha256_hex(canonical(body), _head(route, model_group, team))
     return f"{namespace}:{digest}" if namespace else digest
 
 
@@ -175,5 +153,4 @@ def input_keys(route: str, model_group: str, body: dict[str, Any], inputs: list[
     return keys
 
 
-__all__ = ["COMPONENT", "IGNORED", "body_key", "cache_key", "canonical", "canonical_body", "digest_hex",
-           "input_keys"]
+__all__ = ["COMPONENT", "IGNORED", "body_key", "cache_key", "canonical", "canonical_body", "input_keys"]
