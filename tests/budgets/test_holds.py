@@ -9,14 +9,18 @@ and costs 3e-6 (1 + 1 tokens, what the upstream answers)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from relaygate.budgets.holds import DEFAULT_MAX_OUTPUT
+from relaygate.budgets.holds import DEFAULT_MAX_OUTPUT, caps_of, output_tokens
 from relaygate.core import tokens
+from relaygate.core.views import decode_view
 from relaygate.cost import PICO, to_pico
 from relaygate.sinks import CompletionQueue
 from relaygate.store import Key
@@ -232,3 +236,31 @@ def test_a_request_right_after_one_that_held_all_the_room_is_not_refused(db_url:
             assert _held(gw) == 0 and not gw.budgets.holds.live
 
     asyncio.run(main())
+
+
+_CAP_VALUES = st.one_of(st.none(), st.integers(min_value=-5, max_value=2**66), st.booleans(),
+                        st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=3),
+                        st.lists(st.integers(), max_size=2))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(["max_completion_tokens", "max_tokens", "max_output_tokens", "n", "best_of"]),
+                       _CAP_VALUES, max_size=5),
+       st.sampled_from(["chat", "completions"]), st.booleans())
+def test_the_caps_read_from_the_view_equal_the_body_s(caps: dict[str, Any], route: str, repeat: bool) -> None:
+    """The estimate reads a chat or completions request's output caps from its view (decoded once, with the
+    request) where it decoded the body again: the same caps for every body, valid or not. A repeated key counts
+    with its last value (as the view, and most providers' parsers, read it; the second decode refused the body
+    when an earlier value was not a cap, and held the default)."""
+    fields = {"model": "m", **({"messages": [{"role": "user", "content": "hi"}]} if route == "chat" else
+                                {"prompt": "hi"}), **caps}
+    body = expected = json.dumps(fields).encode()
+    if repeat and caps:
+        name = next(iter(caps))
+        body = body[:-1] + b', "' + name.encode() + b'": 7}'
+        expected = json.dumps({**fields, name: 7}).encode()
+    try:
+        view = decode_view(route, body)
+    except Exception:  # a body the view refuses is a 400 before any estimate
+        return
+    assert caps_of(view) == output_tokens(expected)

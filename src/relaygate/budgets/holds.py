@@ -42,6 +42,7 @@ from typing import Annotated, Any
 import msgspec
 
 from relaygate.core import tokens
+from relaygate.core.views import ChatView, CompletionView
 
 __all__ = ["DEFAULT_MAX_OUTPUT", "MAX_AGE", "Estimator", "Hold", "Holds"]
 
@@ -51,6 +52,8 @@ MAX_AGE = 3600.0
 """Seconds after which a hold nobody released is released by the guard's refresh (a record lost at shutdown)."""
 _ROUTES = {"chat": True, "completions": True, "messages": True, "responses": True, "embeddings": False}
 """The routes a request holds on: True, its input and output; False, its input only (embeddings)."""
+_CAPPED = frozenset({ChatView, CompletionView})
+"""Views that carry the output caps (:func:`caps_of`)."""
 _MAX_GROUPS = 4096
 _SMALL = 1024
 """A conversation of at most this many bytes is held at one token a byte (more than it has: a few hundred tokens
@@ -142,6 +145,32 @@ def output_tokens(body: bytes) -> tuple[int | None, int]:
     return want, max(caps.n or 1, caps.best_of or 1)
 
 
+def _cap(value: Any) -> int | None | bool:
+    """A cap as :class:`_Caps` reads it: an integer of at least 0, None when absent; False when it is neither
+    (the body names no usable cap at all, as when :func:`output_tokens` fails to decode it)."""
+    if value is None:
+        return None
+    return value if type(value) is int and value >= 0 else False
+
+
+def caps_of(view: Any) -> tuple[int | None, int]:
+    """:func:`output_tokens` of the body a chat or completions view was decoded from, read from the view's own
+    fields (``core.views``' ``max_completion_tokens``, ``max_tokens``, ``max_output_tokens``, ``n``, ``best_of``)
+    instead of decoding the body a second time; the same answer for every body (a value of another type, or
+    negative, makes it name no cap, as there)."""
+    most = _cap(view.max_completion_tokens)
+    tokens_ = _cap(view.max_tokens)
+    output = _cap(view.max_output_tokens)
+    n = _cap(view.n)
+    best = _cap(view.best_of)
+    if most is False or tokens_ is False or output is False or n is False or best is False:
+        return None, 1
+    want = most if most is not None else tokens_ if tokens_ is not None else output
+    if n is None and best is None:
+        return want, 1  # type: ignore[return-value]
+    return want, max(n or 1, best or 1)  # type: ignore[return-value]
+
+
 class _Rates:
     """One priced deployment of a group: its table, and its base input and output rates (pico-USD a token)
     with its windows, read once."""
@@ -211,7 +240,11 @@ class Estimator:
             prompt = tokens.estimate_tokens(body) if body else 0
         n_out = many = 0
         if outputs:
-            want, many = output_tokens(body) if body else (None, 1)
+            view = ex.view
+            if type(view) in _CAPPED:  # the caps decoded with the view: the body is not read again
+                want, many = caps_of(view)
+            else:
+                want, many = output_tokens(body) if body else (None, 1)
             n_out = DEFAULT_MAX_OUTPUT if want is None else want
         most = 0
         for r in rates:

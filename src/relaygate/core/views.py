@@ -100,14 +100,24 @@ class _Common(_Controls, kw_only=True):
     timeout: float | None = None
 
 
-class ChatView(_Common, kw_only=True):
+class _Caps(_Common, kw_only=True):
+    # the answer's size the request asks for, read as sent (any type: the budget reservation's estimate,
+    # budgets.holds.caps_of, judges them; the provider judges them too)
+    max_completion_tokens: Any = None
+    max_tokens: Any = None
+    max_output_tokens: Any = None
+    n: Any = None
+    best_of: Any = None
+
+
+class ChatView(_Caps, kw_only=True):
     messages: list[msgspec.Raw]
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     tools: msgspec.Raw = msgspec.Raw(b"null")  # msgspec cannot put Raw in a union: null when absent
 
 
-class CompletionView(_Common, kw_only=True):
+class CompletionView(_Caps, kw_only=True):
     prompt: msgspec.Raw
     stream: bool | None = False
     stream_options: StreamOptions | None = None
