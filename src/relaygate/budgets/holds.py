@@ -145,7 +145,7 @@ def output_tokens(body: bytes) -> tuple[int | None, int]:
     return want, max(caps.n or 1, caps.best_of or 1)
 
 
-def _cap(value: Any) -> int | None | bool:
+def _cap(value: Any) -> int | bool | None:
     """A cap as :class:`_Caps` reads it: an integer of at least 0, None when absent; False when it is neither
     (the body names no usable cap at all, as when :func:`output_tokens` fails to decode it)."""
     if value is None:
@@ -167,8 +167,8 @@ def caps_of(view: Any) -> tuple[int | None, int]:
         return None, 1
     want = most if most is not None else tokens_ if tokens_ is not None else output
     if n is None and best is None:
-        return want, 1  # type: ignore[return-value]
-    return want, max(n or 1, best or 1)  # type: ignore[return-value]
+        return want, 1
+    return want, max(n or 1, best or 1)
 
 
 class _Rates:
