@@ -63,6 +63,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import orjson
 
 from relaygate.cache import calls
@@ -108,32 +109,28 @@ MEMO_ENTRY = 320
 """Bytes counted per memo entry beyond its body: the tuple, the dict slot, the key's text."""
 
 
-class CacheState:
-    """One request's cache decisions (``Exchange.cache``)."""
+class CacheState(msgspec.Struct):
+    """One request's cache decisions (``Exchange.cache``): a struct, made in C (a miss makes one)."""
 
-    __slots__ = ("key", "hit", "ttl", "no_store", "assembler", "vector", "scope", "similarity", "namespace", "parts",
-                 "header_ttl")
-
-    def __init__(self, key: str, ttl: float | None, no_store: bool) -> None:
-        self.key = key
-        self.hit = False
-        self.ttl = ttl
-        self.no_store = no_store
-        self.header_ttl = False
-        """A ``Cache-Control: s-maxage`` request header may set the TTL when the answer is stored (neither the
-        config nor the ``cache`` object set one)."""
-        self.assembler: Any = None
-        """A miss's stream assembler (``core.assemble``: chat, Messages, Responses); None: not stored."""
-        self.vector: Any = None
-        """The prompt's embedding (``array('f')``) when the semantic lookup made one: indexed on store."""
-        self.scope = ""
-        self.similarity: float | None = None
-        """A semantic hit's similarity (None: an exact hit)."""
-        self.namespace: str | None = None
-        """The request's own ``cache.namespace`` when it is not the configured one (None otherwise): a store
-        marks it in Redis (:func:`~relaygate.cache.redis.namespace_marker`) so that ``/cache/flushall`` finds it."""
-        self.parts: Parts | None = None
-        """An embeddings request's inputs, looked up one by one (``cache.embeddings``); None on other routes."""
+    key: str
+    ttl: float | None
+    no_store: bool
+    hit: bool = False
+    header_ttl: bool = False
+    """A ``Cache-Control: s-maxage`` request header may set the TTL when the answer is stored (neither the
+    config nor the ``cache`` object set one)."""
+    assembler: Any = None
+    """A miss's stream assembler (``core.assemble``: chat, Messages, Responses); None: not stored."""
+    vector: Any = None
+    """The prompt's embedding (``array('f')``) when the semantic lookup made one: indexed on store."""
+    scope: str = ""
+    similarity: float | None = None
+    """A semantic hit's similarity (None: an exact hit)."""
+    namespace: str | None = None
+    """The request's own ``cache.namespace`` when it is not the configured one (None otherwise): a store
+    marks it in Redis (:func:`~relaygate.cache.redis.namespace_marker`) so that ``/cache/flushall`` finds it."""
+    parts: Parts | None = None
+    """An embeddings request's inputs, looked up one by one (``cache.embeddings``); None on other routes."""
 
 
 def _controls(value: Any, allowed: list[str] | None) -> dict[str, Any]:
@@ -311,7 +308,9 @@ class ResponseCache:
                 if body is not None:
                     stored = await self._semantic_lookup(ex, st, body, team, namespace, max_age)
             if stored is None:
-                self._missed()
+                self.misses += 1  # (_missed, inline: every miss passes here)
+                if self._count is not None:
+                    self._count(CACHE_MISS)
                 return None
         if memo is not None and st.similarity is None:  # an exact hit: the next identical request skips the key
             size = len(raw) + MEMO_ENTRY
@@ -454,10 +453,12 @@ class ResponseCache:
                 self.memory.set(key, value, memory_ttl)
                 self._put_redis(st, key, value, ttl, i == len(entries))
             return
-        if ex.route in calls.COUNTED and not calls.has_output(ex.route, answer):
+        route = ex.route
+        if route in calls.COUNTED and not calls.has_output(route, answer):
             return  # an answer that says nothing (LiteLLM's is_response_without_output): asked again, not replayed
-        value = _STAMP.pack(self._wall()) + calls.stored_value(ex, answer, ctype)
-        self.memory.set(st.key, value, ttl if ttl is not None else self.settings.memory_ttl)
+        value = _STAMP.pack(self._wall()) + (answer if route != "transcriptions" else
+                                             calls.stored_value(ex, answer, ctype))
+        self.memory.set(st.key, value, ttl)  # (None: the memory level's default, the configured memory TTL)
         if self.shared is not None:
             self._put_redis(st, st.key, value, ttl, True)
         if st.vector is not None and self.semantic is not None:
