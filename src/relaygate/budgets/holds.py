@@ -145,25 +145,25 @@ def output_tokens(body: bytes) -> tuple[int | None, int]:
     return want, max(caps.n or 1, caps.best_of or 1)
 
 
-def _cap(value: Any) -> int | bool | None:
-    """A cap as :class:`_Caps` reads it: an integer of at least 0, None when absent; False when it is neither
-    (the body names no usable cap at all, as when :func:`output_tokens` fails to decode it)."""
-    if value is None:
-        return None
-    return value if type(value) is int and value >= 0 else False
-
-
 def caps_of(view: Any) -> tuple[int | None, int]:
     """:func:`output_tokens` of the body a chat or completions view was decoded from, read from the view's own
     fields (``core.views``' ``max_completion_tokens``, ``max_tokens``, ``max_output_tokens``, ``n``, ``best_of``)
     instead of decoding the body a second time; the same answer for every body (a value of another type, or
-    negative, makes it name no cap, as there)."""
-    most = _cap(view.max_completion_tokens)
-    tokens_ = _cap(view.max_tokens)
-    output = _cap(view.max_output_tokens)
-    n = _cap(view.n)
-    best = _cap(view.best_of)
-    if most is False or tokens_ is False or output is False or n is False or best is False:
+    negative, makes it name no cap, as there). Each value is tested inline: this runs for every request."""
+    most = view.max_completion_tokens
+    if most is not None and not (type(most) is int and most >= 0):
+        return None, 1
+    tokens_ = view.max_tokens
+    if tokens_ is not None and not (type(tokens_) is int and tokens_ >= 0):
+        return None, 1
+    output = view.max_output_tokens
+    if output is not None and not (type(output) is int and output >= 0):
+        return None, 1
+    n = view.n
+    if n is not None and not (type(n) is int and n >= 0):
+        return None, 1
+    best = view.best_of
+    if best is not None and not (type(best) is int and best >= 0):
         return None, 1
     want = most if most is not None else tokens_ if tokens_ is not None else output
     if n is None and best is None:
