@@ -5,7 +5,8 @@
 key ignores dropped at the top level, top-level integral floats made integers, ``orjson.dumps`` with sorted keys
 at every depth), or None where the pure path says the body is not cached. It walks the body's bytes once and
 writes the canonical form as it goes: strings unescaped and escaped again as orjson escapes them, integers of at
-most 18 digits as they are, each object's members sorted by key once the object is complete. Whatever it does not
+most 18 digits as they are, each object's members sorted by key once the object is complete (by insertion up to
+16 members, by ``qsort`` past that: a client's object of a million keys costs O(n log n)). Whatever it does not
 reproduce itself is handed to the pure path whole (``configure``'s ``fallback``), so the two can only agree: a
 float (formatted by ``number``, the pure module's own function), a key with an escape in it, a duplicate key, a
 longer integer, anything orjson would refuse (it refuses it again), a top level that is not an object, nesting
@@ -15,6 +16,7 @@ deeper than :data:`MAX_DEPTH`.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.stdint cimport uint64_t
+from libc.stdlib cimport qsort
 from libc.string cimport memcmp, memcpy
 
 __all__ = ["MAX_DEPTH", "canonical_body", "configure"]
@@ -434,7 +436,7 @@ cdef int _push(Walk* w, Py_ssize_t start, Py_ssize_t end, Py_ssize_t klen) excep
     return 0
 
 
-cdef inline int _cmp(const char* data, Member* a, Member* b) noexcept:
+cdef inline int _cmp(const char* data, Member* a, Member* b) noexcept nogil:
     cdef Py_ssize_t k = a.klen if a.klen < b.klen else b.klen
     cdef int c = memcmp(data + a.start + 1, data + b.start + 1, k)
     if c != 0:
@@ -442,9 +444,21 @@ cdef inline int _cmp(const char* data, Member* a, Member* b) noexcept:
     return (a.klen > b.klen) - (a.klen < b.klen)
 
 
+cdef enum:
+    SMALL_OBJECT = 16  # members sorted by insertion up to this many, by qsort past it
+
+
+cdef const char* _sort_data = NULL  # qsort's comparator reads the keys here (the GIL is held throughout)
+
+
+cdef int _qcmp(const void* a, const void* b) noexcept nogil:
+    return _cmp(_sort_data, <Member*>a, <Member*>b)
+
+
 cdef int _close(Walk* w, Py_ssize_t base, Py_ssize_t begin) except -1:
     """Members ``base..`` of the object whose ``{`` is at ``begin`` are written (each followed by a comma):
     sort them by key, write them again in that order when they were not, and close the object."""
+    global _sort_data
     cdef Py_ssize_t count = w.nmembers - base
     cdef Member* m = w.members + base
     cdef Member tmp
@@ -457,19 +471,31 @@ cdef int _close(Walk* w, Py_ssize_t base, Py_ssize_t begin) except -1:
     if count == 0:
         _byte(&w.out, 125)
         return OK
-    for j in range(1, count):  # insertion sort: objects have few members
-        tmp = m[j]
-        k = j - 1
-        while k >= 0:
-            c = _cmp(data, &m[k], &tmp)
-            if c == 0:
-                return DEFER  # a duplicate key: orjson keeps the last; the pure path decides
-            if c < 0:
+    if count > SMALL_OBJECT:  # a large object (a client's thousands of keys): O(n log n), never O(n^2)
+        for j in range(1, count):
+            if _cmp(data, &m[j - 1], &m[j]) >= 0:
+                moved = True
                 break
-            m[k + 1] = m[k]
-            k -= 1
-            moved = True
-        m[k + 1] = tmp
+        if moved:
+            _sort_data = data
+            qsort(m, count, sizeof(Member), _qcmp)
+        for j in range(1, count):
+            if _cmp(data, &m[j - 1], &m[j]) == 0:
+                return DEFER  # a duplicate key: orjson keeps the last; the pure path decides
+    else:
+        for j in range(1, count):  # insertion sort: most objects have a few members
+            tmp = m[j]
+            k = j - 1
+            while k >= 0:
+                c = _cmp(data, &m[k], &tmp)
+                if c == 0:
+                    return DEFER  # a duplicate key: orjson keeps the last; the pure path decides
+                if c < 0:
+                    break
+                m[k + 1] = m[k]
+                k -= 1
+                moved = True
+            m[k + 1] = tmp
     if moved:
         length = w.out.size - (begin + 1)
         w.tmp.size = 0

@@ -107,12 +107,21 @@ def test_odd_bodies_agree(body: bytes) -> None:
     assert _compiled().canonical_body(body) == pure(body)
 
 
-def test_many_members_are_sorted() -> None:
-    members = {f"k{(i * 7919) % 1000:04d}": i for i in range(1000)}
+@pytest.mark.parametrize("count", [15, 16, 17, 1000, 200_000])
+def test_many_members_are_sorted(count: int) -> None:
+    """Small objects sorted by insertion, large ones by qsort (a body of 200,000 keys in O(n log n)); a
+    duplicate among many goes to the pure path as among few."""
+    members = {f"k{(i * 7919) % count:07d}": {"b": i, "a": [i]} for i in range(count)}
     body = json.dumps(members).encode()
     with _no_fallback() as handed:
         assert _compiled().canonical_body(body) == pure(body)
     assert handed == []
+    sorted_body = json.dumps(members, sort_keys=True).encode()
+    assert _compiled().canonical_body(sorted_body) == pure(sorted_body)
+    duplicated = body[:-1] + b', "k0000000": 1}'
+    with _no_fallback() as handed:
+        assert _compiled().canonical_body(duplicated) == pure(duplicated)
+    assert handed == [duplicated]
 
 
 _json = st.recursive(
