@@ -35,7 +35,6 @@ the CPU has them, else CPython's own rather than OpenSSL's: see ``core._sha_py``
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -96,17 +95,10 @@ COMPONENT = "cachekey"
 
 
 def _load() -> Callable[[bytes], bytes | None]:
-    if _ext.NO_EXTENSIONS:
-        _ext.LOADED[COMPONENT] = "py"
-        return _canonical_body_py
-    try:
-        mod = importlib.import_module(f"relaygate.core._{COMPONENT}_c")
-    except ImportError as exc:
-        _ext.FAILED[COMPONENT] = str(exc)
-        _ext.LOADED[COMPONENT] = "py"
+    mod = _ext.compiled(COMPONENT)
+    if mod is None:
         return _canonical_body_py
     mod.configure([name.encode() for name in IGNORED], _number, _canonical_body_py)
-    _ext.LOADED[COMPONENT] = "c"
     return cast("Callable[[bytes], bytes | None]", mod.canonical_body)
 
 

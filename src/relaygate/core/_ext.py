@@ -35,6 +35,23 @@ def load(component: str) -> ModuleType:
     return importlib.import_module(f"relaygate.core._{component}_py")
 
 
+def compiled(component: str) -> ModuleType | None:
+    """``relaygate.core._<component>_c`` for a compiled-only module whose pure twin is a path of its caller (the
+    caller configures it), or None: disabled, or not built (recorded in :data:`FAILED`). :data:`LOADED` says
+    which the caller runs."""
+    if NO_EXTENSIONS:
+        LOADED[component] = "py"
+        return None
+    try:
+        mod = importlib.import_module(f"relaygate.core._{component}_c")
+    except ImportError as exc:
+        FAILED[component] = str(exc)
+        LOADED[component] = "py"
+        return None
+    LOADED[component] = "c"
+    return mod
+
+
 def describe() -> str:
     """One line for the startup log: which implementation each component runs."""
     parts = [f"{name}={impl}" for name, impl in sorted(LOADED.items())]

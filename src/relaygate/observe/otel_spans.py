@@ -15,7 +15,6 @@ have loaded and did not is in ``_ext.FAILED`` (logged at start, failed by the te
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,21 +41,14 @@ RecordSpans = Callable[[Any, Any, bool, bool, Callable[[str, Exception], None]],
 
 
 def _load() -> RecordSpans | None:
-    if _ext.NO_EXTENSIONS:
-        _ext.LOADED[COMPONENT] = "py"
-        return None
-    try:
-        mod = importlib.import_module(f"relaygate.core._{COMPONENT}_c")
-    except ImportError as exc:
-        _ext.FAILED[COMPONENT] = str(exc)
-        _ext.LOADED[COMPONENT] = "py"
+    mod = _ext.compiled(COMPONENT)
+    if mod is None:
         return None
     mod.configure(callback_slots=CALLBACK_SLOTS, content=_content, finish_reasons=_finish_reasons,
                   server=_server, error_class=error_class,
                   encode=_encode, new_span_id=new_span_id, time=time.time, providers=PROVIDER_NAMES,
                   operations=_OPERATIONS, call_types=CALL_TYPES, outcome_text=OUTCOME_TEXT, ok=Outcome.OK,
                   client_gone=Outcome.CLIENT_GONE, proxy_span=PROXY_SPAN)
-    _ext.LOADED[COMPONENT] = "c"
     fn: RecordSpans = mod.record_spans
     return fn
 
