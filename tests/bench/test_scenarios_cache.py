@@ -70,9 +70,9 @@ _CHECKS = {
                     "assert R.store(None, None, b'x') is None and R.store.__name__ == '_no_store'",
     "miss-nolookup": "import asyncio\nfrom relaygate.cache.stage import ResponseCache as R\n"
                      "assert asyncio.run(R.lookup(None, None)) is None and R.lookup.__name__ == '_no_lookup'",
-    "miss-rawkey": "import hashlib, types\nimport relaygate.cache.calls as c, relaygate.cache.stage as s\n"
-                   "ex = types.SimpleNamespace(body=b'{\"a\": 1}')\nassert c.material(ex) is ex\n"
-                   "assert s.cache_key('chat', 'm', ex, namespace=None) == hashlib.sha256(ex.body).hexdigest()",
+    "miss-rawkey": "import hashlib\nimport relaygate.cache.stage as s\nbody = b'{\"a\": 1}'\n"
+                   "assert s.body_key('chat', 'm', body, namespace=None) == hashlib.sha256(body).hexdigest()\n"
+                   "assert s.body_key.__name__ == '_raw_key'",
 }
 
 
