@@ -1,4 +1,5 @@
-"""Compiled vs pure: SSE re-framing, usage extraction, token estimates, HTTP/1.1 response parsing.
+"""Compiled vs pure: SSE re-framing, usage extraction, token estimates, HTTP/1.1 response parsing, SHA-256
+digests, the cache key's canonical body.
 
 Each benchmark group holds the ``c`` and ``py`` twin of one operation, so the table pytest-benchmark
 prints puts them side by side. Run: see README.md in this folder.
@@ -6,6 +7,7 @@ prints puts them side by side. Run: see README.md in this folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import orjson
@@ -186,3 +188,36 @@ def test_http1_build_request(benchmark: BenchmarkFixture, kind: str) -> None:
     ]
     out = benchmark(mod.build_request, "POST", "api.openai.com", "/v1/chat/completions", headers, MESSAGES)
     assert out.endswith(MESSAGES)
+
+
+CHAT_BODY = json.dumps(
+    {"model": "gpt-4o-mini", "messages": json.loads(MESSAGES), "temperature": 0.7, "max_tokens": 256, "user": "u-1"}
+).encode()
+
+
+@pytest.mark.benchmark(group="sha256-hex-1k")
+def test_sha256_hex_1k(benchmark: BenchmarkFixture, kind: str) -> None:
+    mod = twin("sha", kind)
+    head = b"chat\0gpt-4o-mini\0"
+    assert benchmark(mod.sha256_hex, RESPONSE_BODY, head) == hashlib.sha256(head + RESPONSE_BODY).hexdigest()
+
+
+@pytest.mark.benchmark(group="sha256-hex-token")
+def test_sha256_hex_token(benchmark: BenchmarkFixture, kind: str) -> None:
+    mod = twin("sha", kind)
+    token = b"sk-" + b"a" * 48
+    assert benchmark(mod.sha256_hex, token) == hashlib.sha256(token).hexdigest()
+
+
+@pytest.mark.benchmark(group="cache-key-canonical-body")
+def test_cache_key_canonical_body(benchmark: BenchmarkFixture, kind: str) -> None:
+    """The response cache key's canonical form of a ~1.8 KB chat body: the compiled walker (``c``) against the
+    pure path's ``orjson`` decode and sorted encode (``py``)."""
+    from relaygate.cache import key
+
+    if kind == "c":
+        twin("cachekey", kind)  # skipped without the extension
+        fn = key.canonical_body
+    else:
+        fn = key._canonical_body_py
+    assert benchmark(fn, CHAT_BODY) == key._canonical_body_py(CHAT_BODY)
