@@ -6,11 +6,12 @@ key ignores dropped at the top level, top-level integral floats made integers, `
 at every depth), or None where the pure path says the body is not cached. It walks the body's bytes once and
 writes the canonical form as it goes: strings unescaped and escaped again as orjson escapes them, integers of at
 most 18 digits as they are, each object's members sorted by key once the object is complete (by insertion up to
-16 members, by ``qsort`` past that: a client's object of a million keys costs O(n log n)). Whatever it does not
-reproduce itself is handed to the pure path whole (``configure``'s ``fallback``), so the two can only agree: a
-float (formatted by ``number``, the pure module's own function), a key with an escape in it, a duplicate key, a
-longer integer, anything orjson would refuse (it refuses it again), a top level that is not an object, nesting
-deeper than :data:`MAX_DEPTH`.
+16 members, by ``qsort`` past that: a client's object of a million keys costs O(n log n)), a float written in
+plain decimals with at most 15 significant digits as orjson writes the double (:func:`_plain_float`). Any other
+float is formatted by ``configure``'s ``number`` (the pure module's own function); whatever else it does not
+reproduce itself is handed to the pure path whole (``fallback``), so the two can only agree: a key with an escape
+in it, a duplicate key, a longer integer, anything orjson would refuse (it refuses it again), a top level that is
+not an object, nesting deeper than :data:`MAX_DEPTH`.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -611,12 +612,15 @@ cdef int _object(Walk* w, int depth, bint top) except -1:
         return DEFER
 
 
-def canonical_body(bytes body):
-    """The canonical JSON of a request body's hashed fields (see the module docstring); None: not cached."""
+def canonical_body(body):
+    """The canonical JSON of a request body's hashed fields (see the module docstring); None: not cached. A value
+    other than ``bytes`` (None included) goes to the pure path, which answers as for any input."""
     cdef Walk w
     cdef int got
     if not _configured:
         raise RuntimeError("relaygate.core._cachekey_c: configure() was not called")
+    if type(body) is not bytes:
+        return _fallback(body)
     w.s = <const unsigned char*>PyBytes_AS_STRING(body)
     w.n = PyBytes_GET_SIZE(body)
     w.i = 0

@@ -194,3 +194,8 @@ def test_body_key_equals_cache_key_of_the_decoded_body() -> None:
                 key.cache_key("chat", "g", decoded, namespace=namespace, team=team)
     assert key.body_key("chat", "g", b"[1]") is None
     assert key.body_key("chat", "g", b'{"a":' + b"[" * 300 + b"]" * 300 + b"}") is None
+
+
+@pytest.mark.parametrize("value", [None, bytearray(b'{"a":1}'), memoryview(b'{"a":1}'), '{"a":1}', 7])
+def test_a_value_other_than_bytes_is_answered_as_the_pure_path_answers_it(value: Any) -> None:
+    assert _compiled().canonical_body(value) == pure(value)
