@@ -116,8 +116,11 @@ def body_key(route: str, model_group: str, body: bytes, *, namespace: str | None
              team: str | None = None) -> str | None:
     """:func:`cache_key` of the JSON ``body`` given as bytes; None: not cached (see :data:`canonical_body`)."""
     canon = canonical_body(body)
-    if canon is None:
-        return None
+    return None if canon is None else _key(canon, route, model_group, namespace, team)
+
+
+def _key(canon: bytes, route: str, model_group: str, namespace: str | None, team: str | None) -> str:
+    """The key of a canonical body: the SHA-256 hex of the scope and the body, behind the namespace."""
     digest = sha256_hex(canon, _head(route, model_group, team))
     return f"{namespace}:{digest}" if namespace else digest
 
@@ -125,8 +128,7 @@ def body_key(route: str, model_group: str, body: bytes, *, namespace: str | None
 def cache_key(route: str, model_group: str, body: dict[str, Any], *, namespace: str | None = None,
               team: str | None = None) -> str:
     """The cache key of a request to ``route`` for ``model_group`` (see the module docstring)."""
-    digest = sha256_hex(canonical(body), _head(route, model_group, team))
-    return f"{namespace}:{digest}" if namespace else digest
+    return _key(canonical(body), route, model_group, namespace, team)
 
 
 def input_keys(route: str, model_group: str, body: dict[str, Any], inputs: list[Any], *,

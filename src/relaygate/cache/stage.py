@@ -257,13 +257,12 @@ class ResponseCache:
             return await self._lookup_inputs(ex, c, caching is not None and caching is not True, group_name, team,
                                              namespace)
         raw = ex.body  # without the control fields: the key's inputs are these five
-        memo = None
         key = None
         from_bytes = ex.route in calls.BODY_ROUTES and type(raw) is bytes
-        if from_bytes and len(raw) <= MEMO_BODY:
-            memo = (ex.route, group_name, team, namespace, raw)
-            if self._memo:  # (empty while nothing hit: a miss does not hash its body for it)
-                key = self._memo.get(memo)
+        memoable = from_bytes and len(raw) <= MEMO_BODY
+        if memoable and self._memo:  # (empty while nothing hit: a miss neither builds nor hashes a memo entry)
+            key = self._memo.get((ex.route, group_name, team, namespace, raw))
+            memoable = key is None  # known already
         body: dict[str, Any] | None = None
         if key is None:
             if from_bytes:
@@ -278,8 +277,6 @@ class ResponseCache:
                     key = cache_key(ex.route, group_name, body, namespace=namespace, team=team)
                 except orjson.JSONEncodeError:  # nested deeper than orjson encodes (255): not cached, no error
                     return None
-        else:
-            memo = None  # known already
         ttl = c.get("ttl") if c else None
         asks = ttl is None and s.ttl is None  # LiteLLM: the configured ttl wins over the request's own
         if asks and ctl is not None:
@@ -312,12 +309,12 @@ class ResponseCache:
                 if self._count is not None:
                     self._count(CACHE_MISS)
                 return None
-        if memo is not None and st.similarity is None:  # an exact hit: the next identical request skips the key
+        if memoable and st.similarity is None:  # an exact hit: the next identical request skips the key
             size = len(raw) + MEMO_ENTRY
             if self._memo_bytes + size > MEMO_BYTES:
                 self._memo.clear()
                 self._memo_bytes = 0
-            self._memo[memo] = key
+            self._memo[(ex.route, group_name, team, namespace, raw)] = key
             self._memo_bytes += size
         st.hit = True  # counted as served by :meth:`serve`: the key's limits may still refuse it
         return stored
