@@ -1,45 +1,14 @@
-# Included by ext/_otlp_c.pyx and ext/_otelspan_c.pyx (Cython ``include``): the growing C buffer and the
-# protobuf writers both compiled modules share. Not a module of its own.
+# Included by ext/_otlp_c.pyx and ext/_otelspan_c.pyx (Cython ``include``): the protobuf writers both compiled
+# modules share, over the growing C buffer of ``_buf.pxi``. Not a module of its own.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_AsLongLong
-from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.mem cimport PyMem_Free
 from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memcpy
 
 from collections.abc import Mapping, Sequence
 
-cdef extern from "Python.h":
-    const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size) except NULL
-
-
-cdef struct Buf:
-    char* data
-    Py_ssize_t size
-    Py_ssize_t cap
-
-
-cdef inline void _init(Buf* b) noexcept nogil:
-    b.data = NULL
-    b.size = 0
-    b.cap = 0
-
-
-cdef int _reserve(Buf* b, Py_ssize_t extra) except -1:
-    cdef Py_ssize_t need = b.size + extra
-    cdef Py_ssize_t cap
-    cdef char* p
-    if need <= b.cap:
-        return 0
-    cap = b.cap * 2 if b.cap else 1024
-    while cap < need:
-        cap *= 2
-    p = <char*>PyMem_Realloc(b.data, cap)
-    if p == NULL:
-        raise MemoryError()
-    b.data = p
-    b.cap = cap
-    return 0
+include "_buf.pxi"
 
 
 cdef inline Py_ssize_t _vlen(uint64_t n) noexcept nogil:
@@ -56,16 +25,6 @@ cdef inline void _vput(Buf* b, uint64_t n) noexcept nogil:
         b.size += 1
         n >>= 7
     b.data[b.size] = <char>n
-    b.size += 1
-
-
-cdef inline void _put(Buf* b, const char* s, Py_ssize_t n) noexcept nogil:
-    memcpy(b.data + b.size, s, n)
-    b.size += n
-
-
-cdef inline void _byte(Buf* b, char c) noexcept nogil:
-    b.data[b.size] = c
     b.size += 1
 
 

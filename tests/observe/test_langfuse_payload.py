@@ -22,6 +22,7 @@ from relaygate.observe.langfuse_payload import (
     build_events,
     chunk,
     destinations,
+    encode_events,
     env_credentials,
     ingestion_body,
     parse_answer,
@@ -63,12 +64,16 @@ def with_detail(d: Detail | None, **kw: Any) -> CompletionRecord:
 
 
 def events(r: CompletionRecord, opts: BuildOptions | None = None) -> dict[str, dict[str, Any]]:
-    """The record's events by type, each validated against the schema (through its JSON encoding)."""
+    """The record's events by type, each validated against the schema (through its JSON encoding). What the
+    sink sends (``encode_events``: the compiled writer when it takes the record) must be these bytes."""
     counter = itertools.count()
     d = r.extra.get("observe") if isinstance(r.extra, dict) else None
-    built = build_events(r, d if isinstance(d, Detail) else None, opts or BuildOptions(), now=START + 1,
-                         new_id=lambda: f"ev-{next(counter)}")
-    wire = msgspec.json.decode(ingestion_body([msgspec.json.encode(e) for e in built]))
+    d = d if isinstance(d, Detail) else None
+    built = build_events(r, d, opts or BuildOptions(), now=START + 1, new_id=lambda: f"ev-{next(counter)}")
+    encoded = [msgspec.json.encode(e) for e in built]
+    again = itertools.count()
+    assert encode_events(r, d, opts or BuildOptions(), now=START + 1, new_id=lambda: f"ev-{next(again)}") == encoded
+    wire = msgspec.json.decode(ingestion_body(encoded))
     assert validate_request(wire) == []
     for e in wire["batch"]:
         assert validate_event(e) == [], e

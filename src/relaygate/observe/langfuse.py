@@ -49,7 +49,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
-import msgspec
 
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.errors import redact
@@ -57,10 +56,10 @@ from relaygate.logs import Every
 from relaygate.observe.langfuse_payload import (
     BuildOptions,
     Credentials,
-    build_events,
     chunk,
     destinations,
     detail_of,
+    encode_events,
     env_credentials,
     ingestion_body,
     parse_answer,
@@ -81,7 +80,6 @@ IN_FLIGHT = 4
 """Ingestion requests of one project sent at the same time (the exporters' pool opens up to
 ``observe.post.CONNECTIONS`` per host, which several projects on one host share)."""
 
-_encode = msgspec.json.Encoder().encode
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 _MAX_TEXT = 300
 _ENV_KEYS = frozenset({"LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY", "LANGFUSE_HOST", "LANGFUSE_BASE_URL"})
@@ -257,8 +255,7 @@ class LangfuseSink:
             if not projects:
                 continue
             try:
-                events = [_encode(e) for e in build_events(r, detail, self.options, now=now,
-                                                           new_id=self._new_id)]
+                events = encode_events(r, detail, self.options, now=now, new_id=self._new_id)
             except Exception as exc:  # a body msgspec cannot encode: that record only
                 self._drop(2 * len(projects))
                 self._warn("build", "langfuse: could not build the events of call %s (%s: %s); dropped",

@@ -34,6 +34,13 @@ Everything sent is checked in the tests against Langfuse's published OpenAPI sch
 shaped the fields: the legacy ``usage`` object can never validate (``IngestionUsage`` is a ``oneOf`` whose two
 branches both match it), so only ``usageDetails`` / ``costDetails`` are sent; ``modelParameters`` values
 are strings, integers, booleans or lists of strings, so other values are sent as JSON text.
+
+What the sink sends is :func:`encode_events`: the compiled writer's bytes (``ext/_langfuse_c.pyx``,
+``_ext.LOADED["langfuse"]``) for a record of the default configuration that does not steer its events, else
+:func:`build_events` encoded with msgspec; the two are equal byte for byte (``tests/observe/
+test_langfuse_twins.py``). Per record the event dicts and their two encodings were ~11 µs of a worker's CPU
+(~17 µs inside the loaded gateway); the compiled writer builds no dict and encodes the request's content and
+the answer once for both events.
 """
 
 from __future__ import annotations
@@ -48,13 +55,14 @@ from typing import Any
 import msgspec
 
 from relaygate.config.errors import ConfigError
+from relaygate.core import _ext
 from relaygate.observe.detail import Detail, LoggingTarget, detail_of
 from relaygate.sinks.record import OUTCOME_TEXT, CompletionRecord, Outcome, header_tags_of
 from relaygate.sinks.spend import CALL_TYPES, tag_list
 
 __all__ = ["DEFAULT_HOST", "INGESTION_PATH", "REDACTED", "BuildOptions", "Credentials", "build_events",
-           "chunk", "destinations", "detail_of", "env_credentials", "ingestion_body", "iso", "parse_answer",
-           "target_credentials"]
+           "chunk", "destinations", "detail_of", "encode_events", "env_credentials", "ingestion_body", "iso",
+           "parse_answer", "record_events", "target_credentials"]
 
 DEFAULT_HOST = "https://cloud.langfuse.com"
 INGESTION_PATH = "/api/public/ingestion"
@@ -519,3 +527,35 @@ def parse_answer(body: bytes, sent: int) -> tuple[int, list[tuple[str, int, str]
         return sent, []
     errors = [(e.id, e.status, e.message or "") for e in ans.errors]
     return (len(ans.successes) if ans.successes or errors else sent), errors
+
+
+EncodeEvents = Callable[[CompletionRecord, Detail, bool, "str | None", "str | None", float, Callable[[], str]],
+                        "list[bytes] | None"]
+
+
+def _load() -> EncodeEvents | None:
+    mod = _ext.compiled("langfuse")
+    if mod is None:
+        return None
+    mod.configure(encode=_encode, ok=Outcome.OK, client_gone=Outcome.CLIENT_GONE, call_types=CALL_TYPES,
+                  outcome_text=OUTCOME_TEXT, not_params=_NOT_PARAMS, not_input=_NOT_INPUT, steering=_STEERING_SET,
+                  param=_param, answer_output=answer_output, status_message=_status_message, tag_list=tag_list,
+                  header_tags_of=header_tags_of, iso=iso, redacted=REDACTED)
+    fn: EncodeEvents = mod.record_events
+    return fn
+
+
+record_events: EncodeEvents | None = _load()
+"""``record_events(record, detail, redact_key_info, release, environment, now, new_id)``: the compiled writer
+(None: the pure path only); it answers None for a record whose request steers its events."""
+
+
+def encode_events(r: CompletionRecord, detail: Detail | None, opts: BuildOptions, *, now: float,
+                  new_id: Callable[[], str]) -> list[bytes]:
+    """The record's events as the sink sends them: :func:`build_events`, each encoded; written by the compiled
+    writer when it is built and the record is one it writes (a Detail, no steering, no default tags)."""
+    if record_events is not None and detail is not None and not opts.default_tags:
+        events = record_events(r, detail, opts.redact_key_info, opts.release, opts.environment, now, new_id)
+        if events is not None:
+            return events
+    return [_encode(e) for e in build_events(r, detail, opts, now=now, new_id=new_id)]
