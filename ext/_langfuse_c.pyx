@@ -20,7 +20,6 @@ its events on the pure path. ``tests/observe/test_langfuse_twins.py`` compares t
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free
 from libc.math cimport isfinite, rint
 
@@ -39,7 +38,7 @@ cdef extern from "time.h" nogil:
 
 __all__ = ["configure", "record_events"]
 
-cdef object _encode = None
+cdef object _encode = None  # the encoder _json_buf.pxi writes with
 cdef object _ok = None
 cdef object _client_gone = None
 cdef dict _call_types = None
@@ -55,6 +54,8 @@ cdef object _header_tags_of = None
 cdef object _iso_py = None
 cdef bytes _redacted = None
 
+include "_json_buf.pxi"
+
 cdef double _YEAR_10000 = 253402300800.0
 """Epoch seconds of 10000-01-01: the pure path's ``datetime`` refuses that and later."""
 
@@ -69,68 +70,6 @@ def configure(*, encode, ok, client_gone, call_types, outcome_text, not_params, 
     _answer_output, _status_message, _tag_list, _header_tags_of = answer_output, status_message, tag_list, header_tags_of
     _iso_py = iso
     _redacted = encode(redacted)
-
-
-cdef inline int _raw(Buf* b, const char* s, Py_ssize_t n) except -1:
-    _reserve(b, n)
-    _put(b, s, n)
-    return 0
-
-
-cdef inline int _lit(Buf* b, bytes s) except -1:
-    return _raw(b, PyBytes_AS_STRING(s), PyBytes_GET_SIZE(s))
-
-
-cdef int _str(Buf* b, str s) except -1:
-    """A JSON string as msgspec writes it: UTF-8 with nothing to escape copied between quotes, anything else (a
-    control character, a quote, a backslash) through the encoder itself."""
-    cdef Py_ssize_t n = 0, i
-    cdef const char* p = PyUnicode_AsUTF8AndSize(s, &n)  # a lone surrogate raises, as msgspec does
-    cdef unsigned char c
-    for i in range(n):
-        c = <unsigned char>p[i]
-        if c < 0x20 or c == 0x22 or c == 0x5c:
-            return _lit(b, _encode(s))
-    _reserve(b, n + 2)
-    _byte(b, 0x22)
-    _put(b, p, n)
-    _byte(b, 0x22)
-    return 0
-
-
-cdef int _value(Buf* b, value) except -1:
-    """Any value as msgspec encodes it: str, None, bool and 64-bit int written here, the rest by the encoder."""
-    cdef long long v
-    cdef int overflow = 0
-    t = type(value)
-    if t is str:
-        return _str(b, <str>value)
-    if value is None:
-        return _raw(b, "null", 4)
-    if t is bool:
-        return _raw(b, "true", 4) if value else _raw(b, "false", 5)
-    if t is int:
-        v = PyLong_AsLongLongAndOverflow(value, &overflow)
-        if overflow == 0:
-            return _int(b, v)
-    return _lit(b, _encode(value))
-
-
-cdef int _int(Buf* b, long long v) except -1:
-    """A 64-bit integer in decimal."""
-    cdef char tmp[24]
-    cdef int i = 24
-    cdef unsigned long long u = <unsigned long long>(-(v + 1)) + 1 if v < 0 else <unsigned long long>v
-    while True:
-        i -= 1
-        tmp[i] = <char>(48 + u % 10)
-        u //= 10
-        if u == 0:
-            break
-    if v < 0:
-        i -= 1
-        tmp[i] = 45  # "-"
-    return _raw(b, tmp + i, 24 - i)
 
 
 cdef inline void _digits(char* p, int value, int n) noexcept nogil:
@@ -149,16 +88,16 @@ cdef int _iso_into(Buf* b, double ts) except -1:
     cdef tm t
     cdef char tmp[32]
     if not (ts >= 0.0 and ts < _YEAR_10000):
-        return _lit(b, _encode(_iso_py(ts)))
+        return _jlit(b, _encode(_iso_py(ts)))
     secs = <time_t>ts
     micros = rint((ts - <double>secs) * 1e6)
     if micros >= 1000000.0:
         secs += 1
         micros -= 1000000.0
         if secs >= <time_t>_YEAR_10000:
-            return _lit(b, _encode(_iso_py(ts)))
+            return _jlit(b, _encode(_iso_py(ts)))
     if gmtime_r(&secs, &t) == NULL:
-        return _lit(b, _encode(_iso_py(ts)))
+        return _jlit(b, _encode(_iso_py(ts)))
     memcpy(tmp, b'"0000-00-00T00:00:00.000000Z"', 29)
     _digits(tmp + 1, t.tm_year + 1900, 4)
     _digits(tmp + 6, t.tm_mon + 1, 2)
@@ -167,15 +106,15 @@ cdef int _iso_into(Buf* b, double ts) except -1:
     _digits(tmp + 15, t.tm_min, 2)
     _digits(tmp + 18, t.tm_sec, 2)
     _digits(tmp + 21, <int>micros, 6)
-    return _raw(b, tmp, 29)
+    return _jraw(b, tmp, 29)
 
 
 cdef int _member(Buf* b, bytes name, value) except -1:
     """``name`` (its quoted key and colon) with ``value`` and a comma after, unless the value is None."""
     if value is not None:
-        _lit(b, name)
-        _value(b, value)
-        _lit(b, b',')
+        _jlit(b, name)
+        _jvalue(b, value)
+        _jlit(b, b',')
     return 0
 
 
@@ -275,85 +214,85 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
     _init(&b)
     try:
         # the trace (no existing_trace_id on this path)
-        _lit(&b, b'{"id":')
-        _value(&b, new_id())
-        _lit(&b, b',"timestamp":')
+        _jlit(&b, b'{"id":')
+        _jvalue(&b, new_id())
+        _jlit(&b, b',"timestamp":')
         mark = b.size
         _iso_into(&b, now)
         stamp = PyBytes_FromStringAndSize(b.data + mark, b.size - mark)
-        _lit(&b, b',"type":"trace-create","body":{"id":')
-        _value(&b, trace_id)
-        _lit(&b, b',"timestamp":')
+        _jlit(&b, b',"type":"trace-create","body":{"id":')
+        _jvalue(&b, trace_id)
+        _jlit(&b, b',"timestamp":')
         mark = b.size
         _iso_into(&b, start)
         started = PyBytes_FromStringAndSize(b.data + mark, b.size - mark)
-        _lit(&b, b',"name":')
-        _value(&b, f"litellm-{route_type}")
+        _jlit(&b, b',"name":')
+        _jvalue(&b, f"litellm-{route_type}")
         user = r.end_user_id
         if user is not None:
-            _lit(&b, b',"userId":')
-            _value(&b, user)
+            _jlit(&b, b',"userId":')
+            _jvalue(&b, user)
         if inp_b is not None:
-            _lit(&b, b',"input":')
-            _lit(&b, inp_b)
+            _jlit(&b, b',"input":')
+            _jlit(&b, inp_b)
         if out_b is not None:
-            _lit(&b, b',"output":')
-            _lit(&b, out_b)
-        _lit(&b, b',"tags":')
-        _lit(&b, tags_b)
+            _jlit(&b, b',"output":')
+            _jlit(&b, out_b)
+        _jlit(&b, b',"tags":')
+        _jlit(&b, tags_b)
         if release is not None:
-            _lit(&b, b',"release":')
-            _value(&b, release)
+            _jlit(&b, b',"release":')
+            _jvalue(&b, release)
         if environment:
-            _lit(&b, b',"environment":')
-            _value(&b, environment)
-        _lit(&b, b'}}')
+            _jlit(&b, b',"environment":')
+            _jvalue(&b, environment)
+        _jlit(&b, b'}}')
         trace = PyBytes_FromStringAndSize(b.data, b.size)
 
         # the generation
         b.size = 0
-        _lit(&b, b'{"id":')
-        _value(&b, new_id())
-        _lit(&b, b',"timestamp":')
-        _lit(&b, stamp)
-        _lit(&b, b',"type":"generation-create","body":{"id":')
-        _value(&b, r.call_id)
-        _lit(&b, b',"traceId":')
-        _value(&b, trace_id)
-        _lit(&b, b',"name":')
+        _jlit(&b, b'{"id":')
+        _jvalue(&b, new_id())
+        _jlit(&b, b',"timestamp":')
+        _jlit(&b, stamp)
+        _jlit(&b, b',"type":"generation-create","body":{"id":')
+        _jvalue(&b, r.call_id)
+        _jlit(&b, b',"traceId":')
+        _jvalue(&b, trace_id)
+        _jlit(&b, b',"name":')
         alias = None if redact_key_info else r.key_alias
-        _value(&b, f"litellm:{alias}" if alias else f"litellm-{route_type}")
-        _lit(&b, b',"startTime":')
-        _lit(&b, started)
-        _lit(&b, b',"endTime":')
+        _jvalue(&b, f"litellm:{alias}" if alias else f"litellm-{route_type}")
+        _jlit(&b, b',"startTime":')
+        _jlit(&b, started)
+        _jlit(&b, b',"endTime":')
         _iso_into(&b, end)
         model = r.upstream_model or r.model
         if model:
-            _lit(&b, b',"model":')
-            _value(&b, model)
+            _jlit(&b, b',"model":')
+            _jvalue(&b, model)
         if params_b is not None:
-            _lit(&b, b',"modelParameters":')
-            _lit(&b, params_b)
+            _jlit(&b, b',"modelParameters":')
+            _jlit(&b, params_b)
         if inp_b is not None:
-            _lit(&b, b',"input":')
-            _lit(&b, inp_b)
+            _jlit(&b, b',"input":')
+            _jlit(&b, inp_b)
         if out_b is not None:
-            _lit(&b, b',"output":')
-            _lit(&b, out_b)
+            _jlit(&b, b',"output":')
+            _jlit(&b, out_b)
         pt, ct, cached = r.prompt_tokens, r.completion_tokens, r.cache_read_tokens
-        _lit(&b, b',"usageDetails":{"input":')
-        _value(&b, max(pt - cached, 0))
-        _lit(&b, b',"output":')
-        _value(&b, ct)
-        _lit(&b, b',"total":')
-        _value(&b, pt + ct)
-        _lit(&b, b',"cache_read_input_tokens":')
-        _value(&b, cached)
-        _lit(&b, b',"cache_creation_input_tokens":')
-        _value(&b, r.cache_write_tokens)
-        _lit(&b, b'},"costDetails":{"total":')
-        _lit(&b, cost_b)
-        _lit(&b, b'},"metadata":{')
+        _jlit(&b, b',"usageDetails":{"input":')
+        _jvalue(&b, max(pt - cached, 0))
+        _jlit(&b, b',"output":')
+        _jvalue(&b, ct)
+        _jlit(&b, b',"total":')
+        _jvalue(&b, pt + ct)
+        _jlit(&b, b',"cache_read_input_tokens":')
+        _jvalue(&b, cached)
+        _jlit(&b, b',"cache_creation_input_tokens":')
+        _jvalue(&b, r.cache_write_tokens)
+        _jlit(&b, b'},"costDetails":{"total":')
+        _jlit(&b, cost_b)
+        _jlit(&b, b'},"metadata":{')
         if not redact_key_info:
             _member(&b, b'"user_api_key_hash":', r.key_hash)
             _member(&b, b'"user_api_key_alias":', r.key_alias)
@@ -362,71 +301,71 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
             _member(&b, b'"user_api_key_user_id":', r.user_id)
             _member(&b, b'"user_api_key_org_id":', r.org_id)
             _member(&b, b'"user_api_key_end_user_id":', user)
-        _lit(&b, b'"requester_metadata":')
-        _lit(&b, _encode(metadata))
+        _jlit(&b, b'"requester_metadata":')
+        _jlit(&b, _encode(metadata))
         if spend_meta is not None:
-            _lit(&b, b',"spend_logs_metadata":')
-            _lit(&b, _encode(spend_meta))
-        _lit(&b, b',"litellm_call_id":')
-        _value(&b, r.call_id)
-        _lit(&b, b',"litellm_response_cost":')
-        _lit(&b, cost_b)
-        _lit(&b, b',"cache_hit":')
-        _value(&b, r.cache_hit)
+            _jlit(&b, b',"spend_logs_metadata":')
+            _jlit(&b, _encode(spend_meta))
+        _jlit(&b, b',"litellm_call_id":')
+        _jvalue(&b, r.call_id)
+        _jlit(&b, b',"litellm_response_cost":')
+        _jlit(&b, cost_b)
+        _jlit(&b, b',"cache_hit":')
+        _jvalue(&b, r.cache_hit)
         if r.model_group:
-            _lit(&b, b',"model_group":')
-            _value(&b, r.model_group)
+            _jlit(&b, b',"model_group":')
+            _jvalue(&b, r.model_group)
         if r.deployment_id:
-            _lit(&b, b',"model_id":')
-            _value(&b, r.deployment_id)
+            _jlit(&b, b',"model_id":')
+            _jvalue(&b, r.deployment_id)
         if r.provider:
-            _lit(&b, b',"custom_llm_provider":')
-            _value(&b, r.provider)
-        _lit(&b, b',"status_code":')
-        _value(&b, r.status)
-        _lit(&b, b',"outcome":')
-        _value(&b, _outcome_text[outcome])
-        _lit(&b, b',"litellm_overhead_time_ms":')
-        _value(&b, round(r.overhead * 1000.0, 3))
-        _lit(&b, b',"span_id":')
-        _value(&b, detail.span_id)
+            _jlit(&b, b',"custom_llm_provider":')
+            _jvalue(&b, r.provider)
+        _jlit(&b, b',"status_code":')
+        _jvalue(&b, r.status)
+        _jlit(&b, b',"outcome":')
+        _jvalue(&b, _outcome_text[outcome])
+        _jlit(&b, b',"litellm_overhead_time_ms":')
+        _jvalue(&b, round(r.overhead * 1000.0, 3))
+        _jlit(&b, b',"span_id":')
+        _jvalue(&b, detail.span_id)
         attempts = detail.attempts
         if attempts:
             base = attempts[len(attempts) - 1].api_base
             if base:
-                _lit(&b, b',"api_base":')
-                _value(&b, base)
+                _jlit(&b, b',"api_base":')
+                _jvalue(&b, base)
             if len(attempts) > 1 or not ok:
-                _lit(&b, b',"attempts":')
-                _lit(&b, _attempts(attempts))
+                _jlit(&b, b',"attempts":')
+                _jlit(&b, _attempts(attempts))
         if r.retries:
-            _lit(&b, b',"attempted_retries":')
-            _value(&b, r.retries)
+            _jlit(&b, b',"attempted_retries":')
+            _jvalue(&b, r.retries)
         if r.fallbacks:
-            _lit(&b, b',"attempted_fallbacks":')
-            _value(&b, r.fallbacks)
+            _jlit(&b, b',"attempted_fallbacks":')
+            _jvalue(&b, r.fallbacks)
         if r.cost_estimated:
-            _lit(&b, b',"cost_estimated":true')
+            _jlit(&b, b',"cost_estimated":true')
         if not ok and r.error_type:
-            _lit(&b, b',"error_type":')
-            _value(&b, r.error_type)
+            _jlit(&b, b',"error_type":')
+            _jvalue(&b, r.error_type)
         if ok:
-            _lit(&b, b'},"level":"DEFAULT"')
+            _jlit(&b, b'},"level":"DEFAULT"')
         elif outcome is _client_gone:
-            _lit(&b, b'},"level":"WARNING"')
+            _jlit(&b, b'},"level":"WARNING"')
         else:
-            _lit(&b, b'},"level":"ERROR"')
+            _jlit(&b, b'},"level":"ERROR"')
         if status_message is not None:
-            _lit(&b, b',"statusMessage":')
-            _value(&b, status_message)
+            _jlit(&b, b',"statusMessage":')
+            _jvalue(&b, status_message)
         if environment is not None:
-            _lit(&b, b',"environment":')
-            _value(&b, environment)
+            _jlit(&b, b',"environment":')
+            _jvalue(&b, environment)
         ttft = r.ttft
         if ttft is not None:
-            _lit(&b, b',"completionStartTime":')
+            _jlit(&b, b',"completionStartTime":')
             _iso_into(&b, start + ttft)
-        _lit(&b, b'}}')
+        _jlit(&b, b'}}')
         return [trace, PyBytes_FromStringAndSize(b.data, b.size)]
     finally:
         PyMem_Free(b.data)

@@ -6,10 +6,14 @@ The pure twin is ``relaygate.observe.otel``'s own path: :func:`relaygate.observe
 and ``attempt_attributes`` build each span's attributes as a dict, which ``core.otlp.encode_span`` then
 encodes. :func:`record_spans` produces the same bytes, span for span, without the dicts: each attribute is
 written into the span's buffer as it is found (the same keys, values and order, with the pure path's
-``setdefault`` decisions), and the span's fields around them as ``encode_span`` writes them. The parts that
-build Python objects anyway (the content attributes' JSON, the answer's finish reasons, a deployment's parsed
-``api_base``, an error's class) call the pure module's own functions, handed over by :func:`configure` (this
-module imports nothing of relaygate's). ``tests/observe/test_otel_spans_twins.py`` compares the two on records of
+``setdefault`` decisions), and the span's fields around them as ``encode_span`` writes them. The JSON attributes
+(the content's ``gen_ai.input.messages`` / ``gen_ai.system_instructions`` / ``gen_ai.output.messages`` for a
+request whose answer has ``choices``, LiteLLM's ``usage_object`` and ``hidden_params``) are written as JSON
+straight into a buffer, their scalars here and every other value by the pure module's msgspec encoder
+(``_json_buf.pxi``), so their text is the encoder's by construction. The parts that build Python objects anyway
+(an Anthropic or Responses answer's content, the answer's finish reasons, read once per record, a deployment's
+parsed ``api_base``, an error's class) call the pure module's own functions, handed over by :func:`configure`
+(this module imports nothing of relaygate's). ``tests/observe/test_otel_spans_twins.py`` compares the two on records of
 every shape the sink exports.
 
 Only the sink's default configuration comes here (the wire exporter, the attributes on LiteLLM's proxy span,
@@ -53,6 +57,8 @@ cdef frozenset _REQUEST_KEYS = frozenset({"temperature", "top_p", "frequency_pen
                                           "stop", "stop_sequences"})
 cdef char _ATTR = 0x4a
 
+include "_json_buf.pxi"
+
 
 def configure(*, callback_slots, content, finish_reasons, server, error_class, encode, new_span_id, time, providers,
               operations, call_types, outcome_text, ok, client_gone, proxy_span):
@@ -87,6 +93,157 @@ cdef bint _number(value):
         return False
 
 
+cdef int _json_attr(Buf* b, str key, Buf* j) except -1:
+    """A string attribute whose value is the JSON text written in ``j`` (as ``_field`` writes a ``str``)."""
+    cdef Py_ssize_t kn = 0
+    cdef const char* kp = PyUnicode_AsUTF8AndSize(key, &kn)
+    cdef Py_ssize_t vn = j.size
+    cdef Py_ssize_t anylen = 1 + _vlen(<uint64_t>vn) + vn
+    cdef Py_ssize_t kvlen = 1 + _vlen(<uint64_t>kn) + kn + 1 + _vlen(<uint64_t>anylen) + anylen
+    _reserve(b, 11 + kvlen)
+    _byte(b, _ATTR)
+    _vput(b, <uint64_t>kvlen)
+    _byte(b, 0x0a)
+    _vput(b, <uint64_t>kn)
+    _put(b, kp, kn)
+    _byte(b, 0x12)
+    _vput(b, <uint64_t>anylen)
+    _byte(b, 0x0a)
+    _vput(b, <uint64_t>vn)
+    if vn:
+        _put(b, j.data, vn)
+    return 0
+
+
+cdef int _jparts(Buf* j, content) except -1:
+    """``otel_attrs._parts(content)`` as JSON."""
+    cdef bint first = True
+    if isinstance(content, str):
+        _jlit(j, b'[{"type":"text","content":')
+        _jvalue(j, content)
+        return _jlit(j, b'}]')
+    if isinstance(content, list):
+        _jlit(j, b'[')
+        for p in content:
+            if not first:
+                _jlit(j, b',')
+            first = False
+            if isinstance(p, dict):
+                _jvalue(j, p)
+            else:
+                _jlit(j, b'{"type":"text","content":')
+                _jvalue(j, str(p))
+                _jlit(j, b'}')
+        return _jlit(j, b']')
+    if content is None:
+        return _jlit(j, b'[]')
+    _jlit(j, b'[{"type":"text","content":')
+    _jvalue(j, str(content))
+    return _jlit(j, b'}]')
+
+
+cdef tuple _MESSAGE_KEYS = ("id", "tool_calls", "tool_call_id", "name")
+cdef tuple _MESSAGE_KEY_JSON = (b',"id":', b',"tool_calls":', b',"tool_call_id":', b',"name":')
+
+
+cdef int _jmessage(Buf* j, msg, bint answer) except -1:
+    """``otel_attrs._message(msg)`` as JSON, without its closing brace; ``answer``: an output message (a role
+    ``user`` becomes ``assistant``)."""
+    cdef int i
+    if not isinstance(msg, dict):
+        _jlit(j, b'{"role":"assistant","parts":' if answer else b'{"role":"user","parts":')
+        return _jparts(j, msg)
+    role = (<dict>msg).get("role") or "user"
+    if answer and role == "user":
+        role = "assistant"
+    _jlit(j, b'{"role":')
+    _jvalue(j, role)
+    _jlit(j, b',"parts":')
+    _jparts(j, (<dict>msg).get("content"))
+    for i in range(4):
+        key = _MESSAGE_KEYS[i]
+        if key in msg:
+            _jlit(j, <bytes>_MESSAGE_KEY_JSON[i])
+            _jvalue(j, (<dict>msg)[key])
+    return 0
+
+
+cdef int _content_attrs(Buf* b, str route, body, answer, refused) except -1:
+    """The content attributes (``otel_attrs._content``) written here for the routes whose answer has ``choices``
+    (or none); a ``messages`` or ``responses`` answer of its own shape goes to the pure function."""
+    cdef Buf j
+    cdef bint first
+    if isinstance(answer, dict) and not isinstance((<dict>answer).get("choices"), list) and (
+            route == "messages" or route == "responses"):
+        content = {}
+        _content(route, body, answer, content)
+        for k, v in content.items():
+            _attr(b, k, v, refused)
+        return 0
+    _init(&j)
+    try:
+        if isinstance(body, dict):
+            messages = None
+            text = None
+            msgs = (<dict>body).get("messages")
+            if isinstance(msgs, list):
+                messages = msgs
+            elif route == "responses" and isinstance((<dict>body).get("input"), list):
+                messages = (<dict>body)["input"]
+            else:
+                text = (<dict>body).get("input") if route == "responses" or route == "embeddings" else \
+                    (<dict>body).get("prompt")
+            if messages is not None:
+                _jlit(&j, b'[')
+                first = True
+                for m in messages:
+                    if not first:
+                        _jlit(&j, b',')
+                    first = False
+                    _jmessage(&j, m, False)
+                    _jlit(&j, b'}')
+                _jlit(&j, b']')
+                _json_attr(b, "gen_ai.input.messages", &j)
+            elif text is not None:
+                _jlit(&j, b'[{"role":"user","parts":')
+                _jparts(&j, text)
+                _jlit(&j, b'}]')
+                _json_attr(b, "gen_ai.input.messages", &j)
+            system = (<dict>body).get("system", (<dict>body).get("instructions"))
+            if system is not None:
+                j.size = 0
+                _jparts(&j, system)
+                _json_attr(b, "gen_ai.system_instructions", &j)
+        if not isinstance(answer, dict):
+            return 0
+        choices = (<dict>answer).get("choices")
+        if not isinstance(choices, list):
+            return 0
+        j.size = 0
+        first = True
+        _jlit(&j, b'[')
+        for c in choices:
+            if not isinstance(c, dict):
+                continue
+            if not first:
+                _jlit(&j, b',')
+            first = False
+            msg = (<dict>c).get("message") or ({"role": "assistant", "content": (<dict>c)["text"]} if "text" in c
+                                              else {})
+            _jmessage(&j, msg, True)
+            reason = (<dict>c).get("finish_reason")
+            if isinstance(reason, str):
+                _jlit(&j, b',"finish_reason":')
+                _jvalue(&j, reason)
+            _jlit(&j, b'}')
+        if not first:
+            _jlit(&j, b']')
+            _json_attr(b, "gen_ai.output.messages", &j)
+        return 0
+    finally:
+        PyMem_Free(j.data)
+
+
 cdef int _request_params(Buf* b, body, refused) except -1:
     if not isinstance(body, dict) or _REQUEST_KEYS.isdisjoint(body):
         return 0
@@ -119,8 +276,9 @@ cdef int _request_params(Buf* b, body, refused) except -1:
     return 0
 
 
-cdef int _response(Buf* b, str route, answer, refused) except -1:
-    """``gen_ai.response.*`` from the answer; bit 1: the id was written, bit 2: the model was."""
+cdef int _response(Buf* b, answer, reasons, refused) except -1:
+    """``gen_ai.response.*`` from the answer (``reasons``: its finish reasons, read once per record); bit 1: the id
+    was written, bit 2: the model was."""
     cdef int wrote = 0
     if not isinstance(answer, dict):
         return 0
@@ -132,7 +290,6 @@ cdef int _response(Buf* b, str route, answer, refused) except -1:
     if isinstance(model, str) and model:
         _attr(b, "gen_ai.response.model", model, refused)
         wrote |= 2
-    reasons = _finish_reasons(route, answer)
     if reasons:
         _attr(b, "gen_ai.response.finish_reasons", reasons, refused)
     return wrote
@@ -193,14 +350,38 @@ cdef int _metadata_attrs(Buf* b, r, detail, bint redact_key_info, refused) excep
     if attempts:
         api_base = attempts[len(attempts) - 1].api_base.rstrip("/")
     team_alias = detail.team_alias or r.team_alias
-    pt, ct = r.prompt_tokens, r.completion_tokens
-    usage = {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}
-    cached = r.cache_read_tokens
+    cdef Buf u
+    _init(&u)
+    try:
+        _usage_json(&u, r.prompt_tokens, r.completion_tokens, r.cache_read_tokens, r.cache_write_tokens)
+        return _metadata_rest(b, r, detail, keys, metadata, spend_meta, cost, api_base, team_alias, &u, refused)
+    finally:
+        PyMem_Free(u.data)
+
+
+cdef int _usage_json(Buf* j, pt, ct, cached, cwrite) except -1:
+    """LiteLLM's usage object of the record (``usage_object``) as JSON."""
+    _jlit(j, b'{"prompt_tokens":')
+    _jvalue(j, pt)
+    _jlit(j, b',"completion_tokens":')
+    _jvalue(j, ct)
+    _jlit(j, b',"total_tokens":')
+    _jvalue(j, pt + ct)
     if cached:
-        usage["cache_read_input_tokens"] = cached
-        usage["prompt_tokens_details"] = {"cached_tokens": cached}
-    if r.cache_write_tokens:
-        usage["cache_creation_input_tokens"] = r.cache_write_tokens
+        _jlit(j, b',"cache_read_input_tokens":')
+        _jvalue(j, cached)
+        _jlit(j, b',"prompt_tokens_details":{"cached_tokens":')
+        _jvalue(j, cached)
+        _jlit(j, b'}')
+    if cwrite:
+        _jlit(j, b',"cache_creation_input_tokens":')
+        _jvalue(j, cwrite)
+    return _jlit(j, b'}')
+
+
+cdef int _metadata_rest(Buf* b, r, detail, bint keys, metadata, spend_meta, cost, api_base, team_alias,
+                        Buf* usage, refused) except -1:
+    cdef Buf h
     budgets = detail.budgets if keys else None
     if budgets is None:
         budgets = _NO_BUDGETS
@@ -232,19 +413,32 @@ cdef int _metadata_attrs(Buf* b, r, detail, bint redact_key_info, refused) excep
     _meta(b, "metadata.spend_logs_metadata", spend_meta if isinstance(spend_meta, dict) else None, refused)
     _meta(b, "metadata.requester_ip_address", r.requester_ip, refused)
     _meta(b, "metadata.requester_metadata", metadata or None, refused)
-    _meta(b, "metadata.usage_object", usage, refused)
+    _json_attr(b, "metadata.usage_object", usage)
     _meta(b, "metadata.team_alias", team_alias, refused)
     _meta(b, "metadata.team_id", r.team_id, refused)
-    upstream_model = r.upstream_model
-    hidden = {"model_id": r.deployment_id or None, "cache_key": None, "api_base": api_base or None,
-              "response_cost": cost, "litellm_overhead_time_ms": r.overhead * 1000.0, "additional_headers": None,
-              "batch_models": None, "batch_successful_requests": None, "batch_failed_requests": None,
-              "litellm_model_name": upstream_model or None, "usage_object": usage}
-    return _attr(b, "hidden_params", _encode(hidden).decode(), refused)
+    _init(&h)
+    try:
+        _jlit(&h, b'{"model_id":')
+        _jvalue(&h, r.deployment_id or None)
+        _jlit(&h, b',"cache_key":null,"api_base":')
+        _jvalue(&h, api_base or None)
+        _jlit(&h, b',"response_cost":')
+        _jvalue(&h, cost)
+        _jlit(&h, b',"litellm_overhead_time_ms":')
+        _jvalue(&h, r.overhead * 1000.0)
+        _jlit(&h, b',"additional_headers":null,"batch_models":null,"batch_successful_requests":null,'
+                  b'"batch_failed_requests":null,"litellm_model_name":')
+        _jvalue(&h, r.upstream_model or None)
+        _jlit(&h, b',"usage_object":')
+        _jraw(&h, usage.data, usage.size)
+        _jlit(&h, b'}')
+        return _json_attr(b, "hidden_params", &h)
+    finally:
+        PyMem_Free(h.data)
 
 
 cdef bytes _request_span(r, detail, bint logging_ok, bint redact_key_info, bytes trace_id, bytes span_id,
-                         refused):
+                         reasons, refused):
     cdef Buf b
     cdef bint ok = r.outcome is _ok
     cdef str route = r.route
@@ -270,7 +464,7 @@ cdef bytes _request_span(r, detail, bint logging_ok, bint redact_key_info, bytes
         stream = r.stream
         _attr(&b, "gen_ai.request.stream", stream, refused)
         _request_params(&b, body, refused)
-        wrote = _response(&b, route, answer, refused)
+        wrote = _response(&b, answer, reasons, refused)
         upstream_model = r.upstream_model
         if ok:
             if not wrote & 1:
@@ -334,10 +528,7 @@ cdef bytes _request_span(r, detail, bint logging_ok, bint redact_key_info, bytes
         if detail.tags:
             _attr(&b, "relaygate.tags", tuple(detail.tags), refused)
         if logging_ok:
-            content = {}
-            _content(route, body, answer, content)
-            for k, v in content.items():
-                _attr(&b, k, v, refused)
+            _content_attrs(&b, route, body, answer, refused)
 
         if ok:
             _status_into(&b, 1, None)
@@ -359,7 +550,8 @@ cdef bytes _request_span(r, detail, bint logging_ok, bint redact_key_info, bytes
         PyMem_Free(b.data)
 
 
-cdef bytes _attempt_span(r, detail, a, int n, prev, bint last, str op, bytes trace_id, bytes parent_id, refused):
+cdef bytes _attempt_span(r, detail, a, int n, prev, bint last, str op, bytes trace_id, bytes parent_id, reasons,
+                         refused):
     cdef Buf b
     cdef double start, end
     status, error_type = a.status, a.error_type
@@ -394,7 +586,7 @@ cdef bytes _attempt_span(r, detail, a, int n, prev, bint last, str op, bytes tra
             if a.error_message:
                 _attr(&b, "error.message", a.error_message, refused)
         elif last and r.outcome is _ok:
-            _response(&b, r.route, detail.output, refused)
+            _response(&b, detail.output, reasons, refused)
             _attr(&b, "gen_ai.usage.input_tokens", r.prompt_tokens, refused)
             _attr(&b, "gen_ai.usage.output_tokens", r.completion_tokens, refused)
         _attr(&b, "relaygate.attempt", n + 1, refused)
@@ -421,14 +613,16 @@ def record_spans(r, detail not None, bint logging_ok, bint redact_key_info, refu
     cdef bytes span_id = _id(detail.span_id, 8)
     cdef list out = []
     cdef int n = 0
+    output = detail.output
+    reasons = _finish_reasons(r.route, output) if r.outcome is _ok and isinstance(output, dict) else ()
     attempts = detail.attempts
     if attempts:
         op = _operations.get(r.route, r.route or "chat")
         last = len(attempts) - 1
         prev = None
         for a in attempts:
-            out.append(_attempt_span(r, detail, a, n, prev, n == last, op, trace_id, span_id, refused))
+            out.append(_attempt_span(r, detail, a, n, prev, n == last, op, trace_id, span_id, reasons, refused))
             prev = a
             n += 1
-    out.append(_request_span(r, detail, logging_ok, redact_key_info, trace_id, span_id, refused))
+    out.append(_request_span(r, detail, logging_ok, redact_key_info, trace_id, span_id, reasons, refused))
     return out

@@ -13,6 +13,8 @@ import os
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from relaygate.config.observe import ObserveSettings
 from relaygate.core import _ext
@@ -151,3 +153,80 @@ def test_a_value_the_encoder_refuses_is_left_out_alike(monkeypatch: pytest.Monke
         outs.append(got.spans)
     assert outs[0] == outs[1] and len(outs[0]) == 2
     assert refused == ["relaygate.retries", "gen_ai.cost.big"] * 2
+
+
+_part = st.one_of(st.text(max_size=12), st.integers(), st.none(), st.floats(allow_nan=False),
+                  st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url", "tool_use"])},
+                                        optional={"text": st.text(max_size=12) | st.integers()}))
+_content = st.one_of(st.none(), st.text(max_size=20), st.integers(), st.lists(_part, max_size=3),
+                     st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+_role = st.one_of(st.sampled_from(["user", "assistant", "system", "tool", ""]), st.none(), st.integers())
+_message = st.one_of(
+    st.fixed_dictionaries({}, optional={"role": _role, "content": _content, "id": st.text(max_size=6),
+                                        "tool_calls": st.lists(st.dictionaries(st.text(max_size=4), st.text(max_size=4),
+                                                                               max_size=2), max_size=2),
+                                        "tool_call_id": st.text(max_size=6), "name": st.text(max_size=6) | st.none(),
+                                        "extra": st.integers()}),
+    st.text(max_size=10), st.integers(), st.none(), st.lists(st.integers(), max_size=2))
+_choice = st.one_of(
+    st.fixed_dictionaries({}, optional={"message": st.none() | _message | st.just({}) | st.just(""),
+                                        "text": _content, "finish_reason": st.sampled_from(["stop", "length"]) |
+                                        st.integers() | st.none(), "index": st.integers(0, 3)}),
+    st.integers(), st.none())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(route=st.sampled_from(["chat", "completions", "embeddings", "responses", "messages", "rerank", ""]),
+       body=st.one_of(st.none(), st.integers(), st.fixed_dictionaries(
+           {}, optional={"messages": st.lists(_message, max_size=4) | _content,
+                         "input": st.lists(_message, max_size=3) | _content, "prompt": _content,
+                         "system": _content, "instructions": _content, "model": st.text(max_size=5),
+                         "temperature": st.floats(allow_nan=False, allow_infinity=False, min_value=0, max_value=2)})),
+       answer=st.one_of(st.none(), st.text(max_size=5), st.fixed_dictionaries(
+           {}, optional={"choices": st.lists(_choice, max_size=3) | st.integers(), "id": st.text(max_size=6),
+                         "model": st.text(max_size=6), "content": st.lists(_part, max_size=2),
+                         "stop_reason": st.sampled_from(["end_turn", "tool_use"]), "status": st.just("completed"),
+                         "output": st.lists(st.dictionaries(st.sampled_from(["type", "role", "content"]),
+                                                            st.sampled_from(["message", "x"]) | st.lists(_part, max_size=2),
+                                                            max_size=3), max_size=2)})),
+       ok=st.booleans(), logging=st.booleans())
+def test_generated_content_equals_the_pure_path(route: str, body: Any, answer: Any, ok: bool, logging: bool) -> None:
+    if otel_spans.record_spans is None:
+        pytest.skip("RELAYGATE_NO_EXTENSIONS is set: no compiled writer to compare")
+    settings_ = BOTH if logging else ObserveSettings(success_callbacks=("otel",), failure_callbacks=("otel",),
+                                                     turn_off_message_logging=True)
+    r = with_detail(detail(input=body, output=answer), route=route,
+                    **({} if ok else {"outcome": Outcome.ERROR, "status": 500, "error_type": "x"}))
+    d = r.extra["observe"]
+    spans, errors = [], []
+    for fast in (True, False):
+        sink, got = _sink(fast, settings_)
+        try:
+            sink._build(r, d)
+        except Exception as exc:  # both must refuse the same records
+            errors.append(type(exc).__name__)
+        spans.append(got.spans)
+    assert len(errors) in (0, 2), (r, errors)
+    assert spans[0] == spans[1]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(route=st.sampled_from(["chat", "completions", "responses", "messages", "embeddings"]),
+       messages=st.lists(_message, min_size=1, max_size=4), system=st.none() | _content,
+       choices=st.lists(_choice, min_size=1, max_size=3), text=st.none() | _content)
+def test_generated_chat_messages_and_choices_equal_the_pure_path(route: str, messages: list[Any], system: Any,
+                                                                 choices: list[Any], text: Any) -> None:
+    if otel_spans.record_spans is None:
+        pytest.skip("RELAYGATE_NO_EXTENSIONS is set: no compiled writer to compare")
+    body: dict[str, Any] = {"model": "m", "messages": messages} if text is None else {"model": "m", "input": text}
+    if system is not None:
+        body["instructions" if route == "responses" else "system"] = system
+    r = with_detail(detail(input=body, output={"id": "x", "choices": choices}), route=route)
+    spans = []
+    for fast in (True, False):
+        sink, got = _sink(fast)
+        sink._build(r, r.extra["observe"])
+        spans.append(got.spans)
+    assert spans[0] == spans[1]
+    # the messages are read on every route; an "input" text only on the routes whose input it is
+    assert (b"gen_ai.input.messages" in spans[0][-1]) == (text is None or route in ("responses", "embeddings"))
