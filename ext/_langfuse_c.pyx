@@ -24,6 +24,7 @@ from cpython.mem cimport PyMem_Free
 from libc.math cimport isfinite, rint
 
 include "_buf.pxi"
+include "_round.pxi"
 
 cdef extern from "time.h" nogil:
     ctypedef long time_t
@@ -143,7 +144,7 @@ cdef object _parameters(body):
 
 cdef object _attempts(attempts):
     return _encode([{"model_id": a.deployment_id, "model_group": a.model_group, "provider": a.provider,
-                     "status": a.status, "duration_ms": round((a.end - a.start) * 1000.0, 3),
+                     "status": a.status, "duration_ms": _round((a.end - a.start) * 1000.0, 3),
                      **({"error_type": a.error_type} if a.error_type else {})} for a in attempts])
 
 
@@ -326,7 +327,7 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
         _jlit(&b, b',"outcome":')
         _jvalue(&b, _outcome_text[outcome])
         _jlit(&b, b',"litellm_overhead_time_ms":')
-        _jvalue(&b, round(r.overhead * 1000.0, 3))
+        _jvalue(&b, _round(r.overhead * 1000.0, 3))
         _jlit(&b, b',"span_id":')
         _jvalue(&b, detail.span_id)
         attempts = detail.attempts

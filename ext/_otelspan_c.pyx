@@ -27,6 +27,7 @@ from libc.math cimport isfinite
 from libc.stdint cimport uint64_t
 
 include "_otlp_buf.pxi"
+include "_round.pxi"
 
 __all__ = ["configure", "record_spans"]
 
@@ -523,7 +524,7 @@ cdef bytes _request_span(r, detail, bint logging_ok, bint redact_key_info, bytes
         if type(extra) is dict and "cost_breakdown" in extra:
             for k, v in extra["cost_breakdown"].items():
                 _attr(&b, "gen_ai.cost." + k, v, refused)
-        _attr(&b, "relaygate.overhead_ms", round(r.overhead * 1000.0, 3), refused)
+        _attr(&b, "relaygate.overhead_ms", _round(r.overhead * 1000.0, 3), refused)
         _attr(&b, "relaygate.attempts", len(detail.attempts), refused)
         if detail.tags:
             _attr(&b, "relaygate.tags", tuple(detail.tags), refused)

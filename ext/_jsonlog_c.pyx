@@ -1,0 +1,217 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""A JSON request log line written straight into a buffer: the compiled twin of ``JsonRequestLog.line``.
+
+The pure twin builds the line's dict and writes it with ``logs.json_line`` (orjson, then the escape of every
+control character). :func:`request_line` writes the same text without the dict for the lines that are plain
+ASCII: its strings are copied when every character is printable ASCII other than a quote or a backslash, its
+integers written in decimal when they fit 64 bits, its floats and lists by orjson itself (handed over by
+:func:`configure`). A line with anything else (a string to escape or with a character outside ASCII, a larger
+integer, a value of another type, the request and response bodies) is answered None, and the caller writes it
+on the pure path, which is the one place that escapes. ``tests/observe/test_jsonlog_twins.py`` compares the two.
+This module imports nothing of relaygate's.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.mem cimport PyMem_Free
+from cpython.unicode cimport PyUnicode_DecodeASCII
+
+include "_buf.pxi"
+include "_round.pxi"
+
+__all__ = ["configure", "request_line"]
+
+cdef object _dumps = None
+cdef object _iso_time = None
+cdef object _redact = None
+cdef dict _outcome_text = None
+cdef object _detail = None
+
+
+class _Other(Exception):
+    """A value this writer leaves to the pure path."""
+
+
+def configure(*, dumps, iso_time, redact, outcome_text, detail):
+    """Hand over orjson's ``dumps``, the pure path's helpers and tables (``observe.jsonlog`` does, at import)."""
+    global _dumps, _iso_time, _redact, _outcome_text, _detail
+    _dumps, _iso_time, _redact, _outcome_text, _detail = dumps, iso_time, redact, outcome_text, detail
+
+
+cdef inline int _lit(Buf* b, bytes s) except -1:
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(s)
+    _reserve(b, n)
+    _put(b, PyBytes_AS_STRING(s), n)
+    return 0
+
+
+cdef int _str(Buf* b, str s) except -1:
+    """A string of printable ASCII without a quote or a backslash, between quotes; anything else raises _Other."""
+    cdef Py_ssize_t n = 0, i
+    cdef const char* p = PyUnicode_AsUTF8AndSize(s, &n)
+    cdef unsigned char c
+    for i in range(n):
+        c = <unsigned char>p[i]
+        if c < 0x20 or c > 0x7e or c == 0x22 or c == 0x5c:
+            raise _Other()
+    _reserve(b, n + 2)
+    _byte(b, 0x22)
+    _put(b, p, n)
+    _byte(b, 0x22)
+    return 0
+
+
+cdef int _int(Buf* b, long long v) except -1:
+    cdef char tmp[24]
+    cdef int i = 24
+    cdef unsigned long long u = <unsigned long long>(-(v + 1)) + 1 if v < 0 else <unsigned long long>v
+    while True:
+        i -= 1
+        tmp[i] = <char>(48 + u % 10)
+        u //= 10
+        if u == 0:
+            break
+    if v < 0:
+        i -= 1
+        tmp[i] = 45  # "-"
+    _reserve(b, 24 - i)
+    _put(b, tmp + i, 24 - i)
+    return 0
+
+
+cdef int _value(Buf* b, value) except -1:
+    """str, None, bool, int and float as orjson writes them in a plain line; any other value raises _Other."""
+    cdef long long v
+    cdef int overflow = 0
+    t = type(value)
+    if t is str:
+        return _str(b, <str>value)
+    if value is None:
+        return _lit(b, b"null")
+    if t is bool:
+        return _lit(b, b"true" if value else b"false")
+    if t is int:
+        v = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if overflow:
+            raise _Other()
+        return _int(b, v)
+    if t is float:
+        return _lit(b, _dumps(value))
+    raise _Other()
+
+
+cdef int _tags(Buf* b, tags) except -1:
+    """A list of tags as orjson writes it, when that is plain ASCII (the line's rule); else _Other."""
+    cdef bytes raw
+    cdef Py_ssize_t n, i
+    cdef const char* p
+    if type(tags) is not list:
+        raise _Other()
+    raw = _dumps(tags)  # orjson's TypeError (an integer past 64 bits) sends the line to the pure path too
+    p = PyBytes_AS_STRING(raw)
+    n = PyBytes_GET_SIZE(raw)
+    for i in range(n):
+        if <unsigned char>p[i] > 0x7e:
+            raise _Other()
+    return _lit(b, raw)
+
+
+def request_line(r, int pid):
+    """``JsonRequestLog.line(r)`` followed by a newline (with ``log_bodies`` off), or None when the line is not one
+    this writer writes (the caller writes it on the pure path)."""
+    cdef Buf b
+    ttft = r.ttft
+    start = r.start_time
+    latency = r.latency
+    end = start + latency
+    extra = r.extra
+    detail = extra.get("observe") if isinstance(extra, dict) else None
+    _init(&b)
+    try:
+        _lit(&b, b'{"ts":')
+        _value(&b, _round(end, 3))
+        _lit(&b, b',"timestamp":')
+        _value(&b, _iso_time(end))
+        _lit(&b, b',"level":"INFO"' if r.status < 400 else b',"level":"WARNING"')
+        _lit(&b, b',"component":"relaygate.requests","logger":"relaygate.requests","pid":')
+        _int(&b, pid)
+        _lit(&b, b',"message":"request","call_id":')
+        _value(&b, r.call_id)
+        _lit(&b, b',"route":')
+        _value(&b, r.route)
+        _lit(&b, b',"stream":')
+        _value(&b, r.stream)
+        _lit(&b, b',"model":')
+        _value(&b, r.model)
+        _lit(&b, b',"model_group":')
+        _value(&b, r.model_group)
+        _lit(&b, b',"deployment_id":')
+        _value(&b, r.deployment_id)
+        _lit(&b, b',"provider":')
+        _value(&b, r.provider)
+        _lit(&b, b',"upstream_model":')
+        _value(&b, r.upstream_model)
+        _lit(&b, b',"status":')
+        _value(&b, r.status)
+        _lit(&b, b',"outcome":')
+        _value(&b, _outcome_text[r.outcome])
+        _lit(&b, b',"start_time":')
+        _value(&b, _round(start, 6))
+        _lit(&b, b',"latency_ms":')
+        _value(&b, _round(latency * 1000.0, 3))
+        _lit(&b, b',"ttft_ms":')
+        _value(&b, _round(ttft * 1000.0, 3) if ttft is not None else None)
+        _lit(&b, b',"overhead_ms":')
+        _value(&b, _round(r.overhead * 1000.0, 3))
+        _lit(&b, b',"prompt_tokens":')
+        _value(&b, r.prompt_tokens)
+        _lit(&b, b',"completion_tokens":')
+        _value(&b, r.completion_tokens)
+        _lit(&b, b',"cache_read_tokens":')
+        _value(&b, r.cache_read_tokens)
+        _lit(&b, b',"cache_write_tokens":')
+        _value(&b, r.cache_write_tokens)
+        _lit(&b, b',"cost":')
+        _value(&b, r.cost)
+        _lit(&b, b',"cost_estimated":')
+        _value(&b, r.cost_estimated)
+        _lit(&b, b',"cache_hit":')
+        _value(&b, r.cache_hit)
+        _lit(&b, b',"retries":')
+        _value(&b, r.retries)
+        _lit(&b, b',"fallbacks":')
+        _value(&b, r.fallbacks)
+        _lit(&b, b',"error_type":')
+        _value(&b, r.error_type or None)
+        _lit(&b, b',"key_hash":')
+        _value(&b, r.key_hash)
+        _lit(&b, b',"key_alias":')
+        _value(&b, r.key_alias)
+        _lit(&b, b',"team_id":')
+        _value(&b, r.team_id)
+        _lit(&b, b',"user_id":')
+        _value(&b, r.user_id)
+        _lit(&b, b',"org_id":')
+        _value(&b, r.org_id)
+        _lit(&b, b',"end_user_id":')
+        _value(&b, r.end_user_id)
+        if isinstance(detail, _detail):
+            _lit(&b, b',"trace_id":')
+            _value(&b, detail.trace_id)
+            if detail.error_message:
+                _lit(&b, b',"error":')
+                _value(&b, _redact(detail.error_message))
+            if detail.tags:
+                _lit(&b, b',"tags":')
+                _tags(&b, detail.tags)
+        elif isinstance(extra, dict):
+            tags = extra.get("tags")
+            if tags:
+                _lit(&b, b',"tags":')
+                _tags(&b, tags)
+        _lit(&b, b'}\n')
+        return PyUnicode_DecodeASCII(b.data, b.size, NULL)
+    except Exception:  # _Other, or a value the pure path may write after all (or refuse: its call decides)
+        return None
+    finally:
+        PyMem_Free(b.data)
