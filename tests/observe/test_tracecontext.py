@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 
 from relaygate.observe.tracecontext import (
     clean_tracestate,
+    new_ids,
     new_span_id,
     new_trace_id,
     parse_traceparent,
     traceparent,
+    traceparent_text,
 )
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -116,11 +118,22 @@ def test_ids_are_lowercase_hex_of_the_right_length_and_unique() -> None:
     assert all(re.fullmatch(r"[0-9a-f]{16}", s) and s != "0" * 16 for s in spans)
 
 
+def test_ids_drawn_together_are_like_ids_drawn_alone() -> None:
+    draws = [new_ids() for _ in range(1000)]
+    assert len({t for t, _, _ in draws}) == 1000 and len({s for _, s, f in draws} | {f for _, s, f in draws}) == 2000
+    assert all(re.fullmatch(r"[0-9a-f]{32}", t) and re.fullmatch(r"[0-9a-f]{16}", s) and
+               re.fullmatch(r"[0-9a-f]{16}", f) for t, s, f in draws)
+
+
 def test_zero_draws_are_guarded(monkeypatch: pytest.MonkeyPatch) -> None:
     import relaygate.observe.tracecontext as tc
     monkeypatch.setattr(tc, "_getrandbits", lambda bits: 0)
     assert tc.new_trace_id() == "0" * 31 + "1"
     assert tc.new_span_id() == "0" * 15 + "1"
+    assert tc.new_ids() == ("0" * 31 + "1", "0" * 15 + "1", "0" * 15 + "1")
+    monkeypatch.setattr(tc, "_getrandbits", lambda bits: (1 << 255) | (1 << 64) if bits == 256 else 7)
+    # the last part zero (the others not): all three drawn again, one at a time
+    assert tc.new_ids() == ("0" * 31 + "7", "0" * 15 + "7", "0" * 15 + "7")
 
 
 @given(trace=hex_str(32), span=hex_str(16), flags=st.integers(0, 255))
@@ -134,6 +147,11 @@ def test_traceparent_round_trips(trace: str, span: str, flags: int) -> None:
 def test_traceparent_with_fresh_ids() -> None:
     t, s = new_trace_id(), new_span_id()
     assert traceparent(t, s, 1) == f"00-{t}-{s}-01".encode()
+
+
+@given(trace=hex_str(32), span=hex_str(16), flags=st.integers(0, 1023))
+def test_traceparent_text_is_the_header_value(trace: str, span: str, flags: int) -> None:
+    assert traceparent_text(trace, span, flags) == traceparent(trace, span, flags).decode("ascii")
 
 
 def test_tracestate_passes_through_when_short_and_printable() -> None:

@@ -34,7 +34,7 @@ from relaygate.config.observe import ObserveSettings
 from relaygate.core.assemble import MessagesAssembler, ResponsesAssembler, StreamAssembler, assembler_for
 from relaygate.core.errors import GatewayError, redact
 from relaygate.observe.detail import Attempt, Detail, LoggingTarget
-from relaygate.observe.tracecontext import new_span_id, new_trace_id, parse_traceparent, traceparent
+from relaygate.observe.tracecontext import new_ids, new_span_id, parse_traceparent, traceparent_text
 
 Exchange = Any
 """``pipeline.exchange.Exchange`` (not imported: the pipeline imports this module)."""
@@ -103,7 +103,8 @@ _PLAIN = Observer(ObserveSettings())
 class Capture:
     """One exchange's Detail while it is being filled (``Exchange.obs``)."""
 
-    __slots__ = ("detail", "traceparent", "assembler", "output", "propagate", "exports", "prompts", "body", "answer")
+    __slots__ = ("detail", "traceparent", "assembler", "output", "propagate", "exports", "prompts", "body", "answer",
+                 "first_span")
 
     def __init__(self, observer: Observer | None, ex: Exchange, headers: Iterable[tuple[bytes, bytes]],
                  targets: list[LoggingTarget] | None, key_redacts: bool) -> None:
@@ -126,12 +127,13 @@ class Capture:
                 steering[k.decode("latin-1")] = v.decode("latin-1")[:MAX_STEERING_VALUE]
         if obs.headers:
             kept = _kept_headers(headers)
+        self.first_span: str | None = None
+        """The first attempt's span id, drawn with the request's ids (:func:`traced` takes it)."""
         if not exports:
             detail = Detail("", "")
-        elif parent is not None:
-            detail = Detail(parent[0], new_span_id(), parent[1], parent[2])
         else:
-            detail = Detail(new_trace_id(), new_span_id())
+            trace_id, span_id, self.first_span = new_ids()
+            detail = Detail(trace_id, span_id) if parent is None else Detail(parent[0], span_id, parent[1], parent[2])
         detail.redacted = redacted
         detail.logging = targets
         if obs.headers:
@@ -252,9 +254,13 @@ def traced(cap: Capture, attempt: Callable[[Any], Awaitable[T]]) -> Callable[[An
     async def run(target: Any) -> T:
         detail = cap.detail
         dep = target.dep
-        span = new_span_id()
+        span = cap.first_span
+        if span is None:
+            span = new_span_id()
+        else:
+            cap.first_span = None
         if cap.propagate:
-            cap.traceparent = traceparent(detail.trace_id, span, detail.trace_flags).decode("ascii")
+            cap.traceparent = traceparent_text(detail.trace_id, span, detail.trace_flags)
         a = Attempt(dep.id, dep.model_name, dep.provider, target.upstream_model, dep.api_base or "", time.time(),
                     0.0, 0, span_id=span)
         if len(detail.attempts) < MAX_ATTEMPTS:

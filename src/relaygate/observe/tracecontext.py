@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import random
 
-__all__ = ["clean_tracestate", "new_span_id", "new_trace_id", "parse_traceparent", "traceparent"]
+__all__ = ["clean_tracestate", "new_ids", "new_span_id", "new_trace_id", "parse_traceparent", "traceparent",
+           "traceparent_text"]
 
 _getrandbits = random.getrandbits
 
@@ -72,9 +73,25 @@ def new_span_id() -> str:
     return (_getrandbits(64) or 1).to_bytes(8, "big").hex()
 
 
+def new_ids() -> tuple[str, str, str]:
+    """A fresh trace id and two span ids (a request's and its first attempt's), as :func:`new_trace_id` and
+    :func:`new_span_id` make them, from one 256-bit draw cut in three (one call and one ``hex`` instead of
+    three: the request path of a traced request makes all three)."""
+    h = _getrandbits(256).to_bytes(32, "big").hex()
+    trace, span, second = h[:32], h[32:48], h[48:]
+    if trace == _ZERO_TRACE or span == _ZERO_SPAN or second == _ZERO_SPAN:  # probability ~2**-64
+        return new_trace_id(), new_span_id(), new_span_id()
+    return trace, span, second
+
+
 def traceparent(trace_id: str, span_id: str, flags: int) -> bytes:
     """The ``traceparent`` value (version ``00``) to send upstream for one attempt."""
     return b"00-%s-%s-%02x" % (trace_id.encode("ascii"), span_id.encode("ascii"), flags & 0xFF)
+
+
+def traceparent_text(trace_id: str, span_id: str, flags: int) -> str:
+    """:func:`traceparent` as ``str`` (what an attempt's upstream request headers carry), in one f-string."""
+    return f"00-{trace_id}-{span_id}-{flags & 0xFF:02x}"
 
 
 def clean_tracestate(value: bytes) -> bytes | None:
