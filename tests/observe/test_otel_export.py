@@ -631,7 +631,7 @@ def test_drops_are_logged_at_most_once_per_interval(rx: Receiver, caplog: pytest
 
 
 def test_sdk_export_logs_are_throttled(caplog: pytest.LogCaptureFixture) -> None:
-    from relaygate.observe.otel import _Throttle
+    from relaygate.observe.otel_logs import _Throttle
 
     logger = logging.getLogger("test.relaygate.otel.throttle")
     logger.addFilter(_Throttle(60.0))

@@ -104,6 +104,7 @@ from relaygate.observe.otel_attrs import (
     request_attributes,
     request_span_name,
 )
+from relaygate.observe.otel_logs import throttle_sdk_logs
 from relaygate.observe.otel_spans import record_spans
 from relaygate.observe.otlp_wire import EncodedSpan, WireSpanExporter, encode_span, refused
 from relaygate.observe.standard import detail_of
@@ -392,39 +393,6 @@ class _Counting(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
-class _Throttle(logging.Filter):
-    """Lets each message template of the SDK's export loggers through at most once per interval: a receiver
-    that is down makes the exporter log every retry of every batch, which would flood the gateway's log."""
-
-    def __init__(self, interval: float) -> None:
-        super().__init__("relaygate-otel-throttle")
-        self.interval = interval
-        self.last: dict[tuple[str, object], float] = {}
-        self.lock = threading.Lock()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.msg)
-        now = time.monotonic()
-        with self.lock:
-            if now - self.last.get(key, -1e18) < self.interval:
-                return False
-            self.last[key] = now
-        return True
-
-
-_SDK_LOGGERS = ("opentelemetry.exporter.otlp.proto.http.trace_exporter",
-                "opentelemetry.exporter.otlp.proto.grpc.exporter", "opentelemetry.sdk._shared_internal")
-"""The loggers of the exporters and of the batch processor (export failures, retries)."""
-
-
-def throttle_sdk_logs(interval: float = 60.0) -> None:
-    """Install :class:`_Throttle` on the SDK's export loggers (once per process)."""
-    for name in _SDK_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _Throttle) for f in logger.filters):
-            logger.addFilter(_Throttle(interval))
-
-
 _OK = Status(StatusCode.OK)
 _KINDS = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3, SpanKind.PRODUCER: 4, SpanKind.CONSUMER: 5}
 """OTLP's ``Span.SpanKind`` numbers."""
@@ -505,6 +473,10 @@ class OtelSink:
         self._why: set[str] = set()
         self._droplog = Every(log_interval)
         self._closed = False
+        self.roots_sampled = cfg.sampler in ("always_on", "parentbased_always_on")
+        """A request without an incoming parent is always sampled (the default sampler): no id is read to decide."""
+        self._emit: Any = None
+        self._emit_for: Any = None
 
     # -- queue interface ----------------------------------------------------------------------------
 
@@ -517,8 +489,8 @@ class OtelSink:
             if self._closed or not self.wanted(record):
                 continue
             detail = detail_of(record)
-            if detail is not None and not sampled(self.cfg, int(detail.trace_id, 16),
-                                                  detail.trace_flags if detail.parent_span_id else None):
+            if detail is not None and not (self.roots_sampled and not detail.parent_span_id) and not sampled(
+                    self.cfg, int(detail.trace_id, 16), detail.trace_flags if detail.parent_span_id else None):
                 continue
             spans = self.spans_of(detail)
             if self.ended - self.exporter.handed + spans > self.cfg.max_queue:
@@ -616,8 +588,9 @@ class OtelSink:
     def _build(self, r: CompletionRecord, detail: Detail | None) -> None:
         logging_ok = self.message_logging and not (detail is not None and detail.redacted)
         if self.fast is not None and detail is not None:
+            emit = self._emit if self._emit_for is self.processor else self._emitter()
             for data in self.fast(r, detail, logging_ok, self.redact_key_info, refused):
-                self.processor.on_end(EncodedSpan(data, self.resource, self.scope))  # type: ignore[arg-type]
+                emit(EncodedSpan(data, self.resource, self.scope))
                 self.built += 1
             return
         attrs, events, status = request_attributes(r, detail, message_logging=logging_ok,
@@ -650,6 +623,16 @@ class OtelSink:
                    {"http.response.status_code": r.status}, (), status, start, end)
         self._span(request_span_name(r, detail), (trace_id, int(new_span_id(), 16), span_id, False, flags),
                    SpanKind.INTERNAL, attrs, events, status, start, end)
+
+    def _emitter(self) -> Any:
+        """What hands an encoded span to the processor: its queue's own ``emit`` (the SDK's batch processor's
+        ``on_end`` only checks the sampled flag, which an encoded span always has, then calls it), else
+        ``on_end``; looked up again whenever the processor is another object."""
+        p = self.processor
+        emit = getattr(getattr(p, "_batch_processor", None), "emit", None)
+        self._emit = emit if isinstance(p, BatchSpanProcessor) and callable(emit) else p.on_end
+        self._emit_for = p
+        return self._emit
 
     def decorate(self, r: CompletionRecord, detail: Detail | None, attrs: dict[str, Any], content: bool) -> None:
         """Add a backend's own attributes to the request's (``content``: messages may be exported); none here."""
