@@ -1,5 +1,6 @@
 """Compiled vs pure: SSE re-framing, usage extraction, token estimates, HTTP/1.1 response parsing, SHA-256
-digests, the cache key's canonical body.
+digests, the cache key's canonical body, and the exporters' writers (Langfuse events, OTLP spans, JSON request
+log lines).
 
 Each benchmark group holds the ``c`` and ``py`` twin of one operation, so the table pytest-benchmark
 prints puts them side by side. Run: see README.md in this folder.
@@ -221,3 +222,100 @@ def test_cache_key_canonical_body(benchmark: BenchmarkFixture, kind: str) -> Non
     else:
         fn = key._canonical_body_py
     assert benchmark(fn, CHAT_BODY) == key._canonical_body_py(CHAT_BODY)
+
+
+def _exported_record() -> tuple[object, object]:
+    """A completion record of a small answered chat request and its Detail, as the exporters get them (the bench
+    gateway's requests: one attempt, a key, the messages and the answer decoded)."""
+    from relaygate.observe.detail import Attempt, Detail
+    from relaygate.sinks.record import CompletionRecord, Outcome
+
+    start = 1_796_585_037.2250013
+    detail = Detail("754103339891d3cbcd03d87604683def", "4105604dbf64abcc",
+                    input={"model": "m", "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
+                           "max_tokens": 64, "stream": False},
+                    output=json.loads(RESPONSE_BODY), metadata={}, tags=[],
+                    attempts=[Attempt("eb8444e82b8166828d6e6c685acaee14", "m", "openai", "mock-model",
+                                      "http://127.0.0.1:37827/v1", start + 0.0014, start + 0.0044, 200,
+                                      span_id="e878d509c8dfdae6")])
+    record = CompletionRecord(
+        call_id="ab7325a4-7d8e-4c58-a000-000000000002", route="chat", stream=False, model="m", model_group="m",
+        deployment_id="eb8444e82b8166828d6e6c685acaee14", provider="openai", upstream_model="mock-model",
+        key_hash="5e0c5f2f3a1b", key_alias="team-key", team_id="team-1", user_id="default_user_id", status=200,
+        outcome=Outcome.OK, prompt_tokens=31, completion_tokens=20, cache_read_tokens=0, cache_write_tokens=0,
+        latency=0.0044, ttft=None, overhead=0.00148, cost=0.0000123, cache_hit=False, retries=0, fallbacks=0,
+        start_time=start, extra={"observe": detail}, requester_ip="127.0.0.1", user_agent=b"relaygate-bench",
+        request_route="/v1/chat/completions")
+    return record, detail
+
+
+@pytest.mark.benchmark(group="langfuse-events")
+def test_langfuse_events(benchmark: BenchmarkFixture, kind: str) -> None:
+    """A record's two Langfuse ingestion events, encoded: the compiled writer (``c``) against ``build_events`` and
+    a msgspec encode per event (``py``)."""
+    from relaygate.observe import langfuse_payload as lp
+
+    record, detail = _exported_record()
+    opts = lp.BuildOptions()
+    if kind == "c":
+        twin("langfuse", kind)
+
+        def run() -> list[bytes]:
+            return lp.encode_events(record, detail, opts, now=1_796_585_040.5, new_id=lambda: "ev")  # type: ignore[arg-type]
+    else:
+        def run() -> list[bytes]:
+            return [lp._encode(e) for e in lp.build_events(record, detail, opts, now=1_796_585_040.5,  # type: ignore[arg-type]
+                                                           new_id=lambda: "ev")]
+    assert benchmark(run) == [lp._encode(e) for e in lp.build_events(record, detail, opts, now=1_796_585_040.5,  # type: ignore[arg-type]
+                                                                     new_id=lambda: "ev")]
+
+
+@pytest.mark.benchmark(group="otel-spans")
+def test_otel_spans(benchmark: BenchmarkFixture, kind: str) -> None:
+    """A record's OTLP spans (the attempt's and LiteLLM's proxy span), encoded: the compiled writer (``c``)
+    against the attribute dicts and ``encode_span`` (``py``), both through the sink's ``_build``."""
+    from relaygate.config.observe import ObserveSettings
+    from relaygate.observe.otel import OtelSink, otlp_settings
+    from relaygate.observe.otlp_wire import WireSpanExporter
+
+    if kind == "c":
+        twin("otelspan", kind)
+    record, detail = _exported_record()
+    settings = ObserveSettings(success_callbacks=("otel",), failure_callbacks=("otel",))
+    sink = OtelSink(settings, otlp_settings(settings, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}),
+                    exporter=WireSpanExporter(endpoint="http://127.0.0.1:9/v1/traces"))
+    sink.processor.shutdown()  # type: ignore[no-untyped-call]
+    spans: list[bytes] = []
+
+    class Collect:
+        def on_end(self, span: object) -> None:
+            spans.append(span.data)  # type: ignore[attr-defined]
+
+    sink.processor = Collect()  # type: ignore[assignment]
+    if kind == "py":
+        sink.fast = None
+
+    def run() -> None:
+        spans.clear()
+        sink._build(record, detail)  # type: ignore[arg-type]
+
+    benchmark(run)
+    assert len(spans) == 2
+
+
+@pytest.mark.benchmark(group="json-log-line")
+def test_json_log_line(benchmark: BenchmarkFixture, kind: str) -> None:
+    """A record's JSON request log line: the compiled writer (``c``) against the dict and ``json_line`` (``py``)."""
+    import io
+
+    from relaygate.observe import jsonlog
+
+    record, _ = _exported_record()
+    log = jsonlog.JsonRequestLog(stream=io.StringIO())
+    if kind == "c":
+        twin("jsonlog", kind)
+        fn = jsonlog.request_line
+        assert fn is not None
+        assert benchmark(fn, record, log.pid) == log.line(record) + "\n"  # type: ignore[arg-type]
+    else:
+        assert benchmark(lambda: log.line(record) + "\n") == log.line(record) + "\n"  # type: ignore[arg-type]
