@@ -21,6 +21,7 @@ from relaygate.auth.targets import env_references, logging_off
 from relaygate.config.loader import from_litellm
 from relaygate.gateway import Gateway
 from relaygate.observe.detail import Detail, LoggingTarget, key_logging
+from relaygate.observe.detail import detail_of as observe_detail_of
 from relaygate.sinks.record import CompletionRecord, Outcome
 from tests.asgi.conftest import call
 from tests.compat.recorder import recording_upstream
@@ -59,9 +60,12 @@ def gateway(url: str, settings: dict[str, Any], *, extra_models: list[dict[str, 
 
 
 def detail_of(record: CompletionRecord) -> Detail:
+    """The record's Detail as an exporter reads it (``observe.detail.detail_of``: the kept bytes decoded)."""
     assert isinstance(record.extra, dict)
     detail = record.extra["observe"]
     assert isinstance(detail, Detail)
+    assert observe_detail_of(record) is detail
+    assert detail.raw_input is None and detail.raw_output is None
     return detail
 
 
@@ -356,6 +360,39 @@ def test_global_redaction_holds_for_a_keys_own_targets() -> None:
     assert rt.store_prompts and rt.observer is not None and rt.observer.prompts and not rt.observer.exports
     cap = Capture(rt.observer, ex, [], None, False)  # the spend logs' capture: the bytes, nothing decoded, no ids
     assert not cap.exports and cap.body == ex.body and cap.detail.input is None and cap.detail.trace_id == ""
+
+
+def test_the_request_path_keeps_bytes_and_the_first_exporter_read_decodes_them() -> None:
+    """The capture decodes nothing: the body and the answer stay bytes in the Detail until an exporter reads it
+    through ``detail_of``, which decodes both once (a body that is not JSON becomes None, as it did)."""
+    from relaygate.config.observe import ObserveSettings
+    from relaygate.observe.capture import Capture, Observer
+    from relaygate.observe.detail import materialize
+    from relaygate.pipeline.exchange import Exchange
+
+    observer = Observer(ObserveSettings(success_callbacks=("langfuse",)))
+    ex = Exchange.__new__(Exchange)
+    ex.body, ex.control, ex.stream, ex.route = bytearray(b'{"model": "m", "messages": []}'), None, False, "chat"
+    ex.ctx = ex.who = None
+    cap = Capture(observer, ex, [], None, False)
+    d = cap.detail
+    assert d.input is None and d.raw_input == b'{"model": "m", "messages": []}' and type(d.raw_input) is bytes
+    ex.body[2:7] = b"MODEL"  # a buffer changed later: the Detail kept its own copy
+    cap.output = b'{"id": "x", "choices": []}'
+    assert cap.finish(ex, None) is d and d.output is None and d.raw_output == b'{"id": "x", "choices": []}'
+    record = CompletionRecord(call_id="c", route="chat", stream=False, model="m", model_group="m", deployment_id="",
+                              provider="", upstream_model="", key_hash=None, key_alias=None, team_id=None,
+                              user_id=None, status=200, outcome=Outcome.OK, prompt_tokens=0, completion_tokens=0,
+                              cache_read_tokens=0, cache_write_tokens=0, latency=0.0, ttft=None, overhead=0.0,
+                              cost=0.0, cache_hit=False, retries=0, fallbacks=0, extra={"observe": d})
+    assert observe_detail_of(record) is d
+    assert d.input == {"model": "m", "messages": []} and d.output == {"id": "x", "choices": []}
+    assert d.raw_input is None and d.raw_output is None
+    d.input = "kept"  # nothing pending: a second read decodes nothing
+    assert observe_detail_of(record) is d and d.input == "kept"
+    bad = Detail("a" * 32, "b" * 16, raw_input=b"{not json", raw_output=b"")
+    materialize(bad)
+    assert bad.input is None and bad.output is None and bad.raw_input is None and bad.raw_output is None
 
 
 def test_the_clients_steering_headers_are_kept_bounded() -> None:

@@ -8,13 +8,14 @@ A capture holds the exchange's :class:`~relaygate.observe.detail.Detail` while i
 - **begin** (after the body is parsed): trace ids, from a valid incoming W3C ``traceparent`` or new;
   whether the request's messages may be exported (``turn_off_message_logging``, the
   ``x-litellm-enable-message-redaction`` header, the key's / team's ``metadata.turn_off_message_logging``);
-  the decoded request body unless redacted; the client's ``metadata`` object.
+  the request body unless redacted (its bytes: :func:`relaygate.observe.detail.detail_of` decodes them for the
+  exporters, off the request path); the client's ``metadata`` object.
 - **attempts** (:func:`traced` wraps the frontend's attempt function): one
   :class:`~relaygate.observe.detail.Attempt` per upstream try, with its own span id; with OpenTelemetry
   on, :attr:`Capture.traceparent` is what the attempt sends upstream so the provider's spans join the
   trace.
-- **finish** (``Pipeline.complete``): tags, team alias, the error message, and the answer decoded (a
-  chat stream's frames assembled into its ``chat.completion`` as they were sent).
+- **finish** (``Pipeline.complete``): tags, team alias, the error message, and the answer's bytes (a chat
+  stream's frames assembled into its ``chat.completion`` as they were sent), decoded like the body.
 
 Cost: nothing at all unless an exporter that needs a Detail is configured or the key has logging
 targets (the pipeline tests one attribute). When on, the bench measures it (``bench.scenarios_observe``).
@@ -27,8 +28,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
-
-import msgspec
 
 from relaygate.config.observe import ObserveSettings
 from relaygate.core.assemble import MessagesAssembler, ResponsesAssembler, StreamAssembler, assembler_for
@@ -62,7 +61,6 @@ _STEERING = (b"langfuse_", b"opik_")
 MAX_STEERING = 16
 """Such headers kept per request at most (each value cut to :data:`MAX_STEERING_VALUE` characters)."""
 MAX_STEERING_VALUE = 1000
-_decode = msgspec.json.Decoder().decode
 
 
 class Observer:
@@ -77,7 +75,7 @@ class Observer:
         """Spend-log rows keep the request and the answer (``store_prompts_in_spend_logs``, ``sinks.prompts``):
         the capture keeps both as bytes (:attr:`Capture.body`, :attr:`Capture.answer`)."""
         self.exports = bool(names & DETAILED) or (settings.json_logs and settings.log_bodies)
-        """Exporters read the Detail: the body and the answer are decoded into it."""
+        """Exporters read the Detail: the body and the answer are kept in it (decoded when an exporter reads it)."""
         self.detailed = self.exports or prompts
         """Every exchange gets a capture."""
         self.propagate = ("otel" in names or "langfuse_otel" in names) and settings.forward_traceparent
@@ -149,11 +147,8 @@ class Capture:
         if isinstance(body, bytes | bytearray | memoryview) and body[:1] == b"{":
             if obs.prompts:
                 self.body = bytes(body)
-            if not redacted and exports:
-                try:
-                    detail.input = _decode(body)
-                except msgspec.DecodeError:
-                    detail.input = None
+            if not redacted and exports:  # decoded by the first exporter that reads it (detail.materialize)
+                detail.raw_input = body if type(body) is bytes else bytes(body)
         control = ex.control
         meta = control.get("metadata") if control is not None else None
         if isinstance(meta, dict):
@@ -164,7 +159,7 @@ class Capture:
         """The header value the current attempt sends upstream (``None``: none is sent)."""
         self.assembler: MessagesAssembler | ResponsesAssembler | StreamAssembler | None = None
         self.output: bytes | None = None
-        """A unary answer's body as sent (decoded in :meth:`finish`)."""
+        """A unary answer's body as sent (kept in the Detail by :meth:`finish`)."""
         if not redacted and ex.stream:
             self.assembler = assembler_for(ex.route)
 
@@ -201,11 +196,8 @@ class Capture:
             if answer is not None:
                 if self.prompts:
                     self.answer = bytes(answer)
-                if self.exports:
-                    try:
-                        detail.output = _decode(answer)
-                    except msgspec.DecodeError:
-                        detail.output = None
+                if self.exports:  # decoded by the first exporter that reads it (detail.materialize)
+                    detail.raw_output = answer if type(answer) is bytes else bytes(answer)
         return detail
 
 

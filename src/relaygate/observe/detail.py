@@ -15,6 +15,12 @@ Invariants:
   team's ``metadata.turn_off_message_logging``) and ``redacted`` is then true. They are the decoded JSON
   of the client's request body and of the answer the client got (a stream's answer assembled into the
   unary shape of its API); secrets (auth headers, keys) are never in them because headers never are.
+- The capture keeps the request body and the answer as bytes (``raw_input`` / ``raw_output``), not decoded on
+  the request path: :func:`detail_of`, which every exporter reads its Detail through, decodes them into
+  ``input`` / ``output`` on the first read (:func:`materialize`, once for all the exporters of the record). A
+  dict decoded on the request path lived until the sinks ran (~20 ms later, ``sinks.queue.LINGER``) and was
+  collected by the garbage collector's older generations; bytes are not tracked by it, and the decoding is done
+  with the sinks' other work.
 - ``metadata`` is the request's ``metadata`` object as the client sent it (LiteLLM's keys ``trace_id``,
   ``generation_name``, ``session_id``, ``trace_user_id``, ``tags``, ``trace_name``, ``generation_id``,
   ``existing_trace_id``, ``trace_metadata`` ... are read from it by each exporter); ``{}`` when none.
@@ -33,7 +39,9 @@ import msgspec
 
 from relaygate.auth.targets import LoggingTarget, key_logging
 
-__all__ = ["Attempt", "Detail", "LoggingTarget", "detail_of", "key_logging"]
+__all__ = ["Attempt", "Detail", "LoggingTarget", "detail_of", "key_logging", "materialize"]
+
+_decode = msgspec.json.Decoder().decode
 
 
 class Attempt(msgspec.Struct, gc=False):
@@ -91,13 +99,37 @@ class Detail(msgspec.Struct, gc=False):
     key_metadata: dict[str, Any] | None = None
     """The key row's ``metadata`` as stored (a reference, not a copy; None: no key row or an empty one): LiteLLM's
     ``user_api_key_auth_metadata`` once its callback settings are taken out (``standard.auth_metadata``)."""
+    raw_input: bytes | None = None
+    """The request body as the capture kept it, not yet decoded into ``input`` (None: nothing pending)."""
+    raw_output: bytes | None = None
+    """The answer as the capture kept it, not yet decoded into ``output`` (None: nothing pending)."""
 
 
 def detail_of(record: Any) -> Detail | None:
-    """A completion record's :class:`Detail` (``record.extra["observe"]``), or ``None``."""
+    """A completion record's :class:`Detail` (``record.extra["observe"]``), or ``None``; its request and answer
+    decoded (:func:`materialize`)."""
     extra = record.extra
     if isinstance(extra, dict):
         d = extra.get("observe")
         if isinstance(d, Detail):
+            if d.raw_input is not None or d.raw_output is not None:
+                materialize(d)
             return d
     return None
+
+
+def materialize(d: Detail) -> None:
+    """Decode the request body and the answer the capture kept as bytes into ``input`` / ``output`` (``None`` for
+    one that is not JSON), as the capture once did on the request path; nothing is pending after."""
+    raw_in, raw_out = d.raw_input, d.raw_output
+    d.raw_input = d.raw_output = None
+    if raw_in is not None:
+        try:
+            d.input = _decode(raw_in)
+        except msgspec.DecodeError:
+            d.input = None
+    if raw_out is not None:
+        try:
+            d.output = _decode(raw_out)
+        except msgspec.DecodeError:
+            d.output = None

@@ -47,7 +47,7 @@ import orjson
 from relaygate.core import _ext
 from relaygate.core.errors import redact
 from relaygate.logs import iso_time, json_line, log_stream
-from relaygate.observe.detail import Detail
+from relaygate.observe.detail import Detail, materialize
 from relaygate.sinks.record import OUTCOME_TEXT, CompletionRecord
 
 __all__ = ["FLUSH_BYTES", "FLUSH_EVERY", "JsonRequestLog", "atomic_chunks", "request_line"]
@@ -148,6 +148,8 @@ class JsonRequestLog:
             if detail.tags:
                 obj["tags"] = detail.tags
             if self.bodies and not detail.redacted:
+                if detail.raw_input is not None or detail.raw_output is not None:
+                    materialize(detail)
                 obj["request"] = _redacted(detail.input)
                 obj["response"] = _redacted(detail.output)
         elif isinstance(extra, dict) and extra.get("tags"):
