@@ -67,3 +67,9 @@ cdef int _jvalue(Buf* b, value) except -1:
         if overflow == 0:
             return _jint(b, v)
     return _jlit(b, _encode(value))
+
+
+cdef inline int _jkv(Buf* b, bytes key, value) except -1:
+    """A member: ``key`` (its quoted name with the comma before and the colon after, as given), then the value."""
+    _jlit(b, key)
+    return _jvalue(b, value)

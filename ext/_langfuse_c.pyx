@@ -119,6 +119,17 @@ cdef int _member(Buf* b, bytes name, value) except -1:
     return 0
 
 
+cdef int _bodies(Buf* b, inp_b, out_b) except -1:
+    """An event's ``input`` and ``output`` members (each encoded once per record for both events), if any."""
+    if inp_b is not None:
+        _jlit(b, b',"input":')
+        _jlit(b, inp_b)
+    if out_b is not None:
+        _jlit(b, b',"output":')
+        _jlit(b, out_b)
+    return 0
+
+
 cdef bint _steers(metadata, headers):
     """Whether the request steers its events (the pure path's ``_steering`` is not empty)."""
     if metadata:
@@ -215,51 +226,37 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
     _init(&b)
     try:
         # the trace (no existing_trace_id on this path)
-        _jlit(&b, b'{"id":')
-        _jvalue(&b, new_id())
+        _jkv(&b, b'{"id":', new_id())
         _jlit(&b, b',"timestamp":')
         mark = b.size
         _iso_into(&b, now)
         stamp = PyBytes_FromStringAndSize(b.data + mark, b.size - mark)
-        _jlit(&b, b',"type":"trace-create","body":{"id":')
-        _jvalue(&b, trace_id)
+        _jkv(&b, b',"type":"trace-create","body":{"id":', trace_id)
         _jlit(&b, b',"timestamp":')
         mark = b.size
         _iso_into(&b, start)
         started = PyBytes_FromStringAndSize(b.data + mark, b.size - mark)
-        _jlit(&b, b',"name":')
-        _jvalue(&b, f"litellm-{route_type}")
+        _jkv(&b, b',"name":', f"litellm-{route_type}")
         user = r.end_user_id
         if user is not None:
-            _jlit(&b, b',"userId":')
-            _jvalue(&b, user)
-        if inp_b is not None:
-            _jlit(&b, b',"input":')
-            _jlit(&b, inp_b)
-        if out_b is not None:
-            _jlit(&b, b',"output":')
-            _jlit(&b, out_b)
+            _jkv(&b, b',"userId":', user)
+        _bodies(&b, inp_b, out_b)
         _jlit(&b, b',"tags":')
         _jlit(&b, tags_b)
         if release is not None:
-            _jlit(&b, b',"release":')
-            _jvalue(&b, release)
+            _jkv(&b, b',"release":', release)
         if environment:
-            _jlit(&b, b',"environment":')
-            _jvalue(&b, environment)
+            _jkv(&b, b',"environment":', environment)
         _jlit(&b, b'}}')
         trace = PyBytes_FromStringAndSize(b.data, b.size)
 
         # the generation
         b.size = 0
-        _jlit(&b, b'{"id":')
-        _jvalue(&b, new_id())
+        _jkv(&b, b'{"id":', new_id())
         _jlit(&b, b',"timestamp":')
         _jlit(&b, stamp)
-        _jlit(&b, b',"type":"generation-create","body":{"id":')
-        _jvalue(&b, r.call_id)
-        _jlit(&b, b',"traceId":')
-        _jvalue(&b, trace_id)
+        _jkv(&b, b',"type":"generation-create","body":{"id":', r.call_id)
+        _jkv(&b, b',"traceId":', trace_id)
         _jlit(&b, b',"name":')
         alias = None if redact_key_info else r.key_alias
         _jvalue(&b, f"litellm:{alias}" if alias else f"litellm-{route_type}")
@@ -269,28 +266,17 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
         _iso_into(&b, end)
         model = r.upstream_model or r.model
         if model:
-            _jlit(&b, b',"model":')
-            _jvalue(&b, model)
+            _jkv(&b, b',"model":', model)
         if params_b is not None:
             _jlit(&b, b',"modelParameters":')
             _jlit(&b, params_b)
-        if inp_b is not None:
-            _jlit(&b, b',"input":')
-            _jlit(&b, inp_b)
-        if out_b is not None:
-            _jlit(&b, b',"output":')
-            _jlit(&b, out_b)
+        _bodies(&b, inp_b, out_b)
         pt, ct, cached = r.prompt_tokens, r.completion_tokens, r.cache_read_tokens
-        _jlit(&b, b',"usageDetails":{"input":')
-        _jvalue(&b, max(pt - cached, 0))
-        _jlit(&b, b',"output":')
-        _jvalue(&b, ct)
-        _jlit(&b, b',"total":')
-        _jvalue(&b, pt + ct)
-        _jlit(&b, b',"cache_read_input_tokens":')
-        _jvalue(&b, cached)
-        _jlit(&b, b',"cache_creation_input_tokens":')
-        _jvalue(&b, r.cache_write_tokens)
+        _jkv(&b, b',"usageDetails":{"input":', max(pt - cached, 0))
+        _jkv(&b, b',"output":', ct)
+        _jkv(&b, b',"total":', pt + ct)
+        _jkv(&b, b',"cache_read_input_tokens":', cached)
+        _jkv(&b, b',"cache_creation_input_tokens":', r.cache_write_tokens)
         _jlit(&b, b'},"costDetails":{"total":')
         _jlit(&b, cost_b)
         _jlit(&b, b'},"metadata":{')
@@ -307,49 +293,36 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
         if spend_meta is not None:
             _jlit(&b, b',"spend_logs_metadata":')
             _jlit(&b, _encode(spend_meta))
-        _jlit(&b, b',"litellm_call_id":')
-        _jvalue(&b, r.call_id)
+        _jkv(&b, b',"litellm_call_id":', r.call_id)
         _jlit(&b, b',"litellm_response_cost":')
         _jlit(&b, cost_b)
-        _jlit(&b, b',"cache_hit":')
-        _jvalue(&b, r.cache_hit)
+        _jkv(&b, b',"cache_hit":', r.cache_hit)
         if r.model_group:
-            _jlit(&b, b',"model_group":')
-            _jvalue(&b, r.model_group)
+            _jkv(&b, b',"model_group":', r.model_group)
         if r.deployment_id:
-            _jlit(&b, b',"model_id":')
-            _jvalue(&b, r.deployment_id)
+            _jkv(&b, b',"model_id":', r.deployment_id)
         if r.provider:
-            _jlit(&b, b',"custom_llm_provider":')
-            _jvalue(&b, r.provider)
-        _jlit(&b, b',"status_code":')
-        _jvalue(&b, r.status)
-        _jlit(&b, b',"outcome":')
-        _jvalue(&b, _outcome_text[outcome])
-        _jlit(&b, b',"litellm_overhead_time_ms":')
-        _jvalue(&b, _round(r.overhead * 1000.0, 3))
-        _jlit(&b, b',"span_id":')
-        _jvalue(&b, detail.span_id)
+            _jkv(&b, b',"custom_llm_provider":', r.provider)
+        _jkv(&b, b',"status_code":', r.status)
+        _jkv(&b, b',"outcome":', _outcome_text[outcome])
+        _jkv(&b, b',"litellm_overhead_time_ms":', _round(r.overhead * 1000.0, 3))
+        _jkv(&b, b',"span_id":', detail.span_id)
         attempts = detail.attempts
         if attempts:
             base = attempts[len(attempts) - 1].api_base
             if base:
-                _jlit(&b, b',"api_base":')
-                _jvalue(&b, base)
+                _jkv(&b, b',"api_base":', base)
             if len(attempts) > 1 or not ok:
                 _jlit(&b, b',"attempts":')
                 _jlit(&b, _attempts(attempts))
         if r.retries:
-            _jlit(&b, b',"attempted_retries":')
-            _jvalue(&b, r.retries)
+            _jkv(&b, b',"attempted_retries":', r.retries)
         if r.fallbacks:
-            _jlit(&b, b',"attempted_fallbacks":')
-            _jvalue(&b, r.fallbacks)
+            _jkv(&b, b',"attempted_fallbacks":', r.fallbacks)
         if r.cost_estimated:
             _jlit(&b, b',"cost_estimated":true')
         if not ok and r.error_type:
-            _jlit(&b, b',"error_type":')
-            _jvalue(&b, r.error_type)
+            _jkv(&b, b',"error_type":', r.error_type)
         if ok:
             _jlit(&b, b'},"level":"DEFAULT"')
         elif outcome is _client_gone:
@@ -357,11 +330,9 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
         else:
             _jlit(&b, b'},"level":"ERROR"')
         if status_message is not None:
-            _jlit(&b, b',"statusMessage":')
-            _jvalue(&b, status_message)
+            _jkv(&b, b',"statusMessage":', status_message)
         if environment is not None:
-            _jlit(&b, b',"environment":')
-            _jvalue(&b, environment)
+            _jkv(&b, b',"environment":', environment)
         ttft = r.ttft
         if ttft is not None:
             _jlit(&b, b',"completionStartTime":')

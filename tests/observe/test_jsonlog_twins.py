@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relaygate.core import _ext
 from relaygate.observe import jsonlog
 from relaygate.observe.jsonlog import JsonRequestLog
 from relaygate.sinks.record import CompletionRecord, Outcome
+from tests.core.compiled_only import check_loaded
 from tests.observe.test_langfuse_payload import detail, rec, with_detail
 
 compiled = pytest.mark.skipif(jsonlog.request_line is None,
@@ -81,11 +81,7 @@ def _records() -> list[CompletionRecord]:
 
 
 def test_the_compiled_writer_loaded() -> None:
-    if _ext.NO_EXTENSIONS:
-        assert jsonlog.request_line is None and _ext.LOADED["jsonlog"] == "py"
-        pytest.skip("RELAYGATE_NO_EXTENSIONS is set: the pure path is expected")
-    assert "jsonlog" not in _ext.FAILED, _ext.FAILED.get("jsonlog")
-    assert jsonlog.request_line is not None and _ext.LOADED["jsonlog"] == "c"
+    check_loaded("jsonlog", jsonlog.request_line)
 
 
 @compiled

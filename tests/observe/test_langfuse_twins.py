@@ -19,11 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relaygate.core import _ext
 from relaygate.observe import langfuse_payload
 from relaygate.observe.detail import Attempt, Detail
 from relaygate.observe.langfuse_payload import BuildOptions, build_events, encode_events
 from relaygate.sinks.record import CompletionRecord, Outcome
+from tests.core.compiled_only import check_loaded
 from tests.observe.test_langfuse_payload import START, detail, rec, with_detail
 
 NOW = START + 1.5
@@ -159,11 +159,7 @@ def _records() -> list[CompletionRecord]:
 
 
 def test_the_compiled_writer_loaded() -> None:
-    if _ext.NO_EXTENSIONS:
-        assert langfuse_payload.record_events is None and _ext.LOADED["langfuse"] == "py"
-        pytest.skip("RELAYGATE_NO_EXTENSIONS is set: the pure path is expected")
-    assert "langfuse" not in _ext.FAILED, _ext.FAILED.get("langfuse")
-    assert langfuse_payload.record_events is not None and _ext.LOADED["langfuse"] == "c"
+    check_loaded("langfuse", langfuse_payload.record_events)
 
 
 @compiled

@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relaygate.config.observe import ObserveSettings
-from relaygate.core import _ext
 from relaygate.observe import otel_spans
 from relaygate.observe.otel import OtelSink, otlp_settings
 from relaygate.observe.otlp_wire import WireSpanExporter
 from relaygate.sinks.record import CompletionRecord, Outcome
+from tests.core.compiled_only import check_loaded
 from tests.observe.test_otel_export import CHAT_IN, CHAT_OUT, PARENT, T0, attempt, detail, with_detail
 
 BOTH = ObserveSettings(success_callbacks=("otel",), failure_callbacks=("otel",))
@@ -107,11 +107,7 @@ def _records() -> list[CompletionRecord]:
 
 
 def test_the_compiled_writer_loaded() -> None:
-    if _ext.NO_EXTENSIONS:
-        assert otel_spans.record_spans is None and _ext.LOADED["otelspan"] == "py"
-        pytest.skip("RELAYGATE_NO_EXTENSIONS is set: the pure path is expected")
-    assert "otelspan" not in _ext.FAILED, _ext.FAILED.get("otelspan")
-    assert otel_spans.record_spans is not None and _ext.LOADED["otelspan"] == "c"
+    check_loaded("otelspan", otel_spans.record_spans)
     sink, _ = _sink(True)
     assert sink.fast is otel_spans.record_spans
 
