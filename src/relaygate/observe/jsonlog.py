@@ -30,7 +30,8 @@ it used to; a worker killed outright loses what it gathered (at most that much).
 Cost: off the request path (the completion queue's drain), a line per record written by compiled code
 (``ext/_jsonlog_c.pyx``, ``_ext.LOADED["jsonlog"]``) when it is plain ASCII and carries no bodies, else a dict
 and one ``orjson.dumps`` (:meth:`JsonRequestLog.line`, the pure twin: the two are equal, ``tests/observe/
-test_jsonlog_twins.py``). The dict and its encoding were ~7 µs a record on this machine, the compiled line ~1.5.
+test_jsonlog_twins.py``). The dict and its encoding cost ~6.4 µs a record on this machine, the compiled line ~2.7
+(``bench.micro`` ``json-log-line``, medians).
 """
 
 from __future__ import annotations
