@@ -1,6 +1,8 @@
 # Included by the compiled modules that write into a growing C buffer (Cython ``include``; through
-# ``_otlp_buf.pxi`` for the OTLP writers): the buffer and its plain writers. Not a module of its own.
+# ``_otlp_buf.pxi`` for the OTLP writers): the buffer and its plain writers (bytes, a decimal integer). Not a
+# module of its own.
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Realloc
 from libc.string cimport memcpy
 
@@ -45,3 +47,30 @@ cdef inline void _put(Buf* b, const char* s, Py_ssize_t n) noexcept nogil:
 cdef inline void _byte(Buf* b, char c) noexcept nogil:
     b.data[b.size] = c
     b.size += 1
+
+
+cdef inline int _raw(Buf* b, const char* s, Py_ssize_t n) except -1:
+    _reserve(b, n)
+    _put(b, s, n)
+    return 0
+
+
+cdef inline int _lit(Buf* b, bytes s) except -1:
+    return _raw(b, PyBytes_AS_STRING(s), PyBytes_GET_SIZE(s))
+
+
+cdef int _decimal(Buf* b, long long v) except -1:
+    """A 64-bit integer in decimal."""
+    cdef char tmp[24]
+    cdef int i = 24
+    cdef unsigned long long u = <unsigned long long>(-(v + 1)) + 1 if v < 0 else <unsigned long long>v
+    while True:
+        i -= 1
+        tmp[i] = <char>(48 + u % 10)
+        u //= 10
+        if u == 0:
+            break
+    if v < 0:
+        i -= 1
+        tmp[i] = 45  # "-"
+    return _raw(b, tmp + i, 24 - i)

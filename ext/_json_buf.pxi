@@ -1,20 +1,9 @@
 # Included by the compiled modules that write JSON into a growing C buffer (Cython ``include``, after
-# ``_buf.pxi``): scalars written as msgspec writes them, anything else by the includer's module-level
-# ``_encode`` (a ``msgspec.json.Encoder().encode`` handed over by its ``configure``), so the bytes are
-# msgspec's by construction. Not a module of its own.
+# ``_buf.pxi``, whose ``_raw`` / ``_lit`` / ``_decimal`` it uses): scalars written as msgspec writes them,
+# anything else by the includer's module-level ``_encode`` (a ``msgspec.json.Encoder().encode`` handed over by
+# its ``configure``), so the bytes are msgspec's by construction. Not a module of its own.
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow
-
-
-cdef inline int _jraw(Buf* b, const char* s, Py_ssize_t n) except -1:
-    _reserve(b, n)
-    _put(b, s, n)
-    return 0
-
-
-cdef inline int _jlit(Buf* b, bytes s) except -1:
-    return _jraw(b, PyBytes_AS_STRING(s), PyBytes_GET_SIZE(s))
 
 
 cdef int _jstr(Buf* b, str s) except -1:
@@ -26,29 +15,12 @@ cdef int _jstr(Buf* b, str s) except -1:
     for i in range(n):
         c = <unsigned char>p[i]
         if c < 0x20 or c == 0x22 or c == 0x5c:
-            return _jlit(b, _encode(s))
+            return _lit(b, _encode(s))
     _reserve(b, n + 2)
     _byte(b, 0x22)
     _put(b, p, n)
     _byte(b, 0x22)
     return 0
-
-
-cdef int _jint(Buf* b, long long v) except -1:
-    """A 64-bit integer in decimal."""
-    cdef char tmp[24]
-    cdef int i = 24
-    cdef unsigned long long u = <unsigned long long>(-(v + 1)) + 1 if v < 0 else <unsigned long long>v
-    while True:
-        i -= 1
-        tmp[i] = <char>(48 + u % 10)
-        u //= 10
-        if u == 0:
-            break
-    if v < 0:
-        i -= 1
-        tmp[i] = 45  # "-"
-    return _jraw(b, tmp + i, 24 - i)
 
 
 cdef int _jvalue(Buf* b, value) except -1:
@@ -59,17 +31,17 @@ cdef int _jvalue(Buf* b, value) except -1:
     if t is str:
         return _jstr(b, <str>value)
     if value is None:
-        return _jraw(b, "null", 4)
+        return _raw(b, "null", 4)
     if t is bool:
-        return _jraw(b, "true", 4) if value else _jraw(b, "false", 5)
+        return _raw(b, "true", 4) if value else _raw(b, "false", 5)
     if t is int:
         v = PyLong_AsLongLongAndOverflow(value, &overflow)
         if overflow == 0:
-            return _jint(b, v)
-    return _jlit(b, _encode(value))
+            return _decimal(b, v)
+    return _lit(b, _encode(value))
 
 
 cdef inline int _jkv(Buf* b, bytes key, value) except -1:
     """A member: ``key`` (its quoted name with the comma before and the colon after, as given), then the value."""
-    _jlit(b, key)
+    _lit(b, key)
     return _jvalue(b, value)

@@ -38,13 +38,6 @@ def configure(*, dumps, iso_time, redact, outcome_text, detail):
     _dumps, _iso_time, _redact, _outcome_text, _detail = dumps, iso_time, redact, outcome_text, detail
 
 
-cdef inline int _lit(Buf* b, bytes s) except -1:
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(s)
-    _reserve(b, n)
-    _put(b, PyBytes_AS_STRING(s), n)
-    return 0
-
-
 cdef int _str(Buf* b, str s) except -1:
     """A string of printable ASCII without a quote or a backslash, between quotes; anything else raises _Other."""
     cdef Py_ssize_t n = 0, i
@@ -58,24 +51,6 @@ cdef int _str(Buf* b, str s) except -1:
     _byte(b, 0x22)
     _put(b, p, n)
     _byte(b, 0x22)
-    return 0
-
-
-cdef int _int(Buf* b, long long v) except -1:
-    cdef char tmp[24]
-    cdef int i = 24
-    cdef unsigned long long u = <unsigned long long>(-(v + 1)) + 1 if v < 0 else <unsigned long long>v
-    while True:
-        i -= 1
-        tmp[i] = <char>(48 + u % 10)
-        u //= 10
-        if u == 0:
-            break
-    if v < 0:
-        i -= 1
-        tmp[i] = 45  # "-"
-    _reserve(b, 24 - i)
-    _put(b, tmp + i, 24 - i)
     return 0
 
 
@@ -94,7 +69,7 @@ cdef int _value(Buf* b, value) except -1:
         v = PyLong_AsLongLongAndOverflow(value, &overflow)
         if overflow:
             raise _Other()
-        return _int(b, v)
+        return _decimal(b, v)
     if t is float:
         return _lit(b, _dumps(value))
     raise _Other()
@@ -138,7 +113,7 @@ def request_line(r, int pid):
         _kv(&b, b',"timestamp":', _iso_time(end))
         _lit(&b, b',"level":"INFO"' if r.status < 400 else b',"level":"WARNING"')
         _lit(&b, b',"component":"relaygate.requests","logger":"relaygate.requests","pid":')
-        _int(&b, pid)
+        _decimal(&b, pid)
         _kv(&b, b',"message":"request","call_id":', r.call_id)
         _kv(&b, b',"route":', r.route)
         _kv(&b, b',"stream":', r.stream)

@@ -89,16 +89,16 @@ cdef int _iso_into(Buf* b, double ts) except -1:
     cdef tm t
     cdef char tmp[32]
     if not (ts >= 0.0 and ts < _YEAR_10000):
-        return _jlit(b, _encode(_iso_py(ts)))
+        return _lit(b, _encode(_iso_py(ts)))
     secs = <time_t>ts
     micros = rint((ts - <double>secs) * 1e6)
     if micros >= 1000000.0:
         secs += 1
         micros -= 1000000.0
         if secs >= <time_t>_YEAR_10000:
-            return _jlit(b, _encode(_iso_py(ts)))
+            return _lit(b, _encode(_iso_py(ts)))
     if gmtime_r(&secs, &t) == NULL:
-        return _jlit(b, _encode(_iso_py(ts)))
+        return _lit(b, _encode(_iso_py(ts)))
     memcpy(tmp, b'"0000-00-00T00:00:00.000000Z"', 29)
     _digits(tmp + 1, t.tm_year + 1900, 4)
     _digits(tmp + 6, t.tm_mon + 1, 2)
@@ -107,26 +107,26 @@ cdef int _iso_into(Buf* b, double ts) except -1:
     _digits(tmp + 15, t.tm_min, 2)
     _digits(tmp + 18, t.tm_sec, 2)
     _digits(tmp + 21, <int>micros, 6)
-    return _jraw(b, tmp, 29)
+    return _raw(b, tmp, 29)
 
 
 cdef int _member(Buf* b, bytes name, value) except -1:
     """``name`` (its quoted key and colon) with ``value`` and a comma after, unless the value is None."""
     if value is not None:
-        _jlit(b, name)
+        _lit(b, name)
         _jvalue(b, value)
-        _jlit(b, b',')
+        _lit(b, b',')
     return 0
 
 
 cdef int _bodies(Buf* b, inp_b, out_b) except -1:
     """An event's ``input`` and ``output`` members (each encoded once per record for both events), if any."""
     if inp_b is not None:
-        _jlit(b, b',"input":')
-        _jlit(b, inp_b)
+        _lit(b, b',"input":')
+        _lit(b, inp_b)
     if out_b is not None:
-        _jlit(b, b',"output":')
-        _jlit(b, out_b)
+        _lit(b, b',"output":')
+        _lit(b, out_b)
     return 0
 
 
@@ -227,12 +227,12 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
     try:
         # the trace (no existing_trace_id on this path)
         _jkv(&b, b'{"id":', new_id())
-        _jlit(&b, b',"timestamp":')
+        _lit(&b, b',"timestamp":')
         mark = b.size
         _iso_into(&b, now)
         stamp = PyBytes_FromStringAndSize(b.data + mark, b.size - mark)
         _jkv(&b, b',"type":"trace-create","body":{"id":', trace_id)
-        _jlit(&b, b',"timestamp":')
+        _lit(&b, b',"timestamp":')
         mark = b.size
         _iso_into(&b, start)
         started = PyBytes_FromStringAndSize(b.data + mark, b.size - mark)
@@ -241,35 +241,35 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
         if user is not None:
             _jkv(&b, b',"userId":', user)
         _bodies(&b, inp_b, out_b)
-        _jlit(&b, b',"tags":')
-        _jlit(&b, tags_b)
+        _lit(&b, b',"tags":')
+        _lit(&b, tags_b)
         if release is not None:
             _jkv(&b, b',"release":', release)
         if environment:
             _jkv(&b, b',"environment":', environment)
-        _jlit(&b, b'}}')
+        _lit(&b, b'}}')
         trace = PyBytes_FromStringAndSize(b.data, b.size)
 
         # the generation
         b.size = 0
         _jkv(&b, b'{"id":', new_id())
-        _jlit(&b, b',"timestamp":')
-        _jlit(&b, stamp)
+        _lit(&b, b',"timestamp":')
+        _lit(&b, stamp)
         _jkv(&b, b',"type":"generation-create","body":{"id":', r.call_id)
         _jkv(&b, b',"traceId":', trace_id)
-        _jlit(&b, b',"name":')
+        _lit(&b, b',"name":')
         alias = None if redact_key_info else r.key_alias
         _jvalue(&b, f"litellm:{alias}" if alias else f"litellm-{route_type}")
-        _jlit(&b, b',"startTime":')
-        _jlit(&b, started)
-        _jlit(&b, b',"endTime":')
+        _lit(&b, b',"startTime":')
+        _lit(&b, started)
+        _lit(&b, b',"endTime":')
         _iso_into(&b, end)
         model = r.upstream_model or r.model
         if model:
             _jkv(&b, b',"model":', model)
         if params_b is not None:
-            _jlit(&b, b',"modelParameters":')
-            _jlit(&b, params_b)
+            _lit(&b, b',"modelParameters":')
+            _lit(&b, params_b)
         _bodies(&b, inp_b, out_b)
         pt, ct, cached = r.prompt_tokens, r.completion_tokens, r.cache_read_tokens
         _jkv(&b, b',"usageDetails":{"input":', max(pt - cached, 0))
@@ -277,9 +277,9 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
         _jkv(&b, b',"total":', pt + ct)
         _jkv(&b, b',"cache_read_input_tokens":', cached)
         _jkv(&b, b',"cache_creation_input_tokens":', r.cache_write_tokens)
-        _jlit(&b, b'},"costDetails":{"total":')
-        _jlit(&b, cost_b)
-        _jlit(&b, b'},"metadata":{')
+        _lit(&b, b'},"costDetails":{"total":')
+        _lit(&b, cost_b)
+        _lit(&b, b'},"metadata":{')
         if not redact_key_info:
             _member(&b, b'"user_api_key_hash":', r.key_hash)
             _member(&b, b'"user_api_key_alias":', r.key_alias)
@@ -288,14 +288,14 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
             _member(&b, b'"user_api_key_user_id":', r.user_id)
             _member(&b, b'"user_api_key_org_id":', r.org_id)
             _member(&b, b'"user_api_key_end_user_id":', user)
-        _jlit(&b, b'"requester_metadata":')
-        _jlit(&b, _encode(metadata))
+        _lit(&b, b'"requester_metadata":')
+        _lit(&b, _encode(metadata))
         if spend_meta is not None:
-            _jlit(&b, b',"spend_logs_metadata":')
-            _jlit(&b, _encode(spend_meta))
+            _lit(&b, b',"spend_logs_metadata":')
+            _lit(&b, _encode(spend_meta))
         _jkv(&b, b',"litellm_call_id":', r.call_id)
-        _jlit(&b, b',"litellm_response_cost":')
-        _jlit(&b, cost_b)
+        _lit(&b, b',"litellm_response_cost":')
+        _lit(&b, cost_b)
         _jkv(&b, b',"cache_hit":', r.cache_hit)
         if r.model_group:
             _jkv(&b, b',"model_group":', r.model_group)
@@ -313,31 +313,31 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
             if base:
                 _jkv(&b, b',"api_base":', base)
             if len(attempts) > 1 or not ok:
-                _jlit(&b, b',"attempts":')
-                _jlit(&b, _attempts(attempts))
+                _lit(&b, b',"attempts":')
+                _lit(&b, _attempts(attempts))
         if r.retries:
             _jkv(&b, b',"attempted_retries":', r.retries)
         if r.fallbacks:
             _jkv(&b, b',"attempted_fallbacks":', r.fallbacks)
         if r.cost_estimated:
-            _jlit(&b, b',"cost_estimated":true')
+            _lit(&b, b',"cost_estimated":true')
         if not ok and r.error_type:
             _jkv(&b, b',"error_type":', r.error_type)
         if ok:
-            _jlit(&b, b'},"level":"DEFAULT"')
+            _lit(&b, b'},"level":"DEFAULT"')
         elif outcome is _client_gone:
-            _jlit(&b, b'},"level":"WARNING"')
+            _lit(&b, b'},"level":"WARNING"')
         else:
-            _jlit(&b, b'},"level":"ERROR"')
+            _lit(&b, b'},"level":"ERROR"')
         if status_message is not None:
             _jkv(&b, b',"statusMessage":', status_message)
         if environment is not None:
             _jkv(&b, b',"environment":', environment)
         ttft = r.ttft
         if ttft is not None:
-            _jlit(&b, b',"completionStartTime":')
+            _lit(&b, b',"completionStartTime":')
             _iso_into(&b, start + ttft)
-        _jlit(&b, b'}}')
+        _lit(&b, b'}}')
         return [trace, PyBytes_FromStringAndSize(b.data, b.size)]
     finally:
         PyMem_Free(b.data)

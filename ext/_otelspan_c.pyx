@@ -120,27 +120,27 @@ cdef int _jparts(Buf* j, content) except -1:
     """``otel_attrs._parts(content)`` as JSON."""
     cdef bint first = True
     if isinstance(content, str):
-        _jlit(j, b'[{"type":"text","content":')
+        _lit(j, b'[{"type":"text","content":')
         _jvalue(j, content)
-        return _jlit(j, b'}]')
+        return _lit(j, b'}]')
     if isinstance(content, list):
-        _jlit(j, b'[')
+        _lit(j, b'[')
         for p in content:
             if not first:
-                _jlit(j, b',')
+                _lit(j, b',')
             first = False
             if isinstance(p, dict):
                 _jvalue(j, p)
             else:
-                _jlit(j, b'{"type":"text","content":')
+                _lit(j, b'{"type":"text","content":')
                 _jvalue(j, str(p))
-                _jlit(j, b'}')
-        return _jlit(j, b']')
+                _lit(j, b'}')
+        return _lit(j, b']')
     if content is None:
-        return _jlit(j, b'[]')
-    _jlit(j, b'[{"type":"text","content":')
+        return _lit(j, b'[]')
+    _lit(j, b'[{"type":"text","content":')
     _jvalue(j, str(content))
-    return _jlit(j, b'}]')
+    return _lit(j, b'}]')
 
 
 cdef tuple _MESSAGE_KEYS = ("id", "tool_calls", "tool_call_id", "name")
@@ -152,19 +152,19 @@ cdef int _jmessage(Buf* j, msg, bint answer) except -1:
     ``user`` becomes ``assistant``)."""
     cdef int i
     if not isinstance(msg, dict):
-        _jlit(j, b'{"role":"assistant","parts":' if answer else b'{"role":"user","parts":')
+        _lit(j, b'{"role":"assistant","parts":' if answer else b'{"role":"user","parts":')
         return _jparts(j, msg)
     role = (<dict>msg).get("role") or "user"
     if answer and role == "user":
         role = "assistant"
-    _jlit(j, b'{"role":')
+    _lit(j, b'{"role":')
     _jvalue(j, role)
-    _jlit(j, b',"parts":')
+    _lit(j, b',"parts":')
     _jparts(j, (<dict>msg).get("content"))
     for i in range(4):
         key = _MESSAGE_KEYS[i]
         if key in msg:
-            _jlit(j, <bytes>_MESSAGE_KEY_JSON[i])
+            _lit(j, <bytes>_MESSAGE_KEY_JSON[i])
             _jvalue(j, (<dict>msg)[key])
     return 0
 
@@ -195,20 +195,20 @@ cdef int _content_attrs(Buf* b, str route, body, answer, refused) except -1:
                 text = (<dict>body).get("input") if route == "responses" or route == "embeddings" else \
                     (<dict>body).get("prompt")
             if messages is not None:
-                _jlit(&j, b'[')
+                _lit(&j, b'[')
                 first = True
                 for m in messages:
                     if not first:
-                        _jlit(&j, b',')
+                        _lit(&j, b',')
                     first = False
                     _jmessage(&j, m, False)
-                    _jlit(&j, b'}')
-                _jlit(&j, b']')
+                    _lit(&j, b'}')
+                _lit(&j, b']')
                 _json_attr(b, "gen_ai.input.messages", &j)
             elif text is not None:
-                _jlit(&j, b'[{"role":"user","parts":')
+                _lit(&j, b'[{"role":"user","parts":')
                 _jparts(&j, text)
-                _jlit(&j, b'}]')
+                _lit(&j, b'}]')
                 _json_attr(b, "gen_ai.input.messages", &j)
             system = (<dict>body).get("system", (<dict>body).get("instructions"))
             if system is not None:
@@ -222,23 +222,23 @@ cdef int _content_attrs(Buf* b, str route, body, answer, refused) except -1:
             return 0
         j.size = 0
         first = True
-        _jlit(&j, b'[')
+        _lit(&j, b'[')
         for c in choices:
             if not isinstance(c, dict):
                 continue
             if not first:
-                _jlit(&j, b',')
+                _lit(&j, b',')
             first = False
             msg = (<dict>c).get("message") or ({"role": "assistant", "content": (<dict>c)["text"]} if "text" in c
                                               else {})
             _jmessage(&j, msg, True)
             reason = (<dict>c).get("finish_reason")
             if isinstance(reason, str):
-                _jlit(&j, b',"finish_reason":')
+                _lit(&j, b',"finish_reason":')
                 _jvalue(&j, reason)
-            _jlit(&j, b'}')
+            _lit(&j, b'}')
         if not first:
-            _jlit(&j, b']')
+            _lit(&j, b']')
             _json_attr(b, "gen_ai.output.messages", &j)
         return 0
     finally:
@@ -362,22 +362,22 @@ cdef int _metadata_attrs(Buf* b, r, detail, bint redact_key_info, refused) excep
 
 cdef int _usage_json(Buf* j, pt, ct, cached, cwrite) except -1:
     """LiteLLM's usage object of the record (``usage_object``) as JSON."""
-    _jlit(j, b'{"prompt_tokens":')
+    _lit(j, b'{"prompt_tokens":')
     _jvalue(j, pt)
-    _jlit(j, b',"completion_tokens":')
+    _lit(j, b',"completion_tokens":')
     _jvalue(j, ct)
-    _jlit(j, b',"total_tokens":')
+    _lit(j, b',"total_tokens":')
     _jvalue(j, pt + ct)
     if cached:
-        _jlit(j, b',"cache_read_input_tokens":')
+        _lit(j, b',"cache_read_input_tokens":')
         _jvalue(j, cached)
-        _jlit(j, b',"prompt_tokens_details":{"cached_tokens":')
+        _lit(j, b',"prompt_tokens_details":{"cached_tokens":')
         _jvalue(j, cached)
-        _jlit(j, b'}')
+        _lit(j, b'}')
     if cwrite:
-        _jlit(j, b',"cache_creation_input_tokens":')
+        _lit(j, b',"cache_creation_input_tokens":')
         _jvalue(j, cwrite)
-    return _jlit(j, b'}')
+    return _lit(j, b'}')
 
 
 cdef int _metadata_rest(Buf* b, r, detail, bint keys, metadata, spend_meta, cost, api_base, team_alias,
@@ -419,20 +419,20 @@ cdef int _metadata_rest(Buf* b, r, detail, bint keys, metadata, spend_meta, cost
     _meta(b, "metadata.team_id", r.team_id, refused)
     _init(&h)
     try:
-        _jlit(&h, b'{"model_id":')
+        _lit(&h, b'{"model_id":')
         _jvalue(&h, r.deployment_id or None)
-        _jlit(&h, b',"cache_key":null,"api_base":')
+        _lit(&h, b',"cache_key":null,"api_base":')
         _jvalue(&h, api_base or None)
-        _jlit(&h, b',"response_cost":')
+        _lit(&h, b',"response_cost":')
         _jvalue(&h, cost)
-        _jlit(&h, b',"litellm_overhead_time_ms":')
+        _lit(&h, b',"litellm_overhead_time_ms":')
         _jvalue(&h, r.overhead * 1000.0)
-        _jlit(&h, b',"additional_headers":null,"batch_models":null,"batch_successful_requests":null,'
+        _lit(&h, b',"additional_headers":null,"batch_models":null,"batch_successful_requests":null,'
                   b'"batch_failed_requests":null,"litellm_model_name":')
         _jvalue(&h, r.upstream_model or None)
-        _jlit(&h, b',"usage_object":')
-        _jraw(&h, usage.data, usage.size)
-        _jlit(&h, b'}')
+        _lit(&h, b',"usage_object":')
+        _raw(&h, usage.data, usage.size)
+        _lit(&h, b'}')
         return _json_attr(b, "hidden_params", &h)
     finally:
         PyMem_Free(h.data)
