@@ -34,8 +34,11 @@ def _cost(gw: GatewayProc) -> float:
     return float(r.headers["x-litellm-response-cost"])
 
 
-def _all(gw: GatewayProc, check: object, tries: int = 8, timeout: float = 30.0) -> bool:
-    """``check(cost)`` holds on ``tries`` requests in a row (spread by the kernel over both workers)."""
+def _all(gw: GatewayProc, check: object, tries: int = 32, timeout: float = 30.0) -> bool:
+    """``check(cost)`` holds on ``tries`` requests in a row, each on a new connection the kernel gives either worker.
+    Eight were too few: once in a CI run all eight went to the worker that had answered the reload while the other
+    was still reading the file, which the test then overwrote with one that does not load (so that worker kept the
+    old price, rightly, and the next check failed); 32 in a row on one worker is a 2**-31 chance."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if all(check(_cost(gw)) for _ in range(tries)):  # type: ignore[operator]
