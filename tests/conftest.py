@@ -249,7 +249,7 @@ def _spawn_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                              "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 10
-    while time.time() < deadline:
+    while time.time() < deadline and proc.poll() is None:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
                 s.sendall(b"PING\r\n")
@@ -257,14 +257,30 @@ def _spawn_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
                     return proc
         except OSError:
             time.sleep(0.05)
-    proc.kill()
-    pytest.fail(f"redis-server did not start on port {port}")
+    stop_process(proc)
+    raise RedisDidNotStart(f"redis-server did not start on port {port} (exit {proc.returncode})")
+
+
+class RedisDidNotStart(RuntimeError):
+    """redis-server exited or never answered: most often its port, picked free, was taken before it bound it."""
+
+
+def redis_on_a_free_port(workdir: Path, attempts: int = 3) -> RedisServer:
+    """A redis-server on a port picked free; another port when the one picked was taken before the server bound it
+    (a loaded CI machine, where other tests open connections all the time), at most ``attempts`` times."""
+    for attempt in range(attempts):
+        port = free_port()
+        try:
+            return RedisServer(_spawn_redis(port, workdir), port, workdir)
+        except RedisDidNotStart:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    port = free_port()
-    server = RedisServer(_spawn_redis(port, tmp_path), port, tmp_path)
+    server = redis_on_a_free_port(tmp_path)
     try:
         yield server
     finally:

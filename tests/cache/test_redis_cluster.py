@@ -46,6 +46,11 @@ def _cluster_port() -> int:
     pytest.fail("no free port pair for a cluster node")
 
 
+class NodeDidNotStart(RuntimeError):
+    """A node exited or never answered ``PING``: its port or bus port, picked free, was taken before it bound them
+    (CI, on a loaded machine, where other tests open and close connections all the time)."""
+
+
 @dataclass
 class RedisCluster:
     dir: Path
@@ -56,17 +61,22 @@ class RedisCluster:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed: run the README test command (it installs it with apt-get)")
-        self.procs[port] = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
-             str(self.dir), "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
-             "--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # the node's log goes to a file in the cluster's directory, so a node that exits at once says why
+        with open(self.dir / f"node-{port}.log", "wb") as log:
+            proc = self.procs[port] = subprocess.Popen(
+                [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
+                 str(self.dir), "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                 "--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "no"],
+                stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
             if self.cli(port, "PING") == "PONG":
                 return
             time.sleep(0.05)
-        pytest.fail(f"cluster node {port} did not start")
+        tail = (self.dir / f"node-{port}.log").read_text(errors="replace").strip().splitlines()[-3:]
+        raise NodeDidNotStart(f"cluster node {port} did not start (exit {proc.poll()}): {' | '.join(tail)}")
 
     def cli(self, port: int, *args: str) -> str:
         r = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=15)
@@ -96,9 +106,9 @@ class RedisCluster:
 
 def start_cluster(tmp: Path, attempts: int = 3) -> RedisCluster:
     """Three masters on fresh ports, all slots assigned, ``cluster_state:ok``. A cluster whose nodes never agree
-    (``redis-cli --cluster create`` waiting to join: seen once in CI on a loaded machine, where a bus port picked
-    free may be taken by another test's connection before the node binds it) is torn down and made again on other
-    ports, at most ``attempts`` times."""
+    (``redis-cli --cluster create`` waiting to join) or a node that does not start (it exits when its port or bus
+    port is taken: both seen in CI on a loaded machine, where a port picked free may be taken by another test's
+    connection before the node binds it) is torn down and made again on other ports, at most ``attempts`` times."""
     for attempt in range(1, attempts + 1):
         c = RedisCluster(tmp / f"try{attempt}", [_cluster_port() for _ in range(3)])
         c.dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +123,7 @@ def start_cluster(tmp: Path, attempts: int = 3) -> RedisCluster:
                     return c
                 time.sleep(0.1)
             raise TimeoutError("the cluster did not reach cluster_state:ok")
-        except (subprocess.TimeoutExpired, TimeoutError):
+        except (subprocess.TimeoutExpired, TimeoutError, NodeDidNotStart):
             c.stop()
             if attempt == attempts:
                 raise

@@ -33,7 +33,7 @@ import pytest
 
 from bench.procs import MockHandle, start_mock
 from relaygate.auth.changes import KeyChanges
-from tests.conftest import GatewayProc, RedisServer, _spawn_redis, free_port, start_gateway
+from tests.conftest import GatewayProc, RedisServer, redis_on_a_free_port, start_gateway
 from tests.pg import PostgresServer
 
 pytestmark = pytest.mark.e2e
@@ -117,8 +117,7 @@ def pair(request: pytest.FixtureRequest, postgres_server: PostgresServer, mock: 
     with ExitStack() as stack:
         redis: RedisServer | None = None
         if request.param == "redis":
-            port, workdir = free_port(), tmp_path_factory.mktemp("redis")
-            redis = RedisServer(_spawn_redis(port, workdir), port, workdir)
+            redis = redis_on_a_free_port(tmp_path_factory.mktemp("redis"))
             stack.callback(redis.stop)
         text = config(postgres_server.new_database(), mock, redis)
         a, b = (Instance(stack.enter_context(start_gateway(text, workers=WORKERS)),
