@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import shutil
 import signal
@@ -96,7 +97,35 @@ def http_server(handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1") 
         server.server_close()
 
 
-def free_port() -> int:
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_PICK = random.SystemRandom()  # not the module's generator: hypothesis and seeded tests reset that one, and two
+#                                xdist workers seeded alike would pick the same ports in the same order
+
+
+def free_port(low: int = 20000, high: int | None = None) -> int:
+    """A port nobody is bound to, for a server a test is about to start on it. Picked at random in
+    ``[low, high)``, by default below the kernel's ephemeral range (``ip_local_port_range``): a port the kernel
+    hands out for ``bind(0)`` lies in that range, where every outgoing connection of every test takes its
+    source port too, so one could take the port between the pick and the server's own bind (a Redis Cluster node
+    failed to start so in CI). The port is checked by binding it; ``bind(0)`` when the range is too small."""
+    top = _EPHEMERAL_LOW if high is None else high
+    if top - low >= 1000:
+        for _ in range(100):
+            port = _PICK.randrange(low, top)
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

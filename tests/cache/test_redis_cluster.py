@@ -32,11 +32,10 @@ pytestmark = pytest.mark.redis
 
 
 def _cluster_port() -> int:
-    """A free port whose cluster bus port (+10000) is free too."""
+    """A free port whose cluster bus port (+10000) is free too, both below the kernel's ephemeral range (where
+    outgoing connections take their source ports; see ``free_port``)."""
     for _ in range(200):
-        p = free_port()
-        if p + 10000 >= 65536:
-            continue
+        p = free_port(10000, 22000)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", p + 10000))
