@@ -69,6 +69,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for s in _DEAD:  # the ports dead_port held for the session
+        s.close()
     if _unjustified_skips:
         print("\n\nskips not on the allow-list (tests/conftest.py SKIP_ALLOW_LIST) fail the run:", file=sys.stderr)
         for line in _unjustified_skips:
@@ -95,6 +97,19 @@ def http_server(handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1") 
     finally:
         server.shutdown()
         server.server_close()
+
+
+_DEAD: list[socket.socket] = []
+
+
+def dead_port() -> int:
+    """A port where connections are refused for as long as the test process runs: bound by this process and never
+    listened on, so no other server can take it. (A port closed again right after ``bind(0)`` is free for the
+    kernel to hand to another test's server, which then answers where a refusal was expected: seen in CI.)"""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _DEAD.append(s)
+    return int(s.getsockname()[1])
 
 
 def _ephemeral_low() -> int:

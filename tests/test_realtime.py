@@ -13,14 +13,14 @@ import pytest
 from relaygate import realtime
 from relaygate.asgi import Gateway
 from relaygate.config import from_litellm
-from tests.conftest import free_port
+from tests.conftest import dead_port
 
 MASTER = "sk-realtime-inproc"
 
 
 def _gateway() -> Gateway:
     return Gateway(from_litellm({"model_list": [{"model_name": "rt", "litellm_params": {
-        "model": "openai/gpt-realtime", "api_key": "k", "api_base": f"http://127.0.0.1:{free_port()}/v1"}}],
+        "model": "openai/gpt-realtime", "api_key": "k", "api_base": f"http://127.0.0.1:{dead_port()}/v1"}}],
         "general_settings": {"master_key": MASTER}}, "<test>"))
 
 

@@ -21,7 +21,7 @@ from relaygate.config.cache import from_litellm as cache_from_litellm
 from relaygate.config.errors import FieldError
 from tests.cache.test_cache_e2e import MASTER, Upstream, ask, client, upstream  # noqa: F401 (a fixture)
 from tests.cache.test_cache_e2e import config as cache_config
-from tests.conftest import free_port, start_gateway
+from tests.conftest import dead_port, start_gateway
 from tests.observe.test_s3 import ACCESS, SECRET, moto_server
 from tests.observe.test_s3 import client as s3_client
 
@@ -98,7 +98,7 @@ def test_an_expired_entry_is_a_miss(upstream: Upstream) -> None:  # noqa: F811
 
 
 def test_an_unreachable_bucket_is_skipped(upstream: Upstream) -> None:  # noqa: F811
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = f"http://127.0.0.1:{dead_port()}"
     with start_gateway(config(upstream, dead)) as gw, client(gw.url) as c:
         for i in range(3):
             text, hit = ask(c, f"q{i}")

@@ -349,12 +349,12 @@ def test_redis_vectors_scan_bounds_and_expiry(redis_server: Any) -> None:
 
 def test_qdrant_down_is_a_miss_logged_once(minilm: MiniLM, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
     pytest.importorskip("qdrant_client")
-    from tests.conftest import free_port
+    from tests.conftest import dead_port
 
     async def main() -> None:
         with EmbeddingServer(minilm) as server:
             gw = gateway(server, type="qdrant-semantic", qdrant_collection_name="rg", embedding_timeout=1,
-                         qdrant_api_base=f"http://127.0.0.1:{free_port()}")  # nothing listens there
+                         qdrant_api_base=f"http://127.0.0.1:{dead_port()}")  # nothing listens there
             for text in (PASSWORD, PARAPHRASE, UNRELATED):
                 answer, h = await ask(gw, text)
                 assert "x-litellm-cache-key" not in h and text in answer

@@ -15,7 +15,7 @@ from relaygate.config import from_litellm
 from relaygate.store import User, open_store
 from relaygate.store.sealing import PREFIX
 from relaygate.store.settings import read_settings
-from tests.conftest import RedisServer, free_port
+from tests.conftest import RedisServer, dead_port
 from tests.management.conftest import MASTER, Env, api_error, run_pair
 from tests.store.conftest import db_url  # noqa: F401  (both backends)
 
@@ -48,7 +48,7 @@ def test_settings_page_test_and_save(db_url: str, redis_server: RedisServer) -> 
 
         good = {"type": "redis", "host": "127.0.0.1", "port": str(redis_server.port), "namespace": "ui"}
         assert (await env.ok("POST", "/cache/settings/test", {"cache_settings": good}))["status"] == "success"
-        dead = await env.ok("POST", "/cache/settings/test", {"cache_settings": {**good, "port": str(free_port())}})
+        dead = await env.ok("POST", "/cache/settings/test", {"cache_settings": {**good, "port": str(dead_port())}})
         assert dead["status"] == "failed" and "PING" in dead["error"]
         bad = await env.ok("POST", "/cache/settings/test", {"cache_settings": {"type": "redis", "port": "x",
                                                                                 "host": "h"}})

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from relaygate.config import load_config
-from tests.conftest import start_gateway
+from tests.conftest import dead_port, start_gateway
 from tests.files.conftest import serve
 
 pytestmark = pytest.mark.e2e
@@ -160,12 +160,9 @@ def test_model_list_healthy_only_and_return_wildcard_routes() -> None:
     """``model_list_healthy_only: true``: ``/v1/models`` and ``/v1/model/info`` hide a model group whose every
     deployment failed its last background health check (still callable: a 502 from its dead upstream);
     ``return_wildcard_routes: true`` lists ``openai/*`` unless the request says ``return_wildcard_routes=false``."""
-    import socket
     import time
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]  # nothing listens there once the socket is closed
+    dead = dead_port()  # nothing listens there
     config = f"""
 model_list:
   - model_name: alive

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import openai
 import pytest
 
-from tests.conftest import GatewayProc, child_pids, free_port, start_gateway
+from tests.conftest import GatewayProc, child_pids, dead_port, start_gateway
 from tests.files.conftest import Upstream, serve
 
 pytestmark = pytest.mark.e2e
@@ -34,7 +34,7 @@ model_list:
   - model_name: azure-files
     litellm_params: {{model: azure/my-deploy, api_key: az-key, api_base: "{up.url}", api_version: "2024-10-21"}}
   - model_name: down
-    litellm_params: {{model: openai/x, api_key: sk-down, api_base: "http://127.0.0.1:{free_port()}/v1"}}
+    litellm_params: {{model: openai/x, api_key: sk-down, api_base: "http://127.0.0.1:{dead_port()}/v1"}}
   - model_name: other
     litellm_params: {{model: openai/other, api_key: sk-up-other, api_base: "{up.url}/v1"}}
   - model_name: "wild/*"

@@ -24,7 +24,7 @@ from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.observe import check
 from relaygate.observe.mail import HIDDEN_KEY, Branding, Mailer, key_mail, make_mailer, valid_address
-from tests.conftest import free_port, start_gateway
+from tests.conftest import dead_port, free_port, start_gateway
 from tests.observe.collector_server import Collector
 
 KEY = "sk-new-key-0123456789abcdefghij"
@@ -178,7 +178,7 @@ def test_smtp_retries_a_4xx_and_drops_a_5xx() -> None:
 
 
 def test_smtp_server_gone_is_counted_not_raised() -> None:
-    env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(free_port()), "SMTP_SENDER_EMAIL": "g@example.com",
+    env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(dead_port()), "SMTP_SENDER_EMAIL": "g@example.com",
            "SMTP_TLS": "False"}
     events: list[tuple[str, int]] = []
     m = make_mailer([], ["email"], env, lambda e, n: events.append((e, n)), backoff=0.01)

@@ -4,13 +4,13 @@ that records the raw request bytes (what the exporter sent, header by header).""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
 
 from relaygate.observe.post import Poster, PostError, _proxied
+from tests.conftest import dead_port
 
 
 class Raw:
@@ -82,9 +82,7 @@ def test_the_callers_content_type_and_user_agent_replace_the_defaults() -> None:
 
 
 def test_no_answer_is_a_post_error_and_a_closed_poster_refuses() -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = dead_port()  # a port nobody listens on
 
     async def main() -> None:
         poster = Poster(2.0, env={})

@@ -6,18 +6,16 @@ failing deployment is a real refused connection (a closed port on loopback)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 
 from tests.asgi.conftest import call, make_gateway
+from tests.conftest import dead_port
 from tests.observe.test_prometheus_dashboard import parse_exposition
 
 MASTER = "sk-attempts"
 
 
 def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed again when the block ends: connections to it are refused
+    return dead_port()  # bound by the test process, never listening: connections to it are refused
 
 
 def test_failed_attempts_counted_without_a_detail() -> None:

@@ -12,6 +12,7 @@ import pytest
 from relaygate.asgi import Gateway
 from relaygate.config import from_litellm
 from relaygate.sinks import CompletionRecord
+from tests.conftest import dead_port
 from tests.passthrough.conftest import GEMINI_KEY, MASTER, OPENAI_KEY, UPSTREAM_KEY, Upstream, config_text
 
 AUTH = {"authorization": f"Bearer {MASTER}"}
@@ -199,12 +200,8 @@ def test_hostile_paths_are_400(upstream: Upstream, raw: bytes) -> None:
 
 
 def test_upstream_down_is_502(upstream: Upstream) -> None:
-    import socket
 
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens there now
+    port = dead_port()  # nothing listens there
     extra = f"""
   pass_through_endpoints:
     - path: /down

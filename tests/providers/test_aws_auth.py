@@ -24,7 +24,7 @@ from relaygate.config.env import fill_from_env
 from relaygate.core import errors
 from relaygate.providers.bedrock import SigV4
 from relaygate.upstream.aws_identity import AwsCredentials, credentials_for
-from tests.conftest import start_gateway
+from tests.conftest import dead_port, start_gateway
 
 ROLE = "arn:aws:iam::123456789012:role/gateway"
 
@@ -269,14 +269,11 @@ def test_imds_unreachable_is_a_401_remembered() -> None:
     """No instance metadata (a closed port): a 401 naming the endpoint, and for IMDS_RETRY seconds the same
     answer at once, with no second attempt."""
     import asyncio
-    import socket
 
     from relaygate.upstream.calls import refresh_token
     from relaygate.upstream.identity import aclose_identity_clients, identity_client
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = dead_port()
     c = credentials_for({"aws_ec2_metadata_endpoint": f"http://127.0.0.1:{port}"}, "us-east-1")
     assert c is not None and c.kind == "imds"
 

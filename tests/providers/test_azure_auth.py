@@ -22,7 +22,7 @@ import pytest
 from relaygate.config.env import fill_from_env
 from relaygate.core import errors
 from relaygate.upstream.azure_identity import ASSERTION_TYPE, SCOPE, EntraToken, ManagedIdentityToken, entra_for
-from tests.conftest import start_gateway
+from tests.conftest import dead_port, start_gateway
 
 
 def test_which_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,14 +187,11 @@ def test_azure_on_workload_identity_through_a_gateway(servers: tuple[_Servers, P
 
 def test_managed_identity_unreachable_is_a_401_remembered() -> None:
     import asyncio
-    import socket
 
     from relaygate.upstream.calls import refresh_token
     from relaygate.upstream.identity import aclose_identity_clients, identity_client
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = dead_port()
     t = entra_for({"azure_imds_endpoint": f"http://127.0.0.1:{port}"}, False)
     assert t is not None
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 import tracemalloc
 from typing import Any
 
@@ -20,6 +19,7 @@ from relaygate.asgi import Gateway
 from relaygate.frontends.multipart import FieldFinder
 from relaygate.upstream.h1 import H1Transport
 from tests.asgi.conftest import make_gateway
+from tests.conftest import dead_port
 from tests.upstream.test_streamed_body import Sink
 
 B = "----relaygateBoundary7MA4YWxk"
@@ -202,10 +202,7 @@ def test_file_before_model_is_a_clear_400_when_large_and_fine_when_small() -> No
 
 def test_failure_after_the_upload_started_is_not_retried_but_before_it_is() -> None:
     async def main() -> None:
-        dead = socket.socket()
-        dead.bind(("127.0.0.1", 0))
-        dead_url = f"http://127.0.0.1:{dead.getsockname()[1]}/v1"
-        dead.close()
+        dead_url = f"http://127.0.0.1:{dead_port()}/v1"
         async with Sink(answer_early=503) as bad, Sink() as good:
             # the upstream fails after the body began: no retry on the healthy deployment
             gw = gateway(bad.url + "/v1", bad.url + "/v1", retries=3)

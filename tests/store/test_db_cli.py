@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from relaygate.store import migrations, open_store
-from tests.conftest import free_port
+from tests.conftest import dead_port, free_port
 from tests.pg import PostgresServer
 
 CONFIG = """model_list:
@@ -73,7 +73,7 @@ def test_upgrade_postgres_from_config_and_env(postgres_server: PostgresServer, t
 
 
 def test_serve_refuses_an_unreachable_database(tmp_path: Path) -> None:
-    url = f"postgresql://relay:very-secret-pw@127.0.0.1:{free_port()}/gw"
+    url = f"postgresql://relay:very-secret-pw@127.0.0.1:{dead_port()}/gw"
     cfg = tmp_path / "config.yaml"
     cfg.write_text(CONFIG + f"general_settings:\n  database_url: {url}\n")
     res = _cli("serve", "--config", str(cfg), "--port", str(free_port()),

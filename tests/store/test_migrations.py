@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from relaygate.store import SchemaMismatch, Store, StoreUnavailable, migrations, open_store, redact_url, tables
-from tests.conftest import free_port
+from tests.conftest import dead_port
 from tests.pg import PASSWORD, PostgresServer
 from tests.store.conftest import run
 
@@ -143,7 +143,7 @@ def test_redact_url() -> None:
 
 
 def test_unreachable_postgres_names_the_url_without_password() -> None:
-    url = f"postgresql://relay:topsecret-pw@127.0.0.1:{free_port()}/gateway"
+    url = f"postgresql://relay:topsecret-pw@127.0.0.1:{dead_port()}/gateway"
     with pytest.raises(StoreUnavailable) as exc:
         asyncio.run(open_store(url, connect_timeout=2))
     msg = str(exc.value)

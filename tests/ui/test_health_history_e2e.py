@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from bench.procs import start_mock
-from tests.conftest import free_port, start_gateway
+from tests.conftest import dead_port, start_gateway
 from tests.ui.test_health_view import _wait_for
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +23,7 @@ ADMIN = {"Authorization": f"Bearer {MASTER}"}
 
 
 def _config(ok_base: str, db: Path, extra: str = "") -> str:
-    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: every check fails at once
+    dead = f"http://127.0.0.1:{dead_port()}/v1"  # nothing listens: every check fails at once
     return f"""
 model_list:
   - model_name: good

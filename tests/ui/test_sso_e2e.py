@@ -25,7 +25,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
-from tests.conftest import GatewayProc, free_port, start_gateway, stop_process
+from tests.conftest import GatewayProc, dead_port, free_port, start_gateway, stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -290,7 +290,7 @@ def test_more_than_five_users_sign_in(stack: tuple[GatewayProc, Provider], brows
 
 
 def test_provider_down_is_a_clean_502(tmp_path: Path) -> None:
-    dead = free_port()
+    dead = dead_port()
     env = {"GENERIC_CLIENT_ID": CLIENT_ID, "GENERIC_CLIENT_SECRET": CLIENT_SECRET,
            "GENERIC_AUTHORIZATION_ENDPOINT": f"http://127.0.0.1:{dead}/auth",
            "GENERIC_TOKEN_ENDPOINT": f"http://127.0.0.1:{dead}/token"}

@@ -15,6 +15,7 @@ import pytest
 from relaygate.core.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 from relaygate.upstream.base import Timeouts, UpstreamRequest
 from relaygate.upstream.h1 import H1Transport
+from tests.conftest import dead_port
 
 from .conftest import Request, Upstream, _make_cert_openssl, make_cert, response
 
@@ -300,10 +301,7 @@ def test_fresh_connection_closed_before_response_is_not_retried(run: Run) -> Non
 
 
 def test_connect_refused(run: Run) -> None:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = dead_port()
 
     async def main() -> None:
         t = H1Transport()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +14,7 @@ from relaygate.providers.vertex import TokenSource
 from relaygate.upstream.base import Timeouts, UpstreamRequest
 from relaygate.upstream.calls import refresh_token
 from relaygate.upstream.identity import aclose_identity_clients, identity_client
+from tests.conftest import dead_port
 
 
 @asynccontextmanager
@@ -91,9 +91,7 @@ def test_rejected_credentials_are_a_401() -> None:
 
 
 def test_unreachable_and_slow_endpoints_are_upstream_errors() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]  # bound, not listening: connection refused
+    dead = dead_port()  # bound, not listening: connection refused
 
     async def main() -> None:
         client = identity_client()
