@@ -146,7 +146,8 @@ COMPONENT = "memcache"
 _compiled = _ext.compiled(COMPONENT)
 CompiledMemoryCache: Any = _compiled.MemoryCache if _compiled is not None else None
 """The compiled class, or None (``RELAYGATE_NO_EXTENSIONS``, or not built: recorded in ``_ext.FAILED``)."""
-MemoryCache: Any = CompiledMemoryCache if CompiledMemoryCache is not None else PureMemoryCache
-"""The class the cache uses: compiled when built (see the module docstring)."""
+MemoryCache: type[PureMemoryCache] = CompiledMemoryCache if CompiledMemoryCache is not None else PureMemoryCache
+"""The class the cache uses: compiled when built (see the module docstring); typed as its pure twin, whose
+operations and attributes it has."""
 
 __all__ = ["COMPONENT", "CompiledMemoryCache", "ENTRY_OVERHEAD", "MemoryCache", "PureMemoryCache"]
