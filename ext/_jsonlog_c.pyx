@@ -18,6 +18,38 @@ from cpython.unicode cimport PyUnicode_DecodeASCII
 
 include "_buf.pxi"
 include "_round.pxi"
+include "_record_fields.pxi"
+cdef Py_ssize_t _f_cache_hit = -1
+cdef Py_ssize_t _f_cache_read_tokens = -1
+cdef Py_ssize_t _f_cache_write_tokens = -1
+cdef Py_ssize_t _f_call_id = -1
+cdef Py_ssize_t _f_completion_tokens = -1
+cdef Py_ssize_t _f_cost = -1
+cdef Py_ssize_t _f_cost_estimated = -1
+cdef Py_ssize_t _f_deployment_id = -1
+cdef Py_ssize_t _f_end_user_id = -1
+cdef Py_ssize_t _f_error_type = -1
+cdef Py_ssize_t _f_extra = -1
+cdef Py_ssize_t _f_fallbacks = -1
+cdef Py_ssize_t _f_key_alias = -1
+cdef Py_ssize_t _f_key_hash = -1
+cdef Py_ssize_t _f_latency = -1
+cdef Py_ssize_t _f_model = -1
+cdef Py_ssize_t _f_model_group = -1
+cdef Py_ssize_t _f_org_id = -1
+cdef Py_ssize_t _f_outcome = -1
+cdef Py_ssize_t _f_overhead = -1
+cdef Py_ssize_t _f_prompt_tokens = -1
+cdef Py_ssize_t _f_provider = -1
+cdef Py_ssize_t _f_retries = -1
+cdef Py_ssize_t _f_route = -1
+cdef Py_ssize_t _f_start_time = -1
+cdef Py_ssize_t _f_status = -1
+cdef Py_ssize_t _f_stream = -1
+cdef Py_ssize_t _f_team_id = -1
+cdef Py_ssize_t _f_ttft = -1
+cdef Py_ssize_t _f_upstream_model = -1
+cdef Py_ssize_t _f_user_id = -1
 
 __all__ = ["configure", "request_line"]
 
@@ -32,9 +64,46 @@ class _Other(Exception):
     """A value this writer leaves to the pure path."""
 
 
-def configure(*, dumps, iso_time, redact, outcome_text, detail):
+def configure(*, dumps, iso_time, redact, outcome_text, detail, record_type, astuple):
     """Hand over orjson's ``dumps``, the pure path's helpers and tables (``observe.jsonlog`` does, at import)."""
     global _dumps, _iso_time, _redact, _outcome_text, _detail
+    global _f_cache_hit, _f_cache_read_tokens, _f_cache_write_tokens, _f_call_id, _f_completion_tokens, _f_cost
+    global _f_cost_estimated, _f_deployment_id, _f_end_user_id, _f_error_type, _f_extra, _f_fallbacks, _f_key_alias
+    global _f_key_hash, _f_latency, _f_model, _f_model_group, _f_org_id, _f_outcome, _f_overhead, _f_prompt_tokens
+    global _f_provider, _f_retries, _f_route, _f_start_time, _f_status, _f_stream, _f_team_id, _f_ttft
+    global _f_upstream_model, _f_user_id
+    index = _record_index(record_type, astuple)
+    _f_cache_hit = index["cache_hit"]
+    _f_cache_read_tokens = index["cache_read_tokens"]
+    _f_cache_write_tokens = index["cache_write_tokens"]
+    _f_call_id = index["call_id"]
+    _f_completion_tokens = index["completion_tokens"]
+    _f_cost = index["cost"]
+    _f_cost_estimated = index["cost_estimated"]
+    _f_deployment_id = index["deployment_id"]
+    _f_end_user_id = index["end_user_id"]
+    _f_error_type = index["error_type"]
+    _f_extra = index["extra"]
+    _f_fallbacks = index["fallbacks"]
+    _f_key_alias = index["key_alias"]
+    _f_key_hash = index["key_hash"]
+    _f_latency = index["latency"]
+    _f_model = index["model"]
+    _f_model_group = index["model_group"]
+    _f_org_id = index["org_id"]
+    _f_outcome = index["outcome"]
+    _f_overhead = index["overhead"]
+    _f_prompt_tokens = index["prompt_tokens"]
+    _f_provider = index["provider"]
+    _f_retries = index["retries"]
+    _f_route = index["route"]
+    _f_start_time = index["start_time"]
+    _f_status = index["status"]
+    _f_stream = index["stream"]
+    _f_team_id = index["team_id"]
+    _f_ttft = index["ttft"]
+    _f_upstream_model = index["upstream_model"]
+    _f_user_id = index["user_id"]
     _dumps, _iso_time, _redact, _outcome_text, _detail = dumps, iso_time, redact, outcome_text, detail
 
 
@@ -97,53 +166,54 @@ cdef int _tags(Buf* b, tags) except -1:
     return _lit(b, raw)
 
 
-def request_line(r, int pid):
+def request_line(record, int pid):
     """``JsonRequestLog.line(r)`` followed by a newline (with ``log_bodies`` off), or None when the line is not one
     this writer writes (the caller writes it on the pure path)."""
     cdef Buf b
-    ttft = r.ttft
-    start = r.start_time
-    latency = r.latency
+    cdef tuple r = _fields(record)  # its fields by index (_record_fields.pxi)
+    ttft = r[_f_ttft]
+    start = r[_f_start_time]
+    latency = r[_f_latency]
     end = start + latency
-    extra = r.extra
+    extra = r[_f_extra]
     detail = extra.get("observe") if isinstance(extra, dict) else None
     _init(&b)
     try:
         _kv(&b, b'{"ts":', _round(end, 3))
         _kv(&b, b',"timestamp":', _iso_time(end))
-        _lit(&b, b',"level":"INFO"' if r.status < 400 else b',"level":"WARNING"')
+        _lit(&b, b',"level":"INFO"' if r[_f_status] < 400 else b',"level":"WARNING"')
         _lit(&b, b',"component":"relaygate.requests","logger":"relaygate.requests","pid":')
         _decimal(&b, pid)
-        _kv(&b, b',"message":"request","call_id":', r.call_id)
-        _kv(&b, b',"route":', r.route)
-        _kv(&b, b',"stream":', r.stream)
-        _kv(&b, b',"model":', r.model)
-        _kv(&b, b',"model_group":', r.model_group)
-        _kv(&b, b',"deployment_id":', r.deployment_id)
-        _kv(&b, b',"provider":', r.provider)
-        _kv(&b, b',"upstream_model":', r.upstream_model)
-        _kv(&b, b',"status":', r.status)
-        _kv(&b, b',"outcome":', _outcome_text[r.outcome])
+        _kv(&b, b',"message":"request","call_id":', r[_f_call_id])
+        _kv(&b, b',"route":', r[_f_route])
+        _kv(&b, b',"stream":', r[_f_stream])
+        _kv(&b, b',"model":', r[_f_model])
+        _kv(&b, b',"model_group":', r[_f_model_group])
+        _kv(&b, b',"deployment_id":', r[_f_deployment_id])
+        _kv(&b, b',"provider":', r[_f_provider])
+        _kv(&b, b',"upstream_model":', r[_f_upstream_model])
+        _kv(&b, b',"status":', r[_f_status])
+        _kv(&b, b',"outcome":', _outcome_text[r[_f_outcome]])
         _kv(&b, b',"start_time":', _round(start, 6))
         _kv(&b, b',"latency_ms":', _round(latency * 1000.0, 3))
         _kv(&b, b',"ttft_ms":', _round(ttft * 1000.0, 3) if ttft is not None else None)
-        _kv(&b, b',"overhead_ms":', _round(r.overhead * 1000.0, 3))
-        _kv(&b, b',"prompt_tokens":', r.prompt_tokens)
-        _kv(&b, b',"completion_tokens":', r.completion_tokens)
-        _kv(&b, b',"cache_read_tokens":', r.cache_read_tokens)
-        _kv(&b, b',"cache_write_tokens":', r.cache_write_tokens)
-        _kv(&b, b',"cost":', r.cost)
-        _kv(&b, b',"cost_estimated":', r.cost_estimated)
-        _kv(&b, b',"cache_hit":', r.cache_hit)
-        _kv(&b, b',"retries":', r.retries)
-        _kv(&b, b',"fallbacks":', r.fallbacks)
-        _kv(&b, b',"error_type":', r.error_type or None)
-        _kv(&b, b',"key_hash":', r.key_hash)
-        _kv(&b, b',"key_alias":', r.key_alias)
-        _kv(&b, b',"team_id":', r.team_id)
-        _kv(&b, b',"user_id":', r.user_id)
-        _kv(&b, b',"org_id":', r.org_id)
-        _kv(&b, b',"end_user_id":', r.end_user_id)
+        _kv(&b, b',"overhead_ms":', _round(r[_f_overhead] * 1000.0, 3))
+        _kv(&b, b',"prompt_tokens":', r[_f_prompt_tokens])
+        _kv(&b, b',"completion_tokens":', r[_f_completion_tokens])
+        _kv(&b, b',"cache_read_tokens":', r[_f_cache_read_tokens])
+        _kv(&b, b',"cache_write_tokens":', r[_f_cache_write_tokens])
+        _kv(&b, b',"cost":', r[_f_cost])
+        _kv(&b, b',"cost_estimated":', r[_f_cost_estimated])
+        _kv(&b, b',"cache_hit":', r[_f_cache_hit])
+        _kv(&b, b',"retries":', r[_f_retries])
+        _kv(&b, b',"fallbacks":', r[_f_fallbacks])
+        _kv(&b, b',"error_type":', r[_f_error_type] or None)
+        _kv(&b, b',"key_hash":', r[_f_key_hash])
+        _kv(&b, b',"key_alias":', r[_f_key_alias])
+        _kv(&b, b',"team_id":', r[_f_team_id])
+        _kv(&b, b',"user_id":', r[_f_user_id])
+        _kv(&b, b',"org_id":', r[_f_org_id])
+        _kv(&b, b',"end_user_id":', r[_f_end_user_id])
         if isinstance(detail, _detail):
             _kv(&b, b',"trace_id":', detail.trace_id)
             if detail.error_message:

@@ -56,16 +56,87 @@ cdef object _iso_py = None
 cdef bytes _redacted = None
 
 include "_json_buf.pxi"
+include "_record_fields.pxi"
+cdef Py_ssize_t _f_cache_hit = -1
+cdef Py_ssize_t _f_cache_read_tokens = -1
+cdef Py_ssize_t _f_cache_write_tokens = -1
+cdef Py_ssize_t _f_call_id = -1
+cdef Py_ssize_t _f_completion_tokens = -1
+cdef Py_ssize_t _f_cost = -1
+cdef Py_ssize_t _f_cost_estimated = -1
+cdef Py_ssize_t _f_deployment_id = -1
+cdef Py_ssize_t _f_end_user_id = -1
+cdef Py_ssize_t _f_error_type = -1
+cdef Py_ssize_t _f_extra = -1
+cdef Py_ssize_t _f_fallbacks = -1
+cdef Py_ssize_t _f_header_tags = -1
+cdef Py_ssize_t _f_key_alias = -1
+cdef Py_ssize_t _f_key_hash = -1
+cdef Py_ssize_t _f_latency = -1
+cdef Py_ssize_t _f_model = -1
+cdef Py_ssize_t _f_model_group = -1
+cdef Py_ssize_t _f_org_id = -1
+cdef Py_ssize_t _f_outcome = -1
+cdef Py_ssize_t _f_overhead = -1
+cdef Py_ssize_t _f_prompt_tokens = -1
+cdef Py_ssize_t _f_provider = -1
+cdef Py_ssize_t _f_retries = -1
+cdef Py_ssize_t _f_route = -1
+cdef Py_ssize_t _f_start_time = -1
+cdef Py_ssize_t _f_status = -1
+cdef Py_ssize_t _f_team_id = -1
+cdef Py_ssize_t _f_ttft = -1
+cdef Py_ssize_t _f_upstream_model = -1
+cdef Py_ssize_t _f_user_agent = -1
+cdef Py_ssize_t _f_user_id = -1
 
 cdef double _YEAR_10000 = 253402300800.0
 """Epoch seconds of 10000-01-01: the pure path's ``datetime`` refuses that and later."""
 
 
 def configure(*, encode, ok, client_gone, call_types, outcome_text, not_params, not_input, steering, param,
-              answer_output, status_message, tag_list, header_tags_of, iso, redacted):
+              answer_output, status_message, tag_list, header_tags_of, iso, redacted, record_type, astuple):
     """Hand over the pure path's encoder, helpers and tables (``observe.langfuse_payload`` does, once, at import)."""
     global _encode, _ok, _client_gone, _call_types, _outcome_text, _not_params, _not_input, _steering, _param
     global _answer_output, _status_message, _tag_list, _header_tags_of, _iso_py, _redacted
+    global _f_cache_hit, _f_cache_read_tokens, _f_cache_write_tokens, _f_call_id, _f_completion_tokens, _f_cost
+    global _f_cost_estimated, _f_deployment_id, _f_end_user_id, _f_error_type, _f_extra, _f_fallbacks
+    global _f_header_tags, _f_key_alias, _f_key_hash, _f_latency, _f_model, _f_model_group, _f_org_id, _f_outcome
+    global _f_overhead, _f_prompt_tokens, _f_provider, _f_retries, _f_route, _f_start_time, _f_status, _f_team_id
+    global _f_ttft, _f_upstream_model, _f_user_agent, _f_user_id
+    index = _record_index(record_type, astuple)
+    _f_cache_hit = index["cache_hit"]
+    _f_cache_read_tokens = index["cache_read_tokens"]
+    _f_cache_write_tokens = index["cache_write_tokens"]
+    _f_call_id = index["call_id"]
+    _f_completion_tokens = index["completion_tokens"]
+    _f_cost = index["cost"]
+    _f_cost_estimated = index["cost_estimated"]
+    _f_deployment_id = index["deployment_id"]
+    _f_end_user_id = index["end_user_id"]
+    _f_error_type = index["error_type"]
+    _f_extra = index["extra"]
+    _f_fallbacks = index["fallbacks"]
+    _f_header_tags = index["header_tags"]
+    _f_key_alias = index["key_alias"]
+    _f_key_hash = index["key_hash"]
+    _f_latency = index["latency"]
+    _f_model = index["model"]
+    _f_model_group = index["model_group"]
+    _f_org_id = index["org_id"]
+    _f_outcome = index["outcome"]
+    _f_overhead = index["overhead"]
+    _f_prompt_tokens = index["prompt_tokens"]
+    _f_provider = index["provider"]
+    _f_retries = index["retries"]
+    _f_route = index["route"]
+    _f_start_time = index["start_time"]
+    _f_status = index["status"]
+    _f_team_id = index["team_id"]
+    _f_ttft = index["ttft"]
+    _f_upstream_model = index["upstream_model"]
+    _f_user_agent = index["user_agent"]
+    _f_user_id = index["user_id"]
     _encode, _ok, _client_gone, _call_types, _outcome_text = encode, ok, client_gone, call_types, outcome_text
     _not_params, _not_input, _steering, _param = not_params, not_input, steering, param
     _answer_output, _status_message, _tag_list, _header_tags_of = answer_output, status_message, tag_list, header_tags_of
@@ -159,7 +230,7 @@ cdef object _attempts(attempts):
                      **({"error_type": a.error_type} if a.error_type else {})} for a in attempts])
 
 
-def record_events(r, detail not None, bint redact_key_info, release, environment, double now, new_id):
+def record_events(record, detail not None, bint redact_key_info, release, environment, double now, new_id):
     """The record's ``trace-create`` and ``generation-create`` events, encoded, in the pure path's order and
     bytes; None when the request steers its events (the caller builds those on the pure path). ``release`` and
     ``environment`` are ``LANGFUSE_RELEASE`` and ``LANGFUSE_TRACING_ENVIRONMENT`` (or None); ``new_id()`` names
@@ -167,17 +238,18 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
     cdef Buf b
     cdef Py_ssize_t mark
     cdef double start, end
+    cdef tuple r = _fields(record)  # its fields by index (_record_fields.pxi)
     raw_meta = detail.metadata
     metadata = raw_meta if isinstance(raw_meta, dict) else {}
     headers = detail.request_headers
     if type(headers) is not dict or _steers(metadata, headers):
         return None
-    extra = r.extra
+    extra = r[_f_extra]
     if not isinstance(extra, dict):
         extra = {}
-    outcome = r.outcome
+    outcome = r[_f_outcome]
     cdef bint ok = outcome is _ok
-    route = r.route
+    route = r[_f_route]
     route_type = _call_types.get(route, route)
     body = detail.input
 
@@ -187,7 +259,7 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
         if isinstance(own, str):
             trace_id = own
     if not trace_id:
-        trace_id = detail.trace_id if detail.trace_id else r.call_id
+        trace_id = detail.trace_id if detail.trace_id else r[_f_call_id]
 
     out = None
     inp_b = out_b = None
@@ -203,24 +275,24 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
             out = _answer_output(route, answer)
             if out is not None:
                 out_b = _encode(out)
-    status_message = None if ok else _status_message(r, detail)
+    status_message = None if ok else _status_message(record, detail)
     if out_b is None and status_message is not None:
         out_b = _encode(status_message)
 
     dtags = detail.tags
     tags = list(dtags) if dtags else _tag_list(extra.get("tags"))
-    if r.user_agent or r.header_tags:
-        tags.extend(_header_tags_of(r))
+    if r[_f_user_agent] or r[_f_header_tags]:
+        tags.extend(_header_tags_of(record))
     if len(tags) > 1:
         tags = list(dict.fromkeys(tags))
     tags_b = _encode(tags)
     params_b = _parameters(body) if isinstance(body, dict) else None
     spend_meta = extra.get("spend_logs_metadata", metadata.get("spend_logs_metadata"))
-    c = r.cost
+    c = r[_f_cost]
     cdef double cd = c  # what math.isfinite reads (a huge int or a non-number raises, as there)
     cost_b = _encode(c if isfinite(cd) and c > 0.0 else 0.0)
-    start = r.start_time
-    latency = r.latency
+    start = r[_f_start_time]
+    latency = r[_f_latency]
     end = start + (latency if not (0.0 > latency) else 0.0)
 
     _init(&b)
@@ -237,7 +309,7 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
         _iso_into(&b, start)
         started = PyBytes_FromStringAndSize(b.data + mark, b.size - mark)
         _jkv(&b, b',"name":', f"litellm-{route_type}")
-        user = r.end_user_id
+        user = r[_f_end_user_id]
         if user is not None:
             _jkv(&b, b',"userId":', user)
         _bodies(&b, inp_b, out_b)
@@ -255,57 +327,57 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
         _jkv(&b, b'{"id":', new_id())
         _lit(&b, b',"timestamp":')
         _lit(&b, stamp)
-        _jkv(&b, b',"type":"generation-create","body":{"id":', r.call_id)
+        _jkv(&b, b',"type":"generation-create","body":{"id":', r[_f_call_id])
         _jkv(&b, b',"traceId":', trace_id)
         _lit(&b, b',"name":')
-        alias = None if redact_key_info else r.key_alias
+        alias = None if redact_key_info else r[_f_key_alias]
         _jvalue(&b, f"litellm:{alias}" if alias else f"litellm-{route_type}")
         _lit(&b, b',"startTime":')
         _lit(&b, started)
         _lit(&b, b',"endTime":')
         _iso_into(&b, end)
-        model = r.upstream_model or r.model
+        model = r[_f_upstream_model] or r[_f_model]
         if model:
             _jkv(&b, b',"model":', model)
         if params_b is not None:
             _lit(&b, b',"modelParameters":')
             _lit(&b, params_b)
         _bodies(&b, inp_b, out_b)
-        pt, ct, cached = r.prompt_tokens, r.completion_tokens, r.cache_read_tokens
+        pt, ct, cached = r[_f_prompt_tokens], r[_f_completion_tokens], r[_f_cache_read_tokens]
         _jkv(&b, b',"usageDetails":{"input":', max(pt - cached, 0))
         _jkv(&b, b',"output":', ct)
         _jkv(&b, b',"total":', pt + ct)
         _jkv(&b, b',"cache_read_input_tokens":', cached)
-        _jkv(&b, b',"cache_creation_input_tokens":', r.cache_write_tokens)
+        _jkv(&b, b',"cache_creation_input_tokens":', r[_f_cache_write_tokens])
         _lit(&b, b'},"costDetails":{"total":')
         _lit(&b, cost_b)
         _lit(&b, b'},"metadata":{')
         if not redact_key_info:
-            _member(&b, b'"user_api_key_hash":', r.key_hash)
-            _member(&b, b'"user_api_key_alias":', r.key_alias)
-            _member(&b, b'"user_api_key_team_id":', r.team_id)
+            _member(&b, b'"user_api_key_hash":', r[_f_key_hash])
+            _member(&b, b'"user_api_key_alias":', r[_f_key_alias])
+            _member(&b, b'"user_api_key_team_id":', r[_f_team_id])
             _member(&b, b'"user_api_key_team_alias":', detail.team_alias)
-            _member(&b, b'"user_api_key_user_id":', r.user_id)
-            _member(&b, b'"user_api_key_org_id":', r.org_id)
+            _member(&b, b'"user_api_key_user_id":', r[_f_user_id])
+            _member(&b, b'"user_api_key_org_id":', r[_f_org_id])
             _member(&b, b'"user_api_key_end_user_id":', user)
         _lit(&b, b'"requester_metadata":')
         _lit(&b, _encode(metadata))
         if spend_meta is not None:
             _lit(&b, b',"spend_logs_metadata":')
             _lit(&b, _encode(spend_meta))
-        _jkv(&b, b',"litellm_call_id":', r.call_id)
+        _jkv(&b, b',"litellm_call_id":', r[_f_call_id])
         _lit(&b, b',"litellm_response_cost":')
         _lit(&b, cost_b)
-        _jkv(&b, b',"cache_hit":', r.cache_hit)
-        if r.model_group:
-            _jkv(&b, b',"model_group":', r.model_group)
-        if r.deployment_id:
-            _jkv(&b, b',"model_id":', r.deployment_id)
-        if r.provider:
-            _jkv(&b, b',"custom_llm_provider":', r.provider)
-        _jkv(&b, b',"status_code":', r.status)
+        _jkv(&b, b',"cache_hit":', r[_f_cache_hit])
+        if r[_f_model_group]:
+            _jkv(&b, b',"model_group":', r[_f_model_group])
+        if r[_f_deployment_id]:
+            _jkv(&b, b',"model_id":', r[_f_deployment_id])
+        if r[_f_provider]:
+            _jkv(&b, b',"custom_llm_provider":', r[_f_provider])
+        _jkv(&b, b',"status_code":', r[_f_status])
         _jkv(&b, b',"outcome":', _outcome_text[outcome])
-        _jkv(&b, b',"litellm_overhead_time_ms":', _round(r.overhead * 1000.0, 3))
+        _jkv(&b, b',"litellm_overhead_time_ms":', _round(r[_f_overhead] * 1000.0, 3))
         _jkv(&b, b',"span_id":', detail.span_id)
         attempts = detail.attempts
         if attempts:
@@ -315,14 +387,14 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
             if len(attempts) > 1 or not ok:
                 _lit(&b, b',"attempts":')
                 _lit(&b, _attempts(attempts))
-        if r.retries:
-            _jkv(&b, b',"attempted_retries":', r.retries)
-        if r.fallbacks:
-            _jkv(&b, b',"attempted_fallbacks":', r.fallbacks)
-        if r.cost_estimated:
+        if r[_f_retries]:
+            _jkv(&b, b',"attempted_retries":', r[_f_retries])
+        if r[_f_fallbacks]:
+            _jkv(&b, b',"attempted_fallbacks":', r[_f_fallbacks])
+        if r[_f_cost_estimated]:
             _lit(&b, b',"cost_estimated":true')
-        if not ok and r.error_type:
-            _jkv(&b, b',"error_type":', r.error_type)
+        if not ok and r[_f_error_type]:
+            _jkv(&b, b',"error_type":', r[_f_error_type])
         if ok:
             _lit(&b, b'},"level":"DEFAULT"')
         elif outcome is _client_gone:
@@ -333,7 +405,7 @@ def record_events(r, detail not None, bint redact_key_info, release, environment
             _jkv(&b, b',"statusMessage":', status_message)
         if environment is not None:
             _jkv(&b, b',"environment":', environment)
-        ttft = r.ttft
+        ttft = r[_f_ttft]
         if ttft is not None:
             _lit(&b, b',"completionStartTime":')
             _iso_into(&b, start + ttft)

@@ -47,6 +47,44 @@ cdef dict _outcome_text = None
 cdef object _ok = None
 cdef object _client_gone = None
 cdef str _proxy_span = None
+cdef Py_ssize_t _f_cache_hit = -1
+cdef Py_ssize_t _f_cache_read_tokens = -1
+cdef Py_ssize_t _f_cache_write_tokens = -1
+cdef Py_ssize_t _f_call_id = -1
+cdef Py_ssize_t _f_completion_tokens = -1
+cdef Py_ssize_t _f_cost = -1
+cdef Py_ssize_t _f_cost_estimated = -1
+cdef Py_ssize_t _f_deployment_id = -1
+cdef Py_ssize_t _f_end_user_id = -1
+cdef Py_ssize_t _f_error_class = -1
+cdef Py_ssize_t _f_error_message = -1
+cdef Py_ssize_t _f_error_type = -1
+cdef Py_ssize_t _f_extra = -1
+cdef Py_ssize_t _f_fallbacks = -1
+cdef Py_ssize_t _f_key_alias = -1
+cdef Py_ssize_t _f_key_hash = -1
+cdef Py_ssize_t _f_latency = -1
+cdef Py_ssize_t _f_model = -1
+cdef Py_ssize_t _f_model_group = -1
+cdef Py_ssize_t _f_org_alias = -1
+cdef Py_ssize_t _f_org_id = -1
+cdef Py_ssize_t _f_outcome = -1
+cdef Py_ssize_t _f_overhead = -1
+cdef Py_ssize_t _f_prompt_tokens = -1
+cdef Py_ssize_t _f_provider = -1
+cdef Py_ssize_t _f_request_route = -1
+cdef Py_ssize_t _f_requester_ip = -1
+cdef Py_ssize_t _f_retries = -1
+cdef Py_ssize_t _f_route = -1
+cdef Py_ssize_t _f_start_time = -1
+cdef Py_ssize_t _f_status = -1
+cdef Py_ssize_t _f_stream = -1
+cdef Py_ssize_t _f_team_alias = -1
+cdef Py_ssize_t _f_team_id = -1
+cdef Py_ssize_t _f_ttft = -1
+cdef Py_ssize_t _f_upstream_model = -1
+cdef Py_ssize_t _f_user_email = -1
+cdef Py_ssize_t _f_user_id = -1
 
 cdef tuple _FLOAT_PARAMS = (("temperature", "gen_ai.request.temperature"), ("top_p", "gen_ai.request.top_p"),
                             ("frequency_penalty", "gen_ai.request.frequency_penalty"),
@@ -59,13 +97,61 @@ cdef frozenset _REQUEST_KEYS = frozenset({"temperature", "top_p", "frequency_pen
 cdef char _ATTR = 0x4a
 
 include "_json_buf.pxi"
+include "_record_fields.pxi"
 
 
 def configure(*, callback_slots, content, finish_reasons, server, error_class, encode, new_span_id, time, providers,
-              operations, call_types, outcome_text, ok, client_gone, proxy_span):
-    """Hand over the pure path's helpers and tables (``observe.otel_spans`` does, once, at import)."""
+              operations, call_types, outcome_text, ok, client_gone, proxy_span, record_type, astuple):
+    """Hand over the pure path's helpers and tables (``observe.otel_spans`` does, once, at import); ``record_type``:
+    the completion record's struct type, whose ``__struct_fields__`` give each field's index in
+    ``astuple(record)`` (``msgspec.structs.astuple``)."""
     global _callback_slots, _content, _finish_reasons, _server, _error_class, _encode, _new_span_id, _time
     global _providers, _operations, _call_types, _outcome_text, _ok, _client_gone, _proxy_span
+    global _f_cache_hit, _f_cache_read_tokens, _f_cache_write_tokens, _f_call_id, _f_completion_tokens, _f_cost
+    global _f_cost_estimated, _f_deployment_id, _f_end_user_id, _f_error_class, _f_error_message, _f_error_type
+    global _f_extra, _f_fallbacks, _f_key_alias, _f_key_hash, _f_latency, _f_model, _f_model_group, _f_org_alias
+    global _f_org_id, _f_outcome, _f_overhead, _f_prompt_tokens, _f_provider, _f_request_route, _f_requester_ip
+    global _f_retries, _f_route, _f_start_time, _f_status, _f_stream, _f_team_alias, _f_team_id, _f_ttft
+    global _f_upstream_model, _f_user_email, _f_user_id
+    index = _record_index(record_type, astuple)
+    _f_cache_hit = index["cache_hit"]
+    _f_cache_read_tokens = index["cache_read_tokens"]
+    _f_cache_write_tokens = index["cache_write_tokens"]
+    _f_call_id = index["call_id"]
+    _f_completion_tokens = index["completion_tokens"]
+    _f_cost = index["cost"]
+    _f_cost_estimated = index["cost_estimated"]
+    _f_deployment_id = index["deployment_id"]
+    _f_end_user_id = index["end_user_id"]
+    _f_error_class = index["error_class"]
+    _f_error_message = index["error_message"]
+    _f_error_type = index["error_type"]
+    _f_extra = index["extra"]
+    _f_fallbacks = index["fallbacks"]
+    _f_key_alias = index["key_alias"]
+    _f_key_hash = index["key_hash"]
+    _f_latency = index["latency"]
+    _f_model = index["model"]
+    _f_model_group = index["model_group"]
+    _f_org_alias = index["org_alias"]
+    _f_org_id = index["org_id"]
+    _f_outcome = index["outcome"]
+    _f_overhead = index["overhead"]
+    _f_prompt_tokens = index["prompt_tokens"]
+    _f_provider = index["provider"]
+    _f_request_route = index["request_route"]
+    _f_requester_ip = index["requester_ip"]
+    _f_retries = index["retries"]
+    _f_route = index["route"]
+    _f_start_time = index["start_time"]
+    _f_status = index["status"]
+    _f_stream = index["stream"]
+    _f_team_alias = index["team_alias"]
+    _f_team_id = index["team_id"]
+    _f_ttft = index["ttft"]
+    _f_upstream_model = index["upstream_model"]
+    _f_user_email = index["user_email"]
+    _f_user_id = index["user_id"]
     _callback_slots, _content, _server, _error_class = callback_slots, content, server, error_class
     _finish_reasons = finish_reasons
     _encode, _new_span_id, _time = encode, new_span_id, time
@@ -332,11 +418,11 @@ cdef inline int _meta(Buf* b, str name, value, refused) except -1:
     return _attr(b, name, _encode(value).decode(), refused)
 
 
-cdef int _metadata_attrs(Buf* b, r, detail, bint redact_key_info, refused) except -1:
+cdef int _metadata_attrs(Buf* b, tuple r, detail, bint redact_key_info, refused) except -1:
     """LiteLLM's standard ``metadata`` as ``metadata.*`` attributes and its ``hidden_params``, written in the order
     of ``observe.standard.standard_metadata``'s objects (the pure path iterates them), without building them."""
     cdef bint keys = not redact_key_info
-    extra = r.extra
+    extra = r[_f_extra]
     metadata = detail.metadata
     if not metadata:
         raw = extra.get("metadata") if isinstance(extra, dict) else None
@@ -344,17 +430,17 @@ cdef int _metadata_attrs(Buf* b, r, detail, bint redact_key_info, refused) excep
     spend_meta = extra.get("spend_logs_metadata") if isinstance(extra, dict) else None
     if spend_meta is None:
         spend_meta = metadata.get("spend_logs_metadata")
-    c = r.cost
+    c = r[_f_cost]
     cost = c if isfinite(c) and c > 0.0 else 0.0
     api_base = ""
     attempts = detail.attempts
     if attempts:
         api_base = attempts[len(attempts) - 1].api_base.rstrip("/")
-    team_alias = detail.team_alias or r.team_alias
+    team_alias = detail.team_alias or r[_f_team_alias]
     cdef Buf u
     _init(&u)
     try:
-        _usage_json(&u, r.prompt_tokens, r.completion_tokens, r.cache_read_tokens, r.cache_write_tokens)
+        _usage_json(&u, r[_f_prompt_tokens], r[_f_completion_tokens], r[_f_cache_read_tokens], r[_f_cache_write_tokens])
         return _metadata_rest(b, r, detail, keys, metadata, spend_meta, cost, api_base, team_alias, &u, refused)
     finally:
         PyMem_Free(u.data)
@@ -380,15 +466,15 @@ cdef int _usage_json(Buf* j, pt, ct, cached, cwrite) except -1:
     return _lit(j, b'}')
 
 
-cdef int _metadata_rest(Buf* b, r, detail, bint keys, metadata, spend_meta, cost, api_base, team_alias,
+cdef int _metadata_rest(Buf* b, tuple r, detail, bint keys, metadata, spend_meta, cost, api_base, team_alias,
                         Buf* usage, refused) except -1:
     cdef Buf h
     budgets = detail.budgets if keys else None
     if budgets is None:
         budgets = _NO_BUDGETS
     if keys:
-        _meta(b, "metadata.user_api_key_hash", r.key_hash, refused)
-        _meta(b, "metadata.user_api_key_alias", r.key_alias, refused)
+        _meta(b, "metadata.user_api_key_hash", r[_f_key_hash], refused)
+        _meta(b, "metadata.user_api_key_alias", r[_f_key_alias], refused)
     spend, max_budget, reset_at, user_spend, user_max, team_spend, team_max = budgets
     _meta(b, "metadata.user_api_key_spend", spend, refused)
     _meta(b, "metadata.user_api_key_max_budget", max_budget, refused)
@@ -398,38 +484,38 @@ cdef int _metadata_rest(Buf* b, r, detail, bint keys, metadata, spend_meta, cost
     _meta(b, "metadata.user_api_key_team_spend", team_spend, refused)
     _meta(b, "metadata.user_api_key_team_max_budget", team_max, refused)
     if keys:
-        _meta(b, "metadata.user_api_key_org_id", r.org_id, refused)
-        _meta(b, "metadata.user_api_key_org_alias", r.org_alias, refused)
-        _meta(b, "metadata.user_api_key_team_id", r.team_id, refused)
-        _meta(b, "metadata.user_api_key_user_id", r.user_id, refused)
-        _meta(b, "metadata.user_api_key_user_email", r.user_email, refused)
+        _meta(b, "metadata.user_api_key_org_id", r[_f_org_id], refused)
+        _meta(b, "metadata.user_api_key_org_alias", r[_f_org_alias], refused)
+        _meta(b, "metadata.user_api_key_team_id", r[_f_team_id], refused)
+        _meta(b, "metadata.user_api_key_user_id", r[_f_user_id], refused)
+        _meta(b, "metadata.user_api_key_user_email", r[_f_user_email], refused)
         _meta(b, "metadata.user_api_key_team_alias", team_alias, refused)
-        _meta(b, "metadata.user_api_key_end_user_id", r.end_user_id, refused)
-    _meta(b, "metadata.user_api_key_request_route", r.request_route or None, refused)
+        _meta(b, "metadata.user_api_key_end_user_id", r[_f_end_user_id], refused)
+    _meta(b, "metadata.user_api_key_request_route", r[_f_request_route] or None, refused)
     if keys:
         key_meta = detail.key_metadata
         if key_meta:
             _meta(b, "metadata.user_api_key_auth_metadata",
                   {k: v for k, v in key_meta.items() if k not in _callback_slots} or None, refused)
     _meta(b, "metadata.spend_logs_metadata", spend_meta if isinstance(spend_meta, dict) else None, refused)
-    _meta(b, "metadata.requester_ip_address", r.requester_ip, refused)
+    _meta(b, "metadata.requester_ip_address", r[_f_requester_ip], refused)
     _meta(b, "metadata.requester_metadata", metadata or None, refused)
     _json_attr(b, "metadata.usage_object", usage)
     _meta(b, "metadata.team_alias", team_alias, refused)
-    _meta(b, "metadata.team_id", r.team_id, refused)
+    _meta(b, "metadata.team_id", r[_f_team_id], refused)
     _init(&h)
     try:
         _lit(&h, b'{"model_id":')
-        _jvalue(&h, r.deployment_id or None)
+        _jvalue(&h, r[_f_deployment_id] or None)
         _lit(&h, b',"cache_key":null,"api_base":')
         _jvalue(&h, api_base or None)
         _lit(&h, b',"response_cost":')
         _jvalue(&h, cost)
         _lit(&h, b',"litellm_overhead_time_ms":')
-        _jvalue(&h, r.overhead * 1000.0)
+        _jvalue(&h, r[_f_overhead] * 1000.0)
         _lit(&h, b',"additional_headers":null,"batch_models":null,"batch_successful_requests":null,'
                   b'"batch_failed_requests":null,"litellm_model_name":')
-        _jvalue(&h, r.upstream_model or None)
+        _jvalue(&h, r[_f_upstream_model] or None)
         _lit(&h, b',"usage_object":')
         _raw(&h, usage.data, usage.size)
         _lit(&h, b'}')
@@ -438,19 +524,19 @@ cdef int _metadata_rest(Buf* b, r, detail, bint keys, metadata, spend_meta, cost
         PyMem_Free(h.data)
 
 
-cdef bytes _request_span(r, detail, bint logging_ok, bint redact_key_info, bytes trace_id, bytes span_id,
+cdef bytes _request_span(tuple r, detail, bint logging_ok, bint redact_key_info, bytes trace_id, bytes span_id,
                          reasons, refused):
     cdef Buf b
-    cdef bint ok = r.outcome is _ok
-    cdef str route = r.route
+    cdef bint ok = r[_f_outcome] is _ok
+    cdef str route = r[_f_route]
     cdef int wrote
     cdef double start, end, latency
     body = detail.input
     answer = detail.output if ok else None
-    provider = r.provider
+    provider = r[_f_provider]
     parent = detail.parent_span_id
-    start = r.start_time or _time() - r.latency
-    latency = r.latency
+    start = r[_f_start_time] or _time() - r[_f_latency]
+    latency = r[_f_latency]
     end = start + (latency if latency > 0.0 else 0.0)
     _init(&b)
     try:
@@ -460,71 +546,71 @@ cdef bytes _request_span(r, detail, bint logging_ok, bint redact_key_info, bytes
         if provider:
             _attr(&b, "gen_ai.system", provider, refused)
             _attr(&b, "gen_ai.provider.name", _providers.get(provider, provider), refused)
-        if r.model:
-            _attr(&b, "gen_ai.request.model", r.model, refused)
-        stream = r.stream
+        if r[_f_model]:
+            _attr(&b, "gen_ai.request.model", r[_f_model], refused)
+        stream = r[_f_stream]
         _attr(&b, "gen_ai.request.stream", stream, refused)
         _request_params(&b, body, refused)
         wrote = _response(&b, answer, reasons, refused)
-        upstream_model = r.upstream_model
+        upstream_model = r[_f_upstream_model]
         if ok:
             if not wrote & 1:
-                _attr(&b, "gen_ai.response.id", r.call_id, refused)
+                _attr(&b, "gen_ai.response.id", r[_f_call_id], refused)
             if upstream_model and not wrote & 2:
                 _attr(&b, "gen_ai.response.model", upstream_model, refused)
-        pt, ct = r.prompt_tokens, r.completion_tokens
+        pt, ct = r[_f_prompt_tokens], r[_f_completion_tokens]
         if ok or pt or ct:
             _attr(&b, "gen_ai.usage.input_tokens", pt, refused)
             _attr(&b, "gen_ai.usage.output_tokens", ct, refused)
-        if r.cache_read_tokens:
-            _attr(&b, "gen_ai.usage.cache_read.input_tokens", r.cache_read_tokens, refused)
-        if r.cache_write_tokens:
-            _attr(&b, "gen_ai.usage.cache_creation.input_tokens", r.cache_write_tokens, refused)
-        ttft = r.ttft
+        if r[_f_cache_read_tokens]:
+            _attr(&b, "gen_ai.usage.cache_read.input_tokens", r[_f_cache_read_tokens], refused)
+        if r[_f_cache_write_tokens]:
+            _attr(&b, "gen_ai.usage.cache_creation.input_tokens", r[_f_cache_write_tokens], refused)
+        ttft = r[_f_ttft]
         if ttft is not None:
             _attr(&b, "gen_ai.response.time_to_first_chunk", float(ttft), refused)
         session = detail.metadata.get("session_id")
         if isinstance(session, str) and session:
             _attr(&b, "gen_ai.conversation.id", session, refused)
-        _attr(&b, "http.response.status_code", r.status, refused)
+        _attr(&b, "http.response.status_code", r[_f_status], refused)
 
         _attr(&b, "llm.request.type", _call_types.get(route, route), refused)
         _attr(&b, "llm.is_streaming", str(stream), refused)
         total = pt + ct
         _attr(&b, "llm.usage.total_tokens", total, refused)
         _attr(&b, "gen_ai.usage.total_tokens", total, refused)
-        if r.request_route:
-            _attr(&b, "http.route", r.request_route, refused)
+        if r[_f_request_route]:
+            _attr(&b, "http.route", r[_f_request_route], refused)
         _metadata_attrs(&b, r, detail, redact_key_info, refused)
 
-        call_id = r.call_id
+        call_id = r[_f_call_id]
         _attr(&b, "relaygate.call_id", call_id, refused)
         _attr(&b, "litellm.call_id", call_id, refused)
         _attr(&b, "relaygate.route", route, refused)
-        _attr(&b, "relaygate.outcome", _outcome_text[r.outcome], refused)
-        group = r.model_group
+        _attr(&b, "relaygate.outcome", _outcome_text[r[_f_outcome]], refused)
+        group = r[_f_model_group]
         if group:
             _attr(&b, "relaygate.model_group", group, refused)
             _attr(&b, "litellm.model_group", group, refused)
-        if r.deployment_id:
-            _attr(&b, "relaygate.deployment_id", r.deployment_id, refused)
+        if r[_f_deployment_id]:
+            _attr(&b, "relaygate.deployment_id", r[_f_deployment_id], refused)
         if upstream_model:
             _attr(&b, "relaygate.upstream_model", upstream_model, refused)
             _attr(&b, "litellm.provider.model", upstream_model, refused)
-        hit = r.cache_hit
+        hit = r[_f_cache_hit]
         _attr(&b, "relaygate.cache_hit", hit, refused)
         _attr(&b, "litellm.cache_hit", hit, refused)
-        _attr(&b, "relaygate.retries", r.retries, refused)
-        _attr(&b, "relaygate.fallbacks", r.fallbacks, refused)
-        cost = float(r.cost)
+        _attr(&b, "relaygate.retries", r[_f_retries], refused)
+        _attr(&b, "relaygate.fallbacks", r[_f_fallbacks], refused)
+        cost = float(r[_f_cost])
         _attr(&b, "relaygate.cost", cost if isfinite(cost) else 0.0, refused)
-        if r.cost_estimated:
+        if r[_f_cost_estimated]:
             _attr(&b, "relaygate.cost_estimated", True, refused)
-        extra = r.extra
+        extra = r[_f_extra]
         if type(extra) is dict and "cost_breakdown" in extra:
             for k, v in extra["cost_breakdown"].items():
                 _attr(&b, "gen_ai.cost." + k, v, refused)
-        _attr(&b, "relaygate.overhead_ms", _round(r.overhead * 1000.0, 3), refused)
+        _attr(&b, "relaygate.overhead_ms", _round(r[_f_overhead] * 1000.0, 3), refused)
         _attr(&b, "relaygate.attempts", len(detail.attempts), refused)
         if detail.tags:
             _attr(&b, "relaygate.tags", tuple(detail.tags), refused)
@@ -533,15 +619,15 @@ cdef bytes _request_span(r, detail, bint logging_ok, bint redact_key_info, bytes
 
         if ok:
             _status_into(&b, 1, None)
-        elif r.outcome is _client_gone:
+        elif r[_f_outcome] is _client_gone:
             _status_into(&b, 0, None)
         else:
-            cls = r.error_class or _error_class(r.status, r.error_type)
-            message = detail.error_message or r.error_message or r.error_type or f"HTTP {r.status}"
+            cls = r[_f_error_class] or _error_class(r[_f_status], r[_f_error_type])
+            message = detail.error_message or r[_f_error_message] or r[_f_error_type] or f"HTTP {r[_f_status]}"
             _attr(&b, "error.type", cls, refused)
             _attr(&b, "error.message", message, refused)
-            if r.error_type:
-                _attr(&b, "relaygate.error_type", r.error_type, refused)
+            if r[_f_error_type]:
+                _attr(&b, "relaygate.error_type", r[_f_error_type], refused)
             _events_into(&b, [(_ns(end), "exception", {"exception.type": cls, "exception.message": message}, 0)],
                          refused)
             _status_into(&b, 2, message)
@@ -551,7 +637,7 @@ cdef bytes _request_span(r, detail, bint logging_ok, bint redact_key_info, bytes
         PyMem_Free(b.data)
 
 
-cdef bytes _attempt_span(r, detail, a, int n, prev, bint last, str op, bytes trace_id, bytes parent_id, reasons,
+cdef bytes _attempt_span(tuple r, detail, a, int n, prev, bint last, str op, bytes trace_id, bytes parent_id, reasons,
                          refused):
     cdef Buf b
     cdef double start, end
@@ -560,7 +646,7 @@ cdef bytes _attempt_span(r, detail, a, int n, prev, bint last, str op, bytes tra
     provider, upstream_model = a.provider, a.upstream_model
     span = a.span_id
     span_id = _id(span, 8) if span else _id(_new_span_id(), 8)
-    start = a.start or r.start_time
+    start = a.start or r[_f_start_time]
     end = a.end
     if end < start:
         end = start
@@ -586,10 +672,10 @@ cdef bytes _attempt_span(r, detail, a, int n, prev, bint last, str op, bytes tra
             _attr(&b, "error.type", error_type or (str(status) if status else "_OTHER"), refused)
             if a.error_message:
                 _attr(&b, "error.message", a.error_message, refused)
-        elif last and r.outcome is _ok:
+        elif last and r[_f_outcome] is _ok:
             _response(&b, detail.output, reasons, refused)
-            _attr(&b, "gen_ai.usage.input_tokens", r.prompt_tokens, refused)
-            _attr(&b, "gen_ai.usage.output_tokens", r.completion_tokens, refused)
+            _attr(&b, "gen_ai.usage.input_tokens", r[_f_prompt_tokens], refused)
+            _attr(&b, "gen_ai.usage.output_tokens", r[_f_completion_tokens], refused)
         _attr(&b, "relaygate.attempt", n + 1, refused)
         if prev is None:
             kind = "first"
@@ -607,18 +693,20 @@ cdef bytes _attempt_span(r, detail, a, int n, prev, bint last, str op, bytes tra
         PyMem_Free(b.data)
 
 
-def record_spans(r, detail not None, bint logging_ok, bint redact_key_info, refused):
+def record_spans(record, detail not None, bint logging_ok, bint redact_key_info, refused):
     """The encoded spans of one record with its Detail, in the order the sink hands them on: each attempt's
-    ``CLIENT`` span, then the request's ``SERVER`` span (LiteLLM's proxy span, with the request's attributes)."""
+    ``CLIENT`` span, then the request's ``SERVER`` span (LiteLLM's proxy span, with the request's attributes).
+    The record's fields are read once, as a tuple (``_record_fields.pxi``), and by index after."""
+    cdef tuple r = _fields(record)
     cdef bytes trace_id = _id(detail.trace_id, 16)
     cdef bytes span_id = _id(detail.span_id, 8)
     cdef list out = []
     cdef int n = 0
     output = detail.output
-    reasons = _finish_reasons(r.route, output) if r.outcome is _ok and isinstance(output, dict) else ()
+    reasons = _finish_reasons(r[_f_route], output) if r[_f_outcome] is _ok and isinstance(output, dict) else ()
     attempts = detail.attempts
     if attempts:
-        op = _operations.get(r.route, r.route or "chat")
+        op = _operations.get(r[_f_route], r[_f_route] or "chat")
         last = len(attempts) - 1
         prev = None
         for a in attempts:

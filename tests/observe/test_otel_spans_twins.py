@@ -112,6 +112,23 @@ def test_the_compiled_writer_loaded() -> None:
     assert sink.fast is otel_spans.record_spans
 
 
+def test_a_record_of_another_type_is_read_by_name_alike() -> None:
+    """The writer reads a completion record's fields as one tuple, by index; any other object with the same
+    attributes (a subclass, a stand-in) is read attribute by attribute, and gives the same bytes."""
+    if otel_spans.record_spans is None:
+        pytest.skip("RELAYGATE_NO_EXTENSIONS is set: no compiled writer to compare")
+    from types import SimpleNamespace
+
+    def refused(key: str, exc: Exception) -> None:
+        raise AssertionError((key, exc))
+
+    for r in _records()[:8]:
+        d = r.extra["observe"]
+        stand_in = SimpleNamespace(**{name: getattr(r, name) for name in r.__struct_fields__})
+        assert otel_spans.record_spans(stand_in, d, True, False, refused) == \
+            otel_spans.record_spans(r, d, True, False, refused)
+
+
 @pytest.mark.parametrize("settings", [BOTH, ObserveSettings(success_callbacks=("otel",), failure_callbacks=("otel",),
                                                              turn_off_message_logging=True,
                                                              redact_user_api_key_info=True)])

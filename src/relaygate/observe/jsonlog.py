@@ -43,6 +43,7 @@ import stat
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgspec
 import orjson
 
 from relaygate.core import _ext
@@ -65,7 +66,8 @@ def _load() -> Callable[[CompletionRecord, int], str | None] | None:
     mod = _ext.compiled("jsonlog")
     if mod is None:
         return None
-    mod.configure(dumps=orjson.dumps, iso_time=iso_time, redact=redact, outcome_text=OUTCOME_TEXT, detail=Detail)
+    mod.configure(dumps=orjson.dumps, iso_time=iso_time, redact=redact, outcome_text=OUTCOME_TEXT, detail=Detail,
+                  record_type=CompletionRecord, astuple=msgspec.structs.astuple)
     fn: Callable[[CompletionRecord, int], str | None] = mod.request_line
     return fn
 

@@ -540,7 +540,8 @@ def _load() -> EncodeEvents | None:
     mod.configure(encode=_encode, ok=Outcome.OK, client_gone=Outcome.CLIENT_GONE, call_types=CALL_TYPES,
                   outcome_text=OUTCOME_TEXT, not_params=_NOT_PARAMS, not_input=_NOT_INPUT, steering=_STEERING_SET,
                   param=_param, answer_output=answer_output, status_message=_status_message, tag_list=tag_list,
-                  header_tags_of=header_tags_of, iso=iso, redacted=REDACTED)
+                  header_tags_of=header_tags_of, iso=iso, redacted=REDACTED, record_type=CompletionRecord,
+                  astuple=msgspec.structs.astuple)
     fn: EncodeEvents = mod.record_events
     return fn
 

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from relaygate.core import _ext
 from relaygate.observe.otel_attrs import (
     _OPERATIONS,
@@ -31,7 +33,7 @@ from relaygate.observe.otel_attrs import (
 )
 from relaygate.observe.standard import CALLBACK_SLOTS, error_class
 from relaygate.observe.tracecontext import new_span_id
-from relaygate.sinks.record import CALL_TYPES, OUTCOME_TEXT, Outcome
+from relaygate.sinks.record import CALL_TYPES, OUTCOME_TEXT, CompletionRecord, Outcome
 
 __all__ = ["COMPONENT", "record_spans"]
 
@@ -48,7 +50,8 @@ def _load() -> RecordSpans | None:
                   server=_server, error_class=error_class,
                   encode=_encode, new_span_id=new_span_id, time=time.time, providers=PROVIDER_NAMES,
                   operations=_OPERATIONS, call_types=CALL_TYPES, outcome_text=OUTCOME_TEXT, ok=Outcome.OK,
-                  client_gone=Outcome.CLIENT_GONE, proxy_span=PROXY_SPAN)
+                  client_gone=Outcome.CLIENT_GONE, proxy_span=PROXY_SPAN, record_type=CompletionRecord,
+                  astuple=msgspec.structs.astuple)
     fn: RecordSpans = mod.record_spans
     return fn
 
