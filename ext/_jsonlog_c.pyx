@@ -19,37 +19,6 @@ from cpython.unicode cimport PyUnicode_DecodeASCII
 include "_buf.pxi"
 include "_round.pxi"
 include "_record_fields.pxi"
-cdef Py_ssize_t _f_cache_hit = -1
-cdef Py_ssize_t _f_cache_read_tokens = -1
-cdef Py_ssize_t _f_cache_write_tokens = -1
-cdef Py_ssize_t _f_call_id = -1
-cdef Py_ssize_t _f_completion_tokens = -1
-cdef Py_ssize_t _f_cost = -1
-cdef Py_ssize_t _f_cost_estimated = -1
-cdef Py_ssize_t _f_deployment_id = -1
-cdef Py_ssize_t _f_end_user_id = -1
-cdef Py_ssize_t _f_error_type = -1
-cdef Py_ssize_t _f_extra = -1
-cdef Py_ssize_t _f_fallbacks = -1
-cdef Py_ssize_t _f_key_alias = -1
-cdef Py_ssize_t _f_key_hash = -1
-cdef Py_ssize_t _f_latency = -1
-cdef Py_ssize_t _f_model = -1
-cdef Py_ssize_t _f_model_group = -1
-cdef Py_ssize_t _f_org_id = -1
-cdef Py_ssize_t _f_outcome = -1
-cdef Py_ssize_t _f_overhead = -1
-cdef Py_ssize_t _f_prompt_tokens = -1
-cdef Py_ssize_t _f_provider = -1
-cdef Py_ssize_t _f_retries = -1
-cdef Py_ssize_t _f_route = -1
-cdef Py_ssize_t _f_start_time = -1
-cdef Py_ssize_t _f_status = -1
-cdef Py_ssize_t _f_stream = -1
-cdef Py_ssize_t _f_team_id = -1
-cdef Py_ssize_t _f_ttft = -1
-cdef Py_ssize_t _f_upstream_model = -1
-cdef Py_ssize_t _f_user_id = -1
 
 __all__ = ["configure", "request_line"]
 
@@ -67,43 +36,7 @@ class _Other(Exception):
 def configure(*, dumps, iso_time, redact, outcome_text, detail, record_type, astuple):
     """Hand over orjson's ``dumps``, the pure path's helpers and tables (``observe.jsonlog`` does, at import)."""
     global _dumps, _iso_time, _redact, _outcome_text, _detail
-    global _f_cache_hit, _f_cache_read_tokens, _f_cache_write_tokens, _f_call_id, _f_completion_tokens, _f_cost
-    global _f_cost_estimated, _f_deployment_id, _f_end_user_id, _f_error_type, _f_extra, _f_fallbacks, _f_key_alias
-    global _f_key_hash, _f_latency, _f_model, _f_model_group, _f_org_id, _f_outcome, _f_overhead, _f_prompt_tokens
-    global _f_provider, _f_retries, _f_route, _f_start_time, _f_status, _f_stream, _f_team_id, _f_ttft
-    global _f_upstream_model, _f_user_id
-    index = _record_index(record_type, astuple)
-    _f_cache_hit = index["cache_hit"]
-    _f_cache_read_tokens = index["cache_read_tokens"]
-    _f_cache_write_tokens = index["cache_write_tokens"]
-    _f_call_id = index["call_id"]
-    _f_completion_tokens = index["completion_tokens"]
-    _f_cost = index["cost"]
-    _f_cost_estimated = index["cost_estimated"]
-    _f_deployment_id = index["deployment_id"]
-    _f_end_user_id = index["end_user_id"]
-    _f_error_type = index["error_type"]
-    _f_extra = index["extra"]
-    _f_fallbacks = index["fallbacks"]
-    _f_key_alias = index["key_alias"]
-    _f_key_hash = index["key_hash"]
-    _f_latency = index["latency"]
-    _f_model = index["model"]
-    _f_model_group = index["model_group"]
-    _f_org_id = index["org_id"]
-    _f_outcome = index["outcome"]
-    _f_overhead = index["overhead"]
-    _f_prompt_tokens = index["prompt_tokens"]
-    _f_provider = index["provider"]
-    _f_retries = index["retries"]
-    _f_route = index["route"]
-    _f_start_time = index["start_time"]
-    _f_status = index["status"]
-    _f_stream = index["stream"]
-    _f_team_id = index["team_id"]
-    _f_ttft = index["ttft"]
-    _f_upstream_model = index["upstream_model"]
-    _f_user_id = index["user_id"]
+    _record_index(record_type, astuple)
     _dumps, _iso_time, _redact, _outcome_text, _detail = dumps, iso_time, redact, outcome_text, detail
 
 

@@ -57,38 +57,6 @@ cdef bytes _redacted = None
 
 include "_json_buf.pxi"
 include "_record_fields.pxi"
-cdef Py_ssize_t _f_cache_hit = -1
-cdef Py_ssize_t _f_cache_read_tokens = -1
-cdef Py_ssize_t _f_cache_write_tokens = -1
-cdef Py_ssize_t _f_call_id = -1
-cdef Py_ssize_t _f_completion_tokens = -1
-cdef Py_ssize_t _f_cost = -1
-cdef Py_ssize_t _f_cost_estimated = -1
-cdef Py_ssize_t _f_deployment_id = -1
-cdef Py_ssize_t _f_end_user_id = -1
-cdef Py_ssize_t _f_error_type = -1
-cdef Py_ssize_t _f_extra = -1
-cdef Py_ssize_t _f_fallbacks = -1
-cdef Py_ssize_t _f_header_tags = -1
-cdef Py_ssize_t _f_key_alias = -1
-cdef Py_ssize_t _f_key_hash = -1
-cdef Py_ssize_t _f_latency = -1
-cdef Py_ssize_t _f_model = -1
-cdef Py_ssize_t _f_model_group = -1
-cdef Py_ssize_t _f_org_id = -1
-cdef Py_ssize_t _f_outcome = -1
-cdef Py_ssize_t _f_overhead = -1
-cdef Py_ssize_t _f_prompt_tokens = -1
-cdef Py_ssize_t _f_provider = -1
-cdef Py_ssize_t _f_retries = -1
-cdef Py_ssize_t _f_route = -1
-cdef Py_ssize_t _f_start_time = -1
-cdef Py_ssize_t _f_status = -1
-cdef Py_ssize_t _f_team_id = -1
-cdef Py_ssize_t _f_ttft = -1
-cdef Py_ssize_t _f_upstream_model = -1
-cdef Py_ssize_t _f_user_agent = -1
-cdef Py_ssize_t _f_user_id = -1
 
 cdef double _YEAR_10000 = 253402300800.0
 """Epoch seconds of 10000-01-01: the pure path's ``datetime`` refuses that and later."""
@@ -99,44 +67,7 @@ def configure(*, encode, ok, client_gone, call_types, outcome_text, not_params, 
     """Hand over the pure path's encoder, helpers and tables (``observe.langfuse_payload`` does, once, at import)."""
     global _encode, _ok, _client_gone, _call_types, _outcome_text, _not_params, _not_input, _steering, _param
     global _answer_output, _status_message, _tag_list, _header_tags_of, _iso_py, _redacted
-    global _f_cache_hit, _f_cache_read_tokens, _f_cache_write_tokens, _f_call_id, _f_completion_tokens, _f_cost
-    global _f_cost_estimated, _f_deployment_id, _f_end_user_id, _f_error_type, _f_extra, _f_fallbacks
-    global _f_header_tags, _f_key_alias, _f_key_hash, _f_latency, _f_model, _f_model_group, _f_org_id, _f_outcome
-    global _f_overhead, _f_prompt_tokens, _f_provider, _f_retries, _f_route, _f_start_time, _f_status, _f_team_id
-    global _f_ttft, _f_upstream_model, _f_user_agent, _f_user_id
-    index = _record_index(record_type, astuple)
-    _f_cache_hit = index["cache_hit"]
-    _f_cache_read_tokens = index["cache_read_tokens"]
-    _f_cache_write_tokens = index["cache_write_tokens"]
-    _f_call_id = index["call_id"]
-    _f_completion_tokens = index["completion_tokens"]
-    _f_cost = index["cost"]
-    _f_cost_estimated = index["cost_estimated"]
-    _f_deployment_id = index["deployment_id"]
-    _f_end_user_id = index["end_user_id"]
-    _f_error_type = index["error_type"]
-    _f_extra = index["extra"]
-    _f_fallbacks = index["fallbacks"]
-    _f_header_tags = index["header_tags"]
-    _f_key_alias = index["key_alias"]
-    _f_key_hash = index["key_hash"]
-    _f_latency = index["latency"]
-    _f_model = index["model"]
-    _f_model_group = index["model_group"]
-    _f_org_id = index["org_id"]
-    _f_outcome = index["outcome"]
-    _f_overhead = index["overhead"]
-    _f_prompt_tokens = index["prompt_tokens"]
-    _f_provider = index["provider"]
-    _f_retries = index["retries"]
-    _f_route = index["route"]
-    _f_start_time = index["start_time"]
-    _f_status = index["status"]
-    _f_team_id = index["team_id"]
-    _f_ttft = index["ttft"]
-    _f_upstream_model = index["upstream_model"]
-    _f_user_agent = index["user_agent"]
-    _f_user_id = index["user_id"]
+    _record_index(record_type, astuple)
     _encode, _ok, _client_gone, _call_types, _outcome_text = encode, ok, client_gone, call_types, outcome_text
     _not_params, _not_input, _steering, _param = not_params, not_input, steering, param
     _answer_output, _status_message, _tag_list, _header_tags_of = answer_output, status_message, tag_list, header_tags_of
