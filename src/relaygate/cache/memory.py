@@ -16,9 +16,10 @@ The clock is injected (``time.monotonic`` by default) so expiry is testable with
 :data:`MemoryCache` is the compiled twin (``relaygate.core._memcache_c``, built from ``ext/_memcache_c.pyx``) when
 the extension is built, else :class:`PureMemoryCache`: the same operations with the same answers, evictions and
 expiries (``tests/cache/test_memory.py`` runs every test on both and compares them op by op). The compiled one
-chains its entries itself instead of an ``OrderedDict`` and keeps the expiry heap in a C array: a miss's lookup
-and store in the serving worker took ~1.2 and ~3.3 µs of the pure class (``bench.scenarios_cache``, timed per
-call). ``relaygate.core._ext.LOADED["memcache"]`` says which runs.
+chains its entries itself instead of an ``OrderedDict`` and keeps the expiry heap in a C array. Timed per call
+in the serving worker (``bench.scenarios_cache`` misses), the pure class's probe and store took ~1.2 and ~3.3 µs
+of a miss; in a tight loop over ~96,000 entries of 1 KB the compiled store takes ~0.45 µs against ~1.5-2.1 and
+the probe ~0.16 against ~0.40. ``relaygate.core._ext.LOADED["memcache"]`` says which runs.
 """
 
 from __future__ import annotations
