@@ -52,6 +52,7 @@ cdef inline bint _before(Item* a, Item* b) except -1:
 
 
 @cython.final
+@cython.no_gc_clear  # the garbage collector may not empty _map ahead of __dealloc__: a call in between would crash
 cdef class MemoryCache:
     """Answers by key, LRU within ``max_bytes``, each with an expiry (see ``relaygate.cache.memory``)."""
 
