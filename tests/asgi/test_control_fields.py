@@ -204,3 +204,46 @@ def test_request_context_window_fallbacks_replace_the_routers() -> None:
             await gw.aclose()
 
     run(main())
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("metadata", {"id": 2**64}, "`metadata` holds an integer outside the 64-bit range"),
+    ("metadata", {"id": -(2**63) - 1}, "`metadata` holds an integer outside the 64-bit range"),
+    ("tags", [1, 2**70], "`tags` holds an integer outside the 64-bit range"),
+    ("litellm_metadata", {"n": 10**30}, "`litellm_metadata` holds an integer outside the 64-bit range"),
+    ("metadata", {"a": [[[[[[[[{"deep": 300}]]]]]]]]}, None),  # nested, but nothing an encoder refuses: fine
+])
+def test_a_kept_field_no_exporter_can_write_is_a_400_saying_why(field: str, value: Any, words: str | None) -> None:
+    """A client's metadata (and tags) go to every exporter and the spend log: a value their JSON encoders refuse
+    (an integer past 64 bits, which the body's decoder keeps exact) is the client's 400 naming the field and the
+    reason, before anything goes upstream; not a record the exporters would fail on. (It said "nested too deeply"
+    for an integer, which misled the client.)"""
+    async def main() -> None:
+        async with upstream() as up:
+            gw = gateway(up)
+            raw = b'{"model": "ok", "messages": [{"role": "user", "content": "hi"}], "%s": %s}' % (
+                field.encode(), repr(value).replace("'", '"').encode())
+            r = await call(gw, "POST", "/v1/chat/completions", raw)
+            if words is None:
+                assert r.status == 200, r.body
+                return
+            assert r.status == 400, r.body
+            err = r.json()["error"]
+            assert err["message"] == f"Invalid request body: {words}" and err["param"] == field
+            assert up.bodies == []
+
+    run(main())
+
+
+def test_a_kept_field_nested_past_the_encoders_is_a_400_saying_so() -> None:
+    async def main() -> None:
+        async with upstream() as up:
+            gw = gateway(up)
+            deep = b'{"a": ' * 300 + b"1" + b"}" * 300
+            raw = b'{"model": "ok", "messages": [{"role": "user", "content": "hi"}], "metadata": %s}' % deep
+            r = await call(gw, "POST", "/v1/chat/completions", raw)
+            assert r.status == 400, r.body
+            assert r.json()["error"]["message"] == "Invalid request body: `metadata` is nested too deeply"
+            assert up.bodies == []
+
+    run(main())

@@ -137,11 +137,17 @@ _KEPT = ("metadata", "litellm_metadata", "tags")
 
 
 def _writable(name: str, value: Any) -> None:
-    """A kept value must be writable as JSON later: nesting deeper than orjson writes (254) is a 400 now."""
+    """A kept value must be writable as JSON later, by every exporter: nesting deeper than orjson writes (254)
+    or an integer outside the 64-bit range (the body's decoder keeps any integer; orjson and the exporters'
+    encoders write 64 bits) is a 400 now, saying which, not a record its exporters fail on later."""
     try:
         orjson.dumps(value)
-    except orjson.JSONEncodeError:
-        raise errors.BadRequest(f"Invalid request body: `{name}` is nested too deeply", param=name) from None
+    except orjson.JSONEncodeError as exc:
+        text = str(exc)
+        why = ("is nested too deeply" if "ecursion" in text else
+               "holds an integer outside the 64-bit range" if "64-bit" in text else
+               f"cannot be written as JSON ({text})")
+        raise errors.BadRequest(f"Invalid request body: `{name}` {why}", param=name) from None
 
 
 MAX_TAGS = 64
