@@ -115,8 +115,9 @@ and its ``(team_id, user_id)`` membership (None: not both)."""
 _plans: dict[tuple[Any, ...], Plan] = {}
 """Plans by combination (day included), kept across batches: a worker's batches name the same few hundred
 combinations all day, and a plan cost more than the sums it directs (~4 µs against ~1 a combination)."""
-PLANS_MAX = 16_384
-"""Plans kept at most; past it the cache starts again (one batch's combinations are made again)."""
+PLANS_MAX = 4096
+"""Plans kept at most (~1 KB each); past it the cache starts again. A worker whose batches name more
+combinations than this makes some plans again every batch, as it did before there were plans."""
 
 
 def _plan(combo: tuple[Any, ...]) -> Plan:
