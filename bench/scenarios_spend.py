@@ -46,6 +46,10 @@ Issue 13's speed bar, measured side by side:
   transaction) replaced by a no-op through a ``sitecustomize`` of the bench (``bench/stubs/nowrite``); the
   sink still builds, counts and hands on every row. ``on`` against it is what the write costs inside the
   gateway; the results' ``stubs`` show its database without rows while its sink counted them.
+- **on-norollup**, **on-nosql** (``--modes off,on,on-norollup,on-nosql``): ``on`` with the spend rows
+  inserted and the rollups (counters, daily sums, entities' ``spend``) neither summed nor written
+  (``bench/stubs/norollup``), and with them summed but not written (``bench/stubs/nosql``); both write their
+  rows, so their windows are settled. ``on`` against them is what summing and writing the rollups cost.
 - **on-adjusted** (``--modes off,on,on-adjusted``): ``on`` with LiteLLM's ``cost_discount_config`` and
   ``cost_margin_config`` set (a discount and a margin on every request: the cost-part headers, the spend row's
   ``cost_breakdown``); against ``on``, what they cost.
@@ -119,6 +123,8 @@ MODES: dict[str, tuple[bool, bool, bool]] = {
     "logs": (False, True, True),
     "on-batch10": (True, True, True),
     "on-nowrite": (True, True, True),
+    "on-norollup": (True, True, True),
+    "on-nosql": (True, True, True),
     "on-adjusted": (True, True, True),
     "on-noua": (True, True, True),
     "on-prompts": (True, True, True),
@@ -138,10 +144,15 @@ default spend write interval (10 s) instead of relaygate's (1 s); ``on-prompts``
 ``store_prompts_in_spend_logs`` (every row keeps the request body and the answer: ``sinks.prompts``);
 ``on-noholds`` is ``on`` without budget reservations (``disable_budget_reservation``: ``budgets.holds``), so
 ``on`` against it is what holding each request's estimated cost while in flight costs."""
-_STUBS = {"on-nowrite": REPO_ROOT / "bench" / "stubs" / "nowrite"}
+_STUBS = {m: REPO_ROOT / "bench" / "stubs" / m.removeprefix("on-") for m in ("on-nowrite", "on-norollup", "on-nosql")}
 """Modes whose gateway starts with a ``sitecustomize`` of the bench first on its path: ``on-nowrite`` is ``on``
 with the spend write itself replaced by a no-op (``bench/stubs/nowrite``), so ``on`` against it is what the
-database write costs inside the gateway. Such a gateway writes no rows: its windows are not settled."""
+database write costs inside the gateway; ``on-norollup`` inserts the rows and adds nothing up (no counters,
+daily sums or entities' ``spend``), ``on-nosql`` sums the rollups but skips their statements
+(``bench/stubs/norollup``, ``bench/stubs/nosql``), so ``on`` against them splits the write's cost into the
+rows, summing the rollups and writing them."""
+_NO_ROWS = frozenset({"on-nowrite"})
+"""Stubbed modes whose gateway writes no spend rows: their windows are not settled (the others' are)."""
 
 
 def _config(tmp: Path, mode: str, mock_port: int, db_url: str) -> Path:
@@ -331,7 +342,7 @@ def _closed(mode: str, url: str, key_args: list[str], gw: Proc, tmp: Path, a: ar
     common = ["--concurrency", str(a.concurrency), "--timeout", "10", *key_args, *(["--stream"] if a.stream else [])]
     warm = _load(url, [*common, "--duration", "1"], tmp, load_cpus, 60)  # warm connections and code paths
     sent[mode] += int(warm["sent"])
-    logs = MODES[mode][2] and mode not in _STUBS
+    logs = MODES[mode][2] and mode not in _NO_ROWS
     if logs:
         settle(db_url, sent[mode], _interval(mode))
     if start is not None:
@@ -446,9 +457,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", default="off,on", help="gateways to compare, of off, on, budgets (budgets and "
                    "prices, no spend logs), logs (spend logs and prices, no budgets), on-batch10 (on, with "
                    "proxy_batch_write_at: 10, LiteLLM's default), on-nowrite (on with the database write replaced by "
-                   "a no-op: on against it is what the write costs), on-adjusted (on with a provider discount and "
-                   "margin), on-noua (on without LiteLLM's User-Agent request tags), on-prompts (on storing prompts), "
-                   "on-noholds (on without budget reservations); off and on are required")
+                   "a no-op: on against it is what the write costs), on-norollup (rows only: no counters, daily "
+                   "sums or entity spend), on-nosql (the rollups summed, not written), on-adjusted (on with a "
+                   "provider discount and margin), on-noua (on without LiteLLM's User-Agent request tags), "
+                   "on-prompts (on storing prompts), on-noholds (on without budget reservations); off and on are "
+                   "required")
     p.add_argument("--out", default=str(REPO_ROOT / "bench" / "results"))
     a = p.parse_args(argv)
     if not 0 < a.active <= a.keys:
@@ -539,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         # a stubbed gateway's sink counts rows as written while its database holds none: the stub was in use
         data["stubs"] = {m: {"rows": asyncio.run(_spend_rows(urls[m]))["rows"],
                              "rows_written": _events(gw_urls[m]).get("spend_rows_written", 0.0)}
-                         for m in modes if m in _STUBS}
+                         for m in modes if m in _NO_ROWS}
     finally:
         for gw in gws.values():
             gw.stop()
