@@ -53,11 +53,12 @@ _varint = varint
 
 
 def refused(key: str, exc: Exception) -> None:
-    """One line a minute at most: a value a client sent (in metadata, say) may be refused on every request."""
+    """One line a minute at most: a value a client sent (in metadata, say) may be refused on every request. A
+    warning, not an error: what a client sends (a ``seed`` past 64 bits) must not page whoever alerts on errors."""
     now = time.monotonic()
     if now - _last_error[0] >= 60.0:
         _last_error[0] = now
-        log.error("otel: attribute %r not encoded (left out; logged once a minute): %s", key, exc)
+        log.warning("otel: attribute %r not encoded (left out; logged once a minute): %s", key, exc)
 
 
 # tags: (field number << 3) | wire type (0 varint, 1 fixed64, 2 length-delimited, 5 fixed32)
