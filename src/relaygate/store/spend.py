@@ -114,7 +114,8 @@ and its ``(team_id, user_id)`` membership (None: not both)."""
 
 _plans: dict[tuple[Any, ...], Plan] = {}
 """Plans by combination (day included), kept across batches: a worker's batches name the same few hundred
-combinations all day, and a plan cost more than the sums it directs (~4 µs against ~1 a combination)."""
+combinations all day, and remaking each one's entities and daily keys every batch was a fifth of
+``rollups_of`` (2.4 -> 1.9 µs a row with them kept, 1,200-row batches over 500 keys)."""
 PLANS_MAX = 4096
 """Plans kept at most (~1 KB each); past it the cache starts again. A worker whose batches name more
 combinations than this makes some plans again every batch, as it did before there were plans."""
