@@ -7,7 +7,7 @@ Fills each store with ``--keys`` virtual keys by the spend bench's own setup (ha
 owned by 100 users), then writes batches of ``--rows`` spend rows round robin over ``--active`` of them with
 ``store.spend.write_spend_values`` (rows built by ``sinks.spend.spend_values`` outside the timing) for
 ``--seconds``, and prints this process's CPU microseconds per row: the whole write, and its three parts
-(the rows' insert, the counters' upsert, the entities' ``spend``). That is what a gateway worker pays; a
+(the rows' insert, summing the rollups, writing them: the counters, the daily sums, the entities' ``spend``). That is what a gateway worker pays; a
 PostgreSQL server's own work is its process's, not counted. A PostgreSQL server on this machine is moved
 to the load core for the run (as ``bench.scenarios_spend`` does) and this process to the gateway core.
 Give PostgreSQL a scratch database: the ``rg_*`` tables are dropped first.
@@ -30,7 +30,7 @@ from relaygate.sinks.record import CompletionRecord, Outcome
 from relaygate.sinks.spend import spend_values
 from relaygate.store import hash_token, open_store
 
-PARTS = ("_insert_new", "_add_totals", "_add_entity_spend")
+PARTS = ("_insert_new", "rollups_of", "_add_rollups")
 
 
 def _record(i: int, key: str, team: str | None, user: str | None) -> CompletionRecord:
@@ -53,7 +53,14 @@ def _timed(acc: Counter[str]) -> Callable[[], None]:
                 return await f(*args, **kw)
             finally:
                 acc[name] += time.process_time() - c0
-        return part
+
+        def sync_part(*args: Any, **kw: Any) -> Any:
+            c0 = time.process_time()
+            try:
+                return f(*args, **kw)
+            finally:
+                acc[name] += time.process_time() - c0
+        return part if asyncio.iscoroutinefunction(f) else sync_part
 
     for name, f in saved.items():
         setattr(spend, name, wrap(name, f))

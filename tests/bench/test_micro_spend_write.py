@@ -21,8 +21,8 @@ def test_spend_write_measures_every_part_on_both_stores(postgres_server: Postgre
     out = capsys.readouterr().out
     for name in ("sqlite", "postgres"):
         line = next(x for x in out.splitlines() if x.startswith(f"{name}: "))
-        figures = dict(re.findall(r"(insert_new|add_totals|add_entity_spend) ([0-9.]+)", line))
-        assert set(figures) == {"insert_new", "add_totals", "add_entity_spend"}, line
+        figures = dict(re.findall(r"(insert_new|rollups_of|add_rollups) ([0-9.]+)", line))
+        assert set(figures) == {"insert_new", "rollups_of", "add_rollups"}, line
         assert all(float(v) > 0 for v in figures.values()), line
     assert os.sched_getaffinity(0) == mine  # this process's cores given back
     # the rows went in: the last run left its rows and their counters in the scratch database
