@@ -1,4 +1,4 @@
-"""``store.spend.rollups_of``: what a batch of spend rows adds to the counters, the memberships and the daily
+"""``store.rollups.rollups_of``: what a batch of spend rows adds to the counters, the memberships and the daily
 rollup, against a direct per-row computation (the oracle below), for hypothesis' batches; with the plans it
 remembers across batches (and starts again past ``PLANS_MAX``) giving the same answers as fresh ones."""
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relaygate.store import spend, tables
+from relaygate.store import rollups, tables
 from relaygate.store.daily import bounded_id
 
 COLS = {c: i for i, c in enumerate(tables.SPEND_LOGS.columns)}
@@ -94,14 +94,14 @@ rows = st.builds(_row, _ids("k1", "k2"), _ids("u1", "u2"), _ids("t1"), _ids("o1"
 @given(st.lists(st.lists(rows, max_size=40), min_size=1, max_size=4))
 def test_rollups_match_a_row_by_row_sum(batches: list[list[tuple[Any, ...]]]) -> None:
     for batch in batches:  # later batches reuse the plans the earlier ones made
-        assert spend.rollups_of(batch) == oracle(batch)
+        assert rollups.rollups_of(batch) == oracle(batch)
 
 
 def test_the_plans_start_again_past_their_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(spend, "PLANS_MAX", 3)
-    spend._plans.clear()
+    monkeypatch.setattr(rollups, "PLANS_MAX", 3)
+    rollups._plans.clear()
     batch = [_row(f"k{i}", "u", "t", None, None, "d", '["a"]', "2026-12-07T00:00:00+00:00", "g", i, 1, 1, None, None,
                   False) for i in range(10)]
     for _ in range(3):
-        assert spend.rollups_of(batch) == oracle(batch)
-        assert len(spend._plans) <= 3
+        assert rollups.rollups_of(batch) == oracle(batch)
+        assert len(rollups._plans) <= 3
