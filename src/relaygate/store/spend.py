@@ -173,10 +173,10 @@ async def _add_rollups(c: Conn, dialect: str, totals: Totals, members: dict[tupl
         await c.execute_each(chain(_totals_sqlite(totals), _daily_sqlite(daily),
                                    _entity_sqlite(totals, members) if entity_spend else ()))
         return
-    await _add_totals(c, totals, dialect)
+    await _add_totals_pg(c, totals)
     await add_daily(c, daily, dialect)
     if entity_spend:
-        await _add_entity_spend(c, totals, members, dialect)
+        await _add_entity_spend_pg(c, totals, members)
 
 
 _COLUMNS = ", ".join(t.SPEND_LOGS.columns)
@@ -270,13 +270,11 @@ async def _insert_new(c: Conn, dialect: str, rows: Sequence[Values]) -> bool:
     return False
 
 
-async def _add_totals(c: Conn, totals: Totals, dialect: str) -> None:
-    if dialect == "postgres":
-        now = t.SPEND_LOGS.to_db("start_time", t.utcnow(), dialect)
-        await c.execute(f"{_PG_TOTALS} {_ADD_TOTALS}", [json_rows(
-            [(kind, ident, n, p, comp, reqs, now) for (kind, ident), (n, p, comp, reqs) in sorted(totals.items())])])
-        return
-    await c.execute_each(_totals_sqlite(totals))
+async def _add_totals_pg(c: Conn, totals: Totals) -> None:
+    """PostgreSQL: ``totals`` added to the counters, one JSON parameter, in key order."""
+    now = t.SPEND_LOGS.to_db("start_time", t.utcnow(), "postgres")
+    await c.execute(f"{_PG_TOTALS} {_ADD_TOTALS}", [json_rows(
+        [(kind, ident, n, p, comp, reqs, now) for (kind, ident), (n, p, comp, reqs) in sorted(totals.items())])])
 
 
 def _totals_sqlite(totals: Totals) -> Iterator[tuple[str, list[Any]]]:
@@ -322,8 +320,8 @@ def _daily_sqlite(daily: Daily) -> Iterator[tuple[str, list[Any]]]:
 
 def _entity_updates(totals: Totals, members: dict[tuple[str, str], int]
                     ) -> list[tuple[str, tuple[str, ...], list[tuple[Any, ...]]]]:
-    """``(table, key columns, [(*key, spend in USD), ...])`` per table whose rows :func:`_add_entity_spend`
-    adds to, tables and rows in key order."""
+    """``(table, key columns, [(*key, spend in USD), ...])`` per table whose rows get an entity's spend added to
+    their ``spend``, tables and rows in key order."""
     by_table: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
     for (kind, ident), acc in sorted(totals.items()):
         target = _ROWS.get(kind)
@@ -335,12 +333,9 @@ def _entity_updates(totals: Totals, members: dict[tuple[str, str], int]
     return [(table, cols, items) for (table, cols), items in sorted(by_table.items())]
 
 
-async def _add_entity_spend(c: Conn, totals: Totals, members: dict[tuple[str, str], int], dialect: str) -> None:
-    """Add each entity's spend to its own row's ``spend``: one ``UPDATE ... FROM`` a list of values per table
-    and slice (not one statement per row: a batch of 500 requests on 500 keys was 500 round trips)."""
-    if dialect != "postgres":
-        await c.execute_each(_entity_sqlite(totals, members))
-        return
+async def _add_entity_spend_pg(c: Conn, totals: Totals, members: dict[tuple[str, str], int]) -> None:
+    """PostgreSQL: each entity's spend added to its own row's ``spend``, one ``UPDATE ... FROM`` a JSON parameter
+    per table (not one statement per row: a batch of 500 requests on 500 keys was 500 round trips)."""
     for table, cols, items in _entity_updates(totals, members):
         keys = ", ".join(f"e.v->>{i}" for i in range(len(cols)))
         # one JSON parameter per table (json_rows); the rows locked in key order first: two writers
@@ -363,7 +358,8 @@ def _match(table: str, cols: tuple[str, ...]) -> str:
 
 
 def _entity_sqlite(totals: Totals, members: dict[tuple[str, str], int]) -> Iterator[tuple[str, list[Any]]]:
-    """The SQLite statements of :func:`_add_entity_spend`."""
+    """SQLite: each entity's spend added to its own row's ``spend``, one ``UPDATE ... FROM (VALUES ...)`` per
+    table and slice."""
     for table, cols, items in _entity_updates(totals, members):
         one = f"({', '.join('?' * len(cols))}, CAST(? AS DOUBLE PRECISION))"
         for part in _parts(items):
