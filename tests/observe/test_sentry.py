@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import inspect
 import json
 import logging
 import threading
@@ -21,7 +22,7 @@ from sentry_sdk.envelope import Envelope
 from relaygate.config.errors import ConfigError
 from relaygate.config.observe import ObserveSettings
 from relaygate.metrics import CALLBACK_FAILURES
-from relaygate.observe.sentry import SentrySink, event_of, make_sentry
+from relaygate.observe.sentry import SentrySink, _scrub, _sdk_options, event_of, make_sentry
 from relaygate.sinks.record import Outcome
 from tests.conftest import start_gateway
 from tests.observe.receiver import LoopbackServer, QuietHandler
@@ -155,6 +156,32 @@ def test_error_log_lines_reach_sentry_redacted(sentry: Sentry) -> None:
     (e,) = sentry.wait(1)
     text = json.dumps(e)
     assert "spend sink failed" in text and UPSTREAM_KEY not in text and "only a warning" not in text
+    assert "threads" not in e and not (e.get("breadcrumbs") or {}).get("values")  # no stack, no log breadcrumbs
+
+
+def test_scrub_reaches_breadcrumbs_and_exceptions() -> None:
+    event = {"breadcrumbs": {"values": [{"message": f"calling with {UPSTREAM_KEY}"}, {"category": "x"}]},
+             "exception": {"values": [{"type": "ValueError", "value": f"bad key {UPSTREAM_KEY}"}]},
+             "message": f"key {UPSTREAM_KEY}"}
+    assert UPSTREAM_KEY not in json.dumps(_scrub(event, {}))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("version", "gone"), [("2.76.0", "data_collection"), ("3.0.0", "include_local_variables")])
+def test_sdk_options_follow_the_major_version(version: str, gone: str) -> None:
+    # 3.0 refuses ``include_local_variables`` and reads ``level`` as Sentry logs: each major gets its own names
+    options, logs = _sdk_options(version)
+    assert gone not in options and logs["level"] is None and logs["event_level"] == logging.ERROR
+    assert ("breadcrumb_level" in logs) == version.startswith("3.")
+
+
+def test_the_installed_sdk_takes_our_options() -> None:
+    import sentry_sdk
+    from sentry_sdk.consts import ClientConstructor
+    from sentry_sdk.integrations.logging import LoggingIntegration
+
+    options, logs = _sdk_options(sentry_sdk.VERSION)
+    inspect.signature(ClientConstructor.__init__).bind(None, **options)
+    LoggingIntegration(**logs)
 
 
 @pytest.mark.parametrize(("env", "field"), [

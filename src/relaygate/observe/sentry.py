@@ -125,6 +125,10 @@ def _scrub(sdk_event: Event, _hint: dict[str, Any]) -> Event:
                 entry["params"] = [_clean(p) if isinstance(p, str) else p for p in entry["params"]]
     if isinstance(event.get("message"), str):
         event["message"] = _clean(event["message"])
+    crumbs = event.get("breadcrumbs")
+    for crumb in (crumbs.get("values") or () if isinstance(crumbs, dict) else crumbs or ()):
+        if isinstance(crumb, dict) and isinstance(crumb.get("message"), str):
+            crumb["message"] = _clean(crumb["message"])
     for value in (event.get("exception") or {}).get("values") or ():
         if isinstance(value, dict) and isinstance(value.get("value"), str):
             value["value"] = _clean(value["value"])
@@ -212,6 +216,23 @@ def _rate(env: Mapping[str, str], name: str) -> float:
     return value
 
 
+def _sdk_options(version: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``sentry_sdk.init``'s and ``LoggingIntegration``'s options for the SDK's ``version``.
+
+    The SDK collects nothing itself (locals, bodies, users: the events carry only what ``event_of`` builds) and
+    turns no log line into a breadcrumb or a Sentry log, only ERROR lines into events. sentry-sdk 2.x spells that
+    ``include_local_variables=False`` and ``LoggingIntegration(level=None)``; 3.0 replaced the first with
+    ``data_collection`` (refusing the old name) and split the second into ``level`` (Sentry logs) and
+    ``breadcrumb_level``. ``attach_stacktrace`` (off by default in 2.x, on in 3.0) is turned off by the caller:
+    a log line's event needs no stack of the thread that wrote it.
+    """
+    major = version.split(".", 1)[0]
+    if major.isdigit() and int(major) >= 3:
+        return ({"data_collection": {"stack_frame_variables": False, "http_bodies": [], "user_info": False}},
+                {"level": None, "breadcrumb_level": None, "event_level": logging.ERROR})
+    return {"include_local_variables": False}, {"level": None, "event_level": logging.ERROR}
+
+
 def make_sentry(settings: ObserveSettings, env: Mapping[str, str], on_event: OnEvent,
                 **_: Any) -> SentrySink:
     """The sink and a started SDK from ``SENTRY_*`` (``ConfigError`` for a missing or bad DSN or rate)."""
@@ -234,12 +255,12 @@ def make_sentry(settings: ObserveSettings, env: Mapping[str, str], on_event: OnE
     if isinstance(cap, bool) or not isinstance(cap, int | float) or cap <= 0:
         raise ConfigError("litellm_settings", "callback_settings.sentry.max_events_per_second",
                           f"expected a number > 0, got {cap!r}")
+    options, logs = _sdk_options(sentry_sdk.VERSION)
     sentry_sdk.init(dsn=dsn, sample_rate=sample, traces_sample_rate=traces,
                     environment=(env.get("SENTRY_ENVIRONMENT") or "production").strip() or "production",
-                    max_request_body_size="never", include_local_variables=False, default_integrations=False,
+                    max_request_body_size="never", attach_stacktrace=False, default_integrations=False,
                     auto_enabling_integrations=False,
-                    integrations=[LoggingIntegration(level=None, event_level=logging.ERROR)],
-                    before_send=_scrub)
+                    integrations=[LoggingIntegration(**logs)], before_send=_scrub, **options)
     return SentrySink(sentry_sdk.get_client(), failure="sentry" in settings.failure_callbacks, pii=pii,
                       redact_key_info=settings.redact_user_api_key_info, max_per_second=float(cap),
                       on_event=on_event)
