@@ -68,8 +68,8 @@ def test_modes_are_checked() -> None:
 _CHECKS = {
     "miss-nostore": "from relaygate.cache.stage import ResponseCache as R\n"
                     "assert R.store(None, None, b'x') is None and R.store.__name__ == '_no_store'",
-    "miss-nolookup": "import asyncio\nfrom relaygate.cache.stage import ResponseCache as R\n"
-                     "assert asyncio.run(R.lookup(None, None)) is None and R.lookup.__name__ == '_no_lookup'",
+    "miss-nolookup": "from relaygate.cache.stage import ResponseCache as R\n"
+                     "assert R.lookup(None, None) is None and R.lookup.__name__ == '_no_lookup'",
     "miss-rawkey": "import hashlib\nimport relaygate.cache.stage as s\nbody = b'{\"a\": 1}'\n"
                    "assert s.body_key('chat', 'm', body, namespace=None) == hashlib.sha256(body).hexdigest()\n"
                    "assert s.body_key.__name__ == '_raw_key'",

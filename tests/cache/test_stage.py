@@ -310,3 +310,33 @@ def test_a_hit_remembers_its_key_for_the_same_bytes_and_nothing_else(monkeypatch
         await gw.completions.aclose()
 
     asyncio.run(main())
+
+
+def test_memory_decides_without_a_coroutine(monkeypatch: Any) -> None:
+    """A lookup that memory decides returns at once (None for a miss, the stored bytes for a hit, None for an
+    entry older than the request's ``s-maxage``); an embeddings request's lookup returns an awaitable."""
+    returned: list[Any] = []
+    real = ResponseCache.lookup
+
+    def watching(self: ResponseCache, ex: Any) -> Any:
+        out = real(self, ex)
+        returned.append(out)
+        return out
+
+    monkeypatch.setattr(ResponseCache, "lookup", watching)
+
+    async def main() -> None:
+        gw, records, cache = gateway()
+        await call(gw, "POST", "/v1/chat/completions", CHAT)
+        await call(gw, "POST", "/v1/chat/completions", CHAT)
+        await asyncio.sleep(1.1)
+        stale = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"s-maxage": 1}})
+        assert "x-litellm-cache-key" not in stale.headers
+        assert returned[0] is None and type(returned[1]) is bytes and returned[2] is None
+        assert (cache.hits, cache.misses) == (1, 2)
+        emb = await call(gw, "POST", "/v1/embeddings", {"model": "e", "input": ["a", "b"]})
+        assert emb.status == 200 and asyncio.iscoroutine(returned[3])
+        await gw.completions.aclose()
+        assert [r.cache_hit for r in records] == [False, True, False, False]
+
+    asyncio.run(main())

@@ -14,7 +14,7 @@ from typing import Any
 from relaygate.cache.stage import ResponseCache
 
 
-async def _no_lookup(self: ResponseCache, ex: Any) -> bytes | None:
+def _no_lookup(self: ResponseCache, ex: Any) -> bytes | None:
     return None
 
 

@@ -60,7 +60,7 @@ import logging
 import re
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -226,8 +226,12 @@ class ResponseCache:
         if self._count is not None:
             self._count(CACHE_MISS)
 
-    async def lookup(self, ex: Exchange) -> bytes | None:
-        """The stored answer for this request (with its stamp), or None; decides ``ex.cache``."""
+    def lookup(self, ex: Exchange) -> bytes | Awaitable[bytes | None] | None:
+        """The stored answer for this request (with its stamp), or None; decides ``ex.cache``.
+
+        Returned at once when this worker's memory decides it (a memory hit; a miss without a shared or semantic
+        level to ask): no coroutine is made for what never waits. Otherwise (the shared level, the semantic
+        level, an embeddings request's inputs) an awaitable of the same; the caller awaits what is not bytes."""
         s = self.settings
         ctl = ex.control
         who = ex.who
@@ -254,8 +258,8 @@ class ResponseCache:
         team = (who.team_id or "") if s.scope == "team" and who is not None else None
         namespace = (c.get("namespace") or s.namespace) if c else s.namespace
         if ex.route == "embeddings":
-            return await self._lookup_inputs(ex, c, caching is not None and caching is not True, group_name, team,
-                                             namespace)
+            return self._lookup_inputs(ex, c, caching is not None and caching is not True, group_name, team,
+                                       namespace)
         raw = ex.body  # without the control fields: the key's inputs are these five
         key = None
         from_bytes = ex.route in calls.BODY_ROUTES and type(raw) is bytes
@@ -291,11 +295,33 @@ class ResponseCache:
             self._missed()
             return None
         stored = self.memory.get(key)
-        if stored is None and self.shared is not None:
-            stored = await self.shared.get(key)
-            if stored is not None and len(stored) > _STAMP.size:
-                self._copy(key, stored)
         max_age = c.get("s-max-age", c.get("s-maxage")) if c else None  # LiteLLM's: the hyphenated one first
+        if stored is None or len(stored) <= _STAMP.size or (
+                max_age is not None and self._wall() - _STAMP.unpack_from(stored)[0] > max_age):
+            shared = stored is None and self.shared is not None
+            if shared or (self.semantic is not None and ex.route in SEMANTIC_ROUTES):
+                return self._lookup_further(ex, st, shared, body, team, namespace, max_age,
+                                            (ex.route, group_name, team, namespace, raw) if memoable else None)
+            self.misses += 1  # (_missed, inline: every miss passes here)
+            if self._count is not None:
+                self._count(CACHE_MISS)
+            return None
+        if memoable:  # an exact hit: the next identical request skips the key
+            self._remember((ex.route, group_name, team, namespace, raw), key)
+        st.hit = True  # counted as served by :meth:`serve`: the key's limits may still refuse it
+        return stored
+
+    async def _lookup_further(self, ex: Exchange, st: CacheState, shared: bool, body: dict[str, Any] | None,
+                              team: str | None, namespace: str | None, max_age: float | None,
+                              memo: tuple[str, str, str | None, str | None, bytes] | None) -> bytes | None:
+        """The rest of :meth:`lookup` once this worker's memory had no usable entry: the shared level (when
+        ``shared``: memory had none at all), then the semantic level."""
+        stored = None
+        if shared:
+            assert self.shared is not None
+            stored = await self.shared.get(st.key)
+            if stored is not None and len(stored) > _STAMP.size:
+                self._copy(st.key, stored)
         if stored is None or len(stored) <= _STAMP.size or (
                 max_age is not None and self._wall() - _STAMP.unpack_from(stored)[0] > max_age):
             stored = None
@@ -305,19 +331,21 @@ class ResponseCache:
                 if body is not None:
                     stored = await self._semantic_lookup(ex, st, body, team, namespace, max_age)
             if stored is None:
-                self.misses += 1  # (_missed, inline: every miss passes here)
-                if self._count is not None:
-                    self._count(CACHE_MISS)
+                self._missed()
                 return None
-        if memoable and st.similarity is None:  # an exact hit: the next identical request skips the key
-            size = len(raw) + MEMO_ENTRY
-            if self._memo_bytes + size > MEMO_BYTES:
-                self._memo.clear()
-                self._memo_bytes = 0
-            self._memo[(ex.route, group_name, team, namespace, raw)] = key
-            self._memo_bytes += size
-        st.hit = True  # counted as served by :meth:`serve`: the key's limits may still refuse it
+        if memo is not None and st.similarity is None:  # an exact hit
+            self._remember(memo, st.key)
+        st.hit = True
         return stored
+
+    def _remember(self, memo: tuple[str, str, str | None, str | None, bytes], key: str) -> None:
+        """An exact hit's key, by its request's bytes (:attr:`_memo`, bounded by :data:`MEMO_BYTES`)."""
+        size = len(memo[4]) + MEMO_ENTRY
+        if self._memo_bytes + size > MEMO_BYTES:
+            self._memo.clear()
+            self._memo_bytes = 0
+        self._memo[memo] = key
+        self._memo_bytes += size
 
     async def _lookup_inputs(self, ex: Exchange, c: dict[str, Any], no_cache: bool, group_name: str,
                              team: str | None, namespace: str | None) -> bytes | None:

@@ -166,7 +166,8 @@ class Pipeline:
             cache = rt.cache
             stored = None
             if cache is not None and fe.route in cache.routes and not control.mocked(ex):
-                stored = await cache.lookup(ex)
+                found = cache.lookup(ex)  # at once from this worker's memory, else an awaitable of it
+                stored = found if found is None or type(found) is bytes else await found
             if svc is not None:
                 svc.ok("proxy_pre_call", time.perf_counter() - started)
                 stage = None
