@@ -84,7 +84,6 @@ def _parts(items: Sequence[T]) -> Iterator[Sequence[T]]:
         i += size
 
 
-
 def nanos(cost: float) -> int:
     """``cost`` USD as integer nano-USD (rounded half to even)."""
     return round(cost * NANOS)
