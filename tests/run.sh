@@ -29,6 +29,12 @@ if [ ! -x /usr/bin/chromium ]; then
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
+# bench.instructions counts a request's instructions under valgrind's cachegrind (tests/bench/test_instructions.py)
+if ! command -v valgrind >/dev/null 2>&1; then
+  echo "tests/run.sh: installing valgrind (Debian package)"
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+fi
+
 python -m pip install -q --disable-pip-version-check -e ".[test]"
 
 # the Node clients of the compat suite (openai-node, the Vercel AI SDK), from package-lock.json
