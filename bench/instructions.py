@@ -207,7 +207,8 @@ def count(kind: str, mode: str, n: int, upstream: str, receiver_port: int, tmp: 
     """One cachegrind run of ``n`` requests (the gateway's package from ``tree``'s ``src`` when given); the out
     file."""
     out = tmp / f"{kind}-{mode}-{n}.cg"
-    env = {**os.environ, **observe_env(receiver_port), "PYTHONPATH": str(REPO_ROOT)}
+    # a fixed hash seed: with a random one, start-up's dict probes vary by millions of instructions between runs
+    env = {**os.environ, **observe_env(receiver_port), "PYTHONPATH": str(REPO_ROOT), "PYTHONHASHSEED": "0"}
     if tree is not None:
         env = baseline_env(env, tree)
     argv = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", *CACHES, f"--cachegrind-out-file={out}",
