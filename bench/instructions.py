@@ -17,18 +17,28 @@ agrees to ~0.1% (the timed benches: ~2 points).
 Modes are ``kind:name``: ``cache:`` the response cache bench's gateways (``off``; ``miss``, every prompt new;
 ``hit``, one prompt asked again and again; ``miss-nolookup``, ``miss-rawkey``, ``miss-nostore``: its stubs,
 ``bench/stubs/``), ``observe:`` the exporter bench's (``off``, ``all`` for Langfuse + OTel + Prometheus + JSON
-logs, or one callback name), with a receiver standing in for Langfuse and the OTLP collector. Each mode is
-compared with the first mode of its kind. ``--top K`` also lists the K functions (C and the interpreter's, as
-cachegrind names them) whose instructions grew most against that first mode, per request. Since counts do not
-drift, a change is judged by two invocations, one with ``--tree`` naming a built worktree of the commit before it
-(its ``src`` is put first on the gateway's ``PYTHONPATH``, as ``--baseline`` does for the timed benches).
+logs, or one callback name), with a receiver standing in for Langfuse and the OTLP collector, and ``spend:``
+the spend bench's (``off``: no spend tracking, no prices, no budgets; ``on``: every request priced, its key's,
+team's and user's budgets checked and counted, its spend row written to SQLite; ``on-nowrite``, ``on-norollup``,
+``on-nosql``: its stubs), over a SQLite file filled afresh for each run with ``SPEND_KEYS`` keys (half in
+10 teams, half owned by 100 users; budgets on every row for the ``on`` modes) and requests round robin over
+them. Each mode is compared with the first mode of its kind. ``--top K`` also lists the K functions (C and the
+interpreter's, as cachegrind names them) whose instructions grew most against that first mode, per request.
+Since counts do not drift, a change is judged by two invocations, one with ``--tree`` naming a built worktree of
+the commit before it (its ``src`` is put first on the gateway's ``PYTHONPATH``, as ``--baseline`` does for the
+timed benches).
 
 Read the counts as what they are: instructions are not time. Misses cost more than instructions do, and the
 serving worker's caches are shared with Granian, the kernel and the other gateways of a ``--together`` run, so
 a request's microseconds follow these counts, not in proportion to any one of them. Two further differences
 from the serving worker: under valgrind the CPU does not report its SHA instructions, so ``core.sha`` runs
 CPython's own SHA-256 (~6,000 instructions a digest more than the worker spends), and every thread of the
-process is counted (the OTel exporter's, the SQLite writer's). Needs ``valgrind`` (Debian's package).
+process is counted (the OTel exporter's). Batches closed by time hold fewer records than under load: the
+exporters' are closed by size here (:func:`observe_env`), but JSON request lines, gathered for 50 ms, are
+written a few at a time, which overstates ``json_logs`` per request; spend rows, written once a second under
+load (thousands a transaction), are written here in one transaction at the end of the run
+(``proxy_batch_write_at: 600``), whose fixed part the two runs' difference takes out. Needs ``valgrind``
+(Debian's package).
 Results: ``<out>/<UTC stamp>-instructions.json`` and ``.md``. Every process listens on 127.0.0.1 and stops by
 itself; a mode takes about a minute per thousand requests.
 """
@@ -62,14 +72,46 @@ EVENTS = ("Ir", "I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw")
 
 
 def observe_env(receiver_port: int) -> dict[str, str]:
-    """The exporters' destinations: the bench receiver (as ``bench.scenarios_observe`` sets them)."""
+    """The exporters' destinations: the bench receiver (as ``bench.scenarios_observe`` sets them); and their
+    batches closed by size, not by time. Under valgrind a request takes ~100x longer, so a batch closed after
+    Langfuse's 1 s or OTel's 5 s would hold far fewer records than the loaded worker's, which fill by size
+    first (100 records a Langfuse POST, 512 spans an OTLP export), and each record would be charged for a
+    larger share of a POST."""
     base = f"http://127.0.0.1:{receiver_port}"
     return {"LANGFUSE_PUBLIC_KEY": "pk-lf-bench", "LANGFUSE_SECRET_KEY": "sk-lf-bench", "LANGFUSE_HOST": base,
-            "OTEL_EXPORTER_OTLP_ENDPOINT": base, "OTEL_SERVICE_NAME": "relaygate-bench"}
+            "OTEL_EXPORTER_OTLP_ENDPOINT": base, "OTEL_SERVICE_NAME": "relaygate-bench",
+            "LANGFUSE_FLUSH_INTERVAL": "60", "OTEL_BSP_SCHEDULE_DELAY": "60000"}
+
+
+SPEND_KEYS = 100
+"""Virtual keys in a ``spend:`` mode's database, every one of them used (round robin)."""
+KINDS = ("cache", "observe", "spend")
+
+
+def spend_keys() -> list[str]:
+    """The ``spend:`` modes' keys (the same in every run, so both runs' key look-ups are alike)."""
+    return [f"sk-instructions-{i:04d}" for i in range(SPEND_KEYS)]
+
+
+def spend_database(tmp: Path, mode: str, n: int) -> str:
+    """A fresh SQLite file for one run of a ``spend:`` mode, filled as ``bench.scenarios_spend`` fills it."""
+    from bench.scenarios_spend import MODES, _fill
+    path = tmp / f"spend-{mode}-{n}.db"
+    path.unlink(missing_ok=True)
+    url = f"sqlite:///{path}"
+    asyncio.run(_fill(url, spend_keys(), MODES[mode][0]))
+    return url
 
 
 def config_text(kind: str, mode: str, upstream: str, receiver: str) -> str:
-    """The gateway config of ``kind:mode``: the timed bench's own."""
+    """The gateway config of ``kind:mode``: the timed bench's own (``spend:``'s with ``receiver`` its database
+    URL and its spend rows written once, at the end)."""
+    if kind == "spend":
+        from bench.scenarios_spend import _config
+        port = int(upstream.rsplit(":", 1)[1].split("/", 1)[0])
+        with tempfile.TemporaryDirectory() as tmp:
+            text = _config(Path(tmp), mode, port, receiver).read_text()
+        return text.replace("general_settings:\n", "general_settings:\n  proxy_batch_write_at: 600\n", 1)
     if kind == "cache":
         from bench.scenarios_cache import config
         return config(upstream, mode != "off")
@@ -80,6 +122,9 @@ def config_text(kind: str, mode: str, upstream: str, receiver: str) -> str:
 
 def stub_of(kind: str, mode: str) -> Path | None:
     """A cache mode's ``sitecustomize`` stub directory (``bench/stubs/``), if it has one."""
+    if kind == "spend":
+        from bench.scenarios_spend import _STUBS
+        return _STUBS.get(mode)
     if kind != "cache":
         return None
     from bench.scenarios_cache import STUBS
@@ -87,7 +132,8 @@ def stub_of(kind: str, mode: str) -> Path | None:
 
 
 def drive(kind: str, mode: str, n: int, upstream: str, receiver: str) -> int:
-    """Serve ``n`` chat requests through an in-process gateway of ``kind:mode`` (the process cachegrind counts)."""
+    """Serve ``n`` chat requests through an in-process gateway of ``kind:mode`` (the process cachegrind counts);
+    ``receiver``: the exporters' receiver, or a ``spend:`` mode's database URL."""
     stub = stub_of(kind, mode)
     if stub is not None:  # the stub patches the cache before the gateway is built, as its sitecustomize does
         spec = importlib.util.spec_from_file_location("bench_stub", stub / "sitecustomize.py")
@@ -102,17 +148,24 @@ def drive(kind: str, mode: str, n: int, upstream: str, receiver: str) -> int:
     from relaygate.config import from_litellm
 
     gateway = Gateway(from_litellm(yaml.safe_load(config_text(kind, mode, upstream, receiver)), "<instructions>"))
-    headers = [(b"host", b"127.0.0.1"), (b"authorization", b"Bearer " + MASTER.encode()),
-               (b"content-type", b"application/json"), (b"user-agent", b"bench-instructions")]
+    model = "m"
+    keys = [MASTER]
+    if kind == "spend":
+        from bench.systems import MODEL
+        model, keys = MODEL, spend_keys()
+    auth = [b"Bearer " + k.encode() for k in keys]
+    headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+               (b"user-agent", b"bench-instructions")]
     tag = f"{os.getpid()}-{n}"
     failed: list[Any] = []
 
     async def one(i: int) -> None:
         prompt = "Say hello to the benchmark" if mode == "hit" else f"Say hello to the benchmark #{tag}-{i}"
-        body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": prompt}]})
+        body = orjson.dumps({"model": model, "messages": [{"role": "user", "content": prompt}]})
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
                  "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
-                 "query_string": b"", "headers": [*headers, (b"content-length", str(len(body)).encode())],
+                 "query_string": b"", "headers": [*headers, (b"authorization", auth[i % len(auth)]),
+                                                  (b"content-length", str(len(body)).encode())],
                  "server": ("127.0.0.1", 4000), "client": ("127.0.0.1", 50000)}
         inbox = [{"type": "http.request", "body": body, "more_body": False}]
 
@@ -207,13 +260,13 @@ def count(kind: str, mode: str, n: int, upstream: str, receiver_port: int, tmp: 
     """One cachegrind run of ``n`` requests (the gateway's package from ``tree``'s ``src`` when given); the out
     file."""
     out = tmp / f"{kind}-{mode}-{n}.cg"
+    target = spend_database(tmp, mode, n) if kind == "spend" else f"http://127.0.0.1:{receiver_port}"
     # a fixed hash seed: with a random one, start-up's dict probes vary by millions of instructions between runs
     env = {**os.environ, **observe_env(receiver_port), "PYTHONPATH": str(REPO_ROOT), "PYTHONHASHSEED": "0"}
     if tree is not None:
         env = baseline_env(env, tree)
     argv = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", *CACHES, f"--cachegrind-out-file={out}",
-            sys.executable, "-m", "bench.instructions", "--drive", kind, mode, str(n), upstream,
-            f"http://127.0.0.1:{receiver_port}"]
+            sys.executable, "-m", "bench.instructions", "--drive", kind, mode, str(n), upstream, target]
     with open(tmp / f"{kind}-{mode}-{n}.log", "wb") as log:
         done = subprocess.run(argv, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=1800, cwd=REPO_ROOT)
     if done.returncode != 0 or not out.exists():
@@ -248,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="write <stamp>-instructions.json/.md here")
     p.add_argument("--tree", type=Path, default=None,
                    help="count the gateway of this built relaygate tree (an older commit's worktree) instead")
-    p.add_argument("--drive", nargs=5, metavar=("KIND", "MODE", "N", "UPSTREAM", "RECEIVER"), help=argparse.SUPPRESS)
+    p.add_argument("--drive", nargs=5, metavar=("KIND", "MODE", "N", "UPSTREAM", "TARGET"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.drive:
         kind, mode, n, upstream, receiver = args.drive
@@ -262,8 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     args.requests = (n1, n2)
     modes = [tuple(m.split(":", 1)) for m in args.modes.split(",") if m]
     for m in modes:
-        if len(m) != 2 or m[0] not in ("cache", "observe"):
-            p.error(f"--modes: {':'.join(m)!r} is not cache:<mode> or observe:<mode>")
+        if len(m) != 2 or m[0] not in KINDS:
+            p.error(f"--modes: {':'.join(m)!r} is not cache:<mode>, observe:<mode> or spend:<mode>")
     if args.tree is not None and (problem := baseline_problem(args.tree.resolve())) is not None:
         p.error(problem.replace("--baseline", "--tree"))
     tree = args.tree.resolve() if args.tree is not None else None

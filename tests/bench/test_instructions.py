@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from bench.instructions import CACHES, EVENTS, grown, observe_env, per_request, read_counts, render
+from bench.instructions import (
+    CACHES,
+    EVENTS,
+    grown,
+    observe_env,
+    per_request,
+    read_counts,
+    render,
+    spend_database,
+)
 from bench.procs import REPO_ROOT, launch_mock, spawn
 
 SAMPLE = """desc: I1 cache: 32768 B, 64 B, 8-way associative
@@ -98,15 +108,25 @@ def test_drive_serves_each_kind_through_a_real_upstream(tmp_path: Path) -> None:
                                    mock.openai_base, f"http://127.0.0.1:{rport}"], env=env, cwd=REPO_ROOT,
                                   capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, (kind, mode, done.stderr[-2000:])
+        # a spend mode: its database filled, every request's row written (at the end, in one transaction)
+        url = spend_database(tmp_path, "on", 24)
+        done = subprocess.run([sys.executable, "-m", "bench.instructions", "--drive", "spend", "on", "24",
+                               mock.openai_base, url], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+            rows = db.execute("SELECT count(*), count(DISTINCT api_key) FROM rg_spend_logs").fetchone()
+        assert rows == (24, 24)  # one a request, each of its own key (round robin over the keys)
         deadline = time.monotonic() + 15
         while _counts(rport)["langfuse_events"] < 48 and time.monotonic() < deadline:
             time.sleep(0.2)
         got = _counts(rport)
         assert got["langfuse_events"] == 48 and got["otlp_requests"] >= 1  # a trace and a generation each
-        # the upstream answered every cache miss (24 + 24), the hit mode's first request and the 24 observed
+        # the upstream answered every cache miss (24 + 24), the hit mode's first request, the 24 observed and the 24
+        # priced
         with urllib.request.urlopen(mock.url + "/__mock/stats", timeout=5) as resp:
             stats = json.loads(resp.read())
-        assert stats["requests"] == 24 + 24 + 1 + 24, stats
+        assert stats["requests"] == 24 + 24 + 1 + 24 + 24, stats
     finally:
         recv.stop()
         mock.stop()
