@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 
 import orjson
+import pytest
 
 from relaygate.core.errors import register_secrets
 from relaygate.observe.detail import Detail
@@ -196,3 +197,29 @@ def test_a_body_orjson_refuses_is_still_logged_and_a_failing_record_costs_only_i
     sink.handle([record(call_id="a"), record(call_id="bad", start_time=float("nan")), record(call_id="b")])
     assert [orjson.loads(x)["call_id"] for x in out.getvalue().splitlines()] == ["a", "b"]
     assert events == [("json_log_failed", 1)]
+
+
+def test_a_failed_write_counts_the_lines_it_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Into a pipe the lines go in whole-line chunks; a chunk whose write fails counts its lines as failed (from
+    the lines it holds, not by scanning it for newlines), the chunks before it stay written."""
+    import relaygate.observe.jsonlog as jsonlog
+
+    class Failing(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def write(self, s: str) -> int:
+            self.calls += 1
+            if self.calls == 2:
+                raise OSError("no space left on device")
+            return super().write(s)
+
+    monkeypatch.setattr(jsonlog, "_shared_stream", lambda stream: True)  # written as into a pipe, in chunks
+    events: list[tuple[str, int]] = []
+    out = Failing()
+    sink = JsonRequestLog(stream=out, flush_every=0, on_event=lambda e, n: events.append((e, n)))
+    sink.handle([record(call_id=f"c{i}", model="m" * 300) for i in range(40)])
+    written = out.getvalue().splitlines()
+    assert 0 < len(written) < 40 and all(orjson.loads(x)["call_id"] for x in written)
+    assert events == [("json_log_failed", 40 - len(written))]

@@ -80,18 +80,24 @@ leaves to :meth:`JsonRequestLog.line`); None itself when the compiled module is 
 def atomic_chunks(lines: Sequence[str], limit: int = PIPE_BUF) -> list[str]:
     """``lines`` (each ending in a newline) joined into chunks of at most ``limit`` UTF-8 bytes of whole
     lines, in order; a line longer than ``limit`` is a chunk of its own."""
-    out: list[str] = []
+    return [chunk for chunk, _ in _counted_chunks(lines, limit)]
+
+
+def _counted_chunks(lines: Sequence[str], limit: int) -> list[tuple[str, int]]:
+    """:func:`atomic_chunks` with each chunk's number of lines (what a failed write lost, without scanning the
+    chunk for newlines: a JSON line has exactly one, at its end)."""
+    out: list[tuple[str, int]] = []
     part: list[str] = []
     size = 0
     for line in lines:
         n = len(line) if line.isascii() else len(line.encode())
         if part and size + n > limit:
-            out.append("".join(part))
+            out.append(("".join(part), len(part)))
             part, size = [], 0
         part.append(line)
         size += n
     if part:
-        out.append("".join(part))
+        out.append(("".join(part), len(part)))
     return out
 
 
@@ -201,13 +207,13 @@ class JsonRequestLog:
             if len(self._shared) > 8:
                 self._shared.clear()
             shared = self._shared[id(stream)] = _shared_stream(stream)
-        chunks = atomic_chunks(lines) if shared else ["".join(lines)]
+        chunks = _counted_chunks(lines, PIPE_BUF) if shared else [("".join(lines), len(lines))]
         written = 0
         try:
-            for chunk in chunks:
+            for chunk, count in chunks:
                 stream.write(chunk)
                 stream.flush()
-                written += chunk.count("\n")
+                written += count
         except (OSError, ValueError):
             if self.on_event is not None:
                 self.on_event("json_log_failed", len(lines) - written)
