@@ -121,7 +121,7 @@ def config_text(kind: str, mode: str, upstream: str, receiver: str) -> str:
 
 
 def stub_of(kind: str, mode: str) -> Path | None:
-    """A cache mode's ``sitecustomize`` stub directory (``bench/stubs/``), if it has one."""
+    """A cache or spend mode's ``sitecustomize`` stub directory (``bench/stubs/``), if it has one."""
     if kind == "spend":
         from bench.scenarios_spend import _STUBS
         return _STUBS.get(mode)
@@ -135,7 +135,7 @@ def drive(kind: str, mode: str, n: int, upstream: str, receiver: str) -> int:
     """Serve ``n`` chat requests through an in-process gateway of ``kind:mode`` (the process cachegrind counts);
     ``receiver``: the exporters' receiver, or a ``spend:`` mode's database URL."""
     stub = stub_of(kind, mode)
-    if stub is not None:  # the stub patches the cache before the gateway is built, as its sitecustomize does
+    if stub is not None:  # the stub patches its module before the gateway is built, as its sitecustomize does
         spec = importlib.util.spec_from_file_location("bench_stub", stub / "sitecustomize.py")
         assert spec is not None and spec.loader is not None
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
