@@ -51,7 +51,6 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -62,6 +61,7 @@ from typing import Any
 
 from bench.baseline import baseline_env, baseline_problem
 from bench.procs import launch_mock, spawn
+from bench.systems import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHES = "--I1=32768,8,64", "--D1=32768,8,64", "--LL=1048576,16,64"
@@ -250,12 +250,6 @@ def grown(base: tuple[dict[Any, list[int]], dict[Any, list[int]]],
     return rows[:top]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def count(kind: str, mode: str, n: int, upstream: str, receiver_port: int, tmp: Path, tree: Path | None = None) -> Path:
     """One cachegrind run of ``n`` requests (the gateway's package from ``tree``'s ``src`` when given); the out
     file."""
@@ -322,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     tree = args.tree.resolve() if args.tree is not None else None
     tmp = Path(tempfile.mkdtemp(prefix="rg-instructions-"))
     mock = launch_mock(name="up", log_dir=tmp, response_tokens=150)
-    rport = _free_port()
+    rport = free_port()
     recv = spawn([sys.executable, "-m", "bench.scenarios_observe", "--receiver", str(rport)], name="receiver",
                  log_dir=tmp, cwd=REPO_ROOT)
     rows: list[dict[str, Any]] = []

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from bench.instructions import (
     spend_database,
 )
 from bench.procs import REPO_ROOT, launch_mock, spawn
+from bench.systems import free_port
 
 SAMPLE = """desc: I1 cache: 32768 B, 64 B, 8-way associative
 cmd: python -m bench.instructions --drive cache off 2
@@ -96,9 +96,7 @@ def _counts(port: int) -> dict[str, int]:
 @pytest.mark.e2e
 def test_drive_serves_each_kind_through_a_real_upstream(tmp_path: Path) -> None:
     mock = launch_mock(name="up", log_dir=tmp_path, response_tokens=20)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        rport = s.getsockname()[1]
+    rport = free_port()
     recv = spawn([sys.executable, "-m", "bench.scenarios_observe", "--receiver", str(rport)], name="receiver",
                  log_dir=tmp_path, cwd=REPO_ROOT)
     try:
