@@ -196,6 +196,18 @@ def test_body_key_equals_cache_key_of_the_decoded_body() -> None:
     assert key.body_key("chat", "g", b'{"a":' + b"[" * 300 + b"]" * 300 + b"}") is None
 
 
+def test_body_keys_scope_prefixes_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the (route, group, team) prefixes body_key keeps: one per scope, emptied past HEADS_MAX, keys unchanged
+    monkeypatch.setattr(key, "_HEADS", {})
+    monkeypatch.setattr(key, "HEADS_MAX", 8)
+    decoded = orjson.loads(CHAT)
+    for i in range(30):
+        team = f"team-{i}"
+        assert key.body_key("chat", "g", CHAT, None, team) == key.cache_key("chat", "g", decoded, team=team)
+        assert key.body_key("chat", "g", CHAT, None, team) == key.cache_key("chat", "g", decoded, team=team)
+        assert 1 <= len(key._HEADS) <= 8
+
+
 @pytest.mark.parametrize("value", [None, bytearray(b'{"a":1}'), memoryview(b'{"a":1}'), '{"a":1}', 7])
 def test_a_value_other_than_bytes_is_answered_as_the_pure_path_answers_it(value: Any) -> None:
     assert _compiled().canonical_body(value) == pure(value)

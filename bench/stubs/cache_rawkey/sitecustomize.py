@@ -16,7 +16,7 @@ from typing import Any
 import relaygate.cache.stage as _stage
 
 
-def _raw_key(route: str, model_group: str, body: Any, *, namespace: str | None = None,
+def _raw_key(route: str, model_group: str, body: Any, namespace: str | None = None,
              team: str | None = None) -> str:
     return hashlib.sha256(body).hexdigest()
 

@@ -112,11 +112,25 @@ def _head(route: str, model_group: str, team: str | None) -> bytes:
     return (f"{route}\0{model_group}\0" if team is None else f"{route}\0{model_group}\0team\0{team}\0").encode()
 
 
-def body_key(route: str, model_group: str, body: bytes, *, namespace: str | None = None,
+_HEADS: dict[tuple[str, str, str | None], bytes] = {}
+"""(route, model group, team) -> :func:`_head`, for :func:`body_key` (every request's; emptied past
+:data:`HEADS_MAX`)."""
+HEADS_MAX = 4096
+
+
+def body_key(route: str, model_group: str, body: bytes, namespace: str | None = None,
              team: str | None = None) -> str | None:
     """:func:`cache_key` of the JSON ``body`` given as bytes; None: not cached (see :data:`canonical_body`)."""
     canon = canonical_body(body)
-    return None if canon is None else _key(canon, route, model_group, namespace, team)
+    if canon is None:
+        return None
+    head = _HEADS.get(scope := (route, model_group, team))
+    if head is None:
+        if len(_HEADS) >= HEADS_MAX:
+            _HEADS.clear()
+        head = _HEADS[scope] = _head(route, model_group, team)
+    digest = sha256_hex(canon, head)
+    return f"{namespace}:{digest}" if namespace else digest
 
 
 def _key(canon: bytes, route: str, model_group: str, namespace: str | None, team: str | None) -> str:

@@ -201,9 +201,14 @@ class ResponseCache:
         self.semantic = semantic
         """The semantic level (``cache.semantic.Semantic``); None: exact caching only."""
         self._wall = wall
-        self._count = metrics.count if metrics is not None else None
-        """``Metrics.count``: ``cache_hit`` / ``cache_miss`` events (LiteLLM's ``litellm_cache_hits_metric``
-        and ``litellm_cache_misses_metric`` on ``/metrics``)."""
+        self._events: dict[str, int] = metrics.events if metrics is not None else {}
+        """``Metrics.events``, where hits and misses are counted as ``cache_hit`` / ``cache_miss`` (LiteLLM's
+        ``litellm_cache_hits_metric`` and ``litellm_cache_misses_metric`` on ``/metrics``): both present from
+        the start, so a request adds one in place (``Metrics.count``'s call and bound are for names not known
+        in advance)."""
+        for name in (CACHE_HIT, CACHE_MISS):
+            self._events.setdefault(name, 0)
+        self._by_team = settings.scope == "team"
         self.hits = 0
         self.misses = 0
         self._memo: dict[tuple[str, str, str | None, str | None, bytes], str] = {}
@@ -223,8 +228,7 @@ class ResponseCache:
 
     def _missed(self) -> None:
         self.misses += 1
-        if self._count is not None:
-            self._count(CACHE_MISS)
+        self._events[CACHE_MISS] += 1
 
     def lookup(self, ex: Exchange) -> bytes | Awaitable[bytes | None] | None:
         """The stored answer for this request (with its stamp), or None; decides ``ex.cache``.
@@ -236,6 +240,87 @@ class ResponseCache:
         ctl = ex.control
         who = ex.who
         key_info = who.key if who is not None else None
+        if ctl is None and (key_info is None or not key_info.records):  # nothing to read: the common request
+            if s.default_off:
+                return None
+            c, no_cache = _NO_CONTROLS, False
+        else:
+            asked = self._asked(ctl, key_info)
+            if asked is None:
+                return None
+            c, no_cache = asked
+        route = ex.route
+        limit = s.max_messages  # LiteLLM's max_messages: a long conversation is neither looked up nor stored
+        if limit is not None and route in calls.COUNTED and (
+                len(m) if type(m := getattr(ex.view, "messages", None)) is list and route == "chat"
+                else calls.message_count(ex)) > limit:
+            return None
+        group = ex.group
+        group_name = group.name if group is not None else ex.model
+        team = (who.team_id or "") if self._by_team and who is not None else None
+        namespace = (c.get("namespace") or s.namespace) if c else s.namespace
+        if route == "embeddings":
+            return self._lookup_inputs(ex, c, no_cache, group_name, team, namespace)
+        raw = ex.body  # without the control fields: the key's inputs are these five
+        key = None
+        from_bytes = type(raw) is bytes and route in calls.BODY_ROUTES
+        memoable = from_bytes and len(raw) <= MEMO_BODY
+        if memoable and self._memo:  # (empty while nothing hit: a miss neither builds nor hashes a memo entry)
+            key = self._memo.get((route, group_name, team, namespace, raw))
+            memoable = key is None  # known already
+        body: dict[str, Any] | None = None
+        if key is None:
+            if from_bytes:
+                key = body_key(route, group_name, raw, namespace, team)
+                if key is None:
+                    return None
+            else:
+                body = calls.material(ex)
+                if body is None:
+                    return None
+                try:
+                    key = cache_key(route, group_name, body, namespace=namespace, team=team)
+                except orjson.JSONEncodeError:  # nested deeper than orjson encodes (255): not cached, no error
+                    return None
+        if c:
+            ttl = c.get("ttl")
+            st = CacheState(key, ttl, bool(c.get("no-store")))
+            max_age = c.get("s-max-age", c.get("s-maxage"))  # LiteLLM's: the hyphenated one first
+        else:
+            ttl = max_age = None
+            st = CacheState(key, None, False)
+        if ttl is None and s.ttl is None:  # LiteLLM: the configured ttl wins over the request's own
+            st.header_ttl = True
+            if ctl is not None:
+                st.ttl = _body_ttl(ctl)
+        ex.cache = st
+        if namespace != s.namespace:
+            st.namespace = namespace
+        if ex.stream:
+            st.assembler = calls.assembler(route)
+        if no_cache:  # looked up: no; stored: yes
+            self._missed()
+            return None
+        stored = self.memory.get(key)
+        if stored is None or len(stored) <= _STAMP.size or (
+                max_age is not None and self._wall() - _STAMP.unpack_from(stored)[0] > max_age):
+            if (stored is None and self.shared is not None) or (
+                    self.semantic is not None and route in SEMANTIC_ROUTES):
+                return self._lookup_further(ex, st, stored is None and self.shared is not None, body, team,
+                                            namespace, max_age,
+                                            (route, group_name, team, namespace, raw) if memoable else None)
+            self.misses += 1  # (_missed, inline: every miss passes here)
+            self._events[CACHE_MISS] += 1
+            return None
+        if memoable:  # an exact hit: the next identical request skips the key
+            self._remember((route, group_name, team, namespace, raw), key)
+        st.hit = True  # counted as served by :meth:`serve`: the key's limits may still refuse it
+        return stored
+
+    def _asked(self, ctl: dict[str, Any] | None, key_info: Any) -> tuple[dict[str, Any], bool] | None:
+        """The cache controls that apply to a request with control fields or a stored key, and whether it asks not
+        to be served from the cache (``no-cache``, or a top-level ``caching`` other than true); None: the cache
+        is not used for it (``use-cache: false``, or ``mode: default_off`` without ``use-cache: true``)."""
         allowed = None
         requested = ctl.get("cache") if ctl is not None else None
         if key_info is not None and key_info.records:
@@ -246,70 +331,11 @@ class ResponseCache:
                 kc = meta["cache"]
                 requested = {k: v for k, v in kc.items() if k in KEY_CONTROLS} if isinstance(kc, dict) else {}
         c = _controls(requested, allowed) if requested is not None else _NO_CONTROLS
-        caching = ctl.get("caching") if ctl is not None else None
         use = c.get("use-cache") if c else None
-        if use is False or (s.default_off and use is not True):
+        if use is False or (self.settings.default_off and use is not True):
             return None
-        limit = s.max_messages  # LiteLLM's max_messages: a long conversation is neither looked up nor stored
-        if limit is not None and ex.route in calls.COUNTED and calls.message_count(ex) > limit:
-            return None
-        group = ex.group
-        group_name = group.name if group is not None else ex.model
-        team = (who.team_id or "") if s.scope == "team" and who is not None else None
-        namespace = (c.get("namespace") or s.namespace) if c else s.namespace
-        if ex.route == "embeddings":
-            return self._lookup_inputs(ex, c, caching is not None and caching is not True, group_name, team,
-                                       namespace)
-        raw = ex.body  # without the control fields: the key's inputs are these five
-        key = None
-        from_bytes = ex.route in calls.BODY_ROUTES and type(raw) is bytes
-        memoable = from_bytes and len(raw) <= MEMO_BODY
-        if memoable and self._memo:  # (empty while nothing hit: a miss neither builds nor hashes a memo entry)
-            key = self._memo.get((ex.route, group_name, team, namespace, raw))
-            memoable = key is None  # known already
-        body: dict[str, Any] | None = None
-        if key is None:
-            if from_bytes:
-                key = body_key(ex.route, group_name, raw, namespace=namespace, team=team)
-                if key is None:
-                    return None
-            else:
-                body = calls.material(ex)
-                if body is None:
-                    return None
-                try:
-                    key = cache_key(ex.route, group_name, body, namespace=namespace, team=team)
-                except orjson.JSONEncodeError:  # nested deeper than orjson encodes (255): not cached, no error
-                    return None
-        ttl = c.get("ttl") if c else None
-        asks = ttl is None and s.ttl is None  # LiteLLM: the configured ttl wins over the request's own
-        if asks and ctl is not None:
-            ttl = _body_ttl(ctl)
-        ex.cache = st = CacheState(key, ttl, bool(c.get("no-store")) if c else False)
-        st.header_ttl = asks
-        if namespace != s.namespace:
-            st.namespace = namespace
-        if ex.stream:
-            st.assembler = calls.assembler(ex.route)
-        if (c and c.get("no-cache")) or (caching is not None and caching is not True):  # looked up: no; stored: yes
-            self._missed()
-            return None
-        stored = self.memory.get(key)
-        max_age = c.get("s-max-age", c.get("s-maxage")) if c else None  # LiteLLM's: the hyphenated one first
-        if stored is None or len(stored) <= _STAMP.size or (
-                max_age is not None and self._wall() - _STAMP.unpack_from(stored)[0] > max_age):
-            shared = stored is None and self.shared is not None
-            if shared or (self.semantic is not None and ex.route in SEMANTIC_ROUTES):
-                return self._lookup_further(ex, st, shared, body, team, namespace, max_age,
-                                            (ex.route, group_name, team, namespace, raw) if memoable else None)
-            self.misses += 1  # (_missed, inline: every miss passes here)
-            if self._count is not None:
-                self._count(CACHE_MISS)
-            return None
-        if memoable:  # an exact hit: the next identical request skips the key
-            self._remember((ex.route, group_name, team, namespace, raw), key)
-        st.hit = True  # counted as served by :meth:`serve`: the key's limits may still refuse it
-        return stored
+        caching = ctl.get("caching") if ctl is not None else None
+        return c, bool(c and c.get("no-cache")) or (caching is not None and caching is not True)
 
     async def _lookup_further(self, ex: Exchange, st: CacheState, shared: bool, body: dict[str, Any] | None,
                               team: str | None, namespace: str | None, max_age: float | None,
@@ -522,8 +548,7 @@ class ResponseCache:
         st = ex.cache
         assert st is not None
         self.hits += 1
-        if self._count is not None:
-            self._count(CACHE_HIT)
+        self._events[CACHE_HIT] += 1
         answer, ctype = calls.answer_of(ex, stored[_STAMP.size:])
         created = int(self._wall())
         rid = calls.hit_id(ex)

@@ -165,7 +165,7 @@ class Pipeline:
                 model, group = await self.budget_fallback(ex, fe, refused, refused.budget_fallback)
             cache = rt.cache
             stored = None
-            if cache is not None and fe.route in cache.routes and not control.mocked(ex):
+            if cache is not None and fe.route in cache.routes and (ex.control is None or not control.mocked(ex)):
                 found = cache.lookup(ex)  # at once from this worker's memory, else an awaitable of it
                 stored = found if found is None or type(found) is bytes else await found
             if svc is not None:
