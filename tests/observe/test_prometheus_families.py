@@ -329,6 +329,33 @@ def test_the_memo_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert afresh.snapshot() == remembered.snapshot()
 
 
+def test_one_good_attempt_counts_as_a_record_without_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Detail listing only the answering call (every exporter's common case) adds the same series and values
+    as a record without one: the answering call is counted with the record's cells, not walked as an attempt;
+    a Detail with a failed attempt first, or a lone attempt of another deployment, still is."""
+    cfg = traffic_config()
+    walks: list[object] = []
+    walk = LiteLLMMetrics._calls
+    monkeypatch.setattr(LiteLLMMetrics, "_calls", lambda self, calls, cells: (walks.append(calls),
+                                                                              walk(self, calls, cells))[1])
+    plain, lone = (LiteLLMMetrics(["gpt-4o", "claude"], cfg.deployments) for _ in range(2))
+    team = detail(team_alias=None)["observe"]
+    for i, stream in enumerate((False, True, False)):
+        plain.handle([record(i, stream=stream, extra={"observe": team})])
+        lone.handle([record(i, stream=stream, extra=detail(attempt("dep-a", 200), team_alias=None))])
+    assert lone.snapshot() == plain.snapshot() and walks == []
+    walked = LiteLLMMetrics(["gpt-4o", "claude"], cfg.deployments)
+    walked.handle([record(0, deployment_id="dep-b", extra=detail(attempt("dep-a", 500), attempt("dep-b", 200)))])
+    scrape = parse_exposition("\n".join(walked.render([walked.snapshot()])))
+    totals = {s["model_id"]: v for s, v in zip(scrape.samples["litellm_deployment_total_requests_total"],
+                                               scrape.values["litellm_deployment_total_requests_total"], strict=True)}
+    assert totals == {"dep-a": 1.0, "dep-b": 1.0} and len(walks) == 1
+    other = LiteLLMMetrics(["gpt-4o", "claude"], cfg.deployments)
+    other.handle([record(0, extra=detail(attempt("dep-b", 200)))])  # the Detail's call is dep-b's, not the record's
+    scrape = parse_exposition("\n".join(other.render([other.snapshot()])))
+    assert [s["model_id"] for s in scrape.samples["litellm_deployment_success_responses_total"]] == ["dep-b"]
+
+
 def test_keys_teams_users_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(prometheus, "MAX_IDENTITIES", 5)
     lite = LiteLLMMetrics(["gpt-4o"], traffic_config().deployments)
