@@ -223,6 +223,52 @@ def test_allowed_cache_controls_govern_every_name(tmp_path: Any) -> None:
     asyncio.run(main())
 
 
+def test_a_keys_cache_rules_are_read_once_and_follow_an_update(tmp_path: Any) -> None:
+    """A stored key's cache rules are worked out on its first cached request and kept on the key
+    (``KeyInfo.cache_rules``: ``()`` for a key with none, which then takes the path of a request without controls);
+    ``/key/update`` resolves the key again, so a new ``allowed_cache_controls`` or ``metadata.cache`` applies at
+    once."""
+    from relaygate.store import open_store
+
+    async def main() -> None:
+        gw = make_gateway({"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}}],
+                           "general_settings": {"master_key": "sk-master-rules"},
+                           "litellm_settings": {"cache": True, "cache_params": {"type": "local"}}})
+        store = await open_store(f"sqlite:///{tmp_path / 'rules.db'}")
+        gw.store = store
+        gw.runtime.use_store(store)
+        admin = {"authorization": "Bearer sk-master-rules"}
+        try:
+            made = await call(gw, "POST", "/key/generate", {}, headers=admin)
+            key = made.json()["key"]
+            h = {"authorization": f"Bearer {key}"}
+            first = await call(gw, "POST", "/v1/chat/completions", CHAT, headers=h)
+            again = await call(gw, "POST", "/v1/chat/completions", CHAT, headers=h)
+            assert first.status == again.status == 200 and "x-litellm-cache-key" in again.headers
+            auth = [(b"authorization", f"Bearer {key}".encode())]
+            who = gw.runtime.principals.resolve_cached(auth)
+            assert who is not None and who.key is not None and who.key.records and who.key.cache_rules == ()
+            r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"no-store": True}}, headers=h)
+            assert r.status == 200
+            updated = await call(gw, "POST", "/key/update", {"key": key, "allowed_cache_controls": ["no-cache"],
+                                                             "metadata": {"cache": {"no-cache": True, "x": 1}}},
+                                 headers=admin)
+            assert updated.status == 200, updated.body
+            r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"no-store": True}}, headers=h)
+            assert r.status == 200  # the key's metadata.cache replaces the request's own controls
+            r = await call(gw, "POST", "/v1/chat/completions", CHAT, headers=h)
+            assert r.status == 200 and "x-litellm-cache-key" not in r.headers  # no-cache, from the key, every time
+            who = gw.runtime.principals.resolve_cached(auth)
+            assert who is not None and who.key is not None
+            assert who.key.cache_rules == (["no-cache"], {"no-cache": True})
+        finally:
+            gw.store = None
+            await store.close()
+            await gw.completions.aclose()
+
+    asyncio.run(main())
+
+
 def test_default_off_and_uncached_routes() -> None:
     async def main() -> None:
         gw, _, _ = gateway(default_off=True, routes=frozenset({"chat"}))

@@ -69,7 +69,7 @@ class KeyInfo:
     __slots__ = ("token", "alias", "team_id", "user_id", "models", "patterns", "buckets", "token_buckets", "headers",
                  "spent", "access_groups", "also", "aliases", "role", "expires", "read_again", "refusal", "records",
                  "model_buckets", "router", "logging", "no_message_logging", "logging_off", "read_at", "enforced",
-                 "disable_fallbacks")
+                 "disable_fallbacks", "cache_rules")
 
     def __init__(self, token: str, kc: KeyConfig, groups: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.token = token
@@ -154,6 +154,9 @@ class KeyInfo:
         self.disable_fallbacks: bool | None = None
         """The key's ``metadata.disable_fallbacks`` when a boolean: replaces the request's own (LiteLLM's
         key-level controls); None: the request decides."""
+        self.cache_rules: Any = None
+        """What the response cache reads from the key's stored row (``allowed_cache_controls``, ``metadata.cache``),
+        worked out on the key's first cached request (``cache.stage.rules_of``); None: not yet."""
         self.model_buckets: Mapping[str, tuple[Bucket, ...]] = {}
         """Per model group, every bucket a request to it pays (``buckets`` plus the key's and team's
         ``model_rpm_limit`` / ``model_tpm_limit`` for that model); groups without any use ``buckets``."""

@@ -183,6 +183,24 @@ def _header_ttl(ex: Exchange) -> float | None:
     return None
 
 
+KeyRules = tuple[()] | tuple[list[str] | None, dict[str, Any] | None]
+"""A key's cache rules (:func:`rules_of`): ``()`` when it has none."""
+
+
+def rules_of(row: Any) -> KeyRules:
+    """The cache rules of a key's stored row: its ``allowed_cache_controls`` (None: any) and the controls its
+    ``metadata.cache`` sets for every request (None: none; LiteLLM's ``add_key_level_controls``), or ``()`` when it
+    has neither. Kept on the key (``KeyInfo.cache_rules``) from its first cached request: the row a key was resolved
+    from does not change under it (an update resolves the key again)."""
+    allowed = getattr(row, "allowed_cache_controls", None) or None
+    meta = getattr(row, "metadata", None)
+    controls = None
+    if isinstance(meta, dict) and "cache" in meta:
+        kc = meta["cache"]
+        controls = {k: v for k, v in kc.items() if k in KEY_CONTROLS} if isinstance(kc, dict) else {}
+    return () if allowed is None and controls is None else (allowed, controls)
+
+
 class ResponseCache:
     """One worker's response cache (see the module docstring)."""
 
@@ -240,12 +258,17 @@ class ResponseCache:
         ctl = ex.control
         who = ex.who
         key_info = who.key if who is not None else None
-        if ctl is None and (key_info is None or not key_info.records):  # nothing to read: the common request
+        rules: KeyRules = ()
+        if key_info is not None and key_info.records:
+            rules = key_info.cache_rules
+            if rules is None:
+                rules = key_info.cache_rules = rules_of(key_info.records[0])
+        if ctl is None and not rules:  # nothing to read (no control fields, no key-level rules): the common request
             if s.default_off:
                 return None
             c, no_cache = _NO_CONTROLS, False
         else:
-            asked = self._asked(ctl, key_info)
+            asked = self._asked(ctl, rules)
             if asked is None:
                 return None
             c, no_cache = asked
@@ -317,19 +340,17 @@ class ResponseCache:
         st.hit = True  # counted as served by :meth:`serve`: the key's limits may still refuse it
         return stored
 
-    def _asked(self, ctl: dict[str, Any] | None, key_info: Any) -> tuple[dict[str, Any], bool] | None:
-        """The cache controls that apply to a request with control fields or a stored key, and whether it asks not
-        to be served from the cache (``no-cache``, or a top-level ``caching`` other than true); None: the cache
-        is not used for it (``use-cache: false``, or ``mode: default_off`` without ``use-cache: true``)."""
+    def _asked(self, ctl: dict[str, Any] | None, rules: KeyRules) -> tuple[dict[str, Any], bool] | None:
+        """The cache controls that apply to a request with control fields or key-level rules (:func:`rules_of`), and
+        whether it asks not to be served from the cache (``no-cache``, or a top-level ``caching`` other than true);
+        None: the cache is not used for it (``use-cache: false``, or ``mode: default_off`` without
+        ``use-cache: true``)."""
         allowed = None
         requested = ctl.get("cache") if ctl is not None else None
-        if key_info is not None and key_info.records:
-            row = key_info.records[0]
-            allowed = getattr(row, "allowed_cache_controls", None) or None
-            meta = getattr(row, "metadata", None)
-            if isinstance(meta, dict) and "cache" in meta:  # the key's own controls replace the request's
-                kc = meta["cache"]
-                requested = {k: v for k, v in kc.items() if k in KEY_CONTROLS} if isinstance(kc, dict) else {}
+        if rules:
+            allowed, key_controls = rules
+            if key_controls is not None:  # the key's own controls replace the request's
+                requested = key_controls
         c = _controls(requested, allowed) if requested is not None else _NO_CONTROLS
         use = c.get("use-cache") if c else None
         if use is False or (self.settings.default_off and use is not True):
