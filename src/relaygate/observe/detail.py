@@ -104,6 +104,12 @@ class Detail(msgspec.Struct, gc=False):
     raw_output: bytes | None = None
     """The answer as the capture kept it, not yet decoded into ``output`` (None: nothing pending)."""
 
+    def beyond_answer(self, deployment_id: str, ok: bool) -> bool:
+        """Whether the attempts say more than the exchange does: some attempt, and not only the answering call of an
+        exchange that succeeded (``deployment_id``'s, 2xx: Prometheus counts that one with the exchange itself)."""
+        a = self.attempts
+        return bool(a) and not (ok and len(a) == 1 and a[0].deployment_id == deployment_id and 200 <= a[0].status < 300)
+
 
 def detail_of(record: Any) -> Detail | None:
     """A completion record's :class:`Detail` (``record.extra["observe"]``), or ``None``; its request and answer

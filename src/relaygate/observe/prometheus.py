@@ -306,11 +306,7 @@ class LiteLLMMetrics:
             detail = r.extra.get("observe") if isinstance(r.extra, dict) else None
             if not isinstance(detail, Detail):
                 detail = None
-            attempts = detail is not None and bool(detail.attempts)
-            if attempts and r.outcome is _OK and detail is not None and len(detail.attempts) == 1:
-                only = detail.attempts[0]
-                if only.deployment_id == r.deployment_id and 200 <= only.status < 300:
-                    attempts = False  # the answering call alone: counted with the record's cells, as without a Detail
+            attempts = detail is not None and detail.beyond_answer(r.deployment_id, r.outcome is _OK)
             team_alias = detail.team_alias if detail is not None and detail.team_alias else r.team_alias
             email = r.user_email
             ident: tuple[Any, ...] = (
