@@ -5,7 +5,9 @@ the per-request controls do what LiteLLM documents."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -34,6 +36,26 @@ def gateway(e_params: dict[str, Any] | None = None, **settings: Any) -> tuple[An
 
     gw.completions.add_sink(Sink())
     return gw, records, cache
+
+
+@contextlib.asynccontextmanager
+async def stored_gateway(path: Any, master: str) -> AsyncIterator[Any]:
+    """An in-process gateway with model ``m``, a local cache and a SQLite store at ``path`` (keys made through
+    ``/key/generate`` with ``master``), closed on exit."""
+    from relaygate.store import open_store
+
+    gw = make_gateway({"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}}],
+                       "general_settings": {"master_key": master},
+                       "litellm_settings": {"cache": True, "cache_params": {"type": "local"}}})
+    store = await open_store(f"sqlite:///{path}")
+    gw.store = store
+    gw.runtime.use_store(store)
+    try:
+        yield gw
+    finally:
+        gw.store = None
+        await store.close()
+        await gw.completions.aclose()
 
 
 def sse_payloads(body: bytes) -> list[dict[str, Any]]:
@@ -192,16 +214,8 @@ def test_allowed_cache_controls_govern_every_name(tmp_path: Any) -> None:
     """A key's ``allowed_cache_controls`` refuses any other name with LiteLLM's 403 (its
     ``cache_control_check`` hook tests every name of ``cache``, known or not); without it, unknown names
     are ignored."""
-    from relaygate.store import open_store
-
     async def main() -> None:
-        gw = make_gateway({"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}}],
-                           "general_settings": {"master_key": "sk-master-cc"},
-                           "litellm_settings": {"cache": True, "cache_params": {"type": "local"}}})
-        store = await open_store(f"sqlite:///{tmp_path / 'cc.db'}")
-        gw.store = store
-        gw.runtime.use_store(store)
-        try:
+        async with stored_gateway(tmp_path / "cc.db", "sk-master-cc") as gw:
             made = await call(gw, "POST", "/key/generate", {"allowed_cache_controls": ["no-cache"]},
                               headers={"authorization": "Bearer sk-master-cc"})
             assert made.status == 200, made.body
@@ -215,10 +229,6 @@ def test_allowed_cache_controls_govern_every_name(tmp_path: Any) -> None:
             r = await call(gw, "POST", "/v1/chat/completions", {**CHAT, "cache": {"bogus": 1}},
                            headers={"authorization": "Bearer sk-master-cc"})
             assert r.status == 200
-        finally:
-            gw.store = None
-            await store.close()
-            await gw.completions.aclose()
 
     asyncio.run(main())
 
@@ -228,17 +238,9 @@ def test_a_keys_cache_rules_are_read_once_and_follow_an_update(tmp_path: Any) ->
     (``KeyInfo.cache_rules``: ``()`` for a key with none, which then takes the path of a request without controls);
     ``/key/update`` resolves the key again, so a new ``allowed_cache_controls`` or ``metadata.cache`` applies at
     once."""
-    from relaygate.store import open_store
-
     async def main() -> None:
-        gw = make_gateway({"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}}],
-                           "general_settings": {"master_key": "sk-master-rules"},
-                           "litellm_settings": {"cache": True, "cache_params": {"type": "local"}}})
-        store = await open_store(f"sqlite:///{tmp_path / 'rules.db'}")
-        gw.store = store
-        gw.runtime.use_store(store)
         admin = {"authorization": "Bearer sk-master-rules"}
-        try:
+        async with stored_gateway(tmp_path / "rules.db", "sk-master-rules") as gw:
             made = await call(gw, "POST", "/key/generate", {}, headers=admin)
             key = made.json()["key"]
             h = {"authorization": f"Bearer {key}"}
@@ -261,10 +263,6 @@ def test_a_keys_cache_rules_are_read_once_and_follow_an_update(tmp_path: Any) ->
             who = gw.runtime.principals.resolve_cached(auth)
             assert who is not None and who.key is not None
             assert who.key.cache_rules == (["no-cache"], {"no-cache": True})
-        finally:
-            gw.store = None
-            await store.close()
-            await gw.completions.aclose()
 
     asyncio.run(main())
 
