@@ -117,7 +117,7 @@ def test_sweep_forever_follows_the_current_cache(MemoryCache: Any) -> None:
     import asyncio
     from types import SimpleNamespace
 
-    from relaygate.cache.stage import sweep_forever
+    from relaygate.cache.memory import sweep_forever
 
     clock = Clock()
     caches = [SimpleNamespace(memory=MemoryCache(10_000, clock=clock)) for _ in range(2)]

@@ -322,16 +322,16 @@ def test_a_hit_remembers_its_key_for_the_same_bytes_and_nothing_else(monkeypatch
     """After an exact hit, the same body bytes (route, group, team and namespace alike) skip the key's decode
     and hash; a miss remembers nothing; a per-request namespace, stripped from the forwarded body, still keys
     apart; the memo starts again empty past its byte bound."""
-    from relaygate.cache import stage
+    from relaygate.cache import key, stage
 
-    computed: list[str] = []
-    real = stage.body_key  # chat's key is made from the body's bytes
+    computed: list[bytes] = []
+    real = key.canonical_body  # chat's key is made from the body's bytes (on the compiled path, too)
 
-    def counting(*args: Any, **kw: Any) -> str | None:
-        computed.append(args[0])
-        return real(*args, **kw)
+    def counting(body: bytes) -> bytes | None:
+        computed.append(body)
+        return real(body)
 
-    monkeypatch.setattr(stage, "body_key", counting)
+    monkeypatch.setattr(key, "canonical_body", counting)
 
     async def main() -> None:
         gw, _, cache = gateway()

@@ -55,7 +55,6 @@ bytes: ``<content type>\n<body>``).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import struct
@@ -68,6 +67,7 @@ import orjson
 
 from relaygate.cache import calls
 from relaygate.cache.embeddings import Parts, inputs_of, split_entry
+from relaygate.cache.fast import GENERAL, fast_path
 from relaygate.cache.key import body_key, cache_key, input_keys
 from relaygate.cache.memory import MemoryCache
 from relaygate.cache.semantic import (
@@ -218,7 +218,7 @@ class ResponseCache:
         ``cache.gcs``)."""
         self.semantic = semantic
         """The semantic level (``cache.semantic.Semantic``); None: exact caching only."""
-        self._wall = wall
+        self._clock: Callable[[], float] = wall
         self._events: dict[str, int] = metrics.events if metrics is not None else {}
         """``Metrics.events``, where hits and misses are counted as ``cache_hit`` / ``cache_miss`` (LiteLLM's
         ``litellm_cache_hits_metric`` and ``litellm_cache_misses_metric`` on ``/metrics``): both present from
@@ -228,24 +228,41 @@ class ResponseCache:
             self._events.setdefault(name, 0)
         self._by_team = settings.scope == "team"
         self.hits = 0
-        self.misses = 0
+        self._misses = 0
         self._memo: dict[tuple[str, str, str | None, str | None, bytes], str] = {}
         """(route, model group, team, namespace, the body's bytes as forwarded, without control fields) -> its
         key (``cache_key``'s inputs, all of them), for bodies that hit: an identical request
         (the same bytes) skips decoding the body and hashing it again (~8 µs of a ~45 µs hit)."""
         self._memo_bytes = 0
+        self._fast = fast_path(self, CACHE_MISS, CacheState, MEMO_BODY)
+        """The compiled path of the common request (``cache.fast``), or None."""
+
+    @property
+    def _wall(self) -> Callable[[], float]:
+        """The clock stamped on stored entries (epoch seconds; replaceable, as tests do)."""
+        return self._clock
+
+    @_wall.setter
+    def _wall(self, wall: Callable[[], float]) -> None:
+        self._clock = wall
+        if self._fast is not None:
+            self._fast.wall = wall
+
+    @property
+    def misses(self) -> int:
+        return self._misses + (self._fast.misses if self._fast is not None else 0)
 
     def _copy(self, key: str, stored: bytes) -> None:
         """Keep a Redis hit in this worker's memory no longer than the configured Redis TTL counted from when it
         was stored (its stamp), so a copy does not serve what the shared level let go (an entry stored with a
         shorter per-request ``ttl`` can still outlive it here: Redis is not asked for its time left)."""
         s = self.settings
-        left = s.redis_ttl - (self._wall() - _STAMP.unpack_from(stored)[0])
+        left = s.redis_ttl - (self._clock() - _STAMP.unpack_from(stored)[0])
         if left > 0:
             self.memory.set(key, stored, min(s.memory_ttl, left))
 
     def _missed(self) -> None:
-        self.misses += 1
+        self._misses += 1
         self._events[CACHE_MISS] += 1
 
     def lookup(self, ex: Exchange) -> bytes | Awaitable[bytes | None] | None:
@@ -253,7 +270,10 @@ class ResponseCache:
 
         Returned at once when this worker's memory decides it (a memory hit; a miss without a shared or semantic
         level to ask): no coroutine is made for what never waits. Otherwise (the shared level, the semantic
-        level, an embeddings request's inputs) an awaitable of the same; the caller awaits what is not bytes."""
+        level, an embeddings request's inputs) an awaitable of the same; the caller awaits what is not bytes.
+        The common request is looked up by the compiled path (``cache.fast``) where there is one."""
+        if self._fast is not None and (found := self._fast.lookup(ex)) is not GENERAL:
+            return found  # type: ignore[no-any-return]
         s = self.settings
         ctl = ex.control
         who = ex.who
@@ -326,13 +346,13 @@ class ResponseCache:
             return None
         stored = self.memory.get(key)
         if stored is None or len(stored) <= _STAMP.size or (
-                max_age is not None and self._wall() - _STAMP.unpack_from(stored)[0] > max_age):
+                max_age is not None and self._clock() - _STAMP.unpack_from(stored)[0] > max_age):
             if (stored is None and self.shared is not None) or (
                     self.semantic is not None and route in SEMANTIC_ROUTES):
                 return self._lookup_further(ex, st, stored is None and self.shared is not None, body, team,
                                             namespace, max_age,
                                             (route, group_name, team, namespace, raw) if memoable else None)
-            self.misses += 1  # (_missed, inline: every miss passes here)
+            self._misses += 1  # (_missed, inline: every miss passes here)
             self._events[CACHE_MISS] += 1
             return None
         if memoable:  # an exact hit: the next identical request skips the key
@@ -370,7 +390,7 @@ class ResponseCache:
             if stored is not None and len(stored) > _STAMP.size:
                 self._copy(st.key, stored)
         if stored is None or len(stored) <= _STAMP.size or (
-                max_age is not None and self._wall() - _STAMP.unpack_from(stored)[0] > max_age):
+                max_age is not None and self._clock() - _STAMP.unpack_from(stored)[0] > max_age):
             stored = None
             if self.semantic is not None and ex.route in SEMANTIC_ROUTES:
                 if body is None:
@@ -423,7 +443,7 @@ class ResponseCache:
                     values[i] = v
                     self._copy(keys[i], v)
         max_age = c.get("s-max-age", c.get("s-maxage"))
-        now = self._wall() if max_age is not None else 0.0
+        now = self._clock() if max_age is not None else 0.0
         for i, v in enumerate(values):
             entry = None
             if v is not None and len(v) > _STAMP.size and (
@@ -436,7 +456,7 @@ class ResponseCache:
                 parts.found[i] = entry[1]
         if not parts.missing:
             st.hit = True
-            return _STAMP.pack(self._wall()) + parts.answer(ex.model)
+            return _STAMP.pack(self._clock()) + parts.answer(ex.model)
         self._missed()
         if len(parts.missing) < len(keys):  # only the inputs not found go upstream
             raw = orjson.dumps({**body, "input": [inputs[i] for i in parts.missing]})
@@ -472,7 +492,7 @@ class ResponseCache:
             if isinstance(sem.index, LocalIndex):
                 sem.index.delete(st.scope, match.key)  # its exact entry is gone (evicted, deleted, flushed)
             return None
-        if max_age is not None and self._wall() - _STAMP.unpack_from(stored)[0] > max_age:
+        if max_age is not None and self._clock() - _STAMP.unpack_from(stored)[0] > max_age:
             return None
         st.key, st.similarity = match.key, match.similarity
         return stored
@@ -508,6 +528,8 @@ class ResponseCache:
     def store(self, ex: Exchange, answer: bytes, ctype: bytes | None = None) -> None:
         """Keep a miss's complete answer (never awaits); ``ctype``: a unary answer's content type (kept
         with a transcription's)."""
+        if self._fast is not None and self._fast.store(ex, answer):
+            return
         st = ex.cache
         if st is None or st.hit or st.no_store:
             return
@@ -517,7 +539,7 @@ class ResponseCache:
         if ttl == 0:
             return
         if st.parts is not None:  # an embeddings answer: an entry per input sent upstream
-            stamp = _STAMP.pack(self._wall())
+            stamp = _STAMP.pack(self._clock())
             entries = st.parts.entries(answer)
             memory_ttl = ttl if ttl is not None else self.settings.memory_ttl
             for i, (key, entry) in enumerate(entries, 1):
@@ -528,7 +550,7 @@ class ResponseCache:
         route = ex.route
         if route in calls.COUNTED and not calls.has_output(route, answer):
             return  # an answer that says nothing (LiteLLM's is_response_without_output): asked again, not replayed
-        value = _STAMP.pack(self._wall()) + (answer if route != "transcriptions" else
+        value = _STAMP.pack(self._clock()) + (answer if route != "transcriptions" else
                                              calls.stored_value(ex, answer, ctype))
         self.memory.set(st.key, value, ttl)  # (None: the memory level's default, the configured memory TTL)
         if self.shared is not None:
@@ -561,7 +583,7 @@ class ResponseCache:
         st = ex.cache
         asm = st.assembler if st is not None else None
         if asm is not None and ok and asm.complete:
-            self.store(ex, asm.answer(int(self._wall())))
+            self.store(ex, asm.answer(int(self._clock())))
 
     async def serve(self, ex: Exchange, send: Any, stored: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         """Send a hit (unary or stream) and fill the exchange's usage; the caller completes it. ``headers``: the
@@ -571,7 +593,7 @@ class ResponseCache:
         self.hits += 1
         self._events[CACHE_HIT] += 1
         answer, ctype = calls.answer_of(ex, stored[_STAMP.size:])
-        created = int(self._wall())
+        created = int(self._clock())
         rid = calls.hit_id(ex)
         usage = tokens.extract_usage(answer)
         if usage:
@@ -660,27 +682,4 @@ def _make_semantic(settings: CacheSettings, redis: RedisCache | None, metrics: A
     return Semantic(embedder, index, settings.similarity_threshold)
 
 
-SWEEP_EVERY = 0.25
-"""Seconds between two slices of the sweep of the worker's memory level for expired entries."""
-SWEEP_SLICE = 500
-"""Due entries dropped per slice at most (a few hundred µs): up to 2,000 expiries a second."""
-
-
-async def sweep_forever(current: Callable[[], ResponseCache | None], every: float = SWEEP_EVERY,
-                        budget: int = SWEEP_SLICE) -> None:
-    """Drop the memory level's expired entries, a slice every ``every`` seconds, in whichever cache
-    ``current()`` returns then (a reload may add, change or remove it). Without it an answer nobody asks for
-    again stays until the byte budget pushes it out: under a stream of distinct prompts each worker grew
-    towards ``max_bytes`` (64 MiB by default) whatever the TTL (2.5-4.5 MiB/min in the bench soak). A whole
-    sweep at once held the loop ~40 ms per 100k entries; a slice pops at most ``budget`` due entries off the
-    cache's expiry heap. Expiries beyond the slices' rate wait for the next slices (or the LRU), still within
-    ``max_bytes``."""
-    while True:
-        await asyncio.sleep(every)
-        cache = current()
-        if cache is not None:
-            cache.memory.sweep_step(budget)
-
-
-__all__ = ["CACHE_HIT", "CACHE_MISS", "SWEEP_EVERY", "SWEEP_SLICE", "CacheState", "ResponseCache", "make_cache",
-           "sweep_forever"]
+__all__ = ["CACHE_HIT", "CACHE_MISS", "CacheState", "ResponseCache", "make_cache"]

@@ -323,7 +323,7 @@ class Gateway:
         interval = background_settings(self.config)  # general_settings.background_health_checks (off: None)
         if interval is not None:
             self._spawn(run_background(self, interval))
-        from relaygate.cache.stage import sweep_forever
+        from relaygate.cache.memory import sweep_forever
 
         self._spawn(sweep_forever(lambda: self.response_cache))  # expired cache entries, in slices
         if self.metrics.directory is not None:

@@ -1,0 +1,63 @@
+"""The response cache's common request in compiled code: which caches get it, and with what.
+
+What it owns: :func:`fast_path`, the ``FastPath`` (``relaygate.core._cachefast_c``, built from
+``ext/_cachefast_c.pyx``) a :class:`~relaygate.cache.stage.ResponseCache` hands its common requests to, or None
+when the extension is not built (``RELAYGATE_NO_EXTENSIONS``) or the cache's configuration puts every request
+on the Python path. ``relaygate.core._ext.LOADED["cachefast"]`` says which runs.
+
+Invariants:
+
+- **Same answers**: the compiled path does what ``ResponseCache.lookup`` and ``ResponseCache.store`` do for the
+  requests it takes, with the same helpers, passed here (the canonical body and the scope prefixes of
+  ``cache.key``, ``core.sha``'s SHA-256, the cache's key memo, memory level, event counts and clock, the stream
+  assembler and the answer check of ``cache.calls``): the same key, the same ``CacheState``, the same entry
+  stored, the same counts. Any other request it answers ``GENERAL``, and the Python path takes it whole; so the
+  Python path is its pure twin, and ``tests/cache/test_fast.py`` runs the same requests through both.
+- **Which caches**: only those whose every level is this worker's memory (no Redis, object store or semantic
+  level: their lookups await) and that cache every request (no ``mode: default_off``). A cache built otherwise
+  has no fast path; nothing is decided per request but the request's own terms.
+- **Which requests**: no control field in the body (no ``cache`` object, ``caching``, ``ttl`` ...), a key without
+  cache rules or no key, a route keyed by its JSON body alone except embeddings (chat, completions, rerank), a
+  chat request's ``messages`` decoded as a list (``max_messages`` counts them). A store is left to the Python
+  path when the request sent a ``Cache-Control`` header (its ``s-maxage``) or the answer is an embeddings' or a
+  transcription's.
+
+Measured (``python -m bench.instructions --modes cache:off,cache:miss,cache:hit``), see README's Performance
+section: the Python a miss ran was ~400 bytecodes of glue around compiled pieces.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from relaygate.cache import calls, key
+from relaygate.core import _ext
+from relaygate.core.sha import sha256_hex
+
+if TYPE_CHECKING:
+    from relaygate.cache.stage import ResponseCache
+
+COMPONENT = "cachefast"
+_compiled = _ext.compiled(COMPONENT)
+GENERAL: Any = _compiled.GENERAL if _compiled is not None else object()
+"""What the compiled path answers for a request the Python path takes."""
+ROUTES = calls.BODY_ROUTES - {"embeddings"}
+"""The routes the compiled path takes: keyed by the JSON body alone, one entry a request."""
+
+
+def fast_path(cache: ResponseCache, miss_name: str, state: type, memo_body: int) -> Any:
+    """``cache``'s compiled path (``miss_name``: the miss count's event, ``state``: ``CacheState``, ``memo_body``:
+    the largest body whose key the memo keeps), or None (see the module docstring)."""
+    s = cache.settings
+    if _compiled is None or cache.shared is not None or cache.redis is not None or cache.semantic is not None \
+            or s.default_off:
+        return None
+    return _compiled.FastPath(
+        cache.memory, cache._wall, cache._events, cache._memo, miss_name, s.namespace, s.scope == "team",
+        s.ttl is None, max_messages=s.max_messages, routes=ROUTES, counted=calls.COUNTED,
+        canonical_body=key.canonical_body, sha256_hex=sha256_hex, heads=key._HEADS, head=key._head,
+        heads_max=key.HEADS_MAX, memo_body=memo_body,
+        state=state, assembler=calls.assembler, has_output=calls.has_output, remember=cache._remember)
+
+
+__all__ = ["COMPONENT", "GENERAL", "ROUTES", "fast_path"]

@@ -1,0 +1,172 @@
+"""The cache's compiled common path (``cache.fast``) against its pure twin, the Python path: the same requests
+looked up and stored by a cache with it and by one without it give the same answers, keys, states, entries and
+counts; requests it does not take reach the Python path whole; the caches that must not have it do not."""
+
+from __future__ import annotations
+
+import struct
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+
+from relaygate.cache import fast
+from relaygate.cache.stage import CACHE_MISS, CacheState, ResponseCache
+from relaygate.config.cache import CacheSettings
+from relaygate.core import _ext
+from relaygate.core.views import decode_view
+from relaygate.pipeline.exchange import Exchange
+from tests.core.compiled_only import check_loaded
+
+NOW = 1_700_000_000.25
+ANSWER = b'{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}]}'
+EMPTY = b'{"id":"c2","choices":[{"index":0,"message":{"role":"assistant","content":""}}]}'
+
+
+
+def pair(**settings: Any) -> tuple[ResponseCache, ResponseCache]:
+    """A cache with the compiled path and the same cache without it, both on a fixed clock."""
+    metrics = [SimpleNamespace(events={}), SimpleNamespace(events={})]
+    with_fast, pure = (ResponseCache(CacheSettings(**settings), metrics=m) for m in metrics)
+    pure._fast = None
+    for c in (with_fast, pure):
+        c._wall = lambda: NOW
+    return with_fast, pure
+
+
+def exchange(body: dict[str, Any] | bytes, route: str = "chat", *, team: str | None = None, key: Any = None,
+             headers: list[tuple[bytes, bytes]] | None = None, group: str | None = "m") -> Exchange:
+    raw = body if type(body) is bytes else orjson.dumps(body)
+    ex = Exchange(route, 0.0, None, "")  # type: ignore[arg-type]
+    ex.body = raw
+    view = decode_view(route, raw) if route == "chat" else SimpleNamespace(messages=None)
+    ex.view = view
+    ex.model = "asked"
+    ex.stream = bool(getattr(view, "stream", False))
+    ex.group = SimpleNamespace(name=group) if group is not None else None
+    if team is not None or key is not None:
+        ex.who = SimpleNamespace(key=key, team_id=team)  # type: ignore[assignment]
+    ex.scope = {"headers": headers or [(b"content-type", b"application/json")]}
+    return ex
+
+
+def state(ex: Exchange) -> Any:
+    st = ex.cache
+    if st is None:
+        return None
+    return (st.key, st.ttl, st.no_store, st.hit, st.header_ttl, type(st.assembler).__name__, st.namespace)
+
+
+def run(cache: ResponseCache, ex: Exchange, answer: bytes | None) -> tuple[Any, Any]:
+    found = cache.lookup(ex)
+    assert found is None or type(found) is bytes
+    if found is None and answer is not None:
+        cache.store(ex, answer)
+    return found, state(ex)
+
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "classify this"}]}
+REQUESTS: list[tuple[str, Any, dict[str, Any], bytes | None]] = [
+    ("a miss", CHAT, {}, ANSWER),
+    ("its hit, other order and whitespace", b'{"messages": [{"content": "classify this", "role": "user"}], '
+                                            b'"model": "m", "user": "u"}', {}, ANSWER),
+    ("the same bytes: from the memo", CHAT, {}, ANSWER),
+    ("a stream miss, an assembler", {**CHAT, "stream": True, "messages": [{"role": "user", "content": "s"}]}, {},
+     None),
+    ("an answer without output, not stored", {**CHAT, "messages": [{"role": "user", "content": "e"}]}, {}, EMPTY),
+    ("asked again: a miss", {**CHAT, "messages": [{"role": "user", "content": "e"}]}, {}, ANSWER),
+    ("a team", {**CHAT, "temperature": 1.0}, {"team": "t1"}, ANSWER),
+    ("too many messages", {**CHAT, "messages": [{"role": "user", "content": str(i)} for i in range(5)]}, {},
+     ANSWER),
+    ("a control field: Python", {**CHAT, "cache": {"ttl": 30}}, {}, ANSWER),
+    ("s-maxage header: Python store", {**CHAT, "top_p": 0.5},
+     {"headers": [(b"cache-control", b"s-maxage=40")]}, ANSWER),
+    ("a key with rules: Python", {**CHAT, "seed": 1},
+     {"key": SimpleNamespace(records=[SimpleNamespace(allowed_cache_controls=["ttl"], metadata={})],
+                             cache_rules=None)}, ANSWER),
+    ("a key without rules", {**CHAT, "seed": 2},
+     {"key": SimpleNamespace(records=[SimpleNamespace(allowed_cache_controls=None, metadata={})], cache_rules=())},
+     ANSWER),
+    ("no group: the model asked", {**CHAT, "seed": 3}, {"group": None}, ANSWER),
+    ("completions", {"model": "m", "prompt": "p"}, {"route": "completions"}, b'{"choices":[{"text":"x"}]}'),
+    ("a long answer", {"model": "m", "prompt": "long"}, {"route": "completions"},
+     b'{"choices":[{"text":"' + b"x" * 1501 + b'"}]}'),
+    ("an answer shorter than the stamp", {"model": "m", "prompt": "tiny"}, {"route": "completions"}, b"{}"),
+]
+
+
+@pytest.mark.parametrize("settings", [{}, {"scope": "team"}, {"namespace": "ns", "ttl": 60.0},
+                                      {"max_messages": None}], ids=["default", "team", "namespace-ttl", "no-limit"])
+def test_the_compiled_path_answers_as_the_python_path(settings: dict[str, Any]) -> None:
+    with_fast, pure = pair(**settings)
+    if fast._compiled is not None:
+        assert with_fast._fast is not None and _ext.LOADED[fast.COMPONENT] == "c"
+    for name, body, opts, answer in REQUESTS:
+        route = opts.get("route", "chat")
+        kw = {k: v for k, v in opts.items() if k != "route"}
+        got = [run(c, exchange(body, route, **kw), answer) for c in (with_fast, pure)]
+        assert got[0] == got[1], name
+    for c in (with_fast, pure):
+        c.memory.get("")  # (the probe counts: alike on both)
+    keys = [sorted((k, c.memory.get(k)) for k in _keys(c)) for c in (with_fast, pure)]
+    assert keys[0] == keys[1] and keys[0]
+    assert keys[0][0][1][:8] == struct.pack(">d", NOW)
+    assert (with_fast.hits, with_fast.misses) == (pure.hits, pure.misses)
+    assert with_fast._events == pure._events and with_fast._events[CACHE_MISS] == pure.misses > 0
+    assert with_fast._memo == pure._memo and with_fast._memo
+    if with_fast._fast is not None:  # the compiled path took the common requests, the Python path the others
+        assert with_fast._fast.misses > 0 and with_fast._misses > 0
+
+
+def _keys(cache: ResponseCache) -> list[str]:
+    mem = cache.memory
+    return list(mem._map) if hasattr(mem, "_map") else list(mem._data)
+
+
+def test_the_compiled_path_hands_every_other_request_to_python() -> None:
+    check_loaded(fast.COMPONENT, fast._compiled)
+    with_fast, _ = pair()
+    fp = with_fast._fast
+    assert fp is not None
+    control = exchange(CHAT)
+    control.control = {"cache": {"no-cache": True}}
+    assert fp.lookup(control) is fast.GENERAL and control.cache is None
+    unknown_rules = exchange(CHAT, key=SimpleNamespace(records=[object()], cache_rules=None))
+    assert fp.lookup(unknown_rules) is fast.GENERAL
+    assert fp.lookup(exchange({"model": "e", "input": "x"}, "embeddings")) is fast.GENERAL
+    assert fp.lookup(exchange({"model": "m", "messages": []}, "messages")) is fast.GENERAL
+    not_bytes = exchange(CHAT)
+    not_bytes.body = {"model": "m"}  # type: ignore[assignment]
+    assert fp.lookup(not_bytes) is fast.GENERAL
+    missed = exchange(CHAT)
+    assert fp.lookup(missed) is None and isinstance(missed.cache, CacheState)
+    missed.scope = {"headers": [(b"cache-control", b"max-age=0")]}
+    assert fp.store(missed, ANSWER) is False  # a Cache-Control header: the Python path reads it
+    missed.cache.header_ttl = False
+    assert fp.store(missed, ANSWER) is True and fp.lookup(exchange(CHAT)) is not None
+
+
+@pytest.mark.parametrize("level", ["default_off", "redis", "shared", "semantic"])
+def test_caches_whose_lookup_is_not_the_common_one_have_no_compiled_path(level: str) -> None:
+    """``mode: default_off``, or a level beyond this worker's memory (Redis, an object store, semantic): every
+    request takes the Python path."""
+    other = SimpleNamespace()
+    cache = ResponseCache(CacheSettings(default_off=level == "default_off"),
+                          redis=other if level == "redis" else None,  # type: ignore[arg-type]
+                          shared=other if level == "shared" else None,  # type: ignore[arg-type]
+                          semantic=other if level == "semantic" else None)  # type: ignore[arg-type]
+    assert cache._fast is None
+    assert (ResponseCache(CacheSettings())._fast is None) == (fast._compiled is None)
+
+
+def test_a_replaced_clock_stamps_the_compiled_paths_entries() -> None:
+    with_fast, pure = pair()
+    for c in (with_fast, pure):
+        c._wall = lambda: NOW + 100
+        ex = exchange({**CHAT, "seed": 9})
+        assert c.lookup(ex) is None
+        c.store(ex, ANSWER)
+        assert ex.cache is not None
+        stored = c.memory.get(ex.cache.key)
+        assert stored is not None and stored[:8] == struct.pack(">d", NOW + 100)
