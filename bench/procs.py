@@ -294,6 +294,22 @@ def cpu_seconds(pid: int) -> float:
     return total / _CLK_TCK
 
 
+def kernel_share(pid: int) -> tuple[float, int]:
+    """(system CPU seconds, minor page faults) of ``pid`` and its live descendants: what of a process's CPU the
+    kernel spent for it, and how often it touched a page for the first time (memory a feature keeps growing)."""
+    sys_ticks = faults = 0
+    for p in tree_pids(pid):
+        try:
+            with open(f"/proc/{p}/stat", "rb") as f:
+                fields_ = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        # after ")": ... minflt(7) ... stime(12)
+        faults += int(fields_[7])
+        sys_ticks += int(fields_[12])
+    return sys_ticks / _CLK_TCK, faults
+
+
 def _thread_files(pid: int, name: str) -> Iterator[tuple[int, str, bytes]]:
     """(process id, thread id, the thread's ``/proc/<p>/task/<tid>/<name>``) of every live thread of ``pid``
     and its descendants (a thread that ended meanwhile is skipped)."""

@@ -71,6 +71,7 @@ from bench.procs import (
     REPO_ROOT,
     Proc,
     cpu_seconds,
+    kernel_share,
     launch_mock,
     spawn,
     thread_cpu_seconds,
@@ -175,15 +176,18 @@ def measure(port: int, gw: Proc, args: argparse.Namespace, vary: int, seed: str,
     subprocess.run([*warm, "--duration", "1"], check=True, timeout=60, stdout=subprocess.DEVNULL)  # warm-up
     if vary:  # measured on prompts the warm-up did not ask
         base += ["--vary", str(vary), "--vary-seed", seed]
-    before, threads = cpu_seconds(gw.pid), thread_cpu_seconds(gw.pid)
+    before, threads, kernel = cpu_seconds(gw.pid), thread_cpu_seconds(gw.pid), kernel_share(gw.pid)
     subprocess.run([*base, "--duration", str(args.duration), "--json-out", str(out)], check=True,
                    timeout=args.duration + 60)
     cpu = cpu_seconds(gw.pid) - before
     after = thread_cpu_seconds(gw.pid)
+    sys_after, faults_after = kernel_share(gw.pid)
     res = json.loads(out.read_text())
     ok = int(res["ok"])
     return {"rps": float(res["throughput_rps"]), "ok": ok, "errors": int(res["error_count"]),
             "cpu_us": 1e6 * cpu / max(1, ok),
+            "sys_us": 1e6 * (sys_after - kernel[0]) / max(1, ok),  # of cpu_us, the kernel's
+            "faults": (faults_after - kernel[1]) / max(1, ok),  # minor page faults a request
             # where the CPU went: the gateway's threads that spent at least 1 us a request
             "threads_us_per_req": threads_per_request(threads, after, ok)}
 
@@ -306,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                 if args.together and mode != "off":
                     shares[mode].append(results["off"]["cpu_us"] / res["cpu_us"])
                 print(f"round {r + 1} {mode:13s} {res['rps']:8.0f} req/s  errors={int(res['errors'])}  "
-                      f"gateway CPU {res['cpu_us']:6.1f} us/req  threads {threads_text(res['threads_us_per_req'])}",
+                      f"gateway CPU {res['cpu_us']:6.1f} us/req (sys {res['sys_us']:5.1f}, "
+                      f"{res['faults']:.2f} faults)  threads {threads_text(res['threads_us_per_req'])}",
                       flush=True)
         med = {m: (statistics.median(x["rps"] for x in rs), statistics.median(x["cpu_us"] for x in rs))
                for m, rs in runs.items()}
