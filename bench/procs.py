@@ -278,16 +278,22 @@ def tree_pids(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """user+sys CPU seconds of ``pid`` and its live descendants (plus their reaped children)."""
-    total = 0
+def _stats(pid: int) -> Iterator[tuple[int, list[bytes]]]:
+    """(process id, its ``/proc/<p>/stat`` fields after the command's ")") of ``pid`` and its live descendants
+    (one that ended meanwhile is skipped). After ")": state(0) ppid(1) ... minflt(7) ... utime(11) stime(12)
+    cutime(13) cstime(14)."""
     for p in tree_pids(pid):
         try:
             with open(f"/proc/{p}/stat", "rb") as f:
-                fields_ = f.read().rsplit(b")", 1)[1].split()
+                yield p, f.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue
-        # after ")": state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14)
+
+
+def cpu_seconds(pid: int) -> float:
+    """user+sys CPU seconds of ``pid`` and its live descendants (plus their reaped children)."""
+    total = 0
+    for p, fields_ in _stats(pid):
         total += int(fields_[11]) + int(fields_[12])
         if p == pid:
             total += int(fields_[13]) + int(fields_[14])
@@ -298,13 +304,7 @@ def kernel_share(pid: int) -> tuple[float, int]:
     """(system CPU seconds, minor page faults) of ``pid`` and its live descendants: what of a process's CPU the
     kernel spent for it, and how often it touched a page for the first time (memory a feature keeps growing)."""
     sys_ticks = faults = 0
-    for p in tree_pids(pid):
-        try:
-            with open(f"/proc/{p}/stat", "rb") as f:
-                fields_ = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        # after ")": ... minflt(7) ... stime(12)
+    for _, fields_ in _stats(pid):
         faults += int(fields_[7])
         sys_ticks += int(fields_[12])
     return sys_ticks / _CLK_TCK, faults
