@@ -13,8 +13,9 @@ and one with ``litellm_settings.cache: true`` (the per-worker memory cache). Eac
   looked up, goes upstream and is stored);
 - **hit**: the cached gateway asked one prompt it already holds (a 100% hit rate: no upstream call).
 
-It prints requests/s and the gateway's CPU microseconds per request (from ``/proc``), per round and the
-medians, and the ratios the issue names: hit vs miss throughput, miss vs off throughput (the price of a
+It prints requests/s and the gateway's CPU microseconds per request (from ``/proc``; per round also the kernel's
+part of it and the minor page faults a request, which a cache that grows towards ``max_bytes`` takes), per round
+and the medians, and the ratios the issue names: hit vs miss throughput, miss vs off throughput (the price of a
 cache that never hits). Rounds alternate the order of the three so a noisy neighbour hits them alike.
 
 ``--together`` runs the three at the same time instead, each on its own gateway (a second cached gateway
