@@ -8,7 +8,7 @@ What it owns: keeping answers (bytes) under keys for a TTL, within a byte budget
 - An entry is never served after its expiry: :meth:`get` checks it and drops an expired entry; expired
   entries not asked for are dropped as the LRU end reaches them, by :meth:`sweep` (all at once) and by
   :meth:`sweep_step` (at most a slice of due entries per call, from an expiry heap: the worker's timer,
-  ``sweep_forever``, calls it every second, so no call holds the event loop for long).
+  ``sweep_forever``, calls it every :data:`SWEEP_EVERY` seconds, so no call holds the event loop for long).
 - Every operation is O(1) amortised (``OrderedDict``), with no await and no lock: one worker, one event loop.
 
 The clock is injected (``time.monotonic`` by default) so expiry is testable without sleeping.
@@ -142,6 +142,7 @@ class PureMemoryCache:
     def _drop(self, key: str, value: bytes) -> None:
         del self._data[key]
         self.used -= len(value) + ENTRY_OVERHEAD
+
 
 SWEEP_EVERY = 0.25
 """Seconds between two slices of the sweep of the worker's memory level for expired entries."""
