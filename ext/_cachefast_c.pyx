@@ -45,8 +45,8 @@ cdef class FastPath:
     """Misses counted here (the cache adds them to its own)."""
 
     def __init__(self, memory, wall, events, memo, str miss_name, namespace, bint by_team, bint header_ttl, *,
-                 max_messages, routes, counted, canonical_body, sha256_hex, heads, head, Py_ssize_t heads_max, Py_ssize_t memo_body, state,
-                 assembler, has_output, remember):
+                 max_messages, routes, counted, canonical_body, sha256_hex, heads, head, Py_ssize_t heads_max,
+                 Py_ssize_t memo_body, state, assembler, has_output, remember):
         self._get = memory.get
         self._set = memory.set
         self.wall = wall
