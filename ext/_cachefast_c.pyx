@@ -13,16 +13,22 @@ keys, states, answers and stored entries).
 
 Why compiled: a miss ran ~400 bytecodes of glue in the serving worker (its key's inputs, its state, the
 probe, the stamp, the store), most of what a miss cost beyond the key's own work; here they are C calls.
+
+``fresh`` is a hit's body (``relaygate.cache.replay.fresh``: the stored answer with a new ``id``, ``created`` and
+``model``) spliced from the stored bytes: the answer validated as JSON and its top-level members copied as they
+stand, where the pure twin (``replay.fresh_decoded``) decodes the top level with msgspec and encodes it again. It
+gives the twin's bytes or None (the twin answers), never other bytes (``tests/cache/test_fresh_twins.py``).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint64_t
-from libc.string cimport memcpy
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.string cimport memcmp, memcpy, memmove
 
 cdef extern from "string.h" nogil:
     void* memmem(const void* haystack, size_t hlen, const void* needle, size_t nlen)
 
-__all__ = ["FastPath", "GENERAL"]
+__all__ = ["FastPath", "GENERAL", "fresh"]
 
 GENERAL = object()
 """The answer for a request the Python path must take (its controls, its key's rules, its route, its body)."""
@@ -184,3 +190,326 @@ cdef class FastPath:
         memcpy(out + STAMP, s, n)
         self._set(st.key, value, ttl)
         return True
+
+
+# --- a hit's fresh body: ``relaygate.cache.replay.fresh`` without decoding and encoding the answer -------------
+
+cdef extern from *:
+    """
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #endif
+    /* The first index at or after i (below n) of a '"', a '\\\\' or a control byte, else n. */
+    static inline Py_ssize_t rg_plain_until(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) {
+    #if defined(__SSE2__)
+        const __m128i q = _mm_set1_epi8('"'), b = _mm_set1_epi8('\\\\'), c = _mm_set1_epi8(0x1f);
+        while (i + 16 <= n) {
+            __m128i x = _mm_loadu_si128((const __m128i*)(p + i));
+            __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, b)),
+                                     _mm_cmpeq_epi8(_mm_min_epu8(x, c), x));
+            int mask = _mm_movemask_epi8(m);
+            if (mask) return i + __builtin_ctz((unsigned)mask);
+            i += 16;
+        }
+    #endif
+        while (i < n) {
+            unsigned char ch = p[i];
+            if (ch == '"' || ch == '\\\\' || ch < 0x20) return i;
+            i++;
+        }
+        return n;
+    }
+    """
+    Py_ssize_t rg_plain_until(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) nogil
+
+cdef enum:
+    MAX_DEPTH = 64     # deeper answers go to the twin (msgspec's limit is higher: stricter is safe)
+    MAX_TOP = 24       # top-level members kept in place; more go to the twin
+
+
+cdef inline Py_ssize_t _ws(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    while i < n and (p[i] == 32 or p[i] == 10 or p[i] == 13 or p[i] == 9):
+        i += 1
+    return i
+
+
+cdef inline int _hex4(const unsigned char* p) noexcept nogil:
+    cdef int v = 0, k, d
+    cdef unsigned char ch
+    for k in range(4):
+        ch = p[k]
+        if 48 <= ch <= 57:
+            d = ch - 48
+        elif 97 <= ch <= 102:
+            d = ch - 87
+        elif 65 <= ch <= 70:
+            d = ch - 55
+        else:
+            return -1
+        v = (v << 4) | d
+    return v
+
+
+cdef Py_ssize_t _string_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    """After the string whose body starts at ``i``, or -1: not a valid JSON string (an unpaired surrogate escape
+    counts as invalid, as msgspec has it)."""
+    cdef unsigned char ch
+    cdef int u, w
+    while True:
+        i = rg_plain_until(p, i, n)
+        if i >= n:
+            return -1
+        ch = p[i]
+        if ch == 34:
+            return i + 1
+        if ch != 92 or i + 1 >= n:
+            return -1
+        ch = p[i + 1]
+        if ch == 117:  # \uXXXX
+            if i + 6 > n:
+                return -1
+            u = _hex4(p + i + 2)
+            if u < 0 or 0xDC00 <= u <= 0xDFFF:
+                return -1
+            i += 6
+            if 0xD800 <= u <= 0xDBFF:  # a high surrogate: its low half must follow
+                if i + 6 > n or p[i] != 92 or p[i + 1] != 117:
+                    return -1
+                w = _hex4(p + i + 2)
+                if w < 0xDC00 or w > 0xDFFF:
+                    return -1
+                i += 6
+        elif ch == 34 or ch == 92 or ch == 47 or ch == 98 or ch == 102 or ch == 110 or ch == 114 or ch == 116:
+            i += 2
+        else:
+            return -1
+
+
+cdef inline Py_ssize_t _digits(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    while i < n and 48 <= p[i] <= 57:
+        i += 1
+    return i
+
+
+cdef Py_ssize_t _number_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    if p[i] == 45:
+        i += 1
+    if i >= n:
+        return -1
+    if p[i] == 48:
+        i += 1
+    elif 49 <= p[i] <= 57:
+        i = _digits(p, i + 1, n)
+    else:
+        return -1
+    if i < n and p[i] == 46:
+        j = _digits(p, i + 1, n)
+        if j == i + 1:
+            return -1
+        i = j
+    if i < n and (p[i] == 101 or p[i] == 69):
+        i += 1
+        if i < n and (p[i] == 43 or p[i] == 45):
+            i += 1
+        j = _digits(p, i, n)
+        if j == i:
+            return -1
+        i = j
+    return i
+
+
+cdef Py_ssize_t _value_end(const unsigned char* p, Py_ssize_t i, Py_ssize_t n, int depth) noexcept nogil:
+    """After the JSON value starting at ``i`` (no whitespace before it), or -1: not valid JSON here."""
+    cdef unsigned char ch = p[i]
+    cdef unsigned char close
+    if ch == 34:
+        return _string_end(p, i + 1, n)
+    if ch == 123 or ch == 91:
+        if depth >= MAX_DEPTH:
+            return -1
+        close = 125 if ch == 123 else 93
+        i = _ws(p, i + 1, n)
+        if i < n and p[i] == close:
+            return i + 1
+        while True:
+            if i >= n:
+                return -1
+            if close == 125:
+                if p[i] != 34:
+                    return -1
+                i = _string_end(p, i + 1, n)
+                if i < 0:
+                    return -1
+                i = _ws(p, i, n)
+                if i >= n or p[i] != 58:
+                    return -1
+                i = _ws(p, i + 1, n)
+                if i >= n:
+                    return -1
+            i = _value_end(p, i, n, depth + 1)
+            if i < 0:
+                return -1
+            i = _ws(p, i, n)
+            if i >= n:
+                return -1
+            if p[i] == close:
+                return i + 1
+            if p[i] != 44:
+                return -1
+            i = _ws(p, i + 1, n)
+    if ch == 116:
+        return i + 4 if i + 4 <= n and memcmp(p + i, b"true", 4) == 0 else -1
+    if ch == 102:
+        return i + 5 if i + 5 <= n and memcmp(p + i, b"false", 5) == 0 else -1
+    if ch == 110:
+        return i + 4 if i + 4 <= n and memcmp(p + i, b"null", 4) == 0 else -1
+    if ch == 45 or 48 <= ch <= 57:
+        return _number_end(p, i, n)
+    return -1
+
+
+cdef inline bint _plain(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    """Printable ASCII without a quote or a backslash: copied as it is, what msgspec would write for it."""
+    cdef Py_ssize_t k
+    for k in range(n):
+        if p[k] < 32 or p[k] > 126 or p[k] == 34 or p[k] == 92:
+            return False
+    return True
+
+
+def fresh(bytes answer, str rid, long long created, object model):
+    """``relaygate.cache.replay.fresh``'s answer, or None when that function must give it (an answer that is not a
+    JSON object this accepts: more than ``MAX_TOP`` top-level members, a member name that is not plain ASCII or
+    comes twice, an ``id`` without ``created``, nesting deeper than ``MAX_DEPTH``, a surrogate escape alone;
+    ``rid`` or ``model`` not plain ASCII). Its twin decodes the top level (the values kept as raw bytes), sets
+    ``id``, ``created`` and ``model`` and encodes it again: the same bytes come out of this splice, which validates
+    the answer as msgspec does (or more strictly) and copies every other member as it stands."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(answer)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(answer)
+    cdef Py_ssize_t ks[MAX_TOP]
+    cdef Py_ssize_t ke[MAX_TOP]
+    cdef Py_ssize_t vs[MAX_TOP]
+    cdef Py_ssize_t ve[MAX_TOP]
+    cdef Py_ssize_t count = 0, i, j, k, total, at, ln
+    cdef int id_at = -1, created_at = -1, model_at = -1
+    cdef const char* rid_s
+    cdef const char* model_s = NULL
+    cdef const char* put
+    cdef Py_ssize_t rid_n, model_n = 0, created_n = 0
+    cdef char created_s[24]
+    cdef unsigned long long v
+    cdef unsigned char* out
+    i = _ws(p, 0, n)
+    if i >= n or p[i] != 123:
+        return None
+    i = _ws(p, i + 1, n)
+    if i < n and p[i] == 125:
+        i += 1
+    else:
+        while True:
+            if i >= n or p[i] != 34 or count == MAX_TOP:
+                return None
+            j = _string_end(p, i + 1, n)
+            if j < 0 or not _plain(p + i + 1, j - i - 2):
+                return None
+            ks[count], ke[count] = i, j
+            i = _ws(p, j, n)
+            if i >= n or p[i] != 58:
+                return None
+            i = _ws(p, i + 1, n)
+            if i >= n:
+                return None
+            j = _value_end(p, i, n, 1)
+            if j < 0:
+                return None
+            vs[count], ve[count] = i, j
+            count += 1
+            i = _ws(p, j, n)
+            if i >= n:
+                return None
+            if p[i] == 125:
+                i += 1
+                break
+            if p[i] != 44:
+                return None
+            i = _ws(p, i + 1, n)
+    if _ws(p, i, n) != n:
+        return None
+    for k in range(count):
+        ln = ke[k] - ks[k]
+        for j in range(k):
+            if ke[j] - ks[j] == ln and memcmp(p + ks[j], p + ks[k], ln) == 0:
+                return None
+        if ln == 4 and memcmp(p + ks[k], b'"id"', 4) == 0:
+            id_at = k
+        elif ln == 9 and memcmp(p + ks[k], b'"created"', 9) == 0:
+            created_at = k
+        elif ln == 7 and memcmp(p + ks[k], b'"model"', 7) == 0:
+            model_at = k
+    if id_at < 0:
+        created_at = -1
+    elif created_at < 0:
+        return None
+    if model is None:
+        model_at = -1
+    rid_s = PyUnicode_AsUTF8AndSize(rid, &rid_n)
+    if id_at >= 0 and not _plain(<const unsigned char*>rid_s, rid_n):
+        return None
+    if model_at >= 0:
+        model_s = PyUnicode_AsUTF8AndSize(<str?>model, &model_n)
+        if not _plain(<const unsigned char*>model_s, model_n):
+            return None
+    if created_at >= 0:  # its decimal digits, as msgspec writes an int
+        v = <unsigned long long>(-created) if created < 0 else <unsigned long long>created
+        k = 24
+        while True:
+            k -= 1
+            created_s[k] = <char>(48 + v % 10)
+            v //= 10
+            if v == 0:
+                break
+        if created < 0:
+            k -= 1
+            created_s[k] = 45
+        created_n = 24 - k
+        memmove(created_s, created_s + k, created_n)
+    total = 2 + (count - 1 if count else 0)
+    for k in range(count):
+        total += ke[k] - ks[k] + 1
+        if k == id_at:
+            total += rid_n + 2
+        elif k == created_at:
+            total += created_n
+        elif k == model_at:
+            total += model_n + 2
+        else:
+            total += ve[k] - vs[k]
+    result = PyBytes_FromStringAndSize(NULL, total)
+    out = <unsigned char*>PyBytes_AS_STRING(result)
+    out[0] = 123
+    at = 1
+    for k in range(count):
+        if k:
+            out[at] = 44
+            at += 1
+        ln = ke[k] - ks[k]
+        memcpy(out + at, p + ks[k], ln)
+        at += ln
+        out[at] = 58
+        at += 1
+        if k == id_at or k == model_at:
+            put, ln = (rid_s, rid_n) if k == id_at else (model_s, model_n)
+            out[at] = 34
+            memcpy(out + at + 1, put, ln)
+            out[at + 1 + ln] = 34
+            at += ln + 2
+        elif k == created_at:
+            memcpy(out + at, created_s, created_n)
+            at += created_n
+        else:
+            ln = ve[k] - vs[k]
+            memcpy(out + at, p + vs[k], ln)
+            at += ln
+    out[at] = 125
+    return result
