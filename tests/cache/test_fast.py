@@ -4,6 +4,7 @@ counts; requests it does not take reach the Python path whole; the caches that m
 
 from __future__ import annotations
 
+import random
 import struct
 from types import SimpleNamespace
 from typing import Any
@@ -167,3 +168,93 @@ def test_a_replaced_clock_stamps_the_compiled_paths_entries() -> None:
         assert ex.cache is not None
         stored = c.memory.get(ex.cache.key)
         assert stored is not None and stored[:8] == struct.pack(">d", NOW + 100)
+
+
+USAGE = (b'{"id":"c9","object":"chat.completion","created":1,"model":"up","choices":[{"index":0,"message":'
+         b'{"role":"assistant","content":"served"},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,'
+         b'"completion_tokens":3,"total_tokens":10}}')
+HITS: list[tuple[str, Any, dict[str, Any], bytes]] = [
+    ("a chat hit, usage read", {**CHAT, "seed": 20}, {}, USAGE),
+    ("a completions hit", {"model": "m", "prompt": "hit"}, {"route": "completions"},
+     b'{"id":"x","object":"text_completion","created":2,"model":"up","choices":[{"text":"y","index":0}]}'),
+    ("no group: the model asked", {**CHAT, "seed": 21}, {"group": None}, USAGE),
+    ("an answer the splice leaves: the twin's body", {**CHAT, "seed": 22}, {},
+     b'{"id":"d","id":"e","created":1,"choices":[{"message":{"content":"dup"}}]}'),
+    ("exporters on: the answer kept", {**CHAT, "seed": 23}, {"obs": True}, USAGE),
+    ("a stream hit: Python", {**CHAT, "seed": 24, "stream": True}, {}, USAGE),
+    ("a rerank hit: Python", {"model": "m", "query": "q", "documents": ["a"]}, {"route": "rerank"},
+     b'{"id":"r","results":[{"index":0,"relevance_score":0.5}]}'),
+]
+
+
+def _served(cache: ResponseCache, body: Any, opts: dict[str, Any], answer: bytes) -> tuple[Any, ...]:
+    import asyncio
+
+    route = opts.get("route", "chat")
+    kw = {k: v for k, v in opts.items() if k not in ("route", "obs")}
+    first = exchange(body, route, **kw)
+    assert cache.lookup(first) is None
+    cache.store(first, answer)
+    ex = exchange(body, route, **kw)
+    ex.call_id = b"4f7c-call"
+    ex.t0, ex.wait = 10.0, 0.0
+    ex.obs = SimpleNamespace(output=None, assembler=object()) if opts.get("obs") else None  # type: ignore[assignment]
+    stored = cache.lookup(ex)
+    assert type(stored) is bytes
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(cache.serve(ex, send, stored, [(b"x-litellm-version", b"1")]))
+    head = [(k, v if not k.endswith(b"duration-ms") else b"<ms>") for k, v in sent[0]["headers"]]
+    obs = (ex.obs.output, ex.obs.assembler) if ex.obs is not None else None
+    return (sent[0]["status"], head, [m.get("body") for m in sent[1:]], ex.prompt_tokens, ex.completion_tokens,
+            ex.cost, obs)
+
+
+def test_the_compiled_path_serves_hits_as_the_python_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same hits served by a cache with the compiled path and by one without: the same status, headers (the
+    durations apart), body, usage, cost and answer kept for the exporters; the compiled path served the unary
+    chat and completions hits found by exact key, the Python path the others."""
+    import relaygate.cache.stage as stage_mod
+
+    monkeypatch.setattr(stage_mod.time, "perf_counter", lambda: 10.5)
+    with_fast, pure = pair()
+    for name, body, opts, answer in HITS:
+        got = [_served(c, body, opts, answer) for c in (with_fast, pure)]
+        assert got[0] == got[1], name
+        assert any(k == b"x-litellm-cache-key" for k, _ in got[0][1]), name
+    assert (with_fast.hits, with_fast._events) == (pure.hits, pure._events) and pure.hits == len(HITS)
+    if with_fast._fast is not None:
+        assert (with_fast._fast.hits, with_fast._hits) == (5, 2)
+    unary = _served(with_fast, {**CHAT, "seed": 25}, {}, USAGE)
+    fresh = orjson.loads(unary[2][0])
+    assert (fresh["id"], fresh["created"], fresh["model"]) == ("chatcmpl-4f7c-call", int(NOW), "asked")
+    assert unary[3:6] == (7, 3, 0.0) and (b"x-litellm-response-cost", b"0.0") in unary[1]
+
+
+def test_the_compiled_serve_writes_durations_as_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    import relaygate.cache.stage as stage_mod
+
+    check_loaded(fast.COMPONENT, fast._compiled)
+    monkeypatch.setattr(stage_mod.time, "perf_counter", lambda: 100.0)
+    with_fast, _ = pair()
+    assert with_fast._fast is not None
+    ex = exchange({**CHAT, "seed": 26})
+    assert with_fast.lookup(ex) is None
+    with_fast.store(ex, USAGE)
+    rng = random.Random(7)
+    cases = [(0.0123456, 0.002), (1.5, 2.0), (0.0, 0.0), (12345.6789, 0.1), (0.0004994, 0.0), (2e9, 0.0)]
+    cases += [(k / 2e6, 0.0) for k in range(0, 4000, 7)]  # halves of a thousandth, and their neighbours
+    cases += [(rng.uniform(0, 5) ** 3, rng.uniform(0, 1)) for _ in range(500)]
+    for total, wait in cases:
+        hit = exchange({**CHAT, "seed": 26})
+        stored = with_fast.lookup(hit)
+        hit.call_id, hit.t0, hit.wait = b"c", 100.0 - total, wait
+        headers: list[tuple[bytes, bytes]] = []
+        assert with_fast._fast.serve(hit, stored, headers) is not fast.GENERAL
+        python: list[tuple[bytes, bytes]] = []
+        stage_mod._durations(python, hit)
+        got = dict(headers)
+        assert [(k, got[k]) for k, _ in python] == python

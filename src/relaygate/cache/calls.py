@@ -51,7 +51,8 @@ BODY_ROUTES = frozenset({"chat", "completions", "embeddings", "rerank"})
 BETA = "\0anthropic-beta"
 """The key material's name for the ``anthropic-beta`` header values (no body field can have it)."""
 JSON = b"application/json"
-_ID_PREFIX = {"chat": "chatcmpl-", "completions": "cmpl-"}
+ID_PREFIX = {"chat": "chatcmpl-", "completions": "cmpl-"}
+"""A hit's id prefix by route (the call id follows), as the provider's own ids begin."""
 
 
 def _unnamed(item: Any) -> Any:
@@ -212,7 +213,7 @@ def hit_id(ex: Exchange) -> str:
     call_id = ex.call_id.decode("latin-1")
     if route == "messages":
         return "msg_" + call_id.replace("-", "")
-    return _ID_PREFIX.get(route, "") + call_id
+    return ID_PREFIX.get(route, "") + call_id
 
 
 def _response(ex: Exchange, answer: bytes, rid: str, created: int) -> dict[str, Any] | None:
@@ -252,4 +253,4 @@ def stream(ex: Exchange, answer: bytes, rid: str, created: int, include_usage: b
 
 
 __all__ = ["BETA", "BODY_ROUTES", "COUNTED", "FinishWatch", "answer_of", "assembler", "finish_watch", "has_output",
-           "hit_id", "material", "message_count", "stored_value", "stream", "unary"]
+           "ID_PREFIX", "hit_id", "material", "message_count", "stored_value", "stream", "unary"]

@@ -227,14 +227,14 @@ class ResponseCache:
         for name in (CACHE_HIT, CACHE_MISS):
             self._events.setdefault(name, 0)
         self._by_team = settings.scope == "team"
-        self.hits = 0
+        self._hits = 0
         self._misses = 0
         self._memo: dict[tuple[str, str, str | None, str | None, bytes], str] = {}
         """(route, model group, team, namespace, the body's bytes as forwarded, without control fields) -> its
         key (``cache_key``'s inputs, all of them), for bodies that hit: an identical request
         (the same bytes) skips decoding the body and hashing it again (~8 µs of a ~45 µs hit)."""
         self._memo_bytes = 0
-        self._fast = fast_path(self, CACHE_MISS, CacheState, MEMO_BODY)
+        self._fast = fast_path(self, CACHE_MISS, CACHE_HIT, CacheState, MEMO_BODY)
         """The compiled path of the common request (``cache.fast``), or None."""
 
     @property
@@ -251,6 +251,10 @@ class ResponseCache:
     @property
     def misses(self) -> int:
         return self._misses + (self._fast.misses if self._fast is not None else 0)
+
+    @property
+    def hits(self) -> int:
+        return self._hits + (self._fast.hits if self._fast is not None else 0)
 
     def _copy(self, key: str, stored: bytes) -> None:
         """Keep a Redis hit in this worker's memory no longer than the configured Redis TTL counted from when it
@@ -588,9 +592,12 @@ class ResponseCache:
     async def serve(self, ex: Exchange, send: Any, stored: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         """Send a hit (unary or stream) and fill the exchange's usage; the caller completes it. ``headers``: the
         pipeline's for it (``Pipeline.hit_headers``: ``x-litellm-version``, the key's), extended here."""
+        if self._fast is not None and (body := self._fast.serve(ex, stored, headers)) is not GENERAL:
+            await send_body(send, 200, body, headers)  # a unary chat or completions hit, served by compiled code
+            return
         st = ex.cache
         assert st is not None
-        self.hits += 1
+        self._hits += 1
         self._events[CACHE_HIT] += 1
         answer, ctype = calls.answer_of(ex, stored[_STAMP.size:])
         created = int(self._clock())
