@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relaygate.cache import replay
+from tests.cache.json_gen import spellings, values
 from tests.core.compiled_only import check_loaded
 
 pure = replay.fresh_decoded
@@ -108,37 +109,21 @@ def test_unusual_ids_and_models_agree(rid: str, model: str) -> None:
     _agree(COMMON[0], rid, CREATED, model)
 
 
-_json = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=6),
-    max_leaves=30,
-)
 _answer = st.dictionaries(st.sampled_from(["id", "created", "model", "object", "choices", "usage"])
-                          | st.text(max_size=6), _json, max_size=8)
-
-
-def _spellings(value: Any) -> list[bytes]:
-    out = [json.dumps(value).encode(), json.dumps(value, ensure_ascii=False).encode(),
-           json.dumps(value, indent=2).encode()]
-    try:
-        out.append(orjson.dumps(value))
-    except TypeError:  # an integer past 64 bits: orjson does not write it
-        pass
-    return out
+                          | st.text(max_size=6), values, max_size=8)
 
 
 @settings(max_examples=400, deadline=None)
 @given(_answer, st.sampled_from([None, "m", "gpt-4o-mini"]))
 def test_generated_answers_agree(value: dict[str, Any], model: str | None) -> None:
-    for answer in _spellings(value):
+    for answer in spellings(value):
         _agree(answer, model=model)
 
 
 @settings(max_examples=300, deadline=None)
 @given(_answer, st.integers(min_value=0), st.integers(min_value=0, max_value=255))
 def test_damaged_answers_agree(value: dict[str, Any], at: int, byte: int) -> None:
-    for answer in _spellings(value):
+    for answer in spellings(value):
         if not answer:
             continue
         i = at % len(answer)
