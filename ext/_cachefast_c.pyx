@@ -22,7 +22,7 @@ gives the twin's bytes or None (the twin answers), never other bytes (``tests/ca
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint64_t
-from libc.math cimport fabs, floor, nearbyint
+from libc.math cimport fabs, floor, nearbyint, signbit
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.string cimport memcmp, memcpy, memmove
 
@@ -258,7 +258,7 @@ cdef bytes _ms(double seconds):
     cdef char num[32]
     cdef long long q
     cdef int k = 32, digits = 0
-    if not (0.0 <= m < 1e12):  # (a rounding error of the product below 2^-13 thousandths)
+    if not (0.0 <= m < 1e12) or signbit(m):  # (a rounding error of the product below 2^-13 thousandths)
         return b"%.3f" % ms
     r = nearbyint(m)
     frac = m - floor(m)
@@ -461,11 +461,11 @@ cdef inline bint _plain(const unsigned char* p, Py_ssize_t n) noexcept nogil:
     return True
 
 
-def fresh(bytes answer, str rid, long long created, object model):
+def fresh(bytes answer, str rid, object created, object model):
     """``relaygate.cache.replay.fresh``'s answer, or None when that function must give it (an answer that is not a
     JSON object this accepts: more than ``MAX_TOP`` top-level members, a member name that is not plain ASCII or
     comes twice, an ``id`` without ``created``, nesting deeper than ``MAX_DEPTH``, a surrogate escape alone;
-    ``rid`` or ``model`` not plain ASCII). Its twin decodes the top level (the values kept as raw bytes), sets
+    ``rid`` or ``model`` not plain ASCII, ``created`` not an int of 64 bits). Its twin decodes the top level (the values kept as raw bytes), sets
     ``id``, ``created`` and ``model`` and encodes it again: the same bytes come out of this splice, which validates
     the answer as msgspec does (or more strictly) and copies every other member as it stands."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(answer)
@@ -482,7 +482,11 @@ def fresh(bytes answer, str rid, long long created, object model):
     cdef Py_ssize_t rid_n, model_n = 0, created_n = 0
     cdef char created_s[24]
     cdef unsigned long long v
+    cdef long long when
     cdef unsigned char* out
+    if type(created) is not int or not (-9223372036854775807 - 1 <= created <= 9223372036854775807):
+        return None
+    when = created
     i = _ws(p, 0, n)
     if i >= n or p[i] != 123:
         return None
@@ -544,7 +548,7 @@ def fresh(bytes answer, str rid, long long created, object model):
         if not _plain(<const unsigned char*>model_s, model_n):
             return None
     if created_at >= 0:  # its decimal digits, as msgspec writes an int
-        v = <unsigned long long>(-created) if created < 0 else <unsigned long long>created
+        v = (<unsigned long long>0) - <unsigned long long>when if when < 0 else <unsigned long long>when
         k = 24
         while True:
             k -= 1
@@ -552,7 +556,7 @@ def fresh(bytes answer, str rid, long long created, object model):
             v //= 10
             if v == 0:
                 break
-        if created < 0:
+        if when < 0:
             k -= 1
             created_s[k] = 45
         created_n = 24 - k

@@ -73,7 +73,7 @@ def test_the_splice_sets_what_the_twin_sets() -> None:
     obj = orjson.loads(got)
     assert (obj["id"], obj["created"], obj["model"]) == ("chatcmpl-new", -7, "m")
     assert obj["choices"] == orjson.loads(COMMON[0])["choices"]
-    for created in (0, 9, 10, -1, 2**63 - 1, -(2**63)):
+    for created in (0, 9, 10, -1, 2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 10**30):
         _agree(COMMON[4], created=created)
 
 
