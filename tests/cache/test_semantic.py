@@ -157,7 +157,10 @@ def test_invalid_semantic_settings(params: dict[str, Any], field: str) -> None:
 # -- the stage, in process, with a real embedding model ---------------------------------------------------
 
 def gateway(server: EmbeddingServer, **params: Any) -> Any:
-    cache_params = {"type": "local", "similarity_threshold": 0.8, "embedding_model": "emb", **params}
+    # a generous embedding timeout: the real model answers in milliseconds, but a loaded machine (the suite's
+    # other workers) must not turn an embedding into a timed-out miss; the timeout's own test sets its own
+    cache_params = {"type": "local", "similarity_threshold": 0.8, "embedding_model": "emb", "embedding_timeout": 30,
+                    **params}
     return make_gateway({
         "model_list": [{"model_name": "m", "litellm_params": {"model": "mock/echo"}},
                        {"model_name": "m2", "litellm_params": {"model": "mock/echo"}},
@@ -259,7 +262,7 @@ def test_prompts_cut_to_the_embedding_models_window(minilm: MiniLM) -> None:  # 
 def test_embedding_model_down_is_a_miss_logged_once(minilm: MiniLM, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
     async def main() -> None:
         with EmbeddingServer(minilm) as server:
-            gw = gateway(server, embedding_timeout=1)
+            gw = gateway(server)  # down answers 503 at once: no timeout involved
             await ask(gw, PASSWORD)
             server.down = True
             for variant in (PARAPHRASE, "How can I reset my password?", "how do i reset my password"):
