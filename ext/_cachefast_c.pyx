@@ -12,7 +12,10 @@ path is this module's pure twin (``tests/cache/test_fast.py`` runs the same requ
 keys, states, answers and stored entries).
 
 Why compiled: a miss ran ~400 bytecodes of glue in the serving worker (its key's inputs, its state, the
-probe, the stamp, the store), most of what a miss cost beyond the key's own work; here they are C calls.
+probe, the stamp, the store), most of what a miss cost beyond the key's own work; here they are C calls. The
+exchange's and the cache state's members are read at their slots' offsets (taken from the classes' member
+descriptors when the path is built, as CPython's own specialised attribute loads read them), not through
+``getattr``'s type lookup and descriptor call; an object of another class goes to the Python path.
 
 ``fresh`` is a hit's body (``relaygate.cache.replay.fresh``: the stored answer with a new ``id``, ``created`` and
 ``model``) spliced from the stored bytes: the answer validated as JSON and its top-level members copied as they
@@ -21,6 +24,7 @@ gives the twin's bytes or None (the twin answers), never other bytes (``tests/ca
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.object cimport PyObject
 from libc.stdint cimport uint64_t
 from libc.math cimport fabs, floor, nearbyint, signbit
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
@@ -29,6 +33,61 @@ from libc.string cimport memcmp, memcpy, memmove
 cdef extern from "string.h" nogil:
     void* memmem(const void* haystack, size_t hlen, const void* needle, size_t nlen)
 
+cdef extern from *:
+    """
+    #include "structmember.h"
+    /* The offset of a ``__slots__`` member (a member descriptor of an object slot), else -1. */
+    static Py_ssize_t rg_member_offset(PyObject* descr) {
+        PyMemberDef* m;
+        if (!PyObject_TypeCheck(descr, &PyMemberDescr_Type)) return -1;
+        m = ((PyMemberDescrObject*)descr)->d_member;
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) return -1;
+        return m->offset;
+    }
+    static inline PyObject* rg_member(PyObject* o, Py_ssize_t off) { return *(PyObject**)((char*)o + off); }
+    static inline void rg_member_set(PyObject* o, Py_ssize_t off, PyObject* v) {
+        PyObject** at = (PyObject**)((char*)o + off);
+        PyObject* old = *at;
+        Py_INCREF(v);
+        *at = v;
+        Py_XDECREF(old);
+    }
+    """
+    Py_ssize_t rg_member_offset(PyObject* descr)
+    PyObject* rg_member(PyObject* o, Py_ssize_t off)
+    void rg_member_set(PyObject* o, Py_ssize_t off, PyObject* v)
+
+EX_FIELDS = ("control", "who", "route", "body", "view", "group", "model", "cache", "stream", "scope", "call_id",
+             "obs", "t0", "wait", "prompt_tokens", "completion_tokens", "cost")
+"""The exchange's members read here by their slots' offsets (``FastPath`` takes the ``Exchange`` class)."""
+STATE_FIELDS = ("key", "ttl", "no_store", "hit", "header_ttl", "vector", "similarity", "parts")
+"""The cache state's members read likewise (never written so: msgspec tracks a struct's references itself)."""
+
+cdef enum:  # EX_FIELDS' indexes
+    X_CONTROL = 0
+    X_WHO, X_ROUTE, X_BODY, X_VIEW, X_GROUP, X_MODEL, X_CACHE, X_STREAM, X_SCOPE, X_CALL_ID, X_OBS, X_T0
+    X_WAIT, X_PROMPT, X_COMPLETION, X_COST, X_COUNT
+
+cdef enum:  # STATE_FIELDS' indexes
+    S_KEY = 0
+    S_TTL, S_NO_STORE, S_HIT, S_HEADER_TTL, S_VECTOR, S_SIMILARITY, S_PARTS, S_COUNT
+
+
+cdef inline object _m(object o, Py_ssize_t off):
+    """Member ``off`` of ``o`` (an instance of the class it was read from), as ``getattr`` reads it; a member
+    never set raises, as there."""
+    cdef PyObject* v = rg_member(<PyObject*>o, off)
+    if v == NULL:
+        raise AttributeError(f"member at offset {off} of {type(o).__name__} is not set")
+    return <object>v
+
+
+cdef Py_ssize_t _offset(cls, str name) except -1:
+    cdef Py_ssize_t off = rg_member_offset(<PyObject*>cls.__dict__[name])
+    if off < 0:
+        raise TypeError(f"{cls.__name__}.{name} is not a writable __slots__ member")
+    return off
+
 __all__ = ["FastPath", "GENERAL", "fresh"]
 
 GENERAL = object()
@@ -36,6 +95,7 @@ GENERAL = object()
 cdef object _GENERAL = GENERAL
 
 cdef const char* _CONTENT = b'"content":"'
+cdef object _ZERO = 0.0
 cdef Py_ssize_t STAMP = 8
 
 
@@ -48,7 +108,9 @@ cdef class FastPath:
     cdef object _namespace, _miss_name, _routes, _counted
     cdef bint _by_team, _header_ttl
     cdef Py_ssize_t _memo_body, _heads_max, _max_messages
-    cdef object _hit_name, _prefixes, _usage, _fresh_py, _json, _perf
+    cdef object _hit_name, _prefixes, _usage, _fresh_py, _json, _perf, _ex_type, _state_type
+    cdef Py_ssize_t _x[X_COUNT]
+    cdef Py_ssize_t _s[S_COUNT]
     cdef public Py_ssize_t misses
     """Misses counted here (the cache adds them to its own)."""
     cdef public Py_ssize_t hits
@@ -57,7 +119,14 @@ cdef class FastPath:
     def __init__(self, memory, wall, events, memo, str miss_name, namespace, bint by_team, bint header_ttl, *,
                  max_messages, routes, counted, canonical_body, sha256_hex, heads, head, Py_ssize_t heads_max,
                  Py_ssize_t memo_body, state, assembler, has_output, remember, str hit_name, prefixes, usage,
-                 fresh_py, bytes json, perf_counter):
+                 fresh_py, bytes json, perf_counter, exchange):
+        cdef Py_ssize_t k
+        for k in range(X_COUNT):
+            self._x[k] = _offset(exchange, EX_FIELDS[k])
+        for k in range(S_COUNT):
+            self._s[k] = _offset(state, STATE_FIELDS[k])
+        self._ex_type = exchange
+        self._state_type = state
         self._get = memory.get
         self._set = memory.set
         self.wall = wall
@@ -109,9 +178,9 @@ cdef class FastPath:
         """``ResponseCache.lookup`` of a common request: its stored answer (a hit), None (a miss, or not cached),
         or ``GENERAL``. Sets ``ex.cache`` as the Python path does."""
         cdef bint memoable
-        if ex.control is not None:
+        if type(ex) is not self._ex_type or _m(ex, self._x[X_CONTROL]) is not None:
             return _GENERAL
-        who = ex.who
+        who = _m(ex, self._x[X_WHO])
         team = None
         if who is not None:
             info = who.key
@@ -121,18 +190,18 @@ cdef class FastPath:
                     return _GENERAL
             if self._by_team:
                 team = who.team_id or ""
-        route = ex.route
-        raw = ex.body
+        route = _m(ex, self._x[X_ROUTE])
+        raw = _m(ex, self._x[X_BODY])
         if type(raw) is not bytes or route not in self._routes:
             return _GENERAL
         if self._max_messages >= 0 and route in self._counted:  # LiteLLM's max_messages: not looked up nor stored
-            messages = getattr(ex.view, "messages", None)
+            messages = getattr(_m(ex, self._x[X_VIEW]), "messages", None)
             if type(messages) is not list or route != "chat":
                 return _GENERAL
             if len(<list>messages) > self._max_messages:
                 return None
-        group = ex.group
-        group_name = group.name if group is not None else ex.model
+        group = _m(ex, self._x[X_GROUP])
+        group_name = group.name if group is not None else _m(ex, self._x[X_MODEL])
         ns = self._namespace
         key = None
         memoable = PyBytes_GET_SIZE(raw) <= self._memo_body
@@ -144,8 +213,8 @@ cdef class FastPath:
             if key is None:
                 return None
         st = self._state(key, None, False, False, self._header_ttl)
-        ex.cache = st
-        if ex.stream:
+        rg_member_set(<PyObject*>ex, self._x[X_CACHE], <PyObject*>st)
+        if _m(ex, self._x[X_STREAM]):
             st.assembler = self._assembler(route)
         stored = self._get(key)
         if stored is None or len(stored) <= STAMP:
@@ -167,21 +236,25 @@ cdef class FastPath:
         cdef double now
         cdef uint64_t bits
         cdef unsigned char* out
-        st = ex.cache
-        if st is None or st.hit or st.no_store:
-            return True
-        if st.parts is not None or st.vector is not None or type(answer) is not bytes:
+        if type(ex) is not self._ex_type:
             return False
-        ttl = st.ttl
-        if st.header_ttl:
-            scope = ex.scope
+        st = _m(ex, self._x[X_CACHE])
+        if st is None or type(st) is not self._state_type:
+            return st is None
+        if _m(st, self._s[S_HIT]) or _m(st, self._s[S_NO_STORE]):
+            return True
+        if _m(st, self._s[S_PARTS]) is not None or _m(st, self._s[S_VECTOR]) is not None or type(answer) is not bytes:
+            return False
+        ttl = _m(st, self._s[S_TTL])
+        if _m(st, self._s[S_HEADER_TTL]):
+            scope = _m(ex, self._x[X_SCOPE])
             if scope is not None:
                 for pair in scope["headers"]:
                     if pair[0] == b"cache-control":
                         return False  # its s-maxage is read by the Python path
         if ttl is not None and ttl == 0:
             return True
-        route = ex.route
+        route = _m(ex, self._x[X_ROUTE])
         if route == "transcriptions":
             return False
         s = PyBytes_AS_STRING(answer)
@@ -200,7 +273,7 @@ cdef class FastPath:
         for i in range(8):  # big-endian, as struct ">d"
             out[i] = <unsigned char>((bits >> (56 - 8 * i)) & 0xff)
         memcpy(out + STAMP, s, n)
-        self._set(st.key, value, ttl)
+        self._set(_m(st, self._s[S_KEY]), value, ttl)
         return True
 
 
@@ -209,9 +282,12 @@ cdef class FastPath:
         extended and ``ex``'s usage and cost set as there (the caller sends them); ``GENERAL`` for any other hit
         (a stream, a semantic hit, another route), which the Python path serves whole."""
         cdef double total, overhead
-        st = ex.cache
-        route = ex.route
-        if st is None or st.similarity is not None or ex.stream or PyBytes_GET_SIZE(stored) <= STAMP:
+        if type(ex) is not self._ex_type:
+            return _GENERAL
+        st = _m(ex, self._x[X_CACHE])
+        route = _m(ex, self._x[X_ROUTE])
+        if type(st) is not self._state_type or _m(st, self._s[S_SIMILARITY]) is not None \
+                or _m(ex, self._x[X_STREAM]) or PyBytes_GET_SIZE(stored) <= STAMP:
             return _GENERAL
         prefix = self._prefixes.get(route)
         if prefix is None:
@@ -220,27 +296,28 @@ cdef class FastPath:
         self._events[self._hit_name] += 1
         answer = stored[STAMP:]
         created = int(self.wall())
-        call_id = ex.call_id
+        call_id = _m(ex, self._x[X_CALL_ID])
         rid = prefix + call_id.decode("latin-1")
         usage = self._usage(answer)
         if usage:
-            ex.prompt_tokens, ex.completion_tokens = usage[0], usage[1]
-        ex.cost = 0.0
-        obs = ex.obs
+            rg_member_set(<PyObject*>ex, self._x[X_PROMPT], <PyObject*>usage[0])
+            rg_member_set(<PyObject*>ex, self._x[X_COMPLETION], <PyObject*>usage[1])
+        rg_member_set(<PyObject*>ex, self._x[X_COST], <PyObject*>_ZERO)
+        obs = _m(ex, self._x[X_OBS])
         if obs is not None:  # exporters show the answer served
             obs.output = answer
             obs.assembler = None
-        group = ex.group
-        model = ex.model
+        group = _m(ex, self._x[X_GROUP])
+        model = _m(ex, self._x[X_MODEL])
         headers.append((b"x-litellm-call-id", call_id))
-        headers.append((b"x-litellm-cache-key", (<str?>st.key).encode()))
+        headers.append((b"x-litellm-cache-key", (<str?>_m(st, self._s[S_KEY])).encode()))
         headers.append((b"x-litellm-response-cost", b"0.0"))
         headers.append((b"x-litellm-model-group", (group.name if group is not None else model).encode()))
         body = fresh(answer, rid, created, model)
         if body is None:
             body = self._fresh_py(answer, rid, created, model)
-        total = self._perf() - ex.t0
-        overhead = total - ex.wait
+        total = self._perf() - _m(ex, self._x[X_T0])
+        overhead = total - _m(ex, self._x[X_WAIT])
         headers.append((b"x-litellm-response-duration-ms", _ms(total)))
         headers.append((b"x-litellm-overhead-duration-ms", _ms(overhead if overhead > 0.0 else 0.0)))
         headers.append((b"content-type", self._json))

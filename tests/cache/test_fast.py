@@ -258,3 +258,28 @@ def test_the_compiled_serve_writes_durations_as_python(monkeypatch: pytest.Monke
         stage_mod._durations(python, hit)
         got = dict(headers)
         assert [(k, got[k]) for k, _ in python] == python
+
+
+def test_the_compiled_path_reads_exchanges_by_their_slots_and_leaves_other_objects() -> None:
+    """It reads an ``Exchange``'s and a ``CacheState``'s members at their slots' offsets (read from the classes'
+    member descriptors when the cache is built); any other object goes to the Python path, and a member never set
+    raises as ``getattr`` does."""
+    check_loaded(fast.COMPONENT, fast._compiled)
+    assert fast._compiled is not None
+    assert set(fast._compiled.EX_FIELDS) <= set(Exchange.__slots__)
+    assert set(fast._compiled.STATE_FIELDS) <= set(CacheState.__struct_fields__)
+    with_fast, _ = pair()
+    fp = with_fast._fast
+    assert fp is not None
+    ex = exchange({**CHAT, "seed": 30})
+    other = SimpleNamespace(**{name: getattr(ex, name) for name in Exchange.__slots__ if hasattr(ex, name)})
+    assert fp.lookup(other) is fast.GENERAL and fp.serve(other, b"x" * 20, []) is fast.GENERAL
+    other.cache = CacheState("k", None, False, False, False)
+    assert fp.store(other, ANSWER) is False
+    assert fp.lookup(ex) is None and isinstance(ex.cache, CacheState)  # (the exchange's own slot set)
+    assert fp.store(ex, ANSWER) is True and with_fast.memory.get(ex.cache.key) is not None
+    ex.cache = SimpleNamespace(hit=False)  # a state of another class: the Python path's to store
+    assert fp.store(ex, ANSWER) is False
+    bare = Exchange.__new__(Exchange)
+    with pytest.raises(AttributeError):
+        fp.lookup(bare)

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from relaygate.cache import calls, key, replay
 from relaygate.core import _ext, tokens
 from relaygate.core.sha import sha256_hex
+from relaygate.pipeline.exchange import Exchange
 
 if TYPE_CHECKING:
     from relaygate.cache.stage import ResponseCache
@@ -69,7 +70,7 @@ def fast_path(cache: ResponseCache, miss_name: str, hit_name: str, state: type, 
         heads_max=key.HEADS_MAX, memo_body=memo_body,
         state=state, assembler=calls.assembler, has_output=calls.has_output, remember=cache._remember,
         hit_name=hit_name, prefixes={r: calls.ID_PREFIX[r] for r in SERVED}, usage=tokens.extract_usage,
-        fresh_py=replay.fresh_decoded, json=calls.JSON, perf_counter=time.perf_counter)
+        fresh_py=replay.fresh_decoded, json=calls.JSON, perf_counter=time.perf_counter, exchange=Exchange)
 
 
 __all__ = ["COMPONENT", "GENERAL", "ROUTES", "SERVED", "fast_path"]
