@@ -83,7 +83,9 @@ cdef inline object _m(object o, Py_ssize_t off):
 
 
 cdef Py_ssize_t _offset(cls, str name) except -1:
-    cdef Py_ssize_t off = rg_member_offset(<PyObject*>cls.__dict__[name])
+    """The offset of ``cls``'s slot ``name`` (its own or a base class's)."""
+    descr = getattr(cls, name)  # a class's member descriptor is itself its attribute
+    cdef Py_ssize_t off = rg_member_offset(<PyObject*>descr)
     if off < 0:
         raise TypeError(f"{cls.__name__}.{name} is not a writable __slots__ member")
     return off
