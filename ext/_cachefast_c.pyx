@@ -28,7 +28,7 @@ from cpython.object cimport PyObject
 from libc.stdint cimport uint64_t
 from libc.math cimport fabs, floor, nearbyint, signbit
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
-from libc.string cimport memcmp, memcpy, memmove
+from libc.string cimport memcmp, memcpy
 
 cdef extern from "string.h" nogil:
     void* memmem(const void* haystack, size_t hlen, const void* needle, size_t nlen)
@@ -277,7 +277,6 @@ cdef class FastPath:
         memcpy(out + STAMP, s, n)
         self._set(_m(st, self._s[S_KEY]), value, ttl)
         return True
-
 
     def serve(self, ex, bytes stored, list headers):
         """``ResponseCache.serve`` of a unary chat or completions hit found by exact key: its body, ``headers``
@@ -560,6 +559,7 @@ def fresh(bytes answer, str rid, object created, object model):
     cdef const char* put
     cdef Py_ssize_t rid_n, model_n = 0, created_n = 0
     cdef char created_s[24]
+    cdef const char* created_p = NULL
     cdef unsigned long long v
     cdef long long when
     cdef unsigned char* out
@@ -638,8 +638,8 @@ def fresh(bytes answer, str rid, object created, object model):
         if when < 0:
             k -= 1
             created_s[k] = 45
+        created_p = created_s + k
         created_n = 24 - k
-        memmove(created_s, created_s + k, created_n)
     total = 2 + (count - 1 if count else 0)
     for k in range(count):
         total += ke[k] - ks[k] + 1
@@ -671,7 +671,7 @@ def fresh(bytes answer, str rid, object created, object model):
             out[at + 1 + ln] = 34
             at += ln + 2
         elif k == created_at:
-            memcpy(out + at, created_s, created_n)
+            memcpy(out + at, created_p, created_n)
             at += created_n
         else:
             ln = ve[k] - vs[k]
