@@ -70,9 +70,12 @@ _CHECKS = {
                     "assert R.store(None, None, b'x') is None and R.store.__name__ == '_no_store'",
     "miss-nolookup": "from relaygate.cache.stage import ResponseCache as R\n"
                      "assert R.lookup(None, None) is None and R.lookup.__name__ == '_no_lookup'",
-    "miss-rawkey": "import hashlib\nimport relaygate.cache.stage as s\nbody = b'{\"a\": 1}'\n"
-                   "assert s.body_key('chat', 'm', body, namespace=None) == hashlib.sha256(body).hexdigest()\n"
-                   "assert s.body_key.__name__ == '_raw_key'",
+    # both paths take the key's canonical body from cache.key when the cache is built: the body as it came
+    "miss-rawkey": "import hashlib\nfrom relaygate.cache import key\nbody = b'{\"a\": 1}'\n"
+                   "assert key.canonical_body(body) is body and key.canonical_body is bytes\n"
+                   "head = key._head('chat', 'm', None)\n"
+                   "assert key.body_key('chat', 'm', body) == hashlib.sha256(head + body).hexdigest()\n"
+                   "assert key.body_key('chat', 'm', body) != key.body_key('chat', 'm', b'{\"a\":1}')",
 }
 
 
