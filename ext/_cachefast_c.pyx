@@ -543,9 +543,10 @@ def fresh(bytes answer, str rid, object created, object model):
     """``relaygate.cache.replay.fresh``'s answer, or None when that function must give it (an answer that is not a
     JSON object this accepts: more than ``MAX_TOP`` top-level members, a member name that is not plain ASCII or
     comes twice, an ``id`` without ``created``, nesting deeper than ``MAX_DEPTH``, a surrogate escape alone;
-    ``rid`` or ``model`` not plain ASCII, ``created`` not an int of 64 bits). Its twin decodes the top level (the values kept as raw bytes), sets
-    ``id``, ``created`` and ``model`` and encodes it again: the same bytes come out of this splice, which validates
-    the answer as msgspec does (or more strictly) and copies every other member as it stands."""
+    ``rid`` or ``model`` not plain ASCII, ``created`` not an int of 64 bits). Its twin decodes the top level (the
+    values kept as raw bytes), sets ``id``, ``created`` and ``model`` and encodes it again: the same bytes come out
+    of this splice, which validates the answer as msgspec does (or more strictly) and copies every other member as
+    it stands."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(answer)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(answer)
     cdef Py_ssize_t ks[MAX_TOP]
