@@ -25,7 +25,7 @@ def _extensions() -> list[Extension]:
         Extension(
             "relaygate.core." + os.path.splitext(os.path.basename(src))[0],
             [src],
-            extra_compile_args=["-O3"],
+            extra_compile_args=["-O3", "-fno-plt"],
         )
         for src in sources
     ]
