@@ -27,7 +27,9 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.object cimport PyObject
 from libc.stdint cimport uint64_t
 from libc.math cimport fabs, floor, nearbyint, signbit
-from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from cpython.mem cimport PyMem_Free
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeASCII
 from libc.string cimport memcmp, memcpy
 
 cdef extern from "string.h" nogil:
@@ -96,6 +98,25 @@ GENERAL = object()
 """The answer for a request the Python path must take (its controls, its key's rules, its route, its body)."""
 cdef object _GENERAL = GENERAL
 
+ctypedef object (*get_c_t)(object, object)
+ctypedef object (*set_c_t)(object, object, object, object)
+ctypedef int (*canonical_c_t)(const unsigned char*, Py_ssize_t, char**, Py_ssize_t*) except -1
+ctypedef int (*hex_c_t)(const unsigned char*, size_t, const unsigned char*, size_t, char*) noexcept nogil
+
+
+cdef void* _capsule(str module, str name, object given, object compiled_one) except? NULL:
+    """The C function ``module.name`` (a capsule the module exports) when ``given`` is ``compiled_one(module)``,
+    the compiled module's own function or class, else NULL: a helper replaced (a twin, a bench stub) is called as
+    given."""
+    try:
+        mod = __import__("relaygate.core." + module, fromlist=[name])
+    except ImportError:
+        return NULL
+    if given is not compiled_one(mod):
+        return NULL
+    return PyCapsule_GetPointer(getattr(mod, name), f"relaygate.core.{module}.{name}".encode())
+
+
 cdef const char* _CONTENT = b'"content":"'
 cdef object _ZERO = 0.0
 cdef Py_ssize_t STAMP = 8
@@ -104,12 +125,18 @@ cdef Py_ssize_t STAMP = 8
 cdef class FastPath:
     """One cache's compiled path (see the module docstring); its pieces are the cache's own objects."""
 
+    cdef object _memory
+    cdef get_c_t _get_c
+    cdef set_c_t _set_c
+    cdef canonical_c_t _canonical_c
+    cdef hex_c_t _hex_c
     cdef object _get, _set, _canonical, _sha_hex, _state, _assembler, _has_output, _remember, _head
     cdef public object wall
     cdef dict _events, _memo, _heads
     cdef object _namespace, _miss_name, _routes, _counted
     cdef bint _by_team, _header_ttl
     cdef Py_ssize_t _memo_body, _heads_max, _max_messages
+    cdef object _general_lookup, _general_store
     cdef object _hit_name, _prefixes, _usage, _fresh_py, _json, _perf, _ex_type, _state_type
     cdef Py_ssize_t _x[X_COUNT]
     cdef Py_ssize_t _s[S_COUNT]
@@ -121,16 +148,26 @@ cdef class FastPath:
     def __init__(self, memory, wall, events, memo, str miss_name, namespace, bint by_team, bint header_ttl, *,
                  max_messages, routes, counted, canonical_body, sha256_hex, heads, head, Py_ssize_t heads_max,
                  Py_ssize_t memo_body, state, assembler, has_output, remember, str hit_name, prefixes, usage,
-                 fresh_py, bytes json, perf_counter, exchange):
+                 fresh_py, bytes json, perf_counter, exchange, general_lookup, general_store):
         cdef Py_ssize_t k
         for k in range(X_COUNT):
             self._x[k] = _offset(exchange, EX_FIELDS[k])
         for k in range(S_COUNT):
             self._s[k] = _offset(state, STATE_FIELDS[k])
         self._ex_type = exchange
+        self._general_lookup = general_lookup
+        self._general_store = general_store
         self._state_type = state
+        self._memory = memory
         self._get = memory.get
         self._set = memory.set
+        # the memory level, the canonical body and the digest called in C where they are the compiled modules' own
+        # (they are then one C call each, and the canonical body is hashed in its buffer, never made bytes)
+        self._get_c = <get_c_t>_capsule("_memcache_c", "GET_C", type(memory), lambda m: m.MemoryCache)
+        self._set_c = <set_c_t>_capsule("_memcache_c", "SET_C", type(memory), lambda m: m.MemoryCache)
+        self._canonical_c = <canonical_c_t>_capsule("_cachekey_c", "CANONICAL_C", canonical_body,
+                                                    lambda m: m.canonical_body)
+        self._hex_c = <hex_c_t>_capsule("_sha_c", "HEX_C", sha256_hex, lambda m: m.sha256_hex)
         self.wall = wall
         self._events = events
         self._memo = memo
@@ -160,11 +197,18 @@ cdef class FastPath:
         self.misses = 0
         self.hits = 0
 
+    @property
+    def c_calls(self):
+        """Which helpers are called in C, ``(memory get, memory set, canonical body, digest)``: those that are the
+        compiled modules' own (the tests' view)."""
+        return (self._get_c != NULL, self._set_c != NULL, self._canonical_c != NULL, self._hex_c != NULL)
+
     cdef object _key(self, str route, object group_name, bytes raw, object team):
         """``cache.key.body_key`` (the same scope prefixes, shared with it); None: not cached."""
-        canon = self._canonical(raw)
-        if canon is None:
-            return None
+        cdef char* buf = NULL
+        cdef Py_ssize_t size = 0
+        cdef char out[64]
+        cdef int done = 0
         scope = (route, group_name, team)
         head = self._heads.get(scope)
         if head is None:
@@ -172,13 +216,39 @@ cdef class FastPath:
                 self._heads.clear()
             head = self._head(route, group_name, team)
             self._heads[scope] = head
-        digest = self._sha_hex(canon, head)
+        if self._canonical_c != NULL and self._canonical_c(
+                <const unsigned char*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), &buf, &size):
+            try:  # the canonical body in buf: hashed there
+                if self._hex_c != NULL and type(head) is bytes:
+                    done = self._hex_c(<const unsigned char*>PyBytes_AS_STRING(head), <size_t>PyBytes_GET_SIZE(head),
+                                       <const unsigned char*>buf, <size_t>size, out)
+                canon = None if done else PyBytes_FromStringAndSize(buf, size)
+            finally:
+                PyMem_Free(buf)
+        else:
+            canon = self._canonical(raw)  # (or a body the compiled walk does not take: the pure path's answer)
+            if canon is None:
+                return None
+        digest = PyUnicode_DecodeASCII(out, 64, NULL) if done else self._sha_hex(canon, head)
         ns = self._namespace
         return f"{ns}:{digest}" if ns else digest
+
+    def find(self, ex):
+        """``ResponseCache.lookup``: :meth:`lookup`, and for what it does not take the cache's Python path."""
+        found = self._lookup(ex)
+        return self._general_lookup(ex) if found is _GENERAL else found
+
+    def keep(self, ex, answer, ctype=None):
+        """``ResponseCache.store``: :meth:`store`, and for what it does not take the cache's Python path."""
+        if not self._store(ex, answer):
+            self._general_store(ex, answer, ctype)
 
     def lookup(self, ex):
         """``ResponseCache.lookup`` of a common request: its stored answer (a hit), None (a miss, or not cached),
         or ``GENERAL``. Sets ``ex.cache`` as the Python path does."""
+        return self._lookup(ex)
+
+    cdef object _lookup(self, ex):
         cdef bint memoable
         if type(ex) is not self._ex_type or _m(ex, self._x[X_CONTROL]) is not None:
             return _GENERAL
@@ -218,7 +288,7 @@ cdef class FastPath:
         rg_member_set(<PyObject*>ex, self._x[X_CACHE], <PyObject*>st)
         if _m(ex, self._x[X_STREAM]):
             st.assembler = self._assembler(route)
-        stored = self._get(key)
+        stored = self._get_c(self._memory, key) if self._get_c != NULL else self._get(key)
         if stored is None or len(stored) <= STAMP:
             self.misses += 1
             self._events[self._miss_name] += 1
@@ -232,6 +302,9 @@ cdef class FastPath:
         """``ResponseCache.store`` of a unary answer to a common request: True when done (stored, or not to be),
         False when the Python path must store it (embeddings' parts, a vector, a ``Cache-Control`` header, a
         transcription)."""
+        return self._store(ex, answer) == 1
+
+    cdef int _store(self, ex, answer) except -1:
         cdef const char* at
         cdef const char* s
         cdef Py_ssize_t n, i
@@ -239,26 +312,26 @@ cdef class FastPath:
         cdef uint64_t bits
         cdef unsigned char* out
         if type(ex) is not self._ex_type:
-            return False
+            return 0
         st = _m(ex, self._x[X_CACHE])
         if st is None or type(st) is not self._state_type:
-            return st is None
+            return 1 if st is None else 0
         if _m(st, self._s[S_HIT]) or _m(st, self._s[S_NO_STORE]):
-            return True
+            return 1
         if _m(st, self._s[S_PARTS]) is not None or _m(st, self._s[S_VECTOR]) is not None or type(answer) is not bytes:
-            return False
+            return 0
         ttl = _m(st, self._s[S_TTL])
         if _m(st, self._s[S_HEADER_TTL]):
             scope = _m(ex, self._x[X_SCOPE])
             if scope is not None:
                 for pair in scope["headers"]:
                     if pair[0] == b"cache-control":
-                        return False  # its s-maxage is read by the Python path
+                        return 0  # its s-maxage is read by the Python path
         if ttl is not None and ttl == 0:
-            return True
+            return 1
         route = _m(ex, self._x[X_ROUTE])
         if route == "transcriptions":
-            return False
+            return 0
         s = PyBytes_AS_STRING(answer)
         n = PyBytes_GET_SIZE(answer)
         if route in self._counted:
@@ -267,7 +340,7 @@ cdef class FastPath:
                 at = <const char*>memmem(s, <size_t>n, _CONTENT, 11)
             if at == NULL or at + 11 >= s + n or at[11] == 34:  # no text found at once: the Python check
                 if not self._has_output(route, answer):
-                    return True
+                    return 1
         now = self.wall()
         memcpy(&bits, &now, 8)
         value = PyBytes_FromStringAndSize(NULL, n + STAMP)
@@ -275,8 +348,11 @@ cdef class FastPath:
         for i in range(8):  # big-endian, as struct ">d"
             out[i] = <unsigned char>((bits >> (56 - 8 * i)) & 0xff)
         memcpy(out + STAMP, s, n)
-        self._set(_m(st, self._s[S_KEY]), value, ttl)
-        return True
+        if self._set_c != NULL:
+            self._set_c(self._memory, _m(st, self._s[S_KEY]), value, ttl)
+        else:
+            self._set(_m(st, self._s[S_KEY]), value, ttl)
+        return 1
 
     def serve(self, ex, bytes stored, list headers):
         """``ResponseCache.serve`` of a unary chat or completions hit found by exact key: its body, ``headers``

@@ -16,6 +16,7 @@ not an object, nesting deeper than :data:`MAX_DEPTH`.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.pycapsule cimport PyCapsule_New
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport qsort
 from libc.string cimport memcmp, memcpy
@@ -612,17 +613,15 @@ cdef int _object(Walk* w, int depth, bint top) except -1:
         return DEFER
 
 
-def canonical_body(body):
-    """The canonical JSON of a request body's hashed fields (see the module docstring); None: not cached. A value
-    other than ``bytes`` (None included) goes to the pure path, which answers as for any input."""
+cdef int _canonical_into(const unsigned char* s, Py_ssize_t n, char** out, Py_ssize_t* nout) except -1:
+    """The canonical JSON of the body ``s[:n]`` into ``*out`` (``PyMem_Malloc``'s memory, the caller's to free) and
+    ``*nout``: 1; 0 when this walk does not take the body (the pure path answers: :func:`canonical_body`)."""
     cdef Walk w
-    cdef int got
+    cdef int got = DEFER
     if not _configured:
         raise RuntimeError("relaygate.core._cachekey_c: configure() was not called")
-    if type(body) is not bytes:
-        return _fallback(body)
-    w.s = <const unsigned char*>PyBytes_AS_STRING(body)
-    w.n = PyBytes_GET_SIZE(body)
+    w.s = s
+    w.n = n
     w.i = 0
     w.out.data = NULL
     w.out.size = 0
@@ -636,7 +635,6 @@ def canonical_body(body):
     try:
         _reserve(&w.out, w.n + 16)
         _ws(&w)
-        got = DEFER
         if w.i < w.n and w.s[w.i] == 123:
             got = _object(&w, 1, True)
             if got == OK:
@@ -644,9 +642,34 @@ def canonical_body(body):
                 if w.i != w.n:
                     got = DEFER
         if got == OK:
-            return PyBytes_FromStringAndSize(w.out.data, w.out.size)
+            out[0] = w.out.data
+            nout[0] = w.out.size
+            w.out.data = NULL  # handed to the caller
+            return 1
     finally:
         PyMem_Free(w.out.data)
         PyMem_Free(w.tmp.data)
         PyMem_Free(w.members)
+    return 0
+
+
+def canonical_body(body):
+    """The canonical JSON of a request body's hashed fields (see the module docstring); None: not cached. A value
+    other than ``bytes`` (None included) goes to the pure path, which answers as for any input."""
+    cdef char* data = NULL
+    cdef Py_ssize_t size = 0
+    if not _configured:
+        raise RuntimeError("relaygate.core._cachekey_c: configure() was not called")
+    if type(body) is not bytes:
+        return _fallback(body)
+    if _canonical_into(<const unsigned char*>PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body), &data, &size):
+        try:
+            return PyBytes_FromStringAndSize(data, size)
+        finally:
+            PyMem_Free(data)
     return _fallback(body)
+
+
+CANONICAL_C = PyCapsule_New(<void*>_canonical_into, b"relaygate.core._cachekey_c.CANONICAL_C", NULL)
+"""``_canonical_into`` as a C function pointer, ``int (*)(s, n, out, nout) except -1``: a compiled caller's
+canonical body in a C buffer (``_cachefast_c`` hashes it there), without a bytes object made of it."""

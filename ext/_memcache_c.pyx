@@ -15,6 +15,7 @@ cimport cython
 from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_SetItem, PyDict_Size
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport Py_LT, PyObject, PyObject_RichCompareBool
+from cpython.pycapsule cimport PyCapsule_New
 from cpython.ref cimport Py_DECREF, Py_INCREF
 
 __all__ = ["ENTRY_OVERHEAD", "MemoryCache"]
@@ -204,6 +205,9 @@ cdef class MemoryCache:
     # -- operations ---------------------------------------------------------------------------------------
 
     def get(self, key):
+        return self._get(key)
+
+    cdef object _get(self, key):
         cdef PyObject* p = PyDict_GetItem(self._map, key)
         cdef _Entry e
         if p == NULL:
@@ -223,6 +227,9 @@ cdef class MemoryCache:
     def set(self, key, value, ttl=None):
         """Store ``value`` for ``ttl`` seconds (the default TTL when None); False when it is not stored (too
         large, or a TTL of zero or less)."""
+        return self._set(key, value, ttl)
+
+    cdef object _set(self, key, value, ttl):
         cdef Py_ssize_t n, size
         cdef PyObject* p
         cdef _Entry e
@@ -315,3 +322,22 @@ cdef class MemoryCache:
         """The expiry heap's items ``(expiry, key)``, in the heap's order (a copy)."""
         cdef Py_ssize_t i
         return [(self._heap[i].expires, <object>self._heap[i].key) for i in range(self._n)]
+
+
+# -- the C entry points other compiled modules call (``_cachefast_c``: a miss's probe and store) -------------------
+
+cdef object _c_get(object cache, object key):
+    """``cache.get(key)`` for a ``MemoryCache`` itself (not a subclass: the caller checks the type)."""
+    return (<MemoryCache>cache)._get(key)
+
+
+cdef object _c_set(object cache, object key, object value, object ttl):
+    """``cache.set(key, value, ttl)`` likewise."""
+    return (<MemoryCache>cache)._set(key, value, ttl)
+
+
+GET_C = PyCapsule_New(<void*>_c_get, b"relaygate.core._memcache_c.GET_C", NULL)
+"""``_c_get`` as a C function pointer, ``object (*)(object cache, object key)``: a compiled caller's probe without a
+Python call."""
+SET_C = PyCapsule_New(<void*>_c_set, b"relaygate.core._memcache_c.SET_C", NULL)
+"""``_c_set``, ``object (*)(object cache, object key, object value, object ttl)``, likewise."""

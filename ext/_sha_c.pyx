@@ -8,6 +8,7 @@ most of it setting up a context). Elsewhere it calls the pure twin.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.pycapsule cimport PyCapsule_New
 
 from relaygate.core import _sha_py as _ref
 
@@ -130,7 +131,8 @@ cdef extern from *:
     #endif
     """
     int rg_sha_ni()
-    void rg_sha256_hex(const unsigned char* head, size_t nhead, const unsigned char* data, size_t ndata, char* out)
+    void rg_sha256_hex(const unsigned char* head, size_t nhead, const unsigned char* data, size_t ndata,
+                       char* out) nogil
 
 
 SHA_INSTRUCTIONS = bool(rg_sha_ni())
@@ -155,3 +157,18 @@ def sha256_hex(data, prefix=b""):
     rg_sha256_hex(<const unsigned char*>PyBytes_AS_STRING(prefix), <size_t>PyBytes_GET_SIZE(prefix),
                   <const unsigned char*>PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data), out)
     return out[:64].decode("ascii")
+
+
+cdef int _hex_c(const unsigned char* head, size_t nhead, const unsigned char* data, size_t ndata,
+                char* out) noexcept nogil:
+    """:func:`sha256_hex` of ``head + data`` into ``out`` (64 hex digits): 1; 0 when the SHA instructions are not
+    in use (the caller then calls :func:`sha256_hex`, whose pure twin answers)."""
+    if not _sha_ni:
+        return 0
+    rg_sha256_hex(head, nhead, data, ndata, out)
+    return 1
+
+
+HEX_C = PyCapsule_New(<void*>_hex_c, b"relaygate.core._sha_c.HEX_C", NULL)
+"""``_hex_c`` as a C function pointer, ``int (*)(head, nhead, data, ndata, out)``: a compiled caller's digest of
+bytes it holds in a C buffer (``_cachefast_c``: the canonical body, never made a bytes object)."""

@@ -66,10 +66,13 @@ def test_modes_are_checked() -> None:
 
 
 _CHECKS = {
+    # what the pipeline calls (find, keep) is the stub, the compiled path built or not
     "miss-nostore": "from relaygate.cache.stage import ResponseCache as R\n"
-                    "assert R.store(None, None, b'x') is None and R.store.__name__ == '_no_store'",
+                    "from relaygate.config.cache import CacheSettings\nc = R(CacheSettings())\n"
+                    "assert c.keep(None, b'x', None) is None and c.keep.__func__.__name__ == '_no_store'",
     "miss-nolookup": "from relaygate.cache.stage import ResponseCache as R\n"
-                     "assert R.lookup(None, None) is None and R.lookup.__name__ == '_no_lookup'",
+                     "from relaygate.config.cache import CacheSettings\nc = R(CacheSettings())\n"
+                     "assert c.find(None) is None and c.find.__func__.__name__ == '_no_lookup'",
     # both paths take the key's canonical body from cache.key when the cache is built: the body as it came
     "miss-rawkey": "import hashlib\nfrom relaygate.cache import key\nbody = b'{\"a\": 1}'\n"
                    "assert key.canonical_body(body) is body and key.canonical_body is bytes\n"

@@ -13,7 +13,8 @@ import orjson
 import pytest
 
 from relaygate.cache import fast
-from relaygate.cache.stage import CACHE_MISS, CacheState, ResponseCache
+from relaygate.cache.memory import PureMemoryCache
+from relaygate.cache.stage import CACHE_HIT, CACHE_MISS, MEMO_BODY, CacheState, ResponseCache
 from relaygate.config.cache import CacheSettings
 from relaygate.core import _ext
 from relaygate.core.views import decode_view
@@ -29,7 +30,7 @@ def pair(**settings: Any) -> tuple[ResponseCache, ResponseCache]:
     """A cache with the compiled path and the same cache without it, both on a fixed clock."""
     metrics = [SimpleNamespace(events={}), SimpleNamespace(events={})]
     with_fast, pure = (ResponseCache(CacheSettings(**settings), metrics=m) for m in metrics)
-    pure._fast = None
+    pure._bind(None)
     for c in (with_fast, pure):
         c._wall = lambda: NOW
     return with_fast, pure
@@ -59,10 +60,12 @@ def state(ex: Exchange) -> Any:
 
 
 def run(cache: ResponseCache, ex: Exchange, answer: bytes | None) -> tuple[Any, Any]:
-    found = cache.lookup(ex)
+    """``ex`` looked up and its answer stored as the pipeline does (``find``, ``keep``: the compiled path's own
+    where there is one, handing what it does not take to the Python path)."""
+    found = cache.find(ex)
     assert found is None or type(found) is bytes
-    if found is None and answer is not None:
-        cache.store(ex, answer)
+    if found is None and answer is not None and ex.cache is not None:
+        cache.keep(ex, answer, None)
     return found, state(ex)
 
 
@@ -143,6 +146,65 @@ def test_the_compiled_path_hands_every_other_request_to_python() -> None:
     assert fp.store(missed, ANSWER) is False  # a Cache-Control header: the Python path reads it
     missed.cache.header_ttl = False
     assert fp.store(missed, ANSWER) is True and fp.lookup(exchange(CHAT)) is not None
+
+
+DUPLICATE = b'{"model":"m","messages":[{"role":"user","content":"d"}],"temperature":0.5,"temperature":0.7}'
+"""A body the compiled canonical walk leaves to the pure path (a duplicate key)."""
+
+
+@pytest.mark.parametrize("sha_instructions", [True, False], ids=["sha-instructions", "pure-digest"])
+def test_the_helpers_called_in_c_key_and_store_as_python(sha_instructions: bool) -> None:
+    """The memory level, the canonical body and the digest are called in C (capsules) when they are the compiled
+    modules' own; the keys and entries are the Python path's, with the CPU's SHA instructions or without them,
+    and for a body the compiled walk leaves to the pure path."""
+    check_loaded(fast.COMPONENT, fast._compiled)
+    from relaygate.core import _sha_c
+    with_fast, pure = pair()
+    assert with_fast._fast is not None and with_fast._fast.c_calls == (True, True, True, True)
+    _sha_c.use_sha_instructions(sha_instructions)
+    try:
+        for body in (CHAT, {**CHAT, "seed": 31}, DUPLICATE):
+            got = [run(c, exchange(body), ANSWER) for c in (with_fast, pure)]
+            assert got[0] == got[1] and got[0][1] is not None
+        assert sorted(_keys(with_fast)) == sorted(_keys(pure)) and len(_keys(pure)) == 3
+        assert with_fast._fast.misses == 3 and with_fast._misses == 0
+    finally:
+        _sha_c.use_sha_instructions(True)
+
+
+def test_helpers_replaced_are_called_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A canonical body or digest replaced (a bench stub, a twin) and a memory level of another class (the pure
+    twin's) are called through Python, as given, never by the compiled modules' C entry points."""
+    check_loaded(fast.COMPONENT, fast._compiled)
+    from relaygate.cache import key
+    seen: list[bytes] = []
+
+    def raw_key(body: bytes) -> bytes:
+        seen.append(body)
+        return body
+
+    monkeypatch.setattr(key, "canonical_body", raw_key)
+    cache = ResponseCache(CacheSettings(), metrics=SimpleNamespace(events={}))  # type: ignore[arg-type]
+    fp = cache._fast
+    assert fp is not None and fp.c_calls == (True, True, False, True)
+    ex = exchange(CHAT)
+    assert cache.lookup(ex) is None and seen == [ex.body]
+    from relaygate.core.sha import sha256_hex
+    assert ex.cache is not None and ex.cache.key == sha256_hex(ex.body, key._head("chat", "m", None))
+
+    class Counted(PureMemoryCache):
+        calls = 0
+
+        def get(self, k: str) -> Any:
+            Counted.calls += 1
+            return super().get(k)
+
+    monkeypatch.setattr(key, "canonical_body", key.canonical_body)
+    other = ResponseCache(CacheSettings(), metrics=SimpleNamespace(events={}))  # type: ignore[arg-type]
+    other.memory = Counted(64 * 1024 * 1024)
+    other._bind(fast.fast_path(other, CACHE_MISS, CACHE_HIT, CacheState, MEMO_BODY))
+    assert other._fast is not None and other._fast.c_calls[:2] == (False, False)
+    assert other.lookup(exchange(CHAT)) is None and Counted.calls == 1
 
 
 @pytest.mark.parametrize("level", ["default_off", "redis", "shared", "semantic"])

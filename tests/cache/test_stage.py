@@ -360,17 +360,17 @@ def test_memory_decides_without_a_coroutine(monkeypatch: Any) -> None:
     """A lookup that memory decides returns at once (None for a miss, the stored bytes for a hit, None for an
     entry older than the request's ``s-maxage``); an embeddings request's lookup returns an awaitable."""
     returned: list[Any] = []
-    real = ResponseCache.lookup
-
-    def watching(self: ResponseCache, ex: Any) -> Any:
-        out = real(self, ex)
-        returned.append(out)
-        return out
-
-    monkeypatch.setattr(ResponseCache, "lookup", watching)
 
     async def main() -> None:
         gw, records, cache = gateway()
+        real = cache.find  # what the pipeline calls: the compiled path's, or ResponseCache.lookup
+
+        def watching(ex: Any) -> Any:
+            out = real(ex)
+            returned.append(out)
+            return out
+
+        monkeypatch.setattr(cache, "find", watching)
         await call(gw, "POST", "/v1/chat/completions", CHAT)
         await call(gw, "POST", "/v1/chat/completions", CHAT)
         await asyncio.sleep(1.1)

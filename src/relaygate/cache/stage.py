@@ -234,8 +234,16 @@ class ResponseCache:
         key (``cache_key``'s inputs, all of them), for bodies that hit: an identical request
         (the same bytes) skips decoding the body and hashing it again (~8 µs of a ~45 µs hit)."""
         self._memo_bytes = 0
-        self._fast = fast_path(self, CACHE_MISS, CACHE_HIT, CacheState, MEMO_BODY)
-        """The compiled path of the common request (``cache.fast``), or None."""
+        self._bind(fast_path(self, CACHE_MISS, CACHE_HIT, CacheState, MEMO_BODY))
+
+    def _bind(self, fp: Any) -> None:
+        """``fp``: the compiled path of the common request (``cache.fast``), or None. ``find`` and ``keep`` are
+        what the pipeline calls: :meth:`lookup` and :meth:`store`, or the compiled path's own, which hands what
+        it does not take to :meth:`_lookup` and :meth:`_store` (no Python frame for the common request)."""
+        self._fast = fp
+        self.find: Callable[[Exchange], bytes | Awaitable[bytes | None] | None] = \
+            fp.find if fp is not None else self.lookup
+        self.keep: Callable[[Exchange, bytes, bytes | None], None] = fp.keep if fp is not None else self.store
 
     @property
     def _wall(self) -> Callable[[], float]:
@@ -278,6 +286,9 @@ class ResponseCache:
         The common request is looked up by the compiled path (``cache.fast``) where there is one."""
         if self._fast is not None and (found := self._fast.lookup(ex)) is not GENERAL:
             return found  # type: ignore[no-any-return]
+        return self._lookup(ex)
+
+    def _lookup(self, ex: Exchange) -> bytes | Awaitable[bytes | None] | None:
         s = self.settings
         ctl = ex.control
         who = ex.who
@@ -532,8 +543,10 @@ class ResponseCache:
     def store(self, ex: Exchange, answer: bytes, ctype: bytes | None = None) -> None:
         """Keep a miss's complete answer (never awaits); ``ctype``: a unary answer's content type (kept
         with a transcription's)."""
-        if self._fast is not None and self._fast.store(ex, answer):
-            return
+        if self._fast is None or not self._fast.store(ex, answer):
+            self._store(ex, answer, ctype)
+
+    def _store(self, ex: Exchange, answer: bytes, ctype: bytes | None) -> None:
         st = ex.cache
         if st is None or st.hit or st.no_store:
             return

@@ -166,7 +166,7 @@ class Pipeline:
             cache = rt.cache
             stored = None
             if cache is not None and fe.route in cache.routes and (ex.control is None or not control.mocked(ex)):
-                found = cache.lookup(ex)  # at once from this worker's memory, else an awaitable of it
+                found = cache.find(ex)  # at once from this worker's memory, else an awaitable of it
                 stored = found if found is None or type(found) is bytes else await found
             if svc is not None:
                 svc.ok("proxy_pre_call", time.perf_counter() - started)
@@ -315,7 +315,7 @@ class Pipeline:
             st.parts.merged(data)  # embeddings: the inputs the cache had, put back among the upstream's
         await send_body(send, 200, sent, headers)
         if st is not None:
-            ex.rt.cache.store(ex, data, ctype)
+            ex.rt.cache.keep(ex, data, ctype)
         if ex.obs is not None:
             ex.obs.output = sent
         self.complete(ex, 200, Outcome.OK, total)
@@ -383,8 +383,9 @@ class Pipeline:
         ex.status = status
         total = time.perf_counter() - ex.t0 if latency is None else latency
         overhead = total - ex.wait
-        lease, who, ctx = ex.lease, ex.who, ex.ctx
+        lease, who, ctx, cached = ex.lease, ex.who, ex.ctx, ex.cache
         dep = lease.target.dep if lease is not None else None
+        hit = cached is not None and cached.hit
         if not (0 <= ex.prompt_tokens < MAX_TOKENS and 0 <= ex.completion_tokens < MAX_TOKENS and 0.0 <= ex.cost <=
                 MAX_COST and 0 <= ex.cached_tokens < MAX_TOKENS and 0 <= ex.cache_write_tokens < MAX_TOKENS):
             (ex.prompt_tokens, ex.completion_tokens, ex.cached_tokens, ex.cache_write_tokens), ex.cost = bound_usage(
@@ -399,7 +400,7 @@ class Pipeline:
             who.team_id if who is not None else None, who.record_user if who is not None else None,
             status, outcome, ex.prompt_tokens, ex.completion_tokens, ex.cached_tokens, ex.cache_write_tokens, total,
             ex.ttft,
-            overhead if overhead > 0.0 else 0.0, ex.cost, ex.cache is not None and ex.cache.hit,
+            overhead if overhead > 0.0 else 0.0, ex.cost, hit,
             ctx.attempted_retries if ctx is not None else 0, ctx.attempted_fallbacks if ctx is not None else 0,
             time.time() - total, (error.type or "") if error is not None else "")
         if ex.estimated:
@@ -409,7 +410,7 @@ class Pipeline:
             zero_cost.warn(ex.zero, record.model_group, record.provider, ex.prompt_tokens, ex.completion_tokens)
         if ex.hold is not None:  # the budgets' reservation: released when the guard's sink counts this record
             record.hold = ex.hold.id
-        if ex.cache is not None and not ex.cache.hit:
+        if cached is not None and not hit:
             record.cache_miss = True
         if ctx is not None and ctx.failed:
             record.failed_attempts = tuple(ctx.failed)
