@@ -27,7 +27,6 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.object cimport PyObject
 from libc.stdint cimport uint64_t
 from libc.math cimport fabs, floor, nearbyint, signbit
-from cpython.mem cimport PyMem_Free
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeASCII
 from libc.string cimport memcmp, memcpy
@@ -100,7 +99,7 @@ cdef object _GENERAL = GENERAL
 
 ctypedef object (*get_c_t)(object, object)
 ctypedef object (*set_c_t)(object, object, object, object)
-ctypedef int (*canonical_c_t)(const unsigned char*, Py_ssize_t, char**, Py_ssize_t*) except -1
+ctypedef int (*canonical_c_t)(const unsigned char*, Py_ssize_t, const char**, Py_ssize_t*) except -1
 ctypedef int (*hex_c_t)(const unsigned char*, size_t, const unsigned char*, size_t, char*) noexcept nogil
 
 
@@ -205,7 +204,7 @@ cdef class FastPath:
 
     cdef object _key(self, str route, object group_name, bytes raw, object team):
         """``cache.key.body_key`` (the same scope prefixes, shared with it); None: not cached."""
-        cdef char* buf = NULL
+        cdef const char* buf = NULL
         cdef Py_ssize_t size = 0
         cdef char out[64]
         cdef int done = 0
@@ -218,13 +217,11 @@ cdef class FastPath:
             self._heads[scope] = head
         if self._canonical_c != NULL and self._canonical_c(
                 <const unsigned char*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), &buf, &size):
-            try:  # the canonical body in buf: hashed there
-                if self._hex_c != NULL and type(head) is bytes:
-                    done = self._hex_c(<const unsigned char*>PyBytes_AS_STRING(head), <size_t>PyBytes_GET_SIZE(head),
-                                       <const unsigned char*>buf, <size_t>size, out)
-                canon = None if done else PyBytes_FromStringAndSize(buf, size)
-            finally:
-                PyMem_Free(buf)
+            # the canonical body in _cachekey_c's buffer (until its next call): hashed there, or copied at once
+            if self._hex_c != NULL and type(head) is bytes:
+                done = self._hex_c(<const unsigned char*>PyBytes_AS_STRING(head), <size_t>PyBytes_GET_SIZE(head),
+                                   <const unsigned char*>buf, <size_t>size, out)
+            canon = None if done else PyBytes_FromStringAndSize(buf, size)
         else:
             canon = self._canonical(raw)  # (or a body the compiled walk does not take: the pure path's answer)
             if canon is None:

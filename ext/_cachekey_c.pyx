@@ -613,9 +613,49 @@ cdef int _object(Walk* w, int depth, bint top) except -1:
         return DEFER
 
 
-cdef int _canonical_into(const unsigned char* s, Py_ssize_t n, char** out, Py_ssize_t* nout) except -1:
-    """The canonical JSON of the body ``s[:n]`` into ``*out`` (``PyMem_Malloc``'s memory, the caller's to free) and
-    ``*nout``: 1; 0 when this walk does not take the body (the pure path answers: :func:`canonical_body`)."""
+# The walk's buffers, kept between calls (a request body's canonical form is rebuilt for every request: no
+# allocation and no free a call, and memory the last call left in the caches). A call takes them (a nested call,
+# which nothing here makes, would start from none; one larger than KEEP_BYTES is freed then, so a huge body's
+# buffer lives only until the next call) and gives them back when it ends: the caller reads the output there.
+cdef Buf _kept_out
+cdef Buf _kept_tmp
+cdef Member* _kept_members = NULL
+cdef Py_ssize_t _kept_cap_members = 0
+cdef Py_ssize_t KEEP_BYTES = 64 * 1024
+cdef Py_ssize_t KEEP_MEMBERS = 4096
+_kept_out.data = NULL
+_kept_out.cap = 0
+_kept_tmp.data = NULL
+_kept_tmp.cap = 0
+
+
+cdef inline void _take(Buf* kept, Buf* b) noexcept:
+    if kept.cap > KEEP_BYTES:
+        PyMem_Free(kept.data)
+        kept.data = NULL
+        kept.cap = 0
+    b.data = kept.data
+    b.size = 0
+    b.cap = kept.cap
+    kept.data = NULL
+    kept.cap = 0
+
+
+cdef inline void _give_back(Buf* kept, Buf* b) noexcept:
+    if kept.data == NULL:
+        kept.data = b.data
+        kept.cap = b.cap
+    else:
+        PyMem_Free(b.data)
+    b.data = NULL
+    b.cap = 0
+
+
+cdef int _canonical_into(const unsigned char* s, Py_ssize_t n, const char** out, Py_ssize_t* nout) except -1:
+    """The canonical JSON of the body ``s[:n]`` at ``*out``, ``*nout`` bytes: 1; 0 when this walk does not take
+    the body (the pure path answers: :func:`canonical_body`). ``*out`` is this module's buffer, valid until the
+    next call: the caller copies or hashes it at once and does not free it."""
+    global _kept_members, _kept_cap_members
     cdef Walk w
     cdef int got = DEFER
     if not _configured:
@@ -623,15 +663,13 @@ cdef int _canonical_into(const unsigned char* s, Py_ssize_t n, char** out, Py_ss
     w.s = s
     w.n = n
     w.i = 0
-    w.out.data = NULL
-    w.out.size = 0
-    w.out.cap = 0
-    w.tmp.data = NULL
-    w.tmp.size = 0
-    w.tmp.cap = 0
-    w.members = NULL
+    _take(&_kept_out, &w.out)
+    _take(&_kept_tmp, &w.tmp)
+    w.members = _kept_members
     w.nmembers = 0
-    w.cap_members = 0
+    w.cap_members = _kept_cap_members
+    _kept_members = NULL
+    _kept_cap_members = 0
     try:
         _reserve(&w.out, w.n + 16)
         _ws(&w)
@@ -644,32 +682,32 @@ cdef int _canonical_into(const unsigned char* s, Py_ssize_t n, char** out, Py_ss
         if got == OK:
             out[0] = w.out.data
             nout[0] = w.out.size
-            w.out.data = NULL  # handed to the caller
             return 1
     finally:
-        PyMem_Free(w.out.data)
-        PyMem_Free(w.tmp.data)
-        PyMem_Free(w.members)
+        _give_back(&_kept_out, &w.out)
+        _give_back(&_kept_tmp, &w.tmp)
+        if _kept_members == NULL and w.cap_members <= KEEP_MEMBERS:
+            _kept_members = w.members
+            _kept_cap_members = w.cap_members
+        else:
+            PyMem_Free(w.members)
     return 0
 
 
 def canonical_body(body):
     """The canonical JSON of a request body's hashed fields (see the module docstring); None: not cached. A value
     other than ``bytes`` (None included) goes to the pure path, which answers as for any input."""
-    cdef char* data = NULL
+    cdef const char* data = NULL
     cdef Py_ssize_t size = 0
     if not _configured:
         raise RuntimeError("relaygate.core._cachekey_c: configure() was not called")
     if type(body) is not bytes:
         return _fallback(body)
     if _canonical_into(<const unsigned char*>PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body), &data, &size):
-        try:
-            return PyBytes_FromStringAndSize(data, size)
-        finally:
-            PyMem_Free(data)
+        return PyBytes_FromStringAndSize(data, size)
     return _fallback(body)
 
 
 CANONICAL_C = PyCapsule_New(<void*>_canonical_into, b"relaygate.core._cachekey_c.CANONICAL_C", NULL)
 """``_canonical_into`` as a C function pointer, ``int (*)(s, n, out, nout) except -1``: a compiled caller's
-canonical body in a C buffer (``_cachefast_c`` hashes it there), without a bytes object made of it."""
+canonical body in this module's buffer (``_cachefast_c`` hashes it there), without a bytes object made of it."""

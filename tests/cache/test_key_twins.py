@@ -196,3 +196,12 @@ def test_body_keys_scope_prefixes_stay_bounded(monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize("value", [None, bytearray(b'{"a":1}'), memoryview(b'{"a":1}'), '{"a":1}', 7])
 def test_a_value_other_than_bytes_is_answered_as_the_pure_path_answers_it(value: Any) -> None:
     assert _compiled().canonical_body(value) == pure(value)
+
+
+def test_the_kept_buffers_serve_bodies_large_and_small_in_turn() -> None:
+    """The walk keeps its buffers between calls and frees one past 64 KiB at the next call: a huge body's output
+    is read whole, and the small bodies after it (and the huge one again) come out as the pure path's."""
+    huge = json.dumps({"messages": [{"role": "user", "content": "x" * 200_000}], "model": "m"}).encode()
+    small = b'{"model": "m", "messages": [{"content": "s", "role": "user"}], "b": 1, "a": 2}'
+    for body in (small, huge, small, huge, huge, small):
+        assert _compiled().canonical_body(body) == pure(body)
