@@ -116,6 +116,26 @@ cdef void* _capsule(str module, str name, object given, object compiled_one) exc
     return PyCapsule_GetPointer(getattr(mod, name), f"relaygate.core.{module}.{name}".encode())
 
 
+cdef extern from *:
+    """
+    #include <time.h>
+    #include <stdint.h>
+    /* time.time() as CPython computes it (clock_gettime, whole nanoseconds, then seconds as a double) */
+    static double rg_realtime(void) {
+        struct timespec ts;
+        int64_t ns;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        if (ns % 1000000000 == 0) return (double)(ns / 1000000000);
+        return (double)ns / 1e9;
+    }
+    """
+    double rg_realtime() nogil
+
+import time as _time
+cdef object _TIME = _time.time
+
+
 cdef const char* _CONTENT = b'"content":"'
 cdef object _ZERO = 0.0
 cdef Py_ssize_t STAMP = 8
@@ -133,6 +153,10 @@ cdef class FastPath:
     cdef public object wall
     cdef dict _events, _memo, _heads
     cdef object _namespace, _miss_name, _routes, _counted
+    cdef object _route_seen  # the last route looked up, and whether it is taken and counted (max_messages)
+    cdef bint _route_taken, _route_counted
+    cdef object _chat_view
+    cdef Py_ssize_t _messages_at  # ChatView.messages' offset, or -1
     cdef bint _by_team, _header_ttl
     cdef Py_ssize_t _memo_body, _heads_max, _max_messages
     cdef object _general_lookup, _general_store
@@ -147,7 +171,7 @@ cdef class FastPath:
     def __init__(self, memory, wall, events, memo, str miss_name, namespace, bint by_team, bint header_ttl, *,
                  max_messages, routes, counted, canonical_body, sha256_hex, heads, head, Py_ssize_t heads_max,
                  Py_ssize_t memo_body, state, assembler, has_output, remember, str hit_name, prefixes, usage,
-                 fresh_py, bytes json, perf_counter, exchange, general_lookup, general_store):
+                 fresh_py, bytes json, perf_counter, exchange, general_lookup, general_store, chat_view=None):
         cdef Py_ssize_t k
         for k in range(X_COUNT):
             self._x[k] = _offset(exchange, EX_FIELDS[k])
@@ -156,6 +180,14 @@ cdef class FastPath:
         self._ex_type = exchange
         self._general_lookup = general_lookup
         self._general_store = general_store
+        self._chat_view = chat_view
+        self._messages_at = -1
+        if chat_view is not None:
+            try:
+                self._messages_at = _offset(chat_view, "messages")
+            except (TypeError, AttributeError):
+                pass
+        self._route_seen = None
         self._state_type = state
         self._memory = memory
         self._get = memory.get
@@ -261,10 +293,18 @@ cdef class FastPath:
                 team = who.team_id or ""
         route = _m(ex, self._x[X_ROUTE])
         raw = _m(ex, self._x[X_BODY])
-        if type(raw) is not bytes or route not in self._routes:
+        if route is not self._route_seen:
+            self._route_taken = route in self._routes
+            self._route_counted = route in self._counted
+            self._route_seen = route
+        if type(raw) is not bytes or not self._route_taken:
             return _GENERAL
-        if self._max_messages >= 0 and route in self._counted:  # LiteLLM's max_messages: not looked up nor stored
-            messages = getattr(_m(ex, self._x[X_VIEW]), "messages", None)
+        if self._max_messages >= 0 and self._route_counted:  # LiteLLM's max_messages: not looked up nor stored
+            view = _m(ex, self._x[X_VIEW])
+            if self._messages_at >= 0 and type(view) is self._chat_view:
+                messages = _m(view, self._messages_at)
+            else:
+                messages = getattr(view, "messages", None)
             if type(messages) is not list or route != "chat":
                 return _GENERAL
             if len(<list>messages) > self._max_messages:
@@ -331,14 +371,14 @@ cdef class FastPath:
             return 0
         s = PyBytes_AS_STRING(answer)
         n = PyBytes_GET_SIZE(answer)
-        if route in self._counted:
+        if (self._route_counted if route is self._route_seen else route in self._counted):
             at = NULL
             if route == "chat":
                 at = <const char*>memmem(s, <size_t>n, _CONTENT, 11)
             if at == NULL or at + 11 >= s + n or at[11] == 34:  # no text found at once: the Python check
                 if not self._has_output(route, answer):
                     return 1
-        now = self.wall()
+        now = rg_realtime() if self.wall is _TIME else self.wall()
         memcpy(&bits, &now, 8)
         value = PyBytes_FromStringAndSize(NULL, n + STAMP)
         out = <unsigned char*>PyBytes_AS_STRING(value)

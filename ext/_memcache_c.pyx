@@ -24,6 +24,25 @@ ENTRY_OVERHEAD = 160
 """Bytes counted per entry beyond its value (the pure module's constant; a twin test checks they agree)."""
 cdef Py_ssize_t OVERHEAD = 160
 
+cdef extern from *:
+    """
+    #include <time.h>
+    #include <stdint.h>
+    /* time.monotonic() as CPython computes it (clock_gettime, whole nanoseconds, then seconds as a double) */
+    static double rg_monotonic(void) {
+        struct timespec ts;
+        int64_t ns;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        if (ns % 1000000000 == 0) return (double)(ns / 1000000000);
+        return (double)ns / 1e9;
+    }
+    """
+    double rg_monotonic() nogil
+
+import time as _time
+cdef object _MONOTONIC = _time.monotonic
+
 
 @cython.final
 @cython.no_gc
@@ -65,6 +84,7 @@ cdef class MemoryCache:
     cdef public Py_ssize_t misses
     cdef public Py_ssize_t evictions
     cdef object _clock
+    cdef bint _monotonic  # the clock is time.monotonic: read here as it computes it, without a Python call
     cdef dict _map
     cdef PyObject* _head  # least recently used
     cdef PyObject* _tail  # most recently used
@@ -90,6 +110,7 @@ cdef class MemoryCache:
         self.max_item_bytes = max_item_bytes if max_item_bytes is not None else max(max_bytes // 16, 1)
         self.default_ttl = default_ttl
         self._clock = clock
+        self._monotonic = clock is _MONOTONIC
         self.used = 0
         self.hits = 0
         self.misses = 0
@@ -133,6 +154,8 @@ cdef class MemoryCache:
         return 0
 
     cdef inline double _now(self) except? -1.0:
+        if self._monotonic:
+            return rg_monotonic()
         return self._clock()
 
     # -- the expiry heap ----------------------------------------------------------------------------------

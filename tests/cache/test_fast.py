@@ -345,3 +345,22 @@ def test_the_compiled_path_reads_exchanges_by_their_slots_and_leaves_other_objec
     bare = Exchange.__new__(Exchange)
     with pytest.raises(AttributeError):
         fp.lookup(bare)
+
+
+def test_the_default_clocks_are_read_in_c_as_python_reads_them() -> None:
+    """With the default clocks (``time.time`` for the stamp, ``time.monotonic`` for the memory level's expiry) the
+    compiled modules read them with ``clock_gettime`` as CPython computes them: the stamp and the expiry lie
+    between the Python clock's readings before and after, and the entry lives for its TTL."""
+    import time
+    check_loaded(fast.COMPONENT, fast._compiled)
+    cache = ResponseCache(CacheSettings(), metrics=SimpleNamespace(events={}))  # type: ignore[arg-type]
+    ex = exchange({**CHAT, "seed": 41})
+    assert cache.find(ex) is None and ex.cache is not None
+    wall0, mono0 = time.time(), time.monotonic()
+    cache.keep(ex, ANSWER, None)
+    wall1, mono1 = time.time(), time.monotonic()
+    value, expires = cache.memory._data[ex.cache.key]
+    assert wall0 <= struct.unpack(">d", value[:8])[0] <= wall1 and value[8:] == ANSWER
+    ttl = CacheSettings().memory_ttl
+    assert mono0 + ttl <= expires <= mono1 + ttl
+    assert cache.find(exchange({**CHAT, "seed": 41})) == value

@@ -46,7 +46,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from relaygate.cache import calls, key, replay
-from relaygate.core import _ext, tokens
+from relaygate.core import _ext, tokens, views
 from relaygate.core.sha import sha256_hex
 from relaygate.pipeline.exchange import Exchange
 
@@ -80,7 +80,7 @@ def fast_path(cache: ResponseCache, miss_name: str, hit_name: str, state: type, 
         state=state, assembler=calls.assembler, has_output=calls.has_output, remember=cache._remember,
         hit_name=hit_name, prefixes={r: calls.ID_PREFIX[r] for r in SERVED}, usage=tokens.extract_usage,
         fresh_py=replay.fresh_decoded, json=calls.JSON, perf_counter=time.perf_counter, exchange=Exchange,
-        general_lookup=cache._lookup, general_store=cache._store)
+        general_lookup=cache._lookup, general_store=cache._store, chat_view=views.ChatView)
 
 
 __all__ = ["COMPONENT", "GENERAL", "ROUTES", "SERVED", "fast_path"]
