@@ -116,21 +116,7 @@ cdef void* _capsule(str module, str name, object given, object compiled_one) exc
     return PyCapsule_GetPointer(getattr(mod, name), f"relaygate.core.{module}.{name}".encode())
 
 
-cdef extern from *:
-    """
-    #include <time.h>
-    #include <stdint.h>
-    /* time.time() as CPython computes it (clock_gettime, whole nanoseconds, then seconds as a double) */
-    static double rg_realtime(void) {
-        struct timespec ts;
-        int64_t ns;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-        if (ns % 1000000000 == 0) return (double)(ns / 1000000000);
-        return (double)ns / 1e9;
-    }
-    """
-    double rg_realtime() nogil
+include "_clock.pxi"
 
 import time as _time
 cdef object _TIME = _time.time

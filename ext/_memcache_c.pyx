@@ -24,21 +24,7 @@ ENTRY_OVERHEAD = 160
 """Bytes counted per entry beyond its value (the pure module's constant; a twin test checks they agree)."""
 cdef Py_ssize_t OVERHEAD = 160
 
-cdef extern from *:
-    """
-    #include <time.h>
-    #include <stdint.h>
-    /* time.monotonic() as CPython computes it (clock_gettime, whole nanoseconds, then seconds as a double) */
-    static double rg_monotonic(void) {
-        struct timespec ts;
-        int64_t ns;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-        if (ns % 1000000000 == 0) return (double)(ns / 1000000000);
-        return (double)ns / 1e9;
-    }
-    """
-    double rg_monotonic() nogil
+include "_clock.pxi"
 
 import time as _time
 cdef object _MONOTONIC = _time.monotonic
