@@ -613,42 +613,32 @@ cdef int _object(Walk* w, int depth, bint top) except -1:
         return DEFER
 
 
-# The walk's buffers, kept between calls (a request body's canonical form is rebuilt for every request: no
-# allocation and no free a call, and memory the last call left in the caches). A call takes them (a nested call,
-# which nothing here makes, would start from none; one larger than KEEP_BYTES is freed then, so a huge body's
-# buffer lives only until the next call) and gives them back when it ends: the caller reads the output there.
+# The walk's buffers, kept between calls (C statics, zeroed: none at first): a request body's canonical form is
+# rebuilt for every request, with no allocation and no free a call, in memory the last call left in the caches. A
+# call takes them (a nested call, which nothing here makes, would start from none; one larger than KEEP_BYTES is
+# freed then, so a huge body's buffer lives only until the next call) and gives them back when it ends.
 cdef Buf _kept_out
 cdef Buf _kept_tmp
 cdef Member* _kept_members = NULL
 cdef Py_ssize_t _kept_cap_members = 0
 cdef Py_ssize_t KEEP_BYTES = 64 * 1024
 cdef Py_ssize_t KEEP_MEMBERS = 4096
-_kept_out.data = NULL
-_kept_out.cap = 0
-_kept_tmp.data = NULL
-_kept_tmp.cap = 0
 
 
 cdef inline void _take(Buf* kept, Buf* b) noexcept:
-    if kept.cap > KEEP_BYTES:
-        PyMem_Free(kept.data)
-        kept.data = NULL
-        kept.cap = 0
-    b.data = kept.data
-    b.size = 0
-    b.cap = kept.cap
-    kept.data = NULL
-    kept.cap = 0
+    b.data, b.size, b.cap = kept.data, 0, kept.cap
+    kept.data, kept.cap = NULL, 0
+    if b.cap > KEEP_BYTES:
+        PyMem_Free(b.data)
+        b.data, b.cap = NULL, 0
 
 
 cdef inline void _give_back(Buf* kept, Buf* b) noexcept:
     if kept.data == NULL:
-        kept.data = b.data
-        kept.cap = b.cap
+        kept.data, kept.cap = b.data, b.cap
     else:
         PyMem_Free(b.data)
-    b.data = NULL
-    b.cap = 0
+    b.data, b.cap = NULL, 0
 
 
 cdef int _canonical_into(const unsigned char* s, Py_ssize_t n, const char** out, Py_ssize_t* nout) except -1:
@@ -660,16 +650,11 @@ cdef int _canonical_into(const unsigned char* s, Py_ssize_t n, const char** out,
     cdef int got = DEFER
     if not _configured:
         raise RuntimeError("relaygate.core._cachekey_c: configure() was not called")
-    w.s = s
-    w.n = n
-    w.i = 0
+    w.s, w.n, w.i = s, n, 0
     _take(&_kept_out, &w.out)
     _take(&_kept_tmp, &w.tmp)
-    w.members = _kept_members
-    w.nmembers = 0
-    w.cap_members = _kept_cap_members
-    _kept_members = NULL
-    _kept_cap_members = 0
+    w.members, w.nmembers, w.cap_members = _kept_members, 0, _kept_cap_members
+    _kept_members, _kept_cap_members = NULL, 0
     try:
         _reserve(&w.out, w.n + 16)
         _ws(&w)
@@ -687,8 +672,7 @@ cdef int _canonical_into(const unsigned char* s, Py_ssize_t n, const char** out,
         _give_back(&_kept_out, &w.out)
         _give_back(&_kept_tmp, &w.tmp)
         if _kept_members == NULL and w.cap_members <= KEEP_MEMBERS:
-            _kept_members = w.members
-            _kept_cap_members = w.cap_members
+            _kept_members, _kept_cap_members = w.members, w.cap_members
         else:
             PyMem_Free(w.members)
     return 0

@@ -211,24 +211,20 @@ class ResponseCache:
         self.routes = settings.routes
         self.memory = MemoryCache(settings.max_bytes, default_ttl=settings.memory_ttl)
         self.redis = redis
-        """The Redis level (``type: redis`` / ``redis-semantic``), for what only Redis does (its routes, vectors,
-        namespace marks)."""
+        """The Redis level (``type: redis`` / ``redis-semantic``), for what only Redis does (routes, vectors, marks)."""
         self.shared: RedisCache | BucketCache | None = shared if shared is not None else redis
-        """The shared level every worker reads and writes: the Redis level, or an object store's (``cache.s3``,
-        ``cache.gcs``)."""
+        """The shared level every worker reads and writes: the Redis level, or an object store's (``cache.s3``)."""
         self.semantic = semantic
         """The semantic level (``cache.semantic.Semantic``); None: exact caching only."""
         self._clock: Callable[[], float] = wall
         self._events: dict[str, int] = metrics.events if metrics is not None else {}
         """``Metrics.events``, where hits and misses are counted as ``cache_hit`` / ``cache_miss`` (LiteLLM's
-        ``litellm_cache_hits_metric`` and ``litellm_cache_misses_metric`` on ``/metrics``): both present from
-        the start, so a request adds one in place (``Metrics.count``'s call and bound are for names not known
-        in advance)."""
+        ``litellm_cache_hits_metric`` and ``litellm_cache_misses_metric``): both present from the start, so a
+        request adds one in place (``Metrics.count``'s call and bound are for names not known in advance)."""
         for name in (CACHE_HIT, CACHE_MISS):
             self._events.setdefault(name, 0)
         self._by_team = settings.scope == "team"
-        self._hits = 0
-        self._misses = 0
+        self._hits = self._misses = 0
         self._memo: dict[tuple[str, str, str | None, str | None, bytes], str] = {}
         """(route, model group, team, namespace, the body's bytes as forwarded, without control fields) -> its
         key (``cache_key``'s inputs, all of them), for bodies that hit: an identical request
@@ -237,9 +233,8 @@ class ResponseCache:
         self._bind(fast_path(self, CACHE_MISS, CACHE_HIT, CacheState, MEMO_BODY))
 
     def _bind(self, fp: Any) -> None:
-        """``fp``: the compiled path of the common request (``cache.fast``), or None. ``find`` and ``keep`` are
-        what the pipeline calls: :meth:`lookup` and :meth:`store`, or the compiled path's own, which hands what
-        it does not take to :meth:`_lookup` and :meth:`_store` (no Python frame for the common request)."""
+        """``fp``: the compiled path (``cache.fast``) or None. ``find`` / ``keep``, what the pipeline calls, are
+        :meth:`lookup` / :meth:`store` or the compiled path's own, handing the rest to :meth:`_lookup` / ``_store``."""
         self._fast = fp
         self.find: Callable[[Exchange], bytes | Awaitable[bytes | None] | None] = \
             fp.find if fp is not None else self.lookup
