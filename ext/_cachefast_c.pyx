@@ -103,15 +103,14 @@ ctypedef int (*canonical_c_t)(const unsigned char*, Py_ssize_t, const char**, Py
 ctypedef int (*hex_c_t)(const unsigned char*, size_t, const unsigned char*, size_t, char*) noexcept nogil
 
 
-cdef void* _capsule(str module, str name, object given, object compiled_one) except? NULL:
-    """The C function ``module.name`` (a capsule the module exports) when ``given`` is ``compiled_one(module)``,
-    the compiled module's own function or class, else NULL: a helper replaced (a twin, a bench stub) is called as
-    given."""
+cdef void* _capsule(str module, str name, object given, str own) except? NULL:
+    """The C function ``module.name`` (a capsule the module exports) when ``given`` is ``module.own``, the compiled
+    module's own function or class, else NULL: a helper replaced (a twin, a bench stub) is called as given."""
     try:
         mod = __import__("relaygate.core." + module, fromlist=[name])
     except ImportError:
         return NULL
-    if given is not compiled_one(mod):
+    if given is not getattr(mod, own):
         return NULL
     return PyCapsule_GetPointer(getattr(mod, name), f"relaygate.core.{module}.{name}".encode())
 
@@ -180,11 +179,10 @@ cdef class FastPath:
         self._set = memory.set
         # the memory level, the canonical body and the digest called in C where they are the compiled modules' own
         # (they are then one C call each, and the canonical body is hashed in its buffer, never made bytes)
-        self._get_c = <get_c_t>_capsule("_memcache_c", "GET_C", type(memory), lambda m: m.MemoryCache)
-        self._set_c = <set_c_t>_capsule("_memcache_c", "SET_C", type(memory), lambda m: m.MemoryCache)
-        self._canonical_c = <canonical_c_t>_capsule("_cachekey_c", "CANONICAL_C", canonical_body,
-                                                    lambda m: m.canonical_body)
-        self._hex_c = <hex_c_t>_capsule("_sha_c", "HEX_C", sha256_hex, lambda m: m.sha256_hex)
+        self._get_c = <get_c_t>_capsule("_memcache_c", "GET_C", type(memory), "MemoryCache")
+        self._set_c = <set_c_t>_capsule("_memcache_c", "SET_C", type(memory), "MemoryCache")
+        self._canonical_c = <canonical_c_t>_capsule("_cachekey_c", "CANONICAL_C", canonical_body, "canonical_body")
+        self._hex_c = <hex_c_t>_capsule("_sha_c", "HEX_C", sha256_hex, "sha256_hex")
         self.wall = wall
         self._events = events
         self._memo = memo
