@@ -191,23 +191,29 @@ def test_a_refused_token_is_exchanged_once_more(rx: Receiver) -> None:
 
 def test_a_token_is_renewed_before_its_expiry() -> None:
     calls: list[str] = []
-    tokens = [jwt(time.time() + 30), jwt(time.time() + 7200), "opaque-token"]
+    start = float(int(time.time())) + 0.25
+    clock = [start]  # stepped by the test: a loaded machine's pauses change nothing
+    tokens = [jwt(start + 30), jwt(start + 7200), "opaque-token"]
 
     def post(url: str, body: bytes, timeout: float) -> tuple[int, bytes]:
         calls.append(url)
         return 200, json.dumps({"token": tokens[len(calls) - 1], "project_id": 7}).encode()
 
-    t = AgentOpsToken("k", "http://ao/v3/auth/token", 5.0, post)
+    t = AgentOpsToken("k", "http://ao/v3/auth/token", 5.0, post, clock=lambda: clock[0])
     first = t.current()
     assert first == tokens[0] and t.project_id == "7"
     # 30 s left is inside the renewal minute: renewed at the first export a second on (not in a hot loop)
-    assert t.renew_at <= time.time() + 1.0 and t.current() == tokens[0] and len(calls) == 1
-    t.renew_at -= 1.0
+    assert t.renew_at == start + 1.0
+    clock[0] += 0.5
+    assert t.current() == tokens[0] and len(calls) == 1
+    clock[0] += 0.5
     assert t.current() == tokens[1] and len(calls) == 2
-    assert abs(t.renew_at - (time.time() + 7200 - 60)) < 5
-    assert t.current() == tokens[1] and len(calls) == 2  # two hours left: kept
-    t.renew_at = time.time() - 1
+    assert t.renew_at == int(start) + 7200 - 60  # its exp (whole seconds) less a minute
+    clock[0] += 3600
+    assert t.current() == tokens[1] and len(calls) == 2  # an hour later, an hour left: kept
+    clock[0] = t.renew_at
     assert t.current() == "opaque-token" and t.renew_at == 0.0  # no exp: kept until refused
+    clock[0] += 86400
     assert t.current() == "opaque-token" and len(calls) == 3
 
 

@@ -113,11 +113,13 @@ class AgentOpsToken:
     """The JWT AgentOps issues for the API key, exchanged and renewed on the exporter's thread (never the loop).
 
     ``post`` (tests, another transport) takes the URL, the JSON body and a timeout and returns the status and the
-    answer's bytes; by default ``urllib``."""
+    answer's bytes; by default ``urllib``. ``clock`` gives the wall-clock time (tests step it)."""
 
     def __init__(self, api_key: str, url: str, timeout: float,
-                 post: Callable[[str, bytes, float], tuple[int, bytes]] | None = None) -> None:
+                 post: Callable[[str, bytes, float], tuple[int, bytes]] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.url = url
+        self._clock = clock
         self.timeout = timeout
         self._body = json.dumps({"api_key": api_key}).encode()
         self._post = post or _urllib_post
@@ -134,7 +136,7 @@ class AgentOpsToken:
         """A usable token: the held one, else (or when it is due for renewal) a new one; None when the exchange
         failed now or within :data:`RETRY_S` seconds."""
         with self._lock:
-            now = time.time()
+            now = self._clock()
             if self.token is not None and (self.renew_at == 0.0 or now < self.renew_at):
                 return self.token
             if now < self._next_try:
@@ -147,7 +149,7 @@ class AgentOpsToken:
             if self.token != refused:
                 return self.token  # another export renewed it meanwhile
             self.token = None
-            now = time.time()
+            now = self._clock()
             return self._exchange(now) if now >= self._next_try else None
 
     def _exchange(self, now: float) -> str | None:
