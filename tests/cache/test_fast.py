@@ -172,6 +172,23 @@ def test_the_helpers_called_in_c_key_and_store_as_python(sha_instructions: bool)
         _sha_c.use_sha_instructions(True)
 
 
+def test_scopes_asked_in_turn_keep_their_own_keys() -> None:
+    """Scopes asked in turn, in team scope, get their own keys on the compiled path as on the Python path: another
+    team's request for the same body misses, the first team's hits, and a group or team of the same name but
+    another object does not change the key."""
+    check_loaded(fast.COMPONENT, fast._compiled)
+    with_fast, pure = pair(scope="team")
+    body = {**CHAT, "seed": 41}
+    turns = [("t1", "m", False), ("t2", "m", False), ("t1", "m", True), (None, "m", False), ("t2", "other", False),
+             ("t2", "".join(["o", "ther"]), True), ("".join(["t", "1"]), "m", True)]
+    for team, group, hit in turns:
+        got = [run(c, exchange(body, team=team, group=group), ANSWER) for c in (with_fast, pure)]
+        found = got[0][0]
+        assert got[0] == got[1] and (found[8:] == ANSWER if hit else found is None), (team, group)
+    assert with_fast._fast is not None and with_fast._fast.misses == 4
+    assert len({k for k in _keys(with_fast)}) == 4 and sorted(_keys(with_fast)) == sorted(_keys(pure))
+
+
 def test_helpers_replaced_are_called_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
     """A canonical body or digest replaced (a bench stub, a twin) and a memory level of another class (the pure
     twin's) are called through Python, as given, never by the compiled modules' C entry points."""
