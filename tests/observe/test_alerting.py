@@ -331,7 +331,7 @@ def test_hanging_webhook_never_blocks_and_stays_bounded() -> None:
                 a.budget_crossed("key", f"k{i}", 2.0, 1.0)  # distinct entities: 2000 distinct alerts
                 a.outage("database", f"down {i}")
             elapsed = time.perf_counter() - t0
-            assert elapsed < 1.0, elapsed  # ~µs per call; generous for a loaded machine
+            assert elapsed < 5.0, elapsed  # ~µs per call: never the hung webhook's wait (a loaded CI pauses)
             assert a.stats()["queued"] <= 20
             await hooks.wait_attempts("/hang", 1)
             t0 = time.perf_counter()

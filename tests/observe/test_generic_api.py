@@ -207,7 +207,7 @@ def test_partial_batch_waits_for_the_interval_and_aclose_flushes_it(collector: C
 
     took = asyncio.run(main())
     assert [e["call_id"] for e in collector.entries()] == ["c0", "late1", "late2"]
-    assert took < 1.0
+    assert took < 10.0  # not the 60 s interval (a loaded CI pauses a second or more)
 
 
 def test_records_after_an_idle_spell_are_sent(collector: Collector) -> None:
@@ -378,7 +378,7 @@ def test_aclose_is_bounded_when_the_endpoint_hangs(collector: Collector) -> None
         return time.monotonic() - t0, sink
 
     took, sink = asyncio.run(main())
-    assert took < 1.0
+    assert took < 10.0  # the 0.3 s close bound, not the 30 s timeout
     assert sink.dropped == 5  # the batch in flight and the ones waiting
     assert events.counts["generic_api_dropped"] == 5
 

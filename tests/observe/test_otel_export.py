@@ -586,7 +586,7 @@ def test_hung_receiver_bounded_queue_and_prompt_close(rx: Receiver, caplog: pyte
             await asyncio.sleep(0.01)
         t = time.monotonic()
         await sink.handle(records[1:])
-        assert time.monotonic() - t < 0.5
+        assert time.monotonic() - t < 2.5  # not the 5 s export timeout (a loaded CI pauses a second or more)
         # 2 spans are held by the hung request; the queue takes 6 more (3 records); 6 records are dropped
         assert sink.dropped == 12
         t = time.monotonic()

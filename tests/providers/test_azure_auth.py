@@ -202,7 +202,7 @@ def test_managed_identity_unreachable_is_a_401_remembered() -> None:
         t0 = time.monotonic()
         with pytest.raises(errors.AuthError, match="gave no token"):
             await refresh_token(t, identity_client())
-        assert time.monotonic() - t0 < 0.5
+        assert time.monotonic() - t0 < 3.0  # (a loaded CI pauses a second or more)
         assert t._blocked_until == until  # an answer from memory does not push the next try back
         await aclose_identity_clients()
 
