@@ -213,7 +213,7 @@ class ResponseCache:
         self.redis = redis
         """The Redis level (``type: redis`` / ``redis-semantic``), for what only Redis does (routes, vectors, marks)."""
         self.shared: RedisCache | BucketCache | None = shared if shared is not None else redis
-        """The shared level every worker reads and writes: the Redis level, or an object store's (``cache.s3``)."""
+        """The level all workers share: the Redis level or an object store's (``cache.s3``, ``gcs``, ``azure_blob``)."""
         self.semantic = semantic
         """The semantic level (``cache.semantic.Semantic``); None: exact caching only."""
         self._clock: Callable[[], float] = wall
